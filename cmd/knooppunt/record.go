@@ -1,0 +1,400 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newRecordCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "record",
+		Short: "Put, get, list, delete and watch records",
+	}
+	cmd.AddCommand(newRecordPutCmd(), newRecordGetCmd(), newRecordListCmd(), newRecordDeleteCmd(), newRecordWatchCmd())
+	return cmd
+}
+
+func newRecordPutCmd() *cobra.Command {
+	var (
+		f                clientFlags
+		j                record.JSON
+		body, validUntil string
+		labels           []string
+	)
+	cmd := &cobra.Command{
+		Use:   "put",
+		Short: "Create or update a record",
+		Long: `Create or update a record and print its id and version.
+
+--body is a JSON object, @FILE to read it from a file, or - to read it from standard input.
+--version is the version you last read: the put is refused with ABORTED if the record changed
+since. Without --version the put overwrites whatever is there.`,
+		Example: `  knooppunt record put --kind shelter.capacity --crisis oekraine --region VR09 \
+      --classification internal --body '{"municipality":"Utrecht","beds_total":120,"beds_free":14}'
+  knooppunt record put --id sitrep-1 --version 3 --kind sitrep --crisis oekraine --region NL \
+      --classification public --body @sitrep.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			raw, err := readBody(cmd.InOrStdin(), body)
+			if err != nil {
+				return err
+			}
+			j.Body = raw
+			if j.Labels, err = parseLabels(labels); err != nil {
+				return err
+			}
+			r, err := record.FromJSON(j)
+			if err != nil {
+				return fmt.Errorf("--%v", err)
+			}
+			if validUntil != "" {
+				t, err := time.Parse(time.RFC3339, validUntil)
+				if err != nil {
+					return fmt.Errorf("--valid-until %q: use RFC 3339, such as 2026-12-31T00:00:00Z", validUntil)
+				}
+				r.ValidUntil = timestamppb.New(t)
+			}
+			c, closeConn, err := f.records()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			resp, err := c.Put(cmd.Context(), &pb.PutRequest{Record: r})
+			if err != nil {
+				return callError(&f, err)
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"id": resp.Id, "version": resp.Version, "seq": resp.Seq})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s version %d\n", resp.Id, resp.Version)
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&j.ID, "id", "", "record id (default: a new one)")
+	fl.StringVar(&j.Kind, "kind", "", "record kind, such as shelter.capacity")
+	fl.StringVar(&j.Crisis, "crisis", "", "crisis, such as oekraine")
+	fl.StringVar(&j.Region, "region", "", "safety-region code VR01..VR25, or NL")
+	fl.StringVar(&j.Classification, "classification", "", "public, internal, confidential or secret")
+	fl.StringVar(&body, "body", "", "body: a JSON object, @FILE, or - for standard input")
+	fl.Int64Var(&j.Version, "version", 0, "the version you last read (0: overwrite)")
+	fl.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
+	fl.StringVar(&validUntil, "valid-until", "", "when the record stops being valid (RFC 3339)")
+	for _, req := range []string{"kind", "crisis", "region", "classification", "body"} {
+		cmd.MarkFlagRequired(req)
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func readBody(stdin io.Reader, body string) (json.RawMessage, error) {
+	var b []byte
+	var err error
+	switch {
+	case body == "-":
+		b, err = io.ReadAll(stdin)
+	case strings.HasPrefix(body, "@"):
+		b, err = os.ReadFile(body[1:])
+	default:
+		b = []byte(body)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--body: %w", err)
+	}
+	return json.RawMessage(b), nil
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: use key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newRecordGetCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "get ID",
+		Short:   "Show one record",
+		Example: `  knooppunt record get sitrep-1 -o json`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			c, closeConn, err := f.records()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0]})
+			if err != nil {
+				return callError(&f, err)
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), record.ToJSON(r))
+			}
+			return printRecordDetail(cmd.OutOrStdout(), r)
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func printRecordDetail(w io.Writer, r *pb.Record) error {
+	tw := newTable(w)
+	j := record.ToJSON(r)
+	fmt.Fprintf(tw, "id\t%s\n", j.ID)
+	fmt.Fprintf(tw, "origin\t%s\n", j.Origin)
+	fmt.Fprintf(tw, "kind\t%s\n", j.Kind)
+	fmt.Fprintf(tw, "crisis\t%s\n", j.Crisis)
+	fmt.Fprintf(tw, "region\t%s\n", j.Region)
+	fmt.Fprintf(tw, "classification\t%s\n", j.Classification)
+	fmt.Fprintf(tw, "labels\t%s\n", formatLabels(j.Labels))
+	fmt.Fprintf(tw, "version\t%d\n", j.Version)
+	if j.UpdatedAt != nil {
+		fmt.Fprintf(tw, "updated\t%s\n", j.UpdatedAt.Local().Format(time.RFC3339))
+	}
+	if j.ValidUntil != nil {
+		fmt.Fprintf(tw, "valid until\t%s\n", j.ValidUntil.Local().Format(time.RFC3339))
+	}
+	fmt.Fprintf(tw, "body\t%s\n", j.Body)
+	return tw.Flush()
+}
+
+func formatLabels(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func newRecordListCmd() *cobra.Command {
+	var (
+		f               clientFlags
+		req             pb.ListRequest
+		maxClass, since string
+		all             bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List records",
+		Long: `List live records in id order, one page at a time (--limit), or every page with --all.
+--updated-since takes a time (RFC 3339) or a duration back from now, such as 2h.`,
+		Example: `  knooppunt record list --crisis oekraine --kind shelter.capacity --region VR09
+  knooppunt record list --label source=lcvs --max-classification internal --all -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			cl, err := record.ParseClassification(maxClass)
+			if err != nil {
+				return fmt.Errorf("--max-%v", err)
+			}
+			req.MaxClassification = cl
+			if since != "" {
+				t, err := parseSince(since)
+				if err != nil {
+					return err
+				}
+				req.UpdatedSince = timestamppb.New(t)
+			}
+			c, closeConn, err := f.records()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			var recs []*pb.Record
+			next := ""
+			for {
+				resp, err := c.List(cmd.Context(), &req)
+				if err != nil {
+					return callError(&f, err)
+				}
+				recs = append(recs, resp.Records...)
+				next = resp.NextPageToken
+				if !all || next == "" {
+					break
+				}
+				req.PageToken = next
+			}
+			return printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&req.Kind, "kind", "", "only this kind")
+	fl.StringVar(&req.Crisis, "crisis", "", "only this crisis")
+	fl.StringVar(&req.Region, "region", "", "only this region")
+	fl.StringVarP(&req.LabelSelector, "label", "l", "", "label selector: key=value[,key=value]")
+	fl.StringVar(&maxClass, "max-classification", "", "leave out records above this level")
+	fl.StringVar(&since, "updated-since", "", "only records updated since (RFC 3339, or a duration such as 2h)")
+	fl.Int32Var(&req.PageSize, "limit", 100, "records per page (at most 1000)")
+	fl.StringVar(&req.PageToken, "page-token", "", "continue from a previous page")
+	fl.BoolVar(&all, "all", false, "fetch every page")
+	f.register(cmd, true)
+	return cmd
+}
+
+func parseSince(s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--updated-since %q: use RFC 3339 (2026-11-28T12:00:00Z) or a duration (2h)", s)
+	}
+	return t, nil
+}
+
+func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next string) error {
+	if format == "json" {
+		js := make([]record.JSON, len(recs))
+		for i, r := range recs {
+			js[i] = record.ToJSON(r)
+		}
+		return printJSON(out, js)
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, "ID\tKIND\tCRISIS\tREGION\tCLASSIFICATION\tVERSION\tUPDATED\tBODY")
+	for _, r := range recs {
+		j := record.ToJSON(r)
+		updated := ""
+		if j.UpdatedAt != nil {
+			updated = j.UpdatedAt.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Kind, j.Crisis, j.Region, j.Classification, j.Version, updated, truncate(string(j.Body), 60))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		fmt.Fprintf(errOut, "more records: add --page-token %s, or --all\n", next)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+func newRecordDeleteCmd() *cobra.Command {
+	var (
+		f       clientFlags
+		version int64
+	)
+	cmd := &cobra.Command{
+		Use:   "delete ID",
+		Short: "Delete a record (writes a tombstone)",
+		Long: `Delete a record. The node keeps a tombstone in the change feed, so watchers and peers
+learn of the deletion. With --version the delete is refused if the record changed since.`,
+		Example: `  knooppunt record delete sitrep-1 --version 4`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, closeConn, err := f.records()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			resp, err := c.Delete(cmd.Context(), &pb.DeleteRequest{Id: args[0], Version: version})
+			if err != nil {
+				return callError(&f, err)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted at version %d\n", resp.Id, resp.Version)
+			return err
+		},
+	}
+	cmd.Flags().Int64Var(&version, "version", 0, "the version you last read (0: any)")
+	f.register(cmd, false)
+	return cmd
+}
+
+func newRecordWatchCmd() *cobra.Command {
+	var (
+		f   clientFlags
+		req pb.WatchRequest
+	)
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Stream changes as they commit",
+		Long: `Stream the change feed from a cursor: first the stored changes after it, then new ones as
+they commit, until interrupted. Each change shows its seq; pass the last one as --cursor to resume
+exactly there. With -o json each change is one JSON object per line.`,
+		Example: `  knooppunt record watch --crisis oekraine
+  knooppunt record watch --cursor 1042 -o json | jq .record.id`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			c, closeConn, err := f.records()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			stream, err := c.Watch(cmd.Context(), &req)
+			if err != nil {
+				return callError(&f, err)
+			}
+			out := cmd.OutOrStdout()
+			enc := json.NewEncoder(out)
+			for {
+				ch, err := stream.Recv()
+				if err != nil {
+					if errors.Is(err, io.EOF) || cmd.Context().Err() != nil {
+						return nil
+					}
+					return callError(&f, err)
+				}
+				if f.output == "json" {
+					if err := enc.Encode(map[string]any{"seq": ch.Seq, "record": record.ToJSON(ch.Record)}); err != nil {
+						return err
+					}
+					continue
+				}
+				op := "put"
+				if ch.Record.Tombstone {
+					op = "delete"
+				}
+				fmt.Fprintf(out, "%d\t%s\t%s\t%s v%d\t%s\n", ch.Seq, op, ch.Record.Kind, ch.Record.Id, ch.Record.Version, truncate(string(ch.Record.Body), 60))
+			}
+		},
+	}
+	cmd.Flags().Int64Var(&req.Cursor, "cursor", 0, "seq of the last change already seen (0: from the start)")
+	cmd.Flags().StringVar(&req.Kind, "kind", "", "only this kind")
+	cmd.Flags().StringVar(&req.Crisis, "crisis", "", "only this crisis")
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,66 @@
+// Package nodestatus is the StatusService: what a node is, who leads its Raft group, and how much
+// it holds.
+package nodestatus
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Config wires the service.
+type Config struct {
+	Name, Org, Version string
+	Kinds              []string
+	Store              *store.Store
+	DB                 *db.DB
+	StartedAt          time.Time
+	Logger             *slog.Logger
+}
+
+// Service implements knooppunt.v1.StatusService.
+type Service struct {
+	pb.UnsafeStatusServiceServer
+	c Config
+}
+
+var _ pb.StatusServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterStatusServiceServer(s, svc) }
+
+// Status reports on the node.
+func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	records, size, err := s.c.DB.Stats(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	seq, err := s.c.DB.LastSeq()
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return &pb.StatusResponse{
+		NodeName:     s.c.Name,
+		Org:          s.c.Org,
+		Version:      s.c.Version,
+		RaftState:    s.c.Store.State(),
+		Leader:       s.c.Store.Leader(),
+		AppliedIndex: s.c.Store.AppliedIndex(),
+		Records:      records,
+		DbBytes:      size,
+		LastSeq:      seq,
+		Kinds:        s.c.Kinds,
+		StartedAt:    timestamppb.New(s.c.StartedAt),
+	}, nil
+}

@@ -1,0 +1,268 @@
+// Package records is the RecordService: how an org's own users and apps put, get, list, delete
+// and watch the records of their node. It checks every request before anything reaches the
+// store, so bad input never touches stored data.
+package records
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Limits of one request.
+const (
+	MaxBatch        = 10000
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+	watchPage       = 256
+)
+
+// Config wires the service.
+type Config struct {
+	Store   *store.Store
+	DB      *db.DB
+	Checker *record.Checker
+	Logger  *slog.Logger
+}
+
+// Service implements knooppunt.v1.RecordService.
+type Service struct {
+	pb.UnsafeRecordServiceServer
+	store   *store.Store
+	db      *db.DB
+	checker *record.Checker
+	log     *slog.Logger
+	quit    chan struct{}
+}
+
+var _ pb.RecordServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service {
+	return &Service{store: c.Store, db: c.DB, checker: c.Checker, log: c.Logger, quit: make(chan struct{})}
+}
+
+// Shutdown ends every Watch stream with UNAVAILABLE, so that a graceful stop does not wait for
+// watchers that never hang up.
+func (s *Service) Shutdown() { close(s.quit) }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) {
+	pb.RegisterRecordServiceServer(s, svc)
+}
+
+func (s *Service) prepare(r *pb.Record) error {
+	if err := s.checker.CheckPut(r); err != nil {
+		return err
+	}
+	if r.Id == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		r.Id = id.String()
+	}
+	return nil
+}
+
+func stored(r *pb.Record, res db.Result) *pb.PutResponse {
+	return &pb.PutResponse{Id: r.Id, Version: res.Version, UpdatedAt: r.UpdatedAt, Seq: res.Seq}
+}
+
+// Put creates or updates one record.
+func (s *Service) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	r := req.GetRecord()
+	if err := s.prepare(r); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	res, err := s.store.Write(ctx, []*pb.Record{r})
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	if res[0].Err != nil {
+		return nil, api.Status(s.log, res[0].Err)
+	}
+	return stored(r, res[0]), nil
+}
+
+// PutBatch writes the valid records of a batch in one log entry and reports on each.
+func (s *Service) PutBatch(ctx context.Context, req *pb.PutBatchRequest) (*pb.PutBatchResponse, error) {
+	if len(req.Records) > MaxBatch {
+		return nil, api.Invalid("records", "%d records is over the limit of %d per batch: split it", len(req.Records), MaxBatch)
+	}
+	results := make([]*pb.PutBatchResult, len(req.Records))
+	var valid []*pb.Record
+	var at []int
+	for i, r := range req.Records {
+		results[i] = &pb.PutBatchResult{Index: int32(i)}
+		if err := s.prepare(r); err != nil {
+			fail(results[i], api.Status(s.log, err))
+			continue
+		}
+		valid = append(valid, r)
+		at = append(at, i)
+	}
+	res, err := s.store.Write(ctx, valid)
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	for j, r := range res {
+		out := results[at[j]]
+		if r.Err != nil {
+			fail(out, api.Status(s.log, r.Err))
+			continue
+		}
+		out.Stored = stored(valid[j], r)
+	}
+	return &pb.PutBatchResponse{Results: results}, nil
+}
+
+func fail(out *pb.PutBatchResult, err error) {
+	st := grpcstatus.Convert(err)
+	out.Code = int32(st.Code())
+	out.Message = st.Message()
+}
+
+// Get returns one live record.
+func (s *Service) Get(ctx context.Context, req *pb.GetRequest) (*pb.Record, error) {
+	if err := record.CheckID("id", req.Id); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	r, err := s.db.Get(ctx, req.Id)
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	return r, nil
+}
+
+// List returns a page of live records matching the filters, in id order.
+func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
+	f := db.Filter{
+		Kind: req.Kind, Crisis: req.Crisis, Region: req.Region,
+		MaxClassification: req.MaxClassification, PageSize: int(req.PageSize), PageToken: req.PageToken,
+	}
+	if req.Kind != "" && s.checker.Kinds.Get(req.Kind) == nil {
+		return nil, api.Invalid("kind", "unknown kind %q: use one of %s", req.Kind, strings.Join(s.checker.Kinds.Names(), ", "))
+	}
+	if err := record.CheckClassification("max_classification", req.MaxClassification, true); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	labels, err := ParseSelector(req.LabelSelector)
+	if err != nil {
+		return nil, err
+	}
+	f.Labels = labels
+	if req.UpdatedSince != nil {
+		if err := req.UpdatedSince.CheckValid(); err != nil {
+			return nil, api.Invalid("updated_since", "%v", err)
+		}
+		f.UpdatedSince = req.UpdatedSince.AsTime()
+	}
+	switch {
+	case req.PageSize < 0:
+		return nil, api.Invalid("page_size", "%d is negative", req.PageSize)
+	case req.PageSize == 0:
+		f.PageSize = DefaultPageSize
+	case req.PageSize > MaxPageSize:
+		f.PageSize = MaxPageSize
+	}
+	recs, next, err := s.db.List(ctx, f)
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	return &pb.ListResponse{Records: recs, NextPageToken: next}, nil
+}
+
+// ParseSelector parses a label selector of comma-separated key=value pairs.
+func ParseSelector(sel string) (map[string]string, error) {
+	if strings.TrimSpace(sel) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, part := range strings.Split(sel, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || k == "" {
+			return nil, api.Invalid("label_selector", "%q is not key=value", part)
+		}
+		out[k] = v
+	}
+	if err := record.CheckLabelSelector("label_selector", out); err != nil {
+		return nil, api.Status(slog.Default(), err)
+	}
+	return out, nil
+}
+
+// Delete writes a tombstone for a live record.
+func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutResponse, error) {
+	if err := record.CheckID("id", req.Id); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	if req.Version < 0 {
+		return nil, api.Invalid("version", "%d is negative", req.Version)
+	}
+	t := &pb.Record{Id: req.Id, Version: req.Version, Tombstone: true}
+	res, err := s.store.Write(ctx, []*pb.Record{t})
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	if res[0].Err != nil {
+		return nil, api.Status(s.log, res[0].Err)
+	}
+	return stored(t, res[0]), nil
+}
+
+// Watch streams the changes after the cursor: those stored, then new ones as they commit.
+func (s *Service) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[pb.Change]) error {
+	if req.Cursor < 0 {
+		return api.Invalid("cursor", "%d is negative: use 0 to start at the beginning", req.Cursor)
+	}
+	if req.Kind != "" && s.checker.Kinds.Get(req.Kind) == nil {
+		return api.Invalid("kind", "unknown kind %q", req.Kind)
+	}
+	metrics.WatchStreams.Inc()
+	defer metrics.WatchStreams.Dec()
+	ctx := stream.Context()
+	cursor := req.Cursor
+	for {
+		changed := s.db.Changed()
+		upTo, err := s.db.LastSeq()
+		if err != nil {
+			return api.Status(s.log, err)
+		}
+		for cursor < upTo {
+			page, err := s.db.Changes(ctx, cursor, upTo, watchPage, req.Kind, req.Crisis)
+			if err != nil {
+				return api.Status(s.log, err)
+			}
+			for _, c := range page {
+				if err := stream.Send(&pb.Change{Seq: c.Seq, Record: c.Record}); err != nil {
+					return err
+				}
+				cursor = c.Seq
+			}
+			if len(page) < watchPage {
+				// Nothing else matches up to upTo; skip the changes the filter left out.
+				cursor = upTo
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.quit:
+			return grpcstatus.Error(codes.Unavailable, "the node is shutting down: watch again from your last cursor")
+		case <-changed:
+		}
+	}
+}

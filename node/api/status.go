@@ -1,0 +1,71 @@
+// Package api holds what every gRPC service of a node shares: turning errors into status codes
+// (in one place) and the logging interceptors. Each service lives in a package of its own below.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+)
+
+// Status turns an error from the layers below into a gRPC status whose message tells the user
+// what to fix. Errors it does not know become Internal, logged with the detail, and the client
+// sees no more than that something failed.
+func Status(log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var fe *record.FieldError
+	var stale *db.StaleVersionError
+	switch {
+	case errors.As(err, &fe):
+		return status.Error(fe.Code, fe.Error())
+	case errors.As(err, &stale):
+		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
+	case errors.Is(err, db.ErrNotFound):
+		return status.Error(codes.NotFound, "record not found")
+	case errors.Is(err, db.ErrBadPageToken):
+		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous List: start again without it")
+	case errors.Is(err, store.ErrNotLeader):
+		return status.Error(codes.Unavailable, "this replica is not the leader and cannot take writes now: retry shortly")
+	case errors.Is(err, store.ErrClosed), errors.Is(err, db.ErrClosed):
+		return status.Error(codes.Unavailable, "the node is shutting down: retry on another replica or later")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	log.Error("internal error", "err", err)
+	return status.Error(codes.Internal, "internal error: the node logged the detail")
+}
+
+// Invalid is an InvalidArgument status naming field.
+func Invalid(field, format string, args ...any) error {
+	return status.Error(codes.InvalidArgument, field+": "+fmt.Sprintf(format, args...))
+}
+
+// LogUnary logs each failed unary call at warn level with its method and code.
+func LogUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		if err != nil {
+			st := status.Convert(err)
+			if st.Code() != codes.NotFound {
+				log.Warn("call refused", "method", info.FullMethod, "code", st.Code().String(), "msg", st.Message())
+			}
+		}
+		return resp, err
+	}
+}

@@ -1,0 +1,220 @@
+// Package db owns a node's SQLite database: the records, the change feed and the Raft applied
+// index.
+//
+// It keeps two handles on one file in WAL mode. The read-write handle has a single connection and
+// is used only by the FSM, through Apply, so there is exactly one writer. The read-only handle
+// serves every query. Restore never mutates the live database: it builds a new file and swaps it
+// in under a lock.
+//
+// db never talks to Raft and never validates records; callers hand it writes that are already
+// checked and ordered.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+)
+
+var (
+	// ErrNotFound means no live record has the id.
+	ErrNotFound = errors.New("db: record not found")
+	// ErrClosed means the database was closed.
+	ErrClosed = errors.New("db: closed")
+)
+
+// DB is a node's SQLite database.
+type DB struct {
+	path string
+
+	mu     sync.RWMutex // held for reading by every query, for writing while handles are swapped
+	rw     *sql.DB
+	ro     *sql.DB
+	closed bool
+
+	feedMu  sync.Mutex
+	changed chan struct{} // closed and replaced after every commit that adds to the change feed
+}
+
+// Open opens or creates the database at path and brings its schema up to date.
+func Open(path string) (*DB, error) {
+	d := &DB{path: path, changed: make(chan struct{})}
+	if err := d.open(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *DB) open() error {
+	rw, err := sql.Open("sqlite3", "file:"+d.path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("db: open %s: %w", d.path, err)
+	}
+	rw.SetMaxOpenConns(1)
+	rw.SetConnMaxLifetime(0)
+	if err := migrate(rw); err != nil {
+		rw.Close()
+		return fmt.Errorf("db: migrate %s: %w", d.path, err)
+	}
+	ro, err := sql.Open("sqlite3", "file:"+d.path+"?mode=ro&_query_only=1&_busy_timeout=5000")
+	if err != nil {
+		rw.Close()
+		return fmt.Errorf("db: open %s read-only: %w", d.path, err)
+	}
+	ro.SetMaxOpenConns(8)
+	ro.SetMaxIdleConns(8)
+	d.rw, d.ro = rw, ro
+	return nil
+}
+
+// Path is the database file.
+func (d *DB) Path() string { return d.path }
+
+// Close closes both handles.
+func (d *DB) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	return errors.Join(d.ro.Close(), d.rw.Close())
+}
+
+// read runs fn with the read-only handle, holding the swap lock.
+func (d *DB) read(fn func(ro *sql.DB) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrClosed
+	}
+	return fn(d.ro)
+}
+
+// AppliedIndex is the index of the last Raft entry applied to the database.
+func (d *DB) AppliedIndex() (uint64, error) {
+	var idx uint64
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRow(`SELECT value FROM meta WHERE key = 'applied_index'`).Scan(&idx)
+	})
+	return idx, err
+}
+
+// LastSeq is the sequence number of the newest change in the feed.
+func (d *DB) LastSeq() (int64, error) {
+	var seq int64
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRow(`SELECT value FROM meta WHERE key = 'last_seq'`).Scan(&seq)
+	})
+	return seq, err
+}
+
+// Stats reports the number of live records and the size of the database files.
+func (d *DB) Stats(ctx context.Context) (records int64, bytes int64, err error) {
+	err = d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE tombstone = 0`).Scan(&records)
+	})
+	for _, suffix := range []string{"", "-wal"} {
+		if fi, statErr := os.Stat(d.path + suffix); statErr == nil {
+			bytes += fi.Size()
+		}
+	}
+	return records, bytes, err
+}
+
+// Changed returns a channel that is closed at the next commit that adds to the change feed.
+func (d *DB) Changed() <-chan struct{} {
+	d.feedMu.Lock()
+	defer d.feedMu.Unlock()
+	return d.changed
+}
+
+func (d *DB) notify() {
+	d.feedMu.Lock()
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.feedMu.Unlock()
+}
+
+// Backup writes a consistent copy of the database to dst, which must not exist. The caller must
+// make sure no Apply runs at the same time (the Raft FSM does so by design).
+func (d *DB) Backup(dst string) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrClosed
+	}
+	if _, err := d.rw.Exec(`VACUUM INTO ?`, dst); err != nil {
+		return fmt.Errorf("db: backup to %s: %w", dst, err)
+	}
+	return nil
+}
+
+// Restore replaces the whole database with the one read from r. The new file is built and
+// checked beside the live one, then swapped in under the lock; a failure leaves the live
+// database as it was.
+func (d *DB) Restore(r io.Reader) error {
+	tmp := d.path + ".restore"
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("db: restore: %w", err)
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("db: restore: copy snapshot: %w", err)
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("db: restore: %w", err)
+	}
+	if err := IntegrityCheck(tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("db: restore: snapshot is damaged: %w", err)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		os.Remove(tmp)
+		return ErrClosed
+	}
+	if err := errors.Join(d.ro.Close(), d.rw.Close()); err != nil {
+		return fmt.Errorf("db: restore: close live database: %w", err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(d.path + suffix)
+	}
+	if err := os.Rename(tmp, d.path); err != nil {
+		return fmt.Errorf("db: restore: swap: %w", err)
+	}
+	if err := d.open(); err != nil {
+		return err
+	}
+	d.notify()
+	return nil
+}
+
+// IntegrityCheck runs SQLite's integrity_check on the file at path.
+func IntegrityCheck(path string) error {
+	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	var res string
+	if err := h.QueryRow(`PRAGMA integrity_check`).Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("integrity_check: %s", res)
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package db
+
+import (
+	"database/sql"
+	"fmt"
+)
+
+// migrations are numbered by their position: migrations[0] brings user_version 0 to 1. A released
+// migration never changes; a schema change is a new entry at the end.
+var migrations = []string{
+	// 1: records, labels, the change feed and the Raft applied index.
+	`
+CREATE TABLE records (
+	id             TEXT    NOT NULL PRIMARY KEY,
+	origin         TEXT    NOT NULL,
+	kind           TEXT    NOT NULL,
+	crisis         TEXT    NOT NULL,
+	region         TEXT    NOT NULL,
+	classification INTEGER NOT NULL,
+	labels         TEXT    NOT NULL,  -- JSON object of strings
+	body           BLOB    NOT NULL,  -- JSON object
+	version        INTEGER NOT NULL,
+	updated_at     INTEGER NOT NULL,  -- Unix nanoseconds
+	valid_until    INTEGER NOT NULL,  -- Unix nanoseconds, 0 when unset
+	tombstone      INTEGER NOT NULL,
+	seq            INTEGER NOT NULL   -- change-feed seq of the latest change
+) WITHOUT ROWID;
+-- One index per List filter, each ending in id so that a page is a range scan in id order.
+CREATE INDEX records_kind    ON records (kind, id);
+CREATE INDEX records_crisis  ON records (crisis, kind, region, id);
+CREATE INDEX records_region  ON records (region, id);
+CREATE INDEX records_updated ON records (updated_at);
+
+CREATE TABLE record_labels (
+	key   TEXT NOT NULL,
+	value TEXT NOT NULL,
+	id    TEXT NOT NULL,
+	PRIMARY KEY (key, value, id)
+) WITHOUT ROWID;
+CREATE INDEX record_labels_id ON record_labels (id);
+
+-- The change feed. A row names the record version a change produced; a change that a later one
+-- superseded is skipped when the feed is read, so a reader sees every record's latest state in
+-- commit order.
+CREATE TABLE changes (
+	seq     INTEGER NOT NULL PRIMARY KEY,
+	id      TEXT    NOT NULL,
+	version INTEGER NOT NULL
+);
+
+CREATE TABLE meta (
+	key   TEXT    NOT NULL PRIMARY KEY,
+	value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('applied_index', 0), ('last_seq', 0);
+`,
+}
+
+// SchemaVersion is the user_version a fully migrated database has.
+var SchemaVersion = len(migrations)
+
+func migrate(h *sql.DB) error {
+	var v int
+	if err := h.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this knooppunt (%d): run a newer release", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := h.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,364 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// StaleVersionError refuses a write whose expected version is not the current one.
+type StaleVersionError struct {
+	ID       string
+	Expected int64
+	Current  int64
+}
+
+func (e *StaleVersionError) Error() string {
+	return fmt.Sprintf("db: record %q is at version %d, not %d", e.ID, e.Current, e.Expected)
+}
+
+// Write is one change for Apply. Record holds the new state; its Version is the version the writer
+// expects to replace (0: any) and its UpdatedAt the commit time chosen by the leader. A write with
+// Tombstone set deletes: only its ID, Version and UpdatedAt are read.
+type Write = pb.Record
+
+// Result is Apply's answer for one write.
+type Result struct {
+	Err     error // nil, ErrNotFound or *StaleVersionError
+	Version int64
+	Seq     int64
+}
+
+// Apply applies writes, in order, in one transaction, and records index as the applied Raft index.
+// Each write succeeds or fails on its own. An entry at or below the applied index was applied
+// before (the log is being replayed over a durable database) and is skipped: Apply then returns
+// nil results.
+func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	tx, err := d.rw.Begin()
+	if err != nil {
+		return nil, fmt.Errorf("db: apply %d: %w", index, err)
+	}
+	defer tx.Rollback()
+
+	var applied uint64
+	var seq int64
+	if err := tx.QueryRow(`SELECT (SELECT value FROM meta WHERE key='applied_index'), (SELECT value FROM meta WHERE key='last_seq')`).Scan(&applied, &seq); err != nil {
+		return nil, fmt.Errorf("db: apply %d: %w", index, err)
+	}
+	if index != 0 && index <= applied {
+		return nil, nil
+	}
+
+	a, err := newApplier(tx)
+	if err != nil {
+		return nil, fmt.Errorf("db: apply %d: %w", index, err)
+	}
+	defer a.close()
+	results := make([]Result, len(writes))
+	for i, w := range writes {
+		seq++
+		res, err := a.apply(w, seq)
+		if err != nil {
+			return nil, fmt.Errorf("db: apply %d: record %q: %w", index, w.GetId(), err)
+		}
+		if res.Err != nil {
+			seq--
+		}
+		results[i] = res
+	}
+	if _, err := tx.Exec(`UPDATE meta SET value = CASE key WHEN 'applied_index' THEN ? ELSE ? END WHERE key IN ('applied_index', 'last_seq')`, index, seq); err != nil {
+		return nil, fmt.Errorf("db: apply %d: %w", index, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("db: apply %d: commit: %w", index, err)
+	}
+	d.notify()
+	return results, nil
+}
+
+type applier struct {
+	current, upsert, delLabels, addLabel, change *sql.Stmt
+}
+
+func newApplier(tx *sql.Tx) (*applier, error) {
+	a := &applier{}
+	var err error
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var s *sql.Stmt
+		s, err = tx.Prepare(q)
+		return s
+	}
+	a.current = prep(`SELECT ` + recordColumns + ` FROM records WHERE id = ?`)
+	a.upsert = prep(`INSERT OR REPLACE INTO records (` + recordColumns + `, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+	a.delLabels = prep(`DELETE FROM record_labels WHERE id = ?`)
+	a.addLabel = prep(`INSERT INTO record_labels (key, value, id) VALUES (?,?,?)`)
+	a.change = prep(`INSERT INTO changes (seq, id, version) VALUES (?,?,?)`)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *applier) close() {
+	for _, s := range []*sql.Stmt{a.current, a.upsert, a.delLabels, a.addLabel, a.change} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+func (a *applier) apply(w *Write, seq int64) (Result, error) {
+	cur, err := scanRecord(a.current.QueryRow(w.GetId()))
+	if errors.Is(err, ErrNotFound) {
+		cur = nil
+	} else if err != nil {
+		return Result{}, err
+	}
+	var curVersion int64
+	if cur != nil {
+		curVersion = cur.Version
+	}
+	if w.Version != 0 && w.Version != curVersion {
+		return Result{Err: &StaleVersionError{ID: w.Id, Expected: w.Version, Current: curVersion}}, nil
+	}
+
+	next := w
+	if w.Tombstone {
+		if cur == nil || cur.Tombstone {
+			return Result{Err: ErrNotFound}, nil
+		}
+		next = cur
+		next.Tombstone = true
+		next.Body = []byte("{}")
+		next.UpdatedAt = w.UpdatedAt
+	}
+	version := curVersion + 1
+
+	labels, err := json.Marshal(nonNil(next.Labels))
+	if err != nil {
+		return Result{}, err
+	}
+	if _, err := a.upsert.Exec(next.Id, next.Origin, next.Kind, next.Crisis, next.Region, int32(next.Classification),
+		string(labels), next.Body, version, tsNanos(next.UpdatedAt), tsNanos(next.ValidUntil), next.Tombstone, seq); err != nil {
+		return Result{}, err
+	}
+	if cur != nil && len(cur.Labels) > 0 {
+		if _, err := a.delLabels.Exec(next.Id); err != nil {
+			return Result{}, err
+		}
+	}
+	for k, v := range next.Labels {
+		if _, err := a.addLabel.Exec(k, v, next.Id); err != nil {
+			return Result{}, err
+		}
+	}
+	if _, err := a.change.Exec(seq, next.Id, version); err != nil {
+		return Result{}, err
+	}
+	return Result{Version: version, Seq: seq}, nil
+}
+
+const recordColumns = `id, origin, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRecord(row scanner, extra ...any) (*pb.Record, error) {
+	var (
+		r                     pb.Record
+		class                 int32
+		labels                string
+		updatedAt, validUntil int64
+	)
+	dest := append([]any{&r.Id, &r.Origin, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updatedAt, &validUntil, &r.Tombstone}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	r.Classification = pb.Classification(class)
+	if labels != "{}" {
+		if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
+			return nil, fmt.Errorf("labels of %q: %w", r.Id, err)
+		}
+	}
+	r.UpdatedAt = nanosTs(updatedAt)
+	r.ValidUntil = nanosTs(validUntil)
+	return &r, nil
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func tsNanos(ts *timestamppb.Timestamp) int64 {
+	if ts == nil {
+		return 0
+	}
+	return ts.AsTime().UnixNano()
+}
+
+func nanosTs(n int64) *timestamppb.Timestamp {
+	if n == 0 {
+		return nil
+	}
+	return timestamppb.New(time.Unix(0, n))
+}
+
+// Get returns the live record with the id, or ErrNotFound.
+func (d *DB) Get(ctx context.Context, id string) (*pb.Record, error) {
+	var rec *pb.Record
+	err := d.read(func(ro *sql.DB) error {
+		var err error
+		rec, err = scanRecord(ro.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM records WHERE id = ? AND tombstone = 0`, id))
+		return err
+	})
+	return rec, err
+}
+
+// Filter selects records for List. Zero fields do not filter.
+type Filter struct {
+	Kind, Crisis, Region string
+	Labels               map[string]string
+	MaxClassification    pb.Classification
+	UpdatedSince         time.Time
+	PageSize             int
+	PageToken            string
+}
+
+// ErrBadPageToken means a page token was not made by List.
+var ErrBadPageToken = errors.New("db: page token is not one this node issued")
+
+// List returns a page of live records in id order, and the token of the next page ("" at the end).
+func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
+	var where []string
+	var args []any
+	where = append(where, "tombstone = 0")
+	if f.PageToken != "" {
+		after, err := base64.RawURLEncoding.DecodeString(f.PageToken)
+		if err != nil || len(after) == 0 {
+			return nil, "", ErrBadPageToken
+		}
+		where, args = append(where, "id > ?"), append(args, string(after))
+	}
+	if f.Kind != "" {
+		where, args = append(where, "kind = ?"), append(args, f.Kind)
+	}
+	if f.Crisis != "" {
+		where, args = append(where, "crisis = ?"), append(args, f.Crisis)
+	}
+	if f.Region != "" {
+		where, args = append(where, "region = ?"), append(args, f.Region)
+	}
+	if f.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
+		where, args = append(where, "classification <= ?"), append(args, int32(f.MaxClassification))
+	}
+	if !f.UpdatedSince.IsZero() {
+		where, args = append(where, "updated_at >= ?"), append(args, f.UpdatedSince.UnixNano())
+	}
+	keys := make([]string, 0, len(f.Labels))
+	for k := range f.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		where = append(where, "id IN (SELECT id FROM record_labels WHERE key = ? AND value = ?)")
+		args = append(args, k, f.Labels[k])
+	}
+	size := f.PageSize
+	q := `SELECT ` + recordColumns + ` FROM records WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT ?`
+	args = append(args, size+1)
+
+	var out []*pb.Record
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("db: list: %w", err)
+	}
+	next := ""
+	if len(out) > size {
+		out = out[:size]
+		next = base64.RawURLEncoding.EncodeToString([]byte(out[size-1].Id))
+	}
+	return out, next, nil
+}
+
+// Change is one entry of the change feed.
+type Change struct {
+	Seq    int64
+	Record *pb.Record
+}
+
+// Changes returns up to limit changes with after < seq <= upTo, in commit order, including
+// tombstones. A change that a later change to the same record superseded is left out; the later
+// one carries the record's state.
+func (d *DB) Changes(ctx context.Context, after, upTo int64, limit int, kind, crisis string) ([]Change, error) {
+	q := `SELECT r.id, r.origin, r.kind, r.crisis, r.region, r.classification, r.labels, r.body, r.version,
+	             r.updated_at, r.valid_until, r.tombstone, c.seq
+	      FROM changes c JOIN records r ON r.id = c.id AND r.version = c.version
+	      WHERE c.seq > ? AND c.seq <= ?`
+	args := []any{after, upTo}
+	if kind != "" {
+		q, args = q+` AND r.kind = ?`, append(args, kind)
+	}
+	if crisis != "" {
+		q, args = q+` AND r.crisis = ?`, append(args, crisis)
+	}
+	q += ` ORDER BY c.seq LIMIT ?`
+	args = append(args, limit)
+	var out []Change
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var seq int64
+			r, err := scanRecord(rows, &seq)
+			if err != nil {
+				return err
+			}
+			out = append(out, Change{Seq: seq, Record: r})
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db: changes: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,265 @@
+// Package node wires one replica of a Knooppunt node: the SQLite database, the Raft store, the
+// gRPC services on the local socket, and /metrics. It owns start-up order and clean shutdown;
+// the parts it wires own everything else.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/nodestatus"
+	"github.com/knooppunt/knooppunt/node/api/records"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+)
+
+// SocketName is the local socket's file name inside the data directory.
+const SocketName = "knooppunt.sock"
+
+// MaxMessageBytes bounds one gRPC message, above the record body limit so that an oversized body
+// is refused by the record check, which names the field, rather than by the transport.
+const MaxMessageBytes = 64 << 20
+
+// Options start a node.
+type Options struct {
+	// DataDir holds the database, the Raft log and the local socket.
+	DataDir string
+	Config  *config.Config
+	Logger  *slog.Logger
+	// Version is reported by Status.
+	Version string
+}
+
+// Node is a running replica.
+type Node struct {
+	opts     Options
+	log      *slog.Logger
+	db       *db.DB
+	store    *store.Store
+	grpc     *grpc.Server
+	health   *health.Server
+	records  *records.Service
+	metrics  *http.Server
+	sockPath string
+	unreg    []func()
+	served   chan error
+}
+
+// Start opens the node's state in opts.DataDir and serves the local socket. It returns once the
+// node accepts writes, or fails.
+func Start(ctx context.Context, opts Options) (*Node, error) {
+	if opts.Config == nil {
+		opts.Config = config.Default()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cfg := opts.Config
+	n := &Node{opts: opts, log: opts.Logger.With("node", cfg.Name), served: make(chan error, 2)}
+	ok := false
+	defer func() {
+		if !ok {
+			n.close()
+		}
+	}()
+
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	kinds, err := cfg.KindSet()
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.db, err = db.Open(filepath.Join(opts.DataDir, "knooppunt.db")); err != nil {
+		return nil, err
+	}
+	if n.store, err = store.Open(store.Config{
+		Dir:               filepath.Join(opts.DataDir, "raft"),
+		DB:                n.db,
+		ReplicaID:         cfg.ReplicaID,
+		Bootstrap:         true,
+		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
+		ElectionTimeout:   cfg.Raft.ElectionTimeout,
+		Logger:            n.log,
+	}); err != nil {
+		return nil, err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := n.store.WaitLeader(waitCtx); err != nil {
+		return nil, err
+	}
+
+	n.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(api.LogUnary(n.log)),
+	)
+	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes}
+	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
+	records.RegisterService(n.grpc, n.records)
+	nodestatus.RegisterService(n.grpc, nodestatus.New(nodestatus.Config{
+		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(),
+		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
+	}))
+	n.health = health.NewServer()
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	reflection.Register(n.grpc)
+
+	n.sockPath = filepath.Join(opts.DataDir, SocketName)
+	lis, err := listenUnix(n.sockPath)
+	if err != nil {
+		return nil, err
+	}
+	go func() { n.served <- n.grpc.Serve(lis) }()
+
+	if err := n.registerGauges(); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsAddr != "" {
+		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
+			return nil, err
+		}
+	}
+	n.log.Info("node serving", "org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath, "metrics", cfg.MetricsAddr)
+	ok = true
+	return n, nil
+}
+
+// listenUnix listens on the local socket, which only the owner of the data directory may use:
+// the socket carries no identity, so the file mode is its access control.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("node: %s exists and is not a socket: move it away", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("node: another node is serving %s: stop it or use another --data-dir", path)
+		}
+		os.Remove(path) // left behind by a node that did not stop cleanly
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return lis, nil
+}
+
+func (n *Node) registerGauges() error {
+	name := n.opts.Config.Name + "/" + n.opts.Config.ReplicaID
+	for _, g := range []struct {
+		name, help string
+		f          func() float64
+	}{
+		{"store_bytes", "Size of the SQLite database files.", func() float64 {
+			_, b, _ := n.db.Stats(context.Background())
+			return float64(b)
+		}},
+		{"store_records", "Live records in the store.", func() float64 {
+			r, _, _ := n.db.Stats(context.Background())
+			return float64(r)
+		}},
+		{"raft_applied_index", "Index of the last Raft entry applied.", func() float64 {
+			return float64(n.store.AppliedIndex())
+		}},
+	} {
+		unreg, err := metrics.GaugeFunc(name, g.name, g.help, g.f)
+		if err != nil {
+			return fmt.Errorf("node: metrics: %w", err)
+		}
+		n.unreg = append(n.unreg, unreg)
+	}
+	return nil
+}
+
+func (n *Node) serveMetrics(addr string) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node: metrics_addr %s: %w (set another address, or empty to turn /metrics off)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler())
+	n.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := n.metrics.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.served <- err
+		}
+	}()
+	return nil
+}
+
+// SocketPath is the local socket.
+func (n *Node) SocketPath() string { return n.sockPath }
+
+// Store is the node's Raft store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// DB is the node's database.
+func (n *Node) DB() *db.DB { return n.db }
+
+// Failed reports a server that stopped on its own.
+func (n *Node) Failed() <-chan error { return n.served }
+
+// Stop shuts down cleanly: no new calls, in-flight calls finish (until ctx ends), queued writes
+// commit, then Raft and the database close.
+func (n *Node) Stop(ctx context.Context) error {
+	if n.health != nil {
+		n.health.Shutdown()
+	}
+	if n.records != nil {
+		n.records.Shutdown()
+	}
+	if n.grpc != nil {
+		done := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			n.grpc.Stop()
+		}
+	}
+	if n.metrics != nil {
+		n.metrics.Shutdown(ctx)
+	}
+	err := n.close()
+	n.log.Info("node stopped")
+	return err
+}
+
+func (n *Node) close() error {
+	for _, u := range n.unreg {
+		u()
+	}
+	n.unreg = nil
+	var errs []error
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	if n.sockPath != "" {
+		os.Remove(n.sockPath)
+	}
+	return errors.Join(errs...)
+}

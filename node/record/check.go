@@ -1,0 +1,212 @@
+package record
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"google.golang.org/grpc/codes"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// DefaultMaxBody is the largest body a node accepts unless configured otherwise: 1 MiB.
+const DefaultMaxBody = 1 << 20
+
+// Limits on the parts of a record.
+const (
+	MaxLabels     = 64
+	MaxLabelValue = 256
+)
+
+var (
+	idPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	kindName     = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+	crisisName   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	regionCode   = regexp.MustCompile(`^(VR(0[1-9]|1[0-9]|2[0-5])|NL)$`)
+	labelKey     = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,62}$`)
+	trustDomain  = regexp.MustCompile(`^[a-z0-9._-]{1,255}$`)
+	validClasses = "public, internal, confidential or secret"
+)
+
+// FieldError refuses a record because of one field.
+type FieldError struct {
+	// Field is the path of the field, such as record.kind or record.body.beds_free.
+	Field string
+	// Code is InvalidArgument, or ResourceExhausted for a body over the limit.
+	Code   codes.Code
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func invalid(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Checker checks records against the declared kinds and the node's limits.
+type Checker struct {
+	Kinds *Kinds
+	// Origin is the trust domain of the node's org; it becomes every own record's origin.
+	Origin string
+	// MaxBody is the largest body in bytes. Zero means DefaultMaxBody.
+	MaxBody int
+}
+
+// CheckID checks a record id as it appears in field.
+func CheckID(field, id string) error {
+	if !utf8.ValidString(id) {
+		return invalid(field, "invalid UTF-8")
+	}
+	if !idPattern.MatchString(id) {
+		return invalid(field, "%q is not a record id: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit", id)
+	}
+	return nil
+}
+
+// CheckPut checks a record a client wants to write and normalises it for the store: the origin
+// is set, the body compacted, and fields the node owns are cleared. It never changes a record it
+// refuses in a way the caller could observe, beyond those fields.
+func (c *Checker) CheckPut(r *pb.Record) error {
+	if r == nil {
+		return invalid("record", "missing")
+	}
+	for _, f := range []struct{ name, value string }{
+		{"record.id", r.Id}, {"record.origin", r.Origin}, {"record.kind", r.Kind},
+		{"record.crisis", r.Crisis}, {"record.region", r.Region},
+	} {
+		if !utf8.ValidString(f.value) {
+			return invalid(f.name, "invalid UTF-8")
+		}
+	}
+	if r.Id != "" {
+		if err := CheckID("record.id", r.Id); err != nil {
+			return err
+		}
+	}
+	if r.Origin != "" && r.Origin != c.Origin {
+		return invalid("record.origin", "%q is not this node's org %q: leave it empty, the node sets it", r.Origin, c.Origin)
+	}
+	if r.Kind == "" {
+		return invalid("record.kind", "missing: use one of %s", quoteAll(c.Kinds.Names()))
+	}
+	kind := c.Kinds.Get(r.Kind)
+	if kind == nil {
+		return invalid("record.kind", "unknown kind %q: use one of %s, or declare it in the node config", r.Kind, quoteAll(c.Kinds.Names()))
+	}
+	if !crisisName.MatchString(r.Crisis) {
+		return invalid("record.crisis", "%q is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine", r.Crisis)
+	}
+	if !regionCode.MatchString(r.Region) {
+		return invalid("record.region", "%q is not a region: use a safety-region code VR01 to VR25, or NL for the whole country", r.Region)
+	}
+	if err := CheckClassification("record.classification", r.Classification, false); err != nil {
+		return err
+	}
+	if r.Version < 0 {
+		return invalid("record.version", "%d is negative: send the version you last read, or 0", r.Version)
+	}
+	if r.Tombstone {
+		return invalid("record.tombstone", "a Put cannot delete: call Delete")
+	}
+	if err := checkLabels("record.labels", r.Labels); err != nil {
+		return err
+	}
+	if r.ValidUntil != nil {
+		if err := r.ValidUntil.CheckValid(); err != nil {
+			return invalid("record.valid_until", "%v", err)
+		}
+	}
+	body, err := c.checkBody(kind, r.Body)
+	if err != nil {
+		return err
+	}
+	r.Body = body
+	r.Origin = c.Origin
+	r.UpdatedAt = nil
+	return nil
+}
+
+// CheckClassification checks a classification in field. With optional, unspecified is allowed.
+func CheckClassification(field string, cl pb.Classification, optional bool) error {
+	if cl == pb.Classification_CLASSIFICATION_UNSPECIFIED && optional {
+		return nil
+	}
+	if cl < pb.Classification_PUBLIC || cl > pb.Classification_SECRET {
+		return invalid(field, "%d is not a classification: use %s", int32(cl), validClasses)
+	}
+	return nil
+}
+
+// CheckLabelSelector checks the labels of a selector in field.
+func CheckLabelSelector(field string, labels map[string]string) error {
+	return checkLabels(field, labels)
+}
+
+func checkLabels(field string, labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return invalid(field, "%d labels is over the limit of %d", len(labels), MaxLabels)
+	}
+	for k, v := range labels {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return invalid(field, "invalid UTF-8")
+		}
+		if !labelKey.MatchString(k) {
+			return invalid(field+"."+k, "%q is not a label key: use 1 to 63 of a-z 0-9 . _ / -, starting with a letter or digit", k)
+		}
+		if len(v) > MaxLabelValue {
+			return invalid(field+"."+k, "value is %d bytes, over the limit of %d", len(v), MaxLabelValue)
+		}
+	}
+	return nil
+}
+
+// checkBody checks that the body is a UTF-8 JSON object within the size limit and the kind's
+// schema, and returns it compacted.
+func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
+	limit := c.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	if len(body) > limit {
+		return nil, &FieldError{Field: "record.body", Code: codes.ResourceExhausted,
+			Reason: fmt.Sprintf("%d bytes is over the limit of %d bytes", len(body), limit)}
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	if !utf8.Valid(body) {
+		return nil, invalid("record.body", "invalid UTF-8")
+	}
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		return nil, invalid("record.body", "not JSON: %v", err)
+	}
+	if trimmed := bytes.TrimSpace(body); trimmed[0] != '{' {
+		return nil, invalid("record.body", "must be a JSON object, such as {\"beds_free\": 12}")
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		return nil, invalid("record.body", "not JSON: %v", err)
+	}
+	if fe := kind.checkBody(doc); fe != nil {
+		return nil, fe
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, body); err != nil {
+		return nil, invalid("record.body", "not JSON: %v", err)
+	}
+	return out.Bytes(), nil
+}
+
+// CheckOrigin checks a trust-domain name such as vr-utrecht.crisis.test.
+func CheckOrigin(field, td string) error {
+	if !trustDomain.MatchString(td) {
+		return invalid(field, "%q is not a trust domain: use lower-case letters, digits, dots, dashes and underscores", td)
+	}
+	return nil
+}

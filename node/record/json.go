@@ -1,0 +1,102 @@
+package record
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// JSON is the shape of a record in files and in `-o json` output: the body is a JSON object, not
+// base64, and the classification is a word.
+type JSON struct {
+	ID             string            `json:"id,omitempty"`
+	Origin         string            `json:"origin,omitempty"`
+	Kind           string            `json:"kind"`
+	Crisis         string            `json:"crisis"`
+	Region         string            `json:"region"`
+	Classification string            `json:"classification"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Body           json.RawMessage   `json:"body"`
+	Version        int64             `json:"version,omitempty"`
+	UpdatedAt      *time.Time        `json:"updated_at,omitempty"`
+	ValidUntil     *time.Time        `json:"valid_until,omitempty"`
+	Tombstone      bool              `json:"tombstone,omitempty"`
+}
+
+// ToJSON converts a record for output.
+func ToJSON(r *pb.Record) JSON {
+	j := JSON{
+		ID: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
+		Classification: ClassificationName(r.Classification), Labels: r.Labels,
+		Body: json.RawMessage(r.Body), Version: r.Version, Tombstone: r.Tombstone,
+	}
+	if len(j.Body) == 0 {
+		j.Body = json.RawMessage("{}")
+	}
+	if r.UpdatedAt != nil {
+		t := r.UpdatedAt.AsTime()
+		j.UpdatedAt = &t
+	}
+	if r.ValidUntil != nil {
+		t := r.ValidUntil.AsTime()
+		j.ValidUntil = &t
+	}
+	return j
+}
+
+// FromJSON converts a record read from a file or a flag. It checks only the shape; CheckPut on
+// the node checks the rest.
+func FromJSON(j JSON) (*pb.Record, error) {
+	cl, err := ParseClassification(j.Classification)
+	if err != nil {
+		return nil, err
+	}
+	r := &pb.Record{
+		Id: j.ID, Origin: j.Origin, Kind: j.Kind, Crisis: j.Crisis, Region: j.Region,
+		Classification: cl, Labels: j.Labels, Body: []byte(j.Body), Version: j.Version,
+	}
+	if j.ValidUntil != nil {
+		r.ValidUntil = timestamppb.New(*j.ValidUntil)
+	}
+	return r, nil
+}
+
+var classNames = map[string]pb.Classification{
+	"public": pb.Classification_PUBLIC, "openbaar": pb.Classification_PUBLIC,
+	"internal": pb.Classification_INTERNAL, "intern": pb.Classification_INTERNAL,
+	"confidential": pb.Classification_CONFIDENTIAL, "vertrouwelijk": pb.Classification_CONFIDENTIAL,
+	"secret": pb.Classification_SECRET, "geheim": pb.Classification_SECRET,
+}
+
+// ParseClassification reads a classification word, in English or Dutch.
+func ParseClassification(s string) (pb.Classification, error) {
+	if s == "" {
+		return pb.Classification_CLASSIFICATION_UNSPECIFIED, nil
+	}
+	if cl, ok := classNames[strings.ToLower(strings.TrimSpace(s))]; ok {
+		return cl, nil
+	}
+	return 0, invalid("classification", "%q is not a classification: use %s", s, validClasses)
+}
+
+// ClassificationName is the English word for a classification.
+func ClassificationName(c pb.Classification) string {
+	switch c {
+	case pb.Classification_PUBLIC:
+		return "public"
+	case pb.Classification_INTERNAL:
+		return "internal"
+	case pb.Classification_CONFIDENTIAL:
+		return "confidential"
+	case pb.Classification_SECRET:
+		return "secret"
+	case pb.Classification_CLASSIFICATION_UNSPECIFIED:
+		return ""
+	}
+	return fmt.Sprintf("unknown(%d)", int32(c))
+}

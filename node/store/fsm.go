@@ -1,0 +1,94 @@
+package store
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// fsm applies committed log entries to the database. It holds no state of its own: Apply,
+// Snapshot and Restore all delegate to db.
+type fsm struct {
+	db  *db.DB
+	log *slog.Logger
+}
+
+type applyResponse struct {
+	results []db.Result
+	err     error
+}
+
+func encode(c *pb.Command) ([]byte, error) {
+	b, err := proto.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode command: %w", err)
+	}
+	return b, nil
+}
+
+// Apply dispatches one entry. An entry that cannot be decoded, or a command this build does not
+// know, stops the replica: applying it in any other way would let replicas diverge.
+func (f *fsm) Apply(l *raft.Log) any {
+	var c pb.Command
+	if err := proto.Unmarshal(l.Data, &c); err != nil {
+		panic(fmt.Sprintf("store: log entry %d cannot be decoded: %v", l.Index, err))
+	}
+	switch cmd := c.Cmd.(type) {
+	case *pb.Command_WriteRecords:
+		res, err := f.db.Apply(l.Index, cmd.WriteRecords.Records)
+		if err != nil {
+			f.log.Error("apply failed", "index", l.Index, "err", err)
+		}
+		return applyResponse{results: res, err: err}
+	default:
+		panic(fmt.Sprintf("store: log entry %d holds an unknown command %T: upgrade this replica", l.Index, c.Cmd))
+	}
+}
+
+// Snapshot copies the database while Apply is paused (Raft never runs the two at once), so the
+// copy is exactly the state at the last applied index.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(f.db.Path()), "snapshot-*.db.tmp")
+	if err != nil {
+		return nil, err
+	}
+	path := tmp.Name()
+	tmp.Close()
+	os.Remove(path) // VACUUM INTO wants to create the file
+	if err := f.db.Backup(path); err != nil {
+		return nil, err
+	}
+	return &snapshot{path: path}, nil
+}
+
+// Restore swaps in the database from a snapshot.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return f.db.Restore(rc)
+}
+
+type snapshot struct{ path string }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	file, err := os.Open(s.path)
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	defer file.Close()
+	if _, err := io.Copy(sink, file); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("store: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() { os.Remove(s.path) }

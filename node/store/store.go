@@ -1,0 +1,381 @@
+// Package store is a node's replicated state: a hashicorp/raft log in front of the SQLite database
+// of package db.
+//
+// Every write becomes a typed command in the Raft log, and the FSM applies each command in one
+// SQLite transaction. Concurrent writes are coalesced into one log entry (group commit), so many
+// writers share one fsync. Reads go straight to the database.
+//
+// The database is durable on its own and records the last applied Raft index in the same
+// transaction as the records, so a restart replays only the entries it has not applied yet. Raft
+// snapshots are consistent SQLite copies; restoring one swaps in a new database file.
+//
+// store never validates records: the API layer checks them before they reach Write.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+var (
+	// ErrNotLeader means this replica cannot accept writes; Leader tells where to send them.
+	ErrNotLeader = errors.New("store: this replica is not the leader")
+	// ErrClosed means the store is shutting down.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Config configures a Store.
+type Config struct {
+	// Dir holds the Raft log and snapshots.
+	Dir string
+	// DB is the database the FSM applies to. The store does not close it.
+	DB *db.DB
+	// ReplicaID names this replica in the Raft configuration.
+	ReplicaID string
+	// Transport carries Raft traffic between replicas. Nil means a single replica with an
+	// in-memory transport.
+	Transport raft.Transport
+	// Bootstrap creates a new one-voter group when the log is empty.
+	Bootstrap bool
+	// MaxBatch caps the record writes coalesced into one log entry. Default 2048.
+	MaxBatch int
+	// SnapshotThreshold is the number of log entries between snapshots. Default 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often the threshold is checked. Default 30s.
+	SnapshotInterval time.Duration
+	// ElectionTimeout tunes failure detection. Default 500ms, for a LAN.
+	ElectionTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Store is a node's replicated state.
+type Store struct {
+	cfg    Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	bolt   *raftboltdb.BoltStore
+	trans  raft.Transport
+	queue  chan *pending
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.RWMutex // held for reading while a write is being queued
+	closed bool
+}
+
+type pending struct {
+	records []*pb.Record
+	results []db.Result
+	err     error
+	done    chan struct{}
+}
+
+// Open starts the Raft replica over cfg.DB.
+func Open(cfg Config) (*Store, error) {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 2048
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.SnapshotInterval == 0 {
+		cfg.SnapshotInterval = 30 * time.Second
+	}
+	if cfg.ElectionTimeout == 0 {
+		cfg.ElectionTimeout = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ReplicaID)
+	rc.HeartbeatTimeout = cfg.ElectionTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = 4096
+	// The database is durable and knows its applied index; Raft must not restore over it.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: slogWriter{cfg.Logger}})
+
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("store: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("store: open snapshots: %w", err)
+	}
+	if err := catchUpFromSnapshot(cfg.DB, snaps); err != nil {
+		bolt.Close()
+		return nil, err
+	}
+
+	trans := cfg.Transport
+	if trans == nil {
+		_, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.ReplicaID))
+	}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(bolt, bolt, snaps)
+		if err != nil {
+			bolt.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
+			if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, trans, conf); err != nil {
+				bolt.Close()
+				return nil, fmt.Errorf("store: bootstrap: %w", err)
+			}
+		}
+	}
+
+	r, err := raft.NewRaft(rc, &fsm{db: cfg.DB, log: cfg.Logger}, bolt, bolt, snaps, trans)
+	if err != nil {
+		bolt.Close()
+		return nil, fmt.Errorf("store: start raft: %w", err)
+	}
+	s := &Store{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		raft:  r,
+		bolt:  bolt,
+		trans: trans,
+		queue: make(chan *pending, 4096),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// catchUpFromSnapshot restores the newest snapshot when the database is behind it, as after the
+// database file was lost: the log before a snapshot is compacted away, so replay alone cannot
+// rebuild it.
+func catchUpFromSnapshot(d *db.DB, snaps raft.SnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	applied, err := d.AppliedIndex()
+	if err != nil {
+		return err
+	}
+	if list[0].Index <= applied {
+		return nil
+	}
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("store: open snapshot %s: %w", list[0].ID, err)
+	}
+	defer rc.Close()
+	if err := d.Restore(rc); err != nil {
+		return fmt.Errorf("store: restore snapshot %s: %w", list[0].ID, err)
+	}
+	return nil
+}
+
+// Write commits records through the Raft log and returns one result per record. It returns an
+// error only when nothing was committed: ErrNotLeader, ErrClosed, or a Raft or database failure.
+func (s *Store) Write(ctx context.Context, records []*pb.Record) ([]db.Result, error) {
+	if len(records) == 0 {
+		return nil, nil
+	}
+	p := &pending{records: records, done: make(chan struct{})}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	select {
+	case s.queue <- p:
+		metrics.WriteQueue.Add(float64(len(records)))
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return nil, ctx.Err()
+	}
+	s.mu.RUnlock()
+	// Once queued, a write is committed or failed by the commit loop even if the caller gives
+	// up, so that Close can wait for every write in flight.
+	select {
+	case <-p.done:
+		return p.results, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// commitLoop coalesces queued writes into log entries, one entry in flight at a time: while an
+// entry is being committed, the next writes queue up and go together into the next one.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	for {
+		var first *pending
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			// Close stopped new writes from being queued; commit those already queued.
+			for {
+				select {
+				case p := <-s.queue:
+					s.commit([]*pending{p})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*pending{first}
+		n := len(first.records)
+	fill:
+		for n < s.cfg.MaxBatch {
+			select {
+			case p := <-s.queue:
+				batch = append(batch, p)
+				n += len(p.records)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*pending) {
+	var records []*pb.Record
+	for _, p := range batch {
+		records = append(records, p.records...)
+	}
+	metrics.WriteQueue.Sub(float64(len(records)))
+	metrics.BatchSize.Observe(float64(len(records)))
+	fail := func(err error) {
+		for _, p := range batch {
+			p.err = err
+			close(p.done)
+		}
+		metrics.RecordWrites.WithLabelValues("failed").Add(float64(len(records)))
+	}
+	if s.raft.State() != raft.Leader {
+		fail(ErrNotLeader)
+		return
+	}
+	now := timestamppb.Now()
+	for _, r := range records {
+		r.UpdatedAt = now
+	}
+	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: records}}})
+	if err != nil {
+		fail(err)
+		return
+	}
+	start := time.Now()
+	f := s.raft.Apply(data, 10*time.Second)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			err = ErrNotLeader
+		}
+		fail(fmt.Errorf("store: commit: %w", err))
+		return
+	}
+	metrics.ApplyLatency.Observe(time.Since(start).Seconds())
+	resp := f.Response().(applyResponse)
+	if resp.err != nil {
+		fail(resp.err)
+		return
+	}
+	i := 0
+	for _, p := range batch {
+		p.results = resp.results[i : i+len(p.records)]
+		i += len(p.records)
+		close(p.done)
+	}
+	for _, r := range resp.results {
+		if r.Err == nil {
+			metrics.RecordWrites.WithLabelValues("ok").Inc()
+		} else {
+			metrics.RecordWrites.WithLabelValues("refused").Inc()
+		}
+	}
+}
+
+// WaitLeader waits until the group has a leader, or ctx ends.
+func (s *Store) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("store: no leader yet: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// State is the Raft state of this replica: Leader, Follower, Candidate or Shutdown.
+func (s *Store) State() string { return s.raft.State().String() }
+
+// Leader is the replica id of the current leader, or "".
+func (s *Store) Leader() string {
+	_, id := s.raft.LeaderWithID()
+	return string(id)
+}
+
+// AppliedIndex is the index of the last log entry applied to the database.
+func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
+
+// Snapshot takes a Raft snapshot now and compacts the log.
+func (s *Store) Snapshot() error {
+	return s.raft.Snapshot().Error()
+}
+
+// Close stops accepting writes, commits those already queued, and shuts Raft down cleanly.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	err := s.raft.Shutdown().Error()
+	if c, ok := s.trans.(io.Closer); ok {
+		c.Close()
+	}
+	return errors.Join(err, s.bolt.Close())
+}
+
+// slogWriter sends Raft's log lines to the node's logger, so that one logger decides where
+// everything goes.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn(strings.TrimSpace(string(p)), "component", "raft")
+	return len(p), nil
+}
