@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
 	"github.com/knooppunt/knooppunt/node/api/records"
@@ -41,24 +42,33 @@ type Options struct {
 	// DataDir holds the database, the Raft log and the local socket.
 	DataDir string
 	Config  *config.Config
-	Logger  *slog.Logger
+	// ConfigFile, when set, is watched: roles and peers reload from it without a restart.
+	ConfigFile string
+	// ReloadInterval is how often ConfigFile is checked. Default 1s.
+	ReloadInterval time.Duration
+	Logger         *slog.Logger
 	// Version is reported by Status.
 	Version string
 }
 
 // Node is a running replica.
 type Node struct {
-	opts     Options
-	log      *slog.Logger
-	db       *db.DB
-	store    *store.Store
-	grpc     *grpc.Server
-	health   *health.Server
-	records  *records.Service
-	metrics  *http.Server
-	sockPath string
-	unreg    []func()
-	served   chan error
+	opts      Options
+	log       *slog.Logger
+	db        *db.DB
+	store     *store.Store
+	grpc      *grpc.Server
+	tcp       *grpc.Server
+	tcpAddr   net.Addr
+	ident     *identityParts
+	authz     *api.Authorizer
+	health    *health.Server
+	records   *records.Service
+	metrics   *http.Server
+	sockPath  string
+	unreg     []func()
+	served    chan error
+	stopWatch chan struct{}
 }
 
 // Start opens the node's state in opts.DataDir and serves the local socket. It returns once the
@@ -71,7 +81,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		opts.Logger = slog.Default()
 	}
 	cfg := opts.Config
-	n := &Node{opts: opts, log: opts.Logger.With("node", cfg.Name), served: make(chan error, 2)}
+	n := &Node{opts: opts, log: opts.Logger.With("node", cfg.Name), served: make(chan error, 3), stopWatch: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -106,27 +116,50 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 
-	n.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(api.LogUnary(n.log)),
-	)
+	access, err := api.NewAccess(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.authz = api.NewAuthorizer(access, n.log)
 	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes}
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
-	records.RegisterService(n.grpc, n.records)
-	nodestatus.RegisterService(n.grpc, nodestatus.New(nodestatus.Config{
+	status := nodestatus.New(nodestatus.Config{
 		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(),
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
-	}))
+	})
 	n.health = health.NewServer()
-	healthpb.RegisterHealthServer(n.grpc, n.health)
-	reflection.Register(n.grpc)
+	register := func(s *grpc.Server) {
+		records.RegisterService(s, n.records)
+		nodestatus.RegisterService(s, status)
+		healthpb.RegisterHealthServer(s, n.health)
+		reflection.Register(s)
+	}
 
+	n.grpc = n.newServer(true)
+	register(n.grpc)
 	n.sockPath = filepath.Join(opts.DataDir, SocketName)
 	lis, err := listenUnix(n.sockPath)
 	if err != nil {
 		return nil, err
 	}
 	go func() { n.served <- n.grpc.Serve(lis) }()
+
+	if cfg.Listen != "" {
+		if n.ident, err = startIdentity(ctx, cfg, n.log); err != nil {
+			return nil, err
+		}
+		n.tcp = n.newServer(false, grpc.Creds(identity.ServerCredentials(n.ident.source, n.ident.trust, n.log)))
+		register(n.tcp)
+		tl, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("node: listen %s: %w", cfg.Listen, err)
+		}
+		n.tcpAddr = tl.Addr()
+		go func() { n.served <- n.tcp.Serve(tl) }()
+	}
+	if opts.ConfigFile != "" {
+		go n.watchConfig(opts.ConfigFile, opts.ReloadInterval)
+	}
 
 	if err := n.registerGauges(); err != nil {
 		return nil, err
@@ -139,6 +172,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.log.Info("node serving", "org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath, "metrics", cfg.MetricsAddr)
 	ok = true
 	return n, nil
+}
+
+func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts,
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(n.authz.Unary(local), api.LogUnary(n.log)),
+		grpc.ChainStreamInterceptor(n.authz.Stream(local)),
+	)
+	return grpc.NewServer(opts...)
 }
 
 // listenUnix listens on the local socket, which only the owner of the data directory may use:
@@ -208,6 +250,17 @@ func (n *Node) serveMetrics(addr string) error {
 	return nil
 }
 
+// Addr is the mTLS listener's address, or nil when the node serves only its local socket.
+func (n *Node) Addr() net.Addr { return n.tcpAddr }
+
+// BundleEndpointAddr is where the node serves its trust bundle, or "".
+func (n *Node) BundleEndpointAddr() string {
+	if n.ident == nil || n.ident.endpoint == nil {
+		return ""
+	}
+	return n.ident.endpoint.Addr()
+}
+
 // SocketPath is the local socket.
 func (n *Node) SocketPath() string { return n.sockPath }
 
@@ -229,13 +282,16 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.records != nil {
 		n.records.Shutdown()
 	}
-	if n.grpc != nil {
+	for _, srv := range []*grpc.Server{n.grpc, n.tcp} {
+		if srv == nil {
+			continue
+		}
 		done := make(chan struct{})
-		go func() { n.grpc.GracefulStop(); close(done) }()
+		go func() { srv.GracefulStop(); close(done) }()
 		select {
 		case <-done:
 		case <-ctx.Done():
-			n.grpc.Stop()
+			srv.Stop()
 		}
 	}
 	if n.metrics != nil {
@@ -247,6 +303,13 @@ func (n *Node) Stop(ctx context.Context) error {
 }
 
 func (n *Node) close() error {
+	if n.stopWatch != nil {
+		close(n.stopWatch)
+		n.stopWatch = nil
+	}
+	if n.ident != nil {
+		n.ident.close()
+	}
 	for _, u := range n.unreg {
 		u()
 	}

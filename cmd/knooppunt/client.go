@@ -1,18 +1,25 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -21,6 +28,8 @@ import (
 type clientFlags struct {
 	node   string
 	output string
+
+	svidCert, svidKey, bundle, workloadAPI string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command, listing bool) {
@@ -29,6 +38,10 @@ func (f *clientFlags) register(cmd *cobra.Command, listing bool) {
 		def = "unix://knooppunt-data/" + node.SocketName
 	}
 	cmd.Flags().StringVar(&f.node, "node", def, "node address: unix:///path/knooppunt.sock or host:port (env KNOOPPUNT_NODE)")
+	cmd.Flags().StringVar(&f.svidCert, "svid-cert", os.Getenv("KNOOPPUNT_SVID_CERT"), "your X.509-SVID chain (PEM), for host:port (env KNOOPPUNT_SVID_CERT)")
+	cmd.Flags().StringVar(&f.svidKey, "svid-key", os.Getenv("KNOOPPUNT_SVID_KEY"), "the SVID's key (PEM) (env KNOOPPUNT_SVID_KEY)")
+	cmd.Flags().StringVar(&f.bundle, "bundle", os.Getenv("KNOOPPUNT_BUNDLE"), "your org's trust bundle (PEM) (env KNOOPPUNT_BUNDLE)")
+	cmd.Flags().StringVar(&f.workloadAPI, "workload-api", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIRE Workload API socket, unix:///path, instead of files (env SPIFFE_ENDPOINT_SOCKET)")
 	if listing {
 		cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	}
@@ -43,23 +56,70 @@ func (f *clientFlags) checkOutput() error {
 }
 
 // dial connects to the node. A unix socket carries no identity: its file mode decides who may
-// connect, so it is for local administration.
+// connect, so it is for local administration. A TCP address needs the caller's SVID, and the
+// node must present a replica SVID of the caller's own trust domain.
 func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 	target := f.node
-	if !strings.HasPrefix(target, "unix:") {
-		return nil, fmt.Errorf("--node %q: only unix:///path sockets are served until SPIFFE identities are configured", target)
-	}
-	if strings.HasPrefix(target, "unix://") && !strings.HasPrefix(target, "unix:///") {
-		// unix://relative/path: grpc wants unix:relative/path for a relative path.
-		target = "unix:" + strings.TrimPrefix(target, "unix://")
+	creds := insecure.NewCredentials()
+	if strings.HasPrefix(target, "unix:") {
+		if strings.HasPrefix(target, "unix://") && !strings.HasPrefix(target, "unix:///") {
+			// unix://relative/path: grpc wants unix:relative/path for a relative path.
+			target = "unix:" + strings.TrimPrefix(target, "unix://")
+		}
+	} else {
+		c, err := f.tlsCredentials()
+		if err != nil {
+			return nil, err
+		}
+		creds = c
 	}
 	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageBytes), grpc.MaxCallSendMsgSize(node.MaxMessageBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("--node %q: %w", f.node, err)
 	}
 	return conn, nil
+}
+
+func (f *clientFlags) tlsCredentials() (credentials.TransportCredentials, error) {
+	var (
+		svid    x509svid.Source
+		bundles x509bundle.Source
+		td      spiffeid.TrustDomain
+	)
+	switch {
+	case f.svidCert != "" || f.svidKey != "":
+		if f.svidCert == "" || f.svidKey == "" || f.bundle == "" {
+			return nil, fmt.Errorf("--node %s: give --svid-cert, --svid-key and --bundle together", f.node)
+		}
+		s, err := x509svid.Load(f.svidCert, f.svidKey)
+		if err != nil {
+			return nil, fmt.Errorf("--svid-cert/--svid-key: %w", err)
+		}
+		td = s.ID.TrustDomain()
+		b, err := x509bundle.Load(td, f.bundle)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle: %w", err)
+		}
+		svid, bundles = s, b
+	case f.workloadAPI != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		src, err := identity.NewWorkloadSource(ctx, f.workloadAPI)
+		if err != nil {
+			return nil, err
+		}
+		s, err := src.GetX509SVID()
+		if err != nil {
+			return nil, err
+		}
+		td = s.ID.TrustDomain()
+		svid, bundles = src, src
+	default:
+		return nil, fmt.Errorf("--node %s is a TCP address: identify yourself with --svid-cert, --svid-key and --bundle, or --workload-api (or use the unix socket on the node's host)", f.node)
+	}
+	return identity.ClientCredentials(svid, bundles, identity.AuthorizeReplica(td)), nil
 }
 
 func (f *clientFlags) records() (pb.RecordServiceClient, func(), error) {

@@ -12,14 +12,17 @@ func newRootCmd() *cobra.Command {
 other partners' nodes.
 
 Client commands talk to a node picked with --node ADDR, where ADDR is unix:///path/knooppunt.sock
-or host:port. KNOOPPUNT_NODE sets the default.`,
+or host:port. KNOOPPUNT_NODE sets the default. The unix socket is for local administration by
+the user that runs the node. Over host:port every call is mutual TLS with your own X.509-SVID:
+from files (--svid-cert, --svid-key, --bundle, or KNOOPPUNT_SVID_CERT, KNOOPPUNT_SVID_KEY,
+KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDPOINT_SOCKET).`,
 		Example: `  knooppunt serve --data-dir /var/lib/knooppunt
   export KNOOPPUNT_NODE=unix:///var/lib/knooppunt/knooppunt.sock
   knooppunt record list --crisis oekraine -o json`,
 		SilenceUsage:  true,
-		SilenceErrors: false,
+		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newStatusCmd(), newDemoCmd())
+	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newStatusCmd(), newDemoCmd(), newCACmd())
 	return root
 }

@@ -45,7 +45,7 @@ SIGTERM or SIGINT stops it cleanly: calls in flight finish, queued writes commit
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), log, dataDir, cfg)
+			return serve(cmd.Context(), log, dataDir, cfg, configFile)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "knooppunt-data", "directory for the database, the Raft log and the socket")
@@ -63,8 +63,8 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Config) error {
-	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, Logger: log, Version: version})
+func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Config, configFile string) error {
+	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, ConfigFile: configFile, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}

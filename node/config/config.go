@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/knooppunt/knooppunt/node/record"
 )
@@ -26,10 +28,85 @@ type Config struct {
 	ReplicaID string `yaml:"replica_id"`
 	// MetricsAddr is where /metrics listens; empty turns it off.
 	MetricsAddr string `yaml:"metrics_addr"`
-	Limits      Limits `yaml:"limits"`
-	Raft        Raft   `yaml:"raft"`
+	// Listen is the mTLS gRPC address for users, apps, replicas and peers, such as
+	// 0.0.0.0:7443. Empty: only the local socket is served.
+	Listen string `yaml:"listen"`
+	// Identity says where the node's SVID comes from. Needed when Listen is set.
+	Identity Identity `yaml:"identity"`
+	// BundleEndpoint serves the org's trust bundle to peers (SPIFFE Federation).
+	BundleEndpoint BundleEndpoint `yaml:"bundle_endpoint"`
+	// Roles map SPIFFE IDs of the org's own trust domain to roles. They reload without a restart.
+	Roles []RoleBinding `yaml:"roles"`
+	// Peers are the other orgs' nodes this node trusts. They reload without a restart.
+	Peers  []Peer `yaml:"peers"`
+	Limits Limits `yaml:"limits"`
+	Raft   Raft   `yaml:"raft"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
+}
+
+// Identity sources.
+const (
+	SourceWorkloadAPI = "workloadapi"
+	SourceFiles       = "files"
+)
+
+// Identity says where the node's X.509-SVID and own bundle come from.
+type Identity struct {
+	// Source is workloadapi (SPIRE; the default) or files (development and the demo).
+	Source string `yaml:"source"`
+	// WorkloadAPI is the SPIRE agent socket, unix:///path. Empty: SPIFFE_ENDPOINT_SOCKET.
+	WorkloadAPI string `yaml:"workload_api"`
+	// CertFile, KeyFile and BundleFile are the SVID chain, its key and the org's trust bundle,
+	// for the files source. They are reloaded when they change.
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	BundleFile string `yaml:"bundle_file"`
+}
+
+// BundleEndpoint configures the node's SPIFFE Federation bundle endpoint.
+type BundleEndpoint struct {
+	// Listen is its address, such as 0.0.0.0:8443. Empty: not served.
+	Listen string `yaml:"listen"`
+	// RefreshHint tells peers how often to fetch the bundle. Default 5m.
+	RefreshHint time.Duration `yaml:"refresh_hint"`
+}
+
+// Roles a SPIFFE ID of the org's own trust domain can be given.
+const (
+	RoleReader  = "reader"
+	RoleEditor  = "editor"
+	RoleOfficer = "officer"
+	RoleAdmin   = "admin"
+)
+
+// RoleBinding gives a role to one SPIFFE ID or to every ID under a path prefix.
+type RoleBinding struct {
+	// ID is an exact SPIFFE ID, such as spiffe://vr-utrecht.crisis.test/user/anna.
+	ID string `yaml:"id"`
+	// Prefix matches every ID under a path, such as spiffe://vr-utrecht.crisis.test/user/apps/.
+	Prefix string `yaml:"prefix"`
+	// Role is reader, editor, officer or admin.
+	Role string `yaml:"role"`
+}
+
+// Peer is another org's node.
+type Peer struct {
+	// Name is how users and logs call the peer, such as ncc.
+	Name string `yaml:"name"`
+	// TrustDomain is the peer org's trust domain.
+	TrustDomain string `yaml:"trust_domain"`
+	// Addresses are the peer's replicas, host:port of their mTLS listeners.
+	Addresses []string `yaml:"addresses"`
+	// BundleFile is the peer's trust bundle handed over at onboarding (PEM).
+	BundleFile string `yaml:"bundle_file"`
+	// BundleEndpoint is the peer's SPIFFE Federation bundle endpoint URL, such as
+	// https://ncc.example:8443. Empty: the bundle file is all there is.
+	BundleEndpoint string `yaml:"bundle_endpoint"`
+	// EndpointID is the SPIFFE ID the bundle endpoint presents. Default spiffe://TD/node/r1.
+	EndpointID string `yaml:"endpoint_id"`
+	// Groups name the peer in policies, such as veiligheidsregios.
+	Groups []string `yaml:"groups"`
 }
 
 // Limits bound what a client may send.
@@ -87,6 +164,18 @@ func Load(path string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: kinds[%d].schema_file: %w", path, i, err)
 		}
 	}
+	base := filepath.Dir(path)
+	rel := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	rel(&c.Identity.CertFile)
+	rel(&c.Identity.KeyFile)
+	rel(&c.Identity.BundleFile)
+	for i := range c.Peers {
+		rel(&c.Peers[i].BundleFile)
+	}
 	c.setDefaults()
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -115,6 +204,21 @@ func (c *Config) setDefaults() {
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = record.DefaultMaxBody
 	}
+	if c.Identity.Source == "" {
+		c.Identity.Source = SourceWorkloadAPI
+		if c.Identity.CertFile != "" {
+			c.Identity.Source = SourceFiles
+		}
+	}
+	if c.BundleEndpoint.RefreshHint == 0 {
+		c.BundleEndpoint.RefreshHint = 5 * time.Minute
+	}
+	for i := range c.Peers {
+		p := &c.Peers[i]
+		if p.EndpointID == "" && p.TrustDomain != "" {
+			p.EndpointID = "spiffe://" + p.TrustDomain + "/node/r1"
+		}
+	}
 }
 
 func (c *Config) check() error {
@@ -124,8 +228,10 @@ func (c *Config) check() error {
 	if c.Limits.MaxBodyBytes < 0 {
 		return errors.New("limits.max_body_bytes: must be positive")
 	}
-	_, err := c.KindSet()
-	return err
+	if _, err := c.KindSet(); err != nil {
+		return err
+	}
+	return c.checkAccess()
 }
 
 // KindSet compiles the declared kinds, or the demo kinds when none are declared.
@@ -138,4 +244,81 @@ func (c *Config) KindSet() (*record.Kinds, error) {
 		kinds[i] = k.Kind
 	}
 	return record.NewKinds(kinds)
+}
+
+func (c *Config) checkAccess() error {
+	td, err := spiffeid.TrustDomainFromString(c.Org)
+	if err != nil {
+		return fmt.Errorf("org: %q is not a trust domain: %w", c.Org, err)
+	}
+	switch c.Identity.Source {
+	case SourceWorkloadAPI:
+	case SourceFiles:
+		if c.Listen != "" && (c.Identity.CertFile == "" || c.Identity.KeyFile == "" || c.Identity.BundleFile == "") {
+			return errors.New("identity: the files source needs cert_file, key_file and bundle_file")
+		}
+	default:
+		return fmt.Errorf("identity.source: %q is not a source: use workloadapi or files", c.Identity.Source)
+	}
+	for i, r := range c.Roles {
+		field := fmt.Sprintf("roles[%d]", i)
+		switch r.Role {
+		case RoleReader, RoleEditor, RoleOfficer, RoleAdmin:
+		default:
+			return fmt.Errorf("%s.role: %q is not a role: use reader, editor, officer or admin", field, r.Role)
+		}
+		if (r.ID == "") == (r.Prefix == "") {
+			return fmt.Errorf("%s: give id or prefix, not both or neither", field)
+		}
+		s, name := r.ID, "id"
+		if r.Prefix != "" {
+			s, name = r.Prefix, "prefix"
+		}
+		id, err := spiffeid.FromString(strings.TrimSuffix(s, "/"))
+		if err != nil {
+			return fmt.Errorf("%s.%s: %q is not a SPIFFE ID: %w", field, name, s, err)
+		}
+		if id.TrustDomain() != td {
+			return fmt.Errorf("%s.%s: %s is not in this org's trust domain %s: roles are for the org's own IDs", field, name, s, td)
+		}
+	}
+	names := map[string]bool{}
+	tds := map[string]bool{}
+	for i, p := range c.Peers {
+		field := fmt.Sprintf("peers[%d]", i)
+		if p.Name == "" {
+			return fmt.Errorf("%s.name: missing", field)
+		}
+		if names[p.Name] {
+			return fmt.Errorf("%s.name: peer %q is listed twice", field, p.Name)
+		}
+		names[p.Name] = true
+		ptd, err := spiffeid.TrustDomainFromString(p.TrustDomain)
+		if err != nil {
+			return fmt.Errorf("%s.trust_domain: %q: %w", field, p.TrustDomain, err)
+		}
+		if ptd == td {
+			return fmt.Errorf("%s.trust_domain: %s is this org's own trust domain", field, ptd)
+		}
+		if tds[p.TrustDomain] {
+			return fmt.Errorf("%s.trust_domain: %s is listed twice", field, ptd)
+		}
+		tds[p.TrustDomain] = true
+		if p.BundleFile == "" && c.Identity.Source == SourceFiles {
+			return fmt.Errorf("%s.bundle_file: missing: the peer's bundle, handed over at onboarding", field)
+		}
+		if p.BundleEndpoint != "" {
+			if !strings.HasPrefix(p.BundleEndpoint, "https://") {
+				return fmt.Errorf("%s.bundle_endpoint: %q: use an https:// URL", field, p.BundleEndpoint)
+			}
+			eid, err := spiffeid.FromString(p.EndpointID)
+			if err != nil {
+				return fmt.Errorf("%s.endpoint_id: %q: %w", field, p.EndpointID, err)
+			}
+			if eid.TrustDomain() != ptd {
+				return fmt.Errorf("%s.endpoint_id: %s is not in the peer's trust domain %s", field, eid, ptd)
+			}
+		}
+	}
+	return nil
 }

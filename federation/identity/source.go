@@ -1,0 +1,161 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+)
+
+// Source gives a workload its own X.509-SVID and the bundles it knows.
+type Source interface {
+	x509svid.Source
+	x509bundle.Source
+	Close() error
+}
+
+// NewWorkloadSource connects to the SPIRE Workload API at addr (unix:///path; empty: the
+// SPIFFE_ENDPOINT_SOCKET environment variable) and waits, until ctx ends, for the first SVID.
+// SPIRE rotates the SVID and bundles; the source follows.
+func NewWorkloadSource(ctx context.Context, addr string) (Source, error) {
+	var opts []workloadapi.X509SourceOption
+	if addr != "" {
+		opts = append(opts, workloadapi.WithClientOptions(workloadapi.WithAddr(addr)))
+	}
+	src, err := workloadapi.NewX509Source(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("identity: workload API %s: %w", addr, err)
+	}
+	return src, nil
+}
+
+// FileSource reads an SVID and its trust domain's bundle from files and reloads them when they
+// change, so certificates can be rotated under a running node. A file that is missing or broken
+// on reload is logged and the last good material stays in use.
+type FileSource struct {
+	certFile, keyFile, bundleFile string
+	log                           *slog.Logger
+
+	mu     sync.RWMutex
+	svid   *x509svid.SVID
+	bundle *x509bundle.Bundle
+	stamp  []byte
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// DefaultReloadInterval is how often a FileSource looks for changed files.
+const DefaultReloadInterval = time.Second
+
+// NewFileSource loads the SVID (certFile, keyFile) and the bundle of its trust domain
+// (bundleFile), and checks them for changes every interval (0: DefaultReloadInterval).
+func NewFileSource(certFile, keyFile, bundleFile string, interval time.Duration, log *slog.Logger) (*FileSource, error) {
+	if interval <= 0 {
+		interval = DefaultReloadInterval
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &FileSource{certFile: certFile, keyFile: keyFile, bundleFile: bundleFile, log: log,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	go s.watch(interval)
+	return s, nil
+}
+
+func (s *FileSource) fingerprint() []byte {
+	var b bytes.Buffer
+	for _, f := range []string{s.certFile, s.keyFile, s.bundleFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:missing;", f)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.Bytes()
+}
+
+func (s *FileSource) load() error {
+	stamp := s.fingerprint()
+	svid, err := x509svid.Load(s.certFile, s.keyFile)
+	if err != nil {
+		return fmt.Errorf("identity: SVID %s / %s: %w", s.certFile, s.keyFile, err)
+	}
+	bundle, err := x509bundle.Load(svid.ID.TrustDomain(), s.bundleFile)
+	if err != nil {
+		return fmt.Errorf("identity: bundle %s: %w", s.bundleFile, err)
+	}
+	s.mu.Lock()
+	s.svid, s.bundle, s.stamp = svid, bundle, stamp
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *FileSource) watch(interval time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.RLock()
+		same := bytes.Equal(s.stamp, s.fingerprint())
+		s.mu.RUnlock()
+		if same {
+			continue
+		}
+		if err := s.load(); err != nil {
+			s.log.Warn("identity files changed but cannot be loaded: keeping the last good ones", "err", err)
+			continue
+		}
+		svid, _ := s.GetX509SVID()
+		s.log.Info("identity reloaded", "id", svid.ID.String(), "not_after", svid.Certificates[0].NotAfter)
+	}
+}
+
+// GetX509SVID returns the current SVID.
+func (s *FileSource) GetX509SVID() (*x509svid.SVID, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.svid, nil
+}
+
+// GetX509BundleForTrustDomain returns the bundle of the SVID's own trust domain.
+func (s *FileSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if td != s.bundle.TrustDomain() {
+		return nil, fmt.Errorf("identity: no bundle for trust domain %q", td)
+	}
+	return s.bundle, nil
+}
+
+// Close stops watching the files.
+func (s *FileSource) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+	return nil
+}
+
+// ErrNoBundle means no bundle is known for a trust domain.
+var ErrNoBundle = errors.New("identity: no bundle for trust domain")

@@ -1,0 +1,195 @@
+package identity
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/federation"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/knooppunt/knooppunt/node/metrics"
+)
+
+var (
+	bundleRefreshErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "bundle_refresh_errors_total",
+		Help: "Failed fetches of a peer's trust bundle from its bundle endpoint; the last good bundle stays in use.",
+	}, []string{"trust_domain"})
+	bundleRefreshed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "knooppunt", Name: "bundle_last_refresh_timestamp_seconds",
+		Help: "When a peer's bundle was last fetched successfully.",
+	}, []string{"trust_domain"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(bundleRefreshErrors, bundleRefreshed)
+}
+
+// TrustStore holds the bundles a node verifies others with: its own trust domain's, from its
+// Source, and each peer's, set from the file handed over at onboarding and then kept current
+// through the peer's bundle endpoint. A trust domain that is neither falls back to the Source,
+// which under SPIRE also carries the bundles SPIRE federates with.
+type TrustStore struct {
+	own   Source
+	mu    sync.RWMutex
+	peers map[spiffeid.TrustDomain]*x509bundle.Bundle
+}
+
+// NewTrustStore returns a store over the node's own Source.
+func NewTrustStore(own Source) *TrustStore {
+	return &TrustStore{own: own, peers: map[spiffeid.TrustDomain]*x509bundle.Bundle{}}
+}
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (t *TrustStore) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	t.mu.RLock()
+	b, ok := t.peers[td]
+	t.mu.RUnlock()
+	if ok {
+		return b, nil
+	}
+	b, err := t.own.GetX509BundleForTrustDomain(td)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q", ErrNoBundle, td)
+	}
+	return b, nil
+}
+
+// SetPeerBundle sets a peer's bundle.
+func (t *TrustStore) SetPeerBundle(b *x509bundle.Bundle) {
+	t.mu.Lock()
+	t.peers[b.TrustDomain()] = b
+	t.mu.Unlock()
+}
+
+// RemovePeer forgets a peer's bundle, so its SVIDs no longer verify.
+func (t *TrustStore) RemovePeer(td spiffeid.TrustDomain) {
+	t.mu.Lock()
+	delete(t.peers, td)
+	t.mu.Unlock()
+}
+
+// HasPeer reports whether a peer bundle is set for td.
+func (t *TrustStore) HasPeer(td spiffeid.TrustDomain) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	_, ok := t.peers[td]
+	return ok
+}
+
+// BundleEndpoint serves the node's own trust bundle under the SPIFFE Federation bundle endpoint
+// protocol, authenticated with the node's SVID (the https_spiffe profile).
+type BundleEndpoint struct {
+	srv *http.Server
+	lis net.Listener
+}
+
+// ServeBundleEndpoint serves td's bundle from src on lis, announcing refreshHint to peers.
+func ServeBundleEndpoint(lis net.Listener, td spiffeid.TrustDomain, src Source, refreshHint time.Duration, log *slog.Logger) (*BundleEndpoint, error) {
+	h, err := federation.NewHandler(td, hintSource{src: src, hint: refreshHint})
+	if err != nil {
+		return nil, fmt.Errorf("identity: bundle endpoint: %w", err)
+	}
+	tlsCfg := tlsconfig.TLSServerConfig(src)
+	tlsCfg.MinVersion = tls.VersionTLS12
+	e := &BundleEndpoint{
+		srv: &http.Server{Handler: h, TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
+		lis: lis,
+	}
+	go func() {
+		if err := e.srv.ServeTLS(lis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("bundle endpoint stopped", "err", err)
+		}
+	}()
+	return e, nil
+}
+
+// Addr is where the endpoint listens.
+func (e *BundleEndpoint) Addr() string { return e.lis.Addr().String() }
+
+// Close stops the endpoint.
+func (e *BundleEndpoint) Close(ctx context.Context) error { return e.srv.Shutdown(ctx) }
+
+// hintSource adapts a Source to spiffebundle.Source, adding the refresh hint.
+type hintSource struct {
+	src  Source
+	hint time.Duration
+}
+
+func (h hintSource) GetBundleForTrustDomain(td spiffeid.TrustDomain) (*spiffebundle.Bundle, error) {
+	xb, err := h.src.GetX509BundleForTrustDomain(td)
+	if err != nil {
+		return nil, err
+	}
+	b := spiffebundle.FromX509Bundle(xb)
+	if h.hint > 0 {
+		b.SetRefreshHint(h.hint)
+	}
+	return b, nil
+}
+
+// PeerEndpoint is where a peer serves its bundle.
+type PeerEndpoint struct {
+	TrustDomain spiffeid.TrustDomain
+	// URL is the peer's bundle endpoint, such as https://ncc.example:8443.
+	URL string
+	// EndpointID is the SPIFFE ID the endpoint's server presents.
+	EndpointID spiffeid.ID
+	// DefaultRefresh applies when the peer gives no refresh hint. Default 5 minutes.
+	DefaultRefresh time.Duration
+}
+
+// WatchPeerBundle keeps a peer's bundle in t current until ctx ends. The endpoint is
+// authenticated with the bundle t already holds for the peer. A failed fetch is logged and
+// counted, and the last good bundle stays in use.
+func WatchPeerBundle(ctx context.Context, t *TrustStore, p PeerEndpoint, log *slog.Logger) {
+	w := &peerWatcher{t: t, p: p, log: log.With("peer_trust_domain", p.TrustDomain.String())}
+	federation.WatchBundle(ctx, p.TrustDomain, p.URL, w, federation.WithSPIFFEAuth(t, p.EndpointID))
+}
+
+type peerWatcher struct {
+	t   *TrustStore
+	p   PeerEndpoint
+	log *slog.Logger
+}
+
+func (w *peerWatcher) NextRefresh(hint time.Duration) time.Duration {
+	d := hint
+	if d <= 0 {
+		d = w.p.DefaultRefresh
+	}
+	if d <= 0 {
+		d = 5 * time.Minute
+	}
+	// Up to 10% early, so that many nodes do not refresh in step.
+	return d - time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+func (w *peerWatcher) OnUpdate(b *spiffebundle.Bundle) {
+	xb := b.X509Bundle()
+	if xb.Empty() {
+		w.OnError(errors.New("bundle endpoint served a bundle with no X.509 authorities"))
+		return
+	}
+	w.t.SetPeerBundle(xb)
+	bundleRefreshed.WithLabelValues(w.p.TrustDomain.String()).SetToCurrentTime()
+	w.log.Info("peer bundle updated", "authorities", len(xb.X509Authorities()))
+}
+
+func (w *peerWatcher) OnError(err error) {
+	bundleRefreshErrors.WithLabelValues(w.p.TrustDomain.String()).Inc()
+	w.log.Warn("peer bundle refresh failed: keeping the last good bundle", "url", w.p.URL, "err", err)
+}

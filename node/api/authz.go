@@ -1,0 +1,264 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/config"
+)
+
+// Role is what a caller may do. reader, editor, officer and admin are given to the org's own
+// SPIFFE IDs in config. The others follow from how the caller connected.
+type Role string
+
+// Roles.
+const (
+	Reader  Role = config.RoleReader
+	Editor  Role = config.RoleEditor
+	Officer Role = config.RoleOfficer
+	Admin   Role = config.RoleAdmin
+	// Replica is another replica of this node: spiffe://TD/node/*.
+	Replica Role = "replica"
+	// Peer is another org's node, of a configured peer trust domain.
+	Peer Role = "peer"
+	// Local is whoever can open the local socket. It has no identity, so it may administer the
+	// node but never take a step that must be attributed to a person.
+	Local Role = "local"
+)
+
+var (
+	anyUser   = []Role{Reader, Editor, Officer, Admin, Local}
+	writers   = []Role{Editor, Admin, Local}
+	everybody = []Role{Reader, Editor, Officer, Admin, Replica, Peer, Local}
+)
+
+// MethodRoles is the one table of which roles may call which gRPC method. A method that is not
+// listed is denied to everybody.
+var MethodRoles = map[string][]Role{
+	"/knooppunt.v1.RecordService/Put":      writers,
+	"/knooppunt.v1.RecordService/PutBatch": writers,
+	"/knooppunt.v1.RecordService/Delete":   writers,
+	"/knooppunt.v1.RecordService/Get":      anyUser,
+	"/knooppunt.v1.RecordService/List":     anyUser,
+	"/knooppunt.v1.RecordService/Watch":    anyUser,
+	"/knooppunt.v1.StatusService/Status":   {Reader, Editor, Officer, Admin, Replica, Local},
+
+	"/grpc.health.v1.Health/Check": everybody,
+	"/grpc.health.v1.Health/Watch": everybody,
+	"/grpc.health.v1.Health/List":  everybody,
+
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      {Admin, Local},
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {Admin, Local},
+}
+
+// federationService is the only service peers may call.
+const federationService = "/knooppunt.v1.FederationService/"
+
+// Caller is who made a call, as the authorisation interceptor established it.
+type Caller struct {
+	// ID is the caller's SPIFFE ID; zero for the local socket.
+	ID spiffeid.ID
+	// Roles the caller holds.
+	Roles []Role
+	// Peer is the configured name of the caller's org when it is a peer.
+	Peer string
+}
+
+// Has reports whether the caller holds role.
+func (c Caller) Has(role Role) bool { return slices.Contains(c.Roles, role) }
+
+// String names the caller for logs and audit entries.
+func (c Caller) String() string {
+	if c.ID.IsZero() {
+		return "local socket"
+	}
+	return c.ID.String()
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the caller of the call in ctx.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// Access is the part of the config that decides who holds which role. It is replaced whole when
+// the config reloads.
+type Access struct {
+	TrustDomain spiffeid.TrustDomain
+	exact       map[spiffeid.ID]Role
+	prefixes    []prefixRole
+	peers       map[spiffeid.TrustDomain]string
+}
+
+type prefixRole struct {
+	prefix string
+	role   Role
+}
+
+// NewAccess builds Access from a checked config.
+func NewAccess(c *config.Config) (*Access, error) {
+	td, err := spiffeid.TrustDomainFromString(c.Org)
+	if err != nil {
+		return nil, err
+	}
+	a := &Access{TrustDomain: td, exact: map[spiffeid.ID]Role{}, peers: map[spiffeid.TrustDomain]string{}}
+	for _, r := range c.Roles {
+		if r.ID != "" {
+			id, err := spiffeid.FromString(r.ID)
+			if err != nil {
+				return nil, err
+			}
+			a.exact[id] = Role(r.Role)
+			continue
+		}
+		a.prefixes = append(a.prefixes, prefixRole{prefix: r.Prefix, role: Role(r.Role)})
+	}
+	for _, p := range c.Peers {
+		ptd, err := spiffeid.TrustDomainFromString(p.TrustDomain)
+		if err != nil {
+			return nil, err
+		}
+		a.peers[ptd] = p.Name
+	}
+	return a, nil
+}
+
+// resolve finds the caller's roles, or says why it has none.
+func (a *Access) resolve(id spiffeid.ID) (Caller, error) {
+	c := Caller{ID: id}
+	if id.MemberOf(a.TrustDomain) {
+		if identity.IsReplica(a.TrustDomain, id) {
+			c.Roles = append(c.Roles, Replica)
+		}
+		if r, ok := a.exact[id]; ok {
+			c.Roles = append(c.Roles, r)
+		}
+		for _, p := range a.prefixes {
+			if strings.HasPrefix(id.String(), p.prefix) && !slices.Contains(c.Roles, p.role) {
+				c.Roles = append(c.Roles, p.role)
+			}
+		}
+		if len(c.Roles) == 0 {
+			return c, status.Errorf(codes.PermissionDenied, "%s has no role on this node: an admin can give it one under roles in the node config", id)
+		}
+		return c, nil
+	}
+	name, ok := a.peers[id.TrustDomain()]
+	if !ok {
+		return c, status.Errorf(codes.PermissionDenied, "trust domain %s is not a configured peer of this node", id.TrustDomain())
+	}
+	c.Peer = name
+	c.Roles = []Role{Peer}
+	return c, nil
+}
+
+// Authorizer enforces MethodRoles on every call, unary and streaming. Every refusal is logged
+// with the caller's SPIFFE ID and the reason; the message to the caller never says what exists.
+type Authorizer struct {
+	access atomic.Pointer[Access]
+	log    *slog.Logger
+}
+
+// NewAuthorizer returns an authorizer over a.
+func NewAuthorizer(a *Access, log *slog.Logger) *Authorizer {
+	z := &Authorizer{log: log}
+	z.access.Store(a)
+	return z
+}
+
+// SetAccess replaces the access rules; calls from then on are decided by the new ones, also on
+// connections already open.
+func (z *Authorizer) SetAccess(a *Access) { z.access.Store(a) }
+
+func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (context.Context, error) {
+	var c Caller
+	if local {
+		c = Caller{Roles: []Role{Local}}
+	} else {
+		id, ok := identity.PeerID(ctx)
+		if !ok {
+			z.log.Warn("call refused", "method", method, "caller", "(none)", "reason", "no SPIFFE ID")
+			return nil, status.Error(codes.Unauthenticated, "no SPIFFE ID: connect with mTLS and an X.509-SVID")
+		}
+		var err error
+		if c, err = z.access.Load().resolve(id); err != nil {
+			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
+			return nil, err
+		}
+	}
+	if err := allowed(c, method); err != nil {
+		z.log.Warn("call refused", "method", method, "caller", c.String(), "roles", c.Roles, "reason", status.Convert(err).Message())
+		return nil, err
+	}
+	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+func allowed(c Caller, method string) error {
+	if c.Has(Peer) && !strings.HasPrefix(method, federationService) && !slices.Contains(MethodRoles[method], Peer) {
+		return status.Errorf(codes.PermissionDenied, "%s is a peer: peers may call only the FederationService", c)
+	}
+	need, ok := MethodRoles[method]
+	if !ok {
+		return status.Errorf(codes.PermissionDenied, "%s is not open to any caller", method)
+	}
+	for _, r := range c.Roles {
+		if slices.Contains(need, r) {
+			return nil
+		}
+	}
+	names := make([]string, 0, len(need))
+	for _, r := range need {
+		if r != Local {
+			names = append(names, string(r))
+		}
+	}
+	return status.Errorf(codes.PermissionDenied, "%s may not call %s: it needs the role %s", c, shortMethod(method), strings.Join(names, " or "))
+}
+
+func shortMethod(m string) string {
+	m = strings.TrimPrefix(m, "/")
+	if i := strings.LastIndex(m, "."); i >= 0 {
+		return m[i+1:]
+	}
+	return m
+}
+
+// Unary returns the interceptor for unary calls. local marks the local-socket server.
+func (z *Authorizer) Unary(local bool) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		ctx, err := z.authorize(ctx, info.FullMethod, local)
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}
+
+// Stream returns the interceptor for streaming calls. local marks the local-socket server.
+func (z *Authorizer) Stream(local bool) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		ctx, err := z.authorize(ss.Context(), info.FullMethod, local)
+		if err != nil {
+			return err
+		}
+		return h(srv, &callerStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *callerStream) Context() context.Context { return s.ctx }

@@ -1,0 +1,222 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
+)
+
+// identityParts are the node's SVID source, its trust store, its bundle endpoint, and one bundle
+// watcher per peer that has a bundle endpoint.
+type identityParts struct {
+	source   identity.Source
+	trust    *identity.TrustStore
+	endpoint *identity.BundleEndpoint
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	watchers map[string]peerWatch   // by trust domain
+	known    map[string]config.Peer // the peers of the running config, by trust domain
+}
+
+type peerWatch struct {
+	peer   config.Peer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*identityParts, error) {
+	var (
+		src identity.Source
+		err error
+	)
+	switch cfg.Identity.Source {
+	case config.SourceFiles:
+		src, err = identity.NewFileSource(cfg.Identity.CertFile, cfg.Identity.KeyFile, cfg.Identity.BundleFile, 0, log)
+	default:
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI)
+		cancel()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: identity: %w", err)
+	}
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		src.Close()
+		return nil, fmt.Errorf("node: identity: %w", err)
+	}
+	if svid.ID.TrustDomain().Name() != cfg.Org {
+		src.Close()
+		return nil, fmt.Errorf("node: identity: the SVID %s is not of this org's trust domain %s", svid.ID, cfg.Org)
+	}
+	p := &identityParts{source: src, trust: identity.NewTrustStore(src), log: log, watchers: map[string]peerWatch{}}
+	if err := p.setPeers(cfg.Peers); err != nil {
+		p.close()
+		return nil, err
+	}
+	if cfg.BundleEndpoint.Listen != "" {
+		lis, err := net.Listen("tcp", cfg.BundleEndpoint.Listen)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("node: bundle_endpoint.listen %s: %w", cfg.BundleEndpoint.Listen, err)
+		}
+		if p.endpoint, err = identity.ServeBundleEndpoint(lis, svid.ID.TrustDomain(), src, cfg.BundleEndpoint.RefreshHint, log); err != nil {
+			lis.Close()
+			p.close()
+			return nil, err
+		}
+	}
+	log.Info("identity ready", "id", svid.ID.String(), "source", cfg.Identity.Source)
+	return p, nil
+}
+
+// setPeers brings the trust store and the bundle watchers in line with the configured peers. A
+// peer's bundle file is read only when the peer is new: after that, its bundle endpoint keeps it
+// current.
+func (p *identityParts) setPeers(peers []config.Peer) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := map[string]config.Peer{}
+	for _, peer := range peers {
+		want[peer.TrustDomain] = peer
+	}
+	for td, w := range p.watchers {
+		if np, ok := want[td]; !ok || np.BundleEndpoint != w.peer.BundleEndpoint || np.EndpointID != w.peer.EndpointID {
+			w.cancel()
+			<-w.done
+			delete(p.watchers, td)
+		}
+	}
+	for _, b := range p.trustedPeers() {
+		if _, ok := want[b.String()]; !ok {
+			p.trust.RemovePeer(b)
+			p.log.Info("peer removed", "peer_trust_domain", b.String())
+		}
+	}
+	for td, peer := range want {
+		ptd, err := spiffeid.TrustDomainFromString(td)
+		if err != nil {
+			return err
+		}
+		if !p.trust.HasPeer(ptd) && peer.BundleFile != "" {
+			b, err := x509bundle.Load(ptd, peer.BundleFile)
+			if err != nil {
+				return fmt.Errorf("node: peer %s: bundle_file: %w", peer.Name, err)
+			}
+			p.trust.SetPeerBundle(b)
+			p.log.Info("peer added", "peer", peer.Name, "peer_trust_domain", td)
+		}
+		if _, running := p.watchers[td]; running || peer.BundleEndpoint == "" {
+			continue
+		}
+		eid, err := spiffeid.FromString(peer.EndpointID)
+		if err != nil {
+			return fmt.Errorf("node: peer %s: endpoint_id: %w", peer.Name, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w := peerWatch{peer: peer, cancel: cancel, done: make(chan struct{})}
+		go func() {
+			defer close(w.done)
+			identity.WatchPeerBundle(ctx, p.trust, identity.PeerEndpoint{
+				TrustDomain: ptd, URL: peer.BundleEndpoint, EndpointID: eid,
+			}, p.log)
+		}()
+		p.watchers[td] = w
+	}
+	p.known = want
+	return nil
+}
+
+func (p *identityParts) trustedPeers() []spiffeid.TrustDomain {
+	var out []spiffeid.TrustDomain
+	for td := range p.known {
+		if ptd, err := spiffeid.TrustDomainFromString(td); err == nil {
+			out = append(out, ptd)
+		}
+	}
+	return out
+}
+
+func (p *identityParts) close() {
+	p.mu.Lock()
+	for _, w := range p.watchers {
+		w.cancel()
+		<-w.done
+	}
+	p.watchers = nil
+	p.mu.Unlock()
+	if p.endpoint != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		p.endpoint.Close(ctx)
+		cancel()
+	}
+	p.source.Close()
+}
+
+// watchConfig reloads roles and peers when the config file changes. A file that does not load is
+// logged and the running config stays.
+func (n *Node) watchConfig(path string, interval time.Duration) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	stamp := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
+	last := stamp()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopWatch:
+			return
+		case <-t.C:
+		}
+		if s := stamp(); s == last || s == "" {
+			continue
+		} else {
+			last = s
+		}
+		if err := n.Reload(path); err != nil {
+			n.log.Warn("config changed but not reloaded: the running config stays", "err", err)
+		}
+	}
+}
+
+// Reload applies the roles and peers of the config file at path. Other settings need a restart.
+func (n *Node) Reload(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if cfg.Org != n.opts.Config.Org {
+		return fmt.Errorf("org changed from %s to %s: that needs a restart", n.opts.Config.Org, cfg.Org)
+	}
+	access, err := api.NewAccess(cfg)
+	if err != nil {
+		return err
+	}
+	if n.ident != nil {
+		if err := n.ident.setPeers(cfg.Peers); err != nil {
+			return err
+		}
+	}
+	n.authz.SetAccess(access)
+	n.log.Info("config reloaded", "roles", len(cfg.Roles), "peers", len(cfg.Peers))
+	return nil
+}
