@@ -20,10 +20,11 @@ import (
 // identityParts are the node's SVID source, its trust store, its bundle endpoint, and one bundle
 // watcher per peer that has a bundle endpoint.
 type identityParts struct {
-	source   identity.Source
-	trust    *identity.TrustStore
-	endpoint *identity.BundleEndpoint
-	log      *slog.Logger
+	trustDomain spiffeid.TrustDomain
+	source      identity.Source
+	trust       *identity.TrustStore
+	endpoint    *identity.BundleEndpoint
+	log         *slog.Logger
 
 	mu       sync.Mutex
 	watchers map[string]peerWatch   // by trust domain
@@ -61,7 +62,7 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		src.Close()
 		return nil, fmt.Errorf("node: identity: the SVID %s is not of this org's trust domain %s", svid.ID, cfg.Org)
 	}
-	p := &identityParts{source: src, trust: identity.NewTrustStore(src), log: log, watchers: map[string]peerWatch{}}
+	p := &identityParts{trustDomain: svid.ID.TrustDomain(), source: src, trust: identity.NewTrustStore(src), log: log, watchers: map[string]peerWatch{}}
 	if err := p.setPeers(cfg.Peers); err != nil {
 		p.close()
 		return nil, err

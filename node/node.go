@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -99,7 +100,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.db, err = db.Open(filepath.Join(opts.DataDir, "knooppunt.db")); err != nil {
 		return nil, err
 	}
-	if n.store, err = store.Open(store.Config{
+	if cfg.Listen != "" {
+		if n.ident, err = startIdentity(ctx, cfg, n.log); err != nil {
+			return nil, err
+		}
+	}
+	sc := store.Config{
 		Dir:               filepath.Join(opts.DataDir, "raft"),
 		DB:                n.db,
 		ReplicaID:         cfg.ReplicaID,
@@ -107,7 +113,19 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		Logger:            n.log,
-	}); err != nil {
+	}
+	if cfg.Raft.Listen != "" {
+		td := n.ident.trustDomain
+		if sc.Transport, err = store.TLSTransport(cfg.Raft.Listen, cfg.Raft.Advertise,
+			identity.ServerTLSFor(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td), n.log),
+			identity.ClientTLS(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td)), n.log); err != nil {
+			return nil, err
+		}
+		for _, s := range cfg.Raft.Servers {
+			sc.Servers = append(sc.Servers, raft.Server{ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Address), Suffrage: raft.Voter})
+		}
+	}
+	if n.store, err = store.Open(sc); err != nil {
 		return nil, err
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -145,9 +163,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go func() { n.served <- n.grpc.Serve(lis) }()
 
 	if cfg.Listen != "" {
-		if n.ident, err = startIdentity(ctx, cfg, n.log); err != nil {
-			return nil, err
-		}
 		n.tcp = n.newServer(false, grpc.Creds(identity.ServerCredentials(n.ident.source, n.ident.trust, n.log)))
 		register(n.tcp)
 		tl, err := net.Listen("tcp", cfg.Listen)

@@ -20,7 +20,13 @@ import (
 // decided after the handshake, per method. Every handshake refusal is logged with the SPIFFE ID
 // the client claimed and the reason.
 func ServerTLS(svid x509svid.Source, bundles x509bundle.Source, log *slog.Logger) *tls.Config {
-	cfg := tlsconfig.MTLSServerConfig(svid, bundles, tlsconfig.AuthorizeAny())
+	return ServerTLSFor(svid, bundles, tlsconfig.AuthorizeAny(), log)
+}
+
+// ServerTLSFor is ServerTLS that admits only the clients authorize approves, for listeners
+// without per-method authorisation, such as the Raft transport.
+func ServerTLSFor(svid x509svid.Source, bundles x509bundle.Source, authorize tlsconfig.Authorizer, log *slog.Logger) *tls.Config {
+	cfg := tlsconfig.MTLSServerConfig(svid, bundles, authorize)
 	cfg.MinVersion = tls.VersionTLS12
 	verify := cfg.VerifyPeerCertificate
 	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {

@@ -115,10 +115,22 @@ type Limits struct {
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 }
 
-// Raft tunes the node's Raft group.
+// Raft configures the node's Raft group. With no Listen the node is a single replica.
 type Raft struct {
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
 	ElectionTimeout   time.Duration `yaml:"election_timeout"`
+	// Listen is the Raft transport's address (mutual TLS, replica SVIDs only).
+	Listen string `yaml:"listen"`
+	// Advertise is the address other replicas reach this one at. Default: Listen.
+	Advertise string `yaml:"advertise"`
+	// Servers are the voters of a new group, the same list on every replica.
+	Servers []RaftServer `yaml:"servers"`
+}
+
+// RaftServer is one voter of a new Raft group.
+type RaftServer struct {
+	ID      string `yaml:"id"`
+	Address string `yaml:"address"`
 }
 
 // KindConfig declares a kind. Its schema is given inline or in a file.
@@ -250,6 +262,14 @@ func (c *Config) checkAccess() error {
 	td, err := spiffeid.TrustDomainFromString(c.Org)
 	if err != nil {
 		return fmt.Errorf("org: %q is not a trust domain: %w", c.Org, err)
+	}
+	if c.Raft.Listen != "" && c.Listen == "" {
+		return errors.New("raft.listen: replicas authenticate with SVIDs: set listen and identity too")
+	}
+	for i, s := range c.Raft.Servers {
+		if s.ID == "" || s.Address == "" {
+			return fmt.Errorf("raft.servers[%d]: give id and address", i)
+		}
 	}
 	switch c.Identity.Source {
 	case SourceWorkloadAPI:

@@ -52,8 +52,10 @@ type Config struct {
 	// Transport carries Raft traffic between replicas. Nil means a single replica with an
 	// in-memory transport.
 	Transport raft.Transport
-	// Bootstrap creates a new one-voter group when the log is empty.
+	// Bootstrap creates a new group when the log is empty: of Servers, or of this replica alone.
 	Bootstrap bool
+	// Servers are the voters of a new group. Every replica must be given the same list.
+	Servers []raft.Server
 	// MaxBatch caps the record writes coalesced into one log entry. Default 2048.
 	MaxBatch int
 	// SnapshotThreshold is the number of log entries between snapshots. Default 8192.
@@ -145,7 +147,10 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		if !has {
-			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
+			conf := raft.Configuration{Servers: cfg.Servers}
+			if len(conf.Servers) == 0 {
+				conf.Servers = []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}
+			}
 			if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, trans, conf); err != nil {
 				bolt.Close()
 				return nil, fmt.Errorf("store: bootstrap: %w", err)
