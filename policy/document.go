@@ -1,0 +1,254 @@
+// Package policy decides what leaves a node. It owns the sharing-policy document, its CEL
+// conditions, the lifecycle rules (four eyes, supersession, expiry) and the decision function
+// through which every record bound for a peer passes.
+//
+// policy decides; it never does I/O. Callers load policies and records, and store the outcome.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// SchemaVersion is the version of the policy document schema this build reads.
+const SchemaVersion = 1
+
+// Phases of a crisis, from quiet to acute.
+const (
+	PhaseCold     = "cold"
+	PhaseLukewarm = "lukewarm"
+	PhaseWarm     = "warm"
+)
+
+// Phases lists the phases in order.
+var Phases = []string{PhaseCold, PhaseLukewarm, PhaseWarm}
+
+// PhaseRank orders phases: cold 0, lukewarm 1, warm 2, unknown -1.
+func PhaseRank(p string) int {
+	for i, q := range Phases {
+		if q == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// Document is a sharing policy as an officer writes it.
+type Document struct {
+	// Version is the schema version; 1, or omitted for 1.
+	Version int `yaml:"version,omitempty" json:"version,omitempty"`
+	Name    string `yaml:"name" json:"name"`
+	// Purpose binds the sharing to a purpose (doelbinding). Required.
+	Purpose string `yaml:"purpose" json:"purpose"`
+	// Recipients are SPIFFE IDs (spiffe://td/... for one workload, spiffe://td for the whole
+	// org), bare trust domains, or group:NAME for a peer group from config.
+	Recipients        []string   `yaml:"recipients" json:"recipients"`
+	Kinds             []string   `yaml:"kinds" json:"kinds"`
+	MaxClassification string     `yaml:"max_classification" json:"max_classification"`
+	When              string     `yaml:"when,omitempty" json:"when,omitempty"`
+	Redact            []string   `yaml:"redact,omitempty" json:"redact,omitempty"`
+	Phases            []string   `yaml:"phases,omitempty" json:"phases,omitempty"`
+	ValidFrom         *time.Time `yaml:"valid_from,omitempty" json:"valid_from,omitempty"`
+	ValidUntil        *time.Time `yaml:"valid_until,omitempty" json:"valid_until,omitempty"`
+}
+
+// Problem is one thing wrong with a document, at a line and column of its YAML (0 when unknown).
+type Problem struct {
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string {
+	loc := ""
+	if p.Line > 0 {
+		loc = fmt.Sprintf("line %d, column %d: ", p.Line, p.Column)
+	}
+	if p.Field != "" {
+		return loc + p.Field + ": " + p.Message
+	}
+	return loc + p.Message
+}
+
+// Problems is the error of a document that does not lint.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "\n")
+}
+
+var (
+	nameRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	redactRe   = regexp.MustCompile(`^body(\.[A-Za-z0-9_-]+)+$`)
+	yamlPosRe  = regexp.MustCompile(`^\[(\d+):(\d+)\]\s*(.*)$`)
+	classWords = map[string]pb.Classification{
+		"public": pb.Classification_PUBLIC, "internal": pb.Classification_INTERNAL,
+		"confidential": pb.Classification_CONFIDENTIAL, "secret": pb.Classification_SECRET,
+	}
+)
+
+// Parsed is a document with the positions of its fields, for error messages.
+type Parsed struct {
+	Doc  Document
+	Src  []byte
+	file *ast.File
+}
+
+// Parse reads a policy document. It checks the YAML and the schema; Compile checks the rest.
+func Parse(src []byte) (*Parsed, error) {
+	if len(strings.TrimSpace(string(src))) == 0 {
+		return nil, Problems{{Message: "the document is empty"}}
+	}
+	file, err := parser.ParseBytes(src, 0)
+	if err != nil {
+		return nil, Problems{yamlProblem(err)}
+	}
+	var d Document
+	if err := yaml.UnmarshalWithOptions(src, &d, yaml.DisallowUnknownField()); err != nil {
+		return nil, Problems{yamlProblem(err)}
+	}
+	p := &Parsed{Doc: d, Src: src, file: file}
+	if probs := p.checkSchema(); len(probs) > 0 {
+		return nil, probs
+	}
+	return p, nil
+}
+
+func yamlProblem(err error) Problem {
+	msg := yaml.FormatError(err, false, false)
+	first := strings.SplitN(strings.TrimSpace(msg), "\n", 2)[0]
+	if m := yamlPosRe.FindStringSubmatch(first); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		col, _ := strconv.Atoi(m[2])
+		return Problem{Line: line, Column: col, Message: m[3]}
+	}
+	return Problem{Message: first}
+}
+
+// pos finds the line and column of a field, such as "kinds[1]".
+func (p *Parsed) pos(field string) (int, int) {
+	if p.file == nil || field == "" {
+		return 0, 0
+	}
+	path, err := yaml.PathString("$." + field)
+	if err != nil {
+		return 0, 0
+	}
+	node, err := path.FilterFile(p.file)
+	if err != nil || node == nil || node.GetToken() == nil {
+		return 0, 0
+	}
+	t := node.GetToken()
+	return t.Position.Line, t.Position.Column
+}
+
+func (p *Parsed) problem(field, format string, args ...any) Problem {
+	line, col := p.pos(field)
+	return Problem{Line: line, Column: col, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func (p *Parsed) checkSchema() Problems {
+	d := &p.Doc
+	var probs Problems
+	add := func(field, format string, args ...any) { probs = append(probs, p.problem(field, format, args...)) }
+	if d.Version != 0 && d.Version != SchemaVersion {
+		add("version", "schema version %d is not supported: this knooppunt reads version %d", d.Version, SchemaVersion)
+	}
+	if !nameRe.MatchString(d.Name) {
+		add("name", "%q is not a policy name: use 1 to 63 of a-z 0-9 -, such as lcvs-capacity-to-regions", d.Name)
+	}
+	if strings.TrimSpace(d.Purpose) == "" {
+		add("purpose", "missing: say what the sharing is for (doelbinding)")
+	}
+	if len(d.Recipients) == 0 {
+		add("recipients", "missing: name at least one recipient")
+	}
+	for i, r := range d.Recipients {
+		if _, err := ParseRecipient(r); err != nil {
+			add(fmt.Sprintf("recipients[%d]", i), "%v", err)
+		}
+	}
+	if len(d.Kinds) == 0 {
+		add("kinds", "missing: name at least one kind")
+	}
+	if _, ok := classWords[d.MaxClassification]; !ok {
+		add("max_classification", "%q is not a classification: use public, internal, confidential or secret", d.MaxClassification)
+	}
+	for i, r := range d.Redact {
+		if !redactRe.MatchString(r) {
+			add(fmt.Sprintf("redact[%d]", i), "%q is not a body path: use body.FIELD or body.FIELD.SUB", r)
+		}
+	}
+	for i, ph := range d.Phases {
+		if PhaseRank(ph) < 0 {
+			add(fmt.Sprintf("phases[%d]", i), "%q is not a phase: use cold, lukewarm or warm", ph)
+		}
+	}
+	if d.ValidFrom != nil && d.ValidUntil != nil && !d.ValidUntil.After(*d.ValidFrom) {
+		add("valid_until", "%s ends before the validity window starts (valid_from %s)", d.ValidUntil.Format(time.RFC3339), d.ValidFrom.Format(time.RFC3339))
+	}
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+	return probs
+}
+
+// Classification is the document's ceiling.
+func (d *Document) Classification() pb.Classification { return classWords[d.MaxClassification] }
+
+// RecipientKind says what a recipient entry names.
+type RecipientKind int
+
+// Recipient kinds.
+const (
+	RecipientID RecipientKind = iota
+	RecipientTrustDomain
+	RecipientGroup
+)
+
+// RecipientRef is a parsed recipients entry.
+type RecipientRef struct {
+	Kind  RecipientKind
+	Value string // the ID, the trust domain name, or the group name
+}
+
+var tdRe = regexp.MustCompile(`^[a-z0-9._-]+$`)
+
+// ParseRecipient reads a recipients entry.
+func ParseRecipient(s string) (RecipientRef, error) {
+	switch {
+	case strings.HasPrefix(s, "group:"):
+		g := strings.TrimPrefix(s, "group:")
+		if !nameRe.MatchString(g) {
+			return RecipientRef{}, fmt.Errorf("%q is not a group: use group:NAME", s)
+		}
+		return RecipientRef{Kind: RecipientGroup, Value: g}, nil
+	case strings.HasPrefix(s, "spiffe://"):
+		rest := strings.TrimSuffix(strings.TrimPrefix(s, "spiffe://"), "/")
+		td, path, _ := strings.Cut(rest, "/")
+		if !tdRe.MatchString(td) {
+			return RecipientRef{}, fmt.Errorf("%q is not a SPIFFE ID", s)
+		}
+		if path == "" {
+			return RecipientRef{Kind: RecipientTrustDomain, Value: td}, nil
+		}
+		return RecipientRef{Kind: RecipientID, Value: "spiffe://" + td + "/" + path}, nil
+	case tdRe.MatchString(s) && strings.Contains(s, "."):
+		return RecipientRef{Kind: RecipientTrustDomain, Value: s}, nil
+	}
+	return RecipientRef{}, errors.New(strings.TrimSpace(fmt.Sprintf("%q is not a recipient: use a SPIFFE ID, a trust domain or group:NAME", s)))
+}

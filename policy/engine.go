@@ -1,0 +1,353 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Lifecycle states of a policy.
+const (
+	StateProposed   = "proposed"
+	StateApproved   = "approved"
+	StateRejected   = "rejected"
+	StateRevoked    = "revoked"
+	StateSuperseded = "superseded"
+)
+
+// Policy is one version of a policy with its lifecycle state, as the store keeps it.
+type Policy struct {
+	// ID is NAME@VERSION, such as lcvs-capacity-to-regions@2.
+	ID      string
+	Name    string
+	Version int
+	// Source is the YAML the author proposed.
+	Source     []byte
+	Author     string
+	ProposedAt time.Time
+	State      string
+	// Approvers are the officers who approved, in order.
+	Approvers []string
+	DecidedAt time.Time
+	DecidedBy string
+	Reason    string
+}
+
+// Compiled is a policy ready for decisions. It is immutable, so one compiled program serves
+// every decision of that policy version.
+type Compiled struct {
+	Policy
+	Doc        Document
+	recipients []RecipientRef
+	when       cel.Program
+}
+
+// Compile parses and checks a policy's document. It never fails for a policy the store accepted
+// unless this build reads the schema differently.
+func Compile(p Policy) (*Compiled, error) {
+	parsed, err := Parse(p.Source)
+	if err != nil {
+		return nil, err
+	}
+	c, probs := compileParsed(parsed)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	c.Policy = p
+	return c, nil
+}
+
+func compileParsed(parsed *Parsed) (*Compiled, Problems) {
+	c := &Compiled{Doc: parsed.Doc}
+	var probs Problems
+	for _, r := range parsed.Doc.Recipients {
+		ref, _ := ParseRecipient(r) // checked by Parse
+		c.recipients = append(c.recipients, ref)
+	}
+	if strings.TrimSpace(parsed.Doc.When) != "" {
+		prg, err := compileWhen(parsed.Doc.When)
+		if err != nil {
+			probs = append(probs, parsed.problem("when", "%v", err))
+		}
+		c.when = prg
+	}
+	return c, probs
+}
+
+// Context is what a lint with a node adds: the kinds, peers and groups the node knows.
+type Context struct {
+	Kinds  []string
+	Peers  []Recipient
+	Groups []string
+}
+
+// Lint checks a document fully: YAML, schema, CEL types and cost, and, when ctx is given, that
+// its kinds, recipients and groups exist on the node.
+func Lint(src []byte, ctx *Context) (*Compiled, error) {
+	parsed, err := Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	c, probs := compileParsed(parsed)
+	if ctx != nil {
+		for i, k := range parsed.Doc.Kinds {
+			if !slices.Contains(ctx.Kinds, k) {
+				probs = append(probs, parsed.problem(fmt.Sprintf("kinds[%d]", i), "unknown kind %q: the node knows %s", k, strings.Join(ctx.Kinds, ", ")))
+			}
+		}
+		for i, ref := range c.recipients {
+			if !ctx.knows(ref) {
+				what := "peer"
+				if ref.Kind == RecipientGroup {
+					what = "group"
+				}
+				probs = append(probs, parsed.problem(fmt.Sprintf("recipients[%d]", i), "unknown %s %q: it is not in the node's peers config", what, parsed.Doc.Recipients[i]))
+			}
+		}
+	}
+	if len(probs) > 0 {
+		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+		return nil, probs
+	}
+	c.Name = parsed.Doc.Name
+	c.Source = src
+	return c, nil
+}
+
+func (ctx *Context) knows(ref RecipientRef) bool {
+	switch ref.Kind {
+	case RecipientGroup:
+		return slices.Contains(ctx.Groups, ref.Value)
+	case RecipientTrustDomain:
+		return slices.ContainsFunc(ctx.Peers, func(p Recipient) bool { return p.TrustDomain == ref.Value })
+	default:
+		return slices.ContainsFunc(ctx.Peers, func(p Recipient) bool { return strings.HasPrefix(ref.Value, "spiffe://"+p.TrustDomain+"/") })
+	}
+}
+
+// Active reports whether the policy grants anything at now in phase: approved, inside its
+// validity window, and limited to no phases or to phase.
+func (c *Compiled) Active(phase string, now time.Time) bool {
+	return c.State == StateApproved && c.InWindow(now) && c.InPhase(phase)
+}
+
+// InWindow reports whether now is inside the validity window.
+func (c *Compiled) InWindow(now time.Time) bool {
+	if c.Doc.ValidFrom != nil && now.Before(*c.Doc.ValidFrom) {
+		return false
+	}
+	return c.Doc.ValidUntil == nil || now.Before(*c.Doc.ValidUntil)
+}
+
+// InPhase reports whether the policy applies in phase.
+func (c *Compiled) InPhase(phase string) bool {
+	return len(c.Doc.Phases) == 0 || slices.Contains(c.Doc.Phases, phase)
+}
+
+// Names reports whether the policy names the recipient.
+func (c *Compiled) Names(to Recipient) bool {
+	for _, ref := range c.recipients {
+		switch ref.Kind {
+		case RecipientID:
+			if ref.Value == to.ID {
+				return true
+			}
+		case RecipientTrustDomain:
+			if ref.Value == to.TrustDomain {
+				return true
+			}
+		case RecipientGroup:
+			if slices.Contains(to.Groups, ref.Value) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Verdict is one policy's answer about one record for one recipient.
+type Verdict struct {
+	PolicyID string   `json:"policy"`
+	Grants   bool     `json:"grants"`
+	Reason   string   `json:"reason"`
+	Redact   []string `json:"redact,omitempty"`
+}
+
+// verdict evaluates one policy. vars is the CEL activation, built once per record.
+func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Time, vars map[string]any) Verdict {
+	v := Verdict{PolicyID: c.ID}
+	switch {
+	case c.State != StateApproved:
+		v.Reason = "not active: " + c.State
+	case !c.InWindow(now):
+		v.Reason = "outside its validity window"
+	case !c.InPhase(phase):
+		v.Reason = fmt.Sprintf("limited to phases %s; the crisis is %s", strings.Join(c.Doc.Phases, ", "), phase)
+	case !c.Names(to):
+		v.Reason = "does not name the recipient"
+	case !slices.Contains(c.Doc.Kinds, r.Kind):
+		v.Reason = fmt.Sprintf("does not cover kind %s", r.Kind)
+	case r.Classification > c.Doc.Classification() || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED:
+		v.Reason = fmt.Sprintf("record is %s, above the ceiling %s", classificationWord(r.Classification), c.Doc.MaxClassification)
+	case c.when != nil:
+		out, _, err := c.when.Eval(vars)
+		if err != nil {
+			v.Reason = "when: " + err.Error()
+			break
+		}
+		if ok, _ := out.Value().(bool); !ok {
+			v.Reason = "when is false"
+			break
+		}
+		fallthrough
+	default:
+		v.Grants = true
+		v.Reason = "grants"
+		v.Redact = c.Doc.Redact
+	}
+	return v
+}
+
+// Decision is the outcome for one record and one recipient.
+type Decision struct {
+	Allow bool
+	// Record is the record as the recipient may see it: redacted, or nil on deny.
+	Record *pb.Record
+	// Policies are the ids of the granting policies.
+	Policies []string
+	// Redacted are the body paths removed.
+	Redacted []string
+}
+
+// Set is the policies an org has, compiled. A Set is immutable; a change makes a new one.
+type Set struct {
+	// Org is the trust domain of the node's own org: only its records are ever shared.
+	Org      string
+	Policies []*Compiled
+}
+
+// Decide is the only path by which a record may leave the node. Deny by default; a record of
+// another org is never re-shared; otherwise the record goes if some active policy grants it, and
+// the recipient sees the union of what the granting policies reveal: a body field is removed
+// only if every granting policy redacts it.
+func (s *Set) Decide(r *pb.Record, to Recipient, phase string, now time.Time) Decision {
+	d, _ := s.decide(r, to, phase, now, false)
+	return d
+}
+
+// Explain gives each policy's verdict on the record for the recipient, and the decision.
+func (s *Set) Explain(r *pb.Record, to Recipient, phase string, now time.Time) (Decision, []Verdict) {
+	return s.decide(r, to, phase, now, true)
+}
+
+func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, explain bool) (Decision, []Verdict) {
+	var verdicts []Verdict
+	if r.Origin != s.Org {
+		if explain {
+			verdicts = append(verdicts, Verdict{Reason: fmt.Sprintf("record of %s: a node never re-shares another org's records", r.Origin)})
+		}
+		return Decision{}, verdicts
+	}
+	if r.Tombstone {
+		return Decision{}, verdicts
+	}
+	var vars map[string]any
+	var redactSets [][]string
+	var granted []string
+	for _, c := range s.Policies {
+		if !explain && (c.State != StateApproved || !c.Names(to) || !slices.Contains(c.Doc.Kinds, r.Kind)) {
+			continue // cheap rejections first
+		}
+		if vars == nil && c.when != nil {
+			var err error
+			if vars, err = activation(r, to, phase, now); err != nil {
+				verdicts = append(verdicts, Verdict{PolicyID: c.ID, Reason: err.Error()})
+				return Decision{}, verdicts
+			}
+		}
+		v := c.verdict(r, to, phase, now, vars)
+		if explain {
+			verdicts = append(verdicts, v)
+		}
+		if v.Grants {
+			granted = append(granted, c.ID)
+			redactSets = append(redactSets, v.Redact)
+		}
+	}
+	if len(granted) == 0 {
+		return Decision{}, verdicts
+	}
+	redact := intersect(redactSets)
+	out, err := redactRecord(r, redact)
+	if err != nil {
+		// A body that cannot be redacted is not sent at all.
+		return Decision{}, append(verdicts, Verdict{Reason: err.Error()})
+	}
+	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact}, verdicts
+}
+
+func intersect(sets [][]string) []string {
+	if len(sets) == 0 {
+		return nil
+	}
+	var out []string
+	for _, p := range sets[0] {
+		all := true
+		for _, s := range sets[1:] {
+			if !slices.Contains(s, p) {
+				all = false
+				break
+			}
+		}
+		if all && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// redactRecord returns a copy of r without the body paths. It never changes r.
+func redactRecord(r *pb.Record, paths []string) (*pb.Record, error) {
+	out := &pb.Record{
+		Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
+		Classification: r.Classification, Labels: r.Labels, Body: r.Body, Version: r.Version,
+		UpdatedAt: r.UpdatedAt, ValidUntil: r.ValidUntil,
+	}
+	if len(paths) == 0 {
+		return out, nil
+	}
+	var body map[string]any
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.UseNumber()
+	if err := dec.Decode(&body); err != nil {
+		return nil, fmt.Errorf("record %s: body: %w", r.Id, err)
+	}
+	for _, p := range paths {
+		removePath(body, strings.Split(strings.TrimPrefix(p, "body."), "."))
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	out.Body = b
+	return out, nil
+}
+
+func removePath(m map[string]any, path []string) {
+	if len(path) == 1 {
+		delete(m, path[0])
+		return
+	}
+	if sub, ok := m[path[0]].(map[string]any); ok {
+		removePath(sub, path[1:])
+	}
+}
