@@ -218,6 +218,7 @@ func (n *Node) Reload(path string) error {
 		}
 	}
 	n.authz.SetAccess(access)
+	n.cfg.Store(cfg)
 	n.log.Info("config reloaded", "roles", len(cfg.Roles), "peers", len(cfg.Peers))
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,12 +23,16 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
+	"github.com/knooppunt/knooppunt/node/api/phases"
+	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/api/records"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/sharing"
 	"github.com/knooppunt/knooppunt/node/store"
 )
 
@@ -65,6 +70,8 @@ type Node struct {
 	authz     *api.Authorizer
 	health    *health.Server
 	records   *records.Service
+	sharing   *sharing.Sharing
+	cfg       atomic.Pointer[config.Config] // the running config; roles and peers reload
 	metrics   *http.Server
 	sockPath  string
 	unreg     []func()
@@ -146,8 +153,19 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
 	})
 	n.health = health.NewServer()
+	n.cfg.Store(cfg)
+	n.sharing = sharing.New(n.db, cfg.Org, n.cfg.Load)
+	policySvc := policies.New(policies.Config{
+		Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Logger: n.log,
+		Approvals: func() int { return n.cfg.Load().Policy.Approvals },
+	})
+	phaseSvc := phases.New(phases.Config{Store: n.store, DB: n.db, Logger: n.log})
+	auditSvc := audit.New(n.db, n.log)
 	register := func(s *grpc.Server) {
 		records.RegisterService(s, n.records)
+		policies.RegisterService(s, policySvc)
+		phases.RegisterService(s, phaseSvc)
+		audit.RegisterService(s, auditSvc)
 		nodestatus.RegisterService(s, status)
 		healthpb.RegisterHealthServer(s, n.health)
 		reflection.Register(s)

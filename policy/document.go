@@ -47,7 +47,7 @@ func PhaseRank(p string) int {
 // Document is a sharing policy as an officer writes it.
 type Document struct {
 	// Version is the schema version; 1, or omitted for 1.
-	Version int `yaml:"version,omitempty" json:"version,omitempty"`
+	Version int    `yaml:"version,omitempty" json:"version,omitempty"`
 	Name    string `yaml:"name" json:"name"`
 	// Purpose binds the sharing to a purpose (doelbinding). Required.
 	Purpose string `yaml:"purpose" json:"purpose"`

@@ -23,6 +23,7 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newStatusCmd(), newDemoCmd(), newCACmd())
+	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newStatusCmd(), newDemoCmd(), newCACmd(),
+		newPolicyCmd(), newPhaseCmd(), newAuditCmd())
 	return root
 }

@@ -36,6 +36,8 @@ const (
 )
 
 var (
+	officers  = []Role{Officer}
+	oversight = []Role{Officer, Admin, Local}
 	anyUser   = []Role{Reader, Editor, Officer, Admin, Local}
 	writers   = []Role{Editor, Admin, Local}
 	everybody = []Role{Reader, Editor, Officer, Admin, Replica, Peer, Local}
@@ -51,6 +53,22 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.RecordService/List":     anyUser,
 	"/knooppunt.v1.RecordService/Watch":    anyUser,
 	"/knooppunt.v1.StatusService/Status":   {Reader, Editor, Officer, Admin, Replica, Local},
+
+	// Policy and phase steps are taken by officers in person: never by the local socket, whose
+	// user could otherwise act as both officers of the four-eyes rule.
+	"/knooppunt.v1.PolicyService/Propose": officers,
+	"/knooppunt.v1.PolicyService/Approve": officers,
+	"/knooppunt.v1.PolicyService/Reject":  officers,
+	"/knooppunt.v1.PolicyService/Revoke":  officers,
+	"/knooppunt.v1.PolicyService/Lint":    oversight,
+	"/knooppunt.v1.PolicyService/List":    oversight,
+	"/knooppunt.v1.PolicyService/Get":     oversight,
+	"/knooppunt.v1.PolicyService/Preview": oversight,
+	"/knooppunt.v1.PolicyService/Explain": oversight,
+	"/knooppunt.v1.PhaseService/Set":      officers,
+	"/knooppunt.v1.PhaseService/List":     anyUser,
+	"/knooppunt.v1.AuditService/List":     oversight,
+	"/knooppunt.v1.AuditService/Verify":   oversight,
 
 	"/grpc.health.v1.Health/Check": everybody,
 	"/grpc.health.v1.Health/Watch": everybody,

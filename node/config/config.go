@@ -41,6 +41,7 @@ type Config struct {
 	Peers  []Peer `yaml:"peers"`
 	Limits Limits `yaml:"limits"`
 	Raft   Raft   `yaml:"raft"`
+	Policy Policy `yaml:"policy"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
 }
@@ -107,6 +108,12 @@ type Peer struct {
 	EndpointID string `yaml:"endpoint_id"`
 	// Groups name the peer in policies, such as veiligheidsregios.
 	Groups []string `yaml:"groups"`
+}
+
+// Policy configures the policy lifecycle.
+type Policy struct {
+	// Approvals is how many officers other than the author must approve a policy. Default 1.
+	Approvals int `yaml:"approvals"`
 }
 
 // Limits bound what a client may send.
@@ -216,6 +223,9 @@ func (c *Config) setDefaults() {
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = record.DefaultMaxBody
 	}
+	if c.Policy.Approvals == 0 {
+		c.Policy.Approvals = 1
+	}
 	if c.Identity.Source == "" {
 		c.Identity.Source = SourceWorkloadAPI
 		if c.Identity.CertFile != "" {
@@ -236,6 +246,9 @@ func (c *Config) setDefaults() {
 func (c *Config) check() error {
 	if err := record.CheckOrigin("org", c.Org); err != nil {
 		return err
+	}
+	if c.Policy.Approvals < 0 {
+		return errors.New("policy.approvals: must be 1 or more")
 	}
 	if c.Limits.MaxBodyBytes < 0 {
 		return errors.New("limits.max_body_bytes: must be positive")

@@ -54,6 +54,46 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('applied_index', 0), ('last_seq', 0);
 `,
+	// 2: sharing policies, crisis phases and the hash-chained audit log.
+	`
+CREATE TABLE policies (
+	id          TEXT    NOT NULL PRIMARY KEY,  -- NAME@VERSION
+	name        TEXT    NOT NULL,
+	version     INTEGER NOT NULL,
+	source      BLOB    NOT NULL,              -- the YAML as proposed; never changes
+	author      TEXT    NOT NULL,
+	proposed_at INTEGER NOT NULL,
+	state       TEXT    NOT NULL,
+	approvers   TEXT    NOT NULL,              -- JSON array of SPIFFE IDs
+	decided_at  INTEGER NOT NULL,
+	decided_by  TEXT    NOT NULL,
+	reason      TEXT    NOT NULL,
+	required    INTEGER NOT NULL,
+	UNIQUE (name, version)
+);
+
+CREATE TABLE phases (
+	crisis TEXT    NOT NULL PRIMARY KEY,
+	phase  TEXT    NOT NULL,
+	set_by TEXT    NOT NULL,
+	set_at INTEGER NOT NULL,
+	reason TEXT    NOT NULL
+) WITHOUT ROWID;
+
+-- Append-only. Each entry's hash is SHA-256 over the previous entry's hash and the entry's
+-- canonical encoding, so editing, deleting or reordering entries breaks the chain.
+CREATE TABLE audit (
+	seq       INTEGER NOT NULL PRIMARY KEY,
+	at        INTEGER NOT NULL,
+	actor     TEXT    NOT NULL,
+	action    TEXT    NOT NULL,
+	subject   TEXT    NOT NULL,
+	detail    TEXT    NOT NULL,
+	prev_hash BLOB    NOT NULL,
+	hash      BLOB    NOT NULL
+);
+CREATE INDEX audit_action ON audit (action, seq);
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -43,51 +43,65 @@ type Result struct {
 // before (the log is being replayed over a durable database) and is skipped: Apply then returns
 // nil results.
 func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
+	var results []Result
+	err := d.applyTx(index, func(tx *sql.Tx, seq *int64) error {
+		a, err := newApplier(tx)
+		if err != nil {
+			return err
+		}
+		defer a.close()
+		results = make([]Result, len(writes))
+		for i, w := range writes {
+			res, err := a.apply(w, *seq+1)
+			if err != nil {
+				return fmt.Errorf("record %q: %w", w.GetId(), err)
+			}
+			if res.Err == nil {
+				*seq++
+			}
+			results[i] = res
+		}
+		return nil
+	})
+	return results, err
+}
+
+// applyTx runs fn in one transaction for the Raft entry at index, and records the index and the
+// change-feed seq fn leaves. It skips (fn is not called) an entry applied before.
+func (d *DB) applyTx(index uint64, fn func(tx *sql.Tx, seq *int64) error) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	tx, err := d.rw.Begin()
 	if err != nil {
-		return nil, fmt.Errorf("db: apply %d: %w", index, err)
+		return fmt.Errorf("db: apply %d: %w", index, err)
 	}
 	defer tx.Rollback()
 
 	var applied uint64
 	var seq int64
 	if err := tx.QueryRow(`SELECT (SELECT value FROM meta WHERE key='applied_index'), (SELECT value FROM meta WHERE key='last_seq')`).Scan(&applied, &seq); err != nil {
-		return nil, fmt.Errorf("db: apply %d: %w", index, err)
+		return fmt.Errorf("db: apply %d: %w", index, err)
 	}
 	if index != 0 && index <= applied {
-		return nil, nil
+		return nil
 	}
-
-	a, err := newApplier(tx)
-	if err != nil {
-		return nil, fmt.Errorf("db: apply %d: %w", index, err)
-	}
-	defer a.close()
-	results := make([]Result, len(writes))
-	for i, w := range writes {
-		seq++
-		res, err := a.apply(w, seq)
-		if err != nil {
-			return nil, fmt.Errorf("db: apply %d: record %q: %w", index, w.GetId(), err)
-		}
-		if res.Err != nil {
-			seq--
-		}
-		results[i] = res
+	before := seq
+	if err := fn(tx, &seq); err != nil {
+		return fmt.Errorf("db: apply %d: %w", index, err)
 	}
 	if _, err := tx.Exec(`UPDATE meta SET value = CASE key WHEN 'applied_index' THEN ? ELSE ? END WHERE key IN ('applied_index', 'last_seq')`, index, seq); err != nil {
-		return nil, fmt.Errorf("db: apply %d: %w", index, err)
+		return fmt.Errorf("db: apply %d: %w", index, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("db: apply %d: commit: %w", index, err)
+		return fmt.Errorf("db: apply %d: commit: %w", index, err)
 	}
-	d.notify()
-	return results, nil
+	if seq != before {
+		d.notify()
+	}
+	return nil
 }
 
 type applier struct {

@@ -23,7 +23,15 @@ type fsm struct {
 
 type applyResponse struct {
 	results []db.Result
+	value   any
 	err     error
+}
+
+// PolicyOutcome is the answer to a policy step: the policy after the step, or the lifecycle
+// rule that refused it.
+type PolicyOutcome struct {
+	Policy  *db.PolicyRow
+	Refusal error
 }
 
 func encode(c *pb.Command) ([]byte, error) {
@@ -48,6 +56,28 @@ func (f *fsm) Apply(l *raft.Log) any {
 			f.log.Error("apply failed", "index", l.Index, "err", err)
 		}
 		return applyResponse{results: res, err: err}
+	case *pb.Command_PolicyStep:
+		row, refusal, err := f.db.ApplyPolicyStep(l.Index, cmd.PolicyStep)
+		if err != nil {
+			f.log.Error("apply failed", "index", l.Index, "err", err)
+		}
+		return applyResponse{value: PolicyOutcome{Policy: row, Refusal: refusal}, err: err}
+	case *pb.Command_PhaseStep:
+		prev, err := f.db.ApplyPhaseStep(l.Index, cmd.PhaseStep)
+		if err != nil {
+			f.log.Error("apply failed", "index", l.Index, "err", err)
+		}
+		return applyResponse{value: prev, err: err}
+	case *pb.Command_AppendAudit:
+		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
+		for i, e := range cmd.AppendAudit.Entries {
+			entries[i] = db.AuditEntry{At: e.At.AsTime(), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail}
+		}
+		err := f.db.ApplyAudit(l.Index, entries)
+		if err != nil {
+			f.log.Error("apply failed", "index", l.Index, "err", err)
+		}
+		return applyResponse{err: err}
 	default:
 		panic(fmt.Sprintf("store: log entry %d holds an unknown command %T: upgrade this replica", l.Index, c.Cmd))
 	}

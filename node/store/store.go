@@ -325,6 +325,37 @@ func (s *Store) commit(batch []*pending) {
 	}
 }
 
+// Apply commits one command that is not a record write (those go through Write, to be
+// coalesced) and returns what the FSM answered for it.
+func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if s.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	data, err := encode(c)
+	if err != nil {
+		return nil, err
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, ErrNotLeader
+		}
+		return nil, fmt.Errorf("store: commit: %w", err)
+	}
+	resp := f.Response().(applyResponse)
+	return resp.value, resp.err
+}
+
 // WaitLeader waits until the group has a leader, or ctx ends.
 func (s *Store) WaitLeader(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)

@@ -9,6 +9,7 @@ package knooppuntv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -28,6 +29,9 @@ type Command struct {
 	// Types that are valid to be assigned to Cmd:
 	//
 	//	*Command_WriteRecords
+	//	*Command_PolicyStep
+	//	*Command_PhaseStep
+	//	*Command_AppendAudit
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -79,6 +83,33 @@ func (x *Command) GetWriteRecords() *WriteRecords {
 	return nil
 }
 
+func (x *Command) GetPolicyStep() *PolicyStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_PolicyStep); ok {
+			return x.PolicyStep
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPhaseStep() *PhaseStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_PhaseStep); ok {
+			return x.PhaseStep
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAppendAudit() *AppendAudit {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AppendAudit); ok {
+			return x.AppendAudit
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -87,7 +118,245 @@ type Command_WriteRecords struct {
 	WriteRecords *WriteRecords `protobuf:"bytes,1,opt,name=write_records,json=writeRecords,oneof"`
 }
 
+type Command_PolicyStep struct {
+	PolicyStep *PolicyStep `protobuf:"bytes,2,opt,name=policy_step,json=policyStep,oneof"`
+}
+
+type Command_PhaseStep struct {
+	PhaseStep *PhaseStep `protobuf:"bytes,3,opt,name=phase_step,json=phaseStep,oneof"`
+}
+
+type Command_AppendAudit struct {
+	AppendAudit *AppendAudit `protobuf:"bytes,4,opt,name=append_audit,json=appendAudit,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
+
+func (*Command_PolicyStep) isCommand_Cmd() {}
+
+func (*Command_PhaseStep) isCommand_Cmd() {}
+
+func (*Command_AppendAudit) isCommand_Cmd() {}
+
+// PolicyStep is one lifecycle step of a policy, taken by an officer.
+type PolicyStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is propose, approve, reject or revoke.
+	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	// policy_id names the policy for approve, reject and revoke.
+	PolicyId string `protobuf:"bytes,2,opt,name=policy_id,json=policyId" json:"policy_id,omitempty"`
+	// source is the YAML document, for propose.
+	Source []byte `protobuf:"bytes,3,opt,name=source" json:"source,omitempty"`
+	// officer is the SPIFFE ID of the officer taking the step.
+	Officer           string                 `protobuf:"bytes,4,opt,name=officer" json:"officer,omitempty"`
+	Reason            string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
+	At                *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
+	ApprovalsRequired int32                  `protobuf:"varint,7,opt,name=approvals_required,json=approvalsRequired" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PolicyStep) Reset() {
+	*x = PolicyStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyStep) ProtoMessage() {}
+
+func (x *PolicyStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
+func (*PolicyStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PolicyStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *PolicyStep) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PolicyStep) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *PolicyStep) GetOfficer() string {
+	if x != nil {
+		return x.Officer
+	}
+	return ""
+}
+
+func (x *PolicyStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PolicyStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *PolicyStep) GetApprovalsRequired() int32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+// PhaseStep sets a crisis's phase.
+type PhaseStep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Crisis        string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
+	Phase         string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
+	Officer       string                 `protobuf:"bytes,3,opt,name=officer" json:"officer,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PhaseStep) Reset() {
+	*x = PhaseStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PhaseStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PhaseStep) ProtoMessage() {}
+
+func (x *PhaseStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
+func (*PhaseStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PhaseStep) GetCrisis() string {
+	if x != nil {
+		return x.Crisis
+	}
+	return ""
+}
+
+func (x *PhaseStep) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *PhaseStep) GetOfficer() string {
+	if x != nil {
+		return x.Officer
+	}
+	return ""
+}
+
+func (x *PhaseStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PhaseStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// AppendAudit appends entries that no other command implies, such as denied federation
+// requests, disclosures and searches.
+type AppendAudit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendAudit) Reset() {
+	*x = AppendAudit{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendAudit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendAudit) ProtoMessage() {}
+
+func (x *AppendAudit) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
+func (*AppendAudit) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AppendAudit) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
 
 // WriteRecords is a group commit: the writes of many clients, applied in one SQLite transaction.
 // Each write succeeds or fails on its own (a stale version fails only that write). In a record,
@@ -102,7 +371,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +383,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,7 +396,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -141,10 +410,32 @@ var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x19knooppunt/v1/record.proto\"S\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x8a\x02\n" +
 	"\aCommand\x12A\n" +
-	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecordsB\x05\n" +
-	"\x03cmd\">\n" +
+	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
+	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
+	"policyStep\x128\n" +
+	"\n" +
+	"phase_step\x18\x03 \x01(\v2\x17.knooppunt.v1.PhaseStepH\x00R\tphaseStep\x12>\n" +
+	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAuditB\x05\n" +
+	"\x03cmd\"\xe6\x01\n" +
+	"\n" +
+	"PolicyStep\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
+	"\tpolicy_id\x18\x02 \x01(\tR\bpolicyId\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\fR\x06source\x12\x18\n" +
+	"\aofficer\x18\x04 \x01(\tR\aofficer\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12-\n" +
+	"\x12approvals_required\x18\a \x01(\x05R\x11approvalsRequired\"\x97\x01\n" +
+	"\tPhaseStep\x12\x16\n" +
+	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
+	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x18\n" +
+	"\aofficer\x18\x03 \x01(\tR\aofficer\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"A\n" +
+	"\vAppendAudit\x122\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\">\n" +
 	"\fWriteRecords\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecordsBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
@@ -160,20 +451,31 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_knooppunt_v1_command_proto_goTypes = []any{
-	(*Command)(nil),      // 0: knooppunt.v1.Command
-	(*WriteRecords)(nil), // 1: knooppunt.v1.WriteRecords
-	(*Record)(nil),       // 2: knooppunt.v1.Record
+	(*Command)(nil),               // 0: knooppunt.v1.Command
+	(*PolicyStep)(nil),            // 1: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 2: knooppunt.v1.PhaseStep
+	(*AppendAudit)(nil),           // 3: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 4: knooppunt.v1.WriteRecords
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*AuditEntry)(nil),            // 6: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 7: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	1, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	2, // 1: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	1, // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	2, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	3, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	5, // 4: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	5, // 5: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	6, // 6: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	7, // 7: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -181,9 +483,13 @@ func file_knooppunt_v1_command_proto_init() {
 	if File_knooppunt_v1_command_proto != nil {
 		return
 	}
+	file_knooppunt_v1_policy_proto_init()
 	file_knooppunt_v1_record_proto_init()
 	file_knooppunt_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_WriteRecords)(nil),
+		(*Command_PolicyStep)(nil),
+		(*Command_PhaseStep)(nil),
+		(*Command_AppendAudit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -191,7 +497,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

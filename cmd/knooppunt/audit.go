@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newAuditCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Read and verify the hash-chained audit log",
+	}
+	cmd.AddCommand(newAuditListCmd(), newAuditVerifyCmd())
+	return cmd
+}
+
+func newAuditListCmd() *cobra.Command {
+	var (
+		f     clientFlags
+		req   pb.ListAuditRequest
+		since string
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List audit entries",
+		Long: `List audit entries in order. --action filters on one action, or on every action under a
+prefix ending in a dot, such as "policy.".`,
+		Example: `  knooppunt audit list --action policy. --since 24h
+  knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			if since != "" {
+				t, err := parseSince(since)
+				if err != nil {
+					return fmt.Errorf("--since: %w", err)
+				}
+				req.Since = timestamppb.New(t)
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			resp, err := pb.NewAuditServiceClient(conn).List(cmd.Context(), &req)
+			if err != nil {
+				return callError(&f, err)
+			}
+			if f.output == "json" {
+				type entry struct {
+					Seq     int64           `json:"seq"`
+					At      time.Time       `json:"at"`
+					Actor   string          `json:"actor"`
+					Action  string          `json:"action"`
+					Subject string          `json:"subject"`
+					Detail  json.RawMessage `json:"detail"`
+					Hash    string          `json:"hash"`
+				}
+				out := make([]entry, len(resp.Entries))
+				for i, e := range resp.Entries {
+					out[i] = entry{e.Seq, e.At.AsTime(), e.Actor, e.Action, e.Subject, json.RawMessage(e.Detail), hex.EncodeToString(e.Hash)}
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "SEQ\tAT\tACTOR\tACTION\tSUBJECT\tDETAIL")
+			for _, e := range resp.Entries {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.AsTime().Local().Format("2006-01-02 15:04:05"), e.Actor, e.Action, e.Subject, truncate(e.Detail, 60))
+			}
+			return tw.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&req.Action, "action", "", "only this action, or a prefix ending in a dot")
+	fl.StringVar(&req.Actor, "actor", "", "only this actor's SPIFFE ID")
+	fl.StringVar(&req.Subject, "subject", "", "only this subject (policy id, crisis, record id)")
+	fl.StringVar(&since, "since", "", "only entries since (RFC 3339, or a duration such as 24h)")
+	fl.Int64Var(&req.AfterSeq, "after", 0, "only entries after this seq")
+	fl.Int32Var(&req.Limit, "limit", 100, "entries to show (at most 10000)")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newAuditVerifyCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify the audit log's hash chain",
+		Long: `Recompute the audit log's hash chain and report the first entry that does not verify:
+one that was changed, deleted or moved. The exit code is 1 when the chain is broken.`,
+		Example: `  knooppunt audit verify`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			resp, err := pb.NewAuditServiceClient(conn).Verify(cmd.Context(), &pb.VerifyAuditRequest{})
+			if err != nil {
+				return callError(&f, err)
+			}
+			if f.output == "json" {
+				if err := printJSON(cmd.OutOrStdout(), map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem}); err != nil {
+					return err
+				}
+			} else if resp.Ok {
+				fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\n", resp.Entries)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
+			}
+			if !resp.Ok {
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newPhaseCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "phase",
+		Short: "A crisis's phase: cold, lukewarm or warm",
+		Long: `Officers set a crisis's phase. Policies limited to phases switch on and off with it, so a
+warm-phase policy approved in advance is a prepared break-glass. Every change is audited.`,
+	}
+	cmd.AddCommand(newPhaseSetCmd(), newPhaseShowCmd())
+	return cmd
+}
+
+type phaseJSON struct {
+	Crisis string     `json:"crisis"`
+	Phase  string     `json:"phase"`
+	SetBy  string     `json:"set_by,omitempty"`
+	SetAt  *time.Time `json:"set_at,omitempty"`
+	Reason string     `json:"reason,omitempty"`
+}
+
+func toPhaseJSON(p *pb.PhaseInfo) phaseJSON {
+	j := phaseJSON{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, Reason: p.Reason}
+	if p.SetAt != nil {
+		t := p.SetAt.AsTime()
+		j.SetAt = &t
+	}
+	return j
+}
+
+func newPhaseSetCmd() *cobra.Command {
+	var (
+		f              clientFlags
+		crisis, reason string
+	)
+	cmd := &cobra.Command{
+		Use:     "set cold|lukewarm|warm",
+		Short:   "Set a crisis's phase (officers, in person)",
+		Example: `  knooppunt phase set --crisis oekraine warm --reason "instroom verdubbeld"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason})
+			if err != nil {
+				return callError(&f, err)
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), toPhaseJSON(p))
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s is %s (set by %s)\n", p.Crisis, p.Phase, p.SetBy)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why")
+	cmd.MarkFlagRequired("crisis")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newPhaseShowCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		crisis string
+	)
+	cmd := &cobra.Command{
+		Use:     "show",
+		Short:   "Show the phase of one crisis, or of every crisis set",
+		Example: `  knooppunt phase show --crisis oekraine`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			resp, err := pb.NewPhaseServiceClient(conn).List(cmd.Context(), &pb.ListPhasesRequest{Crisis: crisis})
+			if err != nil {
+				return callError(&f, err)
+			}
+			if f.output == "json" {
+				out := make([]phaseJSON, len(resp.Phases))
+				for i, p := range resp.Phases {
+					out[i] = toPhaseJSON(p)
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "CRISIS\tPHASE\tSET BY\tSET AT\tREASON")
+			for _, p := range resp.Phases {
+				at := ""
+				if p.SetAt != nil {
+					at = p.SetAt.AsTime().Local().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Crisis, p.Phase, p.SetBy, at, p.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&crisis, "crisis", "", "only this crisis")
+	f.register(cmd, true)
+	return cmd
+}

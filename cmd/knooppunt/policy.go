@@ -1,0 +1,531 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Sharing policies: lint, propose, approve, preview, explain",
+		Long: `Sharing policies say which records go to which peers, with which fields redacted, for
+which purpose. A policy is active only once another officer than its author approved it (four
+eyes). Lifecycle steps (propose, approve, reject, revoke) are taken in person, with your own
+officer SVID over mTLS; the local socket cannot take them.`,
+	}
+	cmd.AddCommand(newPolicyLintCmd(), newPolicyProposeCmd(), newPolicyListCmd(), newPolicyShowCmd(),
+		newPolicyDiffCmd(), newPolicyPreviewCmd(), newPolicyExplainCmd(),
+		newPolicyStepCmd("approve", "Approve a proposed policy (you may not be its author)", false),
+		newPolicyStepCmd("reject", "Reject a proposed policy, with a reason", true),
+		newPolicyStepCmd("revoke", "Revoke an approved policy, with a reason", true))
+	return cmd
+}
+
+func (f *clientFlags) policies() (pb.PolicyServiceClient, func(), error) {
+	conn, err := f.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return pb.NewPolicyServiceClient(conn), func() { conn.Close() }, nil
+}
+
+func printProblems(w io.Writer, file string, probs []policy.Problem) {
+	for _, p := range probs {
+		loc := file
+		if p.Line > 0 {
+			loc = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
+		}
+		if p.Field != "" {
+			fmt.Fprintf(w, "%s: %s: %s\n", loc, p.Field, p.Message)
+		} else {
+			fmt.Fprintf(w, "%s: %s\n", loc, p.Message)
+		}
+	}
+}
+
+func newPolicyLintCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "lint FILE",
+		Short: "Check a policy document",
+		Long: `Check a policy document: YAML syntax, schema, and the CEL type and cost of its condition.
+This works offline. With --node it also checks the kinds, recipients and groups against that node.
+Every problem is printed as FILE:LINE:COLUMN: field: message; the exit code is 1 if there is any.`,
+		Example: `  knooppunt policy lint lcvs-capacity.yaml
+  knooppunt policy lint lcvs-capacity.yaml --node unix:///var/lib/knooppunt/knooppunt.sock`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var probs []policy.Problem
+			if cmd.Flags().Changed("node") {
+				c, closeConn, err := f.policies()
+				if err != nil {
+					return err
+				}
+				defer closeConn()
+				resp, err := c.Lint(cmd.Context(), &pb.LintRequest{Source: src})
+				if err != nil {
+					return callError(&f, err)
+				}
+				for _, p := range resp.Problems {
+					probs = append(probs, policy.Problem{Line: int(p.Line), Column: int(p.Column), Field: p.Field, Message: p.Message})
+				}
+			} else if _, err := policy.Lint(src, nil); err != nil {
+				var ps policy.Problems
+				if !errors.As(err, &ps) {
+					return err
+				}
+				probs = ps
+			}
+			if len(probs) > 0 {
+				printProblems(cmd.ErrOrStderr(), args[0], probs)
+				return exitError(1)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
+			return nil
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+func newPolicyProposeCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "propose FILE",
+		Short:   "Propose a policy, or a new version of one",
+		Example: `  knooppunt policy propose lcvs-capacity.yaml --node node.example:7443 --svid-cert me.crt --svid-key me.key --bundle bundle.pem`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			src, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			c, closeConn, err := f.policies()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			p, err := c.Propose(cmd.Context(), &pb.ProposeRequest{Source: src})
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printPolicy(cmd.OutOrStdout(), f.output, p, false)
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
+	var (
+		f      clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:     action + " ID",
+		Short:   short,
+		Example: fmt.Sprintf("  knooppunt policy %s lcvs-capacity-to-regions@2%s", action, map[bool]string{true: ` --reason "purpose ended"`, false: ""}[needReason]),
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			if needReason && reason == "" {
+				return fmt.Errorf("--reason: say why")
+			}
+			c, closeConn, err := f.policies()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			req := &pb.PolicyStepRequest{Id: args[0], Reason: reason}
+			var p *pb.PolicyInfo
+			switch action {
+			case "approve":
+				p, err = c.Approve(cmd.Context(), req)
+			case "reject":
+				p, err = c.Reject(cmd.Context(), req)
+			default:
+				p, err = c.Revoke(cmd.Context(), req)
+			}
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printPolicy(cmd.OutOrStdout(), f.output, p, false)
+		},
+	}
+	if needReason {
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+type policyJSON struct {
+	ID                string     `json:"id"`
+	Name              string     `json:"name"`
+	Version           int32      `json:"version"`
+	State             string     `json:"state"`
+	Active            bool       `json:"active"`
+	Purpose           string     `json:"purpose"`
+	Author            string     `json:"author"`
+	ProposedAt        time.Time  `json:"proposed_at"`
+	Approvers         []string   `json:"approvers"`
+	ApprovalsRequired int32      `json:"approvals_required"`
+	DecidedBy         string     `json:"decided_by,omitempty"`
+	DecidedAt         *time.Time `json:"decided_at,omitempty"`
+	Reason            string     `json:"reason,omitempty"`
+	Source            string     `json:"source,omitempty"`
+}
+
+func toPolicyJSON(p *pb.PolicyInfo, withSource bool) policyJSON {
+	j := policyJSON{ID: p.Id, Name: p.Name, Version: p.Version, State: p.State, Active: p.Active, Purpose: p.Purpose,
+		Author: p.Author, ProposedAt: p.ProposedAt.AsTime(), Approvers: p.Approvers, ApprovalsRequired: p.ApprovalsRequired,
+		DecidedBy: p.DecidedBy, Reason: p.Reason}
+	if j.Approvers == nil {
+		j.Approvers = []string{}
+	}
+	if p.DecidedAt != nil {
+		t := p.DecidedAt.AsTime()
+		j.DecidedAt = &t
+	}
+	if withSource {
+		j.Source = string(p.Source)
+	}
+	return j
+}
+
+func printPolicy(w io.Writer, format string, p *pb.PolicyInfo, withSource bool) error {
+	if format == "json" {
+		return printJSON(w, toPolicyJSON(p, withSource))
+	}
+	tw := newTable(w)
+	fmt.Fprintf(tw, "id\t%s\n", p.Id)
+	fmt.Fprintf(tw, "state\t%s (active: %v)\n", p.State, p.Active)
+	fmt.Fprintf(tw, "purpose\t%s\n", p.Purpose)
+	fmt.Fprintf(tw, "author\t%s, %s\n", p.Author, p.ProposedAt.AsTime().Local().Format(time.RFC3339))
+	fmt.Fprintf(tw, "approvals\t%d of %d: %s\n", len(p.Approvers), p.ApprovalsRequired, strings.Join(p.Approvers, ", "))
+	if p.DecidedBy != "" {
+		fmt.Fprintf(tw, "decided\t%s by %s\n", p.DecidedAt.AsTime().Local().Format(time.RFC3339), p.DecidedBy)
+	}
+	if p.Reason != "" {
+		fmt.Fprintf(tw, "reason\t%s\n", p.Reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if withSource {
+		fmt.Fprintf(w, "\n%s", p.Source)
+	}
+	return nil
+}
+
+func newPolicyListCmd() *cobra.Command {
+	var (
+		f   clientFlags
+		req pb.ListPoliciesRequest
+	)
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List policies",
+		Example: `  knooppunt policy list --state proposed -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			c, closeConn, err := f.policies()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			resp, err := c.List(cmd.Context(), &req)
+			if err != nil {
+				return callError(&f, err)
+			}
+			if f.output == "json" {
+				out := make([]policyJSON, len(resp.Policies))
+				for i, p := range resp.Policies {
+					out[i] = toPolicyJSON(p, false)
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "ID\tSTATE\tACTIVE\tAPPROVALS\tAUTHOR\tPURPOSE")
+			for _, p := range resp.Policies {
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%d/%d\t%s\t%s\n", p.Id, p.State, p.Active, len(p.Approvers), p.ApprovalsRequired, p.Author, truncate(p.Purpose, 40))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&req.State, "state", "", "only this state: proposed, approved, rejected, revoked, superseded")
+	cmd.Flags().StringVar(&req.Name, "name", "", "only versions of this policy")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newPolicyShowCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "show ID",
+		Short:   "Show a policy and its document",
+		Example: `  knooppunt policy show lcvs-capacity-to-regions@1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			c, closeConn, err := f.policies()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: args[0]})
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printPolicy(cmd.OutOrStdout(), f.output, p, true)
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newPolicyDiffCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "diff ID1 ID2",
+		Short: "Show how two policy versions differ",
+		Long: `Show how two policy documents differ, line by line. Each argument is a stored policy id
+(NAME@VERSION) or a file.`,
+		Example: `  knooppunt policy diff lcvs-capacity-to-regions@1 lcvs-capacity-to-regions@2
+  knooppunt policy diff lcvs-capacity-to-regions@2 ./draft.yaml`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var srcs [2][]byte
+			for i, a := range args {
+				if b, err := os.ReadFile(a); err == nil {
+					srcs[i] = b
+					continue
+				}
+				c, closeConn, err := f.policies()
+				if err != nil {
+					return err
+				}
+				p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: a})
+				closeConn()
+				if err != nil {
+					return callError(&f, err)
+				}
+				srcs[i] = p.Source
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "--- %s\n+++ %s\n", args[0], args[1])
+			for _, l := range diffLines(strings.Split(string(srcs[0]), "\n"), strings.Split(string(srcs[1]), "\n")) {
+				fmt.Fprintln(cmd.OutOrStdout(), l)
+			}
+			return nil
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+// diffLines is a longest-common-subsequence line diff: " " kept, "-" only in a, "+" only in b.
+func diffLines(a, b []string) []string {
+	n, m := len(a), len(b)
+	lcs := make([][]int, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var out []string
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && a[i] == b[j]:
+			out = append(out, " "+a[i])
+			i, j = i+1, j+1
+		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+			out = append(out, "+"+b[j])
+			j++
+		default:
+			out = append(out, "-"+a[i])
+			i++
+		}
+	}
+	return out
+}
+
+func newPolicyPreviewCmd() *cobra.Command {
+	var (
+		f                clientFlags
+		recipient, phase string
+		limit            int32
+	)
+	cmd := &cobra.Command{
+		Use:   "preview FILE|ID",
+		Short: "Show what a peer would receive under a draft or stored policy",
+		Long: `Run one policy, draft or stored, as if it were approved, over the node's own records, and
+show what the recipient would receive: the records, the body fields redacted, and counts per kind.`,
+		Example: `  knooppunt policy preview lcvs-capacity.yaml --recipient spiffe://ncc.crisis.test/node/r1
+  knooppunt policy preview lcvs-capacity-to-regions@2 --recipient spiffe://vr-utrecht.crisis.test/node/r1 --phase warm -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			req := &pb.PreviewRequest{Recipient: recipient, Phase: phase, Limit: limit}
+			if src, err := os.ReadFile(args[0]); err == nil {
+				req.Source = src
+			} else {
+				req.Id = args[0]
+			}
+			c, closeConn, err := f.policies()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			resp, err := c.Preview(cmd.Context(), req)
+			if err != nil {
+				return callError(&f, err)
+			}
+			out := cmd.OutOrStdout()
+			if f.output == "json" {
+				type item struct {
+					Record   record.JSON `json:"record"`
+					Redacted []string    `json:"redacted"`
+				}
+				doc := struct {
+					Total      int64            `json:"total"`
+					Considered int64            `json:"considered"`
+					Counts     map[string]int64 `json:"counts"`
+					Items      []item           `json:"items"`
+				}{Total: resp.Total, Considered: resp.Considered, Counts: map[string]int64{}, Items: []item{}}
+				for _, c := range resp.Counts {
+					doc.Counts[c.Kind] = c.Count
+				}
+				for _, it := range resp.Items {
+					doc.Items = append(doc.Items, item{Record: record.ToJSON(it.Record), Redacted: nonNilStrings(it.Redacted)})
+				}
+				return printJSON(out, doc)
+			}
+			fmt.Fprintf(out, "%s would receive %d of %d records considered\n", recipient, resp.Total, resp.Considered)
+			for _, c := range resp.Counts {
+				fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
+			}
+			tw := newTable(out)
+			fmt.Fprintln(tw, "\nID\tKIND\tREGION\tREDACTED\tBODY AS SENT")
+			for _, it := range resp.Items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Record.Id, it.Record.Kind, it.Record.Region, strings.Join(it.Redacted, ","), truncate(string(it.Record.Body), 60))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer's SPIFFE ID (required)")
+	cmd.Flags().StringVar(&phase, "phase", "", "preview in this phase (default: each crisis's current phase)")
+	cmd.Flags().Int32Var(&limit, "limit", 100, "records to show")
+	cmd.MarkFlagRequired("recipient")
+	f.register(cmd, true)
+	return cmd
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func newPolicyExplainCmd() *cobra.Command {
+	var (
+		f                       clientFlags
+		recordID, recipient, ph string
+	)
+	cmd := &cobra.Command{
+		Use:     "explain",
+		Short:   "Explain why a record was or was not shared with a peer",
+		Example: `  knooppunt policy explain --record shelter-utrecht --recipient spiffe://ncc.crisis.test/node/r1`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			c, closeConn, err := f.policies()
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			resp, err := c.Explain(cmd.Context(), &pb.ExplainRequest{RecordId: recordID, Recipient: recipient, Phase: ph})
+			if err != nil {
+				return callError(&f, err)
+			}
+			out := cmd.OutOrStdout()
+			if f.output == "json" {
+				type verdict struct {
+					Policy string   `json:"policy"`
+					Grants bool     `json:"grants"`
+					Reason string   `json:"reason"`
+					Redact []string `json:"redact"`
+				}
+				doc := struct {
+					Allow    bool      `json:"allow"`
+					Phase    string    `json:"phase"`
+					Policies []string  `json:"policies"`
+					Redacted []string  `json:"redacted"`
+					Verdicts []verdict `json:"verdicts"`
+				}{Allow: resp.Allow, Phase: resp.Phase, Policies: nonNilStrings(resp.Policies), Redacted: nonNilStrings(resp.Redacted), Verdicts: []verdict{}}
+				for _, v := range resp.Verdicts {
+					doc.Verdicts = append(doc.Verdicts, verdict{v.PolicyId, v.Grants, v.Reason, nonNilStrings(v.Redact)})
+				}
+				return printJSON(out, doc)
+			}
+			verdict := "NOT shared"
+			if resp.Allow {
+				verdict = "shared under " + strings.Join(resp.Policies, ", ")
+				if len(resp.Redacted) > 0 {
+					verdict += ", without " + strings.Join(resp.Redacted, ", ")
+				}
+			}
+			fmt.Fprintf(out, "%s → %s: %s (phase %s)\n", recordID, recipient, verdict, resp.Phase)
+			tw := newTable(out)
+			fmt.Fprintln(tw, "POLICY\tGRANTS\tWHY")
+			for _, v := range resp.Verdicts {
+				fmt.Fprintf(tw, "%s\t%v\t%s\n", v.PolicyId, v.Grants, v.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&recordID, "record", "", "record id (required)")
+	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer's SPIFFE ID (required)")
+	cmd.Flags().StringVar(&ph, "phase", "", "explain in this phase (default: the crisis's current phase)")
+	cmd.MarkFlagRequired("record")
+	cmd.MarkFlagRequired("recipient")
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,66 @@
+// Package audit is the AuditService: officers and admins read the hash-chained audit log and
+// verify that nobody has tampered with it.
+package audit
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Service implements knooppunt.v1.AuditService.
+type Service struct {
+	pb.UnsafeAuditServiceServer
+	db  *db.DB
+	log *slog.Logger
+}
+
+var _ pb.AuditServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(d *db.DB, log *slog.Logger) *Service { return &Service{db: d, log: log} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterAuditServiceServer(s, svc) }
+
+// List returns audit entries in order. An action ending in a dot, such as "policy.", matches
+// every action under it.
+func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListAuditResponse, error) {
+	if req.Limit < 0 || req.Limit > 10000 {
+		return nil, api.Invalid("limit", "%d: use 0 (default 100) to 10000", req.Limit)
+	}
+	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, AfterSeq: req.AfterSeq, Limit: int(req.Limit)}
+	if req.Since != nil {
+		if err := req.Since.CheckValid(); err != nil {
+			return nil, api.Invalid("since", "%v", err)
+		}
+		f.Since = req.Since.AsTime()
+	}
+	entries, err := s.db.AuditList(ctx, f)
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	resp := &pb.ListAuditResponse{}
+	for _, e := range entries {
+		resp.Entries = append(resp.Entries, &pb.AuditEntry{
+			Seq: e.Seq, At: timestamppb.New(e.At), Actor: e.Actor, Action: e.Action, Subject: e.Subject,
+			Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash,
+		})
+	}
+	return resp, nil
+}
+
+// Verify recomputes the chain.
+func (s *Service) Verify(ctx context.Context, _ *pb.VerifyAuditRequest) (*pb.VerifyAuditResponse, error) {
+	rep, err := s.db.AuditVerify(ctx)
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	return &pb.VerifyAuditResponse{Ok: rep.FirstBroken == 0, Entries: rep.Entries, FirstBroken: rep.FirstBroken, Problem: rep.Problem}, nil
+}

@@ -1,0 +1,77 @@
+// Package phases is the PhaseService: officers set a crisis's phase (cold, lukewarm, warm), and
+// policies limited to phases switch on and off with it.
+package phases
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/policies"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+var crisisName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// Config wires the service.
+type Config struct {
+	Store  *store.Store
+	DB     *db.DB
+	Logger *slog.Logger
+}
+
+// Service implements knooppunt.v1.PhaseService.
+type Service struct {
+	pb.UnsafePhaseServiceServer
+	c Config
+}
+
+var _ pb.PhaseServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterPhaseServiceServer(s, svc) }
+
+// Set changes a crisis's phase, attributed to the calling officer.
+func (s *Service) Set(ctx context.Context, req *pb.SetPhaseRequest) (*pb.PhaseInfo, error) {
+	officer, err := policies.Officer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !crisisName.MatchString(req.Crisis) {
+		return nil, api.Invalid("crisis", "%q is not a crisis name: use 1 to 64 of a-z 0-9 . _ -", req.Crisis)
+	}
+	if policy.PhaseRank(req.Phase) < 0 {
+		return nil, api.Invalid("phase", "%q is not a phase: use cold, lukewarm or warm", req.Phase)
+	}
+	step := &pb.PhaseStep{Crisis: req.Crisis, Phase: req.Phase, Officer: officer, Reason: req.Reason, At: timestamppb.Now()}
+	if _, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_PhaseStep{PhaseStep: step}}); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return &pb.PhaseInfo{Crisis: step.Crisis, Phase: step.Phase, SetBy: officer, SetAt: step.At, Reason: step.Reason}, nil
+}
+
+// List returns the phases set; a crisis never set is cold.
+func (s *Service) List(ctx context.Context, req *pb.ListPhasesRequest) (*pb.ListPhasesResponse, error) {
+	list, err := s.c.DB.Phases(ctx, req.Crisis)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp := &pb.ListPhasesResponse{}
+	for _, p := range list {
+		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, SetAt: timestamppb.New(p.SetAt), Reason: p.Reason})
+	}
+	if req.Crisis != "" && len(list) == 0 {
+		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: req.Crisis, Phase: policy.PhaseCold, Reason: "never set: every crisis starts cold"})
+	}
+	return resp, nil
+}

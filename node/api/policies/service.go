@@ -1,0 +1,378 @@
+// Package policies is the PolicyService: how security officers lint, propose, approve, reject,
+// revoke, preview and explain sharing policies. Lifecycle steps go through Raft and are
+// attributed to the calling officer's own SPIFFE ID.
+package policies
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/sharing"
+	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// MaxSource bounds a policy document.
+const MaxSource = 64 << 10
+
+// Config wires the service.
+type Config struct {
+	Store   *store.Store
+	DB      *db.DB
+	Sharing *sharing.Sharing
+	Kinds   *record.Kinds
+	// Approvals returns how many officers besides the author must approve.
+	Approvals func() int
+	Logger    *slog.Logger
+}
+
+// Service implements knooppunt.v1.PolicyService.
+type Service struct {
+	pb.UnsafePolicyServiceServer
+	c Config
+}
+
+var _ pb.PolicyServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterPolicyServiceServer(s, svc) }
+
+// Officer returns the SPIFFE ID of the calling officer, or refuses: a lifecycle step must be
+// attributable to a person, so the local socket and non-officers cannot take one.
+func Officer(ctx context.Context) (string, error) {
+	c, ok := api.CallerFrom(ctx)
+	if !ok || c.ID.IsZero() {
+		return "", status.Error(codes.PermissionDenied, "this step must be taken by an officer with their own SVID, over mTLS; the local socket cannot take it")
+	}
+	if !c.Has(api.Officer) {
+		return "", status.Errorf(codes.PermissionDenied, "%s is not an officer of this org", c.ID)
+	}
+	return c.ID.String(), nil
+}
+
+func problemsOf(err error) ([]*pb.LintProblem, bool) {
+	var probs policy.Problems
+	if !errors.As(err, &probs) {
+		return nil, false
+	}
+	out := make([]*pb.LintProblem, len(probs))
+	for i, p := range probs {
+		out[i] = &pb.LintProblem{Line: int32(p.Line), Column: int32(p.Column), Field: p.Field, Message: p.Message}
+	}
+	return out, true
+}
+
+func (s *Service) lint(src []byte) (*policy.Compiled, error) {
+	if len(src) > MaxSource {
+		return nil, status.Errorf(codes.ResourceExhausted, "source: %d bytes is over the limit of %d", len(src), MaxSource)
+	}
+	return policy.Lint(src, s.c.Sharing.LintContext(s.c.Kinds.Names()))
+}
+
+// Lint checks a document against this node and stores nothing.
+func (s *Service) Lint(ctx context.Context, req *pb.LintRequest) (*pb.LintResponse, error) {
+	_, err := s.lint(req.Source)
+	if err == nil {
+		return &pb.LintResponse{}, nil
+	}
+	if probs, ok := problemsOf(err); ok {
+		return &pb.LintResponse{Problems: probs}, nil
+	}
+	return nil, api.Status(s.c.Logger, err)
+}
+
+// Propose stores a new version of a policy after a full lint.
+func (s *Service) Propose(ctx context.Context, req *pb.ProposeRequest) (*pb.PolicyInfo, error) {
+	officer, err := Officer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.lint(req.Source); err != nil {
+		if _, ok := problemsOf(err); ok {
+			return nil, status.Errorf(codes.InvalidArgument, "source: the policy does not lint:\n%v", err)
+		}
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return s.step(ctx, &pb.PolicyStep{Action: db.StepPropose, Source: req.Source, Officer: officer})
+}
+
+// Approve adds the calling officer's approval.
+func (s *Service) Approve(ctx context.Context, req *pb.PolicyStepRequest) (*pb.PolicyInfo, error) {
+	return s.decide(ctx, db.StepApprove, req)
+}
+
+// Reject rejects a proposed policy, with a reason.
+func (s *Service) Reject(ctx context.Context, req *pb.PolicyStepRequest) (*pb.PolicyInfo, error) {
+	if req.Reason == "" {
+		return nil, api.Invalid("reason", "missing: say why the policy is rejected")
+	}
+	return s.decide(ctx, db.StepReject, req)
+}
+
+// Revoke ends an approved policy, with a reason.
+func (s *Service) Revoke(ctx context.Context, req *pb.PolicyStepRequest) (*pb.PolicyInfo, error) {
+	if req.Reason == "" {
+		return nil, api.Invalid("reason", "missing: say why the policy is revoked")
+	}
+	return s.decide(ctx, db.StepRevoke, req)
+}
+
+func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepRequest) (*pb.PolicyInfo, error) {
+	officer, err := Officer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Id == "" {
+		return nil, api.Invalid("id", "missing: name the policy as NAME@VERSION")
+	}
+	return s.step(ctx, &pb.PolicyStep{Action: action, PolicyId: req.Id, Officer: officer, Reason: req.Reason})
+}
+
+func (s *Service) step(ctx context.Context, st *pb.PolicyStep) (*pb.PolicyInfo, error) {
+	st.At = timestamppb.Now()
+	st.ApprovalsRequired = int32(s.c.Approvals())
+	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_PolicyStep{PolicyStep: st}})
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	out := v.(store.PolicyOutcome)
+	if out.Refusal != nil {
+		return nil, refusalStatus(out.Refusal)
+	}
+	return s.info(ctx, out.Policy)
+}
+
+func refusalStatus(err error) error {
+	switch {
+	case errors.Is(err, db.ErrPolicyNotFound):
+		return status.Error(codes.NotFound, "policy not found: list them with `policy list`")
+	case errors.Is(err, policy.ErrSelfApproval):
+		return status.Error(codes.PermissionDenied, "the author cannot approve their own policy: another officer must (four eyes)")
+	case errors.Is(err, policy.ErrAlreadyApproved):
+		return status.Error(codes.AlreadyExists, "you have approved this policy already: another officer must approve it too")
+	}
+	return status.Error(codes.FailedPrecondition, err.Error())
+}
+
+func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, error) {
+	parsed, err := policy.Parse(p.Source)
+	purpose := ""
+	active := false
+	if err == nil {
+		purpose = parsed.Doc.Purpose
+		c := &policy.Compiled{Policy: p.Policy, Doc: parsed.Doc}
+		now := time.Now()
+		if len(parsed.Doc.Phases) == 0 {
+			active = c.Active("", now)
+		} else {
+			phases, err := s.c.DB.Phases(ctx, "")
+			if err != nil {
+				return nil, api.Status(s.c.Logger, err)
+			}
+			for _, ph := range append(phases, db.Phase{Phase: policy.PhaseCold}) {
+				active = active || c.Active(ph.Phase, now)
+			}
+		}
+	}
+	info := &pb.PolicyInfo{
+		Id: p.ID, Name: p.Name, Version: int32(p.Version), State: p.State, Active: active,
+		Author: p.Author, ProposedAt: timestamppb.New(p.ProposedAt), Approvers: p.Approvers,
+		DecidedBy: p.DecidedBy, Reason: p.Reason, Purpose: purpose, Source: p.Source,
+		ApprovalsRequired: int32(p.Required),
+	}
+	if !p.DecidedAt.IsZero() {
+		info.DecidedAt = timestamppb.New(p.DecidedAt)
+	}
+	return info, nil
+}
+
+// List returns the policies, filtered by state and name.
+func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.ListPoliciesResponse, error) {
+	rows, err := s.c.DB.ListPolicies(ctx, req.State, req.Name)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp := &pb.ListPoliciesResponse{}
+	for _, r := range rows {
+		info, err := s.info(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Policies = append(resp.Policies, info)
+	}
+	return resp, nil
+}
+
+// Get returns one policy version.
+func (s *Service) Get(ctx context.Context, req *pb.GetPolicyRequest) (*pb.PolicyInfo, error) {
+	p, err := s.c.DB.GetPolicy(ctx, req.Id)
+	if err != nil {
+		if errors.Is(err, db.ErrPolicyNotFound) {
+			return nil, refusalStatus(err)
+		}
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return s.info(ctx, p)
+}
+
+func (s *Service) recipient(id string) (policy.Recipient, error) {
+	if id == "" {
+		return policy.Recipient{}, api.Invalid("recipient", "missing: give a peer's SPIFFE ID, such as spiffe://ncc.crisis.test/node/r1")
+	}
+	r, err := s.c.Sharing.Recipient(id)
+	if err != nil {
+		return r, api.Invalid("recipient", "%v", err)
+	}
+	return r, nil
+}
+
+func checkPhase(p string) error {
+	if p != "" && policy.PhaseRank(p) < 0 {
+		return api.Invalid("phase", "%q is not a phase: use cold, lukewarm or warm", p)
+	}
+	return nil
+}
+
+// Preview runs a draft or stored policy alone, as if it were approved, over the node's own
+// records, and shows what the recipient would receive.
+func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.PreviewResponse, error) {
+	to, err := s.recipient(req.Recipient)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPhase(req.Phase); err != nil {
+		return nil, err
+	}
+	var c *policy.Compiled
+	switch {
+	case len(req.Source) > 0 && req.Id != "":
+		return nil, api.Invalid("source", "give a source or an id, not both")
+	case len(req.Source) > 0:
+		if c, err = s.lint(req.Source); err != nil {
+			if _, ok := problemsOf(err); ok {
+				return nil, status.Errorf(codes.InvalidArgument, "source: the policy does not lint:\n%v", err)
+			}
+			return nil, api.Status(s.c.Logger, err)
+		}
+		c.ID = policy.PolicyID(c.Doc.Name, 0) + " (draft)"
+	case req.Id != "":
+		p, err := s.c.DB.GetPolicy(ctx, req.Id)
+		if err != nil {
+			return nil, refusalStatus(err)
+		}
+		if c, err = policy.Compile(p.Policy); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+	default:
+		return nil, api.Invalid("source", "missing: give a draft source or a stored policy id")
+	}
+	c.State = policy.StateApproved // preview shows what it would do once approved
+	set := &policy.Set{Org: s.c.Sharing.Org(), Policies: []*policy.Compiled{c}}
+	limit := int(req.Limit)
+	if limit <= 0 {
+		limit = 100
+	}
+	resp := &pb.PreviewResponse{}
+	counts := map[string]int64{}
+	phases := s.c.Sharing.Phases()
+	now := time.Now()
+	for _, kind := range c.Doc.Kinds {
+		err := eachRecord(ctx, s.c.DB, kind, func(r *pb.Record) error {
+			resp.Considered++
+			phase := req.Phase
+			if phase == "" {
+				var err error
+				if phase, err = phases.Of(ctx, r.Crisis); err != nil {
+					return err
+				}
+			}
+			d := set.Decide(r, to, phase, now)
+			if !d.Allow {
+				return nil
+			}
+			counts[r.Kind]++
+			resp.Total++
+			if len(resp.Items) < limit {
+				resp.Items = append(resp.Items, &pb.PreviewItem{Record: d.Record, Redacted: d.Redacted})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+	}
+	for k, n := range counts {
+		resp.Counts = append(resp.Counts, &pb.KindCount{Kind: k, Count: n})
+	}
+	sort.Slice(resp.Counts, func(i, j int) bool { return resp.Counts[i].Kind < resp.Counts[j].Kind })
+	return resp, nil
+}
+
+// eachRecord calls fn for every live record of a kind, a page at a time.
+func eachRecord(ctx context.Context, d *db.DB, kind string, fn func(*pb.Record) error) error {
+	f := db.Filter{Kind: kind, PageSize: 1000}
+	for {
+		recs, next, err := d.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		f.PageToken = next
+	}
+}
+
+// Explain shows each stored policy's verdict on one record for one recipient.
+func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.ExplainResponse, error) {
+	if err := record.CheckID("record_id", req.RecordId); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	to, err := s.recipient(req.Recipient)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPhase(req.Phase); err != nil {
+		return nil, err
+	}
+	r, err := s.c.DB.Get(ctx, req.RecordId)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	phase := req.Phase
+	if phase == "" {
+		if phase, err = s.c.Sharing.Phases().Of(ctx, r.Crisis); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+	}
+	set, err := s.c.Sharing.PolicySet(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	d, verdicts := set.Explain(r, to, phase, time.Now())
+	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Redacted, Phase: phase}
+	for _, v := range verdicts {
+		resp.Verdicts = append(resp.Verdicts, &pb.Verdict{PolicyId: v.PolicyID, Grants: v.Grants, Reason: v.Reason, Redact: v.Redact})
+	}
+	return resp, nil
+}
