@@ -22,6 +22,9 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/peerclient"
+	"github.com/knooppunt/knooppunt/federation/peerserver"
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
@@ -59,24 +62,28 @@ type Options struct {
 
 // Node is a running replica.
 type Node struct {
-	opts      Options
-	log       *slog.Logger
-	db        *db.DB
-	store     *store.Store
-	grpc      *grpc.Server
-	tcp       *grpc.Server
-	tcpAddr   net.Addr
-	ident     *identityParts
-	authz     *api.Authorizer
-	health    *health.Server
-	records   *records.Service
-	sharing   *sharing.Sharing
-	cfg       atomic.Pointer[config.Config] // the running config; roles and peers reload
-	metrics   *http.Server
-	sockPath  string
-	unreg     []func()
-	served    chan error
-	stopWatch chan struct{}
+	opts       Options
+	log        *slog.Logger
+	db         *db.DB
+	store      *store.Store
+	grpc       *grpc.Server
+	tcp        *grpc.Server
+	tcpAddr    net.Addr
+	ident      *identityParts
+	authz      *api.Authorizer
+	health     *health.Server
+	records    *records.Service
+	sharing    *sharing.Sharing
+	cfg        atomic.Pointer[config.Config] // the running config; roles and peers reload
+	peers      *peerclient.Manager
+	federation *peerserver.Service
+	stopPeers  context.CancelFunc
+	peersDone  chan struct{}
+	metrics    *http.Server
+	sockPath   string
+	unreg      []func()
+	served     chan error
+	stopWatch  chan struct{}
 }
 
 // Start opens the node's state in opts.DataDir and serves the local socket. It returns once the
@@ -161,7 +168,23 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	phaseSvc := phases.New(phases.Config{Store: n.store, DB: n.db, Logger: n.log})
 	auditSvc := audit.New(n.db, n.log)
+	peers := func() []config.Peer { return n.cfg.Load().Peers }
+	if n.ident != nil {
+		n.peers = peerclient.New(peerclient.Config{
+			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: peers,
+			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Logger: n.log,
+		})
+		n.federation = peerserver.New(peerserver.Config{
+			Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name,
+			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate, Logger: n.log,
+		})
+	}
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: peers, Manager: n.peers, Kinds: kinds, Logger: n.log})
 	register := func(s *grpc.Server) {
+		search.RegisterService(s, searchSvc)
+		if n.federation != nil {
+			peerserver.RegisterService(s, n.federation)
+		}
 		records.RegisterService(s, n.records)
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
@@ -192,6 +215,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	if opts.ConfigFile != "" {
 		go n.watchConfig(opts.ConfigFile, opts.ReloadInterval)
+	}
+	if n.peers != nil {
+		pctx, cancel := context.WithCancel(context.Background())
+		n.stopPeers = cancel
+		n.peersDone = make(chan struct{})
+		go func() { defer close(n.peersDone); n.peers.Run(pctx) }()
 	}
 
 	if err := n.registerGauges(); err != nil {
@@ -314,6 +343,14 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	if n.records != nil {
 		n.records.Shutdown()
+	}
+	if n.federation != nil {
+		n.federation.Shutdown()
+	}
+	if n.stopPeers != nil {
+		n.stopPeers()
+		<-n.peersDone
+		n.stopPeers = nil
 	}
 	for _, srv := range []*grpc.Server{n.grpc, n.tcp} {
 		if srv == nil {

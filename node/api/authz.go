@@ -70,6 +70,12 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.AuditService/List":     oversight,
 	"/knooppunt.v1.AuditService/Verify":   oversight,
 
+	"/knooppunt.v1.FederationService/Describe":  {Peer},
+	"/knooppunt.v1.FederationService/Query":     {Peer},
+	"/knooppunt.v1.FederationService/Subscribe": {Peer},
+	"/knooppunt.v1.SearchService/Search":        anyUser,
+	"/knooppunt.v1.SearchService/Picture":       anyUser,
+
 	"/grpc.health.v1.Health/Check": everybody,
 	"/grpc.health.v1.Health/Watch": everybody,
 	"/grpc.health.v1.Health/List":  everybody,

@@ -38,10 +38,11 @@ type Config struct {
 	// Roles map SPIFFE IDs of the org's own trust domain to roles. They reload without a restart.
 	Roles []RoleBinding `yaml:"roles"`
 	// Peers are the other orgs' nodes this node trusts. They reload without a restart.
-	Peers  []Peer `yaml:"peers"`
-	Limits Limits `yaml:"limits"`
-	Raft   Raft   `yaml:"raft"`
-	Policy Policy `yaml:"policy"`
+	Peers      []Peer     `yaml:"peers"`
+	Limits     Limits     `yaml:"limits"`
+	Raft       Raft       `yaml:"raft"`
+	Policy     Policy     `yaml:"policy"`
+	Federation Federation `yaml:"federation"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
 }
@@ -108,6 +109,19 @@ type Peer struct {
 	EndpointID string `yaml:"endpoint_id"`
 	// Groups name the peer in policies, such as veiligheidsregios.
 	Groups []string `yaml:"groups"`
+}
+
+// Federation tunes the exchange with peers.
+type Federation struct {
+	// Heartbeat is how often an idle subscription to this node gets a heartbeat. Default 5s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// Reevaluate is how often a subscription re-checks what it disclosed (expiring policies).
+	// Default 30s.
+	Reevaluate time.Duration `yaml:"reevaluate"`
+	// IdleTimeout ends a subscription to a peer that sent nothing. Default 4 heartbeats.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// EventsPerSecond bounds the events taken in from one peer. Default 2000.
+	EventsPerSecond float64 `yaml:"events_per_second"`
 }
 
 // Policy configures the policy lifecycle.
@@ -222,6 +236,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = record.DefaultMaxBody
+	}
+	if c.Federation.Heartbeat == 0 {
+		c.Federation.Heartbeat = 5 * time.Second
+	}
+	if c.Federation.IdleTimeout == 0 {
+		c.Federation.IdleTimeout = 4 * c.Federation.Heartbeat
 	}
 	if c.Policy.Approvals == 0 {
 		c.Policy.Approvals = 1

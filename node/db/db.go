@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 )
@@ -39,7 +40,9 @@ type DB struct {
 	closed bool
 
 	feedMu  sync.Mutex
-	changed chan struct{} // closed and replaced after every commit that adds to the change feed
+	changed chan struct{} // closed and replaced after every commit
+
+	generation atomic.Uint64 // grows with every policy step and phase change
 }
 
 // Open opens or creates the database at path and brings its schema up to date.
@@ -128,7 +131,10 @@ func (d *DB) Stats(ctx context.Context) (records int64, bytes int64, err error) 
 	return records, bytes, err
 }
 
-// Changed returns a channel that is closed at the next commit that adds to the change feed.
+// Generation grows with every policy step and phase change: what may be shared changed.
+func (d *DB) Generation() uint64 { return d.generation.Load() }
+
+// Changed returns a channel that is closed at the next commit.
 func (d *DB) Changed() <-chan struct{} {
 	d.feedMu.Lock()
 	defer d.feedMu.Unlock()
@@ -179,6 +185,10 @@ func (d *DB) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("db: restore: snapshot is damaged: %w", err)
 	}
+	if err := checkSchema(tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("db: restore: snapshot is not a knooppunt database: %w", err)
+	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -215,6 +225,29 @@ func IntegrityCheck(path string) error {
 	}
 	if res != "ok" {
 		return fmt.Errorf("integrity_check: %s", res)
+	}
+	return nil
+}
+
+// checkSchema checks that the file at path is a knooppunt database this build can open. An empty
+// file passes integrity_check, and swapping it in would wipe every record; a database from a
+// newer release would be swapped in and then fail to open, leaving no live database.
+func checkSchema(path string) error {
+	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	var v int
+	if err := h.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v < 1 || v > len(migrations) {
+		return fmt.Errorf("schema version %d, want 1 to %d", v, len(migrations))
+	}
+	var applied uint64
+	if err := h.QueryRow(`SELECT value FROM meta WHERE key = 'applied_index'`).Scan(&applied); err != nil {
+		return fmt.Errorf("applied index: %w", err)
 	}
 	return nil
 }

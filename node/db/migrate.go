@@ -94,6 +94,49 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_action ON audit (action, seq);
 `,
+	// 3: federation: what was disclosed to whom, the cache of peers' records, and the cursor of
+	// each subscription.
+	`
+CREATE TABLE disclosures (
+	recipient TEXT    NOT NULL,  -- trust domain
+	record_id TEXT    NOT NULL,
+	version   INTEGER NOT NULL,
+	policies  TEXT    NOT NULL,  -- JSON array
+	at        INTEGER NOT NULL,
+	PRIMARY KEY (recipient, record_id)
+) WITHOUT ROWID;
+CREATE INDEX disclosures_record ON disclosures (record_id);
+
+-- Read-only copies of records received from peers. Only a peer's subscription writes them.
+CREATE TABLE foreign_records (
+	origin         TEXT    NOT NULL,
+	id             TEXT    NOT NULL,
+	peer           TEXT    NOT NULL,
+	kind           TEXT    NOT NULL,
+	crisis         TEXT    NOT NULL,
+	region         TEXT    NOT NULL,
+	classification INTEGER NOT NULL,
+	labels         TEXT    NOT NULL,
+	body           BLOB    NOT NULL,
+	version        INTEGER NOT NULL,
+	updated_at     INTEGER NOT NULL,
+	valid_until    INTEGER NOT NULL,
+	tombstone      INTEGER NOT NULL,
+	policies       TEXT    NOT NULL,
+	redacted       TEXT    NOT NULL,
+	received_at    INTEGER NOT NULL,
+	PRIMARY KEY (origin, id)
+) WITHOUT ROWID;
+CREATE INDEX foreign_records_crisis ON foreign_records (crisis, kind, region);
+CREATE INDEX foreign_records_kind ON foreign_records (kind);
+
+CREATE TABLE peer_cursors (
+	peer       TEXT    NOT NULL PRIMARY KEY,
+	origin     TEXT    NOT NULL,
+	cursor     INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

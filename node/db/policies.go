@@ -162,6 +162,7 @@ func (d *DB) ApplyPolicyStep(index uint64, s *pb.PolicyStep) (*PolicyRow, error,
 		out = p
 		return nil
 	})
+	d.generation.Add(1)
 	return out, refusal, err
 }
 
@@ -254,6 +255,7 @@ func (d *DB) ApplyPhaseStep(index uint64, s *pb.PhaseStep) (string, error) {
 		}
 		return a.add(at, s.Officer, AuditPhaseSet, s.Crisis, map[string]any{"from": prev, "to": s.Phase, "reason": s.Reason})
 	})
+	d.generation.Add(1)
 	return prev, err
 }
 

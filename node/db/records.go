@@ -88,7 +88,6 @@ func (d *DB) applyTx(index uint64, fn func(tx *sql.Tx, seq *int64) error) error 
 	if index != 0 && index <= applied {
 		return nil
 	}
-	before := seq
 	if err := fn(tx, &seq); err != nil {
 		return fmt.Errorf("db: apply %d: %w", index, err)
 	}
@@ -98,9 +97,7 @@ func (d *DB) applyTx(index uint64, fn func(tx *sql.Tx, seq *int64) error) error 
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("db: apply %d: commit: %w", index, err)
 	}
-	if seq != before {
-		d.notify()
-	}
+	d.notify()
 	return nil
 }
 
@@ -251,7 +248,11 @@ func (d *DB) Get(ctx context.Context, id string) (*pb.Record, error) {
 	return rec, err
 }
 
-// Filter selects records for List. Zero fields do not filter.
+// DefaultPageSize is the page size of a List whose Filter.PageSize is zero or negative.
+const DefaultPageSize = 100
+
+// Filter selects records for List. Zero fields do not filter; a zero PageSize means
+// DefaultPageSize.
 type Filter struct {
 	Kind, Crisis, Region string
 	Labels               map[string]string
@@ -301,6 +302,10 @@ func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 		args = append(args, k, f.Labels[k])
 	}
 	size := f.PageSize
+	if size <= 0 {
+		// A zero page size used to index out[-1] and panic once a record matched.
+		size = DefaultPageSize
+	}
 	q := `SELECT ` + recordColumns + ` FROM records WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT ?`
 	args = append(args, size+1)
 

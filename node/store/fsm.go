@@ -68,6 +68,18 @@ func (f *fsm) Apply(l *raft.Log) any {
 			f.log.Error("apply failed", "index", l.Index, "err", err)
 		}
 		return applyResponse{value: prev, err: err}
+	case *pb.Command_RecordDisclosures:
+		err := f.db.ApplyDisclosures(l.Index, cmd.RecordDisclosures)
+		if err != nil {
+			f.log.Error("apply failed", "index", l.Index, "err", err)
+		}
+		return applyResponse{err: err}
+	case *pb.Command_CacheForeign:
+		err := f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)
+		if err != nil {
+			f.log.Error("apply failed", "index", l.Index, "err", err)
+		}
+		return applyResponse{err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

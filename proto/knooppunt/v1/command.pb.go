@@ -32,6 +32,8 @@ type Command struct {
 	//	*Command_PolicyStep
 	//	*Command_PhaseStep
 	//	*Command_AppendAudit
+	//	*Command_RecordDisclosures
+	//	*Command_CacheForeign
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -110,6 +112,24 @@ func (x *Command) GetAppendAudit() *AppendAudit {
 	return nil
 }
 
+func (x *Command) GetRecordDisclosures() *RecordDisclosures {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RecordDisclosures); ok {
+			return x.RecordDisclosures
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCacheForeign() *CacheForeign {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_CacheForeign); ok {
+			return x.CacheForeign
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -130,6 +150,14 @@ type Command_AppendAudit struct {
 	AppendAudit *AppendAudit `protobuf:"bytes,4,opt,name=append_audit,json=appendAudit,oneof"`
 }
 
+type Command_RecordDisclosures struct {
+	RecordDisclosures *RecordDisclosures `protobuf:"bytes,5,opt,name=record_disclosures,json=recordDisclosures,oneof"`
+}
+
+type Command_CacheForeign struct {
+	CacheForeign *CacheForeign `protobuf:"bytes,6,opt,name=cache_foreign,json=cacheForeign,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -137,6 +165,253 @@ func (*Command_PolicyStep) isCommand_Cmd() {}
 func (*Command_PhaseStep) isCommand_Cmd() {}
 
 func (*Command_AppendAudit) isCommand_Cmd() {}
+
+func (*Command_RecordDisclosures) isCommand_Cmd() {}
+
+func (*Command_CacheForeign) isCommand_Cmd() {}
+
+// RecordDisclosures records what was sent to a recipient, so that the source knows whom to send
+// retractions, and audits each disclosure and retraction.
+type RecordDisclosures struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// recipient is the recipient's trust domain; recipient_id the SPIFFE ID that called.
+	Recipient   string                 `protobuf:"bytes,1,opt,name=recipient" json:"recipient,omitempty"`
+	RecipientId string                 `protobuf:"bytes,2,opt,name=recipient_id,json=recipientId" json:"recipient_id,omitempty"`
+	Disclosed   []*Disclosure          `protobuf:"bytes,3,rep,name=disclosed" json:"disclosed,omitempty"`
+	Retracted   []*Disclosure          `protobuf:"bytes,4,rep,name=retracted" json:"retracted,omitempty"`
+	At          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	// via is Query or Subscribe.
+	Via           string `protobuf:"bytes,6,opt,name=via" json:"via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDisclosures) Reset() {
+	*x = RecordDisclosures{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDisclosures) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDisclosures) ProtoMessage() {}
+
+func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
+func (*RecordDisclosures) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RecordDisclosures) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *RecordDisclosures) GetRecipientId() string {
+	if x != nil {
+		return x.RecipientId
+	}
+	return ""
+}
+
+func (x *RecordDisclosures) GetDisclosed() []*Disclosure {
+	if x != nil {
+		return x.Disclosed
+	}
+	return nil
+}
+
+func (x *RecordDisclosures) GetRetracted() []*Disclosure {
+	if x != nil {
+		return x.Retracted
+	}
+	return nil
+}
+
+func (x *RecordDisclosures) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *RecordDisclosures) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+type Disclosure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecordId      string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
+	Version       int64                  `protobuf:"varint,2,opt,name=version" json:"version,omitempty"`
+	Policies      []string               `protobuf:"bytes,3,rep,name=policies" json:"policies,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Disclosure) Reset() {
+	*x = Disclosure{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Disclosure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Disclosure) ProtoMessage() {}
+
+func (x *Disclosure) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
+func (*Disclosure) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Disclosure) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *Disclosure) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Disclosure) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *Disclosure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CacheForeign stores what a peer's subscription delivered, with the cursor to resume from, in
+// one step: so a restart resumes with no gap and no duplicate.
+type CacheForeign struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Peer  string                 `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
+	// origin is the peer's trust domain; every record must carry it.
+	Origin        string                 `protobuf:"bytes,2,opt,name=origin" json:"origin,omitempty"`
+	Upserts       []*SharedRecord        `protobuf:"bytes,3,rep,name=upserts" json:"upserts,omitempty"`
+	Retractions   []string               `protobuf:"bytes,4,rep,name=retractions" json:"retractions,omitempty"`
+	Cursor        int64                  `protobuf:"varint,5,opt,name=cursor" json:"cursor,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheForeign) Reset() {
+	*x = CacheForeign{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheForeign) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheForeign) ProtoMessage() {}
+
+func (x *CacheForeign) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
+func (*CacheForeign) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CacheForeign) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *CacheForeign) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *CacheForeign) GetUpserts() []*SharedRecord {
+	if x != nil {
+		return x.Upserts
+	}
+	return nil
+}
+
+func (x *CacheForeign) GetRetractions() []string {
+	if x != nil {
+		return x.Retractions
+	}
+	return nil
+}
+
+func (x *CacheForeign) GetCursor() int64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *CacheForeign) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
 
 // PolicyStep is one lifecycle step of a policy, taken by an officer.
 type PolicyStep struct {
@@ -158,7 +433,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -170,7 +445,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -183,7 +458,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -249,7 +524,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +536,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +549,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -323,7 +598,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +610,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +623,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -371,7 +646,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +658,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +671,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -410,15 +685,37 @@ var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x8a\x02\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x9f\x03\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
 	"policyStep\x128\n" +
 	"\n" +
 	"phase_step\x18\x03 \x01(\v2\x17.knooppunt.v1.PhaseStepH\x00R\tphaseStep\x12>\n" +
-	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAuditB\x05\n" +
-	"\x03cmd\"\xe6\x01\n" +
+	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
+	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
+	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeignB\x05\n" +
+	"\x03cmd\"\x82\x02\n" +
+	"\x11RecordDisclosures\x12\x1c\n" +
+	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
+	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
+	"\tdisclosed\x18\x03 \x03(\v2\x18.knooppunt.v1.DisclosureR\tdisclosed\x126\n" +
+	"\tretracted\x18\x04 \x03(\v2\x18.knooppunt.v1.DisclosureR\tretracted\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x10\n" +
+	"\x03via\x18\x06 \x01(\tR\x03via\"w\n" +
+	"\n" +
+	"Disclosure\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
+	"\bpolicies\x18\x03 \x03(\tR\bpolicies\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xd6\x01\n" +
+	"\fCacheForeign\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
+	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
+	"\aupserts\x18\x03 \x03(\v2\x1a.knooppunt.v1.SharedRecordR\aupserts\x12 \n" +
+	"\vretractions\x18\x04 \x03(\tR\vretractions\x12\x16\n" +
+	"\x06cursor\x18\x05 \x01(\x03R\x06cursor\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xe6\x01\n" +
 	"\n" +
 	"PolicyStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
@@ -451,31 +748,42 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*PolicyStep)(nil),            // 1: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 2: knooppunt.v1.PhaseStep
-	(*AppendAudit)(nil),           // 3: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 4: knooppunt.v1.WriteRecords
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*AuditEntry)(nil),            // 6: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 7: knooppunt.v1.Record
+	(*RecordDisclosures)(nil),     // 1: knooppunt.v1.RecordDisclosures
+	(*Disclosure)(nil),            // 2: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 3: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 4: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 5: knooppunt.v1.PhaseStep
+	(*AppendAudit)(nil),           // 6: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 7: knooppunt.v1.WriteRecords
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*SharedRecord)(nil),          // 9: knooppunt.v1.SharedRecord
+	(*AuditEntry)(nil),            // 10: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 11: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	4, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	1, // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	2, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	3, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	5, // 4: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	5, // 5: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	6, // 6: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	7, // 7: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	4,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	5,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	6,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	1,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	3,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	2,  // 6: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	2,  // 7: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	8,  // 8: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	9,  // 9: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	8,  // 10: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	8,  // 11: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	8,  // 12: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	10, // 13: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	11, // 14: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -483,6 +791,7 @@ func file_knooppunt_v1_command_proto_init() {
 	if File_knooppunt_v1_command_proto != nil {
 		return
 	}
+	file_knooppunt_v1_federation_proto_init()
 	file_knooppunt_v1_policy_proto_init()
 	file_knooppunt_v1_record_proto_init()
 	file_knooppunt_v1_command_proto_msgTypes[0].OneofWrappers = []any{
@@ -490,6 +799,8 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_PolicyStep)(nil),
 		(*Command_PhaseStep)(nil),
 		(*Command_AppendAudit)(nil),
+		(*Command_RecordDisclosures)(nil),
+		(*Command_CacheForeign)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -497,7 +808,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

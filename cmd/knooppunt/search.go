@@ -1,0 +1,243 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newSearchCmd() *cobra.Command {
+	var (
+		f             clientFlags
+		filter        pb.Filter
+		labels, since string
+		timeout       time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "search",
+		Short: "Search the node and every peer, under a deadline",
+		Long: `Search the node's own records and every peer's, in parallel, under a deadline (default 2s).
+Every record shows its origin and age. A table shows each peer as answered (with count and
+latency), denied, unreachable (answered from cache, with the cache's age) or timed out. A partial
+answer says so. Searches are audited.`,
+		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity
+  knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			var err error
+			if filter.Labels, err = parseLabels(splitNonEmpty(labels)); err != nil {
+				return err
+			}
+			if since != "" {
+				t, err := parseSince(since)
+				if err != nil {
+					return err
+				}
+				filter.UpdatedSince = timestamppb.New(t)
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds())})
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printSearch(cmd.OutOrStdout(), f.output, resp)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
+	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
+	fl.StringVar(&filter.Region, "region", "", "only this region")
+	fl.StringVarP(&labels, "label", "l", "", "labels: key=value[,key=value]")
+	fl.StringVar(&since, "updated-since", "", "only records updated since (RFC 3339, or a duration such as 2h)")
+	fl.Int32Var(&filter.Limit, "limit", 0, "records per source (default 1000)")
+	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the whole search")
+	f.register(cmd, true)
+	return cmd
+}
+
+func splitNonEmpty(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func age(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "?"
+	}
+	return time.Since(ts.AsTime()).Round(time.Second).String()
+}
+
+func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
+	if format == "json" {
+		type hit struct {
+			Source    string      `json:"source"`
+			FromCache bool        `json:"from_cache"`
+			Redacted  []string    `json:"redacted"`
+			Record    record.JSON `json:"record"`
+		}
+		type peer struct {
+			Peer       string `json:"peer"`
+			State      string `json:"state"`
+			Count      int64  `json:"count"`
+			LatencyMs  int64  `json:"latency_ms"`
+			CacheAgeMs int64  `json:"cache_age_ms,omitempty"`
+			Error      string `json:"error,omitempty"`
+		}
+		doc := struct {
+			Partial bool   `json:"partial"`
+			Peers   []peer `json:"peers"`
+			Hits    []hit  `json:"hits"`
+		}{Partial: resp.Partial, Peers: []peer{}, Hits: []hit{}}
+		for _, p := range resp.Peers {
+			doc.Peers = append(doc.Peers, peer{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.Error})
+		}
+		for _, h := range resp.Hits {
+			src := h.Source
+			if src == "" {
+				src = h.Record.Origin
+			}
+			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), record.ToJSON(h.Record)})
+		}
+		return printJSON(w, doc)
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ORIGIN\tAGE\tKIND\tREGION\tID\tBODY")
+	for _, h := range resp.Hits {
+		origin := h.Record.Origin
+		if h.FromCache {
+			origin += " (cache)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), h.Record.Kind, h.Record.Region, h.Record.Id, truncate(string(h.Record.Body), 50))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "PEER\tSTATE\tCOUNT\tLATENCY\tNOTE")
+	for _, p := range resp.Peers {
+		note := p.Error
+		if p.State == "unreachable" || p.State == "timed_out" {
+			note = fmt.Sprintf("served from cache, %s old; %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%dms\t%s\n", p.Peer, p.State, p.Count, p.LatencyMs, truncate(note, 70))
+	}
+	tw.Flush()
+	if resp.Partial {
+		fmt.Fprintln(w, "\nPARTIAL: not every peer answered; see the table above.")
+	}
+	return nil
+}
+
+func newPictureCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		crisis string
+		stale  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "picture",
+		Short: "Show the merged picture of a crisis",
+		Long: `Show the merged picture of a crisis: the node's own records and those received from peers.
+For each kind and region (and municipality), the latest record with its source and age; sums of
+the fields a kind declares aggregable, per region and nationally; a flag where sources disagree,
+and a flag on stale records.`,
+		Example: `  knooppunt picture --crisis oekraine
+  knooppunt picture --crisis oekraine -o json | jq '.aggregates'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			resp, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds())})
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printPicture(cmd.OutOrStdout(), f.output, resp)
+		},
+	}
+	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")
+	cmd.Flags().DurationVar(&stale, "stale-after", 24*time.Hour, "flag records older than this")
+	cmd.MarkFlagRequired("crisis")
+	f.register(cmd, true)
+	return cmd
+}
+
+func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
+	if format == "json" {
+		type entry struct {
+			Kind     string      `json:"kind"`
+			Region   string      `json:"region"`
+			Key      string      `json:"key"`
+			Source   string      `json:"source"`
+			AgeS     int64       `json:"age_s"`
+			Stale    bool        `json:"stale"`
+			Conflict []string    `json:"conflict"`
+			Record   record.JSON `json:"record"`
+		}
+		type agg struct {
+			Kind    string  `json:"kind"`
+			Field   string  `json:"field"`
+			Region  string  `json:"region"`
+			Sum     float64 `json:"sum"`
+			Records int64   `json:"records"`
+		}
+		doc := struct {
+			Crisis     string   `json:"crisis"`
+			Phase      string   `json:"phase"`
+			Sources    []string `json:"sources"`
+			Entries    []entry  `json:"entries"`
+			Aggregates []agg    `json:"aggregates"`
+		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}}
+		for _, e := range resp.Entries {
+			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), record.ToJSON(e.Record)})
+		}
+		for _, a := range resp.Aggregates {
+			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
+		}
+		return printJSON(w, doc)
+	}
+	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
+	tw := newTable(w)
+	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tBODY")
+	for _, e := range resp.Entries {
+		var flags []string
+		if e.Stale {
+			flags = append(flags, "STALE")
+		}
+		if len(e.Conflict) > 0 {
+			flags = append(flags, "DISAGREES:"+strings.Join(e.Conflict, ","))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Region, truncate(e.Key, 24), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), truncate(string(e.Record.Body), 50))
+	}
+	tw.Flush()
+	if len(resp.Aggregates) > 0 {
+		fmt.Fprintln(w)
+		tw = newTable(w)
+		fmt.Fprintln(tw, "KIND\tFIELD\tREGION\tSUM\tRECORDS")
+		for _, a := range resp.Aggregates {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\n", a.Kind, a.Field, a.Region, a.Sum, a.Records)
+		}
+		tw.Flush()
+	}
+	return nil
+}

@@ -1,0 +1,415 @@
+// Package peerclient is the receiving side of federation: connections to peers, and the one
+// subscription per peer that the Raft leader keeps. What a subscription delivers goes through
+// Raft into the read-only cache of foreign records, together with the cursor, so that after a
+// restart or a disconnect it resumes with no gap and no duplicate.
+//
+// A peer is never trusted beyond its own records: a record that names another origin, or that
+// is malformed, is dropped. Per-peer message size limits, rate limits and idle deadlines keep a
+// slow or malicious peer from blocking the others.
+package peerclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+var (
+	received = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_received_total",
+		Help: "Events received from peers' subscriptions, by peer and kind of event.",
+	}, []string{"peer", "event"})
+	dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_dropped_total",
+		Help: "Records from peers that were dropped as malformed or not the peer's own.",
+	}, []string{"peer"})
+	connected = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "knooppunt", Name: "federation_subscription_up",
+		Help: "1 while the subscription to a peer is connected.",
+	}, []string{"peer"})
+)
+
+func init() { metrics.Registry.MustRegister(received, dropped, connected) }
+
+// Config wires the manager.
+type Config struct {
+	Store *store.Store
+	DB    *db.DB
+	// SVID and Bundles authenticate this node to peers and peers to it.
+	SVID    identity.Source
+	Bundles *identity.TrustStore
+	// Peers returns the configured peers; it is called again as the config reloads.
+	Peers func() []config.Peer
+	// MaxMessageBytes bounds one message from a peer. Default 4 MiB.
+	MaxMessageBytes int
+	// EventsPerSecond bounds how fast one peer's events are taken in. Default 2000.
+	EventsPerSecond float64
+	// IdleTimeout ends a subscription that sent nothing, not even a heartbeat. Default 20s.
+	IdleTimeout time.Duration
+	// Backoff is the first reconnect delay; it doubles to MaxBackoff, with jitter.
+	Backoff, MaxBackoff time.Duration
+	Logger              *slog.Logger
+}
+
+// Manager keeps the connections to peers and, on the leader, one subscription per peer.
+type Manager struct {
+	c Config
+
+	mu    sync.Mutex
+	conns map[string]*peerConn // by peer name
+	subs  map[string]*subscription
+}
+
+type peerConn struct {
+	key  string
+	conn *grpc.ClientConn
+}
+
+type subscription struct {
+	peer   config.Peer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a manager.
+func New(c Config) *Manager {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 4 << 20
+	}
+	if c.EventsPerSecond <= 0 {
+		c.EventsPerSecond = 2000
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 20 * time.Second
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 10 * time.Second
+	}
+	return &Manager{c: c, conns: map[string]*peerConn{}, subs: map[string]*subscription{}}
+}
+
+// Conn returns the connection to a peer. It tries the peer's replicas in order and accepts only
+// a replica SVID of the peer's trust domain.
+func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
+	key := p.TrustDomain + "|" + strings.Join(p.Addresses, ",")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if pc, ok := m.conns[p.Name]; ok {
+		if pc.key == key {
+			return pc.conn, nil
+		}
+		pc.conn.Close()
+		delete(m.conns, p.Name)
+	}
+	if len(p.Addresses) == 0 {
+		return nil, fmt.Errorf("peer %s has no addresses in the config", p.Name)
+	}
+	td, err := spiffeid.TrustDomainFromString(p.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	r := manual.NewBuilderWithScheme("knooppunt-peer")
+	addrs := make([]resolver.Address, len(p.Addresses))
+	for i, a := range p.Addresses {
+		addrs[i] = resolver.Address{Addr: a}
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	conn, err := grpc.NewClient(r.Scheme()+":///"+p.Name,
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(identity.ClientCredentials(m.c.SVID, m.c.Bundles, identity.AuthorizeReplica(td))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(m.c.MaxMessageBytes)))
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", p.Name, err)
+	}
+	m.conns[p.Name] = &peerConn{key: key, conn: conn}
+	return conn, nil
+}
+
+// Run keeps one subscription per configured peer while this replica leads, until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		m.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			m.stopAll()
+			m.mu.Lock()
+			for _, pc := range m.conns {
+				pc.conn.Close()
+			}
+			m.conns = map[string]*peerConn{}
+			m.mu.Unlock()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) reconcile(ctx context.Context) {
+	leader := m.c.Store.State() == "Leader"
+	want := map[string]config.Peer{}
+	if leader {
+		for _, p := range m.c.Peers() {
+			want[p.Name] = p
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, s := range m.subs {
+		if p, ok := want[name]; !ok || p.TrustDomain != s.peer.TrustDomain || !slices.Equal(p.Addresses, s.peer.Addresses) {
+			s.cancel()
+			<-s.done
+			delete(m.subs, name)
+		}
+	}
+	for name, p := range want {
+		if _, ok := m.subs[name]; ok {
+			continue
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		s := &subscription{peer: p, cancel: cancel, done: make(chan struct{})}
+		m.subs[name] = s
+		go func() {
+			defer close(s.done)
+			m.follow(sctx, p)
+		}()
+	}
+}
+
+func (m *Manager) stopAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, s := range m.subs {
+		s.cancel()
+		<-s.done
+		delete(m.subs, name)
+	}
+}
+
+// follow subscribes to a peer until ctx ends, reconnecting with backoff and jitter.
+func (m *Manager) follow(ctx context.Context, p config.Peer) {
+	log := m.c.Logger.With("peer", p.Name)
+	backoff := m.c.Backoff
+	for ctx.Err() == nil {
+		progressed, err := m.subscribeOnce(ctx, p)
+		connected.WithLabelValues(p.Name).Set(0)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			backoff = m.c.Backoff
+		}
+		log.Warn("subscription ended: reconnecting", "err", err, "in", backoff)
+		// Full jitter: many nodes that lost the same peer do not come back in step.
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, m.c.MaxBackoff)
+	}
+}
+
+type event struct {
+	ev  *pb.FeedEvent
+	err error
+}
+
+// subscribeOnce runs one subscription stream. It reports whether anything was stored.
+func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer) (bool, error) {
+	conn, err := m.Conn(p)
+	if err != nil {
+		return false, err
+	}
+	cursor, _, err := m.c.DB.PeerCursor(ctx, p.Name)
+	if err != nil {
+		return false, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pb.NewFederationServiceClient(conn).Subscribe(sctx, &pb.SubscribeRequest{Cursor: cursor})
+	if err != nil {
+		return false, err
+	}
+	events := make(chan event, 256)
+	go func() {
+		defer close(events)
+		for {
+			ev, err := stream.Recv()
+			select {
+			case events <- event{ev, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	connected.WithLabelValues(p.Name).Set(1)
+	limiter := rate.NewLimiter(rate.Limit(m.c.EventsPerSecond), int(m.c.EventsPerSecond))
+	idle := time.NewTimer(m.c.IdleTimeout)
+	defer idle.Stop()
+	progressed := false
+	b := m.newBatch(p, cursor)
+	flushAt := time.NewTimer(time.Hour)
+	defer flushAt.Stop()
+	scheduled := false
+	for {
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case <-idle.C:
+			return progressed, fmt.Errorf("peer %s sent nothing for %s", p.Name, m.c.IdleTimeout)
+		case <-flushAt.C:
+			scheduled = false
+			if err := b.flush(ctx); err != nil {
+				return progressed, err
+			}
+			progressed = true
+		case e, ok := <-events:
+			if !ok {
+				return progressed, errors.New("stream closed")
+			}
+			if e.err != nil {
+				if err := b.flush(ctx); err != nil {
+					return progressed, err
+				}
+				return progressed, e.err
+			}
+			if err := limiter.Wait(ctx); err != nil {
+				return progressed, err
+			}
+			idle.Reset(m.c.IdleTimeout)
+			if b.add(e.ev) && !scheduled {
+				flushAt.Reset(20 * time.Millisecond)
+				scheduled = true
+			}
+			if b.size() >= 256 {
+				if err := b.flush(ctx); err != nil {
+					return progressed, err
+				}
+				progressed = true
+			}
+		}
+	}
+}
+
+// batch collects a subscription's events into one CacheForeign command.
+type batch struct {
+	m      *Manager
+	peer   config.Peer
+	cmd    *pb.CacheForeign
+	stored int64 // the cursor already stored
+}
+
+func (m *Manager) newBatch(p config.Peer, cursor int64) *batch {
+	b := &batch{m: m, peer: p, stored: cursor}
+	b.reset()
+	b.cmd.Cursor = cursor
+	return b
+}
+
+func (b *batch) reset() {
+	cursor := int64(0)
+	if b.cmd != nil {
+		cursor = b.cmd.Cursor
+	}
+	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor}
+}
+
+func (b *batch) size() int { return len(b.cmd.Upserts) + len(b.cmd.Retractions) }
+
+// add takes one event; it reports whether the event needs storing.
+func (b *batch) add(ev *pb.FeedEvent) bool {
+	if ev.Seq > b.cmd.Cursor {
+		b.cmd.Cursor = ev.Seq
+	}
+	switch e := ev.Event.(type) {
+	case *pb.FeedEvent_Upsert:
+		received.WithLabelValues(b.peer.Name, "upsert").Inc()
+		if err := CheckShared(b.peer.TrustDomain, e.Upsert); err != nil {
+			dropped.WithLabelValues(b.peer.Name).Inc()
+			b.m.c.Logger.Warn("dropped a record from a peer", "peer", b.peer.Name, "err", err)
+			return b.pending()
+		}
+		b.cmd.Upserts = append(b.cmd.Upserts, e.Upsert)
+	case *pb.FeedEvent_Retraction:
+		received.WithLabelValues(b.peer.Name, "retraction").Inc()
+		b.cmd.Retractions = append(b.cmd.Retractions, e.Retraction.RecordId)
+	case *pb.FeedEvent_Heartbeat:
+		received.WithLabelValues(b.peer.Name, "heartbeat").Inc()
+	}
+	return b.pending()
+}
+
+// pending reports whether the batch holds anything not yet stored.
+func (b *batch) pending() bool { return b.size() > 0 || b.cmd.Cursor != b.stored }
+
+func (b *batch) flush(ctx context.Context) error {
+	if !b.pending() {
+		return nil
+	}
+	b.cmd.At = timestamppb.Now()
+	if _, err := b.m.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_CacheForeign{CacheForeign: b.cmd}}); err != nil {
+		return fmt.Errorf("store what %s sent: %w", b.peer.Name, err)
+	}
+	b.stored = b.cmd.Cursor
+	b.reset()
+	return nil
+}
+
+// CheckShared checks a record a peer sent: it must be the peer's own and well formed.
+func CheckShared(origin string, s *pb.SharedRecord) error {
+	r := s.GetRecord()
+	switch {
+	case r == nil:
+		return errors.New("no record")
+	case r.Origin != origin:
+		return fmt.Errorf("record %q names origin %q, not the peer's %q: peers send only their own records", r.Id, r.Origin, origin)
+	case r.Tombstone:
+		return fmt.Errorf("record %q is a tombstone: peers retract instead", r.Id)
+	}
+	if err := record.CheckID("record.id", r.Id); err != nil {
+		return err
+	}
+	for _, v := range []string{r.Kind, r.Crisis, r.Region} {
+		if !utf8.ValidString(v) || len(v) > 128 {
+			return fmt.Errorf("record %q: malformed kind, crisis or region", r.Id)
+		}
+	}
+	if !utf8.Valid(r.Body) || !json.Valid(r.Body) || !bytes.HasPrefix(bytes.TrimSpace(r.Body), []byte("{")) {
+		return fmt.Errorf("record %q: body is not a JSON object", r.Id)
+	}
+	return record.CheckLabelSelector("record.labels", r.Labels)
+}

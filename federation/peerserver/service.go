@@ -1,0 +1,499 @@
+// Package peerserver is the FederationService: what a node answers other orgs' nodes. Every
+// record it sends passes through policy.Set.Decide for the calling peer, and every disclosure
+// and retraction is recorded (through Raft) so the source knows who holds a copy.
+//
+// peerserver never executes anything a peer sends: filters are plain values.
+package peerserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/sharing"
+	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Limits of one request.
+const (
+	DefaultLimit = 1000
+	MaxLimit     = 10000
+	batch        = 256
+)
+
+// Config wires the service.
+type Config struct {
+	Store   *store.Store
+	DB      *db.DB
+	Sharing *sharing.Sharing
+	Name    string
+	// Heartbeat is how often an idle subscription gets a heartbeat. Default 5s.
+	Heartbeat time.Duration
+	// Reevaluate is how often a subscription re-checks what it disclosed, so that policies that
+	// expire are retracted. Default 30s. Policy and phase changes re-check at once.
+	Reevaluate time.Duration
+	Logger     *slog.Logger
+}
+
+// Service implements knooppunt.v1.FederationService.
+type Service struct {
+	pb.UnsafeFederationServiceServer
+	c    Config
+	quit chan struct{}
+}
+
+var _ pb.FederationServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 5 * time.Second
+	}
+	if c.Reevaluate <= 0 {
+		c.Reevaluate = 30 * time.Second
+	}
+	return &Service{c: c, quit: make(chan struct{})}
+}
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) {
+	pb.RegisterFederationServiceServer(s, svc)
+}
+
+// Shutdown ends every subscription, so a graceful stop does not wait for them.
+func (s *Service) Shutdown() { close(s.quit) }
+
+// recipient resolves the calling peer.
+func (s *Service) recipient(ctx context.Context) (policy.Recipient, error) {
+	c, ok := api.CallerFrom(ctx)
+	if !ok || !c.Has(api.Peer) {
+		return policy.Recipient{}, status.Error(codes.PermissionDenied, "only peers may call the FederationService")
+	}
+	to, err := s.c.Sharing.Recipient(c.ID.String())
+	if err != nil {
+		return policy.Recipient{}, status.Errorf(codes.PermissionDenied, "trust domain %s is not a configured peer of this node", c.ID.TrustDomain())
+	}
+	return to, nil
+}
+
+// Describe returns the node's name and org and what the caller may receive.
+func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	to, err := s.recipient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set, err := s.c.Sharing.PolicySet(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	kinds := map[string]bool{}
+	for _, p := range set.Policies {
+		if p.State == policy.StateApproved && p.Names(to) {
+			for _, k := range p.Doc.Kinds {
+				kinds[k] = true
+			}
+		}
+	}
+	resp := &pb.DescribeResponse{NodeName: s.c.Name, Org: s.c.Sharing.Org()}
+	phases := s.c.Sharing.Phases()
+	now := time.Now()
+	for k := range kinds {
+		var n int64
+		err := eachOwn(ctx, s.c.DB, db.Filter{Kind: k}, func(r *pb.Record) (bool, error) {
+			ph, err := phases.Of(ctx, r.Crisis)
+			if err != nil {
+				return false, err
+			}
+			if set.Decide(r, to, ph, now).Allow {
+				n++
+			}
+			return true, nil
+		})
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		if n > 0 {
+			resp.Kinds = append(resp.Kinds, &pb.KindCount{Kind: k, Count: n})
+		}
+	}
+	sort.Slice(resp.Kinds, func(i, j int) bool { return resp.Kinds[i].Kind < resp.Kinds[j].Kind })
+	return resp, nil
+}
+
+// CheckFilter checks a peer's filter: plain values only, in bounds.
+func CheckFilter(f *pb.Filter) error {
+	if f == nil {
+		return nil
+	}
+	for i, k := range f.Kinds {
+		if !utf8.ValidString(k) || len(k) > 128 {
+			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "not a kind name")
+		}
+	}
+	for name, v := range map[string]string{"filter.crisis": f.Crisis, "filter.region": f.Region} {
+		if !utf8.ValidString(v) || len(v) > 128 {
+			return api.Invalid(name, "not a valid value")
+		}
+	}
+	if len(f.Kinds) > 64 {
+		return api.Invalid("filter.kinds", "%d kinds is over the limit of 64", len(f.Kinds))
+	}
+	if err := record.CheckLabelSelector("filter.labels", f.Labels); err != nil {
+		return api.Status(slog.Default(), err)
+	}
+	if f.UpdatedSince != nil {
+		if err := f.UpdatedSince.CheckValid(); err != nil {
+			return api.Invalid("filter.updated_since", "%v", err)
+		}
+	}
+	if f.Limit < 0 || f.Limit > MaxLimit {
+		return api.Invalid("filter.limit", "%d: use 0 (default %d) to %d", f.Limit, DefaultLimit, MaxLimit)
+	}
+	return nil
+}
+
+// ListFilters turns a federation filter into store filters, one per kind.
+func ListFilters(f *pb.Filter) []db.Filter {
+	base := db.Filter{PageSize: 1000}
+	if f != nil {
+		base.Crisis, base.Region, base.Labels = f.Crisis, f.Region, f.Labels
+		if f.UpdatedSince != nil {
+			base.UpdatedSince = f.UpdatedSince.AsTime()
+		}
+	}
+	if f == nil || len(f.Kinds) == 0 {
+		return []db.Filter{base}
+	}
+	out := make([]db.Filter, len(f.Kinds))
+	for i, k := range f.Kinds {
+		out[i] = base
+		out[i].Kind = k
+	}
+	return out
+}
+
+// eachOwn calls fn for every live own record matching f, until fn returns false.
+func eachOwn(ctx context.Context, d *db.DB, f db.Filter, fn func(*pb.Record) (bool, error)) error {
+	if f.PageSize == 0 {
+		f.PageSize = 1000
+	}
+	for {
+		recs, next, err := d.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			more, err := fn(r)
+			if err != nil || !more {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		f.PageToken = next
+	}
+}
+
+// disclosures batches what a stream sends, and records it through Raft.
+type disclosures struct {
+	s          *Service
+	to         policy.Recipient
+	via        string
+	pending    *pb.RecordDisclosures
+	pendingLen int
+}
+
+func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
+	d := &disclosures{s: s, to: to, via: via}
+	d.reset()
+	return d
+}
+
+func (d *disclosures) reset() {
+	d.pending = &pb.RecordDisclosures{Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Via: d.via}
+	d.pendingLen = 0
+}
+
+func (d *disclosures) disclose(r *pb.Record, policies []string) {
+	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: policies})
+	d.pendingLen++
+}
+
+func (d *disclosures) retract(id, reason string) {
+	d.pending.Retracted = append(d.pending.Retracted, &pb.Disclosure{RecordId: id, Reason: reason})
+	d.pendingLen++
+}
+
+// flush records the batch. The records were already sent: if recording fails the stream ends,
+// so that nothing goes out that the source does not know about.
+func (d *disclosures) flush(ctx context.Context) error {
+	if d.pendingLen == 0 {
+		return nil
+	}
+	d.pending.At = timestamppb.Now()
+	_, err := d.s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}})
+	d.reset()
+	if err != nil {
+		return api.Status(d.s.c.Logger, err)
+	}
+	return nil
+}
+
+// Query streams the records that match the filter and that policy lets the caller have.
+func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.SharedRecord]) error {
+	ctx := stream.Context()
+	to, err := s.recipient(ctx)
+	if err != nil {
+		return err
+	}
+	if err := CheckFilter(req.Filter); err != nil {
+		return err
+	}
+	limit := int(req.GetFilter().GetLimit())
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	set, err := s.c.Sharing.PolicySet(ctx)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	phases := s.c.Sharing.Phases()
+	now := time.Now()
+	disc := s.newDisclosures(to, "Query")
+	sent, considered := 0, 0
+	for _, f := range ListFilters(req.Filter) {
+		err := eachOwn(ctx, s.c.DB, f, func(r *pb.Record) (bool, error) {
+			considered++
+			ph, err := phases.Of(ctx, r.Crisis)
+			if err != nil {
+				return false, err
+			}
+			d := set.Decide(r, to, ph, now)
+			if !d.Allow {
+				return true, nil
+			}
+			if err := stream.Send(&pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}); err != nil {
+				return false, err
+			}
+			disc.disclose(d.Record, d.Policies)
+			sent++
+			if disc.pendingLen >= batch {
+				if err := disc.flush(ctx); err != nil {
+					return false, err
+				}
+			}
+			return sent < limit, nil
+		})
+		if err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+		if sent >= limit {
+			break
+		}
+	}
+	if err := disc.flush(ctx); err != nil {
+		return err
+	}
+	if sent == 0 {
+		s.auditDenied(ctx, to, "Query", fmt.Sprintf("no policy grants any of the %d matching records", considered), req.Filter)
+	}
+	return nil
+}
+
+// auditDenied records a federation request that got nothing. Failure to record is logged: the
+// peer got nothing either way.
+func (s *Service) auditDenied(ctx context.Context, to policy.Recipient, method, reason string, f *pb.Filter) {
+	detail := fmt.Sprintf(`{"method":%q,"reason":%q,"filter":%q}`, method, reason, f.String())
+	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: to.ID, Action: db.AuditFederationDenied, Subject: to.TrustDomain, Detail: detail}
+	if _, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
+		s.c.Logger.Warn("could not audit a denied federation request", "peer", to.ID, "err", err)
+	}
+}
+
+// Subscribe streams, after the cursor, an upsert for every change the caller may have and a
+// retraction for every record it holds that it may no longer have; heartbeats keep idle streams
+// alive and carry the cursor past changes the caller may not see.
+func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.FeedEvent]) error {
+	ctx := stream.Context()
+	to, err := s.recipient(ctx)
+	if err != nil {
+		return err
+	}
+	if req.Cursor < 0 {
+		return api.Invalid("cursor", "%d is negative: use 0 to start at the beginning", req.Cursor)
+	}
+	held, err := s.c.DB.Disclosed(ctx, to.TrustDomain)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	disc := s.newDisclosures(to, "Subscribe")
+	cursor := req.Cursor
+	heartbeat := time.NewTicker(s.c.Heartbeat)
+	defer heartbeat.Stop()
+	recheck := time.NewTicker(s.c.Reevaluate)
+	defer recheck.Stop()
+	// Resync at the start too: what the caller holds may predate a policy change.
+	var gen uint64
+	forceCheck := true
+	for {
+		changed := s.c.DB.Changed()
+		if g := s.c.DB.Generation(); g != gen || forceCheck {
+			gen, forceCheck = g, false
+			if err := s.resync(ctx, stream, to, held, disc, cursor); err != nil {
+				return err
+			}
+		}
+		upTo, err := s.c.DB.LastSeq()
+		if err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+		if cursor < upTo {
+			if cursor, err = s.sendChanges(ctx, stream, to, held, disc, cursor, upTo); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.quit:
+			return status.Error(codes.Unavailable, "the node is shutting down: subscribe again from your last cursor")
+		case <-changed:
+		case <-recheck.C:
+			forceCheck = true
+		case <-heartbeat.C:
+			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendChanges sends the changes after cursor up to upTo and returns the new cursor.
+func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
+	held map[string]int64, disc *disclosures, cursor, upTo int64) (int64, error) {
+	page, err := s.c.DB.Changes(ctx, cursor, upTo, batch, "", "")
+	if err != nil {
+		return cursor, api.Status(s.c.Logger, err)
+	}
+	set, err := s.c.Sharing.PolicySet(ctx)
+	if err != nil {
+		return cursor, api.Status(s.c.Logger, err)
+	}
+	phases := s.c.Sharing.Phases()
+	now := time.Now()
+	for _, c := range page {
+		r := c.Record
+		ph, err := phases.Of(ctx, r.Crisis)
+		if err != nil {
+			return cursor, api.Status(s.c.Logger, err)
+		}
+		d := set.Decide(r, to, ph, now)
+		switch {
+		case d.Allow:
+			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
+				return cursor, err
+			}
+			held[r.Id] = r.Version
+			disc.disclose(d.Record, d.Policies)
+		case held[r.Id] != 0:
+			reason := "no longer granted"
+			if r.Tombstone {
+				reason = "deleted"
+			}
+			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Retraction{Retraction: &pb.Retraction{RecordId: r.Id, Reason: reason}}}); err != nil {
+				return cursor, err
+			}
+			delete(held, r.Id)
+			disc.retract(r.Id, reason)
+		}
+		cursor = c.Seq
+	}
+	if len(page) < batch {
+		cursor = upTo
+	}
+	return cursor, disc.flush(ctx)
+}
+
+// resync brings what the caller holds in line with what policy grants now, after a policy or
+// phase changed (or, periodically, for policies that expire): it retracts every record the
+// caller holds that is no longer granted, and sends every granted record it does not hold.
+func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
+	held map[string]int64, disc *disclosures, cursor int64) error {
+	set, err := s.c.Sharing.PolicySet(ctx)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	phases := s.c.Sharing.Phases()
+	now := time.Now()
+	granted := map[string]bool{}
+	var kinds []string
+	for _, p := range set.Policies {
+		if p.State == policy.StateApproved && p.Names(to) {
+			kinds = append(kinds, p.Doc.Kinds...)
+		}
+	}
+	slices.Sort(kinds)
+	for _, kind := range slices.Compact(kinds) {
+		err := eachOwn(ctx, s.c.DB, db.Filter{Kind: kind}, func(r *pb.Record) (bool, error) {
+			ph, err := phases.Of(ctx, r.Crisis)
+			if err != nil {
+				return false, err
+			}
+			d := set.Decide(r, to, ph, now)
+			if !d.Allow {
+				return true, nil
+			}
+			granted[r.Id] = true
+			if held[r.Id] == r.Version {
+				return true, nil
+			}
+			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
+				return false, err
+			}
+			held[r.Id] = r.Version
+			disc.disclose(d.Record, d.Policies)
+			if disc.pendingLen >= batch {
+				return true, disc.flush(ctx)
+			}
+			return true, nil
+		})
+		if err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+	}
+	ids := make([]string, 0, len(held))
+	for id := range held {
+		if !granted[id] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		reason := "no longer granted"
+		if _, err := s.c.DB.Get(ctx, id); err != nil {
+			reason = "deleted"
+		}
+		if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Retraction{Retraction: &pb.Retraction{RecordId: id, Reason: reason}}}); err != nil {
+			return err
+		}
+		delete(held, id)
+		disc.retract(id, reason)
+	}
+	return disc.flush(ctx)
+}

@@ -1,0 +1,416 @@
+// Package search is the SearchService: network search across the node and every peer under a
+// deadline, and the merged picture of a crisis. A search says, for each peer, whether it
+// answered, denied, was unreachable (and was served from cache, with the cache's age) or timed
+// out; a partial answer always says it is partial.
+package search
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/federation/peerclient"
+	"github.com/knooppunt/knooppunt/federation/peerserver"
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/sharing"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Peer states in a search answer.
+const (
+	Answered    = "answered"
+	Denied      = "denied"
+	Unreachable = "unreachable"
+	TimedOut    = "timed_out"
+)
+
+// DefaultTimeout bounds a search unless the request says otherwise.
+const DefaultTimeout = 2 * time.Second
+
+// Config wires the service.
+type Config struct {
+	Store   *store.Store
+	DB      *db.DB
+	Sharing *sharing.Sharing
+	// Peers returns the configured peers; Manager connects to them. Manager is nil on a node
+	// that serves no federation.
+	Peers   func() []config.Peer
+	Manager *peerclient.Manager
+	Kinds   *record.Kinds
+	Logger  *slog.Logger
+}
+
+// Service implements knooppunt.v1.SearchService.
+type Service struct {
+	pb.UnsafeSearchServiceServer
+	c Config
+}
+
+var _ pb.SearchServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterSearchServiceServer(s, svc) }
+
+// Search asks the node's own store and every peer in parallel, under the deadline.
+func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.SearchResponse, error) {
+	if err := peerserver.CheckFilter(req.Filter); err != nil {
+		return nil, err
+	}
+	timeout := DefaultTimeout
+	if req.TimeoutMs < 0 || req.TimeoutMs > 60000 {
+		return nil, api.Invalid("timeout_ms", "%d: use 0 (default 2000) to 60000", req.TimeoutMs)
+	} else if req.TimeoutMs > 0 {
+		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
+	}
+	limit := int(req.GetFilter().GetLimit())
+	if limit == 0 {
+		limit = peerserver.DefaultLimit
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	resp := &pb.SearchResponse{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var peers []config.Peer
+	if s.c.Manager != nil {
+		peers = s.c.Peers()
+	}
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hits, st := s.askPeer(sctx, p, req.Filter, limit)
+			mu.Lock()
+			resp.Hits = append(resp.Hits, hits...)
+			resp.Peers = append(resp.Peers, st)
+			mu.Unlock()
+		}()
+	}
+	own, err := s.own(ctx, req.Filter, limit)
+	wg.Wait()
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp.Hits = append(own, resp.Hits...)
+	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].Peer < resp.Peers[j].Peer })
+	for _, p := range resp.Peers {
+		if p.State != Answered {
+			resp.Partial = true
+		}
+	}
+	s.audit(ctx, req, resp)
+	return resp, nil
+}
+
+func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.SearchHit, error) {
+	var hits []*pb.SearchHit
+	for _, lf := range peerserver.ListFilters(f) {
+		for {
+			recs, next, err := s.c.DB.List(ctx, lf)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range recs {
+				hits = append(hits, &pb.SearchHit{Record: r})
+				if len(hits) >= limit {
+					return hits, nil
+				}
+			}
+			if next == "" {
+				break
+			}
+			lf.PageToken = next
+		}
+	}
+	return hits, nil
+}
+
+// askPeer queries one peer; when it does not answer, the cache of what it sent stands in.
+func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, *pb.PeerStatus) {
+	st := &pb.PeerStatus{Peer: p.Name, TrustDomain: p.TrustDomain}
+	start := time.Now()
+	var hits []*pb.SearchHit
+	err := func() error {
+		conn, err := s.c.Manager.Conn(p)
+		if err != nil {
+			return err
+		}
+		stream, err := pb.NewFederationServiceClient(conn).Query(ctx, &pb.QueryRequest{Filter: f}, grpc.WaitForReady(false))
+		if err != nil {
+			return err
+		}
+		for {
+			sr, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := peerclient.CheckShared(p.TrustDomain, sr); err != nil {
+				s.c.Logger.Warn("dropped a search hit from a peer", "peer", p.Name, "err", err)
+				continue
+			}
+			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted})
+			if len(hits) >= limit {
+				return nil
+			}
+		}
+	}()
+	st.LatencyMs = time.Since(start).Milliseconds()
+	if err == nil {
+		st.State, st.Count = Answered, int64(len(hits))
+		return hits, st
+	}
+	code := status.Code(err)
+	switch {
+	case code == codes.PermissionDenied || code == codes.Unauthenticated:
+		st.State, st.Error = Denied, status.Convert(err).Message()
+		return nil, st
+	case code == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
+		st.State = TimedOut
+	default:
+		st.State = Unreachable
+	}
+	st.Error = status.Convert(err).Message()
+	cached, age := s.fromCache(context.WithoutCancel(ctx), p, f, limit)
+	st.Count, st.CacheAgeMs = int64(len(cached)), age.Milliseconds()
+	return cached, st
+}
+
+func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, time.Duration) {
+	ff := db.ForeignFilter{Origin: p.TrustDomain, Limit: limit}
+	if f != nil {
+		ff.Crisis, ff.Region, ff.Kinds, ff.Labels = f.Crisis, f.Region, f.Kinds, f.Labels
+		if f.UpdatedSince != nil {
+			ff.UpdatedSince = f.UpdatedSince.AsTime()
+		}
+	}
+	recs, err := s.c.DB.ForeignList(ctx, ff)
+	if err != nil {
+		s.c.Logger.Warn("cache read failed", "peer", p.Name, "err", err)
+		return nil, 0
+	}
+	_, at, _ := s.c.DB.PeerCursor(ctx, p.Name)
+	var age time.Duration
+	if !at.IsZero() {
+		age = time.Since(at)
+	}
+	hits := make([]*pb.SearchHit, len(recs))
+	for i, r := range recs {
+		hits[i] = &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted}
+	}
+	return hits, age
+}
+
+// audit records who searched for what and what each peer answered.
+func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, resp *pb.SearchResponse) {
+	caller, _ := api.CallerFrom(ctx)
+	peers := map[string]string{}
+	for _, p := range resp.Peers {
+		peers[p.Peer] = p.State
+	}
+	detail, _ := json.Marshal(map[string]any{"filter": req.GetFilter().String(), "hits": len(resp.Hits), "peers": peers, "partial": resp.Partial})
+	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: db.AuditSearch, Subject: req.GetFilter().GetCrisis(), Detail: string(detail)}
+	if _, err := s.c.Store.Apply(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
+		s.c.Logger.Warn("could not audit a search", "err", err)
+	}
+}
+
+// Picture merges the node's own records and the cached records of peers for one crisis.
+func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.PictureResponse, error) {
+	if req.Crisis == "" {
+		return nil, api.Invalid("crisis", "missing: name the crisis, such as oekraine")
+	}
+	stale := 24 * time.Hour
+	if req.StaleAfterS < 0 {
+		return nil, api.Invalid("stale_after_s", "%d is negative", req.StaleAfterS)
+	} else if req.StaleAfterS > 0 {
+		stale = time.Duration(req.StaleAfterS) * time.Second
+	}
+	var items []Item
+	f := db.Filter{Crisis: req.Crisis, PageSize: 1000}
+	for {
+		recs, next, err := s.c.DB.List(ctx, f)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		for _, r := range recs {
+			items = append(items, Item{Record: r, Source: s.c.Sharing.Org()})
+		}
+		if next == "" {
+			break
+		}
+		f.PageToken = next
+	}
+	foreign, err := s.c.DB.ForeignList(ctx, db.ForeignFilter{Crisis: req.Crisis, Limit: 100000})
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	for _, fr := range foreign {
+		items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+	}
+	phase, err := s.c.Sharing.Phases().Of(ctx, req.Crisis)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	aggregable := map[string][]string{}
+	for _, k := range s.c.Kinds.Names() {
+		aggregable[k] = s.c.Kinds.Get(k).Aggregate
+	}
+	resp := Merge(items, aggregable, time.Now(), stale)
+	resp.Crisis, resp.Phase = req.Crisis, phase
+	return resp, nil
+}
+
+// Item is one record in a picture, with the org it came from.
+type Item struct {
+	Record *pb.Record
+	Source string
+}
+
+// Merge builds a picture: for each kind, region and key (the body's municipality, or the record
+// id) the latest record, flagged stale when older than staleAfter and conflicting when another
+// source's latest record for the same key says something else; and, for the aggregable fields
+// of each kind, sums per region and for the whole country (NL) over those latest records.
+func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAfter time.Duration) *pb.PictureResponse {
+	type slot struct{ kind, region, key string }
+	bySource := map[slot]map[string]Item{}
+	sources := map[string]bool{}
+	for _, it := range items {
+		k := slot{it.Record.Kind, it.Record.Region, keyOf(it.Record)}
+		if bySource[k] == nil {
+			bySource[k] = map[string]Item{}
+		}
+		if cur, ok := bySource[k][it.Source]; !ok || later(it.Record, cur.Record) {
+			bySource[k][it.Source] = it
+		}
+		sources[it.Source] = true
+	}
+	resp := &pb.PictureResponse{}
+	type sum struct {
+		total float64
+		n     int64
+	}
+	sums := map[[3]string]*sum{}
+	slots := make([]slot, 0, len(bySource))
+	for k := range bySource {
+		slots = append(slots, k)
+	}
+	sort.Slice(slots, func(i, j int) bool {
+		a, b := slots[i], slots[j]
+		if a.kind != b.kind {
+			return a.kind < b.kind
+		}
+		if a.region != b.region {
+			return a.region < b.region
+		}
+		return a.key < b.key
+	})
+	for _, k := range slots {
+		var latest Item
+		for _, it := range bySource[k] {
+			if latest.Record == nil || later(it.Record, latest.Record) {
+				latest = it
+			}
+		}
+		age := now.Sub(latest.Record.GetUpdatedAt().AsTime())
+		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: k.key, Record: latest.Record, Source: latest.Source,
+			AgeS: int64(age.Seconds()), Stale: age > staleAfter}
+		for src, it := range bySource[k] {
+			if src != latest.Source && !sameBody(it.Record.Body, latest.Record.Body) {
+				e.Conflict = append(e.Conflict, src)
+			}
+		}
+		sort.Strings(e.Conflict)
+		resp.Entries = append(resp.Entries, e)
+		var body map[string]any
+		if json.Unmarshal(latest.Record.Body, &body) != nil {
+			continue
+		}
+		for _, field := range aggregable[k.kind] {
+			v, ok := body[field].(float64)
+			if !ok {
+				continue
+			}
+			for _, region := range []string{k.region, "NL"} {
+				key := [3]string{k.kind, field, region}
+				if sums[key] == nil {
+					sums[key] = &sum{}
+				}
+				sums[key].total += v
+				sums[key].n++
+			}
+		}
+	}
+	for key, sm := range sums {
+		if key[1] == "" {
+			continue
+		}
+		resp.Aggregates = append(resp.Aggregates, &pb.Aggregate{Kind: key[0], Field: key[1], Region: key[2], Sum: sm.total, Records: sm.n})
+	}
+	sort.Slice(resp.Aggregates, func(i, j int) bool {
+		a, b := resp.Aggregates[i], resp.Aggregates[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Field != b.Field {
+			return a.Field < b.Field
+		}
+		return regionOrder(a.Region) < regionOrder(b.Region)
+	})
+	for s := range sources {
+		resp.Sources = append(resp.Sources, s)
+	}
+	sort.Strings(resp.Sources)
+	return resp
+}
+
+// regionOrder sorts regions with the national total last.
+func regionOrder(r string) string {
+	if r == "NL" {
+		return "~"
+	}
+	return r
+}
+
+func keyOf(r *pb.Record) string {
+	var body struct {
+		Municipality string `json:"municipality"`
+	}
+	if json.Unmarshal(r.Body, &body) == nil && body.Municipality != "" {
+		return body.Municipality
+	}
+	return r.Id
+}
+
+func later(a, b *pb.Record) bool {
+	return a.GetUpdatedAt().AsTime().After(b.GetUpdatedAt().AsTime())
+}
+
+func sameBody(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return fmt.Sprint(x) == fmt.Sprint(y)
+}

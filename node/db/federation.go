@@ -1,0 +1,244 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Audit actions of federation.
+const (
+	AuditDisclosure       = "federation.disclose"
+	AuditRetraction       = "federation.retract"
+	AuditFederationDenied = "federation.denied"
+	AuditSearch           = "search"
+)
+
+// ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits each.
+func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
+	at := c.At.AsTime()
+	return d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
+		a, err := newAuditor(tx)
+		if err != nil {
+			return err
+		}
+		up, err := tx.Prepare(`INSERT OR REPLACE INTO disclosures (recipient, record_id, version, policies, at) VALUES (?,?,?,?,?)`)
+		if err != nil {
+			return err
+		}
+		defer up.Close()
+		for _, x := range c.Disclosed {
+			pol, _ := json.Marshal(nonNilSlice(x.Policies))
+			if _, err := up.Exec(c.Recipient, x.RecordId, x.Version, string(pol), at.UnixNano()); err != nil {
+				return err
+			}
+			if err := a.add(at, c.RecipientId, AuditDisclosure, x.RecordId, map[string]any{
+				"recipient": c.Recipient, "version": x.Version, "policies": x.Policies, "via": c.Via}); err != nil {
+				return err
+			}
+		}
+		for _, x := range c.Retracted {
+			if _, err := tx.Exec(`DELETE FROM disclosures WHERE recipient = ? AND record_id = ?`, c.Recipient, x.RecordId); err != nil {
+				return err
+			}
+			if err := a.add(at, c.RecipientId, AuditRetraction, x.RecordId, map[string]any{
+				"recipient": c.Recipient, "reason": x.Reason}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Disclosed returns the records disclosed to a recipient: id → version.
+func (d *DB) Disclosed(ctx context.Context, recipient string) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, recipient)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var v int64
+			if err := rows.Scan(&id, &v); err != nil {
+				return err
+			}
+			out[id] = v
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Recipients lists the recipients that hold a copy of a record.
+func (d *DB) Recipients(ctx context.Context, recordID string) ([]string, error) {
+	var out []string
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT recipient FROM disclosures WHERE record_id = ? ORDER BY recipient`, recordID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r string
+			if err := rows.Scan(&r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// ApplyCacheForeign stores a subscription's delivery and its cursor in one transaction.
+func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
+	at := c.At.AsTime().UnixNano()
+	return d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
+		up, err := tx.Prepare(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)`)
+		if err != nil {
+			return err
+		}
+		defer up.Close()
+		for _, s := range c.Upserts {
+			r := s.Record
+			labels, _ := json.Marshal(nonNil(r.Labels))
+			pol, _ := json.Marshal(nonNilSlice(s.Policies))
+			red, _ := json.Marshal(nonNilSlice(s.Redacted))
+			if _, err := up.Exec(c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
+				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at); err != nil {
+				return err
+			}
+		}
+		for _, id := range c.Retractions {
+			if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, origin, cursor, updated_at) VALUES (?,?,?,?)`, c.Peer, c.Origin, c.Cursor, at)
+		return err
+	})
+}
+
+// PeerCursor returns where a peer's subscription resumes, and when it last delivered.
+func (d *DB) PeerCursor(ctx context.Context, peer string) (int64, time.Time, error) {
+	var cursor, at int64
+	err := d.read(func(ro *sql.DB) error {
+		err := ro.QueryRowContext(ctx, `SELECT cursor, updated_at FROM peer_cursors WHERE peer = ?`, peer).Scan(&cursor, &at)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if at == 0 {
+		return cursor, time.Time{}, err
+	}
+	return cursor, time.Unix(0, at), err
+}
+
+// Foreign is a cached record received from a peer.
+type Foreign struct {
+	Record     *pb.Record
+	Peer       string
+	Policies   []string
+	Redacted   []string
+	ReceivedAt time.Time
+}
+
+// ForeignFilter selects cached records. Zero fields do not filter.
+type ForeignFilter struct {
+	Origin, Crisis, Region string
+	Kinds                  []string
+	Labels                 map[string]string
+	UpdatedSince           time.Time
+	Limit                  int
+}
+
+// ForeignList returns cached records matching the filter, by origin and id.
+func (d *DB) ForeignList(ctx context.Context, f ForeignFilter) ([]Foreign, error) {
+	where := []string{"1=1"}
+	var args []any
+	add := func(cond string, v ...any) { where = append(where, cond); args = append(args, v...) }
+	if f.Origin != "" {
+		add("origin = ?", f.Origin)
+	}
+	if f.Crisis != "" {
+		add("crisis = ?", f.Crisis)
+	}
+	if f.Region != "" {
+		add("region = ?", f.Region)
+	}
+	if len(f.Kinds) > 0 {
+		add("kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")", anySlice(f.Kinds)...)
+	}
+	keys := make([]string, 0, len(f.Labels))
+	for k := range f.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		add("json_extract(labels, '$.' || json_quote(?)) = ?", k, f.Labels[k])
+	}
+	if !f.UpdatedSince.IsZero() {
+		add("updated_at >= ?", f.UpdatedSince.UnixNano())
+	}
+	if f.Limit <= 0 {
+		f.Limit = 10000
+	}
+	args = append(args, f.Limit)
+	var out []Foreign
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at
+			FROM foreign_records WHERE `+strings.Join(where, " AND ")+` ORDER BY origin, id LIMIT ?`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				r                               pb.Record
+				fr                              Foreign
+				class                           int32
+				labels, pol, red                string
+				updated, validUntil, receivedAt int64
+			)
+			if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt); err != nil {
+				return err
+			}
+			r.Classification = pb.Classification(class)
+			if labels != "{}" {
+				if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
+					return fmt.Errorf("labels of %s/%s: %w", r.Origin, r.Id, err)
+				}
+			}
+			r.UpdatedAt, r.ValidUntil = nanosTs(updated), nanosTs(validUntil)
+			json.Unmarshal([]byte(pol), &fr.Policies)
+			json.Unmarshal([]byte(red), &fr.Redacted)
+			fr.Record, fr.ReceivedAt = &r, time.Unix(0, receivedAt)
+			out = append(out, fr)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db: foreign list: %w", err)
+	}
+	return out, nil
+}
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
