@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/knooppunt/knooppunt/node"
-	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -22,107 +27,459 @@ import (
 //go:embed scenario/oekraine.jsonl
 var oekraineScenario []byte
 
+// demoOrg is one organisation of the demo federation.
+type demoOrg struct {
+	name, title, td string
+	groups          []string
+	dir             string
+	port, bePort    int
+	cmd             *exec.Cmd
+	exited          chan error
+}
+
+func demoOrgs() []*demoOrg {
+	return []*demoOrg{
+		{name: "ncc", title: "NCC (JenV)", td: "ncc.crisis.test", groups: []string{"rijk"}},
+		{name: "lcvs", title: "LCVS", td: "lcvs.crisis.test", groups: []string{"partners"}},
+		{name: "vr-utrecht", title: "VR Utrecht", td: "vr-utrecht.crisis.test", groups: []string{"veiligheidsregios"}},
+		{name: "vr-zeeland", title: "VR Zeeland", td: "vr-zeeland.crisis.test", groups: []string{"veiligheidsregios"}},
+		{name: "ggdghor", title: "GGD GHOR", td: "ggdghor.crisis.test", groups: []string{"partners"}},
+		{name: "szw", title: "SZW", td: "szw.crisis.test", groups: []string{"rijk"}},
+	}
+}
+
 func newDemoCmd() *cobra.Command {
 	var (
-		dataDir string
-		once    bool
+		dir  string
+		once bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Start a demo node with the Ukraine refugee reception scenario",
-		Long: `Start one node, load the Ukraine refugee reception scenario (shelter capacity for twelve
-municipalities in VR09 Utrecht and VR19 Zeeland, a situation report and a Q&A), and list it.
-The shelter figures are made up.
+		Short: "Run the demo federation: six organisations and the Ukraine reception scenario",
+		Long: `Start six organisations as separate node processes on loopback: NCC (JenV), LCVS, VR Utrecht,
+VR Zeeland, GGD GHOR and SZW. Each has its own trust domain and development CA, and they keep each
+other's trust bundles current through their bundle endpoints. The demo then:
 
-The demo then stays up and prints how to try commands against it; Ctrl-C stops it cleanly.
-With --once it lists the records and exits 0.`,
+  1. loads the Ukraine refugee reception scenario: shelter capacity per municipality (LCVS),
+     situation reports (NCC, the regions), Q&As and guidance (GGD GHOR), work-permit guidance
+     (SZW), and one confidential record (NCC, for VR Utrecht only);
+  2. has two officers per organisation propose and approve the scenario's policies;
+  3. prints the picture as seen from VR Utrecht and from NCC;
+  4. shows that the confidential record reached only its recipient;
+  5. stays up and prints how to try commands against it. Ctrl-C stops everything cleanly.
+
+The shelter figures are made up. With --once it prints and exits 0.`,
 		Example: `  knooppunt demo
   knooppunt demo --once`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dataDir == "" {
-				dir, err := os.MkdirTemp("", "knooppunt-demo-")
+			if dir == "" {
+				d, err := os.MkdirTemp("", "kpdemo-")
 				if err != nil {
 					return err
 				}
-				defer os.RemoveAll(dir)
-				dataDir = dir
+				defer os.RemoveAll(d)
+				dir = d
 			}
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), dataDir, once)
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), exe, dir, once)
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep the demo's data here (default: a temporary directory)")
-	cmd.Flags().BoolVar(&once, "once", false, "print the records and exit")
+	cmd.Flags().StringVar(&dir, "dir", "", "keep the demo's CAs, configs and data here (default: a temporary directory)")
+	cmd.Flags().BoolVar(&once, "once", false, "print the pictures and exit")
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, dataDir string, once bool) error {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if !once {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	cfg := config.Default()
-	cfg.Org = "lcvs.crisis.test"
-	cfg.Name = "lcvs"
-	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, Logger: log, Version: version})
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return 0, err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n.Stop(stopCtx)
-	}()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
 
-	sock, _ := filepath.Abs(n.SocketPath())
-	f := clientFlags{node: "unix://" + sock, output: "table"}
-	c, closeConn, err := f.records()
-	if err != nil {
-		return err
+func runDemo(ctx context.Context, out io.Writer, exe, dir string, once bool) error {
+	orgs := demoOrgs()
+	fmt.Fprintf(out, "Knooppunt demo federation in %s\n", dir)
+	for _, o := range orgs {
+		if err := o.prepare(dir); err != nil {
+			return fmt.Errorf("%s: %w", o.name, err)
+		}
 	}
-	defer closeConn()
+	for _, o := range orgs {
+		if err := o.writeConfig(orgs); err != nil {
+			return fmt.Errorf("%s: %w", o.name, err)
+		}
+	}
+	defer stopOrgs(orgs)
+	for _, o := range orgs {
+		if err := o.start(exe); err != nil {
+			return fmt.Errorf("%s: %w", o.name, err)
+		}
+	}
+	for _, o := range orgs {
+		if err := o.waitReady(ctx); err != nil {
+			return fmt.Errorf("%s: %w (see %s)", o.name, err, filepath.Join(o.dir, "node.log"))
+		}
+	}
+	fmt.Fprintf(out, "six nodes up: %s\n", orgNames(orgs))
 
-	rows, err := readJSONL(bytes.NewReader(oekraineScenario), record.JSON{})
-	if err != nil {
+	byName := map[string]*demoOrg{}
+	for _, o := range orgs {
+		byName[o.name] = o
+	}
+	if err := loadScenario(ctx, byName); err != nil {
 		return err
 	}
-	sum, err := importRows(ctx, c, rows, 100)
-	if err != nil {
-		return callError(&f, err)
-	}
-	if sum.Rejected > 0 {
-		return fmt.Errorf("demo scenario: %d records rejected: %+v", sum.Rejected, sum.Rejections)
-	}
-	resp, err := c.List(ctx, &pb.ListRequest{Crisis: "oekraine", PageSize: 1000})
-	if err != nil {
-		return callError(&f, err)
-	}
-	fmt.Fprintf(out, "Knooppunt demo: node %s (%s), crisis oekraine, %d records. Shelter figures are made up.\n\n", cfg.Name, cfg.Org, sum.Accepted)
-	if err := printRecords(out, out, "table", resp.Records, resp.NextPageToken); err != nil {
+	fmt.Fprintln(out, "scenario loaded; officers propose and approve the policies (four eyes)")
+	if err := approvePolicies(ctx, out, byName); err != nil {
 		return err
+	}
+
+	// Wait, bounded, until the subscriptions have delivered what the policies grant.
+	utrecht, ncc := byName["vr-utrecht"], byName["ncc"]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, err := utrecht.picture(ctx)
+		if err == nil && len(p.Sources) >= 5 {
+			if q, err := ncc.picture(ctx); err == nil && len(q.Sources) >= 4 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the pictures did not fill within 30s: see the node.log files")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	for _, o := range []*demoOrg{utrecht, ncc} {
+		p, err := o.picture(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\n=== The picture as seen from %s (shelter figures are made up) ===\n", o.title)
+		if err := printPicture(out, "table", p); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(out, "\n=== Where did the confidential record %q go? ===\n", confidentialID)
+	for _, o := range orgs {
+		holds, err := o.holds(ctx, "ncc.crisis.test", confidentialID)
+		if err != nil {
+			return err
+		}
+		mark := "does not hold it"
+		if holds {
+			mark = "HOLDS it"
+		}
+		if o.name == "ncc" {
+			mark = "is its origin"
+		}
+		fmt.Fprintf(out, "  %-12s %s\n", o.title, mark)
 	}
 	if once {
 		return nil
 	}
 	fmt.Fprintf(out, `
-The node is running. In another terminal, try:
+The federation is running. Each organisation's files are in %s/<org>. Try, for VR Utrecht:
 
   export KNOOPPUNT_NODE=unix://%s
-  knooppunt status
-  knooppunt record list --kind shelter.capacity --region VR19
-  knooppunt record get sitrep-oekraine-1 -o json
-  knooppunt record watch --crisis oekraine
-  knooppunt record put --kind signal --crisis oekraine --region VR09 --classification internal \
-      --body '{"summary":"more arrivals expected in Utrecht"}'
+  knooppunt picture --crisis oekraine
+  knooppunt search --crisis oekraine --kind shelter.capacity
+  knooppunt record list --crisis oekraine
 
-(Build the command with "make build"; it lands in ~/.cache/knooppunt/bin/knooppunt.)
-Press Ctrl-C to stop.
-`, sock)
-	select {
-	case <-ctx.Done():
-	case err := <-n.Failed():
+As an LCVS officer, over mTLS with your own SVID:
+
+  cd %s
+  knooppunt policy list --node 127.0.0.1:%d --svid-cert certs/officer-a.crt --svid-key certs/officer-a.key --bundle ca/bundle.pem
+  knooppunt policy explain --record shelter-utrecht --recipient spiffe://ncc.crisis.test/node/r1 --node unix://%s
+
+Stop one organisation (kill the process whose --data-dir is %s/data) and search again from
+VR Utrecht to see it marked unreachable and answered from cache. Press Ctrl-C to stop everything.
+`, dir, filepath.Join(utrecht.dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
+		filepath.Join(byName["lcvs"].dir, "data", "knooppunt.sock"), byName["lcvs"].dir)
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping the federation")
+	return nil
+}
+
+func orgNames(orgs []*demoOrg) string {
+	names := make([]string, len(orgs))
+	for i, o := range orgs {
+		names[i] = o.title
+	}
+	return strings.Join(names, ", ")
+}
+
+// prepare makes the org's CA and SVIDs: the node, two officers and an editor.
+func (o *demoOrg) prepare(dir string) error {
+	o.dir = filepath.Join(dir, o.name)
+	td, err := spiffeid.TrustDomainFromString(o.td)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "stopping")
+	ca, err := identity.InitCA(td, filepath.Join(o.dir, "ca"), 0)
+	if err != nil {
+		return err
+	}
+	for _, id := range []string{"node/r1", "user/officer-a", "user/officer-b", "user/editor"} {
+		sid, err := spiffeid.FromSegments(td, strings.Split(id, "/")...)
+		if err != nil {
+			return err
+		}
+		if err := ca.IssueFiles(sid, filepath.Join(o.dir, "certs", filepath.Base(id)), identity.SVIDOptions{TTL: 7 * 24 * time.Hour}); err != nil {
+			return err
+		}
+	}
+	if o.port, err = freePort(); err != nil {
+		return err
+	}
+	o.bePort, err = freePort()
+	return err
+}
+
+func (o *demoOrg) writeConfig(all []*demoOrg) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s, the demo federation's node for %s.\n", o.name, o.title)
+	fmt.Fprintf(&b, "name: %s\norg: %s\nlisten: \"127.0.0.1:%d\"\n", o.name, o.td, o.port)
+	fmt.Fprintf(&b, "identity:\n  source: files\n  cert_file: certs/r1.crt\n  key_file: certs/r1.key\n  bundle_file: ca/bundle.pem\n")
+	fmt.Fprintf(&b, "bundle_endpoint:\n  listen: \"127.0.0.1:%d\"\n  refresh_hint: 1m\n", o.bePort)
+	fmt.Fprintf(&b, "federation:\n  heartbeat: 1s\n  reevaluate: 5s\n")
+	fmt.Fprintf(&b, "roles:\n")
+	for _, r := range []struct{ who, role string }{{"officer-a", "officer"}, {"officer-b", "officer"}, {"editor", "editor"}} {
+		fmt.Fprintf(&b, "  - id: spiffe://%s/user/%s\n    role: %s\n", o.td, r.who, r.role)
+	}
+	fmt.Fprintf(&b, "peers:\n")
+	for _, p := range all {
+		if p == o {
+			continue
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    trust_domain: %s\n    addresses: [\"127.0.0.1:%d\"]\n", p.name, p.td, p.port)
+		fmt.Fprintf(&b, "    bundle_file: ../%s/ca/bundle.pem\n    bundle_endpoint: \"https://127.0.0.1:%d\"\n", p.name, p.bePort)
+		fmt.Fprintf(&b, "    groups: [%s]\n", strings.Join(p.groups, ", "))
+	}
+	return os.WriteFile(filepath.Join(o.dir, "node.yaml"), []byte(b.String()), 0o644)
+}
+
+func (o *demoOrg) start(exe string) error {
+	logf, err := os.Create(filepath.Join(o.dir, "node.log"))
+	if err != nil {
+		return err
+	}
+	o.cmd = exec.Command(exe, "serve", "--data-dir", filepath.Join(o.dir, "data"), "--config", filepath.Join(o.dir, "node.yaml"))
+	o.cmd.Stdout, o.cmd.Stderr = logf, logf
+	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := o.cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	o.exited = make(chan error, 1)
+	go func() { o.exited <- o.cmd.Wait(); logf.Close() }()
+	return nil
+}
+
+func stopOrgs(orgs []*demoOrg) {
+	for _, o := range orgs {
+		if o.cmd != nil && o.cmd.Process != nil {
+			o.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, o := range orgs {
+		if o.exited == nil {
+			continue
+		}
+		select {
+		case <-o.exited:
+		case <-time.After(15 * time.Second):
+			o.cmd.Process.Kill()
+			<-o.exited
+		}
+	}
+}
+
+func (o *demoOrg) local() *clientFlags {
+	return &clientFlags{node: "unix://" + filepath.Join(o.dir, "data", "knooppunt.sock"), output: "table"}
+}
+
+func (o *demoOrg) as(who string) *clientFlags {
+	return &clientFlags{node: fmt.Sprintf("127.0.0.1:%d", o.port), output: "table",
+		svidCert: filepath.Join(o.dir, "certs", who+".crt"), svidKey: filepath.Join(o.dir, "certs", who+".key"),
+		bundle: filepath.Join(o.dir, "ca", "bundle.pem")}
+}
+
+func (o *demoOrg) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	f := o.local()
+	for {
+		select {
+		case err := <-o.exited:
+			return fmt.Errorf("the node exited: %v", err)
+		default:
+		}
+		conn, err := f.dial()
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err = pb.NewStatusServiceClient(conn).Status(cctx, &pb.StatusRequest{})
+			cancel()
+			conn.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not serving after 30s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (o *demoOrg) picture(ctx context.Context) (*pb.PictureResponse, error) {
+	f := o.local()
+	conn, err := f.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: "oekraine"})
+}
+
+// holds reports whether the org's cache of foreign records holds a record.
+func (o *demoOrg) holds(ctx context.Context, origin, id string) (bool, error) {
+	p, err := o.picture(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range p.Entries {
+		if e.Record.Origin == origin && e.Record.Id == id && e.Source != o.td {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+const confidentialID = "sitrep-ncc-vertrouwelijk"
+
+// demoRecords are the scenario's records per org, beyond LCVS's shelter capacity.
+var demoRecords = map[string]string{
+	"ncc": `{"id":"sitrep-ncc-1","kind":"sitrep","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Landelijk beeld opvang Oekraïne","summary":"Instroom stabiel, druk op opvang in VR09 en VR19. Demo data.","severity":"medium"}}
+{"id":"` + confidentialID + `","kind":"sitrep","crisis":"oekraine","region":"VR09","classification":"confidential","labels":{"audience":"vr-utrecht"},"body":{"title":"Vertrouwelijk: verwachte extra instroom Utrecht","summary":"Alleen voor VR Utrecht. Demo data.","severity":"high"}}`,
+	"vr-utrecht": `{"id":"sitrep-vr09-1","kind":"sitrep","crisis":"oekraine","region":"VR09","classification":"internal","body":{"title":"Regionaal beeld VR Utrecht","summary":"Opvanglocaties Utrecht en Amersfoort bijna vol. Demo data.","severity":"medium"}}
+{"id":"signal-vr09-1","kind":"signal","crisis":"oekraine","region":"VR09","classification":"internal","body":{"summary":"Meer aanmeldingen bij gemeente Zeist verwacht","source":"gemeente","confidence":0.6}}`,
+	"vr-zeeland": `{"id":"sitrep-vr19-1","kind":"sitrep","crisis":"oekraine","region":"VR19","classification":"internal","body":{"title":"Regionaal beeld VR Zeeland","summary":"Voldoende plekken in Goes en Terneuzen. Demo data.","severity":"low"}}`,
+	"ggdghor": `{"id":"qa-ggd-vaccinatie","kind":"qa","crisis":"oekraine","region":"NL","classification":"public","body":{"question":"Krijgen ontheemden toegang tot vaccinaties?","answer":"Ja, via de GGD in de opvanggemeente. Demo data.","audience":"gemeenten"}}
+{"id":"guidance-ggd-tbc","kind":"guidance","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Handreiking tbc-screening","text":"Screening binnen drie maanden na aankomst. Demo data."}}`,
+	"szw": `{"id":"guidance-szw-werk","kind":"guidance","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Werken zonder tewerkstellingsvergunning","text":"Werkgevers melden het werk vooraf bij het UWV. Demo data.","url":"https://example.invalid/szw"}}`,
+}
+
+func loadScenario(ctx context.Context, orgs map[string]*demoOrg) error {
+	files := map[string][]byte{"lcvs": oekraineScenario}
+	for org, lines := range demoRecords {
+		files[org] = []byte(lines)
+	}
+	for org, data := range files {
+		rows, err := readJSONL(bytes.NewReader(data), record.JSON{})
+		if err != nil {
+			return err
+		}
+		f := orgs[org].local()
+		c, closeConn, err := f.records()
+		if err != nil {
+			return err
+		}
+		sum, err := importRows(ctx, c, rows, 100)
+		closeConn()
+		if err != nil {
+			return fmt.Errorf("%s: %w", org, callError(f, err))
+		}
+		if sum.Rejected > 0 {
+			return fmt.Errorf("%s: scenario rejected: %+v", org, sum.Rejections)
+		}
+	}
+	return nil
+}
+
+// demoPolicies are the scenario's sharing policies per org.
+var demoPolicies = map[string][]string{
+	"lcvs": {`name: lcvs-capacity-to-regions
+purpose: spreiding en opvang vluchtelingen
+recipients: [group:veiligheidsregios, spiffe://ncc.crisis.test, group:rijk]
+kinds: [shelter.capacity]
+max_classification: internal
+when: record.crisis == "oekraine" && record.body.beds_free >= 0
+redact: [body.contact_phone]
+`},
+	"ncc": {`name: ncc-sitreps-to-partners
+purpose: gedeeld situatiebeeld crisis
+recipients: [group:veiligheidsregios, group:rijk, group:partners]
+kinds: [sitrep]
+max_classification: public
+`, `name: ncc-confidential-to-utrecht
+purpose: voorbereiding extra opvang regio Utrecht
+recipients: [spiffe://vr-utrecht.crisis.test]
+kinds: [sitrep]
+max_classification: confidential
+when: record.labels["audience"] == "vr-utrecht"
+`},
+	"vr-utrecht": {`name: vr09-beeld-to-rijk
+purpose: regionaal beeld voor landelijke coördinatie
+recipients: [spiffe://ncc.crisis.test, spiffe://lcvs.crisis.test]
+kinds: [sitrep, signal]
+max_classification: internal
+`},
+	"vr-zeeland": {`name: vr19-beeld-to-rijk
+purpose: regionaal beeld voor landelijke coördinatie
+recipients: [spiffe://ncc.crisis.test, spiffe://lcvs.crisis.test]
+kinds: [sitrep]
+max_classification: internal
+`},
+	"ggdghor": {`name: ggd-guidance-public
+purpose: publieksinformatie gezondheid ontheemden
+recipients: [group:veiligheidsregios, group:rijk, group:partners]
+kinds: [qa, guidance]
+max_classification: public
+`},
+	"szw": {`name: szw-werk-public
+purpose: informatie werken door ontheemden
+recipients: [group:veiligheidsregios, group:rijk, group:partners]
+kinds: [guidance]
+max_classification: public
+`},
+}
+
+func approvePolicies(ctx context.Context, out io.Writer, orgs map[string]*demoOrg) error {
+	names := make([]string, 0, len(demoPolicies))
+	for n := range demoPolicies {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, org := range names {
+		o := orgs[org]
+		for _, src := range demoPolicies[org] {
+			a, closeA, err := o.as("officer-a").policies()
+			if err != nil {
+				return err
+			}
+			p, err := a.Propose(ctx, &pb.ProposeRequest{Source: []byte(src)})
+			closeA()
+			if err != nil {
+				return fmt.Errorf("%s: propose: %w", org, callError(o.as("officer-a"), err))
+			}
+			b, closeB, err := o.as("officer-b").policies()
+			if err != nil {
+				return err
+			}
+			p, err = b.Approve(ctx, &pb.PolicyStepRequest{Id: p.Id})
+			closeB()
+			if err != nil {
+				return fmt.Errorf("%s: approve: %w", org, callError(o.as("officer-b"), err))
+			}
+			fmt.Fprintf(out, "  %-11s %s: proposed by officer-a, approved by officer-b\n", o.title, p.Id)
+		}
+	}
 	return nil
 }
