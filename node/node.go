@@ -27,6 +27,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/audit"
+	"github.com/knooppunt/knooppunt/node/api/cluster"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
 	"github.com/knooppunt/knooppunt/node/api/phases"
 	"github.com/knooppunt/knooppunt/node/api/policies"
@@ -37,6 +38,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/sharing"
 	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // SocketName is the local socket's file name inside the data directory.
@@ -73,6 +75,7 @@ type Node struct {
 	authz      *api.Authorizer
 	health     *health.Server
 	records    *records.Service
+	forward    *api.Forwarder
 	sharing    *sharing.Sharing
 	cfg        atomic.Pointer[config.Config] // the running config; roles and peers reload
 	peers      *peerclient.Manager
@@ -123,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Dir:               filepath.Join(opts.DataDir, "raft"),
 		DB:                n.db,
 		ReplicaID:         cfg.ReplicaID,
-		Bootstrap:         true,
+		Bootstrap:         cfg.Raft.Bootstrap == nil || *cfg.Raft.Bootstrap,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		Logger:            n.log,
@@ -138,14 +141,26 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		for _, s := range cfg.Raft.Servers {
 			sc.Servers = append(sc.Servers, raft.Server{ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Address), Suffrage: raft.Voter})
 		}
+		n.forward = &api.Forwarder{
+			Creds:      identity.ClientCredentials(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td)),
+			APIAddress: func(id string) string { return n.cfg.Load().APIAddress(id) },
+		}
+		sc.Forward = n.forwardCommand
 	}
+	n.cfg.Store(cfg)
 	if n.store, err = store.Open(sc); err != nil {
 		return nil, err
 	}
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := n.store.WaitLeader(waitCtx); err != nil {
-		return nil, err
+	if n.forward != nil {
+		n.forward.Store = n.store
+	}
+	if sc.Bootstrap {
+		// A replica waiting to be joined has no leader until an admin adds it.
+		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := n.store.WaitLeader(waitCtx); err != nil {
+			return nil, err
+		}
 	}
 
 	access, err := api.NewAccess(cfg)
@@ -180,12 +195,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 	}
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: peers, Manager: n.peers, Kinds: kinds, Logger: n.log})
+	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
+	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s *grpc.Server) {
 		search.RegisterService(s, searchSvc)
 		if n.federation != nil {
 			peerserver.RegisterService(s, n.federation)
 		}
 		records.RegisterService(s, n.records)
+		cluster.RegisterService(s, clusterSvc)
+		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
 		audit.RegisterService(s, auditSvc)
@@ -239,10 +258,31 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts,
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
-		grpc.ChainUnaryInterceptor(n.authz.Unary(local), api.LogUnary(n.log)),
+		grpc.ChainUnaryInterceptor(n.authz.Unary(local), n.forwardUnary(), api.LogUnary(n.log)),
 		grpc.ChainStreamInterceptor(n.authz.Stream(local)),
 	)
 	return grpc.NewServer(opts...)
+}
+
+// forwardUnary forwards writes that reach a follower to the leader; a single replica is always
+// the leader, so it passes everything through.
+func (n *Node) forwardUnary() grpc.UnaryServerInterceptor {
+	if n.forward != nil {
+		return n.forward.Unary()
+	}
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(ctx, req)
+	}
+}
+
+// forwardCommand hands a command to the leader's ReplicaService.
+func (n *Node) forwardCommand(ctx context.Context, c *pb.Command) error {
+	conn, err := n.forward.Leader()
+	if err != nil {
+		return err
+	}
+	_, err = pb.NewReplicaServiceClient(conn).Apply(ctx, &pb.ApplyRequest{Command: c})
+	return err
 }
 
 // listenUnix listens on the local socket, which only the owner of the data directory may use:
@@ -376,6 +416,9 @@ func (n *Node) close() error {
 	if n.stopWatch != nil {
 		close(n.stopWatch)
 		n.stopWatch = nil
+	}
+	if n.forward != nil {
+		n.forward.Close()
 	}
 	if n.ident != nil {
 		n.ident.close()

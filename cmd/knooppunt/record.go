@@ -135,7 +135,10 @@ func parseLabels(kvs []string) (map[string]string, error) {
 }
 
 func newRecordGetCmd() *cobra.Command {
-	var f clientFlags
+	var (
+		f           clientFlags
+		consistency string
+	)
 	cmd := &cobra.Command{
 		Use:     "get ID",
 		Short:   "Show one record",
@@ -150,7 +153,7 @@ func newRecordGetCmd() *cobra.Command {
 				return err
 			}
 			defer closeConn()
-			r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0]})
+			r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency})
 			if err != nil {
 				return callError(&f, err)
 			}
@@ -160,6 +163,7 @@ func newRecordGetCmd() *cobra.Command {
 			return printRecordDetail(cmd.OutOrStdout(), r)
 		},
 	}
+	cmd.Flags().StringVar(&consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
 	f.register(cmd, true)
 	return cmd
 }
@@ -261,6 +265,7 @@ func newRecordListCmd() *cobra.Command {
 	fl.Int32Var(&req.PageSize, "limit", 100, "records per page (at most 1000)")
 	fl.StringVar(&req.PageToken, "page-token", "", "continue from a previous page")
 	fl.BoolVar(&all, "all", false, "fetch every page")
+	fl.StringVar(&req.Consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
 	f.register(cmd, true)
 	return cmd
 }

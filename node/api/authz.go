@@ -10,6 +10,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
@@ -76,6 +77,11 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.SearchService/Search":        anyUser,
 	"/knooppunt.v1.SearchService/Picture":       anyUser,
 
+	"/knooppunt.v1.ClusterService/Status": {Admin, Local, Replica},
+	"/knooppunt.v1.ClusterService/Join":   {Admin, Local},
+	"/knooppunt.v1.ClusterService/Remove": {Admin, Local},
+	"/knooppunt.v1.ReplicaService/Apply":  {Replica},
+
 	"/grpc.health.v1.Health/Check": everybody,
 	"/grpc.health.v1.Health/Watch": everybody,
 	"/grpc.health.v1.Health/List":  everybody,
@@ -95,6 +101,8 @@ type Caller struct {
 	Roles []Role
 	// Peer is the configured name of the caller's org when it is a peer.
 	Peer string
+	// ForwardedBy is the replica that forwarded the call to this one, if any.
+	ForwardedBy string
 }
 
 // Has reports whether the caller holds role.
@@ -220,12 +228,35 @@ func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (
 			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
 			return nil, err
 		}
+		if c.Has(Replica) {
+			if who := metadata.ValueFromIncomingContext(ctx, onBehalfOf); len(who) == 1 {
+				if c, err = z.onBehalf(who[0], c); err != nil {
+					z.log.Warn("call refused", "method", method, "caller", who[0], "via", id.String(), "reason", status.Convert(err).Message())
+					return nil, err
+				}
+			}
+		}
 	}
 	if err := allowed(c, method); err != nil {
 		z.log.Warn("call refused", "method", method, "caller", c.String(), "roles", c.Roles, "reason", status.Convert(err).Message())
 		return nil, err
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
+}
+
+// onBehalf is the caller a replica forwarded a call for: the local socket of that replica, or a
+// SPIFFE ID whose roles this replica resolves itself.
+func (z *Authorizer) onBehalf(who string, via Caller) (Caller, error) {
+	if who == localCaller {
+		return Caller{Roles: []Role{Local}, ForwardedBy: via.ID.String()}, nil
+	}
+	id, err := spiffeid.FromString(who)
+	if err != nil {
+		return Caller{}, status.Errorf(codes.PermissionDenied, "forwarded for %q, which is not a SPIFFE ID", who)
+	}
+	c, err := z.access.Load().resolve(id)
+	c.ForwardedBy = via.ID.String()
+	return c, err
 }
 
 func allowed(c Caller, method string) error {

@@ -144,14 +144,31 @@ type Raft struct {
 	Listen string `yaml:"listen"`
 	// Advertise is the address other replicas reach this one at. Default: Listen.
 	Advertise string `yaml:"advertise"`
-	// Servers are the voters of a new group, the same list on every replica.
+	// Servers are the voters of a new group, the same list on every replica, each with its
+	// API address so that followers can forward writes to the leader.
 	Servers []RaftServer `yaml:"servers"`
+	// Bootstrap creates the group on first start. Set it to false on a replica that will be
+	// added with `knooppunt cluster join`. Default true.
+	Bootstrap *bool `yaml:"bootstrap"`
 }
 
-// RaftServer is one voter of a new Raft group.
+// RaftServer is one replica of the node's Raft group.
 type RaftServer struct {
-	ID      string `yaml:"id"`
+	ID string `yaml:"id"`
+	// Address is the replica's Raft address (its raft.listen or raft.advertise).
 	Address string `yaml:"address"`
+	// API is the replica's mTLS gRPC address (its listen).
+	API string `yaml:"api"`
+}
+
+// APIAddress returns the API address of a replica, or "".
+func (c *Config) APIAddress(id string) string {
+	for _, s := range c.Raft.Servers {
+		if s.ID == id {
+			return s.API
+		}
+	}
+	return ""
 }
 
 // KindConfig declares a kind. Its schema is given inline or in a file.

@@ -164,6 +164,9 @@ func checkLabels(field string, labels map[string]string) error {
 	return nil
 }
 
+// jsonSpace is the white space JSON allows between tokens.
+const jsonSpace = " \t\r\n"
+
 // checkBody checks that the body is a UTF-8 JSON object within the size limit and the kind's
 // schema, and returns it compacted.
 func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
@@ -175,7 +178,9 @@ func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
 		return nil, &FieldError{Field: "record.body", Code: codes.ResourceExhausted,
 			Reason: fmt.Sprintf("%d bytes is over the limit of %d bytes", len(body), limit)}
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	// Only JSON's own white space makes a body blank: bytes.TrimSpace would also take U+00A0
+	// and U+0085, which are not JSON, and turn such a body into {}.
+	if len(bytes.Trim(body, jsonSpace)) == 0 {
 		body = []byte("{}")
 	}
 	if !utf8.Valid(body) {
@@ -186,7 +191,7 @@ func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
 		err := json.Unmarshal(body, &v)
 		return nil, invalid("record.body", "not JSON: %v", err)
 	}
-	if trimmed := bytes.TrimSpace(body); trimmed[0] != '{' {
+	if trimmed := bytes.Trim(body, jsonSpace); trimmed[0] != '{' {
 		return nil, invalid("record.body", "must be a JSON object, such as {\"beds_free\": 12}")
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))

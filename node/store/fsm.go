@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,50 +50,38 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err := proto.Unmarshal(l.Data, &c); err != nil {
 		panic(fmt.Sprintf("store: log entry %d cannot be decoded: %v", l.Index, err))
 	}
+	resp := f.dispatch(l, &c)
+	if resp.err != nil && !errors.Is(resp.err, db.ErrClosed) {
+		// The database could not apply a committed entry (disk full, I/O error). Going on would
+		// leave this replica without the entry for good; stopping lets it replay on restart.
+		panic(fmt.Sprintf("store: log entry %d could not be applied: %v", l.Index, resp.err))
+	}
+	return resp
+}
+
+func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	switch cmd := c.Cmd.(type) {
 	case *pb.Command_WriteRecords:
 		res, err := f.db.Apply(l.Index, cmd.WriteRecords.Records)
-		if err != nil {
-			f.log.Error("apply failed", "index", l.Index, "err", err)
-		}
 		return applyResponse{results: res, err: err}
 	case *pb.Command_PolicyStep:
 		row, refusal, err := f.db.ApplyPolicyStep(l.Index, cmd.PolicyStep)
-		if err != nil {
-			f.log.Error("apply failed", "index", l.Index, "err", err)
-		}
 		return applyResponse{value: PolicyOutcome{Policy: row, Refusal: refusal}, err: err}
 	case *pb.Command_PhaseStep:
 		prev, err := f.db.ApplyPhaseStep(l.Index, cmd.PhaseStep)
-		if err != nil {
-			f.log.Error("apply failed", "index", l.Index, "err", err)
-		}
 		return applyResponse{value: prev, err: err}
 	case *pb.Command_RecordDisclosures:
-		err := f.db.ApplyDisclosures(l.Index, cmd.RecordDisclosures)
-		if err != nil {
-			f.log.Error("apply failed", "index", l.Index, "err", err)
-		}
-		return applyResponse{err: err}
+		return applyResponse{err: f.db.ApplyDisclosures(l.Index, cmd.RecordDisclosures)}
 	case *pb.Command_CacheForeign:
-		err := f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)
-		if err != nil {
-			f.log.Error("apply failed", "index", l.Index, "err", err)
-		}
-		return applyResponse{err: err}
+		return applyResponse{err: f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {
 			entries[i] = db.AuditEntry{At: e.At.AsTime(), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail}
 		}
-		err := f.db.ApplyAudit(l.Index, entries)
-		if err != nil {
-			f.log.Error("apply failed", "index", l.Index, "err", err)
-		}
-		return applyResponse{err: err}
-	default:
-		panic(fmt.Sprintf("store: log entry %d holds an unknown command %T: upgrade this replica", l.Index, c.Cmd))
+		return applyResponse{err: f.db.ApplyAudit(l.Index, entries)}
 	}
+	panic(fmt.Sprintf("store: log entry %d holds an unknown command %T: upgrade this replica", l.Index, c.Cmd))
 }
 
 // Snapshot copies the database while Apply is paused (Raft never runs the two at once), so the

@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -64,7 +65,10 @@ type Config struct {
 	SnapshotInterval time.Duration
 	// ElectionTimeout tunes failure detection. Default 500ms, for a LAN.
 	ElectionTimeout time.Duration
-	Logger          *slog.Logger
+	// Forward hands a command that has no answer but an error (audit entries, disclosures) to
+	// the leader when this replica is a follower. Nil: such commands fail with ErrNotLeader.
+	Forward func(ctx context.Context, c *pb.Command) error
+	Logger  *slog.Logger
 }
 
 // Store is a node's replicated state.
@@ -122,7 +126,15 @@ func Open(cfg Config) (*Store, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: slogWriter{cfg.Logger}})
 
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	// The Raft log is locked while a replica has it open. Without a timeout a second replica on
+	// the same directory would wait for the lock forever, silently.
+	boltOpts := *bbolt.DefaultOptions
+	boltOpts.Timeout = 2 * time.Second
+	logPath := filepath.Join(cfg.Dir, "raft.db")
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: logPath, BoltOptions: &boltOpts})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("store: %s is locked by another process: is another node running on this data directory? Stop it or use another --data-dir", logPath)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open raft log: %w", err)
 	}
@@ -310,6 +322,12 @@ func (s *Store) commit(batch []*pending) {
 		fail(resp.err)
 		return
 	}
+	if len(resp.results) != len(records) {
+		// The database skipped the entry as already applied: it is ahead of this Raft log, as
+		// when the log was wiped and bootstrapped anew. Slicing the nil results would panic.
+		fail(fmt.Errorf("store: commit: log entry %d was not applied: the database has applied a later entry than this Raft log holds", f.Index()))
+		return
+	}
 	i := 0
 	for _, p := range batch {
 		p.results = resp.results[i : i+len(p.records)]
@@ -335,6 +353,9 @@ func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
 		return nil, ErrClosed
 	}
 	if s.raft.State() != raft.Leader {
+		if s.cfg.Forward != nil && forwardable(c) {
+			return nil, s.cfg.Forward(ctx, c)
+		}
 		return nil, ErrNotLeader
 	}
 	data, err := encode(c)
@@ -354,6 +375,16 @@ func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
 	}
 	resp := f.Response().(applyResponse)
 	return resp.value, resp.err
+}
+
+// forwardable reports whether a follower may hand c to the leader: only commands whose answer
+// is nothing but an error.
+func forwardable(c *pb.Command) bool {
+	switch c.Cmd.(type) {
+	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures:
+		return true
+	}
+	return false
 }
 
 // WaitLeader waits until the group has a leader, or ctx ends.
@@ -415,3 +446,66 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	w.log.Warn(strings.TrimSpace(string(p)), "component", "raft")
 	return len(p), nil
 }
+
+// Server is one replica in the Raft configuration.
+type Server struct {
+	ID, Address, Suffrage string
+}
+
+// Servers returns the current Raft configuration.
+func (s *Store) Servers() ([]Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("store: configuration: %w", err)
+	}
+	var out []Server
+	for _, srv := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(srv.ID), Address: string(srv.Address), Suffrage: srv.Suffrage.String()})
+	}
+	return out, nil
+}
+
+// LeaderAddress is the Raft address of the current leader, or "".
+func (s *Store) LeaderAddress() string {
+	addr, _ := s.raft.LeaderWithID()
+	return string(addr)
+}
+
+// RaftStats returns hashicorp/raft's counters: commit_index, last_snapshot_index and others.
+func (s *Store) RaftStats() map[string]string { return s.raft.Stats() }
+
+// AddVoter adds a replica to the group. Only the leader can.
+func (s *Store) AddVoter(id, address string) error {
+	if s.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(address), 0, 30*time.Second).Error(); err != nil {
+		return fmt.Errorf("store: add %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveServer takes a replica out of the group. Only the leader can.
+func (s *Store) RemoveServer(id string) error {
+	if s.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if err := s.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
+		return fmt.Errorf("store: remove %s: %w", id, err)
+	}
+	return nil
+}
+
+// VerifyLeader confirms with a quorum that this replica still leads, for strong reads.
+func (s *Store) VerifyLeader() error {
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("store: verify leader: %w", err)
+	}
+	return nil
+}
+
+// IsLeader reports whether this replica leads the group now.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }

@@ -150,9 +150,12 @@ func (s *Service) step(ctx context.Context, st *pb.PolicyStep) (*pb.PolicyInfo, 
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
-	out := v.(store.PolicyOutcome)
+	out, _ := v.(store.PolicyOutcome)
 	if out.Refusal != nil {
 		return nil, refusalStatus(out.Refusal)
+	}
+	if out.Policy == nil {
+		return nil, api.Status(s.c.Logger, errors.New("policies: the step was not applied: the database is ahead of the Raft log"))
 	}
 	return s.info(ctx, out.Policy)
 }

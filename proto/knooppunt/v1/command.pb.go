@@ -681,6 +681,86 @@ func (x *WriteRecords) GetRecords() []*Record {
 	return nil
 }
 
+type ApplyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       *Command               `protobuf:"bytes,1,opt,name=command" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRequest) Reset() {
+	*x = ApplyRequest{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRequest) ProtoMessage() {}
+
+func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
+func (*ApplyRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ApplyRequest) GetCommand() *Command {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type ApplyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResponse) Reset() {
+	*x = ApplyResponse{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResponse) ProtoMessage() {}
+
+func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
+func (*ApplyResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
@@ -734,7 +814,12 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\vAppendAudit\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\">\n" +
 	"\fWriteRecords\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecordsBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\"?\n" +
+	"\fApplyRequest\x12/\n" +
+	"\acommand\x18\x01 \x01(\v2\x15.knooppunt.v1.CommandR\acommand\"\x0f\n" +
+	"\rApplyResponse2R\n" +
+	"\x0eReplicaService\x12@\n" +
+	"\x05Apply\x12\x1a.knooppunt.v1.ApplyRequest\x1a\x1b.knooppunt.v1.ApplyResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_command_proto_rawDescOnce sync.Once
@@ -748,7 +833,7 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
 	(*RecordDisclosures)(nil),     // 1: knooppunt.v1.RecordDisclosures
@@ -758,10 +843,12 @@ var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*PhaseStep)(nil),             // 5: knooppunt.v1.PhaseStep
 	(*AppendAudit)(nil),           // 6: knooppunt.v1.AppendAudit
 	(*WriteRecords)(nil),          // 7: knooppunt.v1.WriteRecords
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*SharedRecord)(nil),          // 9: knooppunt.v1.SharedRecord
-	(*AuditEntry)(nil),            // 10: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 11: knooppunt.v1.Record
+	(*ApplyRequest)(nil),          // 8: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 9: knooppunt.v1.ApplyResponse
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*SharedRecord)(nil),          // 11: knooppunt.v1.SharedRecord
+	(*AuditEntry)(nil),            // 12: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 13: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	7,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
@@ -772,18 +859,21 @@ var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	3,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
 	2,  // 6: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
 	2,  // 7: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	8,  // 8: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	9,  // 9: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	8,  // 10: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	8,  // 11: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	8,  // 12: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	10, // 13: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	11, // 14: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 8: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	11, // 9: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	10, // 10: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	10, // 11: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	10, // 12: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	12, // 13: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	13, // 14: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 15: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	8,  // 16: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	9,  // 17: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -808,9 +898,9 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_knooppunt_v1_command_proto_goTypes,
 		DependencyIndexes: file_knooppunt_v1_command_proto_depIdxs,

@@ -495,8 +495,11 @@ func (x *PutBatchResponse) GetResults() []*PutBatchResult {
 }
 
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	// consistency is "" or local (read this replica), or strong (read on the leader after it
+	// confirms it still leads).
+	Consistency   string `protobuf:"bytes,2,opt,name=consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -538,6 +541,13 @@ func (x *GetRequest) GetId() string {
 	return ""
 }
 
+func (x *GetRequest) GetConsistency() string {
+	if x != nil {
+		return x.Consistency
+	}
+	return ""
+}
+
 type ListRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Kind   string                 `protobuf:"bytes,1,opt,name=kind" json:"kind,omitempty"`
@@ -549,8 +559,10 @@ type ListRequest struct {
 	MaxClassification Classification         `protobuf:"varint,5,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
 	UpdatedSince      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_since,json=updatedSince" json:"updated_since,omitempty"`
 	// page_size defaults to 100 and is at most 1000.
-	PageSize      int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,8,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
+	// consistency is "" or local, or strong; see GetRequest.
+	Consistency   string `protobuf:"bytes,9,opt,name=consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -637,6 +649,13 @@ func (x *ListRequest) GetPageSize() int32 {
 func (x *ListRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRequest) GetConsistency() string {
+	if x != nil {
+		return x.Consistency
 	}
 	return ""
 }
@@ -861,6 +880,299 @@ func (x *Change) GetRecord() *Record {
 	return nil
 }
 
+type ClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterStatusRequest) Reset() {
+	*x = ClusterStatusRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusRequest) ProtoMessage() {}
+
+func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{12}
+}
+
+type Replica struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress" json:"raft_address,omitempty"`
+	Suffrage      string                 `protobuf:"bytes,3,opt,name=suffrage" json:"suffrage,omitempty"`
+	Leader        bool                   `protobuf:"varint,4,opt,name=leader" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Replica) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Replica) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *Replica) GetSuffrage() string {
+	if x != nil {
+		return x.Suffrage
+	}
+	return ""
+}
+
+func (x *Replica) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+type ClusterStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// replica is the id of the replica that answered, and state its Raft state.
+	Replica           string     `protobuf:"bytes,1,opt,name=replica" json:"replica,omitempty"`
+	State             string     `protobuf:"bytes,2,opt,name=state" json:"state,omitempty"`
+	Leader            string     `protobuf:"bytes,3,opt,name=leader" json:"leader,omitempty"`
+	AppliedIndex      uint64     `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex" json:"applied_index,omitempty"`
+	CommitIndex       uint64     `protobuf:"varint,5,opt,name=commit_index,json=commitIndex" json:"commit_index,omitempty"`
+	LastSnapshotIndex uint64     `protobuf:"varint,6,opt,name=last_snapshot_index,json=lastSnapshotIndex" json:"last_snapshot_index,omitempty"`
+	Replicas          []*Replica `protobuf:"bytes,7,rep,name=replicas" json:"replicas,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ClusterStatusResponse) Reset() {
+	*x = ClusterStatusResponse{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterStatusResponse) ProtoMessage() {}
+
+func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ClusterStatusResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetLastSnapshotIndex() uint64 {
+	if x != nil {
+		return x.LastSnapshotIndex
+	}
+	return 0
+}
+
+func (x *ClusterStatusResponse) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress" json:"raft_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *JoinRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+type RemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRequest) Reset() {
+	*x = RemoveRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRequest) ProtoMessage() {}
+
+func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RemoveRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -869,7 +1181,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1193,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1206,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{17}
 }
 
 type StatusResponse struct {
@@ -916,7 +1228,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1240,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1253,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatusResponse) GetNodeName() string {
@@ -1062,10 +1374,11 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
 	"\x06stored\x18\x04 \x01(\v2\x19.knooppunt.v1.PutResponseR\x06stored\"J\n" +
 	"\x10PutBatchResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.knooppunt.v1.PutBatchResultR\aresults\"\x1c\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.knooppunt.v1.PutBatchResultR\aresults\">\n" +
 	"\n" +
 	"GetRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xc2\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vconsistency\x18\x02 \x01(\tR\vconsistency\"\xe4\x02\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
@@ -1075,7 +1388,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rupdated_since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"f\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\x12 \n" +
+	"\vconsistency\x18\t \x01(\tR\vconsistency\"f\n" +
 	"\fListResponse\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
@@ -1088,7 +1402,26 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x06crisis\x18\x03 \x01(\tR\x06crisis\"H\n" +
 	"\x06Change\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12,\n" +
-	"\x06record\x18\x02 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\"\x0f\n" +
+	"\x06record\x18\x02 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\"\x16\n" +
+	"\x14ClusterStatusRequest\"p\n" +
+	"\aReplica\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
+	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\"\x8a\x02\n" +
+	"\x15ClusterStatusResponse\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12.\n" +
+	"\x13last_snapshot_index\x18\x06 \x01(\x04R\x11lastSnapshotIndex\x121\n" +
+	"\breplicas\x18\a \x03(\v2\x15.knooppunt.v1.ReplicaR\breplicas\"@\n" +
+	"\vJoinRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x1f\n" +
+	"\rRemoveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x0f\n" +
 	"\rStatusRequest\"\xd6\x02\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
@@ -1119,7 +1452,11 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x03Get\x12\x18.knooppunt.v1.GetRequest\x1a\x14.knooppunt.v1.Record\x12=\n" +
 	"\x04List\x12\x19.knooppunt.v1.ListRequest\x1a\x1a.knooppunt.v1.ListResponse\x12@\n" +
 	"\x06Delete\x12\x1b.knooppunt.v1.DeleteRequest\x1a\x19.knooppunt.v1.PutResponse\x12;\n" +
-	"\x05Watch\x12\x1a.knooppunt.v1.WatchRequest\x1a\x14.knooppunt.v1.Change0\x012T\n" +
+	"\x05Watch\x12\x1a.knooppunt.v1.WatchRequest\x1a\x14.knooppunt.v1.Change0\x012\xf7\x01\n" +
+	"\x0eClusterService\x12Q\n" +
+	"\x06Status\x12\".knooppunt.v1.ClusterStatusRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12F\n" +
+	"\x04Join\x12\x19.knooppunt.v1.JoinRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12J\n" +
+	"\x06Remove\x12\x1b.knooppunt.v1.RemoveRequest\x1a#.knooppunt.v1.ClusterStatusResponse2T\n" +
 	"\rStatusService\x12C\n" +
 	"\x06Status\x12\x1b.knooppunt.v1.StatusRequest\x1a\x1c.knooppunt.v1.StatusResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
@@ -1136,7 +1473,7 @@ func file_knooppunt_v1_record_proto_rawDescGZIP() []byte {
 }
 
 var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_knooppunt_v1_record_proto_goTypes = []any{
 	(Classification)(0),           // 0: knooppunt.v1.Classification
 	(*Record)(nil),                // 1: knooppunt.v1.Record
@@ -1151,45 +1488,57 @@ var file_knooppunt_v1_record_proto_goTypes = []any{
 	(*DeleteRequest)(nil),         // 10: knooppunt.v1.DeleteRequest
 	(*WatchRequest)(nil),          // 11: knooppunt.v1.WatchRequest
 	(*Change)(nil),                // 12: knooppunt.v1.Change
-	(*StatusRequest)(nil),         // 13: knooppunt.v1.StatusRequest
-	(*StatusResponse)(nil),        // 14: knooppunt.v1.StatusResponse
-	nil,                           // 15: knooppunt.v1.Record.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*ClusterStatusRequest)(nil),  // 13: knooppunt.v1.ClusterStatusRequest
+	(*Replica)(nil),               // 14: knooppunt.v1.Replica
+	(*ClusterStatusResponse)(nil), // 15: knooppunt.v1.ClusterStatusResponse
+	(*JoinRequest)(nil),           // 16: knooppunt.v1.JoinRequest
+	(*RemoveRequest)(nil),         // 17: knooppunt.v1.RemoveRequest
+	(*StatusRequest)(nil),         // 18: knooppunt.v1.StatusRequest
+	(*StatusResponse)(nil),        // 19: knooppunt.v1.StatusResponse
+	nil,                           // 20: knooppunt.v1.Record.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
-	15, // 1: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
-	16, // 2: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 3: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
+	20, // 1: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
+	21, // 2: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 3: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
 	1,  // 4: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
-	16, // 5: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 5: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
 	3,  // 7: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
 	5,  // 8: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
 	0,  // 9: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
-	16, // 10: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
+	21, // 10: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
 	1,  // 11: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
 	1,  // 12: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
-	16, // 13: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	2,  // 14: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	4,  // 15: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	7,  // 16: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	8,  // 17: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 18: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	11, // 19: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	13, // 20: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	3,  // 21: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	6,  // 22: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	1,  // 23: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	9,  // 24: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	3,  // 25: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	12, // 26: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	14, // 27: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	14, // 13: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
+	21, // 14: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	2,  // 15: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	4,  // 16: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	7,  // 17: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	8,  // 18: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 19: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	11, // 20: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	13, // 21: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	16, // 22: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	17, // 23: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	18, // 24: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	3,  // 25: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	6,  // 26: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	1,  // 27: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	9,  // 28: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	3,  // 29: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	12, // 30: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	15, // 31: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	15, // 32: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	15, // 33: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	19, // 34: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
@@ -1203,9 +1552,9 @@ func file_knooppunt_v1_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_record_proto_rawDesc), len(file_knooppunt_v1_record_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   20,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_knooppunt_v1_record_proto_goTypes,
 		DependencyIndexes: file_knooppunt_v1_record_proto_depIdxs,

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newClusterCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "See and change the replicas of a node's Raft group",
+		Long: `A node is one replica, or a Raft group of 3 or 5. These commands show the group and add or
+remove replicas. They are for admins and the local socket; join and remove run on the leader, to
+which any replica forwards them.`,
+	}
+	cmd.AddCommand(newClusterStatusCmd(), newClusterJoinCmd(), newClusterRemoveCmd())
+	return cmd
+}
+
+func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) error {
+	if format == "json" {
+		type replica struct {
+			ID          string `json:"id"`
+			RaftAddress string `json:"raft_address"`
+			Suffrage    string `json:"suffrage"`
+			Leader      bool   `json:"leader"`
+		}
+		doc := struct {
+			Replica           string    `json:"replica"`
+			State             string    `json:"state"`
+			Leader            string    `json:"leader"`
+			AppliedIndex      uint64    `json:"applied_index"`
+			CommitIndex       uint64    `json:"commit_index"`
+			LastSnapshotIndex uint64    `json:"last_snapshot_index"`
+			Replicas          []replica `json:"replicas"`
+		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, []replica{}}
+		for _, r := range st.Replicas {
+			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader})
+		}
+		return printJSON(w, doc)
+	}
+	fmt.Fprintf(w, "replica %s is %s; leader %s; applied %d, committed %d, last snapshot %d\n\n",
+		st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex)
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER")
+	for _, r := range st.Replicas {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", r.Id, r.RaftAddress, r.Suffrage, r.Leader)
+	}
+	return tw.Flush()
+}
+
+func newClusterStatusCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "status",
+		Short:   "Show the replicas and who leads",
+		Example: `  knooppunt cluster status -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			st, err := pb.NewClusterServiceClient(conn).Status(cmd.Context(), &pb.ClusterStatusRequest{})
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printCluster(cmd.OutOrStdout(), f.output, st)
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newClusterJoinCmd() *cobra.Command {
+	var (
+		f        clientFlags
+		id, addr string
+	)
+	cmd := &cobra.Command{
+		Use:   "join",
+		Short: "Add a replica to the group",
+		Long: `Add a replica as a voter. Start the new replica first, with raft.bootstrap: false, its own
+replica_id and raft.listen; it catches up from a snapshot and the log.`,
+		Example: `  knooppunt cluster join --id r4 --raft-address 10.0.0.4:7444 --node unix:///var/lib/knooppunt/knooppunt.sock`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			st, err := pb.NewClusterServiceClient(conn).Join(cmd.Context(), &pb.JoinRequest{Id: id, RaftAddress: addr})
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printCluster(cmd.OutOrStdout(), f.output, st)
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "the new replica's id (required)")
+	cmd.Flags().StringVar(&addr, "raft-address", "", "the new replica's Raft address (required)")
+	cmd.MarkFlagRequired("id")
+	cmd.MarkFlagRequired("raft-address")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newClusterRemoveCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "remove ID",
+		Short:   "Take a replica out of the group",
+		Example: `  knooppunt cluster remove r3`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			conn, err := f.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			st, err := pb.NewClusterServiceClient(conn).Remove(cmd.Context(), &pb.RemoveRequest{Id: args[0]})
+			if err != nil {
+				return callError(&f, err)
+			}
+			return printCluster(cmd.OutOrStdout(), f.output, st)
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}

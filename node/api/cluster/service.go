@@ -1,0 +1,115 @@
+// Package cluster is the ClusterService, with which admins see and change the replicas of a
+// node's Raft group, and the ReplicaService, with which followers hand commands to the leader.
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	"google.golang.org/grpc"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Service implements knooppunt.v1.ClusterService.
+type Service struct {
+	pb.UnsafeClusterServiceServer
+	store   *store.Store
+	replica string
+	log     *slog.Logger
+}
+
+var _ pb.ClusterServiceServer = (*Service)(nil)
+
+// New returns the service of the replica with the id.
+func New(s *store.Store, replica string, log *slog.Logger) *Service {
+	return &Service{store: s, replica: replica, log: log}
+}
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterClusterServiceServer(s, svc) }
+
+// Status reports the group as this replica sees it.
+func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
+	servers, err := s.store.Servers()
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	stats := s.store.RaftStats()
+	commit, _ := strconv.ParseUint(stats["commit_index"], 10, 64)
+	snap, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
+	leader := s.store.Leader()
+	resp := &pb.ClusterStatusResponse{
+		Replica: s.replica, State: s.store.State(), Leader: leader,
+		AppliedIndex: s.store.AppliedIndex(), CommitIndex: commit, LastSnapshotIndex: snap,
+	}
+	for _, srv := range servers {
+		resp.Replicas = append(resp.Replicas, &pb.Replica{Id: srv.ID, RaftAddress: srv.Address, Suffrage: srv.Suffrage, Leader: srv.ID == leader})
+	}
+	return resp, nil
+}
+
+// Join adds a voter; the forwarder has brought the call to the leader.
+func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterStatusResponse, error) {
+	if req.Id == "" {
+		return nil, api.Invalid("id", "missing: the new replica's id, such as r4")
+	}
+	if req.RaftAddress == "" {
+		return nil, api.Invalid("raft_address", "missing: the new replica's raft.listen (or advertise) address")
+	}
+	if err := s.store.AddVoter(req.Id, req.RaftAddress); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	s.log.Info("replica joined", "id", req.Id, "raft_address", req.RaftAddress)
+	return s.Status(ctx, nil)
+}
+
+// Remove takes a replica out of the group.
+func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.ClusterStatusResponse, error) {
+	if req.Id == "" {
+		return nil, api.Invalid("id", "missing: the replica to remove")
+	}
+	if err := s.store.RemoveServer(req.Id); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	s.log.Info("replica removed", "id", req.Id)
+	return s.Status(ctx, nil)
+}
+
+// ReplicaService implements knooppunt.v1.ReplicaService on the leader.
+type ReplicaService struct {
+	pb.UnsafeReplicaServiceServer
+	store *store.Store
+	log   *slog.Logger
+}
+
+var _ pb.ReplicaServiceServer = (*ReplicaService)(nil)
+
+// NewReplicaService returns the service.
+func NewReplicaService(s *store.Store, log *slog.Logger) *ReplicaService {
+	return &ReplicaService{store: s, log: log}
+}
+
+// RegisterReplicaService registers the service on s.
+func RegisterReplicaService(s grpc.ServiceRegistrar, svc *ReplicaService) {
+	pb.RegisterReplicaServiceServer(s, svc)
+}
+
+// Apply commits a follower's command. Only commands whose answer is an error are accepted.
+func (r *ReplicaService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
+	switch req.GetCommand().GetCmd().(type) {
+	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures:
+	default:
+		return nil, api.Invalid("command", "only audit entries and disclosures are forwarded")
+	}
+	if !r.store.IsLeader() {
+		return nil, api.Status(r.log, store.ErrNotLeader)
+	}
+	if _, err := r.store.Apply(ctx, req.Command); err != nil {
+		return nil, api.Status(r.log, err)
+	}
+	return &pb.ApplyResponse{}, nil
+}

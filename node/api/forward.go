@@ -1,0 +1,193 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/knooppunt/knooppunt/node/store"
+)
+
+// onBehalfOf carries, from a follower to the leader, the SPIFFE ID of the caller the follower
+// forwards for ("local" for its local socket). The leader trusts it only from its own replicas.
+const onBehalfOf = "knooppunt-on-behalf-of"
+
+// localCaller is the on-behalf-of value for the local socket.
+const localCaller = "local"
+
+// writeMethods are the unary methods that change state: on a follower they are forwarded to the
+// leader, transparently to the caller.
+var writeMethods = map[string]bool{
+	"/knooppunt.v1.RecordService/Put":      true,
+	"/knooppunt.v1.RecordService/PutBatch": true,
+	"/knooppunt.v1.RecordService/Delete":   true,
+	"/knooppunt.v1.PolicyService/Propose":  true,
+	"/knooppunt.v1.PolicyService/Approve":  true,
+	"/knooppunt.v1.PolicyService/Reject":   true,
+	"/knooppunt.v1.PolicyService/Revoke":   true,
+	"/knooppunt.v1.PhaseService/Set":       true,
+	"/knooppunt.v1.ClusterService/Join":    true,
+	"/knooppunt.v1.ClusterService/Remove":  true,
+}
+
+// strongReads are read methods that go to the leader when the request asks for consistency
+// "strong".
+var strongReads = map[string]bool{
+	"/knooppunt.v1.RecordService/Get":  true,
+	"/knooppunt.v1.RecordService/List": true,
+}
+
+// Forwarder sends writes that reach a follower to the leader, over mTLS with the replica's SVID.
+type Forwarder struct {
+	Store *store.Store
+	// Creds authenticates this replica to the leader and the leader to it.
+	Creds credentials.TransportCredentials
+	// APIAddress returns the gRPC address of a replica by id, from config.
+	APIAddress func(id string) string
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		f.conns = map[string]*grpc.ClientConn{}
+	}
+	if c, ok := f.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.Creds))
+	if err != nil {
+		return nil, err
+	}
+	f.conns[addr] = c
+	return c, nil
+}
+
+// Close closes the connections to other replicas.
+func (f *Forwarder) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+}
+
+// Leader returns a connection to the leader, or an UNAVAILABLE status naming the leader this
+// replica knows (if any).
+func (f *Forwarder) Leader() (*grpc.ClientConn, error) {
+	id := f.Store.Leader()
+	if id == "" {
+		return nil, status.Error(codes.Unavailable, "no leader: this replica cannot reach a majority of its group; retry shortly or on another replica")
+	}
+	addr := ""
+	if f.APIAddress != nil {
+		addr = f.APIAddress(id)
+	}
+	if addr == "" {
+		return nil, status.Errorf(codes.Unavailable, "this replica is not the leader; the leader is %s (raft %s), whose API address is not in raft.servers: send the write there", id, f.Store.LeaderAddress())
+	}
+	c, err := f.conn(addr)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s: %v", id, addr, err)
+	}
+	return c, nil
+}
+
+type consistencyRequest interface{ GetConsistency() string }
+
+// Unary forwards writes, and strong reads, that reach a follower. It runs after the authorizer,
+// which put the caller in the context.
+func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		strong := false
+		if strongReads[info.FullMethod] {
+			if r, ok := req.(consistencyRequest); ok {
+				switch r.GetConsistency() {
+				case "", "local":
+				case "strong":
+					strong = true
+				default:
+					return nil, Invalid("consistency", "%q: use local or strong", r.GetConsistency())
+				}
+			}
+		}
+		if !writeMethods[info.FullMethod] && !strong {
+			return h(ctx, req)
+		}
+		if f.Store.IsLeader() {
+			if strong {
+				if err := f.Store.VerifyLeader(); err != nil {
+					return nil, status.Error(codes.Unavailable, "this replica could not confirm it still leads: retry")
+				}
+			}
+			return h(ctx, req)
+		}
+		return f.forward(ctx, info.FullMethod, req)
+	}
+}
+
+func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, error) {
+	caller, ok := CallerFrom(ctx)
+	if !ok {
+		return nil, status.Error(codes.Internal, "no caller to forward for")
+	}
+	if caller.ForwardedBy != "" {
+		return nil, status.Errorf(codes.Unavailable, "this replica is not the leader either (leader now: %q): the group is changing leader; retry", f.Store.Leader())
+	}
+	conn, err := f.Leader()
+	if err != nil {
+		return nil, err
+	}
+	reply, err := newReply(method)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	who := localCaller
+	if !caller.ID.IsZero() {
+		who = caller.ID.String()
+	}
+	out := metadata.AppendToOutgoingContext(ctx, onBehalfOf, who)
+	if err := conn.Invoke(out, method, req, reply); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// newReply makes an empty response message of a method, from the registered descriptors.
+func newReply(method string) (proto.Message, error) {
+	svc, name, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if !ok {
+		return nil, fmt.Errorf("forward: bad method %q", method)
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("forward: %s is not a service", svc)
+	}
+	md := sd.Methods().ByName(protoreflect.Name(name))
+	if md == nil {
+		return nil, fmt.Errorf("forward: no method %s", method)
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	return mt.New().Interface(), nil
+}

@@ -1,0 +1,327 @@
+package record_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+const (
+	testOrigin  = "vr-utrecht.crisis.test"
+	testMaxBody = 1024
+)
+
+// newChecker accepts the demo kinds plus note, a kind without a schema, with bodies up to
+// testMaxBody bytes.
+func newChecker(t testing.TB) *record.Checker {
+	t.Helper()
+	kinds, err := record.NewKinds(append(record.DemoKinds(), record.Kind{Name: "note"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &record.Checker{Kinds: kinds, Origin: testOrigin, MaxBody: testMaxBody}
+}
+
+// valid is a record CheckPut accepts. Each case below changes one thing about it.
+func valid() *pb.Record {
+	return &pb.Record{
+		Id: "shelter-utrecht-1", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Labels: map[string]string{"municipality": "utrecht"},
+		Body: []byte(`{"municipality":"Utrecht","beds_total":10,"beds_free":4}`),
+	}
+}
+
+func with(change func(r *pb.Record)) *pb.Record {
+	r := valid()
+	change(r)
+	return r
+}
+
+func body(s string) *pb.Record { return with(func(r *pb.Record) { r.Body = []byte(s) }) }
+
+// overLimit is a JSON object one byte over testMaxBody.
+var overLimit = func() string {
+	head := `{"municipality":"Utrecht","beds_total":10,"beds_free":4,"notes":"`
+	return head + strings.Repeat("x", testMaxBody+1-len(head)-len(`"}`)) + `"}`
+}()
+
+type refusal struct {
+	name   string
+	rec    *pb.Record
+	field  string
+	code   codes.Code
+	reason string // a part of the reason the user reads
+}
+
+var refusals = []refusal{
+	{"body over the limit", body(overLimit), "record.body", codes.ResourceExhausted, "1025 bytes is over the limit of 1024"},
+	{"body over the limit and not JSON", body(strings.Repeat("[", testMaxBody+1)), "record.body", codes.ResourceExhausted, "over the limit"},
+	{"unknown kind", with(func(r *pb.Record) { r.Kind = "weather" }), "record.kind", codes.InvalidArgument, `unknown kind "weather"`},
+	{"missing kind", with(func(r *pb.Record) { r.Kind = "" }), "record.kind", codes.InvalidArgument, "missing"},
+	{"classification out of range", with(func(r *pb.Record) { r.Classification = pb.Classification(9) }), "record.classification", codes.InvalidArgument, "9 is not a classification"},
+	{"negative classification", with(func(r *pb.Record) { r.Classification = pb.Classification(-1) }), "record.classification", codes.InvalidArgument, "-1 is not"},
+	{"unspecified classification", with(func(r *pb.Record) { r.Classification = pb.Classification_CLASSIFICATION_UNSPECIFIED }), "record.classification", codes.InvalidArgument, "0 is not"},
+	{"id starts with a dash", with(func(r *pb.Record) { r.Id = "-shelter" }), "record.id", codes.InvalidArgument, "is not a record id"},
+	{"id with a space", with(func(r *pb.Record) { r.Id = "shelter 1" }), "record.id", codes.InvalidArgument, "is not a record id"},
+	{"id with a slash", with(func(r *pb.Record) { r.Id = "shelter/1" }), "record.id", codes.InvalidArgument, "is not a record id"},
+	{"id of 129 characters", with(func(r *pb.Record) { r.Id = strings.Repeat("a", 129) }), "record.id", codes.InvalidArgument, "is not a record id"},
+	{"id not ASCII", with(func(r *pb.Record) { r.Id = "opvang-é" }), "record.id", codes.InvalidArgument, "is not a record id"},
+	{"id with a newline", with(func(r *pb.Record) { r.Id = "shelter-1\n" }), "record.id", codes.InvalidArgument, "is not a record id"},
+	{"id invalid UTF-8", with(func(r *pb.Record) { r.Id = "shelter-\xff" }), "record.id", codes.InvalidArgument, "invalid UTF-8"},
+	{"origin invalid UTF-8", with(func(r *pb.Record) { r.Origin = "\xc3" }), "record.origin", codes.InvalidArgument, "invalid UTF-8"},
+	{"kind invalid UTF-8", with(func(r *pb.Record) { r.Kind = "shelter.\xfe" }), "record.kind", codes.InvalidArgument, "invalid UTF-8"},
+	{"crisis invalid UTF-8", with(func(r *pb.Record) { r.Crisis = "oekra\xefne" }), "record.crisis", codes.InvalidArgument, "invalid UTF-8"},
+	{"region invalid UTF-8", with(func(r *pb.Record) { r.Region = "VR\x80" }), "record.region", codes.InvalidArgument, "invalid UTF-8"},
+	{"body invalid UTF-8", body("{\"notes\":\"\xff\"}"), "record.body", codes.InvalidArgument, "invalid UTF-8"},
+	{"body of one invalid byte", body("\xff"), "record.body", codes.InvalidArgument, "invalid UTF-8"},
+	{"label key invalid UTF-8", with(func(r *pb.Record) { r.Labels = map[string]string{"\xff": "x"} }), "record.labels", codes.InvalidArgument, "invalid UTF-8"},
+	{"label value invalid UTF-8", with(func(r *pb.Record) { r.Labels = map[string]string{"municipality": "utr\xe9cht"} }), "record.labels", codes.InvalidArgument, "invalid UTF-8"},
+	{"label key with capitals", with(func(r *pb.Record) { r.Labels = map[string]string{"Municipality": "utrecht"} }), "record.labels.Municipality", codes.InvalidArgument, "is not a label key"},
+	{"empty label key", with(func(r *pb.Record) { r.Labels = map[string]string{"": "utrecht"} }), "record.labels.", codes.InvalidArgument, "is not a label key"},
+	{"label value over the limit", with(func(r *pb.Record) {
+		r.Labels = map[string]string{"municipality": strings.Repeat("u", record.MaxLabelValue+1)}
+	}), "record.labels.municipality", codes.InvalidArgument, "257 bytes"},
+	{"too many labels", with(func(r *pb.Record) {
+		r.Labels = map[string]string{}
+		for i := range record.MaxLabels + 1 {
+			r.Labels[fmt.Sprintf("l%d", i)] = "x"
+		}
+	}), "record.labels", codes.InvalidArgument, "65 labels"},
+	{"body is a JSON array", body(`[{"municipality":"Utrecht"}]`), "record.body", codes.InvalidArgument, "must be a JSON object"},
+	{"body is a JSON string", body(`"Utrecht"`), "record.body", codes.InvalidArgument, "must be a JSON object"},
+	{"body is a JSON number", body(`12`), "record.body", codes.InvalidArgument, "must be a JSON object"},
+	{"body is null", body(`null`), "record.body", codes.InvalidArgument, "must be a JSON object"},
+	{"body is true", body(` true `), "record.body", codes.InvalidArgument, "must be a JSON object"},
+	{"body is not JSON", body(`{"beds_free":`), "record.body", codes.InvalidArgument, "not JSON"},
+	{"body is two objects", body(`{} {}`), "record.body", codes.InvalidArgument, "not JSON"},
+	{"body has a byte order mark", body("\ufeff{}"), "record.body", codes.InvalidArgument, "not JSON"},
+	{"body is a non-breaking space", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte("\u00a0") }), "record.body", codes.InvalidArgument, "not JSON"},
+	{"body is a next-line character", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte("\u0085") }), "record.body", codes.InvalidArgument, "not JSON"},
+	{"schema: negative beds_free", body(`{"municipality":"Utrecht","beds_total":10,"beds_free":-1}`), "record.body.beds_free", codes.InvalidArgument, "minimum: got -1, want 0 (kind shelter.capacity)"},
+	{"schema: beds_total not an integer", body(`{"municipality":"Utrecht","beds_total":"ten","beds_free":4}`), "record.body.beds_total", codes.InvalidArgument, "got string, want integer"},
+	{"schema: beds_free a fraction", body(`{"municipality":"Utrecht","beds_total":10,"beds_free":4.5}`), "record.body.beds_free", codes.InvalidArgument, "got number, want integer"},
+	{"schema: required field missing", body(`{"beds_total":10,"beds_free":4}`), "record.body", codes.InvalidArgument, "missing property 'municipality'"},
+	{"schema: empty body misses required fields", body(``), "record.body", codes.InvalidArgument, "municipality"},
+	{"schema: enum", with(func(r *pb.Record) {
+		r.Kind, r.Body = "sitrep", []byte(`{"title":"Opvang","summary":"vol","severity":"extreme"}`)
+	}), "record.body.severity", codes.InvalidArgument, "sitrep"},
+	{"schema: number over maximum", with(func(r *pb.Record) {
+		r.Kind, r.Body = "signal", []byte(`{"summary":"drukte bij Ter Apel","confidence":1.5}`)
+	}), "record.body.confidence", codes.InvalidArgument, "signal"},
+	{"crisis with capitals", with(func(r *pb.Record) { r.Crisis = "Oekraine" }), "record.crisis", codes.InvalidArgument, "is not a crisis name"},
+	{"missing crisis", with(func(r *pb.Record) { r.Crisis = "" }), "record.crisis", codes.InvalidArgument, "is not a crisis name"},
+	{"region VR26", with(func(r *pb.Record) { r.Region = "VR26" }), "record.region", codes.InvalidArgument, "is not a region"},
+	{"region VR00", with(func(r *pb.Record) { r.Region = "VR00" }), "record.region", codes.InvalidArgument, "is not a region"},
+	{"region lower case", with(func(r *pb.Record) { r.Region = "vr09" }), "record.region", codes.InvalidArgument, "is not a region"},
+	{"missing region", with(func(r *pb.Record) { r.Region = "" }), "record.region", codes.InvalidArgument, "is not a region"},
+	{"negative version", with(func(r *pb.Record) { r.Version = -1 }), "record.version", codes.InvalidArgument, "-1 is negative"},
+	{"tombstone", with(func(r *pb.Record) { r.Tombstone = true }), "record.tombstone", codes.InvalidArgument, "call Delete"},
+	{"origin of another org", with(func(r *pb.Record) { r.Origin = "politie.crisis.test" }), "record.origin", codes.InvalidArgument, `"politie.crisis.test" is not this node's org`},
+	{"valid_until out of range", with(func(r *pb.Record) { r.ValidUntil = &timestamppb.Timestamp{Seconds: 1 << 62} }), "record.valid_until", codes.InvalidArgument, ""},
+	{"valid_until nanos out of range", with(func(r *pb.Record) { r.ValidUntil = &timestamppb.Timestamp{Seconds: 1, Nanos: -1} }), "record.valid_until", codes.InvalidArgument, ""},
+	{"missing record", nil, "record", codes.InvalidArgument, "missing"},
+}
+
+type acceptance struct {
+	name string
+	rec  *pb.Record
+	want *pb.Record // the record after CheckPut
+}
+
+var acceptances = []acceptance{
+	{
+		name: "body compacted, origin set, updated_at cleared",
+		rec: with(func(r *pb.Record) {
+			r.Body = []byte("\n {\n  \"municipality\" : \"Utrecht\",\t\"beds_total\": 10,\r\n  \"beds_free\": 0 } \n")
+			r.UpdatedAt = timestamppb.New(timestamppb.Now().AsTime())
+		}),
+		want: with(func(r *pb.Record) {
+			r.Origin = testOrigin
+			r.Body = []byte(`{"municipality":"Utrecht","beds_total":10,"beds_free":0}`)
+		}),
+	},
+	{
+		name: "own origin",
+		rec:  with(func(r *pb.Record) { r.Origin = testOrigin }),
+		want: with(func(r *pb.Record) { r.Origin = testOrigin }),
+	},
+	{
+		name: "no id: the service makes one",
+		rec:  with(func(r *pb.Record) { r.Id = "" }),
+		want: with(func(r *pb.Record) { r.Id = ""; r.Origin = testOrigin }),
+	},
+	{
+		name: "id of 128 characters with every allowed sign",
+		rec:  with(func(r *pb.Record) { r.Id = "0aZ._:-" + strings.Repeat("x", 121) }),
+		want: with(func(r *pb.Record) { r.Id = "0aZ._:-" + strings.Repeat("x", 121); r.Origin = testOrigin }),
+	},
+	{
+		name: "empty body of a kind without schema",
+		rec:  with(func(r *pb.Record) { r.Kind, r.Body = "note", nil }),
+		want: with(func(r *pb.Record) { r.Kind, r.Body, r.Origin = "note", []byte("{}"), testOrigin }),
+	},
+	{
+		name: "blank body of a kind without schema",
+		rec:  with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(" \t\r\n") }),
+		want: with(func(r *pb.Record) { r.Kind, r.Body, r.Origin = "note", []byte("{}"), testOrigin }),
+	},
+	{
+		name: "any object for a kind without schema, unicode kept",
+		rec:  with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{ "tekst": "één beeld", "n": [1, 2] }`) }),
+		want: with(func(r *pb.Record) {
+			r.Kind, r.Body, r.Origin = "note", []byte(`{"tekst":"één beeld","n":[1,2]}`), testOrigin
+		}),
+	},
+	{
+		name: "whole country, secret, expected version, valid_until, no labels",
+		rec: with(func(r *pb.Record) {
+			r.Region, r.Classification, r.Version, r.Labels = "NL", pb.Classification_SECRET, 7, nil
+			r.ValidUntil = &timestamppb.Timestamp{Seconds: 1798675200}
+		}),
+		want: with(func(r *pb.Record) {
+			r.Region, r.Classification, r.Version, r.Labels, r.Origin = "NL", pb.Classification_SECRET, 7, nil, testOrigin
+			r.ValidUntil = &timestamppb.Timestamp{Seconds: 1798675200}
+		}),
+	},
+	{
+		name: "body exactly at the limit",
+		rec:  body(overLimit[:len(overLimit)-3] + `"}`),
+		want: with(func(r *pb.Record) { r.Body, r.Origin = []byte(overLimit[:len(overLimit)-3]+`"}`), testOrigin }),
+	},
+	{
+		name: "64 labels, value at the limit",
+		rec: with(func(r *pb.Record) {
+			r.Labels = map[string]string{}
+			for i := range record.MaxLabels {
+				r.Labels[fmt.Sprintf("l%d", i)] = strings.Repeat("v", record.MaxLabelValue)
+			}
+		}),
+		want: with(func(r *pb.Record) {
+			r.Labels = map[string]string{}
+			for i := range record.MaxLabels {
+				r.Labels[fmt.Sprintf("l%d", i)] = strings.Repeat("v", record.MaxLabelValue)
+			}
+			r.Origin = testOrigin
+		}),
+	},
+}
+
+func TestCheckPutRefuses(t *testing.T) {
+	c := newChecker(t)
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			var before *pb.Record
+			if tt.rec != nil {
+				before = proto.Clone(tt.rec).(*pb.Record)
+			}
+			err := c.CheckPut(tt.rec)
+			var fe *record.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("CheckPut = %v, want a *FieldError", err)
+			}
+			if fe.Field != tt.field || fe.Code != tt.code {
+				t.Fatalf("CheckPut refused %s with %v (%s), want %s with %v", fe.Field, fe.Code, fe.Reason, tt.field, tt.code)
+			}
+			if !strings.Contains(fe.Reason, tt.reason) || fe.Reason == "" {
+				t.Fatalf("reason %q, want it to say %q", fe.Reason, tt.reason)
+			}
+			if fe.Error() != tt.field+": "+fe.Reason {
+				t.Fatalf("Error() = %q, want field: reason", fe.Error())
+			}
+			if tt.rec != nil && !proto.Equal(tt.rec, before) {
+				t.Fatalf("CheckPut changed a record it refused:\n got %v\nwant %v", tt.rec, before)
+			}
+		})
+	}
+}
+
+func TestCheckPutAccepts(t *testing.T) {
+	c := newChecker(t)
+	for _, tt := range acceptances {
+		t.Run(tt.name, func(t *testing.T) {
+			r := proto.Clone(tt.rec).(*pb.Record)
+			if err := c.CheckPut(r); err != nil {
+				t.Fatalf("CheckPut: %v", err)
+			}
+			if !proto.Equal(r, tt.want) {
+				t.Fatalf("after CheckPut:\n got %v\nwant %v", r, tt.want)
+			}
+			// A checked record passes again unchanged.
+			again := proto.Clone(r).(*pb.Record)
+			if err := c.CheckPut(again); err != nil || !proto.Equal(again, r) {
+				t.Fatalf("second CheckPut = %v, record %v; want nil and unchanged", err, again)
+			}
+		})
+	}
+}
+
+// A zero MaxBody means DefaultMaxBody.
+func TestCheckPutDefaultMaxBody(t *testing.T) {
+	c := newChecker(t)
+	c.MaxBody = 0
+	notes := func(n int) *pb.Record {
+		b, _ := json.Marshal(map[string]any{"municipality": "Utrecht", "beds_total": 1, "beds_free": 1, "notes": strings.Repeat("n", n)})
+		return body(string(b))
+	}
+	if err := c.CheckPut(notes(4 * testMaxBody)); err != nil {
+		t.Fatalf("a body of 4 KiB with MaxBody 0: %v, want it accepted", err)
+	}
+	err := c.CheckPut(notes(record.DefaultMaxBody))
+	var fe *record.FieldError
+	if !errors.As(err, &fe) || fe.Field != "record.body" || fe.Code != codes.ResourceExhausted {
+		t.Fatalf("a body over DefaultMaxBody: %v, want ResourceExhausted on record.body", err)
+	}
+}
+
+func TestCheckClassification(t *testing.T) {
+	for _, tt := range []struct {
+		cl       pb.Classification
+		optional bool
+		ok       bool
+	}{
+		{pb.Classification_CLASSIFICATION_UNSPECIFIED, true, true},
+		{pb.Classification_CLASSIFICATION_UNSPECIFIED, false, false},
+		{pb.Classification_PUBLIC, false, true},
+		{pb.Classification_SECRET, true, true},
+		{pb.Classification(5), true, false},
+		{pb.Classification(-3), true, false},
+	} {
+		err := record.CheckClassification("max_classification", tt.cl, tt.optional)
+		var fe *record.FieldError
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("CheckClassification(%d, optional %v) = %v, want nil", tt.cl, tt.optional, err)
+		case !tt.ok && (!errors.As(err, &fe) || fe.Field != "max_classification"):
+			t.Errorf("CheckClassification(%d, optional %v) = %v, want a FieldError on max_classification", tt.cl, tt.optional, err)
+		}
+	}
+}
+
+func TestNewKindsRefuses(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		kinds []record.Kind
+		want  string
+	}{
+		{"bad name", []record.Kind{{Name: "Shelter"}}, `kinds[0].name: "Shelter" is not a kind name`},
+		{"duplicate", []record.Kind{{Name: "qa"}, {Name: "qa"}}, `kinds[1].name: kind "qa" is declared twice`},
+		{"schema not JSON", []record.Kind{{Name: "x", Schema: json.RawMessage(`{`)}}, "kinds[0].schema (x): not JSON"},
+		{"schema does not compile", []record.Kind{{Name: "x", Schema: json.RawMessage(`{"type": 12}`)}}, "kinds[0].schema (x)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := record.NewKinds(tt.kinds)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("NewKinds = %v, want an error starting %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,600 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func openDB(t *testing.T, path string) *db.DB {
+	t.Helper()
+	d, err := db.Open(path)
+	if err != nil {
+		t.Fatalf("db.Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// openStore starts a single-replica store over d with its Raft state in dir, and waits for it to
+// lead. Cleanup closes it; closing twice is fine.
+func openStore(t *testing.T, dir string, d *db.DB, bootstrap bool) *Store {
+	t.Helper()
+	s, err := Open(Config{
+		Dir: dir, DB: d, ReplicaID: "replica-1", Bootstrap: bootstrap,
+		ElectionTimeout: 50 * time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if bootstrap {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// node is a store with its database, in t.TempDir().
+type node struct {
+	raftDir, dbPath string
+	db              *db.DB
+	s               *Store
+}
+
+func newNode(t *testing.T) *node {
+	t.Helper()
+	dir := t.TempDir()
+	n := &node{raftDir: filepath.Join(dir, "raft"), dbPath: filepath.Join(dir, "knooppunt.db")}
+	n.db = openDB(t, n.dbPath)
+	n.s = openStore(t, n.raftDir, n.db, true)
+	return n
+}
+
+func (n *node) close(t *testing.T) {
+	t.Helper()
+	if err := n.s.Close(); err != nil {
+		t.Fatalf("store Close: %v", err)
+	}
+	if err := n.db.Close(); err != nil {
+		t.Fatalf("db Close: %v", err)
+	}
+}
+
+func rec(id, body string) *pb.Record {
+	return &pb.Record{
+		Id: id, Origin: "vr-utrecht.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine",
+		Region: "VR01", Classification: pb.Classification_INTERNAL, Body: []byte(body),
+	}
+}
+
+func tomb(id string) *pb.Record { return &pb.Record{Id: id, Tombstone: true} }
+
+func write(t *testing.T, s *Store, recs ...*pb.Record) []db.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := s.Write(ctx, recs)
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if len(res) != len(recs) {
+		t.Fatalf("Write of %d records gave %d results", len(recs), len(res))
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("Write record %d (%s): %v", i, recs[i].Id, r.Err)
+		}
+	}
+	return res
+}
+
+// feed is the whole change feed of d up to seq, one line per change, for comparing databases.
+func feed(t *testing.T, d *db.DB, upTo int64) []string {
+	t.Helper()
+	changes, err := d.Changes(context.Background(), 0, upTo, 1<<20, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range changes {
+		out = append(out, fmt.Sprintf("%d %s v%d tomb=%v body=%s at=%d", c.Seq, c.Record.Id, c.Record.Version,
+			c.Record.Tombstone, c.Record.Body, c.Record.UpdatedAt.AsTime().UnixNano()))
+	}
+	return out
+}
+
+func lastSeq(t *testing.T, d *db.DB) int64 {
+	t.Helper()
+	seq, err := d.LastSeq()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func appliedIndex(t *testing.T, d *db.DB) uint64 {
+	t.Helper()
+	idx, err := d.AppliedIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
+func TestWriteRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	write(t, n.s, rec("a", `{"n":1}`), rec("gone", `{}`))
+
+	before := time.Now()
+	stale := rec("a", `{"n":99}`)
+	stale.Version = 7
+	update := rec("a", `{"n":2}`)
+	update.Version = 1
+	recs := []*pb.Record{rec("b", `{"n":1}`), stale, update, tomb("gone"), tomb("never")}
+	res, err := n.s.Write(ctx, recs)
+	after := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"ok v1 seq3",
+		fmt.Sprint(&db.StaleVersionError{ID: "a", Expected: 7, Current: 1}),
+		"ok v2 seq4",
+		"ok v2 seq5",
+		db.ErrNotFound.Error(),
+	}
+	var got []string
+	for _, r := range res {
+		if r.Err != nil {
+			got = append(got, r.Err.Error())
+		} else {
+			got = append(got, fmt.Sprintf("ok v%d seq%d", r.Version, r.Seq))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("results = %q, want %q", got, want)
+	}
+
+	b, err := n.db.Get(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Version != 1 || string(b.Body) != `{"n":1}` || b.Origin != "vr-utrecht.crisis.test" {
+		t.Fatalf("Get(b) = %v", b)
+	}
+	// The leader stamps the commit time, on the stored record and on the caller's.
+	at := b.UpdatedAt.AsTime()
+	if at.Before(before) || at.After(after) {
+		t.Fatalf("updated_at %v is outside the Write call [%v, %v]", at, before, after)
+	}
+	if !recs[0].UpdatedAt.AsTime().Equal(at) {
+		t.Fatalf("the written record's updated_at %v differs from the stored %v", recs[0].UpdatedAt.AsTime(), at)
+	}
+	if a, err := n.db.Get(ctx, "a"); err != nil || a.Version != 2 || string(a.Body) != `{"n":2}` {
+		t.Fatalf("Get(a) = %v, %v; want version 2 body {\"n\":2}", a, err)
+	}
+	if _, err := n.db.Get(ctx, "gone"); !errors.Is(err, db.ErrNotFound) {
+		t.Fatalf("Get(gone) = %v, want ErrNotFound", err)
+	}
+	if got, err := n.s.Write(ctx, nil); got != nil || err != nil {
+		t.Fatalf("Write of nothing = %v, %v; want nil, nil", got, err)
+	}
+	if n.s.State() != "Leader" || n.s.Leader() != "replica-1" {
+		t.Fatalf("State %q Leader %q, want Leader replica-1", n.s.State(), n.s.Leader())
+	}
+}
+
+func TestWriteWithoutLeader(t *testing.T) {
+	dir := t.TempDir()
+	d := openDB(t, filepath.Join(dir, "knooppunt.db"))
+	s := openStore(t, filepath.Join(dir, "raft"), d, false)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err == nil {
+		t.Fatal("WaitLeader on a replica that was never bootstrapped succeeded")
+	}
+	if _, err := s.Write(context.Background(), []*pb.Record{rec("a", `{}`)}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Write without a leader: %v, want ErrNotLeader", err)
+	}
+	if seq := lastSeq(t, d); seq != 0 {
+		t.Fatalf("LastSeq = %d after a refused write, want 0", seq)
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	n := newNode(t)
+	// One write first, so that the leader's own entries are behind the measurement.
+	write(t, n.s, rec("warm-up", `{}`))
+	idx0 := appliedIndex(t, n.db)
+
+	const writers, each = 64, 8
+	start := make(chan struct{})
+	errs := make(chan error, writers*each)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			<-start
+			for i := range each {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				res, err := n.s.Write(ctx, []*pb.Record{rec(fmt.Sprintf("w%02d-%d", w, i), `{}`)})
+				cancel()
+				switch {
+				case err != nil:
+					errs <- err
+				case len(res) != 1 || res[0].Err != nil || res[0].Version != 1:
+					errs <- fmt.Errorf("writer %d write %d: %+v", w, i, res)
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	entries := appliedIndex(t, n.db) - idx0
+	total := uint64(writers * each)
+	t.Logf("%d writes in %d Raft entries (%.1f per entry)", total, entries, float64(total)/float64(entries))
+	if entries == 0 || entries*2 > total {
+		t.Fatalf("%d concurrent writes took %d Raft entries, want at most %d (group commit batches at least 2 writes per entry on average)", total, entries, total/2)
+	}
+	if records, _, err := n.db.Stats(context.Background()); err != nil || records != int64(total)+1 {
+		t.Fatalf("Stats = %d records, %v; want %d", records, err, total+1)
+	}
+	if seq := lastSeq(t, n.db); seq != int64(total)+1 {
+		t.Fatalf("LastSeq = %d, want %d", seq, total+1)
+	}
+}
+
+func TestRestartReplaysWithoutDoubleApply(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	for i := range 20 {
+		write(t, n.s, rec(fmt.Sprintf("r%02d", i), fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	write(t, n.s, tomb("r18"), tomb("r19"))
+	// Updates last: applying the newest entry again would bump a version.
+	for i := range 5 {
+		write(t, n.s, rec(fmt.Sprintf("r%02d", i), `{"updated":true}`))
+	}
+	seq := lastSeq(t, n.db)
+	idx := appliedIndex(t, n.db)
+	raftIdx := n.s.AppliedIndex()
+	want := feed(t, n.db, seq)
+	n.close(t)
+
+	// The database is durable and ahead of Raft's own applied index (0 without a snapshot), so
+	// Raft hands every entry to the FSM again; each must be skipped.
+	n.db = openDB(t, n.dbPath)
+	n.s = openStore(t, n.raftDir, n.db, true)
+	res := write(t, n.s, rec("after-restart", `{}`))
+	if res[0].Seq != seq+1 || res[0].Version != 1 {
+		t.Fatalf("first write after restart: seq %d version %d, want seq %d version 1", res[0].Seq, res[0].Version, seq+1)
+	}
+	if n.s.AppliedIndex() <= raftIdx {
+		t.Fatalf("Raft applied index %d after restart, want past %d: the log was not replayed", n.s.AppliedIndex(), raftIdx)
+	}
+	if got := feed(t, n.db, seq); !slices.Equal(got, want) {
+		t.Fatalf("change feed after restart:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := appliedIndex(t, n.db); got <= idx {
+		t.Fatalf("database applied index %d, want past %d", got, idx)
+	}
+	for i, wantVersion := range map[int]int64{0: 2, 4: 2, 5: 1, 17: 1} {
+		r, err := n.db.Get(ctx, fmt.Sprintf("r%02d", i))
+		if err != nil || r.Version != wantVersion {
+			t.Fatalf("Get(r%02d) after restart = %v, %v; want version %d", i, r, err, wantVersion)
+		}
+	}
+	if _, err := n.db.Get(ctx, "r18"); !errors.Is(err, db.ErrNotFound) {
+		t.Fatalf("Get of a deleted record after restart: %v, want ErrNotFound", err)
+	}
+}
+
+// A lost database file is rebuilt from the log alone when no snapshot was taken.
+func TestReplayRebuildsLostDatabase(t *testing.T) {
+	n := newNode(t)
+	for i := range 10 {
+		write(t, n.s, rec(fmt.Sprintf("r%02d", i), `{}`))
+	}
+	write(t, n.s, rec("r00", `{"n":2}`), tomb("r01"))
+	seq := lastSeq(t, n.db)
+	want := feed(t, n.db, seq)
+	n.close(t)
+
+	fresh := openDB(t, filepath.Join(t.TempDir(), "fresh.db"))
+	s := openStore(t, n.raftDir, fresh, true)
+	if res := write(t, s, rec("later", `{}`)); res[0].Seq != seq+1 {
+		t.Fatalf("first write on the rebuilt database has seq %d, want %d", res[0].Seq, seq+1)
+	}
+	if got := feed(t, fresh, seq); !slices.Equal(got, want) {
+		t.Fatalf("rebuilt change feed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestSnapshotCatchUp(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	for i := range 20 {
+		write(t, n.s, rec(fmt.Sprintf("a%02d", i), fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	if err := n.s.Snapshot(); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	snapIdx := appliedIndex(t, n.db)
+	// After the snapshot: new records, an update and a delete, only in the log.
+	for i := range 10 {
+		write(t, n.s, rec(fmt.Sprintf("b%02d", i), `{}`))
+	}
+	write(t, n.s, rec("a00", `{"n":100}`), tomb("a01"))
+	seq := lastSeq(t, n.db)
+	want := feed(t, n.db, seq)
+	n.close(t)
+	if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(n.dbPath), "snapshot-*")); len(tmps) != 0 {
+		t.Fatalf("snapshot copies left beside the database: %v", tmps)
+	}
+
+	// The database file is lost. Raft resumes after the snapshot's index, so the records before
+	// it come back only if Open restores the snapshot into the new database.
+	fresh := openDB(t, filepath.Join(t.TempDir(), "fresh.db"))
+	s := openStore(t, n.raftDir, fresh, true)
+	res := write(t, s, rec("later", `{}`))
+	if res[0].Seq != seq+1 {
+		t.Fatalf("first write after catch-up has seq %d, want %d", res[0].Seq, seq+1)
+	}
+	if got := feed(t, fresh, seq); !slices.Equal(got, want) {
+		t.Fatalf("change feed after catch-up:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if idx := appliedIndex(t, fresh); idx <= snapIdx {
+		t.Fatalf("applied index %d, want past the snapshot's %d", idx, snapIdx)
+	}
+	for id, wantVersion := range map[string]int64{"a00": 2, "a02": 1, "a19": 1, "b00": 1, "b09": 1} {
+		r, err := fresh.Get(ctx, id)
+		if err != nil || r.Version != wantVersion {
+			t.Fatalf("Get(%s) after catch-up = %v, %v; want version %d", id, r, err, wantVersion)
+		}
+	}
+	if _, err := fresh.Get(ctx, "a01"); !errors.Is(err, db.ErrNotFound) {
+		t.Fatalf("Get of a record deleted after the snapshot: %v, want ErrNotFound", err)
+	}
+}
+
+// A database that has applied more than the Raft log holds (the log was wiped and bootstrapped
+// anew) must fail writes, not crash the commit loop.
+func TestWriteWhenDatabaseIsAheadOfLog(t *testing.T) {
+	dir := t.TempDir()
+	d := openDB(t, filepath.Join(dir, "knooppunt.db"))
+	if _, err := d.Apply(1000, []*db.Write{rec("old", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, filepath.Join(dir, "raft"), d, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := s.Write(ctx, []*pb.Record{rec("new", `{}`)})
+	if err == nil {
+		t.Fatalf("Write = %+v, nil; want an error: the entry was skipped as already applied", res)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Write hung: %v", err)
+	}
+	if _, err := d.Get(ctx, "new"); !errors.Is(err, db.ErrNotFound) {
+		t.Fatalf("Get(new) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestCloseWithActiveWriters(t *testing.T) {
+	n := newNode(t)
+	const writers = 16
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		acked   []string
+		bad     []string
+		started sync.WaitGroup
+		count   atomic.Int64
+	)
+	started.Add(writers)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for w := range writers {
+		wg.Go(func() {
+			first := true
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("w%02d-%05d", w, i)
+				res, err := n.s.Write(ctx, []*pb.Record{rec(id, `{}`)})
+				if err == nil && (len(res) != 1 || res[0].Err != nil) {
+					err = fmt.Errorf("write %s: results %+v", id, res)
+				}
+				if err != nil {
+					if !errors.Is(err, ErrClosed) {
+						mu.Lock()
+						bad = append(bad, fmt.Sprintf("writer %d: %v", w, err))
+						mu.Unlock()
+					}
+					if first {
+						started.Done()
+					}
+					return
+				}
+				count.Add(1)
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+				if first {
+					first = false
+					started.Done()
+				}
+			}
+		})
+	}
+	allStarted := make(chan struct{})
+	go func() { started.Wait(); close(allStarted) }()
+	select {
+	case <-allStarted:
+	case <-ctx.Done():
+		t.Fatal("writers did not get a first write through")
+	}
+
+	if err := n.s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("a Write call hangs after Close")
+	}
+	for _, b := range bad {
+		t.Error(b)
+	}
+	if count.Load() < writers {
+		t.Fatalf("only %d writes succeeded before Close, want at least one per writer", count.Load())
+	}
+	// Every acknowledged write is in the database.
+	for _, id := range acked {
+		if _, err := n.db.Get(context.Background(), id); err != nil {
+			t.Fatalf("acknowledged write %s is missing after Close: %v", id, err)
+		}
+	}
+	if records, _, _ := n.db.Stats(context.Background()); records != int64(len(acked)) {
+		t.Fatalf("%d records stored, %d acknowledged", records, len(acked))
+	}
+	if _, err := n.s.Write(context.Background(), []*pb.Record{rec("late", `{}`)}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Write after Close: %v, want ErrClosed", err)
+	}
+	if err := n.s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestFSMRefusesBadEntries(t *testing.T) {
+	unknown, err := proto.Marshal(&pb.Command{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, data, panicWith string
+	}{
+		{"truncated tag", "\xff", "cannot be decoded"},
+		{"truncated field", "\x0a\x05\x01", "cannot be decoded"},
+		{"truncated record inside the command", "\x0a\x03\x0a\x05\x0a", "cannot be decoded"},
+		{"empty command", string(unknown), "unknown command"},
+		{"command of a newer release", "\xb8\x06\x01", "unknown command"}, // field 103, varint 1
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := openDB(t, filepath.Join(t.TempDir(), "knooppunt.db"))
+			f := &fsm{db: d, log: quiet}
+			got := func() (p any) {
+				defer func() { p = recover() }()
+				f.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: []byte(tt.data)})
+				return nil
+			}()
+			msg, _ := got.(string)
+			if got == nil || !strings.Contains(msg, tt.panicWith) || !strings.Contains(msg, "entry 3") {
+				t.Fatalf("Apply panicked with %v, want a panic naming entry 3 saying %q", got, tt.panicWith)
+			}
+			if idx := appliedIndex(t, d); idx != 0 {
+				t.Fatalf("applied index %d after a refused entry, want 0", idx)
+			}
+		})
+	}
+}
+
+type memSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+func (s *memSink) Close() error  { s.closed = true; return nil }
+
+func TestFSMSnapshotRestore(t *testing.T) {
+	ctx := context.Background()
+	srcDir := t.TempDir()
+	src := openDB(t, filepath.Join(srcDir, "knooppunt.db"))
+	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{
+		Records: []*pb.Record{rec("a", `{"n":1}`), rec("b", `{}`)},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fsm{db: src, log: quiet}
+	resp, ok := f.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: data}).(applyResponse)
+	if !ok || resp.err != nil || len(resp.results) != 2 || resp.results[1].Seq != 2 {
+		t.Fatalf("Apply = %+v, want two results, the second at seq 2", resp)
+	}
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if !sink.closed || sink.cancelled || sink.Len() == 0 {
+		t.Fatalf("Persist: closed %v cancelled %v %d bytes; want closed, not cancelled, bytes written", sink.closed, sink.cancelled, sink.Len())
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(srcDir, "snapshot-*")); len(tmps) != 0 {
+		t.Fatalf("Release left the snapshot copy: %v", tmps)
+	}
+
+	dst := openDB(t, filepath.Join(t.TempDir(), "knooppunt.db"))
+	if _, err := dst.Apply(9, []*db.Write{rec("other", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&fsm{db: dst, log: quiet}).Restore(io.NopCloser(&sink.Buffer)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if idx := appliedIndex(t, dst); idx != 4 {
+		t.Fatalf("applied index after Restore = %d, want the snapshot's 4", idx)
+	}
+	if got, want := feed(t, dst, 10), feed(t, src, 10); !slices.Equal(got, want) {
+		t.Fatalf("restored feed %v, want %v", got, want)
+	}
+	if _, err := dst.Get(ctx, "other"); !errors.Is(err, db.ErrNotFound) {
+		t.Fatalf("Get of a record the snapshot does not hold: %v, want ErrNotFound", err)
+	}
+
+	// A damaged snapshot is refused and the live database stays.
+	if err := (&fsm{db: dst, log: quiet}).Restore(io.NopCloser(strings.NewReader("not a database"))); err == nil {
+		t.Fatal("Restore of a damaged snapshot succeeded")
+	}
+	if _, err := dst.Get(ctx, "a"); err != nil {
+		t.Fatalf("Get after a refused Restore: %v", err)
+	}
+	if _, err := os.Stat(dst.Path()); err != nil {
+		t.Fatal(err)
+	}
+}
