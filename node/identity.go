@@ -168,7 +168,7 @@ func (p *identityParts) close() {
 
 // watchConfig reloads roles and peers when the config file changes. A file that does not load is
 // logged and the running config stays.
-func (n *Node) watchConfig(path string, interval time.Duration) {
+func (n *Node) watchConfig(path string, interval time.Duration, stop <-chan struct{}) {
 	if interval <= 0 {
 		interval = time.Second
 	}
@@ -184,7 +184,7 @@ func (n *Node) watchConfig(path string, interval time.Duration) {
 	defer t.Stop()
 	for {
 		select {
-		case <-n.stopWatch:
+		case <-stop:
 			return
 		case <-t.C:
 		}

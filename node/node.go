@@ -233,7 +233,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		go func() { n.served <- n.tcp.Serve(tl) }()
 	}
 	if opts.ConfigFile != "" {
-		go n.watchConfig(opts.ConfigFile, opts.ReloadInterval)
+		// The channel is handed over here: close sets the field to nil while the watcher runs.
+		go n.watchConfig(opts.ConfigFile, opts.ReloadInterval, n.stopWatch)
 	}
 	if n.peers != nil {
 		pctx, cancel := context.WithCancel(context.Background())

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -32,12 +31,12 @@ func newStatusCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if f.output == "json" {
-				b, err := protojson.MarshalOptions{EmitUnpopulated: true, Multiline: true}.Marshal(st)
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintln(out, string(b))
-				return err
+				return printJSON(out, map[string]any{
+					"node_name": st.NodeName, "org": st.Org, "version": st.Version,
+					"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
+					"records": st.Records, "db_bytes": st.DbBytes, "last_seq": st.LastSeq,
+					"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(),
+				})
 			}
 			tw := newTable(out)
 			fmt.Fprintf(tw, "node\t%s\n", st.NodeName)

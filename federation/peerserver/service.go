@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -54,6 +55,7 @@ type Service struct {
 	pb.UnsafeFederationServiceServer
 	c    Config
 	quit chan struct{}
+	once sync.Once
 }
 
 var _ pb.FederationServiceServer = (*Service)(nil)
@@ -75,7 +77,7 @@ func RegisterService(s grpc.ServiceRegistrar, svc *Service) {
 }
 
 // Shutdown ends every subscription, so a graceful stop does not wait for them.
-func (s *Service) Shutdown() { close(s.quit) }
+func (s *Service) Shutdown() { s.once.Do(func() { close(s.quit) }) }
 
 // recipient resolves the calling peer.
 func (s *Service) recipient(ctx context.Context) (policy.Recipient, error) {

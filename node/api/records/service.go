@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
@@ -45,6 +46,7 @@ type Service struct {
 	checker *record.Checker
 	log     *slog.Logger
 	quit    chan struct{}
+	once    sync.Once
 }
 
 var _ pb.RecordServiceServer = (*Service)(nil)
@@ -56,7 +58,7 @@ func New(c Config) *Service {
 
 // Shutdown ends every Watch stream with UNAVAILABLE, so that a graceful stop does not wait for
 // watchers that never hang up.
-func (s *Service) Shutdown() { close(s.quit) }
+func (s *Service) Shutdown() { s.once.Do(func() { close(s.quit) }) }
 
 // RegisterService registers the service on s.
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) {

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node"
+)
+
+// result is what one run of the command line gave.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// cli runs the binary to completion, with a deadline, and with env added to a clean environment.
+func cli(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, knooppuntBin(t), args...)
+	cmd.Env = cleanEnv(env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("knooppunt %s did not finish within 60s; stderr:\n%s", strings.Join(args, " "), res.stderr)
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	if strings.Contains(res.stderr, "WARNING: DATA RACE") {
+		t.Errorf("the race detector reported in knooppunt %s:\n%s", strings.Join(args, " "), res.stderr)
+	}
+	return res
+}
+
+// want fails unless the run exited with code.
+func (r result) want(t *testing.T, code int) result {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// oneJSON decodes stdout as exactly one JSON document into v.
+func (r result) oneJSON(t *testing.T, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	}
+	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
+		t.Fatalf("stdout holds more than one JSON document (%v):\n%s", err, r.stdout)
+	}
+}
+
+// servedNode serves a node in a process and returns its --node address.
+func servedNode(t *testing.T) (addr, dir string) {
+	t.Helper()
+	dir = shortDir(t)
+	serveNode(t, dir)
+	return "unix://" + filepath.Join(dir, "data", node.SocketName), dir
+}
+
+const utrechtBody = `{"municipality":"Utrecht","beds_total":120,"beds_free":14}`
+
+func TestCLIRecord(t *testing.T) {
+	addr, dir := servedNode(t)
+	putArgs := func(extra ...string) []string {
+		return append([]string{"record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine",
+			"--region", "VR09", "--classification", "internal", "--label", "source=lcvs"}, extra...)
+	}
+
+	if r := cli(t, nil, "", putArgs("--id", "utr-1", "--body", utrechtBody)...).want(t, 0); r.stdout != "utr-1 version 1\n" {
+		t.Fatalf("put printed %q, want %q", r.stdout, "utr-1 version 1\n")
+	}
+	// The body from a file, at the version last read.
+	bodyFile := filepath.Join(dir, "body.json")
+	if err := os.WriteFile(bodyFile, []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":9}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", putArgs("--id", "utr-1", "--version", "1", "--body", "@"+bodyFile)...).want(t, 0); r.stdout != "utr-1 version 2\n" {
+		t.Fatalf("put printed %q, want %q", r.stdout, "utr-1 version 2\n")
+	}
+	// A stale version is refused with the node's message and the code.
+	r := cli(t, nil, "", putArgs("--id", "utr-1", "--version", "1", "--body", utrechtBody)...).want(t, 1)
+	if want := "knooppunt: record \"utr-1\" is at version 2, not 1: read it again and retry with version 2 (Aborted)\n"; r.stderr != want || r.stdout != "" {
+		t.Fatalf("stale put: stdout %q stderr %q, want stderr %q", r.stdout, r.stderr, want)
+	}
+	// Bad input names the field.
+	r = cli(t, nil, "", "record", "put", "--node", addr, "--kind", "nope", "--crisis", "oekraine", "--region", "VR09",
+		"--classification", "internal", "--body", "{}").want(t, 1)
+	if want := `knooppunt: record.kind: unknown kind "nope": use one of "guidance", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config (InvalidArgument)` + "\n"; r.stderr != want {
+		t.Fatalf("bad put: stderr %q\nwant %q", r.stderr, want)
+	}
+	// The body from standard input, and -o json.
+	r = cli(t, nil, `{"municipality":"Zeist","beds_total":80,"beds_free":3}`, putArgs("--id", "zst-1", "--body", "-", "-o", "json")...).want(t, 0)
+	var putOut struct {
+		ID      string `json:"id"`
+		Version int64  `json:"version"`
+		Seq     int64  `json:"seq"`
+	}
+	r.oneJSON(t, &putOut)
+	if putOut.ID != "zst-1" || putOut.Version != 1 || putOut.Seq != 3 {
+		t.Fatalf("put -o json = %+v, want zst-1 version 1 seq 3", putOut)
+	}
+
+	var got map[string]any
+	cli(t, nil, "", "record", "get", "utr-1", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &got)
+	body, _ := got["body"].(map[string]any)
+	labels, _ := got["labels"].(map[string]any)
+	if got["id"] != "utr-1" || got["origin"] != "local.crisis.test" || got["kind"] != "shelter.capacity" ||
+		got["classification"] != "internal" || got["version"] != 2.0 || body["beds_free"] != 9.0 || labels["source"] != "lcvs" {
+		t.Fatalf("get -o json = %v", got)
+	}
+	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 0); !strings.Contains(r.stdout, "version         2\n") {
+		t.Fatalf("get as a table:\n%s", r.stdout)
+	}
+
+	var list []map[string]any
+	cli(t, nil, "", "record", "list", "--node", addr, "--kind", "shelter.capacity", "-o", "json").want(t, 0).oneJSON(t, &list)
+	var ids []string
+	for _, r := range list {
+		ids = append(ids, fmt.Sprint(r["id"]))
+	}
+	if !slices.Equal(ids, []string{"utr-1", "zst-1"}) {
+		t.Fatalf("list -o json ids %v, want [utr-1 zst-1]", ids)
+	}
+	if r := cli(t, nil, "", "record", "list", "--node", addr, "--crisis", "hoogwater", "-o", "json").want(t, 0); strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("an empty list printed %q, want []", r.stdout)
+	}
+
+	// KNOOPPUNT_NODE sets the default node.
+	if r := cli(t, []string{"KNOOPPUNT_NODE=" + addr}, "", "record", "get", "zst-1", "-o", "json").want(t, 0); !strings.Contains(r.stdout, `"id": "zst-1"`) {
+		t.Fatalf("get with KNOOPPUNT_NODE:\n%s", r.stdout)
+	}
+
+	if r := cli(t, nil, "", "record", "delete", "utr-1", "--node", addr, "--version", "2").want(t, 0); r.stdout != "utr-1 deleted at version 3\n" {
+		t.Fatalf("delete printed %q", r.stdout)
+	}
+	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 1); r.stderr != "knooppunt: record not found (NotFound)\n" {
+		t.Fatalf("get after delete: stderr %q", r.stderr)
+	}
+
+	// watch -o json prints one change per line from the cursor, then runs until interrupted.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	watch := exec.CommandContext(ctx, knooppuntBin(t), "record", "watch", "--node", addr, "--cursor", "1", "-o", "json")
+	watch.Env = cleanEnv()
+	stdout, err := watch.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	watch.Stderr = &stderr
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	type change struct {
+		Seq    int64 `json:"seq"`
+		Record struct {
+			ID        string `json:"id"`
+			Version   int64  `json:"version"`
+			Tombstone bool   `json:"tombstone"`
+		} `json:"record"`
+	}
+	next := func() change {
+		t.Helper()
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("watch ended early; stderr:\n%s", stderr.String())
+			}
+			var c change
+			if err := json.Unmarshal([]byte(line), &c); err != nil {
+				t.Fatalf("watch line %q: %v", line, err)
+			}
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change from watch within 10s")
+		}
+		return change{}
+	}
+	// After cursor 1: zst-1 (seq 3) and the tombstone of utr-1 (seq 4); utr-1's seq 2 is
+	// superseded by the tombstone.
+	if c := next(); c.Seq != 3 || c.Record.ID != "zst-1" {
+		t.Fatalf("first change %+v, want seq 3 zst-1", c)
+	}
+	if c := next(); c.Seq != 4 || c.Record.ID != "utr-1" || !c.Record.Tombstone || c.Record.Version != 3 {
+		t.Fatalf("second change %+v, want seq 4 utr-1 tombstone version 3", c)
+	}
+	cli(t, nil, "", putArgs("--id", "live-1", "--body", utrechtBody)...).want(t, 0)
+	if c := next(); c.Seq != 5 || c.Record.ID != "live-1" {
+		t.Fatalf("live change %+v, want seq 5 live-1", c)
+	}
+	if err := watch.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	if err := watch.Wait(); err != nil {
+		t.Fatalf("watch after SIGINT: %v; stderr:\n%s", err, stderr.String())
+	}
+}
+
+func TestCLIImport(t *testing.T) {
+	addr, dir := servedNode(t)
+	jsonl := `# LCVS shelter export
+{"id":"j-1","kind":"shelter.capacity","crisis":"oekraine","region":"VR09","classification":"internal","body":{"municipality":"Utrecht","beds_total":120,"beds_free":14}}
+
+{"id":"j-2","kind":"shelter.beds","crisis":"oekraine","region":"VR09","classification":"internal","body":{"municipality":"Zeist","beds_total":80,"beds_free":3}}
+{"id":"j-3","kind":"shelter.capacity","crisis":"oekraine","region":"VR19","classification":"internal","body":{"municipality":"Goes","beds_total":60,"beds_free":0}}
+`
+	csv := `id,kind,crisis,region,classification,municipality,beds_total,beds_free,label.source
+c-1,shelter.capacity,oekraine,VR09,internal,Houten,80,14,lcvs
+c-2,shelter.capacity,oekraine,VR99,internal,Zeist,110,8,lcvs
+c-3,shelter.capacity,oekraine,VR19,internal,Hulst,60,4,lcvs
+`
+	files := map[string]string{"shelters.jsonl": jsonl, "shelters.csv": csv}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		file, id, reason string
+		line             int
+	}{
+		{"shelters.jsonl", "j-2", `record.kind: unknown kind "shelter.beds": use one of "guidance", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config`, 4},
+		{"shelters.csv", "c-2", `record.region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the whole country`, 3},
+	}
+	for _, tc := range tests {
+		path := filepath.Join(dir, tc.file)
+		t.Run(tc.file+" table", func(t *testing.T) {
+			r := cli(t, nil, "", "import", path, "--node", addr, "-q").want(t, 2)
+			lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+			if len(lines) != 3 || lines[0] != path+": 2 accepted, 1 rejected" {
+				t.Fatalf("import printed:\n%s", r.stdout)
+			}
+			if f := strings.Fields(lines[1]); !slices.Equal(f, []string{"LINE", "ID", "CODE", "REASON"}) {
+				t.Fatalf("header %q", lines[1])
+			}
+			f := strings.Fields(lines[2])
+			if len(f) < 4 || f[0] != fmt.Sprint(tc.line) || f[1] != tc.id || f[2] != "InvalidArgument" || strings.Join(f[3:], " ") != tc.reason {
+				t.Fatalf("rejection row %q, want line %d id %s InvalidArgument %s", lines[2], tc.line, tc.id, tc.reason)
+			}
+		})
+		t.Run(tc.file+" json", func(t *testing.T) {
+			var sum struct {
+				File       string `json:"file"`
+				Accepted   int    `json:"accepted"`
+				Rejected   int    `json:"rejected"`
+				Rejections []struct {
+					Line   int    `json:"line"`
+					ID     string `json:"id"`
+					Code   string `json:"code"`
+					Reason string `json:"reason"`
+				} `json:"rejections"`
+			}
+			cli(t, nil, "", "import", path, "--node", addr, "-o", "json").want(t, 2).oneJSON(t, &sum)
+			if sum.File != path || sum.Accepted != 2 || sum.Rejected != 1 || len(sum.Rejections) != 1 {
+				t.Fatalf("summary %+v", sum)
+			}
+			if rj := sum.Rejections[0]; rj.Line != tc.line || rj.ID != tc.id || rj.Code != "InvalidArgument" || rj.Reason != tc.reason {
+				t.Fatalf("rejection %+v, want line %d id %s InvalidArgument %q", rj, tc.line, tc.id, tc.reason)
+			}
+		})
+	}
+
+	// Only the valid rows were stored; CSV cells became typed body fields and labels.
+	var list []map[string]any
+	cli(t, nil, "", "record", "list", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &list)
+	var ids []string
+	for _, r := range list {
+		ids = append(ids, fmt.Sprint(r["id"]))
+	}
+	if !slices.Equal(ids, []string{"c-1", "c-3", "j-1", "j-3"}) {
+		t.Fatalf("stored %v, want [c-1 c-3 j-1 j-3]", ids)
+	}
+	var c1 map[string]any
+	cli(t, nil, "", "record", "get", "c-1", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &c1)
+	body, _ := c1["body"].(map[string]any)
+	labels, _ := c1["labels"].(map[string]any)
+	if body["municipality"] != "Houten" || body["beds_total"] != 80.0 || body["beds_free"] != 14.0 || labels["source"] != "lcvs" {
+		t.Fatalf("c-1 = %v", c1)
+	}
+
+	// A file without bad rows exits 0.
+	clean := filepath.Join(dir, "clean.jsonl")
+	if err := os.WriteFile(clean, []byte(strings.Join(strings.Split(jsonl, "\n")[:2], "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "import", clean, "--node", addr, "-q").want(t, 0); r.stdout != clean+": 1 accepted, 0 rejected\n" {
+		t.Fatalf("clean import printed %q", r.stdout)
+	}
+}
+
+func TestCLIStatus(t *testing.T) {
+	addr, _ := servedNode(t)
+	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "sitrep", "--crisis", "oekraine", "--region", "NL",
+		"--classification", "public", "--body", `{"title":"t","summary":"s"}`).want(t, 0)
+	var st map[string]any
+	cli(t, nil, "", "status", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &st)
+	kinds, _ := st["kinds"].([]any)
+	if st["org"] != "local.crisis.test" || st["raft_state"] != "Leader" || fmt.Sprint(st["records"]) != "1" ||
+		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 5 {
+		t.Fatalf("status -o json = %v", st)
+	}
+}
+
+func TestCLIDemoOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six node processes")
+	}
+	r := cli(t, nil, "", "demo", "--once").want(t, 0)
+	utrecht, ncc, ok := strings.Cut(r.stdout, "=== The picture as seen from NCC")
+	if !ok || !strings.Contains(utrecht, "=== The picture as seen from VR Utrecht") {
+		t.Fatalf("demo did not print both pictures:\n%s", r.stdout)
+	}
+	var municipalities []string
+	for _, line := range strings.Split(utrecht, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[0] == "shelter.capacity" && strings.HasPrefix(f[1], "VR") {
+			municipalities = append(municipalities, f[2])
+		}
+	}
+	if len(municipalities) != 12 || !slices.Contains(municipalities, "Utrecht") || !slices.Contains(municipalities, "Vlissingen") {
+		t.Fatalf("VR Utrecht's picture lists shelters %v, want the 12 municipalities:\n%s", municipalities, r.stdout)
+	}
+	if !strings.Contains(ncc, "VR Utrecht   HOLDS it") || strings.Count(ncc, "does not hold it") != 4 {
+		t.Fatalf("the confidential record did not reach only VR Utrecht:\n%s", ncc)
+	}
+}
+
+func TestCLIUnreachableNode(t *testing.T) {
+	missing := "unix://" + filepath.Join(shortDir(t), "missing", node.SocketName)
+	for _, args := range [][]string{
+		{"record", "get", "x", "--node", missing},
+		{"record", "list", "--node", missing, "-o", "json"},
+		{"status", "--node", missing},
+	} {
+		r := cli(t, nil, "", args...).want(t, 1)
+		if want := "knooppunt: cannot reach the node at " + missing + ": is `knooppunt serve` running? (Unavailable)\n"; r.stderr != want || r.stdout != "" {
+			t.Errorf("knooppunt %s: stdout %q stderr %q\nwant stderr %q", strings.Join(args, " "), r.stdout, r.stderr, want)
+		}
+	}
+	// A TCP address without an identity is refused before dialing, naming the address.
+	r := cli(t, nil, "", "record", "get", "x", "--node", "127.0.0.1:1").want(t, 1)
+	if !strings.HasPrefix(r.stderr, "knooppunt: --node 127.0.0.1:1 is a TCP address: ") {
+		t.Fatalf("stderr %q", r.stderr)
+	}
+}

@@ -1,0 +1,249 @@
+package node_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// dataDir is a fresh data directory whose socket path fits the 108-byte limit of unix sockets.
+func dataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if len(filepath.Join(dir, node.SocketName)) > 100 {
+		d, err := os.MkdirTemp("", "kp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		dir = d
+	}
+	return dir
+}
+
+// start starts a node on dir. Unless the test stops it itself (and says so by calling the
+// returned stop), it is stopped when the test ends.
+func start(t *testing.T, dir string) (*node.Node, func() error) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Raft.ElectionTimeout = 50 * time.Millisecond
+	cfg.MetricsAddr = ""
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, node.Options{DataDir: dir, Config: cfg, Version: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	stopped := false
+	stop := func() error {
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return n.Stop(ctx)
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			if err := stop(); err != nil {
+				t.Errorf("Stop: %v", err)
+			}
+		}
+	})
+	return n, stop
+}
+
+func dial(t *testing.T, n *node.Node) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+n.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func callCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func shelter(id string) *pb.Record {
+	return &pb.Record{
+		Id: id, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL,
+		Body:           []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":14}`),
+	}
+}
+
+func TestHealthServing(t *testing.T) {
+	n, _ := start(t, dataDir(t))
+	resp, err := healthpb.NewHealthClient(dial(t, n)).Check(callCtx(t), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health %s, want SERVING", resp.Status)
+	}
+}
+
+func TestReflectionListsServices(t *testing.T) {
+	n, _ := start(t, dataDir(t))
+	stream, err := reflectionpb.NewServerReflectionClient(dial(t, n)).ServerReflectionInfo(callCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.Name)
+	}
+	for _, want := range []string{"knooppunt.v1.RecordService", "knooppunt.v1.StatusService", "grpc.health.v1.Health"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v, missing %s", names, want)
+		}
+	}
+
+	// The descriptors are there too, so grpcurl can build requests.
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "knooppunt.v1.RecordService"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+		t.Fatalf("no descriptor for knooppunt.v1.RecordService: %v", resp)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	n, _ := start(t, dataDir(t))
+	conn := dial(t, n)
+	put, err := pb.NewRecordServiceClient(conn).Put(callCtx(t), &pb.PutRequest{Record: shelter("s-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pb.NewStatusServiceClient(conn).Status(callCtx(t), &pb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NodeName != "local" || st.Org != config.DefaultOrg || st.Version != "test" ||
+		st.RaftState != "Leader" || st.Leader != "r1" || st.Records != 1 || st.LastSeq != put.Seq ||
+		st.AppliedIndex == 0 || st.DbBytes == 0 || st.StartedAt == nil {
+		t.Fatalf("Status = %v", st)
+	}
+	if want := []string{"guidance", "qa", "shelter.capacity", "signal", "sitrep"}; !slices.Equal(st.Kinds, want) {
+		t.Fatalf("kinds %v, want %v", st.Kinds, want)
+	}
+}
+
+// TestStopEndsWatchersAndKeepsData checks a clean stop: open Watch streams end with UNAVAILABLE
+// instead of holding the stop up, the socket is removed, the database is intact, and a restart
+// on the same directory serves what was written.
+func TestStopEndsWatchersAndKeepsData(t *testing.T) {
+	dir := dataDir(t)
+	n, stop := start(t, dir)
+	conn := dial(t, n)
+	c := pb.NewRecordServiceClient(conn)
+	put, err := c.Put(callCtx(t), &pb.PutRequest{Record: shelter("keep-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(callCtx(t), &pb.WatchRequest{Cursor: put.Seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream is open on the node once this change arrives on it.
+	if _, err := c.Put(callCtx(t), &pb.PutRequest{Record: shelter("keep-2")}); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := w.Recv(); err != nil || ch.Record.Id != "keep-2" {
+		t.Fatalf("Recv = %v, %v", ch, err)
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("Stop did not return within 8s with a watcher open")
+	}
+	_, err = w.Recv()
+	if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != "the node is shutting down: watch again from your last cursor" {
+		t.Fatalf("watcher got %v, want UNAVAILABLE telling it to watch again", err)
+	}
+	if _, err := os.Lstat(n.SocketPath()); !os.IsNotExist(err) {
+		t.Fatalf("socket still there after Stop: %v", err)
+	}
+	if err := db.IntegrityCheck(filepath.Join(dir, "knooppunt.db")); err != nil {
+		t.Fatal(err)
+	}
+
+	n2, _ := start(t, dir)
+	r, err := pb.NewRecordServiceClient(dial(t, n2)).Get(callCtx(t), &pb.GetRequest{Id: "keep-2"})
+	if err != nil || r.Version != 1 {
+		t.Fatalf("after restart Get = %v, %v", r, err)
+	}
+}
+
+// TestSecondNodeOnTheSameDirIsRefused checks that a second node on a data directory in use fails
+// with a message that says so, instead of waiting forever for the first one's locks.
+func TestSecondNodeOnTheSameDirIsRefused(t *testing.T) {
+	dir := dataDir(t)
+	start(t, dir)
+	cfg := config.Default()
+	cfg.Name = "second" // its metrics must not collide with the first node's
+	cfg.MetricsAddr = ""
+	type result struct {
+		n   *node.Node
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil {
+			r.n.Stop(t.Context())
+			t.Fatal("a second node started on a data directory in use")
+		}
+		if !strings.Contains(r.err.Error(), "another node") {
+			t.Fatalf("error %q does not say another node uses the directory", r.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("a second node on the same data directory neither started nor failed within 15s")
+	}
+}
