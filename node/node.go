@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/peerclient"
@@ -168,6 +170,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.authz = api.NewAuthorizer(access, n.log)
+	n.authz.OnFederationDenied(n.auditDenied)
 	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes}
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
 	status := nodestatus.New(nodestatus.Config{
@@ -263,6 +266,20 @@ func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.ChainStreamInterceptor(n.authz.Stream(local)),
 	)
 	return grpc.NewServer(opts...)
+}
+
+// auditDenied records a refused federation call in the audit log. It runs in the background
+// with a bound, so a flood of refused calls cannot hold up the refusals themselves.
+func (n *Node) auditDenied(caller, method, reason string) {
+	detail, _ := json.Marshal(map[string]string{"method": method, "reason": reason})
+	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller, Action: db.AuditFederationDenied, Subject: method, Detail: string(detail)}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := n.store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
+			n.log.Warn("could not audit a denied federation request", "caller", caller, "err", err)
+		}
+	}()
 }
 
 // forwardUnary forwards writes that reach a follower to the leader; a single replica is always

@@ -198,8 +198,9 @@ func (a *Access) resolve(id spiffeid.ID) (Caller, error) {
 // Authorizer enforces MethodRoles on every call, unary and streaming. Every refusal is logged
 // with the caller's SPIFFE ID and the reason; the message to the caller never says what exists.
 type Authorizer struct {
-	access atomic.Pointer[Access]
-	log    *slog.Logger
+	access   atomic.Pointer[Access]
+	log      *slog.Logger
+	onDenied func(caller, method, reason string)
 }
 
 // NewAuthorizer returns an authorizer over a.
@@ -207,6 +208,16 @@ func NewAuthorizer(a *Access, log *slog.Logger) *Authorizer {
 	z := &Authorizer{log: log}
 	z.access.Store(a)
 	return z
+}
+
+// OnFederationDenied, when set, is told of every refused call to the FederationService, so
+// that the node can audit denied federation requests.
+func (z *Authorizer) OnFederationDenied(f func(caller, method, reason string)) { z.onDenied = f }
+
+func (z *Authorizer) denied(caller, method string, err error) {
+	if z.onDenied != nil && strings.HasPrefix(method, federationService) {
+		z.onDenied(caller, method, status.Convert(err).Message())
+	}
 }
 
 // SetAccess replaces the access rules; calls from then on are decided by the new ones, also on
@@ -226,6 +237,7 @@ func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (
 		var err error
 		if c, err = z.access.Load().resolve(id); err != nil {
 			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
+			z.denied(id.String(), method, err)
 			return nil, err
 		}
 		if c.Has(Replica) {
@@ -239,6 +251,7 @@ func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (
 	}
 	if err := allowed(c, method); err != nil {
 		z.log.Warn("call refused", "method", method, "caller", c.String(), "roles", c.Roles, "reason", status.Convert(err).Message())
+		z.denied(c.String(), method, err)
 		return nil, err
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
