@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -100,31 +101,25 @@ one that was changed, deleted or moved. The exit code is 1 when the chain is bro
 		Example: `  knooppunt audit verify`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			resp, err := pb.NewAuditServiceClient(conn).Verify(cmd.Context(), &pb.VerifyAuditRequest{})
-			if err != nil {
-				return callError(&f, err)
-			}
-			if f.output == "json" {
-				if err := printJSON(cmd.OutOrStdout(), map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem}); err != nil {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewAuditServiceClient(conn).Verify(cmd.Context(), &pb.VerifyAuditRequest{})
+				if err != nil {
 					return err
 				}
-			} else if resp.Ok {
-				fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\n", resp.Entries)
-			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
-			}
-			if !resp.Ok {
-				return exitError(1)
-			}
-			return nil
+				if f.output == "json" {
+					if err := printJSON(cmd.OutOrStdout(), map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem}); err != nil {
+						return err
+					}
+				} else if resp.Ok {
+					fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\n", resp.Entries)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
+				}
+				if !resp.Ok {
+					return exitError(1)
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd, true)

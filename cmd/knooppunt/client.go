@@ -130,6 +130,26 @@ func (f *clientFlags) records() (pb.RecordServiceClient, func(), error) {
 	return pb.NewRecordServiceClient(conn), func() { conn.Close() }, nil
 }
 
+// call checks the output flag, connects to the node, runs fn, and turns a gRPC error from fn
+// into a message for a person.
+func (f *clientFlags) call(fn func(conn *grpc.ClientConn) error) error {
+	if err := f.checkOutput(); err != nil {
+		return err
+	}
+	conn, err := f.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := fn(conn); err != nil {
+		if _, ok := status.FromError(err); ok {
+			return callError(f, err)
+		}
+		return err
+	}
+	return nil
+}
+
 // callError turns a gRPC error into a message for a person: the node's own message, plus the
 // code so scripts can match on it.
 func callError(f *clientFlags, err error) error {

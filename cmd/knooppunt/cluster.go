@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -61,19 +62,13 @@ func newClusterStatusCmd() *cobra.Command {
 		Example: `  knooppunt cluster status -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			st, err := pb.NewClusterServiceClient(conn).Status(cmd.Context(), &pb.ClusterStatusRequest{})
-			if err != nil {
-				return callError(&f, err)
-			}
-			return printCluster(cmd.OutOrStdout(), f.output, st)
+			return f.call(func(conn *grpc.ClientConn) error {
+				st, err := pb.NewClusterServiceClient(conn).Status(cmd.Context(), &pb.ClusterStatusRequest{})
+				if err != nil {
+					return err
+				}
+				return printCluster(cmd.OutOrStdout(), f.output, st)
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -93,19 +88,13 @@ replica_id and raft.listen; it catches up from a snapshot and the log.`,
 		Example: `  knooppunt cluster join --id r4 --raft-address 10.0.0.4:7444 --node unix:///var/lib/knooppunt/knooppunt.sock`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			st, err := pb.NewClusterServiceClient(conn).Join(cmd.Context(), &pb.JoinRequest{Id: id, RaftAddress: addr})
-			if err != nil {
-				return callError(&f, err)
-			}
-			return printCluster(cmd.OutOrStdout(), f.output, st)
+			return f.call(func(conn *grpc.ClientConn) error {
+				st, err := pb.NewClusterServiceClient(conn).Join(cmd.Context(), &pb.JoinRequest{Id: id, RaftAddress: addr})
+				if err != nil {
+					return err
+				}
+				return printCluster(cmd.OutOrStdout(), f.output, st)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "the new replica's id (required)")
@@ -124,19 +113,13 @@ func newClusterRemoveCmd() *cobra.Command {
 		Example: `  knooppunt cluster remove r3`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			st, err := pb.NewClusterServiceClient(conn).Remove(cmd.Context(), &pb.RemoveRequest{Id: args[0]})
-			if err != nil {
-				return callError(&f, err)
-			}
-			return printCluster(cmd.OutOrStdout(), f.output, st)
+			return f.call(func(conn *grpc.ClientConn) error {
+				st, err := pb.NewClusterServiceClient(conn).Remove(cmd.Context(), &pb.RemoveRequest{Id: args[0]})
+				if err != nil {
+					return err
+				}
+				return printCluster(cmd.OutOrStdout(), f.output, st)
+			})
 		},
 	}
 	f.register(cmd, true)

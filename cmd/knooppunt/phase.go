@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -48,23 +49,17 @@ func newPhaseSetCmd() *cobra.Command {
 		Example: `  knooppunt phase set --crisis oekraine warm --reason "instroom verdubbeld"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
+			return f.call(func(conn *grpc.ClientConn) error {
+				p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toPhaseJSON(p))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s is %s (set by %s)\n", p.Crisis, p.Phase, p.SetBy)
 				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason})
-			if err != nil {
-				return callError(&f, err)
-			}
-			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), toPhaseJSON(p))
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s is %s (set by %s)\n", p.Crisis, p.Phase, p.SetBy)
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")
@@ -85,35 +80,29 @@ func newPhaseShowCmd() *cobra.Command {
 		Example: `  knooppunt phase show --crisis oekraine`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			resp, err := pb.NewPhaseServiceClient(conn).List(cmd.Context(), &pb.ListPhasesRequest{Crisis: crisis})
-			if err != nil {
-				return callError(&f, err)
-			}
-			if f.output == "json" {
-				out := make([]phaseJSON, len(resp.Phases))
-				for i, p := range resp.Phases {
-					out[i] = toPhaseJSON(p)
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewPhaseServiceClient(conn).List(cmd.Context(), &pb.ListPhasesRequest{Crisis: crisis})
+				if err != nil {
+					return err
 				}
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			tw := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "CRISIS\tPHASE\tSET BY\tSET AT\tREASON")
-			for _, p := range resp.Phases {
-				at := ""
-				if p.SetAt != nil {
-					at = p.SetAt.AsTime().Local().Format(time.RFC3339)
+				if f.output == "json" {
+					out := make([]phaseJSON, len(resp.Phases))
+					for i, p := range resp.Phases {
+						out[i] = toPhaseJSON(p)
+					}
+					return printJSON(cmd.OutOrStdout(), out)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Crisis, p.Phase, p.SetBy, at, p.Reason)
-			}
-			return tw.Flush()
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "CRISIS\tPHASE\tSET BY\tSET AT\tREASON")
+				for _, p := range resp.Phases {
+					at := ""
+					if p.SetAt != nil {
+						at = p.SetAt.AsTime().Local().Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Crisis, p.Phase, p.SetBy, at, p.Reason)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "only this crisis")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -160,19 +161,13 @@ and a flag on stale records.`,
   knooppunt picture --crisis oekraine -o json | jq '.aggregates'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			resp, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds())})
-			if err != nil {
-				return callError(&f, err)
-			}
-			return printPicture(cmd.OutOrStdout(), f.output, resp)
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds())})
+				if err != nil {
+					return err
+				}
+				return printPicture(cmd.OutOrStdout(), f.output, resp)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -17,37 +18,31 @@ func newStatusCmd() *cobra.Command {
 		Example: `  knooppunt status --node unix:///var/lib/knooppunt/knooppunt.sock -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			conn, err := f.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{})
-			if err != nil {
-				return callError(&f, err)
-			}
-			out := cmd.OutOrStdout()
-			if f.output == "json" {
-				return printJSON(out, map[string]any{
-					"node_name": st.NodeName, "org": st.Org, "version": st.Version,
-					"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
-					"records": st.Records, "db_bytes": st.DbBytes, "last_seq": st.LastSeq,
-					"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(),
-				})
-			}
-			tw := newTable(out)
-			fmt.Fprintf(tw, "node\t%s\n", st.NodeName)
-			fmt.Fprintf(tw, "org\t%s\n", st.Org)
-			fmt.Fprintf(tw, "version\t%s\n", st.Version)
-			fmt.Fprintf(tw, "raft\t%s (leader %s, applied index %d)\n", st.RaftState, st.Leader, st.AppliedIndex)
-			fmt.Fprintf(tw, "records\t%d (change feed at %d)\n", st.Records, st.LastSeq)
-			fmt.Fprintf(tw, "store\t%.1f MiB\n", float64(st.DbBytes)/(1<<20))
-			fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
-			fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
-			return tw.Flush()
+			return f.call(func(conn *grpc.ClientConn) error {
+				st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{})
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if f.output == "json" {
+					return printJSON(out, map[string]any{
+						"node_name": st.NodeName, "org": st.Org, "version": st.Version,
+						"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
+						"records": st.Records, "db_bytes": st.DbBytes, "last_seq": st.LastSeq,
+						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(),
+					})
+				}
+				tw := newTable(out)
+				fmt.Fprintf(tw, "node\t%s\n", st.NodeName)
+				fmt.Fprintf(tw, "org\t%s\n", st.Org)
+				fmt.Fprintf(tw, "version\t%s\n", st.Version)
+				fmt.Fprintf(tw, "raft\t%s (leader %s, applied index %d)\n", st.RaftState, st.Leader, st.AppliedIndex)
+				fmt.Fprintf(tw, "records\t%d (change feed at %d)\n", st.Records, st.LastSeq)
+				fmt.Fprintf(tw, "store\t%.1f MiB\n", float64(st.DbBytes)/(1<<20))
+				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
+				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
+				return tw.Flush()
+			})
 		},
 	}
 	f.register(cmd, true)
