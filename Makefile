@@ -13,7 +13,8 @@ export CGO_ENABLED := 1
 build: ## build the knooppunt binary into $(BIN)
 	$(GO) build -o $(BIN)/knooppunt ./cmd/knooppunt
 
-test: build ## every test: unit, API, crash, fuzz smoke, SPIRE integration
+test: export KNOOPPUNT_SPIRE_DIR := $(SPIRE)
+test: build spire ## every test: unit, API, crash, fuzz smoke, SPIRE integration
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzCheckPut -fuzztime 10s ./node/record
 

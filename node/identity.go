@@ -62,6 +62,13 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		src.Close()
 		return nil, fmt.Errorf("node: identity: the SVID %s is not of this org's trust domain %s", svid.ID, cfg.Org)
 	}
+	if !identity.IsReplica(svid.ID.TrustDomain(), svid.ID) {
+		src.Close()
+		return nil, fmt.Errorf("node: identity: the SVID %s is not a replica's: a node needs spiffe://%s/node/%s (check the SPIRE entries that match this process)", svid.ID, cfg.Org, cfg.ReplicaID)
+	}
+	if want := "/node/" + cfg.ReplicaID; svid.ID.Path() != want {
+		log.Warn("the SVID's path does not name this replica", "id", svid.ID.String(), "replica_id", cfg.ReplicaID, "expected_path", want)
+	}
 	p := &identityParts{trustDomain: svid.ID.TrustDomain(), source: src, trust: identity.NewTrustStore(src), log: log, watchers: map[string]peerWatch{}}
 	if err := p.setPeers(cfg.Peers); err != nil {
 		p.close()

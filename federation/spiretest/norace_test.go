@@ -1,0 +1,5 @@
+//go:build !race
+
+package spiretest
+
+const raceEnabled = false
