@@ -36,7 +36,26 @@ func ServerTLSFor(svid x509svid.Source, bundles x509bundle.Source, authorize tls
 		}
 		return err
 	}
+	verifyResumed(cfg)
 	return cfg
+}
+
+// verifyResumed makes cfg verify the peer on resumed sessions too. crypto/tls skips
+// VerifyPeerCertificate when a session resumes from a ticket, so without this a peer whose
+// bundle was removed or rotated away could go on resuming, until its certificate or the ticket
+// expires, after its full handshakes are refused.
+func verifyResumed(cfg *tls.Config) {
+	verify := cfg.VerifyPeerCertificate
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if !cs.DidResume {
+			return nil
+		}
+		raw := make([][]byte, len(cs.PeerCertificates))
+		for i, c := range cs.PeerCertificates {
+			raw[i] = c.Raw
+		}
+		return verify(raw, nil)
+	}
 }
 
 // ServerCredentials wraps ServerTLS for gRPC.
@@ -49,6 +68,7 @@ func ServerCredentials(svid x509svid.Source, bundles x509bundle.Source, log *slo
 func ClientTLS(svid x509svid.Source, bundles x509bundle.Source, authorize tlsconfig.Authorizer) *tls.Config {
 	cfg := tlsconfig.MTLSClientConfig(svid, bundles, authorize)
 	cfg.MinVersion = tls.VersionTLS12
+	verifyResumed(cfg)
 	return cfg
 }
 

@@ -242,7 +242,7 @@ func (d *DB) Get(ctx context.Context, id string) (*pb.Record, error) {
 	var rec *pb.Record
 	err := d.read(func(ro *sql.DB) error {
 		var err error
-		rec, err = scanRecord(ro.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM records WHERE id = ? AND tombstone = 0`, id))
+		rec, err = scanRecord(d.get.QueryRowContext(ctx, id))
 		return err
 	})
 	return rec, err
