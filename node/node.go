@@ -18,9 +18,11 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
@@ -130,6 +132,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		ReplicaID:         cfg.ReplicaID,
 		Bootstrap:         cfg.Raft.Bootstrap == nil || *cfg.Raft.Bootstrap,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
+		TrailingLogs:      cfg.Raft.TrailingLogs,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		Logger:            n.log,
 	}
@@ -264,6 +267,13 @@ func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(n.authz.Unary(local), n.forwardUnary(), api.LogUnary(n.log)),
 		grpc.ChainStreamInterceptor(n.authz.Stream(local)),
+		// Without this, grpc-go answers a method it does not know with Unimplemented before any
+		// interceptor runs: the call escapes the method→role table and its log, and the answer
+		// tells any authenticated caller which services exist. With it, such calls pass the
+		// stream interceptor, which denies every unlisted method.
+		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+			return status.Error(codes.Unimplemented, "unknown method")
+		}),
 	)
 	return grpc.NewServer(opts...)
 }

@@ -164,9 +164,17 @@ type peerWatcher struct {
 	t   *TrustStore
 	p   PeerEndpoint
 	log *slog.Logger
+	// failed says the last fetch failed. federation.WatchBundle calls OnUpdate only when the
+	// bundle changed, but NextRefresh after every fetch, so that is where a successful fetch of
+	// an unchanged bundle is seen. The watch loop calls all three from one goroutine.
+	failed bool
 }
 
 func (w *peerWatcher) NextRefresh(hint time.Duration) time.Duration {
+	if !w.failed {
+		bundleRefreshed.WithLabelValues(w.p.TrustDomain.String()).SetToCurrentTime()
+	}
+	w.failed = false
 	d := hint
 	if d <= 0 {
 		d = w.p.DefaultRefresh
@@ -190,6 +198,7 @@ func (w *peerWatcher) OnUpdate(b *spiffebundle.Bundle) {
 }
 
 func (w *peerWatcher) OnError(err error) {
+	w.failed = true
 	bundleRefreshErrors.WithLabelValues(w.p.TrustDomain.String()).Inc()
 	w.log.Warn("peer bundle refresh failed: keeping the last good bundle", "url", w.p.URL, "err", err)
 }

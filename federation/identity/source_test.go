@@ -1,0 +1,172 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+)
+
+func serialOf(t *testing.T, src x509svid.Source) string {
+	t.Helper()
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svid.Certificates[0].SerialNumber.String()
+}
+
+// TestFileSourceReloads: re-issued SVID files are picked up without a restart; a broken file is
+// logged and the last good SVID stays in use; once the files are good again they load.
+func TestFileSourceReloads(t *testing.T) {
+	dir := t.TempDir()
+	ca := identitytest.NewCA(t, orgTD)
+	prefix := filepath.Join(dir, "r1")
+	bundle := filepath.Join(dir, "bundle.pem")
+	identitytest.WriteBundle(t, bundle, ca)
+	first := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+	log := identitytest.NewLog()
+	src, err := identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 10*time.Millisecond, log.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if got := serialOf(t, src); got != first.SerialNumber.String() {
+		t.Fatalf("serial %s, want %s", got, first.SerialNumber)
+	}
+
+	second := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+	identitytest.Eventually(t, 5*time.Second, "the re-issued SVID is loaded", func() bool {
+		return serialOf(t, src) == second.SerialNumber.String()
+	})
+	log.Wait(t, 5*time.Second, "identity reloaded", func(e identitytest.Entry) bool { return e.Str("id") == "spiffe://"+orgTD+"/node/r1" })
+
+	// A broken certificate file: the last good SVID stays.
+	identitytest.WriteFile(t, prefix+".crt", []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"))
+	e := log.Wait(t, 5*time.Second, "identity files changed but cannot be loaded: keeping the last good ones", nil)
+	if !strings.Contains(e.Str("err"), "identity: SVID "+prefix+".crt / "+prefix+".key: ") {
+		t.Errorf("logged err %q does not name the files", e.Str("err"))
+	}
+	if got := serialOf(t, src); got != second.SerialNumber.String() {
+		t.Fatalf("after a broken file: serial %s, want the last good %s", got, second.SerialNumber)
+	}
+
+	// A certificate whose key is not the one in the key file is broken too.
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{Key: k})
+	certPEM, _, err := other.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	identitytest.WriteFile(t, prefix+".crt", certPEM)
+	log.Wait(t, 5*time.Second, "identity files changed but cannot be loaded: keeping the last good ones", func(e identitytest.Entry) bool {
+		return strings.Contains(e.Str("err"), "leaf certificate does not match private key")
+	})
+	if got := serialOf(t, src); got != second.SerialNumber.String() {
+		t.Fatalf("after a mismatched key: serial %s, want the last good %s", got, second.SerialNumber)
+	}
+
+	third := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+	identitytest.Eventually(t, 5*time.Second, "the repaired files are loaded", func() bool {
+		return serialOf(t, src) == third.SerialNumber.String()
+	})
+}
+
+// TestFileSourceReloadsTheBundle: an org that adds a CA to its bundle file is trusted with both
+// CAs once the file is reloaded.
+func TestFileSourceReloadsTheBundle(t *testing.T) {
+	dir := t.TempDir()
+	oldCA := identitytest.NewCA(t, orgTD)
+	newCA := identitytest.NewCA(t, orgTD)
+	prefix := filepath.Join(dir, "r1")
+	bundle := filepath.Join(dir, "bundle.pem")
+	identitytest.WriteBundle(t, bundle, oldCA)
+	identitytest.WriteSVID(t, oldCA, "/node/r1", prefix, identity.SVIDOptions{})
+	src, err := identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 10*time.Millisecond, identitytest.NewLog().Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	td := spiffeid.RequireTrustDomainFromString(orgTD)
+	fromNew := identitytest.SVID(t, newCA, "/user/anna", identity.SVIDOptions{})
+	if _, _, err := x509svid.Verify(fromNew.Certificates, src); err == nil {
+		t.Fatal("an SVID of the new CA verifies before the bundle has it")
+	}
+	identitytest.WriteBundle(t, bundle, oldCA, newCA)
+	identitytest.Eventually(t, 5*time.Second, "the bundle with both CAs is loaded", func() bool {
+		b, err := src.GetX509BundleForTrustDomain(td)
+		return err == nil && len(b.X509Authorities()) == 2
+	})
+	if _, _, err := x509svid.Verify(fromNew.Certificates, src); err != nil {
+		t.Fatalf("an SVID of the new CA after the bundle reload: %v", err)
+	}
+	if _, err := src.GetX509BundleForTrustDomain(spiffeid.RequireTrustDomainFromString("ncc.crisis.test")); err == nil ||
+		err.Error() != `identity: no bundle for trust domain "ncc.crisis.test"` {
+		t.Errorf("bundle of another trust domain: %v", err)
+	}
+}
+
+func TestNewFileSourceRefusesBrokenFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca := identitytest.NewCA(t, orgTD)
+	prefix := filepath.Join(dir, "r1")
+	bundle := filepath.Join(dir, "bundle.pem")
+	identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+
+	_, err := identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 0, nil)
+	if want := "identity: bundle " + bundle + ": "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("missing bundle: %v\nwant %s...", err, want)
+	}
+	identitytest.WriteBundle(t, bundle, ca)
+	if err := os.Remove(prefix + ".key"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 0, nil)
+	if want := "identity: SVID " + prefix + ".crt / " + prefix + ".key: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("missing key: %v\nwant %s...", err, want)
+	}
+}
+
+// TestWorkloadSource: the SVID and the bundles, federated ones too, come from the Workload API,
+// and a rotation pushed by the agent is followed.
+func TestWorkloadSource(t *testing.T) {
+	ca := identitytest.NewCA(t, orgTD)
+	fed := identitytest.NewCA(t, "ncc.crisis.test")
+	first := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
+	agent := identitytest.ServeWorkloadAPI(t, first, identitytest.Bundle(ca), identitytest.Bundle(fed))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	src, err := identity.NewWorkloadSource(ctx, agent.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if got := serialOf(t, src); got != first.Certificates[0].SerialNumber.String() {
+		t.Fatalf("serial %s, want %s", got, first.Certificates[0].SerialNumber)
+	}
+	if b, err := src.GetX509BundleForTrustDomain(fed.TrustDomain); err != nil || !b.Equal(identitytest.Bundle(fed)) {
+		t.Fatalf("federated bundle: %v", err)
+	}
+	second := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
+	agent.Set(t, second, identitytest.Bundle(ca))
+	identitytest.Eventually(t, 5*time.Second, "the rotated SVID", func() bool {
+		return serialOf(t, src) == second.Certificates[0].SerialNumber.String()
+	})
+	if _, err := src.GetX509BundleForTrustDomain(fed.TrustDomain); err == nil {
+		t.Error("a bundle no longer federated is still served")
+	}
+}

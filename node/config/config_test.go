@@ -1,0 +1,234 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node/config"
+)
+
+func writeConfig(t *testing.T, dir, yaml string) string {
+	t.Helper()
+	path := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// files is an identity block for the files source, valid as far as Load is concerned.
+const files = `
+identity:
+  source: files
+  cert_file: certs/r1.crt
+  key_file: certs/r1.key
+  bundle_file: ca/bundle.pem
+`
+
+// TestLoadAccessErrors: every mistake in roles, peers and identity is refused with a message
+// that names the file and the field, and says what to do.
+func TestLoadAccessErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		// want is the message after "config PATH: ".
+		want string
+	}{
+		{"unknown role", `
+org: a.crisis.test
+roles:
+  - {id: spiffe://a.crisis.test/user/anna, role: owner}
+`, `roles[0].role: "owner" is not a role: use reader, editor, officer or admin`},
+		{"role with id and prefix", `
+org: a.crisis.test
+roles:
+  - {id: spiffe://a.crisis.test/user/anna, role: reader}
+  - {id: spiffe://a.crisis.test/user/bob, prefix: spiffe://a.crisis.test/user/, role: editor}
+`, `roles[1]: give id or prefix, not both or neither`},
+		{"role with neither", `
+org: a.crisis.test
+roles:
+  - {role: admin}
+`, `roles[0]: give id or prefix, not both or neither`},
+		{"role id is not a SPIFFE ID", `
+org: a.crisis.test
+roles:
+  - {id: "https://a.crisis.test/user/anna", role: reader}
+`, `roles[0].id: "https://a.crisis.test/user/anna" is not a SPIFFE ID: scheme is missing or invalid`},
+		{"role prefix in another trust domain", `
+org: a.crisis.test
+roles:
+  - {prefix: "spiffe://b.crisis.test/user/", role: reader}
+`, `roles[0].prefix: spiffe://b.crisis.test/user/ is not in this org's trust domain a.crisis.test: roles are for the org's own IDs`},
+		{"role id in another trust domain", `
+org: a.crisis.test
+roles:
+  - {id: "spiffe://b.crisis.test/user/anna", role: officer}
+`, `roles[0].id: spiffe://b.crisis.test/user/anna is not in this org's trust domain a.crisis.test: roles are for the org's own IDs`},
+		{"peer without name", `
+org: a.crisis.test
+peers:
+  - {trust_domain: b.crisis.test}
+`, `peers[0].name: missing`},
+		{"peer listed twice by name", `
+org: a.crisis.test
+peers:
+  - {name: b, trust_domain: b.crisis.test}
+  - {name: b, trust_domain: c.crisis.test}
+`, `peers[1].name: peer "b" is listed twice`},
+		{"peer trust domain listed twice", `
+org: a.crisis.test
+peers:
+  - {name: b, trust_domain: b.crisis.test}
+  - {name: b2, trust_domain: b.crisis.test}
+`, `peers[1].trust_domain: b.crisis.test is listed twice`},
+		{"peer trust domain is the org's own", `
+org: a.crisis.test
+peers:
+  - {name: self, trust_domain: a.crisis.test}
+`, `peers[0].trust_domain: a.crisis.test is this org's own trust domain`},
+		{"peer trust domain invalid", `
+org: a.crisis.test
+peers:
+  - {name: b, trust_domain: "B Org"}
+`, `peers[0].trust_domain: "B Org": trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores`},
+		{"peer without bundle under files", `
+org: a.crisis.test
+listen: 127.0.0.1:7443` + files + `
+peers:
+  - {name: b, trust_domain: b.crisis.test}
+`, `peers[0].bundle_file: missing: the peer's bundle, handed over at onboarding`},
+		{"peer bundle endpoint not https", `
+org: a.crisis.test
+peers:
+  - {name: b, trust_domain: b.crisis.test, bundle_endpoint: "http://b.example:8443"}
+`, `peers[0].bundle_endpoint: "http://b.example:8443": use an https:// URL`},
+		{"peer endpoint id in another trust domain", `
+org: a.crisis.test
+peers:
+  - {name: b, trust_domain: b.crisis.test, bundle_endpoint: "https://b.example:8443", endpoint_id: "spiffe://c.crisis.test/node/r1"}
+`, `peers[0].endpoint_id: spiffe://c.crisis.test/node/r1 is not in the peer's trust domain b.crisis.test`},
+		{"identity source unknown", `
+org: a.crisis.test
+identity: {source: vault}
+`, `identity.source: "vault" is not a source: use workloadapi or files`},
+		{"files source without files", `
+org: a.crisis.test
+listen: 127.0.0.1:7443
+identity: {source: files, cert_file: r1.crt}
+`, `identity: the files source needs cert_file, key_file and bundle_file`},
+		{"raft without listen", `
+org: a.crisis.test
+raft: {listen: 127.0.0.1:7444}
+`, `raft.listen: replicas authenticate with SVIDs: set listen and identity too`},
+		{"raft server without address", `
+org: a.crisis.test
+listen: 127.0.0.1:7443` + files + `
+raft:
+  listen: 127.0.0.1:7444
+  servers: [{id: r1}]
+`, `raft.servers[0]: give id and address`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, t.TempDir(), tc.yaml)
+			_, err := config.Load(path)
+			want := "config " + path + ": " + tc.want
+			if err == nil || err.Error() != want {
+				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
+			}
+		})
+	}
+}
+
+// TestLoadUnknownField: a misspelt key is refused, not ignored, and the message points at it.
+func TestLoadUnknownField(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), "org: a.crisis.test\npeers:\n  - name: b\n    trust_domian: b.crisis.test\n")
+	_, err := config.Load(path)
+	if err == nil || !strings.HasPrefix(err.Error(), "config "+path+":\n") || !strings.Contains(err.Error(), "trust_domian") {
+		t.Fatalf("Load with a misspelt key: %v", err)
+	}
+}
+
+// TestLoadResolvesPathsAgainstTheConfigFile: relative identity, peer bundle and schema paths are
+// relative to the config file's directory, not to the node's working directory; absolute paths
+// stay as they are.
+func TestLoadResolvesPathsAgainstTheConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "note.schema.json"), []byte(`{"type":"object","required":["text"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(t.TempDir(), "c-bundle.pem")
+	path := writeConfig(t, dir, `
+org: a.crisis.test
+listen: 127.0.0.1:7443`+files+`
+peers:
+  - {name: b, trust_domain: b.crisis.test, bundle_file: peers/b.pem, bundle_endpoint: "https://b.example:8443"}
+  - {name: c, trust_domain: c.crisis.test, bundle_file: `+abs+`}
+kinds:
+  - {name: note, schema_file: note.schema.json}
+`)
+	// Load from elsewhere: the working directory must not matter.
+	t.Chdir(t.TempDir())
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ field, got, want string }{
+		{"identity.cert_file", c.Identity.CertFile, filepath.Join(dir, "certs", "r1.crt")},
+		{"identity.key_file", c.Identity.KeyFile, filepath.Join(dir, "certs", "r1.key")},
+		{"identity.bundle_file", c.Identity.BundleFile, filepath.Join(dir, "ca", "bundle.pem")},
+		{"peers[0].bundle_file", c.Peers[0].BundleFile, filepath.Join(dir, "peers", "b.pem")},
+		{"peers[1].bundle_file", c.Peers[1].BundleFile, abs},
+		// Defaults that follow from the peer's trust domain.
+		{"peers[0].endpoint_id", c.Peers[0].EndpointID, "spiffe://b.crisis.test/node/r1"},
+		{"identity.source", c.Identity.Source, config.SourceFiles},
+	} {
+		if f.got != f.want {
+			t.Errorf("%s = %q, want %q", f.field, f.got, f.want)
+		}
+	}
+	if string(c.Kinds[0].Schema) != `{"type":"object","required":["text"]}` {
+		t.Errorf("kinds[0] schema from schema_file = %q", c.Kinds[0].Schema)
+	}
+}
+
+func TestLoadSchemaFileMissing(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, "org: a.crisis.test\nkinds:\n  - {name: note, schema_file: gone.json}\n")
+	_, err := config.Load(path)
+	want := "config " + path + ": kinds[0].schema_file: open " + filepath.Join(dir, "gone.json") + ": no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
+	}
+}
+
+// TestLoadGoodAccess: a config with every kind of role binding and peer loads, and the defaults
+// apply.
+func TestLoadGoodAccess(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), `
+org: vr-utrecht.crisis.test
+roles:
+  - {id: spiffe://vr-utrecht.crisis.test/user/anna, role: officer}
+  - {prefix: spiffe://vr-utrecht.crisis.test/user/apps/, role: editor}
+peers:
+  - {name: ncc, trust_domain: ncc.crisis.test, bundle_endpoint: "https://ncc.example:8443", endpoint_id: "spiffe://ncc.crisis.test/bundle"}
+`)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "vr-utrecht" || c.ReplicaID != "r1" || c.Identity.Source != config.SourceWorkloadAPI {
+		t.Errorf("defaults: name %q, replica %q, source %q", c.Name, c.ReplicaID, c.Identity.Source)
+	}
+	if c.BundleEndpoint.RefreshHint != 5*time.Minute {
+		t.Errorf("bundle_endpoint.refresh_hint default %s, want 5m", c.BundleEndpoint.RefreshHint)
+	}
+	if c.Peers[0].EndpointID != "spiffe://ncc.crisis.test/bundle" {
+		t.Errorf("a given endpoint_id was replaced: %s", c.Peers[0].EndpointID)
+	}
+	if len(c.Roles) != 2 || c.Roles[1].Prefix != "spiffe://vr-utrecht.crisis.test/user/apps/" {
+		t.Errorf("roles: %+v", c.Roles)
+	}
+}
