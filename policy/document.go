@@ -200,7 +200,19 @@ func (p *Parsed) checkSchema() Problems {
 			add(fmt.Sprintf("phases[%d]", i), "%q is not a phase: use cold, lukewarm or warm", ph)
 		}
 	}
-	if d.ValidFrom != nil && d.ValidUntil != nil && !d.ValidUntil.After(*d.ValidFrom) {
+	// The YAML decoder leaves a time it cannot read as the zero time instead of failing: a
+	// mistyped valid_from would otherwise open the window from the beginning of time.
+	badTime := false
+	for _, w := range []struct {
+		field string
+		t     *time.Time
+	}{{"valid_from", d.ValidFrom}, {"valid_until", d.ValidUntil}} {
+		if w.t != nil && w.t.IsZero() {
+			badTime = true
+			add(w.field, "not a time: use RFC 3339, such as 2026-12-31T00:00:00Z")
+		}
+	}
+	if !badTime && d.ValidFrom != nil && d.ValidUntil != nil && !d.ValidUntil.After(*d.ValidFrom) {
 		add("valid_until", "%s ends before the validity window starts (valid_from %s)", d.ValidUntil.Format(time.RFC3339), d.ValidFrom.Format(time.RFC3339))
 	}
 	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })

@@ -294,25 +294,45 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact}, verdicts
 }
 
+// intersect returns the body paths that every set removes. A set removes a path when it names
+// the path or a field the path sits in: {body.a} and {body.a.b} both remove body.a.b. Paths
+// inside another path of the result are left out.
 func intersect(sets [][]string) []string {
-	if len(sets) == 0 {
-		return nil
-	}
-	var out []string
-	for _, p := range sets[0] {
-		all := true
-		for _, s := range sets[1:] {
-			if !slices.Contains(s, p) {
-				all = false
-				break
+	var cand []string
+	for _, s := range sets {
+		if len(s) == 0 {
+			return nil // a grant that redacts nothing reveals everything
+		}
+		for _, p := range s {
+			if !slices.Contains(cand, p) {
+				cand = append(cand, p)
 			}
 		}
-		if all && !slices.Contains(out, p) {
+	}
+	var all []string
+	for _, p := range cand {
+		if !slices.ContainsFunc(sets, func(s []string) bool { return !removes(s, p) }) {
+			all = append(all, p)
+		}
+	}
+	var out []string
+	for _, p := range all {
+		if !slices.ContainsFunc(all, func(q string) bool { return strings.HasPrefix(p, q+".") }) {
 			out = append(out, p)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// removes reports whether redacting paths removes the field at path.
+func removes(paths []string, path string) bool {
+	for _, q := range paths {
+		if q == path || strings.HasPrefix(path, q+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // redactRecord returns a copy of r without the body paths. It never changes r.

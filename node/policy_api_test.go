@@ -1,0 +1,354 @@
+package node_test
+
+// The policy lifecycle through a real node over mTLS: officers act as themselves with their own
+// SVIDs, the four-eyes rule holds, nobody else (not even the local socket) can take a step, every
+// step and phase change is audited under the officer's SPIFFE ID, and explain and preview agree.
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/config"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+const (
+	lcvsTD    = "lcvs.crisis.test"
+	nccNodeID = "spiffe://ncc.crisis.test/node/r1"
+)
+
+// policyNode is a node of the org lcvs.crisis.test serving mTLS, with two officers, a reader,
+// an editor and an admin, and the peer ncc.crisis.test in group rijk.
+type policyNode struct {
+	n     *node.Node
+	td    spiffeid.TrustDomain
+	ca    *identity.DevCA
+	trust *x509bundle.Bundle
+}
+
+func startPolicyNode(t *testing.T) *policyNode {
+	t.Helper()
+	// The data directory is short: the local socket's path must fit in 108 bytes.
+	dir, err := os.MkdirTemp("", "kp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	td := spiffeid.RequireTrustDomainFromString(lcvsTD)
+	ca, err := identity.InitCA(td, filepath.Join(dir, "ca"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.IssueFiles(spiffeid.RequireFromPath(td, "/node/r1"), filepath.Join(dir, "certs", "r1"), identity.SVIDOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Org, cfg.Name = lcvsTD, "policy-api-test" // a name of its own: metrics are registered by name
+	cfg.MetricsAddr = ""
+	cfg.Raft.ElectionTimeout = 50 * time.Millisecond
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Identity = config.Identity{Source: config.SourceFiles,
+		CertFile: filepath.Join(dir, "certs", "r1.crt"), KeyFile: filepath.Join(dir, "certs", "r1.key"),
+		BundleFile: filepath.Join(dir, "ca", identity.BundleFile)}
+	cfg.Roles = []config.RoleBinding{
+		{ID: "spiffe://" + lcvsTD + "/user/officer-a", Role: config.RoleOfficer},
+		{ID: "spiffe://" + lcvsTD + "/user/officer-b", Role: config.RoleOfficer},
+		{ID: "spiffe://" + lcvsTD + "/user/reader", Role: config.RoleReader},
+		{ID: "spiffe://" + lcvsTD + "/user/editor", Role: config.RoleEditor},
+		{ID: "spiffe://" + lcvsTD + "/user/admin", Role: config.RoleAdmin},
+	}
+	cfg.Peers = []config.Peer{{Name: "ncc", TrustDomain: "ncc.crisis.test", Groups: []string{"rijk"}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(dir, "data"), Config: cfg, Version: "test", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return &policyNode{n: n, td: td, ca: ca, trust: x509bundle.FromX509Authorities(td, []*x509.Certificate{ca.Cert})}
+}
+
+// as connects over mTLS with a fresh SVID for spiffe://lcvs.crisis.test/user/NAME.
+func (p *policyNode) as(t *testing.T, name string) *grpc.ClientConn {
+	t.Helper()
+	id := spiffeid.RequireFromPath(p.td, "/user/"+name)
+	chain, key, err := p.ca.Issue(id, identity.SVIDOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid := &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}
+	conn, err := grpc.NewClient(p.n.Addr().String(), grpc.WithTransportCredentials(identity.ClientCredentials(svid, p.trust, identity.AuthorizeReplica(p.td))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// local connects to the node's local socket, which carries no identity.
+func (p *policyNode) local(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+p.n.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func rpcCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// wantStatus checks a call's gRPC code and message.
+func wantStatus(t *testing.T, what string, err error, code codes.Code, msg string) {
+	t.Helper()
+	if st := status.Convert(err); err == nil || st.Code() != code || st.Message() != msg {
+		t.Fatalf("%s: %v\nwant %s: %s", what, err, code, msg)
+	}
+}
+
+const capacityPolicy = `name: lcvs-capacity-to-ncc
+purpose: spreiding en opvang vluchtelingen
+recipients: [group:rijk]
+kinds: [shelter.capacity]
+max_classification: internal
+when: record.crisis == "oekraine"
+redact: [body.contact_phone]
+phases: [lukewarm, warm]
+`
+
+func TestPolicyLifecycleOverMTLS(t *testing.T) {
+	p := startPolicyNode(t)
+	var (
+		officerA = "spiffe://" + lcvsTD + "/user/officer-a"
+		officerB = "spiffe://" + lcvsTD + "/user/officer-b"
+		connA    = p.as(t, "officer-a")
+		connB    = p.as(t, "officer-b")
+		local    = p.local(t)
+	)
+
+	// The editor stores records over mTLS: two the policy covers (one of another crisis), one
+	// above its ceiling and one of another kind.
+	records := pb.NewRecordServiceClient(p.as(t, "editor"))
+	for _, r := range []*pb.Record{
+		{Id: "shelter-utrecht", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
+			Body: []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":14,"contact_phone":"+31 30 000 0000"}`)},
+		{Id: "shelter-zeist", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC,
+			Body: []byte(`{"municipality":"Zeist","beds_total":40,"beds_free":2}`)},
+		{Id: "shelter-secret", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_CONFIDENTIAL,
+			Body: []byte(`{"municipality":"Amersfoort","beds_total":10,"beds_free":1}`)},
+		{Id: "shelter-flood", Kind: "shelter.capacity", Crisis: "hoogwater", Region: "VR23", Classification: pb.Classification_PUBLIC,
+			Body: []byte(`{"municipality":"Venlo","beds_total":30,"beds_free":30}`)},
+		{Id: "sitrep-1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC,
+			Body: []byte(`{"title":"Stand van zaken","summary":"rustig"}`)},
+	} {
+		if _, err := records.Put(rpcCtx(t), &pb.PutRequest{Record: r}); err != nil {
+			t.Fatalf("Put %s: %v", r.Id, err)
+		}
+	}
+
+	// Nobody but an officer proposes: not a reader, an editor or an admin, and not the local
+	// socket, whose user has no identity to attribute the step to.
+	for _, who := range []string{"reader", "editor", "admin"} {
+		_, err := pb.NewPolicyServiceClient(p.as(t, who)).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
+		wantStatus(t, who+" proposes", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/"+who+" may not call PolicyService/Propose: it needs the role officer")
+	}
+	_, err := pb.NewPolicyServiceClient(local).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
+	wantStatus(t, "the local socket proposes", err, codes.PermissionDenied, "local socket may not call PolicyService/Propose: it needs the role officer")
+
+	// Officer A proposes.
+	info, err := pb.NewPolicyServiceClient(connA).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
+	if err != nil {
+		t.Fatalf("A proposes: %v", err)
+	}
+	const id = "lcvs-capacity-to-ncc@1"
+	if info.Id != id || info.State != "proposed" || info.Active || info.Author != officerA || info.Purpose != "spreiding en opvang vluchtelingen" || info.ApprovalsRequired != 1 {
+		t.Fatalf("proposed: %v", info)
+	}
+	// A document that does not lint against the node is refused with its problems.
+	_, err = pb.NewPolicyServiceClient(connA).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte("name: x\npurpose: x\nrecipients: [group:nobody]\nkinds: [sitrep]\nmax_classification: public\n")})
+	wantStatus(t, "A proposes a policy for an unknown group", err, codes.InvalidArgument,
+		"source: the policy does not lint:\nline 3, column 14: recipients[0]: unknown group \"group:nobody\": it is not in the node's peers config")
+
+	// Four eyes: A cannot approve A's own policy.
+	_, err = pb.NewPolicyServiceClient(connA).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
+	wantStatus(t, "A approves", err, codes.PermissionDenied, "the author cannot approve their own policy: another officer must (four eyes)")
+	// Nor can anyone who is not an officer, or the local socket.
+	for _, who := range []string{"reader", "editor", "admin"} {
+		_, err := pb.NewPolicyServiceClient(p.as(t, who)).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
+		wantStatus(t, who+" approves", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/"+who+" may not call PolicyService/Approve: it needs the role officer")
+	}
+	_, err = pb.NewPolicyServiceClient(local).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
+	wantStatus(t, "the local socket approves", err, codes.PermissionDenied, "local socket may not call PolicyService/Approve: it needs the role officer")
+	_, err = pb.NewPolicyServiceClient(local).Reject(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "r"})
+	wantStatus(t, "the local socket rejects", err, codes.PermissionDenied, "local socket may not call PolicyService/Reject: it needs the role officer")
+	_, err = pb.NewPhaseServiceClient(local).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm"})
+	wantStatus(t, "the local socket sets a phase", err, codes.PermissionDenied, "local socket may not call PhaseService/Set: it needs the role officer")
+	_, err = pb.NewPhaseServiceClient(p.as(t, "admin")).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm"})
+	wantStatus(t, "the admin sets a phase", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/admin may not call PhaseService/Set: it needs the role officer")
+
+	// None of the refusals changed the policy: it is still proposed, with no approvers.
+	got, err := pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: id})
+	if err != nil || got.State != "proposed" || len(got.Approvers) != 0 {
+		t.Fatalf("after the refusals: %v, %v", got, err)
+	}
+	// Not active, so nothing is shared yet; the verdict says why.
+	explain := func(recordID string) *pb.ExplainResponse {
+		t.Helper()
+		resp, err := pb.NewPolicyServiceClient(local).Explain(rpcCtx(t), &pb.ExplainRequest{RecordId: recordID, Recipient: nccNodeID})
+		if err != nil {
+			t.Fatalf("Explain %s: %v", recordID, err)
+		}
+		return resp
+	}
+	if e := explain("shelter-utrecht"); e.Allow || len(e.Verdicts) != 1 || e.Verdicts[0].Reason != "not active: proposed" {
+		t.Fatalf("Explain before approval: %v", e)
+	}
+
+	// A preview shows what the proposal would share once approved, in the phase asked for.
+	draft, err := pb.NewPolicyServiceClient(connB).Preview(rpcCtx(t), &pb.PreviewRequest{Id: id, Recipient: nccNodeID, Phase: "warm"})
+	if err != nil {
+		t.Fatalf("Preview of the proposal: %v", err)
+	}
+	var draftIDs []string
+	for _, it := range draft.Items {
+		draftIDs = append(draftIDs, it.Record.Id)
+	}
+	if !slices.Equal(draftIDs, []string{"shelter-utrecht", "shelter-zeist"}) || draft.Total != 2 {
+		t.Fatalf("Preview of the proposal lists %v (total %d)", draftIDs, draft.Total)
+	}
+
+	// Officer B approves: the policy is approved, but limited to phases the crisis is not in.
+	info, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
+	if err != nil {
+		t.Fatalf("B approves: %v", err)
+	}
+	if info.State != "approved" || info.Active || !slices.Equal(info.Approvers, []string{officerB}) || info.DecidedBy != officerB {
+		t.Fatalf("approved: %v", info)
+	}
+	_, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
+	wantStatus(t, "B approves again", err, codes.FailedPrecondition, "policy: only a proposed policy can be approved or rejected: lcvs-capacity-to-ncc@1 is approved")
+	if e := explain("shelter-utrecht"); e.Allow || e.Phase != "cold" || e.Verdicts[0].Reason != "limited to phases lukewarm, warm; the crisis is cold" {
+		t.Fatalf("Explain in the cold phase: %v", e)
+	}
+
+	// Officer B sets the crisis warm: the policy is active.
+	ph, err := pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: "opschaling"})
+	if err != nil || ph.SetBy != officerB || ph.Phase != "warm" {
+		t.Fatalf("B sets the phase: %v, %v", ph, err)
+	}
+	if got, err := pb.NewPolicyServiceClient(connA).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: id}); err != nil || !got.Active {
+		t.Fatalf("in the warm phase: %v, %v", got, err)
+	}
+
+	// Explain and preview agree on every record of the node: the records the preview lists
+	// are exactly those explain allows, with the same redactions.
+	prev, err := pb.NewPolicyServiceClient(connA).Preview(rpcCtx(t), &pb.PreviewRequest{Id: id, Recipient: nccNodeID})
+	if err != nil {
+		t.Fatalf("Preview: %v", err)
+	}
+	previewed := map[string]*pb.PreviewItem{}
+	for _, it := range prev.Items {
+		previewed[it.Record.Id] = it
+	}
+	allowed := map[string]bool{}
+	for _, rid := range []string{"shelter-utrecht", "shelter-zeist", "shelter-secret", "shelter-flood", "sitrep-1"} {
+		e := explain(rid)
+		it, listed := previewed[rid]
+		if e.Allow != listed {
+			t.Errorf("%s: explain allows %v, preview lists it %v", rid, e.Allow, listed)
+			continue
+		}
+		if e.Allow {
+			allowed[rid] = true
+			if !slices.Equal(e.Redacted, it.Redacted) || !slices.Equal(e.Policies, []string{id}) {
+				t.Errorf("%s: explain redacts %v by %v, preview redacts %v", rid, e.Redacted, e.Policies, it.Redacted)
+			}
+		}
+	}
+	if len(allowed) != 2 || !allowed["shelter-utrecht"] || !allowed["shelter-zeist"] || prev.Total != 2 || prev.Considered != 4 {
+		t.Fatalf("shared %v; preview total %d of %d considered", allowed, prev.Total, prev.Considered)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(previewed["shelter-utrecht"].Record.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := body["contact_phone"]; ok || body["beds_free"] != 14.0 || !slices.Equal(previewed["shelter-utrecht"].Redacted, []string{"body.contact_phone"}) {
+		t.Fatalf("previewed body %v, redacted %v", body, previewed["shelter-utrecht"].Redacted)
+	}
+	if e := explain("shelter-secret"); e.Verdicts[0].Reason != "record is confidential, above the ceiling internal" {
+		t.Fatalf("Explain of a confidential record: %v", e)
+	}
+	// The other crisis is still cold; were it warm, the condition would keep its record home.
+	if e := explain("shelter-flood"); e.Verdicts[0].Reason != "limited to phases lukewarm, warm; the crisis is cold" {
+		t.Fatalf("Explain of another crisis's record: %v", e)
+	}
+	e, err := pb.NewPolicyServiceClient(local).Explain(rpcCtx(t), &pb.ExplainRequest{RecordId: "shelter-flood", Recipient: nccNodeID, Phase: "warm"})
+	if err != nil || e.Allow || e.Phase != "warm" || e.Verdicts[0].Reason != "when is false" {
+		t.Fatalf("Explain of another crisis's record as if warm: %v, %v", e, err)
+	}
+
+	// A reader may not explain or preview: those show what exists.
+	_, err = pb.NewPolicyServiceClient(p.as(t, "reader")).Explain(rpcCtx(t), &pb.ExplainRequest{RecordId: "shelter-utrecht", Recipient: nccNodeID})
+	wantStatus(t, "the reader explains", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/reader may not call PolicyService/Explain: it needs the role officer or admin")
+
+	// The audit log holds each step under the officer who took it, and no refused step.
+	audit := pb.NewAuditServiceClient(connA)
+	list, err := audit.List(rpcCtx(t), &pb.ListAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trail []string
+	for _, e := range list.Entries {
+		trail = append(trail, e.Action+" "+e.Subject+" by "+e.Actor)
+	}
+	want := []string{
+		"policy.propose " + id + " by " + officerA,
+		"policy.approve " + id + " by " + officerB,
+		"phase.set oekraine by " + officerB,
+	}
+	if !slices.Equal(trail, want) {
+		t.Fatalf("audit trail\n %q\nwant\n %q", trail, want)
+	}
+	if d := list.Entries[2].Detail; d != `{"from":"","reason":"opschaling","to":"warm"}` {
+		t.Fatalf("phase.set detail %s", d)
+	}
+	v, err := audit.Verify(rpcCtx(t), &pb.VerifyAuditRequest{})
+	if err != nil || !v.Ok || v.Entries != 3 || v.FirstBroken != 0 || v.Problem != "" {
+		t.Fatalf("audit verify = %v, %v", v, err)
+	}
+
+	// Any officer may revoke; then nothing is shared any more.
+	if info, err := pb.NewPolicyServiceClient(connA).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "doel bereikt"}); err != nil || info.State != "revoked" || info.Active {
+		t.Fatalf("A revokes: %v, %v", info, err)
+	}
+	if e := explain("shelter-utrecht"); e.Allow || e.Verdicts[0].Reason != "not active: revoked" {
+		t.Fatalf("Explain after revocation: %v", e)
+	}
+}

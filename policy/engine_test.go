@@ -1,0 +1,175 @@
+package policy_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+var ncc = policy.Recipient{ID: "spiffe://ncc.crisis.test/node/r1", TrustDomain: "ncc.crisis.test", Name: "ncc", Groups: []string{"rijk"}}
+
+// approved compiles an approved policy named name that gives every sitrep up to secret to
+// ncc.crisis.test, with extra lines appended.
+func approved(t *testing.T, name, extra string) *policy.Compiled {
+	t.Helper()
+	src := "name: " + name + "\npurpose: x\nrecipients: [ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: secret\n" + extra
+	c, err := policy.Compile(policy.Policy{ID: name + "@1", Name: name, Version: 1, Source: []byte(src), State: policy.StateApproved})
+	if err != nil {
+		t.Fatalf("Compile %s: %v", name, err)
+	}
+	return c
+}
+
+func sitrep(body string) *pb.Record {
+	return &pb.Record{Id: "r1", Origin: ownOrg, Kind: "sitrep", Crisis: "oekraine", Classification: pb.Classification_INTERNAL, Body: []byte(body)}
+}
+
+func bodyOf(t *testing.T, d policy.Decision) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(d.Record.Body, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestDecideNestedRedaction is the case the property test found: one policy redacts body.a,
+// another body.a.b. Both remove body.a.b, so the recipient must not see it; body.a.c only the
+// first removes, so the second reveals it.
+func TestDecideNestedRedaction(t *testing.T) {
+	set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{
+		approved(t, "a", "redact: [body.a]\n"),
+		approved(t, "b", "redact: [body.a.b, body.x]\n"),
+	}}
+	d := set.Decide(sitrep(`{"a":{"b":{"secret":1},"c":2},"x":3}`), ncc, policy.PhaseCold, propNow)
+	if !d.Allow || !slices.Equal(d.Policies, []string{"a@1", "b@1"}) {
+		t.Fatalf("Decide = %+v", d)
+	}
+	want := map[string]any{"a": map[string]any{"c": 2.0}, "x": 3.0}
+	if got := bodyOf(t, d); !reflect.DeepEqual(got, want) {
+		t.Fatalf("shared body %s, want %v", d.Record.Body, want)
+	}
+	if !slices.Equal(d.Redacted, []string{"body.a.b"}) {
+		t.Fatalf("Redacted = %v, want [body.a.b]", d.Redacted)
+	}
+	// One policy that names a field and a field inside it reports the outer one.
+	set = &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "c", "redact: [body.a.b, body.a]\n")}}
+	d = set.Decide(sitrep(`{"a":{"b":1},"y":1}`), ncc, policy.PhaseCold, propNow)
+	if !slices.Equal(d.Redacted, []string{"body.a"}) || !reflect.DeepEqual(bodyOf(t, d), map[string]any{"y": 1.0}) {
+		t.Fatalf("Decide = %+v, body %s", d, d.Record.GetBody())
+	}
+}
+
+// TestDecideUnionRevealsWhatAnyGrantReveals checks that a policy without redactions reveals the
+// whole body, whatever the other granting policies redact.
+func TestDecideUnionRevealsWhatAnyGrantReveals(t *testing.T) {
+	set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{
+		approved(t, "a", "redact: [body.phone]\n"),
+		approved(t, "b", ""),
+	}}
+	r := sitrep(`{"phone":"06","beds":3}`)
+	d := set.Decide(r, ncc, policy.PhaseCold, propNow)
+	if !d.Allow || len(d.Redacted) != 0 || string(d.Record.Body) != string(r.Body) {
+		t.Fatalf("Decide = %+v, body %s", d, d.Record.GetBody())
+	}
+	// With only the first, the phone goes, and the record itself is left alone.
+	set.Policies = set.Policies[:1]
+	d = set.Decide(r, ncc, policy.PhaseCold, propNow)
+	if !reflect.DeepEqual(bodyOf(t, d), map[string]any{"beds": 3.0}) || string(r.Body) != `{"phone":"06","beds":3}` {
+		t.Fatalf("Decide body %s, record body %s", d.Record.Body, r.Body)
+	}
+}
+
+// TestDecideConditionCostAtRuntime checks that a condition whose lint estimate fits the budget
+// but whose evaluation on a large body does not is cut off, and grants nothing.
+func TestDecideConditionCostAtRuntime(t *testing.T) {
+	set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "a", "when: record.body.xs.exists(x, x == 0)\n")}}
+	if d := set.Decide(sitrep(`{"xs":[1,2,0]}`), ncc, policy.PhaseCold, propNow); !d.Allow {
+		t.Fatalf("a small list: Decide = %+v", d)
+	}
+	big := `{"xs":[` + strings.Repeat("1,", 5000) + `0]}`
+	d, verdicts := set.Explain(sitrep(big), ncc, policy.PhaseCold, propNow)
+	want := []policy.Verdict{{PolicyID: "a@1", Reason: "when: operation cancelled: actual cost limit exceeded"}}
+	if d.Allow || !reflect.DeepEqual(verdicts, want) {
+		t.Fatalf("a large list: Explain = %+v, %+v; want a denial, %+v", d, verdicts, want)
+	}
+	if d := set.Decide(sitrep(big), ncc, policy.PhaseCold, propNow); d.Allow {
+		t.Fatalf("a large list: Decide = %+v", d)
+	}
+}
+
+// TestDecideFailsClosed checks the records that are never shared, whatever the policies say.
+func TestDecideFailsClosed(t *testing.T) {
+	set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{
+		approved(t, "a", ""),
+		approved(t, "b", "when: record.crisis == \"oekraine\"\nredact: [body.x]\n"),
+	}}
+	if d := set.Decide(sitrep(`{}`), ncc, policy.PhaseCold, propNow); !d.Allow {
+		t.Fatalf("the control record is denied: %+v", d)
+	}
+	foreign := sitrep(`{}`)
+	foreign.Origin = "ncc.crisis.test"
+	tomb := sitrep(`{}`)
+	tomb.Tombstone = true
+	unclassified := sitrep(`{}`)
+	unclassified.Classification = pb.Classification_CLASSIFICATION_UNSPECIFIED
+	for name, r := range map[string]*pb.Record{"another org's record": foreign, "a tombstone": tomb, "an unclassified record": unclassified} {
+		if d := set.Decide(r, ncc, policy.PhaseCold, propNow); d.Allow || d.Record != nil {
+			t.Errorf("%s: Decide = %+v", name, d)
+		}
+	}
+	// A body that cannot be read is not sent, neither to evaluate a condition nor to redact.
+	for name, s := range map[string]*policy.Set{
+		"condition": {Org: ownOrg, Policies: set.Policies[1:]},
+		"redaction": {Org: ownOrg, Policies: []*policy.Compiled{approved(t, "c", "redact: [body.x]\n")}},
+	} {
+		if d := s.Decide(sitrep(`{"x":`), ncc, policy.PhaseCold, propNow); d.Allow {
+			t.Errorf("unreadable body, %s: Decide = %+v", name, d)
+		}
+	}
+	// An empty set and a nil set of policies share nothing.
+	for _, s := range []*policy.Set{{Org: ownOrg}, {}} {
+		if d := s.Decide(sitrep(`{}`), ncc, policy.PhaseCold, propNow); d.Allow {
+			t.Errorf("no policies: Decide = %+v", d)
+		}
+	}
+}
+
+func TestActive(t *testing.T) {
+	c := approved(t, "a", "phases: [warm]\nvalid_from: 2026-06-01T12:00:00Z\nvalid_until: 2026-06-02T00:00:00Z\n")
+	cases := []struct {
+		state, phase string
+		at           string
+		want         bool
+	}{
+		{policy.StateApproved, policy.PhaseWarm, "2026-06-01T12:00:00Z", true},
+		{policy.StateApproved, policy.PhaseWarm, "2026-06-01T23:59:59Z", true},
+		{policy.StateApproved, policy.PhaseWarm, "2026-06-02T00:00:00Z", false},
+		{policy.StateApproved, policy.PhaseWarm, "2026-06-01T11:59:59Z", false},
+		{policy.StateApproved, policy.PhaseLukewarm, "2026-06-01T13:00:00Z", false},
+		{policy.StateProposed, policy.PhaseWarm, "2026-06-01T13:00:00Z", false},
+		{policy.StateRevoked, policy.PhaseWarm, "2026-06-01T13:00:00Z", false},
+	}
+	for _, tc := range cases {
+		cur := *c
+		cur.State = tc.state
+		if got := cur.Active(tc.phase, mustTime(t, tc.at)); got != tc.want {
+			t.Errorf("Active(%s, %s) of a %s policy = %v, want %v", tc.phase, tc.at, tc.state, got, tc.want)
+		}
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -1,0 +1,182 @@
+package policy_test
+
+import (
+	"errors"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/policy"
+)
+
+// nodeContext is a node that knows three kinds, two peers and their groups.
+var nodeContext = &policy.Context{
+	Kinds: []string{"shelter.capacity", "sitrep", "qa"},
+	Peers: []policy.Recipient{
+		{ID: "spiffe://ncc.crisis.test/node/r1", TrustDomain: "ncc.crisis.test", Name: "ncc", Groups: []string{"rijk"}},
+		{ID: "spiffe://vr-utrecht.crisis.test/node/r1", TrustDomain: "vr-utrecht.crisis.test", Name: "vr-utrecht", Groups: []string{"veiligheidsregios"}},
+	},
+	Groups: []string{"rijk", "veiligheidsregios"},
+}
+
+func lintProblems(t *testing.T, src string, ctx *policy.Context) policy.Problems {
+	t.Helper()
+	c, err := policy.Lint([]byte(src), ctx)
+	if err == nil {
+		t.Fatalf("Lint accepted it: %+v", c.Doc)
+	}
+	var ps policy.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Lint error %T %v, want policy.Problems", err, err)
+	}
+	return ps
+}
+
+func TestLintGood(t *testing.T) {
+	c, err := policy.Lint([]byte(good), nodeContext)
+	if err != nil {
+		t.Fatalf("Lint: %v", err)
+	}
+	if c.Name != "lcvs-capacity-to-regions" || string(c.Source) != good || c.Doc.Name != c.Name {
+		t.Fatalf("Lint = name %q, source %q", c.Name, c.Source)
+	}
+	// Offline, without a node, the same document lints too.
+	if _, err := policy.Lint([]byte(good), nil); err != nil {
+		t.Fatalf("Lint without a node: %v", err)
+	}
+	// Every variable and field that `when` may use type-checks.
+	every := head + `when: >-
+  now > timestamp("2026-01-01T00:00:00Z") && phase == "warm" && "rijk" in recipient.groups &&
+  record.labels.exists(k, k == "x") && record.updated_at < now && record.version > 1 &&
+  record.id.startsWith("a") && record.classification == "public" && record.origin == "x" &&
+  record.kind == "x" && record.region == "VR01" && recipient.id == "x" &&
+  recipient.trust_domain == "x" && recipient.name == "ncc" && record.body.a.b == 1
+`
+	if _, err := policy.Lint([]byte(every), nil); err != nil {
+		t.Fatalf("Lint of a condition over every variable: %v", err)
+	}
+}
+
+// TestLintBadCondition is the table of `when` conditions that do not lint. The problem is at the
+// `when` field (line 6, column 7 of head+when); CEL's own message locates it in the expression.
+func TestLintBadCondition(t *testing.T) {
+	cases := []struct {
+		name, when, msg string
+	}{
+		{"syntax error", `record.crisis ==`,
+			"ERROR: <input>:1:17: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}\n | record.crisis ==\n | ................^"},
+		{"type error", `record.crisis == 1`,
+			"ERROR: <input>:1:15: found no matching overload for '_==_' applied to '(string, int)'\n | record.crisis == 1\n | ..............^"},
+		{"unknown field of record", `record.nosuch == "x"`,
+			"ERROR: <input>:1:7: undefined field 'nosuch'\n | record.nosuch == \"x\"\n | ......^"},
+		{"unknown variable", `crisis == "x"`,
+			"ERROR: <input>:1:1: undeclared reference to 'crisis'\n | crisis == \"x\"\n | ^"},
+		{"not a bool", `record.crisis`, "yields string, not bool"},
+		{"dyn, not a bool", `record.body.n`, "yields dyn, not bool"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := lintProblems(t, head+"when: '"+strings.ReplaceAll(tc.when, "'", "''")+"'\n", nil)
+			want := policy.Problems{{Line: 6, Column: 7, Field: "when", Message: tc.msg}}
+			if !slices.Equal(got, want) {
+				t.Fatalf("problems\n got %#v\nwant %#v", got, want)
+			}
+		})
+	}
+}
+
+// TestLintCostBudget checks that a condition whose worst case is over the budget is refused, and
+// that the message gives the estimate and the budget.
+func TestLintCostBudget(t *testing.T) {
+	msgRe := regexp.MustCompile(`^worst-case cost (\d+) is over the budget of 10000: simplify it, or bound the lists it walks$`)
+	for _, when := range []string{
+		`record.labels.all(k, record.labels.all(j, record.body.exists(x, x == k + j)))`,
+		`record.body.a.exists(x, record.body.b.exists(y, record.body.c.exists(z, x == y)))`,
+	} {
+		got := lintProblems(t, head+"when: '"+when+"'\n", nil)
+		if len(got) != 1 || got[0].Line != 6 || got[0].Column != 7 || got[0].Field != "when" {
+			t.Fatalf("%s: problems %#v, want one at line 6, column 7, field when", when, got)
+		}
+		m := msgRe.FindStringSubmatch(got[0].Message)
+		if m == nil {
+			t.Fatalf("%s: message %q", when, got[0].Message)
+		}
+		if n, _ := strconv.ParseUint(m[1], 10, 64); n <= policy.CostBudget {
+			t.Fatalf("%s: estimate %d is within the budget %d it was refused for", when, n, policy.CostBudget)
+		}
+	}
+	// One walk over a bounded list fits.
+	if _, err := policy.Lint([]byte(head+"when: 'record.labels.exists(k, k == \"x\")'\n"), nil); err != nil {
+		t.Fatalf("a single walk over labels: %v", err)
+	}
+}
+
+// TestLintAgainstNode checks the names a document uses against what a node knows: kinds,
+// peers (by SPIFFE ID or trust domain) and groups.
+func TestLintAgainstNode(t *testing.T) {
+	src := `name: p
+purpose: x
+recipients: [spiffe://ncc.crisis.test, group:vr, spiffe://defensie.crisis.test/node/r1, ministerie.crisis.test, group:rijk, vr-utrecht.crisis.test, spiffe://ncc.crisis.test/user/x]
+kinds: [sitrep, foo, qa]
+max_classification: internal
+`
+	want := policy.Problems{
+		{Line: 3, Column: 40, Field: "recipients[1]", Message: `unknown group "group:vr": it is not in the node's peers config`},
+		{Line: 3, Column: 50, Field: "recipients[2]", Message: `unknown peer "spiffe://defensie.crisis.test/node/r1": it is not in the node's peers config`},
+		{Line: 3, Column: 89, Field: "recipients[3]", Message: `unknown peer "ministerie.crisis.test": it is not in the node's peers config`},
+		{Line: 4, Column: 17, Field: "kinds[1]", Message: `unknown kind "foo": the node knows shelter.capacity, sitrep, qa`},
+	}
+	if got := lintProblems(t, src, nodeContext); !slices.Equal(got, want) {
+		t.Fatalf("problems\n got %#v\nwant %#v", got, want)
+	}
+	// Offline, those names cannot be checked, and the document lints.
+	if _, err := policy.Lint([]byte(src), nil); err != nil {
+		t.Fatalf("Lint without a node: %v", err)
+	}
+	// A node with no peers knows no recipient at all.
+	got := lintProblems(t, head, &policy.Context{Kinds: []string{"sitrep"}})
+	want = policy.Problems{{Line: 3, Column: 14, Field: "recipients[0]", Message: `unknown peer "spiffe://ncc.crisis.test": it is not in the node's peers config`}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("no peers: problems\n got %#v\nwant %#v", got, want)
+	}
+}
+
+// TestLintReportsEverything checks that schema, condition and node problems come together when
+// the schema is sound, sorted by line.
+func TestLintReportsEverything(t *testing.T) {
+	src := `name: p
+purpose: x
+recipients: [group:nobody]
+kinds: [nokind]
+max_classification: internal
+when: record.crisis == 1
+`
+	got := lintProblems(t, src, nodeContext)
+	want := policy.Problems{
+		{Line: 3, Column: 14, Field: "recipients[0]", Message: `unknown group "group:nobody": it is not in the node's peers config`},
+		{Line: 4, Column: 9, Field: "kinds[0]", Message: `unknown kind "nokind": the node knows shelter.capacity, sitrep, qa`},
+		{Line: 6, Column: 7, Field: "when", Message: "ERROR: <input>:1:15: found no matching overload for '_==_' applied to '(string, int)'\n | record.crisis == 1\n | ..............^"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("problems\n got %#v\nwant %#v", got, want)
+	}
+}
+
+// TestCompileRefusesBadCondition checks that a stored policy whose condition no longer compiles
+// is not silently compiled without it: a policy without its condition would grant more.
+func TestCompileRefusesBadCondition(t *testing.T) {
+	_, err := policy.Compile(policy.Policy{ID: "p@1", Source: []byte(head + "when: record.crisis == 1\n"), State: policy.StateApproved})
+	var ps policy.Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Field != "when" {
+		t.Fatalf("Compile = %v, want the when problem", err)
+	}
+	c, err := policy.Compile(policy.Policy{ID: "p@1", Name: "p", Version: 1, Source: []byte(good), State: policy.StateApproved, Author: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != "p@1" || c.State != policy.StateApproved || c.Author != "a" || c.Doc.Name != "lcvs-capacity-to-regions" {
+		t.Fatalf("Compile = %+v", c)
+	}
+}
