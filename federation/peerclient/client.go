@@ -80,9 +80,12 @@ type Config struct {
 type Manager struct {
 	c Config
 
-	mu    sync.Mutex
-	conns map[string]*peerConn // by peer name
-	subs  map[string]*subscription
+	// connMu guards conns and mu guards subs. They are apart because reconcile and stopAll
+	// hold mu while a subscription ends, and a subscription that is starting takes connMu.
+	connMu sync.Mutex
+	conns  map[string]*peerConn // by peer name
+	mu     sync.Mutex
+	subs   map[string]*subscription
 }
 
 type peerConn struct {
@@ -120,8 +123,8 @@ func New(c Config) *Manager {
 // a replica SVID of the peer's trust domain.
 func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	key := p.TrustDomain + "|" + strings.Join(p.Addresses, ",")
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
 	if pc, ok := m.conns[p.Name]; ok {
 		if pc.key == key {
 			return pc.conn, nil
@@ -162,12 +165,12 @@ func (m *Manager) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			m.stopAll()
-			m.mu.Lock()
+			m.connMu.Lock()
 			for _, pc := range m.conns {
 				pc.conn.Close()
 			}
 			m.conns = map[string]*peerConn{}
-			m.mu.Unlock()
+			m.connMu.Unlock()
 			return
 		case <-t.C:
 		}

@@ -345,6 +345,9 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	}
 	disc := s.newDisclosures(to, "Subscribe")
 	cursor := req.Cursor
+	// sent is what resync sent on this stream of records whose change is still ahead of the
+	// cursor, so that the feed does not send the same version again.
+	sent := map[string]int64{}
 	heartbeat := time.NewTicker(s.c.Heartbeat)
 	defer heartbeat.Stop()
 	recheck := time.NewTicker(s.c.Reevaluate)
@@ -356,7 +359,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		changed := s.c.DB.Changed()
 		if g := s.c.DB.Generation(); g != gen || forceCheck {
 			gen, forceCheck = g, false
-			if err := s.resync(ctx, stream, to, held, disc, cursor); err != nil {
+			if err := s.resync(ctx, stream, to, held, sent, disc, cursor); err != nil {
 				return err
 			}
 		}
@@ -365,7 +368,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			return api.Status(s.c.Logger, err)
 		}
 		if cursor < upTo {
-			if cursor, err = s.sendChanges(ctx, stream, to, held, disc, cursor, upTo); err != nil {
+			if cursor, err = s.sendChanges(ctx, stream, to, held, sent, disc, cursor, upTo); err != nil {
 				return err
 			}
 			continue
@@ -388,7 +391,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 
 // sendChanges sends the changes after cursor up to upTo and returns the new cursor.
 func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
-	held map[string]int64, disc *disclosures, cursor, upTo int64) (int64, error) {
+	held, sent map[string]int64, disc *disclosures, cursor, upTo int64) (int64, error) {
 	page, err := s.c.DB.Changes(ctx, cursor, upTo, batch, "", "")
 	if err != nil {
 		return cursor, api.Status(s.c.Logger, err)
@@ -407,7 +410,10 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 		}
 		d := set.Decide(r, to, ph, now)
 		switch {
+		case d.Allow && sent[r.Id] == r.Version:
+			delete(sent, r.Id) // resync sent this version on this stream already
 		case d.Allow:
+			delete(sent, r.Id)
 			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return cursor, err
 			}
@@ -436,7 +442,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 // phase changed (or, periodically, for policies that expire): it retracts every record the
 // caller holds that is no longer granted, and sends every granted record it does not hold.
 func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
-	held map[string]int64, disc *disclosures, cursor int64) error {
+	held, sent map[string]int64, disc *disclosures, cursor int64) error {
 	set, err := s.c.Sharing.PolicySet(ctx)
 	if err != nil {
 		return api.Status(s.c.Logger, err)
@@ -468,7 +474,7 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return false, err
 			}
-			held[r.Id] = r.Version
+			held[r.Id], sent[r.Id] = r.Version, r.Version
 			disc.disclose(d.Record, d.Policies)
 			if disc.pendingLen >= batch {
 				return true, disc.flush(ctx)

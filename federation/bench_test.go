@@ -1,0 +1,312 @@
+package federation_test
+
+// Benchmarks of federation: network search latency over 1 to 100 peers, propagation from a
+// commit at the source to the recipient's cache, and the throughput of a policy-filtered Query
+// stream against a plain grpc-go stream of the same messages over the same mTLS. Every node is a
+// full in-process node (node.Start) on loopback; docs/performance-federation.md has the figures
+// and the commands.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"google.golang.org/grpc"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// benchOpts are quiet federation knobs: heartbeats as in production.
+var benchOpts = fedtest.Options{Heartbeat: 5 * time.Second, IdleTimeout: 20 * time.Second, Reevaluate: 30 * time.Second}
+
+// percentiles reports p50 and p99 (and the maximum) of the samples, in milliseconds.
+func percentiles(b *testing.B, samples []time.Duration, prefix string) {
+	b.Helper()
+	if len(samples) == 0 {
+		return
+	}
+	slices.Sort(samples)
+	at := func(q float64) float64 {
+		i := int(q*float64(len(samples)) + 0.5)
+		i = min(max(i-1, 0), len(samples)-1)
+		return float64(samples[i].Microseconds()) / 1000
+	}
+	b.ReportMetric(at(0.50), prefix+"p50-ms")
+	b.ReportMetric(at(0.99), prefix+"p99-ms")
+	b.ReportMetric(float64(samples[len(samples)-1].Microseconds())/1000, prefix+"max-ms")
+}
+
+// benchPeers is the peer counts of BenchmarkSearch; KNOOPPUNT_BENCH_PEERS overrides it, such as
+// "1,5".
+func benchPeers(b *testing.B) []int {
+	s := os.Getenv("KNOOPPUNT_BENCH_PEERS")
+	if s == "" {
+		return []int{1, 5, 25, 100}
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatalf("KNOOPPUNT_BENCH_PEERS: %v", err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// BenchmarkSearch measures network search from one node with N peers, every one a full node
+// with 10 records the searcher may have. One iteration is one Search over the local socket
+// (deadline 2s); p50 and p99 are over the iterations. Every peer answers from its store and
+// records the disclosures through its Raft log; the searcher audits the search.
+func BenchmarkSearch(b *testing.B) {
+	for _, n := range benchPeers(b) {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			opts := benchOpts
+			opts.Orgs = n + 1
+			opts.PeersOf = func(name string) []string {
+				if name == "a" {
+					var all []string
+					for i := 1; i <= n; i++ {
+						all = append(all, fedtest.OrgName(i))
+					}
+					return all
+				}
+				return []string{"a"}
+			}
+			f := fedtest.Start(b, opts)
+			a := f.Orgs[0]
+			for _, p := range f.Orgs[1:] {
+				p.Approve(b, policyDoc("to-searcher", spiffeOf(a), "sitrep", "internal", ""))
+				for i := range 10 {
+					p.Put(b, fedtest.Sitrep(fmt.Sprintf("r%d", i), "bench", pb.Classification_INTERNAL, "bench"))
+				}
+			}
+			req := &pb.SearchRequest{Filter: &pb.Filter{Crisis: "bench", Kinds: []string{"sitrep"}}, TimeoutMs: 2000}
+			// Warm up: every connection is open and every TLS session established.
+			for range 3 {
+				resp, _ := a.Search(b, req)
+				if resp.Partial || len(resp.Hits) != 10*n {
+					b.Fatalf("warm-up search: partial %v, %d hits, want %d: %v", resp.Partial, len(resp.Hits), 10*n, resp.Peers)
+				}
+			}
+			b.Run("search", func(b *testing.B) {
+				samples := make([]time.Duration, 0, b.N)
+				partial := 0
+				cpu0 := cpuTime()
+				for b.Loop() {
+					resp, took := a.Search(b, req)
+					if resp.Partial {
+						partial++ // a peer missed the deadline: the search says so, and counts
+					}
+					samples = append(samples, took)
+				}
+				percentiles(b, samples, "")
+				b.ReportMetric(float64(partial)/float64(b.N), "partial/op")
+				// The CPU of the whole process, searcher and peers: on one machine every peer's
+				// answer costs the same cores the searcher runs on.
+				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			})
+		})
+	}
+}
+
+// BenchmarkPropagation measures how long a change takes from its commit at the source (the
+// record's updated_at, which the source's node sets at commit) to being visible in the
+// recipient's cache (a read of the recipient's database, woken by each of its commits). One
+// iteration is one Put of a new version at the source. It also reports, as wire-*, when the same
+// change arrives on a raw Subscribe stream held as the recipient's node, which is the source's
+// share of the latency.
+func BenchmarkPropagation(b *testing.B) {
+	opts := benchOpts
+	opts.Orgs = 2
+	f := fedtest.Start(b, opts)
+	a, r := f.Orgs[0], f.Orgs[1]
+	a.Approve(b, policyDoc("to-r", spiffeOf(r), "sitrep", "internal", ""))
+	a.Put(b, fedtest.Sitrep("p", "bench", pb.Classification_INTERNAL, "v"))
+	cache := r.Node.DB()
+	visible := func(ctx context.Context, version int64) error {
+		for {
+			changed := cache.Changed()
+			got, err := cache.ForeignList(ctx, db.ForeignFilter{Origin: a.TD.Name(), Crisis: "bench"})
+			if err != nil {
+				return err
+			}
+			if len(got) == 1 && got[0].Record.Version >= version {
+				return nil
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return fmt.Errorf("version %d not visible: %w", version, ctx.Err())
+			}
+		}
+	}
+	if err := visible(fedtest.Call(b), 1); err != nil {
+		b.Fatal(err)
+	}
+	// A raw subscription, as r's node, on which each change's arrival is timed.
+	sub, err := pb.NewFederationServiceClient(asPeer(b, r, a)).Subscribe(b.Context(), &pb.SubscribeRequest{Cursor: a.LastSeq(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	arrived := make(chan time.Time, 1024)
+	go func() {
+		for {
+			ev, err := sub.Recv()
+			if err != nil {
+				close(arrived)
+				return
+			}
+			if ev.GetUpsert() != nil {
+				arrived <- time.Now()
+			}
+		}
+	}()
+	var cacheLat, wireLat []time.Duration
+	for b.Loop() {
+		put := a.Put(b, fedtest.Sitrep("p", "bench", pb.Classification_INTERNAL, "v"))
+		if err := visible(fedtest.Call(b), put.Version); err != nil {
+			b.Fatal(err)
+		}
+		seen := time.Now()
+		committed := put.UpdatedAt.AsTime()
+		cacheLat = append(cacheLat, seen.Sub(committed))
+		select {
+		case at := <-arrived:
+			wireLat = append(wireLat, at.Sub(committed))
+		case <-time.After(5 * time.Second):
+			b.Fatal("the raw subscription got nothing")
+		}
+	}
+	percentiles(b, cacheLat, "")
+	percentiles(b, wireLat, "wire-")
+}
+
+// BenchmarkQueryStream compares a Query for 5000 records, through the node's FederationService
+// (authorisation, the policy decision and redaction per record, disclosures recorded through
+// Raft), with a plain grpc-go server that streams the very same messages, already built, over
+// the same mTLS (identity.ServerCredentials and ClientCredentials, the same SVIDs and bundles).
+// Both report records/s; their ratio is the figure of merit.
+func BenchmarkQueryStream(b *testing.B) {
+	const records = 5000
+	opts := benchOpts
+	opts.Orgs = 2
+	f := fedtest.Start(b, opts)
+	a, r := f.Orgs[0], f.Orgs[1]
+	a.Approve(b, `name: to-r
+purpose: bench
+recipients: [`+spiffeOf(r)+`]
+kinds: [shelter.capacity]
+max_classification: internal
+when: record.body.beds_free >= 0
+redact: [body.contact_phone]
+`)
+	c := pb.NewRecordServiceClient(a.Local(b))
+	for i := 0; i < records; i += 1000 {
+		var batch []*pb.Record
+		for j := i; j < i+1000; j++ {
+			batch = append(batch, &pb.Record{Id: fmt.Sprintf("s%05d", j), Kind: "shelter.capacity", Crisis: "bench", Region: "VR09",
+				Classification: pb.Classification_INTERNAL,
+				Body:           []byte(fmt.Sprintf(`{"municipality":"m%d","beds_total":100,"beds_free":%d,"contact_phone":"0301234567"}`, j, j%100))})
+		}
+		if _, err := c.PutBatch(fedtest.Call(b), &pb.PutBatchRequest{Records: batch}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bundles := x509bundle.NewSet(a.Bundle(), r.Bundle())
+	dial := func(addr string) pb.FederationServiceClient {
+		conn, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(identity.ClientCredentials(r.Replica, bundles, identity.AuthorizeReplica(a.TD))),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		return pb.NewFederationServiceClient(conn)
+	}
+	query := func(fc pb.FederationServiceClient) []*pb.SharedRecord {
+		s, err := fc.Query(b.Context(), &pb.QueryRequest{Filter: &pb.Filter{Crisis: "bench", Limit: records}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out []*pb.SharedRecord
+		for {
+			sr, err := s.Recv()
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			out = append(out, sr)
+		}
+	}
+	nodeClient := dial(a.Addr)
+	msgs := query(nodeClient)
+	if len(msgs) != records || len(msgs[0].Redacted) != 1 {
+		b.Fatalf("the node sent %d records (first redacted %v), want %d, redacted", len(msgs), msgs[0].Redacted, records)
+	}
+
+	// The plain server: a's node SVID and the same bundles, the same credentials function.
+	plain := grpc.NewServer(grpc.Creds(identity.ServerCredentials(a.Issue(b, "/node/r1"), bundles, slog.New(slog.DiscardHandler))))
+	pb.RegisterFederationServiceServer(plain, &plainQuery{msgs: msgs})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go plain.Serve(lis)
+	b.Cleanup(plain.Stop)
+	plainClient := dial(lis.Addr().String())
+
+	for _, c := range []struct {
+		name string
+		fc   pb.FederationServiceClient
+	}{{"node", nodeClient}, {"plain", plainClient}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if got := query(c.fc); len(got) != records {
+					b.Fatalf("%d records, want %d", len(got), records)
+				}
+			}
+			b.ReportMetric(float64(records*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// plainQuery streams prepared messages: grpc-go and nothing else.
+type plainQuery struct {
+	pb.UnimplementedFederationServiceServer
+	msgs []*pb.SharedRecord
+}
+
+func (p *plainQuery) Query(_ *pb.QueryRequest, s grpc.ServerStreamingServer[pb.SharedRecord]) error {
+	for _, m := range p.msgs {
+		if err := s.Send(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cpuTime is the CPU time, user and system, that the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

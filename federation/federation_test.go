@@ -1,0 +1,706 @@
+package federation_test
+
+// The tests of this file run federations of four organisations in one process: real nodes
+// (node.Start) on loopback, each with its own trust domain and development CA, talking mTLS
+// gRPC to each other. process_test.go runs the same scenarios with every node in its own
+// process.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/peerclient"
+	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// nodes stops and starts the nodes of a federation: in-process or as processes.
+type nodes interface {
+	// kill stops the org's node: in-process with node.Stop, a process with SIGKILL.
+	kill(t *testing.T, o *fedtest.Org)
+	// restart starts the org's node again on its data directory and waits until it serves.
+	restart(t *testing.T, o *fedtest.Org)
+	// freshMetrics says whether a restarted node's counters start at zero (its own process).
+	freshMetrics() bool
+}
+
+type inProcess struct{}
+
+func (inProcess) kill(t *testing.T, o *fedtest.Org)    { o.Stop(t) }
+func (inProcess) restart(t *testing.T, o *fedtest.Org) { o.Start(t) }
+func (inProcess) freshMetrics() bool                   { return false }
+
+// policyDoc is a sharing policy of kinds to one recipient, up to a classification, with extra
+// YAML lines (such as phases).
+func policyDoc(name, recipient, kind, ceiling, extra string) string {
+	return fmt.Sprintf("name: %s\npurpose: fedtest\nrecipients: [%s]\nkinds: [%s]\nmax_classification: %s\n%s",
+		name, recipient, kind, ceiling, extra)
+}
+
+func spiffeOf(o *fedtest.Org) string { return "spiffe://" + o.TD.Name() }
+
+// waitHeld waits until o's picture of crisis holds exactly want of origin's records.
+func waitHeld(t *testing.T, o *fedtest.Org, crisis, origin string, want map[string]int64, what string) {
+	t.Helper()
+	fedtest.Eventually(t, 10*time.Second, what, func() (bool, string) {
+		got := o.Held(t, crisis, origin)
+		return maps.Equal(got, want), o.Name + " holds " + fedtest.Describe(got) + ", want " + fedtest.Describe(want)
+	})
+}
+
+// auditDetail decodes an audit entry's JSON detail.
+func auditDetail(t *testing.T, e *pb.AuditEntry) map[string]any {
+	t.Helper()
+	var d map[string]any
+	if err := json.Unmarshal([]byte(e.Detail), &d); err != nil {
+		t.Fatalf("audit entry %d: detail %q: %v", e.Seq, e.Detail, err)
+	}
+	return d
+}
+
+// TestSubscribeUpdateRetract checks the life of a shared record in a federation of four: a
+// record granted by an approved policy reaches the recipient's cache, and only its cache; an
+// update arrives with the new version; revoking the policy, deleting the record, reclassifying
+// it above the policy's ceiling and cooling the crisis below a phase-limited policy each
+// retract it. Re-checks run on policy and phase changes at once, not on the periodic
+// re-evaluation, which is set out of reach here.
+func TestSubscribeUpdateRetract(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Reevaluate: 10 * time.Minute})
+	lifecycle(t, f)
+}
+
+func lifecycle(t *testing.T, f *fedtest.Federation) {
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "lifecycle"
+	origin := a.TD.Name()
+	wait := func(want map[string]int64, what string) { t.Helper(); waitHeld(t, b, crisis, origin, want, what) }
+
+	pol := a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("r1", crisis, pb.Classification_INTERNAL, "first"))
+	wait(map[string]int64{"r1": 1}, "the granted record reaches b")
+
+	a.Put(t, fedtest.Sitrep("r1", crisis, pb.Classification_INTERNAL, "second"))
+	wait(map[string]int64{"r1": 2}, "the update reaches b with the new version")
+	for _, e := range b.Picture(t, crisis).Entries {
+		if e.Record.Id == "r1" && !strings.Contains(string(e.Record.Body), `"second"`) {
+			t.Fatalf("b holds r1@2 with body %s, want the updated body", e.Record.Body)
+		}
+	}
+
+	a.Revoke(t, pol)
+	wait(map[string]int64{}, "revoking the policy retracts r1 from b")
+
+	a.Approve(t, policyDoc("sitreps-to-b-again", spiffeOf(b), "sitrep", "internal", ""))
+	wait(map[string]int64{"r1": 2}, "a new approved policy shares r1 again")
+	a.Delete(t, "r1")
+	wait(map[string]int64{}, "deleting r1 retracts it")
+
+	a.Put(t, fedtest.Sitrep("r2", crisis, pb.Classification_INTERNAL, "ceiling"))
+	wait(map[string]int64{"r2": 1}, "r2 reaches b")
+	a.Put(t, fedtest.Sitrep("r2", crisis, pb.Classification_CONFIDENTIAL, "ceiling"))
+	wait(map[string]int64{}, "reclassifying r2 above the ceiling retracts it")
+
+	a.Approve(t, policyDoc("signals-when-warm", spiffeOf(b), "signal", "internal", "phases: [warm]\n"))
+	a.Put(t, &pb.Record{Id: "s1", Kind: "signal", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"summary":"more arrivals expected"}`)})
+	a.SetPhase(t, crisis, "warm")
+	wait(map[string]int64{"s1": 1}, "warming the crisis shares the phase-limited signal")
+	a.SetPhase(t, crisis, "cold")
+	wait(map[string]int64{}, "cooling the crisis retracts the phase-limited signal")
+
+	// The source's audit says what went where and why it came back: every disclosure was to b,
+	// and each retraction has the reason of its step.
+	for _, e := range a.Audit(t, db.AuditDisclosure) {
+		if d := auditDetail(t, e); d["recipient"] != b.TD.Name() {
+			t.Errorf("a disclosed %s to %v: no policy grants it anything but b", e.Subject, d["recipient"])
+		}
+	}
+	var got []string
+	for _, e := range a.Audit(t, db.AuditRetraction) {
+		d := auditDetail(t, e)
+		got = append(got, fmt.Sprintf("%s %v: %v", e.Subject, d["recipient"], d["reason"]))
+	}
+	want := []string{
+		"r1 " + b.TD.Name() + ": no longer granted",
+		"r1 " + b.TD.Name() + ": deleted",
+		"r2 " + b.TD.Name() + ": no longer granted",
+		"s1 " + b.TD.Name() + ": no longer granted",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("a's audit has the retractions\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Nobody else ever held a record of a.
+	for _, o := range f.Orgs[2:] {
+		if got := o.Held(t, crisis, origin); len(got) != 0 {
+			t.Errorf("%s holds %s of a: no policy granted it anything", o.Name, fedtest.Describe(got))
+		}
+	}
+}
+
+// TestKillAndRestartPeer checks a federation when a peer goes away and comes back: a search
+// returns within its deadline with the dead peer marked unreachable and answered from the cache,
+// with the cache's age, and says it is partial; the subscription resumes when the peer returns,
+// with no gap and no duplicate; and a subscriber that was down gets every change made meanwhile
+// exactly once, its cursor only moving forward.
+func TestKillAndRestartPeer(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{})
+	killAndRestart(t, f, inProcess{})
+}
+
+func killAndRestart(t *testing.T, f *fedtest.Federation, ns nodes) {
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "outage"
+	origin := a.TD.Name()
+	received := func(event string) float64 {
+		return b.Metric(t, "knooppunt_federation_received_total", map[string]string{"peer": a.Name, "event": event})
+	}
+	// caughtUp waits until b has stored all a sent: its cursor of a is a's last change.
+	caughtUp := func(what string) {
+		t.Helper()
+		last := a.LastSeq(t)
+		fedtest.Eventually(t, 10*time.Second, what, func() (bool, string) {
+			c := b.Cursor(t, a.Name)
+			return c == last, fmt.Sprintf("b's cursor of a is %d, a's last change is %d", c, last)
+		})
+	}
+
+	a.Approve(t, policyDoc("outage-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	written := time.Now()
+	for _, id := range []string{"x", "w"} {
+		a.Put(t, fedtest.Sitrep(id, crisis, pb.Classification_INTERNAL, "v1"))
+	}
+	waitHeld(t, b, crisis, origin, map[string]int64{"x": 1, "w": 1}, "b receives x and w")
+	caughtUp("b stores its cursor with x and w")
+	seen := time.Now() // b stored the last of what a sent before this
+
+	// a goes away. b's search still answers, within the deadline, from what b holds.
+	ns.kill(t, a)
+	const deadline = 1500 * time.Millisecond
+	before := time.Now()
+	resp, took := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: int32(deadline / time.Millisecond)})
+	if took > deadline+500*time.Millisecond {
+		t.Errorf("search took %s with a down, deadline %s", took, deadline)
+	}
+	if !resp.Partial {
+		t.Errorf("search with a down is not marked partial: %v", resp.Peers)
+	}
+	var st *pb.PeerStatus
+	for _, p := range resp.Peers {
+		if p.Peer == a.Name {
+			st = p
+		} else if p.State != search.Answered {
+			t.Errorf("peer %s is %s (%s), want answered", p.Peer, p.State, p.Error)
+		}
+	}
+	if st == nil || (st.State != search.Unreachable && st.State != search.TimedOut) || st.Count != 2 {
+		t.Fatalf("a's status in the search is %v, want unreachable or timed_out with 2 cached records", st)
+	}
+	// The cache is at least as old as the moment b was seen caught up, and no older than the
+	// records' writing.
+	if lo, hi := before.Sub(seen).Milliseconds(), time.Since(written).Milliseconds(); st.CacheAgeMs < lo || st.CacheAgeMs > hi {
+		t.Errorf("cache age %dms, want between %dms and %dms", st.CacheAgeMs, lo, hi)
+	}
+	fromCache := map[string]int64{}
+	for _, h := range resp.Hits {
+		if h.Source == a.Name {
+			if !h.FromCache || h.Record.Origin != origin {
+				t.Errorf("hit %s of a: from_cache %v, origin %s", h.Record.Id, h.FromCache, h.Record.Origin)
+			}
+			fromCache[h.Record.Id] = h.Record.Version
+		}
+	}
+	if want := map[string]int64{"x": 1, "w": 1}; !maps.Equal(fromCache, want) {
+		t.Errorf("search served %s of a from the cache, want %s", fedtest.Describe(fromCache), fedtest.Describe(want))
+	}
+
+	// a comes back; the subscription resumes where it was: one new version, received once.
+	ns.restart(t, a)
+	cursor := b.Cursor(t, a.Name)
+	ups := received("upsert")
+	if ns.freshMetrics() {
+		ups = received("upsert") // b's process did not restart: its counter goes on
+	}
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "v2"))
+	waitHeld(t, b, crisis, origin, map[string]int64{"x": 2, "w": 1}, "after a restarts, b receives x@2")
+	caughtUp("b's cursor reaches a's last change after a restarts")
+	if c := b.Cursor(t, a.Name); c <= cursor {
+		t.Errorf("b's cursor of a went from %d to %d", cursor, c)
+	}
+	if n := received("upsert") - ups; n != 1 {
+		t.Errorf("b received %v upserts from a after a restarted, want exactly 1 (x@2)", n)
+	}
+
+	// b goes away; a changes things meanwhile: x twice, a new record y, z created and deleted,
+	// and w deleted. When b is back it gets x@4, y@1 and w's retraction, each exactly once.
+	cursor = b.Cursor(t, a.Name)
+	ups, rets := received("upsert"), received("retraction")
+	ns.kill(t, b)
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "v3"))
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "v4"))
+	a.Put(t, fedtest.Sitrep("y", crisis, pb.Classification_INTERNAL, "v1"))
+	a.Put(t, fedtest.Sitrep("z", crisis, pb.Classification_INTERNAL, "v1"))
+	a.Delete(t, "z")
+	a.Delete(t, "w")
+	ns.restart(t, b)
+	if ns.freshMetrics() {
+		ups, rets = 0, 0
+	}
+	last := a.LastSeq(t)
+	prev := int64(-1)
+	fedtest.Eventually(t, 15*time.Second, "b catches up with what a changed while b was down", func() (bool, string) {
+		c := b.Cursor(t, a.Name)
+		if c < prev || c < cursor || c > last {
+			t.Fatalf("b's cursor of a moved to %d after %d (stored before the restart: %d, a's last change %d)", c, prev, cursor, last)
+		}
+		prev = c
+		got := b.Held(t, crisis, origin)
+		return c == last && maps.Equal(got, map[string]int64{"x": 4, "y": 1}), fmt.Sprintf("cursor %d of %d, holds %s", c, last, fedtest.Describe(got))
+	})
+	if n := received("upsert") - ups; n != 2 {
+		t.Errorf("b received %v upserts from a while catching up, want exactly 2 (x@4, y@1)", n)
+	}
+	if n := received("retraction") - rets; n != 1 {
+		t.Errorf("b received %v retractions from a while catching up, want exactly 1 (w)", n)
+	}
+	// The source's disclosures agree: every version it sent b, it sent once.
+	sent := map[string]int{}
+	for _, e := range a.Audit(t, db.AuditDisclosure) {
+		d := auditDetail(t, e)
+		sent[fmt.Sprintf("%s@%v", e.Subject, d["version"])]++
+	}
+	for _, want := range []string{"x@1", "w@1", "x@2", "x@4", "y@1"} {
+		if sent[want] != 1 {
+			t.Errorf("a disclosed %s to b %d times, want once (all: %v)", want, sent[want], sent)
+		}
+	}
+	for _, never := range []string{"x@3", "z@1"} {
+		if sent[never] != 0 {
+			t.Errorf("a disclosed %s, which was superseded before b could see it, %d times", never, sent[never])
+		}
+	}
+}
+
+// TestDeniedRequestGetsNothingAndIsAudited checks that a peer that asks for what no policy
+// grants it gets nothing, not even a hint of what exists, and that the request is audited.
+func TestDeniedRequestGetsNothingAndIsAudited(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("secret-plan", "denied", pb.Classification_INTERNAL, "for b only"))
+	waitHeld(t, b, "denied", a.TD.Name(), map[string]int64{"secret-plan": 1}, "b receives the record")
+
+	// c asks a, as c's node, over mTLS.
+	fc := pb.NewFederationServiceClient(asPeer(t, c, a))
+	stream, err := fc.Query(fedtest.Call(t), &pb.QueryRequest{Filter: &pb.Filter{Kinds: []string{"sitrep"}, Crisis: "denied"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("c's query of a got %v, %v; want nothing (EOF)", r, err)
+	}
+	desc, err := fc.Describe(fedtest.Call(t), &pb.DescribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if desc.Org != a.TD.Name() || len(desc.Kinds) != 0 {
+		t.Fatalf("Describe for c = %v, want a's org and no kinds", desc)
+	}
+	fedtest.Eventually(t, 5*time.Second, "a audits c's denied query", func() (bool, string) {
+		entries := a.Audit(t, db.AuditFederationDenied)
+		for _, e := range entries {
+			if e.Actor == c.Replica.ID.String() && e.Subject == c.TD.Name() && strings.Contains(e.Detail, `"method":"Query"`) &&
+				strings.Contains(e.Detail, "no policy grants") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d federation.denied entries: %v", len(entries), entries)
+	})
+	if got := c.Held(t, "denied", a.TD.Name()); len(got) != 0 {
+		t.Fatalf("c holds %s of a", fedtest.Describe(got))
+	}
+
+}
+
+// TestNoReshare checks originator control: b caches a's record, b has a policy that grants
+// that kind to c, and still c never receives a's record from b, while it does receive b's own.
+func TestNoReshare(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	const crisis = "reshare"
+	a.Approve(t, policyDoc("a-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	b.Approve(t, policyDoc("b-to-c", spiffeOf(c), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("from-a", crisis, pb.Classification_INTERNAL, "a's own"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"from-a": 1}, "b caches a's record")
+	// b's own record is written after b cached a's: once c has it, b's feed to c is past both.
+	b.Put(t, fedtest.Sitrep("from-b", crisis, pb.Classification_INTERNAL, "b's own"))
+	waitHeld(t, c, crisis, b.TD.Name(), map[string]int64{"from-b": 1}, "c receives b's own record")
+	if got := c.Held(t, crisis, a.TD.Name()); len(got) != 0 {
+		t.Fatalf("c holds %s of a", fedtest.Describe(got))
+	}
+
+	// What b sends c, before c's own checks: a query and a subscription as c's node.
+	fc := pb.NewFederationServiceClient(asPeer(t, c, b))
+	q, err := fc.Query(fedtest.Call(t), &pb.QueryRequest{Filter: &pb.Filter{Crisis: crisis}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for {
+		sr, err := q.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sr.Record.Origin+"/"+sr.Record.Id)
+	}
+	if want := b.TD.Name() + "/from-b"; len(ids) != 1 || ids[0] != want {
+		t.Fatalf("b's answer to c's query: %v, want only %s", ids, want)
+	}
+	sub, err := fc.Subscribe(fedtest.Call(t), &pb.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := sub.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := ev.GetUpsert(); u != nil && u.Record.Origin != b.TD.Name() {
+			t.Fatalf("b's feed to c carries %s/%s", u.Record.Origin, u.Record.Id)
+		}
+		if ev.GetHeartbeat() != nil {
+			break // the feed is idle: everything before it was sent
+		}
+	}
+	for _, e := range b.Audit(t, db.AuditDisclosure) {
+		if e.Subject == "from-a" {
+			t.Fatalf("b disclosed a's record: %v", e)
+		}
+	}
+}
+
+// asPeer is a connection to to's node as from's node, over mTLS.
+func asPeer(t testing.TB, from, to *fedtest.Org) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(to.Addr, grpc.WithTransportCredentials(identity.ClientCredentials(
+		from.Replica, to.Bundle(), identity.AuthorizeReplica(to.TD))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// fakePeer is a misbehaving peer: a real gRPC server, with real mTLS and a real SVID of a trust
+// domain the orgs have configured as a peer, whose FederationService does what the test says.
+type fakePeer struct {
+	pb.UnimplementedFederationServiceServer
+	id        *fedtest.PeerIdentity
+	addr      string
+	query     func(*pb.QueryRequest, grpc.ServerStreamingServer[pb.SharedRecord]) error
+	subscribe func(*pb.SubscribeRequest, grpc.ServerStreamingServer[pb.FeedEvent]) error
+
+	mu    sync.Mutex
+	calls map[string]int // Subscribe calls by the caller's trust domain
+}
+
+func (p *fakePeer) Query(req *pb.QueryRequest, s grpc.ServerStreamingServer[pb.SharedRecord]) error {
+	return p.query(req, s)
+}
+
+func (p *fakePeer) Subscribe(req *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+	if id, ok := identity.PeerID(s.Context()); ok {
+		p.mu.Lock()
+		p.calls[id.TrustDomain().Name()]++
+		p.mu.Unlock()
+	}
+	return p.subscribe(req, s)
+}
+
+// subscribes is how often org o subscribed to the fake.
+func (p *fakePeer) subscribes(o *fedtest.Org) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[o.TD.Name()]
+}
+
+// garbageSeq marks a FeedEvent or SharedRecord that the fake's codec sends as bytes that are no
+// protobuf message at all.
+const garbageSeq = -4242
+
+// garbleCodec is the proto codec, except that it turns marked messages into garbage.
+type garbleCodec struct{}
+
+func (garbleCodec) Marshal(v any) ([]byte, error) {
+	if ev, ok := v.(*pb.FeedEvent); ok && ev.Seq == garbageSeq {
+		return []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0x01}, nil
+	}
+	if sr, ok := v.(*pb.SharedRecord); ok && sr.GetRecord().GetVersion() == garbageSeq {
+		return []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0x01}, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+func (garbleCodec) Unmarshal(b []byte, v any) error { return proto.Unmarshal(b, v.(proto.Message)) }
+func (garbleCodec) Name() string                    { return "proto" }
+
+func startFake(t *testing.T, f *fedtest.Federation, name string, p *fakePeer, opts ...grpc.ServerOption) *fakePeer {
+	t.Helper()
+	p.id = fedtest.NewPeerIdentity(t, name)
+	p.calls = map[string]int{}
+	var bundles []*x509bundle.Bundle
+	for _, o := range f.Orgs {
+		bundles = append(bundles, o.Bundle())
+	}
+	cfg := tlsconfig.MTLSServerConfig(p.id.SVID, x509bundle.NewSet(bundles...), tlsconfig.AuthorizeAny())
+	s := grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(cfg)))...)
+	pb.RegisterFederationServiceServer(s, p)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	p.addr = lis.Addr().String()
+	return p
+}
+
+// TestMisbehavingPeersDoNotBlockOthers runs a federation of four with four fake peers that every
+// org has configured: one sends records naming another origin and malformed records, one sends a
+// message over the 4 MiB limit, one sends bytes that are no protobuf, and one accepts Subscribe
+// and Query and never sends anything. The orgs' subscriptions to each other keep flowing, a
+// search returns within its deadline with the silent peer timed out, and nothing a fake forged
+// reaches a cache.
+func TestMisbehavingPeersDoNotBlockOthers(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "misbehave"
+	heartbeats := func(s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.Context().Done():
+				return nil
+			case <-tick.C:
+				if err := s.Send(&pb.FeedEvent{Seq: 10, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	record := func(origin, id, body string) *pb.Record {
+		return &pb.Record{Id: id, Origin: origin, Kind: "sitrep", Crisis: crisis, Region: "NL",
+			Classification: pb.Classification_PUBLIC, Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(body)}
+	}
+	valid := `{"title":"t","summary":"s"}`
+
+	forger := &fakePeer{}
+	forged := func() []*pb.SharedRecord {
+		own := forger.id.TD.Name()
+		return []*pb.SharedRecord{
+			{Record: record(b.TD.Name(), "forged-b", valid)},    // another org's record
+			{Record: record(own, "garbage-body", "not json")},   // malformed body
+			{Record: record(own, "../not-an-id", valid)},        // malformed id
+			{Record: record(own, "tomb", valid), Policies: nil}, // tombstone, below
+			{Record: record(own, "forger-ok", valid)},           // the one good record
+		}
+	}
+	forger.query = func(_ *pb.QueryRequest, s grpc.ServerStreamingServer[pb.SharedRecord]) error {
+		for _, sr := range forged() {
+			if sr.Record.Id == "tomb" {
+				sr.Record.Tombstone = true
+			}
+			if err := s.Send(sr); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	forger.subscribe = func(_ *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		for i, sr := range forged() {
+			if sr.Record.Id == "tomb" {
+				sr.Record.Tombstone = true
+			}
+			if err := s.Send(&pb.FeedEvent{Seq: int64(i + 1), Event: &pb.FeedEvent_Upsert{Upsert: sr}}); err != nil {
+				return err
+			}
+		}
+		return heartbeats(s)
+	}
+	startFake(t, f, "forger", forger)
+
+	huge := record("", "huge", fmt.Sprintf(`{"title":"t","summary":"%s"}`, strings.Repeat("a", 5<<20)))
+	oversize := &fakePeer{}
+	oversize.query = func(_ *pb.QueryRequest, s grpc.ServerStreamingServer[pb.SharedRecord]) error {
+		return s.Send(&pb.SharedRecord{Record: huge})
+	}
+	oversize.subscribe = func(_ *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		if err := s.Send(&pb.FeedEvent{Seq: 1, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: huge}}}); err != nil {
+			return err
+		}
+		return heartbeats(s)
+	}
+	startFake(t, f, "oversize", oversize)
+	huge.Origin = oversize.id.TD.Name() // before any org calls it
+
+	garbler := &fakePeer{}
+	garbler.query = func(_ *pb.QueryRequest, s grpc.ServerStreamingServer[pb.SharedRecord]) error {
+		return s.Send(&pb.SharedRecord{Record: &pb.Record{Version: garbageSeq}})
+	}
+	garbler.subscribe = func(_ *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		if err := s.Send(&pb.FeedEvent{Seq: garbageSeq}); err != nil {
+			return err
+		}
+		return heartbeats(s)
+	}
+	startFake(t, f, "garbler", garbler, grpc.ForceServerCodec(garbleCodec{}))
+
+	// The silent peer ignores even the end of the call: it must not answer at the deadline
+	// that grpc passes on to it. It lets go when the test ends.
+	hang, release := &fakePeer{}, make(chan struct{})
+	hang.query = func(*pb.QueryRequest, grpc.ServerStreamingServer[pb.SharedRecord]) error {
+		<-release
+		return nil
+	}
+	hang.subscribe = func(*pb.SubscribeRequest, grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		<-release
+		return nil
+	}
+	startFake(t, f, "hang", hang)
+	t.Cleanup(func() { close(release) }) // before the fake's server stops
+
+	dropped := a.Metric(t, "knooppunt_federation_dropped_total", map[string]string{"peer": "forger"})
+	fakes := []*fakePeer{forger, oversize, garbler, hang}
+	var peers []config.Peer
+	for _, p := range fakes {
+		peers = append(peers, p.id.Peer(p.addr, "all"))
+	}
+	f.AddPeers(t, peers...)
+
+	// Every fake is at its worst: the broken streams have failed and been retried, the silent
+	// one has been given up on for idleness at least once.
+	fedtest.Eventually(t, 15*time.Second, "every org subscribes to every fake, and to the broken ones again", func() (bool, string) {
+		var state []string
+		ok := true
+		for _, p := range fakes {
+			for _, o := range f.Orgs {
+				n, want := p.subscribes(o), 2
+				if p == forger {
+					want = 1 // its stream stays up, on heartbeats
+				}
+				state = append(state, fmt.Sprintf("%s→%s:%d", o.Name, p.id.Name, n))
+				ok = ok && n >= want
+			}
+		}
+		return ok, strings.Join(state, " ")
+	})
+	waitHeld(t, a, crisis, forger.id.TD.Name(), map[string]int64{"forger-ok": 1}, "a caches the forger's one good record")
+	// Four orgs, four bad records each time the forger is subscribed to.
+	if n := a.Metric(t, "knooppunt_federation_dropped_total", map[string]string{"peer": "forger"}) - dropped; n < 16 {
+		t.Errorf("%v records from the forger dropped, want at least 16", n)
+	}
+
+	// Meanwhile the orgs' own subscriptions flow.
+	b.Approve(t, policyDoc("b-to-a", spiffeOf(a), "sitrep", "public", ""))
+	start := time.Now()
+	b.Put(t, fedtest.Sitrep("good-1", crisis, pb.Classification_PUBLIC, "still flowing"))
+	waitHeld(t, a, crisis, b.TD.Name(), map[string]int64{"good-1": 1}, "b's record reaches a while the fakes misbehave")
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("b's record took %s to reach a", took)
+	}
+	for _, origin := range []string{oversize.id.TD.Name(), garbler.id.TD.Name(), hang.id.TD.Name()} {
+		if got := a.Held(t, crisis, origin); len(got) != 0 {
+			t.Errorf("a caches %s of %s", fedtest.Describe(got), origin)
+		}
+	}
+
+	const deadline = 800 * time.Millisecond
+	resp, took := a.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: int32(deadline / time.Millisecond)})
+	if took > deadline+500*time.Millisecond {
+		t.Errorf("search took %s, deadline %s", took, deadline)
+	}
+	if !resp.Partial {
+		t.Error("search is not marked partial")
+	}
+	want := map[string]string{"b": search.Answered, "c": search.Answered, "d": search.Answered,
+		"forger": search.Answered, "oversize": search.Unreachable, "garbler": search.Unreachable, "hang": search.TimedOut}
+	got := map[string]string{}
+	for _, p := range resp.Peers {
+		got[p.Peer] = p.State
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("peer states %v, want %v", got, want)
+	}
+	for _, h := range resp.Hits {
+		if h.Source == "forger" && (h.Record.Origin != forger.id.TD.Name() || h.Record.Id != "forger-ok") {
+			t.Errorf("search passed on %s/%s from the forger", h.Record.Origin, h.Record.Id)
+		}
+		if h.Source != "" && h.Source != "forger" && h.Source != "b" {
+			t.Errorf("search hit %s/%s from %s", h.Record.Origin, h.Record.Id, h.Source)
+		}
+	}
+}
+
+// TestPeerManagerStopsWhileSubscriptionsRetry checks that the peer manager stops, and so lets
+// the node stop, while its subscriptions to unreachable peers keep retrying: it used to hold its
+// lock while waiting for each subscription to end, and a subscription that was starting waited
+// for that lock. The manager runs on a real node's store, with a backoff of a millisecond, so
+// that every stop meets subscriptions in the middle of a retry.
+func TestPeerManagerStopsWhileSubscriptionsRetry(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 1})
+	a := f.Orgs[0]
+	var peers []config.Peer
+	for i := range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, config.Peer{Name: fmt.Sprintf("gone%d", i), TrustDomain: fedtest.TrustDomainOf(fmt.Sprintf("gone%d", i)),
+			Addresses: []string{l.Addr().String()}})
+		l.Close() // nobody listens there any more: every dial is refused
+	}
+	src, err := identity.NewFileSource(filepath.Join(a.Dir, "certs", "r1.crt"), filepath.Join(a.Dir, "certs", "r1.key"), a.BundleFile(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	for i := range 20 {
+		m := peerclient.New(peerclient.Config{Store: a.Node.Store(), DB: a.Node.DB(), SVID: src, Bundles: identity.NewTrustStore(src),
+			Peers: func() []config.Peer { return peers }, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler)})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { m.Run(ctx); close(done) }()
+		<-time.After(50 * time.Millisecond) // let the subscriptions fail and retry a while
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stop %d: the peer manager did not stop within 5s", i)
+		}
+	}
+}
