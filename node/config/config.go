@@ -140,6 +140,10 @@ type Limits struct {
 type Raft struct {
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
 	ElectionTimeout   time.Duration `yaml:"election_timeout"`
+	// TrailingLogs is how many log entries a snapshot leaves behind it, so that a follower that
+	// fell less far behind catches up from the log rather than from a whole snapshot. Default
+	// 4096.
+	TrailingLogs uint64 `yaml:"trailing_logs"`
 	// Listen is the Raft transport's address (mutual TLS, replica SVIDs only).
 	Listen string `yaml:"listen"`
 	// Advertise is the address other replicas reach this one at. Default: Listen.

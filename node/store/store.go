@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -61,6 +62,8 @@ type Config struct {
 	MaxBatch int
 	// SnapshotThreshold is the number of log entries between snapshots. Default 8192.
 	SnapshotThreshold uint64
+	// TrailingLogs is how many log entries a snapshot leaves behind it. Default 4096.
+	TrailingLogs uint64
 	// SnapshotInterval is how often the threshold is checked. Default 30s.
 	SnapshotInterval time.Duration
 	// ElectionTimeout tunes failure detection. Default 500ms, for a LAN.
@@ -83,6 +86,9 @@ type Store struct {
 	done   chan struct{}
 	mu     sync.RWMutex // held for reading while a write is being queued
 	closed bool
+	// readTerm is the last term in which this replica, as leader, applied every entry of
+	// earlier terms: strong reads in it need no barrier.
+	readTerm atomic.Uint64
 }
 
 type pending struct {
@@ -99,6 +105,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.TrailingLogs == 0 {
+		cfg.TrailingLogs = 4096
 	}
 	if cfg.SnapshotInterval == 0 {
 		cfg.SnapshotInterval = 30 * time.Second
@@ -121,7 +130,7 @@ func Open(cfg Config) (*Store, error) {
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.TrailingLogs = 4096
+	rc.TrailingLogs = cfg.TrailingLogs
 	// The database is durable and knows its applied index; Raft must not restore over it.
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: slogWriter{cfg.Logger}})
@@ -480,6 +489,9 @@ func (s *Store) AddVoter(id, address string) error {
 		return ErrNotLeader
 	}
 	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(address), 0, 30*time.Second).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader // the change may have committed; adding a voter again changes nothing
+		}
 		return fmt.Errorf("store: add %s: %w", id, err)
 	}
 	return nil
@@ -491,12 +503,22 @@ func (s *Store) RemoveServer(id string) error {
 		return ErrNotLeader
 	}
 	if err := s.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader // the change may have committed; removing it again changes nothing
+		}
 		return fmt.Errorf("store: remove %s: %w", id, err)
 	}
 	return nil
 }
 
-// VerifyLeader confirms with a quorum that this replica still leads, for strong reads.
+// VerifyLeader confirms with a quorum that this replica still leads, and that its database holds
+// every write committed so far, for strong reads.
+//
+// Leading is not enough: a new leader learns that its predecessor's last entries committed only
+// when an entry of its own term commits, and applies them after that. Until then a read on it
+// can miss a write its predecessor acknowledged. So the first strong read of each term waits for
+// a barrier, which commits after every earlier entry and returns once they are applied; within
+// the term, the leader applies each write before acknowledging it.
 func (s *Store) VerifyLeader() error {
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
@@ -504,7 +526,28 @@ func (s *Store) VerifyLeader() error {
 		}
 		return fmt.Errorf("store: verify leader: %w", err)
 	}
+	term := s.raft.CurrentTerm()
+	if s.readTerm.Load() == term {
+		return nil
+	}
+	if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("store: barrier: %w", err)
+	}
+	if s.raft.CurrentTerm() == term {
+		s.readTerm.Store(term)
+	}
 	return nil
+}
+
+// Isolate cuts this replica off from the rest of its group (on) or reconnects it (off); see
+// Transport.Isolate. A store without a TLS transport (a single replica) has nothing to cut.
+func (s *Store) Isolate(on bool) {
+	if t, ok := s.trans.(*Transport); ok {
+		t.Isolate(on)
+	}
 }
 
 // IsLeader reports whether this replica leads the group now.

@@ -1,0 +1,100 @@
+package node_test
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node/clustertest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// BenchmarkClusterWrite measures record writes (Put, one record each) on a node of one replica
+// and of three, with 1, 16 and 64 concurrent writers, each with a connection of its own to the
+// leader's local socket. Raft runs over mutual TLS on loopback in both cases, with the node's
+// default timeouts; every replica's log and database are on the same disk. It reports
+// writes/s and the p50 and p99 latency of one Put. docs/performance-cluster.md has the figures.
+func BenchmarkClusterWrite(b *testing.B) {
+	for _, replicas := range []int{1, 3} {
+		for _, writers := range []int{1, 16, 64} {
+			b.Run(fmt.Sprintf("replicas=%d/writers=%d", replicas, writers), func(b *testing.B) {
+				benchWrites(b, replicas, writers)
+			})
+		}
+	}
+}
+
+func benchWrites(b *testing.B, replicas, writers int) {
+	c := clustertest.Start(b, clustertest.Options{Replicas: replicas, ElectionTimeout: -1})
+	leader := c.Leader(b, 10*time.Second, c.Replicas...)
+	clients := make([]pb.RecordServiceClient, writers)
+	for w := range clients {
+		clients[w] = pb.NewRecordServiceClient(leader.NewLocal(b))
+		if _, err := clients[w].Put(clustertest.Call(b), &pb.PutRequest{Record: clustertest.Shelter(fmt.Sprintf("warm-%d", w), 1)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([][]time.Duration, writers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				t0 := time.Now()
+				if _, err := clients[w].Put(clustertest.Call(b), &pb.PutRequest{Record: clustertest.Shelter(fmt.Sprintf("b%02d-%d", w, i), i)}); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
+	b.ReportMetric(ms(all[(len(all)*99)/100]), "p99-ms")
+	b.ReportMetric(0, "ns/op") // the rate above says it per write, without the writers' overlap
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkClusterFailover measures, b.N times, the time from killing the leader of a group of
+// three (cut off from its group, then stopped) to a survivor acknowledging a write, with the
+// node's default election timeout (500ms). The killed replica is restarted between rounds. It
+// reports the minimum, median and maximum. The process version, with SIGKILL, is
+// BenchmarkProcessFailover in node/clusterproc.
+func BenchmarkClusterFailover(b *testing.B) {
+	c := clustertest.Start(b, clustertest.Options{ElectionTimeout: -1})
+	var took []time.Duration
+	for range b.N {
+		old := c.Leader(b, 20*time.Second, c.Replicas...)
+		took = append(took, failover(b, c, old))
+		old.Start(b)
+		c.Converged(b, 20*time.Second, c.Replicas...)
+	}
+	ReportSpread(b, took)
+}
+
+// ReportSpread reports the minimum, median and maximum of ds in milliseconds.
+func ReportSpread(b *testing.B, ds []time.Duration) {
+	slices.Sort(ds)
+	b.ReportMetric(ms(ds[0]), "min-ms")
+	b.ReportMetric(ms(ds[len(ds)/2]), "median-ms")
+	b.ReportMetric(ms(ds[len(ds)-1]), "max-ms")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("failover times: %v", ds)
+}

@@ -1,0 +1,689 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/node/clustertest"
+	"github.com/knooppunt/knooppunt/node/config"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// The tests of this file run a node as a Raft group of three replicas in-process: real Raft over
+// mutual TLS with replica SVIDs on loopback, real SQLite files, clients on each replica's local
+// socket. Multi-process versions are in node/clusterproc.
+
+// others are the replicas of c other than r.
+func others(c *clustertest.Cluster, r *clustertest.Replica) []*clustertest.Replica {
+	var out []*clustertest.Replica
+	for _, o := range c.Replicas {
+		if o != r {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TestClusterLeaderLossKeepsAcknowledgedWrites kills the leader under concurrent writes through
+// every replica. A new leader takes the writes, every write acknowledged before, during and
+// after the loss is on both survivors, and the old leader catches up when it comes back.
+func TestClusterLeaderLossKeepsAcknowledgedWrites(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	load := clustertest.StartLoad(t, 8, c.Replicas)
+	load.WaitTotal(t, 300, 20*time.Second)
+
+	old := c.Leader(t, 10*time.Second, c.Replicas...)
+	old.Kill(t)
+	survivors := others(c, old)
+	leader := c.Leader(t, 10*time.Second, survivors...)
+	t.Logf("%s killed after %d acknowledged writes; %s leads", old.ID, load.Total(), leader.ID)
+	load.WaitTotal(t, load.Total()+300, 20*time.Second)
+	acked := load.Stop(t)
+	t.Logf("%d records acknowledged, %d writes failed while the leader was lost", len(acked), load.Failed())
+
+	c.Converged(t, 10*time.Second, survivors...)
+	for _, r := range survivors {
+		clustertest.VerifyAcked(t, r, acked)
+	}
+
+	old.Start(t)
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	clustertest.VerifyAcked(t, old, acked)
+}
+
+// TestClusterLinearizable records concurrent Puts and strong Gets from clients on every replica,
+// through two leader changes (the leader is cut off from its group and later reconnected), and
+// checks the history with porcupine against a register per record.
+func TestClusterLinearizable(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	c.Leader(t, 10*time.Second, c.Replicas...)
+	h := clustertest.NewHistory()
+
+	const clients, keys = 9, 4
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var values atomic.Int64
+	var done atomic.Int64
+	for i := range clients {
+		rc := pb.NewRecordServiceClient(c.Replicas[i%len(c.Replicas)].NewLocal(t))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			pause := time.NewTimer(0)
+			defer pause.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := "lin-" + strconv.Itoa(rng.IntN(keys))
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				var err error
+				if rng.IntN(2) == 0 {
+					err = h.Put(ctx, rc, i, key, values.Add(1))
+				} else {
+					err = h.Get(ctx, rc, i, key)
+				}
+				cancel()
+				done.Add(1)
+				if err != nil {
+					// A client backs off briefly while its replica has no leader.
+					pause.Reset(10 * time.Millisecond)
+					select {
+					case <-stop:
+						return
+					case <-pause.C:
+					}
+				}
+			}
+		}()
+	}
+	halt := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	defer halt()
+	progress := func(n int64) {
+		t.Helper()
+		target := done.Load() + n
+		clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("%d more operations", n), func() (bool, string) {
+			return done.Load() >= target, fmt.Sprint(done.Load(), " done")
+		})
+	}
+
+	progress(400)
+	for round := range 2 {
+		old := c.Leader(t, 10*time.Second, c.Replicas...)
+		old.Node.Store().Isolate(true)
+		leader := c.Leader(t, 10*time.Second, others(c, old)...)
+		t.Logf("round %d: %s cut off, %s leads", round, old.ID, leader.ID)
+		progress(300)
+		old.Node.Store().Isolate(false)
+		c.Leader(t, 15*time.Second, c.Replicas...)
+		progress(300)
+	}
+	halt()
+
+	puts, gets := h.Len()
+	t.Logf("history: %d puts (%d of unknown outcome), %d strong gets", puts, h.Indeterminate, gets)
+	if puts < 200 || gets < 200 {
+		t.Fatalf("history too short to say anything: %d puts, %d gets", puts, gets)
+	}
+	h.Check(t, 60*time.Second)
+}
+
+// TestRegisterModelRejectsStaleRead makes sure the linearizability check can fail: a read that
+// misses a write acknowledged before it began is caught.
+func TestRegisterModelRejectsStaleRead(t *testing.T) {
+	h := clustertest.NewHistory()
+	h.ArtifactDir = t.TempDir()
+	c := fakeRegister{}
+	ctx := context.Background()
+	if err := h.Put(ctx, &c, 0, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	c.stale = true
+	if err := h.Get(ctx, &c, 1, "k"); err != nil {
+		t.Fatal(err)
+	}
+	ft := &failRecorder{T: t}
+	func() {
+		defer func() { recover() }() // Fatalf of the recorder ends the check with a panic
+		h.Check(ft, 10*time.Second)
+	}()
+	if !ft.failed {
+		t.Fatal("a read that missed an acknowledged write passed the linearizability check")
+	}
+}
+
+// fakeRegister is a RecordService client with one register that can serve a stale read.
+type fakeRegister struct {
+	pb.RecordServiceClient
+	value int64
+	stale bool
+}
+
+func (f *fakeRegister) Put(_ context.Context, req *pb.PutRequest, _ ...grpc.CallOption) (*pb.PutResponse, error) {
+	v, err := clustertest.Free(req.Record)
+	f.value = v
+	return &pb.PutResponse{Id: req.Record.Id, Version: 1}, err
+}
+
+func (f *fakeRegister) Get(_ context.Context, req *pb.GetRequest, _ ...grpc.CallOption) (*pb.Record, error) {
+	if f.stale {
+		return nil, status.Error(codes.NotFound, "record not found")
+	}
+	return clustertest.Shelter(req.Id, f.value), nil
+}
+
+// failRecorder is a testing.TB whose Fatalf records the failure instead of failing the test.
+type failRecorder struct {
+	*testing.T
+	failed bool
+}
+
+func (f *failRecorder) Fatalf(format string, args ...any) {
+	f.failed = true
+	f.T.Logf("expected failure: "+format, args...)
+	panic("failRecorder")
+}
+
+// TestClusterPartitionedLeader cuts the leader off from its group. The cut-off replica, which
+// can no longer reach a majority, refuses writes with UNAVAILABLE and says that it knows no
+// leader; the other two elect a leader and take writes through either of them. Once the cut
+// ends, the old leader follows the new one and holds what was written meanwhile.
+func TestClusterPartitionedLeader(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	old := c.Leader(t, 10*time.Second, c.Replicas...)
+	old.Node.Store().Isolate(true)
+	t.Cleanup(func() {
+		if old.Node != nil {
+			old.Node.Store().Isolate(false)
+		}
+	})
+	majority := others(c, old)
+	leader := c.Leader(t, 10*time.Second, majority...)
+	t.Logf("%s cut off; %s leads the other two", old.ID, leader.ID)
+
+	// The cut-off replica first loses its lease; from then on it refuses every write.
+	const noLeader = "no leader: this replica cannot reach a majority of its group; retry shortly or on another replica"
+	var last error
+	clustertest.Eventually(t, 10*time.Second, old.ID+" refuses writes as a replica without a leader", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, last = old.Records(t).Put(ctx, &pb.PutRequest{Record: clustertest.Shelter("minority", 1)})
+		return status.Convert(last).Message() == noLeader, fmt.Sprint(last)
+	})
+	for i := range 5 {
+		_, err := old.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter(fmt.Sprintf("minority-%d", i), 1)})
+		if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != noLeader {
+			t.Fatalf("write to the cut-off %s: %v, want UNAVAILABLE %q", old.ID, err, noLeader)
+		}
+	}
+	st, err := old.Status(clustertest.Call(t), t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State == "Leader" || st.Leader != "" {
+		t.Fatalf("the cut-off %s says it is %s with leader %q; want no leader", old.ID, st.State, st.Leader)
+	}
+
+	// The majority takes writes, through the leader and through the other replica.
+	for i, r := range majority {
+		r.Put(t, clustertest.Shelter(fmt.Sprintf("majority-%d", i), int64(i)))
+	}
+
+	old.Node.Store().Isolate(false)
+	if got := c.Leader(t, 15*time.Second, c.Replicas...); got == old {
+		t.Logf("%s leads again after the partition", old.ID) // allowed: it has every committed entry
+	}
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		stored := clustertest.Stored(t, r.Local(t))
+		for _, id := range []string{"majority-0", "majority-1"} {
+			if _, ok := stored[id]; !ok {
+				t.Errorf("%s lacks %s, written during the partition", r.ID, id)
+			}
+		}
+		for id := range stored {
+			if strings.HasPrefix(id, "minority") {
+				t.Errorf("%s holds %s, which the cut-off replica refused", r.ID, id)
+			}
+		}
+	}
+}
+
+// TestClusterIsolatedFollowerForgetsLeader cuts a follower off. It stops naming a leader once
+// its election timeout passes, and refuses writes with UNAVAILABLE, while the other two go on.
+func TestClusterIsolatedFollowerForgetsLeader(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	f := others(c, leader)[0]
+	f.Node.Store().Isolate(true)
+	t.Cleanup(func() {
+		if f.Node != nil {
+			f.Node.Store().Isolate(false)
+		}
+	})
+	clustertest.Eventually(t, 10*time.Second, f.ID+" refuses writes", func() (bool, string) {
+		_, err := f.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter("cut", 1)})
+		return status.Code(err) == codes.Unavailable && status.Convert(err).Message() ==
+			"no leader: this replica cannot reach a majority of its group; retry shortly or on another replica", fmt.Sprint(err)
+	})
+	leader.Put(t, clustertest.Shelter("ok", 1))
+	f.Node.Store().Isolate(false)
+	c.Leader(t, 15*time.Second, c.Replicas...)
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	if _, err := f.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: "ok"}); err != nil {
+		t.Fatalf("%s after the cut: %v", f.ID, err)
+	}
+}
+
+// stopAll stops every running replica and returns each one's records checksum.
+func stopAll(t *testing.T, c *clustertest.Cluster) map[string]string {
+	t.Helper()
+	sums := map[string]string{}
+	for _, r := range c.Running() {
+		r.Stop(t)
+	}
+	for _, r := range c.Replicas {
+		sum, n := clustertest.Checksum(t, r.DBPath())
+		sums[r.ID] = fmt.Sprintf("%s (%d records)", sum, n)
+	}
+	return sums
+}
+
+func sameSums(t *testing.T, what string, sums map[string]string) string {
+	t.Helper()
+	var first string
+	for _, s := range sums {
+		if first == "" {
+			first = s
+		}
+		if s != first {
+			t.Fatalf("%s: the replicas' records differ: %v", what, sums)
+		}
+	}
+	return first
+}
+
+// TestClusterRestartEveryReplica restarts the replicas one at a time under writes, then stops
+// all three. Every acknowledged write is kept, and the stopped replicas' records tables are
+// identical, before and after a full restart.
+func TestClusterRestartEveryReplica(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	c.Leader(t, 10*time.Second, c.Replicas...)
+	load := clustertest.StartLoad(t, 6, c.Replicas)
+	load.WaitTotal(t, 200, 20*time.Second)
+	for _, r := range c.Replicas {
+		r.Stop(t)
+		c.Leader(t, 10*time.Second, others(c, r)...)
+		n := load.Total()
+		load.WaitTotal(t, n+100, 20*time.Second)
+		r.Start(t)
+		c.Leader(t, 10*time.Second, c.Replicas...)
+	}
+	acked := load.Stop(t)
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		clustertest.VerifyAcked(t, r, acked)
+	}
+	before := sameSums(t, "after the rolling restart", stopAll(t, c))
+
+	c.StartAll(t)
+	c.Leader(t, 10*time.Second, c.Replicas...)
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		clustertest.VerifyAcked(t, r, acked)
+	}
+	after := sameSums(t, "after a full restart", stopAll(t, c))
+	if after != before {
+		t.Fatalf("a full restart changed the records: %s before, %s after", before, after)
+	}
+}
+
+// TestClusterWipedFollowerRejoinsFromSnapshot compacts the leader's log behind a snapshot, wipes
+// a follower's data directory and starts it again, twice: first with its unchanged config (the
+// same static raft.servers, so that it bootstraps the same first entry as the group's), then
+// with raft.bootstrap: false. Either way it takes the leader's snapshot, catches up, and ends
+// with the same records as the others.
+func TestClusterWipedFollowerRejoinsFromSnapshot(t *testing.T) {
+	// A snapshot leaves 16 entries behind it, so that a wiped follower cannot catch up from the
+	// log alone.
+	// The node's default election timeout: this test is not about elections, and a leader
+	// change in a round makes it run the round again.
+	c := clustertest.Start(t, clustertest.Options{TrailingLogs: 16, ElectionTimeout: -1})
+	for _, bootstrap := range []bool{true, false} {
+		// A round whose leader changes before the follower is back may let it catch up from a
+		// new leader's uncompacted log; such a round is run again.
+		for attempt := 1; ; attempt++ {
+			if wipeAndRejoin(t, c, bootstrap) {
+				break
+			}
+			if attempt == 3 {
+				t.Fatal("the leader changed during three attempts in a row")
+			}
+		}
+	}
+	sameSums(t, "after the wiped followers rejoined", stopAll(t, c))
+}
+
+// wipeAndRejoin wipes a follower and brings it back. It reports false when the group changed
+// leader on the way, which leaves the round saying nothing.
+func wipeAndRejoin(t *testing.T, c *clustertest.Cluster, bootstrap bool) bool {
+	t.Helper()
+	load := clustertest.StartLoad(t, 4, c.Replicas)
+	load.WaitTotal(t, 300, 20*time.Second)
+	acked := load.Stop(t)
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	f := others(c, leader)[0]
+	if err := leader.Node.Store().Snapshot(); err != nil {
+		t.Fatalf("snapshot on %s: %v", leader.ID, err)
+	}
+	snapIndex, _ := strconv.ParseUint(leader.Node.Store().RaftStats()["last_snapshot_index"], 10, 64)
+	if snapIndex < 100 {
+		t.Fatalf("the leader's snapshot is at index %d: too few entries for the test to mean anything", snapIndex)
+	}
+
+	f.Stop(t)
+	f.Wipe(t)
+	after := fmt.Sprintf("after-wipe-%s", f.ID)
+	leader.Put(t, clustertest.Shelter(after, 7))
+	f.SetBootstrap(t, bootstrap)
+	f.Start(t)
+	c.Converged(t, 20*time.Second, c.Replicas...)
+	st, err := f.Status(clustertest.Call(t), t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.LastSnapshotIndex < snapIndex {
+		if st.Leader != leader.ID {
+			t.Logf("%s led when %s was wiped, %s leads now: trying again", leader.ID, f.ID, st.Leader)
+			return false
+		}
+		t.Fatalf("bootstrap %v: %s caught up without the leader's snapshot (its last snapshot is at %d, the leader's at %d): the test did not exercise snapshot install", bootstrap, f.ID, st.LastSnapshotIndex, snapIndex)
+	}
+	clustertest.VerifyAcked(t, f, acked)
+	if _, err := f.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: after}); err != nil {
+		t.Fatalf("bootstrap %v: %s lacks the write made while it was wiped: %v", bootstrap, f.ID, err)
+	}
+	return true
+}
+
+// TestClusterJoinAndRemove adds a fourth replica through the ClusterService of a follower (which
+// forwards to the leader): it catches up and takes writes. Remove then takes it out of the group.
+func TestClusterJoinAndRemove(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	follower := others(c, leader)[0]
+	load := clustertest.StartLoad(t, 4, c.Replicas)
+	load.WaitTotal(t, 200, 20*time.Second)
+
+	r4 := c.AddReplica(t, "r4")
+	r4.Start(t)
+	cs := pb.NewClusterServiceClient(follower.Local(t))
+	if _, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("join without a raft address: %v, want INVALID_ARGUMENT", err)
+	}
+	st := retryUnavailable(t, "join r4 through "+follower.ID, func() (*pb.ClusterStatusResponse, error) {
+		return cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: r4.Raft})
+	})
+	if got := voters(st); got != "r1,r2,r3,r4" {
+		t.Fatalf("after join the group is %s, want r1,r2,r3,r4", got)
+	}
+	c.Leader(t, 10*time.Second, c.Replicas...)
+	load.WaitTotal(t, load.Total()+100, 20*time.Second)
+	r4.Put(t, clustertest.Shelter("via-r4", 4))
+	acked := load.Stop(t)
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	clustertest.VerifyAcked(t, r4, acked)
+
+	st = retryUnavailable(t, "remove r4", func() (*pb.ClusterStatusResponse, error) {
+		return cs.Remove(clustertest.Call(t), &pb.RemoveRequest{Id: "r4"})
+	})
+	if got := voters(st); got != "r1,r2,r3" {
+		t.Fatalf("after remove the group is %s, want r1,r2,r3", got)
+	}
+	rest := c.Replicas[:3]
+	c.Leader(t, 10*time.Second, rest...)
+	follower.Put(t, clustertest.Shelter("after-remove", 3))
+	for _, r := range rest {
+		st, err := r.Status(clustertest.Call(t), t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := voters(st); got != "r1,r2,r3" {
+			t.Errorf("%s sees the group %s, want r1,r2,r3", r.ID, got)
+		}
+	}
+	c.Converged(t, 10*time.Second, rest...)
+	if _, err := r4.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: "after-remove"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("the removed r4 has a write made after its removal: %v", err)
+	}
+}
+
+// retryUnavailable calls fn until it succeeds, for up to 20s while it fails with UNAVAILABLE (the
+// group is changing leader). Adding a voter that is one, or removing one that is not, changes
+// nothing, so the retries are safe.
+func retryUnavailable(t *testing.T, what string, fn func() (*pb.ClusterStatusResponse, error)) *pb.ClusterStatusResponse {
+	t.Helper()
+	var st *pb.ClusterStatusResponse
+	clustertest.Eventually(t, 20*time.Second, what, func() (bool, string) {
+		var err error
+		st, err = fn()
+		if err != nil && status.Code(err) != codes.Unavailable {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+	return st
+}
+
+func voters(st *pb.ClusterStatusResponse) string {
+	s := ""
+	for _, r := range st.Replicas {
+		if r.Suffrage != "Voter" {
+			continue
+		}
+		if s != "" {
+			s += ","
+		}
+		s += r.Id
+	}
+	return s
+}
+
+// TestClusterFailoverWithinTwoSeconds kills the leader of a group with the node's default
+// election timeout (500ms, for a LAN) and requires a write through a survivor to be acknowledged
+// within two seconds of the kill.
+func TestClusterFailoverWithinTwoSeconds(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{ElectionTimeout: -1})
+	old := c.Leader(t, 10*time.Second, c.Replicas...)
+	took := failover(t, c, old)
+	t.Logf("a new leader took a write %s after the leader was killed", took)
+	if took > 2*time.Second {
+		t.Fatalf("failover took %s, want under 2s", took)
+	}
+}
+
+// failover kills old and returns how long it took until a write through a survivor was
+// acknowledged. Writers retry on each survivor as fast as the node refuses them.
+func failover(tb testing.TB, c *clustertest.Cluster, old *clustertest.Replica) time.Duration {
+	tb.Helper()
+	var survivors []pb.RecordServiceClient
+	for _, r := range c.Replicas {
+		if r != old && r.Node != nil {
+			survivors = append(survivors, pb.NewRecordServiceClient(r.NewLocal(tb)))
+		}
+	}
+	// Connect first, so that the measurement is the group's, not the client's. A replica that
+	// was restarted may take up to a second (the forwarder's reconnect backoff) before the others
+	// forward to it again.
+	for i, s := range survivors {
+		clustertest.Eventually(tb, 5*time.Second, "a write before the kill", func() (bool, string) {
+			_, err := s.Put(clustertest.Call(tb), &pb.PutRequest{Record: clustertest.Shelter("failover-warm", int64(i))})
+			return err == nil, fmt.Sprint(err)
+		})
+	}
+	start := time.Now()
+	old.Kill(tb)
+	done := make(chan time.Duration, len(survivors))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, s := range survivors {
+		go func() {
+			for ctx.Err() == nil {
+				cctx, ccancel := context.WithTimeout(ctx, time.Second)
+				_, err := s.Put(cctx, &pb.PutRequest{Record: clustertest.Shelter("failover", int64(i))})
+				ccancel()
+				if err == nil {
+					done <- time.Since(start)
+					return
+				}
+			}
+		}()
+	}
+	select {
+	case d := <-done:
+		cancel()
+		return d
+	case <-ctx.Done():
+		tb.Fatalf("no survivor took a write within 20s of killing %s", old.ID)
+		return 0
+	}
+}
+
+// TestClusterStrongReadAfterLeaderChange writes a record on the leader and, the moment the write
+// is acknowledged, cuts the leader off: the followers hold the entry but may not yet know it
+// committed. Readers spin strong Gets on both followers; the first Get a new leader answers must
+// return the acknowledged value, not the one before it.
+func TestClusterStrongReadAfterLeaderChange(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	for round := range 8 {
+		old := c.Leader(t, 15*time.Second, c.Replicas...)
+		key := fmt.Sprintf("read-%d", round)
+		old.Put(t, clustertest.Shelter(key, 1))
+		c.Converged(t, 10*time.Second, c.Replicas...)
+		old.Put(t, clustertest.Shelter(key, 2))
+		old.Node.Store().Isolate(true)
+		rest := others(c, old)
+		got := make(chan string, len(rest)*2)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		var wg sync.WaitGroup
+		for _, r := range rest {
+			for range 2 {
+				rc := pb.NewRecordServiceClient(r.NewLocal(t))
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						rec, err := rc.Get(ctx, &pb.GetRequest{Id: key, Consistency: "strong"})
+						if err != nil {
+							continue
+						}
+						free, _ := clustertest.Free(rec)
+						got <- fmt.Sprintf("%s read beds_free %d", r.ID, free)
+						return
+					}
+				}()
+			}
+		}
+		first := <-got
+		cancel()
+		wg.Wait()
+		close(got)
+		for g := range got {
+			if !strings.HasSuffix(g, " 2") {
+				t.Errorf("round %d: after %s was cut off, %s; want 2, acknowledged before the cut", round, old.ID, g)
+			}
+		}
+		if !strings.HasSuffix(first, " 2") {
+			t.Errorf("round %d: after %s was cut off, %s; want 2, acknowledged before the cut", round, old.ID, first)
+		}
+		old.Node.Store().Isolate(false)
+	}
+}
+
+// held is what replica r's picture of crisis holds of origin's records: id → version.
+func held(t *testing.T, r *clustertest.Replica, crisis, origin string) (map[string]int64, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p, err := pb.NewSearchServiceClient(r.Local(t)).Picture(ctx, &pb.PictureRequest{Crisis: crisis})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, e := range p.Entries {
+		if e.Record.Origin == origin {
+			out[e.Record.Id] = e.Record.Version
+		}
+	}
+	return out, nil
+}
+
+// TestClusterSubscriptionMovesWithLeader has a peer org share sitreps with a node of three
+// replicas, whose leader keeps the subscription. The leader is killed while the peer keeps
+// writing; the new leader resumes the subscription from the replicated cursor, and every replica
+// ends up holding every one of the peer's records at its latest version: no gap.
+func TestClusterSubscriptionMovesWithLeader(t *testing.T) {
+	fed := fedtest.Start(t, fedtest.Options{Orgs: 1})
+	peer := fed.Orgs[0]
+	c := clustertest.New(t, clustertest.Options{Peers: []config.Peer{{
+		Name: peer.Name, TrustDomain: peer.TD.Name(), Addresses: []string{peer.Addr}, BundleFile: peer.BundleFile(),
+	}}})
+	c.StartAll(t)
+	var apis []string
+	for _, r := range c.Replicas {
+		apis = append(apis, r.API)
+	}
+	fed.AddPeers(t, config.Peer{Name: "kc", TrustDomain: clustertest.Org, Addresses: apis, BundleFile: c.BundleFile})
+	peer.Approve(t, "name: sitreps-to-kc\npurpose: test\nrecipients: [spiffe://"+clustertest.Org+"]\nkinds: [sitrep]\nmax_classification: internal\n")
+
+	want := map[string]int64{}
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			id := fmt.Sprintf("s-%03d", i%60)
+			want[id] = peer.Put(t, fedtest.Sitrep(id, "oekraine", pb.Classification_INTERNAL, fmt.Sprint("update ", i))).Version
+		}
+	}
+	holds := func(r *clustertest.Replica) func() (bool, string) {
+		return func() (bool, string) {
+			got, err := held(t, r, "oekraine", peer.TD.Name())
+			if err != nil {
+				return false, err.Error()
+			}
+			return reflect.DeepEqual(got, want), fmt.Sprintf("%s holds %d of %d records: %s", r.ID, len(got), len(want), fedtest.Describe(got))
+		}
+	}
+	old := c.Leader(t, 10*time.Second, c.Replicas...)
+	write(0, 60)
+	clustertest.Eventually(t, 20*time.Second, "the leader's subscription delivered", holds(old))
+
+	done := make(chan struct{})
+	go func() { defer close(done); write(60, 150) }()
+	old.Kill(t)
+	leader := c.Leader(t, 10*time.Second, others(c, old)...)
+	<-done
+	t.Logf("%s killed; %s leads and subscribes", old.ID, leader.ID)
+	for _, r := range others(c, old) {
+		clustertest.Eventually(t, 20*time.Second, r.ID+" holds every record at its latest version", holds(r))
+	}
+	old.Start(t)
+	clustertest.Eventually(t, 20*time.Second, old.ID+", restarted, holds every record at its latest version", holds(old))
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package clusterproc
+
+const raceEnabled = false
