@@ -574,6 +574,80 @@ func TestListPagination(t *testing.T) {
 	}
 }
 
+// TestListByUpdatePagination pages through a listing with UpdatedSince, which comes in order of
+// update and then id, with records updated out of id order, several in one entry (the same
+// updated_at) and some updated twice.
+func TestListByUpdatePagination(t *testing.T) {
+	ctx := context.Background()
+	a := &applier{t: t, d: newDB(t)}
+	type row struct {
+		id string
+		at int
+	}
+	var rows []row
+	for i := range 30 {
+		// ids in one entry share a time; later entries hold lower ids.
+		id, at := fmt.Sprintf("rec-%03d", 29-i), i/4
+		w := put(id, `{}`)
+		w.UpdatedAt = hour(at)
+		a.mustApply(w)
+		rows = append(rows, row{id, at})
+	}
+	for i := range rows {
+		if i%7 == 3 { // updated again, later than every other record
+			w := put(rows[i].id, `{"again":true}`)
+			w.UpdatedAt = hour(20)
+			a.mustApply(w)
+			rows[i].at = 20
+		}
+	}
+	var want []string
+	slices.SortFunc(rows, func(x, y row) int {
+		if x.at != y.at {
+			return x.at - y.at
+		}
+		return strings.Compare(x.id, y.id)
+	})
+	for _, r := range rows {
+		if r.at >= 2 {
+			want = append(want, r.id)
+		}
+	}
+	for _, size := range []int{1, 3, 4, len(want), 100} {
+		t.Run(fmt.Sprintf("size=%d", size), func(t *testing.T) {
+			var got []string
+			token := ""
+			for pages := 0; ; pages++ {
+				recs, next, err := a.d.List(ctx, db.Filter{UpdatedSince: hour(2).AsTime(), PageSize: size, PageToken: token})
+				if err != nil {
+					t.Fatalf("page %d: %v", pages, err)
+				}
+				got = append(got, ids(recs)...)
+				if next == "" {
+					break
+				}
+				if pages > len(want) {
+					t.Fatal("pagination does not end")
+				}
+				if _, _, err := a.d.List(ctx, db.Filter{PageSize: size, PageToken: next}); !errors.Is(err, db.ErrBadPageToken) {
+					t.Fatalf("a token of a listing by update, used in a listing by id: %v, want ErrBadPageToken", err)
+				}
+				token = next
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("pages cover %v, want every record updated since hour 2 once, by update then id: %v", got, want)
+			}
+		})
+	}
+	_, idToken, err := a.d.List(ctx, db.Filter{PageSize: 1})
+	if err != nil || idToken == "" {
+		t.Fatalf("List by id: token %q, %v", idToken, err)
+	}
+	if _, _, err := a.d.List(ctx, db.Filter{UpdatedSince: hour(2).AsTime(), PageToken: idToken}); !errors.Is(err, db.ErrBadPageToken) {
+		t.Fatalf("a token of a listing by id, used in a listing by update: %v, want ErrBadPageToken", err)
+	}
+}
+
 func TestListZeroPageSize(t *testing.T) {
 	d := listFixture(t)
 	recs, next, err := d.List(context.Background(), db.Filter{})

@@ -137,6 +137,17 @@ CREATE TABLE peer_cursors (
 	updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 4: List indexes that serve a crisis alone, and that carry the columns of the other filters,
+	// so that rows an index finds are filtered in the index and only a page's rows are read.
+	`
+DROP INDEX records_kind;
+DROP INDEX records_crisis;
+DROP INDEX records_region;
+CREATE INDEX records_kind      ON records (kind, id, tombstone, classification, updated_at);
+CREATE INDEX records_crisis    ON records (crisis, kind, region, id, tombstone, classification, updated_at);
+CREATE INDEX records_crisis_id ON records (crisis, id, tombstone, classification, updated_at);
+CREATE INDEX records_region    ON records (region, id, tombstone, classification, updated_at);
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

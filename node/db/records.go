@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -102,7 +103,7 @@ func (d *DB) applyTx(index uint64, fn func(tx *sql.Tx, seq *int64) error) error 
 }
 
 type applier struct {
-	current, upsert, delLabels, addLabel, change *sql.Stmt
+	current, whole, upsert, delLabels, addLabel, change *sql.Stmt
 }
 
 func newApplier(tx *sql.Tx) (*applier, error) {
@@ -116,7 +117,8 @@ func newApplier(tx *sql.Tx) (*applier, error) {
 		s, err = tx.Prepare(q)
 		return s
 	}
-	a.current = prep(`SELECT ` + recordColumns + ` FROM records WHERE id = ?`)
+	a.current = prep(`SELECT version, tombstone, labels != '{}' FROM records WHERE id = ?`)
+	a.whole = prep(`SELECT ` + recordColumns + ` FROM records WHERE id = ?`)
 	a.upsert = prep(`INSERT OR REPLACE INTO records (` + recordColumns + `, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	a.delLabels = prep(`DELETE FROM record_labels WHERE id = ?`)
 	a.addLabel = prep(`INSERT INTO record_labels (key, value, id) VALUES (?,?,?)`)
@@ -129,7 +131,7 @@ func newApplier(tx *sql.Tx) (*applier, error) {
 }
 
 func (a *applier) close() {
-	for _, s := range []*sql.Stmt{a.current, a.upsert, a.delLabels, a.addLabel, a.change} {
+	for _, s := range []*sql.Stmt{a.current, a.whole, a.upsert, a.delLabels, a.addLabel, a.change} {
 		if s != nil {
 			s.Close()
 		}
@@ -137,15 +139,17 @@ func (a *applier) close() {
 }
 
 func (a *applier) apply(w *Write, seq int64) (Result, error) {
-	cur, err := scanRecord(a.current.QueryRow(w.GetId()))
-	if errors.Is(err, ErrNotFound) {
-		cur = nil
-	} else if err != nil {
+	// Most writes need only the current version; a delete reads the whole record below.
+	var (
+		curVersion             int64
+		exists, dead, hasLabel bool
+	)
+	switch err := a.current.QueryRow(w.GetId()).Scan(&curVersion, &dead, &hasLabel); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return Result{}, err
-	}
-	var curVersion int64
-	if cur != nil {
-		curVersion = cur.Version
+	default:
+		exists = true
 	}
 	if w.Version != 0 && w.Version != curVersion {
 		return Result{Err: &StaleVersionError{ID: w.Id, Expected: w.Version, Current: curVersion}}, nil
@@ -153,8 +157,12 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 
 	next := w
 	if w.Tombstone {
-		if cur == nil || cur.Tombstone {
+		if !exists || dead {
 			return Result{Err: ErrNotFound}, nil
+		}
+		cur, err := scanRecord(a.whole.QueryRow(w.GetId()))
+		if err != nil {
+			return Result{}, err
 		}
 		next = cur
 		next.Tombstone = true
@@ -171,7 +179,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		string(labels), next.Body, version, tsNanos(next.UpdatedAt), tsNanos(next.ValidUntil), next.Tombstone, seq); err != nil {
 		return Result{}, err
 	}
-	if cur != nil && len(cur.Labels) > 0 {
+	if hasLabel {
 		if _, err := a.delLabels.Exec(next.Id); err != nil {
 			return Result{}, err
 		}
@@ -242,7 +250,9 @@ func (d *DB) Get(ctx context.Context, id string) (*pb.Record, error) {
 	var rec *pb.Record
 	err := d.read(func(ro *sql.DB) error {
 		var err error
-		rec, err = scanRecord(d.get.QueryRowContext(ctx, id))
+		// A lookup by primary key takes microseconds. With a context that can be cancelled,
+		// go-sqlite3 would start a goroutine per call to watch it, which costs more than the read.
+		rec, err = scanRecord(d.get.QueryRowContext(context.WithoutCancel(ctx), id))
 		return err
 	})
 	return rec, err
@@ -265,40 +275,61 @@ type Filter struct {
 // ErrBadPageToken means a page token was not made by List.
 var ErrBadPageToken = errors.New("db: page token is not one this node issued")
 
-// List returns a page of live records in id order, and the token of the next page ("" at the end).
+// List returns a page of live records and the token of the next page ("" at the end). Pages come
+// in id order; with UpdatedSince they come in order of update (updated_at, then id), which an
+// index serves however far back the cut lies, and which lets a client that syncs by time page
+// through what changed oldest first.
 func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
-	var where []string
-	var args []any
-	where = append(where, "tombstone = 0")
-	if f.PageToken != "" {
-		after, err := base64.RawURLEncoding.DecodeString(f.PageToken)
-		if err != nil || len(after) == 0 {
-			return nil, "", ErrBadPageToken
-		}
-		where, args = append(where, "id > ?"), append(args, string(after))
-	}
-	if f.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, f.Kind)
-	}
-	if f.Crisis != "" {
-		where, args = append(where, "crisis = ?"), append(args, f.Crisis)
-	}
-	if f.Region != "" {
-		where, args = append(where, "region = ?"), append(args, f.Region)
-	}
-	if f.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
-		where, args = append(where, "classification <= ?"), append(args, int32(f.MaxClassification))
-	}
-	if !f.UpdatedSince.IsZero() {
-		where, args = append(where, "updated_at >= ?"), append(args, f.UpdatedSince.UnixNano())
-	}
+	byUpdate := !f.UpdatedSince.IsZero()
 	keys := make([]string, 0, len(f.Labels))
 	for k := range f.Labels {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	// A listing in id order with labels and no kind, crisis or region walks the first label's
+	// index, which holds its records in id order: every row it reads has that label. Otherwise
+	// the planner walks an index of records.
+	byLabel := !byUpdate && len(keys) > 0 && f.Kind == "" && f.Crisis == "" && f.Region == ""
+	from, idCol := "records", "records.id"
+	var where []string
+	var args []any
+	if byLabel {
+		from, idCol = "record_labels l0 JOIN records ON records.id = l0.id", "l0.id"
+		where, args = append(where, "l0.key = ?", "l0.value = ?"), append(args, keys[0], f.Labels[keys[0]])
+		keys = keys[1:]
+	}
+	where = append(where, "records.tombstone = 0")
+	if f.PageToken != "" {
+		at, after, err := parsePageToken(f.PageToken, byUpdate)
+		if err != nil {
+			return nil, "", err
+		}
+		if byUpdate {
+			where, args = append(where, "(records.updated_at, records.id) > (?, ?)"), append(args, at, after)
+		} else {
+			where, args = append(where, idCol+" > ?"), append(args, after)
+		}
+	}
+	if f.Kind != "" {
+		where, args = append(where, "records.kind = ?"), append(args, f.Kind)
+	}
+	if f.Crisis != "" {
+		where, args = append(where, "records.crisis = ?"), append(args, f.Crisis)
+	}
+	if f.Region != "" {
+		where, args = append(where, "records.region = ?"), append(args, f.Region)
+	}
+	if f.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
+		where, args = append(where, "records.classification <= ?"), append(args, int32(f.MaxClassification))
+	}
+	if byUpdate {
+		where, args = append(where, "records.updated_at >= ?"), append(args, f.UpdatedSince.UnixNano())
+	}
 	for _, k := range keys {
-		where = append(where, "id IN (SELECT id FROM record_labels WHERE key = ? AND value = ?)")
+		// A correlated lookup per candidate row, on the (id, key, value) index: "id IN (SELECT
+		// ...)" would first gather every record with the label, a fifth of the table for a
+		// common one.
+		where = append(where, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = ? AND l.value = ?)")
 		args = append(args, k, f.Labels[k])
 	}
 	size := f.PageSize
@@ -306,7 +337,14 @@ func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 		// A zero page size used to index out[-1] and panic once a record matched.
 		size = DefaultPageSize
 	}
-	q := `SELECT ` + recordColumns + ` FROM records WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT ?`
+	order := idCol
+	if byUpdate {
+		order = "records.updated_at, records.id"
+	}
+	// The page's ids first, then its rows: the indexes carry every filtered column, so the
+	// inner query never reads a row it does not return.
+	q := `SELECT ` + recordColumns + ` FROM records WHERE id IN (SELECT ` + idCol + ` FROM ` + from +
+		` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ?) ORDER BY ` + strings.ReplaceAll(order, "l0.", "")
 	args = append(args, size+1)
 
 	var out []*pb.Record
@@ -331,9 +369,42 @@ func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 	next := ""
 	if len(out) > size {
 		out = out[:size]
-		next = base64.RawURLEncoding.EncodeToString([]byte(out[size-1].Id))
+		next = pageToken(out[size-1], byUpdate)
 	}
 	return out, next, nil
+}
+
+// A page token is the last record of the page: its id, or for a listing by update "~", its
+// updated_at in Unix nanoseconds, "~" and its id. Ids never hold "~", so one kind of token is
+// never taken for the other.
+func pageToken(last *pb.Record, byUpdate bool) string {
+	t := last.Id
+	if byUpdate {
+		t = "~" + strconv.FormatInt(tsNanos(last.UpdatedAt), 10) + "~" + last.Id
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(t))
+}
+
+func parsePageToken(token string, byUpdate bool) (at int64, after string, err error) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) == 0 {
+		return 0, "", ErrBadPageToken
+	}
+	t := string(raw)
+	if !byUpdate {
+		if strings.HasPrefix(t, "~") {
+			return 0, "", ErrBadPageToken
+		}
+		return 0, t, nil
+	}
+	nanos, id, ok := strings.Cut(strings.TrimPrefix(t, "~"), "~")
+	if !ok || !strings.HasPrefix(t, "~") || id == "" {
+		return 0, "", ErrBadPageToken
+	}
+	if at, err = strconv.ParseInt(nanos, 10, 64); err != nil {
+		return 0, "", ErrBadPageToken
+	}
+	return at, id, nil
 }
 
 // Change is one entry of the change feed.

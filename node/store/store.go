@@ -254,20 +254,42 @@ func (s *Store) Write(ctx context.Context, records []*pb.Record) ([]db.Result, e
 	}
 }
 
-// commitLoop coalesces queued writes into log entries, one entry in flight at a time: while an
-// entry is being committed, the next writes queue up and go together into the next one.
+// commitDepth is how many log entries of record writes may be in flight at once. With two, one
+// entry's append (an fsync) overlaps the previous entry's apply to SQLite.
+const commitDepth = 2
+
+// commitLoop coalesces queued writes into log entries, at most commitDepth in flight: while
+// entries are being committed, the next writes queue up and go together into the next one.
 func (s *Store) commitLoop() {
-	defer close(s.done)
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		close(s.done)
+	}()
+	slots := make(chan struct{}, commitDepth)
+	// Entries are proposed here, in order, so that updated_at follows the change feed's order;
+	// only the wait for each is concurrent.
+	start := func(batch []*pending) {
+		wait := s.propose(batch)
+		wg.Go(func() {
+			defer func() { <-slots }()
+			wait()
+		})
+	}
 	for {
+		// Take a slot before the batch, so that writes keep gathering while every slot is busy.
+		slots <- struct{}{}
 		var first *pending
 		select {
 		case first = <-s.queue:
 		case <-s.stop:
+			<-slots
 			// Close stopped new writes from being queued; commit those already queued.
 			for {
 				select {
 				case p := <-s.queue:
-					s.commit([]*pending{p})
+					slots <- struct{}{}
+					start([]*pending{p})
 				default:
 					return
 				}
@@ -285,11 +307,13 @@ func (s *Store) commitLoop() {
 				break fill
 			}
 		}
-		s.commit(batch)
+		start(batch)
 	}
 }
 
-func (s *Store) commit(batch []*pending) {
+// propose stamps and proposes one entry of record writes, and returns the function that waits for
+// it to be applied and answers its writers. A batch that cannot be proposed is failed at once.
+func (s *Store) propose(batch []*pending) (wait func()) {
 	var records []*pb.Record
 	for _, p := range batch {
 		records = append(records, p.records...)
@@ -305,7 +329,7 @@ func (s *Store) commit(batch []*pending) {
 	}
 	if s.raft.State() != raft.Leader {
 		fail(ErrNotLeader)
-		return
+		return func() {}
 	}
 	now := timestamppb.Now()
 	for _, r := range records {
@@ -314,40 +338,42 @@ func (s *Store) commit(batch []*pending) {
 	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: records}}})
 	if err != nil {
 		fail(err)
-		return
+		return func() {}
 	}
 	start := time.Now()
 	f := s.raft.Apply(data, 10*time.Second)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			err = ErrNotLeader
+	return func() {
+		if err := f.Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				err = ErrNotLeader
+			}
+			fail(fmt.Errorf("store: commit: %w", err))
+			return
 		}
-		fail(fmt.Errorf("store: commit: %w", err))
-		return
-	}
-	metrics.ApplyLatency.Observe(time.Since(start).Seconds())
-	resp := f.Response().(applyResponse)
-	if resp.err != nil {
-		fail(resp.err)
-		return
-	}
-	if len(resp.results) != len(records) {
-		// The database skipped the entry as already applied: it is ahead of this Raft log, as
-		// when the log was wiped and bootstrapped anew. Slicing the nil results would panic.
-		fail(fmt.Errorf("store: commit: log entry %d was not applied: the database has applied a later entry than this Raft log holds", f.Index()))
-		return
-	}
-	i := 0
-	for _, p := range batch {
-		p.results = resp.results[i : i+len(p.records)]
-		i += len(p.records)
-		close(p.done)
-	}
-	for _, r := range resp.results {
-		if r.Err == nil {
-			metrics.RecordWrites.WithLabelValues("ok").Inc()
-		} else {
-			metrics.RecordWrites.WithLabelValues("refused").Inc()
+		metrics.ApplyLatency.Observe(time.Since(start).Seconds())
+		resp := f.Response().(applyResponse)
+		if resp.err != nil {
+			fail(resp.err)
+			return
+		}
+		if len(resp.results) != len(records) {
+			// The database skipped the entry as already applied: it is ahead of this Raft log, as
+			// when the log was wiped and bootstrapped anew. Slicing the nil results would panic.
+			fail(fmt.Errorf("store: commit: log entry %d was not applied: the database has applied a later entry than this Raft log holds", f.Index()))
+			return
+		}
+		i := 0
+		for _, p := range batch {
+			p.results = resp.results[i : i+len(p.records)]
+			i += len(p.records)
+			close(p.done)
+		}
+		for _, r := range resp.results {
+			if r.Err == nil {
+				metrics.RecordWrites.WithLabelValues("ok").Inc()
+			} else {
+				metrics.RecordWrites.WithLabelValues("refused").Inc()
+			}
 		}
 	}
 }

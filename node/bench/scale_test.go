@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// listShape is one kind of List request. Values are drawn at random, so that each query reads
+// different pages.
+type listShape struct {
+	name string
+	req  func(r *rand.Rand, c cutoffs) *pb.ListRequest
+}
+
+// cutoffs are the moments at which part of the load was stored, for updated_since.
+type cutoffs struct{ half, last1pct time.Time }
+
+var listShapes = []listShape{
+	{"none", func(*rand.Rand, cutoffs) *pb.ListRequest { return &pb.ListRequest{} }},
+	{"kind", func(r *rand.Rand, _ cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{Kind: kindMix[r.IntN(len(kindMix))].kind}
+	}},
+	{"crisis", func(r *rand.Rand, _ cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{Crisis: crises[r.IntN(len(crises))]}
+	}},
+	{"region", func(r *rand.Rand, _ cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{Region: regions[r.IntN(len(regions))]}
+	}},
+	{"label", func(r *rand.Rand, _ cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{LabelSelector: "source=" + sources[r.IntN(len(sources))]}
+	}},
+	{"label2", func(r *rand.Rand, _ cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{LabelSelector: "source=" + sources[r.IntN(len(sources))] + ",municipality=" + label(municipalities[r.IntN(len(municipalities))])}
+	}},
+	{"maxclass", func(r *rand.Rand, _ cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{MaxClassification: pb.Classification(1 + r.IntN(4))}
+	}},
+	{"since1pct", func(_ *rand.Rand, c cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{UpdatedSince: timestamppb.New(c.last1pct)}
+	}},
+	{"since50pct", func(_ *rand.Rand, c cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{UpdatedSince: timestamppb.New(c.half)}
+	}},
+	{"picture", func(r *rand.Rand, _ cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{Kind: "shelter.capacity", Crisis: crises[r.IntN(len(crises))], Region: regions[r.IntN(len(regions))]}
+	}},
+	{"all", func(r *rand.Rand, c cutoffs) *pb.ListRequest {
+		return &pb.ListRequest{
+			Kind: "shelter.capacity", Crisis: crises[r.IntN(len(crises))], Region: regions[r.IntN(len(regions))],
+			LabelSelector:     "source=" + sources[r.IntN(len(sources))],
+			MaxClassification: pb.Classification(2 + r.IntN(3)), UpdatedSince: timestamppb.New(c.half),
+		}
+	}},
+}
+
+// BenchmarkScale1M loads a node with one million records through the write path (PutBatch of
+// 1000, four writers, a mixed workload over five kinds, eight crises and 26 regions), then
+// reports the node's memory and disk footprint and the latency of List, one query at a time,
+// for each filter on its own and combined. It runs only with KNOOPPUNT_BENCH_1M=1 because the
+// load takes minutes. KNOOPPUNT_BENCH_RECORDS changes the count and KNOOPPUNT_BENCH_QUERIES the
+// queries per filter per iteration (default 200).
+//
+// The node runs in the benchmark's process, so rss-MB and hwm-MB (VmRSS and VmHWM from
+// /proc/self/status) include the loading client and the Go heap it left behind; rss-MB is read
+// after a GC that returns freed memory to the OS.
+func BenchmarkScale1M(b *testing.B) {
+	if os.Getenv("KNOOPPUNT_BENCH_1M") != "1" {
+		b.Skip("set KNOOPPUNT_BENCH_1M=1 to load a node with a million records (takes minutes)")
+	}
+	total := envInt(b, "KNOOPPUNT_BENCH_RECORDS", 1_000_000)
+	perShape := envInt(b, "KNOOPPUNT_BENCH_QUERIES", 200)
+	const size, writers = 1000, 4
+	ctx := context.Background()
+	n, client := startNode(b)
+
+	// Load: writers take batches until total records are stored.
+	var next, stored atomic.Int64
+	var cut cutoffs
+	var cutHalf, cutLast atomic.Bool
+	gens := make([]*generator, writers)
+	for i := range gens {
+		gens[i] = newGenerator(fmt.Sprintf("r%d", i), uint64(100+i), true)
+	}
+	start := time.Now()
+	errs := make(chan error, writers)
+	for _, g := range gens {
+		go func() {
+			for {
+				// A cutoff is taken before the first batch past it is sent, so that at least
+				// that share of records was committed after it.
+				claimed := next.Add(size)
+				if claimed > int64(total) {
+					break
+				}
+				if claimed > int64(total)/2 && cutHalf.CompareAndSwap(false, true) {
+					cut.half = time.Now()
+				}
+				if claimed > int64(total)*99/100 && cutLast.CompareAndSwap(false, true) {
+					cut.last1pct = time.Now()
+				}
+				if err := nodeWrite(ctx, client, g.batch(size)); err != nil {
+					errs <- err
+					return
+				}
+				stored.Add(size)
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	loadTime := time.Since(start)
+	_, hwmLoad, err := procStatus()
+	if err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	rssLoad, _, err := procStatus()
+	if err != nil {
+		b.Fatal(err)
+	}
+	records, dbBytes, err := n.DB().Stats(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raftBytes, err := dirSize(filepath.Join(filepath.Dir(n.DB().Path()), "raft"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("loaded %d records in %v (%.0f records/s); VmRSS %.0f MB after GC, VmHWM %.0f MB; database %.0f MB, raft dir %.0f MB",
+		records, loadTime.Round(time.Second), float64(stored.Load())/loadTime.Seconds(), mb(rssLoad), mb(hwmLoad), mb(dbBytes), mb(raftBytes))
+
+	// Query: each shape perShape times per iteration, one query at a time.
+	rng := rand.New(rand.NewPCG(1, 2))
+	samples := make([][]time.Duration, len(listShapes))
+	matched := make([]int, len(listShapes))
+	for b.Loop() {
+		for i, s := range listShapes {
+			for range perShape {
+				req := s.req(rng, cut)
+				t0 := time.Now()
+				resp, err := client.List(ctx, req)
+				if err != nil {
+					b.Fatalf("%s: %v", s.name, err)
+				}
+				samples[i] = append(samples[i], time.Since(t0))
+				matched[i] += len(resp.Records)
+			}
+		}
+	}
+	rssEnd, hwmEnd, err := procStatus()
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(records), "records")
+	b.ReportMetric(float64(stored.Load())/loadTime.Seconds(), "load-records/s")
+	b.ReportMetric(mb(rssLoad), "rss-MB")
+	b.ReportMetric(mb(max(hwmLoad, hwmEnd)), "hwm-MB")
+	b.ReportMetric(mb(dbBytes), "db-MB")
+	b.ReportMetric(mb(raftBytes), "raft-MB")
+	var worst time.Duration
+	for i, s := range listShapes {
+		sorted := sortedCopy(samples[i])
+		p99 := quantile(sorted, 0.99)
+		worst = max(worst, p99)
+		b.ReportMetric(ms(p99), "p99-ms/"+s.name)
+		b.Logf("List %-10s p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms  (%d queries, %.0f records per page)",
+			s.name, ms(quantile(sorted, 0.5)), ms(p99), ms(sorted[len(sorted)-1]), len(sorted), float64(matched[i])/float64(len(sorted)))
+	}
+	b.ReportMetric(ms(worst), "p99-ms/worst")
+	b.Logf("VmRSS at the end %.0f MB", mb(rssEnd))
+}
+
+func label(s string) string {
+	out := []byte(s)
+	for i, c := range out {
+		switch {
+		case c == ' ':
+			out[i] = '-'
+		case c >= 'A' && c <= 'Z':
+			out[i] = c + 'a' - 'A'
+		}
+	}
+	return string(out)
+}
+
+func mb(n int64) float64 { return float64(n) / (1 << 20) }
