@@ -26,6 +26,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -148,7 +149,13 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(r.Scheme()+":///"+p.Name,
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(identity.ClientCredentials(m.c.SVID, m.c.Bundles, identity.AuthorizeReplica(td))),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(m.c.MaxMessageBytes)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(m.c.MaxMessageBytes)),
+		// grpc's own reconnect backoff grows to two minutes, and calls fail at once until the
+		// next attempt: a peer that came back would stay unreachable to search that long.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: m.c.Backoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: m.c.MaxBackoff},
+			MinConnectTimeout: 5 * time.Second,
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", p.Name, err)
 	}
@@ -221,7 +228,7 @@ func (m *Manager) stopAll() {
 // follow subscribes to a peer until ctx ends, reconnecting with backoff and jitter.
 func (m *Manager) follow(ctx context.Context, p config.Peer) {
 	log := m.c.Logger.With("peer", p.Name)
-	backoff := m.c.Backoff
+	delay := m.c.Backoff
 	for ctx.Err() == nil {
 		progressed, err := m.subscribeOnce(ctx, p)
 		connected.WithLabelValues(p.Name).Set(0)
@@ -229,17 +236,17 @@ func (m *Manager) follow(ctx context.Context, p config.Peer) {
 			return
 		}
 		if progressed {
-			backoff = m.c.Backoff
+			delay = m.c.Backoff
 		}
-		log.Warn("subscription ended: reconnecting", "err", err, "in", backoff)
+		log.Warn("subscription ended: reconnecting", "err", err, "in", delay)
 		// Full jitter: many nodes that lost the same peer do not come back in step.
-		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		wait := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, m.c.MaxBackoff)
+		delay = min(delay*2, m.c.MaxBackoff)
 	}
 }
 
@@ -315,10 +322,12 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer) (bool, error
 			}
 			idle.Reset(m.c.IdleTimeout)
 			if b.add(e.ev) && !scheduled {
-				flushAt.Reset(20 * time.Millisecond)
+				flushAt.Reset(flushDelay)
 				scheduled = true
 			}
-			if b.size() >= 256 {
+			// Store changes at once when nothing more has arrived, so that a lone change is not
+			// held back; under load, events queue up meanwhile and go into one command together.
+			if b.size() >= 256 || (b.size() > 0 && len(events) == 0) {
 				if err := b.flush(ctx); err != nil {
 					return progressed, err
 				}
@@ -327,6 +336,11 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer) (bool, error
 		}
 	}
 }
+
+// flushDelay is how long a subscription holds a cursor that moved with no change to store (a
+// heartbeat past changes not shared with this node) before it stores it. Changes themselves are
+// stored as soon as the stream has nothing more queued.
+const flushDelay = 20 * time.Millisecond
 
 // batch collects a subscription's events into one CacheForeign command.
 type batch struct {
