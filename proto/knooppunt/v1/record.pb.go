@@ -556,8 +556,10 @@ type ListRequest struct {
 	// label_selector is a comma-separated list of key=value pairs that must all match.
 	LabelSelector string `protobuf:"bytes,4,opt,name=label_selector,json=labelSelector" json:"label_selector,omitempty"`
 	// max_classification leaves out records above this level. Unspecified means no ceiling.
-	MaxClassification Classification         `protobuf:"varint,5,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
-	UpdatedSince      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_since,json=updatedSince" json:"updated_since,omitempty"`
+	MaxClassification Classification `protobuf:"varint,5,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
+	// updated_since keeps records updated at or after it. Pages then come in order of update
+	// (updated_at, then id), oldest first, instead of in id order.
+	UpdatedSince *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_since,json=updatedSince" json:"updated_since,omitempty"`
 	// page_size defaults to 100 and is at most 1000.
 	PageSize  int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
 	PageToken string `protobuf:"bytes,8,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
