@@ -36,6 +36,9 @@ type unaryCall struct {
 //	bare-get    the node's RecordService, on its database, registered on a bare grpc.Server
 //	            with the same TLS configuration and no interceptors
 //	grpc-check  Health.Check on that bare server: plain grpc-go over the same mTLS, the baseline
+//	plain-get   a plain grpc-go RecordService.Get on that bare server that answers the same
+//	            record from memory: the same messages as node-get, with no interceptors and no
+//	            database, the second baseline
 //	db-get      the node's db.Get in process, no gRPC: the SQLite read and the row's decoding
 //
 // Every gRPC call goes over an established connection made with identity.ClientCredentials; the
@@ -65,11 +68,18 @@ func unaryCalls(tb testing.TB) (f *fixture, nodeAddr, bareAddr net.Addr, calls [
 		Store: n.Store(), DB: n.DB(), Logger: discard,
 		Checker: &record.Checker{Kinds: kinds, Origin: config.DefaultOrg, MaxBody: record.DefaultMaxBody},
 	})
+	stored, err := n.DB().Get(ctx, recordID)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	bareAddr = f.serveBare(tb, func(s *grpc.Server) {
 		records.RegisterService(s, bareRecords)
 		healthpb.RegisterHealthServer(s, health.NewServer())
 	})
-	bareConn := f.dial(tb, bareAddr)
+	plainAddr := f.serveBare(tb, func(s *grpc.Server) {
+		pb.RegisterRecordServiceServer(s, memoryRecords{r: stored})
+	})
+	bareConn, plainConn := f.dial(tb, bareAddr), f.dial(tb, plainAddr)
 
 	get := func(c pb.RecordServiceClient) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -91,6 +101,7 @@ func unaryCalls(tb testing.TB) (f *fixture, nodeAddr, bareAddr net.Addr, calls [
 		{name: "node-check", call: check(healthpb.NewHealthClient(nodeConn))},
 		{name: "bare-get", call: get(pb.NewRecordServiceClient(bareConn))},
 		{name: "grpc-check", call: check(healthpb.NewHealthClient(bareConn))},
+		{name: "plain-get", call: get(pb.NewRecordServiceClient(plainConn))},
 		{name: "db-get", call: func(ctx context.Context) error {
 			// A context that can end, as a gRPC handler's can: go-sqlite3 then watches it.
 			ctx, cancel := context.WithCancel(ctx)
@@ -111,7 +122,10 @@ func unaryCalls(tb testing.TB) (f *fixture, nodeAddr, bareAddr net.Addr, calls [
 //	bare-get-ns    bare-get, mean
 //	grpc-check-ns  grpc-check, mean
 //	db-get-ns      db-get, mean
-//	x-grpc         node-get ÷ grpc-check, means (target ≤ 1.5)
+//	plain-get-ns   plain-get, mean
+//	x-plain-get    node-get ÷ plain-get, means: the same call and reply, plain grpc-go against
+//	               the node (target ≤ 1.5)
+//	x-grpc         node-get ÷ grpc-check, means: against a call with an empty reply
 //	x-grpc-p50     the same ratio of medians, which one descheduled call does not move
 //	x-bare-get     node-get ÷ bare-get, means: what the node's interceptors add to a Get
 func BenchmarkUnaryGet(b *testing.B) {
@@ -153,9 +167,24 @@ func BenchmarkUnaryGet(b *testing.B) {
 	b.ReportMetric(mean["bare-get"], "bare-get-ns")
 	b.ReportMetric(mean["grpc-check"], "grpc-check-ns")
 	b.ReportMetric(mean["db-get"], "db-get-ns")
+	b.ReportMetric(mean["plain-get"], "plain-get-ns")
+	b.ReportMetric(mean["node-get"]/mean["plain-get"], "x-plain-get")
 	b.ReportMetric(mean["node-get"]/mean["grpc-check"], "x-grpc")
 	b.ReportMetric(p50["node-get"]/p50["grpc-check"], "x-grpc-p50")
 	b.ReportMetric(mean["node-get"]/mean["bare-get"], "x-bare-get")
+}
+
+// memoryRecords is a plain RecordService that answers Get with one record held in memory.
+type memoryRecords struct {
+	pb.UnimplementedRecordServiceServer
+	r *pb.Record
+}
+
+func (m memoryRecords) Get(_ context.Context, req *pb.GetRequest) (*pb.Record, error) {
+	if req.Id != m.r.Id {
+		return nil, status.Errorf(codes.NotFound, "no record %q", req.Id)
+	}
+	return m.r, nil
 }
 
 // TestUnaryCalls checks what BenchmarkUnaryGet relies on: every call succeeds over mTLS, and a
