@@ -343,6 +343,99 @@ func TestDeniedRequestGetsNothingAndIsAudited(t *testing.T) {
 
 }
 
+// TestQueryRecordsEveryDisclosure checks that a Query larger than one Raft batch of disclosures
+// has recorded and audited every record it sent, once, by the time the stream ends OK; that a
+// peer that walks away in the middle of a Query leaves every record it was sent recorded; and
+// that the audit chain still verifies.
+func TestQueryRecordsEveryDisclosure(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis, n = "bulk", 2500 // more than two batches of disclosures
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	rc := pb.NewRecordServiceClient(a.Local(t))
+	for i := 0; i < n; i += 500 {
+		var batch []*pb.Record
+		for j := i; j < i+500; j++ {
+			batch = append(batch, fedtest.Sitrep(fmt.Sprintf("q%05d", j), crisis, pb.Classification_INTERNAL, "bulk"))
+		}
+		if _, err := rc.PutBatch(fedtest.Call(t), &pb.PutBatchRequest{Records: batch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only Query's disclosures count below: the subscription's carry "via":"Subscribe".
+	viaQuery := func() map[string]int {
+		got := map[string]int{}
+		for _, e := range a.Audit(t, db.AuditDisclosure) {
+			if d := auditDetail(t, e); d["via"] == "Query" {
+				if d["recipient"] != b.TD.Name() || e.Actor != b.Replica.ID.String() {
+					t.Fatalf("disclosure of %s to %v by %s: want to %s as %s", e.Subject, d["recipient"], e.Actor, b.TD.Name(), b.Replica.ID)
+				}
+				got[fmt.Sprintf("%s@%v", e.Subject, d["version"])]++
+			}
+		}
+		return got
+	}
+
+	fc := pb.NewFederationServiceClient(asPeer(t, b, a))
+	q, err := fc.Query(fedtest.Call(t), &pb.QueryRequest{Filter: &pb.Filter{Crisis: crisis, Limit: n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := 0
+	for {
+		_, err := q.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		received++
+	}
+	if received != n {
+		t.Fatalf("b received %d records, want %d", received, n)
+	}
+	// The stream ended OK, so every disclosure is committed: no waiting.
+	got := viaQuery()
+	if len(got) != n {
+		t.Fatalf("a audited %d distinct disclosures via Query after the stream ended, want %d", len(got), n)
+	}
+	for k, c := range got {
+		if c != 1 || !strings.HasSuffix(k, "@1") {
+			t.Fatalf("a audited %s %d times; want every record once, at version 1", k, c)
+		}
+	}
+
+	// A peer that stops reading after a while: what it was sent is recorded all the same.
+	ctx, cancel := context.WithCancel(fedtest.Call(t))
+	q, err = fc.Query(ctx, &pb.QueryRequest{Filter: &pb.Filter{Crisis: crisis, Limit: n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1500; i++ {
+		if _, err := q.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	fedtest.Eventually(t, 10*time.Second, "a records the disclosures of the abandoned query", func() (bool, string) {
+		twice := 0
+		for _, c := range viaQuery() {
+			if c == 2 {
+				twice++
+			}
+		}
+		return twice >= 1500, fmt.Sprintf("%d records audited twice, want at least the 1500 b read", twice)
+	})
+	rep, err := pb.NewAuditServiceClient(a.Local(t)).Verify(fedtest.Call(t), &pb.VerifyAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Ok || rep.Entries < 2*n {
+		t.Fatalf("audit verify: %v, want ok with at least %d entries", rep, 2*n)
+	}
+}
+
 // TestNoReshare checks originator control: b caches a's record, b has a policy that grants
 // that kind to c, and still c never receives a's record from b, while it does receive b's own.
 func TestNoReshare(t *testing.T) {

@@ -34,6 +34,8 @@ const (
 	DefaultLimit = 1000
 	MaxLimit     = 10000
 	batch        = 256
+	// queryBatch is how many disclosures of a Query go into one Raft entry.
+	queryBatch = 1024
 )
 
 // Config wires the service.
@@ -218,6 +220,7 @@ type disclosures struct {
 	via        string
 	pending    *pb.RecordDisclosures
 	pendingLen int
+	inflight   []chan error // batches handed to Raft by flushAsync, oldest first
 }
 
 func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
@@ -256,6 +259,70 @@ func (d *disclosures) flush(ctx context.Context) error {
 	return nil
 }
 
+// maxInflight is how many batches flushAsync lets Raft commit while the stream goes on.
+const maxInflight = 2
+
+// flushAsync hands the batch to Raft and returns without waiting for the commit, so that
+// deciding and sending the next records overlaps with it. With maxInflight batches already in
+// flight it first waits for the oldest. wait collects them: a stream must call it before it
+// ends, so that it never ends OK with a disclosure unrecorded.
+func (d *disclosures) flushAsync(ctx context.Context) error {
+	if d.pendingLen == 0 {
+		return nil
+	}
+	if len(d.inflight) >= maxInflight {
+		err := <-d.inflight[0]
+		d.inflight = d.inflight[1:]
+		if err != nil {
+			return api.Status(d.s.c.Logger, err)
+		}
+	}
+	d.pending.At = timestamppb.Now()
+	cmd := &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}}
+	d.reset()
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.s.c.Store.Apply(ctx, cmd)
+		done <- err
+	}()
+	d.inflight = append(d.inflight, done)
+	return nil
+}
+
+// idle reports whether Raft has committed every batch flushAsync handed it, so that a new batch
+// goes out at once rather than waiting to fill: the batch still open when the stream ends, which
+// the stream must wait for, stays small. A failed batch counts as not idle; wait reports it.
+func (d *disclosures) idle() bool {
+	for len(d.inflight) > 0 {
+		select {
+		case err := <-d.inflight[0]:
+			if err != nil {
+				d.inflight[0] <- err // for wait
+				return false
+			}
+			d.inflight = d.inflight[1:]
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// wait waits for every batch flushAsync handed to Raft, and returns the first failure.
+func (d *disclosures) wait() error {
+	var first error
+	for _, done := range d.inflight {
+		if err := <-done; err != nil && first == nil {
+			first = err
+		}
+	}
+	d.inflight = nil
+	if first != nil {
+		return api.Status(d.s.c.Logger, first)
+	}
+	return nil
+}
+
 // Query streams the records that match the filter and that policy lets the caller have.
 func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.SharedRecord]) error {
 	ctx := stream.Context()
@@ -276,10 +343,16 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	}
 	phases := s.c.Sharing.Phases()
 	now := time.Now()
+	// The disclosures of a Query are committed through Raft in batches of queryBatch while the
+	// stream goes on, and all of them before the stream ends: a peer that sees the stream end OK
+	// knows the source recorded what it holds (the search client discards a stream that ends in
+	// an error). A search's Query of a few records takes one Raft entry.
+	rctx := context.WithoutCancel(ctx) // record what went out even if the peer goes away
 	disc := s.newDisclosures(to, "Query")
 	sent, considered := 0, 0
+	var streamErr error
 	for _, f := range ListFilters(req.Filter) {
-		err := eachOwn(ctx, s.c.DB, f, func(r *pb.Record) (bool, error) {
+		streamErr = eachOwn(ctx, s.c.DB, f, func(r *pb.Record) (bool, error) {
 			considered++
 			ph, err := phases.Of(ctx, r.Crisis)
 			if err != nil {
@@ -289,27 +362,35 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 			if !d.Allow {
 				return true, nil
 			}
+			// Recorded even if Send fails: the record may have reached the peer all the same.
+			disc.disclose(d.Record, d.Policies)
 			if err := stream.Send(&pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}); err != nil {
 				return false, err
 			}
-			disc.disclose(d.Record, d.Policies)
 			sent++
-			if disc.pendingLen >= batch {
-				if err := disc.flush(ctx); err != nil {
+			if disc.pendingLen >= queryBatch || disc.pendingLen >= batch && disc.idle() {
+				if err := disc.flushAsync(rctx); err != nil {
 					return false, err
 				}
 			}
 			return sent < limit, nil
 		})
-		if err != nil {
-			return api.Status(s.c.Logger, err)
-		}
-		if sent >= limit {
+		if streamErr != nil || sent >= limit {
 			break
 		}
 	}
-	if err := disc.flush(ctx); err != nil {
-		return err
+	// Record what went out even when the stream broke or the peer went away: the peer may hold
+	// every record sent so far.
+	asyncErr := disc.flushAsync(rctx)
+	waitErr := disc.wait()
+	// flush has something left only if flushAsync failed before it handed the batch over.
+	for _, err := range []error{disc.flush(rctx), waitErr, asyncErr} {
+		if err != nil {
+			return err
+		}
+	}
+	if streamErr != nil {
+		return api.Status(s.c.Logger, streamErr)
 	}
 	if sent == 0 {
 		s.auditDenied(ctx, to, "Query", fmt.Sprintf("no policy grants any of the %d matching records", considered), req.Filter)

@@ -58,6 +58,7 @@ var genesis = make([]byte, sha256.Size)
 // auditor appends to the audit log inside an Apply transaction.
 type auditor struct {
 	tx   *sql.Tx
+	ins  *sql.Stmt // prepared at the first entry, once per transaction; the commit closes it
 	seq  int64
 	prev []byte
 }
@@ -81,10 +82,21 @@ func (a *auditor) add(at time.Time, actor, action, subject string, detail any) e
 		}
 		d = string(b)
 	}
-	e := &AuditEntry{Seq: a.seq + 1, At: at, Actor: actor, Action: action, Subject: subject, Detail: d, PrevHash: a.prev}
+	return a.addRaw(at, actor, action, subject, d)
+}
+
+// addRaw appends an entry whose detail is already a JSON object.
+func (a *auditor) addRaw(at time.Time, actor, action, subject, detail string) error {
+	if a.ins == nil {
+		ins, err := a.tx.Prepare(`INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		a.ins = ins
+	}
+	e := &AuditEntry{Seq: a.seq + 1, At: at, Actor: actor, Action: action, Subject: subject, Detail: detail, PrevHash: a.prev}
 	e.Hash = chainHash(a.prev, e)
-	if _, err := a.tx.Exec(`INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`,
-		e.Seq, e.At.UnixNano(), e.Actor, e.Action, e.Subject, e.Detail, e.PrevHash, e.Hash); err != nil {
+	if _, err := a.ins.Exec(e.Seq, e.At.UnixNano(), e.Actor, e.Action, e.Subject, e.Detail, e.PrevHash, e.Hash); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	a.seq, a.prev = e.Seq, e.Hash

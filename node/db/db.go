@@ -215,6 +215,8 @@ func (d *DB) Restore(r io.Reader) error {
 	if err := d.open(); err != nil {
 		return err
 	}
+	// The snapshot may hold other policies and phases: what may be shared changed.
+	d.generation.Add(1)
 	d.notify()
 	return nil
 }

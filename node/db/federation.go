@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +22,10 @@ const (
 	AuditSearch           = "search"
 )
 
-// ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits each.
+// ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits each:
+// one disclosures row and one audit entry per record, so that `audit list --subject ID` finds
+// every disclosure of a record. Statements are prepared once per command, and the audit detail
+// is built without reflection; its bytes are those json.Marshal gives the same map.
 func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 	at := c.At.AsTime()
 	return d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
@@ -29,28 +33,62 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 		if err != nil {
 			return err
 		}
-		up, err := tx.Prepare(`INSERT OR REPLACE INTO disclosures (recipient, record_id, version, policies, at) VALUES (?,?,?,?,?)`)
-		if err != nil {
-			return err
+		if len(c.Disclosed) > 0 {
+			up, err := tx.Prepare(`INSERT OR REPLACE INTO disclosures (recipient, record_id, version, policies, at) VALUES (?,?,?,?,?)`)
+			if err != nil {
+				return err
+			}
+			defer up.Close()
+			recipient, _ := json.Marshal(c.Recipient)
+			via, _ := json.Marshal(c.Via)
+			// Most records of a command were granted by the same policies.
+			polJSON := map[string]string{}
+			var detail []byte
+			for _, x := range c.Disclosed {
+				key := strings.Join(x.Policies, "\x00")
+				pol, ok := polJSON[key]
+				if !ok {
+					b, _ := json.Marshal(nonNilSlice(x.Policies))
+					pol = string(b)
+					polJSON[key] = pol
+				}
+				if _, err := up.Exec(c.Recipient, x.RecordId, x.Version, pol, at.UnixNano()); err != nil {
+					return err
+				}
+				// {"policies":…,"recipient":…,"version":…,"via":…}: the keys in the order
+				// json.Marshal sorts a map's keys, as earlier entries were written.
+				detail = append(detail[:0], `{"policies":`...)
+				if x.Policies == nil {
+					detail = append(detail, "null"...)
+				} else {
+					detail = append(detail, pol...)
+				}
+				detail = append(detail, `,"recipient":`...)
+				detail = append(detail, recipient...)
+				detail = append(detail, `,"version":`...)
+				detail = strconv.AppendInt(detail, x.Version, 10)
+				detail = append(detail, `,"via":`...)
+				detail = append(detail, via...)
+				detail = append(detail, '}')
+				if err := a.addRaw(at, c.RecipientId, AuditDisclosure, x.RecordId, string(detail)); err != nil {
+					return err
+				}
+			}
 		}
-		defer up.Close()
-		for _, x := range c.Disclosed {
-			pol, _ := json.Marshal(nonNilSlice(x.Policies))
-			if _, err := up.Exec(c.Recipient, x.RecordId, x.Version, string(pol), at.UnixNano()); err != nil {
+		if len(c.Retracted) > 0 {
+			del, err := tx.Prepare(`DELETE FROM disclosures WHERE recipient = ? AND record_id = ?`)
+			if err != nil {
 				return err
 			}
-			if err := a.add(at, c.RecipientId, AuditDisclosure, x.RecordId, map[string]any{
-				"recipient": c.Recipient, "version": x.Version, "policies": x.Policies, "via": c.Via}); err != nil {
-				return err
-			}
-		}
-		for _, x := range c.Retracted {
-			if _, err := tx.Exec(`DELETE FROM disclosures WHERE recipient = ? AND record_id = ?`, c.Recipient, x.RecordId); err != nil {
-				return err
-			}
-			if err := a.add(at, c.RecipientId, AuditRetraction, x.RecordId, map[string]any{
-				"recipient": c.Recipient, "reason": x.Reason}); err != nil {
-				return err
+			defer del.Close()
+			for _, x := range c.Retracted {
+				if _, err := del.Exec(c.Recipient, x.RecordId); err != nil {
+					return err
+				}
+				if err := a.add(at, c.RecipientId, AuditRetraction, x.RecordId, map[string]any{
+					"recipient": c.Recipient, "reason": x.Reason}); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -1,5 +1,6 @@
 // Package sharing connects the pure decision engine of package policy to the node: it loads the
-// stored policies (compiling each version once), resolves recipients from the peers config, and
+// stored policies (compiling each version once, and reading them again only when a policy step,
+// phase change or restore moved db.Generation), resolves recipients from the peers config, and
 // looks up crisis phases. Every path by which a record leaves the node asks Sharing.
 package sharing
 
@@ -23,6 +24,12 @@ type Sharing struct {
 
 	mu    sync.Mutex
 	cache map[string]*policy.Compiled // by policy id; a version's document never changes
+	// set and phases are what the database held at generation gen. Every policy step and phase
+	// change (and a restore) moves the generation, so a set read at gen answers until it moves.
+	// A policy that expires needs no new set: Decide checks the validity window at its now.
+	gen    uint64
+	set    *policy.Set
+	phases map[string]string
 }
 
 // New returns a Sharing over d for the org; config returns the running config.
@@ -33,11 +40,39 @@ func New(d *db.DB, org string, config func() *config.Config) *Sharing {
 // Org is the node's own trust domain.
 func (s *Sharing) Org() string { return s.org }
 
-// PolicySet returns every stored policy, compiled, with its current lifecycle state.
+// PolicySet returns every stored policy, compiled, with its current lifecycle state. The set is
+// read from the database only when the generation has moved since the last read; a Set is
+// immutable, so every caller shares it.
 func (s *Sharing) PolicySet(ctx context.Context) (*policy.Set, error) {
+	set, _, err := s.current(ctx)
+	return set, err
+}
+
+// current returns the policy set and the crisis phases of the database's generation.
+func (s *Sharing) current(ctx context.Context) (*policy.Set, map[string]string, error) {
+	// Read the generation before the rows: a step commits before it moves the generation, so
+	// rows read after gen was read are at least as new as gen, and a set stored under an older
+	// generation than the current one is never served.
+	gen := s.db.Generation()
+	s.mu.Lock()
+	if s.set != nil && s.gen == gen {
+		set, phases := s.set, s.phases
+		s.mu.Unlock()
+		return set, phases, nil
+	}
+	s.mu.Unlock()
+
 	rows, err := s.db.ListPolicies(ctx, "", "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	list, err := s.db.Phases(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	phases := make(map[string]string, len(list))
+	for _, p := range list {
+		phases[p.Crisis] = p.Phase
 	}
 	set := &policy.Set{Org: s.org}
 	s.mu.Lock()
@@ -46,7 +81,7 @@ func (s *Sharing) PolicySet(ctx context.Context) (*policy.Set, error) {
 		c, ok := s.cache[r.ID]
 		if !ok {
 			if c, err = policy.Compile(r.Policy); err != nil {
-				return nil, fmt.Errorf("sharing: policy %s no longer compiles: %w", r.ID, err)
+				return nil, nil, fmt.Errorf("sharing: policy %s no longer compiles: %w", r.ID, err)
 			}
 			s.cache[r.ID] = c
 		}
@@ -55,7 +90,10 @@ func (s *Sharing) PolicySet(ctx context.Context) (*policy.Set, error) {
 		cur.Policy = r.Policy
 		set.Policies = append(set.Policies, &cur)
 	}
-	return set, nil
+	if s.set == nil || gen >= s.gen {
+		s.gen, s.set, s.phases = gen, set, phases
+	}
+	return set, phases, nil
 }
 
 // Peers returns the configured peers as policy recipients (their first replica's ID).
@@ -99,28 +137,27 @@ func (s *Sharing) Recipient(id string) (policy.Recipient, error) {
 	return policy.Recipient{}, fmt.Errorf("%w: %s", ErrUnknownRecipient, sid.TrustDomain())
 }
 
-// Phases looks up crisis phases, remembering answers for the life of one request.
+// Phases looks up crisis phases for one request. It reads them at the first lookup, with the
+// policy set of the same generation, and then keeps them for the life of the request.
 type Phases struct {
-	db   *db.DB
+	s    *Sharing
 	seen map[string]string
 }
 
 // Phases returns a phase lookup for one request.
-func (s *Sharing) Phases() *Phases { return &Phases{db: s.db, seen: map[string]string{}} }
+func (s *Sharing) Phases() *Phases { return &Phases{s: s} }
 
 // Of returns the crisis's phase; a crisis whose phase was never set is cold.
 func (p *Phases) Of(ctx context.Context, crisis string) (string, error) {
+	if p.seen == nil {
+		_, seen, err := p.s.current(ctx)
+		if err != nil {
+			return "", err
+		}
+		p.seen = seen
+	}
 	if ph, ok := p.seen[crisis]; ok {
 		return ph, nil
 	}
-	list, err := p.db.Phases(ctx, crisis)
-	if err != nil {
-		return "", err
-	}
-	ph := policy.PhaseCold
-	if len(list) == 1 {
-		ph = list[0].Phase
-	}
-	p.seen[crisis] = ph
-	return ph, nil
+	return policy.PhaseCold, nil
 }

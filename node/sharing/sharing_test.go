@@ -1,0 +1,115 @@
+package sharing_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/sharing"
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+const (
+	officerA = "spiffe://lcvs.crisis.test/user/officer-a"
+	officerB = "spiffe://lcvs.crisis.test/user/officer-b"
+	source   = "name: lcvs-capacity\npurpose: test\nrecipients: [group:veiligheidsregios]\nkinds: [shelter.capacity]\nmax_classification: internal\n"
+)
+
+// TestPolicySetFollowsGeneration checks that the cached policy set and phases are served until
+// a policy step, a phase change or a restore moves the database's generation, and are read
+// again after each.
+func TestPolicySetFollowsGeneration(t *testing.T) {
+	ctx := context.Background()
+	d, err := db.Open(filepath.Join(t.TempDir(), "knooppunt.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := sharing.New(d, "lcvs.crisis.test", func() *config.Config { return &config.Config{} })
+	var index uint64
+	at := func() *timestamppb.Timestamp { index++; return timestamppb.New(time.Unix(int64(index)*60, 0)) }
+
+	state := func() (string, *policy.Set) {
+		t.Helper()
+		set, err := s.PolicySet(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(set.Policies) == 0 {
+			return "", set
+		}
+		return set.Policies[0].ID + " " + set.Policies[0].State, set
+	}
+	phase := func() string {
+		t.Helper()
+		ph, err := s.Phases().Of(ctx, "oekraine")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ph
+	}
+
+	if got, _ := state(); got != "" {
+		t.Fatalf("empty database: %q", got)
+	}
+	if got := phase(); got != policy.PhaseCold {
+		t.Fatalf("phase never set: %q, want cold", got)
+	}
+	ts := at()
+	if _, refusal, err := d.ApplyPolicyStep(index, &pb.PolicyStep{Action: db.StepPropose, Officer: officerA, Source: []byte(source), ApprovalsRequired: 1, At: ts}); err != nil || refusal != nil {
+		t.Fatal(err, refusal)
+	}
+	got, first := state()
+	if got != "lcvs-capacity@1 "+policy.StateProposed {
+		t.Fatalf("after propose: %q", got)
+	}
+	if _, again := state(); again != first {
+		t.Fatal("nothing changed, and the set was read again")
+	}
+	ts = at()
+	if _, refusal, err := d.ApplyPolicyStep(index, &pb.PolicyStep{Action: db.StepApprove, Officer: officerB, PolicyId: "lcvs-capacity@1", At: ts}); err != nil || refusal != nil {
+		t.Fatal(err, refusal)
+	}
+	if got, _ := state(); got != "lcvs-capacity@1 "+policy.StateApproved {
+		t.Fatalf("after approve: %q", got)
+	}
+	ts = at()
+	if _, err := d.ApplyPhaseStep(index, &pb.PhaseStep{Crisis: "oekraine", Phase: "warm", Officer: officerA, Reason: "test", At: ts}); err != nil {
+		t.Fatal(err)
+	}
+	if got := phase(); got != "warm" {
+		t.Fatalf("after the phase change: %q, want warm", got)
+	}
+
+	// A restore swaps in a database of another time: here, an empty one.
+	empty, err := db.Open(filepath.Join(t.TempDir(), "empty.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(t.TempDir(), "snap.db")
+	if err := empty.Backup(snap); err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
+	b, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Restore(bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := state(); got != "" {
+		t.Fatalf("after restoring an empty database: %q", got)
+	}
+	if got := phase(); got != policy.PhaseCold {
+		t.Fatalf("after restoring an empty database: phase %q, want cold", got)
+	}
+}
