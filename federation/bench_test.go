@@ -3,7 +3,7 @@ package federation_test
 // Benchmarks of federation: network search latency over 1 to 100 peers, propagation from a
 // commit at the source to the recipient's cache, and the throughput of a policy-filtered Query
 // stream against a plain grpc-go stream of the same messages over the same mTLS. Every node is a
-// full in-process node (node.Start) on loopback; docs/performance-federation.md has the figures
+// full in-process node (node.Start) on loopback; docs/performance.md has the figures
 // and the commands.
 
 import (

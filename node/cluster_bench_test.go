@@ -16,7 +16,7 @@ import (
 // and of three, with 1, 16 and 64 concurrent writers, each with a connection of its own to the
 // leader's local socket. Raft runs over mutual TLS on loopback in both cases, with the node's
 // default timeouts; every replica's log and database are on the same disk. It reports
-// writes/s and the p50 and p99 latency of one Put. docs/performance-cluster.md has the figures.
+// writes/s and the p50 and p99 latency of one Put. docs/performance.md has the figures.
 func BenchmarkClusterWrite(b *testing.B) {
 	for _, replicas := range []int{1, 3} {
 		for _, writers := range []int{1, 16, 64} {

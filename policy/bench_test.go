@@ -1,6 +1,6 @@
 package policy_test
 
-// Benchmarks of the decision engine. docs/performance-policy.md gives the figures and the
+// Benchmarks of the decision engine. docs/performance.md gives the figures and the
 // commands that reproduce them.
 //
 //   - BenchmarkDecide: one Set.Decide per op, for 1, 10 and 100 policies, in four mixes: allmatch,
