@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
@@ -285,8 +286,18 @@ func TestClusterIsolatedFollowerForgetsLeader(t *testing.T) {
 		return status.Code(err) == codes.Unavailable && status.Convert(err).Message() ==
 			"no leader: this replica cannot reach a majority of its group; retry shortly or on another replica", fmt.Sprint(err)
 	})
+	// Its health says so, for load balancers and readiness probes, and comes back with a leader.
+	health := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		clustertest.Eventually(t, 10*time.Second, fmt.Sprintf("%s health is %s", f.ID, want), func() (bool, string) {
+			resp, err := healthpb.NewHealthClient(f.Local(t)).Check(clustertest.Call(t), &healthpb.HealthCheckRequest{})
+			return err == nil && resp.Status == want, fmt.Sprint(resp, err)
+		})
+	}
+	health(healthpb.HealthCheckResponse_NOT_SERVING)
 	leader.Put(t, clustertest.Shelter("ok", 1))
 	f.Node.Store().Isolate(false)
+	health(healthpb.HealthCheckResponse_SERVING)
 	c.Leader(t, 15*time.Second, c.Replicas...)
 	c.Converged(t, 15*time.Second, c.Replicas...)
 	if _, err := f.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: "ok"}); err != nil {

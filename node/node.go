@@ -91,6 +91,7 @@ type Node struct {
 	unreg      []func()
 	served     chan error
 	stopWatch  chan struct{}
+	stopHealth chan struct{}
 }
 
 // Start opens the node's state in opts.DataDir and serves the local socket. It returns once the
@@ -132,6 +133,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		ReplicaID:         cfg.ReplicaID,
 		Bootstrap:         cfg.Raft.Bootstrap == nil || *cfg.Raft.Bootstrap,
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
+		SnapshotSize:      cfg.Raft.SnapshotSize,
 		TrailingLogs:      cfg.Raft.TrailingLogs,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		Logger:            n.log,
@@ -181,6 +183,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
 	})
 	n.health = health.NewServer()
+	n.stopHealth = make(chan struct{})
+	go n.trackQuorum(cfg.Raft.ElectionTimeout, n.stopHealth)
 	n.cfg.Store(cfg)
 	n.sharing = sharing.New(n.db, cfg.Org, n.cfg.Load)
 	policySvc := policies.New(policies.Config{
@@ -403,9 +407,48 @@ func (n *Node) DB() *db.DB { return n.db }
 // Failed reports a server that stopped on its own.
 func (n *Node) Failed() <-chan error { return n.served }
 
+// trackQuorum keeps the gRPC health status NOT_SERVING while this replica knows no leader, as
+// when it is cut off from a majority of its group, so that a load balancer or a Kubernetes
+// readiness probe sends clients elsewhere. A replica is unhealthy only once it has known no
+// leader for two election timeouts, so that a normal election does not flap it.
+func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}) {
+	if electionTimeout <= 0 {
+		electionTimeout = 500 * time.Millisecond
+	}
+	grace := 2 * electionTimeout
+	t := time.NewTicker(max(electionTimeout/4, 20*time.Millisecond))
+	defer t.Stop()
+	lastLeader := time.Now()
+	serving := true
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if n.store.Leader() != "" {
+			lastLeader = time.Now()
+		}
+		switch ok := time.Since(lastLeader) < grace; {
+		case ok && !serving:
+			n.log.Info("a leader is known again: serving")
+			n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			serving = true
+		case !ok && serving:
+			n.log.Warn("no leader known: health is NOT_SERVING until this replica reaches a majority of its group", "for", time.Since(lastLeader).Round(time.Millisecond))
+			n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			serving = false
+		}
+	}
+}
+
 // Stop shuts down cleanly: no new calls, in-flight calls finish (until ctx ends), queued writes
 // commit, then Raft and the database close.
 func (n *Node) Stop(ctx context.Context) error {
+	if n.stopHealth != nil {
+		close(n.stopHealth)
+		n.stopHealth = nil
+	}
 	if n.health != nil {
 		n.health.Shutdown()
 	}
@@ -441,6 +484,10 @@ func (n *Node) Stop(ctx context.Context) error {
 }
 
 func (n *Node) close() error {
+	if n.stopHealth != nil {
+		close(n.stopHealth)
+		n.stopHealth = nil
+	}
 	if n.stopWatch != nil {
 		close(n.stopWatch)
 		n.stopWatch = nil

@@ -138,8 +138,11 @@ type Limits struct {
 
 // Raft configures the node's Raft group. With no Listen the node is a single replica.
 type Raft struct {
-	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
-	ElectionTimeout   time.Duration `yaml:"election_timeout"`
+	SnapshotThreshold uint64 `yaml:"snapshot_threshold"`
+	// SnapshotSize is the bytes of log since the last snapshot that trigger one, however few
+	// entries they are. Default 64 MiB.
+	SnapshotSize    int64         `yaml:"snapshot_size"`
+	ElectionTimeout time.Duration `yaml:"election_timeout"`
 	// TrailingLogs is how many log entries a snapshot leaves behind it, so that a follower that
 	// fell less far behind catches up from the log rather than from a whole snapshot. Default
 	// 4096.

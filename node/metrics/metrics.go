@@ -37,6 +37,11 @@ var (
 		Namespace: "knooppunt", Name: "write_queue_records",
 		Help: "Record writes waiting for the next group commit.",
 	})
+	// SnapshotsBySize counts snapshots taken because the log grew past raft.snapshot_size.
+	SnapshotsBySize = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "raft_snapshots_by_size_total",
+		Help: "Raft snapshots taken because the log since the last one grew past raft.snapshot_size.",
+	})
 	// WatchStreams is the number of open Watch streams.
 	WatchStreams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "knooppunt", Name: "watch_streams",
@@ -45,7 +50,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams,
+	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -20,6 +21,9 @@ import (
 type fsm struct {
 	db  *db.DB
 	log *slog.Logger
+	// sinceSnapshot is the bytes of log entries applied since the last snapshot began, for the
+	// size threshold.
+	sinceSnapshot atomic.Int64
 }
 
 type applyResponse struct {
@@ -46,6 +50,7 @@ func encode(c *pb.Command) ([]byte, error) {
 // Apply dispatches one entry. An entry that cannot be decoded, or a command this build does not
 // know, stops the replica: applying it in any other way would let replicas diverge.
 func (f *fsm) Apply(l *raft.Log) any {
+	f.sinceSnapshot.Add(int64(len(l.Data)))
 	var c pb.Command
 	if err := proto.Unmarshal(l.Data, &c); err != nil {
 		panic(fmt.Sprintf("store: log entry %d cannot be decoded: %v", l.Index, err))
@@ -87,6 +92,7 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 // Snapshot copies the database while Apply is paused (Raft never runs the two at once), so the
 // copy is exactly the state at the last applied index.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.sinceSnapshot.Store(0)
 	tmp, err := os.CreateTemp(filepath.Dir(f.db.Path()), "snapshot-*.db.tmp")
 	if err != nil {
 		return nil, err

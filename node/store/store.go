@@ -64,7 +64,10 @@ type Config struct {
 	SnapshotThreshold uint64
 	// TrailingLogs is how many log entries a snapshot leaves behind it. Default 4096.
 	TrailingLogs uint64
-	// SnapshotInterval is how often the threshold is checked. Default 30s.
+	// SnapshotSize is the bytes of log entries since the last snapshot that trigger a snapshot,
+	// whatever their number. Default 64 MiB.
+	SnapshotSize int64
+	// SnapshotInterval is how often the thresholds are checked. Default 30s.
 	SnapshotInterval time.Duration
 	// ElectionTimeout tunes failure detection. Default 500ms, for a LAN.
 	ElectionTimeout time.Duration
@@ -108,6 +111,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.TrailingLogs == 0 {
 		cfg.TrailingLogs = 4096
+	}
+	if cfg.SnapshotSize <= 0 {
+		cfg.SnapshotSize = 64 << 20
 	}
 	if cfg.SnapshotInterval == 0 {
 		cfg.SnapshotInterval = 30 * time.Second
@@ -179,7 +185,8 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 
-	r, err := raft.NewRaft(rc, &fsm{db: cfg.DB, log: cfg.Logger}, bolt, bolt, snaps, trans)
+	machine := &fsm{db: cfg.DB, log: cfg.Logger}
+	r, err := raft.NewRaft(rc, machine, bolt, bolt, snaps, trans)
 	if err != nil {
 		bolt.Close()
 		return nil, fmt.Errorf("store: start raft: %w", err)
@@ -195,7 +202,34 @@ func Open(cfg Config) (*Store, error) {
 		done:  make(chan struct{}),
 	}
 	go s.commitLoop()
+	go s.snapshotBySize(machine)
 	return s, nil
+}
+
+// snapshotBySize takes a snapshot, and so compacts the log, once the entries applied since the
+// last one add up to SnapshotSize bytes. Raft's own threshold counts entries only, and a few
+// large entries (batches of 1000 records) would otherwise grow the log far beyond it.
+func (s *Store) snapshotBySize(f *fsm) {
+	t := time.NewTicker(min(s.cfg.SnapshotInterval, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if f.sinceSnapshot.Load() < s.cfg.SnapshotSize {
+			continue
+		}
+		err := s.raft.Snapshot().Error()
+		switch {
+		case err == nil:
+			metrics.SnapshotsBySize.Inc()
+		case errors.Is(err, raft.ErrNothingNewToSnapshot), errors.Is(err, raft.ErrRaftShutdown):
+		default:
+			s.log.Warn("snapshot by size failed: will try again", "err", err)
+		}
+	}
 }
 
 // catchUpFromSnapshot restores the newest snapshot when the database is behind it, as after the

@@ -598,3 +598,81 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSnapshotBySize checks that a log that grows past SnapshotSize bytes is snapshotted and
+// compacted although it holds far fewer entries than SnapshotThreshold, and that the replica
+// restarts from that snapshot.
+func TestSnapshotBySize(t *testing.T) {
+	dir := t.TempDir()
+	raftDir, dbPath := filepath.Join(dir, "raft"), filepath.Join(dir, "knooppunt.db")
+	d := openDB(t, dbPath)
+	s, err := Open(Config{
+		Dir: raftDir, DB: d, ReplicaID: "replica-1", Bootstrap: true,
+		ElectionTimeout: 50 * time.Millisecond, Logger: quiet,
+		SnapshotThreshold: 1 << 30, SnapshotInterval: 50 * time.Millisecond,
+		SnapshotSize: 64 << 10, TrailingLogs: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	big := fmt.Sprintf(`{"notes":%q}`, strings.Repeat("x", 8<<10))
+	for i := range 4 { // 32 KiB: under the size
+		write(t, s, rec(fmt.Sprintf("small%02d", i), big))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := s.RaftStats()["last_snapshot_index"]; got != "0" {
+		t.Fatalf("snapshot at index %s after 32 KiB of log, want none under a 64 KiB threshold", got)
+	}
+	for i := range 12 { // 96 KiB more: over it
+		write(t, s, rec(fmt.Sprintf("big%02d", i), big))
+	}
+	last := s.AppliedIndex()
+	// The snapshot is recorded, then the log behind it compacted.
+	compacted := func() (bool, uint64) {
+		first, err := s.bolt.FirstIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.RaftStats()["last_snapshot_index"] != "0" && first > 1, first
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ok, first := compacted()
+		if ok {
+			if first > last {
+				t.Fatalf("log starts at %d after the snapshot, past the last index %d", first, last)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot and compaction after %d bytes of log over a %d byte threshold (log starts at %d)", 16*len(big), 64<<10, first)
+		}
+	}
+	upTo := lastSeq(t, d)
+	want := feed(t, d, upTo)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	// The database is lost; the replica comes back from the snapshot and the log behind it.
+	fresh := openDB(t, filepath.Join(dir, "fresh.db"))
+	s2 := openStore(t, raftDir, fresh, true)
+	write(t, s2, rec("later", `{}`)) // applied after every entry before it
+	got := feed(t, fresh, upTo)
+	short := func(lines []string) string {
+		var out []string
+		for _, l := range lines {
+			out = append(out, l[:min(len(l), 40)])
+		}
+		return strings.Join(out, "\n")
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("change feed after restart from the size snapshot:\n%s\nwant:\n%s", short(got), short(want))
+	}
+}
