@@ -10,7 +10,9 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/checker"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -67,27 +69,50 @@ func Env() (*cel.Env, error) {
 }
 
 // compileWhen type-checks a `when` expression, checks that it yields a bool and that its
-// worst-case cost fits the budget, and returns the program.
-func compileWhen(expr string) (cel.Program, error) {
+// worst-case cost fits the budget, and returns the program and whether it can read the body.
+func compileWhen(expr string) (cel.Program, bool, error) {
 	env, err := Env()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, fmt.Errorf("%s", strings.TrimSpace(iss.Err().Error()))
+		return nil, false, fmt.Errorf("%s", strings.TrimSpace(iss.Err().Error()))
 	}
 	if ast.OutputType() != cel.BoolType {
-		return nil, fmt.Errorf("yields %s, not bool", ast.OutputType())
+		return nil, false, fmt.Errorf("yields %s, not bool", ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{})
 	if err != nil {
-		return nil, fmt.Errorf("cost: %w", err)
+		return nil, false, fmt.Errorf("cost: %w", err)
 	}
 	if est.Max > CostBudget {
-		return nil, fmt.Errorf("worst-case cost %d is over the budget of %d: simplify it, or bound the lists it walks", est.Max, CostBudget)
+		return nil, false, fmt.Errorf("worst-case cost %d is over the budget of %d: simplify it, or bound the lists it walks", est.Max, CostBudget)
 	}
-	return env.Program(ast, cel.CostLimit(CostBudget), cel.EvalOptions(cel.OptOptimize))
+	prg, err := env.Program(ast, cel.CostLimit(CostBudget), cel.EvalOptions(cel.OptOptimize))
+	return prg, readsBody(ast.NativeRep().Expr()), err
+}
+
+// readsBody reports whether an expression can reach record.body. It is conservative: the
+// only way to the body is through `record`, so an expression cannot reach it when every use of
+// `record` selects a field other than body, such as record.crisis or has(record.region). Any
+// other use (record.body, the record as a whole, a name the checker folded) counts as a read.
+func readsBody(e celast.Expr) bool {
+	uses, safe := 0, 0
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		switch e.Kind() {
+		case celast.IdentKind:
+			if name := e.AsIdent(); name == "record" || strings.HasPrefix(name, "record.") {
+				uses++
+			}
+		case celast.SelectKind:
+			sel := e.AsSelect()
+			if op := sel.Operand(); op.Kind() == celast.IdentKind && op.AsIdent() == "record" && sel.FieldName() != "body" {
+				safe++
+			}
+		}
+	}))
+	return uses > safe
 }
 
 // sizeEstimator tells the cost estimator how large the inputs can be, so that comprehensions
@@ -111,29 +136,66 @@ func (sizeEstimator) EstimateCallCost(function, overloadID string, target *check
 
 func pathOf(n checker.AstNode) string { return strings.Join(n.Path(), ".") }
 
-// activation builds the variables of one evaluation.
-func activation(r *pb.Record, to Recipient, phase string, now time.Time) (map[string]any, error) {
-	body := map[string]any{}
-	if len(r.Body) > 0 {
-		if err := json.Unmarshal(r.Body, &body); err != nil {
-			return nil, fmt.Errorf("record %s: body: %w", r.Id, err)
+// input is the activation of the conditions on one record, built on first need: a decision
+// that evaluates no condition builds nothing, and one whose conditions cannot reach the body
+// never decodes it. The body is decoded at most once per decision.
+type input struct {
+	r     *pb.Record
+	to    Recipient
+	phase string
+	now   time.Time
+
+	rec     *Record // nil until a condition is evaluated
+	decoded bool    // rec.Body holds the decoded body
+}
+
+// activation returns the variables of an evaluation, with the decoded body if withBody.
+func (in *input) activation(withBody bool) (interpreter.Activation, error) {
+	if in.rec == nil {
+		r := in.r
+		in.rec = &Record{
+			ID: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
+			Classification: classificationWord(r.Classification), Labels: r.Labels, Body: map[string]any{}, Version: r.Version,
+		}
+		if in.rec.Labels == nil {
+			in.rec.Labels = map[string]string{}
+		}
+		if r.UpdatedAt != nil {
+			in.rec.UpdatedAt = r.UpdatedAt.AsTime()
+		}
+		if in.to.Groups == nil {
+			in.to.Groups = []string{}
 		}
 	}
-	rec := Record{
-		ID: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
-		Classification: classificationWord(r.Classification), Labels: r.Labels, Body: body, Version: r.Version,
+	if withBody && !in.decoded && len(in.r.Body) > 0 {
+		// A fresh map: the one a condition without the body saw is never filled in.
+		body := map[string]any{}
+		if err := json.Unmarshal(in.r.Body, &body); err != nil {
+			return nil, fmt.Errorf("record %s: body: %w", in.r.Id, err)
+		}
+		in.rec.Body = body
 	}
-	if rec.Labels == nil {
-		rec.Labels = map[string]string{}
-	}
-	if r.UpdatedAt != nil {
-		rec.UpdatedAt = r.UpdatedAt.AsTime()
-	}
-	if to.Groups == nil {
-		to.Groups = []string{}
-	}
-	return map[string]any{"record": rec, "recipient": to, "phase": phase, "now": now}, nil
+	in.decoded = in.decoded || withBody
+	return in, nil
 }
+
+// ResolveName implements interpreter.Activation.
+func (in *input) ResolveName(name string) (any, bool) {
+	switch name {
+	case "record":
+		return in.rec, true
+	case "recipient":
+		return &in.to, true
+	case "phase":
+		return in.phase, true
+	case "now":
+		return in.now, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (in *input) Parent() interpreter.Activation { return nil }
 
 func classificationWord(c pb.Classification) string {
 	for w, v := range classWords {

@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -48,6 +46,9 @@ type Compiled struct {
 	Doc        Document
 	recipients []RecipientRef
 	when       cel.Program
+	// whenReadsBody is false when the condition cannot reach record.body, so that deciding
+	// with it needs no decode of the body.
+	whenReadsBody bool
 }
 
 // Compile parses and checks a policy's document. It never fails for a policy the store accepted
@@ -73,11 +74,11 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 		c.recipients = append(c.recipients, ref)
 	}
 	if strings.TrimSpace(parsed.Doc.When) != "" {
-		prg, err := compileWhen(parsed.Doc.When)
+		prg, readsBody, err := compileWhen(parsed.Doc.When)
 		if err != nil {
 			probs = append(probs, parsed.problem("when", "%v", err))
 		}
-		c.when = prg
+		c.when, c.whenReadsBody = prg, readsBody
 	}
 	return c, probs
 }
@@ -181,30 +182,42 @@ type Verdict struct {
 	Redact   []string `json:"redact,omitempty"`
 }
 
-// verdict evaluates one policy. vars is the CEL activation, built once per record.
-func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Time, vars map[string]any) Verdict {
+// verdict evaluates one policy. The checks go cheapest first; only a policy that passes all the
+// others evaluates its condition, with the activation in, which decodes the body on first need.
+// The reason of a rejection is spelt out only when explain asks for it. An error means the
+// record cannot be decided at all.
+func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Time, in *input, explain bool) (Verdict, error) {
 	v := Verdict{PolicyID: c.ID}
+	reason := func(format string, args ...any) {
+		if explain {
+			v.Reason = fmt.Sprintf(format, args...)
+		}
+	}
 	switch {
 	case c.State != StateApproved:
-		v.Reason = "not active: " + c.State
+		reason("not active: %s", c.State)
 	case !c.InWindow(now):
-		v.Reason = "outside its validity window"
+		reason("outside its validity window")
 	case !c.InPhase(phase):
-		v.Reason = fmt.Sprintf("limited to phases %s; the crisis is %s", strings.Join(c.Doc.Phases, ", "), phase)
+		reason("limited to phases %s; the crisis is %s", strings.Join(c.Doc.Phases, ", "), phase)
 	case !c.Names(to):
-		v.Reason = "does not name the recipient"
+		reason("does not name the recipient")
 	case !slices.Contains(c.Doc.Kinds, r.Kind):
-		v.Reason = fmt.Sprintf("does not cover kind %s", r.Kind)
+		reason("does not cover kind %s", r.Kind)
 	case r.Classification > c.Doc.Classification() || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED:
-		v.Reason = fmt.Sprintf("record is %s, above the ceiling %s", classificationWord(r.Classification), c.Doc.MaxClassification)
+		reason("record is %s, above the ceiling %s", classificationWord(r.Classification), c.Doc.MaxClassification)
 	case c.when != nil:
+		vars, err := in.activation(c.whenReadsBody)
+		if err != nil {
+			return Verdict{PolicyID: c.ID, Reason: err.Error()}, err
+		}
 		out, _, err := c.when.Eval(vars)
 		if err != nil {
-			v.Reason = "when: " + err.Error()
+			reason("when: %v", err)
 			break
 		}
 		if ok, _ := out.Value().(bool); !ok {
-			v.Reason = "when is false"
+			reason("when is false")
 			break
 		}
 		fallthrough
@@ -213,7 +226,7 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 		v.Reason = "grants"
 		v.Redact = c.Doc.Redact
 	}
-	return v
+	return v, nil
 }
 
 // Decision is the outcome for one record and one recipient.
@@ -259,21 +272,18 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 	if r.Tombstone {
 		return Decision{}, verdicts
 	}
-	var vars map[string]any
+	in := input{r: r, to: to, phase: phase, now: now}
 	var redactSets [][]string
 	var granted []string
 	for _, c := range s.Policies {
 		if !explain && (c.State != StateApproved || !c.Names(to) || !slices.Contains(c.Doc.Kinds, r.Kind)) {
-			continue // cheap rejections first
+			continue // the commonest rejections, without building a verdict
 		}
-		if vars == nil && c.when != nil {
-			var err error
-			if vars, err = activation(r, to, phase, now); err != nil {
-				verdicts = append(verdicts, Verdict{PolicyID: c.ID, Reason: err.Error()})
-				return Decision{}, verdicts
-			}
+		v, err := c.verdict(r, to, phase, now, &in, explain)
+		if err != nil {
+			// A body that cannot be read for a condition is not sent at all.
+			return Decision{}, append(verdicts, v)
 		}
-		v := c.verdict(r, to, phase, now, vars)
 		if explain {
 			verdicts = append(verdicts, v)
 		}
@@ -333,41 +343,4 @@ func removes(paths []string, path string) bool {
 		}
 	}
 	return false
-}
-
-// redactRecord returns a copy of r without the body paths. It never changes r.
-func redactRecord(r *pb.Record, paths []string) (*pb.Record, error) {
-	out := &pb.Record{
-		Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
-		Classification: r.Classification, Labels: r.Labels, Body: r.Body, Version: r.Version,
-		UpdatedAt: r.UpdatedAt, ValidUntil: r.ValidUntil,
-	}
-	if len(paths) == 0 {
-		return out, nil
-	}
-	var body map[string]any
-	dec := json.NewDecoder(bytes.NewReader(r.Body))
-	dec.UseNumber()
-	if err := dec.Decode(&body); err != nil {
-		return nil, fmt.Errorf("record %s: body: %w", r.Id, err)
-	}
-	for _, p := range paths {
-		removePath(body, strings.Split(strings.TrimPrefix(p, "body."), "."))
-	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	out.Body = b
-	return out, nil
-}
-
-func removePath(m map[string]any, path []string) {
-	if len(path) == 1 {
-		delete(m, path[0])
-		return
-	}
-	if sub, ok := m[path[0]].(map[string]any); ok {
-		removePath(sub, path[1:])
-	}
 }

@@ -1,0 +1,111 @@
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// redactRecord returns a copy of r without the body paths. It never changes r.
+func redactRecord(r *pb.Record, paths []string) (*pb.Record, error) {
+	out := &pb.Record{
+		Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
+		Classification: r.Classification, Labels: r.Labels, Body: r.Body, Version: r.Version,
+		UpdatedAt: r.UpdatedAt, ValidUntil: r.ValidUntil,
+	}
+	if len(paths) == 0 {
+		return out, nil
+	}
+	split := make([][]string, len(paths))
+	for i, p := range paths {
+		split[i] = strings.Split(strings.TrimPrefix(p, "body."), ".")
+	}
+	b, err := redactBody(r.Body, split)
+	if err != nil {
+		return nil, fmt.Errorf("record %s: body: %w", r.Id, err)
+	}
+	out.Body = b
+	return out, nil
+}
+
+var errBodyNotObject = errors.New("not a JSON object")
+
+// redactBody returns body without the fields at paths, each a list of keys from the top. It
+// works on the bytes: the fields it keeps go out exactly as they came, numbers included, and
+// when none of the paths is present it returns body itself. It removes every member whose
+// decoded key matches, so neither an escaped key ("contact\u005fphone") nor a repeated one
+// keeps a field that a decoder would read under the redacted name.
+//
+// The body must be valid JSON as encoding/json reads it, and an object or null: anything else
+// is an error, and the record is not sent.
+func redactBody(body []byte, paths [][]string) ([]byte, error) {
+	if !json.Valid(body) {
+		return nil, errors.New("not valid JSON")
+	}
+	v := gjson.ParseBytes(body)
+	switch {
+	case v.Type == gjson.Null:
+		return body, nil
+	case !v.IsObject():
+		return nil, errBodyNotObject
+	}
+	out, removed := appendRedacted(make([]byte, 0, len(body)), v, paths)
+	if !removed {
+		return body, nil
+	}
+	return out, nil
+}
+
+// appendRedacted appends obj without the fields at paths to dst, and reports whether it left
+// any out.
+func appendRedacted(dst []byte, obj gjson.Result, paths [][]string) ([]byte, bool) {
+	dst = append(dst, '{')
+	first, removed := true, false
+	obj.ForEach(func(k, v gjson.Result) bool {
+		name := keyName(k)
+		var sub [][]string
+		for _, p := range paths {
+			if p[0] != name {
+				continue
+			}
+			if len(p) == 1 {
+				removed = true
+				return true // left out, with whatever sub-paths it has
+			}
+			sub = append(sub, p[1:])
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, k.Raw...)
+		dst = append(dst, ':')
+		if len(sub) > 0 && v.IsObject() {
+			var r bool
+			dst, r = appendRedacted(dst, v, sub)
+			removed = removed || r
+		} else {
+			dst = append(dst, v.Raw...)
+		}
+		return true
+	})
+	return append(dst, '}'), removed
+}
+
+// keyName is a member's key as encoding/json decodes it. An escaped key is decoded by
+// encoding/json itself, so that the redactor reads keys exactly as a condition does.
+func keyName(k gjson.Result) string {
+	if !strings.Contains(k.Raw, `\`) {
+		return k.Str
+	}
+	var s string
+	if err := json.Unmarshal([]byte(k.Raw), &s); err != nil {
+		return k.Str // unreachable: the body is valid JSON
+	}
+	return s
+}
