@@ -8,6 +8,7 @@ package node_test
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -355,6 +356,23 @@ peers:
 		resp, err := pb.NewAuditServiceClient(n.local(t)).List(mtlsCtx(t), &pb.ListAuditRequest{Action: db.AuditFederationDenied, Actor: "spiffe://coa.crisis.test/node/r1"})
 		return err == nil && len(resp.Entries) > 0 && resp.Entries[0].Subject == "/knooppunt.v1.FederationService/Describe"
 	})
+	// So is each refused handshake, under the ID its certificate claims, marked unverified.
+	for claimed, reason := range map[string]string{
+		"spiffe://vr-utrecht.crisis.test/user/editor": "certificate signed by unknown authority",
+		"spiffe://ggd.crisis.test/node/r1":            `no bundle for trust domain "ggd.crisis.test"`,
+	} {
+		identitytest.Eventually(t, 5*time.Second, "the refused handshake of "+claimed+" is audited", func() bool {
+			resp, err := pb.NewAuditServiceClient(n.local(t)).List(mtlsCtx(t), &pb.ListAuditRequest{Action: node.AuditHandshakeRefused, Actor: claimed})
+			if err != nil || len(resp.Entries) == 0 || resp.Entries[0].Subject != "handshake" {
+				return false
+			}
+			var d struct {
+				Reason   string `json:"reason"`
+				Verified *bool  `json:"verified"`
+			}
+			return json.Unmarshal([]byte(resp.Entries[0].Detail), &d) == nil && strings.Contains(d.Reason, reason) && d.Verified != nil && !*d.Verified
+		})
+	}
 }
 
 // TestMTLSLocalSocket: the local socket carries no identity and has the role local: it may

@@ -92,6 +92,10 @@ type Node struct {
 	served     chan error
 	stopWatch  chan struct{}
 	stopHealth chan struct{}
+	// refusals audits the handshakes the TCP listener refuses; stopRefusals ends it once its
+	// last entries are written.
+	refusals     *refusals
+	stopRefusals func()
 }
 
 // Start opens the node's state in opts.DataDir and serves the local socket. It returns once the
@@ -233,7 +237,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go func() { n.served <- n.grpc.Serve(lis) }()
 
 	if cfg.Listen != "" {
-		n.tcp = n.newServer(false, grpc.Creds(identity.ServerCredentials(n.ident.source, n.ident.trust, n.log)))
+		n.refusals = newRefusals(refusalWindow, n.appendAudit, n.log)
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { n.refusals.run(rctx); close(done) }()
+		n.stopRefusals = func() { cancel(); <-done }
+		creds := identity.ServerCredentialsReporting(n.ident.source, n.ident.trust, n.log, n.refusals.refused)
+		n.tcp = n.newServer(false, grpc.Creds(creds))
 		register(n.tcp)
 		tl, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
@@ -290,10 +300,16 @@ func (n *Node) auditDenied(caller, method, reason string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := n.store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
+		if err := n.appendAudit(ctx, []*pb.AuditEntry{entry}); err != nil {
 			n.log.Warn("could not audit a denied federation request", "caller", caller, "err", err)
 		}
 	}()
+}
+
+// appendAudit appends entries to the audit log through Raft.
+func (n *Node) appendAudit(ctx context.Context, entries []*pb.AuditEntry) error {
+	_, err := n.store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: entries}}})
+	return err
 }
 
 // forwardUnary forwards writes that reach a follower to the leader; a single replica is always
@@ -478,12 +494,20 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.metrics != nil {
 		n.metrics.Shutdown(ctx)
 	}
+	if n.stopRefusals != nil {
+		n.stopRefusals() // the refusals of the last window, while Raft still runs
+		n.stopRefusals = nil
+	}
 	err := n.close()
 	n.log.Info("node stopped")
 	return err
 }
 
 func (n *Node) close() error {
+	if n.stopRefusals != nil {
+		n.stopRefusals()
+		n.stopRefusals = nil
+	}
 	if n.stopHealth != nil {
 		close(n.stopHealth)
 		n.stopHealth = nil

@@ -20,19 +20,38 @@ import (
 // decided after the handshake, per method. Every handshake refusal is logged with the SPIFFE ID
 // the client claimed and the reason.
 func ServerTLS(svid x509svid.Source, bundles x509bundle.Source, log *slog.Logger) *tls.Config {
-	return ServerTLSFor(svid, bundles, tlsconfig.AuthorizeAny(), log)
+	return serverTLS(svid, bundles, tlsconfig.AuthorizeAny(), log, nil)
 }
 
 // ServerTLSFor is ServerTLS that admits only the clients authorize approves, for listeners
 // without per-method authorisation, such as the Raft transport.
 func ServerTLSFor(svid x509svid.Source, bundles x509bundle.Source, authorize tlsconfig.Authorizer, log *slog.Logger) *tls.Config {
+	return serverTLS(svid, bundles, authorize, log, nil)
+}
+
+// RefusalFunc is told of each handshake a server refused: the SPIFFE ID the client's
+// certificate claims, which did not verify and so must not be trusted, and the reason.
+type RefusalFunc func(claimed, reason string)
+
+// ServerCredentialsReporting is ServerCredentials that also hands every refused handshake,
+// full or resumed, to refused, so that the node can audit it. refused runs on the handshake's
+// goroutine and must not block.
+func ServerCredentialsReporting(svid x509svid.Source, bundles x509bundle.Source, log *slog.Logger, refused RefusalFunc) credentials.TransportCredentials {
+	return credentials.NewTLS(serverTLS(svid, bundles, tlsconfig.AuthorizeAny(), log, refused))
+}
+
+func serverTLS(svid x509svid.Source, bundles x509bundle.Source, authorize tlsconfig.Authorizer, log *slog.Logger, refused RefusalFunc) *tls.Config {
 	cfg := tlsconfig.MTLSServerConfig(svid, bundles, authorize)
 	cfg.MinVersion = tls.VersionTLS12
 	verify := cfg.VerifyPeerCertificate
 	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
 		err := verify(raw, chains)
 		if err != nil {
-			log.Warn("handshake refused", "caller", claimedID(raw), "reason", err.Error())
+			claimed := claimedID(raw)
+			log.Warn("handshake refused", "caller", claimed, "reason", err.Error())
+			if refused != nil {
+				refused(claimed, err.Error())
+			}
 		}
 		return err
 	}

@@ -1,0 +1,139 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// auditSink collects what refusals writes, in order.
+type auditSink struct {
+	mu      sync.Mutex
+	entries []*pb.AuditEntry
+	writes  int
+}
+
+func (s *auditSink) append(_ context.Context, e []*pb.AuditEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entries = append(s.entries, e...)
+	s.writes++
+	return nil
+}
+
+func (s *auditSink) snapshot() []*pb.AuditEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*pb.AuditEntry(nil), s.entries...)
+}
+
+func refusalCount(t *testing.T, e *pb.AuditEntry) int {
+	t.Helper()
+	var d struct {
+		Claimed  string `json:"claimed_id"`
+		Verified bool   `json:"verified"`
+		Count    int    `json:"count"`
+	}
+	if err := json.Unmarshal([]byte(e.Detail), &d); err != nil {
+		t.Fatalf("detail %q: %v", e.Detail, err)
+	}
+	if d.Claimed != e.Actor || d.Verified || e.Action != AuditHandshakeRefused {
+		t.Fatalf("entry %+v: want action %s, claimed_id = actor, verified false", e, AuditHandshakeRefused)
+	}
+	return d.Count
+}
+
+// TestRefusalsBoundAFlood: the first refusal of a claimed ID is audited at once; the rest of
+// its window become one entry with their count; claimed IDs beyond the bound count together;
+// every refusal is in some count, and stopping writes what is held back.
+func TestRefusalsBoundAFlood(t *testing.T) {
+	sink := &auditSink{}
+	r := newRefusals(time.Hour, sink.append, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.run(ctx); close(done) }()
+
+	const ids, each = 100, 50
+	for i := range ids {
+		for range each {
+			r.refused(fmt.Sprintf("spiffe://rogue.test/n%03d", i), "x509: certificate signed by unknown authority")
+		}
+	}
+
+	// At once: one entry per tracked ID and one for the other IDs, not one per refusal.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sink.snapshot()) < maxRefusalKeys+1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := sink.snapshot(); len(got) != maxRefusalKeys+1 {
+		t.Fatalf("%d entries written at once, want %d (one per tracked claimed ID, one for the others)", len(got), maxRefusalKeys+1)
+	}
+
+	cancel()
+	<-done
+	total, actors := 0, map[string]int{}
+	for _, e := range sink.snapshot() {
+		n := refusalCount(t, e)
+		total += n
+		actors[e.Actor] += n
+	}
+	if want := ids * each; total != want {
+		t.Errorf("the entries count %d refusals, want %d", total, want)
+	}
+	if len(actors) != maxRefusalKeys+1 {
+		t.Errorf("%d distinct actors, want %d", len(actors), maxRefusalKeys+1)
+	}
+	if got, want := actors[refusalOther], (ids-maxRefusalKeys)*each; got != want {
+		t.Errorf("%s counts %d, want %d", refusalOther, got, want)
+	}
+	if got := actors["spiffe://rogue.test/n000"]; got != each {
+		t.Errorf("the first claimed ID counts %d, want %d", got, each)
+	}
+}
+
+// TestRefusalsWindow: after a window without refusals, the next is audited at once again; a
+// claimed ID of any length is cut to a bound.
+func TestRefusalsWindow(t *testing.T) {
+	sink := &auditSink{}
+	r := newRefusals(50*time.Millisecond, sink.append, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	wait := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(sink.snapshot()) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d entries, want %d", len(sink.snapshot()), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	id := "spiffe://a.test/" + strings.Repeat("x", 1000)
+	r.refused(id, "expired")
+	r.refused(id, "expired")
+	wait(2) // the first at once, the second at the end of its window
+	if got := refusalCount(t, sink.snapshot()[1]); got != 1 {
+		t.Fatalf("held-back entry counts %d, want 1", got)
+	}
+	time.Sleep(150 * time.Millisecond) // two quiet windows: the ID is forgotten
+	r.refused(id, "expired")
+	wait(3)
+	if got := refusalCount(t, sink.snapshot()[2]); got != 1 {
+		t.Fatalf("entry after a quiet window counts %d, want 1", got)
+	}
+	for _, e := range sink.snapshot() {
+		if !strings.HasPrefix(id, strings.TrimSuffix(e.Actor, "…")) || len(e.Actor) != maxClaimedLen+len("…") {
+			t.Errorf("actor %q is not the claimed ID cut to %d bytes", e.Actor, maxClaimedLen)
+		}
+	}
+}
