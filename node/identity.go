@@ -47,7 +47,7 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		src, err = identity.NewFileSource(cfg.Identity.CertFile, cfg.Identity.KeyFile, cfg.Identity.BundleFile, 0, log)
 	default:
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI)
+		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI, spiffeid.ID{})
 		cancel()
 	}
 	if err != nil {

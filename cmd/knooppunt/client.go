@@ -29,7 +29,7 @@ type clientFlags struct {
 	node   string
 	output string
 
-	svidCert, svidKey, bundle, workloadAPI string
+	svidCert, svidKey, bundle, workloadAPI, spiffeID string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command, listing bool) {
@@ -42,6 +42,7 @@ func (f *clientFlags) register(cmd *cobra.Command, listing bool) {
 	cmd.Flags().StringVar(&f.svidKey, "svid-key", os.Getenv("KNOOPPUNT_SVID_KEY"), "the SVID's key (PEM) (env KNOOPPUNT_SVID_KEY)")
 	cmd.Flags().StringVar(&f.bundle, "bundle", os.Getenv("KNOOPPUNT_BUNDLE"), "your org's trust bundle (PEM) (env KNOOPPUNT_BUNDLE)")
 	cmd.Flags().StringVar(&f.workloadAPI, "workload-api", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIRE Workload API socket, unix:///path, instead of files (env SPIFFE_ENDPOINT_SOCKET)")
+	cmd.Flags().StringVar(&f.spiffeID, "spiffe-id", os.Getenv("KNOOPPUNT_SPIFFE_ID"), "with --workload-api, which of the SVIDs the agent offers you to use; default its first (env KNOOPPUNT_SPIFFE_ID)")
 	if listing {
 		cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	}
@@ -104,9 +105,17 @@ func (f *clientFlags) tlsCredentials() (credentials.TransportCredentials, error)
 		}
 		svid, bundles = s, b
 	case f.workloadAPI != "":
+		var want spiffeid.ID
+		if f.spiffeID != "" {
+			id, err := spiffeid.FromString(f.spiffeID)
+			if err != nil {
+				return nil, fmt.Errorf("--spiffe-id %q: %w", f.spiffeID, err)
+			}
+			want = id
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		src, err := identity.NewWorkloadSource(ctx, f.workloadAPI)
+		src, err := identity.NewWorkloadSource(ctx, f.workloadAPI, want)
 		if err != nil {
 			return nil, err
 		}
@@ -116,6 +125,8 @@ func (f *clientFlags) tlsCredentials() (credentials.TransportCredentials, error)
 		}
 		td = s.ID.TrustDomain()
 		svid, bundles = src, src
+	case f.spiffeID != "":
+		return nil, fmt.Errorf("--spiffe-id picks among the SVIDs of the Workload API: give --workload-api too")
 	default:
 		return nil, fmt.Errorf("--node %s is a TCP address: identify yourself with --svid-cert, --svid-key and --bundle, or --workload-api (or use the unix socket on the node's host)", f.node)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,15 +26,42 @@ type Source interface {
 
 // NewWorkloadSource connects to the SPIRE Workload API at addr (unix:///path; empty: the
 // SPIFFE_ENDPOINT_SOCKET environment variable) and waits, until ctx ends, for the first SVID.
-// SPIRE rotates the SVID and bundles; the source follows.
-func NewWorkloadSource(ctx context.Context, addr string) (Source, error) {
+// SPIRE rotates the SVID and bundles; the source follows. When the agent offers the caller
+// more than one SVID, want picks one by its ID; the zero ID takes the agent's default, the first.
+func NewWorkloadSource(ctx context.Context, addr string, want spiffeid.ID) (Source, error) {
 	var opts []workloadapi.X509SourceOption
 	if addr != "" {
 		opts = append(opts, workloadapi.WithClientOptions(workloadapi.WithAddr(addr)))
 	}
+	var (
+		mu      sync.Mutex
+		offered []string // the IDs of the latest update, for the error below
+	)
+	if !want.IsZero() {
+		opts = append(opts, workloadapi.WithDefaultX509SVIDPicker(func(svids []*x509svid.SVID) *x509svid.SVID {
+			mu.Lock()
+			defer mu.Unlock()
+			offered = offered[:0]
+			var picked *x509svid.SVID
+			for _, s := range svids {
+				offered = append(offered, s.ID.String())
+				if s.ID == want {
+					picked = s
+				}
+			}
+			return picked
+		}))
+	}
 	src, err := workloadapi.NewX509Source(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("identity: workload API %s: %w", addr, err)
+	}
+	if _, err := src.GetX509SVID(); err != nil {
+		src.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		return nil, fmt.Errorf("identity: the workload API %s offers %s, not %s: pick one of those, or ask the SPIRE admin for an entry for %s",
+			addr, strings.Join(offered, ", "), want, want)
 	}
 	return src, nil
 }

@@ -150,7 +150,7 @@ func TestWorkloadSource(t *testing.T) {
 	agent := identitytest.ServeWorkloadAPI(t, first, identitytest.Bundle(ca), identitytest.Bundle(fed))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	src, err := identity.NewWorkloadSource(ctx, agent.Addr)
+	src, err := identity.NewWorkloadSource(ctx, agent.Addr, spiffeid.ID{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,5 +168,42 @@ func TestWorkloadSource(t *testing.T) {
 	})
 	if _, err := src.GetX509BundleForTrustDomain(fed.TrustDomain); err == nil {
 		t.Error("a bundle no longer federated is still served")
+	}
+}
+
+// TestWorkloadSourcePicksByID: when the agent offers a caller several SVIDs, the wanted ID picks
+// one, the zero ID takes the first, and an ID the agent does not offer fails with the ones it does.
+func TestWorkloadSourcePicksByID(t *testing.T) {
+	ca := identitytest.NewCA(t, orgTD)
+	a := identitytest.SVID(t, ca, "/user/officer-a", identity.SVIDOptions{})
+	b := identitytest.SVID(t, ca, "/user/officer-b", identity.SVIDOptions{})
+	agent := identitytest.ServeWorkloadAPI(t, a, identitytest.Bundle(ca))
+	agent.AddSVID(t, b)
+	open := func(want spiffeid.ID) (identity.Source, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		src, err := identity.NewWorkloadSource(ctx, agent.Addr, want)
+		if err == nil {
+			t.Cleanup(func() { src.Close() })
+		}
+		return src, err
+	}
+	for _, tc := range []struct {
+		want spiffeid.ID
+		got  *x509svid.SVID
+	}{{spiffeid.ID{}, a}, {a.ID, a}, {b.ID, b}} {
+		src, err := open(tc.want)
+		if err != nil {
+			t.Fatalf("want %q: %v", tc.want, err)
+		}
+		if got := serialOf(t, src); got != tc.got.Certificates[0].SerialNumber.String() {
+			t.Errorf("want %q: got the SVID with serial %s, want %s (%s)", tc.want, got, tc.got.Certificates[0].SerialNumber, tc.got.ID)
+		}
+	}
+	missing := spiffeid.RequireFromPath(ca.TrustDomain, "/user/officer-c")
+	_, err := open(missing)
+	want := "offers spiffe://" + orgTD + "/user/officer-a, spiffe://" + orgTD + "/user/officer-b, not spiffe://" + orgTD + "/user/officer-c"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("an ID the agent does not offer: %v\nwant it to say %q", err, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // WorkloadAPI is a fake SPIRE agent: it serves the X.509 part of the SPIFFE Workload API on a
@@ -82,6 +83,25 @@ func (w *WorkloadAPI) Set(tb testing.TB, svid *x509svid.SVID, bundle *x509bundle
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.mu.Unlock()
+}
+
+// AddSVID hands out svid as well, after the SVIDs already handed out, as an agent does for a
+// caller that more than one registration entry matches.
+func (w *WorkloadAPI) AddSVID(tb testing.TB, svid *x509svid.SVID) {
+	tb.Helper()
+	keyDER, err := x509.MarshalPKCS8PrivateKey(svid.PrivateKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	resp := proto.Clone(w.resp).(*workload.X509SVIDResponse)
+	resp.Svids = append(resp.Svids, &workload.X509SVID{
+		SpiffeId: svid.ID.String(), X509Svid: derOf(svid.Certificates), X509SvidKey: keyDER, Bundle: resp.Svids[0].Bundle,
+	})
+	w.resp = resp
+	close(w.changed)
+	w.changed = make(chan struct{})
 }
 
 func derOf(certs []*x509.Certificate) []byte {
