@@ -10,7 +10,8 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/checker"
-	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 
@@ -33,6 +34,9 @@ type Record struct {
 	Body           map[string]any    `cel:"body"`
 	Version        int64             `cel:"version"`
 	UpdatedAt      time.Time         `cel:"updated_at"`
+
+	// view, when set, is what record.body is instead of Body: see bodyView.
+	view *bodyView
 }
 
 // Recipient is what a `when` expression sees as `recipient`, and who a decision is for.
@@ -51,6 +55,11 @@ var (
 	envOnce sync.Once
 	envErr  error
 	baseEnv *cel.Env
+
+	// celAdapter is the environment's type adapter, and bodyField record.body as the native
+	// types give it: a map over Record.Body.
+	celAdapter types.Adapter
+	bodyField  *types.FieldType
 )
 
 // Env is the CEL environment of `when`: record, recipient, phase and now.
@@ -58,6 +67,7 @@ func Env() (*cel.Env, error) {
 	envOnce.Do(func() {
 		baseEnv, envErr = cel.NewEnv(
 			ext.NativeTypes(ext.ParseStructTags(true), reflect.TypeOf(Record{}), reflect.TypeOf(Recipient{})),
+			bodyViews,
 			cel.Variable("record", cel.ObjectType("policy.Record")),
 			cel.Variable("recipient", cel.ObjectType("policy.Recipient")),
 			cel.Variable("phase", cel.StringType),
@@ -68,51 +78,80 @@ func Env() (*cel.Env, error) {
 	return baseEnv, envErr
 }
 
+// bodyViews makes record.body the record's view when it has one. It changes how a program
+// reads the field and nothing else: the field's type, and so type checking, is the native
+// types' own.
+func bodyViews(env *cel.Env) (*cel.Env, error) {
+	ft, ok := env.CELTypeProvider().FindStructFieldType("policy.Record", "body")
+	if !ok || ft.IsSet == nil || ft.GetFrom == nil {
+		return nil, fmt.Errorf("policy.Record has no field body")
+	}
+	celAdapter, bodyField = env.CELTypeAdapter(), ft
+	view := *ft
+	view.IsSet = func(obj any) bool {
+		if r, ok := obj.(*Record); ok && r.view != nil {
+			return !r.view.null // a null body decodes to a nil map
+		}
+		return ft.IsSet(obj)
+	}
+	view.GetFrom = func(obj any) (any, error) {
+		if r, ok := obj.(*Record); ok && r.view != nil {
+			return r.view, nil
+		}
+		return ft.GetFrom(obj)
+	}
+	return cel.CustomTypeProvider(&recordProvider{Provider: env.CELTypeProvider(), body: &view})(env)
+}
+
+// recordProvider is the native types' provider with record.body read through bodyViews.
+type recordProvider struct {
+	types.Provider
+	body *types.FieldType
+}
+
+func (p *recordProvider) FindStructFieldType(structType, fieldName string) (*types.FieldType, bool) {
+	if structType == "policy.Record" && fieldName == "body" {
+		return p.body, true
+	}
+	return p.Provider.FindStructFieldType(structType, fieldName)
+}
+
+// bodyMap is a decoded body as the standard CEL map of record.body.
+func bodyMap(body map[string]any) (traits.Mapper, error) {
+	v, err := bodyField.GetFrom(&Record{Body: body})
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(traits.Mapper)
+	if !ok {
+		return nil, fmt.Errorf("record.body is %T, not a map", v)
+	}
+	return m, nil
+}
+
 // compileWhen type-checks a `when` expression, checks that it yields a bool and that its
-// worst-case cost fits the budget, and returns the program and whether it can read the body.
-func compileWhen(expr string) (cel.Program, bool, error) {
+// worst-case cost fits the budget, and returns the program and how it can reach the body.
+func compileWhen(expr string) (cel.Program, bodyUse, error) {
 	env, err := Env()
 	if err != nil {
-		return nil, false, err
+		return nil, bodyNone, err
 	}
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, false, fmt.Errorf("%s", strings.TrimSpace(iss.Err().Error()))
+		return nil, bodyNone, fmt.Errorf("%s", strings.TrimSpace(iss.Err().Error()))
 	}
 	if ast.OutputType() != cel.BoolType {
-		return nil, false, fmt.Errorf("yields %s, not bool", ast.OutputType())
+		return nil, bodyNone, fmt.Errorf("yields %s, not bool", ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{})
 	if err != nil {
-		return nil, false, fmt.Errorf("cost: %w", err)
+		return nil, bodyNone, fmt.Errorf("cost: %w", err)
 	}
 	if est.Max > CostBudget {
-		return nil, false, fmt.Errorf("worst-case cost %d is over the budget of %d: simplify it, or bound the lists it walks", est.Max, CostBudget)
+		return nil, bodyNone, fmt.Errorf("worst-case cost %d is over the budget of %d: simplify it, or bound the lists it walks", est.Max, CostBudget)
 	}
 	prg, err := env.Program(ast, cel.CostLimit(CostBudget), cel.EvalOptions(cel.OptOptimize))
-	return prg, readsBody(ast.NativeRep().Expr()), err
-}
-
-// readsBody reports whether an expression can reach record.body. It is conservative: the
-// only way to the body is through `record`, so an expression cannot reach it when every use of
-// `record` selects a field other than body, such as record.crisis or has(record.region). Any
-// other use (record.body, the record as a whole, a name the checker folded) counts as a read.
-func readsBody(e celast.Expr) bool {
-	uses, safe := 0, 0
-	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
-		switch e.Kind() {
-		case celast.IdentKind:
-			if name := e.AsIdent(); name == "record" || strings.HasPrefix(name, "record.") {
-				uses++
-			}
-		case celast.SelectKind:
-			sel := e.AsSelect()
-			if op := sel.Operand(); op.Kind() == celast.IdentKind && op.AsIdent() == "record" && sel.FieldName() != "body" {
-				safe++
-			}
-		}
-	}))
-	return uses > safe
+	return prg, bodyUseOf(ast.NativeRep().Expr()), err
 }
 
 // sizeEstimator tells the cost estimator how large the inputs can be, so that comprehensions
@@ -137,20 +176,24 @@ func (sizeEstimator) EstimateCallCost(function, overloadID string, target *check
 func pathOf(n checker.AstNode) string { return strings.Join(n.Path(), ".") }
 
 // input is the activation of the conditions on one record, built on first need: a decision
-// that evaluates no condition builds nothing, and one whose conditions cannot reach the body
-// never decodes it. The body is decoded at most once per decision.
+// that evaluates no condition builds nothing, one whose conditions cannot reach the body never
+// reads it, and one whose conditions only look keys up in it reads them from the raw bytes
+// (bodyView). The body is decoded at most once per decision.
 type input struct {
 	r     *pb.Record
 	to    Recipient
 	phase string
 	now   time.Time
 
-	rec     *Record // nil until a condition is evaluated
-	decoded bool    // rec.Body holds the decoded body
+	rec *Record // nil until a condition is evaluated
+	// body is what rec holds of the body: nothing, the view (or, for an empty body, the empty
+	// map), or the decoded body.
+	body bodyUse
 }
 
-// activation returns the variables of an evaluation, with the decoded body if withBody.
-func (in *input) activation(withBody bool) (interpreter.Activation, error) {
+// activation returns the variables of an evaluation that reaches the body as use says. An
+// error means that the body cannot be read, and the record cannot be decided at all.
+func (in *input) activation(use bodyUse) (interpreter.Activation, error) {
 	if in.rec == nil {
 		r := in.r
 		in.rec = &Record{
@@ -167,16 +210,47 @@ func (in *input) activation(withBody bool) (interpreter.Activation, error) {
 			in.to.Groups = []string{}
 		}
 	}
-	if withBody && !in.decoded && len(in.r.Body) > 0 {
-		// A fresh map: the one a condition without the body saw is never filled in.
-		body := map[string]any{}
-		if err := json.Unmarshal(in.r.Body, &body); err != nil {
-			return nil, fmt.Errorf("record %s: body: %w", in.r.Id, err)
-		}
-		in.rec.Body = body
+	if use <= in.body {
+		return in, nil
 	}
-	in.decoded = in.decoded || withBody
+	switch {
+	case len(in.r.Body) == 0:
+		use = bodyWhole // the empty map
+	case use == bodyFields && bodyFits(in.r.Body):
+		in.rec.view = newBodyView(in.r.Body)
+	default:
+		// A body that does not fit is decoded here for the error encoding/json gives.
+		body, err := in.decode()
+		if err != nil {
+			return nil, err
+		}
+		in.rec.Body, in.rec.view, use = body, nil, bodyWhole
+	}
+	in.body = use
 	return in, nil
+}
+
+// decode returns the decoded body, from the view if it has decoded it already.
+func (in *input) decode() (map[string]any, error) {
+	if v := in.rec.view; v != nil && v.full != nil && v.err == nil {
+		if body, ok := v.full.Value().(map[string]any); ok {
+			return body, nil
+		}
+	}
+	// A fresh map: the one a condition without the body saw is never filled in.
+	body := map[string]any{}
+	if err := json.Unmarshal(in.r.Body, &body); err != nil {
+		return nil, fmt.Errorf("record %s: body: %w", in.r.Id, err)
+	}
+	return body, nil
+}
+
+// failed is the error of a view that could not read the body, which bodyFits rules out.
+func (in *input) failed() error {
+	if in.rec == nil || in.rec.view == nil || in.rec.view.err == nil {
+		return nil
+	}
+	return fmt.Errorf("record %s: body: %w", in.r.Id, in.rec.view.err)
 }
 
 // ResolveName implements interpreter.Activation.

@@ -46,9 +46,9 @@ type Compiled struct {
 	Doc        Document
 	recipients []RecipientRef
 	when       cel.Program
-	// whenReadsBody is false when the condition cannot reach record.body, so that deciding
-	// with it needs no decode of the body.
-	whenReadsBody bool
+	// whenBody is how the condition can reach record.body, and so what deciding with it
+	// reads of the body: nothing, keys from the raw bytes, or the decoded body.
+	whenBody bodyUse
 }
 
 // Compile parses and checks a policy's document. It never fails for a policy the store accepted
@@ -74,11 +74,11 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 		c.recipients = append(c.recipients, ref)
 	}
 	if strings.TrimSpace(parsed.Doc.When) != "" {
-		prg, readsBody, err := compileWhen(parsed.Doc.When)
+		prg, use, err := compileWhen(parsed.Doc.When)
 		if err != nil {
 			probs = append(probs, parsed.problem("when", "%v", err))
 		}
-		c.when, c.whenReadsBody = prg, readsBody
+		c.when, c.whenBody = prg, use
 	}
 	return c, probs
 }
@@ -183,50 +183,91 @@ type Verdict struct {
 }
 
 // verdict evaluates one policy. The checks go cheapest first; only a policy that passes all the
-// others evaluates its condition, with the activation in, which decodes the body on first need.
+// others evaluates its condition, with the activation in, which reads the body on first need.
 // The reason of a rejection is spelt out only when explain asks for it. An error means the
 // record cannot be decided at all.
 func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Time, in *input, explain bool) (Verdict, error) {
-	v := Verdict{PolicyID: c.ID}
-	reason := func(format string, args ...any) {
-		if explain {
-			v.Reason = fmt.Sprintf(format, args...)
-		}
+	why, whenErr, err := c.check(r, to, phase, now, in)
+	if err != nil {
+		return Verdict{PolicyID: c.ID, Reason: err.Error()}, err
 	}
-	switch {
-	case c.State != StateApproved:
-		reason("not active: %s", c.State)
-	case !c.InWindow(now):
-		reason("outside its validity window")
-	case !c.InPhase(phase):
-		reason("limited to phases %s; the crisis is %s", strings.Join(c.Doc.Phases, ", "), phase)
-	case !c.Names(to):
-		reason("does not name the recipient")
-	case !slices.Contains(c.Doc.Kinds, r.Kind):
-		reason("does not cover kind %s", r.Kind)
-	case r.Classification > c.Doc.Classification() || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED:
-		reason("record is %s, above the ceiling %s", classificationWord(r.Classification), c.Doc.MaxClassification)
-	case c.when != nil:
-		vars, err := in.activation(c.whenReadsBody)
-		if err != nil {
-			return Verdict{PolicyID: c.ID, Reason: err.Error()}, err
-		}
-		out, _, err := c.when.Eval(vars)
-		if err != nil {
-			reason("when: %v", err)
-			break
-		}
-		if ok, _ := out.Value().(bool); !ok {
-			reason("when is false")
-			break
-		}
-		fallthrough
-	default:
-		v.Grants = true
-		v.Reason = "grants"
-		v.Redact = c.Doc.Redact
+	if why == grants {
+		return Verdict{PolicyID: c.ID, Grants: true, Reason: "grants", Redact: c.Doc.Redact}, nil
+	}
+	v := Verdict{PolicyID: c.ID}
+	if !explain {
+		return v, nil
+	}
+	switch why {
+	case notActive:
+		v.Reason = fmt.Sprintf("not active: %s", c.State)
+	case outsideWindow:
+		v.Reason = "outside its validity window"
+	case otherPhase:
+		v.Reason = fmt.Sprintf("limited to phases %s; the crisis is %s", strings.Join(c.Doc.Phases, ", "), phase)
+	case otherRecipient:
+		v.Reason = "does not name the recipient"
+	case otherKind:
+		v.Reason = fmt.Sprintf("does not cover kind %s", r.Kind)
+	case aboveCeiling:
+		v.Reason = fmt.Sprintf("record is %s, above the ceiling %s", classificationWord(r.Classification), c.Doc.MaxClassification)
+	case whenFails:
+		v.Reason = fmt.Sprintf("when: %v", whenErr)
+	case whenFalse:
+		v.Reason = "when is false"
 	}
 	return v, nil
+}
+
+// rejection is why a policy does not grant a record, or grants.
+type rejection int
+
+const (
+	grants rejection = iota
+	notActive
+	outsideWindow
+	otherPhase
+	otherRecipient
+	otherKind
+	aboveCeiling
+	whenFails // the condition's error is returned with it
+	whenFalse
+)
+
+// check runs verdict's checks without formatting anything, so that Decide, which gives no
+// reasons, pays for none.
+func (c *Compiled) check(r *pb.Record, to Recipient, phase string, now time.Time, in *input) (why rejection, whenErr, err error) {
+	switch {
+	case c.State != StateApproved:
+		return notActive, nil, nil
+	case !c.InWindow(now):
+		return outsideWindow, nil, nil
+	case !c.InPhase(phase):
+		return otherPhase, nil, nil
+	case !c.Names(to):
+		return otherRecipient, nil, nil
+	case !slices.Contains(c.Doc.Kinds, r.Kind):
+		return otherKind, nil, nil
+	case r.Classification > c.Doc.Classification() || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED:
+		return aboveCeiling, nil, nil
+	case c.when == nil:
+		return grants, nil, nil
+	}
+	vars, err := in.activation(c.whenBody)
+	if err != nil {
+		return 0, nil, err
+	}
+	out, _, whenErr := c.when.Eval(vars)
+	if err = in.failed(); err != nil {
+		return 0, nil, err
+	}
+	if whenErr != nil {
+		return whenFails, whenErr, nil
+	}
+	if ok, _ := out.Value().(bool); !ok {
+		return whenFalse, nil, nil
+	}
+	return grants, nil, nil
 }
 
 // Decision is the outcome for one record and one recipient.
@@ -308,18 +349,22 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 // the path or a field the path sits in: {body.a} and {body.a.b} both remove body.a.b. Paths
 // inside another path of the result are left out.
 func intersect(sets [][]string) []string {
-	var cand []string
+	n := 0
 	for _, s := range sets {
 		if len(s) == 0 {
 			return nil // a grant that redacts nothing reveals everything
 		}
+		n += len(s)
+	}
+	cand := make([]string, 0, n)
+	for _, s := range sets {
 		for _, p := range s {
 			if !slices.Contains(cand, p) {
 				cand = append(cand, p)
 			}
 		}
 	}
-	var all []string
+	all := cand[:0] // filtered in place: it never overtakes the candidate it reads
 	for _, p := range cand {
 		if !slices.ContainsFunc(sets, func(s []string) bool { return !removes(s, p) }) {
 			all = append(all, p)
@@ -327,18 +372,23 @@ func intersect(sets [][]string) []string {
 	}
 	var out []string
 	for _, p := range all {
-		if !slices.ContainsFunc(all, func(q string) bool { return strings.HasPrefix(p, q+".") }) {
+		if !slices.ContainsFunc(all, func(q string) bool { return inside(p, q) }) {
 			out = append(out, p)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
+}
+
+// inside reports whether path is a field inside the field at q, such as body.a.b in body.a.
+func inside(path, q string) bool {
+	return len(path) > len(q) && path[len(q)] == '.' && path[:len(q)] == q
 }
 
 // removes reports whether redacting paths removes the field at path.
 func removes(paths []string, path string) bool {
 	for _, q := range paths {
-		if q == path || strings.HasPrefix(path, q+".") {
+		if q == path || inside(path, q) {
 			return true
 		}
 	}

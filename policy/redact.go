@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -21,11 +22,11 @@ func redactRecord(r *pb.Record, paths []string) (*pb.Record, error) {
 	if len(paths) == 0 {
 		return out, nil
 	}
-	split := make([][]string, len(paths))
+	rel := make([]string, len(paths))
 	for i, p := range paths {
-		split[i] = strings.Split(strings.TrimPrefix(p, "body."), ".")
+		rel[i] = strings.TrimPrefix(p, "body.")
 	}
-	b, err := redactBody(r.Body, split)
+	b, err := redactBody(r.Body, rel)
 	if err != nil {
 		return nil, fmt.Errorf("record %s: body: %w", r.Id, err)
 	}
@@ -35,7 +36,7 @@ func redactRecord(r *pb.Record, paths []string) (*pb.Record, error) {
 
 var errBodyNotObject = errors.New("not a JSON object")
 
-// redactBody returns body without the fields at paths, each a list of keys from the top. It
+// redactBody returns body without the fields at paths, each keys from the top joined by dots. It
 // works on the bytes: the fields it keeps go out exactly as they came, numbers included, and
 // when none of the paths is present it returns body itself. It removes every member whose
 // decoded key matches, so neither an escaped key ("contact\u005fphone") nor a repeated one
@@ -43,7 +44,7 @@ var errBodyNotObject = errors.New("not a JSON object")
 //
 // The body must be valid JSON as encoding/json reads it, and an object or null: anything else
 // is an error, and the record is not sent.
-func redactBody(body []byte, paths [][]string) ([]byte, error) {
+func redactBody(body []byte, paths []string) ([]byte, error) {
 	if !json.Valid(body) {
 		return nil, errors.New("not valid JSON")
 	}
@@ -63,21 +64,22 @@ func redactBody(body []byte, paths [][]string) ([]byte, error) {
 
 // appendRedacted appends obj without the fields at paths to dst, and reports whether it left
 // any out.
-func appendRedacted(dst []byte, obj gjson.Result, paths [][]string) ([]byte, bool) {
+func appendRedacted(dst []byte, obj gjson.Result, paths []string) ([]byte, bool) {
 	dst = append(dst, '{')
 	first, removed := true, false
 	obj.ForEach(func(k, v gjson.Result) bool {
 		name := keyName(k)
-		var sub [][]string
+		var sub []string
 		for _, p := range paths {
-			if p[0] != name {
+			key, rest, nested := strings.Cut(p, ".")
+			if key != name {
 				continue
 			}
-			if len(p) == 1 {
+			if !nested {
 				removed = true
 				return true // left out, with whatever sub-paths it has
 			}
-			sub = append(sub, p[1:])
+			sub = append(sub, rest)
 		}
 		if !first {
 			dst = append(dst, ',')
@@ -97,10 +99,11 @@ func appendRedacted(dst []byte, obj gjson.Result, paths [][]string) ([]byte, boo
 	return append(dst, '}'), removed
 }
 
-// keyName is a member's key as encoding/json decodes it. An escaped key is decoded by
-// encoding/json itself, so that the redactor reads keys exactly as a condition does.
+// keyName is a member's key as encoding/json decodes it. An escaped key, or one that is not
+// valid UTF-8 (encoding/json replaces each bad byte with U+FFFD), is decoded by encoding/json
+// itself, so that the redactor and a condition read keys exactly as a decoder does.
 func keyName(k gjson.Result) string {
-	if !strings.Contains(k.Raw, `\`) {
+	if !strings.Contains(k.Raw, `\`) && utf8.ValidString(k.Str) {
 		return k.Str
 	}
 	var s string

@@ -3,21 +3,12 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
 )
-
-func splitPaths(paths ...string) [][]string {
-	out := make([][]string, len(paths))
-	for i, p := range paths {
-		out[i] = strings.Split(p, ".")
-	}
-	return out
-}
 
 // TestRedactBody checks the raw-bytes redactor on the cases a byte-level reader could get
 // wrong. Each want is the exact output: fields kept go out byte for byte.
@@ -50,6 +41,7 @@ func TestRedactBody(t *testing.T) {
 		{"escaped key, all escaped", `{"\u0078":1,"a":1}`, []string{"x"}, `{"a":1}`},
 		{"escaped nested key", `{"\u0061":{"\u0062":1,"c":2}}`, []string{"a.b"}, `{"\u0061":{"c":2}}`},
 		{"escaped key with an escaped duplicate", `{"x":1,"\u0078":2,"y":3}`, []string{"x"}, `{"y":3}`},
+		{"key not valid UTF-8", "{\"x\xff\":1,\"a\":1}", []string{"x\uFFFD"}, `{"a":1}`},
 		{"key that only looks alike", `{"x ":1,"X":2,"\"x":3,"x\\":4}`, []string{"x"}, `{"x ":1,"X":2,"\"x":3,"x\\":4}`},
 		{"key in a string value", `{"s":"\"x\":1","x":2}`, []string{"x"}, `{"s":"\"x\":1"}`},
 		{"key in a nested string", `{"a":{"s":"{\"b\":1}","b":2}}`, []string{"a.b"}, `{"a":{"s":"{\"b\":1}"}}`},
@@ -64,7 +56,7 @@ func TestRedactBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			body := []byte(tc.body)
 			orig := bytes.Clone(body)
-			got, err := redactBody(body, splitPaths(tc.paths...))
+			got, err := redactBody(body, tc.paths)
 			if err != nil {
 				t.Fatalf("redactBody(%s, %v): %v", tc.body, tc.paths, err)
 			}
@@ -85,7 +77,7 @@ func TestRedactBody(t *testing.T) {
 // without a copy.
 func TestRedactBodyUnchanged(t *testing.T) {
 	body := []byte(`{"a":{"c":1},"b":[1,2]}`)
-	got, err := redactBody(body, splitPaths("a.b", "x", "b.c"))
+	got, err := redactBody(body, []string{"a.b", "x", "b.c"})
 	if err != nil || &got[0] != &body[0] || len(got) != len(body) {
 		t.Fatalf("redactBody = %s, %v; want the body itself", got, err)
 	}
@@ -99,7 +91,7 @@ func TestRedactBodyRefuses(t *testing.T) {
 		`{"x":01}`, `{"x":1,}`, `{"x":"a` + "\n" + `"}`, `{"x":"\q"}`, `{"x":NaN}`, `{"\u00zz":1}`,
 		`[{"x":1}]`, `"x"`, `12`, `true`,
 	} {
-		if got, err := redactBody([]byte(body), splitPaths("x")); err == nil {
+		if got, err := redactBody([]byte(body), []string{"x"}); err == nil {
 			t.Errorf("redactBody(%q) = %s, want an error", body, got)
 		}
 	}
@@ -111,20 +103,7 @@ func TestRedactBodyRefuses(t *testing.T) {
 func TestRedactBodyMatchesDecoding(t *testing.T) {
 	keys := []string{"a", "b", "c", "x", "0"}
 	var genValue func(depth int) *rapid.Generator[string]
-	genKey := rapid.Custom(func(t *rapid.T) string {
-		k := rapid.SampledFrom(keys).Draw(t, "key")
-		switch rapid.IntRange(0, 3).Draw(t, "key spelling") {
-		case 0: // every byte escaped
-			var b strings.Builder
-			for _, c := range k {
-				fmt.Fprintf(&b, `\u%04x`, c)
-			}
-			return `"` + b.String() + `"`
-		case 1: // a near miss
-			return rapid.SampledFrom([]string{`"` + k + ` "`, `"` + strings.ToUpper(k) + `"`, `"\"` + k + `"`, `"` + k + `\\"`}).Draw(t, "near miss")
-		}
-		return `"` + k + `"`
-	})
+	genKey := genJSONKeyFrom(keys)
 	genValue = func(depth int) *rapid.Generator[string] {
 		return rapid.Custom(func(t *rapid.T) string {
 			kind := rapid.IntRange(0, 5).Draw(t, "value kind")
@@ -156,7 +135,11 @@ func TestRedactBodyMatchesDecoding(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		body := genValue(3).Filter(func(s string) bool { return s[0] == '{' }).Draw(t, "body")
 		paths := rapid.SliceOfN(genPath, 1, 3).Draw(t, "paths")
-		got, err := redactBody([]byte(body), paths)
+		joined := make([]string, len(paths))
+		for i, p := range paths {
+			joined[i] = strings.Join(p, ".")
+		}
+		got, err := redactBody([]byte(body), joined)
 		if err != nil {
 			t.Fatalf("redactBody(%s, %v): %v", body, paths, err)
 		}
@@ -240,22 +223,35 @@ func holdsAnyDecoded(body []byte, path []string) (bool, error) {
 	return walk(0)
 }
 
-// TestReadsBody checks which conditions are known not to reach the body, so that deciding with
-// them needs no decode.
-func TestReadsBody(t *testing.T) {
-	for expr, want := range map[string]bool{
-		`record.crisis == "oekraine"`:                                false,
-		`has(record.region) && record.labels.k1 == "v1"`:             false,
-		`"rijk" in recipient.groups && phase == "warm"`:              false,
-		`record.crisis == "x" && record.body.beds_free >= 3`:         true,
-		`has(record.body.a)`:                                         true,
-		`record.body.xs.exists(x, x == 0)`:                           true,
-		`record.crisis == "x" || size(record.body) > 0`:              true,
-		`[record][0].crisis == "x"`:                                  true,
-		`[record].exists(r, has(r.body.a))`:                          true,
-		`dyn(record).crisis == "x"`:                                  true,
-		`record == record`:                                           true,
-		`[1].exists(record, record == 1) && record.kind == "sitrep"`: true, // a shadowing variable counts too
+// TestBodyUse checks how conditions are known to reach the body: not at all, so that deciding
+// with them reads nothing of it; only to look keys up, so that a view of the raw bytes serves
+// them; or as a whole, so that the body is decoded first.
+func TestBodyUse(t *testing.T) {
+	for expr, want := range map[string]bodyUse{
+		`record.crisis == "oekraine"`:                                  bodyNone,
+		`has(record.region) && record.labels.k1 == "v1"`:               bodyNone,
+		`"rijk" in recipient.groups && phase == "warm"`:                bodyNone,
+		`record.crisis == "x" && record.body.beds_free >= 3`:           bodyFields,
+		`has(record.body.a)`:                                           bodyFields,
+		`record.body.a.b == 1 && has(record.body.c.d)`:                 bodyFields,
+		`record.body["a"] == 1`:                                        bodyFields,
+		`record.body[record.region] == 1`:                              bodyFields,
+		`"a" in record.body && !(record.crisis in record.body)`:        bodyFields,
+		`record.body.xs.exists(x, x == 0)`:                             bodyFields,
+		`[{"body": {"a": 1}}].exists(record, record.body.a == 1)`:      bodyFields, // shadowed, yet counted
+		`record.crisis == "x" || size(record.body) > 0`:                bodyWhole,
+		`record.body.exists(k, k == "a")`:                              bodyWhole,
+		`record.body == {"a": 1}`:                                      bodyWhole,
+		`{"a": 1} == record.body`:                                      bodyWhole,
+		`has(record.body)`:                                             bodyWhole,
+		`dyn(record.body).a == 1`:                                      bodyWhole,
+		`"a" in record.body && size(record.body) == 1`:                 bodyWhole,
+		`[record][0].crisis == "x"`:                                    bodyWhole,
+		`[record].exists(r, has(r.body.a))`:                            bodyWhole,
+		`dyn(record).crisis == "x"`:                                    bodyWhole,
+		`record == record`:                                             bodyWhole,
+		`[1].exists(record, record == 1) && record.kind == "sitrep"`:   bodyWhole, // a shadowing variable counts too
+		`[1].exists(record, record == 1) && record.body.a == "sitrep"`: bodyWhole,
 	} {
 		_, got, err := compileWhen(expr)
 		if err != nil {
@@ -263,7 +259,7 @@ func TestReadsBody(t *testing.T) {
 			continue
 		}
 		if got != want {
-			t.Errorf("readsBody(%s) = %v, want %v", expr, got, want)
+			t.Errorf("bodyUseOf(%s) = %v, want %v", expr, got, want)
 		}
 	}
 }
