@@ -7,8 +7,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"hash"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // AuditEntry is one entry of the audit log.
@@ -33,37 +36,126 @@ const (
 	AuditPhaseSet        = "phase.set"
 )
 
-// canonical is the encoding that is hashed: fixed field order, times in Unix nanoseconds.
-func (e *AuditEntry) canonical() []byte {
-	b, _ := json.Marshal(struct {
-		Seq     int64  `json:"seq"`
-		At      int64  `json:"at"`
-		Actor   string `json:"actor"`
-		Action  string `json:"action"`
-		Subject string `json:"subject"`
-		Detail  string `json:"detail"`
-	}{e.Seq, e.At.UnixNano(), e.Actor, e.Action, e.Subject, e.Detail})
-	return b
+// appendCanonical appends the encoding that is hashed: fixed field order, times in Unix
+// nanoseconds. Its bytes are those json.Marshal gives
+//
+//	struct {
+//		Seq     int64  `json:"seq"`
+//		At      int64  `json:"at"` // UnixNano
+//		Actor   string `json:"actor"`
+//		Action  string `json:"action"`
+//		Subject string `json:"subject"`
+//		Detail  string `json:"detail"`
+//	}
+//
+// as every entry so far was hashed. It is built by hand because it runs for every entry written
+// and verified; TestCanonicalIsJSON and FuzzCanonical hold it to json.Marshal.
+func (e *AuditEntry) appendCanonical(b []byte) []byte {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, `,"at":`...)
+	b = strconv.AppendInt(b, e.At.UnixNano(), 10)
+	b = append(b, `,"actor":`...)
+	b = appendJSONString(b, e.Actor)
+	b = append(b, `,"action":`...)
+	b = appendJSONString(b, e.Action)
+	b = append(b, `,"subject":`...)
+	b = appendJSONString(b, e.Subject)
+	b = append(b, `,"detail":`...)
+	b = appendJSONString(b, e.Detail)
+	return append(b, '}')
 }
 
-func chainHash(prev []byte, e *AuditEntry) []byte {
-	h := sha256.New()
-	h.Write(prev)
-	h.Write(e.canonical())
-	return h.Sum(nil)
+// appendJSONString appends s quoted as encoding/json quotes a string (HTML escaping on): ", \ and
+// control characters escaped, <, > and & as \u003c, \u003e and \u0026, U+2028 and U+2029
+// escaped, and each byte of invalid UTF-8 as \ufffd.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= ' ' && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// chainer hashes entries one after another, reusing its hash state and buffer.
+type chainer struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// hash is SHA-256 over prev and e's canonical encoding.
+func (c *chainer) hash(prev []byte, e *AuditEntry) []byte {
+	if c.h == nil {
+		c.h = sha256.New()
+	} else {
+		c.h.Reset()
+	}
+	c.buf = e.appendCanonical(c.buf[:0])
+	c.h.Write(prev)
+	c.h.Write(c.buf)
+	return c.h.Sum(make([]byte, 0, sha256.Size))
 }
 
 var genesis = make([]byte, sha256.Size)
 
 // auditor appends to the audit log inside an Apply transaction.
 type auditor struct {
-	tx   *sql.Tx
-	ins  *sql.Stmt // prepared at the first entry, once per transaction; the commit closes it
+	tx   *writeTx
 	seq  int64
 	prev []byte
 }
 
-func newAuditor(tx *sql.Tx) (*auditor, error) {
+// auditRows inserts audit entries of one time, actor and action (?1, ?2, ?3).
+var auditRows = newBulk(`INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES `, 3, 5,
+	func(p []int) string {
+		return "(" + param(p[0]) + ", ?1, ?2, ?3, " + param(p[1]) + ", " + param(p[2]) + ", " + param(p[3]) + ", " + param(p[4]) + ")"
+	}, ", ", "")
+
+func newAuditor(tx *writeTx) (*auditor, error) {
 	a := &auditor{tx: tx, prev: genesis}
 	err := tx.QueryRow(`SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&a.seq, &a.prev)
 	if err != nil && err != sql.ErrNoRows {
@@ -87,25 +179,31 @@ func (a *auditor) add(at time.Time, actor, action, subject string, detail any) e
 
 // addRaw appends an entry whose detail is already a JSON object.
 func (a *auditor) addRaw(at time.Time, actor, action, subject, detail string) error {
-	if a.ins == nil {
-		ins, err := a.tx.Prepare(`INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)`)
-		if err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-		a.ins = ins
-	}
-	e := &AuditEntry{Seq: a.seq + 1, At: at, Actor: actor, Action: action, Subject: subject, Detail: detail, PrevHash: a.prev}
-	e.Hash = chainHash(a.prev, e)
-	if _, err := a.ins.Exec(e.Seq, e.At.UnixNano(), e.Actor, e.Action, e.Subject, e.Detail, e.PrevHash, e.Hash); err != nil {
+	return a.addMany(at, actor, action, 1, func(int) (string, string) { return subject, detail })
+}
+
+// addMany appends n entries of one time, actor and action; entry gives the subject and the
+// detail (a JSON object) of the i-th. The entries are chained in order, as n calls of addRaw
+// would chain them, and inserted in bulk.
+func (a *auditor) addMany(at time.Time, actor, action string, n int, entry func(i int) (subject, detail string)) error {
+	e := AuditEntry{At: at, Actor: actor, Action: action}
+	var c chainer
+	err := auditRows.exec(a.tx, []any{at.UnixNano(), actor, action}, n, func(i int, args []any) []any {
+		e.Subject, e.Detail = entry(i)
+		e.Seq, e.PrevHash = a.seq+1, a.prev
+		e.Hash = c.hash(a.prev, &e)
+		a.seq, a.prev = e.Seq, e.Hash
+		return append(args, e.Seq, e.Subject, e.Detail, e.PrevHash, e.Hash)
+	})
+	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	a.seq, a.prev = e.Seq, e.Hash
 	return nil
 }
 
 // ApplyAudit appends entries that no other command implies, for the Raft entry at index.
 func (d *DB) ApplyAudit(index uint64, entries []AuditEntry) error {
-	return d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
+	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		a, err := newAuditor(tx)
 		if err != nil {
 			return err
@@ -205,6 +303,7 @@ func (d *DB) AuditVerify(ctx context.Context) (AuditReport, error) {
 		defer rows.Close()
 		prev := genesis
 		var want int64 = 1
+		var c chainer
 		for rows.Next() {
 			e, err := scanAudit(rows)
 			if err != nil {
@@ -219,7 +318,7 @@ func (d *DB) AuditVerify(ctx context.Context) (AuditReport, error) {
 				rep.FirstBroken, rep.Problem = e.Seq, fmt.Sprintf("expected entry %d here, found %d: entries were deleted or reordered", want, e.Seq)
 			case !bytes.Equal(e.PrevHash, prev):
 				rep.FirstBroken, rep.Problem = e.Seq, "its previous-hash does not match the entry before it: entries were deleted or reordered"
-			case !bytes.Equal(e.Hash, chainHash(prev, &e)):
+			case !bytes.Equal(e.Hash, c.hash(prev, &e)):
 				rep.FirstBroken, rep.Problem = e.Seq, "its hash does not match its contents: the entry was changed"
 			}
 			prev = e.Hash

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -44,7 +45,19 @@ type DB struct {
 	changed chan struct{} // closed and replaced after every commit
 
 	generation atomic.Uint64 // grows with every policy step and phase change
+
+	// The meta row values, kept here by the only writer so that neither applyTx nor the
+	// subscriptions, which read last_seq at every commit, need a query. open loads them;
+	// applyTx stores them after each commit, under applyMu.
+	applyMu sync.Mutex
+	applied atomic.Uint64
+	lastSeq atomic.Int64
 }
+
+// stmtCache is the number of prepared statements each connection keeps (go-sqlite3's
+// _stmt_cache_size): every Exec and Query with arguments reuses its statement instead of
+// preparing it again, which costs more than the statement's work in a small Raft entry.
+const stmtCache = 64
 
 // Open opens or creates the database at path and brings its schema up to date.
 func Open(path string) (*DB, error) {
@@ -56,7 +69,8 @@ func Open(path string) (*DB, error) {
 }
 
 func (d *DB) open() error {
-	rw, err := sql.Open("sqlite3", "file:"+d.path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate")
+	cache := "&_stmt_cache_size=" + strconv.Itoa(stmtCache)
+	rw, err := sql.Open("sqlite3", "file:"+d.path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate"+cache)
 	if err != nil {
 		return fmt.Errorf("db: open %s: %w", d.path, err)
 	}
@@ -66,7 +80,13 @@ func (d *DB) open() error {
 		rw.Close()
 		return fmt.Errorf("db: migrate %s: %w", d.path, err)
 	}
-	ro, err := sql.Open("sqlite3", "file:"+d.path+"?mode=ro&_query_only=1&_busy_timeout=5000")
+	var applied uint64
+	var seq int64
+	if err := rw.QueryRow(`SELECT (SELECT value FROM meta WHERE key='applied_index'), (SELECT value FROM meta WHERE key='last_seq')`).Scan(&applied, &seq); err != nil {
+		rw.Close()
+		return fmt.Errorf("db: open %s: read meta: %w", d.path, err)
+	}
+	ro, err := sql.Open("sqlite3", "file:"+d.path+"?mode=ro&_query_only=1&_busy_timeout=5000"+cache)
 	if err != nil {
 		rw.Close()
 		return fmt.Errorf("db: open %s read-only: %w", d.path, err)
@@ -80,6 +100,8 @@ func (d *DB) open() error {
 		return fmt.Errorf("db: prepare: %w", err)
 	}
 	d.rw, d.ro, d.get = rw, ro, get
+	d.applied.Store(applied)
+	d.lastSeq.Store(seq)
 	return nil
 }
 
@@ -109,20 +131,23 @@ func (d *DB) read(fn func(ro *sql.DB) error) error {
 
 // AppliedIndex is the index of the last Raft entry applied to the database.
 func (d *DB) AppliedIndex() (uint64, error) {
-	var idx uint64
-	err := d.read(func(ro *sql.DB) error {
-		return ro.QueryRow(`SELECT value FROM meta WHERE key = 'applied_index'`).Scan(&idx)
-	})
-	return idx, err
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return 0, ErrClosed
+	}
+	return d.applied.Load(), nil
 }
 
-// LastSeq is the sequence number of the newest change in the feed.
+// LastSeq is the sequence number of the newest change in the feed. It moves only once the
+// change is committed, so a reader that reads the feed up to it sees every change it names.
 func (d *DB) LastSeq() (int64, error) {
-	var seq int64
-	err := d.read(func(ro *sql.DB) error {
-		return ro.QueryRow(`SELECT value FROM meta WHERE key = 'last_seq'`).Scan(&seq)
-	})
-	return seq, err
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return 0, ErrClosed
+	}
+	return d.lastSeq.Load(), nil
 }
 
 // Stats reports the number of live records and the size of the database files.

@@ -108,18 +108,24 @@ func userVersion(t *testing.T, path string) int {
 // the database file at path, through a handle of its own.
 func checksum(t *testing.T, path string) string {
 	t.Helper()
+	return queriesChecksum(t, path,
+		`SELECT id, origin, kind, crisis, region, classification, labels, hex(body), version, updated_at, valid_until, tombstone, seq FROM records ORDER BY id`,
+		`SELECT key, value, id FROM record_labels ORDER BY key, value, id`,
+		`SELECT seq, id, version FROM changes ORDER BY seq`,
+		`SELECT key, value FROM meta ORDER BY key`,
+	)
+}
+
+// queriesChecksum is a SHA-256 over every row the queries return, read from the file at path.
+func queriesChecksum(t *testing.T, path string, queries ...string) string {
+	t.Helper()
 	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
 	sum := sha256.New()
-	for _, q := range []string{
-		`SELECT id, origin, kind, crisis, region, classification, labels, hex(body), version, updated_at, valid_until, tombstone, seq FROM records ORDER BY id`,
-		`SELECT key, value, id FROM record_labels ORDER BY key, value, id`,
-		`SELECT seq, id, version FROM changes ORDER BY seq`,
-		`SELECT key, value FROM meta ORDER BY key`,
-	} {
+	for _, q := range queries {
 		rows, err := h.Query(q)
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)

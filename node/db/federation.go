@@ -24,27 +24,21 @@ const (
 
 // ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits each:
 // one disclosures row and one audit entry per record, so that `audit list --subject ID` finds
-// every disclosure of a record. Statements are prepared once per command, and the audit detail
-// is built without reflection; its bytes are those json.Marshal gives the same map.
+// every disclosure of a record. Rows go in by the chunk (see bulk), and the audit detail is built
+// without reflection; its bytes are those json.Marshal gives the same map.
 func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 	at := c.At.AsTime()
-	return d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
+	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		a, err := newAuditor(tx)
 		if err != nil {
 			return err
 		}
+		recipient, _ := json.Marshal(c.Recipient)
 		if len(c.Disclosed) > 0 {
-			up, err := tx.Prepare(`INSERT OR REPLACE INTO disclosures (recipient, record_id, version, policies, at) VALUES (?,?,?,?,?)`)
-			if err != nil {
-				return err
-			}
-			defer up.Close()
-			recipient, _ := json.Marshal(c.Recipient)
-			via, _ := json.Marshal(c.Via)
 			// Most records of a command were granted by the same policies.
 			polJSON := map[string]string{}
-			var detail []byte
-			for _, x := range c.Disclosed {
+			pols := make([]string, len(c.Disclosed))
+			for i, x := range c.Disclosed {
 				key := strings.Join(x.Policies, "\x00")
 				pol, ok := polJSON[key]
 				if !ok {
@@ -52,16 +46,26 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 					pol = string(b)
 					polJSON[key] = pol
 				}
-				if _, err := up.Exec(c.Recipient, x.RecordId, x.Version, pol, at.UnixNano()); err != nil {
-					return err
-				}
+				pols[i] = pol
+			}
+			err := disclosureRows.exec(tx, []any{c.Recipient, at.UnixNano()}, len(c.Disclosed), func(i int, args []any) []any {
+				x := c.Disclosed[i]
+				return append(args, x.RecordId, x.Version, pols[i])
+			})
+			if err != nil {
+				return err
+			}
+			via, _ := json.Marshal(c.Via)
+			var detail []byte
+			err = a.addMany(at, c.RecipientId, AuditDisclosure, len(c.Disclosed), func(i int) (string, string) {
+				x := c.Disclosed[i]
 				// {"policies":…,"recipient":…,"version":…,"via":…}: the keys in the order
 				// json.Marshal sorts a map's keys, as earlier entries were written.
 				detail = append(detail[:0], `{"policies":`...)
 				if x.Policies == nil {
 					detail = append(detail, "null"...)
 				} else {
-					detail = append(detail, pol...)
+					detail = append(detail, pols[i]...)
 				}
 				detail = append(detail, `,"recipient":`...)
 				detail = append(detail, recipient...)
@@ -70,30 +74,47 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 				detail = append(detail, `,"via":`...)
 				detail = append(detail, via...)
 				detail = append(detail, '}')
-				if err := a.addRaw(at, c.RecipientId, AuditDisclosure, x.RecordId, string(detail)); err != nil {
-					return err
-				}
-			}
-		}
-		if len(c.Retracted) > 0 {
-			del, err := tx.Prepare(`DELETE FROM disclosures WHERE recipient = ? AND record_id = ?`)
+				return x.RecordId, string(detail)
+			})
 			if err != nil {
 				return err
 			}
-			defer del.Close()
-			for _, x := range c.Retracted {
-				if _, err := del.Exec(c.Recipient, x.RecordId); err != nil {
-					return err
-				}
-				if err := a.add(at, c.RecipientId, AuditRetraction, x.RecordId, map[string]any{
-					"recipient": c.Recipient, "reason": x.Reason}); err != nil {
-					return err
-				}
+		}
+		if len(c.Retracted) > 0 {
+			err := retractionRows.exec(tx, []any{c.Recipient}, len(c.Retracted), func(i int, args []any) []any {
+				return append(args, c.Retracted[i].RecordId)
+			})
+			if err != nil {
+				return err
+			}
+			var detail []byte
+			err = a.addMany(at, c.RecipientId, AuditRetraction, len(c.Retracted), func(i int) (string, string) {
+				x := c.Retracted[i]
+				// {"reason":…,"recipient":…}, as json.Marshal writes the map.
+				reason, _ := json.Marshal(x.Reason)
+				detail = append(detail[:0], `{"reason":`...)
+				detail = append(detail, reason...)
+				detail = append(detail, `,"recipient":`...)
+				detail = append(detail, recipient...)
+				detail = append(detail, '}')
+				return x.RecordId, string(detail)
+			})
+			if err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 }
+
+var (
+	// disclosureRows inserts disclosures to one recipient (?1) at one time (?2).
+	disclosureRows = newBulk(`INSERT OR REPLACE INTO disclosures (recipient, record_id, version, policies, at) VALUES `, 2, 3,
+		func(p []int) string { return "(?1, " + param(p[0]) + ", " + param(p[1]) + ", " + param(p[2]) + ", ?2)" }, ", ", "")
+	// retractionRows deletes disclosures to one recipient (?1).
+	retractionRows = newBulk(`DELETE FROM disclosures WHERE recipient = ?1 AND record_id IN (`, 1, 1,
+		func(p []int) string { return param(p[0]) }, ", ", ")")
+)
 
 // Disclosed returns the records disclosed to a recipient: id → version.
 func (d *DB) Disclosed(ctx context.Context, recipient string) (map[string]int64, error) {
@@ -141,19 +162,14 @@ func (d *DB) Recipients(ctx context.Context, recordID string) ([]string, error) 
 // ApplyCacheForeign stores a subscription's delivery and its cursor in one transaction.
 func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 	at := c.At.AsTime().UnixNano()
-	return d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
-		up, err := tx.Prepare(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)`)
-		if err != nil {
-			return err
-		}
-		defer up.Close()
+	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		for _, s := range c.Upserts {
 			r := s.Record
 			labels, _ := json.Marshal(nonNil(r.Labels))
 			pol, _ := json.Marshal(nonNilSlice(s.Policies))
 			red, _ := json.Marshal(nonNilSlice(s.Redacted))
-			if _, err := up.Exec(c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at)
+				VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)`, c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
 				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at); err != nil {
 				return err
 			}
@@ -163,7 +179,7 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 				return err
 			}
 		}
-		_, err = tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, origin, cursor, updated_at) VALUES (?,?,?,?)`, c.Peer, c.Origin, c.Cursor, at)
+		_, err := tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, origin, cursor, updated_at) VALUES (?,?,?,?)`, c.Peer, c.Origin, c.Cursor, at)
 		return err
 	})
 }

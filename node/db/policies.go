@@ -53,7 +53,7 @@ func scanPolicy(row scanner) (*PolicyRow, error) {
 	return &p, nil
 }
 
-func writePolicy(tx *sql.Tx, p *PolicyRow) error {
+func writePolicy(tx *writeTx, p *PolicyRow) error {
 	approvers, _ := json.Marshal(nonNilSlice(p.Approvers))
 	var decided int64
 	if !p.DecidedAt.IsZero() {
@@ -80,7 +80,7 @@ func (d *DB) ApplyPolicyStep(index uint64, s *pb.PolicyStep) (*PolicyRow, error,
 		refusal error
 	)
 	at := s.At.AsTime()
-	err := d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
+	err := d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		a, err := newAuditor(tx)
 		if err != nil {
 			return err
@@ -167,7 +167,7 @@ func (d *DB) ApplyPolicyStep(index uint64, s *pb.PolicyStep) (*PolicyRow, error,
 }
 
 // supersedeOlder marks the older approved or proposed versions of p's name superseded.
-func supersedeOlder(tx *sql.Tx, a *auditor, p *PolicyRow, at time.Time) error {
+func supersedeOlder(tx *writeTx, a *auditor, p *PolicyRow, at time.Time) error {
 	rows, err := tx.Query(`SELECT `+policyColumns+` FROM policies WHERE name = ? AND version < ? AND state IN (?, ?)`, p.Name, p.Version, policy.StateApproved, policy.StateProposed)
 	if err != nil {
 		return err
@@ -242,7 +242,7 @@ type Phase struct {
 func (d *DB) ApplyPhaseStep(index uint64, s *pb.PhaseStep) (string, error) {
 	var prev string
 	at := s.At.AsTime()
-	err := d.applyTx(index, func(tx *sql.Tx, _ *int64) error {
+	err := d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		if err := tx.QueryRow(`SELECT phase FROM phases WHERE crisis = ?`, s.Crisis).Scan(&prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}

@@ -1,0 +1,155 @@
+package db_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// cpuTime is the CPU time, user and system, the process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per unit since start: the FSM's cost, which the wall
+// time (it includes waits for the disk) hides.
+func reportCPU(b *testing.B, start time.Duration, units int, unit string) {
+	b.ReportMetric(float64((cpuTime(b)-start).Nanoseconds())/float64(units), "cpu-ns/"+unit)
+}
+
+// disclosures is a Query's worth of disclosures of n records to one recipient, granted by one
+// policy, as peerserver records them.
+func disclosures(n int, prefix string) *pb.RecordDisclosures {
+	c := &pb.RecordDisclosures{Recipient: "ncc.crisis.test", RecipientId: "spiffe://ncc.crisis.test/node/r1", Via: "Query", At: hour(0)}
+	for i := range n {
+		c.Disclosed = append(c.Disclosed, &pb.Disclosure{RecordId: fmt.Sprintf("%s-%05d", prefix, i), Version: int64(i%7 + 1), Policies: []string{"bench-sitrep@1"}})
+	}
+	return c
+}
+
+// BenchmarkApplyDisclosures is the FSM's cost of recording one command of disclosures: 10 is a
+// search's answer from one peer, 1000 a batch of a large Query. The metric to read is ns/record.
+func BenchmarkApplyDisclosures(b *testing.B) {
+	for _, n := range []int{1, 10, 1000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			d, err := db.Open(filepath.Join(b.TempDir(), "knooppunt.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			c := disclosures(n, "r")
+			b.ResetTimer()
+			cpu := cpuTime(b)
+			for i := range b.N {
+				if err := d.ApplyDisclosures(uint64(i+1), c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu, b.N*n, "record")
+		})
+	}
+}
+
+// BenchmarkApplyOne is the fixed cost of one Raft entry: a single record write.
+func BenchmarkApplyOne(b *testing.B) {
+	d, err := db.Open(filepath.Join(b.TempDir(), "knooppunt.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	w := put("a", `{"beds_free":1}`)
+	b.ResetTimer()
+	cpu := cpuTime(b)
+	for i := range b.N {
+		if _, err := d.Apply(uint64(i+1), []*db.Write{w}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, cpu, b.N, "op")
+}
+
+// BenchmarkApplyBatch is one Raft entry of 1000 new records with three labels each, as a
+// PutBatch of 1000 makes.
+func BenchmarkApplyBatch(b *testing.B) {
+	d, err := db.Open(filepath.Join(b.TempDir(), "knooppunt.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	batches := make([][]*db.Write, b.N)
+	for i := range batches {
+		batches[i] = make([]*db.Write, 1000)
+		for j := range batches[i] {
+			w := put(fmt.Sprintf("b%d-%04d", i, j), `{"beds_free":1}`)
+			w.Labels = map[string]string{"municipality": "utrecht", "n": fmt.Sprint(j % 3), "zone": "a"}
+			batches[i][j] = w
+		}
+	}
+	b.ResetTimer()
+	cpu := cpuTime(b)
+	for i, writes := range batches {
+		if _, err := d.Apply(uint64(i+1), writes); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, cpu, b.N*1000, "record")
+}
+
+// BenchmarkLastSeq is what every subscription reads at every commit.
+func BenchmarkLastSeq(b *testing.B) {
+	d, err := db.Open(filepath.Join(b.TempDir(), "knooppunt.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Apply(1, []*db.Write{put("a", `{}`)}); err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if seq, err := d.LastSeq(); err != nil || seq != 1 {
+				b.Fatalf("LastSeq = %d, %v", seq, err)
+			}
+		}
+	})
+}
+
+// BenchmarkListSmall is a search's read on a peer: the 10 records of one kind in one crisis,
+// under a context that can be cancelled, as a gRPC stream's is.
+func BenchmarkListSmall(b *testing.B) {
+	d, err := db.Open(filepath.Join(b.TempDir(), "knooppunt.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	var writes []*db.Write
+	for i := range 10 {
+		w := put(fmt.Sprintf("s%02d", i), `{"beds_free":1}`)
+		w.Kind, w.Crisis = "sitrep", "bench"
+		writes = append(writes, w)
+	}
+	if _, err := d.Apply(1, writes); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ResetTimer()
+	cpu := cpuTime(b)
+	for range b.N {
+		recs, _, err := d.List(ctx, db.Filter{Crisis: "bench", Kind: "sitrep", PageSize: 1000})
+		if err != nil || len(recs) != 10 {
+			b.Fatalf("List = %d records, %v", len(recs), err)
+		}
+	}
+	reportCPU(b, cpu, b.N, "op")
+}
