@@ -153,7 +153,10 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open raft log: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger)
+	// One snapshot is kept: each is a full copy of the database, and the database itself is
+	// durable (a replica never restores its own snapshot on start), so a second copy would only
+	// double the Raft directory.
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, rc.Logger)
 	if err != nil {
 		bolt.Close()
 		return nil, fmt.Errorf("store: open snapshots: %w", err)
