@@ -99,7 +99,7 @@ func bodyUseOf(e celast.Expr) bodyUse {
 // it is valid JSON, an object or null, and every number in it fits a float64. When it reports
 // false, the caller decodes with encoding/json for the error itself.
 func bodyFits(body []byte) bool {
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return false
 	}
 	i := 0
