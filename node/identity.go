@@ -46,8 +46,14 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 	case config.SourceFiles:
 		src, err = identity.NewFileSource(cfg.Identity.CertFile, cfg.Identity.KeyFile, cfg.Identity.BundleFile, 0, log)
 	default:
+		var want spiffeid.ID
+		if cfg.Identity.SpiffeID != "" {
+			if want, err = spiffeid.FromString(cfg.Identity.SpiffeID); err != nil {
+				return nil, fmt.Errorf("node: identity.spiffe_id: %w", err)
+			}
+		}
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI, spiffeid.ID{})
+		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI, want)
 		cancel()
 	}
 	if err != nil {

@@ -375,6 +375,21 @@ peers:
 	}
 }
 
+// TestMTLSWorkloadAPIPicksSpiffeID: when the agent offers the node's process more than one SVID,
+// and the first is not a replica's, identity.spiffe_id picks the replica's, and the node serves
+// with it. Without the pick the node would take the first and refuse to start.
+func TestMTLSWorkloadAPIPicksSpiffeID(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	r1 := own.svid(t, "/node/r1")
+	agent := identitytest.ServeWorkloadAPI(t, own.svid(t, "/user/editor"), identitytest.Bundle(own.ca))
+	agent.AddSVID(t, r1)
+	n := startMTLSNode(t, own, fmt.Sprintf("identity: {source: workloadapi, workload_api: %q, spiffe_id: %q}\n", agent.Addr, r1.ID))
+	got := serverSerial(t, n.Addr().String(), own.svid(t, "/user/reader"), identitytest.Bundle(own.ca), own.td)
+	if want := r1.Certificates[0].SerialNumber.String(); got != want {
+		t.Fatalf("the node serves the certificate with serial %s, want %s, the SVID of %s", got, want, r1.ID)
+	}
+}
+
 // TestMTLSLocalSocket: the local socket carries no identity and has the role local: it may
 // write and read records, but not take an officer's step.
 func TestMTLSLocalSocket(t *testing.T) {

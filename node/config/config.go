@@ -59,6 +59,9 @@ type Identity struct {
 	Source string `yaml:"source"`
 	// WorkloadAPI is the SPIRE agent socket, unix:///path. Empty: SPIFFE_ENDPOINT_SOCKET.
 	WorkloadAPI string `yaml:"workload_api"`
+	// SpiffeID picks the node's SVID when the agent offers the process more than one, such as
+	// spiffe://ORG/node/r1. Empty: the agent's first.
+	SpiffeID string `yaml:"spiffe_id"`
 	// CertFile, KeyFile and BundleFile are the SVID chain, its key and the org's trust bundle,
 	// for the files source. They are reloaded when they change.
 	CertFile   string `yaml:"cert_file"`
@@ -330,7 +333,19 @@ func (c *Config) checkAccess() error {
 	}
 	switch c.Identity.Source {
 	case SourceWorkloadAPI:
+		if c.Identity.SpiffeID != "" {
+			id, err := spiffeid.FromString(c.Identity.SpiffeID)
+			if err != nil {
+				return fmt.Errorf("identity.spiffe_id: %q: %w", c.Identity.SpiffeID, err)
+			}
+			if id.TrustDomain().Name() != c.Org || !strings.HasPrefix(id.Path(), "/node/") {
+				return fmt.Errorf("identity.spiffe_id: %s is not a replica ID of this org: use spiffe://%s/node/<replica>", id, c.Org)
+			}
+		}
 	case SourceFiles:
+		if c.Identity.SpiffeID != "" {
+			return errors.New("identity.spiffe_id: picks among the SVIDs of the Workload API; the files source has one SVID, in cert_file")
+		}
 		if c.Listen != "" && (c.Identity.CertFile == "" || c.Identity.KeyFile == "" || c.Identity.BundleFile == "") {
 			return errors.New("identity: the files source needs cert_file, key_file and bundle_file")
 		}

@@ -114,6 +114,23 @@ peers:
 org: a.crisis.test
 identity: {source: vault}
 `, `identity.source: "vault" is not a source: use workloadapi or files`},
+		{"spiffe_id not an ID", `
+org: a.crisis.test
+identity: {spiffe_id: "node/r1"}
+`, `identity.spiffe_id: "node/r1": scheme is missing or invalid`},
+		{"spiffe_id of another org", `
+org: a.crisis.test
+identity: {spiffe_id: "spiffe://b.crisis.test/node/r1"}
+`, `identity.spiffe_id: spiffe://b.crisis.test/node/r1 is not a replica ID of this org: use spiffe://a.crisis.test/node/<replica>`},
+		{"spiffe_id not a replica", `
+org: a.crisis.test
+identity: {spiffe_id: "spiffe://a.crisis.test/user/anna"}
+`, `identity.spiffe_id: spiffe://a.crisis.test/user/anna is not a replica ID of this org: use spiffe://a.crisis.test/node/<replica>`},
+		{"spiffe_id with the files source", `
+org: a.crisis.test
+listen: 127.0.0.1:7443` + files + `
+  spiffe_id: spiffe://a.crisis.test/node/r1
+`, `identity.spiffe_id: picks among the SVIDs of the Workload API; the files source has one SVID, in cert_file`},
 		{"files source without files", `
 org: a.crisis.test
 listen: 127.0.0.1:7443
