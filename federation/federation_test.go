@@ -33,6 +33,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -803,5 +804,67 @@ func TestPeerManagerStopsWhileSubscriptionsRetry(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("stop %d: the peer manager did not stop within 5s", i)
 		}
+	}
+}
+
+// resyncs is how many times subscriptions in this process re-decided everything for reason.
+func resyncs(t *testing.T, reason string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "knooppunt_federation_resyncs_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestSubscribeExpiryRetracts: when a policy's validity window closes, the records it granted
+// are retracted from the peer that holds them, with no other change at the source. While no
+// window can open or close and no condition reads now, the periodic check re-decides nothing.
+func TestSubscribeExpiryRetracts(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 100 * time.Millisecond})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "expiry"
+	origin := a.TD.Name()
+	wait := func(want map[string]int64, what string) { t.Helper(); waitHeld(t, b, crisis, origin, want, what) }
+
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("r1", crisis, pb.Classification_INTERNAL, "lasting"))
+	wait(map[string]int64{"r1": 1}, "the record under a policy without a window reaches b")
+	before := resyncs(t, "time")
+	time.Sleep(time.Second) // ten periodic checks
+	if got := resyncs(t, "time") - before; got != 0 {
+		t.Fatalf("%v periodic resyncs with no window to open or close, want none", got)
+	}
+
+	until := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
+	a.Approve(t, policyDoc("signals-for-now", spiffeOf(b), "signal", "internal", "valid_until: "+until+"\n"))
+	a.Put(t, &pb.Record{Id: "s1", Kind: "signal", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"summary":"until the window closes"}`)})
+	wait(map[string]int64{"r1": 1, "s1": 1}, "the record under a closing window reaches b")
+	before = resyncs(t, "time")
+	wait(map[string]int64{"r1": 1}, "the window's close retracts s1, and only s1")
+	if resyncs(t, "time") <= before {
+		t.Error("the retraction came without a periodic resync for time")
+	}
+	retracted := false
+	for _, e := range a.Audit(t, db.AuditRetraction) {
+		if e.Subject == "s1" && auditDetail(t, e)["reason"] == "no longer granted" {
+			retracted = true
+		}
+	}
+	if !retracted {
+		t.Error("the source's audit has no retraction of s1")
 	}
 }

@@ -151,7 +151,8 @@ func evalReason(c *Compiled, vars interpreter.Activation) (bool, string) {
 func TestBodyViewMatchesDecoding(t *testing.T) {
 	compiled := make([]*Compiled, len(bodyConditions))
 	for i, expr := range bodyConditions {
-		prg, use, err := compileWhen(expr)
+		w, err := compileWhen(expr)
+		prg, use := w.prg, w.body
 		if err != nil {
 			t.Fatalf("compileWhen(%s): %v", expr, err)
 		}

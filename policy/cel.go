@@ -10,6 +10,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/checker"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
@@ -129,29 +130,49 @@ func bodyMap(body map[string]any) (traits.Mapper, error) {
 	return m, nil
 }
 
+// compiledWhen is a checked `when` expression and what it can read.
+type compiledWhen struct {
+	prg  cel.Program
+	body bodyUse // how it can reach record.body
+	now  bool    // whether it can read `now`
+}
+
 // compileWhen type-checks a `when` expression, checks that it yields a bool and that its
-// worst-case cost fits the budget, and returns the program and how it can reach the body.
-func compileWhen(expr string) (cel.Program, bodyUse, error) {
+// worst-case cost fits the budget, and returns the program and what it can read.
+func compileWhen(expr string) (compiledWhen, error) {
 	env, err := Env()
 	if err != nil {
-		return nil, bodyNone, err
+		return compiledWhen{}, err
 	}
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, bodyNone, fmt.Errorf("%s", strings.TrimSpace(iss.Err().Error()))
+		return compiledWhen{}, fmt.Errorf("%s", strings.TrimSpace(iss.Err().Error()))
 	}
 	if ast.OutputType() != cel.BoolType {
-		return nil, bodyNone, fmt.Errorf("yields %s, not bool", ast.OutputType())
+		return compiledWhen{}, fmt.Errorf("yields %s, not bool", ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{})
 	if err != nil {
-		return nil, bodyNone, fmt.Errorf("cost: %w", err)
+		return compiledWhen{}, fmt.Errorf("cost: %w", err)
 	}
 	if est.Max > CostBudget {
-		return nil, bodyNone, fmt.Errorf("worst-case cost %d is over the budget of %d: simplify it, or bound the lists it walks", est.Max, CostBudget)
+		return compiledWhen{}, fmt.Errorf("worst-case cost %d is over the budget of %d: simplify it, or bound the lists it walks", est.Max, CostBudget)
 	}
 	prg, err := env.Program(ast, cel.CostLimit(CostBudget), cel.EvalOptions(cel.OptOptimize))
-	return prg, bodyUseOf(ast.NativeRep().Expr()), err
+	e := ast.NativeRep().Expr()
+	return compiledWhen{prg: prg, body: bodyUseOf(e), now: readsNow(e)}, err
+}
+
+// readsNow reports whether an expression names `now`. It is conservative: a comprehension
+// variable called now counts too.
+func readsNow(e celast.Expr) bool {
+	found := false
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() == celast.IdentKind && e.AsIdent() == "now" {
+			found = true
+		}
+	}))
+	return found
 }
 
 // sizeEstimator tells the cost estimator how large the inputs can be, so that comprehensions

@@ -49,6 +49,9 @@ type Compiled struct {
 	// whenBody is how the condition can reach record.body, and so what deciding with it
 	// reads of the body: nothing, keys from the raw bytes, or the decoded body.
 	whenBody bodyUse
+	// whenNow is true when the condition can read `now`, so that its outcome can change with
+	// time alone.
+	whenNow bool
 }
 
 // Compile parses and checks a policy's document. It never fails for a policy the store accepted
@@ -74,13 +77,34 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 		c.recipients = append(c.recipients, ref)
 	}
 	if strings.TrimSpace(parsed.Doc.When) != "" {
-		prg, use, err := compileWhen(parsed.Doc.When)
+		w, err := compileWhen(parsed.Doc.When)
 		if err != nil {
 			probs = append(probs, parsed.problem("when", "%v", err))
 		}
-		c.when, c.whenBody = prg, use
+		c.when, c.whenBody, c.whenNow = w.prg, w.body, w.now
 	}
 	return c, probs
+}
+
+// TimeDependent reports whether a decision for to at until can differ from one at from under
+// the same set: the validity window of a policy that can grant to opens or closes in between,
+// or such a policy's condition reads `now`. A subscription re-checks what it disclosed only
+// then; everything else that changes a decision changes the set or a record.
+func (s *Set) TimeDependent(to Recipient, from, until time.Time) bool {
+	for _, c := range s.Policies {
+		if c.State != StateApproved || !c.Names(to) {
+			continue
+		}
+		if c.whenNow {
+			return true
+		}
+		for _, t := range []*time.Time{c.Doc.ValidFrom, c.Doc.ValidUntil} {
+			if t != nil && t.After(from) && !t.After(until) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Context is what a lint with a node adds: the kinds, peers and groups the node knows.

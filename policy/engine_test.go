@@ -173,3 +173,35 @@ func mustTime(t *testing.T, s string) time.Time {
 	}
 	return v
 }
+
+// TestTimeDependent: a decision can change with time alone only at a window boundary of a
+// policy that can grant the recipient, or under a condition that reads now.
+func TestTimeDependent(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
+	other := policy.Recipient{ID: "spiffe://coa.crisis.test/node/r1", TrustDomain: "coa.crisis.test", Name: "coa"}
+	revoked := approved(t, "revoked", "valid_until: "+at(30*time.Second)+"\n")
+	revoked.State = policy.StateRevoked
+	for _, tc := range []struct {
+		name     string
+		policies []*policy.Compiled
+		to       policy.Recipient
+		want     bool
+	}{
+		{"no window, no condition", []*policy.Compiled{approved(t, "a", "")}, ncc, false},
+		{"a condition without now", []*policy.Compiled{approved(t, "a", "when: record.crisis == 'oekraine'\n")}, ncc, false},
+		{"a condition that reads now", []*policy.Compiled{approved(t, "a", "when: now > timestamp('2026-01-01T00:00:00Z')\n")}, ncc, true},
+		{"a window that closes in between", []*policy.Compiled{approved(t, "a", "valid_until: "+at(30*time.Second)+"\n")}, ncc, true},
+		{"a window that closes exactly at the end", []*policy.Compiled{approved(t, "a", "valid_until: "+at(time.Minute)+"\n")}, ncc, true},
+		{"a window that closed exactly at the start", []*policy.Compiled{approved(t, "a", "valid_until: "+at(0)+"\n")}, ncc, false},
+		{"a window that opens in between", []*policy.Compiled{approved(t, "a", "valid_from: "+at(30*time.Second)+"\n")}, ncc, true},
+		{"a window that closes later", []*policy.Compiled{approved(t, "a", "valid_until: "+at(time.Hour)+"\n")}, ncc, false},
+		{"another recipient's window", []*policy.Compiled{approved(t, "a", "valid_until: "+at(30*time.Second)+"\n")}, other, false},
+		{"a revoked policy's window", []*policy.Compiled{revoked}, ncc, false},
+	} {
+		set := &policy.Set{Org: ownOrg, Policies: tc.policies}
+		if got := set.TimeDependent(tc.to, t0, t0.Add(time.Minute)); got != tc.want {
+			t.Errorf("%s: TimeDependent = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

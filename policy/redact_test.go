@@ -253,11 +253,12 @@ func TestBodyUse(t *testing.T) {
 		`[1].exists(record, record == 1) && record.kind == "sitrep"`:   bodyWhole, // a shadowing variable counts too
 		`[1].exists(record, record == 1) && record.body.a == "sitrep"`: bodyWhole,
 	} {
-		_, got, err := compileWhen(expr)
+		w, err := compileWhen(expr)
 		if err != nil {
 			t.Errorf("compileWhen(%s): %v", expr, err)
 			continue
 		}
+		got := w.body
 		if got != want {
 			t.Errorf("bodyUseOf(%s) = %v, want %v", expr, got, want)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/sharing"
 	"github.com/knooppunt/knooppunt/node/store"
@@ -46,8 +47,10 @@ type Config struct {
 	Name    string
 	// Heartbeat is how often an idle subscription gets a heartbeat. Default 5s.
 	Heartbeat time.Duration
-	// Reevaluate is how often a subscription re-checks what it disclosed, so that policies that
-	// expire are retracted. Default 30s. Policy and phase changes re-check at once.
+	// Reevaluate is how often a subscription looks whether time alone changed what it may
+	// disclose: a policy window opened or closed, or a condition reads now. Only then does it
+	// re-check every record, so that records under an expired policy are retracted. Default
+	// 30s. Policy and phase changes re-check at once.
 	Reevaluate time.Duration
 	Logger     *slog.Logger
 }
@@ -435,12 +438,17 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	defer recheck.Stop()
 	// Resync at the start too: what the caller holds may predate a policy change.
 	var gen uint64
-	forceCheck := true
+	why := "start"
+	var checked time.Time // the time of the last resync's decisions
 	for {
 		changed := s.c.DB.Changed()
-		if g := s.c.DB.Generation(); g != gen || forceCheck {
-			gen, forceCheck = g, false
-			if err := s.resync(ctx, stream, to, held, sent, disc, cursor); err != nil {
+		if g := s.c.DB.Generation(); g != gen || why != "" {
+			if why == "" {
+				why = "change"
+			}
+			metrics.Resyncs.WithLabelValues(why).Inc()
+			gen, why, checked = g, "", time.Now()
+			if err := s.resync(ctx, stream, to, held, sent, disc, cursor, checked); err != nil {
 				return err
 			}
 		}
@@ -461,7 +469,15 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			return status.Error(codes.Unavailable, "the node is shutting down: subscribe again from your last cursor")
 		case <-changed:
 		case <-recheck.C:
-			forceCheck = true
+			// Re-deciding every record costs a walk of the store; only time can have changed
+			// anything here, and it changes a decision only at a window's edge or under `now`.
+			set, err := s.c.Sharing.PolicySet(ctx)
+			if err != nil {
+				return api.Status(s.c.Logger, err)
+			}
+			if set.TimeDependent(to, checked, time.Now()) {
+				why = "time"
+			}
 		case <-heartbeat.C:
 			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
 				return err
@@ -523,13 +539,12 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 // phase changed (or, periodically, for policies that expire): it retracts every record the
 // caller holds that is no longer granted, and sends every granted record it does not hold.
 func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
-	held, sent map[string]int64, disc *disclosures, cursor int64) error {
+	held, sent map[string]int64, disc *disclosures, cursor int64, now time.Time) error {
 	set, err := s.c.Sharing.PolicySet(ctx)
 	if err != nil {
 		return api.Status(s.c.Logger, err)
 	}
 	phases := s.c.Sharing.Phases()
-	now := time.Now()
 	granted := map[string]bool{}
 	var kinds []string
 	for _, p := range set.Policies {

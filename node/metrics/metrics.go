@@ -42,6 +42,11 @@ var (
 		Namespace: "knooppunt", Name: "raft_snapshots_by_size_total",
 		Help: "Raft snapshots taken because the log since the last one grew past raft.snapshot_size.",
 	})
+	// Resyncs counts the times a subscription re-checked everything it disclosed, by why.
+	Resyncs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_resyncs_total",
+		Help: "Times a peer's subscription re-decided every record it may hold: start, change (a policy or phase), time (a window opened or closed, or a condition reads now).",
+	}, []string{"reason"})
 	// WatchStreams is the number of open Watch streams.
 	WatchStreams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "knooppunt", Name: "watch_streams",
@@ -50,7 +55,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize,
+	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Resyncs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
