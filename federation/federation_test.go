@@ -23,7 +23,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -866,5 +868,61 @@ func TestSubscribeExpiryRetracts(t *testing.T) {
 	}
 	if !retracted {
 		t.Error("the source's audit has no retraction of s1")
+	}
+}
+
+// TestPeerOverLimitsIsRefused: a peer that starts calls faster than its rate, or holds more calls
+// open than it may, gets RESOURCE_EXHAUSTED saying which limit, and another peer is served all the
+// while; once the peer slows down, it is served again.
+func TestPeerOverLimitsIsRefused(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3, PeerRequestsPerSecond: 5, PeerCalls: 2})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	fromB := pb.NewFederationServiceClient(asPeer(t, b, a))
+	fromC := pb.NewFederationServiceClient(asPeer(t, c, a))
+	describe := func(fc pb.FederationServiceClient) error {
+		_, err := fc.Describe(fedtest.Call(t), &pb.DescribeRequest{})
+		return err
+	}
+
+	// The rate: a burst of 10 is allowed, so 20 calls at once must meet a refusal.
+	var refused error
+	for range 20 {
+		if err := describe(fromB); err != nil {
+			refused = err
+			break
+		}
+	}
+	if st := status.Convert(refused); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "calls per second") {
+		t.Fatalf("20 Describes at once from b: last error %v, want RESOURCE_EXHAUSTED over the rate", refused)
+	}
+	if err := describe(fromC); err != nil {
+		t.Fatalf("c, within its limits, while b is over them: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // a few tokens back
+	if err := describe(fromB); err != nil {
+		t.Fatalf("b after slowing down: %v", err)
+	}
+
+	// Open calls: b's own node holds one subscription to a; two more raw ones make three.
+	time.Sleep(time.Second)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var open []grpc.ServerStreamingClient[pb.FeedEvent]
+	var err error
+	for range 3 {
+		var s grpc.ServerStreamingClient[pb.FeedEvent]
+		if s, err = fromB.Subscribe(ctx, &pb.SubscribeRequest{}); err == nil {
+			_, err = s.Recv() // the call is admitted, or refused, before the first event
+		}
+		if err != nil {
+			break
+		}
+		open = append(open, s)
+	}
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "calls open") {
+		t.Fatalf("b with %d subscriptions open: %v, want RESOURCE_EXHAUSTED over the open calls", len(open), err)
+	}
+	if err := describe(fromC); err != nil {
+		t.Fatalf("c while b holds its limit of open calls: %v", err)
 	}
 }

@@ -205,7 +205,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name,
-			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate, Logger: n.log,
+			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
+			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls, Logger: n.log,
 		})
 	}
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: peers, Manager: n.peers, Kinds: kinds, Logger: n.log})

@@ -43,6 +43,10 @@ type Options struct {
 	Heartbeat, Reevaluate, IdleTimeout time.Duration
 	// EventsPerSecond bounds the events a node takes in from one peer. Zero: the node default.
 	EventsPerSecond float64
+	// PeerRequestsPerSecond and PeerCalls bound the FederationService calls of one peer to a
+	// node. Zero: the node defaults.
+	PeerRequestsPerSecond float64
+	PeerCalls             int
 	// Metrics gives each org a /metrics listener (Prepare only: in-process nodes share the
 	// process's registry, which tests read directly).
 	Metrics bool
@@ -305,6 +309,12 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	fmt.Fprintf(&b, "federation:\n  heartbeat: %s\n  reevaluate: %s\n  idle_timeout: %s\n", opts.Heartbeat, opts.Reevaluate, opts.IdleTimeout)
 	if opts.EventsPerSecond > 0 {
 		fmt.Fprintf(&b, "  events_per_second: %g\n", opts.EventsPerSecond)
+	}
+	if opts.PeerRequestsPerSecond > 0 {
+		fmt.Fprintf(&b, "  peer_requests_per_second: %g\n", opts.PeerRequestsPerSecond)
+	}
+	if opts.PeerCalls > 0 {
+		fmt.Fprintf(&b, "  peer_calls: %d\n", opts.PeerCalls)
 	}
 	fmt.Fprintf(&b, "roles:\n")
 	for _, s := range o.Officers {

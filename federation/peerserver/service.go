@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,15 +53,28 @@ type Config struct {
 	// re-check every record, so that records under an expired policy are retracted. Default
 	// 30s. Policy and phase changes re-check at once.
 	Reevaluate time.Duration
-	Logger     *slog.Logger
+	// RequestsPerSecond bounds the calls one peer may start, with bursts of twice as many.
+	// Default 50.
+	RequestsPerSecond float64
+	// MaxCalls bounds the calls one peer may have open at once. Default 16.
+	MaxCalls int
+	Logger   *slog.Logger
 }
 
 // Service implements knooppunt.v1.FederationService.
 type Service struct {
 	pb.UnsafeFederationServiceServer
-	c    Config
-	quit chan struct{}
-	once sync.Once
+	c     Config
+	quit  chan struct{}
+	once  sync.Once
+	gates sync.Map // trust domain → *gate
+}
+
+// gate holds one peer to its limits, so that a peer that floods the node with calls, each of
+// which may walk the store, cannot take it from the others.
+type gate struct {
+	rate  *rate.Limiter
+	calls chan struct{}
 }
 
 var _ pb.FederationServiceServer = (*Service)(nil)
@@ -73,6 +87,12 @@ func New(c Config) *Service {
 	if c.Reevaluate <= 0 {
 		c.Reevaluate = 30 * time.Second
 	}
+	if c.RequestsPerSecond <= 0 {
+		c.RequestsPerSecond = 50
+	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = 16
+	}
 	return &Service{c: c, quit: make(chan struct{})}
 }
 
@@ -83,6 +103,30 @@ func RegisterService(s grpc.ServiceRegistrar, svc *Service) {
 
 // Shutdown ends every subscription, so a graceful stop does not wait for them.
 func (s *Service) Shutdown() { s.once.Do(func() { close(s.quit) }) }
+
+// admit takes one of the peer's calls, or refuses it with RESOURCE_EXHAUSTED when the peer is
+// over its rate or has too many calls open. The caller must call done when the call ends.
+func (s *Service) admit(to policy.Recipient) (done func(), err error) {
+	g, ok := s.gates.Load(to.TrustDomain)
+	if !ok {
+		g, _ = s.gates.LoadOrStore(to.TrustDomain, &gate{
+			rate:  rate.NewLimiter(rate.Limit(s.c.RequestsPerSecond), max(1, int(2*s.c.RequestsPerSecond))),
+			calls: make(chan struct{}, s.c.MaxCalls),
+		})
+	}
+	gt := g.(*gate)
+	if !gt.rate.Allow() {
+		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
+		return nil, status.Errorf(codes.ResourceExhausted, "peer %s is over %g calls per second to this node's FederationService: slow down and retry", to.TrustDomain, s.c.RequestsPerSecond)
+	}
+	select {
+	case gt.calls <- struct{}{}:
+		return func() { <-gt.calls }, nil
+	default:
+		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
+		return nil, status.Errorf(codes.ResourceExhausted, "peer %s has %d FederationService calls open on this node, the most it may: end one and retry", to.TrustDomain, s.c.MaxCalls)
+	}
+}
 
 // recipient resolves the calling peer.
 func (s *Service) recipient(ctx context.Context) (policy.Recipient, error) {
@@ -103,6 +147,11 @@ func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Desc
 	if err != nil {
 		return nil, err
 	}
+	done, err := s.admit(to)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	set, err := s.c.Sharing.PolicySet(ctx)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -333,6 +382,11 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	if err != nil {
 		return err
 	}
+	done, err := s.admit(to)
+	if err != nil {
+		return err
+	}
+	defer done()
 	if err := CheckFilter(req.Filter); err != nil {
 		return err
 	}
@@ -420,6 +474,11 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	if err != nil {
 		return err
 	}
+	done, err := s.admit(to)
+	if err != nil {
+		return err
+	}
+	defer done()
 	if req.Cursor < 0 {
 		return api.Invalid("cursor", "%d is negative: use 0 to start at the beginning", req.Cursor)
 	}

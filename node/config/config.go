@@ -125,6 +125,11 @@ type Federation struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// EventsPerSecond bounds the events taken in from one peer. Default 2000.
 	EventsPerSecond float64 `yaml:"events_per_second"`
+	// PeerRequestsPerSecond bounds the FederationService calls one peer may start, with bursts
+	// of twice as many. Default 50.
+	PeerRequestsPerSecond float64 `yaml:"peer_requests_per_second"`
+	// PeerCalls bounds the FederationService calls one peer may have open at once. Default 16.
+	PeerCalls int `yaml:"peer_calls"`
 }
 
 // Policy configures the policy lifecycle.
@@ -329,6 +334,18 @@ func (c *Config) checkAccess() error {
 	for i, s := range c.Raft.Servers {
 		if s.ID == "" || s.Address == "" {
 			return fmt.Errorf("raft.servers[%d]: give id and address", i)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"federation.events_per_second", c.Federation.EventsPerSecond},
+		{"federation.peer_requests_per_second", c.Federation.PeerRequestsPerSecond},
+		{"federation.peer_calls", float64(c.Federation.PeerCalls)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%s: %g is negative: use a positive number, or leave it out for the default", f.name, f.v)
 		}
 	}
 	switch c.Identity.Source {

@@ -110,6 +110,10 @@ org: a.crisis.test
 peers:
   - {name: b, trust_domain: b.crisis.test, bundle_endpoint: "https://b.example:8443", endpoint_id: "spiffe://c.crisis.test/node/r1"}
 `, `peers[0].endpoint_id: spiffe://c.crisis.test/node/r1 is not in the peer's trust domain b.crisis.test`},
+		{"negative peer call rate", `
+org: a.crisis.test
+federation: {peer_requests_per_second: -1}
+`, `federation.peer_requests_per_second: -1 is negative: use a positive number, or leave it out for the default`},
 		{"identity source unknown", `
 org: a.crisis.test
 identity: {source: vault}

@@ -47,6 +47,11 @@ var (
 		Namespace: "knooppunt", Name: "federation_resyncs_total",
 		Help: "Times a peer's subscription re-decided every record it may hold: start, change (a policy or phase), time (a window opened or closed, or a condition reads now).",
 	}, []string{"reason"})
+	// Throttled counts FederationService calls refused because a peer was over its limits.
+	Throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_throttled_total",
+		Help: "FederationService calls refused with RESOURCE_EXHAUSTED because the peer was over federation.peer_requests_per_second or federation.peer_calls.",
+	}, []string{"peer"})
 	// WatchStreams is the number of open Watch streams.
 	WatchStreams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "knooppunt", Name: "watch_streams",
@@ -55,7 +60,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Resyncs,
+	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Resyncs, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
