@@ -60,12 +60,18 @@ var genBody = rapid.Custom(func(t *rapid.T) string {
 })
 
 func genJSONObject(depth int) *rapid.Generator[string] {
+	return genObjectOf(genJSONKey, genJSONValue, depth)
+}
+
+// genObjectOf generates a JSON object of up to five members, with keys from key, values from
+// value at one level less, and whitespace around them.
+func genObjectOf(key *rapid.Generator[string], value func(depth int) *rapid.Generator[string], depth int) *rapid.Generator[string] {
 	return rapid.Custom(func(t *rapid.T) string {
 		n := rapid.IntRange(0, 5).Draw(t, "members")
 		members := make([]string, n)
 		for i := range members {
 			ws := rapid.SampledFrom([]string{"", " ", "\n\t"}).Draw(t, "ws")
-			members[i] = ws + genJSONKey.Draw(t, "key") + ws + ":" + ws + genJSONValue(depth-1).Draw(t, "value")
+			members[i] = ws + key.Draw(t, "key") + ws + ":" + ws + value(depth-1).Draw(t, "value")
 		}
 		return "{" + strings.Join(members, ",") + "}"
 	})

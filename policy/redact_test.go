@@ -120,13 +120,7 @@ func TestRedactBodyMatchesDecoding(t *testing.T) {
 			case 3:
 				return `[]`
 			}
-			n := rapid.IntRange(0, 5).Draw(t, "members")
-			members := make([]string, n)
-			for i := range members {
-				ws := rapid.SampledFrom([]string{"", " ", "\n\t"}).Draw(t, "ws")
-				members[i] = ws + genKey.Draw(t, "key") + ws + ":" + ws + genValue(depth-1).Draw(t, "value")
-			}
-			return "{" + strings.Join(members, ",") + "}"
+			return genObjectOf(genKey, genValue, depth).Draw(t, "object")
 		})
 	}
 	genPath := rapid.Custom(func(t *rapid.T) []string {
