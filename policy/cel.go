@@ -210,6 +210,9 @@ type input struct {
 	// body is what rec holds of the body: nothing, the view (or, for an empty body, the empty
 	// map), or the decoded body.
 	body bodyUse
+	// valid is true once the body is known to be JSON that encoding/json decodes into a map: the
+	// view's check or the decode passed, so that redaction need not check it again.
+	valid bool
 }
 
 // activation returns the variables of an evaluation that reaches the body as use says. An
@@ -238,14 +241,14 @@ func (in *input) activation(use bodyUse) (interpreter.Activation, error) {
 	case len(in.r.Body) == 0:
 		use = bodyWhole // the empty map
 	case use == bodyFields && bodyFits(in.r.Body):
-		in.rec.view = newBodyView(in.r.Body)
+		in.rec.view, in.valid = newBodyView(in.r.Body), true
 	default:
 		// A body that does not fit is decoded here for the error encoding/json gives.
 		body, err := in.decode()
 		if err != nil {
 			return nil, err
 		}
-		in.rec.Body, in.rec.view, use = body, nil, bodyWhole
+		in.rec.Body, in.rec.view, in.valid, use = body, nil, true, bodyWhole
 	}
 	in.body = use
 	return in, nil

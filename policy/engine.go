@@ -361,7 +361,7 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 		return Decision{}, verdicts
 	}
 	redact := intersect(redactSets)
-	out, err := redactRecord(r, redact)
+	out, err := redactRecord(r, redact, in.valid)
 	if err != nil {
 		// A body that cannot be redacted is not sent at all.
 		return Decision{}, append(verdicts, Verdict{Reason: err.Error()})

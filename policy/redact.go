@@ -12,8 +12,10 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// redactRecord returns a copy of r without the body paths. It never changes r.
-func redactRecord(r *pb.Record, paths []string) (*pb.Record, error) {
+// redactRecord returns a copy of r without the body paths. It never changes r. valid says the
+// body is already known to be JSON that encoding/json decodes into a map, so that it is not
+// checked again.
+func redactRecord(r *pb.Record, paths []string, valid bool) (*pb.Record, error) {
 	out := &pb.Record{
 		Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
 		Classification: r.Classification, Labels: r.Labels, Body: r.Body, Version: r.Version,
@@ -26,7 +28,11 @@ func redactRecord(r *pb.Record, paths []string) (*pb.Record, error) {
 	for i, p := range paths {
 		rel[i] = strings.TrimPrefix(p, "body.")
 	}
-	b, err := redactBody(r.Body, rel)
+	redact := redactBody
+	if valid {
+		redact = redactValid
+	}
+	b, err := redact(r.Body, rel)
 	if err != nil {
 		return nil, fmt.Errorf("record %s: body: %w", r.Id, err)
 	}
@@ -48,6 +54,11 @@ func redactBody(body []byte, paths []string) ([]byte, error) {
 	if !validJSON(body) {
 		return nil, errors.New("not valid JSON")
 	}
+	return redactValid(body, paths)
+}
+
+// redactValid is redactBody of a body known to be valid JSON.
+func redactValid(body []byte, paths []string) ([]byte, error) {
 	v := gjson.ParseBytes(body)
 	switch {
 	case v.Type == gjson.Null:
