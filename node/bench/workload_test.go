@@ -343,31 +343,36 @@ func envInt(tb testing.TB, name string, def int) int {
 	return n
 }
 
-// procStatus reads VmRSS and VmHWM of this process, in bytes, from /proc/self/status. The node
-// runs in this process, so the figures include the benchmark's own client.
-func procStatus() (rss, hwm int64, err error) {
+// memStatus is this process's memory, in bytes, from /proc/self/status. The node runs in this
+// process, so the figures include the benchmark's own client.
+type memStatus struct {
+	rss  int64 // VmRSS: resident now, including pages of the database file the reads map
+	hwm  int64 // VmHWM: the most resident at once
+	anon int64 // RssAnon: resident memory that is not a mapped file (heap, stacks, SQLite caches)
+}
+
+// procStatus reads this process's memStatus.
+func procStatus() (m memStatus, err error) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer f.Close()
+	fields := map[string]*int64{"VmRSS": &m.rss, "VmHWM": &m.hwm, "RssAnon": &m.anon}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		dst := fields[k]
+		if !ok || dst == nil {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/self/status %s: %w", k, err)
+			return m, fmt.Errorf("/proc/self/status %s: %w", k, err)
 		}
-		if k == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
+		*dst = kb << 10
 	}
-	return rss, hwm, sc.Err()
+	return m, sc.Err()
 }
 
 // cpuTime is the user and system CPU time this process has used.
