@@ -6,6 +6,7 @@ package records
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -79,6 +80,33 @@ func (s *Service) prepare(r *pb.Record) error {
 	return nil
 }
 
+// prepareAll prepares every record of a batch and returns each one's error. A large batch is
+// checked on every core: with one writer, checking (the schema above all) is a fifth of a
+// 1000-record batch's time, and the rest of the write path leaves the other cores idle meanwhile.
+func (s *Service) prepareAll(recs []*pb.Record) []error {
+	errs := make([]error, len(recs))
+	parts := min(runtime.GOMAXPROCS(0), len(recs)/parallelCheck)
+	if parts < 2 {
+		for i, r := range recs {
+			errs[i] = s.prepare(r)
+		}
+		return errs
+	}
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Go(func() {
+			for i := p; i < len(recs); i += parts {
+				errs[i] = s.prepare(recs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// parallelCheck is how many records a batch needs per extra core before prepareAll uses it.
+const parallelCheck = 64
+
 func stored(r *pb.Record, res db.Result) *pb.PutResponse {
 	return &pb.PutResponse{Id: r.Id, Version: res.Version, UpdatedAt: r.UpdatedAt, Seq: res.Seq}
 }
@@ -105,11 +133,12 @@ func (s *Service) PutBatch(ctx context.Context, req *pb.PutBatchRequest) (*pb.Pu
 		return nil, api.Invalid("records", "%d records is over the limit of %d per batch: split it", len(req.Records), MaxBatch)
 	}
 	results := make([]*pb.PutBatchResult, len(req.Records))
+	errs := s.prepareAll(req.Records)
 	var valid []*pb.Record
 	var at []int
 	for i, r := range req.Records {
 		results[i] = &pb.PutBatchResult{Index: int32(i)}
-		if err := s.prepare(r); err != nil {
+		if err := errs[i]; err != nil {
 			fail(results[i], api.Status(s.log, err))
 			continue
 		}

@@ -847,3 +847,61 @@ func TestWatchSeesConcurrentWrites(t *testing.T) {
 		seen[ch.id] = true
 	}
 }
+
+// TestPutBatchLarge checks a batch large enough to be checked on several cores: every result
+// must still be the one of the record at its index.
+func TestPutBatchLarge(t *testing.T) {
+	n := startNode(t)
+	c := client(t, n)
+	const size = 600
+	batch := make([]*pb.Record, size)
+	for i := range batch {
+		switch {
+		case i%7 == 3:
+			batch[i] = shelter(fmt.Sprintf("L-%03d", i), i)
+			batch[i].Kind = fmt.Sprintf("nope-%d", i)
+		case i%11 == 5:
+			batch[i] = shelter("", i) // the node picks the id
+		default:
+			batch[i] = shelter(fmt.Sprintf("L-%03d", i), i)
+		}
+	}
+	resp, err := c.PutBatch(callCtx(t), &pb.PutBatchRequest{Records: batch})
+	if err != nil {
+		t.Fatalf("PutBatch: %v", err)
+	}
+	if len(resp.Results) != size {
+		t.Fatalf("%d results, want %d", len(resp.Results), size)
+	}
+	var lastSeq int64
+	for i, res := range resp.Results {
+		if res.Index != int32(i) {
+			t.Fatalf("result %d has index %d", i, res.Index)
+		}
+		if i%7 == 3 {
+			want := fmt.Sprintf(`record.kind: unknown kind "nope-%d"`, i)
+			if codes.Code(res.Code) != codes.InvalidArgument || !strings.HasPrefix(res.Message, want) || res.Stored != nil {
+				t.Errorf("result %d = %s %q stored %v, want InvalidArgument %q…", i, codes.Code(res.Code), res.Message, res.Stored, want)
+			}
+			continue
+		}
+		if res.Stored == nil || res.Stored.Version != 1 || res.Stored.Seq <= lastSeq {
+			t.Fatalf("result %d = %s %q stored %v, want version 1 after seq %d", i, codes.Code(res.Code), res.Message, res.Stored, lastSeq)
+		}
+		lastSeq = res.Stored.Seq
+		if i%11 == 5 {
+			if len(res.Stored.Id) != 36 {
+				t.Errorf("result %d: id %q, want one the node picked", i, res.Stored.Id)
+			}
+		} else if want := fmt.Sprintf("L-%03d", i); res.Stored.Id != want {
+			t.Errorf("result %d: id %q, want %q", i, res.Stored.Id, want)
+		}
+		got, err := c.Get(callCtx(t), &pb.GetRequest{Id: res.Stored.Id})
+		if err != nil {
+			t.Fatalf("Get %s: %v", res.Stored.Id, err)
+		}
+		if !bytes.Contains(got.Body, fmt.Appendf(nil, `"beds_free":%d`, i)) {
+			t.Errorf("record %s has body %s, want the one of batch index %d", res.Stored.Id, got.Body, i)
+		}
+	}
+}
