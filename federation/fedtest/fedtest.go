@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/config"
 )
 
@@ -210,9 +210,9 @@ func Prepare(tb testing.TB, opts Options) *Federation {
 	tb.Helper()
 	f := New(tb, opts)
 	for _, o := range f.Orgs {
-		o.Addr = freeAddr(tb)
+		o.Addr = clustertest.FreeAddr(tb)
 		if f.opts.Metrics {
-			o.MetricsAddr = freeAddr(tb)
+			o.MetricsAddr = clustertest.FreeAddr(tb)
 		}
 	}
 	f.WriteConfigs(tb)
@@ -391,16 +391,6 @@ func (o *Org) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return n.Stop(ctx)
-}
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // PeerIdentity is the PKI of a peer that is not a node of the federation, such as a fake peer in

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/clustertest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -458,15 +459,8 @@ func (h *harness) buildKnooppunt() <-chan string {
 	return out
 }
 
-// addr reserves a loopback port for a listener that a process opens later.
-func (h *harness) addr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// addr picks a loopback port for a listener that a process opens later.
+func (h *harness) addr() string { return clustertest.FreeAddr(h.t) }
 
 func (h *harness) port() string {
 	_, p, _ := net.SplitHostPort(h.addr())

@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -128,15 +130,46 @@ func ShortDir(tb testing.TB) string {
 	return d
 }
 
-// FreeAddr is a loopback address with a port that was free a moment ago.
+// FreeAddr is a loopback address with a port that was free a moment ago. The port lies below
+// the kernel's ephemeral range: a process restarted on the same address later (a replica that
+// was killed, a peer that comes back) must find it free, and a port from that range can be taken
+// in the meantime by any of the outgoing connections the tests make, each of which gets an
+// ephemeral port.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	low := ephemeralLow()
+	for range 200 {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", minTestPort+rand.IntN(low-minTestPort)))
+		if err != nil {
+			continue // taken: draw again
+		}
+		defer l.Close()
+		return l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	tb.Fatalf("no free port between %d and %d on 127.0.0.1", minTestPort, low)
+	return ""
+}
+
+// minTestPort is the lowest port FreeAddr draws.
+const minTestPort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux: 32768 unless
+// configured), or 32768 where it cannot be read.
+func ephemeralLow() int {
+	const fallback = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return fallback
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low < minTestPort+1000 {
+		return fallback
+	}
+	return low
 }
 
 // New makes the org's CA, the replicas' SVIDs and directories, picks their ports and writes
