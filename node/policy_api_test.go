@@ -5,6 +5,7 @@ package node_test
 // step and phase change is audited under the officer's SPIFFE ID, and explain and preview agree.
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,6 +344,30 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	v, err := audit.Verify(rpcCtx(t), &pb.VerifyAuditRequest{})
 	if err != nil || !v.Ok || v.Entries != 3 || v.FirstBroken != 0 || v.Problem != "" {
 		t.Fatalf("audit verify = %v, %v", v, err)
+	}
+	if v.Head.GetSeq() != 3 || !bytes.Equal(v.Head.GetHash(), list.Entries[2].Hash) {
+		t.Fatalf("audit verify head = %v, want entry 3 and its hash", v.Head)
+	}
+	// The head, kept elsewhere, is an anchor for a later verify.
+	if v, err := audit.Verify(rpcCtx(t), &pb.VerifyAuditRequest{Anchor: v.Head}); err != nil || !v.Ok {
+		t.Fatalf("audit verify against its own head = %v, %v", v, err)
+	}
+	other := &pb.AuditAnchor{Seq: 2, Hash: list.Entries[1].PrevHash} // a hash, but not entry 2's
+	if v, err := audit.Verify(rpcCtx(t), &pb.VerifyAuditRequest{Anchor: other}); err != nil || v.Ok || v.FirstBroken != 2 ||
+		!strings.Contains(v.Problem, "the chain was rewritten from this entry or before it") {
+		t.Fatalf("audit verify against another hash = %v, %v", v, err)
+	}
+	for _, bad := range []struct {
+		anchor *pb.AuditAnchor
+		field  string
+	}{
+		{&pb.AuditAnchor{Seq: 0, Hash: v.Head.Hash}, "anchor.seq"},
+		{&pb.AuditAnchor{Seq: 3, Hash: v.Head.Hash[:5]}, "anchor.hash"},
+	} {
+		_, err := audit.Verify(rpcCtx(t), &pb.VerifyAuditRequest{Anchor: bad.anchor})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), bad.field) {
+			t.Fatalf("audit verify with anchor %v = %v, want InvalidArgument naming %s", bad.anchor, err, bad.field)
+		}
 	}
 
 	// Any officer may revoke; then nothing is shared any more.

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,27 +95,51 @@ prefix ending in a dot, such as "policy.".`,
 }
 
 func newAuditVerifyCmd() *cobra.Command {
-	var f clientFlags
+	var (
+		f      clientFlags
+		anchor string
+	)
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify the audit log's hash chain",
 		Long: `Recompute the audit log's hash chain and report the first entry that does not verify:
-one that was changed, deleted or moved. The exit code is 1 when the chain is broken.`,
-		Example: `  knooppunt audit verify`,
-		Args:    cobra.NoArgs,
+one that was changed, deleted or moved. The exit code is 1 when the chain is broken.
+
+A chain that someone with write access to the database rewrote from its first entry, with every
+hash recomputed, verifies on its own. To catch that, keep the head that verify prints (SEQ:HASH)
+outside the node, in an officer's log or with a partner, and pass it later with --anchor: the
+chain must still hold that entry with that hash.`,
+		Example: `  knooppunt audit verify
+  knooppunt audit verify --anchor 1834:9f2c5e…   # the head printed by an earlier verify`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &pb.VerifyAuditRequest{}
+			if anchor != "" {
+				a, err := parseAnchor(anchor)
+				if err != nil {
+					return fmt.Errorf("--anchor: %w", err)
+				}
+				req.Anchor = a
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				resp, err := pb.NewAuditServiceClient(conn).Verify(cmd.Context(), &pb.VerifyAuditRequest{})
+				resp, err := pb.NewAuditServiceClient(conn).Verify(cmd.Context(), req)
 				if err != nil {
 					return err
 				}
-				if f.output == "json" {
-					if err := printJSON(cmd.OutOrStdout(), map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem}); err != nil {
+				head := ""
+				if resp.Head != nil {
+					head = fmt.Sprintf("%d:%x", resp.Head.Seq, resp.Head.Hash)
+				}
+				switch {
+				case f.output == "json":
+					if err := printJSON(cmd.OutOrStdout(), map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem, "head": head}); err != nil {
 						return err
 					}
-				} else if resp.Ok {
+				case resp.Ok && head != "":
+					fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\nhead: %s\n", resp.Entries, head)
+				case resp.Ok:
 					fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\n", resp.Entries)
-				} else {
+				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
 				}
 				if !resp.Ok {
@@ -123,5 +150,20 @@ one that was changed, deleted or moved. The exit code is 1 when the chain is bro
 		},
 	}
 	f.register(cmd, true)
+	cmd.Flags().StringVar(&anchor, "anchor", "", "a head printed by an earlier verify, SEQ:HASH, that the chain must still hold")
 	return cmd
+}
+
+// parseAnchor parses SEQ:HASH as audit verify prints a head.
+func parseAnchor(s string) (*pb.AuditAnchor, error) {
+	seqText, hashText, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseInt(seqText, 10, 64)
+	if !ok || err != nil || seq <= 0 {
+		return nil, fmt.Errorf("%q: want SEQ:HASH as audit verify prints the head, such as 1834:9f2c…", s)
+	}
+	hash, err := hex.DecodeString(hashText)
+	if err != nil || len(hash) != sha256.Size {
+		return nil, fmt.Errorf("%q: the hash must be %d hexadecimal digits", hashText, 2*sha256.Size)
+	}
+	return &pb.AuditAnchor{Seq: seq, Hash: hash}, nil
 }

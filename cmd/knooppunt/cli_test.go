@@ -336,6 +336,39 @@ func TestCLIStatus(t *testing.T) {
 	}
 }
 
+// TestCLIAuditVerify checks that audit verify prints the head, accepts it back as --anchor, and
+// refuses an anchor it cannot parse before it calls the node.
+func TestCLIAuditVerify(t *testing.T) {
+	addr, _ := servedNode(t)
+	cli(t, nil, "", "audit", "verify", "--node", addr).want(t, 0)
+	// Searches by local users are audited.
+	cli(t, nil, "", "search", "--node", addr, "--crisis", "oekraine").want(t, 0)
+	cli(t, nil, "", "search", "--node", addr, "--crisis", "hoogwater").want(t, 0)
+	out := cli(t, nil, "", "audit", "verify", "--node", addr).want(t, 0).stdout
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || lines[0] != "ok: 2 entries verify" || !strings.HasPrefix(lines[1], "head: 2:") || len(lines[1]) != len("head: 2:")+64 {
+		t.Fatalf("audit verify printed:\n%s", out)
+	}
+	head := strings.TrimPrefix(lines[1], "head: ")
+	cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", head).want(t, 0)
+	var v map[string]any
+	cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", head, "-o", "json").want(t, 0).oneJSON(t, &v)
+	if v["ok"] != true || v["head"] != head {
+		t.Fatalf("audit verify -o json = %v, want ok and head %s", v, head)
+	}
+	// A hash that is not entry 1's: the chain does not hold the anchor.
+	res := cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", "1:"+strings.Repeat("ab", 32)).want(t, 1)
+	if !strings.Contains(res.stdout, "BROKEN at entry 1 of 2") || !strings.Contains(res.stdout, "not the anchor's "+strings.Repeat("ab", 32)) {
+		t.Fatalf("audit verify with a wrong anchor printed:\n%s", res.stdout)
+	}
+	for _, bad := range []string{"2", "x:ab", "0:" + strings.Repeat("ab", 32), "2:abcd", "2:" + strings.Repeat("zz", 32)} {
+		res := cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", bad).want(t, 1)
+		if !strings.Contains(res.stderr, "--anchor") || res.stdout != "" {
+			t.Fatalf("--anchor %s: stderr does not name the flag:\n%s", bad, res.stderr)
+		}
+	}
+}
+
 func TestCLIDemoOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six node processes")

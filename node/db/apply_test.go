@@ -83,7 +83,7 @@ func TestApplyDisclosuresEveryChunkSize(t *testing.T) {
 		}
 		audited += int64(n)
 	}
-	rep, err := d.AuditVerify(ctx)
+	rep, err := verifyChain(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}

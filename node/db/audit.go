@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
@@ -239,12 +240,21 @@ type AuditReport struct {
 	Entries     int64
 	FirstBroken int64 // 0 when the chain verifies
 	Problem     string
+	Head        AuditAnchor // the last entry; zero when the log is empty
+}
+
+// AuditAnchor names one entry of the chain: its seq and its hash, hex-encoded.
+type AuditAnchor struct {
+	Seq  int64
+	Hash string
 }
 
 // AuditVerify walks the whole chain and reports the first entry that does not verify: a changed
 // entry (its hash is wrong), a deleted one (a gap in seq, or the next entry's previous hash does
-// not match) or reordered ones.
-func (d *DB) AuditVerify(ctx context.Context) (AuditReport, error) {
+// not match) or reordered ones. With an anchor (a head kept outside the node from an earlier
+// verify; Seq 0 is none) the chain must also still hold that entry with that hash, which a chain
+// rewritten from its start with every hash recomputed does not, and must not end before it.
+func (d *DB) AuditVerify(ctx context.Context, anchor AuditAnchor) (AuditReport, error) {
 	var rep AuditReport
 	err := d.read(func(ro *sql.DB) error {
 		rows, err := ro.QueryContext(ctx, `SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit ORDER BY rowid`)
@@ -272,10 +282,20 @@ func (d *DB) AuditVerify(ctx context.Context) (AuditReport, error) {
 			case !bytes.Equal(e.Hash, c.hash(prev, &e)):
 				rep.FirstBroken, rep.Problem = e.Seq, "its hash does not match its contents: the entry was changed"
 			}
+			if rep.FirstBroken == 0 && anchor.Seq != 0 && e.Seq == anchor.Seq && hex.EncodeToString(e.Hash) != anchor.Hash {
+				rep.FirstBroken, rep.Problem = e.Seq, fmt.Sprintf("its hash is %x, not the anchor's %s: the chain was rewritten from this entry or before it", e.Hash, anchor.Hash)
+			}
 			prev = e.Hash
 			want = e.Seq + 1
+			rep.Head = AuditAnchor{Seq: e.Seq, Hash: hex.EncodeToString(e.Hash)}
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if rep.FirstBroken == 0 && anchor.Seq >= want {
+			rep.FirstBroken, rep.Problem = anchor.Seq, fmt.Sprintf("the log ends at entry %d, before the anchor's entry %d: entries were removed from its end", want-1, anchor.Seq)
+		}
+		return nil
 	})
 	if err != nil {
 		return rep, fmt.Errorf("db: audit verify: %w", err)

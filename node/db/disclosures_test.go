@@ -78,7 +78,7 @@ func TestApplyDisclosures(t *testing.T) {
 	if len(bs) != 1 {
 		t.Fatalf("disclosures of b: %v, want one", bs)
 	}
-	rep, err := d.AuditVerify(ctx)
+	rep, err := verifyChain(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestApplyDisclosuresUnchanged(t *testing.T) {
 	if got := auditChecksum(t, d.Path()); got != want {
 		t.Errorf("audit and disclosures checksum = %s, want %s", got, want)
 	}
-	rep, err := d.AuditVerify(context.Background())
+	rep, err := verifyChain(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}

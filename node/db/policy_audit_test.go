@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -256,7 +258,7 @@ func TestApplyPolicyStepVersions(t *testing.T) {
 		{paOfficerC, db.AuditPolicySupersede, "lcvs-capacity@3", map[string]any{"by": "lcvs-capacity@4"}},
 		{paOfficerB, db.AuditPolicyRevoke, "lcvs-capacity@4", map[string]any{"reason": "purpose ended"}},
 	})
-	if rep, err := s.d.AuditVerify(ctx); err != nil || rep != (db.AuditReport{Entries: 11}) {
+	if rep, err := verifyChain(ctx, s.d); err != nil || rep != (db.AuditReport{Entries: 11}) {
 		t.Fatalf("AuditVerify = %+v, %v", rep, err)
 	}
 }
@@ -479,6 +481,14 @@ func paAuditFile(t *testing.T) string {
 	return path
 }
 
+// verifyChain runs AuditVerify without an anchor and leaves the head out of the report, for the
+// tests about where a chain breaks (TestAuditVerifyAnchor checks the head).
+func verifyChain(ctx context.Context, d *db.DB) (db.AuditReport, error) {
+	rep, err := d.AuditVerify(ctx, db.AuditAnchor{})
+	rep.Head = db.AuditAnchor{}
+	return rep, err
+}
+
 // TestAuditVerifyDetectsTampering edits, deletes and reorders rows of the audit table of a real
 // database file through a handle of its own, and checks that AuditVerify names the first entry
 // that no longer verifies and why.
@@ -545,7 +555,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			rep, err := d.AuditVerify(context.Background())
+			rep, err := verifyChain(context.Background(), d)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -587,7 +597,7 @@ func TestAuditVerifyRecomputedHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	rep, err := d.AuditVerify(context.Background())
+	rep, err := verifyChain(context.Background(), d)
 	want := db.AuditReport{Entries: 6, FirstBroken: 4, Problem: "its previous-hash does not match the entry before it: entries were deleted or reordered"}
 	if err != nil || rep != want {
 		t.Fatalf("AuditVerify = %+v, %v\nwant %+v", rep, err, want)
@@ -601,7 +611,7 @@ func TestAuditVerifyWhileOpen(t *testing.T) {
 	s := newPASteps(t, path)
 	s.propose(paOfficerA, "x", 1)
 	s.phase("oekraine", policy.PhaseWarm, paOfficerB, "")
-	if rep, err := s.d.AuditVerify(context.Background()); err != nil || rep != (db.AuditReport{Entries: 2}) {
+	if rep, err := verifyChain(context.Background(), s.d); err != nil || rep != (db.AuditReport{Entries: 2}) {
 		t.Fatalf("AuditVerify before = %+v, %v", rep, err)
 	}
 	h, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
@@ -612,14 +622,128 @@ func TestAuditVerifyWhileOpen(t *testing.T) {
 	if _, err := h.Exec(`UPDATE audit SET action = 'phase.view' WHERE seq = 2`); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := s.d.AuditVerify(context.Background())
+	rep, err := verifyChain(context.Background(), s.d)
 	want := db.AuditReport{Entries: 2, FirstBroken: 2, Problem: "its hash does not match its contents: the entry was changed"}
 	if err != nil || rep != want {
 		t.Fatalf("AuditVerify = %+v, %v\nwant %+v", rep, err, want)
 	}
 	// New entries are chained to the tampered one's stored hash; the break stays where it was.
 	s.phase("oekraine", policy.PhaseCold, paOfficerA, "")
-	if rep, err := s.d.AuditVerify(context.Background()); err != nil || rep.FirstBroken != 2 || rep.Entries != 3 {
+	if rep, err := verifyChain(context.Background(), s.d); err != nil || rep.FirstBroken != 2 || rep.Entries != 3 {
 		t.Fatalf("AuditVerify after a new entry = %+v, %v", rep, err)
+	}
+}
+
+// TestAuditVerifyAnchor checks the head that AuditVerify reports, and an anchor kept from it: a
+// chain rewritten from its first entry with every hash recomputed verifies on its own, but not
+// against the anchor; nor does a chain cut short before the anchor's entry.
+func TestAuditVerifyAnchor(t *testing.T) {
+	ctx := context.Background()
+	path := paAuditFile(t)
+	d, err := db.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := d.AuditVerify(ctx, db.AuditAnchor{})
+	entries, lerr := d.AuditList(ctx, db.AuditFilter{})
+	d.Close()
+	if err != nil || lerr != nil {
+		t.Fatal(err, lerr)
+	}
+	last := entries[len(entries)-1]
+	head := db.AuditAnchor{Seq: last.Seq, Hash: hex.EncodeToString(last.Hash)}
+	if rep != (db.AuditReport{Entries: 6, Head: head}) {
+		t.Fatalf("AuditVerify = %+v, want 6 entries and head %+v", rep, head)
+	}
+	anchor := db.AuditAnchor{Seq: 4, Hash: hex.EncodeToString(entries[3].Hash)}
+	verify := func(path string, anchor db.AuditAnchor) db.AuditReport {
+		t.Helper()
+		d, err := db.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		rep, err := d.AuditVerify(ctx, anchor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := verify(path, anchor); rep.FirstBroken != 0 || rep.Head != head {
+		t.Fatalf("untouched chain against an anchor of its own = %+v", rep)
+	}
+	if rep := verify(path, head); rep.FirstBroken != 0 {
+		t.Fatalf("untouched chain against its own head = %+v", rep)
+	}
+
+	// Rewrite: the first entry's actor changes and every hash after it is recomputed.
+	rewritten := filepath.Join(t.TempDir(), "rewritten.db")
+	copyFile(t, path, rewritten)
+	h, err := sql.Open("sqlite3", "file:"+rewritten)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := make([]byte, 32)
+	for _, e := range entries {
+		if e.Seq == 1 {
+			e.Actor = "spiffe://lcvs.crisis.test/user/mallory"
+		}
+		e.Hash = paChainHash(prev, e)
+		if _, err := h.Exec(`UPDATE audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?`, e.Actor, prev, e.Hash, e.Seq); err != nil {
+			t.Fatal(err)
+		}
+		prev = e.Hash
+	}
+	h.Close()
+	if rep := verify(rewritten, db.AuditAnchor{}); rep.FirstBroken != 0 {
+		t.Fatalf("a chain rewritten whole verifies on its own; got %+v", rep)
+	}
+	rep = verify(rewritten, anchor)
+	wantProblem := fmt.Sprintf("its hash is %x, not the anchor's %s: the chain was rewritten from this entry or before it", paChainHashAt(t, rewritten, 4), anchor.Hash)
+	if rep.FirstBroken != 4 || rep.Problem != wantProblem || rep.Entries != 6 {
+		t.Fatalf("rewritten chain against the anchor = %+v\nwant first broken 4, %q", rep, wantProblem)
+	}
+
+	// Cut short: the last three entries are gone, and the chain that is left verifies.
+	cut := filepath.Join(t.TempDir(), "cut.db")
+	copyFile(t, path, cut)
+	h, err = sql.Open("sqlite3", "file:"+cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(`DELETE FROM audit WHERE seq > 3`); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	want := db.AuditReport{Entries: 3, FirstBroken: 4, Problem: "the log ends at entry 3, before the anchor's entry 4: entries were removed from its end",
+		Head: db.AuditAnchor{Seq: 3, Hash: hex.EncodeToString(entries[2].Hash)}}
+	if rep := verify(cut, anchor); rep != want {
+		t.Fatalf("cut chain against the anchor = %+v\nwant %+v", rep, want)
+	}
+}
+
+// paChainHashAt reads the stored hash of entry seq.
+func paChainHashAt(t *testing.T, path string, seq int64) []byte {
+	t.Helper()
+	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var hash []byte
+	if err := h.QueryRow(`SELECT hash FROM audit WHERE seq = ?`, seq).Scan(&hash); err != nil {
+		t.Fatal(err)
+	}
+	return hash
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 
 	"google.golang.org/grpc"
@@ -57,10 +59,28 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 }
 
 // Verify recomputes the chain.
-func (s *Service) Verify(ctx context.Context, _ *pb.VerifyAuditRequest) (*pb.VerifyAuditResponse, error) {
-	rep, err := s.db.AuditVerify(ctx)
+func (s *Service) Verify(ctx context.Context, req *pb.VerifyAuditRequest) (*pb.VerifyAuditResponse, error) {
+	var anchor db.AuditAnchor
+	if a := req.GetAnchor(); a != nil {
+		if a.Seq <= 0 {
+			return nil, api.Invalid("anchor.seq", "%d: an anchor names an entry, whose seq is 1 or more", a.Seq)
+		}
+		if len(a.Hash) != sha256.Size {
+			return nil, api.Invalid("anchor.hash", "%d bytes: an entry's hash is a SHA-256 hash of %d bytes", len(a.Hash), sha256.Size)
+		}
+		anchor = db.AuditAnchor{Seq: a.Seq, Hash: hex.EncodeToString(a.Hash)}
+	}
+	rep, err := s.db.AuditVerify(ctx, anchor)
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	return &pb.VerifyAuditResponse{Ok: rep.FirstBroken == 0, Entries: rep.Entries, FirstBroken: rep.FirstBroken, Problem: rep.Problem}, nil
+	resp := &pb.VerifyAuditResponse{Ok: rep.FirstBroken == 0, Entries: rep.Entries, FirstBroken: rep.FirstBroken, Problem: rep.Problem}
+	if rep.Head.Seq != 0 {
+		h, err := hex.DecodeString(rep.Head.Hash)
+		if err != nil {
+			return nil, api.Status(s.log, err)
+		}
+		resp.Head = &pb.AuditAnchor{Seq: rep.Head.Seq, Hash: h}
+	}
+	return resp, nil
 }

@@ -1475,7 +1475,11 @@ func (x *ListAuditResponse) GetEntries() []*AuditEntry {
 }
 
 type VerifyAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// anchor is a head that an earlier Verify returned and that was kept outside the node. The
+	// chain must still hold that entry with that hash: a chain rewritten from its start, with every
+	// hash recomputed, verifies on its own but not against an anchor taken before the rewrite.
+	Anchor        *AuditAnchor `protobuf:"bytes,1,opt,name=anchor" json:"anchor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1510,20 +1514,84 @@ func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
 	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
+func (x *VerifyAuditRequest) GetAnchor() *AuditAnchor {
+	if x != nil {
+		return x.Anchor
+	}
+	return nil
+}
+
+// AuditAnchor names one entry of the audit chain by its seq and hash.
+type AuditAnchor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   int64                  `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
+	// hash is the entry's SHA-256 hash, 32 bytes.
+	Hash          []byte `protobuf:"bytes,2,opt,name=hash" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditAnchor) Reset() {
+	*x = AuditAnchor{}
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditAnchor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditAnchor) ProtoMessage() {}
+
+func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditAnchor.ProtoReflect.Descriptor instead.
+func (*AuditAnchor) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AuditAnchor) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditAnchor) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
 type VerifyAuditResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Ok      bool                   `protobuf:"varint,1,opt,name=ok" json:"ok,omitempty"`
 	Entries int64                  `protobuf:"varint,2,opt,name=entries" json:"entries,omitempty"`
 	// first_broken is the seq of the first entry that does not verify; 0 when ok.
-	FirstBroken   int64  `protobuf:"varint,3,opt,name=first_broken,json=firstBroken" json:"first_broken,omitempty"`
-	Problem       string `protobuf:"bytes,4,opt,name=problem" json:"problem,omitempty"`
+	FirstBroken int64  `protobuf:"varint,3,opt,name=first_broken,json=firstBroken" json:"first_broken,omitempty"`
+	Problem     string `protobuf:"bytes,4,opt,name=problem" json:"problem,omitempty"`
+	// head is the last entry, unset when the log is empty. Kept elsewhere (an officer's log, a
+	// partner), it is the anchor for a later Verify.
+	Head          *AuditAnchor `protobuf:"bytes,5,opt,name=head" json:"head,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1603,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1616,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -1577,6 +1645,13 @@ func (x *VerifyAuditResponse) GetProblem() string {
 		return x.Problem
 	}
 	return ""
+}
+
+func (x *VerifyAuditResponse) GetHead() *AuditAnchor {
+	if x != nil {
+		return x.Head
+	}
+	return nil
 }
 
 var File_knooppunt_v1_policy_proto protoreflect.FileDescriptor
@@ -1691,13 +1766,18 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\tafter_seq\x18\x05 \x01(\x03R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"\x14\n" +
-	"\x12VerifyAuditRequest\"|\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"G\n" +
+	"\x12VerifyAuditRequest\x121\n" +
+	"\x06anchor\x18\x01 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x06anchor\"3\n" +
+	"\vAuditAnchor\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"\xab\x01\n" +
 	"\x13VerifyAuditResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
 	"\aentries\x18\x02 \x01(\x03R\aentries\x12!\n" +
 	"\ffirst_broken\x18\x03 \x01(\x03R\vfirstBroken\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem2\x81\x05\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\x12-\n" +
+	"\x04head\x18\x05 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x04head2\x81\x05\n" +
 	"\rPolicyService\x12=\n" +
 	"\x04Lint\x12\x19.knooppunt.v1.LintRequest\x1a\x1a.knooppunt.v1.LintResponse\x12A\n" +
 	"\aPropose\x12\x1c.knooppunt.v1.ProposeRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12D\n" +
@@ -1727,7 +1807,7 @@ func file_knooppunt_v1_policy_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_policy_proto_rawDescData
 }
 
-var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*LintProblem)(nil),           // 0: knooppunt.v1.LintProblem
 	(*LintRequest)(nil),           // 1: knooppunt.v1.LintRequest
@@ -1753,55 +1833,58 @@ var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*ListAuditRequest)(nil),      // 21: knooppunt.v1.ListAuditRequest
 	(*ListAuditResponse)(nil),     // 22: knooppunt.v1.ListAuditResponse
 	(*VerifyAuditRequest)(nil),    // 23: knooppunt.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),   // 24: knooppunt.v1.VerifyAuditResponse
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(*Record)(nil),                // 26: knooppunt.v1.Record
+	(*AuditAnchor)(nil),           // 24: knooppunt.v1.AuditAnchor
+	(*VerifyAuditResponse)(nil),   // 25: knooppunt.v1.VerifyAuditResponse
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*Record)(nil),                // 27: knooppunt.v1.Record
 }
 var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.LintResponse.problems:type_name -> knooppunt.v1.LintProblem
-	25, // 1: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
-	25, // 2: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
+	26, // 1: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
+	26, // 2: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
 	5,  // 3: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
-	26, // 4: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
+	27, // 4: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
 	10, // 5: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
 	11, // 6: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
 	14, // 7: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
-	25, // 8: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
+	26, // 8: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
 	17, // 9: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
-	25, // 10: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	25, // 11: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	26, // 10: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	26, // 11: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
 	20, // 12: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
-	1,  // 13: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 14: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 15: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 16: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 17: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	6,  // 18: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	8,  // 19: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	9,  // 20: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	13, // 21: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	16, // 22: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	18, // 23: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	21, // 24: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	23, // 25: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 26: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 27: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 28: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 29: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 30: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	7,  // 31: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 32: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	12, // 33: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	15, // 34: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	17, // 35: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	19, // 36: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	22, // 37: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	24, // 38: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	26, // [26:39] is the sub-list for method output_type
-	13, // [13:26] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	24, // 13: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
+	24, // 14: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	1,  // 15: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 16: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 17: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 18: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 19: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	6,  // 20: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	8,  // 21: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	9,  // 22: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	13, // 23: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	16, // 24: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	18, // 25: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	21, // 26: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	23, // 27: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 28: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 29: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 30: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 31: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 32: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	7,  // 33: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 34: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	12, // 35: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	15, // 36: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	17, // 37: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	19, // 38: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	22, // 39: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	25, // 40: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	28, // [28:41] is the sub-list for method output_type
+	15, // [15:28] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
@@ -1816,7 +1899,7 @@ func file_knooppunt_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_policy_proto_rawDesc), len(file_knooppunt_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
