@@ -926,3 +926,40 @@ func TestPeerOverLimitsIsRefused(t *testing.T) {
 		t.Fatalf("c while b holds its limit of open calls: %v", err)
 	}
 }
+
+// TestDescribeIsKeptUntilPoliciesChange: a peer that asks Describe again gets the answer already
+// walked, even after new records land (the counts are at most DescribeTTL old), and a new answer
+// as soon as a policy step changes what it may receive.
+func TestDescribeIsKeptUntilPoliciesChange(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	for i := range 3 {
+		a.Put(t, fedtest.Sitrep(fmt.Sprintf("d%d", i), "describe", pb.Classification_INTERNAL, "x"))
+	}
+	fc := pb.NewFederationServiceClient(asPeer(t, b, a))
+	count := func() string {
+		t.Helper()
+		desc, err := fc.Describe(fedtest.Call(t), &pb.DescribeRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range desc.Kinds {
+			out = append(out, fmt.Sprintf("%s=%d", k.Kind, k.Count))
+		}
+		return strings.Join(out, ",")
+	}
+	if got := count(); got != "sitrep=3" {
+		t.Fatalf("Describe = %s, want sitrep=3", got)
+	}
+	a.Put(t, fedtest.Sitrep("d3", "describe", pb.Classification_INTERNAL, "x"))
+	if got := count(); got != "sitrep=3" {
+		t.Fatalf("Describe right after a new record = %s, want the kept answer sitrep=3", got)
+	}
+	// A policy step moves the generation: the next Describe walks again.
+	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "internal", ""))
+	if got := count(); got != "sitrep=4" {
+		t.Fatalf("Describe after a policy step = %s, want a new walk: sitrep=4", got)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -58,7 +59,10 @@ type Config struct {
 	RequestsPerSecond float64
 	// MaxCalls bounds the calls one peer may have open at once. Default 16.
 	MaxCalls int
-	Logger   *slog.Logger
+	// DescribeTTL is how long a Describe answer is given again to the same recipient while no
+	// policy step or phase change lands. Default 30s.
+	DescribeTTL time.Duration
+	Logger      *slog.Logger
 }
 
 // Service implements knooppunt.v1.FederationService.
@@ -75,6 +79,21 @@ type Service struct {
 type gate struct {
 	rate  *rate.Limiter
 	calls chan struct{}
+	// walk is the peer's one turn at walking the store (a Describe, a subscription's resync):
+	// with 16 calls open that each walk a million records, a peer would have the node's cores;
+	// one walk at a time leaves it at most one.
+	walk chan struct{}
+
+	mu        sync.Mutex
+	described map[string]described // Describe's answers, by recipient SPIFFE ID
+}
+
+// described is an answer to Describe, kept for DescribeTTL while no policy step or phase change
+// lands (db.Generation), so that a peer that asks again and again costs one walk per period.
+type described struct {
+	gen  uint64
+	at   time.Time
+	resp *pb.DescribeResponse
 }
 
 var _ pb.FederationServiceServer = (*Service)(nil)
@@ -93,6 +112,9 @@ func New(c Config) *Service {
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = 16
 	}
+	if c.DescribeTTL <= 0 {
+		c.DescribeTTL = 30 * time.Second
+	}
 	return &Service{c: c, quit: make(chan struct{})}
 }
 
@@ -107,14 +129,7 @@ func (s *Service) Shutdown() { s.once.Do(func() { close(s.quit) }) }
 // admit takes one of the peer's calls, or refuses it with RESOURCE_EXHAUSTED when the peer is
 // over its rate or has too many calls open. The caller must call done when the call ends.
 func (s *Service) admit(to policy.Recipient) (done func(), err error) {
-	g, ok := s.gates.Load(to.TrustDomain)
-	if !ok {
-		g, _ = s.gates.LoadOrStore(to.TrustDomain, &gate{
-			rate:  rate.NewLimiter(rate.Limit(s.c.RequestsPerSecond), max(1, int(2*s.c.RequestsPerSecond))),
-			calls: make(chan struct{}, s.c.MaxCalls),
-		})
-	}
-	gt := g.(*gate)
+	gt := s.gate(to)
 	if !gt.rate.Allow() {
 		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
 		return nil, status.Errorf(codes.ResourceExhausted, "peer %s is over %g calls per second to this node's FederationService: slow down and retry", to.TrustDomain, s.c.RequestsPerSecond)
@@ -125,6 +140,34 @@ func (s *Service) admit(to policy.Recipient) (done func(), err error) {
 	default:
 		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
 		return nil, status.Errorf(codes.ResourceExhausted, "peer %s has %d FederationService calls open on this node, the most it may: end one and retry", to.TrustDomain, s.c.MaxCalls)
+	}
+}
+
+// gate returns the peer's gate.
+func (s *Service) gate(to policy.Recipient) *gate {
+	g, ok := s.gates.Load(to.TrustDomain)
+	if !ok {
+		g, _ = s.gates.LoadOrStore(to.TrustDomain, &gate{
+			rate:      rate.NewLimiter(rate.Limit(s.c.RequestsPerSecond), max(1, int(2*s.c.RequestsPerSecond))),
+			calls:     make(chan struct{}, s.c.MaxCalls),
+			walk:      make(chan struct{}, 1),
+			described: map[string]described{},
+		})
+	}
+	return g.(*gate)
+}
+
+// walk waits for the peer's turn to walk the store; the caller must call release when the walk
+// ends.
+func (s *Service) walk(ctx context.Context, to policy.Recipient) (release func(), err error) {
+	gt := s.gate(to)
+	select {
+	case gt.walk <- struct{}{}:
+		return func() { <-gt.walk }, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case <-s.quit:
+		return nil, status.Error(codes.Unavailable, "the node is shutting down: call again later")
 	}
 }
 
@@ -152,6 +195,20 @@ func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Desc
 		return nil, err
 	}
 	defer done()
+	gt := s.gate(to)
+	if resp := s.describedFor(gt, to); resp != nil {
+		return resp, nil
+	}
+	release, err := s.walk(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	// Another call of the peer's may have walked while this one waited.
+	if resp := s.describedFor(gt, to); resp != nil {
+		return resp, nil
+	}
+	gen := s.c.DB.Generation() // before the policies are read: a later step makes it stale
 	set, err := s.c.Sharing.PolicySet(ctx)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -187,7 +244,22 @@ func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Desc
 		}
 	}
 	sort.Slice(resp.Kinds, func(i, j int) bool { return resp.Kinds[i].Kind < resp.Kinds[j].Kind })
-	return resp, nil
+	gt.mu.Lock()
+	gt.described[to.ID] = described{gen: gen, at: now, resp: resp}
+	gt.mu.Unlock()
+	return proto.Clone(resp).(*pb.DescribeResponse), nil
+}
+
+// describedFor returns a copy of the recipient's kept Describe answer, or nil when there is none
+// still good.
+func (s *Service) describedFor(gt *gate, to policy.Recipient) *pb.DescribeResponse {
+	gt.mu.Lock()
+	d, ok := gt.described[to.ID]
+	gt.mu.Unlock()
+	if !ok || d.gen != s.c.DB.Generation() || time.Since(d.at) >= s.c.DescribeTTL {
+		return nil
+	}
+	return proto.Clone(d.resp).(*pb.DescribeResponse)
 }
 
 // CheckFilter checks a peer's filter: plain values only, in bounds.
@@ -505,9 +577,15 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			if why == "" {
 				why = "change"
 			}
+			release, err := s.walk(ctx, to)
+			if err != nil {
+				return err
+			}
 			metrics.Resyncs.WithLabelValues(why).Inc()
 			gen, why, checked = g, "", time.Now()
-			if err := s.resync(ctx, stream, to, held, sent, disc, cursor, checked); err != nil {
+			err = s.resync(ctx, stream, to, held, sent, disc, cursor, checked)
+			release()
+			if err != nil {
 				return err
 			}
 		}

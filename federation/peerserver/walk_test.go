@@ -1,0 +1,65 @@
+package peerserver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/policy"
+)
+
+// TestWalksOneAtATimePerPeer: a peer's walks of the store wait for one another, and another
+// peer's walk does not wait for them.
+func TestWalksOneAtATimePerPeer(t *testing.T) {
+	s := New(Config{})
+	b1 := policy.Recipient{TrustDomain: "b.crisis.test", ID: "spiffe://b.crisis.test/node/r1"}
+	b2 := policy.Recipient{TrustDomain: "b.crisis.test", ID: "spiffe://b.crisis.test/node/r2"}
+	c := policy.Recipient{TrustDomain: "c.crisis.test", ID: "spiffe://c.crisis.test/node/r1"}
+
+	release, err := s.walk(context.Background(), b1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.walk(ctx, b2); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a second walk of b's while the first runs: %v, want to wait until its deadline", err)
+	}
+	relC, err := s.walk(context.Background(), c)
+	if err != nil {
+		t.Fatalf("c's walk while b walks: %v", err)
+	}
+	relC()
+
+	got := make(chan error, 1)
+	go func() {
+		rel, err := s.walk(context.Background(), b2)
+		if err == nil {
+			rel()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("b's second walk did not wait for the first: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	release()
+	if err := <-got; err != nil {
+		t.Fatalf("b's second walk after the first ended: %v", err)
+	}
+
+	// A walk waiting for its turn ends when the node shuts down.
+	release, err = s.walk(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	s.Shutdown()
+	if _, err := s.walk(context.Background(), c); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a walk that waits when the node shuts down: %v, want Unavailable", err)
+	}
+}
