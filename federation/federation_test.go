@@ -963,3 +963,49 @@ func TestDescribeIsKeptUntilPoliciesChange(t *testing.T) {
 		t.Fatalf("Describe after a policy step = %s, want a new walk: sitrep=4", got)
 	}
 }
+
+// skippedResyncs is how many times subscriptions in this process kept their decisions after a
+// policy step or phase change that did not concern their peer.
+func skippedResyncs(t *testing.T) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "knooppunt_federation_resyncs_skipped_total" {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestPolicyStepForOnePeerResyncsOnlyIt: a policy that names b makes b's subscription re-decide
+// every record (and b receives the record the policy grants, which existed before it), while c's
+// subscription, which no changed policy concerns, keeps its decisions without a walk.
+func TestPolicyStepForOnePeerResyncsOnlyIt(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	const crisis = "one-peer"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Approve(t, policyDoc("sitreps-to-c", spiffeOf(c), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("s1", crisis, pb.Classification_INTERNAL, "one"))
+	a.Put(t, &pb.Record{Id: "q1", Kind: "qa", Crisis: crisis, Region: "NL", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"question":"waar?","answer":"hier"}`)})
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1}, "b holds the sitrep")
+	waitHeld(t, c, crisis, a.TD.Name(), map[string]int64{"s1": 1}, "c holds the sitrep")
+
+	changes, skipped := resyncs(t, "change"), skippedResyncs(t)
+	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "internal", ""))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1, "q1": 1}, "b receives the qa record the new policy grants")
+	// A new record after the step: once both peers hold it, both subscriptions have seen the step.
+	a.Put(t, fedtest.Sitrep("s2", crisis, pb.Classification_INTERNAL, "two"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1, "q1": 1, "s2": 1}, "b holds the new sitrep")
+	waitHeld(t, c, crisis, a.TD.Name(), map[string]int64{"s1": 1, "s2": 1}, "c holds the new sitrep, and not the qa record")
+	if got := resyncs(t, "change") - changes; got != 1 {
+		t.Errorf("%v resyncs for a policy step, want 1: b's, not c's", got)
+	}
+	if got := skippedResyncs(t) - skipped; got < 1 {
+		t.Errorf("%v skipped resyncs, want c's subscription to have kept its decisions", got)
+	}
+}

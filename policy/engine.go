@@ -312,6 +312,20 @@ type Set struct {
 	Policies []*Compiled
 }
 
+// Grantors returns the ids of the approved policies that name to, sorted: the only policies that
+// can grant it anything. Two sets with the same grantors for to decide alike for it, given the
+// same record, phase and time, since a policy version's document never changes.
+func (s *Set) Grantors(to Recipient) []string {
+	var ids []string
+	for _, c := range s.Policies {
+		if c.State == StateApproved && c.Names(to) {
+			ids = append(ids, c.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // Decide is the only path by which a record may leave the node. Deny by default; a record of
 // another org is never re-shared; otherwise the record goes if some active policy grants it, and
 // the recipient sees the union of what the granting policies reveal: a body field is removed

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -571,22 +572,35 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	var gen uint64
 	why := "start"
 	var checked time.Time // the time of the last resync's decisions
+	var last *grantKey    // what the last resync decided with
 	for {
 		changed := s.c.DB.Changed()
 		if g := s.c.DB.Generation(); g != gen || why != "" {
-			if why == "" {
-				why = "change"
-			}
-			release, err := s.walk(ctx, to)
+			set, phaseMap, phases, err := s.c.Sharing.Snapshot(ctx)
 			if err != nil {
-				return err
+				return api.Status(s.c.Logger, err)
 			}
-			metrics.Resyncs.WithLabelValues(why).Inc()
-			gen, why, checked = g, "", time.Now()
-			err = s.resync(ctx, stream, to, held, sent, disc, cursor, checked)
-			release()
-			if err != nil {
-				return err
+			key := grantKey{grantors: set.Grantors(to), phases: phaseMap, restores: s.c.DB.Restores()}
+			if why == "" && last != nil && key.equal(last) {
+				// A policy step or phase change that concerns only other peers: every decision
+				// for this one is what the last resync made.
+				metrics.ResyncsSkipped.Inc()
+				gen = g
+			} else {
+				if why == "" {
+					why = "change"
+				}
+				release, err := s.walk(ctx, to)
+				if err != nil {
+					return err
+				}
+				metrics.Resyncs.WithLabelValues(why).Inc()
+				gen, why, checked, last = g, "", time.Now(), &key
+				err = s.resync(ctx, stream, to, set, phases, held, sent, disc, cursor, checked)
+				release()
+				if err != nil {
+					return err
+				}
 			}
 		}
 		upTo, err := s.c.DB.LastSeq()
@@ -621,6 +635,20 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			}
 		}
 	}
+}
+
+// grantKey is what a peer's decisions depend on besides the record and the time: the approved
+// policies that name it (a policy version's document never changes), the crisis phases, and the
+// database itself, which a Restore may replace whole. While it stays the same, a policy step or
+// phase change does not call for re-deciding every record the peer may hold.
+type grantKey struct {
+	grantors []string
+	phases   map[string]string
+	restores uint64
+}
+
+func (k *grantKey) equal(o *grantKey) bool {
+	return slices.Equal(k.grantors, o.grantors) && maps.Equal(k.phases, o.phases) && k.restores == o.restores
 }
 
 // sendChanges sends the changes after cursor up to upTo and returns the new cursor.
@@ -676,12 +704,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 // phase changed (or, periodically, for policies that expire): it retracts every record the
 // caller holds that is no longer granted, and sends every granted record it does not hold.
 func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
-	held, sent map[string]int64, disc *disclosures, cursor int64, now time.Time) error {
-	set, err := s.c.Sharing.PolicySet(ctx)
-	if err != nil {
-		return api.Status(s.c.Logger, err)
-	}
-	phases := s.c.Sharing.Phases()
+	set *policy.Set, phases *sharing.Phases, held, sent map[string]int64, disc *disclosures, cursor int64, now time.Time) error {
 	granted := map[string]bool{}
 	var kinds []string
 	for _, p := range set.Policies {

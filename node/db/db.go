@@ -68,7 +68,8 @@ type DB struct {
 	feedMu  sync.Mutex
 	changed chan struct{} // closed and replaced after every commit
 
-	generation atomic.Uint64 // grows with every policy step and phase change
+	generation atomic.Uint64 // grows with every policy step and phase change, and at Restore
+	restores   atomic.Uint64 // grows at Restore
 
 	// The meta row values, kept here by the only writer so that neither applyTx nor the
 	// subscriptions, which read last_seq at every commit, need a query. open loads them;
@@ -187,8 +188,13 @@ func (d *DB) Stats(ctx context.Context) (records int64, bytes int64, err error) 
 	return records, bytes, err
 }
 
-// Generation grows with every policy step and phase change: what may be shared changed.
+// Generation grows with every policy step and phase change: what may be shared changed. A
+// Restore moves it too.
 func (d *DB) Generation() uint64 { return d.generation.Load() }
+
+// Restores counts the Restores since Open: each may have replaced every record, policy and
+// phase at once.
+func (d *DB) Restores() uint64 { return d.restores.Load() }
 
 // Changed returns a channel that is closed at the next commit.
 func (d *DB) Changed() <-chan struct{} {
@@ -265,6 +271,7 @@ func (d *DB) Restore(r io.Reader) error {
 		return err
 	}
 	// The snapshot may hold other policies and phases: what may be shared changed.
+	d.restores.Add(1)
 	d.generation.Add(1)
 	d.notify()
 	return nil

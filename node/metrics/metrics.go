@@ -47,6 +47,12 @@ var (
 		Namespace: "knooppunt", Name: "federation_resyncs_total",
 		Help: "Times a peer's subscription re-decided every record it may hold: start, change (a policy or phase), time (a window opened or closed, or a condition reads now).",
 	}, []string{"reason"})
+	// ResyncsSkipped counts the policy steps and phase changes after which a subscription did
+	// not re-decide its records, because nothing that can grant its peer anything changed.
+	ResyncsSkipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_resyncs_skipped_total",
+		Help: "Policy steps and phase changes after which a peer's subscription kept its decisions: no approved policy naming the peer, and no phase, changed.",
+	})
 	// Throttled counts FederationService calls refused because a peer was over its limits.
 	Throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "knooppunt", Name: "federation_throttled_total",
@@ -60,7 +66,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Resyncs, Throttled,
+	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -137,6 +137,17 @@ func (s *Sharing) Recipient(id string) (policy.Recipient, error) {
 	return policy.Recipient{}, fmt.Errorf("%w: %s", ErrUnknownRecipient, sid.TrustDomain())
 }
 
+// Snapshot returns the policy set and the crisis phases of one generation, and a phase lookup
+// over the same phases, for a caller that must see the two as they were at one moment. The map
+// is shared: do not change it.
+func (s *Sharing) Snapshot(ctx context.Context) (*policy.Set, map[string]string, *Phases, error) {
+	set, phases, err := s.current(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return set, phases, &Phases{s: s, seen: phases}, nil
+}
+
 // Phases looks up crisis phases for one request. It reads them at the first lookup, with the
 // policy set of the same generation, and then keeps them for the life of the request.
 type Phases struct {
