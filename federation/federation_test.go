@@ -15,6 +15,7 @@ import (
 	"maps"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1007,5 +1008,164 @@ func TestPolicyStepForOnePeerResyncsOnlyIt(t *testing.T) {
 	}
 	if got := skippedResyncs(t) - skipped; got < 1 {
 		t.Errorf("%v skipped resyncs, want c's subscription to have kept its decisions", got)
+	}
+}
+
+// TestSubscribeRecordsWhatWentOutWhenTheStreamBreaks: a peer that reads one event of a resync and
+// goes away may hold every record the source sent before it noticed; the source must have
+// recorded each of them, or a later revocation would not retract them. The records are large, so
+// that the stream's flow-control window holds only a few and the source is stopped in the middle
+// of its first batch of disclosures.
+func TestSubscribeRecordsWhatWentOutWhenTheStreamBreaks(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, PeersOf: func(name string) []string {
+		if name == fedtest.OrgName(0) {
+			return []string{fedtest.OrgName(1)}
+		}
+		return nil // b's node does not subscribe: only the test's stream does
+	}})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "broken-stream"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	big := strings.Repeat("x", 8000)
+	for i := range 60 {
+		a.Put(t, fedtest.Sitrep(fmt.Sprintf("big%02d", i), crisis, pb.Classification_INTERNAL, big))
+	}
+	ctx, cancel := context.WithCancel(fedtest.Call(t))
+	stream, err := pb.NewFederationServiceClient(asPeer(t, b, a)).Subscribe(ctx, &pb.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := ev.GetUpsert().GetRecord().GetId()
+	cancel()
+	fedtest.Eventually(t, 5*time.Second, "a records the disclosure of what b received", func() (bool, string) {
+		held, err := a.Node.DB().Disclosed(context.Background(), b.TD.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held[first] == 1, fmt.Sprintf("a's disclosures to b: %d records, %s among them: %v", len(held), first, held[first] == 1)
+	})
+}
+
+// TestResubscribeWithoutChangesSkipsTheWalk: a subscription that starts again (a reconnect) while
+// nothing that decides for its peer changed gets the feed from its cursor without a walk of the
+// store; after a policy step that names the peer, the next start walks again.
+func TestResubscribeWithoutChangesSkipsTheWalk(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, PeersOf: func(name string) []string {
+		if name == fedtest.OrgName(0) {
+			return []string{fedtest.OrgName(1)}
+		}
+		return nil // b's node does not subscribe: only the test's streams do
+	}})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "resubscribe"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	for i := range 3 {
+		a.Put(t, fedtest.Sitrep(fmt.Sprintf("r%d", i), crisis, pb.Classification_INTERNAL, "x"))
+	}
+	fc := pb.NewFederationServiceClient(asPeer(t, b, a))
+	// subscribe reads until it has the records in want, and ends the stream.
+	subscribe := func(cursor int64, want ...string) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(fedtest.Call(t))
+		defer cancel()
+		stream, err := fc.Subscribe(ctx, &pb.SubscribeRequest{Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for len(got) < len(want) {
+			ev, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("from cursor %d: %v, after %v", cursor, err, got)
+			}
+			if id := ev.GetUpsert().GetRecord().GetId(); slices.Contains(want, id) {
+				got[id] = true
+			}
+		}
+	}
+	starts, skipped := resyncs(t, "start"), skippedResyncs(t)
+	subscribe(0, "r0", "r1", "r2")
+	if got := resyncs(t, "start") - starts; got != 1 {
+		t.Fatalf("%v start resyncs for the first subscription, want 1", got)
+	}
+	cursor, err := a.Node.DB().LastSeq()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Put(t, fedtest.Sitrep("r3", crisis, pb.Classification_INTERNAL, "x"))
+	subscribe(cursor, "r3")
+	if got := resyncs(t, "start") - starts; got != 1 {
+		t.Errorf("%v start resyncs after a reconnect with nothing changed, want still 1", got)
+	}
+	if got := skippedResyncs(t) - skipped; got != 1 {
+		t.Errorf("%v skipped resyncs, want the reconnect's", got)
+	}
+
+	// A qa record, then a policy that grants it: the next start must walk, and send it.
+	a.Put(t, &pb.Record{Id: "q1", Kind: "qa", Crisis: crisis, Region: "NL", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"question":"waar?","answer":"hier"}`)})
+	if cursor, err = a.Node.DB().LastSeq(); err != nil {
+		t.Fatal(err)
+	}
+	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "internal", ""))
+	subscribe(cursor, "q1")
+	if got := resyncs(t, "start") - starts; got != 2 {
+		t.Errorf("%v start resyncs after a policy step that names b, want 2", got)
+	}
+}
+
+// TestResubscribeAfterAWindowClosedRetracts: a subscription that starts again after a policy's
+// window closed while it was away walks the store, and retracts what the window granted, though
+// no policy step or phase change landed in between.
+func TestResubscribeAfterAWindowClosedRetracts(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, PeersOf: func(name string) []string {
+		if name == fedtest.OrgName(0) {
+			return []string{fedtest.OrgName(1)}
+		}
+		return nil // b's node does not subscribe: only the test's streams do
+	}})
+	a, b := f.Orgs[0], f.Orgs[1]
+	until := time.Now().Add(2 * time.Second)
+	a.Approve(t, policyDoc("signals-for-now", spiffeOf(b), "signal", "internal", "valid_until: "+until.UTC().Format(time.RFC3339Nano)+"\n"))
+	a.Put(t, &pb.Record{Id: "s1", Kind: "signal", Crisis: "window", Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"summary":"until the window closes"}`)})
+	fc := pb.NewFederationServiceClient(asPeer(t, b, a))
+	// next opens a stream from cursor and returns its first upsert or retraction.
+	next := func(cursor int64) *pb.FeedEvent {
+		t.Helper()
+		ctx, cancel := context.WithCancel(fedtest.Call(t))
+		defer cancel()
+		stream, err := fc.Subscribe(ctx, &pb.SubscribeRequest{Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.GetHeartbeat() == nil {
+				return ev
+			}
+		}
+	}
+	if ev := next(0); ev.GetUpsert().GetRecord().GetId() != "s1" {
+		t.Fatalf("first subscription: %v, want s1", ev)
+	}
+	cursor, err := a.Node.DB().LastSeq()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(until) + 100*time.Millisecond)
+	starts := resyncs(t, "start")
+	if ev := next(cursor); ev.GetRetraction().GetRecordId() != "s1" {
+		t.Fatalf("subscription after the window closed: %v, want the retraction of s1", ev)
+	}
+	if got := resyncs(t, "start") - starts; got != 1 {
+		t.Errorf("%v start resyncs after the window closed, want 1", got)
 	}
 }

@@ -87,6 +87,16 @@ type gate struct {
 
 	mu        sync.Mutex
 	described map[string]described // Describe's answers, by recipient SPIFFE ID
+	resynced  map[string]resynced  // the last resync of a subscription, by recipient SPIFFE ID
+}
+
+// resynced is what the last completed resync for a recipient decided with, and when. A
+// subscription that starts again (a reconnect) while the key is unchanged, and while time alone
+// cannot have changed a decision since, needs no walk: the change feed from its cursor brings the
+// rest.
+type resynced struct {
+	key     grantKey
+	checked time.Time
 }
 
 // described is an answer to Describe, kept for DescribeTTL while no policy step or phase change
@@ -115,6 +125,9 @@ func New(c Config) *Service {
 	}
 	if c.DescribeTTL <= 0 {
 		c.DescribeTTL = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{c: c, quit: make(chan struct{})}
 }
@@ -153,6 +166,7 @@ func (s *Service) gate(to policy.Recipient) *gate {
 			calls:     make(chan struct{}, s.c.MaxCalls),
 			walk:      make(chan struct{}, 1),
 			described: map[string]described{},
+			resynced:  map[string]resynced{},
 		})
 	}
 	return g.(*gate)
@@ -370,13 +384,14 @@ func (d *disclosures) retract(id, reason string) {
 }
 
 // flush records the batch. The records were already sent: if recording fails the stream ends,
-// so that nothing goes out that the source does not know about.
+// so that nothing goes out that the source does not know about. A peer that went away may hold
+// every record sent, so the batch is recorded even when ctx, the stream's, is done.
 func (d *disclosures) flush(ctx context.Context) error {
 	if d.pendingLen == 0 {
 		return nil
 	}
 	d.pending.At = timestamppb.Now()
-	_, err := d.s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}})
+	_, err := d.s.c.Store.Apply(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}})
 	d.reset()
 	if err != nil {
 		return api.Status(d.s.c.Logger, err)
@@ -560,6 +575,13 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		return api.Status(s.c.Logger, err)
 	}
 	disc := s.newDisclosures(to, "Subscribe")
+	// Record what went out when the stream ends in the middle of a page or a resync, however it
+	// ends: the peer may hold every record sent so far.
+	defer func() {
+		if err := disc.flush(ctx); err != nil {
+			s.c.Logger.Warn("could not record what a subscription sent before it ended", "peer", to.ID, "err", err)
+		}
+	}()
 	cursor := req.Cursor
 	// sent is what resync sent on this stream of records whose change is still ahead of the
 	// cursor, so that the feed does not send the same version again.
@@ -569,6 +591,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	recheck := time.NewTicker(s.c.Reevaluate)
 	defer recheck.Stop()
 	// Resync at the start too: what the caller holds may predate a policy change.
+	gt := s.gate(to)
 	var gen uint64
 	why := "start"
 	var checked time.Time // the time of the last resync's decisions
@@ -581,12 +604,23 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				return api.Status(s.c.Logger, err)
 			}
 			key := grantKey{grantors: set.Grantors(to), phases: phaseMap, restores: s.c.DB.Restores()}
-			if why == "" && last != nil && key.equal(last) {
+			gt.mu.Lock()
+			prev, resumable := gt.resynced[to.ID]
+			gt.mu.Unlock()
+			resumable = resumable && why == "start" && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
+			switch {
+			case why == "" && last != nil && key.equal(last):
 				// A policy step or phase change that concerns only other peers: every decision
 				// for this one is what the last resync made.
 				metrics.ResyncsSkipped.Inc()
 				gen = g
-			} else {
+			case resumable:
+				// A reconnect: nothing that decides for this peer changed since the last resync
+				// (which is in the disclosures the caller holds), so the feed from its cursor is
+				// all it lacks.
+				metrics.ResyncsSkipped.Inc()
+				gen, why, checked, last = g, "", prev.checked, &prev.key
+			default:
 				if why == "" {
 					why = "change"
 				}
@@ -601,6 +635,9 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				if err != nil {
 					return err
 				}
+				gt.mu.Lock()
+				gt.resynced[to.ID] = resynced{key: key, checked: checked}
+				gt.mu.Unlock()
 			}
 		}
 		upTo, err := s.c.DB.LastSeq()
