@@ -713,11 +713,12 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 			delete(sent, r.Id) // resync sent this version on this stream already
 		case d.Allow:
 			delete(sent, r.Id)
+			// Recorded even if Send fails: the record may have reached the peer all the same.
+			held[r.Id] = r.Version
+			disc.disclose(d.Record, d.Policies)
 			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return cursor, err
 			}
-			held[r.Id] = r.Version
-			disc.disclose(d.Record, d.Policies)
 		case held[r.Id] != 0:
 			reason := "no longer granted"
 			if r.Tombstone {
@@ -764,11 +765,12 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 			if held[r.Id] == r.Version {
 				return true, nil
 			}
+			// Recorded even if Send fails: the record may have reached the peer all the same.
+			held[r.Id], sent[r.Id] = r.Version, r.Version
+			disc.disclose(d.Record, d.Policies)
 			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return false, err
 			}
-			held[r.Id], sent[r.Id] = r.Version, r.Version
-			disc.disclose(d.Record, d.Policies)
 			if disc.pendingLen >= batch {
 				return true, disc.flush(ctx)
 			}
