@@ -172,6 +172,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		if err := n.store.WaitLeader(waitCtx); err != nil {
 			return nil, err
 		}
+		// A leader applies the entries its log holds beyond the database (those committed
+		// before a crash) only after it takes office. Wait for them, so that the first reads
+		// after a restart see every write acknowledged before it.
+		if n.store.IsLeader() {
+			if err := n.store.VerifyLeader(); err != nil {
+				n.log.Warn("could not apply the log before serving; reads may lag until the next write", "err", err)
+			}
+		}
 	}
 
 	access, err := api.NewAccess(cfg)
