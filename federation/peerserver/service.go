@@ -157,6 +157,19 @@ func (s *Service) admit(to policy.Recipient) (done func(), err error) {
 	}
 }
 
+// maxKept is how many recipient IDs of one peer a gate keeps answers for. A peer's CA can issue
+// SVIDs with any path, so the IDs a peer calls with are not bounded by the config.
+const maxKept = 64
+
+// keep stores v under id, first forgetting every entry when m is full: a peer that calls as ever
+// new IDs loses what was kept for it, and the node's memory stays bounded.
+func keep[V any](m map[string]V, id string, v V) {
+	if _, ok := m[id]; !ok && len(m) >= maxKept {
+		clear(m)
+	}
+	m[id] = v
+}
+
 // gate returns the peer's gate.
 func (s *Service) gate(to policy.Recipient) *gate {
 	g, ok := s.gates.Load(to.TrustDomain)
@@ -260,7 +273,7 @@ func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Desc
 	}
 	sort.Slice(resp.Kinds, func(i, j int) bool { return resp.Kinds[i].Kind < resp.Kinds[j].Kind })
 	gt.mu.Lock()
-	gt.described[to.ID] = described{gen: gen, at: now, resp: resp}
+	keep(gt.described, to.ID, described{gen: gen, at: now, resp: resp})
 	gt.mu.Unlock()
 	return proto.Clone(resp).(*pb.DescribeResponse), nil
 }
@@ -636,7 +649,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 					return err
 				}
 				gt.mu.Lock()
-				gt.resynced[to.ID] = resynced{key: key, checked: checked}
+				keep(gt.resynced, to.ID, resynced{key: key, checked: checked})
 				gt.mu.Unlock()
 			}
 		}

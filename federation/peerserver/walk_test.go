@@ -2,6 +2,7 @@ package peerserver
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -61,5 +62,22 @@ func TestWalksOneAtATimePerPeer(t *testing.T) {
 	s.Shutdown()
 	if _, err := s.walk(context.Background(), c); status.Code(err) != codes.Unavailable {
 		t.Fatalf("a walk that waits when the node shuts down: %v, want Unavailable", err)
+	}
+}
+
+// TestKeptAnswersAreBounded: a peer that calls as ever new SPIFFE IDs (its CA can issue any)
+// cannot grow what a gate keeps for it beyond maxKept.
+func TestKeptAnswersAreBounded(t *testing.T) {
+	m := map[string]int{}
+	for i := range 10 * maxKept {
+		keep(m, fmt.Sprintf("spiffe://b.crisis.test/node/r%d", i), i)
+		if len(m) > maxKept {
+			t.Fatalf("%d entries kept after %d IDs, want at most %d", len(m), i+1, maxKept)
+		}
+	}
+	keep(m, "spiffe://b.crisis.test/node/again", 1)
+	keep(m, "spiffe://b.crisis.test/node/again", 2)
+	if m["spiffe://b.crisis.test/node/again"] != 2 {
+		t.Fatal("an ID kept again does not hold its newest answer")
 	}
 }
