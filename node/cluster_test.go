@@ -698,3 +698,32 @@ func TestClusterSubscriptionMovesWithLeader(t *testing.T) {
 	old.Start(t)
 	clustertest.Eventually(t, 20*time.Second, old.ID+", restarted, holds every record at its latest version", holds(old))
 }
+
+// TestClusterTwoWipedReplicasRejoinTheSurvivor stops two of three replicas, wipes both disks and
+// starts them together with their unchanged config (raft.bootstrap left at its default). They
+// must not bootstrap a new, empty group of their own, which would be a majority of the static
+// server list: the survivor, which holds the group's log, wins their votes and brings them back,
+// and every acknowledged write is served again.
+func TestClusterTwoWipedReplicasRejoinTheSurvivor(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	load := clustertest.StartLoad(t, 4, c.Replicas)
+	load.WaitTotal(t, 200, 20*time.Second)
+	acked := load.Stop(t)
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	survivor := others(c, leader)[0]
+	c.Converged(t, 20*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		if r != survivor {
+			r.Stop(t)
+			r.Wipe(t)
+		}
+	}
+	c.StartAll(t)
+	c.Converged(t, 30*time.Second, c.Replicas...)
+	if l := c.Leader(t, 10*time.Second, c.Replicas...); l != survivor {
+		t.Errorf("%s leads, want %s, the only replica that kept the log", l.ID, survivor.ID)
+	}
+	for _, r := range c.Replicas {
+		clustertest.VerifyAcked(t, r, acked)
+	}
+}

@@ -170,6 +170,9 @@ func Open(cfg Config) (*Store, error) {
 	if trans == nil {
 		_, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.ReplicaID))
 	}
+	// A replica of a group of several that starts with an empty log bootstraps only if no
+	// group reaches it first (see bootstrapUnlessJoined).
+	var lateBootstrap *raft.Configuration
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(bolt, bolt, snaps)
 		if err != nil {
@@ -181,7 +184,9 @@ func Open(cfg Config) (*Store, error) {
 			if len(conf.Servers) == 0 {
 				conf.Servers = []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}
 			}
-			if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, trans, conf); err != nil {
+			if len(conf.Servers) > 1 {
+				lateBootstrap = &conf
+			} else if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, trans, conf); err != nil {
 				bolt.Close()
 				return nil, fmt.Errorf("store: bootstrap: %w", err)
 			}
@@ -204,9 +209,39 @@ func Open(cfg Config) (*Store, error) {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
+	if lateBootstrap != nil {
+		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
+	}
 	go s.commitLoop()
 	go s.snapshotBySize(machine)
 	return s, nil
+}
+
+// bootstrapUnlessJoined bootstraps an empty replica of a group of several, unless a group that
+// exists reaches it within wait: a leader that counts it as a voter sends it entries, and a
+// replica that still holds the group's log asks for its vote, which an empty replica grants and
+// which then makes that replica leader. Only when nothing happens does it bootstrap, as every
+// replica of a new group does. Two replicas whose disks were lost would otherwise bootstrap
+// together, make a majority of the static server list with an empty log, and go on as a new,
+// empty group beside the third replica's records.
+func (s *Store) bootstrapUnlessJoined(conf raft.Configuration, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		// A vote it granted shows as a term: a replica of the group is campaigning.
+		if s.raft.LastIndex() > 0 || s.raft.CurrentTerm() > 0 || s.raft.Leader() != "" {
+			s.log.Info("not bootstrapping: the group reached this replica", "leader", s.raft.Leader())
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := s.raft.BootstrapCluster(conf).Error()
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrCantBootstrap):
+		s.log.Info("not bootstrapping: the group reached this replica as it was about to")
+	default:
+		s.log.Warn("bootstrap failed", "err", err)
+	}
 }
 
 // snapshotBySize takes a snapshot, and so compacts the log, once the entries applied since the
