@@ -1011,19 +1011,26 @@ func TestPolicyStepForOnePeerResyncsOnlyIt(t *testing.T) {
 	}
 }
 
+// sourceAndSilentPeer starts two orgs, a and b, in which a knows b as a peer but b's node
+// subscribes to nobody: the test's own streams, as b, are then a's only subscriptions.
+func sourceAndSilentPeer(t *testing.T) (a, b *fedtest.Org) {
+	t.Helper()
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, PeersOf: func(name string) []string {
+		if name == fedtest.OrgName(0) {
+			return []string{fedtest.OrgName(1)}
+		}
+		return nil
+	}})
+	return f.Orgs[0], f.Orgs[1]
+}
+
 // TestSubscribeRecordsWhatWentOutWhenTheStreamBreaks: a peer that reads one event of a resync and
 // goes away may hold every record the source sent before it noticed; the source must have
 // recorded each of them, or a later revocation would not retract them. The records are large, so
 // that the stream's flow-control window holds only a few and the source is stopped in the middle
 // of its first batch of disclosures.
 func TestSubscribeRecordsWhatWentOutWhenTheStreamBreaks(t *testing.T) {
-	f := fedtest.Start(t, fedtest.Options{Orgs: 2, PeersOf: func(name string) []string {
-		if name == fedtest.OrgName(0) {
-			return []string{fedtest.OrgName(1)}
-		}
-		return nil // b's node does not subscribe: only the test's stream does
-	}})
-	a, b := f.Orgs[0], f.Orgs[1]
+	a, b := sourceAndSilentPeer(t)
 	const crisis = "broken-stream"
 	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
 	big := strings.Repeat("x", 8000)
@@ -1054,13 +1061,7 @@ func TestSubscribeRecordsWhatWentOutWhenTheStreamBreaks(t *testing.T) {
 // nothing that decides for its peer changed gets the feed from its cursor without a walk of the
 // store; after a policy step that names the peer, the next start walks again.
 func TestResubscribeWithoutChangesSkipsTheWalk(t *testing.T) {
-	f := fedtest.Start(t, fedtest.Options{Orgs: 2, PeersOf: func(name string) []string {
-		if name == fedtest.OrgName(0) {
-			return []string{fedtest.OrgName(1)}
-		}
-		return nil // b's node does not subscribe: only the test's streams do
-	}})
-	a, b := f.Orgs[0], f.Orgs[1]
+	a, b := sourceAndSilentPeer(t)
 	const crisis = "resubscribe"
 	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
 	for i := range 3 {
@@ -1122,13 +1123,7 @@ func TestResubscribeWithoutChangesSkipsTheWalk(t *testing.T) {
 // window closed while it was away walks the store, and retracts what the window granted, though
 // no policy step or phase change landed in between.
 func TestResubscribeAfterAWindowClosedRetracts(t *testing.T) {
-	f := fedtest.Start(t, fedtest.Options{Orgs: 2, PeersOf: func(name string) []string {
-		if name == fedtest.OrgName(0) {
-			return []string{fedtest.OrgName(1)}
-		}
-		return nil // b's node does not subscribe: only the test's streams do
-	}})
-	a, b := f.Orgs[0], f.Orgs[1]
+	a, b := sourceAndSilentPeer(t)
 	until := time.Now().Add(2 * time.Second)
 	a.Approve(t, policyDoc("signals-for-now", spiffeOf(b), "signal", "internal", "valid_until: "+until.UTC().Format(time.RFC3339Nano)+"\n"))
 	a.Put(t, &pb.Record{Id: "s1", Kind: "signal", Crisis: "window", Region: "VR09", Classification: pb.Classification_INTERNAL,
