@@ -440,17 +440,9 @@ func TestAuditList(t *testing.T) {
 // paChainHash is the audit hash as the audit log documents it, computed here on its own:
 // SHA-256 over the previous entry's hash and the entry's canonical JSON.
 func paChainHash(prev []byte, e db.AuditEntry) []byte {
-	canon, _ := json.Marshal(struct {
-		Seq     int64  `json:"seq"`
-		At      int64  `json:"at"`
-		Actor   string `json:"actor"`
-		Action  string `json:"action"`
-		Subject string `json:"subject"`
-		Detail  string `json:"detail"`
-	}{e.Seq, e.At.UnixNano(), e.Actor, e.Action, e.Subject, e.Detail})
 	h := sha256.New()
 	h.Write(prev)
-	h.Write(canon)
+	h.Write(db.MarshalCanonical(&e))
 	return h.Sum(nil)
 }
 
