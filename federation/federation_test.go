@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
@@ -811,25 +812,8 @@ func TestPeerManagerStopsWhileSubscriptionsRetry(t *testing.T) {
 }
 
 // resyncs is how many times subscriptions in this process re-decided everything for reason.
-func resyncs(t *testing.T, reason string) float64 {
-	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "knooppunt_federation_resyncs_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+func resyncs(reason string) float64 {
+	return testutil.ToFloat64(metrics.Resyncs.WithLabelValues(reason))
 }
 
 // TestSubscribeExpiryRetracts: when a policy's validity window closes, the records it granted
@@ -845,9 +829,9 @@ func TestSubscribeExpiryRetracts(t *testing.T) {
 	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
 	a.Put(t, fedtest.Sitrep("r1", crisis, pb.Classification_INTERNAL, "lasting"))
 	wait(map[string]int64{"r1": 1}, "the record under a policy without a window reaches b")
-	before := resyncs(t, "time")
+	before := resyncs("time")
 	time.Sleep(time.Second) // ten periodic checks
-	if got := resyncs(t, "time") - before; got != 0 {
+	if got := resyncs("time") - before; got != 0 {
 		t.Fatalf("%v periodic resyncs with no window to open or close, want none", got)
 	}
 
@@ -856,9 +840,9 @@ func TestSubscribeExpiryRetracts(t *testing.T) {
 	a.Put(t, &pb.Record{Id: "s1", Kind: "signal", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
 		Body: []byte(`{"summary":"until the window closes"}`)})
 	wait(map[string]int64{"r1": 1, "s1": 1}, "the record under a closing window reaches b")
-	before = resyncs(t, "time")
+	before = resyncs("time")
 	wait(map[string]int64{"r1": 1}, "the window's close retracts s1, and only s1")
-	if resyncs(t, "time") <= before {
+	if resyncs("time") <= before {
 		t.Error("the retraction came without a periodic resync for time")
 	}
 	retracted := false
@@ -967,19 +951,7 @@ func TestDescribeIsKeptUntilPoliciesChange(t *testing.T) {
 
 // skippedResyncs is how many times subscriptions in this process kept their decisions after a
 // policy step or phase change that did not concern their peer.
-func skippedResyncs(t *testing.T) float64 {
-	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == "knooppunt_federation_resyncs_skipped_total" {
-			return f.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
-}
+func skippedResyncs() float64 { return testutil.ToFloat64(metrics.ResyncsSkipped) }
 
 // TestPolicyStepForOnePeerResyncsOnlyIt: a policy that names b makes b's subscription re-decide
 // every record (and b receives the record the policy grants, which existed before it), while c's
@@ -996,17 +968,17 @@ func TestPolicyStepForOnePeerResyncsOnlyIt(t *testing.T) {
 	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1}, "b holds the sitrep")
 	waitHeld(t, c, crisis, a.TD.Name(), map[string]int64{"s1": 1}, "c holds the sitrep")
 
-	changes, skipped := resyncs(t, "change"), skippedResyncs(t)
+	changes, skipped := resyncs("change"), skippedResyncs()
 	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "internal", ""))
 	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1, "q1": 1}, "b receives the qa record the new policy grants")
 	// A new record after the step: once both peers hold it, both subscriptions have seen the step.
 	a.Put(t, fedtest.Sitrep("s2", crisis, pb.Classification_INTERNAL, "two"))
 	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1, "q1": 1, "s2": 1}, "b holds the new sitrep")
 	waitHeld(t, c, crisis, a.TD.Name(), map[string]int64{"s1": 1, "s2": 1}, "c holds the new sitrep, and not the qa record")
-	if got := resyncs(t, "change") - changes; got != 1 {
+	if got := resyncs("change") - changes; got != 1 {
 		t.Errorf("%v resyncs for a policy step, want 1: b's, not c's", got)
 	}
-	if got := skippedResyncs(t) - skipped; got < 1 {
+	if got := skippedResyncs() - skipped; got < 1 {
 		t.Errorf("%v skipped resyncs, want c's subscription to have kept its decisions", got)
 	}
 }
@@ -1088,9 +1060,9 @@ func TestResubscribeWithoutChangesSkipsTheWalk(t *testing.T) {
 			}
 		}
 	}
-	starts, skipped := resyncs(t, "start"), skippedResyncs(t)
+	starts, skipped := resyncs("start"), skippedResyncs()
 	subscribe(0, "r0", "r1", "r2")
-	if got := resyncs(t, "start") - starts; got != 1 {
+	if got := resyncs("start") - starts; got != 1 {
 		t.Fatalf("%v start resyncs for the first subscription, want 1", got)
 	}
 	cursor, err := a.Node.DB().LastSeq()
@@ -1099,10 +1071,10 @@ func TestResubscribeWithoutChangesSkipsTheWalk(t *testing.T) {
 	}
 	a.Put(t, fedtest.Sitrep("r3", crisis, pb.Classification_INTERNAL, "x"))
 	subscribe(cursor, "r3")
-	if got := resyncs(t, "start") - starts; got != 1 {
+	if got := resyncs("start") - starts; got != 1 {
 		t.Errorf("%v start resyncs after a reconnect with nothing changed, want still 1", got)
 	}
-	if got := skippedResyncs(t) - skipped; got != 1 {
+	if got := skippedResyncs() - skipped; got != 1 {
 		t.Errorf("%v skipped resyncs, want the reconnect's", got)
 	}
 
@@ -1114,7 +1086,7 @@ func TestResubscribeWithoutChangesSkipsTheWalk(t *testing.T) {
 	}
 	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "internal", ""))
 	subscribe(cursor, "q1")
-	if got := resyncs(t, "start") - starts; got != 2 {
+	if got := resyncs("start") - starts; got != 2 {
 		t.Errorf("%v start resyncs after a policy step that names b, want 2", got)
 	}
 }
@@ -1156,11 +1128,11 @@ func TestResubscribeAfterAWindowClosedRetracts(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Until(until) + 100*time.Millisecond)
-	starts := resyncs(t, "start")
+	starts := resyncs("start")
 	if ev := next(cursor); ev.GetRetraction().GetRecordId() != "s1" {
 		t.Fatalf("subscription after the window closed: %v, want the retraction of s1", ev)
 	}
-	if got := resyncs(t, "start") - starts; got != 1 {
+	if got := resyncs("start") - starts; got != 1 {
 		t.Errorf("%v start resyncs after the window closed, want 1", got)
 	}
 }
