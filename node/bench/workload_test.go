@@ -199,7 +199,7 @@ func nodeWrite(ctx context.Context, c pb.RecordServiceClient, recs []*pb.Record)
 //
 // The file gets the node's own schema by running the node's migrations (db.Open), so tables and
 // indexes are the same by construction. It is then opened in WAL mode with synchronous=FULL, so
-// each commit is one fsync of the WAL, as each Raft entry is one fsync of the bolt log on the
+// each commit is one fsync of the WAL, as each Raft entry is one fsync of the Raft WAL on the
 // node (whose SQLite itself runs synchronous=NORMAL). One connection is shared by all writers:
 // SQLite has one writer at a time, and a pool of connections would only add busy-waiting.
 type rawDB struct {

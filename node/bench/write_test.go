@@ -11,7 +11,7 @@ import (
 )
 
 // BenchmarkWritePath measures records/s through the whole write path of a single-replica node
-// (gRPC on the local socket, the record check, the Raft log in bolt, the FSM's SQLite
+// (gRPC on the local socket, the record check, the Raft log in raft-wal, the FSM's SQLite
 // transaction) against the baseline of raw go-sqlite3 inserts of the same rows, for batches of
 // 1, 100 and 1000 records and 1, 16 and 64 concurrent writers.
 //

@@ -19,7 +19,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,8 +26,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -82,7 +79,7 @@ type Store struct {
 	cfg    Config
 	log    *slog.Logger
 	raft   *raft.Raft
-	bolt   *raftboltdb.BoltStore
+	logs   *raftLog
 	trans  raft.Transport
 	queue  chan *pending
 	stop   chan struct{}
@@ -141,28 +138,20 @@ func Open(cfg Config) (*Store, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: slogWriter{cfg.Logger}})
 
-	// The Raft log is locked while a replica has it open. Without a timeout a second replica on
-	// the same directory would wait for the lock forever, silently.
-	boltOpts := *bbolt.DefaultOptions
-	boltOpts.Timeout = 2 * time.Second
-	logPath := filepath.Join(cfg.Dir, "raft.db")
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: logPath, BoltOptions: &boltOpts})
-	if errors.Is(err, bbolt.ErrTimeout) {
-		return nil, fmt.Errorf("store: %s is locked by another process: is another node running on this data directory? Stop it or use another --data-dir", logPath)
-	}
+	logs, err := openLog(cfg.Dir, rc.Logger, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("store: open raft log: %w", err)
+		return nil, err
 	}
 	// One snapshot is kept: each is a full copy of the database, and the database itself is
 	// durable (a replica never restores its own snapshot on start), so a second copy would only
 	// double the Raft directory.
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, rc.Logger)
 	if err != nil {
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("store: open snapshots: %w", err)
 	}
 	if err := catchUpFromSnapshot(cfg.DB, snaps); err != nil {
-		bolt.Close()
+		logs.Close()
 		return nil, err
 	}
 
@@ -174,9 +163,9 @@ func Open(cfg Config) (*Store, error) {
 	// group reaches it first (see bootstrapUnlessJoined).
 	var lateBootstrap *raft.Configuration
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(bolt, bolt, snaps)
+		has, err := raft.HasExistingState(logs, logs, snaps)
 		if err != nil {
-			bolt.Close()
+			logs.Close()
 			return nil, fmt.Errorf("store: %w", err)
 		}
 		if !has {
@@ -186,24 +175,24 @@ func Open(cfg Config) (*Store, error) {
 			}
 			if len(conf.Servers) > 1 {
 				lateBootstrap = &conf
-			} else if err := raft.BootstrapCluster(rc, bolt, bolt, snaps, trans, conf); err != nil {
-				bolt.Close()
+			} else if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, conf); err != nil {
+				logs.Close()
 				return nil, fmt.Errorf("store: bootstrap: %w", err)
 			}
 		}
 	}
 
 	machine := &fsm{db: cfg.DB, log: cfg.Logger}
-	r, err := raft.NewRaft(rc, machine, bolt, bolt, snaps, trans)
+	r, err := raft.NewRaft(rc, machine, logs, logs, snaps, trans)
 	if err != nil {
-		bolt.Close()
+		logs.Close()
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
 	s := &Store{
 		cfg:   cfg,
 		log:   cfg.Logger,
 		raft:  r,
-		bolt:  bolt,
+		logs:  logs,
 		trans: trans,
 		queue: make(chan *pending, 4096),
 		stop:  make(chan struct{}),
@@ -542,7 +531,7 @@ func (s *Store) Close() error {
 	if c, ok := s.trans.(io.Closer); ok {
 		c.Close()
 	}
-	return errors.Join(err, s.bolt.Close())
+	return errors.Join(err, s.logs.Close())
 }
 
 // slogWriter sends Raft's log lines to the node's logger, so that one logger decides where

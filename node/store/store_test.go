@@ -639,7 +639,7 @@ func TestSnapshotBySize(t *testing.T) {
 	last := s.AppliedIndex()
 	// The snapshot is recorded, then the log behind it compacted.
 	compacted := func() (bool, uint64) {
-		first, err := s.bolt.FirstIndex()
+		first, err := s.logs.FirstIndex()
 		if err != nil {
 			t.Fatal(err)
 		}
