@@ -130,24 +130,62 @@ func ShortDir(tb testing.TB) string {
 	return d
 }
 
-// FreeAddr is a loopback address with a port that was free a moment ago. The port lies below
-// the kernel's ephemeral range: a process restarted on the same address later (a replica that
-// was killed, a peer that comes back) must find it free, and a port from that range can be taken
-// in the meantime by any of the outgoing connections the tests make, each of which gets an
-// ephemeral port.
+// FreeAddr is a loopback address with a port that was free a moment ago and that no other test
+// process holds. The port lies below the kernel's ephemeral range: a process restarted on the
+// same address later (a replica that was killed, a peer that comes back) must find it free, and a
+// port from that range can be taken in the meantime by any of the outgoing connections the tests
+// make, each of which gets an ephemeral port. Test binaries of several packages run at once, and
+// each starts nodes on ports it drew seconds before: a port is therefore reserved, by a file in
+// the temporary directory, until the test ends, so that no other process draws it meanwhile.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	low := ephemeralLow()
 	for range 200 {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", minTestPort+rand.IntN(low-minTestPort)))
+		port := minTestPort + rand.IntN(low-minTestPort)
+		release, ok := reservePort(port)
+		if !ok {
+			continue // another test process holds it: draw again
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
+			release()
 			continue // taken: draw again
 		}
 		defer l.Close()
+		tb.Cleanup(release)
 		return l.Addr().String()
 	}
 	tb.Fatalf("no free port between %d and %d on 127.0.0.1", minTestPort, low)
 	return ""
+}
+
+// reservationTTL is how long a reservation holds when the process that made it did not remove
+// it (killed during a test).
+const reservationTTL = 30 * time.Minute
+
+// reservePort reserves port for this process: it creates a file named after the port, which
+// must not exist or must be older than reservationTTL.
+func reservePort(port int) (release func(), ok bool) {
+	dir := filepath.Join(os.TempDir(), "knooppunt-test-ports")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return func() {}, true // no way to coordinate: the listen check alone decides
+	}
+	path := filepath.Join(dir, strconv.Itoa(port))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		fi, statErr := os.Stat(path)
+		if statErr != nil || time.Since(fi.ModTime()) < reservationTTL {
+			return nil, false
+		}
+		// A stale reservation: take it over.
+		now := time.Now()
+		if os.Chtimes(path, now, now) != nil {
+			return nil, false
+		}
+	} else {
+		f.Close()
+	}
+	return func() { os.Remove(path) }, true
 }
 
 // minTestPort is the lowest port FreeAddr draws.

@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/migrate"
 	"go.etcd.io/bbolt"
 )
@@ -37,13 +36,12 @@ const (
 // raftLog is the replica's Raft log and stable store, held under the lock of its directory.
 type raftLog struct {
 	*wal.WAL
-	meta *metadb.BoltMetaDB
 	lock *os.File
 }
 
 // Close closes the log and releases the directory.
 func (l *raftLog) Close() error {
-	err := closeWAL(l.WAL, l.meta)
+	err := l.WAL.Close()
 	return errors.Join(err, l.lock.Close()) // closing the file releases its flock
 }
 
@@ -81,33 +79,26 @@ func openLog(dir string, hl hclog.Logger, log *slog.Logger) (*raftLog, error) {
 		lock.Close()
 		return nil, err
 	}
-	w, meta, err := openWAL(filepath.Join(dir, walDir), hl)
+	w, err := openWAL(filepath.Join(dir, walDir), hl)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	return &raftLog{WAL: w, meta: meta, lock: lock}, nil
+	return &raftLog{WAL: w, lock: lock}, nil
 }
 
-// openWAL opens the WAL in dir with a meta store of its own: raft-wal's Close (v0.4.0) leaves the
-// meta store it opened itself open, and its bolt file locked, so that the same process could not
-// open the log again (a node restarted in-process).
-func openWAL(dir string, hl hclog.Logger) (*wal.WAL, *metadb.BoltMetaDB, error) {
+// openWAL opens the WAL in dir. raft-wal must be v0.4.1 or later: v0.4.0 marked a segment
+// sealed when Raft cut the tail of the log without writing the segment's index, and a replica
+// killed after that panicked at its next start ("sealed segment has no index block").
+func openWAL(dir string, hl hclog.Logger) (*wal.WAL, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("store: open raft log: %w", err)
+		return nil, fmt.Errorf("store: open raft log: %w", err)
 	}
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithSegmentSize(segmentSize), wal.WithLogger(hl), wal.WithMetaStore(meta))
+	w, err := wal.Open(dir, wal.WithSegmentSize(segmentSize), wal.WithLogger(hl))
 	if err != nil {
-		meta.Close()
-		return nil, nil, fmt.Errorf("store: open raft log %s: %w", dir, err)
+		return nil, fmt.Errorf("store: open raft log %s: %w", dir, err)
 	}
-	return w, meta, nil
-}
-
-func closeWAL(w *wal.WAL, meta *metadb.BoltMetaDB) error {
-	err := w.Close()
-	return errors.Join(err, meta.Close())
+	return w, nil
 }
 
 // stableKeys are the keys hashicorp/raft keeps in its stable store (unexported in raft): the
@@ -143,15 +134,15 @@ func migrateBolt(dir string, hl hclog.Logger, log *slog.Logger) error {
 		return fmt.Errorf("store: move raft log: open %s: %w", old, err)
 	}
 	defer src.Close()
-	w, meta, err := openWAL(tmp, hl)
+	w, err := openWAL(tmp, hl)
 	if err != nil {
 		return err
 	}
 	if err := copyLog(w, src); err != nil {
-		closeWAL(w, meta)
+		w.Close()
 		return fmt.Errorf("store: move raft log from %s: %w", old, err)
 	}
-	if err := closeWAL(w, meta); err != nil {
+	if err := w.Close(); err != nil {
 		return fmt.Errorf("store: move raft log: %w", err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
