@@ -46,7 +46,7 @@ func (l *raftLog) Close() error {
 }
 
 // GetLog reads the entry at index, or returns raft.ErrLogNotFound for an entry before the first
-// index. raft-wal (v0.4.0) cuts the head of the log by moving its first index and deleting only
+// index. raft-wal (v0.4.1) cuts the head of the log by moving its first index and deleting only
 // whole segments, and still reads a cut entry that is in the tail segment; a leader would then
 // send a wiped follower the entries behind a snapshot instead of the snapshot.
 func (l *raftLog) GetLog(index uint64, log *raft.Log) error {
@@ -101,7 +101,7 @@ func openWAL(dir string, hl hclog.Logger) (*wal.WAL, error) {
 	return w, nil
 }
 
-// stableKeys are the keys hashicorp/raft keeps in its stable store (unexported in raft): the
+// stableUint64 and stableBytes are the keys hashicorp/raft keeps in its stable store (unexported in raft): the
 // current term and the last vote, which a replica must not forget or it could vote twice in a
 // term.
 var (
