@@ -218,22 +218,23 @@ type ForeignFilter struct {
 	Limit                  int
 }
 
-// ForeignList returns cached records matching the filter, by origin and id.
-func (d *DB) ForeignList(ctx context.Context, f ForeignFilter) ([]Foreign, error) {
+// foreignListQuery is ForeignList's statement and its arguments: values bound as +?, the limit
+// in the text (see noReprepare).
+func foreignListQuery(f ForeignFilter) (string, []any) {
 	where := []string{"1=1"}
 	var args []any
 	add := func(cond string, v ...any) { where = append(where, cond); args = append(args, v...) }
 	if f.Origin != "" {
-		add("origin = ?", f.Origin)
+		add("origin = +?", f.Origin)
 	}
 	if f.Crisis != "" {
-		add("crisis = ?", f.Crisis)
+		add("crisis = +?", f.Crisis)
 	}
 	if f.Region != "" {
-		add("region = ?", f.Region)
+		add("region = +?", f.Region)
 	}
 	if len(f.Kinds) > 0 {
-		add("kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")", anySlice(f.Kinds)...)
+		add("kind IN ("+strings.TrimSuffix(strings.Repeat("+?,", len(f.Kinds)), ",")+")", anySlice(f.Kinds)...)
 	}
 	keys := make([]string, 0, len(f.Labels))
 	for k := range f.Labels {
@@ -241,19 +242,24 @@ func (d *DB) ForeignList(ctx context.Context, f ForeignFilter) ([]Foreign, error
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		add("json_extract(labels, '$.' || json_quote(?)) = ?", k, f.Labels[k])
+		add("json_extract(labels, '$.' || json_quote(+?)) = +?", k, f.Labels[k])
 	}
 	if !f.UpdatedSince.IsZero() {
-		add("updated_at >= ?", f.UpdatedSince.UnixNano())
+		add("updated_at >= +?", f.UpdatedSince.UnixNano())
 	}
 	if f.Limit <= 0 {
 		f.Limit = 10000
 	}
-	args = append(args, f.Limit)
+	return `SELECT origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at
+		FROM foreign_records WHERE ` + strings.Join(where, " AND ") + ` ORDER BY origin, id LIMIT ` + strconv.Itoa(f.Limit), args
+}
+
+// ForeignList returns cached records matching the filter, by origin and id.
+func (d *DB) ForeignList(ctx context.Context, f ForeignFilter) ([]Foreign, error) {
+	q, args := foreignListQuery(f)
 	var out []Foreign
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at
-			FROM foreign_records WHERE `+strings.Join(where, " AND ")+` ORDER BY origin, id LIMIT ?`, args...)
+		rows, err := ro.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}
