@@ -437,9 +437,9 @@ func changesQuery(after, upTo int64, limit int, kind, crisis string) (string, []
 // parameter anew at each run, so that a statement with ORDER BY and a bound filter value or LIMIT
 // was parsed and planned again on every run: 12–14 µs for the page query of an empty table, where
 // the same statement with +? takes 3 µs. List and Changes, which every search, Query and
-// subscription runs, therefore bind their values as +? (a value the planner does not look at,
-// with the same affinity as ?) and write the page size, an int, into the text.
-// TestListIsNotPreparedAgain holds them to it.
+// subscription runs, and ForeignList therefore bind their values as +? (the same value, with no
+// affinity as a plain ? has none, but not a parameter the planner reads) and write the page size,
+// an int, into the text. TestHotQueriesBindNoPlainParameters holds them to it.
 
 // eachRow runs a query whose work its LIMIT bounds and calls fn for each row, checking ctx
 // between rows.
