@@ -168,27 +168,23 @@ func copyLog(dst *wal.WAL, src *raftboltdb.BoltStore) error {
 			return err
 		}
 	}
-	for _, k := range stableUint64 {
-		v, err := src.GetUint64([]byte(k))
-		if errors.Is(err, raftboltdb.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", k, err)
-		}
-		if err := dst.SetUint64([]byte(k), v); err != nil {
-			return err
-		}
+	if err := copyKeys(stableUint64, src.GetUint64, dst.SetUint64); err != nil {
+		return err
 	}
-	for _, k := range stableBytes {
-		v, err := src.Get([]byte(k))
+	return copyKeys(stableBytes, src.Get, dst.Set)
+}
+
+// copyKeys copies each of keys that get finds to set.
+func copyKeys[V any](keys []string, get func([]byte) (V, error), set func([]byte, V) error) error {
+	for _, k := range keys {
+		v, err := get([]byte(k))
 		if errors.Is(err, raftboltdb.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", k, err)
 		}
-		if err := dst.Set([]byte(k), v); err != nil {
+		if err := set([]byte(k), v); err != nil {
 			return err
 		}
 	}
