@@ -21,60 +21,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/node/proctest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
-}
-
-// knooppuntBin builds cmd/knooppunt on first use and returns the binary's path.
-func knooppuntBin(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kpbin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "knooppunt")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/knooppunt/knooppunt/cmd/knooppunt")...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// processEnv is the test's environment without what picks a node or an identity, so that a
-// developer's shell does not leak into the nodes.
-func processEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "KNOOPPUNT_NODE", "KNOOPPUNT_SVID_CERT", "KNOOPPUNT_SVID_KEY", "KNOOPPUNT_BUNDLE", "SPIFFE_ENDPOINT_SOCKET":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "GORACE=atexit_sleep_ms=20")
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 // procs runs the orgs' nodes as processes. Their lifetime is the test's that made procs, also
 // when a subtest restarts one.
@@ -93,7 +43,7 @@ type nodeProc struct {
 }
 
 func startProcs(t *testing.T, f *fedtest.Federation) *procs {
-	ps := &procs{t: t, bin: knooppuntBin(t), running: map[string]*nodeProc{}}
+	ps := &procs{t: t, bin: proctest.Binary(t), running: map[string]*nodeProc{}}
 	t.Cleanup(func() { ps.stopAll(f) })
 	for _, o := range f.Orgs {
 		ps.launch(t, o)
@@ -131,7 +81,7 @@ func (ps *procs) launch(t *testing.T, o *fedtest.Org) {
 	}
 	p := &nodeProc{cmd: exec.Command(ps.bin, "serve", "--data-dir", o.DataDir(), "--config", o.ConfigFile(), "--log-level", "info"),
 		done: make(chan struct{})}
-	p.cmd.Env = processEnv()
+	p.cmd.Env = proctest.Env()
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
@@ -205,7 +155,7 @@ func (ps *procs) stopAll(f *fedtest.Federation) {
 	}
 	for _, o := range f.Orgs {
 		log := logOf(o)
-		if strings.Contains(log, "WARNING: DATA RACE") || strings.Contains(log, "panic:") {
+		if proctest.Raced(log) || strings.Contains(log, "panic:") {
 			ps.t.Errorf("node %s reported a race or panicked:\n%s", o.Name, log)
 		} else if ps.t.Failed() {
 			ps.t.Logf("log of %s:\n%s", o.Name, logTail(o))
@@ -247,8 +197,8 @@ func TestDemoOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, knooppuntBin(t), "demo", "--once", "--dir", fedtest.ShortDir(t))
-	cmd.Env = processEnv()
+	cmd := exec.CommandContext(ctx, proctest.Binary(t), "demo", "--once", "--dir", fedtest.ShortDir(t))
+	cmd.Env = proctest.Env()
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -273,7 +223,7 @@ func TestDemoOnce(t *testing.T) {
 	if fmt.Sprint(holds) != fmt.Sprint(want) {
 		t.Fatalf("where the confidential record went: %v, want %v\n%s", holds, want, out.String())
 	}
-	if strings.Contains(out.String(), "WARNING: DATA RACE") {
+	if proctest.Raced(out.String()) {
 		t.Fatalf("the race detector reported in the demo:\n%s", out.String())
 	}
 }

@@ -3,12 +3,10 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,80 +70,20 @@ func TestClusterLinearizable(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{})
 	c.Leader(t, 10*time.Second, c.Replicas...)
 	h := clustertest.NewHistory()
+	clients := h.StartClients(t, c.Replicas, 9, 4, 7, 10*time.Millisecond)
 
-	const clients, keys = 9, 4
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var values atomic.Int64
-	var done atomic.Int64
-	for i := range clients {
-		rc := pb.NewRecordServiceClient(c.Replicas[i%len(c.Replicas)].NewLocal(t))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			pause := time.NewTimer(0)
-			defer pause.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key := "lin-" + strconv.Itoa(rng.IntN(keys))
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				var err error
-				if rng.IntN(2) == 0 {
-					err = h.Put(ctx, rc, i, key, values.Add(1))
-				} else {
-					err = h.Get(ctx, rc, i, key)
-				}
-				cancel()
-				done.Add(1)
-				if err != nil {
-					// A client backs off briefly while its replica has no leader.
-					pause.Reset(10 * time.Millisecond)
-					select {
-					case <-stop:
-						return
-					case <-pause.C:
-					}
-				}
-			}
-		}()
-	}
-	halt := sync.OnceFunc(func() {
-		close(stop)
-		wg.Wait()
-	})
-	defer halt()
-	progress := func(n int64) {
-		t.Helper()
-		target := done.Load() + n
-		clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("%d more operations", n), func() (bool, string) {
-			return done.Load() >= target, fmt.Sprint(done.Load(), " done")
-		})
-	}
-
-	progress(400)
+	clients.Progress(t, 400, 20*time.Second)
 	for round := range 2 {
 		old := c.Leader(t, 10*time.Second, c.Replicas...)
 		old.Node.Store().Isolate(true)
 		leader := c.Leader(t, 10*time.Second, others(c, old)...)
 		t.Logf("round %d: %s cut off, %s leads", round, old.ID, leader.ID)
-		progress(300)
+		clients.Progress(t, 300, 20*time.Second)
 		old.Node.Store().Isolate(false)
 		c.Leader(t, 15*time.Second, c.Replicas...)
-		progress(300)
+		clients.Progress(t, 300, 20*time.Second)
 	}
-	halt()
-
-	puts, gets := h.Len()
-	t.Logf("history: %d puts (%d of unknown outcome), %d strong gets", puts, h.Indeterminate, gets)
-	if puts < 200 || gets < 200 {
-		t.Fatalf("history too short to say anything: %d puts, %d gets", puts, gets)
-	}
-	h.Check(t, 60*time.Second)
+	h.CheckClients(t, clients, 200, 60*time.Second)
 }
 
 // TestRegisterModelRejectsStaleRead makes sure the linearizability check can fail: a read that

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/proctest"
 )
 
 // result is what one run of the command line gave.
@@ -31,8 +32,8 @@ func cli(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, knooppuntBin(t), args...)
-	cmd.Env = cleanEnv(env...)
+	cmd := exec.CommandContext(ctx, proctest.Binary(t), args...)
+	cmd.Env = proctest.Env(env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -47,7 +48,7 @@ func cli(t *testing.T, env []string, stdin string, args ...string) result {
 	case err != nil:
 		t.Fatal(err)
 	}
-	if strings.Contains(res.stderr, "WARNING: DATA RACE") {
+	if proctest.Raced(res.stderr) {
 		t.Errorf("the race detector reported in knooppunt %s:\n%s", strings.Join(args, " "), res.stderr)
 	}
 	return res
@@ -165,13 +166,13 @@ func TestCLIRecord(t *testing.T) {
 	// watch -o json prints one change per line from the cursor, then runs until interrupted.
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	watch := exec.CommandContext(ctx, knooppuntBin(t), "record", "watch", "--node", addr, "--cursor", "1", "-o", "json")
-	watch.Env = cleanEnv()
+	watch := exec.CommandContext(ctx, proctest.Binary(t), "record", "watch", "--node", addr, "--cursor", "1", "-o", "json")
+	watch.Env = proctest.Env()
 	stdout, err := watch.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr proctest.Buffer
 	watch.Stderr = &stderr
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)

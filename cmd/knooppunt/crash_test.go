@@ -192,10 +192,10 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	l.waitReached(30 * time.Second)
 
 	l.stopping.Store(true)
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.exit(t, 10*time.Second); code != -1 {
+	if code := p.ExitCode(t, 10*time.Second); code != -1 {
 		t.Fatalf("exit code %d, want -1 (killed)", code)
 	}
 	acked := l.wait(10 * time.Second)
@@ -227,11 +227,11 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		break
 	}
 
-	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p2.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := p2.exit(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0; output:\n%s", code, p2.out.String())
+	if code := p2.ExitCode(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0; output:\n%s", code, p2.Out.String())
 	}
 	if err := db.IntegrityCheck(filepath.Join(dir, "data", "knooppunt.db")); err != nil {
 		t.Fatal(err)
@@ -275,11 +275,11 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	l.waitReached(30 * time.Second)
 
 	l.stopping.Store(true)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.exit(t, 15*time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0; output:\n%s", code, p.out.String())
+	if code := p.ExitCode(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0; output:\n%s", code, p.Out.String())
 	}
 	acked := l.wait(10 * time.Second)
 	sock := filepath.Join(dir, "data", node.SocketName)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -301,19 +302,7 @@ func (o *Org) Metric(tb testing.TB, name string, labels map[string]string) float
 // test fails with what and the last state cond described.
 func Eventually(tb testing.TB, within time.Duration, what string, cond func() (bool, string)) {
 	tb.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %s; last: %s", what, within, state)
-		}
-		<-tick.C
-	}
+	clustertest.Eventually(tb, within, what, cond)
 }
 
 // Sitrep is a situation report of a crisis, region NL.

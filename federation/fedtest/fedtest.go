@@ -320,34 +320,12 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	for _, s := range o.Officers {
 		fmt.Fprintf(&b, "  - id: %s\n    role: officer\n", s.ID)
 	}
-	if len(peers) == 0 {
-		fmt.Fprintf(&b, "peers: []\n")
-	} else {
-		fmt.Fprintf(&b, "peers:\n")
-	}
-	for _, p := range peers {
-		quoted := make([]string, len(p.Addresses))
-		for i, a := range p.Addresses {
-			quoted[i] = fmt.Sprintf("%q", a)
-		}
-		fmt.Fprintf(&b, "  - name: %s\n    trust_domain: %s\n    addresses: [%s]\n    bundle_file: %s\n",
-			p.Name, p.TrustDomain, strings.Join(quoted, ", "), p.BundleFile)
-		if len(p.Groups) > 0 {
-			fmt.Fprintf(&b, "    groups: [%s]\n", strings.Join(p.Groups, ", "))
-		}
-	}
+	b.WriteString(clustertest.PeersYAML(peers))
 	return b.String()
 }
 
 func (o *Org) start(tb testing.TB) error {
-	cfg, err := config.Load(o.ConfigFile())
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := node.Start(ctx, node.Options{DataDir: o.DataDir(), Config: cfg, Version: "fedtest",
-		Logger: o.fed.opts.Logger.With("org", o.Name)})
+	n, err := clustertest.StartNode(o.ConfigFile(), o.DataDir(), "fedtest", o.fed.opts.Logger.With("org", o.Name))
 	if err != nil {
 		return err
 	}

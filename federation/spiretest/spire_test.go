@@ -27,6 +27,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/clustertest"
+	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -49,6 +50,8 @@ const spireVersion = "v1.13.3"
 // VR Utrecht approve a policy that shares sitreps with NCC, and then, while every SVID rotates,
 // an editor writes sitreps through both replicas and NCC searches VR Utrecht: no call may fail,
 // every replica must present a new SVID, and NCC must end up with every sitrep.
+func TestMain(m *testing.M) { proctest.Main(m) }
+
 func TestSPIRE(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts SPIRE servers, agents and three node processes; takes about a minute")
@@ -429,30 +432,18 @@ func newHarness(t *testing.T, bins string) *harness {
 	return h
 }
 
-// buildKnooppunt builds the knooppunt binary in the background, with the race detector when
-// this test has it, and sends its path, or "" after reporting the failure.
+// buildKnooppunt builds the knooppunt binary in the background (node/proctest: with the race
+// detector when this test has it), and sends its path, or "" after reporting the failure.
 func (h *harness) buildKnooppunt() <-chan string {
 	out := make(chan string, 1)
-	exe := filepath.Join(h.dir, "knooppunt")
-	args := []string{"build", "-o", exe}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(args, "github.com/knooppunt/knooppunt/cmd/knooppunt")
-	// From a cold cache, the race build of go-sqlite3 alone takes minutes.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	finished := make(chan struct{})
 	// A test that fails before it takes the binary must not end while the build still runs.
-	h.t.Cleanup(func() { cancel(); <-finished })
+	h.t.Cleanup(func() { <-finished })
 	go func() {
 		defer close(finished)
-		b, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+		exe, err := proctest.Build()
 		if err != nil {
-			if !errors.Is(ctx.Err(), context.Canceled) {
-				h.t.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
-			}
-			out <- ""
-			return
+			h.t.Error(err)
 		}
 		out <- exe
 	}()
@@ -563,7 +554,7 @@ func (p *proc) stop(t *testing.T) {
 	if !p.node {
 		return
 	}
-	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+	if b, err := os.ReadFile(p.log); err == nil && proctest.Raced(string(b)) {
 		t.Errorf("%s reported a data race: see its log below", p.name)
 	} else if p.err != nil {
 		t.Errorf("%s did not stop cleanly on SIGTERM: %v", p.name, p.err)

@@ -11,39 +11,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/knooppunt/knooppunt/node/clustertest"
+	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 // knooppunt builds the binary on first use and returns its path.
 func knooppunt(t testing.TB) string {
@@ -51,76 +32,23 @@ func knooppunt(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("multi-process cluster tests are skipped under -short")
 	}
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "kpbin"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "knooppunt")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/knooppunt/knooppunt/cmd/knooppunt")...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// env is the environment of the processes the tests start. It keeps a race-enabled binary from
-// sleeping a second at exit (the race runtime's default, to catch reports from goroutines still
-// running), which every CLI call would pay.
-func env() []string {
-	return append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-}
-
-// syncBuffer collects a process's stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return proctest.Binary(t)
 }
 
 // proc is a replica running as a `knooppunt serve` process.
 type proc struct {
-	r      *clustertest.Replica
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error
+	*proctest.Proc
+	r *clustertest.Replica
 }
 
 // start starts the replica as a process. It is killed when the test ends, if still running; its
 // log is shown when the test failed.
-func start(t testing.TB, bin string, r *clustertest.Replica) *proc {
+func start(t testing.TB, r *clustertest.Replica) *proc {
 	t.Helper()
-	p := &proc{r: r, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--data-dir", r.DataDir(), "--config", r.ConfigFile(), "--log-level", "warn")
-	p.cmd.Stderr = p.stderr
-	p.cmd.Env = env()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	p := &proc{Proc: proctest.Start(t, nil, "serve", "--data-dir", r.DataDir(), "--config", r.ConfigFile(), "--log-level", "warn"), r: r}
 	t.Cleanup(func() {
-		p.kill(t)
 		if t.Failed() {
-			t.Logf("%s (pid %d) log:\n%s", r.ID, p.cmd.Process.Pid, p.stderr.String())
+			t.Logf("%s (pid %d) log:\n%s", r.ID, p.Cmd.Process.Pid, p.Out.String())
 		}
 	})
 	return p
@@ -130,10 +58,8 @@ func start(t testing.TB, bin string, r *clustertest.Replica) *proc {
 func (p *proc) ready(t testing.TB, within time.Duration) {
 	t.Helper()
 	clustertest.Eventually(t, within, p.r.ID+" serving", func() (bool, string) {
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited: %v\n%s", p.r.ID, p.err, p.stderr.String())
-		default:
+		if p.Exited() {
+			t.Fatalf("%s exited: %v\n%s", p.r.ID, p.Err(), p.Out.String())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -146,41 +72,22 @@ func (p *proc) ready(t testing.TB, within time.Duration) {
 }
 
 // kill sends SIGKILL and waits for the process to end.
-func (p *proc) kill(t testing.TB) {
-	t.Helper()
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Errorf("%s did not end 10s after SIGKILL", p.r.ID)
-	}
-}
+func (p *proc) kill(t testing.TB) { p.Kill(t) }
 
 // term sends SIGTERM and requires a clean exit.
 func (p *proc) term(t *testing.T) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Fatalf("%s exited with %v after SIGTERM\n%s", p.r.ID, p.err, p.stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s still running 30s after SIGTERM", p.r.ID)
+	if err := p.Term(t, 30*time.Second); err != nil {
+		t.Fatalf("%s exited with %v after SIGTERM\n%s", p.r.ID, err, p.Out.String())
 	}
 }
 
 // startAll starts every replica of c as a process, together, and waits until each serves.
-func startAll(t testing.TB, bin string, c *clustertest.Cluster) map[string]*proc {
+func startAll(t testing.TB, c *clustertest.Cluster) map[string]*proc {
 	t.Helper()
 	procs := map[string]*proc{}
 	for _, r := range c.Replicas {
-		procs[r.ID] = start(t, bin, r)
+		procs[r.ID] = start(t, r)
 	}
 	for _, p := range procs {
 		p.ready(t, 60*time.Second)
@@ -227,9 +134,9 @@ func checksums(t *testing.T, c *clustertest.Cluster, procs map[string]*proc) str
 // killed replica, restarted, catches up; and after a clean stop of all three their records
 // tables are identical, and stay so across a full restart.
 func TestProcessLeaderKilled(t *testing.T) {
-	bin := knooppunt(t)
+	knooppunt(t)
 	c := clustertest.New(t, clustertest.Options{})
-	procs := startAll(t, bin, c)
+	procs := startAll(t, c)
 	c.Leader(t, 20*time.Second, c.Replicas...)
 	load := clustertest.StartLoad(t, 8, c.Replicas)
 	load.WaitTotal(t, 300, 30*time.Second)
@@ -246,13 +153,13 @@ func TestProcessLeaderKilled(t *testing.T) {
 		clustertest.VerifyAcked(t, r, acked)
 	}
 
-	procs[old.ID] = start(t, bin, old)
+	procs[old.ID] = start(t, old)
 	procs[old.ID].ready(t, 60*time.Second)
 	c.Converged(t, 30*time.Second, c.Replicas...)
 	clustertest.VerifyAcked(t, old, acked)
 	before := checksums(t, c, procs)
 
-	procs = startAll(t, bin, c)
+	procs = startAll(t, c)
 	c.Leader(t, 20*time.Second, c.Replicas...)
 	c.Converged(t, 30*time.Second, c.Replicas...)
 	for _, r := range c.Replicas {
@@ -268,85 +175,25 @@ func TestProcessLeaderKilled(t *testing.T) {
 // porcupine. The clients of the killed process stop with it; what they had in flight stays in the
 // history as writes of unknown outcome.
 func TestProcessLinearizable(t *testing.T) {
-	bin := knooppunt(t)
+	knooppunt(t)
 	c := clustertest.New(t, clustertest.Options{})
-	procs := startAll(t, bin, c)
+	procs := startAll(t, c)
 	c.Leader(t, 20*time.Second, c.Replicas...)
 	h := clustertest.NewHistory()
+	clients := h.StartClients(t, c.Replicas, 9, 4, 11, 20*time.Millisecond)
 
-	const clients, keys = 9, 4
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var values, done atomic.Int64
-	var dead sync.Map // replica id → true once killed
-	for i := range clients {
-		r := c.Replicas[i%len(c.Replicas)]
-		rc := pb.NewRecordServiceClient(r.NewLocal(t))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 11))
-			pause := time.NewTimer(0)
-			defer pause.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, gone := dead.Load(r.ID); gone {
-					return
-				}
-				key := "lin-" + strconv.Itoa(rng.IntN(keys))
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				var err error
-				if rng.IntN(2) == 0 {
-					err = h.Put(ctx, rc, i, key, values.Add(1))
-				} else {
-					err = h.Get(ctx, rc, i, key)
-				}
-				cancel()
-				done.Add(1)
-				if err != nil {
-					pause.Reset(20 * time.Millisecond)
-					select {
-					case <-stop:
-						return
-					case <-pause.C:
-					}
-				}
-			}
-		}()
-	}
-	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	defer halt()
-	progress := func(n int64) {
-		t.Helper()
-		target := done.Load() + n
-		clustertest.Eventually(t, 30*time.Second, fmt.Sprintf("%d more operations", n), func() (bool, string) {
-			return done.Load() >= target, fmt.Sprint(done.Load(), " done")
-		})
-	}
-
-	progress(400)
+	clients.Progress(t, 400, 30*time.Second)
 	old := c.Leader(t, 20*time.Second, c.Replicas...)
-	dead.Store(old.ID, true)
+	clients.Drop(old.ID)
 	procs[old.ID].kill(t)
 	leader := c.Leader(t, 20*time.Second, except(c, old)...)
 	t.Logf("%s killed (SIGKILL); %s leads", old.ID, leader.ID)
-	progress(300)
-	procs[old.ID] = start(t, bin, old)
+	clients.Progress(t, 300, 30*time.Second)
+	procs[old.ID] = start(t, old)
 	procs[old.ID].ready(t, 60*time.Second)
 	c.Leader(t, 20*time.Second, c.Replicas...)
-	progress(300)
-	halt()
-
-	puts, gets := h.Len()
-	t.Logf("history: %d puts (%d of unknown outcome), %d strong gets", puts, h.Indeterminate, gets)
-	if puts < 200 || gets < 200 {
-		t.Fatalf("history too short to say anything: %d puts, %d gets", puts, gets)
-	}
-	h.Check(t, 60*time.Second)
+	clients.Progress(t, 300, 30*time.Second)
+	h.CheckClients(t, clients, 200, 60*time.Second)
 }
 
 // cli runs the knooppunt CLI and returns its stdout. While the group changes leader the node
@@ -357,7 +204,7 @@ func cli(t *testing.T, bin string, args ...string) []byte {
 	var out []byte
 	clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("knooppunt %v", args), func() (bool, string) {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(env(), "KNOOPPUNT_NODE=")
+		cmd.Env = proctest.Env()
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		var err error
@@ -411,14 +258,14 @@ func clusterCLI(t *testing.T, bin string, args ...string) clusterJSON {
 func TestProcessJoinAndRemoveWithCLI(t *testing.T) {
 	bin := knooppunt(t)
 	c := clustertest.New(t, clustertest.Options{})
-	procs := startAll(t, bin, c)
+	procs := startAll(t, c)
 	leader := c.Leader(t, 20*time.Second, c.Replicas...)
 	follower := except(c, leader)[0]
 	load := clustertest.StartLoad(t, 4, c.Replicas)
 	load.WaitTotal(t, 200, 30*time.Second)
 
 	r4 := c.AddReplica(t, "r4") // rewrites every config: the processes reload raft.servers
-	procs["r4"] = start(t, bin, r4)
+	procs["r4"] = start(t, r4)
 	procs["r4"].ready(t, 60*time.Second)
 	st := clusterCLI(t, bin, "join", "--id", "r4", "--raft-address", r4.Raft, "--node", "unix://"+follower.SocketPath())
 	if got := st.voters(); got != "r1,r2,r3,r4" {
@@ -458,9 +305,9 @@ func TestProcessJoinAndRemoveWithCLI(t *testing.T) {
 // three end identical. (The in-process test forces the catch-up through a snapshot; here the
 // leader's log still holds every entry, so the follower replays it.)
 func TestProcessWipedFollowerRejoins(t *testing.T) {
-	bin := knooppunt(t)
+	knooppunt(t)
 	c := clustertest.New(t, clustertest.Options{})
-	procs := startAll(t, bin, c)
+	procs := startAll(t, c)
 	leader := c.Leader(t, 20*time.Second, c.Replicas...)
 	f := except(c, leader)[0]
 	load := clustertest.StartLoad(t, 4, c.Replicas)
@@ -468,7 +315,7 @@ func TestProcessWipedFollowerRejoins(t *testing.T) {
 	procs[f.ID].kill(t)
 	f.Wipe(t)
 	load.WaitTotal(t, load.Total()+100, 30*time.Second)
-	procs[f.ID] = start(t, bin, f)
+	procs[f.ID] = start(t, f)
 	procs[f.ID].ready(t, 60*time.Second)
 	acked := load.Stop(t)
 	c.Converged(t, 30*time.Second, c.Replicas...)
@@ -481,9 +328,9 @@ func TestProcessWipedFollowerRejoins(t *testing.T) {
 // (500ms). Writers on each survivor's socket retry as fast as the node refuses them. The killed
 // replica is restarted between rounds. It reports the minimum, median and maximum.
 func BenchmarkProcessFailover(b *testing.B) {
-	bin := knooppunt(b)
+	knooppunt(b)
 	c := clustertest.New(b, clustertest.Options{ElectionTimeout: -1})
-	procs := startAll(b, bin, c)
+	procs := startAll(b, c)
 	var took []time.Duration
 	for range b.N {
 		old := c.Leader(b, 20*time.Second, c.Replicas...)
@@ -520,7 +367,7 @@ func BenchmarkProcessFailover(b *testing.B) {
 			b.Fatalf("no survivor took a write within 20s of killing %s", old.ID)
 		}
 		cancel()
-		procs[old.ID] = start(b, bin, old)
+		procs[old.ID] = start(b, old)
 		procs[old.ID].ready(b, 60*time.Second)
 		c.Converged(b, 20*time.Second, c.Replicas...)
 	}

@@ -346,9 +346,20 @@ func (c *Cluster) config(r *Replica) string {
 	}
 	if len(c.opts.Peers) > 0 {
 		fmt.Fprintf(&b, "federation:\n  heartbeat: 250ms\n  idle_timeout: 1s\n")
-		fmt.Fprintf(&b, "peers:\n")
+		b.WriteString(PeersYAML(c.opts.Peers))
 	}
-	for _, p := range c.opts.Peers {
+	return b.String()
+}
+
+// PeersYAML is the peers section of a node config that lists peers. Host:port values are
+// quoted: YAML reads an unquoted one in a flow list as a mapping.
+func PeersYAML(peers []config.Peer) string {
+	if len(peers) == 0 {
+		return "peers: []\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "peers:\n")
+	for _, p := range peers {
 		quoted := make([]string, len(p.Addresses))
 		for i, a := range p.Addresses {
 			quoted[i] = fmt.Sprintf("%q", a)
@@ -362,15 +373,20 @@ func (c *Cluster) config(r *Replica) string {
 	return b.String()
 }
 
-func (r *Replica) start(tb testing.TB) error {
-	cfg, err := config.Load(r.ConfigFile())
+// StartNode starts a node in-process from a config file and a data directory, as `knooppunt
+// serve` does, within 30 seconds.
+func StartNode(configFile, dataDir, version string, log *slog.Logger) (*node.Node, error) {
+	cfg, err := config.Load(configFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := node.Start(ctx, node.Options{DataDir: r.DataDir(), Config: cfg, Version: "clustertest",
-		Logger: r.c.opts.Logger.With("replica", r.ID)})
+	return node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, Version: version, Logger: log})
+}
+
+func (r *Replica) start(tb testing.TB) error {
+	n, err := StartNode(r.ConfigFile(), r.DataDir(), "clustertest", r.c.opts.Logger.With("replica", r.ID))
 	if err != nil {
 		return err
 	}

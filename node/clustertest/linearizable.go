@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,4 +188,97 @@ func (h *History) Check(tb testing.TB, timeout time.Duration) {
 		where = "visualization in " + f.Name()
 	}
 	tb.Fatalf("the history of %d operations is not linearizable (a read missed an acknowledged write or saw one undone); %s", len(ops), where)
+}
+
+// Clients are concurrent clients that Put and strongly Get a few records, each client on the
+// local socket of one replica, and record every call in a History.
+type Clients struct {
+	h      *History
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	values atomic.Int64
+	done   atomic.Int64
+	gone   sync.Map // replica id → true once its clients are to stop
+	halt   func()
+}
+
+// StartClients starts n clients, client i on replicas[i%len(replicas)], each choosing among keys
+// records (lin-0 …) and between a Put of a new value and a Get at random, from a generator
+// seeded with seed and i. A client whose call fails waits pause before the next, as its replica
+// may have no leader for a while. The clients stop when the test ends, or at Stop.
+func (h *History) StartClients(tb testing.TB, replicas []*Replica, n, keys int, seed uint64, pause time.Duration) *Clients {
+	c := &Clients{h: h, stop: make(chan struct{})}
+	for i := range n {
+		r := replicas[i%len(replicas)]
+		rc := pb.NewRecordServiceClient(r.NewLocal(tb))
+		c.wg.Go(func() { c.run(i, r.ID, rc, rand.New(rand.NewPCG(uint64(i), seed)), keys, pause) })
+	}
+	c.halt = sync.OnceFunc(func() {
+		close(c.stop)
+		c.wg.Wait()
+	})
+	tb.Cleanup(c.halt)
+	return c
+}
+
+func (c *Clients) run(i int, replica string, rc pb.RecordServiceClient, rng *rand.Rand, keys int, pause time.Duration) {
+	wait := time.NewTimer(0)
+	defer wait.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		if _, gone := c.gone.Load(replica); gone {
+			return
+		}
+		key := "lin-" + strconv.Itoa(rng.IntN(keys))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var err error
+		if rng.IntN(2) == 0 {
+			err = c.h.Put(ctx, rc, i, key, c.values.Add(1))
+		} else {
+			err = c.h.Get(ctx, rc, i, key)
+		}
+		cancel()
+		c.done.Add(1)
+		if err != nil {
+			wait.Reset(pause)
+			select {
+			case <-c.stop:
+				return
+			case <-wait.C:
+			}
+		}
+	}
+}
+
+// Progress waits, up to within, until the clients have made n more calls, successful or not.
+func (c *Clients) Progress(tb testing.TB, n int64, within time.Duration) {
+	tb.Helper()
+	target := c.done.Load() + n
+	Eventually(tb, within, fmt.Sprintf("%d more operations", n), func() (bool, string) {
+		return c.done.Load() >= target, fmt.Sprint(c.done.Load(), " done")
+	})
+}
+
+// Drop stops the clients of one replica, as when its process is killed: their calls would only
+// fail from then on.
+func (c *Clients) Drop(replica string) { c.gone.Store(replica, true) }
+
+// Stop stops every client and waits for them to return.
+func (c *Clients) Stop() { c.halt() }
+
+// CheckClients stops the clients and fails the test unless the history has at least minEach
+// Puts and minEach Gets and is linearizable (Check).
+func (h *History) CheckClients(tb testing.TB, c *Clients, minEach int, timeout time.Duration) {
+	tb.Helper()
+	c.Stop()
+	puts, gets := h.Len()
+	tb.Logf("history: %d puts (%d of unknown outcome), %d strong gets", puts, h.Indeterminate, gets)
+	if puts < minEach || gets < minEach {
+		tb.Fatalf("history too short to say anything: %d puts, %d gets", puts, gets)
+	}
+	h.Check(tb, timeout)
 }

@@ -1,5 +1,0 @@
-//go:build !race
-
-package spiretest
-
-const raceEnabled = false

@@ -1,5 +1,0 @@
-//go:build race
-
-package clusterproc
-
-const raceEnabled = true
