@@ -71,9 +71,6 @@ func (p *proc) ready(t testing.TB, within time.Duration) {
 	})
 }
 
-// kill sends SIGKILL and waits for the process to end.
-func (p *proc) kill(t testing.TB) { p.Kill(t) }
-
 // term sends SIGTERM and requires a clean exit.
 func (p *proc) term(t *testing.T) {
 	t.Helper()
@@ -142,7 +139,7 @@ func TestProcessLeaderKilled(t *testing.T) {
 	load.WaitTotal(t, 300, 30*time.Second)
 
 	old := c.Leader(t, 20*time.Second, c.Replicas...)
-	procs[old.ID].kill(t)
+	procs[old.ID].Kill(t)
 	survivors := except(c, old)
 	leader := c.Leader(t, 20*time.Second, survivors...)
 	t.Logf("%s killed (SIGKILL) after %d acknowledged writes; %s leads", old.ID, load.Total(), leader.ID)
@@ -185,7 +182,7 @@ func TestProcessLinearizable(t *testing.T) {
 	clients.Progress(t, 400, 30*time.Second)
 	old := c.Leader(t, 20*time.Second, c.Replicas...)
 	clients.Drop(old.ID)
-	procs[old.ID].kill(t)
+	procs[old.ID].Kill(t)
 	leader := c.Leader(t, 20*time.Second, except(c, old)...)
 	t.Logf("%s killed (SIGKILL); %s leads", old.ID, leader.ID)
 	clients.Progress(t, 300, 30*time.Second)
@@ -312,7 +309,7 @@ func TestProcessWipedFollowerRejoins(t *testing.T) {
 	f := except(c, leader)[0]
 	load := clustertest.StartLoad(t, 4, c.Replicas)
 	load.WaitTotal(t, 300, 30*time.Second)
-	procs[f.ID].kill(t)
+	procs[f.ID].Kill(t)
 	f.Wipe(t)
 	load.WaitTotal(t, load.Total()+100, 30*time.Second)
 	procs[f.ID] = start(t, f)
@@ -344,7 +341,7 @@ func BenchmarkProcessFailover(b *testing.B) {
 			survivors = append(survivors, s)
 		}
 		killed := time.Now()
-		procs[old.ID].kill(b)
+		procs[old.ID].Kill(b)
 		done := make(chan time.Duration, len(survivors))
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		for _, s := range survivors {
