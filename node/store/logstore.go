@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,15 +36,51 @@ const (
 )
 
 // raftLog is the replica's Raft log and stable store, held under the lock of its directory.
+//
+// raft-wal (v0.4.1 and v0.4.2) keeps the writer of every segment it started as that segment's
+// reader for as long as the segment stays in the log, and a writer keeps its write buffer: at
+// least 64 KiB, and as large as the largest batch appended to the segment (about 1 MiB under
+// bulk writes), with a 128 KiB index. A segment opened from disk is read through a reader that
+// holds only its index. So once every reopenAfter bytes appended, raftLog closes the WAL and
+// opens it again: the segments written before are then read from disk, and at most the last few
+// hold a buffer. Without this a node holds a buffer for every segment it wrote that is still in
+// the log: 22 MiB of heap at the end of a load of a million records in batches of 1000, whose
+// whole log Raft keeps (4096 trailing entries), and about twice that in resident memory.
 type raftLog struct {
-	*wal.WAL
-	lock *os.File
+	mu          sync.RWMutex // held for writing only while the WAL is opened again or repaired
+	wal         *wal.WAL     // nil once closed, or when opening it again failed
+	dir         string       // the WAL's directory
+	size        int          // segment size
+	reopenAfter int64        // bytes appended between reopenings; 0 never reopens
+	appended    atomic.Int64 // bytes appended since the WAL was opened
+	hl          hclog.Logger
+	log         *slog.Logger
+	lock        *os.File
 }
 
-// Close closes the log and releases the directory.
-func (l *raftLog) Close() error {
-	err := l.WAL.Close()
-	return errors.Join(err, l.lock.Close()) // closing the file releases its flock
+// reopenSegments is how many segments' worth of appended bytes open the WAL again.
+const reopenSegments = 4
+
+// errLogClosed is what the log answers once closed, or once opening it again failed.
+var errLogClosed = errors.New("store: the raft log is closed")
+
+// with runs fn on the WAL, which is not opened again meanwhile.
+func with[T any](l *raftLog, fn func(*wal.WAL) (T, error)) (T, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.wal == nil {
+		var zero T
+		return zero, errLogClosed
+	}
+	return fn(l.wal)
+}
+
+func (l *raftLog) FirstIndex() (uint64, error) {
+	return with(l, func(w *wal.WAL) (uint64, error) { return w.FirstIndex() })
+}
+
+func (l *raftLog) LastIndex() (uint64, error) {
+	return with(l, func(w *wal.WAL) (uint64, error) { return w.LastIndex() })
 }
 
 // GetLog reads the entry at index, or returns raft.ErrLogNotFound for an entry before the first
@@ -50,19 +88,162 @@ func (l *raftLog) Close() error {
 // whole segments, and still reads a cut entry that is in the tail segment; a leader would then
 // send a wiped follower the entries behind a snapshot instead of the snapshot.
 func (l *raftLog) GetLog(index uint64, log *raft.Log) error {
-	first, err := l.WAL.FirstIndex()
+	_, err := with(l, func(w *wal.WAL) (struct{}, error) {
+		first, err := w.FirstIndex()
+		if err != nil {
+			return struct{}{}, err
+		}
+		if index < first {
+			return struct{}{}, raft.ErrLogNotFound
+		}
+		return struct{}{}, w.GetLog(index, log)
+	})
+	return err
+}
+
+func (l *raftLog) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
+
+// StoreLogs appends entries, and opens the WAL again once reopenAfter bytes were appended since
+// it was last opened.
+func (l *raftLog) StoreLogs(logs []*raft.Log) error {
+	store := func(w *wal.WAL) (struct{}, error) { return struct{}{}, w.StoreLogs(logs) }
+	_, err := with(l, store)
+	if errors.Is(err, wal.ErrSealed) {
+		if err := l.unseal(); err != nil {
+			return err
+		}
+		_, err = with(l, store)
+	}
 	if err != nil {
 		return err
 	}
-	if index < first {
-		return raft.ErrLogNotFound
+	if l.reopenAfter == 0 {
+		return nil
 	}
-	return l.WAL.GetLog(index, log)
+	var n int64
+	for _, e := range logs {
+		n += int64(len(e.Data) + len(e.Extensions))
+	}
+	if l.appended.Add(n) < l.reopenAfter {
+		return nil
+	}
+	return l.reopen()
+}
+
+// unseal repairs a log whose last segment is sealed while raft-wal's meta store still names it
+// the tail. raft-wal (v0.4.1, v0.4.2) seals a full segment in the append that fills it and
+// records the next segment in the background; a crash in between leaves this state, and raft-wal
+// then refuses every append with ErrSealed, so the replica could never write again. Cutting the
+// last entry off the tail starts a new segment, and the entry is then appended again.
+//
+// A crash between that cut and the append loses the last entry, which Raft may have counted as
+// stored; the window is two syncs long and only open during this repair.
+func (l *raftLog) unseal() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wal == nil {
+		return errLogClosed
+	}
+	last, err := l.wal.LastIndex()
+	if err != nil || last == 0 {
+		return errors.Join(wal.ErrSealed, err)
+	}
+	var e raft.Log
+	if err := l.wal.GetLog(last, &e); err != nil {
+		return fmt.Errorf("store: repair the raft log's sealed last segment: read entry %d: %w", last, err)
+	}
+	if err := l.wal.DeleteRange(last, last); err != nil {
+		return fmt.Errorf("store: repair the raft log's sealed last segment: cut entry %d: %w", last, err)
+	}
+	if err := l.wal.StoreLogs([]*raft.Log{&e}); err != nil {
+		return fmt.Errorf("store: repair the raft log's sealed last segment: append entry %d again: %w", last, err)
+	}
+	l.log.Warn("repaired the raft log: its last segment was sealed with no next segment, as a crash while a segment filled up leaves it; entry written again into a new segment", "index", last)
+	return nil
+}
+
+func (l *raftLog) DeleteRange(min, max uint64) error {
+	_, err := with(l, func(w *wal.WAL) (struct{}, error) { return struct{}{}, w.DeleteRange(min, max) })
+	return err
+}
+
+// reopen closes the WAL and opens it again. The WAL cannot be open twice (its meta store is
+// locked), so a failure leaves the log closed: every later call fails, Raft reports it, and the
+// node must be restarted.
+func (l *raftLog) reopen() error {
+	start := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wal == nil {
+		return errLogClosed
+	}
+	if l.appended.Load() < l.reopenAfter {
+		return nil // another append opened it again meanwhile
+	}
+	l.appended.Store(0)
+	// raft-wal seals a full segment in the append and starts the next one in the background, and
+	// its Close abandons a start still pending: the WAL then opens with the sealed segment as its
+	// tail and refuses every append (ErrSealed). A DeleteRange that deletes nothing waits for the
+	// pending start, as every change to the log does.
+	if first, err := l.wal.FirstIndex(); err == nil && first > 0 {
+		if err := l.wal.DeleteRange(0, 0); err != nil {
+			return fmt.Errorf("store: wait for the raft log's next segment: %w", err)
+		}
+	}
+	closeErr := l.wal.Close()
+	w, err := openWAL(l.dir, l.size, l.hl)
+	if err != nil {
+		l.wal = nil
+		l.log.Error("could not open the raft log again: restart the node", "err", err, "close_err", closeErr)
+		return fmt.Errorf("store: open the raft log again: %w", err)
+	}
+	l.wal = w
+	l.log.Debug("opened the raft log again, to release the write buffers of its older segments", "took", time.Since(start))
+	return nil
+}
+
+func (l *raftLog) Set(key, val []byte) error {
+	_, err := with(l, func(w *wal.WAL) (struct{}, error) { return struct{}{}, w.Set(key, val) })
+	return err
+}
+
+func (l *raftLog) Get(key []byte) ([]byte, error) {
+	return with(l, func(w *wal.WAL) ([]byte, error) { return w.Get(key) })
+}
+
+func (l *raftLog) SetUint64(key []byte, val uint64) error {
+	_, err := with(l, func(w *wal.WAL) (struct{}, error) { return struct{}{}, w.SetUint64(key, val) })
+	return err
+}
+
+func (l *raftLog) GetUint64(key []byte) (uint64, error) {
+	return with(l, func(w *wal.WAL) (uint64, error) { return w.GetUint64(key) })
+}
+
+// IsMonotonic tells Raft that the log has no gaps, as raft-wal requires (raft.MonotonicLogStore).
+func (l *raftLog) IsMonotonic() bool { return true }
+
+// Close closes the log and releases the directory.
+func (l *raftLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if l.wal != nil {
+		err = l.wal.Close()
+		l.wal = nil
+	}
+	return errors.Join(err, l.lock.Close()) // closing the file releases its flock
 }
 
 // openLog locks dir, so that a second replica on it is refused instead of sharing the log, moves
 // a bolt log into the WAL if there is one, and opens the WAL.
 func openLog(dir string, hl hclog.Logger, log *slog.Logger) (*raftLog, error) {
+	return openLogSized(dir, segmentSize, reopenSegments*segmentSize, hl, log)
+}
+
+// openLogSized is openLog with segments of size bytes, opened again every reopenAfter bytes
+// appended (never with 0).
+func openLogSized(dir string, size, reopenAfter int, hl hclog.Logger, log *slog.Logger) (*raftLog, error) {
 	lockPath := filepath.Join(dir, lockFile)
 	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -79,22 +260,23 @@ func openLog(dir string, hl hclog.Logger, log *slog.Logger) (*raftLog, error) {
 		lock.Close()
 		return nil, err
 	}
-	w, err := openWAL(filepath.Join(dir, walDir), hl)
+	walPath := filepath.Join(dir, walDir)
+	w, err := openWAL(walPath, size, hl)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	return &raftLog{WAL: w, lock: lock}, nil
+	return &raftLog{wal: w, dir: walPath, size: size, reopenAfter: int64(reopenAfter), hl: hl, log: log, lock: lock}, nil
 }
 
 // openWAL opens the WAL in dir. raft-wal must be v0.4.1 or later: v0.4.0 marked a segment
 // sealed when Raft cut the tail of the log without writing the segment's index, and a replica
 // killed after that panicked at its next start ("sealed segment has no index block").
-func openWAL(dir string, hl hclog.Logger) (*wal.WAL, error) {
+func openWAL(dir string, size int, hl hclog.Logger) (*wal.WAL, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: open raft log: %w", err)
 	}
-	w, err := wal.Open(dir, wal.WithSegmentSize(segmentSize), wal.WithLogger(hl))
+	w, err := wal.Open(dir, wal.WithSegmentSize(size), wal.WithLogger(hl))
 	if err != nil {
 		return nil, fmt.Errorf("store: open raft log %s: %w", dir, err)
 	}
@@ -134,7 +316,7 @@ func migrateBolt(dir string, hl hclog.Logger, log *slog.Logger) error {
 		return fmt.Errorf("store: move raft log: open %s: %w", old, err)
 	}
 	defer src.Close()
-	w, err := openWAL(tmp, hl)
+	w, err := openWAL(tmp, segmentSize, hl)
 	if err != nil {
 		return err
 	}

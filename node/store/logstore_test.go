@@ -2,17 +2,22 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -168,7 +173,7 @@ func TestMigrateBoltFinishesAnInterruptedMove(t *testing.T) {
 	t.Run("after the rename", func(t *testing.T) {
 		dir := t.TempDir()
 		boltLog(t, dir, "a", "b")
-		w, err := openWAL(filepath.Join(dir, walDir), hclog.NewNullLogger())
+		w, err := openWAL(filepath.Join(dir, walDir), segmentSize, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,5 +290,194 @@ func TestReopenAfterATailCut(t *testing.T) {
 		if got.Data[0] != want {
 			t.Errorf("entry %d holds %d, want %d", i, got.Data[0], want)
 		}
+	}
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestOldSegmentsReleaseTheirBuffers writes 48 segments of one large entry each, so that each
+// segment's writer grows a write buffer (about 0.55 MiB of live heap a segment here). raft-wal
+// keeps a segment's writer as its reader while the segment is in the log; opening the WAL again
+// every four segments' worth of entries must keep only the last few. Every entry must still read
+// back after, across the reopenings.
+func TestOldSegmentsReleaseTheirBuffers(t *testing.T) {
+	const segments, entry, segSize = 48, 768 << 10, 1 << 20
+	grown := func(reopenAfter int) uint64 {
+		l, err := openLogSized(t.TempDir(), segSize, reopenAfter, hclog.NewNullLogger(), quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		before := liveHeap()
+		for i := uint64(1); i <= segments; i++ {
+			data := make([]byte, entry)
+			data[0] = byte(i)
+			if err := l.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: data}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		after := liveHeap()
+		for i := uint64(1); i <= segments; i++ {
+			var got raft.Log
+			if err := l.GetLog(i, &got); err != nil || len(got.Data) != entry || got.Data[0] != byte(i) {
+				t.Fatalf("entry %d: %d bytes, %v", i, len(got.Data), err)
+			}
+		}
+		if first, last := mustIndex(t, l.FirstIndex), mustIndex(t, l.LastIndex); first != 1 || last != segments {
+			t.Errorf("log holds %d…%d, want 1…%d", first, last, segments)
+		}
+		return after - min(after, before)
+	}
+	kept := grown(0)
+	t.Logf("live heap grown by %d KiB without reopening", kept>>10)
+	if kept < segments/4<<20 {
+		// Not a failure of the code under test: raft-wal no longer holds a buffer per segment,
+		// and this test no longer shows anything.
+		t.Fatalf("%d segments grew the live heap by only %d KiB: does raft-wal still keep a writer's buffer per segment?", segments, kept>>10)
+	}
+	released := grown(reopenSegments * segSize)
+	t.Logf("live heap grown by %d KiB opening the WAL again every %d segments", released>>10, reopenSegments)
+	if released > 6<<20 {
+		t.Errorf("the log holds %d KiB of heap after %d segments (%d KiB without reopening): older segments keep their write buffers", released>>10, segments, kept>>10)
+	}
+}
+
+func mustIndex(t *testing.T, f func() (uint64, error)) uint64 {
+	t.Helper()
+	i, err := f()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+// TestReadsDuringReopenings reads entries from other goroutines while appends open the WAL
+// again and again, as Raft's replication reads while its leader appends: every read must find
+// its entry or, past the last index, ErrLogNotFound; none may see the log closed.
+func TestReadsDuringReopenings(t *testing.T) {
+	l, err := openLogSized(t.TempDir(), 64<<10, 128<<10, hclog.NewNullLogger(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const entries = 400
+	var last atomic.Uint64
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for r := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 1))
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				n := last.Load()
+				if n == 0 {
+					continue
+				}
+				i := 1 + rng.Uint64N(n)
+				var got raft.Log
+				if err := l.GetLog(i, &got); err != nil || got.Index != i || len(got.Data) != 4<<10 {
+					errs <- fmt.Errorf("GetLog(%d) with %d written: index %d, %d bytes, %v", i, n, got.Index, len(got.Data), err)
+					return
+				}
+			}
+		}()
+	}
+	for i := uint64(1); i <= entries; i++ {
+		if err := l.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: make([]byte, 4<<10)}}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		last.Store(i)
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// sealedTail leaves in dir the state that a crash right after an append that filled a segment
+// leaves: the segment sealed on disk, and the WAL's meta store still naming it the tail, since
+// raft-wal starts the next segment in the background. Closing the WAL at once abandons that
+// start as a crash does. It returns the last index, or 0 when the background start won the race
+// in every attempt.
+func sealedTail(t *testing.T, dir string) uint64 {
+	t.Helper()
+	for attempt := range 20 {
+		w, err := openWAL(filepath.Join(dir, strconv.Itoa(attempt)), 64<<10, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var i uint64
+		for i = 1; i <= 4; i++ { // 4 × 20 KiB fill a segment of 64 KiB
+			if err := w.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: make([]byte, 20<<10)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+		w, err = openWAL(filepath.Join(dir, strconv.Itoa(attempt)), 64<<10, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = w.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte("probe")}})
+		w.Close()
+		if errors.Is(err, wal.ErrSealed) {
+			// The probe failed, so the log is as the crash left it: open it again for the test.
+			if err := os.Rename(filepath.Join(dir, strconv.Itoa(attempt)), filepath.Join(dir, walDir)); err != nil {
+				t.Fatal(err)
+			}
+			return i - 1
+		}
+	}
+	return 0
+}
+
+// TestSealedTailIsRepaired opens a log whose last segment was sealed without a next one, as a
+// crash leaves it at the wrong moment: raft-wal (v0.4.1, v0.4.2) then refuses every append with
+// ErrSealed, and a replica could never write again. The first append must repair it and succeed,
+// with every entry before it still there.
+func TestSealedTailIsRepaired(t *testing.T) {
+	dir := t.TempDir()
+	last := sealedTail(t, dir)
+	if last == 0 {
+		t.Skip("raft-wal started the next segment before every close: the crash state was not reproduced")
+	}
+	l, err := openLogSized(dir, 64<<10, 0, hclog.NewNullLogger(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.StoreLogs([]*raft.Log{{Index: last + 1, Term: 2, Type: raft.LogCommand, Data: []byte("after the crash")}}); err != nil {
+		t.Fatalf("append to a log with a sealed tail: %v", err)
+	}
+	for i := uint64(1); i <= last+1; i++ {
+		var got raft.Log
+		if err := l.GetLog(i, &got); err != nil {
+			t.Fatalf("entry %d after the repair: %v", i, err)
+		}
+		if i <= last && len(got.Data) != 20<<10 || i == last+1 && string(got.Data) != "after the crash" {
+			t.Fatalf("entry %d after the repair: %d bytes", i, len(got.Data))
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = openLogSized(dir, 64<<10, 0, hclog.NewNullLogger(), quiet)
+	if err != nil {
+		t.Fatalf("open after the repair: %v", err)
+	}
+	if err := l.StoreLogs([]*raft.Log{{Index: last + 2, Term: 2, Type: raft.LogCommand, Data: []byte("next")}}); err != nil {
+		t.Fatalf("append after the repair and a restart: %v", err)
 	}
 }
