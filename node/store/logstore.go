@@ -105,8 +105,20 @@ func (l *raftLog) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log
 
 // StoreLogs appends entries, and opens the WAL again once reopenAfter bytes were appended since
 // it was last opened.
+//
+// raft-wal seals a full segment in the append that fills it and records the next segment in the
+// background. StoreLogs returns only once that is recorded too, so that a crash cannot leave an
+// acknowledged entry in a sealed last segment with no next one (see unseal).
 func (l *raftLog) StoreLogs(logs []*raft.Log) error {
-	store := func(w *wal.WAL) (struct{}, error) { return struct{}{}, w.StoreLogs(logs) }
+	if len(logs) == 0 {
+		return nil // a DeleteRange of index 0 on an empty log would cut its head
+	}
+	store := func(w *wal.WAL) (struct{}, error) {
+		if err := w.StoreLogs(logs); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, awaitNextSegment(w)
+	}
 	_, err := with(l, store)
 	if errors.Is(err, wal.ErrSealed) {
 		if err := l.unseal(); err != nil {
@@ -130,14 +142,25 @@ func (l *raftLog) StoreLogs(logs []*raft.Log) error {
 	return l.reopen()
 }
 
+// awaitNextSegment waits until a next segment that an append started in the background is
+// recorded. raft-wal exports no call for it, but every change to the log waits for it first, and
+// a DeleteRange of index 0 changes nothing.
+func awaitNextSegment(w *wal.WAL) error {
+	if err := w.DeleteRange(0, 0); err != nil {
+		return fmt.Errorf("store: wait for the raft log's next segment: %w", err)
+	}
+	return nil
+}
+
 // unseal repairs a log whose last segment is sealed while raft-wal's meta store still names it
 // the tail. raft-wal (v0.4.1, v0.4.2) seals a full segment in the append that fills it and
 // records the next segment in the background; a crash in between leaves this state, and raft-wal
 // then refuses every append with ErrSealed, so the replica could never write again. Cutting the
 // last entry off the tail starts a new segment, and the entry is then appended again.
 //
-// A crash between that cut and the append loses the last entry, which Raft may have counted as
-// stored; the window is two syncs long and only open during this repair.
+// A crash between that cut and the append loses the last entry. That is safe: StoreLogs waits for
+// the next segment before it returns, so an entry left in a sealed last segment was never
+// acknowledged to Raft.
 func (l *raftLog) unseal() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -181,15 +204,8 @@ func (l *raftLog) reopen() error {
 		return nil // another append opened it again meanwhile
 	}
 	l.appended.Store(0)
-	// raft-wal seals a full segment in the append and starts the next one in the background, and
-	// its Close abandons a start still pending: the WAL then opens with the sealed segment as its
-	// tail and refuses every append (ErrSealed). A DeleteRange that deletes nothing waits for the
-	// pending start, as every change to the log does.
-	if first, err := l.wal.FirstIndex(); err == nil && first > 0 {
-		if err := l.wal.DeleteRange(0, 0); err != nil {
-			return fmt.Errorf("store: wait for the raft log's next segment: %w", err)
-		}
-	}
+	// No next segment is pending: StoreLogs waited for it. raft-wal's Close would abandon one, and
+	// the WAL would then open with a sealed last segment.
 	closeErr := l.wal.Close()
 	w, err := openWAL(l.dir, l.size, l.hl)
 	if err != nil {

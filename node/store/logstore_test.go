@@ -481,3 +481,33 @@ func TestSealedTailIsRepaired(t *testing.T) {
 		t.Fatalf("append after the repair and a restart: %v", err)
 	}
 }
+
+// TestAppendsLeaveNoSealedTail closes the log right after the append that fills a segment, as a
+// crash right after Raft was told the entry is stored would: the WAL must open with a next
+// segment to append to. raft-wal records that segment in the background, and its Close abandons
+// it (sealedTail shows this on the WAL alone), so StoreLogs waits for it.
+func TestAppendsLeaveNoSealedTail(t *testing.T) {
+	for attempt := range 10 {
+		dir := t.TempDir()
+		l, err := openLogSized(dir, 64<<10, 0, hclog.NewNullLogger(), quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var i uint64
+		for i = 1; i <= 4; i++ { // 4 × 20 KiB fill a segment of 64 KiB
+			if err := l.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: make([]byte, 20<<10)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Close()
+		w, err := openWAL(filepath.Join(dir, walDir), 64<<10, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = w.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte("next")}})
+		w.Close()
+		if err != nil {
+			t.Fatalf("attempt %d: append to the WAL after closing it behind a full segment: %v", attempt, err)
+		}
+	}
+}
