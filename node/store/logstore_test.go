@@ -407,6 +407,18 @@ func TestReadsDuringReopenings(t *testing.T) {
 	}
 }
 
+// fillSegment appends entries 1 to 4, of 20 KiB each, which fill a segment of 64 KiB, and
+// returns the next index.
+func fillSegment(t *testing.T, storeLogs func([]*raft.Log) error) uint64 {
+	t.Helper()
+	for i := uint64(1); i <= 4; i++ {
+		if err := storeLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: make([]byte, 20<<10)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return 5
+}
+
 // sealedTail leaves in dir the state that a crash right after an append that filled a segment
 // leaves: the segment sealed on disk, and the WAL's meta store still naming it the tail, since
 // raft-wal starts the next segment in the background. Closing the WAL at once abandons that
@@ -419,12 +431,7 @@ func sealedTail(t *testing.T, dir string) uint64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var i uint64
-		for i = 1; i <= 4; i++ { // 4 × 20 KiB fill a segment of 64 KiB
-			if err := w.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: make([]byte, 20<<10)}}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		i := fillSegment(t, w.StoreLogs)
 		w.Close()
 		w, err = openWAL(filepath.Join(dir, strconv.Itoa(attempt)), 64<<10, hclog.NewNullLogger())
 		if err != nil {
@@ -493,12 +500,7 @@ func TestAppendsLeaveNoSealedTail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var i uint64
-		for i = 1; i <= 4; i++ { // 4 × 20 KiB fill a segment of 64 KiB
-			if err := l.StoreLogs([]*raft.Log{{Index: i, Term: 1, Type: raft.LogCommand, Data: make([]byte, 20<<10)}}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		i := fillSegment(t, l.StoreLogs)
 		l.Close()
 		w, err := openWAL(filepath.Join(dir, walDir), 64<<10, hclog.NewNullLogger())
 		if err != nil {
