@@ -34,7 +34,8 @@ type demoOrg struct {
 	dir             string
 	port, bePort    int
 	cmd             *exec.Cmd
-	exited          chan error
+	done            chan struct{} // closed when the node's process has exited
+	exitErr         error         // what waiting for it returned, once done is closed
 }
 
 func demoOrgs() []*demoOrg {
@@ -127,7 +128,48 @@ func runDemo(ctx context.Context, out io.Writer, exe, dir string, once bool) err
 		}
 	}
 	fmt.Fprintf(out, "six nodes up: %s\n", orgNames(orgs))
+	if err := runScenario(ctx, out, orgs, dir, once); err != nil {
+		return fmt.Errorf("%w\n%s", err, nodeStates(orgs))
+	}
+	return nil
+}
 
+// nodeStates says, for a failed demo, which nodes have exited and what their logs end with, and
+// the errors the running ones logged.
+func nodeStates(orgs []*demoOrg) string {
+	var b strings.Builder
+	for _, o := range orgs {
+		logPath := filepath.Join(o.dir, "node.log")
+		log, _ := os.ReadFile(logPath)
+		lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
+		select {
+		case <-o.done:
+			fmt.Fprintf(&b, "%s: the node exited (%v); the end of %s:\n", o.name, o.exitErr, logPath)
+			lines = lines[max(0, len(lines)-20):]
+		default:
+			var errs []string
+			for _, l := range lines {
+				if strings.Contains(l, "level=ERROR") {
+					errs = append(errs, l)
+				}
+			}
+			if len(errs) == 0 {
+				fmt.Fprintf(&b, "%s: running, no errors in %s\n", o.name, logPath)
+				continue
+			}
+			fmt.Fprintf(&b, "%s: running; the last errors in %s:\n", o.name, logPath)
+			lines = errs[max(0, len(errs)-5):]
+		}
+		for _, l := range lines {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// runScenario loads the scenario into the running nodes, has the officers approve the policies,
+// and prints the pictures; without once it then waits for ctx to end.
+func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string, once bool) error {
 	byName := map[string]*demoOrg{}
 	for _, o := range orgs {
 		byName[o.name] = o
@@ -278,8 +320,12 @@ func (o *demoOrg) start(exe string) error {
 		logf.Close()
 		return err
 	}
-	o.exited = make(chan error, 1)
-	go func() { o.exited <- o.cmd.Wait(); logf.Close() }()
+	o.done = make(chan struct{})
+	go func() {
+		o.exitErr = o.cmd.Wait()
+		logf.Close()
+		close(o.done)
+	}()
 	return nil
 }
 
@@ -290,14 +336,14 @@ func stopOrgs(orgs []*demoOrg) {
 		}
 	}
 	for _, o := range orgs {
-		if o.exited == nil {
+		if o.done == nil {
 			continue
 		}
 		select {
-		case <-o.exited:
+		case <-o.done:
 		case <-time.After(15 * time.Second):
 			o.cmd.Process.Kill()
-			<-o.exited
+			<-o.done
 		}
 	}
 }
@@ -317,8 +363,8 @@ func (o *demoOrg) waitReady(ctx context.Context) error {
 	f := o.local()
 	for {
 		select {
-		case err := <-o.exited:
-			return fmt.Errorf("the node exited: %v", err)
+		case <-o.done:
+			return fmt.Errorf("the node exited: %v", o.exitErr)
 		default:
 		}
 		conn, err := f.dial()
