@@ -22,9 +22,6 @@ import (
 	"time"
 )
 
-// Race is true when the tests, and so the binary, are built with the race detector.
-const Race = race
-
 var (
 	buildOnce sync.Once
 	binDir    string
@@ -41,7 +38,7 @@ func Build() (string, error) {
 		}
 		binPath = filepath.Join(binDir, "knooppunt")
 		args := []string{"build", "-o", binPath}
-		if Race {
+		if race { // the tests run with the race detector: so does the binary
 			args = append(args, "-race")
 		}
 		args = append(args, "github.com/knooppunt/knooppunt/cmd/knooppunt")

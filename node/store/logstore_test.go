@@ -89,10 +89,7 @@ func TestMigrateBoltCopiesEverything(t *testing.T) {
 		}
 	}()
 
-	l, err := openLog(dir, hclog.NewNullLogger(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustOpenLog(t, dir, segmentSize, reopenSegments*segmentSize)
 	defer l.Close()
 	if _, err := os.Stat(filepath.Join(dir, boltFile)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("raft.db after the move: %v, want it removed", err)
@@ -161,10 +158,7 @@ func TestMigrateBoltFinishesAnInterruptedMove(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(tmp, "00000000000000000001-0000000000000000.wal"), []byte("torn"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		l, err := openLog(dir, hclog.NewNullLogger(), quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := mustOpenLog(t, dir, segmentSize, reopenSegments*segmentSize)
 		defer l.Close()
 		if n, _ := l.LastIndex(); n != last {
 			t.Fatalf("last index %d, want %d", n, last)
@@ -183,10 +177,7 @@ func TestMigrateBoltFinishesAnInterruptedMove(t *testing.T) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		l, err := openLog(dir, hclog.NewNullLogger(), quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := mustOpenLog(t, dir, segmentSize, reopenSegments*segmentSize)
 		defer l.Close()
 		if _, err := os.Stat(filepath.Join(dir, boltFile)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("raft.db: %v, want it removed", err)
@@ -200,11 +191,8 @@ func TestMigrateBoltFinishesAnInterruptedMove(t *testing.T) {
 // TestOpenLogRefusesASecondReplica opens the same directory twice.
 func TestOpenLogRefusesASecondReplica(t *testing.T) {
 	dir := t.TempDir()
-	l, err := openLog(dir, hclog.NewNullLogger(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = openLog(dir, hclog.NewNullLogger(), quiet)
+	l := mustOpenLog(t, dir, segmentSize, reopenSegments*segmentSize)
+	_, err := openLog(dir, hclog.NewNullLogger(), quiet)
 	if err == nil || !strings.Contains(err.Error(), "another node") {
 		t.Fatalf("second open: %v, want it refused as locked by another node", err)
 	}
@@ -220,10 +208,7 @@ func TestOpenLogRefusesASecondReplica(t *testing.T) {
 // behind and after the cut: what was cut must be gone, or a leader sends a wiped follower old
 // entries instead of its snapshot.
 func TestCutEntriesAreGone(t *testing.T) {
-	l, err := openLog(t.TempDir(), hclog.NewNullLogger(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustOpenLog(t, t.TempDir(), segmentSize, reopenSegments*segmentSize)
 	defer l.Close()
 	for i := uint64(1); i <= 10; i++ {
 		if err := l.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}}); err != nil {
@@ -250,10 +235,7 @@ func TestCutEntriesAreGone(t *testing.T) {
 // version's Close also left its meta store locked).
 func TestReopenAfterATailCut(t *testing.T) {
 	dir := t.TempDir()
-	l, err := openLog(dir, hclog.NewNullLogger(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustOpenLog(t, dir, segmentSize, reopenSegments*segmentSize)
 	for i := uint64(1); i <= 10; i++ {
 		if err := l.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}}); err != nil {
 			t.Fatal(err)
@@ -270,7 +252,7 @@ func TestReopenAfterATailCut(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err = openLog(dir, hclog.NewNullLogger(), quiet)
+	l, err := openLog(dir, hclog.NewNullLogger(), quiet)
 	if err != nil {
 		t.Fatalf("open after a tail cut: %v", err)
 	}
@@ -293,6 +275,17 @@ func TestReopenAfterATailCut(t *testing.T) {
 	}
 }
 
+// mustOpenLog opens the log in dir with segments of size bytes, opened again every reopenAfter
+// bytes appended, as openLog does with its defaults.
+func mustOpenLog(t *testing.T, dir string, size, reopenAfter int) *raftLog {
+	t.Helper()
+	l, err := openLogSized(dir, size, reopenAfter, hclog.NewNullLogger(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // liveHeap is the heap in use after a full collection.
 func liveHeap() uint64 {
 	runtime.GC()
@@ -309,10 +302,7 @@ func liveHeap() uint64 {
 func TestOldSegmentsReleaseTheirBuffers(t *testing.T) {
 	const segments, entry, segSize = 48, 768 << 10, 1 << 20
 	grown := func(reopenAfter int) uint64 {
-		l, err := openLogSized(t.TempDir(), segSize, reopenAfter, hclog.NewNullLogger(), quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := mustOpenLog(t, t.TempDir(), segSize, reopenAfter)
 		defer l.Close()
 		before := liveHeap()
 		for i := uint64(1); i <= segments; i++ {
@@ -361,10 +351,7 @@ func mustIndex(t *testing.T, f func() (uint64, error)) uint64 {
 // again and again, as Raft's replication reads while its leader appends: every read must find
 // its entry or, past the last index, ErrLogNotFound; none may see the log closed.
 func TestReadsDuringReopenings(t *testing.T) {
-	l, err := openLogSized(t.TempDir(), 64<<10, 128<<10, hclog.NewNullLogger(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustOpenLog(t, t.TempDir(), 64<<10, 128<<10)
 	defer l.Close()
 	const entries = 400
 	var last atomic.Uint64
@@ -460,10 +447,7 @@ func TestSealedTailIsRepaired(t *testing.T) {
 	if last == 0 {
 		t.Skip("raft-wal started the next segment before every close: the crash state was not reproduced")
 	}
-	l, err := openLogSized(dir, 64<<10, 0, hclog.NewNullLogger(), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustOpenLog(t, dir, 64<<10, 0)
 	defer l.Close()
 	if err := l.StoreLogs([]*raft.Log{{Index: last + 1, Term: 2, Type: raft.LogCommand, Data: []byte("after the crash")}}); err != nil {
 		t.Fatalf("append to a log with a sealed tail: %v", err)
@@ -480,11 +464,9 @@ func TestSealedTailIsRepaired(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err = openLogSized(dir, 64<<10, 0, hclog.NewNullLogger(), quiet)
-	if err != nil {
-		t.Fatalf("open after the repair: %v", err)
-	}
-	if err := l.StoreLogs([]*raft.Log{{Index: last + 2, Term: 2, Type: raft.LogCommand, Data: []byte("next")}}); err != nil {
+	again := mustOpenLog(t, dir, 64<<10, 0)
+	defer again.Close()
+	if err := again.StoreLogs([]*raft.Log{{Index: last + 2, Term: 2, Type: raft.LogCommand, Data: []byte("next")}}); err != nil {
 		t.Fatalf("append after the repair and a restart: %v", err)
 	}
 }
@@ -496,10 +478,7 @@ func TestSealedTailIsRepaired(t *testing.T) {
 func TestAppendsLeaveNoSealedTail(t *testing.T) {
 	for attempt := range 10 {
 		dir := t.TempDir()
-		l, err := openLogSized(dir, 64<<10, 0, hclog.NewNullLogger(), quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := mustOpenLog(t, dir, 64<<10, 0)
 		i := fillSegment(t, l.StoreLogs)
 		l.Close()
 		w, err := openWAL(filepath.Join(dir, walDir), 64<<10, hclog.NewNullLogger())
