@@ -1,6 +1,7 @@
 package db
 
 import (
+	"database/sql"
 	"strconv"
 	"strings"
 )
@@ -13,7 +14,7 @@ import (
 const bulkMax = 64
 
 // bulk is a statement run once per chunk of rows: an INSERT with a multi-row VALUES, or a DELETE
-// with an IN list. Parameters ?1 … ?shared are bound once per statement; every row binds
+// or SELECT with an IN list. Parameters ?1 … ?shared are bound once per statement; every row binds
 // perRow more.
 type bulk struct {
 	shared, perRow int
@@ -51,6 +52,32 @@ func param(n int) string { return "?" + strconv.Itoa(n) }
 // exec runs the statement over rows 0 … n-1. shared holds the shared parameters; row appends
 // row i's parameters to args and returns it.
 func (b *bulk) exec(tx *writeTx, shared []any, n int, row func(i int, args []any) []any) error {
+	return b.each(shared, n, row, func(query string, args []any) error {
+		_, err := tx.Exec(query, args...)
+		return err
+	})
+}
+
+// query runs the statement, a SELECT, over rows 0 … n-1 as exec does, and calls scan for every
+// row of every result.
+func (b *bulk) query(tx *writeTx, shared []any, n int, row func(i int, args []any) []any, scan func(*sql.Rows) error) error {
+	return b.each(shared, n, row, func(query string, args []any) error {
+		rows, err := tx.Query(query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
+// each splits rows 0 … n-1 into the statement's chunks and runs each with its arguments.
+func (b *bulk) each(shared []any, n int, row func(i int, args []any) []any, run func(query string, args []any) error) error {
 	args := make([]any, 0, len(shared)+b.perRow*min(n, bulkMax))
 	for done := 0; done < n; {
 		size := bulkMax
@@ -61,7 +88,7 @@ func (b *bulk) exec(tx *writeTx, shared []any, n int, row func(i int, args []any
 		for i := done; i < done+size; i++ {
 			args = row(i, args)
 		}
-		if _, err := tx.Exec(b.sql[size], args...); err != nil {
+		if err := run(b.sql[size], args); err != nil {
 			return err
 		}
 		done += size

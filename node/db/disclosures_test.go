@@ -2,9 +2,11 @@ package db_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -84,6 +86,105 @@ func TestApplyDisclosures(t *testing.T) {
 	}
 	if rep.FirstBroken != 0 || rep.Entries != 5 {
 		t.Fatalf("AuditVerify = %+v, want 5 entries, none broken", rep)
+	}
+}
+
+// TestRepeatedDisclosures checks that a record sent again at a version its recipient holds, under
+// the same policies, is not disclosed again: no disclosures row changes (its time stays that of
+// the first disclosure) and no per-record audit entry is written, but one federation.resend entry
+// counts such records per command. A new version, other policies, two versions of a record in one
+// command, and a record sent again after its retraction are each disclosed; the same version
+// twice in one command is disclosed once.
+func TestRepeatedDisclosures(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	const to, toID = "ncc.crisis.test", "spiffe://ncc.crisis.test/node/r1"
+	idx := uint64(0)
+	apply := func(at int, via string, disclosed []*pb.Disclosure, retracted ...string) {
+		t.Helper()
+		c := &pb.RecordDisclosures{Recipient: to, RecipientId: toID, Via: via, At: hour(at), Disclosed: disclosed}
+		for _, id := range retracted {
+			c.Retracted = append(c.Retracted, &pb.Disclosure{RecordId: id, Reason: "revoked"})
+		}
+		idx++
+		if err := d.ApplyDisclosures(idx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x := func(id string, version int64, policies ...string) *pb.Disclosure {
+		return &pb.Disclosure{RecordId: id, Version: version, Policies: policies}
+	}
+	apply(0, "Query", []*pb.Disclosure{x("a", 1, "p@1"), x("b", 1, "p@1")})
+	apply(1, "Query", []*pb.Disclosure{x("a", 1, "p@1"), x("b", 1, "p@1")})                                                        // both held
+	apply(2, "Subscribe", []*pb.Disclosure{x("a", 2, "p@1"), x("b", 1, "q@2"), x("c", 1), x("a", 2, "p@1"), x("d", 1), x("d", 2)}) // new version, other policies, new record, a again, d twice
+	apply(3, "Subscribe", nil, "b")
+	apply(4, "Query", []*pb.Disclosure{x("b", 1, "q@2"), x("c", 1)}) // b again after its retraction; c held
+
+	entries, err := d.AuditList(ctx, db.AuditFilter{Action: "federation."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type entry struct{ action, subject, detail string }
+	disclose := func(id string, version int64, policies, via string) entry {
+		return entry{db.AuditDisclosure, id, fmt.Sprintf(`{"policies":%s,"recipient":%q,"version":%d,"via":%q}`, policies, to, version, via)}
+	}
+	resend := func(n int, via string) entry {
+		return entry{db.AuditResend, to, fmt.Sprintf(`{"recipient":%q,"records":%d,"via":%q}`, to, n, via)}
+	}
+	want := []entry{
+		disclose("a", 1, `["p@1"]`, "Query"), disclose("b", 1, `["p@1"]`, "Query"),
+		resend(2, "Query"),
+		disclose("a", 2, `["p@1"]`, "Subscribe"), disclose("b", 1, `["q@2"]`, "Subscribe"), disclose("c", 1, "null", "Subscribe"),
+		disclose("d", 1, "null", "Subscribe"), disclose("d", 2, "null", "Subscribe"),
+		resend(1, "Subscribe"),
+		{db.AuditRetraction, "b", fmt.Sprintf(`{"reason":"revoked","recipient":%q}`, to)},
+		disclose("b", 1, `["q@2"]`, "Query"),
+		resend(1, "Query"),
+	}
+	var got []entry
+	for _, e := range entries {
+		if e.Actor != toID {
+			t.Errorf("entry %d: actor %s, want %s", e.Seq, e.Actor, toID)
+		}
+		got = append(got, entry{e.Action, e.Subject, e.Detail})
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit entries:\n%v\nwant\n%v", got, want)
+	}
+	// The resend detail reads as json.Marshal writes the map.
+	m, _ := json.Marshal(map[string]any{"recipient": to, "records": 2, "via": "Query"})
+	if got[2].detail != string(m) {
+		t.Errorf("resend detail %s, want %s", got[2].detail, m)
+	}
+
+	heldAt := func(id string) int64 {
+		t.Helper()
+		h, err := sql.Open("sqlite3", "file:"+d.Path()+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		var at int64
+		if err := h.QueryRow(`SELECT at FROM disclosures WHERE recipient = ? AND record_id = ?`, to, id).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	if got, want := heldAt("c"), hour(2).AsTime().UnixNano(); got != want {
+		t.Errorf("c held since %d, want %d: its first disclosure", got, want)
+	}
+	if got, want := heldAt("b"), hour(4).AsTime().UnixNano(); got != want {
+		t.Errorf("b held since %d, want %d: its disclosure after the retraction", got, want)
+	}
+	heldNow, err := d.Disclosed(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int64{"a": 2, "b": 1, "c": 1, "d": 2}; !maps.Equal(heldNow, want) {
+		t.Fatalf("Disclosed = %v, want %v", heldNow, want)
+	}
+	if rep, err := verifyChain(ctx, d); err != nil || rep.FirstBroken != 0 || rep.Entries != int64(len(want)) {
+		t.Fatalf("AuditVerify = %+v, %v: want %d entries, none broken", rep, err, len(want))
 	}
 }
 

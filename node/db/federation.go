@@ -17,15 +17,22 @@ import (
 // Audit actions of federation.
 const (
 	AuditDisclosure       = "federation.disclose"
+	AuditResend           = "federation.resend"
 	AuditRetraction       = "federation.retract"
 	AuditFederationDenied = "federation.denied"
 	AuditSearch           = "search"
 )
 
-// ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits each:
-// one disclosures row and one audit entry per record, so that `audit list --subject ID` finds
-// every disclosure of a record. Rows go in by the chunk (see bulk), and the audit detail is built
-// without reflection; its bytes are those json.Marshal gives the same map.
+// ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits it.
+//
+// A record is disclosed when the recipient gets a version of it, under a set of policies, that
+// the disclosures table does not already say it holds. Each such disclosure is one disclosures
+// row and one audit entry, so that `audit list --subject ID` finds every version of a record that
+// reached a recipient and when it first did. Records sent again at a version the recipient
+// holds, under the same policies (a search asking again, a subscription's resync), tell it
+// nothing new: they change no row, and one federation.resend entry per command counts them, so
+// that every call still leaves its trace. Rows go in by the chunk (see bulk), and the audit
+// detail is built without reflection; its bytes are those json.Marshal gives the same map.
 func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 	at := c.At.AsTime()
 	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
@@ -34,38 +41,22 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			return err
 		}
 		recipient, _ := json.Marshal(c.Recipient)
+		via, _ := json.Marshal(c.Via)
 		if len(c.Disclosed) > 0 {
-			// Most records of a command were granted by the same policies.
-			polJSON := map[string]string{}
-			pols := make([]string, len(c.Disclosed))
-			for i, x := range c.Disclosed {
-				key := strings.Join(x.Policies, "\x00")
-				pol, ok := polJSON[key]
-				if !ok {
-					b, _ := json.Marshal(nonNilSlice(x.Policies))
-					pol = string(b)
-					polJSON[key] = pol
-				}
-				pols[i] = pol
-			}
-			err := disclosureRows.exec(tx, []any{c.Recipient, at.UnixNano()}, len(c.Disclosed), func(i int, args []any) []any {
-				x := c.Disclosed[i]
-				return append(args, x.RecordId, x.Version, pols[i])
-			})
+			fresh, pols, err := disclose(tx, c, at)
 			if err != nil {
 				return err
 			}
-			via, _ := json.Marshal(c.Via)
 			var detail []byte
-			err = a.addMany(at, c.RecipientId, AuditDisclosure, len(c.Disclosed), func(i int) (string, string) {
-				x := c.Disclosed[i]
+			err = a.addMany(at, c.RecipientId, AuditDisclosure, len(fresh), func(i int) (string, string) {
+				x := c.Disclosed[fresh[i]]
 				// {"policies":…,"recipient":…,"version":…,"via":…}: the keys in the order
 				// json.Marshal sorts a map's keys, as earlier entries were written.
 				detail = append(detail[:0], `{"policies":`...)
 				if x.Policies == nil {
 					detail = append(detail, "null"...)
 				} else {
-					detail = append(detail, pols[i]...)
+					detail = append(detail, pols[fresh[i]]...)
 				}
 				detail = append(detail, `,"recipient":`...)
 				detail = append(detail, recipient...)
@@ -78,6 +69,13 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			})
 			if err != nil {
 				return err
+			}
+			if again := len(c.Disclosed) - len(fresh); again > 0 {
+				// {"recipient":…,"records":…,"via":…}, as json.Marshal writes the map.
+				detail := fmt.Sprintf(`{"recipient":%s,"records":%d,"via":%s}`, recipient, again, via)
+				if err := a.addRaw(at, c.RecipientId, AuditResend, c.Recipient, detail); err != nil {
+					return err
+				}
 			}
 		}
 		if len(c.Retracted) > 0 {
@@ -107,11 +105,71 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 	})
 }
 
+// held is what the disclosures table says a recipient holds of one record.
+type held struct {
+	version  int64
+	policies string // JSON array
+}
+
+// disclose writes the rows of c.Disclosed that disclose something: a version, or a set of
+// policies, that the recipient does not hold, counting the rows before it in the same command.
+// It returns their indexes, in order, and pols, where pols[i] is the policies of c.Disclosed[i]
+// as the table stores them.
+func disclose(tx *writeTx, c *pb.RecordDisclosures, at time.Time) (fresh []int, pols []string, err error) {
+	// Most records of a command were granted by the same policies.
+	polJSON := map[string]string{}
+	pols = make([]string, len(c.Disclosed))
+	for i, x := range c.Disclosed {
+		key := strings.Join(x.Policies, "\x00")
+		pol, ok := polJSON[key]
+		if !ok {
+			b, _ := json.Marshal(nonNilSlice(x.Policies))
+			pol = string(b)
+			polJSON[key] = pol
+		}
+		pols[i] = pol
+	}
+	// What the recipient holds of these records.
+	holds := make(map[string]held, len(c.Disclosed))
+	err = heldRows.query(tx, []any{c.Recipient}, len(c.Disclosed), func(i int, args []any) []any {
+		return append(args, c.Disclosed[i].RecordId)
+	}, func(rows *sql.Rows) error {
+		var id string
+		var h held
+		if err := rows.Scan(&id, &h.version, &h.policies); err != nil {
+			return err
+		}
+		holds[id] = h
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	fresh = make([]int, 0, len(c.Disclosed))
+	for i, x := range c.Disclosed {
+		h := held{x.Version, pols[i]}
+		if old, ok := holds[x.RecordId]; ok && old == h {
+			continue
+		}
+		holds[x.RecordId] = h
+		fresh = append(fresh, i)
+	}
+	err = disclosureRows.exec(tx, []any{c.Recipient, at.UnixNano()}, len(fresh), func(i int, args []any) []any {
+		x := c.Disclosed[fresh[i]]
+		return append(args, x.RecordId, x.Version, pols[fresh[i]])
+	})
+	return fresh, pols, err
+}
+
 var (
-	// disclosureRows inserts disclosures to one recipient (?1) at one time (?2).
-	disclosureRows = newBulk(`INSERT OR REPLACE INTO disclosures (recipient, record_id, version, policies, at) VALUES `, 2, 3,
-		func(p []int) string { return "(?1, " + param(p[0]) + ", " + param(p[1]) + ", " + param(p[2]) + ", ?2)" }, ", ", "")
-	// retractionRows deletes disclosures to one recipient (?1).
+	// disclosureRows writes disclosures to one recipient (?1) at one time (?2).
+	disclosureRows = newBulk(`INSERT INTO disclosures (recipient, record_id, version, policies, at) VALUES `, 2, 3,
+		func(p []int) string { return "(?1, " + param(p[0]) + ", " + param(p[1]) + ", " + param(p[2]) + ", ?2)" }, ", ",
+		` ON CONFLICT (recipient, record_id) DO UPDATE SET version = excluded.version, policies = excluded.policies, at = excluded.at`)
+	// heldRows reads what one recipient (?1) holds of some records. The ids are bound as +?,
+	// which SQLite's planner does not read, so the statement is not prepared again at every run.
+	heldRows = newBulk(`SELECT record_id, version, policies FROM disclosures WHERE recipient = ?1 AND record_id IN (`, 1, 1,
+		func(p []int) string { return "+" + param(p[0]) }, ", ", ")")
 	retractionRows = newBulk(`DELETE FROM disclosures WHERE recipient = ?1 AND record_id IN (`, 1, 1,
 		func(p []int) string { return param(p[0]) }, ", ", ")")
 )
