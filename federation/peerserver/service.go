@@ -342,26 +342,45 @@ func ListFilters(f *pb.Filter) []db.Filter {
 	return out
 }
 
-// eachOwn calls fn for every live own record matching f, until fn returns false.
+// eachOwn calls fn for every live own record matching f, until fn returns false. While fn works
+// through a full page, the next page is read on another goroutine, so that a long walk reads and
+// decides on both cores; a walk that stops early cancels that read.
 func eachOwn(ctx context.Context, d *db.DB, f db.Filter, fn func(*pb.Record) (bool, error)) error {
 	if f.PageSize == 0 {
 		f.PageSize = 1000
 	}
-	for {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type page struct {
+		recs []*pb.Record
+		next string
+		err  error
+	}
+	list := func(f db.Filter) page {
 		recs, next, err := d.List(ctx, f)
-		if err != nil {
-			return err
+		return page{recs, next, err}
+	}
+	p := list(f)
+	for {
+		if p.err != nil {
+			return p.err
 		}
-		for _, r := range recs {
+		var ahead chan page
+		if p.next != "" {
+			ahead = make(chan page, 1)
+			f.PageToken = p.next
+			go func(f db.Filter) { ahead <- list(f) }(f)
+		}
+		for _, r := range p.recs {
 			more, err := fn(r)
 			if err != nil || !more {
 				return err
 			}
 		}
-		if next == "" {
+		if ahead == nil {
 			return nil
 		}
-		f.PageToken = next
+		p = <-ahead
 	}
 }
 
