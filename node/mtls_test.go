@@ -621,3 +621,46 @@ func TestMTLSBundleEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestPortTakenStopsTheStartBeforeTheSocket: a node whose mTLS or metrics port another process
+// holds fails to start with an error that names the address, and it fails before its local
+// socket serves, so that a readiness check on the socket never sees a node that peers or
+// scrapes cannot reach. A regular file left at the socket's path tells the order apart: reached
+// first, it would fail the start with "is not a socket".
+func TestPortTakenStopsTheStartBeforeTheSocket(t *testing.T) {
+	for _, key := range []string{"listen", "metrics_addr"} {
+		t.Run(key, func(t *testing.T) {
+			o := newMTLSOrg(t, "taken.crisis.test")
+			taken, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer taken.Close()
+			dataDir := filepath.Join(o.dir, "data")
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			identitytest.WriteFile(t, filepath.Join(dataDir, node.SocketName), []byte("not a socket"))
+			body := fmt.Sprintf("name: taken-%s\norg: %s\n", key, o.td)
+			if key == "listen" {
+				body += fmt.Sprintf("listen: %s\n%s", taken.Addr(), o.filesIdentity())
+			} else {
+				body += fmt.Sprintf("metrics_addr: %s\n", taken.Addr())
+			}
+			cfgFile := filepath.Join(o.dir, "node.yaml")
+			identitytest.WriteFile(t, cfgFile, []byte(body))
+			cfg, err := config.Load(cfgFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := node.Start(t.Context(), node.Options{DataDir: dataDir, Config: cfg, Logger: identitytest.NewLog().Logger})
+			if err == nil {
+				n.Stop(t.Context())
+				t.Fatal("a node started on a port another process holds")
+			}
+			if !strings.Contains(err.Error(), taken.Addr().String()) || strings.Contains(err.Error(), "not a socket") {
+				t.Fatalf("error %q does not name the port that is taken, or the socket was reached first", err)
+			}
+		})
+	}
+}

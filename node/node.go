@@ -236,6 +236,34 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		reflection.Register(s)
 	}
 
+	// The ports are bound, and the gauges registered, before the local socket serves, so that a
+	// node that answers on its socket is listening for peers and scrapes too: a port another
+	// process took stops the start here, rather than after a supervisor or a readiness check saw
+	// the node up.
+	var tl net.Listener
+	if cfg.Listen != "" {
+		if tl, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("node: listen %s: %w", cfg.Listen, err)
+		}
+		defer func() {
+			if !ok {
+				tl.Close()
+			}
+		}()
+	}
+	if err := n.registerGauges(); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsAddr != "" {
+		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if !ok {
+				n.metrics.Close()
+			}
+		}()
+	}
 	n.grpc = n.newServer(true)
 	register(n.grpc)
 	n.sockPath = filepath.Join(opts.DataDir, SocketName)
@@ -254,10 +282,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		creds := identity.ServerCredentialsReporting(n.ident.source, n.ident.trust, n.log, n.refusals.refused)
 		n.tcp = n.newServer(false, grpc.Creds(creds))
 		register(n.tcp)
-		tl, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("node: listen %s: %w", cfg.Listen, err)
-		}
 		n.tcpAddr = tl.Addr()
 		go func() { n.served <- n.tcp.Serve(tl) }()
 	}
@@ -272,14 +296,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		go func() { defer close(n.peersDone); n.peers.Run(pctx) }()
 	}
 
-	if err := n.registerGauges(); err != nil {
-		return nil, err
-	}
-	if cfg.MetricsAddr != "" {
-		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
-			return nil, err
-		}
-	}
 	n.log.Info("node serving", "org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath, "metrics", cfg.MetricsAddr)
 	ok = true
 	return n, nil

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -94,13 +96,49 @@ The shelter figures are made up. With --once it prints and exits 0.`,
 	return cmd
 }
 
+// freePort returns a loopback port that is free now, for a node to bind a moment later. It picks
+// one below the kernel's range of ephemeral ports when it can read that range: outgoing
+// connections and every listener on port 0 draw from that range, and one of them taking the port
+// in that moment would stop the node.
 func freePort() (int, error) {
+	if lo, ok := ephemeralLow(portRangeFile); ok && lo > lowestDemoPort {
+		for range 100 {
+			p := lowestDemoPort + rand.IntN(lo-lowestDemoPort)
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+				l.Close()
+				return p, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lowestDemoPort is the lowest port the demo picks, above the well-known and most registered
+// ports.
+const lowestDemoPort = 20000
+
+const portRangeFile = "/proc/sys/net/ipv4/ip_local_port_range"
+
+// ephemeralLow reads the lowest ephemeral port from a file like portRangeFile ("32768	60999").
+func ephemeralLow(path string) (int, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, false
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo <= 0 || lo > 65535 {
+		return 0, false
+	}
+	return lo, true
 }
 
 func runDemo(ctx context.Context, out io.Writer, exe, dir string, once bool) error {

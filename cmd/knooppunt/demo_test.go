@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,5 +47,50 @@ func TestNodeStatesNamesWhatFailed(t *testing.T) {
 	}
 	if n := strings.Count(got, "\n  line "); n > 19 {
 		t.Errorf("nodeStates shows %d lines of the exited node's log, want its last 20 only:\n%s", n+1, got)
+	}
+}
+
+// TestDemoPortsAvoidTheEphemeralRange: the demo's ports come from below the kernel's ephemeral
+// range, which other programs' connections and port-0 listeners draw from, and are free when
+// picked; a range that cannot be read leaves the choice to the kernel.
+func TestDemoPortsAvoidTheEphemeralRange(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		body string
+		lo   int
+		ok   bool
+	}{{"32768\t60999\n", 32768, true}, {"1024 65535", 1024, true}, {"", 0, false}, {"x 60999", 0, false}, {"70000 80000", 0, false}} {
+		if lo, ok := ephemeralLow(write("range", c.body)); lo != c.lo || ok != c.ok {
+			t.Errorf("ephemeralLow(%q) = %d, %v; want %d, %v", c.body, lo, ok, c.lo, c.ok)
+		}
+	}
+	if _, ok := ephemeralLow(filepath.Join(dir, "missing")); ok {
+		t.Error("ephemeralLow of a missing file reports a range")
+	}
+
+	lo, ok := ephemeralLow(portRangeFile)
+	if !ok || lo <= lowestDemoPort {
+		t.Skipf("this kernel's ephemeral range (%s) leaves no room below it", portRangeFile)
+	}
+	for range 20 {
+		p, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p < lowestDemoPort || p >= lo {
+			t.Fatalf("freePort() = %d, want in [%d, %d)", p, lowestDemoPort, lo)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Fatalf("port %d from freePort is not free: %v", p, err)
+		}
+		l.Close()
 	}
 }
