@@ -96,26 +96,51 @@ The shelter figures are made up. With --once it prints and exits 0.`,
 	return cmd
 }
 
-// freePort returns a loopback port that is free now, for a node to bind a moment later. It picks
-// one below the kernel's range of ephemeral ports when it can read that range: outgoing
-// connections and every listener on port 0 draw from that range, and one of them taking the port
-// in that moment would stop the node.
-func freePort() (int, error) {
+// ports hands out loopback ports for the demo's nodes, each free when picked and none twice: a
+// port is closed again once checked, so the kernel could offer it again.
+type ports map[int]bool
+
+// free returns a port that is free now, for a node to bind a moment later. It picks one below
+// the kernel's range of ephemeral ports when it can read that range: outgoing connections and
+// every listener on port 0 draw from that range, and one of them taking the port in that moment
+// would stop the node.
+func (ps ports) free() (int, error) {
 	if lo, ok := ephemeralLow(portRangeFile); ok && lo > lowestDemoPort {
-		for range 100 {
-			p := lowestDemoPort + rand.IntN(lo-lowestDemoPort)
-			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-				l.Close()
+		n := lo - lowestDemoPort
+		start := rand.IntN(n)
+		for i := range n {
+			if p := lowestDemoPort + (start+i)%n; ps.take(p) {
 				return p, nil
 			}
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !ps[p] {
+			ps[p] = true
+			return p, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no free loopback port found")
+}
+
+// take claims p if it was not handed out before and is free now.
+func (ps ports) take(p int) bool {
+	if ps[p] {
+		return false
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	ps[p] = true
+	return true
 }
 
 // lowestDemoPort is the lowest port the demo picks, above the well-known and most registered
@@ -144,8 +169,9 @@ func ephemeralLow(path string) (int, bool) {
 func runDemo(ctx context.Context, out io.Writer, exe, dir string, once bool) error {
 	orgs := demoOrgs()
 	fmt.Fprintf(out, "Knooppunt demo federation in %s\n", dir)
+	ps := ports{}
 	for _, o := range orgs {
-		if err := o.prepare(dir); err != nil {
+		if err := o.prepare(dir, ps); err != nil {
 			return fmt.Errorf("%s: %w", o.name, err)
 		}
 	}
@@ -297,7 +323,7 @@ func orgNames(orgs []*demoOrg) string {
 }
 
 // prepare makes the org's CA and SVIDs: the node, two officers and an editor.
-func (o *demoOrg) prepare(dir string) error {
+func (o *demoOrg) prepare(dir string, ps ports) error {
 	o.dir = filepath.Join(dir, o.name)
 	td, err := spiffeid.TrustDomainFromString(o.td)
 	if err != nil {
@@ -316,10 +342,10 @@ func (o *demoOrg) prepare(dir string) error {
 			return err
 		}
 	}
-	if o.port, err = freePort(); err != nil {
+	if o.port, err = ps.free(); err != nil {
 		return err
 	}
-	o.bePort, err = freePort()
+	o.bePort, err = ps.free()
 	return err
 }
 

@@ -51,8 +51,8 @@ func TestNodeStatesNamesWhatFailed(t *testing.T) {
 }
 
 // TestDemoPortsAvoidTheEphemeralRange: the demo's ports come from below the kernel's ephemeral
-// range, which other programs' connections and port-0 listeners draw from, and are free when
-// picked; a range that cannot be read leaves the choice to the kernel.
+// range, which other programs' connections and port-0 listeners draw from, are free when picked,
+// and are never handed out twice; a range that cannot be read leaves the choice to the kernel.
 func TestDemoPortsAvoidTheEphemeralRange(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) string {
@@ -79,18 +79,26 @@ func TestDemoPortsAvoidTheEphemeralRange(t *testing.T) {
 	if !ok || lo <= lowestDemoPort {
 		t.Skipf("this kernel's ephemeral range (%s) leaves no room below it", portRangeFile)
 	}
+	// Ports are never handed out twice: with the range narrowed to 20 ports, 20 picks take each.
+	ps := ports{}
+	for p := lowestDemoPort + 20; p < lo; p++ {
+		ps[p] = true
+	}
 	for range 20 {
-		p, err := freePort()
+		p, err := ps.free()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p < lowestDemoPort || p >= lo {
-			t.Fatalf("freePort() = %d, want in [%d, %d)", p, lowestDemoPort, lo)
+		if p < lowestDemoPort || p >= lowestDemoPort+20 {
+			t.Fatalf("ports.free() = %d, want in [%d, %d)", p, lowestDemoPort, lowestDemoPort+20)
 		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			t.Fatalf("port %d from freePort is not free: %v", p, err)
+			t.Fatalf("port %d from ports.free is not free: %v", p, err)
 		}
 		l.Close()
+	}
+	if len(ps) != lo-lowestDemoPort {
+		t.Fatalf("%d ports handed out or reserved, want %d: a port was handed out twice", len(ps), lo-lowestDemoPort)
 	}
 }
