@@ -140,20 +140,24 @@ func RegisterService(s grpc.ServiceRegistrar, svc *Service) {
 // Shutdown ends every subscription, so a graceful stop does not wait for them.
 func (s *Service) Shutdown() { s.once.Do(func() { close(s.quit) }) }
 
-// admit takes one of the peer's calls, or refuses it with RESOURCE_EXHAUSTED when the peer is
-// over its rate or has too many calls open. The caller must call done when the call ends.
-func (s *Service) admit(to policy.Recipient) (done func(), err error) {
+// admit resolves the calling peer and takes one of its calls, or refuses the call: with
+// PERMISSION_DENIED when the caller is not a configured peer, with RESOURCE_EXHAUSTED when the
+// peer is over its rate or has too many calls open. The caller must call done when the call ends.
+func (s *Service) admit(ctx context.Context) (to policy.Recipient, done func(), err error) {
+	if to, err = s.recipient(ctx); err != nil {
+		return to, nil, err
+	}
 	gt := s.gate(to)
 	if !gt.rate.Allow() {
 		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
-		return nil, status.Errorf(codes.ResourceExhausted, "peer %s is over %g calls per second to this node's FederationService: slow down and retry", to.TrustDomain, s.c.RequestsPerSecond)
+		return to, nil, status.Errorf(codes.ResourceExhausted, "peer %s is over %g calls per second to this node's FederationService: slow down and retry", to.TrustDomain, s.c.RequestsPerSecond)
 	}
 	select {
 	case gt.calls <- struct{}{}:
-		return func() { <-gt.calls }, nil
+		return to, func() { <-gt.calls }, nil
 	default:
 		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
-		return nil, status.Errorf(codes.ResourceExhausted, "peer %s has %d FederationService calls open on this node, the most it may: end one and retry", to.TrustDomain, s.c.MaxCalls)
+		return to, nil, status.Errorf(codes.ResourceExhausted, "peer %s has %d FederationService calls open on this node, the most it may: end one and retry", to.TrustDomain, s.c.MaxCalls)
 	}
 }
 
@@ -214,11 +218,7 @@ func (s *Service) recipient(ctx context.Context) (policy.Recipient, error) {
 
 // Describe returns the node's name and org and what the caller may receive.
 func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.DescribeResponse, error) {
-	to, err := s.recipient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	done, err := s.admit(to)
+	to, done, err := s.admit(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -498,11 +498,7 @@ func (d *disclosures) wait() error {
 // Query streams the records that match the filter and that policy lets the caller have.
 func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.SharedRecord]) error {
 	ctx := stream.Context()
-	to, err := s.recipient(ctx)
-	if err != nil {
-		return err
-	}
-	done, err := s.admit(to)
+	to, done, err := s.admit(ctx)
 	if err != nil {
 		return err
 	}
@@ -590,11 +586,7 @@ func (s *Service) auditDenied(ctx context.Context, to policy.Recipient, method, 
 // alive and carry the cursor past changes the caller may not see.
 func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.FeedEvent]) error {
 	ctx := stream.Context()
-	to, err := s.recipient(ctx)
-	if err != nil {
-		return err
-	}
-	done, err := s.admit(to)
+	to, done, err := s.admit(ctx)
 	if err != nil {
 		return err
 	}
