@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
@@ -111,23 +112,18 @@ func newPolicyProposeCmd() *cobra.Command {
 		Example: `  knooppunt policy propose lcvs-capacity.yaml --node node.example:7443 --svid-cert me.crt --svid-key me.key --bundle bundle.pem`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			src, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			c, closeConn, err := f.policies()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			p, err := c.Propose(cmd.Context(), &pb.ProposeRequest{Source: src})
-			if err != nil {
-				return callError(&f, err)
-			}
-			return printPolicy(cmd.OutOrStdout(), f.output, p, false)
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewPolicyServiceClient(conn)
+				p, err := c.Propose(cmd.Context(), &pb.ProposeRequest{Source: src})
+				if err != nil {
+					return err
+				}
+				return printPolicy(cmd.OutOrStdout(), f.output, p, false)
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -145,31 +141,29 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 		Example: fmt.Sprintf("  knooppunt policy %s lcvs-capacity-to-regions@2%s", action, map[bool]string{true: ` --reason "purpose ended"`, false: ""}[needReason]),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			if needReason && reason == "" {
 				return fmt.Errorf("--reason: say why")
 			}
-			c, closeConn, err := f.policies()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			req := &pb.PolicyStepRequest{Id: args[0], Reason: reason}
-			var p *pb.PolicyInfo
-			switch action {
-			case "approve":
-				p, err = c.Approve(cmd.Context(), req)
-			case "reject":
-				p, err = c.Reject(cmd.Context(), req)
-			default:
-				p, err = c.Revoke(cmd.Context(), req)
-			}
-			if err != nil {
-				return callError(&f, err)
-			}
-			return printPolicy(cmd.OutOrStdout(), f.output, p, false)
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewPolicyServiceClient(conn)
+				req := &pb.PolicyStepRequest{Id: args[0], Reason: reason}
+				var (
+					p   *pb.PolicyInfo
+					err error
+				)
+				switch action {
+				case "approve":
+					p, err = c.Approve(cmd.Context(), req)
+				case "reject":
+					p, err = c.Reject(cmd.Context(), req)
+				default:
+					p, err = c.Revoke(cmd.Context(), req)
+				}
+				if err != nil {
+					return err
+				}
+				return printPolicy(cmd.OutOrStdout(), f.output, p, false)
+			})
 		},
 	}
 	if needReason {
@@ -249,31 +243,26 @@ func newPolicyListCmd() *cobra.Command {
 		Example: `  knooppunt policy list --state proposed -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			c, closeConn, err := f.policies()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			resp, err := c.List(cmd.Context(), &req)
-			if err != nil {
-				return callError(&f, err)
-			}
-			if f.output == "json" {
-				out := make([]policyJSON, len(resp.Policies))
-				for i, p := range resp.Policies {
-					out[i] = toPolicyJSON(p, false)
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewPolicyServiceClient(conn)
+				resp, err := c.List(cmd.Context(), &req)
+				if err != nil {
+					return err
 				}
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			tw := newTable(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "ID\tSTATE\tACTIVE\tAPPROVALS\tAUTHOR\tPURPOSE")
-			for _, p := range resp.Policies {
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%d/%d\t%s\t%s\n", p.Id, p.State, p.Active, len(p.Approvers), p.ApprovalsRequired, p.Author, truncate(p.Purpose, 40))
-			}
-			return tw.Flush()
+				if f.output == "json" {
+					out := make([]policyJSON, len(resp.Policies))
+					for i, p := range resp.Policies {
+						out[i] = toPolicyJSON(p, false)
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "ID\tSTATE\tACTIVE\tAPPROVALS\tAUTHOR\tPURPOSE")
+				for _, p := range resp.Policies {
+					fmt.Fprintf(tw, "%s\t%s\t%v\t%d/%d\t%s\t%s\n", p.Id, p.State, p.Active, len(p.Approvers), p.ApprovalsRequired, p.Author, truncate(p.Purpose, 40))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&req.State, "state", "", "only this state: proposed, approved, rejected, revoked, superseded")
@@ -290,19 +279,14 @@ func newPolicyShowCmd() *cobra.Command {
 		Example: `  knooppunt policy show lcvs-capacity-to-regions@1`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			c, closeConn, err := f.policies()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: args[0]})
-			if err != nil {
-				return callError(&f, err)
-			}
-			return printPolicy(cmd.OutOrStdout(), f.output, p, true)
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewPolicyServiceClient(conn)
+				p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: args[0]})
+				if err != nil {
+					return err
+				}
+				return printPolicy(cmd.OutOrStdout(), f.output, p, true)
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -397,54 +381,49 @@ show what the recipient would receive: the records, the body fields redacted, an
   knooppunt policy preview lcvs-capacity-to-regions@2 --recipient spiffe://vr-utrecht.crisis.test/node/r1 --phase warm -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			req := &pb.PreviewRequest{Recipient: recipient, Phase: phase, Limit: limit}
 			if src, err := os.ReadFile(args[0]); err == nil {
 				req.Source = src
 			} else {
 				req.Id = args[0]
 			}
-			c, closeConn, err := f.policies()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			resp, err := c.Preview(cmd.Context(), req)
-			if err != nil {
-				return callError(&f, err)
-			}
-			out := cmd.OutOrStdout()
-			if f.output == "json" {
-				type item struct {
-					Record   record.JSON `json:"record"`
-					Redacted []string    `json:"redacted"`
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewPolicyServiceClient(conn)
+				resp, err := c.Preview(cmd.Context(), req)
+				if err != nil {
+					return err
 				}
-				doc := struct {
-					Total      int64            `json:"total"`
-					Considered int64            `json:"considered"`
-					Counts     map[string]int64 `json:"counts"`
-					Items      []item           `json:"items"`
-				}{Total: resp.Total, Considered: resp.Considered, Counts: map[string]int64{}, Items: []item{}}
+				out := cmd.OutOrStdout()
+				if f.output == "json" {
+					type item struct {
+						Record   record.JSON `json:"record"`
+						Redacted []string    `json:"redacted"`
+					}
+					doc := struct {
+						Total      int64            `json:"total"`
+						Considered int64            `json:"considered"`
+						Counts     map[string]int64 `json:"counts"`
+						Items      []item           `json:"items"`
+					}{Total: resp.Total, Considered: resp.Considered, Counts: map[string]int64{}, Items: []item{}}
+					for _, c := range resp.Counts {
+						doc.Counts[c.Kind] = c.Count
+					}
+					for _, it := range resp.Items {
+						doc.Items = append(doc.Items, item{Record: record.ToJSON(it.Record), Redacted: nonNilStrings(it.Redacted)})
+					}
+					return printJSON(out, doc)
+				}
+				fmt.Fprintf(out, "%s would receive %d of %d records considered\n", recipient, resp.Total, resp.Considered)
 				for _, c := range resp.Counts {
-					doc.Counts[c.Kind] = c.Count
+					fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
 				}
+				tw := newTable(out)
+				fmt.Fprintln(tw, "\nID\tKIND\tREGION\tREDACTED\tBODY AS SENT")
 				for _, it := range resp.Items {
-					doc.Items = append(doc.Items, item{Record: record.ToJSON(it.Record), Redacted: nonNilStrings(it.Redacted)})
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Record.Id, it.Record.Kind, it.Record.Region, strings.Join(it.Redacted, ","), truncate(string(it.Record.Body), 60))
 				}
-				return printJSON(out, doc)
-			}
-			fmt.Fprintf(out, "%s would receive %d of %d records considered\n", recipient, resp.Total, resp.Considered)
-			for _, c := range resp.Counts {
-				fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
-			}
-			tw := newTable(out)
-			fmt.Fprintln(tw, "\nID\tKIND\tREGION\tREDACTED\tBODY AS SENT")
-			for _, it := range resp.Items {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Record.Id, it.Record.Kind, it.Record.Region, strings.Join(it.Redacted, ","), truncate(string(it.Record.Body), 60))
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer's SPIFFE ID (required)")
@@ -473,52 +452,47 @@ func newPolicyExplainCmd() *cobra.Command {
 		Example: `  knooppunt policy explain --record shelter-utrecht --recipient spiffe://ncc.crisis.test/node/r1`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			c, closeConn, err := f.policies()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			resp, err := c.Explain(cmd.Context(), &pb.ExplainRequest{RecordId: recordID, Recipient: recipient, Phase: ph})
-			if err != nil {
-				return callError(&f, err)
-			}
-			out := cmd.OutOrStdout()
-			if f.output == "json" {
-				type verdict struct {
-					Policy string   `json:"policy"`
-					Grants bool     `json:"grants"`
-					Reason string   `json:"reason"`
-					Redact []string `json:"redact"`
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewPolicyServiceClient(conn)
+				resp, err := c.Explain(cmd.Context(), &pb.ExplainRequest{RecordId: recordID, Recipient: recipient, Phase: ph})
+				if err != nil {
+					return err
 				}
-				doc := struct {
-					Allow    bool      `json:"allow"`
-					Phase    string    `json:"phase"`
-					Policies []string  `json:"policies"`
-					Redacted []string  `json:"redacted"`
-					Verdicts []verdict `json:"verdicts"`
-				}{Allow: resp.Allow, Phase: resp.Phase, Policies: nonNilStrings(resp.Policies), Redacted: nonNilStrings(resp.Redacted), Verdicts: []verdict{}}
+				out := cmd.OutOrStdout()
+				if f.output == "json" {
+					type verdict struct {
+						Policy string   `json:"policy"`
+						Grants bool     `json:"grants"`
+						Reason string   `json:"reason"`
+						Redact []string `json:"redact"`
+					}
+					doc := struct {
+						Allow    bool      `json:"allow"`
+						Phase    string    `json:"phase"`
+						Policies []string  `json:"policies"`
+						Redacted []string  `json:"redacted"`
+						Verdicts []verdict `json:"verdicts"`
+					}{Allow: resp.Allow, Phase: resp.Phase, Policies: nonNilStrings(resp.Policies), Redacted: nonNilStrings(resp.Redacted), Verdicts: []verdict{}}
+					for _, v := range resp.Verdicts {
+						doc.Verdicts = append(doc.Verdicts, verdict{v.PolicyId, v.Grants, v.Reason, nonNilStrings(v.Redact)})
+					}
+					return printJSON(out, doc)
+				}
+				verdict := "NOT shared"
+				if resp.Allow {
+					verdict = "shared under " + strings.Join(resp.Policies, ", ")
+					if len(resp.Redacted) > 0 {
+						verdict += ", without " + strings.Join(resp.Redacted, ", ")
+					}
+				}
+				fmt.Fprintf(out, "%s → %s: %s (phase %s)\n", recordID, recipient, verdict, resp.Phase)
+				tw := newTable(out)
+				fmt.Fprintln(tw, "POLICY\tGRANTS\tWHY")
 				for _, v := range resp.Verdicts {
-					doc.Verdicts = append(doc.Verdicts, verdict{v.PolicyId, v.Grants, v.Reason, nonNilStrings(v.Redact)})
+					fmt.Fprintf(tw, "%s\t%v\t%s\n", v.PolicyId, v.Grants, v.Reason)
 				}
-				return printJSON(out, doc)
-			}
-			verdict := "NOT shared"
-			if resp.Allow {
-				verdict = "shared under " + strings.Join(resp.Policies, ", ")
-				if len(resp.Redacted) > 0 {
-					verdict += ", without " + strings.Join(resp.Redacted, ", ")
-				}
-			}
-			fmt.Fprintf(out, "%s → %s: %s (phase %s)\n", recordID, recipient, verdict, resp.Phase)
-			tw := newTable(out)
-			fmt.Fprintln(tw, "POLICY\tGRANTS\tWHY")
-			for _, v := range resp.Verdicts {
-				fmt.Fprintf(tw, "%s\t%v\t%s\n", v.PolicyId, v.Grants, v.Reason)
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&recordID, "record", "", "record id (required)")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -47,9 +48,6 @@ since. Without --version the put overwrites whatever is there.`,
       --classification public --body @sitrep.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			raw, err := readBody(cmd.InOrStdin(), body)
 			if err != nil {
 				return err
@@ -69,20 +67,18 @@ since. Without --version the put overwrites whatever is there.`,
 				}
 				r.ValidUntil = timestamppb.New(t)
 			}
-			c, closeConn, err := f.records()
-			if err != nil {
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewRecordServiceClient(conn)
+				resp, err := c.Put(cmd.Context(), &pb.PutRequest{Record: r})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"id": resp.Id, "version": resp.Version, "seq": resp.Seq})
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s version %d\n", resp.Id, resp.Version)
 				return err
-			}
-			defer closeConn()
-			resp, err := c.Put(cmd.Context(), &pb.PutRequest{Record: r})
-			if err != nil {
-				return callError(&f, err)
-			}
-			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"id": resp.Id, "version": resp.Version, "seq": resp.Seq})
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s version %d\n", resp.Id, resp.Version)
-			return err
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -145,22 +141,17 @@ func newRecordGetCmd() *cobra.Command {
 		Example: `  knooppunt record get sitrep-1 -o json`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			c, closeConn, err := f.records()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency})
-			if err != nil {
-				return callError(&f, err)
-			}
-			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), record.ToJSON(r))
-			}
-			return printRecordDetail(cmd.OutOrStdout(), r)
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewRecordServiceClient(conn)
+				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), record.ToJSON(r))
+				}
+				return printRecordDetail(cmd.OutOrStdout(), r)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
@@ -218,9 +209,6 @@ func newRecordListCmd() *cobra.Command {
   knooppunt record list --label source=lcvs --max-classification internal --all -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			cl, err := record.ParseClassification(maxClass)
 			if err != nil {
 				return fmt.Errorf("--max-%v", err)
@@ -233,26 +221,24 @@ func newRecordListCmd() *cobra.Command {
 				}
 				req.UpdatedSince = timestamppb.New(t)
 			}
-			c, closeConn, err := f.records()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			var recs []*pb.Record
-			next := ""
-			for {
-				resp, err := c.List(cmd.Context(), &req)
-				if err != nil {
-					return callError(&f, err)
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewRecordServiceClient(conn)
+				var recs []*pb.Record
+				next := ""
+				for {
+					resp, err := c.List(cmd.Context(), &req)
+					if err != nil {
+						return err
+					}
+					recs = append(recs, resp.Records...)
+					next = resp.NextPageToken
+					if !all || next == "" {
+						break
+					}
+					req.PageToken = next
 				}
-				recs = append(recs, resp.Records...)
-				next = resp.NextPageToken
-				if !all || next == "" {
-					break
-				}
-				req.PageToken = next
-			}
-			return printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next)
+				return printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next)
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -328,17 +314,15 @@ learn of the deletion. With --version the delete is refused if the record change
 		Example: `  knooppunt record delete sitrep-1 --version 4`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, closeConn, err := f.records()
-			if err != nil {
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewRecordServiceClient(conn)
+				resp, err := c.Delete(cmd.Context(), &pb.DeleteRequest{Id: args[0], Version: version})
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted at version %d\n", resp.Id, resp.Version)
 				return err
-			}
-			defer closeConn()
-			resp, err := c.Delete(cmd.Context(), &pb.DeleteRequest{Id: args[0], Version: version})
-			if err != nil {
-				return callError(&f, err)
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted at version %d\n", resp.Id, resp.Version)
-			return err
+			})
 		},
 	}
 	cmd.Flags().Int64Var(&version, "version", 0, "the version you last read (0: any)")
@@ -361,40 +345,35 @@ exactly there. With -o json each change is one JSON object per line.`,
   knooppunt record watch --cursor 1042 -o json | jq .record.id`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			c, closeConn, err := f.records()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			stream, err := c.Watch(cmd.Context(), &req)
-			if err != nil {
-				return callError(&f, err)
-			}
-			out := cmd.OutOrStdout()
-			enc := json.NewEncoder(out)
-			for {
-				ch, err := stream.Recv()
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewRecordServiceClient(conn)
+				stream, err := c.Watch(cmd.Context(), &req)
 				if err != nil {
-					if errors.Is(err, io.EOF) || cmd.Context().Err() != nil {
-						return nil
-					}
-					return callError(&f, err)
+					return err
 				}
-				if f.output == "json" {
-					if err := enc.Encode(map[string]any{"seq": ch.Seq, "record": record.ToJSON(ch.Record)}); err != nil {
+				out := cmd.OutOrStdout()
+				enc := json.NewEncoder(out)
+				for {
+					ch, err := stream.Recv()
+					if err != nil {
+						if errors.Is(err, io.EOF) || cmd.Context().Err() != nil {
+							return nil
+						}
 						return err
 					}
-					continue
+					if f.output == "json" {
+						if err := enc.Encode(map[string]any{"seq": ch.Seq, "record": record.ToJSON(ch.Record)}); err != nil {
+							return err
+						}
+						continue
+					}
+					op := "put"
+					if ch.Record.Tombstone {
+						op = "delete"
+					}
+					fmt.Fprintf(out, "%d\t%s\t%s\t%s v%d\t%s\n", ch.Seq, op, ch.Record.Kind, ch.Record.Id, ch.Record.Version, truncate(string(ch.Record.Body), 60))
 				}
-				op := "put"
-				if ch.Record.Tombstone {
-					op = "delete"
-				}
-				fmt.Fprintf(out, "%d\t%s\t%s\t%s v%d\t%s\n", ch.Seq, op, ch.Record.Kind, ch.Record.Id, ch.Record.Version, truncate(string(ch.Record.Body), 60))
-			}
+			})
 		},
 	}
 	cmd.Flags().Int64Var(&req.Cursor, "cursor", 0, "seq of the last change already seen (0: from the start)")
