@@ -401,7 +401,7 @@ func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
 }
 
 func (d *disclosures) reset() {
-	d.pending = &pb.RecordDisclosures{Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Via: d.via}
+	d.pending = &pb.RecordDisclosures{Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Via: d.via, CountHeld: true}
 	d.pendingLen = 0
 }
 

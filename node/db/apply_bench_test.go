@@ -30,7 +30,7 @@ func reportCPU(b *testing.B, start time.Duration, units int, unit string) {
 // disclosures is a Query's worth of disclosures of n records to one recipient, granted by one
 // policy, as peerserver records them.
 func disclosures(n int, prefix string) *pb.RecordDisclosures {
-	c := &pb.RecordDisclosures{Recipient: "ncc.crisis.test", RecipientId: "spiffe://ncc.crisis.test/node/r1", Via: "Query", At: hour(0)}
+	c := &pb.RecordDisclosures{Recipient: "ncc.crisis.test", RecipientId: "spiffe://ncc.crisis.test/node/r1", Via: "Query", At: hour(0), CountHeld: true}
 	for i := range n {
 		c.Disclosed = append(c.Disclosed, &pb.Disclosure{RecordId: fmt.Sprintf("%s-%05d", prefix, i), Version: int64(i%7 + 1), Policies: []string{"bench-sitrep@1"}})
 	}

@@ -102,7 +102,7 @@ func TestRepeatedDisclosures(t *testing.T) {
 	idx := uint64(0)
 	apply := func(at int, via string, disclosed []*pb.Disclosure, retracted ...string) {
 		t.Helper()
-		c := &pb.RecordDisclosures{Recipient: to, RecipientId: toID, Via: via, At: hour(at), Disclosed: disclosed}
+		c := &pb.RecordDisclosures{Recipient: to, RecipientId: toID, Via: via, At: hour(at), Disclosed: disclosed, CountHeld: true}
 		for _, id := range retracted {
 			c.Retracted = append(c.Retracted, &pb.Disclosure{RecordId: id, Reason: "revoked"})
 		}
@@ -185,6 +185,74 @@ func TestRepeatedDisclosures(t *testing.T) {
 	}
 	if rep, err := verifyChain(ctx, d); err != nil || rep.FirstBroken != 0 || rep.Entries != int64(len(want)) {
 		t.Fatalf("AuditVerify = %+v, %v: want %d entries, none broken", rep, err, len(want))
+	}
+}
+
+// TestHeldRecordsAcrossChunksAndOlderEntries: the records held are found across the chunks of a
+// long command; an entry without count_held, as nodes wrote before it existed, writes every
+// record as they did, so that a replica applying it after an upgrade agrees with one that applied
+// it before; and a replayed entry writes nothing.
+func TestHeldRecordsAcrossChunksAndOlderEntries(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	const to, toID = "ncc.crisis.test", "spiffe://ncc.crisis.test/node/r1"
+	count := func(action string) int {
+		t.Helper()
+		entries, err := d.AuditList(ctx, db.AuditFilter{Action: action, Limit: 10000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range entries {
+			if action == db.AuditResend {
+				var m struct{ Records int }
+				if err := json.Unmarshal([]byte(e.Detail), &m); err != nil {
+					t.Fatal(err)
+				}
+				n += m.Records
+			} else {
+				n++
+			}
+		}
+		return n
+	}
+	cmd := func(ids []int, countHeld bool) *pb.RecordDisclosures {
+		c := &pb.RecordDisclosures{Recipient: to, RecipientId: toID, Via: "Query", At: hour(0), CountHeld: countHeld}
+		for _, i := range ids {
+			c.Disclosed = append(c.Disclosed, &pb.Disclosure{RecordId: fmt.Sprintf("r%03d", i), Version: 1, Policies: []string{"p@1"}})
+		}
+		return c
+	}
+	var every3rd, all []int
+	for i := range 150 {
+		all = append(all, i)
+		if i%3 == 0 {
+			every3rd = append(every3rd, i)
+		}
+	}
+	if err := d.ApplyDisclosures(1, cmd(every3rd, true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ApplyDisclosures(2, cmd(all, true)); err != nil { // 64 + 64 + 16 + 4 + 2 ids a statement
+		t.Fatal(err)
+	}
+	if got, want := count(db.AuditDisclosure), 150; got != want {
+		t.Fatalf("%d disclosures after 50 then 150 records, 50 of them held; want %d", got, want)
+	}
+	if got := count(db.AuditResend); got != 50 {
+		t.Fatalf("%d records counted as sent again, want the 50 held", got)
+	}
+	if err := d.ApplyDisclosures(2, cmd(all, true)); err != nil { // replayed: skipped
+		t.Fatal(err)
+	}
+	if err := d.ApplyDisclosures(3, cmd(all[:10], false)); err != nil { // an older node's entry
+		t.Fatal(err)
+	}
+	if got, want := count(db.AuditDisclosure), 160; got != want {
+		t.Fatalf("%d disclosures after an entry without count_held of 10 held records, want %d: each written as before", got, want)
+	}
+	if got := count(db.AuditResend); got != 50 {
+		t.Fatalf("%d records counted as sent again after the replay and the older entry, want 50", got)
 	}
 }
 

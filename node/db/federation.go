@@ -31,8 +31,11 @@ const (
 // reached a recipient and when it first did. Records sent again at a version the recipient
 // holds, under the same policies (a search asking again, a subscription's resync), tell it
 // nothing new: they change no row, and one federation.resend entry per command counts them, so
-// that every call still leaves its trace. Rows go in by the chunk (see bulk), and the audit
-// detail is built without reflection; its bytes are those json.Marshal gives the same map.
+// that every call still leaves its trace. A command without count_held, which nodes wrote
+// before it existed, writes every record, as those nodes applied it: a replica that applies such
+// an entry only after an upgrade applies it as its peers did. Rows go in by the chunk (see
+// bulk), and the audit detail is built without reflection; its bytes are those json.Marshal
+// gives the same map.
 func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 	at := c.At.AsTime()
 	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
@@ -111,10 +114,10 @@ type held struct {
 	policies string // JSON array
 }
 
-// disclose writes the rows of c.Disclosed that disclose something: a version, or a set of
-// policies, that the recipient does not hold, counting the rows before it in the same command.
-// It returns their indexes, in order, and pols, where pols[i] is the policies of c.Disclosed[i]
-// as the table stores them.
+// disclose writes the rows of c.Disclosed that disclose something: with c.CountHeld, a version,
+// or a set of policies, that the recipient does not hold, counting the rows before it in the same
+// command; without it, every row. It returns their indexes, in order, and pols, where pols[i] is
+// the policies of c.Disclosed[i] as the table stores them.
 func disclose(tx *writeTx, c *pb.RecordDisclosures, at time.Time) (fresh []int, pols []string, err error) {
 	// Most records of a command were granted by the same policies.
 	polJSON := map[string]string{}
@@ -129,30 +132,36 @@ func disclose(tx *writeTx, c *pb.RecordDisclosures, at time.Time) (fresh []int, 
 		}
 		pols[i] = pol
 	}
-	// What the recipient holds of these records.
-	holds := make(map[string]held, len(c.Disclosed))
-	err = heldRows.query(tx, []any{c.Recipient}, len(c.Disclosed), func(i int, args []any) []any {
-		return append(args, c.Disclosed[i].RecordId)
-	}, func(rows *sql.Rows) error {
-		var id string
-		var h held
-		if err := rows.Scan(&id, &h.version, &h.policies); err != nil {
-			return err
-		}
-		holds[id] = h
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
 	fresh = make([]int, 0, len(c.Disclosed))
-	for i, x := range c.Disclosed {
-		h := held{x.Version, pols[i]}
-		if old, ok := holds[x.RecordId]; ok && old == h {
-			continue
+	if c.CountHeld {
+		// What the recipient holds of these records.
+		holds := make(map[string]held, len(c.Disclosed))
+		err = heldRows.query(tx, []any{c.Recipient}, len(c.Disclosed), func(i int, args []any) []any {
+			return append(args, c.Disclosed[i].RecordId)
+		}, func(rows *sql.Rows) error {
+			var id string
+			var h held
+			if err := rows.Scan(&id, &h.version, &h.policies); err != nil {
+				return err
+			}
+			holds[id] = h
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
 		}
-		holds[x.RecordId] = h
-		fresh = append(fresh, i)
+		for i, x := range c.Disclosed {
+			h := held{x.Version, pols[i]}
+			if old, ok := holds[x.RecordId]; ok && old == h {
+				continue
+			}
+			holds[x.RecordId] = h
+			fresh = append(fresh, i)
+		}
+	} else {
+		for i := range c.Disclosed {
+			fresh = append(fresh, i)
+		}
 	}
 	err = disclosureRows.exec(tx, []any{c.Recipient, at.UnixNano()}, len(fresh), func(i int, args []any) []any {
 		x := c.Disclosed[fresh[i]]

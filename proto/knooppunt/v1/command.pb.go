@@ -181,7 +181,12 @@ type RecordDisclosures struct {
 	Retracted   []*Disclosure          `protobuf:"bytes,4,rep,name=retracted" json:"retracted,omitempty"`
 	At          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
 	// via is Query or Subscribe.
-	Via           string `protobuf:"bytes,6,opt,name=via" json:"via,omitempty"`
+	Via string `protobuf:"bytes,6,opt,name=via" json:"via,omitempty"`
+	// count_held: a record the recipient already holds at that version, under the same policies,
+	// is counted in one federation.resend audit entry instead of being written again. Set by every
+	// node since this field exists; an entry without it (written by an older node and applied after
+	// an upgrade) is applied as before, so that every replica applies it alike.
+	CountHeld     bool `protobuf:"varint,7,opt,name=count_held,json=countHeld" json:"count_held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +261,13 @@ func (x *RecordDisclosures) GetVia() string {
 		return x.Via
 	}
 	return ""
+}
+
+func (x *RecordDisclosures) GetCountHeld() bool {
+	if x != nil {
+		return x.CountHeld
+	}
+	return false
 }
 
 type Disclosure struct {
@@ -775,14 +787,16 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeignB\x05\n" +
-	"\x03cmd\"\x82\x02\n" +
+	"\x03cmd\"\xa1\x02\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
 	"\tdisclosed\x18\x03 \x03(\v2\x18.knooppunt.v1.DisclosureR\tdisclosed\x126\n" +
 	"\tretracted\x18\x04 \x03(\v2\x18.knooppunt.v1.DisclosureR\tretracted\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x10\n" +
-	"\x03via\x18\x06 \x01(\tR\x03via\"w\n" +
+	"\x03via\x18\x06 \x01(\tR\x03via\x12\x1d\n" +
+	"\n" +
+	"count_held\x18\a \x01(\bR\tcountHeld\"w\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
