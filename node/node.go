@@ -266,11 +266,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.grpc = n.newServer(true)
 	register(n.grpc)
-	n.sockPath = filepath.Join(opts.DataDir, SocketName)
-	lis, err := listenUnix(n.sockPath)
+	sockPath := filepath.Join(opts.DataDir, SocketName)
+	lis, err := listenUnix(sockPath)
 	if err != nil {
 		return nil, err
 	}
+	// Set only now: close removes it, and a path listenUnix refused is not the node's to remove.
+	n.sockPath = sockPath
 	go func() { n.served <- n.grpc.Serve(lis) }()
 
 	if cfg.Listen != "" {

@@ -217,6 +217,29 @@ func TestStopEndsWatchersAndKeepsData(t *testing.T) {
 	}
 }
 
+// TestFileAtTheSocketPathIsLeftAlone: a node that finds a file that is not a socket where its
+// socket goes refuses to start, says to move the file, and leaves the file as it was.
+func TestFileAtTheSocketPathIsLeftAlone(t *testing.T) {
+	dir := dataDir(t)
+	path := filepath.Join(dir, node.SocketName)
+	if err := os.WriteFile(path, []byte("someone's file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.MetricsAddr = ""
+	n, err := node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		n.Stop(t.Context())
+		t.Fatal("a node started with a regular file at its socket's path")
+	}
+	if !strings.Contains(err.Error(), "is not a socket") {
+		t.Fatalf("error %q does not say the path is not a socket", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "someone's file" {
+		t.Fatalf("the file at the socket's path after the refused start: %q, %v; want it untouched", b, err)
+	}
+}
+
 // TestSecondNodeOnTheSameDirIsRefused checks that a second node on a data directory in use fails
 // with a message that says so, instead of waiting forever for the first one's locks.
 func TestSecondNodeOnTheSameDirIsRefused(t *testing.T) {
