@@ -628,10 +628,27 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				return api.Status(s.c.Logger, err)
 			}
 			key := grantKey{grantors: set.Grantors(to), phases: phaseMap, restores: s.c.DB.Restores()}
-			gt.mu.Lock()
-			prev, resumable := gt.resynced[to.ID]
-			gt.mu.Unlock()
-			resumable = resumable && why == "start" && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
+			// resumed reports whether a start may rely on the peer's last completed resync.
+			resumed := func() (resynced, bool) {
+				gt.mu.Lock()
+				prev, ok := gt.resynced[to.ID]
+				gt.mu.Unlock()
+				return prev, ok && why == "start" && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
+			}
+			// resume relies on that resync. What the peer holds is read again: the resync's
+			// disclosures may have committed after this stream first read them.
+			resume := func(prev resynced) error {
+				now, err := s.c.DB.Disclosed(ctx, to.TrustDomain)
+				if err != nil {
+					return api.Status(s.c.Logger, err)
+				}
+				clear(held)
+				maps.Copy(held, now)
+				metrics.ResyncsSkipped.Inc()
+				gen, why, checked, last = g, "", prev.checked, &prev.key
+				return nil
+			}
+			prev, resumable := resumed()
 			switch {
 			case why == "" && last != nil && key.equal(last):
 				// A policy step or phase change that concerns only other peers: every decision
@@ -642,8 +659,9 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				// A reconnect: nothing that decides for this peer changed since the last resync
 				// (which is in the disclosures the caller holds), so the feed from its cursor is
 				// all it lacks.
-				metrics.ResyncsSkipped.Inc()
-				gen, why, checked, last = g, "", prev.checked, &prev.key
+				if err := resume(prev); err != nil {
+					return err
+				}
 			default:
 				if why == "" {
 					why = "change"
@@ -652,16 +670,28 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				if err != nil {
 					return err
 				}
+				// A reconnect can come before the old stream's resync is recorded; that resync
+				// holds the peer's walk until it is, so it counts once this one has its turn.
+				if prev, ok := resumed(); ok {
+					err := resume(prev)
+					release()
+					if err != nil {
+						return err
+					}
+					break
+				}
 				metrics.Resyncs.WithLabelValues(why).Inc()
 				gen, why, checked, last = g, "", time.Now(), &key
 				err = s.resync(ctx, stream, to, set, phases, held, sent, disc, cursor, checked)
+				if err == nil {
+					gt.mu.Lock()
+					keep(gt.resynced, to.ID, resynced{key: key, checked: checked})
+					gt.mu.Unlock()
+				}
 				release()
 				if err != nil {
 					return err
 				}
-				gt.mu.Lock()
-				keep(gt.resynced, to.ID, resynced{key: key, checked: checked})
-				gt.mu.Unlock()
 			}
 		}
 		upTo, err := s.c.DB.LastSeq()
