@@ -594,9 +594,17 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	if req.Cursor < 0 {
 		return api.Invalid("cursor", "%d is negative: use 0 to start at the beginning", req.Cursor)
 	}
-	held, err := s.c.DB.Disclosed(ctx, to.TrustDomain)
-	if err != nil {
-		return api.Status(s.c.Logger, err)
+	// held is what the caller holds: read at the start, once this stream has decided whether to
+	// walk or to resume (a resync of the peer's old stream may commit disclosures until then),
+	// and kept up to date after.
+	held := map[string]int64{}
+	readHeld := func() error {
+		now, err := s.c.DB.Disclosed(ctx, to.TrustDomain)
+		if err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+		maps.Copy(held, now)
+		return nil
 	}
 	disc := s.newDisclosures(to, "Subscribe")
 	// Record what went out when the stream ends in the middle of a page or a resync, however it
@@ -635,15 +643,11 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				gt.mu.Unlock()
 				return prev, ok && why == "start" && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
 			}
-			// resume relies on that resync. What the peer holds is read again: the resync's
-			// disclosures may have committed after this stream first read them.
+			// resume starts from that resync.
 			resume := func(prev resynced) error {
-				now, err := s.c.DB.Disclosed(ctx, to.TrustDomain)
-				if err != nil {
-					return api.Status(s.c.Logger, err)
+				if err := readHeld(); err != nil {
+					return err
 				}
-				clear(held)
-				maps.Copy(held, now)
 				metrics.ResyncsSkipped.Inc()
 				gen, why, checked, last = g, "", prev.checked, &prev.key
 				return nil
@@ -679,6 +683,12 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 						return err
 					}
 					break
+				}
+				if why == "start" {
+					if err := readHeld(); err != nil {
+						release()
+						return err
+					}
 				}
 				metrics.Resyncs.WithLabelValues(why).Inc()
 				gen, why, checked, last = g, "", time.Now(), &key
