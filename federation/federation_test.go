@@ -1044,7 +1044,7 @@ func TestSubscribeRecordsWhatWentOutWhenTheStreamBreaks(t *testing.T) {
 	first := ev.GetUpsert().GetRecord().GetId()
 	cancel()
 	fedtest.Eventually(t, 5*time.Second, "a records the disclosure of what b received", func() (bool, string) {
-		held, err := a.Node.DB().Disclosed(context.Background(), b.TD.Name())
+		held, err := a.Node.DB().Disclosed(context.Background(), "spiffe://"+b.TD.Name()+"/node/*")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1157,5 +1157,131 @@ func TestResubscribeAfterAWindowClosedRetracts(t *testing.T) {
 	}
 	if got := resyncs("start") - starts; got != 1 {
 		t.Errorf("%v start resyncs after the window closed, want 1", got)
+	}
+}
+
+// TestRetractionReachesTheHolderWhateverItsDomainDoes: what a source disclosed is tracked per
+// holder, so another identity of the recipient's trust domain cannot take a retraction meant for
+// the node that holds the record. A policy grants a record to b's replica r1 alone; while b's
+// node is down, an editor of b subscribes to a and stays subscribed while the policy is revoked;
+// when b's node comes back, its subscription still gets the retraction and drops the record.
+func TestRetractionReachesTheHolderWhateverItsDomainDoes(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 10 * time.Minute})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "holder"
+	origin := a.TD.Name()
+	pol := a.Approve(t, policyDoc("sitreps-to-b-r1", b.Replica.ID.String(), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "for b's node"))
+	waitHeld(t, b, crisis, origin, map[string]int64{"x": 1}, "b's node receives x")
+	node := "spiffe://" + b.TD.Name() + "/node/*"
+	// The source records a disclosure just after it sent the record.
+	fedtest.Eventually(t, 5*time.Second, "a records that b's node holds x", func() (bool, string) {
+		got, err := a.Node.DB().Recipients(context.Background(), "x")
+		return err == nil && slices.Equal(got, []string{node}), fmt.Sprintf("x is held by %v (%v), want %s", got, err, node)
+	})
+	b.Stop(t)
+
+	editor := b.Issue(t, "/user/editor")
+	conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(identity.ClientCredentials(editor, a.Bundle(), identity.AuthorizeReplica(a.TD))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithCancel(fedtest.Call(t))
+	defer cancel()
+	stream, err := pb.NewFederationServiceClient(conn).Subscribe(ctx, &pb.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// heartbeats waits for n heartbeats sent after since, failing on anything but a heartbeat
+	// or a retraction of x (which the editor does not hold and must not be sent).
+	heartbeats := func(n int, since time.Time) {
+		t.Helper()
+		for n > 0 {
+			ev, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("the editor's subscription: %v", err)
+			}
+			switch e := ev.Event.(type) {
+			case *pb.FeedEvent_Heartbeat:
+				if e.Heartbeat.At.AsTime().After(since) {
+					n--
+				}
+			case *pb.FeedEvent_Retraction:
+				t.Logf("the editor's subscription got a retraction of %s", e.Retraction.RecordId)
+			default:
+				t.Fatalf("the editor's subscription got %v: no policy grants the editor anything", ev)
+			}
+		}
+	}
+	heartbeats(1, time.Time{})
+	a.Revoke(t, pol)
+	// The second heartbeat after the revocation comes from a pass of the stream's loop that
+	// began after it, and so re-decided every record for the editor.
+	heartbeats(2, time.Now())
+	cancel()
+
+	b.Start(t)
+	waitHeld(t, b, crisis, origin, map[string]int64{}, "b's node drops x once the policy is revoked")
+	fedtest.Eventually(t, 5*time.Second, "a audits the retraction to b's node", func() (bool, string) {
+		var got []string
+		for _, e := range a.Audit(t, db.AuditRetraction) {
+			got = append(got, e.Subject+" to "+e.Actor)
+			if e.Subject == "x" && e.Actor == b.Replica.ID.String() {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("retractions: %v", got)
+	})
+	fedtest.Eventually(t, 5*time.Second, "a records that nobody holds x", func() (bool, string) {
+		got, err := a.Node.DB().Recipients(context.Background(), "x")
+		return err == nil && len(got) == 0, fmt.Sprintf("x is held by %v (%v)", got, err)
+	})
+}
+
+// TestFilterOutOfRangeIsRefused: a time past what the store can hold, or a kind named twice, is
+// refused with INVALID_ARGUMENT naming the field, on a peer's Query, a search and a List; it
+// neither wraps around into "everything" nor sends a record twice.
+func TestFilterOutOfRangeIsRefused(t *testing.T) {
+	a, b := sourceAndSilentPeer(t)
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("s1", "filters", pb.Classification_INTERNAL, "one"))
+	far := timestamppb.New(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC))
+	sitreps := make([]string, 64)
+	for i := range sitreps {
+		sitreps[i] = "sitrep"
+	}
+	fc := pb.NewFederationServiceClient(asPeer(t, b, a))
+	for _, tc := range []struct {
+		name   string
+		filter *pb.Filter
+		want   string
+	}{
+		{"updated_since after 2262", &pb.Filter{UpdatedSince: far}, "filter.updated_since: 2300-01-01T00:00:00Z is outside the times a node can hold"},
+		{"a kind named twice", &pb.Filter{Kinds: []string{"sitrep", "qa", "sitrep"}}, `filter.kinds[2]: "sitrep" is named already, at filter.kinds[0]`},
+		{"64 times one kind", &pb.Filter{Kinds: sitreps}, `filter.kinds[1]: "sitrep" is named already, at filter.kinds[0]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := func(what string, err error) {
+				t.Helper()
+				if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.want) {
+					t.Errorf("%s: %v; want InvalidArgument: %s…", what, err, tc.want)
+				}
+			}
+			stream, err := fc.Query(fedtest.Call(t), &pb.QueryRequest{Filter: tc.filter})
+			if err == nil {
+				var r *pb.SharedRecord
+				for r, err = stream.Recv(); err == nil; r, err = stream.Recv() {
+					t.Logf("query sent %s", r.Record.Id)
+				}
+			}
+			check("query", err)
+			_, err = pb.NewSearchServiceClient(a.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Filter: tc.filter})
+			check("search", err)
+		})
+	}
+	_, err := pb.NewRecordServiceClient(a.Local(t)).List(fedtest.Call(t), &pb.ListRequest{UpdatedSince: far})
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "updated_since: 2300-01-01T00:00:00Z is outside") {
+		t.Errorf("list: %v; want InvalidArgument naming updated_since", err)
 	}
 }

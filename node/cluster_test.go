@@ -2,20 +2,28 @@ package node_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/config"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -663,5 +671,123 @@ func TestClusterTwoWipedReplicasRejoinTheSurvivor(t *testing.T) {
 	}
 	for _, r := range c.Replicas {
 		clustertest.VerifyAcked(t, r, acked)
+	}
+}
+
+// TestClusterPersonalStepsGoToTheLeader: a follower never forwards a policy step or phase change
+// on an officer's behalf. It names the leader, and the officer's client (api.FollowLeader, as
+// the CLI uses) takes the step there under the officer's own SVID; four eyes hold with each
+// officer on a follower. A follower's own SVID cannot take the step "as" an officer on the
+// leader.
+func TestClusterPersonalStepsGoToTheLeader(t *testing.T) {
+	td := clustertest.Org
+	ncc := fedtest.NewPeerIdentity(t, "ncc")
+	c := clustertest.Start(t, clustertest.Options{Peers: []config.Peer{ncc.Peer("127.0.0.1:1")}, Roles: []string{
+		"{id: spiffe://" + td + "/user/officer-a, role: officer}",
+		"{id: spiffe://" + td + "/user/officer-b, role: officer}",
+	}})
+	leader := c.Leader(t, 15*time.Second, c.Replicas...)
+	follower := others(c, leader)[0]
+	svid := func(path string) *x509svid.SVID { return identitytest.SVID(t, c.CA, path, identity.SVIDOptions{}) }
+	dial := func(addr string, s *x509svid.SVID, follow bool) *grpc.ClientConn {
+		creds := identity.ClientCredentials(s, identitytest.Bundle(c.CA), identity.AuthorizeReplica(c.TD))
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+		if follow {
+			opts = append(opts, grpc.WithChainUnaryInterceptor(api.FollowLeader(creds)))
+		}
+		conn, err := grpc.NewClient(addr, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	ctx := func() context.Context {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	officerA, officerB := svid("/user/officer-a"), svid("/user/officer-b")
+	doc := []byte("name: to-ncc\npurpose: test\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n")
+
+	// Without help, the follower refuses and names the leader.
+	var trailer metadata.MD
+	_, err := pb.NewPolicyServiceClient(dial(follower.API, officerA, false)).Propose(ctx(), &pb.ProposeRequest{Source: doc}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), leader.API) {
+		t.Fatalf("Propose on follower %s: %v; want FAILED_PRECONDITION naming the leader at %s", follower.ID, err, leader.API)
+	}
+	if got := trailer.Get(api.LeaderHeader); len(got) != 1 || got[0] != leader.API {
+		t.Fatalf("the follower's %s trailer is %v, want [%s]", api.LeaderHeader, got, leader.API)
+	}
+
+	// The officers' clients follow it: officer-a proposes and officer-b approves, each on a follower.
+	proposed, err := pb.NewPolicyServiceClient(dial(follower.API, officerA, true)).Propose(ctx(), &pb.ProposeRequest{Source: doc})
+	if err != nil {
+		t.Fatalf("officer-a proposes through follower %s: %v", follower.ID, err)
+	}
+	// officer-a cannot approve her own policy, wherever she asks.
+	_, err = pb.NewPolicyServiceClient(dial(follower.API, officerA, true)).Approve(ctx(), &pb.PolicyStepRequest{Id: proposed.Id})
+	if err == nil || !strings.Contains(status.Convert(err).Message(), "four eyes") {
+		t.Fatalf("officer-a approves her own policy: %v; want it refused by the four-eyes rule", err)
+	}
+	// A follower's key cannot approve it as officer-b.
+	_, err = pb.NewPolicyServiceClient(dial(leader.API, svid("/node/"+follower.ID), false)).Approve(
+		metadata.AppendToOutgoingContext(ctx(), api.OnBehalfOf, officerB.ID.String()), &pb.PolicyStepRequest{Id: proposed.Id})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("follower %s approves as officer-b on the leader: %v; want PERMISSION_DENIED", follower.ID, err)
+	}
+	approved, err := pb.NewPolicyServiceClient(dial(follower.API, officerB, true)).Approve(ctx(), &pb.PolicyStepRequest{Id: proposed.Id})
+	if err != nil {
+		t.Fatalf("officer-b approves through follower %s: %v", follower.ID, err)
+	}
+	if !approved.Active || approved.Author != officerA.ID.String() || !slices.Equal(approved.Approvers, []string{officerB.ID.String()}) {
+		t.Fatalf("approved policy: active %v, author %s, approvers %v; want active, by officer-a, approved by officer-b",
+			approved.Active, approved.Author, approved.Approvers)
+	}
+	// A phase change through a follower is the officer's too.
+	if _, err := pb.NewPhaseServiceClient(dial(follower.API, officerB, true)).Set(ctx(), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm"}); err != nil {
+		t.Fatalf("officer-b sets a phase through follower %s: %v", follower.ID, err)
+	}
+}
+
+// TestClusterRaftAdmitsOnlyItsReplicas: the Raft transport, whose messages Raft trusts as they
+// are, completes a handshake only with a replica of the group. A node SVID the org's CA issued to
+// anything else is refused, and so is a replica once it is removed.
+func TestClusterRaftAdmitsOnlyItsReplicas(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 15*time.Second, c.Replicas...)
+	// handshake reports how a TLS connection to the leader's Raft listener as path fares: nil when
+	// the leader keeps it open, or the leader's refusal.
+	handshake := func(path string) error {
+		cfg := identity.ClientTLS(identitytest.SVID(t, c.CA, path, identity.SVIDOptions{}), identitytest.Bundle(c.CA), identity.AuthorizeReplica(c.TD))
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", leader.Raft, cfg)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		// Under TLS 1.3 the server judges the client's certificate after the client is done: its
+		// refusal arrives as an alert on the first read. An accepted connection waits for an RPC.
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err = conn.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return nil
+			}
+		}
+		return err
+	}
+	follower := others(c, leader)[0]
+	if err := handshake("/node/" + follower.ID); err != nil {
+		t.Fatalf("replica %s: %v; want the Raft transport to admit it", follower.ID, err)
+	}
+	for _, path := range []string{"/node/r9", "/user/admin"} {
+		if err := handshake(path); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+			t.Errorf("%s: %v; want the handshake refused (bad certificate)", path, err)
+		}
+	}
+	if _, err := pb.NewClusterServiceClient(leader.Local(t)).Remove(t.Context(), &pb.RemoveRequest{Id: follower.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake("/node/" + follower.ID); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Errorf("removed replica %s: %v; want the handshake refused", follower.ID, err)
 	}
 }

@@ -73,7 +73,7 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		return nil, fmt.Errorf("node: identity: the SVID %s is not a replica's: a node needs spiffe://%s/node/%s (check the SPIRE entries that match this process)", svid.ID, cfg.Org, cfg.ReplicaID)
 	}
 	if want := "/node/" + cfg.ReplicaID; svid.ID.Path() != want {
-		log.Warn("the SVID's path does not name this replica", "id", svid.ID.String(), "replica_id", cfg.ReplicaID, "expected_path", want)
+		log.Warn("the SVID's path does not name this replica: the other replicas of the group will not take it for a replica, so it cannot forward writes to them", "id", svid.ID.String(), "replica_id", cfg.ReplicaID, "expected_path", want)
 	}
 	p := &identityParts{trustDomain: svid.ID.TrustDomain(), source: src, trust: identity.NewTrustStore(src), log: log, watchers: map[string]peerWatch{}}
 	if err := p.setPeers(cfg.Peers); err != nil {

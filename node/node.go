@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +14,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -72,6 +77,7 @@ type Node struct {
 	log        *slog.Logger
 	db         *db.DB
 	store      *store.Store
+	opened     atomic.Pointer[store.Store] // store, for the Raft transport's handshakes once it is open
 	grpc       *grpc.Server
 	tcp        *grpc.Server
 	tcpAddr    net.Addr
@@ -145,7 +151,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if cfg.Raft.Listen != "" {
 		td := n.ident.trustDomain
 		if sc.Transport, err = store.TLSTransport(cfg.Raft.Listen, cfg.Raft.Advertise,
-			identity.ServerTLSFor(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td), n.log),
+			identity.ServerTLSFor(n.ident.source, n.ident.trust, n.authorizeRaft(td), n.log),
 			identity.ClientTLS(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td)), n.log); err != nil {
 			return nil, err
 		}
@@ -162,6 +168,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.store, err = store.Open(sc); err != nil {
 		return nil, err
 	}
+	n.opened.Store(n.store)
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
@@ -188,6 +195,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.authz = api.NewAuthorizer(access, n.log)
 	n.authz.OnFederationDenied(n.auditDenied)
+	n.authz.SetMembers(n.isReplica)
 	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes}
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
 	status := nodestatus.New(nodestatus.Config{
@@ -564,4 +572,44 @@ func (n *Node) close() error {
 		os.Remove(n.sockPath)
 	}
 	return errors.Join(errs...)
+}
+
+// isReplica reports whether a replica id is a voter or non-voter of the node's Raft group now.
+func (n *Node) isReplica(id string) bool {
+	return n.inGroup(n.store, id)
+}
+
+func (n *Node) inGroup(s *store.Store, id string) bool {
+	servers, err := s.Servers()
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(servers, func(s store.Server) bool { return s.ID == id })
+}
+
+// authorizeRaft admits to the Raft transport only the replicas of the group: a node SVID of the
+// org whose id is a voter or non-voter now. Raft trusts its messages as they are, so any other
+// node SVID the org's CA issued must not reach it. Before the group has a configuration (the
+// store is opening, or the replica waits to be joined), the ids in raft.servers of the config
+// stand in for it, so that a new replica accepts the leader that adds it.
+func (n *Node) authorizeRaft(td spiffeid.TrustDomain) tlsconfig.Authorizer {
+	replica := identity.AuthorizeReplica(td)
+	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
+		if err := replica(id, chains); err != nil {
+			return err
+		}
+		rid := strings.TrimPrefix(id.Path(), "/node/")
+		if s := n.opened.Load(); s != nil {
+			if servers, err := s.Servers(); err == nil && len(servers) > 0 {
+				if n.inGroup(s, rid) {
+					return nil
+				}
+				return fmt.Errorf("%s is not a replica of this node's Raft group", id)
+			}
+		}
+		if c := n.cfg.Load(); c != nil && slices.ContainsFunc(c.Raft.Servers, func(s config.RaftServer) bool { return s.ID == rid }) {
+			return nil
+		}
+		return fmt.Errorf("%s is not in raft.servers of this replica's config", id)
+	}
 }

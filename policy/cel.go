@@ -52,6 +52,18 @@ type Recipient struct {
 	Groups []string `cel:"groups"`
 }
 
+// Holder names who keeps what is sent to the recipient: the key under which a source tracks what
+// it disclosed and retracts it. It is the recipient's own SPIFFE ID, so that a retraction is
+// recorded only for the identity that received it, except that every replica of a peer's node
+// (spiffe://TD/node/*) is one holder, "spiffe://TD/node/*": they share one replicated cache, and
+// whichever of them leads runs the node's subscription.
+func (r Recipient) Holder() string {
+	if node := "spiffe://" + r.TrustDomain + "/node/"; strings.HasPrefix(r.ID, node) {
+		return node + "*"
+	}
+	return r.ID
+}
+
 var (
 	envOnce sync.Once
 	envErr  error

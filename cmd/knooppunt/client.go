@@ -21,6 +21,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -74,9 +75,10 @@ func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 		}
 		creds = c
 	}
-	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageBytes), grpc.MaxCallSendMsgSize(node.MaxMessageBytes)))
+	sizes := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageBytes), grpc.MaxCallSendMsgSize(node.MaxMessageBytes))
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds), sizes,
+		// A follower sends an officer's policy step or phase change to the leader itself.
+		grpc.WithChainUnaryInterceptor(api.FollowLeader(creds, sizes)))
 	if err != nil {
 		return nil, fmt.Errorf("--node %q: %w", f.node, err)
 	}

@@ -299,6 +299,10 @@ func CheckFilter(f *pb.Filter) error {
 		if !utf8.ValidString(k) || len(k) > 128 {
 			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "not a kind name")
 		}
+		// Each kind is listed on its own: a kind named twice would send its records twice.
+		if j := slices.Index(f.Kinds, k); j < i {
+			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "%q is named already, at filter.kinds[%d]: name each kind once", k, j)
+		}
 	}
 	for name, v := range map[string]string{"filter.crisis": f.Crisis, "filter.region": f.Region} {
 		if !utf8.ValidString(v) || len(v) > 128 {
@@ -311,10 +315,8 @@ func CheckFilter(f *pb.Filter) error {
 	if err := record.CheckLabelSelector("filter.labels", f.Labels); err != nil {
 		return api.Status(slog.Default(), err)
 	}
-	if f.UpdatedSince != nil {
-		if err := f.UpdatedSince.CheckValid(); err != nil {
-			return api.Invalid("filter.updated_since", "%v", err)
-		}
+	if err := record.CheckTime("filter.updated_since", f.UpdatedSince); err != nil {
+		return api.Status(slog.Default(), err)
 	}
 	if f.Limit < 0 || f.Limit > MaxLimit {
 		return api.Invalid("filter.limit", "%d: use 0 (default %d) to %d", f.Limit, DefaultLimit, MaxLimit)
@@ -401,7 +403,7 @@ func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
 }
 
 func (d *disclosures) reset() {
-	d.pending = &pb.RecordDisclosures{Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Via: d.via, CountHeld: true}
+	d.pending = &pb.RecordDisclosures{Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Holder: d.to.Holder(), Via: d.via, CountHeld: true}
 	d.pendingLen = 0
 }
 
@@ -599,7 +601,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	// and kept up to date after.
 	held := map[string]int64{}
 	readHeld := func() error {
-		now, err := s.c.DB.Disclosed(ctx, to.TrustDomain)
+		now, err := s.c.DB.Disclosed(ctx, to.Holder())
 		if err != nil {
 			return api.Status(s.c.Logger, err)
 		}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -108,8 +109,8 @@ func TestSPIRE(t *testing.T) {
 	officerA := h.userSource(agents["utrecht-ws"], utrecht.id("user/officer-a"))
 	officerB := h.userSource(agents["utrecht-ws"], utrecht.id("user/officer-b"))
 
-	// Four eyes over mTLS, on different replicas: whichever is the follower forwards to the leader
-	// with its own replica SVID.
+	// Four eyes over mTLS, on different replicas: whichever is the follower names the leader, and
+	// the officer's client takes the step there under the officer's own SVID.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	proposed, err := pb.NewPolicyServiceClient(h.dial(u2.API, officerA, utrecht.td)).Propose(ctx, &pb.ProposeRequest{Source: []byte(sharingPolicy)})
@@ -742,7 +743,9 @@ func (h *harness) userSource(socket string, id spiffeid.ID) *workloadapi.X509Sou
 // dial connects to a node's mTLS listener as the user src.
 func (h *harness) dial(addr string, src *workloadapi.X509Source, td spiffeid.TrustDomain) *grpc.ClientConn {
 	h.t.Helper()
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(identity.ClientCredentials(src, src, identity.AuthorizeReplica(td))))
+	creds := identity.ClientCredentials(src, src, identity.AuthorizeReplica(td))
+	// As the CLI does: a follower sends a policy step to the leader, which the caller then calls.
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithChainUnaryInterceptor(api.FollowLeader(creds)))
 	if err != nil {
 		h.t.Fatal(err)
 	}

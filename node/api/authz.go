@@ -201,7 +201,15 @@ type Authorizer struct {
 	access   atomic.Pointer[Access]
 	log      *slog.Logger
 	onDenied func(caller, method, reason string)
+	members  func(replica string) bool
 }
+
+// SetMembers tells the authorizer which replicas are in the node's Raft group now: f reports
+// whether a replica id (the last part of spiffe://TD/node/ID) is a voter or non-voter. Only
+// those hold the replica role; any other node SVID of the org, however validly issued, holds
+// only the roles the config gives it. Without it no SVID holds the replica role. Call it before
+// the servers serve.
+func (z *Authorizer) SetMembers(f func(replica string) bool) { z.members = f }
 
 // NewAuthorizer returns an authorizer over a.
 func NewAuthorizer(a *Access, log *slog.Logger) *Authorizer {
@@ -240,12 +248,20 @@ func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (
 			z.denied(id.String(), method, err)
 			return nil, err
 		}
-		if c.Has(Replica) {
-			if who := metadata.ValueFromIncomingContext(ctx, onBehalfOf); len(who) == 1 {
-				if c, err = z.onBehalf(who[0], c); err != nil {
-					z.log.Warn("call refused", "method", method, "caller", who[0], "via", id.String(), "reason", status.Convert(err).Message())
-					return nil, err
-				}
+		if c.Has(Replica) && (z.members == nil || !z.members(strings.TrimPrefix(id.Path(), "/node/"))) {
+			c.Roles = slices.DeleteFunc(c.Roles, func(r Role) bool { return r == Replica })
+			if len(c.Roles) == 0 {
+				err := status.Errorf(codes.PermissionDenied, "%s is not a replica of this node's Raft group: only its voters and non-voters act as replicas", id)
+				z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
+				z.denied(id.String(), method, err)
+				return nil, err
+			}
+		}
+		if who := metadata.ValueFromIncomingContext(ctx, OnBehalfOf); len(who) > 0 {
+			if c, err = z.onBehalf(method, who, c); err != nil {
+				z.log.Warn("call refused", "method", method, "caller", strings.Join(who, ","), "via", id.String(), "reason", status.Convert(err).Message())
+				z.denied(id.String(), method, err)
+				return nil, err
 			}
 		}
 	}
@@ -258,8 +274,21 @@ func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (
 }
 
 // onBehalf is the caller a replica forwarded a call for: the local socket of that replica, or a
-// SPIFFE ID whose roles this replica resolves itself.
-func (z *Authorizer) onBehalf(who string, via Caller) (Caller, error) {
+// SPIFFE ID whose roles this replica resolves itself. The header is honoured only from a replica
+// of the group, and only on the calls a follower forwards; policy steps and phase changes are
+// never among them.
+func (z *Authorizer) onBehalf(method string, whos []string, via Caller) (Caller, error) {
+	switch {
+	case !via.Has(Replica):
+		return Caller{}, status.Errorf(codes.PermissionDenied, "%s may not forward calls: only the replicas of this node's Raft group may", via)
+	case PersonalMethods[method]:
+		return Caller{}, status.Errorf(codes.PermissionDenied, "%s is taken by the officer in person, on the leader: a replica cannot forward it", shortMethod(method))
+	case !forwarded(method):
+		return Caller{}, status.Errorf(codes.PermissionDenied, "%s is not forwarded between replicas", shortMethod(method))
+	case len(whos) != 1:
+		return Caller{}, status.Errorf(codes.PermissionDenied, "forwarded for %d callers: name one", len(whos))
+	}
+	who := whos[0]
 	if who == localCaller {
 		return Caller{Roles: []Role{Local}, ForwardedBy: via.ID.String()}, nil
 	}

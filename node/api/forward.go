@@ -20,27 +20,44 @@ import (
 	"github.com/knooppunt/knooppunt/node/store"
 )
 
-// onBehalfOf carries, from a follower to the leader, the SPIFFE ID of the caller the follower
-// forwards for ("local" for its local socket). The leader trusts it only from its own replicas.
-const onBehalfOf = "knooppunt-on-behalf-of"
+// OnBehalfOf is the header that carries, from a follower to the leader, the SPIFFE ID of the
+// caller the follower forwards for ("local" for its local socket). The leader honours it only
+// from a replica of its Raft group, and only on the calls a follower forwards.
+const OnBehalfOf = "knooppunt-on-behalf-of"
 
 // localCaller is the on-behalf-of value for the local socket.
 const localCaller = "local"
 
-// writeMethods are the unary methods that change state: on a follower they are forwarded to the
+// LeaderHeader is the trailer in which a follower names the leader's API address when it
+// refuses a call that must be made on the leader itself.
+const LeaderHeader = "knooppunt-leader"
+
+// writeMethods are the unary methods that change state and that a follower forwards to the
 // leader, transparently to the caller.
 var writeMethods = map[string]bool{
 	"/knooppunt.v1.RecordService/Put":      true,
 	"/knooppunt.v1.RecordService/PutBatch": true,
 	"/knooppunt.v1.RecordService/Delete":   true,
-	"/knooppunt.v1.PolicyService/Propose":  true,
-	"/knooppunt.v1.PolicyService/Approve":  true,
-	"/knooppunt.v1.PolicyService/Reject":   true,
-	"/knooppunt.v1.PolicyService/Revoke":   true,
-	"/knooppunt.v1.PhaseService/Set":       true,
 	"/knooppunt.v1.ClusterService/Join":    true,
 	"/knooppunt.v1.ClusterService/Remove":  true,
 }
+
+// PersonalMethods are the steps that are attributed to an officer in person: policy steps and
+// phase changes. A follower never forwards them: on the leader the officer's own SVID must make
+// the call, since a replica's key, which whoever runs the node can read, must never be enough to
+// act as an officer. A follower refuses them with FAILED_PRECONDITION and the leader's address
+// in the LeaderHeader trailer, and the client calls the leader itself.
+var PersonalMethods = map[string]bool{
+	"/knooppunt.v1.PolicyService/Propose": true,
+	"/knooppunt.v1.PolicyService/Approve": true,
+	"/knooppunt.v1.PolicyService/Reject":  true,
+	"/knooppunt.v1.PolicyService/Revoke":  true,
+	"/knooppunt.v1.PhaseService/Set":      true,
+}
+
+// forwarded reports whether a follower forwards calls of method to the leader, and so whether
+// the leader honours the OnBehalfOf header on it.
+func forwarded(method string) bool { return writeMethods[method] || strongReads[method] }
 
 // strongReads are read methods that go to the leader when the request asks for consistency
 // "strong".
@@ -136,7 +153,8 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 				}
 			}
 		}
-		if !writeMethods[info.FullMethod] && !strong {
+		personal := PersonalMethods[info.FullMethod]
+		if !writeMethods[info.FullMethod] && !strong && !personal {
 			return h(ctx, req)
 		}
 		if f.Store.IsLeader() {
@@ -147,8 +165,28 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 			}
 			return h(ctx, req)
 		}
+		if personal {
+			return nil, f.toLeader(ctx)
+		}
 		return f.forward(ctx, info.FullMethod, req)
 	}
+}
+
+// toLeader refuses a personal step on a follower, naming the leader the caller must call.
+func (f *Forwarder) toLeader(ctx context.Context) error {
+	id := f.Store.Leader()
+	if id == "" {
+		return status.Error(codes.Unavailable, "no leader: this replica cannot reach a majority of its group; retry shortly or on another replica")
+	}
+	addr := ""
+	if f.APIAddress != nil {
+		addr = f.APIAddress(id)
+	}
+	if addr == "" {
+		return status.Errorf(codes.FailedPrecondition, "this replica is not the leader, and a policy step or phase change is taken on the leader itself, under your own identity: the leader is %s, whose API address is not in raft.servers", id)
+	}
+	grpc.SetTrailer(ctx, metadata.Pairs(LeaderHeader, addr))
+	return status.Errorf(codes.FailedPrecondition, "this replica is not the leader, and a policy step or phase change is taken on the leader itself, under your own identity: call %s (replica %s)", addr, id)
 }
 
 func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, error) {
@@ -171,7 +209,7 @@ func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, e
 	if !caller.ID.IsZero() {
 		who = caller.ID.String()
 	}
-	out := metadata.AppendToOutgoingContext(ctx, onBehalfOf, who)
+	out := metadata.AppendToOutgoingContext(ctx, OnBehalfOf, who)
 	if err := conn.Invoke(out, method, req, reply); err != nil {
 		return nil, err
 	}
@@ -201,4 +239,28 @@ func newReply(method string) (proto.Message, error) {
 		return nil, fmt.Errorf("forward: %w", err)
 	}
 	return mt.New().Interface(), nil
+}
+
+// FollowLeader is a client interceptor that takes a policy step or phase change that a follower
+// refused to the leader the follower named (see PersonalMethods), with the same credentials, so
+// that the step reaches the leader under the caller's own identity. Every other call, and every
+// other refusal, is left as it is.
+func FollowLeader(creds credentials.TransportCredentials, opts ...grpc.DialOption) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+		if !PersonalMethods[method] {
+			return invoker(ctx, method, req, reply, cc, callOpts...)
+		}
+		var trailer metadata.MD
+		err := invoker(ctx, method, req, reply, cc, append(callOpts, grpc.Trailer(&trailer))...)
+		leader := trailer.Get(LeaderHeader)
+		if status.Code(err) != codes.FailedPrecondition || len(leader) != 1 || leader[0] == "" {
+			return err
+		}
+		conn, cerr := grpc.NewClient(leader[0], append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
+		if cerr != nil {
+			return err
+		}
+		defer conn.Close()
+		return conn.Invoke(ctx, method, req, reply, callOpts...)
+	}
 }

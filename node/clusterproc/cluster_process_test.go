@@ -291,6 +291,9 @@ func TestProcessJoinAndRemoveWithCLI(t *testing.T) {
 		}
 	}
 	follower.Put(t, clustertest.Shelter("after-remove", 3))
+	// The Put is acknowledged once a majority holds it; the third replica learns that it is
+	// committed with the leader's next message. Stop them only once all three applied it.
+	c.Converged(t, 30*time.Second, rest...)
 	procs["r4"].term(t)
 	delete(procs, "r4")
 	c.Replicas = rest

@@ -56,6 +56,8 @@ type Options struct {
 	TrailingLogs uint64
 	// Peers are other orgs' nodes, listed in every replica's config.
 	Peers []config.Peer
+	// Roles are the roles section of every replica's config, as YAML list items under roles:.
+	Roles []string
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -343,6 +345,12 @@ func (c *Cluster) config(r *Replica) string {
 	// address here. The list bootstraps a group only on an empty data directory.
 	for _, s := range c.Replicas {
 		fmt.Fprintf(&b, "    - id: %s\n      address: %q\n      api: %q\n", s.ID, s.Raft, s.API)
+	}
+	if len(c.opts.Roles) > 0 {
+		fmt.Fprintf(&b, "roles:\n")
+		for _, r := range c.opts.Roles {
+			fmt.Fprintf(&b, "  - %s\n", r)
+		}
 	}
 	if len(c.opts.Peers) > 0 {
 		fmt.Fprintf(&b, "federation:\n  heartbeat: 250ms\n  idle_timeout: 1s\n")

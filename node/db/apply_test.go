@@ -39,12 +39,12 @@ func TestApplyDisclosuresEveryChunkSize(t *testing.T) {
 	for n := 0; n <= 140; n++ {
 		to := fmt.Sprintf("peer-%03d.crisis.test", n)
 		c := disclosures(n, fmt.Sprint(n))
-		c.Recipient = to
+		c.Recipient, c.Holder = to, "spiffe://"+to+"/user/app"
 		index++
 		if err := d.ApplyDisclosures(index, c); err != nil {
 			t.Fatalf("%d disclosures: %v", n, err)
 		}
-		held, err := d.Disclosed(ctx, to)
+		held, err := d.Disclosed(ctx, c.Holder)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func TestApplyDisclosuresEveryChunkSize(t *testing.T) {
 		}
 		audited += int64(n)
 
-		back := &pb.RecordDisclosures{Recipient: to, RecipientId: c.RecipientId, Via: "Subscribe", At: hour(1)}
+		back := &pb.RecordDisclosures{Recipient: to, RecipientId: c.RecipientId, Holder: c.Holder, Via: "Subscribe", At: hour(1)}
 		for _, x := range c.Disclosed {
 			back.Retracted = append(back.Retracted, &pb.Disclosure{RecordId: x.RecordId, Reason: "revoked"})
 		}
@@ -78,7 +78,7 @@ func TestApplyDisclosuresEveryChunkSize(t *testing.T) {
 		if err := d.ApplyDisclosures(index, back); err != nil {
 			t.Fatalf("%d retractions: %v", n, err)
 		}
-		if held, _ := d.Disclosed(ctx, to); len(held) != 0 {
+		if held, _ := d.Disclosed(ctx, c.Holder); len(held) != 0 {
 			t.Fatalf("%d retractions left %d rows", n, len(held))
 		}
 		audited += int64(n)

@@ -22,6 +22,9 @@ func TestApplyDisclosures(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
 	const to, toID = "ncc.crisis.test", "spiffe://ncc.crisis.test/node/r1"
+	// The commands name no holder, as a node of an earlier release wrote them: their records are
+	// held by the trust domain's node.
+	const holder = "spiffe://ncc.crisis.test/node/*"
 	send := &pb.RecordDisclosures{Recipient: to, RecipientId: toID, Via: "Query", At: hour(0), Disclosed: []*pb.Disclosure{
 		{RecordId: "a", Version: 3, Policies: []string{"p@1", "q@2"}},
 		{RecordId: "b", Version: 1, Policies: []string{"p@1"}},
@@ -40,7 +43,7 @@ func TestApplyDisclosures(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	held, err := d.Disclosed(ctx, to)
+	held, err := d.Disclosed(ctx, holder)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +101,11 @@ func TestApplyDisclosures(t *testing.T) {
 func TestRepeatedDisclosures(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
-	const to, toID = "ncc.crisis.test", "spiffe://ncc.crisis.test/node/r1"
+	const to, toID, holder = "ncc.crisis.test", "spiffe://ncc.crisis.test/node/r1", "spiffe://ncc.crisis.test/node/*"
 	idx := uint64(0)
 	apply := func(at int, via string, disclosed []*pb.Disclosure, retracted ...string) {
 		t.Helper()
-		c := &pb.RecordDisclosures{Recipient: to, RecipientId: toID, Via: via, At: hour(at), Disclosed: disclosed, CountHeld: true}
+		c := &pb.RecordDisclosures{Recipient: to, RecipientId: toID, Holder: holder, Via: via, At: hour(at), Disclosed: disclosed, CountHeld: true}
 		for _, id := range retracted {
 			c.Retracted = append(c.Retracted, &pb.Disclosure{RecordId: id, Reason: "revoked"})
 		}
@@ -165,7 +168,7 @@ func TestRepeatedDisclosures(t *testing.T) {
 		}
 		defer h.Close()
 		var at int64
-		if err := h.QueryRow(`SELECT at FROM disclosures WHERE recipient = ? AND record_id = ?`, to, id).Scan(&at); err != nil {
+		if err := h.QueryRow(`SELECT at FROM disclosures WHERE recipient = ? AND record_id = ?`, holder, id).Scan(&at); err != nil {
 			t.Fatal(err)
 		}
 		return at
@@ -176,7 +179,7 @@ func TestRepeatedDisclosures(t *testing.T) {
 	if got, want := heldAt("b"), hour(4).AsTime().UnixNano(); got != want {
 		t.Errorf("b held since %d, want %d: its disclosure after the retraction", got, want)
 	}
-	heldNow, err := d.Disclosed(ctx, to)
+	heldNow, err := d.Disclosed(ctx, holder)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,11 +334,14 @@ func auditChecksum(t *testing.T, path string) string {
 // TestApplyDisclosuresUnchanged pins every byte the disclosure commands leave in the audit log
 // and the disclosures table: seq, time, actor, action, subject, detail, both hashes. The
 // checksum was taken with the code that wrote one row per statement, so entries written before
-// and after bulk inserts are the same, and `audit verify` accepts a chain that mixes them.
+// and after bulk inserts are the same, and `audit verify` accepts a chain that mixes them. It
+// changed once since, with disclosures kept per holder: the script's commands name no holder, so
+// their rows are keyed by the recipient's node (spiffe://TD/node/*) instead of its trust domain;
+// the audit entries stayed byte for byte the same.
 func TestApplyDisclosuresUnchanged(t *testing.T) {
 	d := newDB(t)
 	disclosureScript(t, d)
-	const want = "b3a947f8cd1b430926a40ef699ed8e9aa392d2b2698d4f9746ea33f77da6d4ed"
+	const want = "e1b3f99139433ef5e01efa8be1d88cabe2419782b6152780a8972aa3d1a00ba6"
 	if got := auditChecksum(t, d.Path()); got != want {
 		t.Errorf("audit and disclosures checksum = %s, want %s", got, want)
 	}
@@ -345,5 +351,38 @@ func TestApplyDisclosuresUnchanged(t *testing.T) {
 	}
 	if rep.FirstBroken != 0 || rep.Entries != 1+1+1038+1+6+300+600 {
 		t.Fatalf("AuditVerify = %+v, want %d entries, none broken", rep, 1+1+1038+1+6+300+600)
+	}
+}
+
+// TestDisclosuresPerHolder: two holders of one trust domain, its node and a person, hold and lose
+// their copies apart: a retraction to one leaves the other's. A command without a holder, as an
+// older node wrote it, counts for the domain's node.
+func TestDisclosuresPerHolder(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	const to = "ncc.crisis.test"
+	node, editor := "spiffe://"+to+"/node/*", "spiffe://"+to+"/user/editor"
+	x := []*pb.Disclosure{{RecordId: "x", Version: 1, Policies: []string{"p@1"}}}
+	cmds := []*pb.RecordDisclosures{
+		{Recipient: to, RecipientId: "spiffe://" + to + "/node/r1", Via: "Subscribe", At: hour(0), Disclosed: x, CountHeld: true}, // no holder: the node
+		{Recipient: to, RecipientId: editor, Holder: editor, Via: "Query", At: hour(1), Disclosed: x, CountHeld: true},
+		{Recipient: to, RecipientId: editor, Holder: editor, Via: "Subscribe", At: hour(2), Retracted: []*pb.Disclosure{{RecordId: "x", Reason: "no longer granted"}}},
+	}
+	for i, c := range cmds {
+		if err := d.ApplyDisclosures(uint64(i+1), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for holder, want := range map[string]int{node: 1, editor: 0} {
+		held, err := d.Disclosed(ctx, holder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(held) != want || want == 1 && held["x"] != 1 {
+			t.Errorf("%s holds %v, want %d record", holder, held, want)
+		}
+	}
+	if got, err := d.Recipients(ctx, "x"); err != nil || len(got) != 1 || got[0] != node {
+		t.Errorf("x is held by %v (%v), want [%s]", got, err, node)
 	}
 }

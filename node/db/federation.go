@@ -45,8 +45,9 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 		}
 		recipient, _ := json.Marshal(c.Recipient)
 		via, _ := json.Marshal(c.Via)
+		holder := Holder(c)
 		if len(c.Disclosed) > 0 {
-			fresh, pols, err := disclose(tx, c, at)
+			fresh, pols, err := disclose(tx, c, holder, at)
 			if err != nil {
 				return err
 			}
@@ -82,7 +83,7 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			}
 		}
 		if len(c.Retracted) > 0 {
-			err := retractionRows.exec(tx, []any{c.Recipient}, len(c.Retracted), func(i int, args []any) []any {
+			err := retractionRows.exec(tx, []any{holder}, len(c.Retracted), func(i int, args []any) []any {
 				return append(args, c.Retracted[i].RecordId)
 			})
 			if err != nil {
@@ -108,7 +109,17 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 	})
 }
 
-// held is what the disclosures table says a recipient holds of one record.
+// Holder is the key under which c's records are tracked in the disclosures table: c.Holder, or
+// for an entry of a node that kept the table by trust domain, that trust domain's node (see
+// migration 5).
+func Holder(c *pb.RecordDisclosures) string {
+	if c.Holder != "" {
+		return c.Holder
+	}
+	return "spiffe://" + c.Recipient + "/node/*"
+}
+
+// held is what the disclosures table says a holder holds of one record.
 type held struct {
 	version  int64
 	policies string // JSON array
@@ -118,7 +129,7 @@ type held struct {
 // or a set of policies, that the recipient does not hold, counting the rows before it in the same
 // command; without it, every row. It returns their indexes, in order, and pols, where pols[i] is
 // the policies of c.Disclosed[i] as the table stores them.
-func disclose(tx *writeTx, c *pb.RecordDisclosures, at time.Time) (fresh []int, pols []string, err error) {
+func disclose(tx *writeTx, c *pb.RecordDisclosures, holder string, at time.Time) (fresh []int, pols []string, err error) {
 	// Most records of a command were granted by the same policies.
 	polJSON := map[string]string{}
 	pols = make([]string, len(c.Disclosed))
@@ -136,7 +147,7 @@ func disclose(tx *writeTx, c *pb.RecordDisclosures, at time.Time) (fresh []int, 
 	if c.CountHeld {
 		// What the recipient holds of these records.
 		holds := make(map[string]held, len(c.Disclosed))
-		err = heldRows.query(tx, []any{c.Recipient}, len(c.Disclosed), func(i int, args []any) []any {
+		err = heldRows.query(tx, []any{holder}, len(c.Disclosed), func(i int, args []any) []any {
 			return append(args, c.Disclosed[i].RecordId)
 		}, func(rows *sql.Rows) error {
 			var id string
@@ -163,7 +174,7 @@ func disclose(tx *writeTx, c *pb.RecordDisclosures, at time.Time) (fresh []int, 
 			fresh = append(fresh, i)
 		}
 	}
-	err = disclosureRows.exec(tx, []any{c.Recipient, at.UnixNano()}, len(fresh), func(i int, args []any) []any {
+	err = disclosureRows.exec(tx, []any{holder, at.UnixNano()}, len(fresh), func(i int, args []any) []any {
 		x := c.Disclosed[fresh[i]]
 		return append(args, x.RecordId, x.Version, pols[fresh[i]])
 	})
@@ -183,11 +194,11 @@ var (
 		func(p []int) string { return param(p[0]) }, ", ", ")")
 )
 
-// Disclosed returns the records disclosed to a recipient: id → version.
-func (d *DB) Disclosed(ctx context.Context, recipient string) (map[string]int64, error) {
+// Disclosed returns the records a holder holds: id → version.
+func (d *DB) Disclosed(ctx context.Context, holder string) (map[string]int64, error) {
 	out := map[string]int64{}
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, recipient)
+		rows, err := ro.QueryContext(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
 		if err != nil {
 			return err
 		}
@@ -205,7 +216,7 @@ func (d *DB) Disclosed(ctx context.Context, recipient string) (map[string]int64,
 	return out, err
 }
 
-// Recipients lists the recipients that hold a copy of a record.
+// Recipients lists the holders of a copy of a record.
 func (d *DB) Recipients(ctx context.Context, recordID string) ([]string, error) {
 	var out []string
 	err := d.read(func(ro *sql.DB) error {

@@ -98,7 +98,7 @@ CREATE INDEX audit_action ON audit (action, seq);
 	// each subscription.
 	`
 CREATE TABLE disclosures (
-	recipient TEXT    NOT NULL,  -- trust domain
+	recipient TEXT    NOT NULL,  -- trust domain; a holder since migration 5
 	record_id TEXT    NOT NULL,
 	version   INTEGER NOT NULL,
 	policies  TEXT    NOT NULL,  -- JSON array
@@ -147,6 +147,12 @@ CREATE INDEX records_kind      ON records (kind, id, tombstone, classification, 
 CREATE INDEX records_crisis    ON records (crisis, kind, region, id, tombstone, classification, updated_at);
 CREATE INDEX records_crisis_id ON records (crisis, id, tombstone, classification, updated_at);
 CREATE INDEX records_region    ON records (region, id, tombstone, classification, updated_at);
+`,
+	// 5: disclosures are kept per holder, not per trust domain (see policy.Recipient.Holder). A
+	// row kept by trust domain was, in all but rare cases, sent to that org's node: it becomes the
+	// node's, so that a retraction still reaches the cache that holds it.
+	`
+UPDATE disclosures SET recipient = 'spiffe://' || recipient || '/node/*' WHERE recipient NOT LIKE 'spiffe://%';
 `,
 }
 

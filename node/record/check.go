@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
+	"time"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -54,6 +57,29 @@ type Checker struct {
 	Origin string
 	// MaxBody is the largest body in bytes. Zero means DefaultMaxBody.
 	MaxBody int
+}
+
+// Times the store can hold: it keeps a time as nanoseconds since 1970 in an int64.
+var (
+	minTime = time.Unix(0, math.MinInt64).UTC()
+	maxTime = time.Unix(0, math.MaxInt64).UTC()
+)
+
+// CheckTime checks a timestamp given in field: nil, or a valid time that the store can hold
+// (1678-09-22 to 2262-04-11). A time outside that range would wrap around when stored or
+// compared, so it is refused rather than clamped: the caller learns that the value was wrong.
+func CheckTime(field string, ts *timestamppb.Timestamp) error {
+	if ts == nil {
+		return nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return invalid(field, "%v", err)
+	}
+	if t := ts.AsTime(); t.Before(minTime) || t.After(maxTime) {
+		return invalid(field, "%s is outside the times a node can hold: use a time between %s and %s",
+			t.Format(time.RFC3339), minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // CheckID checks a record id as it appears in field.
@@ -115,10 +141,8 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	if err := checkLabels("record.labels", r.Labels); err != nil {
 		return err
 	}
-	if r.ValidUntil != nil {
-		if err := r.ValidUntil.CheckValid(); err != nil {
-			return invalid("record.valid_until", "%v", err)
-		}
+	if err := CheckTime("record.valid_until", r.ValidUntil); err != nil {
+		return err
 	}
 	body, err := c.checkBody(kind, r.Body)
 	if err != nil {

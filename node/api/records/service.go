@@ -196,8 +196,8 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	}
 	f.Labels = labels
 	if req.UpdatedSince != nil {
-		if err := req.UpdatedSince.CheckValid(); err != nil {
-			return nil, api.Invalid("updated_since", "%v", err)
+		if err := record.CheckTime("updated_since", req.UpdatedSince); err != nil {
+			return nil, api.Status(s.log, err)
 		}
 		f.UpdatedSince = req.UpdatedSince.AsTime()
 	}

@@ -186,7 +186,13 @@ type RecordDisclosures struct {
 	// is counted in one federation.resend audit entry instead of being written again. Set by every
 	// node since this field exists; an entry without it (written by an older node and applied after
 	// an upgrade) is applied as before, so that every replica applies it alike.
-	CountHeld     bool `protobuf:"varint,7,opt,name=count_held,json=countHeld" json:"count_held,omitempty"`
+	CountHeld bool `protobuf:"varint,7,opt,name=count_held,json=countHeld" json:"count_held,omitempty"`
+	// holder is who holds the records, the key under which the disclosures table tracks them: the
+	// SPIFFE ID that called, except that all replicas of a peer's node (spiffe://TD/node/*) are one
+	// holder, "spiffe://TD/node/*", as they share one replicated cache. Set by every node since
+	// this field exists; an entry without it, from a node that kept the table by trust domain, is
+	// applied to the trust domain's node.
+	Holder        string `protobuf:"bytes,8,opt,name=holder" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +274,13 @@ func (x *RecordDisclosures) GetCountHeld() bool {
 		return x.CountHeld
 	}
 	return false
+}
+
+func (x *RecordDisclosures) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
 }
 
 type Disclosure struct {
@@ -787,7 +800,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeignB\x05\n" +
-	"\x03cmd\"\xa1\x02\n" +
+	"\x03cmd\"\xb9\x02\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
@@ -796,7 +809,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x10\n" +
 	"\x03via\x18\x06 \x01(\tR\x03via\x12\x1d\n" +
 	"\n" +
-	"count_held\x18\a \x01(\bR\tcountHeld\"w\n" +
+	"count_held\x18\a \x01(\bR\tcountHeld\x12\x16\n" +
+	"\x06holder\x18\b \x01(\tR\x06holder\"w\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
