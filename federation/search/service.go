@@ -236,6 +236,9 @@ func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, resp *pb.Sea
 	}
 }
 
+// foreignPage is how many cached records Picture reads at a time.
+const foreignPage = 10000
+
 // Picture merges the node's own records and the cached records of peers for one crisis.
 func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.PictureResponse, error) {
 	if req.Crisis == "" {
@@ -262,12 +265,22 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		}
 		f.PageToken = next
 	}
-	foreign, err := s.c.DB.ForeignList(ctx, db.ForeignFilter{Crisis: req.Crisis, Limit: 100000})
-	if err != nil {
-		return nil, api.Status(s.c.Logger, err)
-	}
-	for _, fr := range foreign {
-		items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+	// Every cached record of the crisis, a page at a time: a picture that left some out would
+	// show a stale entry, or none, and sums that are short, and would not say so.
+	ff := db.ForeignFilter{Crisis: req.Crisis, Limit: foreignPage}
+	for {
+		foreign, err := s.c.DB.ForeignList(ctx, ff)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		for _, fr := range foreign {
+			items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+		}
+		if len(foreign) < ff.Limit {
+			break
+		}
+		last := foreign[len(foreign)-1].Record
+		ff.AfterOrigin, ff.AfterID = last.Origin, last.Id
 	}
 	phase, err := s.c.Sharing.Phases().Of(ctx, req.Crisis)
 	if err != nil {
