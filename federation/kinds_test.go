@@ -41,7 +41,8 @@ const waterLevelSchema = `{
 // TestKindFromConfigEndToEnd runs two nodes whose config declares one kind, water.level, with
 // its schema in a schema_file and level_cm aggregable, in place of the demo kinds, which are then unknown. A record of
 // the kind travels from its source to the peer under an approved policy and is summed in the
-// peer's picture with the peer's own, per region and for NL. A record that breaks the schema
+// peer's picture with the peer's own, per region and for NL; a second kind, with its schema inline
+// and no aggregable field, travels too and adds no sum, not even of a level_cm in its body. A record that breaks the schema
 // is refused with InvalidArgument and a message that names the JSON path of the offending value
 // (at the top and deep inside an array), is not stored, and never reaches the peer.
 func TestKindFromConfigEndToEnd(t *testing.T) {
@@ -51,7 +52,10 @@ func TestKindFromConfigEndToEnd(t *testing.T) {
 	}
 	kind := config.KindConfig{Kind: record.Kind{Name: "water.level", Description: "The level at a gauge.", Aggregate: []string{"level_cm"}},
 		SchemaFile: schema}
-	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Kinds: []config.KindConfig{kind}, Reevaluate: 10 * time.Minute})
+	// A second kind, with its schema inline and nothing to sum.
+	closure := config.KindConfig{Kind: record.Kind{Name: "road.closure",
+		Schema: []byte(`{"type": "object", "required": ["road"], "properties": {"road": {"type": "string"}}}`)}}
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Kinds: []config.KindConfig{kind, closure}, Reevaluate: 10 * time.Minute})
 	a, b := f.Orgs[0], f.Orgs[1]
 	const crisis = "hoogwater"
 
@@ -59,12 +63,14 @@ func TestKindFromConfigEndToEnd(t *testing.T) {
 		return &pb.Record{Id: id, Kind: "water.level", Crisis: crisis, Region: region, Classification: pb.Classification_INTERNAL,
 			Body: []byte(fmt.Sprintf(`{"station":%q,"municipality":%q,"level_cm":%d,"readings":[{"at":"06:00","cm":%d}]}`, station, municipality, cm, cm))}
 	}
-	a.Approve(t, policyDoc("water-to-b", spiffeOf(b), "water.level", "internal", ""))
+	a.Approve(t, policyDoc("water-to-b", spiffeOf(b), "water.level, road.closure", "internal", ""))
 	a.Put(t, level("w1", "VR09", "Vreeswijk", "Nieuwegein", 120))
 	a.Put(t, level("w2", "VR09", "Culemborg brug", "Culemborg", 80))
 	a.Put(t, level("w3", "VR08", "Tiel", "Tiel", 35))
+	a.Put(t, &pb.Record{Id: "c1", Kind: "road.closure", Crisis: crisis, Region: "VR08", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"road":"A15","level_cm":1000}`)})
 	b.Put(t, level("own", "VR08", "Zaltbommel", "Zaltbommel", 10))
-	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"w1": 1, "w2": 1, "w3": 1}, "b receives a's water levels")
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"w1": 1, "w2": 1, "w3": 1, "c1": 1}, "b receives a's water levels and closure")
 
 	var sums []string
 	for _, ag := range b.Picture(t, crisis).Aggregates {
@@ -98,7 +104,7 @@ func TestKindFromConfigEndToEnd(t *testing.T) {
 	r := level("bad", "VR08", "Tiel", "Tiel", 1)
 	r.Kind = "shelter.capacity"
 	_, err := pb.NewRecordServiceClient(a.Local(t)).Put(fedtest.Call(t), &pb.PutRequest{Record: r})
-	if st, want := status.Convert(err), `record.kind: unknown kind "shelter.capacity": use one of "water.level", or declare it in the node config`; st.Code() != codes.InvalidArgument || st.Message() != want {
+	if st, want := status.Convert(err), `record.kind: unknown kind "shelter.capacity": use one of "road.closure", "water.level", or declare it in the node config`; st.Code() != codes.InvalidArgument || st.Message() != want {
 		t.Errorf("put of a demo kind gives %v %q, want InvalidArgument %q", st.Code(), st.Message(), want)
 	}
 	if _, err := pb.NewRecordServiceClient(a.Local(t)).Get(fedtest.Call(t), &pb.GetRequest{Id: "bad"}); status.Code(err) != codes.NotFound {
@@ -107,5 +113,5 @@ func TestKindFromConfigEndToEnd(t *testing.T) {
 	// A later record that passes shows that the peer has seen everything a wrote by then: the
 	// refused ones are not among it.
 	a.Put(t, level("w4", "VR08", "Buren", "Buren", 36))
-	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"w1": 1, "w2": 1, "w3": 1, "w4": 1}, "b receives w4 and nothing refused")
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"w1": 1, "w2": 1, "w3": 1, "w4": 1, "c1": 1}, "b receives w4 and nothing refused")
 }
