@@ -38,13 +38,14 @@ const waterLevelSchema = `{
   }
 }`
 
-// TestKindFromConfigEndToEnd runs two nodes whose config declares one kind, water.level, with
-// its schema in a schema_file and level_cm aggregable, in place of the demo kinds, which are then unknown. A record of
-// the kind travels from its source to the peer under an approved policy and is summed in the
-// peer's picture with the peer's own, per region and for NL; a second kind, with its schema inline
-// and no aggregable field, travels too and adds no sum, not even of a level_cm in its body. A record that breaks the schema
-// is refused with InvalidArgument and a message that names the JSON path of the offending value
-// (at the top and deep inside an array), is not stored, and never reaches the peer.
+// TestKindFromConfigEndToEnd runs two nodes whose config declares their kinds in place of the
+// demo kinds, which are then unknown: water.level, with its schema in a schema_file and level_cm
+// aggregable, and road.closure, with its schema inline and nothing to sum. A water level travels
+// from its source to the peer under an approved policy and is summed in the peer's picture with
+// the peer's own, per region and for NL; a closure travels too and adds no sum, not even of a
+// level_cm in its body. A record that breaks the schema is refused with InvalidArgument and a
+// message that names the JSON path of the offending value (at the top and deep inside an
+// array), is not stored, and never reaches the peer.
 func TestKindFromConfigEndToEnd(t *testing.T) {
 	schema := filepath.Join(t.TempDir(), "water-level.schema.json")
 	if err := os.WriteFile(schema, []byte(waterLevelSchema), 0o600); err != nil {
