@@ -154,9 +154,10 @@ func newPictureCmd() *cobra.Command {
 		Use:   "picture",
 		Short: "Show the merged picture of a crisis",
 		Long: `Show the merged picture of a crisis: the node's own records and those received from peers.
-For each kind and region (and municipality), the latest record with its source and age; sums of
-the fields a kind declares aggregable, per region and nationally; a flag where sources disagree,
-and a flag on stale records.`,
+For each kind, region and key (the body's municipality, or else the record id), the latest record
+with its source and age; sums of the fields a kind declares aggregable, per region and nationally;
+DISAGREES with the other sources whose latest record for the same key has a different body; and
+STALE on a latest record older than --stale-after. docs/api.md defines each exactly.`,
 		Example: `  knooppunt picture --crisis oekraine
   knooppunt picture --crisis oekraine -o json | jq '.aggregates'`,
 		Args: cobra.NoArgs,

@@ -9,8 +9,10 @@
 package fedtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,6 +55,9 @@ type Options struct {
 	// PeersOf, when set, limits the peers in an org's config to the names it returns. Default:
 	// every other org.
 	PeersOf func(name string) []string
+	// Kinds are declared in every org's config in place of the built-in demo kinds, each with
+	// its schema inline or in a schema_file (a relative path is read from the org's Dir).
+	Kinds []config.KindConfig
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -316,11 +321,48 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	if opts.PeerCalls > 0 {
 		fmt.Fprintf(&b, "  peer_calls: %d\n", opts.PeerCalls)
 	}
+	b.WriteString(kindsYAML(opts.Kinds))
 	fmt.Fprintf(&b, "roles:\n")
 	for _, s := range o.Officers {
 		fmt.Fprintf(&b, "  - id: %s\n    role: officer\n", s.ID)
 	}
 	b.WriteString(clustertest.PeersYAML(peers))
+	return b.String()
+}
+
+// kindsYAML is the kinds section of a config, empty for none. Strings are quoted as JSON, which
+// YAML reads as its double-quoted strings; an inline schema is compacted JSON, which YAML reads
+// as a flow mapping.
+func kindsYAML(kinds []config.KindConfig) string {
+	if len(kinds) == 0 {
+		return ""
+	}
+	q := func(s string) string { j, _ := json.Marshal(s); return string(j) }
+	var b strings.Builder
+	b.WriteString("kinds:\n")
+	for _, k := range kinds {
+		fmt.Fprintf(&b, "  - name: %s\n", q(k.Name))
+		if k.Description != "" {
+			fmt.Fprintf(&b, "    description: %s\n", q(k.Description))
+		}
+		if len(k.Aggregate) > 0 {
+			agg := make([]string, len(k.Aggregate))
+			for i, a := range k.Aggregate {
+				agg[i] = q(a)
+			}
+			fmt.Fprintf(&b, "    aggregate: [%s]\n", strings.Join(agg, ", "))
+		}
+		if len(k.Schema) > 0 {
+			var c bytes.Buffer
+			if err := json.Compact(&c, k.Schema); err != nil {
+				panic(fmt.Sprintf("fedtest: kind %s: schema: %v", k.Name, err))
+			}
+			fmt.Fprintf(&b, "    schema: %s\n", c.String())
+		}
+		if k.SchemaFile != "" {
+			fmt.Fprintf(&b, "    schema_file: %s\n", q(k.SchemaFile))
+		}
+	}
 	return b.String()
 }
 

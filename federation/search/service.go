@@ -8,9 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -236,6 +236,9 @@ func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, resp *pb.Sea
 	}
 }
 
+// foreignPage is how many cached records Picture reads at a time.
+const foreignPage = 10000
+
 // Picture merges the node's own records and the cached records of peers for one crisis.
 func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.PictureResponse, error) {
 	if req.Crisis == "" {
@@ -262,12 +265,22 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		}
 		f.PageToken = next
 	}
-	foreign, err := s.c.DB.ForeignList(ctx, db.ForeignFilter{Crisis: req.Crisis, Limit: 100000})
-	if err != nil {
-		return nil, api.Status(s.c.Logger, err)
-	}
-	for _, fr := range foreign {
-		items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+	// Every cached record of the crisis, a page at a time: a picture that left some out would
+	// show a stale entry, or none, and sums that are short, and would not say so.
+	ff := db.ForeignFilter{Crisis: req.Crisis, Limit: foreignPage}
+	for {
+		foreign, err := s.c.DB.ForeignList(ctx, ff)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		for _, fr := range foreign {
+			items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+		}
+		if len(foreign) < ff.Limit {
+			break
+		}
+		last := foreign[len(foreign)-1].Record
+		ff.AfterOrigin, ff.AfterID = last.Origin, last.Id
 	}
 	phase, err := s.c.Sharing.Phases().Of(ctx, req.Crisis)
 	if err != nil {
@@ -288,10 +301,14 @@ type Item struct {
 	Source string
 }
 
-// Merge builds a picture: for each kind, region and key (the body's municipality, or the record
-// id) the latest record, flagged stale when older than staleAfter and conflicting when another
-// source's latest record for the same key says something else; and, for the aggregable fields
-// of each kind, sums per region and for the whole country (NL) over those latest records.
+// Merge builds a picture. docs/api.md defines each part; in short: records fall into slots by
+// kind, region and key (the body's municipality, or the record id). A slot's entry is the
+// latest record of all its sources (by updated_at, then version; remaining ties go to the
+// source, then the id, that sorts first). The entry is stale when it is more than staleAfter
+// older than now, and its conflict lists every other source whose own latest record in the
+// slot has a body that is a different JSON value. For the aggregable fields of each kind, the
+// entries' numbers are summed per region and for the whole country (NL), where a record of
+// region NL counts once. The result does not depend on the order of items.
 func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAfter time.Duration) *pb.PictureResponse {
 	type slot struct{ kind, region, key string }
 	bySource := map[slot]map[string]Item{}
@@ -301,7 +318,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		if bySource[k] == nil {
 			bySource[k] = map[string]Item{}
 		}
-		if cur, ok := bySource[k][it.Source]; !ok || later(it.Record, cur.Record) {
+		if cur, ok := bySource[k][it.Source]; !ok || later(it, cur) {
 			bySource[k][it.Source] = it
 		}
 		sources[it.Source] = true
@@ -329,7 +346,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 	for _, k := range slots {
 		var latest Item
 		for _, it := range bySource[k] {
-			if latest.Record == nil || later(it.Record, latest.Record) {
+			if latest.Record == nil || later(it, latest) {
 				latest = it
 			}
 		}
@@ -347,12 +364,16 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		if json.Unmarshal(latest.Record.Body, &body) != nil {
 			continue
 		}
+		regions := []string{k.region, "NL"}
+		if k.region == "NL" {
+			regions = regions[:1] // a national record counts once in the national total
+		}
 		for _, field := range aggregable[k.kind] {
 			v, ok := body[field].(float64)
 			if !ok {
 				continue
 			}
-			for _, region := range []string{k.region, "NL"} {
+			for _, region := range regions {
 				key := [3]string{k.kind, field, region}
 				if sums[key] == nil {
 					sums[key] = &sum{}
@@ -403,14 +424,29 @@ func keyOf(r *pb.Record) string {
 	return r.Id
 }
 
-func later(a, b *pb.Record) bool {
-	return a.GetUpdatedAt().AsTime().After(b.GetUpdatedAt().AsTime())
+// later says whether a is to be shown rather than b: it was updated later, or at the same time
+// with a higher version. The remaining ties go to the source, then the id, that sorts first, so
+// that a picture never depends on the order in which records were read, nor on map order.
+func later(a, b Item) bool {
+	ta, tb := a.Record.GetUpdatedAt().AsTime(), b.Record.GetUpdatedAt().AsTime()
+	switch {
+	case !ta.Equal(tb):
+		return ta.After(tb)
+	case a.Record.GetVersion() != b.Record.GetVersion():
+		return a.Record.GetVersion() > b.Record.GetVersion()
+	case a.Source != b.Source:
+		return a.Source < b.Source
+	}
+	return a.Record.GetId() < b.Record.GetId()
 }
 
+// sameBody says whether two bodies are the same JSON value: the order of an object's members,
+// white space and how a number is spelt (1, 1.0, 1e0) do not count; a different type does (the
+// string "1" is not the number 1). A body that is not JSON is the same as no other.
 func sameBody(a, b []byte) bool {
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return false
 	}
-	return fmt.Sprint(x) == fmt.Sprint(y)
+	return reflect.DeepEqual(x, y)
 }

@@ -293,7 +293,10 @@ type ForeignFilter struct {
 	Kinds                  []string
 	Labels                 map[string]string
 	UpdatedSince           time.Time
-	Limit                  int
+	// AfterOrigin and AfterID, when AfterOrigin is set, start the listing after that record, for
+	// a caller that reads the cache a page at a time: pass the last record of the page before.
+	AfterOrigin, AfterID string
+	Limit                int
 }
 
 // foreignListQuery is ForeignList's statement and its arguments: values bound as +?, the limit
@@ -324,6 +327,9 @@ func foreignListQuery(f ForeignFilter) (string, []any) {
 	}
 	if !f.UpdatedSince.IsZero() {
 		add("updated_at >= +?", f.UpdatedSince.UnixNano())
+	}
+	if f.AfterOrigin != "" {
+		add("(origin, id) > (+?, +?)", f.AfterOrigin, f.AfterID)
 	}
 	if f.Limit <= 0 {
 		f.Limit = 10000

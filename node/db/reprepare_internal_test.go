@@ -54,7 +54,7 @@ func TestHotQueriesBindNoPlainParameters(t *testing.T) {
 		t.Errorf("Changes: plan %q does not search the feed by seq", plan)
 	}
 	q, args = foreignListQuery(ForeignFilter{Origin: "o", Crisis: "c", Region: "NL", Kinds: []string{"a", "b"},
-		Labels: map[string]string{"x": "1"}, UpdatedSince: time.Unix(1, 0), Limit: 5})
+		Labels: map[string]string{"x": "1"}, UpdatedSince: time.Unix(1, 0), AfterOrigin: "o", AfterID: "r1", Limit: 5})
 	if m := plainParam.FindString(q); m != "" {
 		t.Errorf("ForeignList: a plain parameter %q in %s", m, q)
 	}

@@ -1,0 +1,272 @@
+package federation_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// redactPaths are what the policy to b redacts: a nested field and a top-level one, sorted, as a
+// decision lists them.
+var redactPaths = []string{"body.contact.phone", "body.contact_phone"}
+
+// arrived is a record as a recipient holds it, or as the source's preview says it would.
+type arrived struct {
+	version  int64
+	body     string // the body as one JSON value, members sorted
+	redacted string // the redacted paths, joined by commas
+}
+
+// canonicalBody writes a body as encoding/json does, so that equal JSON values compare equal.
+func canonicalBody(t *testing.T, b []byte) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("body %s: %v", b, err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// redactedFields lists the redacted fields that a body still has, by their path; decoding first
+// also finds a key that the source spelt with an escape.
+func redactedFields(t *testing.T, b []byte) []string {
+	t.Helper()
+	var body map[string]any
+	if err := json.Unmarshal(b, &body); err != nil {
+		t.Fatalf("body %s: %v", b, err)
+	}
+	var found []string
+	if _, ok := body["contact_phone"]; ok {
+		found = append(found, "body.contact_phone")
+	}
+	if c, ok := body["contact"].(map[string]any); ok {
+		if _, ok := c["phone"]; ok {
+			found = append(found, "body.contact.phone")
+		}
+	}
+	return found
+}
+
+// leaks lists the secrets that data holds.
+func leaks(data []byte, secrets []string) []string {
+	var out []string
+	for _, s := range secrets {
+		if bytes.Contains(data, []byte(s)) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// filesHolding lists the files under dir that hold any of the secrets: the SQLite database and
+// its write-ahead log, the Raft log and snapshots, whatever the node wrote.
+func filesHolding(t *testing.T, dir string, secrets []string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // gone while we looked, such as a finished snapshot's temporary file
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if found := leaks(data, secrets); len(found) > 0 {
+			out = append(out, filepath.Base(path)+": "+strings.Join(found, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", dir, err)
+	}
+	return out
+}
+
+// TestRedactionAcrossTheWire has a source share shelter records with two peers: with b under a
+// policy that redacts a top-level and a nested body field, with c under one that redacts
+// nothing. The records include one whose redacted key the writer spelt with a JSON escape and
+// one without the field, and one is updated after it arrived. It checks that b's cache, b's
+// search results (answered by a, and from the cache once a is down), b's picture and every file
+// b's node wrote never hold a redacted field, neither its key nor its value; that the source's
+// Preview of each policy for its recipient lists exactly the records that arrived, at their
+// versions, with the same bodies and the same redacted paths; and, as the control that makes the
+// rest mean something, that c received the very values b never saw.
+func TestRedactionAcrossTheWire(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Reevaluate: 10 * time.Minute})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	const crisis = "redaction"
+	origin := a.TD.Name()
+
+	policies := map[*fedtest.Org]string{
+		b: a.Approve(t, policyDoc("shelters-to-b", spiffeOf(b), "shelter.capacity", "internal",
+			"redact: ["+strings.Join(redactPaths, ", ")+"]\n")),
+		c: a.Approve(t, policyDoc("shelters-to-c", spiffeOf(c), "shelter.capacity", "internal", "")),
+	}
+	shelter := func(id string, class pb.Classification, body string) *pb.Record {
+		return &pb.Record{Id: id, Kind: "shelter.capacity", Crisis: crisis, Region: "VR09", Classification: class, Body: []byte(body)}
+	}
+	a.Put(t, shelter("s1", pb.Classification_INTERNAL,
+		`{"municipality":"Utrecht","beds_total":100,"beds_free":12,"contact_phone":"+31-30-555-0101","contact":{"name":"desk","phone":"+31-30-555-0111"}}`))
+	a.Put(t, shelter("s2", pb.Classification_INTERNAL,
+		`{"municipality":"Zeist","beds_total":40,"beds_free":3,"contact_phone":"+31-30-555-0201","notes":"call ahead"}`))
+	a.Put(t, shelter("s3", pb.Classification_INTERNAL, `{"municipality":"Houten","beds_total":20,"beds_free":20}`))
+	a.Put(t, shelter("s4", pb.Classification_INTERNAL,
+		`{"municipality":"Nieuwegein","beds_total":5,"beds_free":1,"contact\u005fphone":"+31-30-555-0401"}`))
+	a.Put(t, shelter("s5", pb.Classification_CONFIDENTIAL,
+		`{"municipality":"IJsselstein","beds_total":9,"beds_free":9,"contact_phone":"+31-30-555-0501"}`))
+	want := map[string]int64{"s1": 1, "s2": 1, "s3": 1, "s4": 1}
+	waitHeld(t, b, crisis, origin, want, "b receives the four internal shelters")
+	// An update travels on the subscription rather than in its first walk; it is redacted too.
+	a.Put(t, shelter("s1", pb.Classification_INTERNAL,
+		`{"municipality":"Utrecht","beds_total":100,"beds_free":11,"contact_phone":"+31-30-555-0102","contact":{"name":"desk","phone":"+31-30-555-0112"}}`))
+	want["s1"] = 2
+	waitHeld(t, b, crisis, origin, want, "b receives the update of s1")
+	waitHeld(t, c, crisis, origin, want, "c receives the four internal shelters")
+	// Every value of a redacted field that a granted record ever had; s5 is above the ceiling
+	// and goes to nobody.
+	secrets := []string{"+31-30-555-0101", "+31-30-555-0111", "+31-30-555-0201", "+31-30-555-0401", "+31-30-555-0102", "+31-30-555-0112"}
+
+	cached := func(o *fedtest.Org) map[string]arrived {
+		t.Helper()
+		recs, err := o.Node.DB().ForeignList(fedtest.Call(t), db.ForeignFilter{Origin: origin, Crisis: crisis})
+		if err != nil {
+			t.Fatalf("%s: cache: %v", o.Name, err)
+		}
+		out := map[string]arrived{}
+		for _, fr := range recs {
+			out[fr.Record.Id] = arrived{fr.Record.Version, canonicalBody(t, fr.Record.Body), strings.Join(fr.Redacted, ",")}
+			if o == b {
+				if got := redactedFields(t, fr.Record.Body); len(got) > 0 {
+					t.Errorf("b's cache holds %s with %v: %s", fr.Record.Id, got, fr.Record.Body)
+				}
+				if got := leaks(fr.Record.Body, secrets); len(got) > 0 {
+					t.Errorf("b's cache holds %s with %v", fr.Record.Id, got)
+				}
+				if !slices.Equal(fr.Redacted, redactPaths) {
+					t.Errorf("b's cache says %v were redacted from %s, want %v", fr.Redacted, fr.Record.Id, redactPaths)
+				}
+			}
+		}
+		return out
+	}
+
+	// The preview of each policy agrees with what its recipient holds: the same records at the
+	// same versions, the same bodies, the same redacted paths.
+	for _, o := range []*fedtest.Org{b, c} {
+		prev, err := pb.NewPolicyServiceClient(a.As(t, a.Officers[0])).Preview(fedtest.Call(t),
+			&pb.PreviewRequest{Id: policies[o], Recipient: spiffeOf(o) + "/node/r1"})
+		if err != nil {
+			t.Fatalf("preview of %s for %s: %v", policies[o], o.Name, err)
+		}
+		previewed := map[string]arrived{}
+		for _, it := range prev.Items {
+			previewed[it.Record.Id] = arrived{it.Record.Version, canonicalBody(t, it.Record.Body), strings.Join(it.Redacted, ",")}
+		}
+		if got := cached(o); !reflect.DeepEqual(got, previewed) {
+			t.Errorf("%s holds\n\t%+v\nthe source's preview of %s says\n\t%+v", o.Name, got, policies[o], previewed)
+		}
+		if prev.Total != int64(len(want)) {
+			t.Errorf("the preview for %s counts %d records, want %d", o.Name, prev.Total, len(want))
+		}
+	}
+
+	// The control: c, under a policy that redacts nothing, received the values b never saw, and
+	// reading the node's files finds them, so that finding none in b's means something.
+	for _, e := range c.Picture(t, crisis).Entries {
+		if e.Record.Id == "s1" && len(redactedFields(t, e.Record.Body)) != 2 {
+			t.Fatalf("c holds s1 as %s: the control needs it whole", e.Record.Body)
+		}
+	}
+	fedtest.Eventually(t, 10*time.Second, "c's node files hold the values it received", func() (bool, string) {
+		held := filesHolding(t, c.DataDir(), secrets)
+		return len(held) > 0, "no file of c holds any of " + strings.Join(secrets, ", ")
+	})
+
+	checkHits := func(what string, resp *pb.SearchResponse, fromCache bool) {
+		t.Helper()
+		var ids []string
+		for _, h := range resp.Hits {
+			if h.Source != a.Name {
+				continue
+			}
+			ids = append(ids, h.Record.Id)
+			if h.FromCache != fromCache {
+				t.Errorf("%s: hit %s from cache %v, want %v", what, h.Record.Id, h.FromCache, fromCache)
+			}
+			if got := redactedFields(t, h.Record.Body); len(got) > 0 {
+				t.Errorf("%s: hit %s has %v: %s", what, h.Record.Id, got, h.Record.Body)
+			}
+			if !slices.Equal(h.Redacted, redactPaths) {
+				t.Errorf("%s: hit %s says %v were redacted, want %v", what, h.Record.Id, h.Redacted, redactPaths)
+			}
+		}
+		sort.Strings(ids)
+		if !slices.Equal(ids, []string{"s1", "s2", "s3", "s4"}) {
+			t.Errorf("%s: hits of a %v, want s1 to s4", what, ids)
+		}
+		raw, err := proto.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := leaks(raw, secrets); len(got) > 0 {
+			t.Errorf("%s: the answer holds %v", what, got)
+		}
+	}
+	resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}})
+	checkHits("b's search, answered by a", resp, false)
+
+	pic := b.Picture(t, crisis)
+	raw, err := proto.Marshal(pic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := leaks(raw, secrets); len(got) > 0 {
+		t.Errorf("b's picture holds %v", got)
+	}
+	for _, e := range pic.Entries {
+		if got := redactedFields(t, e.Record.Body); len(got) > 0 {
+			t.Errorf("b's picture shows %s with %v: %s", e.Record.Id, got, e.Record.Body)
+		}
+	}
+	if len(pic.Entries) != len(want) {
+		t.Errorf("b's picture has %d entries, want %d", len(pic.Entries), len(want))
+	}
+
+	// With a down, b answers from its cache.
+	a.Stop(t)
+	resp, _ = b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: 500})
+	if i := slices.IndexFunc(resp.Peers, func(p *pb.PeerStatus) bool { return p.Peer == a.Name }); i < 0 || resp.Peers[i].State == search.Answered {
+		t.Fatalf("b's search with a down: peers %v, want a not answering", resp.Peers)
+	}
+	checkHits("b's search from its cache", resp, true)
+
+	if held := filesHolding(t, b.DataDir(), secrets); len(held) > 0 {
+		t.Errorf("b's node wrote redacted values to disk: %v", held)
+	}
+}

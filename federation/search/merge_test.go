@@ -1,0 +1,474 @@
+package search_test
+
+// The tests of this file hold Merge to the picture as docs/api.md defines it: a property test
+// compares it with a plain reference model over random records from random sources, and a table
+// pins each rule with one small case.
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/federation/search"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// The world random pictures are drawn from: small, so that slots are shared, bodies agree and
+// times tie often enough.
+var (
+	genSources = []string{"a.crisis.test", "b.crisis.test", "c.crisis.test"}
+	genKinds   = []string{"shelter.capacity", "water.level", "sitrep"}
+	genRegions = []string{"VR01", "VR02", "NL"}
+	genPlaces  = []string{"Utrecht", "Zeist", "Houten"}
+	// sitrep declares no aggregable field; level_cm still turns up in its bodies.
+	genAggregable = map[string][]string{
+		"shelter.capacity": {"beds_total", "beds_free"},
+		"water.level":      {"level_cm"},
+	}
+	genFields = []string{"beds_total", "beds_free", "level_cm"}
+)
+
+// genNumbers are JSON numbers, each with the ways it may be spelt. Each is a multiple of 1/4, so
+// that sums are exact in any order.
+var genNumbers = [][]string{{"0"}, {"1", "1.0", "1e0"}, {"2", "2.0"}, {"2.25"}, {"40", "4e1"}, {"-3"}, {"1000000", "1e6"}}
+
+// spell writes raw JSON, a number in a random one of its spellings.
+func spell(rng *rand.Rand, raw string) string {
+	for _, n := range genNumbers {
+		if slices.Contains(n, raw) {
+			return n[rng.Intn(len(n))]
+		}
+	}
+	return raw
+}
+
+// member is one member of a generated body, as raw JSON.
+type member struct{ key, raw string }
+
+// genBody draws the members of a body: a municipality, or one that is empty, not a string or
+// absent; numbers, strings and nulls in the aggregable fields of every kind; a note that may
+// differ.
+func genBody(rng *rand.Rand) []member {
+	var ms []member
+	switch rng.Intn(10) {
+	case 0:
+		ms = append(ms, member{"municipality", `""`})
+	case 1:
+		ms = append(ms, member{"municipality", "7"})
+	case 2:
+		ms = append(ms, member{"municipality", "null"})
+	case 3:
+	default:
+		ms = append(ms, member{"municipality", fmt.Sprintf("%q", genPlaces[rng.Intn(len(genPlaces))])})
+	}
+	for _, f := range genFields {
+		switch rng.Intn(10) {
+		case 0:
+		case 1:
+			ms = append(ms, member{f, `"2"`})
+		case 2:
+			ms = append(ms, member{f, "null"})
+		default:
+			ms = append(ms, member{f, genNumbers[rng.Intn(len(genNumbers))][0]})
+		}
+	}
+	if rng.Intn(3) == 0 {
+		ms = append(ms, member{"notes", []string{`"full"`, `"a b"`, `["a","b"]`, `["a b"]`}[rng.Intn(4)]})
+	}
+	return ms
+}
+
+// render writes members as a JSON object: in random order, with random white space, and each
+// number in a random spelling.
+func render(rng *rand.Rand, ms []member) []byte {
+	ms = slices.Clone(ms)
+	rng.Shuffle(len(ms), func(i, j int) { ms[i], ms[j] = ms[j], ms[i] })
+	space := func() string { return []string{"", " ", "\n  "}[rng.Intn(3)] }
+	var b strings.Builder
+	b.WriteString("{" + space())
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteString("," + space())
+		}
+		fmt.Fprintf(&b, "%q:%s%s", m.key, space(), spell(rng, m.raw))
+	}
+	b.WriteString(space() + "}")
+	return []byte(b.String())
+}
+
+// genItems draws up to 40 records from random sources. A source holds each id once, as the store
+// and the cache do; ids repeat across sources. A quarter of the records report what an earlier one
+// did (its kind, region and body, spelt anew), so that sources agree as well as disagree. Times
+// come from a few offsets around now and the stale limit, some with a part of a second, so that
+// ties and the limit itself turn up.
+func genItems(rng *rand.Rand, now time.Time, staleAfter time.Duration) []search.Item {
+	offsets := []time.Duration{-time.Hour, 0, time.Second, staleAfter - time.Second, staleAfter, staleAfter + time.Nanosecond,
+		staleAfter + time.Second, 3 * 24 * time.Hour}
+	type report struct {
+		kind, region string
+		body         []member
+	}
+	var said []report
+	held := map[string]bool{}
+	var items []search.Item
+	for range rng.Intn(41) {
+		src := genSources[rng.Intn(len(genSources))]
+		id := fmt.Sprintf("r%d", rng.Intn(8))
+		if held[src+"/"+id] {
+			continue
+		}
+		held[src+"/"+id] = true
+		rep := report{genKinds[rng.Intn(len(genKinds))], genRegions[rng.Intn(len(genRegions))], genBody(rng)}
+		if len(said) > 0 && rng.Intn(4) == 0 {
+			rep = said[rng.Intn(len(said))]
+		}
+		said = append(said, rep)
+		at := now.Add(-offsets[rng.Intn(len(offsets))])
+		if rng.Intn(4) == 0 {
+			at = at.Add(-time.Duration(rng.Intn(3)) * 400 * time.Millisecond)
+		}
+		items = append(items, search.Item{Source: src, Record: &pb.Record{
+			Id: id, Origin: src, Kind: rep.kind, Crisis: "prop", Region: rep.region,
+			Classification: pb.Classification_INTERNAL, Body: render(rng, rep.body),
+			Version: int64(1 + rng.Intn(3)), UpdatedAt: timestamppb.New(at),
+		}})
+	}
+	return items
+}
+
+// refEntry is the reference model's entry of one slot.
+type refEntry struct {
+	kind, region, key string
+	source, id        string
+	version, ageS     int64
+	stale             bool
+	conflict          []string
+}
+
+// refStats counts what a random picture reached, so that the test can tell whether its draw
+// still tests anything.
+type refStats struct {
+	conflicts, agreements, stale, timeTies, national int
+}
+
+// refSum is the reference model's aggregate of one kind, field and region.
+type refSum struct {
+	sum     float64
+	records int64
+}
+
+// reference is the picture of docs/api.md, computed the plain way: decode every body, group the
+// records by slot, sort each slot's records from latest to oldest, and read the answer off the
+// sorted list.
+func reference(items []search.Item, aggregable map[string][]string, now time.Time, staleAfter time.Duration) ([]refEntry, map[[3]string]refSum, []string, refStats) {
+	var st refStats
+	decode := func(b []byte) map[string]any {
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			panic(fmt.Sprintf("generated body %s: %v", b, err))
+		}
+		return m
+	}
+	// canonical is a body as one string: encoding/json writes map keys sorted and every number
+	// the same way, so two bodies are the same JSON value exactly when these are equal.
+	canonical := func(b []byte) string {
+		out, err := json.Marshal(decode(b))
+		if err != nil {
+			panic(err)
+		}
+		return string(out)
+	}
+	slots := map[string][]search.Item{}
+	var names []string
+	sources := map[string]bool{}
+	for _, it := range items {
+		key := it.Record.Id
+		if m, ok := decode(it.Record.Body)["municipality"].(string); ok && m != "" {
+			key = m
+		}
+		name := it.Record.Kind + "\x00" + it.Record.Region + "\x00" + key
+		if slots[name] == nil {
+			names = append(names, name)
+		}
+		slots[name] = append(slots[name], it)
+		sources[it.Source] = true
+	}
+	sort.Strings(names) // kind, then region, then key: \x00 sorts before every other byte
+	var entries []refEntry
+	sums := map[[3]string]refSum{}
+	for _, name := range names {
+		recs := slots[name]
+		sort.Slice(recs, func(i, j int) bool {
+			a, b := recs[i], recs[j]
+			ta, tb := a.Record.UpdatedAt.AsTime().UnixNano(), b.Record.UpdatedAt.AsTime().UnixNano()
+			if ta != tb {
+				return ta > tb
+			}
+			if a.Record.Version != b.Record.Version {
+				return a.Record.Version > b.Record.Version
+			}
+			if a.Source != b.Source {
+				return a.Source < b.Source
+			}
+			return a.Record.Id < b.Record.Id
+		})
+		top := recs[0]
+		parts := strings.Split(name, "\x00")
+		age := now.Sub(top.Record.UpdatedAt.AsTime())
+		e := refEntry{kind: parts[0], region: parts[1], key: parts[2], source: top.Source, id: top.Record.Id,
+			version: top.Record.Version, ageS: int64(age / time.Second), stale: age > staleAfter}
+		seen := map[string]bool{top.Source: true}
+		for _, it := range recs[1:] {
+			if seen[it.Source] {
+				continue // not that source's latest record of the slot
+			}
+			seen[it.Source] = true
+			if canonical(it.Record.Body) != canonical(top.Record.Body) {
+				e.conflict = append(e.conflict, it.Source)
+			} else {
+				st.agreements++
+			}
+		}
+		if len(recs) > 1 && recs[1].Source != top.Source && recs[1].Record.UpdatedAt.AsTime().Equal(top.Record.UpdatedAt.AsTime()) {
+			st.timeTies++
+		}
+		if len(e.conflict) > 0 {
+			st.conflicts++
+		}
+		if e.stale {
+			st.stale++
+		}
+		sort.Strings(e.conflict)
+		entries = append(entries, e)
+		body := decode(top.Record.Body)
+		for _, f := range aggregable[e.kind] {
+			v, ok := body[f].(float64)
+			if !ok {
+				continue
+			}
+			add := func(region string) {
+				s := sums[[3]string{e.kind, f, region}]
+				s.sum += v
+				s.records++
+				sums[[3]string{e.kind, f, region}] = s
+			}
+			add(e.region)
+			if e.region != "NL" {
+				add("NL")
+			} else {
+				st.national++
+			}
+		}
+	}
+	var srcs []string
+	for s := range sources {
+		srcs = append(srcs, s)
+	}
+	sort.Strings(srcs)
+	return entries, sums, srcs, st
+}
+
+// comparePicture says how got differs from the reference model, or "".
+func comparePicture(got *pb.PictureResponse, entries []refEntry, sums map[[3]string]refSum, sources []string) string {
+	var diffs []string
+	if !slices.Equal(got.Sources, sources) {
+		diffs = append(diffs, fmt.Sprintf("sources %v, want %v", got.Sources, sources))
+	}
+	if len(got.Entries) != len(entries) {
+		diffs = append(diffs, fmt.Sprintf("%d entries, want %d", len(got.Entries), len(entries)))
+	}
+	for i := range min(len(got.Entries), len(entries)) {
+		g, w := got.Entries[i], entries[i]
+		have := refEntry{kind: g.Kind, region: g.Region, key: g.Key, source: g.Source, id: g.Record.GetId(),
+			version: g.Record.GetVersion(), ageS: g.AgeS, stale: g.Stale, conflict: g.Conflict}
+		if fmt.Sprint(have) != fmt.Sprint(w) {
+			diffs = append(diffs, fmt.Sprintf("entry %d is\n\t%+v, want\n\t%+v", i, have, w))
+		}
+		if g.Record.GetOrigin() != g.Source {
+			diffs = append(diffs, fmt.Sprintf("entry %d: record of %s shown as from %s", i, g.Record.GetOrigin(), g.Source))
+		}
+	}
+	gotSums := map[[3]string]refSum{}
+	for i, a := range got.Aggregates {
+		k := [3]string{a.Kind, a.Field, a.Region}
+		if _, dup := gotSums[k]; dup {
+			diffs = append(diffs, fmt.Sprintf("aggregate %v twice", k))
+		}
+		gotSums[k] = refSum{a.Sum, a.Records}
+		if i > 0 {
+			p := got.Aggregates[i-1]
+			pk, ak := p.Kind+"\x00"+p.Field, a.Kind+"\x00"+a.Field
+			if pk > ak || pk == ak && (p.Region == "NL" || a.Region != "NL" && p.Region > a.Region) {
+				diffs = append(diffs, fmt.Sprintf("aggregate %v comes after %v", k, [3]string{p.Kind, p.Field, p.Region}))
+			}
+		}
+	}
+	for k, w := range sums {
+		if g, ok := gotSums[k]; !ok || g != w {
+			diffs = append(diffs, fmt.Sprintf("aggregate %v is %+v (present %v), want %+v", k, g, ok, w))
+		}
+	}
+	for k, g := range gotSums {
+		if _, ok := sums[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("aggregate %v is %+v, want none", k, g))
+		}
+	}
+	return strings.Join(diffs, "\n")
+}
+
+// describeItems lists generated records for a failure message.
+func describeItems(items []search.Item) string {
+	var b strings.Builder
+	for _, it := range items {
+		r := it.Record
+		fmt.Fprintf(&b, "\t%s %s v%d %s %s %s %s\n", it.Source, r.Id, r.Version, r.UpdatedAt.AsTime().Format(time.RFC3339Nano), r.Kind, r.Region, r.Body)
+	}
+	return b.String()
+}
+
+// TestMergeAgreesWithReference draws random pictures (records of three sources, of kinds with
+// and without aggregable fields, in regions and nationally, keyed by municipality or id, with
+// versions and times around the stale limit) and checks that Merge agrees with the reference
+// model on the latest record of every slot, every sum per region and for NL, the disagreement
+// flags and the stale flags; and that Merge's answer does not depend on the order of its input.
+func TestMergeAgreesWithReference(t *testing.T) {
+	trials := 3000
+	if testing.Short() {
+		trials = 300
+	}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var total refStats
+	for seed := int64(1); seed <= int64(trials); seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		staleAfter := []time.Duration{time.Hour, 24 * time.Hour}[rng.Intn(2)]
+		items := genItems(rng, now, staleAfter)
+		got := search.Merge(items, genAggregable, now, staleAfter)
+		entries, sums, sources, st := reference(slices.Clone(items), genAggregable, now, staleAfter)
+		if d := comparePicture(got, entries, sums, sources); d != "" {
+			t.Fatalf("seed %d, stale after %s: Merge differs from the reference model:\n%s\nrecords:\n%s", seed, staleAfter, d, describeItems(items))
+		}
+		shuffled := slices.Clone(items)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		if again := search.Merge(shuffled, genAggregable, now, staleAfter); !proto.Equal(again, got) {
+			t.Fatalf("seed %d: Merge of the same records in another order differs:\n%v\nwant\n%v\nrecords:\n%s", seed, again, got, describeItems(items))
+		}
+		total.conflicts += st.conflicts
+		total.agreements += st.agreements
+		total.stale += st.stale
+		total.timeTies += st.timeTies
+		total.national += st.national
+	}
+	// The draw must reach what it is meant to test, or a quiet change to it would prove nothing.
+	t.Logf("%d trials: %+v", trials, total)
+	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n {
+		t.Fatalf("%d trials reached %+v: too few of some to prove anything", trials, total)
+	}
+}
+
+// TestMergeRules pins each rule of docs/api.md with one small case.
+func TestMergeRules(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := func(src, id, region, body string, version int64, age time.Duration) search.Item {
+		return search.Item{Source: src, Record: &pb.Record{Id: id, Origin: src, Kind: "shelter.capacity", Crisis: "c",
+			Region: region, Body: []byte(body), Version: version, UpdatedAt: timestamppb.New(now.Add(-age))}}
+	}
+	agg := map[string][]string{"shelter.capacity": {"beds_free"}}
+	type entry struct {
+		key, source, id string
+		stale           bool
+		conflict        string
+	}
+	for _, tc := range []struct {
+		name    string
+		items   []search.Item
+		entries []entry
+		sums    string
+	}{
+		{
+			name: "the key is the municipality, else the id; the latest record of a slot wins",
+			items: []search.Item{
+				rec("a", "r1", "VR01", `{"municipality":"Zeist","beds_free":1}`, 1, 2*time.Minute),
+				rec("a", "r2", "VR01", `{"municipality":"Zeist","beds_free":2}`, 1, time.Minute),
+				rec("a", "r3", "VR01", `{"municipality":"","beds_free":4}`, 1, time.Minute),
+			},
+			entries: []entry{{"Zeist", "a", "r2", false, ""}, {"r3", "a", "r3", false, ""}},
+			sums:    "beds_free VR01 6/2, beds_free NL 6/2",
+		},
+		{
+			name: "at the same time the higher version wins, then the source that sorts first",
+			items: []search.Item{
+				rec("b", "r1", "VR01", `{"municipality":"Zeist","beds_free":1}`, 2, time.Minute),
+				rec("a", "r1", "VR01", `{"municipality":"Zeist","beds_free":1}`, 1, time.Minute),
+				rec("c", "r9", "VR02", `{"municipality":"Ede","beds_free":3}`, 1, time.Minute),
+				rec("b", "r9", "VR02", `{"municipality":"Ede","beds_free":3}`, 1, time.Minute),
+			},
+			entries: []entry{{"Zeist", "b", "r1", false, ""}, {"Ede", "b", "r9", false, ""}},
+			sums:    "beds_free VR01 1/1, beds_free VR02 3/1, beds_free NL 4/2",
+		},
+		{
+			name: "exactly stale_after old is not stale; a moment older is",
+			items: []search.Item{
+				rec("a", "r1", "VR01", `{"beds_free":1}`, 1, time.Hour),
+				rec("a", "r2", "VR01", `{"beds_free":1}`, 1, time.Hour+time.Millisecond),
+				rec("a", "r3", "VR01", `{"beds_free":1}`, 1, -time.Hour),
+			},
+			entries: []entry{{"r1", "a", "r1", false, ""}, {"r2", "a", "r2", true, ""}, {"r3", "a", "r3", false, ""}},
+			sums:    "beds_free VR01 3/3, beds_free NL 3/3",
+		},
+		{
+			name: "bodies disagree as JSON values: member order, white space and 1.0 do not count, \"1\" does",
+			items: []search.Item{
+				rec("a", "r1", "VR01", `{"municipality":"Zeist","beds_free":1,"notes":"x"}`, 1, time.Minute),
+				rec("b", "r1", "VR01", `{ "notes" : "x", "beds_free":1.0, "municipality":"Zeist"}`, 1, 2*time.Minute),
+				rec("c", "r1", "VR01", `{"municipality":"Zeist","beds_free":"1","notes":"x"}`, 1, 2*time.Minute),
+				rec("d", "r1", "VR01", `{"municipality":"Zeist","beds_free":1,"notes":["x y"]}`, 1, 2*time.Minute),
+				rec("e", "r1", "VR01", `{"municipality":"Zeist","beds_free":1,"notes":["x","y"]}`, 1, 2*time.Minute),
+			},
+			entries: []entry{{"Zeist", "a", "r1", false, "c,d,e"}},
+			sums:    "beds_free VR01 1/1, beds_free NL 1/1",
+		},
+		{
+			name: "a source's older record neither disagrees nor counts",
+			items: []search.Item{
+				rec("a", "r1", "VR01", `{"municipality":"Zeist","beds_free":1}`, 1, time.Minute),
+				rec("b", "r1", "VR01", `{"municipality":"Zeist","beds_free":1}`, 1, 2*time.Minute),
+				rec("b", "r2", "VR01", `{"municipality":"Zeist","beds_free":7}`, 1, 3*time.Minute),
+			},
+			entries: []entry{{"Zeist", "a", "r1", false, ""}},
+			sums:    "beds_free VR01 1/1, beds_free NL 1/1",
+		},
+		{
+			name: "a national record counts once in the national total; a string is no number",
+			items: []search.Item{
+				rec("a", "r1", "NL", `{"beds_free":5}`, 1, time.Minute),
+				rec("a", "r2", "VR01", `{"beds_free":2}`, 1, time.Minute),
+				rec("a", "r3", "VR01", `{"beds_free":"2"}`, 1, time.Minute),
+			},
+			entries: []entry{{"r1", "a", "r1", false, ""}, {"r2", "a", "r2", false, ""}, {"r3", "a", "r3", false, ""}},
+			sums:    "beds_free VR01 2/1, beds_free NL 7/2",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := search.Merge(tc.items, agg, now, time.Hour)
+			var entries []entry
+			for _, e := range got.Entries {
+				entries = append(entries, entry{e.Key, e.Source, e.Record.Id, e.Stale, strings.Join(e.Conflict, ",")})
+			}
+			var sums []string
+			for _, a := range got.Aggregates {
+				sums = append(sums, fmt.Sprintf("%s %s %g/%d", a.Field, a.Region, a.Sum, a.Records))
+			}
+			if fmt.Sprint(entries) != fmt.Sprint(tc.entries) || strings.Join(sums, ", ") != tc.sums {
+				t.Errorf("entries %v\nsums %s\nwant entries %v\nsums %s", entries, strings.Join(sums, ", "), tc.entries, tc.sums)
+			}
+		})
+	}
+}
