@@ -7,6 +7,8 @@ SPIRE    := $(CACHE)/spire-v1.13.3
 PROTOS   := knooppunt/v1/record.proto knooppunt/v1/policy.proto knooppunt/v1/federation.proto knooppunt/v1/command.proto
 RACE_PKGS := ./node/... ./federation/... ./policy/...
 export CGO_ENABLED := 1
+# The full-text index needs SQLite's FTS5: every build and test runs with go-sqlite3's tag for it.
+export GOFLAGS += -tags=sqlite_fts5
 
 .PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean
 

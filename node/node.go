@@ -220,7 +220,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Logger: n.log,
 		})
 		n.federation = peerserver.New(peerserver.Config{
-			Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name,
+			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
 			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls, Logger: n.log,
 		})

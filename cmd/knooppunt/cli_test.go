@@ -391,6 +391,19 @@ func TestCLIDemoOnce(t *testing.T) {
 	if !strings.Contains(ncc, "VR Utrecht   HOLDS it") || strings.Count(ncc, "does not hold it") != 4 {
 		t.Fatalf("the confidential record did not reach only VR Utrecht:\n%s", ncc)
 	}
+	// The full-text search from VR Utrecht finds SZW's guidance and LCVS's Q&A by a part of
+	// "tewerkstellingsvergunning", with the match marked.
+	_, search, _ := strings.Cut(ncc, "=== knooppunt search --text vergunning, from VR Utrecht ===")
+	search, _, _ = strings.Cut(search, "=== Where did")
+	found := map[string]bool{}
+	for _, line := range strings.Split(search, "\n") {
+		if f := strings.Fields(line); len(f) > 5 && strings.Contains(line, "vergunning»") {
+			found[f[0]+" "+f[4]] = true
+		}
+	}
+	if !found["szw.crisis.test guidance-szw-werk"] || !found["lcvs.crisis.test qa-oekraine-werk"] {
+		t.Fatalf("search --text vergunning from VR Utrecht found %v, want SZW's guidance and LCVS's Q&A:\n%s", found, search)
+	}
 }
 
 func TestCLIUnreachableNode(t *testing.T) {

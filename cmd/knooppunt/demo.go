@@ -273,6 +273,11 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 		}
 	}
 
+	fmt.Fprintf(out, "\n=== knooppunt search --text %s, from %s ===\n", demoText, utrecht.title)
+	if err := utrecht.searchText(ctx, out); err != nil {
+		return err
+	}
+
 	fmt.Fprintf(out, "\n=== Where did the confidential record %q go? ===\n", confidentialID)
 	for _, o := range orgs {
 		holds, err := o.holds(ctx, "ncc.crisis.test", confidentialID)
@@ -297,6 +302,7 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   export KNOOPPUNT_NODE=unix://%s
   knooppunt picture --crisis oekraine
   knooppunt search --crisis oekraine --kind shelter.capacity
+  knooppunt search --text vergunning
   knooppunt record list --crisis oekraine
 
 As an LCVS officer, over mTLS with your own SVID:
@@ -458,6 +464,25 @@ func (o *demoOrg) picture(ctx context.Context) (*pb.PictureResponse, error) {
 	return pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: "oekraine"})
 }
 
+// demoText is the full-text search the demo shows: it finds SZW's guidance and LCVS's Q&A by a
+// part of the compound "tewerkstellingsvergunning".
+const demoText = "vergunning"
+
+// searchText prints the org's full-text search for demoText across the federation.
+func (o *demoOrg) searchText(ctx context.Context, out io.Writer) error {
+	f := o.local()
+	conn, err := f.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := pb.NewSearchServiceClient(conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Text: demoText}, TimeoutMs: 5000})
+	if err != nil {
+		return callError(f, err)
+	}
+	return printSearch(out, "table", resp)
+}
+
 // holds reports whether the org's cache of foreign records holds a record.
 func (o *demoOrg) holds(ctx context.Context, origin, id string) (bool, error) {
 	p, err := o.picture(ctx)
@@ -522,6 +547,11 @@ kinds: [shelter.capacity]
 max_classification: internal
 when: record.crisis == "oekraine" && record.body.beds_free >= 0
 redact: [body.contact_phone]
+`, `name: lcvs-qa-public
+purpose: publieksinformatie opvang ontheemden
+recipients: [group:veiligheidsregios, group:rijk, group:partners]
+kinds: [qa]
+max_classification: public
 `},
 	"ncc": {`name: ncc-sitreps-to-partners
 purpose: gedeeld situatiebeeld crisis

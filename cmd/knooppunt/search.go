@@ -27,9 +27,17 @@ func newSearchCmd() *cobra.Command {
 		Long: `Search the node's own records and every peer's, in parallel, under a deadline (default 2s).
 Every record shows its origin and age. A table shows each peer as answered (with count and
 latency), denied, unreachable (answered from cache, with the cache's age) or timed out. A partial
-answer says so. Searches are audited.`,
+answer says so. Searches are audited.
+
+--text searches the text fields of each kind (a Q&A's question and answer, a guidance's title,
+summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
+anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning". Each source answers with
+its best matches first and a snippet with the match marked «like this»; a peer matches only on
+what it may share with this node.`,
 		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity
-  knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json`,
+  knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json
+  knooppunt search --text vergunning
+  knooppunt search --text '"werk vergunning" oekraine' --kind qa,guidance`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -59,6 +67,7 @@ answer says so. Searches are audited.`,
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases" of 3 characters or more, all of which must occur`)
 	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
 	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
 	fl.StringVar(&filter.Region, "region", "", "only this region")
@@ -90,6 +99,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
 			Source    string      `json:"source"`
 			FromCache bool        `json:"from_cache"`
 			Redacted  []string    `json:"redacted"`
+			Snippet   string      `json:"snippet,omitempty"`
 			Record    record.JSON `json:"record"`
 		}
 		type peer struct {
@@ -113,18 +123,29 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
 			if src == "" {
 				src = h.Record.Origin
 			}
-			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), record.ToJSON(h.Record)})
+			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), h.Snippet, record.ToJSON(h.Record)})
 		}
 		return printJSON(w, doc)
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ORIGIN\tAGE\tKIND\tREGION\tID\tBODY")
+	// A text search shows where each record matched; a listing shows its body.
+	last := "BODY"
+	for _, h := range resp.Hits {
+		if h.Snippet != "" {
+			last = "MATCH"
+		}
+	}
+	fmt.Fprintln(tw, "ORIGIN\tAGE\tKIND\tREGION\tID\t"+last)
 	for _, h := range resp.Hits {
 		origin := h.Record.Origin
 		if h.FromCache {
 			origin += " (cache)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), h.Record.Kind, h.Record.Region, h.Record.Id, truncate(string(h.Record.Body), 50))
+		shown := truncate(string(h.Record.Body), 50)
+		if last == "MATCH" {
+			shown = truncate(h.Snippet, 80)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), h.Record.Kind, h.Record.Region, h.Record.Id, shown)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

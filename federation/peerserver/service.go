@@ -47,7 +47,9 @@ type Config struct {
 	Store   *store.Store
 	DB      *db.DB
 	Sharing *sharing.Sharing
-	Name    string
+	// Kinds are the node's kinds: which body fields a text query reads.
+	Kinds *record.Kinds
+	Name  string
 	// Heartbeat is how often an idle subscription gets a heartbeat. Default 5s.
 	Heartbeat time.Duration
 	// Reevaluate is how often a subscription looks whether time alone changed what it may
@@ -318,6 +320,11 @@ func CheckFilter(f *pb.Filter) error {
 	if err := record.CheckTime("filter.updated_since", f.UpdatedSince); err != nil {
 		return api.Status(slog.Default(), err)
 	}
+	if f.Text != "" {
+		if _, err := record.ParseText("filter.text", f.Text); err != nil {
+			return api.Status(slog.Default(), err)
+		}
+	}
 	if f.Limit < 0 || f.Limit > MaxLimit {
 		return api.Invalid("filter.limit", "%d: use 0 (default %d) to %d", f.Limit, DefaultLimit, MaxLimit)
 	}
@@ -342,6 +349,39 @@ func ListFilters(f *pb.Filter) []db.Filter {
 		out[i].Kind = k
 	}
 	return out
+}
+
+// TextFilter turns a federation filter with text into the store's full-text filter.
+func TextFilter(f *pb.Filter, q *record.TextQuery) db.TextFilter {
+	tf := db.TextFilter{Terms: q.Terms, Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels}
+	if f.UpdatedSince != nil {
+		tf.UpdatedSince = f.UpdatedSince.AsTime()
+	}
+	return tf
+}
+
+// textPage is how many candidates eachTextMatch reads from the index at a time.
+const textPage = 500
+
+// eachTextMatch calls fn for every live own record the full-text index finds for f, best first,
+// until fn returns false. The index finds candidates only: fn decides.
+func eachTextMatch(ctx context.Context, d *db.DB, f db.TextFilter, fn func(*pb.Record) (bool, error)) error {
+	f.Limit = textPage
+	for f.Offset = 0; ; f.Offset += textPage {
+		recs, err := d.TextSearch(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			more, err := fn(r)
+			if err != nil || !more {
+				return err
+			}
+		}
+		if len(recs) < textPage {
+			return nil
+		}
+	}
 }
 
 // eachOwn calls fn for every live own record matching f, until fn returns false. While fn works
@@ -525,33 +565,48 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	rctx := context.WithoutCancel(ctx) // record what went out even if the peer goes away
 	disc := s.newDisclosures(to, "Query")
 	sent, considered := 0, 0
-	var streamErr error
-	for _, f := range ListFilters(req.Filter) {
-		streamErr = eachOwn(ctx, s.c.DB, f, func(r *pb.Record) (bool, error) {
-			considered++
-			ph, err := phases.Of(ctx, r.Crisis)
-			if err != nil {
-				return false, err
-			}
-			d := set.Decide(r, to, ph, now)
-			if !d.Allow {
+	text, _ := record.ParseText("filter.text", req.GetFilter().GetText()) // checked above; nil without text
+	send := func(r *pb.Record) (bool, error) {
+		considered++
+		ph, err := phases.Of(ctx, r.Crisis)
+		if err != nil {
+			return false, err
+		}
+		d := set.Decide(r, to, ph, now)
+		if !d.Allow {
+			return true, nil
+		}
+		out := &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}
+		if text != nil {
+			// The index matched the whole record; the recipient gets it only if the text it
+			// may see matches, so that nothing it may not see decides what it learns.
+			texts := record.Texts(s.c.Kinds.Get(r.Kind), d.Record.Body)
+			if !text.Match(texts) {
 				return true, nil
 			}
-			// Recorded even if Send fails: the record may have reached the peer all the same.
-			disc.disclose(d.Record, d.Policies)
-			if err := stream.Send(&pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}); err != nil {
+			out.Snippet = text.Snippet(texts)
+		}
+		// Recorded even if Send fails: the record may have reached the peer all the same.
+		disc.disclose(d.Record, d.Policies)
+		if err := stream.Send(out); err != nil {
+			return false, err
+		}
+		sent++
+		if disc.pendingLen >= queryBatch || disc.pendingLen >= batch && disc.idle() {
+			if err := disc.flushAsync(rctx); err != nil {
 				return false, err
 			}
-			sent++
-			if disc.pendingLen >= queryBatch || disc.pendingLen >= batch && disc.idle() {
-				if err := disc.flushAsync(rctx); err != nil {
-					return false, err
-				}
+		}
+		return sent < limit, nil
+	}
+	var streamErr error
+	if text != nil {
+		streamErr = eachTextMatch(ctx, s.c.DB, TextFilter(req.Filter, text), send)
+	} else {
+		for _, f := range ListFilters(req.Filter) {
+			if streamErr = eachOwn(ctx, s.c.DB, f, send); streamErr != nil || sent >= limit {
+				break
 			}
-			return sent < limit, nil
-		})
-		if streamErr != nil || sent >= limit {
-			break
 		}
 	}
 	// Record what went out even when the stream broke or the peer went away: the peer may hold

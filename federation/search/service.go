@@ -123,6 +123,26 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 
 func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.SearchHit, error) {
 	var hits []*pb.SearchHit
+	if text := s.text(f); text != nil {
+		tf := peerserver.TextFilter(f, text)
+		for tf.Limit = limit; ; tf.Offset += limit {
+			recs, err := s.c.DB.TextSearch(ctx, tf)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range recs {
+				if snippet, ok := s.matches(text, r); ok {
+					hits = append(hits, &pb.SearchHit{Record: r, Snippet: snippet})
+					if len(hits) >= limit {
+						return hits, nil
+					}
+				}
+			}
+			if len(recs) < tf.Limit {
+				return hits, nil
+			}
+		}
+	}
 	for _, lf := range peerserver.ListFilters(f) {
 		for {
 			recs, next, err := s.c.DB.List(ctx, lf)
@@ -142,6 +162,25 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 		}
 	}
 	return hits, nil
+}
+
+// text is the filter's full-text query, or nil. The filter was checked.
+func (s *Service) text(f *pb.Filter) *record.TextQuery {
+	if f.GetText() == "" {
+		return nil
+	}
+	q, _ := record.ParseText("filter.text", f.Text)
+	return q
+}
+
+// matches decides a candidate of the full-text index on the text fields of its kind, and
+// returns its snippet.
+func (s *Service) matches(q *record.TextQuery, r *pb.Record) (string, bool) {
+	texts := record.Texts(s.c.Kinds.Get(r.Kind), r.Body)
+	if !q.Match(texts) {
+		return "", false
+	}
+	return q.Snippet(texts), true
 }
 
 // askPeer queries one peer; when it does not answer, the cache of what it sent stands in.
@@ -170,7 +209,7 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, limi
 				s.c.Logger.Warn("dropped a search hit from a peer", "peer", p.Name, "err", err)
 				continue
 			}
-			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted})
+			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet})
 			if len(hits) >= limit {
 				return nil
 			}
@@ -205,7 +244,17 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 			ff.UpdatedSince = f.UpdatedSince.AsTime()
 		}
 	}
-	recs, err := s.c.DB.ForeignList(ctx, ff)
+	var recs []db.Foreign
+	var err error
+	text := s.text(f)
+	if text != nil {
+		// What the peer sent is already what this node may see of it.
+		tf := peerserver.TextFilter(f, text)
+		tf.Limit = limit
+		recs, err = s.c.DB.ForeignTextSearch(ctx, p.TrustDomain, tf)
+	} else {
+		recs, err = s.c.DB.ForeignList(ctx, ff)
+	}
 	if err != nil {
 		s.c.Logger.Warn("cache read failed", "peer", p.Name, "err", err)
 		return nil, 0
@@ -215,9 +264,16 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 	if !at.IsZero() {
 		age = time.Since(at)
 	}
-	hits := make([]*pb.SearchHit, len(recs))
-	for i, r := range recs {
-		hits[i] = &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted}
+	hits := make([]*pb.SearchHit, 0, len(recs))
+	for _, r := range recs {
+		hit := &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted}
+		if text != nil {
+			var ok bool
+			if hit.Snippet, ok = s.matches(text, r.Record); !ok {
+				continue
+			}
+		}
+		hits = append(hits, hit)
 	}
 	return hits, age
 }

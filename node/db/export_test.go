@@ -3,3 +3,7 @@ package db
 // MarshalCanonical is the reference canonical encoding of an audit entry (json.Marshal of its
 // fields), for the tests outside the package.
 var MarshalCanonical = marshalCanonical
+
+// SetTextIndexOff skips the full-text index (true) or keeps it (false), for the benchmark that
+// measures the write path with and without it.
+func SetTextIndexOff(off bool) { textIndexOff = off }

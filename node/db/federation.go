@@ -251,9 +251,15 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at); err != nil {
 				return err
 			}
+			if err := indexText(tx, c.Origin, r.Id, r.Body, true); err != nil {
+				return err
+			}
 		}
 		for _, id := range c.Retractions {
 			if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
+				return err
+			}
+			if err := unindexText(tx, c.Origin, id); err != nil {
 				return err
 			}
 		}
@@ -317,12 +323,7 @@ func foreignListQuery(f ForeignFilter) (string, []any) {
 	if len(f.Kinds) > 0 {
 		add("kind IN ("+strings.TrimSuffix(strings.Repeat("+?,", len(f.Kinds)), ",")+")", anySlice(f.Kinds)...)
 	}
-	keys := make([]string, 0, len(f.Labels))
-	for k := range f.Labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range sortedLabelKeys(f.Labels) {
 		add("json_extract(labels, '$.' || json_quote(+?)) = +?", k, f.Labels[k])
 	}
 	if !f.UpdatedSince.IsZero() {
@@ -334,7 +335,7 @@ func foreignListQuery(f ForeignFilter) (string, []any) {
 	if f.Limit <= 0 {
 		f.Limit = 10000
 	}
-	return `SELECT origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at
+	return `SELECT ` + foreignColumns + `
 		FROM foreign_records WHERE ` + strings.Join(where, " AND ") + ` ORDER BY origin, id LIMIT ` + strconv.Itoa(f.Limit), args
 }
 
@@ -342,41 +343,53 @@ func foreignListQuery(f ForeignFilter) (string, []any) {
 func (d *DB) ForeignList(ctx context.Context, f ForeignFilter) ([]Foreign, error) {
 	q, args := foreignListQuery(f)
 	var out []Foreign
-	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				r                               pb.Record
-				fr                              Foreign
-				class                           int32
-				labels, pol, red                string
-				updated, validUntil, receivedAt int64
-			)
-			if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt); err != nil {
-				return err
-			}
-			r.Classification = pb.Classification(class)
-			if labels != "{}" {
-				if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
-					return fmt.Errorf("labels of %s/%s: %w", r.Origin, r.Id, err)
-				}
-			}
-			r.UpdatedAt, r.ValidUntil = nanosTs(updated), nanosTs(validUntil)
-			json.Unmarshal([]byte(pol), &fr.Policies)
-			json.Unmarshal([]byte(red), &fr.Redacted)
-			fr.Record, fr.ReceivedAt = &r, time.Unix(0, receivedAt)
-			out = append(out, fr)
-		}
-		return rows.Err()
+	err := d.eachRow(ctx, q, args, func(rows *sql.Rows) error {
+		fr, err := scanForeign(rows)
+		out = append(out, fr)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("db: foreign list: %w", err)
 	}
 	return out, nil
+}
+
+// foreignColumns are the columns scanForeign reads, in its order.
+const foreignColumns = `origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at`
+
+func scanForeign(rows *sql.Rows) (Foreign, error) {
+	var (
+		r                               pb.Record
+		fr                              Foreign
+		class                           int32
+		labels, pol, red                string
+		updated, validUntil, receivedAt int64
+	)
+	if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt); err != nil {
+		return fr, err
+	}
+	r.Classification = pb.Classification(class)
+	if labels != "{}" {
+		if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
+			return fr, fmt.Errorf("labels of %s/%s: %w", r.Origin, r.Id, err)
+		}
+	}
+	r.UpdatedAt, r.ValidUntil = nanosTs(updated), nanosTs(validUntil)
+	json.Unmarshal([]byte(pol), &fr.Policies)
+	json.Unmarshal([]byte(red), &fr.Redacted)
+	fr.Record, fr.ReceivedAt = &r, time.Unix(0, receivedAt)
+	return fr, nil
+}
+
+// sortedLabelKeys are the keys of a label filter in order, so that a statement's text is the
+// same for the same filter.
+func sortedLabelKeys(labels map[string]string) []string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func anySlice(s []string) []any {

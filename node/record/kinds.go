@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,6 +31,9 @@ type Kind struct {
 	// Aggregate lists numeric body fields that may be summed across records, per region and
 	// nationally, in the picture.
 	Aggregate []string `json:"aggregate,omitempty" yaml:"aggregate,omitempty"`
+	// Text lists the body fields (strings, or arrays of strings) that full-text search reads, in
+	// the order a snippet prefers them. Empty means every string in the body.
+	Text []string `json:"text,omitempty" yaml:"text,omitempty"`
 
 	compiled *jsonschema.Schema
 }
@@ -51,6 +55,14 @@ func NewKinds(kinds []Kind) (*Kinds, error) {
 		if _, dup := ks.byName[k.Name]; dup {
 			return nil, fmt.Errorf("kinds[%d].name: kind %q is declared twice", i, k.Name)
 		}
+		for j, f := range k.Text {
+			if f == "" || strings.ContainsAny(f, ". ") {
+				return nil, fmt.Errorf("kinds[%d].text[%d] (%s): %q is not a top-level body field name", i, j, k.Name, f)
+			}
+			if slices.Index(k.Text, f) < j {
+				return nil, fmt.Errorf("kinds[%d].text[%d] (%s): %q is listed twice", i, j, k.Name, f)
+			}
+		}
 		if len(k.Schema) > 0 {
 			doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(k.Schema))
 			if err != nil {
@@ -71,8 +83,13 @@ func NewKinds(kinds []Kind) (*Kinds, error) {
 	return ks, nil
 }
 
-// Get returns the kind with the name, or nil.
-func (ks *Kinds) Get(name string) *Kind { return ks.byName[name] }
+// Get returns the kind with the name, or nil (also on a nil Kinds).
+func (ks *Kinds) Get(name string) *Kind {
+	if ks == nil {
+		return nil
+	}
+	return ks.byName[name]
+}
 
 // Names lists the declared kinds in order.
 func (ks *Kinds) Names() []string {
@@ -118,6 +135,7 @@ func DemoKinds() []Kind {
 		{
 			Name:        "shelter.capacity",
 			Description: "Shelter places of one municipality: total, free, and whom to call.",
+			Text:        []string{"municipality", "location", "notes"},
 			Aggregate:   []string{"beds_total", "beds_free"},
 			Schema: json.RawMessage(`{
   "type": "object",
@@ -135,6 +153,7 @@ func DemoKinds() []Kind {
 		{
 			Name:        "sitrep",
 			Description: "A situation report.",
+			Text:        []string{"title", "summary"},
 			Schema: json.RawMessage(`{
   "type": "object",
   "required": ["title", "summary"],
@@ -148,6 +167,7 @@ func DemoKinds() []Kind {
 		{
 			Name:        "qa",
 			Description: "A question and its answer, for the public or for partners.",
+			Text:        []string{"question", "answer"},
 			Schema: json.RawMessage(`{
   "type": "object",
   "required": ["question", "answer"],
@@ -161,19 +181,22 @@ func DemoKinds() []Kind {
 		{
 			Name:        "guidance",
 			Description: "Guidance or rules from a ministry, such as work-permit rules.",
+			Text:        []string{"title", "summary", "text"},
 			Schema: json.RawMessage(`{
   "type": "object",
   "required": ["title", "text"],
   "properties": {
-    "title": {"type": "string", "minLength": 1},
-    "text":  {"type": "string"},
-    "url":   {"type": "string"}
+    "title":   {"type": "string", "minLength": 1},
+    "summary": {"type": "string"},
+    "text":    {"type": "string"},
+    "url":     {"type": "string"}
   }
 }`),
 		},
 		{
 			Name:        "signal",
 			Description: "An early signal that a crisis may be coming (cold phase).",
+			Text:        []string{"summary"},
 			Schema: json.RawMessage(`{
   "type": "object",
   "required": ["summary"],

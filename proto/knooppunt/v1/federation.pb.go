@@ -127,7 +127,12 @@ type Filter struct {
 	Labels       map[string]string      `protobuf:"bytes,4,rep,name=labels" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	UpdatedSince *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_since,json=updatedSince" json:"updated_since,omitempty"`
 	// limit caps the records returned; 0 means the server's default (1000), at most 10000.
-	Limit         int32 `protobuf:"varint,6,opt,name=limit" json:"limit,omitempty"`
+	Limit int32 `protobuf:"varint,6,opt,name=limit" json:"limit,omitempty"`
+	// text is a full-text query: words and "quoted phrases", each at least 3 characters, all of
+	// which must occur in a record's text fields, ignoring case and diacritics, anywhere in a word.
+	// Matches are best first. A source decides a match on the record as the recipient would
+	// receive it, so a redacted field never matches.
+	Text          string `protobuf:"bytes,7,opt,name=text" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +209,13 @@ func (x *Filter) GetLimit() int32 {
 	return 0
 }
 
+func (x *Filter) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 type QueryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Filter        *Filter                `protobuf:"bytes,1,opt,name=filter" json:"filter,omitempty"`
@@ -255,7 +267,10 @@ type SharedRecord struct {
 	// policies are the ids of the source's policies that granted it.
 	Policies []string `protobuf:"bytes,2,rep,name=policies" json:"policies,omitempty"`
 	// redacted are the body paths the source removed.
-	Redacted      []string `protobuf:"bytes,3,rep,name=redacted" json:"redacted,omitempty"`
+	Redacted []string `protobuf:"bytes,3,rep,name=redacted" json:"redacted,omitempty"`
+	// snippet, for a query with text, is an excerpt of the record's text with each match marked
+	// «like this», taken from the record as sent.
+	Snippet       string `protobuf:"bytes,4,opt,name=snippet" json:"snippet,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +324,13 @@ func (x *SharedRecord) GetRedacted() []string {
 		return x.Redacted
 	}
 	return nil
+}
+
+func (x *SharedRecord) GetSnippet() string {
+	if x != nil {
+		return x.Snippet
+	}
+	return ""
 }
 
 type SubscribeRequest struct {
@@ -619,8 +641,11 @@ type SearchHit struct {
 	// source is the name of the node the record came from ("" for this node).
 	Source string `protobuf:"bytes,2,opt,name=source" json:"source,omitempty"`
 	// from_cache marks a record served from the cache of a peer that did not answer.
-	FromCache     bool     `protobuf:"varint,3,opt,name=from_cache,json=fromCache" json:"from_cache,omitempty"`
-	Redacted      []string `protobuf:"bytes,4,rep,name=redacted" json:"redacted,omitempty"`
+	FromCache bool     `protobuf:"varint,3,opt,name=from_cache,json=fromCache" json:"from_cache,omitempty"`
+	Redacted  []string `protobuf:"bytes,4,rep,name=redacted" json:"redacted,omitempty"`
+	// snippet, for a search with text, is an excerpt of the record's text with each match marked
+	// «like this».
+	Snippet       string `protobuf:"bytes,5,opt,name=snippet" json:"snippet,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -681,6 +706,13 @@ func (x *SearchHit) GetRedacted() []string {
 		return x.Redacted
 	}
 	return nil
+}
+
+func (x *SearchHit) GetSnippet() string {
+	if x != nil {
+		return x.Snippet
+	}
+	return ""
 }
 
 type PeerStatus struct {
@@ -1154,23 +1186,25 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12-\n" +
-	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\x9a\x02\n" +
+	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\xae\x02\n" +
 	"\x06Filter\x12\x14\n" +
 	"\x05kinds\x18\x01 \x03(\tR\x05kinds\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x128\n" +
 	"\x06labels\x18\x04 \x03(\v2 .knooppunt.v1.Filter.LabelsEntryR\x06labels\x12?\n" +
 	"\rupdated_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12\x14\n" +
-	"\x05limit\x18\x06 \x01(\x05R\x05limit\x1a9\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x12\n" +
+	"\x04text\x18\a \x01(\tR\x04text\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
 	"\fQueryRequest\x12,\n" +
-	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\"t\n" +
+	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\"\x8e\x01\n" +
 	"\fSharedRecord\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
-	"\bredacted\x18\x03 \x03(\tR\bredacted\"*\n" +
+	"\bredacted\x18\x03 \x03(\tR\bredacted\x12\x18\n" +
+	"\asnippet\x18\x04 \x01(\tR\asnippet\"*\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\"\xd1\x01\n" +
 	"\tFeedEvent\x12\x10\n" +
@@ -1190,13 +1224,14 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\rSearchRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\"\x8c\x01\n" +
+	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\"\xa6\x01\n" +
 	"\tSearchHit\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
 	"from_cache\x18\x03 \x01(\bR\tfromCache\x12\x1a\n" +
-	"\bredacted\x18\x04 \x03(\tR\bredacted\"\xc6\x01\n" +
+	"\bredacted\x18\x04 \x03(\tR\bredacted\x12\x18\n" +
+	"\asnippet\x18\x05 \x01(\tR\asnippet\"\xc6\x01\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +

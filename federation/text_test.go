@@ -1,0 +1,269 @@
+package federation_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// textHits searches from o with a text query and returns, per source ("" for o itself), the ids
+// found, and every hit by id.
+func textHits(t *testing.T, o *fedtest.Org, f *pb.Filter) (map[string][]string, map[string]*pb.SearchHit) {
+	t.Helper()
+	resp, _ := o.Search(t, &pb.SearchRequest{Filter: f, TimeoutMs: 10000})
+	if resp.Partial {
+		t.Fatalf("%s: search %q was partial: %v", o.Name, f.Text, resp.Peers)
+	}
+	ids := map[string][]string{}
+	hits := map[string]*pb.SearchHit{}
+	for _, h := range resp.Hits {
+		ids[h.Source] = append(ids[h.Source], h.Record.Id)
+		hits[h.Source+"/"+h.Record.Id] = h
+	}
+	return ids, hits
+}
+
+// TestTextSearchAcrossTheFederation: `search --text` finds Dutch compounds and words without
+// their diacritics in the node's own records and at every peer, best first, with a snippet; a
+// peer answers over its own records only, never over what it holds from others; and bad syntax
+// is refused with a clear error naming the field.
+func TestTextSearchAcrossTheFederation(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	qa := func(id, question, answer string) *pb.Record {
+		body, _ := json.Marshal(map[string]string{"question": question, "answer": answer})
+		return &pb.Record{Id: id, Kind: "qa", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body}
+	}
+	// a: two Q&As about work permits, shared with b and c.
+	a.Approve(t, policyDoc("qa-to-all", "group:all", "qa", "public", ""))
+	a.Put(t, qa("a-permit", "Mogen vluchtelingen werken?", "Ja, zonder tewerkstellingsvergunning, als de werkgever het meldt."))
+	a.Put(t, qa("a-vergunning", "Welke vergunning?", "Geen vergunning: een melding bij het UWV volstaat. Geen vergunning, echt niet."))
+	a.Put(t, qa("a-other", "Waar is de coördinatie?", "Bij de veiligheidsregio."))
+	// b: one of its own, shared with c; b also holds a's Q&As in its cache.
+	b.Approve(t, policyDoc("qa-to-c", spiffeOf(c), "qa", "public", ""))
+	b.Put(t, qa("b-own", "Vergunningplicht voor vrijwilligers?", "Nee."))
+	waitHeld(t, b, "oekraine", a.TD.Name(), map[string]int64{"a-permit": 1, "a-vergunning": 1, "a-other": 1}, "b holds a's Q&As")
+
+	ids, hits := textHits(t, c, &pb.Filter{Text: "vergunning"})
+	if got := ids[a.Name]; !slices.Equal(got, []string{"a-vergunning", "a-permit"}) {
+		t.Errorf("c finds at a %v, want a-vergunning (three times) before a-permit (once)", got)
+	}
+	if got := ids[b.Name]; !slices.Equal(got, []string{"b-own"}) {
+		t.Errorf("c finds at b %v, want only b's own record: b never answers over a's", got)
+	}
+	if got, want := hits[a.Name+"/a-permit"].GetSnippet(), "Ja, zonder tewerkstellings«vergunning», als de werkgever het meldt."; got != want {
+		t.Errorf("snippet of a-permit = %q, want %q", got, want)
+	}
+	if ids, _ := textHits(t, c, &pb.Filter{Text: "coordinatie"}); !slices.Equal(ids[a.Name], []string{"a-other"}) {
+		t.Errorf("coordinatie finds %v at a, want a-other (coördinatie)", ids[a.Name])
+	}
+	if ids, _ := textHits(t, c, &pb.Filter{Text: `"zonder tewerkstelling" werkgever`, Kinds: []string{"qa"}}); !slices.Equal(ids[a.Name], []string{"a-permit"}) {
+		t.Errorf("a phrase and a word find %v at a, want a-permit", ids[a.Name])
+	}
+	// b's own search finds its own record and, from its cache only when a does not answer, a's.
+	if ids, _ := textHits(t, b, &pb.Filter{Text: "vergunning"}); !slices.Equal(ids[""], []string{"b-own"}) || len(ids[a.Name]) != 2 {
+		t.Errorf("b finds %v", ids)
+	}
+	a.Stop(t)
+	resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Text: "vergunning"}, TimeoutMs: 2000})
+	var cached []string
+	for _, h := range resp.Hits {
+		if h.Source == a.Name && h.FromCache && h.Snippet != "" {
+			cached = append(cached, h.Record.Id)
+		}
+	}
+	slices.Sort(cached)
+	if !resp.Partial || !slices.Equal(cached, []string{"a-permit", "a-vergunning"}) {
+		t.Errorf("with a stopped, b's search is partial %v and serves %v from cache with snippets, want a-permit and a-vergunning", resp.Partial, cached)
+	}
+
+	for _, tc := range []struct{ text, want string }{
+		{`"open`, `filter.text: a phrase opened with " is not closed: add the closing "`},
+		{"de", `filter.text: "de" is shorter than 3 characters: search for longer words`},
+		{`NEAR(x y) OR *`, `filter.text: "y)" is shorter than 3 characters`},
+	} {
+		_, err := pb.NewSearchServiceClient(c.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Filter: &pb.Filter{Text: tc.text}})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.want) {
+			t.Errorf("search %q: %v; want InvalidArgument: %s", tc.text, err, tc.want)
+		}
+	}
+}
+
+// textPolicy is one sharing policy of the leak test, as the reference model reads it.
+type textPolicy struct {
+	kind    string
+	ceiling pb.Classification
+	redact  []string // body fields
+}
+
+// TestTextSearchNeverLeaks is a property test of federated full-text search against a plain
+// reference model: for random records, random policies with random redactions and random
+// queries, the records a recipient finds at the source are exactly those the reference says it
+// may receive and whose text, as it receives it, matches; no snippet holds a withheld value.
+func TestTextSearchNeverLeaks(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+
+	words := []string{"vergunning", "tewerkstellingsvergunning", "opvang", "noodopvang", "coördinatie",
+		"gemeente", "werkgever", "melding", "vrijwilliger", "scholing", "zorgverzekering", "huisvesting"}
+	// Each field's words come from its own half of the list now and then, so that a query can
+	// match a redacted field alone.
+	sentence := func() string {
+		n := 1 + rng.IntN(4)
+		out := make([]string, n)
+		for i := range out {
+			out[i] = words[rng.IntN(len(words))]
+		}
+		return strings.Join(out, " ")
+	}
+	kinds := []string{"qa", "guidance"}
+	fields := map[string][]string{"qa": {"question", "answer", "audience"}, "guidance": {"title", "summary", "text"}}
+	classes := []pb.Classification{pb.Classification_PUBLIC, pb.Classification_INTERNAL, pb.Classification_CONFIDENTIAL}
+
+	// Policies: a few random grants to b, each with a random redaction.
+	var policies []textPolicy
+	for i := range 1 + rng.IntN(3) {
+		p := textPolicy{kind: kinds[rng.IntN(len(kinds))], ceiling: classes[rng.IntN(len(classes))]}
+		for _, fld := range fields[p.kind] {
+			if rng.IntN(3) == 0 {
+				p.redact = append(p.redact, fld)
+			}
+		}
+		redact := make([]string, len(p.redact))
+		for j, fld := range p.redact {
+			redact[j] = "body." + fld
+		}
+		extra := ""
+		if len(redact) > 0 {
+			extra = "redact: [" + strings.Join(redact, ", ") + "]\n"
+		}
+		a.Approve(t, policyDoc(fmt.Sprintf("text-%d", i), spiffeOf(b), p.kind, strings.ToLower(p.ceiling.String()), extra))
+		policies = append(policies, p)
+	}
+	t.Logf("policies: %+v", policies)
+
+	// Records: random kinds, classifications and texts.
+	type rec struct {
+		kind  string
+		class pb.Classification
+		body  map[string]string
+	}
+	recs := map[string]rec{}
+	for i := range 120 {
+		r := rec{kind: kinds[rng.IntN(len(kinds))], class: classes[rng.IntN(len(classes))], body: map[string]string{}}
+		for _, fld := range fields[r.kind] {
+			r.body[fld] = sentence()
+		}
+		// guidance requires title and text, qa question and answer: all fields are set.
+		body, _ := json.Marshal(r.body)
+		id := fmt.Sprintf("t%03d", i)
+		a.Put(t, &pb.Record{Id: id, Kind: r.kind, Crisis: "leak", Region: "NL", Classification: r.class, Body: body})
+		recs[id] = r
+	}
+
+	// The reference: what b may receive of each record, and the text it would see.
+	fold := strings.NewReplacer("ö", "o", "é", "e", "ë", "e")
+	visible := map[string]map[string]string{} // id → field → text b receives
+	for id, r := range recs {
+		granted := false
+		withheld := map[string]bool{}
+		first := true
+		for _, p := range policies {
+			if p.kind != r.kind || r.class > p.ceiling {
+				continue
+			}
+			granted = true
+			// A field is withheld only when every granting policy redacts it.
+			this := map[string]bool{}
+			for _, f := range p.redact {
+				this[f] = true
+			}
+			if first {
+				withheld, first = this, false
+				continue
+			}
+			for f := range withheld {
+				if !this[f] {
+					delete(withheld, f)
+				}
+			}
+		}
+		if !granted {
+			continue
+		}
+		v := map[string]string{}
+		for f, text := range r.body {
+			if !withheld[f] {
+				v[f] = fold.Replace(strings.ToLower(text))
+			}
+		}
+		visible[id] = v
+	}
+	textFields := map[string][]string{"qa": {"question", "answer"}, "guidance": {"title", "summary", "text"}}
+	matches := func(id string, terms []string) bool {
+		v := visible[id]
+		for _, term := range terms {
+			found := false
+			for _, f := range textFields[recs[id].kind] {
+				if strings.Contains(v[f], term) {
+					found = true
+				}
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	}
+
+	for range 40 {
+		// A query of one or two words, or parts of words, from the vocabulary.
+		var terms []string
+		for range 1 + rng.IntN(2) {
+			w := []rune(fold.Replace(words[rng.IntN(len(words))]))
+			from := rng.IntN(len(w) - 3)
+			terms = append(terms, string(w[from:from+3+rng.IntN(len(w)-from-2)]))
+		}
+		query := strings.Join(terms, " ")
+		var want []string
+		for id := range visible {
+			if matches(id, terms) {
+				want = append(want, id)
+			}
+		}
+		slices.Sort(want)
+		ids, hits := textHits(t, b, &pb.Filter{Text: query, Crisis: "leak", Limit: 10000})
+		got := slices.Sorted(slices.Values(ids[a.Name]))
+		if !slices.Equal(got, want) {
+			t.Fatalf("query %q: b finds %v at a, the reference says %v (seed %d)", query, got, want, seed)
+		}
+		// No snippet holds a withheld value: every marked part is in a field b receives.
+		for _, id := range got {
+			snippet := fold.Replace(strings.ToLower(hits[a.Name+"/"+id].Snippet))
+			plain := strings.NewReplacer("«", "", "»", "", "…", "").Replace(snippet)
+			found := false
+			for _, f := range slices.Sorted(maps.Keys(visible[id])) {
+				if strings.Contains(visible[id][f], strings.TrimSpace(plain)) {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("query %q: snippet %q of %s is in no field b may see (seed %d)", query, hits[a.Name+"/"+id].Snippet, id, seed)
+			}
+		}
+	}
+}

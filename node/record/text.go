@@ -1,0 +1,247 @@
+package record
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Full-text search. A query is words and "quoted phrases"; a record matches when every one of
+// them occurs in one of its kind's text fields, ignoring case and diacritics, anywhere in a word:
+// "vergunning" finds "tewerkstellingsvergunning", "coordinatie" finds "coördinatie". The store's
+// trigram index finds candidates from the terms; Match, on the text as the reader may see it,
+// decides. That second step is what keeps a redacted field from ever matching for a recipient.
+
+// Limits of a text query.
+const (
+	MaxQueryBytes = 512
+	MaxQueryTerms = 16
+	// MinTermRunes is the shortest term the trigram index can find.
+	MinTermRunes = 3
+)
+
+// TextQuery is a parsed full-text query.
+type TextQuery struct {
+	// Terms are the words and phrases, normalised (see Normalize), each of which must occur.
+	Terms []string
+}
+
+// ParseText parses a full-text query given in field. Bad syntax is a *FieldError that says
+// what to change, never an SQL error.
+func ParseText(field, q string) (*TextQuery, error) {
+	if !utf8.ValidString(q) {
+		return nil, invalid(field, "not valid UTF-8")
+	}
+	if len(q) > MaxQueryBytes {
+		return nil, invalid(field, "%d bytes is over the limit of %d", len(q), MaxQueryBytes)
+	}
+	var terms []string
+	add := func(t string) error {
+		t = Normalize(strings.Join(strings.Fields(t), " "))
+		if t == "" {
+			return nil
+		}
+		if utf8.RuneCountInString(t) < MinTermRunes {
+			return invalid(field, "%q is shorter than %d characters: search for longer words", t, MinTermRunes)
+		}
+		terms = append(terms, t)
+		return nil
+	}
+	rest := q
+	for rest != "" {
+		rest = strings.TrimLeftFunc(rest, unicode.IsSpace)
+		if rest == "" {
+			break
+		}
+		if rest[0] == '"' {
+			end := strings.IndexByte(rest[1:], '"')
+			if end < 0 {
+				return nil, invalid(field, "a phrase opened with \" is not closed: add the closing \"")
+			}
+			if err := add(rest[1 : 1+end]); err != nil {
+				return nil, err
+			}
+			rest = rest[2+end:]
+			continue
+		}
+		end := strings.IndexFunc(rest, func(r rune) bool { return unicode.IsSpace(r) || r == '"' })
+		if end < 0 {
+			end = len(rest)
+		}
+		if err := add(rest[:end]); err != nil {
+			return nil, err
+		}
+		rest = rest[end:]
+	}
+	if len(terms) == 0 {
+		return nil, invalid(field, "no words to search for")
+	}
+	if len(terms) > MaxQueryTerms {
+		return nil, invalid(field, "%d words and phrases is over the limit of %d", len(terms), MaxQueryTerms)
+	}
+	return &TextQuery{Terms: terms}, nil
+}
+
+// Match reports whether every term occurs in one of texts.
+func (q *TextQuery) Match(texts []string) bool {
+	norm := make([]string, len(texts))
+	for i, t := range texts {
+		norm[i] = Normalize(t)
+	}
+	for _, term := range q.Terms {
+		found := false
+		for _, t := range norm {
+			if strings.Contains(t, term) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// Snippet is a short excerpt of the first text in which a term occurs, with every occurrence of
+// a term in it marked «like this». Only texts are read, so a snippet holds nothing the reader may
+// not see.
+func (q *TextQuery) Snippet(texts []string) string {
+	const around = 60 // runes of context on each side
+	for _, t := range texts {
+		runes := []rune(t)
+		// Normalize maps each rune to at most one rune (it drops marks and folds case), so
+		// the match positions are found on a rune-by-rune normalised copy.
+		folded := make([]rune, len(runes))
+		for i, r := range runes {
+			folded[i] = foldRune(r)
+		}
+		type span struct{ from, to int }
+		var spans []span
+		for _, term := range q.Terms {
+			tr := []rune(term)
+			for i := 0; i+len(tr) <= len(folded); i++ {
+				if string(folded[i:i+len(tr)]) == term {
+					spans = append(spans, span{i, i + len(tr)})
+					i += len(tr) - 1
+				}
+			}
+		}
+		if len(spans) == 0 {
+			continue
+		}
+		first := spans[0]
+		for _, s := range spans {
+			if s.from < first.from {
+				first = s
+			}
+		}
+		from, to := max(0, first.from-around), min(len(runes), first.to+around)
+		var b strings.Builder
+		if from > 0 {
+			b.WriteString("…")
+		}
+		for i := from; i < to; i++ {
+			for _, s := range spans {
+				if s.from == i {
+					b.WriteString("«")
+				}
+			}
+			b.WriteRune(runes[i])
+			for _, s := range spans {
+				if s.to == i+1 {
+					b.WriteString("»")
+				}
+			}
+		}
+		if to < len(runes) {
+			b.WriteString("…")
+		}
+		return strings.Join(strings.Fields(b.String()), " ")
+	}
+	return ""
+}
+
+// Normalize folds text for matching: lower case, diacritics removed, every white space rune a
+// space. The result has as many runes as s.
+func Normalize(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		b.WriteRune(foldRune(r))
+	}
+	return b.String()
+}
+
+// foldRune is one rune of Normalize: its lower case without diacritics. A rune whose canonical
+// decomposition is a base letter and marks becomes the base letter; white space becomes a space.
+func foldRune(r rune) rune {
+	if unicode.IsSpace(r) {
+		return ' '
+	}
+	if r >= utf8.RuneSelf {
+		if d := norm.NFD.String(string(r)); d != "" {
+			if base, size := utf8.DecodeRuneInString(d); size < len(d) && !unicode.Is(unicode.Mn, base) {
+				r = base
+			}
+		}
+	}
+	return unicode.ToLower(r)
+}
+
+// Texts returns the text of a body that a text query reads: the string values (or arrays of
+// strings) of the kind's declared text fields, in their order; for a kind that declares none,
+// or one this node does not know, every string in the body, by key order. A body that is
+// not a JSON object has no text.
+func Texts(k *Kind, body []byte) []string {
+	var obj map[string]any
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return nil
+	}
+	var out []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		case map[string]any:
+			for _, key := range sortedKeys(v) {
+				walk(v[key])
+			}
+		}
+	}
+	if k == nil || len(k.Text) == 0 {
+		walk(obj)
+		return out
+	}
+	for _, f := range k.Text {
+		switch v := obj[f].(type) {
+		case string:
+			out = append(out, v)
+		case []any:
+			for _, x := range v {
+				if s, ok := x.(string); ok {
+					out = append(out, s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

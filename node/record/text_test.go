@@ -1,0 +1,104 @@
+package record
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseText(t *testing.T) {
+	for _, tc := range []struct {
+		q     string
+		terms []string
+		err   string
+	}{
+		{q: "vergunning", terms: []string{"vergunning"}},
+		{q: `  Coördinatie   "Werk  Vergunning" opvang`, terms: []string{"coordinatie", "werk vergunning", "opvang"}},
+		{q: `"tewerkstelling"vergunning`, terms: []string{"tewerkstelling", "vergunning"}},
+		{q: `abc"def`, err: `text: a phrase opened with " is not closed: add the closing "`},
+		{q: `vergunning "open`, err: `text: a phrase opened with " is not closed`},
+		{q: "   ", err: "text: no words to search for"},
+		{q: `""`, err: "text: no words to search for"},
+		{q: "de vergunning", err: `text: "de" is shorter than 3 characters: search for longer words`},
+		{q: "\xff\xfe", err: "text: not valid UTF-8"},
+		{q: strings.Repeat("abcd ", 17), err: "text: 17 words and phrases is over the limit of 16"},
+		{q: strings.Repeat("x", 513), err: "text: 513 bytes is over the limit of 512"},
+		// FTS5 syntax is text like any other.
+		{q: `NEAR(a b) OR "x" * ^col:`, err: `text: "b)" is shorter than 3 characters`},
+		{q: `NEAR(abc, def) col:xyz*`, terms: []string{"near(abc,", "def)", "col:xyz*"}},
+	} {
+		q, err := ParseText("text", tc.q)
+		if tc.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
+				t.Errorf("ParseText(%q) = %v, %v; want error %q", tc.q, q, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseText(%q): %v", tc.q, err)
+			continue
+		}
+		if strings.Join(q.Terms, "|") != strings.Join(tc.terms, "|") {
+			t.Errorf("ParseText(%q) = %q, want %q", tc.q, q.Terms, tc.terms)
+		}
+	}
+}
+
+func TestTextMatchAndSnippet(t *testing.T) {
+	texts := []string{"Werk voor vluchtelingen", "Een TEWERKSTELLINGSVERGUNNING is niet nodig voor coördinatie van de opvang in de gemeente."}
+	for _, tc := range []struct {
+		q       string
+		match   bool
+		snippet string
+	}{
+		{"vergunning", true, "Een TEWERKSTELLINGS«VERGUNNING» is niet nodig voor «coördinatie»"},
+		{"vergunning coordinatie", true, "Een TEWERKSTELLINGS«VERGUNNING» is niet nodig voor «coördinatie» van de opvang in de gemeente…"},
+		{"vluchtelingen", true, "Werk voor «vluchtelingen»"},
+		{`"werk voor"`, true, "«Werk voor» vluchtelingen"},
+		{`"werk vergunning"`, false, ""},
+		{"vergunning asiel", false, ""},
+	} {
+		q, err := ParseText("text", tc.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := q.Match(texts); got != tc.match {
+			t.Errorf("%q: Match = %v, want %v", tc.q, got, tc.match)
+		}
+		if !tc.match {
+			continue
+		}
+		got := q.Snippet(texts)
+		if tc.q == "vergunning" {
+			// One term marks only its own occurrences.
+			tc.snippet = "Een TEWERKSTELLINGS«VERGUNNING» is niet nodig voor coördinatie van de opvang in de gemeente…"
+		}
+		if got != tc.snippet {
+			t.Errorf("%q: Snippet = %q, want %q", tc.q, got, tc.snippet)
+		}
+	}
+	long := strings.Repeat("woord ", 40) + "vergunning" + strings.Repeat(" woord", 40)
+	q, _ := ParseText("text", "vergunning")
+	if got := q.Snippet([]string{long}); !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "…") || !strings.Contains(got, "«vergunning»") || len([]rune(got)) > 140 {
+		t.Errorf("Snippet of a long text = %q; want about 60 characters each side of the match, cut with …", got)
+	}
+}
+
+func TestTexts(t *testing.T) {
+	kinds, err := NewKinds(DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"title":"Werk","text":"Regels","url":"https://example.test/werk","tags":["a"]}`)
+	if got := Texts(kinds.Get("guidance"), body); strings.Join(got, "|") != "Werk|Regels" {
+		t.Errorf("guidance texts = %q, want its declared fields title and text", got)
+	}
+	if got := Texts(nil, body); strings.Join(got, "|") != "a|Regels|Werk|https://example.test/werk" {
+		t.Errorf("texts of an unknown kind = %q, want every string by key order", got)
+	}
+	if got := Texts(nil, []byte(`[1]`)); got != nil {
+		t.Errorf("texts of a body that is no object = %q", got)
+	}
+	if _, err := NewKinds([]Kind{{Name: "x", Text: []string{"a", "a"}}}); err == nil || !strings.Contains(err.Error(), `kinds[0].text[1] (x): "a" is listed twice`) {
+		t.Errorf("a text field listed twice: %v", err)
+	}
+}
