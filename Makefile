@@ -8,7 +8,7 @@ PROTOS   := knooppunt/v1/record.proto knooppunt/v1/policy.proto knooppunt/v1/fed
 RACE_PKGS := ./node/... ./federation/... ./policy/...
 export CGO_ENABLED := 1
 
-.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean
+.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean ui-assets
 
 build: ## build the knooppunt binary into $(BIN)
 	$(GO) build -o $(BIN)/knooppunt ./cmd/knooppunt
@@ -49,6 +49,23 @@ bench: ## the write-path benchmark against raw SQLite; see docs/performance.md
 spire: ## build spire-server and spire-agent v1.13.3 into the cache (about 10 minutes the first time)
 	@test -x $(SPIRE)/spire-server -a -x $(SPIRE)/spire-agent || \
 		(cd deploy/spire/build && $(GO) build -o $(SPIRE)/ github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent)
+
+# The web interface's vendored NL Design System CSS, pinned here. Building and testing use the
+# committed copies in node/ui/assets/vendor/; only this target needs npm.
+UI_VENDOR   := node/ui/assets/vendor
+UI_PACKAGES := @utrecht/component-library-css@9.0.4
+
+ui-assets: ## refresh the vendored NL Design System CSS of the web interface (needs npm)
+	@command -v npm >/dev/null || { echo "ui-assets: needs npm: apt-get install -y npm" >&2; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	for p in $(UI_PACKAGES); do (cd "$$tmp" && npm pack --silent "$$p" >/dev/null) || exit 1; done && \
+	mkdir -p "$$tmp/x" && tar -xzf "$$tmp"/utrecht-component-library-css-*.tgz -C "$$tmp/x" && \
+	rm -rf $(UI_VENDOR) && mkdir -p $(UI_VENDOR)/utrecht-component-library-css && \
+	cp "$$tmp/x/package/dist/index.css" $(UI_VENDOR)/utrecht-component-library-css/index.css && \
+	cp "$$tmp/x/package/LICENSE.md" $(UI_VENDOR)/utrecht-component-library-css/LICENSE.md && \
+	{ echo "# Vendored by make ui-assets; do not edit. package version licence"; \
+	  for p in $(UI_PACKAGES); do echo "$${p%@*} $${p##*@} EUPL-1.2"; done; } > $(UI_VENDOR)/VERSIONS && \
+	echo "ui-assets: refreshed $(UI_VENDOR): $(UI_PACKAGES)"
 
 clean:
 	rm -rf $(BIN)

@@ -220,35 +220,51 @@ func (z *Authorizer) denied(caller, method string, err error) {
 	}
 }
 
+// Resolve returns the roles id holds on this node, by the same rules as a call over mTLS, or a
+// PERMISSION_DENIED status that says why it holds none. The web interface uses it to show a
+// signed-in person's role; each call it makes is still decided by MethodRoles.
+func (z *Authorizer) Resolve(id spiffeid.ID) (Caller, error) {
+	return z.access.Load().resolve(id)
+}
+
 // SetAccess replaces the access rules; calls from then on are decided by the new ones, also on
 // connections already open.
 func (z *Authorizer) SetAccess(a *Access) { z.access.Store(a) }
 
 func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (context.Context, error) {
-	var c Caller
 	if local {
-		c = Caller{Roles: []Role{Local}}
-	} else {
-		id, ok := identity.PeerID(ctx)
-		if !ok {
-			z.log.Warn("call refused", "method", method, "caller", "(none)", "reason", "no SPIFFE ID")
-			return nil, status.Error(codes.Unauthenticated, "no SPIFFE ID: connect with mTLS and an X.509-SVID")
-		}
-		var err error
-		if c, err = z.access.Load().resolve(id); err != nil {
-			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
-			z.denied(id.String(), method, err)
-			return nil, err
-		}
-		if c.Has(Replica) {
-			if who := metadata.ValueFromIncomingContext(ctx, onBehalfOf); len(who) == 1 {
-				if c, err = z.onBehalf(who[0], c); err != nil {
-					z.log.Warn("call refused", "method", method, "caller", who[0], "via", id.String(), "reason", status.Convert(err).Message())
-					return nil, err
-				}
+		return z.admit(ctx, method, Caller{Roles: []Role{Local}})
+	}
+	id, ok := identity.PeerID(ctx)
+	if !ok {
+		z.log.Warn("call refused", "method", method, "caller", "(none)", "reason", "no SPIFFE ID")
+		return nil, status.Error(codes.Unauthenticated, "no SPIFFE ID: connect with mTLS and an X.509-SVID")
+	}
+	return z.authorizeID(ctx, method, id, true)
+}
+
+// authorizeID decides a call by id. replicas says whether a replica may forward for another
+// caller, as it may over mTLS.
+func (z *Authorizer) authorizeID(ctx context.Context, method string, id spiffeid.ID, replicas bool) (context.Context, error) {
+	c, err := z.access.Load().resolve(id)
+	if err != nil {
+		z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
+		z.denied(id.String(), method, err)
+		return nil, err
+	}
+	if replicas && c.Has(Replica) {
+		if who := metadata.ValueFromIncomingContext(ctx, onBehalfOf); len(who) == 1 {
+			if c, err = z.onBehalf(who[0], c); err != nil {
+				z.log.Warn("call refused", "method", method, "caller", who[0], "via", id.String(), "reason", status.Convert(err).Message())
+				return nil, err
 			}
 		}
 	}
+	return z.admit(ctx, method, c)
+}
+
+// admit applies MethodRoles to a caller whose roles are known.
+func (z *Authorizer) admit(ctx context.Context, method string, c Caller) (context.Context, error) {
 	if err := allowed(c, method); err != nil {
 		z.log.Warn("call refused", "method", method, "caller", c.String(), "roles", c.Roles, "reason", status.Convert(err).Message())
 		z.denied(c.String(), method, err)
