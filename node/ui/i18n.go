@@ -40,7 +40,7 @@ func loadCatalogues() (map[string]catalogue, error) {
 	return out, nil
 }
 
-// Lang is one language's catalogue, as templates see it: {{.L.T "key" args}}.
+// Lang is one language's catalogue, as templates see it: {{.L.T "picture.heading" .Crisis}}.
 type Lang struct {
 	// Code is the language's code, such as nl.
 	Code string
