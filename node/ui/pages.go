@@ -200,11 +200,12 @@ func recordLink(rec *pb.Record) string {
 	return "/record?" + q.Encode()
 }
 
-// age says how old something of s seconds is, in the largest whole unit.
+// age says how old something of s seconds is, in the largest whole unit; under a minute is
+// "just now".
 func age(l *Lang, s int64) string {
 	switch {
 	case s < 60:
-		return l.T("age.seconds", max(s, 0))
+		return l.T("age.now")
 	case s < 3600:
 		return l.T("age.minutes", s/60)
 	case s < 48*3600:

@@ -40,7 +40,7 @@ const (
 )
 
 // people at the test's provider. carl has no role on the node; "e v" is not a user name.
-var people = map[string]string{"anna": "Anna de Vries", "bram": "Bram Jansen", "carl": "Carl Smit", "e v": "E V"}
+var people = map[string]string{"anna": "Anna de Vries", "bram": "Bram Jansen", "carl": "Carl Smit", "e v": "E V", "officer-a": "Olga Bakker"}
 
 // users is the provider's user store.
 type users struct{}
@@ -60,6 +60,7 @@ func (users) ExampleClientID() string { return "service" }
 // signInAs: the login page stands for the person typing a name and password.
 type provider struct {
 	issuer string
+	lis    net.Listener
 	mu     sync.Mutex
 	next   string
 }
@@ -70,60 +71,21 @@ func (p *provider) signInAs(name string) {
 	p.next = name
 }
 
-// env is a node with its web interface and the provider it trusts.
-type env struct {
-	node *node.Node
-	url  string // the web interface's base URL
-	op   *provider
+// newProvider listens for the provider, so that its issuer URL is known before the node that
+// trusts it starts; serve starts it once the node's web interface, its client, is known.
+func newProvider(t *testing.T) *provider {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &provider{issuer: "http://" + lis.Addr().String(), lis: lis}
 }
 
-// start starts the provider's listener, the node with a ui section that trusts it, and then the
-// provider with a client whose redirect URI is the node's web interface.
-func start(t *testing.T) *env {
+// serve runs the provider with one client, the node's web interface at ui.
+func (p *provider) serve(t *testing.T, ui string) {
 	t.Helper()
-	opLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &provider{issuer: "http://" + opLis.Addr().String()}
-
-	dir, err := os.MkdirTemp("", "kpui")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	secretFile := filepath.Join(dir, "client-secret")
-	if err := os.WriteFile(secretFile, []byte(testSecret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Org, cfg.Name = testOrg, "VR Utrecht"
-	cfg.Roles = []config.RoleBinding{
-		{ID: "spiffe://" + testOrg + "/user/anna", Role: config.RoleOfficer},
-		{ID: "spiffe://" + testOrg + "/user/bram", Role: config.RoleReader},
-	}
-	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, OIDC: config.OIDC{
-		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile, Claim: "preferred_username", Scopes: []string{"profile"},
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(dir, "data"), Config: cfg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-	if err != nil {
-		t.Fatalf("node.Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := n.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-	})
-	if n.UIAddr() == nil {
-		t.Fatal("the node serves no web interface")
-	}
-	e := &env{node: n, url: "http://" + n.UIAddr().String(), op: p}
-
-	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, e.url+"/auth/callback")}
+	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, ui+"/auth/callback")}
 	st := storage.NewStorageWithClients(users{}, clients)
 	key := sha256.Sum256([]byte("knooppunt ui test"))
 	prov, err := op.NewProvider(&op.Config{CryptoKey: key, CodeMethodS256: true, SupportedUILocales: []language.Tag{language.Dutch}},
@@ -146,8 +108,64 @@ func start(t *testing.T) *env {
 	mux.Handle("/login/username", login)
 	mux.Handle("/", prov)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(opLis)
+	go srv.Serve(p.lis)
 	t.Cleanup(func() { srv.Close() })
+}
+
+// secretFile writes the client secret where a node reads it.
+func secretFile(t *testing.T, dir string) string {
+	t.Helper()
+	f := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(f, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// env is a node with its web interface and the provider it trusts.
+type env struct {
+	node *node.Node
+	url  string // the web interface's base URL
+	op   *provider
+}
+
+// start starts the provider's listener, the node with a ui section that trusts it, and then the
+// provider with a client whose redirect URI is the node's web interface.
+func start(t *testing.T) *env {
+	t.Helper()
+	p := newProvider(t)
+	dir, err := os.MkdirTemp("", "kpui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := config.Default()
+	cfg.Org, cfg.Name = testOrg, "VR Utrecht"
+	cfg.Roles = []config.RoleBinding{
+		{ID: "spiffe://" + testOrg + "/user/anna", Role: config.RoleOfficer},
+		{ID: "spiffe://" + testOrg + "/user/bram", Role: config.RoleReader},
+	}
+	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, OIDC: config.OIDC{
+		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile(t, dir), Claim: "preferred_username", Scopes: []string{"profile"},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(dir, "data"), Config: cfg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	if n.UIAddr() == nil {
+		t.Fatal("the node serves no web interface")
+	}
+	e := &env{node: n, url: "http://" + n.UIAddr().String(), op: p}
+	p.serve(t, e.url)
 	return e
 }
 
