@@ -8,13 +8,13 @@ PROTOS   := knooppunt/v1/record.proto knooppunt/v1/policy.proto knooppunt/v1/fed
 RACE_PKGS := ./node/... ./federation/... ./policy/...
 export CGO_ENABLED := 1
 
-.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean ui-assets
+.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean ui-assets ui-screenshots browser
 
 build: ## build the knooppunt binary into $(BIN)
 	$(GO) build -o $(BIN)/knooppunt ./cmd/knooppunt
 
 test: export KNOOPPUNT_SPIRE_DIR := $(SPIRE)
-test: build spire ## every test: unit, API, crash, fuzz smoke, SPIRE integration
+test: build spire browser ## every test: unit, API, crash, fuzz smoke, SPIRE integration, browser
 	$(GO) test -race -count=1 -timeout 15m ./...
 	# A count, not a duration: Go 1.26's fuzz coordinator can report "context deadline exceeded"
 	# as a failure when a duration runs out (golang/go#75804, fixed in Go 1.27). 20000 runs take
@@ -49,6 +49,18 @@ bench: ## the write-path benchmark against raw SQLite; see docs/performance.md
 spire: ## build spire-server and spire-agent v1.13.3 into the cache (about 10 minutes the first time)
 	@test -x $(SPIRE)/spire-server -a -x $(SPIRE)/spire-agent || \
 		(cd deploy/spire/build && $(GO) build -o $(SPIRE)/ github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent)
+
+browser: ## chromium for the web interface's browser tests: apt-get installs it when run as root
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || test -n "$$KNOOPPUNT_CHROMIUM" || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "the browser tests need chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+		fi; }
+
+ui-screenshots: browser ## the screenshots of docs/ui.md, taken by the browser test
+	KNOOPPUNT_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run '^TestBrowser$$' ./node/ui
 
 # The web interface's vendored NL Design System CSS, pinned here. Building and testing use the
 # committed copies in node/ui/assets/vendor/; only this target needs npm.

@@ -128,7 +128,7 @@ func TestPictureOfAFederation(t *testing.T) {
 		t.Error("the record page shows the withheld phone number")
 	}
 	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&crisis=oekraine&region=VR09")
-	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 velden achtergehouden") {
+	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
 		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)
 	}
 

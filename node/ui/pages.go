@@ -278,7 +278,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 }
 
 type recordView struct {
-	Rec            *pb.Record
+	Rec *pb.Record
+	// Title is the body's title, or the record's id.
+	Title          string
 	Classification string
 	Source         string
 	FromCache      bool
@@ -347,7 +349,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	}
 	sort.Strings(v.Labels)
 	v.Fields = bodyFields(rec.Body, redacted)
-	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", r.L.T("record.title", rec.Id), v))
+	if v.Title = bodyTitle(rec.Body); v.Title == "" {
+		v.Title = rec.Id
+	}
+	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))
 }
 
 // bodyFields lays a body out as one row per top-level field, in order of name; nested values

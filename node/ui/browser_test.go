@@ -1,0 +1,122 @@
+package ui_test
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's chromium. A missing browser fails the browser tests: they are part of
+// the suite, and `make test` installs it (or says how) before it runs them.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("KNOOPPUNT_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("the browser tests need chromium: apt-get install -y chromium (or set KNOOPPUNT_CHROMIUM to its path)")
+	return ""
+}
+
+// TestBrowser signs in with a real browser (headless chromium) through the provider, reads the
+// picture, a search and a record, checks that the styles load under the CSP, and takes
+// screenshots. With KNOOPPUNT_UI_SCREENSHOTS=DIR the screenshots are written to DIR too (make
+// ui-screenshots writes those of docs/ui.md).
+func TestBrowser(t *testing.T) {
+	exe := chromium(t)
+	e := startFederation(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900),
+		chromedp.Flag("lang", "nl-NL"), chromedp.UserDataDir(t.TempDir()))
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+
+	// The first Run starts the browser; it must not carry the timeout, which would stop it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	run := func(what string, a chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, a); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	get := func(what string, a chromedp.Action[string]) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, a)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	shot := func(name string) []byte {
+		t.Helper()
+		b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		return b
+	}
+	shots := map[string][]byte{}
+
+	e.op.signInAs("officer-a")
+	// Dutch, whatever the browser's language: the switch in the menu bar.
+	run("sign in and open the picture", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS("#fase")),
+	))
+	role := get("role", chromedp.Text(chromedp.CSS("#rol")))
+	title := get("title", chromedp.Title())
+	// The header band has the theme's colour: the stylesheets loaded under the CSP.
+	colour := get("header colour", chromedp.Evaluate[string](`getComputedStyle(document.querySelector('.kp-header')).backgroundColor`))
+	if role != "security officer" || colour != "rgb(28, 63, 110)" || !strings.Contains(title, "Het beeld") {
+		t.Errorf("picture in the browser: role %q, header colour %q, title %q", role, colour, title)
+	}
+	shots["beeld.png"] = shot("beeld")
+
+	run("search", chromedp.Steps(
+		chromedp.Navigate(e.url+"/zoeken"),
+		chromedp.SetValue(chromedp.CSS("#kind"), "shelter.capacity"),
+		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
+		chromedp.Submit(chromedp.CSS("#crisis")),
+		chromedp.WaitVisible(chromedp.CSS("#resultaten")),
+	))
+	shots["zoeken.png"] = shot("zoeken")
+	run("open a record", chromedp.Steps(
+		chromedp.Click(chromedp.CSS(`a[href*="id=utrecht"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-withheld="contact_phone"]`)),
+	))
+	if w := get("withheld", chromedp.Text(chromedp.CSS(`[data-withheld="contact_phone"]`))); w != "achtergehouden door de bron" {
+		t.Errorf("withheld field shows %q", w)
+	}
+	shots["record.png"] = shot("record")
+
+	dir := t.TempDir()
+	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
+		dir = d
+	}
+	for name, b := range shots {
+		if len(b) < 10000 || string(b[1:4]) != "PNG" {
+			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
