@@ -24,7 +24,8 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := randomID()
-	p := &pending{Nonce: randomID(), Verifier: oauth2.GenerateVerifier(), ReturnTo: localPath(r.URL.Query().Get("terug"))}
+	p := &pending{Nonce: randomID(), Verifier: oauth2.GenerateVerifier(), ReturnTo: localPath(r.URL.Query().Get("terug")),
+		Fresh: r.URL.Query().Get("opnieuw") != ""}
 	if !s.sessions.begin(state, p) {
 		s.fail(w, r, l, http.StatusServiceUnavailable, l.T("error.busy"))
 		return
@@ -33,6 +34,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(p.Nonce), oauth2.S256ChallengeOption(p.Verifier)}
 	if l.Code != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("ui_locales", l.Code))
+	}
+	if p.Fresh {
+		// A step that needs a recent sign-in: the provider must authenticate the person now,
+		// not pass on an old single sign-on session.
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
 	}
 	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusFound)
 }
@@ -132,9 +138,19 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, l, http.StatusForbidden, l.T("error.no_role", person.String()))
 		return
 	}
-	authTime := time.Now()
+	// auth_time is when the person authenticated at the provider, which may be long before this
+	// sign-in (single sign-on). Without it, a fresh sign-in counts from now, an ordinary one as
+	// not recent.
+	var authTime time.Time
 	if at, ok := claims["auth_time"].(float64); ok && at > 0 {
 		authTime = time.Unix(int64(at), 0)
+	} else if p.Fresh {
+		authTime = time.Now()
+	}
+	if p.Fresh && time.Since(authTime) > MaxOfficerAge {
+		s.log.Warn("sign-in refused", "person", person.String(), "reason", "the provider did not authenticate anew", "auth_time", authTime)
+		s.fail(w, r, l, http.StatusForbidden, l.T("error.signin_stale"))
+		return
 	}
 	now := time.Now()
 	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL)})

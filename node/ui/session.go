@@ -31,7 +31,9 @@ type pending struct {
 	Nonce    string
 	Verifier string
 	ReturnTo string
-	Expires  time.Time
+	// Fresh asks the provider to authenticate anew, for a step that needs a recent sign-in.
+	Fresh   bool
+	Expires time.Time
 }
 
 // pendingTTL bounds how long a person may take at the provider.

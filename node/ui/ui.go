@@ -173,6 +173,28 @@ func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge tim
 	http.SetCookie(w, c)
 }
 
+// maxFormBytes bounds a form's body; a larger one is refused before it is read whole.
+const maxFormBytes = 64 << 10
+
+// MaxOfficerAge is how old a sign-in may be for a policy step or a phase change: older, and the
+// officer signs in again first (requireRecent).
+const MaxOfficerAge = 10 * time.Minute
+
+// requireRecent reports whether the person signed in at the provider within maxAge. If not, it
+// sends the browser to sign in again, forcing the provider to authenticate anew (prompt=login,
+// max_age=0), and back to the page afterwards; a POST cannot be replayed, so it gets 403.
+func (s *Server) requireRecent(w http.ResponseWriter, r *request, maxAge time.Duration) bool {
+	if time.Since(r.Session.AuthTime) <= maxAge {
+		return true
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.fail(w, r.Request, r.L, http.StatusForbidden, r.L.T("error.signin_stale"))
+		return false
+	}
+	http.Redirect(w, r.Request, "/aanmelden?opnieuw=1&terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+	return false
+}
+
 // request is what a page handler gets: the person, their roles and language.
 type request struct {
 	*http.Request
@@ -207,6 +229,7 @@ func (s *Server) person(h func(http.ResponseWriter, *request)) http.HandlerFunc 
 			return
 		}
 		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			tok := r.PostFormValue("csrf")
 			if subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) != 1 {
 				s.log.Warn("form refused", "reason", "missing or wrong CSRF token", "person", sess.Person.String(), "path", r.URL.Path)

@@ -302,6 +302,24 @@ func TestSignInRoundTrip(t *testing.T) {
 	if q.Get("code_challenge_method") != "S256" || q.Get("response_type") != "code" || q.Get("client_id") != testClientID {
 		t.Errorf("authorization request %s: want the code flow with S256 for client %s", loc, testClientID)
 	}
+	if q.Get("prompt") != "" || q.Get("max_age") != "" {
+		t.Errorf("an ordinary sign-in forces a new authentication: %s", loc)
+	}
+	// A sign-in again for a step that needs a recent one makes the provider authenticate anew,
+	// and lands back on the page.
+	r, err = c.Get(e.url + "/aanmelden?opnieuw=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	loc, _ = url.Parse(r.Header.Get("Location"))
+	if q := loc.Query(); q.Get("prompt") != "login" || q.Get("max_age") != "0" {
+		t.Errorf("sign-in again: %s, want prompt=login and max_age=0", loc)
+	}
+	resp, page = b.get(t, e.url+"/aanmelden?opnieuw=1&terug="+url.QueryEscape("/zoeken"))
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/zoeken" {
+		t.Errorf("sign-in again: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
 }
 
 func TestRoles(t *testing.T) {
@@ -378,6 +396,8 @@ func TestCSRF(t *testing.T) {
 		{"no token", url.Values{}},
 		{"wrong token", url.Values{"csrf": {token + "x"}}},
 		{"empty token", url.Values{"csrf": {""}}},
+		// An oversized form is refused before it is read whole, token or not.
+		{"oversized", url.Values{"csrf": {token}, "x": {strings.Repeat("a", 100<<10)}}},
 	} {
 		resp, body := b.post(t, e.url+"/afmelden", tc.form)
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "niet van deze pagina") {
