@@ -60,6 +60,13 @@ func (l *Lang) T(key string, args ...any) string {
 	return fmt.Sprintf(s, args...)
 }
 
+// Has reports whether the catalogue has key, for text that is optional, such as the label of a
+// declared kind's field.
+func (l *Lang) Has(key string) bool {
+	_, ok := l.cat[key]
+	return ok
+}
+
 // langCookie holds a language the person chose over the browser's.
 const langCookie = "knooppunt_taal"
 

@@ -129,7 +129,12 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	cols := map[string]bool{}
 	cells := map[string]map[string]string{}
 	for _, a := range pic.Aggregates {
+		// A field the catalogue knows gets its label; a field of a kind declared in config
+		// shows as kind · field.
 		col := a.Kind + " · " + a.Field
+		if k := "agg." + a.Kind + "." + a.Field; r.L.Has(k) {
+			col = r.L.T(k)
+		}
 		cols[col] = true
 		if cells[a.Region] == nil {
 			cells[a.Region] = map[string]string{}

@@ -528,3 +528,33 @@ func TestPicture(t *testing.T) {
 		t.Errorf("Accept-Language en: the page is not in English:\n%s", body)
 	}
 }
+
+// TestRoleReloadAppliesAtOnce: roles are resolved on every page, so a role taken away in the
+// config ends the person's session at the next page.
+func TestRoleReloadAppliesAtOnce(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	if resp, page := e.signIn(t, b, "bram", "/zoeken"); resp.StatusCode != http.StatusOK || !strings.Contains(page, `<span id="rol">lezer</span>`) {
+		t.Fatalf("bram signs in: %d\n%s", resp.StatusCode, page)
+	}
+	file := filepath.Join(t.TempDir(), "node.yaml")
+	yaml := "org: " + testOrg + "\nroles:\n  - {id: spiffe://" + testOrg + "/user/anna, role: officer}\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.node.Reload(file); err != nil {
+		t.Fatal(err)
+	}
+	resp, page := b.get(t, e.url+"/zoeken")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "geen rol op dit knooppunt") {
+		t.Fatalf("after bram's role was taken away: %d\n%s", resp.StatusCode, page)
+	}
+	r, err := noRedirects(b.Jar).Get(e.url + "/zoeken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusSeeOther {
+		t.Errorf("bram's session outlived his role: %d", r.StatusCode)
+	}
+}
