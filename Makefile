@@ -62,22 +62,30 @@ browser: ## chromium for the web interface's browser tests: apt-get installs it 
 ui-screenshots: browser ## the screenshots of docs/ui.md, taken by the browser test
 	KNOOPPUNT_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run '^TestBrowser$$' ./node/ui
 
-# The web interface's vendored NL Design System CSS, pinned here. Building and testing use the
-# committed copies in node/ui/assets/vendor/; only this target needs npm.
+# The web interface's vendored NL Design System CSS, and axe-core for its accessibility tests
+# only, pinned here. Building and testing use the committed copies; only this target needs npm.
 UI_VENDOR   := node/ui/assets/vendor
-UI_PACKAGES := @utrecht/component-library-css@9.0.4
+UI_TESTDATA := node/ui/testdata
+UI_CSS_VERSION := 9.0.4
+UI_AXE_VERSION := 4.14.1
+UI_CSS      := @utrecht/component-library-css@$(UI_CSS_VERSION)
+UI_AXE      := axe-core@$(UI_AXE_VERSION)
 
-ui-assets: ## refresh the vendored NL Design System CSS of the web interface (needs npm)
+ui-assets: ## refresh the web interface's vendored CSS, and axe-core for its tests (needs npm)
 	@command -v npm >/dev/null || { echo "ui-assets: needs npm: apt-get install -y npm" >&2; exit 1; }
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	for p in $(UI_PACKAGES); do (cd "$$tmp" && npm pack --silent "$$p" >/dev/null) || exit 1; done && \
-	mkdir -p "$$tmp/x" && tar -xzf "$$tmp"/utrecht-component-library-css-*.tgz -C "$$tmp/x" && \
-	rm -rf $(UI_VENDOR) && mkdir -p $(UI_VENDOR)/utrecht-component-library-css && \
-	cp "$$tmp/x/package/dist/index.css" $(UI_VENDOR)/utrecht-component-library-css/index.css && \
-	cp "$$tmp/x/package/LICENSE.md" $(UI_VENDOR)/utrecht-component-library-css/LICENSE.md && \
+	(cd "$$tmp" && npm pack --silent $(UI_CSS) $(UI_AXE) >/dev/null) && \
+	mkdir -p "$$tmp/css" "$$tmp/axe" && \
+	tar -xzf "$$tmp"/utrecht-component-library-css-*.tgz -C "$$tmp/css" && tar -xzf "$$tmp"/axe-core-*.tgz -C "$$tmp/axe" && \
+	rm -rf $(UI_VENDOR) $(UI_TESTDATA)/axe-core && \
+	mkdir -p $(UI_VENDOR)/utrecht-component-library-css $(UI_TESTDATA)/axe-core && \
+	cp "$$tmp/css/package/dist/index.css" "$$tmp/css/package/LICENSE.md" $(UI_VENDOR)/utrecht-component-library-css/ && \
+	cp "$$tmp/axe/package/axe.min.js" "$$tmp/axe/package/LICENSE" "$$tmp/axe/package/LICENSE-3RD-PARTY.txt" $(UI_TESTDATA)/axe-core/ && \
 	{ echo "# Vendored by make ui-assets; do not edit. package version licence"; \
-	  for p in $(UI_PACKAGES); do echo "$${p%@*} $${p##*@} EUPL-1.2"; done; } > $(UI_VENDOR)/VERSIONS && \
-	echo "ui-assets: refreshed $(UI_VENDOR): $(UI_PACKAGES)"
+	  echo "@utrecht/component-library-css $(UI_CSS_VERSION) EUPL-1.2"; } > $(UI_VENDOR)/VERSIONS && \
+	{ echo "# Vendored by make ui-assets for the accessibility tests only; not in the binary. package version licence"; \
+	  echo "axe-core $(UI_AXE_VERSION) MPL-2.0"; } > $(UI_TESTDATA)/axe-core/VERSIONS && \
+	echo "ui-assets: refreshed $(UI_VENDOR) ($(UI_CSS)) and $(UI_TESTDATA)/axe-core ($(UI_AXE))"
 
 clean:
 	rm -rf $(BIN)

@@ -30,8 +30,8 @@ func chromium(t *testing.T) string {
 }
 
 // TestBrowser signs in with a real browser (headless chromium) through the provider, reads the
-// picture, a search and a record, checks that the styles load under the CSP, and takes
-// screenshots. With KNOOPPUNT_UI_SCREENSHOTS=DIR the screenshots are written to DIR too (make
+// picture, a search and a record, checks that the styles load under the CSP, runs axe-core on
+// every page, and takes screenshots. With KNOOPPUNT_UI_SCREENSHOTS=DIR the screenshots are written to DIR too (make
 // ui-screenshots writes those of docs/ui.md).
 func TestBrowser(t *testing.T) {
 	exe := chromium(t)
@@ -73,6 +73,26 @@ func TestBrowser(t *testing.T) {
 		return b
 	}
 	shots := map[string][]byte{}
+	axeSource, err := os.ReadFile("testdata/axe-core/axe.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// accessible runs axe-core on the page (WCAG 2.1 A and AA); any violation fails the test.
+	// DevTools evaluation is not bound by the page's CSP, which would refuse the script.
+	accessible := func(page string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](string(axeSource)+";true")); err != nil {
+			t.Fatalf("%s: load axe-core: %v", page, err)
+		}
+		report, err := chromedp.Run(ctx, chromedp.Evaluate[string](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+			.then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))))`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("%s: axe-core: %v", page, err)
+		}
+		if report != "[]" {
+			t.Errorf("%s: accessibility violations (WCAG 2.1 AA): %s", page, report)
+		}
+	}
 
 	e.op.signInAs("officer-a")
 	// Dutch, whatever the browser's language: the switch in the menu bar.
@@ -87,6 +107,7 @@ func TestBrowser(t *testing.T) {
 	if role != "security officer" || colour != "rgb(28, 63, 110)" || !strings.Contains(title, "Het beeld") {
 		t.Errorf("picture in the browser: role %q, header colour %q, title %q", role, colour, title)
 	}
+	accessible("het beeld")
 	shots["beeld.png"] = shot("beeld")
 
 	run("search", chromedp.Steps(
@@ -96,6 +117,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Submit(chromedp.CSS("#crisis")),
 		chromedp.WaitVisible(chromedp.CSS("#resultaten")),
 	))
+	accessible("zoeken")
 	shots["zoeken.png"] = shot("zoeken")
 	run("open a record", chromedp.Steps(
 		chromedp.Click(chromedp.CSS(`a[href*="id=utrecht"]`)),
@@ -104,7 +126,26 @@ func TestBrowser(t *testing.T) {
 	if w := get("withheld", chromedp.Text(chromedp.CSS(`[data-withheld="contact_phone"]`))); w != "achtergehouden door de bron" {
 		t.Errorf("withheld field shows %q", w)
 	}
+	accessible("record")
 	shots["record.png"] = shot("record")
+
+	// The picture in English, then sign out with the button (a form with its CSRF token).
+	run("switch to English", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=en&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS("#fase")),
+	))
+	if h := get("heading", chromedp.Text(chromedp.CSS("h1"))); h != "The picture: oekraine" {
+		t.Errorf("English picture heading %q", h)
+	}
+	accessible("the picture")
+	run("sign out", chromedp.Steps(
+		chromedp.Click(chromedp.CSS(`form[action="/afmelden"] button`)),
+		chromedp.WaitNotPresent(chromedp.CSS("#persoon")),
+	))
+	if loc := get("location", chromedp.Location()); !strings.HasSuffix(loc, "/afgemeld") {
+		t.Errorf("after signing out the browser is at %s", loc)
+	}
+	accessible("signed out")
 
 	dir := t.TempDir()
 	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
