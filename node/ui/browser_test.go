@@ -73,6 +73,21 @@ func TestBrowser(t *testing.T) {
 		return b
 	}
 	shots := map[string][]byte{}
+	// Every console message and exception of every page: a page that breaks its CSP (a
+	// stylesheet or image refused), or throws, fails the test.
+	cctx, stopConsole := context.WithCancel(ctx)
+	var console []string
+	consoleDone := make(chan struct{})
+	messages := chromedp.Console(cctx)
+	go func() {
+		defer close(consoleDone)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			console = append(console, m.String())
+		}
+	}()
 	axeSource, err := os.ReadFile("testdata/axe-core/axe.min.js")
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +161,12 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("after signing out the browser is at %s", loc)
 	}
 	accessible("signed out")
+
+	stopConsole()
+	<-consoleDone
+	for _, m := range console {
+		t.Errorf("the browser reported: %s", m)
+	}
 
 	dir := t.TempDir()
 	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
