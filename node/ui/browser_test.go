@@ -153,6 +153,14 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("English picture heading %q", h)
 	}
 	accessible("the picture")
+	// At 200% zoom (half the width) the page reflows: nothing but a wide table scrolls
+	// sideways, and that inside its own box.
+	run("zoom to 200%", chromedp.EmulateViewport(640, 900))
+	if w := get("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
+		t.Errorf("at 200%% zoom the page is %s px wider than the window", w)
+	}
+	shots["beeld-200.png"] = shot("beeld-200")
+	run("zoom back", chromedp.EmulateViewport(1280, 900))
 	run("sign out", chromedp.Steps(
 		chromedp.Click(chromedp.CSS(`form[action="/afmelden"] button`)),
 		chromedp.WaitNotPresent(chromedp.CSS("#persoon")),
