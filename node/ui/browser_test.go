@@ -123,6 +123,15 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("picture in the browser: role %q, header colour %q, title %q", role, colour, title)
 	}
 	accessible("het beeld")
+	// With the keyboard alone: the first Tab reaches the skip link, Enter goes to the content.
+	run("tab to the skip link", chromedp.KeyEvent("\t"))
+	if f := get("focus", chromedp.Evaluate[string](`document.activeElement.textContent`)); f != "Naar de inhoud" {
+		t.Errorf("the first Tab focuses %q, want the skip link", f)
+	}
+	run("follow the skip link", chromedp.KeyEvent("\r"))
+	if h := get("location", chromedp.Location()); !strings.HasSuffix(h, "#inhoud") {
+		t.Errorf("after the skip link the browser is at %s", h)
+	}
 	shots["beeld.png"] = shot("beeld")
 
 	run("search", chromedp.Steps(
