@@ -100,6 +100,8 @@ func TestPictureOfAFederation(t *testing.T) {
 		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">200</td>`,
 		`<td class="utrecht-table__cell kp-num">83</td>`, `<td class="utrecht-table__cell kp-num">560</td>`,
 		"Landelijk beeld opvang Oekraïne", "Richtlijn registratie bij aankomst", "Regionaal beeld VR Utrecht",
+		// The charts: VR17's 300 places are the longest bar (330 units), VR09's 200 two thirds.
+		`<svg viewBox="0 0 480 92" role="img" aria-labelledby="grafiek-0"`, `width="330.0" height="20"/>`, `width="220.0" height="20"/>`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the picture lacks %q", want)

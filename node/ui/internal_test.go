@@ -218,3 +218,20 @@ func TestRequireRecent(t *testing.T) {
 		}
 	}
 }
+
+func TestChart(t *testing.T) {
+	rows := []capacityRow{{Region: "VR01", Cells: []string{"0"}}, {Region: "VR02", Cells: []string{"50"}},
+		{Region: "VR03", Cells: []string{""}}, {Region: "NL", National: true, Cells: []string{"50"}}}
+	c := newChart("g", "t", rows, 0)
+	if len(c.Bars) != 3 || c.Height != 3*chartRow+8 {
+		t.Fatalf("chart: %+v", c)
+	}
+	for i, want := range []float64{0, chartLength, 0} {
+		if c.Bars[i].Width != want || c.Bars[i].Y != float64(i*chartRow+4) {
+			t.Errorf("bar %d: %+v, want width %g", i, c.Bars[i], want)
+		}
+	}
+	if empty := newChart("g", "t", nil, 0); len(empty.Bars) != 0 || empty.Height != 8 {
+		t.Errorf("an empty chart: %+v", empty)
+	}
+}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -28,8 +29,10 @@ type pictureView struct {
 	// regions, with NL (national) last.
 	Columns []string
 	Rows    []capacityRow
-	Latest  []entryView
-	Empty   bool
+	// Charts draw each column per region, the national total left out.
+	Charts []chartView
+	Latest []entryView
+	Empty  bool
 }
 
 type crisisView struct {
@@ -162,6 +165,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		v.Rows = append(v.Rows, row)
 	}
+	for i, c := range v.Columns {
+		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i))
+	}
 
 	for _, e := range pic.Entries {
 		if !latestKinds[e.Kind] || e.Record == nil {
@@ -174,6 +180,56 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Latest = v.Latest[:15]
 	}
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
+}
+
+// chartView is a bar chart of one column of the capacity table, drawn as SVG on the server: no
+// script, and the table beside it says the same for those who cannot see it.
+type chartView struct {
+	ID, Title string
+	// Height is the SVG's height in its own units; each bar takes chartRow.
+	Height int
+	Bars   []barView
+}
+
+type barView struct {
+	Label, Value string
+	// Y is the bar's top, Width its length, in the SVG's units.
+	Y, Width float64
+	TextY    float64
+}
+
+// The chart's geometry, in SVG units: a 480-wide box with labels on the left.
+const (
+	chartRow    = 28
+	chartLabel  = 64
+	chartLength = 330
+)
+
+// newChart draws column col of rows, leaving out the national total.
+func newChart(id, title string, rows []capacityRow, col int) chartView {
+	c := chartView{ID: id, Title: title}
+	var most float64
+	values := make([]float64, len(rows))
+	for i, r := range rows {
+		if r.National {
+			continue
+		}
+		values[i], _ = strconv.ParseFloat(r.Cells[col], 64)
+		most = max(most, values[i])
+	}
+	for i, r := range rows {
+		if r.National {
+			continue
+		}
+		b := barView{Label: r.Region, Value: r.Cells[col], Y: float64(len(c.Bars)*chartRow + 4)}
+		b.TextY = b.Y + 15
+		if most > 0 && values[i] > 0 {
+			b.Width = max(1, values[i]/most*chartLength)
+		}
+		c.Bars = append(c.Bars, b)
+	}
+	c.Height = len(c.Bars)*chartRow + 8
+	return c
 }
 
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
