@@ -10,13 +10,13 @@ export CGO_ENABLED := 1
 # The full-text index needs SQLite's FTS5: every build and test runs with go-sqlite3's tag for it.
 export GOFLAGS += -tags=sqlite_fts5
 
-.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean
+.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean ui-assets ui-screenshots browser
 
 build: ## build the knooppunt binary into $(BIN)
 	$(GO) build -o $(BIN)/knooppunt ./cmd/knooppunt
 
 test: export KNOOPPUNT_SPIRE_DIR := $(SPIRE)
-test: build spire ## every test: unit, API, crash, fuzz smoke, SPIRE integration
+test: build spire browser ## every test: unit, API, crash, fuzz smoke, SPIRE integration, browser
 	$(GO) test -race -count=1 -timeout 15m ./...
 	# A count, not a duration: Go 1.26's fuzz coordinator can report "context deadline exceeded"
 	# as a failure when a duration runs out (golang/go#75804, fixed in Go 1.27). 20000 runs take
@@ -51,6 +51,43 @@ bench: ## the write-path benchmark against raw SQLite; see docs/performance.md
 spire: ## build spire-server and spire-agent v1.13.3 into the cache (about 10 minutes the first time)
 	@test -x $(SPIRE)/spire-server -a -x $(SPIRE)/spire-agent || \
 		(cd deploy/spire/build && $(GO) build -o $(SPIRE)/ github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent)
+
+browser: ## chromium for the web interface's browser tests: apt-get installs it when run as root
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || test -n "$$KNOOPPUNT_CHROMIUM" || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "the browser tests need chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+		fi; }
+
+ui-screenshots: browser ## the screenshots of docs/ui.md, taken by the browser test
+	KNOOPPUNT_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run '^TestBrowser$$' ./node/ui
+
+# The web interface's vendored NL Design System CSS, and axe-core for its accessibility tests
+# only, pinned here. Building and testing use the committed copies; only this target needs npm.
+UI_VENDOR   := node/ui/assets/vendor
+UI_TESTDATA := node/ui/testdata
+UI_CSS_VERSION := 9.0.4
+UI_AXE_VERSION := 4.14.1
+UI_CSS      := @utrecht/component-library-css@$(UI_CSS_VERSION)
+UI_AXE      := axe-core@$(UI_AXE_VERSION)
+
+ui-assets: ## refresh the web interface's vendored CSS, and axe-core for its tests (needs npm)
+	@command -v npm >/dev/null || { echo "ui-assets: needs npm: apt-get install -y npm" >&2; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent $(UI_CSS) $(UI_AXE) >/dev/null) && \
+	mkdir -p "$$tmp/css" "$$tmp/axe" && \
+	tar -xzf "$$tmp"/utrecht-component-library-css-*.tgz -C "$$tmp/css" && tar -xzf "$$tmp"/axe-core-*.tgz -C "$$tmp/axe" && \
+	rm -rf $(UI_VENDOR) $(UI_TESTDATA)/axe-core && \
+	mkdir -p $(UI_VENDOR)/utrecht-component-library-css $(UI_TESTDATA)/axe-core && \
+	cp "$$tmp/css/package/dist/index.css" "$$tmp/css/package/LICENSE.md" $(UI_VENDOR)/utrecht-component-library-css/ && \
+	cp "$$tmp/axe/package/axe.min.js" "$$tmp/axe/package/LICENSE" "$$tmp/axe/package/LICENSE-3RD-PARTY.txt" $(UI_TESTDATA)/axe-core/ && \
+	{ echo "# Vendored by make ui-assets; do not edit. package version licence"; \
+	  echo "@utrecht/component-library-css $(UI_CSS_VERSION) EUPL-1.2"; } > $(UI_VENDOR)/VERSIONS && \
+	{ echo "# Vendored by make ui-assets for the accessibility tests only; not in the binary. package version licence"; \
+	  echo "axe-core $(UI_AXE_VERSION) MPL-2.0"; } > $(UI_TESTDATA)/axe-core/VERSIONS && \
+	echo "ui-assets: refreshed $(UI_VENDOR) ($(UI_CSS)) and $(UI_TESTDATA)/axe-core ($(UI_AXE))"
 
 clean:
 	rm -rf $(BIN)

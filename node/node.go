@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/sharing"
 	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/node/ui"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -93,6 +95,8 @@ type Node struct {
 	stopPeers  context.CancelFunc
 	peersDone  chan struct{}
 	metrics    *http.Server
+	web        *http.Server // the web interface (node/ui), when ui.listen is set
+	webAddr    net.Addr
 	sockPath   string
 	unreg      []func()
 	served     chan error
@@ -114,7 +118,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		opts.Logger = slog.Default()
 	}
 	cfg := opts.Config
-	n := &Node{opts: opts, log: opts.Logger.With("node", cfg.Name), served: make(chan error, 3), stopWatch: make(chan struct{})}
+	n := &Node{opts: opts, log: opts.Logger.With("node", cfg.Name), served: make(chan error, 4), stopWatch: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -228,7 +232,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: peers, Manager: n.peers, Kinds: kinds, Logger: n.log})
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
-	register := func(s *grpc.Server) {
+	register := func(s reflection.GRPCServer) {
 		search.RegisterService(s, searchSvc)
 		if n.federation != nil {
 			peerserver.RegisterService(s, n.federation)
@@ -269,6 +273,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		defer func() {
 			if !ok {
 				n.metrics.Close()
+			}
+		}()
+	}
+	if cfg.UI.Listen != "" {
+		if err := n.serveUI(cfg, register); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if !ok {
+				n.web.Close()
 			}
 		}()
 	}
@@ -435,6 +449,59 @@ func (n *Node) serveMetrics(addr string) error {
 	return nil
 }
 
+// serveUI starts the web interface on cfg.UI.Listen. Its pages reach the node's services on an
+// in-process channel, registered with the same services and put through the same authorizer and
+// interceptors as the gRPC servers, as the signed-in person: see package ui.
+func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer)) error {
+	var tlsConf *tls.Config
+	if cfg.UI.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.UI.TLS.CertFile, cfg.UI.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("node: ui.tls: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	lis, err := net.Listen("tcp", cfg.UI.Listen)
+	if err != nil {
+		return fmt.Errorf("node: ui.listen %s: %w", cfg.UI.Listen, err)
+	}
+	uc := cfg.UI
+	if uc.PublicURL == "" {
+		// Loopback only (config checks it): the address the node listens on.
+		scheme := "http"
+		if tlsConf != nil {
+			scheme = "https"
+		}
+		uc.PublicURL = scheme + "://" + lis.Addr().String()
+	}
+	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
+	register(inproc)
+	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log})
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("node: %w", err)
+	}
+	if tlsConf != nil {
+		lis = tls.NewListener(lis, tlsConf)
+	}
+	n.webAddr = lis.Addr()
+	n.web = &http.Server{
+		Handler: web, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := n.web.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.served <- err
+		}
+	}()
+	n.log.Info("web interface serving", "listen", n.webAddr.String(), "public_url", uc.PublicURL)
+	return nil
+}
+
+// UIAddr is the web interface's address, or nil when ui.listen is not set.
+func (n *Node) UIAddr() net.Addr { return n.webAddr }
+
 // Addr is the mTLS listener's address, or nil when the node serves only its local socket.
 func (n *Node) Addr() net.Addr { return n.tcpAddr }
 
@@ -508,6 +575,12 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	if n.federation != nil {
 		n.federation.Shutdown()
+	}
+	if n.web != nil {
+		// Pages in flight finish (their calls still reach the services), then no more.
+		if err := n.web.Shutdown(ctx); err != nil {
+			n.web.Close()
+		}
 	}
 	if n.stopPeers != nil {
 		n.stopPeers()

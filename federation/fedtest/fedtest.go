@@ -58,6 +58,11 @@ type Options struct {
 	// Kinds are declared in every org's config in place of the built-in demo kinds, each with
 	// its schema inline or in a schema_file (a relative path is read from the org's Dir).
 	Kinds []config.KindConfig
+	// Names, when set, name the orgs instead of a, b, c, ...; org i's trust domain is then
+	// Names[i].crisis.test. It must have Orgs entries.
+	Names []string
+	// Extra, when set, gives YAML appended to an org's config by its name, such as a ui section.
+	Extra func(name string) string
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -176,8 +181,14 @@ func New(tb testing.TB, opts Options) *Federation {
 	tb.Helper()
 	opts.defaults()
 	f := &Federation{opts: opts}
+	if opts.Names != nil && len(opts.Names) != opts.Orgs {
+		tb.Fatalf("fedtest: %d names for %d orgs", len(opts.Names), opts.Orgs)
+	}
 	for i := range opts.Orgs {
 		name := OrgName(i)
+		if opts.Names != nil {
+			name = opts.Names[i]
+		}
 		td := spiffeid.RequireTrustDomainFromString(TrustDomainOf(name))
 		o := &Org{Name: name, TD: td, Groups: opts.Groups(name), Dir: ShortDir(tb), fed: f, conns: map[string]*connEntry{}}
 		ca, err := identity.InitCA(td, filepath.Join(o.Dir, "ca"), 0)
@@ -327,6 +338,9 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 		fmt.Fprintf(&b, "  - id: %s\n    role: officer\n", s.ID)
 	}
 	b.WriteString(clustertest.PeersYAML(peers))
+	if opts.Extra != nil {
+		b.WriteString(opts.Extra(o.Name))
+	}
 	return b.String()
 }
 

@@ -228,43 +228,64 @@ func (z *Authorizer) denied(caller, method string, err error) {
 	}
 }
 
+// Resolve returns the roles id holds on this node, by the same rules as a call over mTLS, or a
+// PERMISSION_DENIED status that says why it holds none. The web interface uses it to show a
+// signed-in person's role; each call it makes is still decided by MethodRoles.
+func (z *Authorizer) Resolve(id spiffeid.ID) (Caller, error) {
+	return z.access.Load().resolve(id)
+}
+
 // SetAccess replaces the access rules; calls from then on are decided by the new ones, also on
 // connections already open.
 func (z *Authorizer) SetAccess(a *Access) { z.access.Store(a) }
 
 func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (context.Context, error) {
-	var c Caller
 	if local {
-		c = Caller{Roles: []Role{Local}}
-	} else {
-		id, ok := identity.PeerID(ctx)
-		if !ok {
-			z.log.Warn("call refused", "method", method, "caller", "(none)", "reason", "no SPIFFE ID")
-			return nil, status.Error(codes.Unauthenticated, "no SPIFFE ID: connect with mTLS and an X.509-SVID")
-		}
-		var err error
-		if c, err = z.access.Load().resolve(id); err != nil {
+		return z.admit(ctx, method, Caller{Roles: []Role{Local}})
+	}
+	id, ok := identity.PeerID(ctx)
+	if !ok {
+		z.log.Warn("call refused", "method", method, "caller", "(none)", "reason", "no SPIFFE ID")
+		return nil, status.Error(codes.Unauthenticated, "no SPIFFE ID: connect with mTLS and an X.509-SVID")
+	}
+	return z.authorizeID(ctx, method, id, true)
+}
+
+// authorizeID decides a call by id. replicas says whether a replica may forward for another
+// caller, as it may over mTLS; in-process calls never forward.
+func (z *Authorizer) authorizeID(ctx context.Context, method string, id spiffeid.ID, replicas bool) (context.Context, error) {
+	c, err := z.access.Load().resolve(id)
+	if err != nil {
+		z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
+		z.denied(id.String(), method, err)
+		return nil, err
+	}
+	if c.Has(Replica) && (z.members == nil || !z.members(strings.TrimPrefix(id.Path(), "/node/"))) {
+		c.Roles = slices.DeleteFunc(c.Roles, func(r Role) bool { return r == Replica })
+		if len(c.Roles) == 0 {
+			err := status.Errorf(codes.PermissionDenied, "%s is not a replica of this node's Raft group: only its voters and non-voters act as replicas", id)
 			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
 			z.denied(id.String(), method, err)
 			return nil, err
 		}
-		if c.Has(Replica) && (z.members == nil || !z.members(strings.TrimPrefix(id.Path(), "/node/"))) {
-			c.Roles = slices.DeleteFunc(c.Roles, func(r Role) bool { return r == Replica })
-			if len(c.Roles) == 0 {
-				err := status.Errorf(codes.PermissionDenied, "%s is not a replica of this node's Raft group: only its voters and non-voters act as replicas", id)
-				z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
-				z.denied(id.String(), method, err)
-				return nil, err
-			}
+	}
+	if who := metadata.ValueFromIncomingContext(ctx, OnBehalfOf); len(who) > 0 {
+		if !replicas {
+			err := status.Error(codes.PermissionDenied, "an in-process call is never forwarded")
+			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
+			return nil, err
 		}
-		if who := metadata.ValueFromIncomingContext(ctx, OnBehalfOf); len(who) > 0 {
-			if c, err = z.onBehalf(method, who, c); err != nil {
-				z.log.Warn("call refused", "method", method, "caller", strings.Join(who, ","), "via", id.String(), "reason", status.Convert(err).Message())
-				z.denied(id.String(), method, err)
-				return nil, err
-			}
+		if c, err = z.onBehalf(method, who, c); err != nil {
+			z.log.Warn("call refused", "method", method, "caller", strings.Join(who, ","), "via", id.String(), "reason", status.Convert(err).Message())
+			z.denied(id.String(), method, err)
+			return nil, err
 		}
 	}
+	return z.admit(ctx, method, c)
+}
+
+// admit applies MethodRoles to a caller whose roles are known.
+func (z *Authorizer) admit(ctx context.Context, method string, c Caller) (context.Context, error) {
 	if err := allowed(c, method); err != nil {
 		z.log.Warn("call refused", "method", method, "caller", c.String(), "roles", c.Roles, "reason", status.Convert(err).Message())
 		z.denied(c.String(), method, err)

@@ -7,6 +7,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +47,46 @@ type Config struct {
 	Federation Federation `yaml:"federation"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
+	// UI is the web interface for the org's own people. Off unless ui.listen is set.
+	UI UI `yaml:"ui"`
+}
+
+// UI configures the node's web interface (node/ui).
+type UI struct {
+	// Listen is the address the web interface serves, such as 0.0.0.0:8080. Empty: off.
+	Listen string `yaml:"listen"`
+	// TLS is the certificate browsers see. Without it the interface serves plain HTTP, which
+	// is allowed only on a loopback address.
+	TLS UITLS `yaml:"tls"`
+	// PublicURL is the address people type, such as https://knooppunt.vr-utrecht.nl. The
+	// identity provider sends them back to PublicURL + /auth/callback. It may be left out on
+	// loopback only: it is then the address the node listens on.
+	PublicURL string `yaml:"public_url"`
+	// OIDC is the org's own OpenID Connect provider, where people sign in.
+	OIDC OIDC `yaml:"oidc"`
+	// SessionTTL is how long a sign-in lasts before the person signs in again. Default 8h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// UITLS is the web interface's certificate and key (PEM files).
+type UITLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// OIDC is an OpenID Connect provider and this node's client registration there.
+type OIDC struct {
+	// Issuer is the provider's issuer URL, such as https://login.vr-utrecht.nl/realms/crisis.
+	Issuer string `yaml:"issuer"`
+	// ClientID is the node's client at the provider.
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile holds the client secret. Empty: a public client (PKCE only).
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// Claim names the ID-token claim that becomes the person's name in
+	// spiffe://ORG/user/NAME. Default preferred_username.
+	Claim string `yaml:"claim"`
+	// Scopes are asked for besides openid. Default [profile].
+	Scopes []string `yaml:"scopes"`
 }
 
 // Identity sources.
@@ -238,6 +280,9 @@ func Load(path string) (*Config, error) {
 	rel(&c.Identity.CertFile)
 	rel(&c.Identity.KeyFile)
 	rel(&c.Identity.BundleFile)
+	rel(&c.UI.TLS.CertFile)
+	rel(&c.UI.TLS.KeyFile)
+	rel(&c.UI.OIDC.ClientSecretFile)
 	for i := range c.Peers {
 		rel(&c.Peers[i].BundleFile)
 	}
@@ -287,6 +332,17 @@ func (c *Config) setDefaults() {
 	if c.BundleEndpoint.RefreshHint == 0 {
 		c.BundleEndpoint.RefreshHint = 5 * time.Minute
 	}
+	if c.UI.Listen != "" {
+		if c.UI.OIDC.Claim == "" {
+			c.UI.OIDC.Claim = "preferred_username"
+		}
+		if c.UI.OIDC.Scopes == nil {
+			c.UI.OIDC.Scopes = []string{"profile"}
+		}
+		if c.UI.SessionTTL == 0 {
+			c.UI.SessionTTL = 8 * time.Hour
+		}
+	}
 	for i := range c.Peers {
 		p := &c.Peers[i]
 		if p.EndpointID == "" && p.TrustDomain != "" {
@@ -308,7 +364,80 @@ func (c *Config) check() error {
 	if _, err := c.KindSet(); err != nil {
 		return err
 	}
+	if err := c.UI.Check(); err != nil {
+		return err
+	}
 	return c.checkAccess()
+}
+
+// Check checks the ui section; its errors name the field. An empty ui.listen turns the web
+// interface off, and then nothing else is checked.
+func (u *UI) Check() error {
+	if u.Listen == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(u.Listen)
+	if err != nil {
+		return fmt.Errorf("ui.listen: %q: use host:port, such as 127.0.0.1:8080", u.Listen)
+	}
+	if (u.TLS.CertFile == "") != (u.TLS.KeyFile == "") {
+		return errors.New("ui.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)")
+	}
+	tls := u.TLS.CertFile != ""
+	if !tls && !IsLoopback(host) {
+		return fmt.Errorf("ui.listen: %s is not a loopback address: plain HTTP is allowed only on loopback; set ui.tls.cert_file and ui.tls.key_file, or listen on 127.0.0.1", u.Listen)
+	}
+	if u.PublicURL == "" {
+		if !IsLoopback(host) {
+			return errors.New("ui.public_url: missing: the address people's browsers use, such as https://knooppunt.example.nl")
+		}
+		return u.checkOIDC()
+	}
+	pu, err := url.Parse(u.PublicURL)
+	if err != nil || pu.Host == "" || (pu.Scheme != "https" && pu.Scheme != "http") || pu.RawQuery != "" || pu.Fragment != "" {
+		return fmt.Errorf("ui.public_url: %q: use an absolute URL such as https://knooppunt.example.nl", u.PublicURL)
+	}
+	if pu.Scheme == "http" && !IsLoopback(pu.Hostname()) {
+		return fmt.Errorf("ui.public_url: %s: browsers reach a non-loopback address over https only: use an https:// URL", u.PublicURL)
+	}
+	if pu.Scheme == "https" && !tls && !IsLoopback(pu.Hostname()) && !IsLoopback(host) {
+		return fmt.Errorf("ui.public_url: %s is https, but the node has no ui.tls", u.PublicURL)
+	}
+	return u.checkOIDC()
+}
+
+func (u *UI) checkOIDC() error {
+	if u.OIDC.Issuer == "" {
+		return errors.New("ui.oidc.issuer: missing: the URL of the org's OpenID Connect provider")
+	}
+	iu, err := url.Parse(u.OIDC.Issuer)
+	if err != nil || iu.Host == "" || (iu.Scheme != "https" && !(iu.Scheme == "http" && IsLoopback(iu.Hostname()))) {
+		return fmt.Errorf("ui.oidc.issuer: %q: use an https:// URL (http only on loopback)", u.OIDC.Issuer)
+	}
+	if u.OIDC.ClientID == "" {
+		return errors.New("ui.oidc.client_id: missing: the node's client id at the provider")
+	}
+	if u.OIDC.Claim == "" {
+		return errors.New("ui.oidc.claim: empty: name the ID-token claim with the person's user name, such as preferred_username")
+	}
+	for i, s := range u.OIDC.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\n") {
+			return fmt.Errorf("ui.oidc.scopes[%d]: %q is not a scope", i, s)
+		}
+	}
+	if u.SessionTTL < time.Minute {
+		return fmt.Errorf("ui.session_ttl: %s is too short: use 1m or more, such as 8h", u.SessionTTL)
+	}
+	return nil
+}
+
+// IsLoopback reports whether host (a name or an IP address) is the loopback interface.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // KindSet compiles the declared kinds, or the demo kinds when none are declared.

@@ -253,3 +253,62 @@ peers:
 		t.Errorf("roles: %+v", c.Roles)
 	}
 }
+
+// TestLoadUI: the ui section's defaults, paths relative to the file, and every mistake refused
+// with a message that names the field.
+func TestLoadUI(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, `
+org: a.crisis.test
+ui:
+  listen: 0.0.0.0:8443
+  tls: {cert_file: ui/cert.pem, key_file: ui/key.pem}
+  public_url: https://knooppunt.a.example
+  oidc: {issuer: https://login.a.example/realms/crisis, client_id: knooppunt, client_secret_file: ui/secret}
+`)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.UI
+	if u.OIDC.Claim != "preferred_username" || len(u.OIDC.Scopes) != 1 || u.OIDC.Scopes[0] != "profile" || u.SessionTTL != 8*time.Hour {
+		t.Errorf("defaults: claim %q scopes %v session_ttl %s", u.OIDC.Claim, u.OIDC.Scopes, u.SessionTTL)
+	}
+	if u.TLS.CertFile != filepath.Join(dir, "ui/cert.pem") || u.OIDC.ClientSecretFile != filepath.Join(dir, "ui/secret") {
+		t.Errorf("paths are not relative to the config file: %q %q", u.TLS.CertFile, u.OIDC.ClientSecretFile)
+	}
+
+	const oidc = "\n  oidc: {issuer: https://login.a.example, client_id: knooppunt}\n"
+	for _, tc := range []struct{ name, ui, want string }{
+		{"plain http off loopback", "  listen: 0.0.0.0:8080\n  public_url: https://k.a.example" + oidc,
+			`ui.listen: 0.0.0.0:8080 is not a loopback address: plain HTTP is allowed only on loopback; set ui.tls.cert_file and ui.tls.key_file, or listen on 127.0.0.1`},
+		{"listen without port", "  listen: localhost" + oidc, `ui.listen: "localhost": use host:port, such as 127.0.0.1:8080`},
+		{"cert without key", "  listen: 0.0.0.0:8443\n  tls: {cert_file: c.pem}" + oidc,
+			`ui.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)`},
+		{"no public url off loopback", "  listen: 0.0.0.0:8443\n  tls: {cert_file: c.pem, key_file: k.pem}" + oidc,
+			`ui.public_url: missing: the address people's browsers use, such as https://knooppunt.example.nl`},
+		{"http public url off loopback", "  listen: 0.0.0.0:8443\n  tls: {cert_file: c.pem, key_file: k.pem}\n  public_url: http://k.a.example" + oidc,
+			`ui.public_url: http://k.a.example: browsers reach a non-loopback address over https only: use an https:// URL`},
+		{"relative public url", "  listen: 127.0.0.1:8080\n  public_url: /knooppunt" + oidc,
+			`ui.public_url: "/knooppunt": use an absolute URL such as https://knooppunt.example.nl`},
+		{"no issuer", "  listen: 127.0.0.1:8080\n  oidc: {client_id: knooppunt}\n",
+			`ui.oidc.issuer: missing: the URL of the org's OpenID Connect provider`},
+		{"http issuer off loopback", "  listen: 127.0.0.1:8080\n  oidc: {issuer: http://login.a.example, client_id: knooppunt}\n",
+			`ui.oidc.issuer: "http://login.a.example": use an https:// URL (http only on loopback)`},
+		{"no client id", "  listen: 127.0.0.1:8080\n  oidc: {issuer: https://login.a.example}\n",
+			`ui.oidc.client_id: missing: the node's client id at the provider`},
+		{"bad scope", "  listen: 127.0.0.1:8080\n  oidc: {issuer: https://login.a.example, client_id: k, scopes: [\"a b\"]}\n",
+			`ui.oidc.scopes[0]: "a b" is not a scope`},
+		{"short session", "  listen: 127.0.0.1:8080\n  session_ttl: 10s" + oidc,
+			`ui.session_ttl: 10s is too short: use 1m or more, such as 8h`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\nui:\n"+tc.ui)
+			_, err := config.Load(path)
+			want := "config " + path + ": " + tc.want
+			if err == nil || err.Error() != want {
+				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,153 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+)
+
+// InProcess is a gRPC channel inside the node: the generated clients (pb.NewSearchServiceClient
+// and the like) call the node's own service implementations through it, without a socket, as a
+// person whose SPIFFE ID the context carries (AsPerson). Every call passes the Authorizer first,
+// with the person's roles resolved from the same Access as over mTLS, and then the same
+// interceptors as the node's gRPC servers: MethodRoles stays the one gate to the data.
+//
+// It serves people, never replicas: an ID under spiffe://TD/node/ is refused, and nobody can
+// forward for someone else through it.
+type InProcess struct {
+	authz    *Authorizer
+	after    grpc.UnaryServerInterceptor
+	services map[string]*inprocService
+}
+
+type inprocService struct {
+	impl    any
+	desc    *grpc.ServiceDesc
+	methods map[string]grpc.MethodDesc
+}
+
+// NewInProcess returns a channel whose calls z authorizes and then pass through after, in order,
+// as on the node's servers.
+func NewInProcess(z *Authorizer, after ...grpc.UnaryServerInterceptor) *InProcess {
+	return &InProcess{authz: z, after: chainUnary(after), services: map[string]*inprocService{}}
+}
+
+type personKey struct{}
+
+// AsPerson returns a context in which calls on an InProcess channel are made as id.
+func AsPerson(ctx context.Context, id spiffeid.ID) context.Context {
+	return context.WithValue(ctx, personKey{}, id)
+}
+
+// RegisterService makes a service callable on the channel; it implements grpc.ServiceRegistrar,
+// so the node registers its services here as on its gRPC servers.
+func (p *InProcess) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s := &inprocService{impl: impl, desc: desc, methods: map[string]grpc.MethodDesc{}}
+	for _, m := range desc.Methods {
+		s.methods[m.MethodName] = m
+	}
+	p.services[desc.ServiceName] = s
+}
+
+// GetServiceInfo lists the registered services, as grpc.Server does.
+func (p *InProcess) GetServiceInfo() map[string]grpc.ServiceInfo {
+	out := map[string]grpc.ServiceInfo{}
+	for name, s := range p.services {
+		info := grpc.ServiceInfo{Metadata: s.desc.Metadata}
+		for _, m := range s.desc.Methods {
+			info.Methods = append(info.Methods, grpc.MethodInfo{Name: m.MethodName})
+		}
+		for _, m := range s.desc.Streams {
+			info.Methods = append(info.Methods, grpc.MethodInfo{Name: m.StreamName, IsClientStream: m.ClientStreams, IsServerStream: m.ServerStreams})
+		}
+		out[name] = info
+	}
+	return out
+}
+
+// Invoke calls a unary method as the person in ctx.
+func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	id, ok := ctx.Value(personKey{}).(spiffeid.ID)
+	if !ok || id.IsZero() {
+		return status.Error(codes.Unauthenticated, "no person: the web interface must sign the person in first")
+	}
+	if identity.IsReplica(p.authz.access.Load().TrustDomain, id) {
+		return status.Errorf(codes.PermissionDenied, "%s is a replica ID: the in-process channel serves people only", id)
+	}
+	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	s := p.services[svc]
+	var md grpc.MethodDesc
+	if s != nil {
+		md, ok = s.methods[name]
+	}
+	if s == nil || !ok {
+		// Through the Authorizer all the same, so that an unlisted method is refused, and
+		// logged, as on the servers.
+		if _, err := p.authz.authorizeID(ctx, method, id, false); err != nil {
+			return err
+		}
+		return status.Errorf(codes.Unimplemented, "%s is not served in-process", method)
+	}
+	in, ok1 := args.(proto.Message)
+	out, ok2 := reply.(proto.Message)
+	if !ok1 || !ok2 {
+		return status.Errorf(codes.Internal, "in-process call %s: request and reply must be protobuf messages", method)
+	}
+	dec := func(v any) error {
+		m, ok := v.(proto.Message)
+		if !ok {
+			return fmt.Errorf("in-process call %s: %T is not a protobuf message", method, v)
+		}
+		// A copy, so that the handler never shares memory with the caller's request.
+		proto.Merge(m, in)
+		return nil
+	}
+	interceptor := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		ctx, err := p.authz.authorizeID(ctx, info.FullMethod, id, false)
+		if err != nil {
+			return nil, err
+		}
+		return p.after(ctx, req, info, h)
+	}
+	resp, err := md.Handler(s.impl, ctx, dec, interceptor)
+	if err != nil {
+		return err
+	}
+	m, ok := resp.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "in-process call %s: reply %T is not a protobuf message", method, resp)
+	}
+	proto.Reset(out)
+	proto.Merge(out, m)
+	return nil
+}
+
+// NewStream refuses: the web interface makes unary calls only, for now.
+func (p *InProcess) NewStream(_ context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Errorf(codes.Unimplemented, "%s: streaming calls are not served in-process", method)
+}
+
+// chainUnary runs interceptors in order around the handler.
+func chainUnary(ics []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		next := h
+		for i := len(ics) - 1; i >= 0; i-- {
+			ic, inner := ics[i], next
+			next = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, inner) }
+		}
+		return next(ctx, req)
+	}
+}
+
+var (
+	_ grpc.ClientConnInterface = (*InProcess)(nil)
+	_ grpc.ServiceRegistrar    = (*InProcess)(nil)
+)

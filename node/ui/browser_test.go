@@ -1,0 +1,201 @@
+package ui_test
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's chromium. A missing browser fails the browser tests: they are part of
+// the suite, and `make test` installs it (or says how) before it runs them.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("KNOOPPUNT_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("the browser tests need chromium: apt-get install -y chromium (or set KNOOPPUNT_CHROMIUM to its path)")
+	return ""
+}
+
+// TestBrowser signs in with a real browser (headless chromium) through the provider, reads the
+// picture, a search and a record, checks that the styles load under the CSP, runs axe-core on
+// every page, and takes screenshots. With KNOOPPUNT_UI_SCREENSHOTS=DIR the screenshots are written to DIR too (make
+// ui-screenshots writes those of docs/ui.md).
+func TestBrowser(t *testing.T) {
+	exe := chromium(t)
+	e := startFederation(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900),
+		chromedp.Flag("lang", "nl-NL"), chromedp.UserDataDir(t.TempDir()))
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+
+	// The first Run starts the browser; it must not carry the timeout, which would stop it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	run := func(what string, a chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, a); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	get := func(what string, a chromedp.Action[string]) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, a)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	shot := func(name string) []byte {
+		t.Helper()
+		b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		return b
+	}
+	shots := map[string][]byte{}
+	// Every console message and exception of every page: a page that breaks its CSP (a
+	// stylesheet or image refused), or throws, fails the test.
+	cctx, stopConsole := context.WithCancel(ctx)
+	var console []string
+	consoleDone := make(chan struct{})
+	messages := chromedp.Console(cctx)
+	go func() {
+		defer close(consoleDone)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			console = append(console, m.String())
+		}
+	}()
+	axeSource, err := os.ReadFile("testdata/axe-core/axe.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// accessible runs axe-core on the page (WCAG 2.1 A and AA); any violation fails the test.
+	// DevTools evaluation is not bound by the page's CSP, which would refuse the script.
+	accessible := func(page string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](string(axeSource)+";true")); err != nil {
+			t.Fatalf("%s: load axe-core: %v", page, err)
+		}
+		report, err := chromedp.Run(ctx, chromedp.Evaluate[string](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+			.then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))))`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("%s: axe-core: %v", page, err)
+		}
+		if report != "[]" {
+			t.Errorf("%s: accessibility violations (WCAG 2.1 AA): %s", page, report)
+		}
+	}
+
+	e.op.signInAs("officer-a")
+	// Dutch, whatever the browser's language: the switch in the menu bar.
+	run("sign in and open the picture", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS("#fase")),
+	))
+	role := get("role", chromedp.Text(chromedp.CSS("#rol")))
+	title := get("title", chromedp.Title())
+	// The header band has the theme's colour: the stylesheets loaded under the CSP.
+	colour := get("header colour", chromedp.Evaluate[string](`getComputedStyle(document.querySelector('.kp-header')).backgroundColor`))
+	if role != "security officer" || colour != "rgb(28, 63, 110)" || !strings.Contains(title, "Het beeld") {
+		t.Errorf("picture in the browser: role %q, header colour %q, title %q", role, colour, title)
+	}
+	accessible("het beeld")
+	// With the keyboard alone: the first Tab reaches the skip link, Enter goes to the content.
+	run("tab to the skip link", chromedp.KeyEvent("\t"))
+	if f := get("focus", chromedp.Evaluate[string](`document.activeElement.textContent`)); f != "Naar de inhoud" {
+		t.Errorf("the first Tab focuses %q, want the skip link", f)
+	}
+	run("follow the skip link", chromedp.KeyEvent("\r"))
+	if h := get("location", chromedp.Location()); !strings.HasSuffix(h, "#inhoud") {
+		t.Errorf("after the skip link the browser is at %s", h)
+	}
+	shots["beeld.png"] = shot("beeld")
+
+	run("search", chromedp.Steps(
+		chromedp.Navigate(e.url+"/zoeken"),
+		chromedp.SetValue(chromedp.CSS("#kind"), "shelter.capacity"),
+		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
+		chromedp.Submit(chromedp.CSS("#crisis")),
+		chromedp.WaitVisible(chromedp.CSS("#resultaten")),
+	))
+	accessible("zoeken")
+	shots["zoeken.png"] = shot("zoeken")
+	run("open a record", chromedp.Steps(
+		chromedp.Click(chromedp.CSS(`a[href*="id=utrecht"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-withheld="contact_phone"]`)),
+	))
+	if w := get("withheld", chromedp.Text(chromedp.CSS(`[data-withheld="contact_phone"]`))); w != "achtergehouden door de bron" {
+		t.Errorf("withheld field shows %q", w)
+	}
+	accessible("record")
+	shots["record.png"] = shot("record")
+
+	// The picture in English, then sign out with the button (a form with its CSRF token).
+	run("switch to English", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=en&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS("#fase")),
+	))
+	if h := get("heading", chromedp.Text(chromedp.CSS("h1"))); h != "The picture: oekraine" {
+		t.Errorf("English picture heading %q", h)
+	}
+	accessible("the picture")
+	// At 200% zoom (half the width) the page reflows: nothing but a wide table scrolls
+	// sideways, and that inside its own box.
+	run("zoom to 200%", chromedp.EmulateViewport(640, 900))
+	if w := get("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
+		t.Errorf("at 200%% zoom the page is %s px wider than the window", w)
+	}
+	shots["beeld-200.png"] = shot("beeld-200")
+	run("zoom back", chromedp.EmulateViewport(1280, 900))
+	run("sign out", chromedp.Steps(
+		chromedp.Click(chromedp.CSS(`form[action="/afmelden"] button`)),
+		chromedp.WaitNotPresent(chromedp.CSS("#persoon")),
+	))
+	if loc := get("location", chromedp.Location()); !strings.HasSuffix(loc, "/afgemeld") {
+		t.Errorf("after signing out the browser is at %s", loc)
+	}
+	accessible("signed out")
+
+	stopConsole()
+	<-consoleDone
+	for _, m := range console {
+		t.Errorf("the browser reported: %s", m)
+	}
+
+	dir := t.TempDir()
+	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
+		dir = d
+	}
+	for name, b := range shots {
+		if len(b) < 10000 || string(b[1:4]) != "PNG" {
+			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

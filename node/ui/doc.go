@@ -1,0 +1,43 @@
+// Package ui is the node's web interface for the organisation's own people: the picture of a
+// crisis ("Het beeld"), search, and single records. The node serves it itself (config section
+// ui); pages, styles and images are embedded, so a node needs no other files and no internet.
+//
+// # One path to the data
+//
+// ui never reads the database, the store or the peers itself. Every page calls the node's own
+// gRPC services through the generated clients, on an api.InProcess channel that the node wires
+// to the very service implementations its gRPC servers serve. Each call carries the signed-in
+// person's SPIFFE ID (spiffe://ORG/user/NAME) in its context, and the channel puts it through
+// the same Authorizer, the same Access rules and the same method→role table (api.MethodRoles)
+// as a call over mTLS, and then through the same interceptors (forwarding to the leader,
+// logging). So the role table stays the single gate: what a person may see in the browser is
+// exactly what the same person may fetch with an SVID, and a refusal is logged the same way.
+//
+// The other choice, calling over the node's local socket, was rejected: the socket carries no
+// identity (its caller is the Local role, which may administer the node but not act as a
+// person), so it would have needed an "on behalf of" header that anyone with access to the
+// socket could set.
+//
+// # Sign-in
+//
+// People sign in with OpenID Connect at the org's own identity provider: the authorization
+// code flow with PKCE (S256), state bound to the browser by a short-lived cookie, and a nonce
+// checked in the ID token. The claim named in ui.oidc.claim (default preferred_username)
+// becomes NAME in spiffe://ORG/user/NAME; the roles in the node config then apply. Roles are
+// resolved again on every request, so a config reload takes effect at once.
+//
+// Sessions live in the server's memory with a fixed expiry (ui.session_ttl); the browser holds
+// only a random id, in a cookie that is HttpOnly, SameSite=Lax and Secure (except over plain
+// HTTP on loopback). The session keeps the time of sign-in (auth_time) for steps that need a
+// recent one. Every POST needs the session's CSRF token. Every response carries a strict
+// Content-Security-Policy (no inline script or style) and the usual security headers.
+//
+// # Text
+//
+// All text people read comes from the message catalogues in messages/ (Dutch, the default,
+// and English), chosen by a language cookie or the browser's Accept-Language. Templates hold
+// no text of their own.
+//
+// ui must never decide access itself, beyond hiding what a person cannot do: the services
+// decide.
+package ui

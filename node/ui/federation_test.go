@@ -1,0 +1,158 @@
+package ui_test
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// fedEnv is a federation of three orgs; the first, vr-utrecht, serves the web interface.
+type fedEnv struct {
+	f                  *fedtest.Federation
+	utrecht, lcvs, ncc *fedtest.Org
+	url                string
+	op                 *provider
+}
+
+// startFederation starts vr-utrecht, lcvs and ncc in-process over real mTLS. lcvs shares shelter
+// capacity with vr-utrecht and withholds the contact phone; ncc shares its sitreps and guidance
+// with everyone. vr-utrecht's officers set the crisis lukewarm. It returns once vr-utrecht
+// holds what both shared.
+func startFederation(t *testing.T) *fedEnv {
+	t.Helper()
+	p := newProvider(t)
+	secret := secretFile(t, fedtest.ShortDir(t))
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Extra: func(name string) string {
+		if name != "vr-utrecht" {
+			return ""
+		}
+		return fmt.Sprintf("ui:\n  listen: \"127.0.0.1:0\"\n  oidc:\n    issuer: %s\n    client_id: %s\n    client_secret_file: %s\n", p.issuer, testClientID, secret)
+	}})
+	e := &fedEnv{f: f, utrecht: f.Org("vr-utrecht"), lcvs: f.Org("lcvs"), ncc: f.Org("ncc"), op: p}
+	e.url = "http://" + e.utrecht.Node.UIAddr().String()
+	p.serve(t, e.url)
+
+	e.lcvs.Approve(t, "name: lcvs-capaciteit\npurpose: spreiding en opvang vluchtelingen\nrecipients: [spiffe://vr-utrecht.crisis.test]\n"+
+		"kinds: [shelter.capacity]\nmax_classification: internal\nredact: [body.contact_phone]\n")
+	e.ncc.Approve(t, "name: ncc-landelijk-beeld\npurpose: landelijk beeld\nrecipients: [group:all]\nkinds: [sitrep, guidance]\nmax_classification: internal\n")
+	e.utrecht.SetPhase(t, "oekraine", "lukewarm")
+	shelter := func(id, region, town string, total, free int) *pb.Record {
+		return &pb.Record{Id: id, Kind: "shelter.capacity", Crisis: "oekraine", Region: region, Classification: pb.Classification_INTERNAL,
+			Body: fmt.Appendf(nil, `{"municipality":%q,"beds_total":%d,"beds_free":%d,"contact_phone":"+31 30 123 4567"}`, town, total, free)}
+	}
+	for _, r := range []*pb.Record{
+		shelter("utrecht", "VR09", "Utrecht", 120, 14), shelter("amersfoort", "VR09", "Amersfoort", 80, 6),
+		shelter("middelburg", "VR19", "Middelburg", 60, 22), shelter("rotterdam", "VR17", "Rotterdam", 300, 41),
+	} {
+		e.lcvs.Put(t, r)
+	}
+	e.ncc.Put(t, fedtest.Sitrep("landelijk-1", "oekraine", pb.Classification_PUBLIC, "Landelijk beeld opvang Oekraïne"))
+	e.ncc.Put(t, &pb.Record{Id: "richtlijn-1", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC,
+		Body: []byte(`{"title":"Richtlijn registratie bij aankomst","text":"Registreer iedere aankomst binnen 24 uur."}`)})
+	e.utrecht.Put(t, fedtest.Sitrep("regio-1", "oekraine", pb.Classification_INTERNAL, "Regionaal beeld VR Utrecht"))
+
+	want := map[string]map[string]bool{
+		e.lcvs.TD.Name(): {"utrecht": true, "amersfoort": true, "middelburg": true, "rotterdam": true},
+		e.ncc.TD.Name():  {"landelijk-1": true, "richtlijn-1": true},
+	}
+	fedtest.Eventually(t, 15*time.Second, "vr-utrecht holds what lcvs and ncc shared", func() (bool, string) {
+		var got []string
+		ok := true
+		for origin, ids := range want {
+			held := e.utrecht.Held(t, "oekraine", origin)
+			got = append(got, origin+": "+fedtest.Describe(held))
+			ok = ok && maps.Equal(keys(held), ids)
+		}
+		return ok, strings.Join(got, "; ")
+	})
+	return e
+}
+
+func keys(m map[string]int64) map[string]bool {
+	out := map[string]bool{}
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+// TestPictureOfAFederation: the picture shows the partners that answered, what they shared,
+// the capacity per region, the phase; a record shows the field its source withheld as
+// withheld, never its value; a partner that stops is shown as unreachable, served from cache.
+func TestPictureOfAFederation(t *testing.T) {
+	e := startFederation(t)
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	resp, page := b.get(t, e.url+"/?crisis=oekraine")
+	if resp.StatusCode != 200 {
+		t.Fatalf("picture: %d\n%s", resp.StatusCode, page)
+	}
+	for _, want := range []string{
+		`id="fase">lauw</span>`,
+		"Olga Bakker", `<span id="rol">security officer</span>`, "vr-utrecht (vr-utrecht.crisis.test)",
+		// VR09: 14+6 free of 120+80; NL: 14+6+22+41 = 83 free of 560.
+		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">200</td>`,
+		`<td class="utrecht-table__cell kp-num">83</td>`, `<td class="utrecht-table__cell kp-num">560</td>`,
+		"Landelijk beeld opvang Oekraïne", "Richtlijn registratie bij aankomst", "Regionaal beeld VR Utrecht",
+		// The charts: VR17's 300 places are the longest bar (330 units), VR09's 200 two thirds.
+		`<svg viewBox="0 0 480 92" role="img" aria-labelledby="grafiek-0"`, `width="330.0" height="20"/>`, `width="220.0" height="20"/>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the picture lacks %q", want)
+		}
+	}
+	for _, p := range []string{"lcvs", "ncc"} {
+		row := partnerRow(page, p)
+		if !strings.Contains(row, "geantwoord") {
+			t.Errorf("partner %s: want answered:\n%s", p, row)
+		}
+	}
+	if strings.Contains(page, "onvolledig") {
+		t.Error("the picture says it is incomplete while every partner answered")
+	}
+
+	// The record lcvs shared without its contact phone.
+	q := url.Values{"origin": {e.lcvs.TD.Name()}, "id": {"utrecht"}, "kind": {"shelter.capacity"}, "crisis": {"oekraine"}, "region": {"VR09"}}
+	resp, page = b.get(t, e.url+"/record?"+q.Encode())
+	if resp.StatusCode != 200 {
+		t.Fatalf("record: %d\n%s", resp.StatusCode, page)
+	}
+	if !strings.Contains(page, `data-withheld="contact_phone">achtergehouden door de bron</span>`) || !strings.Contains(page, "<dd>Utrecht</dd>") {
+		t.Errorf("the record does not show contact_phone as withheld:\n%s", page)
+	}
+	if strings.Contains(page, "123 4567") {
+		t.Error("the record page shows the withheld phone number")
+	}
+	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&crisis=oekraine&region=VR09")
+	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
+		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)
+	}
+
+	// ncc stops: the picture says so, and serves what ncc sent before from the cache.
+	e.ncc.Stop(t)
+	_, page = b.get(t, e.url+"/?crisis=oekraine")
+	row := partnerRow(page, "ncc")
+	// Both its newest record's age and the age of the cache it is served from are shown.
+	if !strings.Contains(row, "onbereikbaar") || strings.Count(row, "zojuist") != 2 || !strings.Contains(page, "Het beeld is onvolledig") {
+		t.Errorf("with ncc stopped: want it unreachable and the picture incomplete:\n%s", row)
+	}
+	if !strings.Contains(page, "Landelijk beeld opvang Oekraïne") {
+		t.Error("with ncc stopped, what it sent before is gone from the picture")
+	}
+}
+
+// partnerRow is the partner table's row of name.
+func partnerRow(page, name string) string {
+	i := strings.Index(page, `scope="row">`+name)
+	if i < 0 {
+		return "(no row for " + name + ")"
+	}
+	j := strings.Index(page[i:], "</tr>")
+	return page[i : i+j]
+}

@@ -1,0 +1,102 @@
+package ui
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+
+	"golang.org/x/text/language"
+)
+
+//go:embed messages/*.json
+var messageFiles embed.FS
+
+// Languages the interface speaks; the first is the default.
+var languages = []language.Tag{language.Dutch, language.English}
+
+var langMatcher = language.NewMatcher(languages)
+
+// catalogue maps a message key to its text, with fmt verbs for arguments.
+type catalogue map[string]string
+
+// loadCatalogues reads messages/<lang>.json for every language.
+func loadCatalogues() (map[string]catalogue, error) {
+	out := map[string]catalogue{}
+	for _, tag := range languages {
+		base, _ := tag.Base()
+		name := "messages/" + base.String() + ".json"
+		data, err := messageFiles.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("ui: %w", err)
+		}
+		var c catalogue
+		if err := json.Unmarshal(data, &c); err != nil {
+			return nil, fmt.Errorf("ui: %s: %w", name, err)
+		}
+		out[base.String()] = c
+	}
+	return out, nil
+}
+
+// Lang is one language's catalogue, as templates see it: {{.L.T "picture.heading" .Crisis}}.
+type Lang struct {
+	// Code is the language's code, such as nl.
+	Code string
+	cat  catalogue
+}
+
+// T returns the text of key with args filled in. A key missing from the catalogue shows as
+// itself in brackets, so that it is seen and fixed; the catalogue test catches it first.
+func (l *Lang) T(key string, args ...any) string {
+	s, ok := l.cat[key]
+	if !ok {
+		return "[" + key + "]"
+	}
+	if len(args) == 0 {
+		return s
+	}
+	return fmt.Sprintf(s, args...)
+}
+
+// Has reports whether the catalogue has key, for text that is optional, such as the label of a
+// declared kind's field.
+func (l *Lang) Has(key string) bool {
+	_, ok := l.cat[key]
+	return ok
+}
+
+// langCookie holds a language the person chose over the browser's.
+const langCookie = "knooppunt_taal"
+
+// pickLang chooses the language of a request: the person's choice, else the browser's
+// Accept-Language, else Dutch.
+func (s *Server) pickLang(r *http.Request) *Lang {
+	var prefs []language.Tag
+	if c, err := r.Cookie(langCookie); err == nil {
+		if t, err := language.Parse(c.Value); err == nil {
+			prefs = append(prefs, t)
+		}
+	}
+	if tags, _, err := language.ParseAcceptLanguage(r.Header.Get("Accept-Language")); err == nil {
+		prefs = append(prefs, tags...)
+	}
+	tag, _, _ := langMatcher.Match(prefs...)
+	base, _ := tag.Base()
+	code := base.String()
+	if _, ok := s.cats[code]; !ok {
+		code = "nl"
+	}
+	return &Lang{Code: code, cat: s.cats[code]}
+}
+
+// keys lists a catalogue's keys, sorted.
+func (c catalogue) keys() []string {
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,237 @@
+package ui
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
+)
+
+// TestCatalogues: both languages have the same keys, and every key a template or the Go code
+// asks for is in them, including the ones built at run time (roles, phases, states,
+// classifications).
+func TestCatalogues(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, en := cats["nl"].keys(), cats["en"].keys()
+	if !slices.Equal(nl, en) {
+		for _, k := range nl {
+			if _, ok := cats["en"][k]; !ok {
+				t.Errorf("en lacks %s", k)
+			}
+		}
+		for _, k := range en {
+			if _, ok := cats["nl"][k]; !ok {
+				t.Errorf("nl lacks %s", k)
+			}
+		}
+	}
+	used := map[string]bool{}
+	for _, pattern := range []string{"templates/*.html", "*.go"} {
+		files, _ := filepath.Glob(pattern)
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range regexp.MustCompile(`T[ (]"([a-z0-9_.]+)"`).FindAllStringSubmatch(string(data), -1) {
+				used[m[1]] = true
+			}
+		}
+	}
+	for _, prefix := range []string{"role.", "phase.", "state.", "class."} {
+		delete(used, prefix)
+	}
+	for _, r := range []string{"reader", "editor", "officer", "admin", "replica", "peer", "local"} {
+		used["role."+r] = true
+	}
+	for _, k := range []string{"phase.cold", "phase.lukewarm", "phase.warm", "state.answered", "state.denied", "state.unreachable",
+		"state.timed_out", "class.classification_unspecified", "class.public", "class.internal", "class.confidential", "class.secret"} {
+		used[k] = true
+	}
+	if len(used) < 50 {
+		t.Fatalf("found only %d keys in use: the pattern no longer matches the templates", len(used))
+	}
+	for k := range used {
+		for lang, c := range cats {
+			if _, ok := c[k]; !ok {
+				t.Errorf("catalogue %s lacks %q", lang, k)
+			}
+		}
+	}
+}
+
+// TestTemplatesHoldNoTextOrInlineCode: no inline script or style (the CSP forbids them), and no
+// words of their own: every text between tags comes from the catalogue.
+func TestTemplatesHoldNoTextOrInlineCode(t *testing.T) {
+	files, _ := filepath.Glob("templates/*.html")
+	if len(files) == 0 {
+		t.Fatal("no templates")
+	}
+	action := regexp.MustCompile(`\{\{[^}]*\}\}`)
+	tag := regexp.MustCompile(`<[^>]*>`)
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		s := string(data)
+		for _, bad := range []string{"<script", "<style", " style=", "onclick=", "onload=", "javascript:"} {
+			if strings.Contains(s, bad) {
+				t.Errorf("%s: %q: inline code is refused by the CSP", f, bad)
+			}
+		}
+		text := tag.ReplaceAllString(action.ReplaceAllString(s, " "), " ")
+		for _, w := range strings.Fields(text) {
+			if strings.ContainsAny(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+				t.Errorf("%s: text %q outside the catalogue", f, w)
+			}
+		}
+	}
+	if _, err := parsePages(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSessionsExpire(t *testing.T) {
+	ss := newSessions()
+	now := time.Unix(1_800_000_000, 0)
+	ss.now = func() time.Time { return now }
+	person := spiffeid.RequireFromString("spiffe://a.crisis.test/user/anna")
+	id := ss.create(&session{Person: person, Expires: now.Add(time.Hour), AuthTime: now})
+	if s := ss.get(id); s == nil || s.CSRF == "" || s.Person != person {
+		t.Fatalf("a new session: %+v", s)
+	}
+	if ss.get(id+"x") != nil || ss.get("") != nil {
+		t.Error("an unknown id found a session")
+	}
+	now = now.Add(time.Hour)
+	if ss.get(id) != nil {
+		t.Error("an expired session is still there")
+	}
+	if len(ss.byID) != 0 {
+		t.Error("an expired session stays in memory")
+	}
+	// A pending sign-in is taken once, and only within its time.
+	ss.begin("st1", &pending{Nonce: "n"})
+	if p := ss.finish("st1"); p == nil || p.Nonce != "n" {
+		t.Fatalf("finish: %+v", p)
+	}
+	if ss.finish("st1") != nil {
+		t.Error("a pending sign-in was taken twice")
+	}
+	ss.begin("st2", &pending{})
+	now = now.Add(pendingTTL)
+	if ss.finish("st2") != nil {
+		t.Error("a pending sign-in outlived its time")
+	}
+}
+
+// TestSecureCookies: behind https, the session cookie is Secure and takes the __Host- prefix.
+func TestSecureCookies(t *testing.T) {
+	for _, tc := range []struct {
+		public, name string
+		secure       bool
+	}{
+		{"https://knooppunt.a.example", "__Host-knooppunt_sessie", true},
+		{"http://127.0.0.1:8080", "knooppunt_sessie", false},
+	} {
+		s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", PublicURL: tc.public, SessionTTL: time.Hour,
+			OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+			Org: "a.crisis.test", Name: "a", Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		s.setCookie(w, s.sessionCookie(), "v", time.Hour)
+		c := w.Result().Cookies()[0]
+		if c.Name != tc.name || c.Secure != tc.secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+			t.Errorf("%s: cookie %s", tc.public, c.String())
+		}
+		r := httptest.NewRequest("GET", "/afgemeld", nil)
+		w = httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		if hsts := w.Result().Header.Get("Strict-Transport-Security"); (hsts != "") != tc.secure {
+			t.Errorf("%s: Strict-Transport-Security %q", tc.public, hsts)
+		}
+	}
+}
+
+func TestBodyFieldsShowWithheld(t *testing.T) {
+	got := bodyFields([]byte(`{"municipality":"Utrecht","beds_free":14,"contact":{"a":1}}`), []string{"body.contact_phone", "body.beds_free"})
+	want := []fieldView{{Name: "beds_free", Withheld: true}, {Name: "contact", Value: `{"a":1}`}, {Name: "contact_phone", Withheld: true}, {Name: "municipality", Value: "Utrecht"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("bodyFields:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLocalPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/zoeken?kind=sitrep": "/zoeken?kind=sitrep", "": "/", "https://evil.example/": "/", "//evil.example/x": "/",
+		"/\\evil.example": "/", "zoeken": "/",
+	} {
+		if got := localPath(in); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRequireRecent: a sign-in older than MaxOfficerAge sends a GET to sign in again, forcing
+// the provider to authenticate anew, and refuses a POST.
+func TestRequireRecent(t *testing.T) {
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lang{Code: "nl", cat: s.cats["nl"]}
+	for _, tc := range []struct {
+		method string
+		age    time.Duration
+		ok     bool
+		code   int
+		loc    string
+	}{
+		{"GET", time.Minute, true, 200, ""},
+		{"GET", MaxOfficerAge + time.Second, false, http.StatusSeeOther, "/aanmelden?opnieuw=1&terug=%2Fbeleid%3Fid%3Dx"},
+		{"POST", MaxOfficerAge + time.Second, false, http.StatusForbidden, ""},
+		{"GET", 24 * time.Hour, false, http.StatusSeeOther, "/aanmelden?opnieuw=1&terug=%2Fbeleid%3Fid%3Dx"},
+	} {
+		w := httptest.NewRecorder()
+		r := &request{Request: httptest.NewRequest(tc.method, "/beleid?id=x", nil), L: l,
+			Session: &session{AuthTime: time.Now().Add(-tc.age), CSRF: "c"}}
+		if got := s.requireRecent(w, r, MaxOfficerAge); got != tc.ok || w.Code != tc.code || w.Header().Get("Location") != tc.loc {
+			t.Errorf("%s, signed in %s ago: %v %d %q; want %v %d %q", tc.method, tc.age, got, w.Code, w.Header().Get("Location"), tc.ok, tc.code, tc.loc)
+		}
+	}
+}
+
+func TestChart(t *testing.T) {
+	rows := []capacityRow{{Region: "VR01", Cells: []string{"0"}}, {Region: "VR02", Cells: []string{"50"}},
+		{Region: "VR03", Cells: []string{""}}, {Region: "NL", National: true, Cells: []string{"50"}}}
+	c := newChart("g", "t", rows, 0)
+	if len(c.Bars) != 3 || c.Height != 3*chartRow+8 {
+		t.Fatalf("chart: %+v", c)
+	}
+	for i, want := range []float64{0, chartLength, 0} {
+		if c.Bars[i].Width != want || c.Bars[i].Y != float64(i*chartRow+4) {
+			t.Errorf("bar %d: %+v, want width %g", i, c.Bars[i], want)
+		}
+	}
+	if empty := newChart("g", "t", nil, 0); len(empty.Bars) != 0 || empty.Height != 8 {
+		t.Errorf("an empty chart: %+v", empty)
+	}
+}

@@ -1,0 +1,452 @@
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// pictureSearchTimeout bounds the search that tells which partners answered.
+const pictureSearchTimeout = 2000
+
+// latestKinds are the kinds the picture lists as the latest records: what people read.
+var latestKinds = map[string]bool{"sitrep": true, "qa": true, "guidance": true, "signal": true}
+
+type pictureView struct {
+	Crises   []crisisView
+	Crisis   string
+	Phase    string
+	Partners []partnerView
+	Partial  bool
+	// Columns are the aggregated fields, such as shelter.capacity beds_free; Rows are the
+	// regions, with NL (national) last.
+	Columns []string
+	Rows    []capacityRow
+	// Charts draw each column per region, the national total left out.
+	Charts []chartView
+	Latest []entryView
+	Empty  bool
+}
+
+type crisisView struct {
+	Name, Phase string
+	Current     bool
+}
+
+type partnerView struct {
+	Name, TrustDomain string
+	// State is answered, denied, unreachable or timed_out; Own marks this node.
+	State   string
+	Own     bool
+	Records int
+	// Newest is the age of the partner's newest record on the picture.
+	Newest   string
+	CacheAge string
+}
+
+type capacityRow struct {
+	Region   string
+	National bool
+	Cells    []string
+}
+
+type entryView struct {
+	Kind, Region, Key, Title, Source, Age string
+	Stale                                 bool
+	Conflict                              []string
+	Link                                  string
+	Updated                               time.Time
+}
+
+// picture is "Het beeld": one crisis's phase, who answered, capacity per region and the latest
+// records.
+func (s *Server) picture(w http.ResponseWriter, r *request) {
+	ctx := r.ctx()
+	v := &pictureView{}
+	phases, err := pb.NewPhaseServiceClient(s.c.Conn).List(ctx, &pb.ListPhasesRequest{})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v.Crisis = strings.TrimSpace(r.URL.Query().Get("crisis"))
+	for _, p := range phases.Phases {
+		if v.Crisis == "" {
+			v.Crisis = p.Crisis
+		}
+		v.Crises = append(v.Crises, crisisView{Name: p.Crisis, Phase: p.Phase})
+	}
+	if v.Crisis == "" {
+		v.Empty = true
+		s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
+		return
+	}
+	for i := range v.Crises {
+		v.Crises[i].Current = v.Crises[i].Name == v.Crisis
+	}
+	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(ctx, &pb.PictureRequest{Crisis: v.Crisis})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v.Phase = pic.Phase
+	// The search's completeness report: which partners answered, and since when a partner that
+	// did not is served from the cache.
+	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1}, TimeoutMs: pictureSearchTimeout})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v.Partial = sr.Partial
+	newest := map[string]int64{}
+	count := map[string]int{}
+	for _, e := range pic.Entries {
+		count[e.Source]++
+		if a, ok := newest[e.Source]; !ok || e.AgeS < a {
+			newest[e.Source] = e.AgeS
+		}
+	}
+	own := partnerView{Name: s.c.Name, TrustDomain: s.c.Org, State: "answered", Own: true, Records: count[s.c.Org]}
+	if a, ok := newest[s.c.Org]; ok {
+		own.Newest = age(r.L, a)
+	}
+	v.Partners = append(v.Partners, own)
+	for _, p := range sr.Peers {
+		pv := partnerView{Name: p.Peer, TrustDomain: p.TrustDomain, State: p.State, Records: count[p.TrustDomain]}
+		if a, ok := newest[p.TrustDomain]; ok {
+			pv.Newest = age(r.L, a)
+		}
+		if p.State != "answered" && p.State != "denied" && p.CacheAgeMs > 0 {
+			pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
+		}
+		v.Partners = append(v.Partners, pv)
+	}
+
+	// Capacity: one column per aggregated kind and field, one row per region.
+	cols := map[string]bool{}
+	cells := map[string]map[string]string{}
+	for _, a := range pic.Aggregates {
+		// A field the catalogue knows gets its label; a field of a kind declared in config
+		// shows as kind · field.
+		col := a.Kind + " · " + a.Field
+		if k := "agg." + a.Kind + "." + a.Field; r.L.Has(k) {
+			col = r.L.T(k)
+		}
+		cols[col] = true
+		if cells[a.Region] == nil {
+			cells[a.Region] = map[string]string{}
+		}
+		cells[a.Region][col] = strconv.FormatFloat(a.Sum, 'f', -1, 64)
+	}
+	for c := range cols {
+		v.Columns = append(v.Columns, c)
+	}
+	sort.Strings(v.Columns)
+	regions := make([]string, 0, len(cells))
+	for reg := range cells {
+		if reg != "NL" {
+			regions = append(regions, reg)
+		}
+	}
+	sort.Strings(regions)
+	if _, ok := cells["NL"]; ok {
+		regions = append(regions, "NL")
+	}
+	for _, reg := range regions {
+		row := capacityRow{Region: reg, National: reg == "NL"}
+		for _, c := range v.Columns {
+			row.Cells = append(row.Cells, cells[reg][c])
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	for i, c := range v.Columns {
+		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i))
+	}
+
+	for _, e := range pic.Entries {
+		if !latestKinds[e.Kind] || e.Record == nil {
+			continue
+		}
+		v.Latest = append(v.Latest, s.entry(r, e))
+	}
+	sort.SliceStable(v.Latest, func(i, j int) bool { return v.Latest[i].Updated.After(v.Latest[j].Updated) })
+	if len(v.Latest) > 15 {
+		v.Latest = v.Latest[:15]
+	}
+	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
+}
+
+// chartView is a bar chart of one column of the capacity table, drawn as SVG on the server: no
+// script, and the table beside it says the same for those who cannot see it.
+type chartView struct {
+	ID, Title string
+	// Height is the SVG's height in its own units; each bar takes chartRow.
+	Height int
+	Bars   []barView
+}
+
+type barView struct {
+	Label, Value string
+	// Y is the bar's top, Width its length, in the SVG's units.
+	Y, Width float64
+	TextY    float64
+}
+
+// The chart's geometry, in SVG units: a 480-wide box with labels on the left.
+const (
+	chartRow    = 28
+	chartLabel  = 64
+	chartLength = 330
+)
+
+// newChart draws column col of rows, leaving out the national total.
+func newChart(id, title string, rows []capacityRow, col int) chartView {
+	c := chartView{ID: id, Title: title}
+	var most float64
+	values := make([]float64, len(rows))
+	for i, r := range rows {
+		if r.National {
+			continue
+		}
+		values[i], _ = strconv.ParseFloat(r.Cells[col], 64)
+		most = max(most, values[i])
+	}
+	for i, r := range rows {
+		if r.National {
+			continue
+		}
+		b := barView{Label: r.Region, Value: r.Cells[col], Y: float64(len(c.Bars)*chartRow + 4)}
+		b.TextY = b.Y + 15
+		if most > 0 && values[i] > 0 {
+			b.Width = max(1, values[i]/most*chartLength)
+		}
+		c.Bars = append(c.Bars, b)
+	}
+	c.Height = len(c.Bars)*chartRow + 8
+	return c
+}
+
+func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
+	rec := e.Record
+	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict,
+		Title: bodyTitle(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime()}
+	if ev.Title == "" {
+		ev.Title = rec.Id
+	}
+	return ev
+}
+
+// bodyTitle is the body's title or question, for lists.
+func bodyTitle(body []byte) string {
+	var b map[string]any
+	if json.Unmarshal(body, &b) != nil {
+		return ""
+	}
+	for _, k := range []string{"title", "question", "municipality", "name", "summary"} {
+		if s, ok := b[k].(string); ok && s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func recordLink(rec *pb.Record) string {
+	q := url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "kind": {rec.Kind}, "crisis": {rec.Crisis}, "region": {rec.Region}}
+	return "/record?" + q.Encode()
+}
+
+// age says how old something of s seconds is, in the largest whole unit; under a minute is
+// "just now".
+func age(l *Lang, s int64) string {
+	switch {
+	case s < 60:
+		return l.T("age.now")
+	case s < 3600:
+		return l.T("age.minutes", s/60)
+	case s < 48*3600:
+		return l.T("age.hours", s/3600)
+	default:
+		return l.T("age.days", s/86400)
+	}
+}
+
+type searchView struct {
+	Kinds                []string
+	Kind, Crisis, Region string
+	Searched             bool
+	Hits                 []hitView
+	Partners             []partnerView
+	Partial              bool
+}
+
+type hitView struct {
+	Kind, Crisis, Region, Title, Origin, Classification, Age, Link string
+	FromCache                                                      bool
+	Redacted                                                       int
+}
+
+// search runs SearchService.Search with the form's filters.
+func (s *Server) search(w http.ResponseWriter, r *request) {
+	ctx := r.ctx()
+	q := r.URL.Query()
+	v := &searchView{Kind: q.Get("kind"), Crisis: strings.TrimSpace(q.Get("crisis")), Region: strings.TrimSpace(q.Get("region"))}
+	st, err := pb.NewStatusServiceClient(s.c.Conn).Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v.Kinds = st.Kinds
+	if q.Has("kind") || q.Has("crisis") || q.Has("region") {
+		v.Searched = true
+		f := &pb.Filter{Crisis: v.Crisis, Region: v.Region, Limit: 200}
+		if v.Kind != "" {
+			f.Kinds = []string{v.Kind}
+		}
+		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		v.Partial = resp.Partial
+		now := time.Now()
+		for _, h := range resp.Hits {
+			rec := h.Record
+			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
+				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec)}
+			if hv.Title == "" {
+				hv.Title = rec.Id
+			}
+			if rec.UpdatedAt != nil {
+				hv.Age = age(r.L, int64(now.Sub(rec.UpdatedAt.AsTime())/time.Second))
+			}
+			v.Hits = append(v.Hits, hv)
+		}
+		for _, p := range resp.Peers {
+			pv := partnerView{Name: p.Peer, TrustDomain: p.TrustDomain, State: p.State, Records: int(p.Count)}
+			if p.CacheAgeMs > 0 {
+				pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
+			}
+			v.Partners = append(v.Partners, pv)
+		}
+	}
+	s.render(w, r.Request, http.StatusOK, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+}
+
+type recordView struct {
+	Rec *pb.Record
+	// Title is the body's title, or the record's id.
+	Title          string
+	Classification string
+	Source         string
+	FromCache      bool
+	Fields         []fieldView
+	Labels         []string
+	Updated        string
+	ValidUntil     string
+}
+
+type fieldView struct {
+	Name, Value string
+	Withheld    bool
+}
+
+// record shows one record: an own record through RecordService.Get, a partner's through the
+// search that a person runs, so that it shows what the source let through and what it
+// withheld.
+func (s *Server) record(w http.ResponseWriter, r *request) {
+	ctx := r.ctx()
+	q := r.URL.Query()
+	origin, id := q.Get("origin"), q.Get("id")
+	if id == "" {
+		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.invalid", "id"))
+		return
+	}
+	v := &recordView{}
+	var redacted []string
+	if origin == "" || origin == s.c.Org {
+		rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: id})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		v.Rec, v.Source = rec, s.c.Name
+	} else {
+		f := &pb.Filter{Crisis: q.Get("crisis"), Region: q.Get("region"), Limit: 10000}
+		if k := q.Get("kind"); k != "" {
+			f.Kinds = []string{k}
+		}
+		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		for _, h := range resp.Hits {
+			if h.Record.GetOrigin() == origin && h.Record.GetId() == id {
+				v.Rec, v.Source, v.FromCache, redacted = h.Record, h.Source, h.FromCache, h.Redacted
+				break
+			}
+		}
+		if v.Rec == nil {
+			s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
+			return
+		}
+	}
+	rec := v.Rec
+	v.Classification = r.L.T("class." + strings.ToLower(rec.Classification.String()))
+	if rec.UpdatedAt != nil {
+		v.Updated = rec.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04:05")
+	}
+	if rec.ValidUntil != nil {
+		v.ValidUntil = rec.ValidUntil.AsTime().Local().Format("2006-01-02 15:04")
+	}
+	for k, val := range rec.Labels {
+		v.Labels = append(v.Labels, k+"="+val)
+	}
+	sort.Strings(v.Labels)
+	v.Fields = bodyFields(rec.Body, redacted)
+	if v.Title = bodyTitle(rec.Body); v.Title == "" {
+		v.Title = rec.Id
+	}
+	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))
+}
+
+// bodyFields lays a body out as one row per top-level field, in order of name; nested values
+// show as JSON. A path the source redacted (body.x) shows as withheld, whether or not the
+// body still names it.
+func bodyFields(body []byte, redacted []string) []fieldView {
+	var b map[string]json.RawMessage
+	_ = json.Unmarshal(body, &b)
+	withheld := map[string]bool{}
+	for _, p := range redacted {
+		withheld[strings.TrimPrefix(p, "body.")] = true
+	}
+	names := make([]string, 0, len(b)+len(withheld))
+	for k := range b {
+		names = append(names, k)
+	}
+	for k := range withheld {
+		if _, ok := b[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	out := make([]fieldView, 0, len(names))
+	for _, k := range names {
+		if withheld[k] {
+			out = append(out, fieldView{Name: k, Withheld: true})
+			continue
+		}
+		var sv string
+		if json.Unmarshal(b[k], &sv) != nil {
+			sv = string(b[k])
+		}
+		out = append(out, fieldView{Name: k, Value: sv})
+	}
+	return out
+}

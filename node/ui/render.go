@@ -1,0 +1,140 @@
+package ui
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// pageNames are the templates under templates/, each rendered inside layout.html.
+var pageNames = []string{"picture", "search", "record", "error", "signedout"}
+
+var funcs = template.FuncMap{
+	"join": strings.Join,
+	"time": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Local().Format("2006-01-02 15:04")
+	},
+	"stateOf": stateOf,
+}
+
+// stateView is a partner's answer, as a tag.
+type stateView struct{ Class, Text string }
+
+// stateOf shows a search's per-partner state: answered, denied, unreachable or timed_out.
+func stateOf(l *Lang, state string) stateView {
+	class := "kp-tag--warn"
+	switch state {
+	case "answered":
+		class = "kp-tag--ok"
+	case "denied":
+		class = "kp-tag--bad"
+	}
+	return stateView{Class: class, Text: l.T("state." + state)}
+}
+
+func parsePages() (map[string]*template.Template, error) {
+	out := map[string]*template.Template{}
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("ui: template %s: %w", name, err)
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// page is what every template gets. Content is the page's own data.
+type page struct {
+	L     *Lang
+	Title string
+	// Org and OrgName are the node's org: its trust domain and its name.
+	Org, OrgName string
+	// Person is set on the pages of a signed-in person.
+	Person *personView
+	// CSRF is the session's token for forms that change something.
+	CSRF string
+	// Nav marks the current menu item.
+	Nav string
+	// Path is the current request's path and query, to come back to after a language switch.
+	Path    string
+	Content any
+}
+
+// personView is who is signed in, as every page shows it.
+type personView struct {
+	Name  string
+	ID    string
+	Roles []string
+}
+
+// newPage fills what every page of a signed-in person shows.
+func (s *Server) newPage(r *request, nav, title string, content any) *page {
+	p := &page{L: r.L, Title: title, Nav: nav, CSRF: r.Session.CSRF, Content: content, Path: r.URL.RequestURI()}
+	p.Person = &personView{Name: r.Session.Name, ID: r.Session.Person.String()}
+	if r.Session.DisplayName != "" {
+		p.Person.Name = r.Session.DisplayName
+	}
+	for _, role := range r.Caller.Roles {
+		p.Person.Roles = append(p.Person.Roles, r.L.T("role."+string(role)))
+	}
+	return p
+}
+
+// render writes a page; a template that fails leaves no half page behind.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, p *page) {
+	p.Org, p.OrgName = s.c.Org, s.c.Name
+	if p.Path == "" {
+		p.Path = r.URL.RequestURI()
+	}
+	var buf bytes.Buffer
+	if err := s.pages[name].Execute(&buf, p); err != nil {
+		s.log.Error("page failed", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	buf.WriteTo(w)
+}
+
+type errorView struct {
+	Code    int
+	Message string
+}
+
+// fail shows an error page with the text message.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, l *Lang, code int, message string) {
+	s.render(w, r, code, "error", &page{L: l, Title: l.T("error.title"), Content: errorView{Code: code, Message: message}})
+}
+
+// failCall shows the error of a service call, as the person may see it: the HTTP status follows
+// the gRPC code, and a denial says only what the service said.
+func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
+	st := status.Convert(err)
+	code, msg := http.StatusBadGateway, r.L.T("error.service")
+	switch st.Code() {
+	case codes.PermissionDenied, codes.Unauthenticated:
+		code, msg = http.StatusForbidden, r.L.T("error.denied", st.Message())
+	case codes.NotFound:
+		code, msg = http.StatusNotFound, r.L.T("error.not_found")
+	case codes.InvalidArgument:
+		code, msg = http.StatusBadRequest, r.L.T("error.invalid", st.Message())
+	case codes.Unavailable, codes.DeadlineExceeded:
+		code, msg = http.StatusServiceUnavailable, r.L.T("error.unavailable")
+	}
+	if code >= 500 {
+		s.log.Error("service call failed", "person", r.Session.Person.String(), "path", r.URL.Path, "code", st.Code().String(), "msg", st.Message())
+	}
+	p := s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: msg})
+	s.render(w, r.Request, code, "error", p)
+}

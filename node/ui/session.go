@@ -1,0 +1,144 @@
+package ui
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// session is one signed-in browser. It lives in the server's memory only.
+type session struct {
+	// Person is the SPIFFE ID the sign-in mapped to.
+	Person spiffeid.ID
+	// Name is the claim's value, the last segment of Person.
+	Name string
+	// DisplayName is the provider's name claim, when it sent one.
+	DisplayName string
+	// CSRF is the token every POST of this session must carry.
+	CSRF string
+	// AuthTime is when the person last authenticated at the provider (auth_time), for steps
+	// that need a recent sign-in.
+	AuthTime time.Time
+	Expires  time.Time
+}
+
+// pending is a sign-in that went to the provider and has not come back yet.
+type pending struct {
+	Nonce    string
+	Verifier string
+	ReturnTo string
+	// Fresh asks the provider to authenticate anew, for a step that needs a recent sign-in.
+	Fresh   bool
+	Expires time.Time
+}
+
+// pendingTTL bounds how long a person may take at the provider.
+const pendingTTL = 10 * time.Minute
+
+// maxPending bounds the sign-ins in flight, so that a flood of /aanmelden cannot fill memory.
+const maxPending = 10000
+
+// sessions holds sessions and pending sign-ins, keyed by a hash of their random id so that the
+// map never holds what the browser presents.
+type sessions struct {
+	mu      sync.Mutex
+	byID    map[string]*session
+	pending map[string]*pending
+	now     func() time.Time
+}
+
+func newSessions() *sessions {
+	return &sessions{byID: map[string]*session{}, pending: map[string]*pending{}, now: time.Now}
+}
+
+func key(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// randomID is 32 random bytes, URL-safe.
+func randomID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// create stores s and returns the id the browser keeps.
+func (ss *sessions) create(s *session) string {
+	id := randomID()
+	s.CSRF = randomID()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.gc()
+	ss.byID[key(id)] = s
+	return id
+}
+
+// get returns the session with id, or nil when there is none or it expired.
+func (ss *sessions) get(id string) *session {
+	if id == "" {
+		return nil
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.byID[key(id)]
+	if s == nil {
+		return nil
+	}
+	if !ss.now().Before(s.Expires) {
+		delete(ss.byID, key(id))
+		return nil
+	}
+	return s
+}
+
+// end removes the session with id.
+func (ss *sessions) end(id string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.byID, key(id))
+}
+
+// begin stores a pending sign-in under state; false when too many are in flight.
+func (ss *sessions) begin(state string, p *pending) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.gc()
+	if len(ss.pending) >= maxPending {
+		return false
+	}
+	p.Expires = ss.now().Add(pendingTTL)
+	ss.pending[key(state)] = p
+	return true
+}
+
+// finish takes the pending sign-in of state; it can be taken once.
+func (ss *sessions) finish(state string) *pending {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	p := ss.pending[key(state)]
+	delete(ss.pending, key(state))
+	if p == nil || !ss.now().Before(p.Expires) {
+		return nil
+	}
+	return p
+}
+
+// gc drops what expired. The caller holds mu.
+func (ss *sessions) gc() {
+	now := ss.now()
+	for k, s := range ss.byID {
+		if !now.Before(s.Expires) {
+			delete(ss.byID, k)
+		}
+	}
+	for k, p := range ss.pending {
+		if !now.Before(p.Expires) {
+			delete(ss.pending, k)
+		}
+	}
+}

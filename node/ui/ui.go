@@ -1,0 +1,313 @@
+package ui
+
+import (
+	"context"
+	"crypto/subtle"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/oauth2"
+	"google.golang.org/grpc"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
+)
+
+//go:embed templates/*.html
+var templateFiles embed.FS
+
+//go:embed assets
+var assetFiles embed.FS
+
+// Config is what the web interface needs from the node.
+type Config struct {
+	// UI is the node config's ui section, checked.
+	UI config.UI
+	// Org is the org's trust domain; Name is the node's name, shown in the header band.
+	Org  string
+	Name string
+	// Conn reaches the node's services as the signed-in person: an api.InProcess channel.
+	Conn grpc.ClientConnInterface
+	// Resolve gives a person's roles by the node's role table (api.Authorizer.Resolve).
+	Resolve func(spiffeid.ID) (api.Caller, error)
+	Logger  *slog.Logger
+	// HTTPClient reaches the identity provider. Default http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// Server is the web interface: an http.Handler.
+type Server struct {
+	c        Config
+	td       spiffeid.TrustDomain
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	cats     map[string]catalogue
+	sessions *sessions
+	secure   bool // cookies are Secure: the public URL is https
+	public   *url.URL
+	secret   string
+	mux      *http.ServeMux
+
+	oidcMu   sync.Mutex
+	provider *oidc.Provider // discovered at the first sign-in, so the node starts without it
+}
+
+// New builds the web interface. It reads the client secret file, but does not contact the
+// identity provider: that happens at the first sign-in, so a provider that is down does not
+// keep the node from starting.
+func New(c Config) (*Server, error) {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = http.DefaultClient
+	}
+	if err := c.UI.Check(); err != nil {
+		return nil, fmt.Errorf("ui: %w", err)
+	}
+	td, err := spiffeid.TrustDomainFromString(c.Org)
+	if err != nil {
+		return nil, fmt.Errorf("ui: org %q: %w", c.Org, err)
+	}
+	s := &Server{c: c, td: td, log: c.Logger.With("component", "ui"), sessions: newSessions()}
+	if s.public, err = url.Parse(strings.TrimSuffix(c.UI.PublicURL, "/")); err != nil {
+		return nil, fmt.Errorf("ui.public_url: %w", err)
+	}
+	s.secure = s.public.Scheme == "https"
+	if f := c.UI.OIDC.ClientSecretFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("ui.oidc.client_secret_file: %w", err)
+		}
+		if s.secret = strings.TrimSpace(string(b)); s.secret == "" {
+			return nil, fmt.Errorf("ui.oidc.client_secret_file: %s is empty: put the client secret in it", f)
+		}
+	}
+	if s.cats, err = loadCatalogues(); err != nil {
+		return nil, err
+	}
+	if s.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	assets, _ := fs.Sub(assetFiles, "assets")
+	m.Handle("GET /assets/", http.StripPrefix("/assets/", assetHandler(http.FileServerFS(assets))))
+	m.HandleFunc("GET /aanmelden", s.signIn)
+	m.HandleFunc("GET /auth/callback", s.callback)
+	m.HandleFunc("GET /afgemeld", s.signedOut)
+	m.HandleFunc("GET /taal", s.setLang)
+	m.HandleFunc("POST /afmelden", s.person(s.signOut))
+	m.HandleFunc("GET /{$}", s.person(s.picture))
+	m.HandleFunc("GET /zoeken", s.person(s.search))
+	m.HandleFunc("GET /record", s.person(s.record))
+	m.HandleFunc("/", s.notFound)
+	s.mux = m
+}
+
+// ServeHTTP serves the interface, with the security headers on every response.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; font-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+	if s.secure {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// assetHandler lets browsers keep the embedded assets for a day; they change only with the
+// binary.
+func assetHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// sessionCookie is the session cookie's name. With Secure it takes the __Host- prefix, which
+// browsers accept only from https, for path / and without a domain.
+func (s *Server) sessionCookie() string {
+	if s.secure {
+		return "__Host-knooppunt_sessie"
+	}
+	return "knooppunt_sessie"
+}
+
+// loginCookie binds a pending sign-in to the browser that started it.
+func (s *Server) loginCookie() string {
+	if s.secure {
+		return "__Host-knooppunt_aanmelding"
+	}
+	return "knooppunt_aanmelding"
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	} else {
+		c.MaxAge = int(maxAge / time.Second)
+	}
+	http.SetCookie(w, c)
+}
+
+// maxFormBytes bounds a form's body; a larger one is refused before it is read whole.
+const maxFormBytes = 64 << 10
+
+// MaxOfficerAge is how old a sign-in may be for a policy step or a phase change: older, and the
+// officer signs in again first (requireRecent).
+const MaxOfficerAge = 10 * time.Minute
+
+// requireRecent reports whether the person signed in at the provider within maxAge. If not, it
+// sends the browser to sign in again, forcing the provider to authenticate anew (prompt=login,
+// max_age=0), and back to the page afterwards; a POST cannot be replayed, so it gets 403.
+func (s *Server) requireRecent(w http.ResponseWriter, r *request, maxAge time.Duration) bool {
+	if time.Since(r.Session.AuthTime) <= maxAge {
+		return true
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.fail(w, r.Request, r.L, http.StatusForbidden, r.L.T("error.signin_stale"))
+		return false
+	}
+	http.Redirect(w, r.Request, "/aanmelden?opnieuw=1&terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+	return false
+}
+
+// request is what a page handler gets: the person, their roles and language.
+type request struct {
+	*http.Request
+	Session *session
+	Caller  api.Caller
+	L       *Lang
+	// sessionID is the cookie's value, to end the session.
+	sessionID string
+}
+
+// ctx is the request's context, with the person for calls on the in-process channel.
+func (r *request) ctx() context.Context { return api.AsPerson(r.Context(), r.Session.Person) }
+
+// person wraps a page that needs a signed-in person: an unknown or expired session is sent to
+// sign in (a POST gets 403: it cannot be replayed after a sign-in), and every POST must carry
+// the session's CSRF token.
+func (s *Server) person(h func(http.ResponseWriter, *request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		l := s.pickLang(r)
+		var id string
+		if c, err := r.Cookie(s.sessionCookie()); err == nil {
+			id = c.Value
+		}
+		sess := s.sessions.get(id)
+		if sess == nil {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				s.fail(w, r, l, http.StatusForbidden, l.T("error.session_gone"))
+				return
+			}
+			http.Redirect(w, r, "/aanmelden?terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+			tok := r.PostFormValue("csrf")
+			if subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) != 1 {
+				s.log.Warn("form refused", "reason", "missing or wrong CSRF token", "person", sess.Person.String(), "path", r.URL.Path)
+				s.fail(w, r, l, http.StatusForbidden, l.T("error.csrf"))
+				return
+			}
+		}
+		caller, err := s.c.Resolve(sess.Person)
+		if err != nil {
+			// The role was taken away since the sign-in.
+			s.sessions.end(id)
+			s.fail(w, r, l, http.StatusForbidden, l.T("error.no_role", sess.Person.String()))
+			return
+		}
+		h(w, &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: id})
+	}
+}
+
+// signOut ends the session.
+func (s *Server) signOut(w http.ResponseWriter, r *request) {
+	s.sessions.end(r.sessionID)
+	s.setCookie(w, s.sessionCookie(), "", -1)
+	http.Redirect(w, r.Request, "/afgemeld", http.StatusSeeOther)
+}
+
+func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) {
+	l := s.pickLang(r)
+	s.render(w, r, http.StatusOK, "signedout", &page{L: l, Title: l.T("signedout.title")})
+}
+
+// setLang keeps the person's choice of language in a cookie and goes back.
+func (s *Server) setLang(w http.ResponseWriter, r *http.Request) {
+	code := r.URL.Query().Get("lang")
+	if _, ok := s.cats[code]; !ok {
+		code = "nl"
+	}
+	http.SetCookie(w, &http.Cookie{Name: langCookie, Value: code, Path: "/", MaxAge: 365 * 24 * 3600, Secure: s.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, localPath(r.URL.Query().Get("terug")), http.StatusSeeOther)
+}
+
+// localPath keeps a return address on this site: a path, never another host.
+func localPath(p string) string {
+	if p == "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return "/"
+	}
+	if u, err := url.Parse(p); err != nil || u.Host != "" || u.Scheme != "" {
+		return "/"
+	}
+	return p
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	l := s.pickLang(r)
+	s.fail(w, r, l, http.StatusNotFound, l.T("error.not_found"))
+}
+
+// oidcClient returns the provider and the OAuth2 config, discovering the provider the first
+// time.
+func (s *Server) oidcClient(ctx context.Context) (*oidc.Provider, *oauth2.Config, error) {
+	s.oidcMu.Lock()
+	defer s.oidcMu.Unlock()
+	if s.provider == nil {
+		dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, s.c.HTTPClient), 10*time.Second)
+		defer cancel()
+		p, err := oidc.NewProvider(dctx, s.c.UI.OIDC.Issuer)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ui: identity provider %s: %w", s.c.UI.OIDC.Issuer, err)
+		}
+		s.provider = p
+	}
+	oc := &oauth2.Config{
+		ClientID:     s.c.UI.OIDC.ClientID,
+		ClientSecret: s.secret,
+		Endpoint:     s.provider.Endpoint(),
+		RedirectURL:  s.public.String() + "/auth/callback",
+		Scopes:       append([]string{oidc.ScopeOpenID}, s.c.UI.OIDC.Scopes...),
+	}
+	return s.provider, oc, nil
+}
+
+var errNoClaim = errors.New("no claim")

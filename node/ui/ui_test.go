@@ -1,0 +1,560 @@
+package ui_test
+
+// The web interface through a real node: a real OpenID provider in the test (zitadel's op
+// package with its in-memory storage), sign-in with a browser-like client (a cookie jar that
+// follows redirects), the node's real role table, and pages that call the node's real services.
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/text/language"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/config"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+const (
+	testOrg      = "vr-utrecht.crisis.test"
+	testClientID = "knooppunt-vr-utrecht"
+	testSecret   = "s3cret-for-the-test"
+)
+
+// people at the test's provider. carl has no role on the node; "e v" is not a user name.
+var people = map[string]string{"anna": "Anna de Vries", "bram": "Bram Jansen", "carl": "Carl Smit", "e v": "E V", "officer-a": "Olga Bakker"}
+
+// users is the provider's user store.
+type users struct{}
+
+func (users) GetUserByID(id string) *storage.User { return users{}.GetUserByUsername(id) }
+func (users) GetUserByUsername(name string) *storage.User {
+	full, ok := people[name]
+	if !ok {
+		return nil
+	}
+	first, last, _ := strings.Cut(full, " ")
+	return &storage.User{ID: name, Username: name, Password: "pw", FirstName: first, LastName: last, PreferredLanguage: language.Dutch}
+}
+func (users) ExampleClientID() string { return "service" }
+
+// provider is the OpenID provider of the test. Who signs in at its login page is set by
+// signInAs: the login page stands for the person typing a name and password.
+type provider struct {
+	issuer string
+	lis    net.Listener
+	mu     sync.Mutex
+	next   string
+}
+
+func (p *provider) signInAs(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next = name
+}
+
+// newProvider listens for the provider, so that its issuer URL is known before the node that
+// trusts it starts; serve starts it once the node's web interface, its client, is known.
+func newProvider(t *testing.T) *provider {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &provider{issuer: "http://" + lis.Addr().String(), lis: lis}
+}
+
+// serve runs the provider with one client, the node's web interface at ui.
+func (p *provider) serve(t *testing.T, ui string) {
+	t.Helper()
+	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, ui+"/auth/callback")}
+	st := storage.NewStorageWithClients(users{}, clients)
+	key := sha256.Sum256([]byte("knooppunt ui test"))
+	prov, err := op.NewProvider(&op.Config{CryptoKey: key, CodeMethodS256: true, SupportedUILocales: []language.Tag{language.Dutch}},
+		st, op.StaticIssuer(p.issuer), op.WithAllowInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := op.NewIssuerInterceptor(prov.IssuerFromRequest).HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("authRequestID")
+		p.mu.Lock()
+		name := p.next
+		p.mu.Unlock()
+		if err := st.CheckUsernamePassword(name, "pw", id); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		http.Redirect(w, r, op.AuthCallbackURL(prov)(r.Context(), id), http.StatusFound)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/login/username", login)
+	mux.Handle("/", prov)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(p.lis)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// secretFile writes the client secret where a node reads it.
+func secretFile(t *testing.T, dir string) string {
+	t.Helper()
+	f := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(f, []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// env is a node with its web interface and the provider it trusts.
+type env struct {
+	node *node.Node
+	url  string // the web interface's base URL
+	op   *provider
+}
+
+// start starts the provider's listener, the node with a ui section that trusts it, and then the
+// provider with a client whose redirect URI is the node's web interface.
+func start(t *testing.T) *env {
+	t.Helper()
+	p := newProvider(t)
+	dir, err := os.MkdirTemp("", "kpui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := config.Default()
+	cfg.Org, cfg.Name = testOrg, "VR Utrecht"
+	cfg.Roles = []config.RoleBinding{
+		{ID: "spiffe://" + testOrg + "/user/anna", Role: config.RoleOfficer},
+		{ID: "spiffe://" + testOrg + "/user/bram", Role: config.RoleReader},
+	}
+	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, OIDC: config.OIDC{
+		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile(t, dir), Claim: "preferred_username", Scopes: []string{"profile"},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(dir, "data"), Config: cfg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	if n.UIAddr() == nil {
+		t.Fatal("the node serves no web interface")
+	}
+	e := &env{node: n, url: "http://" + n.UIAddr().String(), op: p}
+	p.serve(t, e.url)
+	return e
+}
+
+// browser is a person's browser: a cookie jar, and every Set-Cookie it was sent on the way.
+type browser struct {
+	*http.Client
+	mu      sync.Mutex
+	cookies []*http.Cookie
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{}
+	b.Client = &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if req.Response != nil {
+			b.saw(req.Response)
+		}
+		if len(via) > 10 {
+			return fmt.Errorf("too many redirects")
+		}
+		return nil
+	}}
+	return b
+}
+
+func (b *browser) saw(r *http.Response) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cookies = append(b.cookies, r.Cookies()...)
+}
+
+// get fetches a page and returns its response and body.
+func (b *browser) get(t *testing.T, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b.saw(resp)
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func (b *browser) post(t *testing.T, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	resp, err := b.PostForm(u, form)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// signIn signs name in through the provider, starting at path, and returns the page it lands
+// on.
+func (e *env) signIn(t *testing.T, b *browser, name, path string) (*http.Response, string) {
+	t.Helper()
+	e.op.signInAs(name)
+	return b.get(t, e.url+path)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("the page has no CSRF token:\n%s", page)
+	}
+	return m[1]
+}
+
+// noRedirects is a client that shows each redirect instead of following it.
+func noRedirects(jar http.CookieJar) *http.Client {
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func TestSignInRoundTrip(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "anna", "/zoeken?crisis=oekraine")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after sign-in: %d\n%s", resp.StatusCode, page)
+	}
+	if got := resp.Request.URL.RequestURI(); got != "/zoeken?crisis=oekraine" {
+		t.Errorf("after sign-in the browser is at %s, want the page it asked for", got)
+	}
+	// Who is signed in, as which role, for which organisation: on every page.
+	for _, want := range []string{"Anna de Vries", `<span id="rol">security officer</span>`, "VR Utrecht (" + testOrg + ")", `action="/afmelden"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page does not show %q", want)
+		}
+	}
+	// The session cookie's flags: HttpOnly, SameSite=Lax, path /, and not Secure on loopback
+	// http (a browser would not send it back otherwise).
+	var sess *http.Cookie
+	for _, c := range b.cookies {
+		if c.Name == "knooppunt_sessie" && c.Value != "" {
+			sess = c
+		}
+	}
+	if sess == nil {
+		t.Fatalf("no session cookie was set; cookies: %v", b.cookies)
+	}
+	if !sess.HttpOnly || sess.SameSite != http.SameSiteLaxMode || sess.Path != "/" || sess.Secure {
+		t.Errorf("session cookie %q: HttpOnly=%v SameSite=%v Path=%q Secure=%v; want HttpOnly, Lax, /, not Secure on loopback http",
+			sess.Raw, sess.HttpOnly, sess.SameSite, sess.Path, sess.Secure)
+	}
+	if sess.MaxAge <= 0 || sess.MaxAge > 3600 {
+		t.Errorf("session cookie Max-Age %d: want at most the session's TTL (3600)", sess.MaxAge)
+	}
+	// The sign-in went out with PKCE (S256), state and nonce.
+	c := noRedirects(nil)
+	r, err := c.Get(e.url + "/aanmelden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	q := loc.Query()
+	if r.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), e.op.issuer) {
+		t.Fatalf("/aanmelden: %d to %s, want a redirect to the provider", r.StatusCode, loc)
+	}
+	for _, k := range []string{"state", "nonce", "code_challenge"} {
+		if q.Get(k) == "" {
+			t.Errorf("the authorization request has no %s: %s", k, loc)
+		}
+	}
+	if q.Get("code_challenge_method") != "S256" || q.Get("response_type") != "code" || q.Get("client_id") != testClientID {
+		t.Errorf("authorization request %s: want the code flow with S256 for client %s", loc, testClientID)
+	}
+	if q.Get("prompt") != "" || q.Get("max_age") != "" {
+		t.Errorf("an ordinary sign-in forces a new authentication: %s", loc)
+	}
+	// A sign-in again for a step that needs a recent one makes the provider authenticate anew,
+	// and lands back on the page.
+	r, err = c.Get(e.url + "/aanmelden?opnieuw=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	loc, _ = url.Parse(r.Header.Get("Location"))
+	if q := loc.Query(); q.Get("prompt") != "login" || q.Get("max_age") != "0" {
+		t.Errorf("sign-in again: %s, want prompt=login and max_age=0", loc)
+	}
+	resp, page = b.get(t, e.url+"/aanmelden?opnieuw=1&terug="+url.QueryEscape("/zoeken"))
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/zoeken" {
+		t.Errorf("sign-in again: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+}
+
+func TestRoles(t *testing.T) {
+	e := start(t)
+	for _, tc := range []struct {
+		name, role string
+		code       int
+		want       string
+	}{
+		{"anna", "officer", http.StatusOK, `<span id="rol">security officer</span>`},
+		{"bram", "reader", http.StatusOK, `<span id="rol">lezer</span>`},
+		// carl signs in at the provider, but the node's role table gives him nothing.
+		{"carl", "none", http.StatusForbidden, "spiffe://" + testOrg + "/user/carl"},
+		// A claim that cannot be a SPIFFE path segment is refused, naming the claim.
+		{"e v", "bad name", http.StatusForbidden, "preferred_username"},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			b := newBrowser(t)
+			resp, page := e.signIn(t, b, tc.name, "/?crisis=oekraine")
+			if resp.StatusCode != tc.code || !strings.Contains(page, tc.want) {
+				t.Fatalf("%s: %d, want %d with %q:\n%s", tc.name, resp.StatusCode, tc.code, tc.want, page)
+			}
+			if tc.code != http.StatusOK {
+				// No session: the next page goes to sign-in again.
+				r, err := noRedirects(b.Jar).Get(e.url + "/zoeken")
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Body.Close()
+				if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/aanmelden") {
+					t.Errorf("after a refused sign-in, /zoeken: %d to %q; want a redirect to sign in", r.StatusCode, r.Header.Get("Location"))
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownSessionGoesToSignIn(t *testing.T) {
+	e := start(t)
+	jar, _ := cookiejar.New(nil)
+	u, _ := url.Parse(e.url)
+	jar.SetCookies(u, []*http.Cookie{{Name: "knooppunt_sessie", Value: "not-a-session", Path: "/"}})
+	for _, path := range []string{"/", "/zoeken?kind=sitrep", "/record?id=x"} {
+		r, err := noRedirects(jar).Get(e.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		want := "/aanmelden?terug=" + url.QueryEscape(path)
+		if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != want {
+			t.Errorf("GET %s with an unknown session: %d to %q, want 303 to %q", path, r.StatusCode, r.Header.Get("Location"), want)
+		}
+	}
+	// A POST with no session is refused outright: it cannot be replayed after a sign-in.
+	r, err := noRedirects(jar).PostForm(e.url+"/afmelden", url.Values{"csrf": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusForbidden {
+		t.Errorf("POST with an unknown session: %d, want 403", r.StatusCode)
+	}
+}
+
+func TestCSRF(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	_, page := e.signIn(t, b, "bram", "/zoeken")
+	token := csrfOf(t, page)
+	for _, tc := range []struct {
+		name string
+		form url.Values
+	}{
+		{"no token", url.Values{}},
+		{"wrong token", url.Values{"csrf": {token + "x"}}},
+		{"empty token", url.Values{"csrf": {""}}},
+		// An oversized form is refused before it is read whole, token or not.
+		{"oversized", url.Values{"csrf": {token}, "x": {strings.Repeat("a", 100<<10)}}},
+	} {
+		resp, body := b.post(t, e.url+"/afmelden", tc.form)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "niet van deze pagina") {
+			t.Errorf("%s: %d, want 403 naming the reason:\n%s", tc.name, resp.StatusCode, body)
+		}
+	}
+	// The session survived the forged posts.
+	if resp, _ := b.get(t, e.url+"/zoeken"); resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/zoeken" {
+		t.Fatalf("after refused posts: %d at %s, want the page", resp.StatusCode, resp.Request.URL)
+	}
+	// With the token, sign-out works, and the old session is gone.
+	resp, body := b.post(t, e.url+"/afmelden", url.Values{"csrf": {token}})
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/afgemeld" {
+		t.Fatalf("sign-out: %d at %s:\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+	r, err := noRedirects(b.Jar).Get(e.url + "/zoeken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusSeeOther {
+		t.Errorf("after sign-out: %d, want a redirect to sign in", r.StatusCode)
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	e.signIn(t, b, "bram", "/")
+	for _, path := range []string{"/", "/zoeken", "/assets/knooppunt.css", "/bestaat-niet", "/afgemeld", "/aanmelden"} {
+		resp, err := noRedirects(b.Jar).Get(e.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		h := resp.Header
+		csp := h.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: Content-Security-Policy %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+			t.Errorf("%s: Content-Security-Policy %q allows inline code", path, csp)
+		}
+		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s: %s %q, want %q", path, k, got, want)
+			}
+		}
+	}
+}
+
+// TestPicture puts records through the node's RecordService and reads them back on the
+// picture, the search and the record page, in Dutch and in English.
+func TestPicture(t *testing.T) {
+	e := start(t)
+	conn, err := grpc.NewClient("unix://"+e.node.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc := pb.NewRecordServiceClient(conn)
+	ctx := context.Background()
+	for _, r := range []*pb.Record{
+		{Id: "utrecht", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":14}`)},
+		{Id: "amersfoort", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Amersfoort","beds_total":80,"beds_free":6}`)},
+		{Id: "zeeland", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Middelburg","beds_total":50,"beds_free":50}`)},
+		{Id: "sitrep-1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Regionaal beeld <Utrecht>","summary":"Bijna vol.","severity":"medium"}`)},
+	} {
+		if _, err := rc.Put(ctx, &pb.PutRequest{Record: r}); err != nil {
+			t.Fatalf("Put %s: %v", r.Id, err)
+		}
+	}
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "bram", "/?crisis=oekraine")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("picture: %d\n%s", resp.StatusCode, page)
+	}
+	for _, want := range []string{
+		"Het beeld: oekraine",
+		`id="fase">koud</span>`, // no phase set: cold
+		// VR09: 14+6 beds free, 120+80 in total; VR19: 50 and 50; NL: 70 free, 250 in total.
+		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">200</td>`,
+		`<td class="utrecht-table__cell kp-num">70</td>`, `<td class="utrecht-table__cell kp-num">250</td>`,
+		"Nederland (totaal)",
+		"Regionaal beeld &lt;Utrecht&gt;", // escaped, never markup
+		"geantwoord",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the picture lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<Utrecht>") {
+		t.Error("a record's text reached the page unescaped")
+	}
+
+	_, page = b.get(t, e.url+"/zoeken?kind=sitrep&crisis=oekraine&region=")
+	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?crisis=oekraine&amp;id=sitrep-1") {
+		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
+	}
+	resp, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=utrecht")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<dt>beds_free</dt>\n  <dd>14</dd>") {
+		t.Errorf("record page: %d, want its body laid out:\n%s", resp.StatusCode, page)
+	}
+	resp, _ = b.get(t, e.url+"/record?origin="+testOrg+"&id=does-not-exist")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a record that does not exist: %d, want 404", resp.StatusCode)
+	}
+
+	// English on request, by the switch; the switch comes back to the same page.
+	resp, page = b.get(t, e.url+"/taal?lang=en&terug="+url.QueryEscape("/?crisis=oekraine"))
+	if resp.Request.URL.RequestURI() != "/?crisis=oekraine" || !strings.Contains(page, "The picture: oekraine") || !strings.Contains(page, `<html lang="en"`) {
+		t.Errorf("after switching to English: at %s\n%s", resp.Request.URL, page)
+	}
+	// And by the browser's language, for someone who did not choose.
+	b2 := newBrowser(t)
+	e.op.signInAs("bram")
+	req, _ := http.NewRequest("GET", e.url+"/?crisis=oekraine", nil)
+	req.Header.Set("Accept-Language", "en-GB,en;q=0.9")
+	r2, err := b2.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	if !strings.Contains(string(body), "Partners and completeness") {
+		t.Errorf("Accept-Language en: the page is not in English:\n%s", body)
+	}
+}
+
+// TestRoleReloadAppliesAtOnce: roles are resolved on every page, so a role taken away in the
+// config ends the person's session at the next page.
+func TestRoleReloadAppliesAtOnce(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	if resp, page := e.signIn(t, b, "bram", "/zoeken"); resp.StatusCode != http.StatusOK || !strings.Contains(page, `<span id="rol">lezer</span>`) {
+		t.Fatalf("bram signs in: %d\n%s", resp.StatusCode, page)
+	}
+	file := filepath.Join(t.TempDir(), "node.yaml")
+	yaml := "org: " + testOrg + "\nroles:\n  - {id: spiffe://" + testOrg + "/user/anna, role: officer}\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.node.Reload(file); err != nil {
+		t.Fatal(err)
+	}
+	resp, page := b.get(t, e.url+"/zoeken")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "geen rol op dit knooppunt") {
+		t.Fatalf("after bram's role was taken away: %d\n%s", resp.StatusCode, page)
+	}
+	r, err := noRedirects(b.Jar).Get(e.url + "/zoeken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusSeeOther {
+		t.Errorf("bram's session outlived his role: %d", r.StatusCode)
+	}
+}
