@@ -102,6 +102,8 @@ type Node struct {
 	served     chan error
 	stopWatch  chan struct{}
 	stopHealth chan struct{}
+	// stopIndexer ends the full-text indexer and waits for it.
+	stopIndexer func()
 	// refusals audits the handshakes the TCP listener refuses; stopRefusals ends it once its
 	// last entries are written.
 	refusals     *refusals
@@ -173,6 +175,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.opened.Store(n.store)
+	n.startTextIndexer()
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
@@ -611,7 +614,23 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
+// startTextIndexer keeps the full-text index up to date in the background (see
+// db.RunTextIndexer), on every replica.
+func (n *Node) startTextIndexer() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.db.RunTextIndexer(ctx, func(err error) { n.log.Warn("full-text index", "err", err) })
+	}()
+	n.stopIndexer = func() { cancel(); <-done }
+}
+
 func (n *Node) close() error {
+	if n.stopIndexer != nil {
+		n.stopIndexer()
+		n.stopIndexer = nil
+	}
 	if n.stopRefusals != nil {
 		n.stopRefusals()
 		n.stopRefusals = nil

@@ -366,6 +366,9 @@ const textPage = 500
 // eachTextMatch calls fn for every live own record the full-text index finds for f, best first,
 // until fn returns false. The index finds candidates only: fn decides.
 func eachTextMatch(ctx context.Context, d *db.DB, f db.TextFilter, fn func(*pb.Record) (bool, error)) error {
+	if _, err := d.CatchUpText(ctx, db.CatchUpBudget); err != nil {
+		return err
+	}
 	f.Limit = textPage
 	for f.Offset = 0; ; f.Offset += textPage {
 		recs, err := d.TextSearch(ctx, f)

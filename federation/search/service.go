@@ -124,6 +124,11 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.SearchHit, error) {
 	var hits []*pb.SearchHit
 	if text := s.text(f); text != nil {
+		if left, err := s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err != nil {
+			return nil, err
+		} else if left > 0 {
+			s.c.Logger.Info("full-text search while the index catches up: recent records may be missing", "queued", left)
+		}
 		tf := peerserver.TextFilter(f, text)
 		for tf.Limit = limit; ; tf.Offset += limit {
 			recs, err := s.c.DB.TextSearch(ctx, tf)
@@ -251,7 +256,9 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		// What the peer sent is already what this node may see of it.
 		tf := peerserver.TextFilter(f, text)
 		tf.Limit = limit
-		recs, err = s.c.DB.ForeignTextSearch(ctx, p.TrustDomain, tf)
+		if _, err = s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err == nil {
+			recs, err = s.c.DB.ForeignTextSearch(ctx, p.TrustDomain, tf)
+		}
 	} else {
 		recs, err = s.c.DB.ForeignList(ctx, ff)
 	}

@@ -251,7 +251,7 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at); err != nil {
 				return err
 			}
-			if err := indexText(tx, c.Origin, r.Id, r.Body, true); err != nil {
+			if err := queueText(tx, c.Origin, r.Id); err != nil {
 				return err
 			}
 		}
@@ -259,7 +259,7 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 			if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
 				return err
 			}
-			if err := unindexText(tx, c.Origin, id); err != nil {
+			if err := queueText(tx, c.Origin, id); err != nil {
 				return err
 			}
 		}

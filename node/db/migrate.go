@@ -154,7 +154,8 @@ CREATE INDEX records_region    ON records (region, id, tombstone, classification
 	`
 UPDATE disclosures SET recipient = 'spiffe://' || recipient || '/node/*' WHERE recipient NOT LIKE 'spiffe://%';
 `,
-	// 6: the full-text index of own and cached records (see text.go), filled from what is stored.
+	// 6: the full-text index of own and cached records (see text.go), and the queue of records
+	// it has still to take in: every record stored so far.
 	`
 CREATE TABLE text_keys (
 	rowid  INTEGER PRIMARY KEY,
@@ -163,14 +164,13 @@ CREATE TABLE text_keys (
 	UNIQUE (origin, id)
 );
 CREATE VIRTUAL TABLE text_index USING fts5(text, tokenize = 'trigram remove_diacritics 1', content = '', contentless_delete = 1);
-INSERT INTO text_keys (origin, id) SELECT '', id FROM records WHERE tombstone = 0;
-INSERT INTO text_keys (origin, id) SELECT origin, id FROM foreign_records;
-INSERT INTO text_index (rowid, text)
-	SELECT k.rowid, (SELECT group_concat(value, char(10)) FROM json_tree(CAST(r.body AS TEXT)) WHERE type = 'text')
-	FROM text_keys k JOIN records r ON k.origin = '' AND r.id = k.id;
-INSERT INTO text_index (rowid, text)
-	SELECT k.rowid, (SELECT group_concat(value, char(10)) FROM json_tree(CAST(f.body AS TEXT)) WHERE type = 'text')
-	FROM text_keys k JOIN foreign_records f ON k.origin != '' AND f.origin = k.origin AND f.id = k.id;
+CREATE TABLE text_pending (
+	origin TEXT NOT NULL,
+	id     TEXT NOT NULL,
+	PRIMARY KEY (origin, id)
+) WITHOUT ROWID;
+INSERT INTO text_pending (origin, id) SELECT '', id FROM records WHERE tombstone = 0;
+INSERT INTO text_pending (origin, id) SELECT origin, id FROM foreign_records;
 `,
 }
 

@@ -235,12 +235,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	if _, err := a.tx.Exec(sqlChange, seq, next.Id, version); err != nil {
 		return Result{}, err
 	}
-	if next.Tombstone {
-		err = unindexText(a.tx, "", next.Id)
-	} else {
-		err = indexText(a.tx, "", next.Id, next.Body, exists && !dead)
-	}
-	if err != nil {
+	if err := queueText(a.tx, "", next.Id); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: version, Seq: seq}, nil

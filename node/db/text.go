@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,36 +18,217 @@ import (
 // anywhere in a word (Dutch compounds: "vergunning" in "tewerkstellingsvergunning") and, with
 // remove_diacritics, "coordinatie" in "coördinatie". It holds every string value of each live
 // record's body, own (origin '') and cached from peers (origin: the peer's trust domain), so that
-// what it holds follows from the record alone and every replica builds the same index. It is
-// contentless, the text being in the records, and text_keys maps each record to its row.
+// what it holds follows from the record alone. It is contentless, the text being in the records,
+// and text_keys maps each record to its row.
 //
-// The index only finds candidates. Which fields a kind searches, whether the words really
-// occur, and what a reader may see of a record are decided above it (record.TextQuery.Match): a
+// The index is kept beside the replicated state, not in it. A trigram index costs about twice
+// what the rest of a write costs, so the FSM only queues the record (text_pending, one small row
+// in the same transaction), and IndexText takes the queue into the index in batches: at once
+// when the node is quiet, slowly while writes keep coming (see RunTextIndexer), and fully before
+// a search reads it (CatchUpText). A bulk load thus runs at the speed of the store, and the index
+// catches up when it ends. Every replica keeps its own index; a snapshot carries the queue, so a
+// restored replica finishes what it holds.
+//
+// The index only finds candidates. Which fields a kind searches, whether the words really occur,
+// and what a reader may see of a record are decided above it (record.TextQuery.Match): a
 // redacted field can never make a record match for a recipient.
 
 // The statements of the index.
 const (
-	sqlTextKey   = `INSERT OR IGNORE INTO text_keys (origin, id) VALUES (?, ?)`
-	sqlTextRow   = `SELECT rowid FROM text_keys WHERE origin = ? AND id = ?`
-	sqlTextDrop  = `DELETE FROM text_index WHERE rowid = (SELECT rowid FROM text_keys WHERE origin = ? AND id = ?)`
-	sqlTextUnkey = `DELETE FROM text_keys WHERE origin = ? AND id = ?`
-	sqlTextAdd   = `INSERT INTO text_index (rowid, text) VALUES (?, ?)`
+	sqlTextQueue   = `INSERT OR IGNORE INTO text_pending (origin, id) VALUES (?, ?)`
+	sqlTextPending = `SELECT origin, id FROM text_pending LIMIT ?`
+	sqlTextDone    = `DELETE FROM text_pending WHERE origin = ? AND id = ?`
+	sqlTextOwn     = `SELECT body FROM records WHERE id = ? AND tombstone = 0`
+	sqlTextForeign = `SELECT body FROM foreign_records WHERE origin = ? AND id = ?`
+	sqlTextKey     = `INSERT OR IGNORE INTO text_keys (origin, id) VALUES (?, ?)`
+	sqlTextRow     = `SELECT rowid FROM text_keys WHERE origin = ? AND id = ?`
+	sqlTextDrop    = `DELETE FROM text_index WHERE rowid = (SELECT rowid FROM text_keys WHERE origin = ? AND id = ?)`
+	sqlTextUnkey   = `DELETE FROM text_keys WHERE origin = ? AND id = ?`
+	sqlTextAdd     = `INSERT INTO text_index (rowid, text) VALUES (?, ?)`
+	sqlTextDropRow = `DELETE FROM text_index WHERE rowid = ?`
 )
 
-// textIndexOff skips the index. Only BenchmarkTextIndexWrite sets it, to measure the same writes
-// without the index in the same run.
-var textIndexOff bool
-
-// indexText puts a live record's body in the index, replacing what it held of the record.
-// existed says whether the record may be in the index already.
-func indexText(tx *writeTx, origin, id string, body []byte, existed bool) error {
+// queueText marks a record whose text changed (written, deleted, cached or retracted) for the
+// index. It is all the FSM does for the index.
+func queueText(tx *writeTx, origin, id string) error {
 	if textIndexOff {
 		return nil
 	}
-	if existed {
-		if _, err := tx.Exec(sqlTextDrop, origin, id); err != nil {
-			return fmt.Errorf("text index: %w", err)
+	if _, err := tx.Exec(sqlTextQueue, origin, id); err != nil {
+		return fmt.Errorf("text queue: %w", err)
+	}
+	return nil
+}
+
+// IndexText takes up to max queued records into the index, in one transaction, and returns how
+// many it took. Each is indexed as it is now, or taken out when it is gone.
+func (d *DB) IndexText(max int) (int, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return 0, ErrClosed
+	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	tx, err := d.begin()
+	if err != nil {
+		return 0, fmt.Errorf("db: text index: %w", err)
+	}
+	defer tx.rollback()
+	type key struct{ origin, id string }
+	var queued []key
+	rows, err := tx.Query(sqlTextPending, max)
+	if err != nil {
+		return 0, fmt.Errorf("db: text index: %w", err)
+	}
+	for rows.Next() {
+		var k key
+		if err := rows.Scan(&k.origin, &k.id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("db: text index: %w", err)
 		}
+		queued = append(queued, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("db: text index: %w", err)
+	}
+	for _, k := range queued {
+		var body []byte
+		if k.origin == "" {
+			err = tx.QueryRow(sqlTextOwn, k.id).Scan(&body)
+		} else {
+			err = tx.QueryRow(sqlTextForeign, k.origin, k.id).Scan(&body)
+		}
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			err = unindexText(tx, k.origin, k.id)
+		case err == nil:
+			err = indexText(tx, k.origin, k.id, body)
+		}
+		if err == nil {
+			_, err = tx.Exec(sqlTextDone, k.origin, k.id)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("db: text index %s/%s: %w", k.origin, k.id, err)
+		}
+	}
+	if len(queued) == 0 {
+		return 0, nil
+	}
+	if err := tx.commit(); err != nil {
+		return 0, fmt.Errorf("db: text index: commit: %w", err)
+	}
+	return len(queued), nil
+}
+
+// TextPending is how many records wait to be taken into the index.
+func (d *DB) TextPending(ctx context.Context) (int64, error) {
+	var n int64
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT count(*) FROM text_pending`).Scan(&n)
+	})
+	return n, err
+}
+
+// Indexer batches: a batch holds the FSM back for a few milliseconds at most.
+const (
+	textBatch = 256
+	// textQuiet is how long the store must have had no commit before the indexer takes the
+	// whole queue; textEvery is how often, while writes keep coming, it takes one batch.
+	textQuiet = 20 * time.Millisecond
+	textEvery = 250 * time.Millisecond
+)
+
+// RunTextIndexer keeps the index up to date until ctx ends. Once the store has had no commit for
+// a moment it takes the whole queue in, a batch at a time, and stops at the next commit; while
+// writes keep coming without such a moment, it takes one batch every textEvery, so that a bulk
+// load is hardly slowed and the index still moves. Errors go to logErr, and it goes on.
+func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
+	every := time.NewTicker(textEvery)
+	defer every.Stop()
+	for ctx.Err() == nil {
+		if d.quiet(ctx, every.C) {
+			for {
+				changed := d.Changed()
+				n, err := d.IndexText(textBatch)
+				if err != nil {
+					logErr(err)
+				}
+				if err != nil || n < textBatch || isClosed(changed) {
+					break
+				}
+			}
+		} else if _, err := d.IndexText(textBatch); err != nil && ctx.Err() == nil {
+			logErr(err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-d.Changed():
+		case <-every.C:
+		}
+	}
+}
+
+// quiet waits until the store has had no commit for textQuiet, and reports true; or false when
+// ctx ends or a tick comes first (the store stayed busy).
+func (d *DB) quiet(ctx context.Context, tick <-chan time.Time) bool {
+	t := time.NewTimer(textQuiet)
+	defer t.Stop()
+	for {
+		changed := d.Changed()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick:
+			return false
+		case <-changed:
+			t.Reset(textQuiet)
+		case <-t.C:
+			return true
+		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// CatchUpBudget is how many queued records a search takes into the index before it reads: some
+// tens of milliseconds of work at most.
+const CatchUpBudget = 4096
+
+// CatchUpText takes the queue into the index before a search reads it, within a budget: a
+// search sees every write the node stored before it, unless a bulk load left more than budget
+// records queued, which the indexer then takes in over the next moments. It returns how many
+// records were left queued.
+func (d *DB) CatchUpText(ctx context.Context, budget int) (int64, error) {
+	for taken := 0; taken < budget; {
+		n, err := d.IndexText(min(textBatch, budget-taken))
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, nil
+		}
+		taken += n
+	}
+	return d.TextPending(ctx)
+}
+
+// textIndexOff skips the index and its queue. Only BenchmarkTextIndexWrite sets it, to measure
+// the same writes without them in the same run.
+var textIndexOff bool
+
+// indexText puts a live record's body in the index, replacing what it held of the record.
+func indexText(tx *writeTx, origin, id string, body []byte) error {
+	if textIndexOff {
+		return nil
 	}
 	res, err := tx.Exec(sqlTextKey, origin, id)
 	if err != nil {
@@ -54,9 +236,9 @@ func indexText(tx *writeTx, origin, id string, body []byte, existed bool) error 
 	}
 	var row int64
 	if n, _ := res.RowsAffected(); n == 1 {
-		row, err = res.LastInsertId()
-	} else {
-		err = tx.QueryRow(sqlTextRow, origin, id).Scan(&row)
+		row, err = res.LastInsertId() // a new key: nothing of it in the index yet
+	} else if err = tx.QueryRow(sqlTextRow, origin, id).Scan(&row); err == nil {
+		_, err = tx.Exec(sqlTextDropRow, row)
 	}
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -18,6 +19,9 @@ func textIDs(t *testing.T, d *db.DB, query string, f db.TextFilter) []string {
 		t.Fatal(err)
 	}
 	f.Terms = q.Terms
+	if left, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil || left != 0 {
+		t.Fatalf("CatchUpText: %d left, %v", left, err)
+	}
 	recs, err := d.TextSearch(context.Background(), f)
 	if err != nil {
 		t.Fatalf("TextSearch(%q): %v", query, err)
@@ -92,6 +96,9 @@ func TestTextIndex(t *testing.T) {
 	q, _ := record.ParseText("text", "vergunning")
 	found := func() []db.Foreign {
 		t.Helper()
+		if _, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil {
+			t.Fatal(err)
+		}
 		fs, err := d.ForeignTextSearch(context.Background(), "szw.crisis.test", db.TextFilter{Terms: q.Terms})
 		if err != nil {
 			t.Fatal(err)
@@ -104,5 +111,45 @@ func TestTextIndex(t *testing.T) {
 	cache(a.index+2, nil, "g1")
 	if fs := found(); len(fs) != 0 {
 		t.Errorf("after the retraction the cache search found %v", fs)
+	}
+}
+
+// TestTextIndexerRunsInTheBackground: the FSM only queues a written record; the indexer takes it
+// into the index by itself once the store is quiet, with no search to ask for it, and stops when
+// its context ends.
+func TestTextIndexerRunsInTheBackground(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.RunTextIndexer(ctx, func(err error) { t.Errorf("indexer: %v", err) })
+	}()
+	a.apply(put("s1", `{"municipality":"Tewerkstellingsvergunningstad","beds_total":1,"beds_free":1}`))
+	q, _ := record.ParseText("text", "vergunning")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs, err := d.TextSearch(context.Background(), db.TextFilter{Terms: q.Terms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 1 && recs[0].Id == "s1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			n, _ := d.TextPending(context.Background())
+			t.Fatalf("the indexer did not take s1 in within 5s; %d queued", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, err := d.TextPending(context.Background()); err != nil || n != 0 {
+		t.Errorf("%d records queued after the indexer ran (%v)", n, err)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the indexer did not stop when its context ended")
 	}
 }
