@@ -176,6 +176,18 @@ func startNode(tb testing.TB) (*node.Node, pb.RecordServiceClient) {
 	return n, pb.NewRecordServiceClient(conn)
 }
 
+// searchClient is a SearchService client on the node's local socket.
+func searchClient(tb testing.TB, n *node.Node) pb.SearchServiceClient {
+	tb.Helper()
+	conn, err := grpc.NewClient("unix://"+n.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageBytes)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return pb.NewSearchServiceClient(conn)
+}
+
 // nodeWrite writes recs through the node: Put for one record, PutBatch for more. Every record
 // must be stored.
 func nodeWrite(ctx context.Context, c pb.RecordServiceClient, recs []*pb.Record) error {
