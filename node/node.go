@@ -152,6 +152,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		SnapshotSize:      cfg.Raft.SnapshotSize,
 		TrailingLogs:      cfg.Raft.TrailingLogs,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
+		CommitTimeout:     cfg.Raft.CommitTimeout,
 		Logger:            n.log,
 	}
 	if cfg.Raft.Listen != "" {

@@ -199,7 +199,7 @@ func BenchmarkScale1M(b *testing.B) {
 		{"search-kind", func(r *rand.Rand) *pb.Filter { return &pb.Filter{Kinds: []string{kindMix[r.IntN(len(kindMix))].kind}, Limit: 100} }},
 		{"text-compound", func(*rand.Rand) *pb.Filter { return &pb.Filter{Text: "vergunning", Limit: 100} }},
 		{"text-municipality", func(r *rand.Rand) *pb.Filter {
-			return &pb.Filter{Text: municipalities[r.IntN(len(municipalities))], Limit: 100}
+			return &pb.Filter{Text: `"` + municipalities[r.IntN(len(municipalities))] + `"`, Limit: 100}
 		}},
 		{"text-phrase", func(*rand.Rand) *pb.Filter { return &pb.Filter{Text: `"volle bezetting" coa`, Limit: 100} }},
 	}

@@ -58,6 +58,8 @@ type Options struct {
 	Peers []config.Peer
 	// Roles are the roles section of every replica's config, as YAML list items under roles:.
 	Roles []string
+	// CommitTimeout is raft.commit_timeout of every replica. Zero: the node's default.
+	CommitTimeout time.Duration
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -330,6 +332,9 @@ func (c *Cluster) config(r *Replica) string {
 	fmt.Fprintf(&b, "raft:\n  listen: %q\n", r.Raft)
 	if c.opts.ElectionTimeout > 0 {
 		fmt.Fprintf(&b, "  election_timeout: %s\n", c.opts.ElectionTimeout)
+	}
+	if c.opts.CommitTimeout > 0 {
+		fmt.Fprintf(&b, "  commit_timeout: %s\n", c.opts.CommitTimeout)
 	}
 	if c.opts.SnapshotThreshold > 0 {
 		fmt.Fprintf(&b, "  snapshot_threshold: %d\n", c.opts.SnapshotThreshold)

@@ -147,13 +147,21 @@ const (
 func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 	every := time.NewTicker(textEvery)
 	defer every.Stop()
+	// emptyAt is the applied index at which the queue was last found empty: an idle node's
+	// ticks then cost nothing.
+	emptyAt, known := uint64(0), false
 	for ctx.Err() == nil {
-		if d.quiet(ctx, every.C) {
+		if known && d.applied.Load() == emptyAt {
+			// Nothing was applied since the queue emptied.
+		} else if d.quiet(ctx, every.C) {
 			for {
-				changed := d.Changed()
+				changed, at := d.Changed(), d.applied.Load()
 				n, err := d.IndexText(textBatch)
 				if err != nil {
 					logErr(err)
+				}
+				if err == nil && n == 0 {
+					emptyAt, known = at, true
 				}
 				if err != nil || n < textBatch || isClosed(changed) {
 					break
