@@ -65,7 +65,10 @@ type Invitation struct {
 	// Bundle is the trust domain's X.509 bundle (PEM) at the time of signing.
 	Bundle string `json:"bundle"`
 	// Groups are the peer groups the node proposes to be placed in.
-	Groups    []string  `json:"groups,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	// AnswerTo is the ID of the invitation this one answers: the node that wrote it has accepted
+	// that invitation already, so accepting this one completes the pair and needs no answer.
+	AnswerTo  string    `json:"answer_to,omitempty"`
 	IssuedAt  time.Time `json:"issued_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }

@@ -93,7 +93,7 @@ func (s *Service) Invite(ctx context.Context, req *pb.InviteRequest) (*pb.Invite
 			return nil, api.Invalid(fmt.Sprintf("groups[%d]", i), "%q is not a group name: use letters, digits, . _ -", g)
 		}
 	}
-	file, inv, err := s.invitation(req.Groups, ttl)
+	file, inv, err := s.invitation(req.Groups, "", ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (s *Service) Invite(ctx context.Context, req *pb.InviteRequest) (*pb.Invite
 	return &pb.InviteResponse{Invitation: file, Fingerprint: fp, ExpiresAt: timestamppb.New(inv.ExpiresAt)}, nil
 }
 
-func (s *Service) invitation(groups []string, ttl time.Duration) ([]byte, *invite.Invitation, error) {
+func (s *Service) invitation(groups []string, answerTo string, ttl time.Duration) ([]byte, *invite.Invitation, error) {
 	cfg := s.c.File()
 	addrs := cfg.AdvertisedAddresses()
 	if len(addrs) == 0 {
@@ -125,7 +125,7 @@ func (s *Service) invitation(groups []string, ttl time.Duration) ([]byte, *invit
 	now := s.c.Now().UTC().Truncate(time.Second)
 	inv := invite.Invitation{
 		Name: cfg.Name, TrustDomain: cfg.Org, Addresses: addrs, BundleEndpoint: cfg.BundleEndpointURL(),
-		Bundle: string(pem), Groups: groups, IssuedAt: now, ExpiresAt: now.Add(ttl),
+		Bundle: string(pem), Groups: groups, AnswerTo: answerTo, IssuedAt: now, ExpiresAt: now.Add(ttl),
 	}
 	file, err := invite.Sign(inv, svid)
 	if err != nil {
@@ -206,16 +206,20 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	if err != nil {
 		return nil, err
 	}
-	answer, ainv, err := s.invitation(nil, invite.DefaultTTL)
-	if err != nil {
-		return nil, err
-	}
-	afp, err := ainv.Fingerprint()
-	if err != nil {
-		return nil, api.Status(s.c.Logger, err)
+	resp := &pb.AcceptResponse{Peer: s.info(out.Peer, file), Outcome: out.Outcome}
+	// An invitation that answers one of ours completes the pair: the other side has us already.
+	if inv.AnswerTo == "" {
+		answer, ainv, err := s.invitation(nil, inv.ID, invite.DefaultTTL)
+		if err != nil {
+			return nil, err
+		}
+		if resp.AnswerFingerprint, err = ainv.Fingerprint(); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		resp.Answer = answer
 	}
 	s.c.Logger.Info("peer accepted", "peer", name, "peer_trust_domain", inv.TrustDomain, "outcome", out.Outcome, "by", caller.String())
-	return &pb.AcceptResponse{Peer: s.info(out.Peer, file), Outcome: out.Outcome, Answer: answer, AnswerFingerprint: afp}, nil
+	return resp, nil
 }
 
 func (s *Service) apply(ctx context.Context, step *pb.PeerStep) (db.PeerOutcome, error) {

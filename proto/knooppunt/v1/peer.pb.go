@@ -228,7 +228,8 @@ type AcceptResponse struct {
 	// outcome is added, updated, replaced, or unchanged (the same invitation accepted again).
 	Outcome string `protobuf:"bytes,2,opt,name=outcome" json:"outcome,omitempty"`
 	// answer is this node's own invitation, for the other side to accept; answer_fingerprint its
-	// fingerprint.
+	// fingerprint. Empty when the accepted invitation was itself an answer to one of this node's:
+	// the other side has this node as a peer already.
 	Answer            []byte `protobuf:"bytes,3,opt,name=answer" json:"answer,omitempty"`
 	AnswerFingerprint string `protobuf:"bytes,4,opt,name=answer_fingerprint,json=answerFingerprint" json:"answer_fingerprint,omitempty"`
 	unknownFields     protoimpl.UnknownFields
