@@ -278,20 +278,28 @@ func (n *Node) applyPeers(file *config.Config) error {
 	return nil
 }
 
+// refreshPeers merges the peers again if a peer step changed them since the last merge.
+func (n *Node) refreshPeers() error {
+	n.peersMu.Lock()
+	stale := n.db.PeersGeneration() != n.peersGen
+	n.peersMu.Unlock()
+	if !stale {
+		return nil
+	}
+	if err := n.applyPeers(n.fileCfg.Load()); err != nil {
+		return err
+	}
+	n.log.Info("peers changed", "peers", len(n.cfg.Load().Peers))
+	return nil
+}
+
 // watchPeers merges the peers again after every committed step that changed them (or a
 // snapshot restore), on every replica, so that an accepted peer needs no restart anywhere.
 func (n *Node) watchPeers(stop <-chan struct{}) {
 	for {
 		changed := n.db.Changed()
-		n.peersMu.Lock()
-		stale := n.db.PeersGeneration() != n.peersGen
-		n.peersMu.Unlock()
-		if stale {
-			if err := n.applyPeers(n.fileCfg.Load()); err != nil {
-				n.log.Warn("peers changed but could not be applied: the running peers stay", "err", err)
-			} else {
-				n.log.Info("peers changed", "peers", len(n.cfg.Load().Peers))
-			}
+		if err := n.refreshPeers(); err != nil {
+			n.log.Warn("peers changed but could not be applied: the running peers stay", "err", err)
 		}
 		select {
 		case <-stop:

@@ -250,7 +250,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.ident != nil {
 		svid = n.ident.source
 	}
-	peerSvc := peers.New(peers.Config{Store: n.store, DB: n.db, SVID: svid, File: n.fileCfg.Load, Logger: n.log})
+	peerSvc := peers.New(peers.Config{Store: n.store, DB: n.db, SVID: svid, File: n.fileCfg.Load, Logger: n.log,
+		Refresh: n.refreshPeers})
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s *grpc.Server) {

@@ -216,6 +216,20 @@ func (s *Service) recipient(ctx context.Context) (policy.Recipient, error) {
 	return to, nil
 }
 
+// stillPeer reports, as a status, whether the peer a stream began for is still a peer of this
+// node as it was: removed is PERMISSION_DENIED, changed (name or groups) UNAVAILABLE, so that
+// it subscribes again and is decided for as it is now.
+func (s *Service) stillPeer(to policy.Recipient) error {
+	now, err := s.c.Sharing.Recipient(to.ID)
+	if err != nil {
+		return status.Errorf(codes.PermissionDenied, "trust domain %s is no longer a peer of this node", to.TrustDomain)
+	}
+	if now.Name != to.Name || !slices.Equal(now.Groups, to.Groups) {
+		return status.Error(codes.Unavailable, "this node changed your name or groups: subscribe again from your last cursor")
+	}
+	return nil
+}
+
 // Describe returns the node's name and org and what the caller may receive.
 func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	to, done, err := s.admit(ctx)
@@ -632,6 +646,13 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	var last *grantKey    // what the last resync decided with
 	for {
 		changed := s.c.DB.Changed()
+		// The peer may have been removed, or its name or groups changed, since the stream began
+		// (a config reload, or a peer step through Raft): decisions for the peer as it was must
+		// not go on. Checked at every wake, so an open stream ends at the next change or
+		// heartbeat at the latest.
+		if err := s.stillPeer(to); err != nil {
+			return err
+		}
 		if g := s.c.DB.Generation(); g != gen || why != "" {
 			set, phaseMap, phases, err := s.c.Sharing.Snapshot(ctx)
 			if err != nil {

@@ -42,8 +42,12 @@ type Config struct {
 	// (one that serves only its local socket), which can accept no peers either.
 	SVID identity.Source
 	// File returns the running config as the config file gives it, without peers from Raft.
-	File   func() *config.Config
-	Logger *slog.Logger
+	File func() *config.Config
+	// Refresh, when set, applies the peers of the database to the running node. A step calls it
+	// once applied, so that on the replica that took it the peer is in effect (trusted,
+	// subscribed to, or refused) before the caller hears back.
+	Refresh func() error
+	Logger  *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -228,6 +232,11 @@ func (s *Service) apply(ctx context.Context, step *pb.PeerStep) (db.PeerOutcome,
 		return db.PeerOutcome{}, api.Status(s.c.Logger, err)
 	}
 	out, _ := v.(db.PeerOutcome)
+	if s.c.Refresh != nil && out.Refusal == nil {
+		if err := s.c.Refresh(); err != nil {
+			s.c.Logger.Warn("a peer step was applied but not yet put in effect here: it will be at the next change", "err", err)
+		}
+	}
 	msg := func() string { return strings.TrimPrefix(out.Refusal.Error(), "db: ") }
 	switch {
 	case errors.Is(out.Refusal, db.ErrPeerOtherBundle):
