@@ -275,6 +275,11 @@ func (n *Node) applyPeers(file *config.Config) error {
 	n.fileCfg.Store(file)
 	n.cfg.Store(cfg)
 	n.peersGen = gen
+	if n.peers != nil {
+		// A peer added or removed gets its subscription started or stopped now, not at the
+		// manager's next tick.
+		n.peers.Reconcile()
+	}
 	return nil
 }
 

@@ -243,6 +243,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
 			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls, Logger: n.log,
+			OnPeerCall: n.peers.Retry,
 		})
 	}
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Logger: n.log})

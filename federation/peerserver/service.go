@@ -63,7 +63,10 @@ type Config struct {
 	// DescribeTTL is how long a Describe answer is given again to the same recipient while no
 	// policy step or phase change lands. Default 30s.
 	DescribeTTL time.Duration
-	Logger      *slog.Logger
+	// OnPeerCall, when set, is told the name of every peer whose call is admitted: the node's
+	// subscription to that peer need not wait out a reconnect backoff.
+	OnPeerCall func(peer string)
+	Logger     *slog.Logger
 }
 
 // Service implements knooppunt.v1.FederationService.
@@ -154,6 +157,9 @@ func (s *Service) admit(ctx context.Context) (to policy.Recipient, done func(), 
 	}
 	select {
 	case gt.calls <- struct{}{}:
+		if s.c.OnPeerCall != nil {
+			s.c.OnPeerCall(to.Name)
+		}
 		return to, func() { <-gt.calls }, nil
 	default:
 		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
