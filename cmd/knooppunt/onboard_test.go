@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -281,4 +282,63 @@ func TestOnboardingLatency(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	t.Logf("second accept: %s to commit and take effect; %s to the first shared record", accepted.Round(100*time.Microsecond), time.Since(start).Round(100*time.Microsecond))
+}
+
+// TestDemoSeventhOrgJoins: a seventh organisation, VR Brabant-Noord, joins the running demo
+// federation of six. NCC invites it; it runs init, serve and peer accept; NCC accepts its answer
+// into the group veiligheidsregios, which NCC's approved sitrep policy names already, so no
+// officer step is needed; NCC's public sitrep reaches it, and NCC's confidential one (for VR
+// Utrecht only) does not.
+func TestDemoSeventhOrgJoins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts seven node processes")
+	}
+	dir := shortDir(t)
+	demo := proctest.Start(t, nil, "demo", "--dir", dir)
+	// The demo stops its nodes on SIGTERM; a SIGKILL would leave them running.
+	t.Cleanup(func() { demo.Term(t, 60*time.Second) })
+	eventually(t, 120*time.Second, "the demo federation runs", func() (bool, string) {
+		if demo.Exited() {
+			t.Fatalf("the demo exited:\n%s", demo.Out.String())
+		}
+		return strings.Contains(demo.Out.String(), "The federation is running."), ""
+	})
+	nccSock := "unix://" + filepath.Join(dir, "ncc", "data", node.SocketName)
+	work := t.TempDir()
+	invitation, answer := filepath.Join(work, "ncc.json"), filepath.Join(work, "answer.json")
+	cli(t, nil, "", "peer", "invite", "--node", nccSock, "-o", invitation).want(t, 0)
+
+	start := time.Now()
+	vrbn := newOrg(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord")
+	vrbn.serve(t)
+	cli(t, nil, "y\n", "peer", "accept", invitation, "--node", vrbn.sock(), "--answer", answer).want(t, 0)
+	cli(t, nil, "", "peer", "accept", answer, "--yes", "--groups", "veiligheidsregios", "--node", nccSock).want(t, 0)
+	eventually(t, 30*time.Second, "VR Brabant-Noord receives NCC's public sitrep", func() (bool, string) {
+		got := sitreps(t, vrbn.conn, "ncc.crisis.test")
+		return len(got) > 0, fmt.Sprint(got)
+	})
+	t.Logf("the seventh organisation joined the demo in 3 commands of its own and 2 of NCC's; %s from its init to NCC's sitrep", time.Since(start).Round(time.Millisecond))
+
+	var list []peerJSON
+	cli(t, nil, "", "peer", "list", "--node", nccSock, "-o", "json").want(t, 0).oneJSON(t, &list)
+	sources := map[string]string{}
+	for _, p := range list {
+		sources[p.Name] = p.Source
+	}
+	if len(list) != 6 || sources["vr-brabant-noord"] != "raft" || sources["vr-utrecht"] != "config" {
+		t.Fatalf("NCC's peers: %v; want the five of its config and vr-brabant-noord from raft", sources)
+	}
+	// The confidential sitrep went to VR Utrecht only: not in the new region's picture, which
+	// holds every record it received.
+	pic, err := pb.NewSearchServiceClient(vrbn.conn).Picture(callCtx(t), &pb.PictureRequest{Crisis: "oekraine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, e := range pic.Entries {
+		ids = append(ids, e.Record.Id)
+	}
+	if !slices.Contains(ids, "sitrep-ncc-1") || slices.Contains(ids, confidentialID) {
+		t.Fatalf("the new region's picture holds %v: want NCC's public sitrep-ncc-1 and not %s", ids, confidentialID)
+	}
 }
