@@ -46,7 +46,8 @@ func newPeerInviteCmd() *cobra.Command {
 bundle endpoint and SPIFFE ID, its current trust bundle and an expiry, signed with the node's
 SVID key. Hand the file over by any channel (mail, a chat, a USB stick): it holds nothing secret.
 Then call the partner and read them the fingerprint printed here: they compare it with the one
-their peer accept shows. --groups proposes the peer groups the partner places this node in.`,
+their peer accept shows. --groups proposes the peer groups the partner places this node in; the
+partner shows them, and decides.`,
 		Example: `  knooppunt peer invite -o invitation.json
   knooppunt peer invite --groups veiligheidsregios --ttl 48h -o vrbn.json`,
 		Args: cobra.NoArgs,
@@ -175,7 +176,7 @@ unless --replace.`,
 			})
 		},
 	}
-	cmd.Flags().StringSliceVar(&groups, "groups", nil, "peer groups to place the peer in, which policies name (default: the groups the invitation proposes)")
+	cmd.Flags().StringSliceVar(&groups, "groups", nil, "peer groups to place the peer in, which policies name (the groups an invitation proposes are never applied by themselves)")
 	cmd.Flags().StringVar(&name, "name", "", "what this node calls the peer (default: the first label of its trust domain)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask: the fingerprint was checked otherwise (scripts)")
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace a peer of the same trust domain that has another bundle")
@@ -201,7 +202,7 @@ func showInvitation(w io.Writer, inv *invite.Invitation, fp string) {
 		fmt.Fprintf(tw, "  bundle endpoint\t%s\n", inv.BundleEndpoint)
 	}
 	if len(inv.Groups) > 0 {
-		fmt.Fprintf(tw, "  proposed groups\t%s\n", strings.Join(inv.Groups, " "))
+		fmt.Fprintf(tw, "  proposed groups\t%s (applied only if you give them with --groups)\n", strings.Join(inv.Groups, " "))
 	}
 	if inv.AnswerTo != "" {
 		fmt.Fprintf(tw, "  answers\tyour invitation %s\n", inv.AnswerTo)

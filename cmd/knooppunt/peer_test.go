@@ -94,7 +94,8 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	impostor := newOrg(t, "ncc.crisis.test", "NCC")
 	nccCA, impCA := filepath.Join(ncc.dataDir, "ca"), filepath.Join(impostor.dataDir, "ca")
 	work := t.TempDir()
-	genuine := signAs(t, work, "ncc.json", nccCA, nccCA, nil)
+	// NCC proposes to be in the group rijk: a proposal the accepting side never applies by itself.
+	genuine := signAs(t, work, "ncc.json", nccCA, nccCA, func(inv *invite.Invitation) { inv.Groups = []string{"rijk"} })
 
 	state := func() string {
 		t.Helper()
@@ -140,8 +141,8 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	// The genuine one is accepted; then an invitation of the same trust domain with another
 	// bundle is refused, and replaces it only with --replace.
 	r := cli(t, nil, "", "peer", "accept", genuine, "--yes", "--node", vrbn.sock(), "--answer", filepath.Join(work, "a1.json")).want(t, 0)
-	if !strings.Contains(r.stdout, "Peer ncc (ncc.crisis.test) added") {
-		t.Fatalf("genuine accept:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, "Peer ncc (ncc.crisis.test) added, groups []") || !strings.Contains(r.stdout, "proposed groups  rijk (applied only if you give them with --groups)") {
+		t.Fatalf("genuine accept: want the proposed group shown and not applied:\n%s", r.stdout)
 	}
 	other := signAs(t, work, "impostor.json", impCA, impCA, nil)
 	refused("another bundle", "", "is a peer with the bundle of fingerprint", other, "--yes")

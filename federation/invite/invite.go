@@ -64,7 +64,8 @@ type Invitation struct {
 	SpiffeID string `json:"spiffe_id"`
 	// Bundle is the trust domain's X.509 bundle (PEM) at the time of signing.
 	Bundle string `json:"bundle"`
-	// Groups are the peer groups the node proposes to be placed in.
+	// Groups are the peer groups the node proposes to be placed in. A proposal only: the side
+	// that accepts decides, as groups decide what its policies grant.
 	Groups []string `json:"groups,omitempty"`
 	// AnswerTo is the ID of the invitation this one answers: the node that wrote it has accepted
 	// that invitation already, so accepting this one completes the pair and needs no answer.

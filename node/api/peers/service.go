@@ -184,10 +184,9 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	if !peerName.MatchString(name) {
 		return nil, api.Invalid("name", "%q is not a peer name: use 1 to 63 of a-z 0-9 . _ - (give --name)", name)
 	}
+	// Groups decide what this node's policies grant the peer, so they are this node's choice
+	// alone: the groups the invitation proposes are shown to the person, never applied.
 	groups := req.Groups
-	if len(groups) == 0 {
-		groups = inv.Groups
-	}
 	for i, g := range groups {
 		if !groupName.MatchString(g) {
 			return nil, api.Invalid(fmt.Sprintf("groups[%d]", i), "%q is not a group name: use letters, digits, . _ -", g)

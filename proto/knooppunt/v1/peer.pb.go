@@ -25,7 +25,8 @@ const (
 type InviteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// groups are the peer groups this node proposes to be placed in on the other side, such as
-	// veiligheidsregios. The other side shows them and may choose others.
+	// veiligheidsregios. The other side shows them, but places the peer only in the groups it
+	// gives itself: groups decide what policies grant.
 	Groups []string `protobuf:"bytes,1,rep,name=groups" json:"groups,omitempty"`
 	// ttl_seconds is how long the invitation is valid. 0: 24 hours. At most 30 days.
 	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds" json:"ttl_seconds,omitempty"`
@@ -144,8 +145,8 @@ type AcceptRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// invitation is the invitation file as the partner handed it over.
 	Invitation []byte `protobuf:"bytes,1,opt,name=invitation" json:"invitation,omitempty"`
-	// groups place the peer in peer groups, which policies name. Empty: the groups the invitation
-	// proposes.
+	// groups place the peer in peer groups, which policies name. Never taken from the invitation:
+	// a partner must not choose what this node's policies grant it.
 	Groups []string `protobuf:"bytes,2,rep,name=groups" json:"groups,omitempty"`
 	// name is what this node calls the peer. Empty: the first label of its trust domain.
 	Name string `protobuf:"bytes,3,opt,name=name" json:"name,omitempty"`
