@@ -20,7 +20,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/config"
 )
 
-// ConfigName is the config file `init` writes into the data directory.
+// configName is the config file `init` writes into the data directory.
 const configName = "node.yaml"
 
 // devNodeSVIDTTL is how long the node's SVID from `init --dev-ca` lives: a trial node should not
@@ -210,14 +210,16 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	// c writes a line with a comment, the comments of such lines in one column.
+	c := func(line, comment string) { fmt.Fprintf(&b, "%-39s # %s\n", line, comment) }
 	p("# The node of %s, made by `knooppunt init` on %s.\n", o.name, time.Now().UTC().Format(time.DateOnly))
 	p("# Roles and peers reload without a restart; the rest needs one. See docs/operator.md.\n")
 	p("name: %q\n", o.name)
 	p("org: %s\n", td.Name())
 	p("replica_id: %s\n", o.replica)
-	p("listen: %q                 # mTLS gRPC for users, apps, replicas and peers\n", o.listen)
-	p("advertise: [%q]   # where peers reach it; `peer invite` hands these on\n", o.address)
-	p("metrics_addr: %q          # Prometheus /metrics; empty turns it off\n", o.metricsAddr)
+	c(fmt.Sprintf("listen: %q", o.listen), "mTLS gRPC for users, apps, replicas and peers")
+	c(fmt.Sprintf("advertise: [%q]", o.address), "where peers reach it; `peer invite` hands these on")
+	c(fmt.Sprintf("metrics_addr: %q", o.metricsAddr), "Prometheus /metrics; empty turns it off")
 	p("identity:\n")
 	if o.devCA {
 		p("  # A development CA (ca/) for a first trial. Production: source workloadapi with SPIRE.\n")
@@ -230,10 +232,10 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 		p("  workload_api: %s\n", o.spire)
 		p("  spiffe_id: spiffe://%s/node/%s\n", td.Name(), o.replica)
 	}
-	p("bundle_endpoint:                       # peers keep this org's trust bundle current from here\n")
+	c("bundle_endpoint:", "peers keep this org's trust bundle current from here")
 	p("  listen: %q\n", o.bundleListen)
 	p("  url: %q\n", o.bundleURL)
-	p("roles:                                 # this org's own SPIFFE IDs: reader, editor, officer, admin\n")
+	c("roles:", "this org's own SPIFFE IDs: reader, editor, officer, admin")
 	p("  - {id: %s, role: admin}\n", o.adminID)
 	for _, off := range o.officers {
 		p("  - {id: spiffe://%s/user/%s, role: officer}\n", td.Name(), off)
@@ -245,7 +247,7 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("# Peers accepted with `knooppunt peer accept` live in the node's Raft log, on every replica.\n")
 	p("# Peers listed here work too; `knooppunt peer list` shows where each came from.\n")
 	p("peers: []\n")
-	p("kinds: []                              # empty: the built-in kinds (shelter.capacity, sitrep, qa, guidance, signal)\n")
+	c("kinds: []", "empty: the built-in kinds (shelter.capacity, sitrep, qa, guidance, signal)")
 	return b.String()
 }
 
