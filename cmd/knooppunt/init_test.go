@@ -124,3 +124,36 @@ func TestInitRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestInitSpire: with --spire the config takes the node's SVID from the Workload API, names the
+// replica's SPIFFE ID, loads, and init prints the SPIRE entries to register.
+func TestInitSpire(t *testing.T) {
+	dataDir := filepath.Join(shortDir(t), "d")
+	r := cli(t, nil, "", "init", "--org", "vr-brabant-noord.crisis.test", "--name", "VR Brabant-Noord", "--spire", "unix:///run/spire/agent.sock",
+		"--data-dir", dataDir, "--host", "node1.vrbn.example", "--admin", "ops").want(t, 0)
+	for _, want := range []string{
+		"spire-server entry create -spiffeID spiffe://vr-brabant-noord.crisis.test/node/r1",
+		"-spiffeID spiffe://vr-brabant-noord.crisis.test/user/ops",
+		"knooppunt serve --data-dir " + dataDir,
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("init --spire does not print %q:\n%s", want, r.stdout)
+		}
+	}
+	cfg, err := os.ReadFile(filepath.Join(dataDir, configName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"source: workloadapi", "workload_api: unix:///run/spire/agent.sock", "spiffe_id: spiffe://vr-brabant-noord.crisis.test/node/r1",
+		`advertise: ["node1.vrbn.example:7443"]`, `url: "https://node1.vrbn.example:8443"`,
+		"# - {id: spiffe://vr-brabant-noord.crisis.test/user/OFFICER1, role: officer}",
+	} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("node.yaml lacks %q:\n%s", want, cfg)
+		}
+	}
+	if entries, _ := os.ReadDir(dataDir); len(entries) != 1 {
+		t.Errorf("init --spire made more than the config: %v", entries)
+	}
+}
