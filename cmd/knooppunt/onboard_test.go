@@ -342,3 +342,40 @@ func TestDemoSeventhOrgJoins(t *testing.T) {
 		t.Fatalf("the new region's picture holds %v: want NCC's public sitrep-ncc-1 and not %s", ids, confidentialID)
 	}
 }
+
+// TestOnboardingNoBackoffWait: the new organisation accepted first, so its subscription to NCC
+// has been refused for a while and waits ever longer between attempts (up to 10 s). When NCC
+// accepts the answer, NCC's own subscription to the new node is the signal that NCC trusts it
+// now: the new node's subscription to NCC reconnects at once instead of waiting out its backoff.
+func TestOnboardingNoBackoffWait(t *testing.T) {
+	ncc := newOrg(t, "ncc.crisis.test", "NCC")
+	vrbn := newOrg(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord")
+	ncc.serve(t)
+	vrbn.serve(t)
+	work := t.TempDir()
+	invitation, answer := filepath.Join(work, "ncc.json"), filepath.Join(work, "answer.json")
+	cli(t, nil, "", "peer", "invite", "--node", ncc.sock(), "-o", invitation).want(t, 0)
+	cli(t, nil, "", "peer", "accept", invitation, "--yes", "--node", vrbn.sock(), "--answer", answer).want(t, 0)
+	// Six refusals: the next wait is 3.2 to 6.4 s, then 5 to 10 s.
+	eventually(t, 60*time.Second, "the region's subscription to NCC is refused six times", func() (bool, string) {
+		n := strings.Count(vrbn.proc.Out.String(), "subscription ended: reconnecting")
+		return n >= 6, fmt.Sprint(n)
+	})
+	file, err := os.ReadFile(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := pb.NewPeerServiceClient(ncc.conn).Accept(callCtx(t), &pb.AcceptRequest{Invitation: file}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the region's subscription to NCC is up", func() (bool, string) {
+		v := vrbn.metric(t, "knooppunt_federation_subscription_up", `peer="ncc"`)
+		return v == 1, fmt.Sprint(v)
+	})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the region's subscription to NCC came up %s after NCC accepted: it waited out its backoff", took.Round(time.Millisecond))
+	} else {
+		t.Logf("the region's subscription to NCC came up %s after NCC accepted", took.Round(time.Millisecond))
+	}
+}

@@ -190,7 +190,14 @@ func (m *Manager) Retry(peer string) {
 	select {
 	case s.retry <- struct{}{}:
 	default:
+		return // a retry is pending already
 	}
+	// The connection keeps a reconnect backoff of its own, which would fail the retry at once.
+	m.connMu.Lock()
+	if pc, ok := m.conns[peer]; ok {
+		pc.conn.ResetConnectBackoff()
+	}
+	m.connMu.Unlock()
 }
 
 // Run keeps one subscription per configured peer while this replica leads, until ctx ends.
