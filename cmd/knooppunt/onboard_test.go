@@ -128,7 +128,8 @@ func waitSitrep(t *testing.T, o *org, origin, title string) {
 // three commands of its own (init, serve, peer accept) and one of NCC's (peer accept of the
 // answer), after NCC's invite; NCC's officer pair approved a policy for the group the new
 // region joins, and NCC's public sitrep arrives. Both sides then restart, and the peering holds:
-// a new sitrep arrives. NCC removes the peer: its subscription is refused from then on.
+// a new sitrep arrives. Each keeps the other's bundle current from its bundle endpoint. NCC
+// removes the peer: its subscription is refused from then on.
 func TestOnboardingEndToEnd(t *testing.T) {
 	// NCC runs already, with its public sitrep.
 	ncc := newOrg(t, "ncc.crisis.test", "NCC", "--officer", "anna", "--officer", "bram")
@@ -175,6 +176,14 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	waitSitrep(t, vrbn, "ncc.crisis.test", "Landelijk beeld 1")
 	t.Logf("onboarding: %d commands of the new organisation; NCC: invite, accept, and its officers' propose and approve; %s from init to the first shared record, %s from the second accept",
 		commands, time.Since(start).Round(time.Millisecond), time.Since(second).Round(time.Millisecond))
+
+	// Each keeps the other's bundle current from the bundle endpoint its invitation named.
+	for _, c := range []struct{ o, peer *org }{{vrbn, ncc}, {ncc, vrbn}} {
+		eventually(t, 30*time.Second, c.o.td+" fetches the bundle of "+c.peer.td+" from its bundle endpoint", func() (bool, string) {
+			v := c.o.metric(t, "knooppunt_bundle_last_refresh_timestamp_seconds", `trust_domain="`+c.peer.td+`"`)
+			return v > 0, fmt.Sprint(v)
+		})
+	}
 
 	// Both list each other, with where they came from.
 	var list []peerJSON
