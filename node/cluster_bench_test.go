@@ -128,7 +128,7 @@ func BenchmarkIdleGroup(b *testing.B) {
 				c := clustertest.Start(b, clustertest.Options{ElectionTimeout: -1, CommitTimeout: commit})
 				leader := c.Leader(b, 10*time.Second, c.Replicas...)
 				leader.Put(b, clustertest.Shelter("warm", 1)) // a log entry for the followers to be sent
-				time.Sleep(time.Second)                        // elections and connections settle
+				time.Sleep(time.Second)                       // elections and connections settle
 				cpu0, t0 := processCPU(b), time.Now()
 				time.Sleep(win)
 				idle[i] += processCPU(b) - cpu0

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/peers"
 	"github.com/knooppunt/knooppunt/node/config"
 )
 
@@ -124,13 +126,23 @@ func (p *identityParts) setPeers(peers []config.Peer) error {
 		if err != nil {
 			return err
 		}
-		if !p.trust.HasPeer(ptd) && peer.BundleFile != "" {
+		// A peer's bundle from a file is read only when the peer is new. One that came with an
+		// invitation is set again when a replaced invitation brings another.
+		switch old, known := p.known[td]; {
+		case !p.trust.HasPeer(ptd) && peer.BundleFile != "":
 			b, err := x509bundle.Load(ptd, peer.BundleFile)
 			if err != nil {
 				return fmt.Errorf("node: peer %s: bundle_file: %w", peer.Name, err)
 			}
 			p.trust.SetPeerBundle(b)
-			p.log.Info("peer added", "peer", peer.Name, "peer_trust_domain", td)
+			p.log.Info("peer added", "peer", peer.Name, "peer_trust_domain", td, "source", peer.Source)
+		case len(peer.Bundle) > 0 && (!p.trust.HasPeer(ptd) || !known || !bytes.Equal(old.Bundle, peer.Bundle)):
+			b, err := x509bundle.Parse(ptd, peer.Bundle)
+			if err != nil {
+				return fmt.Errorf("node: peer %s: bundle: %w", peer.Name, err)
+			}
+			p.trust.SetPeerBundle(b)
+			p.log.Info("peer added", "peer", peer.Name, "peer_trust_domain", td, "source", peer.Source)
 		}
 		if _, running := p.watchers[td]; running || peer.BundleEndpoint == "" {
 			continue
@@ -221,6 +233,35 @@ func (n *Node) Reload(path string) error {
 	if cfg.Org != n.opts.Config.Org {
 		return fmt.Errorf("org changed from %s to %s: that needs a restart", n.opts.Config.Org, cfg.Org)
 	}
+	if err := n.applyPeers(cfg); err != nil {
+		return err
+	}
+	n.log.Info("config reloaded", "roles", len(cfg.Roles), "peers", len(n.cfg.Load().Peers))
+	return nil
+}
+
+// mergePeers is file with the peers accepted through Raft merged in (see peers.Merge).
+func (n *Node) mergePeers(ctx context.Context, file *config.Config) (*config.Config, error) {
+	raft, err := n.db.Peers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node: peers: %w", err)
+	}
+	return peers.Merge(file, raft), nil
+}
+
+// applyPeers makes file, with the peers accepted through Raft, the running config: the
+// authorizer, the trust store and the bundle watchers change at once, and the subscriptions and
+// search follow the running config.
+func (n *Node) applyPeers(file *config.Config) error {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	gen := n.db.PeersGeneration()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := n.mergePeers(ctx, file)
+	if err != nil {
+		return err
+	}
 	access, err := api.NewAccess(cfg)
 	if err != nil {
 		return err
@@ -231,7 +272,44 @@ func (n *Node) Reload(path string) error {
 		}
 	}
 	n.authz.SetAccess(access)
+	n.fileCfg.Store(file)
 	n.cfg.Store(cfg)
-	n.log.Info("config reloaded", "roles", len(cfg.Roles), "peers", len(cfg.Peers))
+	n.peersGen = gen
+	if n.peers != nil {
+		// A peer added or removed gets its subscription started or stopped now, not at the
+		// manager's next tick.
+		n.peers.Reconcile()
+	}
 	return nil
+}
+
+// refreshPeers merges the peers again if a peer step changed them since the last merge.
+func (n *Node) refreshPeers() error {
+	n.peersMu.Lock()
+	stale := n.db.PeersGeneration() != n.peersGen
+	n.peersMu.Unlock()
+	if !stale {
+		return nil
+	}
+	if err := n.applyPeers(n.fileCfg.Load()); err != nil {
+		return err
+	}
+	n.log.Info("peers changed", "peers", len(n.cfg.Load().Peers))
+	return nil
+}
+
+// watchPeers merges the peers again after every committed step that changed them (or a
+// snapshot restore), on every replica, so that an accepted peer needs no restart anywhere.
+func (n *Node) watchPeers(stop <-chan struct{}) {
+	for {
+		changed := n.db.Changed()
+		if err := n.refreshPeers(); err != nil {
+			n.log.Warn("peers changed but could not be applied: the running peers stay", "err", err)
+		}
+		select {
+		case <-stop:
+			return
+		case <-changed:
+		}
+	}
 }

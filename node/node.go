@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
+	"github.com/knooppunt/knooppunt/node/api/peers"
 	"github.com/knooppunt/knooppunt/node/api/phases"
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/api/records"
@@ -75,21 +77,26 @@ type Options struct {
 
 // Node is a running replica.
 type Node struct {
-	opts       Options
-	log        *slog.Logger
-	db         *db.DB
-	store      *store.Store
-	opened     atomic.Pointer[store.Store] // store, for the Raft transport's handshakes once it is open
-	grpc       *grpc.Server
-	tcp        *grpc.Server
-	tcpAddr    net.Addr
-	ident      *identityParts
-	authz      *api.Authorizer
-	health     *health.Server
-	records    *records.Service
-	forward    *api.Forwarder
-	sharing    *sharing.Sharing
-	cfg        atomic.Pointer[config.Config] // the running config; roles and peers reload
+	opts    Options
+	log     *slog.Logger
+	db      *db.DB
+	store   *store.Store
+	opened  atomic.Pointer[store.Store] // store, for the Raft transport's handshakes once it is open
+	grpc    *grpc.Server
+	tcp     *grpc.Server
+	tcpAddr net.Addr
+	ident   *identityParts
+	authz   *api.Authorizer
+	health  *health.Server
+	records *records.Service
+	forward *api.Forwarder
+	sharing *sharing.Sharing
+	cfg     atomic.Pointer[config.Config] // the running config; roles and peers reload
+	// fileCfg is the running config as its file gives it; cfg is fileCfg with the peers
+	// accepted through Raft merged in. peersMu orders the merges of reloads and peer steps.
+	fileCfg    atomic.Pointer[config.Config]
+	peersMu    sync.Mutex
+	peersGen   uint64 // the db's peers generation of the last merge, under peersMu
 	peers      *peerclient.Manager
 	federation *peerserver.Service
 	stopPeers  context.CancelFunc
@@ -197,6 +204,19 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}
 	}
 
+	// Peers accepted through Raft count from the start, merged with the config file's; the log
+	// was replayed into the database above.
+	n.fileCfg.Store(cfg)
+	n.peersGen = n.db.PeersGeneration()
+	fileCfg := cfg
+	if cfg, err = n.mergePeers(ctx, fileCfg); err != nil {
+		return nil, err
+	}
+	if n.ident != nil {
+		if err := n.ident.setPeers(cfg.Peers); err != nil {
+			return nil, err
+		}
+	}
 	access, err := api.NewAccess(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -221,19 +241,26 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	phaseSvc := phases.New(phases.Config{Store: n.store, DB: n.db, Logger: n.log})
 	auditSvc := audit.New(n.db, n.log)
-	peers := func() []config.Peer { return n.cfg.Load().Peers }
+	runningPeers := func() []config.Peer { return n.cfg.Load().Peers }
 	if n.ident != nil {
 		n.peers = peerclient.New(peerclient.Config{
-			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: peers,
+			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,
 			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Logger: n.log,
 		})
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
 			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls, Logger: n.log,
+			OnPeerCall: n.peers.Retry,
 		})
 	}
-	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: peers, Manager: n.peers, Kinds: kinds, Logger: n.log})
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Logger: n.log})
+	var svid identity.Source
+	if n.ident != nil {
+		svid = n.ident.source
+	}
+	peerSvc := peers.New(peers.Config{Store: n.store, DB: n.db, SVID: svid, File: n.fileCfg.Load, Logger: n.log,
+		Refresh: n.refreshPeers})
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
@@ -246,6 +273,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
+		peers.RegisterService(s, peerSvc)
 		audit.RegisterService(s, auditSvc)
 		nodestatus.RegisterService(s, status)
 		healthpb.RegisterHealthServer(s, n.health)
@@ -313,6 +341,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.tcpAddr = tl.Addr()
 		go func() { n.served <- n.tcp.Serve(tl) }()
 	}
+	go n.watchPeers(n.stopWatch)
 	if opts.ConfigFile != "" {
 		// The channel is handed over here: close sets the field to nil while the watcher runs.
 		go n.watchConfig(opts.ConfigFile, opts.ReloadInterval, n.stopWatch)

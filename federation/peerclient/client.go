@@ -87,6 +87,8 @@ type Manager struct {
 	conns  map[string]*peerConn // by peer name
 	mu     sync.Mutex
 	subs   map[string]*subscription
+	// wake asks Run to reconcile now rather than at its next tick.
+	wake chan struct{}
 }
 
 type peerConn struct {
@@ -98,6 +100,8 @@ type subscription struct {
 	peer   config.Peer
 	cancel context.CancelFunc
 	done   chan struct{}
+	// retry cuts a reconnect's wait short: the peer showed it is reachable and trusts us.
+	retry chan struct{}
 }
 
 // New returns a manager.
@@ -117,7 +121,7 @@ func New(c Config) *Manager {
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 10 * time.Second
 	}
-	return &Manager{c: c, conns: map[string]*peerConn{}, subs: map[string]*subscription{}}
+	return &Manager{c: c, conns: map[string]*peerConn{}, subs: map[string]*subscription{}, wake: make(chan struct{}, 1)}
 }
 
 // Conn returns the connection to a peer. It tries the peer's replicas in order and accepts only
@@ -163,6 +167,39 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// Reconcile asks Run to bring the subscriptions in line with the peers now, as after a peer was
+// added or removed, instead of at its next tick.
+func (m *Manager) Reconcile() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Retry cuts short the wait before a subscription to the named peer reconnects. The node calls
+// it when that peer calls this node: the peer is reachable and trusts this node now, as when it
+// just accepted this node's invitation, so a subscription that it refused until then need not
+// wait out its backoff (up to MaxBackoff).
+func (m *Manager) Retry(peer string) {
+	m.mu.Lock()
+	s, ok := m.subs[peer]
+	m.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case s.retry <- struct{}{}:
+	default:
+		return // a retry is pending already
+	}
+	// The connection keeps a reconnect backoff of its own, which would fail the retry at once.
+	m.connMu.Lock()
+	if pc, ok := m.conns[peer]; ok {
+		pc.conn.ResetConnectBackoff()
+	}
+	m.connMu.Unlock()
+}
+
 // Run keeps one subscription per configured peer while this replica leads, until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
@@ -180,6 +217,7 @@ func (m *Manager) Run(ctx context.Context) {
 			m.connMu.Unlock()
 			return
 		case <-t.C:
+		case <-m.wake:
 		}
 	}
 }
@@ -206,11 +244,11 @@ func (m *Manager) reconcile(ctx context.Context) {
 			continue
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		s := &subscription{peer: p, cancel: cancel, done: make(chan struct{})}
+		s := &subscription{peer: p, cancel: cancel, done: make(chan struct{}), retry: make(chan struct{}, 1)}
 		m.subs[name] = s
 		go func() {
 			defer close(s.done)
-			m.follow(sctx, p)
+			m.follow(sctx, p, s.retry)
 		}()
 	}
 }
@@ -226,7 +264,7 @@ func (m *Manager) stopAll() {
 }
 
 // follow subscribes to a peer until ctx ends, reconnecting with backoff and jitter.
-func (m *Manager) follow(ctx context.Context, p config.Peer) {
+func (m *Manager) follow(ctx context.Context, p config.Peer, retry <-chan struct{}) {
 	log := m.c.Logger.With("peer", p.Name)
 	delay := m.c.Backoff
 	for ctx.Err() == nil {
@@ -245,8 +283,11 @@ func (m *Manager) follow(ctx context.Context, p config.Peer) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+			delay = min(delay*2, m.c.MaxBackoff)
+		case <-retry:
+			log.Info("the peer called this node: reconnecting now")
+			delay = m.c.Backoff
 		}
-		delay = min(delay*2, m.c.MaxBackoff)
 	}
 }
 

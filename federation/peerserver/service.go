@@ -65,7 +65,10 @@ type Config struct {
 	// DescribeTTL is how long a Describe answer is given again to the same recipient while no
 	// policy step or phase change lands. Default 30s.
 	DescribeTTL time.Duration
-	Logger      *slog.Logger
+	// OnPeerCall, when set, is told the name of every peer whose call is admitted: the node's
+	// subscription to that peer need not wait out a reconnect backoff.
+	OnPeerCall func(peer string)
+	Logger     *slog.Logger
 }
 
 // Service implements knooppunt.v1.FederationService.
@@ -156,6 +159,9 @@ func (s *Service) admit(ctx context.Context) (to policy.Recipient, done func(), 
 	}
 	select {
 	case gt.calls <- struct{}{}:
+		if s.c.OnPeerCall != nil {
+			s.c.OnPeerCall(to.Name)
+		}
 		return to, func() { <-gt.calls }, nil
 	default:
 		metrics.Throttled.WithLabelValues(to.TrustDomain).Inc()
@@ -216,6 +222,20 @@ func (s *Service) recipient(ctx context.Context) (policy.Recipient, error) {
 		return policy.Recipient{}, status.Errorf(codes.PermissionDenied, "trust domain %s is not a configured peer of this node", c.ID.TrustDomain())
 	}
 	return to, nil
+}
+
+// stillPeer reports, as a status, whether the peer a stream began for is still a peer of this
+// node as it was: removed is PERMISSION_DENIED, changed (name or groups) UNAVAILABLE, so that
+// it subscribes again and is decided for as it is now.
+func (s *Service) stillPeer(to policy.Recipient) error {
+	now, err := s.c.Sharing.Recipient(to.ID)
+	if err != nil {
+		return status.Errorf(codes.PermissionDenied, "trust domain %s is no longer a peer of this node", to.TrustDomain)
+	}
+	if now.Name != to.Name || !slices.Equal(now.Groups, to.Groups) {
+		return status.Error(codes.Unavailable, "this node changed your name or groups: subscribe again from your last cursor")
+	}
+	return nil
 }
 
 // Describe returns the node's name and org and what the caller may receive.
@@ -690,6 +710,13 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	var last *grantKey    // what the last resync decided with
 	for {
 		changed := s.c.DB.Changed()
+		// The peer may have been removed, or its name or groups changed, since the stream began
+		// (a config reload, or a peer step through Raft): decisions for the peer as it was must
+		// not go on. Checked at every wake, so an open stream ends at the next change or
+		// heartbeat at the latest.
+		if err := s.stillPeer(to); err != nil {
+			return err
+		}
 		if g := s.c.DB.Generation(); g != gen || why != "" {
 			set, phaseMap, phases, err := s.c.Sharing.Snapshot(ctx)
 			if err != nil {

@@ -607,12 +607,18 @@ func (s *spireServer) federate(o *spireServer) {
 	}
 }
 
-func (s *spireServer) run(peer *spireServer) {
+// run starts the server, federating with peers through their bundle endpoints (none: a server
+// that knows no other trust domain).
+func (s *spireServer) run(peers ...*spireServer) {
 	h := s.h
 	conf := filepath.Join(s.dir, "server.conf")
+	var fw []federatesWith
+	for _, p := range peers {
+		fw = append(fw, federatesWith{TrustDomain: p.td.Name(), BundlePort: p.bundlePort})
+	}
 	h.render("server.conf.tmpl", conf, map[string]any{
 		"TrustDomain": s.td.Name(), "Port": s.port, "BundlePort": s.bundlePort, "Dir": s.dir,
-		"FederatesWith": []federatesWith{{TrustDomain: peer.td.Name(), BundlePort: peer.bundlePort}},
+		"FederatesWith": fw,
 	})
 	h.start("spire-server "+s.td.Name(), filepath.Join(s.dir, "server.log"), false,
 		filepath.Join(h.bins, "spire-server"), "run", "-config", conf)

@@ -77,6 +77,14 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.SearchService/Search":        anyUser,
 	"/knooppunt.v1.SearchService/Picture":       anyUser,
 
+	// Trusting a peer discloses nothing by itself (only policies do), so it is the admin's, like
+	// the node's replicas; the peers a node trusts are for its people to see.
+	"/knooppunt.v1.PeerService/Invite": {Admin, Local},
+	"/knooppunt.v1.PeerService/Accept": {Admin, Local},
+	"/knooppunt.v1.PeerService/Remove": {Admin, Local},
+	"/knooppunt.v1.PeerService/List":   anyUser,
+	"/knooppunt.v1.PeerService/Get":    anyUser,
+
 	"/knooppunt.v1.ClusterService/Status": {Admin, Local, Replica},
 	"/knooppunt.v1.ClusterService/Join":   {Admin, Local},
 	"/knooppunt.v1.ClusterService/Remove": {Admin, Local},

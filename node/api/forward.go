@@ -40,6 +40,8 @@ var writeMethods = map[string]bool{
 	"/knooppunt.v1.RecordService/Delete":   true,
 	"/knooppunt.v1.ClusterService/Join":    true,
 	"/knooppunt.v1.ClusterService/Remove":  true,
+	"/knooppunt.v1.PeerService/Accept":     true,
+	"/knooppunt.v1.PeerService/Remove":     true,
 }
 
 // PersonalMethods are the steps that are attributed to an officer in person: policy steps and

@@ -33,6 +33,10 @@ type Config struct {
 	// Listen is the mTLS gRPC address for users, apps, replicas and peers, such as
 	// 0.0.0.0:7443. Empty: only the local socket is served.
 	Listen string `yaml:"listen"`
+	// Advertise are the host:port addresses at which peers reach the node's mTLS listeners, one
+	// per replica. `peer invite` hands them to a partner. Default: the raft servers' api
+	// addresses, or Listen when its host is not a wildcard.
+	Advertise []string `yaml:"advertise"`
 	// Identity says where the node's SVID comes from. Needed when Listen is set.
 	Identity Identity `yaml:"identity"`
 	// BundleEndpoint serves the org's trust bundle to peers (SPIFFE Federation).
@@ -115,6 +119,9 @@ type Identity struct {
 type BundleEndpoint struct {
 	// Listen is its address, such as 0.0.0.0:8443. Empty: not served.
 	Listen string `yaml:"listen"`
+	// URL is the https:// address at which peers reach the endpoint, for `peer invite`.
+	// Default: https:// and Listen, when its host is not a wildcard.
+	URL string `yaml:"url"`
 	// RefreshHint tells peers how often to fetch the bundle. Default 5m.
 	RefreshHint time.Duration `yaml:"refresh_hint"`
 }
@@ -154,7 +161,21 @@ type Peer struct {
 	EndpointID string `yaml:"endpoint_id"`
 	// Groups name the peer in policies, such as veiligheidsregios.
 	Groups []string `yaml:"groups"`
+
+	// Bundle is the peer's trust bundle (PEM) when it came with an invitation rather than a file.
+	// It is never read from the config file.
+	Bundle []byte `yaml:"-"`
+	// Source says where the peer was declared: SourceConfig or SourceRaft.
+	Source string `yaml:"-"`
 }
+
+// Where a peer was declared.
+const (
+	// PeerFromConfig is a peer listed in the config file.
+	PeerFromConfig = "config"
+	// PeerFromRaft is a peer added with `knooppunt peer accept`, kept in the node's Raft log.
+	PeerFromRaft = "raft"
+)
 
 // Federation tunes the exchange with peers.
 type Federation struct {
@@ -237,6 +258,45 @@ type KindConfig struct {
 	record.Kind `yaml:",inline"`
 	// SchemaFile is a JSON Schema file, relative to the config file.
 	SchemaFile string `yaml:"schema_file"`
+}
+
+// AdvertisedAddresses are the addresses at which peers reach the node: Advertise, else the raft
+// servers' api addresses, else Listen when it names a host.
+func (c *Config) AdvertisedAddresses() []string {
+	if len(c.Advertise) > 0 {
+		return c.Advertise
+	}
+	var out []string
+	for _, s := range c.Raft.Servers {
+		if s.API != "" {
+			out = append(out, s.API)
+		}
+	}
+	if len(out) == 0 && c.Listen != "" && !wildcard(c.Listen) {
+		out = append(out, c.Listen)
+	}
+	return out
+}
+
+// BundleEndpointURL is where peers reach the node's bundle endpoint, or "".
+func (c *Config) BundleEndpointURL() string {
+	if c.BundleEndpoint.URL != "" {
+		return c.BundleEndpoint.URL
+	}
+	if c.BundleEndpoint.Listen != "" && !wildcard(c.BundleEndpoint.Listen) {
+		return "https://" + c.BundleEndpoint.Listen
+	}
+	return ""
+}
+
+// wildcard reports whether a listen address names no host that a peer could dial.
+func wildcard(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
 // DefaultOrg is the org of a node started without a config file.
@@ -349,6 +409,9 @@ func (c *Config) setDefaults() {
 	}
 	for i := range c.Peers {
 		p := &c.Peers[i]
+		if p.Source == "" {
+			p.Source = PeerFromConfig
+		}
 		if p.EndpointID == "" && p.TrustDomain != "" {
 			p.EndpointID = "spiffe://" + p.TrustDomain + "/node/r1"
 		}
@@ -463,6 +526,14 @@ func (c *Config) checkAccess() error {
 	}
 	if c.Raft.Listen != "" && c.Listen == "" {
 		return errors.New("raft.listen: replicas authenticate with SVIDs: set listen and identity too")
+	}
+	for i, a := range c.Advertise {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("advertise[%d]: %q is not host:port: %w", i, a, err)
+		}
+	}
+	if u := c.BundleEndpoint.URL; u != "" && !strings.HasPrefix(u, "https://") {
+		return fmt.Errorf("bundle_endpoint.url: %q: use an https:// URL", u)
 	}
 	for i, s := range c.Raft.Servers {
 		if s.ID == "" || s.Address == "" {

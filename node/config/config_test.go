@@ -67,6 +67,14 @@ org: a.crisis.test
 roles:
   - {id: "spiffe://b.crisis.test/user/anna", role: officer}
 `, `roles[0].id: spiffe://b.crisis.test/user/anna is not in this org's trust domain a.crisis.test: roles are for the org's own IDs`},
+		{"advertise without a port", `
+org: a.crisis.test
+advertise: [node1.example]
+`, `advertise[0]: "node1.example" is not host:port: address node1.example: missing port in address`},
+		{"bundle endpoint url not https", `
+org: a.crisis.test
+bundle_endpoint: {listen: "127.0.0.1:8443", url: "http://node1.example:8443"}
+`, `bundle_endpoint.url: "http://node1.example:8443": use an https:// URL`},
 		{"peer without name", `
 org: a.crisis.test
 peers:
@@ -308,6 +316,34 @@ ui:
 			want := "config " + path + ": " + tc.want
 			if err == nil || err.Error() != want {
 				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
+			}
+		})
+	}
+}
+
+// TestAdvertisedAddresses: what `peer invite` hands a partner. Explicit settings win; a wildcard
+// listener names no address a peer could dial.
+func TestAdvertisedAddresses(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml, addrs, url string
+	}{
+		{"explicit", "advertise: [\"n1.example:7443\", \"n2.example:7443\"]\nbundle_endpoint: {listen: \"0.0.0.0:8443\", url: \"https://n1.example:8443\"}\n",
+			"n1.example:7443 n2.example:7443", "https://n1.example:8443"},
+		{"raft servers", "raft:\n  servers:\n    - {id: r1, address: \"n1:7444\", api: \"n1.example:7443\"}\n", "n1.example:7443", ""},
+		{"listen on a host", "listen: \"10.0.0.5:7443\"\nbundle_endpoint: {listen: \"10.0.0.5:8443\"}\n", "10.0.0.5:7443", "https://10.0.0.5:8443"},
+		{"wildcard listen", "listen: \"0.0.0.0:7443\"\nbundle_endpoint: {listen: \":8443\"}\n", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.Load(writeConfig(t, dir, "org: a.crisis.test\n"+files+tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(c.AdvertisedAddresses(), " "); got != tc.addrs {
+				t.Errorf("AdvertisedAddresses = %q, want %q", got, tc.addrs)
+			}
+			if got := c.BundleEndpointURL(); got != tc.url {
+				t.Errorf("BundleEndpointURL = %q, want %q", got, tc.url)
 			}
 		})
 	}

@@ -70,6 +70,7 @@ type DB struct {
 
 	generation atomic.Uint64 // grows with every policy step and phase change, and at Restore
 	restores   atomic.Uint64 // grows at Restore
+	peersGen   atomic.Uint64 // grows with every peer step that changed a peer, and at Restore
 
 	// The meta row values, kept here by the only writer so that neither applyTx nor the
 	// subscriptions, which read last_seq at every commit, need a query. open loads them;
@@ -273,6 +274,7 @@ func (d *DB) Restore(r io.Reader) error {
 	// The snapshot may hold other policies and phases: what may be shared changed.
 	d.restores.Add(1)
 	d.generation.Add(1)
+	d.peersGen.Add(1)
 	d.notify()
 	return nil
 }

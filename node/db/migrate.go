@@ -172,6 +172,24 @@ CREATE TABLE text_pending (
 INSERT INTO text_pending (origin, id) SELECT '', id FROM records WHERE tombstone = 0;
 INSERT INTO text_pending (origin, id) SELECT origin, id FROM foreign_records;
 `,
+	// 7: peers added with `knooppunt peer accept`, so that every replica has them without a
+	// config file. Peers of the config file are not here.
+	`
+CREATE TABLE peers (
+	trust_domain    TEXT    NOT NULL PRIMARY KEY,
+	name            TEXT    NOT NULL UNIQUE,
+	org_name        TEXT    NOT NULL,
+	addresses       TEXT    NOT NULL,  -- JSON array of host:port
+	bundle          BLOB    NOT NULL,  -- PEM, as the invitation brought it
+	bundle_endpoint TEXT    NOT NULL,
+	endpoint_id     TEXT    NOT NULL,
+	groups          TEXT    NOT NULL,  -- JSON array
+	fingerprint     TEXT    NOT NULL,
+	invitation      TEXT    NOT NULL,  -- the id of the invitation it was added with
+	added_by        TEXT    NOT NULL,
+	added_at        INTEGER NOT NULL   -- Unix nanoseconds
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -79,6 +79,9 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 		return applyResponse{err: f.db.ApplyDisclosures(l.Index, cmd.RecordDisclosures)}
 	case *pb.Command_CacheForeign:
 		return applyResponse{err: f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)}
+	case *pb.Command_PeerStep:
+		out, err := f.db.ApplyPeerStep(l.Index, cmd.PeerStep)
+		return applyResponse{value: out, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

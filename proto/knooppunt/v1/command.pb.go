@@ -34,6 +34,7 @@ type Command struct {
 	//	*Command_AppendAudit
 	//	*Command_RecordDisclosures
 	//	*Command_CacheForeign
+	//	*Command_PeerStep
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -130,6 +131,15 @@ func (x *Command) GetCacheForeign() *CacheForeign {
 	return nil
 }
 
+func (x *Command) GetPeerStep() *PeerStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_PeerStep); ok {
+			return x.PeerStep
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -158,6 +168,10 @@ type Command_CacheForeign struct {
 	CacheForeign *CacheForeign `protobuf:"bytes,6,opt,name=cache_foreign,json=cacheForeign,oneof"`
 }
 
+type Command_PeerStep struct {
+	PeerStep *PeerStep `protobuf:"bytes,7,opt,name=peer_step,json=peerStep,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -169,6 +183,8 @@ func (*Command_AppendAudit) isCommand_Cmd() {}
 func (*Command_RecordDisclosures) isCommand_Cmd() {}
 
 func (*Command_CacheForeign) isCommand_Cmd() {}
+
+func (*Command_PeerStep) isCommand_Cmd() {}
 
 // RecordDisclosures records what was sent to a recipient, so that the source knows whom to send
 // retractions, and audits each disclosure and retraction.
@@ -612,6 +628,97 @@ func (x *PhaseStep) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PeerStep adds or removes a peer that `knooppunt peer accept` brought. The leader checked the
+// invitation before the step entered the log; the replicas only apply it, deciding from their
+// database alone whether it adds, updates, replaces, changes nothing, or is refused.
+type PeerStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is add or remove.
+	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	// peer is the peer to add; for remove, only its trust_domain counts.
+	Peer *PeerInfo `protobuf:"bytes,2,opt,name=peer" json:"peer,omitempty"`
+	// actor is who took the step: a SPIFFE ID, or "local socket".
+	Actor string                 `protobuf:"bytes,3,opt,name=actor" json:"actor,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	// replace lets an add replace a peer of the same trust domain with another bundle.
+	Replace       bool   `protobuf:"varint,5,opt,name=replace" json:"replace,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStep) Reset() {
+	*x = PeerStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStep) ProtoMessage() {}
+
+func (x *PeerStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
+func (*PeerStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PeerStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *PeerStep) GetPeer() *PeerInfo {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+func (x *PeerStep) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *PeerStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *PeerStep) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+func (x *PeerStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // AppendAudit appends entries that no other command implies, such as denied federation
 // requests, disclosures and searches.
 type AppendAudit struct {
@@ -623,7 +730,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +742,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +755,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -671,7 +778,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +790,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +803,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -715,7 +822,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +834,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +847,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -758,7 +865,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +877,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,14 +890,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x9f\x03\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xd6\x03\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -799,7 +906,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"phase_step\x18\x03 \x01(\v2\x17.knooppunt.v1.PhaseStepH\x00R\tphaseStep\x12>\n" +
 	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
-	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeignB\x05\n" +
+	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
+	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStepB\x05\n" +
 	"\x03cmd\"\xb9\x02\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
@@ -838,7 +946,14 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x18\n" +
 	"\aofficer\x18\x03 \x01(\tR\aofficer\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"A\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xc2\x01\n" +
+	"\bPeerStep\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12*\n" +
+	"\x04peer\x18\x02 \x01(\v2\x16.knooppunt.v1.PeerInfoR\x04peer\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x18\n" +
+	"\areplace\x18\x05 \x01(\bR\areplace\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"A\n" +
 	"\vAppendAudit\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\">\n" +
 	"\fWriteRecords\x12.\n" +
@@ -861,7 +976,7 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
 	(*RecordDisclosures)(nil),     // 1: knooppunt.v1.RecordDisclosures
@@ -869,39 +984,44 @@ var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*CacheForeign)(nil),          // 3: knooppunt.v1.CacheForeign
 	(*PolicyStep)(nil),            // 4: knooppunt.v1.PolicyStep
 	(*PhaseStep)(nil),             // 5: knooppunt.v1.PhaseStep
-	(*AppendAudit)(nil),           // 6: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 7: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 8: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 9: knooppunt.v1.ApplyResponse
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*SharedRecord)(nil),          // 11: knooppunt.v1.SharedRecord
-	(*AuditEntry)(nil),            // 12: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 13: knooppunt.v1.Record
+	(*PeerStep)(nil),              // 6: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 7: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 8: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 9: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 10: knooppunt.v1.ApplyResponse
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*SharedRecord)(nil),          // 12: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 13: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 14: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 15: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	7,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	8,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
 	4,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
 	5,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	6,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	7,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
 	1,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
 	3,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	2,  // 6: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	2,  // 7: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	10, // 8: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	11, // 9: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	10, // 10: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	10, // 11: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	10, // 12: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	12, // 13: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	13, // 14: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 15: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	8,  // 16: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	9,  // 17: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	6,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	2,  // 7: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	2,  // 8: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	11, // 9: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	12, // 10: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	11, // 11: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	11, // 12: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	11, // 13: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	13, // 14: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	11, // 15: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	14, // 16: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	15, // 17: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 18: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	9,  // 19: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	10, // 20: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -910,6 +1030,7 @@ func file_knooppunt_v1_command_proto_init() {
 		return
 	}
 	file_knooppunt_v1_federation_proto_init()
+	file_knooppunt_v1_peer_proto_init()
 	file_knooppunt_v1_policy_proto_init()
 	file_knooppunt_v1_record_proto_init()
 	file_knooppunt_v1_command_proto_msgTypes[0].OneofWrappers = []any{
@@ -919,6 +1040,7 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_AppendAudit)(nil),
 		(*Command_RecordDisclosures)(nil),
 		(*Command_CacheForeign)(nil),
+		(*Command_PeerStep)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -926,7 +1048,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

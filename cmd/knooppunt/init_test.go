@@ -1,0 +1,159 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/proctest"
+)
+
+// freeAddrs returns n loopback addresses with ports free now. Another process may take one
+// before the node binds it; the node then stops with an error naming the address, and the test
+// says so, rather than hanging.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// initOrg runs `knooppunt init --dev-ca` for td in a new directory, with loopback ports, and
+// returns the data directory and its mTLS address.
+func initOrg(t *testing.T, td, name string, extra ...string) (dataDir, addr string) {
+	t.Helper()
+	dataDir = filepath.Join(shortDir(t), "d")
+	a := freeAddrs(t, 3)
+	args := append([]string{"init", "--org", td, "--name", name, "--dev-ca", "--data-dir", dataDir,
+		"--host", "127.0.0.1", "--listen", a[0], "--bundle-listen", a[1], "--metrics-addr", a[2], "--admin", "ops"}, extra...)
+	cli(t, nil, "", args...).want(t, 0)
+	return dataDir, a[0]
+}
+
+// serveInit starts `serve` on a directory that init made and waits until it answers.
+func serveInit(t *testing.T, dataDir string) *proctest.Proc {
+	t.Helper()
+	p := proctest.Start(t, nil, "serve", "--data-dir", dataDir, "--config", filepath.Join(dataDir, configName), "--log-level", "warn")
+	waitServing(t, p, filepath.Join(dataDir, node.SocketName))
+	return p
+}
+
+// TestInitThenServe: a data directory from `init --dev-ca` starts as it is, answers on its
+// socket and over mTLS as the admin init named, and init refuses to touch it again.
+func TestInitThenServe(t *testing.T) {
+	dataDir, addr := initOrg(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord", "--officer", "anna", "--officer", "bram")
+	cfg, err := os.ReadFile(filepath.Join(dataDir, configName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"org: vr-brabant-noord.crisis.test",
+		"{id: spiffe://vr-brabant-noord.crisis.test/user/ops, role: admin}",
+		"{id: spiffe://vr-brabant-noord.crisis.test/user/anna, role: officer}",
+		"{id: spiffe://vr-brabant-noord.crisis.test/user/bram, role: officer}",
+		"source: files",
+	} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("node.yaml lacks %q:\n%s", want, cfg)
+		}
+	}
+	serveInit(t, dataDir)
+
+	sock := "unix://" + filepath.Join(dataDir, node.SocketName)
+	var st map[string]any
+	cli(t, nil, "", "status", "--node", sock, "-o", "json").want(t, 0).oneJSON(t, &st)
+	if st["org"] != "vr-brabant-noord.crisis.test" || st["node_name"] != "VR Brabant-Noord" {
+		t.Fatalf("status over the socket = %v", st)
+	}
+	certs := filepath.Join(dataDir, "certs")
+	mtls := []string{"--node", addr, "--svid-cert", filepath.Join(certs, "ops.crt"), "--svid-key", filepath.Join(certs, "ops.key"),
+		"--bundle", filepath.Join(dataDir, "ca", "bundle.pem")}
+	cli(t, nil, "", append([]string{"status", "-o", "json"}, mtls...)...).want(t, 0).oneJSON(t, &st)
+	if st["org"] != "vr-brabant-noord.crisis.test" {
+		t.Fatalf("status over mTLS as the admin = %v", st)
+	}
+
+	// init never overwrites: not the running node's directory, and nothing in it changes.
+	before, _ := os.ReadFile(filepath.Join(dataDir, configName))
+	r := cli(t, nil, "", "init", "--org", "other.crisis.test", "--name", "Other", "--dev-ca", "--data-dir", dataDir).want(t, 1)
+	if !strings.Contains(r.stderr, "is not empty") || !strings.Contains(r.stderr, "init never overwrites") {
+		t.Fatalf("second init: stderr %q", r.stderr)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dataDir, configName)); string(after) != string(before) {
+		t.Fatal("a refused init changed node.yaml")
+	}
+}
+
+// TestInitRefuses: bad flags name what to fix, and leave no directory behind.
+func TestInitRefuses(t *testing.T) {
+	dir := shortDir(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no identity", []string{"--org", "a.crisis.test", "--name", "A"}, "give --dev-ca"},
+		{"two identities", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--spire", "unix:///x.sock"}, "one of them"},
+		{"bad org", []string{"--org", "A B", "--name", "A", "--dev-ca"}, `--org "A B" is not a trust domain`},
+		{"no port", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--listen", "0.0.0.0"}, "--listen"},
+		{"officer twice", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--admin", "ops", "--officer", "anna", "--officer", "anna"}, "named twice"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
+			r := cli(t, nil, "", append([]string{"init", "--data-dir", d}, c.args...)...).want(t, 1)
+			if !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("stderr %q, want it to contain %q", r.stderr, c.want)
+			}
+			if _, err := os.Stat(d); err == nil {
+				t.Fatalf("a refused init made %s", d)
+			}
+		})
+	}
+}
+
+// TestInitSpire: with --spire the config takes the node's SVID from the Workload API, names the
+// replica's SPIFFE ID, loads, and init prints the SPIRE entries to register.
+func TestInitSpire(t *testing.T) {
+	dataDir := filepath.Join(shortDir(t), "d")
+	r := cli(t, nil, "", "init", "--org", "vr-brabant-noord.crisis.test", "--name", "VR Brabant-Noord", "--spire", "unix:///run/spire/agent.sock",
+		"--data-dir", dataDir, "--host", "node1.vrbn.example", "--admin", "ops").want(t, 0)
+	for _, want := range []string{
+		"spire-server entry create -spiffeID spiffe://vr-brabant-noord.crisis.test/node/r1",
+		"-spiffeID spiffe://vr-brabant-noord.crisis.test/user/ops",
+		"knooppunt serve --data-dir " + dataDir,
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("init --spire does not print %q:\n%s", want, r.stdout)
+		}
+	}
+	cfg, err := os.ReadFile(filepath.Join(dataDir, configName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"source: workloadapi", "workload_api: unix:///run/spire/agent.sock", "spiffe_id: spiffe://vr-brabant-noord.crisis.test/node/r1",
+		`advertise: ["node1.vrbn.example:7443"]`, `url: "https://node1.vrbn.example:8443"`,
+		"# - {id: spiffe://vr-brabant-noord.crisis.test/user/OFFICER1, role: officer}",
+	} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("node.yaml lacks %q:\n%s", want, cfg)
+		}
+	}
+	if entries, _ := os.ReadDir(dataDir); len(entries) != 1 {
+		t.Errorf("init --spire made more than the config: %v", entries)
+	}
+}

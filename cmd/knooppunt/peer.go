@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/knooppunt/knooppunt/federation/invite"
+	"github.com/knooppunt/knooppunt/node/api/peers"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newPeerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "peer",
+		Short: "Other organisations' nodes: invite, accept, list, show, remove",
+		Long: `Two organisations' nodes come to trust each other with one invitation each way, and no
+central operator. One side writes an invitation (peer invite) and hands the file over by any
+channel; the other side accepts it (peer accept) after comparing its fingerprint over the phone,
+and hands back the answer that accept writes; the first side accepts the answer. Peers accepted
+this way live in the node's Raft log, so every replica has them without editing files. Peers of
+the config file still work; peer list shows where each came from. See docs/onboarding.md.`,
+	}
+	cmd.AddCommand(newPeerInviteCmd(), newPeerAcceptCmd(), newPeerListCmd(), newPeerShowCmd(), newPeerRemoveCmd())
+	return cmd
+}
+
+func newPeerInviteCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		groups []string
+		ttl    time.Duration
+		out    string
+	)
+	cmd := &cobra.Command{
+		Use:   "invite [-o FILE]",
+		Short: "Write an invitation to this node, signed with its SVID key",
+		Long: `Write an invitation for a partner: this organisation's name, trust domain, addresses,
+bundle endpoint and SPIFFE ID, its current trust bundle and an expiry, signed with the node's
+SVID key. Hand the file over by any channel (mail, a chat, a USB stick): it holds nothing secret.
+Then call the partner and read them the fingerprint printed here: they compare it with the one
+their peer accept shows. --groups proposes the peer groups the partner places this node in; the
+partner shows them, and decides.`,
+		Example: `  knooppunt peer invite -o invitation.json
+  knooppunt peer invite --groups veiligheidsregios --ttl 48h -o vrbn.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewPeerServiceClient(conn).Invite(cmd.Context(), &pb.InviteRequest{Groups: groups, TtlSeconds: int64(ttl / time.Second)})
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if out == "" || out == "-" {
+					if _, err := w.Write(resp.Invitation); err != nil {
+						return err
+					}
+					w = cmd.ErrOrStderr()
+				} else if err := os.WriteFile(out, resp.Invitation, 0o644); err != nil {
+					return fmt.Errorf("-o: %w", err)
+				} else {
+					fmt.Fprintf(w, "Invitation written to %s, valid until %s.\n", out, resp.ExpiresAt.AsTime().Local().Format(time.RFC3339))
+				}
+				fmt.Fprintf(w, "Fingerprint: %s\n", resp.Fingerprint)
+				fmt.Fprintln(w, "Hand the file to your partner, then call them and read the fingerprint aloud: their `knooppunt peer accept` shows it.")
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&groups, "groups", nil, "peer groups to propose for this node on the partner's side, such as veiligheidsregios")
+	cmd.Flags().DurationVar(&ttl, "ttl", invite.DefaultTTL, "how long the invitation is valid (at most 720h)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the invitation to FILE (default: standard output)")
+	f.register(cmd, false)
+	return cmd
+}
+
+func newPeerAcceptCmd() *cobra.Command {
+	var (
+		f            clientFlags
+		groups       []string
+		name, answer string
+		yes, replace bool
+	)
+	cmd := &cobra.Command{
+		Use:   "accept FILE",
+		Short: "Check a partner's invitation, confirm its fingerprint, and add the peer",
+		Long: `Check a partner's invitation: its signature, that its own bundle certifies the key that
+signed it, and its expiry. Show who it is from and its fingerprint, and ask whether the partner
+read you the same fingerprint over the phone (--yes skips the question, for scripts that checked
+it otherwise). Then add the peer through Raft: every replica trusts it, subscribes to it and
+shows it in peer list, with no file to edit and no restart.
+
+Unless the invitation was itself an answer to yours, accept writes your answer (--answer FILE)
+for the partner to accept in turn. Accepting the same invitation again changes nothing, and says
+so. An invitation from a trust domain that is already a peer with another bundle is refused,
+unless --replace.`,
+		Example: `  knooppunt peer accept ncc.json --groups rijk
+  knooppunt peer accept vrbn.json --groups veiligheidsregios --answer answer-for-vrbn.json
+  knooppunt peer accept their-answer.json --yes`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			file, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			// Checked here first, so that the person confirms the fingerprint of an invitation
+			// that is whole; the node checks it again before it adds anything.
+			inv, fp, err := peers.Open(file, time.Now())
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], callError(&f, err))
+			}
+			info := cmd.ErrOrStderr()
+			if f.output != "json" {
+				info = cmd.OutOrStdout()
+			}
+			showInvitation(info, inv, fp)
+			if !yes {
+				ok, err := confirm(cmd.InOrStdin(), info, "Did "+inv.Name+" read you exactly this fingerprint? [y/N] ")
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return fmt.Errorf("not confirmed: nothing was added. Call %s on a number you know and compare the fingerprint again", inv.Name)
+				}
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewPeerServiceClient(conn).Accept(cmd.Context(), &pb.AcceptRequest{
+					Invitation: file, Groups: groups, Name: name, Fingerprint: fp, Replace: replace,
+				})
+				if err != nil {
+					return err
+				}
+				if len(resp.Answer) > 0 {
+					if answer == "" {
+						answer = "answer-for-" + resp.Peer.Name + ".json"
+					}
+					if err := os.WriteFile(answer, resp.Answer, 0o644); err != nil {
+						return fmt.Errorf("--answer: %w", err)
+					}
+				}
+				if f.output == "json" {
+					j := acceptJSON{Outcome: resp.Outcome, Peer: toPeerJSON(resp.Peer)}
+					if len(resp.Answer) > 0 {
+						j.AnswerFile, j.AnswerFingerprint = answer, resp.AnswerFingerprint
+					}
+					return printJSON(cmd.OutOrStdout(), j)
+				}
+				w := cmd.OutOrStdout()
+				p := resp.Peer
+				switch resp.Outcome {
+				case "unchanged":
+					fmt.Fprintf(w, "%s (%s) is a peer with this invitation already: nothing changed.\n", p.Name, p.TrustDomain)
+				default:
+					fmt.Fprintf(w, "Peer %s (%s) %s, groups [%s]. Every replica trusts it and subscribes to it now.\n", p.Name, p.TrustDomain, resp.Outcome, strings.Join(p.Groups, " "))
+				}
+				if !p.Active {
+					fmt.Fprintf(w, "Note: the config file also lists %s or its name; the config file's peer is the one in effect.\n", p.TrustDomain)
+				}
+				if len(resp.Answer) > 0 {
+					fmt.Fprintf(w, "Your answer for %s: %s (fingerprint %s).\n", inv.Name, answer, resp.AnswerFingerprint)
+					fmt.Fprintf(w, "Hand it to them; they accept it with `knooppunt peer accept %s`.\n", filepath.Base(answer))
+				} else {
+					fmt.Fprintf(w, "This answered your invitation: %s has you as a peer already.\n", inv.Name)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&groups, "groups", nil, "peer groups to place the peer in, which policies name (the groups an invitation proposes are never applied by themselves)")
+	cmd.Flags().StringVar(&name, "name", "", "what this node calls the peer (default: the first label of its trust domain)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask: the fingerprint was checked otherwise (scripts)")
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace a peer of the same trust domain that has another bundle")
+	cmd.Flags().StringVar(&answer, "answer", "", "where to write your answer invitation (default answer-for-NAME.json)")
+	f.register(cmd, true)
+	return cmd
+}
+
+type acceptJSON struct {
+	Outcome           string   `json:"outcome"`
+	Peer              peerJSON `json:"peer"`
+	AnswerFile        string   `json:"answer_file,omitempty"`
+	AnswerFingerprint string   `json:"answer_fingerprint,omitempty"`
+}
+
+func showInvitation(w io.Writer, inv *invite.Invitation, fp string) {
+	fmt.Fprintf(w, "Invitation from %s\n", inv.Name)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  trust domain\t%s\n", inv.TrustDomain)
+	fmt.Fprintf(tw, "  signed by\t%s\n", inv.SpiffeID)
+	fmt.Fprintf(tw, "  addresses\t%s\n", strings.Join(inv.Addresses, " "))
+	if inv.BundleEndpoint != "" {
+		fmt.Fprintf(tw, "  bundle endpoint\t%s\n", inv.BundleEndpoint)
+	}
+	if len(inv.Groups) > 0 {
+		fmt.Fprintf(tw, "  proposed groups\t%s (applied only if you give them with --groups)\n", strings.Join(inv.Groups, " "))
+	}
+	if inv.AnswerTo != "" {
+		fmt.Fprintf(tw, "  answers\tyour invitation %s\n", inv.AnswerTo)
+	}
+	fmt.Fprintf(tw, "  expires\t%s\n", inv.ExpiresAt.Local().Format(time.RFC3339))
+	tw.Flush()
+	fmt.Fprintf(w, "\nFingerprint: %s\n", fp)
+}
+
+// confirm asks a yes/no question on in; anything but y or yes is no.
+func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
+	fmt.Fprint(out, question)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		if err == io.EOF {
+			fmt.Fprintln(out)
+			return false, nil
+		}
+		return false, err
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes", "j", "ja":
+		return true, nil
+	}
+	return false, nil
+}
+
+type peerJSON struct {
+	Name           string     `json:"name"`
+	TrustDomain    string     `json:"trust_domain"`
+	OrgName        string     `json:"org_name,omitempty"`
+	Source         string     `json:"source"`
+	Active         bool       `json:"active"`
+	Addresses      []string   `json:"addresses"`
+	Groups         []string   `json:"groups"`
+	BundleEndpoint string     `json:"bundle_endpoint,omitempty"`
+	EndpointID     string     `json:"endpoint_id,omitempty"`
+	Fingerprint    string     `json:"fingerprint,omitempty"`
+	Invitation     string     `json:"invitation,omitempty"`
+	AddedBy        string     `json:"added_by,omitempty"`
+	AddedAt        *time.Time `json:"added_at,omitempty"`
+}
+
+func toPeerJSON(p *pb.PeerInfo) peerJSON {
+	j := peerJSON{Name: p.Name, TrustDomain: p.TrustDomain, OrgName: p.OrgName, Source: p.Source, Active: p.Active,
+		Addresses: p.Addresses, Groups: p.Groups, BundleEndpoint: p.BundleEndpoint, EndpointID: p.EndpointId,
+		Fingerprint: p.Fingerprint, Invitation: p.Invitation, AddedBy: p.AddedBy}
+	if j.Addresses == nil {
+		j.Addresses = []string{}
+	}
+	if j.Groups == nil {
+		j.Groups = []string{}
+	}
+	if p.AddedAt != nil {
+		t := p.AddedAt.AsTime()
+		j.AddedAt = &t
+	}
+	return j
+}
+
+func newPeerListCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List the peers: from the config file and accepted through Raft",
+		Example: `  knooppunt peer list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewPeerServiceClient(conn).List(cmd.Context(), &pb.ListPeersRequest{})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					out := make([]peerJSON, len(resp.Peers))
+					for i, p := range resp.Peers {
+						out[i] = toPeerJSON(p)
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "NAME\tTRUST DOMAIN\tSOURCE\tACTIVE\tGROUPS\tADDRESSES\tFINGERPRINT")
+				for _, p := range resp.Peers {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, yesNo(p.Active),
+						strings.Join(p.Groups, ","), strings.Join(p.Addresses, ","), p.Fingerprint)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func newPeerShowCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "show NAME",
+		Short:   "Show one peer, by name or trust domain",
+		Example: `  knooppunt peer show ncc`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				p, err := pb.NewPeerServiceClient(conn).Get(cmd.Context(), &pb.GetPeerRequest{Name: args[0]})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toPeerJSON(p))
+				}
+				printPeer(cmd.OutOrStdout(), p)
+				return nil
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func printPeer(w io.Writer, p *pb.PeerInfo) {
+	tw := newTable(w)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+		}
+	}
+	row("name", p.Name)
+	row("trust domain", p.TrustDomain)
+	row("org name", p.OrgName)
+	row("source", p.Source)
+	row("active", yesNo(p.Active))
+	row("addresses", strings.Join(p.Addresses, " "))
+	row("groups", strings.Join(p.Groups, " "))
+	row("bundle endpoint", p.BundleEndpoint)
+	row("endpoint id", p.EndpointId)
+	row("fingerprint", p.Fingerprint)
+	row("invitation", p.Invitation)
+	row("added by", p.AddedBy)
+	if p.AddedAt != nil {
+		row("added at", p.AddedAt.AsTime().Local().Format(time.RFC3339))
+	}
+	tw.Flush()
+}
+
+func newPeerRemoveCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a peer that was accepted: its subscription stops and its calls are refused",
+		Long: `Remove a peer that was accepted with peer accept, on every replica. Its subscription
+stops and its calls are refused from then on, also on connections already open. A peer of the
+config file is removed from the config file instead.`,
+		Example: `  knooppunt peer remove vr-brabant-noord --reason "left the federation"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				p, err := pb.NewPeerServiceClient(conn).Remove(cmd.Context(), &pb.RemovePeerRequest{Name: args[0], Reason: reason})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toPeerJSON(p))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "removed peer %s (%s)\n", p.Name, p.TrustDomain)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/invite"
+)
+
+// signAs writes an invitation of the org whose dev CA is in caDir, signed with a node SVID of
+// signer (a CA directory too: another CA signs for a forgery), into dir/name.
+func signAs(t *testing.T, dir, name, caDir, signer string, edit func(*invite.Invitation)) string {
+	t.Helper()
+	ca, err := identity.LoadCA(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sca, err := identity.LoadCA(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := os.ReadFile(filepath.Join(caDir, identity.BundleFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	inv := invite.Invitation{Name: "NCC", TrustDomain: ca.TrustDomain.Name(), Addresses: []string{"127.0.0.1:1"},
+		Bundle: string(bundle), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if edit != nil {
+		edit(&inv)
+	}
+	id := spiffeid.RequireFromPath(sca.TrustDomain, "/node/r1")
+	chain, key, err := sca.Issue(id, identity.SVIDOptions{NotBefore: inv.IssuedAt.Add(-time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := invite.Sign(inv, &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// tamper rewrites the signed invitation in a file, keeping its signature, as someone who changed
+// it on the way would.
+func tamper(t *testing.T, path string, edit func(inv map[string]any)) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatal(err)
+	}
+	var payload []byte
+	if err := json.Unmarshal(env["invitation"], &payload); err != nil {
+		t.Fatal(err)
+	}
+	var inv map[string]any
+	if err := json.Unmarshal(payload, &inv); err != nil {
+		t.Fatal(err)
+	}
+	edit(inv)
+	payload, _ = json.Marshal(inv)
+	env["invitation"], _ = json.Marshal(payload)
+	out, _ := json.Marshal(env)
+	tampered := strings.TrimSuffix(path, ".json") + "-tampered.json"
+	if err := os.WriteFile(tampered, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tampered
+}
+
+// TestPeerAcceptRefuses: every invitation that must not be trusted is refused with an error that
+// names what is wrong, and leaves the node's peers and audit log as they were.
+func TestPeerAcceptRefuses(t *testing.T) {
+	vrbn := newOrg(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord")
+	vrbn.serve(t)
+	// NCC's CA, and a second CA that claims NCC's trust domain.
+	ncc := newOrg(t, "ncc.crisis.test", "NCC")
+	impostor := newOrg(t, "ncc.crisis.test", "NCC")
+	nccCA, impCA := filepath.Join(ncc.dataDir, "ca"), filepath.Join(impostor.dataDir, "ca")
+	work := t.TempDir()
+	// NCC proposes to be in the group rijk: a proposal the accepting side never applies by itself.
+	genuine := signAs(t, work, "ncc.json", nccCA, nccCA, func(inv *invite.Invitation) { inv.Groups = []string{"rijk"} })
+
+	state := func() string {
+		t.Helper()
+		peers := cli(t, nil, "", "peer", "list", "--node", vrbn.sock(), "-o", "json").want(t, 0).stdout
+		audit := cli(t, nil, "", "audit", "list", "--node", vrbn.sock(), "--action", "peer.", "-o", "json").want(t, 0).stdout
+		return peers + audit
+	}
+	refused := func(name, stdin, want string, args ...string) {
+		t.Helper()
+		before := state()
+		r := cli(t, nil, stdin, append(append([]string{"peer", "accept"}, args...), "--node", vrbn.sock(), "--answer", filepath.Join(work, "answer.json"))...).want(t, 1)
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: stderr %q, want it to contain %q", name, r.stderr, want)
+		}
+		if after := state(); after != before {
+			t.Errorf("%s: a refused accept changed the peers or the audit log:\nbefore %s\nafter %s", name, before, after)
+		}
+		if _, err := os.Stat(filepath.Join(work, "answer.json")); err == nil {
+			t.Errorf("%s: a refused accept wrote an answer", name)
+		}
+	}
+
+	refused("changed address", "", "the signature does not match the invitation's contents",
+		tamper(t, genuine, func(inv map[string]any) { inv["addresses"] = []string{"evil.example:7443"} }), "--yes")
+	refused("changed bundle", "", "does not verify against the invitation's own bundle",
+		tamper(t, genuine, func(inv map[string]any) {
+			b, _ := os.ReadFile(filepath.Join(impCA, identity.BundleFile))
+			inv["bundle"] = string(b)
+		}), "--yes")
+	refused("changed trust domain", "", "spiffe_id",
+		tamper(t, genuine, func(inv map[string]any) { inv["trust_domain"] = "lcvs.crisis.test" }), "--yes")
+	refused("expired", "", "expired at",
+		signAs(t, work, "expired.json", nccCA, nccCA, func(inv *invite.Invitation) {
+			// Within the validity of the CA, which init made seconds ago.
+			inv.IssuedAt, inv.ExpiresAt = inv.IssuedAt.Add(-40*time.Second), inv.IssuedAt.Add(-10*time.Second)
+		}), "--yes")
+	refused("signed outside its bundle", "", "signed by a key outside that bundle",
+		signAs(t, work, "forged.json", nccCA, impCA, nil), "--yes")
+	refused("fingerprint not confirmed", "n\n", "not confirmed: nothing was added", genuine)
+	refused("own invitation", "", "it is this node's own",
+		signAs(t, work, "own.json", filepath.Join(vrbn.dataDir, "ca"), filepath.Join(vrbn.dataDir, "ca"), nil), "--yes")
+
+	// The genuine one is accepted; then an invitation of the same trust domain with another
+	// bundle is refused, and replaces it only with --replace.
+	r := cli(t, nil, "", "peer", "accept", genuine, "--yes", "--node", vrbn.sock(), "--answer", filepath.Join(work, "a1.json")).want(t, 0)
+	if !strings.Contains(r.stdout, "Peer ncc (ncc.crisis.test) added, groups []") || !strings.Contains(r.stdout, "proposed groups  rijk (applied only if you give them with --groups)") {
+		t.Fatalf("genuine accept: want the proposed group shown and not applied:\n%s", r.stdout)
+	}
+	other := signAs(t, work, "impostor.json", impCA, impCA, nil)
+	refused("another bundle", "", "is a peer with the bundle of fingerprint", other, "--yes")
+	r = cli(t, nil, "", "peer", "accept", other, "--yes", "--replace", "--node", vrbn.sock(), "--answer", filepath.Join(work, "a2.json"), "-o", "json").want(t, 0)
+	var out acceptJSON
+	r.oneJSON(t, &out)
+	if out.Outcome != "replaced" || out.Peer.Name != "ncc" {
+		t.Fatalf("accept --replace: %+v", out)
+	}
+	var shown peerJSON
+	cli(t, nil, "", "peer", "show", "ncc.crisis.test", "--node", vrbn.sock(), "-o", "json").want(t, 0).oneJSON(t, &shown)
+	if shown.Fingerprint != out.Peer.Fingerprint || shown.Source != "raft" {
+		t.Fatalf("peer show after replace: %+v", shown)
+	}
+	// Removing a peer nobody accepted names what to do.
+	r = cli(t, nil, "", "peer", "remove", "lcvs", "--node", vrbn.sock()).want(t, 1)
+	if !strings.Contains(r.stderr, `no peer "lcvs" was accepted`) || !strings.Contains(r.stderr, "(NotFound)") {
+		t.Fatalf("remove of an unknown peer: %q", r.stderr)
+	}
+}

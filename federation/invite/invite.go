@@ -1,0 +1,313 @@
+// Package invite owns the invitation that lets two organisations' nodes trust each other with no
+// central operator: what it holds, how a node signs it with its SVID key, how the other side
+// checks it, and the fingerprint the two sides compare over the phone.
+//
+// An invitation carries its own trust bundle, so a valid signature alone proves only that it is
+// whole: whoever made it holds a key that the bundle in it certifies. That the bundle is the
+// partner's own is what the fingerprint, read aloud between two people who know each other, is
+// for. invite never does I/O and never stores anything; the node's PeerService does.
+package invite
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// Format names the file format; a file of another format is refused.
+const Format = "knooppunt-invitation/1"
+
+// Limits on an invitation's lifetime.
+const (
+	DefaultTTL = 24 * time.Hour
+	MaxTTL     = 30 * 24 * time.Hour
+	// MaxSkew is how far ahead of the checker's clock an invitation may be issued: more means one
+	// of the two clocks is wrong.
+	MaxSkew = 5 * time.Minute
+	// MaxBytes bounds an invitation file.
+	MaxBytes = 1 << 20
+)
+
+// Invitation is what one node tells another about itself.
+type Invitation struct {
+	// ID names this invitation, so that accepting it twice is seen as the same step.
+	ID string `json:"id"`
+	// Name is the organisation's name, such as "VR Brabant-Noord".
+	Name string `json:"name"`
+	// TrustDomain is the organisation's SPIFFE trust domain.
+	TrustDomain string `json:"trust_domain"`
+	// Addresses are host:port of the node's replicas' mTLS listeners.
+	Addresses []string `json:"addresses"`
+	// BundleEndpoint is the https:// URL of the node's SPIFFE Federation bundle endpoint; empty
+	// when it serves none.
+	BundleEndpoint string `json:"bundle_endpoint,omitempty"`
+	// SpiffeID is the SVID that signed the invitation, a replica of the node; it is also the
+	// identity the bundle endpoint presents.
+	SpiffeID string `json:"spiffe_id"`
+	// Bundle is the trust domain's X.509 bundle (PEM) at the time of signing.
+	Bundle string `json:"bundle"`
+	// Groups are the peer groups the node proposes to be placed in. A proposal only: the side
+	// that accepts decides, as groups decide what its policies grant.
+	Groups []string `json:"groups,omitempty"`
+	// AnswerTo is the ID of the invitation this one answers: the node that wrote it has accepted
+	// that invitation already, so accepting this one completes the pair and needs no answer.
+	AnswerTo  string    `json:"answer_to,omitempty"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// envelope is the file: the invitation's exact bytes, the signing SVID's chain and the signature.
+// The invitation travels as bytes (base64 in JSON) so that no reformatting of the file can change
+// what was signed.
+type envelope struct {
+	Format     string   `json:"format"`
+	Invitation []byte   `json:"invitation"`
+	Chain      [][]byte `json:"chain"`
+	Signature  []byte   `json:"signature"`
+}
+
+// Errors of Open, for callers that map them to status codes. Each is wrapped with the detail.
+var (
+	// ErrMalformed: the file is not an invitation, or a field is missing or wrong.
+	ErrMalformed = errors.New("invite: malformed invitation")
+	// ErrSignature: the signature or the signing chain does not check out.
+	ErrSignature = errors.New("invite: bad signature")
+	// ErrExpired: the invitation expired, or is dated ahead of the checker's clock.
+	ErrExpired = errors.New("invite: not valid now")
+)
+
+// Sign writes inv as a file signed with the SVID's key. It fills in ID when empty, and checks inv
+// as Open will, so that a node never hands out an invitation its partner must refuse.
+func Sign(inv Invitation, svid *x509svid.SVID) ([]byte, error) {
+	if svid == nil || len(svid.Certificates) == 0 || svid.PrivateKey == nil {
+		return nil, errors.New("invite: no SVID to sign with")
+	}
+	if inv.ID == "" {
+		var b [12]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		inv.ID = hex.EncodeToString(b[:])
+	}
+	inv.SpiffeID = svid.ID.String()
+	if err := inv.check(); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(inv)
+	if err != nil {
+		return nil, err
+	}
+	_, hash, err := algorithm(svid.Certificates[0].PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	digest := payload
+	var opts crypto.SignerOpts = crypto.Hash(0)
+	if hash != 0 {
+		h := hash.New()
+		h.Write(payload)
+		digest, opts = h.Sum(nil), hash
+	}
+	sig, err := svid.PrivateKey.Sign(rand.Reader, digest, opts)
+	if err != nil {
+		return nil, fmt.Errorf("invite: sign: %w", err)
+	}
+	env := envelope{Format: Format, Invitation: payload, Signature: sig}
+	for _, c := range svid.Certificates {
+		env.Chain = append(env.Chain, c.Raw)
+	}
+	out, err := json.MarshalIndent(env, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
+
+// algorithm is how a key of the SVID's type signs: the x509 algorithm to check with, and the hash.
+func algorithm(pub any) (x509.SignatureAlgorithm, crypto.Hash, error) {
+	switch pub.(type) {
+	case *ecdsa.PublicKey:
+		return x509.ECDSAWithSHA256, crypto.SHA256, nil
+	case *rsa.PublicKey:
+		return x509.SHA256WithRSA, crypto.SHA256, nil
+	case ed25519.PublicKey:
+		return x509.PureEd25519, 0, nil
+	}
+	return 0, 0, fmt.Errorf("%w: the signing key is a %T, not ECDSA, RSA or Ed25519", ErrSignature, pub)
+}
+
+// Open checks an invitation file at the time now and returns what it says. It refuses a file
+// that is not an invitation, one whose signature does not match its contents, one signed by an
+// SVID that its own bundle does not certify, and one that expired or is dated ahead of now.
+// Every error names the part that is wrong and what to do.
+func Open(file []byte, now time.Time) (*Invitation, error) {
+	if len(file) > MaxBytes {
+		return nil, fmt.Errorf("%w: the file is %d bytes, more than an invitation's %d: is it the right file?", ErrMalformed, len(file), MaxBytes)
+	}
+	var env envelope
+	dec := json.NewDecoder(bytes.NewReader(file))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return nil, fmt.Errorf("%w: not an invitation file (%v): use the file `knooppunt peer invite` wrote", ErrMalformed, err)
+	}
+	if env.Format != Format {
+		return nil, fmt.Errorf("%w: format %q: this knooppunt reads %q", ErrMalformed, env.Format, Format)
+	}
+	var inv Invitation
+	dec = json.NewDecoder(bytes.NewReader(env.Invitation))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&inv); err != nil {
+		return nil, fmt.Errorf("%w: invitation: %v", ErrMalformed, err)
+	}
+	if err := inv.check(); err != nil {
+		return nil, err
+	}
+	td := spiffeid.RequireTrustDomainFromString(inv.TrustDomain) // check made sure
+	bundle, err := x509bundle.Parse(td, []byte(inv.Bundle))
+	if err != nil || bundle.Empty() {
+		return nil, fmt.Errorf("%w: bundle: not a PEM bundle of CA certificates (%v)", ErrMalformed, err)
+	}
+	if len(env.Chain) == 0 {
+		return nil, fmt.Errorf("%w: chain: missing: the invitation names no SVID that signed it", ErrSignature)
+	}
+	var chain []*x509.Certificate
+	for i, der := range env.Chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: chain[%d]: not a certificate: %v", ErrSignature, i, err)
+		}
+		chain = append(chain, c)
+	}
+	// The chain is checked at the time of signing: an SVID lives hours under SPIRE, an invitation
+	// may live days.
+	id, _, err := x509svid.Verify(chain, bundle, x509svid.WithTime(inv.IssuedAt))
+	if err != nil {
+		return nil, fmt.Errorf("%w: the signing SVID does not verify against the invitation's own bundle of %s (%v): it was signed by a key outside that bundle, or the bundle was changed", ErrSignature, td, err)
+	}
+	if id.String() != inv.SpiffeID {
+		return nil, fmt.Errorf("%w: spiffe_id: the invitation names %s but %s signed it", ErrSignature, inv.SpiffeID, id)
+	}
+	alg, _, err := algorithm(chain[0].PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := chain[0].CheckSignature(alg, env.Invitation, env.Signature); err != nil {
+		return nil, fmt.Errorf("%w: the signature does not match the invitation's contents: it was changed after %s signed it, or damaged on the way; ask for a new one", ErrSignature, id)
+	}
+	if now.After(inv.ExpiresAt) {
+		return nil, fmt.Errorf("%w: it expired at %s (%s ago): ask %s for a new invitation (or check this machine's clock)", ErrExpired, inv.ExpiresAt.UTC().Format(time.RFC3339), now.Sub(inv.ExpiresAt).Round(time.Second), inv.Name)
+	}
+	if inv.IssuedAt.After(now.Add(MaxSkew)) {
+		return nil, fmt.Errorf("%w: it was issued at %s, %s ahead of this machine's clock: one of the two clocks is wrong; set both by NTP", ErrExpired, inv.IssuedAt.UTC().Format(time.RFC3339), inv.IssuedAt.Sub(now).Round(time.Second))
+	}
+	return &inv, nil
+}
+
+// check checks the fields, naming the one that is wrong.
+func (inv *Invitation) check() error {
+	bad := func(field, format string, a ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrMalformed, field, fmt.Sprintf(format, a...))
+	}
+	if inv.ID == "" {
+		return bad("id", "missing")
+	}
+	if strings.TrimSpace(inv.Name) == "" {
+		return bad("name", "missing: the organisation's name")
+	}
+	td, err := spiffeid.TrustDomainFromString(inv.TrustDomain)
+	if err != nil || strings.Contains(inv.TrustDomain, "/") {
+		return bad("trust_domain", "%q is not a trust domain", inv.TrustDomain)
+	}
+	id, err := spiffeid.FromString(inv.SpiffeID)
+	if err != nil {
+		return bad("spiffe_id", "%q is not a SPIFFE ID", inv.SpiffeID)
+	}
+	if id.TrustDomain() != td || !strings.HasPrefix(id.Path(), "/node/") {
+		return bad("spiffe_id", "%s is not a replica of %s: a node signs with spiffe://%s/node/<replica>", id, td, td)
+	}
+	if len(inv.Addresses) == 0 {
+		return bad("addresses", "none: the node names no address to reach it at (set advertise in its config)")
+	}
+	for i, a := range inv.Addresses {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" || port == "0" {
+			return bad(fmt.Sprintf("addresses[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if inv.BundleEndpoint != "" && !strings.HasPrefix(inv.BundleEndpoint, "https://") {
+		return bad("bundle_endpoint", "%q is not an https:// URL", inv.BundleEndpoint)
+	}
+	if inv.Bundle == "" {
+		return bad("bundle", "missing: the trust bundle")
+	}
+	for i, g := range inv.Groups {
+		if g == "" || strings.ContainsAny(g, " \t\n,:") {
+			return bad(fmt.Sprintf("groups[%d]", i), "%q is not a group name", g)
+		}
+	}
+	if inv.IssuedAt.IsZero() || inv.ExpiresAt.IsZero() {
+		return bad("expires_at", "issued_at and expires_at must both be set")
+	}
+	if !inv.ExpiresAt.After(inv.IssuedAt) || inv.ExpiresAt.Sub(inv.IssuedAt) > MaxTTL {
+		return bad("expires_at", "%s is not within %s after issued_at %s", inv.ExpiresAt.UTC().Format(time.RFC3339), MaxTTL, inv.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Fingerprint is what two people compare over the phone: six groups of five digits over the trust
+// domain and the CA certificates of its bundle, in any order. It is the same for every invitation
+// of a trust domain until its CA changes, like Signal's safety numbers for a contact's key.
+func Fingerprint(td spiffeid.TrustDomain, bundle *x509bundle.Bundle) string {
+	var ders [][]byte
+	for _, c := range bundle.X509Authorities() {
+		ders = append(ders, c.Raw)
+	}
+	slices.SortFunc(ders, bytes.Compare)
+	h := sha256.New()
+	h.Write([]byte("knooppunt-fingerprint/1\x00"))
+	h.Write([]byte(td.Name()))
+	for _, d := range ders {
+		sum := sha256.Sum256(d)
+		h.Write([]byte{0})
+		h.Write(sum[:])
+	}
+	sum := h.Sum(nil)
+	groups := make([]string, 6)
+	for i := range groups {
+		// Five bytes give 40 bits; modulo 100000 their bias is below one in ten million.
+		var b [8]byte
+		copy(b[3:], sum[i*5:i*5+5])
+		groups[i] = fmt.Sprintf("%05d", binary.BigEndian.Uint64(b[:])%100000)
+	}
+	return strings.Join(groups, " ")
+}
+
+// Fingerprint is the fingerprint of the invitation's trust domain and bundle.
+func (inv *Invitation) Fingerprint() (string, error) {
+	td, err := spiffeid.TrustDomainFromString(inv.TrustDomain)
+	if err != nil {
+		return "", fmt.Errorf("%w: trust_domain: %v", ErrMalformed, err)
+	}
+	b, err := x509bundle.Parse(td, []byte(inv.Bundle))
+	if err != nil {
+		return "", fmt.Errorf("%w: bundle: %v", ErrMalformed, err)
+	}
+	return Fingerprint(td, b), nil
+}

@@ -1,0 +1,156 @@
+package invite_test
+
+import (
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+	"github.com/knooppunt/knooppunt/federation/invite"
+)
+
+var t0 = time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+
+func bundlePEM(t *testing.T, ca *identity.DevCA) string {
+	t.Helper()
+	pem, err := identitytest.Bundle(ca).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem)
+}
+
+func newInvitation(t *testing.T, ca *identity.DevCA) invite.Invitation {
+	return invite.Invitation{
+		Name: "VR Brabant-Noord", TrustDomain: ca.TrustDomain.Name(), Addresses: []string{"127.0.0.1:7443"},
+		BundleEndpoint: "https://127.0.0.1:8443", Bundle: bundlePEM(t, ca), Groups: []string{"veiligheidsregios"},
+		IssuedAt: t0, ExpiresAt: t0.Add(invite.DefaultTTL),
+	}
+}
+
+func sign(t *testing.T, inv invite.Invitation, ca *identity.DevCA) []byte {
+	t.Helper()
+	svid := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{NotBefore: t0.Add(-time.Minute), TTL: time.Hour})
+	file, err := invite.Sign(inv, svid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// rewrite decodes a file, changes its invitation with edit, and encodes it again with the
+// original chain and signature: what someone who tampers with a file on its way would do.
+func rewrite(t *testing.T, file []byte, edit func(inv map[string]any)) []byte {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(file, &env); err != nil {
+		t.Fatal(err)
+	}
+	var payload []byte
+	raw, _ := json.Marshal(env["invitation"])
+	if err := json.Unmarshal(raw, &payload); err != nil {
+		t.Fatal(err)
+	}
+	var inv map[string]any
+	if err := json.Unmarshal(payload, &inv); err != nil {
+		t.Fatal(err)
+	}
+	edit(inv)
+	payload, _ = json.Marshal(inv)
+	env["invitation"] = payload
+	out, _ := json.Marshal(env)
+	return out
+}
+
+func TestOpenSigned(t *testing.T) {
+	ca := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
+	file := sign(t, newInvitation(t, ca), ca)
+	inv, err := invite.Open(file, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.TrustDomain != "vr-brabant-noord.crisis.test" || inv.SpiffeID != "spiffe://vr-brabant-noord.crisis.test/node/r1" ||
+		inv.Addresses[0] != "127.0.0.1:7443" || inv.ID == "" || inv.Groups[0] != "veiligheidsregios" {
+		t.Fatalf("opened %+v", inv)
+	}
+	// The SVID that signed it expired long ago: the chain counts at the time of signing.
+	if _, err := invite.Open(file, t0.Add(20*time.Hour)); err != nil {
+		t.Fatalf("an invitation within its expiry, signed by an SVID that has since expired: %v", err)
+	}
+	fp, err := inv.Fingerprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^\d{5}( \d{5}){5}$`).MatchString(fp) {
+		t.Fatalf("fingerprint %q is not six groups of five digits", fp)
+	}
+	// The same trust domain and bundle give the same fingerprint in every invitation; another CA
+	// gives another.
+	again, _ := invite.Open(sign(t, newInvitation(t, ca), ca), t0)
+	if fp2, _ := again.Fingerprint(); fp2 != fp {
+		t.Fatalf("fingerprints of two invitations of one CA differ: %s, %s", fp, fp2)
+	}
+	other := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
+	if fp3 := invite.Fingerprint(spiffeid.RequireTrustDomainFromString("vr-brabant-noord.crisis.test"), identitytest.Bundle(other)); fp3 == fp {
+		t.Fatal("two CAs of one trust domain give one fingerprint")
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	ca := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
+	mallory := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
+	good := sign(t, newInvitation(t, ca), ca)
+	now := t0.Add(time.Hour)
+
+	// Signed by a key of another CA, with the genuine bundle in it.
+	foreign := sign(t, newInvitation(t, ca), mallory)
+
+	expired := newInvitation(t, ca)
+	expired.ExpiresAt = t0.Add(time.Minute)
+
+	for _, c := range []struct {
+		name string
+		file []byte
+		at   time.Time
+		want error
+		text string
+	}{
+		{"changed address", rewrite(t, good, func(inv map[string]any) { inv["addresses"] = []string{"evil.example:7443"} }), now, invite.ErrSignature, "does not match the invitation's contents"},
+		{"changed trust domain", rewrite(t, good, func(inv map[string]any) { inv["trust_domain"] = "ncc.crisis.test" }), now, invite.ErrMalformed, "spiffe_id"},
+		{"changed bundle", rewrite(t, good, func(inv map[string]any) { inv["bundle"] = bundlePEM(t, mallory) }), now, invite.ErrSignature, "does not verify against the invitation's own bundle"},
+		{"added bundle CA", rewrite(t, good, func(inv map[string]any) { inv["bundle"] = inv["bundle"].(string) + bundlePEM(t, mallory) }), now, invite.ErrSignature, "does not match the invitation's contents"},
+		{"changed expiry", rewrite(t, good, func(inv map[string]any) { inv["expires_at"] = t0.Add(72 * time.Hour) }), now, invite.ErrSignature, "does not match"},
+		{"signed outside its bundle", foreign, now, invite.ErrSignature, "signed by a key outside that bundle"},
+		{"expired", sign(t, expired, ca), now, invite.ErrExpired, "expired at 2026-12-03T08:01:00Z"},
+		{"issued in the future", good, t0.Add(-time.Hour), invite.ErrExpired, "ahead of this machine's clock"},
+		{"not an invitation", []byte(`{"hello":1}`), now, invite.ErrMalformed, "not an invitation file"},
+		{"other format", []byte(`{"format":"x/9"}`), now, invite.ErrMalformed, `format "x/9"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inv, err := invite.Open(c.file, c.at)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("Open = %+v, %v; want %v containing %q", inv, err, c.want, c.text)
+			}
+		})
+	}
+}
+
+func TestSignChecks(t *testing.T) {
+	ca := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
+	inv := newInvitation(t, ca)
+	inv.Addresses = nil
+	svid := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
+	if _, err := invite.Sign(inv, svid); !errors.Is(err, invite.ErrMalformed) || !strings.Contains(err.Error(), "addresses: none") {
+		t.Fatalf("Sign with no addresses: %v", err)
+	}
+	user := identitytest.SVID(t, ca, "/user/anna", identity.SVIDOptions{})
+	if _, err := invite.Sign(newInvitation(t, ca), user); err == nil || !strings.Contains(err.Error(), "is not a replica") {
+		t.Fatalf("Sign with a user's SVID: %v", err)
+	}
+}

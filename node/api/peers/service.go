@@ -1,0 +1,385 @@
+// Package peers is the PeerService: a node writes invitations signed with its SVID key, accepts
+// its partners' invitations, and keeps the peers it accepted in Raft, so that every replica has
+// them without a config file. It merges those peers with the config file's (Merge), and the node
+// hands the merged list to its authorizer, trust store and subscriptions.
+//
+// peers never trusts an invitation by itself: invite.Open checks it, and a person checks its
+// fingerprint with the partner before the CLI calls Accept.
+package peers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/invite"
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Config wires the service.
+type Config struct {
+	Store *store.Store
+	DB    *db.DB
+	// SVID signs invitations and gives the org's own bundle; nil on a node without an identity
+	// (one that serves only its local socket), which can accept no peers either.
+	SVID identity.Source
+	// File returns the running config as the config file gives it, without peers from Raft.
+	File func() *config.Config
+	// Refresh, when set, applies the peers of the database to the running node. A step calls it
+	// once applied, so that on the replica that took it the peer is in effect (trusted,
+	// subscribed to, or refused) before the caller hears back.
+	Refresh func() error
+	Logger  *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Service implements knooppunt.v1.PeerService.
+type Service struct {
+	pb.UnsafePeerServiceServer
+	c Config
+}
+
+var _ pb.PeerServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &Service{c: c}
+}
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterPeerServiceServer(s, svc) }
+
+var (
+	peerName  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	groupName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+)
+
+func noIdentity() error {
+	return status.Error(codes.FailedPrecondition, "this node has no identity of its own: set listen and identity in its config (`knooppunt init` writes both) and restart it")
+}
+
+// Invite writes an invitation to this node.
+func (s *Service) Invite(ctx context.Context, req *pb.InviteRequest) (*pb.InviteResponse, error) {
+	if s.c.SVID == nil {
+		return nil, noIdentity()
+	}
+	ttl := time.Duration(req.TtlSeconds) * time.Second
+	switch {
+	case req.TtlSeconds == 0:
+		ttl = invite.DefaultTTL
+	case req.TtlSeconds < 60 || ttl > invite.MaxTTL:
+		return nil, api.Invalid("ttl_seconds", "%d: give 60 seconds to %d days", req.TtlSeconds, int(invite.MaxTTL/(24*time.Hour)))
+	}
+	for i, g := range req.Groups {
+		if !groupName.MatchString(g) {
+			return nil, api.Invalid(fmt.Sprintf("groups[%d]", i), "%q is not a group name: use letters, digits, . _ -", g)
+		}
+	}
+	file, inv, err := s.invitation(req.Groups, "", ttl)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := inv.Fingerprint()
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return &pb.InviteResponse{Invitation: file, Fingerprint: fp, ExpiresAt: timestamppb.New(inv.ExpiresAt)}, nil
+}
+
+func (s *Service) invitation(groups []string, answerTo string, ttl time.Duration) ([]byte, *invite.Invitation, error) {
+	cfg := s.c.File()
+	addrs := cfg.AdvertisedAddresses()
+	if len(addrs) == 0 {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "advertise: the config names no address at which peers reach this node: set advertise: [\"HOST:PORT\"] in it")
+	}
+	svid, err := s.c.SVID.GetX509SVID()
+	if err != nil {
+		return nil, nil, status.Errorf(codes.Unavailable, "this node's SVID is not available now: %v", err)
+	}
+	b, err := s.c.SVID.GetX509BundleForTrustDomain(svid.ID.TrustDomain())
+	if err != nil {
+		return nil, nil, status.Errorf(codes.Unavailable, "this node's own trust bundle is not available now: %v", err)
+	}
+	pem, err := b.Marshal()
+	if err != nil {
+		return nil, nil, api.Status(s.c.Logger, err)
+	}
+	now := s.c.Now().UTC().Truncate(time.Second)
+	inv := invite.Invitation{
+		Name: cfg.Name, TrustDomain: cfg.Org, Addresses: addrs, BundleEndpoint: cfg.BundleEndpointURL(),
+		Bundle: string(pem), Groups: groups, AnswerTo: answerTo, IssuedAt: now, ExpiresAt: now.Add(ttl),
+	}
+	file, err := invite.Sign(inv, svid)
+	if err != nil {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "this node cannot sign an invitation: %v", err)
+	}
+	signed, err := invite.Open(file, s.c.Now())
+	if err != nil {
+		return nil, nil, api.Status(s.c.Logger, fmt.Errorf("peers: an invitation this node signed does not open: %w", err))
+	}
+	return file, signed, nil
+}
+
+// Open checks an invitation file as Accept does, and returns it with its fingerprint.
+func Open(file []byte, now time.Time) (*invite.Invitation, string, error) {
+	if len(file) == 0 {
+		return nil, "", api.Invalid("invitation", "empty: give the file the partner's `knooppunt peer invite` wrote")
+	}
+	inv, err := invite.Open(file, now)
+	switch {
+	case errors.Is(err, invite.ErrExpired):
+		return nil, "", status.Error(codes.FailedPrecondition, "invitation: "+strings.TrimPrefix(err.Error(), "invite: "))
+	case err != nil:
+		return nil, "", status.Error(codes.InvalidArgument, "invitation: "+strings.TrimPrefix(err.Error(), "invite: "))
+	}
+	fp, err := inv.Fingerprint()
+	if err != nil {
+		return nil, "", status.Error(codes.InvalidArgument, "invitation: "+err.Error())
+	}
+	return inv, fp, nil
+}
+
+// Accept checks an invitation and adds the peer it names through Raft.
+func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.AcceptResponse, error) {
+	if s.c.SVID == nil {
+		return nil, noIdentity()
+	}
+	inv, fp, err := Open(req.Invitation, s.c.Now())
+	if err != nil {
+		return nil, err
+	}
+	if req.Fingerprint != "" && req.Fingerprint != fp {
+		return nil, status.Errorf(codes.FailedPrecondition, "fingerprint: the invitation's is %s, not the %s that was confirmed: nothing was added", fp, req.Fingerprint)
+	}
+	file := s.c.File()
+	if inv.TrustDomain == file.Org {
+		return nil, api.Invalid("invitation", "it is this node's own (%s): accept the invitation your partner sent", inv.TrustDomain)
+	}
+	name := req.Name
+	if name == "" {
+		name, _, _ = strings.Cut(inv.TrustDomain, ".")
+	}
+	if !peerName.MatchString(name) {
+		return nil, api.Invalid("name", "%q is not a peer name: use 1 to 63 of a-z 0-9 . _ - (give --name)", name)
+	}
+	// Groups decide what this node's policies grant the peer, so they are this node's choice
+	// alone: the groups the invitation proposes are shown to the person, never applied.
+	groups := req.Groups
+	for i, g := range groups {
+		if !groupName.MatchString(g) {
+			return nil, api.Invalid(fmt.Sprintf("groups[%d]", i), "%q is not a group name: use letters, digits, . _ -", g)
+		}
+	}
+	for _, p := range file.Peers {
+		if p.TrustDomain == inv.TrustDomain {
+			return nil, status.Errorf(codes.FailedPrecondition, "%s is a peer in the config file (as %s): change it there, or remove it there before accepting an invitation", inv.TrustDomain, p.Name)
+		}
+		if p.Name == name {
+			return nil, status.Errorf(codes.AlreadyExists, "name: %q is the name of peer %s in the config file: give another with --name", name, p.TrustDomain)
+		}
+	}
+	caller, _ := api.CallerFrom(ctx)
+	step := &pb.PeerStep{Action: "add", Actor: caller.String(), At: timestamppb.New(s.c.Now()), Replace: req.Replace, Peer: &pb.PeerInfo{
+		Name: name, TrustDomain: inv.TrustDomain, OrgName: inv.Name, Addresses: inv.Addresses, Bundle: []byte(inv.Bundle),
+		BundleEndpoint: inv.BundleEndpoint, EndpointId: inv.SpiffeID, Groups: groups, Fingerprint: fp, Invitation: inv.ID,
+	}}
+	out, err := s.apply(ctx, step)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.AcceptResponse{Peer: s.info(out.Peer, file), Outcome: out.Outcome}
+	// An invitation that answers one of ours completes the pair: the other side has us already.
+	if inv.AnswerTo == "" {
+		answer, ainv, err := s.invitation(nil, inv.ID, invite.DefaultTTL)
+		if err != nil {
+			return nil, err
+		}
+		if resp.AnswerFingerprint, err = ainv.Fingerprint(); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		resp.Answer = answer
+	}
+	s.c.Logger.Info("peer accepted", "peer", name, "peer_trust_domain", inv.TrustDomain, "outcome", out.Outcome, "by", caller.String())
+	return resp, nil
+}
+
+func (s *Service) apply(ctx context.Context, step *pb.PeerStep) (db.PeerOutcome, error) {
+	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_PeerStep{PeerStep: step}})
+	if err != nil {
+		return db.PeerOutcome{}, api.Status(s.c.Logger, err)
+	}
+	out, _ := v.(db.PeerOutcome)
+	if s.c.Refresh != nil && out.Refusal == nil {
+		if err := s.c.Refresh(); err != nil {
+			s.c.Logger.Warn("a peer step was applied but not yet put in effect here: it will be at the next change", "err", err)
+		}
+	}
+	msg := func() string { return strings.TrimPrefix(out.Refusal.Error(), "db: ") }
+	switch {
+	case errors.Is(out.Refusal, db.ErrPeerOtherBundle):
+		return out, status.Errorf(codes.FailedPrecondition, "%s: check the fingerprint with them by phone; if the new one is right, accept again with --replace", msg())
+	case errors.Is(out.Refusal, db.ErrPeerNameTaken):
+		return out, status.Errorf(codes.AlreadyExists, "name: %s: give another with --name", msg())
+	case errors.Is(out.Refusal, db.ErrPeerNotFound):
+		return out, status.Errorf(codes.NotFound, "%s: `knooppunt peer list` shows the peers", msg())
+	case out.Refusal != nil:
+		return out, api.Status(s.c.Logger, out.Refusal)
+	case out.Peer == nil:
+		return out, api.Status(s.c.Logger, errors.New("peers: the step was not applied: the database is ahead of the Raft log"))
+	}
+	return out, nil
+}
+
+// List returns every peer: the config file's and those accepted.
+func (s *Service) List(ctx context.Context, _ *pb.ListPeersRequest) (*pb.ListPeersResponse, error) {
+	all, err := s.all(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ListPeersResponse{Peers: all}, nil
+}
+
+func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
+	file := s.c.File()
+	raft, err := s.c.DB.Peers(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	var out []*pb.PeerInfo
+	for _, p := range file.Peers {
+		if p.Source == config.PeerFromRaft {
+			continue
+		}
+		info := &pb.PeerInfo{Name: p.Name, TrustDomain: p.TrustDomain, Addresses: p.Addresses, BundleEndpoint: p.BundleEndpoint,
+			EndpointId: p.EndpointID, Groups: p.Groups, Source: config.PeerFromConfig, Active: true}
+		if td, err := spiffeid.TrustDomainFromString(p.TrustDomain); err == nil && p.BundleFile != "" {
+			if pem, err := os.ReadFile(p.BundleFile); err == nil {
+				if b, err := x509bundle.Parse(td, pem); err == nil {
+					info.Bundle, info.Fingerprint = pem, invite.Fingerprint(td, b)
+				}
+			}
+		}
+		out = append(out, info)
+	}
+	for _, p := range raft {
+		out = append(out, s.info(p, file))
+	}
+	slices.SortFunc(out, func(a, b *pb.PeerInfo) int { return strings.Compare(a.Name+"\x00"+a.Source, b.Name+"\x00"+b.Source) })
+	return out, nil
+}
+
+// info completes a peer from Raft with its source and whether the config file shadows it.
+func (s *Service) info(p *pb.PeerInfo, file *config.Config) *pb.PeerInfo {
+	p.Source = config.PeerFromRaft
+	p.Active = !shadowed(p, file)
+	return p
+}
+
+func shadowed(p *pb.PeerInfo, file *config.Config) bool {
+	if p.TrustDomain == file.Org {
+		return true
+	}
+	for _, f := range file.Peers {
+		if f.Source != config.PeerFromRaft && (f.TrustDomain == p.TrustDomain || f.Name == p.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Get returns one peer by name or trust domain.
+func (s *Service) Get(ctx context.Context, req *pb.GetPeerRequest) (*pb.PeerInfo, error) {
+	if req.Name == "" {
+		return nil, api.Invalid("name", "missing: give a peer's name or trust domain")
+	}
+	all, err := s.all(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range all {
+		if p.Name == req.Name || p.TrustDomain == req.Name {
+			return p, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "no peer %q: `knooppunt peer list` shows the peers", req.Name)
+}
+
+// Remove removes a peer that was accepted. Its subscription stops and its calls are refused from
+// then on, also on connections already open. Records it sent stay in the cache.
+func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.PeerInfo, error) {
+	if req.Name == "" {
+		return nil, api.Invalid("name", "missing: give a peer's name or trust domain")
+	}
+	raft, err := s.c.DB.Peers(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	td := ""
+	for _, p := range raft {
+		if p.Name == req.Name || p.TrustDomain == req.Name {
+			td = p.TrustDomain
+		}
+	}
+	if td == "" {
+		for _, p := range s.c.File().Peers {
+			if p.Source != config.PeerFromRaft && (p.Name == req.Name || p.TrustDomain == req.Name) {
+				return nil, status.Errorf(codes.FailedPrecondition, "%s is a peer of the config file: remove it there (the node reloads it)", req.Name)
+			}
+		}
+		return nil, status.Errorf(codes.NotFound, "no peer %q was accepted: `knooppunt peer list` shows the peers", req.Name)
+	}
+	caller, _ := api.CallerFrom(ctx)
+	out, err := s.apply(ctx, &pb.PeerStep{Action: "remove", Actor: caller.String(), At: timestamppb.New(s.c.Now()), Reason: req.Reason,
+		Peer: &pb.PeerInfo{TrustDomain: td}})
+	if err != nil {
+		return nil, err
+	}
+	s.c.Logger.Info("peer removed", "peer", out.Peer.Name, "peer_trust_domain", td, "by", caller.String())
+	return s.info(out.Peer, s.c.File()), nil
+}
+
+// Merge returns the config file's config with the peers accepted through Raft added, those the
+// file does not shadow: the file's peers win over an accepted one of the same trust domain or
+// name, so an operator can always take a peer in hand by listing it.
+func Merge(file *config.Config, raft []*pb.PeerInfo) *config.Config {
+	merged := *file
+	merged.Peers = nil
+	for _, p := range file.Peers {
+		if p.Source != config.PeerFromRaft {
+			merged.Peers = append(merged.Peers, p)
+		}
+	}
+	base := &config.Config{Org: file.Org, Peers: slices.Clone(merged.Peers)}
+	for _, p := range raft {
+		if shadowed(p, base) {
+			continue
+		}
+		merged.Peers = append(merged.Peers, config.Peer{
+			Name: p.Name, TrustDomain: p.TrustDomain, Addresses: slices.Clone(p.Addresses), BundleEndpoint: p.BundleEndpoint,
+			EndpointID: p.EndpointId, Groups: slices.Clone(p.Groups), Bundle: p.Bundle, Source: config.PeerFromRaft,
+		})
+	}
+	return &merged
+}
