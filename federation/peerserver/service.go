@@ -380,31 +380,13 @@ func TextFilter(f *pb.Filter, q *record.TextQuery) db.TextFilter {
 	return tf
 }
 
-// textPage is how many candidates eachTextMatch reads from the index at a time.
-const textPage = 500
-
 // eachTextMatch calls fn for every live own record the full-text index finds for f, best first,
 // until fn returns false. The index finds candidates only: fn decides.
 func eachTextMatch(ctx context.Context, d *db.DB, f db.TextFilter, fn func(*pb.Record) (bool, error)) error {
 	if _, err := d.CatchUpText(ctx, db.CatchUpBudget); err != nil {
 		return err
 	}
-	f.Limit = textPage
-	for f.Offset = 0; ; f.Offset += textPage {
-		recs, err := d.TextSearch(ctx, f)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			more, err := fn(r)
-			if err != nil || !more {
-				return err
-			}
-		}
-		if len(recs) < textPage {
-			return nil
-		}
-	}
+	return d.EachTextMatch(ctx, f, fn)
 }
 
 // eachOwn calls fn for every live own record matching f, until fn returns false. While fn works

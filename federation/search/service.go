@@ -129,24 +129,13 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 		} else if left > 0 {
 			s.c.Logger.Info("full-text search while the index catches up: recent records may be missing", "queued", left)
 		}
-		tf := peerserver.TextFilter(f, text)
-		for tf.Limit = limit; ; tf.Offset += limit {
-			recs, err := s.c.DB.TextSearch(ctx, tf)
-			if err != nil {
-				return nil, err
+		err := s.c.DB.EachTextMatch(ctx, peerserver.TextFilter(f, text), func(r *pb.Record) (bool, error) {
+			if snippet, ok := s.matches(text, r); ok {
+				hits = append(hits, &pb.SearchHit{Record: r, Snippet: snippet})
 			}
-			for _, r := range recs {
-				if snippet, ok := s.matches(text, r); ok {
-					hits = append(hits, &pb.SearchHit{Record: r, Snippet: snippet})
-					if len(hits) >= limit {
-						return hits, nil
-					}
-				}
-			}
-			if len(recs) < tf.Limit {
-				return hits, nil
-			}
-		}
+			return len(hits) < limit, nil
+		})
+		return hits, err
 	}
 	for _, lf := range peerserver.ListFilters(f) {
 		for {
@@ -249,18 +238,24 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 			ff.UpdatedSince = f.UpdatedSince.AsTime()
 		}
 	}
-	var recs []db.Foreign
+	var hits []*pb.SearchHit
 	var err error
-	text := s.text(f)
-	if text != nil {
+	if text := s.text(f); text != nil {
 		// What the peer sent is already what this node may see of it.
-		tf := peerserver.TextFilter(f, text)
-		tf.Limit = limit
 		if _, err = s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err == nil {
-			recs, err = s.c.DB.ForeignTextSearch(ctx, p.TrustDomain, tf)
+			err = s.c.DB.EachForeignTextMatch(ctx, p.TrustDomain, peerserver.TextFilter(f, text), func(r db.Foreign) (bool, error) {
+				if snippet, ok := s.matches(text, r.Record); ok {
+					hits = append(hits, &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted, Snippet: snippet})
+				}
+				return len(hits) < limit, nil
+			})
 		}
 	} else {
+		var recs []db.Foreign
 		recs, err = s.c.DB.ForeignList(ctx, ff)
+		for _, r := range recs {
+			hits = append(hits, &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted})
+		}
 	}
 	if err != nil {
 		s.c.Logger.Warn("cache read failed", "peer", p.Name, "err", err)
@@ -270,17 +265,6 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 	var age time.Duration
 	if !at.IsZero() {
 		age = time.Since(at)
-	}
-	hits := make([]*pb.SearchHit, 0, len(recs))
-	for _, r := range recs {
-		hit := &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted}
-		if text != nil {
-			var ok bool
-			if hit.Snippet, ok = s.matches(text, r.Record); !ok {
-				continue
-			}
-		}
-		hits = append(hits, hit)
 	}
 	return hits, age
 }

@@ -318,14 +318,29 @@ type TextFilter struct {
 	Labels map[string]string
 	// UpdatedSince keeps records updated at or after it.
 	UpdatedSince time.Time
-	// Limit caps the candidates; default 1000. Offset skips the first, for the next page.
-	Limit, Offset int
 }
 
-// textWhere adds f's filters on table t (records or foreign_records) to a statement.
-func textWhere(t string, f TextFilter) (string, []any) {
+// Ranking reads windows of the newest matches. bm25 must score every match before it can order
+// them, and a common word matches a fifth of a million records: at some 2 µs a match that is
+// most of a second. A window of the newest textWindow matches is scored and read best first, a
+// page at a time, then the next older window, so that a query costs about the same however much
+// it matches, and recent records come first among equals.
+const (
+	textWindow = 4096
+	textPage   = 256
+)
+
+// textWhere is f's filters on table t (records or foreign_records), with the window of index rows
+// from lower (inclusive, 0: none) to upper (exclusive, 0: none).
+func textWhere(t string, f TextFilter, lower, upper int64) (string, []any) {
 	where := []string{"text_index MATCH ?"}
 	args := []any{matchExpr(f.Terms)}
+	if lower > 0 {
+		where, args = append(where, "text_index.rowid >= ?"), append(args, lower)
+	}
+	if upper > 0 {
+		where, args = append(where, "text_index.rowid < ?"), append(args, upper)
+	}
 	if len(f.Kinds) > 0 {
 		where = append(where, t+".kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")")
 		args = append(args, anySlice(f.Kinds)...)
@@ -343,54 +358,121 @@ func textWhere(t string, f TextFilter) (string, []any) {
 	if !f.UpdatedSince.IsZero() {
 		where, args = append(where, t+".updated_at >= ?"), append(args, f.UpdatedSince.UnixNano())
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	return " WHERE " + strings.Join(where, " AND ") + " ORDER BY text_index.rank LIMIT " + strconv.Itoa(limit) + " OFFSET " + strconv.Itoa(max(0, f.Offset)), args
+	return " WHERE " + strings.Join(where, " AND ") + " ORDER BY text_index.rank", args
 }
 
-// TextSearch returns the live own records the index finds for f, best first (bm25).
-func (d *DB) TextSearch(ctx context.Context, f TextFilter) ([]*pb.Record, error) {
-	where, args := textWhere("records", f)
-	q := `SELECT ` + qualified("records", recordColumns) + ` FROM text_index
+// eachTextPage runs a ranked query (from: its SELECT … FROM … JOIN part; t: its records table)
+// over the windows of f's matches, newest window first, and hands scan each page of rows, best
+// first, until scan says it has enough.
+func (d *DB) eachTextPage(ctx context.Context, f TextFilter, from, t string, pre []any, scan func(*sql.Rows) (int, error), enough func() bool) error {
+	match := matchExpr(f.Terms)
+	upper := int64(0)
+	for {
+		// The window's lower bound: the textWindow-th newest match below upper, if there is one.
+		bq := `SELECT rowid FROM text_index WHERE text_index MATCH ?`
+		bargs := []any{match}
+		if upper > 0 {
+			bq, bargs = bq+` AND rowid < ?`, append(bargs, upper)
+		}
+		bq += ` ORDER BY rowid DESC LIMIT 1 OFFSET ` + strconv.Itoa(textWindow-1)
+		var lower int64
+		err := d.read(func(ro *sql.DB) error { return ro.QueryRowContext(ctx, bq, bargs...).Scan(&lower) })
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		last := errors.Is(err, sql.ErrNoRows) // the window reaches the oldest match
+		where, args := textWhere(t, f, lower, upper)
+		for offset := 0; ; offset += textPage {
+			n := 0
+			q := from + where + ` LIMIT ` + strconv.Itoa(textPage) + ` OFFSET ` + strconv.Itoa(offset)
+			err := d.eachRow(ctx, q, append(append([]any{}, pre...), args...), func(rows *sql.Rows) error {
+				k, err := scan(rows)
+				n += k
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if enough() {
+				return nil
+			}
+			if n < textPage {
+				break
+			}
+		}
+		if last {
+			return nil
+		}
+		upper = lower
+	}
+}
+
+// EachTextMatch calls fn for the live own records the index finds for f, best first within
+// windows of the newest matches (see textWindow), until fn returns false. A page of records is
+// read before fn sees any of it, so fn may take its time.
+func (d *DB) EachTextMatch(ctx context.Context, f TextFilter, fn func(*pb.Record) (bool, error)) error {
+	from := `SELECT ` + qualified("records", recordColumns) + ` FROM text_index
 		JOIN text_keys ON text_keys.rowid = text_index.rowid AND text_keys.origin = ''
-		JOIN records ON records.id = text_keys.id AND records.tombstone = 0` + where
-	var out []*pb.Record
-	err := d.eachRow(ctx, q, args, func(rows *sql.Rows) error {
+		JOIN records ON records.id = text_keys.id AND records.tombstone = 0`
+	var page []*pb.Record
+	stop, failed := false, error(nil)
+	err := d.eachTextPage(ctx, f, from, "records", nil, func(rows *sql.Rows) (int, error) {
 		r, err := scanRecord(rows)
-		out = append(out, r)
-		return err
+		if err != nil {
+			return 0, err
+		}
+		page = append(page, r)
+		return 1, nil
+	}, func() bool {
+		for _, r := range page {
+			if more, err := fn(r); err != nil || !more {
+				stop, failed = true, err
+				break
+			}
+		}
+		page = page[:0]
+		return stop
 	})
-	if err != nil {
-		return nil, fmt.Errorf("db: text search: %w", err)
+	if err == nil {
+		err = failed
 	}
-	return out, nil
+	if err != nil {
+		return fmt.Errorf("db: text search: %w", err)
+	}
+	return nil
 }
 
-// ForeignTextSearch returns the cached records of origin ("" for every origin) that the index
-// finds for f, best first (bm25).
-func (d *DB) ForeignTextSearch(ctx context.Context, origin string, f TextFilter) ([]Foreign, error) {
-	where, args := textWhere("foreign_records", f)
-	join := ""
-	if origin != "" {
-		join, args = " AND text_keys.origin = ?", append([]any{origin}, args...)
-	} else {
-		join = " AND text_keys.origin != ''"
-	}
-	q := `SELECT ` + qualified("foreign_records", foreignColumns) + ` FROM text_index
-		JOIN text_keys ON text_keys.rowid = text_index.rowid` + join + `
-		JOIN foreign_records ON foreign_records.origin = text_keys.origin AND foreign_records.id = text_keys.id` + where
-	var out []Foreign
-	err := d.eachRow(ctx, q, args, func(rows *sql.Rows) error {
+// EachForeignTextMatch is EachTextMatch over the records cached from origin.
+func (d *DB) EachForeignTextMatch(ctx context.Context, origin string, f TextFilter, fn func(Foreign) (bool, error)) error {
+	from := `SELECT ` + qualified("foreign_records", foreignColumns) + ` FROM text_index
+		JOIN text_keys ON text_keys.rowid = text_index.rowid AND text_keys.origin = ?
+		JOIN foreign_records ON foreign_records.origin = text_keys.origin AND foreign_records.id = text_keys.id`
+	var page []Foreign
+	stop, failed := false, error(nil)
+	err := d.eachTextPage(ctx, f, from, "foreign_records", []any{origin}, func(rows *sql.Rows) (int, error) {
 		fr, err := scanForeign(rows)
-		out = append(out, fr)
-		return err
+		if err != nil {
+			return 0, err
+		}
+		page = append(page, fr)
+		return 1, nil
+	}, func() bool {
+		for _, fr := range page {
+			if more, err := fn(fr); err != nil || !more {
+				stop, failed = true, err
+				break
+			}
+		}
+		page = page[:0]
+		return stop
 	})
-	if err != nil {
-		return nil, fmt.Errorf("db: text search of the cache: %w", err)
+	if err == nil {
+		err = failed
 	}
-	return out, nil
+	if err != nil {
+		return fmt.Errorf("db: text search of the cache: %w", err)
+	}
+	return nil
 }
 
 // matchExpr is the FTS5 query that finds the candidates for terms: each term a phrase of its
