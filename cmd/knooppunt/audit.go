@@ -35,9 +35,11 @@ func newAuditListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List audit entries",
 		Long: `List audit entries in order. --action filters on one action, or on every action under a
-prefix ending in a dot, such as "policy.".`,
+prefix ending in a dot, such as "policy.". --purpose keeps the entries that state a purpose
+(a request's stated_purpose) or name it as a granting policy's purpose (purposes).`,
 		Example: `  knooppunt audit list --action policy. --since 24h
-  knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json`,
+  knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json
+  knooppunt audit list --action federation. --purpose "spreiding en opvang vluchtelingen"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -87,6 +89,7 @@ prefix ending in a dot, such as "policy.".`,
 	fl.StringVar(&req.Action, "action", "", "only this action, or a prefix ending in a dot")
 	fl.StringVar(&req.Actor, "actor", "", "only this actor's SPIFFE ID")
 	fl.StringVar(&req.Subject, "subject", "", "only this subject (policy id, crisis, record id)")
+	fl.StringVar(&req.Purpose, "purpose", "", "only entries with this stated purpose or granting policy's purpose")
 	fl.StringVar(&since, "since", "", "only entries since (RFC 3339, or a duration such as 24h)")
 	fl.Int64Var(&req.AfterSeq, "after", 0, "only entries after this seq")
 	fl.Int32Var(&req.Limit, "limit", 100, "entries to show (at most 10000)")

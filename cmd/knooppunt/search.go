@@ -20,6 +20,7 @@ func newSearchCmd() *cobra.Command {
 		filter        pb.Filter
 		labels, since string
 		timeout       time.Duration
+		purpose       string
 	)
 	cmd := &cobra.Command{
 		Use:   "search",
@@ -27,8 +28,12 @@ func newSearchCmd() *cobra.Command {
 		Long: `Search the node's own records and every peer's, in parallel, under a deadline (default 2s).
 Every record shows its origin and age. A table shows each peer as answered (with count and
 latency), denied, unreachable (answered from cache, with the cache's age) or timed out. A partial
-answer says so. Searches are audited.`,
-		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity
+answer says so. Searches are audited.
+
+--purpose states what you need the records for (doelbinding). Every peer writes it in the audit
+entry of each record it discloses, and a peer's policy that accepts only certain purposes
+(accept_purposes) gives nothing to another. Without it the node states its federation.purpose.`,
+		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity --purpose "spreiding en opvang vluchtelingen"
   knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,7 +56,7 @@ answer says so. Searches are audited.`,
 				return err
 			}
 			defer conn.Close()
-			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds())})
+			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds()), Purpose: purpose})
 			if err != nil {
 				return callError(&f, err)
 			}
@@ -66,6 +71,7 @@ answer says so. Searches are audited.`,
 	fl.StringVar(&since, "updated-since", "", "only records updated since (RFC 3339, or a duration such as 2h)")
 	fl.Int32Var(&filter.Limit, "limit", 0, "records per source (default 1000)")
 	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the whole search")
+	fl.StringVar(&purpose, "purpose", "", "what you need the records for, stated to every peer (default: the node's federation.purpose)")
 	f.register(cmd, true)
 	return cmd
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// node. Zero: the node defaults.
 	PeerRequestsPerSecond float64
 	PeerCalls             int
+	// Purpose gives an org's federation.purpose, the purpose its node states on subscriptions
+	// and searches, by its name. Default: none.
+	Purpose func(name string) string
 	// Metrics gives each org a /metrics listener (Prepare only: in-process nodes share the
 	// process's registry, which tests read directly).
 	Metrics bool
@@ -320,6 +323,10 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	}
 	if opts.PeerCalls > 0 {
 		fmt.Fprintf(&b, "  peer_calls: %d\n", opts.PeerCalls)
+	}
+	if opts.Purpose != nil {
+		q, _ := json.Marshal(opts.Purpose(o.Name))
+		fmt.Fprintf(&b, "  purpose: %s\n", q)
 	}
 	b.WriteString(kindsYAML(opts.Kinds))
 	fmt.Fprintf(&b, "roles:\n")

@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 // Config is a node's configuration.
@@ -130,6 +132,11 @@ type Federation struct {
 	PeerRequestsPerSecond float64 `yaml:"peer_requests_per_second"`
 	// PeerCalls bounds the FederationService calls one peer may have open at once. Default 16.
 	PeerCalls int `yaml:"peer_calls"`
+	// Purpose is what this node states it needs peers' records for (doelbinding): on its
+	// subscriptions, and on searches that state none. Peers audit it with every disclosure,
+	// and a peer's policy with accept_purposes grants only to the purposes it lists. Read at
+	// start.
+	Purpose string `yaml:"purpose"`
 }
 
 // Policy configures the policy lifecycle.
@@ -347,6 +354,9 @@ func (c *Config) checkAccess() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s: %g is negative: use a positive number, or leave it out for the default", f.name, f.v)
 		}
+	}
+	if !utf8.ValidString(c.Federation.Purpose) || len(c.Federation.Purpose) > policy.MaxPurposeBytes {
+		return fmt.Errorf("federation.purpose: use valid UTF-8 of at most %d bytes", policy.MaxPurposeBytes)
 	}
 	switch c.Identity.Source {
 	case SourceWorkloadAPI:

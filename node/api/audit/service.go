@@ -37,7 +37,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 	if req.Limit < 0 || req.Limit > 10000 {
 		return nil, api.Invalid("limit", "%d: use 0 (default 100) to 10000", req.Limit)
 	}
-	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, AfterSeq: req.AfterSeq, Limit: int(req.Limit)}
+	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, AfterSeq: req.AfterSeq, Limit: int(req.Limit)}
 	if req.Since != nil {
 		if err := req.Since.CheckValid(); err != nil {
 			return nil, api.Invalid("since", "%v", err)

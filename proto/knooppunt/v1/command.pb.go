@@ -192,7 +192,19 @@ type RecordDisclosures struct {
 	// holder, "spiffe://TD/node/*", as they share one replicated cache. Set by every node since
 	// this field exists; an entry without it, from a node that kept the table by trust domain, is
 	// applied to the trust domain's node.
-	Holder        string `protobuf:"bytes,8,opt,name=holder" json:"holder,omitempty"`
+	Holder string `protobuf:"bytes,8,opt,name=holder" json:"holder,omitempty"`
+	// records_purpose: the audit entries of this command carry the requester's stated purpose
+	// (stated_purpose) and, for each disclosure, the purpose of each granting policy
+	// (policy_purposes). Set by every node since these fields exist; an entry without it is
+	// applied as before, so that its audit entries keep their bytes on every replica.
+	RecordsPurpose bool `protobuf:"varint,9,opt,name=records_purpose,json=recordsPurpose" json:"records_purpose,omitempty"`
+	// stated_purpose is what the requester said it needs the records for.
+	StatedPurpose string `protobuf:"bytes,10,opt,name=stated_purpose,json=statedPurpose" json:"stated_purpose,omitempty"`
+	// policy_purposes maps the id of each policy that granted a record of disclosed to its purpose.
+	PolicyPurposes map[string]string `protobuf:"bytes,11,rep,name=policy_purposes,json=policyPurposes" json:"policy_purposes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// refused counts, per policy, the records that policy would have granted but for the stated
+	// purpose, which is not among its accept_purposes. Audited as one federation.refuse entry.
+	Refused       []*PurposeRefusal `protobuf:"bytes,12,rep,name=refused" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -283,6 +295,87 @@ func (x *RecordDisclosures) GetHolder() string {
 	return ""
 }
 
+func (x *RecordDisclosures) GetRecordsPurpose() bool {
+	if x != nil {
+		return x.RecordsPurpose
+	}
+	return false
+}
+
+func (x *RecordDisclosures) GetStatedPurpose() string {
+	if x != nil {
+		return x.StatedPurpose
+	}
+	return ""
+}
+
+func (x *RecordDisclosures) GetPolicyPurposes() map[string]string {
+	if x != nil {
+		return x.PolicyPurposes
+	}
+	return nil
+}
+
+func (x *RecordDisclosures) GetRefused() []*PurposeRefusal {
+	if x != nil {
+		return x.Refused
+	}
+	return nil
+}
+
+// PurposeRefusal is how many records a policy refused for a request's stated purpose.
+type PurposeRefusal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        string                 `protobuf:"bytes,1,opt,name=policy" json:"policy,omitempty"`
+	Records       int64                  `protobuf:"varint,2,opt,name=records" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurposeRefusal) Reset() {
+	*x = PurposeRefusal{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurposeRefusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurposeRefusal) ProtoMessage() {}
+
+func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
+func (*PurposeRefusal) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PurposeRefusal) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *PurposeRefusal) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
 type Disclosure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RecordId      string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
@@ -295,7 +388,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +400,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +413,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -368,7 +461,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +473,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +486,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -458,7 +551,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +563,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +576,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -549,7 +642,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +654,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +667,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -623,7 +716,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +728,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +741,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -671,7 +764,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +776,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +789,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -715,7 +808,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +820,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +833,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -758,7 +851,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +863,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +876,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
@@ -800,7 +893,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeignB\x05\n" +
-	"\x03cmd\"\xb9\x02\n" +
+	"\x03cmd\"\xe2\x04\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
@@ -810,7 +903,18 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x03via\x18\x06 \x01(\tR\x03via\x12\x1d\n" +
 	"\n" +
 	"count_held\x18\a \x01(\bR\tcountHeld\x12\x16\n" +
-	"\x06holder\x18\b \x01(\tR\x06holder\"w\n" +
+	"\x06holder\x18\b \x01(\tR\x06holder\x12'\n" +
+	"\x0frecords_purpose\x18\t \x01(\bR\x0erecordsPurpose\x12%\n" +
+	"\x0estated_purpose\x18\n" +
+	" \x01(\tR\rstatedPurpose\x12\\\n" +
+	"\x0fpolicy_purposes\x18\v \x03(\v23.knooppunt.v1.RecordDisclosures.PolicyPurposesEntryR\x0epolicyPurposes\x126\n" +
+	"\arefused\x18\f \x03(\v2\x1c.knooppunt.v1.PurposeRefusalR\arefused\x1aA\n" +
+	"\x13PolicyPurposesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
+	"\x0ePurposeRefusal\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\"w\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
@@ -861,47 +965,51 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
 	(*RecordDisclosures)(nil),     // 1: knooppunt.v1.RecordDisclosures
-	(*Disclosure)(nil),            // 2: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 3: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 4: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 5: knooppunt.v1.PhaseStep
-	(*AppendAudit)(nil),           // 6: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 7: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 8: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 9: knooppunt.v1.ApplyResponse
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*SharedRecord)(nil),          // 11: knooppunt.v1.SharedRecord
-	(*AuditEntry)(nil),            // 12: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 13: knooppunt.v1.Record
+	(*PurposeRefusal)(nil),        // 2: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 3: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 4: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 5: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 6: knooppunt.v1.PhaseStep
+	(*AppendAudit)(nil),           // 7: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 8: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 9: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 10: knooppunt.v1.ApplyResponse
+	nil,                           // 11: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*SharedRecord)(nil),          // 13: knooppunt.v1.SharedRecord
+	(*AuditEntry)(nil),            // 14: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 15: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	7,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	4,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	5,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	6,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	8,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	5,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	6,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	7,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
 	1,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	3,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	2,  // 6: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	2,  // 7: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	10, // 8: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	11, // 9: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	10, // 10: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	10, // 11: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	10, // 12: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	12, // 13: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	13, // 14: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 15: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	8,  // 16: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	9,  // 17: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	4,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	3,  // 6: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	3,  // 7: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	12, // 8: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	11, // 9: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	2,  // 10: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	13, // 11: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	12, // 12: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	12, // 13: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	12, // 14: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	14, // 15: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	15, // 16: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 17: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	9,  // 18: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	10, // 19: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	19, // [19:20] is the sub-list for method output_type
+	18, // [18:19] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -926,7 +1034,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

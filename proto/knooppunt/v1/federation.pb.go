@@ -23,7 +23,10 @@ const (
 )
 
 type DescribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// purpose is what the caller says it needs the records for: counts follow the policies that
+	// accept it (accept_purposes).
+	Purpose       string `protobuf:"bytes,1,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -56,6 +59,13 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
 	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DescribeRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type DescribeResponse struct {
@@ -205,8 +215,12 @@ func (x *Filter) GetLimit() int32 {
 }
 
 type QueryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Filter        *Filter                `protobuf:"bytes,1,opt,name=filter" json:"filter,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Filter *Filter                `protobuf:"bytes,1,opt,name=filter" json:"filter,omitempty"`
+	// purpose is what the caller says it needs the records for (doelbinding), at most 256 bytes.
+	// The source writes it in the audit entry of every disclosure, and a policy that lists
+	// accept_purposes grants nothing to a request whose purpose is not among them.
+	Purpose       string `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +260,13 @@ func (x *QueryRequest) GetFilter() *Filter {
 		return x.Filter
 	}
 	return nil
+}
+
+func (x *QueryRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 // SharedRecord is a record as a recipient may see it.
@@ -314,7 +335,9 @@ func (x *SharedRecord) GetRedacted() []string {
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// cursor is the last seq received; 0 starts from the beginning.
-	Cursor        int64 `protobuf:"varint,1,opt,name=cursor" json:"cursor,omitempty"`
+	Cursor int64 `protobuf:"varint,1,opt,name=cursor" json:"cursor,omitempty"`
+	// purpose is what the caller says it needs the records for, as in QueryRequest.
+	Purpose       string `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +377,13 @@ func (x *SubscribeRequest) GetCursor() int64 {
 		return x.Cursor
 	}
 	return 0
+}
+
+func (x *SubscribeRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type FeedEvent struct {
@@ -564,7 +594,10 @@ type SearchRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Filter *Filter                `protobuf:"bytes,1,opt,name=filter" json:"filter,omitempty"`
 	// timeout_ms bounds the whole search; default 2000.
-	TimeoutMs     int32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs" json:"timeout_ms,omitempty"`
+	TimeoutMs int32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs" json:"timeout_ms,omitempty"`
+	// purpose is what the searcher needs the records for; it is stated to every peer. Empty: the
+	// node's federation.purpose.
+	Purpose       string `protobuf:"bytes,3,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -611,6 +644,13 @@ func (x *SearchRequest) GetTimeoutMs() int32 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *SearchRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type SearchHit struct {
@@ -1149,8 +1189,9 @@ var File_knooppunt_v1_federation_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
-	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x11\n" +
-	"\x0fDescribeRequest\"p\n" +
+	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"+\n" +
+	"\x0fDescribeRequest\x12\x18\n" +
+	"\apurpose\x18\x01 \x01(\tR\apurpose\"p\n" +
 	"\x10DescribeResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12-\n" +
@@ -1164,15 +1205,17 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\fQueryRequest\x12,\n" +
-	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\"t\n" +
+	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x18\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"t\n" +
 	"\fSharedRecord\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
-	"\bredacted\x18\x03 \x03(\tR\bredacted\"*\n" +
+	"\bredacted\x18\x03 \x03(\tR\bredacted\"D\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
-	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\"\xd1\x01\n" +
+	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x18\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"\xd1\x01\n" +
 	"\tFeedEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x06upsert\x18\x02 \x01(\v2\x1a.knooppunt.v1.SharedRecordH\x00R\x06upsert\x12:\n" +
@@ -1186,11 +1229,12 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
 	"\tHeartbeat\x12*\n" +
-	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\\\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"v\n" +
 	"\rSearchRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\"\x8c\x01\n" +
+	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\x12\x18\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\"\x8c\x01\n" +
 	"\tSearchHit\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +

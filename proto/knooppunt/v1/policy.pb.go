@@ -1347,13 +1347,15 @@ func (x *AuditEntry) GetHash() []byte {
 }
 
 type ListAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Action        string                 `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
-	Actor         string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
-	Subject       string                 `protobuf:"bytes,3,opt,name=subject" json:"subject,omitempty"`
-	Since         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since" json:"since,omitempty"`
-	AfterSeq      int64                  `protobuf:"varint,5,opt,name=after_seq,json=afterSeq" json:"after_seq,omitempty"`
-	Limit         int32                  `protobuf:"varint,6,opt,name=limit" json:"limit,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Action   string                 `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	Actor    string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
+	Subject  string                 `protobuf:"bytes,3,opt,name=subject" json:"subject,omitempty"`
+	Since    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since" json:"since,omitempty"`
+	AfterSeq int64                  `protobuf:"varint,5,opt,name=after_seq,json=afterSeq" json:"after_seq,omitempty"`
+	Limit    int32                  `protobuf:"varint,6,opt,name=limit" json:"limit,omitempty"`
+	// purpose selects the entries whose stated purpose, or a granting policy's purpose, is it.
+	Purpose       string `protobuf:"bytes,7,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1428,6 +1430,13 @@ func (x *ListAuditRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListAuditRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type ListAuditResponse struct {
@@ -1757,14 +1766,15 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
 	"\tprev_hash\x18\a \x01(\fR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\b \x01(\fR\x04hash\"\xbf\x01\n" +
+	"\x04hash\x18\b \x01(\fR\x04hash\"\xd9\x01\n" +
 	"\x10ListAuditRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x18\n" +
 	"\asubject\x18\x03 \x01(\tR\asubject\x120\n" +
 	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
 	"\tafter_seq\x18\x05 \x01(\x03R\bafterSeq\x12\x14\n" +
-	"\x05limit\x18\x06 \x01(\x05R\x05limit\"G\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x18\n" +
+	"\apurpose\x18\a \x01(\tR\apurpose\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"G\n" +
 	"\x12VerifyAuditRequest\x121\n" +
