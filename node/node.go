@@ -145,6 +145,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		SnapshotSize:      cfg.Raft.SnapshotSize,
 		TrailingLogs:      cfg.Raft.TrailingLogs,
+		EraseWithin:       cfg.Erasure.Within,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		Logger:            n.log,
 	}

@@ -52,6 +52,8 @@ type Options struct {
 	// Purpose gives an org's federation.purpose, the purpose its node states on subscriptions
 	// and searches, by its name. Default: none.
 	Purpose func(name string) string
+	// EraseWithin is every node's erasure.within. Zero: the node default.
+	EraseWithin time.Duration
 	// Metrics gives each org a /metrics listener (Prepare only: in-process nodes share the
 	// process's registry, which tests read directly).
 	Metrics bool
@@ -327,6 +329,9 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	if opts.Purpose != nil {
 		q, _ := json.Marshal(opts.Purpose(o.Name))
 		fmt.Fprintf(&b, "  purpose: %s\n", q)
+	}
+	if opts.EraseWithin > 0 {
+		fmt.Fprintf(&b, "erasure:\n  within: %s\n", opts.EraseWithin)
 	}
 	b.WriteString(kindsYAML(opts.Kinds))
 	fmt.Fprintf(&b, "roles:\n")

@@ -45,6 +45,7 @@ type Config struct {
 	Raft       Raft       `yaml:"raft"`
 	Policy     Policy     `yaml:"policy"`
 	Federation Federation `yaml:"federation"`
+	Erasure    Erasure    `yaml:"erasure"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
 }
@@ -137,6 +138,15 @@ type Federation struct {
 	// and a peer's policy with accept_purposes grants only to the purposes it lists. Read at
 	// start.
 	Purpose string `yaml:"purpose"`
+}
+
+// Erasure bounds how long what was deleted stays on disk.
+type Erasure struct {
+	// Within is the longest a deleted record's body, or a record a peer retracted, stays in any
+	// file of the data directory after the delete or retraction: the node then has taken a
+	// fresh Raft snapshot, removed the older one, cut the Raft log behind it and checkpointed
+	// the database's WAL. Default 10m.
+	Within time.Duration `yaml:"within"`
 }
 
 // Policy configures the policy lifecycle.
@@ -354,6 +364,9 @@ func (c *Config) checkAccess() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s: %g is negative: use a positive number, or leave it out for the default", f.name, f.v)
 		}
+	}
+	if c.Erasure.Within < 0 {
+		return fmt.Errorf("erasure.within: %s is negative: use a duration such as 10m, or leave it out for the default", c.Erasure.Within)
 	}
 	if !utf8.ValidString(c.Federation.Purpose) || len(c.Federation.Purpose) > policy.MaxPurposeBytes {
 		return fmt.Errorf("federation.purpose: use valid UTF-8 of at most %d bytes", policy.MaxPurposeBytes)

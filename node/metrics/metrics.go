@@ -42,6 +42,12 @@ var (
 		Namespace: "knooppunt", Name: "raft_snapshots_by_size_total",
 		Help: "Raft snapshots taken because the log since the last one grew past raft.snapshot_size.",
 	})
+	// Erasures counts the runs that erase deleted and retracted records from the data directory
+	// (a snapshot, the Raft log cut behind it, the SQLite WAL checkpointed), by outcome.
+	Erasures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "erasures_total",
+		Help: "Runs that erased deleted and retracted records from the data directory, by outcome (ok, error); an error is retried a tenth of erasure.within later.",
+	}, []string{"outcome"})
 	// Resyncs counts the times a subscription re-checked everything it disclosed, by why.
 	Resyncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "knooppunt", Name: "federation_resyncs_total",
@@ -66,7 +72,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

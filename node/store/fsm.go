@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -24,6 +25,9 @@ type fsm struct {
 	// sinceSnapshot is the bytes of log entries applied since the last snapshot began, for the
 	// size threshold.
 	sinceSnapshot atomic.Int64
+	// erased is called after an entry that deletes a record or retracts a peer's record is
+	// applied: its content must then leave the data directory (see eraser).
+	erased func()
 }
 
 type applyResponse struct {
@@ -68,6 +72,9 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	switch cmd := c.Cmd.(type) {
 	case *pb.Command_WriteRecords:
 		res, err := f.db.Apply(l.Index, cmd.WriteRecords.Records)
+		if err == nil && f.erased != nil && slices.ContainsFunc(cmd.WriteRecords.Records, (*pb.Record).GetTombstone) {
+			f.erased()
+		}
 		return applyResponse{results: res, err: err}
 	case *pb.Command_PolicyStep:
 		row, refusal, err := f.db.ApplyPolicyStep(l.Index, cmd.PolicyStep)
@@ -78,7 +85,11 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	case *pb.Command_RecordDisclosures:
 		return applyResponse{err: f.db.ApplyDisclosures(l.Index, cmd.RecordDisclosures)}
 	case *pb.Command_CacheForeign:
-		return applyResponse{err: f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)}
+		err := f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)
+		if err == nil && f.erased != nil && len(cmd.CacheForeign.Retractions) > 0 {
+			f.erased()
+		}
+		return applyResponse{err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

@@ -66,6 +66,10 @@ type Config struct {
 	SnapshotSize int64
 	// SnapshotInterval is how often the thresholds are checked. Default 30s.
 	SnapshotInterval time.Duration
+	// EraseWithin bounds how long a deleted record's body, or a retracted record of a peer,
+	// stays in any file of the Raft directory or the database after the delete or retraction is
+	// applied (see eraseNow). Default 10 minutes.
+	EraseWithin time.Duration
 	// ElectionTimeout tunes failure detection. Default 500ms, for a LAN.
 	ElectionTimeout time.Duration
 	// Forward hands a command that has no answer but an error (audit entries, disclosures) to
@@ -80,6 +84,8 @@ type Store struct {
 	log    *slog.Logger
 	raft   *raft.Raft
 	logs   *raftLog
+	snaps  raft.SnapshotStore
+	erase  *eraser
 	trans  raft.Transport
 	queue  chan *pending
 	stop   chan struct{}
@@ -111,6 +117,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.SnapshotSize <= 0 {
 		cfg.SnapshotSize = 64 << 20
+	}
+	if cfg.EraseWithin <= 0 {
+		cfg.EraseWithin = DefaultEraseWithin
 	}
 	if cfg.SnapshotInterval == 0 {
 		cfg.SnapshotInterval = 30 * time.Second
@@ -182,7 +191,8 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 
-	machine := &fsm{db: cfg.DB, log: cfg.Logger}
+	erase := newEraser()
+	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note}
 	r, err := raft.NewRaft(rc, machine, logs, logs, snaps, trans)
 	if err != nil {
 		logs.Close()
@@ -193,6 +203,8 @@ func Open(cfg Config) (*Store, error) {
 		log:   cfg.Logger,
 		raft:  r,
 		logs:  logs,
+		snaps: snaps,
+		erase: erase,
 		trans: trans,
 		queue: make(chan *pending, 4096),
 		stop:  make(chan struct{}),
@@ -203,6 +215,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	go s.commitLoop()
 	go s.snapshotBySize(machine)
+	go s.eraseLoop()
 	return s, nil
 }
 
