@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/peerclient"
 	"github.com/knooppunt/knooppunt/federation/peerserver"
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/federation/witness"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
@@ -90,6 +92,7 @@ type Node struct {
 	cfg        atomic.Pointer[config.Config] // the running config; roles and peers reload
 	peers      *peerclient.Manager
 	federation *peerserver.Service
+	witnesses  *witness.Witnesses
 	stopPeers  context.CancelFunc
 	peersDone  chan struct{}
 	metrics    *http.Server
@@ -223,8 +226,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
-			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls, Logger: n.log,
+			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls,
+			Bundles: n.ident.trust, Logger: n.log,
 		})
+		n.witnesses = witness.New(witness.Config{
+			DB: n.db, Org: cfg.Org, SVID: n.ident.source, Bundles: n.ident.trust, Peers: peers, Conn: n.peers.Conn,
+			Leading: n.store.IsLeader, Interval: cfg.Federation.WitnessInterval, Logger: n.log,
+		})
+		auditSvc.Witnesses = n.witnesses.Check
 	}
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: peers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Logger: n.log})
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
@@ -304,7 +313,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		pctx, cancel := context.WithCancel(context.Background())
 		n.stopPeers = cancel
 		n.peersDone = make(chan struct{})
-		go func() { defer close(n.peersDone); n.peers.Run(pctx) }()
+		go func() {
+			defer close(n.peersDone)
+			var wg sync.WaitGroup
+			wg.Go(func() { n.witnesses.Run(pctx) })
+			n.peers.Run(pctx)
+			wg.Wait()
+		}()
 	}
 
 	n.log.Info("node serving", "org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath, "metrics", cfg.MetricsAddr)

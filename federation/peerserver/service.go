@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -63,7 +64,10 @@ type Config struct {
 	// DescribeTTL is how long a Describe answer is given again to the same recipient while no
 	// policy step or phase change lands. Default 30s.
 	DescribeTTL time.Duration
-	Logger      *slog.Logger
+	// Bundles vouch for the SVIDs that sign peers' audit heads (Witness). Nil: Witness is
+	// refused.
+	Bundles x509bundle.Source
+	Logger  *slog.Logger
 }
 
 // Service implements knooppunt.v1.FederationService.

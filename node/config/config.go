@@ -133,6 +133,9 @@ type Federation struct {
 	PeerRequestsPerSecond float64 `yaml:"peer_requests_per_second"`
 	// PeerCalls bounds the FederationService calls one peer may have open at once. Default 16.
 	PeerCalls int `yaml:"peer_calls"`
+	// WitnessInterval is how often the node hands its signed audit head to every peer, besides
+	// after each policy step and phase change. Default 5m.
+	WitnessInterval time.Duration `yaml:"witness_interval"`
 	// Purpose is what this node states it needs peers' records for (doelbinding): on its
 	// subscriptions, and on searches that state none. Peers audit it with every disclosure,
 	// and a peer's policy with accept_purposes grants only to the purposes it lists. Read at
@@ -364,6 +367,9 @@ func (c *Config) checkAccess() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s: %g is negative: use a positive number, or leave it out for the default", f.name, f.v)
 		}
+	}
+	if c.Federation.WitnessInterval < 0 {
+		return fmt.Errorf("federation.witness_interval: %s is negative: use a duration such as 5m, or leave it out for the default", c.Federation.WitnessInterval)
 	}
 	if c.Erasure.Within < 0 {
 		return fmt.Errorf("erasure.within: %s is negative: use a duration such as 10m, or leave it out for the default", c.Erasure.Within)

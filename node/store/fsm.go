@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -90,6 +91,12 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 			f.erased()
 		}
 		return applyResponse{err: err}
+	case *pb.Command_KeepHead:
+		fork, err := f.db.ApplyKeepHead(l.Index, cmd.KeepHead)
+		if fork != "" {
+			metrics.AuditForks.WithLabelValues(cmd.KeepHead.Peer).Inc()
+		}
+		return applyResponse{value: fork, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

@@ -487,10 +487,11 @@ func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
 }
 
 // forwardable reports whether a follower may hand c to the leader: only commands whose answer
-// is nothing but an error.
+// is nothing but an error. A kept head answers the evidence of a fork, but the evidence is
+// kept and counted (by the FSM, on every replica) whoever handed it over.
 func forwardable(c *pb.Command) bool {
 	switch c.Cmd.(type) {
-	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures:
+	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead:
 		return true
 	}
 	return false

@@ -34,6 +34,7 @@ type Command struct {
 	//	*Command_AppendAudit
 	//	*Command_RecordDisclosures
 	//	*Command_CacheForeign
+	//	*Command_KeepHead
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -130,6 +131,15 @@ func (x *Command) GetCacheForeign() *CacheForeign {
 	return nil
 }
 
+func (x *Command) GetKeepHead() *KeepHead {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_KeepHead); ok {
+			return x.KeepHead
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -158,6 +168,10 @@ type Command_CacheForeign struct {
 	CacheForeign *CacheForeign `protobuf:"bytes,6,opt,name=cache_foreign,json=cacheForeign,oneof"`
 }
 
+type Command_KeepHead struct {
+	KeepHead *KeepHead `protobuf:"bytes,7,opt,name=keep_head,json=keepHead,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -169,6 +183,80 @@ func (*Command_AppendAudit) isCommand_Cmd() {}
 func (*Command_RecordDisclosures) isCommand_Cmd() {}
 
 func (*Command_CacheForeign) isCommand_Cmd() {}
+
+func (*Command_KeepHead) isCommand_Cmd() {}
+
+// KeepHead keeps a peer's signed audit head, append-only. A head for a seq the peer signed
+// another head for, or below the highest seq held, is kept as evidence of a fork and audited.
+type KeepHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// peer is the signer's trust domain.
+	Peer       string                 `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
+	Head       *SignedHead            `protobuf:"bytes,2,opt,name=head" json:"head,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
+	// signer is the SPIFFE ID in the head's certificate chain.
+	Signer        string `protobuf:"bytes,4,opt,name=signer" json:"signer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepHead) Reset() {
+	*x = KeepHead{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepHead) ProtoMessage() {}
+
+func (x *KeepHead) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
+func (*KeepHead) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *KeepHead) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *KeepHead) GetHead() *SignedHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *KeepHead) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *KeepHead) GetSigner() string {
+	if x != nil {
+		return x.Signer
+	}
+	return ""
+}
 
 // RecordDisclosures records what was sent to a recipient, so that the source knows whom to send
 // retractions, and audits each disclosure and retraction.
@@ -211,7 +299,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +311,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +324,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -334,7 +422,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +434,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +447,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -388,7 +476,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +488,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +501,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -461,7 +549,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +561,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +574,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -551,7 +639,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +651,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +664,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -642,7 +730,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +742,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +755,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -716,7 +804,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +816,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +829,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -764,7 +852,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +864,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +877,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -808,7 +896,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +908,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +921,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -851,7 +939,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +951,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,14 +964,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x9f\x03\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xd6\x03\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -892,8 +980,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"phase_step\x18\x03 \x01(\v2\x17.knooppunt.v1.PhaseStepH\x00R\tphaseStep\x12>\n" +
 	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
-	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeignB\x05\n" +
-	"\x03cmd\"\xe2\x04\n" +
+	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
+	"\tkeep_head\x18\a \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHeadB\x05\n" +
+	"\x03cmd\"\xa1\x01\n" +
+	"\bKeepHead\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
+	"\x04head\x18\x02 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\x12;\n" +
+	"\vreceived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12\x16\n" +
+	"\x06signer\x18\x04 \x01(\tR\x06signer\"\xe2\x04\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
@@ -965,51 +1060,56 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*RecordDisclosures)(nil),     // 1: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 2: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 3: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 4: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 5: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 6: knooppunt.v1.PhaseStep
-	(*AppendAudit)(nil),           // 7: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 8: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 9: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 10: knooppunt.v1.ApplyResponse
-	nil,                           // 11: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*SharedRecord)(nil),          // 13: knooppunt.v1.SharedRecord
-	(*AuditEntry)(nil),            // 14: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 15: knooppunt.v1.Record
+	(*KeepHead)(nil),              // 1: knooppunt.v1.KeepHead
+	(*RecordDisclosures)(nil),     // 2: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 3: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 4: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 5: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 6: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 7: knooppunt.v1.PhaseStep
+	(*AppendAudit)(nil),           // 8: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 9: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 10: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 11: knooppunt.v1.ApplyResponse
+	nil,                           // 12: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*SignedHead)(nil),            // 13: knooppunt.v1.SignedHead
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*SharedRecord)(nil),          // 15: knooppunt.v1.SharedRecord
+	(*AuditEntry)(nil),            // 16: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 17: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	8,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	5,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	6,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	7,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	1,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	4,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	3,  // 6: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	3,  // 7: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	12, // 8: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	11, // 9: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	2,  // 10: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	13, // 11: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	12, // 12: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	12, // 13: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	12, // 14: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	14, // 15: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	15, // 16: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 17: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	9,  // 18: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	10, // 19: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	19, // [19:20] is the sub-list for method output_type
-	18, // [18:19] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	9,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	6,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	7,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	8,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	2,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	5,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	1,  // 6: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	13, // 7: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	14, // 8: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	4,  // 9: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	4,  // 10: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	14, // 11: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	12, // 12: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	3,  // 13: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	15, // 14: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	14, // 15: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	14, // 16: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	14, // 17: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	16, // 18: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	17, // 19: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 20: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	10, // 21: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	11, // 22: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	22, // [22:23] is the sub-list for method output_type
+	21, // [21:22] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1027,6 +1127,7 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_AppendAudit)(nil),
 		(*Command_RecordDisclosures)(nil),
 		(*Command_CacheForeign)(nil),
+		(*Command_KeepHead)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1034,7 +1135,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
