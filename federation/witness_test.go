@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/witness"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -244,4 +248,46 @@ func TestHeadsVerifyAfterRotation(t *testing.T) {
 		w := resp.Witnesses[0]
 		return resp.Ok && w.State == witness.OK && w.Heads >= 2, fmt.Sprintf("verify: ok %v, %s: %s, %d heads (%s)", resp.Ok, w.Peer, w.State, w.Heads, w.Problem)
 	})
+}
+
+// TestProcessWitnessesCatchARewrittenChain is TestWitnessesCatchARewrittenChain with real
+// processes and the CLI: two `knooppunt serve` processes, a's chain rewritten in its database
+// file while a is stopped, and `knooppunt audit verify --witnesses` exits 1 naming the witness
+// and the entry.
+func TestProcessWitnessesCatchARewrittenChain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two node processes")
+	}
+	f := fedtest.Prepare(t, fedtest.Options{Orgs: 2, Metrics: true, WitnessInterval: time.Hour})
+	ps := startProcs(t, f)
+	a, b := f.Orgs[0], f.Orgs[1]
+	verify := func() (string, int) {
+		t.Helper()
+		cmd := exec.Command(ps.bin, "audit", "verify", "--witnesses", "--node", "unix://"+a.SocketPath())
+		cmd.Env = proctest.Env()
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return string(out), 0
+		case errors.As(err, &exit):
+			return string(out), exit.ExitCode()
+		}
+		t.Fatalf("audit verify --witnesses: %v\n%s", err, out)
+		return "", 0
+	}
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	fedtest.Eventually(t, 15*time.Second, "b witnesses a's head", func() (bool, string) {
+		out, code := verify()
+		return code == 0 && regexp.MustCompile(`\n`+b.Name+`\s+`+b.TD.Name()+`\s+ok\s+[1-9]`).MatchString(out), out
+	})
+	ps.kill(t, a)
+	rewriteChain(t, filepath.Join(a.DataDir(), "knooppunt.db"))
+	ps.restart(t, a)
+	out, code := verify()
+	t.Logf("audit verify --witnesses after the rewrite (exit %d):\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "BROKEN at entry") || !strings.Contains(out, "witness "+b.Name+" holds a head for entry") ||
+		!regexp.MustCompile(`\n`+b.Name+`\s+`+b.TD.Name()+`\s+rewritten`).MatchString(out) {
+		t.Fatalf("audit verify --witnesses of the rewritten chain exited %d:\n%s\nwant exit 1, BROKEN, naming witness %s and the entry", code, out, b.Name)
+	}
 }

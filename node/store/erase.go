@@ -83,6 +83,7 @@ func (e *eraser) done(start time.Time, applied uint64) {
 // eraseLoop runs the erasures, each half the bound after the oldest delete or retraction it
 // covers, so that the other half is left for a retry.
 func (s *Store) eraseLoop() {
+	defer close(s.erased)
 	within := s.cfg.EraseWithin
 	retry := max(within/10, 100*time.Millisecond)
 	timer := time.NewTimer(time.Hour)

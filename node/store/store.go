@@ -86,6 +86,7 @@ type Store struct {
 	logs   *raftLog
 	snaps  raft.SnapshotStore
 	erase  *eraser
+	erased chan struct{} // closed when eraseLoop returns
 	trans  raft.Transport
 	queue  chan *pending
 	stop   chan struct{}
@@ -199,16 +200,17 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
 	s := &Store{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		raft:  r,
-		logs:  logs,
-		snaps: snaps,
-		erase: erase,
-		trans: trans,
-		queue: make(chan *pending, 4096),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		raft:   r,
+		logs:   logs,
+		snaps:  snaps,
+		erase:  erase,
+		erased: make(chan struct{}),
+		trans:  trans,
+		queue:  make(chan *pending, 4096),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	if lateBootstrap != nil {
 		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
@@ -541,6 +543,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
+	<-s.erased // an erasure under way finishes while Raft and the log are still open
 	err := s.raft.Shutdown().Error()
 	if c, ok := s.trans.(io.Closer); ok {
 		c.Close()
