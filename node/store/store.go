@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,6 +149,14 @@ func Open(cfg Config) (*Store, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: slogWriter{cfg.Logger}})
 
+	// A copy of the database that a snapshot left behind when the process died holds whatever
+	// was deleted since: it is never read again, so it goes.
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg.DB.Path()), "snapshot-*.db.tmp"))
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("store: remove a snapshot copy left behind: %w", err)
+		}
+	}
 	logs, err := openLog(cfg.Dir, rc.Logger, cfg.Logger)
 	if err != nil {
 		return nil, err

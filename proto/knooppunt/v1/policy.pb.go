@@ -573,8 +573,10 @@ type PreviewRequest struct {
 	// recipient is the SPIFFE ID of a peer node, such as spiffe://ncc.crisis.test/node/r1.
 	Recipient string `protobuf:"bytes,3,opt,name=recipient" json:"recipient,omitempty"`
 	// phase to preview in; empty: each record's crisis's current phase.
-	Phase         string `protobuf:"bytes,4,opt,name=phase" json:"phase,omitempty"`
-	Limit         int32  `protobuf:"varint,5,opt,name=limit" json:"limit,omitempty"`
+	Phase string `protobuf:"bytes,4,opt,name=phase" json:"phase,omitempty"`
+	Limit int32  `protobuf:"varint,5,opt,name=limit" json:"limit,omitempty"`
+	// purpose is the purpose the recipient would state, for policies with accept_purposes.
+	Purpose       string `protobuf:"bytes,6,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -642,6 +644,13 @@ func (x *PreviewRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *PreviewRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type PreviewItem struct {
@@ -817,10 +826,12 @@ func (x *PreviewResponse) GetConsidered() int64 {
 }
 
 type ExplainRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RecordId      string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
-	Recipient     string                 `protobuf:"bytes,2,opt,name=recipient" json:"recipient,omitempty"`
-	Phase         string                 `protobuf:"bytes,3,opt,name=phase" json:"phase,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RecordId  string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
+	Recipient string                 `protobuf:"bytes,2,opt,name=recipient" json:"recipient,omitempty"`
+	Phase     string                 `protobuf:"bytes,3,opt,name=phase" json:"phase,omitempty"`
+	// purpose is the purpose the recipient would state, for policies with accept_purposes.
+	Purpose       string `protobuf:"bytes,4,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +883,13 @@ func (x *ExplainRequest) GetRecipient() string {
 func (x *ExplainRequest) GetPhase() string {
 	if x != nil {
 		return x.Phase
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
 	}
 	return ""
 }
@@ -1816,13 +1834,14 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x124\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x18.knooppunt.v1.PolicyInfoR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x82\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9c\x01\n" +
 	"\x0ePreviewRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1c\n" +
 	"\trecipient\x18\x03 \x01(\tR\trecipient\x12\x14\n" +
 	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\x05R\x05limit\"W\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x18\n" +
+	"\apurpose\x18\x06 \x01(\tR\apurpose\"W\n" +
 	"\vPreviewItem\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bredacted\x18\x02 \x03(\tR\bredacted\"5\n" +
@@ -1835,11 +1854,12 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x1e\n" +
 	"\n" +
 	"considered\x18\x04 \x01(\x03R\n" +
-	"considered\"a\n" +
+	"considered\"{\n" +
 	"\x0eExplainRequest\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x1c\n" +
 	"\trecipient\x18\x02 \x01(\tR\trecipient\x12\x14\n" +
-	"\x05phase\x18\x03 \x01(\tR\x05phase\"n\n" +
+	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x18\n" +
+	"\apurpose\x18\x04 \x01(\tR\apurpose\"n\n" +
 	"\aVerdict\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x16\n" +
 	"\x06grants\x18\x02 \x01(\bR\x06grants\x12\x16\n" +
