@@ -169,7 +169,8 @@ type Command_CacheForeign struct {
 }
 
 type Command_KeepHead struct {
-	KeepHead *KeepHead `protobuf:"bytes,7,opt,name=keep_head,json=keepHead,oneof"`
+	// 7 is taken by the peer steps of the onboarding branch.
+	KeepHead *KeepHead `protobuf:"bytes,8,opt,name=keep_head,json=keepHead,oneof"`
 }
 
 func (*Command_WriteRecords) isCommand_Cmd() {}
@@ -981,7 +982,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
-	"\tkeep_head\x18\a \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHeadB\x05\n" +
+	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHeadB\x05\n" +
 	"\x03cmd\"\xa1\x01\n" +
 	"\bKeepHead\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
