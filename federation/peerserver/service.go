@@ -88,6 +88,10 @@ type gate struct {
 	// with 16 calls open that each walk a million records, a peer would have the node's cores;
 	// one walk at a time leaves it at most one.
 	walk chan struct{}
+	// heads bounds the audit heads the peer hands over (Witness), each of which the node keeps
+	// for good: an honest peer sends one every few minutes and after policy steps, at most one a
+	// second.
+	heads *rate.Limiter
 
 	mu        sync.Mutex
 	described map[string]described // Describe's answers, by recipient SPIFFE ID and purpose
@@ -186,6 +190,7 @@ func (s *Service) gate(to policy.Recipient) *gate {
 			rate:      rate.NewLimiter(rate.Limit(s.c.RequestsPerSecond), max(1, int(2*s.c.RequestsPerSecond))),
 			calls:     make(chan struct{}, s.c.MaxCalls),
 			walk:      make(chan struct{}, 1),
+			heads:     rate.NewLimiter(1, 10),
 			described: map[string]described{},
 			resynced:  map[string]resynced{},
 		})

@@ -29,6 +29,9 @@ func (s *Service) Witness(ctx context.Context, req *pb.WitnessRequest) (*pb.Witn
 	if s.c.Bundles == nil {
 		return nil, status.Error(codes.Unimplemented, "this node keeps no witnessed heads: it has no peers' bundles")
 	}
+	if !s.gate(to).heads.Allow() {
+		return nil, status.Errorf(codes.ResourceExhausted, "peer %s hands over audit heads faster than one a second: send the head at most every second", to.TrustDomain)
+	}
 	td, err := spiffeid.TrustDomainFromString(to.TrustDomain)
 	if err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "trust domain %s: %v", to.TrustDomain, err)
