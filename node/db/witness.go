@@ -27,6 +27,9 @@ func (d *DB) ApplyKeepHead(index uint64, c *pb.KeepHead) (fork string, err error
 	h := c.Head
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		fork = ""
+		if h == nil {
+			return nil // nothing to keep; the peer server never proposes this
+		}
 		var held []byte
 		switch err := tx.QueryRow(`SELECT hash FROM witnessed_heads WHERE peer = ? AND seq = ? AND fork = 0 ORDER BY rowid LIMIT 1`, c.Peer, h.Seq).Scan(&held); {
 		case errors.Is(err, sql.ErrNoRows):
@@ -51,7 +54,9 @@ func (d *DB) ApplyKeepHead(index uint64, c *pb.KeepHead) (fork string, err error
 			return err
 		}
 		if _, err := tx.Exec(`INSERT INTO witnessed_heads (peer, seq, hash, at, signer, signature, chain, received_at, fork) VALUES (?,?,?,?,?,?,?,?,?)`,
-			c.Peer, h.Seq, h.Hash, h.At.AsTime().UnixNano(), c.Signer, h.Signature, chain, c.ReceivedAt.AsTime().UnixNano(), fork != ""); err != nil {
+			// Bound as blobs, also when empty: a nil slice would be NULL, which the table refuses.
+			c.Peer, h.Seq, nonNilBytes(h.Hash), h.At.AsTime().UnixNano(), c.Signer, nonNilBytes(h.Signature), nonNilBytes(chain),
+			c.ReceivedAt.AsTime().UnixNano(), fork != ""); err != nil {
 			return err
 		}
 		if fork == "" {
@@ -134,4 +139,12 @@ func (d *DB) AuditHashAt(ctx context.Context, seq int64) ([]byte, error) {
 		return nil, fmt.Errorf("db: audit entry %d: %w", seq, err)
 	}
 	return hash, nil
+}
+
+// nonNilBytes is b, or an empty slice for nil.
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
