@@ -238,9 +238,19 @@ func (l *raftLog) compactLog(keepFrom uint64) error {
 	// and the node must be restarted, which finishes or undoes the swap.
 	closeErr := l.wal.Close()
 	l.wal = nil
-	if err := errors.Join(closeErr, os.Rename(l.dir, oldDir), os.Rename(newDir, l.dir), syncDir(parent), os.RemoveAll(oldDir), syncDir(parent)); err != nil {
-		l.log.Error("could not swap in the compacted raft log: restart the node", "err", err)
-		return fmt.Errorf("store: compact the raft log: swap: %w", err)
+	// One step after the other: the old log goes only once the new one is in its place.
+	for _, step := range []func() error{
+		func() error { return closeErr },
+		func() error { return os.Rename(l.dir, oldDir) },
+		func() error { return os.Rename(newDir, l.dir) },
+		func() error { return syncDir(parent) },
+		func() error { return os.RemoveAll(oldDir) },
+		func() error { return syncDir(parent) },
+	} {
+		if err := step(); err != nil {
+			l.log.Error("could not swap in the compacted raft log: restart the node", "err", err)
+			return fmt.Errorf("store: compact the raft log: swap: %w", err)
+		}
 	}
 	nw, err := openWAL(l.dir, l.size, l.hl)
 	if err != nil {
