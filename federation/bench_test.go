@@ -243,6 +243,7 @@ kinds: [shelter.capacity]
 max_classification: internal
 when: record.body.beds_free >= 0
 redact: [body.contact_phone]
+accept_purposes: [bench]
 `)
 	c := pb.NewRecordServiceClient(a.Local(b))
 	load := func() {
@@ -271,7 +272,9 @@ redact: [body.contact_phone]
 		return pb.NewFederationServiceClient(conn)
 	}
 	query := func(fc pb.FederationServiceClient) []*pb.SharedRecord {
-		s, err := fc.Query(b.Context(), &pb.QueryRequest{Filter: &pb.Filter{Crisis: "bench", Limit: records}})
+		// A purpose is stated, and checked against accept_purposes, as peers do since purposes
+		// exist: the stream's figures include stating and auditing it.
+		s, err := fc.Query(b.Context(), &pb.QueryRequest{Filter: &pb.Filter{Crisis: "bench", Limit: records}, Purpose: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -36,6 +36,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/peerclient"
 	"github.com/knooppunt/knooppunt/federation/peerserver"
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/federation/witness"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
@@ -99,6 +100,7 @@ type Node struct {
 	peersGen   uint64 // the db's peers generation of the last merge, under peersMu
 	peers      *peerclient.Manager
 	federation *peerserver.Service
+	witnesses  *witness.Witnesses
 	stopPeers  context.CancelFunc
 	peersDone  chan struct{}
 	metrics    *http.Server
@@ -158,6 +160,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		SnapshotThreshold: cfg.Raft.SnapshotThreshold,
 		SnapshotSize:      cfg.Raft.SnapshotSize,
 		TrailingLogs:      cfg.Raft.TrailingLogs,
+		EraseWithin:       cfg.Erasure.Within,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		CommitTimeout:     cfg.Raft.CommitTimeout,
 		Logger:            n.log,
@@ -245,16 +248,22 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.ident != nil {
 		n.peers = peerclient.New(peerclient.Config{
 			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,
-			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Logger: n.log,
+			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Purpose: cfg.Federation.Purpose, Logger: n.log,
 		})
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
-			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls, Logger: n.log,
+			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls,
+			Bundles: n.ident.trust, Logger: n.log,
 			OnPeerCall: n.peers.Retry,
 		})
+		n.witnesses = witness.New(witness.Config{
+			DB: n.db, Org: cfg.Org, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers, Conn: n.peers.Conn,
+			Leading: n.store.IsLeader, Interval: cfg.Federation.WitnessInterval, Logger: n.log,
+		})
+		auditSvc.Witnesses = n.witnesses.Check
 	}
-	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Logger: n.log})
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Logger: n.log})
 	var svid identity.Source
 	if n.ident != nil {
 		svid = n.ident.source
@@ -350,7 +359,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		pctx, cancel := context.WithCancel(context.Background())
 		n.stopPeers = cancel
 		n.peersDone = make(chan struct{})
-		go func() { defer close(n.peersDone); n.peers.Run(pctx) }()
+		go func() {
+			defer close(n.peersDone)
+			var wg sync.WaitGroup
+			wg.Go(func() { n.witnesses.Run(pctx) })
+			n.peers.Run(pctx)
+			wg.Wait()
+		}()
 	}
 
 	n.log.Info("node serving", "org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath, "metrics", cfg.MetricsAddr)

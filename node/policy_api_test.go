@@ -245,6 +245,15 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	if !slices.Equal(draftIDs, []string{"shelter-utrecht", "shelter-zeist"}) || draft.Total != 2 {
 		t.Fatalf("Preview of the proposal lists %v (total %d)", draftIDs, draft.Total)
 	}
+	// A draft that accepts one purpose previews the records for that purpose and none for
+	// another, and explains why.
+	for purpose, want := range map[string]int64{"opvang": 2, "anders": 0, "": 0} {
+		pv, err := pb.NewPolicyServiceClient(connB).Preview(rpcCtx(t), &pb.PreviewRequest{
+			Source: []byte(capacityPolicy + "accept_purposes: [opvang]\n"), Recipient: nccNodeID, Phase: "warm", Purpose: purpose})
+		if err != nil || pv.Total != want {
+			t.Fatalf("Preview of a draft accepting opvang, stating %q: total %d (%v), want %d", purpose, pv.GetTotal(), err, want)
+		}
+	}
 
 	// Officer B approves: the policy is approved, but limited to phases the crisis is not in.
 	info, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})

@@ -50,6 +50,9 @@ type Recipient struct {
 	Name string `cel:"name"`
 	// Groups are the peer's groups from config.
 	Groups []string `cel:"groups"`
+	// Purpose is what the request said it needs the records for: its stated purpose, "" when it
+	// stated none. A policy with accept_purposes grants only to the purposes it lists.
+	Purpose string `cel:"purpose"`
 }
 
 // Holder names who keeps what is sent to the recipient: the key under which a source tracks what

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,9 @@ import (
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
+
+// MaxPurposeBytes bounds a purpose a requester states, and so each of a policy's accept_purposes.
+const MaxPurposeBytes = 256
 
 // SchemaVersion is the version of the policy document schema this build reads.
 const SchemaVersion = 1
@@ -51,6 +55,10 @@ type Document struct {
 	Name    string `yaml:"name" json:"name"`
 	// Purpose binds the sharing to a purpose (doelbinding). Required.
 	Purpose string `yaml:"purpose" json:"purpose"`
+	// AcceptPurposes, when set, are the only purposes a requester may state to receive anything
+	// under the policy. A request that states another purpose, or none, gets nothing under it,
+	// and the source audits the refusal. Omitted: the policy does not look at the stated purpose.
+	AcceptPurposes []string `yaml:"accept_purposes,omitempty" json:"accept_purposes,omitempty"`
 	// Recipients are SPIFFE IDs (spiffe://td/... for one workload, spiffe://td for the whole
 	// org), bare trust domains, or group:NAME for a peer group from config.
 	Recipients        []string   `yaml:"recipients" json:"recipients"`
@@ -175,6 +183,17 @@ func (p *Parsed) checkSchema() Problems {
 	}
 	if strings.TrimSpace(d.Purpose) == "" {
 		add("purpose", "missing: say what the sharing is for (doelbinding)")
+	}
+	for i, ap := range d.AcceptPurposes {
+		field := fmt.Sprintf("accept_purposes[%d]", i)
+		switch {
+		case strings.TrimSpace(ap) == "":
+			add(field, "empty: name a purpose a requester may state, or leave accept_purposes out")
+		case len(ap) > MaxPurposeBytes:
+			add(field, "%d bytes is over the limit of %d: a requester can state at most that", len(ap), MaxPurposeBytes)
+		case slices.Index(d.AcceptPurposes, ap) < i:
+			add(field, "%q is listed already: list each purpose once", ap)
+		}
 	}
 	if len(d.Recipients) == 0 {
 		add("recipients", "missing: name at least one recipient")

@@ -200,10 +200,13 @@ func (c *Compiled) Names(to Recipient) bool {
 
 // Verdict is one policy's answer about one record for one recipient.
 type Verdict struct {
-	PolicyID string   `json:"policy"`
-	Grants   bool     `json:"grants"`
-	Reason   string   `json:"reason"`
-	Redact   []string `json:"redact,omitempty"`
+	PolicyID string `json:"policy"`
+	Grants   bool   `json:"grants"`
+	// Refused is true when the policy would grant but for the request's stated purpose, which
+	// is not among its accept_purposes.
+	Refused bool     `json:"refused,omitempty"`
+	Reason  string   `json:"reason"`
+	Redact  []string `json:"redact,omitempty"`
 }
 
 // verdict evaluates one policy. The checks go cheapest first; only a policy that passes all the
@@ -218,7 +221,7 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 	if why == grants {
 		return Verdict{PolicyID: c.ID, Grants: true, Reason: "grants", Redact: c.Doc.Redact}, nil
 	}
-	v := Verdict{PolicyID: c.ID}
+	v := Verdict{PolicyID: c.ID, Refused: why == otherPurpose}
 	if !explain {
 		return v, nil
 	}
@@ -239,6 +242,8 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 		v.Reason = fmt.Sprintf("when: %v", whenErr)
 	case whenFalse:
 		v.Reason = "when is false"
+	case otherPurpose:
+		v.Reason = fmt.Sprintf("accepts the purposes %s; the request states %q", strings.Join(c.Doc.AcceptPurposes, ", "), to.Purpose)
 	}
 	return v, nil
 }
@@ -256,6 +261,10 @@ const (
 	aboveCeiling
 	whenFails // the condition's error is returned with it
 	whenFalse
+	// otherPurpose: everything else grants, but the request's stated purpose is not among the
+	// policy's accept_purposes. It is checked last, so that a refusal means the purpose alone
+	// kept the record back, which is what the source audits.
+	otherPurpose
 )
 
 // check runs verdict's checks without formatting anything, so that Decide, which gives no
@@ -275,7 +284,7 @@ func (c *Compiled) check(r *pb.Record, to Recipient, phase string, now time.Time
 	case r.Classification > c.Doc.Classification() || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED:
 		return aboveCeiling, nil, nil
 	case c.when == nil:
-		return grants, nil, nil
+		return c.accepts(to), nil, nil
 	}
 	vars, err := in.activation(c.whenBody)
 	if err != nil {
@@ -291,7 +300,27 @@ func (c *Compiled) check(r *pb.Record, to Recipient, phase string, now time.Time
 	if ok, _ := out.Value().(bool); !ok {
 		return whenFalse, nil, nil
 	}
-	return grants, nil, nil
+	return c.accepts(to), nil, nil
+}
+
+// accepts is grants when the policy accepts the request's stated purpose: it lists no
+// accept_purposes, or lists that one.
+func (c *Compiled) accepts(to Recipient) rejection {
+	if len(c.Doc.AcceptPurposes) == 0 || slices.Contains(c.Doc.AcceptPurposes, to.Purpose) {
+		return grants
+	}
+	return otherPurpose
+}
+
+// PurposeOf returns the purpose of the policy with the given id in the set, "" when the set has
+// no such policy. A policy version never changes, so any set that holds the id gives the same.
+func (s *Set) PurposeOf(id string) string {
+	for _, c := range s.Policies {
+		if c.ID == id {
+			return c.Doc.Purpose
+		}
+	}
+	return ""
 }
 
 // Decision is the outcome for one record and one recipient.
@@ -303,6 +332,9 @@ type Decision struct {
 	Policies []string
 	// Redacted are the body paths removed.
 	Redacted []string
+	// Refused are the ids of the policies that would have granted the record but for the
+	// request's stated purpose (see Document.AcceptPurposes), whether or not another granted it.
+	Refused []string
 }
 
 // Set is the policies an org has, compiled. A Set is immutable; a change makes a new one.
@@ -353,7 +385,7 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 	}
 	in := input{r: r, to: to, phase: phase, now: now}
 	var redactSets [][]string
-	var granted []string
+	var granted, refused []string
 	for _, c := range s.Policies {
 		if !explain && (c.State != StateApproved || !c.Names(to) || !slices.Contains(c.Doc.Kinds, r.Kind)) {
 			continue // the commonest rejections, without building a verdict
@@ -369,10 +401,12 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 		if v.Grants {
 			granted = append(granted, c.ID)
 			redactSets = append(redactSets, v.Redact)
+		} else if v.Refused {
+			refused = append(refused, c.ID)
 		}
 	}
 	if len(granted) == 0 {
-		return Decision{}, verdicts
+		return Decision{Refused: refused}, verdicts
 	}
 	redact := intersect(redactSets)
 	out, err := redactRecord(r, redact, in.valid)
@@ -380,7 +414,7 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 		// A body that cannot be redacted is not sent at all.
 		return Decision{}, append(verdicts, Verdict{Reason: err.Error()})
 	}
-	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact}, verdicts
+	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact, Refused: refused}, verdicts
 }
 
 // intersect returns the body paths that every set removes. A set removes a path when it names

@@ -35,9 +35,11 @@ func newAuditListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List audit entries",
 		Long: `List audit entries in order. --action filters on one action, or on every action under a
-prefix ending in a dot, such as "policy.".`,
+prefix ending in a dot, such as "policy.". --purpose keeps the entries that state a purpose
+(a request's stated_purpose) or name it as a granting policy's purpose (purposes).`,
 		Example: `  knooppunt audit list --action policy. --since 24h
-  knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json`,
+  knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json
+  knooppunt audit list --action federation. --purpose "spreiding en opvang vluchtelingen"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -87,6 +89,7 @@ prefix ending in a dot, such as "policy.".`,
 	fl.StringVar(&req.Action, "action", "", "only this action, or a prefix ending in a dot")
 	fl.StringVar(&req.Actor, "actor", "", "only this actor's SPIFFE ID")
 	fl.StringVar(&req.Subject, "subject", "", "only this subject (policy id, crisis, record id)")
+	fl.StringVar(&req.Purpose, "purpose", "", "only entries with this stated purpose or granting policy's purpose")
 	fl.StringVar(&since, "since", "", "only entries since (RFC 3339, or a duration such as 24h)")
 	fl.Int64Var(&req.AfterSeq, "after", 0, "only entries after this seq")
 	fl.Int32Var(&req.Limit, "limit", 100, "entries to show (at most 10000)")
@@ -96,8 +99,9 @@ prefix ending in a dot, such as "policy.".`,
 
 func newAuditVerifyCmd() *cobra.Command {
 	var (
-		f      clientFlags
-		anchor string
+		f         clientFlags
+		anchor    string
+		witnesses bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -108,12 +112,18 @@ one that was changed, deleted or moved. The exit code is 1 when the chain is bro
 A chain that someone with write access to the database rewrote from its first entry, with every
 hash recomputed, verifies on its own. To catch that, keep the head that verify prints (SEQ:HASH)
 outside the node, in an officer's log or with a partner, and pass it later with --anchor: the
-chain must still hold that entry with that hash.`,
+chain must still hold that entry with that hash.
+
+--witnesses does that with the peers: the node hands each peer its signed head every few minutes
+and after every policy step, and verify asks every peer for the heads it keeps and checks that
+the chain holds each one. A chain rewritten whole fails, naming the witness and the entry. A
+peer that cannot be reached is reported and does not fail the check.`,
 		Example: `  knooppunt audit verify
-  knooppunt audit verify --anchor 1834:9f2c5e…   # the head printed by an earlier verify`,
+  knooppunt audit verify --anchor 1834:9f2c5e…   # the head printed by an earlier verify
+  knooppunt audit verify --witnesses             # against the heads the peers keep`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := &pb.VerifyAuditRequest{}
+			req := &pb.VerifyAuditRequest{Witnesses: witnesses}
 			if anchor != "" {
 				a, err := parseAnchor(anchor)
 				if err != nil {
@@ -130,9 +140,25 @@ chain must still hold that entry with that hash.`,
 				if resp.Head != nil {
 					head = fmt.Sprintf("%d:%x", resp.Head.Seq, resp.Head.Hash)
 				}
+				type witness struct {
+					Peer        string `json:"peer"`
+					TrustDomain string `json:"trust_domain"`
+					State       string `json:"state"`
+					Heads       int64  `json:"heads"`
+					Seq         int64  `json:"seq,omitempty"`
+					Problem     string `json:"problem,omitempty"`
+				}
+				ws := make([]witness, len(resp.Witnesses))
+				for i, w := range resp.Witnesses {
+					ws[i] = witness{w.Peer, w.TrustDomain, w.State, w.Heads, w.Seq, w.Problem}
+				}
 				switch {
 				case f.output == "json":
-					if err := printJSON(cmd.OutOrStdout(), map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem, "head": head}); err != nil {
+					out := map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem, "head": head}
+					if witnesses {
+						out["witnesses"] = ws
+					}
+					if err := printJSON(cmd.OutOrStdout(), out); err != nil {
 						return err
 					}
 				case resp.Ok && head != "":
@@ -141,6 +167,16 @@ chain must still hold that entry with that hash.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\n", resp.Entries)
 				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
+				}
+				if witnesses && f.output != "json" {
+					tw := newTable(cmd.OutOrStdout())
+					fmt.Fprintln(tw, "WITNESS\tTRUST DOMAIN\tSTATE\tHEADS\tPROBLEM")
+					for _, w := range ws {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", w.Peer, w.TrustDomain, w.State, w.Heads, w.Problem)
+					}
+					if err := tw.Flush(); err != nil {
+						return err
+					}
 				}
 				if !resp.Ok {
 					return exitError(1)
@@ -151,6 +187,7 @@ chain must still hold that entry with that hash.`,
 	}
 	f.register(cmd, true)
 	cmd.Flags().StringVar(&anchor, "anchor", "", "a head printed by an earlier verify, SEQ:HASH, that the chain must still hold")
+	cmd.Flags().BoolVar(&witnesses, "witnesses", false, "also check the chain against the signed heads every peer keeps of it")
 	return cmd
 }
 

@@ -361,7 +361,7 @@ func (o *demoOrg) writeConfig(all []*demoOrg) error {
 	fmt.Fprintf(&b, "name: %s\norg: %s\nlisten: \"127.0.0.1:%d\"\n", o.name, o.td, o.port)
 	fmt.Fprintf(&b, "identity:\n  source: files\n  cert_file: certs/r1.crt\n  key_file: certs/r1.key\n  bundle_file: ca/bundle.pem\n")
 	fmt.Fprintf(&b, "bundle_endpoint:\n  listen: \"127.0.0.1:%d\"\n  refresh_hint: 1m\n", o.bePort)
-	fmt.Fprintf(&b, "federation:\n  heartbeat: 1s\n  reevaluate: 5s\n")
+	fmt.Fprintf(&b, "federation:\n  heartbeat: 1s\n  reevaluate: 5s\n  purpose: opvang ontheemden uit Oekraïne\n")
 	fmt.Fprintf(&b, "roles:\n")
 	for _, r := range []struct{ who, role string }{{"officer-a", "officer"}, {"officer-b", "officer"}, {"editor", "editor"}} {
 		fmt.Fprintf(&b, "  - id: spiffe://%s/user/%s\n    role: %s\n", o.td, r.who, r.role)

@@ -370,6 +370,7 @@ func newPolicyPreviewCmd() *cobra.Command {
 	var (
 		f                clientFlags
 		recipient, phase string
+		purpose          string
 		limit            int32
 	)
 	cmd := &cobra.Command{
@@ -381,7 +382,7 @@ show what the recipient would receive: the records, the body fields redacted, an
   knooppunt policy preview lcvs-capacity-to-regions@2 --recipient spiffe://vr-utrecht.crisis.test/node/r1 --phase warm -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &pb.PreviewRequest{Recipient: recipient, Phase: phase, Limit: limit}
+			req := &pb.PreviewRequest{Recipient: recipient, Phase: phase, Limit: limit, Purpose: purpose}
 			if src, err := os.ReadFile(args[0]); err == nil {
 				req.Source = src
 			} else {
@@ -427,6 +428,7 @@ show what the recipient would receive: the records, the body fields redacted, an
 		},
 	}
 	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer's SPIFFE ID (required)")
+	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes")
 	cmd.Flags().StringVar(&phase, "phase", "", "preview in this phase (default: each crisis's current phase)")
 	cmd.Flags().Int32Var(&limit, "limit", 100, "records to show")
 	cmd.MarkFlagRequired("recipient")
@@ -445,6 +447,7 @@ func newPolicyExplainCmd() *cobra.Command {
 	var (
 		f                       clientFlags
 		recordID, recipient, ph string
+		purpose                 string
 	)
 	cmd := &cobra.Command{
 		Use:     "explain",
@@ -454,7 +457,7 @@ func newPolicyExplainCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewPolicyServiceClient(conn)
-				resp, err := c.Explain(cmd.Context(), &pb.ExplainRequest{RecordId: recordID, Recipient: recipient, Phase: ph})
+				resp, err := c.Explain(cmd.Context(), &pb.ExplainRequest{RecordId: recordID, Recipient: recipient, Phase: ph, Purpose: purpose})
 				if err != nil {
 					return err
 				}
@@ -497,6 +500,7 @@ func newPolicyExplainCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&recordID, "record", "", "record id (required)")
 	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer's SPIFFE ID (required)")
+	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes")
 	cmd.Flags().StringVar(&ph, "phase", "", "explain in this phase (default: the crisis's current phase)")
 	cmd.MarkFlagRequired("record")
 	cmd.MarkFlagRequired("recipient")

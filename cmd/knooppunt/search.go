@@ -20,6 +20,7 @@ func newSearchCmd() *cobra.Command {
 		filter        pb.Filter
 		labels, since string
 		timeout       time.Duration
+		purpose       string
 	)
 	cmd := &cobra.Command{
 		Use:   "search",
@@ -33,8 +34,12 @@ answer says so. Searches are audited.
 summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
 anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning". Each source answers with
 its best matches first and a snippet with the match marked «like this»; a peer matches only on
-what it may share with this node.`,
-		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity
+what it may share with this node.
+
+--purpose states what you need the records for (doelbinding). Every peer writes it in the audit
+entry of each record it discloses, and a peer's policy that accepts only certain purposes
+(accept_purposes) gives nothing to another. Without it the node states its federation.purpose.`,
+		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity --purpose "spreiding en opvang vluchtelingen"
   knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json
   knooppunt search --text vergunning
   knooppunt search --text '"werk vergunning" oekraine' --kind qa,guidance`,
@@ -59,7 +64,7 @@ what it may share with this node.`,
 				return err
 			}
 			defer conn.Close()
-			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds())})
+			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds()), Purpose: purpose})
 			if err != nil {
 				return callError(&f, err)
 			}
@@ -75,6 +80,7 @@ what it may share with this node.`,
 	fl.StringVar(&since, "updated-since", "", "only records updated since (RFC 3339, or a duration such as 2h)")
 	fl.Int32Var(&filter.Limit, "limit", 0, "records per source (default 1000)")
 	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the whole search")
+	fl.StringVar(&purpose, "purpose", "", "what you need the records for, stated to every peer (default: the node's federation.purpose)")
 	f.register(cmd, true)
 	return cmd
 }

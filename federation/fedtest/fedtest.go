@@ -49,6 +49,13 @@ type Options struct {
 	// node. Zero: the node defaults.
 	PeerRequestsPerSecond float64
 	PeerCalls             int
+	// Purpose gives an org's federation.purpose, the purpose its node states on subscriptions
+	// and searches, by its name. Default: none.
+	Purpose func(name string) string
+	// WitnessInterval is every node's federation.witness_interval. Zero: the node default.
+	WitnessInterval time.Duration
+	// EraseWithin is every node's erasure.within. Zero: the node default.
+	EraseWithin time.Duration
 	// Metrics gives each org a /metrics listener (Prepare only: in-process nodes share the
 	// process's registry, which tests read directly).
 	Metrics bool
@@ -331,6 +338,16 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	}
 	if opts.PeerCalls > 0 {
 		fmt.Fprintf(&b, "  peer_calls: %d\n", opts.PeerCalls)
+	}
+	if opts.WitnessInterval > 0 {
+		fmt.Fprintf(&b, "  witness_interval: %s\n", opts.WitnessInterval)
+	}
+	if opts.Purpose != nil {
+		q, _ := json.Marshal(opts.Purpose(o.Name))
+		fmt.Fprintf(&b, "  purpose: %s\n", q)
+	}
+	if opts.EraseWithin > 0 {
+		fmt.Fprintf(&b, "erasure:\n  within: %s\n", opts.EraseWithin)
 	}
 	b.WriteString(kindsYAML(opts.Kinds))
 	fmt.Fprintf(&b, "roles:\n")

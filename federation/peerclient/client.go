@@ -74,7 +74,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Backoff is the first reconnect delay; it doubles to MaxBackoff, with jitter.
 	Backoff, MaxBackoff time.Duration
-	Logger              *slog.Logger
+	// Purpose is what the node states it needs peers' records for, on every subscription.
+	Purpose string
+	Logger  *slog.Logger
 }
 
 // Manager keeps the connections to peers and, on the leader, one subscription per peer.
@@ -308,7 +310,7 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer) (bool, error
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := pb.NewFederationServiceClient(conn).Subscribe(sctx, &pb.SubscribeRequest{Cursor: cursor})
+	stream, err := pb.NewFederationServiceClient(conn).Subscribe(sctx, &pb.SubscribeRequest{Cursor: cursor, Purpose: m.c.Purpose})
 	if err != nil {
 		return false, err
 	}

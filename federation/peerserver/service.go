@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -68,7 +69,10 @@ type Config struct {
 	// OnPeerCall, when set, is told the name of every peer whose call is admitted: the node's
 	// subscription to that peer need not wait out a reconnect backoff.
 	OnPeerCall func(peer string)
-	Logger     *slog.Logger
+	// Bundles vouch for the SVIDs that sign peers' audit heads (Witness). Nil: Witness is
+	// refused.
+	Bundles x509bundle.Source
+	Logger  *slog.Logger
 }
 
 // Service implements knooppunt.v1.FederationService.
@@ -89,9 +93,13 @@ type gate struct {
 	// with 16 calls open that each walk a million records, a peer would have the node's cores;
 	// one walk at a time leaves it at most one.
 	walk chan struct{}
+	// heads bounds the audit heads the peer hands over (Witness), each of which the node keeps
+	// for good: an honest peer sends one every few minutes and after policy steps, at most one a
+	// second.
+	heads *rate.Limiter
 
 	mu        sync.Mutex
-	described map[string]described // Describe's answers, by recipient SPIFFE ID
+	described map[string]described // Describe's answers, by recipient SPIFFE ID and purpose
 	resynced  map[string]resynced  // the last resync of a subscription, by recipient SPIFFE ID
 }
 
@@ -190,6 +198,7 @@ func (s *Service) gate(to policy.Recipient) *gate {
 			rate:      rate.NewLimiter(rate.Limit(s.c.RequestsPerSecond), max(1, int(2*s.c.RequestsPerSecond))),
 			calls:     make(chan struct{}, s.c.MaxCalls),
 			walk:      make(chan struct{}, 1),
+			heads:     rate.NewLimiter(1, 10),
 			described: map[string]described{},
 			resynced:  map[string]resynced{},
 		})
@@ -238,13 +247,30 @@ func (s *Service) stillPeer(to policy.Recipient) error {
 	return nil
 }
 
+// CheckPurpose checks a stated purpose: UTF-8, at most policy.MaxPurposeBytes. It may be empty:
+// a request of a node from before purposes states none, and gets nothing under a policy with
+// accept_purposes.
+func CheckPurpose(field, purpose string) error {
+	if !utf8.ValidString(purpose) {
+		return api.Invalid(field, "not valid UTF-8")
+	}
+	if len(purpose) > policy.MaxPurposeBytes {
+		return api.Invalid(field, "%d bytes is over the limit of %d: state the purpose in fewer words", len(purpose), policy.MaxPurposeBytes)
+	}
+	return nil
+}
+
 // Describe returns the node's name and org and what the caller may receive.
-func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+func (s *Service) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	to, done, err := s.admit(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
+	if err := CheckPurpose("purpose", req.Purpose); err != nil {
+		return nil, err
+	}
+	to.Purpose = req.Purpose
 	gt := s.gate(to)
 	if resp := s.describedFor(gt, to); resp != nil {
 		return resp, nil
@@ -295,7 +321,7 @@ func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Desc
 	}
 	sort.Slice(resp.Kinds, func(i, j int) bool { return resp.Kinds[i].Kind < resp.Kinds[j].Kind })
 	gt.mu.Lock()
-	keep(gt.described, to.ID, described{gen: gen, at: now, resp: resp})
+	keep(gt.described, describedKey(to), described{gen: gen, at: now, resp: resp})
 	gt.mu.Unlock()
 	return proto.Clone(resp).(*pb.DescribeResponse), nil
 }
@@ -304,13 +330,17 @@ func (s *Service) Describe(ctx context.Context, _ *pb.DescribeRequest) (*pb.Desc
 // still good.
 func (s *Service) describedFor(gt *gate, to policy.Recipient) *pb.DescribeResponse {
 	gt.mu.Lock()
-	d, ok := gt.described[to.ID]
+	d, ok := gt.described[describedKey(to)]
 	gt.mu.Unlock()
 	if !ok || d.gen != s.c.DB.Generation() || time.Since(d.at) >= s.c.DescribeTTL {
 		return nil
 	}
 	return proto.Clone(d.resp).(*pb.DescribeResponse)
 }
+
+// describedKey is the key of a recipient's kept Describe answer: its ID and the purpose it
+// stated, which policies with accept_purposes decide on.
+func describedKey(to policy.Recipient) string { return to.ID + "\x00" + to.Purpose }
 
 // CheckFilter checks a peer's filter: plain values only, in bounds.
 func CheckFilter(f *pb.Filter) error {
@@ -439,6 +469,8 @@ type disclosures struct {
 	pending    *pb.RecordDisclosures
 	pendingLen int
 	inflight   []chan error // batches handed to Raft by flushAsync, oldest first
+	// refused counts the pending batch's records per policy that refused the stated purpose.
+	refused map[string]int64
 }
 
 func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
@@ -448,13 +480,52 @@ func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
 }
 
 func (d *disclosures) reset() {
-	d.pending = &pb.RecordDisclosures{Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Holder: d.to.Holder(), Via: d.via, CountHeld: true}
+	d.pending = &pb.RecordDisclosures{
+		Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Holder: d.to.Holder(), Via: d.via, CountHeld: true,
+		RecordsPurpose: true, StatedPurpose: d.to.Purpose, PolicyPurposes: map[string]string{},
+	}
 	d.pendingLen = 0
+	d.refused = nil
 }
 
-func (d *disclosures) disclose(r *pb.Record, policies []string) {
-	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: policies})
+// disclose adds a granted decision to the batch, with the purpose of each granting policy, and
+// counts the policies that refused the stated purpose.
+func (d *disclosures) disclose(set *policy.Set, dec policy.Decision) {
+	r := dec.Record
+	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies})
+	for _, id := range dec.Policies {
+		if _, ok := d.pending.PolicyPurposes[id]; !ok {
+			d.pending.PolicyPurposes[id] = set.PurposeOf(id)
+		}
+	}
 	d.pendingLen++
+	d.refuse(dec)
+}
+
+// refuse counts the policies that would have granted the decision's record but for the stated
+// purpose: the batch audits them as one federation.refuse entry.
+func (d *disclosures) refuse(dec policy.Decision) {
+	if len(dec.Refused) == 0 {
+		return
+	}
+	if d.refused == nil {
+		d.refused = map[string]int64{}
+	}
+	for _, id := range dec.Refused {
+		d.refused[id]++
+	}
+	if !dec.Allow {
+		d.pendingLen++
+	}
+}
+
+// command is the pending batch as a Raft command.
+func (d *disclosures) command() *pb.Command {
+	d.pending.At = timestamppb.Now()
+	for _, id := range slices.Sorted(maps.Keys(d.refused)) {
+		d.pending.Refused = append(d.pending.Refused, &pb.PurposeRefusal{Policy: id, Records: d.refused[id]})
+	}
+	return &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}}
 }
 
 func (d *disclosures) retract(id, reason string) {
@@ -469,8 +540,7 @@ func (d *disclosures) flush(ctx context.Context) error {
 	if d.pendingLen == 0 {
 		return nil
 	}
-	d.pending.At = timestamppb.Now()
-	_, err := d.s.c.Store.Apply(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}})
+	_, err := d.s.c.Store.Apply(context.WithoutCancel(ctx), d.command())
 	d.reset()
 	if err != nil {
 		return api.Status(d.s.c.Logger, err)
@@ -496,8 +566,7 @@ func (d *disclosures) flushAsync(ctx context.Context) error {
 			return api.Status(d.s.c.Logger, err)
 		}
 	}
-	d.pending.At = timestamppb.Now()
-	cmd := &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}}
+	cmd := d.command()
 	d.reset()
 	done := make(chan error, 1)
 	go func() {
@@ -553,6 +622,10 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	if err := CheckFilter(req.Filter); err != nil {
 		return err
 	}
+	if err := CheckPurpose("purpose", req.Purpose); err != nil {
+		return err
+	}
+	to.Purpose = req.Purpose
 	limit := int(req.GetFilter().GetLimit())
 	if limit == 0 {
 		limit = DefaultLimit
@@ -579,6 +652,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 		}
 		d := set.Decide(r, to, ph, now)
 		if !d.Allow {
+			disc.refuse(d)
 			return true, nil
 		}
 		out := &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}
@@ -592,7 +666,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 			out.Snippet = text.Snippet(texts)
 		}
 		// Recorded even if Send fails: the record may have reached the peer all the same.
-		disc.disclose(d.Record, d.Policies)
+		disc.disclose(set, d)
 		if err := stream.Send(out); err != nil {
 			return false, err
 		}
@@ -656,6 +730,10 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	if req.Cursor < 0 {
 		return api.Invalid("cursor", "%d is negative: use 0 to start at the beginning", req.Cursor)
 	}
+	if err := CheckPurpose("purpose", req.Purpose); err != nil {
+		return err
+	}
+	to.Purpose = req.Purpose
 	// held is what the caller holds: read at the start, once this stream has decided whether to
 	// walk or to resume (a resync of the peer's old stream may commit disclosures until then),
 	// and kept up to date after.
@@ -704,7 +782,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			if err != nil {
 				return api.Status(s.c.Logger, err)
 			}
-			key := grantKey{grantors: set.Grantors(to), phases: phaseMap, restores: s.c.DB.Restores()}
+			key := grantKey{grantors: set.Grantors(to), purpose: to.Purpose, phases: phaseMap, restores: s.c.DB.Restores()}
 			// resumed reports whether a start may rely on the peer's last completed resync.
 			resumed := func() (resynced, bool) {
 				gt.mu.Lock()
@@ -813,12 +891,15 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 // phase change does not call for re-deciding every record the peer may hold.
 type grantKey struct {
 	grantors []string
+	// purpose is the stated purpose, which policies with accept_purposes decide on: a
+	// reconnect that states another one is decided afresh.
+	purpose  string
 	phases   map[string]string
 	restores uint64
 }
 
 func (k *grantKey) equal(o *grantKey) bool {
-	return slices.Equal(k.grantors, o.grantors) && maps.Equal(k.phases, o.phases) && k.restores == o.restores
+	return slices.Equal(k.grantors, o.grantors) && k.purpose == o.purpose && maps.Equal(k.phases, o.phases) && k.restores == o.restores
 }
 
 // sendChanges sends the changes after cursor up to upTo and returns the new cursor.
@@ -841,6 +922,9 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 			return cursor, api.Status(s.c.Logger, err)
 		}
 		d := set.Decide(r, to, ph, now)
+		if !d.Allow {
+			disc.refuse(d)
+		}
 		switch {
 		case d.Allow && sent[r.Id] == r.Version:
 			delete(sent, r.Id) // resync sent this version on this stream already
@@ -848,7 +932,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 			delete(sent, r.Id)
 			// Recorded even if Send fails: the record may have reached the peer all the same.
 			held[r.Id] = r.Version
-			disc.disclose(d.Record, d.Policies)
+			disc.disclose(set, d)
 			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return cursor, err
 			}
@@ -892,6 +976,7 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 			}
 			d := set.Decide(r, to, ph, now)
 			if !d.Allow {
+				disc.refuse(d)
 				return true, nil
 			}
 			granted[r.Id] = true
@@ -900,7 +985,7 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 			}
 			// Recorded even if Send fails: the record may have reached the peer all the same.
 			held[r.Id], sent[r.Id] = r.Version, r.Version
-			disc.disclose(d.Record, d.Policies)
+			disc.disclose(set, d)
 			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return false, err
 			}

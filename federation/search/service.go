@@ -52,6 +52,8 @@ type Config struct {
 	Peers   func() []config.Peer
 	Manager *peerclient.Manager
 	Kinds   *record.Kinds
+	// Purpose is stated to peers for a search whose request states none.
+	Purpose string
 	Logger  *slog.Logger
 }
 
@@ -73,6 +75,13 @@ func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterSearchS
 func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.SearchResponse, error) {
 	if err := peerserver.CheckFilter(req.Filter); err != nil {
 		return nil, err
+	}
+	if err := peerserver.CheckPurpose("purpose", req.Purpose); err != nil {
+		return nil, err
+	}
+	purpose := req.Purpose
+	if purpose == "" {
+		purpose = s.c.Purpose
 	}
 	timeout := DefaultTimeout
 	if req.TimeoutMs < 0 || req.TimeoutMs > 60000 {
@@ -98,7 +107,7 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hits, st := s.askPeer(sctx, p, req.Filter, limit)
+			hits, st := s.askPeer(sctx, p, req.Filter, purpose, limit)
 			mu.Lock()
 			resp.Hits = append(resp.Hits, hits...)
 			resp.Peers = append(resp.Peers, st)
@@ -117,7 +126,7 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 			resp.Partial = true
 		}
 	}
-	s.audit(ctx, req, resp)
+	s.audit(ctx, req, purpose, resp)
 	return resp, nil
 }
 
@@ -178,7 +187,7 @@ func (s *Service) matches(q *record.TextQuery, r *pb.Record) (string, bool) {
 }
 
 // askPeer queries one peer; when it does not answer, the cache of what it sent stands in.
-func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, *pb.PeerStatus) {
+func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purpose string, limit int) ([]*pb.SearchHit, *pb.PeerStatus) {
 	st := &pb.PeerStatus{Peer: p.Name, TrustDomain: p.TrustDomain}
 	start := time.Now()
 	var hits []*pb.SearchHit
@@ -187,7 +196,7 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, limi
 		if err != nil {
 			return err
 		}
-		stream, err := pb.NewFederationServiceClient(conn).Query(ctx, &pb.QueryRequest{Filter: f}, grpc.WaitForReady(false))
+		stream, err := pb.NewFederationServiceClient(conn).Query(ctx, &pb.QueryRequest{Filter: f, Purpose: purpose}, grpc.WaitForReady(false))
 		if err != nil {
 			return err
 		}
@@ -270,13 +279,13 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 }
 
 // audit records who searched for what and what each peer answered.
-func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, resp *pb.SearchResponse) {
+func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, purpose string, resp *pb.SearchResponse) {
 	caller, _ := api.CallerFrom(ctx)
 	peers := map[string]string{}
 	for _, p := range resp.Peers {
 		peers[p.Peer] = p.State
 	}
-	detail, _ := json.Marshal(map[string]any{"filter": req.GetFilter().String(), "hits": len(resp.Hits), "peers": peers, "partial": resp.Partial})
+	detail, _ := json.Marshal(map[string]any{"filter": req.GetFilter().String(), "hits": len(resp.Hits), "peers": peers, "partial": resp.Partial, "stated_purpose": purpose})
 	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: db.AuditSearch, Subject: req.GetFilter().GetCrisis(), Detail: string(detail)}
 	if _, err := s.c.Store.Apply(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
 		s.c.Logger.Warn("could not audit a search", "err", err)

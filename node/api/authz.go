@@ -74,6 +74,8 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.FederationService/Describe":  {Peer},
 	"/knooppunt.v1.FederationService/Query":     {Peer},
 	"/knooppunt.v1.FederationService/Subscribe": {Peer},
+	"/knooppunt.v1.FederationService/Witness":   {Peer},
+	"/knooppunt.v1.FederationService/Heads":     {Peer},
 	"/knooppunt.v1.SearchService/Search":        anyUser,
 	"/knooppunt.v1.SearchService/Picture":       anyUser,
 

@@ -54,6 +54,8 @@ type Options struct {
 	SnapshotThreshold uint64
 	// TrailingLogs is raft.trailing_logs. Zero: the node's default.
 	TrailingLogs uint64
+	// EraseWithin is erasure.within of every replica. Zero: the node's default.
+	EraseWithin time.Duration
 	// Peers are other orgs' nodes, listed in every replica's config.
 	Peers []config.Peer
 	// Roles are the roles section of every replica's config, as YAML list items under roles:.
@@ -350,6 +352,9 @@ func (c *Cluster) config(r *Replica) string {
 	// address here. The list bootstraps a group only on an empty data directory.
 	for _, s := range c.Replicas {
 		fmt.Fprintf(&b, "    - id: %s\n      address: %q\n      api: %q\n", s.ID, s.Raft, s.API)
+	}
+	if c.opts.EraseWithin > 0 {
+		fmt.Fprintf(&b, "erasure:\n  within: %s\n", c.opts.EraseWithin)
 	}
 	if len(c.opts.Roles) > 0 {
 		fmt.Fprintf(&b, "roles:\n")

@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 // Config is a node's configuration.
@@ -49,6 +51,7 @@ type Config struct {
 	Raft       Raft       `yaml:"raft"`
 	Policy     Policy     `yaml:"policy"`
 	Federation Federation `yaml:"federation"`
+	Erasure    Erasure    `yaml:"erasure"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
 	// UI is the web interface for the org's own people. Off unless ui.listen is set.
@@ -193,6 +196,23 @@ type Federation struct {
 	PeerRequestsPerSecond float64 `yaml:"peer_requests_per_second"`
 	// PeerCalls bounds the FederationService calls one peer may have open at once. Default 16.
 	PeerCalls int `yaml:"peer_calls"`
+	// WitnessInterval is how often the node hands its signed audit head to every peer, besides
+	// after each policy step and phase change. Default 5m.
+	WitnessInterval time.Duration `yaml:"witness_interval"`
+	// Purpose is what this node states it needs peers' records for (doelbinding): on its
+	// subscriptions, and on searches that state none. Peers audit it with every disclosure,
+	// and a peer's policy with accept_purposes grants only to the purposes it lists. Read at
+	// start.
+	Purpose string `yaml:"purpose"`
+}
+
+// Erasure bounds how long what was deleted stays on disk.
+type Erasure struct {
+	// Within is the longest a deleted record's body, or a record a peer retracted, stays in any
+	// file of the data directory after the delete or retraction: the node then has taken a
+	// fresh Raft snapshot, removed the older one, cut the Raft log behind it and checkpointed
+	// the database's WAL. Default 10m.
+	Within time.Duration `yaml:"within"`
 }
 
 // Policy configures the policy lifecycle.
@@ -552,6 +572,15 @@ func (c *Config) checkAccess() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s: %g is negative: use a positive number, or leave it out for the default", f.name, f.v)
 		}
+	}
+	if c.Federation.WitnessInterval < 0 {
+		return fmt.Errorf("federation.witness_interval: %s is negative: use a duration such as 5m, or leave it out for the default", c.Federation.WitnessInterval)
+	}
+	if c.Erasure.Within < 0 {
+		return fmt.Errorf("erasure.within: %s is negative: use a duration such as 10m, or leave it out for the default", c.Erasure.Within)
+	}
+	if !utf8.ValidString(c.Federation.Purpose) || len(c.Federation.Purpose) > policy.MaxPurposeBytes {
+		return fmt.Errorf("federation.purpose: use valid UTF-8 of at most %d bytes", policy.MaxPurposeBytes)
 	}
 	switch c.Identity.Source {
 	case SourceWorkloadAPI:

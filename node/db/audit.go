@@ -176,9 +176,12 @@ func (d *DB) ApplyAudit(index uint64, entries []AuditEntry) error {
 // AuditFilter selects audit entries. Zero fields do not filter.
 type AuditFilter struct {
 	Action, Actor, Subject string
-	Since                  time.Time
-	AfterSeq               int64
-	Limit                  int
+	// Purpose selects entries whose detail states it (stated_purpose) or names it as the
+	// purpose of a granting policy (purposes).
+	Purpose  string
+	Since    time.Time
+	AfterSeq int64
+	Limit    int
 }
 
 // AuditList returns entries in seq order.
@@ -200,6 +203,13 @@ func (d *DB) AuditList(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 	}
 	if !f.Since.IsZero() {
 		where, args = append(where, "at >= ?"), append(args, f.Since.UnixNano())
+	}
+	if f.Purpose != "" {
+		// A detail that is not JSON is no error here, only no match: CASE evaluates its THEN
+		// only when json_valid holds.
+		where = append(where, `CASE WHEN json_valid(detail) THEN json_extract(detail, '$.stated_purpose') = ? OR
+			EXISTS (SELECT 1 FROM json_each(detail, '$.purposes') WHERE json_each.value = ?) ELSE 0 END`)
+		args = append(args, f.Purpose, f.Purpose)
 	}
 	if f.Limit <= 0 {
 		f.Limit = 100

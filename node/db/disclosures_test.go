@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -384,5 +385,66 @@ func TestDisclosuresPerHolder(t *testing.T) {
 	}
 	if got, err := d.Recipients(ctx, "x"); err != nil || len(got) != 1 || got[0] != node {
 		t.Errorf("x is held by %v (%v), want [%s]", got, err, node)
+	}
+}
+
+// TestApplyDisclosuresPurposes: a command that records purposes writes, in each disclosure's
+// entry, the stated purpose and the purpose of each granting policy, in the key order
+// json.Marshal gives; a resend states the purpose too; the policies that refused the stated
+// purpose are one federation.refuse entry. AuditList's Purpose selects on either purpose.
+func TestApplyDisclosuresPurposes(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	const to = "ncc.crisis.test"
+	c := &pb.RecordDisclosures{
+		Recipient: to, RecipientId: "spiffe://" + to + "/node/r1", Holder: "spiffe://" + to + "/node/*", Via: "Query", At: hour(0),
+		CountHeld: true, RecordsPurpose: true, StatedPurpose: "opvang",
+		PolicyPurposes: map[string]string{"p@1": "spreiding", "q@2": "opvang \"nood\""},
+		Disclosed: []*pb.Disclosure{
+			{RecordId: "x", Version: 1, Policies: []string{"q@2", "p@1"}},
+			{RecordId: "y", Version: 3, Policies: []string{"p@1"}},
+		},
+		Refused: []*pb.PurposeRefusal{{Policy: "r@1", Records: 2}},
+	}
+	if err := d.ApplyDisclosures(1, c); err != nil {
+		t.Fatal(err)
+	}
+	c.At, c.Disclosed, c.Refused = hour(1), c.Disclosed[1:], nil
+	if err := d.ApplyDisclosures(2, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ApplyAudit(3, []db.AuditEntry{{At: hour(2).AsTime(), Actor: "x", Action: "other", Detail: `{"stated_purpose":"opvang"}`}}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := d.AuditList(ctx, db.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, e.Action+" "+e.Subject+" "+e.Detail)
+	}
+	want := []string{
+		`federation.disclose x {"policies":["q@2","p@1"],"purposes":{"p@1":"spreiding","q@2":"opvang \"nood\""},"recipient":"ncc.crisis.test","stated_purpose":"opvang","version":1,"via":"Query"}`,
+		`federation.disclose y {"policies":["p@1"],"purposes":{"p@1":"spreiding"},"recipient":"ncc.crisis.test","stated_purpose":"opvang","version":3,"via":"Query"}`,
+		`federation.refuse ncc.crisis.test {"policies":{"r@1":2},"recipient":"ncc.crisis.test","stated_purpose":"opvang","via":"Query"}`,
+		`federation.resend ncc.crisis.test {"recipient":"ncc.crisis.test","records":1,"stated_purpose":"opvang","via":"Query"}`,
+		`other  {"stated_purpose":"opvang"}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("audit entries\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for purpose, want := range map[string]int{"opvang": 5, "spreiding": 2, `opvang "nood"`: 1, "none": 0} {
+		got, err := d.AuditList(ctx, db.AuditFilter{Purpose: purpose})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want {
+			t.Errorf("AuditList(purpose %q) = %d entries, want %d", purpose, len(got), want)
+		}
+	}
+	rep, err := verifyChain(ctx, d)
+	if err != nil || rep.FirstBroken != 0 {
+		t.Fatalf("AuditVerify = %+v, %v", rep, err)
 	}
 }

@@ -20,6 +20,7 @@ const (
 	AuditResend           = "federation.resend"
 	AuditRetraction       = "federation.retract"
 	AuditFederationDenied = "federation.denied"
+	AuditPurposeRefused   = "federation.refuse"
 	AuditSearch           = "search"
 )
 
@@ -45,25 +46,46 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 		}
 		recipient, _ := json.Marshal(c.Recipient)
 		via, _ := json.Marshal(c.Via)
+		stated, _ := json.Marshal(c.StatedPurpose)
 		holder := Holder(c)
 		if len(c.Disclosed) > 0 {
 			fresh, pols, err := disclose(tx, c, holder, at)
 			if err != nil {
 				return err
 			}
+			purposes := map[string][]byte{} // the purposes member, by the policies' JSON
 			var detail []byte
 			err = a.addMany(at, c.RecipientId, AuditDisclosure, len(fresh), func(i int) (string, string) {
 				x := c.Disclosed[fresh[i]]
-				// {"policies":…,"recipient":…,"version":…,"via":…}: the keys in the order
-				// json.Marshal sorts a map's keys, as earlier entries were written.
+				// {"policies":…,"purposes":…,"recipient":…,"stated_purpose":…,"version":…,"via":…}:
+				// the keys in the order json.Marshal sorts a map's keys, as earlier entries
+				// were written. purposes and stated_purpose only when the command records
+				// purposes, so that an entry of an older command keeps its bytes.
 				detail = append(detail[:0], `{"policies":`...)
 				if x.Policies == nil {
 					detail = append(detail, "null"...)
 				} else {
 					detail = append(detail, pols[fresh[i]]...)
 				}
+				if c.RecordsPurpose {
+					p, ok := purposes[pols[fresh[i]]]
+					if !ok {
+						m := make(map[string]string, len(x.Policies))
+						for _, id := range x.Policies {
+							m[id] = c.PolicyPurposes[id]
+						}
+						p, _ = json.Marshal(m)
+						purposes[pols[fresh[i]]] = p
+					}
+					detail = append(detail, `,"purposes":`...)
+					detail = append(detail, p...)
+				}
 				detail = append(detail, `,"recipient":`...)
 				detail = append(detail, recipient...)
+				if c.RecordsPurpose {
+					detail = append(detail, `,"stated_purpose":`...)
+					detail = append(detail, stated...)
+				}
 				detail = append(detail, `,"version":`...)
 				detail = strconv.AppendInt(detail, x.Version, 10)
 				detail = append(detail, `,"via":`...)
@@ -75,11 +97,27 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 				return err
 			}
 			if again := len(c.Disclosed) - len(fresh); again > 0 {
-				// {"recipient":…,"records":…,"via":…}, as json.Marshal writes the map.
+				// {"recipient":…,"records":…,"via":…}, as json.Marshal writes the map, with
+				// "stated_purpose" before "via" when the command records purposes.
 				detail := fmt.Sprintf(`{"recipient":%s,"records":%d,"via":%s}`, recipient, again, via)
+				if c.RecordsPurpose {
+					detail = fmt.Sprintf(`{"recipient":%s,"records":%d,"stated_purpose":%s,"via":%s}`, recipient, again, stated, via)
+				}
 				if err := a.addRaw(at, c.RecipientId, AuditResend, c.Recipient, detail); err != nil {
 					return err
 				}
+			}
+		}
+		if len(c.Refused) > 0 {
+			// One entry for the command: which policies refused the stated purpose, and how
+			// many records each would have granted.
+			policies := make(map[string]int64, len(c.Refused))
+			for _, r := range c.Refused {
+				policies[r.Policy] += r.Records
+			}
+			detail := map[string]any{"policies": policies, "recipient": c.Recipient, "stated_purpose": c.StatedPurpose, "via": c.Via}
+			if err := a.add(at, c.RecipientId, AuditPurposeRefused, c.Recipient, detail); err != nil {
+				return err
 			}
 		}
 		if len(c.Retracted) > 0 {

@@ -190,6 +190,22 @@ CREATE TABLE peers (
 	added_at        INTEGER NOT NULL   -- Unix nanoseconds
 ) WITHOUT ROWID;
 `,
+	// 8: the signed audit heads peers handed this node to witness, append-only (see
+	// ApplyKeepHead). fork marks a head kept as evidence of a fork.
+	`
+CREATE TABLE witnessed_heads (
+	peer        TEXT    NOT NULL,  -- the signer's trust domain
+	seq         INTEGER NOT NULL,
+	hash        BLOB    NOT NULL,
+	at          INTEGER NOT NULL,  -- the head's time, Unix nanoseconds
+	signer      TEXT    NOT NULL,  -- the SPIFFE ID of the signing replica
+	signature   BLOB    NOT NULL,
+	chain       BLOB    NOT NULL,  -- the signer's certificate chain, a SignedHead with only the chain
+	received_at INTEGER NOT NULL,
+	fork        INTEGER NOT NULL
+);
+CREATE INDEX witnessed_heads_peer ON witnessed_heads (peer, seq);
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -42,6 +42,18 @@ var (
 		Namespace: "knooppunt", Name: "raft_snapshots_by_size_total",
 		Help: "Raft snapshots taken because the log since the last one grew past raft.snapshot_size.",
 	})
+	// Erasures counts the runs that erase deleted and retracted records from the data directory
+	// (a snapshot, the Raft log cut behind it, the SQLite WAL checkpointed), by outcome.
+	Erasures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "erasures_total",
+		Help: "Runs that erased deleted and retracted records from the data directory, by outcome (ok, error); an error is retried a tenth of erasure.within later.",
+	}, []string{"outcome"})
+	// AuditForks counts the heads of a peer's audit chain kept as evidence of a fork: a second
+	// head for one seq, or a head below one held.
+	AuditForks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "audit_forks_total",
+		Help: "Signed audit heads of a peer kept as evidence that its chain forked or was rewritten: a second head for one entry, or a head below one held (audited as audit.fork).",
+	}, []string{"peer"})
 	// Resyncs counts the times a subscription re-checked everything it disclosed, by why.
 	Resyncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "knooppunt", Name: "federation_resyncs_total",
@@ -66,7 +78,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -24,6 +26,9 @@ type fsm struct {
 	// sinceSnapshot is the bytes of log entries applied since the last snapshot began, for the
 	// size threshold.
 	sinceSnapshot atomic.Int64
+	// erased is called after an entry that deletes a record or retracts a peer's record is
+	// applied: its content must then leave the data directory (see eraser).
+	erased func()
 }
 
 type applyResponse struct {
@@ -68,6 +73,9 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	switch cmd := c.Cmd.(type) {
 	case *pb.Command_WriteRecords:
 		res, err := f.db.Apply(l.Index, cmd.WriteRecords.Records)
+		if err == nil && f.erased != nil && slices.ContainsFunc(cmd.WriteRecords.Records, (*pb.Record).GetTombstone) {
+			f.erased()
+		}
 		return applyResponse{results: res, err: err}
 	case *pb.Command_PolicyStep:
 		row, refusal, err := f.db.ApplyPolicyStep(l.Index, cmd.PolicyStep)
@@ -78,10 +86,20 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	case *pb.Command_RecordDisclosures:
 		return applyResponse{err: f.db.ApplyDisclosures(l.Index, cmd.RecordDisclosures)}
 	case *pb.Command_CacheForeign:
-		return applyResponse{err: f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)}
+		err := f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)
+		if err == nil && f.erased != nil && len(cmd.CacheForeign.Retractions) > 0 {
+			f.erased()
+		}
+		return applyResponse{err: err}
 	case *pb.Command_PeerStep:
 		out, err := f.db.ApplyPeerStep(l.Index, cmd.PeerStep)
 		return applyResponse{value: out, err: err}
+	case *pb.Command_KeepHead:
+		fork, err := f.db.ApplyKeepHead(l.Index, cmd.KeepHead)
+		if fork != "" {
+			metrics.AuditForks.WithLabelValues(cmd.KeepHead.Peer).Inc()
+		}
+		return applyResponse{value: fork, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

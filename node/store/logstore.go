@@ -272,6 +272,10 @@ func openLogSized(dir string, size, reopenAfter int, hl hclog.Logger, log *slog.
 		}
 		return nil, fmt.Errorf("store: lock raft log %s: %w", lockPath, err)
 	}
+	if err := recoverCompaction(dir); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	if err := migrateBolt(dir, hl, log); err != nil {
 		lock.Close()
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,10 @@ type Config struct {
 	SnapshotSize int64
 	// SnapshotInterval is how often the thresholds are checked. Default 30s.
 	SnapshotInterval time.Duration
+	// EraseWithin bounds how long a deleted record's body, or a retracted record of a peer,
+	// stays in any file of the Raft directory or the database after the delete or retraction is
+	// applied (see eraseNow). Default 10 minutes.
+	EraseWithin time.Duration
 	// ElectionTimeout tunes failure detection. Default 500ms, for a LAN.
 	ElectionTimeout time.Duration
 	// CommitTimeout is how long the leader waits, with no new entries, before it tells each
@@ -86,6 +91,9 @@ type Store struct {
 	log    *slog.Logger
 	raft   *raft.Raft
 	logs   *raftLog
+	snaps  raft.SnapshotStore
+	erase  *eraser
+	erased chan struct{} // closed when eraseLoop returns
 	trans  raft.Transport
 	queue  chan *pending
 	stop   chan struct{}
@@ -118,6 +126,9 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.SnapshotSize <= 0 {
 		cfg.SnapshotSize = 64 << 20
 	}
+	if cfg.EraseWithin <= 0 {
+		cfg.EraseWithin = DefaultEraseWithin
+	}
 	if cfg.SnapshotInterval == 0 {
 		cfg.SnapshotInterval = 30 * time.Second
 	}
@@ -147,6 +158,14 @@ func Open(cfg Config) (*Store, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: slogWriter{cfg.Logger}})
 
+	// A copy of the database that a snapshot left behind when the process died holds whatever
+	// was deleted since: it is never read again, so it goes.
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg.DB.Path()), "snapshot-*.db.tmp"))
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("store: remove a snapshot copy left behind: %w", err)
+		}
+	}
 	logs, err := openLog(cfg.Dir, rc.Logger, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -191,7 +210,8 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 
-	machine := &fsm{db: cfg.DB, log: cfg.Logger}
+	erase := newEraser()
+	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note}
 	// The leader reads back the entry before a follower's next one at every message to it, an
 	// idle group every CommitTimeout; raft-wal would read it from the segment file, with a fresh
 	// buffer, however large (about 300 KB after a 1000-record batch). The newest entries stay in
@@ -207,20 +227,24 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
 	s := &Store{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		raft:  r,
-		logs:  logs,
-		trans: trans,
-		queue: make(chan *pending, 4096),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		raft:   r,
+		logs:   logs,
+		snaps:  snaps,
+		erase:  erase,
+		erased: make(chan struct{}),
+		trans:  trans,
+		queue:  make(chan *pending, 4096),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	if lateBootstrap != nil {
 		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
 	}
 	go s.commitLoop()
 	go s.snapshotBySize(machine)
+	go s.eraseLoop()
 	return s, nil
 }
 
@@ -492,10 +516,11 @@ func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
 }
 
 // forwardable reports whether a follower may hand c to the leader: only commands whose answer
-// is nothing but an error.
+// is nothing but an error. A kept head answers the evidence of a fork, but the evidence is
+// kept and counted (by the FSM, on every replica) whoever handed it over.
 func forwardable(c *pb.Command) bool {
 	switch c.Cmd.(type) {
-	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures:
+	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead:
 		return true
 	}
 	return false
@@ -545,6 +570,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
+	<-s.erased // an erasure under way finishes while Raft and the log are still open
 	err := s.raft.Shutdown().Error()
 	if c, ok := s.trans.(io.Closer); ok {
 		c.Close()

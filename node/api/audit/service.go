@@ -9,6 +9,8 @@ import (
 	"log/slog"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -21,6 +23,9 @@ type Service struct {
 	pb.UnsafeAuditServiceServer
 	db  *db.DB
 	log *slog.Logger
+	// Witnesses, when set, asks the peers for the heads of the chain they keep and checks
+	// them (witness.Witnesses.Check). Nil on a node with no federation.
+	Witnesses func(ctx context.Context) ([]*pb.WitnessReport, error)
 }
 
 var _ pb.AuditServiceServer = (*Service)(nil)
@@ -37,7 +42,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 	if req.Limit < 0 || req.Limit > 10000 {
 		return nil, api.Invalid("limit", "%d: use 0 (default 100) to 10000", req.Limit)
 	}
-	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, AfterSeq: req.AfterSeq, Limit: int(req.Limit)}
+	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, AfterSeq: req.AfterSeq, Limit: int(req.Limit)}
 	if req.Since != nil {
 		if err := req.Since.CheckValid(); err != nil {
 			return nil, api.Invalid("since", "%v", err)
@@ -75,6 +80,23 @@ func (s *Service) Verify(ctx context.Context, req *pb.VerifyAuditRequest) (*pb.V
 		return nil, api.Status(s.log, err)
 	}
 	resp := &pb.VerifyAuditResponse{Ok: rep.FirstBroken == 0, Entries: rep.Entries, FirstBroken: rep.FirstBroken, Problem: rep.Problem}
+	if req.Witnesses {
+		if s.Witnesses == nil {
+			return nil, status.Error(codes.FailedPrecondition, "this node has no peers to witness its chain: configure peers and listen, or verify without witnesses")
+		}
+		reports, err := s.Witnesses(ctx)
+		if err != nil {
+			return nil, api.Status(s.log, err)
+		}
+		resp.Witnesses = reports
+		// A head a witness holds that the chain does not: the chain was rewritten, even if it
+		// verifies on its own. The first such head, by seq, is the one reported.
+		for _, r := range reports {
+			if r.State == "rewritten" && (resp.Ok || r.Seq < resp.FirstBroken) {
+				resp.Ok, resp.FirstBroken, resp.Problem = false, r.Seq, r.Problem
+			}
+		}
+	}
 	if rep.Head.Seq != 0 {
 		h, err := hex.DecodeString(rep.Head.Hash)
 		if err != nil {

@@ -101,9 +101,9 @@ func RegisterReplicaService(s grpc.ServiceRegistrar, svc *ReplicaService) {
 // Apply commits a follower's command. Only commands whose answer is an error are accepted.
 func (r *ReplicaService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
 	switch req.GetCommand().GetCmd().(type) {
-	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures:
+	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead:
 	default:
-		return nil, api.Invalid("command", "only audit entries and disclosures are forwarded")
+		return nil, api.Invalid("command", "only audit entries, disclosures and witnessed heads are forwarded")
 	}
 	if !r.store.IsLeader() {
 		return nil, api.Status(r.log, store.ErrNotLeader)

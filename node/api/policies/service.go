@@ -258,6 +258,9 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	if err != nil {
 		return nil, err
 	}
+	if to.Purpose, err = checkPurpose(req.Purpose); err != nil {
+		return nil, err
+	}
 	if err := checkPhase(req.Phase); err != nil {
 		return nil, err
 	}
@@ -346,6 +349,14 @@ func eachRecord(ctx context.Context, d *db.DB, kind string, fn func(*pb.Record) 
 	}
 }
 
+// checkPurpose checks the purpose a preview or explain has the recipient state.
+func checkPurpose(p string) (string, error) {
+	if len(p) > policy.MaxPurposeBytes {
+		return "", api.Invalid("purpose", "%d bytes is over the limit of %d", len(p), policy.MaxPurposeBytes)
+	}
+	return p, nil
+}
+
 // Explain shows each stored policy's verdict on one record for one recipient.
 func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.ExplainResponse, error) {
 	if err := record.CheckID("record_id", req.RecordId); err != nil {
@@ -353,6 +364,9 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 	}
 	to, err := s.recipient(req.Recipient)
 	if err != nil {
+		return nil, err
+	}
+	if to.Purpose, err = checkPurpose(req.Purpose); err != nil {
 		return nil, err
 	}
 	if err := checkPhase(req.Phase); err != nil {

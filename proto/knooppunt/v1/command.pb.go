@@ -35,6 +35,7 @@ type Command struct {
 	//	*Command_RecordDisclosures
 	//	*Command_CacheForeign
 	//	*Command_PeerStep
+	//	*Command_KeepHead
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -140,6 +141,15 @@ func (x *Command) GetPeerStep() *PeerStep {
 	return nil
 }
 
+func (x *Command) GetKeepHead() *KeepHead {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_KeepHead); ok {
+			return x.KeepHead
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -172,6 +182,10 @@ type Command_PeerStep struct {
 	PeerStep *PeerStep `protobuf:"bytes,7,opt,name=peer_step,json=peerStep,oneof"`
 }
 
+type Command_KeepHead struct {
+	KeepHead *KeepHead `protobuf:"bytes,8,opt,name=keep_head,json=keepHead,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -185,6 +199,80 @@ func (*Command_RecordDisclosures) isCommand_Cmd() {}
 func (*Command_CacheForeign) isCommand_Cmd() {}
 
 func (*Command_PeerStep) isCommand_Cmd() {}
+
+func (*Command_KeepHead) isCommand_Cmd() {}
+
+// KeepHead keeps a peer's signed audit head, append-only. A head for a seq the peer signed
+// another head for, or below the highest seq held, is kept as evidence of a fork and audited.
+type KeepHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// peer is the signer's trust domain.
+	Peer       string                 `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
+	Head       *SignedHead            `protobuf:"bytes,2,opt,name=head" json:"head,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
+	// signer is the SPIFFE ID in the head's certificate chain.
+	Signer        string `protobuf:"bytes,4,opt,name=signer" json:"signer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepHead) Reset() {
+	*x = KeepHead{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepHead) ProtoMessage() {}
+
+func (x *KeepHead) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
+func (*KeepHead) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *KeepHead) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *KeepHead) GetHead() *SignedHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *KeepHead) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *KeepHead) GetSigner() string {
+	if x != nil {
+		return x.Signer
+	}
+	return ""
+}
 
 // RecordDisclosures records what was sent to a recipient, so that the source knows whom to send
 // retractions, and audits each disclosure and retraction.
@@ -208,14 +296,26 @@ type RecordDisclosures struct {
 	// holder, "spiffe://TD/node/*", as they share one replicated cache. Set by every node since
 	// this field exists; an entry without it, from a node that kept the table by trust domain, is
 	// applied to the trust domain's node.
-	Holder        string `protobuf:"bytes,8,opt,name=holder" json:"holder,omitempty"`
+	Holder string `protobuf:"bytes,8,opt,name=holder" json:"holder,omitempty"`
+	// records_purpose: the audit entries of this command carry the requester's stated purpose
+	// (stated_purpose) and, for each disclosure, the purpose of each granting policy
+	// (policy_purposes). Set by every node since these fields exist; an entry without it is
+	// applied as before, so that its audit entries keep their bytes on every replica.
+	RecordsPurpose bool `protobuf:"varint,9,opt,name=records_purpose,json=recordsPurpose" json:"records_purpose,omitempty"`
+	// stated_purpose is what the requester said it needs the records for.
+	StatedPurpose string `protobuf:"bytes,10,opt,name=stated_purpose,json=statedPurpose" json:"stated_purpose,omitempty"`
+	// policy_purposes maps the id of each policy that granted a record of disclosed to its purpose.
+	PolicyPurposes map[string]string `protobuf:"bytes,11,rep,name=policy_purposes,json=policyPurposes" json:"policy_purposes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// refused counts, per policy, the records that policy would have granted but for the stated
+	// purpose, which is not among its accept_purposes. Audited as one federation.refuse entry.
+	Refused       []*PurposeRefusal `protobuf:"bytes,12,rep,name=refused" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +327,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +340,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -299,6 +399,87 @@ func (x *RecordDisclosures) GetHolder() string {
 	return ""
 }
 
+func (x *RecordDisclosures) GetRecordsPurpose() bool {
+	if x != nil {
+		return x.RecordsPurpose
+	}
+	return false
+}
+
+func (x *RecordDisclosures) GetStatedPurpose() string {
+	if x != nil {
+		return x.StatedPurpose
+	}
+	return ""
+}
+
+func (x *RecordDisclosures) GetPolicyPurposes() map[string]string {
+	if x != nil {
+		return x.PolicyPurposes
+	}
+	return nil
+}
+
+func (x *RecordDisclosures) GetRefused() []*PurposeRefusal {
+	if x != nil {
+		return x.Refused
+	}
+	return nil
+}
+
+// PurposeRefusal is how many records a policy refused for a request's stated purpose.
+type PurposeRefusal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        string                 `protobuf:"bytes,1,opt,name=policy" json:"policy,omitempty"`
+	Records       int64                  `protobuf:"varint,2,opt,name=records" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurposeRefusal) Reset() {
+	*x = PurposeRefusal{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurposeRefusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurposeRefusal) ProtoMessage() {}
+
+func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
+func (*PurposeRefusal) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PurposeRefusal) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *PurposeRefusal) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
 type Disclosure struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RecordId      string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
@@ -311,7 +492,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +504,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +517,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -384,7 +565,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +577,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +590,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -474,7 +655,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +667,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +680,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -565,7 +746,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +758,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +771,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -649,7 +830,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +842,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +855,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -730,7 +911,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +923,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +936,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -778,7 +959,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +971,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +984,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -822,7 +1003,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1015,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1028,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -865,7 +1046,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1058,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,14 +1071,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xd6\x03\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x8d\x04\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -907,8 +1088,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\fappend_audit\x18\x04 \x01(\v2\x19.knooppunt.v1.AppendAuditH\x00R\vappendAudit\x12P\n" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
-	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStepB\x05\n" +
-	"\x03cmd\"\xb9\x02\n" +
+	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStep\x125\n" +
+	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHeadB\x05\n" +
+	"\x03cmd\"\xa1\x01\n" +
+	"\bKeepHead\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
+	"\x04head\x18\x02 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\x12;\n" +
+	"\vreceived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12\x16\n" +
+	"\x06signer\x18\x04 \x01(\tR\x06signer\"\xe2\x04\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
@@ -918,7 +1106,18 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x03via\x18\x06 \x01(\tR\x03via\x12\x1d\n" +
 	"\n" +
 	"count_held\x18\a \x01(\bR\tcountHeld\x12\x16\n" +
-	"\x06holder\x18\b \x01(\tR\x06holder\"w\n" +
+	"\x06holder\x18\b \x01(\tR\x06holder\x12'\n" +
+	"\x0frecords_purpose\x18\t \x01(\bR\x0erecordsPurpose\x12%\n" +
+	"\x0estated_purpose\x18\n" +
+	" \x01(\tR\rstatedPurpose\x12\\\n" +
+	"\x0fpolicy_purposes\x18\v \x03(\v23.knooppunt.v1.RecordDisclosures.PolicyPurposesEntryR\x0epolicyPurposes\x126\n" +
+	"\arefused\x18\f \x03(\v2\x1c.knooppunt.v1.PurposeRefusalR\arefused\x1aA\n" +
+	"\x13PolicyPurposesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
+	"\x0ePurposeRefusal\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\"w\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
@@ -976,52 +1175,61 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*RecordDisclosures)(nil),     // 1: knooppunt.v1.RecordDisclosures
-	(*Disclosure)(nil),            // 2: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 3: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 4: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 5: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 6: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 7: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 8: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 9: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 10: knooppunt.v1.ApplyResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*SharedRecord)(nil),          // 12: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 13: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 14: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 15: knooppunt.v1.Record
+	(*KeepHead)(nil),              // 1: knooppunt.v1.KeepHead
+	(*RecordDisclosures)(nil),     // 2: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 3: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 4: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 5: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 6: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 7: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 8: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 9: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 10: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 11: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 12: knooppunt.v1.ApplyResponse
+	nil,                           // 13: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*SignedHead)(nil),            // 14: knooppunt.v1.SignedHead
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*SharedRecord)(nil),          // 16: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 17: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 18: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 19: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	8,  // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	4,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	5,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	7,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	1,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	3,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	6,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
-	2,  // 7: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	2,  // 8: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	11, // 9: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	12, // 10: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	11, // 11: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	11, // 12: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	11, // 13: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	13, // 14: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	11, // 15: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	14, // 16: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	15, // 17: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 18: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	9,  // 19: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	10, // 20: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	10, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	6,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	7,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	9,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	2,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	5,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	8,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	1,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	14, // 8: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	15, // 9: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	4,  // 10: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	4,  // 11: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	15, // 12: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	13, // 13: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	3,  // 14: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	16, // 15: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	15, // 16: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	15, // 17: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	15, // 18: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	17, // 19: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	15, // 20: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	18, // 21: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	19, // 22: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 23: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	11, // 24: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	12, // 25: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1041,6 +1249,7 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_RecordDisclosures)(nil),
 		(*Command_CacheForeign)(nil),
 		(*Command_PeerStep)(nil),
+		(*Command_KeepHead)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1048,7 +1257,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,15 +22,350 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type DescribeRequest struct {
+// SignedHead is the head of an org's audit chain, signed by one of its replicas with the key of
+// its X.509-SVID. The signature is over the bytes that witness.Payload gives: the org, seq, hash
+// and time, under a fixed prefix.
+type SignedHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// org is the signer's trust domain.
+	Org string `protobuf:"bytes,1,opt,name=org" json:"org,omitempty"`
+	Seq int64  `protobuf:"varint,2,opt,name=seq" json:"seq,omitempty"`
+	// hash is the SHA-256 chain hash of the entry at seq.
+	Hash      []byte                 `protobuf:"bytes,3,opt,name=hash" json:"hash,omitempty"`
+	At        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	Signature []byte                 `protobuf:"bytes,5,opt,name=signature" json:"signature,omitempty"`
+	// chain is the signer's SVID certificate chain, DER, leaf first: kept with the head so that it
+	// still verifies after the SVID rotates.
+	Chain         [][]byte `protobuf:"bytes,6,rep,name=chain" json:"chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedHead) Reset() {
+	*x = SignedHead{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedHead) ProtoMessage() {}
+
+func (x *SignedHead) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedHead.ProtoReflect.Descriptor instead.
+func (*SignedHead) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SignedHead) GetOrg() string {
+	if x != nil {
+		return x.Org
+	}
+	return ""
+}
+
+func (x *SignedHead) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SignedHead) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *SignedHead) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *SignedHead) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignedHead) GetChain() [][]byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+type WitnessRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Head          *SignedHead            `protobuf:"bytes,1,opt,name=head" json:"head,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WitnessRequest) Reset() {
+	*x = WitnessRequest{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WitnessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WitnessRequest) ProtoMessage() {}
+
+func (x *WitnessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WitnessRequest.ProtoReflect.Descriptor instead.
+func (*WitnessRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WitnessRequest) GetHead() *SignedHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+type WitnessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WitnessResponse) Reset() {
+	*x = WitnessResponse{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WitnessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WitnessResponse) ProtoMessage() {}
+
+func (x *WitnessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WitnessResponse.ProtoReflect.Descriptor instead.
+func (*WitnessResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{2}
+}
+
+type HeadsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after_seq pages: only heads with a larger seq.
+	AfterSeq int64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq" json:"after_seq,omitempty"`
+	// limit caps the heads returned; 0 means 1000, at most 1000.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeadsRequest) Reset() {
+	*x = HeadsRequest{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeadsRequest) ProtoMessage() {}
+
+func (x *HeadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeadsRequest.ProtoReflect.Descriptor instead.
+func (*HeadsRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HeadsRequest) GetAfterSeq() int64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *HeadsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// HeldHead is a signed head as the witness keeps it.
+type HeldHead struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Head       *SignedHead            `protobuf:"bytes,1,opt,name=head" json:"head,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
+	// fork is set when the witness took this head as evidence of a fork: another head for its
+	// seq, or a head with a lower seq than one it held already.
+	Fork          bool `protobuf:"varint,3,opt,name=fork" json:"fork,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldHead) Reset() {
+	*x = HeldHead{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldHead) ProtoMessage() {}
+
+func (x *HeldHead) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldHead.ProtoReflect.Descriptor instead.
+func (*HeldHead) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HeldHead) GetHead() *SignedHead {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+func (x *HeldHead) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *HeldHead) GetFork() bool {
+	if x != nil {
+		return x.Fork
+	}
+	return false
+}
+
+type HeadsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Heads         []*HeldHead            `protobuf:"bytes,1,rep,name=heads" json:"heads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeadsResponse) Reset() {
+	*x = HeadsResponse{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeadsResponse) ProtoMessage() {}
+
+func (x *HeadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeadsResponse.ProtoReflect.Descriptor instead.
+func (*HeadsResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HeadsResponse) GetHeads() []*HeldHead {
+	if x != nil {
+		return x.Heads
+	}
+	return nil
+}
+
+type DescribeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// purpose is what the caller says it needs the records for: counts follow the policies that
+	// accept it (accept_purposes).
+	Purpose       string `protobuf:"bytes,1,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +377,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +390,14 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{0}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DescribeRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type DescribeResponse struct {
@@ -69,7 +411,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -81,7 +423,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -94,7 +436,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DescribeResponse) GetNodeName() string {
@@ -139,7 +481,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +493,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +506,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Filter) GetKinds() []string {
@@ -217,15 +559,19 @@ func (x *Filter) GetText() string {
 }
 
 type QueryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Filter        *Filter                `protobuf:"bytes,1,opt,name=filter" json:"filter,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Filter *Filter                `protobuf:"bytes,1,opt,name=filter" json:"filter,omitempty"`
+	// purpose is what the caller says it needs the records for (doelbinding), at most 256 bytes.
+	// The source writes it in the audit entry of every disclosure, and a policy that lists
+	// accept_purposes grants nothing to a request whose purpose is not among them.
+	Purpose       string `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +583,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +596,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QueryRequest) GetFilter() *Filter {
@@ -258,6 +604,13 @@ func (x *QueryRequest) GetFilter() *Filter {
 		return x.Filter
 	}
 	return nil
+}
+
+func (x *QueryRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 // SharedRecord is a record as a recipient may see it.
@@ -277,7 +630,7 @@ type SharedRecord struct {
 
 func (x *SharedRecord) Reset() {
 	*x = SharedRecord{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +642,7 @@ func (x *SharedRecord) String() string {
 func (*SharedRecord) ProtoMessage() {}
 
 func (x *SharedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +655,7 @@ func (x *SharedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRecord.ProtoReflect.Descriptor instead.
 func (*SharedRecord) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SharedRecord) GetRecord() *Record {
@@ -336,14 +689,16 @@ func (x *SharedRecord) GetSnippet() string {
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// cursor is the last seq received; 0 starts from the beginning.
-	Cursor        int64 `protobuf:"varint,1,opt,name=cursor" json:"cursor,omitempty"`
+	Cursor int64 `protobuf:"varint,1,opt,name=cursor" json:"cursor,omitempty"`
+	// purpose is what the caller says it needs the records for, as in QueryRequest.
+	Purpose       string `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +710,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +723,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubscribeRequest) GetCursor() int64 {
@@ -376,6 +731,13 @@ func (x *SubscribeRequest) GetCursor() int64 {
 		return x.Cursor
 	}
 	return 0
+}
+
+func (x *SubscribeRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type FeedEvent struct {
@@ -394,7 +756,7 @@ type FeedEvent struct {
 
 func (x *FeedEvent) Reset() {
 	*x = FeedEvent{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +768,7 @@ func (x *FeedEvent) String() string {
 func (*FeedEvent) ProtoMessage() {}
 
 func (x *FeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +781,7 @@ func (x *FeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEvent.ProtoReflect.Descriptor instead.
 func (*FeedEvent) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FeedEvent) GetSeq() int64 {
@@ -496,7 +858,7 @@ type Retraction struct {
 
 func (x *Retraction) Reset() {
 	*x = Retraction{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +870,7 @@ func (x *Retraction) String() string {
 func (*Retraction) ProtoMessage() {}
 
 func (x *Retraction) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +883,7 @@ func (x *Retraction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retraction.ProtoReflect.Descriptor instead.
 func (*Retraction) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Retraction) GetRecordId() string {
@@ -547,7 +909,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +921,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +934,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Heartbeat) GetAt() *timestamppb.Timestamp {
@@ -586,14 +948,17 @@ type SearchRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Filter *Filter                `protobuf:"bytes,1,opt,name=filter" json:"filter,omitempty"`
 	// timeout_ms bounds the whole search; default 2000.
-	TimeoutMs     int32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs" json:"timeout_ms,omitempty"`
+	TimeoutMs int32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs" json:"timeout_ms,omitempty"`
+	// purpose is what the searcher needs the records for; it is stated to every peer. Empty: the
+	// node's federation.purpose.
+	Purpose       string `protobuf:"bytes,3,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +970,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +983,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SearchRequest) GetFilter() *Filter {
@@ -633,6 +998,13 @@ func (x *SearchRequest) GetTimeoutMs() int32 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *SearchRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type SearchHit struct {
@@ -652,7 +1024,7 @@ type SearchHit struct {
 
 func (x *SearchHit) Reset() {
 	*x = SearchHit{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +1036,7 @@ func (x *SearchHit) String() string {
 func (*SearchHit) ProtoMessage() {}
 
 func (x *SearchHit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +1049,7 @@ func (x *SearchHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHit.ProtoReflect.Descriptor instead.
 func (*SearchHit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SearchHit) GetRecord() *Record {
@@ -732,7 +1104,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +1116,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +1129,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PeerStatus) GetPeer() string {
@@ -820,7 +1192,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1204,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1217,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SearchResponse) GetHits() []*SearchHit {
@@ -880,7 +1252,7 @@ type PictureRequest struct {
 
 func (x *PictureRequest) Reset() {
 	*x = PictureRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1264,7 @@ func (x *PictureRequest) String() string {
 func (*PictureRequest) ProtoMessage() {}
 
 func (x *PictureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1277,7 @@ func (x *PictureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PictureRequest.ProtoReflect.Descriptor instead.
 func (*PictureRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PictureRequest) GetCrisis() string {
@@ -940,7 +1312,7 @@ type PictureEntry struct {
 
 func (x *PictureEntry) Reset() {
 	*x = PictureEntry{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1324,7 @@ func (x *PictureEntry) String() string {
 func (*PictureEntry) ProtoMessage() {}
 
 func (x *PictureEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1337,7 @@ func (x *PictureEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PictureEntry.ProtoReflect.Descriptor instead.
 func (*PictureEntry) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PictureEntry) GetKind() string {
@@ -1038,7 +1410,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1422,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1435,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Aggregate) GetKind() string {
@@ -1114,7 +1486,7 @@ type PictureResponse struct {
 
 func (x *PictureResponse) Reset() {
 	*x = PictureResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1498,7 @@ func (x *PictureResponse) String() string {
 func (*PictureResponse) ProtoMessage() {}
 
 func (x *PictureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1511,7 @@ func (x *PictureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PictureResponse.ProtoReflect.Descriptor instead.
 func (*PictureResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PictureResponse) GetCrisis() string {
@@ -1181,8 +1553,30 @@ var File_knooppunt_v1_federation_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
-	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x11\n" +
-	"\x0fDescribeRequest\"p\n" +
+	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xa4\x01\n" +
+	"\n" +
+	"SignedHead\x12\x10\n" +
+	"\x03org\x18\x01 \x01(\tR\x03org\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\fR\x04hash\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\x12\x14\n" +
+	"\x05chain\x18\x06 \x03(\fR\x05chain\">\n" +
+	"\x0eWitnessRequest\x12,\n" +
+	"\x04head\x18\x01 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\"\x11\n" +
+	"\x0fWitnessResponse\"A\n" +
+	"\fHeadsRequest\x12\x1b\n" +
+	"\tafter_seq\x18\x01 \x01(\x03R\bafterSeq\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"\x89\x01\n" +
+	"\bHeldHead\x12,\n" +
+	"\x04head\x18\x01 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\x12;\n" +
+	"\vreceived_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12\x12\n" +
+	"\x04fork\x18\x03 \x01(\bR\x04fork\"=\n" +
+	"\rHeadsResponse\x12,\n" +
+	"\x05heads\x18\x01 \x03(\v2\x16.knooppunt.v1.HeldHeadR\x05heads\"+\n" +
+	"\x0fDescribeRequest\x12\x18\n" +
+	"\apurpose\x18\x01 \x01(\tR\apurpose\"p\n" +
 	"\x10DescribeResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12-\n" +
@@ -1197,16 +1591,18 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x04text\x18\a \x01(\tR\x04text\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\fQueryRequest\x12,\n" +
-	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\"\x8e\x01\n" +
+	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x18\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"\x8e\x01\n" +
 	"\fSharedRecord\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
 	"\bredacted\x18\x03 \x03(\tR\bredacted\x12\x18\n" +
-	"\asnippet\x18\x04 \x01(\tR\asnippet\"*\n" +
+	"\asnippet\x18\x04 \x01(\tR\asnippet\"D\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
-	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\"\xd1\x01\n" +
+	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x18\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"\xd1\x01\n" +
 	"\tFeedEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x06upsert\x18\x02 \x01(\v2\x1a.knooppunt.v1.SharedRecordH\x00R\x06upsert\x12:\n" +
@@ -1220,11 +1616,12 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
 	"\tHeartbeat\x12*\n" +
-	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\\\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"v\n" +
 	"\rSearchRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\"\xa6\x01\n" +
+	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\x12\x18\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\"\xa6\x01\n" +
 	"\tSearchHit\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
@@ -1272,11 +1669,13 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
 	"aggregates\x18\x04 \x03(\v2\x17.knooppunt.v1.AggregateR\n" +
 	"aggregates\x12\x18\n" +
-	"\asources\x18\x05 \x03(\tR\asources2\xe9\x01\n" +
+	"\asources\x18\x05 \x03(\tR\asources2\xf3\x02\n" +
 	"\x11FederationService\x12I\n" +
 	"\bDescribe\x12\x1d.knooppunt.v1.DescribeRequest\x1a\x1e.knooppunt.v1.DescribeResponse\x12A\n" +
 	"\x05Query\x12\x1a.knooppunt.v1.QueryRequest\x1a\x1a.knooppunt.v1.SharedRecord0\x01\x12F\n" +
-	"\tSubscribe\x12\x1e.knooppunt.v1.SubscribeRequest\x1a\x17.knooppunt.v1.FeedEvent0\x012\x9c\x01\n" +
+	"\tSubscribe\x12\x1e.knooppunt.v1.SubscribeRequest\x1a\x17.knooppunt.v1.FeedEvent0\x01\x12F\n" +
+	"\aWitness\x12\x1c.knooppunt.v1.WitnessRequest\x1a\x1d.knooppunt.v1.WitnessResponse\x12@\n" +
+	"\x05Heads\x12\x1a.knooppunt.v1.HeadsRequest\x1a\x1b.knooppunt.v1.HeadsResponse2\x9c\x01\n" +
 	"\rSearchService\x12C\n" +
 	"\x06Search\x12\x1b.knooppunt.v1.SearchRequest\x1a\x1c.knooppunt.v1.SearchResponse\x12F\n" +
 	"\aPicture\x12\x1c.knooppunt.v1.PictureRequest\x1a\x1d.knooppunt.v1.PictureResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
@@ -1293,62 +1692,77 @@ func file_knooppunt_v1_federation_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_federation_proto_rawDescData
 }
 
-var file_knooppunt_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_knooppunt_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_knooppunt_v1_federation_proto_goTypes = []any{
-	(*DescribeRequest)(nil),       // 0: knooppunt.v1.DescribeRequest
-	(*DescribeResponse)(nil),      // 1: knooppunt.v1.DescribeResponse
-	(*Filter)(nil),                // 2: knooppunt.v1.Filter
-	(*QueryRequest)(nil),          // 3: knooppunt.v1.QueryRequest
-	(*SharedRecord)(nil),          // 4: knooppunt.v1.SharedRecord
-	(*SubscribeRequest)(nil),      // 5: knooppunt.v1.SubscribeRequest
-	(*FeedEvent)(nil),             // 6: knooppunt.v1.FeedEvent
-	(*Retraction)(nil),            // 7: knooppunt.v1.Retraction
-	(*Heartbeat)(nil),             // 8: knooppunt.v1.Heartbeat
-	(*SearchRequest)(nil),         // 9: knooppunt.v1.SearchRequest
-	(*SearchHit)(nil),             // 10: knooppunt.v1.SearchHit
-	(*PeerStatus)(nil),            // 11: knooppunt.v1.PeerStatus
-	(*SearchResponse)(nil),        // 12: knooppunt.v1.SearchResponse
-	(*PictureRequest)(nil),        // 13: knooppunt.v1.PictureRequest
-	(*PictureEntry)(nil),          // 14: knooppunt.v1.PictureEntry
-	(*Aggregate)(nil),             // 15: knooppunt.v1.Aggregate
-	(*PictureResponse)(nil),       // 16: knooppunt.v1.PictureResponse
-	nil,                           // 17: knooppunt.v1.Filter.LabelsEntry
-	(*KindCount)(nil),             // 18: knooppunt.v1.KindCount
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*Record)(nil),                // 20: knooppunt.v1.Record
+	(*SignedHead)(nil),            // 0: knooppunt.v1.SignedHead
+	(*WitnessRequest)(nil),        // 1: knooppunt.v1.WitnessRequest
+	(*WitnessResponse)(nil),       // 2: knooppunt.v1.WitnessResponse
+	(*HeadsRequest)(nil),          // 3: knooppunt.v1.HeadsRequest
+	(*HeldHead)(nil),              // 4: knooppunt.v1.HeldHead
+	(*HeadsResponse)(nil),         // 5: knooppunt.v1.HeadsResponse
+	(*DescribeRequest)(nil),       // 6: knooppunt.v1.DescribeRequest
+	(*DescribeResponse)(nil),      // 7: knooppunt.v1.DescribeResponse
+	(*Filter)(nil),                // 8: knooppunt.v1.Filter
+	(*QueryRequest)(nil),          // 9: knooppunt.v1.QueryRequest
+	(*SharedRecord)(nil),          // 10: knooppunt.v1.SharedRecord
+	(*SubscribeRequest)(nil),      // 11: knooppunt.v1.SubscribeRequest
+	(*FeedEvent)(nil),             // 12: knooppunt.v1.FeedEvent
+	(*Retraction)(nil),            // 13: knooppunt.v1.Retraction
+	(*Heartbeat)(nil),             // 14: knooppunt.v1.Heartbeat
+	(*SearchRequest)(nil),         // 15: knooppunt.v1.SearchRequest
+	(*SearchHit)(nil),             // 16: knooppunt.v1.SearchHit
+	(*PeerStatus)(nil),            // 17: knooppunt.v1.PeerStatus
+	(*SearchResponse)(nil),        // 18: knooppunt.v1.SearchResponse
+	(*PictureRequest)(nil),        // 19: knooppunt.v1.PictureRequest
+	(*PictureEntry)(nil),          // 20: knooppunt.v1.PictureEntry
+	(*Aggregate)(nil),             // 21: knooppunt.v1.Aggregate
+	(*PictureResponse)(nil),       // 22: knooppunt.v1.PictureResponse
+	nil,                           // 23: knooppunt.v1.Filter.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*KindCount)(nil),             // 25: knooppunt.v1.KindCount
+	(*Record)(nil),                // 26: knooppunt.v1.Record
 }
 var file_knooppunt_v1_federation_proto_depIdxs = []int32{
-	18, // 0: knooppunt.v1.DescribeResponse.kinds:type_name -> knooppunt.v1.KindCount
-	17, // 1: knooppunt.v1.Filter.labels:type_name -> knooppunt.v1.Filter.LabelsEntry
-	19, // 2: knooppunt.v1.Filter.updated_since:type_name -> google.protobuf.Timestamp
-	2,  // 3: knooppunt.v1.QueryRequest.filter:type_name -> knooppunt.v1.Filter
-	20, // 4: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
-	4,  // 5: knooppunt.v1.FeedEvent.upsert:type_name -> knooppunt.v1.SharedRecord
-	7,  // 6: knooppunt.v1.FeedEvent.retraction:type_name -> knooppunt.v1.Retraction
-	8,  // 7: knooppunt.v1.FeedEvent.heartbeat:type_name -> knooppunt.v1.Heartbeat
-	19, // 8: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
-	2,  // 9: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
-	20, // 10: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
-	10, // 11: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
-	11, // 12: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
-	20, // 13: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
-	14, // 14: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
-	15, // 15: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	0,  // 16: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	3,  // 17: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	5,  // 18: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	9,  // 19: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	13, // 20: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	1,  // 21: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	4,  // 22: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	6,  // 23: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	12, // 24: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	16, // 25: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	24, // 0: knooppunt.v1.SignedHead.at:type_name -> google.protobuf.Timestamp
+	0,  // 1: knooppunt.v1.WitnessRequest.head:type_name -> knooppunt.v1.SignedHead
+	0,  // 2: knooppunt.v1.HeldHead.head:type_name -> knooppunt.v1.SignedHead
+	24, // 3: knooppunt.v1.HeldHead.received_at:type_name -> google.protobuf.Timestamp
+	4,  // 4: knooppunt.v1.HeadsResponse.heads:type_name -> knooppunt.v1.HeldHead
+	25, // 5: knooppunt.v1.DescribeResponse.kinds:type_name -> knooppunt.v1.KindCount
+	23, // 6: knooppunt.v1.Filter.labels:type_name -> knooppunt.v1.Filter.LabelsEntry
+	24, // 7: knooppunt.v1.Filter.updated_since:type_name -> google.protobuf.Timestamp
+	8,  // 8: knooppunt.v1.QueryRequest.filter:type_name -> knooppunt.v1.Filter
+	26, // 9: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
+	10, // 10: knooppunt.v1.FeedEvent.upsert:type_name -> knooppunt.v1.SharedRecord
+	13, // 11: knooppunt.v1.FeedEvent.retraction:type_name -> knooppunt.v1.Retraction
+	14, // 12: knooppunt.v1.FeedEvent.heartbeat:type_name -> knooppunt.v1.Heartbeat
+	24, // 13: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
+	8,  // 14: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
+	26, // 15: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
+	16, // 16: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
+	17, // 17: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
+	26, // 18: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
+	20, // 19: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
+	21, // 20: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
+	6,  // 21: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	9,  // 22: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	11, // 23: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	1,  // 24: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	3,  // 25: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	15, // 26: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	19, // 27: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	7,  // 28: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	10, // 29: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	12, // 30: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	2,  // 31: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	5,  // 32: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	18, // 33: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	22, // 34: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	28, // [28:35] is the sub-list for method output_type
+	21, // [21:28] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }
@@ -1358,7 +1772,7 @@ func file_knooppunt_v1_federation_proto_init() {
 	}
 	file_knooppunt_v1_policy_proto_init()
 	file_knooppunt_v1_record_proto_init()
-	file_knooppunt_v1_federation_proto_msgTypes[6].OneofWrappers = []any{
+	file_knooppunt_v1_federation_proto_msgTypes[12].OneofWrappers = []any{
 		(*FeedEvent_Upsert)(nil),
 		(*FeedEvent_Retraction)(nil),
 		(*FeedEvent_Heartbeat)(nil),
@@ -1369,7 +1783,7 @@ func file_knooppunt_v1_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_federation_proto_rawDesc), len(file_knooppunt_v1_federation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -22,6 +22,8 @@ const (
 	FederationService_Describe_FullMethodName  = "/knooppunt.v1.FederationService/Describe"
 	FederationService_Query_FullMethodName     = "/knooppunt.v1.FederationService/Query"
 	FederationService_Subscribe_FullMethodName = "/knooppunt.v1.FederationService/Subscribe"
+	FederationService_Witness_FullMethodName   = "/knooppunt.v1.FederationService/Witness"
+	FederationService_Heads_FullMethodName     = "/knooppunt.v1.FederationService/Heads"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -34,6 +36,10 @@ type FederationServiceClient interface {
 	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SharedRecord], error)
 	// Subscribe streams upserts, retractions and heartbeats after a cursor.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FeedEvent], error)
+	// Witness hands the node a signed head of the caller's audit chain to keep.
+	Witness(ctx context.Context, in *WitnessRequest, opts ...grpc.CallOption) (*WitnessResponse, error)
+	// Heads returns the signed heads of the caller's audit chain that the node keeps.
+	Heads(ctx context.Context, in *HeadsRequest, opts ...grpc.CallOption) (*HeadsResponse, error)
 }
 
 type federationServiceClient struct {
@@ -92,6 +98,26 @@ func (c *federationServiceClient) Subscribe(ctx context.Context, in *SubscribeRe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FederationService_SubscribeClient = grpc.ServerStreamingClient[FeedEvent]
 
+func (c *federationServiceClient) Witness(ctx context.Context, in *WitnessRequest, opts ...grpc.CallOption) (*WitnessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WitnessResponse)
+	err := c.cc.Invoke(ctx, FederationService_Witness_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *federationServiceClient) Heads(ctx context.Context, in *HeadsRequest, opts ...grpc.CallOption) (*HeadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HeadsResponse)
+	err := c.cc.Invoke(ctx, FederationService_Heads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -102,6 +128,10 @@ type FederationServiceServer interface {
 	Query(*QueryRequest, grpc.ServerStreamingServer[SharedRecord]) error
 	// Subscribe streams upserts, retractions and heartbeats after a cursor.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[FeedEvent]) error
+	// Witness hands the node a signed head of the caller's audit chain to keep.
+	Witness(context.Context, *WitnessRequest) (*WitnessResponse, error)
+	// Heads returns the signed heads of the caller's audit chain that the node keeps.
+	Heads(context.Context, *HeadsRequest) (*HeadsResponse, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -120,6 +150,12 @@ func (UnimplementedFederationServiceServer) Query(*QueryRequest, grpc.ServerStre
 }
 func (UnimplementedFederationServiceServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[FeedEvent]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedFederationServiceServer) Witness(context.Context, *WitnessRequest) (*WitnessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Witness not implemented")
+}
+func (UnimplementedFederationServiceServer) Heads(context.Context, *HeadsRequest) (*HeadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Heads not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -182,6 +218,42 @@ func _FederationService_Subscribe_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type FederationService_SubscribeServer = grpc.ServerStreamingServer[FeedEvent]
 
+func _FederationService_Witness_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WitnessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).Witness(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_Witness_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).Witness(ctx, req.(*WitnessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FederationService_Heads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HeadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).Heads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_Heads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).Heads(ctx, req.(*HeadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -192,6 +264,14 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Describe",
 			Handler:    _FederationService_Describe_Handler,
+		},
+		{
+			MethodName: "Witness",
+			Handler:    _FederationService_Witness_Handler,
+		},
+		{
+			MethodName: "Heads",
+			Handler:    _FederationService_Heads_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

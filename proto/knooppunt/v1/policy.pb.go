@@ -573,8 +573,10 @@ type PreviewRequest struct {
 	// recipient is the SPIFFE ID of a peer node, such as spiffe://ncc.crisis.test/node/r1.
 	Recipient string `protobuf:"bytes,3,opt,name=recipient" json:"recipient,omitempty"`
 	// phase to preview in; empty: each record's crisis's current phase.
-	Phase         string `protobuf:"bytes,4,opt,name=phase" json:"phase,omitempty"`
-	Limit         int32  `protobuf:"varint,5,opt,name=limit" json:"limit,omitempty"`
+	Phase string `protobuf:"bytes,4,opt,name=phase" json:"phase,omitempty"`
+	Limit int32  `protobuf:"varint,5,opt,name=limit" json:"limit,omitempty"`
+	// purpose is the purpose the recipient would state, for policies with accept_purposes.
+	Purpose       string `protobuf:"bytes,6,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -642,6 +644,13 @@ func (x *PreviewRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *PreviewRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
 }
 
 type PreviewItem struct {
@@ -817,10 +826,12 @@ func (x *PreviewResponse) GetConsidered() int64 {
 }
 
 type ExplainRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RecordId      string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
-	Recipient     string                 `protobuf:"bytes,2,opt,name=recipient" json:"recipient,omitempty"`
-	Phase         string                 `protobuf:"bytes,3,opt,name=phase" json:"phase,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RecordId  string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
+	Recipient string                 `protobuf:"bytes,2,opt,name=recipient" json:"recipient,omitempty"`
+	Phase     string                 `protobuf:"bytes,3,opt,name=phase" json:"phase,omitempty"`
+	// purpose is the purpose the recipient would state, for policies with accept_purposes.
+	Purpose       string `protobuf:"bytes,4,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +883,13 @@ func (x *ExplainRequest) GetRecipient() string {
 func (x *ExplainRequest) GetPhase() string {
 	if x != nil {
 		return x.Phase
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
 	}
 	return ""
 }
@@ -1347,13 +1365,15 @@ func (x *AuditEntry) GetHash() []byte {
 }
 
 type ListAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Action        string                 `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
-	Actor         string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
-	Subject       string                 `protobuf:"bytes,3,opt,name=subject" json:"subject,omitempty"`
-	Since         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since" json:"since,omitempty"`
-	AfterSeq      int64                  `protobuf:"varint,5,opt,name=after_seq,json=afterSeq" json:"after_seq,omitempty"`
-	Limit         int32                  `protobuf:"varint,6,opt,name=limit" json:"limit,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Action   string                 `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	Actor    string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
+	Subject  string                 `protobuf:"bytes,3,opt,name=subject" json:"subject,omitempty"`
+	Since    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since" json:"since,omitempty"`
+	AfterSeq int64                  `protobuf:"varint,5,opt,name=after_seq,json=afterSeq" json:"after_seq,omitempty"`
+	Limit    int32                  `protobuf:"varint,6,opt,name=limit" json:"limit,omitempty"`
+	// purpose selects the entries whose stated purpose, or a granting policy's purpose, is it.
+	Purpose       string `protobuf:"bytes,7,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1430,6 +1450,13 @@ func (x *ListAuditRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListAuditRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
 type ListAuditResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries" json:"entries,omitempty"`
@@ -1479,7 +1506,10 @@ type VerifyAuditRequest struct {
 	// anchor is a head that an earlier Verify returned and that was kept outside the node. The
 	// chain must still hold that entry with that hash: a chain rewritten from its start, with every
 	// hash recomputed, verifies on its own but not against an anchor taken before the rewrite.
-	Anchor        *AuditAnchor `protobuf:"bytes,1,opt,name=anchor" json:"anchor,omitempty"`
+	Anchor *AuditAnchor `protobuf:"bytes,1,opt,name=anchor" json:"anchor,omitempty"`
+	// witnesses asks every peer for the heads of this chain it keeps, and checks that the chain
+	// holds each at its seq.
+	Witnesses     bool `protobuf:"varint,2,opt,name=witnesses" json:"witnesses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1521,6 +1551,102 @@ func (x *VerifyAuditRequest) GetAnchor() *AuditAnchor {
 	return nil
 }
 
+func (x *VerifyAuditRequest) GetWitnesses() bool {
+	if x != nil {
+		return x.Witnesses
+	}
+	return false
+}
+
+// WitnessReport is what one peer's kept heads say of the chain.
+type WitnessReport struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Peer        string                 `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
+	TrustDomain string                 `protobuf:"bytes,2,opt,name=trust_domain,json=trustDomain" json:"trust_domain,omitempty"`
+	// state is ok (every head it keeps is in the chain), rewritten (a head signed by this node is
+	// not in the chain), invalid (a head whose signature or chain does not verify), none (it keeps
+	// no head) or unreachable.
+	State string `protobuf:"bytes,3,opt,name=state" json:"state,omitempty"`
+	Heads int64  `protobuf:"varint,4,opt,name=heads" json:"heads,omitempty"`
+	// seq is the first head that is not in the chain, for rewritten and invalid.
+	Seq           int64  `protobuf:"varint,5,opt,name=seq" json:"seq,omitempty"`
+	Problem       string `protobuf:"bytes,6,opt,name=problem" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WitnessReport) Reset() {
+	*x = WitnessReport{}
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WitnessReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WitnessReport) ProtoMessage() {}
+
+func (x *WitnessReport) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WitnessReport.ProtoReflect.Descriptor instead.
+func (*WitnessReport) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WitnessReport) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *WitnessReport) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+func (x *WitnessReport) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *WitnessReport) GetHeads() int64 {
+	if x != nil {
+		return x.Heads
+	}
+	return 0
+}
+
+func (x *WitnessReport) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *WitnessReport) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 // AuditAnchor names one entry of the audit chain by its seq and hash.
 type AuditAnchor struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1533,7 +1659,7 @@ type AuditAnchor struct {
 
 func (x *AuditAnchor) Reset() {
 	*x = AuditAnchor{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1671,7 @@ func (x *AuditAnchor) String() string {
 func (*AuditAnchor) ProtoMessage() {}
 
 func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1684,7 @@ func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditAnchor.ProtoReflect.Descriptor instead.
 func (*AuditAnchor) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuditAnchor) GetSeq() int64 {
@@ -1584,14 +1710,16 @@ type VerifyAuditResponse struct {
 	Problem     string `protobuf:"bytes,4,opt,name=problem" json:"problem,omitempty"`
 	// head is the last entry, unset when the log is empty. Kept elsewhere (an officer's log, a
 	// partner), it is the anchor for a later Verify.
-	Head          *AuditAnchor `protobuf:"bytes,5,opt,name=head" json:"head,omitempty"`
+	Head *AuditAnchor `protobuf:"bytes,5,opt,name=head" json:"head,omitempty"`
+	// witnesses reports each peer when the request asked for witnesses.
+	Witnesses     []*WitnessReport `protobuf:"bytes,6,rep,name=witnesses" json:"witnesses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1731,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1744,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -1650,6 +1778,13 @@ func (x *VerifyAuditResponse) GetProblem() string {
 func (x *VerifyAuditResponse) GetHead() *AuditAnchor {
 	if x != nil {
 		return x.Head
+	}
+	return nil
+}
+
+func (x *VerifyAuditResponse) GetWitnesses() []*WitnessReport {
+	if x != nil {
+		return x.Witnesses
 	}
 	return nil
 }
@@ -1699,13 +1834,14 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x124\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x18.knooppunt.v1.PolicyInfoR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x82\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9c\x01\n" +
 	"\x0ePreviewRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1c\n" +
 	"\trecipient\x18\x03 \x01(\tR\trecipient\x12\x14\n" +
 	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\x05R\x05limit\"W\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\x18\n" +
+	"\apurpose\x18\x06 \x01(\tR\apurpose\"W\n" +
 	"\vPreviewItem\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bredacted\x18\x02 \x03(\tR\bredacted\"5\n" +
@@ -1718,11 +1854,12 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x1e\n" +
 	"\n" +
 	"considered\x18\x04 \x01(\x03R\n" +
-	"considered\"a\n" +
+	"considered\"{\n" +
 	"\x0eExplainRequest\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x1c\n" +
 	"\trecipient\x18\x02 \x01(\tR\trecipient\x12\x14\n" +
-	"\x05phase\x18\x03 \x01(\tR\x05phase\"n\n" +
+	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x18\n" +
+	"\apurpose\x18\x04 \x01(\tR\apurpose\"n\n" +
 	"\aVerdict\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x16\n" +
 	"\x06grants\x18\x02 \x01(\bR\x06grants\x12\x16\n" +
@@ -1757,27 +1894,37 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
 	"\tprev_hash\x18\a \x01(\fR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\b \x01(\fR\x04hash\"\xbf\x01\n" +
+	"\x04hash\x18\b \x01(\fR\x04hash\"\xd9\x01\n" +
 	"\x10ListAuditRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x18\n" +
 	"\asubject\x18\x03 \x01(\tR\asubject\x120\n" +
 	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
 	"\tafter_seq\x18\x05 \x01(\x03R\bafterSeq\x12\x14\n" +
-	"\x05limit\x18\x06 \x01(\x05R\x05limit\"G\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x18\n" +
+	"\apurpose\x18\a \x01(\tR\apurpose\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"G\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"e\n" +
 	"\x12VerifyAuditRequest\x121\n" +
-	"\x06anchor\x18\x01 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x06anchor\"3\n" +
+	"\x06anchor\x18\x01 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x06anchor\x12\x1c\n" +
+	"\twitnesses\x18\x02 \x01(\bR\twitnesses\"\x9e\x01\n" +
+	"\rWitnessReport\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
+	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x14\n" +
+	"\x05heads\x18\x04 \x01(\x03R\x05heads\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x03R\x03seq\x12\x18\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\"3\n" +
 	"\vAuditAnchor\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
-	"\x04hash\x18\x02 \x01(\fR\x04hash\"\xab\x01\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"\xe6\x01\n" +
 	"\x13VerifyAuditResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
 	"\aentries\x18\x02 \x01(\x03R\aentries\x12!\n" +
 	"\ffirst_broken\x18\x03 \x01(\x03R\vfirstBroken\x12\x18\n" +
 	"\aproblem\x18\x04 \x01(\tR\aproblem\x12-\n" +
-	"\x04head\x18\x05 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x04head2\x81\x05\n" +
+	"\x04head\x18\x05 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x04head\x129\n" +
+	"\twitnesses\x18\x06 \x03(\v2\x1b.knooppunt.v1.WitnessReportR\twitnesses2\x81\x05\n" +
 	"\rPolicyService\x12=\n" +
 	"\x04Lint\x12\x19.knooppunt.v1.LintRequest\x1a\x1a.knooppunt.v1.LintResponse\x12A\n" +
 	"\aPropose\x12\x1c.knooppunt.v1.ProposeRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12D\n" +
@@ -1807,7 +1954,7 @@ func file_knooppunt_v1_policy_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_policy_proto_rawDescData
 }
 
-var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*LintProblem)(nil),           // 0: knooppunt.v1.LintProblem
 	(*LintRequest)(nil),           // 1: knooppunt.v1.LintRequest
@@ -1833,58 +1980,60 @@ var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*ListAuditRequest)(nil),      // 21: knooppunt.v1.ListAuditRequest
 	(*ListAuditResponse)(nil),     // 22: knooppunt.v1.ListAuditResponse
 	(*VerifyAuditRequest)(nil),    // 23: knooppunt.v1.VerifyAuditRequest
-	(*AuditAnchor)(nil),           // 24: knooppunt.v1.AuditAnchor
-	(*VerifyAuditResponse)(nil),   // 25: knooppunt.v1.VerifyAuditResponse
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(*Record)(nil),                // 27: knooppunt.v1.Record
+	(*WitnessReport)(nil),         // 24: knooppunt.v1.WitnessReport
+	(*AuditAnchor)(nil),           // 25: knooppunt.v1.AuditAnchor
+	(*VerifyAuditResponse)(nil),   // 26: knooppunt.v1.VerifyAuditResponse
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*Record)(nil),                // 28: knooppunt.v1.Record
 }
 var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.LintResponse.problems:type_name -> knooppunt.v1.LintProblem
-	26, // 1: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
-	26, // 2: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
+	27, // 1: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
+	27, // 2: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
 	5,  // 3: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
-	27, // 4: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
+	28, // 4: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
 	10, // 5: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
 	11, // 6: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
 	14, // 7: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
-	26, // 8: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
+	27, // 8: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
 	17, // 9: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
-	26, // 10: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	26, // 11: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	27, // 10: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	27, // 11: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
 	20, // 12: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
-	24, // 13: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
-	24, // 14: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
-	1,  // 15: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 16: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 17: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 18: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 19: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	6,  // 20: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	8,  // 21: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	9,  // 22: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	13, // 23: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	16, // 24: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	18, // 25: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	21, // 26: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	23, // 27: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 28: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 29: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 30: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 31: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 32: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	7,  // 33: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 34: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	12, // 35: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	15, // 36: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	17, // 37: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	19, // 38: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	22, // 39: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	25, // 40: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	28, // [28:41] is the sub-list for method output_type
-	15, // [15:28] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	25, // 13: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
+	25, // 14: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	24, // 15: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
+	1,  // 16: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 17: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 18: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 19: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 20: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	6,  // 21: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	8,  // 22: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	9,  // 23: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	13, // 24: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	16, // 25: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	18, // 26: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	21, // 27: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	23, // 28: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 29: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 30: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 31: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 32: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 33: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	7,  // 34: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 35: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	12, // 36: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	15, // 37: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	17, // 38: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	19, // 39: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	22, // 40: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	26, // 41: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	29, // [29:42] is the sub-list for method output_type
+	16, // [16:29] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
@@ -1899,7 +2048,7 @@ func file_knooppunt_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_policy_proto_rawDesc), len(file_knooppunt_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

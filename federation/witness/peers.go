@@ -1,0 +1,225 @@
+package witness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// DefaultInterval is how often a node hands its head to its peers when nothing else does.
+const DefaultInterval = 5 * time.Minute
+
+// Witness states in a report.
+const (
+	OK          = "ok"
+	Rewritten   = "rewritten"
+	Invalid     = "invalid"
+	None        = "none"
+	Unreachable = "unreachable"
+)
+
+// Config wires the witnessing of a node's chain.
+type Config struct {
+	DB *db.DB
+	// Org is the node's trust domain.
+	Org string
+	// SVID signs the heads.
+	SVID x509svid.Source
+	// Bundles vouch for the SVIDs that signed the heads the peers hand back: the org's own.
+	Bundles x509bundle.Source
+	// Peers returns the configured peers; Conn connects to one.
+	Peers func() []config.Peer
+	Conn  func(config.Peer) (*grpc.ClientConn, error)
+	// Leading reports whether this replica leads its group: only the leader hands heads out, so
+	// that a peer gets one head per entry, not one per replica.
+	Leading func() bool
+	// Interval is how often the head goes out when no policy step or phase change sends it
+	// sooner. Default 5 minutes.
+	Interval time.Duration
+	Logger   *slog.Logger
+}
+
+// Witnesses hands the node's signed heads to its peers and checks the chain against the heads
+// they keep.
+type Witnesses struct {
+	c Config
+}
+
+// New returns the witnessing of a node's chain.
+func New(c Config) *Witnesses {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Witnesses{c: c}
+}
+
+// Run hands the head out until ctx ends: when this replica starts to lead, after every policy
+// step and phase change (which move the database's generation), and every Interval. A head that
+// did not move since it last went out is not sent again until Interval passed.
+func (w *Witnesses) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var (
+		leading  bool
+		gen      uint64
+		sentAt   time.Time
+		sentSeq  int64
+		sentHash []byte
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !w.c.Leading() {
+			leading = false
+			continue
+		}
+		g := w.c.DB.Generation()
+		due := !leading || g != gen || time.Since(sentAt) >= w.c.Interval
+		leading = true
+		if !due {
+			continue
+		}
+		seq, hash, err := w.c.DB.AuditHead(ctx)
+		if err != nil || seq == 0 {
+			continue
+		}
+		if seq == sentSeq && bytes.Equal(hash, sentHash) && time.Since(sentAt) < w.c.Interval {
+			gen = g
+			continue
+		}
+		if err := w.Send(ctx, seq, hash); err != nil {
+			w.c.Logger.Warn("could not sign the audit head", "err", err)
+			continue
+		}
+		gen, sentAt, sentSeq, sentHash = g, time.Now(), seq, hash
+	}
+}
+
+// Send signs the head (seq, hash) and hands it to every peer, in parallel, each within 5
+// seconds. A peer that cannot be reached is logged; it gets the next head.
+func (w *Witnesses) Send(ctx context.Context, seq int64, hash []byte) error {
+	svid, err := w.c.SVID.GetX509SVID()
+	if err != nil {
+		return err
+	}
+	head, err := Sign(svid, seq, hash, time.Now())
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, p := range w.c.Peers() {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			conn, err := w.c.Conn(p)
+			if err == nil {
+				_, err = pb.NewFederationServiceClient(conn).Witness(ctx, &pb.WitnessRequest{Head: head})
+			}
+			if err != nil {
+				w.c.Logger.Warn("a peer did not take the audit head", "peer", p.Name, "seq", seq, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// Check asks every peer, in parallel, within 10 seconds, for the heads of this node's chain it
+// keeps, and checks each: its signature and chain verify with the org's bundle at its time, and
+// the chain holds an entry at its seq with its hash. A head the node signed that the chain does
+// not hold means the chain was rewritten; the report names the witness and the seq.
+func (w *Witnesses) Check(ctx context.Context) ([]*pb.WitnessReport, error) {
+	td, err := spiffeid.TrustDomainFromString(w.c.Org)
+	if err != nil {
+		return nil, fmt.Errorf("witness: org %q: %w", w.c.Org, err)
+	}
+	peers := w.c.Peers()
+	reports := make([]*pb.WitnessReport, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			reports[i] = w.check(ctx, td, p)
+		})
+	}
+	wg.Wait()
+	sort.Slice(reports, func(i, j int) bool { return reports[i].Peer < reports[j].Peer })
+	return reports, nil
+}
+
+func (w *Witnesses) check(ctx context.Context, td spiffeid.TrustDomain, p config.Peer) *pb.WitnessReport {
+	rep := &pb.WitnessReport{Peer: p.Name, TrustDomain: p.TrustDomain}
+	fail := func(state string, seq int64, format string, args ...any) {
+		// A rewritten chain is the finding that matters; it outranks a witness's bad head.
+		if rep.State == "" || rep.State == Invalid && state == Rewritten {
+			rep.State, rep.Seq, rep.Problem = state, seq, fmt.Sprintf(format, args...)
+		}
+	}
+	conn, err := w.c.Conn(p)
+	if err != nil {
+		rep.State, rep.Problem = Unreachable, err.Error()
+		return rep
+	}
+	fc := pb.NewFederationServiceClient(conn)
+	var after int64
+	for {
+		resp, err := fc.Heads(ctx, &pb.HeadsRequest{AfterSeq: after})
+		if err != nil {
+			rep.State, rep.Problem = Unreachable, status.Convert(err).Message()
+			return rep
+		}
+		for _, held := range resp.Heads {
+			h := held.Head
+			rep.Heads++
+			signer, err := Verify(h, td, w.c.Bundles)
+			if err != nil {
+				fail(Invalid, h.GetSeq(), "%s keeps a head for entry %d that does not verify: %v", p.Name, h.GetSeq(), err)
+				continue
+			}
+			local, err := w.c.DB.AuditHashAt(ctx, h.Seq)
+			if err != nil {
+				rep.State, rep.Problem = Unreachable, err.Error()
+				return rep
+			}
+			at := h.At.AsTime().UTC().Format(time.RFC3339)
+			switch {
+			case local == nil:
+				fail(Rewritten, h.Seq, "witness %s holds a head for entry %d, signed by %s at %s, and the chain has no entry %d: entries were removed from its end", p.Name, h.Seq, signer, at, h.Seq)
+			case !bytes.Equal(local, h.Hash):
+				fail(Rewritten, h.Seq, "witness %s holds a head for entry %d with hash %x, signed by %s at %s; the chain's entry %d has hash %x: the chain was rewritten from this entry or before it", p.Name, h.Seq, h.Hash, signer, at, h.Seq, local)
+			}
+		}
+		if len(resp.Heads) < 1000 {
+			break
+		}
+		after = resp.Heads[len(resp.Heads)-1].Head.GetSeq()
+	}
+	if rep.State == "" {
+		rep.State = OK
+		if rep.Heads == 0 {
+			rep.State = None
+		}
+	}
+	return rep
+}

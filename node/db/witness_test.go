@@ -1,0 +1,84 @@
+package db_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestApplyKeepHead: heads are kept per peer, append-only; the same head twice is kept once; a
+// second hash for a seq, and a seq below the highest held, are kept as forks and audited as
+// audit.fork; a fork does not raise the highest seq held. Two databases that apply the same
+// commands hold the same bytes.
+func TestApplyKeepHead(t *testing.T) {
+	ctx := context.Background()
+	const peer = "ncc.crisis.test"
+	head := func(seq int64, fill byte) *pb.KeepHead {
+		return &pb.KeepHead{Peer: peer, Signer: "spiffe://" + peer + "/node/r1", ReceivedAt: hour(int(seq)), Head: &pb.SignedHead{
+			Org: peer, Seq: seq, Hash: bytes.Repeat([]byte{fill}, sha256.Size), At: hour(int(seq)), Signature: []byte{fill}, Chain: [][]byte{{1, 2, 3}}}}
+	}
+	cmds := []struct {
+		c    *pb.KeepHead
+		fork string
+	}{
+		{head(10, 1), ""},
+		{head(10, 1), ""}, // the same head again
+		{head(12, 2), ""},
+		{head(12, 3), "a second head for entry 12"},
+		{head(11, 4), "a head for entry 11, below entry 12"},
+		{head(20, 5), ""},
+		{&pb.KeepHead{Peer: "other.crisis.test", Signer: "spiffe://other.crisis.test/node/r1", ReceivedAt: hour(1),
+			Head: &pb.SignedHead{Org: "other.crisis.test", Seq: 1, Hash: bytes.Repeat([]byte{6}, sha256.Size), At: hour(1)}}, ""},
+	}
+	apply := func(d *db.DB) {
+		for i, c := range cmds {
+			fork, err := d.ApplyKeepHead(uint64(i+1), c.c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.fork == "" && fork != "" || c.fork != "" && !strings.HasPrefix(fork, c.fork) {
+				t.Fatalf("command %d (seq %d): fork %q, want %q", i, c.c.Head.Seq, fork, c.fork)
+			}
+		}
+	}
+	d1, d2 := newDB(t), newDB(t)
+	apply(d1)
+	apply(d2)
+	heads, err := d1.HeadsOf(ctx, peer, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range heads {
+		got = append(got, fmt.Sprintf("%d:%d:%v", h.Head.Seq, h.Head.Hash[0], h.Fork))
+		if len(h.Head.Chain) != 1 || !bytes.Equal(h.Head.Chain[0], []byte{1, 2, 3}) || h.Head.Org != peer {
+			t.Fatalf("head %d kept as %v: the chain and org must come back", h.Head.Seq, h.Head)
+		}
+	}
+	if want := "10:1:false 11:4:true 12:2:false 12:3:true 20:5:false"; strings.Join(got, " ") != want {
+		t.Fatalf("heads of %s: %s, want %s", peer, strings.Join(got, " "), want)
+	}
+	forks, err := d1.AuditList(ctx, db.AuditFilter{Action: db.AuditFork})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(forks) != 2 || forks[0].Subject != peer || !strings.Contains(forks[0].Detail, `"seq":12`) || !strings.Contains(forks[1].Detail, `"seq":11`) {
+		t.Fatalf("audit.fork entries: %v", forks)
+	}
+	sums := [2]string{}
+	for i, d := range []*db.DB{d1, d2} {
+		sums[i] = queriesChecksum(t, d.Path(), `SELECT * FROM witnessed_heads ORDER BY rowid`, `SELECT seq, at, actor, action, subject, detail, hex(hash) FROM audit ORDER BY seq`)
+	}
+	if sums[0] != sums[1] {
+		t.Fatal("two databases that applied the same heads differ")
+	}
+	if rep, err := verifyChain(ctx, d1); err != nil || rep.FirstBroken != 0 {
+		t.Fatalf("AuditVerify = %+v, %v", rep, err)
+	}
+}
