@@ -54,8 +54,21 @@ func TestCatalogues(t *testing.T) {
 			}
 		}
 	}
-	for _, prefix := range []string{"role.", "phase.", "state.", "class."} {
+	for _, prefix := range []string{"role.", "phase.", "state.", "class.", "step.", "policy.state.", "policy.done."} {
 		delete(used, prefix)
+	}
+	// Keys the officers' pages build at run time: each step's texts, each policy state, and
+	// the notice after each step.
+	for _, key := range stepKeys {
+		for _, part := range []string{"heading", "link", "submit", "effect"} {
+			used["step."+key+"."+part] = true
+		}
+	}
+	for _, st := range []string{"proposed", "approved", "rejected", "revoked", "superseded"} {
+		used["policy.state."+st] = true
+	}
+	for _, d := range []string{"voorgesteld", stepApprove, stepReject, stepRevoke} {
+		used["policy.done."+d] = true
 	}
 	for _, r := range []string{"reader", "editor", "officer", "admin", "replica", "peer", "local"} {
 		used["role."+r] = true

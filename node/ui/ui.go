@@ -45,6 +45,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// HTTPClient reaches the identity provider. Default http.DefaultClient.
 	HTTPClient *http.Client
+	// Leader reports whether this replica leads its Raft group, and if not, the public URL
+	// of the leader's web interface ("" when unknown). Policy steps and phase changes are
+	// taken on the leader only. Nil: a single replica, always the leader.
+	Leader func() (leader bool, web string)
 }
 
 // Server is the web interface: an http.Handler.
@@ -117,6 +121,18 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /{$}", s.person(s.picture))
 	m.HandleFunc("GET /zoeken", s.person(s.search))
 	m.HandleFunc("GET /record", s.person(s.record))
+	m.HandleFunc("GET /beleid", s.person(s.policies))
+	m.HandleFunc("GET /beleid/toon", s.person(s.policy))
+	m.HandleFunc("GET /beleid/voorstel", s.person(s.proposeForm))
+	m.HandleFunc("POST /beleid/voorstel", s.person(s.propose))
+	m.HandleFunc("GET /beleid/stap", s.person(s.stepForm))
+	m.HandleFunc("POST /beleid/stap", s.person(s.step))
+	m.HandleFunc("GET /beleid/voorbeeld", s.person(s.preview))
+	m.HandleFunc("GET /beleid/uitleg", s.person(s.explain))
+	m.HandleFunc("GET /fase", s.person(s.phases))
+	m.HandleFunc("GET /fase/wijzigen", s.person(s.phaseForm))
+	m.HandleFunc("POST /fase/wijzigen", s.person(s.setPhase))
+	m.HandleFunc("GET /audit", s.person(s.audit))
 	m.HandleFunc("/", s.notFound)
 	s.mux = m
 }
