@@ -233,7 +233,10 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 		v.Problems = append(v.Problems, pv)
 	}
 	if len(v.Problems) > 0 {
-		v.Error = r.L.T("propose.problems", len(v.Problems))
+		v.Error = r.L.T("propose.problems_one")
+		if len(v.Problems) > 1 {
+			v.Error = r.L.T("propose.problems", len(v.Problems))
+		}
 		again(http.StatusUnprocessableEntity)
 		return
 	}
