@@ -248,3 +248,35 @@ func TestChart(t *testing.T) {
 		t.Errorf("an empty chart: %+v", empty)
 	}
 }
+
+// TestFollowerLinksToTheLeader: on a follower replica, a step's page does not offer a form
+// that cannot succeed: it says that steps are taken on the leader, and links to the leader's
+// web interface at the same page when it is known.
+func TestFollowerLinksToTheLeader(t *testing.T) {
+	for _, tc := range []struct {
+		web, link string
+	}{
+		{"https://knooppunt-2.a.example/", `href="https://knooppunt-2.a.example/beleid/stap?stap=goedkeuren&amp;id=x%401"`},
+		{"", "raft.servers[].ui"},
+	} {
+		s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+			OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+			Org: "a.crisis.test", Name: "a",
+			Resolve: func(id spiffeid.ID) (api.Caller, error) {
+				return api.Caller{ID: id, Roles: []api.Role{api.Officer}}, nil
+			},
+			Leader: func() (bool, string) { return false, tc.web }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		person := spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga")
+		id := s.sessions.create(&session{Person: person, Name: "olga", AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
+		r := httptest.NewRequest("GET", "/beleid/stap?stap=goedkeuren&id=x%401", nil)
+		r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		if body := w.Body.String(); w.Code != http.StatusConflict || !strings.Contains(body, tc.link) || strings.Contains(body, `id="bevestigen"`) {
+			t.Errorf("leader at %q: %d, want 409 with %q and no form:\n%s", tc.web, w.Code, tc.link, body)
+		}
+	}
+}
