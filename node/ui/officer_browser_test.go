@@ -237,6 +237,12 @@ func TestBrowserOfficers(t *testing.T) {
 	daan.check("fase gewijzigd")
 	daan.shot(shots, "fase.png")
 
+	olga.run("the policy list", chromedp.Steps(
+		chromedp.Navigate(e.url+"/beleid"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-policy="`+id+`"]`)),
+	))
+	olga.check("beleid na goedkeuring")
+	olga.shot(shots, "beleid-lijst.png")
 	olga.run("the audit log, verified", chromedp.Steps(
 		chromedp.Navigate(e.url+"/audit?action=policy.&controle=1"),
 		chromedp.WaitVisible(chromedp.CSS("#controle")),
