@@ -243,6 +243,27 @@ func TestBrowserOfficers(t *testing.T) {
 	))
 	olga.check("beleid na goedkeuring")
 	olga.shot(shots, "beleid-lijst.png")
+	olga.run("explain a record for ncc", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#uitleggen")),
+		chromedp.WaitVisible(chromedp.CSS("#record")),
+		chromedp.SendKeys(chromedp.CSS("#record"), "regio-1"),
+		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),
+		chromedp.Submit(chromedp.CSS("#record")),
+		chromedp.WaitVisible(chromedp.CSS("#uitkomst")),
+	))
+	if d := olga.text("decision", chromedp.Text(chromedp.CSS("#uitkomst"))); d != "wordt gedeeld" {
+		t.Errorf("explain regio-1 for ncc: %q", d)
+	}
+	olga.check("uitleg")
+	// At 200% zoom (half the width) the officers' pages reflow too.
+	olga.run("zoom to 200%", chromedp.EmulateViewport(640, 900))
+	for _, path := range []string{"/beleid", "/beleid/voorstel", "/beleid/toon?id=" + url.QueryEscape(id), "/audit?controle=1"} {
+		olga.run("open "+path, chromedp.Steps(chromedp.Navigate(e.url+path), chromedp.WaitVisible(chromedp.CSS("h1"))))
+		if w := olga.text("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
+			t.Errorf("%s at 200%% zoom is %s px wider than the window", path, w)
+		}
+	}
+	olga.run("zoom back", chromedp.EmulateViewport(1280, 900))
 	olga.run("the audit log, verified", chromedp.Steps(
 		chromedp.Navigate(e.url+"/audit?action=policy.&controle=1"),
 		chromedp.WaitVisible(chromedp.CSS("#controle")),
