@@ -101,8 +101,10 @@ func TestTemplatesHoldNoTextOrInlineCode(t *testing.T) {
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		s := string(data)
+		// A script may only be loaded from the embedded assets, empty: the CSP allows no other.
+		scripts := regexp.MustCompile(`<script src="/assets/[a-z-]+\.js" defer></script>`)
 		for _, bad := range []string{"<script", "<style", " style=", "onclick=", "onload=", "javascript:"} {
-			if strings.Contains(s, bad) {
+			if strings.Contains(scripts.ReplaceAllString(s, ""), bad) {
 				t.Errorf("%s: %q: inline code is refused by the CSP", f, bad)
 			}
 		}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -163,7 +164,9 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 const sourceField = "bron"
 
 type problemView struct {
-	Where, Field, Message string
+	Where   string `json:"where"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 type proposeView struct {
@@ -214,32 +217,22 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 		again(http.StatusBadRequest)
 		return
 	}
-	pc := pb.NewPolicyServiceClient(s.c.Conn)
-	lint, err := pc.Lint(r.ctx(), &pb.LintRequest{Source: []byte(src)})
+	problems, bad, err := s.lint(r, src)
 	if err != nil {
-		if st := status.Convert(err); st.Code() == codes.InvalidArgument || st.Code() == codes.ResourceExhausted {
-			v.Error = st.Message()
-			again(http.StatusBadRequest)
-			return
-		}
 		s.failCall(w, r, err)
 		return
 	}
-	for _, p := range lint.Problems {
-		pv := problemView{Field: p.Field, Message: p.Message}
-		if p.Line > 0 {
-			pv.Where = r.L.T("propose.line", p.Line, p.Column)
-		}
-		v.Problems = append(v.Problems, pv)
+	if bad != "" {
+		v.Error = bad
+		again(http.StatusBadRequest)
+		return
 	}
-	if len(v.Problems) > 0 {
-		v.Error = r.L.T("propose.problems_one")
-		if len(v.Problems) > 1 {
-			v.Error = r.L.T("propose.problems", len(v.Problems))
-		}
+	if len(problems) > 0 {
+		v.Problems, v.Error = problems, problemsSummary(r.L, len(problems))
 		again(http.StatusUnprocessableEntity)
 		return
 	}
+	pc := pb.NewPolicyServiceClient(s.c.Conn)
 	if r.PostFormValue("stap") != "voorstellen" {
 		v.Clean = true
 		again(http.StatusOK)
@@ -256,6 +249,72 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 		return
 	}
 	http.Redirect(w, r.Request, "/beleid/toon?gedaan=voorgesteld&id="+url.QueryEscape(p.Id), http.StatusSeeOther)
+}
+
+// lint has the node lint src, as the person. It returns the linter's problems, or bad when
+// the source cannot be linted at all (too large, say), or the call's error.
+func (s *Server) lint(r *request, src string) (problems []problemView, bad string, err error) {
+	lint, err := pb.NewPolicyServiceClient(s.c.Conn).Lint(r.ctx(), &pb.LintRequest{Source: []byte(src)})
+	if err != nil {
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument || st.Code() == codes.ResourceExhausted {
+			return nil, st.Message(), nil
+		}
+		return nil, "", err
+	}
+	for _, p := range lint.Problems {
+		pv := problemView{Field: p.Field, Message: p.Message}
+		if p.Line > 0 {
+			pv.Where = r.L.T("propose.line", p.Line, p.Column)
+		}
+		problems = append(problems, pv)
+	}
+	return problems, "", nil
+}
+
+// problemsSummary says how many problems the linter found.
+func problemsSummary(l *Lang, n int) string {
+	if n == 1 {
+		return l.T("propose.problems_one")
+	}
+	return l.T("propose.problems", n)
+}
+
+// lintResult is what lintLive answers the propose page's script.
+type lintResult struct {
+	// Clean is true when the linter found nothing; Summary says what it found, in the
+	// person's language.
+	Clean    bool          `json:"clean"`
+	Summary  string        `json:"summary"`
+	Problems []problemView `json:"problems"`
+}
+
+// lintLive lints a draft as the officer types (assets/lint-as-you-type.js). It stores nothing,
+// so it needs no recent sign-in; it needs the CSRF token like every POST, and the role table
+// decides as for any lint.
+func (s *Server) lintLive(w http.ResponseWriter, r *request) {
+	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
+	res := lintResult{Problems: []problemView{}}
+	code := http.StatusOK
+	switch problems, bad, err := s.lint(r, src); {
+	case err != nil:
+		st := status.Convert(err)
+		code = http.StatusBadGateway
+		if st.Code() == codes.PermissionDenied {
+			code = http.StatusForbidden
+		}
+		res.Summary = r.L.T("error.service")
+	case strings.TrimSpace(src) == "":
+		res.Summary = r.L.T("propose.empty")
+	case bad != "":
+		res.Summary = bad
+	case len(problems) > 0:
+		res.Problems, res.Summary = problems, problemsSummary(r.L, len(problems))
+	default:
+		res.Clean, res.Summary = true, r.L.T("propose.clean")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(res)
 }
 
 // failStep shows the refusal of a step. A follower that refuses a step it must not forward

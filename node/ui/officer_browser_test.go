@@ -147,6 +147,21 @@ func TestBrowserOfficers(t *testing.T) {
 	))
 	olga.check("voorstellen")
 	bad := strings.Replace(sitrepPolicy, "spiffe://ncc.crisis.test", "spiffe://defensie.crisis.test", 1)
+	// As she types, the linter's messages appear under the field, before any submit.
+	olga.run("type a policy with an unknown recipient", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#bron"), strings.TrimSuffix(bad, "\n")),
+		chromedp.SendKeys(chromedp.CSS("#bron"), "\n"),
+		chromedp.WaitVisible(chromedp.CSS("#bron-live li")),
+	))
+	if p := olga.text("live problems", chromedp.Text(chromedp.CSS("#bron-live"))); !strings.Contains(p, "recipients[0]") || !strings.Contains(p, "defensie.crisis.test") {
+		t.Errorf("lint as you type: %q", p)
+	}
+	olga.run("type a good policy", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#bron"), strings.TrimSuffix(sitrepPolicy, "\n")),
+		chromedp.SendKeys(chromedp.CSS("#bron"), "\n"),
+		chromedp.WaitVisible(chromedp.CSS("#bron-live .kp-live__clean")),
+	))
+	olga.check("voorstellen, al typend gecontroleerd")
 	olga.run("check a policy with an unknown recipient", chromedp.Steps(
 		chromedp.SetValue(chromedp.CSS("#bron"), bad),
 		chromedp.Click(chromedp.CSS("#controleren")),

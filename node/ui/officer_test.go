@@ -4,6 +4,7 @@ package ui_test
 // revoked through the forms, as the node's services decide them.
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -275,5 +276,43 @@ func TestSetPhase(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) || !strings.Contains(page, "spiffe://"+testOrg+"/user/anna") ||
 		!strings.Contains(page, `kp-phase--warm">warm`) {
 		t.Fatalf("set the phase: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+}
+
+// TestLintAsYouType: the propose form's script asks /beleid/controle, which answers the
+// linter's problems as JSON in the person's language, stores nothing, and needs the CSRF token
+// and a role that may lint.
+func TestLintAsYouType(t *testing.T) {
+	e := start(t)
+	anna := newBrowser(t)
+	_, page := e.signIn(t, anna, "anna", "/beleid/voorstel")
+	token := csrfOf(t, page)
+	if !strings.Contains(page, `<script src="/assets/lint-as-you-type.js" defer></script>`) || !strings.Contains(page, `id="bron-live" role="status"`) {
+		t.Fatalf("the propose form does not load the script or has no live region:\n%s", page)
+	}
+	resp, body := anna.post(t, e.url+"/beleid/controle", url.Values{"csrf": {token}, "bron": {"name: x\npurpose: p\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n"}})
+	var res struct {
+		Clean    bool
+		Summary  string
+		Problems []struct{ Where, Field, Message string }
+	}
+	if err := json.Unmarshal([]byte(body), &res); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("lint: %d %s %v\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), err, body)
+	}
+	// This node has no peers, so ncc is not a recipient it knows.
+	if res.Clean || res.Summary != "Beleid: de controle vond een probleem. Los het op en controleer opnieuw; er is niets opgeslagen." ||
+		len(res.Problems) != 1 || res.Problems[0].Field != "recipients[0]" || res.Problems[0].Where != "regel 3, kolom 14:" {
+		t.Errorf("lint: %+v", res)
+	}
+	if _, list := anna.get(t, e.url+"/beleid"); !strings.Contains(list, "Er is geen beleid met deze status.") {
+		t.Error("linting stored a policy")
+	}
+	if resp, _ := anna.post(t, e.url+"/beleid/controle", url.Values{"bron": {"name: x\n"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("lint without a CSRF token: %d, want 403", resp.StatusCode)
+	}
+	bram := newBrowser(t)
+	_, page = e.signIn(t, bram, "bram", "/")
+	if resp, _ := bram.post(t, e.url+"/beleid/controle", url.Values{"csrf": {csrfOf(t, page)}, "bron": {"name: x\n"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a reader lints: %d, want 403", resp.StatusCode)
 	}
 }

@@ -125,6 +125,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /beleid/toon", s.person(s.policy))
 	m.HandleFunc("GET /beleid/voorstel", s.person(s.proposeForm))
 	m.HandleFunc("POST /beleid/voorstel", s.person(s.propose))
+	m.HandleFunc("POST /beleid/controle", s.person(s.lintLive))
 	m.HandleFunc("GET /beleid/stap", s.person(s.stepForm))
 	m.HandleFunc("POST /beleid/stap", s.person(s.step))
 	m.HandleFunc("GET /beleid/voorbeeld", s.person(s.preview))
