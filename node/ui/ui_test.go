@@ -141,10 +141,15 @@ func newProvider(t *testing.T) *provider {
 	return &provider{issuer: "http://" + lis.Addr().String(), lis: lis}
 }
 
-// serve runs the provider with one client, the node's web interface at ui.
-func (p *provider) serve(t *testing.T, ui string) {
+// serve runs the provider with one client, the node's web interface at ui; a node of several
+// replicas has a web interface on each, at uis.
+func (p *provider) serve(t *testing.T, ui string, uis ...string) {
 	t.Helper()
-	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, ui+"/auth/callback")}
+	var redirects []string
+	for _, u := range append([]string{ui}, uis...) {
+		redirects = append(redirects, u+"/auth/callback")
+	}
+	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, redirects...)}
 	st := storage.NewStorageWithClients(users{}, clients)
 	key := sha256.Sum256([]byte("knooppunt ui test"))
 	prov, err := op.NewProvider(&op.Config{CryptoKey: key, CodeMethodS256: true, SupportedUILocales: []language.Tag{language.Dutch}},
