@@ -176,6 +176,10 @@ type proposeView struct {
 	Problems []problemView
 	// Clean says that a check found no problems.
 	Clean bool
+	// Recipient is the partner to preview the draft for; RecipientError what is wrong with it;
+	// Preview what the draft would send there.
+	Recipient, RecipientError string
+	Preview                   *previewView
 }
 
 // proposeForm shows the form to propose a policy; with ?van=ID it starts from that version,
@@ -208,7 +212,7 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 		return
 	}
 	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
-	v := &proposeView{Source: src}
+	v := &proposeView{Source: src, Recipient: strings.TrimSpace(r.PostFormValue("recipient"))}
 	again := func(code int) {
 		s.render(w, r.Request, code, "propose", s.newPage(r, "policies", r.L.T("propose.title"), v))
 	}
@@ -233,7 +237,30 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 		return
 	}
 	pc := pb.NewPolicyServiceClient(s.c.Conn)
-	if r.PostFormValue("stap") != "voorstellen" {
+	switch r.PostFormValue("stap") {
+	case "voorstellen":
+	case "voorbeeld":
+		// What the draft would send, before anyone proposes it. It stores nothing.
+		if v.Recipient == "" {
+			v.RecipientError = r.L.T("propose.recipient_missing")
+			again(http.StatusBadRequest)
+			return
+		}
+		v.Preview = &previewView{}
+		bad, err := s.runPreview(r, v.Preview, &pb.PreviewRequest{Source: []byte(src), Recipient: v.Recipient, Limit: 200})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		if bad != "" {
+			v.Preview, v.RecipientError = nil, bad
+			again(http.StatusBadRequest)
+			return
+		}
+		v.Clean = true
+		again(http.StatusOK)
+		return
+	default:
 		v.Clean = true
 		again(http.StatusOK)
 		return
@@ -450,6 +477,30 @@ type previewView struct {
 	Items                []previewItem
 }
 
+// runPreview asks the node what req's policy would send, into v. bad is the service's message
+// when the request is wrong (an unknown recipient, a draft that does not lint); err is any
+// other failure.
+func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) (bad string, err error) {
+	resp, err := pb.NewPolicyServiceClient(s.c.Conn).Preview(r.ctx(), req)
+	if err != nil {
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
+			return st.Message(), nil
+		}
+		return "", err
+	}
+	v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
+	for _, it := range resp.Items {
+		rec := it.Record
+		pi := previewItem{Title: bodyTitle(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
+			Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), Link: recordLink(rec), Redacted: it.Redacted}
+		if pi.Title == "" {
+			pi.Title = rec.Id
+		}
+		v.Items = append(v.Items, pi)
+	}
+	return "", nil
+}
+
 type previewItem struct {
 	Title, Kind, Crisis, Region, Classification, Link string
 	Redacted                                          []string
@@ -461,26 +512,12 @@ func (s *Server) preview(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
 	v := &previewView{ID: q.Get("id"), Recipient: strings.TrimSpace(q.Get("recipient")), Phase: q.Get("phase"), Phases: phaseNames}
 	if v.Recipient != "" {
-		resp, err := pb.NewPolicyServiceClient(s.c.Conn).Preview(r.ctx(), &pb.PreviewRequest{Id: v.ID, Recipient: v.Recipient, Phase: v.Phase, Limit: 200})
+		bad, err := s.runPreview(r, v, &pb.PreviewRequest{Id: v.ID, Recipient: v.Recipient, Phase: v.Phase, Limit: 200})
 		if err != nil {
-			if st := status.Convert(err); st.Code() == codes.InvalidArgument {
-				v.Error = st.Message()
-			} else {
-				s.failCall(w, r, err)
-				return
-			}
-		} else {
-			v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
-			for _, it := range resp.Items {
-				rec := it.Record
-				pi := previewItem{Title: bodyTitle(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
-					Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), Link: recordLink(rec), Redacted: it.Redacted}
-				if pi.Title == "" {
-					pi.Title = rec.Id
-				}
-				v.Items = append(v.Items, pi)
-			}
+			s.failCall(w, r, err)
+			return
 		}
+		v.Error = bad
 	}
 	code := http.StatusOK
 	if v.Error != "" {

@@ -162,6 +162,12 @@ func TestBrowserOfficers(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#bron-live .kp-live__clean")),
 	))
 	olga.check("voorstellen, al typend gecontroleerd")
+	olga.run("preview the draft for ncc", chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),
+		chromedp.Click(chromedp.CSS("#concept-tonen")),
+		chromedp.WaitVisible(chromedp.CSS("#uitkomst")),
+	))
+	olga.check("voorbeeld van het concept")
 	olga.run("check a policy with an unknown recipient", chromedp.Steps(
 		chromedp.SetValue(chromedp.CSS("#bron"), bad),
 		chromedp.Click(chromedp.CSS("#controleren")),

@@ -68,8 +68,18 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="schoon"`) {
 		t.Fatalf("check of a good policy: %d\n%s", resp.StatusCode, page)
 	}
+	// Preview the draft for ncc: the sitrep would go; nothing is stored.
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorbeeld"},
+		"recipient": {"spiffe://ncc.crisis.test/node/r1"}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "1 van 1 records zouden naar deze partner gaan") || !strings.Contains(page, "Regionaal beeld VR Utrecht") {
+		t.Errorf("preview of the draft for ncc: %d\n%s", resp.StatusCode, page)
+	}
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorbeeld"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="recipient-fout">Ontvanger: het veld is leeg`) {
+		t.Errorf("preview of the draft without a recipient: %d\n%s", resp.StatusCode, page)
+	}
 	if _, list := olga.get(t, e.url+"/beleid"); strings.Contains(list, "utrecht-sitreps") {
-		t.Fatal("a check stored the policy")
+		t.Fatal("a check or a preview stored the policy")
 	}
 	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorstellen"}})
 	const id = "utrecht-sitreps@1"
