@@ -101,7 +101,7 @@ var demoLoginPage = template.Must(template.New("login").Parse(`<!DOCTYPE html>
 <body>
 <h1>Demo-aanmelding · {{.Org}}</h1>
 <p>Dit is de OpenID-provider van de demo, niet die van een echte organisatie.
-Meld u aan als officer-a, officer-b (beveiligingsfunctionarissen) of editor (redacteur), wachtwoord <code>demo</code>.</p>
+Meld u aan als officer-a, officer-b (security officers) of editor (redacteur), wachtwoord <code>demo</code>.</p>
 {{if .Error}}<p role="alert"><strong>{{.Error}}</strong></p>{{end}}
 <form method="post" action="/login/username">
 <input type="hidden" name="authRequestID" value="{{.ID}}">

@@ -33,6 +33,9 @@ const (
 // stepKeys names each step in the catalogue, under step.<key>.
 var stepKeys = map[string]string{stepApprove: "approve", stepReject: "reject", stepRevoke: "revoke"}
 
+// stepStates is the state a policy must be in for each step.
+var stepStates = map[string]string{stepApprove: "proposed", stepReject: "proposed", stepRevoke: "approved"}
+
 // phases a crisis can be in, in order.
 var phaseNames = []string{"cold", "lukewarm", "warm"}
 
@@ -406,6 +409,12 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 	p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: id})
 	if err != nil {
 		s.failCall(w, r, err)
+		return
+	}
+	// A step the policy's state does not allow is said at once, rather than after the
+	// officer confirmed it; the service refuses it all the same.
+	if want := stepStates[step]; p.State != want {
+		s.failWith(w, r, http.StatusConflict, r.L.T("step.wrong_state", r.L.T("step."+key+".link"), r.L.T("policy.state."+p.State)))
 		return
 	}
 	row := s.policyRow(p)

@@ -142,6 +142,11 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 		t.Errorf("explain regio-1 to ncc: want shared under %s:\n%s", id, page)
 	}
 
+	// Approving it again, or revoking what is not approved, is said at once.
+	resp, page = daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id))
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, "Goedkeuren kan niet: het beleid is goedgekeurd.") {
+		t.Errorf("approve an approved policy: %d\n%s", resp.StatusCode, page)
+	}
 	// Revoke needs a reason: without one, the field says so and nothing changes.
 	resp, page = step(t, daan, e.url, "intrekken", id, url.Values{"reden": {"  "}})
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="reden-fout"`) {
