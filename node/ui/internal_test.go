@@ -161,7 +161,9 @@ func TestSecureCookies(t *testing.T) {
 		secure       bool
 	}{
 		{"https://knooppunt.a.example", "__Host-knooppunt_sessie", true},
-		{"http://127.0.0.1:8080", "knooppunt_sessie", false},
+		// Over plain HTTP on loopback the port is in the name: cookies are per host, and
+		// several nodes on one host must not share a session cookie.
+		{"http://127.0.0.1:8080", "knooppunt_sessie_8080", false},
 	} {
 		s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", PublicURL: tc.public, SessionTTL: time.Hour,
 			OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},

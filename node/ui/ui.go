@@ -165,19 +165,23 @@ func assetHandler(h http.Handler) http.Handler {
 
 // sessionCookie is the session cookie's name. With Secure it takes the __Host- prefix, which
 // browsers accept only from https, for path / and without a domain.
-func (s *Server) sessionCookie() string {
-	if s.secure {
-		return "__Host-knooppunt_sessie"
-	}
-	return "knooppunt_sessie"
-}
+func (s *Server) sessionCookie() string { return s.cookieName("knooppunt_sessie") }
 
 // loginCookie binds a pending sign-in to the browser that started it.
-func (s *Server) loginCookie() string {
+func (s *Server) loginCookie() string { return s.cookieName("knooppunt_aanmelding") }
+
+// cookieName is the name of one of the interface's cookies. Over plain HTTP, which is served
+// on loopback only, it carries the port: browsers keep cookies per host, not per port, and
+// several nodes on one host (the demo's six, a replica group under test) would otherwise
+// overwrite each other's sessions, signing a person out of one by signing in at another.
+func (s *Server) cookieName(base string) string {
 	if s.secure {
-		return "__Host-knooppunt_aanmelding"
+		return "__Host-" + base
 	}
-	return "knooppunt_aanmelding"
+	if p := s.public.Port(); p != "" {
+		return base + "_" + p
+	}
+	return base
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {
