@@ -45,6 +45,17 @@ var phaseNames = []string{"cold", "lukewarm", "warm"}
 func isOfficer(r *request) bool  { return r.Caller.Has(api.Officer) }
 func isOverseer(r *request) bool { return r.Caller.Has(api.Officer) || r.Caller.Has(api.Admin) }
 
+// officerPage reports whether the person may take the step a GET page offers; if not, it says
+// so instead of showing a form that the service would refuse. This only hides: every POST
+// still goes to the service, which decides, and audits a refusal.
+func (s *Server) officerPage(w http.ResponseWriter, r *request) bool {
+	if isOfficer(r) {
+		return true
+	}
+	s.failWith(w, r, http.StatusForbidden, r.L.T("error.officer_only", strings.Join(s.newPage(r, "", "", nil).Person.Roles, ", ")))
+	return false
+}
+
 // onLeader reports whether this replica leads its group. A follower never takes a policy step
 // or phase change (api.PersonalMethods), so on a follower the page says so and links to the
 // leader's web interface, rather than letting the officer fill in a form that cannot succeed.
@@ -188,7 +199,7 @@ type proposeView struct {
 // proposeForm shows the form to propose a policy; with ?van=ID it starts from that version,
 // for a new version of it.
 func (s *Server) proposeForm(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
 		return
 	}
 	v := &proposeView{Source: proposeTemplate}
@@ -394,7 +405,7 @@ type hiddenField struct{ Name, Value string }
 
 // stepForm is the confirmation page of approve, reject or revoke.
 func (s *Server) stepForm(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
 		return
 	}
 	s.confirmStep(w, r, r.URL.Query().Get("id"), r.URL.Query().Get("stap"), "", "", http.StatusOK)
@@ -646,7 +657,7 @@ func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, re
 
 // phaseForm confirms a phase change: from which phase to which, and what that does.
 func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
 		return
 	}
 	q := r.URL.Query()

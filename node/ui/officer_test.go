@@ -195,6 +195,11 @@ func TestReaderSeesNoOfficerPages(t *testing.T) {
 		if resp, _ := b.get(t, e.url+"/audit"); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("%s opens the audit log: %d, want 403", name, resp.StatusCode)
 		}
+		for _, path := range []string{"/beleid/voorstel", "/beleid/stap?stap=goedkeuren&id=x%401", "/fase/wijzigen?crisis=oekraine&phase=warm"} {
+			if resp, body := b.get(t, e.url+path); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "voor de security officers") || strings.Contains(body, `id="bevestigen"`) {
+				t.Errorf("%s opens %s: %d, want 403 without the form:\n%s", name, path, resp.StatusCode, body)
+			}
+		}
 		token := csrfOf(t, page)
 		for path, form := range map[string]url.Values{
 			"/beleid/stap":     {"csrf": {token}, "stap": {"goedkeuren"}, "id": {"x@1"}},
