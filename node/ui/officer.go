@@ -23,7 +23,7 @@ import (
 // age again and calls the service as the person. The service decides, and refuses, by the role
 // table and the four-eyes rule; the pages only hide what a person cannot do.
 
-// policy lifecycle steps as the pages name them, and the service's actions.
+// The policy lifecycle steps, as the pages' addresses and forms name them (stap=...).
 const (
 	stepApprove = "goedkeuren"
 	stepReject  = "afwijzen"
@@ -52,7 +52,7 @@ func (s *Server) officerPage(w http.ResponseWriter, r *request) bool {
 	if isOfficer(r) {
 		return true
 	}
-	s.failWith(w, r, http.StatusForbidden, r.L.T("error.officer_only", strings.Join(s.newPage(r, "", "", nil).Person.Roles, ", ")))
+	s.failWith(w, r, http.StatusForbidden, r.L.T("error.officer_only", strings.Join(roleNames(r), ", ")))
 	return false
 }
 

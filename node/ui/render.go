@@ -105,10 +105,17 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	if r.Session.DisplayName != "" {
 		p.Person.Name = r.Session.DisplayName
 	}
-	for _, role := range r.Caller.Roles {
-		p.Person.Roles = append(p.Person.Roles, r.L.T("role."+string(role)))
-	}
+	p.Person.Roles = roleNames(r)
 	return p
+}
+
+// roleNames are the person's roles, in the person's language.
+func roleNames(r *request) []string {
+	var out []string
+	for _, role := range r.Caller.Roles {
+		out = append(out, r.L.T("role."+string(role)))
+	}
+	return out
 }
 
 // render writes a page; a template that fails leaves no half page behind.
