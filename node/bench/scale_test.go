@@ -196,7 +196,9 @@ func BenchmarkScale1M(b *testing.B) {
 		name   string
 		filter func(r *rand.Rand) *pb.Filter
 	}{
-		{"search-kind", func(r *rand.Rand) *pb.Filter { return &pb.Filter{Kinds: []string{kindMix[r.IntN(len(kindMix))].kind}, Limit: 100} }},
+		{"search-kind", func(r *rand.Rand) *pb.Filter {
+			return &pb.Filter{Kinds: []string{kindMix[r.IntN(len(kindMix))].kind}, Limit: 100}
+		}},
 		{"text-compound", func(*rand.Rand) *pb.Filter { return &pb.Filter{Text: "vergunning", Limit: 100} }},
 		{"text-municipality", func(r *rand.Rand) *pb.Filter {
 			return &pb.Filter{Text: municipalities[r.IntN(len(municipalities))], Limit: 100}
