@@ -62,7 +62,7 @@ browser: ## chromium for the web interface's browser tests: apt-get installs it 
 		fi; }
 
 ui-screenshots: browser ## the screenshots of docs/ui.md, taken by the browser test
-	KNOOPPUNT_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run '^TestBrowser$$' ./node/ui
+	KNOOPPUNT_UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run '^TestBrowser' ./node/ui
 
 # The web interface's vendored NL Design System CSS, and axe-core for its accessibility tests
 # only, pinned here. Building and testing use the committed copies; only this target needs npm.

@@ -225,7 +225,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.authz = api.NewAuthorizer(access, n.log)
-	n.authz.OnFederationDenied(n.auditDenied)
+	n.authz.OnFederationDenied(func(caller, method, reason string) { n.auditDenied(db.AuditFederationDenied, caller, method, reason) })
 	n.authz.SetMembers(n.isReplica)
 	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes}
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
@@ -389,16 +389,17 @@ func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
 	return grpc.NewServer(opts...)
 }
 
-// auditDenied records a refused federation call in the audit log. It runs in the background
-// with a bound, so a flood of refused calls cannot hold up the refusals themselves.
-func (n *Node) auditDenied(caller, method, reason string) {
+// auditDenied records a refused call in the audit log under action: a federation call, or a
+// person's call through the web interface. It runs in the background with a bound, so a flood
+// of refused calls cannot hold up the refusals themselves.
+func (n *Node) auditDenied(action, caller, method, reason string) {
 	detail, _ := json.Marshal(map[string]string{"method": method, "reason": reason})
-	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller, Action: db.AuditFederationDenied, Subject: method, Detail: string(detail)}
+	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller, Action: action, Subject: method, Detail: string(detail)}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := n.appendAudit(ctx, []*pb.AuditEntry{entry}); err != nil {
-			n.log.Warn("could not audit a denied federation request", "caller", caller, "err", err)
+			n.log.Warn("could not audit a denied request", "action", action, "caller", caller, "err", err)
 		}
 	}()
 }
@@ -523,8 +524,9 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 		uc.PublicURL = scheme + "://" + lis.Addr().String()
 	}
 	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
+	inproc.OnDenied(func(person, method, reason string) { n.auditDenied(db.AuditAccessDenied, person, method, reason) })
 	register(inproc)
-	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log})
+	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader})
 	if err != nil {
 		lis.Close()
 		return fmt.Errorf("node: %w", err)
@@ -545,6 +547,16 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 	}()
 	n.log.Info("web interface serving", "listen", n.webAddr.String(), "public_url", uc.PublicURL)
 	return nil
+}
+
+// uiLeader tells the web interface whether this replica leads its Raft group, and if not, the
+// leader's web interface (raft.servers[].ui) where an officer takes policy steps and phase
+// changes, which a follower never forwards (api.PersonalMethods).
+func (n *Node) uiLeader() (bool, string) {
+	if n.store.IsLeader() {
+		return true, ""
+	}
+	return false, n.cfg.Load().UIAddress(n.store.Leader())
 }
 
 // UIAddr is the web interface's address, or nil when ui.listen is not set.

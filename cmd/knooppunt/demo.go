@@ -35,9 +35,13 @@ type demoOrg struct {
 	groups          []string
 	dir             string
 	port, bePort    int
-	cmd             *exec.Cmd
-	done            chan struct{} // closed when the node's process has exited
-	exitErr         error         // what waiting for it returned, once done is closed
+	// uiPort is the web interface's, opPort the demo OpenID provider's; secret is the web
+	// interface's client secret there.
+	uiPort, opPort int
+	secret         string
+	cmd            *exec.Cmd
+	done           chan struct{} // closed when the node's process has exited
+	exitErr        error         // what waiting for it returned, once done is closed
 }
 
 func demoOrgs() []*demoOrg {
@@ -69,7 +73,9 @@ other's trust bundles current through their bundle endpoints. The demo then:
   2. has two officers per organisation propose and approve the scenario's policies;
   3. prints the picture as seen from VR Utrecht and from NCC;
   4. shows that the confidential record reached only its recipient;
-  5. stays up and prints how to try commands against it. Ctrl-C stops everything cleanly.
+  5. stays up and prints how to try commands against it, and each organisation's web interface
+     with its sign-ins: a small OpenID provider inside the demo, on loopback only, holds each
+     organisation's people (two officers and an editor). Ctrl-C stops everything cleanly.
 
 The shelter figures are made up. With --once it prints and exits 0.`,
 		Example: `  knooppunt demo
@@ -181,6 +187,16 @@ func runDemo(ctx context.Context, out io.Writer, exe, dir string, once bool) err
 		}
 	}
 	defer stopOrgs(orgs)
+	if !once {
+		// The providers matter only to people who sign in; --once stays fast without them.
+		for _, o := range orgs {
+			srv, err := o.startProvider()
+			if err != nil {
+				return fmt.Errorf("%s: %w", o.name, err)
+			}
+			defer srv.Close()
+		}
+	}
 	for _, o := range orgs {
 		if err := o.start(exe); err != nil {
 			return fmt.Errorf("%s: %w", o.name, err)
@@ -296,6 +312,10 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if once {
 		return nil
 	}
+	fmt.Fprintf(out, "\nEach organisation's web interface. Sign in as officer-a or officer-b (security officers)\nor editor, password %s, at the demo's own OpenID provider:\n\n", demoPassword)
+	for _, o := range orgs {
+		fmt.Fprintf(out, "  %-12s %s/\n", o.title, o.webURL())
+	}
 	fmt.Fprintf(out, `
 The federation is running. Each organisation's files are in %s/<org>. Try, for VR Utrecht:
 
@@ -348,11 +368,12 @@ func (o *demoOrg) prepare(dir string, ps ports) error {
 			return err
 		}
 	}
-	if o.port, err = ps.free(); err != nil {
-		return err
+	for _, p := range []*int{&o.port, &o.bePort, &o.uiPort, &o.opPort} {
+		if *p, err = ps.free(); err != nil {
+			return err
+		}
 	}
-	o.bePort, err = ps.free()
-	return err
+	return o.writeClientSecret()
 }
 
 func (o *demoOrg) writeConfig(all []*demoOrg) error {
@@ -362,6 +383,9 @@ func (o *demoOrg) writeConfig(all []*demoOrg) error {
 	fmt.Fprintf(&b, "identity:\n  source: files\n  cert_file: certs/r1.crt\n  key_file: certs/r1.key\n  bundle_file: ca/bundle.pem\n")
 	fmt.Fprintf(&b, "bundle_endpoint:\n  listen: \"127.0.0.1:%d\"\n  refresh_hint: 1m\n", o.bePort)
 	fmt.Fprintf(&b, "federation:\n  heartbeat: 1s\n  reevaluate: 5s\n  purpose: opvang ontheemden uit Oekraïne\n")
+	fmt.Fprintf(&b, "# The web interface; its people sign in at the demo's own OpenID provider.\n")
+	fmt.Fprintf(&b, "ui:\n  listen: \"127.0.0.1:%d\"\n  oidc:\n    issuer: %q\n    client_id: %s\n    client_secret_file: oidc-client-secret\n",
+		o.uiPort, o.issuer(), o.clientID())
 	fmt.Fprintf(&b, "roles:\n")
 	for _, r := range []struct{ who, role string }{{"officer-a", "officer"}, {"officer-b", "officer"}, {"editor", "editor"}} {
 		fmt.Fprintf(&b, "  - id: spiffe://%s/user/%s\n    role: %s\n", o.td, r.who, r.role)

@@ -26,6 +26,7 @@ type InProcess struct {
 	authz    *Authorizer
 	after    grpc.UnaryServerInterceptor
 	services map[string]*inprocService
+	onDenied func(person, method, reason string)
 }
 
 type inprocService struct {
@@ -38,6 +39,20 @@ type inprocService struct {
 // as on the node's servers.
 func NewInProcess(z *Authorizer, after ...grpc.UnaryServerInterceptor) *InProcess {
 	return &InProcess{authz: z, after: chainUnary(after), services: map[string]*inprocService{}}
+}
+
+// OnDenied, when set, is told of every call the Authorizer refuses on the channel: a person
+// in the browser who asked for what their role does not allow, such as a reader's forged form,
+// leaves a trace in the audit log and not only in the log. Call it before the channel serves.
+func (p *InProcess) OnDenied(f func(person, method, reason string)) { p.onDenied = f }
+
+// authorize decides a call by the Authorizer and reports a refusal to OnDenied.
+func (p *InProcess) authorize(ctx context.Context, method string, id spiffeid.ID) (context.Context, error) {
+	ctx, err := p.authz.authorizeID(ctx, method, id, false)
+	if err != nil && p.onDenied != nil {
+		p.onDenied(id.String(), method, status.Convert(err).Message())
+	}
+	return ctx, err
 }
 
 type personKey struct{}
@@ -91,7 +106,7 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 	if s == nil || !ok {
 		// Through the Authorizer all the same, so that an unlisted method is refused, and
 		// logged, as on the servers.
-		if _, err := p.authz.authorizeID(ctx, method, id, false); err != nil {
+		if _, err := p.authorize(ctx, method, id); err != nil {
 			return err
 		}
 		return status.Errorf(codes.Unimplemented, "%s is not served in-process", method)
@@ -111,7 +126,7 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 		return nil
 	}
 	interceptor := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		ctx, err := p.authz.authorizeID(ctx, info.FullMethod, id, false)
+		ctx, err := p.authorize(ctx, info.FullMethod, id)
 		if err != nil {
 			return nil, err
 		}

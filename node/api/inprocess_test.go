@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -43,6 +44,9 @@ func TestInProcessAppliesTheRoleTable(t *testing.T) {
 	}
 	z := api.NewAuthorizer(access(config.RoleReader), log)
 	ch := api.NewInProcess(z, api.LogUnary(log))
+	// Every refusal by the role table is reported, for the audit log.
+	var denied []string
+	ch.OnDenied(func(person, method, reason string) { denied = append(denied, person+" "+method) })
 	audit.RegisterService(ch, audit.New(d, log))
 	if _, ok := ch.GetServiceInfo()["knooppunt.v1.AuditService"]; !ok {
 		t.Fatalf("services: %v", ch.GetServiceInfo())
@@ -79,6 +83,15 @@ func TestInProcessAppliesTheRoleTable(t *testing.T) {
 	err = ch.Invoke(as("spiffe://a.crisis.test/user/olga"), "/knooppunt.v1.AuditService/Erase", &pb.ListAuditRequest{}, &pb.ListAuditResponse{})
 	if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != "/knooppunt.v1.AuditService/Erase is not open to any caller" {
 		t.Errorf("unlisted method: %v", err)
+	}
+	wantDenied := []string{
+		"spiffe://a.crisis.test/user/rik /knooppunt.v1.AuditService/List",
+		"spiffe://a.crisis.test/user/zoe /knooppunt.v1.AuditService/List",
+		"spiffe://b.crisis.test/user/olga /knooppunt.v1.AuditService/List",
+		"spiffe://a.crisis.test/user/olga /knooppunt.v1.AuditService/Erase",
+	}
+	if strings.Join(denied, "\n") != strings.Join(wantDenied, "\n") {
+		t.Errorf("reported refusals:\n%s\nwant:\n%s", strings.Join(denied, "\n"), strings.Join(wantDenied, "\n"))
 	}
 	// A reload of the roles applies to the next call.
 	z.SetAccess(access(config.RoleAdmin))

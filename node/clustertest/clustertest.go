@@ -62,6 +62,9 @@ type Options struct {
 	Roles []string
 	// CommitTimeout is raft.commit_timeout of every replica. Zero: the node's default.
 	CommitTimeout time.Duration
+	// UI, when set, gives every replica a web interface on a loopback port of its own, whose
+	// people sign in at this provider, and names each replica's in raft.servers[].ui.
+	UI *config.OIDC
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -104,6 +107,8 @@ type Replica struct {
 	API, Raft string
 	// Bootstrap is false for a replica that waits to be joined.
 	Bootstrap bool
+	// UI is the web interface's listener (ui.listen) when Options.UI is set.
+	UI string
 	// Node is the running in-process node, nil while stopped.
 	Node *node.Node
 
@@ -238,6 +243,9 @@ func New(tb testing.TB, opts Options) *Cluster {
 func (c *Cluster) newReplica(tb testing.TB, id string, bootstrap bool) *Replica {
 	tb.Helper()
 	r := &Replica{ID: id, Dir: ShortDir(tb), API: FreeAddr(tb), Raft: FreeAddr(tb), Bootstrap: bootstrap, c: c}
+	if c.opts.UI != nil {
+		r.UI = FreeAddr(tb)
+	}
 	if err := c.CA.IssueFiles(spiffeid.RequireFromPath(c.TD, "/node/"+id), filepath.Join(r.Dir, "certs", id), identity.SVIDOptions{}); err != nil {
 		tb.Fatal(err)
 	}
@@ -352,6 +360,15 @@ func (c *Cluster) config(r *Replica) string {
 	// address here. The list bootstraps a group only on an empty data directory.
 	for _, s := range c.Replicas {
 		fmt.Fprintf(&b, "    - id: %s\n      address: %q\n      api: %q\n", s.ID, s.Raft, s.API)
+		if s.UI != "" {
+			fmt.Fprintf(&b, "      ui: %q\n", "http://"+s.UI)
+		}
+	}
+	if o := c.opts.UI; o != nil {
+		fmt.Fprintf(&b, "ui:\n  listen: %q\n  oidc:\n    issuer: %q\n    client_id: %q\n", r.UI, o.Issuer, o.ClientID)
+		if o.ClientSecretFile != "" {
+			fmt.Fprintf(&b, "    client_secret_file: %q\n", o.ClientSecretFile)
+		}
 	}
 	if c.opts.EraseWithin > 0 {
 		fmt.Fprintf(&b, "erasure:\n  within: %s\n", c.opts.EraseWithin)

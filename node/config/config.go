@@ -261,6 +261,10 @@ type RaftServer struct {
 	Address string `yaml:"address"`
 	// API is the replica's mTLS gRPC address (its listen).
 	API string `yaml:"api"`
+	// UI is the public URL of the replica's web interface (its ui.public_url), if it serves
+	// one. A follower's web interface links officers there for policy steps and phase changes,
+	// which only the leader takes.
+	UI string `yaml:"ui"`
 }
 
 // APIAddress returns the API address of a replica, or "".
@@ -268,6 +272,16 @@ func (c *Config) APIAddress(id string) string {
 	for _, s := range c.Raft.Servers {
 		if s.ID == id {
 			return s.API
+		}
+	}
+	return ""
+}
+
+// UIAddress returns the web interface's public URL of a replica, or "".
+func (c *Config) UIAddress(id string) string {
+	for _, s := range c.Raft.Servers {
+		if s.ID == id {
+			return s.UI
 		}
 	}
 	return ""
@@ -558,6 +572,11 @@ func (c *Config) checkAccess() error {
 	for i, s := range c.Raft.Servers {
 		if s.ID == "" || s.Address == "" {
 			return fmt.Errorf("raft.servers[%d]: give id and address", i)
+		}
+		if s.UI != "" {
+			if u, err := url.Parse(s.UI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return fmt.Errorf("raft.servers[%d].ui: %q: use the replica's ui.public_url, such as https://knooppunt-2.example.nl", i, s.UI)
+			}
 		}
 	}
 	for _, f := range []struct {

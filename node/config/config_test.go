@@ -159,6 +159,13 @@ raft:
   listen: 127.0.0.1:7444
   servers: [{id: r1}]
 `, `raft.servers[0]: give id and address`},
+		{"raft server with a web interface that is not a URL", `
+org: a.crisis.test
+listen: 127.0.0.1:7443` + files + `
+raft:
+  listen: 127.0.0.1:7444
+  servers: [{id: r1, address: 127.0.0.1:7444, ui: knooppunt-1}]
+`, `raft.servers[0].ui: "knooppunt-1": use the replica's ui.public_url, such as https://knooppunt-2.example.nl`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, t.TempDir(), tc.yaml)

@@ -34,6 +34,9 @@ const (
 	AuditPolicyRevoke    = "policy.revoke"
 	AuditPolicySupersede = "policy.supersede"
 	AuditPhaseSet        = "phase.set"
+	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
+	// interface's in-process channel; the subject is the method.
+	AuditAccessDenied = "access.denied"
 )
 
 // appendCanonical appends the encoding that is hashed: fixed field order, times in Unix

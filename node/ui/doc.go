@@ -1,5 +1,6 @@
 // Package ui is the node's web interface for the organisation's own people: the picture of a
-// crisis ("Het beeld"), search, and single records. The node serves it itself (config section
+// crisis ("Het beeld"), search, single records, and the security officers' pages: policies and
+// their lifecycle, preview and explain, the crisis phase, and the audit log. The node serves it itself (config section
 // ui); pages, styles and images are embedded, so a node needs no other files and no internet.
 //
 // # One path to the data
@@ -31,6 +32,19 @@
 // HTTP on loopback). The session keeps the time of sign-in (auth_time) for steps that need a
 // recent one. Every POST needs the session's CSRF token. Every response carries a strict
 // Content-Security-Policy (no inline script or style) and the usual security headers.
+//
+// # Officers' steps
+//
+// A policy step or phase change is a GET that shows what will happen and a POST that takes it,
+// both with a sign-in no older than MaxOfficerAge (else the person signs in again, and the
+// provider must authenticate anew). The POST calls the service as the person, so the role table
+// and the four-eyes rule decide: two sessions of one person are one SPIFFE ID. A call the role
+// table refuses is audited by the node (api.InProcess.OnDenied). On a follower replica, which
+// never forwards these steps, the pages link to the leader's web interface instead.
+//
+// The pages work without script. The one script, assets/lint-as-you-type.js, is the
+// interface's own, loaded from the embedded assets, and only adds the linter's messages while
+// an officer types a policy.
 //
 // # Text
 //

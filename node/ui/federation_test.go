@@ -3,6 +3,7 @@ package ui_test
 import (
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -155,4 +156,11 @@ func partnerRow(page, name string) string {
 	}
 	j := strings.Index(page[i:], "</tr>")
 	return page[i : i+j]
+}
+
+// signIn signs name in at vr-utrecht's web interface, starting at path.
+func (e *fedEnv) signIn(t *testing.T, b *browser, name, path string) (*http.Response, string) {
+	t.Helper()
+	e.op.signInAs(name)
+	return b.get(t, e.url+path)
 }

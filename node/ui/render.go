@@ -13,7 +13,8 @@ import (
 )
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
-var pageNames = []string{"picture", "search", "record", "error", "signedout"}
+var pageNames = []string{"picture", "search", "record", "error", "signedout",
+	"policies", "policy", "propose", "confirm", "preview", "explain", "phases", "audit", "follower"}
 
 var funcs = template.FuncMap{
 	"join": strings.Join,
@@ -24,6 +25,23 @@ var funcs = template.FuncMap{
 		return t.Local().Format("2006-01-02 15:04")
 	},
 	"stateOf": stateOf,
+	"dict":    dict,
+}
+
+// dict makes a map of its key, value arguments, to hand more than one value to a template.
+func dict(kv ...any) (map[string]any, error) {
+	if len(kv)%2 != 0 {
+		return nil, fmt.Errorf("dict: %d arguments: give keys and values", len(kv))
+	}
+	m := make(map[string]any, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		k, ok := kv[i].(string)
+		if !ok {
+			return nil, fmt.Errorf("dict: key %v is not a string", kv[i])
+		}
+		m[k] = kv[i+1]
+	}
+	return m, nil
 }
 
 // stateView is a partner's answer, as a tag.
@@ -75,19 +93,29 @@ type personView struct {
 	Name  string
 	ID    string
 	Roles []string
+	// Officer and Overseer say which of the officers' pages the menu offers: officers take
+	// steps; officers and admins read policies and the audit log.
+	Officer, Overseer bool
 }
 
 // newPage fills what every page of a signed-in person shows.
 func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	p := &page{L: r.L, Title: title, Nav: nav, CSRF: r.Session.CSRF, Content: content, Path: r.URL.RequestURI()}
-	p.Person = &personView{Name: r.Session.Name, ID: r.Session.Person.String()}
+	p.Person = &personView{Name: r.Session.Name, ID: r.Session.Person.String(), Officer: isOfficer(r), Overseer: isOverseer(r)}
 	if r.Session.DisplayName != "" {
 		p.Person.Name = r.Session.DisplayName
 	}
-	for _, role := range r.Caller.Roles {
-		p.Person.Roles = append(p.Person.Roles, r.L.T("role."+string(role)))
-	}
+	p.Person.Roles = roleNames(r)
 	return p
+}
+
+// roleNames are the person's roles, in the person's language.
+func roleNames(r *request) []string {
+	var out []string
+	for _, role := range r.Caller.Roles {
+		out = append(out, r.L.T("role."+string(role)))
+	}
+	return out
 }
 
 // render writes a page; a template that fails leaves no half page behind.

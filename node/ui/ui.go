@@ -45,6 +45,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// HTTPClient reaches the identity provider. Default http.DefaultClient.
 	HTTPClient *http.Client
+	// Leader reports whether this replica leads its Raft group, and if not, the public URL
+	// of the leader's web interface ("" when unknown). Policy steps and phase changes are
+	// taken on the leader only. Nil: a single replica, always the leader.
+	Leader func() (leader bool, web string)
 }
 
 // Server is the web interface: an http.Handler.
@@ -117,6 +121,19 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /{$}", s.person(s.picture))
 	m.HandleFunc("GET /zoeken", s.person(s.search))
 	m.HandleFunc("GET /record", s.person(s.record))
+	m.HandleFunc("GET /beleid", s.person(s.policies))
+	m.HandleFunc("GET /beleid/toon", s.person(s.policy))
+	m.HandleFunc("GET /beleid/voorstel", s.person(s.proposeForm))
+	m.HandleFunc("POST /beleid/voorstel", s.person(s.propose))
+	m.HandleFunc("POST /beleid/controle", s.person(s.lintLive))
+	m.HandleFunc("GET /beleid/stap", s.person(s.stepForm))
+	m.HandleFunc("POST /beleid/stap", s.person(s.step))
+	m.HandleFunc("GET /beleid/voorbeeld", s.person(s.preview))
+	m.HandleFunc("GET /beleid/uitleg", s.person(s.explain))
+	m.HandleFunc("GET /fase", s.person(s.phases))
+	m.HandleFunc("GET /fase/wijzigen", s.person(s.phaseForm))
+	m.HandleFunc("POST /fase/wijzigen", s.person(s.setPhase))
+	m.HandleFunc("GET /audit", s.person(s.audit))
 	m.HandleFunc("/", s.notFound)
 	s.mux = m
 }
@@ -148,19 +165,23 @@ func assetHandler(h http.Handler) http.Handler {
 
 // sessionCookie is the session cookie's name. With Secure it takes the __Host- prefix, which
 // browsers accept only from https, for path / and without a domain.
-func (s *Server) sessionCookie() string {
-	if s.secure {
-		return "__Host-knooppunt_sessie"
-	}
-	return "knooppunt_sessie"
-}
+func (s *Server) sessionCookie() string { return s.cookieName("knooppunt_sessie") }
 
 // loginCookie binds a pending sign-in to the browser that started it.
-func (s *Server) loginCookie() string {
+func (s *Server) loginCookie() string { return s.cookieName("knooppunt_aanmelding") }
+
+// cookieName is the name of one of the interface's cookies. Over plain HTTP, which is served
+// on loopback only, it carries the port: browsers keep cookies per host, not per port, and
+// several nodes on one host (the demo's six, a replica group under test) would otherwise
+// overwrite each other's sessions, signing a person out of one by signing in at another.
+func (s *Server) cookieName(base string) string {
 	if s.secure {
-		return "__Host-knooppunt_aanmelding"
+		return "__Host-" + base
 	}
-	return "knooppunt_aanmelding"
+	if p := s.public.Port(); p != "" {
+		return base + "_" + p
+	}
+	return base
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge time.Duration) {

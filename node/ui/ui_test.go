@@ -40,7 +40,8 @@ const (
 )
 
 // people at the test's provider. carl has no role on the node; "e v" is not a user name.
-var people = map[string]string{"anna": "Anna de Vries", "bram": "Bram Jansen", "carl": "Carl Smit", "e v": "E V", "officer-a": "Olga Bakker"}
+var people = map[string]string{"anna": "Anna de Vries", "bram": "Bram Jansen", "carl": "Carl Smit", "e v": "E V", "officer-a": "Olga Bakker",
+	"officer-b": "Daan Visser", "eva": "Eva Mulder"}
 
 // users is the provider's user store.
 type users struct{}
@@ -63,6 +64,64 @@ type provider struct {
 	lis    net.Listener
 	mu     sync.Mutex
 	next   string
+	// oldAuth, when set, makes the next sign-in's auth_time that long ago, as a single sign-on
+	// session from long before would.
+	oldAuth time.Duration
+}
+
+// signInLongAgo makes the next sign-in report that the person authenticated at the provider
+// ago before now.
+func (p *provider) signInLongAgo(ago time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.oldAuth = ago
+}
+
+// agedStorage is the provider's storage, with the auth_time of a sign-in moved into the past
+// when the test asks for it (provider.signInLongAgo).
+type agedStorage struct {
+	*storage.Storage
+	p *provider
+}
+
+// agedRequest is an authorization request whose person authenticated at At.
+type agedRequest struct {
+	*storage.AuthRequest
+	at time.Time
+}
+
+func (a agedRequest) GetAuthTime() time.Time { return a.at }
+
+func (s agedStorage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	r, err := s.Storage.AuthRequestByCode(ctx, code)
+	if err != nil {
+		return r, err
+	}
+	s.p.mu.Lock()
+	ago := s.p.oldAuth
+	s.p.oldAuth = 0
+	s.p.mu.Unlock()
+	ar, ok := r.(*storage.AuthRequest)
+	if ago == 0 || !ok {
+		return r, nil
+	}
+	return agedRequest{AuthRequest: ar, at: time.Now().Add(-ago)}, nil
+}
+
+// The storage tells its own requests by their type; it gets the request it knows.
+func unaged(r op.TokenRequest) op.TokenRequest {
+	if a, ok := r.(agedRequest); ok {
+		return a.AuthRequest
+	}
+	return r
+}
+
+func (s agedStorage) CreateAccessToken(ctx context.Context, r op.TokenRequest) (string, time.Time, error) {
+	return s.Storage.CreateAccessToken(ctx, unaged(r))
+}
+
+func (s agedStorage) CreateAccessAndRefreshTokens(ctx context.Context, r op.TokenRequest, current string) (string, string, time.Time, error) {
+	return s.Storage.CreateAccessAndRefreshTokens(ctx, unaged(r), current)
 }
 
 func (p *provider) signInAs(name string) {
@@ -82,14 +141,19 @@ func newProvider(t *testing.T) *provider {
 	return &provider{issuer: "http://" + lis.Addr().String(), lis: lis}
 }
 
-// serve runs the provider with one client, the node's web interface at ui.
-func (p *provider) serve(t *testing.T, ui string) {
+// serve runs the provider with one client, the node's web interface at ui; a node of several
+// replicas has a web interface on each, at uis.
+func (p *provider) serve(t *testing.T, ui string, uis ...string) {
 	t.Helper()
-	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, ui+"/auth/callback")}
+	var redirects []string
+	for _, u := range append([]string{ui}, uis...) {
+		redirects = append(redirects, u+"/auth/callback")
+	}
+	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, redirects...)}
 	st := storage.NewStorageWithClients(users{}, clients)
 	key := sha256.Sum256([]byte("knooppunt ui test"))
 	prov, err := op.NewProvider(&op.Config{CryptoKey: key, CodeMethodS256: true, SupportedUILocales: []language.Tag{language.Dutch}},
-		st, op.StaticIssuer(p.issuer), op.WithAllowInsecure())
+		agedStorage{Storage: st, p: p}, op.StaticIssuer(p.issuer), op.WithAllowInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +208,7 @@ func start(t *testing.T) *env {
 	cfg.Roles = []config.RoleBinding{
 		{ID: "spiffe://" + testOrg + "/user/anna", Role: config.RoleOfficer},
 		{ID: "spiffe://" + testOrg + "/user/bram", Role: config.RoleReader},
+		{ID: "spiffe://" + testOrg + "/user/eva", Role: config.RoleEditor},
 	}
 	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, OIDC: config.OIDC{
 		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile(t, dir), Claim: "preferred_username", Scopes: []string{"profile"},
@@ -268,7 +333,7 @@ func TestSignInRoundTrip(t *testing.T) {
 	// http (a browser would not send it back otherwise).
 	var sess *http.Cookie
 	for _, c := range b.cookies {
-		if c.Name == "knooppunt_sessie" && c.Value != "" {
+		if strings.HasPrefix(c.Name, "knooppunt_sessie_") && c.Value != "" {
 			sess = c
 		}
 	}
@@ -361,7 +426,7 @@ func TestUnknownSessionGoesToSignIn(t *testing.T) {
 	e := start(t)
 	jar, _ := cookiejar.New(nil)
 	u, _ := url.Parse(e.url)
-	jar.SetCookies(u, []*http.Cookie{{Name: "knooppunt_sessie", Value: "not-a-session", Path: "/"}})
+	jar.SetCookies(u, []*http.Cookie{{Name: "knooppunt_sessie_" + u.Port(), Value: "not-a-session", Path: "/"}})
 	for _, path := range []string{"/", "/zoeken?kind=sitrep", "/record?id=x"} {
 		r, err := noRedirects(jar).Get(e.url + path)
 		if err != nil {

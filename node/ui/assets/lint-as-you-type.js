@@ -1,0 +1,76 @@
+// Lint as you type, on the propose form: a moment after the officer stops typing, the draft goes
+// to the node's linter (POST /beleid/controle, with the form's CSRF token) and its messages are
+// shown in the live region under the field. It only helps: the form works without it, and the
+// node lints again on every submit. It is loaded from this site, as the page's
+// Content-Security-Policy demands; it writes text only, never markup.
+(function () {
+  "use strict";
+  var field = document.getElementById("bron");
+  var live = document.getElementById("bron-live");
+  var form = field && field.form;
+  if (!field || !live || !form || !window.fetch || !window.URLSearchParams) {
+    return;
+  }
+  var csrf = form.elements.namedItem("csrf");
+  var timer = null;
+  var asked = 0;
+
+  function el(name, className, text) {
+    var e = document.createElement(name);
+    if (className) {
+      e.className = className;
+    }
+    if (text) {
+      e.textContent = text;
+    }
+    return e;
+  }
+
+  function show(result) {
+    while (live.firstChild) {
+      live.removeChild(live.firstChild);
+    }
+    live.appendChild(el("p", result.clean ? "kp-live__clean" : "kp-live__problems", result.summary));
+    if (!result.problems || result.problems.length === 0) {
+      return;
+    }
+    var list = el("ul", "kp-problems");
+    result.problems.forEach(function (p) {
+      var item = el("li");
+      if (p.where) {
+        item.appendChild(el("span", "kp-problems__where", p.where));
+        item.appendChild(document.createTextNode(" "));
+      }
+      if (p.field) {
+        item.appendChild(el("code", "", p.field));
+        item.appendChild(document.createTextNode(": "));
+      }
+      item.appendChild(document.createTextNode(p.message));
+      list.appendChild(item);
+    });
+    live.appendChild(list);
+  }
+
+  function check() {
+    var mine = ++asked;
+    var body = new URLSearchParams();
+    body.set("csrf", csrf ? csrf.value : "");
+    body.set("bron", field.value);
+    fetch("/beleid/controle", { method: "POST", body: body, credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        return r.ok ? r.json() : null;
+      })
+      .then(function (result) {
+        // Only the answer to the latest draft counts.
+        if (result && mine === asked) {
+          show(result);
+        }
+      })
+      .catch(function () {});
+  }
+
+  field.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(check, 600);
+  });
+})();

@@ -1,0 +1,806 @@
+package ui
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// The officers' pages: policies and their lifecycle, preview and explain, the crisis phase and
+// the audit log. Every step that changes something (propose, approve, reject, revoke, set a
+// phase) is taken in two requests: a GET that needs a sign-in no older than MaxOfficerAge and
+// shows what will happen, and a POST with the session's CSRF token that checks the sign-in's
+// age again and calls the service as the person. The service decides, and refuses, by the role
+// table and the four-eyes rule; the pages only hide what a person cannot do.
+
+// The policy lifecycle steps, as the pages' addresses and forms name them (stap=...).
+const (
+	stepApprove = "goedkeuren"
+	stepReject  = "afwijzen"
+	stepRevoke  = "intrekken"
+)
+
+// stepKeys names each step in the catalogue, under step.<key>.
+var stepKeys = map[string]string{stepApprove: "approve", stepReject: "reject", stepRevoke: "revoke"}
+
+// stepStates is the state a policy must be in for each step.
+var stepStates = map[string]string{stepApprove: "proposed", stepReject: "proposed", stepRevoke: "approved"}
+
+// phases a crisis can be in, in order.
+var phaseNames = []string{"cold", "lukewarm", "warm"}
+
+// isOfficer reports whether the person may take policy steps and change phases; isOverseer
+// whether they may read policies and the audit log (officers and admins). Both only decide
+// what a page shows.
+func isOfficer(r *request) bool  { return r.Caller.Has(api.Officer) }
+func isOverseer(r *request) bool { return r.Caller.Has(api.Officer) || r.Caller.Has(api.Admin) }
+
+// officerPage reports whether the person may take the step a GET page offers; if not, it says
+// so instead of showing a form that the service would refuse. This only hides: every POST
+// still goes to the service, which decides, and audits a refusal.
+func (s *Server) officerPage(w http.ResponseWriter, r *request) bool {
+	if isOfficer(r) {
+		return true
+	}
+	s.failWith(w, r, http.StatusForbidden, r.L.T("error.officer_only", strings.Join(roleNames(r), ", ")))
+	return false
+}
+
+// onLeader reports whether this replica leads its group. A follower never takes a policy step
+// or phase change (api.PersonalMethods), so on a follower the page says so and links to the
+// leader's web interface, rather than letting the officer fill in a form that cannot succeed.
+func (s *Server) onLeader(w http.ResponseWriter, r *request) bool {
+	if s.c.Leader == nil {
+		return true
+	}
+	leader, web := s.c.Leader()
+	if leader {
+		return true
+	}
+	s.showFollower(w, r, web)
+	return false
+}
+
+type followerView struct {
+	// Link is the leader's web interface at the same page, empty when it is not known.
+	Link string
+}
+
+func (s *Server) showFollower(w http.ResponseWriter, r *request, web string) {
+	v := followerView{}
+	if web != "" {
+		if u, err := url.Parse(strings.TrimSuffix(web, "/")); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+			path := r.URL.Path
+			if r.Method == http.MethodGet {
+				path = r.URL.RequestURI()
+			}
+			v.Link = u.String() + path
+		}
+	}
+	s.render(w, r.Request, http.StatusConflict, "follower", s.newPage(r, "policies", r.L.T("follower.title"), v))
+}
+
+// policyRow is a policy as the list and its page show it.
+type policyRow struct {
+	ID, Name, Purpose, State, Author, Proposed string
+	Version                                    int32
+	Active                                     bool
+	Approvals, Required                        int
+	Approvers                                  []string
+	DecidedBy, Decided, Reason                 string
+	Source                                     string
+	Link                                       string
+}
+
+func (s *Server) policyRow(p *pb.PolicyInfo) policyRow {
+	row := policyRow{ID: p.Id, Name: p.Name, Version: p.Version, Purpose: p.Purpose, State: p.State, Author: p.Author,
+		Active: p.Active, Approvals: len(p.Approvers), Required: int(p.ApprovalsRequired), Approvers: p.Approvers,
+		DecidedBy: p.DecidedBy, Reason: p.Reason, Source: string(p.Source), Link: "/beleid/toon?id=" + url.QueryEscape(p.Id)}
+	if p.ProposedAt != nil {
+		row.Proposed = p.ProposedAt.AsTime().Local().Format("2006-01-02 15:04")
+	}
+	if p.DecidedAt != nil {
+		row.Decided = p.DecidedAt.AsTime().Local().Format("2006-01-02 15:04")
+	}
+	if row.Required < 1 {
+		row.Required = 1
+	}
+	return row
+}
+
+type policiesView struct {
+	State    string
+	States   []string
+	Policies []policyRow
+	Officer  bool
+}
+
+// policies lists the policies with their lifecycle state.
+func (s *Server) policies(w http.ResponseWriter, r *request) {
+	v := &policiesView{State: r.URL.Query().Get("state"), States: []string{"proposed", "approved", "rejected", "revoked", "superseded"}, Officer: isOfficer(r)}
+	if v.State != "" && !slices.Contains(v.States, v.State) {
+		v.State = ""
+	}
+	resp, err := pb.NewPolicyServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPoliciesRequest{State: v.State})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	for _, p := range resp.Policies {
+		v.Policies = append(v.Policies, s.policyRow(p))
+	}
+	s.render(w, r.Request, http.StatusOK, "policies", s.newPage(r, "policies", r.L.T("policies.title"), v))
+}
+
+type policyView struct {
+	P policyRow
+	// Done names the step just taken, for the notice at the top.
+	Done    string
+	Officer bool
+	// Author is true when the signed-in person proposed this policy: they cannot approve it.
+	Author bool
+	// Approved is true when the person approved it already.
+	Approved bool
+}
+
+// policy shows one policy version: its YAML, author, approvers and state, and the steps the
+// person may take.
+func (s *Server) policy(w http.ResponseWriter, r *request) {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "id", r.L.T("policy.id_missing")))
+		return
+	}
+	p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: id})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	me := r.Session.Person.String()
+	v := &policyView{P: s.policyRow(p), Officer: isOfficer(r), Author: p.Author == me, Approved: slices.Contains(p.Approvers, me)}
+	if d := r.URL.Query().Get("gedaan"); d == "voorgesteld" || stepKeys[d] != "" {
+		v.Done = d
+	}
+	s.render(w, r.Request, http.StatusOK, "policy", s.newPage(r, "policies", r.L.T("policy.title", p.Id), v))
+}
+
+// sourceField is the propose form's field: the policy's YAML.
+const sourceField = "bron"
+
+type problemView struct {
+	Where   string `json:"where"`
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+type proposeView struct {
+	Source string
+	// Error is the field's error; Problems are the linter's messages.
+	Error    string
+	Problems []problemView
+	// Clean says that a check found no problems.
+	Clean bool
+	// Recipient is the partner to preview the draft for; RecipientError what is wrong with it;
+	// Preview what the draft would send there.
+	Recipient, RecipientError string
+	Preview                   *previewView
+}
+
+// proposeForm shows the form to propose a policy; with ?van=ID it starts from that version,
+// for a new version of it.
+func (s *Server) proposeForm(w http.ResponseWriter, r *request) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+		return
+	}
+	v := &proposeView{Source: proposeTemplate}
+	if from := r.URL.Query().Get("van"); from != "" {
+		p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: from})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		v.Source = string(p.Source)
+	}
+	s.render(w, r.Request, http.StatusOK, "propose", s.newPage(r, "policies", r.L.T("propose.title"), v))
+}
+
+// proposeTemplate is where a new policy starts: the required fields, to fill in. It is YAML,
+// not text for people, so it is not in the catalogue.
+const proposeTemplate = "name: \npurpose: \nrecipients: []\nkinds: []\nmax_classification: internal\n"
+
+// propose lints the policy on the server and, when it is clean and the officer asked for it,
+// proposes it. A policy that does not lint is shown again with the linter's messages, and
+// nothing is stored.
+func (s *Server) propose(w http.ResponseWriter, r *request) {
+	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+		return
+	}
+	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
+	v := &proposeView{Source: src, Recipient: strings.TrimSpace(r.PostFormValue("recipient"))}
+	again := func(code int) {
+		s.render(w, r.Request, code, "propose", s.newPage(r, "policies", r.L.T("propose.title"), v))
+	}
+	if strings.TrimSpace(src) == "" {
+		v.Error = r.L.T("propose.empty")
+		again(http.StatusBadRequest)
+		return
+	}
+	problems, bad, err := s.lint(r, src)
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	if bad != "" {
+		v.Error = bad
+		again(http.StatusBadRequest)
+		return
+	}
+	if len(problems) > 0 {
+		v.Problems, v.Error = problems, problemsSummary(r.L, len(problems))
+		again(http.StatusUnprocessableEntity)
+		return
+	}
+	pc := pb.NewPolicyServiceClient(s.c.Conn)
+	switch r.PostFormValue("stap") {
+	case "voorstellen":
+	case "voorbeeld":
+		// What the draft would send, before anyone proposes it. It stores nothing.
+		if v.Recipient == "" {
+			v.RecipientError = r.L.T("propose.recipient_missing")
+			again(http.StatusBadRequest)
+			return
+		}
+		v.Preview = &previewView{}
+		bad, err := s.runPreview(r, v.Preview, &pb.PreviewRequest{Source: []byte(src), Recipient: v.Recipient, Limit: 200})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		if bad != "" {
+			v.Preview, v.RecipientError = nil, bad
+			again(http.StatusBadRequest)
+			return
+		}
+		v.Clean = true
+		again(http.StatusOK)
+		return
+	default:
+		v.Clean = true
+		again(http.StatusOK)
+		return
+	}
+	p, err := pc.Propose(r.ctx(), &pb.ProposeRequest{Source: []byte(src)})
+	if err != nil {
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
+			v.Error = st.Message()
+			again(http.StatusBadRequest)
+			return
+		}
+		s.failStep(w, r, err)
+		return
+	}
+	http.Redirect(w, r.Request, "/beleid/toon?gedaan=voorgesteld&id="+url.QueryEscape(p.Id), http.StatusSeeOther)
+}
+
+// lint has the node lint src, as the person. It returns the linter's problems, or bad when
+// the source cannot be linted at all (too large, say), or the call's error.
+func (s *Server) lint(r *request, src string) (problems []problemView, bad string, err error) {
+	lint, err := pb.NewPolicyServiceClient(s.c.Conn).Lint(r.ctx(), &pb.LintRequest{Source: []byte(src)})
+	if err != nil {
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument || st.Code() == codes.ResourceExhausted {
+			return nil, st.Message(), nil
+		}
+		return nil, "", err
+	}
+	for _, p := range lint.Problems {
+		pv := problemView{Field: p.Field, Message: p.Message}
+		if p.Line > 0 {
+			pv.Where = r.L.T("propose.line", p.Line, p.Column)
+		}
+		problems = append(problems, pv)
+	}
+	return problems, "", nil
+}
+
+// problemsSummary says how many problems the linter found.
+func problemsSummary(l *Lang, n int) string {
+	if n == 1 {
+		return l.T("propose.problems_one")
+	}
+	return l.T("propose.problems", n)
+}
+
+// lintResult is what lintLive answers the propose page's script.
+type lintResult struct {
+	// Clean is true when the linter found nothing; Summary says what it found, in the
+	// person's language.
+	Clean    bool          `json:"clean"`
+	Summary  string        `json:"summary"`
+	Problems []problemView `json:"problems"`
+}
+
+// lintLive lints a draft as the officer types (assets/lint-as-you-type.js). It stores nothing,
+// so it needs no recent sign-in; it needs the CSRF token like every POST, and the role table
+// decides as for any lint.
+func (s *Server) lintLive(w http.ResponseWriter, r *request) {
+	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
+	res := lintResult{Problems: []problemView{}}
+	code := http.StatusOK
+	switch problems, bad, err := s.lint(r, src); {
+	case err != nil:
+		st := status.Convert(err)
+		code = http.StatusBadGateway
+		if st.Code() == codes.PermissionDenied {
+			code = http.StatusForbidden
+		}
+		res.Summary = r.L.T("error.service")
+	case strings.TrimSpace(src) == "":
+		res.Summary = r.L.T("propose.empty")
+	case bad != "":
+		res.Summary = bad
+	case len(problems) > 0:
+		res.Problems, res.Summary = problems, problemsSummary(r.L, len(problems))
+	default:
+		res.Clean, res.Summary = true, r.L.T("propose.clean")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(res)
+}
+
+// failStep shows the refusal of a step. A follower that refuses a step it must not forward
+// gets the page that links to the leader; the service's own refusals (four eyes, a policy in
+// the wrong state) are shown as the service said them.
+func (s *Server) failStep(w http.ResponseWriter, r *request, err error) {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.FailedPrecondition:
+		if s.c.Leader != nil {
+			if leader, web := s.c.Leader(); !leader {
+				s.showFollower(w, r, web)
+				return
+			}
+		}
+		s.failWith(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
+	case codes.AlreadyExists:
+		s.failWith(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
+	default:
+		s.failCall(w, r, err)
+	}
+}
+
+// failWith shows an error page with message to a signed-in person.
+func (s *Server) failWith(w http.ResponseWriter, r *request, code int, message string) {
+	s.render(w, r.Request, code, "error", s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: message}))
+}
+
+// confirmView is the confirmation page of a step: what will happen, and the form that does it.
+type confirmView struct {
+	Heading string
+	// Effects say what will happen, one paragraph each.
+	Effects []string
+	Action  string
+	Hidden  []hiddenField
+	// Reason asks for a reason; ReasonError is what is wrong with the one given.
+	Reason      bool
+	ReasonValue string
+	ReasonError string
+	Submit      string
+	// Danger marks a step that takes something away (reject, revoke).
+	Danger bool
+	Cancel string
+}
+
+type hiddenField struct{ Name, Value string }
+
+// stepForm is the confirmation page of approve, reject or revoke.
+func (s *Server) stepForm(w http.ResponseWriter, r *request) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+		return
+	}
+	s.confirmStep(w, r, r.URL.Query().Get("id"), r.URL.Query().Get("stap"), "", "", http.StatusOK)
+}
+
+func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason, reasonErr string, code int) {
+	key := stepKeys[step]
+	if key == "" {
+		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "stap", r.L.T("step.unknown")))
+		return
+	}
+	p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: id})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	// A step the policy's state does not allow is said at once, rather than after the
+	// officer confirmed it; the service refuses it all the same.
+	if want := stepStates[step]; p.State != want {
+		s.failWith(w, r, http.StatusConflict, r.L.T("step.wrong_state", r.L.T("step."+key+".link"), r.L.T("policy.state."+p.State)))
+		return
+	}
+	row := s.policyRow(p)
+	v := &confirmView{
+		Heading: r.L.T("step."+key+".heading", p.Id), Action: "/beleid/stap",
+		Hidden: []hiddenField{{"id", p.Id}, {"stap", step}}, Submit: r.L.T("step." + key + ".submit"),
+		Reason: step != stepApprove, ReasonValue: reason, ReasonError: reasonErr, Danger: step != stepApprove, Cancel: row.Link,
+	}
+	switch step {
+	case stepApprove:
+		v.Effects = append(v.Effects, r.L.T("step.approve.effect", row.Approvals+1, row.Required))
+		if row.Approvals+1 >= row.Required {
+			v.Effects = append(v.Effects, r.L.T("step.approve.active"))
+		}
+	default:
+		v.Effects = append(v.Effects, r.L.T("step."+key+".effect"))
+	}
+	v.Effects = append(v.Effects, r.L.T("step.purpose", row.Purpose), r.L.T("step.audit"))
+	s.render(w, r.Request, code, "confirm", s.newPage(r, "policies", v.Heading, v))
+}
+
+// maxReason bounds a reason's length, as the audit log keeps it.
+const maxReason = 2000
+
+// step takes approve, reject or revoke, as the signed-in officer.
+func (s *Server) step(w http.ResponseWriter, r *request) {
+	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+		return
+	}
+	id, step, reason := r.PostFormValue("id"), r.PostFormValue("stap"), strings.TrimSpace(r.PostFormValue("reden"))
+	if stepKeys[step] == "" {
+		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "stap", r.L.T("step.unknown")))
+		return
+	}
+	if step != stepApprove && reason == "" {
+		s.confirmStep(w, r, id, step, reason, r.L.T("step.reason_missing"), http.StatusBadRequest)
+		return
+	}
+	if len(reason) > maxReason {
+		s.confirmStep(w, r, id, step, reason, r.L.T("step.reason_long", maxReason), http.StatusBadRequest)
+		return
+	}
+	pc := pb.NewPolicyServiceClient(s.c.Conn)
+	req := &pb.PolicyStepRequest{Id: id, Reason: reason}
+	var err error
+	switch step {
+	case stepApprove:
+		_, err = pc.Approve(r.ctx(), req)
+	case stepReject:
+		_, err = pc.Reject(r.ctx(), req)
+	case stepRevoke:
+		_, err = pc.Revoke(r.ctx(), req)
+	}
+	if err != nil {
+		s.failStep(w, r, err)
+		return
+	}
+	s.log.Info("policy step", "person", r.Session.Person.String(), "step", stepKeys[step], "policy", id)
+	http.Redirect(w, r.Request, "/beleid/toon?gedaan="+step+"&id="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+type previewView struct {
+	ID, Recipient, Phase string
+	Phases               []string
+	Error                string
+	Done                 bool
+	Total, Considered    int64
+	Counts               []*pb.KindCount
+	Items                []previewItem
+}
+
+// runPreview asks the node what req's policy would send, into v. bad is the service's message
+// when the request is wrong (an unknown recipient, a draft that does not lint); err is any
+// other failure.
+func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) (bad string, err error) {
+	resp, err := pb.NewPolicyServiceClient(s.c.Conn).Preview(r.ctx(), req)
+	if err != nil {
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
+			return st.Message(), nil
+		}
+		return "", err
+	}
+	v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
+	for _, it := range resp.Items {
+		rec := it.Record
+		pi := previewItem{Title: bodyTitle(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
+			Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), Link: recordLink(rec), Redacted: it.Redacted}
+		if pi.Title == "" {
+			pi.Title = rec.Id
+		}
+		v.Items = append(v.Items, pi)
+	}
+	return "", nil
+}
+
+type previewItem struct {
+	Title, Kind, Crisis, Region, Classification, Link string
+	Redacted                                          []string
+}
+
+// preview shows which records a stored policy would send to one recipient, and which fields it
+// would withhold.
+func (s *Server) preview(w http.ResponseWriter, r *request) {
+	q := r.URL.Query()
+	v := &previewView{ID: q.Get("id"), Recipient: strings.TrimSpace(q.Get("recipient")), Phase: q.Get("phase"), Phases: phaseNames}
+	if v.Recipient != "" {
+		bad, err := s.runPreview(r, v, &pb.PreviewRequest{Id: v.ID, Recipient: v.Recipient, Phase: v.Phase, Limit: 200})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		v.Error = bad
+	}
+	code := http.StatusOK
+	if v.Error != "" {
+		code = http.StatusBadRequest
+	}
+	s.render(w, r.Request, code, "preview", s.newPage(r, "policies", r.L.T("preview.title", v.ID), v))
+}
+
+type explainView struct {
+	Record, Recipient, Phase string
+	Phases                   []string
+	Error                    string
+	Done                     bool
+	Allow                    bool
+	Used                     string
+	Policies, Redacted       []string
+	Verdicts                 []*pb.Verdict
+}
+
+// explain shows why one own record would or would not go to one recipient: each policy's
+// verdict and the decision.
+func (s *Server) explain(w http.ResponseWriter, r *request) {
+	q := r.URL.Query()
+	v := &explainView{Record: strings.TrimSpace(q.Get("record")), Recipient: strings.TrimSpace(q.Get("recipient")), Phase: q.Get("phase"), Phases: phaseNames}
+	if v.Record != "" || v.Recipient != "" {
+		resp, err := pb.NewPolicyServiceClient(s.c.Conn).Explain(r.ctx(), &pb.ExplainRequest{RecordId: v.Record, Recipient: v.Recipient, Phase: v.Phase})
+		switch st := status.Convert(err); {
+		case err == nil:
+			v.Done, v.Allow, v.Used, v.Policies, v.Redacted, v.Verdicts = true, resp.Allow, resp.Phase, resp.Policies, resp.Redacted, resp.Verdicts
+		case st.Code() == codes.InvalidArgument:
+			v.Error = st.Message()
+		case st.Code() == codes.NotFound:
+			v.Error = r.L.T("explain.no_record", v.Record)
+		default:
+			s.failCall(w, r, err)
+			return
+		}
+	}
+	code := http.StatusOK
+	if v.Error != "" {
+		code = http.StatusBadRequest
+	}
+	s.render(w, r.Request, code, "explain", s.newPage(r, "policies", r.L.T("explain.title"), v))
+}
+
+type phaseRow struct {
+	Crisis, Phase, SetBy, SetAt, Reason string
+}
+
+type phasesView struct {
+	Crises  []phaseRow
+	Phases  []string
+	Officer bool
+	// The form's values and the errors of its fields.
+	Crisis, Phase, Reason          string
+	CrisisError, PhaseError, Error string
+	Done                           string
+}
+
+func (s *Server) phasesView(r *request) (*phasesView, error) {
+	resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	v := &phasesView{Phases: phaseNames, Officer: isOfficer(r)}
+	for _, p := range resp.Phases {
+		row := phaseRow{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, Reason: p.Reason}
+		if p.SetAt != nil {
+			row.SetAt = p.SetAt.AsTime().Local().Format("2006-01-02 15:04")
+		}
+		v.Crises = append(v.Crises, row)
+	}
+	return v, nil
+}
+
+// phases lists the crises with their phase, and the form to change one.
+func (s *Server) phases(w http.ResponseWriter, r *request) {
+	v, err := s.phasesView(r)
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v.Crisis = r.URL.Query().Get("crisis")
+	if d := r.URL.Query().Get("gedaan"); d != "" {
+		v.Done = d
+	}
+	s.render(w, r.Request, http.StatusOK, "phases", s.newPage(r, "phases", r.L.T("phases.title"), v))
+}
+
+// phaseInput reads and checks the phase form; on an error it shows the form again with the
+// field's message and returns false.
+func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, reason string) bool {
+	v := &phasesView{Crisis: crisis, Phase: phase, Reason: reason}
+	if crisis == "" {
+		v.CrisisError = r.L.T("phases.crisis_missing")
+	} else if len(crisis) > 128 {
+		v.CrisisError = r.L.T("phases.crisis_long")
+	}
+	if !slices.Contains(phaseNames, phase) {
+		v.PhaseError = r.L.T("phases.phase_missing")
+	}
+	if len(reason) > maxReason {
+		v.Error = r.L.T("step.reason_long", maxReason)
+	}
+	if v.CrisisError == "" && v.PhaseError == "" && v.Error == "" {
+		return true
+	}
+	full, err := s.phasesView(r)
+	if err != nil {
+		s.failCall(w, r, err)
+		return false
+	}
+	full.Crisis, full.Phase, full.Reason, full.CrisisError, full.PhaseError, full.Error = v.Crisis, v.Phase, v.Reason, v.CrisisError, v.PhaseError, v.Error
+	s.render(w, r.Request, http.StatusBadRequest, "phases", s.newPage(r, "phases", r.L.T("phases.title"), full))
+	return false
+}
+
+// phaseForm confirms a phase change: from which phase to which, and what that does.
+func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	crisis, phase, reason := strings.TrimSpace(q.Get("crisis")), q.Get("phase"), strings.TrimSpace(q.Get("reden"))
+	if !s.phaseInput(w, r, crisis, phase, reason) {
+		return
+	}
+	from := "cold"
+	if resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Crisis: crisis}); err != nil {
+		s.failCall(w, r, err)
+		return
+	} else if len(resp.Phases) > 0 && resp.Phases[0].Phase != "" {
+		from = resp.Phases[0].Phase
+	}
+	v := &confirmView{
+		Heading: r.L.T("phase.confirm.heading", crisis), Action: "/fase/wijzigen",
+		Hidden: []hiddenField{{"crisis", crisis}, {"phase", phase}, {"reden", reason}},
+		Effects: []string{
+			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase)),
+			r.L.T("phase.confirm.policies"), r.L.T("step.audit"),
+		},
+		Submit: r.L.T("phase.confirm.submit"), Cancel: "/fase?crisis=" + url.QueryEscape(crisis), Danger: phase == "warm",
+	}
+	s.render(w, r.Request, http.StatusOK, "confirm", s.newPage(r, "phases", v.Heading, v))
+}
+
+// setPhase changes a crisis's phase, as the signed-in officer.
+func (s *Server) setPhase(w http.ResponseWriter, r *request) {
+	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+		return
+	}
+	crisis, phase, reason := strings.TrimSpace(r.PostFormValue("crisis")), r.PostFormValue("phase"), strings.TrimSpace(r.PostFormValue("reden"))
+	if !s.phaseInput(w, r, crisis, phase, reason) {
+		return
+	}
+	if _, err := pb.NewPhaseServiceClient(s.c.Conn).Set(r.ctx(), &pb.SetPhaseRequest{Crisis: crisis, Phase: phase, Reason: reason}); err != nil {
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
+			full, lerr := s.phasesView(r)
+			if lerr != nil {
+				s.failCall(w, r, lerr)
+				return
+			}
+			full.Crisis, full.Phase, full.Reason, full.Error = crisis, phase, reason, st.Message()
+			s.render(w, r.Request, http.StatusBadRequest, "phases", s.newPage(r, "phases", r.L.T("phases.title"), full))
+			return
+		}
+		s.failStep(w, r, err)
+		return
+	}
+	s.log.Info("phase set", "person", r.Session.Person.String(), "crisis", crisis, "phase", phase)
+	http.Redirect(w, r.Request, "/fase?gedaan="+url.QueryEscape(crisis), http.StatusSeeOther)
+}
+
+type auditView struct {
+	Action, Actor, Subject string
+	Actions                []string
+	Entries                []auditRow
+	// Next is the link to the entries after these, when there may be more.
+	Next   string
+	Error  string
+	Verify *verifyView
+}
+
+type auditRow struct {
+	Seq                                int64
+	At, Actor, Action, Subject, Detail string
+}
+
+type verifyView struct {
+	OK          bool
+	Entries     int64
+	FirstBroken int64
+	Problem     string
+	HeadSeq     int64
+	HeadHash    string
+	// Anchor is what the officer gave to check against; AnchorError what is wrong with it.
+	AnchorSeq, AnchorHash, AnchorError string
+}
+
+// auditActions are the actions the filter offers; an action ending in a dot matches all under it.
+var auditActions = []string{"policy.", "phase.set", "federation.", "access.denied", "tls.refused", "search"}
+
+// auditPageSize is how many entries one page of the audit log shows.
+const auditPageSize = 100
+
+// audit shows the audit log, filtered by action, actor and subject, a page at a time, and the
+// result of verifying its hash chain.
+func (s *Server) audit(w http.ResponseWriter, r *request) {
+	q := r.URL.Query()
+	v := &auditView{Action: q.Get("action"), Actor: strings.TrimSpace(q.Get("actor")), Subject: strings.TrimSpace(q.Get("subject")), Actions: auditActions}
+	var after int64
+	if a := q.Get("na"); a != "" {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || n < 0 {
+			s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "na", r.L.T("audit.after_bad")))
+			return
+		}
+		after = n
+	}
+	ac := pb.NewAuditServiceClient(s.c.Conn)
+	resp, err := ac.List(r.ctx(), &pb.ListAuditRequest{Action: v.Action, Actor: v.Actor, Subject: v.Subject, AfterSeq: after, Limit: auditPageSize})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	for _, e := range resp.Entries {
+		row := auditRow{Seq: e.Seq, Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail}
+		if e.At != nil {
+			row.At = e.At.AsTime().Local().Format("2006-01-02 15:04:05")
+		}
+		v.Entries = append(v.Entries, row)
+	}
+	if len(resp.Entries) == auditPageSize {
+		nq := url.Values{"action": {v.Action}, "actor": {v.Actor}, "subject": {v.Subject}, "na": {strconv.FormatInt(resp.Entries[len(resp.Entries)-1].Seq, 10)}}
+		v.Next = "/audit?" + nq.Encode()
+	}
+	if q.Has("controle") {
+		vv := &verifyView{AnchorSeq: strings.TrimSpace(q.Get("anker_seq")), AnchorHash: strings.TrimSpace(q.Get("anker_hash"))}
+		req := &pb.VerifyAuditRequest{}
+		if vv.AnchorSeq != "" || vv.AnchorHash != "" {
+			seq, err1 := strconv.ParseInt(vv.AnchorSeq, 10, 64)
+			hash, err2 := hex.DecodeString(vv.AnchorHash)
+			switch {
+			case err1 != nil || seq < 1:
+				vv.AnchorError = r.L.T("audit.anchor_seq_bad")
+			case err2 != nil || len(hash) != 32:
+				vv.AnchorError = r.L.T("audit.anchor_hash_bad")
+			default:
+				req.Anchor = &pb.AuditAnchor{Seq: seq, Hash: hash}
+			}
+		}
+		if vv.AnchorError == "" {
+			rep, err := ac.Verify(r.ctx(), req)
+			if err != nil {
+				s.failCall(w, r, err)
+				return
+			}
+			vv.OK, vv.Entries, vv.FirstBroken, vv.Problem = rep.Ok, rep.Entries, rep.FirstBroken, rep.Problem
+			if rep.Head != nil {
+				vv.HeadSeq, vv.HeadHash = rep.Head.Seq, hex.EncodeToString(rep.Head.Hash)
+			}
+		}
+		v.Verify = vv
+	}
+	s.render(w, r.Request, http.StatusOK, "audit", s.newPage(r, "audit", r.L.T("audit.title"), v))
+}

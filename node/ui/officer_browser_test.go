@@ -1,0 +1,311 @@
+package ui_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// tab is one page in headless chromium, in a browser context of its own (its own cookies: one
+// person's browser), with the checks every page gets: axe-core, and no console message.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+	axe string
+
+	mu      sync.Mutex
+	console []string
+}
+
+// newChromium starts headless chromium; each newTab opens a browser context in it.
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900),
+		chromedp.Flag("lang", "nl-NL"), chromedp.UserDataDir(t.TempDir()))
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	t.Cleanup(cancel)
+	bctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	// The first Run starts the browser; it must not carry a timeout, which would stop it.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return bctx
+}
+
+// newTab opens a tab in a new browser context of the browser, so that it shares no cookies
+// with the others: a second person, or a second browser of the same person.
+func newTab(t *testing.T, browserCtx context.Context) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("open a browser context: %v", err)
+	}
+	axe, err := os.ReadFile("testdata/axe-core/axe.min.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &tab{t: t, ctx: ctx, axe: string(axe)}
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			tb.mu.Lock()
+			tb.console = append(tb.console, m.String())
+			tb.mu.Unlock()
+		}
+	}()
+	return tb
+}
+
+// run does a, within a bound.
+func (tb *tab) run(what string, a chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, a); err != nil {
+		tb.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (tb *tab) text(what string, a chromedp.Action[string]) string {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		tb.t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// check runs axe-core on the page (WCAG 2.1 A and AA) and fails the test on any violation,
+// and on any console message the page caused, but the HTTP status of a page that is meant to
+// be a refusal (status, when not 0).
+func (tb *tab) check(page string, status ...int) {
+	tb.t.Helper()
+	if _, err := chromedp.Run(tb.ctx, chromedp.Evaluate[bool](tb.axe+";true")); err != nil {
+		tb.t.Fatalf("%s: load axe-core: %v", page, err)
+	}
+	report := tb.text(page+": axe-core", chromedp.Evaluate[string](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+		.then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))))`, chromedp.EvalAwaitPromise))
+	if report != "[]" {
+		tb.t.Errorf("%s: accessibility violations (WCAG 2.1 AA): %s", page, report)
+	}
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	for _, m := range tb.console {
+		if len(status) == 1 && strings.Contains(m, fmt.Sprintf("the server responded with a status of %d ", status[0])) {
+			continue
+		}
+		tb.t.Errorf("%s: the browser reported: %s", page, m)
+	}
+	tb.console = nil
+}
+
+func (tb *tab) shot(shots map[string][]byte, name string) {
+	tb.t.Helper()
+	b, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	shots[name] = b
+}
+
+// TestBrowserOfficers: two officers of vr-utrecht, each in a browser of their own, propose and
+// approve a policy; the author's approve is refused; the other officer's old sign-in is renewed
+// on the way to the approval; a phase change and the audit log. axe-core runs on every page,
+// and the pages are photographed for docs/ui.md.
+func TestBrowserOfficers(t *testing.T) {
+	e := startFederation(t)
+	chrome := newChromium(t)
+	shots := map[string][]byte{}
+	const id = "utrecht-sitreps@1"
+
+	olga := newTab(t, chrome)
+	e.op.signInAs("officer-a")
+	olga.run("sign in and open the policies", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/beleid")),
+		chromedp.WaitVisible(chromedp.CSS("#voorstellen")),
+	))
+	olga.check("beleid")
+	olga.run("open the propose form", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#voorstellen")),
+		chromedp.WaitVisible(chromedp.CSS("#bron")),
+	))
+	olga.check("voorstellen")
+	bad := strings.Replace(sitrepPolicy, "spiffe://ncc.crisis.test", "spiffe://defensie.crisis.test", 1)
+	// As she types, the linter's messages appear under the field, before any submit.
+	olga.run("type a policy with an unknown recipient", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#bron"), strings.TrimSuffix(bad, "\n")),
+		chromedp.SendKeys(chromedp.CSS("#bron"), "\n"),
+		chromedp.WaitVisible(chromedp.CSS("#bron-live li")),
+	))
+	if p := olga.text("live problems", chromedp.Text(chromedp.CSS("#bron-live"))); !strings.Contains(p, "recipients[0]") || !strings.Contains(p, "defensie.crisis.test") {
+		t.Errorf("lint as you type: %q", p)
+	}
+	olga.run("type a good policy", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#bron"), strings.TrimSuffix(sitrepPolicy, "\n")),
+		chromedp.SendKeys(chromedp.CSS("#bron"), "\n"),
+		chromedp.WaitVisible(chromedp.CSS("#bron-live .kp-live__clean")),
+	))
+	olga.check("voorstellen, al typend gecontroleerd")
+	olga.run("preview the draft for ncc", chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),
+		chromedp.Click(chromedp.CSS("#concept-tonen")),
+		chromedp.WaitVisible(chromedp.CSS("#uitkomst")),
+	))
+	olga.check("voorbeeld van het concept")
+	olga.run("check a policy with an unknown recipient", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#bron"), bad),
+		chromedp.Click(chromedp.CSS("#controleren")),
+		chromedp.WaitVisible(chromedp.CSS("#problemen")),
+	))
+	if p := olga.text("problems", chromedp.Text(chromedp.CSS("#problemen"))); !strings.Contains(p, "recipients[0]") {
+		t.Errorf("the linter's messages: %q", p)
+	}
+	olga.check("voorstellen met fouten", http.StatusUnprocessableEntity)
+	olga.shot(shots, "beleid-voorstellen.png")
+	olga.run("propose the policy", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#bron"), sitrepPolicy),
+		chromedp.Click(chromedp.CSS("#indienen")),
+		chromedp.WaitVisible(chromedp.CSS("#gedaan")),
+	))
+	if st := olga.text("state", chromedp.Text(chromedp.CSS("#staat"))); st != "voorgesteld" {
+		t.Errorf("after proposing, the state is %q", st)
+	}
+	olga.check("beleid voorgesteld")
+
+	// The author goes to approve anyway, by the address: the service refuses and says why.
+	olga.run("the author approves", chromedp.Steps(
+		chromedp.Navigate(e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id)),
+		chromedp.WaitVisible(chromedp.CSS("#bevestigen")),
+		chromedp.Click(chromedp.CSS("#bevestigen")),
+		chromedp.WaitVisible(chromedp.CSS("#melding")),
+	))
+	if m := olga.text("refusal", chromedp.Text(chromedp.CSS("#melding"))); !strings.Contains(m, "four eyes") {
+		t.Errorf("the author's approve: %q, want the four-eyes refusal", m)
+	}
+	olga.check("goedkeuren geweigerd", http.StatusForbidden)
+
+	// The other officer signed in an hour ago at the provider: the approval sends him to sign
+	// in again, and back to the confirmation.
+	daan := newTab(t, chrome)
+	e.op.signInLongAgo(time.Hour)
+	e.op.signInAs("officer-b")
+	daan.run("sign in and open the policy", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/beleid/toon?id="+id)),
+		chromedp.WaitVisible(chromedp.CSS("#goedkeuren")),
+	))
+	daan.check("beleid voor de tweede functionaris")
+	daan.shot(shots, "beleid.png")
+	daan.run("approve", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#goedkeuren")),
+		chromedp.WaitVisible(chromedp.CSS("#gevolgen")),
+	))
+	if loc := daan.text("location", chromedp.Location()); !strings.Contains(loc, "/beleid/stap?") {
+		t.Errorf("after signing in again the browser is at %s", loc)
+	}
+	daan.check("goedkeuren bevestigen")
+	daan.shot(shots, "beleid-goedkeuren.png")
+	daan.run("confirm", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#bevestigen")),
+		chromedp.WaitVisible(chromedp.CSS("#gedaan")),
+	))
+	if st := daan.text("state", chromedp.Text(chromedp.CSS("#staat"))); !strings.Contains(st, "goedgekeurd") || !strings.Contains(st, "actief") {
+		t.Errorf("after the approval, the state is %q", st)
+	}
+	daan.check("beleid goedgekeurd")
+
+	daan.run("preview to ncc", chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),
+		chromedp.Submit(chromedp.CSS("#recipient")),
+		chromedp.WaitVisible(chromedp.CSS("#uitkomst")),
+	))
+	daan.check("voorbeeld")
+	daan.shot(shots, "beleid-voorbeeld.png")
+
+	daan.run("the phase", chromedp.Steps(
+		chromedp.Navigate(e.url+"/fase"),
+		chromedp.WaitVisible(chromedp.CSS("#fase-verder")),
+	))
+	daan.check("fase")
+	daan.run("change the phase", chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
+		chromedp.SetValue(chromedp.CSS("#phase"), "warm"),
+		chromedp.SendKeys(chromedp.CSS("#reden"), "instroom verdubbeld"),
+		chromedp.Click(chromedp.CSS("#fase-verder")),
+		chromedp.WaitVisible(chromedp.CSS("#gevolgen")),
+	))
+	daan.check("fase bevestigen")
+	daan.shot(shots, "fase-bevestigen.png")
+	daan.run("confirm the phase", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#bevestigen")),
+		chromedp.WaitVisible(chromedp.CSS("#gedaan")),
+	))
+	daan.check("fase gewijzigd")
+	daan.shot(shots, "fase.png")
+
+	olga.run("the policy list", chromedp.Steps(
+		chromedp.Navigate(e.url+"/beleid"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-policy="`+id+`"]`)),
+	))
+	olga.check("beleid na goedkeuring")
+	olga.shot(shots, "beleid-lijst.png")
+	olga.run("explain a record for ncc", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#uitleggen")),
+		chromedp.WaitVisible(chromedp.CSS("#record")),
+		chromedp.SendKeys(chromedp.CSS("#record"), "regio-1"),
+		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),
+		chromedp.Submit(chromedp.CSS("#record")),
+		chromedp.WaitVisible(chromedp.CSS("#uitkomst")),
+	))
+	if d := olga.text("decision", chromedp.Text(chromedp.CSS("#uitkomst"))); d != "wordt gedeeld" {
+		t.Errorf("explain regio-1 for ncc: %q", d)
+	}
+	olga.check("uitleg")
+	// At 200% zoom (half the width) the officers' pages reflow too.
+	olga.run("zoom to 200%", chromedp.EmulateViewport(640, 900))
+	for _, path := range []string{"/beleid", "/beleid/voorstel", "/beleid/toon?id=" + url.QueryEscape(id), "/audit?controle=1"} {
+		olga.run("open "+path, chromedp.Steps(chromedp.Navigate(e.url+path), chromedp.WaitVisible(chromedp.CSS("h1"))))
+		if w := olga.text("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
+			t.Errorf("%s at 200%% zoom is %s px wider than the window", path, w)
+		}
+	}
+	olga.run("zoom back", chromedp.EmulateViewport(1280, 900))
+	olga.run("the audit log, verified", chromedp.Steps(
+		chromedp.Navigate(e.url+"/audit?action=policy.&controle=1"),
+		chromedp.WaitVisible(chromedp.CSS("#controle")),
+	))
+	if rows := olga.text("audit rows", chromedp.Evaluate[string](`String(document.querySelectorAll('tr[data-action^="policy."]').length)`)); rows != "2" {
+		t.Errorf("the audit log shows %s policy steps, want the proposal and the approval", rows)
+	}
+	olga.check("auditlog")
+	olga.shot(shots, "audit.png")
+
+	dir := t.TempDir()
+	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
+		dir = d
+	}
+	for name, b := range shots {
+		if len(b) < 10000 || string(b[1:4]) != "PNG" {
+			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

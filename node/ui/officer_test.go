@@ -1,0 +1,338 @@
+package ui_test
+
+// The officers' pages over HTTP, against real nodes: policies proposed, approved, refused and
+// revoked through the forms, as the node's services decide them.
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+)
+
+// sitrepPolicy shares vr-utrecht's sitreps with ncc.
+const sitrepPolicy = "name: utrecht-sitreps\npurpose: regionaal beeld voor het NCC\nrecipients: [spiffe://ncc.crisis.test]\n" +
+	"kinds: [sitrep]\nmax_classification: internal\n"
+
+// step opens a step's confirmation page and confirms it with the page's own form.
+func step(t *testing.T, b *browser, base, stap, id string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	resp, page := b.get(t, base+"/beleid/stap?stap="+stap+"&id="+url.QueryEscape(id))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gevolgen"`) {
+		t.Fatalf("the confirmation page of %s %s: %d\n%s", stap, id, resp.StatusCode, page)
+	}
+	if form == nil {
+		form = url.Values{}
+	}
+	form.Set("csrf", csrfOf(t, page))
+	form.Set("stap", stap)
+	form.Set("id", id)
+	return b.post(t, base+"/beleid/stap", form)
+}
+
+// TestOfficersProposeAndApprove: one officer proposes a policy through the form (after the
+// linter refused a bad one, which stored nothing), cannot approve it herself, not from a
+// second browser either; the other officer approves it and it becomes active; a revoke needs a
+// reason; every step is in the audit log, whose chain verifies.
+func TestOfficersProposeAndApprove(t *testing.T) {
+	e := startFederation(t)
+	olga := newBrowser(t)
+	if resp, page := e.signIn(t, olga, "officer-a", "/beleid"); resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="voorstellen"`) {
+		t.Fatalf("the policy list for an officer: %d\n%s", resp.StatusCode, page)
+	}
+	_, page := olga.get(t, e.url+"/beleid/voorstel")
+	token := csrfOf(t, page)
+
+	// A recipient that is not a peer: the linter's message is shown next to the field, and
+	// nothing is stored.
+	bad := strings.Replace(sitrepPolicy, "spiffe://ncc.crisis.test", "spiffe://defensie.crisis.test", 1)
+	resp, page := olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {bad}, "stap": {"voorstellen"}})
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, `id="problemen"`) ||
+		!strings.Contains(page, "recipients[0]") || !strings.Contains(page, "defensie.crisis.test") ||
+		!strings.Contains(page, `aria-describedby="bron-hint bron-fout" aria-invalid="true"`) {
+		t.Fatalf("a policy that does not lint: %d, want 422 with the linter's message at the field:\n%s", resp.StatusCode, page)
+	}
+	if _, list := olga.get(t, e.url+"/beleid"); strings.Contains(list, "utrecht-sitreps") {
+		t.Fatal("a policy that did not lint was stored")
+	}
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {""}, "stap": {"voorstellen"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "Beleid: het veld is leeg") {
+		t.Errorf("an empty policy: %d\n%s", resp.StatusCode, page)
+	}
+	// Check only: clean, and not stored.
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"controleren"}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="schoon"`) {
+		t.Fatalf("check of a good policy: %d\n%s", resp.StatusCode, page)
+	}
+	// Preview the draft for ncc: the sitrep would go; nothing is stored.
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorbeeld"},
+		"recipient": {"spiffe://ncc.crisis.test/node/r1"}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "1 van 1 records zouden naar deze partner gaan") || !strings.Contains(page, "Regionaal beeld VR Utrecht") {
+		t.Errorf("preview of the draft for ncc: %d\n%s", resp.StatusCode, page)
+	}
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorbeeld"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="recipient-fout">Ontvanger: het veld is leeg`) {
+		t.Errorf("preview of the draft without a recipient: %d\n%s", resp.StatusCode, page)
+	}
+	if _, list := olga.get(t, e.url+"/beleid"); strings.Contains(list, "utrecht-sitreps") {
+		t.Fatal("a check or a preview stored the policy")
+	}
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorstellen"}})
+	const id = "utrecht-sitreps@1"
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/beleid/toon" || !strings.Contains(page, `data-state="proposed"`) ||
+		!strings.Contains(page, `id="auteur">spiffe://vr-utrecht.crisis.test/user/officer-a<`) || !strings.Contains(page, `id="eigen-voorstel"`) {
+		t.Fatalf("propose: %d at %s, want the proposed policy's page:\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	if strings.Contains(page, `id="goedkeuren"`) {
+		t.Error("the author is offered to approve her own policy")
+	}
+
+	// The author cannot approve: the service refuses, and the page says why. A second
+	// browser session of the same person is the same person.
+	for i, b := range []*browser{olga, newBrowser(t)} {
+		if i == 1 {
+			e.signIn(t, b, "officer-a", "/beleid")
+		}
+		resp, page = step(t, b, e.url, "goedkeuren", id, nil)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "four eyes") {
+			t.Errorf("session %d: the author's approve: %d, want 403 with the four-eyes refusal:\n%s", i+1, resp.StatusCode, page)
+		}
+	}
+
+	// The other officer's sign-in is old: the approve page sends him to sign in again first,
+	// and back to the page.
+	daan := newBrowser(t)
+	e.op.signInLongAgo(time.Hour)
+	e.signIn(t, daan, "officer-b", "/beleid")
+	r, err := noRedirects(daan.Jar).Get(e.url + "/beleid/stap?stap=goedkeuren&id=" + url.QueryEscape(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if loc := r.Header.Get("Location"); r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/aanmelden?opnieuw=1&terug=") {
+		t.Fatalf("approve with an old sign-in: %d to %q, want to sign in again", r.StatusCode, loc)
+	}
+	_, page = daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape(id))
+	resp, page = daan.post(t, e.url+"/beleid/stap", url.Values{"csrf": {csrfOf(t, page)}, "stap": {"goedkeuren"}, "id": {id}})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "ouder dan 10 minuten") {
+		t.Fatalf("a POST with an old sign-in: %d, want 403:\n%s", resp.StatusCode, page)
+	}
+	resp, page = step(t, daan, e.url, "goedkeuren", id, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `data-state="approved"`) || !strings.Contains(page, "actief") ||
+		!strings.Contains(page, "<li>spiffe://vr-utrecht.crisis.test/user/officer-b</li>") {
+		t.Fatalf("the other officer's approve: %d, want the policy approved and active:\n%s", resp.StatusCode, page)
+	}
+
+	// Preview to ncc: vr-utrecht's sitrep goes; to lcvs nothing; an unknown recipient is an
+	// error at the field.
+	_, page = daan.get(t, e.url+"/beleid/voorbeeld?id="+url.QueryEscape(id)+"&recipient="+url.QueryEscape("spiffe://ncc.crisis.test/node/r1"))
+	if !strings.Contains(page, "1 van 1 records zouden naar deze partner gaan") || !strings.Contains(page, "Regionaal beeld VR Utrecht") {
+		t.Errorf("preview to ncc: want the one sitrep:\n%s", page)
+	}
+	resp, page = daan.get(t, e.url+"/beleid/voorbeeld?id="+url.QueryEscape(id)+"&recipient=nobody")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="recipient-fout">recipient:`) {
+		t.Errorf("preview to a bad recipient: %d\n%s", resp.StatusCode, page)
+	}
+	_, page = daan.get(t, e.url+"/beleid/uitleg?record=regio-1&recipient="+url.QueryEscape("spiffe://ncc.crisis.test/node/r1"))
+	if !strings.Contains(page, `id="uitkomst">wordt gedeeld`) || !strings.Contains(page, id) {
+		t.Errorf("explain regio-1 to ncc: want shared under %s:\n%s", id, page)
+	}
+
+	// Approving it again, or revoking what is not approved, is said at once.
+	resp, page = daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id))
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, "Goedkeuren kan niet: het beleid is goedgekeurd.") {
+		t.Errorf("approve an approved policy: %d\n%s", resp.StatusCode, page)
+	}
+	// Revoke needs a reason: without one, the field says so and nothing changes.
+	resp, page = step(t, daan, e.url, "intrekken", id, url.Values{"reden": {"  "}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="reden-fout"`) {
+		t.Fatalf("revoke without a reason: %d\n%s", resp.StatusCode, page)
+	}
+	if _, page = daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape(id)); !strings.Contains(page, `data-state="approved"`) {
+		t.Fatal("a refused revoke changed the policy")
+	}
+	resp, page = step(t, daan, e.url, "intrekken", id, url.Values{"reden": {"oefening afgelopen"}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `data-state="revoked"`) || !strings.Contains(page, "oefening afgelopen") {
+		t.Fatalf("revoke: %d\n%s", resp.StatusCode, page)
+	}
+
+	// The audit log holds each step under its officer, and its chain verifies.
+	_, page = olga.get(t, e.url+"/audit?action=policy.&subject="+url.QueryEscape(id))
+	for _, want := range []string{`data-action="policy.propose"`, `data-action="policy.approve"`, `data-action="policy.revoke"`, "user/officer-b"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the audit log lacks %q", want)
+		}
+	}
+	_, page = olga.get(t, e.url+"/audit?controle=1")
+	if !strings.Contains(page, `id="controle"`) || !strings.Contains(page, "intact") || !strings.Contains(page, `id="kop"`) {
+		t.Errorf("verify: want the chain intact with its head:\n%s", page)
+	}
+	_, page = olga.get(t, e.url+"/audit?controle=1&anker_seq=1&anker_hash=zz")
+	if !strings.Contains(page, "de hash moet 64 hexadecimale tekens zijn") {
+		t.Errorf("verify against a bad anchor: want the field's error:\n%s", page)
+	}
+}
+
+// TestReaderSeesNoOfficerPages: readers and editors are offered none of the officers' pages;
+// a reader who forges an officer's form gets 403, and the refusal is in the audit log.
+func TestReaderSeesNoOfficerPages(t *testing.T) {
+	e := start(t)
+	for _, name := range []string{"bram", "eva"} {
+		b := newBrowser(t)
+		_, page := e.signIn(t, b, name, "/")
+		for _, link := range []string{`href="/beleid"`, `href="/fase"`, `href="/audit"`} {
+			if strings.Contains(page, link) {
+				t.Errorf("%s is offered %s", name, link)
+			}
+		}
+		if resp, _ := b.get(t, e.url+"/beleid"); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s opens the policy list: %d, want 403", name, resp.StatusCode)
+		}
+		if resp, _ := b.get(t, e.url+"/audit"); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s opens the audit log: %d, want 403", name, resp.StatusCode)
+		}
+		for _, path := range []string{"/beleid/voorstel", "/beleid/stap?stap=goedkeuren&id=x%401", "/fase/wijzigen?crisis=oekraine&phase=warm"} {
+			if resp, body := b.get(t, e.url+path); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "voor de security officers") || strings.Contains(body, `id="bevestigen"`) {
+				t.Errorf("%s opens %s: %d, want 403 without the form:\n%s", name, path, resp.StatusCode, body)
+			}
+		}
+		token := csrfOf(t, page)
+		for path, form := range map[string]url.Values{
+			"/beleid/stap":     {"csrf": {token}, "stap": {"goedkeuren"}, "id": {"x@1"}},
+			"/beleid/voorstel": {"csrf": {token}, "bron": {"name: x\n"}, "stap": {"voorstellen"}},
+			"/fase/wijzigen":   {"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}},
+		} {
+			resp, body := b.post(t, e.url+path, form)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s forges POST %s: %d, want 403:\n%s", name, path, resp.StatusCode, body)
+			}
+		}
+	}
+	anna := newBrowser(t)
+	e.signIn(t, anna, "anna", "/")
+	if _, page := anna.get(t, e.url+"/fase"); strings.Contains(page, "oekraine") {
+		t.Fatal("a forged phase change was applied")
+	}
+	fedtest.Eventually(t, 10*time.Second, "the audit log holds bram's refused approve", func() (bool, string) {
+		_, page := anna.get(t, e.url+"/audit?action=access.denied&actor="+url.QueryEscape("spiffe://"+testOrg+"/user/bram"))
+		ok := strings.Contains(page, "/knooppunt.v1.PolicyService/Approve") && strings.Contains(page, "/knooppunt.v1.PhaseService/Set")
+		return ok, page
+	})
+}
+
+// TestOfficerFormsNeedCSRF: a step's form without its CSRF token is refused and changes
+// nothing, even from an officer with a recent sign-in.
+func TestOfficerFormsNeedCSRF(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	e.signIn(t, b, "anna", "/fase")
+	for path, form := range map[string]url.Values{
+		"/fase/wijzigen":   {"crisis": {"oekraine"}, "phase": {"warm"}},
+		"/beleid/voorstel": {"bron": {"name: x\n"}, "stap": {"voorstellen"}},
+		"/beleid/stap":     {"stap": {"goedkeuren"}, "id": {"x@1"}},
+	} {
+		resp, body := b.post(t, e.url+path, form)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "niet van deze pagina") {
+			t.Errorf("POST %s without a CSRF token: %d, want 403:\n%s", path, resp.StatusCode, body)
+		}
+	}
+	if _, page := b.get(t, e.url+"/fase"); strings.Contains(page, "oekraine") {
+		t.Error("a phase change without a CSRF token was applied")
+	}
+}
+
+// TestStaleSignInSignsInAgain: an officer whose sign-in is older than 10 minutes is sent to
+// sign in again before a step's page, and lands back on it; a POST is refused.
+func TestStaleSignInSignsInAgain(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	e.op.signInLongAgo(11 * time.Minute)
+	_, page := e.signIn(t, b, "anna", "/fase")
+	token := csrfOf(t, page)
+	r, err := noRedirects(b.Jar).Get(e.url + "/beleid/voorstel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if want := "/aanmelden?opnieuw=1&terug=%2Fbeleid%2Fvoorstel"; r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != want {
+		t.Fatalf("an old sign-in opens the propose page: %d to %q, want 303 to %q", r.StatusCode, r.Header.Get("Location"), want)
+	}
+	resp, body := b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "ouder dan 10 minuten") {
+		t.Errorf("a phase change with an old sign-in: %d, want 403:\n%s", resp.StatusCode, body)
+	}
+	// The provider authenticates her anew, and she is back at the page.
+	resp, body = b.get(t, e.url+"/beleid/voorstel")
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/beleid/voorstel" || !strings.Contains(body, `id="bron"`) {
+		t.Fatalf("after signing in again: %d at %s\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+}
+
+// TestSetPhase: a phase change checks its fields, says what will happen, and then happens,
+// under the officer's name.
+func TestSetPhase(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	e.signIn(t, b, "anna", "/fase")
+	for q, want := range map[string]string{
+		"crisis=&phase=warm":        "Crisis: het veld is leeg",
+		"crisis=oekraine&phase=hot": "Fase: kies koud, lauw of warm",
+	} {
+		resp, page := b.get(t, e.url+"/fase/wijzigen?"+q)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, want) || !strings.Contains(page, `aria-invalid="true"`) {
+			t.Errorf("%s: %d, want 400 with %q at the field:\n%s", q, resp.StatusCode, want, page)
+		}
+	}
+	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Crisis oekraine gaat van koud naar warm.") {
+		t.Fatalf("the confirmation: %d\n%s", resp.StatusCode, page)
+	}
+	form := url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"instroom verdubbeld"}}
+	resp, page = b.post(t, e.url+"/fase/wijzigen", form)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) || !strings.Contains(page, "spiffe://"+testOrg+"/user/anna") ||
+		!strings.Contains(page, `kp-phase--warm">warm`) {
+		t.Fatalf("set the phase: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+}
+
+// TestLintAsYouType: the propose form's script asks /beleid/controle, which answers the
+// linter's problems as JSON in the person's language, stores nothing, and needs the CSRF token
+// and a role that may lint.
+func TestLintAsYouType(t *testing.T) {
+	e := start(t)
+	anna := newBrowser(t)
+	_, page := e.signIn(t, anna, "anna", "/beleid/voorstel")
+	token := csrfOf(t, page)
+	if !strings.Contains(page, `<script src="/assets/lint-as-you-type.js" defer></script>`) || !strings.Contains(page, `id="bron-live" role="status"`) {
+		t.Fatalf("the propose form does not load the script or has no live region:\n%s", page)
+	}
+	resp, body := anna.post(t, e.url+"/beleid/controle", url.Values{"csrf": {token}, "bron": {"name: x\npurpose: p\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n"}})
+	var res struct {
+		Clean    bool
+		Summary  string
+		Problems []struct{ Where, Field, Message string }
+	}
+	if err := json.Unmarshal([]byte(body), &res); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("lint: %d %s %v\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), err, body)
+	}
+	// This node has no peers, so ncc is not a recipient it knows.
+	if res.Clean || res.Summary != "Beleid: de controle vond een probleem. Los het op en controleer opnieuw; er is niets opgeslagen." ||
+		len(res.Problems) != 1 || res.Problems[0].Field != "recipients[0]" || res.Problems[0].Where != "regel 3, kolom 14:" {
+		t.Errorf("lint: %+v", res)
+	}
+	if _, list := anna.get(t, e.url+"/beleid"); !strings.Contains(list, "Er is geen beleid met deze status.") {
+		t.Error("linting stored a policy")
+	}
+	if resp, _ := anna.post(t, e.url+"/beleid/controle", url.Values{"bron": {"name: x\n"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("lint without a CSRF token: %d, want 403", resp.StatusCode)
+	}
+	bram := newBrowser(t)
+	_, page = e.signIn(t, bram, "bram", "/")
+	if resp, _ := bram.post(t, e.url+"/beleid/controle", url.Values{"csrf": {csrfOf(t, page)}, "bron": {"name: x\n"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a reader lints: %d, want 403", resp.StatusCode)
+	}
+}
