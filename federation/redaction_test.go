@@ -3,9 +3,6 @@ package federation_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -83,28 +81,11 @@ func leaks(data []byte, secrets []string) []string {
 func filesHolding(t *testing.T, dir string, secrets []string) []string {
 	t.Helper()
 	var out []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // gone while we looked, such as a finished snapshot's temporary file
-		}
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	clustertest.EachFile(t, dir, func(rel string, data []byte) {
 		if found := leaks(data, secrets); len(found) > 0 {
-			out = append(out, filepath.Base(path)+": "+strings.Join(found, ", "))
+			out = append(out, filepath.Base(rel)+": "+strings.Join(found, ", "))
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
-	}
 	return out
 }
 

@@ -3,9 +3,6 @@ package node_test
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,32 +15,11 @@ import (
 func holding(t *testing.T, dir, text string) []string {
 	t.Helper()
 	var out []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil
-			}
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if os.IsNotExist(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(text)) {
-			rel, _ := filepath.Rel(dir, path)
+	clustertest.EachFile(t, dir, func(rel string, data []byte) {
+		if bytes.Contains(data, []byte(text)) {
 			out = append(out, rel)
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return out
 }
 

@@ -13,8 +13,10 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -709,5 +711,33 @@ func Shelter(id string, free int64) *pb.Record {
 		Id: id, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
 		Classification: pb.Classification_INTERNAL,
 		Body:           fmt.Appendf(nil, `{"municipality":"Utrecht","beds_total":1000000000,"beds_free":%d}`, free),
+	}
+}
+
+// EachFile calls fn with the path (relative to dir) and the raw bytes of every regular file under
+// dir, for tests that look for what a node left on disk. A file that goes away while the walk
+// runs, such as a snapshot or a log segment being replaced, is passed over.
+func EachFile(tb testing.TB, dir string, fn func(rel string, data []byte)) {
+	tb.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		fn(rel, data)
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("walk %s: %v", dir, err)
 	}
 }
