@@ -326,8 +326,8 @@ type TextFilter struct {
 // page at a time, then the next older window, so that a query costs about the same however much
 // it matches, and recent records come first among equals.
 const (
-	textWindow = 4096
-	textPage   = 256
+	textWindow = 1024
+	textPage   = 128
 )
 
 // textWhere is f's filters on table t (records or foreign_records), with the window of index rows
