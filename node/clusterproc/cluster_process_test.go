@@ -378,3 +378,56 @@ func BenchmarkProcessFailover(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	b.Logf("failover times: %v", took)
 }
+
+// TestProcessFiveReplicasLoseTwo runs a group of five processes and kills two with SIGKILL under
+// concurrent Puts and strong Gets through all five, and a write load: the leader, and then a
+// follower. The three left are a majority: a new leader takes writes. The two come back and
+// catch up; porcupine finds the whole history, across both kills, linearizable; every
+// acknowledged write of the load is on all five; and their records tables are identical. What the killed processes' clients
+// had in flight stays in the history as writes of unknown outcome.
+func TestProcessFiveReplicasLoseTwo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five node processes")
+	}
+	knooppunt(t)
+	c := clustertest.New(t, clustertest.Options{Replicas: 5})
+	procs := startAll(t, c)
+	c.Leader(t, 20*time.Second, c.Replicas...)
+	h := clustertest.NewHistory()
+	clients := h.StartClients(t, c.Replicas, 10, 4, 11, 20*time.Millisecond)
+	// Beside the history, writers of records of their own, whose acknowledged writes must all be
+	// on every replica in the end.
+	load := clustertest.StartLoad(t, 5, c.Replicas)
+	clients.Progress(t, 300, 30*time.Second)
+
+	old := c.Leader(t, 20*time.Second, c.Replicas...)
+	follower := except(c, old)[0]
+	for _, r := range []*clustertest.Replica{old, follower} {
+		clients.Drop(r.ID)
+		procs[r.ID].Kill(t)
+	}
+	var rest []*clustertest.Replica
+	for _, r := range c.Replicas {
+		if r != old && r != follower {
+			rest = append(rest, r)
+		}
+	}
+	leader := c.Leader(t, 20*time.Second, rest...)
+	t.Logf("%s (the leader) and %s killed (SIGKILL); %s leads the other three", old.ID, follower.ID, leader.ID)
+	clients.Progress(t, 300, 30*time.Second)
+
+	for _, r := range []*clustertest.Replica{old, follower} {
+		procs[r.ID] = start(t, r)
+		procs[r.ID].ready(t, 60*time.Second)
+	}
+	c.Leader(t, 20*time.Second, c.Replicas...)
+	clients.Progress(t, 200, 30*time.Second)
+	acked := load.Stop(t)
+	h.CheckClients(t, clients, 200, 60*time.Second)
+	c.Converged(t, 30*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		clustertest.VerifyAcked(t, r, acked)
+	}
+	t.Logf("%d acknowledged writes of the load, on all five", len(acked))
+	checksums(t, c, procs)
+}
