@@ -1286,3 +1286,39 @@ func TestFilterOutOfRangeIsRefused(t *testing.T) {
 		t.Errorf("list: %v; want InvalidArgument naming updated_since", err)
 	}
 }
+
+// TestPeerDroppedFromConfigLeavesFirst: a peer taken out of the config file is not refused at
+// once. It leaves first: the source grants it nothing, so its subscription retracts every record
+// it holds; once it holds nothing the source refuses it. Both steps are audited.
+func TestPeerDroppedFromConfigLeavesFirst(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 10 * time.Minute})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "leaving"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "before b leaves"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"x": 1}, "b receives x")
+
+	f.DropPeer(t, a, b.Name)
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{}, "b drops what it holds of a before a refuses it")
+	fedtest.Eventually(t, 10*time.Second, "a audits b leaving and then refuses it", func() (bool, string) {
+		var steps []string
+		for _, action := range []string{db.AuditPeerLeave, db.AuditPeerRemove} {
+			for _, e := range a.Audit(t, action) {
+				if e.Subject == b.TD.Name() {
+					steps = append(steps, e.Action+" by "+e.Actor)
+				}
+			}
+		}
+		got := strings.Join(steps, ", ")
+		return got == "peer.leave by config file, peer.remove by node", got
+	})
+	fedtest.Eventually(t, 10*time.Second, "a refuses b", func() (bool, string) {
+		_, err := pb.NewFederationServiceClient(asPeer(t, b, a)).Describe(fedtest.Call(t), &pb.DescribeRequest{})
+		return err != nil, fmt.Sprint(err)
+	})
+	// A record a puts now does not reach b.
+	a.Put(t, fedtest.Sitrep("y", crisis, pb.Classification_INTERNAL, "after b left"))
+	if got := b.Held(t, crisis, a.TD.Name()); len(got) != 0 {
+		t.Fatalf("b holds %s of a after it left", fedtest.Describe(got))
+	}
+}

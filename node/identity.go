@@ -7,16 +7,21 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/peers"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // identityParts are the node's SVID source, its trust store, its bundle endpoint, and one bundle
@@ -233,11 +238,65 @@ func (n *Node) Reload(path string) error {
 	if cfg.Org != n.opts.Config.Org {
 		return fmt.Errorf("org changed from %s to %s: that needs a restart", n.opts.Config.Org, cfg.Org)
 	}
+	n.leaveDropped(cfg)
 	if err := n.applyPeers(cfg); err != nil {
 		return err
 	}
 	n.log.Info("config reloaded", "roles", len(cfg.Roles), "peers", len(n.cfg.Load().Peers))
 	return nil
+}
+
+// leaveDropped makes each peer that the new config file no longer lists leave, as `peer remove`
+// does: the leader writes it into the peers table through Raft as leaving, with its bundle, so
+// that every replica keeps trusting it, and grants it nothing, until its subscription has
+// retracted what it holds and the leader refuses it (peers.RunLeaving). Only the leader takes
+// the step; a follower that reloads first refuses the peer until the step commits.
+func (n *Node) leaveDropped(file *config.Config) {
+	if n.store == nil || !n.store.IsLeader() {
+		return
+	}
+	old := n.fileCfg.Load()
+	if old == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raft, err := n.db.Peers(ctx)
+	if err != nil {
+		n.log.Warn("could not read the peers to see which left the config file", "err", err)
+		return
+	}
+	for _, p := range old.Peers {
+		if p.Source == config.PeerFromRaft ||
+			slices.ContainsFunc(file.Peers, func(q config.Peer) bool { return q.TrustDomain == p.TrustDomain }) ||
+			slices.ContainsFunc(raft, func(q *pb.PeerInfo) bool { return q.TrustDomain == p.TrustDomain }) {
+			continue
+		}
+		td, err := spiffeid.TrustDomainFromString(p.TrustDomain)
+		if err != nil {
+			continue
+		}
+		pem := p.Bundle
+		if p.BundleFile != "" {
+			if pem, err = os.ReadFile(p.BundleFile); err != nil {
+				n.log.Warn("a peer left the config file, and its bundle file cannot be read: it is refused at once, without leaving", "peer", p.Name, "err", err)
+				continue
+			}
+		}
+		b, err := x509bundle.Parse(td, pem)
+		if err != nil {
+			n.log.Warn("a peer left the config file, and its bundle does not parse: it is refused at once, without leaving", "peer", p.Name, "err", err)
+			continue
+		}
+		step := &pb.PeerStep{Action: "leave", Actor: "config file", At: timestamppb.Now(), Reason: "removed from the config file",
+			Peer: &pb.PeerInfo{Name: p.Name, TrustDomain: p.TrustDomain, Addresses: p.Addresses, Bundle: pem, BundleEndpoint: p.BundleEndpoint,
+				EndpointId: p.EndpointID, Groups: p.Groups, Fingerprint: invite.Fingerprint(td, b), Invitation: db.LeftConfigFile}}
+		if _, err := n.store.Apply(ctx, &pb.Command{Cmd: &pb.Command_PeerStep{PeerStep: step}}); err != nil {
+			n.log.Warn("a peer left the config file, and could not be made to leave: it is refused at once", "peer", p.Name, "err", err)
+			continue
+		}
+		n.log.Info("peer leaving: removed from the config file", "peer", p.Name, "peer_trust_domain", p.TrustDomain)
+	}
 }
 
 // mergePeers is file with the peers accepted through Raft merged in (see peers.Merge).

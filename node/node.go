@@ -111,8 +111,9 @@ type Node struct {
 	served     chan error
 	stopWatch  chan struct{}
 	stopHealth chan struct{}
-	// stopIndexer ends the full-text indexer and waits for it.
-	stopIndexer func()
+	// background are the stops of the node's background loops (see goBackground); close calls
+	// each and waits for it.
+	background []func()
 	// refusals audits the handshakes the TCP listener refuses; stopRefusals ends it once its
 	// last entries are written.
 	refusals     *refusals
@@ -186,7 +187,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.opened.Store(n.store)
-	n.startTextIndexer()
+	// The full-text index is kept beside the write path, on every replica (db.RunTextIndexer).
+	n.goBackground(func(ctx context.Context) {
+		n.db.RunTextIndexer(ctx, func(err error) { n.log.Warn("full-text index", "err", err) })
+	})
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
@@ -270,6 +274,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	peerSvc := peers.New(peers.Config{Store: n.store, DB: n.db, SVID: svid, File: n.fileCfg.Load, Logger: n.log,
 		Refresh: n.refreshPeers})
+	// A peer that `peer remove` made leave is refused, by the leader, once its node holds nothing.
+	n.goBackground(func(ctx context.Context) { peerSvc.RunLeaving(ctx, time.Second, cfg.Federation.LeaveTimeout) })
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
@@ -671,23 +677,22 @@ func (n *Node) Stop(ctx context.Context) error {
 	return err
 }
 
-// startTextIndexer keeps the full-text index up to date in the background (see
-// db.RunTextIndexer), on every replica.
-func (n *Node) startTextIndexer() {
+// goBackground runs fn until the node closes, which cancels its context and waits for it.
+func (n *Node) goBackground(fn func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n.db.RunTextIndexer(ctx, func(err error) { n.log.Warn("full-text index", "err", err) })
+		fn(ctx)
 	}()
-	n.stopIndexer = func() { cancel(); <-done }
+	n.background = append(n.background, func() { cancel(); <-done })
 }
 
 func (n *Node) close() error {
-	if n.stopIndexer != nil {
-		n.stopIndexer()
-		n.stopIndexer = nil
+	for _, stop := range n.background {
+		stop()
 	}
+	n.background = nil
 	if n.stopRefusals != nil {
 		n.stopRefusals()
 		n.stopRefusals = nil

@@ -212,8 +212,16 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	putSitrep(t, ncc, "Landelijk beeld 2")
 	waitSitrep(t, vrbn, "ncc.crisis.test", "Landelijk beeld 2")
 
-	// NCC removes the peer: the region's subscription is refused from then on.
-	cli(t, nil, "", "peer", "remove", "vr-brabant-noord", "--reason", "test", "--node", ncc.sock()).want(t, 0)
+	// NCC removes the peer. It first leaves: NCC grants it nothing, so the region's subscription
+	// retracts everything it holds from NCC; then it is refused.
+	r = cli(t, nil, "", "peer", "remove", "vr-brabant-noord", "--reason", "test", "--node", ncc.sock()).want(t, 0)
+	if !strings.Contains(r.stdout, "is leaving") {
+		t.Fatalf("peer remove:\n%s", r.stdout)
+	}
+	eventually(t, 30*time.Second, "the leaving region drops every record it holds from NCC", func() (bool, string) {
+		got := sitreps(t, vrbn.conn, "ncc.crisis.test")
+		return len(got) == 0, fmt.Sprint(got)
+	})
 	eventually(t, 30*time.Second, "the region's subscription to NCC is down", func() (bool, string) {
 		v := vrbn.metric(t, "knooppunt_federation_subscription_up", `peer="ncc"`)
 		return v == 0, fmt.Sprint(v)
@@ -236,8 +244,21 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		}
 		return false, fmt.Sprint(es)
 	})
-	if got := sitreps(t, vrbn.conn, "ncc.crisis.test"); len(got) != 1 || !strings.HasPrefix(got[0], `Landelijk beeld 2"`) {
-		t.Fatalf("the removed peer's picture holds %v, want only Landelijk beeld 2", got)
+	if got := sitreps(t, vrbn.conn, "ncc.crisis.test"); len(got) != 0 {
+		t.Fatalf("the removed peer's picture holds %v of NCC's records, want none", got)
+	}
+	// NCC audited both steps: the leave, by the officer's command, and the refusal, by the node
+	// once the region held nothing.
+	var es []struct{ Action, Actor, Subject string }
+	cli(t, nil, "", "audit", "list", "--action", "peer.", "--node", ncc.sock(), "-o", "json").want(t, 0).oneJSON(t, &es)
+	var steps []string
+	for _, e := range es {
+		if e.Subject == "vr-brabant-noord.crisis.test" {
+			steps = append(steps, e.Action+" by "+e.Actor)
+		}
+	}
+	if want := "peer.add by local socket, peer.leave by local socket, peer.remove by node"; strings.Join(steps, ", ") != want {
+		t.Fatalf("NCC's peer steps for the region: %s, want %s", strings.Join(steps, ", "), want)
 	}
 }
 

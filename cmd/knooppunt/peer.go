@@ -244,6 +244,7 @@ type peerJSON struct {
 	Invitation     string     `json:"invitation,omitempty"`
 	AddedBy        string     `json:"added_by,omitempty"`
 	AddedAt        *time.Time `json:"added_at,omitempty"`
+	LeavingSince   *time.Time `json:"leaving_since,omitempty"`
 }
 
 func toPeerJSON(p *pb.PeerInfo) peerJSON {
@@ -259,6 +260,10 @@ func toPeerJSON(p *pb.PeerInfo) peerJSON {
 	if p.AddedAt != nil {
 		t := p.AddedAt.AsTime()
 		j.AddedAt = &t
+	}
+	if p.LeavingSince != nil {
+		t := p.LeavingSince.AsTime()
+		j.LeavingSince = &t
 	}
 	return j
 }
@@ -286,7 +291,11 @@ func newPeerListCmd() *cobra.Command {
 				tw := newTable(cmd.OutOrStdout())
 				fmt.Fprintln(tw, "NAME\tTRUST DOMAIN\tSOURCE\tACTIVE\tGROUPS\tADDRESSES\tFINGERPRINT")
 				for _, p := range resp.Peers {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, yesNo(p.Active),
+					active := yesNo(p.Active)
+					if p.LeavingSince != nil {
+						active = "leaving"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, active,
 						strings.Join(p.Groups, ","), strings.Join(p.Addresses, ","), p.Fingerprint)
 				}
 				return tw.Flush()
@@ -341,6 +350,9 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 	row("org name", p.OrgName)
 	row("source", p.Source)
 	row("active", yesNo(p.Active))
+	if p.LeavingSince != nil {
+		row("leaving since", p.LeavingSince.AsTime().Local().Format(time.RFC3339))
+	}
 	row("addresses", strings.Join(p.Addresses, " "))
 	row("groups", strings.Join(p.Groups, " "))
 	row("bundle endpoint", p.BundleEndpoint)
@@ -358,23 +370,36 @@ func newPeerRemoveCmd() *cobra.Command {
 	var (
 		f      clientFlags
 		reason string
+		now    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "remove NAME",
-		Short: "Remove a peer that was accepted: its subscription stops and its calls are refused",
-		Long: `Remove a peer that was accepted with peer accept, on every replica. Its subscription
-stops and its calls are refused from then on, also on connections already open. A peer of the
-config file is removed from the config file instead.`,
-		Example: `  knooppunt peer remove vr-brabant-noord --reason "left the federation"`,
-		Args:    cobra.ExactArgs(1),
+		Short: "Remove a peer that was accepted: it drops what it holds from this node, then is refused",
+		Long: `Remove a peer that was accepted with peer accept, on every replica, in two steps.
+
+First the peer leaves: this node grants it nothing from then on, so its node's subscription
+retracts every record it holds from this node. Once its node holds nothing, or after
+federation.leave_timeout (default 1h), it is refused: its subscription stops and its calls are
+refused, also on connections already open. Both steps are audited (peer.leave, peer.remove).
+peer list shows a peer that is leaving.
+
+--now, or a second remove of a peer that is leaving, refuses it at once, whatever it holds.
+A peer of the config file is removed from the config file instead.`,
+		Example: `  knooppunt peer remove vr-brabant-noord --reason "left the federation"
+  knooppunt peer remove vr-brabant-noord --now --reason "key compromised"`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
-				p, err := pb.NewPeerServiceClient(conn).Remove(cmd.Context(), &pb.RemovePeerRequest{Name: args[0], Reason: reason})
+				p, err := pb.NewPeerServiceClient(conn).Remove(cmd.Context(), &pb.RemovePeerRequest{Name: args[0], Reason: reason, Now: now})
 				if err != nil {
 					return err
 				}
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), toPeerJSON(p))
+				}
+				if p.LeavingSince != nil {
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "peer %s (%s) is leaving: it is granted nothing, its subscription retracts what it holds, and it is refused once it holds nothing\n", p.Name, p.TrustDomain)
+					return err
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "removed peer %s (%s)\n", p.Name, p.TrustDomain)
 				return err
@@ -382,6 +407,7 @@ config file is removed from the config file instead.`,
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	cmd.Flags().BoolVar(&now, "now", false, "refuse the peer at once, without waiting for it to drop what it holds")
 	f.register(cmd, true)
 	return cmd
 }

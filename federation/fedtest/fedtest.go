@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,6 +108,8 @@ type Federation struct {
 
 	mu    sync.Mutex
 	extra []config.Peer // peers that are not orgs of the federation, such as test fakes
+	// dropped are the peers DropPeer took out of an org's config file, by the org's name.
+	dropped map[string][]string
 }
 
 // Org is one organisation: its PKI, its files, and, in-process, its running node.
@@ -278,11 +281,12 @@ func (f *Federation) WriteConfigs(tb testing.TB) {
 	tb.Helper()
 	f.mu.Lock()
 	extra := append([]config.Peer(nil), f.extra...)
+	dropped := maps.Clone(f.dropped)
 	f.mu.Unlock()
 	for _, o := range f.Orgs {
 		var peers []config.Peer
 		for _, p := range f.Orgs {
-			if p == o || (f.opts.PeersOf != nil && !slices.Contains(f.opts.PeersOf(o.Name), p.Name)) {
+			if p == o || (f.opts.PeersOf != nil && !slices.Contains(f.opts.PeersOf(o.Name), p.Name)) || slices.Contains(dropped[o.Name], p.Name) {
 				continue
 			}
 			peers = append(peers, config.Peer{Name: p.Name, TrustDomain: p.TD.Name(), Addresses: []string{p.Addr}, BundleFile: p.BundleFile(), Groups: p.Groups})
@@ -303,6 +307,21 @@ func (f *Federation) Reload(tb testing.TB) {
 				tb.Fatalf("reload %s: %v", o.Name, err)
 			}
 		}
+	}
+}
+
+// DropPeer rewrites o's config file without the peer named name, and reloads o.
+func (f *Federation) DropPeer(tb testing.TB, o *Org, name string) {
+	tb.Helper()
+	f.mu.Lock()
+	if f.dropped == nil {
+		f.dropped = map[string][]string{}
+	}
+	f.dropped[o.Name] = append(f.dropped[o.Name], name)
+	f.mu.Unlock()
+	f.WriteConfigs(tb)
+	if err := o.Node.Reload(o.ConfigFile()); err != nil {
+		tb.Fatalf("reload %s: %v", o.Name, err)
 	}
 }
 

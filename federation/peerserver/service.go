@@ -285,7 +285,7 @@ func (s *Service) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.De
 		return resp, nil
 	}
 	gen := s.c.DB.Generation() // before the policies are read: a later step makes it stale
-	set, err := s.c.Sharing.PolicySet(ctx)
+	set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
@@ -341,6 +341,20 @@ func (s *Service) describedFor(gt *gate, to policy.Recipient) *pb.DescribeRespon
 // describedKey is the key of a recipient's kept Describe answer: its ID and the purpose it
 // stated, which policies with accept_purposes decide on.
 func describedKey(to policy.Recipient) string { return to.ID + "\x00" + to.Purpose }
+
+// grants is the policy set that decides for to: the node's, or none at all while to's org is
+// leaving (peer remove), so that its subscription retracts every record it holds before the
+// peer is refused. Every decision for a peer goes through it.
+func (s *Service) grants(ctx context.Context, to policy.Recipient, policies func(context.Context) (*policy.Set, error)) (*policy.Set, error) {
+	leaving, err := s.c.Sharing.Leaving(ctx, to.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	if leaving {
+		return &policy.Set{}, nil
+	}
+	return policies(ctx)
+}
 
 // CheckFilter checks a peer's filter: plain values only, in bounds.
 func CheckFilter(f *pb.Filter) error {
@@ -630,7 +644,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	if limit == 0 {
 		limit = DefaultLimit
 	}
-	set, err := s.c.Sharing.PolicySet(ctx)
+	set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
 	if err != nil {
 		return api.Status(s.c.Logger, err)
 	}
@@ -779,6 +793,9 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		}
 		if g := s.c.DB.Generation(); g != gen || why != "" {
 			set, phaseMap, phases, err := s.c.Sharing.Snapshot(ctx)
+			if err == nil {
+				set, err = s.grants(ctx, to, func(context.Context) (*policy.Set, error) { return set, nil })
+			}
 			if err != nil {
 				return api.Status(s.c.Logger, err)
 			}
@@ -870,7 +887,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		case <-recheck.C:
 			// Re-deciding every record costs a walk of the store; only time can have changed
 			// anything here, and it changes a decision only at a window's edge or under `now`.
-			set, err := s.c.Sharing.PolicySet(ctx)
+			set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
 			if err != nil {
 				return api.Status(s.c.Logger, err)
 			}
@@ -909,7 +926,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 	if err != nil {
 		return cursor, api.Status(s.c.Logger, err)
 	}
-	set, err := s.c.Sharing.PolicySet(ctx)
+	set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
 	if err != nil {
 		return cursor, api.Status(s.c.Logger, err)
 	}

@@ -199,6 +199,10 @@ type Federation struct {
 	// WitnessInterval is how often the node hands its signed audit head to every peer, besides
 	// after each policy step and phase change. Default 5m.
 	WitnessInterval time.Duration `yaml:"witness_interval"`
+	// LeaveTimeout bounds how long a peer that `peer remove` made leave is granted nothing while
+	// its node's subscription retracts what it holds; after it the peer is refused whatever it
+	// still holds. Default 1h.
+	LeaveTimeout time.Duration `yaml:"leave_timeout"`
 	// Purpose is what this node states it needs peers' records for (doelbinding): on its
 	// subscriptions, and on searches that state none. Peers audit it with every disclosure,
 	// and a peer's policy with accept_purposes grants only to the purposes it lists. Read at
@@ -418,6 +422,9 @@ func (c *Config) setDefaults() {
 	if c.Federation.IdleTimeout == 0 {
 		c.Federation.IdleTimeout = 4 * c.Federation.Heartbeat
 	}
+	if c.Federation.LeaveTimeout == 0 {
+		c.Federation.LeaveTimeout = time.Hour
+	}
 	if c.Policy.Approvals == 0 {
 		c.Policy.Approvals = 1
 	}
@@ -591,6 +598,9 @@ func (c *Config) checkAccess() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s: %g is negative: use a positive number, or leave it out for the default", f.name, f.v)
 		}
+	}
+	if c.Federation.LeaveTimeout < 0 {
+		return fmt.Errorf("federation.leave_timeout: %s is negative: use a duration such as 1h, or leave it out for the default", c.Federation.LeaveTimeout)
 	}
 	if c.Federation.WitnessInterval < 0 {
 		return fmt.Errorf("federation.witness_interval: %s is negative: use a duration such as 5m, or leave it out for the default", c.Federation.WitnessInterval)

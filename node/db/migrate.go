@@ -206,6 +206,11 @@ CREATE TABLE witnessed_heads (
 );
 CREATE INDEX witnessed_heads_peer ON witnessed_heads (peer, seq);
 `,
+	// 9: a peer that leaves (peer remove): granted nothing from leaving_since on, removed once
+	// it holds nothing.
+	`
+ALTER TABLE peers ADD COLUMN leaving_since INTEGER NOT NULL DEFAULT 0;  -- Unix nanoseconds; 0: not leaving
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

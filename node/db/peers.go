@@ -20,6 +20,7 @@ const (
 	AuditPeerUpdate  = "peer.update"
 	AuditPeerReplace = "peer.replace"
 	AuditPeerRemove  = "peer.remove"
+	AuditPeerLeave   = "peer.leave"
 )
 
 // Outcomes of a peer step that was applied.
@@ -29,6 +30,7 @@ const (
 	PeerReplaced  = "replaced"
 	PeerUnchanged = "unchanged"
 	PeerRemoved   = "removed"
+	PeerLeaving   = "leaving"
 )
 
 // Refusals of a peer step. The FSM decides them from the database alone, so every replica
@@ -72,6 +74,47 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 			return err
 		}
 		switch s.Action {
+		case "leave":
+			switch {
+			case old == nil && len(s.Peer.Bundle) > 0:
+				// A peer of the config file that the file no longer lists: kept here, leaving,
+				// so that every replica trusts it until it holds nothing.
+				var other string
+				if err := tx.QueryRow(`SELECT trust_domain FROM peers WHERE name = ?`, s.Peer.Name).Scan(&other); err == nil {
+					out.Refusal = fmt.Errorf("%w: %q is the name of peer %s", ErrPeerNameTaken, s.Peer.Name, other)
+					return nil
+				} else if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				p := s.Peer
+				addrs, _ := json.Marshal(orEmpty(p.Addresses))
+				groups, _ := json.Marshal(orEmpty(p.Groups))
+				if _, err := tx.Exec(`INSERT INTO peers (trust_domain, name, org_name, addresses, bundle, bundle_endpoint,
+					endpoint_id, groups, fingerprint, invitation, added_by, added_at, leaving_since) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+					td, p.Name, p.OrgName, string(addrs), p.Bundle, p.BundleEndpoint, p.EndpointId, string(groups),
+					p.Fingerprint, p.Invitation, s.Actor, at.UnixNano(), at.UnixNano()); err != nil {
+					return err
+				}
+				if out.Peer, err = peerByTrustDomain(tx, td); err != nil {
+					return err
+				}
+				out.Outcome = PeerLeaving
+				return a.add(at, s.Actor, AuditPeerLeave, td, map[string]any{"name": p.Name, "fingerprint": p.Fingerprint, "reason": s.Reason})
+			case old == nil:
+				out.Refusal = fmt.Errorf("%w: %s", ErrPeerNotFound, td)
+				return nil
+			case old.LeavingSince != nil:
+				out = PeerOutcome{Outcome: PeerUnchanged, Peer: old}
+				return nil
+			}
+			if _, err := tx.Exec(`UPDATE peers SET leaving_since = ? WHERE trust_domain = ?`, at.UnixNano(), td); err != nil {
+				return err
+			}
+			if out.Peer, err = peerByTrustDomain(tx, td); err != nil {
+				return err
+			}
+			out.Outcome = PeerLeaving
+			return a.add(at, s.Actor, AuditPeerLeave, td, map[string]any{"name": old.Name, "fingerprint": old.Fingerprint, "reason": s.Reason})
 		case "remove":
 			if old == nil {
 				out.Refusal = fmt.Errorf("%w: %s", ErrPeerNotFound, td)
@@ -131,6 +174,10 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 	})
 	if err == nil && out.Refusal == nil && out.Outcome != PeerUnchanged {
 		d.peersGen.Add(1)
+		if out.Outcome == PeerLeaving {
+			// What the peer may have changed: its subscriptions decide again (Generation).
+			d.generation.Add(1)
+		}
 	}
 	return out, err
 }
@@ -142,7 +189,7 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-const peerColumns = `trust_domain, name, org_name, addresses, bundle, bundle_endpoint, endpoint_id, groups, fingerprint, invitation, added_by, added_at`
+const peerColumns = `trust_domain, name, org_name, addresses, bundle, bundle_endpoint, endpoint_id, groups, fingerprint, invitation, added_by, added_at, leaving_since`
 
 type rowScanner interface{ Scan(...any) error }
 
@@ -151,10 +198,14 @@ func scanPeer(r rowScanner) (*pb.PeerInfo, error) {
 		p             pb.PeerInfo
 		addrs, groups string
 		addedAt       int64
+		leavingSince  int64
 	)
 	if err := r.Scan(&p.TrustDomain, &p.Name, &p.OrgName, &addrs, &p.Bundle, &p.BundleEndpoint, &p.EndpointId, &groups,
-		&p.Fingerprint, &p.Invitation, &p.AddedBy, &addedAt); err != nil {
+		&p.Fingerprint, &p.Invitation, &p.AddedBy, &addedAt, &leavingSince); err != nil {
 		return nil, err
+	}
+	if leavingSince != 0 {
+		p.LeavingSince = timestamppb.New(time.Unix(0, leavingSince))
 	}
 	if err := json.Unmarshal([]byte(addrs), &p.Addresses); err != nil {
 		return nil, fmt.Errorf("db: peer %s: addresses: %w", p.TrustDomain, err)
@@ -207,3 +258,34 @@ func (d *DB) Peers(ctx context.Context) ([]*pb.PeerInfo, error) {
 // PeersGeneration grows with every peer step that changed a peer, and at Restore: a node
 // compares it to know when to merge its peers again.
 func (d *DB) PeersGeneration() uint64 { return d.peersGen.Load() }
+
+// HoldersOf counts the records the disclosures table says holders of a trust domain (its node,
+// its people and apps) hold.
+func (d *DB) HoldersOf(ctx context.Context, trustDomain string) (int64, error) {
+	var n int64
+	err := d.read(func(ro *sql.DB) error {
+		prefix := "spiffe://" + trustDomain + "/"
+		// A range on the primary key: recipient >= prefix and < prefix with its last byte raised.
+		return ro.QueryRowContext(ctx, `SELECT count(*) FROM disclosures WHERE recipient >= ? AND recipient < ?`,
+			prefix, prefix[:len(prefix)-1]+"0").Scan(&n)
+	})
+	return n, err
+}
+
+// LeftConfigFile is the invitation of a peer that leaves because the config file no longer
+// lists it (see PeerStep leave).
+const LeftConfigFile = "config file"
+
+// Leaving reports whether a peer in the peers table is leaving (see PeerStep leave), and whether
+// it leaves because the config file dropped it.
+func (d *DB) Leaving(ctx context.Context, trustDomain string) (leaving, fromFile bool, err error) {
+	var since int64
+	var invitation string
+	err = d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT leaving_since, invitation FROM peers WHERE trust_domain = ?`, trustDomain).Scan(&since, &invitation)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, false, nil
+	}
+	return since != 0, since != 0 && invitation == LeftConfigFile, err
+}

@@ -87,16 +87,69 @@ func TestApplyPeerStep(t *testing.T) {
 	if out := step(&pb.PeerStep{Action: "remove", Peer: &pb.PeerInfo{TrustDomain: "lcvs.crisis.test"}}); !errors.Is(out.Refusal, db.ErrPeerNotFound) {
 		t.Fatalf("remove an unknown peer: %+v", out)
 	}
+	if out := step(&pb.PeerStep{Action: "leave", Peer: &pb.PeerInfo{TrustDomain: "lcvs.crisis.test"}}); !errors.Is(out.Refusal, db.ErrPeerNotFound) {
+		t.Fatalf("an unknown peer leaves: %+v", out)
+	}
+	// Leaving: the peer stays, marked, and every decision for it moves (Generation).
+	gen := d.Generation()
+	if out := step(&pb.PeerStep{Action: "leave", Peer: &pb.PeerInfo{TrustDomain: "ncc.crisis.test"}, Reason: "test"}); out.Outcome != db.PeerLeaving || out.Peer.LeavingSince == nil {
+		t.Fatalf("leave: %+v", out)
+	}
+	if d.Generation() == gen {
+		t.Fatal("a peer that leaves did not move the generation: its subscriptions would not decide again")
+	}
+	if leaving, fromFile, err := d.Leaving(ctx, "ncc.crisis.test"); err != nil || !leaving || fromFile {
+		t.Fatalf("Leaving = %v, %v, %v after the leave step", leaving, fromFile, err)
+	}
+	if ps := list(); len(ps) != 1 || !ps[0].LeavingSince.AsTime().Equal(at.AsTime()) {
+		t.Fatalf("peers while ncc leaves: %v", ps)
+	}
+	if out := step(&pb.PeerStep{Action: "leave", Peer: &pb.PeerInfo{TrustDomain: "ncc.crisis.test"}}); out.Outcome != db.PeerUnchanged {
+		t.Fatalf("a second leave: %+v", out)
+	}
 	if out := step(&pb.PeerStep{Action: "remove", Peer: &pb.PeerInfo{TrustDomain: "ncc.crisis.test"}, Reason: "test"}); out.Outcome != db.PeerRemoved || out.Peer.Name != "ncc" {
 		t.Fatalf("remove: %+v", out)
 	}
 	if ps := list(); len(ps) != 0 {
 		t.Fatalf("peers after remove: %v", ps)
 	}
-	if n := audits(); n != 4 {
-		t.Fatalf("%d audit entries, want 4 (add, update, replace, remove)", n)
+	if leaving, _, err := d.Leaving(ctx, "ncc.crisis.test"); err != nil || leaving {
+		t.Fatalf("Leaving = %v, %v after the remove", leaving, err)
+	}
+	// A peer the config file dropped leaves from a step that carries it whole.
+	file := peer("ncc", "ncc.crisis.test", "44444", db.LeftConfigFile)
+	if out := step(&pb.PeerStep{Action: "leave", Peer: file, Reason: "removed from the config file"}); out.Outcome != db.PeerLeaving || out.Peer.Fingerprint != "44444" {
+		t.Fatalf("a config-file peer leaves: %+v", out)
+	}
+	if leaving, fromFile, err := d.Leaving(ctx, "ncc.crisis.test"); err != nil || !leaving || !fromFile {
+		t.Fatalf("Leaving = %v, %v, %v for the config-file peer", leaving, fromFile, err)
+	}
+	if n := audits(); n != 6 {
+		t.Fatalf("%d audit entries, want 6 (add, update, replace, leave, remove, leave)", n)
 	}
 	if res, err := d.AuditVerify(ctx, db.AuditAnchor{}); err != nil || res.FirstBroken != 0 {
 		t.Fatalf("the audit chain after peer steps: %+v %v", res, err)
+	}
+}
+
+// TestHoldersOf counts what every holder of one trust domain holds, and nothing of a domain whose
+// name the first one's begins with.
+func TestHoldersOf(t *testing.T) {
+	d := newDB(t)
+	apply := func(index uint64, holder, td string, ids ...string) {
+		t.Helper()
+		c := &pb.RecordDisclosures{Recipient: td, RecipientId: holder, Holder: holder, Via: "Query", At: hour(0), CountHeld: true}
+		for _, id := range ids {
+			c.Disclosed = append(c.Disclosed, &pb.Disclosure{RecordId: id, Version: 1})
+		}
+		if err := d.ApplyDisclosures(index, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(1, "spiffe://ncc.crisis.test/node/*", "ncc.crisis.test", "a", "b")
+	apply(2, "spiffe://ncc.crisis.test/user/editor", "ncc.crisis.test", "a")
+	apply(3, "spiffe://ncc.crisis.test.example/node/*", "ncc.crisis.test.example", "c")
+	if n, err := d.HoldersOf(context.Background(), "ncc.crisis.test"); err != nil || n != 3 {
+		t.Fatalf("HoldersOf(ncc) = %d, %v; want 3", n, err)
 	}
 }

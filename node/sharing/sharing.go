@@ -40,6 +40,23 @@ func New(d *db.DB, org string, config func() *config.Config) *Sharing {
 // Org is the node's own trust domain.
 func (s *Sharing) Org() string { return s.org }
 
+// Leaving reports whether the peer of a trust domain is leaving (`peer remove`, or gone from the
+// config file): every decision for it is then deny. An accepted peer that leaves while the
+// config file lists its trust domain is not: the file's peer is in effect. A peer that leaves
+// because the file dropped it is, also while the running config still has the old file.
+func (s *Sharing) Leaving(ctx context.Context, trustDomain string) (bool, error) {
+	leaving, fromFile, err := s.db.Leaving(ctx, trustDomain)
+	if err != nil || !leaving || fromFile {
+		return leaving, err
+	}
+	for _, p := range s.config().Peers {
+		if p.TrustDomain == trustDomain && p.Source != config.PeerFromRaft {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // PolicySet returns every stored policy, compiled, with its current lifecycle state. The set is
 // read from the database only when the generation has moved since the last read; a Set is
 // immutable, so every caller shares it.

@@ -326,8 +326,12 @@ func (s *Service) Get(ctx context.Context, req *pb.GetPeerRequest) (*pb.PeerInfo
 	return nil, status.Errorf(codes.NotFound, "no peer %q: `knooppunt peer list` shows the peers", req.Name)
 }
 
-// Remove removes a peer that was accepted. Its subscription stops and its calls are refused from
-// then on, also on connections already open. Records it sent stay in the cache.
+// Remove removes a peer that was accepted. By default the peer first leaves: from then on every
+// decision for it is deny, so its node's subscription retracts every record it holds, and
+// RunLeaving refuses it once its node holds nothing (or after the leave timeout). With now, or
+// for a peer that is leaving already, it is refused at once. Either way its subscription stops
+// and its calls are refused from then on, also on connections already open. Records it sent
+// stay in the cache.
 func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.PeerInfo, error) {
 	if req.Name == "" {
 		return nil, api.Invalid("name", "missing: give a peer's name or trust domain")
@@ -336,10 +340,10 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.Pe
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
-	td := ""
+	td, leaving := "", false
 	for _, p := range raft {
 		if p.Name == req.Name || p.TrustDomain == req.Name {
-			td = p.TrustDomain
+			td, leaving = p.TrustDomain, p.LeavingSince != nil
 		}
 	}
 	if td == "" {
@@ -351,13 +355,64 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.Pe
 		return nil, status.Errorf(codes.NotFound, "no peer %q was accepted: `knooppunt peer list` shows the peers", req.Name)
 	}
 	caller, _ := api.CallerFrom(ctx)
-	out, err := s.apply(ctx, &pb.PeerStep{Action: "remove", Actor: caller.String(), At: timestamppb.New(s.c.Now()), Reason: req.Reason,
+	action := "leave"
+	if req.Now || leaving {
+		action = "remove"
+	}
+	out, err := s.apply(ctx, &pb.PeerStep{Action: action, Actor: caller.String(), At: timestamppb.New(s.c.Now()), Reason: req.Reason,
 		Peer: &pb.PeerInfo{TrustDomain: td}})
 	if err != nil {
 		return nil, err
 	}
-	s.c.Logger.Info("peer removed", "peer", out.Peer.Name, "peer_trust_domain", td, "by", caller.String())
+	s.c.Logger.Info("peer "+out.Outcome, "peer", out.Peer.Name, "peer_trust_domain", td, "by", caller.String())
 	return s.info(out.Peer, s.c.File()), nil
+}
+
+// RunLeaving refuses, on the leader, every peer that is leaving once its node holds nothing from
+// this one (its subscription received every retraction), or once it has left for timeout. It
+// checks every interval until ctx ends. People and apps of the peer's org that only queried
+// have no stream to take a retraction; what they hold is named in the removal's audit entry.
+func (s *Service) RunLeaving(ctx context.Context, interval, timeout time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.c.Store.IsLeader() {
+			continue
+		}
+		raft, err := s.c.DB.Peers(ctx)
+		if err != nil {
+			continue
+		}
+		for _, p := range raft {
+			if p.LeavingSince == nil {
+				continue
+			}
+			node, err := s.c.DB.Disclosed(ctx, "spiffe://"+p.TrustDomain+"/node/*")
+			if err != nil {
+				continue
+			}
+			left := s.c.Now().Sub(p.LeavingSince.AsTime())
+			if len(node) > 0 && left < timeout {
+				continue
+			}
+			all, _ := s.c.DB.HoldersOf(ctx, p.TrustDomain)
+			reason := fmt.Sprintf("left: its node holds nothing from this node after %s; %d records remain with identities that only queried", left.Round(time.Second), all)
+			if len(node) > 0 {
+				reason = fmt.Sprintf("leave timeout %s: its node still holds %d records from this node, %d in all", timeout, len(node), all)
+			}
+			if _, err := s.apply(ctx, &pb.PeerStep{Action: "remove", Actor: "node", At: timestamppb.New(s.c.Now()), Reason: reason,
+				Peer: &pb.PeerInfo{TrustDomain: p.TrustDomain}}); err != nil {
+				s.c.Logger.Warn("could not refuse a peer that left", "peer", p.Name, "err", err)
+				continue
+			}
+			s.c.Logger.Info("peer removed", "peer", p.Name, "peer_trust_domain", p.TrustDomain, "reason", reason)
+		}
+	}
 }
 
 // Merge returns the config file's config with the peers accepted through Raft added, those the

@@ -814,7 +814,7 @@ func (x *PhaseStep) GetAt() *timestamppb.Timestamp {
 // database alone whether it adds, updates, replaces, changes nothing, or is refused.
 type PeerStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// action is add or remove.
+	// action is add, leave (grant it nothing until it holds nothing, then remove) or remove.
 	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
 	// peer is the peer to add; for remove, only its trust_domain counts.
 	Peer *PeerInfo `protobuf:"bytes,2,opt,name=peer" json:"peer,omitempty"`

@@ -423,8 +423,12 @@ func (x *GetPeerRequest) GetName() string {
 type RemovePeerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is the peer's name or trust domain.
-	Name          string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
-	Reason        string `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
+	Name   string `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
+	// now refuses the peer at once. Without it the peer first leaves: this node grants it nothing
+	// from then on, so its subscription retracts every record it holds, and it is refused once it
+	// holds none, or after federation.leave_timeout.
+	Now           bool `protobuf:"varint,3,opt,name=now" json:"now,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +477,13 @@ func (x *RemovePeerRequest) GetReason() string {
 	return ""
 }
 
+func (x *RemovePeerRequest) GetNow() bool {
+	if x != nil {
+		return x.Now
+	}
+	return false
+}
+
 // PeerInfo is one peer of the node.
 type PeerInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -497,7 +508,10 @@ type PeerInfo struct {
 	Bundle []byte `protobuf:"bytes,13,opt,name=bundle" json:"bundle,omitempty"`
 	// active is false for a peer that is not in effect: one added with Accept whose trust domain
 	// or name the config file also lists (the config file's wins).
-	Active        bool `protobuf:"varint,14,opt,name=active" json:"active,omitempty"`
+	Active bool `protobuf:"varint,14,opt,name=active" json:"active,omitempty"`
+	// leaving_since is set while the peer leaves (see RemovePeerRequest.now): it is granted
+	// nothing, and is refused once it holds nothing from this node.
+	LeavingSince  *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=leaving_since,json=leavingSince" json:"leaving_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -630,6 +644,13 @@ func (x *PeerInfo) GetActive() bool {
 	return false
 }
 
+func (x *PeerInfo) GetLeavingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeavingSince
+	}
+	return nil
+}
+
 var File_knooppunt_v1_peer_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_peer_proto_rawDesc = "" +
@@ -663,10 +684,11 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x11ListPeersResponse\x12,\n" +
 	"\x05peers\x18\x01 \x03(\v2\x16.knooppunt.v1.PeerInfoR\x05peers\"$\n" +
 	"\x0eGetPeerRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"?\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"Q\n" +
 	"\x11RemovePeerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xb8\x03\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03now\x18\x03 \x01(\bR\x03now\"\xf9\x03\n" +
 	"\bPeerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x1c\n" +
@@ -685,7 +707,8 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\badded_by\x18\v \x01(\tR\aaddedBy\x125\n" +
 	"\badded_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aaddedAt\x12\x16\n" +
 	"\x06bundle\x18\r \x01(\fR\x06bundle\x12\x16\n" +
-	"\x06active\x18\x0e \x01(\bR\x06active2\xe0\x02\n" +
+	"\x06active\x18\x0e \x01(\bR\x06active\x12?\n" +
+	"\rleaving_since\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\fleavingSince2\xe0\x02\n" +
 	"\vPeerService\x12C\n" +
 	"\x06Invite\x12\x1b.knooppunt.v1.InviteRequest\x1a\x1c.knooppunt.v1.InviteResponse\x12C\n" +
 	"\x06Accept\x12\x1b.knooppunt.v1.AcceptRequest\x1a\x1c.knooppunt.v1.AcceptResponse\x12G\n" +
@@ -719,25 +742,26 @@ var file_knooppunt_v1_peer_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_knooppunt_v1_peer_proto_depIdxs = []int32{
-	9, // 0: knooppunt.v1.InviteResponse.expires_at:type_name -> google.protobuf.Timestamp
-	8, // 1: knooppunt.v1.AcceptResponse.peer:type_name -> knooppunt.v1.PeerInfo
-	8, // 2: knooppunt.v1.ListPeersResponse.peers:type_name -> knooppunt.v1.PeerInfo
-	9, // 3: knooppunt.v1.PeerInfo.added_at:type_name -> google.protobuf.Timestamp
-	0, // 4: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
-	2, // 5: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
-	4, // 6: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
-	6, // 7: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
-	7, // 8: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
-	1, // 9: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
-	3, // 10: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
-	5, // 11: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
-	8, // 12: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
-	8, // 13: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
-	9, // [9:14] is the sub-list for method output_type
-	4, // [4:9] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	9,  // 0: knooppunt.v1.InviteResponse.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 1: knooppunt.v1.AcceptResponse.peer:type_name -> knooppunt.v1.PeerInfo
+	8,  // 2: knooppunt.v1.ListPeersResponse.peers:type_name -> knooppunt.v1.PeerInfo
+	9,  // 3: knooppunt.v1.PeerInfo.added_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: knooppunt.v1.PeerInfo.leaving_since:type_name -> google.protobuf.Timestamp
+	0,  // 5: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
+	2,  // 6: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
+	4,  // 7: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
+	6,  // 8: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
+	7,  // 9: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
+	1,  // 10: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
+	3,  // 11: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
+	5,  // 12: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
+	8,  // 13: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
+	8,  // 14: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_peer_proto_init() }
