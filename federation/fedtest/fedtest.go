@@ -63,6 +63,9 @@ type Options struct {
 	// PeersOf, when set, limits the peers in an org's config to the names it returns. Default:
 	// every other org.
 	PeersOf func(name string) []string
+	// Via, when set, gives the address from's node dials to reach to's, such as a proxy in front
+	// of to's node; "" dials to's own address.
+	Via func(from, to *Org) string
 	// Kinds are declared in every org's config in place of the built-in demo kinds, each with
 	// its schema inline or in a schema_file (a relative path is read from the org's Dir).
 	Kinds []config.KindConfig
@@ -289,7 +292,13 @@ func (f *Federation) WriteConfigs(tb testing.TB) {
 			if p == o || (f.opts.PeersOf != nil && !slices.Contains(f.opts.PeersOf(o.Name), p.Name)) || slices.Contains(dropped[o.Name], p.Name) {
 				continue
 			}
-			peers = append(peers, config.Peer{Name: p.Name, TrustDomain: p.TD.Name(), Addresses: []string{p.Addr}, BundleFile: p.BundleFile(), Groups: p.Groups})
+			addr := p.Addr
+			if f.opts.Via != nil {
+				if v := f.opts.Via(o, p); v != "" {
+					addr = v
+				}
+			}
+			peers = append(peers, config.Peer{Name: p.Name, TrustDomain: p.TD.Name(), Addresses: []string{addr}, BundleFile: p.BundleFile(), Groups: p.Groups})
 		}
 		peers = append(peers, extra...)
 		if err := os.WriteFile(o.ConfigFile(), []byte(o.config(o.Addr, peers)), 0o600); err != nil {
