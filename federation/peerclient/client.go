@@ -191,15 +191,21 @@ func (m *Manager) Retry(peer string) {
 	}
 	select {
 	case s.retry <- struct{}{}:
-	default:
-		return // a retry is pending already
+	default: // a retry is pending already
 	}
-	// The connection keeps a reconnect backoff of its own, which would fail the retry at once.
+}
+
+// fresh closes the connection to a peer, so that the next call dials anew. A subscription that
+// is retried calls it: the connection keeps a reconnect backoff of its own, which would fail the
+// retry at once. (grpc's ResetConnectBackoff would do, but it reads the connection's subchannels
+// while grpc may be adding one: a data race.)
+func (m *Manager) fresh(peer string) {
 	m.connMu.Lock()
+	defer m.connMu.Unlock()
 	if pc, ok := m.conns[peer]; ok {
-		pc.conn.ResetConnectBackoff()
+		pc.conn.Close()
+		delete(m.conns, peer)
 	}
-	m.connMu.Unlock()
 }
 
 // Run keeps one subscription per configured peer while this replica leads, until ctx ends.
@@ -288,6 +294,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, retry <-chan struct
 			delay = min(delay*2, m.c.MaxBackoff)
 		case <-retry:
 			log.Info("the peer called this node: reconnecting now")
+			m.fresh(p.Name)
 			delay = m.c.Backoff
 		}
 	}
