@@ -672,15 +672,36 @@ func (n *Node) Stop(ctx context.Context) error {
 }
 
 // startTextIndexer keeps the full-text index up to date in the background (see
-// db.RunTextIndexer), on every replica.
+// db.RunTextIndexer), and prunes the history to its retention, on every replica.
 func (n *Node) startTextIndexer() {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		n.db.RunTextIndexer(ctx, func(err error) { n.log.Warn("full-text index", "err", err) })
-	}()
-	n.stopIndexer = func() { cancel(); <-done }
+	})
+	wg.Go(func() { n.pruneHistory(ctx) })
+	n.stopIndexer = func() { cancel(); wg.Wait() }
+}
+
+// pruneHistory forgets the history beyond its retention, at start and hourly after. Each replica
+// prunes on its own clock: reads clip to the same window, so the answers do not depend on when a
+// replica last pruned (see db.PruneHistory).
+func (n *Node) pruneHistory(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		keep := n.cfg.Load().History.RetentionOrDefault()
+		if pruned, err := n.db.PruneHistory(time.Now().Add(-keep)); err != nil {
+			n.log.Warn("history prune", "err", err)
+		} else if pruned > 0 {
+			n.log.Info("history pruned", "rows", pruned, "retention", keep)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (n *Node) close() error {
