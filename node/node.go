@@ -45,6 +45,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/phases"
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/api/records"
+	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -244,6 +245,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	phaseSvc := phases.New(phases.Config{Store: n.store, DB: n.db, Logger: n.log})
 	auditSvc := audit.New(n.db, n.log)
+	ruleSvc := rules.New(rules.Config{DB: n.db, Kinds: kinds, Logger: n.log,
+		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	runningPeers := func() []config.Peer { return n.cfg.Load().Peers }
 	if n.ident != nil {
 		n.peers = peerclient.New(peerclient.Config{
@@ -282,6 +285,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
+		rules.RegisterService(s, ruleSvc)
 		peers.RegisterService(s, peerSvc)
 		audit.RegisterService(s, auditSvc)
 		nodestatus.RegisterService(s, status)

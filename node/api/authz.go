@@ -41,6 +41,9 @@ var (
 	oversight = []Role{Officer, Admin, Local}
 	anyUser   = []Role{Reader, Editor, Officer, Admin, Local}
 	writers   = []Role{Editor, Admin, Local}
+	// ruleUsers write early-warning rules and try them: editors and officers, and the node's
+	// admins.
+	ruleUsers = []Role{Editor, Officer, Admin, Local}
 	everybody = []Role{Reader, Editor, Officer, Admin, Replica, Peer, Local}
 )
 
@@ -68,6 +71,8 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.PolicyService/Explain": oversight,
 	"/knooppunt.v1.PhaseService/Set":      officers,
 	"/knooppunt.v1.PhaseService/List":     anyUser,
+	"/knooppunt.v1.RuleService/Lint":      ruleUsers,
+	"/knooppunt.v1.RuleService/Test":      ruleUsers,
 	"/knooppunt.v1.AuditService/List":     oversight,
 	"/knooppunt.v1.AuditService/Verify":   oversight,
 

@@ -193,6 +193,8 @@ func (c *condition) env(kinds *record.Kinds) (*cel.Env, error) {
 		return eh.NewCall(operators.Subtract, args[0], then), nil
 	})
 	return cel.NewEnv(
+		// sum(..) < 10 compares a double with an int: authors should not have to write 10.0.
+		cel.CrossTypeNumericComparisons(true),
 		cel.Variable("now", cel.TimestampType),
 		cel.Variable("region", cel.StringType),
 		cel.Macros(sumMacro, countMacro, deltaMacro),

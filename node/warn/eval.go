@@ -105,7 +105,7 @@ func Ticks(from, to time.Time, step time.Duration) []time.Time {
 	return out
 }
 
-// DryRun evaluates the rule over the history at every tick of [from, to] and returns its
+// DryRun evaluates the rule over the history at every tick of [from, to], and at to, and returns its
 // episodes, region by region, in order of start. An evaluation that fails does not stop it: the
 // rule behaves as Step says, and the first such error of each region is in errs.
 func (r *Rule) DryRun(h *History, from, to time.Time, step time.Duration) (eps []Episode, errs []error, err error) {
@@ -124,6 +124,11 @@ func (r *Rule) DryRun(h *History, from, to time.Time, step time.Duration) (eps [
 		return nil, nil, fmt.Errorf("warn: a dry run of %d evaluations is over the bound of %d: use a longer step or a shorter span", n, MaxEvaluations)
 	}
 	ticks := Ticks(from, to, step)
+	if len(ticks) == 0 || ticks[len(ticks)-1].Before(to) {
+		// The end of the run is evaluated too, so that a run that ends now sees what changed
+		// since the last step.
+		ticks = append(ticks, to)
+	}
 	for _, region := range regions {
 		var (
 			s       State
