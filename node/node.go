@@ -245,7 +245,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	phaseSvc := phases.New(phases.Config{Store: n.store, DB: n.db, Logger: n.log})
 	auditSvc := audit.New(n.db, n.log)
-	ruleSvc := rules.New(rules.Config{DB: n.db, Kinds: kinds, Logger: n.log,
+	ruleSvc := rules.New(rules.Config{Store: n.store, DB: n.db, Kinds: kinds, Logger: n.log,
 		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	runningPeers := func() []config.Peer { return n.cfg.Load().Peers }
 	if n.ident != nil {

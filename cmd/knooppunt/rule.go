@@ -22,7 +22,7 @@ import (
 func newRuleCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rule",
-		Short: "Early-warning rules: lint, and a dry run against the history",
+		Short: "Early-warning rules: lint, dry run against the history, apply, list, show, delete",
 		Long: `An early-warning rule is a YAML document with a CEL condition over the history of the
 picture, per region:
 
@@ -40,7 +40,149 @@ region), count(kind, duration("6h")) (records that appeared in the region within
 delta(x, duration("24h")) (x now minus x at the start of the window), ratio(a, b), now and
 region. See "Early warning" in docs/operator.md.`,
 	}
-	cmd.AddCommand(newRuleLintCmd(), newRuleTestCmd())
+	cmd.AddCommand(newRuleLintCmd(), newRuleTestCmd(), newRuleApplyCmd(), newRuleListCmd(), newRuleShowCmd(), newRuleDeleteCmd())
+	return cmd
+}
+
+type ruleJSON struct {
+	Name      string    `json:"name"`
+	Version   int64     `json:"version"`
+	Severity  string    `json:"severity"`
+	AppliedBy string    `json:"applied_by"`
+	AppliedAt time.Time `json:"applied_at"`
+	Source    string    `json:"source,omitempty"`
+}
+
+func toRuleJSON(r *pb.RuleInfo, withSource bool) ruleJSON {
+	j := ruleJSON{Name: r.Name, Version: r.Version, Severity: r.Severity, AppliedBy: r.AppliedBy, AppliedAt: r.AppliedAt.AsTime()}
+	if withSource {
+		j.Source = string(r.Source)
+	}
+	return j
+}
+
+func newRuleApplyCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Store a rule, or a new version of it (editors and officers, in person)",
+		Long: `Store a rule on every replica, through Raft, attributed to your SPIFFE ID. A rule with the
+name of a stored one replaces it as its next version. A rule that does not lint is refused and
+nothing is stored. The step is audited (rule.apply).`,
+		Example: `  knooppunt rule apply zeeland-beds-low.yaml --reason "5% threshold agreed with LCVS" \
+      --node node.example:7443 --svid-cert me.crt --svid-key me.key --bundle bundle.pem`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				r, err := pb.NewRuleServiceClient(conn).Apply(cmd.Context(), &pb.ApplyRuleRequest{Source: src, Reason: reason})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, false))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s version %d applied by %s\n", r.Name, r.Version, r.AppliedBy)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newRuleListCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List the stored rules",
+		Example: `  knooppunt rule list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewRuleServiceClient(conn).List(cmd.Context(), &pb.ListRulesRequest{})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					out := []ruleJSON{}
+					for _, r := range resp.Rules {
+						out = append(out, toRuleJSON(r, false))
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "NAME\tVERSION\tSEVERITY\tAPPLIED BY\tAPPLIED AT")
+				for _, r := range resp.Rules {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Name, r.Version, r.Severity, r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newRuleShowCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "show NAME",
+		Short:   "Show a stored rule and its document",
+		Example: `  knooppunt rule show zeeland-beds-low`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				r, err := pb.NewRuleServiceClient(conn).Get(cmd.Context(), &pb.GetRuleRequest{Name: args[0]})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, true))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "# %s version %d, %s, applied by %s at %s\n%s", r.Name, r.Version, r.Severity,
+					r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339), r.Source)
+				return err
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newRuleDeleteCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:     "delete NAME",
+		Short:   "Delete a stored rule (editors and officers, in person)",
+		Example: `  knooppunt rule delete zeeland-beds-low --reason "replaced by zeeland-beds-low-v2"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				r, err := pb.NewRuleServiceClient(conn).Delete(cmd.Context(), &pb.DeleteRuleRequest{Name: args[0], Reason: reason})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, false))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted (was version %d)\n", r.Name, r.Version)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	f.register(cmd, true)
 	return cmd
 }
 

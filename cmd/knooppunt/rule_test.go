@@ -46,4 +46,14 @@ clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds
 	if r := cli(t, nil, "", "rule", "test", bad, "--node", addr).want(t, 1); !strings.Contains(r.stderr, "line 3, column 61") {
 		t.Errorf("rule test of a bad rule: %q", r.stderr)
 	}
+
+	// A rule step is taken in person: the local socket cannot, and nothing is stored.
+	if r := cli(t, nil, "", "rule", "apply", good, "--node", addr).want(t, 1); !strings.Contains(r.stderr, "PermissionDenied") {
+		t.Errorf("rule apply on the local socket: %q", r.stderr)
+	}
+	var rules []ruleJSON
+	cli(t, nil, "", "rule", "list", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &rules)
+	if len(rules) != 0 {
+		t.Errorf("rule list after a refused apply: %+v", rules)
+	}
 }

@@ -232,6 +232,17 @@ INSERT INTO history (origin, id, version, kind, crisis, region, at, tombstone, f
 		(SELECT json_group_object(key, value) FROM json_each(CAST(body AS TEXT)) WHERE type IN ('integer', 'real'))
 	FROM foreign_records WHERE json_valid(CAST(body AS TEXT));
 `,
+	// 10: early-warning rules, as editors and officers applied them (see rules.go).
+	`
+CREATE TABLE rules (
+	name       TEXT    NOT NULL PRIMARY KEY,
+	version    INTEGER NOT NULL,  -- 1 for the first apply, one more for each after it
+	source     BLOB    NOT NULL,  -- the YAML as applied
+	severity   TEXT    NOT NULL,
+	applied_by TEXT    NOT NULL,
+	applied_at INTEGER NOT NULL   -- Unix nanoseconds
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

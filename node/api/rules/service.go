@@ -1,6 +1,6 @@
 // Package rules is the RuleService: editors and officers lint an early-warning rule against this
-// node's kinds and run it over this node's history (a dry run) before they apply it. It stores
-// nothing.
+// node's kinds, run it over this node's history (a dry run), and apply or delete it through
+// Raft, in person. Lint and Test store nothing; a rule that does not lint is never stored.
 package rules
 
 import (
@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
 	"github.com/knooppunt/knooppunt/node/warn"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -27,6 +30,7 @@ const MaxSource = 64 << 10
 
 // Config wires the service.
 type Config struct {
+	Store *store.Store
 	DB    *db.DB
 	Kinds *record.Kinds
 	// Retention is how far back the history reaches (config history.retention).
@@ -66,13 +70,13 @@ func (s *Service) Lint(ctx context.Context, req *pb.LintRequest) (*pb.LintRespon
 	return resp, nil
 }
 
-// Test runs a rule document over the history. A document that does not lint is refused with
+// lint checks a source for Test and Apply: a document that does not lint is refused with
 // INVALID_ARGUMENT naming each problem's position.
-func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTestResponse, error) {
-	if len(req.Source) > MaxSource {
-		return nil, api.Invalid("source", "the document is %d bytes, over the limit of %d", len(req.Source), MaxSource)
+func (s *Service) lint(src []byte) (*warn.Rule, error) {
+	if len(src) > MaxSource {
+		return nil, api.Invalid("source", "the document is %d bytes, over the limit of %d", len(src), MaxSource)
 	}
-	rule, err := warn.Lint(req.Source, s.c.Kinds)
+	rule, err := warn.Lint(src, s.c.Kinds)
 	if err != nil {
 		var ps policy.Problems
 		if !errors.As(err, &ps) {
@@ -83,6 +87,96 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 			msgs[i] = p.String()
 		}
 		return nil, api.Invalid("source", "the rule does not lint: %s", strings.Join(msgs, "; "))
+	}
+	return rule, nil
+}
+
+// author is the editor or officer taking a rule step, in person: a rule step is attributed to a
+// SPIFFE ID, so the local socket cannot take it.
+func author(ctx context.Context) (string, error) {
+	c, ok := api.CallerFrom(ctx)
+	if !ok || c.ID.IsZero() {
+		return "", status.Error(codes.PermissionDenied, "a rule is applied or deleted by an editor or officer with their own SVID, over mTLS; the local socket cannot do it")
+	}
+	if !c.Has(api.Editor) && !c.Has(api.Officer) {
+		return "", status.Errorf(codes.PermissionDenied, "%s is not an editor or officer of this org", c.ID)
+	}
+	return c.ID.String(), nil
+}
+
+// Apply lints and stores a rule through Raft.
+func (s *Service) Apply(ctx context.Context, req *pb.ApplyRuleRequest) (*pb.RuleInfo, error) {
+	by, err := author(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rule, err := s.lint(req.Source)
+	if err != nil {
+		return nil, err
+	}
+	step := &pb.RuleStep{Name: rule.Doc.Name, Source: req.Source, By: by, At: timestamppb.Now(), Reason: req.Reason, Severity: rule.Doc.Severity}
+	return s.step(ctx, step)
+}
+
+// Delete removes a rule through Raft.
+func (s *Service) Delete(ctx context.Context, req *pb.DeleteRuleRequest) (*pb.RuleInfo, error) {
+	by, err := author(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, api.Invalid("name", "give the name of the rule to delete: see knooppunt rule list")
+	}
+	return s.step(ctx, &pb.RuleStep{Name: req.Name, Delete: true, By: by, At: timestamppb.Now(), Reason: req.Reason})
+}
+
+func (s *Service) step(ctx context.Context, step *pb.RuleStep) (*pb.RuleInfo, error) {
+	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_RuleStep{RuleStep: step}})
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	out := v.(store.RuleOutcome)
+	if out.Refusal != nil {
+		return nil, status.Errorf(codes.NotFound, "name: no rule is called %q: see knooppunt rule list", step.Name)
+	}
+	return info(out.Rule), nil
+}
+
+// List returns the applied rules by name.
+func (s *Service) List(ctx context.Context, _ *pb.ListRulesRequest) (*pb.ListRulesResponse, error) {
+	rows, err := s.c.DB.Rules(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp := &pb.ListRulesResponse{}
+	for i := range rows {
+		resp.Rules = append(resp.Rules, info(&rows[i]))
+	}
+	return resp, nil
+}
+
+// Get returns one applied rule.
+func (s *Service) Get(ctx context.Context, req *pb.GetRuleRequest) (*pb.RuleInfo, error) {
+	r, err := s.c.DB.Rule(ctx, req.Name)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "name: no rule is called %q: see knooppunt rule list", req.Name)
+	}
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return info(r), nil
+}
+
+func info(r *db.RuleRow) *pb.RuleInfo {
+	return &pb.RuleInfo{Name: r.Name, Version: r.Version, Severity: r.Severity, Source: r.Source, AppliedBy: r.AppliedBy, AppliedAt: timestamppb.New(r.AppliedAt)}
+}
+
+// Test runs a rule document over the history. A document that does not lint is refused with
+// INVALID_ARGUMENT naming each problem's position.
+func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTestResponse, error) {
+	rule, err := s.lint(req.Source)
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now().UTC()
 	since := now.Add(-s.c.Retention())

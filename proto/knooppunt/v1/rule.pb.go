@@ -23,6 +23,318 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ApplyRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        []byte                 `protobuf:"bytes,1,opt,name=source" json:"source,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRuleRequest) Reset() {
+	*x = ApplyRuleRequest{}
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRuleRequest) ProtoMessage() {}
+
+func (x *ApplyRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRuleRequest.ProtoReflect.Descriptor instead.
+func (*ApplyRuleRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ApplyRuleRequest) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *ApplyRuleRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ListRulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRulesRequest) Reset() {
+	*x = ListRulesRequest{}
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRulesRequest) ProtoMessage() {}
+
+func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRulesRequest.ProtoReflect.Descriptor instead.
+func (*ListRulesRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{1}
+}
+
+type ListRulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         []*RuleInfo            `protobuf:"bytes,1,rep,name=rules" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRulesResponse) Reset() {
+	*x = ListRulesResponse{}
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRulesResponse) ProtoMessage() {}
+
+func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRulesResponse.ProtoReflect.Descriptor instead.
+func (*ListRulesResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListRulesResponse) GetRules() []*RuleInfo {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+type GetRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRuleRequest) Reset() {
+	*x = GetRuleRequest{}
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRuleRequest) ProtoMessage() {}
+
+func (x *GetRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRuleRequest.ProtoReflect.Descriptor instead.
+func (*GetRuleRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetRuleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRuleRequest) Reset() {
+	*x = DeleteRuleRequest{}
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRuleRequest) ProtoMessage() {}
+
+func (x *DeleteRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRuleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRuleRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeleteRuleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteRuleRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RuleInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Version       int64                  `protobuf:"varint,2,opt,name=version" json:"version,omitempty"`
+	Severity      string                 `protobuf:"bytes,3,opt,name=severity" json:"severity,omitempty"`
+	Source        []byte                 `protobuf:"bytes,4,opt,name=source" json:"source,omitempty"`
+	AppliedBy     string                 `protobuf:"bytes,5,opt,name=applied_by,json=appliedBy" json:"applied_by,omitempty"`
+	AppliedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=applied_at,json=appliedAt" json:"applied_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleInfo) Reset() {
+	*x = RuleInfo{}
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleInfo) ProtoMessage() {}
+
+func (x *RuleInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleInfo.ProtoReflect.Descriptor instead.
+func (*RuleInfo) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RuleInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RuleInfo) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RuleInfo) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *RuleInfo) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *RuleInfo) GetAppliedBy() string {
+	if x != nil {
+		return x.AppliedBy
+	}
+	return ""
+}
+
+func (x *RuleInfo) GetAppliedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AppliedAt
+	}
+	return nil
+}
+
 type RuleTestRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Source []byte                 `protobuf:"bytes,1,opt,name=source" json:"source,omitempty"`
@@ -38,7 +350,7 @@ type RuleTestRequest struct {
 
 func (x *RuleTestRequest) Reset() {
 	*x = RuleTestRequest{}
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +362,7 @@ func (x *RuleTestRequest) String() string {
 func (*RuleTestRequest) ProtoMessage() {}
 
 func (x *RuleTestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +375,7 @@ func (x *RuleTestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleTestRequest.ProtoReflect.Descriptor instead.
 func (*RuleTestRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{0}
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RuleTestRequest) GetSource() []byte {
@@ -106,7 +418,7 @@ type RuleReading struct {
 
 func (x *RuleReading) Reset() {
 	*x = RuleReading{}
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +430,7 @@ func (x *RuleReading) String() string {
 func (*RuleReading) ProtoMessage() {}
 
 func (x *RuleReading) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +443,7 @@ func (x *RuleReading) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleReading.ProtoReflect.Descriptor instead.
 func (*RuleReading) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RuleReading) GetExpr() string {
@@ -170,7 +482,7 @@ type RuleEpisode struct {
 
 func (x *RuleEpisode) Reset() {
 	*x = RuleEpisode{}
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +494,7 @@ func (x *RuleEpisode) String() string {
 func (*RuleEpisode) ProtoMessage() {}
 
 func (x *RuleEpisode) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +507,7 @@ func (x *RuleEpisode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleEpisode.ProtoReflect.Descriptor instead.
 func (*RuleEpisode) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RuleEpisode) GetRegion() string {
@@ -247,7 +559,7 @@ type RuleTestResponse struct {
 
 func (x *RuleTestResponse) Reset() {
 	*x = RuleTestResponse{}
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +571,7 @@ func (x *RuleTestResponse) String() string {
 func (*RuleTestResponse) ProtoMessage() {}
 
 func (x *RuleTestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_rule_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_rule_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +584,7 @@ func (x *RuleTestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleTestResponse.ProtoReflect.Descriptor instead.
 func (*RuleTestResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_rule_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RuleTestResponse) GetEpisodes() []*RuleEpisode {
@@ -314,7 +626,27 @@ var File_knooppunt_v1_rule_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_rule_proto_rawDesc = "" +
 	"\n" +
-	"\x17knooppunt/v1/rule.proto\x12\fknooppunt.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\"\xb4\x01\n" +
+	"\x17knooppunt/v1/rule.proto\x12\fknooppunt.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\"B\n" +
+	"\x10ApplyRuleRequest\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\fR\x06source\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x12\n" +
+	"\x10ListRulesRequest\"A\n" +
+	"\x11ListRulesResponse\x12,\n" +
+	"\x05rules\x18\x01 \x03(\v2\x16.knooppunt.v1.RuleInfoR\x05rules\"$\n" +
+	"\x0eGetRuleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"?\n" +
+	"\x11DeleteRuleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xc6\x01\n" +
+	"\bRuleInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
+	"\bseverity\x18\x03 \x01(\tR\bseverity\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\fR\x06source\x12\x1d\n" +
+	"\n" +
+	"applied_by\x18\x05 \x01(\tR\tappliedBy\x129\n" +
+	"\n" +
+	"applied_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tappliedAt\"\xb4\x01\n" +
 	"\x0fRuleTestRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
@@ -335,10 +667,14 @@ const file_knooppunt_v1_rule_proto_rawDesc = "" +
 	"\x06errors\x18\x02 \x03(\tR\x06errors\x12.\n" +
 	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x18\n" +
-	"\aregions\x18\x05 \x03(\tR\aregions2\x93\x01\n" +
+	"\aregions\x18\x05 \x03(\tR\aregions2\x9d\x03\n" +
 	"\vRuleService\x12=\n" +
 	"\x04Lint\x12\x19.knooppunt.v1.LintRequest\x1a\x1a.knooppunt.v1.LintResponse\x12E\n" +
-	"\x04Test\x12\x1d.knooppunt.v1.RuleTestRequest\x1a\x1e.knooppunt.v1.RuleTestResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x04Test\x12\x1d.knooppunt.v1.RuleTestRequest\x1a\x1e.knooppunt.v1.RuleTestResponse\x12?\n" +
+	"\x05Apply\x12\x1e.knooppunt.v1.ApplyRuleRequest\x1a\x16.knooppunt.v1.RuleInfo\x12G\n" +
+	"\x04List\x12\x1e.knooppunt.v1.ListRulesRequest\x1a\x1f.knooppunt.v1.ListRulesResponse\x12;\n" +
+	"\x03Get\x12\x1c.knooppunt.v1.GetRuleRequest\x1a\x16.knooppunt.v1.RuleInfo\x12A\n" +
+	"\x06Delete\x12\x1f.knooppunt.v1.DeleteRuleRequest\x1a\x16.knooppunt.v1.RuleInfoBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_rule_proto_rawDescOnce sync.Once
@@ -352,38 +688,54 @@ func file_knooppunt_v1_rule_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_rule_proto_rawDescData
 }
 
-var file_knooppunt_v1_rule_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_knooppunt_v1_rule_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_knooppunt_v1_rule_proto_goTypes = []any{
-	(*RuleTestRequest)(nil),       // 0: knooppunt.v1.RuleTestRequest
-	(*RuleReading)(nil),           // 1: knooppunt.v1.RuleReading
-	(*RuleEpisode)(nil),           // 2: knooppunt.v1.RuleEpisode
-	(*RuleTestResponse)(nil),      // 3: knooppunt.v1.RuleTestResponse
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
-	(*LintRequest)(nil),           // 6: knooppunt.v1.LintRequest
-	(*LintResponse)(nil),          // 7: knooppunt.v1.LintResponse
+	(*ApplyRuleRequest)(nil),      // 0: knooppunt.v1.ApplyRuleRequest
+	(*ListRulesRequest)(nil),      // 1: knooppunt.v1.ListRulesRequest
+	(*ListRulesResponse)(nil),     // 2: knooppunt.v1.ListRulesResponse
+	(*GetRuleRequest)(nil),        // 3: knooppunt.v1.GetRuleRequest
+	(*DeleteRuleRequest)(nil),     // 4: knooppunt.v1.DeleteRuleRequest
+	(*RuleInfo)(nil),              // 5: knooppunt.v1.RuleInfo
+	(*RuleTestRequest)(nil),       // 6: knooppunt.v1.RuleTestRequest
+	(*RuleReading)(nil),           // 7: knooppunt.v1.RuleReading
+	(*RuleEpisode)(nil),           // 8: knooppunt.v1.RuleEpisode
+	(*RuleTestResponse)(nil),      // 9: knooppunt.v1.RuleTestResponse
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	(*LintRequest)(nil),           // 12: knooppunt.v1.LintRequest
+	(*LintResponse)(nil),          // 13: knooppunt.v1.LintResponse
 }
 var file_knooppunt_v1_rule_proto_depIdxs = []int32{
-	4,  // 0: knooppunt.v1.RuleTestRequest.from:type_name -> google.protobuf.Timestamp
-	4,  // 1: knooppunt.v1.RuleTestRequest.to:type_name -> google.protobuf.Timestamp
-	5,  // 2: knooppunt.v1.RuleTestRequest.step:type_name -> google.protobuf.Duration
-	4,  // 3: knooppunt.v1.RuleReading.at:type_name -> google.protobuf.Timestamp
-	4,  // 4: knooppunt.v1.RuleEpisode.start:type_name -> google.protobuf.Timestamp
-	4,  // 5: knooppunt.v1.RuleEpisode.end:type_name -> google.protobuf.Timestamp
-	1,  // 6: knooppunt.v1.RuleEpisode.values:type_name -> knooppunt.v1.RuleReading
-	1,  // 7: knooppunt.v1.RuleEpisode.clear_values:type_name -> knooppunt.v1.RuleReading
-	2,  // 8: knooppunt.v1.RuleTestResponse.episodes:type_name -> knooppunt.v1.RuleEpisode
-	4,  // 9: knooppunt.v1.RuleTestResponse.from:type_name -> google.protobuf.Timestamp
-	4,  // 10: knooppunt.v1.RuleTestResponse.to:type_name -> google.protobuf.Timestamp
-	6,  // 11: knooppunt.v1.RuleService.Lint:input_type -> knooppunt.v1.LintRequest
-	0,  // 12: knooppunt.v1.RuleService.Test:input_type -> knooppunt.v1.RuleTestRequest
-	7,  // 13: knooppunt.v1.RuleService.Lint:output_type -> knooppunt.v1.LintResponse
-	3,  // 14: knooppunt.v1.RuleService.Test:output_type -> knooppunt.v1.RuleTestResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	5,  // 0: knooppunt.v1.ListRulesResponse.rules:type_name -> knooppunt.v1.RuleInfo
+	10, // 1: knooppunt.v1.RuleInfo.applied_at:type_name -> google.protobuf.Timestamp
+	10, // 2: knooppunt.v1.RuleTestRequest.from:type_name -> google.protobuf.Timestamp
+	10, // 3: knooppunt.v1.RuleTestRequest.to:type_name -> google.protobuf.Timestamp
+	11, // 4: knooppunt.v1.RuleTestRequest.step:type_name -> google.protobuf.Duration
+	10, // 5: knooppunt.v1.RuleReading.at:type_name -> google.protobuf.Timestamp
+	10, // 6: knooppunt.v1.RuleEpisode.start:type_name -> google.protobuf.Timestamp
+	10, // 7: knooppunt.v1.RuleEpisode.end:type_name -> google.protobuf.Timestamp
+	7,  // 8: knooppunt.v1.RuleEpisode.values:type_name -> knooppunt.v1.RuleReading
+	7,  // 9: knooppunt.v1.RuleEpisode.clear_values:type_name -> knooppunt.v1.RuleReading
+	8,  // 10: knooppunt.v1.RuleTestResponse.episodes:type_name -> knooppunt.v1.RuleEpisode
+	10, // 11: knooppunt.v1.RuleTestResponse.from:type_name -> google.protobuf.Timestamp
+	10, // 12: knooppunt.v1.RuleTestResponse.to:type_name -> google.protobuf.Timestamp
+	12, // 13: knooppunt.v1.RuleService.Lint:input_type -> knooppunt.v1.LintRequest
+	6,  // 14: knooppunt.v1.RuleService.Test:input_type -> knooppunt.v1.RuleTestRequest
+	0,  // 15: knooppunt.v1.RuleService.Apply:input_type -> knooppunt.v1.ApplyRuleRequest
+	1,  // 16: knooppunt.v1.RuleService.List:input_type -> knooppunt.v1.ListRulesRequest
+	3,  // 17: knooppunt.v1.RuleService.Get:input_type -> knooppunt.v1.GetRuleRequest
+	4,  // 18: knooppunt.v1.RuleService.Delete:input_type -> knooppunt.v1.DeleteRuleRequest
+	13, // 19: knooppunt.v1.RuleService.Lint:output_type -> knooppunt.v1.LintResponse
+	9,  // 20: knooppunt.v1.RuleService.Test:output_type -> knooppunt.v1.RuleTestResponse
+	5,  // 21: knooppunt.v1.RuleService.Apply:output_type -> knooppunt.v1.RuleInfo
+	2,  // 22: knooppunt.v1.RuleService.List:output_type -> knooppunt.v1.ListRulesResponse
+	5,  // 23: knooppunt.v1.RuleService.Get:output_type -> knooppunt.v1.RuleInfo
+	5,  // 24: knooppunt.v1.RuleService.Delete:output_type -> knooppunt.v1.RuleInfo
+	19, // [19:25] is the sub-list for method output_type
+	13, // [13:19] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_rule_proto_init() }
@@ -398,7 +750,7 @@ func file_knooppunt_v1_rule_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_rule_proto_rawDesc), len(file_knooppunt_v1_rule_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RuleService_Lint_FullMethodName = "/knooppunt.v1.RuleService/Lint"
-	RuleService_Test_FullMethodName = "/knooppunt.v1.RuleService/Test"
+	RuleService_Lint_FullMethodName   = "/knooppunt.v1.RuleService/Lint"
+	RuleService_Test_FullMethodName   = "/knooppunt.v1.RuleService/Test"
+	RuleService_Apply_FullMethodName  = "/knooppunt.v1.RuleService/Apply"
+	RuleService_List_FullMethodName   = "/knooppunt.v1.RuleService/List"
+	RuleService_Get_FullMethodName    = "/knooppunt.v1.RuleService/Get"
+	RuleService_Delete_FullMethodName = "/knooppunt.v1.RuleService/Delete"
 )
 
 // RuleServiceClient is the client API for RuleService service.
@@ -33,6 +37,13 @@ type RuleServiceClient interface {
 	// Test is a dry run: it evaluates a rule document over this node's history and returns the
 	// episodes it would have fired. It stores nothing.
 	Test(ctx context.Context, in *RuleTestRequest, opts ...grpc.CallOption) (*RuleTestResponse, error)
+	// Apply stores a rule, or a new version of the rule with its name, through Raft, attributed
+	// to the calling editor or officer. A document that does not lint is refused.
+	Apply(ctx context.Context, in *ApplyRuleRequest, opts ...grpc.CallOption) (*RuleInfo, error)
+	List(ctx context.Context, in *ListRulesRequest, opts ...grpc.CallOption) (*ListRulesResponse, error)
+	Get(ctx context.Context, in *GetRuleRequest, opts ...grpc.CallOption) (*RuleInfo, error)
+	// Delete removes a rule, attributed to the calling editor or officer.
+	Delete(ctx context.Context, in *DeleteRuleRequest, opts ...grpc.CallOption) (*RuleInfo, error)
 }
 
 type ruleServiceClient struct {
@@ -63,6 +74,46 @@ func (c *ruleServiceClient) Test(ctx context.Context, in *RuleTestRequest, opts 
 	return out, nil
 }
 
+func (c *ruleServiceClient) Apply(ctx context.Context, in *ApplyRuleRequest, opts ...grpc.CallOption) (*RuleInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RuleInfo)
+	err := c.cc.Invoke(ctx, RuleService_Apply_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ruleServiceClient) List(ctx context.Context, in *ListRulesRequest, opts ...grpc.CallOption) (*ListRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRulesResponse)
+	err := c.cc.Invoke(ctx, RuleService_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ruleServiceClient) Get(ctx context.Context, in *GetRuleRequest, opts ...grpc.CallOption) (*RuleInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RuleInfo)
+	err := c.cc.Invoke(ctx, RuleService_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ruleServiceClient) Delete(ctx context.Context, in *DeleteRuleRequest, opts ...grpc.CallOption) (*RuleInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RuleInfo)
+	err := c.cc.Invoke(ctx, RuleService_Delete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RuleServiceServer is the server API for RuleService service.
 // All implementations must embed UnimplementedRuleServiceServer
 // for forward compatibility.
@@ -73,6 +124,13 @@ type RuleServiceServer interface {
 	// Test is a dry run: it evaluates a rule document over this node's history and returns the
 	// episodes it would have fired. It stores nothing.
 	Test(context.Context, *RuleTestRequest) (*RuleTestResponse, error)
+	// Apply stores a rule, or a new version of the rule with its name, through Raft, attributed
+	// to the calling editor or officer. A document that does not lint is refused.
+	Apply(context.Context, *ApplyRuleRequest) (*RuleInfo, error)
+	List(context.Context, *ListRulesRequest) (*ListRulesResponse, error)
+	Get(context.Context, *GetRuleRequest) (*RuleInfo, error)
+	// Delete removes a rule, attributed to the calling editor or officer.
+	Delete(context.Context, *DeleteRuleRequest) (*RuleInfo, error)
 	mustEmbedUnimplementedRuleServiceServer()
 }
 
@@ -88,6 +146,18 @@ func (UnimplementedRuleServiceServer) Lint(context.Context, *LintRequest) (*Lint
 }
 func (UnimplementedRuleServiceServer) Test(context.Context, *RuleTestRequest) (*RuleTestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Test not implemented")
+}
+func (UnimplementedRuleServiceServer) Apply(context.Context, *ApplyRuleRequest) (*RuleInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedRuleServiceServer) List(context.Context, *ListRulesRequest) (*ListRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedRuleServiceServer) Get(context.Context, *GetRuleRequest) (*RuleInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedRuleServiceServer) Delete(context.Context, *DeleteRuleRequest) (*RuleInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
 }
 func (UnimplementedRuleServiceServer) mustEmbedUnimplementedRuleServiceServer() {}
 func (UnimplementedRuleServiceServer) testEmbeddedByValue()                     {}
@@ -146,6 +216,78 @@ func _RuleService_Test_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RuleService_Apply_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuleServiceServer).Apply(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RuleService_Apply_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuleServiceServer).Apply(ctx, req.(*ApplyRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RuleService_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuleServiceServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RuleService_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuleServiceServer).List(ctx, req.(*ListRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RuleService_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuleServiceServer).Get(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RuleService_Get_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuleServiceServer).Get(ctx, req.(*GetRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RuleService_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuleServiceServer).Delete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RuleService_Delete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuleServiceServer).Delete(ctx, req.(*DeleteRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RuleService_ServiceDesc is the grpc.ServiceDesc for RuleService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,6 +302,22 @@ var RuleService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Test",
 			Handler:    _RuleService_Test_Handler,
+		},
+		{
+			MethodName: "Apply",
+			Handler:    _RuleService_Apply_Handler,
+		},
+		{
+			MethodName: "List",
+			Handler:    _RuleService_List_Handler,
+		},
+		{
+			MethodName: "Get",
+			Handler:    _RuleService_Get_Handler,
+		},
+		{
+			MethodName: "Delete",
+			Handler:    _RuleService_Delete_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
