@@ -37,6 +37,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/peerserver"
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/federation/witness"
+	"github.com/knooppunt/knooppunt/node/alerting"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
@@ -114,6 +115,8 @@ type Node struct {
 	stopHealth chan struct{}
 	// stopIndexer ends the full-text indexer and waits for it.
 	stopIndexer func()
+	// stopAlerting ends the early-warning evaluator and waits for it.
+	stopAlerting func()
 	// refusals audits the handshakes the TCP listener refuses; stopRefusals ends it once its
 	// last entries are written.
 	refusals     *refusals
@@ -245,6 +248,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	phaseSvc := phases.New(phases.Config{Store: n.store, DB: n.db, Logger: n.log})
 	auditSvc := audit.New(n.db, n.log)
+	n.startAlerting(kinds, cfg)
 	ruleSvc := rules.New(rules.Config{Store: n.store, DB: n.db, Kinds: kinds, Logger: n.log,
 		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	runningPeers := func() []config.Peer { return n.cfg.Load().Peers }
@@ -708,7 +712,22 @@ func (n *Node) pruneHistory(ctx context.Context) {
 	}
 }
 
+// startAlerting runs the stored early-warning rules on whichever replica leads (see
+// node/alerting).
+func (n *Node) startAlerting(kinds *record.Kinds, cfg *config.Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	e := alerting.New(alerting.Config{Store: n.store, DB: n.db, Kinds: kinds, Org: cfg.Org, Every: cfg.Rules.Every, Logger: n.log,
+		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	n.stopAlerting = func() { cancel(); <-done }
+}
+
 func (n *Node) close() error {
+	if n.stopAlerting != nil {
+		n.stopAlerting()
+		n.stopAlerting = nil
+	}
 	if n.stopIndexer != nil {
 		n.stopIndexer()
 		n.stopIndexer = nil

@@ -332,7 +332,7 @@ func TestCLIStatus(t *testing.T) {
 	cli(t, nil, "", "status", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &st)
 	kinds, _ := st["kinds"].([]any)
 	if st["org"] != "local.crisis.test" || st["raft_state"] != "Leader" || fmt.Sprint(st["records"]) != "1" ||
-		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 5 {
+		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 6 {
 		t.Fatalf("status -o json = %v", st)
 	}
 }
