@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"time"
 
@@ -145,14 +144,13 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 	}
 	// A region where an alert is open is evaluated even if its records are gone, so that the
 	// alert can resolve.
-	regions = slices.Sorted(maps.Keys(maps.Collect(func(yield func(string, bool) bool) {
-		for _, r := range regions {
-			yield(r, true)
+	regions = slices.Clone(regions)
+	for r := range open {
+		if !slices.Contains(regions, r) {
+			regions = append(regions, r)
 		}
-		for r := range open {
-			yield(r, true)
-		}
-	})))
+	}
+	slices.Sort(regions)
 	states, ok := e.states[key]
 	if !ok {
 		states = map[string]warn.State{}
@@ -170,7 +168,7 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		switch tr {
 		case warn.Fired:
 			if a := open[region]; a == nil {
-				if err := e.write(ctx, row, rule, region, at, "firing", read, nil, at); err != nil {
+				if err := e.fire(ctx, row, rule, region, at, read); err != nil {
 					return err
 				}
 			}
@@ -239,9 +237,10 @@ func AlertID(rule, region string, firedAt time.Time) string {
 	return fmt.Sprintf("alert-%s-%s-%d", rule, region, firedAt.Unix())
 }
 
-func (e *Evaluator) write(ctx context.Context, row db.RuleRow, rule *warn.Rule, region string, firedAt time.Time, status string, read, clearRead []warn.Reading, at time.Time) error {
+// fire writes the alert of an episode that began at firedAt, unless it was written before.
+func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, region string, firedAt time.Time, read []warn.Reading) error {
 	b := alertBody{Rule: row.Name, RuleVersion: row.Version, Severity: rule.Doc.Severity, Description: rule.Doc.Description, Region: region,
-		Status: status, FiredAt: firedAt, Condition: rule.Doc.When, Values: read, ClearValues: clearRead,
+		Status: "firing", FiredAt: firedAt, Condition: rule.Doc.When, Values: read,
 		History: fmt.Sprintf("knooppunt rule test %s.yaml --from %s", row.Name, firedAt.Add(-24*time.Hour).Format(time.RFC3339))}
 	if b.Values == nil {
 		b.Values = []warn.Reading{}
@@ -259,7 +258,7 @@ func (e *Evaluator) write(ctx context.Context, row db.RuleRow, rule *warn.Rule, 
 		return nil // written before: the same episode
 	}
 	rec := &pb.Record{Id: id, Origin: e.c.Org, Kind: Kind, Crisis: crisis, Region: region, Classification: pb.Classification_INTERNAL,
-		Labels: map[string]string{"rule": row.Name, "status": status}, Body: body, UpdatedAt: timestamppb.New(at)}
+		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, UpdatedAt: timestamppb.New(firedAt)}
 	return e.put(ctx, rec)
 }
 
