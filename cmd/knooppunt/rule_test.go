@@ -56,4 +56,9 @@ clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds
 	if len(rules) != 0 {
 		t.Errorf("rule list after a refused apply: %+v", rules)
 	}
+	var alerts []alertJSON
+	cli(t, nil, "", "alert", "list", "--firing", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &alerts)
+	if len(alerts) != 0 {
+		t.Errorf("alert list with no stored rule: %+v", alerts)
+	}
 }
