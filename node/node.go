@@ -37,6 +37,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/peerserver"
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/federation/witness"
+	"github.com/knooppunt/knooppunt/node/alerting"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
@@ -45,6 +46,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/phases"
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/api/records"
+	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -191,6 +193,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.goBackground(func(ctx context.Context) {
 		n.db.RunTextIndexer(ctx, func(err error) { n.log.Warn("full-text index", "err", err) })
 	})
+	// The history of the early-warning rules keeps to its retention, on every replica.
+	n.goBackground(n.pruneHistory)
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
@@ -248,6 +252,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	phaseSvc := phases.New(phases.Config{Store: n.store, DB: n.db, Logger: n.log})
 	auditSvc := audit.New(n.db, n.log)
+	n.startAlerting(kinds, cfg)
+	ruleSvc := rules.New(rules.Config{Store: n.store, DB: n.db, Kinds: kinds, Logger: n.log,
+		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	runningPeers := func() []config.Peer { return n.cfg.Load().Peers }
 	if n.ident != nil {
 		n.peers = peerclient.New(peerclient.Config{
@@ -288,6 +295,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
+		rules.RegisterService(s, ruleSvc)
 		peers.RegisterService(s, peerSvc)
 		audit.RegisterService(s, auditSvc)
 		nodestatus.RegisterService(s, status)
@@ -675,6 +683,35 @@ func (n *Node) Stop(ctx context.Context) error {
 	err := n.close()
 	n.log.Info("node stopped")
 	return err
+}
+
+// pruneHistory forgets the history beyond its retention, at start and hourly after. Each replica
+// prunes on its own clock: reads clip to the same window, so the answers do not depend on when a
+// replica last pruned (see db.PruneHistory).
+func (n *Node) pruneHistory(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		keep := n.cfg.Load().History.RetentionOrDefault()
+		if pruned, err := n.db.PruneHistory(time.Now().Add(-keep)); err != nil {
+			n.log.Warn("history prune", "err", err)
+		} else if pruned > 0 {
+			n.log.Info("history pruned", "rows", pruned, "retention", keep)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// startAlerting runs the stored early-warning rules on whichever replica leads (see
+// node/alerting).
+func (n *Node) startAlerting(kinds *record.Kinds, cfg *config.Config) {
+	e := alerting.New(alerting.Config{Store: n.store, DB: n.db, Kinds: kinds, Org: cfg.Org, Every: cfg.Rules.Every, Logger: n.log,
+		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
+	n.goBackground(e.Run)
 }
 
 // goBackground runs fn until the node closes, which cancels its context and waits for it.

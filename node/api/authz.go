@@ -41,7 +41,12 @@ var (
 	oversight = []Role{Officer, Admin, Local}
 	anyUser   = []Role{Reader, Editor, Officer, Admin, Local}
 	writers   = []Role{Editor, Admin, Local}
-	everybody = []Role{Reader, Editor, Officer, Admin, Replica, Peer, Local}
+	// ruleUsers write early-warning rules and try them: editors and officers, and the node's
+	// admins.
+	ruleUsers = []Role{Editor, Officer, Admin, Local}
+	// ruleAuthors apply and delete rules, in person.
+	ruleAuthors = []Role{Editor, Officer}
+	everybody   = []Role{Reader, Editor, Officer, Admin, Replica, Peer, Local}
 )
 
 // MethodRoles is the one table of which roles may call which gRPC method. A method that is not
@@ -68,6 +73,12 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.PolicyService/Explain": oversight,
 	"/knooppunt.v1.PhaseService/Set":      officers,
 	"/knooppunt.v1.PhaseService/List":     anyUser,
+	"/knooppunt.v1.RuleService/Lint":      ruleUsers,
+	"/knooppunt.v1.RuleService/Test":      ruleUsers,
+	"/knooppunt.v1.RuleService/Apply":     ruleAuthors,
+	"/knooppunt.v1.RuleService/Delete":    ruleAuthors,
+	"/knooppunt.v1.RuleService/List":      anyUser,
+	"/knooppunt.v1.RuleService/Get":       anyUser,
 	"/knooppunt.v1.AuditService/List":     oversight,
 	"/knooppunt.v1.AuditService/Verify":   oversight,
 

@@ -58,6 +58,8 @@ type Options struct {
 	TrailingLogs uint64
 	// EraseWithin is erasure.within of every replica. Zero: the node's default.
 	EraseWithin time.Duration
+	// RulesEvery is rules.every of every replica. Zero: the node's default.
+	RulesEvery time.Duration
 	// Peers are other orgs' nodes, listed in every replica's config.
 	Peers []config.Peer
 	// Roles are the roles section of every replica's config, as YAML list items under roles:.
@@ -374,6 +376,9 @@ func (c *Cluster) config(r *Replica) string {
 	}
 	if c.opts.EraseWithin > 0 {
 		fmt.Fprintf(&b, "erasure:\n  within: %s\n", c.opts.EraseWithin)
+	}
+	if c.opts.RulesEvery > 0 {
+		fmt.Fprintf(&b, "rules:\n  every: %s\n", c.opts.RulesEvery)
 	}
 	if len(c.opts.Roles) > 0 {
 		fmt.Fprintf(&b, "roles:\n")

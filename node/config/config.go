@@ -52,6 +52,8 @@ type Config struct {
 	Policy     Policy     `yaml:"policy"`
 	Federation Federation `yaml:"federation"`
 	Erasure    Erasure    `yaml:"erasure"`
+	History    History    `yaml:"history"`
+	Rules      Rules      `yaml:"rules"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
 	// UI is the web interface for the org's own people. Off unless ui.listen is set.
@@ -217,6 +219,30 @@ type Erasure struct {
 	// fresh Raft snapshot, removed the older one, cut the Raft log behind it and checkpointed
 	// the database's WAL. Default 10m.
 	Within time.Duration `yaml:"within"`
+}
+
+// History configures the history the early-warning rules read (see node/warn).
+type History struct {
+	// Retention is how far back the history reaches. Default 90 days (2160h).
+	Retention time.Duration `yaml:"retention"`
+}
+
+// Rules configures the evaluation of the stored early-warning rules (see node/alerting).
+type Rules struct {
+	// Every is the interval between evaluations, on its multiples since the Unix epoch. Default
+	// 1m.
+	Every time.Duration `yaml:"every"`
+}
+
+// DefaultHistoryRetention is History.Retention when it is not set.
+const DefaultHistoryRetention = 90 * 24 * time.Hour
+
+// RetentionOrDefault returns Retention, or DefaultHistoryRetention when it is not set.
+func (h History) RetentionOrDefault() time.Duration {
+	if h.Retention == 0 {
+		return DefaultHistoryRetention
+	}
+	return h.Retention
 }
 
 // Policy configures the policy lifecycle.
@@ -604,6 +630,12 @@ func (c *Config) checkAccess() error {
 	}
 	if c.Federation.WitnessInterval < 0 {
 		return fmt.Errorf("federation.witness_interval: %s is negative: use a duration such as 5m, or leave it out for the default", c.Federation.WitnessInterval)
+	}
+	if c.Rules.Every < 0 || (c.Rules.Every > 0 && c.Rules.Every < time.Second) {
+		return fmt.Errorf("rules.every: %s is out of range: use 1s or more, such as 1m, or leave it out for the default", c.Rules.Every)
+	}
+	if c.History.Retention < 0 {
+		return fmt.Errorf("history.retention: %s is negative: use a duration such as 2160h (90 days), or leave it out for the default", c.History.Retention)
 	}
 	if c.Erasure.Within < 0 {
 		return fmt.Errorf("erasure.within: %s is negative: use a duration such as 10m, or leave it out for the default", c.Erasure.Within)

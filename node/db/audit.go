@@ -34,6 +34,8 @@ const (
 	AuditPolicyRevoke    = "policy.revoke"
 	AuditPolicySupersede = "policy.supersede"
 	AuditPhaseSet        = "phase.set"
+	AuditRuleApply       = "rule.apply"
+	AuditRuleDelete      = "rule.delete"
 	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
 	// interface's in-process channel; the subject is the method.
 	AuditAccessDenied = "access.denied"

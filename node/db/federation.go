@@ -292,12 +292,18 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 			if err := queueText(tx, c.Origin, r.Id); err != nil {
 				return err
 			}
+			if err := addHistory(tx, c.Origin, r, r.Version, false); err != nil {
+				return err
+			}
 		}
 		for _, id := range c.Retractions {
 			if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
 				return err
 			}
 			if err := queueText(tx, c.Origin, id); err != nil {
+				return err
+			}
+			if err := dropHistory(tx, c.Origin, id); err != nil {
 				return err
 			}
 		}

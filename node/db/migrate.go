@@ -211,6 +211,43 @@ CREATE INDEX witnessed_heads_peer ON witnessed_heads (peer, seq);
 	`
 ALTER TABLE peers ADD COLUMN leaving_since INTEGER NOT NULL DEFAULT 0;  -- Unix nanoseconds; 0: not leaving
 `,
+	// 10: the history of own and cached records' numeric body fields, one row per applied version
+	// (see history.go), from which the early-warning rules' sums, deltas and counts are derived.
+	// A cached record's rows leave with its retraction. Records stored so far start it.
+	`
+CREATE TABLE history (
+	origin    TEXT    NOT NULL,  -- '' for own records, else the peer's trust domain
+	id        TEXT    NOT NULL,
+	version   INTEGER NOT NULL,
+	kind      TEXT    NOT NULL,
+	crisis    TEXT    NOT NULL,
+	region    TEXT    NOT NULL,
+	at        INTEGER NOT NULL,  -- the version's updated_at, Unix nanoseconds
+	tombstone INTEGER NOT NULL,  -- the record stopped counting at this version
+	fields    TEXT    NOT NULL,  -- JSON object of the body's top-level numbers
+	PRIMARY KEY (origin, id, version)
+) WITHOUT ROWID;
+CREATE INDEX history_kind ON history (kind, at);
+INSERT INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields)
+	SELECT '', id, version, kind, crisis, region, updated_at, tombstone,
+		(SELECT json_group_object(key, value) FROM json_each(CAST(body AS TEXT)) WHERE type IN ('integer', 'real'))
+	FROM records WHERE json_valid(CAST(body AS TEXT));
+INSERT INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields)
+	SELECT origin, id, version, kind, crisis, region, updated_at, 0,
+		(SELECT json_group_object(key, value) FROM json_each(CAST(body AS TEXT)) WHERE type IN ('integer', 'real'))
+	FROM foreign_records WHERE json_valid(CAST(body AS TEXT));
+`,
+	// 11: early-warning rules, as editors and officers applied them (see rules.go).
+	`
+CREATE TABLE rules (
+	name       TEXT    NOT NULL PRIMARY KEY,
+	version    INTEGER NOT NULL,  -- 1 for the first apply, one more for each after it
+	source     BLOB    NOT NULL,  -- the YAML as applied
+	severity   TEXT    NOT NULL,
+	applied_by TEXT    NOT NULL,
+	applied_at INTEGER NOT NULL   -- Unix nanoseconds
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -70,6 +70,12 @@ var (
 		Namespace: "knooppunt", Name: "federation_throttled_total",
 		Help: "FederationService calls refused with RESOURCE_EXHAUSTED because the peer was over federation.peer_requests_per_second or federation.peer_calls.",
 	}, []string{"peer"})
+	// RuleFiring is 1 for each rule and region where an early-warning rule fires, on the leader,
+	// which decides firing; a follower exports none.
+	RuleFiring = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "knooppunt", Name: "rule_firing",
+		Help: "1 where an early-warning rule fires in a region, on the Raft leader that decides it.",
+	}, []string{"rule", "region"})
 	// WatchStreams is the number of open Watch streams.
 	WatchStreams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "knooppunt", Name: "watch_streams",
@@ -78,7 +84,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

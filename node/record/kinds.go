@@ -207,6 +207,29 @@ func DemoKinds() []Kind {
   }
 }`),
 		},
+		{
+			Name:        "alert",
+			Description: "An early-warning rule fired in a region: which rule, when, on which values; resolved when it cleared. Written by the node, one per episode.",
+			Text:        []string{"rule", "description"},
+			Schema: json.RawMessage(`{
+  "type": "object",
+  "required": ["rule", "severity", "region", "status", "fired_at"],
+  "properties": {
+    "rule":         {"type": "string", "minLength": 1},
+    "rule_version": {"type": "integer"},
+    "severity":     {"enum": ["minor", "moderate", "severe", "extreme"]},
+    "description":  {"type": "string"},
+    "region":       {"type": "string"},
+    "status":       {"enum": ["firing", "resolved"]},
+    "fired_at":     {"type": "string"},
+    "resolved_at":  {"type": "string"},
+    "condition":    {"type": "string"},
+    "values":       {"type": "array"},
+    "clear_values": {"type": "array"},
+    "history":      {"type": "string"}
+  }
+}`),
+		},
 	}
 }
 

@@ -44,6 +44,12 @@ type PolicyOutcome struct {
 	Refusal error
 }
 
+// RuleOutcome is the answer to a rule step: the rule after it, or why it was refused.
+type RuleOutcome struct {
+	Rule    *db.RuleRow
+	Refusal error
+}
+
 func encode(c *pb.Command) ([]byte, error) {
 	b, err := proto.Marshal(c)
 	if err != nil {
@@ -100,6 +106,9 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 			metrics.AuditForks.WithLabelValues(cmd.KeepHead.Peer).Inc()
 		}
 		return applyResponse{value: fork, err: err}
+	case *pb.Command_RuleStep:
+		row, refusal, err := f.db.ApplyRuleStep(l.Index, cmd.RuleStep)
+		return applyResponse{value: RuleOutcome{Rule: row, Refusal: refusal}, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

@@ -685,5 +685,9 @@ func (s *Store) Isolate(on bool) {
 	}
 }
 
+// Barrier waits until every entry committed before it is applied to this replica's database:
+// a new leader calls it before it decides from what the log holds.
+func (s *Store) Barrier(timeout time.Duration) error { return s.raft.Barrier(timeout).Error() }
+
 // IsLeader reports whether this replica leads the group now.
 func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }

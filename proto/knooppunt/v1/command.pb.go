@@ -36,6 +36,7 @@ type Command struct {
 	//	*Command_CacheForeign
 	//	*Command_PeerStep
 	//	*Command_KeepHead
+	//	*Command_RuleStep
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -150,6 +151,15 @@ func (x *Command) GetKeepHead() *KeepHead {
 	return nil
 }
 
+func (x *Command) GetRuleStep() *RuleStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RuleStep); ok {
+			return x.RuleStep
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -186,6 +196,10 @@ type Command_KeepHead struct {
 	KeepHead *KeepHead `protobuf:"bytes,8,opt,name=keep_head,json=keepHead,oneof"`
 }
 
+type Command_RuleStep struct {
+	RuleStep *RuleStep `protobuf:"bytes,9,opt,name=rule_step,json=ruleStep,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -201,6 +215,105 @@ func (*Command_CacheForeign) isCommand_Cmd() {}
 func (*Command_PeerStep) isCommand_Cmd() {}
 
 func (*Command_KeepHead) isCommand_Cmd() {}
+
+func (*Command_RuleStep) isCommand_Cmd() {}
+
+// RuleStep applies (a new version of) an early-warning rule, or deletes one. The service lints
+// the source before it proposes the step; the FSM stores it as it is.
+type RuleStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	// source is the rule document; empty for a delete.
+	Source []byte `protobuf:"bytes,2,opt,name=source" json:"source,omitempty"`
+	Delete bool   `protobuf:"varint,3,opt,name=delete" json:"delete,omitempty"`
+	// by is the SPIFFE ID of the editor or officer who took the step.
+	By     string                 `protobuf:"bytes,4,opt,name=by" json:"by,omitempty"`
+	At     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	Reason string                 `protobuf:"bytes,6,opt,name=reason" json:"reason,omitempty"`
+	// severity is the rule's, as lint read it, for listings.
+	Severity      string `protobuf:"bytes,7,opt,name=severity" json:"severity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleStep) Reset() {
+	*x = RuleStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleStep) ProtoMessage() {}
+
+func (x *RuleStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleStep.ProtoReflect.Descriptor instead.
+func (*RuleStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RuleStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RuleStep) GetSource() []byte {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *RuleStep) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *RuleStep) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *RuleStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *RuleStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RuleStep) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
 
 // KeepHead keeps a peer's signed audit head, append-only. A head for a seq the peer signed
 // another head for, or below the highest seq held, is kept as evidence of a fork and audited.
@@ -218,7 +331,7 @@ type KeepHead struct {
 
 func (x *KeepHead) Reset() {
 	*x = KeepHead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +343,7 @@ func (x *KeepHead) String() string {
 func (*KeepHead) ProtoMessage() {}
 
 func (x *KeepHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +356,7 @@ func (x *KeepHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
 func (*KeepHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *KeepHead) GetPeer() string {
@@ -315,7 +428,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +440,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +453,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -438,7 +551,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +563,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +576,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -492,7 +605,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +617,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +630,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -565,7 +678,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +690,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +703,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -655,7 +768,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +780,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +793,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -746,7 +859,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +871,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +884,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -830,7 +943,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +955,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +968,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -911,7 +1024,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1036,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1049,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -959,7 +1072,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1084,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1097,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -1003,7 +1116,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1128,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1141,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -1046,7 +1159,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1171,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,14 +1184,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x8d\x04\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xc4\x04\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -1089,8 +1202,17 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x12record_disclosures\x18\x05 \x01(\v2\x1f.knooppunt.v1.RecordDisclosuresH\x00R\x11recordDisclosures\x12A\n" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
 	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStep\x125\n" +
-	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHeadB\x05\n" +
-	"\x03cmd\"\xa1\x01\n" +
+	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHead\x125\n" +
+	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStepB\x05\n" +
+	"\x03cmd\"\xbe\x01\n" +
+	"\bRuleStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\fR\x06source\x12\x16\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bseverity\x18\a \x01(\tR\bseverity\"\xa1\x01\n" +
 	"\bKeepHead\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
 	"\x04head\x18\x02 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\x12;\n" +
@@ -1175,61 +1297,64 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*KeepHead)(nil),              // 1: knooppunt.v1.KeepHead
-	(*RecordDisclosures)(nil),     // 2: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 3: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 4: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 5: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 6: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 7: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 8: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 9: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 10: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 11: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 12: knooppunt.v1.ApplyResponse
-	nil,                           // 13: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*SignedHead)(nil),            // 14: knooppunt.v1.SignedHead
+	(*RuleStep)(nil),              // 1: knooppunt.v1.RuleStep
+	(*KeepHead)(nil),              // 2: knooppunt.v1.KeepHead
+	(*RecordDisclosures)(nil),     // 3: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 4: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 5: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 6: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 7: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 8: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 9: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 10: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 11: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 12: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 13: knooppunt.v1.ApplyResponse
+	nil,                           // 14: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
 	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*SharedRecord)(nil),          // 16: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 17: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 18: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 19: knooppunt.v1.Record
+	(*SignedHead)(nil),            // 16: knooppunt.v1.SignedHead
+	(*SharedRecord)(nil),          // 17: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 18: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 19: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 20: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	10, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	6,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	7,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	9,  // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	2,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	5,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	8,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
-	1,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
-	14, // 8: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	15, // 9: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	4,  // 10: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	4,  // 11: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	15, // 12: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	13, // 13: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	3,  // 14: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	16, // 15: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	15, // 16: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	15, // 17: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	15, // 18: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	17, // 19: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	15, // 20: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	18, // 21: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	19, // 22: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 23: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	11, // 24: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	12, // 25: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	25, // [25:26] is the sub-list for method output_type
-	24, // [24:25] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	11, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	7,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	8,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	10, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	3,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	6,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	9,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	2,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	1,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
+	15, // 9: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	16, // 10: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	15, // 11: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	5,  // 12: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	5,  // 13: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	15, // 14: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	14, // 15: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	4,  // 16: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	17, // 17: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	15, // 18: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	15, // 19: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	15, // 20: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	18, // 21: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	15, // 22: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	19, // 23: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	20, // 24: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 25: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	12, // 26: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	13, // 27: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	27, // [27:28] is the sub-list for method output_type
+	26, // [26:27] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1250,6 +1375,7 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_CacheForeign)(nil),
 		(*Command_PeerStep)(nil),
 		(*Command_KeepHead)(nil),
+		(*Command_RuleStep)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1257,7 +1383,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

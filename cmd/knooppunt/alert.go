@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newAlertCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "alert",
+		Short: "Alerts the node's early-warning rules wrote",
+		Long: `When a stored rule fires in a region, the leader writes one alert record (kind alert) through
+Raft, and marks it resolved when the rule clears. Alerts are records: they travel to partners
+under approved policies like any other.`,
+	}
+	cmd.AddCommand(newAlertListCmd())
+	return cmd
+}
+
+type alertJSON struct {
+	ID          string            `json:"id"`
+	Rule        string            `json:"rule"`
+	RuleVersion int64             `json:"rule_version"`
+	Severity    string            `json:"severity"`
+	Region      string            `json:"region"`
+	Status      string            `json:"status"`
+	FiredAt     time.Time         `json:"fired_at"`
+	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
+	Values      []json.RawMessage `json:"values"`
+}
+
+func newAlertListCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		firing bool
+		rule   string
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List alerts, newest first",
+		Example: `  knooppunt alert list --firing
+  knooppunt alert list --rule zeeland-beds-low -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sel := []string{}
+			if firing {
+				sel = append(sel, "status=firing")
+			}
+			if rule != "" {
+				sel = append(sel, "rule="+rule)
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewRecordServiceClient(conn)
+				out := []alertJSON{}
+				req := &pb.ListRequest{Kind: "alert", LabelSelector: strings.Join(sel, ","), PageSize: 1000}
+				for {
+					resp, err := c.List(cmd.Context(), req)
+					if err != nil {
+						return err
+					}
+					for _, r := range resp.Records {
+						var a alertJSON
+						if err := json.Unmarshal(r.Body, &a); err != nil {
+							return fmt.Errorf("alert %s: %w", r.Id, err)
+						}
+						a.ID = r.Id
+						out = append(out, a)
+					}
+					if resp.NextPageToken == "" {
+						break
+					}
+					req.PageToken = resp.NextPageToken
+				}
+				// Newest first: the alerts that matter now come at the top.
+				slices.SortStableFunc(out, func(a, b alertJSON) int { return b.FiredAt.Compare(a.FiredAt) })
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "RULE\tREGION\tSEVERITY\tSTATUS\tFIRED AT\tRESOLVED AT\tID")
+				for _, a := range out {
+					res := ""
+					if a.ResolvedAt != nil {
+						res = a.ResolvedAt.Local().Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Rule, a.Region, a.Severity, a.Status, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&firing, "firing", false, "only the alerts that still fire")
+	cmd.Flags().StringVar(&rule, "rule", "", "only this rule's alerts")
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/warn"
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newRuleCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rule",
+		Short: "Early-warning rules: lint, dry run against the history, apply, list, show, delete",
+		Long: `An early-warning rule is a YAML document with a CEL condition over the history of the
+picture, per region:
+
+  name: zeeland-beds-low
+  description: Free shelter beds below 5% of the total
+  severity: severe                # minor, moderate, severe or extreme
+  crisis: oekraine                # omitted: every crisis
+  regions: [VR19]                 # omitted: every region with records of the kinds it reads
+  when: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) < 0.05
+  clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) > 0.08
+  for: 1h                         # when must hold this long before the rule fires
+
+A condition sees sum(kind, field) (an aggregate field summed over the kind's records in the
+region), count(kind, duration("6h")) (records that appeared in the region within the window),
+delta(x, duration("24h")) (x now minus x at the start of the window), ratio(a, b), now and
+region. See "Early warning" in docs/operator.md.`,
+	}
+	cmd.AddCommand(newRuleLintCmd(), newRuleTestCmd(), newRuleApplyCmd(), newRuleListCmd(), newRuleShowCmd(), newRuleDeleteCmd())
+	return cmd
+}
+
+type ruleJSON struct {
+	Name      string    `json:"name"`
+	Version   int64     `json:"version"`
+	Severity  string    `json:"severity"`
+	AppliedBy string    `json:"applied_by"`
+	AppliedAt time.Time `json:"applied_at"`
+	Source    string    `json:"source,omitempty"`
+}
+
+func toRuleJSON(r *pb.RuleInfo, withSource bool) ruleJSON {
+	j := ruleJSON{Name: r.Name, Version: r.Version, Severity: r.Severity, AppliedBy: r.AppliedBy, AppliedAt: r.AppliedAt.AsTime()}
+	if withSource {
+		j.Source = string(r.Source)
+	}
+	return j
+}
+
+func newRuleApplyCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Store a rule, or a new version of it (editors and officers, in person)",
+		Long: `Store a rule on every replica, through Raft, attributed to your SPIFFE ID. A rule with the
+name of a stored one replaces it as its next version. A rule that does not lint is refused and
+nothing is stored. The step is audited (rule.apply).`,
+		Example: `  knooppunt rule apply zeeland-beds-low.yaml --reason "5% threshold agreed with LCVS" \
+      --node node.example:7443 --svid-cert me.crt --svid-key me.key --bundle bundle.pem`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				r, err := pb.NewRuleServiceClient(conn).Apply(cmd.Context(), &pb.ApplyRuleRequest{Source: src, Reason: reason})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, false))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s version %d applied by %s\n", r.Name, r.Version, r.AppliedBy)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newRuleListCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List the stored rules",
+		Example: `  knooppunt rule list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewRuleServiceClient(conn).List(cmd.Context(), &pb.ListRulesRequest{})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					out := []ruleJSON{}
+					for _, r := range resp.Rules {
+						out = append(out, toRuleJSON(r, false))
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "NAME\tVERSION\tSEVERITY\tAPPLIED BY\tAPPLIED AT")
+				for _, r := range resp.Rules {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Name, r.Version, r.Severity, r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newRuleShowCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "show NAME",
+		Short:   "Show a stored rule and its document",
+		Example: `  knooppunt rule show zeeland-beds-low`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				r, err := pb.NewRuleServiceClient(conn).Get(cmd.Context(), &pb.GetRuleRequest{Name: args[0]})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, true))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "# %s version %d, %s, applied by %s at %s\n%s", r.Name, r.Version, r.Severity,
+					r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339), r.Source)
+				return err
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newRuleDeleteCmd() *cobra.Command {
+	var (
+		f      clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:     "delete NAME",
+		Short:   "Delete a stored rule (editors and officers, in person)",
+		Example: `  knooppunt rule delete zeeland-beds-low --reason "replaced by zeeland-beds-low-v2"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				r, err := pb.NewRuleServiceClient(conn).Delete(cmd.Context(), &pb.DeleteRuleRequest{Name: args[0], Reason: reason})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, false))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted (was version %d)\n", r.Name, r.Version)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newRuleLintCmd() *cobra.Command {
+	var (
+		f          clientFlags
+		configFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "lint FILE",
+		Short: "Check a rule document",
+		Long: `Check a rule document: YAML, schema, and the CEL of its conditions (syntax, kinds and aggregate
+fields, types, cost). Offline it checks kinds against the config file's (--config), or the demo
+kinds; with --node against that node's. Every problem is printed as FILE:LINE:COLUMN: field:
+message, the position inside the condition for a CEL problem; the exit code is 1 if there is any.`,
+		Example: `  knooppunt rule lint zeeland-beds-low.yaml
+  knooppunt rule lint zeeland-beds-low.yaml --config /etc/knooppunt/node.yaml
+  knooppunt rule lint zeeland-beds-low.yaml --node unix:///var/lib/knooppunt/knooppunt.sock`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var probs []policy.Problem
+			if cmd.Flags().Changed("node") {
+				err := f.call(func(conn *grpc.ClientConn) error {
+					resp, err := pb.NewRuleServiceClient(conn).Lint(cmd.Context(), &pb.LintRequest{Source: src})
+					if err != nil {
+						return err
+					}
+					for _, p := range resp.Problems {
+						probs = append(probs, policy.Problem{Line: int(p.Line), Column: int(p.Column), Field: p.Field, Message: p.Message})
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			} else {
+				var kinds *record.Kinds
+				if configFile != "" {
+					cfg, err := config.Load(configFile)
+					if err != nil {
+						return err
+					}
+					if kinds, err = cfg.KindSet(); err != nil {
+						return err
+					}
+				}
+				if _, err := warn.Lint(src, kinds); err != nil {
+					var ps policy.Problems
+					if !errors.As(err, &ps) {
+						return err
+					}
+					probs = ps
+				}
+			}
+			if len(probs) > 0 {
+				printProblems(cmd.ErrOrStderr(), args[0], probs)
+				return exitError(1)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "check kinds against this node config file (offline)")
+	f.register(cmd, false)
+	return cmd
+}
+
+type readingJSON struct {
+	Expr  string    `json:"expr"`
+	At    time.Time `json:"at"`
+	Value float64   `json:"value"`
+}
+
+type episodeJSON struct {
+	Region      string        `json:"region"`
+	Start       time.Time     `json:"start"`
+	End         *time.Time    `json:"end,omitempty"`
+	Values      []readingJSON `json:"values"`
+	ClearValues []readingJSON `json:"clear_values,omitempty"`
+}
+
+func toReadings(rs []*pb.RuleReading) []readingJSON {
+	out := []readingJSON{}
+	for _, r := range rs {
+		out = append(out, readingJSON{Expr: r.Expr, At: r.At.AsTime(), Value: r.Value})
+	}
+	return out
+}
+
+func newRuleTestCmd() *cobra.Command {
+	var (
+		f        clientFlags
+		from, to string
+		since    time.Duration
+		step     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "test FILE",
+		Short: "Dry-run a rule over the node's history: when would it have fired",
+		Long: `Evaluate a rule document over the node's history, at every step (on the minute by default,
+as the node evaluates), and list the episodes it would have fired: region, start, end (empty
+while it still fires at the end of the run) and the values that fired it. Nothing is stored.
+The run covers --since back from now, or --from to --to (RFC 3339), within the history's
+retention.`,
+		Example: `  knooppunt rule test zeeland-beds-low.yaml --since 168h
+  knooppunt rule test signals.yaml --from 2026-03-01T00:00:00Z --to 2026-03-08T00:00:00Z --step 5m -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			req := &pb.RuleTestRequest{Source: src, Step: durationpb.New(step)}
+			for _, t := range []struct {
+				flag, v string
+				dst     **timestamppb.Timestamp
+			}{{"from", from, &req.From}, {"to", to, &req.To}} {
+				if t.v == "" {
+					continue
+				}
+				ts, err := time.Parse(time.RFC3339, t.v)
+				if err != nil {
+					return fmt.Errorf("--%s %q: use RFC 3339, such as 2026-03-01T00:00:00Z", t.flag, t.v)
+				}
+				*t.dst = timestamppb.New(ts)
+			}
+			if since > 0 {
+				if from != "" {
+					return fmt.Errorf("--since and --from: give one of them")
+				}
+				req.From = timestamppb.New(time.Now().Add(-since))
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewRuleServiceClient(conn).Test(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					out := []episodeJSON{}
+					for _, e := range resp.Episodes {
+						j := episodeJSON{Region: e.Region, Start: e.Start.AsTime(), Values: toReadings(e.Values), ClearValues: toReadings(e.ClearValues)}
+						if e.End != nil {
+							end := e.End.AsTime()
+							j.End = &end
+						}
+						out = append(out, j)
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "%s to %s, %d region(s): %d episode(s)\n", resp.From.AsTime().Local().Format(time.RFC3339),
+					resp.To.AsTime().Local().Format(time.RFC3339), len(resp.Regions), len(resp.Episodes))
+				tw := newTable(w)
+				fmt.Fprintln(tw, "REGION\tSTART\tEND\tVALUES")
+				for _, e := range resp.Episodes {
+					end := "firing"
+					if e.End != nil {
+						end = e.End.AsTime().Local().Format(time.RFC3339)
+					}
+					var vals []string
+					for _, r := range e.Values {
+						if r.At.AsTime().Equal(e.Start.AsTime()) {
+							vals = append(vals, fmt.Sprintf("%s=%g", r.Expr, r.Value))
+						} else {
+							vals = append(vals, fmt.Sprintf("%s@-%s=%g", r.Expr, e.Start.AsTime().Sub(r.At.AsTime()), r.Value))
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Region, e.Start.AsTime().Local().Format(time.RFC3339), end, strings.Join(vals, " "))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, e := range resp.Errors {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", e)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "start of the run (RFC 3339); default the start of the history's retention")
+	cmd.Flags().StringVar(&to, "to", "", "end of the run (RFC 3339); default now")
+	cmd.Flags().DurationVar(&since, "since", 0, "run over this long back from now, such as 168h")
+	cmd.Flags().DurationVar(&step, "step", time.Minute, "interval between evaluations")
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLIRule checks rule lint offline and against a node (exit 1 and FILE:LINE:COLUMN for a bad
+// rule), and that rule test runs a rule over the node's history: the records put in this test
+// fire it, with the values that fired it, in a table and as one JSON array.
+func TestCLIRule(t *testing.T) {
+	addr, dir := servedNode(t)
+	good := filepath.Join(dir, "low.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte(`name: zeeland-beds-low
+severity: severe
+crisis: oekraine
+when: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) < 0.05
+clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) > 0.08
+`), 0o600)
+	os.WriteFile(bad, []byte("name: bad\nseverity: severe\nwhen: count(\"signal\", duration(\"6h\")) >= 3 && sum(\"sitrep\", \"x\") > 1\n"), 0o600)
+
+	if r := cli(t, nil, "", "rule", "lint", good).want(t, 0); !strings.Contains(r.stdout, "low.yaml: ok") {
+		t.Errorf("lint of a good rule: %q", r.stdout)
+	}
+	for _, args := range [][]string{{"rule", "lint", bad}, {"rule", "lint", bad, "--node", addr}} {
+		r := cli(t, nil, "", args...).want(t, 1)
+		if want := bad + `:3:61: when: sum: kind "sitrep" has no aggregate fields`; !strings.HasPrefix(r.stderr, want) {
+			t.Errorf("%v: stderr %q, want it to start %q", args, r.stderr, want)
+		}
+	}
+
+	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR19",
+		"--classification", "internal", "--body", `{"municipality":"Middelburg","beds_total":200,"beds_free":6}`).want(t, 0)
+	r := cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "1h").want(t, 0)
+	if !strings.Contains(r.stdout, "1 episode(s)") || !strings.Contains(r.stdout, `VR19`) || !strings.Contains(r.stdout, `sum("shelter.capacity", "beds_free")=6`) {
+		t.Errorf("rule test:\n%s", r.stdout)
+	}
+	var eps []episodeJSON
+	cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "1h", "-o", "json").want(t, 0).oneJSON(t, &eps)
+	if len(eps) != 1 || eps[0].Region != "VR19" || eps[0].End != nil || len(eps[0].Values) != 2 {
+		t.Errorf("rule test -o json: %+v", eps)
+	}
+	if r := cli(t, nil, "", "rule", "test", bad, "--node", addr).want(t, 1); !strings.Contains(r.stderr, "line 3, column 61") {
+		t.Errorf("rule test of a bad rule: %q", r.stderr)
+	}
+
+	// A rule step is taken in person: the local socket cannot, and nothing is stored.
+	if r := cli(t, nil, "", "rule", "apply", good, "--node", addr).want(t, 1); !strings.Contains(r.stderr, "PermissionDenied") {
+		t.Errorf("rule apply on the local socket: %q", r.stderr)
+	}
+	var rules []ruleJSON
+	cli(t, nil, "", "rule", "list", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &rules)
+	if len(rules) != 0 {
+		t.Errorf("rule list after a refused apply: %+v", rules)
+	}
+	var alerts []alertJSON
+	cli(t, nil, "", "alert", "list", "--firing", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &alerts)
+	if len(alerts) != 0 {
+		t.Errorf("alert list with no stored rule: %+v", alerts)
+	}
+}

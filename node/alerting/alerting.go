@@ -1,0 +1,309 @@
+// Package alerting runs the stored early-warning rules on the Raft leader and writes what they
+// decide as alert records, through Raft: one record per episode, created when the rule fires in a
+// region and marked resolved when it clears. It never decides on a follower, and it never keeps
+// anything that a new leader could not rebuild from the database: the open alerts say where a
+// rule fires, and the history says how long a condition has held.
+package alerting
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api/rules"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/node/warn"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Kind is the kind of alert records.
+const Kind = "alert"
+
+// Config wires the evaluator.
+type Config struct {
+	Store *store.Store
+	DB    *db.DB
+	Kinds *record.Kinds
+	// Org is the node's trust domain, the origin of its alerts.
+	Org string
+	// Retention is how far back the history reaches.
+	Retention func() time.Duration
+	// Every is the interval between evaluations, on its multiples since the Unix epoch, as the
+	// dry run (knooppunt rule test) evaluates. Default one minute.
+	Every  time.Duration
+	Logger *slog.Logger
+}
+
+// Evaluator evaluates the stored rules on the leader.
+type Evaluator struct {
+	c       Config
+	leading bool
+	// states are the rules' states by rule name@version and region, while this replica leads.
+	states map[string]map[string]warn.State
+}
+
+// New returns an evaluator; Run runs it.
+func New(c Config) *Evaluator {
+	if c.Every <= 0 {
+		c.Every = time.Minute
+	}
+	return &Evaluator{c: c, states: map[string]map[string]warn.State{}}
+}
+
+// Run evaluates at every multiple of Every until ctx ends.
+func (e *Evaluator) Run(ctx context.Context) {
+	for {
+		now := time.Now()
+		next := now.Truncate(e.c.Every).Add(e.c.Every)
+		t := time.NewTimer(next.Sub(now))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			e.lose()
+			return
+		case <-t.C:
+		}
+		if err := e.Tick(ctx, next.UTC()); err != nil && ctx.Err() == nil {
+			e.c.Logger.Warn("early-warning rules", "err", err)
+		}
+	}
+}
+
+// lose forgets what leading built: a later term rebuilds it from the database.
+func (e *Evaluator) lose() {
+	e.leading = false
+	clear(e.states)
+	metrics.RuleFiring.Reset()
+}
+
+// Tick evaluates every stored rule at the instant, if this replica leads.
+func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
+	if !e.c.Store.IsLeader() {
+		if e.leading {
+			e.lose()
+		}
+		return nil
+	}
+	if !e.leading {
+		// What the previous leader committed (an alert it wrote as it lost the lead) must be in
+		// the database before anything is decided from it.
+		if err := e.c.Store.Barrier(10 * time.Second); err != nil {
+			return fmt.Errorf("barrier: %w", err)
+		}
+		e.leading = true
+	}
+	stored, err := e.c.DB.Rules(ctx)
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, row := range stored {
+		key := fmt.Sprintf("%s@%d", row.Name, row.Version)
+		live[key] = true
+		rule, err := warn.Lint(row.Source, e.c.Kinds)
+		if err != nil {
+			// A rule linted when it was applied; a config change that dropped a kind it reads
+			// makes it fail now. It is skipped, loudly, not guessed at.
+			e.c.Logger.Warn("early-warning rule does not lint against this node's kinds: skipped", "rule", row.Name, "err", err)
+			continue
+		}
+		if err := e.evaluate(ctx, key, row, rule, at); err != nil {
+			return fmt.Errorf("rule %s: %w", row.Name, err)
+		}
+	}
+	for key := range e.states {
+		if !live[key] {
+			delete(e.states, key)
+		}
+	}
+	return nil
+}
+
+func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, rule *warn.Rule, at time.Time) error {
+	since := at.Add(-e.c.Retention())
+	rows, err := e.c.DB.History(ctx, db.HistoryFilter{Kinds: rule.Kinds(), Crisis: rule.Doc.Crisis})
+	if err != nil {
+		return err
+	}
+	h := warn.NewHistory(rules.Versions(rows), since)
+	open, err := e.openAlerts(ctx, row.Name)
+	if err != nil {
+		return err
+	}
+	regions := rule.Doc.Regions
+	if len(regions) == 0 {
+		regions = h.Regions(rule.Kinds(), rule.Doc.Crisis)
+	}
+	// A region where an alert is open is evaluated even if its records are gone, so that the
+	// alert can resolve.
+	regions = slices.Clone(regions)
+	for r := range open {
+		if !slices.Contains(regions, r) {
+			regions = append(regions, r)
+		}
+	}
+	slices.Sort(regions)
+	states, ok := e.states[key]
+	if !ok {
+		states = map[string]warn.State{}
+		e.states[key] = states
+	}
+	for _, region := range regions {
+		s, ok := states[region]
+		if !ok {
+			s = e.rebuild(rule, h, region, open[region], at)
+		}
+		next, tr, read, err := rule.Step(h, region, at, s)
+		if err != nil {
+			e.c.Logger.Debug("early-warning rule could not be evaluated", "rule", row.Name, "region", region, "err", err)
+		}
+		switch tr {
+		case warn.Fired:
+			if a := open[region]; a == nil {
+				if err := e.fire(ctx, row, rule, region, at, read); err != nil {
+					return err
+				}
+			}
+		case warn.Resolved:
+			if a := open[region]; a != nil {
+				if err := e.resolve(ctx, a, at, read); err != nil {
+					return err
+				}
+			}
+		}
+		states[region] = next
+		v := 0.0
+		if next.Firing {
+			v = 1
+		}
+		metrics.RuleFiring.WithLabelValues(row.Name, region).Set(v)
+	}
+	return nil
+}
+
+// rebuild is a region's state when this replica starts to lead: firing where an alert is open;
+// else pending since the first of the evaluations of the last `for:` at which the condition held
+// throughout, which the history alone decides.
+func (e *Evaluator) rebuild(rule *warn.Rule, h *warn.History, region string, open *pb.Record, at time.Time) warn.State {
+	if open != nil {
+		var b alertBody
+		json.Unmarshal(open.Body, &b)
+		return warn.State{Firing: true, FiredAt: b.FiredAt}
+	}
+	if rule.For == 0 {
+		return warn.State{}
+	}
+	var s warn.State
+	for _, t := range warn.Ticks(at.Add(-rule.For), at.Add(-e.c.Every), e.c.Every) {
+		next, tr, _, _ := rule.Step(h, region, t, s)
+		if tr == warn.Fired {
+			// It would have fired before this replica led: it fires now, where it is decided.
+			return warn.State{Pending: true, Since: at.Add(-rule.For)}
+		}
+		s = next
+	}
+	return s
+}
+
+// alertBody is an alert record's body: what fired, where, when, and on which values. The
+// severity and status words are CAP's (severity, and status of the episode).
+type alertBody struct {
+	Rule        string         `json:"rule"`
+	RuleVersion int64          `json:"rule_version"`
+	Severity    string         `json:"severity"`
+	Description string         `json:"description,omitempty"`
+	Region      string         `json:"region"`
+	Status      string         `json:"status"` // firing or resolved
+	FiredAt     time.Time      `json:"fired_at"`
+	ResolvedAt  *time.Time     `json:"resolved_at,omitempty"`
+	Condition   string         `json:"condition"`
+	Values      []warn.Reading `json:"values"`
+	ClearValues []warn.Reading `json:"clear_values,omitempty"`
+	// History says how to see the values over time.
+	History string `json:"history"`
+}
+
+// AlertID is the id of the alert of an episode: the rule, the region and the instant it fired. A
+// leader that decides the same episode again writes the same record, never a second one.
+func AlertID(rule, region string, firedAt time.Time) string {
+	return fmt.Sprintf("alert-%s-%s-%d", rule, region, firedAt.Unix())
+}
+
+// fire writes the alert of an episode that began at firedAt, unless it was written before.
+func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, region string, firedAt time.Time, read []warn.Reading) error {
+	b := alertBody{Rule: row.Name, RuleVersion: row.Version, Severity: rule.Doc.Severity, Description: rule.Doc.Description, Region: region,
+		Status: "firing", FiredAt: firedAt, Condition: rule.Doc.When, Values: read,
+		History: fmt.Sprintf("knooppunt rule test %s.yaml --from %s", row.Name, firedAt.Add(-24*time.Hour).Format(time.RFC3339))}
+	if b.Values == nil {
+		b.Values = []warn.Reading{}
+	}
+	body, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	crisis := rule.Doc.Crisis
+	if crisis == "" {
+		crisis = "all"
+	}
+	id := AlertID(row.Name, region, firedAt)
+	if _, err := e.c.DB.Get(ctx, id); err == nil {
+		return nil // written before: the same episode
+	}
+	rec := &pb.Record{Id: id, Origin: e.c.Org, Kind: Kind, Crisis: crisis, Region: region, Classification: pb.Classification_INTERNAL,
+		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, UpdatedAt: timestamppb.New(firedAt)}
+	return e.put(ctx, rec)
+}
+
+func (e *Evaluator) put(ctx context.Context, rec *pb.Record) error {
+	res, err := e.c.Store.Write(ctx, []*pb.Record{rec})
+	if err != nil {
+		return err
+	}
+	if res[0].Err != nil {
+		return res[0].Err
+	}
+	e.c.Logger.Info("early-warning alert", "id", rec.Id, "rule", rec.Labels["rule"], "region", rec.Region, "status", rec.Labels["status"])
+	return nil
+}
+
+func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, read []warn.Reading) error {
+	var b alertBody
+	if err := json.Unmarshal(a.Body, &b); err != nil {
+		return fmt.Errorf("alert %s: %w", a.Id, err)
+	}
+	b.Status, b.ResolvedAt, b.ClearValues = "resolved", &at, read
+	body, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: a.Classification,
+		Labels: map[string]string{"rule": b.Rule, "status": "resolved"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at)}
+	return e.put(ctx, next)
+}
+
+// openAlerts are the rule's firing alerts by region.
+func (e *Evaluator) openAlerts(ctx context.Context, rule string) (map[string]*pb.Record, error) {
+	out := map[string]*pb.Record{}
+	f := db.Filter{Kind: Kind, Labels: map[string]string{"rule": rule, "status": "firing"}, PageSize: 1000}
+	for {
+		recs, next, err := e.c.DB.List(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			out[r.Region] = r
+		}
+		if next == "" {
+			return out, nil
+		}
+		f.PageToken = next
+	}
+}

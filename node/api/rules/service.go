@@ -1,0 +1,245 @@
+// Package rules is the RuleService: editors and officers lint an early-warning rule against this
+// node's kinds, run it over this node's history (a dry run), and apply or delete it through
+// Raft, in person. Lint and Test store nothing; a rule that does not lint is never stored.
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/node/warn"
+	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// MaxSource bounds a rule document.
+const MaxSource = 64 << 10
+
+// Config wires the service.
+type Config struct {
+	Store *store.Store
+	DB    *db.DB
+	Kinds *record.Kinds
+	// Retention is how far back the history reaches (config history.retention).
+	Retention func() time.Duration
+	Logger    *slog.Logger
+}
+
+// Service implements knooppunt.v1.RuleService.
+type Service struct {
+	pb.UnsafeRuleServiceServer
+	c Config
+}
+
+var _ pb.RuleServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterRuleServiceServer(s, svc) }
+
+// Lint checks a rule document; its problems are the answer, not an error.
+func (s *Service) Lint(ctx context.Context, req *pb.LintRequest) (*pb.LintResponse, error) {
+	if len(req.Source) > MaxSource {
+		return nil, api.Invalid("source", "the document is %d bytes, over the limit of %d", len(req.Source), MaxSource)
+	}
+	resp := &pb.LintResponse{}
+	if _, err := warn.Lint(req.Source, s.c.Kinds); err != nil {
+		var ps policy.Problems
+		if !errors.As(err, &ps) {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		for _, p := range ps {
+			resp.Problems = append(resp.Problems, &pb.LintProblem{Line: int32(p.Line), Column: int32(p.Column), Field: p.Field, Message: p.Message})
+		}
+	}
+	return resp, nil
+}
+
+// lint checks a source for Test and Apply: a document that does not lint is refused with
+// INVALID_ARGUMENT naming each problem's position.
+func (s *Service) lint(src []byte) (*warn.Rule, error) {
+	if len(src) > MaxSource {
+		return nil, api.Invalid("source", "the document is %d bytes, over the limit of %d", len(src), MaxSource)
+	}
+	rule, err := warn.Lint(src, s.c.Kinds)
+	if err != nil {
+		var ps policy.Problems
+		if !errors.As(err, &ps) {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		msgs := make([]string, len(ps))
+		for i, p := range ps {
+			msgs[i] = p.String()
+		}
+		return nil, api.Invalid("source", "the rule does not lint: %s", strings.Join(msgs, "; "))
+	}
+	return rule, nil
+}
+
+// author is the editor or officer taking a rule step, in person: a rule step is attributed to a
+// SPIFFE ID, so the local socket cannot take it.
+func author(ctx context.Context) (string, error) {
+	c, ok := api.CallerFrom(ctx)
+	if !ok || c.ID.IsZero() {
+		return "", status.Error(codes.PermissionDenied, "a rule is applied or deleted by an editor or officer with their own SVID, over mTLS; the local socket cannot do it")
+	}
+	if !c.Has(api.Editor) && !c.Has(api.Officer) {
+		return "", status.Errorf(codes.PermissionDenied, "%s is not an editor or officer of this org", c.ID)
+	}
+	return c.ID.String(), nil
+}
+
+// Apply lints and stores a rule through Raft.
+func (s *Service) Apply(ctx context.Context, req *pb.ApplyRuleRequest) (*pb.RuleInfo, error) {
+	by, err := author(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rule, err := s.lint(req.Source)
+	if err != nil {
+		return nil, err
+	}
+	step := &pb.RuleStep{Name: rule.Doc.Name, Source: req.Source, By: by, At: timestamppb.Now(), Reason: req.Reason, Severity: rule.Doc.Severity}
+	return s.step(ctx, step)
+}
+
+// Delete removes a rule through Raft.
+func (s *Service) Delete(ctx context.Context, req *pb.DeleteRuleRequest) (*pb.RuleInfo, error) {
+	by, err := author(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, api.Invalid("name", "give the name of the rule to delete: see knooppunt rule list")
+	}
+	return s.step(ctx, &pb.RuleStep{Name: req.Name, Delete: true, By: by, At: timestamppb.Now(), Reason: req.Reason})
+}
+
+func (s *Service) step(ctx context.Context, step *pb.RuleStep) (*pb.RuleInfo, error) {
+	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_RuleStep{RuleStep: step}})
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	out := v.(store.RuleOutcome)
+	if out.Refusal != nil {
+		return nil, status.Errorf(codes.NotFound, "name: no rule is called %q: see knooppunt rule list", step.Name)
+	}
+	return info(out.Rule), nil
+}
+
+// List returns the applied rules by name.
+func (s *Service) List(ctx context.Context, _ *pb.ListRulesRequest) (*pb.ListRulesResponse, error) {
+	rows, err := s.c.DB.Rules(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp := &pb.ListRulesResponse{}
+	for i := range rows {
+		resp.Rules = append(resp.Rules, info(&rows[i]))
+	}
+	return resp, nil
+}
+
+// Get returns one applied rule.
+func (s *Service) Get(ctx context.Context, req *pb.GetRuleRequest) (*pb.RuleInfo, error) {
+	r, err := s.c.DB.Rule(ctx, req.Name)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "name: no rule is called %q: see knooppunt rule list", req.Name)
+	}
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return info(r), nil
+}
+
+func info(r *db.RuleRow) *pb.RuleInfo {
+	return &pb.RuleInfo{Name: r.Name, Version: r.Version, Severity: r.Severity, Source: r.Source, AppliedBy: r.AppliedBy, AppliedAt: timestamppb.New(r.AppliedAt)}
+}
+
+// Test runs a rule document over the history. A document that does not lint is refused with
+// INVALID_ARGUMENT naming each problem's position.
+func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTestResponse, error) {
+	rule, err := s.lint(req.Source)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	since := now.Add(-s.c.Retention())
+	from, to := since, now
+	if req.From != nil {
+		from = req.From.AsTime()
+	}
+	if req.To != nil {
+		to = req.To.AsTime()
+	}
+	if from.Before(since) {
+		from = since
+	}
+	if !to.After(from) {
+		return nil, api.Invalid("to", "%s is not after from (%s, or the start of the history's retention): give a later to or an earlier from", to.Format(time.RFC3339), from.Format(time.RFC3339))
+	}
+	step := time.Minute
+	if req.Step != nil {
+		step = req.Step.AsDuration()
+	}
+	if step < time.Second {
+		return nil, api.Invalid("step", "%s is too short: use 1s or more, such as 1m", step)
+	}
+	rows, err := s.c.DB.History(ctx, db.HistoryFilter{Kinds: rule.Kinds(), Crisis: rule.Doc.Crisis})
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	h := warn.NewHistory(Versions(rows), since)
+	eps, errs, err := rule.DryRun(h, from, to, step)
+	if err != nil {
+		return nil, api.Invalid("step", "%v", err)
+	}
+	resp := &pb.RuleTestResponse{From: timestamppb.New(from), To: timestamppb.New(to), Regions: rule.Doc.Regions}
+	if len(resp.Regions) == 0 {
+		resp.Regions = h.Regions(rule.Kinds(), rule.Doc.Crisis)
+	}
+	for _, e := range eps {
+		pe := &pb.RuleEpisode{Region: e.Region, Start: timestamppb.New(e.Start), Values: readings(e.Values), ClearValues: readings(e.ClearValues)}
+		if !e.End.IsZero() {
+			pe.End = timestamppb.New(e.End)
+		}
+		resp.Episodes = append(resp.Episodes, pe)
+	}
+	for _, e := range errs {
+		resp.Errors = append(resp.Errors, fmt.Sprint(e))
+	}
+	return resp, nil
+}
+
+// Versions converts the store's history rows for warn.
+func Versions(rows []db.HistoryVersion) []warn.Version {
+	out := make([]warn.Version, len(rows))
+	for i, r := range rows {
+		out[i] = warn.Version{Origin: r.Origin, ID: r.ID, Version: r.Version, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
+			At: r.At, Tombstone: r.Tombstone, Fields: r.Fields}
+	}
+	return out
+}
+
+func readings(rs []warn.Reading) []*pb.RuleReading {
+	var out []*pb.RuleReading
+	for _, r := range rs {
+		out = append(out, &pb.RuleReading{Expr: r.Expr, At: timestamppb.New(r.At), Value: r.Value})
+	}
+	return out
+}

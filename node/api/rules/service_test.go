@@ -1,0 +1,123 @@
+package rules_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api/rules"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newService(t *testing.T) (*rules.Service, *db.DB) {
+	t.Helper()
+	d, err := db.Open(filepath.Join(t.TempDir(), "knooppunt.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules.New(rules.Config{DB: d, Kinds: kinds, Retention: func() time.Duration { return 24 * time.Hour },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}), d
+}
+
+const lowBeds = `name: zeeland-beds-low
+severity: severe
+crisis: oekraine
+when: sum("shelter.capacity", "beds_free") < 10
+clear: sum("shelter.capacity", "beds_free") > 20
+for: 30m
+`
+
+// TestRetractionLeavesRuleResults checks, on a real store, that a rule's dry run sees own and
+// cached records' history, and that once a peer retracts its record the record's past
+// contribution is gone from the rule's results too: the episode its values caused is no more.
+func TestRetractionLeavesRuleResults(t *testing.T) {
+	svc, d := newService(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	ago := func(h float64) *timestamppb.Timestamp {
+		return timestamppb.New(now.Add(-time.Duration(h * float64(time.Hour))))
+	}
+	// Own beds: 5 for the last six hours. With the peer's 30, the sum is 35 until the peer's
+	// record drops to 0 three hours ago: then 5 < 10, and the rule fires 30 minutes later.
+	if res, err := d.Apply(1, []*pb.Record{{Id: "own", Origin: "vr-zeeland.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+		Body: []byte(`{"beds_free": 5, "beds_total": 50}`), UpdatedAt: ago(6)}}); err != nil || res[0].Err != nil {
+		t.Fatal(err, res)
+	}
+	cache := &pb.CacheForeign{Peer: "lcvs.crisis.test", Origin: "lcvs.crisis.test", Cursor: 1, At: timestamppb.New(now)}
+	for i, b := range []string{`{"beds_free": 30}`, `{"beds_free": 0}`} {
+		cache.Upserts = append(cache.Upserts, &pb.SharedRecord{Record: &pb.Record{Id: "lcvs-1", Origin: "lcvs.crisis.test", Kind: "shelter.capacity",
+			Crisis: "oekraine", Region: "VR19", Body: []byte(b), Version: int64(i + 1), UpdatedAt: ago(float64(5 - 2*i))}})
+	}
+	if err := d.ApplyCacheForeign(2, cache); err != nil {
+		t.Fatal(err)
+	}
+	req := &pb.RuleTestRequest{Source: []byte(lowBeds), From: ago(6), To: timestamppb.New(now)}
+	resp, err := svc.Test(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until the peer's record came, five hours ago, own beds alone (5) were low: one episode from
+	// 30 minutes after the own record, ended when the peer's 30 came. The second starts 30
+	// minutes after the peer's dropped to 0, and still fires.
+	if len(resp.Episodes) != 2 || resp.Episodes[0].End == nil || resp.Episodes[1].End != nil {
+		t.Fatalf("before the retraction: episodes %v, want one ended and one firing", resp.Episodes)
+	}
+	fired := resp.Episodes[1].Start.AsTime()
+	if want := now.Add(-3*time.Hour + 30*time.Minute); fired.Before(want) || fired.After(want.Add(time.Minute)) {
+		t.Errorf("the second episode starts at %s, want the first minute at or after %s", fired, want)
+	}
+
+	if err := d.ApplyCacheForeign(3, &pb.CacheForeign{Peer: "lcvs.crisis.test", Origin: "lcvs.crisis.test", Cursor: 2, At: timestamppb.New(now), Retractions: []string{"lcvs-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = svc.Test(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without the peer's record, own beds were low all along: one episode, never ended, whose
+	// values hold nothing of the peer's.
+	if len(resp.Episodes) != 1 || resp.Episodes[0].End != nil {
+		t.Fatalf("after the retraction: episodes %v, want one that still fires", resp.Episodes)
+	}
+	for _, v := range resp.Episodes[0].Values {
+		if v.Value != 5 {
+			t.Errorf("after the retraction the rule read %s = %g, want own beds alone (5)", v.Expr, v.Value)
+		}
+	}
+}
+
+// TestBadInputRefused checks that a rule that does not lint, or a run that is not one, is refused
+// with INVALID_ARGUMENT naming the position or the field, and that Lint answers problems.
+func TestBadInputRefused(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	bad := []byte("name: r\nseverity: severe\nwhen: count(\"signals\", duration(\"6h\")) > 1\n")
+	_, err := svc.Test(ctx, &pb.RuleTestRequest{Source: bad})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), `line 3, column 13: when: count: unknown kind "signals"`) {
+		t.Errorf("Test of a bad rule: %v", err)
+	}
+	now := time.Now()
+	_, err = svc.Test(ctx, &pb.RuleTestRequest{Source: []byte(lowBeds), From: timestamppb.New(now), To: timestamppb.New(now.Add(-time.Hour))})
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "to: ") {
+		t.Errorf("Test with to before from: %v", err)
+	}
+	lint, err := svc.Lint(ctx, &pb.LintRequest{Source: bad})
+	if err != nil || len(lint.Problems) != 1 || lint.Problems[0].Line != 3 || lint.Problems[0].Column != 13 {
+		t.Errorf("Lint of a bad rule: %v %v", lint, err)
+	}
+}

@@ -1,0 +1,147 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// HistoryVersion is one applied version of an own or cached record, as the history keeps it: where
+// and when it counted, and the numbers of its body. The early-warning rules derive their sums,
+// deltas and counts from these rows alone (see node/warn), so every replica, which applies the
+// same entries, derives the same values.
+type HistoryVersion struct {
+	Origin    string // "" for own records, else the peer's trust domain
+	ID        string
+	Version   int64
+	Kind      string
+	Crisis    string
+	Region    string
+	At        time.Time
+	Tombstone bool               // the record stopped counting at At
+	Fields    map[string]float64 // the body's top-level numbers
+}
+
+// addHistory keeps the version of r that the entry applies. It is called in the entry's
+// transaction, so the history never holds what the records do not.
+func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone bool) error {
+	fields := "{}"
+	if !tombstone {
+		fields = numbersOf(r.Body)
+	}
+	_, err := tx.Exec(`INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields) VALUES (?,?,?,?,?,?,?,?,?)`,
+		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields)
+	return err
+}
+
+// dropHistory removes every version of a cached record: a retraction withdraws what the record
+// ever contributed, so that a trend never shows what a policy no longer grants.
+func dropHistory(tx *writeTx, origin, id string) error {
+	_, err := tx.Exec(`DELETE FROM history WHERE origin = ? AND id = ?`, origin, id)
+	return err
+}
+
+// numbersOf returns the body's top-level numbers as a JSON object with sorted keys. A body that
+// is not a JSON object has none. The numbers pass through float64, as CEL reads them, and the
+// encoding is canonical, so every replica stores the same text.
+func numbersOf(body []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return "{}"
+	}
+	out := map[string]float64{}
+	for k, v := range m {
+		v = bytes.TrimSpace(v)
+		if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+			continue
+		}
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil {
+			out[k] = f
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return "{}"
+	}
+	return string(b)
+}
+
+// HistoryFilter selects history rows. Empty fields do not filter.
+type HistoryFilter struct {
+	Kinds  []string
+	Crisis string
+	Region string
+}
+
+// History returns the rows the filter selects in the order they counted: by time, then origin,
+// id and version, so that equal times are walked the same way everywhere.
+func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, error) {
+	q := `SELECT origin, id, version, kind, crisis, region, at, tombstone, fields FROM history WHERE 1`
+	var args []any
+	if len(f.Kinds) > 0 {
+		q += ` AND kind IN (SELECT value FROM json_each(?))`
+		b, _ := json.Marshal(f.Kinds)
+		args = append(args, string(b))
+	}
+	if f.Crisis != "" {
+		q += ` AND crisis = ?`
+		args = append(args, f.Crisis)
+	}
+	if f.Region != "" {
+		q += ` AND region = ?`
+		args = append(args, f.Region)
+	}
+	q += ` ORDER BY at, origin, id, version`
+	var out []HistoryVersion
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				v      HistoryVersion
+				at     int64
+				fields string
+			)
+			if err := rows.Scan(&v.Origin, &v.ID, &v.Version, &v.Kind, &v.Crisis, &v.Region, &at, &v.Tombstone, &fields); err != nil {
+				return err
+			}
+			v.At = time.Unix(0, at).UTC()
+			if err := json.Unmarshal([]byte(fields), &v.Fields); err != nil {
+				return fmt.Errorf("db: history of %s %q: %w", v.Origin, v.ID, err)
+			}
+			out = append(out, v)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// PruneHistory forgets what the history needs no longer: rows older than before, except each
+// record's last row at or before it, which still says what the record counted at before. Reads
+// clip to the retention window (see warn.Window), so a replica that prunes later than another
+// still answers the same. It is not a Raft command: it changes no value a read can see.
+func (d *DB) PruneHistory(before time.Time) (int64, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return 0, ErrClosed
+	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	cut := before.UnixNano()
+	res, err := d.rw.Exec(`DELETE FROM history AS h WHERE at < ?1 AND (tombstone = 1 OR EXISTS (
+		SELECT 1 FROM history AS n WHERE n.origin = h.origin AND n.id = h.id AND n.version > h.version AND n.at <= ?1))`, cut)
+	if err != nil {
+		return 0, fmt.Errorf("db: prune history: %w", err)
+	}
+	return res.RowsAffected()
+}

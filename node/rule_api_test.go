@@ -1,0 +1,168 @@
+package node_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/metrics"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestRuleApplyListDelete checks the rule steps on a real node over mTLS: an editor and an
+// officer apply rules in person, a new apply is a new version, every step is audited under its
+// author, a rule that does not lint is refused with its position and stores nothing, the local
+// socket cannot take a step, and a deleted rule is gone.
+func TestRuleApplyListDelete(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	n := startMTLSNode(t, own, own.filesIdentity()+fmt.Sprintf(`roles:
+  - {id: spiffe://%[1]s/user/editor, role: editor}
+  - {id: spiffe://%[1]s/user/officer, role: officer}
+`, mtlsOwnTD))
+	ctx := t.Context()
+	editor := pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/editor")))
+	officer := pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/officer")))
+	local := pb.NewRuleServiceClient(n.local(t))
+	src := func(threshold int) []byte {
+		return fmt.Appendf(nil, "name: signals\nseverity: moderate\nwhen: count(\"signal\", duration(\"6h\")) >= %d\n", threshold)
+	}
+
+	r, err := editor.Apply(ctx, &pb.ApplyRuleRequest{Source: src(3), Reason: "three signals"})
+	if err != nil || r.Name != "signals" || r.Version != 1 || r.Severity != "moderate" || r.AppliedBy != "spiffe://"+mtlsOwnTD+"/user/editor" {
+		t.Fatalf("editor applies: %v %v", r, err)
+	}
+	if r, err = officer.Apply(ctx, &pb.ApplyRuleRequest{Source: src(2)}); err != nil || r.Version != 2 || !strings.Contains(string(r.Source), ">= 2") {
+		t.Fatalf("officer applies a new version: %v %v", r, err)
+	}
+	_, err = editor.Apply(ctx, &pb.ApplyRuleRequest{Source: []byte("name: broken\nseverity: moderate\nwhen: count(\"signals\", duration(\"6h\")) >= 3\n")})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `line 3, column 13: when: count: unknown kind "signals"`) {
+		t.Errorf("a rule that does not lint: %v", err)
+	}
+	if _, err := local.Apply(ctx, &pb.ApplyRuleRequest{Source: src(1)}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("the local socket applies: %v, want PERMISSION_DENIED", err)
+	}
+	list, err := local.List(ctx, &pb.ListRulesRequest{})
+	if err != nil || len(list.Rules) != 1 || list.Rules[0].Name != "signals" || list.Rules[0].Version != 2 {
+		t.Fatalf("list after the steps: %v %v; want only signals at version 2", list, err)
+	}
+
+	if _, err := officer.Delete(ctx, &pb.DeleteRuleRequest{Name: "signals", Reason: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := local.Get(ctx, &pb.GetRuleRequest{Name: "signals"}); status.Code(err) != codes.NotFound {
+		t.Errorf("get after delete: %v, want NOT_FOUND", err)
+	}
+	if _, err := officer.Delete(ctx, &pb.DeleteRuleRequest{Name: "signals"}); status.Code(err) != codes.NotFound {
+		t.Errorf("delete twice: %v, want NOT_FOUND", err)
+	}
+
+	audit, err := pb.NewAuditServiceClient(n.local(t)).List(ctx, &pb.ListAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, e := range audit.Entries {
+		if strings.HasPrefix(e.Action, "rule.") {
+			steps = append(steps, e.Action+" "+e.Subject+" "+strings.TrimPrefix(e.Actor, "spiffe://"+mtlsOwnTD))
+		}
+	}
+	if got := strings.Join(steps, "; "); got != "rule.apply signals /user/editor; rule.apply signals /user/officer; rule.delete signals /user/officer" {
+		t.Errorf("audited rule steps: %s", got)
+	}
+}
+
+// TestRuleFiresOneAlertPerEpisode checks, on a real node that evaluates every second, that a
+// stored rule fires one alert record when its condition holds, keeps that one record while it
+// still holds, marks it resolved once the clear condition holds, and fires a second record for
+// a second episode; and that knooppunt_rule_firing follows.
+func TestRuleFiresOneAlertPerEpisode(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	n := startMTLSNode(t, own, own.filesIdentity()+fmt.Sprintf(`roles:
+  - {id: spiffe://%[1]s/user/editor, role: editor}
+rules: {every: 1s}
+`, mtlsOwnTD))
+	ctx := t.Context()
+	editor := pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/editor")))
+	records := pb.NewRecordServiceClient(n.local(t))
+	if _, err := editor.Apply(ctx, &pb.ApplyRuleRequest{Source: []byte(`name: zeeland-beds-low
+severity: severe
+crisis: oekraine
+regions: [VR19]
+when: sum("shelter.capacity", "beds_free") < 10
+clear: sum("shelter.capacity", "beds_free") > 20
+`)}); err != nil {
+		t.Fatal(err)
+	}
+	beds := func(free int) {
+		t.Helper()
+		_, err := records.Put(ctx, &pb.PutRequest{Record: &pb.Record{Id: "middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+			Classification: pb.Classification_INTERNAL, Body: fmt.Appendf(nil, `{"municipality":"Middelburg","beds_total":100,"beds_free":%d}`, free)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	alerts := func() (firing, resolved []string) {
+		t.Helper()
+		resp, err := records.List(ctx, &pb.ListRequest{Kind: "alert"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range resp.Records {
+			if r.Labels["status"] == "firing" {
+				firing = append(firing, r.Id)
+			} else {
+				resolved = append(resolved, r.Id)
+			}
+		}
+		return firing, resolved
+	}
+	waitFor := func(what string, ok func(firing, resolved []string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			f, r := alerts()
+			if ok(f, r) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 20s: firing %v, resolved %v", what, f, r)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	firingGauge := func() float64 {
+		return testutil.ToFloat64(metrics.RuleFiring.WithLabelValues("zeeland-beds-low", "VR19"))
+	}
+
+	beds(30)
+	beds(5)
+	waitFor("firing alert", func(f, r []string) bool { return len(f) == 1 && len(r) == 0 })
+	first, _ := alerts()
+	if firingGauge() != 1 {
+		t.Errorf("knooppunt_rule_firing is %g while the rule fires, want 1", firingGauge())
+	}
+	// Still low, and between the thresholds: the same one alert, for several evaluations.
+	beds(15)
+	lastTick := time.Now().Truncate(time.Second)
+	waitFor("three more evaluations", func([]string, []string) bool { return time.Since(lastTick) > 3*time.Second })
+	if f, r := alerts(); len(f) != 1 || f[0] != first[0] || len(r) != 0 {
+		t.Fatalf("while the value hovers between the thresholds: firing %v, resolved %v; want only %s", f, r, first[0])
+	}
+	beds(25)
+	waitFor("resolved alert", func(f, r []string) bool { return len(f) == 0 && len(r) == 1 && r[0] == first[0] })
+	if firingGauge() != 0 {
+		t.Errorf("knooppunt_rule_firing is %g after the rule cleared, want 0", firingGauge())
+	}
+	beds(1)
+	waitFor("second episode", func(f, r []string) bool { return len(f) == 1 && len(r) == 1 && f[0] != first[0] })
+}

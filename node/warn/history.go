@@ -1,0 +1,170 @@
+// Package warn owns the early-warning rules: their documents, the CEL of their conditions, and
+// their evaluation over the history of the picture. It decides; it never does I/O: the caller
+// reads the history from the store (db.History) and writes what a decision leads to.
+package warn
+
+import (
+	"slices"
+	"sort"
+	"time"
+)
+
+// Version is one applied version of an own or cached record, as the history keeps it (see
+// db.HistoryVersion).
+type Version struct {
+	Origin    string // "" for own records, else the peer's trust domain
+	ID        string
+	Version   int64
+	Kind      string
+	Crisis    string
+	Region    string
+	At        time.Time
+	Tombstone bool               // the record stopped counting at At
+	Fields    map[string]float64 // the body's top-level numbers
+}
+
+// History answers the questions rules ask: the sum of a field over a kind's records in a region
+// at an instant, and how many records of a kind appeared in a region within a window. Each answer
+// is derived from the versions alone, so every replica, holding the same versions, gives the same
+// answer. It is safe for one goroutine at a time.
+type History struct {
+	// since is the start of the retention window: nothing before it is answered, because what
+	// lies before it may have been pruned on one replica and not yet on another.
+	since  time.Time
+	byKind map[string][]Version // in the order they counted
+
+	sums   map[seriesKey]*steps
+	counts map[seriesKey][]int64 // appearance times, Unix nanoseconds, sorted
+}
+
+type seriesKey struct{ kind, crisis, region, field string }
+
+// steps is a step function: value[i] holds from at[i] until at[i+1].
+type steps struct {
+	at    []int64
+	value []float64
+}
+
+// NewHistory indexes versions. since is the start of the retention window (zero: no bound).
+func NewHistory(versions []Version, since time.Time) *History {
+	h := &History{since: since, byKind: map[string][]Version{}, sums: map[seriesKey]*steps{}, counts: map[seriesKey][]int64{}}
+	for _, v := range versions {
+		h.byKind[v.Kind] = append(h.byKind[v.Kind], v)
+	}
+	for _, vs := range h.byKind {
+		// Stable, and by the same keys as db.History, so that equal times are walked alike.
+		sort.SliceStable(vs, func(i, j int) bool { return less(vs[i], vs[j]) })
+	}
+	return h
+}
+
+func less(a, b Version) bool {
+	if !a.At.Equal(b.At) {
+		return a.At.Before(b.At)
+	}
+	if a.Origin != b.Origin {
+		return a.Origin < b.Origin
+	}
+	if a.ID != b.ID {
+		return a.ID < b.ID
+	}
+	return a.Version < b.Version
+}
+
+// Since is the start of the retention window.
+func (h *History) Since() time.Time { return h.since }
+
+// Sum is the sum of field over the kind's records that counted in the region at the instant: each
+// record's latest version at or before it, unless that version deletes the record. A record
+// without the field adds nothing. An empty crisis means every crisis. An instant before the
+// retention window is read as its start.
+func (h *History) Sum(kind, crisis, region, field string, at time.Time) float64 {
+	if at.Before(h.since) {
+		at = h.since
+	}
+	k := seriesKey{kind, crisis, region, field}
+	s, ok := h.sums[k]
+	if !ok {
+		s = h.buildSum(k)
+		h.sums[k] = s
+	}
+	t := at.UnixNano()
+	i := sort.Search(len(s.at), func(i int) bool { return s.at[i] > t })
+	if i == 0 {
+		return 0
+	}
+	return s.value[i-1]
+}
+
+type recordKey struct{ origin, id string }
+
+func (h *History) buildSum(k seriesKey) *steps {
+	s := &steps{}
+	cur := map[recordKey]float64{} // what each record adds now
+	total := 0.0
+	for _, v := range h.byKind[k.kind] {
+		rk := recordKey{v.Origin, v.ID}
+		next := 0.0
+		if !v.Tombstone && v.Region == k.region && (k.crisis == "" || v.Crisis == k.crisis) {
+			next = v.Fields[k.field]
+		}
+		// Subtracting and adding floats in a different order would give different totals on
+		// replicas that walked differently; the walk's order is fixed, so this is the same
+		// everywhere.
+		total += next - cur[rk]
+		cur[rk] = next
+		t := v.At.UnixNano()
+		if n := len(s.at); n > 0 && s.at[n-1] == t {
+			s.value[n-1] = total
+		} else {
+			s.at, s.value = append(s.at, t), append(s.value, total)
+		}
+	}
+	return s
+}
+
+// Count is how many of the kind's records appeared in the region within the window that ends at
+// the instant: their first version in the history counted after at-window and at or before at. A
+// window reaching before the retention window is cut at its start.
+func (h *History) Count(kind, crisis, region string, at time.Time, window time.Duration) int64 {
+	k := seriesKey{kind, crisis, region, ""}
+	times, ok := h.counts[k]
+	if !ok {
+		seen := map[recordKey]bool{}
+		for _, v := range h.byKind[kind] {
+			rk := recordKey{v.Origin, v.ID}
+			if seen[rk] {
+				continue
+			}
+			seen[rk] = true
+			if v.Region == region && (crisis == "" || v.Crisis == crisis) {
+				times = append(times, v.At.UnixNano())
+			}
+		}
+		h.counts[k] = times
+	}
+	lo, hi := at.Add(-window), at
+	if lo.Before(h.since) {
+		lo = h.since.Add(-1) // appearances at the start of the window itself count
+	}
+	if !hi.After(lo) {
+		return 0
+	}
+	i := sort.Search(len(times), func(i int) bool { return times[i] > lo.UnixNano() })
+	j := sort.Search(len(times), func(i int) bool { return times[i] > hi.UnixNano() })
+	return int64(j - i)
+}
+
+// Regions lists the regions where records of the kinds were, in the crisis ("" for any), sorted.
+func (h *History) Regions(kinds []string, crisis string) []string {
+	var out []string
+	for _, k := range kinds {
+		for _, v := range h.byKind[k] {
+			if crisis == "" || v.Crisis == crisis {
+				out = append(out, v.Region)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

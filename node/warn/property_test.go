@@ -1,0 +1,223 @@
+package warn_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node/warn"
+)
+
+// base is the start of every random history; every time in it is a whole minute after base.
+var base = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+func minute(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
+
+// TestDryRunMatchesReferenceModel checks rule evaluation against a plain model, on random
+// histories: the model recomputes every sum and count from all the versions at every minute, and
+// steps a state machine of its own for `for:` and the clear condition. The rules cover a sum with
+// and without hysteresis, a delta window and a count window, with random thresholds, windows,
+// `for:` durations and a retention start that cuts windows short.
+func TestDryRunMatchesReferenceModel(t *testing.T) {
+	const iterations = 300
+	for it := range iterations {
+		rng := rand.New(rand.NewPCG(uint64(it), 18))
+		vs := randomHistory(rng)
+		since := time.Time{}
+		if rng.IntN(3) == 0 {
+			since = minute(rng.IntN(200))
+		}
+		m := model{vs: vs, since: since}
+		r := randomRule(rng)
+		rule, err := warn.Lint([]byte(r.src), nil)
+		if err != nil {
+			t.Fatalf("iteration %d: rule does not lint: %v\n%s", it, err, r.src)
+		}
+		from, to := minute(0), minute(720)
+		got, errs, err := rule.DryRun(warn.NewHistory(vs, since), from, to, time.Minute)
+		if err != nil || len(errs) > 0 {
+			t.Fatalf("iteration %d: dry run: %v %v", it, err, errs)
+		}
+		if !since.IsZero() {
+			from = since
+		}
+		var want []string
+		for _, region := range []string{"R1", "R2"} {
+			want = append(want, m.episodes(r, region, from, to)...)
+		}
+		var have []string
+		for _, e := range got {
+			have = append(have, episodeString(e.Region, e.Start, e.End))
+		}
+		if !slices.Equal(have, want) {
+			t.Fatalf("iteration %d: rule\n%s\nsince %v\n got episodes %v\nwant episodes %v", it, r.src, since, have, want)
+		}
+	}
+}
+
+func episodeString(region string, start, end time.Time) string {
+	s := fmt.Sprintf("%s %d-", region, int(start.Sub(base)/time.Minute))
+	if !end.IsZero() {
+		s += fmt.Sprint(int(end.Sub(base) / time.Minute))
+	}
+	return s
+}
+
+// randomHistory makes versions of shelter records (which update, move between regions and are
+// deleted) and signals, in two regions, at whole minutes.
+func randomHistory(rng *rand.Rand) []warn.Version {
+	var vs []warn.Version
+	regions := []string{"R1", "R2"}
+	for i := range 2 + rng.IntN(5) {
+		at := rng.IntN(300)
+		region := regions[rng.IntN(2)]
+		for v := int64(1); at <= 720; v++ {
+			ver := warn.Version{Origin: []string{"", "p.test"}[rng.IntN(2)], ID: fmt.Sprintf("s%d", i), Version: v, Kind: "shelter.capacity",
+				Crisis: "c", Region: region, At: minute(at), Fields: map[string]float64{"beds_free": float64(rng.IntN(100)), "beds_total": 100}}
+			if rng.IntN(4) == 0 {
+				delete(ver.Fields, "beds_free") // a body without the field adds nothing
+			}
+			if rng.IntN(12) == 0 {
+				ver.Tombstone, ver.Fields = true, map[string]float64{}
+				vs = append(vs, ver)
+				break
+			}
+			vs = append(vs, ver)
+			if rng.IntN(6) == 0 {
+				region = regions[rng.IntN(2)]
+			}
+			at += 1 + rng.IntN(90)
+		}
+	}
+	for i := range rng.IntN(12) {
+		vs = append(vs, warn.Version{ID: fmt.Sprintf("g%d", i), Version: 1, Kind: "signal", Crisis: "c", Region: regions[rng.IntN(2)], At: minute(rng.IntN(720)), Fields: map[string]float64{}})
+	}
+	rng.Shuffle(len(vs), func(i, j int) { vs[i], vs[j] = vs[j], vs[i] })
+	return vs
+}
+
+// refRule is a rule's text and the model's own reading of its conditions.
+type refRule struct {
+	src   string
+	for_  int // minutes
+	when  func(m model, region string, t int) bool
+	clear func(m model, region string, t int) bool
+}
+
+func randomRule(rng *rand.Rand) refRule {
+	r := refRule{for_: []int{0, 0, 1, 5, 30, 90}[rng.IntN(6)]}
+	var when, clear string
+	switch rng.IntN(4) {
+	case 0: // a sum, with hysteresis; or with a clear that can hold with when at once
+		a := float64(50 + rng.IntN(150))
+		b := a + float64(rng.IntN(120)-60)
+		when = fmt.Sprintf(`sum("shelter.capacity", "beds_free") < %.1f`, a)
+		clear = fmt.Sprintf(`sum("shelter.capacity", "beds_free") > %.1f`, b)
+		r.when = func(m model, region string, t int) bool { return m.sum(region, t) < a }
+		r.clear = func(m model, region string, t int) bool { return m.sum(region, t) > b }
+	case 1: // a sum, clearing when it no longer holds
+		a := float64(rng.IntN(200))
+		when = fmt.Sprintf(`sum("shelter.capacity", "beds_free") >= %.1f`, a)
+		r.when = func(m model, region string, t int) bool { return m.sum(region, t) >= a }
+	case 2: // a delta window
+		d := 1 + rng.IntN(120)
+		c := float64(rng.IntN(80))
+		when = fmt.Sprintf(`delta(sum("shelter.capacity", "beds_free"), duration("%dm")) < -%.1f`, d, c)
+		r.when = func(m model, region string, t int) bool { return m.sum(region, t)-m.sum(region, t-d) < -c }
+	default: // a count window, with hysteresis
+		w := 1 + rng.IntN(240)
+		n := 1 + rng.IntN(3)
+		k := rng.IntN(n + 1)
+		when = fmt.Sprintf(`count("signal", duration("%dm")) >= %d`, w, n)
+		clear = fmt.Sprintf(`count("signal", duration("%dm")) < %d`, w, k)
+		r.when = func(m model, region string, t int) bool { return m.count(region, t, w) >= n }
+		r.clear = func(m model, region string, t int) bool { return m.count(region, t, w) < k }
+	}
+	if r.clear == nil {
+		w := r.when
+		r.clear = func(m model, region string, t int) bool { return !w(m, region, t) }
+	}
+	r.src = fmt.Sprintf("name: r\nseverity: minor\nregions: [R1, R2]\nwhen: '%s'\nfor: %dm\n", when, r.for_)
+	if clear != "" {
+		r.src += fmt.Sprintf("clear: '%s'\n", clear)
+	}
+	return r
+}
+
+// model answers from all the versions, by brute force.
+type model struct {
+	vs    []warn.Version
+	since time.Time
+}
+
+func (m model) minutes(t time.Time) int { return int(t.Sub(base) / time.Minute) }
+
+// sum adds, for every record, the field of its latest version at or before minute t, where that
+// version is in the region and is not a delete. Minutes before the retention start read it.
+func (m model) sum(region string, t int) float64 {
+	if !m.since.IsZero() && t < m.minutes(m.since) {
+		t = m.minutes(m.since)
+	}
+	latest := map[string]warn.Version{}
+	for _, v := range m.vs {
+		if v.Kind != "shelter.capacity" || m.minutes(v.At) > t {
+			continue
+		}
+		k := v.Origin + "/" + v.ID
+		if cur, ok := latest[k]; !ok || v.Version > cur.Version {
+			latest[k] = v
+		}
+	}
+	total := 0.0
+	for _, v := range latest {
+		if !v.Tombstone && v.Region == region {
+			total += v.Fields["beds_free"]
+		}
+	}
+	return total
+}
+
+// count is the signals whose first version is in the region, within (t-w, t], and not before the
+// retention start.
+func (m model) count(region string, t, w int) int {
+	n := 0
+	for _, v := range m.vs {
+		at := m.minutes(v.At)
+		if v.Kind == "signal" && v.Region == region && at > t-w && at <= t && (m.since.IsZero() || !v.At.Before(m.since)) {
+			n++
+		}
+	}
+	return n
+}
+
+// episodes steps the rule minute by minute from from to to.
+func (m model) episodes(r refRule, region string, from, to time.Time) []string {
+	var out []string
+	firing, run := false, -1
+	var start int
+	for t := m.minutes(from); t <= m.minutes(to); t++ {
+		if firing {
+			if r.clear(m, region, t) {
+				out = append(out, episodeString(region, minute(start), minute(t)))
+				firing = false
+			}
+			continue
+		}
+		if !r.when(m, region, t) {
+			run = -1
+			continue
+		}
+		if run < 0 {
+			run = t
+		}
+		if t-run >= r.for_ {
+			firing, start, run = true, t, -1
+		}
+	}
+	if firing {
+		out = append(out, episodeString(region, minute(start), time.Time{}))
+	}
+	return out
+}
