@@ -106,6 +106,8 @@ type Node struct {
 	metrics    *http.Server
 	web        *http.Server // the web interface (node/ui), when ui.listen is set
 	webAddr    net.Addr
+	rest       *http.Server // the REST API (node/api/rest), when http.listen is set
+	restAddr   net.Addr
 	sockPath   string
 	unreg      []func()
 	served     chan error
@@ -324,6 +326,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		defer func() {
 			if !ok {
 				n.web.Close()
+			}
+		}()
+	}
+	if cfg.HTTP.Listen != "" {
+		if err := n.serveREST(ctx, cfg, register); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if !ok {
+				n.rest.Close()
 			}
 		}()
 	}
@@ -640,6 +652,11 @@ func (n *Node) Stop(ctx context.Context) error {
 		// Pages in flight finish (their calls still reach the services), then no more.
 		if err := n.web.Shutdown(ctx); err != nil {
 			n.web.Close()
+		}
+	}
+	if n.rest != nil {
+		if err := n.rest.Shutdown(ctx); err != nil {
+			n.rest.Close()
 		}
 	}
 	if n.stopPeers != nil {
