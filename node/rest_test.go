@@ -284,4 +284,3 @@ func TestRESTOpenAPIServed(t *testing.T) {
 		t.Fatal("the served OpenAPI description differs from the committed one")
 	}
 }
-
