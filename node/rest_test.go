@@ -5,6 +5,7 @@ package node_test
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // restAudience is the audience the test node's config names.
@@ -282,5 +285,66 @@ func TestRESTOpenAPIServed(t *testing.T) {
 	}
 	if res.raw != string(committed) {
 		t.Fatal("the served OpenAPI description differs from the committed one")
+	}
+}
+
+// TestRESTEveryRoute calls every route of the OpenAPI description, over mutual TLS and with a
+// JWT-SVID, as a caller whose role the table admits, and checks that the service answers it.
+func TestRESTEveryRoute(t *testing.T) {
+	n := startRESTNode(t)
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(pb.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	type route struct{ verb, path string }
+	var routes []route
+	for p, ops := range doc.Paths {
+		for verb := range ops {
+			routes = append(routes, route{strings.ToUpper(verb), p})
+		}
+	}
+	// Writes first, the delete last, so that each read finds the record.
+	order := func(r route) int {
+		switch r.verb {
+		case "POST":
+			return 0
+		case "DELETE":
+			return 2
+		}
+		return 1
+	}
+	slices.SortFunc(routes, func(a, b route) int {
+		return cmp.Or(cmp.Compare(order(a), order(b)), cmp.Compare(a.path, b.path))
+	})
+	bodies := map[string]any{
+		"/v1/records":       restRecord("every-1"),
+		"/v1/records:batch": map[string]any{"records": []any{restRecord("every-2")}},
+		"/v1/search":        map[string]any{"filter": map[string]any{"crisis": "oekraine"}, "timeout_ms": 1000},
+	}
+	for _, how := range []string{"mTLS", "JWT-SVID"} {
+		t.Run(how, func(t *testing.T) {
+			for _, r := range routes {
+				user := "rita"
+				switch {
+				case strings.HasPrefix(r.path, "/v1/policies"), strings.HasPrefix(r.path, "/v1/audit"):
+					user = "olga"
+				case r.verb != "GET":
+					user = "erik"
+				}
+				c, token := n.mtlsClient(t, "/user/"+user), ""
+				if how == "JWT-SVID" {
+					c, token = n.tlsClient(t), n.jwt(t, user)
+				}
+				path := strings.NewReplacer("{id}", "every-1", "{crisis}", "oekraine").Replace(r.path)
+				want := 200
+				if r.path == "/v1/policies/{id}" {
+					want = 404 // answered by the service: there is no such policy
+				}
+				res := n.call(t, c, r.verb, path, token, bodies[r.path])
+				res.want(t, how+" "+user+" "+r.verb+" "+path, want)
+			}
+		})
 	}
 }
