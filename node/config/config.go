@@ -421,6 +421,7 @@ func Load(path string) (*Config, error) {
 	rel(&c.UI.TLS.CertFile)
 	rel(&c.UI.TLS.KeyFile)
 	rel(&c.UI.OIDC.ClientSecretFile)
+	rel(&c.HTTP.JWTBundleFile)
 	for i := range c.Peers {
 		rel(&c.Peers[i].BundleFile)
 	}

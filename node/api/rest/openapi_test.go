@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,6 +112,57 @@ func TestRoutesUnderTheRoleTable(t *testing.T) {
 		}
 		if strings.HasPrefix(r.method, "/knooppunt.v1.FederationService/") || strings.HasPrefix(r.method, "/knooppunt.v1.ReplicaService/") {
 			t.Errorf("%s %s: %s is for peers and replicas over gRPC, never REST", r.verb, r.path, r.method)
+		}
+	}
+}
+
+// TestDocsRESTTable: the REST table of docs/api.md names every route, with the method it calls
+// and the roles MethodRoles gives that method (less local, replica and peer, which never call
+// over REST), so that the documentation cannot drift from the code.
+func TestDocsRESTTable(t *testing.T) {
+	data, err := os.ReadFile("../../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("^\\| `([A-Z]+) ([^ ?`]+)[^`]*`[^|]* \\| ([A-Za-z]+) ([A-Za-z]+) \\| ([a-z, ]+) \\|$")
+	documented := map[route][]api.Role{}
+	in := false
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if line == "| route | method | roles |" {
+			in = true
+			continue
+		}
+		if !in || strings.HasPrefix(line, "| ---") {
+			continue
+		}
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		m := row.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("docs/api.md: REST table row %q: want | `VERB /path` | Service Method | role, role |", line)
+		}
+		var roles []api.Role
+		for r := range strings.SplitSeq(m[5], ",") {
+			roles = append(roles, api.Role(strings.TrimSpace(r)))
+		}
+		documented[route{method: "/knooppunt.v1." + m[3] + "/" + m[4], verb: m[1], path: m[2]}] = roles
+	}
+	routes := annotatedRoutes(t)
+	if len(documented) != len(routes) {
+		t.Errorf("docs/api.md documents %d REST routes, the .proto files have %d", len(documented), len(routes))
+	}
+	for _, r := range routes {
+		roles, ok := documented[r]
+		if !ok {
+			t.Errorf("docs/api.md: %s %s (%s) is not in the REST table", r.verb, r.path, r.method)
+			continue
+		}
+		want := slices.DeleteFunc(slices.Clone(api.MethodRoles[r.method]), func(r api.Role) bool {
+			return r == api.Local || r == api.Replica || r == api.Peer
+		})
+		if !slices.Equal(roles, want) {
+			t.Errorf("docs/api.md: %s %s: roles %v, MethodRoles gives %v", r.verb, r.path, roles, want)
 		}
 	}
 }
