@@ -49,7 +49,7 @@ func (n *Node) serveREST(ctx context.Context, cfg *config.Config, register func(
 	inproc.OnDenied(func(caller, method, reason string) { n.auditDenied(db.AuditAccessDenied, caller, method, reason) })
 	register(inproc)
 	srv, err := rest.New(ctx, rest.Config{
-		Conn: inproc, SVID: n.ident.source, Bundles: n.ident.trust, JWTBundles: jwt, Audience: audience, Logger: n.log,
+		Conn: inproc, SVID: n.ident.source, Bundles: n.ident.trust, JWTBundles: jwt, Audience: audience, MaxBodyBytes: MaxMessageBytes, Logger: n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

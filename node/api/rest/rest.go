@@ -56,7 +56,10 @@ type Config struct {
 	JWTBundles jwtbundle.Source
 	// Audience lists the audiences of which a JWT-SVID must name at least one.
 	Audience []string
-	Logger   *slog.Logger
+	// MaxBodyBytes bounds a request body; a larger one is refused with 400 before it is read
+	// whole. Default 64 MiB, the bound of one gRPC message on the node's servers.
+	MaxBodyBytes int64
+	Logger       *slog.Logger
 }
 
 // Server is the REST API's HTTP handler and TLS configuration.
@@ -78,6 +81,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 20
 	}
 	json := &runtime.JSONPb{
 		// The proto names (snake_case), as in the OpenAPI description, so that the field an
@@ -163,6 +169,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		runtime.HTTPError(r.Context(), s.mux, m, w, r, status.Error(codes.Unauthenticated, err.Error()))
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	s.mux.ServeHTTP(w, r.WithContext(api.AsPerson(r.Context(), id)))
 }
 
