@@ -4,9 +4,9 @@
 // protoc-gen-grpc-gateway and protoc-gen-openapiv2) are all pinned in go.mod, and the same inputs
 // always give the same output, which `make proto-check` relies on.
 //
-// The google.api.http annotations come from the compiled descriptors in the pinned
-// google.golang.org/genproto module rather than from a copied .proto file, so that there is one
-// version of them, the one the generated code links against.
+// The google.api.http annotations and the OpenAPI options come from the compiled descriptors in
+// the pinned google.golang.org/genproto and grpc-gateway modules rather than from copied .proto
+// files, so that there is one version of them, the one the generated code links against.
 //
 // Usage: protogen -I proto -plugin-dir BIN -out proto FILE.proto...
 package main
@@ -22,6 +22,7 @@ import (
 
 	"github.com/bufbuild/protocompile"
 	"github.com/bufbuild/protocompile/linker"
+	openapiv2 "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -108,10 +109,14 @@ var plugins = []struct{ name, param string }{
 	{"protoc-gen-openapiv2", "allow_merge=true,merge_file_name=knooppunt/v1/knooppunt,json_names_for_fields=false,disable_default_responses=false"},
 }
 
-// googleAPI resolves the google/api files the http annotations need from their compiled
-// descriptors.
+// googleAPI resolves the google/api files the http annotations need, and the OpenAPI options
+// of protoc-gen-openapiv2, from their compiled descriptors.
 func googleAPI(path string) (protocompile.SearchResult, error) {
 	switch path {
+	case "protoc-gen-openapiv2/options/annotations.proto":
+		return protocompile.SearchResult{Desc: openapiv2.File_protoc_gen_openapiv2_options_annotations_proto}, nil
+	case "protoc-gen-openapiv2/options/openapiv2.proto":
+		return protocompile.SearchResult{Desc: openapiv2.File_protoc_gen_openapiv2_options_openapiv2_proto}, nil
 	case "google/api/annotations.proto":
 		return protocompile.SearchResult{Desc: annotations.File_google_api_annotations_proto}, nil
 	case "google/api/http.proto":
