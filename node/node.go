@@ -319,6 +319,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			}
 		}()
 	}
+	if cfg.Listen != "" {
+		// Before any TLS listener serves: the gRPC listener and the REST API both audit the
+		// handshakes they refuse here.
+		n.refusals = newRefusals(refusalWindow, n.appendAudit, n.log)
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { n.refusals.run(rctx); close(done) }()
+		n.stopRefusals = func() { cancel(); <-done }
+	}
 	if cfg.UI.Listen != "" {
 		if err := n.serveUI(cfg, register); err != nil {
 			return nil, err
@@ -351,11 +360,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go func() { n.served <- n.grpc.Serve(lis) }()
 
 	if cfg.Listen != "" {
-		n.refusals = newRefusals(refusalWindow, n.appendAudit, n.log)
-		rctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { n.refusals.run(rctx); close(done) }()
-		n.stopRefusals = func() { cancel(); <-done }
 		creds := identity.ServerCredentialsReporting(n.ident.source, n.ident.trust, n.log, n.refusals.refused)
 		n.tcp = n.newServer(false, grpc.Creds(creds))
 		register(n.tcp)

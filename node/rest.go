@@ -50,6 +50,7 @@ func (n *Node) serveREST(ctx context.Context, cfg *config.Config, register func(
 	register(inproc)
 	srv, err := rest.New(ctx, rest.Config{
 		Conn: inproc, SVID: n.ident.source, Bundles: n.ident.trust, JWTBundles: jwt, Audience: audience, MaxBodyBytes: MaxMessageBytes, Logger: n.log,
+		Refused: n.refusals.refused,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

@@ -208,6 +208,11 @@ func TestRESTOverMTLS(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("an SVID of an unknown trust domain got HTTP %d, want a refused handshake", resp.StatusCode)
 	}
+	// Audited as on the gRPC listener, under the ID the certificate claims.
+	identitytest.Eventually(t, 5*time.Second, "the refused REST handshake in the audit log", func() bool {
+		res := n.call(t, officer, "GET", "/v1/audit?action=tls.refused", "", nil)
+		return res.code == 200 && strings.Contains(res.raw, "spiffe://"+mtlsPeerTD+"/user/x")
+	})
 }
 
 // TestRESTOverJWTSVID: bearer JWT-SVIDs are checked against the org's JWT bundle with an

@@ -56,6 +56,9 @@ type Config struct {
 	JWTBundles jwtbundle.Source
 	// Audience lists the audiences of which a JWT-SVID must name at least one.
 	Audience []string
+	// Refused, when set, is told of every handshake refused for a client certificate that does
+	// not verify, so that the node can audit it as it does on its gRPC listener.
+	Refused identity.RefusalFunc
 	// MaxBodyBytes bounds a request body; a larger one is refused with 400 before it is read
 	// whole. Default 64 MiB, the bound of one gRPC message on the node's servers.
 	MaxBodyBytes int64
@@ -128,7 +131,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // verified against the trust bundles when the client presents one. A client without one must
 // bring a bearer JWT-SVID instead, which ServeHTTP checks.
 func (s *Server) TLSConfig() *tls.Config {
-	cfg := identity.ServerTLS(s.cfg.SVID, s.cfg.Bundles, s.log)
+	cfg := identity.ServerTLSReporting(s.cfg.SVID, s.cfg.Bundles, s.log, s.cfg.Refused)
 	verify := cfg.VerifyPeerCertificate
 	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
 		if len(raw) == 0 {
