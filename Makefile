@@ -30,7 +30,8 @@ demo: build ## start the demo and list what it loaded
 	$(BIN)/knooppunt demo
 
 proto: ## regenerate the Go code from the .proto files, with the pinned generators
-	$(GO) build -o $(BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc ./proto/internal/protogen
+	$(GO) build -o $(BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc \
+		github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2 ./proto/internal/protogen
 	$(BIN)/protogen -I proto -plugin-dir $(BIN) -out proto $(PROTOS)
 
 proto-check: proto ## fail when the committed generated code differs from what the .proto files give

@@ -108,6 +108,8 @@ type Node struct {
 	metrics    *http.Server
 	web        *http.Server // the web interface (node/ui), when ui.listen is set
 	webAddr    net.Addr
+	rest       *http.Server // the REST API (node/api/rest), when http.listen is set
+	restAddr   net.Addr
 	sockPath   string
 	unreg      []func()
 	served     chan error
@@ -331,6 +333,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			}
 		}()
 	}
+	if cfg.Listen != "" {
+		// Before any TLS listener serves: the gRPC listener and the REST API both audit the
+		// handshakes they refuse here.
+		n.refusals = newRefusals(refusalWindow, n.appendAudit, n.log)
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { n.refusals.run(rctx); close(done) }()
+		n.stopRefusals = func() { cancel(); <-done }
+	}
 	if cfg.UI.Listen != "" {
 		if err := n.serveUI(cfg, register); err != nil {
 			return nil, err
@@ -338,6 +349,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		defer func() {
 			if !ok {
 				n.web.Close()
+			}
+		}()
+	}
+	if cfg.HTTP.Listen != "" {
+		if err := n.serveREST(ctx, cfg, register); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if !ok {
+				n.rest.Close()
 			}
 		}()
 	}
@@ -353,11 +374,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go func() { n.served <- n.grpc.Serve(lis) }()
 
 	if cfg.Listen != "" {
-		n.refusals = newRefusals(refusalWindow, n.appendAudit, n.log)
-		rctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { n.refusals.run(rctx); close(done) }()
-		n.stopRefusals = func() { cancel(); <-done }
 		creds := identity.ServerCredentialsReporting(n.ident.source, n.ident.trust, n.log, n.refusals.refused)
 		n.tcp = n.newServer(false, grpc.Creds(creds))
 		register(n.tcp)
@@ -654,6 +670,11 @@ func (n *Node) Stop(ctx context.Context) error {
 		// Pages in flight finish (their calls still reach the services), then no more.
 		if err := n.web.Shutdown(ctx); err != nil {
 			n.web.Close()
+		}
+	}
+	if n.rest != nil {
+		if err := n.rest.Shutdown(ctx); err != nil {
+			n.rest.Close()
 		}
 	}
 	if n.stopPeers != nil {

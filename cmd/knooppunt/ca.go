@@ -18,7 +18,7 @@ func newCACmd() *cobra.Command {
 		Long: `A development certificate authority for one trust domain. Production nodes get their SVIDs
 from SPIRE; this CA lets the demo and tests run with nothing outside the project.`,
 	}
-	cmd.AddCommand(newCAInitCmd(), newCAIssueCmd())
+	cmd.AddCommand(newCAInitCmd(), newCAIssueCmd(), newCAJWTCmd())
 	return cmd
 }
 
@@ -58,6 +58,7 @@ func newCAIssueCmd() *cobra.Command {
 	var (
 		dir, id, out string
 		ttl          time.Duration
+		dns          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "issue",
@@ -77,7 +78,7 @@ spiffe://TD/user/NAME. A node reloads its files when they change, so re-issuing 
 			if err != nil {
 				return err
 			}
-			if err := ca.IssueFiles(sid, out, identity.SVIDOptions{TTL: ttl}); err != nil {
+			if err := ca.IssueFiles(sid, out, identity.SVIDOptions{TTL: ttl, DNSNames: dns}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s.crt, %s.key (valid %s)\n", sid, out, out, ttl)
@@ -88,7 +89,58 @@ spiffe://TD/user/NAME. A node reloads its files when they change, so re-issuing 
 	cmd.Flags().StringVar(&id, "id", "", "SPIFFE ID to certify")
 	cmd.Flags().StringVar(&out, "out", "", "output prefix: writes PREFIX.crt and PREFIX.key")
 	cmd.Flags().DurationVar(&ttl, "ttl", identity.DefaultSVIDTTL, "how long the SVID is valid")
+	cmd.Flags().StringSliceVar(&dns, "dns", nil, "DNS names to add besides the SPIFFE ID, for HTTPS clients that check host names (the REST API)")
 	for _, f := range []string{"dir", "id", "out"} {
+		cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func newCAJWTCmd() *cobra.Command {
+	var (
+		dir, id  string
+		audience []string
+		ttl      time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "jwt",
+		Short: "Mint a JWT-SVID for the REST API",
+		Long: `Mint a JWT-SVID (ES256) for a SPIFFE ID of the CA's trust domain and print it, for
+Authorization: Bearer on a node's REST API. The first use makes the CA's JWT signing key,
+jwt.key (mode 0600; a key of its own, not the X.509 CA key), and its JWT bundle,
+jwt-bundle.json, in DIR: give that file to the node as http.jwt_bundle_file. The audience must
+name the node: one of its http.audience, by default its replica ID spiffe://TD/node/r1.`,
+		Example: `  knooppunt ca jwt --dir ./ca --id spiffe://vr-utrecht.crisis.test/user/erik --audience spiffe://vr-utrecht.crisis.test/node/r1`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sid, err := spiffeid.FromString(id)
+			if err != nil {
+				return fmt.Errorf("--id %q: %w", id, err)
+			}
+			ca, err := identity.LoadCA(dir)
+			if err != nil {
+				return err
+			}
+			key, created, err := identity.LoadOrCreateJWTKey(dir, ca.TrustDomain)
+			if err != nil {
+				return err
+			}
+			if created {
+				fmt.Fprintf(cmd.ErrOrStderr(), "made the JWT signing key; its bundle is %s (http.jwt_bundle_file)\n", filepath.Join(dir, identity.JWTBundleFile))
+			}
+			tok, err := key.Mint(sid, audience, ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the CA's directory")
+	cmd.Flags().StringVar(&id, "id", "", "SPIFFE ID the token is for, such as spiffe://TD/user/NAME")
+	cmd.Flags().StringSliceVar(&audience, "audience", nil, "audience naming the node (repeat or comma-separate)")
+	cmd.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "how long the token is valid")
+	for _, f := range []string{"dir", "id", "audience"} {
 		cmd.MarkFlagRequired(f)
 	}
 	return cmd

@@ -155,6 +155,10 @@ type SVIDOptions struct {
 	NotBefore time.Time
 	// Key is the key to certify; nil makes a new P-256 key.
 	Key crypto.Signer
+	// DNSNames are added as DNS SANs besides the SPIFFE ID (the X.509-SVID spec allows them),
+	// so that an HTTPS client that checks host names, such as curl, accepts a node's SVID on the
+	// REST API.
+	DNSNames []string
 }
 
 // Issue mints an X.509-SVID for id, which must be in the CA's trust domain. It follows the
@@ -186,6 +190,7 @@ func (ca *DevCA) Issue(id spiffeid.ID, opts SVIDOptions) ([]*x509.Certificate, c
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{Organization: []string{"Knooppunt"}},
 		URIs:                  []*url.URL{id.URL()},
+		DNSNames:              opts.DNSNames,
 		NotBefore:             start,
 		NotAfter:              start.Add(opts.TTL),
 		KeyUsage:              x509.KeyUsageDigitalSignature,

@@ -40,6 +40,12 @@ func ServerCredentialsReporting(svid x509svid.Source, bundles x509bundle.Source,
 	return credentials.NewTLS(serverTLS(svid, bundles, tlsconfig.AuthorizeAny(), log, refused))
 }
 
+// ServerTLSReporting is ServerTLS that also hands every refused handshake to refused, as
+// ServerCredentialsReporting does, for HTTPS listeners such as the REST API.
+func ServerTLSReporting(svid x509svid.Source, bundles x509bundle.Source, log *slog.Logger, refused RefusalFunc) *tls.Config {
+	return serverTLS(svid, bundles, tlsconfig.AuthorizeAny(), log, refused)
+}
+
 func serverTLS(svid x509svid.Source, bundles x509bundle.Source, authorize tlsconfig.Authorizer, log *slog.Logger, refused RefusalFunc) *tls.Config {
 	cfg := tlsconfig.MTLSServerConfig(svid, bundles, authorize)
 	cfg.MinVersion = tls.VersionTLS12

@@ -58,6 +58,46 @@ type Config struct {
 	Kinds []KindConfig `yaml:"kinds"`
 	// UI is the web interface for the org's own people. Off unless ui.listen is set.
 	UI UI `yaml:"ui"`
+	// HTTP is the REST/JSON API for the org's own systems (node/api/rest). Off unless
+	// http.listen is set.
+	HTTP HTTP `yaml:"http"`
+}
+
+// HTTP configures the REST/JSON API. It serves HTTPS with the node's X.509-SVID, so it needs
+// listen and identity as the gRPC listener does.
+type HTTP struct {
+	// Listen is the HTTPS address of the API, such as 0.0.0.0:8443. Empty: off.
+	Listen string `yaml:"listen"`
+	// JWTBundleFile is the org's JWT bundle: a SPIFFE bundle (JWKS) document whose jwt-svid
+	// keys sign the org's JWT-SVIDs, such as `spire-server bundle show -format spiffe` writes.
+	// Empty: bearer JWT-SVIDs are refused and only mutual TLS is accepted. Read at start.
+	JWTBundleFile string `yaml:"jwt_bundle_file"`
+	// Audience lists the audiences of which a JWT-SVID must name at least one. Default: the
+	// replica's own SPIFFE ID (spiffe://ORG/node/REPLICA). Name the address clients use, such
+	// as https://api.vr-utrecht.nl, when several replicas serve behind one name.
+	Audience []string `yaml:"audience"`
+}
+
+// Check checks the http section; its errors name the field.
+func (h *HTTP) Check(listen string) error {
+	if h.Listen == "" {
+		if h.JWTBundleFile != "" || len(h.Audience) > 0 {
+			return errors.New("http.listen: missing: jwt_bundle_file and audience configure the REST API, which is off without it")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+		return fmt.Errorf("http.listen: %q: use host:port, such as 0.0.0.0:8443", h.Listen)
+	}
+	if listen == "" {
+		return errors.New("http.listen: the REST API serves HTTPS with the node's X.509-SVID: set listen and identity too")
+	}
+	for i, a := range h.Audience {
+		if strings.TrimSpace(a) == "" {
+			return fmt.Errorf("http.audience[%d]: empty: name this node, such as https://api.example.nl", i)
+		}
+	}
+	return nil
 }
 
 // UI configures the node's web interface (node/ui).
@@ -411,6 +451,7 @@ func Load(path string) (*Config, error) {
 	rel(&c.UI.TLS.CertFile)
 	rel(&c.UI.TLS.KeyFile)
 	rel(&c.UI.OIDC.ClientSecretFile)
+	rel(&c.HTTP.JWTBundleFile)
 	for i := range c.Peers {
 		rel(&c.Peers[i].BundleFile)
 	}
@@ -499,6 +540,9 @@ func (c *Config) check() error {
 		return err
 	}
 	if err := c.UI.Check(); err != nil {
+		return err
+	}
+	if err := c.HTTP.Check(c.Listen); err != nil {
 		return err
 	}
 	return c.checkAccess()

@@ -355,3 +355,40 @@ func TestAdvertisedAddresses(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadHTTP: the http section of the REST API; its errors name the field.
+func TestLoadHTTP(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, "org: a.crisis.test\nlisten: 127.0.0.1:7443"+files+`
+http:
+  listen: 127.0.0.1:18443
+  jwt_bundle_file: ca/jwt-bundle.json
+  audience: [https://api.a.example]
+`)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.JWTBundleFile != filepath.Join(dir, "ca", "jwt-bundle.json") {
+		t.Errorf("http.jwt_bundle_file is not relative to the config file: %q", c.HTTP.JWTBundleFile)
+	}
+	for _, tc := range []struct{ name, body, want string }{
+		{"no mTLS listener", "http:\n  listen: 127.0.0.1:18443\n",
+			`http.listen: the REST API serves HTTPS with the node's X.509-SVID: set listen and identity too`},
+		{"listen without port", "listen: 127.0.0.1:7443" + files + "http:\n  listen: localhost\n",
+			`http.listen: "localhost": use host:port, such as 0.0.0.0:8443`},
+		{"empty audience", "listen: 127.0.0.1:7443" + files + "http:\n  listen: 127.0.0.1:18443\n  audience: [\"\"]\n",
+			`http.audience[0]: empty: name this node, such as https://api.example.nl`},
+		{"settings without listen", "http:\n  audience: [x]\n",
+			`http.listen: missing: jwt_bundle_file and audience configure the REST API, which is off without it`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+tc.body)
+			_, err := config.Load(path)
+			want := "config " + path + ": " + tc.want
+			if err == nil || err.Error() != want {
+				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
+			}
+		})
+	}
+}

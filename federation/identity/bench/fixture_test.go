@@ -71,8 +71,8 @@ func (f *fixture) issue(tb testing.TB, path string) *x509svid.SVID {
 	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: key}
 }
 
-// startNode starts a single-replica node that serves mTLS on a free loopback port with the
-// fixture's node SVID, and gives the fixture's user the editor role.
+// startNode starts a single-replica node that serves mTLS, and its REST API, on free loopback
+// ports with the fixture's node SVID, and gives the fixture's user the editor role.
 func (f *fixture) startNode(tb testing.TB) *node.Node {
 	tb.Helper()
 	dataDir, err := os.MkdirTemp("", "knooppunt-mtlsbench-")
@@ -83,6 +83,7 @@ func (f *fixture) startNode(tb testing.TB) *node.Node {
 	cfg := config.Default()
 	cfg.MetricsAddr = ""
 	cfg.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = "127.0.0.1:0" // the REST API, mTLS only
 	cfg.Identity = config.Identity{Source: config.SourceFiles, CertFile: f.nodeCert, KeyFile: f.nodeKey, BundleFile: f.bundle}
 	cfg.Roles = []config.RoleBinding{{ID: f.user.ID.String(), Role: config.RoleEditor}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -2,7 +2,11 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -40,6 +44,8 @@ type unaryCall struct {
 //	            record from memory: the same messages as node-get, with no interceptors and no
 //	            database, the second baseline
 //	db-get      the node's db.Get in process, no gRPC: the SQLite read and the row's decoding
+//	rest-get    GET /v1/records/{id} on the node's REST API over the same mTLS (HTTP/1.1 with
+//	            keep-alive): the gateway, the in-process channel, the same interceptors and read
 //
 // Every gRPC call goes over an established connection made with identity.ClientCredentials; the
 // returned addresses are the node's listener and the bare server's.
@@ -96,7 +102,38 @@ func unaryCalls(tb testing.TB) (f *fixture, nodeAddr, bareAddr net.Addr, calls [
 			return err
 		}
 	}
+	tr := &http.Transport{TLSClientConfig: f.clientTLS()}
+	tb.Cleanup(tr.CloseIdleConnections)
+	restClient := &http.Client{Transport: tr}
+	restURL := "https://" + n.RESTAddr().String() + "/v1/records/" + recordID
+	restGet := func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, restURL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := restClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		// Read and decode the whole answer, as a client does, so that the connection is reused.
+		var r struct {
+			ID string `json:"id"`
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+		}
+		if err := json.Unmarshal(body, &r); err != nil || r.ID != recordID {
+			return fmt.Errorf("GET %s: id %q, %v", restURL, r.ID, err)
+		}
+		return nil
+	}
 	return f, nodeAddr, bareAddr, []*unaryCall{
+		{name: "rest-get", call: restGet},
 		{name: "node-get", call: get(pb.NewRecordServiceClient(nodeConn))},
 		{name: "node-check", call: check(healthpb.NewHealthClient(nodeConn))},
 		{name: "bare-get", call: get(pb.NewRecordServiceClient(bareConn))},
@@ -128,6 +165,9 @@ func unaryCalls(tb testing.TB) (f *fixture, nodeAddr, bareAddr net.Addr, calls [
 //	x-grpc         node-get ÷ grpc-check, means: against a call with an empty reply
 //	x-grpc-p50     the same ratio of medians, which one descheduled call does not move
 //	x-bare-get     node-get ÷ bare-get, means: what the node's interceptors add to a Get
+//	rest-get-ns    rest-get, mean
+//	x-rest-get     rest-get ÷ node-get, means: REST against gRPC over the same mTLS (target ≤ 1.5)
+//	x-rest-get-p50 the same ratio of medians
 func BenchmarkUnaryGet(b *testing.B) {
 	_, _, _, calls := unaryCalls(b)
 	ctx := context.Background()
@@ -172,6 +212,9 @@ func BenchmarkUnaryGet(b *testing.B) {
 	b.ReportMetric(mean["node-get"]/mean["grpc-check"], "x-grpc")
 	b.ReportMetric(p50["node-get"]/p50["grpc-check"], "x-grpc-p50")
 	b.ReportMetric(mean["node-get"]/mean["bare-get"], "x-bare-get")
+	b.ReportMetric(mean["rest-get"], "rest-get-ns")
+	b.ReportMetric(mean["rest-get"]/mean["node-get"], "x-rest-get")
+	b.ReportMetric(p50["rest-get"]/p50["node-get"], "x-rest-get-p50")
 }
 
 // memoryRecords is a plain RecordService that answers Get with one record held in memory.

@@ -7,6 +7,7 @@
 package knooppuntv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1553,7 +1554,7 @@ var File_knooppunt_v1_federation_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
-	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xa4\x01\n" +
+	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xa4\x01\n" +
 	"\n" +
 	"SignedHead\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12\x10\n" +
@@ -1675,10 +1676,11 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05Query\x12\x1a.knooppunt.v1.QueryRequest\x1a\x1a.knooppunt.v1.SharedRecord0\x01\x12F\n" +
 	"\tSubscribe\x12\x1e.knooppunt.v1.SubscribeRequest\x1a\x17.knooppunt.v1.FeedEvent0\x01\x12F\n" +
 	"\aWitness\x12\x1c.knooppunt.v1.WitnessRequest\x1a\x1d.knooppunt.v1.WitnessResponse\x12@\n" +
-	"\x05Heads\x12\x1a.knooppunt.v1.HeadsRequest\x1a\x1b.knooppunt.v1.HeadsResponse2\x9c\x01\n" +
-	"\rSearchService\x12C\n" +
-	"\x06Search\x12\x1b.knooppunt.v1.SearchRequest\x1a\x1c.knooppunt.v1.SearchResponse\x12F\n" +
-	"\aPicture\x12\x1c.knooppunt.v1.PictureRequest\x1a\x1d.knooppunt.v1.PictureResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x05Heads\x12\x1a.knooppunt.v1.HeadsRequest\x1a\x1b.knooppunt.v1.HeadsResponse2\xd2\x01\n" +
+	"\rSearchService\x12Z\n" +
+	"\x06Search\x12\x1b.knooppunt.v1.SearchRequest\x1a\x1c.knooppunt.v1.SearchResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/search\x12e\n" +
+	"\aPicture\x12\x1c.knooppunt.v1.PictureRequest\x1a\x1d.knooppunt.v1.PictureResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/pictures/{crisis}BFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_federation_proto_rawDescOnce sync.Once

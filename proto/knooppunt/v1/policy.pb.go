@@ -7,6 +7,7 @@
 package knooppuntv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1793,7 +1794,7 @@ var File_knooppunt_v1_policy_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x19knooppunt/v1/policy.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"i\n" +
+	"\x19knooppunt/v1/policy.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"i\n" +
 	"\vLintProblem\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x05R\x04line\x12\x16\n" +
 	"\x06column\x18\x02 \x01(\x05R\x06column\x12\x14\n" +
@@ -1924,23 +1925,23 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\ffirst_broken\x18\x03 \x01(\x03R\vfirstBroken\x12\x18\n" +
 	"\aproblem\x18\x04 \x01(\tR\aproblem\x12-\n" +
 	"\x04head\x18\x05 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x04head\x129\n" +
-	"\twitnesses\x18\x06 \x03(\v2\x1b.knooppunt.v1.WitnessReportR\twitnesses2\x81\x05\n" +
+	"\twitnesses\x18\x06 \x03(\v2\x1b.knooppunt.v1.WitnessReportR\twitnesses2\xb2\x05\n" +
 	"\rPolicyService\x12=\n" +
 	"\x04Lint\x12\x19.knooppunt.v1.LintRequest\x1a\x1a.knooppunt.v1.LintResponse\x12A\n" +
 	"\aPropose\x12\x1c.knooppunt.v1.ProposeRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12D\n" +
 	"\aApprove\x12\x1f.knooppunt.v1.PolicyStepRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12C\n" +
 	"\x06Reject\x12\x1f.knooppunt.v1.PolicyStepRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12C\n" +
-	"\x06Revoke\x12\x1f.knooppunt.v1.PolicyStepRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12M\n" +
-	"\x04List\x12!.knooppunt.v1.ListPoliciesRequest\x1a\".knooppunt.v1.ListPoliciesResponse\x12?\n" +
-	"\x03Get\x12\x1e.knooppunt.v1.GetPolicyRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12F\n" +
+	"\x06Revoke\x12\x1f.knooppunt.v1.PolicyStepRequest\x1a\x18.knooppunt.v1.PolicyInfo\x12c\n" +
+	"\x04List\x12!.knooppunt.v1.ListPoliciesRequest\x1a\".knooppunt.v1.ListPoliciesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/policies\x12Z\n" +
+	"\x03Get\x12\x1e.knooppunt.v1.GetPolicyRequest\x1a\x18.knooppunt.v1.PolicyInfo\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/policies/{id}\x12F\n" +
 	"\aPreview\x12\x1c.knooppunt.v1.PreviewRequest\x1a\x1d.knooppunt.v1.PreviewResponse\x12F\n" +
 	"\aExplain\x12\x1c.knooppunt.v1.ExplainRequest\x1a\x1d.knooppunt.v1.ExplainResponse2\x98\x01\n" +
 	"\fPhaseService\x12=\n" +
 	"\x03Set\x12\x1d.knooppunt.v1.SetPhaseRequest\x1a\x17.knooppunt.v1.PhaseInfo\x12I\n" +
-	"\x04List\x12\x1f.knooppunt.v1.ListPhasesRequest\x1a .knooppunt.v1.ListPhasesResponse2\xa6\x01\n" +
-	"\fAuditService\x12G\n" +
-	"\x04List\x12\x1e.knooppunt.v1.ListAuditRequest\x1a\x1f.knooppunt.v1.ListAuditResponse\x12M\n" +
-	"\x06Verify\x12 .knooppunt.v1.VerifyAuditRequest\x1a!.knooppunt.v1.VerifyAuditResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x04List\x12\x1f.knooppunt.v1.ListPhasesRequest\x1a .knooppunt.v1.ListPhasesResponse2\xd3\x01\n" +
+	"\fAuditService\x12Z\n" +
+	"\x04List\x12\x1e.knooppunt.v1.ListAuditRequest\x1a\x1f.knooppunt.v1.ListAuditResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/audit\x12g\n" +
+	"\x06Verify\x12 .knooppunt.v1.VerifyAuditRequest\x1a!.knooppunt.v1.VerifyAuditResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit/verifyBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_policy_proto_rawDescOnce sync.Once

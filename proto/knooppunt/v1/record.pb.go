@@ -7,6 +7,8 @@
 package knooppuntv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1339,7 +1341,7 @@ var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x03\n" +
+	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xf3\x03\n" +
 	"\x06Record\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x12\n" +
@@ -1447,20 +1449,26 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\bINTERNAL\x10\x02\x12\x10\n" +
 	"\fCONFIDENTIAL\x10\x03\x12\n" +
 	"\n" +
-	"\x06SECRET\x10\x042\x8b\x03\n" +
-	"\rRecordService\x12:\n" +
-	"\x03Put\x12\x18.knooppunt.v1.PutRequest\x1a\x19.knooppunt.v1.PutResponse\x12I\n" +
-	"\bPutBatch\x12\x1d.knooppunt.v1.PutBatchRequest\x1a\x1e.knooppunt.v1.PutBatchResponse\x125\n" +
-	"\x03Get\x12\x18.knooppunt.v1.GetRequest\x1a\x14.knooppunt.v1.Record\x12=\n" +
-	"\x04List\x12\x19.knooppunt.v1.ListRequest\x1a\x1a.knooppunt.v1.ListResponse\x12@\n" +
-	"\x06Delete\x12\x1b.knooppunt.v1.DeleteRequest\x1a\x19.knooppunt.v1.PutResponse\x12;\n" +
+	"\x06SECRET\x10\x042\x8f\x04\n" +
+	"\rRecordService\x12W\n" +
+	"\x03Put\x12\x18.knooppunt.v1.PutRequest\x1a\x19.knooppunt.v1.PutResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x06record\"\v/v1/records\x12g\n" +
+	"\bPutBatch\x12\x1d.knooppunt.v1.PutBatchRequest\x1a\x1e.knooppunt.v1.PutBatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/records:batch\x12O\n" +
+	"\x03Get\x12\x18.knooppunt.v1.GetRequest\x1a\x14.knooppunt.v1.Record\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/records/{id}\x12R\n" +
+	"\x04List\x12\x19.knooppunt.v1.ListRequest\x1a\x1a.knooppunt.v1.ListResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/records\x12Z\n" +
+	"\x06Delete\x12\x1b.knooppunt.v1.DeleteRequest\x1a\x19.knooppunt.v1.PutResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/records/{id}\x12;\n" +
 	"\x05Watch\x12\x1a.knooppunt.v1.WatchRequest\x1a\x14.knooppunt.v1.Change0\x012\xf7\x01\n" +
 	"\x0eClusterService\x12Q\n" +
 	"\x06Status\x12\".knooppunt.v1.ClusterStatusRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12F\n" +
 	"\x04Join\x12\x19.knooppunt.v1.JoinRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12J\n" +
-	"\x06Remove\x12\x1b.knooppunt.v1.RemoveRequest\x1a#.knooppunt.v1.ClusterStatusResponse2T\n" +
-	"\rStatusService\x12C\n" +
-	"\x06Status\x12\x1b.knooppunt.v1.StatusRequest\x1a\x1c.knooppunt.v1.StatusResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x06Remove\x12\x1b.knooppunt.v1.RemoveRequest\x1a#.knooppunt.v1.ClusterStatusResponse2h\n" +
+	"\rStatusService\x12W\n" +
+	"\x06Status\x12\x1b.knooppunt.v1.StatusRequest\x1a\x1c.knooppunt.v1.StatusResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/statusB\x81\x04\x92A\xb7\x03\x12\xa0\x02\n" +
+	"\x12Knooppunt REST API\x12\x85\x02Records, search, picture and status of one Knooppunt node and, read-only, its policies and audit log. Authenticate with an X.509-SVID over mutual TLS or a JWT-SVID as a bearer token whose audience names the node; the node's method-role table decides every call.2\x02v1*\x01\x022\x10application/json:\x10application/jsonZ[\n" +
+	"Y\n" +
+	"\bJWT-SVID\x12M\b\x02\x128Bearer followed by a JWT-SVID of the node's trust domain\x1a\rAuthorization \x02b\x0e\n" +
+	"\f\n" +
+	"\bJWT-SVID\x12\x00Z=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_record_proto_rawDescOnce sync.Once

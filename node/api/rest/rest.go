@@ -1,0 +1,214 @@
+// Package rest serves the node's REST/JSON API: the grpc-gateway routes generated from the
+// google.api.http annotations in proto/knooppunt/v1, over HTTPS, for a partner's own systems.
+//
+// It owns authentication on HTTP and nothing else. A caller proves a SPIFFE ID in one of two
+// ways: an X.509-SVID over mutual TLS, verified as on the gRPC listener, or a JWT-SVID as a
+// bearer token, verified with go-spiffe's jwtsvid against the org's JWT bundle and an audience
+// that names this node. Each call then goes through the node's in-process gRPC channel
+// (api.InProcess) as that SPIFFE ID, so the one method→role table (api.MethodRoles) decides it,
+// with the same refusals, logs and audit entries as over gRPC. The package never reads the
+// store and never decides access itself; it never accepts the web interface's session cookie.
+package rest
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/api"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Errors of New.
+var (
+	ErrNoConn     = errors.New("rest: Config.Conn is required")
+	ErrNoSVID     = errors.New("rest: Config.SVID and Config.Bundles are required: the API serves HTTPS with the node's X.509-SVID")
+	ErrNoAudience = errors.New("rest: http.audience is empty: a JWT-SVID must name this node, so name at least one audience")
+)
+
+// Config configures the REST API.
+type Config struct {
+	// Conn reaches the node's services as the person in the context (api.AsPerson): the
+	// node's api.InProcess channel.
+	Conn grpc.ClientConnInterface
+	// SVID is the node's X.509-SVID, which the API presents; Bundles verify client SVIDs.
+	SVID    x509svid.Source
+	Bundles x509bundle.Source
+	// JWTBundles verify bearer JWT-SVIDs. Nil: bearer tokens are refused and only mTLS is
+	// accepted.
+	JWTBundles jwtbundle.Source
+	// Audience lists the audiences of which a JWT-SVID must name at least one.
+	Audience []string
+	// Refused, when set, is told of every handshake refused for a client certificate that does
+	// not verify, so that the node can audit it as it does on its gRPC listener.
+	Refused identity.RefusalFunc
+	// MaxBodyBytes bounds a request body; a larger one is refused with 400 before it is read
+	// whole. Default 64 MiB, the bound of one gRPC message on the node's servers.
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+}
+
+// Server is the REST API's HTTP handler and TLS configuration.
+type Server struct {
+	cfg Config
+	mux *runtime.ServeMux
+	log *slog.Logger
+}
+
+// New returns the REST API over cfg.Conn.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	switch {
+	case cfg.Conn == nil:
+		return nil, ErrNoConn
+	case cfg.SVID == nil || cfg.Bundles == nil:
+		return nil, ErrNoSVID
+	case cfg.JWTBundles != nil && len(cfg.Audience) == 0:
+		return nil, ErrNoAudience
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 20
+	}
+	json := &runtime.JSONPb{
+		// The proto names (snake_case), as in the OpenAPI description, so that the field an
+		// error names ("record.kind") is the field the client sends.
+		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		// A misspelt field is refused (400, naming it) rather than silently dropped.
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, json),
+		// No HTTP header becomes gRPC metadata: the services must see only the caller this
+		// package authenticated, never a header the client chose (such as the replicas'
+		// knooppunt-on-behalf-of), and a bearer token must not travel further.
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+	)
+	for _, register := range []func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+			return pb.RegisterRecordServiceHandlerClient(ctx, m, pb.NewRecordServiceClient(c))
+		},
+		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+			return pb.RegisterSearchServiceHandlerClient(ctx, m, pb.NewSearchServiceClient(c))
+		},
+		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+			return pb.RegisterStatusServiceHandlerClient(ctx, m, pb.NewStatusServiceClient(c))
+		},
+		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+			return pb.RegisterPolicyServiceHandlerClient(ctx, m, pb.NewPolicyServiceClient(c))
+		},
+		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+			return pb.RegisterAuditServiceHandlerClient(ctx, m, pb.NewAuditServiceClient(c))
+		},
+	} {
+		if err := register(ctx, mux, cfg.Conn); err != nil {
+			return nil, fmt.Errorf("rest: %w", err)
+		}
+	}
+	return &Server{cfg: cfg, mux: mux, log: cfg.Logger}, nil
+}
+
+// TLSConfig is the API's HTTPS configuration: the node's X.509-SVID, and a client SVID that is
+// verified against the trust bundles when the client presents one. A client without one must
+// bring a bearer JWT-SVID instead, which ServeHTTP checks.
+func (s *Server) TLSConfig() *tls.Config {
+	cfg := identity.ServerTLSReporting(s.cfg.SVID, s.cfg.Bundles, s.log, s.cfg.Refused)
+	verify := cfg.VerifyPeerCertificate
+	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return nil // no client certificate: the request must carry a JWT-SVID
+		}
+		return verify(raw, chains)
+	}
+	// A resumed session is verified again, as on the gRPC listener, but one without a client
+	// certificate is one whose request must carry a JWT-SVID, as on a full handshake.
+	resumed := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		return resumed(cs)
+	}
+	// Asked for, not required: go-spiffe's verification above runs whenever one is sent.
+	cfg.ClientAuth = tls.RequestClientCert
+	return cfg
+}
+
+// OpenAPIPath is where the API serves its OpenAPI description. It is open to anyone who
+// reaches the listener: it describes the routes, as the published source does, and no data.
+const OpenAPIPath = "/openapi.json"
+
+// ServeHTTP authenticates the caller and hands the request to the gateway as that caller.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == OpenAPIPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(pb.OpenAPI)
+		return
+	}
+	id, err := s.authenticate(r)
+	if err != nil {
+		s.log.Warn("REST call refused", "method", r.Method, "path", r.URL.Path, "reason", err.Error())
+		w.Header().Set("WWW-Authenticate", `Bearer realm="knooppunt"`)
+		_, m := runtime.MarshalerForRequest(s.mux, r)
+		runtime.HTTPError(r.Context(), s.mux, m, w, r, status.Error(codes.Unauthenticated, err.Error()))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	s.mux.ServeHTTP(w, r.WithContext(api.AsPerson(r.Context(), id)))
+}
+
+// authenticate returns the SPIFFE ID the request proves, by its client X.509-SVID or by its
+// bearer JWT-SVID, never both, or says what to send.
+func (s *Server) authenticate(r *http.Request) (spiffeid.ID, error) {
+	var certID spiffeid.ID
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		// Verified in the handshake by TLSConfig against the trust bundles.
+		id, err := x509svid.IDFromCert(r.TLS.PeerCertificates[0])
+		if err != nil {
+			return spiffeid.ID{}, fmt.Errorf("the client certificate is not an X.509-SVID: %v", err)
+		}
+		certID = id
+	}
+	auth := r.Header.Get("Authorization")
+	if auth == "" {
+		if certID.IsZero() {
+			return spiffeid.ID{}, errors.New("no SPIFFE ID: present an X.509-SVID over mutual TLS or send a JWT-SVID as Authorization: Bearer TOKEN (the web interface's session is not accepted on the API)")
+		}
+		return certID, nil
+	}
+	if !certID.IsZero() {
+		// Two identities in one request would leave it open which one the call is made as.
+		return spiffeid.ID{}, errors.New("both an X.509-SVID and an Authorization header: send one of them")
+	}
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return spiffeid.ID{}, errors.New("Authorization: use the Bearer scheme with a JWT-SVID")
+	}
+	if s.cfg.JWTBundles == nil {
+		return spiffeid.ID{}, errors.New("this node accepts no JWT-SVIDs (http.jwt_bundle_file is not set): use mutual TLS with an X.509-SVID")
+	}
+	svid, err := jwtsvid.ParseAndValidate(strings.TrimSpace(token), s.cfg.JWTBundles, s.cfg.Audience)
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("the JWT-SVID is not valid here: %v", err)
+	}
+	return svid.ID, nil
+}

@@ -1,0 +1,355 @@
+package node_test
+
+// The REST/JSON API through a real node: real HTTPS on loopback, X.509-SVIDs over mutual TLS and
+// JWT-SVIDs as bearer tokens, each call decided by the same method→role table as over gRPC.
+
+import (
+	"bytes"
+	"cmp"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// restAudience is the audience the test node's config names.
+const restAudience = "https://api.vr-utrecht.crisis.test"
+
+// restNode is a node serving the REST API, with the key that signs its org's JWT-SVIDs.
+type restNode struct {
+	*mtlsNode
+	base   string // https://127.0.0.1:PORT
+	jwtKey crypto.Signer
+	kid    string
+}
+
+func startRESTNode(t *testing.T) *restNode {
+	t.Helper()
+	o := newMTLSOrg(t, mtlsOwnTD)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const kid = "jwt-1"
+	doc, err := spiffebundle.FromJWTAuthorities(o.td, map[string]crypto.PublicKey{kid: key.Public()}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundleFile := filepath.Join(o.dir, "jwt-bundle.json")
+	identitytest.WriteFile(t, bundleFile, doc)
+	body := o.filesIdentity() + fmt.Sprintf(`roles:
+  - {id: spiffe://%[1]s/user/rita, role: reader}
+  - {id: spiffe://%[1]s/user/erik, role: editor}
+  - {id: spiffe://%[1]s/user/olga, role: officer}
+http:
+  listen: 127.0.0.1:0
+  jwt_bundle_file: %[2]s
+  audience: [%[3]s]
+`, mtlsOwnTD, bundleFile, restAudience)
+	n := startMTLSNode(t, o, body)
+	if n.RESTAddr() == nil {
+		t.Fatal("RESTAddr is nil with http.listen set")
+	}
+	return &restNode{mtlsNode: n, base: "https://" + n.RESTAddr().String(), jwtKey: key, kid: kid}
+}
+
+// mtlsClient calls the API with an X.509-SVID of path.
+func (r *restNode) mtlsClient(t *testing.T, path string) *http.Client {
+	svid := r.org.svid(t, path)
+	conf := tlsconfig.MTLSClientConfig(svid, identitytest.Bundle(r.org.ca), tlsconfig.AuthorizeMemberOf(r.org.td))
+	return restHTTP(t, conf)
+}
+
+// tlsClient calls the API without a client certificate, verifying the node's SVID.
+func (r *restNode) tlsClient(t *testing.T) *http.Client {
+	return restHTTP(t, tlsconfig.TLSClientConfig(identitytest.Bundle(r.org.ca), tlsconfig.AuthorizeMemberOf(r.org.td)))
+}
+
+func restHTTP(t *testing.T, conf *tls.Config) *http.Client {
+	tr := &http.Transport{TLSClientConfig: conf}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// token mints a JWT-SVID for sub, signed with key under kid.
+func mintJWT(t *testing.T, key crypto.Signer, kid, sub string, aud []string, exp time.Time) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(signer).Claims(jwt.Claims{
+		Subject: sub, Audience: aud, Expiry: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(time.Now().Add(-time.Minute)),
+	}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (r *restNode) jwt(t *testing.T, user string) string {
+	return mintJWT(t, r.jwtKey, r.kid, "spiffe://"+mtlsOwnTD+"/user/"+user, []string{restAudience}, time.Now().Add(5*time.Minute))
+}
+
+// restResult is one answer of the API.
+type restResult struct {
+	code int
+	body map[string]any
+	raw  string
+}
+
+// call sends method path with body (JSON, or nil) and, when token is set, a bearer token.
+func (r *restNode) call(t *testing.T, c *http.Client, method, path, token string, body any, header ...string) restResult {
+	t.Helper()
+	var in io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := body.(string); ok {
+			b = []byte(s)
+		}
+		in = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(mtlsCtx(t), method, r.base+path, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := restResult{code: resp.StatusCode, raw: string(raw)}
+	json.Unmarshal(raw, &res.body)
+	return res
+}
+
+func (res restResult) want(t *testing.T, what string, code int, contains ...string) {
+	t.Helper()
+	if res.code != code {
+		t.Fatalf("%s: HTTP %d, want %d: %s", what, res.code, code, res.raw)
+	}
+	for _, c := range contains {
+		if !strings.Contains(res.raw, c) {
+			t.Fatalf("%s: answer does not contain %q: %s", what, c, res.raw)
+		}
+	}
+}
+
+// restRecord is a valid record as a REST client sends it: body is bytes, so base64 in JSON.
+func restRecord(id string) map[string]any {
+	return map[string]any{
+		"id": id, "kind": "shelter.capacity", "crisis": "oekraine", "region": "VR09", "classification": "INTERNAL",
+		"body": []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":14}`),
+	}
+}
+
+// TestRESTOverMTLS: an editor writes and a reader reads over mutual TLS; a reader's write is
+// 403, decided by MethodRoles and audited as a refused call.
+func TestRESTOverMTLS(t *testing.T) {
+	n := startRESTNode(t)
+	editor, reader := n.mtlsClient(t, "/user/erik"), n.mtlsClient(t, "/user/rita")
+
+	n.call(t, editor, "POST", "/v1/records", "", restRecord("rest-1")).want(t, "editor POST", 200, `"id":"rest-1"`, `"version":"1"`)
+	got := n.call(t, reader, "GET", "/v1/records/rest-1", "", nil)
+	got.want(t, "reader GET", 200, `"kind":"shelter.capacity"`, `"origin":"`+mtlsOwnTD+`"`)
+	n.call(t, reader, "GET", "/v1/records?kind=shelter.capacity", "", nil).want(t, "reader list", 200, `"rest-1"`)
+	n.call(t, reader, "GET", "/v1/status", "", nil).want(t, "reader status", 200, `"org":"`+mtlsOwnTD+`"`)
+	n.call(t, reader, "GET", "/v1/pictures/oekraine", "", nil).want(t, "reader picture", 200, `rest-1`)
+
+	n.call(t, reader, "POST", "/v1/records", "", restRecord("rest-2")).want(t, "reader POST", 403, "needs the role editor")
+	n.call(t, reader, "GET", "/v1/records/rest-2", "", nil).want(t, "refused write stored nothing", 404)
+	n.call(t, reader, "GET", "/v1/audit", "", nil).want(t, "reader audit", 403)
+	n.log.Wait(t, 5*time.Second, "call refused", identitytest.Refusal("spiffe://"+mtlsOwnTD+"/user/rita", "may not call RecordService/Put"))
+	// The refusal is in the audit log too, as one through the web interface is.
+	officer := n.mtlsClient(t, "/user/olga")
+	identitytest.Eventually(t, 5*time.Second, "the refused REST write in the audit log", func() bool {
+		res := n.call(t, officer, "GET", "/v1/audit?action=access.denied&actor=spiffe://"+mtlsOwnTD+"/user/rita", "", nil)
+		return res.code == 200 && strings.Contains(res.raw, "RecordService/Put")
+	})
+
+	// A peer's SVID verifies, but a peer may call only the FederationService.
+	peer := newMTLSOrg(t, mtlsPeerTD)
+	foreign := restHTTP(t, tlsconfig.MTLSClientConfig(peer.svid(t, "/user/x"), identitytest.Bundle(n.org.ca), tlsconfig.AuthorizeMemberOf(n.org.td)))
+	req, _ := http.NewRequestWithContext(mtlsCtx(t), "GET", n.base+"/v1/records/rest-1", nil)
+	if resp, err := foreign.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("an SVID of an unknown trust domain got HTTP %d, want a refused handshake", resp.StatusCode)
+	}
+	// Audited as on the gRPC listener, under the ID the certificate claims.
+	identitytest.Eventually(t, 5*time.Second, "the refused REST handshake in the audit log", func() bool {
+		res := n.call(t, officer, "GET", "/v1/audit?action=tls.refused", "", nil)
+		return res.code == 200 && strings.Contains(res.raw, "spiffe://"+mtlsPeerTD+"/user/x")
+	})
+}
+
+// TestRESTOverJWTSVID: bearer JWT-SVIDs are checked against the org's JWT bundle with an
+// audience that names this node; the role table decides as over mTLS.
+func TestRESTOverJWTSVID(t *testing.T) {
+	n := startRESTNode(t)
+	c := n.tlsClient(t)
+
+	n.call(t, c, "POST", "/v1/records", n.jwt(t, "erik"), restRecord("jwt-1")).want(t, "editor POST", 200, `"id":"jwt-1"`)
+	n.call(t, c, "GET", "/v1/records/jwt-1", n.jwt(t, "rita"), nil).want(t, "reader GET", 200, `"crisis":"oekraine"`)
+	n.call(t, c, "POST", "/v1/records", n.jwt(t, "rita"), restRecord("jwt-2")).want(t, "reader POST", 403, "needs the role editor")
+	n.call(t, c, "GET", "/v1/policies", n.jwt(t, "olga"), nil).want(t, "officer policies", 200)
+	n.call(t, c, "GET", "/v1/audit/verify", n.jwt(t, "olga"), nil).want(t, "officer audit verify", 200)
+	n.call(t, c, "DELETE", "/v1/policies/x", n.jwt(t, "olga"), nil).want(t, "policies are read-only over REST", 501)
+
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rita := "spiffe://" + mtlsOwnTD + "/user/rita"
+	soon := time.Now().Add(5 * time.Minute)
+	for _, tc := range []struct {
+		name, token, want string
+	}{
+		{"wrong audience", mintJWT(t, n.jwtKey, n.kid, rita, []string{"https://api.other.test"}, soon), "expected audience"},
+		{"expired", mintJWT(t, n.jwtKey, n.kid, rita, []string{restAudience}, time.Now().Add(-2*time.Minute)), "expired"},
+		{"signed by a foreign key under the same key id", mintJWT(t, other, n.kid, rita, []string{restAudience}, soon), "unable to get claims"},
+		{"signed by an unknown key", mintJWT(t, other, "jwt-9", rita, []string{restAudience}, soon), "no JWT authority"},
+		{"another trust domain", mintJWT(t, other, n.kid, "spiffe://"+mtlsPeerTD+"/user/x", []string{restAudience}, soon), "no bundle found"},
+		{"not a JWT", "abc.def", "unable to parse"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := n.call(t, c, "GET", "/v1/records/jwt-1", tc.token, nil)
+			res.want(t, tc.name, 401, tc.want)
+		})
+	}
+
+	// No credentials at all, and the web interface's session cookie is not a credential here.
+	res := n.call(t, c, "GET", "/v1/records/jwt-1", "", nil, "Cookie", "kp_session=anything")
+	res.want(t, "cookie only", 401, "session is not accepted")
+
+	// An X.509-SVID and a bearer token at once: which one would the call be made as?
+	n.call(t, n.mtlsClient(t, "/user/rita"), "GET", "/v1/records/jwt-1", n.jwt(t, "erik"), nil).want(t, "both", 401, "send one of them")
+}
+
+// TestRESTBadInput: a body that does not decode, or a record that does not check, is 400 naming
+// the field, and stores nothing.
+func TestRESTBadInput(t *testing.T) {
+	n := startRESTNode(t)
+	editor := n.mtlsClient(t, "/user/erik")
+	for _, tc := range []struct {
+		name string
+		body any
+		want string
+	}{
+		{"unknown field", `{"id":"bad-1","kindd":"x"}`, `kindd`},
+		{"wrong type", `{"id":"bad-1","kind":5}`, `kind`},
+		{"not JSON", `{"id":`, `unexpected`},
+		{"missing crisis", func() map[string]any { r := restRecord("bad-1"); delete(r, "crisis"); return r }(), `record.crisis`},
+		{"unknown kind", func() map[string]any { r := restRecord("bad-1"); r["kind"] = "no.such.kind"; return r }(), `record.kind`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.call(t, editor, "POST", "/v1/records", "", tc.body).want(t, tc.name, 400, tc.want)
+		})
+	}
+	n.call(t, editor, "GET", "/v1/records/bad-1", "", nil).want(t, "nothing stored", 404)
+	n.call(t, editor, "GET", "/v1/records?page_size=x", "", nil).want(t, "bad query parameter", 400, "page_size")
+}
+
+// TestRESTOpenAPIServed: the description is served and is the committed one.
+func TestRESTOpenAPIServed(t *testing.T) {
+	n := startRESTNode(t)
+	res := n.call(t, n.tlsClient(t), "GET", "/openapi.json", "", nil)
+	res.want(t, "openapi", 200, `"/v1/records/{id}"`)
+	committed, err := os.ReadFile("../proto/knooppunt/v1/knooppunt.swagger.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.raw != string(committed) {
+		t.Fatal("the served OpenAPI description differs from the committed one")
+	}
+}
+
+// TestRESTEveryRoute calls every route of the OpenAPI description, over mutual TLS and with a
+// JWT-SVID, as a caller whose role the table admits, and checks that the service answers it.
+func TestRESTEveryRoute(t *testing.T) {
+	n := startRESTNode(t)
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(pb.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	type route struct{ verb, path string }
+	var routes []route
+	for p, ops := range doc.Paths {
+		for verb := range ops {
+			routes = append(routes, route{strings.ToUpper(verb), p})
+		}
+	}
+	// Writes first, the delete last, so that each read finds the record.
+	order := func(r route) int {
+		switch r.verb {
+		case "POST":
+			return 0
+		case "DELETE":
+			return 2
+		}
+		return 1
+	}
+	slices.SortFunc(routes, func(a, b route) int {
+		return cmp.Or(cmp.Compare(order(a), order(b)), cmp.Compare(a.path, b.path))
+	})
+	bodies := map[string]any{
+		"/v1/records":       restRecord("every-1"),
+		"/v1/records:batch": map[string]any{"records": []any{restRecord("every-2")}},
+		"/v1/search":        map[string]any{"filter": map[string]any{"crisis": "oekraine"}, "timeout_ms": 1000},
+	}
+	for _, how := range []string{"mTLS", "JWT-SVID"} {
+		t.Run(how, func(t *testing.T) {
+			for _, r := range routes {
+				user := "rita"
+				switch {
+				case strings.HasPrefix(r.path, "/v1/policies"), strings.HasPrefix(r.path, "/v1/audit"):
+					user = "olga"
+				case r.verb != "GET":
+					user = "erik"
+				}
+				c, token := n.mtlsClient(t, "/user/"+user), ""
+				if how == "JWT-SVID" {
+					c, token = n.tlsClient(t), n.jwt(t, user)
+				}
+				path := strings.NewReplacer("{id}", "every-1", "{crisis}", "oekraine").Replace(r.path)
+				want := 200
+				if r.path == "/v1/policies/{id}" {
+					want = 404 // answered by the service: there is no such policy
+				}
+				res := n.call(t, c, r.verb, path, token, bodies[r.path])
+				res.want(t, how+" "+user+" "+r.verb+" "+path, want)
+			}
+		})
+	}
+}
