@@ -361,10 +361,11 @@ func textWhere(t string, f TextFilter, lower, upper int64) (string, []any) {
 	return " WHERE " + strings.Join(where, " AND ") + " ORDER BY text_index.rank", args
 }
 
-// eachTextPage runs a ranked query (from: its SELECT … FROM … JOIN part; t: its records table)
-// over the windows of f's matches, newest window first, and hands scan each page of rows, best
-// first, until scan says it has enough.
-func (d *DB) eachTextPage(ctx context.Context, f TextFilter, from, t string, pre []any, scan func(*sql.Rows) (int, error), enough func() bool) error {
+// eachText runs a ranked query (from: its SELECT … FROM … JOIN part, with pre its arguments;
+// t: its records table) over the windows of f's matches, newest window first, and calls fn for
+// each row scan reads, best first, until fn returns false. A page of rows is read and its
+// statement done before fn sees any of it, so fn may take its time.
+func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(*sql.Rows) (T, error), fn func(T) (bool, error)) error {
 	match := matchExpr(f.Terms)
 	upper := int64(0)
 	for {
@@ -383,20 +384,22 @@ func (d *DB) eachTextPage(ctx context.Context, f TextFilter, from, t string, pre
 		last := errors.Is(err, sql.ErrNoRows) // the window reaches the oldest match
 		where, args := textWhere(t, f, lower, upper)
 		for offset := 0; ; offset += textPage {
-			n := 0
+			var page []T
 			q := from + where + ` LIMIT ` + strconv.Itoa(textPage) + ` OFFSET ` + strconv.Itoa(offset)
 			err := d.eachRow(ctx, q, append(append([]any{}, pre...), args...), func(rows *sql.Rows) error {
-				k, err := scan(rows)
-				n += k
+				v, err := scan(rows)
+				page = append(page, v)
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			if enough() {
-				return nil
+			for _, v := range page {
+				if more, err := fn(v); err != nil || !more {
+					return err
+				}
 			}
-			if n < textPage {
+			if len(page) < textPage {
 				break
 			}
 		}
@@ -414,29 +417,7 @@ func (d *DB) EachTextMatch(ctx context.Context, f TextFilter, fn func(*pb.Record
 	from := `SELECT ` + qualified("records", recordColumns) + ` FROM text_index
 		JOIN text_keys ON text_keys.rowid = text_index.rowid AND text_keys.origin = ''
 		JOIN records ON records.id = text_keys.id AND records.tombstone = 0`
-	var page []*pb.Record
-	stop, failed := false, error(nil)
-	err := d.eachTextPage(ctx, f, from, "records", nil, func(rows *sql.Rows) (int, error) {
-		r, err := scanRecord(rows)
-		if err != nil {
-			return 0, err
-		}
-		page = append(page, r)
-		return 1, nil
-	}, func() bool {
-		for _, r := range page {
-			if more, err := fn(r); err != nil || !more {
-				stop, failed = true, err
-				break
-			}
-		}
-		page = page[:0]
-		return stop
-	})
-	if err == nil {
-		err = failed
-	}
-	if err != nil {
+	if err := eachText(ctx, d, f, from, "records", nil, func(rows *sql.Rows) (*pb.Record, error) { return scanRecord(rows) }, fn); err != nil {
 		return fmt.Errorf("db: text search: %w", err)
 	}
 	return nil
@@ -447,29 +428,7 @@ func (d *DB) EachForeignTextMatch(ctx context.Context, origin string, f TextFilt
 	from := `SELECT ` + qualified("foreign_records", foreignColumns) + ` FROM text_index
 		JOIN text_keys ON text_keys.rowid = text_index.rowid AND text_keys.origin = ?
 		JOIN foreign_records ON foreign_records.origin = text_keys.origin AND foreign_records.id = text_keys.id`
-	var page []Foreign
-	stop, failed := false, error(nil)
-	err := d.eachTextPage(ctx, f, from, "foreign_records", []any{origin}, func(rows *sql.Rows) (int, error) {
-		fr, err := scanForeign(rows)
-		if err != nil {
-			return 0, err
-		}
-		page = append(page, fr)
-		return 1, nil
-	}, func() bool {
-		for _, fr := range page {
-			if more, err := fn(fr); err != nil || !more {
-				stop, failed = true, err
-				break
-			}
-		}
-		page = page[:0]
-		return stop
-	})
-	if err == nil {
-		err = failed
-	}
-	if err != nil {
+	if err := eachText(ctx, d, f, from, "foreign_records", []any{origin}, scanForeign, fn); err != nil {
 		return fmt.Errorf("db: text search of the cache: %w", err)
 	}
 	return nil
