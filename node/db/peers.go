@@ -276,16 +276,24 @@ func (d *DB) HoldersOf(ctx context.Context, trustDomain string) (int64, error) {
 // lists it (see PeerStep leave).
 const LeftConfigFile = "config file"
 
-// Leaving reports whether a peer in the peers table is leaving (see PeerStep leave), and whether
-// it leaves because the config file dropped it.
-func (d *DB) Leaving(ctx context.Context, trustDomain string) (leaving, fromFile bool, err error) {
-	var since int64
-	var invitation string
-	err = d.read(func(ro *sql.DB) error {
-		return ro.QueryRowContext(ctx, `SELECT leaving_since, invitation FROM peers WHERE trust_domain = ?`, trustDomain).Scan(&since, &invitation)
+// LeavingPeers returns the peers of the peers table that are leaving (see PeerStep leave), by
+// trust domain, each with whether it leaves because the config file dropped it.
+func (d *DB) LeavingPeers(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT trust_domain, invitation FROM peers WHERE leaving_since != 0`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var td, invitation string
+			if err := rows.Scan(&td, &invitation); err != nil {
+				return err
+			}
+			out[td] = invitation == LeftConfigFile
+		}
+		return rows.Err()
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, false, nil
-	}
-	return since != 0, since != 0 && invitation == LeftConfigFile, err
+	return out, err
 }

@@ -98,8 +98,8 @@ func TestApplyPeerStep(t *testing.T) {
 	if d.Generation() == gen {
 		t.Fatal("a peer that leaves did not move the generation: its subscriptions would not decide again")
 	}
-	if leaving, fromFile, err := d.Leaving(ctx, "ncc.crisis.test"); err != nil || !leaving || fromFile {
-		t.Fatalf("Leaving = %v, %v, %v after the leave step", leaving, fromFile, err)
+	if leaving, err := d.LeavingPeers(ctx); err != nil || len(leaving) != 1 || leaving["ncc.crisis.test"] {
+		t.Fatalf("LeavingPeers = %v, %v after the leave step, want ncc, not from the file", leaving, err)
 	}
 	if ps := list(); len(ps) != 1 || !ps[0].LeavingSince.AsTime().Equal(at.AsTime()) {
 		t.Fatalf("peers while ncc leaves: %v", ps)
@@ -113,16 +113,16 @@ func TestApplyPeerStep(t *testing.T) {
 	if ps := list(); len(ps) != 0 {
 		t.Fatalf("peers after remove: %v", ps)
 	}
-	if leaving, _, err := d.Leaving(ctx, "ncc.crisis.test"); err != nil || leaving {
-		t.Fatalf("Leaving = %v, %v after the remove", leaving, err)
+	if leaving, err := d.LeavingPeers(ctx); err != nil || len(leaving) != 0 {
+		t.Fatalf("LeavingPeers = %v, %v after the remove", leaving, err)
 	}
 	// A peer the config file dropped leaves from a step that carries it whole.
 	file := peer("ncc", "ncc.crisis.test", "44444", db.LeftConfigFile)
 	if out := step(&pb.PeerStep{Action: "leave", Peer: file, Reason: "removed from the config file"}); out.Outcome != db.PeerLeaving || out.Peer.Fingerprint != "44444" {
 		t.Fatalf("a config-file peer leaves: %+v", out)
 	}
-	if leaving, fromFile, err := d.Leaving(ctx, "ncc.crisis.test"); err != nil || !leaving || !fromFile {
-		t.Fatalf("Leaving = %v, %v, %v for the config-file peer", leaving, fromFile, err)
+	if leaving, err := d.LeavingPeers(ctx); err != nil || len(leaving) != 1 || !leaving["ncc.crisis.test"] {
+		t.Fatalf("LeavingPeers = %v, %v for the config-file peer, want ncc, from the file", leaving, err)
 	}
 	if n := audits(); n != 6 {
 		t.Fatalf("%d audit entries, want 6 (add, update, replace, leave, remove, leave)", n)

@@ -216,6 +216,14 @@ const CatchUpBudget = 4096
 // records queued, which the indexer then takes in over the next moments. It returns how many
 // records were left queued.
 func (d *DB) CatchUpText(ctx context.Context, budget int) (int64, error) {
+	// Most searches find the queue empty: asked on the read handle, they never wait for the
+	// writer, which IndexText takes even to find nothing.
+	var queued bool
+	if err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM text_pending)`).Scan(&queued)
+	}); err != nil || !queued {
+		return 0, err
+	}
 	for taken := 0; taken < budget; {
 		n, err := d.IndexText(min(textBatch, budget-taken))
 		if err != nil {

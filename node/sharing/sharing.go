@@ -30,6 +30,10 @@ type Sharing struct {
 	gen    uint64
 	set    *policy.Set
 	phases map[string]string
+	// leaving is db.LeavingPeers as it was at peers generation leavingGen.
+	leaving    map[string]bool
+	leavingGen uint64
+	leavingOK  bool
 }
 
 // New returns a Sharing over d for the org; config returns the running config.
@@ -44,10 +48,24 @@ func (s *Sharing) Org() string { return s.org }
 // config file): every decision for it is then deny. An accepted peer that leaves while the
 // config file lists its trust domain is not: the file's peer is in effect. A peer that leaves
 // because the file dropped it is, also while the running config still has the old file.
+// Every decision for a peer asks, so the leaving peers are read once per peers generation.
 func (s *Sharing) Leaving(ctx context.Context, trustDomain string) (bool, error) {
-	leaving, fromFile, err := s.db.Leaving(ctx, trustDomain)
-	if err != nil || !leaving || fromFile {
-		return leaving, err
+	gen := s.db.PeersGeneration() // before the read: a step after it makes the next call read again
+	s.mu.Lock()
+	leaving, ok := s.leaving, s.leavingOK && s.leavingGen == gen
+	s.mu.Unlock()
+	if !ok {
+		var err error
+		if leaving, err = s.db.LeavingPeers(ctx); err != nil {
+			return false, err
+		}
+		s.mu.Lock()
+		s.leaving, s.leavingGen, s.leavingOK = leaving, gen, true
+		s.mu.Unlock()
+	}
+	fromFile, is := leaving[trustDomain]
+	if !is || fromFile {
+		return is, nil
 	}
 	for _, p := range s.config().Peers {
 		if p.TrustDomain == trustDomain && p.Source != config.PeerFromRaft {
