@@ -81,6 +81,60 @@ func (Classification) EnumDescriptor() ([]byte, []int) {
 	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{0}
 }
 
+// Status is a record's status, the CAP statuses. Actual is the default: a record written before
+// statuses existed is actual. Exercise, test and draft records never appear in an actual read.
+type Status int32
+
+const (
+	Status_ACTUAL   Status = 0
+	Status_EXERCISE Status = 1
+	Status_TEST     Status = 2
+	Status_DRAFT    Status = 3
+)
+
+// Enum value maps for Status.
+var (
+	Status_name = map[int32]string{
+		0: "ACTUAL",
+		1: "EXERCISE",
+		2: "TEST",
+		3: "DRAFT",
+	}
+	Status_value = map[string]int32{
+		"ACTUAL":   0,
+		"EXERCISE": 1,
+		"TEST":     2,
+		"DRAFT":    3,
+	}
+)
+
+func (x Status) Enum() *Status {
+	p := new(Status)
+	*p = x
+	return p
+}
+
+func (x Status) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Status) Descriptor() protoreflect.EnumDescriptor {
+	return file_knooppunt_v1_record_proto_enumTypes[1].Descriptor()
+}
+
+func (Status) Type() protoreflect.EnumType {
+	return &file_knooppunt_v1_record_proto_enumTypes[1]
+}
+
+func (x Status) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Status.Descriptor instead.
+func (Status) EnumDescriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{1}
+}
+
 // Record is the unit of information.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -106,7 +160,11 @@ type Record struct {
 	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt" json:"updated_at,omitempty"`
 	ValidUntil *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=valid_until,json=validUntil" json:"valid_until,omitempty"`
 	// tombstone marks a deleted record. Tombstones stay in the change feed.
-	Tombstone     bool `protobuf:"varint,12,opt,name=tombstone" json:"tombstone,omitempty"`
+	Tombstone bool `protobuf:"varint,12,opt,name=tombstone" json:"tombstone,omitempty"`
+	// status is actual unless set. An exercise record names its exercise, such as
+	// oefening-2026-12-vr09; only exercise records name one.
+	Status        Status `protobuf:"varint,13,opt,name=status,enum=knooppunt.v1.Status" json:"status,omitempty"`
+	Exercise      string `protobuf:"bytes,14,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +281,20 @@ func (x *Record) GetTombstone() bool {
 		return x.Tombstone
 	}
 	return false
+}
+
+func (x *Record) GetStatus() Status {
+	if x != nil {
+		return x.Status
+	}
+	return Status_ACTUAL
+}
+
+func (x *Record) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
 }
 
 type PutRequest struct {
@@ -1341,7 +1413,7 @@ var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xf3\x03\n" +
+	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xbd\x04\n" +
 	"\x06Record\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x12\n" +
@@ -1357,7 +1429,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n" +
 	"\vvalid_until\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"validUntil\x12\x1c\n" +
-	"\ttombstone\x18\f \x01(\bR\ttombstone\x1a9\n" +
+	"\ttombstone\x18\f \x01(\bR\ttombstone\x12,\n" +
+	"\x06status\x18\r \x01(\x0e2\x14.knooppunt.v1.StatusR\x06status\x12\x1a\n" +
+	"\bexercise\x18\x0e \x01(\tR\bexercise\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
@@ -1449,7 +1523,13 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\bINTERNAL\x10\x02\x12\x10\n" +
 	"\fCONFIDENTIAL\x10\x03\x12\n" +
 	"\n" +
-	"\x06SECRET\x10\x042\x8f\x04\n" +
+	"\x06SECRET\x10\x04*7\n" +
+	"\x06Status\x12\n" +
+	"\n" +
+	"\x06ACTUAL\x10\x00\x12\f\n" +
+	"\bEXERCISE\x10\x01\x12\b\n" +
+	"\x04TEST\x10\x02\x12\t\n" +
+	"\x05DRAFT\x10\x032\x8f\x04\n" +
 	"\rRecordService\x12W\n" +
 	"\x03Put\x12\x18.knooppunt.v1.PutRequest\x1a\x19.knooppunt.v1.PutResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x06record\"\v/v1/records\x12g\n" +
 	"\bPutBatch\x12\x1d.knooppunt.v1.PutBatchRequest\x1a\x1e.knooppunt.v1.PutBatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/records:batch\x12O\n" +
@@ -1482,73 +1562,75 @@ func file_knooppunt_v1_record_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_record_proto_rawDescData
 }
 
-var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_knooppunt_v1_record_proto_goTypes = []any{
 	(Classification)(0),           // 0: knooppunt.v1.Classification
-	(*Record)(nil),                // 1: knooppunt.v1.Record
-	(*PutRequest)(nil),            // 2: knooppunt.v1.PutRequest
-	(*PutResponse)(nil),           // 3: knooppunt.v1.PutResponse
-	(*PutBatchRequest)(nil),       // 4: knooppunt.v1.PutBatchRequest
-	(*PutBatchResult)(nil),        // 5: knooppunt.v1.PutBatchResult
-	(*PutBatchResponse)(nil),      // 6: knooppunt.v1.PutBatchResponse
-	(*GetRequest)(nil),            // 7: knooppunt.v1.GetRequest
-	(*ListRequest)(nil),           // 8: knooppunt.v1.ListRequest
-	(*ListResponse)(nil),          // 9: knooppunt.v1.ListResponse
-	(*DeleteRequest)(nil),         // 10: knooppunt.v1.DeleteRequest
-	(*WatchRequest)(nil),          // 11: knooppunt.v1.WatchRequest
-	(*Change)(nil),                // 12: knooppunt.v1.Change
-	(*ClusterStatusRequest)(nil),  // 13: knooppunt.v1.ClusterStatusRequest
-	(*Replica)(nil),               // 14: knooppunt.v1.Replica
-	(*ClusterStatusResponse)(nil), // 15: knooppunt.v1.ClusterStatusResponse
-	(*JoinRequest)(nil),           // 16: knooppunt.v1.JoinRequest
-	(*RemoveRequest)(nil),         // 17: knooppunt.v1.RemoveRequest
-	(*StatusRequest)(nil),         // 18: knooppunt.v1.StatusRequest
-	(*StatusResponse)(nil),        // 19: knooppunt.v1.StatusResponse
-	nil,                           // 20: knooppunt.v1.Record.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(Status)(0),                   // 1: knooppunt.v1.Status
+	(*Record)(nil),                // 2: knooppunt.v1.Record
+	(*PutRequest)(nil),            // 3: knooppunt.v1.PutRequest
+	(*PutResponse)(nil),           // 4: knooppunt.v1.PutResponse
+	(*PutBatchRequest)(nil),       // 5: knooppunt.v1.PutBatchRequest
+	(*PutBatchResult)(nil),        // 6: knooppunt.v1.PutBatchResult
+	(*PutBatchResponse)(nil),      // 7: knooppunt.v1.PutBatchResponse
+	(*GetRequest)(nil),            // 8: knooppunt.v1.GetRequest
+	(*ListRequest)(nil),           // 9: knooppunt.v1.ListRequest
+	(*ListResponse)(nil),          // 10: knooppunt.v1.ListResponse
+	(*DeleteRequest)(nil),         // 11: knooppunt.v1.DeleteRequest
+	(*WatchRequest)(nil),          // 12: knooppunt.v1.WatchRequest
+	(*Change)(nil),                // 13: knooppunt.v1.Change
+	(*ClusterStatusRequest)(nil),  // 14: knooppunt.v1.ClusterStatusRequest
+	(*Replica)(nil),               // 15: knooppunt.v1.Replica
+	(*ClusterStatusResponse)(nil), // 16: knooppunt.v1.ClusterStatusResponse
+	(*JoinRequest)(nil),           // 17: knooppunt.v1.JoinRequest
+	(*RemoveRequest)(nil),         // 18: knooppunt.v1.RemoveRequest
+	(*StatusRequest)(nil),         // 19: knooppunt.v1.StatusRequest
+	(*StatusResponse)(nil),        // 20: knooppunt.v1.StatusResponse
+	nil,                           // 21: knooppunt.v1.Record.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
-	20, // 1: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
-	21, // 2: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 3: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
-	1,  // 4: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
-	21, // 5: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 6: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
-	3,  // 7: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
-	5,  // 8: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
-	0,  // 9: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
-	21, // 10: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
-	1,  // 11: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
-	1,  // 12: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
-	14, // 13: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	21, // 14: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	2,  // 15: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	4,  // 16: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	7,  // 17: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	8,  // 18: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 19: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	11, // 20: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	13, // 21: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	16, // 22: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	17, // 23: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	18, // 24: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	3,  // 25: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	6,  // 26: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	1,  // 27: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	9,  // 28: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	3,  // 29: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	12, // 30: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	15, // 31: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	15, // 32: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	15, // 33: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	19, // 34: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	21, // 1: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
+	22, // 2: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 3: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
+	1,  // 4: knooppunt.v1.Record.status:type_name -> knooppunt.v1.Status
+	2,  // 5: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
+	22, // 6: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 7: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
+	4,  // 8: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
+	6,  // 9: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
+	0,  // 10: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
+	22, // 11: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
+	2,  // 12: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
+	2,  // 13: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
+	15, // 14: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
+	22, // 15: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	3,  // 16: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	5,  // 17: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	8,  // 18: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	9,  // 19: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	11, // 20: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	12, // 21: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	14, // 22: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	17, // 23: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	18, // 24: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	19, // 25: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	4,  // 26: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	7,  // 27: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	2,  // 28: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	10, // 29: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	4,  // 30: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	13, // 31: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	16, // 32: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	16, // 33: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	16, // 34: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	20, // 35: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
@@ -1561,7 +1643,7 @@ func file_knooppunt_v1_record_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_record_proto_rawDesc), len(file_knooppunt_v1_record_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   3,
