@@ -401,8 +401,18 @@ func TestCLIDemoOnce(t *testing.T) {
 			found[f[0]+" "+f[4]] = true
 		}
 	}
-	if !found["szw.crisis.test guidance-szw-werk"] || !found["lcvs.crisis.test qa-oekraine-werk"] {
-		t.Fatalf("search --text vergunning from VR Utrecht found %v, want SZW's guidance and LCVS's Q&A:\n%s", found, search)
+	if !found["szw.crisis.test guidance-szw-werk"] || !found["lcvs.crisis.test qa-oekraine-werk"] || !found["szw.crisis.test permit-szw-twv-oekraine"] {
+		t.Fatalf("search --text vergunning from VR Utrecht found %v, want SZW's guidance and permit rule and LCVS's Q&A:\n%s", found, search)
+	}
+	// GGD GHOR's superseded Q&A is in VR Utrecht's picture, marked, beside the answer in force.
+	marks := map[string]bool{}
+	for _, line := range strings.Split(utrecht, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[0] == "qa" {
+			marks[f[2]] = strings.Contains(line, " SUPERSEDED ")
+		}
+	}
+	if superseded, ok := marks["qa-ggd-vaccinatie-2022"]; !ok || !superseded || marks["qa-ggd-vaccinatie"] {
+		t.Fatalf("VR Utrecht's picture marks the Q&As %v, want qa-ggd-vaccinatie-2022 SUPERSEDED and qa-ggd-vaccinatie in force:\n%s", marks, utrecht)
 	}
 }
 

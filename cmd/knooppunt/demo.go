@@ -68,8 +68,8 @@ VR Zeeland, GGD GHOR and SZW. Each has its own trust domain and development CA, 
 other's trust bundles current through their bundle endpoints. The demo then:
 
   1. loads the Ukraine refugee reception scenario: shelter capacity per municipality (LCVS),
-     situation reports (NCC, the regions), Q&As and guidance (GGD GHOR), work-permit guidance
-     (SZW), and one confidential record (NCC, for VR Utrecht only);
+     situation reports (NCC, the regions), Q&As and guidance (GGD GHOR, one Q&A superseded),
+     work-permit guidance and rules (SZW), and one confidential record (NCC, for VR Utrecht only);
   2. has two officers per organisation propose and approve the scenario's policies;
   3. prints the picture as seen from VR Utrecht and from NCC;
   4. shows that the confidential record reached only its recipient;
@@ -531,8 +531,10 @@ var demoRecords = map[string]string{
 {"id":"signal-vr09-1","kind":"signal","crisis":"oekraine","region":"VR09","classification":"internal","body":{"summary":"Meer aanmeldingen bij gemeente Zeist verwacht","source":"gemeente","confidence":0.6}}`,
 	"vr-zeeland": `{"id":"sitrep-vr19-1","kind":"sitrep","crisis":"oekraine","region":"VR19","classification":"internal","body":{"title":"Regionaal beeld VR Zeeland","summary":"Voldoende plekken in Goes en Terneuzen. Demo data.","severity":"low"}}`,
 	"ggdghor": `{"id":"qa-ggd-vaccinatie","kind":"qa","crisis":"oekraine","region":"NL","classification":"public","body":{"question":"Krijgen ontheemden toegang tot vaccinaties?","answer":"Ja, via de GGD in de opvanggemeente. Demo data.","audience":"gemeenten"}}
-{"id":"guidance-ggd-tbc","kind":"guidance","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Handreiking tbc-screening","text":"Screening binnen drie maanden na aankomst. Demo data."}}`,
-	"szw": `{"id":"guidance-szw-werk","kind":"guidance","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Werken zonder tewerkstellingsvergunning","text":"Werkgevers melden het werk vooraf bij het UWV. Demo data.","url":"https://example.invalid/szw"}}`,
+{"id":"qa-ggd-vaccinatie-2022","kind":"qa","crisis":"oekraine","region":"NL","classification":"public","body":{"question":"Krijgen ontheemden toegang tot vaccinaties?","answer":"Alleen op de opvanglocatie, op afspraak. Demo data.","audience":"gemeenten","valid_from":"2022-03-15","superseded_by":"qa-ggd-vaccinatie"}}
+{"id":"guidance-ggd-tbc","kind":"guidance","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Handreiking tbc-screening","text":"Screening binnen drie maanden na aankomst. Demo data.","version":"2.0"}}`,
+	"szw": `{"id":"guidance-szw-werk","kind":"guidance","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Werken zonder tewerkstellingsvergunning","text":"Werkgevers melden het werk vooraf bij het UWV. Demo data.","url":"https://example.invalid/szw"}}
+{"id":"permit-szw-twv-oekraine","kind":"permit","crisis":"oekraine","region":"NL","classification":"public","body":{"title":"Geen tewerkstellingsvergunning voor ontheemden uit Oekraïne","authority":"Ministerie van SZW","applies_to":"ontheemden met een verblijfsdocument onder de Richtlijn tijdelijke bescherming","conditions":"De werkgever meldt het werk uiterlijk twee werkdagen vooraf bij het UWV. Demo data.","permit_needed":false,"valid_from":"2022-04-01","valid_until":"2027-03-04"}}`,
 }
 
 func loadScenario(ctx context.Context, orgs map[string]*demoOrg) error {
@@ -610,7 +612,7 @@ max_classification: public
 	"szw": {`name: szw-werk-public
 purpose: informatie werken door ontheemden
 recipients: [group:veiligheidsregios, group:rijk, group:partners]
-kinds: [guidance]
+kinds: [guidance, permit]
 max_classification: public
 `},
 }

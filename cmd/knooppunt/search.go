@@ -106,6 +106,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
 			FromCache bool        `json:"from_cache"`
 			Redacted  []string    `json:"redacted"`
 			Snippet   string      `json:"snippet,omitempty"`
+			Validity  string      `json:"validity,omitempty"`
 			Record    record.JSON `json:"record"`
 		}
 		type peer struct {
@@ -129,7 +130,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
 			if src == "" {
 				src = h.Record.Origin
 			}
-			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), h.Snippet, record.ToJSON(h.Record)})
+			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), h.Snippet, h.Validity, record.ToJSON(h.Record)})
 		}
 		return printJSON(w, doc)
 	}
@@ -151,7 +152,11 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
 		if last == "MATCH" {
 			shown = truncate(h.Snippet, 80)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), h.Record.Kind, h.Record.Region, h.Record.Id, shown)
+		id := h.Record.Id
+		if h.Validity != "" {
+			id += " (" + validityFlag(h.Validity) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), h.Record.Kind, h.Record.Region, id, shown)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -215,6 +220,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
 			AgeS     int64       `json:"age_s"`
 			Stale    bool        `json:"stale"`
 			Conflict []string    `json:"conflict"`
+			Validity string      `json:"validity,omitempty"`
 			Record   record.JSON `json:"record"`
 		}
 		type agg struct {
@@ -232,7 +238,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
 			Aggregates []agg    `json:"aggregates"`
 		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}}
 		for _, e := range resp.Entries {
-			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), record.ToJSON(e.Record)})
+			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), e.Validity, record.ToJSON(e.Record)})
 		}
 		for _, a := range resp.Aggregates {
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
@@ -250,6 +256,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
 		if len(e.Conflict) > 0 {
 			flags = append(flags, "DISAGREES:"+strings.Join(e.Conflict, ","))
 		}
+		if e.Validity != "" {
+			flags = append(flags, validityFlag(e.Validity))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Region, truncate(e.Key, 24), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), truncate(string(e.Record.Body), 50))
 	}
 	tw.Flush()
@@ -263,4 +272,10 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
 		tw.Flush()
 	}
 	return nil
+}
+
+// validityFlag is how a table marks a document that is not in force: SUPERSEDED, EXPIRED or
+// NOT_YET_VALID.
+func validityFlag(v string) string {
+	return strings.ToUpper(v)
 }

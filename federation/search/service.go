@@ -120,6 +120,10 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 		return nil, api.Status(s.c.Logger, err)
 	}
 	resp.Hits = append(own, resp.Hits...)
+	now := time.Now()
+	for _, h := range resp.Hits {
+		h.Validity = record.Validity(h.Record, now)
+	}
 	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].Peer < resp.Peers[j].Peer })
 	for _, p := range resp.Peers {
 		if p.State != Answered {
@@ -408,7 +412,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		}
 		age := now.Sub(latest.Record.GetUpdatedAt().AsTime())
 		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: k.key, Record: latest.Record, Source: latest.Source,
-			AgeS: int64(age.Seconds()), Stale: age > staleAfter}
+			AgeS: int64(age.Seconds()), Stale: age > staleAfter, Validity: record.Validity(latest.Record, now)}
 		for src, it := range bySource[k] {
 			if src != latest.Source && !sameBody(it.Record.Body, latest.Record.Body) {
 				e.Conflict = append(e.Conflict, src)

@@ -166,30 +166,62 @@ func DemoKinds() []Kind {
 		},
 		{
 			Name:        "qa",
-			Description: "A question and its answer, for the public or for partners.",
+			Description: "A question and its answer, for the public or for partners. A newer answer names the old one's successor in superseded_by.",
 			Text:        []string{"question", "answer"},
 			Schema: json.RawMessage(`{
   "type": "object",
   "required": ["question", "answer"],
   "properties": {
-    "question": {"type": "string", "minLength": 1},
-    "answer":   {"type": "string", "minLength": 1},
-    "audience": {"type": "string"}
+    "question":      {"type": "string", "minLength": 1},
+    "answer":        {"type": "string", "minLength": 1},
+    "audience":      {"type": "string"},
+    "language":      ` + languageSchema + `,
+    "valid_from":    ` + dateSchema + `,
+    "valid_until":   ` + dateSchema + `,
+    "superseded_by": ` + idSchema + `
   }
 }`),
 		},
 		{
 			Name:        "guidance",
-			Description: "Guidance or rules from a ministry, such as work-permit rules.",
+			Description: "Guidance from a ministry or partner, such as a handreiking: title, summary, full text, version.",
 			Text:        []string{"title", "summary", "text"},
 			Schema: json.RawMessage(`{
   "type": "object",
   "required": ["title", "text"],
   "properties": {
-    "title":   {"type": "string", "minLength": 1},
-    "summary": {"type": "string"},
-    "text":    {"type": "string"},
-    "url":     {"type": "string"}
+    "title":         {"type": "string", "minLength": 1},
+    "summary":       {"type": "string"},
+    "text":          {"type": "string"},
+    "url":           {"type": "string"},
+    "version":       {"type": "string", "minLength": 1},
+    "language":      ` + languageSchema + `,
+    "valid_from":    ` + dateSchema + `,
+    "valid_until":   ` + dateSchema + `,
+    "superseded_by": ` + idSchema + `
+  }
+}`),
+		},
+		{
+			Name:        "permit",
+			Description: "A rule that says who may do what under which conditions, such as SZW's rules on work by people who fled Ukraine.",
+			Text:        []string{"title", "summary", "conditions", "applies_to"},
+			Schema: json.RawMessage(`{
+  "type": "object",
+  "required": ["title", "authority", "conditions"],
+  "properties": {
+    "title":         {"type": "string", "minLength": 1},
+    "authority":     {"type": "string", "minLength": 1},
+    "applies_to":    {"type": "string"},
+    "summary":       {"type": "string"},
+    "conditions":    {"type": "string", "minLength": 1},
+    "permit_needed": {"type": "boolean"},
+    "legal_basis":   {"type": "string"},
+    "url":           {"type": "string"},
+    "language":      ` + languageSchema + `,
+    "valid_from":    ` + dateSchema + `,
+    "valid_until":   ` + dateSchema + `,
+    "superseded_by": ` + idSchema + `
   }
 }`),
 		},
@@ -232,6 +264,16 @@ func DemoKinds() []Kind {
 		},
 	}
 }
+
+// The schemas of the fields that documents (qa, guidance, permit) share.
+const (
+	// dateSchema is an RFC 3339 time or a plain date; a plain valid_until runs to the end of its day.
+	dateSchema = `{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"}`
+	// languageSchema is a BCP 47 tag such as nl, en or uk.
+	languageSchema = `{"type": "string", "pattern": "^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"}`
+	// idSchema is the id of the record, of the same origin, that takes this one's place.
+	idSchema = `{"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"}`
+)
 
 func quoteAll(names []string) string {
 	q := make([]string, len(names))

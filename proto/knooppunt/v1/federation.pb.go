@@ -1018,7 +1018,11 @@ type SearchHit struct {
 	Redacted  []string `protobuf:"bytes,4,rep,name=redacted" json:"redacted,omitempty"`
 	// snippet, for a search with text, is an excerpt of the record's text with each match marked
 	// «like this».
-	Snippet       string `protobuf:"bytes,5,opt,name=snippet" json:"snippet,omitempty"`
+	Snippet string `protobuf:"bytes,5,opt,name=snippet" json:"snippet,omitempty"`
+	// validity is empty for a document in force, or superseded, expired or not_yet_valid, from the
+	// body's superseded_by, valid_from and valid_until and the record's valid_until. Such records
+	// are marked, not hidden.
+	Validity      string `protobuf:"bytes,6,opt,name=validity" json:"validity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1084,6 +1088,13 @@ func (x *SearchHit) GetRedacted() []string {
 func (x *SearchHit) GetSnippet() string {
 	if x != nil {
 		return x.Snippet
+	}
+	return ""
+}
+
+func (x *SearchHit) GetValidity() string {
+	if x != nil {
+		return x.Validity
 	}
 	return ""
 }
@@ -1306,7 +1317,9 @@ type PictureEntry struct {
 	AgeS   int64   `protobuf:"varint,6,opt,name=age_s,json=ageS" json:"age_s,omitempty"`
 	Stale  bool    `protobuf:"varint,7,opt,name=stale" json:"stale,omitempty"`
 	// conflict names other sources whose latest record for the same key disagrees.
-	Conflict      []string `protobuf:"bytes,8,rep,name=conflict" json:"conflict,omitempty"`
+	Conflict []string `protobuf:"bytes,8,rep,name=conflict" json:"conflict,omitempty"`
+	// validity marks a superseded, expired or not yet valid document, as in SearchHit.
+	Validity      string `protobuf:"bytes,9,opt,name=validity" json:"validity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1395,6 +1408,13 @@ func (x *PictureEntry) GetConflict() []string {
 		return x.Conflict
 	}
 	return nil
+}
+
+func (x *PictureEntry) GetValidity() string {
+	if x != nil {
+		return x.Validity
+	}
+	return ""
 }
 
 type Aggregate struct {
@@ -1622,14 +1642,15 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\x12\x18\n" +
-	"\apurpose\x18\x03 \x01(\tR\apurpose\"\xa6\x01\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\"\xc2\x01\n" +
 	"\tSearchHit\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
 	"\n" +
 	"from_cache\x18\x03 \x01(\bR\tfromCache\x12\x1a\n" +
 	"\bredacted\x18\x04 \x03(\tR\bredacted\x12\x18\n" +
-	"\asnippet\x18\x05 \x01(\tR\asnippet\"\xc6\x01\n" +
+	"\asnippet\x18\x05 \x01(\tR\asnippet\x12\x1a\n" +
+	"\bvalidity\x18\x06 \x01(\tR\bvalidity\"\xc6\x01\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
@@ -1647,7 +1668,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\apartial\x18\x03 \x01(\bR\apartial\"L\n" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
-	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\"\xd9\x01\n" +
+	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\"\xf5\x01\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -1656,7 +1677,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06source\x18\x05 \x01(\tR\x06source\x12\x13\n" +
 	"\x05age_s\x18\x06 \x01(\x03R\x04ageS\x12\x14\n" +
 	"\x05stale\x18\a \x01(\bR\x05stale\x12\x1a\n" +
-	"\bconflict\x18\b \x03(\tR\bconflict\"y\n" +
+	"\bconflict\x18\b \x03(\tR\bconflict\x12\x1a\n" +
+	"\bvalidity\x18\t \x01(\tR\bvalidity\"y\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +

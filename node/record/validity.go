@@ -1,0 +1,64 @@
+package record
+
+import (
+	"encoding/json"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// The validity of a document: a Q&A, guidance or permit rule that is no longer, or not yet, in
+// force. Search and the picture mark such records; they never hide them, because a reader may
+// need to know what was said before.
+const (
+	Superseded  = "superseded"
+	Expired     = "expired"
+	NotYetValid = "not_yet_valid"
+)
+
+// Validity says whether a record is in force at now: "" when it is, or Superseded when its body
+// names a superseded_by, Expired when its body's valid_until or the record's valid_until has
+// passed, NotYetValid when its body's valid_from lies ahead. Superseded wins over the others.
+// Dates are RFC 3339 times or plain dates (YYYY-MM-DD, which run to the end of the day in UTC);
+// a date that does not parse is ignored, as the kind's schema is where such a date is refused.
+func Validity(r *pb.Record, now time.Time) string {
+	var b struct {
+		SupersededBy string `json:"superseded_by"`
+		ValidFrom    string `json:"valid_from"`
+		ValidUntil   string `json:"valid_until"`
+	}
+	if len(r.GetBody()) > 0 {
+		_ = json.Unmarshal(r.GetBody(), &b) // a body that is not an object has no validity fields
+	}
+	if b.SupersededBy != "" {
+		return Superseded
+	}
+	if r.GetValidUntil() != nil && !r.GetValidUntil().AsTime().After(now) {
+		return Expired
+	}
+	if t, ok := docTime(b.ValidUntil, true); ok && !t.After(now) {
+		return Expired
+	}
+	if t, ok := docTime(b.ValidFrom, false); ok && t.After(now) {
+		return NotYetValid
+	}
+	return ""
+}
+
+// docTime parses an RFC 3339 time or a date. A date as an end is the end of that day.
+func docTime(s string, end bool) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, true
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if end {
+		t = t.AddDate(0, 0, 1)
+	}
+	return t, true
+}
