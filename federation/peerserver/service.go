@@ -625,6 +625,20 @@ func (d *disclosures) wait() error {
 	return nil
 }
 
+// settle records the open batch and waits until Raft has committed every batch flushAsync handed
+// it. A stream that settled has nothing unrecorded: what it sent may all be in the peer's hands.
+func (d *disclosures) settle(ctx context.Context) error {
+	asyncErr := d.flushAsync(ctx)
+	waitErr := d.wait()
+	// flush has something left only if flushAsync failed before it handed the batch over.
+	for _, err := range []error{d.flush(ctx), waitErr, asyncErr} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Query streams the records that match the filter and that policy lets the caller have.
 func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.SharedRecord]) error {
 	ctx := stream.Context()
@@ -704,13 +718,8 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	}
 	// Record what went out even when the stream broke or the peer went away: the peer may hold
 	// every record sent so far.
-	asyncErr := disc.flushAsync(rctx)
-	waitErr := disc.wait()
-	// flush has something left only if flushAsync failed before it handed the batch over.
-	for _, err := range []error{disc.flush(rctx), waitErr, asyncErr} {
-		if err != nil {
-			return err
-		}
+	if err := disc.settle(rctx); err != nil {
+		return err
 	}
 	if streamErr != nil {
 		return api.Status(s.c.Logger, streamErr)
@@ -764,7 +773,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	// Record what went out when the stream ends in the middle of a page or a resync, however it
 	// ends: the peer may hold every record sent so far.
 	defer func() {
-		if err := disc.flush(ctx); err != nil {
+		if err := disc.settle(context.WithoutCancel(ctx)); err != nil {
 			s.c.Logger.Warn("could not record what a subscription sent before it ended", "peer", to.ID, "err", err)
 		}
 	}()
@@ -1007,7 +1016,8 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 				return false, err
 			}
 			if disc.pendingLen >= batch {
-				return true, disc.flush(ctx)
+				// Raft commits this batch while the walk decides and sends the next, as in Query.
+				return true, disc.flushAsync(context.WithoutCancel(ctx))
 			}
 			return true, nil
 		})
@@ -1033,5 +1043,7 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 		delete(held, id)
 		disc.retract(id, reason)
 	}
-	return disc.flush(ctx)
+	// Settled before the resync counts as complete, and before the feed may disclose a newer
+	// version of a record whose batch is still in flight.
+	return disc.settle(context.WithoutCancel(ctx))
 }

@@ -398,6 +398,20 @@ func (d *DB) ForeignList(ctx context.Context, f ForeignFilter) ([]Foreign, error
 	return out, nil
 }
 
+// ForeignCount counts the cached records that ForeignList would return for the filter (at most
+// its Limit), without reading them out.
+func (d *DB) ForeignCount(ctx context.Context, f ForeignFilter) (int, error) {
+	q, args := foreignListQuery(f)
+	var n int
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT count(*) FROM (`+q+`)`, args...).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("db: foreign count: %w", err)
+	}
+	return n, nil
+}
+
 // foreignColumns are the columns scanForeign reads, in its order.
 const foreignColumns = `origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at`
 

@@ -48,6 +48,19 @@ func TestForeignListPages(t *testing.T) {
 	if len(all) != 15 {
 		t.Fatalf("one read lists %d records, want 15: %v", len(all), key(all))
 	}
+	for _, tc := range []struct {
+		f    db.ForeignFilter
+		want int
+	}{
+		{db.ForeignFilter{Crisis: "oekraine"}, 15},
+		{db.ForeignFilter{Crisis: "oekraine", Origin: "b.crisis.test"}, 5},
+		{db.ForeignFilter{Crisis: "other"}, 6},
+		{db.ForeignFilter{Crisis: "oekraine", Limit: 4}, 4},
+	} {
+		if n, err := d.ForeignCount(context.Background(), tc.f); err != nil || n != tc.want {
+			t.Errorf("ForeignCount(%+v) = %d, %v; want %d", tc.f, n, err, tc.want)
+		}
+	}
 	for _, size := range []int{1, 2, 4, 5, 15, 16} {
 		var paged []db.Foreign
 		f := db.ForeignFilter{Crisis: "oekraine", Limit: size}
