@@ -88,6 +88,8 @@ func TestApplyMatchesModel(t *testing.T) {
 		var changes []string
 		var seq int64
 		entries := rapid.IntRange(1, 6).Draw(rt, "entries")
+		var pending []db.WriteEntry
+		var wants [][]db.Result
 		for index := 1; index <= entries; index++ {
 			n := rapid.IntRange(1, 40).Draw(rt, "writes")
 			writes := make([]*db.Write, n)
@@ -121,16 +123,48 @@ func TestApplyMatchesModel(t *testing.T) {
 			for i, w := range writes {
 				want[i] = applyModel(rows, labels, &changes, &seq, w)
 			}
-			got, err := d.Apply(uint64(index), writes)
-			if err != nil {
-				rt.Fatalf("Apply(%d): %v", index, err)
+			pending = append(pending, db.WriteEntry{Index: uint64(index), Writes: writes})
+			wants = append(wants, want)
+			// Entries go to the database one at a time (Apply) or a few together (ApplyWrites,
+			// as the FSM hands over what Raft committed at once); the outcome must not differ.
+			if index < entries && rapid.Bool().Draw(rt, "batch with the next") {
+				continue
 			}
-			for i := range want {
-				if !sameResult(got[i], want[i]) {
-					rt.Fatalf("entry %d write %d (%s version %d tombstone %v): got %+v, want %+v",
-						index, i, writes[i].Id, writes[i].Version, writes[i].Tombstone, got[i], want[i])
+			var got [][]db.Result
+			if len(pending) == 1 {
+				res, err := d.Apply(pending[0].Index, pending[0].Writes)
+				if err != nil {
+					rt.Fatalf("Apply(%d): %v", index, err)
+				}
+				got = [][]db.Result{res}
+			} else {
+				var err error
+				if got, err = d.ApplyWrites(pending); err != nil {
+					rt.Fatalf("ApplyWrites(%d entries to %d): %v", len(pending), index, err)
 				}
 			}
+			for k, e := range pending {
+				for i := range wants[k] {
+					if !sameResult(got[k][i], wants[k][i]) {
+						w := e.Writes[i]
+						rt.Fatalf("entry %d write %d (%s version %d tombstone %v): got %+v, want %+v",
+							e.Index, i, w.Id, w.Version, w.Tombstone, got[k][i], wants[k][i])
+					}
+				}
+			}
+			// A replay of entries applied before changes nothing and answers nil.
+			if rapid.Bool().Draw(rt, "replay") {
+				again, err := d.ApplyWrites(pending)
+				if err != nil {
+					rt.Fatalf("replay: %v", err)
+				}
+				for k := range again {
+					if again[k] != nil {
+						rt.Fatalf("replayed entry %d answered %+v, want nothing", pending[k].Index, again[k])
+					}
+				}
+			}
+			pending, wants = nil, nil
 			checkTables(rt, ro, rows, labels, changes)
 		}
 	})

@@ -47,28 +47,64 @@ type Result struct {
 // before (the log is being replayed over a durable database) and is skipped: Apply then returns
 // nil results.
 func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
-	var results []Result
-	err := d.applyTx(index, func(tx *writeTx, seq *int64) error {
-		a := applier{tx: tx}
-		results = make([]Result, len(writes))
-		for i, w := range writes {
-			res, err := a.apply(w, *seq+1)
-			if err != nil {
-				return fmt.Errorf("record %q: %w", w.GetId(), err)
+	res, err := d.ApplyWrites([]WriteEntry{{Index: index, Writes: writes}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// WriteEntry is one Raft entry's record writes, for ApplyWrites.
+type WriteEntry struct {
+	Index  uint64
+	Writes []*Write
+}
+
+// ApplyWrites applies several Raft entries of record writes, in order, as Apply does each, but in
+// one transaction: a group that takes many small writes at once commits once for all of them
+// rather than once an entry. The results are per entry; an entry applied before gets nil results.
+func (d *DB) ApplyWrites(entries []WriteEntry) ([][]Result, error) {
+	results := make([][]Result, len(entries))
+	steps := make([]txStep, len(entries))
+	for k, e := range entries {
+		steps[k] = txStep{index: e.Index, fn: func(tx *writeTx, seq *int64) error {
+			a := applier{tx: tx}
+			results[k] = make([]Result, len(e.Writes))
+			for i, w := range e.Writes {
+				res, err := a.apply(w, *seq+1)
+				if err != nil {
+					return fmt.Errorf("record %q: %w", w.GetId(), err)
+				}
+				if res.Err == nil {
+					*seq++
+				}
+				results[k][i] = res
 			}
-			if res.Err == nil {
-				*seq++
-			}
-			results[i] = res
-		}
-		return nil
-	})
-	return results, err
+			return nil
+		}}
+	}
+	if err := d.applySteps(steps); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// txStep is one Raft entry's part of a transaction.
+type txStep struct {
+	index uint64
+	fn    func(tx *writeTx, seq *int64) error
 }
 
 // applyTx runs fn in one transaction for the Raft entry at index, and records the index and the
 // change-feed seq fn leaves. It skips (fn is not called) an entry applied before.
 func (d *DB) applyTx(index uint64, fn func(tx *writeTx, seq *int64) error) error {
+	return d.applySteps([]txStep{{index, fn}})
+}
+
+// applySteps runs the steps of Raft entries, in order, in one transaction, and records the last
+// index and the change-feed seq they leave. A step whose entry was applied before is skipped.
+// One that fails rolls the whole transaction back.
+func (d *DB) applySteps(steps []txStep) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
@@ -76,17 +112,27 @@ func (d *DB) applyTx(index uint64, fn func(tx *writeTx, seq *int64) error) error
 	}
 	d.applyMu.Lock()
 	defer d.applyMu.Unlock()
-	if index != 0 && index <= d.applied.Load() {
+	applied := d.applied.Load()
+	var todo []txStep
+	for _, st := range steps {
+		if st.index == 0 || st.index > applied {
+			todo = append(todo, st)
+		}
+	}
+	if len(todo) == 0 {
 		return nil
 	}
+	index := todo[len(todo)-1].index
 	seq := d.lastSeq.Load()
 	tx, err := d.begin()
 	if err != nil {
 		return fmt.Errorf("db: apply %d: %w", index, err)
 	}
 	defer tx.rollback()
-	if err := fn(tx, &seq); err != nil {
-		return fmt.Errorf("db: apply %d: %w", index, err)
+	for _, st := range todo {
+		if err := st.fn(tx, &seq); err != nil {
+			return fmt.Errorf("db: apply %d: %w", st.index, err)
+		}
 	}
 	if _, err := tx.Exec(`UPDATE meta SET value = CASE key WHEN 'applied_index' THEN ?1 ELSE ?2 END WHERE key IN ('applied_index', 'last_seq')`, index, seq); err != nil {
 		return fmt.Errorf("db: apply %d: %w", index, err)
