@@ -2,11 +2,15 @@ package federation_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -295,4 +300,80 @@ func TestProcessWitnessesCatchARewrittenChain(t *testing.T) {
 		!regexp.MustCompile(`\n`+b.Name+`\s+`+b.TD.Name()+`\s+rewritten`).MatchString(out) {
 		t.Fatalf("audit verify --witnesses of the rewritten chain exited %d:\n%s\nwant exit 1, BROKEN, naming witness %s and the entry", code, out, b.Name)
 	}
+}
+
+// TestHeadsVerifyAfterCARotation: an org's CA rotates, as SPIRE's does: the new authority joins
+// the bundle, the node's SVID comes from it, and the old authority leaves the bundle. The heads
+// its peer kept from before, signed under the old authority, no longer verify with today's bundle,
+// but they still verify against the bundle of their time, which the node recorded as it changed.
+func TestHeadsVerifyAfterCARotation(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, WitnessInterval: time.Hour})
+	a, b := f.Orgs[0], f.Orgs[1]
+	authorities := func() []db.Authority {
+		got, err := a.Node.DB().Authorities(context.Background(), a.TD.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	fedtest.Eventually(t, 10*time.Second, "a records its bundle", func() (bool, string) {
+		got := authorities()
+		return len(got) == 1 && bytes.Equal(got[0].DER, a.CA.Cert.Raw), fmt.Sprintf("authorities: %d", len(got))
+	})
+	a.Approve(t, policyDoc("before", spiffeOf(b), "sitrep", "internal", ""))
+	var old *pb.SignedHead
+	fedtest.Eventually(t, 10*time.Second, "b keeps a head of a", func() (bool, string) {
+		heads, err := pb.NewFederationServiceClient(asPeer(t, a, b)).Heads(fedtest.Call(t), &pb.HeadsRequest{})
+		if err != nil || len(heads.Heads) == 0 {
+			return false, fmt.Sprintf("heads: %v", err)
+		}
+		old = heads.Heads[0].Head
+		return true, ""
+	})
+
+	// The rotation. First the new authority joins a's bundle; b, restarted, reads it.
+	next, err := identity.NewCA(a.TD, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBundle := func(cas ...*x509.Certificate) {
+		var pemBytes []byte
+		for _, c := range cas {
+			pemBytes = append(pemBytes, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+		if err := os.WriteFile(a.BundleFile(), pemBytes, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeBundle(a.CA.Cert, next.Cert)
+	b.Stop(t)
+	b.Start(t)
+	fedtest.Eventually(t, 15*time.Second, "a records both authorities", func() (bool, string) {
+		got := authorities()
+		return len(got) == 2 && got[0].RemovedAt.IsZero() && got[1].RemovedAt.IsZero(), fmt.Sprintf("authorities: %+v", len(got))
+	})
+	// Then a's SVID comes from the new authority, and the old one leaves the bundle.
+	if err := next.IssueFiles(spiffeid.RequireFromPath(a.TD, "/node/r1"), filepath.Join(a.Dir, "certs", "r1"), identity.SVIDOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	writeBundle(next.Cert)
+	fedtest.Eventually(t, 15*time.Second, "a records the old authority as removed", func() (bool, string) {
+		for _, au := range authorities() {
+			if bytes.Equal(au.DER, a.CA.Cert.Raw) {
+				return !au.RemovedAt.IsZero() && au.Held(old.At.AsTime()) && !au.Held(time.Now()), fmt.Sprintf("old authority held from %s, removed at %s", au.FirstSeen, au.RemovedAt)
+			}
+		}
+		return false, "the old authority is not recorded"
+	})
+
+	// Today's bundle alone refuses the old head: what follows passes on the record alone.
+	if _, err := witness.Verify(old, a.TD, x509bundle.FromX509Authorities(a.TD, []*x509.Certificate{next.Cert})); err == nil {
+		t.Fatal("a head signed under the old authority verifies with today's bundle alone: the test proves nothing")
+	}
+	fedtest.Eventually(t, 15*time.Second, "every head b keeps verifies against the bundle of its time", func() (bool, string) {
+		time.Sleep(200 * time.Millisecond) // within b's limit on a peer's calls
+		resp := verifyWitnessed(t, a)
+		w := resp.Witnesses[0]
+		return resp.Ok && w.State == witness.OK && w.Heads >= 1, fmt.Sprintf("verify: ok %v, %s: %s, %d heads (%s)", resp.Ok, w.Peer, w.State, w.Heads, w.Problem)
+	})
 }

@@ -273,6 +273,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.witnesses = witness.New(witness.Config{
 			DB: n.db, Org: cfg.Org, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers, Conn: n.peers.Conn,
 			Leading: n.store.IsLeader, Interval: cfg.Federation.WitnessInterval, Logger: n.log,
+			Apply: func(ctx context.Context, c *pb.Command) error { _, err := n.store.Apply(ctx, c); return err },
 		})
 		auditSvc.Witnesses = n.witnesses.Check
 	}

@@ -3,9 +3,12 @@ package witness
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -39,8 +43,12 @@ type Config struct {
 	Org string
 	// SVID signs the heads.
 	SVID x509svid.Source
-	// Bundles vouch for the SVIDs that signed the heads the peers hand back: the org's own.
+	// Bundles vouch for the SVIDs that signed the heads the peers hand back: the org's own. The
+	// leader records the org's bundle through Apply as it changes, and a head is checked against
+	// the authorities the bundle held at the head's time as well as today's.
 	Bundles x509bundle.Source
+	// Apply proposes a command to the group's Raft log.
+	Apply func(context.Context, *pb.Command) error
 	// Peers returns the configured peers; Conn connects to one.
 	Peers func() []config.Peer
 	Conn  func(config.Peer) (*grpc.ClientConn, error)
@@ -57,6 +65,8 @@ type Config struct {
 // they keep.
 type Witnesses struct {
 	c Config
+	// kept is the set of authorities this leader last found recorded, by keyOf; Run's alone.
+	kept string
 }
 
 // New returns the witnessing of a node's chain.
@@ -91,7 +101,11 @@ func (w *Witnesses) Run(ctx context.Context) {
 		}
 		if !w.c.Leading() {
 			leading = false
+			w.kept = "" // another leader may record the bundle meanwhile
 			continue
+		}
+		if err := w.keepAuthorities(ctx); err != nil {
+			w.c.Logger.Warn("could not record the trust bundle's authorities", "err", err)
 		}
 		g := w.c.DB.Generation()
 		due := !leading || g != gen || time.Since(sentAt) >= w.c.Interval
@@ -113,6 +127,78 @@ func (w *Witnesses) Run(ctx context.Context) {
 		}
 		gen, sentAt, sentSeq, sentHash = g, time.Now(), seq, hash
 	}
+}
+
+// keepAuthorities records the org's bundle through Raft when its authorities differ from those
+// the group last recorded as held.
+func (w *Witnesses) keepAuthorities(ctx context.Context) error {
+	if w.c.Apply == nil || w.c.Bundles == nil {
+		return nil
+	}
+	td, err := spiffeid.TrustDomainFromString(w.c.Org)
+	if err != nil {
+		return err
+	}
+	b, err := w.c.Bundles.GetX509BundleForTrustDomain(td)
+	if err != nil {
+		return err
+	}
+	var ders [][]byte
+	for _, c := range b.X509Authorities() {
+		ders = append(ders, c.Raw)
+	}
+	key := keyOf(ders)
+	if key == w.kept {
+		return nil
+	}
+	recorded, err := w.c.DB.Authorities(ctx, td.Name())
+	if err != nil {
+		return err
+	}
+	var held [][]byte
+	for _, a := range recorded {
+		if a.RemovedAt.IsZero() {
+			held = append(held, a.DER)
+		}
+	}
+	if keyOf(held) != key {
+		cmd := &pb.Command{Cmd: &pb.Command_KeepAuthorities{KeepAuthorities: &pb.KeepAuthorities{
+			TrustDomain: td.Name(), Authorities: ders, At: timestamppb.Now()}}}
+		if err := w.c.Apply(ctx, cmd); err != nil {
+			return err
+		}
+	}
+	w.kept = key
+	return nil
+}
+
+// keyOf names a set of certificates by their sorted hashes.
+func keyOf(ders [][]byte) string {
+	sums := make([]string, len(ders))
+	for i, der := range ders {
+		sum := sha256.Sum256(der)
+		sums[i] = string(sum[:])
+	}
+	sort.Strings(sums)
+	return strings.Join(sums, "")
+}
+
+// bundleAt is the org's bundle for checking a head signed at t: today's authorities, and those
+// the bundle held at t by the record the leader keeps.
+func (w *Witnesses) bundleAt(td spiffeid.TrustDomain, history []db.Authority, t time.Time) *x509bundle.Bundle {
+	b := x509bundle.New(td)
+	if cur, err := w.c.Bundles.GetX509BundleForTrustDomain(td); err == nil {
+		b = cur.Clone()
+	}
+	for _, a := range history {
+		if !a.Held(t) {
+			continue
+		}
+		if c, err := x509.ParseCertificate(a.DER); err == nil {
+			b.AddX509Authority(c)
+		}
+	}
+	return b
 }
 
 // Send signs the head (seq, hash) and hands it to every peer, in parallel, each within 5
@@ -181,6 +267,11 @@ func (w *Witnesses) check(ctx context.Context, td spiffeid.TrustDomain, p config
 		rep.State, rep.Problem = Unreachable, err.Error()
 		return rep
 	}
+	history, err := w.c.DB.Authorities(ctx, td.Name())
+	if err != nil {
+		rep.State, rep.Problem = Unreachable, err.Error()
+		return rep
+	}
 	fc := pb.NewFederationServiceClient(conn)
 	var after int64
 	for {
@@ -192,7 +283,7 @@ func (w *Witnesses) check(ctx context.Context, td spiffeid.TrustDomain, p config
 		for _, held := range resp.Heads {
 			h := held.Head
 			rep.Heads++
-			signer, err := Verify(h, td, w.c.Bundles)
+			signer, err := Verify(h, td, w.bundleAt(td, history, h.GetAt().AsTime()))
 			if err != nil {
 				fail(Invalid, h.GetSeq(), "%s keeps a head for entry %d that does not verify: %v", p.Name, h.GetSeq(), err)
 				continue

@@ -248,6 +248,18 @@ CREATE TABLE rules (
 	applied_at INTEGER NOT NULL   -- Unix nanoseconds
 ) WITHOUT ROWID;
 `,
+	// the authorities of the org's trust bundle over time, to check witnessed heads against the
+	// bundle of their time (see witness.go).
+	`
+CREATE TABLE authorities (
+	trust_domain TEXT    NOT NULL,
+	sha256       BLOB    NOT NULL,            -- of der
+	der          BLOB    NOT NULL,
+	first_seen   INTEGER NOT NULL,            -- Unix nanoseconds
+	removed_at   INTEGER NOT NULL DEFAULT 0,  -- 0 while the bundle holds it
+	PRIMARY KEY (trust_domain, sha256)
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -163,6 +163,8 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 			metrics.AuditForks.WithLabelValues(cmd.KeepHead.Peer).Inc()
 		}
 		return applyResponse{value: fork, err: err}
+	case *pb.Command_KeepAuthorities:
+		return applyResponse{err: f.db.ApplyKeepAuthorities(l.Index, cmd.KeepAuthorities)}
 	case *pb.Command_RuleStep:
 		row, refusal, err := f.db.ApplyRuleStep(l.Index, cmd.RuleStep)
 		return applyResponse{value: RuleOutcome{Rule: row, Refusal: refusal}, err: err}

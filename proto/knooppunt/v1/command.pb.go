@@ -37,6 +37,7 @@ type Command struct {
 	//	*Command_PeerStep
 	//	*Command_KeepHead
 	//	*Command_RuleStep
+	//	*Command_KeepAuthorities
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -160,6 +161,15 @@ func (x *Command) GetRuleStep() *RuleStep {
 	return nil
 }
 
+func (x *Command) GetKeepAuthorities() *KeepAuthorities {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_KeepAuthorities); ok {
+			return x.KeepAuthorities
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -200,6 +210,10 @@ type Command_RuleStep struct {
 	RuleStep *RuleStep `protobuf:"bytes,9,opt,name=rule_step,json=ruleStep,oneof"`
 }
 
+type Command_KeepAuthorities struct {
+	KeepAuthorities *KeepAuthorities `protobuf:"bytes,18,opt,name=keep_authorities,json=keepAuthorities,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -217,6 +231,8 @@ func (*Command_PeerStep) isCommand_Cmd() {}
 func (*Command_KeepHead) isCommand_Cmd() {}
 
 func (*Command_RuleStep) isCommand_Cmd() {}
+
+func (*Command_KeepAuthorities) isCommand_Cmd() {}
 
 // RuleStep applies (a new version of) an early-warning rule, or deletes one. The service lints
 // the source before it proposes the step; the FSM stores it as it is.
@@ -387,6 +403,71 @@ func (x *KeepHead) GetSigner() string {
 	return ""
 }
 
+// KeepAuthorities records the X.509 authorities of a trust domain's bundle as the leader saw
+// them at a time: authorities new to the set are kept from then on, and those the set no longer
+// has are marked removed then. The node checks a witnessed head against the authorities of the
+// head's time, so that a head stays verifiable after its CA rotated out of the bundle.
+type KeepAuthorities struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TrustDomain string                 `protobuf:"bytes,1,opt,name=trust_domain,json=trustDomain" json:"trust_domain,omitempty"`
+	// authorities are the bundle's certificates, DER, in any order: the whole set.
+	Authorities   [][]byte               `protobuf:"bytes,2,rep,name=authorities" json:"authorities,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepAuthorities) Reset() {
+	*x = KeepAuthorities{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAuthorities) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAuthorities) ProtoMessage() {}
+
+func (x *KeepAuthorities) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAuthorities.ProtoReflect.Descriptor instead.
+func (*KeepAuthorities) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KeepAuthorities) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+func (x *KeepAuthorities) GetAuthorities() [][]byte {
+	if x != nil {
+		return x.Authorities
+	}
+	return nil
+}
+
+func (x *KeepAuthorities) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // RecordDisclosures records what was sent to a recipient, so that the source knows whom to send
 // retractions, and audits each disclosure and retraction.
 type RecordDisclosures struct {
@@ -428,7 +509,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +521,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +534,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -551,7 +632,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +644,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +657,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -605,7 +686,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +698,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +711,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -678,7 +759,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +771,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +784,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -768,7 +849,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +861,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +874,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -859,7 +940,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +952,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +965,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -943,7 +1024,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1036,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1049,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -1024,7 +1105,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1117,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1130,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -1072,7 +1153,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1165,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1178,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -1116,7 +1197,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1209,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1222,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -1159,7 +1240,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1252,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,14 +1265,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xc4\x04\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x90\x05\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -1203,7 +1284,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
 	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStep\x125\n" +
 	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHead\x125\n" +
-	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStepB\x05\n" +
+	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x12J\n" +
+	"\x10keep_authorities\x18\x12 \x01(\v2\x1d.knooppunt.v1.KeepAuthoritiesH\x00R\x0fkeepAuthoritiesB\x05\n" +
 	"\x03cmd\"\xbe\x01\n" +
 	"\bRuleStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -1218,7 +1300,11 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x04head\x18\x02 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\x12;\n" +
 	"\vreceived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x16\n" +
-	"\x06signer\x18\x04 \x01(\tR\x06signer\"\xe2\x04\n" +
+	"\x06signer\x18\x04 \x01(\tR\x06signer\"\x82\x01\n" +
+	"\x0fKeepAuthorities\x12!\n" +
+	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12 \n" +
+	"\vauthorities\x18\x02 \x03(\fR\vauthorities\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xe2\x04\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
@@ -1297,64 +1383,67 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
 	(*RuleStep)(nil),              // 1: knooppunt.v1.RuleStep
 	(*KeepHead)(nil),              // 2: knooppunt.v1.KeepHead
-	(*RecordDisclosures)(nil),     // 3: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 4: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 5: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 6: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 7: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 8: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 9: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 10: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 11: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 12: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 13: knooppunt.v1.ApplyResponse
-	nil,                           // 14: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*SignedHead)(nil),            // 16: knooppunt.v1.SignedHead
-	(*SharedRecord)(nil),          // 17: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 18: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 19: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 20: knooppunt.v1.Record
+	(*KeepAuthorities)(nil),       // 3: knooppunt.v1.KeepAuthorities
+	(*RecordDisclosures)(nil),     // 4: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 5: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 6: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 7: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 8: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 9: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 10: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 11: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 12: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 13: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 14: knooppunt.v1.ApplyResponse
+	nil,                           // 15: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*SignedHead)(nil),            // 17: knooppunt.v1.SignedHead
+	(*SharedRecord)(nil),          // 18: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 19: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 20: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 21: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	11, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	7,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	8,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	10, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	3,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	6,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	9,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	12, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	8,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	9,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	11, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	4,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	7,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	10, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
 	2,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
 	1,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
-	15, // 9: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
-	16, // 10: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	15, // 11: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	5,  // 12: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	5,  // 13: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	15, // 14: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	14, // 15: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	4,  // 16: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	17, // 17: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	15, // 18: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	15, // 19: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	15, // 20: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	18, // 21: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	15, // 22: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	19, // 23: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	20, // 24: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 25: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	12, // 26: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	13, // 27: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	3,  // 9: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
+	16, // 10: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	17, // 11: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	16, // 12: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	16, // 13: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
+	6,  // 14: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	6,  // 15: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	16, // 16: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	15, // 17: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	5,  // 18: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	18, // 19: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	16, // 20: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	16, // 21: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	16, // 22: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	19, // 23: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	16, // 24: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	20, // 25: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	21, // 26: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 27: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	13, // 28: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	14, // 29: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	29, // [29:30] is the sub-list for method output_type
+	28, // [28:29] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1376,6 +1465,7 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_PeerStep)(nil),
 		(*Command_KeepHead)(nil),
 		(*Command_RuleStep)(nil),
+		(*Command_KeepAuthorities)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1383,7 +1473,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
