@@ -46,8 +46,8 @@ vet:
 
 lint: fmt-check vet ## gofmt and go vet
 
-bench: ## the write-path benchmark against raw SQLite; see docs/performance.md
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./node/bench/...
+bench: ## every benchmark the table of docs/performance.md names, printing its rows (SHORT=1: minutes, small data; ONLY=text: some rows)
+	$(GO) run ./node/bench/table $(if $(SHORT),-short) $(if $(ONLY),-only '$(ONLY)')
 
 spire: ## build spire-server and spire-agent v1.13.3 into the cache (about 10 minutes the first time)
 	@test -x $(SPIRE)/spire-server -a -x $(SPIRE)/spire-agent || \
