@@ -47,6 +47,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/api/records"
 	"github.com/knooppunt/knooppunt/node/api/rules"
+	"github.com/knooppunt/knooppunt/node/api/webhooks"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -54,6 +55,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/sharing"
 	"github.com/knooppunt/knooppunt/node/store"
 	"github.com/knooppunt/knooppunt/node/ui"
+	"github.com/knooppunt/knooppunt/node/webhook"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -285,6 +287,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Refresh: n.refreshPeers})
 	// A peer that `peer remove` made leave is refused, by the leader, once its node holds nothing.
 	n.goBackground(func(ctx context.Context) { peerSvc.RunLeaving(ctx, time.Second, cfg.Federation.LeaveTimeout) })
+	webhookSettings := func() config.Webhooks { return n.cfg.Load().Webhooks }
+	webhookSvc := webhooks.New(webhooks.Config{Store: n.store, DB: n.db, Kinds: kinds, Settings: webhookSettings, Peers: runningPeers, Logger: n.log})
+	// The leader delivers the webhook queue the FSM keeps (see node/webhook).
+	n.goBackground(webhook.NewDispatcher(webhook.DispatcherConfig{
+		Store: n.store, DB: n.db, Org: cfg.Org, Replica: cfg.ReplicaID, Settings: webhookSettings, Peers: runningPeers, Logger: n.log,
+	}).Run)
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
@@ -298,6 +306,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
 		rules.RegisterService(s, ruleSvc)
+		webhooks.RegisterService(s, webhookSvc)
 		peers.RegisterService(s, peerSvc)
 		audit.RegisterService(s, auditSvc)
 		nodestatus.RegisterService(s, status)

@@ -49,7 +49,7 @@ type Result struct {
 func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
 	var results []Result
 	err := d.applyTx(index, func(tx *writeTx, seq *int64) error {
-		a := applier{tx: tx}
+		a := applier{tx: tx, hooks: hookQueue{tx: tx}}
 		results = make([]Result, len(writes))
 		for i, w := range writes {
 			res, err := a.apply(w, *seq+1)
@@ -179,7 +179,10 @@ const (
 	sqlChange    = `INSERT INTO changes (seq, id, version) VALUES (?,?,?)`
 )
 
-type applier struct{ tx *writeTx }
+type applier struct {
+	tx    *writeTx
+	hooks hookQueue
+}
 
 func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	// Most writes need only the current version; a delete reads the whole record below.
@@ -239,6 +242,13 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		return Result{}, err
 	}
 	if err := addHistory(a.tx, "", next, version, next.Tombstone); err != nil {
+		return Result{}, err
+	}
+	event := EventChanged
+	if next.Tombstone {
+		event = EventDeleted
+	}
+	if err := a.hooks.add(event, "", next, version, tsNanos(next.UpdatedAt)); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: version, Seq: seq}, nil
