@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -54,6 +55,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/sharing"
 	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/node/tracing"
 	"github.com/knooppunt/knooppunt/node/ui"
 	"github.com/knooppunt/knooppunt/node/webhook"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -78,6 +80,9 @@ type Options struct {
 	Logger         *slog.Logger
 	// Version is reported by Status.
 	Version string
+	// TracerProvider, when set, records the node's traces instead of the tracing section's
+	// OTLP collector (tests record to memory).
+	TracerProvider trace.TracerProvider
 }
 
 // Node is a running replica.
@@ -114,6 +119,7 @@ type Node struct {
 	restAddr   net.Addr
 	sockPath   string
 	unreg      []func()
+	tracing    *tracing.Tracing
 	served     chan error
 	stopWatch  chan struct{}
 	stopHealth chan struct{}
@@ -158,6 +164,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		if n.ident, err = startIdentity(ctx, cfg, n.log); err != nil {
 			return nil, err
 		}
+	}
+	var own spiffeid.TrustDomain
+	if n.ident != nil {
+		own = n.ident.trustDomain
+	}
+	if n.tracing, err = tracing.Start(ctx, cfg.Tracing, own, cfg.Org, cfg.ReplicaID, opts.TracerProvider); err != nil {
+		return nil, err
 	}
 	sc := store.Config{
 		Dir:               filepath.Join(opts.DataDir, "raft"),
@@ -264,6 +277,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.peers = peerclient.New(peerclient.Config{
 			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,
 			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Purpose: cfg.Federation.Purpose, Logger: n.log,
+			DialOptions: n.tracing.PeerDialOptions(),
 		})
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
@@ -278,7 +292,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 		auditSvc.Witnesses = n.witnesses.Check
 	}
-	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Logger: n.log})
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
 	var svid identity.Source
 	if n.ident != nil {
 		svid = n.ident.source
@@ -413,6 +427,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 }
 
 func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts, n.tracing.ServerOptions()...)
 	opts = append(opts,
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(n.authz.Unary(local), n.forwardUnary(), api.LogUnary(n.log)),
@@ -783,6 +798,13 @@ func (n *Node) close() error {
 	}
 	n.unreg = nil
 	var errs []error
+	if n.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.tracing.Shutdown(ctx); err != nil {
+			n.log.Warn("tracing: spans not exported at stop", "err", err)
+		}
+		cancel()
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
