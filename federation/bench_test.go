@@ -36,11 +36,12 @@ import (
 var benchOpts = fedtest.Options{Heartbeat: 5 * time.Second, IdleTimeout: 20 * time.Second, Reevaluate: 30 * time.Second,
 	PeerRequestsPerSecond: 1e6}
 
-// percentiles reports p50 and p99 (and the maximum) of the samples, in milliseconds.
-func percentiles(b *testing.B, samples []time.Duration, prefix string) {
+// percentiles reports p50 and p99 (and the maximum) of the samples, in milliseconds, and returns
+// the p99.
+func percentiles(b *testing.B, samples []time.Duration, prefix string) (p99ms float64) {
 	b.Helper()
 	if len(samples) == 0 {
-		return
+		return 0
 	}
 	slices.Sort(samples)
 	at := func(q float64) float64 {
@@ -51,6 +52,7 @@ func percentiles(b *testing.B, samples []time.Duration, prefix string) {
 	b.ReportMetric(at(0.50), prefix+"p50-ms")
 	b.ReportMetric(at(0.99), prefix+"p99-ms")
 	b.ReportMetric(float64(samples[len(samples)-1].Microseconds())/1000, prefix+"max-ms")
+	return at(0.99)
 }
 
 // benchPeers is the peer counts of BenchmarkSearch; KNOOPPUNT_BENCH_PEERS overrides it, such as

@@ -266,7 +266,8 @@ CREATE TABLE webhooks (
 	created_by        TEXT    NOT NULL,
 	created_at        INTEGER NOT NULL,  -- Unix nanoseconds
 	delivered         INTEGER NOT NULL DEFAULT 0,
-	last_delivered_at INTEGER NOT NULL DEFAULT 0
+	last_delivered_at INTEGER NOT NULL DEFAULT 0,
+	next_seq          INTEGER NOT NULL DEFAULT 0   -- the seq of the webhook's last queued delivery
 ) WITHOUT ROWID;
 CREATE TABLE webhook_queue (
 	webhook          TEXT    NOT NULL,
@@ -286,7 +287,6 @@ CREATE TABLE webhook_queue (
 	PRIMARY KEY (webhook, seq)
 ) WITHOUT ROWID;
 CREATE INDEX webhook_queue_dead ON webhook_queue (webhook, dead, seq);
-INSERT INTO meta (key, value) VALUES ('webhook_seq', 0);
 `,
 }
 

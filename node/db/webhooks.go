@@ -74,6 +74,10 @@ func (h hookFilter) match(r *pb.Record) bool {
 	return r.Status == pb.Status_EXERCISE && r.Exercise == h.exercise
 }
 
+// sqlNextSeq takes the next seq of a webhook's queue: seqs only grow, so a message id, which
+// names its seq, is never used twice.
+const sqlNextSeq = `UPDATE webhooks SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq`
+
 // hookQueue queues, inside the transaction of a change, one delivery per webhook the change is
 // for. It reads the webhooks once, at the first change of the transaction.
 type hookQueue struct {
@@ -125,7 +129,7 @@ func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64) e
 			}
 		}
 		var seq int64
-		if err := q.tx.QueryRow(`UPDATE meta SET value = value + 1 WHERE key = 'webhook_seq' RETURNING value`).Scan(&seq); err != nil {
+		if err := q.tx.QueryRow(sqlNextSeq, h.id).Scan(&seq); err != nil {
 			return err
 		}
 		if _, err := q.tx.Exec(`INSERT INTO webhook_queue (webhook, seq, message, event, origin, record_id, version, record, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?)`,
@@ -192,7 +196,7 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 					continue
 				}
 				var seq int64
-				if err := tx.QueryRow(`UPDATE meta SET value = value + 1 WHERE key = 'webhook_seq' RETURNING value`).Scan(&seq); err != nil {
+				if err := tx.QueryRow(sqlNextSeq, w.Id).Scan(&seq); err != nil {
 					return err
 				}
 				if _, err := tx.Exec(`UPDATE webhook_queue SET seq = ?, dead = 0, attempts = 0, last_error = '', first_attempt_at = 0, failed_at = 0 WHERE webhook = ? AND message = ?`,
