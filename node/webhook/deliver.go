@@ -116,8 +116,10 @@ func (d *Dispatcher) lead(ctx context.Context) {
 		wg.Wait()
 	}()
 	workers := map[string]func(){} // id+url → stop
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
+	throttle := time.NewTicker(50 * time.Millisecond)
+	defer throttle.Stop()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	for {
 		changed := d.c.DB.Changed()
 		hooks, err := d.c.DB.Webhooks(ctx)
@@ -141,17 +143,25 @@ func (d *Dispatcher) lead(ctx context.Context) {
 				delete(workers, key)
 			}
 		}
-		// Webhooks change rarely: the list is read again at most every tick, after a commit.
+		// Webhooks change rarely: the list is read again after a commit, at most every 50ms;
+		// leadership is checked at least every second (workers check it at every delivery).
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-throttle.C:
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-tick.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				break wait
+			case <-check.C:
+				if !d.c.Store.IsLeader() {
+					return
+				}
+			}
 		}
 		if !d.c.Store.IsLeader() {
 			return
