@@ -1,7 +1,6 @@
 package federation_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
-	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/webhook"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -64,24 +62,7 @@ func BenchmarkWebhookDelivery(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	cache := r.Node.DB()
-	visible := func(ctx context.Context, version int64) error {
-		for {
-			changed := cache.Changed()
-			got, err := cache.ForeignList(ctx, db.ForeignFilter{Origin: a.TD.Name(), Crisis: "bench"})
-			if err != nil {
-				return err
-			}
-			if len(got) == 1 && got[0].Record.Version >= version {
-				return nil
-			}
-			select {
-			case <-changed:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
+	visible := cacheShows(r, a)
 	delivered := func(version int64) time.Time {
 		for {
 			select {
