@@ -126,7 +126,11 @@ func (d *Dispatcher) lead(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			d.c.Logger.Warn("webhooks: list", "err", err)
 		}
+		// A list that could not be read stops no worker.
 		seen := map[string]bool{}
+		for key := range workers {
+			seen[key] = err != nil
+		}
 		for _, h := range hooks {
 			key := h.ID + " " + h.URL
 			seen[key] = true
