@@ -233,8 +233,8 @@ func queryStrings(tx *writeTx, q string, args ...any) ([]string, error) {
 	return out, rows.Err()
 }
 
-// ApplyWebhookAcks takes acknowledged deliveries out of a webhook's queue and turns those given
-// up into dead letters. Seqs that are no longer queued (the webhook was removed) are skipped.
+// ApplyWebhookAcks takes acknowledged deliveries out of a webhook's queue, notes when a failing
+// one first failed (once), and turns those given up into dead letters. Seqs that are no longer queued (the webhook was removed) are skipped.
 func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
 	at := c.At.AsTime().UnixNano()
 	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
@@ -249,6 +249,12 @@ func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
 		}
 		if n > 0 {
 			if _, err := tx.Exec(`UPDATE webhooks SET delivered = delivered + ?, last_delivered_at = ? WHERE id = ?`, n, at, c.Webhook); err != nil {
+				return err
+			}
+		}
+		for _, f := range c.Failing {
+			if _, err := tx.Exec(`UPDATE webhook_queue SET attempts = ?, last_error = ?, first_attempt_at = ? WHERE webhook = ? AND seq = ? AND dead = 0 AND first_attempt_at = 0`,
+				f.Attempts, f.Error, tsNanos(f.FirstAttemptAt), c.Webhook, f.Seq); err != nil {
 				return err
 			}
 		}

@@ -67,6 +67,16 @@ func TestWebhookQueue(t *testing.T) {
 		}
 	}
 	q, _ := d.WebhookQueue(ctx, "all", 100)
+	// When a delivery began to fail is kept once, for the next leader's retry time.
+	for i, at := range []int{2, 3} {
+		if err := d.ApplyWebhookAcks(next(), &pb.WebhookAcks{Webhook: "all", At: hour(at),
+			Failing: []*pb.WebhookDead{{Seq: q[2].Seq, Attempts: int32(i + 1), Error: "timeout", FirstAttemptAt: hour(at)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q3, _ := d.WebhookQueue(ctx, "all", 100); !q3[2].FirstAttemptAt.Equal(hour(2).AsTime()) || q3[2].Attempts != 1 || q3[2].LastError != "timeout" {
+		t.Fatalf("failing: first attempt %s, attempts %d, error %q: want the first word kept", q3[2].FirstAttemptAt, q3[2].Attempts, q3[2].LastError)
+	}
 	acks := &pb.WebhookAcks{Webhook: "all", Delivered: []int64{q[0].Seq}, At: hour(3),
 		Dead: []*pb.WebhookDead{{Seq: q[1].Seq, Attempts: 7, Error: "503", FirstAttemptAt: hour(2)}}}
 	if err := d.ApplyWebhookAcks(next(), acks); err != nil {

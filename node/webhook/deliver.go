@@ -233,8 +233,12 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 		return dead(h.ID, x.Seq, 1, time.Now(), err), true
 	}
 	set := d.settings()
-	first := time.Now()
-	for n := 1; ; n++ {
+	// The retry time runs from the first failed attempt, which a previous leader may have made.
+	first, n0 := time.Now(), int(x.Attempts)
+	if !x.FirstAttemptAt.IsZero() {
+		first = x.FirstAttemptAt
+	}
+	for n := n0 + 1; ; n++ {
 		if ctx.Err() != nil || !d.c.Store.IsLeader() {
 			return nil, false
 		}
@@ -256,6 +260,15 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 			metrics.WebhookAttempts.WithLabelValues("dead").Inc()
 			d.c.Logger.Warn("webhooks: delivery given up: see knooppunt webhook failures", "webhook", h.ID, "message", x.Message, "attempts", n, "err", err)
 			return dead(h.ID, x.Seq, int32(n), first, err), true
+		}
+		if x.FirstAttemptAt.IsZero() && n == n0+1 {
+			// Commit when the delivery began to fail, so that a leader change does not restart
+			// its retry time.
+			failing := &pb.WebhookAcks{Webhook: h.ID, At: timestamppb.Now(), Failing: []*pb.WebhookDead{{
+				Seq: x.Seq, Attempts: int32(n), Error: err.Error(), FirstAttemptAt: timestamppb.New(first)}}}
+			if _, err := d.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_WebhookAcks{WebhookAcks: failing}}); err != nil {
+				return nil, false
+			}
 		}
 		metrics.WebhookAttempts.WithLabelValues("failed").Inc()
 		d.c.Logger.Debug("webhooks: delivery failed, will retry", "webhook", h.ID, "message", x.Message, "attempt", n, "in", wait, "err", err)

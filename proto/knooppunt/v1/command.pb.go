@@ -433,11 +433,14 @@ func (x *WebhookStep) GetAt() *timestamppb.Timestamp {
 // acknowledged leave the queue, those that never succeeded become dead letters. A new leader
 // reads the queue after this entry, so it never sends an acknowledged delivery again.
 type WebhookAcks struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Webhook       string                 `protobuf:"bytes,1,opt,name=webhook" json:"webhook,omitempty"`
-	Delivered     []int64                `protobuf:"varint,2,rep,packed,name=delivered" json:"delivered,omitempty"`
-	Dead          []*WebhookDead         `protobuf:"bytes,3,rep,name=dead" json:"dead,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Webhook   string                 `protobuf:"bytes,1,opt,name=webhook" json:"webhook,omitempty"`
+	Delivered []int64                `protobuf:"varint,2,rep,packed,name=delivered" json:"delivered,omitempty"`
+	Dead      []*WebhookDead         `protobuf:"bytes,3,rep,name=dead" json:"dead,omitempty"`
+	At        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	// failing are deliveries whose first attempt failed: their retry time runs from
+	// first_attempt_at, on whichever replica leads next.
+	Failing       []*WebhookDead `protobuf:"bytes,5,rep,name=failing" json:"failing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,7 +503,14 @@ func (x *WebhookAcks) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// WebhookDead is a delivery given up after its retry time.
+func (x *WebhookAcks) GetFailing() []*WebhookDead {
+	if x != nil {
+		return x.Failing
+	}
+	return nil
+}
+
+// WebhookDead is a delivery given up after its retry time, or, in failing, one being retried.
 type WebhookDead struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Seq            int64                  `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
@@ -1475,12 +1485,13 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\vmessage_ids\x18\x03 \x03(\tR\n" +
 	"messageIds\x12\x0e\n" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xa0\x01\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd5\x01\n" +
 	"\vWebhookAcks\x12\x18\n" +
 	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x1c\n" +
 	"\tdelivered\x18\x02 \x03(\x03R\tdelivered\x12-\n" +
 	"\x04dead\x18\x03 \x03(\v2\x19.knooppunt.v1.WebhookDeadR\x04dead\x12*\n" +
-	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x97\x01\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x123\n" +
+	"\afailing\x18\x05 \x03(\v2\x19.knooppunt.v1.WebhookDeadR\afailing\"\x97\x01\n" +
 	"\vWebhookDead\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x1a\n" +
 	"\battempts\x18\x02 \x01(\x05R\battempts\x12\x14\n" +
@@ -1615,30 +1626,31 @@ var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	18, // 13: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
 	4,  // 14: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
 	18, // 15: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
-	18, // 16: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
-	20, // 17: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	18, // 18: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	8,  // 19: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	8,  // 20: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	18, // 21: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	17, // 22: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	7,  // 23: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	21, // 24: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	18, // 25: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	18, // 26: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	18, // 27: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	22, // 28: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	18, // 29: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	23, // 30: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	24, // 31: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 32: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	15, // 33: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	16, // 34: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	34, // [34:35] is the sub-list for method output_type
-	33, // [33:34] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	4,  // 16: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
+	18, // 17: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
+	20, // 18: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	18, // 19: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	8,  // 20: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	8,  // 21: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	18, // 22: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	17, // 23: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	7,  // 24: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	21, // 25: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	18, // 26: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	18, // 27: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	18, // 28: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	22, // 29: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	18, // 30: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	23, // 31: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	24, // 32: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 33: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	15, // 34: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	16, // 35: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	35, // [35:36] is the sub-list for method output_type
+	34, // [34:35] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
