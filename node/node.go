@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -47,13 +48,16 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/api/records"
 	"github.com/knooppunt/knooppunt/node/api/rules"
+	"github.com/knooppunt/knooppunt/node/api/webhooks"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/sharing"
 	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/node/tracing"
 	"github.com/knooppunt/knooppunt/node/ui"
+	"github.com/knooppunt/knooppunt/node/webhook"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -76,6 +80,9 @@ type Options struct {
 	Logger         *slog.Logger
 	// Version is reported by Status.
 	Version string
+	// TracerProvider, when set, records the node's traces instead of the tracing section's
+	// OTLP collector (tests record to memory).
+	TracerProvider trace.TracerProvider
 }
 
 // Node is a running replica.
@@ -112,6 +119,7 @@ type Node struct {
 	restAddr   net.Addr
 	sockPath   string
 	unreg      []func()
+	tracing    *tracing.Tracing
 	served     chan error
 	stopWatch  chan struct{}
 	stopHealth chan struct{}
@@ -156,6 +164,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		if n.ident, err = startIdentity(ctx, cfg, n.log); err != nil {
 			return nil, err
 		}
+	}
+	var own spiffeid.TrustDomain
+	if n.ident != nil {
+		own = n.ident.trustDomain
+	}
+	if n.tracing, err = tracing.Start(ctx, cfg.Tracing, own, cfg.Org, cfg.ReplicaID, opts.TracerProvider); err != nil {
+		return nil, err
 	}
 	sc := store.Config{
 		Dir:               filepath.Join(opts.DataDir, "raft"),
@@ -262,6 +277,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.peers = peerclient.New(peerclient.Config{
 			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,
 			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Purpose: cfg.Federation.Purpose, Logger: n.log,
+			DialOptions: n.tracing.PeerDialOptions(),
 		})
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
@@ -277,7 +293,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 		auditSvc.Witnesses = n.witnesses.Check
 	}
-	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Logger: n.log})
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
 	var svid identity.Source
 	if n.ident != nil {
 		svid = n.ident.source
@@ -286,6 +302,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Refresh: n.refreshPeers})
 	// A peer that `peer remove` made leave is refused, by the leader, once its node holds nothing.
 	n.goBackground(func(ctx context.Context) { peerSvc.RunLeaving(ctx, time.Second, cfg.Federation.LeaveTimeout) })
+	webhookSettings := func() config.Webhooks { return n.cfg.Load().Webhooks }
+	webhookSvc := webhooks.New(webhooks.Config{Store: n.store, DB: n.db, Kinds: kinds, Settings: webhookSettings, Peers: runningPeers, Logger: n.log})
+	// The leader delivers the webhook queue the FSM keeps (see node/webhook).
+	n.goBackground(webhook.NewDispatcher(webhook.DispatcherConfig{
+		Store: n.store, DB: n.db, Org: cfg.Org, Replica: cfg.ReplicaID, Settings: webhookSettings, Peers: runningPeers, Logger: n.log,
+	}).Run)
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
@@ -299,6 +321,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
 		rules.RegisterService(s, ruleSvc)
+		webhooks.RegisterService(s, webhookSvc)
 		peers.RegisterService(s, peerSvc)
 		audit.RegisterService(s, auditSvc)
 		nodestatus.RegisterService(s, status)
@@ -405,6 +428,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 }
 
 func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts, n.tracing.ServerOptions()...)
 	opts = append(opts,
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(n.authz.Unary(local), n.forwardUnary(), api.LogUnary(n.log)),
@@ -775,6 +799,13 @@ func (n *Node) close() error {
 	}
 	n.unreg = nil
 	var errs []error
+	if n.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.tracing.Shutdown(ctx); err != nil {
+			n.log.Warn("tracing: spans not exported at stop", "err", err)
+		}
+		cancel()
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}

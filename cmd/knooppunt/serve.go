@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -41,7 +42,7 @@ SIGTERM or SIGINT stops it cleanly: calls in flight finish, queued writes commit
 			if metricsSet {
 				cfg.MetricsAddr = metricsAddr
 			}
-			log, err := newLogger(logLevel)
+			log, err := newLogger(os.Stderr, logLevel, cfg.Log.Format)
 			if err != nil {
 				return err
 			}
@@ -55,12 +56,21 @@ SIGTERM or SIGINT stops it cleanly: calls in flight finish, queued writes commit
 	return cmd
 }
 
-func newLogger(level string) (*slog.Logger, error) {
+// newLogger logs at level in format (log.format in the config): text, or json with the same
+// attributes, one object a line, for a log collector.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log.format %q: use text or json", format)
 }
 
 func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Config, configFile string) error {

@@ -28,6 +28,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
@@ -74,6 +75,9 @@ type Options struct {
 	Names []string
 	// Extra, when set, gives YAML appended to an org's config by its name, such as a ui section.
 	Extra func(name string) string
+	// Tracing, when set, gives the tracer provider an org's node records its traces to (see
+	// node.Options.TracerProvider); nil for an org records none.
+	Tracing func(name string) trace.TracerProvider
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -426,7 +430,12 @@ func kindsYAML(kinds []config.KindConfig) string {
 }
 
 func (o *Org) start(tb testing.TB) error {
-	n, err := clustertest.StartNode(o.ConfigFile(), o.DataDir(), "fedtest", o.fed.opts.Logger.With("org", o.Name))
+	var tp trace.TracerProvider
+	if o.fed.opts.Tracing != nil {
+		tp = o.fed.opts.Tracing(o.Name)
+	}
+	n, err := clustertest.StartNode(o.ConfigFile(), o.DataDir(), "fedtest", o.fed.opts.Logger.With("org", o.Name),
+		func(opts *node.Options) { opts.TracerProvider = tp })
 	if err != nil {
 		return err
 	}

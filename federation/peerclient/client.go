@@ -76,7 +76,9 @@ type Config struct {
 	Backoff, MaxBackoff time.Duration
 	// Purpose is what the node states it needs peers' records for, on every subscription.
 	Purpose string
-	Logger  *slog.Logger
+	// DialOptions are added to every connection to a peer, such as tracing's.
+	DialOptions []grpc.DialOption
+	Logger      *slog.Logger
 }
 
 // Manager keeps the connections to peers and, on the leader, one subscription per peer.
@@ -152,7 +154,7 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 		addrs[i] = resolver.Address{Addr: a}
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
-	conn, err := grpc.NewClient(r.Scheme()+":///"+p.Name,
+	conn, err := grpc.NewClient(r.Scheme()+":///"+p.Name, append([]grpc.DialOption{
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(identity.ClientCredentials(m.c.SVID, m.c.Bundles, identity.AuthorizeReplica(td))),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(m.c.MaxMessageBytes)),
@@ -161,7 +163,7 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: m.c.Backoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: m.c.MaxBackoff},
 			MinConnectTimeout: 5 * time.Second,
-		}))
+		})}, m.c.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", p.Name, err)
 	}

@@ -15,6 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -54,7 +58,9 @@ type Config struct {
 	Kinds   *record.Kinds
 	// Purpose is stated to peers for a search whose request states none.
 	Purpose string
-	Logger  *slog.Logger
+	// Tracer records a span for a search and one for each peer it asks. Nil: none.
+	Tracer trace.Tracer
+	Logger *slog.Logger
 }
 
 // Service implements knooppunt.v1.SearchService.
@@ -66,7 +72,12 @@ type Service struct {
 var _ pb.SearchServiceServer = (*Service)(nil)
 
 // New returns the service.
-func New(c Config) *Service { return &Service{c: c} }
+func New(c Config) *Service {
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	return &Service{c: c}
+}
 
 // RegisterService registers the service on s.
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterSearchServiceServer(s, svc) }
@@ -93,6 +104,8 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	if limit == 0 {
 		limit = peerserver.DefaultLimit
 	}
+	ctx, span := s.c.Tracer.Start(ctx, "knooppunt.search")
+	defer span.End()
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -107,7 +120,14 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hits, st := s.askPeer(sctx, p, req.Filter, purpose, limit)
+			pctx, pspan := s.c.Tracer.Start(sctx, "knooppunt.search.peer", trace.WithAttributes(
+				attribute.String("knooppunt.peer", p.Name), attribute.String("knooppunt.peer.trust_domain", p.TrustDomain)))
+			hits, st := s.askPeer(pctx, p, req.Filter, purpose, limit)
+			pspan.SetAttributes(attribute.String("knooppunt.peer.state", st.State), attribute.Int64("knooppunt.peer.count", st.Count))
+			if st.State != Answered {
+				pspan.SetStatus(otelcodes.Error, st.State)
+			}
+			pspan.End()
 			mu.Lock()
 			resp.Hits = append(resp.Hits, hits...)
 			resp.Peers = append(resp.Peers, st)
@@ -124,6 +144,7 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	for _, h := range resp.Hits {
 		h.Validity = record.Validity(h.Record, now)
 	}
+	span.SetAttributes(attribute.Int("knooppunt.search.peers", len(peers)), attribute.Int("knooppunt.search.hits", len(resp.Hits)))
 	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].Peer < resp.Peers[j].Peer })
 	for _, p := range resp.Peers {
 		if p.State != Answered {

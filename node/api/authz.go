@@ -98,6 +98,14 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.PeerService/List":   anyUser,
 	"/knooppunt.v1.PeerService/Get":    anyUser,
 
+	// Webhooks send records out of the node, to the org's own systems: the admin's, like its
+	// replicas; officers oversee where records go.
+	"/knooppunt.v1.WebhookService/Add":      {Admin, Local},
+	"/knooppunt.v1.WebhookService/Remove":   {Admin, Local},
+	"/knooppunt.v1.WebhookService/Retry":    {Admin, Local},
+	"/knooppunt.v1.WebhookService/List":     oversight,
+	"/knooppunt.v1.WebhookService/Failures": oversight,
+
 	"/knooppunt.v1.ClusterService/Status": {Admin, Local, Replica},
 	"/knooppunt.v1.ClusterService/Join":   {Admin, Local},
 	"/knooppunt.v1.ClusterService/Remove": {Admin, Local},

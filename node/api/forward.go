@@ -42,6 +42,9 @@ var writeMethods = map[string]bool{
 	"/knooppunt.v1.ClusterService/Remove":  true,
 	"/knooppunt.v1.PeerService/Accept":     true,
 	"/knooppunt.v1.PeerService/Remove":     true,
+	"/knooppunt.v1.WebhookService/Add":     true,
+	"/knooppunt.v1.WebhookService/Remove":  true,
+	"/knooppunt.v1.WebhookService/Retry":   true,
 }
 
 // PersonalMethods are the steps that are attributed to an officer in person: policy steps and

@@ -416,15 +416,19 @@ func PeersYAML(peers []config.Peer) string {
 }
 
 // StartNode starts a node in-process from a config file and a data directory, as `knooppunt
-// serve` does, within 30 seconds.
-func StartNode(configFile, dataDir, version string, log *slog.Logger) (*node.Node, error) {
+// serve` does, within 30 seconds. with changes the options, as to record traces.
+func StartNode(configFile, dataDir, version string, log *slog.Logger, with ...func(*node.Options)) (*node.Node, error) {
 	cfg, err := config.Load(configFile)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, Version: version, Logger: log})
+	opts := node.Options{DataDir: dataDir, Config: cfg, Version: version, Logger: log}
+	for _, w := range with {
+		w(&opts)
+	}
+	return node.Start(ctx, opts)
 }
 
 func (r *Replica) start(tb testing.TB) error {

@@ -61,6 +61,48 @@ type Config struct {
 	// HTTP is the REST/JSON API for the org's own systems (node/api/rest). Off unless
 	// http.listen is set.
 	HTTP HTTP `yaml:"http"`
+	// Webhooks configures the delivery of outbound webhooks (node/webhook).
+	Webhooks Webhooks `yaml:"webhooks"`
+	// Tracing exports OpenTelemetry traces. Off unless tracing.endpoint is set.
+	Tracing Tracing `yaml:"tracing"`
+	// Log configures the node's log.
+	Log Log `yaml:"log"`
+}
+
+// Webhooks configures how the leader delivers webhooks.
+type Webhooks struct {
+	// RetryFor is how long a delivery is retried, backing off with jitter, before it becomes a
+	// dead letter. Default 24h.
+	RetryFor time.Duration `yaml:"retry_for"`
+	// MinBackoff and MaxBackoff bound the wait between attempts, which doubles from the one to
+	// the other, with jitter. Default 1s and 5m.
+	MinBackoff time.Duration `yaml:"min_backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// Timeout bounds one attempt. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// AllowPrivate lets webhooks reach private, link-local and unique-local addresses
+	// (10.0.0.0/8, 192.168.0.0/16, fd00::/8 and so on), which a webhook could otherwise use to
+	// probe the node's own network. Loopback is always allowed. Default false.
+	AllowPrivate bool `yaml:"allow_private"`
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	// Endpoint is the OTLP/gRPC collector, host:port. Empty turns tracing off, at no cost.
+	Endpoint string `yaml:"endpoint"`
+	// Insecure sends to the collector without TLS, for a collector on the same host.
+	Insecure bool `yaml:"insecure"`
+	// SampleRatio is the share of traces recorded, 0 to 1. Default 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// PropagateToPeers lets the trace context (traceparent) cross to and from peers'
+	// nodes. Default false: a partner never learns this node's trace ids, nor sets its.
+	PropagateToPeers bool `yaml:"propagate_to_peers"`
+}
+
+// Log configures the node's log.
+type Log struct {
+	// Format is text (the default) or json.
+	Format string `yaml:"format"`
 }
 
 // HTTP configures the REST/JSON API. It serves HTTPS with the node's X.509-SVID, so it needs
@@ -495,6 +537,12 @@ func (c *Config) setDefaults() {
 	if c.Policy.Approvals == 0 {
 		c.Policy.Approvals = 1
 	}
+	if c.Webhooks.RetryFor == 0 {
+		c.Webhooks.RetryFor = 24 * time.Hour
+	}
+	if c.Webhooks.Timeout == 0 {
+		c.Webhooks.Timeout = 10 * time.Second
+	}
 	if c.Identity.Source == "" {
 		c.Identity.Source = SourceWorkloadAPI
 		if c.Identity.CertFile != "" {
@@ -544,6 +592,22 @@ func (c *Config) check() error {
 	}
 	if err := c.HTTP.Check(c.Listen); err != nil {
 		return err
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("log.format: %q: use text or json", c.Log.Format)
+	}
+	if w := c.Webhooks; w.RetryFor < 0 || w.Timeout < 0 || w.MinBackoff < 0 || w.MaxBackoff < 0 {
+		return errors.New("webhooks: retry_for, timeout, min_backoff and max_backoff must be positive durations, such as 24h, 10s, 1s and 5m")
+	}
+	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+		return fmt.Errorf("tracing.sample_ratio: %g: use a number from 0 to 1", *r)
+	}
+	if c.Tracing.Endpoint != "" {
+		if _, _, err := net.SplitHostPort(c.Tracing.Endpoint); err != nil {
+			return fmt.Errorf("tracing.endpoint: %q: use the collector's host:port, such as 127.0.0.1:4317", c.Tracing.Endpoint)
+		}
 	}
 	return c.checkAccess()
 }

@@ -372,7 +372,7 @@ http:
 	if c.HTTP.JWTBundleFile != filepath.Join(dir, "ca", "jwt-bundle.json") {
 		t.Errorf("http.jwt_bundle_file is not relative to the config file: %q", c.HTTP.JWTBundleFile)
 	}
-	for _, tc := range []struct{ name, body, want string }{
+	wantLoadErrors(t, []loadError{
 		{"no mTLS listener", "http:\n  listen: 127.0.0.1:18443\n",
 			`http.listen: the REST API serves HTTPS with the node's X.509-SVID: set listen and identity too`},
 		{"listen without port", "listen: 127.0.0.1:7443" + files + "http:\n  listen: localhost\n",
@@ -381,7 +381,46 @@ http:
 			`http.audience[0]: empty: name this node, such as https://api.example.nl`},
 		{"settings without listen", "http:\n  audience: [x]\n",
 			`http.listen: missing: jwt_bundle_file and audience configure the REST API, which is off without it`},
-	} {
+	})
+}
+
+// TestLoadIntegration: the webhooks, tracing and log sections, their defaults and their errors.
+func TestLoadIntegration(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), `org: a.crisis.test
+webhooks:
+  retry_for: 1h
+  allow_private: true
+tracing:
+  endpoint: 127.0.0.1:4317
+  sample_ratio: 0.25
+log:
+  format: json
+`)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Webhooks.RetryFor != time.Hour || !c.Webhooks.AllowPrivate || c.Webhooks.Timeout != 10*time.Second ||
+		c.Tracing.Endpoint != "127.0.0.1:4317" || *c.Tracing.SampleRatio != 0.25 || c.Tracing.PropagateToPeers || c.Log.Format != "json" {
+		t.Fatalf("loaded %+v %+v %+v", c.Webhooks, c.Tracing, c.Log)
+	}
+	if d := config.Default(); d.Webhooks.RetryFor != 24*time.Hour || d.Tracing.Endpoint != "" || d.Webhooks.AllowPrivate {
+		t.Fatalf("defaults: %+v %+v: want 24h retries, no private addresses, tracing off", d.Webhooks, d.Tracing)
+	}
+	wantLoadErrors(t, []loadError{
+		{"log format", "log:\n  format: xml\n", `log.format: "xml": use text or json`},
+		{"negative retry", "webhooks:\n  retry_for: -1h\n", `webhooks: retry_for, timeout, min_backoff and max_backoff must be positive durations, such as 24h, 10s, 1s and 5m`},
+		{"sample ratio", "tracing:\n  sample_ratio: 2\n", `tracing.sample_ratio: 2: use a number from 0 to 1`},
+		{"endpoint", "tracing:\n  endpoint: collector\n", `tracing.endpoint: "collector": use the collector's host:port, such as 127.0.0.1:4317`},
+	})
+}
+
+// loadError is a config body (after the org line) and the error Load must give for it.
+type loadError struct{ name, body, want string }
+
+func wantLoadErrors(t *testing.T, cases []loadError) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+tc.body)
 			_, err := config.Load(path)

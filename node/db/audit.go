@@ -36,6 +36,9 @@ const (
 	AuditPhaseSet        = "phase.set"
 	AuditRuleApply       = "rule.apply"
 	AuditRuleDelete      = "rule.delete"
+	AuditWebhookAdd      = "webhook.add"
+	AuditWebhookRemove   = "webhook.remove"
+	AuditWebhookRetry    = "webhook.retry"
 	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
 	// interface's in-process channel; the subject is the method.
 	AuditAccessDenied = "access.denied"

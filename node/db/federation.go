@@ -279,6 +279,7 @@ func (d *DB) Recipients(ctx context.Context, recordID string) ([]string, error) 
 func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 	at := c.At.AsTime().UnixNano()
 	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
+		hooks := hookQueue{tx: tx}
 		for _, s := range c.Upserts {
 			r := s.Record
 			labels, _ := json.Marshal(nonNil(r.Labels))
@@ -295,8 +296,28 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 			if err := addHistory(tx, c.Origin, r, r.Version, false); err != nil {
 				return err
 			}
+			if err := hooks.add(EventChanged, c.Origin, r, r.Version, at); err != nil {
+				return err
+			}
 		}
 		for _, id := range c.Retractions {
+			if err := hooks.load(); err != nil {
+				return err
+			}
+			if len(hooks.hooks) > 0 {
+				// The webhooks that received the record hear of its retraction.
+				gone := &pb.Record{Id: id, Origin: c.Origin}
+				var version int64
+				err := tx.QueryRow(`SELECT kind, crisis, region, version FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id).Scan(&gone.Kind, &gone.Crisis, &gone.Region, &version)
+				if err == nil {
+					gone.Tombstone = true
+					if err := hooks.add(EventRetracted, c.Origin, gone, version, at); err != nil {
+						return err
+					}
+				} else if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+			}
 			if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
 				return err
 			}

@@ -260,6 +260,42 @@ CREATE TABLE authorities (
 	PRIMARY KEY (trust_domain, sha256)
 ) WITHOUT ROWID;
 `,
+	// outbound webhooks and their delivery queue (see webhooks.go). A row of webhook_queue
+	// is one delivery, written in the transaction of the change it carries; it leaves the queue
+	// when the leader commits the receiver's acknowledgement, or becomes a dead letter.
+	`
+CREATE TABLE webhooks (
+	id                TEXT    NOT NULL PRIMARY KEY,
+	url               TEXT    NOT NULL,
+	kinds             TEXT    NOT NULL,  -- JSON array; empty: every kind
+	crises            TEXT    NOT NULL,  -- JSON array; empty: every crisis
+	exercise          TEXT    NOT NULL,  -- '': actual records only
+	secret            TEXT    NOT NULL,  -- whsec_…
+	created_by        TEXT    NOT NULL,
+	created_at        INTEGER NOT NULL,  -- Unix nanoseconds
+	delivered         INTEGER NOT NULL DEFAULT 0,
+	last_delivered_at INTEGER NOT NULL DEFAULT 0,
+	next_seq          INTEGER NOT NULL DEFAULT 0   -- the seq of the webhook's last queued delivery
+) WITHOUT ROWID;
+CREATE TABLE webhook_queue (
+	webhook          TEXT    NOT NULL,
+	seq              INTEGER NOT NULL,  -- delivery order; a retried dead letter takes a new one
+	message          TEXT    NOT NULL,  -- the webhook-id header, the same on every attempt
+	event            TEXT    NOT NULL,  -- record.changed, record.deleted or record.retracted
+	origin           TEXT    NOT NULL,  -- '' for own records, else the peer's trust domain
+	record_id        TEXT    NOT NULL,
+	version          INTEGER NOT NULL,
+	record           BLOB    NOT NULL,  -- the record as it was written or received, protobuf
+	enqueued_at      INTEGER NOT NULL,
+	dead             INTEGER NOT NULL DEFAULT 0,
+	attempts         INTEGER NOT NULL DEFAULT 0,
+	last_error       TEXT    NOT NULL DEFAULT '',
+	first_attempt_at INTEGER NOT NULL DEFAULT 0,
+	failed_at        INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (webhook, seq)
+) WITHOUT ROWID;
+CREATE INDEX webhook_queue_dead ON webhook_queue (webhook, dead, seq);
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -68,7 +68,7 @@ func (d *DB) ApplyWrites(entries []WriteEntry) ([][]Result, error) {
 	steps := make([]txStep, len(entries))
 	for k, e := range entries {
 		steps[k] = txStep{index: e.Index, fn: func(tx *writeTx, seq *int64) error {
-			a := applier{tx: tx}
+			a := applier{tx: tx, hooks: hookQueue{tx: tx}}
 			results[k] = make([]Result, len(e.Writes))
 			for i, w := range e.Writes {
 				res, err := a.apply(w, *seq+1)
@@ -225,7 +225,10 @@ const (
 	sqlChange    = `INSERT INTO changes (seq, id, version) VALUES (?,?,?)`
 )
 
-type applier struct{ tx *writeTx }
+type applier struct {
+	tx    *writeTx
+	hooks hookQueue
+}
 
 func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	// Most writes need only the current version; a delete reads the whole record below.
@@ -285,6 +288,13 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		return Result{}, err
 	}
 	if err := addHistory(a.tx, "", next, version, next.Tombstone); err != nil {
+		return Result{}, err
+	}
+	event := EventChanged
+	if next.Tombstone {
+		event = EventDeleted
+	}
+	if err := a.hooks.add(event, "", next, version, tsNanos(next.UpdatedAt)); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: version, Seq: seq}, nil

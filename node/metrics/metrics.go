@@ -84,9 +84,24 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(WebhookAttempts, WebhookDelivery, RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
+
+var (
+	// WebhookAttempts counts webhook delivery attempts by outcome: delivered, failed (to be
+	// retried), dead (given up) or refused (the URL or address is not allowed).
+	WebhookAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "webhook_attempts_total",
+		Help: "Webhook delivery attempts, by outcome.",
+	}, []string{"outcome"})
+	// WebhookDelivery observes the time from a change's commit to its webhook's acknowledgement.
+	WebhookDelivery = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "knooppunt", Name: "webhook_delivery_seconds",
+		Help:    "Time from a change's commit to the receiver's acknowledgement of its webhook delivery.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
+	})
+)
 
 // Handler serves the registry in the Prometheus text format.
 func Handler() http.Handler {

@@ -50,6 +50,14 @@ type RuleOutcome struct {
 	Refusal error
 }
 
+// WebhookOutcome is the answer to a webhook step: the webhook after it, how many dead letters a
+// retry queued again, or why it was refused.
+type WebhookOutcome struct {
+	Webhook  *db.WebhookRow
+	Requeued int64
+	Refusal  error
+}
+
 func encode(c *pb.Command) ([]byte, error) {
 	b, err := proto.Marshal(c)
 	if err != nil {
@@ -168,6 +176,11 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	case *pb.Command_RuleStep:
 		row, refusal, err := f.db.ApplyRuleStep(l.Index, cmd.RuleStep)
 		return applyResponse{value: RuleOutcome{Rule: row, Refusal: refusal}, err: err}
+	case *pb.Command_WebhookStep:
+		row, n, refusal, err := f.db.ApplyWebhookStep(l.Index, cmd.WebhookStep)
+		return applyResponse{value: WebhookOutcome{Webhook: row, Requeued: n, Refusal: refusal}, err: err}
+	case *pb.Command_WebhookAcks:
+		return applyResponse{err: f.db.ApplyWebhookAcks(l.Index, cmd.WebhookAcks)}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

@@ -1,10 +1,11 @@
-// Package webhook holds what the node's outbound webhooks need to prove themselves to a
-// partner's own systems: secrets and signatures after the Standard Webhooks convention
-// (webhook-id, webhook-timestamp and webhook-signature headers, HMAC-SHA256 over
-// "id.timestamp.body").
+// Package webhook delivers record changes to an organisation's own systems: secrets and
+// signatures after the Standard Webhooks convention (webhook-id, webhook-timestamp and
+// webhook-signature headers, HMAC-SHA256 over "id.timestamp.body"), the check of a webhook's
+// URL and of every address it dials, and the Dispatcher that delivers the queue the FSM keeps.
 //
-// It signs and verifies; it never sends, stores or decides what is delivered to whom. Delivery
-// (the queue through Raft, retries, the dead-letter list) is built on top of it.
+// It never decides what is queued (the FSM does, in the transaction of each change) and never
+// sends a record of another organisation to a host of a third: foreign records go to this
+// organisation's own systems only.
 package webhook
 
 import (

@@ -37,6 +37,8 @@ type Command struct {
 	//	*Command_PeerStep
 	//	*Command_KeepHead
 	//	*Command_RuleStep
+	//	*Command_WebhookStep
+	//	*Command_WebhookAcks
 	//	*Command_KeepAuthorities
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
@@ -161,6 +163,24 @@ func (x *Command) GetRuleStep() *RuleStep {
 	return nil
 }
 
+func (x *Command) GetWebhookStep() *WebhookStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_WebhookStep); ok {
+			return x.WebhookStep
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetWebhookAcks() *WebhookAcks {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_WebhookAcks); ok {
+			return x.WebhookAcks
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetKeepAuthorities() *KeepAuthorities {
 	if x != nil {
 		if x, ok := x.Cmd.(*Command_KeepAuthorities); ok {
@@ -210,6 +230,14 @@ type Command_RuleStep struct {
 	RuleStep *RuleStep `protobuf:"bytes,9,opt,name=rule_step,json=ruleStep,oneof"`
 }
 
+type Command_WebhookStep struct {
+	WebhookStep *WebhookStep `protobuf:"bytes,13,opt,name=webhook_step,json=webhookStep,oneof"`
+}
+
+type Command_WebhookAcks struct {
+	WebhookAcks *WebhookAcks `protobuf:"bytes,14,opt,name=webhook_acks,json=webhookAcks,oneof"`
+}
+
 type Command_KeepAuthorities struct {
 	KeepAuthorities *KeepAuthorities `protobuf:"bytes,18,opt,name=keep_authorities,json=keepAuthorities,oneof"`
 }
@@ -231,6 +259,10 @@ func (*Command_PeerStep) isCommand_Cmd() {}
 func (*Command_KeepHead) isCommand_Cmd() {}
 
 func (*Command_RuleStep) isCommand_Cmd() {}
+
+func (*Command_WebhookStep) isCommand_Cmd() {}
+
+func (*Command_WebhookAcks) isCommand_Cmd() {}
 
 func (*Command_KeepAuthorities) isCommand_Cmd() {}
 
@@ -331,6 +363,238 @@ func (x *RuleStep) GetSeverity() string {
 	return ""
 }
 
+// WebhookStep adds or removes a webhook, or queues its dead letters again. The leader makes the
+// id and the secret before the step enters the log.
+type WebhookStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is add, remove or retry.
+	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	// webhook is the definition to add, with its secret; for remove and retry only its id counts.
+	Webhook *Webhook `protobuf:"bytes,2,opt,name=webhook" json:"webhook,omitempty"`
+	// message_ids are the dead letters to retry; empty is all of the webhook's.
+	MessageIds []string `protobuf:"bytes,3,rep,name=message_ids,json=messageIds" json:"message_ids,omitempty"`
+	// by is who took the step: a SPIFFE ID, or "local socket".
+	By            string                 `protobuf:"bytes,4,opt,name=by" json:"by,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookStep) Reset() {
+	*x = WebhookStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookStep) ProtoMessage() {}
+
+func (x *WebhookStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookStep.ProtoReflect.Descriptor instead.
+func (*WebhookStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WebhookStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *WebhookStep) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+func (x *WebhookStep) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
+	}
+	return nil
+}
+
+func (x *WebhookStep) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *WebhookStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// WebhookAcks is the leader's word on deliveries of one webhook: those the receiver
+// acknowledged leave the queue, those that never succeeded become dead letters. A new leader
+// reads the queue after this entry, so it never sends an acknowledged delivery again.
+type WebhookAcks struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Webhook   string                 `protobuf:"bytes,1,opt,name=webhook" json:"webhook,omitempty"`
+	Delivered []int64                `protobuf:"varint,2,rep,packed,name=delivered" json:"delivered,omitempty"`
+	Dead      []*WebhookDead         `protobuf:"bytes,3,rep,name=dead" json:"dead,omitempty"`
+	At        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	// failing are deliveries whose first attempt failed: their retry time runs from
+	// first_attempt_at, on whichever replica leads next.
+	Failing       []*WebhookDead `protobuf:"bytes,5,rep,name=failing" json:"failing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookAcks) Reset() {
+	*x = WebhookAcks{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookAcks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookAcks) ProtoMessage() {}
+
+func (x *WebhookAcks) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookAcks.ProtoReflect.Descriptor instead.
+func (*WebhookAcks) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WebhookAcks) GetWebhook() string {
+	if x != nil {
+		return x.Webhook
+	}
+	return ""
+}
+
+func (x *WebhookAcks) GetDelivered() []int64 {
+	if x != nil {
+		return x.Delivered
+	}
+	return nil
+}
+
+func (x *WebhookAcks) GetDead() []*WebhookDead {
+	if x != nil {
+		return x.Dead
+	}
+	return nil
+}
+
+func (x *WebhookAcks) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *WebhookAcks) GetFailing() []*WebhookDead {
+	if x != nil {
+		return x.Failing
+	}
+	return nil
+}
+
+// WebhookDead is a delivery given up after its retry time, or, in failing, one being retried.
+type WebhookDead struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Seq            int64                  `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
+	Attempts       int32                  `protobuf:"varint,2,opt,name=attempts" json:"attempts,omitempty"`
+	Error          string                 `protobuf:"bytes,3,opt,name=error" json:"error,omitempty"`
+	FirstAttemptAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=first_attempt_at,json=firstAttemptAt" json:"first_attempt_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WebhookDead) Reset() {
+	*x = WebhookDead{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDead) ProtoMessage() {}
+
+func (x *WebhookDead) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDead.ProtoReflect.Descriptor instead.
+func (*WebhookDead) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WebhookDead) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *WebhookDead) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *WebhookDead) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *WebhookDead) GetFirstAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstAttemptAt
+	}
+	return nil
+}
+
 // KeepHead keeps a peer's signed audit head, append-only. A head for a seq the peer signed
 // another head for, or below the highest seq held, is kept as evidence of a fork and audited.
 type KeepHead struct {
@@ -347,7 +611,7 @@ type KeepHead struct {
 
 func (x *KeepHead) Reset() {
 	*x = KeepHead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +623,7 @@ func (x *KeepHead) String() string {
 func (*KeepHead) ProtoMessage() {}
 
 func (x *KeepHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +636,7 @@ func (x *KeepHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
 func (*KeepHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KeepHead) GetPeer() string {
@@ -419,7 +683,7 @@ type KeepAuthorities struct {
 
 func (x *KeepAuthorities) Reset() {
 	*x = KeepAuthorities{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +695,7 @@ func (x *KeepAuthorities) String() string {
 func (*KeepAuthorities) ProtoMessage() {}
 
 func (x *KeepAuthorities) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +708,7 @@ func (x *KeepAuthorities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAuthorities.ProtoReflect.Descriptor instead.
 func (*KeepAuthorities) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeepAuthorities) GetTrustDomain() string {
@@ -509,7 +773,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +785,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +798,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -632,7 +896,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +908,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +921,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -686,7 +950,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +962,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +975,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -759,7 +1023,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1035,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1048,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -849,7 +1113,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1125,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1138,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -940,7 +1204,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1216,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1229,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -1024,7 +1288,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1300,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1313,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -1105,7 +1369,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1381,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1394,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -1153,7 +1417,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1429,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1442,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -1197,7 +1461,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1473,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1486,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -1240,7 +1504,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1516,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,14 +1529,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x90\x05\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\x1a\x1aknooppunt/v1/webhook.proto\"\x90\x06\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -1284,7 +1548,9 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
 	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStep\x125\n" +
 	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHead\x125\n" +
-	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x12J\n" +
+	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x12>\n" +
+	"\fwebhook_step\x18\r \x01(\v2\x19.knooppunt.v1.WebhookStepH\x00R\vwebhookStep\x12>\n" +
+	"\fwebhook_acks\x18\x0e \x01(\v2\x19.knooppunt.v1.WebhookAcksH\x00R\vwebhookAcks\x12J\n" +
 	"\x10keep_authorities\x18\x12 \x01(\v2\x1d.knooppunt.v1.KeepAuthoritiesH\x00R\x0fkeepAuthoritiesB\x05\n" +
 	"\x03cmd\"\xbe\x01\n" +
 	"\bRuleStep\x12\x12\n" +
@@ -1294,7 +1560,25 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bseverity\x18\a \x01(\tR\bseverity\"\xa1\x01\n" +
+	"\bseverity\x18\a \x01(\tR\bseverity\"\xb3\x01\n" +
+	"\vWebhookStep\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12/\n" +
+	"\awebhook\x18\x02 \x01(\v2\x15.knooppunt.v1.WebhookR\awebhook\x12\x1f\n" +
+	"\vmessage_ids\x18\x03 \x03(\tR\n" +
+	"messageIds\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd5\x01\n" +
+	"\vWebhookAcks\x12\x18\n" +
+	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x1c\n" +
+	"\tdelivered\x18\x02 \x03(\x03R\tdelivered\x12-\n" +
+	"\x04dead\x18\x03 \x03(\v2\x19.knooppunt.v1.WebhookDeadR\x04dead\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x123\n" +
+	"\afailing\x18\x05 \x03(\v2\x19.knooppunt.v1.WebhookDeadR\afailing\"\x97\x01\n" +
+	"\vWebhookDead\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x05R\battempts\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12D\n" +
+	"\x10first_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0efirstAttemptAt\"\xa1\x01\n" +
 	"\bKeepHead\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
 	"\x04head\x18\x02 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\x12;\n" +
@@ -1383,67 +1667,79 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
 	(*RuleStep)(nil),              // 1: knooppunt.v1.RuleStep
-	(*KeepHead)(nil),              // 2: knooppunt.v1.KeepHead
-	(*KeepAuthorities)(nil),       // 3: knooppunt.v1.KeepAuthorities
-	(*RecordDisclosures)(nil),     // 4: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 5: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 6: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 7: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 8: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 9: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 10: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 11: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 12: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 13: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 14: knooppunt.v1.ApplyResponse
-	nil,                           // 15: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*SignedHead)(nil),            // 17: knooppunt.v1.SignedHead
-	(*SharedRecord)(nil),          // 18: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 19: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 20: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 21: knooppunt.v1.Record
+	(*WebhookStep)(nil),           // 2: knooppunt.v1.WebhookStep
+	(*WebhookAcks)(nil),           // 3: knooppunt.v1.WebhookAcks
+	(*WebhookDead)(nil),           // 4: knooppunt.v1.WebhookDead
+	(*KeepHead)(nil),              // 5: knooppunt.v1.KeepHead
+	(*KeepAuthorities)(nil),       // 6: knooppunt.v1.KeepAuthorities
+	(*RecordDisclosures)(nil),     // 7: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 8: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 9: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 10: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 11: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 12: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 13: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 14: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 15: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 16: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 17: knooppunt.v1.ApplyResponse
+	nil,                           // 18: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Webhook)(nil),               // 20: knooppunt.v1.Webhook
+	(*SignedHead)(nil),            // 21: knooppunt.v1.SignedHead
+	(*SharedRecord)(nil),          // 22: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 23: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 24: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 25: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	12, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	8,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	9,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	11, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	4,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	7,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	10, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
-	2,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	15, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	11, // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	12, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	14, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	7,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	10, // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	13, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	5,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
 	1,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
-	3,  // 9: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
-	16, // 10: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
-	17, // 11: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	16, // 12: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	16, // 13: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
-	6,  // 14: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	6,  // 15: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	16, // 16: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	15, // 17: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	5,  // 18: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	18, // 19: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	16, // 20: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	16, // 21: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	16, // 22: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	19, // 23: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	16, // 24: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	20, // 25: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	21, // 26: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 27: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	13, // 28: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	14, // 29: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	29, // [29:30] is the sub-list for method output_type
-	28, // [28:29] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	2,  // 9: knooppunt.v1.Command.webhook_step:type_name -> knooppunt.v1.WebhookStep
+	3,  // 10: knooppunt.v1.Command.webhook_acks:type_name -> knooppunt.v1.WebhookAcks
+	6,  // 11: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
+	19, // 12: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	20, // 13: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
+	19, // 14: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
+	4,  // 15: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
+	19, // 16: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
+	4,  // 17: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
+	19, // 18: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
+	21, // 19: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	19, // 20: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	19, // 21: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
+	9,  // 22: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	9,  // 23: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	19, // 24: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	18, // 25: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	8,  // 26: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	22, // 27: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	19, // 28: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	19, // 29: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	19, // 30: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	23, // 31: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	19, // 32: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	24, // 33: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	25, // 34: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 35: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	16, // 36: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	17, // 37: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	37, // [37:38] is the sub-list for method output_type
+	36, // [36:37] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1455,6 +1751,7 @@ func file_knooppunt_v1_command_proto_init() {
 	file_knooppunt_v1_peer_proto_init()
 	file_knooppunt_v1_policy_proto_init()
 	file_knooppunt_v1_record_proto_init()
+	file_knooppunt_v1_webhook_proto_init()
 	file_knooppunt_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_WriteRecords)(nil),
 		(*Command_PolicyStep)(nil),
@@ -1465,6 +1762,8 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_PeerStep)(nil),
 		(*Command_KeepHead)(nil),
 		(*Command_RuleStep)(nil),
+		(*Command_WebhookStep)(nil),
+		(*Command_WebhookAcks)(nil),
 		(*Command_KeepAuthorities)(nil),
 	}
 	type x struct{}
@@ -1473,7 +1772,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

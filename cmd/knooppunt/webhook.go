@@ -1,0 +1,266 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newWebhookCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "webhook",
+		Short: "Outbound webhooks to your own systems: add, list, remove, failures, retry",
+		Long: `A webhook pushes every change of the records it selects (own records, and records peers
+shared with this node) to one of your organisation's own systems, as a signed HTTPS POST after
+the Standard Webhooks convention (headers webhook-id, webhook-timestamp, webhook-signature).
+
+Delivery is at least once and in order; webhook-id is the idempotency key, the same on every
+attempt. A delivery that does not succeed within webhooks.retry_for becomes a failure, which
+"webhook failures" lists and "webhook retry" sends again. Records of other organisations are
+never sent to a host of another organisation. See "Webhooks" in docs/integration.md.`,
+	}
+	cmd.AddCommand(newWebhookAddCmd(), newWebhookListCmd(), newWebhookRemoveCmd(), newWebhookFailuresCmd(), newWebhookRetryCmd())
+	return cmd
+}
+
+type webhookJSON struct {
+	ID              string     `json:"id"`
+	URL             string     `json:"url"`
+	Kinds           []string   `json:"kinds"`
+	Crises          []string   `json:"crises"`
+	Exercise        string     `json:"exercise,omitempty"`
+	CreatedBy       string     `json:"created_by"`
+	CreatedAt       time.Time  `json:"created_at"`
+	Queued          int64      `json:"queued"`
+	Failed          int64      `json:"failed"`
+	Delivered       int64      `json:"delivered"`
+	LastDeliveredAt *time.Time `json:"last_delivered_at,omitempty"`
+	Secret          string     `json:"secret,omitempty"`
+}
+
+func toWebhookJSON(w *pb.Webhook) webhookJSON {
+	j := webhookJSON{ID: w.Id, URL: w.Url, Kinds: orEmpty(w.Kinds), Crises: orEmpty(w.Crises), Exercise: w.Exercise,
+		CreatedBy: w.CreatedBy, CreatedAt: w.CreatedAt.AsTime(), Queued: w.Queued, Failed: w.Failed, Delivered: w.Delivered}
+	if w.LastDeliveredAt != nil {
+		t := w.LastDeliveredAt.AsTime()
+		j.LastDeliveredAt = &t
+	}
+	return j
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func orAll(s []string) string {
+	if len(s) == 0 {
+		return "*"
+	}
+	return strings.Join(s, ",")
+}
+
+func newWebhookAddCmd() *cobra.Command {
+	var (
+		f             clientFlags
+		url, exercise string
+		kinds, crises []string
+	)
+	cmd := &cobra.Command{
+		Use:   "add --url URL [--kinds K,…] [--crisis C,…] [--exercise NAME]",
+		Short: "Add a webhook and print its signing secret, once (admins)",
+		Long: `Add a webhook. The URL must be HTTPS (plain HTTP only to loopback), must not name a host of a
+peer, and may reach a private address only if webhooks.allow_private is set in the config.
+Without --kinds or --crisis every kind or crisis is delivered. Without --exercise only actual
+records are; with it, only the records of that exercise.
+
+The signing secret (whsec_…) is printed once: give it to the receiver, which verifies each
+delivery with it. It cannot be shown again; to change it, remove the webhook and add it anew.`,
+		Example: `  knooppunt webhook add --url https://lcms.vr-utrecht.nl/knooppunt --kinds shelter.capacity,sitrep --crisis oekraine
+  knooppunt webhook add --url http://127.0.0.1:9000/hook --exercise oefening-2026-12-vr09 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if url == "" {
+				return fmt.Errorf("--url: give the receiver's URL, such as https://hooks.example.nl/knooppunt")
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewWebhookServiceClient(conn).Add(cmd.Context(), &pb.AddWebhookRequest{Url: url, Kinds: kinds, Crises: crises, Exercise: exercise})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					j := toWebhookJSON(resp.Webhook)
+					j.Secret = resp.Secret
+					return printJSON(cmd.OutOrStdout(), j)
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "webhook %s added for %s\nsigning secret (shown once, give it to the receiver): %s\n", resp.Webhook.Id, resp.Webhook.Url, resp.Secret)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "", "the receiver's URL (https; http only to loopback)")
+	cmd.Flags().StringSliceVar(&kinds, "kinds", nil, "deliver only these kinds (comma-separated; default every kind)")
+	cmd.Flags().StringSliceVar(&crises, "crisis", nil, "deliver only these crises (comma-separated; default every crisis)")
+	cmd.Flags().StringVar(&exercise, "exercise", "", "deliver the records of this exercise instead of actual records")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newWebhookListCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List the webhooks with their queues and failures",
+		Example: `  knooppunt webhook list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewWebhookServiceClient(conn).List(cmd.Context(), &pb.ListWebhooksRequest{})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					out := []webhookJSON{}
+					for _, w := range resp.Webhooks {
+						out = append(out, toWebhookJSON(w))
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "ID\tURL\tKINDS\tCRISES\tMODE\tQUEUED\tFAILED\tDELIVERED")
+				for _, w := range resp.Webhooks {
+					mode := "actual"
+					if w.Exercise != "" {
+						mode = "exercise " + w.Exercise
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.Id, w.Url, orAll(w.Kinds), orAll(w.Crises), mode, w.Queued, w.Failed, w.Delivered)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+func newWebhookRemoveCmd() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:     "remove ID",
+		Short:   "Remove a webhook, with its queue and failures (admins)",
+		Example: `  knooppunt webhook remove wh_3f2a9c0d1e4b5a6c`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				w, err := pb.NewWebhookServiceClient(conn).Remove(cmd.Context(), &pb.RemoveWebhookRequest{Id: args[0]})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toWebhookJSON(w))
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "webhook %s removed (%s)\n", w.Id, w.Url)
+				return err
+			})
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+type webhookFailureJSON struct {
+	Webhook        string    `json:"webhook"`
+	MessageID      string    `json:"message_id"`
+	Event          string    `json:"event"`
+	Origin         string    `json:"origin"`
+	RecordID       string    `json:"record_id"`
+	Version        int64     `json:"version"`
+	Attempts       int32     `json:"attempts"`
+	LastError      string    `json:"last_error"`
+	FirstAttemptAt time.Time `json:"first_attempt_at"`
+	FailedAt       time.Time `json:"failed_at"`
+}
+
+func newWebhookFailuresCmd() *cobra.Command {
+	var (
+		f       clientFlags
+		webhook string
+	)
+	cmd := &cobra.Command{
+		Use:   "failures [--webhook ID]",
+		Short: "List the deliveries that did not succeed within the retry time",
+		Example: `  knooppunt webhook failures
+  knooppunt webhook failures --webhook wh_3f2a9c0d1e4b5a6c -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewWebhookServiceClient(conn).Failures(cmd.Context(), &pb.WebhookFailuresRequest{Webhook: webhook})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					out := []webhookFailureJSON{}
+					for _, x := range resp.Failures {
+						out = append(out, webhookFailureJSON{Webhook: x.Webhook, MessageID: x.MessageId, Event: x.Event, Origin: x.Origin,
+							RecordID: x.RecordId, Version: x.Version, Attempts: x.Attempts, LastError: x.LastError,
+							FirstAttemptAt: x.FirstAttemptAt.AsTime(), FailedAt: x.FailedAt.AsTime()})
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				tw := newTable(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "WEBHOOK\tMESSAGE\tEVENT\tRECORD\tATTEMPTS\tFAILED AT\tLAST ERROR")
+				for _, x := range resp.Failures {
+					rec := x.RecordId
+					if x.Origin != "" {
+						rec = x.Origin + "/" + rec
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s v%d\t%d\t%s\t%s\n", x.Webhook, x.MessageId, x.Event, rec, x.Version, x.Attempts,
+						x.FailedAt.AsTime().Local().Format(time.RFC3339), x.LastError)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().StringVar(&webhook, "webhook", "", "only this webhook's failures")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newWebhookRetryCmd() *cobra.Command {
+	var (
+		f        clientFlags
+		messages []string
+	)
+	cmd := &cobra.Command{
+		Use:   "retry ID [--message MSG,…]",
+		Short: "Send a webhook's failures again, behind what is queued (admins)",
+		Long: `Queue a webhook's failures again, all of them or the messages named, behind the deliveries
+already queued. Each keeps its webhook-id, so a receiver that saw it before can drop it.`,
+		Example: `  knooppunt webhook retry wh_3f2a9c0d1e4b5a6c
+  knooppunt webhook retry wh_3f2a9c0d1e4b5a6c --message msg_wh_3f2a9c0d1e4b5a6c_17`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewWebhookServiceClient(conn).Retry(cmd.Context(), &pb.RetryWebhookRequest{Webhook: args[0], MessageIds: messages})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), map[string]int64{"queued": resp.Queued})
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d failures of %s queued again\n", resp.Queued, args[0])
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&messages, "message", nil, "only these message ids (see webhook failures)")
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCLIWebhook: webhook add shows the secret once (table and JSON), list shows the webhook
+// without it and counts the delivery of a record put after it, a refused URL names what to fix,
+// and remove takes it away.
+func TestCLIWebhook(t *testing.T) {
+	addr, _ := servedNode(t)
+	got := make(chan string, 4)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	})}
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + lis.Addr().String() + "/hook"
+
+	if r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", "http://hooks.example.nl/x").want(t, 1); !strings.Contains(r.stderr, "url: ") || !strings.Contains(r.stderr, "use https") {
+		t.Errorf("webhook add of a plain-http URL: %q", r.stderr)
+	}
+	r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--kinds", "shelter.capacity").want(t, 0)
+	if !strings.Contains(r.stdout, "signing secret (shown once") || !strings.Contains(r.stdout, "whsec_") {
+		t.Fatalf("webhook add: %q", r.stdout)
+	}
+	var added webhookJSON
+	cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--exercise", "oefening-1", "-o", "json").want(t, 0).oneJSON(t, &added)
+	if !strings.HasPrefix(added.Secret, "whsec_") || added.Exercise != "oefening-1" {
+		t.Fatalf("webhook add -o json: %+v", added)
+	}
+	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR19",
+		"--classification", "internal", "--body", `{"municipality":"Middelburg","beds_total":200,"beds_free":6}`).want(t, 0)
+	select {
+	case body := <-got:
+		if !strings.Contains(body, `"Middelburg"`) {
+			t.Fatalf("delivered %s", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook brought nothing")
+	}
+	var hooks []webhookJSON
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hooks = nil
+		cli(t, nil, "", "webhook", "list", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &hooks)
+		if len(hooks) == 2 && (hooks[0].Delivered+hooks[1].Delivered) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(hooks) != 2 || hooks[0].Secret != "" || hooks[1].Secret != "" || hooks[0].Delivered+hooks[1].Delivered != 1 {
+		t.Fatalf("webhook list: %+v: want two, no secret, one delivery", hooks)
+	}
+	if r := cli(t, nil, "", "webhook", "list", "--node", addr).want(t, 0); !strings.Contains(r.stdout, "exercise oefening-1") || strings.Contains(r.stdout, "whsec_") {
+		t.Errorf("webhook list:\n%s", r.stdout)
+	}
+	cli(t, nil, "", "webhook", "failures", "--node", addr, "-o", "json").want(t, 0)
+	cli(t, nil, "", "webhook", "remove", added.ID, "--node", addr).want(t, 0)
+	if r := cli(t, nil, "", "webhook", "remove", added.ID, "--node", addr).want(t, 1); !strings.Contains(r.stderr, "no webhook") {
+		t.Errorf("webhook remove twice: %q", r.stderr)
+	}
+}

@@ -1,0 +1,218 @@
+// Package webhooks is the WebhookService: the node's admins define outbound webhooks to their
+// own systems, see their dead letters and send those again. Every step goes through Raft; the
+// signing secret is made by the leader, kept in the log, and shown once, in Add's answer.
+package webhooks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/node/webhook"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Limits of a definition.
+const (
+	MaxURL     = 2048
+	MaxFilters = 64
+)
+
+// Config wires the service.
+type Config struct {
+	Store *store.Store
+	DB    *db.DB
+	Kinds *record.Kinds
+	// Settings and Peers read the running config: a URL is checked against both at Add.
+	Settings func() config.Webhooks
+	Peers    func() []config.Peer
+	Logger   *slog.Logger
+}
+
+// Service implements knooppunt.v1.WebhookService.
+type Service struct {
+	pb.UnsafeWebhookServiceServer
+	c Config
+}
+
+var _ pb.WebhookServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterWebhookServiceServer(s, svc) }
+
+func caller(ctx context.Context) string {
+	c, _ := api.CallerFrom(ctx)
+	return c.String()
+}
+
+// Add checks and stores a webhook, with a new id and secret.
+func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWebhookResponse, error) {
+	if req.Url == "" {
+		return nil, api.Invalid("url", "give the URL of the receiver, such as https://hooks.example.nl/knooppunt")
+	}
+	if len(req.Url) > MaxURL {
+		return nil, api.Invalid("url", "%d bytes, over the limit of %d", len(req.Url), MaxURL)
+	}
+	if err := webhook.CheckURL(req.Url, s.c.Settings().AllowPrivate, s.c.Peers()); err != nil {
+		return nil, api.Invalid("url", "%s", err.Error())
+	}
+	if len(req.Kinds) > MaxFilters || len(req.Crises) > MaxFilters {
+		return nil, api.Invalid("kinds", "at most %d kinds and %d crises", MaxFilters, MaxFilters)
+	}
+	for _, k := range req.Kinds {
+		if s.c.Kinds.Get(k) == nil {
+			return nil, api.Invalid("kinds", "%q is not a kind of this node: use one of %v", k, s.c.Kinds.Names())
+		}
+	}
+	for _, c := range req.Crises {
+		if err := record.CheckID("crises", c); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+	}
+	if req.Exercise != "" {
+		if err := record.CheckID("exercise", req.Exercise); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+	}
+	secret, err := webhook.NewSecret()
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	id := make([]byte, 8)
+	rand.Read(id)
+	w := &pb.Webhook{
+		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(req.Crises),
+		Exercise: req.Exercise, Secret: secret.String(),
+	}
+	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now()})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AddWebhookResponse{Webhook: info(out.Webhook), Secret: secret.String()}, nil
+}
+
+func dedup(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// List returns the webhooks, without their secrets.
+func (s *Service) List(ctx context.Context, _ *pb.ListWebhooksRequest) (*pb.ListWebhooksResponse, error) {
+	rows, err := s.c.DB.Webhooks(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp := &pb.ListWebhooksResponse{}
+	for i := range rows {
+		resp.Webhooks = append(resp.Webhooks, info(&rows[i]))
+	}
+	return resp, nil
+}
+
+// Remove deletes a webhook with its queue and dead letters.
+func (s *Service) Remove(ctx context.Context, req *pb.RemoveWebhookRequest) (*pb.Webhook, error) {
+	if req.Id == "" {
+		return nil, api.Invalid("id", "give the id of the webhook to remove: see knooppunt webhook list")
+	}
+	out, err := s.step(ctx, &pb.WebhookStep{Action: "remove", Webhook: &pb.Webhook{Id: req.Id}, By: caller(ctx), At: timestamppb.Now()})
+	if err != nil {
+		return nil, err
+	}
+	return info(out.Webhook), nil
+}
+
+// Failures lists dead letters.
+func (s *Service) Failures(ctx context.Context, req *pb.WebhookFailuresRequest) (*pb.WebhookFailuresResponse, error) {
+	if req.Webhook != "" {
+		if _, err := s.c.DB.Webhook(ctx, req.Webhook); err != nil {
+			return nil, s.notFound("webhook", req.Webhook, err)
+		}
+	}
+	rows, err := s.c.DB.WebhookFailures(ctx, req.Webhook)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp := &pb.WebhookFailuresResponse{}
+	for _, x := range rows {
+		resp.Failures = append(resp.Failures, &pb.WebhookFailure{
+			Webhook: x.Webhook, MessageId: x.Message, Event: x.Event, Origin: x.Origin, RecordId: x.RecordID,
+			Version: x.Version, Attempts: x.Attempts, LastError: x.LastError,
+			FirstAttemptAt: ts(x.FirstAttemptAt), FailedAt: ts(x.FailedAt),
+		})
+	}
+	return resp, nil
+}
+
+// Retry queues dead letters again.
+func (s *Service) Retry(ctx context.Context, req *pb.RetryWebhookRequest) (*pb.RetryWebhookResponse, error) {
+	if req.Webhook == "" {
+		return nil, api.Invalid("webhook", "give the id of the webhook whose failures to send again: see knooppunt webhook failures")
+	}
+	out, err := s.step(ctx, &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: req.Webhook}, MessageIds: req.MessageIds, By: caller(ctx), At: timestamppb.Now()})
+	if err != nil {
+		return nil, err
+	}
+	if len(req.MessageIds) > 0 && out.Requeued < int64(len(dedup(req.MessageIds))) {
+		return &pb.RetryWebhookResponse{Queued: out.Requeued}, status.Errorf(codes.NotFound,
+			"message_ids: %d of the %d given are not failures of %s (queued again: %d): see knooppunt webhook failures",
+			int64(len(dedup(req.MessageIds)))-out.Requeued, len(dedup(req.MessageIds)), req.Webhook, out.Requeued)
+	}
+	return &pb.RetryWebhookResponse{Queued: out.Requeued}, nil
+}
+
+func (s *Service) step(ctx context.Context, step *pb.WebhookStep) (store.WebhookOutcome, error) {
+	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_WebhookStep{WebhookStep: step}})
+	if err != nil {
+		return store.WebhookOutcome{}, api.Status(s.c.Logger, err)
+	}
+	out := v.(store.WebhookOutcome)
+	if out.Refusal != nil {
+		if errors.Is(out.Refusal, db.ErrNotFound) {
+			return out, s.notFound("id", step.Webhook.Id, out.Refusal)
+		}
+		return out, status.Errorf(codes.AlreadyExists, "id: %s", out.Refusal)
+	}
+	return out, nil
+}
+
+func (s *Service) notFound(field, id string, err error) error {
+	if errors.Is(err, db.ErrNotFound) {
+		return status.Errorf(codes.NotFound, "%s: no webhook %q: see knooppunt webhook list", field, id)
+	}
+	return api.Status(s.c.Logger, fmt.Errorf("webhooks: %w", err))
+}
+
+func info(w *db.WebhookRow) *pb.Webhook {
+	return &pb.Webhook{
+		Id: w.ID, Url: w.URL, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise,
+		CreatedBy: w.CreatedBy, CreatedAt: ts(w.CreatedAt), Queued: w.Queued, Failed: w.Failed,
+		Delivered: w.Delivered, LastDeliveredAt: ts(w.LastDeliveredAt),
+	}
+}
+
+// ts is a time as a timestamp, or nil for the zero time (never happened).
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

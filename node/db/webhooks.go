@@ -1,0 +1,376 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Webhook events.
+const (
+	EventChanged   = "record.changed"
+	EventDeleted   = "record.deleted"
+	EventRetracted = "record.retracted"
+)
+
+// WebhookRow is a webhook's definition and its counters.
+type WebhookRow struct {
+	ID              string
+	URL             string
+	Kinds, Crises   []string
+	Exercise        string
+	Secret          string
+	CreatedBy       string
+	CreatedAt       time.Time
+	Delivered       int64
+	LastDeliveredAt time.Time
+	Queued, Failed  int64
+}
+
+// Delivery is one row of a webhook's queue.
+type Delivery struct {
+	Webhook        string
+	Seq            int64
+	Message        string
+	Event          string
+	Origin         string
+	RecordID       string
+	Version        int64
+	Record         *pb.Record
+	EnqueuedAt     time.Time
+	Attempts       int32
+	LastError      string
+	FirstAttemptAt time.Time
+	FailedAt       time.Time
+}
+
+// hookFilter is what the FSM needs of a webhook to queue a change for it.
+type hookFilter struct {
+	id            string
+	kinds, crises []string
+	exercise      string
+}
+
+// match reports whether a record of that status is for the webhook: an exercise's records go
+// only to a webhook of that exercise, and every other status but actual to none.
+func (h hookFilter) match(r *pb.Record) bool {
+	if len(h.kinds) > 0 && !slices.Contains(h.kinds, r.Kind) {
+		return false
+	}
+	if len(h.crises) > 0 && !slices.Contains(h.crises, r.Crisis) {
+		return false
+	}
+	if h.exercise == "" {
+		return r.Status == pb.Status_ACTUAL
+	}
+	return r.Status == pb.Status_EXERCISE && r.Exercise == h.exercise
+}
+
+// sqlNextSeq takes the next seq of a webhook's queue: seqs only grow, so a message id, which
+// names its seq, is never used twice.
+const sqlNextSeq = `UPDATE webhooks SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq`
+
+// hookQueue queues, inside the transaction of a change, one delivery per webhook the change is
+// for. It reads the webhooks once, at the first change of the transaction.
+type hookQueue struct {
+	tx     *writeTx
+	loaded bool
+	hooks  []hookFilter
+}
+
+func (q *hookQueue) load() error {
+	if q.loaded {
+		return nil
+	}
+	q.loaded = true
+	rows, err := q.tx.Query(`SELECT id, kinds, crises, exercise FROM webhooks`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h hookFilter
+		var kinds, crises string
+		if err := rows.Scan(&h.id, &kinds, &crises, &h.exercise); err != nil {
+			return err
+		}
+		json.Unmarshal([]byte(kinds), &h.kinds)
+		json.Unmarshal([]byte(crises), &h.crises)
+		q.hooks = append(q.hooks, h)
+	}
+	return rows.Err()
+}
+
+// add queues a change of a record (own when origin is "") at its version, made at time at, for
+// every webhook it matches.
+func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64) error {
+	if err := q.load(); err != nil {
+		return err
+	}
+	var blob []byte
+	for _, h := range q.hooks {
+		if !h.match(r) {
+			continue
+		}
+		if blob == nil {
+			c := proto.Clone(r).(*pb.Record)
+			c.Version = version
+			var err error
+			if blob, err = (proto.MarshalOptions{Deterministic: true}).Marshal(c); err != nil {
+				return err
+			}
+		}
+		var seq int64
+		if err := q.tx.QueryRow(sqlNextSeq, h.id).Scan(&seq); err != nil {
+			return err
+		}
+		if _, err := q.tx.Exec(`INSERT INTO webhook_queue (webhook, seq, message, event, origin, record_id, version, record, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?)`,
+			h.id, seq, fmt.Sprintf("msg_%s_%d", h.id, seq), event, origin, r.Id, version, blob, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ApplyWebhookStep adds or removes a webhook, or queues its dead letters again, and audits the
+// step. A step on a webhook that is not there (or an add of one that is) is a refusal every
+// replica makes alike. It returns the webhook after the step and, for retry, how many dead
+// letters were queued again.
+func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow, requeued int64, refusal error, err error) {
+	at := s.At.AsTime()
+	w := s.Webhook
+	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
+		cur, err := scanWebhook(tx.QueryRow(`SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, w.GetId()))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		a, err := newAuditor(tx)
+		if err != nil {
+			return err
+		}
+		switch s.Action {
+		case "add":
+			if cur != nil {
+				refusal = fmt.Errorf("db: webhook %s exists", w.Id)
+				return nil
+			}
+			kinds, _ := json.Marshal(nonNilSlice(w.Kinds))
+			crises, _ := json.Marshal(nonNilSlice(w.Crises))
+			if _, err := tx.Exec(`INSERT INTO webhooks (id, url, kinds, crises, exercise, secret, created_by, created_at) VALUES (?,?,?,?,?,?,?,?)`,
+				w.Id, w.Url, string(kinds), string(crises), w.Exercise, w.Secret, s.By, at.UnixNano()); err != nil {
+				return err
+			}
+			row = &WebhookRow{ID: w.Id, URL: w.Url, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise, Secret: w.Secret, CreatedBy: s.By, CreatedAt: at.UTC()}
+			return a.add(at, s.By, AuditWebhookAdd, w.Id, map[string]any{"url": w.Url, "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise})
+		case "remove":
+			if cur == nil {
+				refusal = ErrNotFound
+				return nil
+			}
+			for _, q := range []string{`DELETE FROM webhooks WHERE id = ?`, `DELETE FROM webhook_queue WHERE webhook = ?`} {
+				if _, err := tx.Exec(q, w.Id); err != nil {
+					return err
+				}
+			}
+			row = cur
+			return a.add(at, s.By, AuditWebhookRemove, w.Id, map[string]any{"url": cur.URL})
+		case "retry":
+			if cur == nil {
+				refusal = ErrNotFound
+				return nil
+			}
+			dead, err := queryStrings(tx, `SELECT message FROM webhook_queue WHERE webhook = ? AND dead = 1 ORDER BY seq`, w.Id)
+			if err != nil {
+				return err
+			}
+			for _, m := range dead {
+				if len(s.MessageIds) > 0 && !slices.Contains(s.MessageIds, m) {
+					continue
+				}
+				var seq int64
+				if err := tx.QueryRow(sqlNextSeq, w.Id).Scan(&seq); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(`UPDATE webhook_queue SET seq = ?, dead = 0, attempts = 0, last_error = '', first_attempt_at = 0, failed_at = 0 WHERE webhook = ? AND message = ?`,
+					seq, w.Id, m); err != nil {
+					return err
+				}
+				requeued++
+			}
+			row = cur
+			return a.add(at, s.By, AuditWebhookRetry, w.Id, map[string]any{"queued": requeued})
+		}
+		return fmt.Errorf("unknown webhook action %q", s.Action)
+	})
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return row, requeued, refusal, nil
+}
+
+func queryStrings(tx *writeTx, q string, args ...any) ([]string, error) {
+	rows, err := tx.Query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// ApplyWebhookAcks takes acknowledged deliveries out of a webhook's queue, notes when a failing
+// one first failed (once), and turns those given up into dead letters. Seqs that are no longer queued (the webhook was removed) are skipped.
+func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
+	at := c.At.AsTime().UnixNano()
+	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
+		var n int64
+		for _, seq := range c.Delivered {
+			res, err := tx.Exec(`DELETE FROM webhook_queue WHERE webhook = ? AND seq = ? AND dead = 0`, c.Webhook, seq)
+			if err != nil {
+				return err
+			}
+			k, _ := res.RowsAffected()
+			n += k
+		}
+		if n > 0 {
+			if _, err := tx.Exec(`UPDATE webhooks SET delivered = delivered + ?, last_delivered_at = ? WHERE id = ?`, n, at, c.Webhook); err != nil {
+				return err
+			}
+		}
+		for _, f := range c.Failing {
+			if _, err := tx.Exec(`UPDATE webhook_queue SET attempts = ?, last_error = ?, first_attempt_at = ? WHERE webhook = ? AND seq = ? AND dead = 0 AND first_attempt_at = 0`,
+				f.Attempts, f.Error, tsNanos(f.FirstAttemptAt), c.Webhook, f.Seq); err != nil {
+				return err
+			}
+		}
+		for _, dl := range c.Dead {
+			if _, err := tx.Exec(`UPDATE webhook_queue SET dead = 1, attempts = ?, last_error = ?, first_attempt_at = ?, failed_at = ? WHERE webhook = ? AND seq = ? AND dead = 0`,
+				dl.Attempts, dl.Error, tsNanos(dl.FirstAttemptAt), at, c.Webhook, dl.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const webhookColumns = `id, url, kinds, crises, exercise, secret, created_by, created_at, delivered, last_delivered_at`
+
+func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
+	var (
+		w             WebhookRow
+		kinds, crises string
+		at, last      int64
+	)
+	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &w.Exercise, &w.Secret, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	json.Unmarshal([]byte(kinds), &w.Kinds)
+	json.Unmarshal([]byte(crises), &w.Crises)
+	w.CreatedAt = time.Unix(0, at).UTC()
+	if last != 0 {
+		w.LastDeliveredAt = time.Unix(0, last).UTC()
+	}
+	return &w, nil
+}
+
+// Webhooks returns the webhooks by id, with their queue and dead-letter counts.
+func (d *DB) Webhooks(ctx context.Context) ([]WebhookRow, error) {
+	var out []WebhookRow
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT `+webhookColumns+`,
+			(SELECT count(*) FROM webhook_queue q WHERE q.webhook = w.id AND q.dead = 0),
+			(SELECT count(*) FROM webhook_queue q WHERE q.webhook = w.id AND q.dead = 1)
+			FROM webhooks w ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var queued, failed int64
+			w, err := scanWebhook(rows, &queued, &failed)
+			if err != nil {
+				return err
+			}
+			w.Queued, w.Failed = queued, failed
+			out = append(out, *w)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Webhook returns one webhook, with its secret, or ErrNotFound.
+func (d *DB) Webhook(ctx context.Context, id string) (*WebhookRow, error) {
+	var w *WebhookRow
+	err := d.read(func(ro *sql.DB) error {
+		var err error
+		w, err = scanWebhook(ro.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id))
+		return err
+	})
+	return w, err
+}
+
+const deliveryColumns = `webhook, seq, message, event, origin, record_id, version, record, enqueued_at, attempts, last_error, first_attempt_at, failed_at`
+
+// WebhookQueue returns up to limit queued deliveries of a webhook, in order.
+func (d *DB) WebhookQueue(ctx context.Context, webhook string, limit int) ([]Delivery, error) {
+	return d.deliveries(ctx, `SELECT `+deliveryColumns+` FROM webhook_queue WHERE webhook = ? AND dead = 0 ORDER BY seq LIMIT ?`, webhook, limit)
+}
+
+// WebhookFailures returns the dead letters of a webhook, or of every webhook when it is "".
+func (d *DB) WebhookFailures(ctx context.Context, webhook string) ([]Delivery, error) {
+	return d.deliveries(ctx, `SELECT `+deliveryColumns+` FROM webhook_queue WHERE dead = 1 AND (?1 = '' OR webhook = ?1) ORDER BY webhook, seq`, webhook)
+}
+
+func (d *DB) deliveries(ctx context.Context, q string, args ...any) ([]Delivery, error) {
+	var out []Delivery
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				x                  Delivery
+				blob               []byte
+				enq, first, failed int64
+			)
+			if err := rows.Scan(&x.Webhook, &x.Seq, &x.Message, &x.Event, &x.Origin, &x.RecordID, &x.Version, &blob, &enq, &x.Attempts, &x.LastError, &first, &failed); err != nil {
+				return err
+			}
+			x.Record = &pb.Record{}
+			if err := proto.Unmarshal(blob, x.Record); err != nil {
+				return fmt.Errorf("db: webhook %s delivery %d: %w", x.Webhook, x.Seq, err)
+			}
+			x.EnqueuedAt = time.Unix(0, enq).UTC()
+			if first != 0 {
+				x.FirstAttemptAt = time.Unix(0, first).UTC()
+			}
+			if failed != 0 {
+				x.FailedAt = time.Unix(0, failed).UTC()
+			}
+			out = append(out, x)
+		}
+		return rows.Err()
+	})
+	return out, err
+}

@@ -1,0 +1,114 @@
+package db_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestWebhookQueue: each change is queued, in the transaction that commits it, for the webhooks
+// it matches (kind, crisis, actual or one exercise, own or a peer's); an acknowledgement takes a
+// delivery out once however often it is applied; a dead letter leaves the queue for the
+// failures and retry puts it back behind the rest with its message id; remove empties it all.
+func TestWebhookQueue(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	index := uint64(0)
+	next := func() uint64 { index++; return index }
+	add := func(id, exercise string, kinds ...string) {
+		t.Helper()
+		_, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0),
+			Webhook: &pb.Webhook{Id: id, Url: "https://hooks.example.nl/" + id, Kinds: kinds, Exercise: exercise, Secret: "whsec_x"}})
+		if err != nil || refusal != nil {
+			t.Fatalf("add %s: %v %v", id, refusal, err)
+		}
+	}
+	add("all", "")
+	add("sitreps", "", "sitrep")
+	add("drill", "oefening-1")
+	rec := func(id, kind string, status pb.Status, exercise string) *pb.Record {
+		return &pb.Record{Id: id, Origin: "a.crisis.test", Kind: kind, Crisis: "c", Region: "VR09", Body: []byte(`{}`), UpdatedAt: hour(1), Status: status, Exercise: exercise}
+	}
+	if _, err := d.Apply(next(), []*pb.Record{
+		rec("s1", "shelter.capacity", pb.Status_ACTUAL, ""),
+		rec("r1", "sitrep", pb.Status_ACTUAL, ""),
+		rec("x1", "sitrep", pb.Status_EXERCISE, "oefening-1"),
+		rec("x2", "sitrep", pb.Status_EXERCISE, "oefening-2"),
+		rec("t1", "sitrep", pb.Status_TEST, ""),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ApplyCacheForeign(next(), &pb.CacheForeign{Peer: "b", Origin: "b.crisis.test", Cursor: 1, At: hour(2),
+		Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "f1", Origin: "b.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09", Body: []byte(`{}`), Version: 4}}}}); err != nil {
+		t.Fatal(err)
+	}
+	queue := func(id string) []string {
+		t.Helper()
+		q, err := d.WebhookQueue(ctx, id, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, x := range q {
+			out = append(out, fmt.Sprintf("%s%s@%d", x.Origin, x.RecordID, x.Version))
+		}
+		return out
+	}
+	for id, want := range map[string]string{
+		"all":     "[s1@1 r1@1 b.crisis.testf1@4]",
+		"sitreps": "[r1@1 b.crisis.testf1@4]",
+		"drill":   "[x1@1]",
+	} {
+		if got := fmt.Sprint(queue(id)); got != want {
+			t.Errorf("%s queue %s, want %s", id, got, want)
+		}
+	}
+	q, _ := d.WebhookQueue(ctx, "all", 100)
+	// When a delivery began to fail is kept once, for the next leader's retry time.
+	for i, at := range []int{2, 3} {
+		if err := d.ApplyWebhookAcks(next(), &pb.WebhookAcks{Webhook: "all", At: hour(at),
+			Failing: []*pb.WebhookDead{{Seq: q[2].Seq, Attempts: int32(i + 1), Error: "timeout", FirstAttemptAt: hour(at)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q3, _ := d.WebhookQueue(ctx, "all", 100); !q3[2].FirstAttemptAt.Equal(hour(2).AsTime()) || q3[2].Attempts != 1 || q3[2].LastError != "timeout" {
+		t.Fatalf("failing: first attempt %s, attempts %d, error %q: want the first word kept", q3[2].FirstAttemptAt, q3[2].Attempts, q3[2].LastError)
+	}
+	acks := &pb.WebhookAcks{Webhook: "all", Delivered: []int64{q[0].Seq}, At: hour(3),
+		Dead: []*pb.WebhookDead{{Seq: q[1].Seq, Attempts: 7, Error: "503", FirstAttemptAt: hour(2)}}}
+	if err := d.ApplyWebhookAcks(next(), acks); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ApplyWebhookAcks(next(), acks); err != nil { // the same word twice: no change
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(queue("all")); got != "[b.crisis.testf1@4]" {
+		t.Fatalf("after the acknowledgement and the dead letter: %s", got)
+	}
+	hooks, _ := d.Webhooks(ctx)
+	if hooks[0].ID != "all" || hooks[0].Delivered != 1 || hooks[0].Failed != 1 || hooks[0].Queued != 1 {
+		t.Fatalf("counts %+v: want delivered 1, failed 1, queued 1", hooks[0])
+	}
+	fails, _ := d.WebhookFailures(ctx, "all")
+	if len(fails) != 1 || fails[0].RecordID != "r1" || fails[0].Attempts != 7 || fails[0].Message != q[1].Message {
+		t.Fatalf("failures %+v", fails)
+	}
+	_, n, _, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: "all"}, At: hour(4)})
+	if err != nil || n != 1 {
+		t.Fatalf("retry: %d, %v", n, err)
+	}
+	q2, _ := d.WebhookQueue(ctx, "all", 100)
+	if len(q2) != 2 || q2[1].Message != q[1].Message || q2[1].Seq <= q2[0].Seq {
+		t.Fatalf("after retry %v: want r1 behind f1 with its message id %s", q2, q[1].Message)
+	}
+	_, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "remove", Webhook: &pb.Webhook{Id: "all"}, At: hour(5)})
+	if err != nil || refusal != nil || len(queue("all")) != 0 {
+		t.Fatalf("remove: %v %v, queue %v", refusal, err, queue("all"))
+	}
+	if _, _, refusal, _ := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "remove", Webhook: &pb.Webhook{Id: "all"}, At: hour(5)}); refusal != db.ErrNotFound {
+		t.Fatalf("remove twice: %v, want ErrNotFound as refusal", refusal)
+	}
+}

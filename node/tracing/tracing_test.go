@@ -1,0 +1,40 @@
+package tracing_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/tracing"
+)
+
+// TestOffInstallsNothing: with no endpoint, tracing adds no server or dial option and its
+// tracer records nothing; with one (or a provider), both are instrumented.
+func TestOffInstallsNothing(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("a.crisis.test")
+	off, err := tracing.Start(context.Background(), config.Tracing{}, td, "a.crisis.test", "r1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.On() || len(off.ServerOptions()) != 0 || len(off.PeerDialOptions()) != 0 {
+		t.Fatalf("off: on %v, %d server options, %d dial options: want none", off.On(), len(off.ServerOptions()), len(off.PeerDialOptions()))
+	}
+	if _, span := off.Tracer().Start(context.Background(), "x"); span.IsRecording() || span.SpanContext().IsValid() {
+		t.Fatal("off: a span records")
+	}
+	on, err := tracing.Start(context.Background(), config.Tracing{Endpoint: "127.0.0.1:4317", Insecure: true}, td, "a.crisis.test", "r1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer on.Shutdown(context.Background())
+	if !on.On() || len(on.ServerOptions()) != 1 || len(on.PeerDialOptions()) != 1 {
+		t.Fatal("on: want one server and one dial option")
+	}
+	mem, _ := tracing.Start(context.Background(), config.Tracing{}, td, "a.crisis.test", "r1", sdktrace.NewTracerProvider())
+	if _, span := mem.Tracer().Start(context.Background(), "x"); !mem.On() || !span.IsRecording() {
+		t.Fatal("a given provider: want spans recorded")
+	}
+}

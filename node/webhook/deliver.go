@@ -1,0 +1,404 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Defaults of the Dispatcher's backoff.
+const (
+	DefaultMinBackoff = time.Second
+	DefaultMaxBackoff = 5 * time.Minute
+)
+
+// DispatcherConfig wires a Dispatcher.
+type DispatcherConfig struct {
+	Store *store.Store
+	DB    *db.DB
+	// Org is this node's trust domain, named in deliveries of its own records.
+	Org string
+	// Replica names the sender in the User-Agent header.
+	Replica string
+	// Settings are the webhooks section of the running config.
+	Settings func() config.Webhooks
+	// Peers are the running config's peers: a foreign record never goes to one of their hosts.
+	Peers  func() []config.Peer
+	Logger *slog.Logger
+}
+
+// Dispatcher delivers the webhook queue on whichever replica leads. Each webhook is delivered
+// in order by one worker: it sends the queue's head until the receiver acknowledges it with a
+// 2xx, commits the acknowledgement through Raft, and only then sends the next. A new leader
+// reads the queue after a barrier, so it sees every acknowledgement its predecessor committed:
+// a delivery is sent again only if its acknowledgement never committed (at least once), always
+// with the same webhook-id, its idempotency key.
+type Dispatcher struct {
+	c DispatcherConfig
+}
+
+// NewDispatcher returns a dispatcher; Run starts it.
+func NewDispatcher(c DispatcherConfig) *Dispatcher {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Peers == nil {
+		c.Peers = func() []config.Peer { return nil }
+	}
+	return &Dispatcher{c: c}
+}
+
+func (d *Dispatcher) settings() config.Webhooks {
+	s := config.Webhooks{}
+	if d.c.Settings != nil {
+		s = d.c.Settings()
+	}
+	if s.RetryFor <= 0 {
+		s.RetryFor = 24 * time.Hour
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = 10 * time.Second
+	}
+	if s.MinBackoff <= 0 {
+		s.MinBackoff = DefaultMinBackoff
+	}
+	if s.MaxBackoff <= 0 {
+		s.MaxBackoff = DefaultMaxBackoff
+	}
+	return s
+}
+
+// Run delivers while this replica leads, until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if d.c.Store.IsLeader() {
+			d.lead(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lead runs one worker per webhook for as long as this replica leads.
+func (d *Dispatcher) lead(ctx context.Context) {
+	// Every acknowledgement a predecessor committed is applied here before the queue is read.
+	if err := d.c.Store.VerifyLeader(); err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	workers := map[string]func(){} // id+url → stop
+	throttle := time.NewTicker(50 * time.Millisecond)
+	defer throttle.Stop()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		changed := d.c.DB.Changed()
+		hooks, err := d.c.DB.Webhooks(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.c.Logger.Warn("webhooks: list", "err", err)
+		}
+		// A list that could not be read stops no worker.
+		seen := map[string]bool{}
+		for key := range workers {
+			seen[key] = err != nil
+		}
+		for _, h := range hooks {
+			key := h.ID + " " + h.URL
+			seen[key] = true
+			if workers[key] != nil {
+				continue
+			}
+			wctx, stop := context.WithCancel(ctx)
+			workers[key] = stop
+			wg.Go(func() { d.work(wctx, h) })
+		}
+		for key, stop := range workers {
+			if !seen[key] {
+				stop()
+				delete(workers, key)
+			}
+		}
+		// Webhooks change rarely: the list is read again after a commit, at most every 50ms;
+		// leadership is checked at least every second (workers check it at every delivery).
+		select {
+		case <-ctx.Done():
+			return
+		case <-throttle.C:
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				break wait
+			case <-check.C:
+				if !d.c.Store.IsLeader() {
+					return
+				}
+			}
+		}
+		if !d.c.Store.IsLeader() {
+			return
+		}
+	}
+}
+
+// work delivers one webhook's queue in order while ctx lasts and this replica leads.
+func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
+	secret, err := ParseSecret(h.Secret)
+	if err != nil {
+		d.c.Logger.Error("webhooks: stored secret unreadable: remove and add the webhook again", "webhook", h.ID, "err", err)
+		return
+	}
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		d.c.Logger.Error("webhooks: stored url unreadable", "webhook", h.ID, "err", err)
+		return
+	}
+	set := d.settings()
+	client := newClient(u, set)
+	defer client.CloseIdleConnections()
+	for ctx.Err() == nil && d.c.Store.IsLeader() {
+		changed := d.c.DB.Changed()
+		queue, err := d.c.DB.WebhookQueue(ctx, h.ID, 64)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.c.Logger.Warn("webhooks: read queue", "webhook", h.ID, "err", err)
+			}
+			sleep(ctx, time.Second)
+			continue
+		}
+		if len(queue) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			continue
+		}
+		for _, x := range queue {
+			acks, ok := d.attempt(ctx, client, u, secret, h, x)
+			if !ok {
+				return // ctx ended or leadership lost: the next leader takes over from the queue
+			}
+			if _, err := d.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_WebhookAcks{WebhookAcks: acks}}); err != nil {
+				if !errors.Is(err, store.ErrNotLeader) && ctx.Err() == nil {
+					d.c.Logger.Warn("webhooks: commit acknowledgement", "webhook", h.ID, "err", err)
+				}
+				return
+			}
+			if len(acks.Delivered) > 0 {
+				metrics.WebhookDelivery.Observe(time.Since(x.EnqueuedAt).Seconds())
+			}
+		}
+	}
+}
+
+// attempt sends one delivery until the receiver acknowledges it, or its retry time is over, or
+// it is refused for good. It returns the acknowledgement to commit, or false when ctx ended or
+// this replica no longer leads.
+func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.URL, secret Secret, h db.WebhookRow, x db.Delivery) (*pb.WebhookAcks, bool) {
+	body, err := Payload(d.c.Org, x)
+	if err != nil {
+		return dead(h.ID, x.Seq, 1, time.Now(), err), true
+	}
+	set := d.settings()
+	// The retry time runs from the first failed attempt, which a previous leader may have made.
+	first, n0 := time.Now(), int(x.Attempts)
+	if !x.FirstAttemptAt.IsZero() {
+		first = x.FirstAttemptAt
+	}
+	for n := n0 + 1; ; n++ {
+		if ctx.Err() != nil || !d.c.Store.IsLeader() {
+			return nil, false
+		}
+		err := d.send(ctx, client, u, secret, x, body, set.Timeout)
+		if err == nil {
+			metrics.WebhookAttempts.WithLabelValues("delivered").Inc()
+			return &pb.WebhookAcks{Webhook: h.ID, Delivered: []int64{x.Seq}, At: timestamppb.Now()}, true
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		if refused(err) {
+			metrics.WebhookAttempts.WithLabelValues("refused").Inc()
+			d.c.Logger.Warn("webhooks: delivery refused", "webhook", h.ID, "message", x.Message, "err", err)
+			return dead(h.ID, x.Seq, int32(n), first, err), true
+		}
+		wait := Backoff(n, set.MinBackoff, set.MaxBackoff)
+		if time.Since(first)+wait > set.RetryFor {
+			metrics.WebhookAttempts.WithLabelValues("dead").Inc()
+			d.c.Logger.Warn("webhooks: delivery given up: see knooppunt webhook failures", "webhook", h.ID, "message", x.Message, "attempts", n, "err", err)
+			return dead(h.ID, x.Seq, int32(n), first, err), true
+		}
+		if x.FirstAttemptAt.IsZero() && n == n0+1 {
+			// Commit when the delivery began to fail, so that a leader change does not restart
+			// its retry time.
+			failing := &pb.WebhookAcks{Webhook: h.ID, At: timestamppb.Now(), Failing: []*pb.WebhookDead{{
+				Seq: x.Seq, Attempts: int32(n), Error: err.Error(), FirstAttemptAt: timestamppb.New(first)}}}
+			if _, err := d.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_WebhookAcks{WebhookAcks: failing}}); err != nil {
+				return nil, false
+			}
+		}
+		metrics.WebhookAttempts.WithLabelValues("failed").Inc()
+		d.c.Logger.Debug("webhooks: delivery failed, will retry", "webhook", h.ID, "message", x.Message, "attempt", n, "in", wait, "err", err)
+		sleep(ctx, wait)
+	}
+}
+
+func dead(webhook string, seq int64, attempts int32, first time.Time, err error) *pb.WebhookAcks {
+	return &pb.WebhookAcks{Webhook: webhook, At: timestamppb.Now(), Dead: []*pb.WebhookDead{{
+		Seq: seq, Attempts: attempts, Error: err.Error(), FirstAttemptAt: timestamppb.New(first),
+	}}}
+}
+
+// refused reports whether an error is a refusal that trying again cannot change.
+func refused(err error) bool {
+	return errors.Is(err, ErrAddress) || errors.Is(err, ErrRedirect) || errors.Is(err, ErrNoReshare)
+}
+
+// Backoff is the wait before attempt n+1: doubling from min up to max, with full jitter over
+// its upper half, so that receivers coming back are not hit by every node at once.
+func Backoff(n int, minWait, maxWait time.Duration) time.Duration {
+	d := minWait
+	for i := 1; i < n && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// send makes one attempt. A foreign record is never sent to a host of another organisation,
+// checked at every attempt since peers are added while deliveries wait.
+func (d *Dispatcher) send(ctx context.Context, client *http.Client, u *url.URL, secret Secret, x db.Delivery, body []byte, timeout time.Duration) error {
+	if x.Origin != "" {
+		if org := OtherOrg(u.Hostname(), d.c.Peers()); org != "" {
+			return fmt.Errorf("%w: a record of %s is not sent to %s, a host of peer %s", ErrNoReshare, x.Origin, u.Host, org)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "knooppunt-webhook ("+d.c.Replica+")")
+	secret.Sign(req.Header, x.Message, time.Now(), body)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fmt.Errorf("%w (%s to %q)", ErrRedirect, resp.Status, resp.Header.Get("Location"))
+	}
+	return fmt.Errorf("webhook: the receiver answered %s", resp.Status)
+}
+
+// newClient is the HTTP client of one webhook: no proxy (it would dial for us, past the
+// guard), no redirects, and every address it dials checked by the guard.
+func newClient(u *url.URL, set config.Webhooks) *http.Client {
+	dialer := &net.Dialer{Timeout: set.Timeout, Control: dialGuard(config.IsLoopback(u.Hostname()), set.AllowPrivate)}
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   set.Timeout,
+		ResponseHeaderTimeout: set.Timeout,
+	}
+	return &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Event is what a delivery's body holds, after the Standard Webhooks convention: a type, a
+// timestamp (the commit of the change) and the data.
+type Event struct {
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      EventData `json:"data"`
+}
+
+// EventData is a delivery's record.
+type EventData struct {
+	Webhook string `json:"webhook"`
+	// Origin is the trust domain of the org that wrote the record; Own is whether that is this
+	// node's org (a foreign record was received from a peer).
+	Origin string `json:"origin"`
+	Own    bool   `json:"own"`
+	// Record is the record as the REST API shows it; Body is its body as JSON.
+	Record json.RawMessage `json:"record"`
+	Body   json.RawMessage `json:"body,omitempty"`
+}
+
+var recordJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+// Payload is the body of a delivery.
+func Payload(org string, x db.Delivery) ([]byte, error) {
+	rec, err := recordJSON.Marshal(x.Record)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, rec); err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	origin := x.Origin
+	if origin == "" {
+		origin = org
+	}
+	ev := Event{Type: x.Event, Timestamp: x.EnqueuedAt, Data: EventData{
+		Webhook: x.Webhook, Origin: origin, Own: x.Origin == "", Record: compact.Bytes(),
+	}}
+	if json.Valid(x.Record.Body) && len(x.Record.Body) > 0 {
+		ev.Data.Body = x.Record.Body
+	}
+	return json.Marshal(ev)
+}

@@ -1,0 +1,440 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/webhook"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// receiver is a webhook receiver on 127.0.0.1 that verifies every delivery with the webhook's
+// secret, as a partner's system does, and keeps what arrived in order of arrival.
+type receiver struct {
+	t      *testing.T
+	addr   string
+	mu     sync.Mutex
+	secret webhook.Secret
+	got    []arrival
+	// answer, when set, decides the status of a delivery (default 204).
+	answer func(r *http.Request) int
+	srv    *http.Server
+	// arrived is signalled at each delivery.
+	arrived chan struct{}
+}
+
+type arrival struct {
+	message string
+	agent   string
+	event   webhook.Event
+	body    map[string]any
+}
+
+func newReceiver(t *testing.T) *receiver {
+	t.Helper()
+	rc := &receiver{t: t, arrived: make(chan struct{}, 1)}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.addr = lis.Addr().String()
+	rc.serve(lis)
+	return rc
+}
+
+func (rc *receiver) serve(lis net.Listener) {
+	rc.srv = &http.Server{Handler: http.HandlerFunc(rc.handle), ReadHeaderTimeout: 5 * time.Second}
+	go rc.srv.Serve(lis)
+	srv := rc.srv
+	rc.t.Cleanup(func() { srv.Close() })
+}
+
+// down stops the receiver: its port refuses connections until up.
+func (rc *receiver) down() { rc.srv.Close() }
+
+func (rc *receiver) up() {
+	lis, err := net.Listen("tcp", rc.addr)
+	if err != nil {
+		rc.t.Fatalf("listen again on %s: %v", rc.addr, err)
+	}
+	rc.serve(lis)
+}
+
+func (rc *receiver) url(path string) string { return "http://" + rc.addr + path }
+
+func (rc *receiver) setSecret(s string) {
+	sec, err := webhook.ParseSecret(s)
+	if err != nil {
+		rc.t.Fatalf("the secret Add showed: %v", err)
+	}
+	rc.mu.Lock()
+	rc.secret = sec
+	rc.mu.Unlock()
+}
+
+func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.answer != nil {
+		if code := rc.answer(r); code != 0 && code/100 != 2 {
+			if code/100 == 3 {
+				w.Header().Set("Location", "http://"+rc.addr+"/elsewhere")
+			}
+			w.WriteHeader(code)
+			return
+		}
+	}
+	id, err := rc.secret.Verify(r.Header, body, time.Now(), 0)
+	if err != nil {
+		rc.t.Errorf("delivery %s does not verify: %v", r.Header.Get(webhook.HeaderID), err)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	a := arrival{message: id, agent: r.UserAgent()}
+	if err := json.Unmarshal(body, &a.event); err != nil {
+		rc.t.Errorf("delivery %s: %v", id, err)
+	}
+	json.Unmarshal(a.event.Data.Body, &a.body)
+	rc.got = append(rc.got, a)
+	select {
+	case rc.arrived <- struct{}{}:
+	default:
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *receiver) arrivals() []arrival {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.got)
+}
+
+// waitFor waits until cond holds of the arrivals.
+func (rc *receiver) waitFor(within time.Duration, what string, cond func([]arrival) bool) []arrival {
+	rc.t.Helper()
+	deadline := time.After(within)
+	for {
+		if got := rc.arrivals(); cond(got) {
+			return got
+		}
+		select {
+		case <-rc.arrived:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			got := rc.arrivals()
+			rc.t.Fatalf("%s: not within %s; %d arrived: %v", what, within, len(got), recordVersions(got))
+		}
+	}
+}
+
+// recordVersions is what arrived as "origin/id@version" in order.
+func recordVersions(got []arrival) []string {
+	var out []string
+	for _, a := range got {
+		var r struct {
+			ID      string `json:"id"`
+			Version string `json:"version"`
+		}
+		json.Unmarshal(a.event.Data.Record, &r)
+		out = append(out, fmt.Sprintf("%s/%s@%s", a.event.Data.Origin, r.ID, r.Version))
+	}
+	return out
+}
+
+// startWith starts a single-replica node with cfg changed by change.
+func startWith(t *testing.T, change func(*config.Config)) *node.Node {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Raft.ElectionTimeout = 50 * time.Millisecond
+	cfg.Webhooks.MinBackoff = 20 * time.Millisecond
+	cfg.Webhooks.MaxBackoff = 100 * time.Millisecond
+	if change != nil {
+		change(cfg)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, node.Options{DataDir: dataDir(t), Config: cfg, Version: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Stop(ctx)
+	})
+	return n
+}
+
+func addWebhook(t *testing.T, c pb.WebhookServiceClient, rc *receiver, req *pb.AddWebhookRequest) *pb.Webhook {
+	t.Helper()
+	resp, err := c.Add(callCtx(t), req)
+	if err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if !strings.HasPrefix(resp.Secret, "whsec_") || resp.Webhook.Secret != "" {
+		t.Fatalf("Add shows the secret %q in its answer and %q in the webhook: want it once, in the answer", resp.Secret, resp.Webhook.Secret)
+	}
+	rc.setSecret(resp.Secret)
+	return resp.Webhook
+}
+
+// TestWebhookDeliversSignedInOrder: a webhook receives, signed, every change of the records it
+// selects (kind, crisis, actual records only) in commit order, each version, deletes too; List
+// never shows the secret again and counts the deliveries.
+func TestWebhookDeliversSignedInOrder(t *testing.T) {
+	n := startWith(t, nil)
+	conn := dial(t, n)
+	hooks := pb.NewWebhookServiceClient(conn)
+	recs := pb.NewRecordServiceClient(conn)
+	rc := newReceiver(t)
+	wh := addWebhook(t, hooks, rc, &pb.AddWebhookRequest{Url: rc.url("/hook"), Kinds: []string{"shelter.capacity"}, Crises: []string{"oekraine"}})
+
+	put := func(r *pb.Record) {
+		t.Helper()
+		if _, err := recs.Put(callCtx(t), &pb.PutRequest{Record: r}); err != nil {
+			t.Fatalf("Put %s: %v", r.Id, err)
+		}
+	}
+	var want []string
+	for i := range 3 {
+		for _, id := range []string{"s1", "s2"} {
+			r := shelter(id)
+			r.Body = fmt.Appendf(nil, `{"municipality":"Utrecht","beds_total":100,"beds_free":%d}`, i)
+			put(r)
+			want = append(want, fmt.Sprintf("%s/%s@%d", config.DefaultOrg, id, i+1))
+		}
+	}
+	other := shelter("elsewhere")
+	other.Crisis = "overstroming"
+	put(other)
+	sit := &pb.Record{Id: "sr1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"title":"calm","summary":"calm"}`)}
+	put(sit)
+	ex := shelter("exercise-1")
+	ex.Status, ex.Exercise = pb.Status_EXERCISE, "oefening-1"
+	put(ex)
+	if _, err := recs.Delete(callCtx(t), &pb.DeleteRequest{Id: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, config.DefaultOrg+"/s1@4")
+
+	got := rc.waitFor(10*time.Second, "every change", func(a []arrival) bool { return len(a) >= len(want) })
+	// Nothing else may follow: the last change was the delete, so wait for a later own record.
+	time.Sleep(200 * time.Millisecond)
+	got = rc.arrivals()
+	if g := recordVersions(got); !slices.Equal(g, want) {
+		t.Fatalf("arrived %v, want %v", g, want)
+	}
+	last := got[len(got)-1]
+	if last.event.Type != "record.deleted" || got[0].event.Type != "record.changed" || !got[0].event.Data.Own {
+		t.Fatalf("events %q … %q (own %v): want record.changed … record.deleted, own", got[0].event.Type, last.event.Type, got[0].event.Data.Own)
+	}
+	if got[4].body["beds_free"] != float64(2) {
+		t.Fatalf("third version's body %v: want beds_free 2", got[4].body)
+	}
+	seen := map[string]bool{}
+	for _, a := range got {
+		if seen[a.message] {
+			t.Fatalf("message %s arrived twice", a.message)
+		}
+		seen[a.message] = true
+	}
+	list, err := hooks.List(callCtx(t), &pb.ListWebhooksRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Webhooks) != 1 || list.Webhooks[0].Id != wh.Id || list.Webhooks[0].Secret != "" ||
+		list.Webhooks[0].Delivered != int64(len(want)) || list.Webhooks[0].Queued != 0 {
+		t.Fatalf("List: %v: want %s with delivered %d, queued 0 and no secret", list.Webhooks, wh.Id, len(want))
+	}
+}
+
+// TestWebhookReceiverDownThenUp: while the receiver refuses connections, deliveries wait and
+// are retried; once it is up again everything arrives, in order, none lost.
+func TestWebhookReceiverDownThenUp(t *testing.T) {
+	n := startWith(t, nil)
+	conn := dial(t, n)
+	rc := newReceiver(t)
+	addWebhook(t, pb.NewWebhookServiceClient(conn), rc, &pb.AddWebhookRequest{Url: rc.url("/hook")})
+	rc.down()
+	recs := pb.NewRecordServiceClient(conn)
+	var want []string
+	for i := range 20 {
+		id := fmt.Sprintf("s%02d", i%5)
+		if _, err := recs.Put(callCtx(t), &pb.PutRequest{Record: shelter(id)}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%s/%s@%d", config.DefaultOrg, id, i/5+1))
+	}
+	// Let several attempts fail (the backoff starts at 20ms).
+	time.Sleep(300 * time.Millisecond)
+	if got := rc.arrivals(); len(got) != 0 {
+		t.Fatalf("%d arrived while the receiver was down", len(got))
+	}
+	rc.up()
+	got := rc.waitFor(10*time.Second, "everything after the receiver came up", func(a []arrival) bool { return len(a) >= len(want) })
+	if g := recordVersions(got); !slices.Equal(g, want) {
+		t.Fatalf("arrived %v, want %v", g, want)
+	}
+}
+
+// TestWebhookRefusals: Add refuses what a webhook must not reach, naming the field; a receiver
+// that redirects is not followed and the delivery becomes a failure at once, which Retry sends
+// again with the same webhook-id.
+func TestWebhookRefusals(t *testing.T) {
+	n := startWith(t, func(c *config.Config) {
+		c.Peers = []config.Peer{{Name: "b", TrustDomain: "b.crisis.test", Addresses: []string{"knooppunt.partner-b.nl:7443"}}}
+	})
+	conn := dial(t, n)
+	hooks := pb.NewWebhookServiceClient(conn)
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{"http://hooks.example.nl/x", "use https"},
+		{"https://10.1.2.3/x", "private address"},
+		{"https://192.168.1.10/x", "private address"},
+		{"https://169.254.169.254/latest/meta-data", "private address"},
+		{"https://[fd00::1]/x", "private address"},
+		{"https://0.0.0.0/x", "not a receiver's address"},
+		{"https://user:pw@hooks.example.nl/x", "user name or password"},
+		{"https://hooks.b.crisis.test/x", "host of peer b.crisis.test"},
+		{"https://knooppunt.partner-b.nl/x", "host of peer b.crisis.test"},
+		{"hooks.example.nl/x", "not an absolute URL"},
+	} {
+		_, err := hooks.Add(callCtx(t), &pb.AddWebhookRequest{Url: tc.url})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "url: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Add %s: %v: want INVALID_ARGUMENT naming url and saying %q", tc.url, err, tc.want)
+		}
+	}
+	if _, err := hooks.Add(callCtx(t), &pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Kinds: []string{"nope"}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "kinds: ") {
+		t.Errorf("Add with an unknown kind: %v", err)
+	}
+
+	rc := newReceiver(t)
+	elsewhere := 0
+	redirect := true
+	rc.answer = func(r *http.Request) int {
+		if r.URL.Path == "/elsewhere" {
+			elsewhere++
+			return 204
+		}
+		if redirect {
+			return http.StatusTemporaryRedirect
+		}
+		return 0
+	}
+	wh := addWebhook(t, hooks, rc, &pb.AddWebhookRequest{Url: rc.url("/hook")})
+	if _, err := pb.NewRecordServiceClient(conn).Put(callCtx(t), &pb.PutRequest{Record: shelter("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	var fails *pb.WebhookFailuresResponse
+	waitUntil(t, 10*time.Second, "the redirected delivery to become a failure", func() bool {
+		var err error
+		fails, err = hooks.Failures(callCtx(t), &pb.WebhookFailuresRequest{Webhook: wh.Id})
+		return err == nil && len(fails.Failures) == 1
+	})
+	f := fails.Failures[0]
+	if !strings.Contains(f.LastError, "redirect") || f.Attempts != 1 || f.RecordId != "s1" {
+		t.Fatalf("failure %v: want one attempt of s1 refused as a redirect", f)
+	}
+	rc.mu.Lock()
+	if elsewhere != 0 {
+		t.Errorf("the redirect was followed %d times", elsewhere)
+	}
+	redirect = false
+	rc.mu.Unlock()
+	if _, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: wh.Id, MessageIds: []string{"msg_nope"}}); status.Code(err) != codes.NotFound {
+		t.Errorf("Retry of a message that is no failure: %v, want NOT_FOUND", err)
+	}
+	resp, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: wh.Id})
+	if err != nil || resp.Queued != 1 {
+		t.Fatalf("Retry: %v, %v: want 1 queued", resp, err)
+	}
+	got := rc.waitFor(10*time.Second, "the retried delivery", func(a []arrival) bool { return len(a) == 1 })
+	if got[0].message != f.MessageId {
+		t.Fatalf("retried as %s, want its first webhook-id %s", got[0].message, f.MessageId)
+	}
+	if _, err := hooks.Remove(callCtx(t), &pb.RemoveWebhookRequest{Id: wh.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hooks.Remove(callCtx(t), &pb.RemoveWebhookRequest{Id: wh.Id}); status.Code(err) != codes.NotFound {
+		t.Fatalf("Remove twice: %v, want NOT_FOUND", err)
+	}
+}
+
+// TestWebhookForeignRecordsStayHome: a record a peer shared reaches the node's own webhook,
+// marked as not its own, with its origin; a webhook whose host became a peer's (peers are added
+// while webhooks exist) never gets it: the delivery is refused as a re-share.
+func TestWebhookForeignRecordsStayHome(t *testing.T) {
+	peers := []config.Peer{{Name: "b", TrustDomain: "b.crisis.test", Addresses: []string{"127.0.0.1:1"}}}
+	n := startWith(t, func(c *config.Config) { c.Peers = peers })
+	conn := dial(t, n)
+	hooks := pb.NewWebhookServiceClient(conn)
+	rc := newReceiver(t)
+	own := addWebhook(t, hooks, rc, &pb.AddWebhookRequest{Url: rc.url("/own")})
+	// A webhook to a host that is a peer's is refused at Add; one stored before its host became
+	// a peer's (here: stored through the log directly) is refused at delivery.
+	other := &pb.Webhook{Id: "wh_other", Url: "https://hooks.c.crisis.test/in", Secret: mustSecret(t)}
+	if _, err := n.Store().Apply(callCtx(t), &pb.Command{Cmd: &pb.Command_WebhookStep{WebhookStep: &pb.WebhookStep{Action: "add", Webhook: other, By: "test", At: timestamppb.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Organisation c becomes a peer, through the log as `peer accept` adds one.
+	if _, err := n.Store().Apply(callCtx(t), &pb.Command{Cmd: &pb.Command_PeerStep{PeerStep: &pb.PeerStep{Action: "add", Actor: "test", At: timestamppb.Now(),
+		Peer: &pb.PeerInfo{Name: "c", TrustDomain: "c.crisis.test", Addresses: []string{"knooppunt.c.crisis.test:7443"}, Bundle: []byte("pem")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	shared := &pb.SharedRecord{Record: &pb.Record{Id: "b-1", Origin: "b.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Body: []byte(`{"beds_free":3}`), Version: 2, UpdatedAt: timestamppb.Now()}}
+	if _, err := n.Store().Apply(callCtx(t), &pb.Command{Cmd: &pb.Command_CacheForeign{CacheForeign: &pb.CacheForeign{
+		Peer: "b", Origin: "b.crisis.test", Upserts: []*pb.SharedRecord{shared}, Cursor: 1, At: timestamppb.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	got := rc.waitFor(10*time.Second, "the peer's record at the own webhook", func(a []arrival) bool { return len(a) == 1 })
+	if d := got[0].event.Data; d.Own || d.Origin != "b.crisis.test" || d.Webhook != own.Id {
+		t.Fatalf("arrived %+v: want the record of b.crisis.test, not own, for %s", d, own.Id)
+	}
+	var fails *pb.WebhookFailuresResponse
+	waitUntil(t, 10*time.Second, "the re-share to be refused", func() bool {
+		var err error
+		fails, err = hooks.Failures(callCtx(t), &pb.WebhookFailuresRequest{Webhook: other.Id})
+		return err == nil && len(fails.Failures) == 1
+	})
+	if f := fails.Failures[0]; !strings.Contains(f.LastError, "no re-share") || f.Origin != "b.crisis.test" {
+		t.Fatalf("failure %v: want the record of b.crisis.test refused as a re-share", f)
+	}
+}
+
+func mustSecret(t *testing.T) string {
+	s, err := webhook.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.String()
+}
+
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
