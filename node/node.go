@@ -237,7 +237,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.authz = api.NewAuthorizer(access, n.log)
 	n.authz.OnFederationDenied(func(caller, method, reason string) { n.auditDenied(db.AuditFederationDenied, caller, method, reason) })
 	n.authz.SetMembers(n.isReplica)
-	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes}
+	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes, Scopes: cfg.CAP.ScopeClassifications()}
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
 	status := nodestatus.New(nodestatus.Config{
 		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(),

@@ -31,10 +31,14 @@ type alertJSON struct {
 	RuleVersion int64             `json:"rule_version"`
 	Severity    string            `json:"severity"`
 	Region      string            `json:"region"`
-	Status      string            `json:"status"`
+	State       string            `json:"state"`
 	FiredAt     time.Time         `json:"fired_at"`
 	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
 	Values      []json.RawMessage `json:"values"`
+	// Info are the CAP info blocks; the first one's severity is shown.
+	Info []struct {
+		Severity string `json:"severity"`
+	} `json:"info,omitempty"`
 }
 
 func newAlertListCmd() *cobra.Command {
@@ -72,6 +76,10 @@ func newAlertListCmd() *cobra.Command {
 							return fmt.Errorf("alert %s: %w", r.Id, err)
 						}
 						a.ID = r.Id
+						if len(a.Info) > 0 {
+							a.Severity = a.Info[0].Severity
+						}
+						a.Info = nil
 						out = append(out, a)
 					}
 					if resp.NextPageToken == "" {
@@ -85,13 +93,13 @@ func newAlertListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "RULE\tREGION\tSEVERITY\tSTATUS\tFIRED AT\tRESOLVED AT\tID")
+				fmt.Fprintln(tw, "RULE\tREGION\tSEVERITY\tSTATE\tFIRED AT\tRESOLVED AT\tID")
 				for _, a := range out {
 					res := ""
 					if a.ResolvedAt != nil {
 						res = a.ResolvedAt.Local().Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Rule, a.Region, a.Severity, a.Status, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Rule, a.Region, a.Severity, a.State, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
 				}
 				return tw.Flush()
 			})
