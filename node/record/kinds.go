@@ -224,7 +224,7 @@ func Alert() Kind {
 		Description: "A CAP 1.2 alert: imported, or written by an early-warning rule when it fires in a region (one per episode, resolved when it clears).",
 		// No text fields: search reads every string, the info blocks' headlines and
 		// descriptions in every language among them.
-		Schema:      json.RawMessage(alertSchema),
+		Schema: json.RawMessage(alertSchema),
 	}
 }
 
