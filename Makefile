@@ -22,6 +22,7 @@ test: build spire browser xmllint ## every test: unit, API, crash, fuzz smoke, S
 	# as a failure when a duration runs out (golang/go#75804, fixed in Go 1.27). 20000 runs take
 	# about 5-10 s here.
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzCheckPut -fuzztime 20000x ./node/record
+	$(GO) test -count=1 -run '^$$' -fuzz FuzzParse -fuzztime 20000x ./node/cap
 
 test-short: ## the quick tests only
 	$(GO) test -short -count=1 ./...

@@ -161,16 +161,20 @@ func Parse(r io.Reader, max int64) (*Alert, error) {
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("%w: over the limit of %d bytes", ErrTooLarge, max)
 	}
-	root, err := scan(data)
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	root, err := prolog(dec)
 	if err != nil {
 		return nil, err
 	}
-	if root.Local != "alert" || root.Space != Namespace {
-		return nil, fmt.Errorf("%w: the root element is <%s> in namespace %q: use <alert xmlns=%q>", ErrNamespace, root.Local, root.Space, Namespace)
+	if root.Name.Local != "alert" || root.Name.Space != Namespace {
+		return nil, fmt.Errorf("%w: the root element is <%s> in namespace %q: use <alert xmlns=%q>", ErrNamespace, root.Name.Local, root.Name.Space, Namespace)
 	}
 	var a Alert
-	if err := xml.NewDecoder(bytes.NewReader(data)).Decode(&a); err != nil {
+	if err := dec.DecodeElement(&a, &root); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := epilog(dec, root.Name.Local); err != nil {
+		return nil, err
 	}
 	if err := a.Check(); err != nil {
 		return nil, err
@@ -178,44 +182,52 @@ func Parse(r io.Reader, max int64) (*Alert, error) {
 	return &a, nil
 }
 
-// scan walks every token of the document before anything is decoded: it refuses a DTD (or any
-// other declaration) wherever it stands, and content after the root element, and returns the
-// root element's name.
-func scan(data []byte) (xml.Name, error) {
-	dec := xml.NewDecoder(bytes.NewReader(data))
-	var root xml.Name
-	depth := 0
+// prolog reads up to the root element and returns it. A DTD (or any other declaration) is
+// refused here, where XML allows one: encoding/xml never defines or expands an entity a DTD
+// declares, but a document that brings one is refused outright rather than half read.
+func prolog(dec *xml.Decoder) (xml.StartElement, error) {
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
-			break
+			return xml.StartElement{}, fmt.Errorf("%w: no root element: the document is empty", ErrMalformed)
 		}
 		if err != nil {
-			return root, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return xml.StartElement{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 		switch t := tok.(type) {
 		case xml.Directive:
-			return root, fmt.Errorf("%w: the document declares <!%s>: send the alert without a DOCTYPE", ErrDTD, firstWord(t))
+			return xml.StartElement{}, fmt.Errorf("%w: the document declares <!%s>: send the alert without a DOCTYPE", ErrDTD, firstWord(t))
 		case xml.StartElement:
-			if depth == 0 {
-				if root.Local != "" {
-					return root, fmt.Errorf("%w: a second root element <%s> after <%s>: send one alert per document", ErrMalformed, t.Name.Local, root.Local)
-				}
-				root = t.Name
-			}
-			depth++
-		case xml.EndElement:
-			depth--
+			return t, nil
 		case xml.CharData:
-			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
-				return root, fmt.Errorf("%w: text outside the root element", ErrMalformed)
+			if len(bytes.TrimSpace(t)) > 0 {
+				return xml.StartElement{}, fmt.Errorf("%w: text before the root element", ErrMalformed)
 			}
 		}
 	}
-	if root.Local == "" {
-		return root, fmt.Errorf("%w: no root element: the document is empty", ErrMalformed)
+}
+
+// epilog reads what follows the root element: comments and white space only.
+func epilog(dec *xml.Decoder, root string) error {
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		switch t := tok.(type) {
+		case xml.Directive:
+			return fmt.Errorf("%w: the document declares <!%s>: send the alert without a DOCTYPE", ErrDTD, firstWord(t))
+		case xml.StartElement:
+			return fmt.Errorf("%w: a second root element <%s> after <%s>: send one alert per document", ErrMalformed, t.Name.Local, root)
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) > 0 {
+				return fmt.Errorf("%w: text after the root element", ErrMalformed)
+			}
+		}
 	}
-	return root, nil
 }
 
 func firstWord(d xml.Directive) string {
