@@ -96,7 +96,7 @@ func (c CAP) Check() error {
 		if _, ok := record.AlertScopes[scope]; !ok {
 			return fmt.Errorf("cap.scopes.%s: not a CAP scope: use Public, Restricted or Private", scope)
 		}
-		if _, err := record.ParseClassification(name); err != nil {
+		if cl, err := record.ParseClassification(name); err != nil || cl == pb.Classification_CLASSIFICATION_UNSPECIFIED {
 			return fmt.Errorf("cap.scopes.%s: %q is not a classification: use public, internal, confidential or secret", scope, name)
 		}
 	}
