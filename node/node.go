@@ -581,16 +581,7 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 	mux := http.NewServeMux()
 	mux.Handle(cap.FeedPath, n.alertFeed(cfg))
 	mux.Handle("/", web)
-	n.web = &http.Server{
-		Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
-	go func() {
-		if err := n.web.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.served <- err
-		}
-	}()
+	n.web = n.serveHTTP(lis, mux)
 	n.log.Info("web interface serving", "listen", n.webAddr.String(), "public_url", uc.PublicURL)
 	return nil
 }
@@ -632,18 +623,25 @@ func (n *Node) serveFeed(cfg *config.Config) error {
 	mux := http.NewServeMux()
 	mux.Handle(cap.FeedPath, n.alertFeed(cfg))
 	n.feedAddr = lis.Addr()
-	n.feed = &http.Server{
-		Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	n.feed = n.serveHTTP(lis, mux)
+	n.log.Info("alert feed serving", "listen", n.feedAddr.String(), "path", cap.FeedPath)
+	return nil
+}
+
+// serveHTTP serves h on lis with the node's HTTP limits; a server that stops on its own is
+// reported on Failed.
+func (n *Node) serveHTTP(lis net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{
+		Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	go func() {
-		if err := n.feed.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.served <- err
 		}
 	}()
-	n.log.Info("alert feed serving", "listen", n.feedAddr.String(), "path", cap.FeedPath)
-	return nil
+	return srv
 }
 
 // FeedAddr is the alert feed's own listener, or nil when feed.listen is not set.

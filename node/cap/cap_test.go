@@ -100,15 +100,7 @@ func TestOASISExamplesImport(t *testing.T) {
 			if stored.Classification != pb.Classification_PUBLIC || stored.Status != pb.Status_ACTUAL {
 				t.Fatalf("a Public Actual alert became %s %s", stored.Classification, stored.Status)
 			}
-			out, err := cap.FromRecord(stored, cap.ExportOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			xmlOut, err := out.Marshal()
-			if err != nil {
-				t.Fatal(err)
-			}
-			captest.Validate(t, f+" exported", xmlOut)
+			_, xmlOut := captest.Export(t, stored)
 			same(t, f, parse(t, xmlOut), a)
 		})
 	}
@@ -152,15 +144,7 @@ func TestRoundTrip(t *testing.T) {
 			if stored.Classification != tc.wantClass {
 				t.Fatalf("scope %s became %s, want %s", tc.scope, stored.Classification, tc.wantClass)
 			}
-			out, err := cap.FromRecord(stored, cap.ExportOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			doc, err := out.Marshal()
-			if err != nil {
-				t.Fatal(err)
-			}
-			captest.Validate(t, "the exported alert", doc)
+			_, doc := captest.Export(t, stored)
 			same(t, "import then export", parse(t, doc), &in)
 		})
 	}
@@ -272,15 +256,7 @@ func TestSitrepExport(t *testing.T) {
 		Body: []byte(`{"title":"Dijken houden stand","summary":"Geen doorbraken; het water zakt.","severity":"high"}`)}
 	for _, v := range []int64{1, 2} {
 		rec.Version = v
-		a, err := cap.FromRecord(rec, cap.ExportOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := a.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		captest.Validate(t, "the sitrep", doc)
+		a, _ := captest.Export(t, rec)
 		want := map[int64]string{1: "Alert", 2: "Update"}[v]
 		in := a.Info[0]
 		if a.MsgType != want || a.Scope != "Restricted" || a.Status != "Actual" || in.Headline != "Dijken houden stand" ||

@@ -121,17 +121,25 @@ func (f Feed) Check() error {
 		}
 		return nil
 	}
-	host, _, err := net.SplitHostPort(f.Listen)
+	_, err := checkHTTPListener("feed", f.Listen, "127.0.0.1:8088", f.TLS)
+	return err
+}
+
+// checkHTTPListener checks the listen address and certificate of the HTTP listener of a section
+// (ui, feed): host:port, both certificate files or neither, and without them a loopback
+// address, where plain HTTP is allowed. It returns the host.
+func checkHTTPListener(section, listen, example string, t UITLS) (string, error) {
+	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
-		return fmt.Errorf("feed.listen: %q: use host:port, such as 127.0.0.1:8088", f.Listen)
+		return "", fmt.Errorf("%s.listen: %q: use host:port, such as %s", section, listen, example)
 	}
-	if (f.TLS.CertFile == "") != (f.TLS.KeyFile == "") {
-		return errors.New("feed.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)")
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return "", fmt.Errorf("%s.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)", section)
 	}
-	if f.TLS.CertFile == "" && !IsLoopback(host) {
-		return fmt.Errorf("feed.listen: %s is not a loopback address: plain HTTP is allowed only on loopback; set feed.tls.cert_file and feed.tls.key_file, or listen on 127.0.0.1", f.Listen)
+	if t.CertFile == "" && !IsLoopback(host) {
+		return "", fmt.Errorf("%[1]s.listen: %[2]s is not a loopback address: plain HTTP is allowed only on loopback; set %[1]s.tls.cert_file and %[1]s.tls.key_file, or listen on 127.0.0.1", section, listen)
 	}
-	return nil
+	return host, nil
 }
 
 // HTTP configures the REST/JSON API. It serves HTTPS with the node's X.509-SVID, so it needs
@@ -633,17 +641,11 @@ func (u *UI) Check() error {
 	if u.Listen == "" {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(u.Listen)
+	host, err := checkHTTPListener("ui", u.Listen, "127.0.0.1:8080", u.TLS)
 	if err != nil {
-		return fmt.Errorf("ui.listen: %q: use host:port, such as 127.0.0.1:8080", u.Listen)
-	}
-	if (u.TLS.CertFile == "") != (u.TLS.KeyFile == "") {
-		return errors.New("ui.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)")
+		return err
 	}
 	tls := u.TLS.CertFile != ""
-	if !tls && !IsLoopback(host) {
-		return fmt.Errorf("ui.listen: %s is not a loopback address: plain HTTP is allowed only on loopback; set ui.tls.cert_file and ui.tls.key_file, or listen on 127.0.0.1", u.Listen)
-	}
 	if u.PublicURL == "" {
 		if !IsLoopback(host) {
 			return errors.New("ui.public_url: missing: the address people's browsers use, such as https://knooppunt.example.nl")

@@ -318,14 +318,7 @@ ui:
 		{"short session", "  listen: 127.0.0.1:8080\n  session_ttl: 10s" + oidc,
 			`ui.session_ttl: 10s is too short: use 1m or more, such as 8h`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\nui:\n"+tc.ui)
-			_, err := config.Load(path)
-			want := "config " + path + ": " + tc.want
-			if err == nil || err.Error() != want {
-				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { loadFails(t, "ui:\n"+tc.ui, tc.want) })
 	}
 }
 
@@ -383,14 +376,7 @@ http:
 		{"settings without listen", "http:\n  audience: [x]\n",
 			`http.listen: missing: jwt_bundle_file and audience configure the REST API, which is off without it`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+tc.body)
-			_, err := config.Load(path)
-			want := "config " + path + ": " + tc.want
-			if err == nil || err.Error() != want {
-				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { loadFails(t, tc.body, tc.want) })
 	}
 }
 
@@ -426,13 +412,17 @@ func TestLoadCAPAndFeed(t *testing.T) {
 		{"feed half a certificate", "feed:\n  listen: 127.0.0.1:8088\n  tls: {cert_file: a.crt}\n", `feed.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)`},
 		{"feed tls without listen", "feed:\n  tls: {cert_file: a.crt, key_file: a.key}\n", `feed.listen: missing: feed.tls configures the feed's own listener, which is off without it`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+tc.body)
-			_, err := config.Load(path)
-			want := "config " + path + ": " + tc.want
-			if err == nil || err.Error() != want {
-				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { loadFails(t, tc.body, tc.want) })
+	}
+}
+
+// loadFails loads a config of org a.crisis.test with body and fails the test unless Load
+// refuses it with exactly want, after the file's name.
+func loadFails(t *testing.T, body, want string) {
+	t.Helper()
+	path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+body)
+	_, err := config.Load(path)
+	if want = "config " + path + ": " + want; err == nil || err.Error() != want {
+		t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/knooppunt/knooppunt/node/cap"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // Install is the command that installs xmllint.
@@ -39,4 +42,20 @@ func Validate(tb testing.TB, name string, doc []byte) {
 	if err != nil {
 		tb.Fatalf("%s is not valid CAP 1.2 (%v):\n%s\n%s", name, err, out, doc)
 	}
+}
+
+// Export writes a record as CAP 1.2, as `knooppunt export` does, and fails the test unless the
+// document is valid against the schema. It returns the alert and the document.
+func Export(tb testing.TB, r *pb.Record) (*cap.Alert, []byte) {
+	tb.Helper()
+	a, err := cap.FromRecord(r, cap.ExportOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	doc, err := a.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	Validate(tb, "record "+r.Id+" as CAP", doc)
+	return a, doc
 }
