@@ -19,7 +19,8 @@ func newAlertCmd() *cobra.Command {
 		Short: "Alerts the node's early-warning rules wrote",
 		Long: `When a stored rule fires in a region, the leader writes one alert record (kind alert) through
 Raft, and marks it resolved when the rule clears. Alerts are records: they travel to partners
-under approved policies like any other.`,
+under approved policies like any other. Alerts imported from CAP 1.2 (import --format cap) are
+records of the same kind: record list --kind alert lists them too.`,
 	}
 	cmd.AddCommand(newAlertListCmd())
 	return cmd
@@ -71,6 +72,9 @@ func newAlertListCmd() *cobra.Command {
 						return err
 					}
 					for _, r := range resp.Records {
+						if r.Labels["rule"] == "" {
+							continue // an imported CAP alert: record list --kind alert shows it
+						}
 						var a alertJSON
 						if err := json.Unmarshal(r.Body, &a); err != nil {
 							return fmt.Errorf("alert %s: %w", r.Id, err)

@@ -125,6 +125,12 @@ func TestCLICAP(t *testing.T) {
 	if ids := alertIDs(); len(ids) != 2 {
 		t.Fatalf("alerts %v, want 2", ids)
 	}
+	// alert list is for the early-warning rules' alerts: imported ones are not among them.
+	var ruleAlerts []map[string]any
+	cli(t, nil, "", "alert", "list", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &ruleAlerts)
+	if len(ruleAlerts) != 0 {
+		t.Fatalf("alert list shows imported CAP alerts: %v", ruleAlerts)
+	}
 
 	// A sitrep exports as an informational alert.
 	cli(t, nil, "", "record", "put", "--node", addr, "--id", "sitrep-1", "--kind", "sitrep", "--crisis", "hoogwater", "--region", "VR19",
