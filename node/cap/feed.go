@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/xml"
 	"log/slog"
 	"net/http"
@@ -138,7 +140,8 @@ func (f *Feed) Build(recs []*pb.Record) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// ServeHTTP serves the feed to GET and HEAD.
+// ServeHTTP serves the feed to GET and HEAD, with an ETag, so that a poller whose copy is current
+// gets 304 Not Modified.
 func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -157,11 +160,12 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the alert feed could not be written", http.StatusInternalServerError)
 		return
 	}
+	// An ETag, not a Last-Modified: a cancelled alert leaves the feed without making it newer,
+	// and a poller must still see that it changed.
+	sum := sha256.Sum256(body)
 	w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if r.Method == http.MethodHead {
-		return
-	}
-	w.Write(body)
+	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:12])+`"`)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }

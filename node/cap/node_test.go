@@ -182,6 +182,35 @@ func TestUpdateAndCancelChains(t *testing.T) {
 	if got := feedHeadlines(); len(got) != 1 || got[0] != "Onbekend" {
 		t.Fatalf("the feed: %v", got)
 	}
+	// A poller whose copy is current gets 304; after a change, the new feed.
+	etag := func() string {
+		t.Helper()
+		resp, err := http.Head(feeds[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("ETag")
+	}
+	conditional := func(tag string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, feeds[0], nil)
+		req.Header.Set("If-None-Match", tag)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	before := etag()
+	if code := conditional(before); before == "" || code != http.StatusNotModified {
+		t.Fatalf("GET with the current ETag %q: %d, want 304", before, code)
+	}
+	mustApply(alertDoc("Cancel", "zz-4", ref("zz-2"), "Public", "x"), cap.ImportOptions{}, cap.Cancelled)
+	if code := conditional(before); code != http.StatusOK || etag() == before {
+		t.Fatalf("GET with the old ETag after a Cancel: %d, want 200 and a new ETag", code)
+	}
 	// The feed is read-only.
 	resp, err := http.Post(feeds[0], "text/plain", strings.NewReader("x"))
 	if err != nil {
