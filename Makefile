@@ -10,18 +10,19 @@ export CGO_ENABLED := 1
 # The full-text index needs SQLite's FTS5: every build and test runs with go-sqlite3's tag for it.
 export GOFLAGS += -tags=sqlite_fts5
 
-.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean ui-assets ui-screenshots browser
+.PHONY: build test test-short demo proto proto-check lint fmt-check vet bench spire clean ui-assets ui-screenshots browser xmllint
 
 build: ## build the knooppunt binary into $(BIN)
 	$(GO) build -o $(BIN)/knooppunt ./cmd/knooppunt
 
 test: export KNOOPPUNT_SPIRE_DIR := $(SPIRE)
-test: build spire browser ## every test: unit, API, crash, fuzz smoke, SPIRE integration, browser
+test: build spire browser xmllint ## every test: unit, API, crash, fuzz smoke, SPIRE integration, browser
 	$(GO) test -race -count=1 -timeout 15m ./...
 	# A count, not a duration: Go 1.26's fuzz coordinator can report "context deadline exceeded"
 	# as a failure when a duration runs out (golang/go#75804, fixed in Go 1.27). 20000 runs take
 	# about 5-10 s here.
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzCheckPut -fuzztime 20000x ./node/record
+	$(GO) test -count=1 -run '^$$' -fuzz FuzzParse -fuzztime 20000x ./node/cap
 
 test-short: ## the quick tests only
 	$(GO) test -short -count=1 ./...
@@ -60,6 +61,15 @@ browser: ## chromium for the web interface's browser tests: apt-get installs it 
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else \
 			echo "the browser tests need chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+		fi; }
+
+xmllint: ## xmllint (libxml2-utils) checks every CAP 1.2 document the tests write: apt-get installs it when run as root
+	@command -v xmllint >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing libxml2-utils (xmllint) for the CAP tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libxml2-utils >/dev/null; \
+		else \
+			echo "the CAP tests need xmllint: sudo apt-get install -y libxml2-utils" >&2; exit 1; \
 		fi; }
 
 ui-screenshots: browser ## the screenshots of docs/ui.md, taken by the browser test

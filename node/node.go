@@ -49,6 +49,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/records"
 	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/api/webhooks"
+	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -115,6 +116,8 @@ type Node struct {
 	metrics    *http.Server
 	web        *http.Server // the web interface (node/ui), when ui.listen is set
 	webAddr    net.Addr
+	feed       *http.Server // the alert feed's own listener, when feed.listen is set
+	feedAddr   net.Addr
 	rest       *http.Server // the REST API (node/api/rest), when http.listen is set
 	restAddr   net.Addr
 	sockPath   string
@@ -252,7 +255,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.authz = api.NewAuthorizer(access, n.log)
 	n.authz.OnFederationDenied(func(caller, method, reason string) { n.auditDenied(db.AuditFederationDenied, caller, method, reason) })
 	n.authz.SetMembers(n.isReplica)
-	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes}
+	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes, Scopes: cfg.CAP.ScopeClassifications()}
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
 	status := nodestatus.New(nodestatus.Config{
 		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(),
@@ -373,6 +376,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		defer func() {
 			if !ok {
 				n.web.Close()
+			}
+		}()
+	}
+	if cfg.Feed.Listen != "" {
+		if err := n.serveFeed(cfg); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if !ok {
+				n.feed.Close()
 			}
 		}()
 	}
@@ -590,19 +603,74 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 		lis = tls.NewListener(lis, tlsConf)
 	}
 	n.webAddr = lis.Addr()
-	n.web = &http.Server{
-		Handler: web, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	mux := http.NewServeMux()
+	mux.Handle(cap.FeedPath, n.alertFeed(cfg))
+	mux.Handle("/", web)
+	n.web = n.serveHTTP(lis, mux)
+	n.log.Info("web interface serving", "listen", n.webAddr.String(), "public_url", uc.PublicURL)
+	return nil
+}
+
+// alertFeed is the Atom feed of the node's public, actual alerts (package cap). It reads the
+// database directly, as the feed needs no sign-in: only own public alert records are read.
+func (n *Node) alertFeed(cfg *config.Config) *cap.Feed {
+	return cap.NewFeed(cap.FeedConfig{Org: cfg.Org, Name: cfg.Name, Logger: n.log, Alerts: func(ctx context.Context) ([]*pb.Record, error) {
+		var out []*pb.Record
+		f := db.Filter{Kind: cap.Kind, MaxClassification: pb.Classification_PUBLIC, PageSize: 1000}
+		for {
+			recs, next, err := n.db.List(ctx, f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, recs...)
+			if next == "" {
+				return out, nil
+			}
+			f.PageToken = next
+		}
+	}})
+}
+
+// serveFeed serves the alert feed on cfg.Feed.Listen, a listener of its own.
+func (n *Node) serveFeed(cfg *config.Config) error {
+	lis, err := net.Listen("tcp", cfg.Feed.Listen)
+	if err != nil {
+		return fmt.Errorf("node: feed.listen %s: %w", cfg.Feed.Listen, err)
+	}
+	if cfg.Feed.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Feed.TLS.CertFile, cfg.Feed.TLS.KeyFile)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("node: feed.tls: %w", err)
+		}
+		lis = tls.NewListener(lis, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	mux := http.NewServeMux()
+	mux.Handle(cap.FeedPath, n.alertFeed(cfg))
+	n.feedAddr = lis.Addr()
+	n.feed = n.serveHTTP(lis, mux)
+	n.log.Info("alert feed serving", "listen", n.feedAddr.String(), "path", cap.FeedPath)
+	return nil
+}
+
+// serveHTTP serves h on lis with the node's HTTP limits; a server that stops on its own is
+// reported on Failed.
+func (n *Node) serveHTTP(lis net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{
+		Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	go func() {
-		if err := n.web.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.served <- err
 		}
 	}()
-	n.log.Info("web interface serving", "listen", n.webAddr.String(), "public_url", uc.PublicURL)
-	return nil
+	return srv
 }
+
+// FeedAddr is the alert feed's own listener, or nil when feed.listen is not set.
+func (n *Node) FeedAddr() net.Addr { return n.feedAddr }
 
 // uiLeader tells the web interface whether this replica leads its Raft group, and if not, the
 // leader's web interface (raft.servers[].ui) where an officer takes policy steps and phase
@@ -700,6 +768,11 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.rest != nil {
 		if err := n.rest.Shutdown(ctx); err != nil {
 			n.rest.Close()
+		}
+	}
+	if n.feed != nil {
+		if err := n.feed.Shutdown(ctx); err != nil {
+			n.feed.Close()
 		}
 	}
 	if n.stopPeers != nil {

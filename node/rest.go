@@ -3,12 +3,8 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -60,16 +56,7 @@ func (n *Node) serveREST(ctx context.Context, cfg *config.Config, register func(
 		return fmt.Errorf("node: http.listen %s: %w", cfg.HTTP.Listen, err)
 	}
 	n.restAddr = lis.Addr()
-	n.rest = &http.Server{
-		Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
-	go func() {
-		if err := n.rest.Serve(tls.NewListener(lis, srv.TLSConfig())); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.served <- err
-		}
-	}()
+	n.rest = n.serveHTTP(tls.NewListener(lis, srv.TLSConfig()), srv)
 	n.log.Info("REST API serving", "listen", n.restAddr.String(), "audience", audience, "jwt_svid", jwt != nil)
 	return nil
 }

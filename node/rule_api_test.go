@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/node/cap"
+	"github.com/knooppunt/knooppunt/node/cap/captest"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -148,6 +150,11 @@ clear: sum("shelter.capacity", "beds_free") > 20
 	beds(5)
 	waitFor("firing alert", func(f, r []string) bool { return len(f) == 1 && len(r) == 0 })
 	first, _ := alerts()
+	firing := exportAlert(t, records, first[0])
+	if firing.MsgType != "Alert" || firing.Identifier != first[0] || firing.Sender != mtlsOwnTD || firing.Scope != "Restricted" ||
+		firing.Info[0].Severity != "Severe" || firing.Info[0].Event != "zeeland-beds-low" || firing.Info[0].Area[0].Geocode[0].Value != "VR19" {
+		t.Fatalf("the firing alert as CAP: %+v", firing)
+	}
 	if firingGauge() != 1 {
 		t.Errorf("knooppunt_rule_firing is %g while the rule fires, want 1", firingGauge())
 	}
@@ -163,6 +170,23 @@ clear: sum("shelter.capacity", "beds_free") > 20
 	if firingGauge() != 0 {
 		t.Errorf("knooppunt_rule_firing is %g after the rule cleared, want 0", firingGauge())
 	}
+	resolved := exportAlert(t, records, first[0])
+	if resolved.MsgType != "Update" || resolved.References != mtlsOwnTD+","+first[0]+","+firing.Sent || resolved.Info[0].Expires == "" ||
+		resolved.Info[0].ResponseType[0] != "AllClear" {
+		t.Fatalf("the resolved alert as CAP: %+v", resolved)
+	}
 	beds(1)
 	waitFor("second episode", func(f, r []string) bool { return len(f) == 1 && len(r) == 1 && f[0] != first[0] })
+}
+
+// exportAlert reads an alert record and writes it as CAP 1.2, which must be valid against the
+// OASIS schema.
+func exportAlert(t *testing.T, records pb.RecordServiceClient, id string) *cap.Alert {
+	t.Helper()
+	r, err := records.Get(t.Context(), &pb.GetRequest{Id: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := captest.Export(t, r)
+	return a
 }

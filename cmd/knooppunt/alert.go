@@ -19,7 +19,8 @@ func newAlertCmd() *cobra.Command {
 		Short: "Alerts the node's early-warning rules wrote",
 		Long: `When a stored rule fires in a region, the leader writes one alert record (kind alert) through
 Raft, and marks it resolved when the rule clears. Alerts are records: they travel to partners
-under approved policies like any other.`,
+under approved policies like any other. Alerts imported from CAP 1.2 (import --format cap) are
+records of the same kind: record list --kind alert lists them too.`,
 	}
 	cmd.AddCommand(newAlertListCmd())
 	return cmd
@@ -31,10 +32,14 @@ type alertJSON struct {
 	RuleVersion int64             `json:"rule_version"`
 	Severity    string            `json:"severity"`
 	Region      string            `json:"region"`
-	Status      string            `json:"status"`
+	State       string            `json:"state"`
 	FiredAt     time.Time         `json:"fired_at"`
 	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
 	Values      []json.RawMessage `json:"values"`
+	// Info are the CAP info blocks; the first one's severity is shown.
+	Info []struct {
+		Severity string `json:"severity"`
+	} `json:"info,omitempty"`
 }
 
 func newAlertListCmd() *cobra.Command {
@@ -67,11 +72,18 @@ func newAlertListCmd() *cobra.Command {
 						return err
 					}
 					for _, r := range resp.Records {
+						if r.Labels["rule"] == "" {
+							continue // an imported CAP alert: record list --kind alert shows it
+						}
 						var a alertJSON
 						if err := json.Unmarshal(r.Body, &a); err != nil {
 							return fmt.Errorf("alert %s: %w", r.Id, err)
 						}
 						a.ID = r.Id
+						if len(a.Info) > 0 {
+							a.Severity = a.Info[0].Severity
+						}
+						a.Info = nil
 						out = append(out, a)
 					}
 					if resp.NextPageToken == "" {
@@ -85,13 +97,13 @@ func newAlertListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "RULE\tREGION\tSEVERITY\tSTATUS\tFIRED AT\tRESOLVED AT\tID")
+				fmt.Fprintln(tw, "RULE\tREGION\tSEVERITY\tSTATE\tFIRED AT\tRESOLVED AT\tID")
 				for _, a := range out {
 					res := ""
 					if a.ResolvedAt != nil {
 						res = a.ResolvedAt.Local().Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Rule, a.Region, a.Severity, a.Status, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Rule, a.Region, a.Severity, a.State, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
 				}
 				return tw.Flush()
 			})

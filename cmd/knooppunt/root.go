@@ -23,7 +23,7 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newStatusCmd(), newDemoCmd(), newCACmd(),
+	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newExportCmd(), newStatusCmd(), newDemoCmd(), newCACmd(),
 		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newPhaseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd())
 	return root
 }

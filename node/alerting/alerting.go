@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api/rules"
+	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -25,7 +27,7 @@ import (
 )
 
 // Kind is the kind of alert records.
-const Kind = "alert"
+const Kind = record.AlertKind
 
 // Config wires the evaluator.
 type Config struct {
@@ -213,15 +215,14 @@ func (e *Evaluator) rebuild(rule *warn.Rule, h *warn.History, region string, ope
 	return s
 }
 
-// alertBody is an alert record's body: what fired, where, when, and on which values. The
-// severity and status words are CAP's (severity, and status of the episode).
+// alertBody is an alert record's body: a CAP 1.2 alert (see node/cap), and beside it what fired,
+// where, when, and on which values.
 type alertBody struct {
+	cap.Alert
 	Rule        string         `json:"rule"`
 	RuleVersion int64          `json:"rule_version"`
-	Severity    string         `json:"severity"`
-	Description string         `json:"description,omitempty"`
 	Region      string         `json:"region"`
-	Status      string         `json:"status"` // firing or resolved
+	State       string         `json:"state"` // firing or resolved
 	FiredAt     time.Time      `json:"fired_at"`
 	ResolvedAt  *time.Time     `json:"resolved_at,omitempty"`
 	Condition   string         `json:"condition"`
@@ -229,6 +230,34 @@ type alertBody struct {
 	ClearValues []warn.Reading `json:"clear_values,omitempty"`
 	// History says how to see the values over time.
 	History string `json:"history"`
+}
+
+// restriction is the CAP restriction of the rules' alerts, which are internal records.
+const restriction = "Knooppunt partners under the sharing policies the origin's security officers approved"
+
+// capFields writes the CAP fields of an alert from what fired: an Alert when it fires, and an
+// Update that references it and gives the all-clear when it resolves. The alert record's id is
+// the CAP identifier of the firing alert.
+func (b *alertBody) capFields(org, id, severity, description string) {
+	sev := strings.ToUpper(severity[:min(1, len(severity))]) + severity[min(1, len(severity)):]
+	if !slices.Contains(cap.Severities, sev) {
+		sev = "Unknown"
+	}
+	fired := cap.FormatTime(b.FiredAt)
+	b.Alert = cap.Alert{Identifier: id, Sender: org, Sent: fired, Status: "Actual", MsgType: "Alert", Scope: "Restricted", Restriction: restriction,
+		Info: []cap.Info{{
+			Category: []string{"Other"}, Event: b.Rule, ResponseType: []string{"Monitor"}, Urgency: "Expected", Severity: sev, Certainty: "Likely",
+			SenderName: org, Headline: fmt.Sprintf("Early-warning rule %s fires in %s", b.Rule, b.Region), Description: description,
+			Effective: fired, Area: []cap.Area{cap.RegionArea(b.Region)},
+		}}}
+	if b.State == "resolved" && b.ResolvedAt != nil {
+		resolved := cap.FormatTime(*b.ResolvedAt)
+		b.Identifier, b.Sent, b.MsgType = id+".resolved", resolved, "Update"
+		b.References = org + "," + id + "," + fired
+		in := &b.Info[0]
+		in.ResponseType, in.Urgency, in.Expires = []string{"AllClear"}, "Past", resolved
+		in.Headline = fmt.Sprintf("Early-warning rule %s cleared in %s", b.Rule, b.Region)
+	}
 }
 
 // AlertID is the id of the alert of an episode: the rule, the region and the instant it fired. A
@@ -239,12 +268,14 @@ func AlertID(rule, region string, firedAt time.Time) string {
 
 // fire writes the alert of an episode that began at firedAt, unless it was written before.
 func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, region string, firedAt time.Time, read []warn.Reading) error {
-	b := alertBody{Rule: row.Name, RuleVersion: row.Version, Severity: rule.Doc.Severity, Description: rule.Doc.Description, Region: region,
-		Status: "firing", FiredAt: firedAt, Condition: rule.Doc.When, Values: read,
+	b := alertBody{Rule: row.Name, RuleVersion: row.Version, Region: region,
+		State: "firing", FiredAt: firedAt, Condition: rule.Doc.When, Values: read,
 		History: fmt.Sprintf("knooppunt rule test %s.yaml --from %s", row.Name, firedAt.Add(-24*time.Hour).Format(time.RFC3339))}
 	if b.Values == nil {
 		b.Values = []warn.Reading{}
 	}
+	id := AlertID(row.Name, region, firedAt)
+	b.capFields(e.c.Org, id, rule.Doc.Severity, rule.Doc.Description)
 	body, err := json.Marshal(b)
 	if err != nil {
 		return err
@@ -253,7 +284,6 @@ func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, r
 	if crisis == "" {
 		crisis = "all"
 	}
-	id := AlertID(row.Name, region, firedAt)
 	if _, err := e.c.DB.Get(ctx, id); err == nil {
 		return nil // written before: the same episode
 	}
@@ -279,7 +309,12 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	if err := json.Unmarshal(a.Body, &b); err != nil {
 		return fmt.Errorf("alert %s: %w", a.Id, err)
 	}
-	b.Status, b.ResolvedAt, b.ClearValues = "resolved", &at, read
+	var sev, desc string
+	if len(b.Info) > 0 {
+		sev, desc = strings.ToLower(b.Info[0].Severity), b.Info[0].Description
+	}
+	b.State, b.ResolvedAt, b.ClearValues = "resolved", &at, read
+	b.capFields(a.Origin, a.Id, sev, desc)
 	body, err := json.Marshal(b)
 	if err != nil {
 		return err

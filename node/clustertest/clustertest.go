@@ -69,6 +69,9 @@ type Options struct {
 	// UI, when set, gives every replica a web interface on a loopback port of its own, whose
 	// people sign in at this provider, and names each replica's in raft.servers[].ui.
 	UI *config.OIDC
+	// Feed, when set, gives every replica the alert feed on a loopback port of its own
+	// (feed.listen).
+	Feed bool
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -113,6 +116,8 @@ type Replica struct {
 	Bootstrap bool
 	// UI is the web interface's listener (ui.listen) when Options.UI is set.
 	UI string
+	// Feed is the alert feed's listener (feed.listen) when Options.Feed is set.
+	Feed string
 	// Node is the running in-process node, nil while stopped.
 	Node *node.Node
 
@@ -250,6 +255,9 @@ func (c *Cluster) newReplica(tb testing.TB, id string, bootstrap bool) *Replica 
 	if c.opts.UI != nil {
 		r.UI = FreeAddr(tb)
 	}
+	if c.opts.Feed {
+		r.Feed = FreeAddr(tb)
+	}
 	if err := c.CA.IssueFiles(spiffeid.RequireFromPath(c.TD, "/node/"+id), filepath.Join(r.Dir, "certs", id), identity.SVIDOptions{}); err != nil {
 		tb.Fatal(err)
 	}
@@ -373,6 +381,9 @@ func (c *Cluster) config(r *Replica) string {
 		if o.ClientSecretFile != "" {
 			fmt.Fprintf(&b, "    client_secret_file: %q\n", o.ClientSecretFile)
 		}
+	}
+	if r.Feed != "" {
+		fmt.Fprintf(&b, "feed:\n  listen: %q\n", r.Feed)
 	}
 	if c.opts.EraseWithin > 0 {
 		fmt.Fprintf(&b, "erasure:\n  within: %s\n", c.opts.EraseWithin)

@@ -7,10 +7,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // Config is a node's configuration.
@@ -67,6 +70,11 @@ type Config struct {
 	Tracing Tracing `yaml:"tracing"`
 	// Log configures the node's log.
 	Log Log `yaml:"log"`
+	// CAP configures CAP 1.2 alerts (node/cap).
+	CAP CAP `yaml:"cap"`
+	// Feed is the Atom feed of the node's public alerts on a listener of its own. The web
+	// interface serves the same feed at /feeds/alerts.atom.
+	Feed Feed `yaml:"feed"`
 }
 
 // Webhooks configures how the leader delivers webhooks.
@@ -103,6 +111,77 @@ type Tracing struct {
 type Log struct {
 	// Format is text (the default) or json.
 	Format string `yaml:"format"`
+}
+
+// CAP configures how CAP 1.2 alerts become records.
+type CAP struct {
+	// Scopes map a CAP scope (Public, Restricted, Private) to the classification an imported
+	// alert's record gets. Default: Public public, Restricted internal, Private confidential; a
+	// scope left out keeps its default.
+	Scopes map[string]string `yaml:"scopes"`
+}
+
+// ScopeClassifications is Scopes over the defaults, as classifications. Check has checked them.
+func (c CAP) ScopeClassifications() map[string]pb.Classification {
+	out := maps.Clone(record.AlertScopes)
+	for scope, name := range c.Scopes {
+		if cl, err := record.ParseClassification(name); err == nil {
+			out[scope] = cl
+		}
+	}
+	return out
+}
+
+// Check checks the cap section; its errors name the field.
+func (c CAP) Check() error {
+	for scope, name := range c.Scopes {
+		if _, ok := record.AlertScopes[scope]; !ok {
+			return fmt.Errorf("cap.scopes.%s: not a CAP scope: use Public, Restricted or Private", scope)
+		}
+		if cl, err := record.ParseClassification(name); err != nil || cl == pb.Classification_CLASSIFICATION_UNSPECIFIED {
+			return fmt.Errorf("cap.scopes.%s: %q is not a classification: use public, internal, confidential or secret", scope, name)
+		}
+	}
+	return nil
+}
+
+// Feed is the Atom feed of public alerts on a listener of its own.
+type Feed struct {
+	// Listen is the feed's address, such as 127.0.0.1:8088. Empty: the feed is served only on
+	// the web interface's listener, if that is on.
+	Listen string `yaml:"listen"`
+	// TLS is the certificate clients see. Without it the feed serves plain HTTP, which is
+	// allowed only on a loopback address (put a reverse proxy in front).
+	TLS UITLS `yaml:"tls"`
+}
+
+// Check checks the feed section; its errors name the field.
+func (f Feed) Check() error {
+	if f.Listen == "" {
+		if f.TLS.CertFile != "" || f.TLS.KeyFile != "" {
+			return errors.New("feed.listen: missing: feed.tls configures the feed's own listener, which is off without it")
+		}
+		return nil
+	}
+	_, err := checkHTTPListener("feed", f.Listen, "127.0.0.1:8088", f.TLS)
+	return err
+}
+
+// checkHTTPListener checks the listen address and certificate of the HTTP listener of a section
+// (ui, feed): host:port, both certificate files or neither, and without them a loopback
+// address, where plain HTTP is allowed. It returns the host.
+func checkHTTPListener(section, listen, example string, t UITLS) (string, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("%s.listen: %q: use host:port, such as %s", section, listen, example)
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return "", fmt.Errorf("%s.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)", section)
+	}
+	if t.CertFile == "" && !IsLoopback(host) {
+		return "", fmt.Errorf("%[1]s.listen: %[2]s is not a loopback address: plain HTTP is allowed only on loopback; set %[1]s.tls.cert_file and %[1]s.tls.key_file, or listen on 127.0.0.1", section, listen)
+	}
+	return host, nil
 }
 
 // HTTP configures the REST/JSON API. It serves HTTPS with the node's X.509-SVID, so it needs
@@ -492,6 +571,8 @@ func Load(path string) (*Config, error) {
 	rel(&c.Identity.BundleFile)
 	rel(&c.UI.TLS.CertFile)
 	rel(&c.UI.TLS.KeyFile)
+	rel(&c.Feed.TLS.CertFile)
+	rel(&c.Feed.TLS.KeyFile)
 	rel(&c.UI.OIDC.ClientSecretFile)
 	rel(&c.HTTP.JWTBundleFile)
 	for i := range c.Peers {
@@ -609,6 +690,12 @@ func (c *Config) check() error {
 			return fmt.Errorf("tracing.endpoint: %q: use the collector's host:port, such as 127.0.0.1:4317", c.Tracing.Endpoint)
 		}
 	}
+	if err := c.CAP.Check(); err != nil {
+		return err
+	}
+	if err := c.Feed.Check(); err != nil {
+		return err
+	}
 	return c.checkAccess()
 }
 
@@ -618,17 +705,11 @@ func (u *UI) Check() error {
 	if u.Listen == "" {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(u.Listen)
+	host, err := checkHTTPListener("ui", u.Listen, "127.0.0.1:8080", u.TLS)
 	if err != nil {
-		return fmt.Errorf("ui.listen: %q: use host:port, such as 127.0.0.1:8080", u.Listen)
-	}
-	if (u.TLS.CertFile == "") != (u.TLS.KeyFile == "") {
-		return errors.New("ui.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)")
+		return err
 	}
 	tls := u.TLS.CertFile != ""
-	if !tls && !IsLoopback(host) {
-		return fmt.Errorf("ui.listen: %s is not a loopback address: plain HTTP is allowed only on loopback; set ui.tls.cert_file and ui.tls.key_file, or listen on 127.0.0.1", u.Listen)
-	}
 	if u.PublicURL == "" {
 		if !IsLoopback(host) {
 			return errors.New("ui.public_url: missing: the address people's browsers use, such as https://knooppunt.example.nl")
@@ -682,7 +763,8 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// KindSet compiles the declared kinds, or the demo kinds when none are declared.
+// KindSet compiles the declared kinds, or the demo kinds when none are declared. The built-in
+// alert kind is always there: the early-warning rules write it and CAP imports become it.
 func (c *Config) KindSet() (*record.Kinds, error) {
 	if len(c.Kinds) == 0 {
 		return record.NewKinds(record.DemoKinds())
@@ -690,6 +772,9 @@ func (c *Config) KindSet() (*record.Kinds, error) {
 	kinds := make([]record.Kind, len(c.Kinds))
 	for i, k := range c.Kinds {
 		kinds[i] = k.Kind
+	}
+	if !slices.ContainsFunc(kinds, func(k record.Kind) bool { return k.Name == record.AlertKind }) {
+		kinds = append(kinds, record.Alert())
 	}
 	return record.NewKinds(kinds)
 }

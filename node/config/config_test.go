@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/config"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 func writeConfig(t *testing.T, dir, yaml string) string {
@@ -317,14 +318,7 @@ ui:
 		{"short session", "  listen: 127.0.0.1:8080\n  session_ttl: 10s" + oidc,
 			`ui.session_ttl: 10s is too short: use 1m or more, such as 8h`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\nui:\n"+tc.ui)
-			_, err := config.Load(path)
-			want := "config " + path + ": " + tc.want
-			if err == nil || err.Error() != want {
-				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { loadFails(t, "ui:\n"+tc.ui, tc.want) })
 	}
 }
 
@@ -421,13 +415,51 @@ type loadError struct{ name, body, want string }
 func wantLoadErrors(t *testing.T, cases []loadError) {
 	t.Helper()
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+tc.body)
-			_, err := config.Load(path)
-			want := "config " + path + ": " + tc.want
-			if err == nil || err.Error() != want {
-				t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { loadFails(t, tc.body, tc.want) })
+	}
+}
+
+// TestLoadCAPAndFeed: cap.scopes maps CAP scopes to classifications over the defaults; the
+// feed's own listener is plain HTTP on loopback only; mistakes name the field.
+func TestLoadCAPAndFeed(t *testing.T) {
+	dir := t.TempDir()
+	c, err := config.Load(writeConfig(t, dir, "org: a.crisis.test\ncap:\n  scopes: {Restricted: confidential}\nfeed:\n  listen: 127.0.0.1:8088\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.CAP.ScopeClassifications()
+	if got["Public"] != pb.Classification_PUBLIC || got["Restricted"] != pb.Classification_CONFIDENTIAL || got["Private"] != pb.Classification_CONFIDENTIAL {
+		t.Fatalf("scopes %v", got)
+	}
+	if d := config.Default().CAP.ScopeClassifications(); d["Restricted"] != pb.Classification_INTERNAL {
+		t.Fatalf("default scopes %v", d)
+	}
+	// Kinds declared in the config leave the built-in alert kind in place.
+	c, err = config.Load(writeConfig(t, dir, "org: a.crisis.test\nkinds:\n  - name: note\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks, err := c.KindSet(); err != nil || ks.Get("alert") == nil || ks.Get("note") == nil {
+		t.Fatalf("declared kinds: %v (%v)", ks.Names(), err)
+	}
+	wantLoadErrors(t, []loadError{
+		{"unknown scope", "cap:\n  scopes: {Secret: secret}\n", `cap.scopes.Secret: not a CAP scope: use Public, Restricted or Private`},
+		{"unknown classification", "cap:\n  scopes: {Private: topgeheim}\n", `cap.scopes.Private: "topgeheim" is not a classification: use public, internal, confidential or secret`},
+		{"feed not on loopback", "feed:\n  listen: 0.0.0.0:8088\n",
+			`feed.listen: 0.0.0.0:8088 is not a loopback address: plain HTTP is allowed only on loopback; set feed.tls.cert_file and feed.tls.key_file, or listen on 127.0.0.1`},
+		{"feed without port", "feed:\n  listen: localhost\n", `feed.listen: "localhost": use host:port, such as 127.0.0.1:8088`},
+		{"feed half a certificate", "feed:\n  listen: 127.0.0.1:8088\n  tls: {cert_file: a.crt}\n", `feed.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)`},
+		{"feed tls without listen", "feed:\n  tls: {cert_file: a.crt, key_file: a.key}\n", `feed.listen: missing: feed.tls configures the feed's own listener, which is off without it`},
+	})
+}
+
+// loadFails loads a config of org a.crisis.test with body and fails the test unless Load
+// refuses it with exactly want, after the file's name.
+func loadFails(t *testing.T, body, want string) {
+	t.Helper()
+	path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+body)
+	_, err := config.Load(path)
+	if want = "config " + path + ": " + want; err == nil || err.Error() != want {
+		t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
 	}
 }

@@ -57,6 +57,38 @@ type Checker struct {
 	Origin string
 	// MaxBody is the largest body in bytes. Zero means DefaultMaxBody.
 	MaxBody int
+	// Scopes map the CAP scope of an alert record's body to the classification the record gets
+	// when the writer leaves it unspecified (an imported CAP alert). Nil means AlertScopes.
+	Scopes map[string]pb.Classification
+}
+
+// AlertScopes map a CAP scope to a classification unless the node config says otherwise
+// (cap.scopes): Public is public, Restricted internal, Private confidential.
+var AlertScopes = map[string]pb.Classification{
+	"Public":     pb.Classification_PUBLIC,
+	"Restricted": pb.Classification_INTERNAL,
+	"Private":    pb.Classification_CONFIDENTIAL,
+}
+
+// classifyAlert gives an alert record written without a classification the one its CAP scope
+// maps to. Any other record, or an alert that names its classification, is left as it is.
+func (c *Checker) classifyAlert(r *pb.Record) {
+	if r.Kind != AlertKind || r.Classification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
+		return
+	}
+	var h struct {
+		Scope string `json:"scope"`
+	}
+	if json.Unmarshal(r.Body, &h) != nil {
+		return
+	}
+	scopes := c.Scopes
+	if scopes == nil {
+		scopes = AlertScopes
+	}
+	if cl, ok := scopes[h.Scope]; ok {
+		r.Classification = cl
+	}
 }
 
 // Times the store can hold: it keeps a time as nanoseconds since 1970 in an int64.
@@ -129,6 +161,7 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	if !regionCode.MatchString(r.Region) {
 		return invalid("record.region", "%q is not a region: use a safety-region code VR01 to VR25, or NL for the whole country", r.Region)
 	}
+	c.classifyAlert(r)
 	if err := CheckClassification("record.classification", r.Classification, false); err != nil {
 		return err
 	}

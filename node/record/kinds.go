@@ -239,20 +239,90 @@ func DemoKinds() []Kind {
   }
 }`),
 		},
-		{
-			Name:        "alert",
-			Description: "An early-warning rule fired in a region: which rule, when, on which values; resolved when it cleared. Written by the node, one per episode.",
-			Text:        []string{"rule", "description"},
-			Schema: json.RawMessage(`{
+		Alert(),
+	}
+}
+
+// AlertKind is the name of the built-in alert kind.
+const AlertKind = "alert"
+
+// Alert is the built-in alert kind: a CAP 1.2 alert, its body holding the CAP fields under their
+// CAP names (see node/cap), imported with `knooppunt import --format cap` or written by the
+// node's early-warning rules, which add what fired, where, when and on which values. A node
+// accepts it whatever kinds its config declares.
+func Alert() Kind {
+	return Kind{
+		Name:        AlertKind,
+		Description: "A CAP 1.2 alert: imported, or written by an early-warning rule when it fires in a region (one per episode, resolved when it clears).",
+		// No text fields: search reads every string, the info blocks' headlines and
+		// descriptions in every language among them.
+		Schema: json.RawMessage(alertSchema),
+	}
+}
+
+// alertSchema is CAP 1.2 as JSON: the elements under their CAP names, repeated ones as arrays,
+// with CAP's required elements and enumerations; the early-warning rules' fields beside them.
+const alertSchema = `{
   "type": "object",
-  "required": ["rule", "severity", "region", "status", "fired_at"],
+  "required": ["identifier", "sender", "sent", "status", "msgType", "scope"],
+  "$defs": {
+    "time":  {"type": "string", "pattern": "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d[-+]\\d\\d:\\d\\d$"},
+    "named": {"type": "object", "required": ["valueName", "value"],
+              "properties": {"valueName": {"type": "string", "minLength": 1}, "value": {"type": "string"}}},
+    "info": {
+      "type": "object",
+      "required": ["category", "event", "urgency", "severity", "certainty"],
+      "properties": {
+        "language":     {"type": "string"},
+        "category":     {"type": "array", "minItems": 1, "items": {"enum": ["Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra", "CBRNE", "Other"]}},
+        "event":        {"type": "string", "minLength": 1},
+        "responseType": {"type": "array", "items": {"enum": ["Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None"]}},
+        "urgency":      {"enum": ["Immediate", "Expected", "Future", "Past", "Unknown"]},
+        "severity":     {"enum": ["Extreme", "Severe", "Moderate", "Minor", "Unknown"]},
+        "certainty":    {"enum": ["Observed", "Likely", "Possible", "Unlikely", "Unknown"]},
+        "audience":     {"type": "string"},
+        "eventCode":    {"type": "array", "items": {"$ref": "#/$defs/named"}},
+        "effective":    {"$ref": "#/$defs/time"},
+        "onset":        {"$ref": "#/$defs/time"},
+        "expires":      {"$ref": "#/$defs/time"},
+        "senderName":   {"type": "string"},
+        "headline":     {"type": "string"},
+        "description":  {"type": "string"},
+        "instruction":  {"type": "string"},
+        "web":          {"type": "string"},
+        "contact":      {"type": "string"},
+        "parameter":    {"type": "array", "items": {"$ref": "#/$defs/named"}},
+        "resource":     {"type": "array", "items": {"type": "object", "required": ["resourceDesc", "mimeType"],
+                         "properties": {"resourceDesc": {"type": "string"}, "mimeType": {"type": "string"}, "size": {"type": "string"},
+                                        "uri": {"type": "string"}, "derefUri": {"type": "string"}, "digest": {"type": "string"}}}},
+        "area":         {"type": "array", "items": {"type": "object", "required": ["areaDesc"],
+                         "properties": {"areaDesc": {"type": "string", "minLength": 1},
+                                        "polygon": {"type": "array", "items": {"type": "string"}},
+                                        "circle": {"type": "array", "items": {"type": "string"}},
+                                        "geocode": {"type": "array", "items": {"$ref": "#/$defs/named"}},
+                                        "altitude": {"type": "string"}, "ceiling": {"type": "string"}}}}
+      }
+    }
+  },
   "properties": {
+    "identifier":   {"type": "string", "minLength": 1},
+    "sender":       {"type": "string", "minLength": 1},
+    "sent":         {"$ref": "#/$defs/time"},
+    "status":       {"enum": ["Actual", "Exercise", "System", "Test", "Draft"]},
+    "msgType":      {"enum": ["Alert", "Update", "Cancel", "Ack", "Error"]},
+    "source":       {"type": "string"},
+    "scope":        {"enum": ["Public", "Restricted", "Private"]},
+    "restriction":  {"type": "string"},
+    "addresses":    {"type": "string"},
+    "code":         {"type": "array", "items": {"type": "string"}},
+    "note":         {"type": "string"},
+    "references":   {"type": "string"},
+    "incidents":    {"type": "string"},
+    "info":         {"type": "array", "items": {"$ref": "#/$defs/info"}},
     "rule":         {"type": "string", "minLength": 1},
     "rule_version": {"type": "integer"},
-    "severity":     {"enum": ["minor", "moderate", "severe", "extreme"]},
-    "description":  {"type": "string"},
     "region":       {"type": "string"},
-    "status":       {"enum": ["firing", "resolved"]},
+    "state":        {"enum": ["firing", "resolved"]},
     "fired_at":     {"type": "string"},
     "resolved_at":  {"type": "string"},
     "condition":    {"type": "string"},
@@ -260,10 +330,7 @@ func DemoKinds() []Kind {
     "clear_values": {"type": "array"},
     "history":      {"type": "string"}
   }
-}`),
-		},
-	}
-}
+}`
 
 // The schemas of the fields that documents (qa, guidance, permit) share.
 const (

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/node/cap"
+	"github.com/knooppunt/knooppunt/node/cap/captest"
+)
+
+func capTestdata(t *testing.T, name string) (path string, doc string) {
+	t.Helper()
+	path = filepath.Join("..", "..", "node", "cap", "testdata", name)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, string(b)
+}
+
+func parseCAP(t *testing.T, doc string) *cap.Alert {
+	t.Helper()
+	a, err := cap.Parse(strings.NewReader(doc), 0)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	a.XMLName = xml.Name{}
+	return a
+}
+
+// TestCLICAP: `knooppunt import --format cap` and `knooppunt export --format cap` against a
+// served node. Bad documents are refused with what is wrong, and nothing is stored; a good one
+// is stored and exported again, valid against the OASIS schema and with every field; a file or
+// standard input; a sitrep exports as an informational alert.
+func TestCLICAP(t *testing.T) {
+	addr, dir := servedNode(t)
+	alertIDs := func() []string {
+		t.Helper()
+		var list []struct {
+			ID string `json:"id"`
+		}
+		cli(t, nil, "", "record", "list", "--kind", "alert", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &list)
+		var ids []string
+		for _, r := range list {
+			ids = append(ids, r.ID)
+		}
+		return ids
+	}
+
+	_, full := capTestdata(t, "full.xml")
+	big := filepath.Join(dir, "big.xml")
+	if err := os.WriteFile(big, []byte(strings.Replace(full, "<description>", "<description>"+strings.Repeat("x", cap.DefaultMaxBytes), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"bad/malformed.xml", "not well-formed XML"},
+		{"bad/wrong-namespace.xml", "not a CAP 1.2 alert"},
+		{"bad/missing-sender.xml", "alert.sender: missing"},
+		{"bad/bad-urgency.xml", `alert.info[0].urgency: "Soon" is not one of`},
+		{"bad/billion-laughs.xml", "DTDs are not accepted"},
+		{"bad/external-entity.xml", "DTDs are not accepted"},
+		{"", "over the limit of 1048576 bytes"},
+	} {
+		path := big
+		if tc.file != "" {
+			path, _ = capTestdata(t, tc.file)
+		}
+		r := cli(t, nil, "", "import", "--format", "cap", path, "--node", addr).want(t, 1)
+		if !strings.Contains(r.stderr, tc.want) || !strings.HasPrefix(r.stderr, "knooppunt: "+path+": cap: ") {
+			t.Fatalf("import %s: stderr %q, want it to name the file and say %q", path, r.stderr, tc.want)
+		}
+	}
+	// An Exercise alert without the exercise's name.
+	r := cli(t, nil, strings.Replace(full, "<status>Actual", "<status>Exercise", 1), "import", "--format", "cap", "-", "--node", addr).want(t, 1)
+	if !strings.Contains(r.stderr, "pass --exercise NAME") {
+		t.Fatalf("an Exercise alert without a name: %q", r.stderr)
+	}
+	if ids := alertIDs(); len(ids) != 0 {
+		t.Fatalf("refused documents stored %v", ids)
+	}
+
+	// A file (the format from its .xml name), then its export.
+	fullPath, _ := capTestdata(t, "full.xml")
+	var res struct {
+		File    string `json:"file"`
+		Action  string `json:"action"`
+		ID      string `json:"id"`
+		Version int64  `json:"version"`
+	}
+	cli(t, nil, "", "import", fullPath, "--crisis", "hoogwater", "--region", "VR19", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &res)
+	if res.Action != "created" || res.ID != cap.RecordID("meldkamer@vrzeeland.nl", "vrz-2026-0042") || res.Version != 1 || res.File != fullPath {
+		t.Fatalf("import -o json: %+v", res)
+	}
+	var rec struct {
+		Classification string `json:"classification"`
+		Crisis         string `json:"crisis"`
+		Region         string `json:"region"`
+	}
+	cli(t, nil, "", "record", "get", res.ID, "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &rec)
+	if rec.Classification != "internal" || rec.Crisis != "hoogwater" || rec.Region != "VR19" {
+		t.Fatalf("the Restricted alert is stored as %+v", rec)
+	}
+	out := cli(t, nil, "", "export", "--format", "cap", "--record", res.ID, "--node", addr).want(t, 0).stdout
+	captest.Validate(t, "knooppunt export", []byte(out))
+	if got, want := parseCAP(t, out), parseCAP(t, full); !reflect.DeepEqual(got, want) {
+		t.Fatalf("import then export changed the alert:\n%s", out)
+	}
+	// --out writes a file.
+	outFile := filepath.Join(dir, "out.xml")
+	cli(t, nil, "", "export", "--format", "cap", "--record", res.ID, "--out", outFile, "--node", addr).want(t, 0)
+	if b, err := os.ReadFile(outFile); err != nil || string(b) != out {
+		t.Fatalf("--out wrote %q (%v), want what stdout got", b, err)
+	}
+
+	// Standard input; an Update whose original the node never had is stored as an alert.
+	_, quake := capTestdata(t, "oasis/a3-earthquake-update.xml")
+	if r := cli(t, nil, quake, "import", "--format", "cap", "-", "--node", addr).want(t, 0); !strings.Contains(r.stdout, "-: created cap-TRI13970876.2-") ||
+		!strings.Contains(r.stdout, "references no stored alert") {
+		t.Fatalf("import from stdin printed %q", r.stdout)
+	}
+	if ids := alertIDs(); len(ids) != 2 {
+		t.Fatalf("alerts %v, want 2", ids)
+	}
+	// alert list is for the early-warning rules' alerts: imported ones are not among them.
+	var ruleAlerts []map[string]any
+	cli(t, nil, "", "alert", "list", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &ruleAlerts)
+	if len(ruleAlerts) != 0 {
+		t.Fatalf("alert list shows imported CAP alerts: %v", ruleAlerts)
+	}
+
+	// A sitrep exports as an informational alert.
+	cli(t, nil, "", "record", "put", "--node", addr, "--id", "sitrep-1", "--kind", "sitrep", "--crisis", "hoogwater", "--region", "VR19",
+		"--classification", "public", "--body", `{"title":"Dijken houden","summary":"Het water zakt.","severity":"medium"}`).want(t, 0)
+	out = cli(t, nil, "", "export", "--format", "cap", "--record", "sitrep-1", "--node", addr).want(t, 0).stdout
+	captest.Validate(t, "the exported sitrep", []byte(out))
+	if a := parseCAP(t, out); a.Scope != "Public" || a.MsgType != "Alert" || a.Info[0].Headline != "Dijken houden" || a.Info[0].Severity != "Moderate" {
+		t.Fatalf("the sitrep as CAP: %+v", a)
+	}
+
+	// What cannot be exported says why.
+	cli(t, nil, "", "record", "put", "--node", addr, "--id", "beds-1", "--kind", "shelter.capacity", "--crisis", "hoogwater", "--region", "VR19",
+		"--classification", "internal", "--body", `{"municipality":"Goes","beds_total":1,"beds_free":1}`).want(t, 0)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--record", "beds-1"}, "only alert and sitrep records export as CAP"},
+		{[]string{"--record", "nope"}, "(NotFound)"},
+		{nil, "--record: missing"},
+		{[]string{"--record", "beds-1", "--format", "json"}, `--format "json": use --format cap`},
+	} {
+		r := cli(t, nil, "", append([]string{"export", "--node", addr}, tc.args...)...).want(t, 1)
+		if !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Fatalf("export %v: stdout %q stderr %q, want %q", tc.args, r.stdout, r.stderr, tc.want)
+		}
+	}
+}

@@ -1,0 +1,366 @@
+package cap_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/cap"
+	"github.com/knooppunt/knooppunt/node/cap/captest"
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+const org = "vrzeeland.crisis.test"
+
+func readFile(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func parse(t testing.TB, doc []byte) *cap.Alert {
+	t.Helper()
+	a, err := cap.Parse(bytes.NewReader(doc), 0)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return a
+}
+
+func checker(t testing.TB, scopes map[string]pb.Classification) *record.Checker {
+	t.Helper()
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &record.Checker{Kinds: kinds, Origin: org, MaxBody: record.DefaultMaxBody, Scopes: scopes}
+}
+
+// store is what a node does to a record it is given: the checks and normalisation of a Put
+// (the CAP scope becomes the classification), and a version and a time.
+func store(t testing.TB, c *record.Checker, rec *pb.Record) *pb.Record {
+	t.Helper()
+	rec = proto.Clone(rec).(*pb.Record)
+	if err := c.CheckPut(rec); err != nil {
+		t.Fatalf("the node would refuse record %s: %v", rec.Id, err)
+	}
+	rec.Version = 1
+	rec.UpdatedAt = timestamppb.New(time.Date(2026, 12, 3, 9, 16, 0, 0, time.UTC))
+	return rec
+}
+
+// same fails unless two alerts hold the same fields.
+func same(t testing.TB, what string, got, want *cap.Alert) {
+	t.Helper()
+	g, w := *got, *want
+	g.XMLName, w.XMLName = xml.Name{}, xml.Name{}
+	if !reflect.DeepEqual(g, w) {
+		gj, _ := json.MarshalIndent(g, "", " ")
+		wj, _ := json.MarshalIndent(w, "", " ")
+		t.Fatalf("%s: the alert changed\ngot:\n%s\nwant:\n%s", what, gj, wj)
+	}
+}
+
+// TestOASISExamplesImport: the four example alerts of the CAP 1.2 specification (Appendix A),
+// rewritten by hand, parse, become alert records that a node accepts (the body passes the alert
+// kind's schema) with the classification of their scope, and export again, valid against the
+// OASIS schema and with every field kept.
+func TestOASISExamplesImport(t *testing.T) {
+	files, err := filepath.Glob("testdata/oasis/*.xml")
+	if err != nil || len(files) != 4 {
+		t.Fatalf("want the 4 OASIS examples, found %v (%v)", files, err)
+	}
+	c := checker(t, nil)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			doc, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := parse(t, doc)
+			rec, err := cap.ToRecord(a, cap.ImportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored := store(t, c, rec)
+			if stored.Classification != pb.Classification_PUBLIC || stored.Status != pb.Status_ACTUAL {
+				t.Fatalf("a Public Actual alert became %s %s", stored.Classification, stored.Status)
+			}
+			_, xmlOut := captest.Export(t, stored)
+			same(t, f, parse(t, xmlOut), a)
+		})
+	}
+}
+
+// TestRoundTrip: an alert with every CAP element, in every status and scope, survives import
+// and export: each field comes back, the status and scope decide the record's status and
+// classification, and the document is valid CAP 1.2.
+func TestRoundTrip(t *testing.T) {
+	full := parse(t, readFile(t, "full.xml"))
+	if len(full.Info) != 2 || len(full.Info[0].Area[0].Polygon) != 2 || full.Info[0].Resource[0].Digest == "" || len(full.Code) != 2 {
+		t.Fatalf("full.xml did not parse whole: %+v", full)
+	}
+	custom := map[string]pb.Classification{"Public": pb.Classification_PUBLIC, "Restricted": pb.Classification_CONFIDENTIAL, "Private": pb.Classification_SECRET}
+	for _, tc := range []struct {
+		status, scope, exercise string
+		scopes                  map[string]pb.Classification
+		wantStatus              pb.Status
+		wantClass               pb.Classification
+	}{
+		{"Actual", "Public", "", nil, pb.Status_ACTUAL, pb.Classification_PUBLIC},
+		{"Actual", "Restricted", "", nil, pb.Status_ACTUAL, pb.Classification_INTERNAL},
+		{"Actual", "Private", "", nil, pb.Status_ACTUAL, pb.Classification_CONFIDENTIAL},
+		{"Actual", "Restricted", "", custom, pb.Status_ACTUAL, pb.Classification_CONFIDENTIAL},
+		{"Actual", "Private", "", custom, pb.Status_ACTUAL, pb.Classification_SECRET},
+		{"Exercise", "Restricted", "oefening-zeeland", nil, pb.Status_EXERCISE, pb.Classification_INTERNAL},
+		{"Test", "Public", "", nil, pb.Status_TEST, pb.Classification_PUBLIC},
+		{"Draft", "Private", "", nil, pb.Status_DRAFT, pb.Classification_CONFIDENTIAL},
+	} {
+		t.Run(tc.status+"-"+tc.scope, func(t *testing.T) {
+			in := *full
+			in.Status, in.Scope = tc.status, tc.scope
+			rec, err := cap.ToRecord(&in, cap.ImportOptions{Crisis: "hoogwater", Region: "VR19", Exercise: tc.exercise})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Status != tc.wantStatus || rec.Exercise != tc.exercise || rec.Kind != "alert" || rec.Crisis != "hoogwater" || rec.Region != "VR19" {
+				t.Fatalf("record: status %s exercise %q kind %s crisis %s region %s", rec.Status, rec.Exercise, rec.Kind, rec.Crisis, rec.Region)
+			}
+			stored := store(t, checker(t, tc.scopes), rec)
+			if stored.Classification != tc.wantClass {
+				t.Fatalf("scope %s became %s, want %s", tc.scope, stored.Classification, tc.wantClass)
+			}
+			_, doc := captest.Export(t, stored)
+			same(t, "import then export", parse(t, doc), &in)
+		})
+	}
+}
+
+// TestExerciseName: CAP has no field for an exercise's name. It comes from --exercise or from
+// the note, and export writes it into the note, so that it survives a round trip; an Exercise
+// alert without a name, a note that is no name, or a name on an alert that is no exercise is
+// refused, naming what to do.
+func TestExerciseName(t *testing.T) {
+	a := parse(t, readFile(t, "oasis/a1-homeland-security.xml"))
+	a.Status = "Exercise"
+	if _, err := cap.ToRecord(a, cap.ImportOptions{}); err == nil || !strings.Contains(err.Error(), "--exercise NAME") {
+		t.Fatalf("an Exercise alert without a name: %v, want an error naming --exercise", err)
+	}
+	rec, err := cap.ToRecord(a, cap.ImportOptions{Exercise: "oefening-vr19"})
+	if err != nil || rec.Exercise != "oefening-vr19" || rec.Status != pb.Status_EXERCISE {
+		t.Fatalf("with --exercise: %v %v", rec, err)
+	}
+	out, err := cap.FromRecord(store(t, checker(t, nil), rec), cap.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != "Exercise" || out.Note != "oefening-vr19" {
+		t.Fatalf("exported status %q note %q, want Exercise and the exercise's name", out.Status, out.Note)
+	}
+	again, err := cap.ToRecord(out, cap.ImportOptions{})
+	if err != nil || again.Exercise != "oefening-vr19" {
+		t.Fatalf("re-import from the note: %v %v", again, err)
+	}
+	a.Note = "Dit is een oefening."
+	if _, err := cap.ToRecord(a, cap.ImportOptions{}); err == nil || !strings.Contains(err.Error(), "alert.note") {
+		t.Fatalf("a note that is no exercise name: %v", err)
+	}
+	a.Status = "Actual"
+	if _, err := cap.ToRecord(a, cap.ImportOptions{Exercise: "oefening-vr19"}); err == nil || !strings.Contains(err.Error(), "not Exercise") {
+		t.Fatalf("--exercise on an Actual alert: %v", err)
+	}
+	a.Status = "System"
+	if _, err := cap.ToRecord(a, cap.ImportOptions{}); err == nil || !strings.Contains(err.Error(), "System") {
+		t.Fatalf("a System alert: %v", err)
+	}
+}
+
+// TestRecordID: one sender's alert always gets the same id, another sender's alert with the same
+// identifier another, and any identifier gives a valid record id.
+func TestRecordID(t *testing.T) {
+	a, b := cap.RecordID("a@x", "id-1"), cap.RecordID("a@x", "id-1")
+	if a != b || a == cap.RecordID("b@x", "id-1") || a == cap.RecordID("a@x", "id-2") {
+		t.Fatalf("ids: %s %s %s", a, cap.RecordID("b@x", "id-1"), cap.RecordID("a@x", "id-2"))
+	}
+	for _, id := range []string{"id-1", "ü/é#%?" + strings.Repeat("x", 300), "...", "43b080713727"} {
+		if err := record.CheckID("id", cap.RecordID("s", id)); err != nil {
+			t.Errorf("identifier %q: %v", id, err)
+		}
+	}
+}
+
+// TestBadXML: what is not a valid CAP 1.2 alert is refused with an error that says what is wrong
+// and where; a DTD is refused before any entity could be expanded or fetched.
+func TestBadXML(t *testing.T) {
+	valid := string(readFile(t, "oasis/a1-homeland-security.xml"))
+	big := strings.Replace(valid, "<description>", "<description>"+strings.Repeat("x", cap.DefaultMaxBytes), 1)
+	for _, tc := range []struct {
+		name, doc string
+		is        error
+		want      string
+	}{
+		{"malformed", string(readFile(t, "bad/malformed.xml")), cap.ErrMalformed, "not well-formed"},
+		{"wrong namespace", string(readFile(t, "bad/wrong-namespace.xml")), cap.ErrNamespace, "urn:oasis:names:tc:emergency:cap:1.1"},
+		{"missing required element", string(readFile(t, "bad/missing-sender.xml")), nil, "alert.sender: missing"},
+		{"bad enumeration", string(readFile(t, "bad/bad-urgency.xml")), nil, `alert.info[0].urgency: "Soon" is not one of Immediate`},
+		{"billion laughs", string(readFile(t, "bad/billion-laughs.xml")), cap.ErrDTD, "DOCTYPE"},
+		{"external entity", string(readFile(t, "bad/external-entity.xml")), cap.ErrDTD, "DOCTYPE"},
+		{"undeclared entity", strings.Replace(valid, "ORANGE</value>", "&lol;</value>", 1), cap.ErrMalformed, "entity"},
+		{"oversized", big, cap.ErrTooLarge, "over the limit of 1048576 bytes"},
+		{"no root", "<?xml version=\"1.0\"?>\n", cap.ErrMalformed, "empty"},
+		{"two roots", valid + "<alert/>", cap.ErrMalformed, "second root"},
+		{"wrong root", `<feed xmlns="http://www.w3.org/2005/Atom"/>`, cap.ErrNamespace, "<feed>"},
+		{"bad sent", strings.Replace(valid, "2003-04-02T14:39:01-05:00", "2003-04-02T19:39:01Z", 1), nil, "alert.sent"},
+		{"bad polygon", strings.Replace(valid, "<areaDesc>", "<polygon>1,1 2,2 3,3 4,4</polygon><areaDesc>", 1), nil, ""},
+		{"missing category", strings.Replace(valid, "<category>Security</category>", "", 1), nil, "alert.info[0].category: missing"},
+		{"bad reference", strings.Replace(valid, "<scope>Public</scope>", "<scope>Public</scope><references>just-one</references>", 1), nil, "alert.references"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := cap.Parse(strings.NewReader(tc.doc), 0)
+			if err == nil {
+				t.Fatalf("accepted: %+v", a)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Fatalf("error %q is not %q", err, tc.is)
+			}
+			var fe *cap.Error
+			if tc.is == nil && !errors.As(err, &fe) {
+				t.Fatalf("error %q does not name a field", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSitrepExport: a sitrep exports as an informational alert, valid CAP 1.2: version 1 an
+// Alert, later versions Updates; a record that is not public is never Public.
+func TestSitrepExport(t *testing.T) {
+	rec := &pb.Record{Id: "sitrep-vr19-1", Origin: org, Kind: "sitrep", Crisis: "hoogwater", Region: "VR19",
+		Classification: pb.Classification_INTERNAL, Version: 1, UpdatedAt: timestamppb.New(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)),
+		Body: []byte(`{"title":"Dijken houden stand","summary":"Geen doorbraken; het water zakt.","severity":"high"}`)}
+	for _, v := range []int64{1, 2} {
+		rec.Version = v
+		a, _ := captest.Export(t, rec)
+		want := map[int64]string{1: "Alert", 2: "Update"}[v]
+		in := a.Info[0]
+		if a.MsgType != want || a.Scope != "Restricted" || a.Status != "Actual" || in.Headline != "Dijken houden stand" ||
+			in.Severity != "Severe" || in.Area[0].Geocode[0].Value != "VR19" || !strings.HasSuffix(a.Identifier, ".v"+string(rune('0'+v))) {
+			t.Fatalf("version %d: %+v", v, a)
+		}
+	}
+	rec.Kind = "shelter.capacity"
+	if _, err := cap.FromRecord(rec, cap.ExportOptions{}); err == nil || !strings.Contains(err.Error(), "only alert and sitrep") {
+		t.Fatalf("a shelter record: %v", err)
+	}
+}
+
+// TestExportScopeFollowsClassification: the record's classification, not the body, decides
+// whether an alert is Public: an alert imported as Public and later classified internal is
+// never written as Public, and an internal one made public is.
+func TestExportScopeFollowsClassification(t *testing.T) {
+	a := parse(t, readFile(t, "oasis/a1-homeland-security.xml"))
+	rec, err := cap.ToRecord(a, cap.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := store(t, checker(t, nil), rec)
+	for cl, want := range map[pb.Classification]string{pb.Classification_INTERNAL: "Restricted", pb.Classification_CONFIDENTIAL: "Private", pb.Classification_SECRET: "Private", pb.Classification_PUBLIC: "Public"} {
+		stored.Classification = cl
+		out, err := cap.FromRecord(stored, cap.ExportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Scope != want {
+			t.Errorf("classification %s exports scope %s, want %s", cl, out.Scope, want)
+		}
+	}
+}
+
+// TestFeedHoldsOnlyOwnPublicActualAlerts: the Atom feed lists the node's own public alerts of
+// status actual, newest first, each with its CAP alert as content, and nothing else: no
+// internal alert, no foreign one, no exercise, test or draft, no deleted one, no other kind.
+func TestFeedHoldsOnlyOwnPublicActualAlerts(t *testing.T) {
+	a := parse(t, readFile(t, "oasis/a2-severe-thunderstorm.xml"))
+	mk := func(id string, at int, change func(r *pb.Record)) *pb.Record {
+		rec, err := cap.ToRecord(a, cap.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec = store(t, checker(t, nil), rec)
+		rec.Id, rec.UpdatedAt = id, timestamppb.New(time.Date(2026, 12, 3, at, 0, 0, 0, time.UTC))
+		if change != nil {
+			change(rec)
+		}
+		return rec
+	}
+	recs := []*pb.Record{
+		mk("older", 8, nil),
+		mk("newer", 9, nil),
+		mk("internal", 10, func(r *pb.Record) { r.Classification = pb.Classification_INTERNAL }),
+		mk("foreign", 10, func(r *pb.Record) { r.Origin = "ncc.crisis.test" }),
+		mk("exercise", 10, func(r *pb.Record) { r.Status, r.Exercise = pb.Status_EXERCISE, "oefening-x" }),
+		mk("test", 10, func(r *pb.Record) { r.Status = pb.Status_TEST }),
+		mk("draft", 10, func(r *pb.Record) { r.Status = pb.Status_DRAFT }),
+		mk("deleted", 10, func(r *pb.Record) { r.Tombstone = true }),
+		mk("sitrep", 10, func(r *pb.Record) { r.Kind = "sitrep" }),
+	}
+	doc, err := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland"}).Build(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := feedEntries(t, doc)
+	if len(entries) != 2 || !strings.HasSuffix(entries[0].ID, ":record:newer") || !strings.HasSuffix(entries[1].ID, ":record:older") {
+		t.Fatalf("entries %+v, want newer and older only\n%s", entries, doc)
+	}
+	if entries[0].Title != "SEVERE THUNDERSTORM WARNING" || entries[0].Content.Type != "application/cap+xml" {
+		t.Fatalf("entry %+v", entries[0])
+	}
+	captest.Validate(t, "the feed's first alert", entries[0].Content.Alert)
+	same(t, "the feed's alert", parse(t, entries[0].Content.Alert), a)
+}
+
+type feedEntry struct {
+	ID      string `xml:"id"`
+	Title   string `xml:"title"`
+	Content struct {
+		Type  string `xml:"type,attr"`
+		Alert []byte `xml:",innerxml"`
+	} `xml:"content"`
+}
+
+// feedEntries reads an Atom feed's entries, each content as a CAP document of its own.
+func feedEntries(t testing.TB, doc []byte) []feedEntry {
+	t.Helper()
+	var f struct {
+		XMLName xml.Name    `xml:"http://www.w3.org/2005/Atom feed"`
+		ID      string      `xml:"id"`
+		Updated string      `xml:"updated"`
+		Entries []feedEntry `xml:"entry"`
+	}
+	if err := xml.Unmarshal(doc, &f); err != nil {
+		t.Fatalf("not an Atom feed: %v\n%s", err, doc)
+	}
+	if f.ID == "" || f.Updated == "" {
+		t.Fatalf("the feed has no id or updated:\n%s", doc)
+	}
+	for i := range f.Entries {
+		f.Entries[i].Content.Alert = append([]byte(xml.Header), bytes.TrimSpace(f.Entries[i].Content.Alert)...)
+	}
+	return f.Entries
+}

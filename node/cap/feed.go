@@ -1,0 +1,171 @@
+package cap
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/xml"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// FeedPath is where the web interface serves the Atom feed of public alerts.
+const FeedPath = "/feeds/alerts.atom"
+
+// MaxFeedEntries bounds the feed: the newest alerts come first.
+const MaxFeedEntries = 200
+
+// FeedConfig wires a feed.
+type FeedConfig struct {
+	// Org is the node's trust domain: only its own records are in the feed.
+	Org string
+	// Name is the node's name, in the feed's title.
+	Name string
+	// Alerts lists the candidate records: the node's own alert records that are public. The
+	// feed checks each again and leaves out any other.
+	Alerts func(ctx context.Context) ([]*pb.Record, error)
+	Logger *slog.Logger
+}
+
+// Feed serves an Atom feed (RFC 4287) of the node's public, actual alerts, each entry carrying
+// the CAP 1.2 alert as its content, for alerting systems and websites that poll. It needs no
+// sign-in: it holds only what the org published as public. It never holds a foreign record, an
+// alert that is not public, or one of an exercise, a test or a draft.
+type Feed struct{ c FeedConfig }
+
+// NewFeed returns the feed's handler.
+func NewFeed(c FeedConfig) *Feed {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Feed{c: c}
+}
+
+// Published reports whether a record belongs in the public feed of org.
+func Published(r *pb.Record, org string) bool {
+	return r.Kind == Kind && r.Origin == org && !r.Tombstone &&
+		r.Classification == pb.Classification_PUBLIC && r.Status == pb.Status_ACTUAL
+}
+
+type atomFeed struct {
+	XMLName xml.Name    `xml:"http://www.w3.org/2005/Atom feed"`
+	ID      string      `xml:"id"`
+	Title   string      `xml:"title"`
+	Updated string      `xml:"updated"`
+	Author  atomPerson  `xml:"author"`
+	Link    atomLink    `xml:"link"`
+	Entries []atomEntry `xml:"entry"`
+}
+
+type atomPerson struct {
+	Name string `xml:"name"`
+}
+
+type atomLink struct {
+	Rel  string `xml:"rel,attr"`
+	Href string `xml:"href,attr"`
+}
+
+type atomCategory struct {
+	Term string `xml:"term,attr"`
+}
+
+type atomEntry struct {
+	ID         string         `xml:"id"`
+	Title      string         `xml:"title"`
+	Updated    string         `xml:"updated"`
+	Published  string         `xml:"published,omitempty"`
+	Summary    string         `xml:"summary,omitempty"`
+	Categories []atomCategory `xml:"category"`
+	Content    atomContent    `xml:"content"`
+}
+
+type atomContent struct {
+	Type  string `xml:"type,attr"`
+	Alert *Alert
+}
+
+// Build is the feed's document for the records: the published ones, newest first.
+func (f *Feed) Build(recs []*pb.Record) ([]byte, error) {
+	recs = slices.DeleteFunc(slices.Clone(recs), func(r *pb.Record) bool { return !Published(r, f.c.Org) })
+	slices.SortFunc(recs, func(a, b *pb.Record) int {
+		return cmp.Or(b.UpdatedAt.AsTime().Compare(a.UpdatedAt.AsTime()), cmp.Compare(a.Id, b.Id))
+	})
+	recs = recs[:min(len(recs), MaxFeedEntries)]
+	doc := atomFeed{
+		ID: "urn:knooppunt:" + f.c.Org + ":alerts", Title: "Public alerts of " + f.c.Name,
+		Updated: time.Unix(0, 0).UTC().Format(time.RFC3339), Author: atomPerson{Name: f.c.Org},
+		Link: atomLink{Rel: "self", Href: FeedPath}, Entries: []atomEntry{},
+	}
+	if len(recs) > 0 {
+		doc.Updated = recs[0].UpdatedAt.AsTime().UTC().Format(time.RFC3339)
+	}
+	for _, r := range recs {
+		a, err := FromRecord(r, ExportOptions{})
+		if err != nil {
+			f.c.Logger.Warn("alert feed: record left out", "id", r.Id, "err", err)
+			continue
+		}
+		e := atomEntry{
+			ID: "urn:knooppunt:" + f.c.Org + ":record:" + r.Id, Title: a.Identifier,
+			Updated: r.UpdatedAt.AsTime().UTC().Format(time.RFC3339), Content: atomContent{Type: "application/cap+xml", Alert: a},
+		}
+		if t, err := time.Parse(TimeLayout, a.Sent); err == nil {
+			e.Published = t.UTC().Format(time.RFC3339)
+		}
+		if len(a.Info) > 0 {
+			in := a.Info[0]
+			e.Title = cmp.Or(in.Headline, in.Event)
+			e.Summary = in.Description
+			for _, c := range in.Category {
+				e.Categories = append(e.Categories, atomCategory{Term: c})
+			}
+		}
+		doc.Entries = append(doc.Entries, e)
+	}
+	var b bytes.Buffer
+	b.WriteString(xml.Header)
+	enc := xml.NewEncoder(&b)
+	enc.Indent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// ServeHTTP serves the feed to GET and HEAD, with an ETag, so that a poller whose copy is current
+// gets 304 Not Modified.
+func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "the alert feed is read with GET", http.StatusMethodNotAllowed)
+		return
+	}
+	recs, err := f.c.Alerts(r.Context())
+	if err != nil {
+		f.c.Logger.Warn("alert feed", "err", err)
+		http.Error(w, "the alert feed is not available now: try again later", http.StatusServiceUnavailable)
+		return
+	}
+	body, err := f.Build(recs)
+	if err != nil {
+		f.c.Logger.Warn("alert feed", "err", err)
+		http.Error(w, "the alert feed could not be written", http.StatusInternalServerError)
+		return
+	}
+	// An ETag, not a Last-Modified: a cancelled alert leaves the feed without making it newer,
+	// and a poller must still see that it changed.
+	sum := sha256.Sum256(body)
+	w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:12])+`"`)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}

@@ -1,0 +1,243 @@
+package cap
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Kind is the built-in kind of alert records.
+const Kind = record.AlertKind
+
+// Labels an imported alert's record carries.
+const (
+	// LabelRef is the record id that the alert last applied to the record would have had on its
+	// own (RecordID of its sender and identifier): an Update or Cancel that references that alert
+	// finds the record through it.
+	LabelRef = "cap.ref"
+)
+
+// ScopeOf is the CAP scope of a record's classification when its body names none: public is
+// Public, internal is Restricted, confidential and secret are Private.
+func ScopeOf(c pb.Classification) string {
+	switch c {
+	case pb.Classification_PUBLIC:
+		return "Public"
+	case pb.Classification_INTERNAL:
+		return "Restricted"
+	}
+	return "Private"
+}
+
+var statusOf = map[string]pb.Status{
+	"Actual": pb.Status_ACTUAL, "Exercise": pb.Status_EXERCISE, "Test": pb.Status_TEST, "Draft": pb.Status_DRAFT,
+}
+
+// StatusOf is the record status of a CAP status. System messages belong to the alerting network
+// itself and have none.
+func StatusOf(s string) (pb.Status, error) {
+	st, ok := statusOf[s]
+	if !ok {
+		return 0, fieldErr("alert.status", "%q has no record status: System messages serve the alerting network itself and are not stored; Actual, Exercise, Test and Draft are", s)
+	}
+	return st, nil
+}
+
+// StatusName is the CAP status of a record status.
+func StatusName(s pb.Status) string {
+	for name, st := range statusOf {
+		if st == s {
+			return name
+		}
+	}
+	return "Actual"
+}
+
+var (
+	exerciseName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	idUnsafe     = regexp.MustCompile(`[^A-Za-z0-9._:-]+`)
+)
+
+// RecordID is the id of the record an alert becomes: the same sender and identifier always give
+// the same id, so importing an alert twice writes one record. It keeps a readable part of the
+// identifier and a hash of sender and identifier, which tells two senders' alerts apart.
+func RecordID(sender, identifier string) string {
+	sum := sha256.Sum256([]byte(sender + "," + identifier))
+	part := strings.Trim(idUnsafe.ReplaceAllString(identifier, "-"), "-._:")
+	if len(part) > 80 {
+		part = part[:80]
+	}
+	if part != "" {
+		part += "-"
+	}
+	return "cap-" + part + hex.EncodeToString(sum[:8])
+}
+
+// ImportOptions fill in what CAP does not say.
+type ImportOptions struct {
+	// Crisis and Region of a new record. Defaults: all, and NL (the whole country).
+	Crisis, Region string
+	// Classification overrides the scope's. Unspecified: the node derives it from the scope
+	// under its cap.scopes.
+	Classification pb.Classification
+	// Exercise names the exercise of an Exercise alert. CAP has no field for it: empty takes the
+	// alert's note, which must then be an exercise name.
+	Exercise string
+}
+
+// ToRecord is the alert record an alert becomes. Its classification is left unspecified unless
+// opts set one: the node derives it from the body's scope (record.Checker.Scopes).
+func ToRecord(a *Alert, opts ImportOptions) (*pb.Record, error) {
+	st, err := StatusOf(a.Status)
+	if err != nil {
+		return nil, err
+	}
+	rec := &pb.Record{
+		Id: RecordID(a.Sender, a.Identifier), Kind: Kind, Crisis: opts.Crisis, Region: opts.Region,
+		Classification: opts.Classification, Status: st,
+		Labels: map[string]string{LabelRef: RecordID(a.Sender, a.Identifier)},
+	}
+	if rec.Crisis == "" {
+		rec.Crisis = "all"
+	}
+	if rec.Region == "" {
+		rec.Region = "NL"
+	}
+	if st == pb.Status_EXERCISE {
+		name := opts.Exercise
+		if name == "" {
+			name = strings.TrimSpace(a.Note)
+			if name == "" {
+				return nil, fieldErr("alert.status", "an Exercise alert must name its exercise, and CAP has no field for it: pass --exercise NAME, or put the name in <note>")
+			}
+			if !exerciseName.MatchString(name) {
+				return nil, fieldErr("alert.note", "%q is not an exercise name (1 to 64 of a-z 0-9 . _ -): pass --exercise NAME", name)
+			}
+		} else if !exerciseName.MatchString(name) {
+			return nil, fieldErr("exercise", "%q is not an exercise name: use 1 to 64 of a-z 0-9 . _ -, such as oefening-zeeland", name)
+		}
+		rec.Exercise = name
+	} else if opts.Exercise != "" {
+		return nil, fieldErr("exercise", "the alert's status is %s, not Exercise: leave --exercise out", a.Status)
+	}
+	if rec.Body, err = json.Marshal(a); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// ExportOptions fill in what a record does not say.
+type ExportOptions struct {
+	// Language of the info block of a sitrep. Default nl-NL.
+	Language string
+}
+
+// FromRecord is the CAP alert of a record: the alert its body holds for an alert record, and
+// an informational alert for a sitrep. The record's status and classification decide the
+// alert's status and scope: a record that is not public is never written with scope Public.
+func FromRecord(r *pb.Record, opts ExportOptions) (*Alert, error) {
+	var a *Alert
+	switch r.Kind {
+	case Kind:
+		a = &Alert{}
+		if err := json.Unmarshal(r.Body, a); err != nil {
+			return nil, fmt.Errorf("cap: record %s: body: %w", r.Id, err)
+		}
+		fillHeader(a, r)
+	case "sitrep":
+		var err error
+		if a, err = fromSitrep(r, opts); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("cap: record %s is of kind %s: only alert and sitrep records export as CAP", r.Id, r.Kind)
+	}
+	a.Status = StatusName(r.Status)
+	if r.Status == pb.Status_EXERCISE && a.Note == "" {
+		a.Note = r.Exercise
+	}
+	switch {
+	case r.Classification == pb.Classification_PUBLIC:
+		a.Scope = "Public"
+	case a.Scope == "Restricted" || a.Scope == "Private":
+	default:
+		a.Scope = ScopeOf(r.Classification)
+	}
+	if err := a.Check(); err != nil {
+		return nil, fmt.Errorf("record %s: %w", r.Id, err)
+	}
+	return a, nil
+}
+
+// fillHeader fills what an alert record's body leaves out from the record itself.
+func fillHeader(a *Alert, r *pb.Record) {
+	if a.Identifier == "" {
+		a.Identifier = fmt.Sprintf("%s.%s.v%d", r.Origin, r.Id, r.Version)
+	}
+	if a.Sender == "" {
+		a.Sender = r.Origin
+	}
+	if a.Sent == "" {
+		a.Sent = FormatTime(r.UpdatedAt.AsTime())
+	}
+	if a.MsgType == "" {
+		a.MsgType = "Alert"
+	}
+}
+
+// FormatTime writes t as a CAP date-time.
+func FormatTime(t time.Time) string {
+	return t.Round(time.Second).Format(TimeLayout)
+}
+
+var sitrepSeverity = map[string]string{"low": "Minor", "medium": "Moderate", "high": "Severe", "critical": "Extreme"}
+
+// fromSitrep writes a situation report as an informational alert: the first version as an
+// Alert, every later one as an Update of it.
+func fromSitrep(r *pb.Record, opts ExportOptions) (*Alert, error) {
+	var s struct {
+		Title, Summary, Severity string
+	}
+	if err := json.Unmarshal(r.Body, &s); err != nil {
+		return nil, fmt.Errorf("cap: record %s: body: %w", r.Id, err)
+	}
+	lang := opts.Language
+	if lang == "" {
+		lang = "nl-NL"
+	}
+	sev := sitrepSeverity[s.Severity]
+	if sev == "" {
+		sev = "Unknown"
+	}
+	a := &Alert{
+		Identifier: fmt.Sprintf("%s.%s.v%d", r.Origin, r.Id, r.Version), Sender: r.Origin,
+		Sent: FormatTime(r.UpdatedAt.AsTime()), MsgType: "Alert",
+		Note: fmt.Sprintf("Situation report %s, version %d, crisis %s.", r.Id, r.Version, r.Crisis),
+		Info: []Info{{
+			Language: lang, Category: []string{"Other"}, Event: "Situation report", ResponseType: []string{"None"},
+			Urgency: "Unknown", Severity: sev, Certainty: "Observed", SenderName: r.Origin,
+			Headline: s.Title, Description: s.Summary,
+			Parameter: []NamedValue{{ValueName: "knooppunt:crisis", Value: r.Crisis}, {ValueName: "knooppunt:record", Value: r.Id}},
+			Area:      []Area{RegionArea(r.Region)},
+		}},
+	}
+	if r.Version > 1 {
+		a.MsgType = "Update"
+	}
+	return a, nil
+}
+
+// RegionArea is the area of a safety region (VR01 to VR25), or of the whole country (NL).
+func RegionArea(region string) Area {
+	if region == "NL" || region == "" {
+		return Area{AreaDesc: "Nederland", Geocode: []NamedValue{{ValueName: "ISO 3166-1", Value: "NL"}}}
+	}
+	return Area{AreaDesc: "Veiligheidsregio " + region, Geocode: []NamedValue{{ValueName: "veiligheidsregio", Value: region}}}
+}
