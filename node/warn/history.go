@@ -21,6 +21,7 @@ type Version struct {
 	At        time.Time
 	Tombstone bool               // the record stopped counting at At
 	Fields    map[string]float64 // the body's top-level numbers
+	Values    map[string]any     // the body's top-level strings and booleans
 }
 
 // History answers the questions rules ask: the sum of a field over a kind's records in a region
@@ -35,6 +36,9 @@ type History struct {
 
 	sums   map[seriesKey]*steps
 	counts map[seriesKey][]int64 // appearance times, Unix nanoseconds, sorted
+	// records are each kind's versions by record, and recordKeys its records in order.
+	records    map[string]map[recordKey][]Version
+	recordKeys map[string][]recordKey
 }
 
 type seriesKey struct{ kind, crisis, region, field string }
@@ -47,7 +51,8 @@ type steps struct {
 
 // NewHistory indexes versions. since is the start of the retention window (zero: no bound).
 func NewHistory(versions []Version, since time.Time) *History {
-	h := &History{since: since, byKind: map[string][]Version{}, sums: map[seriesKey]*steps{}, counts: map[seriesKey][]int64{}}
+	h := &History{since: since, byKind: map[string][]Version{}, sums: map[seriesKey]*steps{}, counts: map[seriesKey][]int64{},
+		records: map[string]map[recordKey][]Version{}, recordKeys: map[string][]recordKey{}}
 	for _, v := range versions {
 		h.byKind[v.Kind] = append(h.byKind[v.Kind], v)
 	}
