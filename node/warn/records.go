@@ -11,6 +11,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 
 	"github.com/knooppunt/knooppunt/node/record"
 )
@@ -265,13 +266,19 @@ func recordsFunctions(p *recordProvider, ec *evalCtx) []cel.EnvOption {
 		out = append(out, cel.Function(recordsFn(rt.kind), cel.Overload("warn_records_"+rt.kind, []*cel.Type{cel.TimestampType}, cel.ListType(rt.celTyp),
 			cel.UnaryBinding(func(arg ref.Val) ref.Val {
 				at := arg.(types.Timestamp).Time
-				vs := ec.h.Records(rt.kind, ec.crisis, ec.region, at)
-				elems := make([]ref.Val, len(vs))
-				for i, v := range vs {
-					elems[i] = rt.value(v)
+				k := listKey{rt.kind, ec.crisis, ec.region, at.UnixNano()}
+				list, ok := ec.h.lists[k]
+				if !ok {
+					vs := ec.h.Records(rt.kind, ec.crisis, ec.region, at)
+					elems := make([]ref.Val, len(vs))
+					for i, v := range vs {
+						elems[i] = rt.value(v)
+					}
+					list = types.NewRefValList(types.DefaultTypeAdapter, elems)
+					ec.h.lists[k] = list
 				}
-				ec.note(fmt.Sprintf("records(%q)", rt.kind), at, float64(len(vs)))
-				return types.NewRefValList(types.DefaultTypeAdapter, elems)
+				ec.note(fmt.Sprintf("records(%q)", rt.kind), at, float64(list.(traits.Sizer).Size().(types.Int)))
+				return list
 			}))))
 	}
 	return out
