@@ -81,15 +81,20 @@ func TestRuleApplyListDelete(t *testing.T) {
 // stored rule fires one alert record when its condition holds, keeps that one record while it
 // still holds, marks it resolved once the clear condition holds, and fires a second record for
 // a second episode; and that knooppunt_rule_firing follows.
-func TestRuleFiresOneAlertPerEpisode(t *testing.T) {
+// ruleNode starts a node that evaluates its rules every second, and returns a RuleService client
+// of its editor and a RecordService client on its local socket.
+func ruleNode(t *testing.T) (pb.RuleServiceClient, pb.RecordServiceClient) {
 	own := newMTLSOrg(t, mtlsOwnTD)
 	n := startMTLSNode(t, own, own.filesIdentity()+fmt.Sprintf(`roles:
   - {id: spiffe://%[1]s/user/editor, role: editor}
 rules: {every: 1s}
 `, mtlsOwnTD))
+	return pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/editor"))), pb.NewRecordServiceClient(n.local(t))
+}
+
+func TestRuleFiresOneAlertPerEpisode(t *testing.T) {
+	editor, records := ruleNode(t)
 	ctx := t.Context()
-	editor := pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/editor")))
-	records := pb.NewRecordServiceClient(n.local(t))
 	if _, err := editor.Apply(ctx, &pb.ApplyRuleRequest{Source: []byte(`name: zeeland-beds-low
 severity: severe
 crisis: oekraine
@@ -171,14 +176,8 @@ clear: sum("shelter.capacity", "beds_free") > 20
 // sitrep says severity high, writes one alert naming the values, and resolves when it no longer
 // does.
 func TestRecordFieldRuleFiresOnTheLeader(t *testing.T) {
-	own := newMTLSOrg(t, mtlsOwnTD)
-	n := startMTLSNode(t, own, own.filesIdentity()+fmt.Sprintf(`roles:
-  - {id: spiffe://%[1]s/user/editor, role: editor}
-rules: {every: 1s}
-`, mtlsOwnTD))
+	editor, records := ruleNode(t)
 	ctx := t.Context()
-	editor := pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/editor")))
-	records := pb.NewRecordServiceClient(n.local(t))
 	if _, err := editor.Apply(ctx, &pb.ApplyRuleRequest{Source: []byte(`name: sitrep-high
 severity: severe
 crisis: oekraine

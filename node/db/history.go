@@ -37,6 +37,13 @@ func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombsto
 	fields := "{}"
 	if !tombstone {
 		fields = scalarsOf(r.Body)
+	} else {
+		// A delete erases the record's text (see store's erasure): its earlier versions keep
+		// only their numbers, which say what they counted, and lose their strings.
+		if _, err := tx.Exec(`UPDATE history SET fields = (SELECT json_group_object(key, value) FROM json_each(fields) WHERE type IN ('integer', 'real'))
+			WHERE origin = ? AND id = ?`, origin, r.Id); err != nil {
+			return err
+		}
 	}
 	_, err := tx.Exec(`INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields) VALUES (?,?,?,?,?,?,?,?,?)`,
 		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields)

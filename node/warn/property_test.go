@@ -190,15 +190,15 @@ type model struct {
 
 func (m model) minutes(t time.Time) int { return int(t.Sub(base) / time.Minute) }
 
-// sum adds, for every record, the field of its latest version at or before minute t, where that
-// version is in the region and is not a delete. Minutes before the retention start read it.
-func (m model) sum(region string, t int) float64 {
+// latest is every record's latest version of the kind at or before minute t. Minutes before the
+// retention start read it.
+func (m model) latest(kind string, t int) map[string]warn.Version {
 	if !m.since.IsZero() && t < m.minutes(m.since) {
 		t = m.minutes(m.since)
 	}
 	latest := map[string]warn.Version{}
 	for _, v := range m.vs {
-		if v.Kind != "shelter.capacity" || m.minutes(v.At) > t {
+		if v.Kind != kind || m.minutes(v.At) > t {
 			continue
 		}
 		k := v.Origin + "/" + v.ID
@@ -206,8 +206,14 @@ func (m model) sum(region string, t int) float64 {
 			latest[k] = v
 		}
 	}
+	return latest
+}
+
+// sum adds, for every record, the field of its latest version at or before minute t, where that
+// version is in the region and is not a delete. Minutes before the retention start read it.
+func (m model) sum(region string, t int) float64 {
 	total := 0.0
-	for _, v := range latest {
+	for _, v := range m.latest("shelter.capacity", t) {
 		if !v.Tombstone && v.Region == region {
 			total += v.Fields["beds_free"]
 		}
@@ -218,21 +224,8 @@ func (m model) sum(region string, t int) float64 {
 // sitreps counts the sitreps whose latest version at or before minute t is in the region, is not a
 // delete, and has the severity. Minutes before the retention start read it.
 func (m model) sitreps(region string, t int, severity string) int {
-	if !m.since.IsZero() && t < m.minutes(m.since) {
-		t = m.minutes(m.since)
-	}
-	latest := map[string]warn.Version{}
-	for _, v := range m.vs {
-		if v.Kind != "sitrep" || m.minutes(v.At) > t {
-			continue
-		}
-		k := v.Origin + "/" + v.ID
-		if cur, ok := latest[k]; !ok || v.Version > cur.Version {
-			latest[k] = v
-		}
-	}
 	n := 0
-	for _, v := range latest {
+	for _, v := range m.latest("sitrep", t) {
 		if !v.Tombstone && v.Region == region && v.Values["severity"] == severity {
 			n++
 		}
