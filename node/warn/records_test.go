@@ -34,3 +34,22 @@ func TestRecordsWalkIsBoundAtRunTime(t *testing.T) {
 		t.Fatalf("%d records: episodes %v, errors %v, %v; want no episode and the cost limit", 20*warn.MaxRecordsEstimate, eps, errs, err)
 	}
 }
+
+// TestRecordsOfADottedKind: records of a kind whose name has a dot evaluate, with its integer and
+// string fields typed as its schema says.
+func TestRecordsOfADottedKind(t *testing.T) {
+	rule, err := warn.Lint([]byte("name: r\nseverity: minor\nwhen: 'records(\"shelter.capacity\").exists(s, s.beds_free < 5 && s.municipality == \"Goes\")'\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := warn.NewHistory([]warn.Version{
+		{ID: "goes", Version: 1, Kind: "shelter.capacity", Crisis: "c", Region: "VR19", At: base,
+			Fields: map[string]float64{"beds_free": 9, "beds_total": 120}, Values: map[string]any{"municipality": "Goes"}},
+		{ID: "goes", Version: 2, Kind: "shelter.capacity", Crisis: "c", Region: "VR19", At: minute(5),
+			Fields: map[string]float64{"beds_free": 3, "beds_total": 120}, Values: map[string]any{"municipality": "Goes"}},
+	}, time.Time{})
+	eps, errs, err := rule.DryRun(h, base, minute(10), time.Minute)
+	if err != nil || len(errs) != 0 || len(eps) != 1 || !eps[0].Start.Equal(minute(5)) {
+		t.Fatalf("episodes %v, errors %v, %v; want one from minute 5", eps, errs, err)
+	}
+}
