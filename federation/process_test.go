@@ -189,8 +189,9 @@ func TestProcessFederation(t *testing.T) {
 	killAndRestart(t, f, ps)
 }
 
-// TestDemoOnce runs `knooppunt demo --once`: it must exit 0 and show that of the six
-// organisations only VR Utrecht holds NCC's confidential record.
+// TestDemoOnce runs `knooppunt demo --once`: it must exit 0, show that of the six organisations
+// only VR Utrecht holds NCC's confidential record, and play early warning through to VR Utrecht's
+// endorsement of NCC's assessment.
 func TestDemoOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six node processes")
@@ -222,6 +223,19 @@ func TestDemoOnce(t *testing.T) {
 	}
 	if fmt.Sprint(holds) != fmt.Sprint(want) {
 		t.Fatalf("where the confidential record went: %v, want %v\n%s", holds, want, out.String())
+	}
+	// Early warning: VR Zeeland's rule fired on LCVS's beds, NCC saw the alert and published an
+	// assessment of the picture as it showed it, and VR Utrecht's endorsement reached NCC.
+	_, warn, ok := strings.Cut(out.String(), "=== Early warning")
+	if !ok {
+		t.Fatalf("the demo did not play early warning:\n%s", out.String())
+	}
+	for _, want := range []string{"VR Zeeland   the rule fired: alert alert-zeeland-beds-low-VR19-", "NCC          its picture shows the alert",
+		"published its assessment assessment-oekraine version 1", "Assessment assessment-oekraine of ncc.crisis.test, version 1",
+		"The picture is the one it interprets", "Endorsed by: vr-utrecht.crisis.test"} {
+		if !strings.Contains(warn, want) {
+			t.Errorf("the demo's early warning does not say %q:\n%s", want, warn)
+		}
 	}
 	if proctest.Raced(out.String()) {
 		t.Fatalf("the race detector reported in the demo:\n%s", out.String())

@@ -83,15 +83,20 @@ func TestRuleApplyListDelete(t *testing.T) {
 // stored rule fires one alert record when its condition holds, keeps that one record while it
 // still holds, marks it resolved once the clear condition holds, and fires a second record for
 // a second episode; and that knooppunt_rule_firing follows.
-func TestRuleFiresOneAlertPerEpisode(t *testing.T) {
+// ruleNode starts a node that evaluates its rules every second, and returns a RuleService client
+// of its editor and a RecordService client on its local socket.
+func ruleNode(t *testing.T) (pb.RuleServiceClient, pb.RecordServiceClient) {
 	own := newMTLSOrg(t, mtlsOwnTD)
 	n := startMTLSNode(t, own, own.filesIdentity()+fmt.Sprintf(`roles:
   - {id: spiffe://%[1]s/user/editor, role: editor}
 rules: {every: 1s}
 `, mtlsOwnTD))
+	return pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/editor"))), pb.NewRecordServiceClient(n.local(t))
+}
+
+func TestRuleFiresOneAlertPerEpisode(t *testing.T) {
+	editor, records := ruleNode(t)
 	ctx := t.Context()
-	editor := pb.NewRuleServiceClient(n.dial(t, own.svid(t, "/user/editor")))
-	records := pb.NewRecordServiceClient(n.local(t))
 	if _, err := editor.Apply(ctx, &pb.ApplyRuleRequest{Source: []byte(`name: zeeland-beds-low
 severity: severe
 crisis: oekraine
@@ -189,4 +194,56 @@ func exportAlert(t *testing.T, records pb.RecordServiceClient, id string) *cap.A
 	}
 	a, _ := captest.Export(t, r)
 	return a
+}
+
+// TestRecordFieldRuleFiresOnTheLeader: a rule on a record's fields fires on the leader when a
+// sitrep says severity high, writes one alert naming the values, and resolves when it no longer
+// does.
+func TestRecordFieldRuleFiresOnTheLeader(t *testing.T) {
+	editor, records := ruleNode(t)
+	ctx := t.Context()
+	if _, err := editor.Apply(ctx, &pb.ApplyRuleRequest{Source: []byte(`name: sitrep-high
+severity: severe
+crisis: oekraine
+when: records("sitrep").exists(r, r.severity == "high")
+`)}); err != nil {
+		t.Fatal(err)
+	}
+	sitrep := func(sev string) {
+		t.Helper()
+		if _, err := records.Put(ctx, &pb.PutRequest{Record: &pb.Record{Id: "sitrep-vr19", Kind: "sitrep", Crisis: "oekraine", Region: "VR19",
+			Classification: pb.Classification_INTERNAL, Body: fmt.Appendf(nil, `{"title":"Zeeland","summary":"s","severity":%q}`, sev)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := func(status string) *pb.Record {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err := records.List(ctx, &pb.ListRequest{Kind: "alert"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.Records) > 1 {
+				t.Fatalf("%d alerts, want one", len(resp.Records))
+			}
+			if len(resp.Records) == 1 && resp.Records[0].Labels["status"] == status {
+				return resp.Records[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s alert within 20s: %v", status, resp.Records)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	sitrep("medium")
+	sitrep("high")
+	a := wait("firing")
+	if a.Region != "VR19" || !strings.Contains(string(a.Body), `"expr":"records(\"sitrep\")"`) {
+		t.Errorf("the alert %s in %s: %s", a.Id, a.Region, a.Body)
+	}
+	sitrep("low")
+	if r := wait("resolved"); r.Id != a.Id {
+		t.Errorf("resolved %s, want %s", r.Id, a.Id)
+	}
 }

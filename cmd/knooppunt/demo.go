@@ -73,7 +73,10 @@ other's trust bundles current through their bundle endpoints. The demo then:
   2. has two officers per organisation propose and approve the scenario's policies;
   3. prints the picture as seen from VR Utrecht and from NCC;
   4. shows that the confidential record reached only its recipient;
-  5. stays up and prints how to try commands against it, and each organisation's web interface
+  5. plays early warning: VR Zeeland applies a rule (free beds in Zeeland under 5%), LCVS lowers
+     free beds in Zeeland step by step, the rule fires, NCC's picture shows VR Zeeland's alert,
+     NCC publishes its assessment of the picture, and VR Utrecht endorses it;
+  6. stays up and prints how to try commands against it, and each organisation's web interface
      with its sign-ins: a small OpenID provider inside the demo, on loopback only, holds each
      organisation's people (two officers and an editor). Ctrl-C stops everything cleanly.
 
@@ -309,6 +312,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 		}
 		fmt.Fprintf(out, "  %-12s %s\n", o.title, mark)
 	}
+	if err := runEarlyWarning(ctx, out, byName); err != nil {
+		return err
+	}
 	if once {
 		return nil
 	}
@@ -324,6 +330,8 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   knooppunt search --crisis oekraine --kind shelter.capacity
   knooppunt search --text vergunning
   knooppunt record list --crisis oekraine
+  knooppunt assessment show --crisis oekraine
+  knooppunt alert list --node unix://%s
 
 As an LCVS officer, over mTLS with your own SVID:
 
@@ -333,7 +341,7 @@ As an LCVS officer, over mTLS with your own SVID:
 
 Stop one organisation (kill the process whose --data-dir is %s/data) and search again from
 VR Utrecht to see it marked unreachable and answered from cache. Press Ctrl-C to stop everything.
-`, dir, filepath.Join(utrecht.dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
+`, dir, filepath.Join(utrecht.dir, "data", "knooppunt.sock"), filepath.Join(byName["vr-zeeland"].dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
 		filepath.Join(byName["lcvs"].dir, "data", "knooppunt.sock"), byName["lcvs"].dir)
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping the federation")
@@ -383,6 +391,7 @@ func (o *demoOrg) writeConfig(all []*demoOrg) error {
 	fmt.Fprintf(&b, "identity:\n  source: files\n  cert_file: certs/r1.crt\n  key_file: certs/r1.key\n  bundle_file: ca/bundle.pem\n")
 	fmt.Fprintf(&b, "bundle_endpoint:\n  listen: \"127.0.0.1:%d\"\n  refresh_hint: 1m\n", o.bePort)
 	fmt.Fprintf(&b, "federation:\n  heartbeat: 1s\n  reevaluate: 5s\n  purpose: opvang ontheemden uit Oekraïne\n")
+	fmt.Fprintf(&b, "# Early-warning rules are evaluated every second, so that the demo's alert comes at once.\nrules:\n  every: 1s\n")
 	fmt.Fprintf(&b, "# The web interface; its people sign in at the demo's own OpenID provider.\n")
 	fmt.Fprintf(&b, "ui:\n  listen: \"127.0.0.1:%d\"\n  oidc:\n    issuer: %q\n    client_id: %s\n    client_secret_file: oidc-client-secret\n",
 		o.uiPort, o.issuer(), o.clientID())
@@ -590,17 +599,32 @@ recipients: [spiffe://vr-utrecht.crisis.test]
 kinds: [sitrep]
 max_classification: confidential
 when: record.labels["audience"] == "vr-utrecht"
+`, `name: ncc-assessment-to-partners
+purpose: gedeelde duiding van het crisisbeeld
+recipients: [group:veiligheidsregios, group:rijk, group:partners]
+kinds: [assessment]
+max_classification: internal
 `},
 	"vr-utrecht": {`name: vr09-beeld-to-rijk
 purpose: regionaal beeld voor landelijke coördinatie
 recipients: [spiffe://ncc.crisis.test, spiffe://lcvs.crisis.test]
 kinds: [sitrep, signal]
 max_classification: internal
+`, `name: vr09-responses-to-ncc
+purpose: reactie op de landelijke duiding
+recipients: [spiffe://ncc.crisis.test]
+kinds: [assessment.response]
+max_classification: internal
 `},
 	"vr-zeeland": {`name: vr19-beeld-to-rijk
 purpose: regionaal beeld voor landelijke coördinatie
 recipients: [spiffe://ncc.crisis.test, spiffe://lcvs.crisis.test]
 kinds: [sitrep]
+max_classification: internal
+`, `name: vr19-alerts-to-ncc
+purpose: vroegtijdige waarschuwing voor landelijke coördinatie
+recipients: [spiffe://ncc.crisis.test]
+kinds: [alert]
 max_classification: internal
 `},
 	"ggdghor": {`name: ggd-guidance-public

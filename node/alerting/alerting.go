@@ -50,6 +50,8 @@ type Evaluator struct {
 	leading bool
 	// states are the rules' states by rule name@version and region, while this replica leads.
 	states map[string]map[string]warn.State
+	// compiled are the stored rules, compiled, by name@version: a version never changes.
+	compiled map[string]*warn.Rule
 }
 
 // New returns an evaluator; Run runs it.
@@ -57,7 +59,7 @@ func New(c Config) *Evaluator {
 	if c.Every <= 0 {
 		c.Every = time.Minute
 	}
-	return &Evaluator{c: c, states: map[string]map[string]warn.State{}}
+	return &Evaluator{c: c, states: map[string]map[string]warn.State{}, compiled: map[string]*warn.Rule{}}
 }
 
 // Run evaluates at every multiple of Every until ctx ends.
@@ -106,19 +108,34 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 	if err != nil {
 		return err
 	}
+	type compiled struct {
+		key  string
+		row  db.RuleRow
+		rule *warn.Rule
+	}
+	var evals []compiled
 	live := map[string]bool{}
+	kinds := map[string][]string{} // by crisis: the kinds its rules read
 	for _, row := range stored {
 		key := fmt.Sprintf("%s@%d", row.Name, row.Version)
 		live[key] = true
-		rule, err := warn.Lint(row.Source, e.c.Kinds)
-		if err != nil {
-			// A rule linted when it was applied; a config change that dropped a kind it reads
-			// makes it fail now. It is skipped, loudly, not guessed at.
-			e.c.Logger.Warn("early-warning rule does not lint against this node's kinds: skipped", "rule", row.Name, "err", err)
-			continue
+		rule, ok := e.compiled[key]
+		if !ok {
+			var err error
+			if rule, err = warn.Lint(row.Source, e.c.Kinds); err != nil {
+				// A rule linted when it was applied; a config change that dropped a kind it
+				// reads makes it fail now. It is skipped, loudly, not guessed at.
+				e.c.Logger.Warn("early-warning rule does not lint against this node's kinds: skipped", "rule", row.Name, "err", err)
+				continue
+			}
+			e.compiled[key] = rule
 		}
-		if err := e.evaluate(ctx, key, row, rule, at); err != nil {
-			return fmt.Errorf("rule %s: %w", row.Name, err)
+		evals = append(evals, compiled{key, row, rule})
+		kinds[rule.Doc.Crisis] = append(kinds[rule.Doc.Crisis], rule.Kinds()...)
+	}
+	for key := range e.compiled {
+		if !live[key] {
+			delete(e.compiled, key)
 		}
 	}
 	for key := range e.states {
@@ -126,20 +143,31 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 			delete(e.states, key)
 		}
 	}
+	// One history per crisis serves all its rules: it is read from the database once, and each
+	// series is built once, however many rules read it.
+	histories := map[string]*warn.History{}
+	since := at.Add(-e.c.Retention())
+	for crisis, ks := range kinds {
+		slices.Sort(ks)
+		rows, err := e.c.DB.History(ctx, db.HistoryFilter{Kinds: slices.Compact(ks), Crisis: crisis})
+		if err != nil {
+			return err
+		}
+		histories[crisis] = warn.NewHistory(rules.Versions(rows), since)
+	}
+	open, err := e.openAlerts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range evals {
+		if err := e.evaluate(ctx, c.key, c.row, c.rule, at, histories[c.rule.Doc.Crisis], open[c.row.Name]); err != nil {
+			return fmt.Errorf("rule %s: %w", c.row.Name, err)
+		}
+	}
 	return nil
 }
 
-func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, rule *warn.Rule, at time.Time) error {
-	since := at.Add(-e.c.Retention())
-	rows, err := e.c.DB.History(ctx, db.HistoryFilter{Kinds: rule.Kinds(), Crisis: rule.Doc.Crisis})
-	if err != nil {
-		return err
-	}
-	h := warn.NewHistory(rules.Versions(rows), since)
-	open, err := e.openAlerts(ctx, row.Name)
-	if err != nil {
-		return err
-	}
+func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, rule *warn.Rule, at time.Time, h *warn.History, open map[string]*pb.Record) error {
 	regions := rule.Doc.Regions
 	if len(regions) == 0 {
 		regions = h.Regions(rule.Kinds(), rule.Doc.Crisis)
@@ -324,17 +352,21 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	return e.put(ctx, next)
 }
 
-// openAlerts are the rule's firing alerts by region.
-func (e *Evaluator) openAlerts(ctx context.Context, rule string) (map[string]*pb.Record, error) {
-	out := map[string]*pb.Record{}
-	f := db.Filter{Kind: Kind, Labels: map[string]string{"rule": rule, "status": "firing"}, PageSize: 1000}
+// openAlerts are the firing alerts by rule and region.
+func (e *Evaluator) openAlerts(ctx context.Context) (map[string]map[string]*pb.Record, error) {
+	out := map[string]map[string]*pb.Record{}
+	f := db.Filter{Kind: Kind, Labels: map[string]string{"status": "firing"}, PageSize: 1000}
 	for {
 		recs, next, err := e.c.DB.List(ctx, f)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range recs {
-			out[r.Region] = r
+			rule := r.Labels["rule"]
+			if out[rule] == nil {
+				out[rule] = map[string]*pb.Record{}
+			}
+			out[rule][r.Region] = r
 		}
 		if next == "" {
 			return out, nil

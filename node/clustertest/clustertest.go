@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -760,4 +763,64 @@ func EachFile(tb testing.TB, dir string, fn func(rel string, data []byte)) {
 	if err != nil {
 		tb.Fatalf("walk %s: %v", dir, err)
 	}
+}
+
+// ApplyRule stores an early-warning rule as the org's editor (spiffe://TD/user/editor, which
+// Options.Roles must make an editor), over mTLS through r, following the leader.
+func (c *Cluster) ApplyRule(tb testing.TB, r *Replica, src string) {
+	tb.Helper()
+	editor := identitytest.SVID(tb, c.CA, "/user/editor", identity.SVIDOptions{})
+	creds := identity.ClientCredentials(editor, identitytest.Bundle(c.CA), identity.AuthorizeReplica(c.TD))
+	conn, err := grpc.NewClient(r.API, grpc.WithTransportCredentials(creds), grpc.WithChainUnaryInterceptor(api.FollowLeader(creds)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := pb.NewRuleServiceClient(conn).Apply(Call(tb), &pb.ApplyRuleRequest{Source: []byte(src)}); err != nil {
+		tb.Fatalf("apply the rule through %s: %v", r.ID, err)
+	}
+}
+
+// Alerts are the replica's alert records as id=status, sorted.
+func (r *Replica) Alerts(tb testing.TB) []string {
+	tb.Helper()
+	resp, err := r.Records(tb).List(Call(tb), &pb.ListRequest{Kind: "alert"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, rec := range resp.Records {
+		out = append(out, rec.Id+"="+rec.Labels["status"])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// WaitAlerts waits, up to 30s, until the replica's alerts (as Alerts gives them) satisfy ok, and
+// returns them.
+func (r *Replica) WaitAlerts(tb testing.TB, what string, ok func([]string) bool) []string {
+	tb.Helper()
+	var got []string
+	Eventually(tb, 30*time.Second, what+" on "+r.ID, func() (bool, string) {
+		got = r.Alerts(tb)
+		return ok(got), fmt.Sprint(got)
+	})
+	return got
+}
+
+// ZeelandBedsLow is an early-warning rule on free beds in VR19: it fires under 10 and clears
+// above 20.
+const ZeelandBedsLow = `name: zeeland-beds-low
+severity: severe
+crisis: oekraine
+regions: [VR19]
+when: sum("shelter.capacity", "beds_free") < 10
+clear: sum("shelter.capacity", "beds_free") > 20
+`
+
+// PutBeds writes Middelburg's shelter record in VR19 with free beds through r.
+func (r *Replica) PutBeds(tb testing.TB, free int) {
+	tb.Helper()
+	r.Put(tb, &pb.Record{Id: "middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
+		Body: fmt.Appendf(nil, `{"municipality":"Middelburg","beds_total":100,"beds_free":%d}`, free)})
 }

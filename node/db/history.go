@@ -13,7 +13,7 @@ import (
 )
 
 // HistoryVersion is one applied version of an own or cached record, as the history keeps it: where
-// and when it counted, and the numbers of its body. The early-warning rules derive their sums,
+// and when it counted, and the scalars of its body. The early-warning rules derive their sums,
 // deltas and counts from these rows alone (see node/warn), so every replica, which applies the
 // same entries, derives the same values.
 type HistoryVersion struct {
@@ -26,6 +26,9 @@ type HistoryVersion struct {
 	At        time.Time
 	Tombstone bool               // the record stopped counting at At
 	Fields    map[string]float64 // the body's top-level numbers
+	// Values are the body's top-level strings (up to MaxHistoryString bytes) and booleans.
+	// Versions stored before they were kept have none.
+	Values map[string]any
 }
 
 // addHistory keeps the version of r that the entry applies. It is called in the entry's
@@ -33,7 +36,14 @@ type HistoryVersion struct {
 func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone bool) error {
 	fields := "{}"
 	if !tombstone {
-		fields = numbersOf(r.Body)
+		fields = scalarsOf(r.Body)
+	} else {
+		// A delete erases the record's text (see store's erasure): its earlier versions keep
+		// only their numbers, which say what they counted, and lose their strings.
+		if _, err := tx.Exec(`UPDATE history SET fields = (SELECT json_group_object(key, value) FROM json_each(fields) WHERE type IN ('integer', 'real'))
+			WHERE origin = ? AND id = ?`, origin, r.Id); err != nil {
+			return err
+		}
 	}
 	_, err := tx.Exec(`INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields) VALUES (?,?,?,?,?,?,?,?,?)`,
 		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields)
@@ -47,22 +57,38 @@ func dropHistory(tx *writeTx, origin, id string) error {
 	return err
 }
 
-// numbersOf returns the body's top-level numbers as a JSON object with sorted keys. A body that
-// is not a JSON object has none. The numbers pass through float64, as CEL reads them, and the
-// encoding is canonical, so every replica stores the same text.
-func numbersOf(body []byte) string {
+// MaxHistoryString bounds the strings the history keeps: a body's top-level strings up to it are
+// kept for the conditions on a record's fields (a sitrep with severity high); longer text is for
+// search, not for rules, and is left out.
+const MaxHistoryString = 256
+
+// scalarsOf returns the body's top-level numbers, booleans and strings of up to MaxHistoryString
+// bytes as a JSON object with sorted keys. A body that is not a JSON object has none. The numbers
+// pass through float64, as CEL reads them, and the encoding is canonical, so every replica stores
+// the same text.
+func scalarsOf(body []byte) string {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(body, &m) != nil {
 		return "{}"
 	}
-	out := map[string]float64{}
+	out := map[string]any{}
 	for k, v := range m {
 		v = bytes.TrimSpace(v)
-		if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		if len(v) == 0 {
 			continue
 		}
-		if f, err := strconv.ParseFloat(string(v), 64); err == nil {
-			out[k] = f
+		switch {
+		case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
+			if f, err := strconv.ParseFloat(string(v), 64); err == nil {
+				out[k] = f
+			}
+		case v[0] == 't' || v[0] == 'f':
+			out[k] = v[0] == 't'
+		case v[0] == '"':
+			var s string
+			if json.Unmarshal(v, &s) == nil && len(s) <= MaxHistoryString {
+				out[k] = s
+			}
 		}
 	}
 	b, err := json.Marshal(out)
@@ -115,8 +141,22 @@ func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, er
 				return err
 			}
 			v.At = time.Unix(0, at).UTC()
-			if err := json.Unmarshal([]byte(fields), &v.Fields); err != nil {
+			var scalars map[string]any
+			if err := json.Unmarshal([]byte(fields), &scalars); err != nil {
 				return fmt.Errorf("db: history of %s %q: %w", v.Origin, v.ID, err)
+			}
+			for k, x := range scalars {
+				if f, ok := x.(float64); ok {
+					if v.Fields == nil {
+						v.Fields = map[string]float64{}
+					}
+					v.Fields[k] = f
+				} else {
+					if v.Values == nil {
+						v.Values = map[string]any{}
+					}
+					v.Values[k] = x
+				}
 			}
 			out = append(out, v)
 		}

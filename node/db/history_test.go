@@ -98,3 +98,41 @@ func TestPruneHistoryKeepsBaseline(t *testing.T) {
 		t.Errorf("pruned %d rows, left %v; want 4 pruned, [a@11 a@12] left", n, got)
 	}
 }
+
+// TestHistoryKeepsStringsUntilDelete checks that the history keeps a body's booleans and short
+// strings beside its numbers, leaves out a string over MaxHistoryString, and that a delete erases
+// the strings of every earlier version of the record while its numbers stay.
+func TestHistoryKeepsStringsUntilDelete(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	long := make([]byte, db.MaxHistoryString+1)
+	for i := range long {
+		long[i] = 'x'
+	}
+	for i, w := range []*pb.Record{
+		{Id: "r1", Kind: "sitrep", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"severity":"high","urgent":true,"n":3,"summary":"` + string(long) + `"}`), UpdatedAt: hour(0)},
+		{Id: "r1", Kind: "sitrep", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"severity":"low","n":4}`), UpdatedAt: hour(1)},
+	} {
+		if res, err := d.Apply(uint64(i+1), []*pb.Record{w}); err != nil || res[0].Err != nil {
+			t.Fatal(err, res)
+		}
+	}
+	rows, err := d.History(ctx, db.HistoryFilter{Kinds: []string{"sitrep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Values["severity"] != "high" || rows[0].Values["urgent"] != true || rows[0].Fields["n"] != 3 ||
+		len(rows[0].Values) != 2 || rows[1].Values["severity"] != "low" {
+		t.Fatalf("history %+v, want severity and urgent beside n, and no summary over the bound", rows)
+	}
+	if res, err := d.Apply(3, []*pb.Record{{Id: "r1", Tombstone: true, UpdatedAt: hour(2)}}); err != nil || res[0].Err != nil {
+		t.Fatal(err, res)
+	}
+	rows, err = d.History(ctx, db.HistoryFilter{Kinds: []string{"sitrep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0].Values != nil || rows[1].Values != nil || rows[0].Fields["n"] != 3 || rows[1].Fields["n"] != 4 {
+		t.Fatalf("after the delete: %+v, want the numbers only", rows)
+	}
+}

@@ -226,6 +226,53 @@ func DemoKinds() []Kind {
 }`),
 		},
 		{
+			Name:        "assessment",
+			Description: "A coordinating org's shared assessment (duiding) of a crisis: what the picture means, how it is expected to develop, the advice; tied to the picture it interprets by its content hash and per-source cursors.",
+			Text:        []string{"text", "development", "advice"},
+			Schema: json.RawMessage(`{
+  "type": "object",
+  "required": ["text", "development", "advice", "picture"],
+  "properties": {
+    "text":        {"type": "string", "minLength": 1, "maxLength": 4000},
+    "development": {"type": "string", "minLength": 1, "maxLength": 4000},
+    "advice":      {"type": "string", "minLength": 1, "maxLength": 4000},
+    "picture": {
+      "type": "object",
+      "required": ["hash", "sources"],
+      "properties": {
+        "hash":    {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+        "sources": {"type": "array", "items": {
+          "type": "object",
+          "required": ["source", "newest", "entries", "hash"],
+          "properties": {
+            "source":  {"type": "string"},
+            "newest":  {"type": "string"},
+            "entries": {"type": "integer", "minimum": 0},
+            "hash":    {"type": "string"}
+          }
+        }}
+      }
+    }
+  }
+}`),
+		},
+		{
+			Name:        "assessment.response",
+			Description: "A partner's response to a shared assessment: it endorses it, or adds a remark.",
+			Text:        []string{"text"},
+			Schema: json.RawMessage(`{
+  "type": "object",
+  "required": ["assessment_origin", "assessment_id", "assessment_version", "response"],
+  "properties": {
+    "assessment_origin":  {"type": "string", "minLength": 1},
+    "assessment_id":      {"type": "string", "minLength": 1},
+    "assessment_version": {"type": "integer", "minimum": 1},
+    "response":           {"enum": ["endorse", "remark"]},
+    "text":               {"type": "string", "maxLength": 4000}
+  }
+}`),
+		},
+		{
 			Name:        "signal",
 			Description: "An early signal that a crisis may be coming (cold phase).",
 			Text:        []string{"summary"},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/assessment"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -33,6 +34,47 @@ type pictureView struct {
 	Charts []chartView
 	Latest []entryView
 	Empty  bool
+	// Assessment is the current assessment of the crisis next to the picture.
+	Assessment *assessmentPart
+}
+
+// assessmentPart is what the assessment partial (part-assessment.html) shows: the current
+// assessment, whether the picture changed since it was written, and who endorsed it.
+type assessmentPart struct {
+	L *Lang
+	A *assessmentView
+}
+
+type assessmentView struct {
+	Origin                    string
+	Version                   int64
+	Written                   string
+	Text, Development, Advice string
+	Changed, Exact            bool
+	ChangedSources            []string
+	Endorsed                  []string
+	Remarks                   []assessment.Response
+}
+
+// assessmentOf finds the current assessment in the picture and compares it with the picture.
+func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse) *assessmentPart {
+	part := &assessmentPart{L: r.L}
+	v, err := assessment.Current(pic, s.c.Org)
+	if err != nil || v == nil {
+		return part
+	}
+	a := &assessmentView{Origin: v.Origin, Version: v.Version, Written: age(r.L, int64(time.Since(v.WrittenAt).Seconds())),
+		Text: v.Body.Text, Development: v.Body.Development, Advice: v.Body.Advice,
+		Changed: v.Changed, Exact: v.Exact, ChangedSources: v.ChangedSources, Remarks: v.Remarks}
+	for _, e := range v.Endorsed {
+		name := e.Org
+		if e.Outdated {
+			name += " (" + r.L.T("assessment.endorsed_version", e.Version) + ")"
+		}
+		a.Endorsed = append(a.Endorsed, name)
+	}
+	part.A = a
+	return part
 }
 
 type crisisView struct {
@@ -96,6 +138,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Phase = pic.Phase
+	v.Assessment = s.assessmentOf(r, pic)
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.
 	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1}, TimeoutMs: pictureSearchTimeout})

@@ -2,6 +2,7 @@ package warn
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -122,8 +123,11 @@ func compileCondition(src string, kinds *record.Kinds) (*condition, []celProblem
 // cleanMessage names the macros as their authors wrote them, not as they were expanded.
 func cleanMessage(m string) string {
 	m = strings.ReplaceAll(m, "'"+fnSum+"'", "'sum'")
-	return strings.ReplaceAll(m, "'"+fnCount+"'", "'count'")
+	m = strings.ReplaceAll(m, "'"+fnCount+"'", "'count'")
+	return recordsFnRe.ReplaceAllString(m, "'records'")
 }
+
+var recordsFnRe = regexp.MustCompile(`'__records_[a-z0-9_.]+'`)
 
 // env is the CEL environment of one condition: its function bindings read c.ctx, and its macros
 // note the kinds and windows c reads.
@@ -182,6 +186,20 @@ func (c *condition) env(kinds *record.Kinds) (*cel.Env, error) {
 		}
 		return eh.NewCall(fnCount, eh.NewIdent("now"), args[0], args[1]), nil
 	})
+	provider, err := newRecordProvider(kinds)
+	if err != nil {
+		return nil, err
+	}
+	recordsMacro := cel.GlobalMacro("records", 1, func(eh cel.MacroExprFactory, _ celast.Expr, args []celast.Expr) (celast.Expr, *common.Error) {
+		kind, err := kindArg(eh, args[0], "records")
+		if err != nil {
+			return nil, err
+		}
+		if provider.byName[recordTypePrefix+kind] == nil {
+			return nil, eh.NewError(args[0].ID(), fmt.Sprintf("records: kind %q declares no string, number, integer or boolean fields in its schema: conditions on its records read those", kind))
+		}
+		return eh.NewCall(recordsFn(kind), eh.NewIdent("now")), nil
+	})
 	deltaMacro := cel.GlobalMacro("delta", 2, func(eh cel.MacroExprFactory, _ celast.Expr, args []celast.Expr) (celast.Expr, *common.Error) {
 		if _, err := windowArg(eh, args[1], "delta"); err != nil {
 			return nil, err
@@ -192,12 +210,13 @@ func (c *condition) env(kinds *record.Kinds) (*cel.Env, error) {
 			eh.NewLiteral(types.False), eh.NewIdent("now"), eh.Copy(args[0]))
 		return eh.NewCall(operators.Subtract, args[0], then), nil
 	})
-	return cel.NewEnv(
+	opts := []cel.EnvOption{
+		cel.CustomTypeProvider(provider),
 		// sum(..) < 10 compares a double with an int: authors should not have to write 10.0.
 		cel.CrossTypeNumericComparisons(true),
 		cel.Variable("now", cel.TimestampType),
 		cel.Variable("region", cel.StringType),
-		cel.Macros(sumMacro, countMacro, deltaMacro),
+		cel.Macros(sumMacro, countMacro, deltaMacro, recordsMacro),
 		cel.Function(fnSum, cel.Overload("warn_sum", []*cel.Type{cel.TimestampType, cel.StringType, cel.StringType}, cel.DoubleType,
 			cel.FunctionBinding(func(args ...ref.Val) ref.Val {
 				at := args[0].(types.Timestamp).Time
@@ -221,7 +240,8 @@ func (c *condition) env(kinds *record.Kinds) (*cel.Env, error) {
 				}
 				return a.(types.Double) / b.(types.Double)
 			}))),
-	)
+	}
+	return cel.NewEnv(append(opts, recordsFunctions(provider, ec)...)...)
 }
 
 func stringLit(e celast.Expr) (string, bool) {
@@ -236,10 +256,26 @@ func stringLit(e celast.Expr) (string, bool) {
 // index), so that a condition that calls them in a loop is costed as it will run.
 type costEstimator struct{}
 
-func (costEstimator) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
+// EstimateSize bounds what records(kind) returns, and the strings of its fields, which the history
+// keeps up to db.MaxHistoryString bytes.
+func (costEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	e := n.Expr()
+	switch {
+	case e == nil:
+		return nil // a node the estimator made up, such as a list's elements
+	case e.Kind() == celast.CallKind && strings.HasPrefix(e.AsCall().FunctionName(), "__records_"):
+		return &checker.SizeEstimate{Min: 0, Max: MaxRecordsEstimate}
+	case e.Kind() == celast.SelectKind && n.Type() == cel.StringType:
+		return &checker.SizeEstimate{Min: 0, Max: maxFieldString}
+	}
+	return nil
+}
+
+// maxFieldString is db.MaxHistoryString (warn does no I/O and does not import db).
+const maxFieldString = 256
 
 func (costEstimator) EstimateCallCost(function, _ string, _ *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
-	if function == fnSum || function == fnCount {
+	if function == fnSum || function == fnCount || strings.HasPrefix(function, "__records_") {
 		return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 20, Max: 20}}
 	}
 	return nil

@@ -5,6 +5,9 @@ package warn
 
 import (
 	"slices"
+	"strings"
+
+	"cel.dev/cel-go/common/types/ref"
 	"sort"
 	"time"
 )
@@ -21,6 +24,7 @@ type Version struct {
 	At        time.Time
 	Tombstone bool               // the record stopped counting at At
 	Fields    map[string]float64 // the body's top-level numbers
+	Values    map[string]any     // the body's top-level strings and booleans
 }
 
 // History answers the questions rules ask: the sum of a field over a kind's records in a region
@@ -35,6 +39,19 @@ type History struct {
 
 	sums   map[seriesKey]*steps
 	counts map[seriesKey][]int64 // appearance times, Unix nanoseconds, sorted
+	// records are each kind's versions by record, and recordKeys its records in order.
+	records    map[string]map[recordKey][]Version
+	recordKeys map[string][]recordKey
+	// lists are what records(kind) returned, by kind, crisis, region and instant: the rules of
+	// one evaluation read the same lists.
+	lists map[listKey]ref.Val
+	// regions are what Regions answered, by kinds and crisis.
+	regions map[string][]string
+}
+
+type listKey struct {
+	kind, crisis, region string
+	at                   int64
 }
 
 type seriesKey struct{ kind, crisis, region, field string }
@@ -47,7 +64,8 @@ type steps struct {
 
 // NewHistory indexes versions. since is the start of the retention window (zero: no bound).
 func NewHistory(versions []Version, since time.Time) *History {
-	h := &History{since: since, byKind: map[string][]Version{}, sums: map[seriesKey]*steps{}, counts: map[seriesKey][]int64{}}
+	h := &History{since: since, byKind: map[string][]Version{}, sums: map[seriesKey]*steps{}, counts: map[seriesKey][]int64{},
+		records: map[string]map[recordKey][]Version{}, recordKeys: map[string][]recordKey{}, lists: map[listKey]ref.Val{}, regions: map[string][]string{}}
 	for _, v := range versions {
 		h.byKind[v.Kind] = append(h.byKind[v.Kind], v)
 	}
@@ -82,11 +100,13 @@ func (h *History) Sum(kind, crisis, region, field string, at time.Time) float64 
 	if at.Before(h.since) {
 		at = h.since
 	}
-	k := seriesKey{kind, crisis, region, field}
-	s, ok := h.sums[k]
+	built := seriesKey{kind, crisis, "", field}
+	if _, ok := h.sums[built]; !ok {
+		h.buildSums(kind, crisis, field)
+	}
+	s, ok := h.sums[seriesKey{kind, crisis, region, field}]
 	if !ok {
-		s = h.buildSum(k)
-		h.sums[k] = s
+		return 0 // no record of the kind was ever in the region
 	}
 	t := at.UnixNano()
 	i := sort.Search(len(s.at), func(i int) bool { return s.at[i] > t })
@@ -98,29 +118,53 @@ func (h *History) Sum(kind, crisis, region, field string, at time.Time) float64 
 
 type recordKey struct{ origin, id string }
 
-func (h *History) buildSum(k seriesKey) *steps {
-	s := &steps{}
-	cur := map[recordKey]float64{} // what each record adds now
-	total := 0.0
-	for _, v := range h.byKind[k.kind] {
-		rk := recordKey{v.Origin, v.ID}
-		next := 0.0
-		if !v.Tombstone && v.Region == k.region && (k.crisis == "" || v.Crisis == k.crisis) {
-			next = v.Fields[k.field]
+// buildSums builds the series of field in every region in one walk of the kind's versions. The
+// entry under region "" marks the walk done.
+func (h *History) buildSums(kind, crisis, field string) {
+	type counted struct {
+		region string
+		value  float64
+	}
+	cur := map[recordKey]counted{} // what each record adds now, and where
+	total := map[string]float64{}
+	add := func(region string, t int64) {
+		k := seriesKey{kind, crisis, region, field}
+		s := h.sums[k]
+		if s == nil {
+			s = &steps{}
+			h.sums[k] = s
 		}
-		// Subtracting and adding floats in a different order would give different totals on
-		// replicas that walked differently; the walk's order is fixed, so this is the same
-		// everywhere.
-		total += next - cur[rk]
-		cur[rk] = next
-		t := v.At.UnixNano()
 		if n := len(s.at); n > 0 && s.at[n-1] == t {
-			s.value[n-1] = total
+			s.value[n-1] = total[region]
 		} else {
-			s.at, s.value = append(s.at, t), append(s.value, total)
+			s.at, s.value = append(s.at, t), append(s.value, total[region])
 		}
 	}
-	return s
+	for _, v := range h.byKind[kind] {
+		rk := recordKey{v.Origin, v.ID}
+		next := counted{}
+		if !v.Tombstone && (crisis == "" || v.Crisis == crisis) {
+			next = counted{region: v.Region, value: v.Fields[field]}
+		}
+		prev := cur[rk]
+		cur[rk] = next
+		t := v.At.UnixNano()
+		// Each region's total changes by what the record stopped and started adding there, in
+		// the walk's fixed order, so every replica adds the same floats in the same order.
+		if prev.region != "" && prev.region != next.region {
+			total[prev.region] += 0 - prev.value
+			add(prev.region, t)
+		}
+		if next.region != "" {
+			old := 0.0
+			if prev.region == next.region {
+				old = prev.value
+			}
+			total[next.region] += next.value - old
+			add(next.region, t)
+		}
+	}
+	h.sums[seriesKey{kind, crisis, "", field}] = &steps{}
 }
 
 // Count is how many of the kind's records appeared in the region within the window that ends at
@@ -156,15 +200,25 @@ func (h *History) Count(kind, crisis, region string, at time.Time, window time.D
 }
 
 // Regions lists the regions where records of the kinds were, in the crisis ("" for any), sorted.
+// The slice is shared by every caller that asks the same: do not change it.
 func (h *History) Regions(kinds []string, crisis string) []string {
-	var out []string
+	key := strings.Join(kinds, "\x00") + "\x01" + crisis
+	if out, ok := h.regions[key]; ok {
+		return out
+	}
+	seen := map[string]bool{}
 	for _, k := range kinds {
 		for _, v := range h.byKind[k] {
 			if crisis == "" || v.Crisis == crisis {
-				out = append(out, v.Region)
+				seen[v.Region] = true
 			}
 		}
 	}
+	out := make([]string, 0, len(seen))
+	for r := range seen {
+		out = append(out, r)
+	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	h.regions[key] = out
+	return out
 }

@@ -33,6 +33,12 @@ func TestLintRefusesWithPosition(t *testing.T) {
 		{"clear quoted", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nclear: \"count('signal', duration('6h')) < x\"", 4, 43, "clear", "undeclared reference to 'x'"},
 		{"severity", "name: r\nseverity: loud\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 2, 11, "severity", `"loud" is not a severity`},
 		{"for", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nfor: soon", 4, 6, "for", `"soon" is not a duration`},
+		{"records of unknown kind", head + `when: records("sitreps").exists(r, r.severity == "high")`, 3, 15, "when", `records: unknown kind "sitreps"`},
+		{"records field unknown", head + `when: records("sitrep").exists(r, r.severty == "high")`, 3, 36, "when", "undefined field 'severty'"},
+		{"records field wrong type", head + `when: records("sitrep").exists(r, r.severity > 3)`, 3, 46, "when", "found no matching overload for '_>_' applied to '(string, int)'"},
+		{"records field not scalar", head + `when: records("alert").exists(a, size(a.values) > 0)`, 3, 40, "when", "undefined field 'values'"},
+		{"records over cost", head + `when: records("sitrep").exists(a, records("sitrep").exists(b, a.title == b.title && a.summary != b.summary))`, 3, 7, "when", "over the budget of 10000"},
+		{"records kind not literal", head + `when: records("sit" + "rep").size() > 0`, 3, 21, "when", "the kind must be a string literal"},
 		{"unknown key", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nwhn: x", 4, 1, "", `unknown field "whn"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +63,9 @@ func TestLintAcceptsIssueExamples(t *testing.T) {
 		`delta(sum("shelter.capacity", "beds_free"), duration("24h")) < -100.0`,
 		`count("signal", duration("6h")) >= 3`,
 		`delta(ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")), duration("1h")) < -0.1 && region == "VR19"`,
+		`records("sitrep").exists(r, r.severity == "high" || r.severity == "critical")`,
+		`records("signal").filter(s, has(s.confidence) && s.confidence >= 0.8).size() >= 2`,
+		`records("shelter.capacity").exists(s, s.beds_free < 5 && s.municipality.startsWith("Goe"))`,
 	} {
 		r, err := warn.Lint([]byte(head+"when: '"+when+"'\nfor: 30m\n"), nil)
 		if err != nil {

@@ -18,7 +18,8 @@ func minute(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
 // TestDryRunMatchesReferenceModel checks rule evaluation against a plain model, on random
 // histories: the model recomputes every sum and count from all the versions at every minute, and
 // steps a state machine of its own for `for:` and the clear condition. The rules cover a sum with
-// and without hysteresis, a delta window and a count window, with random thresholds, windows,
+// and without hysteresis, a delta window, a count window and conditions on a record's fields (any
+// record, and how many, with a value), with random thresholds, windows,
 // `for:` durations and a retention start that cuts windows short.
 func TestDryRunMatchesReferenceModel(t *testing.T) {
 	const iterations = 300
@@ -91,6 +92,27 @@ func randomHistory(rng *rand.Rand) []warn.Version {
 			at += 1 + rng.IntN(90)
 		}
 	}
+	// Sitreps whose severity changes, that move, lose the field, and are deleted.
+	for i := range rng.IntN(5) {
+		at, region := rng.IntN(400), regions[rng.IntN(2)]
+		for v := int64(1); at <= 720; v++ {
+			ver := warn.Version{Origin: []string{"", "p.test"}[rng.IntN(2)], ID: fmt.Sprintf("r%d", i), Version: v, Kind: "sitrep", Crisis: "c",
+				Region: region, At: minute(at), Values: map[string]any{"title": "t", "severity": severities[rng.IntN(len(severities))]}}
+			if rng.IntN(5) == 0 {
+				delete(ver.Values, "severity") // reads as ""
+			}
+			if rng.IntN(10) == 0 {
+				ver.Tombstone = true // keeps its values: a delete counts for nothing all the same
+				vs = append(vs, ver)
+				break
+			}
+			vs = append(vs, ver)
+			if rng.IntN(6) == 0 {
+				region = regions[rng.IntN(2)]
+			}
+			at += 1 + rng.IntN(60)
+		}
+	}
 	for i := range rng.IntN(12) {
 		vs = append(vs, warn.Version{ID: fmt.Sprintf("g%d", i), Version: 1, Kind: "signal", Crisis: "c", Region: regions[rng.IntN(2)], At: minute(rng.IntN(720)), Fields: map[string]float64{}})
 	}
@@ -106,10 +128,24 @@ type refRule struct {
 	clear func(m model, region string, t int) bool
 }
 
+var severities = []string{"low", "medium", "high", "critical"}
+
 func randomRule(rng *rand.Rand) refRule {
 	r := refRule{for_: []int{0, 0, 1, 5, 30, 90}[rng.IntN(6)]}
 	var when, clear string
-	switch rng.IntN(4) {
+	switch rng.IntN(6) {
+	case 4: // any record with a field's value
+		sev := severities[rng.IntN(len(severities))]
+		when = fmt.Sprintf(`records("sitrep").exists(r, r.severity == "%s")`, sev)
+		r.when = func(m model, region string, t int) bool { return m.sitreps(region, t, sev) > 0 }
+	case 5: // how many records have a field's value, with hysteresis
+		sev := severities[rng.IntN(len(severities))]
+		n := 1 + rng.IntN(3)
+		k := rng.IntN(n + 1)
+		when = fmt.Sprintf(`records("sitrep").filter(r, r.severity == "%s").size() >= %d`, sev, n)
+		clear = fmt.Sprintf(`records("sitrep").filter(r, r.severity == "%s").size() < %d`, sev, k)
+		r.when = func(m model, region string, t int) bool { return m.sitreps(region, t, sev) >= n }
+		r.clear = func(m model, region string, t int) bool { return m.sitreps(region, t, sev) < k }
 	case 0: // a sum, with hysteresis; or with a clear that can hold with when at once
 		a := float64(50 + rng.IntN(150))
 		b := a + float64(rng.IntN(120)-60)
@@ -154,15 +190,15 @@ type model struct {
 
 func (m model) minutes(t time.Time) int { return int(t.Sub(base) / time.Minute) }
 
-// sum adds, for every record, the field of its latest version at or before minute t, where that
-// version is in the region and is not a delete. Minutes before the retention start read it.
-func (m model) sum(region string, t int) float64 {
+// latest is every record's latest version of the kind at or before minute t. Minutes before the
+// retention start read it.
+func (m model) latest(kind string, t int) map[string]warn.Version {
 	if !m.since.IsZero() && t < m.minutes(m.since) {
 		t = m.minutes(m.since)
 	}
 	latest := map[string]warn.Version{}
 	for _, v := range m.vs {
-		if v.Kind != "shelter.capacity" || m.minutes(v.At) > t {
+		if v.Kind != kind || m.minutes(v.At) > t {
 			continue
 		}
 		k := v.Origin + "/" + v.ID
@@ -170,13 +206,31 @@ func (m model) sum(region string, t int) float64 {
 			latest[k] = v
 		}
 	}
+	return latest
+}
+
+// sum adds, for every record, the field of its latest version at or before minute t, where that
+// version is in the region and is not a delete. Minutes before the retention start read it.
+func (m model) sum(region string, t int) float64 {
 	total := 0.0
-	for _, v := range latest {
+	for _, v := range m.latest("shelter.capacity", t) {
 		if !v.Tombstone && v.Region == region {
 			total += v.Fields["beds_free"]
 		}
 	}
 	return total
+}
+
+// sitreps counts the sitreps whose latest version at or before minute t is in the region, is not a
+// delete, and has the severity. Minutes before the retention start read it.
+func (m model) sitreps(region string, t int, severity string) int {
+	n := 0
+	for _, v := range m.latest("sitrep", t) {
+		if !v.Tombstone && v.Region == region && v.Values["severity"] == severity {
+			n++
+		}
+	}
+	return n
 }
 
 // count is the signals whose first version is in the region, within (t-w, t], and not before the

@@ -231,7 +231,7 @@ func Versions(rows []db.HistoryVersion) []warn.Version {
 	out := make([]warn.Version, len(rows))
 	for i, r := range rows {
 		out[i] = warn.Version{Origin: r.Origin, ID: r.ID, Version: r.Version, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
-			At: r.At, Tombstone: r.Tombstone, Fields: r.Fields}
+			At: r.At, Tombstone: r.Tombstone, Fields: r.Fields, Values: r.Values}
 	}
 	return out
 }

@@ -121,3 +121,71 @@ func TestBadInputRefused(t *testing.T) {
 		t.Errorf("Lint of a bad rule: %v %v", lint, err)
 	}
 }
+
+// TestRecordFieldConditionDryRun checks, on a real store, a condition on a record's fields: a dry
+// run fires while a cached sitrep says severity high and clears when its next version says low; a
+// string longer than the history keeps reads as absent; and once the peer retracts the sitrep,
+// the episode it caused is gone.
+func TestRecordFieldConditionDryRun(t *testing.T) {
+	svc, d := newService(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	ago := func(h float64) *timestamppb.Timestamp {
+		return timestamppb.New(now.Add(-time.Duration(h * float64(time.Hour))))
+	}
+	long := strings.Repeat("x", db.MaxHistoryString+1)
+	if res, err := d.Apply(1, []*pb.Record{
+		{Id: "own", Origin: "vr-zeeland.crisis.test", Kind: "sitrep", Crisis: "oekraine", Region: "VR19",
+			Body: []byte(`{"title":"eigen","summary":"rustig","severity":"low"}`), UpdatedAt: ago(6)},
+		{Id: "long", Origin: "vr-zeeland.crisis.test", Kind: "sitrep", Crisis: "oekraine", Region: "VR19",
+			Body: []byte(`{"title":"` + long + `","summary":"s","severity":"medium"}`), UpdatedAt: ago(6)},
+	}); err != nil || res[0].Err != nil || res[1].Err != nil {
+		t.Fatal(err, res)
+	}
+	cache := &pb.CacheForeign{Peer: "ncc.crisis.test", Origin: "ncc.crisis.test", Cursor: 1, At: timestamppb.New(now)}
+	for i, sev := range []string{"high", "low"} {
+		cache.Upserts = append(cache.Upserts, &pb.SharedRecord{Record: &pb.Record{Id: "ncc-1", Origin: "ncc.crisis.test", Kind: "sitrep",
+			Crisis: "oekraine", Region: "VR19", Body: []byte(`{"title":"landelijk","summary":"s","severity":"` + sev + `"}`), Version: int64(i + 1), UpdatedAt: ago(float64(5 - 2*i))}})
+	}
+	if err := d.ApplyCacheForeign(2, cache); err != nil {
+		t.Fatal(err)
+	}
+	rule := []byte(`name: sitrep-high
+severity: severe
+crisis: oekraine
+when: records("sitrep").exists(r, r.severity == "high")
+`)
+	req := &pb.RuleTestRequest{Source: rule, From: ago(6), To: timestamppb.New(now)}
+	resp, err := svc.Test(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Episodes) != 1 || resp.Episodes[0].End == nil || len(resp.Errors) > 0 {
+		t.Fatalf("episodes %v, errors %v; want one, ended", resp.Episodes, resp.Errors)
+	}
+	start, end := resp.Episodes[0].Start.AsTime(), resp.Episodes[0].End.AsTime()
+	if start.Before(ago(5).AsTime()) || start.After(ago(5).AsTime().Add(time.Minute)) || end.Before(ago(3).AsTime()) || end.After(ago(3).AsTime().Add(time.Minute)) {
+		t.Errorf("the episode runs %s to %s, want from 5h ago to 3h ago", start, end)
+	}
+	if v := resp.Episodes[0].Values; len(v) != 1 || v[0].Expr != `records("sitrep")` || v[0].Value != 3 {
+		t.Errorf("the episode's values are %v, want records(\"sitrep\") = 3", v)
+	}
+
+	// A title over the bound is not kept: a condition on it finds the record without it.
+	long1 := []byte("name: long-title\nseverity: minor\ncrisis: oekraine\nwhen: 'records(\"sitrep\").exists(r, r.severity == \"medium\" && (r.title == \"\" || has(r.title)))'\n")
+	resp, err = svc.Test(ctx, &pb.RuleTestRequest{Source: long1, From: ago(1), To: timestamppb.New(now)})
+	if err != nil || len(resp.Episodes) != 1 {
+		t.Fatalf("a sitrep with a long title: %v %v", resp.GetEpisodes(), err)
+	}
+	long2 := []byte("name: long-title\nseverity: minor\ncrisis: oekraine\nwhen: 'records(\"sitrep\").exists(r, r.severity == \"medium\" && has(r.title))'\n")
+	if resp, err = svc.Test(ctx, &pb.RuleTestRequest{Source: long2, From: ago(1), To: timestamppb.New(now)}); err != nil || len(resp.Episodes) != 0 {
+		t.Fatalf("has() of a title over the bound: %v %v, want no episode", resp.GetEpisodes(), err)
+	}
+
+	if err := d.ApplyCacheForeign(3, &pb.CacheForeign{Peer: "ncc.crisis.test", Origin: "ncc.crisis.test", Cursor: 2, At: timestamppb.New(now), Retractions: []string{"ncc-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = svc.Test(ctx, req); err != nil || len(resp.Episodes) != 0 {
+		t.Fatalf("after the retraction: episodes %v, %v; want none", resp.GetEpisodes(), err)
+	}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCLIAssessment: publish ties the assessment to the picture; show says the picture is the one
+// it interprets until a record changes it, then flags it and names the source; endorse and remark
+// are listed; bad input names the flag to fix.
+func TestCLIAssessment(t *testing.T) {
+	addr, _ := servedNode(t)
+	put := func(free string) {
+		cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR19",
+			"--classification", "internal", "--id", "shelter-goes", "--body", `{"municipality":"Goes","beds_total":120,"beds_free":`+free+`}`).want(t, 0)
+	}
+	put("7")
+	if r := cli(t, nil, "", "assessment", "show", "--node", addr, "--crisis", "oekraine").want(t, 1); !strings.Contains(r.stderr, "no assessment of crisis oekraine") {
+		t.Fatalf("show without an assessment: %q", r.stderr)
+	}
+	if r := cli(t, nil, "", "assessment", "publish", "--node", addr, "--crisis", "oekraine", "--text", "vol").want(t, 1); !strings.Contains(r.stderr, "--development: write") {
+		t.Fatalf("publish without --development: %q", r.stderr)
+	}
+	r := cli(t, nil, "", "assessment", "publish", "--node", addr, "--crisis", "oekraine", "--text", "Zeeland raakt vol",
+		"--development", "Binnen twee dagen vol", "--advice", "Spreid naar VR09").want(t, 0)
+	if !strings.HasPrefix(r.stdout, "published assessment-oekraine version 1 on the picture ") {
+		t.Fatalf("publish printed %q", r.stdout)
+	}
+	var v struct {
+		Changed  bool     `json:"picture_changed"`
+		Exact    bool     `json:"exact"`
+		Sources  []string `json:"changed_sources"`
+		Endorsed []struct {
+			Org string `json:"org"`
+		} `json:"endorsed"`
+		Remarks []struct {
+			Text string `json:"text"`
+		} `json:"remarks"`
+		Assessment struct {
+			Advice string `json:"advice"`
+		} `json:"assessment"`
+	}
+	cli(t, nil, "", "assessment", "show", "--node", addr, "--crisis", "oekraine", "-o", "json").want(t, 0).oneJSON(t, &v)
+	if v.Changed || !v.Exact || v.Assessment.Advice != "Spreid naar VR09" {
+		t.Fatalf("show right after publish: %+v", v)
+	}
+	if r := cli(t, nil, "", "assessment", "show", "--node", addr, "--crisis", "oekraine").want(t, 0); !strings.Contains(r.stdout, "The picture is the one it interprets") {
+		t.Fatalf("show right after publish:\n%s", r.stdout)
+	}
+
+	put("2")
+	cli(t, nil, "", "assessment", "show", "--node", addr, "--crisis", "oekraine", "-o", "json").want(t, 0).oneJSON(t, &v)
+	if !v.Changed || len(v.Sources) != 1 || v.Sources[0] != "local.crisis.test" {
+		t.Fatalf("show after a change: %+v", v)
+	}
+	if r := cli(t, nil, "", "assessment", "show", "--node", addr, "--crisis", "oekraine").want(t, 0); !strings.Contains(r.stdout, "THE PICTURE CHANGED since it was written") {
+		t.Fatalf("show after a change:\n%s", r.stdout)
+	}
+
+	if r := cli(t, nil, "", "assessment", "remark", "--node", addr, "--crisis", "oekraine").want(t, 1); !strings.Contains(r.stderr, "--text: a remark needs its text") {
+		t.Fatalf("remark without text: %q", r.stderr)
+	}
+	cli(t, nil, "", "assessment", "endorse", "--node", addr, "--crisis", "oekraine").want(t, 0)
+	cli(t, nil, "", "assessment", "remark", "--node", addr, "--crisis", "oekraine", "--text", "Goes krijgt 20 extra").want(t, 0)
+	cli(t, nil, "", "assessment", "show", "--node", addr, "--crisis", "oekraine", "-o", "json").want(t, 0).oneJSON(t, &v)
+	if len(v.Endorsed) != 1 || v.Endorsed[0].Org != "local.crisis.test" || len(v.Remarks) != 1 || v.Remarks[0].Text != "Goes krijgt 20 extra" {
+		t.Fatalf("show after endorse and remark: %+v", v)
+	}
+	// The responses are not part of the picture the assessment interprets.
+	if len(v.Sources) != 1 {
+		t.Fatalf("the responses changed the picture: %+v", v)
+	}
+}

@@ -1,0 +1,300 @@
+// Package assessment owns the shared assessment of a crisis (duiding): a coordinating org's
+// reading of the picture, tied to the exact picture it interprets, and the partners' responses to
+// it (endorse, remark). Both are plain records (kinds assessment and assessment.response) that
+// travel under the orgs' own policies. The package derives; it never does I/O: callers read the
+// picture through SearchService.Picture and write records through RecordService.
+package assessment
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// The kinds of the assessment and of the responses to it.
+const (
+	Kind         = "assessment"
+	ResponseKind = "assessment.response"
+)
+
+// The responses a partner can give.
+const (
+	Endorse = "endorse"
+	Remark  = "remark"
+)
+
+// Cursor says how far the picture an assessment interprets reached into one source: the newest
+// update of that source's entries, how many entries it had, and a hash of them.
+type Cursor struct {
+	Source  string    `json:"source"`
+	Newest  time.Time `json:"newest"`
+	Entries int       `json:"entries"`
+	Hash    string    `json:"hash"`
+}
+
+// Picture is the fingerprint of a picture: the content hash of all its entries and the cursor of
+// each source. Assessments and responses are left out, so that writing them changes nothing.
+type Picture struct {
+	Hash    string   `json:"hash"`
+	Sources []Cursor `json:"sources"`
+}
+
+// counts says whether an entry is part of the picture an assessment interprets.
+func counts(e *pb.PictureEntry) bool { return e.Kind != Kind && e.Kind != ResponseKind }
+
+// Fingerprint hashes a picture. The hash covers, for every entry in the picture's order, its
+// slot (kind, region, key), its source, the record's origin, id, version, update time and body;
+// two pictures with the same hash show the same records with the same contents. The result does
+// not depend on the order of the entries.
+func Fingerprint(p *pb.PictureResponse) Picture {
+	type src struct {
+		lines  []string
+		newest time.Time
+	}
+	var all []string
+	by := map[string]*src{}
+	for _, e := range p.GetEntries() {
+		if !counts(e) {
+			continue
+		}
+		r := e.GetRecord()
+		body := sha256.Sum256(r.GetBody())
+		line := strings.Join([]string{e.Kind, e.Region, e.Key, e.Source, r.GetOrigin(), r.GetId(),
+			fmt.Sprint(r.GetVersion()), fmt.Sprint(r.GetUpdatedAt().AsTime().UnixNano()), hex.EncodeToString(body[:])}, "\x1f")
+		all = append(all, line)
+		s := by[e.Source]
+		if s == nil {
+			s = &src{}
+			by[e.Source] = s
+		}
+		s.lines = append(s.lines, line)
+		if t := r.GetUpdatedAt().AsTime(); t.After(s.newest) {
+			s.newest = t
+		}
+	}
+	out := Picture{Hash: hashLines(all), Sources: []Cursor{}}
+	for name, s := range by {
+		out.Sources = append(out.Sources, Cursor{Source: name, Newest: s.newest.UTC(), Entries: len(s.lines), Hash: hashLines(s.lines)})
+	}
+	sort.Slice(out.Sources, func(i, j int) bool { return out.Sources[i].Source < out.Sources[j].Source })
+	return out
+}
+
+func hashLines(lines []string) string {
+	lines = slices.Clone(lines)
+	slices.Sort(lines)
+	h := sha256.New()
+	for _, l := range lines {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(l)))
+		h.Write(n[:])
+		h.Write([]byte(l))
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// Body is an assessment record's body.
+type Body struct {
+	// Text is the assessment itself: what the picture means.
+	Text string `json:"text"`
+	// Development is how the crisis is expected to develop.
+	Development string `json:"development"`
+	// Advice is what the author advises partners to do.
+	Advice string `json:"advice"`
+	// Picture is the fingerprint of the picture the author interpreted.
+	Picture Picture `json:"picture"`
+}
+
+// ResponseBody is an assessment.response record's body.
+type ResponseBody struct {
+	AssessmentOrigin  string `json:"assessment_origin"`
+	AssessmentID      string `json:"assessment_id"`
+	AssessmentVersion int64  `json:"assessment_version"`
+	Response          string `json:"response"` // endorse or remark
+	Text              string `json:"text,omitempty"`
+}
+
+// MaxText bounds each text of an assessment and of a remark.
+const MaxText = 4000
+
+// Errors.
+var (
+	ErrEmpty   = errors.New("assessment: empty")
+	ErrTooLong = errors.New("assessment: too long")
+)
+
+// ID is the record id of an org's assessment of a crisis: every publication is a new version of
+// it, so the current assessment is its latest version.
+func ID(crisis string) string { return "assessment-" + crisis }
+
+// New builds the assessment record of a crisis for the picture p. Empty texts are refused, naming
+// the field.
+func New(p *pb.PictureResponse, text, development, advice string) (*pb.Record, error) {
+	for _, f := range []struct{ name, v string }{{"text", text}, {"development", development}, {"advice", advice}} {
+		if strings.TrimSpace(f.v) == "" {
+			return nil, fmt.Errorf("%w: %s: write what the picture means, how it will develop, and what you advise", ErrEmpty, f.name)
+		}
+		if len(f.v) > MaxText {
+			return nil, fmt.Errorf("%w: %s: %d bytes, the bound is %d", ErrTooLong, f.name, len(f.v), MaxText)
+		}
+	}
+	body, err := json.Marshal(Body{Text: text, Development: development, Advice: advice, Picture: Fingerprint(p)})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Record{Id: ID(p.GetCrisis()), Kind: Kind, Crisis: p.GetCrisis(), Region: "NL",
+		Classification: pb.Classification_INTERNAL, Body: body}, nil
+}
+
+// ResponseID is the id of an org's response of one sort to an assessment: one endorsement and one
+// remark per responding org and assessment, each updated in place. The responder is part of the
+// id so that the picture, which keys records by kind, region and id, shows every org's response.
+func ResponseID(response, responder string, assessment *pb.Record) string {
+	id := fmt.Sprintf("%s:%s:%s", response, responder, assessment.GetId())
+	if len(id) > 128 {
+		sum := sha256.Sum256([]byte(responder + "\x00" + assessment.GetOrigin() + "\x00" + assessment.GetId()))
+		id = response + ":" + hex.EncodeToString(sum[:16])
+	}
+	return id
+}
+
+// NewResponse builds the record of org responder's response to an assessment.
+func NewResponse(assessment *pb.Record, responder, response, text string) (*pb.Record, error) {
+	switch response {
+	case Endorse:
+	case Remark:
+		if strings.TrimSpace(text) == "" {
+			return nil, fmt.Errorf("%w: text: a remark needs its text", ErrEmpty)
+		}
+	default:
+		return nil, fmt.Errorf("assessment: response %q: use endorse or remark", response)
+	}
+	if len(text) > MaxText {
+		return nil, fmt.Errorf("%w: text: %d bytes, the bound is %d", ErrTooLong, len(text), MaxText)
+	}
+	body, err := json.Marshal(ResponseBody{AssessmentOrigin: assessment.GetOrigin(), AssessmentID: assessment.GetId(),
+		AssessmentVersion: assessment.GetVersion(), Response: response, Text: text})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Record{Id: ResponseID(response, responder, assessment), Kind: ResponseKind, Crisis: assessment.GetCrisis(),
+		Region: assessment.GetRegion(), Classification: pb.Classification_INTERNAL, Body: body}, nil
+}
+
+// Response is one partner's response as a view shows it.
+type Response struct {
+	Org      string    `json:"org"`
+	Response string    `json:"response"`
+	Text     string    `json:"text,omitempty"`
+	Version  int64     `json:"assessment_version"`
+	At       time.Time `json:"at"`
+	// Outdated is set when the response is to an earlier version of the assessment.
+	Outdated bool `json:"outdated,omitempty"`
+}
+
+// View is the current assessment of a crisis next to the picture a node shows now.
+type View struct {
+	Record *pb.Record `json:"-"`
+	Origin string     `json:"origin"`
+	ID     string     `json:"id"`
+	// Version and WrittenAt are the assessment's record version and update time.
+	Version   int64     `json:"version"`
+	WrittenAt time.Time `json:"written_at"`
+	Body      Body      `json:"assessment"`
+	// Changed says that the picture changed since the assessment was written. On the author's
+	// own node it compares the content hash; elsewhere, where policies show a different part of
+	// every source, it compares each source's newest update with the assessment's cursor.
+	Changed bool `json:"picture_changed"`
+	// ChangedSources names the sources that changed.
+	ChangedSources []string `json:"changed_sources"`
+	// Exact is set when Changed came from comparing content hashes (the author's node).
+	Exact bool `json:"exact"`
+	// Now is the fingerprint of the picture as shown now.
+	Now Picture `json:"picture_now"`
+	// Endorsed lists the orgs that endorsed it; Remarks the remarks, oldest first.
+	Endorsed []Response `json:"endorsed"`
+	Remarks  []Response `json:"remarks"`
+}
+
+// Current finds the current assessment in a picture (the latest of its assessment entries) and
+// compares it with the picture: self is the trust domain of the node that shows it. It returns
+// nil when the picture holds no assessment.
+func Current(p *pb.PictureResponse, self string) (*View, error) {
+	var cur *pb.PictureEntry
+	for _, e := range p.GetEntries() {
+		if e.Kind != Kind {
+			continue
+		}
+		if cur == nil || e.Record.GetUpdatedAt().AsTime().After(cur.Record.GetUpdatedAt().AsTime()) {
+			cur = e
+		}
+	}
+	if cur == nil {
+		return nil, nil
+	}
+	r := cur.Record
+	v := &View{Record: r, Origin: r.GetOrigin(), ID: r.GetId(), Version: r.GetVersion(), WrittenAt: r.GetUpdatedAt().AsTime().UTC(),
+		ChangedSources: []string{}, Endorsed: []Response{}, Remarks: []Response{}}
+	if err := json.Unmarshal(r.GetBody(), &v.Body); err != nil {
+		return nil, fmt.Errorf("assessment %s of %s: %w", r.GetId(), r.GetOrigin(), err)
+	}
+	v.Now = Fingerprint(p)
+	was := map[string]Cursor{}
+	for _, c := range v.Body.Picture.Sources {
+		was[c.Source] = c
+	}
+	if v.Origin == self {
+		v.Exact = true
+		v.Changed = v.Now.Hash != v.Body.Picture.Hash
+		now := map[string]bool{}
+		for _, c := range v.Now.Sources {
+			now[c.Source] = true
+			if w, ok := was[c.Source]; !ok || w.Hash != c.Hash {
+				v.ChangedSources = append(v.ChangedSources, c.Source)
+			}
+		}
+		for s := range was {
+			if !now[s] {
+				v.ChangedSources = append(v.ChangedSources, s)
+			}
+		}
+	} else {
+		for _, c := range v.Now.Sources {
+			w, ok := was[c.Source]
+			if (ok && c.Newest.After(w.Newest)) || (!ok && c.Newest.After(v.WrittenAt)) {
+				v.ChangedSources = append(v.ChangedSources, c.Source)
+			}
+		}
+		v.Changed = len(v.ChangedSources) > 0
+	}
+	slices.Sort(v.ChangedSources)
+	for _, e := range p.GetEntries() {
+		if e.Kind != ResponseKind {
+			continue
+		}
+		var b ResponseBody
+		if json.Unmarshal(e.Record.GetBody(), &b) != nil || b.AssessmentOrigin != v.Origin || b.AssessmentID != v.ID {
+			continue
+		}
+		resp := Response{Org: e.Record.GetOrigin(), Response: b.Response, Text: b.Text, Version: b.AssessmentVersion,
+			At: e.Record.GetUpdatedAt().AsTime().UTC(), Outdated: b.AssessmentVersion < v.Version}
+		switch b.Response {
+		case Endorse:
+			v.Endorsed = append(v.Endorsed, resp)
+		case Remark:
+			v.Remarks = append(v.Remarks, resp)
+		}
+	}
+	sort.Slice(v.Endorsed, func(i, j int) bool { return v.Endorsed[i].Org < v.Endorsed[j].Org })
+	sort.Slice(v.Remarks, func(i, j int) bool { return v.Remarks[i].At.Before(v.Remarks[j].At) })
+	return v, nil
+}

@@ -1,0 +1,149 @@
+package assessment
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+var t0 = time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+
+func entry(source, kind, id string, version int64, at time.Time, body string) *pb.PictureEntry {
+	return &pb.PictureEntry{Kind: kind, Region: "VR19", Key: id, Source: source,
+		Record: &pb.Record{Id: id, Origin: source, Kind: kind, Crisis: "oekraine", Region: "VR19", Version: version,
+			UpdatedAt: timestamppb.New(at), Body: []byte(body)}}
+}
+
+func picture(entries ...*pb.PictureEntry) *pb.PictureResponse {
+	return &pb.PictureResponse{Crisis: "oekraine", Entries: entries}
+}
+
+const (
+	ncc  = "ncc.crisis.test"
+	lcvs = "lcvs.crisis.test"
+	vr19 = "vr-zeeland.crisis.test"
+)
+
+func base() []*pb.PictureEntry {
+	return []*pb.PictureEntry{
+		entry(lcvs, "shelter.capacity", "shelter-goes", 3, t0, `{"municipality":"Goes","beds_free":7}`),
+		entry(lcvs, "shelter.capacity", "shelter-hulst", 1, t0.Add(-time.Hour), `{"municipality":"Hulst","beds_free":4}`),
+		entry(vr19, "alert", "alert-low", 1, t0.Add(time.Minute), `{"rule":"low"}`),
+		entry(ncc, "sitrep", "sitrep-ncc-1", 1, t0.Add(-2*time.Hour), `{"title":"t","summary":"s"}`),
+	}
+}
+
+// TestFingerprintIsTheContent: the hash does not depend on the order of the entries, leaves out
+// assessments and responses, and changes with a version, a body or a source.
+func TestFingerprintIsTheContent(t *testing.T) {
+	fp := Fingerprint(picture(base()...))
+	shuffled := base()
+	rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	if got := Fingerprint(picture(shuffled...)); got.Hash != fp.Hash {
+		t.Fatalf("the hash depends on the order of the entries: %s != %s", got.Hash, fp.Hash)
+	}
+	withOwn := append(base(), entry(ncc, Kind, ID("oekraine"), 2, t0, `{}`), entry(vr19, ResponseKind, "endorse:x", 1, t0, `{}`))
+	if got := Fingerprint(picture(withOwn...)); got.Hash != fp.Hash {
+		t.Fatal("an assessment or a response changes the hash of the picture it interprets")
+	}
+	if len(fp.Sources) != 3 || fp.Sources[0].Source != lcvs || fp.Sources[0].Entries != 2 || !fp.Sources[0].Newest.Equal(t0) {
+		t.Fatalf("cursors = %+v", fp.Sources)
+	}
+	for name, change := range map[string]func(e []*pb.PictureEntry){
+		"version": func(e []*pb.PictureEntry) { e[0].Record.Version = 4 },
+		"body":    func(e []*pb.PictureEntry) { e[1].Record.Body = []byte(`{"municipality":"Hulst","beds_free":3}`) },
+		"source":  func(e []*pb.PictureEntry) { e[2].Source = ncc },
+		"gone":    func(e []*pb.PictureEntry) { e[3].Kind = Kind },
+	} {
+		e := base()
+		change(e)
+		if got := Fingerprint(picture(e...)); got.Hash == fp.Hash {
+			t.Errorf("a changed %s leaves the hash as it was", name)
+		}
+	}
+}
+
+// TestAssessmentWhosePictureChangedIsFlagged: on the author's node the hash decides, and names the
+// source that changed; on a partner's node a source with an update newer than the assessment's
+// cursor does. An unchanged picture is not flagged.
+func TestAssessmentWhosePictureChangedIsFlagged(t *testing.T) {
+	rec, err := New(picture(base()...), "Opvang Zeeland bijna vol", "Tekort binnen twee dagen", "Spreid naar VR09")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(t0.Add(2*time.Minute))
+	published := &pb.PictureEntry{Kind: Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec}
+
+	v, err := Current(picture(append(base(), published)...), ncc)
+	if err != nil || v == nil {
+		t.Fatalf("Current = %v, %v", v, err)
+	}
+	if v.Changed || !v.Exact || len(v.ChangedSources) != 0 || v.Body.Advice != "Spreid naar VR09" {
+		t.Fatalf("unchanged picture: %+v", v)
+	}
+
+	later := base()
+	later[0].Record.Version, later[0].Record.UpdatedAt = 4, timestamppb.New(t0.Add(time.Hour))
+	later[0].Record.Body = []byte(`{"municipality":"Goes","beds_free":2}`)
+	v, _ = Current(picture(append(later, published)...), ncc)
+	if !v.Changed || !slices.Equal(v.ChangedSources, []string{lcvs}) {
+		t.Fatalf("author's node, LCVS changed: changed=%v sources=%v", v.Changed, v.ChangedSources)
+	}
+
+	// A partner sees less of NCC's own records (its policies), which is no change; a newer LCVS
+	// record is.
+	partner := base()[:3]
+	v, _ = Current(picture(append(partner, published)...), "vr-utrecht.crisis.test")
+	if v.Changed || v.Exact {
+		t.Fatalf("partner's node, nothing newer: %+v", v)
+	}
+	partner[0].Record.UpdatedAt = timestamppb.New(t0.Add(time.Hour))
+	v, _ = Current(picture(append(partner, published)...), "vr-utrecht.crisis.test")
+	if !v.Changed || !slices.Equal(v.ChangedSources, []string{lcvs}) {
+		t.Fatalf("partner's node, LCVS newer: changed=%v sources=%v", v.Changed, v.ChangedSources)
+	}
+}
+
+// TestResponsesNameTheirOrgs: endorsements and remarks of the current assessment are listed by
+// org; one to an earlier version is marked outdated; one to another assessment is left out.
+func TestResponsesNameTheirOrgs(t *testing.T) {
+	rec, _ := New(picture(base()...), "a", "b", "c")
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 2, timestamppb.New(t0)
+	entries := append(base(), &pb.PictureEntry{Kind: Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec})
+	add := func(org, response, text string, version int64, of *pb.Record) {
+		seen := &pb.Record{Id: of.Id, Origin: of.Origin, Version: version, Crisis: of.Crisis, Region: of.Region}
+		r, err := NewResponse(seen, org, response, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Origin, r.Version, r.UpdatedAt = org, 1, timestamppb.New(t0.Add(time.Minute))
+		entries = append(entries, &pb.PictureEntry{Kind: ResponseKind, Region: r.Region, Key: r.Id, Source: org, Record: r})
+	}
+	add("vr-utrecht.crisis.test", Endorse, "", 2, rec)
+	add(vr19, Endorse, "", 1, rec)
+	add(lcvs, Remark, "Hulst heeft morgen 20 extra", 2, rec)
+	add("szw.crisis.test", Endorse, "", 2, &pb.Record{Id: "assessment-other", Origin: ncc})
+	v, err := Current(picture(entries...), ncc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Endorsed) != 2 || v.Endorsed[0].Org != "vr-utrecht.crisis.test" || v.Endorsed[0].Outdated ||
+		v.Endorsed[1].Org != vr19 || !v.Endorsed[1].Outdated {
+		t.Fatalf("endorsed = %+v", v.Endorsed)
+	}
+	if len(v.Remarks) != 1 || v.Remarks[0].Org != lcvs || v.Remarks[0].Text != "Hulst heeft morgen 20 extra" {
+		t.Fatalf("remarks = %+v", v.Remarks)
+	}
+	if _, err := NewResponse(rec, lcvs, Remark, " "); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("an empty remark: %v", err)
+	}
+	if _, err := New(picture(), "a", "", "c"); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("an assessment without development: %v", err)
+	}
+}

@@ -1,0 +1,76 @@
+package ui_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/knooppunt/knooppunt/node/assessment"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestPictureShowsAssessment: the picture page shows the current assessment with its texts, says
+// it interprets the picture as shown, lists who endorsed it, and flags it once the picture changed.
+func TestPictureShowsAssessment(t *testing.T) {
+	e := start(t)
+	conn, err := grpc.NewClient("unix://"+e.node.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc, sc := pb.NewRecordServiceClient(conn), pb.NewSearchServiceClient(conn)
+	ctx := context.Background()
+	beds := func(free string) {
+		t.Helper()
+		if _, err := rc.Put(ctx, &pb.PutRequest{Record: &pb.Record{Id: "goes", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+			Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Goes","beds_total":120,"beds_free":` + free + `}`)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beds("7")
+	b := newBrowser(t)
+	_, page := e.signIn(t, b, "bram", "/?crisis=oekraine")
+	if !strings.Contains(page, "Er is nog geen duiding van deze crisis bij dit knooppunt.") {
+		t.Fatalf("the picture without an assessment does not say so:\n%s", page)
+	}
+
+	pic, err := sc.Picture(ctx, &pb.PictureRequest{Crisis: "oekraine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := assessment.New(pic, "Zeeland raakt <vol>", "Binnen twee dagen vol", "Spreid naar VR09")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := rc.Put(ctx, &pb.PutRequest{Record: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version = testOrg, put.Version
+	resp, err := assessment.NewResponse(rec, testOrg, assessment.Endorse, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.Put(ctx, &pb.PutRequest{Record: resp}); err != nil {
+		t.Fatal(err)
+	}
+	_, page = b.get(t, e.url+"/?crisis=oekraine")
+	for _, want := range []string{
+		"Gedeelde duiding", "Door " + testOrg + ", versie 1,", "Zeeland raakt &lt;vol&gt;", "Binnen twee dagen vol", "Spreid naar VR09",
+		`id="duiding-actueel">Het beeld is het beeld dat deze duiding duidt.`,
+		`id="duiding-onderschreven">` + testOrg + `</dd>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the picture with an assessment lacks %q", want)
+		}
+	}
+
+	beds("2")
+	_, page = b.get(t, e.url+"/?crisis=oekraine")
+	if !strings.Contains(page, `id="duiding-gewijzigd"><p class="utrecht-paragraph">Het beeld is veranderd sinds deze duiding is geschreven. Veranderd: `+testOrg+`.`) {
+		t.Errorf("the picture changed, and the page does not flag the assessment:\n%s", page)
+	}
+}
