@@ -111,7 +111,7 @@ func TestCLIRecord(t *testing.T) {
 	// Bad input names the field.
 	r = cli(t, nil, "", "record", "put", "--node", addr, "--kind", "nope", "--crisis", "oekraine", "--region", "VR09",
 		"--classification", "internal", "--body", "{}").want(t, 1)
-	if want := `knooppunt: record.kind: unknown kind "nope": use one of "alert", "assessment", "assessment.response", "guidance", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config (InvalidArgument)` + "\n"; r.stderr != want {
+	if want := `knooppunt: record.kind: unknown kind "nope": use one of "alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config (InvalidArgument)` + "\n"; r.stderr != want {
 		t.Fatalf("bad put: stderr %q\nwant %q", r.stderr, want)
 	}
 	// The body from standard input, and -o json.
@@ -255,7 +255,7 @@ c-3,shelter.capacity,oekraine,VR19,internal,Hulst,60,4,lcvs
 		file, id, reason string
 		line             int
 	}{
-		{"shelters.jsonl", "j-2", `record.kind: unknown kind "shelter.beds": use one of "alert", "assessment", "assessment.response", "guidance", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config`, 4},
+		{"shelters.jsonl", "j-2", `record.kind: unknown kind "shelter.beds": use one of "alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config`, 4},
 		{"shelters.csv", "c-2", `record.region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the whole country`, 3},
 	}
 	for _, tc := range tests {
@@ -332,7 +332,7 @@ func TestCLIStatus(t *testing.T) {
 	cli(t, nil, "", "status", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &st)
 	kinds, _ := st["kinds"].([]any)
 	if st["org"] != "local.crisis.test" || st["raft_state"] != "Leader" || fmt.Sprint(st["records"]) != "1" ||
-		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 8 {
+		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 9 {
 		t.Fatalf("status -o json = %v", st)
 	}
 }
