@@ -773,8 +773,10 @@ func (c *Config) KindSet() (*record.Kinds, error) {
 	for i, k := range c.Kinds {
 		kinds[i] = k.Kind
 	}
-	if !slices.ContainsFunc(kinds, func(k record.Kind) bool { return k.Name == record.AlertKind }) {
-		kinds = append(kinds, record.Alert())
+	for _, b := range record.Builtin() {
+		if !slices.ContainsFunc(kinds, func(k record.Kind) bool { return k.Name == b.Name }) {
+			kinds = append(kinds, b)
+		}
 	}
 	return record.NewKinds(kinds)
 }

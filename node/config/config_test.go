@@ -434,12 +434,12 @@ func TestLoadCAPAndFeed(t *testing.T) {
 	if d := config.Default().CAP.ScopeClassifications(); d["Restricted"] != pb.Classification_INTERNAL {
 		t.Fatalf("default scopes %v", d)
 	}
-	// Kinds declared in the config leave the built-in alert kind in place.
+	// Kinds declared in the config leave the built-in alert and assessment kinds in place.
 	c, err = config.Load(writeConfig(t, dir, "org: a.crisis.test\nkinds:\n  - name: note\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ks, err := c.KindSet(); err != nil || ks.Get("alert") == nil || ks.Get("note") == nil {
+	if ks, err := c.KindSet(); err != nil || ks.Get("alert") == nil || ks.Get("assessment") == nil || ks.Get("assessment.response") == nil || ks.Get("note") == nil {
 		t.Fatalf("declared kinds: %v (%v)", ks.Names(), err)
 	}
 	wantLoadErrors(t, []loadError{

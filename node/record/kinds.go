@@ -293,6 +293,21 @@ func DemoKinds() []Kind {
 // AlertKind is the name of the built-in alert kind.
 const AlertKind = "alert"
 
+// Builtin are the kinds every node accepts whatever kinds its config declares: the alert, which
+// early-warning rules and CAP imports write, and the shared assessment with the partners'
+// responses to it, which the federation exchanges. A config that declares a kind of one of these
+// names replaces it.
+func Builtin() []Kind {
+	var out []Kind
+	for _, k := range DemoKinds() {
+		switch k.Name {
+		case AlertKind, "assessment", "assessment.response":
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Alert is the built-in alert kind: a CAP 1.2 alert, its body holding the CAP fields under their
 // CAP names (see node/cap), imported with `knooppunt import --format cap` or written by the
 // node's early-warning rules, which add what fired, where, when and on which values. A node
