@@ -343,7 +343,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.stopRefusals = func() { cancel(); <-done }
 	}
 	if cfg.UI.Listen != "" {
-		if err := n.serveUI(cfg, register); err != nil {
+		if err := n.serveUI(cfg, kinds, register); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -531,7 +531,7 @@ func (n *Node) serveMetrics(addr string) error {
 // serveUI starts the web interface on cfg.UI.Listen. Its pages reach the node's services on an
 // in-process channel, registered with the same services and put through the same authorizer and
 // interceptors as the gRPC servers, as the signed-in person: see package ui.
-func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer)) error {
+func (n *Node) serveUI(cfg *config.Config, kinds *record.Kinds, register func(reflection.GRPCServer)) error {
 	var tlsConf *tls.Config
 	if cfg.UI.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.UI.TLS.CertFile, cfg.UI.TLS.KeyFile)
@@ -556,7 +556,8 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
 	inproc.OnDenied(func(person, method, reason string) { n.auditDenied(db.AuditAccessDenied, person, method, reason) })
 	register(inproc)
-	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader})
+	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader,
+		Kinds: kinds, Changed: n.db.Changed})
 	if err != nil {
 		lis.Close()
 		return fmt.Errorf("node: %w", err)
@@ -570,6 +571,8 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
+	// The picture's live streams never end by themselves: a shutdown ends them first.
+	n.web.RegisterOnShutdown(web.Stop)
 	go func() {
 		if err := n.web.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.served <- err

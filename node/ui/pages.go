@@ -33,6 +33,8 @@ type pictureView struct {
 	Charts []chartView
 	Latest []entryView
 	Empty  bool
+	// Live is the address of the picture's stream of changes (see live.go); "" without one.
+	Live string
 }
 
 type crisisView struct {
@@ -96,6 +98,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Phase = pic.Phase
+	if s.c.Changed != nil {
+		v.Live = "/beeld/live?" + url.Values{"crisis": {v.Crisis}, "sinds": {pictureDigest(pic)}}.Encode()
+	}
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.
 	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1}, TimeoutMs: pictureSearchTimeout})
