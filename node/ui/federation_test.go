@@ -18,7 +18,9 @@ type fedEnv struct {
 	f                  *fedtest.Federation
 	utrecht, lcvs, ncc *fedtest.Org
 	url                string
-	op                 *provider
+	// nccURL is ncc's web interface: a browser on the peer, for the picture that updates live.
+	nccURL string
+	op     *provider
 }
 
 // startFederation starts vr-utrecht, lcvs and ncc in-process over real mTLS. lcvs shares shelter
@@ -30,14 +32,15 @@ func startFederation(t *testing.T) *fedEnv {
 	p := newProvider(t)
 	secret := secretFile(t, fedtest.ShortDir(t))
 	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Extra: func(name string) string {
-		if name != "vr-utrecht" {
+		if name != "vr-utrecht" && name != "ncc" {
 			return ""
 		}
 		return fmt.Sprintf("ui:\n  listen: \"127.0.0.1:0\"\n  oidc:\n    issuer: %s\n    client_id: %s\n    client_secret_file: %s\n", p.issuer, testClientID, secret)
 	}})
 	e := &fedEnv{f: f, utrecht: f.Org("vr-utrecht"), lcvs: f.Org("lcvs"), ncc: f.Org("ncc"), op: p}
 	e.url = "http://" + e.utrecht.Node.UIAddr().String()
-	p.serve(t, e.url)
+	e.nccURL = "http://" + e.ncc.Node.UIAddr().String()
+	p.serve(t, e.url, e.nccURL)
 
 	e.lcvs.Approve(t, "name: lcvs-capaciteit\npurpose: spreiding en opvang vluchtelingen\nrecipients: [spiffe://vr-utrecht.crisis.test]\n"+
 		"kinds: [shelter.capacity]\nmax_classification: internal\nredact: [body.contact_phone]\n")

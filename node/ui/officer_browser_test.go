@@ -126,13 +126,29 @@ func (tb *tab) shot(shots map[string][]byte, name string) {
 
 // TestBrowserOfficers: two officers of vr-utrecht, each in a browser of their own, propose and
 // approve a policy; the author's approve is refused; the other officer's old sign-in is renewed
-// on the way to the approval; a phase change and the audit log. axe-core runs on every page,
-// and the pages are photographed for docs/ui.md.
+// on the way to the approval; a browser on the peer ncc, with its picture open all along, sees
+// the sitrep the policy shares appear without a reload; a phase change and the audit log.
+// axe-core runs on every page, and the pages are photographed for docs/ui.md.
 func TestBrowserOfficers(t *testing.T) {
 	e := startFederation(t)
 	chrome := newChromium(t)
 	shots := map[string][]byte{}
 	const id = "utrecht-sitreps@1"
+
+	// An officer of ncc has the picture open at ncc before vr-utrecht shares anything with it.
+	peer := newTab(t, chrome)
+	e.op.signInAs("officer-a")
+	peer.run("sign in at ncc and open its picture", chromedp.Steps(
+		chromedp.Navigate(e.nccURL+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS(`#beeld-live[data-live]`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[href*="id=landelijk-1"]`)),
+	))
+	if n := peer.text("utrecht's sitrep before", chromedp.Evaluate[string](`String(document.querySelectorAll('a[href*="id=regio-1"]').length)`)); n != "0" {
+		t.Fatalf("ncc shows vr-utrecht's sitrep before any policy shares it (%s links)", n)
+	}
+	// A mark on the page: a reload would lose it.
+	peer.text("mark the page", chromedp.Evaluate[string](`window.kpNotReloaded = true; "marked"`))
+	peer.check("het beeld bij ncc")
 
 	olga := newTab(t, chrome)
 	e.op.signInAs("officer-a")
@@ -228,6 +244,17 @@ func TestBrowserOfficers(t *testing.T) {
 		t.Errorf("after the approval, the state is %q", st)
 	}
 	daan.check("beleid goedgekeurd")
+
+	// The policy shares regio-1 with ncc: its picture, open all along, shows it without a reload.
+	peer.run("the shared sitrep appears at ncc", chromedp.WaitVisible(chromedp.CSS(`#beeld-live a[href*="id=regio-1"]`)))
+	if still := peer.text("no reload", chromedp.Evaluate[string](`String(window.kpNotReloaded === true)`)); still != "true" {
+		t.Error("ncc's picture was reloaded to show the shared sitrep, not updated in place")
+	}
+	if st := peer.text("status", chromedp.Text(chromedp.CSS("#beeld-status"))); !strings.Contains(st, "bijgewerkt") {
+		t.Errorf("the picture's status line after the update: %q", st)
+	}
+	peer.check("het beeld bij ncc, bijgewerkt")
+	peer.shot(shots, "beeld-live.png")
 
 	daan.run("preview to ncc", chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),

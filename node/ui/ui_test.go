@@ -41,7 +41,7 @@ const (
 
 // people at the test's provider. carl has no role on the node; "e v" is not a user name.
 var people = map[string]string{"anna": "Anna de Vries", "bram": "Bram Jansen", "carl": "Carl Smit", "e v": "E V", "officer-a": "Olga Bakker",
-	"officer-b": "Daan Visser", "eva": "Eva Mulder"}
+	"officer-b": "Daan Visser", "eva": "Eva Mulder", "ada": "Ada Kok"}
 
 // users is the provider's user store.
 type users struct{}
@@ -209,6 +209,7 @@ func start(t *testing.T) *env {
 		{ID: "spiffe://" + testOrg + "/user/anna", Role: config.RoleOfficer},
 		{ID: "spiffe://" + testOrg + "/user/bram", Role: config.RoleReader},
 		{ID: "spiffe://" + testOrg + "/user/eva", Role: config.RoleEditor},
+		{ID: "spiffe://" + testOrg + "/user/ada", Role: config.RoleAdmin},
 	}
 	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, OIDC: config.OIDC{
 		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile(t, dir), Claim: "preferred_username", Scopes: []string{"profile"},
