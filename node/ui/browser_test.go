@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -185,17 +184,5 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the browser reported: %s", m)
 	}
 
-	dir := t.TempDir()
-	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
-		dir = d
-	}
-	for name, b := range shots {
-		if len(b) < 10000 || string(b[1:4]) != "PNG" {
-			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeShots(t, shots)
 }

@@ -133,6 +133,15 @@ func TestPictureOfAFederation(t *testing.T) {
 	if strings.Contains(page, "123 4567") {
 		t.Error("the record page shows the withheld phone number")
 	}
+	// How it came: under lcvs's policy, for the purpose this node states.
+	if !strings.Contains(page, `id="beleid">lcvs-capaciteit@1</dd>`) {
+		t.Errorf("the record page does not say under which policy it came:\n%s", page)
+	}
+	// Search on organisation: only lcvs's records, each with its policy.
+	_, page = b.get(t, e.url+"/zoeken?crisis=oekraine&org="+e.lcvs.TD.Name())
+	if !strings.Contains(page, "Resultaten (4)") || strings.Count(page, "beleid lcvs-capaciteit@1") != 4 || strings.Contains(page, "Landelijk beeld") {
+		t.Errorf("search on lcvs: want its four shelters, each with its policy:\n%s", page)
+	}
 	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&crisis=oekraine&region=VR09")
 	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
 		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)

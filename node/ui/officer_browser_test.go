@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -322,17 +321,5 @@ func TestBrowserOfficers(t *testing.T) {
 	olga.check("auditlog")
 	olga.shot(shots, "audit.png")
 
-	dir := t.TempDir()
-	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
-		dir = d
-	}
-	for name, b := range shots {
-		if len(b) < 10000 || string(b[1:4]) != "PNG" {
-			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeShots(t, shots)
 }

@@ -52,6 +52,7 @@ type schemaProp struct {
 	Enum        []any    `json:"enum"`
 	Minimum     *float64 `json:"minimum"`
 	Maximum     *float64 `json:"maximum"`
+	MaxLength   *int     `json:"maxLength"`
 }
 
 // bodyFields are the form fields of kind's body; nil when the kind has no schema with
@@ -102,8 +103,9 @@ func bodyFieldsOf(k *record.Kind) []bodyField {
 			f.Input = inputBoolean
 		case typ == "string":
 			f.Input = inputText
-			// The kind's text fields after the first (its title or question) are prose.
-			if i := slices.Index(k.Text, name); i > 0 {
+			// Prose: the last of the kind's text fields, when it has more than one (a sitrep's
+			// summary, an answer, notes), or a string that may be long.
+			if (len(k.Text) > 1 && k.Text[len(k.Text)-1] == name) || (p.MaxLength != nil && *p.MaxLength > 200) {
 				f.Input = inputTextarea
 			}
 		default:
