@@ -285,12 +285,12 @@ type searchView struct {
 	Kinds                []string
 	Kind, Crisis, Region string
 	// Org filters on the records' origin: this org, or one peer's trust domain.
-	Org  string
-	Orgs []orgChoice
-	Searched             bool
-	Hits                 []hitView
-	Partners             []partnerView
-	Partial              bool
+	Org      string
+	Orgs     []orgChoice
+	Searched bool
+	Hits     []hitView
+	Partners []partnerView
+	Partial  bool
 }
 
 type hitView struct {
