@@ -152,6 +152,20 @@ func TestBrowser(t *testing.T) {
 	accessible("record")
 	shots["record.png"] = shot("record")
 
+	// ncc stops: the picture, opened anew, shows it unreachable, with the age of the copy it is
+	// served from.
+	e.ncc.Stop(t)
+	run("the picture with ncc stopped", chromedp.Steps(
+		chromedp.Navigate(e.url+"/?crisis=oekraine"),
+		chromedp.WaitVisible(chromedp.CSS("#fase")),
+	))
+	row := get("ncc's row", chromedp.Evaluate[string](`[...document.querySelectorAll('#beeld-live tr')].map(r => r.textContent).find(t => t.includes("ncc.crisis.test")) || ""`))
+	if !strings.Contains(row, "onbereikbaar") || strings.Count(row, "zojuist") != 2 {
+		t.Errorf("with ncc stopped, its row on the picture: %q, want unreachable with its cache age", row)
+	}
+	accessible("het beeld zonder ncc")
+	shots["beeld-onbereikbaar.png"] = shot("beeld-onbereikbaar")
+
 	// The picture in English, then sign out with the button (a form with its CSRF token).
 	run("switch to English", chromedp.Steps(
 		chromedp.Navigate(e.url+"/taal?lang=en&terug="+url.QueryEscape("/?crisis=oekraine")),

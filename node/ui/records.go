@@ -62,7 +62,7 @@ type ownRow struct {
 	Version                                              int64
 }
 
-// ownRecords lists the org's own records, newest first per page of the service, with a link to
+// ownRecords lists the org's own records, a page at a time in the order of their ids, with a link to
 // change each.
 func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	v := &ownRecordsView{Kind: r.URL.Query().Get("kind")}
