@@ -22,8 +22,10 @@ import (
 // and the script then fetches the page again and swaps its live part. The stream itself sends
 // no record, so that what the person sees still comes through the one path, the services.
 
-// liveInterval is the least time between two looks at the picture of one stream: a burst of
-// commits (an import) costs one look per interval, not one per commit.
+// liveInterval is the least time between a look that found a change and the next look of one
+// stream: a burst of changes (an import) costs one look per interval, not one per commit. A
+// look that found nothing (a commit of something else: an audit entry, a peer's signed head)
+// does not hold the next one back.
 const liveInterval = 200 * time.Millisecond
 
 // livePing keeps the stream open through proxies, and notices an ended session.
@@ -90,10 +92,10 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 	ctx := r.Context()
 	ping := time.NewTicker(livePing)
 	defer ping.Stop()
-	var looked time.Time
+	var sent time.Time
 	for {
 		changed := s.c.Changed()
-		if wait := liveInterval - time.Since(looked); wait > 0 && !looked.IsZero() {
+		if wait := liveInterval - time.Since(sent); wait > 0 && !sent.IsZero() {
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
@@ -102,7 +104,6 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 				return
 			}
 		}
-		looked = time.Now()
 		cctx, cancel := context.WithTimeout(r.ctx(), liveCheck)
 		pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(cctx, &pb.PictureRequest{Crisis: crisis})
 		cancel()
@@ -115,7 +116,7 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 			if !write("id: %s\nevent: beeld\ndata: %s\n\n", d, d) {
 				return
 			}
-			last = d
+			last, sent = d, time.Now()
 		}
 		if !s.awaitChange(r, changed, ping.C, write) {
 			return
