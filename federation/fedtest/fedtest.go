@@ -72,6 +72,9 @@ type Options struct {
 	// Names, when set, name the orgs instead of a, b, c, ...; org i's trust domain is then
 	// Names[i].crisis.test. It must have Orgs entries.
 	Names []string
+	// Roles, when set, gives an org's role bindings besides its two officers, by its name, each
+	// as a YAML flow mapping such as {id: spiffe://vr-utrecht.crisis.test/user/ada, role: admin}.
+	Roles func(name string) []string
 	// Extra, when set, gives YAML appended to an org's config by its name, such as a ui section.
 	Extra func(name string) string
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
@@ -381,6 +384,11 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	fmt.Fprintf(&b, "roles:\n")
 	for _, s := range o.Officers {
 		fmt.Fprintf(&b, "  - id: %s\n    role: officer\n", s.ID)
+	}
+	if opts.Roles != nil {
+		for _, r := range opts.Roles(o.Name) {
+			fmt.Fprintf(&b, "  - %s\n", r)
+		}
 	}
 	b.WriteString(clustertest.PeersYAML(peers))
 	if opts.Extra != nil {

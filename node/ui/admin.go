@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -14,12 +15,29 @@ import (
 // only admins read the Raft group.
 
 type adminView struct {
-	Status   *pb.StatusResponse
+	Status *pb.StatusResponse
+	// RaftState is this replica's Raft state, in the person's language; Replicas the group's.
+	RaftState string
+	Replicas  []replicaView
 	Started  string
 	DBMB     string
 	Cluster  *pb.ClusterStatusResponse
 	Peers    []adminPeer
 	Searched bool
+}
+
+type replicaView struct {
+	ID, Address, Suffrage string
+	Leader                bool
+}
+
+// word is a word the node reports (a Raft state, a vote) in the person's language, when the
+// catalogue has it.
+func word(r *request, prefix, w string) string {
+	if k := prefix + strings.ToLower(w); r.L.Has(k) {
+		return r.L.T(k)
+	}
+	return w
 }
 
 type adminPeer struct {
@@ -29,6 +47,9 @@ type adminPeer struct {
 	// State is the peer's answer to a search just now; CacheAge the age of what it last sent.
 	State, CacheAge, Error string
 	Latency                int64
+	// Cursor is where the subscription to the peer resumes; Received when it last delivered.
+	Cursor   int64
+	Received string
 }
 
 // admin shows the node's health, its Raft group and its peers.
@@ -51,6 +72,10 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
+	v.RaftState = word(r, "raft.", st.RaftState)
+	for _, rep := range v.Cluster.Replicas {
+		v.Replicas = append(v.Replicas, replicaView{ID: rep.Id, Address: rep.RaftAddress, Suffrage: word(r, "raft.", rep.Suffrage), Leader: rep.Leader})
+	}
 	peers, err := pb.NewPeerServiceClient(s.c.Conn).List(ctx, &pb.ListPeersRequest{})
 	if err != nil {
 		s.failCall(w, r, err)
@@ -67,7 +92,11 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 		}
 	}
 	for _, p := range peers.Peers {
-		ap := adminPeer{Name: p.Name, TrustDomain: p.TrustDomain, OrgName: p.OrgName, Source: p.Source, Groups: strings.Join(p.Groups, ", "), Active: p.Active}
+		ap := adminPeer{Name: p.Name, TrustDomain: p.TrustDomain, OrgName: p.OrgName, Source: p.Source, Groups: strings.Join(p.Groups, ", "), Active: p.Active,
+			Cursor: p.Cursor}
+		if p.ReceivedAt != nil {
+			ap.Received = age(r.L, int64(time.Since(p.ReceivedAt.AsTime())/time.Second))
+		}
 		if p.AddedAt != nil {
 			ap.Added = p.AddedAt.AsTime().Local().Format("2006-01-02 15:04")
 		}

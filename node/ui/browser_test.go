@@ -192,6 +192,15 @@ func TestBrowser(t *testing.T) {
 	}
 	accessible("signed out")
 
+	// The administrator's page, with ncc still stopped.
+	e.op.signInAs("ada")
+	run("the node's page", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug=/beheer"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-peer="ncc"]`)),
+	))
+	accessible("beheer")
+	shots["beheer.png"] = shot("beheer")
+
 	stopConsole()
 	<-consoleDone
 	for _, m := range console {

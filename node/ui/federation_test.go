@@ -31,7 +31,13 @@ func startFederation(t *testing.T) *fedEnv {
 	t.Helper()
 	p := newProvider(t)
 	secret := secretFile(t, fedtest.ShortDir(t))
-	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Extra: func(name string) string {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Roles: func(name string) []string {
+		// vr-utrecht's administrator, for the node's page.
+		if name != "vr-utrecht" {
+			return nil
+		}
+		return []string{"{id: spiffe://vr-utrecht.crisis.test/user/ada, role: admin}"}
+	}, Extra: func(name string) string {
 		if name != "vr-utrecht" && name != "ncc" {
 			return ""
 		}
@@ -145,6 +151,24 @@ func TestPictureOfAFederation(t *testing.T) {
 	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&crisis=oekraine&region=VR09")
 	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
 		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)
+	}
+
+	// The administrator's page: each peer answered, and its subscription's cursor has moved.
+	ab := newBrowser(t)
+	resp, page = e.signIn(t, ab, "ada", "/beheer")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the node's page: %d\n%s", resp.StatusCode, page)
+	}
+	for _, p := range []string{"lcvs", "ncc"} {
+		i := strings.Index(page, `data-peer="`+p+`"`)
+		if i < 0 {
+			t.Errorf("the node's page has no row for %s", p)
+			continue
+		}
+		row := page[i : i+strings.Index(page[i:], "</tr>")]
+		if !strings.Contains(row, "geantwoord") || strings.Contains(row, `data-cursor="0"`) || !strings.Contains(row, "zojuist") {
+			t.Errorf("the node's page, peer %s: want answered, a cursor and a delivery just now:\n%s", p, row)
+		}
 	}
 
 	// ncc stops: the picture says so, and serves what ncc sent before from the cache.

@@ -15,8 +15,8 @@ import (
 // TestBrowserOwnRecords: in headless chromium, an editor fills in the form of a shelter record,
 // gets the service's message at the field she got wrong, corrects it and saves; the record is
 // then there through the gRPC API. She uploads a CSV file (the script sends it and shows its
-// progress) and reads the report; an admin reads the node's page. axe-core runs on every page,
-// and the pages are photographed for docs/ui.md.
+// progress) and reads the report. axe-core runs on every page, and the pages are photographed
+// for docs/ui.md.
 func TestBrowserOwnRecords(t *testing.T) {
 	e := start(t)
 	rc := e.records(t)
@@ -98,15 +98,6 @@ func TestBrowserOwnRecords(t *testing.T) {
 	))
 	eva.check("eigen records")
 	eva.shot(shots, "records.png")
-
-	ada := newTab(t, chrome)
-	e.op.signInAs("ada")
-	ada.run("the node's page", chromedp.Steps(
-		chromedp.Navigate(e.url+"/taal?lang=nl&terug=/beheer"),
-		chromedp.WaitVisible(chromedp.CSS("#raft-staat")),
-	))
-	ada.check("beheer")
-	ada.shot(shots, "beheer.png")
 
 	writeShots(t, shots)
 }

@@ -289,7 +289,7 @@ func TestAdminPage(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the node's page: %d\n%s", resp.StatusCode, page)
 	}
-	for _, want := range []string{`id="raft-staat">Leader</dd>`, `data-replica="`, `>leider</span>`, "VR Utrecht", `id="nav-beheer"`, "Dit knooppunt heeft geen partners."} {
+	for _, want := range []string{`id="raft-staat">leider</dd>`, `data-replica="`, `>leider</span>`, "VR Utrecht", `id="nav-beheer"`, "Dit knooppunt heeft geen partners."} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the node's page lacks %q", want)
 		}
