@@ -19,11 +19,11 @@ type adminView struct {
 	// RaftState is this replica's Raft state, in the person's language; Replicas the group's.
 	RaftState string
 	Replicas  []replicaView
-	Started  string
-	DBMB     string
-	Cluster  *pb.ClusterStatusResponse
-	Peers    []adminPeer
-	Searched bool
+	Started   string
+	DBMB      string
+	Cluster   *pb.ClusterStatusResponse
+	Peers     []adminPeer
+	Searched  bool
 }
 
 type replicaView struct {

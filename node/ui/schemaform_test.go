@@ -70,10 +70,10 @@ func TestBodyFieldsFromSchema(t *testing.T) {
 func TestFieldOf(t *testing.T) {
 	for msg, want := range map[string][2]string{
 		"record.body.beds_free: minimum: got -3, want 0 (kind shelter.capacity)": {"body.beds_free", "minimum: got -3, want 0 (kind shelter.capacity)"},
-		"record.body: missing property 'municipality' (kind shelter.capacity)":  {"body.municipality", "missing property 'municipality' (kind shelter.capacity)"},
-		`record.crisis: "X" is not a crisis name`:                               {"crisis", `"X" is not a crisis name`},
-		"record.body.exits.0: got number, want string":                          {"body.exits", "got number, want string"},
-		`record "x" is at version 2, not 1: read it again`:                      {"", `record "x" is at version 2, not 1: read it again`},
+		"record.body: missing property 'municipality' (kind shelter.capacity)":   {"body.municipality", "missing property 'municipality' (kind shelter.capacity)"},
+		`record.crisis: "X" is not a crisis name`:                                {"crisis", `"X" is not a crisis name`},
+		"record.body.exits.0: got number, want string":                           {"body.exits", "got number, want string"},
+		`record "x" is at version 2, not 1: read it again`:                       {"", `record "x" is at version 2, not 1: read it again`},
 	} {
 		f, r := fieldOf(msg)
 		if f != want[0] || r != want[1] {
