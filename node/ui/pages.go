@@ -374,6 +374,8 @@ type recordView struct {
 	Rec *pb.Record
 	// Policies, Purpose and Received say how a partner's record came (see hitView).
 	Policies, Purpose, Received string
+	// Edit is the form that changes an own record, for a person who may.
+	Edit string
 	// Title is the body's title, or the record's id.
 	Title          string
 	Classification string
@@ -423,6 +425,9 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 			return
 		}
 		v.Rec, v.Source = rec, s.c.Name
+		if isWriter(r) && !rec.Tombstone {
+			v.Edit = "/records/wijzigen?id=" + url.QueryEscape(rec.Id)
+		}
 	} else {
 		f := &pb.Filter{Crisis: q.Get("crisis"), Region: q.Get("region"), Limit: 10000}
 		if k := q.Get("kind"); k != "" {
