@@ -158,6 +158,9 @@ func BenchmarkLiveEvent(b *testing.B) {
 	}
 	live := page[i+len(`data-live="`):]
 	live = strings.ReplaceAll(live[:strings.Index(live, `"`)], "&amp;", "&")
+	j := strings.Index(page, `data-digest="`)
+	digest := page[j+len(`data-digest="`):]
+	live += "&sinds=" + digest[:strings.Index(digest, `"`)]
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", base+live, nil)

@@ -15,7 +15,8 @@ import (
 )
 
 // The picture updates while it is open. The page opens a stream of server-sent events
-// (/beeld/live, assets/live-picture.js). The stream waits for the node's next commit
+// (/beeld/live, assets/live-picture.js) while it is visible: a browser keeps few connections
+// to one site, and a picture in a tab in the background should not hold one. The stream waits for the node's next commit
 // (Config.Changed: every record written, received from a peer, changed or retracted is one),
 // then asks SearchService.Picture as the person, as the page does, and compares a digest of
 // what the page shows with the last one: only a change the person can see becomes an event,

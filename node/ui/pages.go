@@ -33,8 +33,9 @@ type pictureView struct {
 	Charts []chartView
 	Latest []entryView
 	Empty  bool
-	// Live is the address of the picture's stream of changes (see live.go); "" without one.
-	Live string
+	// Live is the address of the picture's stream of changes (see live.go), "" without one;
+	// Digest sums up what the page shows, for the stream to compare with.
+	Live, Digest string
 }
 
 type crisisView struct {
@@ -99,7 +100,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.Phase = pic.Phase
 	if s.c.Changed != nil {
-		v.Live = "/beeld/live?" + url.Values{"crisis": {v.Crisis}, "sinds": {pictureDigest(pic)}}.Encode()
+		v.Live, v.Digest = "/beeld/live?"+url.Values{"crisis": {v.Crisis}}.Encode(), pictureDigest(pic)
 	}
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.

@@ -1,9 +1,11 @@
 // The picture, kept up to date while it is open: the node sends an event (server-sent events,
 // /beeld/live) when a record on the picture arrives, changes or is retracted; this script then
 // fetches the page again and swaps the live part (#beeld-live) for the fresh one, and says so
-// in a status line for screen readers. It is loaded from this site, as the page's
-// Content-Security-Policy demands, and adds nothing the page needs: without it, reloading the
-// page shows the same.
+// in a status line for screen readers. While the page is hidden (another tab) the stream is
+// closed, since a browser keeps few connections to one site; when it shows again the stream
+// reopens from what the page shows, and a change meanwhile comes at once. The script is loaded
+// from this site, as the page's Content-Security-Policy demands, and adds nothing the page
+// needs: without it, reloading the page shows the same.
 (function () {
   "use strict";
   var box = document.getElementById("beeld-live");
@@ -14,6 +16,8 @@
   var fetching = false;
   var again = false;
   var updates = 0;
+  var source = null;
+  var ended = false;
 
   function refresh() {
     if (fetching) {
@@ -34,6 +38,7 @@
           return;
         }
         box.replaceChildren.apply(box, Array.prototype.slice.call(document.adoptNode(fresh).childNodes));
+        box.setAttribute("data-digest", fresh.getAttribute("data-digest") || "");
         updates++;
         box.setAttribute("data-updates", String(updates));
         status.textContent = status.getAttribute("data-text") + " " + new Date().toLocaleTimeString();
@@ -48,15 +53,41 @@
       });
   }
 
-  var source = new EventSource(box.getAttribute("data-live"));
-  source.addEventListener("beeld", function (e) {
-    box.setAttribute("data-digest", e.data);
-    refresh();
-  });
   function gone() {
-    source.close();
+    ended = true;
+    close();
     status.textContent = status.getAttribute("data-gone");
   }
-  source.addEventListener("afgemeld", gone);
-  source.addEventListener("fout", gone);
+
+  function open() {
+    if (source || ended) {
+      return;
+    }
+    source = new EventSource(box.getAttribute("data-live") + "&sinds=" + encodeURIComponent(box.getAttribute("data-digest") || ""));
+    source.addEventListener("beeld", function (e) {
+      if (e.data !== box.getAttribute("data-digest")) {
+        refresh();
+      }
+    });
+    source.addEventListener("afgemeld", gone);
+    source.addEventListener("fout", gone);
+  }
+
+  function close() {
+    if (source) {
+      source.close();
+      source = null;
+    }
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") {
+      close();
+    } else {
+      open();
+    }
+  });
+  if (document.visibilityState !== "hidden") {
+    open();
+  }
 })();
