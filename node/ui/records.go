@@ -233,6 +233,12 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	if v.Edit && rec.Id == "" {
 		v.Errors["id"] = r.L.T("recordform.id_missing")
 	}
+	// A new record never overwrites one that has its ID (a Put with version 0 would).
+	if !v.Edit && rec.Id != "" {
+		if _, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id}); err == nil {
+			v.Errors["id"] = r.L.T("recordform.id_taken", rec.Id)
+		}
+	}
 	if len(v.Errors) > 0 {
 		v.Problem = r.L.T("recordform.not_saved")
 		s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)

@@ -135,6 +135,12 @@ func TestRecordForm(t *testing.T) {
 		t.Errorf("the record through gRPC: %v", rec)
 	}
 
+	// The form for a new record does not overwrite one that has its ID.
+	resp, page = b.post(t, e.url+"/records/nieuw", shelterForm(csrf, map[string]string{"body.beds_free": "0"}))
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(fieldError(page, "id"), "er is al een record met het ID zeist") {
+		t.Errorf("a new record with a taken ID: %d\n%s", resp.StatusCode, fieldError(page, "id"))
+	}
+
 	// Change it: the form comes filled in, and goes in as version 2.
 	_, page = b.get(t, e.url+"/records/wijzigen?id=zeist")
 	if !strings.Contains(page, `name="version" value="1"`) || !strings.Contains(page, `id="body.beds_free" name="body.beds_free" value="12"`) {
