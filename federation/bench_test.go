@@ -161,24 +161,7 @@ func BenchmarkPropagation(b *testing.B) {
 	a, r := f.Orgs[0], f.Orgs[1]
 	a.Approve(b, policyDoc("to-r", spiffeOf(r), "sitrep", "internal", ""))
 	a.Put(b, fedtest.Sitrep("p", "bench", pb.Classification_INTERNAL, "v"))
-	cache := r.Node.DB()
-	visible := func(ctx context.Context, version int64) error {
-		for {
-			changed := cache.Changed()
-			got, err := cache.ForeignList(ctx, db.ForeignFilter{Origin: a.TD.Name(), Crisis: "bench"})
-			if err != nil {
-				return err
-			}
-			if len(got) == 1 && got[0].Record.Version >= version {
-				return nil
-			}
-			select {
-			case <-changed:
-			case <-ctx.Done():
-				return fmt.Errorf("version %d not visible: %w", version, ctx.Err())
-			}
-		}
-	}
+	visible := func(ctx context.Context, version int64) error { return r.WaitCached(ctx, a.TD.Name(), "bench", version) }
 	if err := visible(fedtest.Call(b), 1); err != nil {
 		b.Fatal(err)
 	}

@@ -129,24 +129,7 @@ func BenchmarkLiveEvent(b *testing.B) {
 	// The stream is on a; the source is its peer.
 	r, src := f.Orgs[0], f.Orgs[1]
 	src.Put(b, fedtest.Sitrep("p", "bench", pb.Classification_INTERNAL, "v"))
-	cache := r.Node.DB()
-	visible := func(ctx context.Context, version int64) error {
-		for {
-			changed := cache.Changed()
-			got, err := cache.ForeignList(ctx, db.ForeignFilter{Origin: src.TD.Name(), Crisis: "bench"})
-			if err != nil {
-				return err
-			}
-			if len(got) == 1 && got[0].Record.Version >= version {
-				return nil
-			}
-			select {
-			case <-changed:
-			case <-ctx.Done():
-				return fmt.Errorf("version %d not visible: %w", version, ctx.Err())
-			}
-		}
-	}
+	visible := func(ctx context.Context, version int64) error { return r.WaitCached(ctx, src.TD.Name(), "bench", version) }
 	if err := visible(fedtest.Call(b), 1); err != nil {
 		b.Fatal(err)
 	}

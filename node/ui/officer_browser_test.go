@@ -114,6 +114,21 @@ func (tb *tab) check(page string, status ...int) {
 	tb.console = nil
 }
 
+// reflows opens each page at 200% zoom (half the width) and fails the test when one is wider
+// than the window: only a wide table may scroll, inside its own box.
+func (tb *tab) reflows(base string, paths ...string) {
+	tb.t.Helper()
+	tb.run("zoom to 200%", chromedp.EmulateViewport(640, 900))
+	for _, path := range paths {
+		tb.run("open "+path, chromedp.Steps(chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS("h1"))))
+		if w := tb.text("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
+			wide := tb.text("wide", chromedp.Evaluate[string](`[...document.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + "." + e.className).slice(0, 8).join(" | ")`))
+			tb.t.Errorf("%s at 200%% zoom is %s px wider than the window: %s", path, w, wide)
+		}
+	}
+	tb.run("zoom back", chromedp.EmulateViewport(1280, 900))
+}
+
 func (tb *tab) shot(shots map[string][]byte, name string) {
 	tb.t.Helper()
 	b, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
@@ -303,14 +318,7 @@ func TestBrowserOfficers(t *testing.T) {
 	}
 	olga.check("uitleg")
 	// At 200% zoom (half the width) the officers' pages reflow too.
-	olga.run("zoom to 200%", chromedp.EmulateViewport(640, 900))
-	for _, path := range []string{"/beleid", "/beleid/voorstel", "/beleid/toon?id=" + url.QueryEscape(id), "/audit?controle=1"} {
-		olga.run("open "+path, chromedp.Steps(chromedp.Navigate(e.url+path), chromedp.WaitVisible(chromedp.CSS("h1"))))
-		if w := olga.text("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
-			t.Errorf("%s at 200%% zoom is %s px wider than the window", path, w)
-		}
-	}
-	olga.run("zoom back", chromedp.EmulateViewport(1280, 900))
+	olga.reflows(e.url, "/beleid", "/beleid/voorstel", "/beleid/toon?id="+url.QueryEscape(id), "/audit?controle=1")
 	olga.run("the audit log, verified", chromedp.Steps(
 		chromedp.Navigate(e.url+"/audit?action=policy.&controle=1"),
 		chromedp.WaitVisible(chromedp.CSS("#controle")),
