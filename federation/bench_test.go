@@ -86,16 +86,7 @@ func benchSearch(b *testing.B, n int, via func(from, to *fedtest.Org) string) {
 	opts := benchOpts
 	opts.Orgs = n + 1
 	opts.Via = via
-	opts.PeersOf = func(name string) []string {
-		if name == "a" {
-			var all []string
-			for i := 1; i <= n; i++ {
-				all = append(all, fedtest.OrgName(i))
-			}
-			return all
-		}
-		return []string{"a"}
-	}
+	opts.PeersOf = fedtest.Hub(n)
 	f := fedtest.Start(b, opts)
 	a := f.Orgs[0]
 	for _, p := range f.Orgs[1:] {
@@ -161,7 +152,9 @@ func BenchmarkPropagation(b *testing.B) {
 	a, r := f.Orgs[0], f.Orgs[1]
 	a.Approve(b, policyDoc("to-r", spiffeOf(r), "sitrep", "internal", ""))
 	a.Put(b, fedtest.Sitrep("p", "bench", pb.Classification_INTERNAL, "v"))
-	visible := func(ctx context.Context, version int64) error { return r.WaitCached(ctx, a.TD.Name(), "bench", version) }
+	visible := func(ctx context.Context, version int64) error {
+		return r.WaitCached(ctx, a.TD.Name(), "bench", version)
+	}
 	if err := visible(fedtest.Call(b), 1); err != nil {
 		b.Fatal(err)
 	}

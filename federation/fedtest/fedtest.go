@@ -177,6 +177,21 @@ func OrgName(i int) string {
 	return OrgName(i/26-1) + string(rune('a'+i%26))
 }
 
+// Hub is a PeersOf for a federation of n+1 orgs in which the first, a, peers with the n others
+// and each of them with a only.
+func Hub(n int) func(name string) []string {
+	return func(name string) []string {
+		if name != "a" {
+			return []string{"a"}
+		}
+		all := make([]string, 0, n)
+		for i := 1; i <= n; i++ {
+			all = append(all, OrgName(i))
+		}
+		return all
+	}
+}
+
 // TrustDomainOf is the trust domain of the org named name.
 func TrustDomainOf(name string) string { return name + ".crisis.test" }
 

@@ -44,16 +44,7 @@ func uiFederation(b *testing.B, n int) (*fedtest.Federation, *browser, string) {
 	secret := secretFile(b, fedtest.ShortDir(b))
 	opts := uiBenchOpts
 	opts.Orgs = n + 1
-	opts.PeersOf = func(name string) []string {
-		if name == "a" {
-			var all []string
-			for i := 1; i <= n; i++ {
-				all = append(all, fedtest.OrgName(i))
-			}
-			return all
-		}
-		return []string{"a"}
-	}
+	opts.PeersOf = fedtest.Hub(n)
 	opts.Extra = func(name string) string {
 		if name != "a" {
 			return ""
@@ -129,7 +120,9 @@ func BenchmarkLiveEvent(b *testing.B) {
 	// The stream is on a; the source is its peer.
 	r, src := f.Orgs[0], f.Orgs[1]
 	src.Put(b, fedtest.Sitrep("p", "bench", pb.Classification_INTERNAL, "v"))
-	visible := func(ctx context.Context, version int64) error { return r.WaitCached(ctx, src.TD.Name(), "bench", version) }
+	visible := func(ctx context.Context, version int64) error {
+		return r.WaitCached(ctx, src.TD.Name(), "bench", version)
+	}
 	if err := visible(fedtest.Call(b), 1); err != nil {
 		b.Fatal(err)
 	}
