@@ -77,7 +77,7 @@ func TestRecordForm(t *testing.T) {
 	}
 	_, page = b.get(t, e.url+"/records/nieuw?kind=shelter.capacity")
 	// The schema's properties, in its order, typed: a number field for beds_free.
-	for _, want := range []string{`id="body.municipality" name="body.municipality"`, `id="body.beds_total" name="body.beds_total" value="" inputmode="numeric"`,
+	for _, want := range []string{`id="body.municipality" name="body.municipality"`, `id="body.beds_total-hint">Minstens 0.</p>`, `id="body.beds_total" name="body.beds_total" value="" inputmode="numeric"`,
 		`id="body.beds_free"`, `id="body.contact_phone"`, `<textarea class="utrecht-textarea utrecht-textarea--html-textarea" id="body.notes"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the form lacks %q", want)
