@@ -88,16 +88,7 @@ func benchSearch(b *testing.B, n int, via func(from, to *fedtest.Org) string) {
 	opts := benchOpts
 	opts.Orgs = n + 1
 	opts.Via = via
-	opts.PeersOf = func(name string) []string {
-		if name == "a" {
-			var all []string
-			for i := 1; i <= n; i++ {
-				all = append(all, fedtest.OrgName(i))
-			}
-			return all
-		}
-		return []string{"a"}
-	}
+	opts.PeersOf = fedtest.Hub(n)
 	f := fedtest.Start(b, opts)
 	a := f.Orgs[0]
 	for _, p := range f.Orgs[1:] {
@@ -153,23 +144,8 @@ func BenchmarkSearchWAN(b *testing.B) {
 // cacheShows returns a wait until r's cache holds a's record of crisis "bench" at a version
 // (or later), woken by each of r's commits, no polling.
 func cacheShows(r, a *fedtest.Org) func(ctx context.Context, version int64) error {
-	cache := r.Node.DB()
 	return func(ctx context.Context, version int64) error {
-		for {
-			changed := cache.Changed()
-			got, err := cache.ForeignList(ctx, db.ForeignFilter{Origin: a.TD.Name(), Crisis: "bench"})
-			if err != nil {
-				return err
-			}
-			if len(got) == 1 && got[0].Record.Version >= version {
-				return nil
-			}
-			select {
-			case <-changed:
-			case <-ctx.Done():
-				return fmt.Errorf("version %d not visible: %w", version, ctx.Err())
-			}
-		}
+		return r.WaitCached(ctx, a.TD.Name(), "bench", version)
 	}
 }
 

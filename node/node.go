@@ -370,7 +370,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.stopRefusals = func() { cancel(); <-done }
 	}
 	if cfg.UI.Listen != "" {
-		if err := n.serveUI(cfg, register); err != nil {
+		if err := n.serveUI(cfg, kinds, register); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -569,7 +569,7 @@ func (n *Node) serveMetrics(addr string) error {
 // serveUI starts the web interface on cfg.UI.Listen. Its pages reach the node's services on an
 // in-process channel, registered with the same services and put through the same authorizer and
 // interceptors as the gRPC servers, as the signed-in person: see package ui.
-func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer)) error {
+func (n *Node) serveUI(cfg *config.Config, kinds *record.Kinds, register func(reflection.GRPCServer)) error {
 	var tlsConf *tls.Config
 	if cfg.UI.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.UI.TLS.CertFile, cfg.UI.TLS.KeyFile)
@@ -594,7 +594,8 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
 	inproc.OnDenied(func(person, method, reason string) { n.auditDenied(db.AuditAccessDenied, person, method, reason) })
 	register(inproc)
-	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader})
+	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader,
+		Kinds: kinds, Changed: n.db.Changed})
 	if err != nil {
 		lis.Close()
 		return fmt.Errorf("node: %w", err)
@@ -607,6 +608,8 @@ func (n *Node) serveUI(cfg *config.Config, register func(reflection.GRPCServer))
 	mux.Handle(cap.FeedPath, n.alertFeed(cfg))
 	mux.Handle("/", web)
 	n.web = n.serveHTTP(lis, mux)
+	// The picture's live streams never end by themselves: a shutdown ends them first.
+	n.web.RegisterOnShutdown(web.Stop)
 	n.log.Info("web interface serving", "listen", n.webAddr.String(), "public_url", uc.PublicURL)
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/record/importfile"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -552,7 +553,7 @@ func loadScenario(ctx context.Context, orgs map[string]*demoOrg) error {
 		files[org] = []byte(lines)
 	}
 	for org, data := range files {
-		rows, err := readJSONL(bytes.NewReader(data), record.JSON{})
+		rows, err := importfile.ReadJSONL(bytes.NewReader(data), record.JSON{})
 		if err != nil {
 			return err
 		}
@@ -561,7 +562,7 @@ func loadScenario(ctx context.Context, orgs map[string]*demoOrg) error {
 		if err != nil {
 			return err
 		}
-		sum, err := importRows(ctx, c, rows, 100)
+		sum, err := importfile.Import(ctx, c, rows, 100, nil)
 		closeConn()
 		if err != nil {
 			return fmt.Errorf("%s: %w", org, callError(f, err))

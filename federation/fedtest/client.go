@@ -22,6 +22,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/clustertest"
+	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -144,6 +145,27 @@ func (o *Org) Picture(tb testing.TB, crisis string) *pb.PictureResponse {
 		tb.Fatalf("%s: picture %s: %v", o.Name, crisis, err)
 	}
 	return p
+}
+
+// WaitCached waits, woken by each of the org's commits and without polling, until its cache
+// holds origin's only record of crisis at version or later. Benchmarks time propagation with it.
+func (o *Org) WaitCached(ctx context.Context, origin, crisis string, version int64) error {
+	cache := o.Node.DB()
+	for {
+		changed := cache.Changed()
+		got, err := cache.ForeignList(ctx, db.ForeignFilter{Origin: origin, Crisis: crisis})
+		if err != nil {
+			return err
+		}
+		if len(got) == 1 && got[0].Record.Version >= version {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%s: version %d of %s's record not cached: %w", o.Name, version, origin, ctx.Err())
+		}
+	}
 }
 
 // Held is what the org's picture of a crisis holds of origin's records: id → version.

@@ -73,6 +73,9 @@ type Options struct {
 	// Names, when set, name the orgs instead of a, b, c, ...; org i's trust domain is then
 	// Names[i].crisis.test. It must have Orgs entries.
 	Names []string
+	// Roles, when set, gives an org's role bindings besides its two officers, by its name, each
+	// as a YAML flow mapping such as {id: spiffe://vr-utrecht.crisis.test/user/ada, role: admin}.
+	Roles func(name string) []string
 	// Extra, when set, gives YAML appended to an org's config by its name, such as a ui section.
 	Extra func(name string) string
 	// Tracing, when set, gives the tracer provider an org's node records its traces to (see
@@ -176,6 +179,21 @@ func OrgName(i int) string {
 		return string(rune('a' + i))
 	}
 	return OrgName(i/26-1) + string(rune('a'+i%26))
+}
+
+// Hub is a PeersOf for a federation of n+1 orgs in which the first, a, peers with the n others
+// and each of them with a only.
+func Hub(n int) func(name string) []string {
+	return func(name string) []string {
+		if name != "a" {
+			return []string{"a"}
+		}
+		all := make([]string, 0, n)
+		for i := 1; i <= n; i++ {
+			all = append(all, OrgName(i))
+		}
+		return all
+	}
 }
 
 // TrustDomainOf is the trust domain of the org named name.
@@ -385,6 +403,11 @@ func (o *Org) config(listen string, peers []config.Peer) string {
 	fmt.Fprintf(&b, "roles:\n")
 	for _, s := range o.Officers {
 		fmt.Fprintf(&b, "  - id: %s\n    role: officer\n", s.ID)
+	}
+	if opts.Roles != nil {
+		for _, r := range opts.Roles(o.Name) {
+			fmt.Fprintf(&b, "  - %s\n", r)
+		}
 	}
 	b.WriteString(clustertest.PeersYAML(peers))
 	if opts.Extra != nil {

@@ -237,7 +237,7 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 				s.c.Logger.Warn("dropped a search hit from a peer", "peer", p.Name, "err", err)
 				continue
 			}
-			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet})
+			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet, Policies: sr.Policies, Purpose: purpose})
 			if len(hits) >= limit {
 				return nil
 			}
@@ -264,6 +264,13 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	return cached, st
 }
 
+// cachedHit is a record from the cache of p, with the policies it came under, the purpose of
+// the subscription that brought it, and when.
+func (s *Service) cachedHit(p config.Peer, r db.Foreign, snippet string) *pb.SearchHit {
+	return &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted, Snippet: snippet,
+		Policies: r.Policies, Purpose: s.c.Purpose, ReceivedAt: timestamppb.New(r.ReceivedAt)}
+}
+
 func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, time.Duration) {
 	ff := db.ForeignFilter{Origin: p.TrustDomain, Limit: limit}
 	if f != nil {
@@ -279,7 +286,7 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		if _, err = s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err == nil {
 			err = s.c.DB.EachForeignTextMatch(ctx, p.TrustDomain, peerserver.TextFilter(f, text), func(r db.Foreign) (bool, error) {
 				if snippet, ok := s.matches(text, r.Record); ok {
-					hits = append(hits, &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted, Snippet: snippet})
+					hits = append(hits, s.cachedHit(p, r, snippet))
 				}
 				return len(hits) < limit, nil
 			})
@@ -288,7 +295,7 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		var recs []db.Foreign
 		recs, err = s.c.DB.ForeignList(ctx, ff)
 		for _, r := range recs {
-			hits = append(hits, &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted})
+			hits = append(hits, s.cachedHit(p, r, ""))
 		}
 	}
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +152,20 @@ func TestBrowser(t *testing.T) {
 	accessible("record")
 	shots["record.png"] = shot("record")
 
+	// ncc stops: the picture, opened anew, shows it unreachable, with the age of the copy it is
+	// served from.
+	e.ncc.Stop(t)
+	run("the picture with ncc stopped", chromedp.Steps(
+		chromedp.Navigate(e.url+"/?crisis=oekraine"),
+		chromedp.WaitVisible(chromedp.CSS("#fase")),
+	))
+	row := get("ncc's row", chromedp.Evaluate[string](`[...document.querySelectorAll('#beeld-live tr')].map(r => r.textContent).find(t => t.includes("ncc.crisis.test")) || ""`))
+	if !strings.Contains(row, "onbereikbaar") || strings.Count(row, "zojuist") != 2 {
+		t.Errorf("with ncc stopped, its row on the picture: %q, want unreachable with its cache age", row)
+	}
+	accessible("het beeld zonder ncc")
+	shots["beeld-onbereikbaar.png"] = shot("beeld-onbereikbaar")
+
 	// The picture in English, then sign out with the button (a form with its CSRF token).
 	run("switch to English", chromedp.Steps(
 		chromedp.Navigate(e.url+"/taal?lang=en&terug="+url.QueryEscape("/?crisis=oekraine")),
@@ -179,23 +192,20 @@ func TestBrowser(t *testing.T) {
 	}
 	accessible("signed out")
 
+	// The administrator's page, with ncc still stopped.
+	e.op.signInAs("ada")
+	run("the node's page", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug=/beheer"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-peer="ncc"]`)),
+	))
+	accessible("beheer")
+	shots["beheer.png"] = shot("beheer")
+
 	stopConsole()
 	<-consoleDone
 	for _, m := range console {
 		t.Errorf("the browser reported: %s", m)
 	}
 
-	dir := t.TempDir()
-	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
-		dir = d
-	}
-	for name, b := range shots {
-		if len(b) < 10000 || string(b[1:4]) != "PNG" {
-			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeShots(t, shots)
 }

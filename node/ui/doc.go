@@ -1,6 +1,8 @@
 // Package ui is the node's web interface for the organisation's own people: the picture of a
-// crisis ("Het beeld"), search, single records, and the security officers' pages: policies and
-// their lifecycle, preview and explain, the crisis phase, and the audit log. The node serves it itself (config section
+// crisis ("Het beeld"), which updates itself while open, search, single records, own records (a
+// form generated from the kind's JSON Schema, and file uploads), the security officers' pages:
+// policies and their lifecycle, preview and explain, the crisis phase, and the audit log; and the
+// administrators' page: health, the Raft group and the peers. The node serves it itself (config section
 // ui); pages, styles and images are embedded, so a node needs no other files and no internet.
 //
 // # One path to the data
@@ -13,6 +15,10 @@
 // as a call over mTLS, and then through the same interceptors (forwarding to the leader,
 // logging). So the role table stays the single gate: what a person may see in the browser is
 // exactly what the same person may fetch with an SVID, and a refusal is logged the same way.
+//
+// Two things come from the node besides the channel, neither of them data: the declared kinds
+// (Config.Kinds), whose schemas shape the record form, and a signal that something committed
+// (Config.Changed), on which an open picture asks the services again (see live.go).
 //
 // The other choice, calling over the node's local socket, was rejected: the socket carries no
 // identity (its caller is the Local role, which may administer the node but not act as a
@@ -42,9 +48,10 @@
 // table refuses is audited by the node (api.InProcess.OnDenied). On a follower replica, which
 // never forwards these steps, the pages link to the leader's web interface instead.
 //
-// The pages work without script. The one script, assets/lint-as-you-type.js, is the
-// interface's own, loaded from the embedded assets, and only adds the linter's messages while
-// an officer types a policy.
+// The pages work without script. The scripts are the interface's own, loaded from the embedded
+// assets, and only add to a page that works without them: assets/lint-as-you-type.js shows the
+// linter's messages while an officer types a policy, assets/live-picture.js keeps the picture up
+// to date, and assets/upload-progress.js shows an upload's progress.
 //
 // # Text
 //

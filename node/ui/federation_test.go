@@ -18,7 +18,9 @@ type fedEnv struct {
 	f                  *fedtest.Federation
 	utrecht, lcvs, ncc *fedtest.Org
 	url                string
-	op                 *provider
+	// nccURL is ncc's web interface: a browser on the peer, for the picture that updates live.
+	nccURL string
+	op     *provider
 }
 
 // startFederation starts vr-utrecht, lcvs and ncc in-process over real mTLS. lcvs shares shelter
@@ -29,15 +31,22 @@ func startFederation(t *testing.T) *fedEnv {
 	t.Helper()
 	p := newProvider(t)
 	secret := secretFile(t, fedtest.ShortDir(t))
-	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Extra: func(name string) string {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Roles: func(name string) []string {
+		// vr-utrecht's administrator, for the node's page.
 		if name != "vr-utrecht" {
+			return nil
+		}
+		return []string{"{id: spiffe://vr-utrecht.crisis.test/user/ada, role: admin}"}
+	}, Extra: func(name string) string {
+		if name != "vr-utrecht" && name != "ncc" {
 			return ""
 		}
 		return fmt.Sprintf("ui:\n  listen: \"127.0.0.1:0\"\n  oidc:\n    issuer: %s\n    client_id: %s\n    client_secret_file: %s\n", p.issuer, testClientID, secret)
 	}})
 	e := &fedEnv{f: f, utrecht: f.Org("vr-utrecht"), lcvs: f.Org("lcvs"), ncc: f.Org("ncc"), op: p}
 	e.url = "http://" + e.utrecht.Node.UIAddr().String()
-	p.serve(t, e.url)
+	e.nccURL = "http://" + e.ncc.Node.UIAddr().String()
+	p.serve(t, e.url, e.nccURL)
 
 	e.lcvs.Approve(t, "name: lcvs-capaciteit\npurpose: spreiding en opvang vluchtelingen\nrecipients: [spiffe://vr-utrecht.crisis.test]\n"+
 		"kinds: [shelter.capacity]\nmax_classification: internal\nredact: [body.contact_phone]\n")
@@ -130,9 +139,36 @@ func TestPictureOfAFederation(t *testing.T) {
 	if strings.Contains(page, "123 4567") {
 		t.Error("the record page shows the withheld phone number")
 	}
+	// How it came: under lcvs's policy, for the purpose this node states.
+	if !strings.Contains(page, `id="beleid">lcvs-capaciteit@1</dd>`) {
+		t.Errorf("the record page does not say under which policy it came:\n%s", page)
+	}
+	// Search on organisation: only lcvs's records, each with its policy.
+	_, page = b.get(t, e.url+"/zoeken?crisis=oekraine&org="+e.lcvs.TD.Name())
+	if !strings.Contains(page, "Resultaten (4)") || strings.Count(page, "beleid lcvs-capaciteit@1") != 4 || strings.Contains(page, "Landelijk beeld") {
+		t.Errorf("search on lcvs: want its four shelters, each with its policy:\n%s", page)
+	}
 	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&crisis=oekraine&region=VR09")
 	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
 		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)
+	}
+
+	// The administrator's page: each peer answered, and its subscription's cursor has moved.
+	ab := newBrowser(t)
+	resp, page = e.signIn(t, ab, "ada", "/beheer")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the node's page: %d\n%s", resp.StatusCode, page)
+	}
+	for _, p := range []string{"lcvs", "ncc"} {
+		i := strings.Index(page, `data-peer="`+p+`"`)
+		if i < 0 {
+			t.Errorf("the node's page has no row for %s", p)
+			continue
+		}
+		row := page[i : i+strings.Index(page[i:], "</tr>")]
+		if !strings.Contains(row, "geantwoord") || strings.Contains(row, `data-cursor="0"`) || !strings.Contains(row, "zojuist") {
+			t.Errorf("the node's page, peer %s: want answered, a cursor and a delivery just now:\n%s", p, row)
+		}
 	}
 
 	// ncc stops: the picture says so, and serves what ncc sent before from the cache.

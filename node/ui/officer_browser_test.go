@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -115,6 +114,21 @@ func (tb *tab) check(page string, status ...int) {
 	tb.console = nil
 }
 
+// reflows opens each page at 200% zoom (half the width) and fails the test when one is wider
+// than the window: only a wide table may scroll, inside its own box.
+func (tb *tab) reflows(base string, paths ...string) {
+	tb.t.Helper()
+	tb.run("zoom to 200%", chromedp.EmulateViewport(640, 900))
+	for _, path := range paths {
+		tb.run("open "+path, chromedp.Steps(chromedp.Navigate(base+path), chromedp.WaitVisible(chromedp.CSS("h1"))))
+		if w := tb.text("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
+			wide := tb.text("wide", chromedp.Evaluate[string](`[...document.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + "." + e.className).slice(0, 8).join(" | ")`))
+			tb.t.Errorf("%s at 200%% zoom is %s px wider than the window: %s", path, w, wide)
+		}
+	}
+	tb.run("zoom back", chromedp.EmulateViewport(1280, 900))
+}
+
 func (tb *tab) shot(shots map[string][]byte, name string) {
 	tb.t.Helper()
 	b, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
@@ -126,13 +140,29 @@ func (tb *tab) shot(shots map[string][]byte, name string) {
 
 // TestBrowserOfficers: two officers of vr-utrecht, each in a browser of their own, propose and
 // approve a policy; the author's approve is refused; the other officer's old sign-in is renewed
-// on the way to the approval; a phase change and the audit log. axe-core runs on every page,
-// and the pages are photographed for docs/ui.md.
+// on the way to the approval; a browser on the peer ncc, with its picture open all along, sees
+// the sitrep the policy shares appear without a reload; a phase change and the audit log.
+// axe-core runs on every page, and the pages are photographed for docs/ui.md.
 func TestBrowserOfficers(t *testing.T) {
 	e := startFederation(t)
 	chrome := newChromium(t)
 	shots := map[string][]byte{}
 	const id = "utrecht-sitreps@1"
+
+	// An officer of ncc has the picture open at ncc before vr-utrecht shares anything with it.
+	peer := newTab(t, chrome)
+	e.op.signInAs("officer-a")
+	peer.run("sign in at ncc and open its picture", chromedp.Steps(
+		chromedp.Navigate(e.nccURL+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS(`#beeld-live[data-live]`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[href*="id=landelijk-1"]`)),
+	))
+	if n := peer.text("utrecht's sitrep before", chromedp.Evaluate[string](`String(document.querySelectorAll('a[href*="id=regio-1"]').length)`)); n != "0" {
+		t.Fatalf("ncc shows vr-utrecht's sitrep before any policy shares it (%s links)", n)
+	}
+	// A mark on the page: a reload would lose it.
+	peer.text("mark the page", chromedp.Evaluate[string](`window.kpNotReloaded = true; "marked"`))
+	peer.check("het beeld bij ncc")
 
 	olga := newTab(t, chrome)
 	e.op.signInAs("officer-a")
@@ -229,6 +259,17 @@ func TestBrowserOfficers(t *testing.T) {
 	}
 	daan.check("beleid goedgekeurd")
 
+	// The policy shares regio-1 with ncc: its picture, open all along, shows it without a reload.
+	peer.run("the shared sitrep appears at ncc", chromedp.WaitVisible(chromedp.CSS(`#beeld-live a[href*="id=regio-1"]`)))
+	if still := peer.text("no reload", chromedp.Evaluate[string](`String(window.kpNotReloaded === true)`)); still != "true" {
+		t.Error("ncc's picture was reloaded to show the shared sitrep, not updated in place")
+	}
+	if st := peer.text("status", chromedp.Text(chromedp.CSS("#beeld-status"))); !strings.Contains(st, "bijgewerkt") {
+		t.Errorf("the picture's status line after the update: %q", st)
+	}
+	peer.check("het beeld bij ncc, bijgewerkt")
+	peer.shot(shots, "beeld-live.png")
+
 	daan.run("preview to ncc", chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),
 		chromedp.Submit(chromedp.CSS("#recipient")),
@@ -277,14 +318,7 @@ func TestBrowserOfficers(t *testing.T) {
 	}
 	olga.check("uitleg")
 	// At 200% zoom (half the width) the officers' pages reflow too.
-	olga.run("zoom to 200%", chromedp.EmulateViewport(640, 900))
-	for _, path := range []string{"/beleid", "/beleid/voorstel", "/beleid/toon?id=" + url.QueryEscape(id), "/audit?controle=1"} {
-		olga.run("open "+path, chromedp.Steps(chromedp.Navigate(e.url+path), chromedp.WaitVisible(chromedp.CSS("h1"))))
-		if w := olga.text("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
-			t.Errorf("%s at 200%% zoom is %s px wider than the window", path, w)
-		}
-	}
-	olga.run("zoom back", chromedp.EmulateViewport(1280, 900))
+	olga.reflows(e.url, "/beleid", "/beleid/voorstel", "/beleid/toon?id="+url.QueryEscape(id), "/audit?controle=1")
 	olga.run("the audit log, verified", chromedp.Steps(
 		chromedp.Navigate(e.url+"/audit?action=policy.&controle=1"),
 		chromedp.WaitVisible(chromedp.CSS("#controle")),
@@ -295,17 +329,5 @@ func TestBrowserOfficers(t *testing.T) {
 	olga.check("auditlog")
 	olga.shot(shots, "audit.png")
 
-	dir := t.TempDir()
-	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
-		dir = d
-	}
-	for name, b := range shots {
-		if len(b) < 10000 || string(b[1:4]) != "PNG" {
-			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeShots(t, shots)
 }

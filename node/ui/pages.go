@@ -36,6 +36,9 @@ type pictureView struct {
 	Empty  bool
 	// Assessment is the current assessment of the crisis next to the picture.
 	Assessment *assessmentPart
+	// Live is the address of the picture's stream of changes (see live.go), "" without one;
+	// Digest sums up what the page shows, for the stream to compare with.
+	Live, Digest string
 }
 
 // assessmentPart is what the assessment partial (part-assessment.html) shows: the current
@@ -139,6 +142,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.Phase = pic.Phase
 	v.Assessment = s.assessmentOf(r, pic)
+	if s.c.Changed != nil {
+		v.Live, v.Digest = "/beeld/live?"+url.Values{"crisis": {v.Crisis}}.Encode(), pictureDigest(pic)
+	}
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.
 	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1}, TimeoutMs: pictureSearchTimeout})
@@ -322,32 +328,49 @@ func age(l *Lang, s int64) string {
 type searchView struct {
 	Kinds                []string
 	Kind, Crisis, Region string
-	Searched             bool
-	Hits                 []hitView
-	Partners             []partnerView
-	Partial              bool
+	// Org filters on the records' origin: this org, or one peer's trust domain.
+	Org      string
+	Orgs     []orgChoice
+	Searched bool
+	Hits     []hitView
+	Partners []partnerView
+	Partial  bool
 }
 
 type hitView struct {
 	Kind, Crisis, Region, Title, Origin, Classification, Age, Link string
 	FromCache                                                      bool
 	Redacted                                                       int
+	// Policies are the source's policies that granted the record, Purpose what this node
+	// stated it needed it for, Received when the cache took it: empty for own records.
+	Policies, Purpose, Received string
+}
+
+// orgChoice is an organisation the search can be limited to.
+type orgChoice struct {
+	TrustDomain, Name string
+	Current           bool
 }
 
 // search runs SearchService.Search with the form's filters.
 func (s *Server) search(w http.ResponseWriter, r *request) {
 	ctx := r.ctx()
 	q := r.URL.Query()
-	v := &searchView{Kind: q.Get("kind"), Crisis: strings.TrimSpace(q.Get("crisis")), Region: strings.TrimSpace(q.Get("region"))}
+	v := &searchView{Kind: q.Get("kind"), Crisis: strings.TrimSpace(q.Get("crisis")), Region: strings.TrimSpace(q.Get("region")), Org: q.Get("org")}
+	v.Orgs = s.orgChoices(r, v.Org)
 	st, err := pb.NewStatusServiceClient(s.c.Conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
 		s.failCall(w, r, err)
 		return
 	}
 	v.Kinds = st.Kinds
-	if q.Has("kind") || q.Has("crisis") || q.Has("region") {
+	if q.Has("kind") || q.Has("crisis") || q.Has("region") || q.Has("org") {
 		v.Searched = true
 		f := &pb.Filter{Crisis: v.Crisis, Region: v.Region, Limit: 200}
+		if v.Org != "" {
+			// The filter on origin is applied to the answers: ask each for more.
+			f.Limit = 1000
+		}
 		if v.Kind != "" {
 			f.Kinds = []string{v.Kind}
 		}
@@ -360,8 +383,15 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		now := time.Now()
 		for _, h := range resp.Hits {
 			rec := h.Record
+			if v.Org != "" && rec.Origin != v.Org {
+				continue
+			}
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
-				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec)}
+				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
+				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose}
+			if h.ReceivedAt != nil {
+				hv.Received = age(r.L, int64(now.Sub(h.ReceivedAt.AsTime())/time.Second))
+			}
 			if hv.Title == "" {
 				hv.Title = rec.Id
 			}
@@ -371,6 +401,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			v.Hits = append(v.Hits, hv)
 		}
 		for _, p := range resp.Peers {
+			if v.Org != "" && p.TrustDomain != v.Org {
+				continue
+			}
 			pv := partnerView{Name: p.Peer, TrustDomain: p.TrustDomain, State: p.State, Records: int(p.Count)}
 			if p.CacheAgeMs > 0 {
 				pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
@@ -383,6 +416,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 
 type recordView struct {
 	Rec *pb.Record
+	// Policies, Purpose and Received say how a partner's record came (see hitView).
+	Policies, Purpose, Received string
+	// Edit is the form that changes an own record, for a person who may.
+	Edit string
 	// Title is the body's title, or the record's id.
 	Title          string
 	Classification string
@@ -397,6 +434,19 @@ type recordView struct {
 type fieldView struct {
 	Name, Value string
 	Withheld    bool
+}
+
+// orgChoices are this org and its peers, for the search's filter on origin.
+func (s *Server) orgChoices(r *request, current string) []orgChoice {
+	out := []orgChoice{{TrustDomain: s.c.Org, Name: s.c.Name, Current: current == s.c.Org}}
+	peers, err := pb.NewPeerServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPeersRequest{})
+	if err != nil {
+		return out
+	}
+	for _, p := range peers.Peers {
+		out = append(out, orgChoice{TrustDomain: p.TrustDomain, Name: p.Name, Current: current == p.TrustDomain})
+	}
+	return out
 }
 
 // record shows one record: an own record through RecordService.Get, a partner's through the
@@ -419,6 +469,9 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 			return
 		}
 		v.Rec, v.Source = rec, s.c.Name
+		if isWriter(r) && !rec.Tombstone {
+			v.Edit = "/records/wijzigen?id=" + url.QueryEscape(rec.Id)
+		}
 	} else {
 		f := &pb.Filter{Crisis: q.Get("crisis"), Region: q.Get("region"), Limit: 10000}
 		if k := q.Get("kind"); k != "" {
@@ -432,6 +485,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		for _, h := range resp.Hits {
 			if h.Record.GetOrigin() == origin && h.Record.GetId() == id {
 				v.Rec, v.Source, v.FromCache, redacted = h.Record, h.Source, h.FromCache, h.Redacted
+				v.Policies, v.Purpose = strings.Join(h.Policies, ", "), h.Purpose
+				if h.ReceivedAt != nil {
+					v.Received = h.ReceivedAt.AsTime().Local().Format("2006-01-02 15:04:05")
+				}
 				break
 			}
 		}

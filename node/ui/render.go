@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
 )
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
@@ -97,12 +99,15 @@ type personView struct {
 	// Officer and Overseer say which of the officers' pages the menu offers: officers take
 	// steps; officers and admins read policies and the audit log.
 	Officer, Overseer bool
+	// Writer writes own records (editors and admins); Admin sees the node's own pages.
+	Writer, Admin bool
 }
 
 // newPage fills what every page of a signed-in person shows.
 func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	p := &page{L: r.L, Title: title, Nav: nav, CSRF: r.Session.CSRF, Content: content, Path: r.URL.RequestURI()}
-	p.Person = &personView{Name: r.Session.Name, ID: r.Session.Person.String(), Officer: isOfficer(r), Overseer: isOverseer(r)}
+	p.Person = &personView{Name: r.Session.Name, ID: r.Session.Person.String(), Officer: isOfficer(r), Overseer: isOverseer(r),
+		Writer: isWriter(r), Admin: r.Caller.Has(api.Admin)}
 	if r.Session.DisplayName != "" {
 		p.Person.Name = r.Session.DisplayName
 	}

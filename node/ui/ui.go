@@ -23,6 +23,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/record"
 )
 
 //go:embed templates/*.html
@@ -49,6 +50,13 @@ type Config struct {
 	// of the leader's web interface ("" when unknown). Policy steps and phase changes are
 	// taken on the leader only. Nil: a single replica, always the leader.
 	Leader func() (leader bool, web string)
+	// Kinds are the node's declared kinds: the own-record form is generated from their JSON
+	// Schemas. Nil: only the kinds' names, from StatusService, and a JSON body field.
+	Kinds *record.Kinds
+	// Changed returns a channel that is closed at the node's next commit (db.DB.Changed): the
+	// open picture pages then ask the services whether what they show changed. It carries no
+	// data. Nil: the picture does not update by itself.
+	Changed func() <-chan struct{}
 }
 
 // Server is the web interface: an http.Handler.
@@ -66,6 +74,10 @@ type Server struct {
 
 	oidcMu   sync.Mutex
 	provider *oidc.Provider // discovered at the first sign-in, so the node starts without it
+
+	imports *importReports // the reports of uploaded files, for the page after the upload
+	quit    chan struct{}  // closed by Stop: ends the live streams
+	stop    sync.Once
 }
 
 // New builds the web interface. It reads the client secret file, but does not contact the
@@ -85,7 +97,7 @@ func New(c Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ui: org %q: %w", c.Org, err)
 	}
-	s := &Server{c: c, td: td, log: c.Logger.With("component", "ui"), sessions: newSessions()}
+	s := &Server{c: c, td: td, log: c.Logger.With("component", "ui"), sessions: newSessions(), imports: newImportReports(), quit: make(chan struct{})}
 	if s.public, err = url.Parse(strings.TrimSuffix(c.UI.PublicURL, "/")); err != nil {
 		return nil, fmt.Errorf("ui.public_url: %w", err)
 	}
@@ -134,6 +146,16 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /fase/wijzigen", s.person(s.phaseForm))
 	m.HandleFunc("POST /fase/wijzigen", s.person(s.setPhase))
 	m.HandleFunc("GET /audit", s.person(s.audit))
+	m.HandleFunc("GET /beeld/live", s.person(s.live))
+	m.HandleFunc("GET /records", s.person(s.ownRecords))
+	m.HandleFunc("GET /records/nieuw", s.person(s.recordForm))
+	m.HandleFunc("POST /records/nieuw", s.person(s.saveRecord))
+	m.HandleFunc("GET /records/wijzigen", s.person(s.recordForm))
+	m.HandleFunc("POST /records/wijzigen", s.person(s.saveRecord))
+	m.HandleFunc("GET /records/importeren", s.person(s.importForm))
+	m.HandleFunc("POST /records/importeren", s.signedIn(s.importFile, false))
+	m.HandleFunc("GET /records/importeren/verslag", s.person(s.importReport))
+	m.HandleFunc("GET /beheer", s.person(s.admin))
 	m.HandleFunc("/", s.notFound)
 	s.mux = m
 }
@@ -233,6 +255,12 @@ func (r *request) ctx() context.Context { return api.AsPerson(r.Context(), r.Ses
 // sign in (a POST gets 403: it cannot be replayed after a sign-in), and every POST must carry
 // the session's CSRF token.
 func (s *Server) person(h func(http.ResponseWriter, *request)) http.HandlerFunc {
+	return s.signedIn(h, true)
+}
+
+// signedIn is person; with form false a POST's body is left unread, for a handler that streams
+// a large body (a file upload) and checks the CSRF token itself, first (checkCSRF).
+func (s *Server) signedIn(h func(http.ResponseWriter, *request), form bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		l := s.pickLang(r)
@@ -249,12 +277,9 @@ func (s *Server) person(h func(http.ResponseWriter, *request)) http.HandlerFunc 
 			http.Redirect(w, r, "/aanmelden?terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
-		if r.Method == http.MethodPost {
+		if r.Method == http.MethodPost && form {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-			tok := r.PostFormValue("csrf")
-			if subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) != 1 {
-				s.log.Warn("form refused", "reason", "missing or wrong CSRF token", "person", sess.Person.String(), "path", r.URL.Path)
-				s.fail(w, r, l, http.StatusForbidden, l.T("error.csrf"))
+			if !s.checkCSRF(w, r, l, sess, r.PostFormValue("csrf")) {
 				return
 			}
 		}
@@ -268,6 +293,19 @@ func (s *Server) person(h func(http.ResponseWriter, *request)) http.HandlerFunc 
 		h(w, &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: id})
 	}
 }
+
+// checkCSRF reports whether tok is the session's CSRF token; if not, it refuses the request.
+func (s *Server) checkCSRF(w http.ResponseWriter, r *http.Request, l *Lang, sess *session, tok string) bool {
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) == 1 {
+		return true
+	}
+	s.log.Warn("form refused", "reason", "missing or wrong CSRF token", "person", sess.Person.String(), "path", r.URL.Path)
+	s.fail(w, r, l, http.StatusForbidden, l.T("error.csrf"))
+	return false
+}
+
+// Stop ends the open live streams of the picture, so that the web server can shut down.
+func (s *Server) Stop() { s.stop.Do(func() { close(s.quit) }) }
 
 // signOut ends the session.
 func (s *Server) signOut(w http.ResponseWriter, r *request) {

@@ -41,7 +41,7 @@ const (
 
 // people at the test's provider. carl has no role on the node; "e v" is not a user name.
 var people = map[string]string{"anna": "Anna de Vries", "bram": "Bram Jansen", "carl": "Carl Smit", "e v": "E V", "officer-a": "Olga Bakker",
-	"officer-b": "Daan Visser", "eva": "Eva Mulder"}
+	"officer-b": "Daan Visser", "eva": "Eva Mulder", "ada": "Ada Kok"}
 
 // users is the provider's user store.
 type users struct{}
@@ -132,7 +132,7 @@ func (p *provider) signInAs(name string) {
 
 // newProvider listens for the provider, so that its issuer URL is known before the node that
 // trusts it starts; serve starts it once the node's web interface, its client, is known.
-func newProvider(t *testing.T) *provider {
+func newProvider(t testing.TB) *provider {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,7 +143,7 @@ func newProvider(t *testing.T) *provider {
 
 // serve runs the provider with one client, the node's web interface at ui; a node of several
 // replicas has a web interface on each, at uis.
-func (p *provider) serve(t *testing.T, ui string, uis ...string) {
+func (p *provider) serve(t testing.TB, ui string, uis ...string) {
 	t.Helper()
 	var redirects []string
 	for _, u := range append([]string{ui}, uis...) {
@@ -177,7 +177,7 @@ func (p *provider) serve(t *testing.T, ui string, uis ...string) {
 }
 
 // secretFile writes the client secret where a node reads it.
-func secretFile(t *testing.T, dir string) string {
+func secretFile(t testing.TB, dir string) string {
 	t.Helper()
 	f := filepath.Join(dir, "client-secret")
 	if err := os.WriteFile(f, []byte(testSecret+"\n"), 0o600); err != nil {
@@ -209,6 +209,7 @@ func start(t *testing.T) *env {
 		{ID: "spiffe://" + testOrg + "/user/anna", Role: config.RoleOfficer},
 		{ID: "spiffe://" + testOrg + "/user/bram", Role: config.RoleReader},
 		{ID: "spiffe://" + testOrg + "/user/eva", Role: config.RoleEditor},
+		{ID: "spiffe://" + testOrg + "/user/ada", Role: config.RoleAdmin},
 	}
 	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, OIDC: config.OIDC{
 		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile(t, dir), Claim: "preferred_username", Scopes: []string{"profile"},
@@ -241,7 +242,7 @@ type browser struct {
 	cookies []*http.Cookie
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +267,7 @@ func (b *browser) saw(r *http.Response) {
 }
 
 // get fetches a page and returns its response and body.
-func (b *browser) get(t *testing.T, u string) (*http.Response, string) {
+func (b *browser) get(t testing.TB, u string) (*http.Response, string) {
 	t.Helper()
 	resp, err := b.Get(u)
 	if err != nil {
@@ -278,7 +279,7 @@ func (b *browser) get(t *testing.T, u string) (*http.Response, string) {
 	return resp, string(body)
 }
 
-func (b *browser) post(t *testing.T, u string, form url.Values) (*http.Response, string) {
+func (b *browser) post(t testing.TB, u string, form url.Values) (*http.Response, string) {
 	t.Helper()
 	resp, err := b.PostForm(u, form)
 	if err != nil {
@@ -299,7 +300,7 @@ func (e *env) signIn(t *testing.T, b *browser, name, path string) (*http.Respons
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-func csrfOf(t *testing.T, page string) string {
+func csrfOf(t testing.TB, page string) string {
 	t.Helper()
 	m := csrfField.FindStringSubmatch(page)
 	if m == nil {

@@ -287,6 +287,16 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 		out = append(out, s.info(p, file))
 	}
 	slices.SortFunc(out, func(a, b *pb.PeerInfo) int { return strings.Compare(a.Name+"\x00"+a.Source, b.Name+"\x00"+b.Source) })
+	for _, p := range out {
+		cursor, at, err := s.c.DB.PeerCursor(ctx, p.Name)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		p.Cursor = cursor
+		if !at.IsZero() {
+			p.ReceivedAt = timestamppb.New(at)
+		}
+	}
 	return out, nil
 }
 

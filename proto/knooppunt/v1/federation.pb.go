@@ -1019,10 +1019,18 @@ type SearchHit struct {
 	// snippet, for a search with text, is an excerpt of the record's text with each match marked
 	// «like this».
 	Snippet string `protobuf:"bytes,5,opt,name=snippet" json:"snippet,omitempty"`
+	// policies are the ids of the source's policies that granted the record to this node (empty
+	// for an own record).
+	Policies []string `protobuf:"bytes,6,rep,name=policies" json:"policies,omitempty"`
+	// purpose is what this node stated it needed the record for when it came: the search's
+	// purpose, or for a record from the cache, the subscription's (federation.purpose).
+	Purpose string `protobuf:"bytes,7,opt,name=purpose" json:"purpose,omitempty"`
+	// received_at, for a record from the cache, is when this node received it.
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
 	// validity is empty for a document in force, or superseded, expired or not_yet_valid, from the
 	// body's superseded_by, valid_from and valid_until and the record's valid_until. Such records
 	// are marked, not hidden.
-	Validity      string `protobuf:"bytes,6,opt,name=validity" json:"validity,omitempty"`
+	Validity      string `protobuf:"bytes,9,opt,name=validity" json:"validity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1090,6 +1098,27 @@ func (x *SearchHit) GetSnippet() string {
 		return x.Snippet
 	}
 	return ""
+}
+
+func (x *SearchHit) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *SearchHit) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *SearchHit) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
 }
 
 func (x *SearchHit) GetValidity() string {
@@ -1642,7 +1671,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\x12\x18\n" +
-	"\apurpose\x18\x03 \x01(\tR\apurpose\"\xc2\x01\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\"\xb5\x02\n" +
 	"\tSearchHit\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
@@ -1650,7 +1679,11 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"from_cache\x18\x03 \x01(\bR\tfromCache\x12\x1a\n" +
 	"\bredacted\x18\x04 \x03(\tR\bredacted\x12\x18\n" +
 	"\asnippet\x18\x05 \x01(\tR\asnippet\x12\x1a\n" +
-	"\bvalidity\x18\x06 \x01(\tR\bvalidity\"\xc6\x01\n" +
+	"\bpolicies\x18\x06 \x03(\tR\bpolicies\x12\x18\n" +
+	"\apurpose\x18\a \x01(\tR\apurpose\x12;\n" +
+	"\vreceived_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12\x1a\n" +
+	"\bvalidity\x18\t \x01(\tR\bvalidity\"\xc6\x01\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
@@ -1763,30 +1796,31 @@ var file_knooppunt_v1_federation_proto_depIdxs = []int32{
 	24, // 13: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
 	8,  // 14: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
 	26, // 15: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
-	16, // 16: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
-	17, // 17: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
-	26, // 18: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
-	20, // 19: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
-	21, // 20: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	6,  // 21: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	9,  // 22: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	11, // 23: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	1,  // 24: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	3,  // 25: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	15, // 26: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	19, // 27: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	7,  // 28: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	10, // 29: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	12, // 30: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	2,  // 31: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	5,  // 32: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	18, // 33: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	22, // 34: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	28, // [28:35] is the sub-list for method output_type
-	21, // [21:28] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	24, // 16: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
+	16, // 17: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
+	17, // 18: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
+	26, // 19: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
+	20, // 20: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
+	21, // 21: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
+	6,  // 22: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	9,  // 23: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	11, // 24: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	1,  // 25: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	3,  // 26: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	15, // 27: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	19, // 28: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	7,  // 29: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	10, // 30: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	12, // 31: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	2,  // 32: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	5,  // 33: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	18, // 34: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	22, // 35: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	29, // [29:36] is the sub-list for method output_type
+	22, // [22:29] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }

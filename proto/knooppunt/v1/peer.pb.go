@@ -511,7 +511,12 @@ type PeerInfo struct {
 	Active bool `protobuf:"varint,14,opt,name=active" json:"active,omitempty"`
 	// leaving_since is set while the peer leaves (see RemovePeerRequest.now): it is granted
 	// nothing, and is refused once it holds nothing from this node.
-	LeavingSince  *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=leaving_since,json=leavingSince" json:"leaving_since,omitempty"`
+	LeavingSince *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=leaving_since,json=leavingSince" json:"leaving_since,omitempty"`
+	// cursor is where this node's subscription to the peer resumes: the last number of the peer's
+	// change feed that it took in. received_at is when the peer last delivered. Both are zero
+	// before the first delivery.
+	Cursor        int64                  `protobuf:"varint,16,opt,name=cursor" json:"cursor,omitempty"`
+	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -651,6 +656,20 @@ func (x *PeerInfo) GetLeavingSince() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PeerInfo) GetCursor() int64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *PeerInfo) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
 var File_knooppunt_v1_peer_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_peer_proto_rawDesc = "" +
@@ -688,7 +707,7 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x11RemovePeerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\bR\x03now\"\xf9\x03\n" +
+	"\x03now\x18\x03 \x01(\bR\x03now\"\xce\x04\n" +
 	"\bPeerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x1c\n" +
@@ -708,7 +727,10 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\badded_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aaddedAt\x12\x16\n" +
 	"\x06bundle\x18\r \x01(\fR\x06bundle\x12\x16\n" +
 	"\x06active\x18\x0e \x01(\bR\x06active\x12?\n" +
-	"\rleaving_since\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\fleavingSince2\xe0\x02\n" +
+	"\rleaving_since\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\fleavingSince\x12\x16\n" +
+	"\x06cursor\x18\x10 \x01(\x03R\x06cursor\x12;\n" +
+	"\vreceived_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt2\xe0\x02\n" +
 	"\vPeerService\x12C\n" +
 	"\x06Invite\x12\x1b.knooppunt.v1.InviteRequest\x1a\x1c.knooppunt.v1.InviteResponse\x12C\n" +
 	"\x06Accept\x12\x1b.knooppunt.v1.AcceptRequest\x1a\x1c.knooppunt.v1.AcceptResponse\x12G\n" +
@@ -747,21 +769,22 @@ var file_knooppunt_v1_peer_proto_depIdxs = []int32{
 	8,  // 2: knooppunt.v1.ListPeersResponse.peers:type_name -> knooppunt.v1.PeerInfo
 	9,  // 3: knooppunt.v1.PeerInfo.added_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: knooppunt.v1.PeerInfo.leaving_since:type_name -> google.protobuf.Timestamp
-	0,  // 5: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
-	2,  // 6: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
-	4,  // 7: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
-	6,  // 8: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
-	7,  // 9: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
-	1,  // 10: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
-	3,  // 11: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
-	5,  // 12: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
-	8,  // 13: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
-	8,  // 14: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	9,  // 5: knooppunt.v1.PeerInfo.received_at:type_name -> google.protobuf.Timestamp
+	0,  // 6: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
+	2,  // 7: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
+	4,  // 8: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
+	6,  // 9: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
+	7,  // 10: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
+	1,  // 11: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
+	3,  // 12: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
+	5,  // 13: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
+	8,  // 14: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
+	8,  // 15: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_peer_proto_init() }

@@ -1,0 +1,314 @@
+// Package importfile reads records from the files people load in bulk, JSON Lines and CSV, and
+// writes them through a RecordService client in batches, reporting on every row. The command
+// line (`knooppunt import`) and the web interface's upload use it, so that a file means the same
+// in both and a row is refused with the same message.
+//
+// importfile never checks a record itself beyond its shape: the RecordService does, as for any
+// other write.
+package importfile
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Row is one record read from a file, or the reason it could not be read.
+type Row struct {
+	// Line is the row's line in the file, counting from 1.
+	Line   int
+	Record *pb.Record
+	Err    error
+}
+
+// Rejection says why one row was not stored.
+type Rejection struct {
+	Line   int    `json:"line"`
+	ID     string `json:"id,omitempty"`
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+}
+
+// Summary is what an import did.
+type Summary struct {
+	File       string      `json:"file"`
+	Accepted   int         `json:"accepted"`
+	Rejected   int         `json:"rejected"`
+	Rejections []Rejection `json:"rejections"`
+}
+
+// Formats are the file formats Read knows.
+var Formats = []string{"jsonl", "csv"}
+
+// FormatOf is the format a file name suggests: its extension, with ndjson and json read as
+// JSON Lines; "" when the name says nothing Read knows.
+func FormatOf(name string) string {
+	switch strings.TrimPrefix(strings.ToLower(filepath.Ext(name)), ".") {
+	case "jsonl", "ndjson", "json":
+		return "jsonl"
+	case "csv":
+		return "csv"
+	}
+	return ""
+}
+
+// Read reads every row of a file. A row that cannot be read is returned with its error; only a
+// file that cannot be read at all is an error. defaults fills what a row leaves empty: kind,
+// crisis, region and classification.
+func Read(r io.Reader, format string, defaults record.JSON) ([]Row, error) {
+	switch format {
+	case "jsonl", "ndjson", "json":
+		return ReadJSONL(r, defaults)
+	case "csv":
+		return ReadCSV(r, defaults)
+	}
+	return nil, fmt.Errorf("format %q: use jsonl or csv", format)
+}
+
+func fillDefaults(j *record.JSON, d record.JSON) {
+	for _, p := range []struct {
+		dst *string
+		def string
+	}{
+		{&j.Kind, d.Kind}, {&j.Crisis, d.Crisis}, {&j.Region, d.Region}, {&j.Classification, d.Classification},
+	} {
+		if *p.dst == "" {
+			*p.dst = p.def
+		}
+	}
+}
+
+// ReadJSONL reads one record per line, as `record get -o json` prints it. Empty lines and lines
+// that start with # are skipped.
+func ReadJSONL(r io.Reader, defaults record.JSON) ([]Row, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var rows []Row
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		var j record.JSON
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&j); err != nil {
+			rows = append(rows, Row{Line: line, Err: fmt.Errorf("not a record: %v", err)})
+			continue
+		}
+		fillDefaults(&j, defaults)
+		rec, err := record.FromJSON(j)
+		rows = append(rows, Row{Line: line, Record: rec, Err: err})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("line %d: %w", line+1, err)
+	}
+	return rows, nil
+}
+
+// ReadCSV reads a CSV file whose header row names the columns. id, kind, crisis, region,
+// classification, valid_until and labels (key=value;key=value) fill the record; body holds a
+// whole JSON object; label.KEY sets one label; every other column, or body.FIELD, becomes a body
+// field (numbers and true/false are typed).
+func ReadCSV(r io.Reader, defaults record.JSON) ([]Row, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("header row: %w", err)
+	}
+	for i := range header {
+		header[i] = strings.TrimSpace(header[i])
+	}
+	var rows []Row
+	for {
+		fields, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				rows = append(rows, Row{Line: pe.Line, Err: err})
+				continue
+			}
+			return nil, err
+		}
+		rec, err := csvRecord(header, fields, defaults)
+		rows = append(rows, Row{Line: line, Record: rec, Err: err})
+	}
+	return rows, nil
+}
+
+func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error) {
+	if len(fields) != len(header) {
+		return nil, fmt.Errorf("%d fields, the header has %d", len(fields), len(header))
+	}
+	var j record.JSON
+	body := map[string]any{}
+	for i, col := range header {
+		v := strings.TrimSpace(fields[i])
+		switch {
+		case col == "id":
+			j.ID = v
+		case col == "kind":
+			j.Kind = v
+		case col == "crisis":
+			j.Crisis = v
+		case col == "region":
+			j.Region = v
+		case col == "classification":
+			j.Classification = v
+		case col == "valid_until":
+			if v != "" {
+				t, err := time.Parse(time.RFC3339, v)
+				if err != nil {
+					return nil, fmt.Errorf("valid_until %q: use RFC 3339", v)
+				}
+				j.ValidUntil = &t
+			}
+		case col == "labels":
+			if v == "" {
+				continue
+			}
+			labels, err := ParseLabels(strings.Split(v, ";"))
+			if err != nil {
+				return nil, fmt.Errorf("labels: %w", err)
+			}
+			j.Labels = labels
+		case strings.HasPrefix(col, "label."):
+			if v != "" {
+				if j.Labels == nil {
+					j.Labels = map[string]string{}
+				}
+				j.Labels[strings.TrimPrefix(col, "label.")] = v
+			}
+		case col == "body":
+			if v == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(v), &body); err != nil {
+				return nil, fmt.Errorf("body: not a JSON object: %v", err)
+			}
+		default:
+			if v != "" {
+				body[strings.TrimPrefix(col, "body.")] = csvValue(v)
+			}
+		}
+	}
+	fillDefaults(&j, defaults)
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	j.Body = b
+	return record.FromJSON(j)
+}
+
+// ParseLabels reads key=value pairs; empty items are skipped.
+func ParseLabels(kvs []string) (map[string]string, error) {
+	var out map[string]string
+	for _, kv := range kvs {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%q: use key=value", kv)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
+
+// csvValue types a CSV cell: integers, numbers and booleans become JSON numbers and booleans.
+func csvValue(v string) any {
+	if i, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return i
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return f
+	}
+	if b, err := strconv.ParseBool(v); err == nil && (v == "true" || v == "false") {
+		return b
+	}
+	return v
+}
+
+// Import writes rows in batches of n through c. A row that could not be read, or that the node
+// refused, is a rejection; an error is returned only when the node could not be asked at all.
+// done, when not nil, is told after each batch how many rows were handled.
+func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, done func(handled int)) (Summary, error) {
+	var sum Summary
+	handled := 0
+	reject := func(r Row, code, reason string) {
+		id := ""
+		if r.Record != nil {
+			id = r.Record.Id
+		}
+		sum.Rejected++
+		sum.Rejections = append(sum.Rejections, Rejection{Line: r.Line, ID: id, Code: code, Reason: reason})
+	}
+	var pending []Row
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		req := &pb.PutBatchRequest{Records: make([]*pb.Record, len(pending))}
+		for i, r := range pending {
+			req.Records[i] = r.Record
+		}
+		resp, err := c.PutBatch(ctx, req)
+		if err != nil {
+			return err
+		}
+		for _, res := range resp.Results {
+			r := pending[res.Index]
+			if res.Code != 0 {
+				reject(r, codes.Code(res.Code).String(), res.Message)
+				continue
+			}
+			sum.Accepted++
+		}
+		handled += len(pending)
+		pending = pending[:0]
+		if done != nil {
+			done(handled)
+		}
+		return nil
+	}
+	for _, r := range rows {
+		if r.Err != nil {
+			reject(r, codes.InvalidArgument.String(), r.Err.Error())
+			handled++
+			continue
+		}
+		pending = append(pending, r)
+		if len(pending) == n {
+			if err := flush(); err != nil {
+				return sum, err
+			}
+		}
+	}
+	return sum, flush()
+}

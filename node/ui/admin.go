@@ -1,0 +1,118 @@
+package ui
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// The administrators' page: the node's health, its Raft group, and its peers with their state.
+// It reads StatusService, ClusterService and PeerService as the person; the role table lets
+// only admins read the Raft group.
+
+type adminView struct {
+	Status *pb.StatusResponse
+	// RaftState is this replica's Raft state, in the person's language; Replicas the group's.
+	RaftState string
+	Replicas  []replicaView
+	Started   string
+	DBMB      string
+	Cluster   *pb.ClusterStatusResponse
+	Peers     []adminPeer
+	Searched  bool
+}
+
+type replicaView struct {
+	ID, Address, Suffrage string
+	Leader                bool
+}
+
+// word is a word the node reports (a Raft state, a vote) in the person's language, when the
+// catalogue has it.
+func word(r *request, prefix, w string) string {
+	if k := prefix + strings.ToLower(w); r.L.Has(k) {
+		return r.L.T(k)
+	}
+	return w
+}
+
+type adminPeer struct {
+	Name, TrustDomain, OrgName, Source, Groups, Added string
+	Active                                            bool
+	Leaving                                           string
+	// State is the peer's answer to a search just now; CacheAge the age of what it last sent.
+	State, CacheAge, Error string
+	Latency                int64
+	// Cursor is where the subscription to the peer resumes; Received when it last delivered.
+	Cursor   int64
+	Received string
+}
+
+// admin shows the node's health, its Raft group and its peers.
+func (s *Server) admin(w http.ResponseWriter, r *request) {
+	if !r.Caller.Has(api.Admin) {
+		s.failWith(w, r, http.StatusForbidden, r.L.T("error.admin_only", strings.Join(roleNames(r), ", ")))
+		return
+	}
+	ctx := r.ctx()
+	st, err := pb.NewStatusServiceClient(s.c.Conn).Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v := &adminView{Status: st, DBMB: formatMB(st.DbBytes)}
+	if st.StartedAt != nil {
+		v.Started = st.StartedAt.AsTime().Local().Format("2006-01-02 15:04:05")
+	}
+	if v.Cluster, err = pb.NewClusterServiceClient(s.c.Conn).Status(ctx, &pb.ClusterStatusRequest{}); err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v.RaftState = word(r, "raft.", st.RaftState)
+	for _, rep := range v.Cluster.Replicas {
+		v.Replicas = append(v.Replicas, replicaView{ID: rep.Id, Address: rep.RaftAddress, Suffrage: word(r, "raft.", rep.Suffrage), Leader: rep.Leader})
+	}
+	peers, err := pb.NewPeerServiceClient(s.c.Conn).List(ctx, &pb.ListPeersRequest{})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	// Each peer's state now: the search's completeness report, as on the picture.
+	states := map[string]*pb.PeerStatus{}
+	if len(peers.Peers) > 0 {
+		if sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Limit: 1}, TimeoutMs: pictureSearchTimeout}); err == nil {
+			v.Searched = true
+			for _, p := range sr.Peers {
+				states[p.TrustDomain] = p
+			}
+		}
+	}
+	for _, p := range peers.Peers {
+		ap := adminPeer{Name: p.Name, TrustDomain: p.TrustDomain, OrgName: p.OrgName, Source: p.Source, Groups: strings.Join(p.Groups, ", "), Active: p.Active,
+			Cursor: p.Cursor}
+		if p.ReceivedAt != nil {
+			ap.Received = age(r.L, int64(time.Since(p.ReceivedAt.AsTime())/time.Second))
+		}
+		if p.AddedAt != nil {
+			ap.Added = p.AddedAt.AsTime().Local().Format("2006-01-02 15:04")
+		}
+		if p.LeavingSince != nil {
+			ap.Leaving = p.LeavingSince.AsTime().Local().Format("2006-01-02 15:04")
+		}
+		if ps := states[p.TrustDomain]; ps != nil {
+			ap.State, ap.Latency, ap.Error = ps.State, ps.LatencyMs, ps.Error
+			if ps.CacheAgeMs > 0 {
+				ap.CacheAge = age(r.L, ps.CacheAgeMs/1000)
+			}
+		}
+		v.Peers = append(v.Peers, ap)
+	}
+	s.render(w, r.Request, http.StatusOK, "admin", s.newPage(r, "admin", r.L.T("admin.title"), v))
+}
+
+// formatMB shows a size in megabytes with one decimal.
+func formatMB(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) }

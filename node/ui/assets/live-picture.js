@@ -1,0 +1,93 @@
+// The picture, kept up to date while it is open: the node sends an event (server-sent events,
+// /beeld/live) when a record on the picture arrives, changes or is retracted; this script then
+// fetches the page again and swaps the live part (#beeld-live) for the fresh one, and says so
+// in a status line for screen readers. While the page is hidden (another tab) the stream is
+// closed, since a browser keeps few connections to one site; when it shows again the stream
+// reopens from what the page shows, and a change meanwhile comes at once. The script is loaded
+// from this site, as the page's Content-Security-Policy demands, and adds nothing the page
+// needs: without it, reloading the page shows the same.
+(function () {
+  "use strict";
+  var box = document.getElementById("beeld-live");
+  var status = document.getElementById("beeld-status");
+  if (!box || !status || !box.getAttribute("data-live") || !window.EventSource || !window.fetch || !window.DOMParser) {
+    return;
+  }
+  var fetching = false;
+  var again = false;
+  var updates = 0;
+  var source = null;
+  var ended = false;
+
+  function refresh() {
+    if (fetching) {
+      again = true;
+      return;
+    }
+    fetching = true;
+    fetch(window.location.pathname + window.location.search, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) {
+        return r.ok ? r.text() : null;
+      })
+      .then(function (html) {
+        if (!html) {
+          return;
+        }
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("beeld-live");
+        if (!fresh) {
+          return;
+        }
+        box.replaceChildren.apply(box, Array.prototype.slice.call(document.adoptNode(fresh).childNodes));
+        box.setAttribute("data-digest", fresh.getAttribute("data-digest") || "");
+        updates++;
+        box.setAttribute("data-updates", String(updates));
+        status.textContent = status.getAttribute("data-text") + " " + new Date().toLocaleTimeString();
+      })
+      .catch(function () {})
+      .then(function () {
+        fetching = false;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      });
+  }
+
+  function gone() {
+    ended = true;
+    close();
+    status.textContent = status.getAttribute("data-gone");
+  }
+
+  function open() {
+    if (source || ended) {
+      return;
+    }
+    source = new EventSource(box.getAttribute("data-live") + "&sinds=" + encodeURIComponent(box.getAttribute("data-digest") || ""));
+    source.addEventListener("beeld", function (e) {
+      if (e.data !== box.getAttribute("data-digest")) {
+        refresh();
+      }
+    });
+    source.addEventListener("afgemeld", gone);
+    source.addEventListener("fout", gone);
+  }
+
+  function close() {
+    if (source) {
+      source.close();
+      source = null;
+    }
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") {
+      close();
+    } else {
+      open();
+    }
+  });
+  if (document.visibilityState !== "hidden") {
+    open();
+  }
+})();

@@ -1,0 +1,503 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/record/importfile"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Own records: a list, a form to create or change one, generated from its kind's JSON Schema,
+// and the upload of a JSON Lines or CSV file. Every write is RecordService.Put or PutBatch as
+// the person, so the service checks it, refuses it with its own message, and stores nothing of
+// a record it refuses; the form shows that message at the field it names.
+
+func init() {
+	pageNames = append(pageNames, "records", "recordform", "upload", "uploadreport", "admin")
+}
+
+// isWriter reports whether the person writes own records (editors and admins); it only decides
+// what the pages offer.
+func isWriter(r *request) bool { return r.Caller.Has(api.Editor) || r.Caller.Has(api.Admin) }
+
+// writerPage shows a refusal instead of a form the service would refuse.
+func (s *Server) writerPage(w http.ResponseWriter, r *request) bool {
+	if isWriter(r) {
+		return true
+	}
+	s.failWith(w, r, http.StatusForbidden, r.L.T("error.writer_only", strings.Join(roleNames(r), ", ")))
+	return false
+}
+
+type ownRecordsView struct {
+	Kind    string
+	Kinds   []kindView
+	Records []ownRow
+	More    string
+}
+
+type kindView struct {
+	Name, Description string
+	Current           bool
+}
+
+type ownRow struct {
+	ID, Kind, Crisis, Region, Title, Updated, Link, Edit string
+	Version                                              int64
+}
+
+// ownRecords lists the org's own records, a page at a time in the order of their ids, with a link to
+// change each.
+func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
+	v := &ownRecordsView{Kind: r.URL.Query().Get("kind")}
+	v.Kinds = s.kindViews(r, v.Kind)
+	resp, err := pb.NewRecordServiceClient(s.c.Conn).List(r.ctx(), &pb.ListRequest{Kind: v.Kind, PageSize: 100, PageToken: r.URL.Query().Get("pagina")})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	for _, rec := range resp.Records {
+		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Version: rec.Version,
+			Link: recordLink(rec), Edit: "/records/wijzigen?id=" + url.QueryEscape(rec.Id)}
+		if row.Title == "" {
+			row.Title = rec.Id
+		}
+		if rec.UpdatedAt != nil {
+			row.Updated = rec.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04")
+		}
+		v.Records = append(v.Records, row)
+	}
+	if resp.NextPageToken != "" {
+		v.More = "/records?" + url.Values{"kind": {v.Kind}, "pagina": {resp.NextPageToken}}.Encode()
+	}
+	s.render(w, r.Request, http.StatusOK, "records", s.newPage(r, "records", r.L.T("records.title"), v))
+}
+
+// kindViews are the node's kinds, by the catalogue's name when it has one.
+func (s *Server) kindViews(r *request, current string) []kindView {
+	var names []string
+	if s.c.Kinds != nil {
+		names = s.c.Kinds.Names()
+	} else if st, err := pb.NewStatusServiceClient(s.c.Conn).Status(r.ctx(), &pb.StatusRequest{}); err == nil {
+		names = st.Kinds
+	}
+	out := make([]kindView, 0, len(names))
+	for _, n := range names {
+		kv := kindView{Name: n, Current: n == current}
+		if k := s.c.Kinds.Get(n); k != nil {
+			kv.Description = k.Description
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// regionCodes are the regions a record can be for: the 25 safety regions and NL.
+var regionCodes = func() []string {
+	out := make([]string, 0, 26)
+	for i := 1; i <= 25; i++ {
+		out = append(out, fmt.Sprintf("VR%02d", i))
+	}
+	return append(out, "NL")
+}()
+
+var classChoices = []string{"public", "internal", "confidential", "secret"}
+
+// recordFormView is the form of one own record.
+type recordFormView struct {
+	// Edit: an existing record (its id and version are fixed); else a new one.
+	Edit   bool
+	Action string
+	Kind   string
+	Kinds  []kindView
+	// Envelope fields, as the form shows them.
+	ID, Crisis, Region, Classification, ValidUntil, Labels string
+	Version                                                int64
+	Regions, Classes                                       []string
+	// Fields are the body's fields by the kind's schema; without them, Body holds the whole
+	// body as JSON.
+	Fields []bodyField
+	Body   string
+	// Errors are the messages by form field (id, crisis, body.NAME, body...); Problem is a
+	// message that names no field of the form.
+	Errors  map[string]string
+	Problem string
+	// Saved is set after a save: the stored id and version.
+	Saved        bool
+	SavedLink    string
+	SavedID      string
+	SavedVersion int64
+}
+
+// recordForm shows the form: for a new record (with ?kind, or first the choice of kind), or for
+// an own record to change (?id).
+func (s *Server) recordForm(w http.ResponseWriter, r *request) {
+	if !s.writerPage(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	v := &recordFormView{Regions: regionCodes, Classes: classChoices, Errors: map[string]string{}, Classification: "internal"}
+	if id := q.Get("id"); r.URL.Path == "/records/wijzigen" {
+		rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: id})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		v.Edit, v.ID, v.Kind, v.Crisis, v.Region, v.Version = true, rec.Id, rec.Kind, rec.Crisis, rec.Region, rec.Version
+		v.Classification = record.ClassificationName(rec.Classification)
+		if rec.ValidUntil != nil {
+			v.ValidUntil = rec.ValidUntil.AsTime().Local().Format("2006-01-02T15:04")
+		}
+		v.Labels = labelText(rec.Labels)
+		v.Fields = bodyFieldsOf(s.c.Kinds.Get(rec.Kind))
+		fillFields(v.Fields, rec.Body)
+		v.Body = string(rec.Body)
+		if q.Get("opgeslagen") != "" {
+			v.Saved, v.SavedID, v.SavedVersion, v.SavedLink = true, rec.Id, rec.Version, recordLink(rec)
+		}
+	} else {
+		v.Kind = q.Get("kind")
+		v.Crisis, v.Region = q.Get("crisis"), q.Get("region")
+		v.Fields = bodyFieldsOf(s.c.Kinds.Get(v.Kind))
+		v.Body = "{}"
+	}
+	v.Kinds = s.kindViews(r, v.Kind)
+	s.renderRecordForm(w, r, http.StatusOK, v)
+}
+
+func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v *recordFormView) {
+	v.Action = "/records/nieuw"
+	title := r.L.T("recordform.new")
+	if v.Edit {
+		v.Action, title = "/records/wijzigen", r.L.T("recordform.edit", v.ID)
+	}
+	s.render(w, r.Request, code, "recordform", s.newPage(r, "records", title, v))
+}
+
+// saveRecord creates or changes an own record through RecordService.Put. A refusal shows the
+// form again, with the service's message at the field it names; nothing is stored.
+func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
+	if !s.writerPage(w, r) {
+		return
+	}
+	f := r.PostForm
+	v := &recordFormView{Regions: regionCodes, Classes: classChoices, Errors: map[string]string{},
+		Edit: r.URL.Path == "/records/wijzigen", ID: strings.TrimSpace(f.Get("id")), Kind: f.Get("kind"),
+		Crisis: strings.TrimSpace(f.Get("crisis")), Region: f.Get("region"), Classification: f.Get("classification"),
+		ValidUntil: f.Get("valid_until"), Labels: f.Get("labels"), Body: f.Get("body")}
+	v.Kinds = s.kindViews(r, v.Kind)
+	fmt.Sscan(f.Get("version"), &v.Version)
+	v.Fields = bodyFieldsOf(s.c.Kinds.Get(v.Kind))
+	for i := range v.Fields {
+		v.Fields[i].Value = strings.TrimSpace(f.Get("body." + v.Fields[i].Name))
+	}
+	rec := &pb.Record{Id: v.ID, Kind: v.Kind, Crisis: v.Crisis, Region: v.Region, Version: v.Version}
+	// What the form itself must read before the service can check it: the classification's
+	// word, the time and the labels. The service then checks all of it again.
+	var err error
+	if rec.Classification, err = record.ParseClassification(v.Classification); err != nil {
+		v.Errors["classification"] = err.Error()
+	}
+	if v.ValidUntil != "" {
+		t, err := time.ParseInLocation("2006-01-02T15:04", v.ValidUntil, time.Local)
+		if err != nil {
+			v.Errors["valid_until"] = r.L.T("recordform.bad_time")
+		} else {
+			rec.ValidUntil = timestamppb.New(t)
+		}
+	}
+	if rec.Labels, err = importfile.ParseLabels(strings.Split(v.Labels, ",")); err != nil {
+		v.Errors["labels"] = err.Error()
+	}
+	if v.Fields != nil {
+		rec.Body = bodyOf(v.Fields)
+	} else {
+		rec.Body = []byte(v.Body)
+	}
+	if v.Edit && rec.Id == "" {
+		v.Errors["id"] = r.L.T("recordform.id_missing")
+	}
+	// A new record never overwrites one that has its ID (a Put with version 0 would).
+	if !v.Edit && rec.Id != "" {
+		if _, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id}); err == nil {
+			v.Errors["id"] = r.L.T("recordform.id_taken", rec.Id)
+		}
+	}
+	if len(v.Errors) > 0 {
+		v.Problem = r.L.T("recordform.not_saved")
+		s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)
+		return
+	}
+	resp, err := pb.NewRecordServiceClient(s.c.Conn).Put(r.ctx(), &pb.PutRequest{Record: rec})
+	if err != nil {
+		st := status.Convert(err)
+		switch st.Code() {
+		case codes.InvalidArgument, codes.ResourceExhausted, codes.Aborted:
+			field, msg := fieldOf(st.Message())
+			if field == "" || !v.showsField(field) {
+				v.Problem = r.L.T("recordform.refused", st.Message())
+			} else {
+				v.Errors[field] = msg
+				v.Problem = r.L.T("recordform.not_saved")
+			}
+			for i := range v.Fields {
+				v.Fields[i].Error = v.Errors["body."+v.Fields[i].Name]
+			}
+			s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)
+		default:
+			s.failCall(w, r, err)
+		}
+		return
+	}
+	http.Redirect(w, r.Request, "/records/wijzigen?"+url.Values{"id": {resp.Id}, "opgeslagen": {"1"}}.Encode(), http.StatusSeeOther)
+}
+
+// serviceField reads the field a RecordService message names: "record.body.beds_free: minimum
+// ..." is about the form field body.beds_free, "record.body: missing property 'x'" about
+// body.x.
+var (
+	serviceField = regexp.MustCompile(`^record\.([a-z_]+(?:\.[^.:\s]+)?)[^:]*: (.*)$`)
+	missingProp  = regexp.MustCompile(`missing propert(?:y|ies) '([^']+)'`)
+)
+
+func fieldOf(msg string) (field, reason string) {
+	m := serviceField.FindStringSubmatch(msg)
+	if m == nil {
+		return "", msg
+	}
+	field, reason = m[1], m[2]
+	if field == "body" {
+		if p := missingProp.FindStringSubmatch(reason); p != nil {
+			field = "body." + p[1]
+		}
+	}
+	return field, reason
+}
+
+// showsField reports whether the form has the field, to show a message there.
+func (v *recordFormView) showsField(field string) bool {
+	switch field {
+	case "id", "crisis", "region", "classification", "valid_until", "labels", "version":
+		return true
+	case "body":
+		return v.Fields == nil
+	}
+	for _, f := range v.Fields {
+		if "body."+f.Name == field {
+			return true
+		}
+	}
+	return false
+}
+
+// labelText shows labels as key=value, comma-separated.
+func labelText(labels map[string]string) string {
+	var out []string
+	for k, v := range labels {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// maxUploadBytes bounds an uploaded file, with its form; a larger upload is refused before it
+// is read whole, and nothing of it is stored.
+const maxUploadBytes = 16 << 20
+
+// importBatch is how many rows go to the service in one PutBatch.
+const importBatch = 500
+
+type uploadView struct {
+	Kinds            []kindView
+	Regions, Classes []string
+	MaxMB            int
+	Problem          string
+}
+
+func (s *Server) importForm(w http.ResponseWriter, r *request) {
+	if !s.writerPage(w, r) {
+		return
+	}
+	v := &uploadView{Kinds: s.kindViews(r, ""), Regions: regionCodes, Classes: classChoices, MaxMB: maxUploadBytes >> 20}
+	s.render(w, r.Request, http.StatusOK, "upload", s.newPage(r, "records", r.L.T("upload.title"), v))
+}
+
+// importFile reads an uploaded file and writes its rows through RecordService.PutBatch. The
+// body is streamed: the CSRF token must come first, the file is read under maxUploadBytes, and
+// nothing is written unless the whole file was read.
+func (s *Server) importFile(w http.ResponseWriter, r *request) {
+	fail := func(code int, msg string) {
+		v := &uploadView{Kinds: s.kindViews(r, ""), Regions: regionCodes, Classes: classChoices, MaxMB: maxUploadBytes >> 20, Problem: msg}
+		s.render(w, r.Request, code, "upload", s.newPage(r, "records", r.L.T("upload.title"), v))
+	}
+	if r.ContentLength > maxUploadBytes {
+		// Refused on its announced size, before a byte of it is read. The connection closes:
+		// the rest of the body is never read.
+		w.Header().Set("Connection", "close")
+		fail(http.StatusRequestEntityTooLarge, r.L.T("upload.too_large", maxUploadBytes>>20))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBytes)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		fail(http.StatusBadRequest, r.L.T("upload.not_a_form"))
+		return
+	}
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != "csrf" {
+		s.checkCSRF(w, r.Request, r.L, r.Session, "")
+		return
+	}
+	tok, _ := io.ReadAll(io.LimitReader(part, 256))
+	if !s.checkCSRF(w, r.Request, r.L, r.Session, string(tok)) {
+		return
+	}
+	if !s.writerPage(w, r) {
+		return
+	}
+	var defaults record.JSON
+	var rows []importfile.Row
+	var name string
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			s.uploadError(w, r, err, fail)
+			return
+		}
+		switch part.FormName() {
+		case "kind", "crisis", "region", "classification":
+			b, _ := io.ReadAll(io.LimitReader(part, 256))
+			setDefault(&defaults, part.FormName(), strings.TrimSpace(string(b)))
+		case "bestand":
+			name = part.FileName()
+			format := importfile.FormatOf(name)
+			if format == "" {
+				fail(http.StatusBadRequest, r.L.T("upload.format", name))
+				return
+			}
+			if rows, err = importfile.Read(part, format, defaults); err != nil {
+				s.uploadError(w, r, err, fail)
+				return
+			}
+		}
+	}
+	if name == "" {
+		fail(http.StatusBadRequest, r.L.T("upload.no_file"))
+		return
+	}
+	sum, err := importfile.Import(r.ctx(), pb.NewRecordServiceClient(s.c.Conn), rows, importBatch, nil)
+	if err != nil && sum.Accepted == 0 && sum.Rejected == 0 {
+		s.failCall(w, r, err)
+		return
+	}
+	sum.File = name
+	rep := &uploadReport{Summary: sum, Person: r.Session.Person.String(), At: time.Now()}
+	if err != nil {
+		rep.Stopped = status.Convert(err).Message()
+	}
+	id := s.imports.add(rep)
+	http.Redirect(w, r.Request, "/records/importeren/verslag?id="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+// uploadError shows why an upload could not be read: too large, or not a file of its format.
+func (s *Server) uploadError(w http.ResponseWriter, r *request, err error, fail func(int, string)) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		w.Header().Set("Connection", "close")
+		fail(http.StatusRequestEntityTooLarge, r.L.T("upload.too_large", maxUploadBytes>>20))
+		return
+	}
+	if errors.Is(err, multipart.ErrMessageTooLarge) {
+		fail(http.StatusRequestEntityTooLarge, r.L.T("upload.too_large", maxUploadBytes>>20))
+		return
+	}
+	fail(http.StatusBadRequest, r.L.T("upload.unreadable", err.Error()))
+}
+
+func setDefault(d *record.JSON, field, v string) {
+	switch field {
+	case "kind":
+		d.Kind = v
+	case "crisis":
+		d.Crisis = v
+	case "region":
+		d.Region = v
+	case "classification":
+		d.Classification = v
+	}
+}
+
+// uploadReport is what one upload did, kept for the page after it.
+type uploadReport struct {
+	importfile.Summary
+	Person  string
+	At      time.Time
+	Stopped string
+}
+
+// importReports keeps the latest upload reports in memory, an hour each, for the page the
+// upload redirects to (so that reloading it does not upload again).
+type importReports struct {
+	mu   sync.Mutex
+	byID map[string]*uploadReport
+}
+
+const (
+	reportTTL  = time.Hour
+	maxReports = 1000
+)
+
+func newImportReports() *importReports { return &importReports{byID: map[string]*uploadReport{}} }
+
+func (ir *importReports) add(rep *uploadReport) string {
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	for id, old := range ir.byID {
+		if time.Since(old.At) > reportTTL || len(ir.byID) >= maxReports {
+			delete(ir.byID, id)
+		}
+	}
+	id := randomID()
+	ir.byID[key(id)] = rep
+	return id
+}
+
+func (ir *importReports) get(id, person string) *uploadReport {
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	rep := ir.byID[key(id)]
+	if rep == nil || rep.Person != person || time.Since(rep.At) > reportTTL {
+		return nil
+	}
+	return rep
+}
+
+// importReport shows the report of an upload: how many rows were stored, and why each other
+// one was not.
+func (s *Server) importReport(w http.ResponseWriter, r *request) {
+	rep := s.imports.get(r.URL.Query().Get("id"), r.Session.Person.String())
+	if rep == nil {
+		s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
+		return
+	}
+	s.render(w, r.Request, http.StatusOK, "uploadreport", s.newPage(r, "records", r.L.T("upload.report_title", rep.File), rep))
+}

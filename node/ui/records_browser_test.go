@@ -1,0 +1,132 @@
+package ui_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestBrowserOwnRecords: in headless chromium, an editor fills in the form of a shelter record,
+// gets the service's message at the field she got wrong, corrects it and saves; the record is
+// then there through the gRPC API. She uploads a CSV file (the script sends it and shows its
+// progress) and reads the report. axe-core runs on every page, and the pages are photographed
+// for docs/ui.md.
+func TestBrowserOwnRecords(t *testing.T) {
+	e := start(t)
+	rc := e.records(t)
+	chrome := newChromium(t)
+	shots := map[string][]byte{}
+
+	eva := newTab(t, chrome)
+	e.op.signInAs("eva")
+	eva.run("sign in and open own records", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug=/records"),
+		chromedp.WaitVisible(chromedp.CSS("#nieuw-record")),
+	))
+	eva.check("eigen records, leeg")
+	eva.run("choose a kind", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#nieuw-record")),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/records/nieuw?kind=shelter.capacity"]`)),
+	))
+	eva.check("soort kiezen")
+	eva.run("fill in the form with a negative number of free beds", chromedp.Steps(
+		chromedp.Click(chromedp.CSS(`a[href="/records/nieuw?kind=shelter.capacity"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[id="body.beds_free"]`)),
+		chromedp.SendKeys(chromedp.CSS("#id"), "zeist"),
+		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
+		chromedp.SetValue(chromedp.CSS("#region"), "VR09"),
+		chromedp.SendKeys(chromedp.CSS(`[id="body.municipality"]`), "Zeist"),
+		chromedp.SendKeys(chromedp.CSS(`[id="body.beds_total"]`), "40"),
+		chromedp.SendKeys(chromedp.CSS(`[id="body.beds_free"]`), "-3"),
+		chromedp.SendKeys(chromedp.CSS(`[id="body.notes"]`), "Sporthal De Koppel, vanaf vrijdag."),
+		chromedp.Click(chromedp.CSS("#opslaan")),
+		chromedp.WaitVisible(chromedp.CSS(`[id="body.beds_free-fout"]`)),
+	))
+	if m := eva.text("the field's message", chromedp.Text(chromedp.CSS(`[id="body.beds_free-fout"]`))); !strings.Contains(m, "minimum: got -3, want 0") {
+		t.Errorf("the message at beds_free: %q", m)
+	}
+	if inv := eva.text("aria-invalid", chromedp.Evaluate[string](`document.getElementById("body.beds_free").getAttribute("aria-invalid") || ""`)); inv != "true" {
+		t.Errorf("the wrong field is not marked invalid: %q", inv)
+	}
+	eva.check("formulier met fout", 422)
+	eva.shot(shots, "record-formulier.png")
+	if _, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); err == nil {
+		t.Fatal("a form with a wrong value stored the record")
+	}
+	eva.run("correct and save", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS(`[id="body.beds_free"]`), "12"),
+		chromedp.Click(chromedp.CSS("#opslaan")),
+		chromedp.WaitVisible(chromedp.CSS("#opgeslagen")),
+	))
+	eva.check("opgeslagen")
+	if rec, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); err != nil || !strings.Contains(string(rec.Body), `"beds_free":12`) {
+		t.Fatalf("the record saved in the browser, through gRPC: %v %v", rec, err)
+	}
+
+	csv := filepath.Join(t.TempDir(), "opvang.csv")
+	if err := os.WriteFile(csv, []byte("id,municipality,region,beds_total,beds_free\nhouten,Houten,VR09,30,4\nnergens,Nergens,VR99,10,1\ngoes,Goes,VR19,25,7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eva.run("open the upload", chromedp.Steps(
+		chromedp.Navigate(e.url+"/records/importeren"),
+		chromedp.WaitVisible(chromedp.CSS("#bestand")),
+	))
+	eva.check("bestand laden")
+	eva.shot(shots, "records-laden.png")
+	eva.run("upload a CSV file", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#kind"), "shelter.capacity"),
+		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
+		chromedp.SetValue(chromedp.CSS("#classification"), "internal"),
+		chromedp.SetUploadFiles(chromedp.CSS("#bestand"), []string{csv}),
+		chromedp.Click(chromedp.CSS("#laden-knop")),
+		chromedp.WaitVisible(chromedp.CSS("#verslag")),
+	))
+	if s := eva.text("summary", chromedp.Text(chromedp.CSS("#verslag"))); !strings.Contains(s, "2 regels opgeslagen, 1 geweigerd") {
+		t.Errorf("the report says %q", s)
+	}
+	eva.check("verslag")
+	eva.shot(shots, "records-verslag.png")
+	eva.run("own records", chromedp.Steps(
+		chromedp.Navigate(e.url+"/records"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-record="goes"]`)),
+	))
+	eva.check("eigen records")
+	eva.shot(shots, "records.png")
+
+	// The record's page offers the form that changes it.
+	eva.run("the record's page", chromedp.Steps(
+		chromedp.Click(chromedp.CSS(`tr[data-record="zeist"] a`)),
+		chromedp.WaitVisible(chromedp.CSS("#wijzigen")),
+	))
+	eva.check("record met wijzigen")
+
+	// At 200% zoom (half the width) the new pages reflow.
+	eva.reflows(e.url, "/records", "/records/nieuw?kind=shelter.capacity", "/records/wijzigen?id=zeist", "/records/importeren")
+
+	writeShots(t, shots)
+}
+
+// writeShots writes the screenshots to a temporary directory, or to KNOOPPUNT_UI_SCREENSHOTS
+// (make ui-screenshots), and checks that each is a real picture.
+func writeShots(t *testing.T, shots map[string][]byte) {
+	t.Helper()
+	dir := t.TempDir()
+	if d := os.Getenv("KNOOPPUNT_UI_SCREENSHOTS"); d != "" {
+		dir = d
+	}
+	for name, b := range shots {
+		if len(b) < 10000 || string(b[1:4]) != "PNG" {
+			t.Errorf("%s: %d bytes, not a PNG screenshot", name, len(b))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,310 @@
+package ui_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"html"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// records is the node's RecordService over its local socket: the gRPC API, beside the browser.
+func (e *env) records(t *testing.T) pb.RecordServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+e.node.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewRecordServiceClient(conn)
+}
+
+// stored lists the node's own records of kind through the gRPC API.
+func stored(t *testing.T, rc pb.RecordServiceClient, kind string) []*pb.Record {
+	t.Helper()
+	resp, err := rc.List(context.Background(), &pb.ListRequest{Kind: kind, PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Records
+}
+
+// shelterForm is a filled-in form for a shelter.capacity record; change overrides fields.
+func shelterForm(csrf string, change map[string]string) url.Values {
+	f := url.Values{"csrf": {csrf}, "kind": {"shelter.capacity"}, "id": {"zeist"}, "crisis": {"oekraine"}, "region": {"VR09"},
+		"classification": {"internal"}, "labels": {"bron=gemeente"}, "body.municipality": {"Zeist"}, "body.beds_total": {"40"},
+		"body.beds_free": {"12"}, "body.contact_phone": {""}}
+	for k, v := range change {
+		f.Set(k, v)
+	}
+	return f
+}
+
+// fieldError is the message the form shows at field, or "".
+func fieldError(page, field string) string {
+	i := strings.Index(page, `id="`+field+`-fout">`)
+	if i < 0 {
+		return ""
+	}
+	rest := page[i+len(`id="`+field+`-fout">`):]
+	return html.UnescapeString(rest[:strings.Index(rest, "</p>")])
+}
+
+// TestRecordForm: an editor creates a record with the form generated from its kind's schema; a
+// bad value shows the service's message at its field and nothing is stored; the record created
+// is visible through the gRPC API; a change goes in as the next version, and a stale one is
+// refused; a reader's form is refused.
+func TestRecordForm(t *testing.T) {
+	e := start(t)
+	rc := e.records(t)
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "eva", "/records/nieuw")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `href="/records/nieuw?kind=shelter.capacity"`) {
+		t.Fatalf("the choice of kind: %d\n%s", resp.StatusCode, page)
+	}
+	_, page = b.get(t, e.url+"/records/nieuw?kind=shelter.capacity")
+	// The schema's properties, in its order, typed: a number field for beds_free.
+	for _, want := range []string{`id="body.municipality" name="body.municipality"`, `id="body.beds_total-hint">Minstens 0.</p>`, `id="body.beds_total" name="body.beds_total" value="" inputmode="numeric"`,
+		`id="body.beds_free"`, `id="body.contact_phone"`, `<textarea class="utrecht-textarea utrecht-textarea--html-textarea" id="body.notes"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the form lacks %q", want)
+		}
+	}
+	if strings.Index(page, `id="body.municipality"`) > strings.Index(page, `id="body.beds_free"`) {
+		t.Error("the form does not follow the schema's order")
+	}
+	csrf := csrfOf(t, page)
+
+	for _, tc := range []struct {
+		name, field, want string
+		change            map[string]string
+	}{
+		{"below the minimum", "body.beds_free", "minimum: got -3, want 0 (kind shelter.capacity)", map[string]string{"body.beds_free": "-3"}},
+		{"a word for a number", "body.beds_total", "got string, want integer (kind shelter.capacity)", map[string]string{"body.beds_total": "veel"}},
+		{"a required field left empty", "body.municipality", "missing property 'municipality'", map[string]string{"body.municipality": ""}},
+		{"a bad crisis name", "crisis", `"Oekraïne!" is not a crisis name`, map[string]string{"crisis": "Oekraïne!"}},
+		{"a bad id", "id", "record.id", map[string]string{"id": "-zeist"}},
+	} {
+		resp, page := b.post(t, e.url+"/records/nieuw", shelterForm(csrf, tc.change))
+		if resp.StatusCode != http.StatusUnprocessableEntity {
+			t.Errorf("%s: %d, want 422", tc.name, resp.StatusCode)
+		}
+		if got := fieldError(page, tc.field); !strings.Contains(got, tc.want) && !(tc.field == "id" && got != "") {
+			t.Errorf("%s: the message at %s is %q, want %q\n%s", tc.name, tc.field, got, tc.want, page)
+		}
+		if !strings.Contains(page, `id="`+tc.field+`"`) || !strings.Contains(page, `id="niet-opgeslagen"`) {
+			t.Errorf("%s: the form is not shown again with its summary", tc.name)
+		}
+		// What the person typed stays in the form.
+		if !strings.Contains(page, `value="Zeist"`) && tc.field != "body.municipality" {
+			t.Errorf("%s: the form lost the values typed", tc.name)
+		}
+	}
+	if got := stored(t, rc, "shelter.capacity"); len(got) != 0 {
+		t.Fatalf("refused forms stored %d records", len(got))
+	}
+	// Without its CSRF token the form is refused too.
+	if resp, _ := b.post(t, e.url+"/records/nieuw", shelterForm("", nil)); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a form without its CSRF token: %d, want 403", resp.StatusCode)
+	}
+
+	resp, page = b.post(t, e.url+"/records/nieuw", shelterForm(csrf, nil))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="opgeslagen"`) || resp.Request.URL.Path != "/records/wijzigen" {
+		t.Fatalf("save: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	// Visible through the gRPC API, with the body typed by the schema.
+	rec, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"})
+	if err != nil {
+		t.Fatalf("the record created with the form, through gRPC: %v", err)
+	}
+	if string(rec.Body) != `{"beds_free":12,"beds_total":40,"municipality":"Zeist"}` || rec.Labels["bron"] != "gemeente" || rec.Region != "VR09" ||
+		rec.Classification != pb.Classification_INTERNAL || rec.Version != 1 {
+		t.Errorf("the record through gRPC: %v", rec)
+	}
+
+	// The form for a new record does not overwrite one that has its ID.
+	resp, page = b.post(t, e.url+"/records/nieuw", shelterForm(csrf, map[string]string{"body.beds_free": "0"}))
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(fieldError(page, "id"), "er is al een record met het ID zeist") {
+		t.Errorf("a new record with a taken ID: %d\n%s", resp.StatusCode, fieldError(page, "id"))
+	}
+
+	// Change it: the form comes filled in, and goes in as version 2.
+	_, page = b.get(t, e.url+"/records/wijzigen?id=zeist")
+	if !strings.Contains(page, `name="version" value="1"`) || !strings.Contains(page, `id="body.beds_free" name="body.beds_free" value="12"`) {
+		t.Fatalf("the edit form is not filled in:\n%s", page)
+	}
+	f := shelterForm(csrf, map[string]string{"body.beds_free": "9", "version": "1"})
+	if resp, page := b.post(t, e.url+"/records/wijzigen", f); resp.StatusCode != http.StatusOK || !strings.Contains(page, "versie 2") {
+		t.Fatalf("change: %d\n%s", resp.StatusCode, page)
+	}
+	// The same form again holds version 1, which is stale now: refused, and nothing changes.
+	resp, page = b.post(t, e.url+"/records/wijzigen", shelterForm(csrf, map[string]string{"body.beds_free": "1", "version": "1"}))
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, "is at version 2, not 1") {
+		t.Errorf("a stale change: %d, want 422 saying so\n%s", resp.StatusCode, page)
+	}
+	if rec, _ := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); rec.GetVersion() != 2 || !strings.Contains(string(rec.GetBody()), `"beds_free":9`) {
+		t.Errorf("after a stale change the record is %v", rec)
+	}
+
+	// A reader sees no form, and a form sent anyway is refused by the service.
+	rb := newBrowser(t)
+	resp, page = e.signIn(t, rb, "bram", "/records/nieuw?kind=shelter.capacity")
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(page, `id="nav-records"`) {
+		t.Errorf("a reader's form page: %d\n%s", resp.StatusCode, page)
+	}
+	_, page = rb.get(t, e.url+"/")
+	resp, _ = rb.post(t, e.url+"/records/nieuw", shelterForm(csrfOf(t, page), map[string]string{"id": "van-bram"}))
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a reader's forged form: %d, want 403", resp.StatusCode)
+	}
+	if _, err := rc.Get(context.Background(), &pb.GetRequest{Id: "van-bram"}); err == nil {
+		t.Error("a reader's forged form stored a record")
+	}
+}
+
+// upload sends file as the form on the upload page does: the CSRF token first, then the
+// defaults, then the file.
+func upload(t *testing.T, b *browser, base, csrf, name, content string, defaults map[string]string) (*http.Response, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("csrf", csrf)
+	for k, v := range defaults {
+		mw.WriteField(k, v)
+	}
+	fw, _ := mw.CreateFormFile("bestand", name)
+	io.WriteString(fw, content)
+	mw.Close()
+	resp, err := b.Post(base+"/records/importeren", mw.FormDataContentType(), &buf)
+	if err != nil {
+		t.Fatalf("upload %s: %v", name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// TestUpload: a CSV file is stored row by row, with a report of each refused row; an oversized
+// upload is refused before it is read whole, and stores nothing.
+func TestUpload(t *testing.T) {
+	e := start(t)
+	rc := e.records(t)
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "eva", "/records/importeren")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<progress id="voortgang"`) || !strings.Contains(page, `src="/assets/upload-progress.js"`) {
+		t.Fatalf("the upload page: %d\n%s", resp.StatusCode, page)
+	}
+	csrf := csrfOf(t, page)
+	csv := "id,municipality,region,beds_total,beds_free\nhouten,Houten,VR09,30,4\nnergens,Nergens,VR99,10,1\ngoes,Goes,VR19,25,7\n"
+	resp, page = upload(t, b, e.url, csrf, "opvang.csv", csv, map[string]string{"kind": "shelter.capacity", "crisis": "oekraine", "classification": "internal"})
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.Path, "/records/importeren/verslag") {
+		t.Fatalf("upload: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	if !strings.Contains(page, "2 regels opgeslagen, 1 geweigerd") || !strings.Contains(page, `data-line="3"`) ||
+		!strings.Contains(page, `&#34;VR99&#34; is not a region`) {
+		t.Errorf("the report:\n%s", page)
+	}
+	if got := stored(t, rc, "shelter.capacity"); len(got) != 2 {
+		t.Errorf("the upload stored %d records, want 2", len(got))
+	}
+	// The report is the person's own: another person's browser cannot read it.
+	other := newBrowser(t)
+	e.signIn(t, other, "ada", "/")
+	if r, _ := other.get(t, e.url+resp.Request.URL.RequestURI()); r.StatusCode != http.StatusNotFound {
+		t.Errorf("another person opens the report: %d, want 404", r.StatusCode)
+	}
+
+	// Without the token first, nothing is read.
+	if resp, _ := upload(t, b, e.url, "wrong", "opvang.csv", csv, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an upload without its CSRF token: %d, want 403", resp.StatusCode)
+	}
+
+	// Oversized, announced: refused on its Content-Length, before a byte of the body is read. The
+	// request announces a gigabyte and sends a few bytes: a server that read on would wait.
+	u, _ := url.Parse(e.url)
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var cookies []string
+	for _, c := range b.Jar.Cookies(u) {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	fmt.Fprintf(conn, "POST /records/importeren HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000000000\r\n\r\n--x\r\n",
+		u.Host, strings.Join(cookies, "; "))
+	r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("an announced gigabyte: no answer before the body was sent: %v", err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("an announced gigabyte: %d, want 413", r.StatusCode)
+	}
+
+	// Oversized, not announced (chunked): refused once the limit is passed, and nothing stored.
+	var big strings.Builder
+	big.WriteString("id,municipality,region,beds_total,beds_free\n")
+	for i := 0; big.Len() <= 17<<20; i++ {
+		fmt.Fprintf(&big, "groot-%d,Plaats %d met een lange naam om de regel te vullen,VR09,100,50\n", i, i)
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		mw.WriteField("csrf", csrf)
+		fw, _ := mw.CreateFormFile("bestand", "groot.csv")
+		io.WriteString(fw, big.String())
+		mw.Close()
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", e.url+"/records/importeren", pr)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err = b.Do(req)
+	if err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "groter dan 16 MB") {
+			t.Errorf("an upload over the limit: %d\n%.2000s", resp.StatusCode, body)
+		}
+	}
+	pr.Close()
+	if got := stored(t, rc, "shelter.capacity"); len(got) != 2 {
+		t.Errorf("after an upload over the limit the node holds %d records, want the 2 from before", len(got))
+	}
+}
+
+// TestAdminPage: an admin sees the node's health, its Raft group and its peers; others get 403.
+func TestAdminPage(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "ada", "/beheer")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the node's page: %d\n%s", resp.StatusCode, page)
+	}
+	for _, want := range []string{`id="raft-staat">leider</dd>`, `data-replica="`, `>leider</span>`, "VR Utrecht", `id="nav-beheer"`, "Dit knooppunt heeft geen partners."} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the node's page lacks %q", want)
+		}
+	}
+	for _, who := range []string{"anna", "eva"} {
+		ob := newBrowser(t)
+		resp, page := e.signIn(t, ob, who, "/beheer")
+		if resp.StatusCode != http.StatusForbidden || strings.Contains(page, `id="nav-beheer"`) {
+			t.Errorf("%s on the node's page: %d", who, resp.StatusCode)
+		}
+	}
+}

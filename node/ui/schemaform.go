@@ -1,0 +1,202 @@
+package ui
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/knooppunt/knooppunt/node/record"
+)
+
+// The own-record form is generated from the kind's JSON Schema: one field per property of the
+// body, in the schema's order, typed by the property's type. The form only shapes the input; it
+// checks nothing itself. Every value goes to RecordService.Put as typed as the person left it
+// (a word in a number field stays a word), so that the service's checks, and its messages, are
+// the only ones, as for a write over gRPC.
+
+// Form field types.
+const (
+	inputText     = "text"
+	inputTextarea = "textarea"
+	inputInteger  = "integer"
+	inputNumber   = "number"
+	inputBoolean  = "boolean"
+	inputChoice   = "choice"
+	inputJSON     = "json"
+)
+
+// bodyField is one field of the body in the form.
+type bodyField struct {
+	// Name is the property's name; the form field is body.NAME.
+	Name        string
+	Title       string
+	Description string
+	Input       string
+	Required    bool
+	Choices     []string
+	// Min and Max are a number field's bounds, as the schema gives them ("" for none).
+	Min, Max string
+	// Value is the field's value as the form shows it; Error the service's message about it.
+	Value, Error string
+	// jsonChoices are the choices that are not strings (numbers, true, null): sent as JSON.
+	jsonChoices map[string]bool
+}
+
+// schemaProp is the part of a JSON Schema property the form uses.
+type schemaProp struct {
+	Type        any      `json:"type"`
+	Title       string   `json:"title"`
+	Description string   `json:"description"`
+	Enum        []any    `json:"enum"`
+	Minimum     *float64 `json:"minimum"`
+	Maximum     *float64 `json:"maximum"`
+	MaxLength   *int     `json:"maxLength"`
+}
+
+// bodyFields are the form fields of kind's body; nil when the kind has no schema with
+// properties (the form then has one field for the whole body as JSON).
+func bodyFieldsOf(k *record.Kind) []bodyField {
+	if k == nil || len(k.Schema) == 0 {
+		return nil
+	}
+	var doc struct {
+		Properties json.RawMessage `json:"properties"`
+		Required   []string        `json:"required"`
+	}
+	if json.Unmarshal(k.Schema, &doc) != nil || len(doc.Properties) == 0 {
+		return nil
+	}
+	var props map[string]schemaProp
+	if json.Unmarshal(doc.Properties, &props) != nil {
+		return nil
+	}
+	var out []bodyField
+	for _, name := range objectKeys(doc.Properties) {
+		p := props[name]
+		f := bodyField{Name: name, Title: p.Title, Description: p.Description, Required: slices.Contains(doc.Required, name)}
+		if f.Title == "" {
+			f.Title = name
+		}
+		typ, _ := p.Type.(string)
+		switch {
+		case len(p.Enum) > 0:
+			f.Input = inputChoice
+			for _, e := range p.Enum {
+				if s, ok := e.(string); ok {
+					f.Choices = append(f.Choices, s)
+					continue
+				}
+				b, _ := json.Marshal(e)
+				if f.jsonChoices == nil {
+					f.jsonChoices = map[string]bool{}
+				}
+				f.jsonChoices[string(b)] = true
+				f.Choices = append(f.Choices, string(b))
+			}
+		case typ == "integer":
+			f.Input = inputInteger
+		case typ == "number":
+			f.Input = inputNumber
+		case typ == "boolean":
+			f.Input = inputBoolean
+		case typ == "string":
+			f.Input = inputText
+			// Prose: the last of the kind's text fields, when it has more than one (a sitrep's
+			// summary, an answer, notes), or a string that may be long.
+			if (len(k.Text) > 1 && k.Text[len(k.Text)-1] == name) || (p.MaxLength != nil && *p.MaxLength > 200) {
+				f.Input = inputTextarea
+			}
+		default:
+			f.Input = inputJSON
+		}
+		if p.Minimum != nil {
+			f.Min = strconv.FormatFloat(*p.Minimum, 'f', -1, 64)
+		}
+		if p.Maximum != nil {
+			f.Max = strconv.FormatFloat(*p.Maximum, 'f', -1, 64)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// objectKeys are the keys of a JSON object in the order the document gives them.
+func objectKeys(obj json.RawMessage) []string {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	var keys []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return keys
+		}
+		k, _ := t.(string)
+		keys = append(keys, k)
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return keys
+		}
+	}
+	return keys
+}
+
+// fillFields sets each field's value from a stored body.
+func fillFields(fields []bodyField, body []byte) {
+	var b map[string]json.RawMessage
+	_ = json.Unmarshal(body, &b)
+	for i := range fields {
+		raw, ok := b[fields[i].Name]
+		if !ok {
+			continue
+		}
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			fields[i].Value = s
+		} else {
+			fields[i].Value = string(raw)
+		}
+	}
+}
+
+// bodyOf builds the body from the form's values (fields filled by formValues). An empty field
+// is left out; a value that does not parse as its field's type is sent as the text it is, for
+// the service to refuse with its own message.
+func bodyOf(fields []bodyField) []byte {
+	body := map[string]any{}
+	for _, f := range fields {
+		v := f.Value
+		if v == "" {
+			continue
+		}
+		switch f.Input {
+		case inputInteger:
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				body[f.Name] = n
+				continue
+			}
+		case inputNumber:
+			if n, err := strconv.ParseFloat(strings.Replace(v, ",", ".", 1), 64); err == nil {
+				body[f.Name] = n
+				continue
+			}
+		case inputBoolean:
+			if b, err := strconv.ParseBool(v); err == nil {
+				body[f.Name] = b
+				continue
+			}
+		case inputChoice, inputJSON:
+			var j any
+			if (f.Input == inputJSON || f.jsonChoices[v]) && json.Unmarshal([]byte(v), &j) == nil {
+				body[f.Name] = j
+				continue
+			}
+		}
+		body[f.Name] = v
+	}
+	b, _ := json.Marshal(body)
+	return b
+}
