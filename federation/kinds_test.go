@@ -105,7 +105,7 @@ func TestKindFromConfigEndToEnd(t *testing.T) {
 	r := level("bad", "VR08", "Tiel", "Tiel", 1)
 	r.Kind = "shelter.capacity"
 	_, err := pb.NewRecordServiceClient(a.Local(t)).Put(fedtest.Call(t), &pb.PutRequest{Record: r})
-	if st, want := status.Convert(err), `record.kind: unknown kind "shelter.capacity": use one of "road.closure", "water.level", or declare it in the node config`; st.Code() != codes.InvalidArgument || st.Message() != want {
+	if st, want := status.Convert(err), `record.kind: unknown kind "shelter.capacity": use one of "alert", "assessment", "assessment.response", "road.closure", "water.level", or declare it in the node config`; st.Code() != codes.InvalidArgument || st.Message() != want {
 		t.Errorf("put of a demo kind gives %v %q, want InvalidArgument %q", st.Code(), st.Message(), want)
 	}
 	if _, err := pb.NewRecordServiceClient(a.Local(t)).Get(fedtest.Call(t), &pb.GetRequest{Id: "bad"}); status.Code(err) != codes.NotFound {

@@ -160,7 +160,7 @@ func TestStatus(t *testing.T) {
 		st.AppliedIndex == 0 || st.DbBytes == 0 || st.StartedAt == nil {
 		t.Fatalf("Status = %v", st)
 	}
-	if want := []string{"alert", "assessment", "assessment.response", "guidance", "qa", "shelter.capacity", "signal", "sitrep"}; !slices.Equal(st.Kinds, want) {
+	if want := []string{"alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep"}; !slices.Equal(st.Kinds, want) {
 		t.Fatalf("kinds %v, want %v", st.Kinds, want)
 	}
 }
