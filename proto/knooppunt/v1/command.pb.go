@@ -37,6 +37,7 @@ type Command struct {
 	//	*Command_PeerStep
 	//	*Command_KeepHead
 	//	*Command_RuleStep
+	//	*Command_ExerciseStep
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -160,6 +161,15 @@ func (x *Command) GetRuleStep() *RuleStep {
 	return nil
 }
 
+func (x *Command) GetExerciseStep() *ExerciseStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_ExerciseStep); ok {
+			return x.ExerciseStep
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -200,6 +210,10 @@ type Command_RuleStep struct {
 	RuleStep *RuleStep `protobuf:"bytes,9,opt,name=rule_step,json=ruleStep,oneof"`
 }
 
+type Command_ExerciseStep struct {
+	ExerciseStep *ExerciseStep `protobuf:"bytes,10,opt,name=exercise_step,json=exerciseStep,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -217,6 +231,89 @@ func (*Command_PeerStep) isCommand_Cmd() {}
 func (*Command_KeepHead) isCommand_Cmd() {}
 
 func (*Command_RuleStep) isCommand_Cmd() {}
+
+func (*Command_ExerciseStep) isCommand_Cmd() {}
+
+// ExerciseStep starts or closes an exercise. A close deletes, in the same transaction, every live
+// record of the exercise: each deletion is a change in the feed, from which every peer holding a
+// copy gets a retraction.
+type ExerciseStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is start or close.
+	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	Name   string `protobuf:"bytes,2,opt,name=name" json:"name,omitempty"`
+	// actor is who took the step: a SPIFFE ID, or "local socket".
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor" json:"actor,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExerciseStep) Reset() {
+	*x = ExerciseStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExerciseStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExerciseStep) ProtoMessage() {}
+
+func (x *ExerciseStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExerciseStep.ProtoReflect.Descriptor instead.
+func (*ExerciseStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExerciseStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ExerciseStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExerciseStep) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ExerciseStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ExerciseStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 // RuleStep applies (a new version of) an early-warning rule, or deletes one. The service lints
 // the source before it proposes the step; the FSM stores it as it is.
@@ -238,7 +335,7 @@ type RuleStep struct {
 
 func (x *RuleStep) Reset() {
 	*x = RuleStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +347,7 @@ func (x *RuleStep) String() string {
 func (*RuleStep) ProtoMessage() {}
 
 func (x *RuleStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +360,7 @@ func (x *RuleStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleStep.ProtoReflect.Descriptor instead.
 func (*RuleStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RuleStep) GetName() string {
@@ -331,7 +428,7 @@ type KeepHead struct {
 
 func (x *KeepHead) Reset() {
 	*x = KeepHead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +440,7 @@ func (x *KeepHead) String() string {
 func (*KeepHead) ProtoMessage() {}
 
 func (x *KeepHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +453,7 @@ func (x *KeepHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
 func (*KeepHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *KeepHead) GetPeer() string {
@@ -428,7 +525,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +537,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +550,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -551,7 +648,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +660,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +673,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -605,7 +702,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +714,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +727,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -667,18 +764,21 @@ type CacheForeign struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Peer  string                 `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
 	// origin is the peer's trust domain; every record must carry it.
-	Origin        string                 `protobuf:"bytes,2,opt,name=origin" json:"origin,omitempty"`
-	Upserts       []*SharedRecord        `protobuf:"bytes,3,rep,name=upserts" json:"upserts,omitempty"`
-	Retractions   []string               `protobuf:"bytes,4,rep,name=retractions" json:"retractions,omitempty"`
-	Cursor        int64                  `protobuf:"varint,5,opt,name=cursor" json:"cursor,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
+	Origin      string                 `protobuf:"bytes,2,opt,name=origin" json:"origin,omitempty"`
+	Upserts     []*SharedRecord        `protobuf:"bytes,3,rep,name=upserts" json:"upserts,omitempty"`
+	Retractions []string               `protobuf:"bytes,4,rep,name=retractions" json:"retractions,omitempty"`
+	Cursor      int64                  `protobuf:"varint,5,opt,name=cursor" json:"cursor,omitempty"`
+	At          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
+	// exercise names the subscription's mode: empty for actual records, else the exercise whose
+	// records and cursor these are.
+	Exercise      string `protobuf:"bytes,7,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +790,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +803,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -748,6 +848,13 @@ func (x *CacheForeign) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CacheForeign) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
+}
+
 // PolicyStep is one lifecycle step of a policy, taken by an officer.
 type PolicyStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -768,7 +875,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +887,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +900,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -847,19 +954,21 @@ func (x *PolicyStep) GetApprovalsRequired() int32 {
 
 // PhaseStep sets a crisis's phase.
 type PhaseStep struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Crisis        string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
-	Phase         string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
-	Officer       string                 `protobuf:"bytes,3,opt,name=officer" json:"officer,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Crisis  string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
+	Phase   string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
+	Officer string                 `protobuf:"bytes,3,opt,name=officer" json:"officer,omitempty"`
+	Reason  string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
+	At      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	// exercise is the exercise whose phase this is; empty for the actual crisis.
+	Exercise      string `protobuf:"bytes,6,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +980,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +993,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -922,6 +1031,13 @@ func (x *PhaseStep) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PhaseStep) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
+}
+
 // PeerStep adds or removes a peer that `knooppunt peer accept` brought. The leader checked the
 // invitation before the step entered the log; the replicas only apply it, deciding from their
 // database alone whether it adds, updates, replaces, changes nothing, or is refused.
@@ -943,7 +1059,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1071,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1084,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -1024,7 +1140,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1152,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1165,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -1072,7 +1188,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1200,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1213,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -1116,7 +1232,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1244,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1257,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -1159,7 +1275,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1287,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,14 +1300,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xc4\x04\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\x87\x05\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -1203,8 +1319,16 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
 	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStep\x125\n" +
 	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHead\x125\n" +
-	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStepB\x05\n" +
-	"\x03cmd\"\xbe\x01\n" +
+	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x12A\n" +
+	"\rexercise_step\x18\n" +
+	" \x01(\v2\x1a.knooppunt.v1.ExerciseStepH\x00R\fexerciseStepB\x05\n" +
+	"\x03cmd\"\x94\x01\n" +
+	"\fExerciseStep\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xbe\x01\n" +
 	"\bRuleStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x16\n" +
@@ -1245,14 +1369,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
 	"\bpolicies\x18\x03 \x03(\tR\bpolicies\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xd6\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xf2\x01\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
 	"\aupserts\x18\x03 \x03(\v2\x1a.knooppunt.v1.SharedRecordR\aupserts\x12 \n" +
 	"\vretractions\x18\x04 \x03(\tR\vretractions\x12\x16\n" +
 	"\x06cursor\x18\x05 \x01(\x03R\x06cursor\x12*\n" +
-	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xe6\x01\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
+	"\bexercise\x18\a \x01(\tR\bexercise\"\xe6\x01\n" +
 	"\n" +
 	"PolicyStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
@@ -1261,13 +1386,14 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\aofficer\x18\x04 \x01(\tR\aofficer\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n" +
 	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12-\n" +
-	"\x12approvals_required\x18\a \x01(\x05R\x11approvalsRequired\"\x97\x01\n" +
+	"\x12approvals_required\x18\a \x01(\x05R\x11approvalsRequired\"\xb3\x01\n" +
 	"\tPhaseStep\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x18\n" +
 	"\aofficer\x18\x03 \x01(\tR\aofficer\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xc2\x01\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
+	"\bexercise\x18\x06 \x01(\tR\bexercise\"\xc2\x01\n" +
 	"\bPeerStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12*\n" +
 	"\x04peer\x18\x02 \x01(\v2\x16.knooppunt.v1.PeerInfoR\x04peer\x12\x14\n" +
@@ -1297,64 +1423,67 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*RuleStep)(nil),              // 1: knooppunt.v1.RuleStep
-	(*KeepHead)(nil),              // 2: knooppunt.v1.KeepHead
-	(*RecordDisclosures)(nil),     // 3: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 4: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 5: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 6: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 7: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 8: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 9: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 10: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 11: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 12: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 13: knooppunt.v1.ApplyResponse
-	nil,                           // 14: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*SignedHead)(nil),            // 16: knooppunt.v1.SignedHead
-	(*SharedRecord)(nil),          // 17: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 18: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 19: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 20: knooppunt.v1.Record
+	(*ExerciseStep)(nil),          // 1: knooppunt.v1.ExerciseStep
+	(*RuleStep)(nil),              // 2: knooppunt.v1.RuleStep
+	(*KeepHead)(nil),              // 3: knooppunt.v1.KeepHead
+	(*RecordDisclosures)(nil),     // 4: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 5: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 6: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 7: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 8: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 9: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 10: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 11: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 12: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 13: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 14: knooppunt.v1.ApplyResponse
+	nil,                           // 15: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*SignedHead)(nil),            // 17: knooppunt.v1.SignedHead
+	(*SharedRecord)(nil),          // 18: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 19: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 20: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 21: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	11, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	7,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	8,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	10, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	3,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	6,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	9,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
-	2,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
-	1,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
-	15, // 9: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
-	16, // 10: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	15, // 11: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	5,  // 12: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	5,  // 13: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	15, // 14: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	14, // 15: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	4,  // 16: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	17, // 17: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	15, // 18: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	15, // 19: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	15, // 20: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	18, // 21: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	15, // 22: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	19, // 23: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	20, // 24: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 25: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	12, // 26: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	13, // 27: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	12, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	8,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	9,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	11, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	4,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	7,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	10, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	3,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	2,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
+	1,  // 9: knooppunt.v1.Command.exercise_step:type_name -> knooppunt.v1.ExerciseStep
+	16, // 10: knooppunt.v1.ExerciseStep.at:type_name -> google.protobuf.Timestamp
+	16, // 11: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	17, // 12: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	16, // 13: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	6,  // 14: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	6,  // 15: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	16, // 16: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	15, // 17: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	5,  // 18: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	18, // 19: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	16, // 20: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	16, // 21: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	16, // 22: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	19, // 23: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	16, // 24: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	20, // 25: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	21, // 26: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 27: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	13, // 28: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	14, // 29: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	29, // [29:30] is the sub-list for method output_type
+	28, // [28:29] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1376,6 +1505,7 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_PeerStep)(nil),
 		(*Command_KeepHead)(nil),
 		(*Command_RuleStep)(nil),
+		(*Command_ExerciseStep)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1383,7 +1513,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
