@@ -43,6 +43,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/cluster"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
 	"github.com/knooppunt/knooppunt/node/api/peers"
+	"github.com/knooppunt/knooppunt/node/api/exercises"
 	"github.com/knooppunt/knooppunt/node/api/phases"
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/api/records"
@@ -276,6 +277,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 		auditSvc.Witnesses = n.witnesses.Check
 	}
+	exerciseSvc := exercises.New(exercises.Config{Store: n.store, DB: n.db, Logger: n.log, Changed: func() {
+		if n.peers != nil {
+			n.peers.Reconcile()
+		}
+	}})
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Logger: n.log})
 	var svid identity.Source
 	if n.ident != nil {
@@ -297,6 +303,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
+		exercises.RegisterService(s, exerciseSvc)
 		rules.RegisterService(s, ruleSvc)
 		peers.RegisterService(s, peerSvc)
 		audit.RegisterService(s, auditSvc)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,6 +37,12 @@ func Status(log *slog.Logger, err error) error {
 		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
 	case errors.Is(err, db.ErrNotFound):
 		return status.Error(codes.NotFound, "record not found")
+	case errors.Is(err, db.ErrExerciseUnknown):
+		return status.Errorf(codes.FailedPrecondition, "exercise: %s", strings.TrimPrefix(err.Error(), "db: "))
+	case errors.Is(err, db.ErrExerciseClosed):
+		return status.Errorf(codes.FailedPrecondition, "exercise: %s: it takes no records and cannot be closed again; start another", strings.TrimPrefix(err.Error(), "db: "))
+	case errors.Is(err, db.ErrExerciseExists):
+		return status.Errorf(codes.AlreadyExists, "exercise: %s: choose another name", strings.TrimPrefix(err.Error(), "db: "))
 	case errors.Is(err, db.ErrBadPageToken):
 		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous List: start again without it")
 	case errors.Is(err, store.ErrNotLeader):

@@ -36,6 +36,8 @@ const (
 	AuditPhaseSet        = "phase.set"
 	AuditRuleApply       = "rule.apply"
 	AuditRuleDelete      = "rule.delete"
+	AuditExerciseStart   = "exercise.start"
+	AuditExerciseClose   = "exercise.close"
 	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
 	// interface's in-process channel; the subject is the method.
 	AuditAccessDenied = "access.denied"

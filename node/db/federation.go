@@ -232,11 +232,22 @@ var (
 		func(p []int) string { return param(p[0]) }, ", ", ")")
 )
 
-// Disclosed returns the records a holder holds: id → version.
+// Disclosed returns the records a holder holds, in every mode: id → version.
 func (d *DB) Disclosed(ctx context.Context, holder string) (map[string]int64, error) {
+	return d.disclosed(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
+}
+
+// DisclosedIn returns the records of mode m a holder holds: id → version. Each mode is a feed
+// of its own, and a subscription in one mode retracts only what it could have sent.
+func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string]int64, error) {
+	return d.disclosed(ctx, `SELECT d.record_id, d.version FROM disclosures d LEFT JOIN records r ON r.id = d.record_id
+		WHERE d.recipient = ? AND coalesce(r.status, 0) = ? AND coalesce(r.exercise, '') = ?`, holder, int32(m.Status), m.Exercise)
+}
+
+func (d *DB) disclosed(ctx context.Context, q string, args ...any) (map[string]int64, error) {
 	out := map[string]int64{}
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
+		rows, err := ro.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -284,9 +295,9 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 			labels, _ := json.Marshal(nonNil(r.Labels))
 			pol, _ := json.Marshal(nonNilSlice(s.Policies))
 			red, _ := json.Marshal(nonNilSlice(s.Redacted))
-			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at)
-				VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)`, c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
-				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at); err != nil {
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at, status, exercise)
+				VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?,?)`, c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
+				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at, int32(r.Status), r.Exercise); err != nil {
 				return err
 			}
 			if err := queueText(tx, c.Origin, r.Id); err != nil {
@@ -307,16 +318,23 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 				return err
 			}
 		}
-		_, err := tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, origin, cursor, updated_at) VALUES (?,?,?,?)`, c.Peer, c.Origin, c.Cursor, at)
+		_, err := tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, exercise, origin, cursor, updated_at) VALUES (?,?,?,?,?)`, c.Peer, c.Exercise, c.Origin, c.Cursor, at)
 		return err
 	})
 }
 
-// PeerCursor returns where a peer's subscription resumes, and when it last delivered.
+// PeerCursor returns where a peer's subscription in the actual mode resumes, and when it last
+// delivered.
 func (d *DB) PeerCursor(ctx context.Context, peer string) (int64, time.Time, error) {
+	return d.ModeCursor(ctx, peer, "")
+}
+
+// ModeCursor returns where a peer's subscription resumes in the mode of the exercise ("" the
+// actual mode), and when it last delivered: each mode is a feed of its own, with its own cursor.
+func (d *DB) ModeCursor(ctx context.Context, peer, exercise string) (int64, time.Time, error) {
 	var cursor, at int64
 	err := d.read(func(ro *sql.DB) error {
-		err := ro.QueryRowContext(ctx, `SELECT cursor, updated_at FROM peer_cursors WHERE peer = ?`, peer).Scan(&cursor, &at)
+		err := ro.QueryRowContext(ctx, `SELECT cursor, updated_at FROM peer_cursors WHERE peer = ? AND exercise = ?`, peer, exercise).Scan(&cursor, &at)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -347,13 +365,15 @@ type ForeignFilter struct {
 	// a caller that reads the cache a page at a time: pass the last record of the page before.
 	AfterOrigin, AfterID string
 	Limit                int
+	// Mode is the mode of the read: the zero Mode reads actual records only.
+	Mode Mode
 }
 
 // foreignListQuery is ForeignList's statement and its arguments: values bound as +?, the limit
 // in the text (see noReprepare).
 func foreignListQuery(f ForeignFilter) (string, []any) {
-	where := []string{"1=1"}
-	var args []any
+	where := []string{"status = +?", "exercise = +?"}
+	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
 	add := func(cond string, v ...any) { where = append(where, cond); args = append(args, v...) }
 	if f.Origin != "" {
 		add("origin = +?", f.Origin)
@@ -399,20 +419,21 @@ func (d *DB) ForeignList(ctx context.Context, f ForeignFilter) ([]Foreign, error
 }
 
 // foreignColumns are the columns scanForeign reads, in its order.
-const foreignColumns = `origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at`
+const foreignColumns = `origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at, status, exercise`
 
 func scanForeign(rows *sql.Rows) (Foreign, error) {
 	var (
 		r                               pb.Record
 		fr                              Foreign
-		class                           int32
+		class, status                   int32
 		labels, pol, red                string
 		updated, validUntil, receivedAt int64
 	)
-	if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt); err != nil {
+	if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt, &status, &r.Exercise); err != nil {
 		return fr, err
 	}
 	r.Classification = pb.Classification(class)
+	r.Status = pb.Status(status)
 	if labels != "{}" {
 		if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
 			return fr, fmt.Errorf("labels of %s/%s: %w", r.Origin, r.Id, err)

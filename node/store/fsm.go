@@ -109,6 +109,12 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	case *pb.Command_RuleStep:
 		row, refusal, err := f.db.ApplyRuleStep(l.Index, cmd.RuleStep)
 		return applyResponse{value: RuleOutcome{Rule: row, Refusal: refusal}, err: err}
+	case *pb.Command_ExerciseStep:
+		out, err := f.db.ApplyExerciseStep(l.Index, cmd.ExerciseStep)
+		if err == nil && f.erased != nil && out.Exercise != nil && (out.Exercise.Deleted > 0 || out.Purged > 0) && cmd.ExerciseStep.Action == "close" {
+			f.erased()
+		}
+		return applyResponse{value: out, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

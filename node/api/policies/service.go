@@ -303,7 +303,7 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 			phase := req.Phase
 			if phase == "" {
 				var err error
-				if phase, err = phases.Of(ctx, r.Crisis); err != nil {
+				if phase, err = phases.Of(ctx, r.Exercise, r.Crisis); err != nil {
 					return err
 				}
 			}
@@ -378,7 +378,7 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 	}
 	phase := req.Phase
 	if phase == "" {
-		if phase, err = s.c.Sharing.Phases().Of(ctx, r.Crisis); err != nil {
+		if phase, err = s.c.Sharing.Phases().Of(ctx, r.Exercise, r.Crisis); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}
