@@ -284,7 +284,7 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 			return err
 		}
 		fmt.Fprintf(out, "\n=== The picture as seen from %s (shelter figures are made up) ===\n", o.title)
-		if err := printPicture(out, "table", p); err != nil {
+		if err := printPicture(out, "table", p, nil); err != nil {
 			return err
 		}
 	}
@@ -504,7 +504,7 @@ func (o *demoOrg) searchText(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return callError(f, err)
 	}
-	return printSearch(out, "table", resp)
+	return printSearch(out, "table", resp, nil)
 }
 
 // holds reports whether the org's cache of foreign records holds a record.

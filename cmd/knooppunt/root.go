@@ -24,6 +24,6 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newStatusCmd(), newDemoCmd(), newCACmd(),
-		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newPhaseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newInitCmd(), newPeerCmd())
+		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newInitCmd(), newPeerCmd())
 	return root
 }
