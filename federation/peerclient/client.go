@@ -103,8 +103,8 @@ type subscription struct {
 	peer config.Peer
 	// exercise is the subscription's mode: "" for actual records, else an open exercise's name.
 	exercise string
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
 	// retry cuts a reconnect's wait short: the peer showed it is reachable and trusts us.
 	retry chan struct{}
 }

@@ -284,7 +284,9 @@ func (m Mode) Proto() *pb.Mode {
 }
 
 // Holds reports whether r is of mode m.
-func (m Mode) Holds(r *pb.Record) bool { return r.GetStatus() == m.Status && r.GetExercise() == m.Exercise }
+func (m Mode) Holds(r *pb.Record) bool {
+	return r.GetStatus() == m.Status && r.GetExercise() == m.Exercise
+}
 
 // String is "actual", "exercise NAME", "test" or "draft".
 func (m Mode) String() string {
