@@ -73,7 +73,10 @@ other's trust bundles current through their bundle endpoints. The demo then:
   2. has two officers per organisation propose and approve the scenario's policies;
   3. prints the picture as seen from VR Utrecht and from NCC;
   4. shows that the confidential record reached only its recipient;
-  5. stays up and prints how to try commands against it, and each organisation's web interface
+  5. runs a short exercise beside the real crisis: VR Zeeland and NCC start oefening-zeeland,
+     VR Zeeland shares exercise sitreps with NCC under a policy with statuses: [exercise], the
+     real picture stays untouched, and closing the exercise removes its records at NCC too;
+  6. stays up and prints how to try commands against it, and each organisation's web interface
      with its sign-ins: a small OpenID provider inside the demo, on loopback only, holds each
      organisation's people (two officers and an editor). Ctrl-C stops everything cleanly.
 
@@ -309,6 +312,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 		}
 		fmt.Fprintf(out, "  %-12s %s\n", o.title, mark)
 	}
+	if err := runExercise(ctx, out, byName); err != nil {
+		return err
+	}
 	if once {
 		return nil
 	}
@@ -324,6 +330,7 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   knooppunt search --crisis oekraine --kind shelter.capacity
   knooppunt search --text vergunning
   knooppunt record list --crisis oekraine
+  knooppunt exercise list --all
 
 As an LCVS officer, over mTLS with your own SVID:
 
@@ -479,13 +486,18 @@ func (o *demoOrg) waitReady(ctx context.Context) error {
 }
 
 func (o *demoOrg) picture(ctx context.Context) (*pb.PictureResponse, error) {
+	return o.pictureIn(ctx, nil)
+}
+
+// pictureIn is the org's picture of the scenario's crisis in a mode (nil: actual).
+func (o *demoOrg) pictureIn(ctx context.Context, mode *pb.Mode) (*pb.PictureResponse, error) {
 	f := o.local()
 	conn, err := f.dial()
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	return pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: "oekraine"})
+	return pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: "oekraine", Mode: mode})
 }
 
 // demoText is the full-text search the demo shows: it finds SZW's guidance and LCVS's Q&A by a
@@ -622,28 +634,35 @@ func approvePolicies(ctx context.Context, out io.Writer, orgs map[string]*demoOr
 	}
 	sort.Strings(names)
 	for _, org := range names {
-		o := orgs[org]
 		for _, src := range demoPolicies[org] {
-			a, closeA, err := o.as("officer-a").policies()
-			if err != nil {
+			if err := orgs[org].approve(ctx, out, src); err != nil {
 				return err
 			}
-			p, err := a.Propose(ctx, &pb.ProposeRequest{Source: []byte(src)})
-			closeA()
-			if err != nil {
-				return fmt.Errorf("%s: propose: %w", org, callError(o.as("officer-a"), err))
-			}
-			b, closeB, err := o.as("officer-b").policies()
-			if err != nil {
-				return err
-			}
-			p, err = b.Approve(ctx, &pb.PolicyStepRequest{Id: p.Id})
-			closeB()
-			if err != nil {
-				return fmt.Errorf("%s: approve: %w", org, callError(o.as("officer-b"), err))
-			}
-			fmt.Fprintf(out, "  %-11s %s: proposed by officer-a, approved by officer-b\n", o.title, p.Id)
 		}
 	}
+	return nil
+}
+
+// approve has officer-a propose the policy and officer-b approve it.
+func (o *demoOrg) approve(ctx context.Context, out io.Writer, src string) error {
+	a, closeA, err := o.as("officer-a").policies()
+	if err != nil {
+		return err
+	}
+	p, err := a.Propose(ctx, &pb.ProposeRequest{Source: []byte(src)})
+	closeA()
+	if err != nil {
+		return fmt.Errorf("%s: propose: %w", o.name, callError(o.as("officer-a"), err))
+	}
+	b, closeB, err := o.as("officer-b").policies()
+	if err != nil {
+		return err
+	}
+	p, err = b.Approve(ctx, &pb.PolicyStepRequest{Id: p.Id})
+	closeB()
+	if err != nil {
+		return fmt.Errorf("%s: approve: %w", o.name, callError(o.as("officer-b"), err))
+	}
+	fmt.Fprintf(out, "  %-11s %s: proposed by officer-a, approved by officer-b\n", o.title, p.Id)
 	return nil
 }

@@ -256,9 +256,6 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		}
 		return printJSON(w, doc)
 	}
-	if b := modeBanner(mode); b != "" {
-		fmt.Fprintln(w, b)
-	}
 	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
 	tw := newModeTable(w, mode)
 	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tBODY")
