@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
@@ -86,6 +89,12 @@ type page struct {
 	// Path is the current request's path and query, to come back to after a language switch.
 	Path    string
 	Content any
+	// Exercise is the exercise whose mode the page reads in ("" the actual records): every
+	// page then carries the OEFENING banner and every table its mark. Exercises are the open
+	// exercises, for the mode switch; ModeQuery keeps the mode on the menu's links.
+	Exercise  string
+	Exercises []string
+	ModeQuery string
 }
 
 // personView is who is signed in, as every page shows it.
@@ -106,6 +115,14 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 		p.Person.Name = r.Session.DisplayName
 	}
 	p.Person.Roles = roleNames(r)
+	if p.Exercise = r.exercise(); p.Exercise != "" {
+		p.ModeQuery = "?" + url.Values{"exercise": {p.Exercise}}.Encode()
+	}
+	if list, err := pb.NewExerciseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListExercisesRequest{}); err == nil {
+		for _, e := range list.Exercises {
+			p.Exercises = append(p.Exercises, e.Name)
+		}
+	}
 	return p
 }
 
