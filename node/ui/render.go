@@ -118,6 +118,9 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	if p.Exercise = r.exercise(); p.Exercise != "" {
 		p.ModeQuery = "?" + url.Values{"exercise": {p.Exercise}}.Encode()
 	}
+	if s.c.Conn == nil {
+		return p
+	}
 	if list, err := pb.NewExerciseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListExercisesRequest{}); err == nil {
 		for _, e := range list.Exercises {
 			p.Exercises = append(p.Exercises, e.Name)
