@@ -30,7 +30,10 @@ func Status(log *slog.Logger, err error) error {
 	}
 	var fe *record.FieldError
 	var stale *db.StaleVersionError
+	var modeChange *db.ModeChangeError
 	switch {
+	case errors.As(err, &modeChange):
+		return status.Errorf(codes.FailedPrecondition, "record.status: record %q is a record of the %s mode, not %s: a record keeps its mode; delete it and write it anew", modeChange.ID, modeChange.From, modeChange.To)
 	case errors.As(err, &fe):
 		return status.Error(fe.Code, fe.Error())
 	case errors.As(err, &stale):

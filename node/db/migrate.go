@@ -250,9 +250,9 @@ CREATE TABLE rules (
 `,
 	// 12: modes. Every own and cached record has a status (0 actual, 1 exercise, 2 test, 3
 	// draft: pb.Status) and, for an exercise, its name; every read is in one mode. The List
-	// indexes end in the mode's columns, so that a read filters on them in the index. Exercises
-	// are started and closed through Raft; phases and subscription cursors are kept per mode
-	// ('' the actual one, else the exercise's name).
+	// indexes start with the mode's columns, so that a read in one mode is a range scan that
+	// never visits a record of another. Exercises are started and closed through Raft; phases and
+	// subscription cursors are kept per mode ('' the actual one, else the exercise's name).
 	`
 ALTER TABLE records ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE records ADD COLUMN exercise TEXT NOT NULL DEFAULT '';
@@ -260,11 +260,16 @@ DROP INDEX records_kind;
 DROP INDEX records_crisis;
 DROP INDEX records_crisis_id;
 DROP INDEX records_region;
-CREATE INDEX records_kind      ON records (kind, id, tombstone, classification, updated_at, status, exercise);
-CREATE INDEX records_crisis    ON records (crisis, kind, region, id, tombstone, classification, updated_at, status, exercise);
-CREATE INDEX records_crisis_id ON records (crisis, id, tombstone, classification, updated_at, status, exercise);
-CREATE INDEX records_region    ON records (region, id, tombstone, classification, updated_at, status, exercise);
+CREATE INDEX records_kind      ON records (status, exercise, kind, id, tombstone, classification, updated_at);
+CREATE INDEX records_crisis    ON records (status, exercise, crisis, kind, region, id, tombstone, classification, updated_at);
+CREATE INDEX records_crisis_id ON records (status, exercise, crisis, id, tombstone, classification, updated_at);
+CREATE INDEX records_region    ON records (status, exercise, region, id, tombstone, classification, updated_at);
 CREATE INDEX records_mode      ON records (status, exercise, tombstone, id);
+
+-- A change row carries its record's mode (a live record never changes mode), so that a feed in
+-- one mode joins only its own changes to their records.
+ALTER TABLE changes ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE changes ADD COLUMN exercise TEXT NOT NULL DEFAULT '';
 
 ALTER TABLE foreign_records ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE foreign_records ADD COLUMN exercise TEXT NOT NULL DEFAULT '';

@@ -30,6 +30,16 @@ func (e *StaleVersionError) Error() string {
 	return fmt.Sprintf("db: record %q is at version %d, not %d", e.ID, e.Current, e.Expected)
 }
 
+// ModeChangeError refuses a write that would move a live record to another mode.
+type ModeChangeError struct {
+	ID       string
+	From, To Mode
+}
+
+func (e *ModeChangeError) Error() string {
+	return fmt.Sprintf("db: record %q is a record of the %s mode, not %s: a record keeps its mode; delete it and write it anew", e.ID, e.From, e.To)
+}
+
 // Write is one change for Apply. Record holds the new state; its Version is the version the writer
 // expects to replace (0: any) and its UpdatedAt the commit time chosen by the leader. A write with
 // Tombstone set deletes: only its ID, Version and UpdatedAt are read.
@@ -37,7 +47,7 @@ type Write = pb.Record
 
 // Result is Apply's answer for one write.
 type Result struct {
-	Err     error // nil, ErrNotFound, *StaleVersionError, ErrExerciseUnknown or ErrExerciseClosed
+	Err     error // nil, ErrNotFound, *StaleVersionError, *ModeChangeError, ErrExerciseUnknown or ErrExerciseClosed
 	Version int64
 	Seq     int64
 }
@@ -171,12 +181,12 @@ func (tx *writeTx) inTx() bool {
 
 // The statements of a record write, run through the connection's statement cache.
 const (
-	sqlCurrent   = `SELECT version, tombstone, labels != '{}' FROM records WHERE id = ?`
+	sqlCurrent   = `SELECT version, tombstone, labels != '{}', status, exercise FROM records WHERE id = ?`
 	sqlWhole     = `SELECT ` + recordColumns + ` FROM records WHERE id = ?`
 	sqlUpsert    = `INSERT OR REPLACE INTO records (` + recordColumns + `, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	sqlDelLabels = `DELETE FROM record_labels WHERE id = ?`
 	sqlAddLabel  = `INSERT INTO record_labels (key, value, id) VALUES (?,?,?)`
-	sqlChange    = `INSERT INTO changes (seq, id, version) VALUES (?,?,?)`
+	sqlChange    = `INSERT INTO changes (seq, id, version, status, exercise) VALUES (?,?,?,?,?)`
 )
 
 type applier struct{ tx *writeTx }
@@ -186,8 +196,9 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	var (
 		curVersion             int64
 		exists, dead, hasLabel bool
+		cur                    Mode
 	)
-	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel); {
+	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel, &cur.Status, &cur.Exercise); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return Result{}, err
@@ -196,6 +207,11 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	}
 	if w.Version != 0 && w.Version != curVersion {
 		return Result{Err: &StaleVersionError{ID: w.Id, Expected: w.Version, Current: curVersion}}, nil
+	}
+	// A live record keeps its mode: an actual record that became an exercise's would vanish from
+	// the actual feed without a retraction, and the other way round.
+	if exists && !dead && !w.Tombstone && cur != ModeOf(w) {
+		return Result{Err: &ModeChangeError{ID: w.Id, From: cur, To: ModeOf(w)}}, nil
 	}
 	// An exercise record is written only while its exercise is open: a write that raced the
 	// close would otherwise outlive it.
@@ -245,7 +261,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if _, err := a.tx.Exec(sqlChange, seq, next.Id, version); err != nil {
+	if _, err := a.tx.Exec(sqlChange, seq, next.Id, version, int32(next.Status), next.Exercise); err != nil {
 		return Result{}, err
 	}
 	if err := queueText(a.tx, "", next.Id); err != nil {
@@ -483,7 +499,7 @@ func changesQuery(after, upTo int64, limit int, m Mode, kind, crisis string) (st
 	q := `SELECT r.id, r.origin, r.kind, r.crisis, r.region, r.classification, r.labels, r.body, r.version,
 	             r.updated_at, r.valid_until, r.tombstone, r.status, r.exercise, c.seq
 	      FROM changes c JOIN records r ON r.id = c.id AND r.version = c.version
-	      WHERE c.seq > +? AND c.seq <= +? AND r.status = +? AND r.exercise = +?`
+	      WHERE c.seq > +? AND c.seq <= +? AND c.status = +? AND c.exercise = +?`
 	args := []any{after, upTo, int32(m.Status), m.Exercise}
 	if kind != "" {
 		q, args = q+` AND r.kind = +?`, append(args, kind)

@@ -162,6 +162,8 @@ func TestExerciseBadInput(t *testing.T) {
 			`record.exercise: "oef 1" is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09`},
 		{"exercise not started", bad(func(r *pb.Record) { r.Status, r.Exercise = pb.Status_EXERCISE, "oef-9" }), codes.FailedPrecondition,
 			"exercise: no such exercise: oef-9: start it first"},
+		{"a live record into another mode", bad(func(r *pb.Record) { r.Id, r.Status, r.Exercise = "real", pb.Status_EXERCISE, "oef-1" }), codes.FailedPrecondition,
+			`record.status: record "real" is a record of the actual mode, not exercise oef-1: a record keeps its mode; delete it and write it anew`},
 	} {
 		_, err := c.Put(callCtx(t), &pb.PutRequest{Record: tc.rec})
 		t.Run(tc.name, func(t *testing.T) { wantStatus(t, err, tc.code, tc.msg) })
