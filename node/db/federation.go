@@ -290,6 +290,18 @@ func (d *DB) Recipients(ctx context.Context, recordID string) ([]string, error) 
 func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 	at := c.At.AsTime().UnixNano()
 	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
+		if c.Exercise != "" {
+			// A delivery of an exercise that closed here meanwhile (its close dropped the
+			// copies and the cursor) keeps only its retractions.
+			var state string
+			err := tx.QueryRow(`SELECT state FROM exercises WHERE name = ?`, c.Exercise).Scan(&state)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if state != ExerciseOpen {
+				return retractForeign(tx, c)
+			}
+		}
 		for _, s := range c.Upserts {
 			r := s.Record
 			labels, _ := json.Marshal(nonNil(r.Labels))
@@ -307,20 +319,28 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 				return err
 			}
 		}
-		for _, id := range c.Retractions {
-			if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
-				return err
-			}
-			if err := queueText(tx, c.Origin, id); err != nil {
-				return err
-			}
-			if err := dropHistory(tx, c.Origin, id); err != nil {
-				return err
-			}
+		if err := retractForeign(tx, c); err != nil {
+			return err
 		}
 		_, err := tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, exercise, origin, cursor, updated_at) VALUES (?,?,?,?,?)`, c.Peer, c.Exercise, c.Origin, c.Cursor, at)
 		return err
 	})
+}
+
+// retractForeign purges the cached records a delivery retracts.
+func retractForeign(tx *writeTx, c *pb.CacheForeign) error {
+	for _, id := range c.Retractions {
+		if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
+			return err
+		}
+		if err := queueText(tx, c.Origin, id); err != nil {
+			return err
+		}
+		if err := dropHistory(tx, c.Origin, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PeerCursor returns where a peer's subscription in the actual mode resumes, and when it last
