@@ -129,6 +129,17 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 	return out, err
 }
 
+// exerciseState is the exercise's state in the entry's transaction: open, closed, or "" when it
+// was never started.
+func exerciseState(tx *writeTx, name string) (string, error) {
+	var state string
+	err := tx.QueryRow(`SELECT state FROM exercises WHERE name = ?`, name).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return state, err
+}
+
 func exerciseIDs(tx *writeTx, name string) ([]string, error) {
 	rows, err := tx.Query(`SELECT id FROM records WHERE status = ? AND exercise = ? AND tombstone = 0 ORDER BY id`, int32(pb.Status_EXERCISE), name)
 	if err != nil {

@@ -293,9 +293,8 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 		if c.Exercise != "" {
 			// A delivery of an exercise that closed here meanwhile (its close dropped the
 			// copies and the cursor) keeps only its retractions.
-			var state string
-			err := tx.QueryRow(`SELECT state FROM exercises WHERE name = ?`, c.Exercise).Scan(&state)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			state, err := exerciseState(tx, c.Exercise)
+			if err != nil {
 				return err
 			}
 			if state != ExerciseOpen {

@@ -216,12 +216,11 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	// An exercise record is written only while its exercise is open: a write that raced the
 	// close would otherwise outlive it.
 	if !w.Tombstone && w.Status == pb.Status_EXERCISE {
-		var state string
-		switch err := a.tx.QueryRow(`SELECT state FROM exercises WHERE name = ?`, w.Exercise).Scan(&state); {
-		case errors.Is(err, sql.ErrNoRows):
-			return Result{Err: fmt.Errorf("%w: %s: start it first", ErrExerciseUnknown, w.Exercise)}, nil
+		switch state, err := exerciseState(a.tx, w.Exercise); {
 		case err != nil:
 			return Result{}, err
+		case state == "":
+			return Result{Err: fmt.Errorf("%w: %s: start it first", ErrExerciseUnknown, w.Exercise)}, nil
 		case state != ExerciseOpen:
 			return Result{Err: fmt.Errorf("%w: %s", ErrExerciseClosed, w.Exercise)}, nil
 		}
