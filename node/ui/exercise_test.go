@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -95,6 +96,26 @@ func TestExerciseMode(t *testing.T) {
 			t.Errorf("%s: the mode switch does not offer the open exercise", path)
 		}
 	}
+	// An officer sets the exercise's own phase on the phases page in its mode; the actual
+	// crisis keeps its phase.
+	resp, confirm := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&exercise=oef-utrecht")
+	if resp.StatusCode != 200 || !strings.Contains(confirm, `id="oefening"`) || !strings.Contains(confirm, `name="exercise" value="oef-utrecht"`) {
+		t.Fatalf("the exercise's phase confirmation: %d, without its banner or mode:\n%s", resp.StatusCode, confirm)
+	}
+	resp, _ = b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, confirm)}, "crisis": {"oekraine"}, "phase": {"warm"}, "exercise": {"oef-utrecht"}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("setting the exercise's phase: %d", resp.StatusCode)
+	}
+	if p := e.utrecht.PictureIn(t, "oekraine", fedtest.ExerciseMode("oef-utrecht")); p.Phase != "warm" {
+		t.Errorf("the exercise's phase is %s, want warm", p.Phase)
+	}
+	if p := e.utrecht.Picture(t, "oekraine"); p.Phase != "lukewarm" {
+		t.Errorf("the actual crisis is %s after the exercise's phase changed, want lukewarm", p.Phase)
+	}
+	if _, page := b.get(t, e.url+"/fase?exercise=oef-utrecht"); !strings.Contains(page, `id="oefening"`) || !strings.Contains(page, "kp-oefening-mark") {
+		t.Errorf("the phases page of the exercise lacks its OEFENING banner or table mark")
+	}
+
 	// An own exercise record asked for without its mode does not exist there.
 	resp, _ = b.get(t, e.url+"/record?id=oef-eigen")
 	if resp.StatusCode != 404 {
