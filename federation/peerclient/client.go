@@ -301,7 +301,9 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, re
 	delay := m.c.Backoff
 	for ctx.Err() == nil {
 		progressed, err := m.subscribeOnce(ctx, p, exercise)
-		connected.WithLabelValues(p.Name).Set(0)
+		if exercise == "" {
+			connected.WithLabelValues(p.Name).Set(0)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -364,7 +366,10 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 			}
 		}
 	}()
-	connected.WithLabelValues(p.Name).Set(1)
+	if exercise == "" {
+		// The gauge is the actual mode's subscription: an exercise's comes and goes with it.
+		connected.WithLabelValues(p.Name).Set(1)
+	}
 	limiter := rate.NewLimiter(rate.Limit(m.c.EventsPerSecond), int(m.c.EventsPerSecond))
 	idle := time.NewTimer(m.c.IdleTimeout)
 	defer idle.Stop()
