@@ -42,6 +42,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
+	"github.com/knooppunt/knooppunt/node/api/exercises"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
 	"github.com/knooppunt/knooppunt/node/api/peers"
 	"github.com/knooppunt/knooppunt/node/api/phases"
@@ -296,6 +297,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 		auditSvc.Witnesses = n.witnesses.Check
 	}
+	exerciseSvc := exercises.New(exercises.Config{Store: n.store, DB: n.db, Logger: n.log, Changed: func() {
+		if n.peers != nil {
+			n.peers.Reconcile()
+		}
+	}})
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
 	var svid identity.Source
 	if n.ident != nil {
@@ -323,6 +329,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
 		phases.RegisterService(s, phaseSvc)
+		exercises.RegisterService(s, exerciseSvc)
 		rules.RegisterService(s, ruleSvc)
 		webhooks.RegisterService(s, webhookSvc)
 		peers.RegisterService(s, peerSvc)

@@ -69,7 +69,22 @@ type Document struct {
 	Phases            []string   `yaml:"phases,omitempty" json:"phases,omitempty"`
 	ValidFrom         *time.Time `yaml:"valid_from,omitempty" json:"valid_from,omitempty"`
 	ValidUntil        *time.Time `yaml:"valid_until,omitempty" json:"valid_until,omitempty"`
+	// Statuses are the record statuses the policy grants: actual, exercise or both. Omitted:
+	// actual records only, so that no policy written before exercises existed ever shares one.
+	// Test and draft records never leave the node.
+	Statuses []string `yaml:"statuses,omitempty" json:"statuses,omitempty"`
+	// Exercises, with statuses naming exercise, limits the exercise records granted to those of
+	// the named exercises. Omitted: every exercise's.
+	Exercises []string `yaml:"exercises,omitempty" json:"exercises,omitempty"`
 }
+
+// Statuses a policy may grant.
+const (
+	StatusActual   = "actual"
+	StatusExercise = "exercise"
+)
+
+var exerciseRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // Problem is one thing wrong with a document, at a line and column of its YAML (0 when unknown).
 type Problem struct {
@@ -217,6 +232,25 @@ func (p *Parsed) checkSchema() Problems {
 	for i, ph := range d.Phases {
 		if PhaseRank(ph) < 0 {
 			add(fmt.Sprintf("phases[%d]", i), "%q is not a phase: use cold, lukewarm or warm", ph)
+		}
+	}
+	for i, st := range d.Statuses {
+		field := fmt.Sprintf("statuses[%d]", i)
+		switch {
+		case st == "test" || st == "draft":
+			add(field, "%s records never leave the node: use actual or exercise", st)
+		case st != StatusActual && st != StatusExercise:
+			add(field, "%q is not a status a policy grants: use actual or exercise", st)
+		case slices.Index(d.Statuses, st) < i:
+			add(field, "%q is listed already: list each status once", st)
+		}
+	}
+	if len(d.Exercises) > 0 && !slices.Contains(d.Statuses, StatusExercise) {
+		add("exercises", "names exercises, but statuses does not grant exercise records: add statuses: [exercise]")
+	}
+	for i, e := range d.Exercises {
+		if !exerciseRe.MatchString(e) {
+			add(fmt.Sprintf("exercises[%d]", i), "%q is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, such as oefening-2026-12-vr09", e)
 		}
 	}
 	// The YAML decoder leaves a time it cannot read as the zero time instead of failing: a

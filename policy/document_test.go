@@ -96,6 +96,16 @@ func TestParseBadInput(t *testing.T) {
 			{Field: "max_classification", Message: `"" is not a classification: use public, internal, confidential or secret`}}},
 		{"bad phase", head + "phases: [cold, hot]\n", []policy.Problem{
 			{Line: 6, Column: 16, Field: "phases[1]", Message: `"hot" is not a phase: use cold, lukewarm or warm`}}},
+		{"a test status", head + "statuses: [exercise, test]\n", []policy.Problem{
+			{Line: 6, Column: 22, Field: "statuses[1]", Message: "test records never leave the node: use actual or exercise"}}},
+		{"an unknown status", head + "statuses: [real]\n", []policy.Problem{
+			{Line: 6, Column: 12, Field: "statuses[0]", Message: `"real" is not a status a policy grants: use actual or exercise`}}},
+		{"a status twice", head + "statuses: [exercise, exercise]\n", []policy.Problem{
+			{Line: 6, Column: 22, Field: "statuses[1]", Message: `"exercise" is listed already: list each status once`}}},
+		{"exercises without statuses", head + "exercises: [oef-1]\n", []policy.Problem{
+			{Line: 6, Column: 12, Field: "exercises", Message: "names exercises, but statuses does not grant exercise records: add statuses: [exercise]"}}},
+		{"a bad exercise name", head + "statuses: [exercise]\nexercises: [\"oef 1\"]\n", []policy.Problem{
+			{Line: 7, Column: 13, Field: "exercises[0]", Message: `"oef 1" is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, such as oefening-2026-12-vr09`}}},
 		{"bad redact paths", head + "redact: [body.a.b, contact_phone, body, body.a..b]\n", []policy.Problem{
 			{Line: 6, Column: 20, Field: "redact[1]", Message: `"contact_phone" is not a body path: use body.FIELD or body.FIELD.SUB`},
 			{Line: 6, Column: 35, Field: "redact[2]", Message: `"body" is not a body path: use body.FIELD or body.FIELD.SUB`},

@@ -234,6 +234,8 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 		v.Reason = fmt.Sprintf("limited to phases %s; the crisis is %s", strings.Join(c.Doc.Phases, ", "), phase)
 	case otherRecipient:
 		v.Reason = "does not name the recipient"
+	case otherStatus:
+		v.Reason = c.statusReason(r)
 	case otherKind:
 		v.Reason = fmt.Sprintf("does not cover kind %s", r.Kind)
 	case aboveCeiling:
@@ -248,6 +250,32 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 	return v, nil
 }
 
+// GrantsStatus reports whether the policy covers the record's status: an actual record unless
+// statuses leaves actual out, an exercise record only if statuses names exercise (and, when
+// exercises is set, its exercise is listed). Test and draft records are never granted.
+func (c *Compiled) GrantsStatus(r *pb.Record) bool {
+	switch r.GetStatus() {
+	case pb.Status_ACTUAL:
+		return len(c.Doc.Statuses) == 0 || slices.Contains(c.Doc.Statuses, StatusActual)
+	case pb.Status_EXERCISE:
+		return slices.Contains(c.Doc.Statuses, StatusExercise) && (len(c.Doc.Exercises) == 0 || slices.Contains(c.Doc.Exercises, r.GetExercise()))
+	}
+	return false
+}
+
+func (c *Compiled) statusReason(r *pb.Record) string {
+	switch r.GetStatus() {
+	case pb.Status_ACTUAL:
+		return "grants exercise records only; the record is actual"
+	case pb.Status_EXERCISE:
+		if slices.Contains(c.Doc.Statuses, StatusExercise) {
+			return fmt.Sprintf("grants the records of exercises %s; the record is of exercise %s", strings.Join(c.Doc.Exercises, ", "), r.GetExercise())
+		}
+		return fmt.Sprintf("grants actual records only (no statuses: [exercise]); the record is of exercise %s", r.GetExercise())
+	}
+	return fmt.Sprintf("the record is a %s record, which never leaves the node", strings.ToLower(r.GetStatus().String()))
+}
+
 // rejection is why a policy does not grant a record, or grants.
 type rejection int
 
@@ -258,6 +286,8 @@ const (
 	otherPhase
 	otherRecipient
 	otherKind
+	// otherStatus: the record's status (or its exercise) is not one the policy grants.
+	otherStatus
 	aboveCeiling
 	whenFails // the condition's error is returned with it
 	whenFalse
@@ -281,6 +311,8 @@ func (c *Compiled) check(r *pb.Record, to Recipient, phase string, now time.Time
 		return otherRecipient, nil, nil
 	case !slices.Contains(c.Doc.Kinds, r.Kind):
 		return otherKind, nil, nil
+	case !c.GrantsStatus(r):
+		return otherStatus, nil, nil
 	case r.Classification > c.Doc.Classification() || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED:
 		return aboveCeiling, nil, nil
 	case c.when == nil:

@@ -205,3 +205,59 @@ func TestTimeDependent(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideStatuses: a policy grants actual records only, unless statuses says exercise, and
+// then only the listed exercises' when it lists any; test and draft records are never granted.
+// Explain names the reason, and a granted record keeps its status and exercise.
+func TestDecideStatuses(t *testing.T) {
+	rec := func(st pb.Status, exercise string) *pb.Record {
+		r := sitrep(`{"a":1}`)
+		r.Status, r.Exercise = st, exercise
+		return r
+	}
+	actual, ex1, ex2 := rec(pb.Status_ACTUAL, ""), rec(pb.Status_EXERCISE, "ex-1"), rec(pb.Status_EXERCISE, "ex-2")
+	test, draft := rec(pb.Status_TEST, ""), rec(pb.Status_DRAFT, "")
+	now := time.Now()
+	for _, tc := range []struct {
+		extra string
+		grant []*pb.Record
+	}{
+		{"", []*pb.Record{actual}},
+		{"statuses: [actual]\n", []*pb.Record{actual}},
+		{"statuses: [exercise]\n", []*pb.Record{ex1, ex2}},
+		{"statuses: [actual, exercise]\n", []*pb.Record{actual, ex1, ex2}},
+		{"statuses: [exercise]\nexercises: [ex-2]\n", []*pb.Record{ex2}},
+	} {
+		set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", tc.extra)}}
+		for _, r := range []*pb.Record{actual, ex1, ex2, test, draft} {
+			d := set.Decide(r, ncc, "cold", now)
+			if want := slices.Contains(tc.grant, r); d.Allow != want {
+				t.Errorf("%q: a %s record of %q: allowed %v, want %v", tc.extra, r.Status, r.Exercise, d.Allow, want)
+			}
+			if d.Allow && (d.Record.Status != r.Status || d.Record.Exercise != r.Exercise) {
+				t.Errorf("%q: the granted record is %s %q, want %s %q: the mode must go with it", tc.extra, d.Record.Status, d.Record.Exercise, r.Status, r.Exercise)
+			}
+		}
+	}
+	set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", "")}}
+	for r, want := range map[*pb.Record]string{
+		ex1:   "grants actual records only (no statuses: [exercise]); the record is of exercise ex-1",
+		test:  "the record is a test record, which never leaves the node",
+		draft: "the record is a draft record, which never leaves the node",
+	} {
+		_, verdicts := set.Explain(r, ncc, "cold", now)
+		if len(verdicts) != 1 || verdicts[0].Reason != want {
+			t.Errorf("Explain of a %s record: %+v, want %q", r.Status, verdicts, want)
+		}
+	}
+	only := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", "statuses: [exercise]\nexercises: [ex-2]\n")}}
+	for r, want := range map[*pb.Record]string{
+		actual: "grants exercise records only; the record is actual",
+		ex1:    "grants the records of exercises ex-2; the record is of exercise ex-1",
+	} {
+		_, verdicts := only.Explain(r, ncc, "cold", now)
+		if len(verdicts) != 1 || verdicts[0].Reason != want {
+			t.Errorf("Explain of %s %q: %+v, want %q", r.Status, r.Exercise, verdicts, want)
+		}
+	}
+}

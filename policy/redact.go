@@ -20,6 +20,8 @@ func redactRecord(r *pb.Record, paths []string, valid bool) (*pb.Record, error) 
 		Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
 		Classification: r.Classification, Labels: r.Labels, Body: r.Body, Version: r.Version,
 		UpdatedAt: r.UpdatedAt, ValidUntil: r.ValidUntil,
+		// The mode goes with the record: a recipient reads it only in the same mode.
+		Status: r.Status, Exercise: r.Exercise,
 	}
 	if len(paths) == 0 {
 		return out, nil

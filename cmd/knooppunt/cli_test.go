@@ -414,6 +414,35 @@ func TestCLIDemoOnce(t *testing.T) {
 	if superseded, ok := marks["qa-ggd-vaccinatie-2022"]; !ok || !superseded || marks["qa-ggd-vaccinatie"] {
 		t.Fatalf("VR Utrecht's picture marks the Q&As %v, want qa-ggd-vaccinatie-2022 SUPERSEDED and qa-ggd-vaccinatie in force:\n%s", marks, utrecht)
 	}
+	// The exercise: NCC's exercise picture, under its OEFENING banner, holds VR Zeeland's two
+	// exercise sitreps; the real pictures never show them; closing removes them at NCC.
+	real, exercise, ok := strings.Cut(r.stdout, "=== OEFENING oefening-zeeland beside the real crisis ===")
+	if !ok {
+		t.Fatalf("the demo ran no exercise:\n%s", r.stdout)
+	}
+	if strings.Contains(real, "oefening-vr19") {
+		t.Fatalf("a real picture shows an exercise record:\n%s", real)
+	}
+	_, table, _ := strings.Cut(exercise, "OEFENING oefening-zeeland: exercise records only, not the actual crisis\nKIND")
+	var shown []string
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[0] == "sitrep" {
+			shown = append(shown, f[2]+" "+f[3])
+		}
+	}
+	if !slices.Equal(shown, []string{"oefening-vr19-1 vr-zeeland.crisis.test", "oefening-vr19-2 vr-zeeland.crisis.test"}) {
+		t.Fatalf("NCC's exercise picture shows %v under the OEFENING banner, want VR Zeeland's two exercise sitreps:\n%s", shown, exercise)
+	}
+	for _, want := range []string{
+		"vr19-oefening-to-ncc@1: proposed by officer-a, approved by officer-b",
+		"entries, none of the exercise",
+		"VR Zeeland closes oefening-zeeland: 2 records deleted, retracted at every peer",
+		"NCC now holds 0 records of oefening-zeeland; its real picture is unchanged",
+	} {
+		if !strings.Contains(exercise, want) {
+			t.Fatalf("the exercise did not say %q:\n%s", want, exercise)
+		}
+	}
 }
 
 func TestCLIUnreachableNode(t *testing.T) {

@@ -77,7 +77,10 @@ other's trust bundles current through their bundle endpoints. The demo then:
   5. plays early warning: VR Zeeland applies a rule (free beds in Zeeland under 5%), LCVS lowers
      free beds in Zeeland step by step, the rule fires, NCC's picture shows VR Zeeland's alert,
      NCC publishes its assessment of the picture, and VR Utrecht endorses it;
-  6. stays up and prints how to try commands against it, and each organisation's web interface
+  6. runs a short exercise beside the real crisis: VR Zeeland and NCC start oefening-zeeland,
+     VR Zeeland shares exercise sitreps with NCC under a policy with statuses: [exercise], the
+     real picture stays untouched, and closing the exercise removes its records at NCC too;
+  7. stays up and prints how to try commands against it, and each organisation's web interface
      with its sign-ins: a small OpenID provider inside the demo, on loopback only, holds each
      organisation's people (two officers and an editor). Ctrl-C stops everything cleanly.
 
@@ -288,7 +291,7 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 			return err
 		}
 		fmt.Fprintf(out, "\n=== The picture as seen from %s (shelter figures are made up) ===\n", o.title)
-		if err := printPicture(out, "table", p); err != nil {
+		if err := printPicture(out, "table", p, nil); err != nil {
 			return err
 		}
 	}
@@ -316,6 +319,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if err := runEarlyWarning(ctx, out, byName); err != nil {
 		return err
 	}
+	if err := runExercise(ctx, out, byName); err != nil {
+		return err
+	}
 	if once {
 		return nil
 	}
@@ -333,6 +339,7 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   knooppunt record list --crisis oekraine
   knooppunt assessment show --crisis oekraine
   knooppunt alert list --node unix://%s
+  knooppunt exercise list --all
 
 As an LCVS officer, over mTLS with your own SVID:
 
@@ -489,13 +496,18 @@ func (o *demoOrg) waitReady(ctx context.Context) error {
 }
 
 func (o *demoOrg) picture(ctx context.Context) (*pb.PictureResponse, error) {
+	return o.pictureIn(ctx, nil)
+}
+
+// pictureIn is the org's picture of the scenario's crisis in a mode (nil: actual).
+func (o *demoOrg) pictureIn(ctx context.Context, mode *pb.Mode) (*pb.PictureResponse, error) {
 	f := o.local()
 	conn, err := f.dial()
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	return pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: "oekraine"})
+	return pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: "oekraine", Mode: mode})
 }
 
 // demoText is the full-text search the demo shows: it finds SZW's guidance and LCVS's Q&A by a
@@ -514,7 +526,7 @@ func (o *demoOrg) searchText(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return callError(f, err)
 	}
-	return printSearch(out, "table", resp)
+	return printSearch(out, "table", resp, nil)
 }
 
 // holds reports whether the org's cache of foreign records holds a record.
@@ -649,28 +661,35 @@ func approvePolicies(ctx context.Context, out io.Writer, orgs map[string]*demoOr
 	}
 	sort.Strings(names)
 	for _, org := range names {
-		o := orgs[org]
 		for _, src := range demoPolicies[org] {
-			a, closeA, err := o.as("officer-a").policies()
-			if err != nil {
+			if err := orgs[org].approve(ctx, out, src); err != nil {
 				return err
 			}
-			p, err := a.Propose(ctx, &pb.ProposeRequest{Source: []byte(src)})
-			closeA()
-			if err != nil {
-				return fmt.Errorf("%s: propose: %w", org, callError(o.as("officer-a"), err))
-			}
-			b, closeB, err := o.as("officer-b").policies()
-			if err != nil {
-				return err
-			}
-			p, err = b.Approve(ctx, &pb.PolicyStepRequest{Id: p.Id})
-			closeB()
-			if err != nil {
-				return fmt.Errorf("%s: approve: %w", org, callError(o.as("officer-b"), err))
-			}
-			fmt.Fprintf(out, "  %-11s %s: proposed by officer-a, approved by officer-b\n", o.title, p.Id)
 		}
 	}
+	return nil
+}
+
+// approve has officer-a propose the policy and officer-b approve it.
+func (o *demoOrg) approve(ctx context.Context, out io.Writer, src string) error {
+	a, closeA, err := o.as("officer-a").policies()
+	if err != nil {
+		return err
+	}
+	p, err := a.Propose(ctx, &pb.ProposeRequest{Source: []byte(src)})
+	closeA()
+	if err != nil {
+		return fmt.Errorf("%s: propose: %w", o.name, callError(o.as("officer-a"), err))
+	}
+	b, closeB, err := o.as("officer-b").policies()
+	if err != nil {
+		return err
+	}
+	p, err = b.Approve(ctx, &pb.PolicyStepRequest{Id: p.Id})
+	closeB()
+	if err != nil {
+		return fmt.Errorf("%s: approve: %w", o.name, callError(o.as("officer-b"), err))
+	}
+	fmt.Fprintf(out, "  %-11s %s: proposed by officer-a, approved by officer-b\n", o.title, p.Id)
 	return nil
 }

@@ -27,10 +27,12 @@ type phaseJSON struct {
 	SetBy  string     `json:"set_by,omitempty"`
 	SetAt  *time.Time `json:"set_at,omitempty"`
 	Reason string     `json:"reason,omitempty"`
+	// Exercise is the exercise whose phase this is, empty for the actual crisis.
+	Exercise string `json:"exercise,omitempty"`
 }
 
 func toPhaseJSON(p *pb.PhaseInfo) phaseJSON {
-	j := phaseJSON{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, Reason: p.Reason}
+	j := phaseJSON{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, Reason: p.Reason, Exercise: p.Exercise}
 	if p.SetAt != nil {
 		t := p.SetAt.AsTime()
 		j.SetAt = &t
@@ -40,22 +42,28 @@ func toPhaseJSON(p *pb.PhaseInfo) phaseJSON {
 
 func newPhaseSetCmd() *cobra.Command {
 	var (
-		f              clientFlags
-		crisis, reason string
+		f                        clientFlags
+		crisis, reason, exercise string
 	)
 	cmd := &cobra.Command{
-		Use:     "set cold|lukewarm|warm",
-		Short:   "Set a crisis's phase (officers, in person)",
-		Example: `  knooppunt phase set --crisis oekraine warm --reason "instroom verdubbeld"`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "set cold|lukewarm|warm",
+		Short: "Set a crisis's phase (officers, in person)",
+		Long: `Set a crisis's phase. With --exercise the phase is the exercise's own: the exercise can be
+warm while the actual crisis stays cold.`,
+		Example: `  knooppunt phase set --crisis oekraine warm --reason "instroom verdubbeld"
+  knooppunt phase set --crisis oekraine --exercise oefening-zeeland warm`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
-				p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason})
+				p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason, Exercise: exercise})
 				if err != nil {
 					return err
 				}
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), toPhaseJSON(p))
+				}
+				if p.Exercise != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "OEFENING %s: ", p.Exercise)
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s is %s (set by %s)\n", p.Crisis, p.Phase, p.SetBy)
 				return err
@@ -64,6 +72,7 @@ func newPhaseSetCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why")
+	cmd.Flags().StringVar(&exercise, "exercise", "", "set the phase within this open exercise only")
 	cmd.MarkFlagRequired("crisis")
 	f.register(cmd, true)
 	return cmd
@@ -71,17 +80,18 @@ func newPhaseSetCmd() *cobra.Command {
 
 func newPhaseShowCmd() *cobra.Command {
 	var (
-		f      clientFlags
-		crisis string
+		f                clientFlags
+		crisis, exercise string
 	)
 	cmd := &cobra.Command{
-		Use:     "show",
-		Short:   "Show the phase of one crisis, or of every crisis set",
-		Example: `  knooppunt phase show --crisis oekraine`,
-		Args:    cobra.NoArgs,
+		Use:   "show",
+		Short: "Show the phase of one crisis, or of every crisis set",
+		Example: `  knooppunt phase show --crisis oekraine
+  knooppunt phase show --exercise oefening-zeeland`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
-				resp, err := pb.NewPhaseServiceClient(conn).List(cmd.Context(), &pb.ListPhasesRequest{Crisis: crisis})
+				resp, err := pb.NewPhaseServiceClient(conn).List(cmd.Context(), &pb.ListPhasesRequest{Crisis: crisis, Exercise: exercise})
 				if err != nil {
 					return err
 				}
@@ -92,7 +102,11 @@ func newPhaseShowCmd() *cobra.Command {
 					}
 					return printJSON(cmd.OutOrStdout(), out)
 				}
-				tw := newTable(cmd.OutOrStdout())
+				var mode *pb.Mode
+				if exercise != "" {
+					mode = &pb.Mode{Status: pb.Status_EXERCISE, Exercise: exercise}
+				}
+				tw := newModeTable(cmd.OutOrStdout(), mode)
 				fmt.Fprintln(tw, "CRISIS\tPHASE\tSET BY\tSET AT\tREASON")
 				for _, p := range resp.Phases {
 					at := ""
@@ -106,6 +120,7 @@ func newPhaseShowCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "only this crisis")
+	cmd.Flags().StringVar(&exercise, "exercise", "", "the phases of this exercise (default: the actual crisis)")
 	f.register(cmd, true)
 	return cmd
 }

@@ -33,6 +33,7 @@ func newRecordPutCmd() *cobra.Command {
 		j                record.JSON
 		body, validUntil string
 		labels           []string
+		mf               modeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "put",
@@ -41,13 +42,22 @@ func newRecordPutCmd() *cobra.Command {
 
 --body is a JSON object, @FILE to read it from a file, or - to read it from standard input.
 --version is the version you last read: the put is refused with ABORTED if the record changed
-since. Without --version the put overwrites whatever is there.`,
+since. Without --version the put overwrites whatever is there.
+
+--exercise NAME writes an exercise record of that open exercise; --status test or draft writes a
+test or draft record, which never leaves the node. Without either the record is actual.`,
 		Example: `  knooppunt record put --kind shelter.capacity --crisis oekraine --region VR09 \
       --classification internal --body '{"municipality":"Utrecht","beds_total":120,"beds_free":14}'
   knooppunt record put --id sitrep-1 --version 3 --kind sitrep --crisis oekraine --region NL \
-      --classification public --body @sitrep.json`,
+      --classification public --body @sitrep.json
+  knooppunt record put --exercise oefening-zeeland --kind sitrep --crisis oekraine --region VR19 \
+      --classification internal --body '{"title":"Oefening: dijkdoorbraak"}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode, err := mf.mode()
+			if err != nil {
+				return err
+			}
 			raw, err := readBody(cmd.InOrStdin(), body)
 			if err != nil {
 				return err
@@ -60,6 +70,7 @@ since. Without --version the put overwrites whatever is there.`,
 			if err != nil {
 				return fmt.Errorf("--%v", err)
 			}
+			r.Status, r.Exercise = mode.GetStatus(), mode.GetExercise()
 			if validUntil != "" {
 				t, err := time.Parse(time.RFC3339, validUntil)
 				if err != nil {
@@ -76,6 +87,9 @@ since. Without --version the put overwrites whatever is there.`,
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), map[string]any{"id": resp.Id, "version": resp.Version, "seq": resp.Seq})
 				}
+				if b := modeBanner(mode); b != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), b)
+				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s version %d\n", resp.Id, resp.Version)
 				return err
 			})
@@ -91,6 +105,7 @@ since. Without --version the put overwrites whatever is there.`,
 	fl.Int64Var(&j.Version, "version", 0, "the version you last read (0: overwrite)")
 	fl.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	fl.StringVar(&validUntil, "valid-until", "", "when the record stops being valid (RFC 3339)")
+	mf.register(cmd)
 	for _, req := range []string{"kind", "crisis", "region", "classification", "body"} {
 		cmd.MarkFlagRequired(req)
 	}
@@ -134,33 +149,40 @@ func newRecordGetCmd() *cobra.Command {
 	var (
 		f           clientFlags
 		consistency string
+		mf          modeFlags
 	)
 	cmd := &cobra.Command{
-		Use:     "get ID",
-		Short:   "Show one record",
-		Example: `  knooppunt record get sitrep-1 -o json`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "get ID",
+		Short: "Show one record",
+		Example: `  knooppunt record get sitrep-1 -o json
+  knooppunt record get oefening-sitrep-1 --exercise oefening-zeeland`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			mode, err := mf.mode()
+			if err != nil {
+				return err
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
-				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency})
+				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency, Mode: mode})
 				if err != nil {
 					return err
 				}
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), record.ToJSON(r))
 				}
-				return printRecordDetail(cmd.OutOrStdout(), r)
+				return printRecordDetail(cmd.OutOrStdout(), r, mode)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
+	mf.register(cmd)
 	f.register(cmd, true)
 	return cmd
 }
 
-func printRecordDetail(w io.Writer, r *pb.Record) error {
-	tw := newTable(w)
+func printRecordDetail(w io.Writer, r *pb.Record, mode *pb.Mode) error {
+	tw := newModeTable(w, mode)
 	j := record.ToJSON(r)
 	fmt.Fprintf(tw, "id\t%s\n", j.ID)
 	fmt.Fprintf(tw, "origin\t%s\n", j.Origin)
@@ -169,6 +191,9 @@ func printRecordDetail(w io.Writer, r *pb.Record) error {
 	fmt.Fprintf(tw, "region\t%s\n", j.Region)
 	fmt.Fprintf(tw, "classification\t%s\n", j.Classification)
 	fmt.Fprintf(tw, "labels\t%s\n", formatLabels(j.Labels))
+	if j.Status != "" {
+		fmt.Fprintf(tw, "status\t%s %s\n", j.Status, j.Exercise)
+	}
 	fmt.Fprintf(tw, "version\t%d\n", j.Version)
 	if j.UpdatedAt != nil {
 		fmt.Fprintf(tw, "updated\t%s\n", j.UpdatedAt.Local().Format(time.RFC3339))
@@ -199,6 +224,7 @@ func newRecordListCmd() *cobra.Command {
 		req             pb.ListRequest
 		maxClass, since string
 		all             bool
+		mf              modeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -206,9 +232,14 @@ func newRecordListCmd() *cobra.Command {
 		Long: `List live records in id order, one page at a time (--limit), or every page with --all.
 --updated-since takes a time (RFC 3339) or a duration back from now, such as 2h.`,
 		Example: `  knooppunt record list --crisis oekraine --kind shelter.capacity --region VR09
-  knooppunt record list --label source=lcvs --max-classification internal --all -o json`,
+  knooppunt record list --label source=lcvs --max-classification internal --all -o json
+  knooppunt record list --exercise oefening-zeeland --crisis oekraine`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if req.Mode, err = mf.mode(); err != nil {
+				return err
+			}
 			cl, err := record.ParseClassification(maxClass)
 			if err != nil {
 				return fmt.Errorf("--max-%v", err)
@@ -237,7 +268,7 @@ func newRecordListCmd() *cobra.Command {
 					}
 					req.PageToken = next
 				}
-				return printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next)
+				return printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next, req.Mode)
 			})
 		},
 	}
@@ -252,6 +283,7 @@ func newRecordListCmd() *cobra.Command {
 	fl.StringVar(&req.PageToken, "page-token", "", "continue from a previous page")
 	fl.BoolVar(&all, "all", false, "fetch every page")
 	fl.StringVar(&req.Consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
+	mf.register(cmd)
 	f.register(cmd, true)
 	return cmd
 }
@@ -267,7 +299,7 @@ func parseSince(s string) (time.Time, error) {
 	return t, nil
 }
 
-func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next string) error {
+func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next string, mode *pb.Mode) error {
 	if format == "json" {
 		js := make([]record.JSON, len(recs))
 		for i, r := range recs {
@@ -275,7 +307,7 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		}
 		return printJSON(out, js)
 	}
-	tw := newTable(out)
+	tw := newModeTable(out, mode)
 	fmt.Fprintln(tw, "ID\tKIND\tCRISIS\tREGION\tCLASSIFICATION\tVERSION\tUPDATED\tBODY")
 	for _, r := range recs {
 		j := record.ToJSON(r)
@@ -334,6 +366,7 @@ func newRecordWatchCmd() *cobra.Command {
 	var (
 		f   clientFlags
 		req pb.WatchRequest
+		mf  modeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "watch",
@@ -342,9 +375,14 @@ func newRecordWatchCmd() *cobra.Command {
 they commit, until interrupted. Each change shows its seq; pass the last one as --cursor to resume
 exactly there. With -o json each change is one JSON object per line.`,
 		Example: `  knooppunt record watch --crisis oekraine
-  knooppunt record watch --cursor 1042 -o json | jq .record.id`,
+  knooppunt record watch --cursor 1042 -o json | jq .record.id
+  knooppunt record watch --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if req.Mode, err = mf.mode(); err != nil {
+				return err
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
 				stream, err := c.Watch(cmd.Context(), &req)
@@ -352,6 +390,9 @@ exactly there. With -o json each change is one JSON object per line.`,
 					return err
 				}
 				out := cmd.OutOrStdout()
+				if b := modeBanner(req.Mode); b != "" && f.output != "json" {
+					fmt.Fprintln(out, b)
+				}
 				enc := json.NewEncoder(out)
 				for {
 					ch, err := stream.Recv()
@@ -379,6 +420,7 @@ exactly there. With -o json each change is one JSON object per line.`,
 	cmd.Flags().Int64Var(&req.Cursor, "cursor", 0, "seq of the last change already seen (0: from the start)")
 	cmd.Flags().StringVar(&req.Kind, "kind", "", "only this kind")
 	cmd.Flags().StringVar(&req.Crisis, "crisis", "", "only this crisis")
+	mf.register(cmd)
 	f.register(cmd, true)
 	return cmd
 }

@@ -21,6 +21,7 @@ func newSearchCmd() *cobra.Command {
 		labels, since string
 		timeout       time.Duration
 		purpose       string
+		exercise      string
 	)
 	cmd := &cobra.Command{
 		Use:   "search",
@@ -42,7 +43,8 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity --purpose "spreiding en opvang vluchtelingen"
   knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json
   knooppunt search --text vergunning
-  knooppunt search --text '"werk vergunning" oekraine' --kind qa,guidance`,
+  knooppunt search --text '"werk vergunning" oekraine' --kind qa,guidance
+  knooppunt search --crisis oekraine --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -51,6 +53,13 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 			var err error
 			if filter.Labels, err = parseLabels(splitNonEmpty(labels)); err != nil {
 				return err
+			}
+			if exercise != "" {
+				// A network search reads actual records or one exercise's: test and draft
+				// records never leave a node.
+				if filter.Mode, err = (&modeFlags{exercise: exercise}).mode(); err != nil {
+					return err
+				}
 			}
 			if since != "" {
 				t, err := parseSince(since)
@@ -68,7 +77,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 			if err != nil {
 				return callError(&f, err)
 			}
-			return printSearch(cmd.OutOrStdout(), f.output, resp)
+			return printSearch(cmd.OutOrStdout(), f.output, resp, filter.Mode)
 		},
 	}
 	fl := cmd.Flags()
@@ -81,6 +90,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 	fl.Int32Var(&filter.Limit, "limit", 0, "records per source (default 1000)")
 	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the whole search")
 	fl.StringVar(&purpose, "purpose", "", "what you need the records for, stated to every peer (default: the node's federation.purpose)")
+	fl.StringVar(&exercise, "exercise", "", "search in the mode of this exercise: only its records, here and at every peer (default: actual records only)")
 	f.register(cmd, true)
 	return cmd
 }
@@ -99,7 +109,7 @@ func age(ts *timestamppb.Timestamp) string {
 	return time.Since(ts.AsTime()).Round(time.Second).String()
 }
 
-func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
+func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.Mode) error {
 	if format == "json" {
 		type hit struct {
 			Source    string      `json:"source"`
@@ -134,7 +144,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
 		}
 		return printJSON(w, doc)
 	}
-	tw := newTable(w)
+	tw := newModeTable(w, mode)
 	// A text search shows where each record matched; a listing shows its body.
 	last := "BODY"
 	for _, h := range resp.Hits {
@@ -160,7 +170,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse) error {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	tw = newTable(w)
+	tw = newModeTable(w, mode)
 	fmt.Fprintln(tw, "PEER\tSTATE\tCOUNT\tLATENCY\tNOTE")
 	for _, p := range resp.Peers {
 		note := p.Error
@@ -181,6 +191,7 @@ func newPictureCmd() *cobra.Command {
 		f      clientFlags
 		crisis string
 		stale  time.Duration
+		mf     modeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "picture",
@@ -191,26 +202,32 @@ with its source and age; sums of the fields a kind declares aggregable, per regi
 DISAGREES with the other sources whose latest record for the same key has a different body; and
 STALE on a latest record older than --stale-after. docs/api.md defines each exactly.`,
 		Example: `  knooppunt picture --crisis oekraine
-  knooppunt picture --crisis oekraine -o json | jq '.aggregates'`,
+  knooppunt picture --crisis oekraine -o json | jq '.aggregates'
+  knooppunt picture --crisis oekraine --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode, err := mf.mode()
+			if err != nil {
+				return err
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				resp, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds())})
+				resp, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds()), Mode: mode})
 				if err != nil {
 					return err
 				}
-				return printPicture(cmd.OutOrStdout(), f.output, resp)
+				return printPicture(cmd.OutOrStdout(), f.output, resp, mode)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")
 	cmd.Flags().DurationVar(&stale, "stale-after", 24*time.Hour, "flag records older than this")
+	mf.register(cmd)
 	cmd.MarkFlagRequired("crisis")
 	f.register(cmd, true)
 	return cmd
 }
 
-func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
+func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb.Mode) error {
 	if format == "json" {
 		type entry struct {
 			Kind     string      `json:"kind"`
@@ -246,7 +263,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
 		return printJSON(w, doc)
 	}
 	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
-	tw := newTable(w)
+	tw := newModeTable(w, mode)
 	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tBODY")
 	for _, e := range resp.Entries {
 		var flags []string
@@ -264,7 +281,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse) error {
 	tw.Flush()
 	if len(resp.Aggregates) > 0 {
 		fmt.Fprintln(w)
-		tw = newTable(w)
+		tw = newModeTable(w, mode)
 		fmt.Fprintln(tw, "KIND\tFIELD\tREGION\tSUM\tRECORDS")
 		for _, a := range resp.Aggregates {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\n", a.Kind, a.Field, a.Region, a.Sum, a.Records)

@@ -168,6 +168,34 @@ func (o *Org) WaitCached(ctx context.Context, origin, crisis string, version int
 	}
 }
 
+// PictureIn is the org's picture of a crisis in a mode (nil: actual).
+func (o *Org) PictureIn(tb testing.TB, crisis string, mode *pb.Mode) *pb.PictureResponse {
+	tb.Helper()
+	p, err := pb.NewSearchServiceClient(o.Local(tb)).Picture(Call(tb), &pb.PictureRequest{Crisis: crisis, Mode: mode}, ready)
+	if err != nil {
+		tb.Fatalf("%s: picture %s in %v: %v", o.Name, crisis, mode, err)
+	}
+	return p
+}
+
+// Exercise starts (or, with close, closes) an exercise on the org's node.
+func (o *Org) Exercise(tb testing.TB, name string, close bool) *pb.ExerciseInfo {
+	tb.Helper()
+	c := pb.NewExerciseServiceClient(o.Local(tb))
+	step := c.Start
+	if close {
+		step = c.Close
+	}
+	e, err := step(Call(tb), &pb.ExerciseStepRequest{Name: name, Reason: "test"}, ready)
+	if err != nil {
+		tb.Fatalf("%s: exercise %s (close %v): %v", o.Name, name, close, err)
+	}
+	return e
+}
+
+// ExerciseMode is the mode of reads of an exercise's records.
+func ExerciseMode(name string) *pb.Mode { return &pb.Mode{Status: pb.Status_EXERCISE, Exercise: name} }
+
 // Held is what the org's picture of a crisis holds of origin's records: id → version.
 func (o *Org) Held(tb testing.TB, crisis, origin string) map[string]int64 {
 	tb.Helper()
@@ -238,7 +266,7 @@ func (o *Org) Cursor(tb testing.TB, peer string) int64 {
 	}
 	defer h.Close()
 	var c int64
-	err = h.QueryRow(`SELECT cursor FROM peer_cursors WHERE peer = ?`, peer).Scan(&c)
+	err = h.QueryRow(`SELECT cursor FROM peer_cursors WHERE peer = ? AND exercise = ''`, peer).Scan(&c)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		tb.Fatalf("%s: cursor of %s: %v", o.Name, peer, err)
 	}

@@ -1,5 +1,6 @@
-// Package peerclient is the receiving side of federation: connections to peers, and the one
-// subscription per peer that the Raft leader keeps. What a subscription delivers goes through
+// Package peerclient is the receiving side of federation: connections to peers, and the
+// subscriptions that the Raft leader keeps: one per peer and mode, the actual mode and that of
+// every exercise open on this node, each with its own cursor. What a subscription delivers goes through
 // Raft into the read-only cache of foreign records, together with the cursor, so that after a
 // restart or a disconnect it resumes with no gap and no duplicate.
 //
@@ -101,9 +102,11 @@ type peerConn struct {
 }
 
 type subscription struct {
-	peer   config.Peer
-	cancel context.CancelFunc
-	done   chan struct{}
+	peer config.Peer
+	// exercise is the subscription's mode: "" for actual records, else an open exercise's name.
+	exercise string
+	cancel   context.CancelFunc
+	done     chan struct{}
 	// retry cuts a reconnect's wait short: the peer showed it is reachable and trusts us.
 	retry chan struct{}
 }
@@ -186,16 +189,20 @@ func (m *Manager) Reconcile() {
 // wait out its backoff (up to MaxBackoff).
 func (m *Manager) Retry(peer string) {
 	m.mu.Lock()
-	s, ok := m.subs[peer]
-	m.mu.Unlock()
-	if !ok {
-		return
-	}
-	select {
-	case s.retry <- struct{}{}:
-	default: // a retry is pending already
+	defer m.mu.Unlock()
+	for _, s := range m.subs {
+		if s.peer.Name != peer {
+			continue
+		}
+		select {
+		case s.retry <- struct{}{}:
+		default: // a retry is pending already
+		}
 	}
 }
+
+// subKey is the key of the subscription to a peer in the mode of an exercise ("" actual).
+func subKey(peer, exercise string) string { return peer + "\x00" + exercise }
 
 // fresh closes the connection to a peer, so that the next call dials anew. A subscription that
 // is retried calls it: the connection keeps a reconnect backoff of its own, which would fail the
@@ -234,31 +241,45 @@ func (m *Manager) Run(ctx context.Context) {
 
 func (m *Manager) reconcile(ctx context.Context) {
 	leader := m.c.Store.State() == "Leader"
-	want := map[string]config.Peer{}
+	type wanted struct {
+		peer     config.Peer
+		exercise string
+	}
+	want := map[string]wanted{}
 	if leader {
+		modes := []string{""}
+		open, err := m.c.DB.Exercises(ctx, false)
+		if err != nil {
+			m.c.Logger.Warn("could not read the open exercises: subscribing to actual records only", "err", err)
+		}
+		for _, e := range open {
+			modes = append(modes, e.Name)
+		}
 		for _, p := range m.c.Peers() {
-			want[p.Name] = p
+			for _, ex := range modes {
+				want[subKey(p.Name, ex)] = wanted{p, ex}
+			}
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for name, s := range m.subs {
-		if p, ok := want[name]; !ok || p.TrustDomain != s.peer.TrustDomain || !slices.Equal(p.Addresses, s.peer.Addresses) {
+	for key, s := range m.subs {
+		if w, ok := want[key]; !ok || w.peer.TrustDomain != s.peer.TrustDomain || !slices.Equal(w.peer.Addresses, s.peer.Addresses) {
 			s.cancel()
 			<-s.done
-			delete(m.subs, name)
+			delete(m.subs, key)
 		}
 	}
-	for name, p := range want {
-		if _, ok := m.subs[name]; ok {
+	for key, w := range want {
+		if _, ok := m.subs[key]; ok {
 			continue
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		s := &subscription{peer: p, cancel: cancel, done: make(chan struct{}), retry: make(chan struct{}, 1)}
-		m.subs[name] = s
+		s := &subscription{peer: w.peer, exercise: w.exercise, cancel: cancel, done: make(chan struct{}), retry: make(chan struct{}, 1)}
+		m.subs[key] = s
 		go func() {
 			defer close(s.done)
-			m.follow(sctx, p, s.retry)
+			m.follow(sctx, w.peer, w.exercise, s.retry)
 		}()
 	}
 }
@@ -274,12 +295,17 @@ func (m *Manager) stopAll() {
 }
 
 // follow subscribes to a peer until ctx ends, reconnecting with backoff and jitter.
-func (m *Manager) follow(ctx context.Context, p config.Peer, retry <-chan struct{}) {
+func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, retry <-chan struct{}) {
 	log := m.c.Logger.With("peer", p.Name)
+	if exercise != "" {
+		log = log.With("exercise", exercise)
+	}
 	delay := m.c.Backoff
 	for ctx.Err() == nil {
-		progressed, err := m.subscribeOnce(ctx, p)
-		connected.WithLabelValues(p.Name).Set(0)
+		progressed, err := m.subscribeOnce(ctx, p, exercise)
+		if exercise == "" {
+			connected.WithLabelValues(p.Name).Set(0)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -308,18 +334,22 @@ type event struct {
 }
 
 // subscribeOnce runs one subscription stream. It reports whether anything was stored.
-func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer) (bool, error) {
+func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string) (bool, error) {
 	conn, err := m.Conn(p)
 	if err != nil {
 		return false, err
 	}
-	cursor, _, err := m.c.DB.PeerCursor(ctx, p.Name)
+	cursor, _, err := m.c.DB.ModeCursor(ctx, p.Name, exercise)
 	if err != nil {
 		return false, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := pb.NewFederationServiceClient(conn).Subscribe(sctx, &pb.SubscribeRequest{Cursor: cursor, Purpose: m.c.Purpose})
+	req := &pb.SubscribeRequest{Cursor: cursor, Purpose: m.c.Purpose}
+	if exercise != "" {
+		req.Mode = &pb.Mode{Status: pb.Status_EXERCISE, Exercise: exercise}
+	}
+	stream, err := pb.NewFederationServiceClient(conn).Subscribe(sctx, req)
 	if err != nil {
 		return false, err
 	}
@@ -338,12 +368,15 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer) (bool, error
 			}
 		}
 	}()
-	connected.WithLabelValues(p.Name).Set(1)
+	if exercise == "" {
+		// The gauge is the actual mode's subscription: an exercise's comes and goes with it.
+		connected.WithLabelValues(p.Name).Set(1)
+	}
 	limiter := rate.NewLimiter(rate.Limit(m.c.EventsPerSecond), int(m.c.EventsPerSecond))
 	idle := time.NewTimer(m.c.IdleTimeout)
 	defer idle.Stop()
 	progressed := false
-	b := m.newBatch(p, cursor)
+	b := m.newBatch(p, exercise, cursor)
 	flushAt := time.NewTimer(time.Hour)
 	defer flushAt.Stop()
 	scheduled := false
@@ -396,14 +429,15 @@ const flushDelay = 20 * time.Millisecond
 
 // batch collects a subscription's events into one CacheForeign command.
 type batch struct {
-	m      *Manager
-	peer   config.Peer
-	cmd    *pb.CacheForeign
-	stored int64 // the cursor already stored
+	m        *Manager
+	peer     config.Peer
+	exercise string
+	cmd      *pb.CacheForeign
+	stored   int64 // the cursor already stored
 }
 
-func (m *Manager) newBatch(p config.Peer, cursor int64) *batch {
-	b := &batch{m: m, peer: p, stored: cursor}
+func (m *Manager) newBatch(p config.Peer, exercise string, cursor int64) *batch {
+	b := &batch{m: m, peer: p, exercise: exercise, stored: cursor}
 	b.reset()
 	b.cmd.Cursor = cursor
 	return b
@@ -414,7 +448,7 @@ func (b *batch) reset() {
 	if b.cmd != nil {
 		cursor = b.cmd.Cursor
 	}
-	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor}
+	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor, Exercise: b.exercise}
 }
 
 func (b *batch) size() int { return len(b.cmd.Upserts) + len(b.cmd.Retractions) }
@@ -427,7 +461,11 @@ func (b *batch) add(ev *pb.FeedEvent) bool {
 	switch e := ev.Event.(type) {
 	case *pb.FeedEvent_Upsert:
 		received.WithLabelValues(b.peer.Name, "upsert").Inc()
-		if err := CheckShared(b.peer.TrustDomain, e.Upsert); err != nil {
+		err := CheckShared(b.peer.TrustDomain, e.Upsert)
+		if err == nil {
+			err = checkMode(b.exercise, e.Upsert.GetRecord())
+		}
+		if err != nil {
 			dropped.WithLabelValues(b.peer.Name).Inc()
 			b.m.c.Logger.Warn("dropped a record from a peer", "peer", b.peer.Name, "err", err)
 			return b.pending()
@@ -455,6 +493,19 @@ func (b *batch) flush(ctx context.Context) error {
 	}
 	b.stored = b.cmd.Cursor
 	b.reset()
+	return nil
+}
+
+// checkMode checks that a record a subscription delivered is of its mode: the exercise's, or
+// actual for "". A record of another mode never enters the cache under this one.
+func checkMode(exercise string, r *pb.Record) error {
+	want := db.Actual
+	if exercise != "" {
+		want = db.Mode{Status: pb.Status_EXERCISE, Exercise: exercise}
+	}
+	if !want.Holds(r) {
+		return fmt.Errorf("record %q is not of the subscription's mode, %s", r.GetId(), want)
+	}
 	return nil
 }
 

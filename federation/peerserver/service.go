@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -303,7 +304,7 @@ func (s *Service) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.De
 	for k := range kinds {
 		var n int64
 		err := eachOwn(ctx, s.c.DB, db.Filter{Kind: k}, func(r *pb.Record) (bool, error) {
-			ph, err := phases.Of(ctx, r.Crisis)
+			ph, err := phases.Of(ctx, r.Exercise, r.Crisis)
 			if err != nil {
 				return false, err
 			}
@@ -392,12 +393,24 @@ func CheckFilter(f *pb.Filter) error {
 	if f.Limit < 0 || f.Limit > MaxLimit {
 		return api.Invalid("filter.limit", "%d: use 0 (default %d) to %d", f.Limit, DefaultLimit, MaxLimit)
 	}
+	return CheckMode("filter.mode", f.Mode)
+}
+
+// CheckMode checks the mode of a federated read in field: actual or one exercise. Test and draft
+// records never leave a node, so a read in their mode is refused rather than answered empty.
+func CheckMode(field string, m *pb.Mode) error {
+	if err := record.CheckMode(field, m); err != nil {
+		return api.Status(slog.Default(), err)
+	}
+	if st := m.GetStatus(); st == pb.Status_TEST || st == pb.Status_DRAFT {
+		return api.Invalid(field+".status", "%s records never leave a node: read actual records or an exercise's", strings.ToLower(st.String()))
+	}
 	return nil
 }
 
 // ListFilters turns a federation filter into store filters, one per kind.
 func ListFilters(f *pb.Filter) []db.Filter {
-	base := db.Filter{PageSize: 1000}
+	base := db.Filter{PageSize: 1000, Mode: db.ModeFrom(f.GetMode())}
 	if f != nil {
 		base.Crisis, base.Region, base.Labels = f.Crisis, f.Region, f.Labels
 		if f.UpdatedSince != nil {
@@ -417,7 +430,7 @@ func ListFilters(f *pb.Filter) []db.Filter {
 
 // TextFilter turns a federation filter with text into the store's full-text filter.
 func TextFilter(f *pb.Filter, q *record.TextQuery) db.TextFilter {
-	tf := db.TextFilter{Terms: q.Terms, Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels}
+	tf := db.TextFilter{Terms: q.Terms, Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels, Mode: db.ModeFrom(f.Mode)}
 	if f.UpdatedSince != nil {
 		tf.UpdatedSince = f.UpdatedSince.AsTime()
 	}
@@ -672,9 +685,15 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	disc := s.newDisclosures(to, "Query")
 	sent, considered := 0, 0
 	text, _ := record.ParseText("filter.text", req.GetFilter().GetText()) // checked above; nil without text
+	mode := db.ModeFrom(req.GetFilter().GetMode())
 	send := func(r *pb.Record) (bool, error) {
+		if !mode.Holds(r) {
+			// The store reads in the mode already; a record of another mode never goes out,
+			// whatever a bug below might hand up.
+			return true, nil
+		}
 		considered++
-		ph, err := phases.Of(ctx, r.Crisis)
+		ph, err := phases.Of(ctx, r.Exercise, r.Crisis)
 		if err != nil {
 			return false, err
 		}
@@ -756,13 +775,17 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	if err := CheckPurpose("purpose", req.Purpose); err != nil {
 		return err
 	}
+	if err := CheckMode("mode", req.Mode); err != nil {
+		return err
+	}
+	mode := db.ModeFrom(req.Mode)
 	to.Purpose = req.Purpose
 	// held is what the caller holds: read at the start, once this stream has decided whether to
 	// walk or to resume (a resync of the peer's old stream may commit disclosures until then),
 	// and kept up to date after.
 	held := map[string]int64{}
 	readHeld := func() error {
-		now, err := s.c.DB.Disclosed(ctx, to.Holder())
+		now, err := s.c.DB.DisclosedIn(ctx, to.Holder(), mode)
 		if err != nil {
 			return api.Status(s.c.Logger, err)
 		}
@@ -812,7 +835,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			// resumed reports whether a start may rely on the peer's last completed resync.
 			resumed := func() (resynced, bool) {
 				gt.mu.Lock()
-				prev, ok := gt.resynced[to.ID]
+				prev, ok := gt.resynced[resyncKey(to, mode)]
 				gt.mu.Unlock()
 				return prev, ok && why == "start" && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
 			}
@@ -865,10 +888,10 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				}
 				metrics.Resyncs.WithLabelValues(why).Inc()
 				gen, why, checked, last = g, "", time.Now(), &key
-				err = s.resync(ctx, stream, to, set, phases, held, sent, disc, cursor, checked)
+				err = s.resync(ctx, stream, to, mode, set, phases, held, sent, disc, cursor, checked)
 				if err == nil {
 					gt.mu.Lock()
-					keep(gt.resynced, to.ID, resynced{key: key, checked: checked})
+					keep(gt.resynced, resyncKey(to, mode), resynced{key: key, checked: checked})
 					gt.mu.Unlock()
 				}
 				release()
@@ -882,7 +905,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			return api.Status(s.c.Logger, err)
 		}
 		if cursor < upTo {
-			if cursor, err = s.sendChanges(ctx, stream, to, held, sent, disc, cursor, upTo); err != nil {
+			if cursor, err = s.sendChanges(ctx, stream, to, mode, held, sent, disc, cursor, upTo); err != nil {
 				return err
 			}
 			continue
@@ -911,6 +934,15 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	}
 }
 
+// resyncKey is the key of a subscription's last resync: each mode is a feed of its own, with its
+// own cursor and what the caller holds of it.
+func resyncKey(to policy.Recipient, m db.Mode) string {
+	if m == db.Actual {
+		return to.ID
+	}
+	return to.ID + "\x00" + m.String()
+}
+
 // grantKey is what a peer's decisions depend on besides the record and the time: the approved
 // policies that name it (a policy version's document never changes), the crisis phases, and the
 // database itself, which a Restore may replace whole. While it stays the same, a policy step or
@@ -929,9 +961,9 @@ func (k *grantKey) equal(o *grantKey) bool {
 }
 
 // sendChanges sends the changes after cursor up to upTo and returns the new cursor.
-func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
+func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient, mode db.Mode,
 	held, sent map[string]int64, disc *disclosures, cursor, upTo int64) (int64, error) {
-	page, err := s.c.DB.Changes(ctx, cursor, upTo, batch, "", "")
+	page, err := s.c.DB.Changes(ctx, cursor, upTo, batch, mode, "", "")
 	if err != nil {
 		return cursor, api.Status(s.c.Logger, err)
 	}
@@ -943,7 +975,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 	now := time.Now()
 	for _, c := range page {
 		r := c.Record
-		ph, err := phases.Of(ctx, r.Crisis)
+		ph, err := phases.Of(ctx, r.Exercise, r.Crisis)
 		if err != nil {
 			return cursor, api.Status(s.c.Logger, err)
 		}
@@ -984,7 +1016,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 // resync brings what the caller holds in line with what policy grants now, after a policy or
 // phase changed (or, periodically, for policies that expire): it retracts every record the
 // caller holds that is no longer granted, and sends every granted record it does not hold.
-func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient,
+func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient, mode db.Mode,
 	set *policy.Set, phases *sharing.Phases, held, sent map[string]int64, disc *disclosures, cursor int64, now time.Time) error {
 	granted := map[string]bool{}
 	var kinds []string
@@ -995,8 +1027,8 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 	}
 	slices.Sort(kinds)
 	for _, kind := range slices.Compact(kinds) {
-		err := eachOwn(ctx, s.c.DB, db.Filter{Kind: kind}, func(r *pb.Record) (bool, error) {
-			ph, err := phases.Of(ctx, r.Crisis)
+		err := eachOwn(ctx, s.c.DB, db.Filter{Kind: kind, Mode: mode}, func(r *pb.Record) (bool, error) {
+			ph, err := phases.Of(ctx, r.Exercise, r.Crisis)
 			if err != nil {
 				return false, err
 			}

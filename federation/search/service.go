@@ -237,6 +237,10 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 				s.c.Logger.Warn("dropped a search hit from a peer", "peer", p.Name, "err", err)
 				continue
 			}
+			if m := db.ModeFrom(f.GetMode()); !m.Holds(sr.Record) {
+				s.c.Logger.Warn("dropped a search hit from a peer", "peer", p.Name, "err", "record "+sr.Record.Id+" is not of the search's mode, "+m.String())
+				continue
+			}
 			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet, Policies: sr.Policies, Purpose: purpose})
 			if len(hits) >= limit {
 				return nil
@@ -272,7 +276,7 @@ func (s *Service) cachedHit(p config.Peer, r db.Foreign, snippet string) *pb.Sea
 }
 
 func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, time.Duration) {
-	ff := db.ForeignFilter{Origin: p.TrustDomain, Limit: limit}
+	ff := db.ForeignFilter{Origin: p.TrustDomain, Limit: limit, Mode: db.ModeFrom(f.GetMode())}
 	if f != nil {
 		ff.Crisis, ff.Region, ff.Kinds, ff.Labels = f.Crisis, f.Region, f.Kinds, f.Labels
 		if f.UpdatedSince != nil {
@@ -302,7 +306,7 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		s.c.Logger.Warn("cache read failed", "peer", p.Name, "err", err)
 		return nil, 0
 	}
-	_, at, _ := s.c.DB.PeerCursor(ctx, p.Name)
+	_, at, _ := s.c.DB.ModeCursor(ctx, p.Name, f.GetMode().GetExercise())
 	var age time.Duration
 	if !at.IsZero() {
 		age = time.Since(at)
@@ -338,8 +342,12 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	} else if req.StaleAfterS > 0 {
 		stale = time.Duration(req.StaleAfterS) * time.Second
 	}
+	if err := record.CheckMode("mode", req.Mode); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	mode := db.ModeFrom(req.Mode)
 	var items []Item
-	f := db.Filter{Crisis: req.Crisis, PageSize: 1000}
+	f := db.Filter{Crisis: req.Crisis, PageSize: 1000, Mode: mode}
 	for {
 		recs, next, err := s.c.DB.List(ctx, f)
 		if err != nil {
@@ -355,7 +363,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	}
 	// Every cached record of the crisis, a page at a time: a picture that left some out would
 	// show a stale entry, or none, and sums that are short, and would not say so.
-	ff := db.ForeignFilter{Crisis: req.Crisis, Limit: foreignPage}
+	ff := db.ForeignFilter{Crisis: req.Crisis, Limit: foreignPage, Mode: mode}
 	for {
 		foreign, err := s.c.DB.ForeignList(ctx, ff)
 		if err != nil {
@@ -370,7 +378,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		last := foreign[len(foreign)-1].Record
 		ff.AfterOrigin, ff.AfterID = last.Origin, last.Id
 	}
-	phase, err := s.c.Sharing.Phases().Of(ctx, req.Crisis)
+	phase, err := s.c.Sharing.Phases().Of(ctx, mode.Exercise, req.Crisis)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}

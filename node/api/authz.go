@@ -41,6 +41,8 @@ var (
 	oversight = []Role{Officer, Admin, Local}
 	anyUser   = []Role{Reader, Editor, Officer, Admin, Local}
 	writers   = []Role{Editor, Admin, Local}
+	// writersAndOfficers run exercises.
+	writersAndOfficers = []Role{Editor, Officer, Admin, Local}
 	// ruleUsers write early-warning rules and try them: editors and officers, and the node's
 	// admins.
 	ruleUsers = []Role{Editor, Officer, Admin, Local}
@@ -73,6 +75,10 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.PolicyService/Explain": oversight,
 	"/knooppunt.v1.PhaseService/Set":      officers,
 	"/knooppunt.v1.PhaseService/List":     anyUser,
+	// An exercise is run by its editors; closing it deletes only its own records.
+	"/knooppunt.v1.ExerciseService/Start": writersAndOfficers,
+	"/knooppunt.v1.ExerciseService/Close": writersAndOfficers,
+	"/knooppunt.v1.ExerciseService/List":  anyUser,
 	"/knooppunt.v1.RuleService/Lint":      ruleUsers,
 	"/knooppunt.v1.RuleService/Test":      ruleUsers,
 	"/knooppunt.v1.RuleService/Apply":     ruleAuthors,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,13 +30,22 @@ func Status(log *slog.Logger, err error) error {
 	}
 	var fe *record.FieldError
 	var stale *db.StaleVersionError
+	var modeChange *db.ModeChangeError
 	switch {
+	case errors.As(err, &modeChange):
+		return status.Errorf(codes.FailedPrecondition, "record.status: record %q is a record of the %s mode, not %s: a record keeps its mode; delete it and write it anew", modeChange.ID, modeChange.From, modeChange.To)
 	case errors.As(err, &fe):
 		return status.Error(fe.Code, fe.Error())
 	case errors.As(err, &stale):
 		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
 	case errors.Is(err, db.ErrNotFound):
 		return status.Error(codes.NotFound, "record not found")
+	case errors.Is(err, db.ErrExerciseUnknown):
+		return status.Errorf(codes.FailedPrecondition, "exercise: %s", strings.TrimPrefix(err.Error(), "db: "))
+	case errors.Is(err, db.ErrExerciseClosed):
+		return status.Errorf(codes.FailedPrecondition, "exercise: %s: it takes no records and cannot be closed again; start another", strings.TrimPrefix(err.Error(), "db: "))
+	case errors.Is(err, db.ErrExerciseExists):
+		return status.Errorf(codes.AlreadyExists, "exercise: %s: choose another name", strings.TrimPrefix(err.Error(), "db: "))
 	case errors.Is(err, db.ErrBadPageToken):
 		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous List: start again without it")
 	case errors.Is(err, store.ErrNotLeader):

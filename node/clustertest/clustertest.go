@@ -684,7 +684,7 @@ func Checksum(tb testing.TB, dbPath string) (string, int) {
 	}
 	defer h.Close()
 	rows, err := h.Query(`SELECT id, origin, kind, crisis, region, classification, labels, body, version,
-		updated_at, valid_until, tombstone, seq FROM records ORDER BY id`)
+		updated_at, valid_until, tombstone, seq, status, exercise FROM records ORDER BY id`)
 	if err != nil {
 		tb.Fatalf("checksum %s: %v", dbPath, err)
 	}
@@ -693,14 +693,14 @@ func Checksum(tb testing.TB, dbPath string) (string, int) {
 	n := 0
 	for rows.Next() {
 		var (
-			id, origin, kind, crisis, region, labels string
-			body                                     []byte
-			class, version, updated, valid, tomb, sq int64
+			id, origin, kind, crisis, region, labels, exercise string
+			body                                               []byte
+			class, version, updated, valid, tomb, sq, status   int64
 		)
-		if err := rows.Scan(&id, &origin, &kind, &crisis, &region, &class, &labels, &body, &version, &updated, &valid, &tomb, &sq); err != nil {
+		if err := rows.Scan(&id, &origin, &kind, &crisis, &region, &class, &labels, &body, &version, &updated, &valid, &tomb, &sq, &status, &exercise); err != nil {
 			tb.Fatalf("checksum %s: %v", dbPath, err)
 		}
-		fmt.Fprintf(sum, "%q %q %q %q %q %d %q %q %d %d %d %d %d\n", id, origin, kind, crisis, region, class, labels, body, version, updated, valid, tomb, sq)
+		fmt.Fprintf(sum, "%q %q %q %q %q %d %q %q %d %d %d %d %d %d %q\n", id, origin, kind, crisis, region, class, labels, body, version, updated, valid, tomb, sq, status, exercise)
 		n++
 	}
 	if err := rows.Err(); err != nil {

@@ -214,7 +214,7 @@ func TestLastSeqOnlyCommitted(t *testing.T) {
 			t.Fatal(err)
 		}
 		if upTo > after {
-			got, err := d.Changes(ctx, after, upTo, n, "", "")
+			got, err := d.Changes(ctx, after, upTo, n, db.Actual, "", "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -254,7 +254,7 @@ func TestReadsHonourCancelledContext(t *testing.T) {
 	if _, _, err := d.List(ctx, db.Filter{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("List with a cancelled context: %v, want context.Canceled", err)
 	}
-	if _, err := d.Changes(ctx, 0, 2, 10, "", ""); !errors.Is(err, context.Canceled) {
+	if _, err := d.Changes(ctx, 0, 2, 10, db.Actual, "", ""); !errors.Is(err, context.Canceled) {
 		t.Errorf("Changes with a cancelled context: %v, want context.Canceled", err)
 	}
 }

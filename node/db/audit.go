@@ -39,6 +39,8 @@ const (
 	AuditWebhookAdd      = "webhook.add"
 	AuditWebhookRemove   = "webhook.remove"
 	AuditWebhookRetry    = "webhook.retry"
+	AuditExerciseStart   = "exercise.start"
+	AuditExerciseClose   = "exercise.close"
 	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
 	// interface's in-process channel; the subject is the method.
 	AuditAccessDenied = "access.denied"

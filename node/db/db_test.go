@@ -386,7 +386,7 @@ func TestApplyTombstone(t *testing.T) {
 	if _, err := a.d.Get(ctx, "a"); !errors.Is(err, db.ErrNotFound) {
 		t.Fatalf("Get of a deleted record: %v, want ErrNotFound", err)
 	}
-	changes, err := a.d.Changes(ctx, 0, res.Seq, 10, "", "")
+	changes, err := a.d.Changes(ctx, 0, res.Seq, 10, db.Actual, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,7 +717,7 @@ func TestChanges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := a.d.Changes(ctx, tt.after, tt.upTo, tt.limit, tt.kind, tt.crisis)
+			got, err := a.d.Changes(ctx, tt.after, tt.upTo, tt.limit, db.Actual, tt.kind, tt.crisis)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -232,11 +232,22 @@ var (
 		func(p []int) string { return param(p[0]) }, ", ", ")")
 )
 
-// Disclosed returns the records a holder holds: id → version.
+// Disclosed returns the records a holder holds, in every mode: id → version.
 func (d *DB) Disclosed(ctx context.Context, holder string) (map[string]int64, error) {
+	return d.disclosed(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
+}
+
+// DisclosedIn returns the records of mode m a holder holds: id → version. Each mode is a feed
+// of its own, and a subscription in one mode retracts only what it could have sent.
+func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string]int64, error) {
+	return d.disclosed(ctx, `SELECT d.record_id, d.version FROM disclosures d LEFT JOIN records r ON r.id = d.record_id
+		WHERE d.recipient = ? AND coalesce(r.status, 0) = ? AND coalesce(r.exercise, '') = ?`, holder, int32(m.Status), m.Exercise)
+}
+
+func (d *DB) disclosed(ctx context.Context, q string, args ...any) (map[string]int64, error) {
 	out := map[string]int64{}
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
+		rows, err := ro.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -280,14 +291,25 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 	at := c.At.AsTime().UnixNano()
 	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		hooks := hookQueue{tx: tx}
+		if c.Exercise != "" {
+			// A delivery of an exercise that closed here meanwhile (its close dropped the
+			// copies and the cursor) keeps only its retractions.
+			state, err := exerciseState(tx, c.Exercise)
+			if err != nil {
+				return err
+			}
+			if state != ExerciseOpen {
+				return retractForeign(tx, c, &hooks, at)
+			}
+		}
 		for _, s := range c.Upserts {
 			r := s.Record
 			labels, _ := json.Marshal(nonNil(r.Labels))
 			pol, _ := json.Marshal(nonNilSlice(s.Policies))
 			red, _ := json.Marshal(nonNilSlice(s.Redacted))
-			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at)
-				VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?)`, c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
-				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at); err != nil {
+			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at, status, exercise)
+				VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?,?)`, c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
+				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at, int32(r.Status), r.Exercise); err != nil {
 				return err
 			}
 			if err := queueText(tx, c.Origin, r.Id); err != nil {
@@ -300,44 +322,61 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 				return err
 			}
 		}
-		for _, id := range c.Retractions {
-			if err := hooks.load(); err != nil {
-				return err
-			}
-			if len(hooks.hooks) > 0 {
-				// The webhooks that received the record hear of its retraction.
-				gone := &pb.Record{Id: id, Origin: c.Origin}
-				var version int64
-				err := tx.QueryRow(`SELECT kind, crisis, region, version FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id).Scan(&gone.Kind, &gone.Crisis, &gone.Region, &version)
-				if err == nil {
-					gone.Tombstone = true
-					if err := hooks.add(EventRetracted, c.Origin, gone, version, at); err != nil {
-						return err
-					}
-				} else if !errors.Is(err, sql.ErrNoRows) {
-					return err
-				}
-			}
-			if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
-				return err
-			}
-			if err := queueText(tx, c.Origin, id); err != nil {
-				return err
-			}
-			if err := dropHistory(tx, c.Origin, id); err != nil {
-				return err
-			}
+		if err := retractForeign(tx, c, &hooks, at); err != nil {
+			return err
 		}
-		_, err := tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, origin, cursor, updated_at) VALUES (?,?,?,?)`, c.Peer, c.Origin, c.Cursor, at)
+		_, err := tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, exercise, origin, cursor, updated_at) VALUES (?,?,?,?,?)`, c.Peer, c.Exercise, c.Origin, c.Cursor, at)
 		return err
 	})
 }
 
-// PeerCursor returns where a peer's subscription resumes, and when it last delivered.
+// retractForeign purges the cached records a delivery retracts.
+func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64) error {
+	for _, id := range c.Retractions {
+		if err := hooks.load(); err != nil {
+			return err
+		}
+		if len(hooks.hooks) > 0 {
+			// The webhooks that received the record hear of its retraction.
+			gone := &pb.Record{Id: id, Origin: c.Origin}
+			var version int64
+			var status int32
+			err := tx.QueryRow(`SELECT kind, crisis, region, version, status, exercise FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id).
+				Scan(&gone.Kind, &gone.Crisis, &gone.Region, &version, &status, &gone.Exercise)
+			if err == nil {
+				gone.Tombstone, gone.Status = true, pb.Status(status)
+				if err := hooks.add(EventRetracted, c.Origin, gone, version, at); err != nil {
+					return err
+				}
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
+			return err
+		}
+		if err := queueText(tx, c.Origin, id); err != nil {
+			return err
+		}
+		if err := dropHistory(tx, c.Origin, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PeerCursor returns where a peer's subscription in the actual mode resumes, and when it last
+// delivered.
 func (d *DB) PeerCursor(ctx context.Context, peer string) (int64, time.Time, error) {
+	return d.ModeCursor(ctx, peer, "")
+}
+
+// ModeCursor returns where a peer's subscription resumes in the mode of the exercise ("" the
+// actual mode), and when it last delivered: each mode is a feed of its own, with its own cursor.
+func (d *DB) ModeCursor(ctx context.Context, peer, exercise string) (int64, time.Time, error) {
 	var cursor, at int64
 	err := d.read(func(ro *sql.DB) error {
-		err := ro.QueryRowContext(ctx, `SELECT cursor, updated_at FROM peer_cursors WHERE peer = ?`, peer).Scan(&cursor, &at)
+		err := ro.QueryRowContext(ctx, `SELECT cursor, updated_at FROM peer_cursors WHERE peer = ? AND exercise = ?`, peer, exercise).Scan(&cursor, &at)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -368,13 +407,15 @@ type ForeignFilter struct {
 	// a caller that reads the cache a page at a time: pass the last record of the page before.
 	AfterOrigin, AfterID string
 	Limit                int
+	// Mode is the mode of the read: the zero Mode reads actual records only.
+	Mode Mode
 }
 
 // foreignListQuery is ForeignList's statement and its arguments: values bound as +?, the limit
 // in the text (see noReprepare).
 func foreignListQuery(f ForeignFilter) (string, []any) {
-	where := []string{"1=1"}
-	var args []any
+	where := []string{"status = +?", "exercise = +?"}
+	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
 	add := func(cond string, v ...any) { where = append(where, cond); args = append(args, v...) }
 	if f.Origin != "" {
 		add("origin = +?", f.Origin)
@@ -434,20 +475,21 @@ func (d *DB) ForeignCount(ctx context.Context, f ForeignFilter) (int, error) {
 }
 
 // foreignColumns are the columns scanForeign reads, in its order.
-const foreignColumns = `origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at`
+const foreignColumns = `origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at, status, exercise`
 
 func scanForeign(rows *sql.Rows) (Foreign, error) {
 	var (
 		r                               pb.Record
 		fr                              Foreign
-		class                           int32
+		class, status                   int32
 		labels, pol, red                string
 		updated, validUntil, receivedAt int64
 	)
-	if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt); err != nil {
+	if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt, &status, &r.Exercise); err != nil {
 		return fr, err
 	}
 	r.Classification = pb.Classification(class)
+	r.Status = pb.Status(status)
 	if labels != "{}" {
 		if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
 			return fr, fmt.Errorf("labels of %s/%s: %w", r.Origin, r.Id, err)

@@ -33,7 +33,13 @@ type HistoryVersion struct {
 
 // addHistory keeps the version of r that the entry applies. It is called in the entry's
 // transaction, so the history never holds what the records do not.
+//
+// Only actual records have a history: the early-warning rules watch the actual crisis, and an
+// exercise must never fire a real alert.
 func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone bool) error {
+	if r.Status != pb.Status_ACTUAL {
+		return nil
+	}
 	fields := "{}"
 	if !tombstone {
 		fields = scalarsOf(r.Body)

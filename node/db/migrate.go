@@ -296,6 +296,68 @@ CREATE TABLE webhook_queue (
 ) WITHOUT ROWID;
 CREATE INDEX webhook_queue_dead ON webhook_queue (webhook, dead, seq);
 `,
+	// modes. Every own and cached record has a status (0 actual, 1 exercise, 2 test, 3
+	// draft: pb.Status) and, for an exercise, its name; every read is in one mode. The List
+	// indexes start with the mode's columns, so that a read in one mode is a range scan that
+	// never visits a record of another. Exercises are started and closed through Raft; phases and
+	// subscription cursors are kept per mode ('' the actual one, else the exercise's name).
+	`
+ALTER TABLE records ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE records ADD COLUMN exercise TEXT NOT NULL DEFAULT '';
+DROP INDEX records_kind;
+DROP INDEX records_crisis;
+DROP INDEX records_crisis_id;
+DROP INDEX records_region;
+CREATE INDEX records_kind      ON records (status, exercise, kind, id, tombstone, classification, updated_at);
+CREATE INDEX records_crisis    ON records (status, exercise, crisis, kind, region, id, tombstone, classification, updated_at);
+CREATE INDEX records_crisis_id ON records (status, exercise, crisis, id, tombstone, classification, updated_at);
+CREATE INDEX records_region    ON records (status, exercise, region, id, tombstone, classification, updated_at);
+CREATE INDEX records_mode      ON records (status, exercise, tombstone, id);
+
+-- A change row carries its record's mode (a live record never changes mode), so that a feed in
+-- one mode joins only its own changes to their records.
+ALTER TABLE changes ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE changes ADD COLUMN exercise TEXT NOT NULL DEFAULT '';
+
+ALTER TABLE foreign_records ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE foreign_records ADD COLUMN exercise TEXT NOT NULL DEFAULT '';
+CREATE INDEX foreign_records_mode ON foreign_records (status, exercise);
+
+CREATE TABLE exercises (
+	name       TEXT    NOT NULL PRIMARY KEY,
+	state      TEXT    NOT NULL,  -- open or closed
+	started_by TEXT    NOT NULL,
+	started_at INTEGER NOT NULL,  -- Unix nanoseconds
+	closed_by  TEXT    NOT NULL,
+	closed_at  INTEGER NOT NULL,  -- Unix nanoseconds; 0 while open
+	deleted    INTEGER NOT NULL   -- the records its close deleted
+) WITHOUT ROWID;
+
+CREATE TABLE phases_by_mode (
+	exercise TEXT    NOT NULL,  -- '' for the actual crisis
+	crisis   TEXT    NOT NULL,
+	phase    TEXT    NOT NULL,
+	set_by   TEXT    NOT NULL,
+	set_at   INTEGER NOT NULL,
+	reason   TEXT    NOT NULL,
+	PRIMARY KEY (exercise, crisis)
+) WITHOUT ROWID;
+INSERT INTO phases_by_mode SELECT '', crisis, phase, set_by, set_at, reason FROM phases;
+DROP TABLE phases;
+ALTER TABLE phases_by_mode RENAME TO phases;
+
+CREATE TABLE cursors_by_mode (
+	peer       TEXT    NOT NULL,
+	exercise   TEXT    NOT NULL,  -- '' for the subscription to actual records
+	origin     TEXT    NOT NULL,
+	cursor     INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY (peer, exercise)
+) WITHOUT ROWID;
+INSERT INTO cursors_by_mode SELECT peer, '', origin, cursor, updated_at FROM peer_cursors;
+DROP TABLE peer_cursors;
+ALTER TABLE cursors_by_mode RENAME TO peer_cursors;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -235,6 +235,8 @@ func (d *DB) ListPolicies(ctx context.Context, state, name string) ([]*PolicyRow
 type Phase struct {
 	Crisis, Phase, SetBy, Reason string
 	SetAt                        time.Time
+	// Exercise is the exercise whose phase this is, "" for the actual crisis.
+	Exercise string
 }
 
 // ApplyPhaseStep sets a crisis's phase for the Raft entry at index and audits it. It returns
@@ -243,27 +245,32 @@ func (d *DB) ApplyPhaseStep(index uint64, s *pb.PhaseStep) (string, error) {
 	var prev string
 	at := s.At.AsTime()
 	err := d.applyTx(index, func(tx *writeTx, _ *int64) error {
-		if err := tx.QueryRow(`SELECT phase FROM phases WHERE crisis = ?`, s.Crisis).Scan(&prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		if err := tx.QueryRow(`SELECT phase FROM phases WHERE exercise = ? AND crisis = ?`, s.Exercise, s.Crisis).Scan(&prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if _, err := tx.Exec(`INSERT OR REPLACE INTO phases (crisis, phase, set_by, set_at, reason) VALUES (?,?,?,?,?)`, s.Crisis, s.Phase, s.Officer, at.UnixNano(), s.Reason); err != nil {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO phases (exercise, crisis, phase, set_by, set_at, reason) VALUES (?,?,?,?,?,?)`, s.Exercise, s.Crisis, s.Phase, s.Officer, at.UnixNano(), s.Reason); err != nil {
 			return err
 		}
 		a, err := newAuditor(tx)
 		if err != nil {
 			return err
 		}
-		return a.add(at, s.Officer, AuditPhaseSet, s.Crisis, map[string]any{"from": prev, "to": s.Phase, "reason": s.Reason})
+		detail := map[string]any{"from": prev, "to": s.Phase, "reason": s.Reason}
+		if s.Exercise != "" {
+			detail["exercise"] = s.Exercise
+		}
+		return a.add(at, s.Officer, AuditPhaseSet, s.Crisis, detail)
 	})
 	d.generation.Add(1)
 	return prev, err
 }
 
-// Phases returns the phases set, or only crisis's when it is given.
+// Phases returns the phases set in every mode, or only crisis's when it is given, the actual
+// ones first.
 func (d *DB) Phases(ctx context.Context, crisis string) ([]Phase, error) {
 	var out []Phase
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT crisis, phase, set_by, set_at, reason FROM phases WHERE (? = '' OR crisis = ?) ORDER BY crisis`, crisis, crisis)
+		rows, err := ro.QueryContext(ctx, `SELECT exercise, crisis, phase, set_by, set_at, reason FROM phases WHERE (? = '' OR crisis = ?) ORDER BY exercise, crisis`, crisis, crisis)
 		if err != nil {
 			return err
 		}
@@ -271,7 +278,7 @@ func (d *DB) Phases(ctx context.Context, crisis string) ([]Phase, error) {
 		for rows.Next() {
 			var p Phase
 			var at int64
-			if err := rows.Scan(&p.Crisis, &p.Phase, &p.SetBy, &at, &p.Reason); err != nil {
+			if err := rows.Scan(&p.Exercise, &p.Crisis, &p.Phase, &p.SetBy, &at, &p.Reason); err != nil {
 				return err
 			}
 			p.SetAt = time.Unix(0, at).UTC()

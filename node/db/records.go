@@ -30,6 +30,16 @@ func (e *StaleVersionError) Error() string {
 	return fmt.Sprintf("db: record %q is at version %d, not %d", e.ID, e.Current, e.Expected)
 }
 
+// ModeChangeError refuses a write that would move a live record to another mode.
+type ModeChangeError struct {
+	ID       string
+	From, To Mode
+}
+
+func (e *ModeChangeError) Error() string {
+	return fmt.Sprintf("db: record %q is a record of the %s mode, not %s: a record keeps its mode; delete it and write it anew", e.ID, e.From, e.To)
+}
+
 // Write is one change for Apply. Record holds the new state; its Version is the version the writer
 // expects to replace (0: any) and its UpdatedAt the commit time chosen by the leader. A write with
 // Tombstone set deletes: only its ID, Version and UpdatedAt are read.
@@ -37,7 +47,7 @@ type Write = pb.Record
 
 // Result is Apply's answer for one write.
 type Result struct {
-	Err     error // nil, ErrNotFound or *StaleVersionError
+	Err     error // nil, ErrNotFound, *StaleVersionError, *ModeChangeError, ErrExerciseUnknown or ErrExerciseClosed
 	Version int64
 	Seq     int64
 }
@@ -217,12 +227,12 @@ func (tx *writeTx) inTx() bool {
 
 // The statements of a record write, run through the connection's statement cache.
 const (
-	sqlCurrent   = `SELECT version, tombstone, labels != '{}' FROM records WHERE id = ?`
+	sqlCurrent   = `SELECT version, tombstone, labels != '{}', status, exercise FROM records WHERE id = ?`
 	sqlWhole     = `SELECT ` + recordColumns + ` FROM records WHERE id = ?`
-	sqlUpsert    = `INSERT OR REPLACE INTO records (` + recordColumns + `, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	sqlUpsert    = `INSERT OR REPLACE INTO records (` + recordColumns + `, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	sqlDelLabels = `DELETE FROM record_labels WHERE id = ?`
 	sqlAddLabel  = `INSERT INTO record_labels (key, value, id) VALUES (?,?,?)`
-	sqlChange    = `INSERT INTO changes (seq, id, version) VALUES (?,?,?)`
+	sqlChange    = `INSERT INTO changes (seq, id, version, status, exercise) VALUES (?,?,?,?,?)`
 )
 
 type applier struct {
@@ -235,8 +245,9 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	var (
 		curVersion             int64
 		exists, dead, hasLabel bool
+		cur                    Mode
 	)
-	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel); {
+	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel, &cur.Status, &cur.Exercise); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return Result{}, err
@@ -245,6 +256,23 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	}
 	if w.Version != 0 && w.Version != curVersion {
 		return Result{Err: &StaleVersionError{ID: w.Id, Expected: w.Version, Current: curVersion}}, nil
+	}
+	// A live record keeps its mode: an actual record that became an exercise's would vanish from
+	// the actual feed without a retraction, and the other way round.
+	if exists && !dead && !w.Tombstone && cur != ModeOf(w) {
+		return Result{Err: &ModeChangeError{ID: w.Id, From: cur, To: ModeOf(w)}}, nil
+	}
+	// An exercise record is written only while its exercise is open: a write that raced the
+	// close would otherwise outlive it.
+	if !w.Tombstone && w.Status == pb.Status_EXERCISE {
+		switch state, err := exerciseState(a.tx, w.Exercise); {
+		case err != nil:
+			return Result{}, err
+		case state == "":
+			return Result{Err: fmt.Errorf("%w: %s: start it first", ErrExerciseUnknown, w.Exercise)}, nil
+		case state != ExerciseOpen:
+			return Result{Err: fmt.Errorf("%w: %s", ErrExerciseClosed, w.Exercise)}, nil
+		}
 	}
 
 	next := w
@@ -268,7 +296,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		return Result{}, err
 	}
 	if _, err := a.tx.Exec(sqlUpsert, next.Id, next.Origin, next.Kind, next.Crisis, next.Region, int32(next.Classification),
-		string(labels), next.Body, version, tsNanos(next.UpdatedAt), tsNanos(next.ValidUntil), next.Tombstone, seq); err != nil {
+		string(labels), next.Body, version, tsNanos(next.UpdatedAt), tsNanos(next.ValidUntil), next.Tombstone, int32(next.Status), next.Exercise, seq); err != nil {
 		return Result{}, err
 	}
 	if hasLabel {
@@ -281,7 +309,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if _, err := a.tx.Exec(sqlChange, seq, next.Id, version); err != nil {
+	if _, err := a.tx.Exec(sqlChange, seq, next.Id, version, int32(next.Status), next.Exercise); err != nil {
 		return Result{}, err
 	}
 	if err := queueText(a.tx, "", next.Id); err != nil {
@@ -300,18 +328,58 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	return Result{Version: version, Seq: seq}, nil
 }
 
-const recordColumns = `id, origin, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone`
+const recordColumns = `id, origin, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, status, exercise`
+
+// Mode is the mode of a read: actual records (the zero Mode), the records of one exercise, or
+// the node's own test or draft records. A read in one mode never returns a record of another.
+type Mode struct {
+	Status   pb.Status
+	Exercise string
+}
+
+// Actual is the mode of the actual records, the default of every read.
+var Actual = Mode{}
+
+// ModeOf is the mode a record belongs to.
+func ModeOf(r *pb.Record) Mode { return Mode{Status: r.GetStatus(), Exercise: r.GetExercise()} }
+
+// ModeFrom is the mode a request names; nil is Actual.
+func ModeFrom(m *pb.Mode) Mode { return Mode{Status: m.GetStatus(), Exercise: m.GetExercise()} }
+
+// Proto is the mode as a request carries it; nil for Actual.
+func (m Mode) Proto() *pb.Mode {
+	if m == Actual {
+		return nil
+	}
+	return &pb.Mode{Status: m.Status, Exercise: m.Exercise}
+}
+
+// Holds reports whether r is of mode m.
+func (m Mode) Holds(r *pb.Record) bool {
+	return r.GetStatus() == m.Status && r.GetExercise() == m.Exercise
+}
+
+// String is "actual", "exercise NAME", "test" or "draft".
+func (m Mode) String() string {
+	switch m.Status {
+	case pb.Status_ACTUAL:
+		return "actual"
+	case pb.Status_EXERCISE:
+		return "exercise " + m.Exercise
+	}
+	return strings.ToLower(m.Status.String())
+}
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanRecord(row scanner, extra ...any) (*pb.Record, error) {
 	var (
 		r                     pb.Record
-		class                 int32
+		class, status         int32
 		labels                string
 		updatedAt, validUntil int64
 	)
-	dest := append([]any{&r.Id, &r.Origin, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updatedAt, &validUntil, &r.Tombstone}, extra...)
+	dest := append([]any{&r.Id, &r.Origin, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updatedAt, &validUntil, &r.Tombstone, &status, &r.Exercise}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
@@ -319,6 +387,7 @@ func scanRecord(row scanner, extra ...any) (*pb.Record, error) {
 		return nil, err
 	}
 	r.Classification = pb.Classification(class)
+	r.Status = pb.Status(status)
 	if labels != "{}" {
 		if err := json.Unmarshal([]byte(labels), &r.Labels); err != nil {
 			return nil, fmt.Errorf("labels of %q: %w", r.Id, err)
@@ -375,6 +444,8 @@ type Filter struct {
 	UpdatedSince         time.Time
 	PageSize             int
 	PageToken            string
+	// Mode is the mode of the listing: the zero Mode lists actual records only.
+	Mode Mode
 }
 
 // ErrBadPageToken means a page token was not made by List.
@@ -427,6 +498,7 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 		keys = keys[1:]
 	}
 	where = append(where, "records.tombstone = 0")
+	where, args = append(where, "records.status = +?", "records.exercise = +?"), append(args, int32(f.Mode.Status), f.Mode.Exercise)
 	if f.PageToken != "" {
 		at, after, err := parsePageToken(f.PageToken, byUpdate)
 		if err != nil {
@@ -478,12 +550,12 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 }
 
 // changesQuery is Changes' statement and its arguments.
-func changesQuery(after, upTo int64, limit int, kind, crisis string) (string, []any) {
+func changesQuery(after, upTo int64, limit int, m Mode, kind, crisis string) (string, []any) {
 	q := `SELECT r.id, r.origin, r.kind, r.crisis, r.region, r.classification, r.labels, r.body, r.version,
-	             r.updated_at, r.valid_until, r.tombstone, c.seq
+	             r.updated_at, r.valid_until, r.tombstone, r.status, r.exercise, c.seq
 	      FROM changes c JOIN records r ON r.id = c.id AND r.version = c.version
-	      WHERE c.seq > +? AND c.seq <= +?`
-	args := []any{after, upTo}
+	      WHERE c.seq > +? AND c.seq <= +? AND c.status = +? AND c.exercise = +?`
+	args := []any{after, upTo, int32(m.Status), m.Exercise}
 	if kind != "" {
 		q, args = q+` AND r.kind = +?`, append(args, kind)
 	}
@@ -574,11 +646,11 @@ type Change struct {
 	Record *pb.Record
 }
 
-// Changes returns up to limit changes with after < seq <= upTo, in commit order, including
-// tombstones. A change that a later change to the same record superseded is left out; the later
-// one carries the record's state.
-func (d *DB) Changes(ctx context.Context, after, upTo int64, limit int, kind, crisis string) ([]Change, error) {
-	q, args := changesQuery(after, upTo, limit, kind, crisis)
+// Changes returns up to limit changes of records of mode m with after < seq <= upTo, in commit
+// order, including tombstones (which keep their record's mode). A change that a later change to
+// the same record superseded is left out; the later one carries the record's state.
+func (d *DB) Changes(ctx context.Context, after, upTo int64, limit int, m Mode, kind, crisis string) ([]Change, error) {
+	q, args := changesQuery(after, upTo, limit, m, kind, crisis)
 	var out []Change
 	err := d.eachRow(ctx, q, args, func(rows *sql.Rows) error {
 		var seq int64

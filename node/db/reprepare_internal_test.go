@@ -46,7 +46,7 @@ func TestHotQueriesBindNoPlainParameters(t *testing.T) {
 			t.Errorf("List, %s: plan %q does not search an index", name, plan)
 		}
 	}
-	q, args := changesQuery(5, 10, 256, "sitrep", "c")
+	q, args := changesQuery(5, 10, 256, Actual, "sitrep", "c")
 	if m := plainParam.FindString(q); m != "" {
 		t.Errorf("Changes: a plain parameter %q in %s", m, q)
 	}

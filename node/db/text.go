@@ -326,6 +326,8 @@ type TextFilter struct {
 	Labels map[string]string
 	// UpdatedSince keeps records updated at or after it.
 	UpdatedSince time.Time
+	// Mode is the mode of the search: the zero Mode finds actual records only.
+	Mode Mode
 }
 
 // Ranking reads windows of the newest matches. bm25 must score every match before it can order
@@ -349,6 +351,7 @@ func textWhere(t string, f TextFilter, lower, upper int64) (string, []any) {
 	if upper > 0 {
 		where, args = append(where, "text_index.rowid < ?"), append(args, upper)
 	}
+	where, args = append(where, t+".status = ?", t+".exercise = ?"), append(args, int32(f.Mode.Status), f.Mode.Exercise)
 	if len(f.Kinds) > 0 {
 		where = append(where, t+".kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")")
 		args = append(args, anySlice(f.Kinds)...)

@@ -177,6 +177,9 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	if err := CheckTime("record.valid_until", r.ValidUntil); err != nil {
 		return err
 	}
+	if err := checkStatus("record.status", "record.exercise", r.Status, r.Exercise); err != nil {
+		return err
+	}
 	body, err := c.checkBody(kind, r.Body)
 	if err != nil {
 		return err
@@ -184,6 +187,41 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	r.Body = body
 	r.Origin = c.Origin
 	r.UpdatedAt = nil
+	return nil
+}
+
+// CheckExerciseName checks an exercise name in field: the rules of a record id, such as
+// oefening-2026-12-vr09.
+func CheckExerciseName(field, name string) error {
+	if !utf8.ValidString(name) {
+		return invalid(field, "invalid UTF-8")
+	}
+	if !idPattern.MatchString(name) {
+		return invalid(field, "%q is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09", name)
+	}
+	return nil
+}
+
+// CheckMode checks the mode of a read in field (nil: actual): an exercise mode names its
+// exercise, and no other mode names one.
+func CheckMode(field string, m *pb.Mode) error {
+	return checkStatus(field+".status", field+".exercise", m.GetStatus(), m.GetExercise())
+}
+
+// checkStatus checks a status and the exercise that goes with it.
+func checkStatus(statusField, exerciseField string, st pb.Status, exercise string) error {
+	if _, ok := pb.Status_name[int32(st)]; !ok {
+		return invalid(statusField, "%d is not a status: use ACTUAL, EXERCISE, TEST or DRAFT", st)
+	}
+	if st == pb.Status_EXERCISE {
+		if exercise == "" {
+			return invalid(exerciseField, "missing: an exercise record names its exercise, such as oefening-2026-12-vr09")
+		}
+		return CheckExerciseName(exerciseField, exercise)
+	}
+	if exercise != "" {
+		return invalid(exerciseField, "%q is named, but the status is %s: only an EXERCISE record or read names an exercise", exercise, st)
+	}
 	return nil
 }
 

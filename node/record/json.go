@@ -26,6 +26,10 @@ type JSON struct {
 	UpdatedAt      *time.Time        `json:"updated_at,omitempty"`
 	ValidUntil     *time.Time        `json:"valid_until,omitempty"`
 	Tombstone      bool              `json:"tombstone,omitempty"`
+	// Status is actual (omitted), exercise, test or draft; Exercise names an exercise record's
+	// exercise.
+	Status   string `json:"status,omitempty"`
+	Exercise string `json:"exercise,omitempty"`
 }
 
 // ToJSON converts a record for output.
@@ -34,6 +38,10 @@ func ToJSON(r *pb.Record) JSON {
 		ID: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
 		Classification: ClassificationName(r.Classification), Labels: r.Labels,
 		Body: json.RawMessage(r.Body), Version: r.Version, Tombstone: r.Tombstone,
+		Exercise: r.Exercise,
+	}
+	if r.Status != pb.Status_ACTUAL {
+		j.Status = StatusName(r.Status)
 	}
 	if len(j.Body) == 0 {
 		j.Body = json.RawMessage("{}")
@@ -56,9 +64,14 @@ func FromJSON(j JSON) (*pb.Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	st, err := ParseStatus(j.Status)
+	if err != nil {
+		return nil, err
+	}
 	r := &pb.Record{
 		Id: j.ID, Origin: j.Origin, Kind: j.Kind, Crisis: j.Crisis, Region: j.Region,
 		Classification: cl, Labels: j.Labels, Body: []byte(j.Body), Version: j.Version,
+		Status: st, Exercise: j.Exercise,
 	}
 	if j.ValidUntil != nil {
 		r.ValidUntil = timestamppb.New(*j.ValidUntil)
@@ -99,4 +112,27 @@ func ClassificationName(c pb.Classification) string {
 		return ""
 	}
 	return fmt.Sprintf("unknown(%d)", int32(c))
+}
+
+// ParseStatus reads a status word: actual (or empty), exercise, test or draft.
+func ParseStatus(s string) (pb.Status, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "actual":
+		return pb.Status_ACTUAL, nil
+	case "exercise":
+		return pb.Status_EXERCISE, nil
+	case "test":
+		return pb.Status_TEST, nil
+	case "draft":
+		return pb.Status_DRAFT, nil
+	}
+	return 0, invalid("status", "%q is not a status: use actual, exercise, test or draft", s)
+}
+
+// StatusName is the word for a status.
+func StatusName(s pb.Status) string {
+	if name, ok := pb.Status_name[int32(s)]; ok {
+		return strings.ToLower(name)
+	}
+	return fmt.Sprintf("unknown(%d)", int32(s))
 }

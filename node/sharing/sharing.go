@@ -107,7 +107,7 @@ func (s *Sharing) current(ctx context.Context) (*policy.Set, map[string]string, 
 	}
 	phases := make(map[string]string, len(list))
 	for _, p := range list {
-		phases[p.Crisis] = p.Phase
+		phases[PhaseKey(p.Exercise, p.Crisis)] = p.Phase
 	}
 	set := &policy.Set{Org: s.org}
 	s.mu.Lock()
@@ -193,8 +193,18 @@ type Phases struct {
 // Phases returns a phase lookup for one request.
 func (s *Sharing) Phases() *Phases { return &Phases{s: s} }
 
-// Of returns the crisis's phase; a crisis whose phase was never set is cold.
-func (p *Phases) Of(ctx context.Context, crisis string) (string, error) {
+// PhaseKey is the key of a crisis's phase in the mode of the exercise ("" the actual crisis):
+// an exercise keeps phases of its own, so that it can be warm while the actual crisis is cold.
+func PhaseKey(exercise, crisis string) string {
+	if exercise == "" {
+		return crisis
+	}
+	return exercise + "\x00" + crisis
+}
+
+// Of returns the phase of the crisis in the mode of the exercise ("" the actual crisis); a crisis
+// whose phase was never set in that mode is cold.
+func (p *Phases) Of(ctx context.Context, exercise, crisis string) (string, error) {
 	if p.seen == nil {
 		_, seen, err := p.s.current(ctx)
 		if err != nil {
@@ -202,7 +212,7 @@ func (p *Phases) Of(ctx context.Context, crisis string) (string, error) {
 		}
 		p.seen = seen
 	}
-	if ph, ok := p.seen[crisis]; ok {
+	if ph, ok := p.seen[PhaseKey(exercise, crisis)]; ok {
 		return ph, nil
 	}
 	return policy.PhaseCold, nil

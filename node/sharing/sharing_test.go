@@ -50,7 +50,7 @@ func TestPolicySetFollowsGeneration(t *testing.T) {
 	}
 	phase := func() string {
 		t.Helper()
-		ph, err := s.Phases().Of(ctx, "oekraine")
+		ph, err := s.Phases().Of(ctx, "", "oekraine")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -181,6 +181,12 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 		return applyResponse{value: WebhookOutcome{Webhook: row, Requeued: n, Refusal: refusal}, err: err}
 	case *pb.Command_WebhookAcks:
 		return applyResponse{err: f.db.ApplyWebhookAcks(l.Index, cmd.WebhookAcks)}
+	case *pb.Command_ExerciseStep:
+		out, err := f.db.ApplyExerciseStep(l.Index, cmd.ExerciseStep)
+		if err == nil && f.erased != nil && out.Exercise != nil && (out.Exercise.Deleted > 0 || out.Purged > 0) && cmd.ExerciseStep.Action == "close" {
+			f.erased()
+		}
+		return applyResponse{value: out, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

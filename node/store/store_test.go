@@ -114,7 +114,7 @@ func write(t *testing.T, s *Store, recs ...*pb.Record) []db.Result {
 // feed is the whole change feed of d up to seq, one line per change, for comparing databases.
 func feed(t *testing.T, d *db.DB, upTo int64) []string {
 	t.Helper()
-	changes, err := d.Changes(context.Background(), 0, upTo, 1<<20, "", "")
+	changes, err := d.Changes(context.Background(), 0, upTo, 1<<20, db.Actual, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

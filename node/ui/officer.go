@@ -597,8 +597,10 @@ type phasesView struct {
 	Done                           string
 }
 
+// phasesView lists the phases of the page's mode: the actual crises', or, with ?exercise=, the
+// exercise's own.
 func (s *Server) phasesView(r *request) (*phasesView, error) {
-	resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{})
+	resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Exercise: r.exercise()})
 	if err != nil {
 		return nil, err
 	}
@@ -666,7 +668,8 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 		return
 	}
 	from := "cold"
-	if resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Crisis: crisis}); err != nil {
+	exercise := r.exercise()
+	if resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Crisis: crisis, Exercise: exercise}); err != nil {
 		s.failCall(w, r, err)
 		return
 	} else if len(resp.Phases) > 0 && resp.Phases[0].Phase != "" {
@@ -674,12 +677,12 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 	}
 	v := &confirmView{
 		Heading: r.L.T("phase.confirm.heading", crisis), Action: "/fase/wijzigen",
-		Hidden: []hiddenField{{"crisis", crisis}, {"phase", phase}, {"reden", reason}},
+		Hidden: []hiddenField{{"crisis", crisis}, {"phase", phase}, {"reden", reason}, {"exercise", exercise}},
 		Effects: []string{
 			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase)),
 			r.L.T("phase.confirm.policies"), r.L.T("step.audit"),
 		},
-		Submit: r.L.T("phase.confirm.submit"), Cancel: "/fase?crisis=" + url.QueryEscape(crisis), Danger: phase == "warm",
+		Submit: r.L.T("phase.confirm.submit"), Cancel: "/fase?" + url.Values{"crisis": {crisis}, "exercise": {exercise}}.Encode(), Danger: phase == "warm",
 	}
 	s.render(w, r.Request, http.StatusOK, "confirm", s.newPage(r, "phases", v.Heading, v))
 }
@@ -690,10 +693,11 @@ func (s *Server) setPhase(w http.ResponseWriter, r *request) {
 		return
 	}
 	crisis, phase, reason := strings.TrimSpace(r.PostFormValue("crisis")), r.PostFormValue("phase"), strings.TrimSpace(r.PostFormValue("reden"))
+	exercise := strings.TrimSpace(r.PostFormValue("exercise"))
 	if !s.phaseInput(w, r, crisis, phase, reason) {
 		return
 	}
-	if _, err := pb.NewPhaseServiceClient(s.c.Conn).Set(r.ctx(), &pb.SetPhaseRequest{Crisis: crisis, Phase: phase, Reason: reason}); err != nil {
+	if _, err := pb.NewPhaseServiceClient(s.c.Conn).Set(r.ctx(), &pb.SetPhaseRequest{Crisis: crisis, Phase: phase, Reason: reason, Exercise: exercise}); err != nil {
 		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
 			full, lerr := s.phasesView(r)
 			if lerr != nil {
@@ -707,8 +711,12 @@ func (s *Server) setPhase(w http.ResponseWriter, r *request) {
 		s.failStep(w, r, err)
 		return
 	}
-	s.log.Info("phase set", "person", r.Session.Person.String(), "crisis", crisis, "phase", phase)
-	http.Redirect(w, r.Request, "/fase?gedaan="+url.QueryEscape(crisis), http.StatusSeeOther)
+	s.log.Info("phase set", "person", r.Session.Person.String(), "crisis", crisis, "phase", phase, "exercise", exercise)
+	done := url.Values{"gedaan": {crisis}}
+	if exercise != "" {
+		done.Set("exercise", exercise)
+	}
+	http.Redirect(w, r.Request, "/fase?"+done.Encode(), http.StatusSeeOther)
 }
 
 type auditView struct {

@@ -120,6 +120,27 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
+	if ex := r.exercise(); ex != "" {
+		// An exercise's crises are those it set a phase for, and the actual ones by name: its
+		// phases are its own.
+		own, err := pb.NewPhaseServiceClient(s.c.Conn).List(ctx, &pb.ListPhasesRequest{Exercise: ex})
+		if err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+		byCrisis := map[string]*pb.PhaseInfo{}
+		for _, p := range phases.Phases {
+			byCrisis[p.Crisis] = &pb.PhaseInfo{Crisis: p.Crisis, Phase: "cold"}
+		}
+		for _, p := range own.Phases {
+			byCrisis[p.Crisis] = p
+		}
+		phases.Phases = phases.Phases[:0]
+		for _, p := range byCrisis {
+			phases.Phases = append(phases.Phases, p)
+		}
+		sort.Slice(phases.Phases, func(i, j int) bool { return phases.Phases[i].Crisis < phases.Phases[j].Crisis })
+	}
 	v.Crisis = strings.TrimSpace(r.URL.Query().Get("crisis"))
 	for _, p := range phases.Phases {
 		if v.Crisis == "" {
@@ -135,7 +156,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	for i := range v.Crises {
 		v.Crises[i].Current = v.Crises[i].Name == v.Crisis
 	}
-	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(ctx, &pb.PictureRequest{Crisis: v.Crisis})
+	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(ctx, &pb.PictureRequest{Crisis: v.Crisis, Mode: r.mode()})
 	if err != nil {
 		s.failCall(w, r, err)
 		return
@@ -147,7 +168,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.
-	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1}, TimeoutMs: pictureSearchTimeout})
+	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1, Mode: r.mode()}, TimeoutMs: pictureSearchTimeout})
 	if err != nil {
 		s.failCall(w, r, err)
 		return
@@ -307,6 +328,9 @@ func bodyTitle(body []byte) string {
 
 func recordLink(rec *pb.Record) string {
 	q := url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "kind": {rec.Kind}, "crisis": {rec.Crisis}, "region": {rec.Region}}
+	if rec.Exercise != "" {
+		q.Set("exercise", rec.Exercise)
+	}
 	return "/record?" + q.Encode()
 }
 
@@ -366,7 +390,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 	v.Kinds = st.Kinds
 	if q.Has("kind") || q.Has("crisis") || q.Has("region") || q.Has("org") {
 		v.Searched = true
-		f := &pb.Filter{Crisis: v.Crisis, Region: v.Region, Limit: 200}
+		f := &pb.Filter{Crisis: v.Crisis, Region: v.Region, Limit: 200, Mode: r.mode()}
 		if v.Org != "" {
 			// The filter on origin is applied to the answers: ask each for more.
 			f.Limit = 1000
@@ -463,7 +487,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	v := &recordView{}
 	var redacted []string
 	if origin == "" || origin == s.c.Org {
-		rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: id})
+		rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: id, Mode: r.mode()})
 		if err != nil {
 			s.failCall(w, r, err)
 			return
@@ -473,7 +497,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 			v.Edit = "/records/wijzigen?id=" + url.QueryEscape(rec.Id)
 		}
 	} else {
-		f := &pb.Filter{Crisis: q.Get("crisis"), Region: q.Get("region"), Limit: 10000}
+		f := &pb.Filter{Crisis: q.Get("crisis"), Region: q.Get("region"), Limit: 10000, Mode: r.mode()}
 		if k := q.Get("kind"); k != "" {
 			f.Kinds = []string{k}
 		}

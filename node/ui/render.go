@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // pageNames are the templates under templates/, each rendered inside layout.html.
@@ -89,6 +91,12 @@ type page struct {
 	// Path is the current request's path and query, to come back to after a language switch.
 	Path    string
 	Content any
+	// Exercise is the exercise whose mode the page reads in ("" the actual records): every
+	// page then carries the OEFENING banner and every table its mark. Exercises are the open
+	// exercises, for the mode switch; ModeQuery keeps the mode on the menu's links.
+	Exercise  string
+	Exercises []string
+	ModeQuery string
 }
 
 // personView is who is signed in, as every page shows it.
@@ -112,6 +120,17 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 		p.Person.Name = r.Session.DisplayName
 	}
 	p.Person.Roles = roleNames(r)
+	if p.Exercise = r.exercise(); p.Exercise != "" {
+		p.ModeQuery = "?" + url.Values{"exercise": {p.Exercise}}.Encode()
+	}
+	if s.c.Conn == nil {
+		return p
+	}
+	if list, err := pb.NewExerciseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListExercisesRequest{}); err == nil {
+		for _, e := range list.Exercises {
+			p.Exercises = append(p.Exercises, e.Name)
+		}
+	}
 	return p
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 //go:embed templates/*.html
@@ -246,6 +247,18 @@ type request struct {
 	L       *Lang
 	// sessionID is the cookie's value, to end the session.
 	sessionID string
+}
+
+// exercise is the exercise whose mode the person reads in (?exercise=NAME), or "" for the
+// actual records.
+func (r *request) exercise() string { return strings.TrimSpace(r.URL.Query().Get("exercise")) }
+
+// mode is the mode of every read the page makes: actual, or the exercise's.
+func (r *request) mode() *pb.Mode {
+	if e := r.exercise(); e != "" {
+		return &pb.Mode{Status: pb.Status_EXERCISE, Exercise: e}
+	}
+	return nil
 }
 
 // ctx is the request's context, with the person for calls on the in-process channel.

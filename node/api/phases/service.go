@@ -13,6 +13,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/store"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -53,25 +54,50 @@ func (s *Service) Set(ctx context.Context, req *pb.SetPhaseRequest) (*pb.PhaseIn
 	if policy.PhaseRank(req.Phase) < 0 {
 		return nil, api.Invalid("phase", "%q is not a phase: use cold, lukewarm or warm", req.Phase)
 	}
-	step := &pb.PhaseStep{Crisis: req.Crisis, Phase: req.Phase, Officer: officer, Reason: req.Reason, At: timestamppb.Now()}
+	if req.Exercise != "" {
+		// An exercise keeps phases of its own, set only while it is open.
+		if err := record.CheckExerciseName("exercise", req.Exercise); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		e, err := s.c.DB.Exercise(ctx, req.Exercise)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		if e.State != db.ExerciseOpen {
+			return nil, api.Status(s.c.Logger, db.ErrExerciseClosed)
+		}
+	}
+	step := &pb.PhaseStep{Crisis: req.Crisis, Phase: req.Phase, Officer: officer, Reason: req.Reason, At: timestamppb.Now(), Exercise: req.Exercise}
 	if _, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_PhaseStep{PhaseStep: step}}); err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
-	return &pb.PhaseInfo{Crisis: step.Crisis, Phase: step.Phase, SetBy: officer, SetAt: step.At, Reason: step.Reason}, nil
+	return &pb.PhaseInfo{Crisis: step.Crisis, Phase: step.Phase, SetBy: officer, SetAt: step.At, Reason: step.Reason, Exercise: step.Exercise}, nil
 }
 
-// List returns the phases set; a crisis never set is cold.
+// List returns the phases set in the mode of the exercise ("" the actual crisis); a crisis never
+// set is cold.
 func (s *Service) List(ctx context.Context, req *pb.ListPhasesRequest) (*pb.ListPhasesResponse, error) {
-	list, err := s.c.DB.Phases(ctx, req.Crisis)
+	if req.Exercise != "" {
+		if err := record.CheckExerciseName("exercise", req.Exercise); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+	}
+	all, err := s.c.DB.Phases(ctx, req.Crisis)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
+	var list []db.Phase
+	for _, p := range all {
+		if p.Exercise == req.Exercise {
+			list = append(list, p)
+		}
+	}
 	resp := &pb.ListPhasesResponse{}
 	for _, p := range list {
-		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, SetAt: timestamppb.New(p.SetAt), Reason: p.Reason})
+		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, SetAt: timestamppb.New(p.SetAt), Reason: p.Reason, Exercise: p.Exercise})
 	}
 	if req.Crisis != "" && len(list) == 0 {
-		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: req.Crisis, Phase: policy.PhaseCold, Reason: "never set: every crisis starts cold"})
+		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: req.Crisis, Phase: policy.PhaseCold, Reason: "never set: every crisis starts cold", Exercise: req.Exercise})
 	}
 	return resp, nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -297,13 +298,17 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	counts := map[string]int64{}
 	phases := s.c.Sharing.Phases()
 	now := time.Now()
+	modes, err := previewModes(ctx, s.c.DB, c)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
 	for _, kind := range c.Doc.Kinds {
-		err := eachRecord(ctx, s.c.DB, kind, func(r *pb.Record) error {
+		err := eachRecord(ctx, s.c.DB, kind, modes, func(r *pb.Record) error {
 			resp.Considered++
 			phase := req.Phase
 			if phase == "" {
 				var err error
-				if phase, err = phases.Of(ctx, r.Crisis); err != nil {
+				if phase, err = phases.Of(ctx, r.Exercise, r.Crisis); err != nil {
 					return err
 				}
 			}
@@ -329,24 +334,49 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	return resp, nil
 }
 
-// eachRecord calls fn for every live record of a kind, a page at a time.
-func eachRecord(ctx context.Context, d *db.DB, kind string, fn func(*pb.Record) error) error {
-	f := db.Filter{Kind: kind, PageSize: 1000}
-	for {
-		recs, next, err := d.List(ctx, f)
-		if err != nil {
-			return err
+// previewModes are the modes whose records a policy can grant: actual, and, for a policy whose
+// statuses name exercise, every exercise open now (those it lists, when it lists any).
+func previewModes(ctx context.Context, d *db.DB, c *policy.Compiled) ([]db.Mode, error) {
+	var modes []db.Mode
+	if len(c.Doc.Statuses) == 0 || slices.Contains(c.Doc.Statuses, policy.StatusActual) {
+		modes = append(modes, db.Actual)
+	}
+	if !slices.Contains(c.Doc.Statuses, policy.StatusExercise) {
+		return modes, nil
+	}
+	open, err := d.Exercises(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range open {
+		if len(c.Doc.Exercises) == 0 || slices.Contains(c.Doc.Exercises, e.Name) {
+			modes = append(modes, db.Mode{Status: pb.Status_EXERCISE, Exercise: e.Name})
 		}
-		for _, r := range recs {
-			if err := fn(r); err != nil {
+	}
+	return modes, nil
+}
+
+// eachRecord calls fn for every live record of a kind in each of the modes, a page at a time.
+func eachRecord(ctx context.Context, d *db.DB, kind string, modes []db.Mode, fn func(*pb.Record) error) error {
+	for _, m := range modes {
+		f := db.Filter{Kind: kind, PageSize: 1000, Mode: m}
+		for {
+			recs, next, err := d.List(ctx, f)
+			if err != nil {
 				return err
 			}
+			for _, r := range recs {
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
+			if next == "" {
+				break
+			}
+			f.PageToken = next
 		}
-		if next == "" {
-			return nil
-		}
-		f.PageToken = next
 	}
+	return nil
 }
 
 // checkPurpose checks the purpose a preview or explain has the recipient state.
@@ -378,7 +408,7 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 	}
 	phase := req.Phase
 	if phase == "" {
-		if phase, err = s.c.Sharing.Phases().Of(ctx, r.Crisis); err != nil {
+		if phase, err = s.c.Sharing.Phases().Of(ctx, r.Exercise, r.Crisis); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}

@@ -171,9 +171,16 @@ func (s *Service) Get(ctx context.Context, req *pb.GetRequest) (*pb.Record, erro
 	if err := record.CheckID("id", req.Id); err != nil {
 		return nil, api.Status(s.log, err)
 	}
+	if err := record.CheckMode("mode", req.Mode); err != nil {
+		return nil, api.Status(s.log, err)
+	}
 	r, err := s.db.Get(ctx, req.Id)
 	if err != nil {
 		return nil, api.Status(s.log, err)
+	}
+	if !db.ModeFrom(req.Mode).Holds(r) {
+		// A record of another mode does not exist in this one.
+		return nil, api.Status(s.log, db.ErrNotFound)
 	}
 	return r, nil
 }
@@ -183,6 +190,10 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	f := db.Filter{
 		Kind: req.Kind, Crisis: req.Crisis, Region: req.Region,
 		MaxClassification: req.MaxClassification, PageSize: int(req.PageSize), PageToken: req.PageToken,
+		Mode: db.ModeFrom(req.Mode),
+	}
+	if err := record.CheckMode("mode", req.Mode); err != nil {
+		return nil, api.Status(s.log, err)
 	}
 	if req.Kind != "" && s.checker.Kinds.Get(req.Kind) == nil {
 		return nil, api.Invalid("kind", "unknown kind %q: use one of %s", req.Kind, strings.Join(s.checker.Kinds.Names(), ", "))
@@ -262,6 +273,10 @@ func (s *Service) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[
 	if req.Kind != "" && s.checker.Kinds.Get(req.Kind) == nil {
 		return api.Invalid("kind", "unknown kind %q", req.Kind)
 	}
+	if err := record.CheckMode("mode", req.Mode); err != nil {
+		return api.Status(s.log, err)
+	}
+	mode := db.ModeFrom(req.Mode)
 	metrics.WatchStreams.Inc()
 	defer metrics.WatchStreams.Dec()
 	ctx := stream.Context()
@@ -273,7 +288,7 @@ func (s *Service) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[
 			return api.Status(s.log, err)
 		}
 		for cursor < upTo {
-			page, err := s.db.Changes(ctx, cursor, upTo, watchPage, req.Kind, req.Crisis)
+			page, err := s.db.Changes(ctx, cursor, upTo, watchPage, mode, req.Kind, req.Crisis)
 			if err != nil {
 				return api.Status(s.log, err)
 			}

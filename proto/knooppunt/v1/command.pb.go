@@ -37,6 +37,7 @@ type Command struct {
 	//	*Command_PeerStep
 	//	*Command_KeepHead
 	//	*Command_RuleStep
+	//	*Command_ExerciseStep
 	//	*Command_WebhookStep
 	//	*Command_WebhookAcks
 	//	*Command_KeepAuthorities
@@ -163,6 +164,15 @@ func (x *Command) GetRuleStep() *RuleStep {
 	return nil
 }
 
+func (x *Command) GetExerciseStep() *ExerciseStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_ExerciseStep); ok {
+			return x.ExerciseStep
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetWebhookStep() *WebhookStep {
 	if x != nil {
 		if x, ok := x.Cmd.(*Command_WebhookStep); ok {
@@ -230,6 +240,10 @@ type Command_RuleStep struct {
 	RuleStep *RuleStep `protobuf:"bytes,9,opt,name=rule_step,json=ruleStep,oneof"`
 }
 
+type Command_ExerciseStep struct {
+	ExerciseStep *ExerciseStep `protobuf:"bytes,10,opt,name=exercise_step,json=exerciseStep,oneof"`
+}
+
 type Command_WebhookStep struct {
 	WebhookStep *WebhookStep `protobuf:"bytes,13,opt,name=webhook_step,json=webhookStep,oneof"`
 }
@@ -260,11 +274,94 @@ func (*Command_KeepHead) isCommand_Cmd() {}
 
 func (*Command_RuleStep) isCommand_Cmd() {}
 
+func (*Command_ExerciseStep) isCommand_Cmd() {}
+
 func (*Command_WebhookStep) isCommand_Cmd() {}
 
 func (*Command_WebhookAcks) isCommand_Cmd() {}
 
 func (*Command_KeepAuthorities) isCommand_Cmd() {}
+
+// ExerciseStep starts or closes an exercise. A close deletes, in the same transaction, every live
+// record of the exercise: each deletion is a change in the feed, from which every peer holding a
+// copy gets a retraction.
+type ExerciseStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is start or close.
+	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	Name   string `protobuf:"bytes,2,opt,name=name" json:"name,omitempty"`
+	// actor is who took the step: a SPIFFE ID, or "local socket".
+	Actor         string                 `protobuf:"bytes,3,opt,name=actor" json:"actor,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExerciseStep) Reset() {
+	*x = ExerciseStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExerciseStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExerciseStep) ProtoMessage() {}
+
+func (x *ExerciseStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExerciseStep.ProtoReflect.Descriptor instead.
+func (*ExerciseStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExerciseStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ExerciseStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExerciseStep) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ExerciseStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ExerciseStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 // RuleStep applies (a new version of) an early-warning rule, or deletes one. The service lints
 // the source before it proposes the step; the FSM stores it as it is.
@@ -286,7 +383,7 @@ type RuleStep struct {
 
 func (x *RuleStep) Reset() {
 	*x = RuleStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +395,7 @@ func (x *RuleStep) String() string {
 func (*RuleStep) ProtoMessage() {}
 
 func (x *RuleStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +408,7 @@ func (x *RuleStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleStep.ProtoReflect.Descriptor instead.
 func (*RuleStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RuleStep) GetName() string {
@@ -382,7 +479,7 @@ type WebhookStep struct {
 
 func (x *WebhookStep) Reset() {
 	*x = WebhookStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +491,7 @@ func (x *WebhookStep) String() string {
 func (*WebhookStep) ProtoMessage() {}
 
 func (x *WebhookStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +504,7 @@ func (x *WebhookStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookStep.ProtoReflect.Descriptor instead.
 func (*WebhookStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WebhookStep) GetAction() string {
@@ -463,7 +560,7 @@ type WebhookAcks struct {
 
 func (x *WebhookAcks) Reset() {
 	*x = WebhookAcks{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +572,7 @@ func (x *WebhookAcks) String() string {
 func (*WebhookAcks) ProtoMessage() {}
 
 func (x *WebhookAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +585,7 @@ func (x *WebhookAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookAcks.ProtoReflect.Descriptor instead.
 func (*WebhookAcks) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WebhookAcks) GetWebhook() string {
@@ -539,7 +636,7 @@ type WebhookDead struct {
 
 func (x *WebhookDead) Reset() {
 	*x = WebhookDead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +648,7 @@ func (x *WebhookDead) String() string {
 func (*WebhookDead) ProtoMessage() {}
 
 func (x *WebhookDead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +661,7 @@ func (x *WebhookDead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDead.ProtoReflect.Descriptor instead.
 func (*WebhookDead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WebhookDead) GetSeq() int64 {
@@ -611,7 +708,7 @@ type KeepHead struct {
 
 func (x *KeepHead) Reset() {
 	*x = KeepHead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +720,7 @@ func (x *KeepHead) String() string {
 func (*KeepHead) ProtoMessage() {}
 
 func (x *KeepHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +733,7 @@ func (x *KeepHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
 func (*KeepHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeepHead) GetPeer() string {
@@ -683,7 +780,7 @@ type KeepAuthorities struct {
 
 func (x *KeepAuthorities) Reset() {
 	*x = KeepAuthorities{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +792,7 @@ func (x *KeepAuthorities) String() string {
 func (*KeepAuthorities) ProtoMessage() {}
 
 func (x *KeepAuthorities) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +805,7 @@ func (x *KeepAuthorities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAuthorities.ProtoReflect.Descriptor instead.
 func (*KeepAuthorities) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeepAuthorities) GetTrustDomain() string {
@@ -773,7 +870,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +882,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +895,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -896,7 +993,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1005,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1018,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -950,7 +1047,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1059,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1072,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -1012,18 +1109,21 @@ type CacheForeign struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Peer  string                 `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
 	// origin is the peer's trust domain; every record must carry it.
-	Origin        string                 `protobuf:"bytes,2,opt,name=origin" json:"origin,omitempty"`
-	Upserts       []*SharedRecord        `protobuf:"bytes,3,rep,name=upserts" json:"upserts,omitempty"`
-	Retractions   []string               `protobuf:"bytes,4,rep,name=retractions" json:"retractions,omitempty"`
-	Cursor        int64                  `protobuf:"varint,5,opt,name=cursor" json:"cursor,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
+	Origin      string                 `protobuf:"bytes,2,opt,name=origin" json:"origin,omitempty"`
+	Upserts     []*SharedRecord        `protobuf:"bytes,3,rep,name=upserts" json:"upserts,omitempty"`
+	Retractions []string               `protobuf:"bytes,4,rep,name=retractions" json:"retractions,omitempty"`
+	Cursor      int64                  `protobuf:"varint,5,opt,name=cursor" json:"cursor,omitempty"`
+	At          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
+	// exercise names the subscription's mode: empty for actual records, else the exercise whose
+	// records and cursor these are.
+	Exercise      string `protobuf:"bytes,7,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1135,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1148,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -1093,6 +1193,13 @@ func (x *CacheForeign) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CacheForeign) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
+}
+
 // PolicyStep is one lifecycle step of a policy, taken by an officer.
 type PolicyStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1113,7 +1220,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1232,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1245,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -1192,19 +1299,21 @@ func (x *PolicyStep) GetApprovalsRequired() int32 {
 
 // PhaseStep sets a crisis's phase.
 type PhaseStep struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Crisis        string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
-	Phase         string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
-	Officer       string                 `protobuf:"bytes,3,opt,name=officer" json:"officer,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Crisis  string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
+	Phase   string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
+	Officer string                 `protobuf:"bytes,3,opt,name=officer" json:"officer,omitempty"`
+	Reason  string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
+	At      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	// exercise is the exercise whose phase this is; empty for the actual crisis.
+	Exercise      string `protobuf:"bytes,6,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1325,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1338,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -1267,6 +1376,13 @@ func (x *PhaseStep) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PhaseStep) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
+}
+
 // PeerStep adds or removes a peer that `knooppunt peer accept` brought. The leader checked the
 // invitation before the step entered the log; the replicas only apply it, deciding from their
 // database alone whether it adds, updates, replaces, changes nothing, or is refused.
@@ -1288,7 +1404,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1416,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1429,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -1369,7 +1485,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1497,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1510,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -1417,7 +1533,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1545,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1558,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -1461,7 +1577,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1589,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1602,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -1504,7 +1620,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1632,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,14 +1645,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\x1a\x1aknooppunt/v1/webhook.proto\"\x90\x06\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\x1a\x1aknooppunt/v1/webhook.proto\"\xd3\x06\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -1548,11 +1664,19 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
 	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStep\x125\n" +
 	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHead\x125\n" +
-	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x12>\n" +
+	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x12A\n" +
+	"\rexercise_step\x18\n" +
+	" \x01(\v2\x1a.knooppunt.v1.ExerciseStepH\x00R\fexerciseStep\x12>\n" +
 	"\fwebhook_step\x18\r \x01(\v2\x19.knooppunt.v1.WebhookStepH\x00R\vwebhookStep\x12>\n" +
 	"\fwebhook_acks\x18\x0e \x01(\v2\x19.knooppunt.v1.WebhookAcksH\x00R\vwebhookAcks\x12J\n" +
 	"\x10keep_authorities\x18\x12 \x01(\v2\x1d.knooppunt.v1.KeepAuthoritiesH\x00R\x0fkeepAuthoritiesB\x05\n" +
-	"\x03cmd\"\xbe\x01\n" +
+	"\x03cmd\"\x94\x01\n" +
+	"\fExerciseStep\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xbe\x01\n" +
 	"\bRuleStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x16\n" +
@@ -1615,14 +1739,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
 	"\bpolicies\x18\x03 \x03(\tR\bpolicies\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xd6\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xf2\x01\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
 	"\aupserts\x18\x03 \x03(\v2\x1a.knooppunt.v1.SharedRecordR\aupserts\x12 \n" +
 	"\vretractions\x18\x04 \x03(\tR\vretractions\x12\x16\n" +
 	"\x06cursor\x18\x05 \x01(\x03R\x06cursor\x12*\n" +
-	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xe6\x01\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
+	"\bexercise\x18\a \x01(\tR\bexercise\"\xe6\x01\n" +
 	"\n" +
 	"PolicyStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
@@ -1631,13 +1756,14 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\aofficer\x18\x04 \x01(\tR\aofficer\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n" +
 	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12-\n" +
-	"\x12approvals_required\x18\a \x01(\x05R\x11approvalsRequired\"\x97\x01\n" +
+	"\x12approvals_required\x18\a \x01(\x05R\x11approvalsRequired\"\xb3\x01\n" +
 	"\tPhaseStep\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x18\n" +
 	"\aofficer\x18\x03 \x01(\tR\aofficer\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xc2\x01\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
+	"\bexercise\x18\x06 \x01(\tR\bexercise\"\xc2\x01\n" +
 	"\bPeerStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12*\n" +
 	"\x04peer\x18\x02 \x01(\v2\x16.knooppunt.v1.PeerInfoR\x04peer\x12\x14\n" +
@@ -1667,79 +1793,82 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*RuleStep)(nil),              // 1: knooppunt.v1.RuleStep
-	(*WebhookStep)(nil),           // 2: knooppunt.v1.WebhookStep
-	(*WebhookAcks)(nil),           // 3: knooppunt.v1.WebhookAcks
-	(*WebhookDead)(nil),           // 4: knooppunt.v1.WebhookDead
-	(*KeepHead)(nil),              // 5: knooppunt.v1.KeepHead
-	(*KeepAuthorities)(nil),       // 6: knooppunt.v1.KeepAuthorities
-	(*RecordDisclosures)(nil),     // 7: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 8: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 9: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 10: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 11: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 12: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 13: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 14: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 15: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 16: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 17: knooppunt.v1.ApplyResponse
-	nil,                           // 18: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*Webhook)(nil),               // 20: knooppunt.v1.Webhook
-	(*SignedHead)(nil),            // 21: knooppunt.v1.SignedHead
-	(*SharedRecord)(nil),          // 22: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 23: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 24: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 25: knooppunt.v1.Record
+	(*ExerciseStep)(nil),          // 1: knooppunt.v1.ExerciseStep
+	(*RuleStep)(nil),              // 2: knooppunt.v1.RuleStep
+	(*WebhookStep)(nil),           // 3: knooppunt.v1.WebhookStep
+	(*WebhookAcks)(nil),           // 4: knooppunt.v1.WebhookAcks
+	(*WebhookDead)(nil),           // 5: knooppunt.v1.WebhookDead
+	(*KeepHead)(nil),              // 6: knooppunt.v1.KeepHead
+	(*KeepAuthorities)(nil),       // 7: knooppunt.v1.KeepAuthorities
+	(*RecordDisclosures)(nil),     // 8: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 9: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 10: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 11: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 12: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 13: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 14: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 15: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 16: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 17: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 18: knooppunt.v1.ApplyResponse
+	nil,                           // 19: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*Webhook)(nil),               // 21: knooppunt.v1.Webhook
+	(*SignedHead)(nil),            // 22: knooppunt.v1.SignedHead
+	(*SharedRecord)(nil),          // 23: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 24: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 25: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 26: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	15, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	11, // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	12, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	14, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	7,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	10, // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	13, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
-	5,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
-	1,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
-	2,  // 9: knooppunt.v1.Command.webhook_step:type_name -> knooppunt.v1.WebhookStep
-	3,  // 10: knooppunt.v1.Command.webhook_acks:type_name -> knooppunt.v1.WebhookAcks
-	6,  // 11: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
-	19, // 12: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
-	20, // 13: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
-	19, // 14: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
-	4,  // 15: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
-	19, // 16: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
-	4,  // 17: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
-	19, // 18: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
-	21, // 19: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	19, // 20: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	19, // 21: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
-	9,  // 22: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	9,  // 23: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	19, // 24: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	18, // 25: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	8,  // 26: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	22, // 27: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	19, // 28: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	19, // 29: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	19, // 30: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	23, // 31: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	19, // 32: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	24, // 33: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	25, // 34: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 35: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	16, // 36: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	17, // 37: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	37, // [37:38] is the sub-list for method output_type
-	36, // [36:37] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	16, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	12, // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	13, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	15, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	8,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	11, // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	14, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	6,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	2,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
+	1,  // 9: knooppunt.v1.Command.exercise_step:type_name -> knooppunt.v1.ExerciseStep
+	3,  // 10: knooppunt.v1.Command.webhook_step:type_name -> knooppunt.v1.WebhookStep
+	4,  // 11: knooppunt.v1.Command.webhook_acks:type_name -> knooppunt.v1.WebhookAcks
+	7,  // 12: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
+	20, // 13: knooppunt.v1.ExerciseStep.at:type_name -> google.protobuf.Timestamp
+	20, // 14: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	21, // 15: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
+	20, // 16: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
+	5,  // 17: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
+	20, // 18: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
+	5,  // 19: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
+	20, // 20: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
+	22, // 21: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	20, // 22: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	20, // 23: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
+	10, // 24: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	10, // 25: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	20, // 26: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	19, // 27: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	9,  // 28: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	23, // 29: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	20, // 30: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	20, // 31: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	20, // 32: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	24, // 33: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	20, // 34: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	25, // 35: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	26, // 36: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 37: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	17, // 38: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	18, // 39: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	39, // [39:40] is the sub-list for method output_type
+	38, // [38:39] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1762,6 +1891,7 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_PeerStep)(nil),
 		(*Command_KeepHead)(nil),
 		(*Command_RuleStep)(nil),
+		(*Command_ExerciseStep)(nil),
 		(*Command_WebhookStep)(nil),
 		(*Command_WebhookAcks)(nil),
 		(*Command_KeepAuthorities)(nil),
@@ -1772,7 +1902,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

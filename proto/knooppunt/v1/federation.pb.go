@@ -475,7 +475,10 @@ type Filter struct {
 	// which must occur in a record's text fields, ignoring case and diacritics, anywhere in a word.
 	// Matches are best first. A source decides a match on the record as the recipient would
 	// receive it, so a redacted field never matches.
-	Text          string `protobuf:"bytes,7,opt,name=text" json:"text,omitempty"`
+	Text string `protobuf:"bytes,7,opt,name=text" json:"text,omitempty"`
+	// mode is the mode of the read; unset: actual records only. A source sends only records of
+	// this mode, and only test and draft modes are refused (they never leave a node).
+	Mode          *Mode `protobuf:"bytes,8,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -557,6 +560,13 @@ func (x *Filter) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *Filter) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
 }
 
 type QueryRequest struct {
@@ -692,7 +702,10 @@ type SubscribeRequest struct {
 	// cursor is the last seq received; 0 starts from the beginning.
 	Cursor int64 `protobuf:"varint,1,opt,name=cursor" json:"cursor,omitempty"`
 	// purpose is what the caller says it needs the records for, as in QueryRequest.
-	Purpose       string `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
+	Purpose string `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
+	// mode is the mode of the subscription: the source sends only changes of records of this mode,
+	// and the cursor counts in this mode's feed. Test and draft modes are refused.
+	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +752,13 @@ func (x *SubscribeRequest) GetPurpose() string {
 		return x.Purpose
 	}
 	return ""
+}
+
+func (x *SubscribeRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
 }
 
 type FeedEvent struct {
@@ -1286,7 +1306,9 @@ type PictureRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Crisis string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
 	// stale_after_s flags records older than this; default 86400.
-	StaleAfterS   int32 `protobuf:"varint,2,opt,name=stale_after_s,json=staleAfterS" json:"stale_after_s,omitempty"`
+	StaleAfterS int32 `protobuf:"varint,2,opt,name=stale_after_s,json=staleAfterS" json:"stale_after_s,omitempty"`
+	// mode is the mode of the picture; unset: actual records only. Its phase is the mode's.
+	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1333,6 +1355,13 @@ func (x *PictureRequest) GetStaleAfterS() int32 {
 		return x.StaleAfterS
 	}
 	return 0
+}
+
+func (x *PictureRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
 }
 
 type PictureEntry struct {
@@ -1630,7 +1659,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12-\n" +
-	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\xae\x02\n" +
+	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\xd6\x02\n" +
 	"\x06Filter\x12\x14\n" +
 	"\x05kinds\x18\x01 \x03(\tR\x05kinds\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
@@ -1638,7 +1667,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2 .knooppunt.v1.Filter.LabelsEntryR\x06labels\x12?\n" +
 	"\rupdated_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x12\n" +
-	"\x04text\x18\a \x01(\tR\x04text\x1a9\n" +
+	"\x04text\x18\a \x01(\tR\x04text\x12&\n" +
+	"\x04mode\x18\b \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
@@ -1649,10 +1679,11 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
 	"\bredacted\x18\x03 \x03(\tR\bredacted\x12\x18\n" +
-	"\asnippet\x18\x04 \x01(\tR\asnippet\"D\n" +
+	"\asnippet\x18\x04 \x01(\tR\asnippet\"l\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x18\n" +
-	"\apurpose\x18\x02 \x01(\tR\apurpose\"\xd1\x01\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\x12&\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xd1\x01\n" +
 	"\tFeedEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x124\n" +
 	"\x06upsert\x18\x02 \x01(\v2\x1a.knooppunt.v1.SharedRecordH\x00R\x06upsert\x12:\n" +
@@ -1698,10 +1729,11 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x0eSearchResponse\x12+\n" +
 	"\x04hits\x18\x01 \x03(\v2\x17.knooppunt.v1.SearchHitR\x04hits\x12.\n" +
 	"\x05peers\x18\x02 \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x18\n" +
-	"\apartial\x18\x03 \x01(\bR\apartial\"L\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\"t\n" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
-	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\"\xf5\x01\n" +
+	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xf5\x01\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -1777,7 +1809,8 @@ var file_knooppunt_v1_federation_proto_goTypes = []any{
 	nil,                           // 23: knooppunt.v1.Filter.LabelsEntry
 	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 	(*KindCount)(nil),             // 25: knooppunt.v1.KindCount
-	(*Record)(nil),                // 26: knooppunt.v1.Record
+	(*Mode)(nil),                  // 26: knooppunt.v1.Mode
+	(*Record)(nil),                // 27: knooppunt.v1.Record
 }
 var file_knooppunt_v1_federation_proto_depIdxs = []int32{
 	24, // 0: knooppunt.v1.SignedHead.at:type_name -> google.protobuf.Timestamp
@@ -1788,39 +1821,42 @@ var file_knooppunt_v1_federation_proto_depIdxs = []int32{
 	25, // 5: knooppunt.v1.DescribeResponse.kinds:type_name -> knooppunt.v1.KindCount
 	23, // 6: knooppunt.v1.Filter.labels:type_name -> knooppunt.v1.Filter.LabelsEntry
 	24, // 7: knooppunt.v1.Filter.updated_since:type_name -> google.protobuf.Timestamp
-	8,  // 8: knooppunt.v1.QueryRequest.filter:type_name -> knooppunt.v1.Filter
-	26, // 9: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
-	10, // 10: knooppunt.v1.FeedEvent.upsert:type_name -> knooppunt.v1.SharedRecord
-	13, // 11: knooppunt.v1.FeedEvent.retraction:type_name -> knooppunt.v1.Retraction
-	14, // 12: knooppunt.v1.FeedEvent.heartbeat:type_name -> knooppunt.v1.Heartbeat
-	24, // 13: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
-	8,  // 14: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
-	26, // 15: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
-	24, // 16: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
-	16, // 17: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
-	17, // 18: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
-	26, // 19: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
-	20, // 20: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
-	21, // 21: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	6,  // 22: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	9,  // 23: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	11, // 24: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	1,  // 25: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	3,  // 26: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	15, // 27: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	19, // 28: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	7,  // 29: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	10, // 30: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	12, // 31: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	2,  // 32: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	5,  // 33: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	18, // 34: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	22, // 35: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	29, // [29:36] is the sub-list for method output_type
-	22, // [22:29] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	26, // 8: knooppunt.v1.Filter.mode:type_name -> knooppunt.v1.Mode
+	8,  // 9: knooppunt.v1.QueryRequest.filter:type_name -> knooppunt.v1.Filter
+	27, // 10: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
+	26, // 11: knooppunt.v1.SubscribeRequest.mode:type_name -> knooppunt.v1.Mode
+	10, // 12: knooppunt.v1.FeedEvent.upsert:type_name -> knooppunt.v1.SharedRecord
+	13, // 13: knooppunt.v1.FeedEvent.retraction:type_name -> knooppunt.v1.Retraction
+	14, // 14: knooppunt.v1.FeedEvent.heartbeat:type_name -> knooppunt.v1.Heartbeat
+	24, // 15: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
+	8,  // 16: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
+	27, // 17: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
+	24, // 18: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
+	16, // 19: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
+	17, // 20: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
+	26, // 21: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
+	27, // 22: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
+	20, // 23: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
+	21, // 24: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
+	6,  // 25: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	9,  // 26: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	11, // 27: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	1,  // 28: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	3,  // 29: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	15, // 30: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	19, // 31: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	7,  // 32: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	10, // 33: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	12, // 34: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	2,  // 35: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	5,  // 36: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	18, // 37: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	22, // 38: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }

@@ -1043,8 +1043,11 @@ type SetPhaseRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Crisis string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
 	// phase is cold, lukewarm or warm.
-	Phase         string `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
-	Reason        string `protobuf:"bytes,3,opt,name=reason" json:"reason,omitempty"`
+	Phase  string `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
+	Reason string `protobuf:"bytes,3,opt,name=reason" json:"reason,omitempty"`
+	// exercise, when set, sets the phase of the crisis within that open exercise only: an
+	// exercise's phases are its own, and the actual crisis keeps its phase.
+	Exercise      string `protobuf:"bytes,4,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1100,13 +1103,22 @@ func (x *SetPhaseRequest) GetReason() string {
 	return ""
 }
 
+func (x *SetPhaseRequest) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
+}
+
 type PhaseInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Crisis        string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
-	Phase         string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
-	SetBy         string                 `protobuf:"bytes,3,opt,name=set_by,json=setBy" json:"set_by,omitempty"`
-	SetAt         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=set_at,json=setAt" json:"set_at,omitempty"`
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Crisis string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
+	Phase  string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
+	SetBy  string                 `protobuf:"bytes,3,opt,name=set_by,json=setBy" json:"set_by,omitempty"`
+	SetAt  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=set_at,json=setAt" json:"set_at,omitempty"`
+	Reason string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
+	// exercise is empty for the actual crisis.
+	Exercise      string `protobuf:"bytes,6,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1176,9 +1188,18 @@ func (x *PhaseInfo) GetReason() string {
 	return ""
 }
 
+func (x *PhaseInfo) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
+}
+
 type ListPhasesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Crisis        string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Crisis string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
+	// exercise lists that exercise's phases; empty, the actual ones.
+	Exercise      string `protobuf:"bytes,2,opt,name=exercise" json:"exercise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1216,6 +1237,13 @@ func (*ListPhasesRequest) Descriptor() ([]byte, []int) {
 func (x *ListPhasesRequest) GetCrisis() string {
 	if x != nil {
 		return x.Crisis
+	}
+	return ""
+}
+
+func (x *ListPhasesRequest) GetExercise() string {
+	if x != nil {
+		return x.Exercise
 	}
 	return ""
 }
@@ -1871,19 +1899,22 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
 	"\bredacted\x18\x03 \x03(\tR\bredacted\x121\n" +
 	"\bverdicts\x18\x04 \x03(\v2\x15.knooppunt.v1.VerdictR\bverdicts\x12\x14\n" +
-	"\x05phase\x18\x05 \x01(\tR\x05phase\"W\n" +
+	"\x05phase\x18\x05 \x01(\tR\x05phase\"s\n" +
 	"\x0fSetPhaseRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x9b\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bexercise\x18\x04 \x01(\tR\bexercise\"\xb7\x01\n" +
 	"\tPhaseInfo\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x15\n" +
 	"\x06set_by\x18\x03 \x01(\tR\x05setBy\x121\n" +
 	"\x06set_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05setAt\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"+\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bexercise\x18\x06 \x01(\tR\bexercise\"G\n" +
 	"\x11ListPhasesRequest\x12\x16\n" +
-	"\x06crisis\x18\x01 \x01(\tR\x06crisis\"E\n" +
+	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x1a\n" +
+	"\bexercise\x18\x02 \x01(\tR\bexercise\"E\n" +
 	"\x12ListPhasesResponse\x12/\n" +
 	"\x06phases\x18\x01 \x03(\v2\x17.knooppunt.v1.PhaseInfoR\x06phases\"\xdb\x01\n" +
 	"\n" +

@@ -135,6 +135,63 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{1}
 }
 
+// Mode is the mode of a read: actual records (the default, all fields empty), the records of one
+// named exercise, or the node's own test or draft records. A read in one mode never returns a
+// record of another. Test and draft records never leave the node: no policy grants them, and a
+// federated read in their mode is refused.
+type Mode struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status Status                 `protobuf:"varint,1,opt,name=status,enum=knooppunt.v1.Status" json:"status,omitempty"`
+	// exercise names the exercise of an EXERCISE mode, and is empty otherwise.
+	Exercise      string `protobuf:"bytes,2,opt,name=exercise" json:"exercise,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mode) Reset() {
+	*x = Mode{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mode) ProtoMessage() {}
+
+func (x *Mode) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mode.ProtoReflect.Descriptor instead.
+func (*Mode) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Mode) GetStatus() Status {
+	if x != nil {
+		return x.Status
+	}
+	return Status_ACTUAL
+}
+
+func (x *Mode) GetExercise() string {
+	if x != nil {
+		return x.Exercise
+	}
+	return ""
+}
+
 // Record is the unit of information.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -171,7 +228,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +240,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +253,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{0}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Record) GetId() string {
@@ -306,7 +363,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +375,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +388,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PutRequest) GetRecord() *Record {
@@ -354,7 +411,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +423,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +436,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PutResponse) GetId() string {
@@ -419,7 +476,7 @@ type PutBatchRequest struct {
 
 func (x *PutBatchRequest) Reset() {
 	*x = PutBatchRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +488,7 @@ func (x *PutBatchRequest) String() string {
 func (*PutBatchRequest) ProtoMessage() {}
 
 func (x *PutBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +501,7 @@ func (x *PutBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBatchRequest.ProtoReflect.Descriptor instead.
 func (*PutBatchRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PutBatchRequest) GetRecords() []*Record {
@@ -468,7 +525,7 @@ type PutBatchResult struct {
 
 func (x *PutBatchResult) Reset() {
 	*x = PutBatchResult{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +537,7 @@ func (x *PutBatchResult) String() string {
 func (*PutBatchResult) ProtoMessage() {}
 
 func (x *PutBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +550,7 @@ func (x *PutBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBatchResult.ProtoReflect.Descriptor instead.
 func (*PutBatchResult) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutBatchResult) GetIndex() int32 {
@@ -533,7 +590,7 @@ type PutBatchResponse struct {
 
 func (x *PutBatchResponse) Reset() {
 	*x = PutBatchResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +602,7 @@ func (x *PutBatchResponse) String() string {
 func (*PutBatchResponse) ProtoMessage() {}
 
 func (x *PutBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +615,7 @@ func (x *PutBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBatchResponse.ProtoReflect.Descriptor instead.
 func (*PutBatchResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutBatchResponse) GetResults() []*PutBatchResult {
@@ -573,14 +630,16 @@ type GetRequest struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
 	// consistency is "" or local (read this replica), or strong (read on the leader after it
 	// confirms it still leads).
-	Consistency   string `protobuf:"bytes,2,opt,name=consistency" json:"consistency,omitempty"`
+	Consistency string `protobuf:"bytes,2,opt,name=consistency" json:"consistency,omitempty"`
+	// mode is the mode of the read: a record of another mode is NOT_FOUND.
+	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +651,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +664,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetRequest) GetId() string {
@@ -620,6 +679,13 @@ func (x *GetRequest) GetConsistency() string {
 		return x.Consistency
 	}
 	return ""
+}
+
+func (x *GetRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
 }
 
 type ListRequest struct {
@@ -638,14 +704,16 @@ type ListRequest struct {
 	PageSize  int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
 	PageToken string `protobuf:"bytes,8,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
 	// consistency is "" or local, or strong; see GetRequest.
-	Consistency   string `protobuf:"bytes,9,opt,name=consistency" json:"consistency,omitempty"`
+	Consistency string `protobuf:"bytes,9,opt,name=consistency" json:"consistency,omitempty"`
+	// mode is the mode of the read; unset: actual records only.
+	Mode          *Mode `protobuf:"bytes,10,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +725,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +738,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRequest) GetKind() string {
@@ -736,6 +804,13 @@ func (x *ListRequest) GetConsistency() string {
 	return ""
 }
 
+func (x *ListRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
+}
+
 type ListResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Records []*Record              `protobuf:"bytes,1,rep,name=records" json:"records,omitempty"`
@@ -747,7 +822,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +834,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +847,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListResponse) GetRecords() []*Record {
@@ -800,7 +875,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +887,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +900,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteRequest) GetId() string {
@@ -845,16 +920,19 @@ func (x *DeleteRequest) GetVersion() int64 {
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// cursor is the seq of the last change the caller has seen; 0 starts at the beginning.
-	Cursor        int64  `protobuf:"varint,1,opt,name=cursor" json:"cursor,omitempty"`
-	Kind          string `protobuf:"bytes,2,opt,name=kind" json:"kind,omitempty"`
-	Crisis        string `protobuf:"bytes,3,opt,name=crisis" json:"crisis,omitempty"`
+	Cursor int64  `protobuf:"varint,1,opt,name=cursor" json:"cursor,omitempty"`
+	Kind   string `protobuf:"bytes,2,opt,name=kind" json:"kind,omitempty"`
+	Crisis string `protobuf:"bytes,3,opt,name=crisis" json:"crisis,omitempty"`
+	// mode is the mode of the read; unset: actual records only. A change of another mode is
+	// skipped, and the cursor moves past it.
+	Mode          *Mode `protobuf:"bytes,4,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +944,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +957,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchRequest) GetCursor() int64 {
@@ -903,6 +981,13 @@ func (x *WatchRequest) GetCrisis() string {
 	return ""
 }
 
+func (x *WatchRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
+}
+
 type Change struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// seq is the cursor to resume from after this change.
@@ -914,7 +999,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1011,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1024,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Change) GetSeq() int64 {
@@ -956,6 +1041,249 @@ func (x *Change) GetRecord() *Record {
 	return nil
 }
 
+type ListExercisesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// closed includes closed exercises.
+	Closed        bool `protobuf:"varint,1,opt,name=closed" json:"closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExercisesRequest) Reset() {
+	*x = ListExercisesRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExercisesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExercisesRequest) ProtoMessage() {}
+
+func (x *ListExercisesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExercisesRequest.ProtoReflect.Descriptor instead.
+func (*ListExercisesRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListExercisesRequest) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+type ListExercisesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exercises     []*ExerciseInfo        `protobuf:"bytes,1,rep,name=exercises" json:"exercises,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExercisesResponse) Reset() {
+	*x = ListExercisesResponse{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExercisesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExercisesResponse) ProtoMessage() {}
+
+func (x *ListExercisesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExercisesResponse.ProtoReflect.Descriptor instead.
+func (*ListExercisesResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListExercisesResponse) GetExercises() []*ExerciseInfo {
+	if x != nil {
+		return x.Exercises
+	}
+	return nil
+}
+
+type ExerciseStepRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExerciseStepRequest) Reset() {
+	*x = ExerciseStepRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExerciseStepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExerciseStepRequest) ProtoMessage() {}
+
+func (x *ExerciseStepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExerciseStepRequest.ProtoReflect.Descriptor instead.
+func (*ExerciseStepRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ExerciseStepRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExerciseStepRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ExerciseInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	// state is open or closed.
+	State     string                 `protobuf:"bytes,2,opt,name=state" json:"state,omitempty"`
+	StartedBy string                 `protobuf:"bytes,3,opt,name=started_by,json=startedBy" json:"started_by,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt" json:"started_at,omitempty"`
+	ClosedBy  string                 `protobuf:"bytes,5,opt,name=closed_by,json=closedBy" json:"closed_by,omitempty"`
+	ClosedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=closed_at,json=closedAt" json:"closed_at,omitempty"`
+	// records counts the exercise's live records; deleted counts, for a close, those it deleted.
+	Records       int64 `protobuf:"varint,7,opt,name=records" json:"records,omitempty"`
+	Deleted       int64 `protobuf:"varint,8,opt,name=deleted" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExerciseInfo) Reset() {
+	*x = ExerciseInfo{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExerciseInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExerciseInfo) ProtoMessage() {}
+
+func (x *ExerciseInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExerciseInfo.ProtoReflect.Descriptor instead.
+func (*ExerciseInfo) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ExerciseInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExerciseInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ExerciseInfo) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *ExerciseInfo) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *ExerciseInfo) GetClosedBy() string {
+	if x != nil {
+		return x.ClosedBy
+	}
+	return ""
+}
+
+func (x *ExerciseInfo) GetClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return nil
+}
+
+func (x *ExerciseInfo) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *ExerciseInfo) GetDeleted() int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -964,7 +1292,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1304,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1317,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{17}
 }
 
 type Replica struct {
@@ -1004,7 +1332,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1344,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1357,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Replica) GetId() string {
@@ -1076,7 +1404,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1416,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1429,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClusterStatusResponse) GetReplica() string {
@@ -1163,7 +1491,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1503,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1516,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -1214,7 +1542,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1554,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1567,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -1257,7 +1585,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1597,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1610,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{22}
 }
 
 type StatusResponse struct {
@@ -1304,7 +1632,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1644,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1657,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{18}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StatusResponse) GetNodeName() string {
@@ -1413,7 +1741,10 @@ var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xbd\x04\n" +
+	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"P\n" +
+	"\x04Mode\x12,\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x14.knooppunt.v1.StatusR\x06status\x12\x1a\n" +
+	"\bexercise\x18\x02 \x01(\tR\bexercise\"\xbd\x04\n" +
 	"\x06Record\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x12\n" +
@@ -1452,11 +1783,12 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
 	"\x06stored\x18\x04 \x01(\v2\x19.knooppunt.v1.PutResponseR\x06stored\"J\n" +
 	"\x10PutBatchResponse\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.knooppunt.v1.PutBatchResultR\aresults\">\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.knooppunt.v1.PutBatchResultR\aresults\"f\n" +
 	"\n" +
 	"GetRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
-	"\vconsistency\x18\x02 \x01(\tR\vconsistency\"\xe4\x02\n" +
+	"\vconsistency\x18\x02 \x01(\tR\vconsistency\x12&\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\x8c\x03\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
@@ -1467,20 +1799,41 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\b \x01(\tR\tpageToken\x12 \n" +
-	"\vconsistency\x18\t \x01(\tR\vconsistency\"f\n" +
+	"\vconsistency\x18\t \x01(\tR\vconsistency\x12&\n" +
+	"\x04mode\x18\n" +
+	" \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"f\n" +
 	"\fListResponse\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
 	"\rDeleteRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"R\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"z\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06crisis\x18\x03 \x01(\tR\x06crisis\"H\n" +
+	"\x06crisis\x18\x03 \x01(\tR\x06crisis\x12&\n" +
+	"\x04mode\x18\x04 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"H\n" +
 	"\x06Change\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12,\n" +
-	"\x06record\x18\x02 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\"\x16\n" +
+	"\x06record\x18\x02 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\".\n" +
+	"\x14ListExercisesRequest\x12\x16\n" +
+	"\x06closed\x18\x01 \x01(\bR\x06closed\"Q\n" +
+	"\x15ListExercisesResponse\x128\n" +
+	"\texercises\x18\x01 \x03(\v2\x1a.knooppunt.v1.ExerciseInfoR\texercises\"A\n" +
+	"\x13ExerciseStepRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x9c\x02\n" +
+	"\fExerciseInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x03 \x01(\tR\tstartedBy\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x1b\n" +
+	"\tclosed_by\x18\x05 \x01(\tR\bclosedBy\x127\n" +
+	"\tclosed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\x18\n" +
+	"\arecords\x18\a \x01(\x03R\arecords\x12\x18\n" +
+	"\adeleted\x18\b \x01(\x03R\adeleted\"\x16\n" +
 	"\x14ClusterStatusRequest\"p\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -1536,7 +1889,11 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x03Get\x12\x18.knooppunt.v1.GetRequest\x1a\x14.knooppunt.v1.Record\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/records/{id}\x12R\n" +
 	"\x04List\x12\x19.knooppunt.v1.ListRequest\x1a\x1a.knooppunt.v1.ListResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/records\x12Z\n" +
 	"\x06Delete\x12\x1b.knooppunt.v1.DeleteRequest\x1a\x19.knooppunt.v1.PutResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/records/{id}\x12;\n" +
-	"\x05Watch\x12\x1a.knooppunt.v1.WatchRequest\x1a\x14.knooppunt.v1.Change0\x012\xf7\x01\n" +
+	"\x05Watch\x12\x1a.knooppunt.v1.WatchRequest\x1a\x14.knooppunt.v1.Change0\x012\xf2\x01\n" +
+	"\x0fExerciseService\x12O\n" +
+	"\x04List\x12\".knooppunt.v1.ListExercisesRequest\x1a#.knooppunt.v1.ListExercisesResponse\x12F\n" +
+	"\x05Start\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo\x12F\n" +
+	"\x05Close\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo2\xf7\x01\n" +
 	"\x0eClusterService\x12Q\n" +
 	"\x06Status\x12\".knooppunt.v1.ClusterStatusRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12F\n" +
 	"\x04Join\x12\x19.knooppunt.v1.JoinRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12J\n" +
@@ -1563,74 +1920,92 @@ func file_knooppunt_v1_record_proto_rawDescGZIP() []byte {
 }
 
 var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_knooppunt_v1_record_proto_goTypes = []any{
 	(Classification)(0),           // 0: knooppunt.v1.Classification
 	(Status)(0),                   // 1: knooppunt.v1.Status
-	(*Record)(nil),                // 2: knooppunt.v1.Record
-	(*PutRequest)(nil),            // 3: knooppunt.v1.PutRequest
-	(*PutResponse)(nil),           // 4: knooppunt.v1.PutResponse
-	(*PutBatchRequest)(nil),       // 5: knooppunt.v1.PutBatchRequest
-	(*PutBatchResult)(nil),        // 6: knooppunt.v1.PutBatchResult
-	(*PutBatchResponse)(nil),      // 7: knooppunt.v1.PutBatchResponse
-	(*GetRequest)(nil),            // 8: knooppunt.v1.GetRequest
-	(*ListRequest)(nil),           // 9: knooppunt.v1.ListRequest
-	(*ListResponse)(nil),          // 10: knooppunt.v1.ListResponse
-	(*DeleteRequest)(nil),         // 11: knooppunt.v1.DeleteRequest
-	(*WatchRequest)(nil),          // 12: knooppunt.v1.WatchRequest
-	(*Change)(nil),                // 13: knooppunt.v1.Change
-	(*ClusterStatusRequest)(nil),  // 14: knooppunt.v1.ClusterStatusRequest
-	(*Replica)(nil),               // 15: knooppunt.v1.Replica
-	(*ClusterStatusResponse)(nil), // 16: knooppunt.v1.ClusterStatusResponse
-	(*JoinRequest)(nil),           // 17: knooppunt.v1.JoinRequest
-	(*RemoveRequest)(nil),         // 18: knooppunt.v1.RemoveRequest
-	(*StatusRequest)(nil),         // 19: knooppunt.v1.StatusRequest
-	(*StatusResponse)(nil),        // 20: knooppunt.v1.StatusResponse
-	nil,                           // 21: knooppunt.v1.Record.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Mode)(nil),                  // 2: knooppunt.v1.Mode
+	(*Record)(nil),                // 3: knooppunt.v1.Record
+	(*PutRequest)(nil),            // 4: knooppunt.v1.PutRequest
+	(*PutResponse)(nil),           // 5: knooppunt.v1.PutResponse
+	(*PutBatchRequest)(nil),       // 6: knooppunt.v1.PutBatchRequest
+	(*PutBatchResult)(nil),        // 7: knooppunt.v1.PutBatchResult
+	(*PutBatchResponse)(nil),      // 8: knooppunt.v1.PutBatchResponse
+	(*GetRequest)(nil),            // 9: knooppunt.v1.GetRequest
+	(*ListRequest)(nil),           // 10: knooppunt.v1.ListRequest
+	(*ListResponse)(nil),          // 11: knooppunt.v1.ListResponse
+	(*DeleteRequest)(nil),         // 12: knooppunt.v1.DeleteRequest
+	(*WatchRequest)(nil),          // 13: knooppunt.v1.WatchRequest
+	(*Change)(nil),                // 14: knooppunt.v1.Change
+	(*ListExercisesRequest)(nil),  // 15: knooppunt.v1.ListExercisesRequest
+	(*ListExercisesResponse)(nil), // 16: knooppunt.v1.ListExercisesResponse
+	(*ExerciseStepRequest)(nil),   // 17: knooppunt.v1.ExerciseStepRequest
+	(*ExerciseInfo)(nil),          // 18: knooppunt.v1.ExerciseInfo
+	(*ClusterStatusRequest)(nil),  // 19: knooppunt.v1.ClusterStatusRequest
+	(*Replica)(nil),               // 20: knooppunt.v1.Replica
+	(*ClusterStatusResponse)(nil), // 21: knooppunt.v1.ClusterStatusResponse
+	(*JoinRequest)(nil),           // 22: knooppunt.v1.JoinRequest
+	(*RemoveRequest)(nil),         // 23: knooppunt.v1.RemoveRequest
+	(*StatusRequest)(nil),         // 24: knooppunt.v1.StatusRequest
+	(*StatusResponse)(nil),        // 25: knooppunt.v1.StatusResponse
+	nil,                           // 26: knooppunt.v1.Record.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_knooppunt_v1_record_proto_depIdxs = []int32{
-	0,  // 0: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
-	21, // 1: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
-	22, // 2: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 3: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
-	1,  // 4: knooppunt.v1.Record.status:type_name -> knooppunt.v1.Status
-	2,  // 5: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
-	22, // 6: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 7: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
-	4,  // 8: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
-	6,  // 9: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
-	0,  // 10: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
-	22, // 11: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
-	2,  // 12: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
-	2,  // 13: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
-	15, // 14: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	22, // 15: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	3,  // 16: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	5,  // 17: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	8,  // 18: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	9,  // 19: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	11, // 20: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	12, // 21: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	14, // 22: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	17, // 23: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	18, // 24: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	19, // 25: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	4,  // 26: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	7,  // 27: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	2,  // 28: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	10, // 29: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	4,  // 30: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	13, // 31: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	16, // 32: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	16, // 33: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	16, // 34: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	20, // 35: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	1,  // 0: knooppunt.v1.Mode.status:type_name -> knooppunt.v1.Status
+	0,  // 1: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
+	26, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
+	27, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
+	1,  // 5: knooppunt.v1.Record.status:type_name -> knooppunt.v1.Status
+	3,  // 6: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
+	27, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
+	3,  // 8: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
+	5,  // 9: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
+	7,  // 10: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
+	2,  // 11: knooppunt.v1.GetRequest.mode:type_name -> knooppunt.v1.Mode
+	0,  // 12: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
+	27, // 13: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
+	2,  // 14: knooppunt.v1.ListRequest.mode:type_name -> knooppunt.v1.Mode
+	3,  // 15: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
+	2,  // 16: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
+	3,  // 17: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
+	18, // 18: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
+	27, // 19: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
+	27, // 20: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
+	20, // 21: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
+	27, // 22: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	4,  // 23: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 24: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 25: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	10, // 26: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	12, // 27: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	13, // 28: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	15, // 29: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	17, // 30: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	17, // 31: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	19, // 32: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	22, // 33: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	23, // 34: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	24, // 35: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 36: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 37: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 38: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	11, // 39: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	5,  // 40: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	14, // 41: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	16, // 42: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	18, // 43: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	18, // 44: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 45: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	21, // 46: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	21, // 47: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 48: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	36, // [36:49] is the sub-list for method output_type
+	23, // [23:36] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
@@ -1644,9 +2019,9 @@ func file_knooppunt_v1_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_record_proto_rawDesc), len(file_knooppunt_v1_record_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   25,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_knooppunt_v1_record_proto_goTypes,
 		DependencyIndexes: file_knooppunt_v1_record_proto_depIdxs,

@@ -325,6 +325,196 @@ var RecordService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	ExerciseService_List_FullMethodName  = "/knooppunt.v1.ExerciseService/List"
+	ExerciseService_Start_FullMethodName = "/knooppunt.v1.ExerciseService/Start"
+	ExerciseService_Close_FullMethodName = "/knooppunt.v1.ExerciseService/Close"
+)
+
+// ExerciseServiceClient is the client API for ExerciseService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ExerciseService starts and closes exercises. An exercise's records are written with status
+// EXERCISE and its name; they are read only in its mode. Closing deletes every record of the
+// exercise on this node: the deletions reach every peer that holds a copy as retractions.
+type ExerciseServiceClient interface {
+	List(ctx context.Context, in *ListExercisesRequest, opts ...grpc.CallOption) (*ListExercisesResponse, error)
+	// Start opens an exercise. Records of an exercise that is not open are refused.
+	Start(ctx context.Context, in *ExerciseStepRequest, opts ...grpc.CallOption) (*ExerciseInfo, error)
+	// Close deletes every record of the exercise and closes it. The audit entries stay.
+	Close(ctx context.Context, in *ExerciseStepRequest, opts ...grpc.CallOption) (*ExerciseInfo, error)
+}
+
+type exerciseServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewExerciseServiceClient(cc grpc.ClientConnInterface) ExerciseServiceClient {
+	return &exerciseServiceClient{cc}
+}
+
+func (c *exerciseServiceClient) List(ctx context.Context, in *ListExercisesRequest, opts ...grpc.CallOption) (*ListExercisesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListExercisesResponse)
+	err := c.cc.Invoke(ctx, ExerciseService_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *exerciseServiceClient) Start(ctx context.Context, in *ExerciseStepRequest, opts ...grpc.CallOption) (*ExerciseInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExerciseInfo)
+	err := c.cc.Invoke(ctx, ExerciseService_Start_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *exerciseServiceClient) Close(ctx context.Context, in *ExerciseStepRequest, opts ...grpc.CallOption) (*ExerciseInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExerciseInfo)
+	err := c.cc.Invoke(ctx, ExerciseService_Close_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ExerciseServiceServer is the server API for ExerciseService service.
+// All implementations must embed UnimplementedExerciseServiceServer
+// for forward compatibility.
+//
+// ExerciseService starts and closes exercises. An exercise's records are written with status
+// EXERCISE and its name; they are read only in its mode. Closing deletes every record of the
+// exercise on this node: the deletions reach every peer that holds a copy as retractions.
+type ExerciseServiceServer interface {
+	List(context.Context, *ListExercisesRequest) (*ListExercisesResponse, error)
+	// Start opens an exercise. Records of an exercise that is not open are refused.
+	Start(context.Context, *ExerciseStepRequest) (*ExerciseInfo, error)
+	// Close deletes every record of the exercise and closes it. The audit entries stay.
+	Close(context.Context, *ExerciseStepRequest) (*ExerciseInfo, error)
+	mustEmbedUnimplementedExerciseServiceServer()
+}
+
+// UnimplementedExerciseServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedExerciseServiceServer struct{}
+
+func (UnimplementedExerciseServiceServer) List(context.Context, *ListExercisesRequest) (*ListExercisesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedExerciseServiceServer) Start(context.Context, *ExerciseStepRequest) (*ExerciseInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Start not implemented")
+}
+func (UnimplementedExerciseServiceServer) Close(context.Context, *ExerciseStepRequest) (*ExerciseInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedExerciseServiceServer) mustEmbedUnimplementedExerciseServiceServer() {}
+func (UnimplementedExerciseServiceServer) testEmbeddedByValue()                         {}
+
+// UnsafeExerciseServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ExerciseServiceServer will
+// result in compilation errors.
+type UnsafeExerciseServiceServer interface {
+	mustEmbedUnimplementedExerciseServiceServer()
+}
+
+func RegisterExerciseServiceServer(s grpc.ServiceRegistrar, srv ExerciseServiceServer) {
+	// If the following call panics, it indicates UnimplementedExerciseServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ExerciseService_ServiceDesc, srv)
+}
+
+func _ExerciseService_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListExercisesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExerciseServiceServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExerciseService_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExerciseServiceServer).List(ctx, req.(*ListExercisesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExerciseService_Start_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExerciseStepRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExerciseServiceServer).Start(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExerciseService_Start_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExerciseServiceServer).Start(ctx, req.(*ExerciseStepRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExerciseService_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExerciseStepRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExerciseServiceServer).Close(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExerciseService_Close_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExerciseServiceServer).Close(ctx, req.(*ExerciseStepRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ExerciseService_ServiceDesc is the grpc.ServiceDesc for ExerciseService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ExerciseService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "knooppunt.v1.ExerciseService",
+	HandlerType: (*ExerciseServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "List",
+			Handler:    _ExerciseService_List_Handler,
+		},
+		{
+			MethodName: "Start",
+			Handler:    _ExerciseService_Start_Handler,
+		},
+		{
+			MethodName: "Close",
+			Handler:    _ExerciseService_Close_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "knooppunt/v1/record.proto",
+}
+
+const (
 	ClusterService_Status_FullMethodName = "/knooppunt.v1.ClusterService/Status"
 	ClusterService_Join_FullMethodName   = "/knooppunt.v1.ClusterService/Join"
 	ClusterService_Remove_FullMethodName = "/knooppunt.v1.ClusterService/Remove"

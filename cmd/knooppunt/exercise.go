@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newExerciseCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "exercise",
+		Short: "Start, list and close exercises (oefeningen)",
+		Long: `An exercise keeps its records apart from the actual crisis. Records written with
+--exercise NAME belong to that exercise; every read shows them only with --exercise NAME, and a
+read without it never shows them. Policies share exercise records only when they say
+statuses: [exercise]. Closing an exercise deletes every one of its records on this node; every
+peer holding a copy gets a retraction and drops it. The audit entries stay.
+
+Each node that takes part starts the exercise: a node receives a peer's exercise records only
+while the exercise is open on it.`,
+		Example: `  knooppunt exercise start oefening-zeeland --reason "jaarlijkse oefening"
+  knooppunt record put --exercise oefening-zeeland --kind sitrep --crisis oekraine --region VR19 \
+      --classification internal --body '{"title":"Oefening: dijkdoorbraak"}'
+  knooppunt picture --crisis oekraine --exercise oefening-zeeland
+  knooppunt exercise list -o json
+  knooppunt exercise close oefening-zeeland`,
+	}
+	cmd.AddCommand(newExerciseListCmd(), newExerciseStepCmd("start"), newExerciseStepCmd("close"))
+	return cmd
+}
+
+type exerciseJSON struct {
+	Name      string     `json:"name"`
+	State     string     `json:"state"`
+	StartedBy string     `json:"started_by"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	ClosedBy  string     `json:"closed_by,omitempty"`
+	ClosedAt  *time.Time `json:"closed_at,omitempty"`
+	Records   int64      `json:"records"`
+	Deleted   int64      `json:"deleted,omitempty"`
+}
+
+func toExerciseJSON(e *pb.ExerciseInfo) exerciseJSON {
+	j := exerciseJSON{Name: e.Name, State: e.State, StartedBy: e.StartedBy, ClosedBy: e.ClosedBy, Records: e.Records, Deleted: e.Deleted}
+	if e.StartedAt != nil {
+		t := e.StartedAt.AsTime()
+		j.StartedAt = &t
+	}
+	if e.ClosedAt != nil {
+		t := e.ClosedAt.AsTime()
+		j.ClosedAt = &t
+	}
+	return j
+}
+
+func newExerciseListCmd() *cobra.Command {
+	var (
+		f   clientFlags
+		all bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the open exercises, or all with --all",
+		Example: `  knooppunt exercise list
+  knooppunt exercise list --all -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewExerciseServiceClient(conn).List(cmd.Context(), &pb.ListExercisesRequest{Closed: all})
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					out := make([]exerciseJSON, len(resp.Exercises))
+					for i, e := range resp.Exercises {
+						out[i] = toExerciseJSON(e)
+					}
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintln(w, "OEFENING: exercises, apart from the actual crisis")
+				tw := newTable(w)
+				fmt.Fprintln(tw, "NAME\tSTATE\tRECORDS\tSTARTED BY\tSTARTED AT\tCLOSED AT\tDELETED")
+				for _, e := range resp.Exercises {
+					j := toExerciseJSON(e)
+					closed := ""
+					if j.ClosedAt != nil {
+						closed = j.ClosedAt.Local().Format(time.RFC3339)
+					}
+					started := ""
+					if j.StartedAt != nil {
+						started = j.StartedAt.Local().Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\n", j.Name, j.State, j.Records, j.StartedBy, started, closed, j.Deleted)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "include closed exercises")
+	f.register(cmd, true)
+	return cmd
+}
+
+func newExerciseStepCmd(action string) *cobra.Command {
+	var (
+		f      clientFlags
+		reason string
+	)
+	short, example := "Start an exercise: records may then be written in it", `  knooppunt exercise start oefening-2026-12-vr09 --reason "regionale oefening"`
+	if action == "close" {
+		short, example = "Close an exercise: delete every one of its records here and at every peer", `  knooppunt exercise close oefening-2026-12-vr09 --reason "oefening afgerond"`
+	}
+	cmd := &cobra.Command{
+		Use:     action + " NAME",
+		Short:   short,
+		Example: example,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := record.CheckExerciseName("NAME", args[0]); err != nil {
+				return err
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				c := pb.NewExerciseServiceClient(conn)
+				req := &pb.ExerciseStepRequest{Name: args[0], Reason: reason}
+				step := c.Start
+				if action == "close" {
+					step = c.Close
+				}
+				e, err := step(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), toExerciseJSON(e))
+				}
+				if action == "close" {
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "OEFENING %s closed: %d records deleted; peers holding copies get retractions\n", e.Name, e.Deleted)
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "OEFENING %s started: write its records with --exercise %s\n", e.Name, e.Name)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	f.register(cmd, true)
+	return cmd
+}
+
+// modeFlags select the mode of a read: actual records, unless --exercise names an exercise or
+// --status asks for the node's test or draft records.
+type modeFlags struct {
+	exercise, status string
+}
+
+func (m *modeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&m.exercise, "exercise", "", "read in the mode of this exercise: only its records (default: actual records only)")
+	cmd.Flags().StringVar(&m.status, "status", "", "test or draft: read the node's own test or draft records instead")
+}
+
+// mode is the mode the flags select: nil for actual.
+func (m *modeFlags) mode() (*pb.Mode, error) {
+	st, err := record.ParseStatus(m.status)
+	if err != nil {
+		return nil, fmt.Errorf("--%v", err)
+	}
+	switch {
+	case m.exercise != "" && st != pb.Status_ACTUAL && st != pb.Status_EXERCISE:
+		return nil, fmt.Errorf("--exercise and --status %s: choose one mode", m.status)
+	case m.exercise != "":
+		if err := record.CheckExerciseName("--exercise", m.exercise); err != nil {
+			return nil, err
+		}
+		return &pb.Mode{Status: pb.Status_EXERCISE, Exercise: m.exercise}, nil
+	case st == pb.Status_EXERCISE:
+		return nil, fmt.Errorf("--status exercise: name the exercise with --exercise NAME instead")
+	case st == pb.Status_ACTUAL:
+		return nil, nil
+	}
+	return &pb.Mode{Status: st}, nil
+}
+
+// modeBanner is the line above every table of a read that is not of the actual records, so that
+// an exercise is never taken for the real crisis: OEFENING for an exercise.
+func modeBanner(m *pb.Mode) string {
+	switch m.GetStatus() {
+	case pb.Status_EXERCISE:
+		return "OEFENING " + m.GetExercise() + ": exercise records only, not the actual crisis"
+	case pb.Status_TEST:
+		return "TEST: test records of this node only, not the actual crisis"
+	case pb.Status_DRAFT:
+		return "CONCEPT: draft records of this node only, not the actual crisis"
+	}
+	return ""
+}
+
+// newModeTable starts a table of a read in mode m under its banner.
+func newModeTable(w io.Writer, m *pb.Mode) *tabwriter.Writer {
+	if b := modeBanner(m); b != "" {
+		fmt.Fprintln(w, b)
+	}
+	return newTable(w)
+}

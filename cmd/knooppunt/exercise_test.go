@@ -1,0 +1,96 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCLIExercise: exercise start, list and close; a record written with --exercise is read
+// only with it, and every table of an exercise's read says OEFENING; bad names and modes are
+// refused with the flag named.
+func TestCLIExercise(t *testing.T) {
+	addr, _ := servedNode(t)
+	n := []string{"--node", addr}
+	run := func(code int, args ...string) result {
+		t.Helper()
+		return cli(t, nil, "", append(args, n...)...).want(t, code)
+	}
+	if r := run(0, "exercise", "start", "oef-1", "--reason", "test"); !strings.Contains(r.stdout, "OEFENING oef-1 started") {
+		t.Fatalf("start printed %q", r.stdout)
+	}
+	run(0, "record", "put", "--id", "real", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public", "--body", `{"title":"echt","summary":"s"}`)
+	if r := run(0, "record", "put", "--id", "oef", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL",
+		"--classification", "public", "--body", `{"title":"oefening","summary":"s"}`); !strings.HasPrefix(r.stdout, "OEFENING oef-1") {
+		t.Fatalf("put in an exercise printed %q, want it marked OEFENING", r.stdout)
+	}
+
+	actual := run(0, "record", "list", "--crisis", "c")
+	if strings.Contains(actual.stdout, "OEFENING") || !strings.Contains(actual.stdout, "real") || strings.Contains(actual.stdout, "oef ") {
+		t.Fatalf("record list without --exercise:\n%s", actual.stdout)
+	}
+	ex := run(0, "record", "list", "--crisis", "c", "--exercise", "oef-1")
+	lines := strings.Split(strings.TrimSpace(ex.stdout), "\n")
+	if len(lines) != 3 || lines[0] != "OEFENING oef-1: exercise records only, not the actual crisis" || !strings.HasPrefix(lines[2], "oef ") {
+		t.Fatalf("record list --exercise oef-1:\n%s", ex.stdout)
+	}
+	var recs []map[string]any
+	run(0, "record", "list", "--crisis", "c", "--exercise", "oef-1", "-o", "json").oneJSON(t, &recs)
+	if len(recs) != 1 || recs[0]["status"] != "exercise" || recs[0]["exercise"] != "oef-1" {
+		t.Fatalf("record list -o json in the exercise: %v", recs)
+	}
+	for _, args := range [][]string{
+		{"picture", "--crisis", "c", "--exercise", "oef-1"},
+		{"search", "--crisis", "c", "--exercise", "oef-1"},
+		{"record", "get", "oef", "--exercise", "oef-1"},
+		{"phase", "show", "--crisis", "c", "--exercise", "oef-1"},
+		{"exercise", "list"},
+	} {
+		r := run(0, args...)
+		// Every table is under the banner: count the banners against the tables' header rows.
+		tables := 0
+		for _, h := range []string{"KIND ", "ORIGIN ", "PEER ", "CRISIS ", "NAME ", "id "} {
+			tables += strings.Count(r.stdout, "\n"+h) + map[bool]int{true: 1}[strings.HasPrefix(r.stdout, h)]
+		}
+		if banners := strings.Count(r.stdout, "OEFENING"); banners < max(tables, 1) {
+			t.Errorf("knooppunt %s: %d tables, %d OEFENING banners:\n%s", strings.Join(args, " "), tables, banners, r.stdout)
+		}
+	}
+	if r := run(1, "record", "get", "oef"); !strings.Contains(r.stderr, "record not found") {
+		t.Fatalf("record get of an exercise record without --exercise: %q", r.stderr)
+	}
+
+	var list []map[string]any
+	run(0, "exercise", "list", "-o", "json").oneJSON(t, &list)
+	if len(list) != 1 || list[0]["name"] != "oef-1" || list[0]["state"] != "open" || list[0]["records"] != float64(1) {
+		t.Fatalf("exercise list -o json: %v", list)
+	}
+	if r := run(0, "exercise", "close", "oef-1"); !strings.Contains(r.stdout, "OEFENING oef-1 closed: 1 records deleted") {
+		t.Fatalf("close printed %q", r.stdout)
+	}
+	if r := run(0, "record", "list", "--crisis", "c", "--exercise", "oef-1"); strings.Contains(r.stdout, "oef ") {
+		t.Fatalf("the closed exercise still lists its record:\n%s", r.stdout)
+	}
+	if r := run(0, "record", "list", "--crisis", "c"); !strings.Contains(r.stdout, "real") {
+		t.Fatalf("closing removed the actual record:\n%s", r.stdout)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"exercise", "start", "bad name"}, `NAME: "bad name" is not an exercise name`},
+		{[]string{"exercise", "close", "oef-1"}, "exercise: the exercise is closed: oef-1"},
+		{[]string{"exercise", "close", "oef-9"}, "exercise: no such exercise: oef-9"},
+		{[]string{"record", "list", "--exercise", "-x"}, `--exercise: "-x" is not an exercise name`},
+		{[]string{"record", "list", "--status", "exercise"}, "--status exercise: name the exercise with --exercise NAME instead"},
+		{[]string{"record", "list", "--status", "bogus"}, `--status: "bogus" is not a status`},
+		{[]string{"record", "list", "--status", "test", "--exercise", "oef-1"}, "--exercise and --status test: choose one mode"},
+	} {
+		if r := run(1, tc.args...); !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("knooppunt %s: stderr %q, want %q", strings.Join(tc.args, " "), r.stderr, tc.msg)
+		}
+	}
+	if r := cli(t, nil, "", "exercise", "--help").want(t, 0); !strings.Contains(r.stdout, "knooppunt exercise start oefening-zeeland") {
+		t.Fatalf("exercise --help has no examples:\n%s", r.stdout)
+	}
+}

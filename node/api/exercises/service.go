@@ -1,0 +1,103 @@
+// Package exercises is the ExerciseService: an exercise is started, its records are written with
+// status EXERCISE and its name and read only in its mode, and closing it deletes every one of its
+// records on this node. The deletions go out to peers as retractions through the normal sharing
+// path; the audit entries stay. Starting and closing are Raft commands, so every replica agrees
+// on which exercises are open.
+package exercises
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Config wires the service.
+type Config struct {
+	Store *store.Store
+	DB    *db.DB
+	// Changed, when set, is called after an exercise started or closed: the subscriptions to
+	// peers follow the open exercises.
+	Changed func()
+	Logger  *slog.Logger
+}
+
+// Service implements knooppunt.v1.ExerciseService.
+type Service struct {
+	pb.UnsafeExerciseServiceServer
+	c Config
+}
+
+var _ pb.ExerciseServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterExerciseServiceServer(s, svc) }
+
+// List returns the open exercises, or all with closed.
+func (s *Service) List(ctx context.Context, req *pb.ListExercisesRequest) (*pb.ListExercisesResponse, error) {
+	rows, err := s.c.DB.Exercises(ctx, req.Closed)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	resp := &pb.ListExercisesResponse{}
+	for _, e := range rows {
+		resp.Exercises = append(resp.Exercises, Info(e))
+	}
+	return resp, nil
+}
+
+// Start opens an exercise.
+func (s *Service) Start(ctx context.Context, req *pb.ExerciseStepRequest) (*pb.ExerciseInfo, error) {
+	return s.step(ctx, "start", req)
+}
+
+// Close deletes every record of an open exercise and closes it.
+func (s *Service) Close(ctx context.Context, req *pb.ExerciseStepRequest) (*pb.ExerciseInfo, error) {
+	return s.step(ctx, "close", req)
+}
+
+func (s *Service) step(ctx context.Context, action string, req *pb.ExerciseStepRequest) (*pb.ExerciseInfo, error) {
+	if err := record.CheckExerciseName("name", req.Name); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	if len(req.Reason) > 1024 {
+		return nil, api.Invalid("reason", "%d bytes is over the limit of 1024", len(req.Reason))
+	}
+	caller, _ := api.CallerFrom(ctx)
+	step := &pb.ExerciseStep{Action: action, Name: req.Name, Actor: caller.String(), At: timestamppb.Now(), Reason: req.Reason}
+	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_ExerciseStep{ExerciseStep: step}})
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	out, _ := v.(db.ExerciseOutcome)
+	if out.Refusal != nil {
+		return nil, api.Status(s.c.Logger, out.Refusal)
+	}
+	if out.Exercise == nil {
+		return nil, api.Status(s.c.Logger, db.ErrExerciseUnknown)
+	}
+	if s.c.Changed != nil {
+		s.c.Changed()
+	}
+	return Info(out.Exercise), nil
+}
+
+// Info is an exercise as the API returns it.
+func Info(e *db.ExerciseRow) *pb.ExerciseInfo {
+	info := &pb.ExerciseInfo{Name: e.Name, State: e.State, StartedBy: e.StartedBy, StartedAt: timestamppb.New(e.StartedAt),
+		ClosedBy: e.ClosedBy, Records: e.Records, Deleted: e.Deleted}
+	if !e.ClosedAt.IsZero() {
+		info.ClosedAt = timestamppb.New(e.ClosedAt)
+	}
+	return info
+}

@@ -1,0 +1,89 @@
+package db_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestExerciseCloseAtARecipient: the copies a peer sent of an exercise's records, and the cursor
+// of that exercise's subscription, leave with the exercise's close here; a delivery of the
+// closed exercise that was still in flight stores nothing; other modes keep theirs.
+func TestExerciseCloseAtARecipient(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	idx := uint64(0)
+	next := func() uint64 { idx++; return idx }
+	for _, name := range []string{"ex-1", "ex-2"} {
+		out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: name, Actor: "t", At: hour(0)})
+		if err != nil || out.Refusal != nil {
+			t.Fatalf("start %s: %v %v", name, err, out.Refusal)
+		}
+	}
+	shared := func(id string, m db.Mode) *pb.SharedRecord {
+		r := put(id, `{"a":1}`)
+		r.Origin, r.Version, r.Status, r.Exercise = "lcvs.crisis.test", 1, m.Status, m.Exercise
+		return &pb.SharedRecord{Record: r, Policies: []string{"p@1"}}
+	}
+	ex1, ex2 := db.Mode{Status: pb.Status_EXERCISE, Exercise: "ex-1"}, db.Mode{Status: pb.Status_EXERCISE, Exercise: "ex-2"}
+	deliver := func(m db.Mode, cursor int64, recs ...*pb.SharedRecord) {
+		t.Helper()
+		if err := d.ApplyCacheForeign(next(), &pb.CacheForeign{Peer: "lcvs", Origin: "lcvs.crisis.test", Upserts: recs, Cursor: cursor, At: hour(1), Exercise: m.Exercise}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver(db.Actual, 5, shared("real", db.Actual))
+	deliver(ex1, 7, shared("oef-1", ex1))
+	deliver(ex2, 9, shared("oef-2", ex2))
+	held := func(m db.Mode) []string {
+		t.Helper()
+		got, err := d.ForeignList(ctx, db.ForeignFilter{Mode: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, f := range got {
+			if !m.Holds(f.Record) {
+				t.Fatalf("a read in %s returned %s of %s", m, f.Record.Id, db.ModeOf(f.Record))
+			}
+			ids = append(ids, f.Record.Id)
+		}
+		return ids
+	}
+	cursor := func(ex string) int64 {
+		c, _, err := d.ModeCursor(ctx, "lcvs", ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if a, e1, e2 := held(db.Actual), held(ex1), held(ex2); len(a) != 1 || len(e1) != 1 || len(e2) != 1 {
+		t.Fatalf("before the close: actual %v, ex-1 %v, ex-2 %v", a, e1, e2)
+	}
+	if cursor("") != 5 || cursor("ex-1") != 7 || cursor("ex-2") != 9 {
+		t.Fatalf("cursors %d %d %d, want 5 7 9: each mode has its own", cursor(""), cursor("ex-1"), cursor("ex-2"))
+	}
+	out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-1", Actor: "t", At: hour(2)})
+	if err != nil || out.Refusal != nil || out.Purged != 1 {
+		t.Fatalf("close: %v %v, purged %d", err, out.Refusal, out.Purged)
+	}
+	deliver(ex1, 8, shared("oef-late", ex1))
+	if e1 := held(ex1); len(e1) != 0 {
+		t.Fatalf("after the close ex-1's copies are %v", e1)
+	}
+	if cursor("ex-1") != 0 {
+		t.Fatalf("after the close ex-1's cursor is %d", cursor("ex-1"))
+	}
+	if a, e2 := held(db.Actual), held(ex2); len(a) != 1 || len(e2) != 1 || cursor("") != 5 || cursor("ex-2") != 9 {
+		t.Fatalf("the close touched other modes: actual %v (cursor %d), ex-2 %v (cursor %d)", a, cursor(""), e2, cursor("ex-2"))
+	}
+	// Closing twice, or starting it again, is refused and changes nothing.
+	if out, _ := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-1", Actor: "t", At: hour(3)}); out.Refusal == nil {
+		t.Fatal("a second close was not refused")
+	}
+	if out, _ := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: "ex-1", Actor: "t", At: hour(3)}); out.Refusal == nil {
+		t.Fatal("starting a closed exercise again was not refused")
+	}
+}

@@ -1,0 +1,124 @@
+package ui_test
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestExerciseMode: with ?exercise= every page carries the OEFENING banner and every table its
+// mark, and shows the exercise's records only, own and a partner's; without it no page shows an
+// exercise record or an OEFENING mark, and the mode switch offers the open exercises.
+func TestExerciseMode(t *testing.T) {
+	e := startFederation(t)
+	for _, o := range []*fedtest.Org{e.utrecht, e.ncc} {
+		o.Exercise(t, "oef-utrecht", false)
+	}
+	e.ncc.Approve(t, "name: ncc-oefening\npurpose: oefening\nrecipients: [group:all]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [exercise]\n")
+	for _, r := range []*pb.Record{
+		fedtest.Sitrep("oef-ncc", "oekraine", pb.Classification_PUBLIC, "Oefenbeeld NCC"),
+		fedtest.Sitrep("oef-eigen", "oekraine", pb.Classification_PUBLIC, "Oefenbeeld eigen regio"),
+	} {
+		r.Status, r.Exercise = pb.Status_EXERCISE, "oef-utrecht"
+		if r.Id == "oef-ncc" {
+			e.ncc.Put(t, r)
+		} else {
+			e.utrecht.Put(t, r)
+		}
+	}
+	fedtest.Eventually(t, 10*time.Second, "vr-utrecht holds ncc's exercise sitrep", func() (bool, string) {
+		n := 0
+		for _, en := range e.utrecht.PictureIn(t, "oekraine", fedtest.ExerciseMode("oef-utrecht")).Entries {
+			if en.Record.Id == "oef-ncc" {
+				n++
+			}
+		}
+		return n == 1, "not yet"
+	})
+
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	tables := regexp.MustCompile(`<table `)
+	marks := regexp.MustCompile(`<p class="kp-oefening-mark" data-exercise="oef-utrecht"><strong>OEFENING</strong> oef-utrecht</p>\s*<div class="kp-table-wrap">\s*<table `)
+	for _, path := range []string{"/?crisis=oekraine&exercise=oef-utrecht", "/zoeken?crisis=oekraine&exercise=oef-utrecht"} {
+		resp, page := b.get(t, e.url+path)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d\n%s", path, resp.StatusCode, page)
+		}
+		if !strings.Contains(page, `<div class="kp-oefening" role="alert" id="oefening" data-exercise="oef-utrecht">`) {
+			t.Errorf("%s: no OEFENING banner", path)
+		}
+		if n, m := len(tables.FindAllString(page, -1)), len(marks.FindAllString(page, -1)); n == 0 || n != m {
+			t.Errorf("%s: %d tables, %d with the OEFENING mark", path, n, m)
+		}
+		for _, want := range []string{"Oefenbeeld NCC", "Oefenbeeld eigen regio"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("%s: lacks the exercise record %q", path, want)
+			}
+		}
+		for _, real := range []string{"Landelijk beeld opvang Oekraïne", "Regionaal beeld VR Utrecht", "Richtlijn registratie bij aankomst"} {
+			if strings.Contains(page, real) {
+				t.Errorf("%s: shows the actual record %q in the exercise", path, real)
+			}
+		}
+		if !strings.Contains(page, `<input type="hidden" name="exercise" value="oef-utrecht">`) {
+			t.Errorf("%s: its form drops the mode", path)
+		}
+	}
+	// An exercise record's page, reached by its link, is in the exercise's mode.
+	_, page := b.get(t, e.url+"/?crisis=oekraine&exercise=oef-utrecht")
+	link := regexp.MustCompile(`href="(/record\?[^"]*id=oef-eigen[^"]*)"`).FindStringSubmatch(page)
+	if link == nil {
+		t.Fatalf("no link to the own exercise record:\n%s", page)
+	}
+	resp, rec := b.get(t, e.url+strings.ReplaceAll(link[1], "&amp;", "&"))
+	if resp.StatusCode != 200 || !strings.Contains(rec, `id="oefening"`) || !strings.Contains(rec, "Oefenbeeld eigen regio") {
+		t.Fatalf("the exercise record's page: %d, banner or record missing:\n%s", resp.StatusCode, rec)
+	}
+
+	// The actual mode: no exercise record, no OEFENING mark, and the switch offers the exercise.
+	for _, path := range []string{"/?crisis=oekraine", "/zoeken?crisis=oekraine"} {
+		_, page := b.get(t, e.url+path)
+		for _, bad := range []string{"Oefenbeeld NCC", "Oefenbeeld eigen regio", `id="oefening"`, "kp-oefening-mark"} {
+			if strings.Contains(page, bad) {
+				t.Errorf("%s in the actual mode shows %q", path, bad)
+			}
+		}
+		if !strings.Contains(page, "Landelijk beeld opvang Oekraïne") {
+			t.Errorf("%s in the actual mode lacks the actual records", path)
+		}
+		if !strings.Contains(page, `<option value="oef-utrecht">OEFENING oef-utrecht</option>`) {
+			t.Errorf("%s: the mode switch does not offer the open exercise", path)
+		}
+	}
+	// An officer sets the exercise's own phase on the phases page in its mode; the actual
+	// crisis keeps its phase.
+	resp, confirm := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&exercise=oef-utrecht")
+	if resp.StatusCode != 200 || !strings.Contains(confirm, `id="oefening"`) || !strings.Contains(confirm, `name="exercise" value="oef-utrecht"`) {
+		t.Fatalf("the exercise's phase confirmation: %d, without its banner or mode:\n%s", resp.StatusCode, confirm)
+	}
+	resp, _ = b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, confirm)}, "crisis": {"oekraine"}, "phase": {"warm"}, "exercise": {"oef-utrecht"}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("setting the exercise's phase: %d", resp.StatusCode)
+	}
+	if p := e.utrecht.PictureIn(t, "oekraine", fedtest.ExerciseMode("oef-utrecht")); p.Phase != "warm" {
+		t.Errorf("the exercise's phase is %s, want warm", p.Phase)
+	}
+	if p := e.utrecht.Picture(t, "oekraine"); p.Phase != "lukewarm" {
+		t.Errorf("the actual crisis is %s after the exercise's phase changed, want lukewarm", p.Phase)
+	}
+	if _, page := b.get(t, e.url+"/fase?exercise=oef-utrecht"); !strings.Contains(page, `id="oefening"`) || !strings.Contains(page, "kp-oefening-mark") {
+		t.Errorf("the phases page of the exercise lacks its OEFENING banner or table mark")
+	}
+
+	// An own exercise record asked for without its mode does not exist there.
+	resp, _ = b.get(t, e.url+"/record?id=oef-eigen")
+	if resp.StatusCode != 404 {
+		t.Errorf("an exercise record in the actual mode: %d, want 404", resp.StatusCode)
+	}
+}
