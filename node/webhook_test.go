@@ -226,6 +226,9 @@ func TestWebhookDeliversSignedInOrder(t *testing.T) {
 	put(other)
 	sit := &pb.Record{Id: "sr1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"title":"calm","summary":"calm"}`)}
 	put(sit)
+	if _, err := pb.NewExerciseServiceClient(conn).Start(callCtx(t), &pb.ExerciseStepRequest{Name: "oefening-1", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
 	ex := shelter("exercise-1")
 	ex.Status, ex.Exercise = pb.Status_EXERCISE, "oefening-1"
 	put(ex)

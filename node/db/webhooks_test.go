@@ -29,6 +29,11 @@ func TestWebhookQueue(t *testing.T) {
 	add("all", "")
 	add("sitreps", "", "sitrep")
 	add("drill", "oefening-1")
+	for _, ex := range []string{"oefening-1", "oefening-2"} {
+		if _, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: ex, Actor: "test", At: hour(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rec := func(id, kind string, status pb.Status, exercise string) *pb.Record {
 		return &pb.Record{Id: id, Origin: "a.crisis.test", Kind: kind, Crisis: "c", Region: "VR09", Body: []byte(`{}`), UpdatedAt: hour(1), Status: status, Exercise: exercise}
 	}
