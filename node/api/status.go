@@ -3,6 +3,7 @@
 package api
 
 import (
+	"strings"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,10 @@ func Status(log *slog.Logger, err error) error {
 		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
 	case errors.Is(err, db.ErrNotFound):
 		return status.Error(codes.NotFound, "record not found")
+	case errors.Is(err, db.ErrFileNotFound):
+		return status.Error(codes.NotFound, "file not found")
+	case errors.Is(err, db.ErrFileRefused):
+		return status.Error(codes.FailedPrecondition, strings.TrimPrefix(err.Error(), "db: "))
 	case errors.Is(err, db.ErrBadPageToken):
 		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous List: start again without it")
 	case errors.Is(err, store.ErrNotLeader):

@@ -78,6 +78,11 @@ type DB struct {
 	applyMu sync.Mutex
 	applied atomic.Uint64
 	lastSeq atomic.Int64
+
+	// extractor takes the text out of files for the index (SetExtractor).
+	extractMu  sync.Mutex
+	extractor  Extractor
+	extractMax int64
 }
 
 // stmtCache is the number of prepared statements each connection keeps (go-sqlite3's

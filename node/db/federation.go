@@ -292,6 +292,9 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 			if err := queueText(tx, c.Origin, r.Id); err != nil {
 				return err
 			}
+			if err := setRefs(tx, c.Origin, r.Id, r.Body); err != nil {
+				return err
+			}
 			if err := addHistory(tx, c.Origin, r, r.Version, false); err != nil {
 				return err
 			}
@@ -301,6 +304,9 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 				return err
 			}
 			if err := queueText(tx, c.Origin, id); err != nil {
+				return err
+			}
+			if err := setRefs(tx, c.Origin, id, nil); err != nil {
 				return err
 			}
 			if err := dropHistory(tx, c.Origin, id); err != nil {

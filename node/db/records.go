@@ -238,6 +238,9 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	if err := queueText(a.tx, "", next.Id); err != nil {
 		return Result{}, err
 	}
+	if err := setRefs(a.tx, "", next.Id, next.Body); err != nil {
+		return Result{}, err
+	}
 	if err := addHistory(a.tx, "", next, version, next.Tombstone); err != nil {
 		return Result{}, err
 	}

@@ -46,6 +46,9 @@ const (
 	sqlTextUnkey   = `DELETE FROM text_keys WHERE origin = ? AND id = ?`
 	sqlTextAdd     = `INSERT INTO text_index (rowid, text) VALUES (?, ?)`
 	sqlTextDropRow = `DELETE FROM text_index WHERE rowid = ?`
+	// sqlTextFiles is the text extracted from the files a record names (see files.go).
+	sqlTextFiles = `SELECT group_concat(t.text, char(10)) FROM file_refs r JOIN file_text t ON t.sha256 = r.sha256
+		WHERE r.origin = ? AND r.id = ? AND t.text != ''`
 )
 
 // queueText marks a record whose text changed (written, deleted, cached or retracted) for the
@@ -104,7 +107,10 @@ func (d *DB) IndexText(max int) (int, error) {
 		case errors.Is(err, sql.ErrNoRows):
 			err = unindexText(tx, k.origin, k.id)
 		case err == nil:
-			err = indexText(tx, k.origin, k.id, body)
+			var files sql.NullString
+			if err = tx.QueryRow(sqlTextFiles, k.origin, k.id).Scan(&files); err == nil {
+				err = indexText(tx, k.origin, k.id, body, files.String)
+			}
 		}
 		if err == nil {
 			_, err = tx.Exec(sqlTextDone, k.origin, k.id)
@@ -154,6 +160,7 @@ func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 		if known && d.applied.Load() == emptyAt {
 			// Nothing was applied since the queue emptied.
 		} else if d.quiet(ctx, every.C) {
+			d.ExtractPending(ctx, logErr)
 			for {
 				changed, at := d.Changed(), d.applied.Load()
 				n, err := d.IndexText(textBatch)
@@ -241,8 +248,9 @@ func (d *DB) CatchUpText(ctx context.Context, budget int) (int64, error) {
 // the same writes without them in the same run.
 var textIndexOff bool
 
-// indexText puts a live record's body in the index, replacing what it held of the record.
-func indexText(tx *writeTx, origin, id string, body []byte) error {
+// indexText puts a live record's body, and the text of the files it names, in the index,
+// replacing what it held of the record.
+func indexText(tx *writeTx, origin, id string, body []byte, files string) error {
 	if textIndexOff {
 		return nil
 	}
@@ -259,7 +267,11 @@ func indexText(tx *writeTx, origin, id string, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
-	if _, err := tx.Exec(sqlTextAdd, row, bodyText(body)); err != nil {
+	text := bodyText(body)
+	if files != "" {
+		text += "\n" + files
+	}
+	if _, err := tx.Exec(sqlTextAdd, row, text); err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
 	return nil

@@ -109,6 +109,12 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	case *pb.Command_RuleStep:
 		row, refusal, err := f.db.ApplyRuleStep(l.Index, cmd.RuleStep)
 		return applyResponse{value: RuleOutcome{Rule: row, Refusal: refusal}, err: err}
+	case *pb.Command_FileChunk:
+		refused, err := f.db.ApplyFileChunk(l.Index, cmd.FileChunk)
+		return applyResponse{value: refused, err: err}
+	case *pb.Command_FileStep:
+		refused, err := f.db.ApplyFileStep(l.Index, cmd.FileStep)
+		return applyResponse{value: refused, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

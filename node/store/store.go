@@ -515,12 +515,51 @@ func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
 	return resp.value, resp.err
 }
 
+// ApplyAsync proposes c and returns a function that waits for its outcome, as Apply gives it.
+// On the leader, commands proposed one after another enter the log in that order while earlier
+// ones are still being committed, so that a writer of many entries (a file's chunks) keeps the
+// log busy. On a follower it forwards c, or fails, at once.
+func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, error) {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed || s.raft.State() != raft.Leader {
+		v, err := s.Apply(ctx, c)
+		return func() (any, error) { return v, err }
+	}
+	data, err := encode(c)
+	if err != nil {
+		return func() (any, error) { return nil, err }
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(data, timeout)
+	return func() (any, error) {
+		if err := f.Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return nil, ErrNotLeader
+			}
+			return nil, fmt.Errorf("store: commit: %w", err)
+		}
+		resp := f.Response().(applyResponse)
+		return resp.value, resp.err
+	}
+}
+
 // forwardable reports whether a follower may hand c to the leader: only commands whose answer
 // is nothing but an error. A kept head answers the evidence of a fork, but the evidence is
-// kept and counted (by the FSM, on every replica) whoever handed it over.
-func forwardable(c *pb.Command) bool {
+// kept and counted (by the FSM, on every replica) whoever handed it over. A file step's
+// refusal never reaches a follower that forwarded it; the follower learns the outcome from its
+// own database once it applied the entry (see WaitApplied).
+func forwardable(c *pb.Command) bool { return Forwardable(c) }
+
+// Forwardable reports whether a follower may hand c to the leader (ReplicaService.Apply).
+func Forwardable(c *pb.Command) bool {
 	switch c.Cmd.(type) {
-	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead:
+	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead,
+		*pb.Command_FileChunk, *pb.Command_FileStep:
 		return true
 	}
 	return false

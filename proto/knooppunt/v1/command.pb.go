@@ -37,6 +37,8 @@ type Command struct {
 	//	*Command_PeerStep
 	//	*Command_KeepHead
 	//	*Command_RuleStep
+	//	*Command_FileChunk
+	//	*Command_FileStep
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -160,6 +162,24 @@ func (x *Command) GetRuleStep() *RuleStep {
 	return nil
 }
 
+func (x *Command) GetFileChunk() *FileChunk {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_FileChunk); ok {
+			return x.FileChunk
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFileStep() *FileStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_FileStep); ok {
+			return x.FileStep
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -200,6 +220,14 @@ type Command_RuleStep struct {
 	RuleStep *RuleStep `protobuf:"bytes,9,opt,name=rule_step,json=ruleStep,oneof"`
 }
 
+type Command_FileChunk struct {
+	FileChunk *FileChunk `protobuf:"bytes,11,opt,name=file_chunk,json=fileChunk,oneof"`
+}
+
+type Command_FileStep struct {
+	FileStep *FileStep `protobuf:"bytes,12,opt,name=file_step,json=fileStep,oneof"`
+}
+
 func (*Command_WriteRecords) isCommand_Cmd() {}
 
 func (*Command_PolicyStep) isCommand_Cmd() {}
@@ -217,6 +245,189 @@ func (*Command_PeerStep) isCommand_Cmd() {}
 func (*Command_KeepHead) isCommand_Cmd() {}
 
 func (*Command_RuleStep) isCommand_Cmd() {}
+
+func (*Command_FileChunk) isCommand_Cmd() {}
+
+func (*Command_FileStep) isCommand_Cmd() {}
+
+// FileChunk stages one chunk of a file being written, an upload or a file fetched from a peer,
+// under its upload id. Chunks come in order from seq 0; the chunks of an upload become a file
+// only when a FileStep commits them, so an upload that breaks off leaves no file.
+type FileChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UploadId      string                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId" json:"upload_id,omitempty"`
+	Seq           int64                  `protobuf:"varint,2,opt,name=seq" json:"seq,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data" json:"data,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileChunk) Reset() {
+	*x = FileChunk{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileChunk) ProtoMessage() {}
+
+func (x *FileChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
+func (*FileChunk) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FileChunk) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *FileChunk) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *FileChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *FileChunk) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// FileStep commits an upload's chunks as a file, aborts an upload, or sweeps: removes uploads
+// that no chunk reached since stale_before and files that no record names and that were
+// stored before it.
+type FileStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is commit, abort or sweep.
+	Action   string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	UploadId string `protobuf:"bytes,2,opt,name=upload_id,json=uploadId" json:"upload_id,omitempty"`
+	// sha256 (hex), size and media_type are what the leader found for the whole content; the
+	// FSM checks the chunks against sha256 and size and refuses the commit when they differ.
+	Sha256    string `protobuf:"bytes,3,opt,name=sha256" json:"sha256,omitempty"`
+	Size      int64  `protobuf:"varint,4,opt,name=size" json:"size,omitempty"`
+	MediaType string `protobuf:"bytes,5,opt,name=media_type,json=mediaType" json:"media_type,omitempty"`
+	// origin is "" for a file uploaded to this node, or the trust domain of the peer it was
+	// fetched from.
+	Origin        string                 `protobuf:"bytes,6,opt,name=origin" json:"origin,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at" json:"at,omitempty"`
+	StaleBefore   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stale_before,json=staleBefore" json:"stale_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileStep) Reset() {
+	*x = FileStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileStep) ProtoMessage() {}
+
+func (x *FileStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileStep.ProtoReflect.Descriptor instead.
+func (*FileStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FileStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *FileStep) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *FileStep) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FileStep) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileStep) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *FileStep) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *FileStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *FileStep) GetStaleBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StaleBefore
+	}
+	return nil
+}
 
 // RuleStep applies (a new version of) an early-warning rule, or deletes one. The service lints
 // the source before it proposes the step; the FSM stores it as it is.
@@ -238,7 +449,7 @@ type RuleStep struct {
 
 func (x *RuleStep) Reset() {
 	*x = RuleStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +461,7 @@ func (x *RuleStep) String() string {
 func (*RuleStep) ProtoMessage() {}
 
 func (x *RuleStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +474,7 @@ func (x *RuleStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleStep.ProtoReflect.Descriptor instead.
 func (*RuleStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RuleStep) GetName() string {
@@ -331,7 +542,7 @@ type KeepHead struct {
 
 func (x *KeepHead) Reset() {
 	*x = KeepHead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +554,7 @@ func (x *KeepHead) String() string {
 func (*KeepHead) ProtoMessage() {}
 
 func (x *KeepHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +567,7 @@ func (x *KeepHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
 func (*KeepHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *KeepHead) GetPeer() string {
@@ -428,7 +639,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +651,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +664,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -551,7 +762,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +774,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +787,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -605,7 +816,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +828,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +841,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -678,7 +889,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +901,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +914,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -768,7 +979,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +991,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +1004,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -859,7 +1070,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1082,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1095,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -943,7 +1154,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1166,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1179,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -1024,7 +1235,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1247,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1260,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -1072,7 +1283,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1295,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1308,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -1116,7 +1327,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1339,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1352,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -1159,7 +1370,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1382,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,14 +1395,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xc4\x04\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xb5\x05\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -1203,8 +1414,26 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\rcache_foreign\x18\x06 \x01(\v2\x1a.knooppunt.v1.CacheForeignH\x00R\fcacheForeign\x125\n" +
 	"\tpeer_step\x18\a \x01(\v2\x16.knooppunt.v1.PeerStepH\x00R\bpeerStep\x125\n" +
 	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHead\x125\n" +
-	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStepB\x05\n" +
-	"\x03cmd\"\xbe\x01\n" +
+	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x128\n" +
+	"\n" +
+	"file_chunk\x18\v \x01(\v2\x17.knooppunt.v1.FileChunkH\x00R\tfileChunk\x125\n" +
+	"\tfile_step\x18\f \x01(\v2\x16.knooppunt.v1.FileStepH\x00R\bfileStepB\x05\n" +
+	"\x03cmd\"z\n" +
+	"\tFileChunk\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x8d\x02\n" +
+	"\bFileStep\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x05 \x01(\tR\tmediaType\x12\x16\n" +
+	"\x06origin\x18\x06 \x01(\tR\x06origin\x12*\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12=\n" +
+	"\fstale_before\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vstaleBefore\"\xbe\x01\n" +
 	"\bRuleStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x16\n" +
@@ -1297,64 +1526,71 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*RuleStep)(nil),              // 1: knooppunt.v1.RuleStep
-	(*KeepHead)(nil),              // 2: knooppunt.v1.KeepHead
-	(*RecordDisclosures)(nil),     // 3: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 4: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 5: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 6: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 7: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 8: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 9: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 10: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 11: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 12: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 13: knooppunt.v1.ApplyResponse
-	nil,                           // 14: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*SignedHead)(nil),            // 16: knooppunt.v1.SignedHead
-	(*SharedRecord)(nil),          // 17: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 18: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 19: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 20: knooppunt.v1.Record
+	(*FileChunk)(nil),             // 1: knooppunt.v1.FileChunk
+	(*FileStep)(nil),              // 2: knooppunt.v1.FileStep
+	(*RuleStep)(nil),              // 3: knooppunt.v1.RuleStep
+	(*KeepHead)(nil),              // 4: knooppunt.v1.KeepHead
+	(*RecordDisclosures)(nil),     // 5: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 6: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 7: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 8: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 9: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 10: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 11: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 12: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 13: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 14: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 15: knooppunt.v1.ApplyResponse
+	nil,                           // 16: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*SignedHead)(nil),            // 18: knooppunt.v1.SignedHead
+	(*SharedRecord)(nil),          // 19: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 20: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 21: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 22: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	11, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	7,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	8,  // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	10, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	3,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	6,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	9,  // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
-	2,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
-	1,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
-	15, // 9: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
-	16, // 10: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	15, // 11: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	5,  // 12: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	5,  // 13: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	15, // 14: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	14, // 15: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	4,  // 16: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	17, // 17: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	15, // 18: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	15, // 19: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	15, // 20: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	18, // 21: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	15, // 22: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	19, // 23: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	20, // 24: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 25: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	12, // 26: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	13, // 27: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	13, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	9,  // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	10, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	12, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	5,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	8,  // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	11, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	4,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	3,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
+	1,  // 9: knooppunt.v1.Command.file_chunk:type_name -> knooppunt.v1.FileChunk
+	2,  // 10: knooppunt.v1.Command.file_step:type_name -> knooppunt.v1.FileStep
+	17, // 11: knooppunt.v1.FileChunk.at:type_name -> google.protobuf.Timestamp
+	17, // 12: knooppunt.v1.FileStep.at:type_name -> google.protobuf.Timestamp
+	17, // 13: knooppunt.v1.FileStep.stale_before:type_name -> google.protobuf.Timestamp
+	17, // 14: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	18, // 15: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	17, // 16: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	7,  // 17: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	7,  // 18: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	17, // 19: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	16, // 20: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	6,  // 21: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	19, // 22: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	17, // 23: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	17, // 24: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	17, // 25: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	20, // 26: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	17, // 27: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	21, // 28: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	22, // 29: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 30: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	14, // 31: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	15, // 32: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	32, // [32:33] is the sub-list for method output_type
+	31, // [31:32] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1376,6 +1612,8 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_PeerStep)(nil),
 		(*Command_KeepHead)(nil),
 		(*Command_RuleStep)(nil),
+		(*Command_FileChunk)(nil),
+		(*Command_FileStep)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1383,7 +1621,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
