@@ -38,7 +38,9 @@ import (
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/federation/witness"
 	"github.com/knooppunt/knooppunt/node/alerting"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/attachments"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
 	"github.com/knooppunt/knooppunt/node/api/nodestatus"
@@ -197,6 +199,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	// The history of the early-warning rules keeps to its retention, on every replica.
 	n.goBackground(n.pruneHistory)
+	// The index reads the text of PDF attachments (node/attach), and the leader sweeps stale
+	// uploads and unnamed files.
+	n.db.SetExtractor(attach.Extract, attach.MaxExtractBytes)
+	n.goBackground(n.sweepFiles)
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
@@ -285,6 +291,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Refresh: n.refreshPeers})
 	// A peer that `peer remove` made leave is refused, by the leader, once its node holds nothing.
 	n.goBackground(func(ctx context.Context) { peerSvc.RunLeaving(ctx, time.Second, cfg.Federation.LeaveTimeout) })
+	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log})
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
@@ -293,6 +300,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			peerserver.RegisterService(s, n.federation)
 		}
 		records.RegisterService(s, n.records)
+		attachments.RegisterService(s, attachSvc)
 		cluster.RegisterService(s, clusterSvc)
 		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
@@ -723,6 +731,31 @@ func (n *Node) pruneHistory(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// attachLimits are the limits of files as the running config gives them.
+func (n *Node) attachLimits() attach.Limits {
+	a := n.cfg.Load().Attachments
+	return attach.Limits{MaxBytes: a.MaxBytes, MediaTypes: a.MediaTypes}
+}
+
+// sweepFiles has the leader remove, now and then, uploads that broke off and uploaded files that
+// no record names (see attach.Sweep).
+func (n *Node) sweepFiles(ctx context.Context) {
+	for {
+		a := n.cfg.Load().Attachments
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(a.SweepInterval):
+		}
+		if !n.store.IsLeader() {
+			continue
+		}
+		if err := attach.Sweep(ctx, n.store, a.StaleAfter); err != nil && ctx.Err() == nil {
+			n.log.Warn("file sweep", "err", err)
 		}
 	}
 }

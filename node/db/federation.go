@@ -22,6 +22,9 @@ const (
 	AuditFederationDenied = "federation.denied"
 	AuditPurposeRefused   = "federation.refuse"
 	AuditSearch           = "search"
+	// AuditFileDisclosure is a file sent to a peer (FetchFile); the subject is the record that
+	// names it.
+	AuditFileDisclosure = "federation.disclose.file"
 )
 
 // ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits it.

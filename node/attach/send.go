@@ -1,0 +1,45 @@
+package attach
+
+import (
+	"context"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// downloadPiece is the data of one FileData message.
+const downloadPiece = 256 << 10
+
+// Send streams a stored file: the attachment first, then its data in pieces. mapErr turns a
+// failure to read the file into the status to answer with.
+func Send(ctx context.Context, d *db.DB, sha string, send func(*pb.FileData) error, mapErr func(error) error) error {
+	f, err := d.FileInfo(ctx, sha)
+	if err != nil {
+		return mapErr(err)
+	}
+	att := &pb.Attachment{Sha256: f.SHA256, Size: f.Size, MediaType: f.MediaType}
+	sent := false
+	err = d.ReadFile(ctx, sha, func(b []byte) error {
+		for len(b) > 0 {
+			n := min(len(b), downloadPiece)
+			msg := &pb.FileData{Data: b[:n]}
+			if !sent {
+				msg.Attachment, sent = att, true
+			}
+			if err := send(msg); err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return err
+		}
+		return mapErr(err)
+	}
+	return nil
+}
