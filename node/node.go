@@ -268,6 +268,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.peers = peerclient.New(peerclient.Config{
 			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,
 			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Purpose: cfg.Federation.Purpose, Logger: n.log,
+			FileLimits: n.attachLimits, FileBytesPerSecond: cfg.Attachments.FetchBytesPerSecond,
 		})
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -76,7 +77,11 @@ type Config struct {
 	Backoff, MaxBackoff time.Duration
 	// Purpose is what the node states it needs peers' records for, on every subscription.
 	Purpose string
-	Logger  *slog.Logger
+	// FileLimits are the node's limits for files, which files fetched from peers meet too.
+	FileLimits func() attach.Limits
+	// FileBytesPerSecond bounds the bytes of files fetched from one peer. Default 8 MiB.
+	FileBytesPerSecond int64
+	Logger             *slog.Logger
 }
 
 // Manager keeps the connections to peers and, on the leader, one subscription per peer.
@@ -91,6 +96,8 @@ type Manager struct {
 	subs   map[string]*subscription
 	// wake asks Run to reconcile now rather than at its next tick.
 	wake chan struct{}
+	// files wakes a peer's file fetcher (by peer name) when records arrived.
+	files sync.Map
 }
 
 type peerConn struct {
@@ -122,6 +129,12 @@ func New(c Config) *Manager {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 10 * time.Second
+	}
+	if c.FileBytesPerSecond <= 0 {
+		c.FileBytesPerSecond = 8 << 20
+	}
+	if c.FileLimits == nil {
+		c.FileLimits = func() attach.Limits { return attach.Limits{} }
 	}
 	return &Manager{c: c, conns: map[string]*peerConn{}, subs: map[string]*subscription{}, wake: make(chan struct{}, 1)}
 }
@@ -256,7 +269,10 @@ func (m *Manager) reconcile(ctx context.Context) {
 		m.subs[name] = s
 		go func() {
 			defer close(s.done)
+			var wg sync.WaitGroup
+			wg.Go(func() { m.fetchFiles(sctx, p) })
 			m.follow(sctx, p, s.retry)
+			wg.Wait()
 		}()
 	}
 }
@@ -452,6 +468,9 @@ func (b *batch) flush(ctx context.Context) error {
 		return fmt.Errorf("store what %s sent: %w", b.peer.Name, err)
 	}
 	b.stored = b.cmd.Cursor
+	if len(b.cmd.Upserts) > 0 {
+		b.m.wakeFiles(b.peer.Name)
+	}
 	b.reset()
 	return nil
 }

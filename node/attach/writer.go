@@ -44,7 +44,13 @@ type Writer struct {
 	sniffed string
 	pending []func() (any, error)
 	started bool
+	// want, when set, is the media type the content must sniff as.
+	want string
 }
+
+// Expect makes the writer refuse content that does not sniff as mediaType: a file fetched from
+// a peer must be what the record names.
+func (w *Writer) Expect(mediaType string) { w.want = mediaType }
 
 // NewWriter starts a file for origin ("" for an upload to this node, or the peer it is fetched
 // from). field names the request field that bad content is blamed on.
@@ -78,6 +84,10 @@ func (w *Writer) flush(ctx context.Context, filename string, chunk []byte) error
 		w.sniffed = Sniff(chunk[:min(len(chunk), SniffBytes)])
 		if err := w.limits.Check(w.field, filename, w.sniffed); err != nil {
 			return err
+		}
+		if w.want != "" && w.want != w.sniffed {
+			return &record.FieldError{Field: w.field, Code: codes.InvalidArgument,
+				Reason: fmt.Sprintf("the content is %s, not the %s the record names", w.sniffed, w.want)}
 		}
 		w.started = true
 	}
