@@ -676,7 +676,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 		if text != nil {
 			// The index matched the whole record; the recipient gets it only if the text it
 			// may see matches, so that nothing it may not see decides what it learns.
-			texts := record.Texts(s.c.Kinds.Get(r.Kind), d.Record.Body)
+			texts := attach.Texts(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), d.Record.Body)
 			if !text.Match(texts) {
 				return true, nil
 			}

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -42,4 +43,29 @@ func Send(ctx context.Context, d *db.DB, sha string, send func(*pb.FileData) err
 		return mapErr(err)
 	}
 	return nil
+}
+
+// Texts is what a text query reads of a record as its reader gets it: the kind's text fields of
+// body, then the text taken out of each file body names. A body whose attachments field was
+// redacted names no file, so a withheld file never makes a record match.
+func Texts(ctx context.Context, d *db.DB, k *record.Kind, body []byte) []string {
+	texts := record.Texts(k, body)
+	atts, _ := record.Attachments(body)
+	if len(atts) == 0 {
+		return texts
+	}
+	shas := make([]string, len(atts))
+	for i, a := range atts {
+		shas[i] = a.SHA256
+	}
+	files, err := d.FileText(ctx, shas)
+	if err != nil {
+		return texts
+	}
+	for _, sha := range shas {
+		if t, ok := files[sha]; ok {
+			texts = append(texts, t)
+		}
+	}
+	return texts
 }

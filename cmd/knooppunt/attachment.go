@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// uploadPiece is the data of one UploadRequest message.
+const uploadPiece = 256 << 10
+
+// progressFrom is the size from which a transfer shows progress on standard error.
+const progressFrom = 1 << 20
+
+func newBar(w io.Writer, size int64, what string, show bool) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetVisibility(show && size >= progressFrom),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish())
+}
+
+// uploadFile uploads one file and returns the attachment the node answered with.
+func uploadFile(ctx context.Context, conn *grpc.ClientConn, path string, progress io.Writer, show bool) (*pb.Attachment, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--attach: %w", err)
+	}
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("--attach: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("--attach %s: not a regular file", path)
+	}
+	// The hash goes first, so that the node refuses content that changed on the way.
+	h := sha256.New()
+	if _, err := io.Copy(h, file); err != nil {
+		return nil, fmt.Errorf("--attach %s: %w", path, err)
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	stream, err := pb.NewAttachmentServiceClient(conn).Upload(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bar := newBar(progress, fi.Size(), "uploading "+filepath.Base(path), show)
+	defer bar.Finish()
+	msg := &pb.UploadRequest{Filename: filepath.Base(path), Sha256: hex.EncodeToString(h.Sum(nil)), Size: fi.Size()}
+	buf := make([]byte, uploadPiece)
+	for {
+		n, rerr := io.ReadFull(file, buf)
+		if n > 0 {
+			msg.Data = buf[:n]
+			if err := stream.Send(msg); err != nil {
+				break // the node ended the stream: CloseAndRecv says why
+			}
+			bar.Add(n)
+			msg = &pb.UploadRequest{}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("--attach %s: %w", path, rerr)
+		}
+	}
+	if fi.Size() == 0 {
+		if err := stream.Send(msg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+	}
+	att, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, fmt.Errorf("--attach %s: %w", path, err)
+	}
+	return att, nil
+}
+
+// withAttachments adds atts to the body's attachments array.
+func withAttachments(body json.RawMessage, atts []*pb.Attachment) (json.RawMessage, error) {
+	if len(atts) == 0 {
+		return body, nil
+	}
+	obj := map[string]json.RawMessage{}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &obj); err != nil {
+			return nil, fmt.Errorf("--body: with --attach the body must be a JSON object: %w", err)
+		}
+	}
+	var list []record.Attachment
+	if raw, ok := obj[record.AttachmentsField]; ok {
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, fmt.Errorf("--body: %s must be an array of {sha256, size, media_type, filename}: %w", record.AttachmentsField, err)
+		}
+	}
+	for _, a := range atts {
+		list = append(list, record.Attachment{SHA256: a.Sha256, Size: a.Size, MediaType: a.MediaType, Filename: a.Filename})
+	}
+	raw, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	obj[record.AttachmentsField] = raw
+	return json.Marshal(obj)
+}
+
+func newRecordAttachmentCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "attachment",
+		Short: "Get the files records name",
+	}
+	cmd.AddCommand(newAttachmentGetCmd())
+	return cmd
+}
+
+func newAttachmentGetCmd() *cobra.Command {
+	var (
+		f   clientFlags
+		out string
+	)
+	cmd := &cobra.Command{
+		Use:   "get ID SHA256 -o FILE",
+		Short: "Save a file that a record names",
+		Long: `Save a file that a record names. ID is an own record's id, or ORIGIN/ID for a record
+received from a peer (its origin is the peer's trust domain). SHA256 is the file's hash, as the
+record's attachments list it (record get). The file is checked against the hash before it is
+kept; -o - writes it to standard output.`,
+		Example: `  knooppunt record get handreiking-opvang -o json | jq '.body.attachments'
+  knooppunt record attachment get handreiking-opvang 9f86d08… -o handreiking.pdf
+  knooppunt record attachment get ggd-ghor.crisis.test/handreiking-opvang 9f86d08… -o handreiking.pdf`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("-o: name the file to write, or - for standard output")
+			}
+			if err := record.CheckSHA256("SHA256", args[1]); err != nil {
+				return err
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				return downloadFile(cmd.Context(), conn, args[0], args[1], out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&out, "out", "o", "", "the file to write, or - for standard output")
+	f.register(cmd, false)
+	return cmd
+}
+
+func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha, out string, stdout, progress io.Writer) error {
+	stream, err := pb.NewAttachmentServiceClient(conn).Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: sha})
+	if err != nil {
+		return err
+	}
+	var w io.Writer = stdout
+	var tmp *os.File
+	if out != "-" {
+		// Written beside the target and renamed once the hash checks, so that a broken transfer
+		// never leaves a partial file under the name asked for.
+		if tmp, err = os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*"); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		w = tmp
+	}
+	h := sha256.New()
+	var bar *progressbar.ProgressBar
+	var size, got int64
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if msg.Attachment != nil {
+			size = msg.Attachment.Size
+			bar = newBar(progress, size, "downloading", out != "-")
+		}
+		if _, err := w.Write(msg.Data); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
+		h.Write(msg.Data)
+		got += int64(len(msg.Data))
+		if bar != nil {
+			bar.Add(len(msg.Data))
+		}
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != sha || got != size {
+		return fmt.Errorf("the node sent %d bytes with SHA-256 %s, not the file %s: try again", got, sum, sha)
+	}
+	if tmp == nil {
+		return nil
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return fmt.Errorf("-o: %w", err)
+	}
+	fmt.Fprintf(progress, "%s: %d bytes\n", out, got)
+	return nil
+}
