@@ -27,6 +27,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -579,6 +580,23 @@ func (s *Store) WaitLeader(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// LogEntry returns the command of the log entry at index, as this replica's log holds it, and
+// the entry's size in bytes: for tests and tools that look at what went through Raft.
+func (s *Store) LogEntry(index uint64) (*pb.Command, int, error) {
+	var l raft.Log
+	if err := s.logs.GetLog(index, &l); err != nil {
+		return nil, 0, fmt.Errorf("store: log entry %d: %w", index, err)
+	}
+	if l.Type != raft.LogCommand {
+		return nil, len(l.Data), nil
+	}
+	var c pb.Command
+	if err := proto.Unmarshal(l.Data, &c); err != nil {
+		return nil, 0, fmt.Errorf("store: log entry %d: %w", index, err)
+	}
+	return &c, len(l.Data), nil
 }
 
 // State is the Raft state of this replica: Leader, Follower, Candidate or Shutdown.
