@@ -261,3 +261,90 @@ func dialFollowing(t *testing.T, c *clustertest.Cluster, addr string, s *x509svi
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
+
+// TestAttachmentBadInput: every bad upload is refused with a clear status naming the field, and
+// leaves nothing staged: too large (declared or sent), a type the node does not accept, a
+// program named .pdf, empty, a hash that does not match, and an upload that breaks off. A record
+// that names a file the node does not hold, or names it wrongly, is refused.
+func TestAttachmentBadInput(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Replicas: 1,
+		Extra: "attachments:\n  max_bytes: 3000000\n  media_types: [application/pdf, image/png]\n"})
+	r := c.Replicas[0]
+	d := r.Node.DB()
+	conn := r.Local(t)
+	elf := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 5000)...)
+	png := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 100)...)
+	ok := randomPDF(t, 1000)
+	for _, tc := range []struct {
+		name, filename string
+		data           []byte
+		sha            string
+		code           codes.Code
+		says           string
+	}{
+		{"too large", "groot.pdf", randomPDF(t, 3000001), "", codes.ResourceExhausted, "over this node's limit of 3000000 bytes"},
+		{"type not allowed", "notes.txt", []byte("gewoon tekst, geen pdf"), "", codes.InvalidArgument, "text/plain; charset=utf-8, which this node does not accept"},
+		{"program named .pdf", "handreiking.pdf", elf, "", codes.InvalidArgument, "executable program"},
+		{"png named .pdf", "handreiking.pdf", png, "", codes.InvalidArgument, "promises application/pdf, but the content is image/png"},
+		{"empty", "leeg.pdf", nil, "", codes.InvalidArgument, "the file is empty"},
+		{"hash mismatch", "handreiking.pdf", ok, sha([]byte("something else")), codes.InvalidArgument, "sha256: the content has SHA-256 " + sha(ok)},
+		{"no name", "", ok, "", codes.InvalidArgument, "filename: missing"},
+		{"a path for a name", "../etc/passwd.pdf", ok, "", codes.InvalidArgument, "is a path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := upload(clustertest.Call(t), conn, tc.filename, tc.data, tc.sha)
+			if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.says) {
+				t.Fatalf("upload: %v; want %s saying %q", err, tc.code, tc.says)
+			}
+			clustertest.Eventually(t, 5*time.Second, "nothing staged", func() (bool, string) { return noStaging(d) })
+			if files, _, _, _, _ := d.FileCounts(context.Background()); files != 0 {
+				t.Fatalf("%d files stored after a refused upload", files)
+			}
+		})
+	}
+
+	// An upload that breaks off after two chunks: its chunks go at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := pb.NewAttachmentServiceClient(conn).Upload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := randomPDF(t, 2*attach.ChunkBytes+10)
+	if err := stream.Send(&pb.UploadRequest{Filename: "half.pdf", Data: big}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 10*time.Second, "chunks staged", func() (bool, string) {
+		ok, detail := noStaging(d)
+		return !ok, detail
+	})
+	cancel()
+	clustertest.Eventually(t, 10*time.Second, "the broken-off upload's chunks removed", func() (bool, string) { return noStaging(d) })
+
+	// A record that names files wrongly.
+	att, err := upload(clustertest.Call(t), conn, "goed.pdf", ok, sha(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		atts any
+		code codes.Code
+		says string
+	}{
+		{"unknown file", []map[string]any{{"sha256": sha([]byte("x")), "size": 1, "media_type": attach.PDF, "filename": "x.pdf"}}, codes.FailedPrecondition, "record.body.attachments[0].sha256: no file"},
+		{"wrong size", []map[string]any{{"sha256": att.Sha256, "size": 5, "media_type": attach.PDF, "filename": "x.pdf"}}, codes.InvalidArgument, "record.body.attachments[0].size"},
+		{"wrong type", []map[string]any{{"sha256": att.Sha256, "size": att.Size, "media_type": "image/png", "filename": "x.png"}}, codes.InvalidArgument, "record.body.attachments[0].media_type"},
+		{"not a hash", []map[string]any{{"sha256": "abc", "size": 1, "media_type": attach.PDF, "filename": "x.pdf"}}, codes.InvalidArgument, "record.body.attachments[0].sha256"},
+		{"not an array", "handreiking.pdf", codes.InvalidArgument, "record.body.attachments: must be an array"},
+	} {
+		body, _ := json.Marshal(map[string]any{"title": "t", "text": "t", "attachments": tc.atts})
+		_, err := r.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: &pb.Record{Id: "g", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body}})
+		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.says) {
+			t.Errorf("%s: put: %v; want %s saying %q", tc.name, err, tc.code, tc.says)
+		}
+	}
+	// The node kept serving, and the good file is whole.
+	if got, err := stored(d, att.Sha256); err != nil || sha(got) != att.Sha256 {
+		t.Fatalf("the good file after the refusals: %v", err)
+	}
+}
