@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -35,44 +34,16 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// upload sends a file through conn's AttachmentService in pieces of 256 KiB. With breakAfter > 0
-// it stops after that many bytes without closing the stream, and returns with the stream still
-// open (its cancel ends it).
+// upload sends a file through conn's AttachmentService.
 func upload(ctx context.Context, conn *grpc.ClientConn, name string, data []byte, want string) (*pb.Attachment, error) {
-	stream, err := pb.NewAttachmentServiceClient(conn).Upload(ctx)
-	if err != nil {
-		return nil, err
-	}
-	msg := &pb.UploadRequest{Filename: name, Sha256: want, Size: int64(len(data))}
-	for len(data) > 0 || msg.Filename != "" {
-		n := min(len(data), 256<<10)
-		msg.Data = data[:n]
-		data = data[n:]
-		if err := stream.Send(msg); err != nil {
-			break
-		}
-		msg = &pb.UploadRequest{}
-	}
-	return stream.CloseAndRecv()
+	return attach.Upload(ctx, pb.NewAttachmentServiceClient(conn), name, bytes.NewReader(data), int64(len(data)), want, nil)
 }
 
-// download reads a file through conn's AttachmentService.
+// download reads a file through conn's AttachmentService, checked against its hash.
 func download(ctx context.Context, conn *grpc.ClientConn, id, hash string) ([]byte, error) {
-	stream, err := pb.NewAttachmentServiceClient(conn).Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: hash})
-	if err != nil {
-		return nil, err
-	}
 	var out bytes.Buffer
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out.Bytes(), nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out.Write(msg.Data)
-	}
+	err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, hash, &out, nil)
+	return out.Bytes(), err
 }
 
 // stored reads a file out of d, or reports why not.

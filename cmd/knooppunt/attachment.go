@@ -16,12 +16,10 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
-
-// uploadPiece is the data of one UploadRequest message.
-const uploadPiece = 256 << 10
 
 // progressFrom is the size from which a transfer shows progress on standard error.
 const progressFrom = 1 << 20
@@ -58,37 +56,9 @@ func uploadFile(ctx context.Context, conn *grpc.ClientConn, path string, progres
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	stream, err := pb.NewAttachmentServiceClient(conn).Upload(ctx)
-	if err != nil {
-		return nil, err
-	}
 	bar := newBar(progress, fi.Size(), "uploading "+filepath.Base(path), show)
 	defer bar.Finish()
-	msg := &pb.UploadRequest{Filename: filepath.Base(path), Sha256: hex.EncodeToString(h.Sum(nil)), Size: fi.Size()}
-	buf := make([]byte, uploadPiece)
-	for {
-		n, rerr := io.ReadFull(file, buf)
-		if n > 0 {
-			msg.Data = buf[:n]
-			if err := stream.Send(msg); err != nil {
-				break // the node ended the stream: CloseAndRecv says why
-			}
-			bar.Add(n)
-			msg = &pb.UploadRequest{}
-		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
-		if rerr != nil {
-			return nil, fmt.Errorf("--attach %s: %w", path, rerr)
-		}
-	}
-	if fi.Size() == 0 {
-		if err := stream.Send(msg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-	}
-	att, err := stream.CloseAndRecv()
+	att, err := attach.Upload(ctx, pb.NewAttachmentServiceClient(conn), filepath.Base(path), file, fi.Size(), hex.EncodeToString(h.Sum(nil)), func(n int) { bar.Add(n) })
 	if err != nil {
 		return nil, fmt.Errorf("--attach %s: %w", path, err)
 	}
@@ -166,15 +136,12 @@ kept; -o - writes it to standard output.`,
 }
 
 func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha, out string, stdout, progress io.Writer) error {
-	stream, err := pb.NewAttachmentServiceClient(conn).Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: sha})
-	if err != nil {
-		return err
-	}
 	var w io.Writer = stdout
 	var tmp *os.File
 	if out != "-" {
 		// Written beside the target and renamed once the hash checks, so that a broken transfer
 		// never leaves a partial file under the name asked for.
+		var err error
 		if tmp, err = os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*"); err != nil {
 			return fmt.Errorf("-o: %w", err)
 		}
@@ -182,35 +149,20 @@ func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha, out strin
 		defer tmp.Close()
 		w = tmp
 	}
-	h := sha256.New()
 	var bar *progressbar.ProgressBar
-	var size, got int64
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if msg.Attachment != nil {
-			size = msg.Attachment.Size
+	var got int64
+	err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, sha, w, func(size int64, n int) {
+		if bar == nil {
 			bar = newBar(progress, size, "downloading", out != "-")
 		}
-		if _, err := w.Write(msg.Data); err != nil {
-			return fmt.Errorf("-o: %w", err)
-		}
-		h.Write(msg.Data)
-		got += int64(len(msg.Data))
-		if bar != nil {
-			bar.Add(len(msg.Data))
-		}
-	}
+		bar.Add(n)
+		got += int64(n)
+	})
 	if bar != nil {
 		bar.Finish()
 	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != sha || got != size {
-		return fmt.Errorf("the node sent %d bytes with SHA-256 %s, not the file %s: try again", got, sum, sha)
+	if err != nil {
+		return err
 	}
 	if tmp == nil {
 		return nil
