@@ -257,6 +257,10 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if err := loadScenario(ctx, byName); err != nil {
 		return err
 	}
+	handreiking, err := shareHandreiking(ctx, byName["ggdghor"])
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(out, "scenario loaded; officers propose and approve the policies (four eyes)")
 	if err := approvePolicies(ctx, out, byName); err != nil {
 		return err
@@ -293,6 +297,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if err := utrecht.searchText(ctx, out); err != nil {
 		return err
 	}
+	if err := showHandreiking(ctx, out, utrecht, handreiking); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "\n=== Where did the confidential record %q go? ===\n", confidentialID)
 	for _, o := range orgs {
@@ -323,6 +330,7 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   knooppunt picture --crisis oekraine
   knooppunt search --crisis oekraine --kind shelter.capacity
   knooppunt search --text vergunning
+  knooppunt search --text "infectieziektebestrijding"
   knooppunt record list --crisis oekraine
 
 As an LCVS officer, over mTLS with your own SVID:

@@ -43,11 +43,13 @@ func SimplePDF(title string, lines []string) []byte {
 		c.WriteString("BT\n")
 		y := 800
 		if i == 0 {
-			fmt.Fprintf(&c, "/F1 16 Tf 1 0 0 1 56 %d Tm (%s) Tj\n", y, pdfString(title))
+			fmt.Fprintf(&c, "/F1 16 Tf 1 0 0 1 56 %d Tm (%s) Tj\n", y, pdfString(title+" "))
 			y -= 30
 		}
 		for _, l := range page {
-			fmt.Fprintf(&c, "/F1 10 Tf 1 0 0 1 56 %d Tm (%s) Tj\n", y, pdfString(l))
+			// The trailing space keeps the last word of a line apart from the next line's first
+			// in extracted text.
+			fmt.Fprintf(&c, "/F1 10 Tf 1 0 0 1 56 %d Tm (%s) Tj\n", y, pdfString(l+" "))
 			y -= 15
 		}
 		c.WriteString("ET\n")
