@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding"
 	"encoding/hex"
+	"hash"
 	"errors"
 	"fmt"
 	"time"
@@ -52,13 +54,14 @@ type File struct {
 func (d *DB) ApplyFileChunk(index uint64, c *pb.FileChunk) (refused error, err error) {
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		var chunks int64
-		switch err := tx.QueryRow(`SELECT chunks FROM file_uploads WHERE upload_id = ?`, c.UploadId).Scan(&chunks); {
+		var state []byte
+		switch err := tx.QueryRow(`SELECT chunks, hash_state FROM file_uploads WHERE upload_id = ?`, c.UploadId).Scan(&chunks, &state); {
 		case errors.Is(err, sql.ErrNoRows):
 			if c.Seq != 0 {
 				refused = fmt.Errorf("%w: upload %s is not staged (it was aborted or swept): upload the file again", ErrFileRefused, c.UploadId)
 				return nil
 			}
-			if _, err := tx.Exec(`INSERT INTO file_uploads (upload_id, chunks, size, touched_at) VALUES (?, 0, 0, ?)`, c.UploadId, tsNanos(c.At)); err != nil {
+			if _, err := tx.Exec(`INSERT INTO file_uploads (upload_id, chunks, size, hash_state, touched_at) VALUES (?, 0, 0, x'', ?)`, c.UploadId, tsNanos(c.At)); err != nil {
 				return err
 			}
 		case err != nil:
@@ -71,7 +74,16 @@ func (d *DB) ApplyFileChunk(index uint64, c *pb.FileChunk) (refused error, err e
 		if _, err := tx.Exec(`INSERT INTO file_chunks (upload_id, seq, data) VALUES (?, ?, ?)`, c.UploadId, c.Seq, c.Data); err != nil {
 			return err
 		}
-		_, err := tx.Exec(`UPDATE file_uploads SET chunks = chunks + 1, size = size + ?, touched_at = ? WHERE upload_id = ?`, len(c.Data), tsNanos(c.At), c.UploadId)
+		// The hash goes along with the chunks, so that a commit need not read them back.
+		h, err := resumeHash(state)
+		if err != nil {
+			return err
+		}
+		h.Write(c.Data)
+		if state, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`UPDATE file_uploads SET chunks = chunks + 1, size = size + ?, hash_state = ?, touched_at = ? WHERE upload_id = ?`, len(c.Data), state, tsNanos(c.At), c.UploadId)
 		return err
 	})
 	return refused, err
@@ -98,7 +110,8 @@ func (d *DB) ApplyFileStep(index uint64, s *pb.FileStep) (refused error, err err
 
 func commitUpload(tx *writeTx, s *pb.FileStep) error {
 	var size int64
-	err := tx.QueryRow(`SELECT size FROM file_uploads WHERE upload_id = ?`, s.UploadId).Scan(&size)
+	var state []byte
+	err := tx.QueryRow(`SELECT size, hash_state FROM file_uploads WHERE upload_id = ?`, s.UploadId).Scan(&size, &state)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: upload %s is not staged (it was aborted or swept): upload the file again", ErrFileRefused, s.UploadId)
@@ -114,8 +127,8 @@ func commitUpload(tx *writeTx, s *pb.FileStep) error {
 	if size != s.Size {
 		return refuse("upload %s holds %d bytes, not %d", s.UploadId, size, s.Size)
 	}
-	h := sha256.New()
-	if err := eachChunk(tx.Query, s.UploadId, func(b []byte) error { _, err := h.Write(b); return err }); err != nil {
+	h, err := resumeHash(state)
+	if err != nil {
 		return err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != s.Sha256 {
@@ -135,6 +148,18 @@ func commitUpload(tx *writeTx, s *pb.FileStep) error {
 	}
 	_, err = tx.Exec(`DELETE FROM file_uploads WHERE upload_id = ?`, s.UploadId)
 	return err
+}
+
+// resumeHash is a SHA-256 in the state an upload's chunks left it (none: a new one).
+func resumeHash(state []byte) (hash.Hash, error) {
+	h := sha256.New()
+	if len(state) == 0 {
+		return h, nil
+	}
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		return nil, fmt.Errorf("file upload hash state: %w", err)
+	}
+	return h, nil
 }
 
 // eachChunk calls fn with each chunk of an upload, in order, one query per chunk so that no

@@ -260,6 +260,7 @@ CREATE TABLE file_uploads (
 	upload_id  TEXT    NOT NULL PRIMARY KEY,
 	chunks     INTEGER NOT NULL,  -- chunks staged so far; the next has this seq
 	size       INTEGER NOT NULL,  -- bytes staged so far
+	hash_state BLOB    NOT NULL,  -- the SHA-256 of the bytes staged so far, mid-way (encoding.BinaryMarshaler)
 	touched_at INTEGER NOT NULL   -- the last chunk's time, Unix nanoseconds
 ) WITHOUT ROWID;
 CREATE TABLE file_chunks (
