@@ -3,11 +3,11 @@
 package api
 
 import (
-	"strings"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

@@ -6,9 +6,9 @@ import (
 	"database/sql"
 	"encoding"
 	"encoding/hex"
-	"hash"
 	"errors"
 	"fmt"
+	"hash"
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/record"

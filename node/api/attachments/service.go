@@ -42,7 +42,9 @@ var _ pb.AttachmentServiceServer = (*Service)(nil)
 func New(c Config) *Service { return &Service{c: c} }
 
 // RegisterService registers the service on s.
-func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterAttachmentServiceServer(s, svc) }
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) {
+	pb.RegisterAttachmentServiceServer(s, svc)
+}
 
 // Upload stores a file and answers with the attachment to name in a record.
 func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.Attachment]) error {
@@ -139,4 +141,3 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 		return api.Status(s.c.Logger, err)
 	})
 }
-
