@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -26,6 +29,7 @@ func BenchmarkAttachmentUpload(b *testing.B) {
 	c := clustertest.Start(b, clustertest.Options{ElectionTimeout: -1})
 	leader := c.Leader(b, 10*time.Second, c.Replicas...)
 	client := pb.NewAttachmentServiceClient(leader.NewLocal(b))
+	retries := 0
 	dir := filepath.Join(leader.DataDir(), "copy")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		b.Fatal(err)
@@ -37,8 +41,20 @@ func BenchmarkAttachmentUpload(b *testing.B) {
 		data[len(data)-1] = byte(i)
 		data[len(data)-2] = byte(i >> 8)
 		t0 := time.Now()
-		if _, err := attach.Upload(b.Context(), client, "groot.pdf", bytes.NewReader(data), size, "", nil); err != nil {
-			b.Fatal(err)
+		for {
+			_, err := attach.Upload(b.Context(), client, "groot.pdf", bytes.NewReader(data), size, "", nil)
+			if err == nil {
+				break
+			}
+			// On this shared VM a follower starved of CPU now and then calls an election in the
+			// middle of an upload: the client uploads again to the new leader, as a person would,
+			// and the time lost counts.
+			if status.Code(err) != codes.Unavailable || retries == 3 {
+				b.Fatal(err)
+			}
+			retries++
+			leader = c.Leader(b, 10*time.Second, c.Replicas...)
+			client = pb.NewAttachmentServiceClient(leader.NewLocal(b))
 		}
 		upload += time.Since(t0)
 
@@ -61,4 +77,5 @@ func BenchmarkAttachmentUpload(b *testing.B) {
 	b.ReportMetric(mib/upload.Seconds(), "upload-MiB/s")
 	b.ReportMetric(mib/cp.Seconds(), "copy-MiB/s")
 	b.ReportMetric(cp.Seconds()/upload.Seconds(), "upload/copy")
+	b.ReportMetric(float64(retries), "retries")
 }

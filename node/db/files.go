@@ -218,39 +218,19 @@ func dropFile(tx *writeTx, sha string) error {
 // sweepFiles removes the uploads no chunk reached since before, and the files stored before it
 // that no record names.
 func sweepFiles(tx *writeTx, before int64) error {
-	var stale []string
-	rows, err := tx.Query(`SELECT upload_id FROM file_uploads WHERE touched_at < ?`, before)
+	stale, err := queryStrings(tx, `SELECT upload_id FROM file_uploads WHERE touched_at < ?`, before)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		stale = append(stale, id)
-	}
-	rows.Close()
 	for _, id := range stale {
 		if err := dropUpload(tx, id); err != nil {
 			return err
 		}
 	}
-	var unnamed []string
-	rows, err = tx.Query(`SELECT sha256 FROM files WHERE stored_at < ? AND NOT EXISTS (SELECT 1 FROM file_refs WHERE file_refs.sha256 = files.sha256)`, before)
+	unnamed, err := queryStrings(tx, `SELECT sha256 FROM files WHERE stored_at < ? AND NOT EXISTS (SELECT 1 FROM file_refs WHERE file_refs.sha256 = files.sha256)`, before)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		var sha string
-		if err := rows.Scan(&sha); err != nil {
-			rows.Close()
-			return err
-		}
-		unnamed = append(unnamed, sha)
-	}
-	rows.Close()
 	for _, sha := range unnamed {
 		if err := dropFile(tx, sha); err != nil {
 			return err
@@ -259,25 +239,30 @@ func sweepFiles(tx *writeTx, before int64) error {
 	return nil
 }
 
+// queryStrings runs a statement in tx and returns the one column of its rows.
+func queryStrings(tx *writeTx, q string, args ...any) ([]string, error) {
+	rows, err := tx.Query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 // setRefs records the files a record names as it is applied (nothing for a tombstone or a
 // retraction: body nil). A cached record's file that no record names any more goes at once.
 func setRefs(tx *writeTx, origin, id string, body []byte) error {
-	rows, err := tx.Query(`DELETE FROM file_refs WHERE origin = ? AND id = ? RETURNING sha256`, origin, id)
+	old, err := queryStrings(tx, `DELETE FROM file_refs WHERE origin = ? AND id = ? RETURNING sha256`, origin, id)
 	if err != nil {
 		return fmt.Errorf("file refs: %w", err)
-	}
-	var old []string
-	for rows.Next() {
-		var sha string
-		if err := rows.Scan(&sha); err != nil {
-			rows.Close()
-			return err
-		}
-		old = append(old, sha)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	// A body that does not parse names nothing: own bodies were checked before they entered
 	// the log, and a peer's record is never trusted beyond what parses.
@@ -475,27 +460,18 @@ func (d *DB) ExtractPending(ctx context.Context, logErr func(error)) int {
 // storeFileText keeps a file's text, if the file is still stored, and queues the records that
 // name it for the index.
 func (d *DB) storeFileText(sha, state, text string) error {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
-	}
-	d.applyMu.Lock()
-	defer d.applyMu.Unlock()
-	tx, err := d.begin()
-	if err != nil {
-		return fmt.Errorf("db: file text: %w", err)
-	}
-	defer tx.rollback()
-	if _, err := tx.Exec(`INSERT OR REPLACE INTO file_text (sha256, state, text) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM files WHERE sha256 = ?)`, sha, state, text, sha); err != nil {
-		return fmt.Errorf("db: file text: %w", err)
-	}
-	if text != "" && !textIndexOff {
-		if _, err := tx.Exec(`INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM file_refs WHERE sha256 = ?`, sha); err != nil {
-			return fmt.Errorf("db: file text: %w", err)
+	err := d.localTx(func(tx *writeTx) (bool, error) {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO file_text (sha256, state, text) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM files WHERE sha256 = ?)`, sha, state, text, sha); err != nil {
+			return false, err
 		}
-	}
-	if err := tx.commit(); err != nil {
+		if text != "" && !textIndexOff {
+			if _, err := tx.Exec(`INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM file_refs WHERE sha256 = ?`, sha); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
 		return fmt.Errorf("db: file text: %w", err)
 	}
 	return nil

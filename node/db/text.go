@@ -66,66 +66,85 @@ func queueText(tx *writeTx, origin, id string) error {
 // IndexText takes up to max queued records into the index, in one transaction, and returns how
 // many it took. Each is indexed as it is now, or taken out when it is gone.
 func (d *DB) IndexText(max int) (int, error) {
+	var taken int
+	err := d.localTx(func(tx *writeTx) (bool, error) {
+		type key struct{ origin, id string }
+		var queued []key
+		rows, err := tx.Query(sqlTextPending, max)
+		if err != nil {
+			return false, err
+		}
+		for rows.Next() {
+			var k key
+			if err := rows.Scan(&k.origin, &k.id); err != nil {
+				rows.Close()
+				return false, err
+			}
+			queued = append(queued, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, err
+		}
+		for _, k := range queued {
+			var body []byte
+			if k.origin == "" {
+				err = tx.QueryRow(sqlTextOwn, k.id).Scan(&body)
+			} else {
+				err = tx.QueryRow(sqlTextForeign, k.origin, k.id).Scan(&body)
+			}
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				err = unindexText(tx, k.origin, k.id)
+			case err == nil:
+				var files sql.NullString
+				if err = tx.QueryRow(sqlTextFiles, k.origin, k.id).Scan(&files); err == nil {
+					err = indexText(tx, k.origin, k.id, body, files.String)
+				}
+			}
+			if err == nil {
+				_, err = tx.Exec(sqlTextDone, k.origin, k.id)
+			}
+			if err != nil {
+				return false, fmt.Errorf("%s/%s: %w", k.origin, k.id, err)
+			}
+		}
+		taken = len(queued)
+		return taken > 0, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("db: text index: %w", err)
+	}
+	return taken, nil
+}
+
+// localTx runs fn in one write transaction that is no Raft entry, for what each replica keeps
+// beside the replicated state (the full-text index, the text of files), and commits it when fn
+// asks to. It holds the writer as the FSM does, so that the two never interleave.
+func (d *DB) localTx(fn func(tx *writeTx) (commit bool, err error)) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
-		return 0, ErrClosed
+		return ErrClosed
 	}
 	d.applyMu.Lock()
 	defer d.applyMu.Unlock()
 	tx, err := d.begin()
 	if err != nil {
-		return 0, fmt.Errorf("db: text index: %w", err)
+		return err
 	}
 	defer tx.rollback()
-	type key struct{ origin, id string }
-	var queued []key
-	rows, err := tx.Query(sqlTextPending, max)
-	if err != nil {
-		return 0, fmt.Errorf("db: text index: %w", err)
-	}
-	for rows.Next() {
-		var k key
-		if err := rows.Scan(&k.origin, &k.id); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("db: text index: %w", err)
-		}
-		queued = append(queued, k)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("db: text index: %w", err)
-	}
-	for _, k := range queued {
-		var body []byte
-		if k.origin == "" {
-			err = tx.QueryRow(sqlTextOwn, k.id).Scan(&body)
-		} else {
-			err = tx.QueryRow(sqlTextForeign, k.origin, k.id).Scan(&body)
-		}
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			err = unindexText(tx, k.origin, k.id)
-		case err == nil:
-			var files sql.NullString
-			if err = tx.QueryRow(sqlTextFiles, k.origin, k.id).Scan(&files); err == nil {
-				err = indexText(tx, k.origin, k.id, body, files.String)
-			}
-		}
-		if err == nil {
-			_, err = tx.Exec(sqlTextDone, k.origin, k.id)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("db: text index %s/%s: %w", k.origin, k.id, err)
-		}
-	}
-	if len(queued) == 0 {
-		return 0, nil
+	commit, err := fn(tx)
+	if err != nil || !commit {
+		return err
 	}
 	if err := tx.commit(); err != nil {
-		return 0, fmt.Errorf("db: text index: commit: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
-	return len(queued), nil
+	return nil
 }
 
 // TextPending is how many records wait to be taken into the index.

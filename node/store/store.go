@@ -485,52 +485,30 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 // Apply commits one command that is not a record write (those go through Write, to be
 // coalesced) and returns what the FSM answered for it.
 func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	if s.raft.State() != raft.Leader {
-		if s.cfg.Forward != nil && forwardable(c) {
-			return nil, s.cfg.Forward(ctx, c)
-		}
-		return nil, ErrNotLeader
-	}
-	data, err := encode(c)
-	if err != nil {
-		return nil, err
-	}
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	f := s.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return nil, ErrNotLeader
-		}
-		return nil, fmt.Errorf("store: commit: %w", err)
-	}
-	resp := f.Response().(applyResponse)
-	return resp.value, resp.err
+	return s.ApplyAsync(ctx, c)()
 }
 
 // ApplyAsync proposes c and returns a function that waits for its outcome, as Apply gives it.
 // On the leader, commands proposed one after another enter the log in that order while earlier
 // ones are still being committed, so that a writer of many entries (a file's chunks) keeps the
-// log busy. On a follower it forwards c, or fails, at once.
+// log busy. On a follower it forwards c, or fails, before it returns.
 func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, error) {
+	done := func(v any, err error) func() (any, error) { return func() (any, error) { return v, err } }
 	s.mu.RLock()
 	closed := s.closed
 	s.mu.RUnlock()
-	if closed || s.raft.State() != raft.Leader {
-		v, err := s.Apply(ctx, c)
-		return func() (any, error) { return v, err }
+	if closed {
+		return done(nil, ErrClosed)
+	}
+	if s.raft.State() != raft.Leader {
+		if s.cfg.Forward != nil && forwardable(c) {
+			return done(nil, s.cfg.Forward(ctx, c))
+		}
+		return done(nil, ErrNotLeader)
 	}
 	data, err := encode(c)
 	if err != nil {
-		return func() (any, error) { return nil, err }
+		return done(nil, err)
 	}
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
