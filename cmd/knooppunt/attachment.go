@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -59,6 +60,10 @@ func uploadFile(ctx context.Context, conn *grpc.ClientConn, path string, progres
 	bar := newBar(progress, fi.Size(), "uploading "+filepath.Base(path), show)
 	defer bar.Finish()
 	att, err := attach.Upload(ctx, pb.NewAttachmentServiceClient(conn), filepath.Base(path), file, fi.Size(), hex.EncodeToString(h.Sum(nil)), func(n int) { bar.Add(n) })
+	if st, ok := status.FromError(err); ok && err != nil {
+		// The node's reason, with the file it is about.
+		return nil, status.Errorf(st.Code(), "--attach %s: %s", path, st.Message())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--attach %s: %w", path, err)
 	}
