@@ -95,3 +95,40 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 		t.Errorf("a did not audit c's refused FetchFile")
 	}
 }
+
+// TestAttachmentFetchKeepsOutOfTheRecordsWay: with a byte budget that takes half a minute over a
+// file, the records written after the one that names it reach the recipient at once; the file
+// follows in the background.
+func TestAttachmentFetchKeepsOutOfTheRecordsWay(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Extra: func(name string) string {
+		return "attachments:\n  fetch_bytes_per_second: 65536\n"
+	}})
+	a, b := f.Orgs[0], f.Orgs[1]
+	data := make([]byte, 2<<20)
+	copy(data, "%PDF-1.7\n")
+	for i := 9; i < len(data); i++ {
+		data[i] = byte(i * 7)
+	}
+	att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(a.Local(t)), "groot.pdf", bytes.NewReader(data), int64(len(data)), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Approve(t, policyDoc("all-to-b", spiffeOf(b), "guidance, sitrep", "internal", ""))
+	body, _ := json.Marshal(map[string]any{"title": "Groot", "text": "bijlage", "attachments": []*pb.Attachment{att}})
+	a.Put(t, &pb.Record{Id: "groot", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body})
+	want := map[string]int64{"groot": 1}
+	for i := range 5 {
+		id := fmt.Sprintf("sitrep-%d", i)
+		want[id] = a.Put(t, fedtest.Sitrep(id, "oekraine", pb.Classification_INTERNAL, "na de bijlage")).Version
+	}
+	start := time.Now()
+	waitHeld(t, b, "oekraine", a.TD.Name(), want, "b holds the records written after the file's")
+	if _, err := b.Node.DB().FileInfo(context.Background(), att.Sha256); !errors.Is(err, db.ErrFileNotFound) {
+		t.Fatalf("b holds the file already (%v): the budget did not hold it back", err)
+	}
+	t.Logf("the records arrived in %s, before the file", time.Since(start))
+	fedtest.Eventually(t, 10*time.Second, "the fetch of the file under way", func() (bool, string) {
+		got := b.Metric(t, "knooppunt_federation_file_bytes_fetched_total", map[string]string{"peer": a.Name})
+		return got > 0, fmt.Sprintf("%g bytes fetched", got)
+	})
+}

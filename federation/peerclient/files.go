@@ -21,16 +21,16 @@ import (
 // Files travel apart from records. A subscription stores a peer's records as they come; the
 // files they name are fetched afterwards, by hash, by one fetcher per peer, within the peer's
 // byte budget (FileBytesPerSecond): a large file takes its time without holding up a single
-// record. What a fetcher stores goes through Raft in chunks like an upload, and a file the
-// source refuses (its grant ended) is tried again only after a while, by then most likely
-// retracted.
+// record. What a fetcher stores goes through Raft in chunks like an upload, and a file that
+// fails is tried again after a wait that doubles with each failure (1 s to 5 min).
 
 // Fetcher timing.
 const (
-	fetchPoll    = 2 * time.Second
-	fetchBatch   = 16
-	fetchRetry   = 30 * time.Second
-	fetchTimeout = 10 * time.Minute
+	fetchPoll       = 2 * time.Second
+	fetchBatch      = 16
+	fetchRetryFirst = time.Second
+	fetchRetryMax   = 5 * time.Minute
+	fetchTimeout    = 10 * time.Minute
 )
 
 func (m *Manager) wakeFiles(peer string) {
@@ -45,8 +45,15 @@ func (m *Manager) wakeFiles(peer string) {
 func (m *Manager) fetchFiles(ctx context.Context, p config.Peer) {
 	ch, _ := m.files.LoadOrStore(p.Name, make(chan struct{}, 1))
 	wake := ch.(chan struct{})
-	budget := rate.NewLimiter(rate.Limit(m.c.FileBytesPerSecond), max(int(m.c.FileBytesPerSecond), attach.ChunkBytes))
-	retryAt := map[string]time.Time{}
+	budget := rate.NewLimiter(rate.Limit(m.c.FileBytesPerSecond), max(int(m.c.FileBytesPerSecond), attach.MaxPiece))
+	// A file that failed waits before it is tried again, twice as long after each failure: a
+	// replica of the peer that has not applied the grant yet answers NOT_FOUND for a moment,
+	// a revoked grant for good (and the retraction follows).
+	type retry struct {
+		at   time.Time
+		wait time.Duration
+	}
+	retries := map[string]retry{}
 	log := m.c.Logger.With("peer", p.Name)
 	for ctx.Err() == nil {
 		missing, err := m.c.DB.MissingFiles(ctx, p.TrustDomain, fetchBatch)
@@ -55,18 +62,21 @@ func (m *Manager) fetchFiles(ctx context.Context, p config.Peer) {
 		}
 		progressed := false
 		for _, f := range missing {
-			if time.Now().Before(retryAt[f.SHA256]) {
+			if time.Now().Before(retries[f.SHA256].at) {
 				continue
 			}
 			if err := m.fetchFile(ctx, p, f, budget); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				log.Warn("could not fetch a file: will try again", "record", f.RecordID, "sha256", f.SHA256, "err", err, "in", fetchRetry)
-				retryAt[f.SHA256] = time.Now().Add(fetchRetry)
+				r := retries[f.SHA256]
+				r.wait = min(max(2*r.wait, fetchRetryFirst), fetchRetryMax)
+				r.at = time.Now().Add(r.wait)
+				retries[f.SHA256] = r
+				log.Warn("could not fetch a file: will try again", "record", f.RecordID, "sha256", f.SHA256, "err", err, "in", r.wait)
 				continue
 			}
-			delete(retryAt, f.SHA256)
+			delete(retries, f.SHA256)
 			progressed = true
 		}
 		if progressed {

@@ -10,8 +10,8 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// downloadPiece is the data of one FileData message.
-const downloadPiece = 256 << 10
+// MaxPiece is the most data one FileData message carries.
+const MaxPiece = 256 << 10
 
 // Send streams a stored file: the attachment first, then its data in pieces. mapErr turns a
 // failure to read the file into the status to answer with.
@@ -24,7 +24,7 @@ func Send(ctx context.Context, d *db.DB, sha string, send func(*pb.FileData) err
 	sent := false
 	err = d.ReadFile(ctx, sha, func(b []byte) error {
 		for len(b) > 0 {
-			n := min(len(b), downloadPiece)
+			n := min(len(b), MaxPiece)
 			msg := &pb.FileData{Data: b[:n]}
 			if !sent {
 				msg.Attachment, sent = att, true
