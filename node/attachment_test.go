@@ -314,6 +314,11 @@ func TestAttachmentBadInput(t *testing.T) {
 			t.Errorf("%s: put: %v; want %s saying %q", tc.name, err, tc.code, tc.says)
 		}
 	}
+	// A file that sniffs as a PDF and is none is stored, and not indexed.
+	clustertest.Eventually(t, 10*time.Second, "the broken PDF marked", func() (bool, string) {
+		state, err := d.FileTextState(context.Background(), att.Sha256)
+		return state == "broken", fmt.Sprintf("%q (%v)", state, err)
+	})
 	// The node kept serving, and the good file is whole.
 	if got, err := stored(d, att.Sha256); err != nil || sha(got) != att.Sha256 {
 		t.Fatalf("the good file after the refusals: %v", err)
