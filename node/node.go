@@ -755,7 +755,7 @@ func (n *Node) sweepFiles(ctx context.Context) {
 		if !n.store.IsLeader() {
 			continue
 		}
-		if err := attach.Sweep(ctx, n.store, a.StaleAfter); err != nil && ctx.Err() == nil {
+		if err := attach.Sweep(ctx, n.store, n.db, a.StaleAfter); err != nil && ctx.Err() == nil {
 			n.log.Warn("file sweep", "err", err)
 		}
 	}

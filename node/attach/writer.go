@@ -199,9 +199,13 @@ func (w *Writer) Abort(ctx context.Context) {
 }
 
 // Sweep removes staged uploads that no chunk reached for staleAfter, and uploaded files that no
-// record named for as long. The leader calls it now and then.
-func Sweep(ctx context.Context, st *store.Store, staleAfter time.Duration) error {
+// record named for as long. The leader calls it now and then; it proposes nothing when there is
+// nothing to remove.
+func Sweep(ctx context.Context, st *store.Store, d *db.DB, staleAfter time.Duration) error {
 	now := time.Now()
+	if due, err := d.Sweepable(ctx, now.Add(-staleAfter)); err != nil || !due {
+		return err
+	}
 	_, err := st.Apply(ctx, &pb.Command{Cmd: &pb.Command_FileStep{FileStep: &pb.FileStep{
 		Action: "sweep", At: timestamppb.New(now), StaleBefore: timestamppb.New(now.Add(-staleAfter))}}})
 	return err

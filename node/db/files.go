@@ -90,22 +90,42 @@ func (d *DB) ApplyFileChunk(index uint64, c *pb.FileChunk) (refused error, err e
 }
 
 // ApplyFileStep commits, aborts or sweeps (see pb.FileStep). A commit whose chunks do not match
-// its hash or size is refused, and its chunks removed.
-func (d *DB) ApplyFileStep(index uint64, s *pb.FileStep) (refused error, err error) {
+// its hash or size is refused, and its chunks removed. removed reports whether an abort or a
+// sweep removed content, which must then leave the data directory (see store's eraser).
+func (d *DB) ApplyFileStep(index uint64, s *pb.FileStep) (refused error, removed bool, err error) {
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		switch s.Action {
 		case "commit":
 			refused = commitUpload(tx, s)
 			return nil
 		case "abort":
+			removed = true
 			return dropUpload(tx, s.UploadId)
 		case "sweep":
-			return sweepFiles(tx, tsNanos(s.StaleBefore))
+			var err error
+			removed, err = sweepFiles(tx, tsNanos(s.StaleBefore))
+			return err
 		}
 		refused = fmt.Errorf("%w: unknown file step %q", ErrFileRefused, s.Action)
 		return nil
 	})
-	return refused, err
+	return refused, removed, err
+}
+
+// The statements that find what a sweep removes.
+const (
+	sqlStaleUploads = `SELECT upload_id FROM file_uploads WHERE touched_at < ?`
+	sqlUnnamedFiles = `SELECT sha256 FROM files WHERE stored_at < ? AND NOT EXISTS (SELECT 1 FROM file_refs WHERE file_refs.sha256 = files.sha256)`
+)
+
+// Sweepable reports whether a sweep with stale_before would remove anything, so that the leader
+// proposes one only then.
+func (d *DB) Sweepable(ctx context.Context, before time.Time) (bool, error) {
+	var due bool
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT EXISTS (`+sqlStaleUploads+`) OR EXISTS (`+sqlUnnamedFiles+`)`, before.UnixNano(), before.UnixNano()).Scan(&due)
+	})
+	return due, err
 }
 
 func commitUpload(tx *writeTx, s *pb.FileStep) error {
@@ -217,26 +237,26 @@ func dropFile(tx *writeTx, sha string) error {
 
 // sweepFiles removes the uploads no chunk reached since before, and the files stored before it
 // that no record names.
-func sweepFiles(tx *writeTx, before int64) error {
-	stale, err := queryStrings(tx, `SELECT upload_id FROM file_uploads WHERE touched_at < ?`, before)
+func sweepFiles(tx *writeTx, before int64) (removed bool, err error) {
+	stale, err := queryStrings(tx, sqlStaleUploads, before)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, id := range stale {
 		if err := dropUpload(tx, id); err != nil {
-			return err
+			return false, err
 		}
 	}
-	unnamed, err := queryStrings(tx, `SELECT sha256 FROM files WHERE stored_at < ? AND NOT EXISTS (SELECT 1 FROM file_refs WHERE file_refs.sha256 = files.sha256)`, before)
+	unnamed, err := queryStrings(tx, sqlUnnamedFiles, before)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, sha := range unnamed {
 		if err := dropFile(tx, sha); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return len(stale)+len(unnamed) > 0, nil
 }
 
 // queryStrings runs a statement in tx and returns the one column of its rows.

@@ -113,7 +113,10 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 		refused, err := f.db.ApplyFileChunk(l.Index, cmd.FileChunk)
 		return applyResponse{value: refused, err: err}
 	case *pb.Command_FileStep:
-		refused, err := f.db.ApplyFileStep(l.Index, cmd.FileStep)
+		refused, removed, err := f.db.ApplyFileStep(l.Index, cmd.FileStep)
+		if err == nil && removed && f.erased != nil {
+			f.erased()
+		}
 		return applyResponse{value: refused, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
