@@ -277,6 +277,7 @@ CREATE TABLE files (
 	origin     TEXT    NOT NULL,  -- '' uploaded here, else the peer's trust domain it came from
 	stored_at  INTEGER NOT NULL   -- Unix nanoseconds
 ) WITHOUT ROWID;
+CREATE INDEX files_upload_id ON files (upload_id);
 CREATE TABLE file_refs (
 	origin     TEXT    NOT NULL,  -- '' for own records, else the peer's trust domain
 	id         TEXT    NOT NULL,

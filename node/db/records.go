@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -11,11 +12,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -49,7 +52,7 @@ type Result struct {
 func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
 	var results []Result
 	err := d.applyTx(index, func(tx *writeTx, seq *int64) error {
-		a := applier{tx: tx}
+		a := applier{tx: tx, ownRefs: &d.ownRefs}
 		results = make([]Result, len(writes))
 		for i, w := range writes {
 			res, err := a.apply(w, *seq+1)
@@ -179,7 +182,10 @@ const (
 	sqlChange    = `INSERT INTO changes (seq, id, version) VALUES (?,?,?)`
 )
 
-type applier struct{ tx *writeTx }
+type applier struct {
+	tx      *writeTx
+	ownRefs *atomic.Bool
+}
 
 func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	// Most writes need only the current version; a delete reads the whole record below.
@@ -238,8 +244,14 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	if err := queueText(a.tx, "", next.Id); err != nil {
 		return Result{}, err
 	}
-	if err := setRefs(a.tx, "", next.Id, next.Body); err != nil {
-		return Result{}, err
+	// Most writes name no file on a node where no own record ever named one: no refs to keep.
+	if names := bytes.Contains(next.Body, []byte(`"`+record.AttachmentsField+`"`)); names || a.ownRefs.Load() {
+		if names {
+			a.ownRefs.Store(true)
+		}
+		if err := setRefs(a.tx, "", next.Id, next.Body); err != nil {
+			return Result{}, err
+		}
 	}
 	if err := addHistory(a.tx, "", next, version, next.Tombstone); err != nil {
 		return Result{}, err
