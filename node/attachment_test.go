@@ -81,7 +81,7 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 	c := clustertest.New(t, clustertest.Options{
 		Peers: []config.Peer{{Name: peer.Name, TrustDomain: peer.TD.Name(), Addresses: []string{peer.Addr}, BundleFile: peer.BundleFile()}},
 		Roles: []string{"{id: spiffe://" + td + "/user/officer-a, role: officer}", "{id: spiffe://" + td + "/user/officer-b, role: officer}"},
-		Extra: "attachments:\n  stale_after: 1s\n  sweep_interval: 200ms\n",
+		Extra: "attachments:\n  stale_after: 3s\n  sweep_interval: 200ms\n",
 	})
 	c.StartAll(t)
 	var apis []string
@@ -102,6 +102,10 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 	if att.Sha256 != hash || att.Size != int64(len(data)) || att.MediaType != attach.PDF || att.Filename != "handreiking.pdf" {
 		t.Fatalf("upload answered %v; want %s, %d bytes, %s", att, hash, len(data), attach.PDF)
 	}
+	// Named at once: an uploaded file that no record names goes at the sweep after stale_after.
+	body, _ := json.Marshal(map[string]any{"title": "Handreiking opvang", "text": "zie bijlage", "attachments": []*pb.Attachment{att}})
+	guide := &pb.Record{Id: "handreiking-1", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body}
+	follower.Put(t, guide)
 	// The log holds one entry per chunk, each under 1 MiB, then the commit.
 	chunks := 0
 	after := leader.Node.Store().AppliedIndex()
@@ -126,9 +130,6 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 			return err == nil && sha(got) == hash, fmt.Sprint(err)
 		})
 	}
-	body, _ := json.Marshal(map[string]any{"title": "Handreiking opvang", "text": "zie bijlage", "attachments": []*pb.Attachment{att}})
-	guide := &pb.Record{Id: "handreiking-1", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body}
-	follower.Put(t, guide)
 
 	// The leader goes: the acknowledged file stays, and serves from the survivors.
 	leader.Kill(t)
