@@ -121,7 +121,7 @@ record's attachments list it (record get). The file is checked against the hash 
 kept; -o - writes it to standard output.`,
 		Example: `  knooppunt record get handreiking-opvang -o json | jq '.body.attachments'
   knooppunt record attachment get handreiking-opvang 9f86d08… -o handreiking.pdf
-  knooppunt record attachment get ggd-ghor.crisis.test/handreiking-opvang 9f86d08… -o handreiking.pdf`,
+  knooppunt record attachment get ggdghor.crisis.test/handreiking-opvang 9f86d08… -o handreiking.pdf`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
