@@ -4,7 +4,7 @@ GO       ?= go
 CACHE    ?= $(HOME)/.cache/knooppunt
 BIN      := $(CACHE)/bin
 SPIRE    := $(CACHE)/spire-v1.13.3
-PROTOS   := knooppunt/v1/record.proto knooppunt/v1/policy.proto knooppunt/v1/federation.proto knooppunt/v1/peer.proto knooppunt/v1/command.proto knooppunt/v1/rule.proto knooppunt/v1/webhook.proto
+PROTOS   := knooppunt/v1/record.proto knooppunt/v1/policy.proto knooppunt/v1/federation.proto knooppunt/v1/peer.proto knooppunt/v1/command.proto knooppunt/v1/rule.proto knooppunt/v1/webhook.proto knooppunt/v1/attachment.proto
 RACE_PKGS := ./node/... ./federation/... ./policy/...
 export CGO_ENABLED := 1
 # The full-text index needs SQLite's FTS5: every build and test runs with go-sqlite3's tag for it.

@@ -1,6 +1,8 @@
 package federation_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/node/attach"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -111,6 +114,8 @@ type textPolicy struct {
 // reference model: for random records, random policies with random redactions and random
 // queries, the records a recipient finds at the source are exactly those the reference says it
 // may receive and whose text, as it receives it, matches; no snippet holds a withheld value.
+// Some records name a PDF whose text is searched with the record's; a policy may redact the
+// attachments, and then the PDF's text is withheld like a field.
 func TestTextSearchNeverLeaks(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -131,7 +136,7 @@ func TestTextSearchNeverLeaks(t *testing.T) {
 		return strings.Join(out, " ")
 	}
 	kinds := []string{"qa", "guidance"}
-	fields := map[string][]string{"qa": {"question", "answer", "audience"}, "guidance": {"title", "summary", "text"}}
+	fields := map[string][]string{"qa": {"question", "answer", "audience", "attachments"}, "guidance": {"title", "summary", "text", "attachments"}}
 	classes := []pb.Classification{pb.Classification_PUBLIC, pb.Classification_INTERNAL, pb.Classification_CONFIDENTIAL}
 
 	// Policies: a few random grants to b, each with a random redaction.
@@ -163,16 +168,41 @@ func TestTextSearchNeverLeaks(t *testing.T) {
 		body  map[string]string
 	}
 	recs := map[string]rec{}
+	var files []string
 	for i := range 120 {
 		r := rec{kind: kinds[rng.IntN(len(kinds))], class: classes[rng.IntN(len(classes))], body: map[string]string{}}
 		for _, fld := range fields[r.kind] {
 			r.body[fld] = sentence()
 		}
-		// guidance requires title and text, qa question and answer: all fields are set.
-		body, _ := json.Marshal(r.body)
+		// guidance requires title and text, qa question and answer: all fields are set. One
+		// record in six names a PDF that holds its "attachments" sentence; the others name none.
+		doc := map[string]any{}
+		for fld, text := range r.body {
+			doc[fld] = text
+		}
+		delete(doc, "attachments")
+		if rng.IntN(6) == 0 {
+			pdf := attach.SimplePDF(r.body["attachments"], nil)
+			att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(a.Local(t)), "bijlage.pdf", bytes.NewReader(pdf), int64(len(pdf)), "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc["attachments"] = []*pb.Attachment{att}
+			files = append(files, att.Sha256)
+		} else {
+			delete(r.body, "attachments")
+		}
+		body, _ := json.Marshal(doc)
 		id := fmt.Sprintf("t%03d", i)
 		a.Put(t, &pb.Record{Id: id, Kind: r.kind, Crisis: "leak", Region: "NL", Classification: r.class, Body: body})
 		recs[id] = r
+	}
+
+	for _, sha := range files {
+		fedtest.Eventually(t, 20*time.Second, "a took the text out of its PDFs", func() (bool, string) {
+			state, err := a.Node.DB().FileTextState(context.Background(), sha)
+			return state == "indexed", fmt.Sprintf("%s: %q (%v)", sha, state, err)
+		})
 	}
 
 	// The reference: what b may receive of each record, and the text it would see.
@@ -213,7 +243,7 @@ func TestTextSearchNeverLeaks(t *testing.T) {
 		}
 		visible[id] = v
 	}
-	textFields := map[string][]string{"qa": {"question", "answer"}, "guidance": {"title", "summary", "text"}}
+	textFields := map[string][]string{"qa": {"question", "answer", "attachments"}, "guidance": {"title", "summary", "text", "attachments"}}
 	matches := func(id string, terms []string) bool {
 		v := visible[id]
 		for _, term := range terms {

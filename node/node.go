@@ -40,6 +40,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/witness"
 	"github.com/knooppunt/knooppunt/node/alerting"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/attachments"
 	"github.com/knooppunt/knooppunt/node/api/audit"
 	"github.com/knooppunt/knooppunt/node/api/cluster"
 	"github.com/knooppunt/knooppunt/node/api/exercises"
@@ -50,6 +51,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/records"
 	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/api/webhooks"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -216,6 +218,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	// The history of the early-warning rules keeps to its retention, on every replica.
 	n.goBackground(n.pruneHistory)
+	// The index reads the text of PDF attachments (node/attach), and the leader sweeps stale
+	// uploads and unnamed files.
+	n.db.SetExtractor(attach.Extract, attach.MaxExtractBytes)
+	n.goBackground(n.sweepFiles)
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
@@ -282,6 +288,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,
 			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Purpose: cfg.Federation.Purpose, Logger: n.log,
 			DialOptions: n.tracing.PeerDialOptions(),
+			FileLimits:  n.attachLimits, FileBytesPerSecond: cfg.Attachments.FetchBytesPerSecond,
 		})
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
@@ -317,6 +324,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.goBackground(webhook.NewDispatcher(webhook.DispatcherConfig{
 		Store: n.store, DB: n.db, Org: cfg.Org, Replica: cfg.ReplicaID, Settings: webhookSettings, Peers: runningPeers, Logger: n.log,
 	}).Run)
+	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log})
 	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
@@ -325,6 +333,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			peerserver.RegisterService(s, n.federation)
 		}
 		records.RegisterService(s, n.records)
+		attachments.RegisterService(s, attachSvc)
 		cluster.RegisterService(s, clusterSvc)
 		cluster.RegisterReplicaService(s, replicaSvc)
 		policies.RegisterService(s, policySvc)
@@ -831,6 +840,31 @@ func (n *Node) pruneHistory(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// attachLimits are the limits of files as the running config gives them.
+func (n *Node) attachLimits() attach.Limits {
+	a := n.cfg.Load().Attachments
+	return attach.Limits{MaxBytes: a.MaxBytes, MediaTypes: a.MediaTypes}
+}
+
+// sweepFiles has the leader remove, now and then, uploads that broke off and uploaded files that
+// no record names (see attach.Sweep).
+func (n *Node) sweepFiles(ctx context.Context) {
+	for {
+		a := n.cfg.Load().Attachments
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(a.SweepInterval):
+		}
+		if !n.store.IsLeader() {
+			continue
+		}
+		if err := attach.Sweep(ctx, n.store, n.db, a.StaleAfter); err != nil && ctx.Err() == nil {
+			n.log.Warn("file sweep", "err", err)
 		}
 	}
 }

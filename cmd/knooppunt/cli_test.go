@@ -394,7 +394,14 @@ func TestCLIDemoOnce(t *testing.T) {
 	// The full-text search from VR Utrecht finds SZW's guidance and LCVS's Q&A by a part of
 	// "tewerkstellingsvergunning", with the match marked.
 	_, search, _ := strings.Cut(ncc, "=== knooppunt search --text vergunning, from VR Utrecht ===")
-	search, _, _ = strings.Cut(search, "=== Where did")
+	search, pdfSearch, _ := strings.Cut(search, "=== knooppunt search --text infectieziektebestrijding, from VR Utrecht")
+	pdfSearch, _, _ = strings.Cut(pdfSearch, "=== Where did")
+	// GGD GHOR's handreiking is a PDF the demo made: VR Utrecht fetched it and finds it by a word
+	// that only the PDF holds, with the match marked.
+	if !strings.Contains(pdfSearch, "ggdghor.crisis.test") || !strings.Contains(pdfSearch, "guidance-ggd-handreiking") ||
+		!strings.Contains(pdfSearch, "«Infectieziektebes") || !strings.Contains(pdfSearch, "VR Utrecht holds GGD GHOR's PDF") {
+		t.Fatalf("search --text infectieziektebestrijding from VR Utrecht did not find GGD GHOR's PDF:\n%s", pdfSearch)
+	}
 	found := map[string]bool{}
 	for _, line := range strings.Split(search, "\n") {
 		if f := strings.Fields(line); len(f) > 5 && strings.Contains(line, "vergunning»") {

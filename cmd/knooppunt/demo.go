@@ -264,6 +264,10 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if err := loadScenario(ctx, byName); err != nil {
 		return err
 	}
+	handreiking, err := shareHandreiking(ctx, byName["ggdghor"])
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(out, "scenario loaded; officers propose and approve the policies (four eyes)")
 	if err := approvePolicies(ctx, out, byName); err != nil {
 		return err
@@ -298,6 +302,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 
 	fmt.Fprintf(out, "\n=== knooppunt search --text %s, from %s ===\n", demoText, utrecht.title)
 	if err := utrecht.searchText(ctx, out); err != nil {
+		return err
+	}
+	if err := showHandreiking(ctx, out, utrecht, handreiking); err != nil {
 		return err
 	}
 
@@ -336,6 +343,7 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   knooppunt picture --crisis oekraine
   knooppunt search --crisis oekraine --kind shelter.capacity
   knooppunt search --text vergunning
+  knooppunt search --text "infectieziektebestrijding"
   knooppunt record list --crisis oekraine
   knooppunt assessment show --crisis oekraine
   knooppunt alert list --node unix://%s

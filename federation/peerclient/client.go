@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -79,7 +80,11 @@ type Config struct {
 	Purpose string
 	// DialOptions are added to every connection to a peer, such as tracing's.
 	DialOptions []grpc.DialOption
-	Logger      *slog.Logger
+	// FileLimits are the node's limits for files, which files fetched from peers meet too.
+	FileLimits func() attach.Limits
+	// FileBytesPerSecond bounds the bytes of files fetched from one peer. Default 8 MiB.
+	FileBytesPerSecond int64
+	Logger             *slog.Logger
 }
 
 // Manager keeps the connections to peers and, on the leader, one subscription per peer.
@@ -94,6 +99,8 @@ type Manager struct {
 	subs   map[string]*subscription
 	// wake asks Run to reconcile now rather than at its next tick.
 	wake chan struct{}
+	// files wakes a peer's file fetcher (by peer name) when records arrived.
+	files sync.Map
 }
 
 type peerConn struct {
@@ -127,6 +134,12 @@ func New(c Config) *Manager {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 10 * time.Second
+	}
+	if c.FileBytesPerSecond <= 0 {
+		c.FileBytesPerSecond = 8 << 20
+	}
+	if c.FileLimits == nil {
+		c.FileLimits = func() attach.Limits { return attach.Limits{} }
 	}
 	return &Manager{c: c, conns: map[string]*peerConn{}, subs: map[string]*subscription{}, wake: make(chan struct{}, 1)}
 }
@@ -279,7 +292,13 @@ func (m *Manager) reconcile(ctx context.Context) {
 		m.subs[key] = s
 		go func() {
 			defer close(s.done)
+			var wg sync.WaitGroup
+			if w.exercise == "" {
+				// One fetcher a peer: files are fetched for every mode's records alike.
+				wg.Go(func() { m.fetchFiles(sctx, w.peer) })
+			}
 			m.follow(sctx, w.peer, w.exercise, s.retry)
+			wg.Wait()
 		}()
 	}
 }
@@ -492,6 +511,9 @@ func (b *batch) flush(ctx context.Context) error {
 		return fmt.Errorf("store what %s sent: %w", b.peer.Name, err)
 	}
 	b.stored = b.cmd.Cursor
+	if len(b.cmd.Upserts) > 0 {
+		b.m.wakeFiles(b.peer.Name)
+	}
 	b.reset()
 	return nil
 }

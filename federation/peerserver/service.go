@@ -7,6 +7,8 @@ package peerserver
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -26,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -706,7 +709,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 		if text != nil {
 			// The index matched the whole record; the recipient gets it only if the text it
 			// may see matches, so that nothing it may not see decides what it learns.
-			texts := record.Texts(s.c.Kinds.Get(r.Kind), d.Record.Body)
+			texts := attach.Texts(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), d.Record.Body)
 			if !text.Match(texts) {
 				return true, nil
 			}
@@ -1078,4 +1081,81 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 	// Settled before the resync counts as complete, and before the feed may disclose a newer
 	// version of a record whose batch is still in flight.
 	return disc.settle(context.WithoutCancel(ctx))
+}
+
+// FetchFile streams a file that a record the caller may receive names, in the record as
+// redacted for the caller: a redacted attachments field names no file. The decision is taken
+// now, under the policies in force, and the disclosure is audited before any byte goes out. A
+// file the caller may not have is NOT_FOUND, as one that does not exist, so that a denial
+// tells nothing.
+func (s *Service) FetchFile(req *pb.FetchFileRequest, stream grpc.ServerStreamingServer[pb.FileData]) error {
+	ctx := stream.Context()
+	to, done, err := s.admit(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := record.CheckID("record_id", req.RecordId); err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	if err := record.CheckSHA256("sha256", req.Sha256); err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	if err := CheckPurpose("purpose", req.Purpose); err != nil {
+		return err
+	}
+	to.Purpose = req.Purpose
+	d, err := s.fileGrant(ctx, to, req.RecordId, req.Sha256)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	if d == nil {
+		s.auditDenied(ctx, to, "FetchFile", "no record granted to the caller names the file", &pb.Filter{})
+		return status.Errorf(codes.NotFound, "no record this node shares with you names file %s", req.Sha256)
+	}
+	f, err := s.c.DB.FileInfo(ctx, req.Sha256)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	detail, _ := json.Marshal(map[string]any{
+		"sha256": f.SHA256, "size": f.Size, "media_type": f.MediaType, "recipient": to.TrustDomain,
+		"policies": d.Policies, "stated_purpose": to.Purpose, "version": d.Record.Version,
+	})
+	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: to.ID, Action: db.AuditFileDisclosure, Subject: req.RecordId, Detail: string(detail)}
+	if _, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
+		return api.Status(s.c.Logger, err) // nothing goes out that the audit log does not hold
+	}
+	metrics.FilesDisclosed.WithLabelValues(to.TrustDomain).Inc()
+	return attach.Send(ctx, s.c.DB, req.Sha256, stream.Send, func(err error) error { return api.Status(s.c.Logger, err) })
+}
+
+// fileGrant decides whether to may have the file sha of an own record: the decision that grants
+// the record, when the record as redacted for to names the file, or nil.
+func (s *Service) fileGrant(ctx context.Context, to policy.Recipient, id, sha string) (*policy.Decision, error) {
+	r, err := s.c.DB.Get(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
+	if err != nil {
+		return nil, err
+	}
+	ph, err := s.c.Sharing.Phases().Of(ctx, r.Exercise, r.Crisis)
+	if err != nil {
+		return nil, err
+	}
+	d := set.Decide(r, to, ph, time.Now())
+	if !d.Allow {
+		return nil, nil
+	}
+	atts, _ := record.Attachments(d.Record.Body)
+	for _, a := range atts {
+		if a.SHA256 == sha {
+			return &d, nil
+		}
+	}
+	return nil, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/peerclient"
 	"github.com/knooppunt/knooppunt/federation/peerserver"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -164,7 +165,7 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 			s.c.Logger.Info("full-text search while the index catches up: recent records may be missing", "queued", left)
 		}
 		err := s.c.DB.EachTextMatch(ctx, peerserver.TextFilter(f, text), func(r *pb.Record) (bool, error) {
-			if snippet, ok := s.matches(text, r); ok {
+			if snippet, ok := s.matches(ctx, text, r); ok {
 				hits = append(hits, &pb.SearchHit{Record: r, Snippet: snippet})
 			}
 			return len(hits) < limit, nil
@@ -203,8 +204,8 @@ func (s *Service) text(f *pb.Filter) *record.TextQuery {
 
 // matches decides a candidate of the full-text index on the text fields of its kind, and
 // returns its snippet.
-func (s *Service) matches(q *record.TextQuery, r *pb.Record) (string, bool) {
-	texts := record.Texts(s.c.Kinds.Get(r.Kind), r.Body)
+func (s *Service) matches(ctx context.Context, q *record.TextQuery, r *pb.Record) (string, bool) {
+	texts := attach.Texts(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), r.Body)
 	if !q.Match(texts) {
 		return "", false
 	}
@@ -289,7 +290,7 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		// What the peer sent is already what this node may see of it.
 		if _, err = s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err == nil {
 			err = s.c.DB.EachForeignTextMatch(ctx, p.TrustDomain, peerserver.TextFilter(f, text), func(r db.Foreign) (bool, error) {
-				if snippet, ok := s.matches(text, r.Record); ok {
+				if snippet, ok := s.matches(ctx, text, r.Record); ok {
 					hits = append(hits, s.cachedHit(p, r, snippet))
 				}
 				return len(hits) < limit, nil

@@ -54,13 +54,15 @@ var (
 // MethodRoles is the one table of which roles may call which gRPC method. A method that is not
 // listed is denied to everybody.
 var MethodRoles = map[string][]Role{
-	"/knooppunt.v1.RecordService/Put":      writers,
-	"/knooppunt.v1.RecordService/PutBatch": writers,
-	"/knooppunt.v1.RecordService/Delete":   writers,
-	"/knooppunt.v1.RecordService/Get":      anyUser,
-	"/knooppunt.v1.RecordService/List":     anyUser,
-	"/knooppunt.v1.RecordService/Watch":    anyUser,
-	"/knooppunt.v1.StatusService/Status":   {Reader, Editor, Officer, Admin, Replica, Local},
+	"/knooppunt.v1.RecordService/Put":          writers,
+	"/knooppunt.v1.RecordService/PutBatch":     writers,
+	"/knooppunt.v1.RecordService/Delete":       writers,
+	"/knooppunt.v1.RecordService/Get":          anyUser,
+	"/knooppunt.v1.RecordService/List":         anyUser,
+	"/knooppunt.v1.RecordService/Watch":        anyUser,
+	"/knooppunt.v1.StatusService/Status":       {Reader, Editor, Officer, Admin, Replica, Local},
+	"/knooppunt.v1.AttachmentService/Upload":   writers,
+	"/knooppunt.v1.AttachmentService/Download": anyUser,
 
 	// Policy and phase steps are taken by officers in person: never by the local socket, whose
 	// user could otherwise act as both officers of the four-eyes rule.
@@ -93,6 +95,7 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.FederationService/Subscribe": {Peer},
 	"/knooppunt.v1.FederationService/Witness":   {Peer},
 	"/knooppunt.v1.FederationService/Heads":     {Peer},
+	"/knooppunt.v1.FederationService/FetchFile": {Peer},
 	"/knooppunt.v1.SearchService/Search":        anyUser,
 	"/knooppunt.v1.SearchService/Picture":       anyUser,
 

@@ -46,6 +46,10 @@ func Status(log *slog.Logger, err error) error {
 		return status.Errorf(codes.FailedPrecondition, "exercise: %s: it takes no records and cannot be closed again; start another", strings.TrimPrefix(err.Error(), "db: "))
 	case errors.Is(err, db.ErrExerciseExists):
 		return status.Errorf(codes.AlreadyExists, "exercise: %s: choose another name", strings.TrimPrefix(err.Error(), "db: "))
+	case errors.Is(err, db.ErrFileNotFound):
+		return status.Error(codes.NotFound, "file not found")
+	case errors.Is(err, db.ErrFileRefused):
+		return status.Error(codes.FailedPrecondition, strings.TrimPrefix(err.Error(), "db: "))
 	case errors.Is(err, db.ErrBadPageToken):
 		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous List: start again without it")
 	case errors.Is(err, store.ErrNotLeader):

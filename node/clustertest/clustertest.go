@@ -75,6 +75,8 @@ type Options struct {
 	// Feed, when set, gives every replica the alert feed on a loopback port of its own
 	// (feed.listen).
 	Feed bool
+	// Extra is YAML appended to every replica's config, such as an attachments section.
+	Extra string
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -404,6 +406,7 @@ func (c *Cluster) config(r *Replica) string {
 		fmt.Fprintf(&b, "federation:\n  heartbeat: 250ms\n  idle_timeout: 1s\n")
 		b.WriteString(PeersYAML(c.opts.Peers))
 	}
+	b.WriteString(c.opts.Extra)
 	return b.String()
 }
 

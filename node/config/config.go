@@ -55,8 +55,10 @@ type Config struct {
 	Policy     Policy     `yaml:"policy"`
 	Federation Federation `yaml:"federation"`
 	Erasure    Erasure    `yaml:"erasure"`
-	History    History    `yaml:"history"`
-	Rules      Rules      `yaml:"rules"`
+	// Attachments bound the files records name (see node/attach).
+	Attachments Attachments `yaml:"attachments"`
+	History     History     `yaml:"history"`
+	Rules       Rules       `yaml:"rules"`
 	// Kinds are the record kinds the node accepts. Empty means the built-in demo kinds.
 	Kinds []KindConfig `yaml:"kinds"`
 	// UI is the web interface for the org's own people. Off unless ui.listen is set.
@@ -382,6 +384,24 @@ type Erasure struct {
 	Within time.Duration `yaml:"within"`
 }
 
+// Attachments bound the files that records name, and how they travel to peers.
+type Attachments struct {
+	// MaxBytes is the largest file. Default 50 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MediaTypes are the types the node accepts, as sniffed from the content. Default:
+	// PDF, the office formats (OOXML, OpenDocument, legacy), PNG, JPEG, GIF, WebP, plain
+	// text and CSV. Programs are never accepted.
+	MediaTypes []string `yaml:"media_types"`
+	// StaleAfter is how long an upload that no chunk reached, or an uploaded file that no record
+	// names, stays before a sweep removes it. Default 10m.
+	StaleAfter time.Duration `yaml:"stale_after"`
+	// SweepInterval is how often the leader sweeps. Default 1m.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// FetchBytesPerSecond bounds the bytes of files fetched from one peer per second, so that
+	// files never crowd out records. Default 8 MiB.
+	FetchBytesPerSecond int64 `yaml:"fetch_bytes_per_second"`
+}
+
 // History configures the history the early-warning rules read (see node/warn).
 type History struct {
 	// Retention is how far back the history reaches. Default 90 days (2160h).
@@ -606,6 +626,18 @@ func (c *Config) setDefaults() {
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = record.DefaultMaxBody
 	}
+	if c.Attachments.MaxBytes == 0 {
+		c.Attachments.MaxBytes = 50 << 20
+	}
+	if c.Attachments.StaleAfter == 0 {
+		c.Attachments.StaleAfter = 10 * time.Minute
+	}
+	if c.Attachments.SweepInterval == 0 {
+		c.Attachments.SweepInterval = time.Minute
+	}
+	if c.Attachments.FetchBytesPerSecond == 0 {
+		c.Attachments.FetchBytesPerSecond = 8 << 20
+	}
 	if c.Federation.Heartbeat == 0 {
 		c.Federation.Heartbeat = 5 * time.Second
 	}
@@ -664,6 +696,14 @@ func (c *Config) check() error {
 	}
 	if c.Limits.MaxBodyBytes < 0 {
 		return errors.New("limits.max_body_bytes: must be positive")
+	}
+	if c.Attachments.MaxBytes < 0 || c.Attachments.StaleAfter < 0 || c.Attachments.SweepInterval < 0 || c.Attachments.FetchBytesPerSecond < 0 {
+		return errors.New("attachments: max_bytes, stale_after, sweep_interval and fetch_bytes_per_second must be positive")
+	}
+	for i, t := range c.Attachments.MediaTypes {
+		if !strings.Contains(t, "/") {
+			return fmt.Errorf("attachments.media_types[%d]: %q is not a media type such as application/pdf", i, t)
+		}
 	}
 	if _, err := c.KindSet(); err != nil {
 		return err

@@ -78,6 +78,15 @@ type DB struct {
 	applyMu sync.Mutex
 	applied atomic.Uint64
 	lastSeq atomic.Int64
+
+	// ownRefs is set once any own record names a file (file_refs with origin ''): until then a
+	// record write that names no file need not look for refs to drop (see setRefs).
+	ownRefs atomic.Bool
+
+	// extractor takes the text out of files for the index (SetExtractor).
+	extractMu  sync.Mutex
+	extractor  Extractor
+	extractMax int64
 }
 
 // stmtCache is the number of prepared statements each connection keeps (go-sqlite3's
@@ -127,6 +136,14 @@ func (d *DB) open() error {
 		rw.Close()
 		return fmt.Errorf("db: prepare: %w", err)
 	}
+	var ownRefs bool
+	if err := rw.QueryRow(`SELECT EXISTS (SELECT 1 FROM file_refs WHERE origin = '')`).Scan(&ownRefs); err != nil {
+		get.Close()
+		ro.Close()
+		rw.Close()
+		return fmt.Errorf("db: open %s: %w", d.path, err)
+	}
+	d.ownRefs.Store(ownRefs)
 	d.rw, d.ro, d.get = rw, ro, get
 	d.applied.Store(applied)
 	d.lastSeq.Store(seq)

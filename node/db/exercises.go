@@ -85,7 +85,7 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 			if err != nil {
 				return err
 			}
-			ap := applier{tx: tx, hooks: hookQueue{tx: tx}}
+			ap := d.newApplier(tx)
 			for _, id := range ids {
 				res, err := ap.apply(&pb.Record{Id: id, Tombstone: true, UpdatedAt: s.At}, *seq+1)
 				if err != nil {

@@ -22,6 +22,9 @@ const (
 	AuditFederationDenied = "federation.denied"
 	AuditPurposeRefused   = "federation.refuse"
 	AuditSearch           = "search"
+	// AuditFileDisclosure is a file sent to a peer (FetchFile); the subject is the record that
+	// names it.
+	AuditFileDisclosure = "federation.disclose.file"
 )
 
 // ApplyDisclosures records what was sent to, and retracted from, a recipient, and audits it.
@@ -315,6 +318,9 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 			if err := queueText(tx, c.Origin, r.Id); err != nil {
 				return err
 			}
+			if err := setRefs(tx, c.Origin, r.Id, r.Body); err != nil {
+				return err
+			}
 			if err := addHistory(tx, c.Origin, r, r.Version, false); err != nil {
 				return err
 			}
@@ -356,6 +362,9 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 			return err
 		}
 		if err := queueText(tx, c.Origin, id); err != nil {
+			return err
+		}
+		if err := setRefs(tx, c.Origin, id, nil); err != nil {
 			return err
 		}
 		if err := dropHistory(tx, c.Origin, id); err != nil {

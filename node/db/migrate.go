@@ -358,6 +358,47 @@ INSERT INTO cursors_by_mode SELECT peer, '', origin, cursor, updated_at FROM pee
 DROP TABLE peer_cursors;
 ALTER TABLE cursors_by_mode RENAME TO peer_cursors;
 `,
+	// attachments (see files.go): staged uploads and their chunks, the files that committed
+	// uploads became, which records name which file, and the text extracted from each file for
+	// the full-text index.
+	`
+CREATE TABLE file_uploads (
+	upload_id  TEXT    NOT NULL PRIMARY KEY,
+	chunks     INTEGER NOT NULL,  -- chunks staged so far; the next has this seq
+	size       INTEGER NOT NULL,  -- bytes staged so far
+	hash_state BLOB    NOT NULL,  -- the SHA-256 of the bytes staged so far, mid-way (encoding.BinaryMarshaler)
+	touched_at INTEGER NOT NULL   -- the last chunk's time, Unix nanoseconds
+) WITHOUT ROWID;
+CREATE TABLE file_chunks (
+	upload_id TEXT    NOT NULL,
+	seq       INTEGER NOT NULL,
+	data      BLOB    NOT NULL,
+	PRIMARY KEY (upload_id, seq)
+);
+CREATE TABLE files (
+	sha256     TEXT    NOT NULL PRIMARY KEY,  -- lowercase hex
+	upload_id  TEXT    NOT NULL,  -- whose chunks hold the content
+	size       INTEGER NOT NULL,
+	media_type TEXT    NOT NULL,
+	origin     TEXT    NOT NULL,  -- '' uploaded here, else the peer's trust domain it came from
+	stored_at  INTEGER NOT NULL   -- Unix nanoseconds
+) WITHOUT ROWID;
+CREATE INDEX files_upload_id ON files (upload_id);
+CREATE TABLE file_refs (
+	origin     TEXT    NOT NULL,  -- '' for own records, else the peer's trust domain
+	id         TEXT    NOT NULL,
+	sha256     TEXT    NOT NULL,
+	size       INTEGER NOT NULL,
+	media_type TEXT    NOT NULL,
+	PRIMARY KEY (origin, id, sha256)
+) WITHOUT ROWID;
+CREATE INDEX file_refs_sha256 ON file_refs (sha256);
+CREATE TABLE file_text (
+	sha256 TEXT NOT NULL PRIMARY KEY,
+	state  TEXT NOT NULL,  -- indexed, broken or skipped
+	text   TEXT NOT NULL
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -11,11 +12,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -78,7 +81,7 @@ func (d *DB) ApplyWrites(entries []WriteEntry) ([][]Result, error) {
 	steps := make([]txStep, len(entries))
 	for k, e := range entries {
 		steps[k] = txStep{index: e.Index, fn: func(tx *writeTx, seq *int64) error {
-			a := applier{tx: tx, hooks: hookQueue{tx: tx}}
+			a := d.newApplier(tx)
 			results[k] = make([]Result, len(e.Writes))
 			for i, w := range e.Writes {
 				res, err := a.apply(w, *seq+1)
@@ -236,8 +239,14 @@ const (
 )
 
 type applier struct {
-	tx    *writeTx
-	hooks hookQueue
+	tx      *writeTx
+	hooks   hookQueue
+	ownRefs *atomic.Bool
+}
+
+// newApplier is the applier of record writes in tx.
+func (d *DB) newApplier(tx *writeTx) applier {
+	return applier{tx: tx, hooks: hookQueue{tx: tx}, ownRefs: &d.ownRefs}
 }
 
 func (a *applier) apply(w *Write, seq int64) (Result, error) {
@@ -314,6 +323,15 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	}
 	if err := queueText(a.tx, "", next.Id); err != nil {
 		return Result{}, err
+	}
+	// Most writes name no file on a node where no own record ever named one: no refs to keep.
+	if names := bytes.Contains(next.Body, []byte(`"`+record.AttachmentsField+`"`)); names || a.ownRefs.Load() {
+		if names {
+			a.ownRefs.Store(true)
+		}
+		if err := setRefs(a.tx, "", next.Id, next.Body); err != nil {
+			return Result{}, err
+		}
 	}
 	if err := addHistory(a.tx, "", next, version, next.Tombstone); err != nil {
 		return Result{}, err

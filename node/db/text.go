@@ -46,6 +46,9 @@ const (
 	sqlTextUnkey   = `DELETE FROM text_keys WHERE origin = ? AND id = ?`
 	sqlTextAdd     = `INSERT INTO text_index (rowid, text) VALUES (?, ?)`
 	sqlTextDropRow = `DELETE FROM text_index WHERE rowid = ?`
+	// sqlTextFiles is the text extracted from the files a record names (see files.go).
+	sqlTextFiles = `SELECT group_concat(t.text, char(10)) FROM file_refs r JOIN file_text t ON t.sha256 = r.sha256
+		WHERE r.origin = ? AND r.id = ? AND t.text != ''`
 )
 
 // queueText marks a record whose text changed (written, deleted, cached or retracted) for the
@@ -63,63 +66,85 @@ func queueText(tx *writeTx, origin, id string) error {
 // IndexText takes up to max queued records into the index, in one transaction, and returns how
 // many it took. Each is indexed as it is now, or taken out when it is gone.
 func (d *DB) IndexText(max int) (int, error) {
+	var taken int
+	err := d.localTx(func(tx *writeTx) (bool, error) {
+		type key struct{ origin, id string }
+		var queued []key
+		rows, err := tx.Query(sqlTextPending, max)
+		if err != nil {
+			return false, err
+		}
+		for rows.Next() {
+			var k key
+			if err := rows.Scan(&k.origin, &k.id); err != nil {
+				rows.Close()
+				return false, err
+			}
+			queued = append(queued, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, err
+		}
+		for _, k := range queued {
+			var body []byte
+			if k.origin == "" {
+				err = tx.QueryRow(sqlTextOwn, k.id).Scan(&body)
+			} else {
+				err = tx.QueryRow(sqlTextForeign, k.origin, k.id).Scan(&body)
+			}
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				err = unindexText(tx, k.origin, k.id)
+			case err == nil:
+				var files sql.NullString
+				if err = tx.QueryRow(sqlTextFiles, k.origin, k.id).Scan(&files); err == nil {
+					err = indexText(tx, k.origin, k.id, body, files.String)
+				}
+			}
+			if err == nil {
+				_, err = tx.Exec(sqlTextDone, k.origin, k.id)
+			}
+			if err != nil {
+				return false, fmt.Errorf("%s/%s: %w", k.origin, k.id, err)
+			}
+		}
+		taken = len(queued)
+		return taken > 0, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("db: text index: %w", err)
+	}
+	return taken, nil
+}
+
+// localTx runs fn in one write transaction that is no Raft entry, for what each replica keeps
+// beside the replicated state (the full-text index, the text of files), and commits it when fn
+// asks to. It holds the writer as the FSM does, so that the two never interleave.
+func (d *DB) localTx(fn func(tx *writeTx) (commit bool, err error)) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
-		return 0, ErrClosed
+		return ErrClosed
 	}
 	d.applyMu.Lock()
 	defer d.applyMu.Unlock()
 	tx, err := d.begin()
 	if err != nil {
-		return 0, fmt.Errorf("db: text index: %w", err)
+		return err
 	}
 	defer tx.rollback()
-	type key struct{ origin, id string }
-	var queued []key
-	rows, err := tx.Query(sqlTextPending, max)
-	if err != nil {
-		return 0, fmt.Errorf("db: text index: %w", err)
-	}
-	for rows.Next() {
-		var k key
-		if err := rows.Scan(&k.origin, &k.id); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("db: text index: %w", err)
-		}
-		queued = append(queued, k)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("db: text index: %w", err)
-	}
-	for _, k := range queued {
-		var body []byte
-		if k.origin == "" {
-			err = tx.QueryRow(sqlTextOwn, k.id).Scan(&body)
-		} else {
-			err = tx.QueryRow(sqlTextForeign, k.origin, k.id).Scan(&body)
-		}
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			err = unindexText(tx, k.origin, k.id)
-		case err == nil:
-			err = indexText(tx, k.origin, k.id, body)
-		}
-		if err == nil {
-			_, err = tx.Exec(sqlTextDone, k.origin, k.id)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("db: text index %s/%s: %w", k.origin, k.id, err)
-		}
-	}
-	if len(queued) == 0 {
-		return 0, nil
+	commit, err := fn(tx)
+	if err != nil || !commit {
+		return err
 	}
 	if err := tx.commit(); err != nil {
-		return 0, fmt.Errorf("db: text index: commit: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
-	return len(queued), nil
+	return nil
 }
 
 // TextPending is how many records wait to be taken into the index.
@@ -154,6 +179,7 @@ func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 		if known && d.applied.Load() == emptyAt {
 			// Nothing was applied since the queue emptied.
 		} else if d.quiet(ctx, every.C) {
+			d.ExtractPending(ctx, logErr)
 			for {
 				changed, at := d.Changed(), d.applied.Load()
 				n, err := d.IndexText(textBatch)
@@ -241,8 +267,9 @@ func (d *DB) CatchUpText(ctx context.Context, budget int) (int64, error) {
 // the same writes without them in the same run.
 var textIndexOff bool
 
-// indexText puts a live record's body in the index, replacing what it held of the record.
-func indexText(tx *writeTx, origin, id string, body []byte) error {
+// indexText puts a live record's body, and the text of the files it names, in the index,
+// replacing what it held of the record.
+func indexText(tx *writeTx, origin, id string, body []byte, files string) error {
 	if textIndexOff {
 		return nil
 	}
@@ -259,7 +286,11 @@ func indexText(tx *writeTx, origin, id string, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
-	if _, err := tx.Exec(sqlTextAdd, row, bodyText(body)); err != nil {
+	text := bodyText(body)
+	if files != "" {
+		text += "\n" + files
+	}
+	if _, err := tx.Exec(sqlTextAdd, row, text); err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
 	return nil

@@ -70,6 +70,16 @@ var (
 		Namespace: "knooppunt", Name: "federation_throttled_total",
 		Help: "FederationService calls refused with RESOURCE_EXHAUSTED because the peer was over federation.peer_requests_per_second or federation.peer_calls.",
 	}, []string{"peer"})
+	// FilesDisclosed counts files sent to peers (FetchFile), by peer.
+	FilesDisclosed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_files_disclosed_total",
+		Help: "Files sent to peers through FetchFile, each audited as federation.disclose.file.",
+	}, []string{"peer"})
+	// FilesFetched counts the bytes of files fetched from peers, by peer.
+	FilesFetched = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_file_bytes_fetched_total",
+		Help: "Bytes of files fetched from peers and stored through Raft.",
+	}, []string{"peer"})
 	// RuleFiring is 1 for each rule and region where an early-warning rule fires, on the leader,
 	// which decides firing; a follower exports none.
 	RuleFiring = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -84,7 +94,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(WebhookAttempts, WebhookDelivery, RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(WebhookAttempts, WebhookDelivery, FilesDisclosed, FilesFetched, RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

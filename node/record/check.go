@@ -184,6 +184,9 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	if err != nil {
 		return err
 	}
+	if _, err := Attachments(body); err != nil {
+		return err
+	}
 	r.Body = body
 	r.Origin = c.Origin
 	r.UpdatedAt = nil

@@ -187,6 +187,15 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 			f.erased()
 		}
 		return applyResponse{value: out, err: err}
+	case *pb.Command_FileChunk:
+		refused, err := f.db.ApplyFileChunk(l.Index, cmd.FileChunk)
+		return applyResponse{value: refused, err: err}
+	case *pb.Command_FileStep:
+		refused, removed, err := f.db.ApplyFileStep(l.Index, cmd.FileStep)
+		if err == nil && removed && f.erased != nil {
+			f.erased()
+		}
+		return applyResponse{value: refused, err: err}
 	case *pb.Command_AppendAudit:
 		entries := make([]db.AuditEntry, len(cmd.AppendAudit.Entries))
 		for i, e := range cmd.AppendAudit.Entries {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -484,43 +485,60 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 // Apply commits one command that is not a record write (those go through Write, to be
 // coalesced) and returns what the FSM answered for it.
 func (s *Store) Apply(ctx context.Context, c *pb.Command) (any, error) {
+	return s.ApplyAsync(ctx, c)()
+}
+
+// ApplyAsync proposes c and returns a function that waits for its outcome, as Apply gives it.
+// On the leader, commands proposed one after another enter the log in that order while earlier
+// ones are still being committed, so that a writer of many entries (a file's chunks) keeps the
+// log busy. On a follower it forwards c, or fails, before it returns.
+func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, error) {
+	done := func(v any, err error) func() (any, error) { return func() (any, error) { return v, err } }
 	s.mu.RLock()
 	closed := s.closed
 	s.mu.RUnlock()
 	if closed {
-		return nil, ErrClosed
+		return done(nil, ErrClosed)
 	}
 	if s.raft.State() != raft.Leader {
 		if s.cfg.Forward != nil && forwardable(c) {
-			return nil, s.cfg.Forward(ctx, c)
+			return done(nil, s.cfg.Forward(ctx, c))
 		}
-		return nil, ErrNotLeader
+		return done(nil, ErrNotLeader)
 	}
 	data, err := encode(c)
 	if err != nil {
-		return nil, err
+		return done(nil, err)
 	}
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
 	f := s.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return nil, ErrNotLeader
+	return func() (any, error) {
+		if err := f.Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return nil, ErrNotLeader
+			}
+			return nil, fmt.Errorf("store: commit: %w", err)
 		}
-		return nil, fmt.Errorf("store: commit: %w", err)
+		resp := f.Response().(applyResponse)
+		return resp.value, resp.err
 	}
-	resp := f.Response().(applyResponse)
-	return resp.value, resp.err
 }
 
 // forwardable reports whether a follower may hand c to the leader: only commands whose answer
 // is nothing but an error. A kept head answers the evidence of a fork, but the evidence is
-// kept and counted (by the FSM, on every replica) whoever handed it over.
-func forwardable(c *pb.Command) bool {
+// kept and counted (by the FSM, on every replica) whoever handed it over. A file step's
+// refusal never reaches a follower that forwarded it; the follower learns the outcome from its
+// own database once it applied the entry (see WaitApplied).
+func forwardable(c *pb.Command) bool { return Forwardable(c) }
+
+// Forwardable reports whether a follower may hand c to the leader (ReplicaService.Apply).
+func Forwardable(c *pb.Command) bool {
 	switch c.Cmd.(type) {
-	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead:
+	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead,
+		*pb.Command_FileChunk, *pb.Command_FileStep:
 		return true
 	}
 	return false
@@ -540,6 +558,23 @@ func (s *Store) WaitLeader(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// LogEntry returns the command of the log entry at index, as this replica's log holds it, and
+// the entry's size in bytes: for tests and tools that look at what went through Raft.
+func (s *Store) LogEntry(index uint64) (*pb.Command, int, error) {
+	var l raft.Log
+	if err := s.logs.GetLog(index, &l); err != nil {
+		return nil, 0, fmt.Errorf("store: log entry %d: %w", index, err)
+	}
+	if l.Type != raft.LogCommand {
+		return nil, len(l.Data), nil
+	}
+	var c pb.Command
+	if err := proto.Unmarshal(l.Data, &c); err != nil {
+		return nil, 0, fmt.Errorf("store: log entry %d: %w", index, err)
+	}
+	return &c, len(l.Data), nil
 }
 
 // State is the Raft state of this replica: Leader, Follower, Candidate or Shutdown.

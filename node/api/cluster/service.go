@@ -100,10 +100,8 @@ func RegisterReplicaService(s grpc.ServiceRegistrar, svc *ReplicaService) {
 
 // Apply commits a follower's command. Only commands whose answer is an error are accepted.
 func (r *ReplicaService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
-	switch req.GetCommand().GetCmd().(type) {
-	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead:
-	default:
-		return nil, api.Invalid("command", "only audit entries, disclosures and witnessed heads are forwarded")
+	if req.GetCommand() == nil || !store.Forwardable(req.Command) {
+		return nil, api.Invalid("command", "only audit entries, disclosures, witnessed heads and file chunks and steps are forwarded")
 	}
 	if !r.store.IsLeader() {
 		return nil, api.Status(r.log, store.ErrNotLeader)

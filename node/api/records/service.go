@@ -5,6 +5,8 @@ package records
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -70,12 +72,41 @@ func (s *Service) prepare(r *pb.Record) error {
 	if err := s.checker.CheckPut(r); err != nil {
 		return err
 	}
+	if err := s.checkFiles(r.Body); err != nil {
+		return err
+	}
 	if r.Id == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return err
 		}
 		r.Id = id.String()
+	}
+	return nil
+}
+
+// checkFiles checks that every file a body names is stored, as the upload answered it.
+func (s *Service) checkFiles(body []byte) error {
+	atts, err := record.Attachments(body)
+	if err != nil {
+		return err
+	}
+	for i, a := range atts {
+		field := fmt.Sprintf("record.body.%s[%d]", record.AttachmentsField, i)
+		f, err := s.db.FileInfo(context.Background(), a.SHA256)
+		if errors.Is(err, db.ErrFileNotFound) {
+			return &record.FieldError{Field: field + ".sha256", Code: codes.FailedPrecondition,
+				Reason: fmt.Sprintf("no file %s is stored: upload it first (record put --attach, or AttachmentService.Upload)", a.SHA256)}
+		}
+		if err != nil {
+			return err
+		}
+		if f.Size != a.Size {
+			return &record.FieldError{Field: field + ".size", Code: codes.InvalidArgument, Reason: fmt.Sprintf("%d, but the file has %d bytes", a.Size, f.Size)}
+		}
+		if f.MediaType != a.MediaType {
+			return &record.FieldError{Field: field + ".media_type", Code: codes.InvalidArgument, Reason: fmt.Sprintf("%q, but the file is %s", a.MediaType, f.MediaType)}
+		}
 	}
 	return nil
 }

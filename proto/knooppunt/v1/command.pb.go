@@ -38,6 +38,8 @@ type Command struct {
 	//	*Command_KeepHead
 	//	*Command_RuleStep
 	//	*Command_ExerciseStep
+	//	*Command_FileChunk
+	//	*Command_FileStep
 	//	*Command_WebhookStep
 	//	*Command_WebhookAcks
 	//	*Command_KeepAuthorities
@@ -173,6 +175,24 @@ func (x *Command) GetExerciseStep() *ExerciseStep {
 	return nil
 }
 
+func (x *Command) GetFileChunk() *FileChunk {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_FileChunk); ok {
+			return x.FileChunk
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFileStep() *FileStep {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_FileStep); ok {
+			return x.FileStep
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetWebhookStep() *WebhookStep {
 	if x != nil {
 		if x, ok := x.Cmd.(*Command_WebhookStep); ok {
@@ -244,6 +264,14 @@ type Command_ExerciseStep struct {
 	ExerciseStep *ExerciseStep `protobuf:"bytes,10,opt,name=exercise_step,json=exerciseStep,oneof"`
 }
 
+type Command_FileChunk struct {
+	FileChunk *FileChunk `protobuf:"bytes,11,opt,name=file_chunk,json=fileChunk,oneof"`
+}
+
+type Command_FileStep struct {
+	FileStep *FileStep `protobuf:"bytes,12,opt,name=file_step,json=fileStep,oneof"`
+}
+
 type Command_WebhookStep struct {
 	WebhookStep *WebhookStep `protobuf:"bytes,13,opt,name=webhook_step,json=webhookStep,oneof"`
 }
@@ -276,11 +304,194 @@ func (*Command_RuleStep) isCommand_Cmd() {}
 
 func (*Command_ExerciseStep) isCommand_Cmd() {}
 
+func (*Command_FileChunk) isCommand_Cmd() {}
+
+func (*Command_FileStep) isCommand_Cmd() {}
+
 func (*Command_WebhookStep) isCommand_Cmd() {}
 
 func (*Command_WebhookAcks) isCommand_Cmd() {}
 
 func (*Command_KeepAuthorities) isCommand_Cmd() {}
+
+// FileChunk stages one chunk of a file being written, an upload or a file fetched from a peer,
+// under its upload id. Chunks come in order from seq 0; the chunks of an upload become a file
+// only when a FileStep commits them, so an upload that breaks off leaves no file.
+type FileChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UploadId      string                 `protobuf:"bytes,1,opt,name=upload_id,json=uploadId" json:"upload_id,omitempty"`
+	Seq           int64                  `protobuf:"varint,2,opt,name=seq" json:"seq,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data" json:"data,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileChunk) Reset() {
+	*x = FileChunk{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileChunk) ProtoMessage() {}
+
+func (x *FileChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
+func (*FileChunk) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FileChunk) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *FileChunk) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *FileChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *FileChunk) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// FileStep commits an upload's chunks as a file, aborts an upload, or sweeps: removes uploads
+// that no chunk reached since stale_before and files that no record names and that were
+// stored before it.
+type FileStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is commit, abort or sweep.
+	Action   string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
+	UploadId string `protobuf:"bytes,2,opt,name=upload_id,json=uploadId" json:"upload_id,omitempty"`
+	// sha256 (hex), size and media_type are what the leader found for the whole content; the
+	// FSM checks the chunks against sha256 and size and refuses the commit when they differ.
+	Sha256    string `protobuf:"bytes,3,opt,name=sha256" json:"sha256,omitempty"`
+	Size      int64  `protobuf:"varint,4,opt,name=size" json:"size,omitempty"`
+	MediaType string `protobuf:"bytes,5,opt,name=media_type,json=mediaType" json:"media_type,omitempty"`
+	// origin is "" for a file uploaded to this node, or the trust domain of the peer it was
+	// fetched from.
+	Origin        string                 `protobuf:"bytes,6,opt,name=origin" json:"origin,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at" json:"at,omitempty"`
+	StaleBefore   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stale_before,json=staleBefore" json:"stale_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileStep) Reset() {
+	*x = FileStep{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileStep) ProtoMessage() {}
+
+func (x *FileStep) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileStep.ProtoReflect.Descriptor instead.
+func (*FileStep) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FileStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *FileStep) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *FileStep) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FileStep) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileStep) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *FileStep) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *FileStep) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *FileStep) GetStaleBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StaleBefore
+	}
+	return nil
+}
 
 // ExerciseStep starts or closes an exercise. A close deletes, in the same transaction, every live
 // record of the exercise: each deletion is a change in the feed, from which every peer holding a
@@ -300,7 +511,7 @@ type ExerciseStep struct {
 
 func (x *ExerciseStep) Reset() {
 	*x = ExerciseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +523,7 @@ func (x *ExerciseStep) String() string {
 func (*ExerciseStep) ProtoMessage() {}
 
 func (x *ExerciseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +536,7 @@ func (x *ExerciseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExerciseStep.ProtoReflect.Descriptor instead.
 func (*ExerciseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ExerciseStep) GetAction() string {
@@ -383,7 +594,7 @@ type RuleStep struct {
 
 func (x *RuleStep) Reset() {
 	*x = RuleStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +606,7 @@ func (x *RuleStep) String() string {
 func (*RuleStep) ProtoMessage() {}
 
 func (x *RuleStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +619,7 @@ func (x *RuleStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleStep.ProtoReflect.Descriptor instead.
 func (*RuleStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RuleStep) GetName() string {
@@ -479,7 +690,7 @@ type WebhookStep struct {
 
 func (x *WebhookStep) Reset() {
 	*x = WebhookStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +702,7 @@ func (x *WebhookStep) String() string {
 func (*WebhookStep) ProtoMessage() {}
 
 func (x *WebhookStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +715,7 @@ func (x *WebhookStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookStep.ProtoReflect.Descriptor instead.
 func (*WebhookStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WebhookStep) GetAction() string {
@@ -560,7 +771,7 @@ type WebhookAcks struct {
 
 func (x *WebhookAcks) Reset() {
 	*x = WebhookAcks{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +783,7 @@ func (x *WebhookAcks) String() string {
 func (*WebhookAcks) ProtoMessage() {}
 
 func (x *WebhookAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +796,7 @@ func (x *WebhookAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookAcks.ProtoReflect.Descriptor instead.
 func (*WebhookAcks) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WebhookAcks) GetWebhook() string {
@@ -636,7 +847,7 @@ type WebhookDead struct {
 
 func (x *WebhookDead) Reset() {
 	*x = WebhookDead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +859,7 @@ func (x *WebhookDead) String() string {
 func (*WebhookDead) ProtoMessage() {}
 
 func (x *WebhookDead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +872,7 @@ func (x *WebhookDead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDead.ProtoReflect.Descriptor instead.
 func (*WebhookDead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WebhookDead) GetSeq() int64 {
@@ -708,7 +919,7 @@ type KeepHead struct {
 
 func (x *KeepHead) Reset() {
 	*x = KeepHead{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +931,7 @@ func (x *KeepHead) String() string {
 func (*KeepHead) ProtoMessage() {}
 
 func (x *KeepHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +944,7 @@ func (x *KeepHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepHead.ProtoReflect.Descriptor instead.
 func (*KeepHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeepHead) GetPeer() string {
@@ -780,7 +991,7 @@ type KeepAuthorities struct {
 
 func (x *KeepAuthorities) Reset() {
 	*x = KeepAuthorities{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +1003,7 @@ func (x *KeepAuthorities) String() string {
 func (*KeepAuthorities) ProtoMessage() {}
 
 func (x *KeepAuthorities) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +1016,7 @@ func (x *KeepAuthorities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAuthorities.ProtoReflect.Descriptor instead.
 func (*KeepAuthorities) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KeepAuthorities) GetTrustDomain() string {
@@ -870,7 +1081,7 @@ type RecordDisclosures struct {
 
 func (x *RecordDisclosures) Reset() {
 	*x = RecordDisclosures{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1093,7 @@ func (x *RecordDisclosures) String() string {
 func (*RecordDisclosures) ProtoMessage() {}
 
 func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1106,7 @@ func (x *RecordDisclosures) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisclosures.ProtoReflect.Descriptor instead.
 func (*RecordDisclosures) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecordDisclosures) GetRecipient() string {
@@ -993,7 +1204,7 @@ type PurposeRefusal struct {
 
 func (x *PurposeRefusal) Reset() {
 	*x = PurposeRefusal{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1216,7 @@ func (x *PurposeRefusal) String() string {
 func (*PurposeRefusal) ProtoMessage() {}
 
 func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1229,7 @@ func (x *PurposeRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeRefusal.ProtoReflect.Descriptor instead.
 func (*PurposeRefusal) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PurposeRefusal) GetPolicy() string {
@@ -1047,7 +1258,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1270,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1283,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Disclosure) GetRecordId() string {
@@ -1123,7 +1334,7 @@ type CacheForeign struct {
 
 func (x *CacheForeign) Reset() {
 	*x = CacheForeign{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1346,7 @@ func (x *CacheForeign) String() string {
 func (*CacheForeign) ProtoMessage() {}
 
 func (x *CacheForeign) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1359,7 @@ func (x *CacheForeign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheForeign.ProtoReflect.Descriptor instead.
 func (*CacheForeign) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CacheForeign) GetPeer() string {
@@ -1220,7 +1431,7 @@ type PolicyStep struct {
 
 func (x *PolicyStep) Reset() {
 	*x = PolicyStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1443,7 @@ func (x *PolicyStep) String() string {
 func (*PolicyStep) ProtoMessage() {}
 
 func (x *PolicyStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1456,7 @@ func (x *PolicyStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyStep.ProtoReflect.Descriptor instead.
 func (*PolicyStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicyStep) GetAction() string {
@@ -1313,7 +1524,7 @@ type PhaseStep struct {
 
 func (x *PhaseStep) Reset() {
 	*x = PhaseStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1536,7 @@ func (x *PhaseStep) String() string {
 func (*PhaseStep) ProtoMessage() {}
 
 func (x *PhaseStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1549,7 @@ func (x *PhaseStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStep.ProtoReflect.Descriptor instead.
 func (*PhaseStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PhaseStep) GetCrisis() string {
@@ -1404,7 +1615,7 @@ type PeerStep struct {
 
 func (x *PeerStep) Reset() {
 	*x = PeerStep{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1627,7 @@ func (x *PeerStep) String() string {
 func (*PeerStep) ProtoMessage() {}
 
 func (x *PeerStep) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1640,7 @@ func (x *PeerStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStep.ProtoReflect.Descriptor instead.
 func (*PeerStep) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerStep) GetAction() string {
@@ -1485,7 +1696,7 @@ type AppendAudit struct {
 
 func (x *AppendAudit) Reset() {
 	*x = AppendAudit{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1708,7 @@ func (x *AppendAudit) String() string {
 func (*AppendAudit) ProtoMessage() {}
 
 func (x *AppendAudit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1721,7 @@ func (x *AppendAudit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendAudit.ProtoReflect.Descriptor instead.
 func (*AppendAudit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AppendAudit) GetEntries() []*AuditEntry {
@@ -1533,7 +1744,7 @@ type WriteRecords struct {
 
 func (x *WriteRecords) Reset() {
 	*x = WriteRecords{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1756,7 @@ func (x *WriteRecords) String() string {
 func (*WriteRecords) ProtoMessage() {}
 
 func (x *WriteRecords) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1769,7 @@ func (x *WriteRecords) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteRecords.ProtoReflect.Descriptor instead.
 func (*WriteRecords) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WriteRecords) GetRecords() []*Record {
@@ -1577,7 +1788,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1800,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1813,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyRequest) GetCommand() *Command {
@@ -1620,7 +1831,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_knooppunt_v1_command_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1843,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_command_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,14 +1856,14 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\x1a\x1aknooppunt/v1/webhook.proto\"\xd3\x06\n" +
+	"\x1aknooppunt/v1/command.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/federation.proto\x1a\x17knooppunt/v1/peer.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\x1a\x1aknooppunt/v1/webhook.proto\"\xc4\a\n" +
 	"\aCommand\x12A\n" +
 	"\rwrite_records\x18\x01 \x01(\v2\x1a.knooppunt.v1.WriteRecordsH\x00R\fwriteRecords\x12;\n" +
 	"\vpolicy_step\x18\x02 \x01(\v2\x18.knooppunt.v1.PolicyStepH\x00R\n" +
@@ -1666,11 +1877,29 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\tkeep_head\x18\b \x01(\v2\x16.knooppunt.v1.KeepHeadH\x00R\bkeepHead\x125\n" +
 	"\trule_step\x18\t \x01(\v2\x16.knooppunt.v1.RuleStepH\x00R\bruleStep\x12A\n" +
 	"\rexercise_step\x18\n" +
-	" \x01(\v2\x1a.knooppunt.v1.ExerciseStepH\x00R\fexerciseStep\x12>\n" +
+	" \x01(\v2\x1a.knooppunt.v1.ExerciseStepH\x00R\fexerciseStep\x128\n" +
+	"\n" +
+	"file_chunk\x18\v \x01(\v2\x17.knooppunt.v1.FileChunkH\x00R\tfileChunk\x125\n" +
+	"\tfile_step\x18\f \x01(\v2\x16.knooppunt.v1.FileStepH\x00R\bfileStep\x12>\n" +
 	"\fwebhook_step\x18\r \x01(\v2\x19.knooppunt.v1.WebhookStepH\x00R\vwebhookStep\x12>\n" +
 	"\fwebhook_acks\x18\x0e \x01(\v2\x19.knooppunt.v1.WebhookAcksH\x00R\vwebhookAcks\x12J\n" +
 	"\x10keep_authorities\x18\x12 \x01(\v2\x1d.knooppunt.v1.KeepAuthoritiesH\x00R\x0fkeepAuthoritiesB\x05\n" +
-	"\x03cmd\"\x94\x01\n" +
+	"\x03cmd\"z\n" +
+	"\tFileChunk\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x8d\x02\n" +
+	"\bFileStep\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
+	"\tupload_id\x18\x02 \x01(\tR\buploadId\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x05 \x01(\tR\tmediaType\x12\x16\n" +
+	"\x06origin\x18\x06 \x01(\tR\x06origin\x12*\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12=\n" +
+	"\fstale_before\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vstaleBefore\"\x94\x01\n" +
 	"\fExerciseStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1793,82 +2022,89 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
-	(*ExerciseStep)(nil),          // 1: knooppunt.v1.ExerciseStep
-	(*RuleStep)(nil),              // 2: knooppunt.v1.RuleStep
-	(*WebhookStep)(nil),           // 3: knooppunt.v1.WebhookStep
-	(*WebhookAcks)(nil),           // 4: knooppunt.v1.WebhookAcks
-	(*WebhookDead)(nil),           // 5: knooppunt.v1.WebhookDead
-	(*KeepHead)(nil),              // 6: knooppunt.v1.KeepHead
-	(*KeepAuthorities)(nil),       // 7: knooppunt.v1.KeepAuthorities
-	(*RecordDisclosures)(nil),     // 8: knooppunt.v1.RecordDisclosures
-	(*PurposeRefusal)(nil),        // 9: knooppunt.v1.PurposeRefusal
-	(*Disclosure)(nil),            // 10: knooppunt.v1.Disclosure
-	(*CacheForeign)(nil),          // 11: knooppunt.v1.CacheForeign
-	(*PolicyStep)(nil),            // 12: knooppunt.v1.PolicyStep
-	(*PhaseStep)(nil),             // 13: knooppunt.v1.PhaseStep
-	(*PeerStep)(nil),              // 14: knooppunt.v1.PeerStep
-	(*AppendAudit)(nil),           // 15: knooppunt.v1.AppendAudit
-	(*WriteRecords)(nil),          // 16: knooppunt.v1.WriteRecords
-	(*ApplyRequest)(nil),          // 17: knooppunt.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 18: knooppunt.v1.ApplyResponse
-	nil,                           // 19: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*Webhook)(nil),               // 21: knooppunt.v1.Webhook
-	(*SignedHead)(nil),            // 22: knooppunt.v1.SignedHead
-	(*SharedRecord)(nil),          // 23: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 24: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 25: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 26: knooppunt.v1.Record
+	(*FileChunk)(nil),             // 1: knooppunt.v1.FileChunk
+	(*FileStep)(nil),              // 2: knooppunt.v1.FileStep
+	(*ExerciseStep)(nil),          // 3: knooppunt.v1.ExerciseStep
+	(*RuleStep)(nil),              // 4: knooppunt.v1.RuleStep
+	(*WebhookStep)(nil),           // 5: knooppunt.v1.WebhookStep
+	(*WebhookAcks)(nil),           // 6: knooppunt.v1.WebhookAcks
+	(*WebhookDead)(nil),           // 7: knooppunt.v1.WebhookDead
+	(*KeepHead)(nil),              // 8: knooppunt.v1.KeepHead
+	(*KeepAuthorities)(nil),       // 9: knooppunt.v1.KeepAuthorities
+	(*RecordDisclosures)(nil),     // 10: knooppunt.v1.RecordDisclosures
+	(*PurposeRefusal)(nil),        // 11: knooppunt.v1.PurposeRefusal
+	(*Disclosure)(nil),            // 12: knooppunt.v1.Disclosure
+	(*CacheForeign)(nil),          // 13: knooppunt.v1.CacheForeign
+	(*PolicyStep)(nil),            // 14: knooppunt.v1.PolicyStep
+	(*PhaseStep)(nil),             // 15: knooppunt.v1.PhaseStep
+	(*PeerStep)(nil),              // 16: knooppunt.v1.PeerStep
+	(*AppendAudit)(nil),           // 17: knooppunt.v1.AppendAudit
+	(*WriteRecords)(nil),          // 18: knooppunt.v1.WriteRecords
+	(*ApplyRequest)(nil),          // 19: knooppunt.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 20: knooppunt.v1.ApplyResponse
+	nil,                           // 21: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Webhook)(nil),               // 23: knooppunt.v1.Webhook
+	(*SignedHead)(nil),            // 24: knooppunt.v1.SignedHead
+	(*SharedRecord)(nil),          // 25: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 26: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 27: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 28: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
-	16, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
-	12, // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
-	13, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
-	15, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
-	8,  // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
-	11, // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
-	14, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
-	6,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
-	2,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
-	1,  // 9: knooppunt.v1.Command.exercise_step:type_name -> knooppunt.v1.ExerciseStep
-	3,  // 10: knooppunt.v1.Command.webhook_step:type_name -> knooppunt.v1.WebhookStep
-	4,  // 11: knooppunt.v1.Command.webhook_acks:type_name -> knooppunt.v1.WebhookAcks
-	7,  // 12: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
-	20, // 13: knooppunt.v1.ExerciseStep.at:type_name -> google.protobuf.Timestamp
-	20, // 14: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
-	21, // 15: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
-	20, // 16: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
-	5,  // 17: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
-	20, // 18: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
-	5,  // 19: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
-	20, // 20: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
-	22, // 21: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	20, // 22: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	20, // 23: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
-	10, // 24: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	10, // 25: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	20, // 26: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	19, // 27: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	9,  // 28: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	23, // 29: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	20, // 30: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	20, // 31: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	20, // 32: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	24, // 33: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	20, // 34: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	25, // 35: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	26, // 36: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 37: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	17, // 38: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	18, // 39: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	39, // [39:40] is the sub-list for method output_type
-	38, // [38:39] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	18, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
+	14, // 1: knooppunt.v1.Command.policy_step:type_name -> knooppunt.v1.PolicyStep
+	15, // 2: knooppunt.v1.Command.phase_step:type_name -> knooppunt.v1.PhaseStep
+	17, // 3: knooppunt.v1.Command.append_audit:type_name -> knooppunt.v1.AppendAudit
+	10, // 4: knooppunt.v1.Command.record_disclosures:type_name -> knooppunt.v1.RecordDisclosures
+	13, // 5: knooppunt.v1.Command.cache_foreign:type_name -> knooppunt.v1.CacheForeign
+	16, // 6: knooppunt.v1.Command.peer_step:type_name -> knooppunt.v1.PeerStep
+	8,  // 7: knooppunt.v1.Command.keep_head:type_name -> knooppunt.v1.KeepHead
+	4,  // 8: knooppunt.v1.Command.rule_step:type_name -> knooppunt.v1.RuleStep
+	3,  // 9: knooppunt.v1.Command.exercise_step:type_name -> knooppunt.v1.ExerciseStep
+	1,  // 10: knooppunt.v1.Command.file_chunk:type_name -> knooppunt.v1.FileChunk
+	2,  // 11: knooppunt.v1.Command.file_step:type_name -> knooppunt.v1.FileStep
+	5,  // 12: knooppunt.v1.Command.webhook_step:type_name -> knooppunt.v1.WebhookStep
+	6,  // 13: knooppunt.v1.Command.webhook_acks:type_name -> knooppunt.v1.WebhookAcks
+	9,  // 14: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
+	22, // 15: knooppunt.v1.FileChunk.at:type_name -> google.protobuf.Timestamp
+	22, // 16: knooppunt.v1.FileStep.at:type_name -> google.protobuf.Timestamp
+	22, // 17: knooppunt.v1.FileStep.stale_before:type_name -> google.protobuf.Timestamp
+	22, // 18: knooppunt.v1.ExerciseStep.at:type_name -> google.protobuf.Timestamp
+	22, // 19: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	23, // 20: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
+	22, // 21: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
+	7,  // 22: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
+	22, // 23: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
+	7,  // 24: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
+	22, // 25: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
+	24, // 26: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	22, // 27: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	22, // 28: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
+	12, // 29: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	12, // 30: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	22, // 31: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	21, // 32: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	11, // 33: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	25, // 34: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	22, // 35: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	22, // 36: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	22, // 37: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	26, // 38: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	22, // 39: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	27, // 40: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	28, // 41: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 42: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	19, // 43: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	20, // 44: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	44, // [44:45] is the sub-list for method output_type
+	43, // [43:44] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }
@@ -1892,6 +2128,8 @@ func file_knooppunt_v1_command_proto_init() {
 		(*Command_KeepHead)(nil),
 		(*Command_RuleStep)(nil),
 		(*Command_ExerciseStep)(nil),
+		(*Command_FileChunk)(nil),
+		(*Command_FileStep)(nil),
 		(*Command_WebhookStep)(nil),
 		(*Command_WebhookAcks)(nil),
 		(*Command_KeepAuthorities)(nil),
@@ -1902,7 +2140,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

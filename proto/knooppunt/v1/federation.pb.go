@@ -23,6 +23,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FetchFileRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RecordId string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
+	// sha256 is the hex SHA-256 of the file.
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256" json:"sha256,omitempty"`
+	// purpose is what the caller says it needs the file for, as in QueryRequest.
+	Purpose       string `protobuf:"bytes,3,opt,name=purpose" json:"purpose,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchFileRequest) Reset() {
+	*x = FetchFileRequest{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchFileRequest) ProtoMessage() {}
+
+func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
+func (*FetchFileRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FetchFileRequest) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *FetchFileRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FetchFileRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
 // SignedHead is the head of an org's audit chain, signed by one of its replicas with the key of
 // its X.509-SVID. The signature is over the bytes that witness.Payload gives: the org, seq, hash
 // and time, under a fixed prefix.
@@ -44,7 +106,7 @@ type SignedHead struct {
 
 func (x *SignedHead) Reset() {
 	*x = SignedHead{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -56,7 +118,7 @@ func (x *SignedHead) String() string {
 func (*SignedHead) ProtoMessage() {}
 
 func (x *SignedHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[0]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -69,7 +131,7 @@ func (x *SignedHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedHead.ProtoReflect.Descriptor instead.
 func (*SignedHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{0}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SignedHead) GetOrg() string {
@@ -123,7 +185,7 @@ type WitnessRequest struct {
 
 func (x *WitnessRequest) Reset() {
 	*x = WitnessRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +197,7 @@ func (x *WitnessRequest) String() string {
 func (*WitnessRequest) ProtoMessage() {}
 
 func (x *WitnessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[1]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +210,7 @@ func (x *WitnessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitnessRequest.ProtoReflect.Descriptor instead.
 func (*WitnessRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{1}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *WitnessRequest) GetHead() *SignedHead {
@@ -166,7 +228,7 @@ type WitnessResponse struct {
 
 func (x *WitnessResponse) Reset() {
 	*x = WitnessResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +240,7 @@ func (x *WitnessResponse) String() string {
 func (*WitnessResponse) ProtoMessage() {}
 
 func (x *WitnessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[2]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +253,7 @@ func (x *WitnessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitnessResponse.ProtoReflect.Descriptor instead.
 func (*WitnessResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{2}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{3}
 }
 
 type HeadsRequest struct {
@@ -206,7 +268,7 @@ type HeadsRequest struct {
 
 func (x *HeadsRequest) Reset() {
 	*x = HeadsRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +280,7 @@ func (x *HeadsRequest) String() string {
 func (*HeadsRequest) ProtoMessage() {}
 
 func (x *HeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[3]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +293,7 @@ func (x *HeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeadsRequest.ProtoReflect.Descriptor instead.
 func (*HeadsRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{3}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HeadsRequest) GetAfterSeq() int64 {
@@ -262,7 +324,7 @@ type HeldHead struct {
 
 func (x *HeldHead) Reset() {
 	*x = HeldHead{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +336,7 @@ func (x *HeldHead) String() string {
 func (*HeldHead) ProtoMessage() {}
 
 func (x *HeldHead) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[4]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +349,7 @@ func (x *HeldHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldHead.ProtoReflect.Descriptor instead.
 func (*HeldHead) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{4}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeldHead) GetHead() *SignedHead {
@@ -320,7 +382,7 @@ type HeadsResponse struct {
 
 func (x *HeadsResponse) Reset() {
 	*x = HeadsResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +394,7 @@ func (x *HeadsResponse) String() string {
 func (*HeadsResponse) ProtoMessage() {}
 
 func (x *HeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[5]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +407,7 @@ func (x *HeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeadsResponse.ProtoReflect.Descriptor instead.
 func (*HeadsResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{5}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeadsResponse) GetHeads() []*HeldHead {
@@ -366,7 +428,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +440,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +453,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DescribeRequest) GetPurpose() string {
@@ -412,7 +474,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +486,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +499,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DescribeResponse) GetNodeName() string {
@@ -485,7 +547,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +559,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +572,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Filter) GetKinds() []string {
@@ -582,7 +644,7 @@ type QueryRequest struct {
 
 func (x *QueryRequest) Reset() {
 	*x = QueryRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +656,7 @@ func (x *QueryRequest) String() string {
 func (*QueryRequest) ProtoMessage() {}
 
 func (x *QueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +669,7 @@ func (x *QueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryRequest.ProtoReflect.Descriptor instead.
 func (*QueryRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *QueryRequest) GetFilter() *Filter {
@@ -641,7 +703,7 @@ type SharedRecord struct {
 
 func (x *SharedRecord) Reset() {
 	*x = SharedRecord{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +715,7 @@ func (x *SharedRecord) String() string {
 func (*SharedRecord) ProtoMessage() {}
 
 func (x *SharedRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +728,7 @@ func (x *SharedRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRecord.ProtoReflect.Descriptor instead.
 func (*SharedRecord) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SharedRecord) GetRecord() *Record {
@@ -712,7 +774,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +786,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +799,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubscribeRequest) GetCursor() int64 {
@@ -777,7 +839,7 @@ type FeedEvent struct {
 
 func (x *FeedEvent) Reset() {
 	*x = FeedEvent{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +851,7 @@ func (x *FeedEvent) String() string {
 func (*FeedEvent) ProtoMessage() {}
 
 func (x *FeedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +864,7 @@ func (x *FeedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedEvent.ProtoReflect.Descriptor instead.
 func (*FeedEvent) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FeedEvent) GetSeq() int64 {
@@ -879,7 +941,7 @@ type Retraction struct {
 
 func (x *Retraction) Reset() {
 	*x = Retraction{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +953,7 @@ func (x *Retraction) String() string {
 func (*Retraction) ProtoMessage() {}
 
 func (x *Retraction) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +966,7 @@ func (x *Retraction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retraction.ProtoReflect.Descriptor instead.
 func (*Retraction) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Retraction) GetRecordId() string {
@@ -930,7 +992,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1004,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1017,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Heartbeat) GetAt() *timestamppb.Timestamp {
@@ -979,7 +1041,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1053,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1066,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SearchRequest) GetFilter() *Filter {
@@ -1057,7 +1119,7 @@ type SearchHit struct {
 
 func (x *SearchHit) Reset() {
 	*x = SearchHit{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1131,7 @@ func (x *SearchHit) String() string {
 func (*SearchHit) ProtoMessage() {}
 
 func (x *SearchHit) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1144,7 @@ func (x *SearchHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHit.ProtoReflect.Descriptor instead.
 func (*SearchHit) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SearchHit) GetRecord() *Record {
@@ -1165,7 +1227,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1239,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1252,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PeerStatus) GetPeer() string {
@@ -1253,7 +1315,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1327,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1340,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{18}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SearchResponse) GetHits() []*SearchHit {
@@ -1315,7 +1377,7 @@ type PictureRequest struct {
 
 func (x *PictureRequest) Reset() {
 	*x = PictureRequest{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1389,7 @@ func (x *PictureRequest) String() string {
 func (*PictureRequest) ProtoMessage() {}
 
 func (x *PictureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1402,7 @@ func (x *PictureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PictureRequest.ProtoReflect.Descriptor instead.
 func (*PictureRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{19}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PictureRequest) GetCrisis() string {
@@ -1384,7 +1446,7 @@ type PictureEntry struct {
 
 func (x *PictureEntry) Reset() {
 	*x = PictureEntry{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1458,7 @@ func (x *PictureEntry) String() string {
 func (*PictureEntry) ProtoMessage() {}
 
 func (x *PictureEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1471,7 @@ func (x *PictureEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PictureEntry.ProtoReflect.Descriptor instead.
 func (*PictureEntry) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{20}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PictureEntry) GetKind() string {
@@ -1489,7 +1551,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1563,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1576,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{21}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Aggregate) GetKind() string {
@@ -1565,7 +1627,7 @@ type PictureResponse struct {
 
 func (x *PictureResponse) Reset() {
 	*x = PictureResponse{}
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1639,7 @@ func (x *PictureResponse) String() string {
 func (*PictureResponse) ProtoMessage() {}
 
 func (x *PictureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_federation_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1652,7 @@ func (x *PictureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PictureResponse.ProtoReflect.Descriptor instead.
 func (*PictureResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{22}
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PictureResponse) GetCrisis() string {
@@ -1632,7 +1694,11 @@ var File_knooppunt_v1_federation_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
-	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"\xa4\x01\n" +
+	"\x1dknooppunt/v1/federation.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dknooppunt/v1/attachment.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"a\n" +
+	"\x10FetchFileRequest\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x18\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\"\xa4\x01\n" +
 	"\n" +
 	"SignedHead\x12\x10\n" +
 	"\x03org\x18\x01 \x01(\tR\x03org\x12\x10\n" +
@@ -1757,13 +1823,14 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
 	"aggregates\x18\x04 \x03(\v2\x17.knooppunt.v1.AggregateR\n" +
 	"aggregates\x12\x18\n" +
-	"\asources\x18\x05 \x03(\tR\asources2\xf3\x02\n" +
+	"\asources\x18\x05 \x03(\tR\asources2\xba\x03\n" +
 	"\x11FederationService\x12I\n" +
 	"\bDescribe\x12\x1d.knooppunt.v1.DescribeRequest\x1a\x1e.knooppunt.v1.DescribeResponse\x12A\n" +
 	"\x05Query\x12\x1a.knooppunt.v1.QueryRequest\x1a\x1a.knooppunt.v1.SharedRecord0\x01\x12F\n" +
 	"\tSubscribe\x12\x1e.knooppunt.v1.SubscribeRequest\x1a\x17.knooppunt.v1.FeedEvent0\x01\x12F\n" +
 	"\aWitness\x12\x1c.knooppunt.v1.WitnessRequest\x1a\x1d.knooppunt.v1.WitnessResponse\x12@\n" +
-	"\x05Heads\x12\x1a.knooppunt.v1.HeadsRequest\x1a\x1b.knooppunt.v1.HeadsResponse2\xd2\x01\n" +
+	"\x05Heads\x12\x1a.knooppunt.v1.HeadsRequest\x1a\x1b.knooppunt.v1.HeadsResponse\x12E\n" +
+	"\tFetchFile\x12\x1e.knooppunt.v1.FetchFileRequest\x1a\x16.knooppunt.v1.FileData0\x012\xd2\x01\n" +
 	"\rSearchService\x12Z\n" +
 	"\x06Search\x12\x1b.knooppunt.v1.SearchRequest\x1a\x1c.knooppunt.v1.SearchResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/search\x12e\n" +
@@ -1781,79 +1848,83 @@ func file_knooppunt_v1_federation_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_federation_proto_rawDescData
 }
 
-var file_knooppunt_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_knooppunt_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_knooppunt_v1_federation_proto_goTypes = []any{
-	(*SignedHead)(nil),            // 0: knooppunt.v1.SignedHead
-	(*WitnessRequest)(nil),        // 1: knooppunt.v1.WitnessRequest
-	(*WitnessResponse)(nil),       // 2: knooppunt.v1.WitnessResponse
-	(*HeadsRequest)(nil),          // 3: knooppunt.v1.HeadsRequest
-	(*HeldHead)(nil),              // 4: knooppunt.v1.HeldHead
-	(*HeadsResponse)(nil),         // 5: knooppunt.v1.HeadsResponse
-	(*DescribeRequest)(nil),       // 6: knooppunt.v1.DescribeRequest
-	(*DescribeResponse)(nil),      // 7: knooppunt.v1.DescribeResponse
-	(*Filter)(nil),                // 8: knooppunt.v1.Filter
-	(*QueryRequest)(nil),          // 9: knooppunt.v1.QueryRequest
-	(*SharedRecord)(nil),          // 10: knooppunt.v1.SharedRecord
-	(*SubscribeRequest)(nil),      // 11: knooppunt.v1.SubscribeRequest
-	(*FeedEvent)(nil),             // 12: knooppunt.v1.FeedEvent
-	(*Retraction)(nil),            // 13: knooppunt.v1.Retraction
-	(*Heartbeat)(nil),             // 14: knooppunt.v1.Heartbeat
-	(*SearchRequest)(nil),         // 15: knooppunt.v1.SearchRequest
-	(*SearchHit)(nil),             // 16: knooppunt.v1.SearchHit
-	(*PeerStatus)(nil),            // 17: knooppunt.v1.PeerStatus
-	(*SearchResponse)(nil),        // 18: knooppunt.v1.SearchResponse
-	(*PictureRequest)(nil),        // 19: knooppunt.v1.PictureRequest
-	(*PictureEntry)(nil),          // 20: knooppunt.v1.PictureEntry
-	(*Aggregate)(nil),             // 21: knooppunt.v1.Aggregate
-	(*PictureResponse)(nil),       // 22: knooppunt.v1.PictureResponse
-	nil,                           // 23: knooppunt.v1.Filter.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*KindCount)(nil),             // 25: knooppunt.v1.KindCount
-	(*Mode)(nil),                  // 26: knooppunt.v1.Mode
-	(*Record)(nil),                // 27: knooppunt.v1.Record
+	(*FetchFileRequest)(nil),      // 0: knooppunt.v1.FetchFileRequest
+	(*SignedHead)(nil),            // 1: knooppunt.v1.SignedHead
+	(*WitnessRequest)(nil),        // 2: knooppunt.v1.WitnessRequest
+	(*WitnessResponse)(nil),       // 3: knooppunt.v1.WitnessResponse
+	(*HeadsRequest)(nil),          // 4: knooppunt.v1.HeadsRequest
+	(*HeldHead)(nil),              // 5: knooppunt.v1.HeldHead
+	(*HeadsResponse)(nil),         // 6: knooppunt.v1.HeadsResponse
+	(*DescribeRequest)(nil),       // 7: knooppunt.v1.DescribeRequest
+	(*DescribeResponse)(nil),      // 8: knooppunt.v1.DescribeResponse
+	(*Filter)(nil),                // 9: knooppunt.v1.Filter
+	(*QueryRequest)(nil),          // 10: knooppunt.v1.QueryRequest
+	(*SharedRecord)(nil),          // 11: knooppunt.v1.SharedRecord
+	(*SubscribeRequest)(nil),      // 12: knooppunt.v1.SubscribeRequest
+	(*FeedEvent)(nil),             // 13: knooppunt.v1.FeedEvent
+	(*Retraction)(nil),            // 14: knooppunt.v1.Retraction
+	(*Heartbeat)(nil),             // 15: knooppunt.v1.Heartbeat
+	(*SearchRequest)(nil),         // 16: knooppunt.v1.SearchRequest
+	(*SearchHit)(nil),             // 17: knooppunt.v1.SearchHit
+	(*PeerStatus)(nil),            // 18: knooppunt.v1.PeerStatus
+	(*SearchResponse)(nil),        // 19: knooppunt.v1.SearchResponse
+	(*PictureRequest)(nil),        // 20: knooppunt.v1.PictureRequest
+	(*PictureEntry)(nil),          // 21: knooppunt.v1.PictureEntry
+	(*Aggregate)(nil),             // 22: knooppunt.v1.Aggregate
+	(*PictureResponse)(nil),       // 23: knooppunt.v1.PictureResponse
+	nil,                           // 24: knooppunt.v1.Filter.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*KindCount)(nil),             // 26: knooppunt.v1.KindCount
+	(*Mode)(nil),                  // 27: knooppunt.v1.Mode
+	(*Record)(nil),                // 28: knooppunt.v1.Record
+	(*FileData)(nil),              // 29: knooppunt.v1.FileData
 }
 var file_knooppunt_v1_federation_proto_depIdxs = []int32{
-	24, // 0: knooppunt.v1.SignedHead.at:type_name -> google.protobuf.Timestamp
-	0,  // 1: knooppunt.v1.WitnessRequest.head:type_name -> knooppunt.v1.SignedHead
-	0,  // 2: knooppunt.v1.HeldHead.head:type_name -> knooppunt.v1.SignedHead
-	24, // 3: knooppunt.v1.HeldHead.received_at:type_name -> google.protobuf.Timestamp
-	4,  // 4: knooppunt.v1.HeadsResponse.heads:type_name -> knooppunt.v1.HeldHead
-	25, // 5: knooppunt.v1.DescribeResponse.kinds:type_name -> knooppunt.v1.KindCount
-	23, // 6: knooppunt.v1.Filter.labels:type_name -> knooppunt.v1.Filter.LabelsEntry
-	24, // 7: knooppunt.v1.Filter.updated_since:type_name -> google.protobuf.Timestamp
-	26, // 8: knooppunt.v1.Filter.mode:type_name -> knooppunt.v1.Mode
-	8,  // 9: knooppunt.v1.QueryRequest.filter:type_name -> knooppunt.v1.Filter
-	27, // 10: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
-	26, // 11: knooppunt.v1.SubscribeRequest.mode:type_name -> knooppunt.v1.Mode
-	10, // 12: knooppunt.v1.FeedEvent.upsert:type_name -> knooppunt.v1.SharedRecord
-	13, // 13: knooppunt.v1.FeedEvent.retraction:type_name -> knooppunt.v1.Retraction
-	14, // 14: knooppunt.v1.FeedEvent.heartbeat:type_name -> knooppunt.v1.Heartbeat
-	24, // 15: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
-	8,  // 16: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
-	27, // 17: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
-	24, // 18: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
-	16, // 19: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
-	17, // 20: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
-	26, // 21: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
-	27, // 22: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
-	20, // 23: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
-	21, // 24: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	6,  // 25: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	9,  // 26: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	11, // 27: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	1,  // 28: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	3,  // 29: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	15, // 30: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	19, // 31: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	7,  // 32: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	10, // 33: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	12, // 34: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	2,  // 35: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	5,  // 36: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	18, // 37: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	22, // 38: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	32, // [32:39] is the sub-list for method output_type
-	25, // [25:32] is the sub-list for method input_type
+	25, // 0: knooppunt.v1.SignedHead.at:type_name -> google.protobuf.Timestamp
+	1,  // 1: knooppunt.v1.WitnessRequest.head:type_name -> knooppunt.v1.SignedHead
+	1,  // 2: knooppunt.v1.HeldHead.head:type_name -> knooppunt.v1.SignedHead
+	25, // 3: knooppunt.v1.HeldHead.received_at:type_name -> google.protobuf.Timestamp
+	5,  // 4: knooppunt.v1.HeadsResponse.heads:type_name -> knooppunt.v1.HeldHead
+	26, // 5: knooppunt.v1.DescribeResponse.kinds:type_name -> knooppunt.v1.KindCount
+	24, // 6: knooppunt.v1.Filter.labels:type_name -> knooppunt.v1.Filter.LabelsEntry
+	25, // 7: knooppunt.v1.Filter.updated_since:type_name -> google.protobuf.Timestamp
+	27, // 8: knooppunt.v1.Filter.mode:type_name -> knooppunt.v1.Mode
+	9,  // 9: knooppunt.v1.QueryRequest.filter:type_name -> knooppunt.v1.Filter
+	28, // 10: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
+	27, // 11: knooppunt.v1.SubscribeRequest.mode:type_name -> knooppunt.v1.Mode
+	11, // 12: knooppunt.v1.FeedEvent.upsert:type_name -> knooppunt.v1.SharedRecord
+	14, // 13: knooppunt.v1.FeedEvent.retraction:type_name -> knooppunt.v1.Retraction
+	15, // 14: knooppunt.v1.FeedEvent.heartbeat:type_name -> knooppunt.v1.Heartbeat
+	25, // 15: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
+	9,  // 16: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
+	28, // 17: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
+	25, // 18: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
+	17, // 19: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
+	18, // 20: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
+	27, // 21: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
+	28, // 22: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
+	21, // 23: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
+	22, // 24: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
+	7,  // 25: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	10, // 26: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	12, // 27: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	2,  // 28: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	4,  // 29: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	0,  // 30: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
+	16, // 31: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	20, // 32: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	8,  // 33: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	11, // 34: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	13, // 35: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	3,  // 36: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	6,  // 37: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	29, // 38: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
+	19, // 39: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	23, // 40: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -1864,9 +1935,10 @@ func file_knooppunt_v1_federation_proto_init() {
 	if File_knooppunt_v1_federation_proto != nil {
 		return
 	}
+	file_knooppunt_v1_attachment_proto_init()
 	file_knooppunt_v1_policy_proto_init()
 	file_knooppunt_v1_record_proto_init()
-	file_knooppunt_v1_federation_proto_msgTypes[12].OneofWrappers = []any{
+	file_knooppunt_v1_federation_proto_msgTypes[13].OneofWrappers = []any{
 		(*FeedEvent_Upsert)(nil),
 		(*FeedEvent_Retraction)(nil),
 		(*FeedEvent_Heartbeat)(nil),
@@ -1877,7 +1949,7 @@ func file_knooppunt_v1_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_federation_proto_rawDesc), len(file_knooppunt_v1_federation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

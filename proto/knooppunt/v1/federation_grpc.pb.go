@@ -24,6 +24,7 @@ const (
 	FederationService_Subscribe_FullMethodName = "/knooppunt.v1.FederationService/Subscribe"
 	FederationService_Witness_FullMethodName   = "/knooppunt.v1.FederationService/Witness"
 	FederationService_Heads_FullMethodName     = "/knooppunt.v1.FederationService/Heads"
+	FederationService_FetchFile_FullMethodName = "/knooppunt.v1.FederationService/FetchFile"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -40,6 +41,10 @@ type FederationServiceClient interface {
 	Witness(ctx context.Context, in *WitnessRequest, opts ...grpc.CallOption) (*WitnessResponse, error)
 	// Heads returns the signed heads of the caller's audit chain that the node keeps.
 	Heads(ctx context.Context, in *HeadsRequest, opts ...grpc.CallOption) (*HeadsResponse, error)
+	// FetchFile streams a file that a record the caller may receive names, in the record as
+	// redacted for the caller. A file that no live grant gives the caller is NOT_FOUND, like one
+	// that does not exist.
+	FetchFile(ctx context.Context, in *FetchFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FileData], error)
 }
 
 type federationServiceClient struct {
@@ -118,6 +123,25 @@ func (c *federationServiceClient) Heads(ctx context.Context, in *HeadsRequest, o
 	return out, nil
 }
 
+func (c *federationServiceClient) FetchFile(ctx context.Context, in *FetchFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FileData], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &FederationService_ServiceDesc.Streams[2], FederationService_FetchFile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FetchFileRequest, FileData]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FederationService_FetchFileClient = grpc.ServerStreamingClient[FileData]
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -132,6 +156,10 @@ type FederationServiceServer interface {
 	Witness(context.Context, *WitnessRequest) (*WitnessResponse, error)
 	// Heads returns the signed heads of the caller's audit chain that the node keeps.
 	Heads(context.Context, *HeadsRequest) (*HeadsResponse, error)
+	// FetchFile streams a file that a record the caller may receive names, in the record as
+	// redacted for the caller. A file that no live grant gives the caller is NOT_FOUND, like one
+	// that does not exist.
+	FetchFile(*FetchFileRequest, grpc.ServerStreamingServer[FileData]) error
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -156,6 +184,9 @@ func (UnimplementedFederationServiceServer) Witness(context.Context, *WitnessReq
 }
 func (UnimplementedFederationServiceServer) Heads(context.Context, *HeadsRequest) (*HeadsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heads not implemented")
+}
+func (UnimplementedFederationServiceServer) FetchFile(*FetchFileRequest, grpc.ServerStreamingServer[FileData]) error {
+	return status.Error(codes.Unimplemented, "method FetchFile not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -254,6 +285,17 @@ func _FederationService_Heads_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_FetchFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FetchFileRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(FederationServiceServer).FetchFile(m, &grpc.GenericServerStream[FetchFileRequest, FileData]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type FederationService_FetchFileServer = grpc.ServerStreamingServer[FileData]
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -283,6 +325,11 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Subscribe",
 			Handler:       _FederationService_Subscribe_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "FetchFile",
+			Handler:       _FederationService_FetchFile_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/node/attach"
+	"github.com/knooppunt/knooppunt/node/record"
+)
+
+// TestCLIAttachment: record put --attach uploads a PDF and names it in the body, record
+// attachment get saves it, identical, under the name asked for; a program named .pdf is refused
+// with the node's reason and no record is written; a hash that is not one is refused before the
+// node is asked.
+func TestCLIAttachment(t *testing.T) {
+	addr, dir := servedNode(t)
+	pdf := attach.SimplePDF("Handreiking", []string{strings.Repeat("Tewerkstellingsvergunning en opvang. ", 3000)})
+	src := filepath.Join(dir, "handreiking.pdf")
+	if err := os.WriteFile(src, pdf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	put := func(id, file string) result {
+		return cli(t, nil, "", "record", "put", "--node", addr, "--id", id, "--kind", "guidance", "--crisis", "oekraine", "--region", "NL",
+			"--classification", "public", "--body", `{"title":"Handreiking opvang","text":"zie bijlage"}`, "--attach", file)
+	}
+	if r := put("gids-1", src).want(t, 0); r.stdout != "gids-1 version 1\n" {
+		t.Fatalf("put --attach printed %q", r.stdout)
+	}
+	var rec struct {
+		Body struct {
+			Title       string              `json:"title"`
+			Attachments []record.Attachment `json:"attachments"`
+		} `json:"body"`
+	}
+	cli(t, nil, "", "record", "get", "gids-1", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &rec)
+	if len(rec.Body.Attachments) != 1 || rec.Body.Title != "Handreiking opvang" {
+		t.Fatalf("the record's body: %+v", rec.Body)
+	}
+	a := rec.Body.Attachments[0]
+	if a.Filename != "handreiking.pdf" || a.MediaType != attach.PDF || a.Size != int64(len(pdf)) {
+		t.Fatalf("attachment %+v", a)
+	}
+	out := filepath.Join(dir, "terug.pdf")
+	r := cli(t, nil, "", "record", "attachment", "get", "gids-1", a.SHA256, "--node", addr, "-o", out).want(t, 0)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, pdf) {
+		t.Fatalf("the saved file differs from the upload (%v); stderr:\n%s", err, r.stderr)
+	}
+
+	elf := filepath.Join(dir, "rapport.pdf")
+	if err := os.WriteFile(elf, append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 100)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = put("gids-2", elf).want(t, 1)
+	if !strings.Contains(r.stderr, "--attach "+elf+": data: the content is an executable program") || !strings.Contains(r.stderr, "(InvalidArgument)") {
+		t.Fatalf("a program named .pdf: stderr %q", r.stderr)
+	}
+	cli(t, nil, "", "record", "get", "gids-2", "--node", addr).want(t, 1)
+	r = cli(t, nil, "", "record", "attachment", "get", "gids-1", "abc", "--node", addr, "-o", out).want(t, 1)
+	if !strings.Contains(r.stderr, "SHA256: \"abc\" is not a SHA-256") {
+		t.Fatalf("a bad hash: stderr %q", r.stderr)
+	}
+}

@@ -1,0 +1,142 @@
+package federation_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+	"github.com/knooppunt/knooppunt/node/attach"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestAttachmentTravelsUnderThePolicy: a guidance record of a names a PDF. b is granted the record
+// whole, c with body.attachments redacted. b fetches the file, and a text search from b finds a
+// word that only the PDF holds, at a and in b's cache, with a snippet from the PDF's text. c holds
+// the record but never the file, is refused the file when it asks, and its text search for the
+// same word finds nothing: the redacted file never decides a match.
+func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	pdf := attach.SimplePDF("Handreiking opvang Oekraïense ontheemden", []string{
+		"Werkgevers melden arbeid bij het UWV; een tewerkstellingsvergunning is niet nodig.",
+		"Gemeenten regelen de noodopvang in afstemming met de veiligheidsregio.",
+	})
+	sum := sha256.Sum256(pdf)
+	hash := hex.EncodeToString(sum[:])
+	att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(a.Local(t)), "handreiking.pdf", bytes.NewReader(pdf), int64(len(pdf)), hash, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"title": "Handreiking opvang", "text": "Zie de bijlage.", "attachments": []*pb.Attachment{att}})
+	a.Approve(t, policyDoc("guidance-to-b", spiffeOf(b), "guidance", "public", ""))
+	a.Approve(t, policyDoc("guidance-to-c", spiffeOf(c), "guidance", "public", "redact: [body.attachments]\n"))
+	a.Put(t, &pb.Record{Id: "handreiking", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body})
+	waitHeld(t, b, "oekraine", a.TD.Name(), map[string]int64{"handreiking": 1}, "b holds the guidance")
+	waitHeld(t, c, "oekraine", a.TD.Name(), map[string]int64{"handreiking": 1}, "c holds the guidance")
+
+	fedtest.Eventually(t, 20*time.Second, "b fetched the PDF", func() (bool, string) {
+		var out bytes.Buffer
+		err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(b.Local(t)), a.TD.Name()+"/handreiking", hash, &out, nil)
+		return err == nil, fmt.Sprint(err)
+	})
+
+	// The word is in the PDF only. From b: a answers over its own record, PDF included, and
+	// b's cache holds the text of the file it fetched. (Waited for in the databases: a search
+	// asked again and again would be over a's rate limit for b.)
+	for _, o := range []*fedtest.Org{a, b} {
+		fedtest.Eventually(t, 20*time.Second, o.Name+" took the PDF's text in", func() (bool, string) {
+			state, err := o.Node.DB().FileTextState(context.Background(), hash)
+			return state == "indexed", fmt.Sprintf("%q (%v)", state, err)
+		})
+	}
+	ids, hits := textHits(t, b, &pb.Filter{Text: "tewerkstellingsvergunning"})
+	if snippet := hits[a.Name+"/handreiking"].GetSnippet(); !slices.Equal(ids[a.Name], []string{"handreiking"}) || !strings.Contains(snippet, "«tewerkstellingsvergunning»") {
+		t.Errorf("b finds %v, snippet %q; want a's handreiking by a word of its PDF", ids, snippet)
+	}
+	var n int
+	if _, err := b.Node.DB().CatchUpText(context.Background(), db.CatchUpBudget); err != nil {
+		t.Fatal(err)
+	}
+	err = b.Node.DB().EachForeignTextMatch(context.Background(), a.TD.Name(), db.TextFilter{Terms: []string{"tewerkstellingsvergunning"}},
+		func(db.Foreign) (bool, error) { n++; return true, nil })
+	if err != nil || n != 1 {
+		t.Errorf("b's cache finds the PDF's word in %d records (%v), want 1", n, err)
+	}
+
+	// c: the record without its attachments, no file, refused when it asks, and no match.
+	if _, err := c.Node.DB().FileInfo(context.Background(), hash); !errors.Is(err, db.ErrFileNotFound) {
+		t.Fatalf("c holds the file whose field was redacted for it: %v", err)
+	}
+	stream, err := pb.NewFederationServiceClient(identitytest.Dial(t, a.Addr, c.Replica, a.Bundle(), a.TD)).
+		FetchFile(fedtest.Call(t), &pb.FetchFileRequest{RecordId: "handreiking", Sha256: hash})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("c fetches the redacted file: %v, want NOT_FOUND", err)
+	}
+	if ids, _ := textHits(t, c, &pb.Filter{Text: "tewerkstellingsvergunning"}); len(ids[a.Name]) != 0 {
+		t.Errorf("c finds %v at a by a word of a file withheld from it", ids[a.Name])
+	}
+	if ids, _ := textHits(t, c, &pb.Filter{Text: "handreiking"}); !slices.Equal(ids[a.Name], []string{"handreiking"}) {
+		t.Errorf("c finds %v at a for the record's own title, want handreiking", ids[a.Name])
+	}
+	var denied bool
+	for _, e := range a.Audit(t, db.AuditFederationDenied) {
+		denied = denied || strings.Contains(e.Detail, "FetchFile") && strings.HasPrefix(e.Actor, spiffeOf(c))
+	}
+	if !denied {
+		t.Errorf("a did not audit c's refused FetchFile")
+	}
+}
+
+// TestAttachmentFetchKeepsOutOfTheRecordsWay: with a byte budget that takes half a minute over a
+// file, the records written after the one that names it reach the recipient at once; the file
+// follows in the background.
+func TestAttachmentFetchKeepsOutOfTheRecordsWay(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Extra: func(name string) string {
+		return "attachments:\n  fetch_bytes_per_second: 65536\n"
+	}})
+	a, b := f.Orgs[0], f.Orgs[1]
+	data := make([]byte, 2<<20)
+	copy(data, "%PDF-1.7\n")
+	for i := 9; i < len(data); i++ {
+		data[i] = byte(i * 7)
+	}
+	att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(a.Local(t)), "groot.pdf", bytes.NewReader(data), int64(len(data)), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Approve(t, policyDoc("all-to-b", spiffeOf(b), "guidance, sitrep", "internal", ""))
+	body, _ := json.Marshal(map[string]any{"title": "Groot", "text": "bijlage", "attachments": []*pb.Attachment{att}})
+	a.Put(t, &pb.Record{Id: "groot", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body})
+	want := map[string]int64{"groot": 1}
+	for i := range 5 {
+		id := fmt.Sprintf("sitrep-%d", i)
+		want[id] = a.Put(t, fedtest.Sitrep(id, "oekraine", pb.Classification_INTERNAL, "na de bijlage")).Version
+	}
+	start := time.Now()
+	waitHeld(t, b, "oekraine", a.TD.Name(), want, "b holds the records written after the file's")
+	if _, err := b.Node.DB().FileInfo(context.Background(), att.Sha256); !errors.Is(err, db.ErrFileNotFound) {
+		t.Fatalf("b holds the file already (%v): the budget did not hold it back", err)
+	}
+	t.Logf("the records arrived in %s, before the file", time.Since(start))
+	fedtest.Eventually(t, 10*time.Second, "the fetch of the file under way", func() (bool, string) {
+		got := b.Metric(t, "knooppunt_federation_file_bytes_fetched_total", map[string]string{"peer": a.Name})
+		return got > 0, fmt.Sprintf("%g bytes fetched", got)
+	})
+}

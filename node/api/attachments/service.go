@@ -1,0 +1,143 @@
+// Package attachments is the AttachmentService: an org's own users upload files through Raft, a
+// chunk per log entry, and download the files that the records their node holds name. It checks
+// every upload (size, sniffed media type, name, hash) before the file counts as stored, and an
+// upload that breaks off leaves nothing behind.
+package attachments
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/attach"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// Config wires the service.
+type Config struct {
+	Store  *store.Store
+	DB     *db.DB
+	Limits func() attach.Limits
+	Logger *slog.Logger
+}
+
+// Service implements knooppunt.v1.AttachmentService.
+type Service struct {
+	pb.UnsafeAttachmentServiceServer
+	c Config
+}
+
+var _ pb.AttachmentServiceServer = (*Service)(nil)
+
+// New returns the service.
+func New(c Config) *Service { return &Service{c: c} }
+
+// RegisterService registers the service on s.
+func RegisterService(s grpc.ServiceRegistrar, svc *Service) {
+	pb.RegisterAttachmentServiceServer(s, svc)
+}
+
+// Upload stores a file and answers with the attachment to name in a record.
+func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.Attachment]) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return api.Invalid("filename", "missing: the first message names the file")
+	}
+	if err != nil {
+		return err
+	}
+	if err := record.CheckFilename("filename", first.Filename); err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	if first.Sha256 != "" {
+		if err := record.CheckSHA256("sha256", first.Sha256); err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+	}
+	limits := s.c.Limits()
+	max := limits.MaxBytes
+	if max <= 0 {
+		max = attach.DefaultMaxBytes
+	}
+	switch {
+	case first.Size < 0:
+		return api.Invalid("size", "%d is negative: give the file's size, or 0 when it is not known", first.Size)
+	case first.Size > max:
+		return status.Errorf(codes.ResourceExhausted, "size: %d bytes is over this node's limit of %d bytes per file", first.Size, max)
+	}
+	w := attach.NewWriter(s.c.Store, s.c.DB, limits, "", "data")
+	committed := false
+	defer func() {
+		if !committed {
+			w.Abort(ctx)
+		}
+	}()
+	msg := first
+	for {
+		if len(msg.Data) > 0 {
+			if err := w.Write(ctx, first.Filename, msg.Data); err != nil {
+				return api.Status(s.c.Logger, err)
+			}
+		}
+		msg, err = stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err // the client broke off: the deferred Abort removes what was staged
+		}
+		if msg.Filename != "" || msg.Sha256 != "" || msg.Size != 0 {
+			return api.Invalid("filename", "only the first message names the file; later ones carry data alone")
+		}
+	}
+	if first.Size > 0 && w.Size() != first.Size {
+		return api.Invalid("size", "the upload declared %d bytes but sent %d: it broke off; upload the file again", first.Size, w.Size())
+	}
+	att, err := w.Commit(ctx, first.Filename, first.Sha256)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	committed = true
+	return stream.SendAndClose(att)
+}
+
+// Download streams a file that a record the node holds names.
+func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingServer[pb.FileData]) error {
+	ctx := stream.Context()
+	origin, id := "", req.RecordId
+	if o, rest, ok := strings.Cut(req.RecordId, "/"); ok {
+		if err := record.CheckOrigin("record_id", o); err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+		origin, id = o, rest
+	}
+	if err := record.CheckID("record_id", id); err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	if err := record.CheckSHA256("sha256", req.Sha256); err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	names, err := s.c.DB.Names(ctx, origin, id, req.Sha256)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	if !names {
+		return status.Errorf(codes.NotFound, "record %s names no file %s: list the record's attachments with record get", req.RecordId, req.Sha256)
+	}
+	return attach.Send(ctx, s.c.DB, req.Sha256, stream.Send, func(err error) error {
+		if errors.Is(err, db.ErrFileNotFound) && origin != "" {
+			return status.Errorf(codes.Unavailable, "the file of %s has not been fetched from %s yet: try again shortly", req.RecordId, origin)
+		}
+		return api.Status(s.c.Logger, err)
+	})
+}

@@ -1,0 +1,86 @@
+package attach
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// UploadPiece is the data of one UploadRequest message a client sends.
+const UploadPiece = 256 << 10
+
+// Upload sends size bytes of r to a node as filename, stating want (its hex SHA-256; "" to not
+// state it), and returns the attachment the node answered with. progress, when set, is told
+// each piece's size as it goes.
+func Upload(ctx context.Context, c pb.AttachmentServiceClient, filename string, r io.Reader, size int64, want string, progress func(int)) (*pb.Attachment, error) {
+	stream, err := c.Upload(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msg := &pb.UploadRequest{Filename: filename, Sha256: want, Size: size}
+	buf := make([]byte, UploadPiece)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 || msg.Filename != "" {
+			msg.Data = buf[:n]
+			if err := stream.Send(msg); err != nil {
+				break // the node ended the stream: CloseAndRecv says why
+			}
+			if progress != nil {
+				progress(n)
+			}
+			msg = &pb.UploadRequest{}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			stream.CloseSend()
+			return nil, rerr
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
+// Download writes a file that record id names to w, and checks it against its hash. progress,
+// when set, is told the file's size first (n 0), then each piece's size.
+func Download(ctx context.Context, c pb.AttachmentServiceClient, id, sha string, w io.Writer, progress func(size int64, n int)) error {
+	stream, err := c.Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: sha})
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	var size, got int64
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if msg.Attachment != nil {
+			size = msg.Attachment.Size
+			if progress != nil {
+				progress(size, 0)
+			}
+		}
+		if _, err := w.Write(msg.Data); err != nil {
+			return err
+		}
+		h.Write(msg.Data)
+		got += int64(len(msg.Data))
+		if progress != nil {
+			progress(size, len(msg.Data))
+		}
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != sha || got != size {
+		return fmt.Errorf("the node sent %d bytes with SHA-256 %s, not the file %s: try again", got, sum, sha)
+	}
+	return nil
+}
