@@ -26,7 +26,7 @@ import (
 )
 
 // kinds is how the node lists the demo kinds in its messages.
-const kinds = `"alert", "assessment", "assessment.response", "guidance", "qa", "shelter.capacity", "signal", "sitrep"`
+const kinds = `"alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep"`
 
 // startNode starts a full single-replica node on a fresh data directory and stops it when the
 // test ends.
@@ -639,7 +639,7 @@ func TestListPaginationAndSelector(t *testing.T) {
 		{"selector", &pb.ListRequest{LabelSelector: "source"}, `label_selector: "source" is not key=value`},
 		{"selector key", &pb.ListRequest{LabelSelector: "Source=lcvs"}, `label_selector.Source: "Source" is not a label key: use 1 to 63 of a-z 0-9 . _ / -, starting with a letter or digit`},
 		{"page size", &pb.ListRequest{PageSize: -1}, "page_size: -1 is negative"},
-		{"kind", &pb.ListRequest{Kind: "nope"}, `kind: unknown kind "nope": use one of alert, assessment, assessment.response, guidance, qa, shelter.capacity, signal, sitrep`},
+		{"kind", &pb.ListRequest{Kind: "nope"}, `kind: unknown kind "nope": use one of alert, assessment, assessment.response, guidance, permit, qa, shelter.capacity, signal, sitrep`},
 		{"classification", &pb.ListRequest{MaxClassification: 9}, "max_classification: 9 is not a classification: use public, internal, confidential or secret"},
 	}
 	for _, tc := range bad {
