@@ -107,6 +107,8 @@ type entryView struct {
 	Stale                                 bool
 	Conflict                              []string
 	Link                                  string
+	// Validity marks a superseded, expired or not yet valid document (record.Validity).
+	Validity string
 	Updated                               time.Time
 }
 
@@ -304,7 +306,7 @@ func newChart(id, title string, rows []capacityRow, col int) chartView {
 
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	rec := e.Record
-	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict,
+	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
 		Title: bodyTitle(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime()}
 	if ev.Title == "" {
 		ev.Title = rec.Id
@@ -365,6 +367,8 @@ type hitView struct {
 	Kind, Crisis, Region, Title, Origin, Classification, Age, Link string
 	FromCache                                                      bool
 	Redacted                                                       int
+	// Validity marks a superseded, expired or not yet valid document (record.Validity).
+	Validity string
 	// Policies are the source's policies that granted the record, Purpose what this node
 	// stated it needed it for, Received when the cache took it: empty for own records.
 	Policies, Purpose, Received string
@@ -412,7 +416,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
 				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
-				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose}
+				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity}
 			if h.ReceivedAt != nil {
 				hv.Received = age(r.L, int64(now.Sub(h.ReceivedAt.AsTime())/time.Second))
 			}

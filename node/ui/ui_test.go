@@ -533,6 +533,7 @@ func TestPicture(t *testing.T) {
 		{Id: "amersfoort", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Amersfoort","beds_total":80,"beds_free":6}`)},
 		{Id: "zeeland", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Middelburg","beds_total":50,"beds_free":50}`)},
 		{Id: "sitrep-1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Regionaal beeld <Utrecht>","summary":"Bijna vol.","severity":"medium"}`)},
+		{Id: "qa-oud", Kind: "qa", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: []byte(`{"question":"Mag ik werken?","answer":"Met vergunning.","superseded_by":"qa-nieuw"}`)},
 	} {
 		if _, err := rc.Put(ctx, &pb.PutRequest{Record: r}); err != nil {
 			t.Fatalf("Put %s: %v", r.Id, err)
@@ -561,6 +562,13 @@ func TestPicture(t *testing.T) {
 		t.Error("a record's text reached the page unescaped")
 	}
 
+	// A superseded Q&A stays in the picture and in search, marked.
+	if !strings.Contains(page, `kp-tag--warn">vervangen</span>`) {
+		t.Errorf("the picture does not mark the superseded Q&A:\n%s", page)
+	}
+	if _, page := b.get(t, e.url+"/zoeken?kind=qa&crisis=oekraine&region="); !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, `kp-tag--warn">vervangen</span>`) {
+		t.Errorf("search for Q&As: want the superseded one, marked:\n%s", page)
+	}
 	_, page = b.get(t, e.url+"/zoeken?kind=sitrep&crisis=oekraine&region=")
 	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?crisis=oekraine&amp;id=sitrep-1") {
 		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
