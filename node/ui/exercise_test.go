@@ -72,6 +72,10 @@ func TestExerciseMode(t *testing.T) {
 	}
 	// An exercise record's page, reached by its link, is in the exercise's mode.
 	_, page := b.get(t, e.url+"/?crisis=oekraine&exercise=oef-utrecht")
+	// The live picture watches the exercise's picture, not the actual one.
+	if !strings.Contains(page, `data-live="/beeld/live?crisis=oekraine&amp;exercise=oef-utrecht"`) {
+		t.Errorf("the exercise's picture streams changes of another mode:\n%s", page)
+	}
 	link := regexp.MustCompile(`href="(/record\?[^"]*id=oef-eigen[^"]*)"`).FindStringSubmatch(page)
 	if link == nil {
 		t.Fatalf("no link to the own exercise record:\n%s", page)

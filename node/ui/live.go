@@ -106,7 +106,7 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 			}
 		}
 		cctx, cancel := context.WithTimeout(r.ctx(), liveCheck)
-		pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(cctx, &pb.PictureRequest{Crisis: crisis})
+		pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(cctx, &pb.PictureRequest{Crisis: crisis, Mode: r.mode()})
 		cancel()
 		if err != nil {
 			// The role was taken away, or the node stops: the page keeps what it shows.

@@ -166,7 +166,11 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	v.Phase = pic.Phase
 	v.Assessment = s.assessmentOf(r, pic)
 	if s.c.Changed != nil {
-		v.Live, v.Digest = "/beeld/live?"+url.Values{"crisis": {v.Crisis}}.Encode(), pictureDigest(pic)
+		q := url.Values{"crisis": {v.Crisis}}
+		if e := r.exercise(); e != "" {
+			q.Set("exercise", e) // the stream watches the picture in the page's mode
+		}
+		v.Live, v.Digest = "/beeld/live?"+q.Encode(), pictureDigest(pic)
 	}
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.
