@@ -95,7 +95,16 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 	data := randomPDF(t, 3*attach.ChunkBytes+12345)
 	hash := sha(data)
 	before := leader.Node.Store().AppliedIndex()
-	att, err := upload(clustertest.Call(t), follower.Local(t), "handreiking.pdf", data, hash)
+	// A follower that has not yet heard from the new leader answers UNAVAILABLE ("retry
+	// shortly"), as it would to any client: retry as a client does.
+	var att *pb.Attachment
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		att, err = upload(clustertest.Call(t), follower.Local(t), "handreiking.pdf", data, hash)
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("upload through follower %s: %v", follower.ID, err)
 	}
