@@ -109,7 +109,7 @@ type entryView struct {
 	Link                                  string
 	// Validity marks a superseded, expired or not yet valid document (record.Validity).
 	Validity string
-	Updated                               time.Time
+	Updated  time.Time
 }
 
 // picture is "Het beeld": one crisis's phase, who answered, capacity per region and the latest
