@@ -12,6 +12,15 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
+// applyOwn applies the own record w as entry index, and fails the test if it is refused.
+func applyOwn(t *testing.T, d *db.DB, index uint64, w *pb.Record) {
+	t.Helper()
+	res, err := d.Apply(index, []*pb.Record{w})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("apply %d: %v %v", index, err, res)
+	}
+}
+
 // TestHistoryKeepsVersionsAndDropsRetracted checks that every applied version of an own or cached
 // record is in the history with its body's numbers, that a delete ends an own record's
 // contribution without erasing its past, and that a retraction removes every version a cached
@@ -19,13 +28,7 @@ import (
 func TestHistoryKeepsVersionsAndDropsRetracted(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
-	own := func(index uint64, w *pb.Record) {
-		t.Helper()
-		res, err := d.Apply(index, []*pb.Record{w})
-		if err != nil || res[0].Err != nil {
-			t.Fatalf("apply %d: %v %v", index, err, res)
-		}
-	}
+	own := func(index uint64, w *pb.Record) { applyOwn(t, d, index, w) }
 	own(1, &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 40, "beds_total": 100, "name": "x"}`), UpdatedAt: hour(0)})
 	own(2, &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 2.5, "beds_total": 100}`), UpdatedAt: hour(1)})
 	own(3, &pb.Record{Id: "s1", Tombstone: true, UpdatedAt: hour(2)})
@@ -145,13 +148,7 @@ func TestHistoryKeepsStringsUntilDelete(t *testing.T) {
 func TestVersionsOfOneRecord(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
-	own := func(index uint64, w *pb.Record) {
-		t.Helper()
-		res, err := d.Apply(index, []*pb.Record{w})
-		if err != nil || res[0].Err != nil {
-			t.Fatalf("apply %d: %v %v", index, err, res)
-		}
-	}
+	own := func(index uint64, w *pb.Record) { applyOwn(t, d, index, w) }
 	shelter := func(id, body string, h int) *pb.Record {
 		return &pb.Record{Id: id, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(body), UpdatedAt: hour(h)}
 	}
