@@ -59,6 +59,7 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.RecordService/Delete":       writers,
 	"/knooppunt.v1.RecordService/Get":          anyUser,
 	"/knooppunt.v1.RecordService/List":         anyUser,
+	"/knooppunt.v1.RecordService/Versions":     anyUser,
 	"/knooppunt.v1.RecordService/Watch":        anyUser,
 	"/knooppunt.v1.StatusService/Status":       {Reader, Editor, Officer, Admin, Replica, Local},
 	"/knooppunt.v1.AttachmentService/Upload":   writers,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -132,42 +133,96 @@ func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, er
 	q += ` ORDER BY at, origin, id, version`
 	var out []HistoryVersion
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, q, args...)
+		var err error
+		out, err = scanHistory(ctx, ro, q, args...)
+		return err
+	})
+	return out, err
+}
+
+// scanHistory runs a query of history rows (origin, id, version, kind, crisis, region, at,
+// tombstone, fields) and splits each row's scalars into its numbers and its other values.
+func scanHistory(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]HistoryVersion, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []HistoryVersion
+	for rows.Next() {
+		var (
+			v      HistoryVersion
+			at     int64
+			fields string
+		)
+		if err := rows.Scan(&v.Origin, &v.ID, &v.Version, &v.Kind, &v.Crisis, &v.Region, &at, &v.Tombstone, &fields); err != nil {
+			return nil, err
+		}
+		v.At = time.Unix(0, at).UTC()
+		var scalars map[string]any
+		if err := json.Unmarshal([]byte(fields), &scalars); err != nil {
+			return nil, fmt.Errorf("db: history of %s %q: %w", v.Origin, v.ID, err)
+		}
+		for k, x := range scalars {
+			if f, ok := x.(float64); ok {
+				if v.Fields == nil {
+					v.Fields = map[string]float64{}
+				}
+				v.Fields[k] = f
+			} else {
+				if v.Values == nil {
+					v.Values = map[string]any{}
+				}
+				v.Values[k] = x
+			}
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Versions returns the versions of one record that the history keeps, newest first: an own
+// record (origin "") or a cached one (origin the peer's trust domain). The record must be held
+// in mode m, live or deleted, else ErrNotFound: a read in one mode never learns of a record of
+// another. Only actual records have a history, so a record of another mode has no versions.
+// The primary key (origin, id, version) serves the read, however long the history is.
+func (d *DB) Versions(ctx context.Context, origin, id string, m Mode) ([]HistoryVersion, error) {
+	var out []HistoryVersion
+	err := d.read(func(ro *sql.DB) error {
+		tx, err := ro.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				v      HistoryVersion
-				at     int64
-				fields string
-			)
-			if err := rows.Scan(&v.Origin, &v.ID, &v.Version, &v.Kind, &v.Crisis, &v.Region, &at, &v.Tombstone, &fields); err != nil {
-				return err
-			}
-			v.At = time.Unix(0, at).UTC()
-			var scalars map[string]any
-			if err := json.Unmarshal([]byte(fields), &scalars); err != nil {
-				return fmt.Errorf("db: history of %s %q: %w", v.Origin, v.ID, err)
-			}
-			for k, x := range scalars {
-				if f, ok := x.(float64); ok {
-					if v.Fields == nil {
-						v.Fields = map[string]float64{}
-					}
-					v.Fields[k] = f
-				} else {
-					if v.Values == nil {
-						v.Values = map[string]any{}
-					}
-					v.Values[k] = x
-				}
-			}
-			out = append(out, v)
+		defer func() { _ = tx.Rollback() }()
+		held := `SELECT status, exercise FROM records WHERE id = ?2 AND ?1 = ''`
+		if origin != "" {
+			held = `SELECT status, exercise FROM foreign_records WHERE origin = ?1 AND id = ?2`
 		}
-		return rows.Err()
+		var (
+			status   int32
+			exercise string
+		)
+		switch err := tx.QueryRowContext(ctx, held, origin, id).Scan(&status, &exercise); {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNotFound
+		case err != nil:
+			return err
+		}
+		if pb.Status(status) != m.Status || exercise != m.Exercise {
+			return ErrNotFound
+		}
+		if m != Actual {
+			return nil
+		}
+		out, err = scanHistory(ctx, tx, `SELECT origin, id, version, kind, crisis, region, at, tombstone, fields
+			FROM history WHERE origin = ? AND id = ? ORDER BY version DESC`, origin, id)
+		return err
 	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("db: versions of %s %q: %w", origin, id, err)
+	}
 	return out, err
 }
 

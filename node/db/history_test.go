@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -11,6 +12,15 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
+// applyOwn applies the own record w as entry index, and fails the test if it is refused.
+func applyOwn(t *testing.T, d *db.DB, index uint64, w *pb.Record) {
+	t.Helper()
+	res, err := d.Apply(index, []*pb.Record{w})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("apply %d: %v %v", index, err, res)
+	}
+}
+
 // TestHistoryKeepsVersionsAndDropsRetracted checks that every applied version of an own or cached
 // record is in the history with its body's numbers, that a delete ends an own record's
 // contribution without erasing its past, and that a retraction removes every version a cached
@@ -18,13 +28,7 @@ import (
 func TestHistoryKeepsVersionsAndDropsRetracted(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
-	own := func(index uint64, w *pb.Record) {
-		t.Helper()
-		res, err := d.Apply(index, []*pb.Record{w})
-		if err != nil || res[0].Err != nil {
-			t.Fatalf("apply %d: %v %v", index, err, res)
-		}
-	}
+	own := func(index uint64, w *pb.Record) { applyOwn(t, d, index, w) }
 	own(1, &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 40, "beds_total": 100, "name": "x"}`), UpdatedAt: hour(0)})
 	own(2, &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 2.5, "beds_total": 100}`), UpdatedAt: hour(1)})
 	own(3, &pb.Record{Id: "s1", Tombstone: true, UpdatedAt: hour(2)})
@@ -134,5 +138,82 @@ func TestHistoryKeepsStringsUntilDelete(t *testing.T) {
 	}
 	if len(rows) != 3 || rows[0].Values != nil || rows[1].Values != nil || rows[0].Fields["n"] != 3 || rows[1].Fields["n"] != 4 {
 		t.Fatalf("after the delete: %+v, want the numbers only", rows)
+	}
+}
+
+// TestVersionsOfOneRecord checks that Versions reads the history of one record only, newest
+// first: not that of another id, nor that of a peer's record with the same id; that a delete is
+// marked and leaves the earlier versions their numbers only; and that a record is read only in its
+// mode.
+func TestVersionsOfOneRecord(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	own := func(index uint64, w *pb.Record) { applyOwn(t, d, index, w) }
+	shelter := func(id, body string, h int) *pb.Record {
+		return &pb.Record{Id: id, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(body), UpdatedAt: hour(h)}
+	}
+	own(1, shelter("s1", `{"beds_free": 40, "open": true, "name": "Jaarbeurs"}`, 0))
+	own(2, shelter("s1", `{"beds_free": 30, "open": true, "name": "Jaarbeurs"}`, 1))
+	own(3, shelter("s2", `{"beds_free": 99}`, 1))
+	test := shelter("t1", `{"beds_free": 5}`, 1)
+	test.Status = pb.Status_TEST
+	own(4, test)
+	cached := shelter("s1", `{"beds_free": 7}`, 1)
+	cached.Origin, cached.Version = "lcvs.crisis.test", 1
+	if err := d.ApplyCacheForeign(5, &pb.CacheForeign{Peer: "lcvs.crisis.test", Origin: "lcvs.crisis.test", Cursor: 1, At: timestamppb.New(t0),
+		Upserts: []*pb.SharedRecord{{Record: cached}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	vs, err := d.Versions(ctx, "", "s1", db.Actual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 2 || vs[0].Version != 2 || vs[1].Version != 1 {
+		t.Fatalf("versions of s1: %+v, want versions 2 and 1, newest first", vs)
+	}
+	if vs[0].Fields["beds_free"] != 30 || vs[1].Fields["beds_free"] != 40 || vs[0].Values["name"] != "Jaarbeurs" || vs[0].Values["open"] != true {
+		t.Errorf("versions of s1: %+v, want beds_free 30 then 40, with name and open", vs)
+	}
+	if !vs[0].At.Equal(hour(1).AsTime()) || vs[0].ID != "s1" || vs[0].Origin != "" {
+		t.Errorf("newest version of s1: %+v, want own s1 at hour 1", vs[0])
+	}
+	foreign, err := d.Versions(ctx, "lcvs.crisis.test", "s1", db.Actual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(foreign) != 1 || foreign[0].Origin != "lcvs.crisis.test" || foreign[0].Fields["beds_free"] != 7 {
+		t.Errorf("versions of the peer's s1: %+v, want its one version with beds_free 7", foreign)
+	}
+
+	own(6, &pb.Record{Id: "s1", Tombstone: true, UpdatedAt: hour(2)})
+	vs, err = d.Versions(ctx, "", "s1", db.Actual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 3 || !vs[0].Tombstone || vs[1].Tombstone || vs[2].Tombstone {
+		t.Fatalf("versions of deleted s1: %+v, want 3 with only the newest marked deleted", vs)
+	}
+	if vs[1].Fields["beds_free"] != 30 || len(vs[1].Values) != 0 {
+		t.Errorf("version 2 after the delete: %+v, want its numbers only", vs[1])
+	}
+
+	for _, c := range []struct {
+		origin, id string
+		mode       db.Mode
+	}{
+		{"", "nope", db.Actual},
+		{"lcvs.crisis.test", "s2", db.Actual},
+		{"other.crisis.test", "s1", db.Actual},
+		{"", "t1", db.Actual},
+		{"", "s2", db.Mode{Status: pb.Status_TEST}},
+		{"", "s2", db.Mode{Status: pb.Status_EXERCISE, Exercise: "oefening-1"}},
+	} {
+		if vs, err := d.Versions(ctx, c.origin, c.id, c.mode); !errors.Is(err, db.ErrNotFound) {
+			t.Errorf("versions of %q %q in mode %s: %+v, %v; want ErrNotFound", c.origin, c.id, c.mode, vs, err)
+		}
+	}
+	if vs, err := d.Versions(ctx, "", "t1", db.Mode{Status: pb.Status_TEST}); err != nil || len(vs) != 0 {
+		t.Errorf("versions of test record t1 in test mode: %+v, %v; want none (only actual records have a history)", vs, err)
 	}
 }

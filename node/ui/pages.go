@@ -461,6 +461,8 @@ type recordView struct {
 	Labels         []string
 	Updated        string
 	ValidUntil     string
+	// Versions are what the node's history keeps of the record's versions, newest first.
+	Versions []versionView
 }
 
 type fieldView struct {
@@ -541,23 +543,35 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		v.Labels = append(v.Labels, k+"="+val)
 	}
 	sort.Strings(v.Labels)
-	v.Fields = bodyFields(rec.Body, redacted)
+	withheld := withheldFields(redacted)
+	v.Fields = bodyFields(rec.Body, withheld)
+	versions, err := s.versions(r, rec, withheld)
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	v.Versions = versions
 	if v.Title = bodyTitle(rec.Body); v.Title == "" {
 		v.Title = rec.Id
 	}
 	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))
 }
 
-// bodyFields lays a body out as one row per top-level field, in order of name; nested values
-// show as JSON. A path the source redacted (body.x) shows as withheld, whether or not the
-// body still names it.
-func bodyFields(body []byte, redacted []string) []fieldView {
-	var b map[string]json.RawMessage
-	_ = json.Unmarshal(body, &b)
+// withheldFields are the body's top-level fields of the paths the source redacted (body.x).
+func withheldFields(redacted []string) map[string]bool {
 	withheld := map[string]bool{}
 	for _, p := range redacted {
 		withheld[strings.TrimPrefix(p, "body.")] = true
 	}
+	return withheld
+}
+
+// bodyFields lays a body out as one row per top-level field, in order of name; nested values
+// show as JSON. A field the source withheld shows as withheld, whether or not the body still
+// names it.
+func bodyFields(body []byte, withheld map[string]bool) []fieldView {
+	var b map[string]json.RawMessage
+	_ = json.Unmarshal(body, &b)
 	names := make([]string, 0, len(b)+len(withheld))
 	for k := range b {
 		names = append(names, k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -99,12 +100,28 @@ func TestBrowserOwnRecords(t *testing.T) {
 	eva.check("eigen records")
 	eva.shot(shots, "records.png")
 
-	// The record's page offers the form that changes it.
+	// Two more versions through the gRPC API, the free beds changing: the record's page offers
+	// the form that changes it, and lists the three versions with the changed number marked.
+	for _, free := range []string{"8", "3"} {
+		rec, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Body = regexp.MustCompile(`"beds_free":\d+`).ReplaceAll(rec.Body, []byte(`"beds_free":`+free))
+		if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: rec}); err != nil {
+			t.Fatalf("put beds_free %s: %v", free, err)
+		}
+	}
 	eva.run("the record's page", chromedp.Steps(
 		chromedp.Click(chromedp.CSS(`tr[data-record="zeist"] a`)),
 		chromedp.WaitVisible(chromedp.CSS("#wijzigen")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-version="3"] mark[data-changed="beds_free"]`)),
 	))
-	eva.check("record met wijzigen")
+	if n := eva.text("versions", chromedp.Evaluate[string](`String(document.querySelectorAll("tr[data-version]").length)`)); n != "3" {
+		t.Errorf("the record's page lists %s versions, want 3", n)
+	}
+	eva.check("record met wijzigen en versies")
+	eva.shot(shots, "record-versies.png")
 
 	// At 200% zoom (half the width) the new pages reflow.
 	eva.reflows(e.url, "/records", "/records/nieuw?kind=shelter.capacity", "/records/wijzigen?id=zeist", "/records/importeren")

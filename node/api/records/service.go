@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -214,6 +217,45 @@ func (s *Service) Get(ctx context.Context, req *pb.GetRequest) (*pb.Record, erro
 		return nil, api.Status(s.log, db.ErrNotFound)
 	}
 	return r, nil
+}
+
+// Versions returns the versions of one own or cached record that the history keeps, newest
+// first, with the body's scalars of each. A record that the node does not hold in the mode is
+// NOT_FOUND, as in Get.
+func (s *Service) Versions(ctx context.Context, req *pb.VersionsRequest) (*pb.VersionsResponse, error) {
+	if err := record.CheckID("id", req.Id); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	origin := req.Origin
+	if origin == s.checker.Origin {
+		origin = ""
+	}
+	if origin != "" {
+		if err := record.CheckOrigin("origin", origin); err != nil {
+			return nil, api.Status(s.log, err)
+		}
+	}
+	if err := record.CheckMode("mode", req.Mode); err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	vs, err := s.db.Versions(ctx, origin, req.Id, db.ModeFrom(req.Mode))
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	out := &pb.VersionsResponse{Versions: make([]*pb.RecordVersion, 0, len(vs))}
+	for _, v := range vs {
+		m := make(map[string]any, len(v.Fields)+len(v.Values))
+		for k, f := range v.Fields {
+			m[k] = f
+		}
+		maps.Copy(m, v.Values)
+		fields, err := structpb.NewStruct(m)
+		if err != nil {
+			return nil, api.Status(s.log, fmt.Errorf("records: version %d of %q: %w", v.Version, req.Id, err))
+		}
+		out.Versions = append(out.Versions, &pb.RecordVersion{Version: v.Version, UpdatedAt: timestamppb.New(v.At), Deleted: v.Tombstone, Fields: fields})
+	}
+	return out, nil
 }
 
 // List returns a page of live records matching the filters, in id order.

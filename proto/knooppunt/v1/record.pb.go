@@ -11,6 +11,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -688,6 +689,187 @@ func (x *GetRequest) GetMode() *Mode {
 	return nil
 }
 
+type VersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	// origin is empty (or this node's trust domain) for an own record, else the trust domain of
+	// the peer whose cached record it is.
+	Origin string `protobuf:"bytes,2,opt,name=origin" json:"origin,omitempty"`
+	// mode is the mode of the read: a record of another mode is NOT_FOUND. Only actual records
+	// have a history: a record of another mode has no versions.
+	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionsRequest) Reset() {
+	*x = VersionsRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionsRequest) ProtoMessage() {}
+
+func (x *VersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionsRequest.ProtoReflect.Descriptor instead.
+func (*VersionsRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *VersionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *VersionsRequest) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *VersionsRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
+}
+
+type RecordVersion struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   int64                  `protobuf:"varint,1,opt,name=version" json:"version,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=updated_at,json=updatedAt" json:"updated_at,omitempty"`
+	// deleted marks the version that deleted the record. A delete erases the text of the versions
+	// before it: they keep their numbers only.
+	Deleted bool `protobuf:"varint,3,opt,name=deleted" json:"deleted,omitempty"`
+	// fields are the body's top-level numbers, booleans and strings of up to 256 bytes, as the
+	// history keeps them for trends.
+	Fields        *structpb.Struct `protobuf:"bytes,4,opt,name=fields" json:"fields,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordVersion) Reset() {
+	*x = RecordVersion{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordVersion) ProtoMessage() {}
+
+func (x *RecordVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordVersion.ProtoReflect.Descriptor instead.
+func (*RecordVersion) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RecordVersion) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RecordVersion) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *RecordVersion) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *RecordVersion) GetFields() *structpb.Struct {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+type VersionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// versions come newest first.
+	Versions      []*RecordVersion `protobuf:"bytes,1,rep,name=versions" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionsResponse) Reset() {
+	*x = VersionsResponse{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionsResponse) ProtoMessage() {}
+
+func (x *VersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionsResponse.ProtoReflect.Descriptor instead.
+func (*VersionsResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *VersionsResponse) GetVersions() []*RecordVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 type ListRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Kind   string                 `protobuf:"bytes,1,opt,name=kind" json:"kind,omitempty"`
@@ -713,7 +895,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +907,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +920,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRequest) GetKind() string {
@@ -822,7 +1004,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1016,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1029,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListResponse) GetRecords() []*Record {
@@ -875,7 +1057,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1069,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1082,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteRequest) GetId() string {
@@ -932,7 +1114,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1126,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1139,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRequest) GetCursor() int64 {
@@ -999,7 +1181,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1193,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1206,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Change) GetSeq() int64 {
@@ -1051,7 +1233,7 @@ type ListExercisesRequest struct {
 
 func (x *ListExercisesRequest) Reset() {
 	*x = ListExercisesRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1245,7 @@ func (x *ListExercisesRequest) String() string {
 func (*ListExercisesRequest) ProtoMessage() {}
 
 func (x *ListExercisesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1258,7 @@ func (x *ListExercisesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExercisesRequest.ProtoReflect.Descriptor instead.
 func (*ListExercisesRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListExercisesRequest) GetClosed() bool {
@@ -1095,7 +1277,7 @@ type ListExercisesResponse struct {
 
 func (x *ListExercisesResponse) Reset() {
 	*x = ListExercisesResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1289,7 @@ func (x *ListExercisesResponse) String() string {
 func (*ListExercisesResponse) ProtoMessage() {}
 
 func (x *ListExercisesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1302,7 @@ func (x *ListExercisesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExercisesResponse.ProtoReflect.Descriptor instead.
 func (*ListExercisesResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListExercisesResponse) GetExercises() []*ExerciseInfo {
@@ -1140,7 +1322,7 @@ type ExerciseStepRequest struct {
 
 func (x *ExerciseStepRequest) Reset() {
 	*x = ExerciseStepRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1334,7 @@ func (x *ExerciseStepRequest) String() string {
 func (*ExerciseStepRequest) ProtoMessage() {}
 
 func (x *ExerciseStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1347,7 @@ func (x *ExerciseStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExerciseStepRequest.ProtoReflect.Descriptor instead.
 func (*ExerciseStepRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExerciseStepRequest) GetName() string {
@@ -1200,7 +1382,7 @@ type ExerciseInfo struct {
 
 func (x *ExerciseInfo) Reset() {
 	*x = ExerciseInfo{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1394,7 @@ func (x *ExerciseInfo) String() string {
 func (*ExerciseInfo) ProtoMessage() {}
 
 func (x *ExerciseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1407,7 @@ func (x *ExerciseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExerciseInfo.ProtoReflect.Descriptor instead.
 func (*ExerciseInfo) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExerciseInfo) GetName() string {
@@ -1292,7 +1474,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1486,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1499,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{20}
 }
 
 type Replica struct {
@@ -1332,7 +1514,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1526,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1539,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{18}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Replica) GetId() string {
@@ -1404,7 +1586,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1598,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1611,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{19}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClusterStatusResponse) GetReplica() string {
@@ -1491,7 +1673,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1685,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1698,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{20}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -1542,7 +1724,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1736,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1749,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{21}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -1585,7 +1767,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1779,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1792,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{22}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{25}
 }
 
 type StatusResponse struct {
@@ -1632,7 +1814,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1826,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1839,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{23}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusResponse) GetNodeName() string {
@@ -1741,7 +1923,7 @@ var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"P\n" +
+	"\x19knooppunt/v1/record.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"P\n" +
 	"\x04Mode\x12,\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x14.knooppunt.v1.StatusR\x06status\x12\x1a\n" +
 	"\bexercise\x18\x02 \x01(\tR\bexercise\"\xbd\x04\n" +
@@ -1788,7 +1970,19 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"GetRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vconsistency\x18\x02 \x01(\tR\vconsistency\x12&\n" +
-	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\x8c\x03\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"a\n" +
+	"\x0fVersionsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06origin\x18\x02 \x01(\tR\x06origin\x12&\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xaf\x01\n" +
+	"\rRecordVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\x12/\n" +
+	"\x06fields\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06fields\"K\n" +
+	"\x10VersionsResponse\x127\n" +
+	"\bversions\x18\x01 \x03(\v2\x1b.knooppunt.v1.RecordVersionR\bversions\"\x8c\x03\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
@@ -1882,12 +2076,13 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x06ACTUAL\x10\x00\x12\f\n" +
 	"\bEXERCISE\x10\x01\x12\b\n" +
 	"\x04TEST\x10\x02\x12\t\n" +
-	"\x05DRAFT\x10\x032\x8f\x04\n" +
+	"\x05DRAFT\x10\x032\xfd\x04\n" +
 	"\rRecordService\x12W\n" +
 	"\x03Put\x12\x18.knooppunt.v1.PutRequest\x1a\x19.knooppunt.v1.PutResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x06record\"\v/v1/records\x12g\n" +
 	"\bPutBatch\x12\x1d.knooppunt.v1.PutBatchRequest\x1a\x1e.knooppunt.v1.PutBatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/records:batch\x12O\n" +
 	"\x03Get\x12\x18.knooppunt.v1.GetRequest\x1a\x14.knooppunt.v1.Record\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/records/{id}\x12R\n" +
-	"\x04List\x12\x19.knooppunt.v1.ListRequest\x1a\x1a.knooppunt.v1.ListResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/records\x12Z\n" +
+	"\x04List\x12\x19.knooppunt.v1.ListRequest\x1a\x1a.knooppunt.v1.ListResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/records\x12l\n" +
+	"\bVersions\x12\x1d.knooppunt.v1.VersionsRequest\x1a\x1e.knooppunt.v1.VersionsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/records/{id}/versions\x12Z\n" +
 	"\x06Delete\x12\x1b.knooppunt.v1.DeleteRequest\x1a\x19.knooppunt.v1.PutResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/records/{id}\x12;\n" +
 	"\x05Watch\x12\x1a.knooppunt.v1.WatchRequest\x1a\x14.knooppunt.v1.Change0\x012\xf2\x01\n" +
 	"\x0fExerciseService\x12O\n" +
@@ -1920,7 +2115,7 @@ func file_knooppunt_v1_record_proto_rawDescGZIP() []byte {
 }
 
 var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_knooppunt_v1_record_proto_goTypes = []any{
 	(Classification)(0),           // 0: knooppunt.v1.Classification
 	(Status)(0),                   // 1: knooppunt.v1.Status
@@ -1932,80 +2127,90 @@ var file_knooppunt_v1_record_proto_goTypes = []any{
 	(*PutBatchResult)(nil),        // 7: knooppunt.v1.PutBatchResult
 	(*PutBatchResponse)(nil),      // 8: knooppunt.v1.PutBatchResponse
 	(*GetRequest)(nil),            // 9: knooppunt.v1.GetRequest
-	(*ListRequest)(nil),           // 10: knooppunt.v1.ListRequest
-	(*ListResponse)(nil),          // 11: knooppunt.v1.ListResponse
-	(*DeleteRequest)(nil),         // 12: knooppunt.v1.DeleteRequest
-	(*WatchRequest)(nil),          // 13: knooppunt.v1.WatchRequest
-	(*Change)(nil),                // 14: knooppunt.v1.Change
-	(*ListExercisesRequest)(nil),  // 15: knooppunt.v1.ListExercisesRequest
-	(*ListExercisesResponse)(nil), // 16: knooppunt.v1.ListExercisesResponse
-	(*ExerciseStepRequest)(nil),   // 17: knooppunt.v1.ExerciseStepRequest
-	(*ExerciseInfo)(nil),          // 18: knooppunt.v1.ExerciseInfo
-	(*ClusterStatusRequest)(nil),  // 19: knooppunt.v1.ClusterStatusRequest
-	(*Replica)(nil),               // 20: knooppunt.v1.Replica
-	(*ClusterStatusResponse)(nil), // 21: knooppunt.v1.ClusterStatusResponse
-	(*JoinRequest)(nil),           // 22: knooppunt.v1.JoinRequest
-	(*RemoveRequest)(nil),         // 23: knooppunt.v1.RemoveRequest
-	(*StatusRequest)(nil),         // 24: knooppunt.v1.StatusRequest
-	(*StatusResponse)(nil),        // 25: knooppunt.v1.StatusResponse
-	nil,                           // 26: knooppunt.v1.Record.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*VersionsRequest)(nil),       // 10: knooppunt.v1.VersionsRequest
+	(*RecordVersion)(nil),         // 11: knooppunt.v1.RecordVersion
+	(*VersionsResponse)(nil),      // 12: knooppunt.v1.VersionsResponse
+	(*ListRequest)(nil),           // 13: knooppunt.v1.ListRequest
+	(*ListResponse)(nil),          // 14: knooppunt.v1.ListResponse
+	(*DeleteRequest)(nil),         // 15: knooppunt.v1.DeleteRequest
+	(*WatchRequest)(nil),          // 16: knooppunt.v1.WatchRequest
+	(*Change)(nil),                // 17: knooppunt.v1.Change
+	(*ListExercisesRequest)(nil),  // 18: knooppunt.v1.ListExercisesRequest
+	(*ListExercisesResponse)(nil), // 19: knooppunt.v1.ListExercisesResponse
+	(*ExerciseStepRequest)(nil),   // 20: knooppunt.v1.ExerciseStepRequest
+	(*ExerciseInfo)(nil),          // 21: knooppunt.v1.ExerciseInfo
+	(*ClusterStatusRequest)(nil),  // 22: knooppunt.v1.ClusterStatusRequest
+	(*Replica)(nil),               // 23: knooppunt.v1.Replica
+	(*ClusterStatusResponse)(nil), // 24: knooppunt.v1.ClusterStatusResponse
+	(*JoinRequest)(nil),           // 25: knooppunt.v1.JoinRequest
+	(*RemoveRequest)(nil),         // 26: knooppunt.v1.RemoveRequest
+	(*StatusRequest)(nil),         // 27: knooppunt.v1.StatusRequest
+	(*StatusResponse)(nil),        // 28: knooppunt.v1.StatusResponse
+	nil,                           // 29: knooppunt.v1.Record.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 31: google.protobuf.Struct
 }
 var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	1,  // 0: knooppunt.v1.Mode.status:type_name -> knooppunt.v1.Status
 	0,  // 1: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
-	26, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
-	27, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
+	29, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
+	30, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
 	1,  // 5: knooppunt.v1.Record.status:type_name -> knooppunt.v1.Status
 	3,  // 6: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
-	27, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
 	5,  // 9: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
 	7,  // 10: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
 	2,  // 11: knooppunt.v1.GetRequest.mode:type_name -> knooppunt.v1.Mode
-	0,  // 12: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
-	27, // 13: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
-	2,  // 14: knooppunt.v1.ListRequest.mode:type_name -> knooppunt.v1.Mode
-	3,  // 15: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
-	2,  // 16: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
-	3,  // 17: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
-	18, // 18: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
-	27, // 19: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
-	27, // 20: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
-	20, // 21: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	27, // 22: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	4,  // 23: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 24: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 25: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	10, // 26: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	12, // 27: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	13, // 28: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	15, // 29: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	17, // 30: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	17, // 31: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	19, // 32: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	22, // 33: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	23, // 34: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	24, // 35: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 36: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 37: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 38: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	11, // 39: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	5,  // 40: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	14, // 41: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	16, // 42: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	18, // 43: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	18, // 44: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 45: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	21, // 46: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	21, // 47: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 48: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	36, // [36:49] is the sub-list for method output_type
-	23, // [23:36] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	2,  // 12: knooppunt.v1.VersionsRequest.mode:type_name -> knooppunt.v1.Mode
+	30, // 13: knooppunt.v1.RecordVersion.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 14: knooppunt.v1.RecordVersion.fields:type_name -> google.protobuf.Struct
+	11, // 15: knooppunt.v1.VersionsResponse.versions:type_name -> knooppunt.v1.RecordVersion
+	0,  // 16: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
+	30, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
+	2,  // 18: knooppunt.v1.ListRequest.mode:type_name -> knooppunt.v1.Mode
+	3,  // 19: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
+	2,  // 20: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
+	3,  // 21: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
+	21, // 22: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
+	30, // 23: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
+	30, // 24: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
+	23, // 25: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
+	30, // 26: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	4,  // 27: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 28: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 29: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 30: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 31: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 32: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 33: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 34: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 35: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 36: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	22, // 37: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	25, // 38: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	26, // 39: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	27, // 40: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 41: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 42: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 43: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 44: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 45: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 46: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 47: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 48: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 49: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 50: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	24, // 51: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 52: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 53: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	28, // 54: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	41, // [41:55] is the sub-list for method output_type
+	27, // [27:41] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
@@ -2019,7 +2224,7 @@ func file_knooppunt_v1_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_record_proto_rawDesc), len(file_knooppunt_v1_record_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

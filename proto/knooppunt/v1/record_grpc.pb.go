@@ -23,6 +23,7 @@ const (
 	RecordService_PutBatch_FullMethodName = "/knooppunt.v1.RecordService/PutBatch"
 	RecordService_Get_FullMethodName      = "/knooppunt.v1.RecordService/Get"
 	RecordService_List_FullMethodName     = "/knooppunt.v1.RecordService/List"
+	RecordService_Versions_FullMethodName = "/knooppunt.v1.RecordService/Versions"
 	RecordService_Delete_FullMethodName   = "/knooppunt.v1.RecordService/Delete"
 	RecordService_Watch_FullMethodName    = "/knooppunt.v1.RecordService/Watch"
 )
@@ -38,6 +39,11 @@ type RecordServiceClient interface {
 	PutBatch(ctx context.Context, in *PutBatchRequest, opts ...grpc.CallOption) (*PutBatchResponse, error)
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*Record, error)
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
+	// Versions returns the versions of one record, own or cached, that the node's history keeps,
+	// newest first: for each its time, whether it deleted the record, and the body's top-level
+	// numbers, booleans and short strings. Not the whole body: the node keeps only the content of
+	// the latest version, and the history only for its retention.
+	Versions(ctx context.Context, in *VersionsRequest, opts ...grpc.CallOption) (*VersionsResponse, error)
 	// Delete writes a tombstone.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Watch streams changes after a cursor, first those stored, then new ones as they commit.
@@ -92,6 +98,16 @@ func (c *recordServiceClient) List(ctx context.Context, in *ListRequest, opts ..
 	return out, nil
 }
 
+func (c *recordServiceClient) Versions(ctx context.Context, in *VersionsRequest, opts ...grpc.CallOption) (*VersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VersionsResponse)
+	err := c.cc.Invoke(ctx, RecordService_Versions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *recordServiceClient) Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*PutResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PutResponse)
@@ -132,6 +148,11 @@ type RecordServiceServer interface {
 	PutBatch(context.Context, *PutBatchRequest) (*PutBatchResponse, error)
 	Get(context.Context, *GetRequest) (*Record, error)
 	List(context.Context, *ListRequest) (*ListResponse, error)
+	// Versions returns the versions of one record, own or cached, that the node's history keeps,
+	// newest first: for each its time, whether it deleted the record, and the body's top-level
+	// numbers, booleans and short strings. Not the whole body: the node keeps only the content of
+	// the latest version, and the history only for its retention.
+	Versions(context.Context, *VersionsRequest) (*VersionsResponse, error)
 	// Delete writes a tombstone.
 	Delete(context.Context, *DeleteRequest) (*PutResponse, error)
 	// Watch streams changes after a cursor, first those stored, then new ones as they commit.
@@ -157,6 +178,9 @@ func (UnimplementedRecordServiceServer) Get(context.Context, *GetRequest) (*Reco
 }
 func (UnimplementedRecordServiceServer) List(context.Context, *ListRequest) (*ListResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedRecordServiceServer) Versions(context.Context, *VersionsRequest) (*VersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Versions not implemented")
 }
 func (UnimplementedRecordServiceServer) Delete(context.Context, *DeleteRequest) (*PutResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
@@ -257,6 +281,24 @@ func _RecordService_List_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RecordService_Versions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RecordServiceServer).Versions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RecordService_Versions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RecordServiceServer).Versions(ctx, req.(*VersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RecordService_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteRequest)
 	if err := dec(in); err != nil {
@@ -308,6 +350,10 @@ var RecordService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "List",
 			Handler:    _RecordService_List_Handler,
+		},
+		{
+			MethodName: "Versions",
+			Handler:    _RecordService_Versions_Handler,
 		},
 		{
 			MethodName: "Delete",

@@ -1,0 +1,110 @@
+package ui
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// versionView is one row of a record page's versions: what the history keeps of one version,
+// and what changed from the version before it.
+type versionView struct {
+	Version   int64
+	Age, Date string
+	Deleted   bool
+	Values    []keptValue
+	// Changed names the values that differ from the version before; First marks the oldest
+	// version kept, which has none before it.
+	Changed []string
+	First   bool
+}
+
+// keptValue is one value the history keeps of a version; Changed marks one that differs from
+// the version before, Gone one the version before had and this one has not.
+type keptValue struct {
+	Name, Value   string
+	Changed, Gone bool
+}
+
+// versions reads the versions of rec that the node's history keeps, newest first, leaving out
+// the fields the source withheld from the current version: an earlier version never shows
+// what the latest one does not grant. A record the history does not know (a partner's record
+// that was read live, never cached) has none.
+func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool) ([]versionView, error) {
+	origin := rec.Origin
+	if origin == s.c.Org {
+		origin = ""
+	}
+	resp, err := pb.NewRecordServiceClient(s.c.Conn).Versions(r.ctx(), &pb.VersionsRequest{Id: rec.Id, Origin: origin, Mode: r.mode()})
+	if status.Code(err) == codes.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	kept := make([]map[string]string, len(resp.Versions))
+	for i, v := range resp.Versions {
+		kept[i] = map[string]string{}
+		for k, val := range v.Fields.GetFields() {
+			if !withheld[k] {
+				kept[i][k] = keptText(r.L, val)
+			}
+		}
+	}
+	out := make([]versionView, 0, len(resp.Versions))
+	for i, v := range resp.Versions {
+		vv := versionView{Version: v.Version, Deleted: v.Deleted, First: i == len(resp.Versions)-1}
+		if v.UpdatedAt != nil {
+			at := v.UpdatedAt.AsTime()
+			vv.Age, vv.Date = age(r.L, int64(now.Sub(at)/time.Second)), at.Local().Format("2006-01-02 15:04:05")
+		}
+		var before map[string]string
+		if !vv.First {
+			before = kept[i+1]
+		}
+		if !v.Deleted {
+			for _, k := range slices.Sorted(maps.Keys(kept[i])) {
+				val := kept[i][k]
+				was, ok := before[k]
+				changed := before != nil && (!ok || was != val)
+				vv.Values = append(vv.Values, keptValue{Name: k, Value: val, Changed: changed})
+				if changed {
+					vv.Changed = append(vv.Changed, k)
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(before)) {
+				if _, ok := kept[i][k]; !ok {
+					vv.Values = append(vv.Values, keptValue{Name: k, Gone: true, Changed: true})
+					vv.Changed = append(vv.Changed, k)
+				}
+			}
+		}
+		slices.Sort(vv.Changed)
+		out = append(out, vv)
+	}
+	return out, nil
+}
+
+// keptText shows a kept value: a number as written, a yes/no value in the page's language.
+func keptText(l *Lang, v *structpb.Value) string {
+	switch x := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		return strconv.FormatFloat(x.NumberValue, 'f', -1, 64)
+	case *structpb.Value_BoolValue:
+		if x.BoolValue {
+			return l.T("recordform.yes")
+		}
+		return l.T("recordform.no")
+	case *structpb.Value_StringValue:
+		return x.StringValue
+	}
+	return ""
+}

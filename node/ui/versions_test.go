@@ -1,0 +1,67 @@
+package ui_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// versionRows splits a record page's versions table into its rows, by version.
+func versionRows(page string) map[string]string {
+	rows := map[string]string{}
+	for _, part := range strings.Split(page, `<tr class="utrecht-table__row" data-version="`)[1:] {
+		v, rest, _ := strings.Cut(part, `"`)
+		row, _, _ := strings.Cut(rest, "</tr>")
+		rows[v] = row
+	}
+	return rows
+}
+
+// TestRecordPageShowsVersions: a record written in three versions through the gRPC API, its
+// free beds changing each time, shows on its page in three rows, newest first, each marking the
+// number that changed from the version before and nothing else.
+func TestRecordPageShowsVersions(t *testing.T) {
+	e := start(t)
+	rc := e.records(t)
+	for _, free := range []int{12, 8, 3} {
+		body := fmt.Appendf(nil, `{"municipality":"Zeist","beds_total":40,"beds_free":%d}`, free)
+		if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "zeist", Kind: "shelter.capacity", Crisis: "oekraine",
+			Region: "VR09", Classification: pb.Classification_INTERNAL, Body: body}}); err != nil {
+			t.Fatalf("put beds_free %d: %v", free, err)
+		}
+	}
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "bram", "/record?id=zeist")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("record page: %d\n%s", resp.StatusCode, page)
+	}
+	if !strings.Contains(page, `<h2 class="utrecht-heading-2" id="versies">Versies</h2>`) || !strings.Contains(page, "niet de hele inhoud") {
+		t.Errorf("the record page lacks its versions and the note on what they keep:\n%s", page)
+	}
+	rows := versionRows(page)
+	if len(rows) != 3 || strings.Index(page, `data-version="3"`) > strings.Index(page, `data-version="1"`) {
+		t.Fatalf("the record page lists versions %v, want 3, 2 and 1, newest first:\n%s", rows, page)
+	}
+	for v, free := range map[string]string{"3": "3", "2": "8"} {
+		row := rows[v]
+		if !strings.Contains(row, `<mark data-changed="beds_free">beds_free: `+free+`</mark>`) || strings.Count(row, "<mark") != 1 {
+			t.Errorf("version %s: want beds_free %s marked as the one change:\n%s", v, free, row)
+		}
+		if !strings.Contains(row, "beds_total: 40") || !strings.Contains(row, "municipality: Zeist") || !strings.Contains(row, "zojuist") {
+			t.Errorf("version %s: want the values kept, unmarked, and its age:\n%s", v, row)
+		}
+	}
+	if row := rows["1"]; !strings.Contains(row, "beds_free: 12") || strings.Contains(row, "<mark") || !strings.Contains(row, "oudste bewaarde versie") {
+		t.Errorf("version 1: want beds_free 12, nothing marked, the oldest kept:\n%s", row)
+	}
+
+	// An exercise's page never shows the actual record's versions: there it does not exist.
+	resp, _ = b.get(t, e.url+"/record?id=zeist&exercise=oef-1")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the actual record in an exercise's mode: %d, want 404", resp.StatusCode)
+	}
+}
