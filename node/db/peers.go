@@ -43,6 +43,8 @@ var (
 	ErrPeerOtherBundle = errors.New("db: peer has another bundle")
 	// ErrPeerNameTaken: another peer has the name.
 	ErrPeerNameTaken = errors.New("db: peer name taken")
+	// ErrPeerNoBundle: the step would add a peer without a trust bundle to check it by.
+	ErrPeerNoBundle = errors.New("db: peer step without a trust bundle")
 )
 
 // PeerOutcome is the answer to a peer step: what it did and the peer after it, or why it was
@@ -91,7 +93,7 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 				groups, _ := json.Marshal(orEmpty(p.Groups))
 				if _, err := tx.Exec(`INSERT INTO peers (trust_domain, name, org_name, addresses, bundle, bundle_endpoint,
 					endpoint_id, groups, fingerprint, invitation, added_by, added_at, leaving_since) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-					td, p.Name, p.OrgName, string(addrs), p.Bundle, p.BundleEndpoint, p.EndpointId, string(groups),
+					td, p.Name, p.OrgName, string(addrs), nonNilBytes(p.Bundle), p.BundleEndpoint, p.EndpointId, string(groups),
 					p.Fingerprint, p.Invitation, s.Actor, at.UnixNano(), at.UnixNano()); err != nil {
 					return err
 				}
@@ -132,6 +134,12 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 			return fmt.Errorf("peer step: unknown action %q", s.Action)
 		}
 		p := s.Peer
+		if p == nil || len(p.Bundle) == 0 {
+			// The leader checks the invitation before it proposes the step; a step without a
+			// bundle is refused here too rather than stop the replica on the table's NOT NULL.
+			out.Refusal = fmt.Errorf("%w: %s", ErrPeerNoBundle, td)
+			return nil
+		}
 		action := AuditPeerAdd
 		switch {
 		case old == nil:

@@ -56,6 +56,12 @@ func TestApplyPeerStep(t *testing.T) {
 		return ps
 	}
 
+	// A step without a bundle is refused, and the replica goes on.
+	nobundle := peer("x", "x.crisis.test", "00000", "inv-0")
+	nobundle.Bundle = nil
+	if out := step(&pb.PeerStep{Action: "add", Peer: nobundle}); !errors.Is(out.Refusal, db.ErrPeerNoBundle) || len(list()) != 0 {
+		t.Fatalf("add without a bundle: %+v, %d peers", out, len(list()))
+	}
 	if out := step(&pb.PeerStep{Action: "add", Peer: peer("ncc", "ncc.crisis.test", "11111", "inv-1")}); out.Outcome != db.PeerAdded || out.Peer.Name != "ncc" {
 		t.Fatalf("add: %+v", out)
 	}

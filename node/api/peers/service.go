@@ -242,6 +242,8 @@ func (s *Service) apply(ctx context.Context, step *pb.PeerStep) (db.PeerOutcome,
 		return out, status.Errorf(codes.FailedPrecondition, "%s: check the fingerprint with them by phone; if the new one is right, accept again with --replace", msg())
 	case errors.Is(out.Refusal, db.ErrPeerNameTaken):
 		return out, status.Errorf(codes.AlreadyExists, "name: %s: give another with --name", msg())
+	case errors.Is(out.Refusal, db.ErrPeerNoBundle):
+		return out, status.Errorf(codes.InvalidArgument, "peer.bundle: %s: accept the peer with its invitation, which carries its bundle", msg())
 	case errors.Is(out.Refusal, db.ErrPeerNotFound):
 		return out, status.Errorf(codes.NotFound, "%s: `knooppunt peer list` shows the peers", msg())
 	case out.Refusal != nil:
