@@ -435,11 +435,11 @@ func TestClusterJoinAndRemove(t *testing.T) {
 }
 
 // retryUnavailable calls fn until it succeeds, for up to 20s while it fails with UNAVAILABLE (the
-// group is changing leader). Adding a voter that is one, or removing one that is not, changes
-// nothing, so the retries are safe.
-func retryUnavailable(t *testing.T, what string, fn func() (*pb.ClusterStatusResponse, error)) *pb.ClusterStatusResponse {
+// group is changing leader, and refused the call before proposing it). Adding a voter that is one,
+// or removing one that is not, changes nothing, so the retries are safe.
+func retryUnavailable[T any](t *testing.T, what string, fn func() (T, error)) T {
 	t.Helper()
-	var st *pb.ClusterStatusResponse
+	var st T
 	clustertest.Eventually(t, 20*time.Second, what, func() (bool, string) {
 		var err error
 		st, err = fn()
