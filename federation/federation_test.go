@@ -1322,3 +1322,73 @@ func TestPeerDroppedFromConfigLeavesFirst(t *testing.T) {
 		t.Fatalf("b holds %s of a after it left", fedtest.Describe(got))
 	}
 }
+
+// TestLostRetractionIsSentAgain: a retraction the stream took but the peer never applied (the
+// stream broke first) is sent again when the peer subscribes again from the cursor it had, for a
+// deleted record (the feed) and for a revoked policy (the resync); once the peer subscribes from
+// past it, it is no longer pending.
+func TestLostRetractionIsSentAgain(t *testing.T) {
+	a, b := sourceAndSilentPeer(t)
+	const crisis = "lost"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	pol := a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "internal", ""))
+	a.Put(t, fedtest.Sitrep("gone", crisis, pb.Classification_INTERNAL, "x"))
+	a.Put(t, &pb.Record{Id: "q1", Kind: "qa", Crisis: crisis, Region: "NL", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"question":"waar?","answer":"hier"}`)})
+	fc := pb.NewFederationServiceClient(asPeer(t, b, a))
+	// until opens a stream from cursor and reads until it has seen each id in want as an upsert
+	// or a retraction (as the event says), then ends the stream without applying anything: what
+	// it read is lost, as when the stream breaks before the peer's commit.
+	until := func(cursor int64, want map[string]string) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(fedtest.Call(t))
+		defer cancel()
+		stream, err := fc.Subscribe(ctx, &pb.SubscribeRequest{Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]string{}
+		for len(seen) < len(want) {
+			ev, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("from cursor %d: %v, after %v, want %v", cursor, err, seen, want)
+			}
+			if id := ev.GetUpsert().GetRecord().GetId(); want[id] == "upsert" {
+				seen[id] = "upsert"
+			}
+			if id := ev.GetRetraction().GetRecordId(); want[id] == "retraction" {
+				seen[id] = "retraction"
+			}
+		}
+	}
+	until(0, map[string]string{"gone": "upsert", "q1": "upsert"})
+	cursor, err := a.Node.DB().LastSeq()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The peer holds both at cursor. The sitrep is deleted and the qa policy revoked; the
+	// retractions go out on a stream the peer then loses.
+	a.Delete(t, "gone")
+	a.Revoke(t, pol)
+	until(cursor, map[string]string{"gone": "retraction", "q1": "retraction"})
+	holder := "spiffe://" + b.TD.Name() + "/node/*"
+	fedtest.Eventually(t, 10*time.Second, "a recorded both retractions", func() (bool, string) {
+		held, err := a.Node.DB().Disclosed(context.Background(), holder)
+		return err == nil && held["gone"] == 0 && held["q1"] == 0, fmt.Sprintf("%v %v", held, err)
+	})
+	// From the same cursor: both come again, from the feed and from the resync.
+	until(cursor, map[string]string{"gone": "retraction", "q1": "retraction"})
+
+	// From a cursor past both, after a change that moves the feed: nothing is pending, and
+	// the stream brings only the new record.
+	a.Put(t, fedtest.Sitrep("new", crisis, pb.Classification_INTERNAL, "x"))
+	past, err := a.Node.DB().LastSeq()
+	if err != nil {
+		t.Fatal(err)
+	}
+	until(past-1, map[string]string{"new": "upsert"})
+	fedtest.Eventually(t, 10*time.Second, "no retraction pending for b once it resumed past them", func() (bool, string) {
+		pending, err := a.Node.DB().PendingRetractions(context.Background(), holder, db.Mode{}, past-1)
+		return err == nil && len(pending) == 0, fmt.Sprintf("%v %v", pending, err)
+	})
+}

@@ -501,6 +501,9 @@ type disclosures struct {
 	inflight   []chan error // batches handed to Raft by flushAsync, oldest first
 	// refused counts the pending batch's records per policy that refused the stated purpose.
 	refused map[string]int64
+	// confirmed is the cursor a subscription started from: every retraction sent before it
+	// reached the holder (RecordDisclosures.confirmed_through).
+	confirmed int64
 }
 
 func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
@@ -552,14 +555,16 @@ func (d *disclosures) refuse(dec policy.Decision) {
 // command is the pending batch as a Raft command.
 func (d *disclosures) command() *pb.Command {
 	d.pending.At = timestamppb.Now()
+	d.pending.ConfirmedThrough = d.confirmed
 	for _, id := range slices.Sorted(maps.Keys(d.refused)) {
 		d.pending.Refused = append(d.pending.Refused, &pb.PurposeRefusal{Policy: id, Records: d.refused[id]})
 	}
 	return &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}}
 }
 
-func (d *disclosures) retract(id, reason string) {
-	d.pending.Retracted = append(d.pending.Retracted, &pb.Disclosure{RecordId: id, Reason: reason})
+// retract adds a retraction that went out at feed position seq to the batch.
+func (d *disclosures) retract(id, reason string, seq int64) {
+	d.pending.Retracted = append(d.pending.Retracted, &pb.Disclosure{RecordId: id, Reason: reason, Seq: seq})
 	d.pendingLen++
 }
 
@@ -793,9 +798,23 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			return api.Status(s.c.Logger, err)
 		}
 		maps.Copy(held, now)
+		// A retraction sent at or after the cursor the caller resumes from may never have
+		// reached it (the stream took it, then broke): count the record as possibly held, so
+		// that the feed or the resync retracts it again. Retracting twice is harmless.
+		pending, err := s.c.DB.PendingRetractions(ctx, to.Holder(), mode, req.Cursor)
+		if err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+		for id := range pending {
+			if held[id] == 0 {
+				held[id] = -1
+			}
+		}
 		return nil
 	}
 	disc := s.newDisclosures(to, "Subscribe")
+	// Every retraction sent before the cursor the caller resumes from has reached it.
+	disc.confirmed = req.Cursor
 	// Record what went out when the stream ends in the middle of a page or a resync, however it
 	// ends: the peer may hold every record sent so far.
 	defer func() {
@@ -836,11 +855,19 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			}
 			key := grantKey{grantors: set.Grantors(to), purpose: to.Purpose, phases: phaseMap, restores: s.c.DB.Restores()}
 			// resumed reports whether a start may rely on the peer's last completed resync.
+			// A retraction that may not have arrived calls for a resync: the feed alone
+			// resends only those that a change of the record caused.
+			var pending map[string]int64
+			if why == "start" {
+				if pending, err = s.c.DB.PendingRetractions(ctx, to.Holder(), mode, req.Cursor); err != nil {
+					return api.Status(s.c.Logger, err)
+				}
+			}
 			resumed := func() (resynced, bool) {
 				gt.mu.Lock()
 				prev, ok := gt.resynced[resyncKey(to, mode)]
 				gt.mu.Unlock()
-				return prev, ok && why == "start" && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
+				return prev, ok && why == "start" && len(pending) == 0 && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
 			}
 			// resume starts from that resync.
 			resume := func(prev resynced) error {
@@ -1006,7 +1033,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 				return cursor, err
 			}
 			delete(held, r.Id)
-			disc.retract(r.Id, reason)
+			disc.retract(r.Id, reason, c.Seq)
 		}
 		cursor = c.Seq
 	}
@@ -1076,7 +1103,7 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 			return err
 		}
 		delete(held, id)
-		disc.retract(id, reason)
+		disc.retract(id, reason, cursor)
 	}
 	// Settled before the resync counts as complete, and before the feed may disclose a newer
 	// version of a record whose batch is still in flight.

@@ -123,12 +123,31 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 				return err
 			}
 		}
+		// A retraction stays pending until the holder's next subscription starts past it; a
+		// record disclosed again is simply held.
+		for _, x := range c.Disclosed {
+			if _, err := tx.Exec(`DELETE FROM retractions WHERE recipient = ? AND record_id = ?`, holder, x.RecordId); err != nil {
+				return err
+			}
+		}
+		if c.ConfirmedThrough > 0 {
+			if _, err := tx.Exec(`DELETE FROM retractions WHERE recipient = ? AND seq < ?`, holder, c.ConfirmedThrough); err != nil {
+				return err
+			}
+		}
 		if len(c.Retracted) > 0 {
 			err := retractionRows.exec(tx, []any{holder}, len(c.Retracted), func(i int, args []any) []any {
 				return append(args, c.Retracted[i].RecordId)
 			})
 			if err != nil {
 				return err
+			}
+			if c.Via == "Subscribe" {
+				for _, x := range c.Retracted {
+					if _, err := tx.Exec(`INSERT OR REPLACE INTO retractions (recipient, record_id, seq) VALUES (?,?,?)`, holder, x.RecordId, x.Seq); err != nil {
+						return err
+					}
+				}
 			}
 			var detail []byte
 			err = a.addMany(at, c.RecipientId, AuditRetraction, len(c.Retracted), func(i int) (string, string) {
@@ -245,6 +264,14 @@ func (d *DB) Disclosed(ctx context.Context, holder string) (map[string]int64, er
 func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string]int64, error) {
 	return d.disclosed(ctx, `SELECT d.record_id, d.version FROM disclosures d LEFT JOIN records r ON r.id = d.record_id
 		WHERE d.recipient = ? AND coalesce(r.status, 0) = ? AND coalesce(r.exercise, '') = ?`, holder, int32(m.Status), m.Exercise)
+}
+
+// PendingRetractions returns the records of mode m whose retraction went out to a holder's
+// subscription at or after cursor, and that the holder has not confirmed since: a subscription
+// that starts from cursor counts them as possibly held, so that it retracts them again.
+func (d *DB) PendingRetractions(ctx context.Context, holder string, m Mode, cursor int64) (map[string]int64, error) {
+	return d.disclosed(ctx, `SELECT x.record_id, 0 FROM retractions x LEFT JOIN records r ON r.id = x.record_id
+		WHERE x.recipient = ? AND x.seq >= ? AND coalesce(r.status, 0) = ? AND coalesce(r.exercise, '') = ?`, holder, cursor, int32(m.Status), m.Exercise)
 }
 
 func (d *DB) disclosed(ctx context.Context, q string, args ...any) (map[string]int64, error) {

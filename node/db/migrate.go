@@ -399,6 +399,16 @@ CREATE TABLE file_text (
 	text   TEXT NOT NULL
 ) WITHOUT ROWID;
 `,
+	// retractions sent on a subscription and not yet confirmed by the holder's next cursor (see
+	// ApplyDisclosures): a subscription that starts at or before one sends it again.
+	`
+CREATE TABLE retractions (
+	recipient TEXT    NOT NULL,  -- the holder, as in disclosures
+	record_id TEXT    NOT NULL,
+	seq       INTEGER NOT NULL,  -- the feed position the retraction went out at
+	PRIMARY KEY (recipient, record_id)
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -1074,9 +1074,12 @@ type RecordDisclosures struct {
 	PolicyPurposes map[string]string `protobuf:"bytes,11,rep,name=policy_purposes,json=policyPurposes" json:"policy_purposes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// refused counts, per policy, the records that policy would have granted but for the stated
 	// purpose, which is not among its accept_purposes. Audited as one federation.refuse entry.
-	Refused       []*PurposeRefusal `protobuf:"bytes,12,rep,name=refused" json:"refused,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Refused []*PurposeRefusal `protobuf:"bytes,12,rep,name=refused" json:"refused,omitempty"`
+	// confirmed_through is the cursor the holder's subscription started from: the holder has
+	// applied every retraction sent before it, which therefore stops being pending.
+	ConfirmedThrough int64 `protobuf:"varint,13,opt,name=confirmed_through,json=confirmedThrough" json:"confirmed_through,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RecordDisclosures) Reset() {
@@ -1193,6 +1196,13 @@ func (x *RecordDisclosures) GetRefused() []*PurposeRefusal {
 	return nil
 }
 
+func (x *RecordDisclosures) GetConfirmedThrough() int64 {
+	if x != nil {
+		return x.ConfirmedThrough
+	}
+	return 0
+}
+
 // PurposeRefusal is how many records a policy refused for a request's stated purpose.
 type PurposeRefusal struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1247,11 +1257,15 @@ func (x *PurposeRefusal) GetRecords() int64 {
 }
 
 type Disclosure struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RecordId      string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
-	Version       int64                  `protobuf:"varint,2,opt,name=version" json:"version,omitempty"`
-	Policies      []string               `protobuf:"bytes,3,rep,name=policies" json:"policies,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RecordId string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
+	Version  int64                  `protobuf:"varint,2,opt,name=version" json:"version,omitempty"`
+	Policies []string               `protobuf:"bytes,3,rep,name=policies" json:"policies,omitempty"`
+	Reason   string                 `protobuf:"bytes,4,opt,name=reason" json:"reason,omitempty"`
+	// seq, for a retraction sent on a subscription, is the feed position it went out at. It stays
+	// pending until the holder subscribes again from a cursor past it (confirmed_through): a
+	// retraction the stream took but the holder never received is sent again.
+	Seq           int64 `protobuf:"varint,5,opt,name=seq" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1312,6 +1326,13 @@ func (x *Disclosure) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *Disclosure) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 // CacheForeign stores what a peer's subscription delivered, with the cursor to resume from, in
@@ -1941,7 +1962,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x0fKeepAuthorities\x12!\n" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12 \n" +
 	"\vauthorities\x18\x02 \x03(\fR\vauthorities\x12*\n" +
-	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xe2\x04\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x8f\x05\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
@@ -1956,19 +1977,21 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x0estated_purpose\x18\n" +
 	" \x01(\tR\rstatedPurpose\x12\\\n" +
 	"\x0fpolicy_purposes\x18\v \x03(\v23.knooppunt.v1.RecordDisclosures.PolicyPurposesEntryR\x0epolicyPurposes\x126\n" +
-	"\arefused\x18\f \x03(\v2\x1c.knooppunt.v1.PurposeRefusalR\arefused\x1aA\n" +
+	"\arefused\x18\f \x03(\v2\x1c.knooppunt.v1.PurposeRefusalR\arefused\x12+\n" +
+	"\x11confirmed_through\x18\r \x01(\x03R\x10confirmedThrough\x1aA\n" +
 	"\x13PolicyPurposesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
 	"\x0ePurposeRefusal\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x18\n" +
-	"\arecords\x18\x02 \x01(\x03R\arecords\"w\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\"\x89\x01\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
 	"\bpolicies\x18\x03 \x03(\tR\bpolicies\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xf2\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x03R\x03seq\"\xf2\x01\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
