@@ -1067,22 +1067,11 @@ func TestResubscribeWithoutChangesSkipsTheWalk(t *testing.T) {
 	// subscribe reads until it has the records in want, and ends the stream.
 	subscribe := func(cursor int64, want ...string) {
 		t.Helper()
-		ctx, cancel := context.WithCancel(fedtest.Call(t))
-		defer cancel()
-		stream, err := fc.Subscribe(ctx, &pb.SubscribeRequest{Cursor: cursor})
-		if err != nil {
-			t.Fatal(err)
+		upserts := map[string]string{}
+		for _, id := range want {
+			upserts[id] = "upsert"
 		}
-		got := map[string]bool{}
-		for len(got) < len(want) {
-			ev, err := stream.Recv()
-			if err != nil {
-				t.Fatalf("from cursor %d: %v, after %v", cursor, err, got)
-			}
-			if id := ev.GetUpsert().GetRecord().GetId(); slices.Contains(want, id) {
-				got[id] = true
-			}
-		}
+		streamUntil(t, fc, cursor, upserts)
 	}
 	starts, skipped := resyncs("start"), skippedResyncs()
 	subscribe(0, "r0", "r1", "r2")
@@ -1336,30 +1325,9 @@ func TestLostRetractionIsSentAgain(t *testing.T) {
 	a.Put(t, &pb.Record{Id: "q1", Kind: "qa", Crisis: crisis, Region: "NL", Classification: pb.Classification_INTERNAL,
 		Body: []byte(`{"question":"waar?","answer":"hier"}`)})
 	fc := pb.NewFederationServiceClient(asPeer(t, b, a))
-	// until opens a stream from cursor and reads until it has seen each id in want as an upsert
-	// or a retraction (as the event says), then ends the stream without applying anything: what
-	// it read is lost, as when the stream breaks before the peer's commit.
 	until := func(cursor int64, want map[string]string) {
 		t.Helper()
-		ctx, cancel := context.WithCancel(fedtest.Call(t))
-		defer cancel()
-		stream, err := fc.Subscribe(ctx, &pb.SubscribeRequest{Cursor: cursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen := map[string]string{}
-		for len(seen) < len(want) {
-			ev, err := stream.Recv()
-			if err != nil {
-				t.Fatalf("from cursor %d: %v, after %v, want %v", cursor, err, seen, want)
-			}
-			if id := ev.GetUpsert().GetRecord().GetId(); want[id] == "upsert" {
-				seen[id] = "upsert"
-			}
-			if id := ev.GetRetraction().GetRecordId(); want[id] == "retraction" {
-				seen[id] = "retraction"
-			}
-		}
+		streamUntil(t, fc, cursor, want)
 	}
 	until(0, map[string]string{"gone": "upsert", "q1": "upsert"})
 	cursor, err := a.Node.DB().LastSeq()
@@ -1391,4 +1359,30 @@ func TestLostRetractionIsSentAgain(t *testing.T) {
 		pending, err := a.Node.DB().PendingRetractions(context.Background(), holder, db.Mode{}, past-1)
 		return err == nil && len(pending) == 0, fmt.Sprintf("%v %v", pending, err)
 	})
+}
+
+// streamUntil opens a Subscribe stream from cursor and reads until it has seen each id in want as
+// an upsert or a retraction (as want says), then ends the stream without applying anything: what
+// it read is lost, as when a stream breaks before the peer's commit.
+func streamUntil(t *testing.T, fc pb.FederationServiceClient, cursor int64, want map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(fedtest.Call(t))
+	defer cancel()
+	stream, err := fc.Subscribe(ctx, &pb.SubscribeRequest{Cursor: cursor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for len(seen) < len(want) {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("from cursor %d: %v, after %v, want %v", cursor, err, seen, want)
+		}
+		if id := ev.GetUpsert().GetRecord().GetId(); want[id] == "upsert" {
+			seen[id] = "upsert"
+		}
+		if id := ev.GetRetraction().GetRecordId(); want[id] == "retraction" {
+			seen[id] = "retraction"
+		}
+	}
 }
