@@ -516,7 +516,17 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 		keys = keys[1:]
 	}
 	where = append(where, "records.tombstone = 0")
-	where, args = append(where, "records.status = +?", "records.exercise = +?"), append(args, int32(f.Mode.Status), f.Mode.Exercise)
+	if byLabel || byUpdate && f.Kind == "" && f.Crisis == "" && f.Region == "" {
+		// Nearly every record is of the mode: with no kind, crisis or region to lead a
+		// mode-led index, records_mode would drive the walk over all of them, a million rows
+		// for a label a thousand records have. The label's or the update time's index drives;
+		// the mode is checked on each row it reads (the unary + keeps the planner off the
+		// mode's indexes).
+		where = append(where, "+records.status = +?", "+records.exercise = +?")
+	} else {
+		where = append(where, "records.status = +?", "records.exercise = +?")
+	}
+	args = append(args, int32(f.Mode.Status), f.Mode.Exercise)
 	if f.PageToken != "" {
 		at, after, err := parsePageToken(f.PageToken, byUpdate)
 		if err != nil {
