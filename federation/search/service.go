@@ -448,8 +448,11 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			}
 		}
 		age := now.Sub(latest.Record.GetUpdatedAt().AsTime())
+		// The body is decoded once, for its validity and for the sums.
+		var body map[string]any
+		bodyErr := json.Unmarshal(latest.Record.Body, &body)
 		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: k.key, Record: latest.Record, Source: latest.Source,
-			AgeS: int64(age.Seconds()), Stale: age > staleAfter, Validity: record.Validity(latest.Record, now)}
+			AgeS: int64(age.Seconds()), Stale: age > staleAfter, Validity: record.ValidityOfBody(body, latest.Record, now)}
 		for src, it := range bySource[k] {
 			if src != latest.Source && !sameBody(it.Record.Body, latest.Record.Body) {
 				e.Conflict = append(e.Conflict, src)
@@ -457,8 +460,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		}
 		sort.Strings(e.Conflict)
 		resp.Entries = append(resp.Entries, e)
-		var body map[string]any
-		if json.Unmarshal(latest.Record.Body, &body) != nil {
+		if bodyErr != nil {
 			continue
 		}
 		regions := []string{k.region, "NL"}

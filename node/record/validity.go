@@ -22,14 +22,28 @@ const (
 // Dates are RFC 3339 times or plain dates (YYYY-MM-DD, which run to the end of the day in UTC);
 // a date that does not parse is ignored, as the kind's schema is where such a date is refused.
 func Validity(r *pb.Record, now time.Time) string {
-	var b struct {
-		SupersededBy string `json:"superseded_by"`
-		ValidFrom    string `json:"valid_from"`
-		ValidUntil   string `json:"valid_until"`
-	}
+	var b docDates
 	if len(r.GetBody()) > 0 {
 		_ = json.Unmarshal(r.GetBody(), &b) // a body that is not an object has no validity fields
 	}
+	return b.validity(r, now)
+}
+
+// ValidityOfBody is Validity for a record whose body the caller decoded already (nil when it is
+// not an object).
+func ValidityOfBody(body map[string]any, r *pb.Record, now time.Time) string {
+	str := func(k string) string { v, _ := body[k].(string); return v }
+	return docDates{SupersededBy: str("superseded_by"), ValidFrom: str("valid_from"), ValidUntil: str("valid_until")}.validity(r, now)
+}
+
+// docDates are the body fields a document's validity reads.
+type docDates struct {
+	SupersededBy string `json:"superseded_by"`
+	ValidFrom    string `json:"valid_from"`
+	ValidUntil   string `json:"valid_until"`
+}
+
+func (b docDates) validity(r *pb.Record, now time.Time) string {
 	if b.SupersededBy != "" {
 		return Superseded
 	}

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,11 @@ func TestValidity(t *testing.T) {
 			}
 			if got := Validity(r, now); got != tc.want {
 				t.Fatalf("Validity(%s) = %q, want %q", tc.body, got, tc.want)
+			}
+			var body map[string]any
+			_ = json.Unmarshal([]byte(tc.body), &body)
+			if got := ValidityOfBody(body, r, now); got != tc.want {
+				t.Fatalf("ValidityOfBody(%s) = %q, want %q", tc.body, got, tc.want)
 			}
 		})
 	}
