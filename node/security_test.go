@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -28,31 +27,21 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/doctable"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // docRoles reads the method-role table of docs/api.md: full method name → roles.
 func docRoles(t *testing.T) map[string][]api.Role {
 	t.Helper()
-	data, err := os.ReadFile("../docs/api.md")
+	rows, err := doctable.Rows("../docs/api.md", "| method | roles |")
 	if err != nil {
 		t.Fatal(err)
 	}
 	all := []api.Role{api.Reader, api.Editor, api.Officer, api.Admin, api.Replica, api.Peer, api.Local}
 	row := regexp.MustCompile(`^\| (server reflection|[A-Za-z0-9.]+)(?: ([A-Za-z, ]+))? \| ([a-z, ()]+) \|$`)
 	out := map[string][]api.Role{}
-	in := false
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if line == "| method | roles |" {
-			in = true
-			continue
-		}
-		if !in || strings.HasPrefix(line, "| ---") {
-			continue
-		}
-		if !strings.HasPrefix(line, "|") {
-			break
-		}
+	for _, line := range rows {
 		m := row.FindStringSubmatch(line)
 		if m == nil {
 			t.Fatalf("docs/api.md: role table row %q: want | Service Method, Method | role, role |", line)

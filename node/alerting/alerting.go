@@ -16,7 +16,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -153,7 +152,7 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		histories[crisis] = warn.NewHistory(rules.Versions(rows), since)
+		histories[crisis] = warn.NewHistory(rows, since)
 	}
 	open, err := e.openAlerts(ctx)
 	if err != nil {

@@ -10,27 +10,16 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/warn"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // HistoryVersion is one applied version of an own or cached record, as the history keeps it: where
 // and when it counted, and the scalars of its body. The early-warning rules derive their sums,
 // deltas and counts from these rows alone (see node/warn), so every replica, which applies the
-// same entries, derives the same values.
-type HistoryVersion struct {
-	Origin    string // "" for own records, else the peer's trust domain
-	ID        string
-	Version   int64
-	Kind      string
-	Crisis    string
-	Region    string
-	At        time.Time
-	Tombstone bool               // the record stopped counting at At
-	Fields    map[string]float64 // the body's top-level numbers
-	// Values are the body's top-level strings (up to MaxHistoryString bytes) and booleans.
-	// Versions stored before they were kept have none.
-	Values map[string]any
-}
+// same entries, derives the same values. Its Values are the body's top-level strings (up to
+// MaxHistoryString bytes) and booleans; versions stored before they were kept have none.
+type HistoryVersion = warn.Version
 
 // addHistory keeps the version of r that the entry applies. It is called in the entry's
 // transaction, so the history never holds what the records do not.

@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// Version is one applied version of an own or cached record, as the history keeps it (see
-// db.HistoryVersion).
+// Version is one applied version of an own or cached record, as the history keeps it (the store
+// keeps them as db.HistoryVersion, this type).
 type Version struct {
 	Origin    string // "" for own records, else the peer's trust domain
 	ID        string

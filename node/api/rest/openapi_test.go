@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/doctable"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -120,24 +120,13 @@ func TestRoutesUnderTheRoleTable(t *testing.T) {
 // and the roles MethodRoles gives that method (less local, replica and peer, which never call
 // over REST), so that the documentation cannot drift from the code.
 func TestDocsRESTTable(t *testing.T) {
-	data, err := os.ReadFile("../../../docs/api.md")
+	rows, err := doctable.Rows("../../../docs/api.md", "| route | method | roles |")
 	if err != nil {
 		t.Fatal(err)
 	}
 	row := regexp.MustCompile("^\\| `([A-Z]+) ([^ ?`]+)[^`]*`[^|]* \\| ([A-Za-z]+) ([A-Za-z]+) \\| ([a-z, ]+) \\|$")
 	documented := map[route][]api.Role{}
-	in := false
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if line == "| route | method | roles |" {
-			in = true
-			continue
-		}
-		if !in || strings.HasPrefix(line, "| ---") {
-			continue
-		}
-		if !strings.HasPrefix(line, "|") {
-			break
-		}
+	for _, line := range rows {
 		m := row.FindStringSubmatch(line)
 		if m == nil {
 			t.Fatalf("docs/api.md: REST table row %q: want | `VERB /path` | Service Method | role, role |", line)

@@ -204,7 +204,7 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
-	h := warn.NewHistory(Versions(rows), since)
+	h := warn.NewHistory(rows, since)
 	eps, errs, err := rule.DryRun(h, from, to, step)
 	if err != nil {
 		return nil, api.Invalid("step", "%v", err)
@@ -224,16 +224,6 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 		resp.Errors = append(resp.Errors, fmt.Sprint(e))
 	}
 	return resp, nil
-}
-
-// Versions converts the store's history rows for warn.
-func Versions(rows []db.HistoryVersion) []warn.Version {
-	out := make([]warn.Version, len(rows))
-	for i, r := range rows {
-		out[i] = warn.Version{Origin: r.Origin, ID: r.ID, Version: r.Version, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
-			At: r.At, Tombstone: r.Tombstone, Fields: r.Fields, Values: r.Values}
-	}
-	return out
 }
 
 func readings(rs []warn.Reading) []*pb.RuleReading {
