@@ -137,18 +137,19 @@ func (j *jsonMarshaler) appendRecord(b []byte, r *pb.Record) ([]byte, bool) {
 		return nil, false
 	}
 	ok := true
-	str := func(name, s string) {
+	str := func(sep, name, s string) {
 		if ok {
+			b = append(b, sep...)
 			b = append(b, name...)
 			b, ok = appendString(b, s)
 		}
 	}
 	b = append(b, '{')
-	str(`"id":`, r.Id)
-	str(j.sep+`"origin":`, r.Origin)
-	str(j.sep+`"kind":`, r.Kind)
-	str(j.sep+`"crisis":`, r.Crisis)
-	str(j.sep+`"region":`, r.Region)
+	str("", `"id":`, r.Id)
+	str(j.sep, `"origin":`, r.Origin)
+	str(j.sep, `"kind":`, r.Kind)
+	str(j.sep, `"crisis":`, r.Crisis)
+	str(j.sep, `"region":`, r.Region)
 	if !ok {
 		return nil, false
 	}
@@ -161,16 +162,16 @@ func (j *jsonMarshaler) appendRecord(b []byte, r *pb.Record) ([]byte, bool) {
 	case 0:
 	case 1:
 		for k, v := range r.Labels {
-			str("", k)
-			str(":", v)
+			str("", "", k)
+			str(":", "", v)
 		}
 	default:
 		for i, k := range slices.Sorted(maps.Keys(r.Labels)) {
 			if i > 0 {
 				b = append(b, j.sep...)
 			}
-			str("", k)
-			str(":", r.Labels[k])
+			str("", "", k)
+			str(":", "", r.Labels[k])
 		}
 	}
 	if !ok {
@@ -201,7 +202,7 @@ func (j *jsonMarshaler) appendRecord(b []byte, r *pb.Record) ([]byte, bool) {
 	b = append(b, j.sep...)
 	b = append(b, `"status":`...)
 	b = appendEnum(b, r.Status)
-	str(j.sep+`"exercise":`, r.Exercise)
+	str(j.sep, `"exercise":`, r.Exercise)
 	if !ok {
 		return nil, false
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -162,4 +163,33 @@ func TestRecordJSONFields(t *testing.T) {
 	if got := fieldNames(&pb.ListResponse{}); !slices.Equal(got, listFields) {
 		t.Errorf("ListResponse has fields %v, the encoder writes %v", got, listFields)
 	}
+}
+
+// BenchmarkRecordJSON compares the direct encoder with protojson on the record of
+// BenchmarkUnaryGet; x-protojson is protojson's time ÷ the encoder's.
+func BenchmarkRecordJSON(b *testing.B) {
+	j := newJSONMarshaler()
+	r := &pb.Record{
+		Id: "mtlsbench-shelter-utrecht", Origin: "vr-utrecht.crisis.test", Kind: "shelter.capacity",
+		Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Labels:    map[string]string{"source": "coa", "municipality": "utrecht"},
+		Body:      []byte(`{"municipality":"Utrecht","location":"Sporthal Galgenwaard, Utrecht","beds_total":240,"beds_free":37,"contact_phone":"+31 30 286 0000","notes":"Opvang tot vrijdag; gezinnen met kinderen krijgen voorrang."}`),
+		Version:   3,
+		UpdatedAt: timestamppb.New(time.Date(2026, 12, 3, 11, 30, 0, 120_000_000, time.UTC)),
+	}
+	var direct, proto time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if _, err := j.Marshal(r); err != nil {
+			b.Fatal(err)
+		}
+		mid := time.Now()
+		if _, err := j.JSONPb.Marshal(r); err != nil {
+			b.Fatal(err)
+		}
+		direct, proto = direct+mid.Sub(start), proto+time.Since(mid)
+	}
+	b.ReportMetric(float64(direct)/float64(b.N), "direct-ns")
+	b.ReportMetric(float64(proto)/float64(b.N), "protojson-ns")
+	b.ReportMetric(float64(proto)/float64(direct), "x-protojson")
 }
