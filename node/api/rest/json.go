@@ -3,7 +3,6 @@ package rest
 import (
 	"bytes"
 	"encoding/base64"
-	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -99,12 +98,8 @@ func recordSize(r *pb.Record) int {
 	if r == nil {
 		return 0
 	}
-	n := 320 + len(r.Id) + len(r.Origin) + len(r.Kind) + len(r.Crisis) + len(r.Region) +
-		len(r.Exercise) + base64.StdEncoding.EncodedLen(len(r.Body))
-	for k, v := range r.Labels {
-		n += len(k) + len(v) + 8
-	}
-	return n
+	return 320 + len(r.Id) + len(r.Origin) + len(r.Kind) + len(r.Crisis) + len(r.Region) +
+		len(r.Exercise) + base64.StdEncoding.EncodedLen(len(r.Body)) + 40*len(r.Labels)
 }
 
 func (j *jsonMarshaler) appendList(b []byte, m *pb.ListResponse) ([]byte, bool) {
@@ -166,7 +161,13 @@ func (j *jsonMarshaler) appendRecord(b []byte, r *pb.Record) ([]byte, bool) {
 			str(":", "", v)
 		}
 	default:
-		for i, k := range slices.Sorted(maps.Keys(r.Labels)) {
+		var small [8]string
+		keys := small[:0]
+		for k := range r.Labels {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
 			if i > 0 {
 				b = append(b, j.sep...)
 			}
@@ -238,11 +239,24 @@ func appendTimestamp(b []byte, t *timestamppb.Timestamp) ([]byte, bool) {
 	if secs < minTimestampSeconds || secs > maxTimestampSeconds || nanos < 0 || nanos > 999_999_999 {
 		return nil, false
 	}
+	utc := time.Unix(secs, int64(nanos)).UTC()
+	year, month, day := utc.Date()
+	hour, minute, second := utc.Clock()
 	b = append(b, '"')
-	b = time.Unix(secs, int64(nanos)).UTC().AppendFormat(b, "2006-01-02T15:04:05")
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, second, 2)
 	if nanos != 0 {
 		// 3, 6 or 9 digits: the fewest that hold the nanoseconds.
-		digits, frac := 9, int64(nanos)
+		digits, frac := 9, nanos
 		for range 2 {
 			if frac%1000 != 0 {
 				break
@@ -250,14 +264,22 @@ func appendTimestamp(b []byte, t *timestamppb.Timestamp) ([]byte, bool) {
 			digits, frac = digits-3, frac/1000
 		}
 		b = append(b, '.')
-		for p := pow10[digits-1]; p > 0; p /= 10 {
-			b = append(b, byte('0'+frac/p%10))
-		}
+		b = appendDigits(b, int(frac), digits)
 	}
 	return append(b, `Z"`...), true
 }
 
-var pow10 = [9]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8}
+// appendDigits writes the n last decimal digits of v ≥ 0, with leading zeros.
+func appendDigits(b []byte, v, n int) []byte {
+	for range n {
+		b = append(b, '0')
+	}
+	for i := len(b) - 1; n > 0; i, n = i-1, n-1 {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return b
+}
 
 // appendString writes s as a JSON string as protojson does: only '"', '\\' and the control
 // characters are escaped, the short forms where JSON has one; false when s is not valid UTF-8,
