@@ -63,6 +63,7 @@ func BenchmarkServeGet(b *testing.B) {
 		Version:   3,
 		UpdatedAt: timestamppb.New(time.Date(2026, 12, 3, 11, 30, 0, 120_000_000, time.UTC)),
 	}
+	inproc.ShareReplies()
 	pb.RegisterRecordServiceServer(inproc, memoryRecords{r: rec})
 	srv, err := rest.New(context.Background(), rest.Config{Conn: inproc, SVID: node, Bundles: identitytest.Bundle(ca), Audience: []string{"x"}, Logger: log})
 	if err != nil {
