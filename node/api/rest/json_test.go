@@ -165,11 +165,9 @@ func TestRecordJSONFields(t *testing.T) {
 	}
 }
 
-// BenchmarkRecordJSON compares the direct encoder with protojson on the record of
-// BenchmarkUnaryGet; x-protojson is protojson's time ÷ the encoder's.
-func BenchmarkRecordJSON(b *testing.B) {
-	j := newJSONMarshaler()
-	r := &pb.Record{
+// benchRecord is the record of BenchmarkUnaryGet (federation/identity/bench), as Get answers it.
+func benchRecord() *pb.Record {
+	return &pb.Record{
 		Id: "mtlsbench-shelter-utrecht", Origin: "vr-utrecht.crisis.test", Kind: "shelter.capacity",
 		Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
 		Labels:    map[string]string{"source": "coa", "municipality": "utrecht"},
@@ -177,6 +175,13 @@ func BenchmarkRecordJSON(b *testing.B) {
 		Version:   3,
 		UpdatedAt: timestamppb.New(time.Date(2026, 12, 3, 11, 30, 0, 120_000_000, time.UTC)),
 	}
+}
+
+// BenchmarkRecordJSON compares the direct encoder with protojson on the record of
+// BenchmarkUnaryGet; x-protojson is protojson's time ÷ the encoder's.
+func BenchmarkRecordJSON(b *testing.B) {
+	j := newJSONMarshaler()
+	r := benchRecord()
 	var direct, proto time.Duration
 	for b.Loop() {
 		start := time.Now()

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
@@ -55,14 +54,7 @@ func BenchmarkServeGet(b *testing.B) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	inproc := api.NewInProcess(api.NewAuthorizer(access, log), api.LogUnary(log))
-	rec := &pb.Record{
-		Id: "mtlsbench-shelter-utrecht", Origin: config.DefaultOrg, Kind: "shelter.capacity",
-		Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
-		Labels:    map[string]string{"source": "coa", "municipality": "utrecht"},
-		Body:      []byte(`{"municipality":"Utrecht","location":"Sporthal Galgenwaard, Utrecht","beds_total":240,"beds_free":37,"contact_phone":"+31 30 286 0000","notes":"Opvang tot vrijdag; gezinnen met kinderen krijgen voorrang."}`),
-		Version:   3,
-		UpdatedAt: timestamppb.New(time.Date(2026, 12, 3, 11, 30, 0, 120_000_000, time.UTC)),
-	}
+	rec := rest.BenchRecord()
 	inproc.ShareReplies()
 	pb.RegisterRecordServiceServer(inproc, memoryRecords{r: rec})
 	srv, err := rest.New(context.Background(), rest.Config{Conn: inproc, SVID: node, Bundles: identitytest.Bundle(ca), Audience: []string{"x"}, Logger: log})
