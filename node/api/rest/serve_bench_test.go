@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
@@ -29,6 +31,55 @@ type oneRecord struct {
 
 func (o oneRecord) Get(context.Context, *pb.GetRequest) (*pb.Record, error) { return o.r, nil }
 
+// newServer is the REST API over an in-process channel that serves rec, for user, an editor,
+// with maxBody as Config.MaxBodyBytes.
+func newServer(tb testing.TB, maxBody int64) (*rest.Server, *api.InProcess, *x509svid.SVID, *pb.Record) {
+	tb.Helper()
+	ca := identitytest.NewCA(tb, config.DefaultOrg)
+	user := identitytest.SVID(tb, ca, "/user/bench", identity.SVIDOptions{})
+	node := identitytest.SVID(tb, ca, "/node/r1", identity.SVIDOptions{})
+	cfg := config.Default()
+	cfg.Roles = []config.RoleBinding{{ID: user.ID.String(), Role: config.RoleEditor}}
+	access, err := api.NewAccess(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	inproc := api.NewInProcess(api.NewAuthorizer(access, log), api.LogUnary(log))
+	inproc.ShareReplies()
+	rec := rest.BenchRecord()
+	pb.RegisterRecordServiceServer(inproc, oneRecord{r: rec})
+	srv, err := rest.New(context.Background(), rest.Config{
+		Conn: inproc, SVID: node, Bundles: identitytest.Bundle(ca), Audience: []string{"x"}, Logger: log, MaxBodyBytes: maxBody,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return srv, inproc, user, rec
+}
+
+// TestBodyLimit: a body over Config.MaxBodyBytes is refused with 400 and the reason, before any
+// service sees it; a GET, which has no body, is served.
+func TestBodyLimit(t *testing.T) {
+	srv, _, user, rec := newServer(t, 1024)
+	state := &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: user.Certificates}
+	body := `{"id":"s1","kind":"shelter.capacity","body":"` + strings.Repeat("A", 2048) + `"}`
+	put := httptest.NewRequest(http.MethodPost, "/v1/records", strings.NewReader(body))
+	put.TLS = state
+	w := httptest.NewRecorder()
+	srv.ServeHTTP(w, put)
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "request body too large") {
+		t.Errorf("POST of %d bytes with a limit of 1024: %d %s", len(body), w.Code, w.Body)
+	}
+	get := httptest.NewRequest(http.MethodGet, "/v1/records/"+rec.Id, nil)
+	get.TLS = state
+	w = httptest.NewRecorder()
+	srv.ServeHTTP(w, get)
+	if w.Code != http.StatusOK {
+		t.Errorf("GET: %d %s", w.Code, w.Body)
+	}
+}
+
 // BenchmarkServeGet measures what the REST API adds to a Get on the server, without sockets:
 // one iteration is a GET /v1/records/{id} through Server.ServeHTTP, as a caller whose client
 // X.509-SVID the handshake verified (authentication, grpc-gateway's routing, the in-process
@@ -36,24 +87,7 @@ func (o oneRecord) Get(context.Context, *pb.GetRequest) (*pb.Record, error) { re
 // with the record marshalled as protobuf, as a gRPC server answers it. x-channel is the first ÷
 // the second.
 func BenchmarkServeGet(b *testing.B) {
-	ca := identitytest.NewCA(b, config.DefaultOrg)
-	user := identitytest.SVID(b, ca, "/user/bench", identity.SVIDOptions{})
-	node := identitytest.SVID(b, ca, "/node/r1", identity.SVIDOptions{})
-	cfg := config.Default()
-	cfg.Roles = []config.RoleBinding{{ID: user.ID.String(), Role: config.RoleEditor}}
-	access, err := api.NewAccess(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	inproc := api.NewInProcess(api.NewAuthorizer(access, log), api.LogUnary(log))
-	rec := rest.BenchRecord()
-	inproc.ShareReplies()
-	pb.RegisterRecordServiceServer(inproc, oneRecord{r: rec})
-	srv, err := rest.New(context.Background(), rest.Config{Conn: inproc, SVID: node, Bundles: identitytest.Bundle(ca), Audience: []string{"x"}, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv, inproc, user, rec := newServer(b, 0)
 	state := &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: user.Certificates}
 	// One request, as net/http hands it over, and an answer kept in a reused buffer, so that
 	// what is timed is the API and not the test's own plumbing.
