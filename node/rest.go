@@ -43,6 +43,8 @@ func (n *Node) serveREST(ctx context.Context, cfg *config.Config, register func(
 	}
 	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
 	inproc.OnDenied(func(caller, method, reason string) { n.auditDenied(db.AuditAccessDenied, caller, method, reason) })
+	// The gateway only encodes each reply to JSON: no copy of it is needed.
+	inproc.ShareReplies()
 	register(inproc)
 	srv, err := rest.New(ctx, rest.Config{
 		Conn: inproc, SVID: n.ident.source, Bundles: n.ident.trust, JWTBundles: jwt, Audience: audience, MaxBodyBytes: MaxMessageBytes, Logger: n.log,

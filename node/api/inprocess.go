@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -27,6 +28,8 @@ type InProcess struct {
 	after    grpc.UnaryServerInterceptor
 	services map[string]*inprocService
 	onDenied func(person, method, reason string)
+	// shareReplies: the caller only reads replies (ShareReplies).
+	shareReplies bool
 }
 
 type inprocService struct {
@@ -54,6 +57,12 @@ func (p *InProcess) authorize(ctx context.Context, method string, id spiffeid.ID
 	}
 	return ctx, err
 }
+
+// ShareReplies makes each reply share memory with the message the handler returned, as the
+// message a gRPC server encodes after its handler returns, instead of being a deep copy of it.
+// Only for a caller that never changes a reply, such as the REST API, which encodes each one
+// to JSON and drops it. Call it before the channel serves.
+func (p *InProcess) ShareReplies() { p.shareReplies = true }
 
 type personKey struct{}
 
@@ -140,9 +149,37 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 	if !ok {
 		return status.Errorf(codes.Internal, "in-process call %s: reply %T is not a protobuf message", method, resp)
 	}
+	if p.shareReplies && shareInto(out, m) {
+		return nil
+	}
 	proto.Reset(out)
 	proto.Merge(out, m)
 	return nil
+}
+
+// shareInto sets the fields of dst to those of src, a message of the same generated type,
+// sharing their memory. The fields of a message generated with the open struct API are its
+// exported struct fields (a oneof is one, an interface); of its unexported ones, dst keeps its
+// own state and size cache, and takes src's unknown fields. False when the type is laid out
+// otherwise, such as by the opaque API, with dst then partly set: the caller resets it.
+func shareInto(dst, src proto.Message) bool {
+	d, s := reflect.ValueOf(dst), reflect.ValueOf(src)
+	if d.Type() != s.Type() || d.Kind() != reflect.Pointer || d.Elem().Kind() != reflect.Struct || d.IsNil() || s.IsNil() {
+		return false
+	}
+	d, s = d.Elem(), s.Elem()
+	t := d.Type()
+	for i := range t.NumField() {
+		switch f := t.Field(i); {
+		case f.IsExported():
+			d.Field(i).Set(s.Field(i))
+		case f.Name == "unknownFields":
+			dst.ProtoReflect().SetUnknown(src.ProtoReflect().GetUnknown())
+		case f.Name != "state" && f.Name != "sizeCache":
+			return false
+		}
+	}
+	return true
 }
 
 // NewStream refuses: the web interface makes unary calls only, for now.

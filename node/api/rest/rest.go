@@ -29,7 +29,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/api"
@@ -88,15 +87,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 20
 	}
-	json := &runtime.JSONPb{
-		// The proto names (snake_case), as in the OpenAPI description, so that the field an
-		// error names ("record.kind") is the field the client sends.
-		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-		// A misspelt field is refused (400, naming it) rather than silently dropped.
-		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, json),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newJSONMarshaler()),
 		// No HTTP header becomes gRPC metadata: the services must see only the caller this
 		// package authenticated, never a header the client chose (such as the replicas'
 		// knooppunt-on-behalf-of), and a bearer token must not travel further.
@@ -172,7 +164,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		runtime.HTTPError(r.Context(), s.mux, m, w, r, status.Error(codes.Unauthenticated, err.Error()))
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if r.Body != http.NoBody { // net/http's body of a request without one, such as most GETs
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	}
 	s.mux.ServeHTTP(w, r.WithContext(api.AsPerson(r.Context(), id)))
 }
 

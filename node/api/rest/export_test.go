@@ -1,0 +1,4 @@
+package rest
+
+// BenchRecord is the record the package's benchmarks answer.
+var BenchRecord = benchRecord
