@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,11 +155,18 @@ func searchFederation(b *testing.B, prefix string, n int, via func(from, to *fed
 // random order: a machine whose load changes during the run weighs on every N alike, and no N
 // always follows the same other. Each N reports p50, p95, p99 and max (nN-*), its partial
 // answers and the process's CPU during its searches; p99 ÷ p99 at the smallest N is nN/nM-p99.
+//
+// The process runs with as many Ps as the largest federation's nodes would have as processes of
+// their own (GOMAXPROCS each): in one Go runtime they would share the machine's few Ps, and a
+// node blocked in an fsync or in SQLite holds a P from every other node until the runtime takes
+// it back, a wait that no federation of separate machines has. The cores stay the machine's.
 func BenchmarkSearchWAN(b *testing.B) {
 	peers := []int{1, 5, 25}
 	if os.Getenv("KNOOPPUNT_BENCH_PEERS") != "" {
 		peers = benchPeers(b)
 	}
+	procs := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs * (slices.Max(peers) + 1)))
 	type fed struct {
 		n       int
 		a       *fedtest.Org
