@@ -118,13 +118,13 @@ func (h *wanHop) copy(dst, src net.Conn) {
 	}
 }
 
-// wanVia puts a hop in front of every peer the searcher, org a, reaches: the Via of
-// fedtest.Options.
-func wanVia(tb testing.TB, delay, jitter time.Duration) func(from, to *fedtest.Org) string {
+// wanVia puts a hop in front of every peer the searcher, the org named searcher, reaches: the
+// Via of fedtest.Options.
+func wanVia(tb testing.TB, searcher string, delay, jitter time.Duration) func(from, to *fedtest.Org) string {
 	var mu sync.Mutex
 	hops := map[string]string{}
 	return func(from, to *fedtest.Org) string {
-		if from.Name != "a" {
+		if from.Name != searcher {
 			return ""
 		}
 		mu.Lock()
@@ -145,7 +145,7 @@ func TestSearchThroughAWANHop(t *testing.T) {
 	const delay = 5 * time.Millisecond
 	opts := benchOpts
 	opts.Orgs = 3
-	opts.Via = wanVia(t, delay, time.Millisecond)
+	opts.Via = wanVia(t, "a", delay, time.Millisecond)
 	f := fedtest.Start(t, opts)
 	a := f.Orgs[0]
 	for _, p := range f.Orgs[1:] {

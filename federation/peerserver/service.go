@@ -649,6 +649,11 @@ func (d *disclosures) wait() error {
 // settle records the open batch and waits until Raft has committed every batch flushAsync handed
 // it. A stream that settled has nothing unrecorded: what it sent may all be in the peer's hands.
 func (d *disclosures) settle(ctx context.Context) error {
+	if len(d.inflight) == 0 {
+		// A small stream, such as a search's Query: its one batch is recorded here, with no
+		// goroutine to hand it to and wake from.
+		return d.flush(ctx)
+	}
 	asyncErr := d.flushAsync(ctx)
 	waitErr := d.wait()
 	// flush has something left only if flushAsync failed before it handed the batch over.

@@ -71,6 +71,10 @@ type DB struct {
 	generation atomic.Uint64 // grows with every policy step and phase change, and at Restore
 	restores   atomic.Uint64 // grows at Restore
 	peersGen   atomic.Uint64 // grows with every peer step that changed a peer, and at Restore
+	// textWork grows with every commit that queued text for the index or stored a file, and at
+	// Restore; hooksGen with every webhook step, and at Restore (see writeTx).
+	textWork atomic.Uint64
+	hooksGen atomic.Uint64
 
 	// The meta row values, kept here by the only writer so that neither applyTx nor the
 	// subscriptions, which read last_seq at every commit, need a query. open loads them;
@@ -223,6 +227,21 @@ func (d *DB) Changed() <-chan struct{} {
 	return d.changed
 }
 
+// announce counts what a committed transaction changed for the indexer and the webhook
+// dispatcher. It runs before notify, so that whoever wakes at the commit sees the count.
+func (d *DB) announce(tx *writeTx) {
+	if tx.text {
+		d.textWork.Add(1)
+	}
+	if tx.hooks {
+		d.hooksGen.Add(1)
+	}
+}
+
+// WebhooksGeneration grows with every webhook step and at Restore: while it stays, the list of
+// webhooks (not their queues or counts) is as it was.
+func (d *DB) WebhooksGeneration() uint64 { return d.hooksGen.Load() }
+
 func (d *DB) notify() {
 	d.feedMu.Lock()
 	close(d.changed)
@@ -294,6 +313,8 @@ func (d *DB) Restore(r io.Reader) error {
 	d.restores.Add(1)
 	d.generation.Add(1)
 	d.peersGen.Add(1)
+	d.textWork.Add(1)
+	d.hooksGen.Add(1)
 	d.notify()
 	return nil
 }

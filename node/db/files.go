@@ -166,6 +166,7 @@ func commitUpload(tx *writeTx, s *pb.FileStep) error {
 		s.Sha256, s.UploadId, s.Size, s.MediaType, s.Origin, tsNanos(s.At)); err != nil {
 		return err
 	}
+	tx.text = true // its text is to be extracted
 	_, err = tx.Exec(`DELETE FROM file_uploads WHERE upload_id = ?`, s.UploadId)
 	return err
 }
@@ -404,6 +405,7 @@ func (d *DB) SetExtractor(e Extractor, maxBytes int64) {
 	d.extractMu.Lock()
 	defer d.extractMu.Unlock()
 	d.extractor, d.extractMax = e, maxBytes
+	d.textWork.Add(1) // stored files may now have text to extract
 }
 
 // extractBatch is how many files one ExtractPending pass reads.
@@ -470,6 +472,7 @@ func (d *DB) storeFileText(sha, state, text string) error {
 			if _, err := tx.Exec(`INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM file_refs WHERE sha256 = ?`, sha); err != nil {
 				return false, err
 			}
+			tx.text = true
 		}
 		return true, nil
 	})

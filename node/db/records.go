@@ -155,6 +155,7 @@ func (d *DB) applySteps(steps []txStep) error {
 	}
 	d.applied.Store(index)
 	d.lastSeq.Store(seq)
+	d.announce(tx)
 	d.notify()
 	return nil
 }
@@ -167,6 +168,11 @@ func (d *DB) applySteps(steps []txStep) error {
 type writeTx struct {
 	c    *sql.Conn
 	done bool
+	// text is set by a step that queued a record for the full-text index or stored a file whose
+	// text the indexer extracts; hooks by one that changed the webhooks. The commit announces
+	// them (textWork, hooksGen) before it wakes anyone, so that the indexer and the webhook
+	// dispatcher need not look after every commit.
+	text, hooks bool
 }
 
 // begin starts a write transaction; the caller must call rollback when done.

@@ -60,6 +60,7 @@ func queueText(tx *writeTx, origin, id string) error {
 	if _, err := tx.Exec(sqlTextQueue, origin, id); err != nil {
 		return fmt.Errorf("text queue: %w", err)
 	}
+	tx.text = true
 	return nil
 }
 
@@ -144,6 +145,7 @@ func (d *DB) localTx(fn func(tx *writeTx) (commit bool, err error)) error {
 	if err := tx.commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	d.announce(tx)
 	return nil
 }
 
@@ -172,21 +174,23 @@ const (
 func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 	every := time.NewTicker(textEvery)
 	defer every.Stop()
-	// emptyAt is the applied index at which the queue was last found empty: an idle node's
-	// ticks then cost nothing.
+	// emptyAt is textWork when the queue was last found empty with no file left to extract:
+	// until a commit queues text or stores a file, neither a tick nor a commit costs a query,
+	// such as the disclosures a peer's every Query commits.
 	emptyAt, known := uint64(0), false
 	for ctx.Err() == nil {
-		if known && d.applied.Load() == emptyAt {
-			// Nothing was applied since the queue emptied.
+		if known && d.textWork.Load() == emptyAt {
+			// Nothing was queued since the queue emptied.
 		} else if d.quiet(ctx, every.C) {
-			d.ExtractPending(ctx, logErr)
+			at := d.textWork.Load()
+			more := d.ExtractPending(ctx, logErr) == extractBatch // files may be left
 			for {
-				changed, at := d.Changed(), d.applied.Load()
+				changed := d.Changed()
 				n, err := d.IndexText(textBatch)
 				if err != nil {
 					logErr(err)
 				}
-				if err == nil && n == 0 {
+				if err == nil && n == 0 && !more {
 					emptyAt, known = at, true
 				}
 				if err != nil || n < textBatch || isClosed(changed) {

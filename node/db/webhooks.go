@@ -148,6 +148,7 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 	at := s.At.AsTime()
 	w := s.Webhook
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
+		tx.hooks = true
 		cur, err := scanWebhook(tx.QueryRow(`SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, w.GetId()))
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err

@@ -121,7 +121,7 @@ func (d *Dispatcher) lead(ctx context.Context) {
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
 	for {
-		changed := d.c.DB.Changed()
+		changed, gen := d.c.DB.Changed(), d.c.DB.WebhooksGeneration()
 		hooks, err := d.c.DB.Webhooks(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.c.Logger.Warn("webhooks: list", "err", err)
@@ -147,8 +147,9 @@ func (d *Dispatcher) lead(ctx context.Context) {
 				delete(workers, key)
 			}
 		}
-		// Webhooks change rarely: the list is read again after a commit, at most every 50ms;
-		// leadership is checked at least every second (workers check it at every delivery).
+		// Webhooks change rarely: the list is read again after a commit that changed it (or
+		// after any commit, when it could not be read), at most every 50ms; leadership is
+		// checked at least every second (workers check it at every delivery).
 		select {
 		case <-ctx.Done():
 			return
@@ -160,6 +161,10 @@ func (d *Dispatcher) lead(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-changed:
+				changed = d.c.DB.Changed()
+				if err == nil && d.c.DB.WebhooksGeneration() == gen {
+					continue
+				}
 				break wait
 			case <-check.C:
 				if !d.c.Store.IsLeader() {
