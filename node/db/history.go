@@ -32,6 +32,15 @@ type HistoryVersion struct {
 	Values map[string]any
 }
 
+// The statements of the history on the write path; values the planner reads are bound as +? (see
+// noReprepare).
+const (
+	sqlHistoryAdd     = `INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields) VALUES (?,?,?,?,?,?,?,?,?)`
+	sqlHistoryNumbers = `UPDATE history SET fields = (SELECT json_group_object(key, value) FROM json_each(fields) WHERE type IN ('integer', 'real'))
+		WHERE origin = +? AND id = +?`
+	sqlHistoryDrop = `DELETE FROM history WHERE origin = +? AND id = +?`
+)
+
 // addHistory keeps the version of r that the entry applies. It is called in the entry's
 // transaction, so the history never holds what the records do not.
 //
@@ -47,12 +56,11 @@ func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombsto
 	} else {
 		// A delete erases the record's text (see store's erasure): its earlier versions keep
 		// only their numbers, which say what they counted, and lose their strings.
-		if _, err := tx.Exec(`UPDATE history SET fields = (SELECT json_group_object(key, value) FROM json_each(fields) WHERE type IN ('integer', 'real'))
-			WHERE origin = ? AND id = ?`, origin, r.Id); err != nil {
+		if _, err := tx.Exec(sqlHistoryNumbers, origin, r.Id); err != nil {
 			return err
 		}
 	}
-	_, err := tx.Exec(`INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields) VALUES (?,?,?,?,?,?,?,?,?)`,
+	_, err := tx.Exec(sqlHistoryAdd,
 		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields)
 	return err
 }
@@ -60,7 +68,7 @@ func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombsto
 // dropHistory removes every version of a cached record: a retraction withdraws what the record
 // ever contributed, so that a trend never shows what a policy no longer grants.
 func dropHistory(tx *writeTx, origin, id string) error {
-	_, err := tx.Exec(`DELETE FROM history WHERE origin = ? AND id = ?`, origin, id)
+	_, err := tx.Exec(sqlHistoryDrop, origin, id)
 	return err
 }
 
