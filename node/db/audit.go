@@ -77,8 +77,12 @@ func (e *AuditEntry) appendCanonical(b []byte) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends s as encoding/json quotes a string.
+// appendJSONString appends s as encoding/json quotes a string; a plain one (see plainJSON) as it
+// is.
 func appendJSONString(b []byte, s string) []byte {
+	if plainJSON(s) {
+		return append(append(append(b, '"'), s...), '"')
+	}
 	q, _ := json.Marshal(s) // a string always marshals
 	return append(b, q...)
 }

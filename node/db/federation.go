@@ -374,7 +374,7 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 			gone := &pb.Record{Id: id, Origin: c.Origin}
 			var version int64
 			var status int32
-			err := tx.QueryRow(`SELECT kind, crisis, region, version, status, exercise FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id).
+			err := tx.QueryRow(`SELECT kind, crisis, region, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, c.Origin, id).
 				Scan(&gone.Kind, &gone.Crisis, &gone.Region, &version, &status, &gone.Exercise)
 			if err == nil {
 				gone.Tombstone, gone.Status = true, pb.Status(status)
@@ -385,7 +385,7 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 				return err
 			}
 		}
-		if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, id); err != nil {
+		if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = +? AND id = +?`, c.Origin, id); err != nil {
 			return err
 		}
 		if err := queueText(tx, c.Origin, id); err != nil {

@@ -260,10 +260,13 @@ func sweepFiles(tx *writeTx, before int64) (removed bool, err error) {
 	return len(stale)+len(unnamed) > 0, nil
 }
 
+// sqlRefsDrop takes a record's file refs out as it is applied (see noReprepare for the +?).
+const sqlRefsDrop = `DELETE FROM file_refs WHERE origin = +? AND id = +? RETURNING sha256`
+
 // setRefs records the files a record names as it is applied (nothing for a tombstone or a
 // retraction: body nil). A cached record's file that no record names any more goes at once.
 func setRefs(tx *writeTx, origin, id string, body []byte) error {
-	old, err := queryStrings(tx, `DELETE FROM file_refs WHERE origin = ? AND id = ? RETURNING sha256`, origin, id)
+	old, err := queryStrings(tx, sqlRefsDrop, origin, id)
 	if err != nil {
 		return fmt.Errorf("file refs: %w", err)
 	}

@@ -36,19 +36,19 @@ import (
 // The statements of the index.
 const (
 	sqlTextQueue   = `INSERT OR IGNORE INTO text_pending (origin, id) VALUES (?, ?)`
-	sqlTextPending = `SELECT origin, id FROM text_pending LIMIT ?`
-	sqlTextDone    = `DELETE FROM text_pending WHERE origin = ? AND id = ?`
-	sqlTextOwn     = `SELECT body FROM records WHERE id = ? AND tombstone = 0`
-	sqlTextForeign = `SELECT body FROM foreign_records WHERE origin = ? AND id = ?`
+	sqlTextPending = `SELECT origin, id FROM text_pending LIMIT +?`
+	sqlTextDone    = `DELETE FROM text_pending WHERE origin = +? AND id = +?`
+	sqlTextOwn     = `SELECT body FROM records WHERE id = +? AND tombstone = 0`
+	sqlTextForeign = `SELECT body FROM foreign_records WHERE origin = +? AND id = +?`
 	sqlTextKey     = `INSERT OR IGNORE INTO text_keys (origin, id) VALUES (?, ?)`
-	sqlTextRow     = `SELECT rowid FROM text_keys WHERE origin = ? AND id = ?`
-	sqlTextDrop    = `DELETE FROM text_index WHERE rowid = (SELECT rowid FROM text_keys WHERE origin = ? AND id = ?)`
-	sqlTextUnkey   = `DELETE FROM text_keys WHERE origin = ? AND id = ?`
+	sqlTextRow     = `SELECT rowid FROM text_keys WHERE origin = +? AND id = +?`
+	sqlTextDrop    = `DELETE FROM text_index WHERE rowid = (SELECT rowid FROM text_keys WHERE origin = +? AND id = +?)`
+	sqlTextUnkey   = `DELETE FROM text_keys WHERE origin = +? AND id = +?`
 	sqlTextAdd     = `INSERT INTO text_index (rowid, text) VALUES (?, ?)`
-	sqlTextDropRow = `DELETE FROM text_index WHERE rowid = ?`
+	sqlTextDropRow = `DELETE FROM text_index WHERE rowid = +?`
 	// sqlTextFiles is the text extracted from the files a record names (see files.go).
 	sqlTextFiles = `SELECT group_concat(t.text, char(10)) FROM file_refs r JOIN file_text t ON t.sha256 = r.sha256
-		WHERE r.origin = ? AND r.id = ? AND t.text != ''`
+		WHERE r.origin = +? AND r.id = +? AND t.text != ''`
 )
 
 // queueText marks a record whose text changed (written, deleted, cached or retracted) for the
