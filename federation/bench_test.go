@@ -263,6 +263,7 @@ accept_purposes: [bench]
 				b.Fatal(err)
 			}
 		}
+		a.TextIndexed(b) // the indexer's backlog is the load's, not the Queries'
 	}
 	load()
 	bundles := x509bundle.NewSet(a.Bundle(), r.Bundle())
