@@ -1,9 +1,7 @@
 package federation_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"testing"
 	"time"
@@ -64,24 +62,12 @@ func BenchmarkModeQueryStream(b *testing.B) {
 	}
 	clients := map[*fedtest.Org]pb.FederationServiceClient{a: pb.NewFederationServiceClient(asPeer(b, r, a)), c: pb.NewFederationServiceClient(asPeer(b, r, c))}
 	query := func(src *fedtest.Org) int {
-		s, err := clients[src].Query(b.Context(), &pb.QueryRequest{Filter: &pb.Filter{Crisis: "bench", Limit: 10000}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := 0
-		for {
-			sr, err := s.Recv()
-			if errors.Is(err, io.EOF) {
-				return n
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+		req := &pb.QueryRequest{Filter: &pb.Filter{Crisis: "bench", Limit: 10000}}
+		return countQuery(b, clients[src], req, func(sr *pb.SharedRecord) {
 			if sr.Record.Status != pb.Status_ACTUAL {
 				b.Fatalf("%s sent %s of exercise %q in an actual Query", src.Name, sr.Record.Id, sr.Record.Exercise)
 			}
-			n++
-		}
+		})
 	}
 	a.TextIndexed(b)
 	c.TextIndexed(b)

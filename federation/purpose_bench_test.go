@@ -1,9 +1,6 @@
 package federation_test
 
 import (
-	"errors"
-	"fmt"
-	"io"
 	"testing"
 	"time"
 
@@ -34,7 +31,7 @@ func BenchmarkPurposeQueryStream(b *testing.B) {
 		if name == "a" {
 			return []string{"b"}
 		}
-		return nil
+		return []string{"a"} // r peers a too, so that a's subscription to r is not refused
 	}
 	f := fedtest.Start(b, opts)
 	a, r := f.Orgs[0], f.Orgs[1]
@@ -52,21 +49,7 @@ when: record.body.beds_free >= 0
 redact: [body.contact_phone]
 `+p.extra)
 	}
-	rc := pb.NewRecordServiceClient(a.Local(b))
-	load := func() {
-		for i := 0; i < records; i += 1000 {
-			var batch []*pb.Record
-			for j := i; j < i+1000; j++ {
-				batch = append(batch, &pb.Record{Id: fmt.Sprintf("s%05d", j), Kind: "shelter.capacity", Crisis: "bench", Region: "VR09",
-					Classification: pb.Classification_INTERNAL,
-					Body:           fmt.Appendf(nil, `{"municipality":"m%d","beds_total":100,"beds_free":%d,"contact_phone":"0301234567"}`, j, j%100)})
-			}
-			if _, err := rc.PutBatch(fedtest.Call(b), &pb.PutBatchRequest{Records: batch}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		a.TextIndexed(b) // the indexer's backlog is the load's, not the Queries'
-	}
+	load := func() { loadShelters(b, a, records) }
 	load()
 	bundles := x509bundle.NewSet(a.Bundle(), r.Bundle())
 	type caller struct {
@@ -85,24 +68,12 @@ redact: [body.contact_phone]
 	}
 	callers := [2]caller{dial(stated, "bench"), dial(none, "")}
 	query := func(c caller) int {
-		s, err := c.fc.Query(b.Context(), &pb.QueryRequest{Filter: &pb.Filter{Crisis: "bench", Limit: records}, Purpose: c.purpose})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := 0
-		for {
-			sr, err := s.Recv()
-			if errors.Is(err, io.EOF) {
-				return n
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+		req := &pb.QueryRequest{Filter: &pb.Filter{Crisis: "bench", Limit: records}, Purpose: c.purpose}
+		return countQuery(b, c.fc, req, func(sr *pb.SharedRecord) {
 			if len(sr.Redacted) != 1 {
 				b.Fatalf("%s: redacted %v, want body.contact_phone", sr.Record.Id, sr.Redacted)
 			}
-			n++
-		}
+		})
 	}
 	for _, c := range callers { // untimed: later Queries send records each holds
 		if n := query(c); n != records {
