@@ -62,7 +62,11 @@ const (
 // as every entry so far was hashed. The strings are quoted by encoding/json itself; only the
 // struct is laid out by hand, without reflection, because it runs for every entry written and
 // verified. TestCanonicalIsJSON and FuzzCanonical hold it to json.Marshal of the struct.
-func (e *AuditEntry) appendCanonical(b []byte) []byte {
+func (e *AuditEntry) appendCanonical(b []byte) []byte { return e.appendCanonicalQuoted(b, nil) }
+
+// appendCanonicalQuoted is appendCanonical with the detail already quoted, as appendJSONString
+// quotes it, when quotedDetail is not nil.
+func (e *AuditEntry) appendCanonicalQuoted(b, quotedDetail []byte) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendInt(b, e.Seq, 10)
 	b = append(b, `,"at":`...)
@@ -74,7 +78,11 @@ func (e *AuditEntry) appendCanonical(b []byte) []byte {
 	b = append(b, `,"subject":`...)
 	b = appendJSONString(b, e.Subject)
 	b = append(b, `,"detail":`...)
-	b = appendJSONString(b, e.Detail)
+	if quotedDetail != nil {
+		b = append(b, quotedDetail...)
+	} else {
+		b = appendJSONString(b, e.Detail)
+	}
 	return append(b, '}')
 }
 
@@ -133,20 +141,27 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// quoteInner is s quoted as appendJSONString quotes it, without the quotes around it.
+func quoteInner(s string) string {
+	q := appendJSONString(nil, s)
+	return string(q[1 : len(q)-1])
+}
+
 // chainer hashes entries one after another, reusing its hash state and buffer.
 type chainer struct {
 	h   hash.Hash
 	buf []byte
 }
 
-// hash is SHA-256 over prev and e's canonical encoding.
-func (c *chainer) hash(prev []byte, e *AuditEntry) []byte {
+// hash is SHA-256 over prev and e's canonical encoding, with e's detail quoted as quotedDetail
+// when that is not nil.
+func (c *chainer) hash(prev []byte, e *AuditEntry, quotedDetail []byte) []byte {
 	if c.h == nil {
 		c.h = sha256.New()
 	} else {
 		c.h.Reset()
 	}
-	c.buf = e.appendCanonical(c.buf[:0])
+	c.buf = e.appendCanonicalQuoted(c.buf[:0], quotedDetail)
 	c.h.Write(prev)
 	c.h.Write(c.buf)
 	return c.h.Sum(make([]byte, 0, sha256.Size))
@@ -191,19 +206,21 @@ func (a *auditor) add(at time.Time, actor, action, subject string, detail any) e
 
 // addRaw appends an entry whose detail is already a JSON object.
 func (a *auditor) addRaw(at time.Time, actor, action, subject, detail string) error {
-	return a.addMany(at, actor, action, 1, func(int) (string, string) { return subject, detail })
+	return a.addMany(at, actor, action, 1, func(int) (string, string, []byte) { return subject, detail, nil })
 }
 
 // addMany appends n entries of one time, actor and action; entry gives the subject and the
-// detail (a JSON object) of the i-th. The entries are chained in order, as n calls of addRaw
-// would chain them, and inserted in bulk.
-func (a *auditor) addMany(at time.Time, actor, action string, n int, entry func(i int) (subject, detail string)) error {
+// detail (a JSON object) of the i-th, and the detail quoted as appendJSONString quotes it, or nil
+// (the quoted bytes are read before entry is called again). The entries are chained in order, as
+// n calls of addRaw would chain them, and inserted in bulk.
+func (a *auditor) addMany(at time.Time, actor, action string, n int, entry func(i int) (subject, detail string, quotedDetail []byte)) error {
 	e := AuditEntry{At: at, Actor: actor, Action: action}
 	var c chainer
 	err := auditRows.exec(a.tx, []any{at.UnixNano(), actor, action}, n, func(i int, args []any) []any {
-		e.Subject, e.Detail = entry(i)
+		var quoted []byte
+		e.Subject, e.Detail, quoted = entry(i)
 		e.Seq, e.PrevHash = a.seq+1, a.prev
-		e.Hash = c.hash(a.prev, &e)
+		e.Hash = c.hash(a.prev, &e, quoted)
 		a.seq, a.prev = e.Seq, e.Hash
 		return append(args, e.Seq, e.Subject, e.Detail, e.PrevHash, e.Hash)
 	})
@@ -349,7 +366,7 @@ func (d *DB) AuditVerify(ctx context.Context, anchor AuditAnchor) (AuditReport, 
 				rep.FirstBroken, rep.Problem = e.Seq, fmt.Sprintf("expected entry %d here, found %d: entries were deleted or reordered", want, e.Seq)
 			case !bytes.Equal(e.PrevHash, prev):
 				rep.FirstBroken, rep.Problem = e.Seq, "its previous-hash does not match the entry before it: entries were deleted or reordered"
-			case !bytes.Equal(e.Hash, c.hash(prev, &e)):
+			case !bytes.Equal(e.Hash, c.hash(prev, &e, nil)):
 				rep.FirstBroken, rep.Problem = e.Seq, "its hash does not match its contents: the entry was changed"
 			}
 			if rep.FirstBroken == 0 && anchor.Seq != 0 && e.Seq == anchor.Seq && hex.EncodeToString(e.Hash) != anchor.Hash {
