@@ -348,6 +348,20 @@ func (o *Org) Metric(tb testing.TB, name string, labels map[string]string) float
 	return sum
 }
 
+// TextIndexed waits until the org's full-text index has taken in every record written so far:
+// the index is kept behind the writes, and a benchmark that times reads right after a load would
+// time the indexer's backlog with them.
+func (o *Org) TextIndexed(tb testing.TB) {
+	tb.Helper()
+	Eventually(tb, time.Minute, o.Name+"'s full-text index takes every record in", func() (bool, string) {
+		left, err := o.Node.DB().TextPending(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return left == 0, fmt.Sprintf("%d records left", left)
+	})
+}
+
 // Eventually waits, up to within, until cond holds, checking every 10ms. When it does not, the
 // test fails with what and the last state cond described.
 func Eventually(tb testing.TB, within time.Duration, what string, cond func() (bool, string)) {

@@ -56,45 +56,57 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			if err != nil {
 				return err
 			}
-			purposes := map[string][]byte{} // the purposes member, by the policies' JSON
-			var detail []byte
-			err = a.addMany(at, c.RecipientId, AuditDisclosure, len(fresh), func(i int) (string, string) {
+			// An entry's detail is {"policies":…,"purposes":…,"recipient":…,"stated_purpose":…,
+			// "version":…,"via":…}: the keys in the order json.Marshal sorts a map's keys, as
+			// earlier entries were written; purposes and stated_purpose only when the command
+			// records purposes, so that an entry of an older command keeps its bytes. All but the
+			// version is the same for the records of one set of policies: it is built, and quoted
+			// for the chain's hash, once per set (quoting is per character, so the quoted detail
+			// is the quoted parts around the version's digits).
+			type parts struct{ head, quotedHead string }
+			heads := map[string]parts{} // by the policies' JSON, "" for none (null)
+			tail := `,"via":` + string(via) + `}`
+			quotedTail := quoteInner(tail)
+			var detail, quoted []byte
+			err = a.addMany(at, c.RecipientId, AuditDisclosure, len(fresh), func(i int) (string, string, []byte) {
 				x := c.Disclosed[fresh[i]]
-				// {"policies":…,"purposes":…,"recipient":…,"stated_purpose":…,"version":…,"via":…}:
-				// the keys in the order json.Marshal sorts a map's keys, as earlier entries
-				// were written. purposes and stated_purpose only when the command records
-				// purposes, so that an entry of an older command keeps its bytes.
-				detail = append(detail[:0], `{"policies":`...)
-				if x.Policies == nil {
-					detail = append(detail, "null"...)
-				} else {
-					detail = append(detail, pols[fresh[i]]...)
+				key := ""
+				if x.Policies != nil {
+					key = pols[fresh[i]]
 				}
-				if c.RecordsPurpose {
-					p, ok := purposes[pols[fresh[i]]]
-					if !ok {
+				h, ok := heads[key]
+				if !ok {
+					b := []byte(`{"policies":`)
+					if x.Policies == nil {
+						b = append(b, "null"...)
+					} else {
+						b = append(b, key...)
+					}
+					if c.RecordsPurpose {
 						m := make(map[string]string, len(x.Policies))
 						for _, id := range x.Policies {
 							m[id] = c.PolicyPurposes[id]
 						}
-						p, _ = json.Marshal(m)
-						purposes[pols[fresh[i]]] = p
+						p, _ := json.Marshal(m)
+						b = append(b, `,"purposes":`...)
+						b = append(b, p...)
 					}
-					detail = append(detail, `,"purposes":`...)
-					detail = append(detail, p...)
+					b = append(b, `,"recipient":`...)
+					b = append(b, recipient...)
+					if c.RecordsPurpose {
+						b = append(b, `,"stated_purpose":`...)
+						b = append(b, stated...)
+					}
+					b = append(b, `,"version":`...)
+					h = parts{string(b), quoteInner(string(b))}
+					heads[key] = h
 				}
-				detail = append(detail, `,"recipient":`...)
-				detail = append(detail, recipient...)
-				if c.RecordsPurpose {
-					detail = append(detail, `,"stated_purpose":`...)
-					detail = append(detail, stated...)
-				}
-				detail = append(detail, `,"version":`...)
-				detail = strconv.AppendInt(detail, x.Version, 10)
-				detail = append(detail, `,"via":`...)
-				detail = append(detail, via...)
-				detail = append(detail, '}')
-				return x.RecordId, string(detail)
+				detail = strconv.AppendInt(append(detail[:0], h.head...), x.Version, 10)
+				detail = append(detail, tail...)
+				quoted = append(append(quoted[:0], '"'), h.quotedHead...)
+				quoted = strconv.AppendInt(quoted, x.Version, 10)
+				quoted = append(append(quoted, quotedTail...), '"')
+				return x.RecordId, string(detail), quoted
 			})
 			if err != nil {
 				return err
@@ -150,7 +162,7 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 				}
 			}
 			var detail []byte
-			err = a.addMany(at, c.RecipientId, AuditRetraction, len(c.Retracted), func(i int) (string, string) {
+			err = a.addMany(at, c.RecipientId, AuditRetraction, len(c.Retracted), func(i int) (string, string, []byte) {
 				x := c.Retracted[i]
 				// {"reason":…,"recipient":…}, as json.Marshal writes the map.
 				reason, _ := json.Marshal(x.Reason)
@@ -159,7 +171,7 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 				detail = append(detail, `,"recipient":`...)
 				detail = append(detail, recipient...)
 				detail = append(detail, '}')
-				return x.RecordId, string(detail)
+				return x.RecordId, string(detail), nil
 			})
 			if err != nil {
 				return err
