@@ -409,6 +409,21 @@ CREATE TABLE retractions (
 	PRIMARY KEY (recipient, record_id)
 ) WITHOUT ROWID;
 `,
+	// 17: the full-text index becomes a word index (see text.go): the trigram index goes, its
+	// keys start again, the vocabulary of indexed words comes with a trigram index of its own,
+	// and every record stored so far is queued to be indexed again. The shards of the word
+	// index (text_shard_N) are made by the indexer as it needs them.
+	`
+DROP TABLE text_index;
+DELETE FROM text_keys;
+CREATE TABLE text_words (
+	id   INTEGER PRIMARY KEY,
+	word TEXT NOT NULL UNIQUE
+);
+CREATE VIRTUAL TABLE text_vocab USING fts5(word, content = 'text_words', content_rowid = 'id', tokenize = 'trigram');
+INSERT OR IGNORE INTO text_pending (origin, id) SELECT '', id FROM records WHERE tombstone = 0;
+INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM foreign_records;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.
