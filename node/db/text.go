@@ -690,10 +690,8 @@ func (d *DB) matchExpr(ctx context.Context, terms []string) (string, error) {
 func termExpr(alts [][]string) string {
 	phrases := 1
 	for _, a := range alts {
-		if len(a) == 0 {
+		if phrases *= len(a); len(a) == 0 || phrases > maxTermPhrases {
 			phrases = maxTermPhrases + 1
-		}
-		if phrases *= len(a); phrases > maxTermPhrases {
 			break
 		}
 	}
