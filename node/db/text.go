@@ -470,26 +470,19 @@ type TextFilter struct {
 }
 
 // Ranking reads windows of the newest matches of a shard. bm25 must score every match before it
-// can order them: a window of the newest textWindow matches is scored and read best first, a
-// page at a time, then the next older window, then the next older shard, so that a query costs
-// about the same however much it matches, and recent records come first among equals.
+// can order them: a window of the newest textWindow matches is ranked, on the index alone, and
+// its records read best first, a page at a time, then the next older window, then the next older
+// shard, so that a query costs about the same however much it matches, and recent records come
+// first among equals.
 const (
 	textWindow = 1024
 	textPage   = 128
 )
 
-// textWhere is f's filters on table t (records or foreign_records) for the FTS5 query match over
-// shard, with the window of rows from lower (inclusive, 0: none) to upper (exclusive, 0: none).
-func textWhere(shard, t, match string, f TextFilter, lower, upper int64) (string, []any) {
-	where := []string{shard + " MATCH ?"}
-	args := []any{match}
-	if lower > 0 {
-		where, args = append(where, shard+".rowid >= ?"), append(args, lower)
-	}
-	if upper > 0 {
-		where, args = append(where, shard+".rowid < ?"), append(args, upper)
-	}
-	where, args = append(where, t+".status = ?", t+".exercise = ?"), append(args, int32(f.Mode.Status), f.Mode.Exercise)
+// textWhere is f's filters on table t (records or foreign_records).
+func textWhere(t string, f TextFilter) (string, []any) {
+	where := []string{t + ".status = ?", t + ".exercise = ?"}
+	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
 	if len(f.Kinds) > 0 {
 		where = append(where, t+".kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")")
 		args = append(args, anySlice(f.Kinds)...)
@@ -507,15 +500,15 @@ func textWhere(shard, t, match string, f TextFilter, lower, upper int64) (string
 	if !f.UpdatedSince.IsZero() {
 		where, args = append(where, t+".updated_at >= ?"), append(args, f.UpdatedSince.UnixNano())
 	}
-	return " WHERE " + strings.Join(where, " AND ") + " ORDER BY " + shard + ".rank", args
+	return strings.Join(where, " AND "), args
 }
 
-// eachText runs a ranked query (from: its SELECT … FROM … JOIN part for a shard, with pre its
-// arguments; t: its records table) over the shards, newest first, and the windows of f's
-// matches in each, newest window first, and calls fn for each row scan reads, best first, until
-// fn returns false. A page of rows is read and its statement done before fn sees any of it, so
-// fn may take its time.
-func eachText[T any](ctx context.Context, d *DB, f TextFilter, from func(shard string) string, t string, pre []any, scan func(*sql.Rows) (T, error), fn func(T) (bool, error)) error {
+// eachText runs f's query over the shards, newest first, and the windows of its matches in
+// each, newest window first. It ranks a window's rows on the index, then reads their records
+// (from: textOwnFrom or textForeignFrom, with pre its arguments; t: its records table) a page at
+// a time, and calls fn for each that f's filters keep, best first, until fn returns false. A
+// page is read and its statement done before fn sees any of it, so fn may take its time.
+func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(scanner, ...any) (T, error), fn func(T) (bool, error)) error {
 	match, err := d.matchExpr(ctx, f.Terms)
 	if err != nil || match == "" {
 		return err
@@ -524,6 +517,7 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from func(shard s
 	if err != nil {
 		return err
 	}
+	filters, fargs := textWhere(t, f)
 	for _, shard := range shards {
 		upper := int64(0)
 		for {
@@ -540,25 +534,47 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from func(shard s
 				return err
 			}
 			last := errors.Is(err, sql.ErrNoRows) // the window reaches the shard's oldest match
-			where, args := textWhere(shard, t, match, f, lower, upper)
-			for offset := 0; ; offset += textPage {
-				var page []T
-				q := from(shard) + where + ` LIMIT ` + strconv.Itoa(textPage) + ` OFFSET ` + strconv.Itoa(offset)
-				err := d.eachRow(ctx, q, append(append([]any{}, pre...), args...), func(rows *sql.Rows) error {
-					v, err := scan(rows)
-					page = append(page, v)
+			// The window's rows, best first.
+			rq := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ?`
+			rargs := []any{match}
+			if lower > 0 {
+				rq, rargs = rq+` AND rowid >= ?`, append(rargs, lower)
+			}
+			if upper > 0 {
+				rq, rargs = rq+` AND rowid < ?`, append(rargs, upper)
+			}
+			var ranked []int64
+			err = d.eachRow(ctx, rq+` ORDER BY rank`, rargs, func(rows *sql.Rows) error {
+				var row int64
+				err := rows.Scan(&row)
+				ranked = append(ranked, row)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			for len(ranked) > 0 {
+				page := ranked[:min(textPage, len(ranked))]
+				ranked = ranked[len(page):]
+				args := append(append(slices.Clone(pre), anySlice(page)...), fargs...)
+				found := make(map[int64]T, len(page))
+				err := d.eachRow(ctx, textPageQuery(from, filters, len(page)), args, func(rows *sql.Rows) error {
+					var row int64
+					v, err := scan(rows, &row)
+					found[row] = v
 					return err
 				})
 				if err != nil {
 					return err
 				}
-				for _, v := range page {
+				for _, row := range page {
+					v, ok := found[row]
+					if !ok {
+						continue
+					}
 					if more, err := fn(v); err != nil || !more {
 						return err
 					}
-				}
-				if len(page) < textPage {
-					break
 				}
 			}
 			if last {
@@ -569,6 +585,21 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from func(shard s
 	}
 	return nil
 }
+
+// textPageQuery reads the records of n rows of the index that filters keep.
+func textPageQuery(from, filters string, n int) string {
+	return from + ` WHERE text_keys.rowid IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `) AND ` + filters
+}
+
+// The FROM parts of EachTextMatch and EachForeignTextMatch, whose last column is the row of the
+// index. A CROSS JOIN and +text_keys.origin keep the planner on the page's rows, not on the
+// records of a mode or kind, nor on every key of an origin (TestTextPagePlan).
+var (
+	textOwnFrom = `SELECT ` + qualified("records", recordColumns) + `, text_keys.rowid FROM text_keys
+		CROSS JOIN records ON records.id = text_keys.id AND records.tombstone = 0 AND +text_keys.origin = ''`
+	textForeignFrom = `SELECT ` + qualified("foreign_records", foreignColumns) + `, text_keys.rowid FROM text_keys
+		CROSS JOIN foreign_records ON foreign_records.origin = text_keys.origin AND foreign_records.id = text_keys.id AND +text_keys.origin = ?`
+)
 
 // textShards are the tables of the index's shards, newest first.
 func (d *DB) textShards(ctx context.Context) ([]string, error) {
@@ -599,12 +630,7 @@ func (d *DB) textShards(ctx context.Context) ([]string, error) {
 // windows of the newest matches (see textWindow), until fn returns false. A page of records is
 // read before fn sees any of it, so fn may take its time.
 func (d *DB) EachTextMatch(ctx context.Context, f TextFilter, fn func(*pb.Record) (bool, error)) error {
-	from := func(shard string) string {
-		return `SELECT ` + qualified("records", recordColumns) + ` FROM ` + shard + `
-		JOIN text_keys ON text_keys.rowid = ` + shard + `.rowid AND text_keys.origin = ''
-		JOIN records ON records.id = text_keys.id AND records.tombstone = 0`
-	}
-	if err := eachText(ctx, d, f, from, "records", nil, func(rows *sql.Rows) (*pb.Record, error) { return scanRecord(rows) }, fn); err != nil {
+	if err := eachText(ctx, d, f, textOwnFrom, "records", nil, func(rows scanner, extra ...any) (*pb.Record, error) { return scanRecord(rows, extra...) }, fn); err != nil {
 		return fmt.Errorf("db: text search: %w", err)
 	}
 	return nil
@@ -612,12 +638,7 @@ func (d *DB) EachTextMatch(ctx context.Context, f TextFilter, fn func(*pb.Record
 
 // EachForeignTextMatch is EachTextMatch over the records cached from origin.
 func (d *DB) EachForeignTextMatch(ctx context.Context, origin string, f TextFilter, fn func(Foreign) (bool, error)) error {
-	from := func(shard string) string {
-		return `SELECT ` + qualified("foreign_records", foreignColumns) + ` FROM ` + shard + `
-		JOIN text_keys ON text_keys.rowid = ` + shard + `.rowid AND text_keys.origin = ?
-		JOIN foreign_records ON foreign_records.origin = text_keys.origin AND foreign_records.id = text_keys.id`
-	}
-	if err := eachText(ctx, d, f, from, "foreign_records", []any{origin}, scanForeign, fn); err != nil {
+	if err := eachText(ctx, d, f, textForeignFrom, "foreign_records", []any{origin}, scanForeignExtra, fn); err != nil {
 		return fmt.Errorf("db: text search of the cache: %w", err)
 	}
 	return nil
