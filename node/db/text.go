@@ -475,7 +475,7 @@ type TextFilter struct {
 // shard, so that a query costs about the same however much it matches, and recent records come
 // first among equals.
 const (
-	textWindow = 1024
+	textWindow = 512
 	textPage   = 128
 )
 

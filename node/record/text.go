@@ -2,6 +2,7 @@ package record
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -129,7 +130,7 @@ func (q *TextQuery) Snippet(texts []string) string {
 		for _, term := range q.Terms {
 			tr := []rune(term)
 			for i := 0; i+len(tr) <= len(folded); i++ {
-				if string(folded[i:i+len(tr)]) == term {
+				if folded[i] == tr[0] && slices.Equal(folded[i:i+len(tr)], tr) {
 					spans = append(spans, span{i, i + len(tr)})
 					i += len(tr) - 1
 				}
