@@ -35,8 +35,9 @@ import (
 // records were first indexed. bm25 counts, for each word of a query, the rows that hold it
 // before it scores one; over a shard that is at most 65,536 rows, not the whole index, so a query
 // costs about the same at a million records as at a hundred thousand. A search reads the newest
-// shard first, in windows of its newest matches (see textWindow). The vocabulary only grows: a
-// word no record holds any more finds nothing in the shards.
+// shard first, in windows of its newest matches (see textWindow). Once a record was taken out or
+// replaced, a sweep of the vocabulary takes out the words no shard holds any more (SweepText), so
+// that a deleted record's words leave the vocabulary as its body leaves the records.
 //
 // The index is kept beside the replicated state, not in it. The FSM only queues the record
 // (text_pending, one small row in the same transaction), and IndexText takes the queue into the
@@ -139,6 +140,11 @@ func (d *DB) IndexText(max int) (int, error) {
 		if err := b.addWords(); err != nil {
 			return false, err
 		}
+		if b.dropped {
+			if _, err := tx.Exec(`UPDATE text_sweep SET dirty = dirty + 1`); err != nil {
+				return false, err
+			}
+		}
 		taken = len(queued)
 		return taken > 0, nil
 	})
@@ -196,9 +202,11 @@ const (
 )
 
 // RunTextIndexer keeps the index up to date until ctx ends. Once the store has had no commit for
-// a moment it takes the whole queue in, a batch at a time, and stops at the next commit; while
+// a moment it takes the whole queue in, a batch at a time, then sweeps the vocabulary (SweepText),
+// and stops at the next commit; while
 // writes keep coming without such a moment, it takes one batch every textEvery, so that a bulk
-// load is hardly slowed and the index still moves. Errors go to logErr, and it goes on.
+// load is hardly slowed and the index still moves (and the sweep takes a step). Errors go to
+// logErr, and it goes on.
 func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 	every := time.NewTicker(textEvery)
 	defer every.Stop()
@@ -223,8 +231,21 @@ func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 					break
 				}
 			}
-		} else if _, err := d.IndexText(textBatch); err != nil && ctx.Err() == nil {
-			logErr(err)
+			for changed := d.Changed(); ctx.Err() == nil && !isClosed(changed); {
+				if done, err := d.SweepText(ctx); err != nil || done {
+					if err != nil {
+						logErr(err)
+					}
+					break
+				}
+			}
+		} else {
+			if _, err := d.IndexText(textBatch); err != nil && ctx.Err() == nil {
+				logErr(err)
+			}
+			if _, err := d.SweepText(ctx); err != nil && ctx.Err() == nil {
+				logErr(err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -304,6 +325,8 @@ type textBatchState struct {
 	shards map[int64]bool
 	words  map[string]struct{}
 	buf    []string
+	// dropped is set when the batch took a record's words out: some may be in no record now.
+	dropped bool
 }
 
 // index puts a live record's body, and the text of the files it names, in the index, replacing
@@ -335,6 +358,7 @@ func (b *textBatchState) index(origin, id string, body []byte, files string) err
 		if _, err := tx.Exec(`DELETE FROM `+textShard(row)+` WHERE rowid = ?`, row); err != nil {
 			return fmt.Errorf("text index: %w", err)
 		}
+		b.dropped = true
 	}
 	text := bodyText(body)
 	if files != "" {
@@ -386,7 +410,113 @@ func (b *textBatchState) unindex(origin, id string) error {
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
+	b.dropped = true
 	return nil
+}
+
+// textSweepChunk is how many words of the vocabulary one SweepText step checks.
+const textSweepChunk = 256
+
+// SweepText takes one step of the vocabulary's sweep: it checks the next words against every
+// shard and takes out those no shard holds. A pass starts once records were taken out or
+// replaced, and another after it if more were meanwhile. It reports whether no pass is under way
+// or due any more. The words are checked on the read handle, and the few orphans again in the
+// write transaction that takes them out, so that the writer is held briefly.
+func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
+	var dirty, next int64
+	if err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT dirty, next FROM text_sweep`).Scan(&dirty, &next)
+	}); err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	if dirty == 0 && next == 0 {
+		return true, nil
+	}
+	var words []textWord
+	err = d.eachRow(ctx, `SELECT id, word FROM text_words WHERE id >= ? ORDER BY id LIMIT `+strconv.Itoa(textSweepChunk), []any{next}, func(rows *sql.Rows) error {
+		var w textWord
+		err := rows.Scan(&w.id, &w.text)
+		words = append(words, w)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	shards, err := d.textShards(ctx)
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	held := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}, w string) (bool, error) {
+		for _, shard := range shards {
+			var in bool
+			if err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+shard+` WHERE `+shard+` MATCH ?)`, ftsString(w)).Scan(&in); err != nil || in {
+				return in, err
+			}
+		}
+		return false, nil
+	}
+	var orphans []textWord
+	err = d.read(func(ro *sql.DB) error {
+		for _, w := range words {
+			in, err := held(ro, w.text)
+			if err != nil {
+				return err
+			}
+			if !in {
+				orphans = append(orphans, w)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	err = d.localTx(func(tx *writeTx) (bool, error) {
+		for _, w := range orphans {
+			if in, err := held(tx.c, w.text); err != nil || in {
+				if err != nil {
+					return false, err
+				}
+				continue
+			}
+			if _, err := tx.Exec(`INSERT INTO text_vocab (text_vocab, rowid, word) VALUES ('delete', ?, ?)`, w.id, w.text); err != nil {
+				return false, err
+			}
+			if _, err := tx.Exec(`DELETE FROM text_words WHERE id = ?`, w.id); err != nil {
+				return false, err
+			}
+		}
+		switch {
+		case next == 0: // a pass begins: what was dropped so far is in it
+			_, err = tx.Exec(`UPDATE text_sweep SET dirty = 0, next = ?`, nextWord(words, 1))
+		case len(words) < textSweepChunk: // the pass ends
+			_, err = tx.Exec(`UPDATE text_sweep SET next = 0`)
+			done = true
+		default:
+			_, err = tx.Exec(`UPDATE text_sweep SET next = ?`, nextWord(words, next))
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	return done && dirty == 0, nil
+}
+
+// textWord is a word of the vocabulary.
+type textWord struct {
+	id   int64
+	text string
+}
+
+// nextWord is the id after the last of words, or from when there are none.
+func nextWord(words []textWord, from int64) int64 {
+	if len(words) == 0 {
+		return from
+	}
+	return words[len(words)-1].id + 1
 }
 
 // addWords puts the batch's words in the vocabulary.

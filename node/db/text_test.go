@@ -337,7 +337,7 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := h.Exec(`DROP TABLE text_vocab; DROP TABLE text_words;
+	if _, err := h.Exec(`DROP TABLE text_vocab; DROP TABLE text_words; DROP TABLE text_sweep;
 		CREATE VIRTUAL TABLE text_index USING fts5(text, tokenize = 'trigram remove_diacritics 1', content = '', contentless_delete = 1);
 		PRAGMA user_version = 16`); err != nil {
 		t.Fatal(err)
@@ -353,5 +353,55 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 	}
 	if got := cachedTextIDs(t, d, "vergunning"); got != "g1" {
 		t.Errorf("after the migration the cache search finds %q, want g1", got)
+	}
+}
+
+// TestTextSweepForgetsWords: once a record is deleted or its text replaced, the sweep takes the
+// words no record holds any more out of the vocabulary and its trigram index, and keeps the
+// words that other records still hold.
+func TestTextSweepForgetsWords(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	sweep := func() {
+		t.Helper()
+		for range 100 {
+			if done, err := d.SweepText(context.Background()); err != nil {
+				t.Fatal(err)
+			} else if done {
+				return
+			}
+		}
+		t.Fatal("the sweep did not end within 100 steps")
+	}
+	has := func(word string) bool {
+		t.Helper()
+		inTable, inTrigrams, err := db.TextVocabularyHas(d, word)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inTable != inTrigrams {
+			t.Fatalf("%q: in the vocabulary %v, in its trigram index %v", word, inTable, inTrigrams)
+		}
+		return inTable
+	}
+	a.apply(put("s1", `{"notes":"Jansenhof opvang"}`), put("s2", `{"notes":"Pietersplein opvang"}`), put("s3", `{"notes":"opvang"}`))
+	textIDs(t, d, "opvang", db.TextFilter{}, 100)
+	sweep()
+	if !has("jansenhof") || !has("pietersplein") || !has("opvang") {
+		t.Fatal("the vocabulary lacks an indexed word")
+	}
+	a.apply(del("s1", 1), withVersion(put("s2", `{"notes":"Gemeentehuis opvang"}`), 1))
+	textIDs(t, d, "opvang", db.TextFilter{}, 100)
+	if !has("jansenhof") {
+		t.Fatal("the word left before the sweep: the test does not test the sweep")
+	}
+	sweep()
+	for word, want := range map[string]bool{"jansenhof": false, "pietersplein": false, "opvang": true, "gemeentehuis": true} {
+		if got := has(word); got != want {
+			t.Errorf("after the sweep the vocabulary holds %q: %v, want %v", word, got, want)
+		}
+	}
+	if got := textIDs(t, d, "jansen", db.TextFilter{}, 100); len(got) != 0 {
+		t.Errorf("jansen finds %q after the delete", got)
 	}
 }
