@@ -641,8 +641,8 @@ type TextFilter struct {
 // shard, so that a query costs about the same however much it matches, and recent records come
 // first among equals.
 const (
-	textWindow = 512
-	textPage   = 128
+	textWindow = 256
+	textPage   = 100
 )
 
 // textWhere is f's filters on table t (records or foreign_records).
