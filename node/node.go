@@ -310,6 +310,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}
 	}})
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
+	auditSvc.Settle = searchSvc.Settle
 	var svid identity.Source
 	if n.ident != nil {
 		svid = n.ident.source

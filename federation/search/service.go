@@ -68,6 +68,11 @@ type Config struct {
 type Service struct {
 	pb.UnsafeSearchServiceServer
 	c Config
+	// audits are the searches' audit entries proposed to Raft and not yet committed, by ticket.
+	auditMu  sync.Mutex
+	auditCnd *sync.Cond
+	ticket   uint64
+	audits   map[uint64]bool
 }
 
 var _ pb.SearchServiceServer = (*Service)(nil)
@@ -77,7 +82,9 @@ func New(c Config) *Service {
 	if c.Tracer == nil {
 		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	return &Service{c: c}
+	s := &Service{c: c, audits: map[uint64]bool{}}
+	s.auditCnd = sync.NewCond(&s.auditMu)
+	return s
 }
 
 // RegisterService registers the service on s.
@@ -174,6 +181,9 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 	}
 	for _, lf := range peerserver.ListFilters(f) {
 		for {
+			// Read no more than the hits still wanted: a page of 1000 for a search of 100
+			// cost ten times the List it is.
+			lf.PageSize = min(lf.PageSize, limit-len(hits))
 			recs, next, err := s.c.DB.List(ctx, lf)
 			if err != nil {
 				return nil, err
@@ -315,7 +325,10 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 	return hits, age
 }
 
-// audit records who searched for what and what each peer answered.
+// audit records who searched for what and what each peer answered. The entry enters the Raft
+// log before the answer goes out, and is committed (an fsync) while the answer travels: the
+// search does not wait for it. A failure to record is logged, as it was when the search waited;
+// Settle waits for the entries of the searches answered so far.
 func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, purpose string, resp *pb.SearchResponse) {
 	caller, _ := api.CallerFrom(ctx)
 	peers := map[string]string{}
@@ -324,9 +337,49 @@ func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, purpose stri
 	}
 	detail, _ := json.Marshal(map[string]any{"filter": req.GetFilter().String(), "hits": len(resp.Hits), "peers": peers, "partial": resp.Partial, "stated_purpose": purpose})
 	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: db.AuditSearch, Subject: req.GetFilter().GetCrisis(), Detail: string(detail)}
-	if _, err := s.c.Store.Apply(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
-		s.c.Logger.Warn("could not audit a search", "err", err)
+	s.auditMu.Lock()
+	s.ticket++
+	t := s.ticket
+	s.audits[t] = true
+	s.auditMu.Unlock()
+	wait := s.c.Store.ApplyAsync(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}})
+	go func() {
+		if _, err := wait(); err != nil {
+			s.c.Logger.Warn("could not audit a search", "err", err)
+		}
+		s.auditMu.Lock()
+		delete(s.audits, t)
+		s.auditCnd.Broadcast()
+		s.auditMu.Unlock()
+	}()
+}
+
+// Settle waits until the audit entries of every search answered before it are committed or have
+// failed, or ctx ends: a reader of the audit log then sees the searches that were answered.
+func (s *Service) Settle(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		s.auditMu.Lock()
+		s.auditCnd.Broadcast()
+		s.auditMu.Unlock()
+	})
+	defer stop()
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	upTo := s.ticket
+	for ctx.Err() == nil {
+		pending := false
+		for t := range s.audits {
+			if t <= upTo {
+				pending = true
+				break
+			}
+		}
+		if !pending {
+			return nil
+		}
+		s.auditCnd.Wait()
 	}
+	return ctx.Err()
 }
 
 // foreignPage is how many cached records Picture reads at a time.

@@ -525,7 +525,11 @@ func (d *DB) ForeignCount(ctx context.Context, f ForeignFilter) (int, error) {
 // foreignColumns are the columns scanForeign reads, in its order.
 const foreignColumns = `origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, policies, redacted, received_at, status, exercise`
 
-func scanForeign(rows *sql.Rows) (Foreign, error) {
+func scanForeign(rows *sql.Rows) (Foreign, error) { return scanForeignExtra(rows) }
+
+// scanForeignExtra is scanForeign of a row with more columns after foreignColumns, read into
+// extra.
+func scanForeignExtra(rows scanner, extra ...any) (Foreign, error) {
 	var (
 		r                               pb.Record
 		fr                              Foreign
@@ -533,7 +537,7 @@ func scanForeign(rows *sql.Rows) (Foreign, error) {
 		labels, pol, red                string
 		updated, validUntil, receivedAt int64
 	)
-	if err := rows.Scan(&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt, &status, &r.Exercise); err != nil {
+	if err := rows.Scan(append([]any{&r.Origin, &r.Id, &fr.Peer, &r.Kind, &r.Crisis, &r.Region, &class, &labels, &r.Body, &r.Version, &updated, &validUntil, &pol, &red, &receivedAt, &status, &r.Exercise}, extra...)...); err != nil {
 		return fr, err
 	}
 	r.Classification = pb.Classification(class)
@@ -561,7 +565,7 @@ func sortedLabelKeys(labels map[string]string) []string {
 	return keys
 }
 
-func anySlice(s []string) []any {
+func anySlice[T any](s []T) []any {
 	out := make([]any, len(s))
 	for i, v := range s {
 		out[i] = v

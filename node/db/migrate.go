@@ -409,7 +409,28 @@ CREATE TABLE retractions (
 	PRIMARY KEY (recipient, record_id)
 ) WITHOUT ROWID;
 `,
-	// the change feed keyed by mode, then seq: a feed in one mode is one range scan, which
+	// 17: the full-text index becomes a word index (see text.go): the trigram index goes, its
+	// keys start again, the vocabulary of indexed words comes with a trigram index of its own and
+	// the state of its sweep, and every record stored so far is queued to be indexed again. The shards of the word
+	// index (text_shard_N) are made by the indexer as it needs them.
+	`
+DROP TABLE text_index;
+DELETE FROM text_keys;
+CREATE TABLE text_words (
+	id   INTEGER PRIMARY KEY,
+	word TEXT NOT NULL UNIQUE
+);
+CREATE VIRTUAL TABLE text_vocab USING fts5(word, content = 'text_words', content_rowid = 'id', tokenize = 'trigram');
+CREATE TABLE text_sweep (
+	id    INTEGER PRIMARY KEY CHECK (id = 1),
+	dirty INTEGER NOT NULL,  -- records taken out or replaced since the last pass began
+	next  INTEGER NOT NULL   -- the next word id the pass under way checks; 0: none under way
+);
+INSERT INTO text_sweep (id, dirty, next) VALUES (1, 0, 0);
+INSERT OR IGNORE INTO text_pending (origin, id) SELECT '', id FROM records WHERE tombstone = 0;
+INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM foreign_records;
+`,
+	// 18: the change feed keyed by mode, then seq: a feed in one mode is one range scan, which
 	// never steps over another mode's changes (an actual feed passed over every exercise's), at
 	// no cost to a write, which still adds one row to one tree.
 	`

@@ -7,31 +7,51 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"google.golang.org/grpc/codes"
+
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// The full-text index. text_index is an FTS5 table with the trigram tokenizer, which finds a term
-// anywhere in a word (Dutch compounds: "vergunning" in "tewerkstellingsvergunning") and, with
-// remove_diacritics, "coordinatie" in "coördinatie". It holds every string value of each live
-// record's body, own (origin '') and cached from peers (origin: the peer's trust domain), so that
-// what it holds follows from the record alone. It is contentless, the text being in the records,
-// and text_keys maps each record to its row.
+// The full-text index is a word index. Each record's text (every string value of its body, and
+// the text of the files it names) is folded as record.Normalize folds it and split into words
+// (record.AppendWords); the words go into an FTS5 table with the ascii tokenizer, which then
+// sees exactly those words. Every word also goes into the vocabulary (text_words), which has a
+// trigram index of its own (text_vocab). A query term is found through its words: a part of a
+// word ("vergunning", "coordinatie") is looked up in the vocabulary, which names the words that
+// hold it ("tewerkstellingsvergunning", "coördinatie" folded), and the index is asked for any of
+// them (see matchExpr). Common words thus cost what their own postings cost, not what the
+// postings of their trigrams cost. The index holds own records (origin '') and those cached from
+// peers (origin: the peer's trust domain); text_keys maps each record to its row. It is
+// contentless, the text being in the records.
 //
-// The index is kept beside the replicated state, not in it. A trigram index costs about twice
-// what the rest of a write costs, so the FSM only queues the record (text_pending, one small row
-// in the same transaction), and IndexText takes the queue into the index in batches: at once
-// when the node is quiet, slowly while writes keep coming (see RunTextIndexer), and fully before
-// a search reads it (CatchUpText). A bulk load thus runs at the speed of the store, and the index
-// catches up when it ends. Every replica keeps its own index; a snapshot carries the queue, so a
-// restored replica finishes what it holds.
+// The index is sharded by row: text_shard_N holds the rows N·2^16 to (N+1)·2^16-1, in the order
+// records were first indexed. bm25 counts, for each word of a query, the rows that hold it
+// before it scores one; over a shard that is at most 65,536 rows, not the whole index, so a query
+// costs about the same at a million records as at a hundred thousand. A search reads the newest
+// shard first, in windows of its newest matches (see textWindow). Once a record was taken out or
+// replaced, a sweep of the vocabulary takes out the words no shard holds any more (SweepText), so
+// that a deleted record's words leave the vocabulary as its body leaves the records.
+//
+// The index is kept beside the replicated state, not in it. The FSM only queues the record
+// (text_pending, one small row in the same transaction), and IndexText takes the queue into the
+// index in batches: at once when the node is quiet, slowly while writes keep coming (see
+// RunTextIndexer), and fully before a search reads it (CatchUpText). A bulk load thus runs at
+// the speed of the store, and the index catches up when it ends. Every replica keeps its own
+// index; a snapshot carries the queue, so a restored replica finishes what it holds.
 //
 // The index only finds candidates. Which fields a kind searches, whether the words really occur,
 // and what a reader may see of a record are decided above it (record.TextQuery.Match): a
 // redacted field can never make a record match for a recipient.
+
+// textShardBits is log2 of the rows of a shard; a test makes shards small.
+var textShardBits = 16
 
 // The statements of the index.
 const (
@@ -42,14 +62,21 @@ const (
 	sqlTextForeign = `SELECT body FROM foreign_records WHERE origin = +? AND id = +?`
 	sqlTextKey     = `INSERT OR IGNORE INTO text_keys (origin, id) VALUES (?, ?)`
 	sqlTextRow     = `SELECT rowid FROM text_keys WHERE origin = +? AND id = +?`
-	sqlTextDrop    = `DELETE FROM text_index WHERE rowid = (SELECT rowid FROM text_keys WHERE origin = +? AND id = +?)`
 	sqlTextUnkey   = `DELETE FROM text_keys WHERE origin = +? AND id = +?`
-	sqlTextAdd     = `INSERT INTO text_index (rowid, text) VALUES (?, ?)`
-	sqlTextDropRow = `DELETE FROM text_index WHERE rowid = +?`
 	// sqlTextFiles is the text extracted from the files a record names (see files.go).
 	sqlTextFiles = `SELECT group_concat(t.text, char(10)) FROM file_refs r JOIN file_text t ON t.sha256 = r.sha256
 		WHERE r.origin = +? AND r.id = +? AND t.text != ''`
+	// The vocabulary: a batch's words go in at once, and the new ones (above the highest id
+	// before) into its trigram index.
+	sqlTextWordsTop = `SELECT coalesce(max(id), 0) FROM text_words`
+	sqlTextWordsAdd = `INSERT OR IGNORE INTO text_words (word) SELECT value FROM json_each(?)`
+	sqlTextVocabAdd = `INSERT INTO text_vocab (rowid, word) SELECT id, word FROM text_words WHERE id > +?`
 )
+
+// textShard is the table of the shard that holds row.
+func textShard(row int64) string { return textShardName(row >> textShardBits) }
+
+func textShardName(n int64) string { return "text_shard_" + strconv.FormatInt(n, 10) }
 
 // queueText marks a record whose text changed (written, deleted, cached or retracted) for the
 // index. It is all the FSM does for the index.
@@ -87,27 +114,37 @@ func (d *DB) IndexText(max int) (int, error) {
 		if err := rows.Err(); err != nil {
 			return false, err
 		}
+		b := textBatchState{tx: tx, shards: map[int64]bool{}, words: map[string]struct{}{}, stmts: map[string]*sql.Stmt{}}
+		defer b.close()
 		for _, k := range queued {
 			var body []byte
 			if k.origin == "" {
-				err = tx.QueryRow(sqlTextOwn, k.id).Scan(&body)
+				err = b.queryRow(sqlTextOwn, []any{k.id}, &body)
 			} else {
-				err = tx.QueryRow(sqlTextForeign, k.origin, k.id).Scan(&body)
+				err = b.queryRow(sqlTextForeign, []any{k.origin, k.id}, &body)
 			}
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				err = unindexText(tx, k.origin, k.id)
+				err = b.unindex(k.origin, k.id)
 			case err == nil:
 				var files sql.NullString
-				if err = tx.QueryRow(sqlTextFiles, k.origin, k.id).Scan(&files); err == nil {
-					err = indexText(tx, k.origin, k.id, body, files.String)
+				if err = b.queryRow(sqlTextFiles, []any{k.origin, k.id}, &files); err == nil {
+					err = b.index(k.origin, k.id, body, files.String)
 				}
 			}
 			if err == nil {
-				_, err = tx.Exec(sqlTextDone, k.origin, k.id)
+				_, err = b.exec(sqlTextDone, k.origin, k.id)
 			}
 			if err != nil {
 				return false, fmt.Errorf("%s/%s: %w", k.origin, k.id, err)
+			}
+		}
+		if err := b.addWords(); err != nil {
+			return false, err
+		}
+		if b.dropped {
+			if _, err := tx.Exec(`UPDATE text_sweep SET dirty = dirty + 1`); err != nil {
+				return false, err
 			}
 		}
 		taken = len(queued)
@@ -168,9 +205,11 @@ const (
 )
 
 // RunTextIndexer keeps the index up to date until ctx ends. Once the store has had no commit for
-// a moment it takes the whole queue in, a batch at a time, and stops at the next commit; while
+// a moment it takes the whole queue in, a batch at a time, then sweeps the vocabulary (SweepText),
+// and stops at the next commit; while
 // writes keep coming without such a moment, it takes one batch every textEvery, so that a bulk
-// load is hardly slowed and the index still moves. Errors go to logErr, and it goes on.
+// load is hardly slowed and the index still moves (and the sweep takes a step). Errors go to
+// logErr, and it goes on.
 func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 	every := time.NewTicker(textEvery)
 	defer every.Stop()
@@ -197,8 +236,26 @@ func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 					break
 				}
 			}
-		} else if _, err := d.IndexText(textBatch); err != nil && ctx.Err() == nil {
-			logErr(err)
+			swept := false
+			for changed := d.Changed(); ctx.Err() == nil && !isClosed(changed); {
+				done, err := d.SweepText(ctx)
+				if err != nil {
+					logErr(err)
+				}
+				if swept = done; err != nil || done {
+					break
+				}
+			}
+			if !swept {
+				known = false // a commit cut the sweep short: go on at the next quiet moment
+			}
+		} else {
+			if _, err := d.IndexText(textBatch); err != nil && ctx.Err() == nil {
+				logErr(err)
+			}
+			if _, err := d.SweepText(ctx); err != nil && ctx.Err() == nil {
+				logErr(err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -271,31 +328,267 @@ func (d *DB) CatchUpText(ctx context.Context, budget int) (int64, error) {
 // the same writes without them in the same run.
 var textIndexOff bool
 
-// indexText puts a live record's body, and the text of the files it names, in the index,
-// replacing what it held of the record.
-func indexText(tx *writeTx, origin, id string, body []byte, files string) error {
+// textBatchState is one IndexText batch: the shards it made sure of, and the words it saw, for
+// the vocabulary.
+type textBatchState struct {
+	tx     *writeTx
+	shards map[int64]bool
+	words  map[string]struct{}
+	buf    []string
+	// dropped is set when the batch took a record's words out: some may be in no record now.
+	dropped bool
+	// stmts are the statements the batch prepared, to run once a record.
+	stmts map[string]*sql.Stmt
+}
+
+func (b *textBatchState) prepare(q string) (*sql.Stmt, error) {
+	if st, ok := b.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := b.tx.c.PrepareContext(context.Background(), q)
+	if err != nil {
+		return nil, err
+	}
+	b.stmts[q] = st
+	return st, nil
+}
+
+func (b *textBatchState) exec(q string, args ...any) (sql.Result, error) {
+	st, err := b.prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.Exec(args...)
+}
+
+func (b *textBatchState) queryRow(q string, args []any, dest ...any) error {
+	st, err := b.prepare(q)
+	if err != nil {
+		return err
+	}
+	return st.QueryRow(args...).Scan(dest...)
+}
+
+func (b *textBatchState) close() {
+	for _, st := range b.stmts {
+		st.Close()
+	}
+}
+
+// index puts a live record's body, and the text of the files it names, in the index, replacing
+// what it held of the record.
+func (b *textBatchState) index(origin, id string, body []byte, files string) error {
 	if textIndexOff {
 		return nil
 	}
-	res, err := tx.Exec(sqlTextKey, origin, id)
+	res, err := b.exec(sqlTextKey, origin, id)
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
 	var row int64
+	fresh := false
 	if n, _ := res.RowsAffected(); n == 1 {
 		row, err = res.LastInsertId() // a new key: nothing of it in the index yet
-	} else if err = tx.QueryRow(sqlTextRow, origin, id).Scan(&row); err == nil {
-		_, err = tx.Exec(sqlTextDropRow, row)
+		fresh = true
+	} else {
+		err = b.queryRow(sqlTextRow, []any{origin, id}, &row)
 	}
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
+	}
+	if err := b.shard(row); err != nil {
+		return err
+	}
+	if !fresh {
+		if _, err := b.exec(`DELETE FROM `+textShard(row)+` WHERE rowid = ?`, row); err != nil {
+			return fmt.Errorf("text index: %w", err)
+		}
+		b.dropped = true
 	}
 	text := bodyText(body)
 	if files != "" {
 		text += "\n" + files
 	}
-	if _, err := tx.Exec(sqlTextAdd, row, text); err != nil {
+	b.buf = record.AppendWords(b.buf[:0], record.Normalize(text))
+	for _, w := range b.buf {
+		b.words[w] = struct{}{}
+	}
+	if _, err := b.exec(`INSERT INTO `+textShard(row)+` (rowid, text) VALUES (?, ?)`, row, strings.Join(b.buf, " ")); err != nil {
 		return fmt.Errorf("text index: %w", err)
+	}
+	return nil
+}
+
+// shard makes sure the shard of row exists.
+func (b *textBatchState) shard(row int64) error {
+	n := row >> textShardBits
+	if b.shards[n] {
+		return nil
+	}
+	if _, err := b.tx.Exec(`CREATE VIRTUAL TABLE IF NOT EXISTS ` + textShardName(n) +
+		` USING fts5(text, tokenize = 'ascii', content = '', contentless_delete = 1)`); err != nil {
+		return fmt.Errorf("text index: shard %d: %w", n, err)
+	}
+	b.shards[n] = true
+	return nil
+}
+
+// unindex takes a record out of the index.
+func (b *textBatchState) unindex(origin, id string) error {
+	if textIndexOff {
+		return nil
+	}
+	var row int64
+	err := b.queryRow(sqlTextRow, []any{origin, id}, &row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err == nil {
+		err = b.shard(row)
+	}
+	if err == nil {
+		_, err = b.exec(`DELETE FROM `+textShard(row)+` WHERE rowid = ?`, row)
+	}
+	if err == nil {
+		_, err = b.exec(sqlTextUnkey, origin, id)
+	}
+	if err != nil {
+		return fmt.Errorf("text index: %w", err)
+	}
+	b.dropped = true
+	return nil
+}
+
+// textSweepChunk is how many words of the vocabulary one SweepText step checks.
+const textSweepChunk = 256
+
+// SweepText takes one step of the vocabulary's sweep: it checks the next words against every
+// shard and takes out those no shard holds. A pass starts once records were taken out or
+// replaced, and another after it if more were meanwhile. It reports whether no pass is under way
+// or due any more. The words are checked on the read handle, and the few orphans again in the
+// write transaction that takes them out, so that the writer is held briefly.
+func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
+	var dirty, next int64
+	if err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT dirty, next FROM text_sweep`).Scan(&dirty, &next)
+	}); err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	if dirty == 0 && next == 0 {
+		return true, nil
+	}
+	var words []textWord
+	err = d.eachRow(ctx, `SELECT id, word FROM text_words WHERE id >= ? ORDER BY id LIMIT `+strconv.Itoa(textSweepChunk), []any{next}, func(rows *sql.Rows) error {
+		var w textWord
+		err := rows.Scan(&w.id, &w.text)
+		words = append(words, w)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	shards, err := d.textShards(ctx)
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	held := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}, w string) (bool, error) {
+		for _, shard := range shards {
+			var in bool
+			if err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+shard+` WHERE `+shard+` MATCH ?)`, ftsString(w)).Scan(&in); err != nil || in {
+				return in, err
+			}
+		}
+		return false, nil
+	}
+	var orphans []textWord
+	err = d.read(func(ro *sql.DB) error {
+		for _, w := range words {
+			in, err := held(ro, w.text)
+			if err != nil {
+				return err
+			}
+			if !in {
+				orphans = append(orphans, w)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	err = d.localTx(func(tx *writeTx) (bool, error) {
+		for _, w := range orphans {
+			if in, err := held(tx.c, w.text); err != nil || in {
+				if err != nil {
+					return false, err
+				}
+				continue
+			}
+			if _, err := tx.Exec(`INSERT INTO text_vocab (text_vocab, rowid, word) VALUES ('delete', ?, ?)`, w.id, w.text); err != nil {
+				return false, err
+			}
+			if _, err := tx.Exec(`DELETE FROM text_words WHERE id = ?`, w.id); err != nil {
+				return false, err
+			}
+		}
+		switch {
+		case next == 0: // a pass begins: what was dropped so far is in it
+			_, err = tx.Exec(`UPDATE text_sweep SET dirty = 0, next = ?`, nextWord(words, 1))
+		case len(words) < textSweepChunk: // the pass ends
+			_, err = tx.Exec(`UPDATE text_sweep SET next = 0`)
+			done = true
+		default:
+			_, err = tx.Exec(`UPDATE text_sweep SET next = ?`, nextWord(words, next))
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		return false, fmt.Errorf("db: text sweep: %w", err)
+	}
+	return done && dirty == 0, nil
+}
+
+// textWord is a word of the vocabulary.
+type textWord struct {
+	id   int64
+	text string
+}
+
+// nextWord is the id after the last of words, or from when there are none.
+func nextWord(words []textWord, from int64) int64 {
+	if len(words) == 0 {
+		return from
+	}
+	return words[len(words)-1].id + 1
+}
+
+// addWords puts the batch's words in the vocabulary.
+func (b *textBatchState) addWords() error {
+	if len(b.words) == 0 {
+		return nil
+	}
+	words := make([]string, 0, len(b.words))
+	for w := range b.words {
+		words = append(words, w)
+	}
+	list, err := json.Marshal(words)
+	if err != nil {
+		return err
+	}
+	var top int64
+	if err := b.tx.QueryRow(sqlTextWordsTop).Scan(&top); err != nil {
+		return fmt.Errorf("text vocabulary: %w", err)
+	}
+	res, err := b.tx.Exec(sqlTextWordsAdd, string(list))
+	if err != nil {
+		return fmt.Errorf("text vocabulary: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		if _, err := b.tx.Exec(sqlTextVocabAdd, top); err != nil {
+			return fmt.Errorf("text vocabulary: %w", err)
+		}
 	}
 	return nil
 }
@@ -337,20 +630,6 @@ func bodyText(body []byte) string {
 	}
 }
 
-// unindexText takes a record out of the index.
-func unindexText(tx *writeTx, origin, id string) error {
-	if textIndexOff {
-		return nil
-	}
-	if _, err := tx.Exec(sqlTextDrop, origin, id); err != nil {
-		return fmt.Errorf("text index: %w", err)
-	}
-	if _, err := tx.Exec(sqlTextUnkey, origin, id); err != nil {
-		return fmt.Errorf("text index: %w", err)
-	}
-	return nil
-}
-
 // TextFilter selects the candidates of a full-text search. Zero fields do not filter.
 type TextFilter struct {
 	// Terms are the words and phrases each of which a record must hold (record.TextQuery.Terms).
@@ -365,28 +644,20 @@ type TextFilter struct {
 	Mode Mode
 }
 
-// Ranking reads windows of the newest matches. bm25 must score every match before it can order
-// them, and a common word matches a fifth of a million records: at some 2 µs a match that is
-// most of a second. A window of the newest textWindow matches is scored and read best first, a
-// page at a time, then the next older window, so that a query costs about the same however much
-// it matches, and recent records come first among equals.
+// Ranking reads windows of the newest matches of a shard. bm25 must score every match before it
+// can order them: a window of the newest textWindow matches is ranked, on the index alone, and
+// its records read best first, a page at a time, then the next older window, then the next older
+// shard, so that a query costs about the same however much it matches, and recent records come
+// first among equals.
 const (
-	textWindow = 1024
-	textPage   = 128
+	textWindow = 256
+	textPage   = 100
 )
 
-// textWhere is f's filters on table t (records or foreign_records), with the window of index rows
-// from lower (inclusive, 0: none) to upper (exclusive, 0: none).
-func textWhere(t string, f TextFilter, lower, upper int64) (string, []any) {
-	where := []string{"text_index MATCH ?"}
-	args := []any{matchExpr(f.Terms)}
-	if lower > 0 {
-		where, args = append(where, "text_index.rowid >= ?"), append(args, lower)
-	}
-	if upper > 0 {
-		where, args = append(where, "text_index.rowid < ?"), append(args, upper)
-	}
-	where, args = append(where, t+".status = ?", t+".exercise = ?"), append(args, int32(f.Mode.Status), f.Mode.Exercise)
+// textWhere is f's filters on table t (records or foreign_records).
+func textWhere(t string, f TextFilter) (string, []any) {
+	where := []string{t + ".status = ?", t + ".exercise = ?"}
+	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
 	if len(f.Kinds) > 0 {
 		where = append(where, t+".kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")")
 		args = append(args, anySlice(f.Kinds)...)
@@ -404,66 +675,137 @@ func textWhere(t string, f TextFilter, lower, upper int64) (string, []any) {
 	if !f.UpdatedSince.IsZero() {
 		where, args = append(where, t+".updated_at >= ?"), append(args, f.UpdatedSince.UnixNano())
 	}
-	return " WHERE " + strings.Join(where, " AND ") + " ORDER BY text_index.rank", args
+	return strings.Join(where, " AND "), args
 }
 
-// eachText runs a ranked query (from: its SELECT … FROM … JOIN part, with pre its arguments;
-// t: its records table) over the windows of f's matches, newest window first, and calls fn for
-// each row scan reads, best first, until fn returns false. A page of rows is read and its
-// statement done before fn sees any of it, so fn may take its time.
-func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(*sql.Rows) (T, error), fn func(T) (bool, error)) error {
-	match := matchExpr(f.Terms)
-	upper := int64(0)
-	for {
-		// The window's lower bound: the textWindow-th newest match below upper, if there is one.
-		bq := `SELECT rowid FROM text_index WHERE text_index MATCH ?`
-		bargs := []any{match}
-		if upper > 0 {
-			bq, bargs = bq+` AND rowid < ?`, append(bargs, upper)
-		}
-		bq += ` ORDER BY rowid DESC LIMIT 1 OFFSET ` + strconv.Itoa(textWindow-1)
-		var lower int64
-		err := d.read(func(ro *sql.DB) error { return ro.QueryRowContext(ctx, bq, bargs...).Scan(&lower) })
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		last := errors.Is(err, sql.ErrNoRows) // the window reaches the oldest match
-		where, args := textWhere(t, f, lower, upper)
-		for offset := 0; ; offset += textPage {
-			var page []T
-			q := from + where + ` LIMIT ` + strconv.Itoa(textPage) + ` OFFSET ` + strconv.Itoa(offset)
-			err := d.eachRow(ctx, q, append(append([]any{}, pre...), args...), func(rows *sql.Rows) error {
-				v, err := scan(rows)
-				page = append(page, v)
+// eachText runs f's query over the shards, newest first, and the windows of its matches in
+// each, newest window first. It ranks a window's rows on the index, then reads their records
+// (from: textOwnFrom or textForeignFrom, with pre its arguments; t: its records table) a page at
+// a time, and calls fn for each that f's filters keep, best first, until fn returns false. A
+// page is read and its statement done before fn sees any of it, so fn may take its time.
+func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(scanner, ...any) (T, error), fn func(T) (bool, error)) error {
+	match, err := d.matchExpr(ctx, f.Terms)
+	if err != nil || match == "" {
+		return err
+	}
+	shards, err := d.textShards(ctx)
+	if err != nil {
+		return err
+	}
+	filters, fargs := textWhere(t, f)
+	for _, shard := range shards {
+		upper := int64(0)
+		for {
+			// The window's lower bound: the textWindow-th newest match below upper, if there is one.
+			bq := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ?`
+			bargs := []any{match}
+			if upper > 0 {
+				bq, bargs = bq+` AND rowid < ?`, append(bargs, upper)
+			}
+			bq += ` ORDER BY rowid DESC LIMIT 1 OFFSET ` + strconv.Itoa(textWindow-1)
+			var lower int64
+			err := d.read(func(ro *sql.DB) error { return ro.QueryRowContext(ctx, bq, bargs...).Scan(&lower) })
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			last := errors.Is(err, sql.ErrNoRows) // the window reaches the shard's oldest match
+			// The window's rows, best first.
+			rq := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ?`
+			rargs := []any{match}
+			if lower > 0 {
+				rq, rargs = rq+` AND rowid >= ?`, append(rargs, lower)
+			}
+			if upper > 0 {
+				rq, rargs = rq+` AND rowid < ?`, append(rargs, upper)
+			}
+			var ranked []int64
+			err = d.eachRow(ctx, rq+` ORDER BY rank`, rargs, func(rows *sql.Rows) error {
+				var row int64
+				err := rows.Scan(&row)
+				ranked = append(ranked, row)
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			for _, v := range page {
-				if more, err := fn(v); err != nil || !more {
+			for len(ranked) > 0 {
+				page := ranked[:min(textPage, len(ranked))]
+				ranked = ranked[len(page):]
+				args := append(append(slices.Clone(pre), anySlice(page)...), fargs...)
+				found := make(map[int64]T, len(page))
+				err := d.eachRow(ctx, textPageQuery(from, filters, len(page)), args, func(rows *sql.Rows) error {
+					var row int64
+					v, err := scan(rows, &row)
+					found[row] = v
+					return err
+				})
+				if err != nil {
 					return err
 				}
+				for _, row := range page {
+					v, ok := found[row]
+					if !ok {
+						continue
+					}
+					if more, err := fn(v); err != nil || !more {
+						return err
+					}
+				}
 			}
-			if len(page) < textPage {
+			if last {
 				break
 			}
+			upper = lower
 		}
-		if last {
-			return nil
-		}
-		upper = lower
 	}
+	return nil
+}
+
+// textPageQuery reads the records of n rows of the index that filters keep.
+func textPageQuery(from, filters string, n int) string {
+	return from + ` WHERE text_keys.rowid IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `) AND ` + filters
+}
+
+// The FROM parts of EachTextMatch and EachForeignTextMatch, whose last column is the row of the
+// index. A CROSS JOIN and +text_keys.origin keep the planner on the page's rows, not on the
+// records of a mode or kind, nor on every key of an origin (TestTextPagePlan).
+var (
+	textOwnFrom = `SELECT ` + qualified("records", recordColumns) + `, text_keys.rowid FROM text_keys
+		CROSS JOIN records ON records.id = text_keys.id AND records.tombstone = 0 AND +text_keys.origin = ''`
+	textForeignFrom = `SELECT ` + qualified("foreign_records", foreignColumns) + `, text_keys.rowid FROM text_keys
+		CROSS JOIN foreign_records ON foreign_records.origin = text_keys.origin AND foreign_records.id = text_keys.id AND +text_keys.origin = ?`
+)
+
+// textShards are the tables of the index's shards, newest first.
+func (d *DB) textShards(ctx context.Context) ([]string, error) {
+	var ns []int64
+	err := d.eachRow(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'text_shard_[0-9]*'`, nil, func(rows *sql.Rows) error {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		// Not the shards' own tables (text_shard_N_data and the like).
+		if n, err := strconv.ParseInt(strings.TrimPrefix(name, "text_shard_"), 10, 64); err == nil {
+			ns = append(ns, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ns)
+	shards := make([]string, len(ns))
+	for i, n := range ns {
+		shards[len(ns)-1-i] = textShardName(n)
+	}
+	return shards, nil
 }
 
 // EachTextMatch calls fn for the live own records the index finds for f, best first within
 // windows of the newest matches (see textWindow), until fn returns false. A page of records is
 // read before fn sees any of it, so fn may take its time.
 func (d *DB) EachTextMatch(ctx context.Context, f TextFilter, fn func(*pb.Record) (bool, error)) error {
-	from := `SELECT ` + qualified("records", recordColumns) + ` FROM text_index
-		JOIN text_keys ON text_keys.rowid = text_index.rowid AND text_keys.origin = ''
-		JOIN records ON records.id = text_keys.id AND records.tombstone = 0`
-	if err := eachText(ctx, d, f, from, "records", nil, func(rows *sql.Rows) (*pb.Record, error) { return scanRecord(rows) }, fn); err != nil {
+	if err := eachText(ctx, d, f, textOwnFrom, "records", nil, func(rows scanner, extra ...any) (*pb.Record, error) { return scanRecord(rows, extra...) }, fn); err != nil {
 		return fmt.Errorf("db: text search: %w", err)
 	}
 	return nil
@@ -471,24 +813,136 @@ func (d *DB) EachTextMatch(ctx context.Context, f TextFilter, fn func(*pb.Record
 
 // EachForeignTextMatch is EachTextMatch over the records cached from origin.
 func (d *DB) EachForeignTextMatch(ctx context.Context, origin string, f TextFilter, fn func(Foreign) (bool, error)) error {
-	from := `SELECT ` + qualified("foreign_records", foreignColumns) + ` FROM text_index
-		JOIN text_keys ON text_keys.rowid = text_index.rowid AND text_keys.origin = ?
-		JOIN foreign_records ON foreign_records.origin = text_keys.origin AND foreign_records.id = text_keys.id`
-	if err := eachText(ctx, d, f, from, "foreign_records", []any{origin}, scanForeign, fn); err != nil {
+	if err := eachText(ctx, d, f, textForeignFrom, "foreign_records", []any{origin}, scanForeignExtra, fn); err != nil {
 		return fmt.Errorf("db: text search of the cache: %w", err)
 	}
 	return nil
 }
 
-// matchExpr is the FTS5 query that finds the candidates for terms: each term a phrase of its
-// trigrams, quoted as a string so that nothing in it is read as syntax.
-func matchExpr(terms []string) string {
-	parts := make([]string, len(terms))
-	for i, t := range terms {
-		parts[i] = `"` + strings.ReplaceAll(t, `"`, `""`) + `"`
+// Limits of a query's expansion through the vocabulary.
+const (
+	// maxPartWords is how many words of the vocabulary a part of a word may stand for. A part
+	// that stands for more leaves the choice to the query's other words, or, with none, the
+	// query is refused as too broad.
+	maxPartWords = 4096
+	// maxTermPhrases is how many phrases a term of several words may become (the words its
+	// first word may be the end of); beyond, its words are asked for each on its own.
+	maxTermPhrases = 16
+)
+
+// matchExpr is the FTS5 query that finds the candidates for terms: every term, as the words of
+// the index that it spans (record.TermWords). A word that a term may hold only in part stands
+// for the words of the vocabulary that end with it, or, alone, that hold it; the last word for
+// every word that starts with it (a prefix query). Each word is quoted as a string, so that
+// nothing in it is read as syntax. It is "" when no record can hold a term: a part of a word
+// that is in no word of the vocabulary.
+func (d *DB) matchExpr(ctx context.Context, terms []string) (string, error) {
+	var exprs []string
+	for _, term := range terms {
+		words, openStart, openEnd := record.TermWords(term)
+		alts := make([][]string, len(words)) // nil: any word
+		broad := true
+		for i, w := range words {
+			left, right := i == 0 && openStart, i == len(words)-1 && openEnd
+			switch {
+			case !left && !right:
+				alts[i] = []string{ftsString(w)}
+			case !left:
+				alts[i] = []string{ftsString(w) + " *"}
+			case utf8.RuneCountInString(w) < 3:
+				// Too short for the vocabulary's trigrams: any word, the other words decide.
+				continue
+			default:
+				found, err := d.vocabulary(ctx, w, right)
+				if err != nil {
+					return "", err
+				}
+				if len(found) == 0 {
+					return "", nil
+				}
+				if len(found) > maxPartWords {
+					continue
+				}
+				for _, v := range found {
+					alts[i] = append(alts[i], ftsString(v))
+				}
+			}
+			broad = false
+		}
+		if broad {
+			continue
+		}
+		exprs = append(exprs, termExpr(alts))
 	}
-	return strings.Join(parts, " AND ")
+	if len(exprs) == 0 {
+		return "", &record.FieldError{Field: "filter.text", Code: codes.InvalidArgument,
+			Reason: fmt.Sprintf("every word is part of more than %d words: search for a longer word", maxPartWords)}
+	}
+	return strings.Join(exprs, " AND "), nil
 }
+
+// termExpr is one term's query: a phrase of its words, or several where its first word stands
+// for several, or, where that makes too many phrases or a word may be any, each word on its own.
+func termExpr(alts [][]string) string {
+	phrases := 1
+	for _, a := range alts {
+		if phrases *= len(a); len(a) == 0 || phrases > maxTermPhrases {
+			phrases = maxTermPhrases + 1
+			break
+		}
+	}
+	if phrases <= maxTermPhrases {
+		out := []string{""}
+		for _, a := range alts {
+			var next []string
+			for _, p := range out {
+				for _, w := range a {
+					if p == "" {
+						next = append(next, w)
+					} else {
+						next = append(next, p+" + "+w)
+					}
+				}
+			}
+			out = next
+		}
+		return "(" + strings.Join(out, " OR ") + ")"
+	}
+	var groups []string
+	for _, a := range alts {
+		if len(a) > 0 {
+			groups = append(groups, "("+strings.Join(a, " OR ")+")")
+		}
+	}
+	return "(" + strings.Join(groups, " AND ") + ")"
+}
+
+// vocabulary is the words of the vocabulary that hold part, or, unless anywhere, end with it;
+// at most maxPartWords+1 of them.
+func (d *DB) vocabulary(ctx context.Context, part string, anywhere bool) ([]string, error) {
+	var found []string
+	enough := errors.New("enough")
+	err := d.eachRow(ctx, `SELECT word FROM text_vocab WHERE text_vocab MATCH ?`, []any{ftsString(part)}, func(rows *sql.Rows) error {
+		var w string
+		if err := rows.Scan(&w); err != nil {
+			return err
+		}
+		if anywhere || strings.HasSuffix(w, part) {
+			found = append(found, w)
+		}
+		if len(found) > maxPartWords {
+			return enough
+		}
+		return nil
+	})
+	if err != nil && err != enough {
+		return nil, fmt.Errorf("vocabulary: %w", err)
+	}
+	return found, nil
+}
+
+// ftsString quotes s as an FTS5 string.
+func ftsString(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // qualified prefixes every column of a comma-separated list with its table.
 func qualified(table, columns string) string {

@@ -2,9 +2,16 @@ package db_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -163,5 +170,238 @@ func TestTextIndexerRunsInTheBackground(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the indexer did not stop when its context ended")
+	}
+}
+
+// cachedTextIDs runs a full-text query against the records cached from szw.crisis.test and
+// returns the ids found, best first, space-separated.
+func cachedTextIDs(t *testing.T, d *db.DB, query string) string {
+	t.Helper()
+	q, err := record.ParseText("text", query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	if err := d.EachForeignTextMatch(context.Background(), "szw.crisis.test", db.TextFilter{Terms: q.Terms}, func(f db.Foreign) (bool, error) {
+		ids = append(ids, f.Record.Id)
+		return true, nil
+	}); err != nil {
+		t.Fatalf("EachForeignTextMatch(%q): %v", query, err)
+	}
+	return strings.Join(ids, " ")
+}
+
+// TestTextVocabulary: a part of a word is found through the vocabulary of indexed words: a
+// compound by its part, a word by its form without diacritics, a phrase whose first word is
+// short; a word cached from a peer is found in that peer's records only; a deleted record is
+// found no more though its words stay in the vocabulary; and a part that stands for too many
+// words is refused with an error that says what to do.
+func TestTextVocabulary(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	a.apply(
+		put("s1", `{"municipality":"De Bilt","location":"Sporthal, De Bilt","notes":"Arbeidsvoorwaarden volgen."}`),
+		put("s2", `{"municipality":"Bilthoven","location":"Opvang De Biltse Rading","notes":"Coördinatieteam ter plaatse."}`),
+		put("s3", `{"municipality":"Utrecht","location":"Jaarbeurs","notes":"Werkvergunningen worden nagestuurd."}`),
+	)
+	for _, tc := range []struct{ query, want string }{
+		{"vergunning", "s3"},              // a part inside a word
+		{"werkvergunningen", "s3"},        // the whole word
+		{"werkvergunning", "s3"},          // its start
+		{"coordinatie", "s2"},             // without the diacritic
+		{"coördinatieteam", "s2"},         // with it
+		{`"de bilt"`, "s1 s2"},            // a short first word: any word ending in "de", then "bilt…"
+		{`"sporthal, de bilt"`, "s1"},     // a phrase of whole words
+		{`"e bilt"`, "s1 s2"},             // the end of a word, then the start of one
+		{`"de biltse rading"`, "s2"},      // a whole word in the middle
+		{"arbeidsvoorwaarden bilt", "s1"}, // every term must occur
+		{"jaarbeurs bilt", ""},
+		{"zwembad", ""}, // in no word of the vocabulary
+	} {
+		got := textIDs(t, d, tc.query, db.TextFilter{}, 100)
+		slices.Sort(got)
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("%q found %q, want %q", tc.query, got, tc.want)
+		}
+	}
+
+	// A word only a peer's record holds is in the vocabulary, but finds no own record.
+	if err := d.ApplyCacheForeign(a.index+1, &pb.CacheForeign{Peer: "szw", Origin: "szw.crisis.test", Cursor: 1, At: hour(2),
+		Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "g1", Origin: "szw.crisis.test", Kind: "guidance", Crisis: "oekraine", Region: "NL",
+			Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Tewerkstellingsvergunningsplicht","text":"Regels."}`), Version: 1, UpdatedAt: hour(1)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	a.index++
+	if got := textIDs(t, d, "vergunningsplicht", db.TextFilter{}, 100); len(got) != 0 {
+		t.Errorf("own search for a word only a cached record holds found %q", got)
+	}
+	if got := cachedTextIDs(t, d, "vergunningsplicht"); got != "g1" {
+		t.Errorf("cache search for vergunningsplicht found %q, want g1", got)
+	}
+
+	// A deleted record is found no more, though the vocabulary keeps its words.
+	a.apply(del("s3", 1))
+	if got := textIDs(t, d, "vergunning", db.TextFilter{}, 100); len(got) != 0 {
+		t.Errorf("after the delete, vergunning found %q", got)
+	}
+
+	// A part in more words than the vocabulary may stand for: refused unless another word decides.
+	var many []string
+	for i := range 4200 {
+		many = append(many, fmt.Sprintf("xqz%04d", i))
+	}
+	a.apply(put("s4", `{"notes":"`+strings.Join(many, " ")+` Middelburg"}`))
+	if got := textIDs(t, d, "xqz4100", db.TextFilter{}, 100); strings.Join(got, " ") != "s4" {
+		t.Errorf("xqz4100 found %q, want s4", got)
+	}
+	if got := textIDs(t, d, "xqz middelburg", db.TextFilter{}, 100); strings.Join(got, " ") != "s4" {
+		t.Errorf("xqz middelburg found %q, want s4: the other word decides", got)
+	}
+	q, _ := record.ParseText("text", "xqz")
+	err := d.EachTextMatch(context.Background(), db.TextFilter{Terms: q.Terms}, func(*pb.Record) (bool, error) { return true, nil })
+	var fe *record.FieldError
+	if !errors.As(err, &fe) || fe.Field != "filter.text" || fe.Code != codes.InvalidArgument || !strings.Contains(fe.Reason, "search for a longer word") {
+		t.Errorf("xqz, part of 4200 words: %v; want an InvalidArgument on filter.text that asks for a longer word", err)
+	}
+}
+
+// TestTextShards: the index keeps its rows in shards and a search reads them newest first, each
+// ranked on its own, across windows; an update keeps a record in its shard.
+func TestTextShards(t *testing.T) {
+	defer db.SetTextShardBits(db.SetTextShardBits(2)) // four rows a shard
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	for i := range 11 {
+		a.apply(put(fmt.Sprintf("s%02d", i), `{"notes":"Opvang in de sporthal."}`))
+		// Take each in at once, so that rows follow the order of the writes.
+		if _, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.apply(withVersion(put("s01", `{"notes":"Opvang, opvang en nog eens opvang in de sporthal."}`), 1))
+	got := textIDs(t, d, "opvang", db.TextFilter{}, 100)
+	// Shards of rows 8–11 (s07–s10), 4–7 (s03–s06), 1–3 (s00–s02), newest first; s01 says it
+	// three times and leads its shard by bm25.
+	set := func(ids []string) string { ids = slices.Clone(ids); slices.Sort(ids); return strings.Join(ids, " ") }
+	if len(got) != 11 || set(got[:4]) != "s07 s08 s09 s10" || set(got[4:8]) != "s03 s04 s05 s06" || got[8] != "s01" || set(got[9:]) != "s00 s02" {
+		t.Errorf("opvang over shards of four found %q; want s07–s10, s03–s06, then s01 before s00 and s02", got)
+	}
+	if len(got) == 0 {
+		t.Errorf("opvang found %q: s01, saying it three times, should lead the oldest shard", got)
+	}
+}
+
+// TestTextMigrationIndexesAgain: a database of the trigram index (schema 16), its queue empty,
+// gets the word index on open, with every live record, own and cached, queued and found.
+func TestTextMigrationIndexesAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "knooppunt.db")
+	d := openDB(t, path)
+	a := &applier{t: t, d: d}
+	a.apply(put("s1", `{"notes":"Tewerkstellingsvergunning aangevraagd."}`), put("s2", `{"notes":"Weg."}`))
+	a.apply(del("s2", 1))
+	if err := d.ApplyCacheForeign(a.index+1, &pb.CacheForeign{Peer: "szw", Origin: "szw.crisis.test", Cursor: 1, At: hour(2),
+		Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "g1", Origin: "szw.crisis.test", Kind: "guidance", Crisis: "oekraine", Region: "NL",
+			Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Werkvergunning","text":"Regels."}`), Version: 1, UpdatedAt: hour(1)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema 16: the trigram index with its keys, no vocabulary, no shards, nothing queued.
+	h, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shards []string
+	rows, err := h.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'text_shard_[0-9]' `)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		shards = append(shards, n)
+	}
+	rows.Close()
+	if len(shards) == 0 {
+		t.Fatal("no shard of the word index after indexing")
+	}
+	for _, n := range shards {
+		if _, err := h.Exec(`DROP TABLE ` + n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.Exec(`DROP TABLE text_vocab; DROP TABLE text_words; DROP TABLE text_sweep;
+		CREATE VIRTUAL TABLE text_index USING fts5(text, tokenize = 'trigram remove_diacritics 1', content = '', contentless_delete = 1);
+		PRAGMA user_version = 16`); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+
+	d = openDB(t, path)
+	if n, err := d.TextPending(context.Background()); err != nil || n != 2 {
+		t.Fatalf("after the migration %d records are queued (%v), want 2: s1 and g1", n, err)
+	}
+	if got := textIDs(t, d, "vergunning", db.TextFilter{}, 100); strings.Join(got, " ") != "s1" {
+		t.Errorf("after the migration vergunning finds %q, want s1", got)
+	}
+	if got := cachedTextIDs(t, d, "vergunning"); got != "g1" {
+		t.Errorf("after the migration the cache search finds %q, want g1", got)
+	}
+}
+
+// TestTextSweepForgetsWords: once a record is deleted or its text replaced, the sweep takes the
+// words no record holds any more out of the vocabulary and its trigram index, and keeps the
+// words that other records still hold.
+func TestTextSweepForgetsWords(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	sweep := func() {
+		t.Helper()
+		for range 100 {
+			if done, err := d.SweepText(context.Background()); err != nil {
+				t.Fatal(err)
+			} else if done {
+				return
+			}
+		}
+		t.Fatal("the sweep did not end within 100 steps")
+	}
+	has := func(word string) bool {
+		t.Helper()
+		inTable, inTrigrams, err := db.TextVocabularyHas(d, word)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inTable != inTrigrams {
+			t.Fatalf("%q: in the vocabulary %v, in its trigram index %v", word, inTable, inTrigrams)
+		}
+		return inTable
+	}
+	a.apply(put("s1", `{"notes":"Jansenhof opvang"}`), put("s2", `{"notes":"Pietersplein opvang"}`), put("s3", `{"notes":"opvang"}`))
+	textIDs(t, d, "opvang", db.TextFilter{}, 100)
+	sweep()
+	if !has("jansenhof") || !has("pietersplein") || !has("opvang") {
+		t.Fatal("the vocabulary lacks an indexed word")
+	}
+	a.apply(del("s1", 1), withVersion(put("s2", `{"notes":"Gemeentehuis opvang"}`), 1))
+	textIDs(t, d, "opvang", db.TextFilter{}, 100)
+	if !has("jansenhof") {
+		t.Fatal("the word left before the sweep: the test does not test the sweep")
+	}
+	sweep()
+	for word, want := range map[string]bool{"jansenhof": false, "pietersplein": false, "opvang": true, "gemeentehuis": true} {
+		if got := has(word); got != want {
+			t.Errorf("after the sweep the vocabulary holds %q: %v, want %v", word, got, want)
+		}
+	}
+	if got := textIDs(t, d, "jansen", db.TextFilter{}, 100); len(got) != 0 {
+		t.Errorf("jansen finds %q after the delete", got)
 	}
 }

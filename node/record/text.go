@@ -2,6 +2,7 @@ package record
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -13,14 +14,15 @@ import (
 // Full-text search. A query is words and "quoted phrases"; a record matches when every one of
 // them occurs in one of its kind's text fields, ignoring case and diacritics, anywhere in a word:
 // "vergunning" finds "tewerkstellingsvergunning", "coordinatie" finds "coördinatie". The store's
-// trigram index finds candidates from the terms; Match, on the text as the reader may see it,
+// word index finds candidates from the terms' words; Match, on the text as the reader may see it,
 // decides. That second step is what keeps a redacted field from ever matching for a recipient.
 
 // Limits of a text query.
 const (
 	MaxQueryBytes = 512
 	MaxQueryTerms = 16
-	// MinTermRunes is the shortest term the trigram index can find.
+	// MinTermRunes is the shortest term: the index finds a part of a word through the trigrams
+	// of its vocabulary.
 	MinTermRunes = 3
 )
 
@@ -47,6 +49,9 @@ func ParseText(field, q string) (*TextQuery, error) {
 		}
 		if utf8.RuneCountInString(t) < MinTermRunes {
 			return invalid(field, "%q is shorter than %d characters: search for longer words", t, MinTermRunes)
+		}
+		if words, _, _ := TermWords(t); len(words) == 0 {
+			return invalid(field, "%q has no letters or digits: search for words", t)
 		}
 		terms = append(terms, t)
 		return nil
@@ -125,7 +130,7 @@ func (q *TextQuery) Snippet(texts []string) string {
 		for _, term := range q.Terms {
 			tr := []rune(term)
 			for i := 0; i+len(tr) <= len(folded); i++ {
-				if string(folded[i:i+len(tr)]) == term {
+				if folded[i] == tr[0] && slices.Equal(folded[i:i+len(tr)], tr) {
 					spans = append(spans, span{i, i + len(tr)})
 					i += len(tr) - 1
 				}
@@ -164,6 +169,45 @@ func (q *TextQuery) Snippet(texts []string) string {
 		return strings.Join(strings.Fields(b.String()), " ")
 	}
 	return ""
+}
+
+// The store's word index holds the words of a normalised text: the runs of letters, digits and
+// marks between any other runes. A term is found through the words it spans (TermWords).
+
+func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r) }
+
+// AppendWords appends the words of normalised text s to dst.
+func AppendWords(dst []string, s string) []string {
+	start := -1
+	for i, r := range s {
+		switch {
+		case isWordRune(r):
+			if start < 0 {
+				start = i
+			}
+		case start >= 0:
+			dst = append(dst, s[start:i])
+			start = -1
+		}
+	}
+	if start >= 0 {
+		dst = append(dst, s[start:])
+	}
+	return dst
+}
+
+// TermWords are the words of a normalised term, in order. Where the term occurs in a text, each
+// of them is a word of the text, except that the first may be the end of a longer word when
+// openStart (the term starts with a letter or digit: "vergunning" in
+// "tewerkstellingsvergunning"), and the last the start of one when openEnd.
+func TermWords(term string) (words []string, openStart, openEnd bool) {
+	words = AppendWords(nil, term)
+	if len(words) == 0 {
+		return nil, false, false
+	}
+	first, _ := utf8.DecodeRuneInString(term)
+	last, _ := utf8.DecodeLastRuneInString(term)
+	return words, isWordRune(first), isWordRune(last)
 }
 
 // Normalize folds text for matching: lower case, diacritics removed, every white space rune a

@@ -20,6 +20,7 @@ func TestParseText(t *testing.T) {
 		{q: `""`, err: "text: no words to search for"},
 		{q: "de vergunning", err: `text: "de" is shorter than 3 characters: search for longer words`},
 		{q: "\xff\xfe", err: "text: not valid UTF-8"},
+		{q: `vergunning "-- ..."`, err: `text: "-- ..." has no letters or digits: search for words`},
 		{q: strings.Repeat("abcd ", 17), err: "text: 17 words and phrases is over the limit of 16"},
 		{q: strings.Repeat("x", 513), err: "text: 513 bytes is over the limit of 512"},
 		// FTS5 syntax is text like any other.
@@ -100,5 +101,25 @@ func TestTexts(t *testing.T) {
 	}
 	if _, err := NewKinds([]Kind{{Name: "x", Text: []string{"a", "a"}}}); err == nil || !strings.Contains(err.Error(), `kinds[0].text[1] (x): "a" is listed twice`) {
 		t.Errorf("a text field listed twice: %v", err)
+	}
+}
+
+func TestTermWords(t *testing.T) {
+	for _, tc := range []struct {
+		term       string
+		words      string
+		start, end bool
+	}{
+		{"vergunning", "vergunning", true, true},
+		{"de bilt", "de|bilt", true, true},
+		{"(abc, def)", "abc|def", false, false},
+		{"col:xyz*", "col|xyz", true, false},
+		{"coördinatie-team", "coördinatie|team", true, true},
+		{"...", "", false, false},
+	} {
+		words, start, end := TermWords(tc.term)
+		if strings.Join(words, "|") != tc.words || start != tc.start || end != tc.end {
+			t.Errorf("TermWords(%q) = %q, %v, %v; want %q, %v, %v", tc.term, words, start, end, tc.words, tc.start, tc.end)
+		}
 	}
 }

@@ -26,12 +26,22 @@ type Service struct {
 	// Witnesses, when set, asks the peers for the heads of the chain they keep and checks
 	// them (witness.Witnesses.Check). Nil on a node with no federation.
 	Witnesses func(ctx context.Context) ([]*pb.WitnessReport, error)
+	// Settle, when set, waits for audit entries that were proposed but not yet committed
+	// (a search's; see search.Service.Settle), so that a read sees every step answered before it.
+	Settle func(ctx context.Context) error
 }
 
 var _ pb.AuditServiceServer = (*Service)(nil)
 
 // New returns the service.
 func New(d *db.DB, log *slog.Logger) *Service { return &Service{db: d, log: log} }
+
+func (s *Service) settle(ctx context.Context) error {
+	if s.Settle == nil {
+		return nil
+	}
+	return s.Settle(ctx)
+}
 
 // RegisterService registers the service on s.
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterAuditServiceServer(s, svc) }
@@ -48,6 +58,9 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 			return nil, api.Invalid("since", "%v", err)
 		}
 		f.Since = req.Since.AsTime()
+	}
+	if err := s.settle(ctx); err != nil {
+		return nil, api.Status(s.log, err)
 	}
 	entries, err := s.db.AuditList(ctx, f)
 	if err != nil {
@@ -74,6 +87,9 @@ func (s *Service) Verify(ctx context.Context, req *pb.VerifyAuditRequest) (*pb.V
 			return nil, api.Invalid("anchor.hash", "%d bytes: an entry's hash is a SHA-256 hash of %d bytes", len(a.Hash), sha256.Size)
 		}
 		anchor = db.AuditAnchor{Seq: a.Seq, Hash: hex.EncodeToString(a.Hash)}
+	}
+	if err := s.settle(ctx); err != nil {
+		return nil, api.Status(s.log, err)
 	}
 	rep, err := s.db.AuditVerify(ctx, anchor)
 	if err != nil {
