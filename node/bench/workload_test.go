@@ -178,6 +178,11 @@ func startNode(tb testing.TB) (*node.Node, pb.RecordServiceClient) {
 
 // searchClient is a SearchService client on the node's local socket.
 func searchClient(tb testing.TB, n *node.Node) pb.SearchServiceClient {
+	return pb.NewSearchServiceClient(localConn(tb, n))
+}
+
+// localConn dials the node's local socket.
+func localConn(tb testing.TB, n *node.Node) *grpc.ClientConn {
 	tb.Helper()
 	conn, err := grpc.NewClient("unix://"+n.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageBytes)))
@@ -185,7 +190,7 @@ func searchClient(tb testing.TB, n *node.Node) pb.SearchServiceClient {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
-	return pb.NewSearchServiceClient(conn)
+	return conn
 }
 
 // nodeWrite writes recs through the node: Put for one record, PutBatch for more. Every record
