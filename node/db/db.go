@@ -28,7 +28,7 @@ import (
 // query that touches pages all over a large database (a label lookup per candidate record) then
 // reads them from the page cache in place, where the default copies each page through a system
 // call into a small cache per connection: at a million records, List with two labels went from
-// a p99 of 8.6–10.6 ms to 6.9–7.5 ms (docs/performance.md). Only the read-only handle maps; the
+// a p99 of 8.6–10.6 ms to 6.9–7.5 ms when it came in. Only the read-only handle maps; the
 // FSM's writes measured no better with it.
 //
 // The mapped pages count in the process's resident memory, but they are page cache that the

@@ -239,7 +239,7 @@ func (d *DB) RunTextIndexer(ctx context.Context, logErr func(error)) {
 			swept := false
 			for changed := d.Changed(); ctx.Err() == nil && !isClosed(changed); {
 				done, err := d.SweepText(ctx)
-				if err != nil {
+				if err != nil && ctx.Err() == nil {
 					logErr(err)
 				}
 				if swept = done; err != nil || done {
