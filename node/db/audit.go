@@ -12,7 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/knooppunt/knooppunt/node/internal/jsonstr"
 )
 
 // AuditEntry is one entry of the audit log.
@@ -59,91 +60,36 @@ const (
 //		Detail  string `json:"detail"`
 //	}
 //
-// as every entry so far was hashed. The strings are quoted by encoding/json itself; only the
-// struct is laid out by hand, without reflection, because it runs for every entry written and
-// verified. TestCanonicalIsJSON and FuzzCanonical hold it to json.Marshal of the struct.
+// as every entry so far was hashed. The strings are quoted as encoding/json quotes them
+// (jsonstr) and the struct laid out by hand, without reflection, because it runs for every entry
+// written and verified. TestCanonicalIsJSON and FuzzCanonical hold it to json.Marshal of the struct.
 func (e *AuditEntry) appendCanonical(b []byte) []byte { return e.appendCanonicalQuoted(b, nil) }
 
-// appendCanonicalQuoted is appendCanonical with the detail already quoted, as appendJSONString
-// quotes it, when quotedDetail is not nil.
+// appendCanonicalQuoted is appendCanonical with the detail already quoted, as
+// jsonstr.AppendEncodingJSON quotes it, when quotedDetail is not nil.
 func (e *AuditEntry) appendCanonicalQuoted(b, quotedDetail []byte) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendInt(b, e.Seq, 10)
 	b = append(b, `,"at":`...)
 	b = strconv.AppendInt(b, e.At.UnixNano(), 10)
 	b = append(b, `,"actor":`...)
-	b = appendJSONString(b, e.Actor)
+	b = jsonstr.AppendEncodingJSON(b, e.Actor)
 	b = append(b, `,"action":`...)
-	b = appendJSONString(b, e.Action)
+	b = jsonstr.AppendEncodingJSON(b, e.Action)
 	b = append(b, `,"subject":`...)
-	b = appendJSONString(b, e.Subject)
+	b = jsonstr.AppendEncodingJSON(b, e.Subject)
 	b = append(b, `,"detail":`...)
 	if quotedDetail != nil {
 		b = append(b, quotedDetail...)
 	} else {
-		b = appendJSONString(b, e.Detail)
+		b = jsonstr.AppendEncodingJSON(b, e.Detail)
 	}
 	return append(b, '}')
 }
 
-// appendJSONString appends s quoted as encoding/json quotes a string: '"' and '\\' escaped,
-// control characters as \b, \f, \n, \r, \t or \u00XX, '<', '>' and '&' as \u00XX (HTML-safe),
-// U+2028 and U+2029 escaped, and each byte of invalid UTF-8 as \ufffd. It runs for every entry
-// written, on its whole detail, where json.Marshal cost a tenth of a disclosure's CPU.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	done := 0 // s[:done] is in b
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= ' ' && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[done:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			done = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[done:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[done:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		done = i
-	}
-	b = append(b, s[done:]...)
-	return append(b, '"')
-}
-
-// quoteInner is s quoted as appendJSONString quotes it, without the quotes around it.
+// quoteInner is s quoted as jsonstr.AppendEncodingJSON quotes it, without the quotes around it.
 func quoteInner(s string) string {
-	q := appendJSONString(nil, s)
+	q := jsonstr.AppendEncodingJSON(nil, s)
 	return string(q[1 : len(q)-1])
 }
 
@@ -210,7 +156,7 @@ func (a *auditor) addRaw(at time.Time, actor, action, subject, detail string) er
 }
 
 // addMany appends n entries of one time, actor and action; entry gives the subject and the
-// detail (a JSON object) of the i-th, and the detail quoted as appendJSONString quotes it, or nil
+// detail (a JSON object) of the i-th, and the detail quoted as jsonstr.AppendEncodingJSON quotes it, or nil
 // (the quoted bytes are read before entry is called again). The entries are chained in order, as
 // n calls of addRaw would chain them, and inserted in bulk.
 func (a *auditor) addMany(at time.Time, actor, action string, n int, entry func(i int) (subject, detail string, quotedDetail []byte)) error {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/internal/jsonstr"
 	"github.com/knooppunt/knooppunt/node/warn"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -123,7 +124,7 @@ func scalarsOf(body []byte) string {
 		if n > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = jsonstr.AppendEncodingJSON(b, k)
 		b = append(b, ':')
 		switch v := out[k].(type) {
 		case float64:
@@ -131,7 +132,7 @@ func scalarsOf(body []byte) string {
 		case bool:
 			b = strconv.AppendBool(b, v)
 		case string:
-			b = appendJSONString(b, v)
+			b = jsonstr.AppendEncodingJSON(b, v)
 		}
 	}
 	return string(append(b, '}'))

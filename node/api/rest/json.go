@@ -6,13 +6,13 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/internal/jsonstr"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -116,7 +116,7 @@ func (j *jsonMarshaler) appendList(b []byte, m *pb.ListResponse) ([]byte, bool) 
 	b = append(b, ']')
 	b = append(b, j.sep...)
 	b = append(b, `"next_page_token":`...)
-	b, ok := appendString(b, m.NextPageToken)
+	b, ok := jsonstr.AppendProtoJSON(b, m.NextPageToken)
 	if !ok {
 		return nil, false
 	}
@@ -136,7 +136,7 @@ func (j *jsonMarshaler) appendRecord(b []byte, r *pb.Record) ([]byte, bool) {
 		if ok {
 			b = append(b, sep...)
 			b = append(b, name...)
-			b, ok = appendString(b, s)
+			b, ok = jsonstr.AppendProtoJSON(b, s)
 		}
 	}
 	b = append(b, '{')
@@ -280,49 +280,3 @@ func appendDigits(b []byte, v, n int) []byte {
 	}
 	return b
 }
-
-// appendString writes s as a JSON string as protojson does: only '"', '\\' and the control
-// characters are escaped, the short forms where JSON has one; false when s is not valid UTF-8,
-// which protojson refuses.
-func appendString(b []byte, s string) ([]byte, bool) {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
-				return nil, false
-			}
-			i += n
-			continue
-		}
-		if c >= ' ' && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"'), true
-}
-
-const hexDigits = "0123456789abcdef"
