@@ -9,8 +9,9 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/knooppunt/knooppunt/node/internal/jsonstr"
 	"github.com/knooppunt/knooppunt/node/warn"
@@ -79,20 +80,16 @@ func scalarsOf(body []byte) string {
 	if !json.Valid(body) {
 		return "{}"
 	}
-	i := skipSpace(body, 0)
-	if body[i] != '{' {
+	doc := gjson.ParseBytes(body)
+	if !doc.IsObject() {
 		return "{}" // null, an array or a scalar: json.Unmarshal into a map left it empty or failed
 	}
 	out := map[string]any{}
-	for i = skipSpace(body, i+1); body[i] == '"'; i = skipSpace(body, i+1) {
-		end := skipString(body, i)
-		k := jsonString(body[i:end])
-		i = skipSpace(body, end)
-		i = skipSpace(body, i+1) // the colon
-		end = skipValue(body, i)
-		switch v := body[i:end]; {
+	doc.ForEach(func(key, value gjson.Result) bool {
+		k, v := jsonString(key.Raw), value.Raw
+		switch {
 		case v[0] == '-' || (v[0] >= '0' && v[0] <= '9'):
-			if f, err := strconv.ParseFloat(string(v), 64); err == nil {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
 				out[k] = f
 			} else {
 				delete(out, k) // a later duplicate key replaces an earlier one, as in a map
@@ -108,11 +105,8 @@ func scalarsOf(body []byte) string {
 		default:
 			delete(out, k)
 		}
-		i = skipSpace(body, end)
-		if body[i] != ',' {
-			break
-		}
-	}
+		return true
+	})
 	keys := make([]string, 0, len(out))
 	for k := range out {
 		keys = append(keys, k)
@@ -138,63 +132,20 @@ func scalarsOf(body []byte) string {
 	return string(append(b, '}'))
 }
 
-// skipSpace returns the index of the first byte at or after i that is not JSON white space.
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just after the string that starts at b[i], in valid JSON.
-func skipString(b []byte, i int) int {
-	for i++; b[i] != '"'; i++ {
-		if b[i] == '\\' {
-			i++
-		}
-	}
-	return i + 1
-}
-
-// skipValue returns the index just after the value that starts at b[i], in valid JSON.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-	}
-	for i < len(b) && !strings.ContainsRune(",}] \t\n\r", rune(b[i])) {
-		i++
-	}
-	return i
-}
-
-// jsonString decodes a JSON string token as encoding/json does. Most need no unescaping.
-func jsonString(tok []byte) string {
+// jsonString decodes a JSON string token as encoding/json does (gjson's own unescaping differs
+// on invalid UTF-8 and lone surrogates). Most need no unescaping.
+func jsonString(tok string) string {
 	if plainJSON(tok[1 : len(tok)-1]) {
-		return string(tok[1 : len(tok)-1])
+		return tok[1 : len(tok)-1]
 	}
 	var s string
-	json.Unmarshal(tok, &s) // valid: the body passed json.Valid
+	json.Unmarshal([]byte(tok), &s) // valid: the body passed json.Valid
 	return s
 }
 
 // plainJSON reports whether s is printable ASCII that encoding/json writes as it is (no quote,
 // backslash, or <, > and &, which it escapes for HTML).
-func plainJSON[T string | []byte](s T) bool {
+func plainJSON(s string) bool {
 	for i := range len(s) {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			return false
