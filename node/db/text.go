@@ -114,26 +114,25 @@ func (d *DB) IndexText(max int) (int, error) {
 		if err := rows.Err(); err != nil {
 			return false, err
 		}
-		b := textBatchState{tx: tx, shards: map[int64]bool{}, words: map[string]struct{}{}, stmts: map[string]*sql.Stmt{}}
-		defer b.close()
+		b := textBatchState{tx: tx, shards: map[int64]bool{}, words: map[string]struct{}{}}
 		for _, k := range queued {
 			var body []byte
 			if k.origin == "" {
-				err = b.queryRow(sqlTextOwn, []any{k.id}, &body)
+				err = tx.QueryRow(sqlTextOwn, k.id).Scan(&body)
 			} else {
-				err = b.queryRow(sqlTextForeign, []any{k.origin, k.id}, &body)
+				err = tx.QueryRow(sqlTextForeign, k.origin, k.id).Scan(&body)
 			}
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				err = b.unindex(k.origin, k.id)
 			case err == nil:
 				var files sql.NullString
-				if err = b.queryRow(sqlTextFiles, []any{k.origin, k.id}, &files); err == nil {
+				if err = tx.QueryRow(sqlTextFiles, k.origin, k.id).Scan(&files); err == nil {
 					err = b.index(k.origin, k.id, body, files.String)
 				}
 			}
 			if err == nil {
-				_, err = b.exec(sqlTextDone, k.origin, k.id)
+				_, err = tx.Exec(sqlTextDone, k.origin, k.id)
 			}
 			if err != nil {
 				return false, fmt.Errorf("%s/%s: %w", k.origin, k.id, err)
@@ -337,42 +336,6 @@ type textBatchState struct {
 	buf    []string
 	// dropped is set when the batch took a record's words out: some may be in no record now.
 	dropped bool
-	// stmts are the statements the batch prepared, to run once a record.
-	stmts map[string]*sql.Stmt
-}
-
-func (b *textBatchState) prepare(q string) (*sql.Stmt, error) {
-	if st, ok := b.stmts[q]; ok {
-		return st, nil
-	}
-	st, err := b.tx.c.PrepareContext(context.Background(), q)
-	if err != nil {
-		return nil, err
-	}
-	b.stmts[q] = st
-	return st, nil
-}
-
-func (b *textBatchState) exec(q string, args ...any) (sql.Result, error) {
-	st, err := b.prepare(q)
-	if err != nil {
-		return nil, err
-	}
-	return st.Exec(args...)
-}
-
-func (b *textBatchState) queryRow(q string, args []any, dest ...any) error {
-	st, err := b.prepare(q)
-	if err != nil {
-		return err
-	}
-	return st.QueryRow(args...).Scan(dest...)
-}
-
-func (b *textBatchState) close() {
-	for _, st := range b.stmts {
-		st.Close()
-	}
 }
 
 // index puts a live record's body, and the text of the files it names, in the index, replacing
@@ -381,7 +344,7 @@ func (b *textBatchState) index(origin, id string, body []byte, files string) err
 	if textIndexOff {
 		return nil
 	}
-	res, err := b.exec(sqlTextKey, origin, id)
+	res, err := b.tx.Exec(sqlTextKey, origin, id)
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
@@ -391,7 +354,7 @@ func (b *textBatchState) index(origin, id string, body []byte, files string) err
 		row, err = res.LastInsertId() // a new key: nothing of it in the index yet
 		fresh = true
 	} else {
-		err = b.queryRow(sqlTextRow, []any{origin, id}, &row)
+		err = b.tx.QueryRow(sqlTextRow, origin, id).Scan(&row)
 	}
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
@@ -400,7 +363,7 @@ func (b *textBatchState) index(origin, id string, body []byte, files string) err
 		return err
 	}
 	if !fresh {
-		if _, err := b.exec(`DELETE FROM `+textShard(row)+` WHERE rowid = ?`, row); err != nil {
+		if _, err := b.tx.Exec(`DELETE FROM `+textShard(row)+` WHERE rowid = ?`, row); err != nil {
 			return fmt.Errorf("text index: %w", err)
 		}
 		b.dropped = true
@@ -413,7 +376,7 @@ func (b *textBatchState) index(origin, id string, body []byte, files string) err
 	for _, w := range b.buf {
 		b.words[w] = struct{}{}
 	}
-	if _, err := b.exec(`INSERT INTO `+textShard(row)+` (rowid, text) VALUES (?, ?)`, row, strings.Join(b.buf, " ")); err != nil {
+	if _, err := b.tx.Exec(`INSERT INTO `+textShard(row)+` (rowid, text) VALUES (?, ?)`, row, strings.Join(b.buf, " ")); err != nil {
 		return fmt.Errorf("text index: %w", err)
 	}
 	return nil
@@ -439,7 +402,7 @@ func (b *textBatchState) unindex(origin, id string) error {
 		return nil
 	}
 	var row int64
-	err := b.queryRow(sqlTextRow, []any{origin, id}, &row)
+	err := b.tx.QueryRow(sqlTextRow, origin, id).Scan(&row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
@@ -447,10 +410,10 @@ func (b *textBatchState) unindex(origin, id string) error {
 		err = b.shard(row)
 	}
 	if err == nil {
-		_, err = b.exec(`DELETE FROM `+textShard(row)+` WHERE rowid = ?`, row)
+		_, err = b.tx.Exec(`DELETE FROM `+textShard(row)+` WHERE rowid = ?`, row)
 	}
 	if err == nil {
-		_, err = b.exec(sqlTextUnkey, origin, id)
+		_, err = b.tx.Exec(sqlTextUnkey, origin, id)
 	}
 	if err != nil {
 		return fmt.Errorf("text index: %w", err)
