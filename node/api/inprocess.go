@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -141,6 +142,11 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 		}
 		return p.after(ctx, req, info, h)
 	}
+	// The handler runs as a gRPC server's would: with the caller's deadline and values, but not
+	// the metadata the caller meant for this call (grpc-gateway's copy of the request's headers),
+	// which a call the handler makes with its context would otherwise send on, to the leader or
+	// to partners' nodes.
+	ctx = metadata.NewOutgoingContext(ctx, nil)
 	resp, err := md.Handler(s.impl, ctx, dec, interceptor)
 	if err != nil {
 		return err

@@ -164,6 +164,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		runtime.HTTPError(r.Context(), s.mux, m, w, r, status.Error(codes.Unauthenticated, err.Error()))
 		return
 	}
+	// The token has served: grpc-gateway would pass it on to the services as metadata, whatever
+	// the header matcher says.
+	r.Header.Del("Authorization")
 	if r.Body != http.NoBody { // net/http's body of a request without one, such as most GETs
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	}
