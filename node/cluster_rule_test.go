@@ -9,14 +9,16 @@ import (
 	"github.com/knooppunt/knooppunt/node/clustertest"
 )
 
-// TestClusterOneAlertPerEpisodeAcrossLeaderLoss runs a stored rule in a group of three replicas
-// that evaluate every second. The rule fires; the leader that wrote the alert is killed; the new
+// TestClusterOneAlertPerEpisodeAcrossLeaderLoss runs a stored rule, applied through a follower, in
+// a group of three replicas that evaluate every second. The rule fires; the leader that wrote the alert is killed; the new
 // leader, which has evaluated the same episode for several seconds, has written no second alert;
 // when the rule clears, the one alert is resolved, on both survivors.
 func TestClusterOneAlertPerEpisodeAcrossLeaderLoss(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{RulesEvery: time.Second, Roles: []string{"{id: spiffe://" + clustertest.Org + "/user/editor, role: editor}"}})
 	leader := c.Leader(t, 15*time.Second, c.Replicas...)
-	c.ApplyRule(t, leader, clustertest.ZeelandBedsLow)
+	// Through a follower: a rule step is taken in person on the leader, which the follower names
+	// and the editor's client (api.FollowLeader) calls.
+	c.ApplyRule(t, others(c, leader)[0], clustertest.ZeelandBedsLow)
 	firingOnly := func(a []string) bool { return len(a) == 1 && strings.HasSuffix(a[0], "=firing") }
 
 	leader.PutBeds(t, 5)

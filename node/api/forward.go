@@ -47,10 +47,10 @@ var writeMethods = map[string]bool{
 	"/knooppunt.v1.WebhookService/Retry":   true,
 }
 
-// PersonalMethods are the steps that are attributed to an officer in person: policy steps and
-// phase changes. A follower never forwards them: on the leader the officer's own SVID must make
-// the call, since a replica's key, which whoever runs the node can read, must never be enough to
-// act as an officer. A follower refuses them with FAILED_PRECONDITION and the leader's address
+// PersonalMethods are the steps that are attributed to a person: policy steps and phase changes
+// (an officer's) and rule steps (an editor's or officer's). A follower never forwards them: on the
+// leader the person's own SVID must make the call, since a replica's key, which whoever runs the
+// node can read, must never be enough to act as one. A follower refuses them with FAILED_PRECONDITION and the leader's address
 // in the LeaderHeader trailer, and the client calls the leader itself.
 var PersonalMethods = map[string]bool{
 	"/knooppunt.v1.PolicyService/Propose": true,
@@ -58,6 +58,8 @@ var PersonalMethods = map[string]bool{
 	"/knooppunt.v1.PolicyService/Reject":  true,
 	"/knooppunt.v1.PolicyService/Revoke":  true,
 	"/knooppunt.v1.PhaseService/Set":      true,
+	"/knooppunt.v1.RuleService/Apply":     true,
+	"/knooppunt.v1.RuleService/Delete":    true,
 }
 
 // forwarded reports whether a follower forwards calls of method to the leader, and so whether
@@ -246,10 +248,15 @@ func newReply(method string) (proto.Message, error) {
 	return mt.New().Interface(), nil
 }
 
+// followHops is how many times FollowLeader follows a refusal: during a change of leader the
+// replica a follower named may have stepped down, and names the new one in turn.
+const followHops = 3
+
 // FollowLeader is a client interceptor that takes a policy step or phase change that a follower
 // refused to the leader the follower named (see PersonalMethods), with the same credentials, so
-// that the step reaches the leader under the caller's own identity. Every other call, and every
-// other refusal, is left as it is.
+// that the step reaches the leader under the caller's own identity; and on, if that one too was
+// no longer the leader, up to followHops times. Every other call, and every other refusal, is
+// left as it is.
 func FollowLeader(creds credentials.TransportCredentials, opts ...grpc.DialOption) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 		if !PersonalMethods[method] {
@@ -257,15 +264,19 @@ func FollowLeader(creds credentials.TransportCredentials, opts ...grpc.DialOptio
 		}
 		var trailer metadata.MD
 		err := invoker(ctx, method, req, reply, cc, append(callOpts, grpc.Trailer(&trailer))...)
-		leader := trailer.Get(LeaderHeader)
-		if status.Code(err) != codes.FailedPrecondition || len(leader) != 1 || leader[0] == "" {
-			return err
+		for range followHops {
+			leader := trailer.Get(LeaderHeader)
+			if status.Code(err) != codes.FailedPrecondition || len(leader) != 1 || leader[0] == "" {
+				return err
+			}
+			conn, cerr := grpc.NewClient(leader[0], append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
+			if cerr != nil {
+				return err
+			}
+			trailer = nil
+			err = conn.Invoke(ctx, method, req, reply, append(callOpts, grpc.Trailer(&trailer))...)
+			conn.Close()
 		}
-		conn, cerr := grpc.NewClient(leader[0], append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
-		if cerr != nil {
-			return err
-		}
-		defer conn.Close()
-		return conn.Invoke(ctx, method, req, reply, callOpts...)
+		return err
 	}
 }
