@@ -115,8 +115,11 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 	body, _ := json.Marshal(map[string]any{"title": "Handreiking opvang", "text": "zie bijlage", "attachments": []*pb.Attachment{att}})
 	guide := &pb.Record{Id: "handreiking-1", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body}
 	follower.Put(t, guide)
-	// The log holds one entry per chunk, each under 1 MiB, then the commit.
-	chunks := 0
+	// The log holds one entry per chunk, each under 1 MiB, then the commit. An attempt that a
+	// follower refused mid-way (UNAVAILABLE, retried above) may have left chunks of an upload
+	// of its own, which the sweep takes: only the committed upload's count.
+	perUpload := map[string]int{}
+	committed := ""
 	after := leader.Node.Store().AppliedIndex()
 	for i := before + 1; i <= after; i++ {
 		cmd, size, err := leader.Node.Store().LogEntry(i)
@@ -124,13 +127,19 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		if fc := cmd.GetFileChunk(); fc != nil {
-			chunks++
+			perUpload[fc.UploadId]++
 			if size > 1<<20 {
 				t.Errorf("log entry %d, chunk %d, is %d bytes: over 1 MiB", i, fc.Seq, size)
 			}
 		}
+		if st := cmd.GetFileStep(); st.GetAction() == "commit" && st.GetSha256() == hash {
+			committed = st.UploadId
+		}
 	}
-	if chunks != 4 {
+	if committed == "" {
+		t.Fatalf("no commit of %s in log entries %d to %d", hash, before+1, after)
+	}
+	if chunks := perUpload[committed]; chunks != 4 {
 		t.Errorf("%d chunk entries in the log for a file of %d bytes, want 4", chunks, len(data))
 	}
 	for _, r := range c.Replicas {
