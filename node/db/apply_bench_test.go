@@ -162,6 +162,60 @@ func BenchmarkApplyBatch(b *testing.B) {
 	reportCPU(b, cpu, b.N*1000, "record")
 }
 
+// BenchmarkApplyEntrySize is the FSM's CPU a record by the size of its transactions: 32 new
+// records a Raft entry (what 64 single-record writers give the leader, two entries in flight),
+// 128 and 1000, each size in a database of its own, taking turns in rounds of 3,200 records so
+// that all see the machine alike. The ids come from 64 writers, as in BenchmarkClusterWrite, so
+// that a transaction's records fall on leaf pages apart. Metrics: cpu-ns/record at each size, and
+// x32 (each size ÷ 32, the median of the rounds).
+func BenchmarkApplyEntrySize(b *testing.B) {
+	sizes := []int{32, 128, 1000}
+	const round = 3200
+	dbs := make([]*db.DB, len(sizes))
+	for i := range sizes {
+		d, err := db.Open(filepath.Join(b.TempDir(), fmt.Sprintf("s%d.db", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer d.Close()
+		dbs[i] = d
+	}
+	cpu := make([]time.Duration, len(sizes))
+	ratios := make([][]float64, len(sizes))
+	index := make([]uint64, len(sizes))
+	n := 0
+	for b.Loop() {
+		writes := make([]*db.Write, round)
+		for k := range writes {
+			i := n*round + k
+			writes[k] = put(fmt.Sprintf("b%02d-%d", i%64, i), fmt.Sprintf(`{"municipality":"Utrecht","beds_total":1000000000,"beds_free":%d}`, i))
+		}
+		n++
+		took := make([]time.Duration, len(sizes))
+		for i, size := range sizes {
+			start := cpuTime(b)
+			for k := 0; k < round; k += size {
+				index[i]++
+				if _, err := dbs[i].Apply(index[i], writes[k:min(round, k+size)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			took[i] = cpuTime(b) - start
+			cpu[i] += took[i]
+		}
+		for i := range sizes {
+			ratios[i] = append(ratios[i], float64(took[i])/float64(took[0]))
+		}
+	}
+	for i, size := range sizes {
+		b.ReportMetric(float64(cpu[i].Nanoseconds())/float64(n*round), fmt.Sprintf("cpu-ns/record/%d", size))
+		if i > 0 {
+			b.ReportMetric(median(ratios[i]), fmt.Sprintf("x32/%d", size))
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
 // BenchmarkLastSeq is what every subscription reads at every commit.
 func BenchmarkLastSeq(b *testing.B) {
 	d, err := db.Open(filepath.Join(b.TempDir(), "knooppunt.db"))
