@@ -791,3 +791,34 @@ func TestClusterRaftAdmitsOnlyItsReplicas(t *testing.T) {
 		t.Errorf("removed replica %s: %v; want the handshake refused", follower.ID, err)
 	}
 }
+
+// TestClusterExerciseThroughFollower starts and closes an exercise through a follower, which
+// forwards both steps to the leader as it does record writes; every replica then holds the
+// exercise, attributed to the caller the follower named.
+func TestClusterExerciseThroughFollower(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	follower := others(c, leader)[0]
+	ex := pb.NewExerciseServiceClient(follower.Local(t))
+	started := retryUnavailable(t, "start an exercise through "+follower.ID, func() (*pb.ExerciseInfo, error) {
+		return ex.Start(clustertest.Call(t), &pb.ExerciseStepRequest{Name: "oefening-x", Reason: "test"})
+	})
+	if started.State != "open" || started.StartedBy == "" {
+		t.Fatalf("started through %s: %v", follower.ID, started)
+	}
+	follower.Put(t, &pb.Record{Id: "x-1", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Status: pb.Status_EXERCISE, Exercise: "oefening-x", Body: []byte(`{"municipality":"Utrecht","beds_total":10,"beds_free":1}`)})
+	closed := retryUnavailable(t, "close the exercise through "+follower.ID, func() (*pb.ExerciseInfo, error) {
+		return ex.Close(clustertest.Call(t), &pb.ExerciseStepRequest{Name: "oefening-x", Reason: "done"})
+	})
+	if closed.State != "closed" || closed.Deleted != 1 {
+		t.Fatalf("closed through %s: %v, want closed with 1 record deleted", follower.ID, closed)
+	}
+	c.Converged(t, 10*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		list, err := pb.NewExerciseServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListExercisesRequest{Closed: true})
+		if err != nil || len(list.Exercises) != 1 || list.Exercises[0].State != "closed" {
+			t.Errorf("%s lists %v (%v), want oefening-x closed", r.ID, list, err)
+		}
+	}
+}

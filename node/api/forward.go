@@ -38,6 +38,8 @@ var writeMethods = map[string]bool{
 	"/knooppunt.v1.RecordService/Put":      true,
 	"/knooppunt.v1.RecordService/PutBatch": true,
 	"/knooppunt.v1.RecordService/Delete":   true,
+	"/knooppunt.v1.ExerciseService/Start":  true,
+	"/knooppunt.v1.ExerciseService/Close":  true,
 	"/knooppunt.v1.ClusterService/Join":    true,
 	"/knooppunt.v1.ClusterService/Remove":  true,
 	"/knooppunt.v1.PeerService/Accept":     true,
@@ -50,8 +52,9 @@ var writeMethods = map[string]bool{
 // PersonalMethods are the steps that are attributed to a person: policy steps and phase changes
 // (an officer's) and rule steps (an editor's or officer's). A follower never forwards them: on the
 // leader the person's own SVID must make the call, since a replica's key, which whoever runs the
-// node can read, must never be enough to act as one. A follower refuses them with FAILED_PRECONDITION and the leader's address
-// in the LeaderHeader trailer, and the client calls the leader itself.
+// node can read, must never be enough to act as one. A follower refuses them with
+// FAILED_PRECONDITION and the leader's address in the LeaderHeader trailer, and the client calls
+// the leader itself.
 var PersonalMethods = map[string]bool{
 	"/knooppunt.v1.PolicyService/Propose": true,
 	"/knooppunt.v1.PolicyService/Approve": true,
