@@ -77,7 +77,7 @@ func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 	}
 	sizes := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageBytes), grpc.MaxCallSendMsgSize(node.MaxMessageBytes))
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds), sizes,
-		// A follower sends an officer's policy step or phase change to the leader itself.
+		// A follower sends a policy, phase or rule step to the leader itself.
 		grpc.WithChainUnaryInterceptor(api.FollowLeader(creds, sizes)))
 	if err != nil {
 		return nil, fmt.Errorf("--node %q: %w", f.node, err)

@@ -193,10 +193,10 @@ func (f *Forwarder) toLeader(ctx context.Context) error {
 		addr = f.APIAddress(id)
 	}
 	if addr == "" {
-		return status.Errorf(codes.FailedPrecondition, "this replica is not the leader, and a policy step or phase change is taken on the leader itself, under your own identity: the leader is %s, whose API address is not in raft.servers", id)
+		return status.Errorf(codes.FailedPrecondition, "this replica is not the leader, and a policy, phase or rule step is taken on the leader itself, under your own identity: the leader is %s, whose API address is not in raft.servers", id)
 	}
 	grpc.SetTrailer(ctx, metadata.Pairs(LeaderHeader, addr))
-	return status.Errorf(codes.FailedPrecondition, "this replica is not the leader, and a policy step or phase change is taken on the leader itself, under your own identity: call %s (replica %s)", addr, id)
+	return status.Errorf(codes.FailedPrecondition, "this replica is not the leader, and a policy, phase or rule step is taken on the leader itself, under your own identity: call %s (replica %s)", addr, id)
 }
 
 func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, error) {
@@ -255,11 +255,11 @@ func newReply(method string) (proto.Message, error) {
 // replica a follower named may have stepped down, and names the new one in turn.
 const followHops = 3
 
-// FollowLeader is a client interceptor that takes a policy step or phase change that a follower
-// refused to the leader the follower named (see PersonalMethods), with the same credentials, so
-// that the step reaches the leader under the caller's own identity; and on, if that one too was
-// no longer the leader, up to followHops times. Every other call, and every other refusal, is
-// left as it is.
+// FollowLeader is a client interceptor that takes a personal step (a policy, phase or rule step)
+// that a follower refused to the leader the follower named (see PersonalMethods), with the same
+// credentials, so that the step reaches the leader under the caller's own identity; and on, if
+// that one too was no longer the leader, up to followHops times. Every other call, and every
+// other refusal, is left as it is.
 func FollowLeader(creds credentials.TransportCredentials, opts ...grpc.DialOption) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 		if !PersonalMethods[method] {
