@@ -2,19 +2,13 @@ package rest_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -64,12 +58,13 @@ func TestBearerTokenGoesNoFurther(t *testing.T) {
 	ca := identitytest.NewCA(t, config.DefaultOrg)
 	node := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
 	user := identitytest.ID(ca, "/user/erik")
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// The JWT-SVID and its bundle as `knooppunt ca jwt` makes them.
+	key, _, err := identity.LoadOrCreateJWTKey(t.TempDir(), user.TrustDomain())
 	if err != nil {
 		t.Fatal(err)
 	}
 	bundle := jwtbundle.New(user.TrustDomain())
-	bundle.AddJWTAuthority("k1", key.Public())
+	bundle.AddJWTAuthority(key.KeyID, key.Key.Public())
 	cfg := config.Default()
 	cfg.Roles = []config.RoleBinding{{ID: user.String(), Role: config.RoleReader}}
 	access, err := api.NewAccess(cfg)
@@ -86,15 +81,7 @@ func TestBearerTokenGoesNoFurther(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.Signed(signer).Claims(jwt.Claims{
-		Subject: user.String(), Audience: []string{"https://api.test"},
-		Expiry: jwt.NewNumericDate(time.Now().Add(5 * time.Minute)), IssuedAt: jwt.NewNumericDate(time.Now().Add(-time.Minute)),
-	}).Serialize()
+	token, err := key.Mint(user, []string{"https://api.test"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
