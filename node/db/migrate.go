@@ -446,6 +446,14 @@ INSERT INTO changes_by_mode (status, exercise, seq, id, version) SELECT status, 
 DROP TABLE changes;
 ALTER TABLE changes_by_mode RENAME TO changes;
 `,
+	// 19: the indexer took the key after an object nested in a body for a value, and that value
+	// for a key, and it read no further than a number beyond float64 (see bodyText):
+	// {"place":{"lat":52},"name":"Jaarbeurs"} was found by "name" and not by "Jaarbeurs". Every
+	// record is indexed again.
+	`
+INSERT OR IGNORE INTO text_pending (origin, id) SELECT '', id FROM records WHERE tombstone = 0;
+INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM foreign_records;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -56,6 +56,7 @@ func TestTextIndex(t *testing.T) {
 		qa("q2", "Wie doet de coördinatie?", "De veiligheidsregio."),
 		qa("q3", "Vergunning nodig?", "Een vergunning, vergunning en nog eens vergunning."),
 		put("s1", `{"municipality":"Utrecht","beds_total":10,"beds_free":3}`),
+		put("s2", `{"place":{"lat":52.08,"street":"Croeselaan"},"name":"Jaarbeurs","tags":["hal",{"nr":"7"}],"note":"groot"}`),
 	)
 	for _, tc := range []struct {
 		query string
@@ -73,6 +74,14 @@ func TestTextIndex(t *testing.T) {
 		{"vergunning", db.TextFilter{}, "q3"}, // the first only
 		{`"zonder tewerkstelling"`, db.TextFilter{}, "q1"},
 		{"werken vergunning", db.TextFilter{}, "q1"},
+		// Values after an object or an array inside the body, at any depth, and never its keys.
+		{"croeselaan", db.TextFilter{}, "s2"},
+		{"jaarbeurs", db.TextFilter{}, "s2"},
+		{"groot", db.TextFilter{}, "s2"},
+		{"hal", db.TextFilter{}, "s2"},
+		{"name", db.TextFilter{}, ""},
+		{"note", db.TextFilter{}, ""},
+		{"street", db.TextFilter{}, ""},
 	} {
 		limit := 100
 		if !strings.Contains(tc.want, " ") {
@@ -353,6 +362,63 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 	}
 	if got := cachedTextIDs(t, d, "vergunning"); got != "g1" {
 		t.Errorf("after the migration the cache search finds %q, want g1", got)
+	}
+}
+
+// TestTextMigrationNestedBodies: migration 19 queues every live own record and every cached one
+// to be indexed again, and a body with an object inside is then found by the value after it.
+func TestTextMigrationNestedBodies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "knooppunt.db")
+	d := openDB(t, path)
+	a := &applier{t: t, d: d}
+	a.apply(put("flat", `{"name":"Jaarbeurs","tags":["hal"]}`), put("nested", `{"place":{"lat":52},"name":"Jaarbeurs"}`), put("gone", `{"place":{"lat":52}}`))
+	a.apply(del("gone", 1))
+	if err := d.ApplyCacheForeign(a.index+1, &pb.CacheForeign{Peer: "szw", Origin: "szw.crisis.test", Cursor: 1, At: hour(2),
+		Upserts: []*pb.SharedRecord{
+			{Record: &pb.Record{Id: "g-flat", Origin: "szw.crisis.test", Kind: "guidance", Crisis: "oekraine", Region: "NL",
+				Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Werk"}`), Version: 1, UpdatedAt: hour(1)}},
+			{Record: &pb.Record{Id: "g-nested", Origin: "szw.crisis.test", Kind: "guidance", Crisis: "oekraine", Region: "NL",
+				Classification: pb.Classification_PUBLIC, Body: []byte(`{"links":[{"url":"x"}],"title":"Werk"}`), Version: 1, UpdatedAt: hour(1)}},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil || left != 0 {
+		t.Fatalf("CatchUpText: %d left, %v", left, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(`PRAGMA user_version = 18`); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+
+	d = openDB(t, path)
+	h, err = sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var queued []string
+	rows, err := h.Query(`SELECT origin || '/' || id FROM text_pending ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		rows.Scan(&k)
+		queued = append(queued, k)
+	}
+	rows.Close()
+	if got, want := strings.Join(queued, " "), "/flat /nested szw.crisis.test/g-flat szw.crisis.test/g-nested"; got != want {
+		t.Errorf("after migration 19 the queue holds %q, want %q", got, want)
+	}
+	if got := textIDs(t, d, "jaarbeurs", db.TextFilter{}, 100); strings.Join(got, " ") != "nested flat" && strings.Join(got, " ") != "flat nested" {
+		t.Errorf("after the migration jaarbeurs finds %q, want flat and nested", got)
 	}
 }
 
