@@ -472,7 +472,7 @@ func (d *DB) storeFileText(sha, state, text string) error {
 			return false, err
 		}
 		if text != "" && !textIndexOff {
-			if _, err := tx.Exec(`INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM file_refs WHERE sha256 = ?`, sha); err != nil {
+			if _, err := tx.Exec(`INSERT INTO text_queue (origin, id) SELECT origin, id FROM file_refs WHERE sha256 = ?`, sha); err != nil {
 				return false, err
 			}
 			tx.text = true

@@ -446,13 +446,26 @@ INSERT INTO changes_by_mode (status, exercise, seq, id, version) SELECT status, 
 DROP TABLE changes;
 ALTER TABLE changes_by_mode RENAME TO changes;
 `,
-	// 19: the indexer took the key after an object nested in a body for a value, and that value
-	// for a key, and it read no further than a number beyond float64 (see bodyText):
-	// {"place":{"lat":52},"name":"Jaarbeurs"} was found by "name" and not by "Jaarbeurs". Every
-	// record is indexed again.
+	// 19: the text queue becomes append-only. text_pending was keyed by the record, so that
+	// every write changed a page wherever its id fell, in the FSM and again in the indexer;
+	// text_queue adds each write at its end, and the indexer takes from its start. A record
+	// written twice before the indexer came is queued twice, and indexed once. And every record
+	// is queued again: the indexer before took the key after an object nested in a body for a
+	// value, and that value for a key, and read no further than a number beyond float64 (see
+	// bodyText), so that {"place":{"lat":52},"name":"Jaarbeurs"} was found by "name" and not by
+	// "Jaarbeurs".
 	`
-INSERT OR IGNORE INTO text_pending (origin, id) SELECT '', id FROM records WHERE tombstone = 0;
-INSERT OR IGNORE INTO text_pending (origin, id) SELECT origin, id FROM foreign_records;
+CREATE TABLE text_queue (
+	seq    INTEGER PRIMARY KEY,  -- the order of queueing
+	origin TEXT    NOT NULL,     -- '' for own records, else the peer's trust domain
+	id     TEXT    NOT NULL
+);
+INSERT INTO text_queue (origin, id) SELECT origin, id FROM text_pending;
+INSERT INTO text_queue (origin, id) SELECT '', id FROM records AS r
+	WHERE tombstone = 0 AND NOT EXISTS (SELECT 1 FROM text_pending AS p WHERE p.origin = '' AND p.id = r.id);
+INSERT INTO text_queue (origin, id) SELECT origin, id FROM foreign_records AS f
+	WHERE NOT EXISTS (SELECT 1 FROM text_pending AS p WHERE p.origin = f.origin AND p.id = f.id);
+DROP TABLE text_pending;
 `,
 }
 

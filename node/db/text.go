@@ -40,7 +40,7 @@ import (
 // that a deleted record's words leave the vocabulary as its body leaves the records.
 //
 // The index is kept beside the replicated state, not in it. The FSM only queues the record
-// (text_pending, one small row in the same transaction), and IndexText takes the queue into the
+// (text_queue, one small row added at the end of the queue in the same transaction), and IndexText takes the queue into the
 // index in batches: at once when the node is quiet, slowly while writes keep coming (see
 // RunTextIndexer), and fully before a search reads it (CatchUpText). A bulk load thus runs at
 // the speed of the store, and the index catches up when it ends. Every replica keeps its own
@@ -55,9 +55,11 @@ var textShardBits = 16
 
 // The statements of the index.
 const (
-	sqlTextQueue   = `INSERT OR IGNORE INTO text_pending (origin, id) VALUES (?, ?)`
-	sqlTextPending = `SELECT origin, id FROM text_pending LIMIT +?`
-	sqlTextDone    = `DELETE FROM text_pending WHERE origin = +? AND id = +?`
+	// The queue: written at its end, taken from its start, so that neither the FSM nor the
+	// indexer changes a page of it wherever a record's id falls.
+	sqlTextQueue   = `INSERT INTO text_queue (origin, id) VALUES (?, ?)`
+	sqlTextPending = `SELECT seq, origin, id FROM text_queue ORDER BY seq LIMIT +?`
+	sqlTextDone    = `DELETE FROM text_queue WHERE seq <= +?`
 	sqlTextOwn     = `SELECT body FROM records WHERE id = +? AND tombstone = 0`
 	sqlTextForeign = `SELECT body FROM foreign_records WHERE origin = +? AND id = +?`
 	sqlTextKey     = `INSERT OR IGNORE INTO text_keys (origin, id) VALUES (?, ?)`
@@ -91,28 +93,41 @@ func queueText(tx *writeTx, origin, id string) error {
 	return nil
 }
 
-// IndexText takes up to max queued records into the index, in one transaction, and returns how
-// many it took. Each is indexed as it is now, or taken out when it is gone.
+// IndexText takes up to max queued writes into the index, in one transaction, and returns how
+// many it took. Each record is indexed as it is now, or taken out when it is gone, once however
+// often it was queued among them.
 func (d *DB) IndexText(max int) (int, error) {
 	var taken int
 	err := d.localTx(func(tx *writeTx) (bool, error) {
 		type key struct{ origin, id string }
-		var queued []key
+		// A record queued more than once in the batch is indexed once, as it is now.
+		var (
+			queued []key
+			seen   = map[key]bool{}
+			last   int64
+		)
 		rows, err := tx.Query(sqlTextPending, max)
 		if err != nil {
 			return false, err
 		}
 		for rows.Next() {
 			var k key
-			if err := rows.Scan(&k.origin, &k.id); err != nil {
+			if err := rows.Scan(&last, &k.origin, &k.id); err != nil {
 				rows.Close()
 				return false, err
 			}
-			queued = append(queued, k)
+			taken++
+			if !seen[k] {
+				seen[k] = true
+				queued = append(queued, k)
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return false, err
+		}
+		if taken == 0 {
+			return false, nil
 		}
 		b := textBatchState{tx: tx, shards: map[int64]bool{}, words: map[string]struct{}{}}
 		for _, k := range queued {
@@ -131,12 +146,12 @@ func (d *DB) IndexText(max int) (int, error) {
 					err = b.index(k.origin, k.id, body, files.String)
 				}
 			}
-			if err == nil {
-				_, err = tx.Exec(sqlTextDone, k.origin, k.id)
-			}
 			if err != nil {
 				return false, fmt.Errorf("%s/%s: %w", k.origin, k.id, err)
 			}
+		}
+		if _, err := tx.Exec(sqlTextDone, last); err != nil {
+			return false, err
 		}
 		if err := b.addWords(); err != nil {
 			return false, err
@@ -146,8 +161,7 @@ func (d *DB) IndexText(max int) (int, error) {
 				return false, err
 			}
 		}
-		taken = len(queued)
-		return taken > 0, nil
+		return true, nil
 	})
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
@@ -185,11 +199,12 @@ func (d *DB) localTx(fn func(tx *writeTx) (commit bool, err error)) error {
 	return nil
 }
 
-// TextPending is how many records wait to be taken into the index.
+// TextPending is how many writes wait to be taken into the index: a record written twice since
+// the indexer last took it counts twice.
 func (d *DB) TextPending(ctx context.Context) (int64, error) {
 	var n int64
 	err := d.read(func(ro *sql.DB) error {
-		return ro.QueryRowContext(ctx, `SELECT count(*) FROM text_pending`).Scan(&n)
+		return ro.QueryRowContext(ctx, `SELECT count(*) FROM text_queue`).Scan(&n)
 	})
 	return n, err
 }
@@ -306,7 +321,7 @@ func (d *DB) CatchUpText(ctx context.Context, budget int) (int64, error) {
 	// writer, which IndexText takes even to find nothing.
 	var queued bool
 	if err := d.read(func(ro *sql.DB) error {
-		return ro.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM text_pending)`).Scan(&queued)
+		return ro.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM text_queue)`).Scan(&queued)
 	}); err != nil || !queued {
 		return 0, err
 	}

@@ -322,7 +322,8 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema 16: the trigram index with its keys, no vocabulary, no shards, nothing queued.
+	// Back to schema 16: the trigram index with its keys, no vocabulary, no shards, the queue keyed by
+	// record and empty.
 	h, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
@@ -348,6 +349,8 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 	}
 	if _, err := h.Exec(`DROP TABLE text_vocab; DROP TABLE text_words; DROP TABLE text_sweep;
 		CREATE VIRTUAL TABLE text_index USING fts5(text, tokenize = 'trigram remove_diacritics 1', content = '', contentless_delete = 1);
+		DROP TABLE text_queue;
+		CREATE TABLE text_pending (origin TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (origin, id)) WITHOUT ROWID;
 		PRAGMA user_version = 16`); err != nil {
 		t.Fatal(err)
 	}
@@ -365,8 +368,34 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 	}
 }
 
-// TestTextMigrationNestedBodies: migration 19 queues every live own record and every cached one
-// to be indexed again, and a body with an object inside is then found by the value after it.
+// TestTextQueueAppends: every write of a record is queued, the indexer takes a record queued
+// more than once in a batch once, as it is now, and leaves the writes after the batch queued.
+func TestTextQueueAppends(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	a.mustApply(put("r1", `{"notes":"eerste"}`))
+	a.mustApply(withVersion(put("r1", `{"notes":"tweede"}`), 1), put("r2", `{"notes":"ander"}`))
+	a.mustApply(withVersion(put("r1", `{"notes":"derde"}`), 2))
+	a.mustApply(put("r3", `{"notes":"later"}`))
+	if n, err := d.TextPending(context.Background()); err != nil || n != 5 {
+		t.Fatalf("TextPending = %d (%v), want 5: r1 three times, r2, r3", n, err)
+	}
+	if n, err := d.IndexText(4); err != nil || n != 4 {
+		t.Fatalf("IndexText(4) = %d (%v), want 4 writes taken", n, err)
+	}
+	if n, err := d.TextPending(context.Background()); err != nil || n != 1 {
+		t.Fatalf("after the batch TextPending = %d (%v), want 1: r3", n, err)
+	}
+	for _, tc := range []struct{ query, want string }{{"derde", "r1"}, {"tweede", ""}, {"eerste", ""}, {"ander", "r2"}, {"later", "r3"}} {
+		if got := strings.Join(textIDs(t, d, tc.query, db.TextFilter{}, 100), " "); got != tc.want {
+			t.Errorf("%q finds %q, want %q", tc.query, got, tc.want)
+		}
+	}
+}
+
+// TestTextMigrationNestedBodies: migration 19 moves what text_pending held into the
+// append-only text_queue, first, and queues every other live own record and cached one to be
+// indexed again; a body with an object inside is then found by the value after it.
 func TestTextMigrationNestedBodies(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "knooppunt.db")
 	d := openDB(t, path)
@@ -392,7 +421,11 @@ func TestTextMigrationNestedBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Exec(`PRAGMA user_version = 18`); err != nil {
+	// Back to schema 18: the queue keyed by record, holding the deleted record to take out.
+	if _, err := h.Exec(`DROP TABLE text_queue;
+		CREATE TABLE text_pending (origin TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (origin, id)) WITHOUT ROWID;
+		INSERT INTO text_pending (origin, id) VALUES ('', 'gone'), ('', 'nested');
+		PRAGMA user_version = 18`); err != nil {
 		t.Fatal(err)
 	}
 	h.Close()
@@ -404,7 +437,7 @@ func TestTextMigrationNestedBodies(t *testing.T) {
 	}
 	defer h.Close()
 	var queued []string
-	rows, err := h.Query(`SELECT origin || '/' || id FROM text_pending ORDER BY 1`)
+	rows, err := h.Query(`SELECT origin || '/' || id FROM text_queue ORDER BY seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +447,7 @@ func TestTextMigrationNestedBodies(t *testing.T) {
 		queued = append(queued, k)
 	}
 	rows.Close()
-	if got, want := strings.Join(queued, " "), "/flat /nested szw.crisis.test/g-flat szw.crisis.test/g-nested"; got != want {
+	if got, want := strings.Join(queued, " "), "/gone /nested /flat szw.crisis.test/g-flat szw.crisis.test/g-nested"; got != want {
 		t.Errorf("after migration 19 the queue holds %q, want %q", got, want)
 	}
 	if got := textIDs(t, d, "jaarbeurs", db.TextFilter{}, 100); strings.Join(got, " ") != "nested flat" && strings.Join(got, " ") != "flat nested" {
