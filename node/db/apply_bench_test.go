@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -165,13 +166,31 @@ func BenchmarkApplyBatch(b *testing.B) {
 // BenchmarkApplyEntrySize is the FSM's CPU a record by the size of its transactions: 32 new
 // records a Raft entry (what 64 single-record writers give the leader, two entries in flight),
 // 128 and 1000, each size in a database of its own, taking turns in rounds of 3,200 records so
-// that all see the machine alike. The ids come from 64 writers, as in BenchmarkClusterWrite, so
-// that a transaction's records fall on leaf pages apart. Metrics: cpu-ns/record at each size, and
-// x32 (each size ÷ 32, the median of the rounds).
+// that all see the machine alike. In ids=writers the ids come from 64 writers, as in
+// BenchmarkClusterWrite: a transaction's records fall on 64 leaf pages of each B-tree, the same
+// ones again and again. In ids=random they are random, in tables that hold 50,000 records first,
+// as a node's ids fall: nearly every record changes a leaf page of its own in every B-tree, and
+// a larger transaction saves less. Metrics: cpu-ns/record at each size, and x32 (each size ÷ 32,
+// the median of the rounds).
 func BenchmarkApplyEntrySize(b *testing.B) {
-	sizes := []int{32, 128, 1000}
+	body := func(i int) string {
+		return fmt.Sprintf(`{"municipality":"Utrecht","beds_total":1000000000,"beds_free":%d}`, i)
+	}
+	b.Run("ids=writers", func(b *testing.B) {
+		applyEntrySizes(b, []int{32, 128, 1000}, 0, func(i int) *db.Write { return put(fmt.Sprintf("b%02d-%d", i%64, i), body(i)) })
+	})
+	b.Run("ids=random", func(b *testing.B) {
+		rnd := rand.New(rand.NewPCG(1, 2))
+		applyEntrySizes(b, []int{32, 1000}, 50_000, func(i int) *db.Write { return put(fmt.Sprintf("%016x", rnd.Uint64()), body(i)) })
+	})
+}
+
+// applyEntrySizes is BenchmarkApplyEntrySize for the given sizes, in databases that first hold
+// the records fill, applied a thousand at a time, each write the next(i) write.
+func applyEntrySizes(b *testing.B, sizes []int, fill int, next func(i int) *db.Write) {
 	const round = 3200
 	dbs := make([]*db.DB, len(sizes))
+	index := make([]uint64, len(sizes))
 	for i := range sizes {
 		d, err := db.Open(filepath.Join(b.TempDir(), fmt.Sprintf("s%d.db", i)))
 		if err != nil {
@@ -179,16 +198,24 @@ func BenchmarkApplyEntrySize(b *testing.B) {
 		}
 		defer d.Close()
 		dbs[i] = d
+		for k := 0; k < fill; k += 1000 {
+			writes := make([]*db.Write, min(1000, fill-k))
+			for j := range writes {
+				writes[j] = next(k + j)
+			}
+			index[i]++
+			if _, err := d.Apply(index[i], writes); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	cpu := make([]time.Duration, len(sizes))
 	ratios := make([][]float64, len(sizes))
-	index := make([]uint64, len(sizes))
 	n := 0
 	for b.Loop() {
 		writes := make([]*db.Write, round)
 		for k := range writes {
-			i := n*round + k
-			writes[k] = put(fmt.Sprintf("b%02d-%d", i%64, i), fmt.Sprintf(`{"municipality":"Utrecht","beds_total":1000000000,"beds_free":%d}`, i))
+			writes[k] = next(n*round + k)
 		}
 		n++
 		took := make([]time.Duration, len(sizes))
