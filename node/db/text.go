@@ -40,10 +40,10 @@ import (
 // that a deleted record's words leave the vocabulary as its body leaves the records.
 //
 // The index is kept beside the replicated state, not in it. The FSM only queues the record
-// (text_queue, one small row added at the end of the queue in the same transaction), and IndexText takes the queue into the
-// index in batches: at once when the node is quiet, slowly while writes keep coming (see
-// RunTextIndexer), and fully before a search reads it (CatchUpText). A bulk load thus runs at
-// the speed of the store, and the index catches up when it ends. Every replica keeps its own
+// (one small row at the end of text_queue, in the same transaction), and IndexText takes the
+// queue into the index in batches: at once when the node is quiet, slowly while writes keep
+// coming (see RunTextIndexer), and fully before a search reads it (CatchUpText). A bulk load
+// thus runs at the speed of the store, and the index catches up when it ends. Every replica keeps its own
 // index; a snapshot carries the queue, so a restored replica finishes what it holds.
 //
 // The index only finds candidates. Which fields a kind searches, whether the words really occur,
