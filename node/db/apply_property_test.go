@@ -214,7 +214,8 @@ func checkTables(rt *rapid.T, ro *sql.DB, rows map[string]*modelRow, labels map[
 	compare(rt, "changes", queryStrings(rt, ro, `SELECT seq || ' ' || id || ' ' || version FROM changes ORDER BY seq`), changes)
 }
 
-func queryStrings(rt *rapid.T, ro *sql.DB, query string) []string {
+// queryStrings is the one text column of query's rows, in order.
+func queryStrings(rt interface{ Fatal(...any) }, ro *sql.DB, query string) []string {
 	q, err := ro.Query(query)
 	if err != nil {
 		rt.Fatal(err)

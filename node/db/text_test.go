@@ -328,17 +328,7 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var shards []string
-	rows, err := h.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'text_shard_[0-9]' `)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var n string
-		rows.Scan(&n)
-		shards = append(shards, n)
-	}
-	rows.Close()
+	shards := queryStrings(t, h, `SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'text_shard_[0-9]'`)
 	if len(shards) == 0 {
 		t.Fatal("no shard of the word index after indexing")
 	}
@@ -436,17 +426,7 @@ func TestTextMigrationNestedBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	var queued []string
-	rows, err := h.Query(`SELECT origin || '/' || id FROM text_queue ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var k string
-		rows.Scan(&k)
-		queued = append(queued, k)
-	}
-	rows.Close()
+	queued := queryStrings(t, h, `SELECT origin || '/' || id FROM text_queue ORDER BY seq`)
 	if got, want := strings.Join(queued, " "), "/gone /nested /flat szw.crisis.test/g-flat szw.crisis.test/g-nested"; got != want {
 		t.Errorf("after migration 19 the queue holds %q, want %q", got, want)
 	}
