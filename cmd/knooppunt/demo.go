@@ -336,6 +336,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	for _, o := range orgs {
 		fmt.Fprintf(out, "  %-12s %s/\n", o.title, o.webURL())
 	}
+	if u := byName["vr-utrecht"]; u != nil {
+		fmt.Fprintf(out, "\nSearch by words in the browser, as VR Utrecht: %s/zoeken?q=vergunning\n", u.webURL())
+	}
 	fmt.Fprintf(out, `
 The federation is running. Each organisation's files are in %s/<org>. Try, for VR Utrecht:
 

@@ -35,25 +35,47 @@ type TextQuery struct {
 // ParseText parses a full-text query given in field. Bad syntax is a *FieldError that says
 // what to change, never an SQL error.
 func ParseText(field, q string) (*TextQuery, error) {
+	tq, _, err := parseText(field, q, false)
+	return tq, err
+}
+
+// ParseTextLoosely parses a query typed into a search box, as people type: a word or phrase that
+// the index cannot look for (shorter than MinTermRunes, or with no letters or digits, such as
+// "in", "de" or "&" in "opvang in de regio") is left out and returned in ignored, as typed,
+// instead of refusing the query. It is a *FieldError still when nothing is left to search for, and for what
+// ParseText refuses otherwise. The query's String is what to send on as Filter.text.
+func ParseTextLoosely(field, q string) (tq *TextQuery, ignored []string, err error) {
+	return parseText(field, q, true)
+}
+
+func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 	if !utf8.ValidString(q) {
-		return nil, invalid(field, "not valid UTF-8")
+		return nil, nil, invalid(field, "not valid UTF-8")
 	}
 	if len(q) > MaxQueryBytes {
-		return nil, invalid(field, "%d bytes is over the limit of %d", len(q), MaxQueryBytes)
+		return nil, nil, invalid(field, "%d bytes is over the limit of %d", len(q), MaxQueryBytes)
 	}
-	var terms []string
-	add := func(t string) error {
-		t = Normalize(strings.Join(strings.Fields(t), " "))
+	var terms, ignored []string
+	add := func(typed string) error {
+		typed = strings.Join(strings.Fields(typed), " ")
+		t := Normalize(typed)
 		if t == "" {
 			return nil
 		}
+		var refused error
 		if utf8.RuneCountInString(t) < MinTermRunes {
-			return invalid(field, "%q is shorter than %d characters: search for longer words", t, MinTermRunes)
+			refused = invalid(field, "%q is shorter than %d characters: search for longer words", t, MinTermRunes)
+		} else if words, _, _ := TermWords(t); len(words) == 0 {
+			refused = invalid(field, "%q has no letters or digits: search for words", t)
 		}
-		if words, _, _ := TermWords(t); len(words) == 0 {
-			return invalid(field, "%q has no letters or digits: search for words", t)
+		switch {
+		case refused == nil:
+			terms = append(terms, t)
+		case loose:
+			ignored = append(ignored, typed)
+		default:
+			return refused
 		}
-		terms = append(terms, t)
 		return nil
 	}
 	rest := q
@@ -65,10 +87,10 @@ func ParseText(field, q string) (*TextQuery, error) {
 		if rest[0] == '"' {
 			end := strings.IndexByte(rest[1:], '"')
 			if end < 0 {
-				return nil, invalid(field, "a phrase opened with \" is not closed: add the closing \"")
+				return nil, nil, invalid(field, "a phrase opened with \" is not closed: add the closing \"")
 			}
 			if err := add(rest[1 : 1+end]); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			rest = rest[2+end:]
 			continue
@@ -78,17 +100,33 @@ func ParseText(field, q string) (*TextQuery, error) {
 			end = len(rest)
 		}
 		if err := add(rest[:end]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rest = rest[end:]
 	}
+	if len(terms) == 0 && len(ignored) > 0 {
+		return nil, ignored, invalid(field, "%s: search for words of %d characters or more", quoteAll(ignored), MinTermRunes)
+	}
 	if len(terms) == 0 {
-		return nil, invalid(field, "no words to search for")
+		return nil, nil, invalid(field, "no words to search for")
 	}
 	if len(terms) > MaxQueryTerms {
-		return nil, invalid(field, "%d words and phrases is over the limit of %d", len(terms), MaxQueryTerms)
+		return nil, nil, invalid(field, "%d words and phrases is over the limit of %d", len(terms), MaxQueryTerms)
 	}
-	return &TextQuery{Terms: terms}, nil
+	return &TextQuery{Terms: terms}, ignored, nil
+}
+
+// String is the query as ParseText reads it back, to the same terms: each term, a phrase
+// quoted, separated by spaces.
+func (q *TextQuery) String() string {
+	parts := make([]string, len(q.Terms))
+	for i, t := range q.Terms {
+		if strings.Contains(t, " ") {
+			t = `"` + t + `"`
+		}
+		parts[i] = t
+	}
+	return strings.Join(parts, " ")
 }
 
 // Match reports whether every term occurs in one of texts.

@@ -44,6 +44,44 @@ func TestParseText(t *testing.T) {
 	}
 }
 
+// TestParseTextLoosely: what a search box sends. Words the index cannot look for are left out
+// and named; the rest is searched, and its String reads back, strictly, to the same terms.
+func TestParseTextLoosely(t *testing.T) {
+	for _, tc := range []struct {
+		q              string
+		terms, ignored []string
+		err            string
+	}{
+		{q: "opvang in de regio", terms: []string{"opvang", "regio"}, ignored: []string{"in", "de"}},
+		{q: `"in" Vergunning & 24 "Werk  Vergunning" ...`, terms: []string{"vergunning", "werk vergunning"}, ignored: []string{"in", "&", "24", "..."}},
+		{q: "IC-bedden in VR", terms: []string{"ic-bedden"}, ignored: []string{"in", "VR"}},
+		{q: "vergunning", terms: []string{"vergunning"}},
+		{q: "in de", err: `text: "in", "de": search for words of 3 characters or more`},
+		{q: "   ", err: "text: no words to search for"},
+		{q: `opvang "regio`, err: `text: a phrase opened with " is not closed`},
+		{q: strings.Repeat("abcd ", 17) + "in", err: "text: 17 words and phrases is over the limit of 16"},
+	} {
+		q, ignored, err := ParseTextLoosely("text", tc.q)
+		if tc.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
+				t.Errorf("ParseTextLoosely(%q) = %v, %v; want error %q", tc.q, q, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseTextLoosely(%q): %v", tc.q, err)
+			continue
+		}
+		if strings.Join(q.Terms, "|") != strings.Join(tc.terms, "|") || strings.Join(ignored, "|") != strings.Join(tc.ignored, "|") {
+			t.Errorf("ParseTextLoosely(%q) = %q, ignoring %q; want %q, ignoring %q", tc.q, q.Terms, ignored, tc.terms, tc.ignored)
+		}
+		back, err := ParseText("text", q.String())
+		if err != nil || strings.Join(back.Terms, "|") != strings.Join(q.Terms, "|") {
+			t.Errorf("ParseText(%q), the String of %q: %v, %v; want the same terms", q.String(), tc.q, back, err)
+		}
+	}
+}
+
 func TestTextMatchAndSnippet(t *testing.T) {
 	texts := []string{"Werk voor vluchtelingen", "Een TEWERKSTELLINGSVERGUNNING is niet nodig voor coördinatie van de opvang in de gemeente."}
 	for _, tc := range []struct {

@@ -151,6 +151,18 @@ func TestBrowser(t *testing.T) {
 	}
 	accessible("record")
 	shots["record.png"] = shot("record")
+	// Words typed into the search box, as people type them: the short ones are left out, and
+	// each hit shows where it matched.
+	run("search by words", chromedp.Steps(
+		chromedp.Navigate(e.url+"/zoeken"),
+		chromedp.SendKeys(chromedp.CSS("#q"), "beeld in VR\r"),
+		chromedp.WaitVisible(chromedp.CSS("#genegeerd")),
+	))
+	if marks := get("marks", chromedp.Evaluate[string](`[...document.querySelectorAll('.kp-table mark')].map(m => m.textContent).join(",")`)); marks != "beeld,beeld" {
+		t.Errorf("a search for beeld in VR marks %q, want beeld in both sitreps", marks)
+	}
+	accessible("zoeken op woorden")
+	shots["zoeken-woorden.png"] = shot("zoeken-woorden")
 
 	// ncc stops: the picture, opened anew, shows it unreachable, with the age of the copy it is
 	// served from.

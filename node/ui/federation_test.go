@@ -92,6 +92,59 @@ func keys(m map[string]int64) map[string]bool {
 	return out
 }
 
+// TestSearchByWords: the search box finds records by the words in their text, here and at the
+// partners, each with where it matched marked; words too short to look for are left out and
+// named, and a query of nothing else, or with a phrase left open, is said to be wrong at the box.
+func TestSearchByWords(t *testing.T) {
+	e := startFederation(t)
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	search := func(q string) (int, string) {
+		t.Helper()
+		resp, page := b.get(t, e.url+"/zoeken?"+url.Values{"q": {q}}.Encode())
+		return resp.StatusCode, page
+	}
+
+	// "regio" is part of "Regionaal": only this node's own sitrep has both words.
+	code, page := search("beeld in de regio")
+	if code != http.StatusOK || !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "regio-1") {
+		t.Fatalf("search for beeld in de regio: %d, want this node's sitrep alone:\n%s", code, page)
+	}
+	if !strings.Contains(page, `"><mark>Regio</mark>naal <mark>beeld</mark> VR Utrecht</a>`) {
+		t.Errorf("the hit does not show where it matched:\n%s", page)
+	}
+	if !strings.Contains(page, `id="genegeerd"><p class="utrecht-paragraph">Niet gezocht op “in”, “de”: woorden van minder dan 3 tekens`) {
+		t.Errorf("the page does not say which words it left out:\n%s", page)
+	}
+	if !strings.Contains(page, `name="q" value="beeld in de regio"`) {
+		t.Error("the search box does not keep the words searched for")
+	}
+
+	// Across the federation: this node's sitrep and ncc's, each marked.
+	_, page = search("Beeld")
+	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "Landelijk <mark>beeld</mark> opvang Oekraïne</a>") ||
+		!strings.Contains(page, "Regionaal <mark>beeld</mark> VR Utrecht</a>") || strings.Contains(page, `id="genegeerd"`) {
+		t.Errorf("search for Beeld: want this node's sitrep and ncc's, nothing left out:\n%s", page)
+	}
+	// A guidance document's text, with a number too short to look for.
+	_, page = search("aankomst binnen 24 uur")
+	// A guidance document, by words of its title and its text; the match in its title is marked there.
+	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, ">Richtlijn registratie bij <mark>aankomst</mark></a>") ||
+		!strings.Contains(page, "Niet gezocht op “24”") {
+		t.Errorf("search for aankomst binnen 24 uur: want ncc's guidance, 24 left out:\n%s", page)
+	}
+
+	for _, tc := range []struct{ q, want string }{
+		{"in de", "Zoek op woorden van ten minste 3 tekens: “in”, “de” is te kort."},
+		{`"opvang in`, "Een zinsdeel begint met een aanhalingsteken maar sluit niet af"},
+	} {
+		code, page := search(tc.q)
+		if code != http.StatusBadRequest || !strings.Contains(page, tc.want) || !strings.Contains(page, `aria-invalid="true"`) || strings.Contains(page, "Resultaten (") {
+			t.Errorf("search for %s: %d, want 400 with %q at the box and no results:\n%s", tc.q, code, tc.want, page)
+		}
+	}
+}
+
 // TestPictureOfAFederation: the picture shows the partners that answered, what they shared,
 // the capacity per region, the phase; a record shows the field its source withheld as
 // withheld, never its value; a partner that stops is shown as unreachable, served from cache.

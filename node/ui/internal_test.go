@@ -15,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestCatalogues: both languages have the same keys, and every key a template or the Go code
@@ -282,5 +283,45 @@ func TestFollowerLinksToTheLeader(t *testing.T) {
 		if body := w.Body.String(); w.Code != http.StatusConflict || !strings.Contains(body, tc.link) || strings.Contains(body, `id="bevestigen"`) {
 			t.Errorf("leader at %q: %d, want 409 with %q and no form:\n%s", tc.web, w.Code, tc.link, body)
 		}
+	}
+}
+
+// TestSnippetParts: a snippet's «marks» become the parts the template marks; the rest is text,
+// whatever it holds.
+func TestSnippetParts(t *testing.T) {
+	for snippet, want := range map[string]string{
+		"":                               "",
+		"geen treffer":                   "geen treffer",
+		"«Regio»naal «beeld» VR Utrecht": "[Regio]naal [beeld] VR Utrecht",
+		"…de <b>«vergunning»</b> «":      "…de <b>[vergunning]</b> «",
+		"«open":                          "«open",
+	} {
+		var b strings.Builder
+		for _, p := range snippetParts(snippet) {
+			if p.Match {
+				b.WriteString("[" + p.Text + "]")
+			} else {
+				b.WriteString(p.Text)
+			}
+		}
+		if b.String() != want {
+			t.Errorf("snippetParts(%q) = %q, want %q", snippet, b.String(), want)
+		}
+	}
+}
+
+// TestBestFirst: the hits of a search on words, the first of every source first, then the
+// second, in the order the sources answered.
+func TestBestFirst(t *testing.T) {
+	hit := func(origin, id string) *pb.SearchHit {
+		return &pb.SearchHit{Record: &pb.Record{Origin: origin, Id: id}}
+	}
+	hits := []*pb.SearchHit{hit("own", "o1"), hit("own", "o2"), hit("own", "o3"), hit("ncc", "n1"), hit("lcvs", "l1"), hit("lcvs", "l2")}
+	var got []string
+	for _, h := range bestFirst(hits) {
+		got = append(got, h.Record.Id)
+	}
+	if want := "o1 n1 l1 o2 l2 o3"; strings.Join(got, " ") != want {
+		t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/assessment"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -358,6 +359,9 @@ func age(l *Lang, s int64) string {
 type searchView struct {
 	Kinds                []string
 	Kind, Crisis, Region string
+	// Text is the words typed into the search box; TextError says why they cannot be searched
+	// for, Ignored which of them were left out (too short, or no letters or digits).
+	Text, TextError, Ignored string
 	// Org filters on the records' origin: this org, or one peer's trust domain.
 	Org      string
 	Orgs     []orgChoice
@@ -376,6 +380,83 @@ type hitView struct {
 	// Policies are the source's policies that granted the record, Purpose what this node
 	// stated it needed it for, Received when the cache took it: empty for own records.
 	Policies, Purpose, Received string
+	// Snippet, for a search on words, is where the record matched, its matches marked;
+	// TitleMarked the title with its matches marked, when they are all in the title.
+	Snippet, TitleMarked []snippetPart
+}
+
+// plain is the text of a snippet's parts, without the marks.
+func plain(parts []snippetPart) string {
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+	}
+	return b.String()
+}
+
+// quoted is words in quotes, separated by commas: “in”, “de”.
+func quoted(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = "“" + w + "”"
+	}
+	return strings.Join(q, ", ")
+}
+
+// snippetPart is a piece of a snippet: the words that matched, or the text around them.
+type snippetPart struct {
+	Text  string
+	Match bool
+}
+
+// snippetParts splits a snippet at its «marks», which the template shows as <mark>. The marks
+// are the source's, so they are read, never trusted as HTML: each part is text.
+func snippetParts(s string) []snippetPart {
+	var parts []snippetPart
+	for s != "" {
+		open := strings.Index(s, "«")
+		if open < 0 {
+			break
+		}
+		end := strings.Index(s[open:], "»")
+		if end < 0 {
+			break
+		}
+		if open > 0 {
+			parts = append(parts, snippetPart{Text: s[:open]})
+		}
+		parts = append(parts, snippetPart{Text: s[open+len("«") : open+end], Match: true})
+		s = s[open+end+len("»"):]
+	}
+	if s != "" {
+		parts = append(parts, snippetPart{Text: s})
+	}
+	return parts
+}
+
+// bestFirst orders the hits of a search on words across their sources: each source ranks its
+// own best first (bm25 over its own records), and those ranks are not comparable between sources,
+// so the first of every source come first, then the second, and so on; sources in the order
+// Search answered them (this node first).
+func bestFirst(hits []*pb.SearchHit) []*pb.SearchHit {
+	var order []string
+	bySource := map[string][]*pb.SearchHit{}
+	for _, h := range hits {
+		src := h.GetRecord().GetOrigin()
+		if _, ok := bySource[src]; !ok {
+			order = append(order, src)
+		}
+		bySource[src] = append(bySource[src], h)
+	}
+	out := make([]*pb.SearchHit, 0, len(hits))
+	for rank := 0; len(out) < len(hits); rank++ {
+		for _, src := range order {
+			if rank < len(bySource[src]) {
+				out = append(out, bySource[src][rank])
+			}
+		}
+	}
+	return out
 }
 
 // orgChoice is an organisation the search can be limited to.
@@ -388,7 +469,8 @@ type orgChoice struct {
 func (s *Server) search(w http.ResponseWriter, r *request) {
 	ctx := r.ctx()
 	q := r.URL.Query()
-	v := &searchView{Kind: q.Get("kind"), Crisis: strings.TrimSpace(q.Get("crisis")), Region: strings.TrimSpace(q.Get("region")), Org: q.Get("org")}
+	v := &searchView{Kind: q.Get("kind"), Crisis: strings.TrimSpace(q.Get("crisis")), Region: strings.TrimSpace(q.Get("region")), Org: q.Get("org"),
+		Text: strings.TrimSpace(q.Get("q"))}
 	v.Orgs = s.orgChoices(r, v.Org)
 	st, err := pb.NewStatusServiceClient(s.c.Conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
@@ -396,9 +478,34 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Kinds = st.Kinds
-	if q.Has("kind") || q.Has("crisis") || q.Has("region") || q.Has("org") {
+	// Words as people type them: "opvang in de regio" searches for opvang and regio, and says
+	// that it left out in and de, which the index cannot look for.
+	var text *record.TextQuery
+	if v.Text != "" {
+		var ignored []string
+		text, ignored, err = record.ParseTextLoosely("q", v.Text)
+		if err != nil {
+			switch {
+			case len(ignored) > 0: // nothing but words too short to look for
+				v.TextError = r.L.T("search.text_short", quoted(ignored), record.MinTermRunes)
+			case strings.Count(v.Text, `"`)%2 == 1:
+				v.TextError = r.L.T("search.text_open_phrase")
+			default:
+				v.TextError = r.L.T("search.text_error", strings.TrimPrefix(err.Error(), "q: "))
+			}
+			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+			return
+		}
+		if len(ignored) > 0 {
+			v.Ignored = r.L.T("search.ignored", quoted(ignored), record.MinTermRunes)
+		}
+	}
+	if q.Has("kind") || q.Has("crisis") || q.Has("region") || q.Has("org") || text != nil {
 		v.Searched = true
 		f := &pb.Filter{Crisis: v.Crisis, Region: v.Region, Limit: 200, Mode: r.mode()}
+		if text != nil {
+			f.Text = text.String()
+		}
 		if v.Org != "" {
 			// The filter on origin is applied to the answers: ask each for more.
 			f.Limit = 1000
@@ -413,19 +520,27 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		v.Partial = resp.Partial
 		now := time.Now()
-		for _, h := range resp.Hits {
+		hits := resp.Hits
+		if text != nil {
+			hits = bestFirst(hits)
+		}
+		for _, h := range hits {
 			rec := h.Record
 			if v.Org != "" && rec.Origin != v.Org {
 				continue
 			}
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
 				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
-				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity}
+				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet)}
 			if h.ReceivedAt != nil {
 				hv.Received = age(r.L, int64(now.Sub(h.ReceivedAt.AsTime())/time.Second))
 			}
 			if hv.Title == "" {
 				hv.Title = rec.Id
+			}
+			// A match in the title is marked in the title, not repeated under it.
+			if hv.Snippet != nil && plain(hv.Snippet) == hv.Title {
+				hv.TitleMarked, hv.Snippet = hv.Snippet, nil
 			}
 			if rec.UpdatedAt != nil {
 				hv.Age = age(r.L, int64(now.Sub(rec.UpdatedAt.AsTime())/time.Second))
