@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 
@@ -98,15 +99,25 @@ func (p *InProcess) GetServiceInfo() map[string]grpc.ServiceInfo {
 	return out
 }
 
-// Invoke calls a unary method as the person in ctx.
-func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+// person is the person a call on the channel is made as: the one in ctx, never a replica.
+func (p *InProcess) person(ctx context.Context) (spiffeid.ID, error) {
 	id, ok := ctx.Value(personKey{}).(spiffeid.ID)
 	if !ok || id.IsZero() {
-		return status.Error(codes.Unauthenticated, "no person: the web interface must sign the person in first")
+		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "no person: the web interface must sign the person in first")
 	}
 	if identity.IsReplica(p.authz.access.Load().TrustDomain, id) {
-		return status.Errorf(codes.PermissionDenied, "%s is a replica ID: the in-process channel serves people only", id)
+		return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "%s is a replica ID: the in-process channel serves people only", id)
 	}
+	return id, nil
+}
+
+// Invoke calls a unary method as the person in ctx.
+func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	id, err := p.person(ctx)
+	if err != nil {
+		return err
+	}
+	var ok bool
 	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
 	s := p.services[svc]
 	var md grpc.MethodDesc
@@ -188,9 +199,149 @@ func shareInto(dst, src proto.Message) bool {
 	return true
 }
 
-// NewStream refuses: the web interface makes unary calls only, for now.
-func (p *InProcess) NewStream(_ context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, status.Errorf(codes.Unimplemented, "%s: streaming calls are not served in-process", method)
+// NewStream calls a server-streaming method (one request, a stream of replies, such as
+// AttachmentService.Download) as the person in ctx, decided by the Authorizer as on the servers,
+// whose streams pass through nothing else. The handler starts once the request is sent, and
+// every reply is a copy. A stream that sends more than one request is refused.
+func (p *InProcess) NewStream(ctx context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	id, err := p.person(ctx)
+	if err != nil {
+		return nil, err
+	}
+	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	var sd *grpc.StreamDesc
+	if s := p.services[svc]; s != nil {
+		for i := range s.desc.Streams {
+			if s.desc.Streams[i].StreamName == name {
+				sd = &s.desc.Streams[i]
+			}
+		}
+	}
+	actx, err := p.authorize(ctx, method, id)
+	if err != nil {
+		return nil, err
+	}
+	if sd == nil {
+		return nil, status.Errorf(codes.Unimplemented, "%s is not served in-process", method)
+	}
+	if sd.ClientStreams || !sd.ServerStreams {
+		return nil, status.Errorf(codes.Unimplemented, "%s: only calls of one request and a stream of replies are served in-process", method)
+	}
+	// As for Invoke: the caller's deadline and values, not its outgoing metadata.
+	actx = metadata.NewOutgoingContext(actx, nil)
+	return &inprocStream{ctx: actx, method: method, handler: sd.Handler, impl: p.services[svc].impl,
+		replies: make(chan proto.Message), done: make(chan struct{})}, nil
+}
+
+// inprocStream is both ends of a server-streaming call on the channel: the caller's
+// grpc.ClientStream and, as server, the handler's grpc.ServerStream.
+type inprocStream struct {
+	ctx     context.Context
+	method  string
+	handler grpc.StreamHandler
+	impl    any
+
+	req     proto.Message // the one request, a copy of what the caller sent
+	taken   bool          // the handler has read req
+	started bool
+	replies chan proto.Message // unbuffered: done is closed only after every reply was taken
+	done    chan struct{}
+	err     error // the handler's, once done is closed
+}
+
+// start runs the handler, once the request is in.
+func (s *inprocStream) start() {
+	if s.started {
+		return
+	}
+	s.started = true
+	go func() {
+		defer close(s.done)
+		if s.req == nil {
+			s.err = status.Errorf(codes.Internal, "in-process call %s: no request was sent", s.method)
+			return
+		}
+		s.err = s.handler(s.impl, (*inprocServer)(s))
+	}()
+}
+
+func (s *inprocStream) Header() (metadata.MD, error) { return nil, nil }
+func (s *inprocStream) Trailer() metadata.MD         { return nil }
+func (s *inprocStream) Context() context.Context     { return s.ctx }
+
+func (s *inprocStream) CloseSend() error {
+	s.start()
+	return nil
+}
+
+func (s *inprocStream) SendMsg(m any) error {
+	pm, ok := m.(proto.Message)
+	switch {
+	case !ok:
+		return status.Errorf(codes.Internal, "in-process call %s: %T is not a protobuf message", s.method, m)
+	case s.req != nil || s.started:
+		return status.Errorf(codes.Internal, "in-process call %s: one request only", s.method)
+	}
+	s.req = proto.Clone(pm)
+	return nil
+}
+
+func (s *inprocStream) RecvMsg(m any) error {
+	s.start()
+	select {
+	case r := <-s.replies:
+		pm, ok := m.(proto.Message)
+		if !ok {
+			return status.Errorf(codes.Internal, "in-process call %s: %T is not a protobuf message", s.method, m)
+		}
+		proto.Reset(pm)
+		proto.Merge(pm, r)
+		return nil
+	case <-s.done:
+		if s.err != nil {
+			return s.err
+		}
+		return io.EOF
+	case <-s.ctx.Done():
+		return status.FromContextError(s.ctx.Err()).Err()
+	}
+}
+
+// inprocServer is the handler's end of an inprocStream.
+type inprocServer inprocStream
+
+func (s *inprocServer) SetHeader(metadata.MD) error  { return nil }
+func (s *inprocServer) SendHeader(metadata.MD) error { return nil }
+func (s *inprocServer) SetTrailer(metadata.MD)       {}
+func (s *inprocServer) Context() context.Context     { return s.ctx }
+
+// SendMsg hands a copy of m to the caller: a handler may reuse what it sent once SendMsg
+// returns, as on a server, which encodes it before then.
+func (s *inprocServer) SendMsg(m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "in-process call %s: reply %T is not a protobuf message", s.method, m)
+	}
+	select {
+	case s.replies <- proto.Clone(pm):
+		return nil
+	case <-s.ctx.Done():
+		return status.FromContextError(s.ctx.Err()).Err()
+	}
+}
+
+// RecvMsg gives the handler the request, once; then io.EOF.
+func (s *inprocServer) RecvMsg(m any) error {
+	if s.taken {
+		return io.EOF
+	}
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "in-process call %s: %T is not a protobuf message", s.method, m)
+	}
+	s.taken = true
+	proto.Merge(pm, s.req)
+	return nil
 }
 
 // chainUnary runs interceptors in order around the handler.

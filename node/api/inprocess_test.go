@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -101,5 +103,133 @@ func TestInProcessAppliesTheRoleTable(t *testing.T) {
 	c, err := z.Resolve(spiffeid.RequireFromString("spiffe://a.crisis.test/user/rik"))
 	if err != nil || !c.Has(api.Admin) || len(c.Roles) != 1 {
 		t.Errorf("Resolve: %v %v, want admin", c.Roles, err)
+	}
+}
+
+// pieces is an AttachmentService whose Download sends the request's sha256 in three pieces
+// from one buffer it reuses, then fails when the record id says so; it is there to test the
+// channel's streams, not files.
+type pieces struct {
+	pb.UnimplementedAttachmentServiceServer
+	ended chan error // each Download's end, when set
+}
+
+func (p *pieces) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingServer[pb.FileData]) error {
+	err := func() error {
+		buf := make([]byte, 1)
+		for i, c := range []byte(req.Sha256) {
+			buf[0] = c
+			msg := &pb.FileData{Data: buf}
+			if i == 0 {
+				msg.Attachment = &pb.Attachment{Sha256: req.Sha256, Size: int64(len(req.Sha256))}
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		if req.RecordId == "fail" {
+			return status.Error(codes.DataLoss, "the file broke")
+		}
+		return nil
+	}()
+	if p.ended != nil {
+		p.ended <- err
+	}
+	return err
+}
+
+// TestInProcessStreams: a call of one request and a stream of replies goes through the role
+// table as a unary call does; the caller gets copies of the replies in order, then the handler's
+// end; a client stream is refused; a caller that gives up ends the handler.
+func TestInProcessStreams(t *testing.T) {
+	c := config.Default()
+	c.Org = "a.crisis.test"
+	c.Roles = []config.RoleBinding{{ID: "spiffe://a.crisis.test/user/olga", Role: config.RoleReader}}
+	access, err := api.NewAccess(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ch := api.NewInProcess(api.NewAuthorizer(access, log))
+	var denied []string
+	ch.OnDenied(func(person, method, reason string) { denied = append(denied, person+" "+method) })
+	svc := &pieces{}
+	pb.RegisterAttachmentServiceServer(ch, svc)
+	client := pb.NewAttachmentServiceClient(ch)
+	olga := api.AsPerson(context.Background(), spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"))
+
+	read := func(ctx context.Context, id string) (string, error) {
+		stream, err := client.Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: "abc"})
+		if err != nil {
+			return "", err
+		}
+		var got []byte
+		for {
+			msg, err := stream.Recv()
+			if err == io.EOF {
+				return string(got), nil
+			}
+			if err != nil {
+				return string(got), err
+			}
+			got = append(got, msg.Data...)
+		}
+	}
+	if got, err := read(olga, "ok"); got != "abc" || err != nil {
+		t.Errorf("Download: %q, %v; want abc in order, each piece its own copy", got, err)
+	}
+	if got, err := read(olga, "fail"); got != "abc" || status.Code(err) != codes.DataLoss {
+		t.Errorf("Download that fails at the end: %q, %v; want abc, then DataLoss", got, err)
+	}
+	for i, tc := range []struct {
+		ctx  context.Context
+		code codes.Code
+	}{
+		{context.Background(), codes.Unauthenticated},
+		{api.AsPerson(context.Background(), spiffeid.RequireFromString("spiffe://a.crisis.test/user/zoe")), codes.PermissionDenied},
+		{api.AsPerson(context.Background(), spiffeid.RequireFromString("spiffe://a.crisis.test/node/r1")), codes.PermissionDenied},
+	} {
+		if _, err := read(tc.ctx, "ok"); status.Code(err) != tc.code {
+			t.Errorf("Download, case %d: %v, want %v", i, err, tc.code)
+		}
+	}
+	if len(denied) != 1 || denied[0] != "spiffe://a.crisis.test/user/zoe /knooppunt.v1.AttachmentService/Download" {
+		t.Errorf("reported refusals: %q, want zoe's Download", denied)
+	}
+	// A reader may not upload; an officer could, but not through the channel: a client stream.
+	if _, err := client.Upload(olga); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Upload as a reader: %v, want PermissionDenied", err)
+	}
+	c.Roles[0].Role = config.RoleEditor
+	if access, err = api.NewAccess(c); err != nil {
+		t.Fatal(err)
+	}
+	ch2 := api.NewInProcess(api.NewAuthorizer(access, log))
+	pb.RegisterAttachmentServiceServer(ch2, svc)
+	if _, err := pb.NewAttachmentServiceClient(ch2).Upload(olga); status.Code(err) != codes.Unimplemented {
+		t.Errorf("Upload as an editor: %v, want Unimplemented", err)
+	}
+
+	// The caller reads one piece and gives up: the handler's next Send fails, and it ends.
+	svc.ended = make(chan error, 1)
+	ctx, cancel := context.WithCancel(olga)
+	stream, err := client.Download(ctx, &pb.DownloadRequest{RecordId: "ok", Sha256: "abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-svc.ended:
+		if status.Code(err) != codes.Canceled {
+			t.Errorf("the handler of a call given up ended with %v, want Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler of a call given up did not end")
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Canceled {
+		t.Errorf("Recv after cancel: %v, want Canceled", err)
 	}
 }

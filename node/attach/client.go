@@ -50,12 +50,21 @@ func Upload(ctx context.Context, c pb.AttachmentServiceClient, filename string, 
 // Download writes a file that record id names to w, and checks it against its hash. progress,
 // when set, is told the file's size first (n 0), then each piece's size.
 func Download(ctx context.Context, c pb.AttachmentServiceClient, id, sha string, w io.Writer, progress func(size int64, n int)) error {
+	return Fetch(ctx, c, id, sha, func(*pb.Attachment) (io.Writer, error) { return w, nil }, progress)
+}
+
+// Fetch is Download for a caller that needs to know the file before it takes any of it: open is
+// called once, with the attachment as the node describes it, before the first byte, and returns
+// where the bytes go. An error before then (the record names no such file, or it has not been
+// fetched from its source yet) comes before open is called.
+func Fetch(ctx context.Context, c pb.AttachmentServiceClient, id, sha string, open func(*pb.Attachment) (io.Writer, error), progress func(size int64, n int)) error {
 	stream, err := c.Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: sha})
 	if err != nil {
 		return err
 	}
 	h := sha256.New()
 	var size, got int64
+	var w io.Writer
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -64,8 +73,14 @@ func Download(ctx context.Context, c pb.AttachmentServiceClient, id, sha string,
 		if err != nil {
 			return err
 		}
-		if msg.Attachment != nil {
+		if w == nil {
+			if msg.Attachment == nil {
+				return fmt.Errorf("the node sent the file %s without saying what it is: try again", sha)
+			}
 			size = msg.Attachment.Size
+			if w, err = open(msg.Attachment); err != nil {
+				return err
+			}
 			if progress != nil {
 				progress(size, 0)
 			}
@@ -77,6 +92,11 @@ func Download(ctx context.Context, c pb.AttachmentServiceClient, id, sha string,
 		got += int64(len(msg.Data))
 		if progress != nil {
 			progress(size, len(msg.Data))
+		}
+	}
+	if w == nil { // an empty file comes as no piece at all
+		if _, err := open(&pb.Attachment{Sha256: sha}); err != nil {
+			return err
 		}
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != sha || got != size {

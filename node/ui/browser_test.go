@@ -163,6 +163,17 @@ func TestBrowser(t *testing.T) {
 	}
 	accessible("zoeken op woorden")
 	shots["zoeken-woorden.png"] = shot("zoeken-woorden")
+	// A guidance document with its PDF to take.
+	guidance := url.Values{"origin": {e.ncc.TD.Name()}, "id": {"richtlijn-1"}, "kind": {"guidance"}, "crisis": {"oekraine"}, "region": {"NL"}}
+	run("a guidance document", chromedp.Steps(
+		chromedp.Navigate(e.url+"/record?"+guidance.Encode()),
+		chromedp.WaitVisible(chromedp.CSS("#bijlagen")),
+	))
+	if f := get("the file", chromedp.Text(chromedp.CSS(".kp-files li"))); !strings.HasPrefix(f, "Richtlijn aankomst.pdf application/pdf") {
+		t.Errorf("the guidance's file is listed as %q", f)
+	}
+	accessible("record met bijlage")
+	shots["record-bijlage.png"] = shot("record-bijlage")
 
 	// ncc stops: the picture, opened anew, shows it unreachable, with the age of the copy it is
 	// served from.

@@ -1,15 +1,20 @@
 package ui_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"html"
 	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/node/attach"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -21,6 +26,9 @@ type fedEnv struct {
 	// nccURL is ncc's web interface: a browser on the peer, for the picture that updates live.
 	nccURL string
 	op     *provider
+	// pdf is the file ncc's guidance richtlijn-1 names; pdfSHA its SHA-256.
+	pdf    []byte
+	pdfSHA string
 }
 
 // startFederation starts vr-utrecht, lcvs and ncc in-process over real mTLS. lcvs shares shelter
@@ -63,8 +71,15 @@ func startFederation(t *testing.T) *fedEnv {
 		e.lcvs.Put(t, r)
 	}
 	e.ncc.Put(t, fedtest.Sitrep("landelijk-1", "oekraine", pb.Classification_PUBLIC, "Landelijk beeld opvang Oekraïne"))
-	e.ncc.Put(t, &pb.Record{Id: "richtlijn-1", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC,
-		Body: []byte(`{"title":"Richtlijn registratie bij aankomst","text":"Registreer iedere aankomst binnen 24 uur."}`)})
+	// The guidance comes with its PDF, which vr-utrecht fetches in the background.
+	e.pdf = attach.SimplePDF("Richtlijn registratie bij aankomst", []string{"Registreer iedere aankomst binnen 24 uur in de BRP."})
+	att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(e.ncc.Local(t)), "Richtlijn aankomst.pdf", bytes.NewReader(e.pdf), int64(len(e.pdf)), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pdfSHA = att.Sha256
+	guidance, _ := json.Marshal(map[string]any{"title": "Richtlijn registratie bij aankomst", "text": "Registreer iedere aankomst binnen 24 uur.", "attachments": []*pb.Attachment{att}})
+	e.ncc.Put(t, &pb.Record{Id: "richtlijn-1", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: guidance})
 	e.utrecht.Put(t, fedtest.Sitrep("regio-1", "oekraine", pb.Classification_INTERNAL, "Regionaal beeld VR Utrecht"))
 
 	want := map[string]map[string]bool{
@@ -141,6 +156,58 @@ func TestSearchByWords(t *testing.T) {
 		code, page := search(tc.q)
 		if code != http.StatusBadRequest || !strings.Contains(page, tc.want) || !strings.Contains(page, `aria-invalid="true"`) || strings.Contains(page, "Resultaten (") {
 			t.Errorf("search for %s: %d, want 400 with %q at the box and no results:\n%s", tc.q, code, tc.want, page)
+		}
+	}
+}
+
+// TestFilesOfARecord: a record page lists the files its record names, and each link saves the
+// file as the partner sent it, never shown in the page's origin; a file the record does not name
+// is refused, and so is a link that is not one.
+func TestFilesOfARecord(t *testing.T) {
+	e := startFederation(t)
+	fedtest.Eventually(t, 20*time.Second, "vr-utrecht fetched ncc's PDF", func() (bool, string) {
+		var out bytes.Buffer
+		err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(e.utrecht.Local(t)), e.ncc.TD.Name()+"/richtlijn-1", e.pdfSHA, &out, nil)
+		return err == nil, fmt.Sprint(err)
+	})
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	q := url.Values{"origin": {e.ncc.TD.Name()}, "id": {"richtlijn-1"}, "kind": {"guidance"}, "crisis": {"oekraine"}, "region": {"NL"}}
+	resp, page := b.get(t, e.url+"/record?"+q.Encode())
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("record: %d\n%s", resp.StatusCode, page)
+	}
+	link := "/bijlage?" + url.Values{"id": {"richtlijn-1"}, "naam": {"Richtlijn aankomst.pdf"}, "origin": {e.ncc.TD.Name()}, "sha256": {e.pdfSHA}}.Encode()
+	href := regexp.MustCompile(`<a class="utrecht-link" href="([^"]*)" download>Richtlijn aankomst.pdf</a> <span class="kp-muted">application/pdf, 829 bytes</span>`).FindStringSubmatch(page)
+	if !strings.Contains(page, `id="bijlagen">Bijlagen</h2>`) || href == nil || html.UnescapeString(href[1]) != link {
+		t.Fatalf("the record page does not list the PDF to take (%s):\n%s", link, page)
+	}
+	if strings.Contains(page, "<dt>attachments</dt>") {
+		t.Error("the record page shows the attachments field as well as the list")
+	}
+
+	resp, got := b.get(t, e.url+link)
+	h := resp.Header
+	if resp.StatusCode != http.StatusOK || got != string(e.pdf) {
+		t.Fatalf("the file: %d, %d bytes; want ncc's PDF of %d bytes", resp.StatusCode, len(got), len(e.pdf))
+	}
+	if h.Get("Content-Type") != "application/pdf" || h.Get("Content-Disposition") != `attachment; filename="Richtlijn aankomst.pdf"` ||
+		!strings.Contains(h.Get("Content-Security-Policy"), "sandbox") || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Cache-Control") != "no-store" {
+		t.Errorf("the file's headers: %v; want a PDF to save, sandboxed, not kept", h)
+	}
+
+	for _, tc := range []struct {
+		q    url.Values
+		code int
+	}{
+		{url.Values{"origin": {e.ncc.TD.Name()}, "id": {"richtlijn-1"}, "sha256": {strings.Repeat("0", 64)}}, http.StatusNotFound},
+		{url.Values{"origin": {e.ncc.TD.Name()}, "id": {"landelijk-1"}, "sha256": {e.pdfSHA}}, http.StatusNotFound},
+		{url.Values{"origin": {e.ncc.TD.Name()}, "id": {"richtlijn-1"}, "sha256": {"../../etc/passwd"}}, http.StatusBadRequest},
+		{url.Values{"sha256": {e.pdfSHA}}, http.StatusBadRequest},
+	} {
+		resp, page := b.get(t, e.url+"/bijlage?"+tc.q.Encode())
+		if resp.StatusCode != tc.code || strings.Contains(page, "%PDF") {
+			t.Errorf("/bijlage?%s: %d, want %d and no file", tc.q.Encode(), resp.StatusCode, tc.code)
 		}
 	}
 }

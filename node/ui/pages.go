@@ -3,14 +3,21 @@ package ui
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/knooppunt/knooppunt/node/assessment"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -578,6 +585,13 @@ type recordView struct {
 	ValidUntil     string
 	// Versions are what the node's history keeps of the record's versions, newest first.
 	Versions []versionView
+	// Files are the files the record names (its attachments), each with a link to take it.
+	Files []fileView
+}
+
+// fileView is one file a record names.
+type fileView struct {
+	Name, MediaType, Size, Link string
 }
 
 type fieldView struct {
@@ -660,6 +674,12 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	sort.Strings(v.Labels)
 	withheld := withheldFields(redacted)
 	v.Fields = bodyFields(rec.Body, withheld)
+	// The files the record names are listed to take, not shown as JSON; a withheld list stays
+	// a withheld field, and one this node cannot read stays as the body has it.
+	if files, err := record.Attachments(rec.Body); err == nil && len(files) > 0 && !withheld[record.AttachmentsField] {
+		v.Files = fileViews(rec, files, r.L)
+		v.Fields = slices.DeleteFunc(v.Fields, func(f fieldView) bool { return f.Name == record.AttachmentsField })
+	}
 	versions, err := s.versions(r, rec, withheld)
 	if err != nil {
 		s.failCall(w, r, err)
@@ -670,6 +690,75 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		v.Title = rec.Id
 	}
 	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))
+}
+
+// fileViews are the files a record names, each with the link that takes it (see file).
+func fileViews(rec *pb.Record, files []record.Attachment, l *Lang) []fileView {
+	out := make([]fileView, len(files))
+	for i, f := range files {
+		q := url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "sha256": {f.SHA256}, "naam": {f.Filename}}
+		out[i] = fileView{Name: f.Filename, MediaType: f.MediaType, Size: fileSize(l, f.Size), Link: "/bijlage?" + q.Encode()}
+	}
+	return out
+}
+
+// fileSize is a file's size for people: bytes, kB or MB, in the page's language.
+func fileSize(l *Lang, n int64) string {
+	switch {
+	case n < 1000:
+		return l.T("file.bytes", n)
+	case n < 1000*1000:
+		return l.T("file.kb", float64(n)/1000)
+	}
+	return l.T("file.mb", float64(n)/(1000*1000))
+}
+
+// file sends a file that a record names, as a download: its type is the one the node sniffed
+// from its content, and the browser is told to save it, never to show it in the page's origin.
+// The call goes through AttachmentService as the person, so the same rules decide: a partner's
+// file is served only while this node holds the partner's record that names it.
+func (s *Server) file(w http.ResponseWriter, r *request) {
+	q := r.URL.Query()
+	origin, id, sha, name := q.Get("origin"), q.Get("id"), q.Get("sha256"), q.Get("naam")
+	if id == "" || record.CheckSHA256("sha256", sha) != nil {
+		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.invalid", "id, sha256"))
+		return
+	}
+	if record.CheckFilename("naam", name) != nil {
+		name = sha[:12]
+	}
+	recordID := id
+	if origin != "" && origin != s.c.Org {
+		recordID = origin + "/" + id
+	}
+	started := false
+	err := attach.Fetch(r.ctx(), pb.NewAttachmentServiceClient(s.c.Conn), recordID, sha, func(a *pb.Attachment) (io.Writer, error) {
+		h := w.Header()
+		mediaType := a.MediaType
+		if mediaType == "" {
+			mediaType = "application/octet-stream"
+		}
+		h.Set("Content-Type", mediaType)
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+		h.Set("Content-Length", strconv.FormatInt(a.Size, 10))
+		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		started = true
+		return w, nil
+	}, nil)
+	switch {
+	case err == nil:
+	case started:
+		// Part of the file went out and the rest failed, or did not match its hash: break the
+		// download off, so that the browser says it failed rather than keeping a broken file.
+		s.log.Warn("file download broke off", "person", r.Session.Person.String(), "record", recordID, "sha256", sha, "err", err)
+		panic(http.ErrAbortHandler)
+	case status.Code(err) == codes.Unavailable:
+		s.fail(w, r.Request, r.L, http.StatusServiceUnavailable, r.L.T("file.not_yet"))
+	default:
+		s.failCall(w, r, err)
+	}
 }
 
 // withheldFields are the body's top-level fields of the paths the source redacted (body.x).

@@ -134,6 +134,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /{$}", s.person(s.picture))
 	m.HandleFunc("GET /zoeken", s.person(s.search))
 	m.HandleFunc("GET /record", s.person(s.record))
+	m.HandleFunc("GET /bijlage", s.person(s.file))
 	m.HandleFunc("GET /beleid", s.person(s.policies))
 	m.HandleFunc("GET /beleid/toon", s.person(s.policy))
 	m.HandleFunc("GET /beleid/voorstel", s.person(s.proposeForm))
