@@ -182,7 +182,7 @@ func TestFilesOfARecord(t *testing.T) {
 	if !strings.Contains(page, `id="bijlagen">Bijlagen</h2>`) || href == nil || html.UnescapeString(href[1]) != link {
 		t.Fatalf("the record page does not list the PDF to take (%s):\n%s", link, page)
 	}
-	if strings.Contains(page, "<dt>attachments</dt>") {
+	if strings.Contains(page, `data-field="attachments"`) {
 		t.Error("the record page shows the attachments field as well as the list")
 	}
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -188,10 +189,22 @@ func TestSecureCookies(t *testing.T) {
 }
 
 func TestBodyFieldsShowWithheld(t *testing.T) {
-	got := bodyFields([]byte(`{"municipality":"Utrecht","beds_free":14,"contact":{"a":1}}`), withheldFields([]string{"body.contact_phone", "body.beds_free"}))
+	body := []byte(`{"municipality":"Utrecht","beds_free":14,"contact":{"a":1}}`)
+	withheld := withheldFields([]string{"body.contact_phone", "body.beds_free"})
+	got := bodyFields(body, withheld, nil)
 	want := []fieldView{{Name: "beds_free", Withheld: true}, {Name: "contact", Value: `{"a":1}`}, {Name: "contact_phone", Withheld: true}, {Name: "municipality", Value: "Utrecht"}}
 	if !slices.Equal(got, want) {
 		t.Errorf("bodyFields:\n got %+v\nwant %+v", got, want)
+	}
+	// In the order of the kind's schema, then the fields it does not declare by name.
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = bodyFields(body, withheld, schemaOrder(kinds.Get("shelter.capacity")))
+	want = []fieldView{{Name: "municipality", Value: "Utrecht"}, {Name: "beds_free", Withheld: true}, {Name: "contact_phone", Withheld: true}, {Name: "contact", Value: `{"a":1}`}}
+	if !slices.Equal(got, want) {
+		t.Errorf("bodyFields in the schema's order:\n got %+v\nwant %+v", got, want)
 	}
 }
 

@@ -597,6 +597,34 @@ type fileView struct {
 type fieldView struct {
 	Name, Value string
 	Withheld    bool
+	// Label is the field's name for people (fieldLabel).
+	Label string
+}
+
+// sortFields sorts the names of body fields: first those of order (the kind's schema's order),
+// in that order, then the others by name.
+func sortFields(names, order []string) {
+	rank := func(name string) int {
+		if i := slices.Index(order, name); i >= 0 {
+			return i
+		}
+		return len(order)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra - rb
+		}
+		return strings.Compare(a, b)
+	})
+}
+
+// fieldLabel is a body field's name in the page's language, for the fields of the built-in kinds
+// ("question" is Vraag); any other field goes by its own name.
+func fieldLabel(l *Lang, name string) string {
+	if k := "bodyfield." + name; l.Has(k) {
+		return l.T(k)
+	}
+	return name
 }
 
 // orgChoices are this org and its peers, for the search's filter on origin.
@@ -673,7 +701,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	}
 	sort.Strings(v.Labels)
 	withheld := withheldFields(redacted)
-	v.Fields = bodyFields(rec.Body, withheld)
+	v.Fields = bodyFields(rec.Body, withheld, schemaOrder(s.c.Kinds.Get(rec.Kind)))
+	for i := range v.Fields {
+		v.Fields[i].Label = fieldLabel(r.L, v.Fields[i].Name)
+	}
 	// The files the record names are listed to take, not shown as JSON; a withheld list stays
 	// a withheld field, and one this node cannot read stays as the body has it.
 	if files, err := record.Attachments(rec.Body); err == nil && len(files) > 0 && !withheld[record.AttachmentsField] {
@@ -770,10 +801,10 @@ func withheldFields(redacted []string) map[string]bool {
 	return withheld
 }
 
-// bodyFields lays a body out as one row per top-level field, in order of name; nested values
-// show as JSON. A field the source withheld shows as withheld, whether or not the body still
-// names it.
-func bodyFields(body []byte, withheld map[string]bool) []fieldView {
+// bodyFields lays a body out as one row per top-level field: first the fields the kind's schema
+// declares, in its order (order), then any others in order of name; nested values show as JSON.
+// A field the source withheld shows as withheld, whether or not the body still names it.
+func bodyFields(body []byte, withheld map[string]bool, order []string) []fieldView {
 	var b map[string]json.RawMessage
 	_ = json.Unmarshal(body, &b)
 	names := make([]string, 0, len(b)+len(withheld))
@@ -785,7 +816,7 @@ func bodyFields(body []byte, withheld map[string]bool) []fieldView {
 			names = append(names, k)
 		}
 	}
-	sort.Strings(names)
+	sortFields(names, order)
 	out := make([]fieldView, 0, len(names))
 	for _, k := range names {
 		if withheld[k] {

@@ -58,14 +58,8 @@ type schemaProp struct {
 // bodyFields are the form fields of kind's body; nil when the kind has no schema with
 // properties (the form then has one field for the whole body as JSON).
 func bodyFieldsOf(k *record.Kind) []bodyField {
-	if k == nil || len(k.Schema) == 0 {
-		return nil
-	}
-	var doc struct {
-		Properties json.RawMessage `json:"properties"`
-		Required   []string        `json:"required"`
-	}
-	if json.Unmarshal(k.Schema, &doc) != nil || len(doc.Properties) == 0 {
+	doc := schemaDoc(k)
+	if len(doc.Properties) == 0 {
 		return nil
 	}
 	var props map[string]schemaProp
@@ -123,6 +117,32 @@ func bodyFieldsOf(k *record.Kind) []bodyField {
 }
 
 // objectKeys are the keys of a JSON object in the order the document gives them.
+// kindSchema is what the pages read of a kind's JSON Schema: its properties and which are
+// required.
+type kindSchema struct {
+	Properties json.RawMessage `json:"properties"`
+	Required   []string        `json:"required"`
+}
+
+// schemaDoc is k's schema as kindSchema; empty for no kind, no schema or one it cannot read.
+func schemaDoc(k *record.Kind) kindSchema {
+	var doc kindSchema
+	if k != nil && len(k.Schema) > 0 {
+		if json.Unmarshal(k.Schema, &doc) != nil {
+			return kindSchema{}
+		}
+	}
+	return doc
+}
+
+// schemaOrder is the order in which k's schema declares its body's fields; nil for none.
+func schemaOrder(k *record.Kind) []string {
+	if doc := schemaDoc(k); len(doc.Properties) > 0 {
+		return objectKeys(doc.Properties)
+	}
+	return nil
+}
+
 func objectKeys(obj json.RawMessage) []string {
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {

@@ -574,7 +574,7 @@ func TestPicture(t *testing.T) {
 		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
 	}
 	resp, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=utrecht")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<dt>beds_free</dt>\n  <dd>14</dd>") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<dt data-field="beds_free">Vrije opvangplaatsen</dt>`+"\n  <dd>14</dd>") {
 		t.Errorf("record page: %d, want its body laid out:\n%s", resp.StatusCode, page)
 	}
 	resp, _ = b.get(t, e.url+"/record?origin="+testOrg+"&id=does-not-exist")

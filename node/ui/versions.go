@@ -20,7 +20,8 @@ type versionView struct {
 	Age, Date string
 	Deleted   bool
 	Values    []keptValue
-	// Changed names the values that differ from the version before; First marks the oldest
+	// Changed names (labels) the values that differ from the version before, in the order of
+	// Values; First marks the oldest
 	// version kept, which has none before it.
 	Changed []string
 	First   bool
@@ -31,6 +32,8 @@ type versionView struct {
 type keptValue struct {
 	Name, Value   string
 	Changed, Gone bool
+	// Label is the field's name for people (fieldLabel).
+	Label string
 }
 
 // versions reads the versions of rec that the node's history keeps, newest first, leaving out
@@ -59,6 +62,12 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool) 
 			}
 		}
 	}
+	order := schemaOrder(s.c.Kinds.Get(rec.Kind))
+	fields := func(m map[string]string) []string {
+		names := slices.Collect(maps.Keys(m))
+		sortFields(names, order)
+		return names
+	}
 	out := make([]versionView, 0, len(resp.Versions))
 	for i, v := range resp.Versions {
 		vv := versionView{Version: v.Version, Deleted: v.Deleted, First: i == len(resp.Versions)-1}
@@ -71,23 +80,22 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool) 
 			before = kept[i+1]
 		}
 		if !v.Deleted {
-			for _, k := range slices.Sorted(maps.Keys(kept[i])) {
+			for _, k := range fields(kept[i]) {
 				val := kept[i][k]
 				was, ok := before[k]
 				changed := before != nil && (!ok || was != val)
-				vv.Values = append(vv.Values, keptValue{Name: k, Value: val, Changed: changed})
+				vv.Values = append(vv.Values, keptValue{Name: k, Label: fieldLabel(r.L, k), Value: val, Changed: changed})
 				if changed {
-					vv.Changed = append(vv.Changed, k)
+					vv.Changed = append(vv.Changed, fieldLabel(r.L, k))
 				}
 			}
-			for _, k := range slices.Sorted(maps.Keys(before)) {
+			for _, k := range fields(before) {
 				if _, ok := kept[i][k]; !ok {
-					vv.Values = append(vv.Values, keptValue{Name: k, Gone: true, Changed: true})
-					vv.Changed = append(vv.Changed, k)
+					vv.Values = append(vv.Values, keptValue{Name: k, Label: fieldLabel(r.L, k), Gone: true, Changed: true})
+					vv.Changed = append(vv.Changed, fieldLabel(r.L, k))
 				}
 			}
 		}
-		slices.Sort(vv.Changed)
 		out = append(out, vv)
 	}
 	return out, nil

@@ -48,14 +48,14 @@ func TestRecordPageShowsVersions(t *testing.T) {
 	}
 	for v, free := range map[string]string{"3": "3", "2": "8"} {
 		row := rows[v]
-		if !strings.Contains(row, `<mark data-changed="beds_free">beds_free: `+free+`</mark>`) || strings.Count(row, "<mark") != 1 {
+		if !strings.Contains(row, `<mark data-changed="beds_free">Vrije opvangplaatsen: `+free+`</mark>`) || strings.Count(row, "<mark") != 1 {
 			t.Errorf("version %s: want beds_free %s marked as the one change:\n%s", v, free, row)
 		}
-		if !strings.Contains(row, "beds_total: 40") || !strings.Contains(row, "municipality: Zeist") || !strings.Contains(row, "zojuist") {
-			t.Errorf("version %s: want the values kept, unmarked, and its age:\n%s", v, row)
+		if !strings.Contains(row, "Gemeente: Zeist<br>Opvangplaatsen totaal: 40<br>") || !strings.Contains(row, "zojuist") {
+			t.Errorf("version %s: want the values kept, in the schema's order by their names in Dutch, unmarked, and its age:\n%s", v, row)
 		}
 	}
-	if row := rows["1"]; !strings.Contains(row, "beds_free: 12") || strings.Contains(row, "<mark") || !strings.Contains(row, "oudste bewaarde versie") {
+	if row := rows["1"]; !strings.Contains(row, "Vrije opvangplaatsen: 12") || strings.Contains(row, "<mark") || !strings.Contains(row, "oudste bewaarde versie") {
 		t.Errorf("version 1: want beds_free 12, nothing marked, the oldest kept:\n%s", row)
 	}
 
