@@ -338,3 +338,22 @@ func TestBestFirst(t *testing.T) {
 		t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
 	}
 }
+
+// TestFieldLabeler: a field goes by the title its kind's schema gives it, else by its name in
+// the page's language for a built-in kind's field, else by its own name.
+func TestFieldLabeler(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind := &record.Kind{Name: "water.level", Schema: []byte(`{"type":"object","properties":{"level_cm":{"type":"integer","title":"Waterstand (cm)"},"question":{"type":"string"},"gauge":{"type":"string"}}}`)}
+	for lang, want := range map[string][]string{"nl": {"Waterstand (cm)", "Vraag", "gauge"}, "en": {"Waterstand (cm)", "Question", "gauge"}} {
+		label := fieldLabeler(&Lang{Code: lang, cat: cats[lang]}, kind)
+		if got := []string{label("level_cm"), label("question"), label("gauge")}; !slices.Equal(got, want) {
+			t.Errorf("%s: %q, want %q", lang, got, want)
+		}
+	}
+	if got := fieldLabeler(&Lang{Code: "nl", cat: cats["nl"]}, nil)("beds_free"); got != "Vrije opvangplaatsen" {
+		t.Errorf("a field of no known kind: %q", got)
+	}
+}

@@ -597,7 +597,7 @@ type fileView struct {
 type fieldView struct {
 	Name, Value string
 	Withheld    bool
-	// Label is the field's name for people (fieldLabel).
+	// Label is the field's name for people (fieldLabeler).
 	Label string
 }
 
@@ -618,13 +618,23 @@ func sortFields(names, order []string) {
 	})
 }
 
-// fieldLabel is a body field's name in the page's language, for the fields of the built-in kinds
-// ("question" is Vraag); any other field goes by its own name.
-func fieldLabel(l *Lang, name string) string {
-	if k := "bodyfield." + name; l.Has(k) {
-		return l.T(k)
+// fieldLabeler names the body fields of kind k for people: by the title k's schema gives a
+// field, else in the page's language for the fields of the built-in kinds ("question" is
+// Vraag), else by the field's own name.
+func fieldLabeler(l *Lang, k *record.Kind) func(name string) string {
+	var titles map[string]schemaProp
+	if doc := schemaDoc(k); len(doc.Properties) > 0 {
+		_ = json.Unmarshal(doc.Properties, &titles)
 	}
-	return name
+	return func(name string) string {
+		if t := titles[name].Title; t != "" {
+			return t
+		}
+		if key := "bodyfield." + name; l.Has(key) {
+			return l.T(key)
+		}
+		return name
+	}
 }
 
 // orgChoices are this org and its peers, for the search's filter on origin.
@@ -701,9 +711,11 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	}
 	sort.Strings(v.Labels)
 	withheld := withheldFields(redacted)
-	v.Fields = bodyFields(rec.Body, withheld, schemaOrder(s.c.Kinds.Get(rec.Kind)))
+	kind := s.c.Kinds.Get(rec.Kind)
+	v.Fields = bodyFields(rec.Body, withheld, schemaOrder(kind))
+	label := fieldLabeler(r.L, kind)
 	for i := range v.Fields {
-		v.Fields[i].Label = fieldLabel(r.L, v.Fields[i].Name)
+		v.Fields[i].Label = label(v.Fields[i].Name)
 	}
 	// The files the record names are listed to take, not shown as JSON; a withheld list stays
 	// a withheld field, and one this node cannot read stays as the body has it.

@@ -182,11 +182,10 @@ func (s *Server) recordForm(w http.ResponseWriter, r *request) {
 }
 
 func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v *recordFormView) {
-	// A field the schema gives no title is labelled as on the record page.
+	// Labelled as on the record page.
+	label := fieldLabeler(r.L, s.c.Kinds.Get(v.Kind))
 	for i, f := range v.Fields {
-		if f.Title == f.Name {
-			v.Fields[i].Title = fieldLabel(r.L, f.Name)
-		}
+		v.Fields[i].Title = label(f.Name)
 	}
 	v.Action = "/records/nieuw"
 	title := r.L.T("recordform.new")

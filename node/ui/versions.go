@@ -32,7 +32,7 @@ type versionView struct {
 type keptValue struct {
 	Name, Value   string
 	Changed, Gone bool
-	// Label is the field's name for people (fieldLabel).
+	// Label is the field's name for people (fieldLabeler).
 	Label string
 }
 
@@ -62,7 +62,8 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool) 
 			}
 		}
 	}
-	order := schemaOrder(s.c.Kinds.Get(rec.Kind))
+	kind := s.c.Kinds.Get(rec.Kind)
+	order, label := schemaOrder(kind), fieldLabeler(r.L, kind)
 	fields := func(m map[string]string) []string {
 		names := slices.Collect(maps.Keys(m))
 		sortFields(names, order)
@@ -84,15 +85,15 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool) 
 				val := kept[i][k]
 				was, ok := before[k]
 				changed := before != nil && (!ok || was != val)
-				vv.Values = append(vv.Values, keptValue{Name: k, Label: fieldLabel(r.L, k), Value: val, Changed: changed})
+				vv.Values = append(vv.Values, keptValue{Name: k, Label: label(k), Value: val, Changed: changed})
 				if changed {
-					vv.Changed = append(vv.Changed, fieldLabel(r.L, k))
+					vv.Changed = append(vv.Changed, label(k))
 				}
 			}
 			for _, k := range fields(before) {
 				if _, ok := kept[i][k]; !ok {
-					vv.Values = append(vv.Values, keptValue{Name: k, Label: fieldLabel(r.L, k), Gone: true, Changed: true})
-					vv.Changed = append(vv.Changed, fieldLabel(r.L, k))
+					vv.Values = append(vv.Values, keptValue{Name: k, Label: label(k), Gone: true, Changed: true})
+					vv.Changed = append(vv.Changed, label(k))
 				}
 			}
 		}
