@@ -132,6 +132,17 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("after the skip link the browser is at %s", h)
 	}
 	shots["beeld.png"] = shot("beeld")
+	// From any page, words in the menu bar's box search the network.
+	run("search from the menu bar", chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#snelzoeken"), "beeld\r"),
+		chromedp.WaitVisible(chromedp.CSS("#resultaten")),
+	))
+	if h := get("results", chromedp.Text(chromedp.CSS("#resultaten"))); h != "Resultaten (2)" {
+		t.Errorf("a search for beeld from the menu bar: %q, want two results", h)
+	}
+	if q := get("the box", chromedp.Value(chromedp.CSS("#q"))); q != "beeld" {
+		t.Errorf("the search page's box holds %q, want the words searched for", q)
+	}
 
 	run("search", chromedp.Steps(
 		chromedp.Navigate(e.url+"/zoeken"),
