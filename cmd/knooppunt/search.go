@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,9 +34,10 @@ answer says so. Searches are audited.
 
 --text searches the text fields of each kind (a Q&A's question and answer, a guidance's title,
 summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
-anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning". Each source answers with
-its best matches first and a snippet with the match marked «like this»; a peer matches only on
-what it may share with this node.
+anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning". Words of fewer than three
+characters ("in", "de") cannot be looked for: they are left out, with a note on stderr. Each
+source answers with its best matches first and a snippet with the match marked «like this»; a
+peer matches only on what it may share with this node.
 
 --purpose states what you need the records for (doelbinding). Every peer writes it in the audit
 entry of each record it discloses, and a peer's policy that accepts only certain purposes
@@ -68,6 +70,19 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 				}
 				filter.UpdatedSince = timestamppb.New(t)
 			}
+			if filter.Text != "" {
+				// As people type: words the index cannot look for ("in", "de") are left out,
+				// and said to be; the node is sent the rest.
+				text, ignored, err := record.ParseTextLoosely("--text", filter.Text)
+				if err != nil {
+					return err
+				}
+				if len(ignored) > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: not searched for %s: words of fewer than %d characters cannot be looked for\n",
+						quoteWords(ignored), record.MinTermRunes)
+				}
+				filter.Text = text.String()
+			}
 			conn, err := f.dial()
 			if err != nil {
 				return err
@@ -81,7 +96,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases" of 3 characters or more, all of which must occur`)
+	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases", all of which must occur (words of fewer than 3 characters are left out)`)
 	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
 	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
 	fl.StringVar(&filter.Region, "region", "", "only this region")
@@ -295,4 +310,13 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 // NOT_YET_VALID.
 func validityFlag(v string) string {
 	return strings.ToUpper(v)
+}
+
+// quoteWords is words quoted and separated by commas: "in", "de".
+func quoteWords(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = strconv.Quote(w)
+	}
+	return strings.Join(q, ", ")
 }
