@@ -196,6 +196,23 @@ func TestFilesOfARecord(t *testing.T) {
 		t.Errorf("the file's headers: %v; want a PDF to save, sandboxed, not kept", h)
 	}
 
+	// An own record's file, by the link on its page.
+	own := attach.SimplePDF("Draaiboek opvang", []string{"Eigen draaiboek van de veiligheidsregio."})
+	att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(e.utrecht.Local(t)), "draaiboek.pdf", bytes.NewReader(own), int64(len(own)), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"title": "Draaiboek opvang", "text": "Zie de bijlage.", "attachments": []*pb.Attachment{att}})
+	e.utrecht.Put(t, &pb.Record{Id: "draaiboek", Kind: "guidance", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: body})
+	_, page = b.get(t, e.url+"/record?id=draaiboek")
+	href = regexp.MustCompile(`href="(/bijlage[^"]*)" download>draaiboek.pdf</a>`).FindStringSubmatch(page)
+	if href == nil {
+		t.Fatalf("the own record's page does not list its file:\n%s", page)
+	}
+	if resp, got := b.get(t, e.url+html.UnescapeString(href[1])); resp.StatusCode != http.StatusOK || got != string(own) {
+		t.Errorf("the own record's file: %d, %d bytes; want its %d", resp.StatusCode, len(got), len(own))
+	}
+
 	for _, tc := range []struct {
 		q    url.Values
 		code int
