@@ -289,6 +289,15 @@ func TestPictureOfAFederation(t *testing.T) {
 	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
 		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)
 	}
+	// Each with its figures, read in the list.
+	for _, want := range []string{
+		`<p class="kp-figures"><span class="kp-figure">Opvangplaatsen totaal: <strong>120</strong></span> · <span class="kp-figure">Vrije opvangplaatsen: <strong>14</strong></span></p>`,
+		`<p class="kp-figures"><span class="kp-figure">Opvangplaatsen totaal: <strong>80</strong></span> · <span class="kp-figure">Vrije opvangplaatsen: <strong>6</strong></span></p>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("search: a shelter's figures are not %s:\n%s", want, page)
+		}
+	}
 
 	// The administrator's page: each peer answered, and its subscription's cursor has moved.
 	ab := newBrowser(t)

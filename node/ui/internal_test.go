@@ -357,3 +357,29 @@ func TestFieldLabeler(t *testing.T) {
 		t.Errorf("a field of no known kind: %q", got)
 	}
 }
+
+// TestHitFigures: a result's figures are its kind's summed fields that its body holds, by the
+// picture's names; one the source withheld is not there to show.
+func TestHitFigures(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &Lang{Code: "nl", cat: cats["nl"]}
+	shelter := kinds.Get("shelter.capacity")
+	got := hitFigures(nl, shelter, []byte(`{"municipality":"Utrecht","beds_total":120.5,"beds_free":14}`))
+	if want := []figureView{{"Opvangplaatsen totaal", "120.5"}, {"Vrije opvangplaatsen", "14"}}; !slices.Equal(got, want) {
+		t.Errorf("figures %v, want %v", got, want)
+	}
+	got = hitFigures(nl, shelter, []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":"veel"}`))
+	if want := []figureView{{"Opvangplaatsen totaal", "120"}}; !slices.Equal(got, want) {
+		t.Errorf("figures with beds_free withheld or not a number: %v, want %v", got, want)
+	}
+	if got := hitFigures(nl, kinds.Get("sitrep"), []byte(`{"title":"x","count":3}`)); got != nil {
+		t.Errorf("a sitrep's figures: %v, want none", got)
+	}
+}

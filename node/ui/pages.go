@@ -387,9 +387,42 @@ type hitView struct {
 	// Policies are the source's policies that granted the record, Purpose what this node
 	// stated it needed it for, Received when the cache took it: empty for own records.
 	Policies, Purpose, Received string
+	// Figures are the record's numbers that its kind sums in the picture (beds free and in
+	// total), so that a figure is read in the list without opening the record.
+	Figures []figureView
 	// Snippet, for a search on words, is where the record matched, its matches marked;
 	// TitleMarked the title with its matches marked, when they are all in the title.
 	Snippet, TitleMarked []snippetPart
+}
+
+// figureView is one number of a record, with its name.
+type figureView struct{ Label, Value string }
+
+// hitFigures are the numbers of body that kind k sums in the picture, in k's order, each by the
+// picture's name for it (or the field's); a field the body lacks (or the source withheld) is
+// left out.
+func hitFigures(l *Lang, k *record.Kind, body []byte) []figureView {
+	if k == nil || len(k.Aggregate) == 0 {
+		return nil
+	}
+	var b map[string]json.RawMessage
+	if json.Unmarshal(body, &b) != nil {
+		return nil
+	}
+	label := fieldLabeler(l, k)
+	var out []figureView
+	for _, f := range k.Aggregate {
+		var n float64
+		if json.Unmarshal(b[f], &n) != nil {
+			continue
+		}
+		name := label(f)
+		if key := "agg." + k.Name + "." + f; l.Has(key) {
+			name = l.T(key)
+		}
+		out = append(out, figureView{Label: name, Value: strconv.FormatFloat(n, 'f', -1, 64)})
+	}
+	return out
 }
 
 // plain is the text of a snippet's parts, without the marks.
@@ -538,7 +571,8 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
 				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
-				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet)}
+				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
+				Figures: hitFigures(r.L, s.c.Kinds.Get(rec.Kind), rec.Body)}
 			if h.ReceivedAt != nil {
 				hv.Received = age(r.L, int64(now.Sub(h.ReceivedAt.AsTime())/time.Second))
 			}
