@@ -92,7 +92,7 @@ type mtlsNode struct {
 // startMTLSNode starts the org's node, serving mTLS on a free loopback port, from a config file
 // whose org, name and listen address are set here and whose identity, roles and peers are body.
 // The file is watched every 50ms.
-func startMTLSNode(t *testing.T, o *mtlsOrg, body string) *mtlsNode {
+func startMTLSNode(t *testing.T, o *mtlsOrg, body string, opts ...func(*node.Options)) *mtlsNode {
 	t.Helper()
 	m := &mtlsNode{org: o, log: identitytest.NewLog(), configFile: filepath.Join(o.dir, "node.yaml")}
 	// Gauges are registered by node name: every node gets a name of its own.
@@ -106,8 +106,12 @@ func startMTLSNode(t *testing.T, o *mtlsOrg, body string) *mtlsNode {
 	cfg.Raft.ElectionTimeout = 50 * time.Millisecond
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(o.dir, "data"), Config: cfg, ConfigFile: m.configFile,
-		ReloadInterval: 50 * time.Millisecond, Logger: m.log.Logger, Version: "test"})
+	no := node.Options{DataDir: filepath.Join(o.dir, "data"), Config: cfg, ConfigFile: m.configFile,
+		ReloadInterval: 50 * time.Millisecond, Logger: m.log.Logger, Version: "test"}
+	for _, set := range opts {
+		set(&no)
+	}
+	n, err := node.Start(ctx, no)
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}

@@ -46,10 +46,14 @@ func (n *Node) serveREST(ctx context.Context, cfg *config.Config, register func(
 	// The gateway only encodes each reply to JSON: no copy of it is needed.
 	inproc.ShareReplies()
 	register(inproc)
-	srv, err := rest.New(ctx, rest.Config{
+	rc := rest.Config{
 		Conn: inproc, SVID: n.ident.source, Bundles: n.ident.trust, JWTBundles: jwt, Audience: audience, MaxBodyBytes: MaxMessageBytes, Logger: n.log,
 		Refused: n.refusals.refused,
-	})
+	}
+	if n.tracing.On() {
+		rc.Tracer, rc.TraceFrom = n.tracing.Tracer(), n.tracing.TrustsCaller
+	}
+	srv, err := rest.New(ctx, rc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

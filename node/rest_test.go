@@ -26,8 +26,11 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+	"github.com/knooppunt/knooppunt/node"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -42,7 +45,7 @@ type restNode struct {
 	kid    string
 }
 
-func startRESTNode(t *testing.T) *restNode {
+func startRESTNode(t *testing.T, opts ...func(*node.Options)) *restNode {
 	t.Helper()
 	o := newMTLSOrg(t, mtlsOwnTD)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -65,7 +68,7 @@ http:
   jwt_bundle_file: %[2]s
   audience: [%[3]s]
 `, mtlsOwnTD, bundleFile, restAudience)
-	n := startMTLSNode(t, o, body)
+	n := startMTLSNode(t, o, body, opts...)
 	if n.RESTAddr() == nil {
 		t.Fatal("RESTAddr is nil with http.listen set")
 	}
@@ -351,5 +354,49 @@ func TestRESTEveryRoute(t *testing.T) {
 				res.want(t, how+" "+user+" "+r.verb+" "+path, want)
 			}
 		})
+	}
+}
+
+// TestRESTSpans: with tracing on, every authenticated REST call is a span, the parent of the spans
+// the service makes for it; a caller of the node's own trust domain may put it into a trace of
+// its own with a traceparent header.
+func TestRESTSpans(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	n := startRESTNode(t, func(o *node.Options) { o.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)) })
+	reader := n.mtlsClient(t, "/user/rita")
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	n.call(t, reader, "POST", "/v1/search", "", map[string]any{"filter": map[string]any{"crisis": "oekraine"}}, "traceparent", parent).want(t, "search", 200)
+	n.call(t, reader, "GET", "/v1/audit", "", nil).want(t, "reader audit", 403)
+	var rest []tracetest.SpanStub
+	var search tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		switch s.Name {
+		case "knooppunt.rest":
+			rest = append(rest, s)
+		case "knooppunt.search":
+			search = s
+		}
+	}
+	if len(rest) != 2 {
+		t.Fatalf("%d knooppunt.rest spans, want one a call", len(rest))
+	}
+	attrs := func(s tracetest.SpanStub) string {
+		var out []string
+		for _, a := range s.Attributes {
+			out = append(out, string(a.Key)+"="+a.Value.Emit())
+		}
+		return strings.Join(out, " ")
+	}
+	if got := rest[0].SpanContext.TraceID().String(); got != "4bf92f3577b34da6a3ce929d0e0e4736" || rest[0].Parent.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("the search's span is in trace %s under %s, want the caller's", got, rest[0].Parent.SpanID())
+	}
+	if want := "http.request.method=POST url.path=/v1/search http.response.status_code=200"; attrs(rest[0]) != want {
+		t.Errorf("the search's span: %s, want %s", attrs(rest[0]), want)
+	}
+	if search.Parent.SpanID() != rest[0].SpanContext.SpanID() {
+		t.Error("the search service's span is not a child of the REST call's")
+	}
+	if want := "http.request.method=GET url.path=/v1/audit http.response.status_code=403"; attrs(rest[1]) != want || rest[1].Parent.IsValid() {
+		t.Errorf("the refused call's span: %s, parent %v; want %s in a trace of its own", attrs(rest[1]), rest[1].Parent.IsValid(), want)
 	}
 }

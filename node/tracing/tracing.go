@@ -131,7 +131,13 @@ func (t *Tracing) fromOwnOrg(ctx context.Context) bool {
 		return true
 	}
 	id, ok := grpccredentials.PeerIDFromPeer(p)
-	return ok && !t.own.IsZero() && id.TrustDomain() == t.own
+	return ok && t.TrustsCaller(id)
+}
+
+// TrustsCaller reports whether a caller who proved id may set the trace context of its call: one
+// of the node's own trust domain, or anyone when peers are allowed (tracing.propagate_to_peers).
+func (t *Tracing) TrustsCaller(id spiffeid.ID) bool {
+	return t.propagate || (!t.own.IsZero() && id.TrustDomain() == t.own)
 }
 
 // callerGate extracts a trace context only from callers allow lets through; it never injects

@@ -38,3 +38,19 @@ func TestOffInstallsNothing(t *testing.T) {
 		t.Fatal("a given provider: want spans recorded")
 	}
 }
+
+// TestTrustsCaller: a caller of the node's own trust domain may set its trace context; a peer's
+// only with propagate_to_peers.
+func TestTrustsCaller(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("a.crisis.test")
+	own, peer := spiffeid.RequireFromString("spiffe://a.crisis.test/user/rita"), spiffeid.RequireFromString("spiffe://b.crisis.test/node/r1")
+	for _, propagate := range []bool{false, true} {
+		tr, err := tracing.Start(context.Background(), config.Tracing{PropagateToPeers: propagate}, td, "a.crisis.test", "r1", sdktrace.NewTracerProvider())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tr.TrustsCaller(own) || tr.TrustsCaller(peer) != propagate {
+			t.Errorf("propagate_to_peers %v: own %v, peer %v", propagate, tr.TrustsCaller(own), tr.TrustsCaller(peer))
+		}
+	}
+}

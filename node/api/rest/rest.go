@@ -26,6 +26,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,6 +66,12 @@ type Config struct {
 	// whole. Default 64 MiB, the bound of one gRPC message on the node's servers.
 	MaxBodyBytes int64
 	Logger       *slog.Logger
+	// Tracer, when set, makes a span of every authenticated call ("knooppunt.rest"), the parent
+	// of the spans the services make for it. Nil: none, at no cost.
+	Tracer trace.Tracer
+	// TraceFrom reports whether a caller may put its call into a trace of its own (a
+	// traceparent header); else the header is ignored. Nil: no caller may.
+	TraceFrom func(caller spiffeid.ID) bool
 }
 
 // Server is the REST API's HTTP handler and TLS configuration.
@@ -170,8 +180,47 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != http.NoBody { // net/http's body of a request without one, such as most GETs
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	}
-	s.mux.ServeHTTP(w, r.WithContext(api.AsPerson(r.Context(), id)))
+	ctx := api.AsPerson(r.Context(), id)
+	if s.cfg.Tracer != nil {
+		var end func()
+		ctx, w, end = s.span(ctx, w, r, id)
+		defer end()
+	}
+	s.mux.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// span starts the span of an authenticated call, in the trace its traceparent names when
+// Config.TraceFrom trusts the caller with it, else in a trace of its own. end records the
+// answer's status code and ends it.
+func (s *Server) span(ctx context.Context, w http.ResponseWriter, r *http.Request, caller spiffeid.ID) (context.Context, http.ResponseWriter, func()) {
+	if s.cfg.TraceFrom != nil && s.cfg.TraceFrom(caller) {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	ctx, span := s.cfg.Tracer.Start(ctx, "knooppunt.rest", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	return ctx, sw, func() {
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.code))
+		if sw.code >= 500 {
+			span.SetStatus(otelcodes.Error, http.StatusText(sw.code))
+		}
+		span.End()
+	}
+}
+
+// statusWriter notes the status code of an answer, for its span.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer (to flush).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // authenticate returns the SPIFFE ID the request proves, by its client X.509-SVID or by its
 // bearer JWT-SVID, never both, or says what to send.
