@@ -63,6 +63,7 @@ func startRESTNode(t *testing.T, opts ...func(*node.Options)) *restNode {
   - {id: spiffe://%[1]s/user/rita, role: reader}
   - {id: spiffe://%[1]s/user/erik, role: editor}
   - {id: spiffe://%[1]s/user/olga, role: officer}
+  - {id: spiffe://%[1]s/user/ada, role: admin}
 http:
   listen: 127.0.0.1:0
   jwt_bundle_file: %[2]s
@@ -330,6 +331,9 @@ func TestRESTEveryRoute(t *testing.T) {
 		"/v1/records":       restRecord("every-1"),
 		"/v1/records:batch": map[string]any{"records": []any{restRecord("every-2")}},
 		"/v1/search":        map[string]any{"filter": map[string]any{"crisis": "oekraine"}, "timeout_ms": 1000},
+		// A receiver on loopback (never called here: the record writes come before it).
+		"/v1/webhooks":                 map[string]any{"url": "http://127.0.0.1:9/knooppunt", "kinds": []string{"shelter.capacity"}},
+		"/v1/webhooks/{webhook}:retry": map[string]any{},
 	}
 	for _, how := range []string{"mTLS", "JWT-SVID"} {
 		t.Run(how, func(t *testing.T) {
@@ -338,6 +342,8 @@ func TestRESTEveryRoute(t *testing.T) {
 				switch {
 				case strings.HasPrefix(r.path, "/v1/policies"), strings.HasPrefix(r.path, "/v1/audit"):
 					user = "olga"
+				case strings.HasPrefix(r.path, "/v1/webhooks"):
+					user = "ada"
 				case r.verb != "GET":
 					user = "erik"
 				}
@@ -345,10 +351,11 @@ func TestRESTEveryRoute(t *testing.T) {
 				if how == "JWT-SVID" {
 					c, token = n.tlsClient(t), n.jwt(t, user)
 				}
-				path := strings.NewReplacer("{id}", "every-1", "{crisis}", "oekraine").Replace(r.path)
+				path := strings.NewReplacer("{id}", "every-1", "{crisis}", "oekraine", "{webhook}", "every-1").Replace(r.path)
 				want := 200
-				if r.path == "/v1/policies/{id}" {
-					want = 404 // answered by the service: there is no such policy
+				switch r.path {
+				case "/v1/policies/{id}", "/v1/webhooks/{id}", "/v1/webhooks/{webhook}:retry":
+					want = 404 // answered by the service: there is no such policy or webhook
 				}
 				res := n.call(t, c, r.verb, path, token, bodies[r.path])
 				res.want(t, how+" "+user+" "+r.verb+" "+path, want)

@@ -121,6 +121,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
 			return pb.RegisterAuditServiceHandlerClient(ctx, m, pb.NewAuditServiceClient(c))
 		},
+		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
+			return pb.RegisterWebhookServiceHandlerClient(ctx, m, pb.NewWebhookServiceClient(c))
+		},
 	} {
 		if err := register(ctx, mux, cfg.Conn); err != nil {
 			return nil, fmt.Errorf("rest: %w", err)

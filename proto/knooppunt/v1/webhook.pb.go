@@ -7,6 +7,7 @@
 package knooppuntv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -713,7 +714,7 @@ var File_knooppunt_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x02\n" +
+	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x02\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x14\n" +
@@ -766,13 +767,13 @@ const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\vmessage_ids\x18\x02 \x03(\tR\n" +
 	"messageIds\".\n" +
 	"\x14RetryWebhookResponse\x12\x16\n" +
-	"\x06queued\x18\x01 \x01(\x03R\x06queued2\x97\x03\n" +
-	"\x0eWebhookService\x12H\n" +
-	"\x03Add\x12\x1f.knooppunt.v1.AddWebhookRequest\x1a .knooppunt.v1.AddWebhookResponse\x12M\n" +
-	"\x04List\x12!.knooppunt.v1.ListWebhooksRequest\x1a\".knooppunt.v1.ListWebhooksResponse\x12C\n" +
-	"\x06Remove\x12\".knooppunt.v1.RemoveWebhookRequest\x1a\x15.knooppunt.v1.Webhook\x12W\n" +
-	"\bFailures\x12$.knooppunt.v1.WebhookFailuresRequest\x1a%.knooppunt.v1.WebhookFailuresResponse\x12N\n" +
-	"\x05Retry\x12!.knooppunt.v1.RetryWebhookRequest\x1a\".knooppunt.v1.RetryWebhookResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x06queued\x18\x01 \x01(\x03R\x06queued2\xa9\x04\n" +
+	"\x0eWebhookService\x12a\n" +
+	"\x03Add\x12\x1f.knooppunt.v1.AddWebhookRequest\x1a .knooppunt.v1.AddWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/webhooks\x12c\n" +
+	"\x04List\x12!.knooppunt.v1.ListWebhooksRequest\x1a\".knooppunt.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/webhooks\x12^\n" +
+	"\x06Remove\x12\".knooppunt.v1.RemoveWebhookRequest\x1a\x15.knooppunt.v1.Webhook\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}\x12v\n" +
+	"\bFailures\x12$.knooppunt.v1.WebhookFailuresRequest\x1a%.knooppunt.v1.WebhookFailuresResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhooks/failures\x12w\n" +
+	"\x05Retry\x12!.knooppunt.v1.RetryWebhookRequest\x1a\".knooppunt.v1.RetryWebhookResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/webhooks/{webhook}:retryBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_webhook_proto_rawDescOnce sync.Once
