@@ -144,7 +144,7 @@ func TestSearchByWords(t *testing.T) {
 	// A guidance document's text, with a number too short to look for.
 	_, page = search("aankomst binnen 24 uur")
 	// A guidance document, by words of its title and its text; the match in its title is marked there.
-	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, ">Richtlijn registratie bij <mark>aankomst</mark></a>") ||
+	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, `>Richtlijn registratie bij <mark>aankomst</mark></a> <span class="kp-tag kp-tag--info">met bijlage</span>`) ||
 		!strings.Contains(page, "Niet gezocht op “24”") {
 		t.Errorf("search for aankomst binnen 24 uur: want ncc's guidance, 24 left out:\n%s", page)
 	}
@@ -246,7 +246,9 @@ func TestPictureOfAFederation(t *testing.T) {
 		// VR09: 14+6 free of 120+80; NL: 14+6+22+41 = 83 free of 560.
 		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">200</td>`,
 		`<td class="utrecht-table__cell kp-num">83</td>`, `<td class="utrecht-table__cell kp-num">560</td>`,
-		"Landelijk beeld opvang Oekraïne", "Richtlijn registratie bij aankomst", "Regionaal beeld VR Utrecht",
+		"Landelijk beeld opvang Oekraïne", "Regionaal beeld VR Utrecht",
+		// The guidance says it comes with a file.
+		`Richtlijn registratie bij aankomst</a> <span class="kp-tag kp-tag--info">met bijlage</span>`,
 		// The charts: VR17's 300 places are the longest bar (330 units), VR09's 200 two thirds.
 		`<svg viewBox="0 0 480 92" role="img" aria-labelledby="grafiek-0"`, `width="330.0" height="20"/>`, `width="220.0" height="20"/>`,
 	} {

@@ -118,6 +118,8 @@ type entryView struct {
 	// Validity marks a superseded, expired or not yet valid document (record.Validity).
 	Validity string
 	Updated  time.Time
+	// Files counts the files the record names (fileCount).
+	Files int
 }
 
 // picture is "Het beeld": one crisis's phase, who answered, capacity per region and the latest
@@ -319,11 +321,18 @@ func newChart(id, title string, rows []capacityRow, col int) chartView {
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	rec := e.Record
 	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
-		Title: bodyTitle(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime()}
+		Title: bodyTitle(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime(), Files: fileCount(rec.Body)}
 	if ev.Title == "" {
 		ev.Title = rec.Id
 	}
 	return ev
+}
+
+// fileCount is the number of files a body names, for lists: a guidance document with its PDF
+// is marked so. A list that does not read as one counts none.
+func fileCount(body []byte) int {
+	files, _ := record.Attachments(body)
+	return len(files)
 }
 
 // bodyTitle is the body's title or question, for lists.
@@ -390,6 +399,8 @@ type hitView struct {
 	// Figures are the record's numbers that its kind sums in the picture (beds free and in
 	// total), so that a figure is read in the list without opening the record.
 	Figures []figureView
+	// Files counts the files the record names (fileCount).
+	Files int
 	// Snippet, for a search on words, is where the record matched, its matches marked;
 	// TitleMarked the title with its matches marked, when they are all in the title.
 	Snippet, TitleMarked []snippetPart
@@ -572,7 +583,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
 				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
-				Figures: hitFigures(r.L, s.c.Kinds.Get(rec.Kind), rec.Body)}
+				Figures: hitFigures(r.L, s.c.Kinds.Get(rec.Kind), rec.Body), Files: fileCount(rec.Body)}
 			if h.ReceivedAt != nil {
 				hv.Received = age(r.L, int64(now.Sub(h.ReceivedAt.AsTime())/time.Second))
 			}
