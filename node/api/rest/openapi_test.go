@@ -33,7 +33,8 @@ func annotatedRoutes(t *testing.T) []route {
 	var out []route
 	for _, fd := range []protoreflect.FileDescriptor{
 		pb.File_knooppunt_v1_record_proto, pb.File_knooppunt_v1_policy_proto, pb.File_knooppunt_v1_federation_proto,
-		pb.File_knooppunt_v1_peer_proto, pb.File_knooppunt_v1_command_proto,
+		pb.File_knooppunt_v1_peer_proto, pb.File_knooppunt_v1_command_proto, pb.File_knooppunt_v1_rule_proto,
+		pb.File_knooppunt_v1_webhook_proto, pb.File_knooppunt_v1_attachment_proto,
 	} {
 		for i := 0; i < fd.Services().Len(); i++ {
 			sd := fd.Services().Get(i)
