@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -79,7 +78,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 				}
 				if len(ignored) > 0 {
 					fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: not searched for %s: words of fewer than %d characters cannot be looked for\n",
-						quoteWords(ignored), record.MinTermRunes)
+						record.QuoteAll(ignored), record.MinTermRunes)
 				}
 				filter.Text = text.String()
 			}
@@ -310,13 +309,4 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 // NOT_YET_VALID.
 func validityFlag(v string) string {
 	return strings.ToUpper(v)
-}
-
-// quoteWords is words quoted and separated by commas: "in", "de".
-func quoteWords(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		q[i] = strconv.Quote(w)
-	}
-	return strings.Join(q, ", ")
 }

@@ -149,11 +149,11 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 		return invalid("record.origin", "%q is not this node's org %q: leave it empty, the node sets it", r.Origin, c.Origin)
 	}
 	if r.Kind == "" {
-		return invalid("record.kind", "missing: use one of %s", quoteAll(c.Kinds.Names()))
+		return invalid("record.kind", "missing: use one of %s", QuoteAll(c.Kinds.Names()))
 	}
 	kind := c.Kinds.Get(r.Kind)
 	if kind == nil {
-		return invalid("record.kind", "unknown kind %q: use one of %s, or declare it in the node config", r.Kind, quoteAll(c.Kinds.Names()))
+		return invalid("record.kind", "unknown kind %q: use one of %s, or declare it in the node config", r.Kind, QuoteAll(c.Kinds.Names()))
 	}
 	if !crisisName.MatchString(r.Crisis) {
 		return invalid("record.crisis", "%q is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine", r.Crisis)

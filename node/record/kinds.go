@@ -404,7 +404,8 @@ const (
 	idSchema = `{"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"}`
 )
 
-func quoteAll(names []string) string {
+// QuoteAll is names quoted and separated by commas, as messages name them: "in", "de".
+func QuoteAll(names []string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
 		q[i] = fmt.Sprintf("%q", n)

@@ -105,7 +105,7 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		rest = rest[end:]
 	}
 	if len(terms) == 0 && len(ignored) > 0 {
-		return nil, ignored, invalid(field, "%s: search for words of %d characters or more", quoteAll(ignored), MinTermRunes)
+		return nil, ignored, invalid(field, "%s: search for words of %d characters or more", QuoteAll(ignored), MinTermRunes)
 	}
 	if len(terms) == 0 {
 		return nil, nil, invalid(field, "no words to search for")

@@ -371,15 +371,15 @@ func TestHitFigures(t *testing.T) {
 	}
 	nl := &Lang{Code: "nl", cat: cats["nl"]}
 	shelter := kinds.Get("shelter.capacity")
-	got := hitFigures(nl, shelter, []byte(`{"municipality":"Utrecht","beds_total":120.5,"beds_free":14}`))
+	got := hitFigures(nl, shelter, fieldLabeler(nl, shelter), []byte(`{"municipality":"Utrecht","beds_total":120.5,"beds_free":14}`))
 	if want := []figureView{{"Opvangplaatsen totaal", "120.5"}, {"Vrije opvangplaatsen", "14"}}; !slices.Equal(got, want) {
 		t.Errorf("figures %v, want %v", got, want)
 	}
-	got = hitFigures(nl, shelter, []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":"veel"}`))
+	got = hitFigures(nl, shelter, fieldLabeler(nl, shelter), []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":"veel"}`))
 	if want := []figureView{{"Opvangplaatsen totaal", "120"}}; !slices.Equal(got, want) {
 		t.Errorf("figures with beds_free withheld or not a number: %v, want %v", got, want)
 	}
-	if got := hitFigures(nl, kinds.Get("sitrep"), []byte(`{"title":"x","count":3}`)); got != nil {
+	if got := hitFigures(nl, kinds.Get("sitrep"), fieldLabeler(nl, kinds.Get("sitrep")), []byte(`{"title":"x","count":3}`)); got != nil {
 		t.Errorf("a sitrep's figures: %v, want none", got)
 	}
 }

@@ -118,8 +118,8 @@ type entryView struct {
 	// Validity marks a superseded, expired or not yet valid document (record.Validity).
 	Validity string
 	Updated  time.Time
-	// Files counts the files the record names (fileCount).
-	Files int
+	// Files says that the record comes with files (filesTag); empty when it names none.
+	Files string
 }
 
 // picture is "Het beeld": one crisis's phase, who answered, capacity per region and the latest
@@ -321,18 +321,25 @@ func newChart(id, title string, rows []capacityRow, col int) chartView {
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	rec := e.Record
 	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
-		Title: bodyTitle(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime(), Files: fileCount(rec.Body)}
+		Title: bodyTitle(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
 	if ev.Title == "" {
 		ev.Title = rec.Id
 	}
 	return ev
 }
 
-// fileCount is the number of files a body names, for lists: a guidance document with its PDF
-// is marked so. A list that does not read as one counts none.
-func fileCount(body []byte) int {
-	files, _ := record.Attachments(body)
-	return len(files)
+// filesTag says, for lists, that a body names files ("met bijlage", "2 bijlagen"): a guidance
+// document with its PDF is marked so. Empty for a body that names none, or a list that does not
+// read as one.
+func filesTag(l *Lang, body []byte) string {
+	switch files, _ := record.Attachments(body); len(files) {
+	case 0:
+		return ""
+	case 1:
+		return l.T("files.one")
+	default:
+		return l.T("files.many", len(files))
+	}
 }
 
 // bodyTitle is the body's title or question, for lists.
@@ -399,8 +406,8 @@ type hitView struct {
 	// Figures are the record's numbers that its kind sums in the picture (beds free and in
 	// total), so that a figure is read in the list without opening the record.
 	Figures []figureView
-	// Files counts the files the record names (fileCount).
-	Files int
+	// Files says that the record comes with files (filesTag); empty when it names none.
+	Files string
 	// Snippet, for a search on words, is where the record matched, its matches marked;
 	// TitleMarked the title with its matches marked, when they are all in the title.
 	Snippet, TitleMarked []snippetPart
@@ -410,9 +417,9 @@ type hitView struct {
 type figureView struct{ Label, Value string }
 
 // hitFigures are the numbers of body that kind k sums in the picture, in k's order, each by the
-// picture's name for it (or the field's); a field the body lacks (or the source withheld) is
-// left out.
-func hitFigures(l *Lang, k *record.Kind, body []byte) []figureView {
+// picture's name for it, else by label (k's fieldLabeler); a field the body lacks (or the source
+// withheld) is left out.
+func hitFigures(l *Lang, k *record.Kind, label func(string) string, body []byte) []figureView {
 	if k == nil || len(k.Aggregate) == 0 {
 		return nil
 	}
@@ -420,7 +427,6 @@ func hitFigures(l *Lang, k *record.Kind, body []byte) []figureView {
 	if json.Unmarshal(body, &b) != nil {
 		return nil
 	}
-	label := fieldLabeler(l, k)
 	var out []figureView
 	for _, f := range k.Aggregate {
 		var n float64
@@ -575,6 +581,14 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		if text != nil {
 			hits = bestFirst(hits)
 		}
+		// One labeler a kind, not one a hit: each reads its kind's schema.
+		labelers := map[*record.Kind]func(string) string{}
+		labelOf := func(k *record.Kind) func(string) string {
+			if labelers[k] == nil {
+				labelers[k] = fieldLabeler(r.L, k)
+			}
+			return labelers[k]
+		}
 		for _, h := range hits {
 			rec := h.Record
 			if v.Org != "" && rec.Origin != v.Org {
@@ -583,7 +597,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
 				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
-				Figures: hitFigures(r.L, s.c.Kinds.Get(rec.Kind), rec.Body), Files: fileCount(rec.Body)}
+				Files: filesTag(r.L, rec.Body)}
+			if k := s.c.Kinds.Get(rec.Kind); k != nil {
+				hv.Figures = hitFigures(r.L, k, labelOf(k), rec.Body)
+			}
 			if h.ReceivedAt != nil {
 				hv.Received = age(r.L, int64(now.Sub(h.ReceivedAt.AsTime())/time.Second))
 			}
@@ -757,8 +774,8 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	sort.Strings(v.Labels)
 	withheld := withheldFields(redacted)
 	kind := s.c.Kinds.Get(rec.Kind)
-	v.Fields = bodyFields(rec.Body, withheld, schemaOrder(kind))
-	label := fieldLabeler(r.L, kind)
+	order, label := schemaOrder(kind), fieldLabeler(r.L, kind)
+	v.Fields = bodyFields(rec.Body, withheld, order)
 	for i := range v.Fields {
 		v.Fields[i].Label = label(v.Fields[i].Name)
 	}
@@ -768,7 +785,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		v.Files = fileViews(rec, files, r.L)
 		v.Fields = slices.DeleteFunc(v.Fields, func(f fieldView) bool { return f.Name == record.AttachmentsField })
 	}
-	versions, err := s.versions(r, rec, withheld)
+	versions, err := s.versions(r, rec, withheld, order, label)
 	if err != nil {
 		s.failCall(w, r, err)
 		return

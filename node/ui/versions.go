@@ -39,8 +39,9 @@ type keptValue struct {
 // versions reads the versions of rec that the node's history keeps, newest first, leaving out
 // the fields the source withheld from the current version: an earlier version never shows
 // what the latest one does not grant. A record the history does not know (a partner's record
-// that was read live, never cached) has none.
-func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool) ([]versionView, error) {
+// that was read live, never cached) has none. Values go in order (the kind's schema's order) and
+// by label, as on the record page.
+func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool, order []string, label func(string) string) ([]versionView, error) {
 	origin := rec.Origin
 	if origin == s.c.Org {
 		origin = ""
@@ -62,8 +63,6 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool) 
 			}
 		}
 	}
-	kind := s.c.Kinds.Get(rec.Kind)
-	order, label := schemaOrder(kind), fieldLabeler(r.L, kind)
 	fields := func(m map[string]string) []string {
 		names := slices.Collect(maps.Keys(m))
 		sortFields(names, order)
