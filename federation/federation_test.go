@@ -1229,8 +1229,8 @@ func TestRetractionReachesTheHolderWhateverItsDomainDoes(t *testing.T) {
 	})
 }
 
-// TestFilterOutOfRangeIsRefused: a time past what the store can hold, or a kind named twice, is
-// refused with INVALID_ARGUMENT naming the field, on a peer's Query, a search and a List; it
+// TestFilterOutOfRangeIsRefused: a time past what the store can hold, a kind or id named twice,
+// or too many ids, is refused with INVALID_ARGUMENT naming the field, on a peer's Query, a search and a List; it
 // neither wraps around into "everything" nor sends a record twice.
 func TestFilterOutOfRangeIsRefused(t *testing.T) {
 	a, b := sourceAndSilentPeer(t)
@@ -1250,6 +1250,10 @@ func TestFilterOutOfRangeIsRefused(t *testing.T) {
 		{"updated_since after 2262", &pb.Filter{UpdatedSince: far}, "filter.updated_since: 2300-01-01T00:00:00Z is outside the times a node can hold"},
 		{"a kind named twice", &pb.Filter{Kinds: []string{"sitrep", "qa", "sitrep"}}, `filter.kinds[2]: "sitrep" is named already, at filter.kinds[0]`},
 		{"64 times one kind", &pb.Filter{Kinds: sitreps}, `filter.kinds[1]: "sitrep" is named already, at filter.kinds[0]`},
+		{"an id named twice", &pb.Filter{Ids: []string{"s1", "s2", "s1"}}, `filter.ids[2]: "s1" is named already, at filter.ids[0]`},
+		{"not an id", &pb.Filter{Ids: []string{"s1", "../s1"}}, `filter.ids[1]: "../s1" is not a record id`},
+		{"101 ids", &pb.Filter{Ids: manyIDs(101)}, "filter.ids: 101 ids is over the limit of 100"},
+		{"65 kinds", &pb.Filter{Kinds: manyIDs(65)}, "filter.kinds: 65 kinds is over the limit of 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			check := func(what string, err error) {
@@ -1274,6 +1278,14 @@ func TestFilterOutOfRangeIsRefused(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "updated_since: 2300-01-01T00:00:00Z is outside") {
 		t.Errorf("list: %v; want InvalidArgument naming updated_since", err)
 	}
+}
+
+func manyIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("r%03d", i)
+	}
+	return ids
 }
 
 // TestPeerDroppedFromConfigLeavesFirst: a peer taken out of the config file is not refused at

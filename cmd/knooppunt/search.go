@@ -22,6 +22,7 @@ func newSearchCmd() *cobra.Command {
 		timeout       time.Duration
 		purpose       string
 		exercise      string
+		origins       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "search",
@@ -38,6 +39,10 @@ characters ("in", "de") cannot be looked for: they are left out, with a note on 
 source answers with its best matches first and a snippet with the match marked «like this»; a
 peer matches only on what it may share with this node.
 
+--origin asks only the sources named, by trust domain: this node's org for its own records,
+a peer's (knooppunt peer list shows them) for what that peer shares; a peer not named is not
+asked and discloses nothing. --id finds the records with these ids (at most 100).
+
 --purpose states what you need the records for (doelbinding). Every peer writes it in the audit
 entry of each record it discloses, and a peer's policy that accepts only certain purposes
 (accept_purposes) gives nothing to another. Without it the node states its federation.purpose.`,
@@ -45,7 +50,9 @@ entry of each record it discloses, and a peer's policy that accepts only certain
   knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json
   knooppunt search --text vergunning
   knooppunt search --text '"werk vergunning" oekraine' --kind qa,guidance
-  knooppunt search --crisis oekraine --exercise oefening-zeeland`,
+  knooppunt search --crisis oekraine --exercise oefening-zeeland
+  knooppunt search --origin lcvs.crisis.test --crisis oekraine
+  knooppunt search --origin ncc.crisis.test --id landelijk-1 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -87,7 +94,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 				return err
 			}
 			defer conn.Close()
-			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds()), Purpose: purpose})
+			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds()), Purpose: purpose, Origins: origins})
 			if err != nil {
 				return callError(&f, err)
 			}
@@ -98,6 +105,8 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases", all of which must occur (words of fewer than 3 characters are left out)`)
 	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
 	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
+	fl.StringSliceVar(&origins, "origin", nil, "ask only these sources, by trust domain (repeatable; default: this node and every peer)")
+	fl.StringSliceVar(&filter.Ids, "id", nil, "only the records with these ids (repeatable, at most 100)")
 	fl.StringVar(&filter.Region, "region", "", "only this region")
 	fl.StringVarP(&labels, "label", "l", "", "labels: key=value[,key=value]")
 	fl.StringVar(&since, "updated-since", "", "only records updated since (RFC 3339, or a duration such as 2h)")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -24,5 +26,37 @@ func TestCLISearchByWords(t *testing.T) {
 	}
 	if r := cli(t, nil, "", "search", "--node", addr, "--text", "in de").want(t, 1); !strings.Contains(r.stderr, `--text: "in", "de": search for words of 3 characters or more`) {
 		t.Errorf("search for in de: stderr %q", r.stderr)
+	}
+}
+
+// TestCLISearchOriginsAndIDs: --origin asks only the sources named and --id finds those records;
+// an origin that is neither the node's org nor a peer is refused, naming it.
+func TestCLISearchOriginsAndIDs(t *testing.T) {
+	addr, _ := servedNode(t)
+	for _, id := range []string{"qa-1", "qa-2", "qa-3"} {
+		cli(t, nil, "", "record", "put", "--node", addr, "--kind", "qa", "--crisis", "oekraine", "--region", "NL", "--classification", "public",
+			"--id", id, "--body", `{"question":"Vraag?","answer":"Antwoord."}`).want(t, 0)
+	}
+	var rec struct{ Origin string }
+	if err := json.Unmarshal([]byte(cli(t, nil, "", "record", "get", "qa-1", "--node", addr, "-o", "json").want(t, 0).stdout), &rec); err != nil || rec.Origin == "" {
+		t.Fatalf("record get -o json: %v, origin %q", err, rec.Origin)
+	}
+	r := cli(t, nil, "", "search", "--node", addr, "--origin", rec.Origin, "--id", "qa-3", "--id", "qa-1", "-o", "json").want(t, 0)
+	var got struct {
+		Hits []struct{ Record struct{ Id string } }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("search -o json: %v\n%s", err, r.stdout)
+	}
+	var ids []string
+	for _, h := range got.Hits {
+		ids = append(ids, h.Record.Id)
+	}
+	if !slices.Equal(ids, []string{"qa-1", "qa-3"}) {
+		t.Errorf("search --id qa-3 --id qa-1 found %v, want qa-1 and qa-3", ids)
+	}
+	r = cli(t, nil, "", "search", "--node", addr, "--origin", "elders.example").want(t, 1)
+	if want := `origins[0]: "elders.example" is neither this node's org (` + rec.Origin + `) nor a peer's trust domain`; !strings.Contains(r.stderr, want) {
+		t.Errorf("search --origin elders.example: stderr %q, want %q", r.stderr, want)
 	}
 }

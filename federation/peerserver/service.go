@@ -42,7 +42,9 @@ import (
 const (
 	DefaultLimit = 1000
 	MaxLimit     = 10000
-	batch        = 256
+	// MaxIDs caps Filter.ids.
+	MaxIDs = 100
+	batch  = 256
 	// queryBatch is how many disclosures of a Query go into one Raft entry.
 	queryBatch = 1024
 )
@@ -365,22 +367,34 @@ func CheckFilter(f *pb.Filter) error {
 	if f == nil {
 		return nil
 	}
+	// The counts first: the checks that follow compare each value with those before it.
+	if len(f.Kinds) > 64 {
+		return api.Invalid("filter.kinds", "%d kinds is over the limit of 64", len(f.Kinds))
+	}
+	if len(f.Ids) > MaxIDs {
+		return api.Invalid("filter.ids", "%d ids is over the limit of %d", len(f.Ids), MaxIDs)
+	}
 	for i, k := range f.Kinds {
 		if !utf8.ValidString(k) || len(k) > 128 {
 			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "not a kind name")
 		}
-		// Each kind is listed on its own: a kind named twice would send its records twice.
-		if j := slices.Index(f.Kinds, k); j < i {
-			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "%q is named already, at filter.kinds[%d]: name each kind once", k, j)
-		}
+	}
+	// Each kind is listed on its own: a kind named twice would send its records twice.
+	if err := api.Repeated("filter.kinds", f.Kinds, "kind"); err != nil {
+		return err
 	}
 	for name, v := range map[string]string{"filter.crisis": f.Crisis, "filter.region": f.Region} {
 		if !utf8.ValidString(v) || len(v) > 128 {
 			return api.Invalid(name, "not a valid value")
 		}
 	}
-	if len(f.Kinds) > 64 {
-		return api.Invalid("filter.kinds", "%d kinds is over the limit of 64", len(f.Kinds))
+	for i, id := range f.Ids {
+		if err := record.CheckID(fmt.Sprintf("filter.ids[%d]", i), id); err != nil {
+			return api.Status(slog.Default(), err)
+		}
+	}
+	if err := api.Repeated("filter.ids", f.Ids, "id"); err != nil {
+		return err
 	}
 	if err := record.CheckLabelSelector("filter.labels", f.Labels); err != nil {
 		return api.Status(slog.Default(), err)
@@ -415,7 +429,7 @@ func CheckMode(field string, m *pb.Mode) error {
 func ListFilters(f *pb.Filter) []db.Filter {
 	base := db.Filter{PageSize: 1000, Mode: db.ModeFrom(f.GetMode())}
 	if f != nil {
-		base.Crisis, base.Region, base.Labels = f.Crisis, f.Region, f.Labels
+		base.Crisis, base.Region, base.Labels, base.IDs = f.Crisis, f.Region, f.Labels, f.Ids
 		if f.UpdatedSince != nil {
 			base.UpdatedSince = f.UpdatedSince.AsTime()
 		}
@@ -433,7 +447,7 @@ func ListFilters(f *pb.Filter) []db.Filter {
 
 // TextFilter turns a federation filter with text into the store's full-text filter.
 func TextFilter(f *pb.Filter, q *record.TextQuery) db.TextFilter {
-	tf := db.TextFilter{Terms: q.Terms, Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels, Mode: db.ModeFrom(f.Mode)}
+	tf := db.TextFilter{Terms: q.Terms, Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels, Mode: db.ModeFrom(f.Mode), IDs: f.Ids}
 	if f.UpdatedSince != nil {
 		tf.UpdatedSince = f.UpdatedSince.AsTime()
 	}

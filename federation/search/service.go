@@ -8,12 +8,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -43,6 +46,9 @@ const (
 	Unreachable = "unreachable"
 	TimedOut    = "timed_out"
 )
+
+// maxOrigins caps SearchRequest.origins.
+const maxOrigins = 1000
 
 // DefaultTimeout bounds a search unless the request says otherwise.
 const DefaultTimeout = 2 * time.Second
@@ -90,7 +96,8 @@ func New(c Config) *Service {
 // RegisterService registers the service on s.
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterSearchServiceServer(s, svc) }
 
-// Search asks the node's own store and every peer in parallel, under the deadline.
+// Search asks the node's own store and every peer in parallel, under the deadline, or only the
+// sources that req.Origins names.
 func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.SearchResponse, error) {
 	if err := peerserver.CheckFilter(req.Filter); err != nil {
 		return nil, err
@@ -117,13 +124,13 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	peers, askOwn, err := s.sources(req.Origins)
+	if err != nil {
+		return nil, err
+	}
 	resp := &pb.SearchResponse{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	var peers []config.Peer
-	if s.c.Manager != nil {
-		peers = s.c.Peers()
-	}
 	for _, p := range peers {
 		wg.Add(1)
 		go func() {
@@ -142,7 +149,10 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 			mu.Unlock()
 		}()
 	}
-	own, err := s.own(ctx, req.Filter, limit)
+	var own []*pb.SearchHit
+	if askOwn {
+		own, err = s.own(ctx, req.Filter, limit)
+	}
 	wg.Wait()
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -161,6 +171,41 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	}
 	s.audit(ctx, req, purpose, resp)
 	return resp, nil
+}
+
+// sources are the peers a search asks, and whether it reads the node's own records: all of
+// them, or those origins names (trust domains, each once).
+func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err error) {
+	var all []config.Peer
+	if s.c.Manager != nil {
+		all = s.c.Peers()
+	}
+	if len(origins) == 0 {
+		return all, true, nil
+	}
+	if len(origins) > maxOrigins {
+		return nil, false, api.Invalid("origins", "%d origins is over the limit of %d", len(origins), maxOrigins)
+	}
+	if err := api.Repeated("origins", origins, "source"); err != nil {
+		return nil, false, err
+	}
+	org := s.c.Sharing.Org()
+	for i, o := range origins {
+		field := fmt.Sprintf("origins[%d]", i)
+		if !utf8.ValidString(o) || len(o) > 255 {
+			return nil, false, api.Invalid(field, "not a trust domain")
+		}
+		if o == org {
+			own = true
+			continue
+		}
+		k := slices.IndexFunc(all, func(p config.Peer) bool { return p.TrustDomain == o })
+		if k < 0 {
+			return nil, false, api.Invalid(field, "%q is neither this node's org (%s) nor a peer's trust domain: knooppunt peer list shows the peers", o, org)
+		}
+		peers = append(peers, all[k])
+	}
+	return peers, own, nil
 }
 
 func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.SearchHit, error) {
@@ -252,6 +297,9 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 				s.c.Logger.Warn("dropped a search hit from a peer", "peer", p.Name, "err", "record "+sr.Record.Id+" is not of the search's mode, "+m.String())
 				continue
 			}
+			if len(f.GetIds()) > 0 && !slices.Contains(f.Ids, sr.Record.Id) {
+				continue // a peer that predates Filter.ids answers the rest of the filter
+			}
 			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet, Policies: sr.Policies, Purpose: purpose})
 			if len(hits) >= limit {
 				return nil
@@ -289,7 +337,7 @@ func (s *Service) cachedHit(p config.Peer, r db.Foreign, snippet string) *pb.Sea
 func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, time.Duration) {
 	ff := db.ForeignFilter{Origin: p.TrustDomain, Limit: limit, Mode: db.ModeFrom(f.GetMode())}
 	if f != nil {
-		ff.Crisis, ff.Region, ff.Kinds, ff.Labels = f.Crisis, f.Region, f.Kinds, f.Labels
+		ff.Crisis, ff.Region, ff.Kinds, ff.Labels, ff.IDs = f.Crisis, f.Region, f.Kinds, f.Labels, f.Ids
 		if f.UpdatedSince != nil {
 			ff.UpdatedSince = f.UpdatedSince.AsTime()
 		}
@@ -335,7 +383,11 @@ func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, purpose stri
 	for _, p := range resp.Peers {
 		peers[p.Peer] = p.State
 	}
-	detail, _ := json.Marshal(map[string]any{"filter": req.GetFilter().String(), "hits": len(resp.Hits), "peers": peers, "partial": resp.Partial, "stated_purpose": purpose})
+	d := map[string]any{"filter": req.GetFilter().String(), "hits": len(resp.Hits), "peers": peers, "partial": resp.Partial, "stated_purpose": purpose}
+	if len(req.Origins) > 0 {
+		d["origins"] = req.Origins
+	}
+	detail, _ := json.Marshal(d)
 	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: db.AuditSearch, Subject: req.GetFilter().GetCrisis(), Detail: string(detail)}
 	s.auditMu.Lock()
 	s.ticket++

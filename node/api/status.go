@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -68,6 +69,17 @@ func Status(log *slog.Logger, err error) error {
 // Invalid is an InvalidArgument status naming field.
 func Invalid(field, format string, args ...any) error {
 	return status.Error(codes.InvalidArgument, field+": "+fmt.Sprintf(format, args...))
+}
+
+// Repeated refuses a list field whose value at i was named before, at j; what names one value
+// ("kind") for the message.
+func Repeated(field string, vals []string, what string) error {
+	for i, v := range vals {
+		if j := slices.Index(vals, v); j < i {
+			return Invalid(fmt.Sprintf("%s[%d]", field, i), "%q is named already, at %s[%d]: name each %s once", v, field, j, what)
+		}
+	}
+	return nil
 }
 
 // LogUnary logs each failed unary call at warn level with its method and code.

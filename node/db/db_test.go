@@ -501,6 +501,8 @@ func TestListFilters(t *testing.T) {
 		{"updated since after all", db.Filter{UpdatedSince: hour(4).AsTime().Add(time.Nanosecond)}, []string{}},
 		{"all together", db.Filter{Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR01",
 			Labels: map[string]string{"source": "lcvs"}, MaxClassification: pb.Classification_PUBLIC, UpdatedSince: hour(0).AsTime()}, []string{"r01"}},
+		{"ids", db.Filter{IDs: []string{"r04", "r02", "nope"}}, []string{"r02", "r04"}},
+		{"ids and a region", db.Filter{IDs: []string{"r01", "r02"}, Region: "VR01"}, []string{"r01"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

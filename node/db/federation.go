@@ -457,6 +457,8 @@ type ForeignFilter struct {
 	Limit                int
 	// Mode is the mode of the read: the zero Mode reads actual records only.
 	Mode Mode
+	// IDs, when set, keeps only the records with these ids.
+	IDs []string
 }
 
 // foreignListQuery is ForeignList's statement and its arguments: values bound as +?, the limit
@@ -475,7 +477,10 @@ func foreignListQuery(f ForeignFilter) (string, []any) {
 		add("region = +?", f.Region)
 	}
 	if len(f.Kinds) > 0 {
-		add("kind IN ("+strings.TrimSuffix(strings.Repeat("+?,", len(f.Kinds)), ",")+")", anySlice(f.Kinds)...)
+		add("kind IN ("+marks("+?", len(f.Kinds))+")", anySlice(f.Kinds)...)
+	}
+	if len(f.IDs) > 0 {
+		add("id IN ("+marks("+?", len(f.IDs))+")", anySlice(f.IDs)...)
 	}
 	for _, k := range sortedLabelKeys(f.Labels) {
 		add("json_extract(labels, '$.' || json_quote(+?)) = +?", k, f.Labels[k])
@@ -563,6 +568,11 @@ func sortedLabelKeys(labels map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// marks is n parameter marks (? or +?), for a list such as IN (…).
+func marks(mark string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(mark+",", n), ",")
 }
 
 func anySlice[T any](s []T) []any {

@@ -471,6 +471,8 @@ type Filter struct {
 	PageToken            string
 	// Mode is the mode of the listing: the zero Mode lists actual records only.
 	Mode Mode
+	// IDs, when set, keeps only the records with these ids.
+	IDs []string
 }
 
 // ErrBadPageToken means a page token was not made by List.
@@ -553,6 +555,10 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 	}
 	if f.Region != "" {
 		where, args = append(where, "records.region = +?"), append(args, f.Region)
+	}
+	if len(f.IDs) > 0 {
+		// The primary key serves a lookup of each id.
+		where, args = append(where, "records.id IN ("+marks("+?", len(f.IDs))+")"), append(args, anySlice(f.IDs)...)
 	}
 	if f.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
 		where, args = append(where, "records.classification <= +?"), append(args, int32(f.MaxClassification))

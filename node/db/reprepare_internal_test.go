@@ -34,6 +34,8 @@ func TestHotQueriesBindNoPlainParameters(t *testing.T) {
 		"next page":    {Kind: "sitrep", PageToken: pageToken(last, false)},
 		"since":        {UpdatedSince: time.Unix(1, 0)},
 		"since, paged": {UpdatedSince: time.Unix(1, 0), PageToken: pageToken(last, true)},
+		"ids":          {IDs: []string{"r1", "r2"}},
+		"ids+kind":     {Kind: "sitrep", Crisis: "c", IDs: []string{"r1", "r2"}, PageToken: pageToken(last, false)},
 	}
 	drivenBy := map[string]string{
 		"labels":       "SEARCH l0 USING PRIMARY KEY (key=? AND value=?)",
@@ -58,6 +60,10 @@ func TestHotQueriesBindNoPlainParameters(t *testing.T) {
 		if want, ok := drivenBy[name]; ok && (!strings.Contains(plan, want) || strings.Contains(plan, "status=? AND exercise=?")) {
 			t.Errorf("List, %s: plan %q, want it driven by %q and not by a mode's index", name, plan, want)
 		}
+		// Each id is one lookup, however many records the mode, kind or crisis holds.
+		if len(f.IDs) > 0 && !lookupsByID(plan) {
+			t.Errorf("List, %s: plan %q does not look up each id", name, plan)
+		}
 	}
 	q, args := changesQuery(5, 10, 256, Actual, "sitrep", "c")
 	if m := plainParam.FindString(q); m != "" {
@@ -74,6 +80,10 @@ func TestHotQueriesBindNoPlainParameters(t *testing.T) {
 		t.Errorf("ForeignList: a plain parameter %q in %s", m, q)
 	}
 	queryPlan(t, d, q, args) // it must at least prepare
+	q, args = foreignListQuery(ForeignFilter{Origin: "o", Kinds: []string{"a"}, IDs: []string{"r1", "r2"}})
+	if plan := queryPlan(t, d, q, args); !lookupsByID(plan) {
+		t.Errorf("ForeignList by ids: plan %q does not look up each id", plan)
+	}
 
 	// The statements that every record write runs, on every replica, in the FSM and in the
 	// text indexer: a plain ? there cost 1–18 µs a run, the join of sqlTextFiles the most.
@@ -98,6 +108,16 @@ func TestHotQueriesBindNoPlainParameters(t *testing.T) {
 			}
 		}
 	}
+}
+
+// lookupsByID says whether every step of plan that reads a table or index looks up an id.
+func lookupsByID(plan string) bool {
+	for _, step := range strings.Split(plan, "; ") {
+		if (strings.HasPrefix(step, "SEARCH") || strings.HasPrefix(step, "SCAN")) && !strings.Contains(step, "id=?") {
+			return false
+		}
+	}
+	return true
 }
 
 func queryPlan(t *testing.T, d *DB, q string, args []any) string {
@@ -134,7 +154,7 @@ func TestTextPagePlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	f := TextFilter{Kinds: []string{"qa", "guidance"}, Crisis: "c", Region: "NL", Labels: map[string]string{"a": "1"}, UpdatedSince: time.Unix(1, 0)}
+	f := TextFilter{Kinds: []string{"qa", "guidance"}, Crisis: "c", Region: "NL", Labels: map[string]string{"a": "1"}, UpdatedSince: time.Unix(1, 0), IDs: []string{"r1"}}
 	for _, tc := range []struct {
 		name, from, table string
 		pre               []any

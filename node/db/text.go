@@ -610,6 +610,8 @@ type TextFilter struct {
 	UpdatedSince time.Time
 	// Mode is the mode of the search: the zero Mode finds actual records only.
 	Mode Mode
+	// IDs, when set, keeps only the records with these ids.
+	IDs []string
 }
 
 // Ranking reads windows of the newest matches of a shard. bm25 must score every match before it
@@ -627,7 +629,7 @@ func textWhere(t string, f TextFilter) (string, []any) {
 	where := []string{t + ".status = ?", t + ".exercise = ?"}
 	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
 	if len(f.Kinds) > 0 {
-		where = append(where, t+".kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")")
+		where = append(where, t+".kind IN ("+marks("?", len(f.Kinds))+")")
 		args = append(args, anySlice(f.Kinds)...)
 	}
 	if f.Crisis != "" {
@@ -642,6 +644,10 @@ func textWhere(t string, f TextFilter) (string, []any) {
 	}
 	if !f.UpdatedSince.IsZero() {
 		where, args = append(where, t+".updated_at >= ?"), append(args, f.UpdatedSince.UnixNano())
+	}
+	if len(f.IDs) > 0 {
+		where = append(where, t+".id IN ("+marks("?", len(f.IDs))+")")
+		args = append(args, anySlice(f.IDs)...)
 	}
 	return strings.Join(where, " AND "), args
 }
@@ -731,7 +737,7 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, p
 
 // textPageQuery reads the records of n rows of the index that filters keep.
 func textPageQuery(from, filters string, n int) string {
-	return from + ` WHERE text_keys.rowid IN (` + strings.TrimSuffix(strings.Repeat("?,", n), ",") + `) AND ` + filters
+	return from + ` WHERE text_keys.rowid IN (` + marks("?", n) + `) AND ` + filters
 }
 
 // The FROM parts of EachTextMatch and EachForeignTextMatch, whose last column is the row of the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/node/attach"
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -267,7 +268,7 @@ func TestPictureOfAFederation(t *testing.T) {
 	}
 
 	// The record lcvs shared without its contact phone.
-	q := url.Values{"origin": {e.lcvs.TD.Name()}, "id": {"utrecht"}, "kind": {"shelter.capacity"}, "crisis": {"oekraine"}, "region": {"VR09"}}
+	q := url.Values{"origin": {e.lcvs.TD.Name()}, "id": {"utrecht"}}
 	resp, page = b.get(t, e.url+"/record?"+q.Encode())
 	if resp.StatusCode != 200 {
 		t.Fatalf("record: %d\n%s", resp.StatusCode, page)
@@ -286,6 +287,14 @@ func TestPictureOfAFederation(t *testing.T) {
 	_, page = b.get(t, e.url+"/zoeken?crisis=oekraine&org="+e.lcvs.TD.Name())
 	if !strings.Contains(page, "Resultaten (4)") || strings.Count(page, "beleid lcvs-capaciteit@1") != 4 || strings.Contains(page, "Landelijk beeld") {
 		t.Errorf("search on lcvs: want its four shelters, each with its policy:\n%s", page)
+	}
+	if !strings.Contains(page, `href="/record?`+html.EscapeString(q.Encode())+`"`) {
+		t.Errorf("search on lcvs: no link to /record?%s", q.Encode())
+	}
+	// Only lcvs was asked: ncc disclosed nothing to that search.
+	searches := e.utrecht.Audit(t, db.AuditSearch)
+	if d := searches[len(searches)-1].Detail; !strings.Contains(d, `"peers":{"lcvs":"answered"}`) || !strings.Contains(d, `"origins":["`+e.lcvs.TD.Name()+`"]`) {
+		t.Errorf("the search on lcvs asked %s, want lcvs alone", d)
 	}
 	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&crisis=oekraine&region=VR09")
 	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
@@ -329,6 +338,20 @@ func TestPictureOfAFederation(t *testing.T) {
 	}
 	if !strings.Contains(page, "Landelijk beeld opvang Oekraïne") {
 		t.Error("with ncc stopped, what it sent before is gone from the picture")
+	}
+	// Its record's page shows the copy vr-utrecht holds, and says so; a record it does not hold
+	// may exist, and the page says ncc does not answer rather than that there is none.
+	resp, page = b.get(t, e.url+"/record?"+url.Values{"origin": {e.ncc.TD.Name()}, "id": {"landelijk-1"}}.Encode())
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "De bron antwoordde niet; dit is de laatst ontvangen versie.") {
+		t.Errorf("ncc's record with ncc stopped: %d, want its cached copy, marked:\n%s", resp.StatusCode, page)
+	}
+	resp, page = b.get(t, e.url+"/record?"+url.Values{"origin": {e.ncc.TD.Name()}, "id": {"nooit-gedeeld"}}.Encode())
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(page, "De partner die dit record beheert is nu niet bereikbaar") {
+		t.Errorf("a record ncc never shared, with ncc stopped: %d, want 502 saying ncc does not answer:\n%s", resp.StatusCode, page)
+	}
+	// An origin that is no partner: nothing to show.
+	if resp, _ = b.get(t, e.url+"/record?origin=elders.example&id=landelijk-1"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a record of an org that is no partner: %d, want 404", resp.StatusCode)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/assessment"
 	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -357,7 +358,7 @@ func bodyTitle(body []byte) string {
 }
 
 func recordLink(rec *pb.Record) string {
-	q := url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "kind": {rec.Kind}, "crisis": {rec.Crisis}, "region": {rec.Region}}
+	q := url.Values{"origin": {rec.Origin}, "id": {rec.Id}}
 	if rec.Exercise != "" {
 		q.Set("exercise", rec.Exercise)
 	}
@@ -563,14 +564,15 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		if text != nil {
 			f.Text = text.String()
 		}
-		if v.Org != "" {
-			// The filter on origin is applied to the answers: ask each for more.
-			f.Limit = 1000
-		}
 		if v.Kind != "" {
 			f.Kinds = []string{v.Kind}
 		}
-		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f})
+		req := &pb.SearchRequest{Filter: f}
+		if v.Org != "" {
+			// Only that organisation is asked: the others disclose nothing to this search.
+			req.Origins = []string{v.Org}
+		}
+		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req)
 		if err != nil {
 			s.failCall(w, r, err)
 			return
@@ -591,9 +593,6 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		for _, h := range hits {
 			rec := h.Record
-			if v.Org != "" && rec.Origin != v.Org {
-				continue
-			}
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
 				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
@@ -712,9 +711,9 @@ func (s *Server) orgChoices(r *request, current string) []orgChoice {
 	return out
 }
 
-// record shows one record: an own record through RecordService.Get, a partner's through the
-// search that a person runs, so that it shows what the source let through and what it
-// withheld.
+// record shows one record: an own record through RecordService.Get, a partner's through a
+// search of its source for its id, run as the person, so that it shows what the source let
+// through and what it withheld (or, when the source does not answer, what its cache holds).
 func (s *Server) record(w http.ResponseWriter, r *request) {
 	ctx := r.ctx()
 	q := r.URL.Query()
@@ -736,12 +735,14 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 			v.Edit = "/records/wijzigen?id=" + url.QueryEscape(rec.Id)
 		}
 	} else {
-		f := &pb.Filter{Crisis: q.Get("crisis"), Region: q.Get("region"), Limit: 10000, Mode: r.mode()}
-		if k := q.Get("kind"); k != "" {
-			f.Kinds = []string{k}
-		}
-		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f})
-		if err != nil {
+		// Only the source is asked, for this one record.
+		f := &pb.Filter{Ids: []string{id}, Mode: r.mode()}
+		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f, Origins: []string{origin}})
+		if status.Code(err) == codes.InvalidArgument {
+			// Not a peer (any more), or not an id: nothing this node can show.
+			s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
+			return
+		} else if err != nil {
 			s.failCall(w, r, err)
 			return
 		}
@@ -755,7 +756,11 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 				break
 			}
 		}
-		if v.Rec == nil {
+		if v.Rec == nil && len(resp.Peers) == 1 && (resp.Peers[0].State == search.Unreachable || resp.Peers[0].State == search.TimedOut) {
+			// The source did not answer and the cache does not hold the record: it may exist.
+			s.fail(w, r.Request, r.L, http.StatusBadGateway, r.L.T("record.source_silent"))
+			return
+		} else if v.Rec == nil {
 			s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
 			return
 		}

@@ -570,7 +570,7 @@ func TestPicture(t *testing.T) {
 		t.Errorf("search for Q&As: want the superseded one, marked:\n%s", page)
 	}
 	_, page = b.get(t, e.url+"/zoeken?kind=sitrep&crisis=oekraine&region=")
-	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?crisis=oekraine&amp;id=sitrep-1") {
+	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?id=sitrep-1&amp;origin="+testOrg+`"`) {
 		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
 	}
 	resp, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=utrecht")

@@ -540,7 +540,11 @@ type Filter struct {
 	Text string `protobuf:"bytes,7,opt,name=text" json:"text,omitempty"`
 	// mode is the mode of the read; unset: actual records only. A source sends only records of
 	// this mode, and only test and draft modes are refused (they never leave a node).
-	Mode          *Mode `protobuf:"bytes,8,opt,name=mode" json:"mode,omitempty"`
+	Mode *Mode `protobuf:"bytes,8,opt,name=mode" json:"mode,omitempty"`
+	// ids, when set, keeps only the records with these ids: at most 100, each named once. A
+	// source that predates the field answers the rest of the filter; a searcher keeps only the
+	// records it asked for.
+	Ids           []string `protobuf:"bytes,9,rep,name=ids" json:"ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -627,6 +631,13 @@ func (x *Filter) GetText() string {
 func (x *Filter) GetMode() *Mode {
 	if x != nil {
 		return x.Mode
+	}
+	return nil
+}
+
+func (x *Filter) GetIds() []string {
+	if x != nil {
+		return x.Ids
 	}
 	return nil
 }
@@ -1034,7 +1045,11 @@ type SearchRequest struct {
 	TimeoutMs int32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs" json:"timeout_ms,omitempty"`
 	// purpose is what the searcher needs the records for; it is stated to every peer. Empty: the
 	// node's federation.purpose.
-	Purpose       string `protobuf:"bytes,3,opt,name=purpose" json:"purpose,omitempty"`
+	Purpose string `protobuf:"bytes,3,opt,name=purpose" json:"purpose,omitempty"`
+	// origins, when set, are the only sources asked: trust domains of this node's org (its own
+	// records) and of its peers, each named once. Empty: the node and every peer. A peer not named
+	// is not asked, so it discloses nothing to the search.
+	Origins       []string `protobuf:"bytes,4,rep,name=origins" json:"origins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1088,6 +1103,13 @@ func (x *SearchRequest) GetPurpose() string {
 		return x.Purpose
 	}
 	return ""
+}
+
+func (x *SearchRequest) GetOrigins() []string {
+	if x != nil {
+		return x.Origins
+	}
+	return nil
 }
 
 type SearchHit struct {
@@ -1725,7 +1747,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12-\n" +
-	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\xd6\x02\n" +
+	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\xe8\x02\n" +
 	"\x06Filter\x12\x14\n" +
 	"\x05kinds\x18\x01 \x03(\tR\x05kinds\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
@@ -1734,7 +1756,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\rupdated_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x12\n" +
 	"\x04text\x18\a \x01(\tR\x04text\x12&\n" +
-	"\x04mode\x18\b \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x1a9\n" +
+	"\x04mode\x18\b \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x12\x10\n" +
+	"\x03ids\x18\t \x03(\tR\x03ids\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
@@ -1763,12 +1786,13 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
 	"\tHeartbeat\x12*\n" +
-	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"v\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x90\x01\n" +
 	"\rSearchRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\x12\x18\n" +
-	"\apurpose\x18\x03 \x01(\tR\apurpose\"\xb5\x02\n" +
+	"\apurpose\x18\x03 \x01(\tR\apurpose\x12\x18\n" +
+	"\aorigins\x18\x04 \x03(\tR\aorigins\"\xb5\x02\n" +
 	"\tSearchHit\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
