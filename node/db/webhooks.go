@@ -192,8 +192,13 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 			if err != nil {
 				return err
 			}
+			// A set: a Retry may name many ids, and a webhook hold many failures.
+			named := make(map[string]bool, len(s.MessageIds))
+			for _, m := range s.MessageIds {
+				named[m] = true
+			}
 			for _, m := range dead {
-				if len(s.MessageIds) > 0 && !slices.Contains(s.MessageIds, m) {
+				if len(named) > 0 && !named[m] {
 					continue
 				}
 				var seq int64

@@ -42,9 +42,14 @@ type FieldError struct {
 	// Code is InvalidArgument, or ResourceExhausted for a body over the limit.
 	Code   codes.Code
 	Reason string
+	// cause, when set, is what a caller may tell this refusal by (errors.Is), such as
+	// ErrOpenPhrase.
+	cause error
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func (e *FieldError) Unwrap() error { return e.cause }
 
 func invalid(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf(format, args...)}

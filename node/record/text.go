@@ -2,6 +2,7 @@ package record
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"sort"
 	"strings"
@@ -39,11 +40,15 @@ func ParseText(field, q string) (*TextQuery, error) {
 	return tq, err
 }
 
+// ErrOpenPhrase is what a query refused for a phrase whose closing " is missing is, by errors.Is.
+var ErrOpenPhrase = errors.New(`a phrase opened with " is not closed`)
+
 // ParseTextLoosely parses a query typed into a search box, as people type: a word or phrase that
 // the index cannot look for (shorter than MinTermRunes, or with no letters or digits, such as
 // "in", "de" or "&" in "opvang in de regio") is left out and returned in ignored, as typed,
 // instead of refusing the query. It is a *FieldError still when nothing is left to search for, and for what
-// ParseText refuses otherwise. The query's String is what to send on as Filter.text.
+// ParseText refuses otherwise (a phrase not closed is ErrOpenPhrase, by errors.Is). The query's
+// String is what to send on as Filter.text.
 func ParseTextLoosely(field, q string) (tq *TextQuery, ignored []string, err error) {
 	return parseText(field, q, true)
 }
@@ -87,7 +92,9 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		if rest[0] == '"' {
 			end := strings.IndexByte(rest[1:], '"')
 			if end < 0 {
-				return nil, nil, invalid(field, "a phrase opened with \" is not closed: add the closing \"")
+				e := invalid(field, "a phrase opened with \" is not closed: add the closing \"")
+				e.cause = ErrOpenPhrase
+				return nil, nil, e
 			}
 			if err := add(rest[1 : 1+end]); err != nil {
 				return nil, nil, err

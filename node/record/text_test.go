@@ -1,6 +1,7 @@
 package record
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -65,6 +66,10 @@ func TestParseTextLoosely(t *testing.T) {
 		if tc.err != "" {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
 				t.Errorf("ParseTextLoosely(%q) = %v, %v; want error %q", tc.q, q, err, tc.err)
+			}
+			// A search box tells the phrase not closed from the other refusals by its cause.
+			if open := strings.Contains(tc.err, "not closed"); errors.Is(err, ErrOpenPhrase) != open {
+				t.Errorf("ParseTextLoosely(%q): errors.Is(%v, ErrOpenPhrase) = %v, want %v", tc.q, err, !open, open)
 			}
 			continue
 		}

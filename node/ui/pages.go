@@ -2,6 +2,7 @@ package ui
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -546,7 +547,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			switch {
 			case len(ignored) > 0: // nothing but words too short to look for
 				v.TextError = r.L.T("search.text_short", quoted(ignored), record.MinTermRunes)
-			case strings.Count(v.Text, `"`)%2 == 1:
+			case errors.Is(err, record.ErrOpenPhrase):
 				v.TextError = r.L.T("search.text_open_phrase")
 			default:
 				v.TextError = r.L.T("search.text_error", strings.TrimPrefix(err.Error(), "q: "))
