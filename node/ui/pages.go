@@ -222,10 +222,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	for _, a := range pic.Aggregates {
 		// A field the catalogue knows gets its label; a field of a kind declared in config
 		// shows as kind · field.
-		col := a.Kind + " · " + a.Field
-		if k := "agg." + a.Kind + "." + a.Field; r.L.Has(k) {
-			col = r.L.T(k)
-		}
+		col := aggLabel(r.L, a.Kind, a.Field, a.Kind+" · "+a.Field)
 		cols[col] = true
 		if cells[a.Region] == nil {
 			cells[a.Region] = map[string]string{}
@@ -435,13 +432,18 @@ func hitFigures(l *Lang, k *record.Kind, label func(string) string, body []byte)
 		if json.Unmarshal(b[f], &n) != nil {
 			continue
 		}
-		name := label(f)
-		if key := "agg." + k.Name + "." + f; l.Has(key) {
-			name = l.T(key)
-		}
-		out = append(out, figureView{Label: name, Value: strconv.FormatFloat(n, 'f', -1, 64)})
+		out = append(out, figureView{Label: aggLabel(l, k.Name, f, label(f)), Value: strconv.FormatFloat(n, 'f', -1, 64)})
 	}
 	return out
+}
+
+// aggLabel is the picture's name for a summed field of a kind (agg.KIND.FIELD in the catalogue),
+// else fallback.
+func aggLabel(l *Lang, kind, field, fallback string) string {
+	if key := "agg." + kind + "." + field; l.Has(key) {
+		return l.T(key)
+	}
+	return fallback
 }
 
 // plain is the text of a snippet's parts, without the marks.
