@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/peerserver"
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -42,6 +44,9 @@ peer matches only on what it may share with this node.
 --origin asks only the sources named, by trust domain: this node's org for its own records,
 a peer's (knooppunt peer list shows them) for what that peer shares; a peer not named is not
 asked and discloses nothing. --id finds the records with these ids (at most 100).
+
+--limit caps the records of each source (default 1000, at most 10000); a source that gives that
+many may hold more, and a note on stderr says which.
 
 --purpose states what you need the records for (doelbinding). Every peer writes it in the audit
 entry of each record it discloses, and a peer's policy that accepts only certain purposes
@@ -98,7 +103,21 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 			if err != nil {
 				return callError(&f, err)
 			}
-			return printSearch(cmd.OutOrStdout(), f.output, resp, filter.Mode)
+			if err := printSearch(cmd.OutOrStdout(), f.output, resp, filter.Mode); err != nil {
+				return err
+			}
+			limit := int(filter.Limit)
+			if limit == 0 {
+				limit = peerserver.DefaultLimit
+			}
+			if cut := search.Cut(resp, limit); len(cut) > 0 {
+				if cut[0] == "" {
+					cut[0] = "this node"
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s gave %d records, the limit, and may hold more: narrow the search, or raise --limit (at most %d)\n",
+					strings.Join(cut, ", "), limit, peerserver.MaxLimit)
+			}
+			return nil
 		},
 	}
 	fl := cmd.Flags()

@@ -30,7 +30,8 @@ func TestCLISearchByWords(t *testing.T) {
 }
 
 // TestCLISearchOriginsAndIDs: --origin asks only the sources named and --id finds those records;
-// an origin that is neither the node's org nor a peer is refused, naming it.
+// a source that gives --limit records is said, on stderr, to perhaps hold more; an origin that is neither the
+// node's org nor a peer is refused, naming it.
 func TestCLISearchOriginsAndIDs(t *testing.T) {
 	addr, _ := servedNode(t)
 	for _, id := range []string{"qa-1", "qa-2", "qa-3"} {
@@ -54,6 +55,13 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{"qa-1", "qa-3"}) {
 		t.Errorf("search --id qa-3 --id qa-1 found %v, want qa-1 and qa-3", ids)
+	}
+	// A source that gives as many records as the limit may hold more: said on stderr.
+	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "2").want(t, 0); !strings.Contains(r.stderr, "knooppunt: this node gave 2 records, the limit, and may hold more") {
+		t.Errorf("search --limit 2 of 3 records: stderr %q", r.stderr)
+	}
+	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "4").want(t, 0); r.stderr != "" {
+		t.Errorf("search --limit 4 of 3 records: stderr %q, want nothing", r.stderr)
 	}
 	r = cli(t, nil, "", "search", "--node", addr, "--origin", "elders.example").want(t, 1)
 	if want := `origins[0]: "elders.example" is neither this node's org (` + rec.Origin + `) nor a peer's trust domain`; !strings.Contains(r.stderr, want) {

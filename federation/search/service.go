@@ -173,6 +173,25 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	return resp, nil
 }
 
+// Cut names the sources of resp that gave limit records or more ("" for the node's own), in
+// the order of resp.Peers after the node: each may hold more than it gave.
+func Cut(resp *pb.SearchResponse, limit int) []string {
+	n := map[string]int{}
+	for _, h := range resp.Hits {
+		n[h.Source]++
+	}
+	var out []string
+	if n[""] >= limit {
+		out = append(out, "")
+	}
+	for _, p := range resp.Peers {
+		if n[p.Peer] >= limit {
+			out = append(out, p.Peer)
+		}
+	}
+	return out
+}
+
 // sources are the peers a search asks, and whether it reads the node's own records: all of
 // them, or those origins names (trust domains, each once).
 func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err error) {

@@ -5,9 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/knooppunt/knooppunt/node/assessment"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -16,11 +13,7 @@ import (
 // it interprets the picture as shown, lists who endorsed it, and flags it once the picture changed.
 func TestPictureShowsAssessment(t *testing.T) {
 	e := start(t)
-	conn, err := grpc.NewClient("unix://"+e.node.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := e.local(t)
 	rc, sc := pb.NewRecordServiceClient(conn), pb.NewSearchServiceClient(conn)
 	ctx := context.Background()
 	beds := func(free string) {

@@ -391,6 +391,8 @@ type searchView struct {
 	Hits     []hitView
 	Partners []partnerView
 	Partial  bool
+	// Capped says which sources gave searchPageLimit results, and may hold more.
+	Capped string
 }
 
 type hitView struct {
@@ -563,7 +565,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 	}
 	if q.Has("kind") || q.Has("crisis") || q.Has("region") || q.Has("org") || text != nil {
 		v.Searched = true
-		f := &pb.Filter{Crisis: v.Crisis, Region: v.Region, Limit: 200, Mode: r.mode()}
+		f := &pb.Filter{Crisis: v.Crisis, Region: v.Region, Limit: searchPageLimit, Mode: r.mode()}
 		if text != nil {
 			f.Text = text.String()
 		}
@@ -618,10 +620,13 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			v.Hits = append(v.Hits, hv)
 		}
-		for _, p := range resp.Peers {
-			if v.Org != "" && p.TrustDomain != v.Org {
-				continue
+		if cut := search.Cut(resp, searchPageLimit); len(cut) > 0 {
+			if cut[0] == "" {
+				cut[0] = s.c.Name
 			}
+			v.Capped = r.L.T("search.capped", strings.Join(cut, ", "), searchPageLimit)
+		}
+		for _, p := range resp.Peers {
 			pv := partnerView{Name: p.Peer, TrustDomain: p.TrustDomain, State: p.State, Records: int(p.Count)}
 			if p.CacheAgeMs > 0 {
 				pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
@@ -631,6 +636,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 	}
 	s.render(w, r.Request, http.StatusOK, "search", s.newPage(r, "search", r.L.T("search.title"), v))
 }
+
+// searchPageLimit is how many results the search page takes from each source.
+const searchPageLimit = 200
 
 type recordView struct {
 	Rec *pb.Record

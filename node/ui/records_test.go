@@ -15,21 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // records is the node's RecordService over its local socket: the gRPC API, beside the browser.
 func (e *env) records(t *testing.T) pb.RecordServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient("unix://"+e.node.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return pb.NewRecordServiceClient(conn)
+	return pb.NewRecordServiceClient(e.local(t))
 }
 
 // stored lists the node's own records of kind through the gRPC API.

@@ -235,6 +235,18 @@ func start(t *testing.T) *env {
 	return e
 }
 
+// local is a connection to the node's local socket, as its own administrator's CLI has, closed
+// when the test ends.
+func (e *env) local(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+e.node.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // browser is a person's browser: a cookie jar, and every Set-Cookie it was sent on the way.
 type browser struct {
 	*http.Client
@@ -521,11 +533,7 @@ func TestSecurityHeaders(t *testing.T) {
 // picture, the search and the record page, in Dutch and in English.
 func TestPicture(t *testing.T) {
 	e := start(t)
-	conn, err := grpc.NewClient("unix://"+e.node.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := e.local(t)
 	rc := pb.NewRecordServiceClient(conn)
 	ctx := context.Background()
 	for _, r := range []*pb.Record{
@@ -630,5 +638,30 @@ func TestRoleReloadAppliesAtOnce(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusSeeOther {
 		t.Errorf("bram's session outlived his role: %d", r.StatusCode)
+	}
+}
+
+// TestSearchSaysWhenCut: a source that gives the page's 200 results may hold more, and the page
+// says so, naming it; a search that is whole says nothing of the kind.
+func TestSearchSaysWhenCut(t *testing.T) {
+	e := start(t)
+	conn := e.local(t)
+	var recs []*pb.Record
+	for i := range 201 {
+		recs = append(recs, &pb.Record{Id: fmt.Sprintf("s%03d", i), Kind: "sitrep", Crisis: "groot", Region: "VR09", Classification: pb.Classification_PUBLIC,
+			Body: fmt.Appendf(nil, `{"title":"Sitrep %d","summary":"-"}`, i)})
+	}
+	recs = append(recs, &pb.Record{Id: "klein-1", Kind: "sitrep", Crisis: "klein", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Eén","summary":"-"}`)})
+	if _, err := pb.NewRecordServiceClient(conn).PutBatch(context.Background(), &pb.PutBatchRequest{Records: recs}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "bram", "/zoeken?crisis=groot")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Resultaten (200)") ||
+		!strings.Contains(page, `id="afgekapt"><p class="utrecht-paragraph">Van VR Utrecht staan alleen de eerste 200 resultaten hier: er kunnen er meer zijn.`) {
+		t.Errorf("search of 201 records: %d, want 200 results and a note that VR Utrecht may hold more:\n%s", resp.StatusCode, page)
+	}
+	if _, page := b.get(t, e.url+"/zoeken?crisis=klein"); !strings.Contains(page, "Resultaten (1)") || strings.Contains(page, `id="afgekapt"`) {
+		t.Errorf("search of one record: want it, and no note of a cut:\n%s", page)
 	}
 }
