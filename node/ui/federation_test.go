@@ -297,6 +297,14 @@ func TestPictureOfAFederation(t *testing.T) {
 		t.Errorf("the search on lcvs asked %s, want lcvs alone", d)
 	}
 	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&crisis=oekraine&region=VR09")
+	// Each partner's row links to the same search at that partner alone.
+	only := "/zoeken?" + url.Values{"kind": {"shelter.capacity"}, "crisis": {"oekraine"}, "region": {"VR09"}, "org": {e.lcvs.TD.Name()}}.Encode()
+	if !strings.Contains(page, `<a class="utrecht-link" href="`+html.EscapeString(only)+`" aria-label="Alleen bij lcvs zoeken">lcvs</a>`) {
+		t.Errorf("search: lcvs's row does not link to %s:\n%s", only, page)
+	}
+	if _, page := b.get(t, e.url+only); !strings.Contains(page, "Resultaten (2)") || strings.Contains(page, `aria-label="Alleen bij`) {
+		t.Errorf("search at lcvs alone: want its two VR09 shelters, and no links to narrow further:\n%s", page)
+	}
 	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
 		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)
 	}

@@ -104,6 +104,8 @@ type partnerView struct {
 	// Newest is the age of the partner's newest record on the picture.
 	Newest   string
 	CacheAge string
+	// Only, on the search page, is the same search at this partner alone.
+	Only string
 }
 
 type capacityRow struct {
@@ -628,6 +630,11 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		for _, p := range resp.Peers {
 			pv := partnerView{Name: p.Peer, TrustDomain: p.TrustDomain, State: p.State, Records: int(p.Count)}
+			if v.Org == "" && len(resp.Peers) > 1 {
+				only := r.URL.Query()
+				only.Set("org", p.TrustDomain)
+				pv.Only = "/zoeken?" + only.Encode()
+			}
 			if p.CacheAgeMs > 0 {
 				pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
 			}
