@@ -291,6 +291,12 @@ func TestPictureOfAFederation(t *testing.T) {
 	if !strings.Contains(page, `href="/record?`+html.EscapeString(q.Encode())+`"`) {
 		t.Errorf("search on lcvs: no link to /record?%s", q.Encode())
 	}
+	// An organisation that is no partner: said at the field, nobody asked.
+	resp, page = b.get(t, e.url+"/zoeken?crisis=oekraine&org=elders.example")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="org-fout">elders.example is geen partner van dit knooppunt (meer)`) ||
+		!strings.Contains(page, `aria-invalid="true" aria-describedby="org-fout"`) || strings.Contains(page, "Resultaten (") {
+		t.Errorf("search on elders.example: %d, want 400 with the error at the organisation field:\n%s", resp.StatusCode, page)
+	}
 	// Only lcvs was asked: ncc disclosed nothing to that search.
 	searches := e.utrecht.Audit(t, db.AuditSearch)
 	if d := searches[len(searches)-1].Detail; !strings.Contains(d, `"peers":{"lcvs":"answered"}`) || !strings.Contains(d, `"origins":["`+e.lcvs.TD.Name()+`"]`) {

@@ -386,13 +386,14 @@ type searchView struct {
 	// Text is the words typed into the search box; TextError says why they cannot be searched
 	// for, Ignored which of them were left out (too short, or no letters or digits).
 	Text, TextError, Ignored string
-	// Org filters on the records' origin: this org, or one peer's trust domain.
-	Org      string
-	Orgs     []orgChoice
-	Searched bool
-	Hits     []hitView
-	Partners []partnerView
-	Partial  bool
+	// Org filters on the records' origin: this org, or one peer's trust domain. OrgError says
+	// it is neither.
+	Org, OrgError string
+	Orgs          []orgChoice
+	Searched      bool
+	Hits          []hitView
+	Partners      []partnerView
+	Partial       bool
 	// Capped says which sources gave searchPageLimit results, and may hold more.
 	Capped string
 }
@@ -580,7 +581,12 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			req.Origins = []string{v.Org}
 		}
 		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req)
-		if err != nil {
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument && strings.HasPrefix(st.Message(), "origins[0]: ") {
+			// A link to an organisation that is no partner (any more): said at the field.
+			v.OrgError, v.Searched = r.L.T("search.org_unknown", v.Org), false
+			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+			return
+		} else if err != nil {
 			s.failCall(w, r, err)
 			return
 		}
