@@ -71,6 +71,8 @@ func TestSearchOriginsAndIDs(t *testing.T) {
 			[]string{a.Name + "/a1", a.Name + "/x"}, []string{a.Name + " answered"}},
 		{"the node itself", &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, Origins: []string{c.TD.Name()}},
 			[]string{"/c1", "/x"}, nil},
+		{"a peer by its name", &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, Origins: []string{a.Name}},
+			[]string{a.Name + "/a1", a.Name + "/x"}, []string{a.Name + " answered"}},
 		{"itself and a peer", &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, Origins: []string{b.TD.Name(), c.TD.Name()}},
 			[]string{"/c1", "/x", b.Name + "/b1", b.Name + "/x"}, []string{b.Name + " answered"}},
 		{"an id everywhere", &pb.SearchRequest{Filter: &pb.Filter{Ids: []string{"x"}}},
@@ -121,6 +123,7 @@ func TestSearchOriginsAndIDs(t *testing.T) {
 		{[]string{"elders.example"}, fmt.Sprintf(`origins[0]: "elders.example" is neither this node's org (%s) nor a peer's trust domain`, c.TD.Name())},
 		{[]string{b.TD.Name(), c.TD.Name(), b.TD.Name()}, fmt.Sprintf(`origins[2]: %q is named already, at origins[0]`, b.TD.Name())},
 		{[]string{"\xff"}, "origins[0]: not a trust domain"},
+		{[]string{b.TD.Name(), b.Name}, fmt.Sprintf(`origins[1]: %q is %s, named already`, b.Name, b.TD.Name())},
 		{manyIDs(1001), "origins: 1001 origins is over the limit of 1000"},
 	} {
 		_, err := pb.NewSearchServiceClient(c.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Origins: tc.origins})

@@ -41,9 +41,9 @@ characters ("in", "de") cannot be looked for: they are left out, with a note on 
 source answers with its best matches first and a snippet with the match marked «like this»; a
 peer matches only on what it may share with this node.
 
---origin asks only the sources named, by trust domain: this node's org for its own records,
-a peer's (knooppunt peer list shows them) for what that peer shares; a peer not named is not
-asked and discloses nothing. --id finds the records with these ids (at most 100).
+--origin asks only the sources named: this node's org, by trust domain, for its own records,
+a peer, by trust domain or name (knooppunt peer list shows them), for what it shares; a peer not
+named is not asked and discloses nothing. --id finds the records with these ids (at most 100).
 
 --limit caps the records of each source (default 1000, at most 10000); a source that gives that
 many may hold more, and a note on stderr says which.
@@ -57,7 +57,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
   knooppunt search --text '"werk vergunning" oekraine' --kind qa,guidance
   knooppunt search --crisis oekraine --exercise oefening-zeeland
   knooppunt search --origin lcvs.crisis.test --crisis oekraine
-  knooppunt search --origin ncc.crisis.test --id landelijk-1 -o json`,
+  knooppunt search --origin ncc --id landelijk-1 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -124,7 +124,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases", all of which must occur (words of fewer than 3 characters are left out)`)
 	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
 	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
-	fl.StringSliceVar(&origins, "origin", nil, "ask only these sources, by trust domain (repeatable; default: this node and every peer)")
+	fl.StringSliceVar(&origins, "origin", nil, "ask only these sources: trust domains, or peers' names (repeatable; default: this node and every peer)")
 	fl.StringSliceVar(&filter.Ids, "id", nil, "only the records with these ids (repeatable, at most 100)")
 	fl.StringVar(&filter.Region, "region", "", "only this region")
 	fl.StringVarP(&labels, "label", "l", "", "labels: key=value[,key=value]")

@@ -193,7 +193,7 @@ func Cut(resp *pb.SearchResponse, limit int) []string {
 }
 
 // sources are the peers a search asks, and whether it reads the node's own records: all of
-// them, or those origins names (trust domains, each once).
+// them, or those origins names (trust domains, or a peer's name, each once).
 func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err error) {
 	var all []config.Peer
 	if s.c.Manager != nil {
@@ -218,9 +218,13 @@ func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err 
 			own = true
 			continue
 		}
-		k := slices.IndexFunc(all, func(p config.Peer) bool { return p.TrustDomain == o })
+		k := slices.IndexFunc(all, func(p config.Peer) bool { return p.TrustDomain == o || p.Name == o })
 		if k < 0 {
-			return nil, false, api.Invalid(field, "%q is neither this node's org (%s) nor a peer's trust domain: knooppunt peer list shows the peers", o, org)
+			return nil, false, api.Invalid(field, "%q is neither this node's org (%s) nor a peer's trust domain or name: knooppunt peer list shows the peers", o, org)
+		}
+		// A peer named once by its trust domain and once by its name would be asked twice.
+		if slices.ContainsFunc(peers, func(p config.Peer) bool { return p.TrustDomain == all[k].TrustDomain }) {
+			return nil, false, api.Invalid(field, "%q is %s, named already: name each source once", o, all[k].TrustDomain)
 		}
 		peers = append(peers, all[k])
 	}
