@@ -123,7 +123,7 @@ func TestSearchOriginsAndIDs(t *testing.T) {
 		{[]string{"elders.example"}, fmt.Sprintf(`origins[0]: "elders.example" is neither this node's org (%s) nor a peer's trust domain`, c.TD.Name())},
 		{[]string{b.TD.Name(), c.TD.Name(), b.TD.Name()}, fmt.Sprintf(`origins[2]: %q is named already, at origins[0]`, b.TD.Name())},
 		{[]string{"\xff"}, "origins[0]: not a trust domain"},
-		{[]string{b.TD.Name(), b.Name}, fmt.Sprintf(`origins[1]: %q is %s, named already`, b.Name, b.TD.Name())},
+		{[]string{b.TD.Name(), b.Name}, fmt.Sprintf(`origins[1]: %q is peer %s (%s), named already`, b.Name, b.Name, b.TD.Name())},
 		{manyIDs(1001), "origins: 1001 origins is over the limit of 1000"},
 	} {
 		_, err := pb.NewSearchServiceClient(c.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Origins: tc.origins})

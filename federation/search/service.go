@@ -224,7 +224,7 @@ func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err 
 		}
 		// A peer named once by its trust domain and once by its name would be asked twice.
 		if slices.ContainsFunc(peers, func(p config.Peer) bool { return p.TrustDomain == all[k].TrustDomain }) {
-			return nil, false, api.Invalid(field, "%q is %s, named already: name each source once", o, all[k].TrustDomain)
+			return nil, false, api.Invalid(field, "%q is peer %s (%s), named already: name each source once", o, all[k].Name, all[k].TrustDomain)
 		}
 		peers = append(peers, all[k])
 	}
