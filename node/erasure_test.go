@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/clustertest"
-	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // holding lists the files under dir whose raw bytes contain text.
@@ -44,9 +43,7 @@ func TestClusterErasesDeletedRecords(t *testing.T) {
 			t.Fatalf("%s holds the record but no file has its text: the scan is broken", r.ID)
 		}
 	}
-	if _, err := leader.Records(t).Delete(clustertest.Call(t), &pb.DeleteRequest{Id: "gone"}); err != nil {
-		t.Fatal(err)
-	}
+	leader.Delete(t, "gone")
 	for _, r := range c.Replicas {
 		clustertest.Eventually(t, within+5*time.Second, r.ID+" erases the deleted record", func() (bool, string) {
 			left := holding(t, r.DataDir(), text)

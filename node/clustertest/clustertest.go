@@ -600,6 +600,19 @@ func (r *Replica) Put(tb testing.TB, rec *pb.Record) *pb.PutResponse {
 	return resp
 }
 
+// Delete deletes the record through the replica, trying again while the group has no leader
+// (UNAVAILABLE: such a call was never proposed), as Put does.
+func (r *Replica) Delete(tb testing.TB, id string) {
+	tb.Helper()
+	Eventually(tb, 20*time.Second, "delete "+id+" through "+r.ID, func() (bool, string) {
+		_, err := r.Records(tb).Delete(Call(tb), &pb.DeleteRequest{Id: id})
+		if status.Code(err) != codes.Unavailable && err != nil {
+			tb.Fatalf("delete %s through %s: %v", id, r.ID, err)
+		}
+		return err == nil, fmt.Sprint(err)
+	})
+}
+
 // Status is the replica's view of its group, or an error when it does not answer.
 func (r *Replica) Status(ctx context.Context, tb testing.TB) (*pb.ClusterStatusResponse, error) {
 	return pb.NewClusterServiceClient(r.Local(tb)).Status(ctx, &pb.ClusterStatusRequest{})
