@@ -589,27 +589,33 @@ func Call(tb testing.TB) context.Context {
 func (r *Replica) Put(tb testing.TB, rec *pb.Record) *pb.PutResponse {
 	tb.Helper()
 	var resp *pb.PutResponse
-	Eventually(tb, 20*time.Second, "write "+rec.Id+" through "+r.ID, func() (bool, string) {
-		var err error
+	untilLed(tb, "write "+rec.Id+" through "+r.ID, func() (err error) {
 		resp, err = r.Records(tb).Put(Call(tb), &pb.PutRequest{Record: rec})
+		return err
+	})
+	return resp
+}
+
+// untilLed makes the call what does until it succeeds, while it fails UNAVAILABLE (the group
+// had no leader, and the call was never proposed), for up to 20 s; any other error fails tb.
+func untilLed(tb testing.TB, what string, call func() error) {
+	tb.Helper()
+	Eventually(tb, 20*time.Second, what, func() (bool, string) {
+		err := call()
 		if status.Code(err) != codes.Unavailable && err != nil {
-			tb.Fatalf("write %s through %s: %v", rec.Id, r.ID, err)
+			tb.Fatalf("%s: %v", what, err)
 		}
 		return err == nil, fmt.Sprint(err)
 	})
-	return resp
 }
 
 // Delete deletes the record through the replica, trying again while the group has no leader
 // (UNAVAILABLE: such a call was never proposed), as Put does.
 func (r *Replica) Delete(tb testing.TB, id string) {
 	tb.Helper()
-	Eventually(tb, 20*time.Second, "delete "+id+" through "+r.ID, func() (bool, string) {
+	untilLed(tb, "delete "+id+" through "+r.ID, func() error {
 		_, err := r.Records(tb).Delete(Call(tb), &pb.DeleteRequest{Id: id})
-		if status.Code(err) != codes.Unavailable && err != nil {
-			tb.Fatalf("delete %s through %s: %v", id, r.ID, err)
-		}
-		return err == nil, fmt.Sprint(err)
+		return err
 	})
 }
 
