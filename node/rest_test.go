@@ -281,6 +281,25 @@ func TestRESTBadInput(t *testing.T) {
 	}
 	n.call(t, editor, "GET", "/v1/records/bad-1", "", nil).want(t, "nothing stored", 404)
 	n.call(t, editor, "GET", "/v1/records?page_size=x", "", nil).want(t, "bad query parameter", 400, "page_size")
+
+	// A program finds the field apart from the message, in a google.rpc.BadRequest detail.
+	bad := restRecord("bad-2")
+	bad["region"] = "VR99"
+	res := n.call(t, editor, "POST", "/v1/records", "", bad)
+	res.want(t, "bad region", 400, "record.region")
+	var got struct {
+		Details []struct {
+			Type            string                                `json:"@type"`
+			FieldViolations []struct{ Field, Description string } `json:"field_violations"`
+		}
+	}
+	if err := json.Unmarshal([]byte(res.raw), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Details) != 1 || got.Details[0].Type != "type.googleapis.com/google.rpc.BadRequest" || len(got.Details[0].FieldViolations) != 1 ||
+		got.Details[0].FieldViolations[0].Field != "record.region" || !strings.Contains(got.Details[0].FieldViolations[0].Description, `"VR99" is not a region`) {
+		t.Fatalf("the refusal's details: %s", res.raw)
+	}
 }
 
 // TestRESTOpenAPIServed: the description is served and is the committed one.

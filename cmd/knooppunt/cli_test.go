@@ -111,8 +111,23 @@ func TestCLIRecord(t *testing.T) {
 	// Bad input names the field.
 	r = cli(t, nil, "", "record", "put", "--node", addr, "--kind", "nope", "--crisis", "oekraine", "--region", "VR09",
 		"--classification", "internal", "--body", "{}").want(t, 1)
-	if want := `knooppunt: record.kind: unknown kind "nope": use one of "alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config (InvalidArgument)` + "\n"; r.stderr != want {
+	if want := `knooppunt: --kind: unknown kind "nope": use one of "alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config (InvalidArgument)` + "\n"; r.stderr != want {
 		t.Fatalf("bad put: stderr %q\nwant %q", r.stderr, want)
+	}
+	// The refusal says the flag the value came from (as the README shows).
+	r = cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR99",
+		"--classification", "internal", "--body", utrechtBody).want(t, 1)
+	if want := `knooppunt: --region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the whole country (InvalidArgument)` + "\n"; r.stderr != want {
+		t.Fatalf("put --region VR99: stderr %q\nwant %q", r.stderr, want)
+	}
+	// A field of the body is said of --body, and the path below it.
+	r = cli(t, nil, "", putArgs("--id", "utr-1", "--body", `{"municipality":"Utrecht","beds_total":120,"beds_free":-3}`)...).want(t, 1)
+	if want := "knooppunt: --body: beds_free: "; !strings.HasPrefix(r.stderr, want) {
+		t.Fatalf("put of a negative beds_free: stderr %q, want %q…", r.stderr, want)
+	}
+	r = cli(t, nil, "", "record", "list", "--node", addr, "--limit", "-1").want(t, 1)
+	if want := "knooppunt: --limit: -1 is negative (InvalidArgument)\n"; r.stderr != want {
+		t.Fatalf("list --limit -1: stderr %q, want %q", r.stderr, want)
 	}
 	// The body from standard input, and -o json.
 	r = cli(t, nil, `{"municipality":"Zeist","beds_total":80,"beds_free":3}`, putArgs("--id", "zst-1", "--body", "-", "-o", "json")...).want(t, 0)

@@ -30,10 +30,16 @@ type clientFlags struct {
 	node   string
 	output string
 
+	// cmd is the command the flags are registered on; fields maps request fields to the flags
+	// of cmd that fill them (see fill).
+	cmd    *cobra.Command
+	fields map[string]string
+
 	svidCert, svidKey, bundle, workloadAPI, spiffeID string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command, listing bool) {
+	f.cmd = cmd
 	def := os.Getenv("KNOOPPUNT_NODE")
 	if def == "" {
 		def = "unix://knooppunt-data/" + node.SocketName
@@ -163,8 +169,44 @@ func (f *clientFlags) call(fn func(conn *grpc.ClientConn) error) error {
 	return nil
 }
 
+// fill notes, for each flag, the request field (a path, such as filter.crisis or record.body)
+// that takes its value, so that a refusal of the field, of one of its values (origins[1]) or of
+// a path below it (record.body.beds_free) is said of the flag the person typed.
+func (f *clientFlags) fill(fields map[string]string) {
+	if f.fields == nil {
+		f.fields = map[string]string{}
+	}
+	for flag, field := range fields {
+		f.fields[field] = flag
+	}
+}
+
+// flagOf is the flag, given on the command line, that filled the request field path, and the part
+// of the path below the field ("beds_free" for record.body.beds_free); "" when no flag did, as
+// when the field came from a file.
+func (f *clientFlags) flagOf(path string) (flag, below string) {
+	best := ""
+	for field, fl := range f.fields {
+		rest, ok := strings.CutPrefix(path, field)
+		if !ok || rest != "" && rest[0] != '.' && rest[0] != '[' || len(field) <= len(best) {
+			continue
+		}
+		if f.cmd == nil || !f.cmd.Flags().Changed(fl) {
+			continue
+		}
+		best, flag = field, fl
+		if strings.HasPrefix(rest, "[") {
+			// One of the flag's values, which the reason quotes, or a path below it.
+			rest = rest[strings.IndexByte(rest, ']')+1:]
+		}
+		below = strings.TrimPrefix(rest, ".")
+	}
+	return flag, below
+}
+
 // callError turns a gRPC error into a message for a person: the node's own message, plus the
-// code so scripts can match on it.
+// code so scripts can match on it. A refusal of a request field that a flag filled names the
+// flag instead of the field.
 func callError(f *clientFlags, err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
@@ -173,6 +215,14 @@ func callError(f *clientFlags, err error) error {
 	msg := st.Message()
 	if strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file") {
 		return fmt.Errorf("cannot reach the node at %s: is `knooppunt serve` running? (%s)", f.node, st.Code())
+	}
+	if path, reason := api.Field(err); path != "" {
+		if flag, below := f.flagOf(path); flag != "" {
+			if below != "" {
+				reason = below + ": " + reason
+			}
+			return fmt.Errorf("--%s: %s (%s)", flag, reason, st.Code())
+		}
 	}
 	return fmt.Errorf("%s (%s)", msg, st.Code())
 }

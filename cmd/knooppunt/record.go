@@ -130,6 +130,9 @@ type from its content, and refuses programs and types it does not accept.`,
 		cmd.MarkFlagRequired(req)
 	}
 	f.register(cmd, true)
+	f.fill(map[string]string{"id": "record.id", "kind": "record.kind", "crisis": "record.crisis", "region": "record.region",
+		"classification": "record.classification", "body": "record.body", "version": "record.version", "label": "record.labels",
+		"valid-until": "record.valid_until", "attach": "record.body.attachments", "exercise": "record.exercise", "status": "record.status"})
 	return cmd
 }
 
@@ -198,6 +201,7 @@ func newRecordGetCmd() *cobra.Command {
 	cmd.Flags().StringVar(&consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
 	mf.register(cmd)
 	f.register(cmd, true)
+	f.fill(map[string]string{"consistency": "consistency", "exercise": "mode.exercise", "status": "mode.status"})
 	return cmd
 }
 
@@ -305,6 +309,9 @@ func newRecordListCmd() *cobra.Command {
 	fl.StringVar(&req.Consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
 	mf.register(cmd)
 	f.register(cmd, true)
+	f.fill(map[string]string{"kind": "kind", "crisis": "crisis", "region": "region", "label": "label_selector",
+		"max-classification": "max_classification", "updated-since": "updated_since", "limit": "page_size", "page-token": "page_token",
+		"consistency": "consistency", "exercise": "mode.exercise", "status": "mode.status"})
 	return cmd
 }
 
@@ -379,6 +386,7 @@ learn of the deletion. With --version the delete is refused if the record change
 	}
 	cmd.Flags().Int64Var(&version, "version", 0, "the version you last read (0: any)")
 	f.register(cmd, false)
+	f.fill(map[string]string{"version": "version"})
 	return cmd
 }
 
@@ -442,5 +450,6 @@ exactly there. With -o json each change is one JSON object per line.`,
 	cmd.Flags().StringVar(&req.Crisis, "crisis", "", "only this crisis")
 	mf.register(cmd)
 	f.register(cmd, true)
+	f.fill(map[string]string{"cursor": "cursor", "kind": "kind", "crisis": "crisis", "exercise": "mode.exercise", "status": "mode.status"})
 	return cmd
 }

@@ -134,6 +134,9 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 	fl.StringVar(&purpose, "purpose", "", "what you need the records for, stated to every peer (default: the node's federation.purpose)")
 	fl.StringVar(&exercise, "exercise", "", "search in the mode of this exercise: only its records, here and at every peer (default: actual records only)")
 	f.register(cmd, true)
+	f.fill(map[string]string{"origin": "origins", "id": "filter.ids", "kind": "filter.kinds", "crisis": "filter.crisis",
+		"region": "filter.region", "text": "filter.text", "label": "filter.labels", "updated-since": "filter.updated_since",
+		"limit": "filter.limit", "purpose": "purpose", "exercise": "filter.mode"})
 	return cmd
 }
 

@@ -63,8 +63,17 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "4").want(t, 0); r.stderr != "" {
 		t.Errorf("search --limit 4 of 3 records: stderr %q, want nothing", r.stderr)
 	}
-	r = cli(t, nil, "", "search", "--node", addr, "--origin", "elders.example").want(t, 1)
-	if want := `origins[0]: "elders.example" is neither this node's org (` + rec.Origin + `) nor a peer's trust domain`; !strings.Contains(r.stderr, want) {
+	// A refusal names the flag the value came from, not the request's field.
+	r = cli(t, nil, "", "search", "--node", addr, "--origin", rec.Origin, "--origin", "elders.example").want(t, 1)
+	if want := `knooppunt: --origin: "elders.example" is neither this node's org (` + rec.Origin + `) nor a peer's trust domain`; !strings.HasPrefix(r.stderr, want) {
 		t.Errorf("search --origin elders.example: stderr %q, want %q", r.stderr, want)
+	}
+	r = cli(t, nil, "", "search", "--node", addr, "--id", "qa-1", "--id", "no id").want(t, 1)
+	if want := "knooppunt: --id: "; !strings.HasPrefix(r.stderr, want) || !strings.HasSuffix(r.stderr, "(InvalidArgument)\n") {
+		t.Errorf("search --id 'no id': stderr %q, want %q…", r.stderr, want)
+	}
+	r = cli(t, nil, "", "search", "--node", addr, "--limit", "20000").want(t, 1)
+	if want := "knooppunt: --limit: 20000: use 0 (default 1000) to 10000 (InvalidArgument)\n"; r.stderr != want {
+		t.Errorf("search --limit 20000: stderr %q, want %q", r.stderr, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,9 +35,9 @@ func Status(log *slog.Logger, err error) error {
 	var modeChange *db.ModeChangeError
 	switch {
 	case errors.As(err, &modeChange):
-		return status.Errorf(codes.FailedPrecondition, "record.status: record %q is a record of the %s mode, not %s: a record keeps its mode; delete it and write it anew", modeChange.ID, modeChange.From, modeChange.To)
+		return FieldStatus(codes.FailedPrecondition, "record.status", fmt.Sprintf("record %q is a record of the %s mode, not %s: a record keeps its mode; delete it and write it anew", modeChange.ID, modeChange.From, modeChange.To))
 	case errors.As(err, &fe):
-		return status.Error(fe.Code, fe.Error())
+		return FieldStatus(fe.Code, fe.Field, fe.Reason)
 	case errors.As(err, &stale):
 		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
 	case errors.Is(err, db.ErrNotFound):
@@ -52,7 +53,7 @@ func Status(log *slog.Logger, err error) error {
 	case errors.Is(err, db.ErrFileRefused):
 		return status.Error(codes.FailedPrecondition, strings.TrimPrefix(err.Error(), "db: "))
 	case errors.Is(err, db.ErrBadPageToken):
-		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous List: start again without it")
+		return Invalid("page_token", "not a token from a previous List: start again without it")
 	case errors.Is(err, store.ErrNotLeader):
 		return status.Error(codes.Unavailable, "this replica is not the leader and cannot take writes now: retry shortly")
 	case errors.Is(err, store.ErrClosed), errors.Is(err, db.ErrClosed):
@@ -66,9 +67,40 @@ func Status(log *slog.Logger, err error) error {
 	return status.Error(codes.Internal, "internal error: the node logged the detail")
 }
 
-// Invalid is an InvalidArgument status naming field.
+// Invalid is an InvalidArgument status naming field (see FieldStatus).
 func Invalid(field, format string, args ...any) error {
-	return status.Error(codes.InvalidArgument, field+": "+fmt.Sprintf(format, args...))
+	return FieldStatus(codes.InvalidArgument, field, fmt.Sprintf(format, args...))
+}
+
+// FieldStatus is a status that refuses the request field (a path such as filter.ids[2] or
+// record.body.beds_free) for reason. The message says "field: reason", for a person; a
+// google.rpc.BadRequest detail holds the field and the reason apart, for a program: the CLI
+// says the flag that filled the field, the web pages put the reason at their own field, and a
+// REST caller finds it under "details" in the JSON of the error.
+func FieldStatus(code codes.Code, field, reason string) error {
+	st := status.New(code, field+": "+reason)
+	withField, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}}})
+	if err != nil {
+		// Only a detail that cannot be marshalled fails; the message still names the field.
+		return st.Err()
+	}
+	return withField.Err()
+}
+
+// Field is the request field a refusal names and what it says of it (see FieldStatus); "" for an
+// error that names none, such as one that is no status or one from a node of a release before
+// the detail.
+func Field(err error) (field, reason string) {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return "", ""
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+			return br.FieldViolations[0].Field, br.FieldViolations[0].Description
+		}
+	}
+	return "", ""
 }
 
 // Repeated refuses a list field whose value at i was named before, at j; what names one value

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/assessment"
 	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -581,7 +582,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			req.Origins = []string{v.Org}
 		}
 		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req)
-		if st := status.Convert(err); st.Code() == codes.InvalidArgument && strings.HasPrefix(st.Message(), "origins[0]: ") {
+		if field, _ := api.Field(err); status.Code(err) == codes.InvalidArgument && field == "origins[0]" {
 			// A link to an organisation that is no partner (any more): said at the field.
 			v.OrgError, v.Searched = r.L.T("search.org_unknown", v.Org), false
 			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))
@@ -762,7 +763,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		// Only the source is asked, for this one record.
 		f := &pb.Filter{Ids: []string{id}, Mode: r.mode()}
 		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f, Origins: []string{origin}})
-		if status.Code(err) == codes.InvalidArgument {
+		if field, _ := api.Field(err); status.Code(err) == codes.InvalidArgument && (field == "origins[0]" || field == "filter.ids[0]") {
 			// Not a peer (any more), or not an id: nothing this node can show.
 			s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
 			return

@@ -254,7 +254,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 		st := status.Convert(err)
 		switch st.Code() {
 		case codes.InvalidArgument, codes.ResourceExhausted, codes.Aborted:
-			field, msg := fieldOf(st.Message())
+			field, msg := fieldOf(err)
 			if field == "" || !v.showsField(field) {
 				v.Problem = r.L.T("recordform.refused", st.Message())
 			} else {
@@ -273,20 +273,23 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	http.Redirect(w, r.Request, "/records/wijzigen?"+url.Values{"id": {resp.Id}, "opgeslagen": {"1"}}.Encode(), http.StatusSeeOther)
 }
 
-// serviceField reads the field a RecordService message names: "record.body.beds_free: minimum
-// ..." is about the form field body.beds_free, "record.body: missing property 'x'" about
-// body.x.
+// formField reads the form field a refused record's field is shown at: record.body.beds_free at
+// body.beds_free (record.body.exits.0 at body.exits too), record.crisis at crisis; a body missing
+// property 'x' at body.x.
 var (
-	serviceField = regexp.MustCompile(`^record\.([a-z_]+(?:\.[^.:\s]+)?)[^:]*: (.*)$`)
-	missingProp  = regexp.MustCompile(`missing propert(?:y|ies) '([^']+)'`)
+	formField   = regexp.MustCompile(`^record\.([a-z_]+(?:\.[^.\[]+)?)`)
+	missingProp = regexp.MustCompile(`missing propert(?:y|ies) '([^']+)'`)
 )
 
-func fieldOf(msg string) (field, reason string) {
-	m := serviceField.FindStringSubmatch(msg)
+// fieldOf is the form field a refusal of a record is about (see api.Field), and what it says of
+// it; "" and the whole message for a refusal that names no field of the record.
+func fieldOf(err error) (field, reason string) {
+	path, reason := api.Field(err)
+	m := formField.FindStringSubmatch(path)
 	if m == nil {
-		return "", msg
+		return "", status.Convert(err).Message()
 	}
-	field, reason = m[1], m[2]
+	field = m[1]
 	if field == "body" {
 		if p := missingProp.FindStringSubmatch(reason); p != nil {
 			field = "body." + p[1]

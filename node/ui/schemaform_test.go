@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/record"
 )
 
@@ -68,16 +72,21 @@ func TestBodyFieldsFromSchema(t *testing.T) {
 }
 
 func TestFieldOf(t *testing.T) {
-	for msg, want := range map[string][2]string{
-		"record.body.beds_free: minimum: got -3, want 0 (kind shelter.capacity)": {"body.beds_free", "minimum: got -3, want 0 (kind shelter.capacity)"},
-		"record.body: missing property 'municipality' (kind shelter.capacity)":   {"body.municipality", "missing property 'municipality' (kind shelter.capacity)"},
-		`record.crisis: "X" is not a crisis name`:                                {"crisis", `"X" is not a crisis name`},
-		"record.body.exits.0: got number, want string":                           {"body.exits", "got number, want string"},
-		`record "x" is at version 2, not 1: read it again`:                       {"", `record "x" is at version 2, not 1: read it again`},
+	invalid := func(field, reason string) error { return api.Invalid(field, "%s", reason) }
+	for _, c := range []struct {
+		err           error
+		field, reason string
+	}{
+		{invalid("record.body.beds_free", "minimum: got -3, want 0 (kind shelter.capacity)"), "body.beds_free", "minimum: got -3, want 0 (kind shelter.capacity)"},
+		{invalid("record.body", "missing property 'municipality' (kind shelter.capacity)"), "body.municipality", "missing property 'municipality' (kind shelter.capacity)"},
+		{invalid("record.crisis", `"X" is not a crisis name: use a name such as oekraine`), "crisis", `"X" is not a crisis name: use a name such as oekraine`},
+		{invalid("record.body.exits.0", "got number, want string"), "body.exits", "got number, want string"},
+		{invalid("records[2].crisis", "missing"), "", "records[2].crisis: missing"},
+		{status.Error(codes.Aborted, `record "x" is at version 2, not 1: read it again`), "", `record "x" is at version 2, not 1: read it again`},
 	} {
-		f, r := fieldOf(msg)
-		if f != want[0] || r != want[1] {
-			t.Errorf("fieldOf(%q) = %q, %q; want %q, %q", msg, f, r, want[0], want[1])
+		f, r := fieldOf(c.err)
+		if f != c.field || r != c.reason {
+			t.Errorf("fieldOf(%v) = %q, %q; want %q, %q", c.err, f, r, c.field, c.reason)
 		}
 	}
 }

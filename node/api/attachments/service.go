@@ -6,6 +6,7 @@ package attachments
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -73,7 +74,7 @@ func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.
 	case first.Size < 0:
 		return api.Invalid("size", "%d is negative: give the file's size, or 0 when it is not known", first.Size)
 	case first.Size > max:
-		return status.Errorf(codes.ResourceExhausted, "size: %d bytes is over this node's limit of %d bytes per file", first.Size, max)
+		return api.FieldStatus(codes.ResourceExhausted, "size", fmt.Sprintf("%d bytes is over this node's limit of %d bytes per file", first.Size, max))
 	}
 	w := attach.NewWriter(s.c.Store, s.c.DB, limits, "", "data")
 	committed := false

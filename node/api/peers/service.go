@@ -150,13 +150,13 @@ func Open(file []byte, now time.Time) (*invite.Invitation, string, error) {
 	inv, err := invite.Open(file, now)
 	switch {
 	case errors.Is(err, invite.ErrExpired):
-		return nil, "", status.Error(codes.FailedPrecondition, "invitation: "+strings.TrimPrefix(err.Error(), "invite: "))
+		return nil, "", api.FieldStatus(codes.FailedPrecondition, "invitation", strings.TrimPrefix(err.Error(), "invite: "))
 	case err != nil:
-		return nil, "", status.Error(codes.InvalidArgument, "invitation: "+strings.TrimPrefix(err.Error(), "invite: "))
+		return nil, "", api.Invalid("invitation", "%s", strings.TrimPrefix(err.Error(), "invite: "))
 	}
 	fp, err := inv.Fingerprint()
 	if err != nil {
-		return nil, "", status.Error(codes.InvalidArgument, "invitation: "+err.Error())
+		return nil, "", api.Invalid("invitation", "%v", err)
 	}
 	return inv, fp, nil
 }
@@ -171,7 +171,7 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 		return nil, err
 	}
 	if req.Fingerprint != "" && req.Fingerprint != fp {
-		return nil, status.Errorf(codes.FailedPrecondition, "fingerprint: the invitation's is %s, not the %s that was confirmed: nothing was added", fp, req.Fingerprint)
+		return nil, api.FieldStatus(codes.FailedPrecondition, "fingerprint", fmt.Sprintf("the invitation's is %s, not the %s that was confirmed: nothing was added", fp, req.Fingerprint))
 	}
 	file := s.c.File()
 	if inv.TrustDomain == file.Org {
@@ -197,7 +197,7 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 			return nil, status.Errorf(codes.FailedPrecondition, "%s is a peer in the config file (as %s): change it there, or remove it there before accepting an invitation", inv.TrustDomain, p.Name)
 		}
 		if p.Name == name {
-			return nil, status.Errorf(codes.AlreadyExists, "name: %q is the name of peer %s in the config file: give another with --name", name, p.TrustDomain)
+			return nil, api.FieldStatus(codes.AlreadyExists, "name", fmt.Sprintf("%q is the name of peer %s in the config file: give another with --name", name, p.TrustDomain))
 		}
 	}
 	caller, _ := api.CallerFrom(ctx)
@@ -241,9 +241,9 @@ func (s *Service) apply(ctx context.Context, step *pb.PeerStep) (db.PeerOutcome,
 	case errors.Is(out.Refusal, db.ErrPeerOtherBundle):
 		return out, status.Errorf(codes.FailedPrecondition, "%s: check the fingerprint with them by phone; if the new one is right, accept again with --replace", msg())
 	case errors.Is(out.Refusal, db.ErrPeerNameTaken):
-		return out, status.Errorf(codes.AlreadyExists, "name: %s: give another with --name", msg())
+		return out, api.FieldStatus(codes.AlreadyExists, "name", msg()+": give another with --name")
 	case errors.Is(out.Refusal, db.ErrPeerNoBundle):
-		return out, status.Errorf(codes.InvalidArgument, "peer.bundle: %s: accept the peer with its invitation, which carries its bundle", msg())
+		return out, api.Invalid("peer.bundle", "%s: accept the peer with its invitation, which carries its bundle", msg())
 	case errors.Is(out.Refusal, db.ErrPeerNotFound):
 		return out, status.Errorf(codes.NotFound, "%s: `knooppunt peer list` shows the peers", msg())
 	case out.Refusal != nil:

@@ -6,6 +6,7 @@ package policies
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -80,7 +81,7 @@ func problemsOf(err error) ([]*pb.LintProblem, bool) {
 
 func (s *Service) lint(src []byte) (*policy.Compiled, error) {
 	if len(src) > MaxSource {
-		return nil, status.Errorf(codes.ResourceExhausted, "source: %d bytes is over the limit of %d", len(src), MaxSource)
+		return nil, api.FieldStatus(codes.ResourceExhausted, "source", fmt.Sprintf("%d bytes is over the limit of %d", len(src), MaxSource))
 	}
 	return policy.Lint(src, s.c.Sharing.LintContext(s.c.Kinds.Names()))
 }
@@ -105,7 +106,7 @@ func (s *Service) Propose(ctx context.Context, req *pb.ProposeRequest) (*pb.Poli
 	}
 	if _, err := s.lint(req.Source); err != nil {
 		if _, ok := problemsOf(err); ok {
-			return nil, status.Errorf(codes.InvalidArgument, "source: the policy does not lint:\n%v", err)
+			return nil, api.Invalid("source", "the policy does not lint:\n%v", err)
 		}
 		return nil, api.Status(s.c.Logger, err)
 	}
@@ -272,7 +273,7 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	case len(req.Source) > 0:
 		if c, err = s.lint(req.Source); err != nil {
 			if _, ok := problemsOf(err); ok {
-				return nil, status.Errorf(codes.InvalidArgument, "source: the policy does not lint:\n%v", err)
+				return nil, api.Invalid("source", "the policy does not lint:\n%v", err)
 			}
 			return nil, api.Status(s.c.Logger, err)
 		}

@@ -137,7 +137,7 @@ func (s *Service) step(ctx context.Context, step *pb.RuleStep) (*pb.RuleInfo, er
 	}
 	out := v.(store.RuleOutcome)
 	if out.Refusal != nil {
-		return nil, status.Errorf(codes.NotFound, "name: no rule is called %q: see knooppunt rule list", step.Name)
+		return nil, api.FieldStatus(codes.NotFound, "name", fmt.Sprintf("no rule is called %q: see knooppunt rule list", step.Name))
 	}
 	return info(out.Rule), nil
 }
@@ -159,7 +159,7 @@ func (s *Service) List(ctx context.Context, _ *pb.ListRulesRequest) (*pb.ListRul
 func (s *Service) Get(ctx context.Context, req *pb.GetRuleRequest) (*pb.RuleInfo, error) {
 	r, err := s.c.DB.Rule(ctx, req.Name)
 	if errors.Is(err, db.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "name: no rule is called %q: see knooppunt rule list", req.Name)
+		return nil, api.FieldStatus(codes.NotFound, "name", fmt.Sprintf("no rule is called %q: see knooppunt rule list", req.Name))
 	}
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)

@@ -189,7 +189,7 @@ func (s *Service) step(ctx context.Context, step *pb.WebhookStep) (store.Webhook
 		if errors.Is(out.Refusal, db.ErrNotFound) {
 			return out, s.notFound("id", step.Webhook.Id, out.Refusal)
 		}
-		return out, status.Errorf(codes.AlreadyExists, "id: %s", out.Refusal)
+		return out, api.FieldStatus(codes.AlreadyExists, "id", out.Refusal.Error())
 	}
 	return out, nil
 }

@@ -1,0 +1,88 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// refuser refuses every Get with the error it holds.
+type refuser struct {
+	pb.UnimplementedRecordServiceServer
+	err error
+}
+
+func (r *refuser) Get(context.Context, *pb.GetRequest) (*pb.Record, error) { return nil, r.err }
+
+// TestRefusalsNameTheirFieldApart: a refusal that names a field carries it, and its reason, in a
+// detail that crosses the wire, with its own code and its message unchanged; the other errors
+// carry none.
+func TestRefusalsNameTheirFieldApart(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cases := []struct {
+		name          string
+		err           error
+		code          codes.Code
+		field, reason string
+	}{
+		{"Invalid", api.Invalid("origins[2]", "%q is no peer", "x.example"), codes.InvalidArgument, "origins[2]", `"x.example" is no peer`},
+		{"a FieldError", api.Status(log, fmt.Errorf("put: %w", &record.FieldError{Field: "record.body.beds_free", Code: codes.InvalidArgument, Reason: "must be >= 0"})),
+			codes.InvalidArgument, "record.body.beds_free", "must be >= 0"},
+		{"a FieldError of another code", api.Status(log, &record.FieldError{Field: "record.body", Code: codes.ResourceExhausted, Reason: "too large"}),
+			codes.ResourceExhausted, "record.body", "too large"},
+		{"a bad page token", api.Status(log, db.ErrBadPageToken), codes.InvalidArgument, "page_token", "not a token from a previous List: start again without it"},
+		{"not found", api.Status(log, db.ErrNotFound), codes.NotFound, "", ""},
+		{"internal", api.Status(log, errors.New("disk on fire")), codes.Internal, "", ""},
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &refuser{}
+	srv := grpc.NewServer()
+	pb.RegisterRecordServiceServer(srv, r)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r.err = c.err
+			_, err := pb.NewRecordServiceClient(conn).Get(context.Background(), &pb.GetRequest{Id: "x"})
+			st := status.Convert(err)
+			if st.Code() != c.code || st.Message() != status.Convert(c.err).Message() {
+				t.Fatalf("got %v %q, want %v %q", st.Code(), st.Message(), c.code, status.Convert(c.err).Message())
+			}
+			field, reason := api.Field(err)
+			if field != c.field || reason != c.reason {
+				t.Fatalf("Field = %q, %q; want %q, %q", field, reason, c.field, c.reason)
+			}
+			if c.field != "" && st.Message() != c.field+": "+c.reason {
+				t.Fatalf("message %q does not say %q", st.Message(), c.field+": "+c.reason)
+			}
+		})
+	}
+	if f, _ := api.Field(errors.New("plain")); f != "" {
+		t.Fatalf("a plain error names field %q", f)
+	}
+	if f, _ := api.Field(nil); f != "" {
+		t.Fatalf("nil names field %q", f)
+	}
+}
