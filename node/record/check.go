@@ -130,6 +130,22 @@ func CheckID(field, id string) error {
 	return nil
 }
 
+// CheckCrisis checks a crisis name as it appears in field.
+func CheckCrisis(field, name string) error {
+	if !crisisName.MatchString(name) {
+		return invalid(field, "%q is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine", name)
+	}
+	return nil
+}
+
+// CheckRegion checks a region code as it appears in field.
+func CheckRegion(field, code string) error {
+	if !regionCode.MatchString(code) {
+		return invalid(field, "%q is not a region: use a safety-region code VR01 to VR25, or NL for the whole country", code)
+	}
+	return nil
+}
+
 // CheckPut checks a record a client wants to write and normalises it for the store: the origin
 // is set, the body compacted, and fields the node owns are cleared. It never changes a record it
 // refuses in a way the caller could observe, beyond those fields.
@@ -160,11 +176,11 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	if kind == nil {
 		return invalid("record.kind", "unknown kind %q: use one of %s, or declare it in the node config", r.Kind, QuoteAll(c.Kinds.Names()))
 	}
-	if !crisisName.MatchString(r.Crisis) {
-		return invalid("record.crisis", "%q is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine", r.Crisis)
+	if err := CheckCrisis("record.crisis", r.Crisis); err != nil {
+		return err
 	}
-	if !regionCode.MatchString(r.Region) {
-		return invalid("record.region", "%q is not a region: use a safety-region code VR01 to VR25, or NL for the whole country", r.Region)
+	if err := CheckRegion("record.region", r.Region); err != nil {
+		return err
 	}
 	c.classifyAlert(r)
 	if err := CheckClassification("record.classification", r.Classification, false); err != nil {

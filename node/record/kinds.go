@@ -113,19 +113,59 @@ func (k *Kind) checkBody(body any) *FieldError {
 	if err == nil {
 		return nil
 	}
-	ve, ok := err.(*jsonschema.ValidationError)
-	if !ok {
+	problems := schemaProblems(err)
+	if len(problems) == 0 {
 		return invalid("record.body", "%v", err)
 	}
-	leaf := ve
-	for len(leaf.Causes) > 0 {
-		leaf = leaf.Causes[0]
-	}
 	field := "record.body"
-	for _, seg := range leaf.InstanceLocation {
+	for _, seg := range problems[0].Path {
 		field += "." + seg
 	}
-	return invalid(field, "%s (kind %s)", leaf.ErrorKind.LocalizedString(printer), k.Name)
+	return invalid(field, "%s (kind %s)", problems[0].What.LocalizedString(printer), k.Name)
+}
+
+// SchemaProblem is a place where a body breaks its kind's schema: Path, the members and indexes
+// that lead to the value (none: the body itself), and What, what the schema wants there, as
+// jsonschema reports it (*kind.Minimum, *kind.Required, *kind.Type, …), for a caller that says
+// it in its own words.
+type SchemaProblem struct {
+	Path []string
+	What jsonschema.ErrorKind
+}
+
+// SchemaProblems are the places where a JSON body breaks the kind's schema, the one that
+// Checker.CheckPut names first; none for a body that keeps it, for a kind without a schema, and
+// for a body that is not JSON (which CheckPut refuses as such).
+func (k *Kind) SchemaProblems(body []byte) []SchemaProblem {
+	if k == nil || k.compiled == nil {
+		return nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		return nil
+	}
+	return schemaProblems(k.compiled.Validate(doc))
+}
+
+// schemaProblems are the leaves of a validation error, depth first: each a value that breaks a
+// keyword, under the groups (allOf, properties, …) that hold them.
+func schemaProblems(err error) []SchemaProblem {
+	ve, ok := err.(*jsonschema.ValidationError)
+	if !ok {
+		return nil
+	}
+	var out []SchemaProblem
+	var walk func(*jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			out = append(out, SchemaProblem{Path: e.InstanceLocation, What: e.ErrorKind})
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return out
 }
 
 // DemoKinds are the kinds a node accepts when its config declares none: the Ukraine-refugee

@@ -135,14 +135,22 @@ type recordFormView struct {
 	Fields []bodyField
 	Body   string
 	// Errors are the messages by form field (id, crisis, body.NAME, body...); Problem is a
-	// message that names no field of the form.
+	// message that names no field of the form, or says how many fields to correct; Summary lists
+	// them, in the form's order.
 	Errors  map[string]string
 	Problem string
+	Summary []formProblem
 	// Saved is set after a save: the stored id and version.
 	Saved        bool
 	SavedLink    string
 	SavedID      string
 	SavedVersion int64
+}
+
+// formProblem is a field to correct, as the summary above a form lists it: its id (the link's
+// target), its label and the message at it.
+type formProblem struct {
+	ID, Label, Message string
 }
 
 // recordForm shows the form: for a new record (with ?kind, or first the choice of kind), or for
@@ -186,6 +194,27 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	label := fieldLabeler(r.L, s.c.Kinds.Get(v.Kind))
 	for i, f := range v.Fields {
 		v.Fields[i].Title = label(f.Name)
+		v.Fields[i].Error = v.Errors["body."+f.Name]
+	}
+	// The summary above the form lists the fields to correct in the form's order, each by its
+	// label, linked to it.
+	v.Summary = nil
+	for _, f := range []struct{ id, label string }{{"id", r.L.T("field.id")}, {"crisis", r.L.T("field.crisis")},
+		{"region", r.L.T("field.region")}, {"classification", r.L.T("col.classification")},
+		{"valid_until", r.L.T("record.valid_until")}, {"labels", r.L.T("record.labels")}, {"body", r.L.T("recordform.body_json")}} {
+		if e, ok := v.Errors[f.id]; ok {
+			v.Summary = append(v.Summary, formProblem{ID: f.id, Label: f.label, Message: e})
+		}
+	}
+	for _, f := range v.Fields {
+		if f.Error != "" {
+			v.Summary = append(v.Summary, formProblem{ID: "body." + f.Name, Label: f.Title, Message: f.Error})
+		}
+	}
+	if v.Problem == "" && len(v.Summary) == 1 {
+		v.Problem = r.L.T("recordform.not_saved")
+	} else if v.Problem == "" && len(v.Summary) > 1 {
+		v.Problem = r.L.T("recordform.not_saved_n", len(v.Summary))
 	}
 	v.Action = "/records/nieuw"
 	title := r.L.T("recordform.new")
@@ -232,20 +261,33 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	}
 	if v.Fields != nil {
 		rec.Body = bodyOf(v.Fields)
+		v.schemaErrors(r.L, s.c.Kinds.Get(v.Kind), rec.Body)
 	} else {
 		rec.Body = []byte(v.Body)
 	}
-	if v.Edit && rec.Id == "" {
+	// The envelope as the node checks it, said in the person's words.
+	switch {
+	case v.Edit && rec.Id == "":
 		v.Errors["id"] = r.L.T("recordform.id_missing")
+	case rec.Id != "" && record.CheckID("id", rec.Id) != nil:
+		v.Errors["id"] = r.L.T("recordform.id_bad")
+	}
+	switch {
+	case rec.Crisis == "":
+		v.Errors["crisis"] = r.L.T("schema.required")
+	case record.CheckCrisis("crisis", rec.Crisis) != nil:
+		v.Errors["crisis"] = r.L.T("recordform.crisis_bad")
+	}
+	if record.CheckRegion("region", rec.Region) != nil {
+		v.Errors["region"] = r.L.T("recordform.region_bad")
 	}
 	// A new record never overwrites one that has its ID (a Put with version 0 would).
-	if !v.Edit && rec.Id != "" {
+	if !v.Edit && rec.Id != "" && v.Errors["id"] == "" {
 		if _, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id}); err == nil {
 			v.Errors["id"] = r.L.T("recordform.id_taken", rec.Id)
 		}
 	}
 	if len(v.Errors) > 0 {
-		v.Problem = r.L.T("recordform.not_saved")
 		s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)
 		return
 	}
@@ -259,10 +301,6 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 				v.Problem = r.L.T("recordform.refused", st.Message())
 			} else {
 				v.Errors[field] = msg
-				v.Problem = r.L.T("recordform.not_saved")
-			}
-			for i := range v.Fields {
-				v.Fields[i].Error = v.Errors["body."+v.Fields[i].Name]
 			}
 			s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)
 		default:

@@ -49,7 +49,7 @@ func TestBrowserOwnRecords(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#opslaan")),
 		chromedp.WaitVisible(chromedp.CSS(`[id="body.beds_free-fout"]`)),
 	))
-	if m := eva.text("the field's message", chromedp.Text(chromedp.CSS(`[id="body.beds_free-fout"]`))); !strings.Contains(m, "minimum: got -3, want 0") {
+	if m := eva.text("the field's message", chromedp.Text(chromedp.CSS(`[id="body.beds_free-fout"]`))); !strings.Contains(m, "vul een waarde van minstens 0 in") {
 		t.Errorf("the message at beds_free: %q", m)
 	}
 	if inv := eva.text("aria-invalid", chromedp.Evaluate[string](`document.getElementById("body.beds_free").getAttribute("aria-invalid") || ""`)); inv != "true" {

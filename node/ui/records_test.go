@@ -55,8 +55,20 @@ func fieldError(page, field string) string {
 	return html.UnescapeString(rest[:strings.Index(rest, "</p>")])
 }
 
+// inOrder reports whether s holds each of parts, in that order.
+func inOrder(s string, parts ...string) bool {
+	for _, p := range parts {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return true
+}
+
 // TestRecordForm: an editor creates a record with the form generated from its kind's schema; a
-// bad value shows the service's message at its field and nothing is stored; the record created
+// bad value shows a message at its field and nothing is stored; the record created
 // is visible through the gRPC API; a change goes in as the next version, and a stale one is
 // refused; a reader's form is refused.
 func TestRecordForm(t *testing.T) {
@@ -84,17 +96,20 @@ func TestRecordForm(t *testing.T) {
 		name, field, want string
 		change            map[string]string
 	}{
-		{"below the minimum", "body.beds_free", "minimum: got -3, want 0 (kind shelter.capacity)", map[string]string{"body.beds_free": "-3"}},
-		{"a word for a number", "body.beds_total", "got string, want integer (kind shelter.capacity)", map[string]string{"body.beds_total": "veel"}},
-		{"a required field left empty", "body.municipality", "missing property 'municipality'", map[string]string{"body.municipality": ""}},
-		{"a bad crisis name", "crisis", `"Oekraïne!" is not a crisis name`, map[string]string{"crisis": "Oekraïne!"}},
-		{"a bad id", "id", "record.id", map[string]string{"id": "-zeist"}},
+		// What the kind's schema wants, in the person's words (the node's own refusal is English).
+		{"below the minimum", "body.beds_free", "vul een waarde van minstens 0 in", map[string]string{"body.beds_free": "-3"}},
+		{"a word for a number", "body.beds_total", "vul een geheel getal in, zoals 12", map[string]string{"body.beds_total": "veel"}},
+		{"a required field left empty", "body.municipality", "vul dit veld in", map[string]string{"body.municipality": ""}},
+		{"a bad crisis name", "crisis", "dit is geen geldige naam van een crisis: gebruik 1 tot 64 kleine letters", map[string]string{"crisis": "Oekraïne!"}},
+		{"no crisis", "crisis", "vul dit veld in", map[string]string{"crisis": ""}},
+		{"no region", "region", "kies een veiligheidsregio", map[string]string{"region": ""}},
+		{"a bad id", "id", "dit is geen geldig ID", map[string]string{"id": "-zeist"}},
 	} {
 		resp, page := b.post(t, e.url+"/records/nieuw", shelterForm(csrf, tc.change))
 		if resp.StatusCode != http.StatusUnprocessableEntity {
 			t.Errorf("%s: %d, want 422", tc.name, resp.StatusCode)
 		}
-		if got := fieldError(page, tc.field); !strings.Contains(got, tc.want) && !(tc.field == "id" && got != "") {
+		if got := fieldError(page, tc.field); !strings.Contains(got, tc.want) {
 			t.Errorf("%s: the message at %s is %q, want %q\n%s", tc.name, tc.field, got, tc.want, page)
 		}
 		if !strings.Contains(page, `id="`+tc.field+`"`) || !strings.Contains(page, `id="niet-opgeslagen"`) {
@@ -104,6 +119,23 @@ func TestRecordForm(t *testing.T) {
 		if !strings.Contains(page, `value="Zeist"`) && tc.field != "body.municipality" {
 			t.Errorf("%s: the form lost the values typed", tc.name)
 		}
+	}
+	// Every field the schema refuses at once, each at its field; the summary lists them by their
+	// labels, in the form's order, and says how many.
+	resp, page = b.post(t, e.url+"/records/nieuw", shelterForm(csrf, map[string]string{"body.beds_free": "-3", "body.beds_total": "veel", "body.municipality": ""}))
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("three wrong fields: %d, want 422", resp.StatusCode)
+	}
+	for field, want := range map[string]string{"body.beds_free": "minstens 0", "body.beds_total": "geheel getal", "body.municipality": "vul dit veld in"} {
+		if got := fieldError(page, field); !strings.Contains(got, want) {
+			t.Errorf("three wrong fields: the message at %s is %q, want %q", field, got, want)
+		}
+	}
+	summary := page[strings.Index(page, `id="niet-opgeslagen"`):]
+	summary = summary[:strings.Index(summary, "</div>")]
+	if !strings.Contains(summary, "Verbeter de 3 velden") || strings.Contains(summary, `">body.`) ||
+		!inOrder(summary, `href="#body.municipality">Gemeente</a>`, `href="#body.beds_total">Opvangplaatsen totaal</a>`, `href="#body.beds_free">Vrije opvangplaatsen</a>`) {
+		t.Errorf("three wrong fields: the summary\n%s", summary)
 	}
 	if got := stored(t, rc, "shelter.capacity"); len(got) != 0 {
 		t.Fatalf("refused forms stored %d records", len(got))

@@ -3,9 +3,16 @@ package ui
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/knooppunt/knooppunt/node/record"
 )
@@ -219,4 +226,77 @@ func bodyOf(fields []bodyField) []byte {
 	}
 	b, _ := json.Marshal(body)
 	return b
+}
+
+// schemaErrors puts each place where the form's body breaks its kind's schema at the form's field,
+// in the person's words: the node would refuse the record with the first of them, in the API's
+// English. A problem at a member the form has no field for is left to the node's refusal.
+func (v *recordFormView) schemaErrors(l *Lang, k *record.Kind, body []byte) {
+	for _, p := range k.SchemaProblems(body) {
+		if req, ok := p.What.(*kind.Required); ok && len(p.Path) == 0 {
+			for _, m := range req.Missing {
+				v.fieldError("body."+m, l.T("schema.required"))
+			}
+			continue
+		}
+		if len(p.Path) > 0 {
+			v.fieldError("body."+p.Path[0], schemaText(l, p.What))
+		}
+	}
+}
+
+// fieldError sets the message of a body field the form shows, unless it has one already.
+func (v *recordFormView) fieldError(field, msg string) {
+	if _, ok := v.Errors[field]; !ok && v.showsField(field) {
+		v.Errors[field] = msg
+	}
+}
+
+// schemaText says what a schema wants of a value, for a person filling in a form.
+func schemaText(l *Lang, what jsonschema.ErrorKind) string {
+	switch w := what.(type) {
+	case *kind.Required:
+		return l.T("schema.required")
+	case *kind.Minimum:
+		return l.T("schema.minimum", ratText(w.Want))
+	case *kind.Maximum:
+		return l.T("schema.maximum", ratText(w.Want))
+	case *kind.ExclusiveMinimum:
+		return l.T("schema.exclusive_minimum", ratText(w.Want))
+	case *kind.ExclusiveMaximum:
+		return l.T("schema.exclusive_maximum", ratText(w.Want))
+	case *kind.MinLength:
+		return l.T("schema.min_length", w.Want)
+	case *kind.MaxLength:
+		return l.T("schema.max_length", w.Want, w.Got)
+	case *kind.Enum:
+		choices := make([]string, len(w.Want))
+		for i, c := range w.Want {
+			choices[i] = fmt.Sprint(c)
+		}
+		return l.T("schema.enum", strings.Join(choices, ", "))
+	case *kind.Type:
+		if slices.Contains(w.Want, "integer") {
+			return l.T("schema.integer")
+		}
+		if slices.Contains(w.Want, "number") {
+			return l.T("schema.number")
+		}
+	case *kind.Format:
+		return l.T("schema.format", w.Want)
+	case *kind.Pattern:
+		return l.T("schema.pattern", w.Want)
+	}
+	return what.LocalizedString(englishPrinter)
+}
+
+var englishPrinter = message.NewPrinter(language.English)
+
+// ratText writes a schema's bound as the form's hints do: 0, 12.5.
+func ratText(r *big.Rat) string {
+	if r.IsInt() {
+		return r.Num().String()
+	}
+	f, _ := r.Float64()
+	return strconv.FormatFloat(f, 'f', -1, 64)
 }
