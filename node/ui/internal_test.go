@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -381,5 +382,41 @@ func TestHitFigures(t *testing.T) {
 	}
 	if got := hitFigures(nl, kinds.Get("sitrep"), fieldLabeler(nl, kinds.Get("sitrep")), []byte(`{"title":"x","count":3}`)); got != nil {
 		t.Errorf("a sitrep's figures: %v, want none", got)
+	}
+}
+
+// TestSchemaErrors: every place a form's body breaks its kind's schema is said at its field, in
+// the page's language; what the form has no words for is said as the schema checker says it.
+func TestSchemaErrors(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := record.NewKinds([]record.Kind{{Name: "water.level", Schema: []byte(`{"type":"object","required":["gauge","level_cm"],
+		"properties":{"gauge":{"type":"string","minLength":3,"maxLength":8},"level_cm":{"type":"integer","maximum":2000},
+		"ratio":{"type":"number","exclusiveMinimum":0.5},"trend":{"enum":["up","down"]},"code":{"type":"string","pattern":"^[A-Z]+$"},
+		"items":{"type":"array","maxItems":1}}}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := kinds.Get("water.level")
+	for _, c := range []struct {
+		lang, body string
+		want       map[string]string
+	}{
+		{"nl", `{"gauge":"lobith-oost","level_cm":2500,"ratio":0.5,"trend":"flat","code":"ab"}`, map[string]string{
+			"body.gauge": "gebruik hoogstens 8 tekens (nu 11)", "body.level_cm": "vul een waarde van hoogstens 2000 in",
+			"body.ratio": "vul een waarde groter dan 0.5 in", "body.trend": "kies een van: up, down",
+			"body.code": "dit heeft niet de vorm die hier hoort (^[A-Z]+$)"}},
+		{"en", `{"gauge":"lo","level_cm":"hoog"}`, map[string]string{"body.gauge": "enter at least 3 characters", "body.level_cm": "enter a whole number, such as 12"}},
+		{"nl", `{"ratio":"veel","items":[1,2]}`, map[string]string{"body.gauge": "vul dit veld in", "body.level_cm": "vul dit veld in",
+			"body.ratio": "vul een getal in, zoals 12 of 4,5", "body.items": "maxItems: got 2, want 1"}},
+		{"nl", `{"gauge":"lobith","level_cm":300}`, map[string]string{}},
+	} {
+		v := &recordFormView{Errors: map[string]string{}, Fields: bodyFieldsOf(k)}
+		v.schemaErrors(&Lang{Code: c.lang, cat: cats[c.lang]}, k, []byte(c.body))
+		if !maps.Equal(v.Errors, c.want) {
+			t.Errorf("%s %s:\n got %q\nwant %q", c.lang, c.body, v.Errors, c.want)
+		}
 	}
 }
