@@ -76,7 +76,7 @@ func TestCatalogues(t *testing.T) {
 	for _, r := range []string{"reader", "editor", "officer", "admin", "replica", "peer", "local"} {
 		used["role."+r] = true
 	}
-	for _, k := range []string{"phase.cold", "phase.lukewarm", "phase.warm", "state.answered", "state.denied", "state.unreachable",
+	for _, k := range []string{"field.id", "field.crisis", "field.region", "field.kind", "phase.cold", "phase.lukewarm", "phase.warm", "state.answered", "state.denied", "state.unreachable",
 		"state.timed_out", "class.classification_unspecified", "class.public", "class.internal", "class.confidential", "class.secret"} {
 		used[k] = true
 	}
@@ -385,9 +385,10 @@ func TestHitFigures(t *testing.T) {
 	}
 }
 
-// TestSchemaErrors: every place a form's body breaks its kind's schema is said at its field, in
-// the page's language; what the form has no words for is said as the schema checker says it.
-func TestSchemaErrors(t *testing.T) {
+// TestRecordProblems: every place a body breaks its kind's schema is said at its field, in the
+// page's language (what the form has no words for as the schema checker says it), and so are an
+// id, crisis, region or kind the node would refuse.
+func TestRecordProblems(t *testing.T) {
 	cats, err := loadCatalogues()
 	if err != nil {
 		t.Fatal(err)
@@ -414,9 +415,29 @@ func TestSchemaErrors(t *testing.T) {
 		{"nl", `{"gauge":"lobith","level_cm":300}`, map[string]string{}},
 	} {
 		v := &recordFormView{Errors: map[string]string{}, Fields: bodyFieldsOf(k)}
-		v.schemaErrors(&Lang{Code: c.lang, cat: cats[c.lang]}, k, []byte(c.body))
+		rec := &pb.Record{Id: "lobith-1", Kind: "water.level", Crisis: "hoogwater", Region: "VR08", Body: []byte(c.body)}
+		for _, p := range recordProblems(&Lang{Code: c.lang, cat: cats[c.lang]}, kinds, rec) {
+			v.fieldError(p.Field, p.Message)
+		}
 		if !maps.Equal(v.Errors, c.want) {
 			t.Errorf("%s %s:\n got %q\nwant %q", c.lang, c.body, v.Errors, c.want)
 		}
+	}
+
+	// The envelope, as the node checks it; a row of an upload says each field by its label.
+	nl := &Lang{Code: "nl", cat: cats["nl"]}
+	rec := &pb.Record{Id: "-1", Kind: "water.level", Crisis: "Hoog Water", Region: "VR99", Body: []byte(`{"gauge":"lobith"}`)}
+	got := inWords(nl, k, recordProblems(nl, kinds, rec))
+	if want := "ID: dit is geen geldig ID: gebruik 1 tot 128 letters, cijfers en . _ : -, te beginnen met een letter of cijfer; " +
+		"Crisis: dit is geen geldige naam van een crisis: gebruik 1 tot 64 kleine letters, cijfers en . _ -, zoals oekraine; " +
+		"Regio: geen veiligheidsregio: gebruik VR01 tot en met VR25, of NL voor het hele land; level_cm: vul dit veld in"; got != want {
+		t.Errorf("in words:\n got %q\nwant %q", got, want)
+	}
+	rec = &pb.Record{Kind: "water.levels", Crisis: "hoogwater", Region: "NL"}
+	if got, want := inWords(nl, nil, recordProblems(nl, kinds, rec)), "Soort: onbekende soort: gebruik een van water.level"; got != want {
+		t.Errorf("an unknown kind: %q, want %q", got, want)
+	}
+	if p := recordProblems(nl, kinds, &pb.Record{Kind: "water.level", Crisis: "hoogwater", Region: "NL", Body: []byte(`{"gauge":"lobith","level_cm":3}`)}); len(p) != 0 {
+		t.Errorf("a record the node takes: %v", p)
 	}
 }

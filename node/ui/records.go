@@ -261,25 +261,14 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	}
 	if v.Fields != nil {
 		rec.Body = bodyOf(v.Fields)
-		v.schemaErrors(r.L, s.c.Kinds.Get(v.Kind), rec.Body)
 	} else {
 		rec.Body = []byte(v.Body)
 	}
-	// The envelope as the node checks it, said in the person's words.
-	switch {
-	case v.Edit && rec.Id == "":
+	if v.Edit && rec.Id == "" {
 		v.Errors["id"] = r.L.T("recordform.id_missing")
-	case rec.Id != "" && record.CheckID("id", rec.Id) != nil:
-		v.Errors["id"] = r.L.T("recordform.id_bad")
 	}
-	switch {
-	case rec.Crisis == "":
-		v.Errors["crisis"] = r.L.T("schema.required")
-	case record.CheckCrisis("crisis", rec.Crisis) != nil:
-		v.Errors["crisis"] = r.L.T("recordform.crisis_bad")
-	}
-	if record.CheckRegion("region", rec.Region) != nil {
-		v.Errors["region"] = r.L.T("recordform.region_bad")
+	for _, p := range recordProblems(r.L, s.c.Kinds, rec) {
+		v.fieldError(p.Field, p.Message)
 	}
 	// A new record never overwrites one that has its ID (a Put with version 0 would).
 	if !v.Edit && rec.Id != "" && v.Errors["id"] == "" {
@@ -334,6 +323,13 @@ func fieldOf(err error) (field, reason string) {
 		}
 	}
 	return field, reason
+}
+
+// fieldError sets the message of a field the form shows, unless it has one already.
+func (v *recordFormView) fieldError(field, msg string) {
+	if _, ok := v.Errors[field]; !ok && v.showsField(field) {
+		v.Errors[field] = msg
+	}
 }
 
 // showsField reports whether the form has the field, to show a message there.
@@ -449,6 +445,15 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 	if name == "" {
 		fail(http.StatusBadRequest, r.L.T("upload.no_file"))
 		return
+	}
+	for i, row := range rows {
+		// A row the node would refuse is refused here, in the person's words, each field by its
+		// label; the node checks the others.
+		if row.Err == nil {
+			if p := recordProblems(r.L, s.c.Kinds, row.Record); len(p) > 0 {
+				rows[i].Err = errors.New(inWords(r.L, s.c.Kinds.Get(row.Record.Kind), p))
+			}
+		}
 	}
 	sum, err := importfile.Import(r.ctx(), pb.NewRecordServiceClient(s.c.Conn), rows, importBatch, nil)
 	if err != nil && sum.Accepted == 0 && sum.Rejected == 0 {

@@ -102,7 +102,7 @@ func TestRecordForm(t *testing.T) {
 		{"a required field left empty", "body.municipality", "vul dit veld in", map[string]string{"body.municipality": ""}},
 		{"a bad crisis name", "crisis", "dit is geen geldige naam van een crisis: gebruik 1 tot 64 kleine letters", map[string]string{"crisis": "Oekraïne!"}},
 		{"no crisis", "crisis", "vul dit veld in", map[string]string{"crisis": ""}},
-		{"no region", "region", "kies een veiligheidsregio", map[string]string{"region": ""}},
+		{"no region", "region", "geen veiligheidsregio", map[string]string{"region": ""}},
 		{"a bad id", "id", "dit is geen geldig ID", map[string]string{"id": "-zeist"}},
 	} {
 		resp, page := b.post(t, e.url+"/records/nieuw", shelterForm(csrf, tc.change))
@@ -232,13 +232,14 @@ func TestUpload(t *testing.T) {
 		t.Fatalf("the upload page: %d\n%s", resp.StatusCode, page)
 	}
 	csrf := csrfOf(t, page)
-	csv := "id,municipality,region,beds_total,beds_free\nhouten,Houten,VR09,30,4\nnergens,Nergens,VR99,10,1\ngoes,Goes,VR19,25,7\n"
+	// Each refused row says, in the person's words, every field that is wrong by its label.
+	csv := "id,municipality,region,beds_total,beds_free\nhouten,Houten,VR09,30,4\nnergens,Nergens,VR99,10,-1\ngoes,Goes,VR19,25,7\n"
 	resp, page = upload(t, b, e.url, csrf, "opvang.csv", csv, map[string]string{"kind": "shelter.capacity", "crisis": "oekraine", "classification": "internal"})
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.Path, "/records/importeren/verslag") {
 		t.Fatalf("upload: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
 	}
 	if !strings.Contains(page, "2 regels opgeslagen, 1 geweigerd") || !strings.Contains(page, `data-line="3"`) ||
-		!strings.Contains(page, `&#34;VR99&#34; is not a region`) {
+		!strings.Contains(page, "Regio: geen veiligheidsregio: gebruik VR01 tot en met VR25, of NL voor het hele land; Vrije opvangplaatsen: vul een waarde van minstens 0 in") {
 		t.Errorf("the report:\n%s", page)
 	}
 	if got := stored(t, rc, "shelter.capacity"); len(got) != 2 {

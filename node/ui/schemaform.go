@@ -15,6 +15,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // The own-record form is generated from the kind's JSON Schema: one field per property of the
@@ -228,28 +229,64 @@ func bodyOf(fields []bodyField) []byte {
 	return b
 }
 
-// schemaErrors puts each place where the form's body breaks its kind's schema at the form's field,
-// in the person's words: the node would refuse the record with the first of them, in the API's
-// English. A problem at a member the form has no field for is left to the node's refusal.
-func (v *recordFormView) schemaErrors(l *Lang, k *record.Kind, body []byte) {
-	for _, p := range k.SchemaProblems(body) {
-		if req, ok := p.What.(*kind.Required); ok && len(p.Path) == 0 {
-			for _, m := range req.Missing {
-				v.fieldError("body."+m, l.T("schema.required"))
-			}
-			continue
-		}
-		if len(p.Path) > 0 {
-			v.fieldError("body."+p.Path[0], schemaText(l, p.What))
-		}
-	}
+// fieldProblem is what the node would refuse at one field of a record: id, crisis, region, kind,
+// or body.NAME.
+type fieldProblem struct {
+	Field, Message string
 }
 
-// fieldError sets the message of a body field the form shows, unless it has one already.
-func (v *recordFormView) fieldError(field, msg string) {
-	if _, ok := v.Errors[field]; !ok && v.showsField(field) {
-		v.Errors[field] = msg
+// recordProblems are what the node would refuse in rec that the interface can say in the
+// person's words, each at its field: the id, crisis and region as the node checks them, an
+// unknown kind, and every place where the body breaks its kind's schema (the node names only the
+// first, in the API's English). The node checks all of it again when the record is sent.
+func recordProblems(l *Lang, kinds *record.Kinds, rec *pb.Record) []fieldProblem {
+	var out []fieldProblem
+	add := func(field, msg string) { out = append(out, fieldProblem{field, msg}) }
+	if rec.Id != "" && record.CheckID("id", rec.Id) != nil {
+		add("id", l.T("recordform.id_bad"))
 	}
+	switch {
+	case rec.Crisis == "":
+		add("crisis", l.T("schema.required"))
+	case record.CheckCrisis("crisis", rec.Crisis) != nil:
+		add("crisis", l.T("recordform.crisis_bad"))
+	}
+	if record.CheckRegion("region", rec.Region) != nil {
+		add("region", l.T("recordform.region_bad"))
+	}
+	k := kinds.Get(rec.Kind)
+	if k == nil {
+		add("kind", l.T("recordform.kind_unknown", strings.Join(kinds.Names(), ", ")))
+		return out
+	}
+	for _, p := range k.SchemaProblems(rec.Body) {
+		if req, ok := p.What.(*kind.Required); ok && len(p.Path) == 0 {
+			for _, m := range req.Missing {
+				add("body."+m, l.T("schema.required"))
+			}
+		} else if len(p.Path) > 0 {
+			add("body."+p.Path[0], schemaText(l, p.What))
+		}
+	}
+	return out
+}
+
+// inWords says problems on one line, each field by its label: "Regio: kies …; Vrije
+// opvangplaatsen: vul …".
+func inWords(l *Lang, k *record.Kind, problems []fieldProblem) string {
+	label := fieldLabeler(l, k)
+	parts := make([]string, len(problems))
+	for i, p := range problems {
+		name, ok := strings.CutPrefix(p.Field, "body.")
+		if ok {
+			name = label(name)
+		} else {
+			key := "field." + p.Field // field.id, field.crisis, field.region, field.kind
+			name = l.T(key)
+		}
+		parts[i] = name + ": " + p.Message
+	}
+	return strings.Join(parts, "; ")
 }
 
 // schemaText says what a schema wants of a value, for a person filling in a form.
