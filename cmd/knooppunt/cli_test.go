@@ -298,6 +298,7 @@ c-3,shelter.capacity,oekraine,VR19,internal,Hulst,60,4,lcvs
 					Line   int    `json:"line"`
 					ID     string `json:"id"`
 					Code   string `json:"code"`
+					Field  string `json:"field"`
 					Reason string `json:"reason"`
 				} `json:"rejections"`
 			}
@@ -305,8 +306,10 @@ c-3,shelter.capacity,oekraine,VR19,internal,Hulst,60,4,lcvs
 			if sum.File != path || sum.Accepted != 2 || sum.Rejected != 1 || len(sum.Rejections) != 1 {
 				t.Fatalf("summary %+v", sum)
 			}
-			if rj := sum.Rejections[0]; rj.Line != tc.line || rj.ID != tc.id || rj.Code != "InvalidArgument" || rj.Reason != tc.reason {
-				t.Fatalf("rejection %+v, want line %d id %s InvalidArgument %q", rj, tc.line, tc.id, tc.reason)
+			// The field the node refused, apart from the reason that names it.
+			if rj := sum.Rejections[0]; rj.Line != tc.line || rj.ID != tc.id || rj.Code != "InvalidArgument" || rj.Reason != tc.reason ||
+				rj.Field != tc.reason[:strings.Index(tc.reason, ":")] {
+				t.Fatalf("rejection %+v, want line %d id %s InvalidArgument field %s %q", rj, tc.line, tc.id, tc.reason[:strings.Index(tc.reason, ":")], tc.reason)
 			}
 		})
 	}

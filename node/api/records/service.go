@@ -198,6 +198,7 @@ func fail(out *pb.PutBatchResult, err error) {
 	st := grpcstatus.Convert(err)
 	out.Code = int32(st.Code())
 	out.Message = st.Message()
+	out.Field, _ = api.Field(err)
 }
 
 // Get returns one live record.

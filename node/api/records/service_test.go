@@ -501,16 +501,16 @@ func TestPutBatch(t *testing.T) {
 		t.Fatalf("PutBatch: %v", err)
 	}
 	want := []struct {
-		code codes.Code
-		msg  string
+		code       codes.Code
+		field, msg string
 	}{
-		{codes.OK, ""},
-		{codes.InvalidArgument, `record.kind: unknown kind "nope": use one of ` + kinds + `, or declare it in the node config`},
-		{codes.OK, ""},
-		{codes.InvalidArgument, `record.body: must be a JSON object, such as {"beds_free": 12}`},
-		{codes.Aborted, `record "b-exist" is at version 1, not 7: read it again and retry with version 1`},
-		{codes.InvalidArgument, "record.crisis: invalid UTF-8"},
-		{codes.OK, ""},
+		{codes.OK, "", ""},
+		{codes.InvalidArgument, "record.kind", `record.kind: unknown kind "nope": use one of ` + kinds + `, or declare it in the node config`},
+		{codes.OK, "", ""},
+		{codes.InvalidArgument, "record.body", `record.body: must be a JSON object, such as {"beds_free": 12}`},
+		{codes.Aborted, "", `record "b-exist" is at version 1, not 7: read it again and retry with version 1`},
+		{codes.InvalidArgument, "record.crisis", "record.crisis: invalid UTF-8"},
+		{codes.OK, "", ""},
 	}
 	if len(resp.Results) != len(want) {
 		t.Fatalf("%d results, want %d: %v", len(resp.Results), len(want), resp.Results)
@@ -518,8 +518,8 @@ func TestPutBatch(t *testing.T) {
 	var storedIDs []string
 	lastSeq := exist.Seq
 	for i, res := range resp.Results {
-		if res.Index != int32(i) || codes.Code(res.Code) != want[i].code || res.Message != want[i].msg {
-			t.Errorf("result %d = index %d %s %q, want index %d %s %q", i, res.Index, codes.Code(res.Code), res.Message, i, want[i].code, want[i].msg)
+		if res.Index != int32(i) || codes.Code(res.Code) != want[i].code || res.Message != want[i].msg || res.Field != want[i].field {
+			t.Errorf("result %d = index %d %s %q %q, want index %d %s %q %q", i, res.Index, codes.Code(res.Code), res.Field, res.Message, i, want[i].code, want[i].field, want[i].msg)
 		}
 		if (res.Stored != nil) != (want[i].code == codes.OK) {
 			t.Errorf("result %d: stored = %v, want stored only on OK", i, res.Stored)

@@ -36,9 +36,11 @@ type Row struct {
 
 // Rejection says why one row was not stored.
 type Rejection struct {
-	Line   int    `json:"line"`
-	ID     string `json:"id,omitempty"`
-	Code   string `json:"code"`
+	Line int    `json:"line"`
+	ID   string `json:"id,omitempty"`
+	Code string `json:"code"`
+	// Field is the record's field the node refused (record.region), when it named one.
+	Field  string `json:"field,omitempty"`
 	Reason string `json:"reason"`
 }
 
@@ -261,13 +263,13 @@ func csvValue(v string) any {
 func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, done func(handled int)) (Summary, error) {
 	var sum Summary
 	handled := 0
-	reject := func(r Row, code, reason string) {
+	reject := func(r Row, code, field, reason string) {
 		id := ""
 		if r.Record != nil {
 			id = r.Record.Id
 		}
 		sum.Rejected++
-		sum.Rejections = append(sum.Rejections, Rejection{Line: r.Line, ID: id, Code: code, Reason: reason})
+		sum.Rejections = append(sum.Rejections, Rejection{Line: r.Line, ID: id, Code: code, Field: field, Reason: reason})
 	}
 	var pending []Row
 	flush := func() error {
@@ -285,7 +287,7 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 		for _, res := range resp.Results {
 			r := pending[res.Index]
 			if res.Code != 0 {
-				reject(r, codes.Code(res.Code).String(), res.Message)
+				reject(r, codes.Code(res.Code).String(), res.Field, res.Message)
 				continue
 			}
 			sum.Accepted++
@@ -299,7 +301,7 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 	}
 	for _, r := range rows {
 		if r.Err != nil {
-			reject(r, codes.InvalidArgument.String(), r.Err.Error())
+			reject(r, codes.InvalidArgument.String(), "", r.Err.Error())
 			handled++
 			continue
 		}

@@ -517,9 +517,12 @@ type PutBatchResult struct {
 	// index is the position of the record in the request.
 	Index int32 `protobuf:"varint,1,opt,name=index" json:"index,omitempty"`
 	// code is a google.rpc.Code: 0 when the record was stored.
-	Code          int32        `protobuf:"varint,2,opt,name=code" json:"code,omitempty"`
-	Message       string       `protobuf:"bytes,3,opt,name=message" json:"message,omitempty"`
-	Stored        *PutResponse `protobuf:"bytes,4,opt,name=stored" json:"stored,omitempty"`
+	Code    int32        `protobuf:"varint,2,opt,name=code" json:"code,omitempty"`
+	Message string       `protobuf:"bytes,3,opt,name=message" json:"message,omitempty"`
+	Stored  *PutResponse `protobuf:"bytes,4,opt,name=stored" json:"stored,omitempty"`
+	// field is the path of the field a refusal names, as a call's google.rpc.BadRequest detail
+	// holds it (record.region, record.body.beds_free); empty when it names none.
+	Field         string `protobuf:"bytes,5,opt,name=field" json:"field,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +583,13 @@ func (x *PutBatchResult) GetStored() *PutResponse {
 		return x.Stored
 	}
 	return nil
+}
+
+func (x *PutBatchResult) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
 }
 
 type PutBatchResponse struct {
@@ -1958,12 +1968,13 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x03R\x03seq\"A\n" +
 	"\x0fPutBatchRequest\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\"\x87\x01\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\"\x9d\x01\n" +
 	"\x0ePutBatchResult\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
-	"\x06stored\x18\x04 \x01(\v2\x19.knooppunt.v1.PutResponseR\x06stored\"J\n" +
+	"\x06stored\x18\x04 \x01(\v2\x19.knooppunt.v1.PutResponseR\x06stored\x12\x14\n" +
+	"\x05field\x18\x05 \x01(\tR\x05field\"J\n" +
 	"\x10PutBatchResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.knooppunt.v1.PutBatchResultR\aresults\"f\n" +
 	"\n" +
