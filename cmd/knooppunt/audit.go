@@ -94,6 +94,7 @@ prefix ending in a dot, such as "policy.". --purpose keeps the entries that stat
 	fl.Int64Var(&req.AfterSeq, "after", 0, "only entries after this seq")
 	fl.Int32Var(&req.Limit, "limit", 100, "entries to show (at most 10000)")
 	f.register(cmd, true)
+	f.fill(map[string]string{"action": "action", "actor": "actor", "subject": "subject", "purpose": "purpose", "since": "since", "limit": "limit"})
 	return cmd
 }
 
@@ -188,6 +189,7 @@ peer that cannot be reached is reported and does not fail the check.`,
 	f.register(cmd, true)
 	cmd.Flags().StringVar(&anchor, "anchor", "", "a head printed by an earlier verify, SEQ:HASH, that the chain must still hold")
 	cmd.Flags().BoolVar(&witnesses, "witnesses", false, "also check the chain against the signed heads every peer keeps of it")
+	f.fill(map[string]string{"anchor": "anchor"})
 	return cmd
 }
 

@@ -78,6 +78,7 @@ partner shows them, and decides.`,
 	cmd.Flags().DurationVar(&ttl, "ttl", invite.DefaultTTL, "how long the invitation is valid (at most 720h)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the invitation to FILE (default: standard output)")
 	f.register(cmd, false)
+	f.fill(map[string]string{"ttl": "ttl_seconds", "groups": "groups"})
 	return cmd
 }
 
@@ -182,6 +183,7 @@ unless --replace.`,
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace a peer of the same trust domain that has another bundle")
 	cmd.Flags().StringVar(&answer, "answer", "", "where to write your answer invitation (default answer-for-NAME.json)")
 	f.register(cmd, true)
+	f.fill(map[string]string{"name": "name", "groups": "groups"})
 	return cmd
 }
 
@@ -409,5 +411,6 @@ A peer of the config file is removed from the config file instead.`,
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
 	cmd.Flags().BoolVar(&now, "now", false, "refuse the peer at once, without waiting for it to drop what it holds")
 	f.register(cmd, true)
+	f.fill(map[string]string{"reason": "reason"})
 	return cmd
 }

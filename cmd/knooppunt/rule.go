@@ -371,5 +371,6 @@ retention.`,
 	cmd.Flags().DurationVar(&since, "since", 0, "run over this long back from now, such as 168h")
 	cmd.Flags().DurationVar(&step, "step", time.Minute, "interval between evaluations")
 	f.register(cmd, true)
+	f.fill(map[string]string{"from": "from", "to": "to", "step": "step"})
 	return cmd
 }

@@ -110,6 +110,7 @@ delivery with it. It cannot be shown again; to change it, remove the webhook and
 	cmd.Flags().StringSliceVar(&crises, "crisis", nil, "deliver only these crises (comma-separated; default every crisis)")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "deliver the records of this exercise instead of actual records")
 	f.register(cmd, true)
+	f.fill(map[string]string{"url": "url", "kinds": "kinds", "crisis": "crises", "exercise": "exercise"})
 	return cmd
 }
 

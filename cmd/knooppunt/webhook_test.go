@@ -27,7 +27,7 @@ func TestCLIWebhook(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	url := "http://" + lis.Addr().String() + "/hook"
 
-	if r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", "http://hooks.example.nl/x").want(t, 1); !strings.Contains(r.stderr, "url: ") || !strings.Contains(r.stderr, "use https") {
+	if r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", "http://hooks.example.nl/x").want(t, 1); !strings.HasPrefix(r.stderr, "knooppunt: --url: ") || !strings.Contains(r.stderr, "use https") {
 		t.Errorf("webhook add of a plain-http URL: %q", r.stderr)
 	}
 	r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--kinds", "shelter.capacity").want(t, 0)

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// TestFlagOf: a refused request field is said of the flag that filled it, given on the command
+// line: the field itself, one of its values, or a path below it, by the longest field that
+// matches; a field no flag given filled stays the API's.
+func TestFlagOf(t *testing.T) {
+	var f clientFlags
+	cmd := &cobra.Command{Use: "x"}
+	var body, attach, region string
+	var origins []string
+	cmd.Flags().StringVar(&body, "body", "", "")
+	cmd.Flags().StringVar(&attach, "attach", "", "")
+	cmd.Flags().StringVar(&region, "region", "", "")
+	cmd.Flags().StringSliceVar(&origins, "origin", nil, "")
+	f.register(cmd, false)
+	f.fill(map[string]string{"body": "record.body", "attach": "record.body.attachments", "region": "record.region", "origin": "origins"})
+	if err := cmd.ParseFlags([]string{"--body", "{}", "--attach", "a.pdf", "--origin", "a", "--origin", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string][2]string{
+		"record.body":                       {"body", ""},
+		"record.body.beds_free":             {"body", "beds_free"},
+		"record.body.exits[2]":              {"body", "exits[2]"},
+		"record.body.attachments[0].sha256": {"attach", "sha256"},
+		"record.body.attachments":           {"attach", ""},
+		"origins[1]":                        {"origin", ""},
+		"origins":                           {"origin", ""},
+		"record.region":                     {"", ""}, // not given: it came from elsewhere
+		"record.bodyguard":                  {"", ""}, // not below record.body
+		"originsx":                          {"", ""},
+		"record.kind":                       {"", ""},
+	} {
+		flag, below := f.flagOf(path)
+		if flag != want[0] || below != want[1] {
+			t.Errorf("flagOf(%q) = %q, %q; want %q, %q", path, flag, below, want[0], want[1])
+		}
+	}
+}
