@@ -808,6 +808,19 @@ func TestClusterExerciseThroughFollower(t *testing.T) {
 	}
 	follower.Put(t, &pb.Record{Id: "x-1", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
 		Classification: pb.Classification_INTERNAL, Status: pb.Status_EXERCISE, Exercise: "oefening-x", Body: []byte(`{"municipality":"Utrecht","beds_total":10,"beds_free":1}`)})
+	// The leader's FSM refuses a record that would change its mode; the caller of the follower
+	// gets the refusal with its field apart, as from the leader.
+	clustertest.Eventually(t, 20*time.Second, "a mode change refused through "+follower.ID, func() (bool, string) {
+		_, err := pb.NewRecordServiceClient(follower.Local(t)).Put(clustertest.Call(t), &pb.PutRequest{Record: &pb.Record{Id: "x-1", Kind: "shelter.capacity",
+			Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Utrecht","beds_total":10,"beds_free":1}`)}})
+		if status.Code(err) == codes.Unavailable {
+			return false, err.Error()
+		}
+		if field, _ := api.Field(err); status.Code(err) != codes.FailedPrecondition || field != "record.status" {
+			t.Fatalf("an actual write of an exercise's record through %s: %v (field %q), want FAILED_PRECONDITION at record.status", follower.ID, err, field)
+		}
+		return true, ""
+	})
 	closed := retryUnavailable(t, "close the exercise through "+follower.ID, func() (*pb.ExerciseInfo, error) {
 		return ex.Close(clustertest.Call(t), &pb.ExerciseStepRequest{Name: "oefening-x", Reason: "done"})
 	})
