@@ -257,7 +257,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 		}
 	}
 	if rec.Labels, err = importfile.ParseLabels(strings.Split(v.Labels, ",")); err != nil {
-		v.Errors["labels"] = err.Error()
+		v.Errors["labels"] = r.L.T("recordform.labels_bad", err.Error())
 	}
 	if v.Fields != nil {
 		rec.Body = bodyOf(v.Fields)

@@ -103,6 +103,7 @@ func TestRecordForm(t *testing.T) {
 		{"a bad crisis name", "crisis", "dit is geen geldige naam van een crisis: gebruik 1 tot 64 kleine letters", map[string]string{"crisis": "Oekraïne!"}},
 		{"no crisis", "crisis", "vul dit veld in", map[string]string{"crisis": ""}},
 		{"no region", "region", "geen veiligheidsregio", map[string]string{"region": ""}},
+		{"a label without a value", "labels", "gebruik sleutel=waarde, gescheiden door komma's", map[string]string{"labels": "bron"}},
 		{"a bad id", "id", "dit is geen geldig ID", map[string]string{"id": "-zeist"}},
 	} {
 		resp, page := b.post(t, e.url+"/records/nieuw", shelterForm(csrf, tc.change))
