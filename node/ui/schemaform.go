@@ -271,7 +271,7 @@ func recordProblems(l *Lang, kinds *record.Kinds, rec *pb.Record) []fieldProblem
 	return out
 }
 
-// inWords says problems on one line, each field by its label: "Regio: kies …; Vrije
+// inWords says problems on one line, each field by its label: "Regio: geen …; Vrije
 // opvangplaatsen: vul …".
 func inWords(l *Lang, k *record.Kind, problems []fieldProblem) string {
 	label := fieldLabeler(l, k)
