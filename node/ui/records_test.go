@@ -116,6 +116,9 @@ func TestRecordForm(t *testing.T) {
 		if !strings.Contains(page, `id="`+tc.field+`"`) || !strings.Contains(page, `id="niet-opgeslagen"`) {
 			t.Errorf("%s: the form is not shown again with its summary", tc.name)
 		}
+		if !strings.Contains(page, "<title>Fout: Nieuw record · ") {
+			t.Errorf("%s: the window's title does not say the form was refused", tc.name)
+		}
 		// What the person typed stays in the form.
 		if !strings.Contains(page, `value="Zeist"`) && tc.field != "body.municipality" {
 			t.Errorf("%s: the form lost the values typed", tc.name)
