@@ -294,7 +294,8 @@ func TestPictureOfAFederation(t *testing.T) {
 	// An organisation that is no partner: said at the field, nobody asked.
 	resp, page = b.get(t, e.url+"/zoeken?crisis=oekraine&org=elders.example")
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="org-fout">elders.example is geen partner van dit knooppunt (meer)`) ||
-		!strings.Contains(page, `aria-invalid="true" aria-describedby="org-fout"`) || strings.Contains(page, "Resultaten (") {
+		!strings.Contains(page, `aria-invalid="true" aria-describedby="org-fout"`) || strings.Contains(page, "Resultaten (") ||
+		!strings.Contains(page, "<title>Fout: Zoeken · ") {
 		t.Errorf("search on elders.example: %d, want 400 with the error at the organisation field:\n%s", resp.StatusCode, page)
 	}
 	// Only lcvs was asked: ncc disclosed nothing to that search.

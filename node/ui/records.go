@@ -221,10 +221,6 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	if v.Edit {
 		v.Action, title = "/records/wijzigen", r.L.T("recordform.edit", v.ID)
 	}
-	if v.Problem != "" {
-		// The window's title says so first, as a screen reader reads it when the page opens.
-		title = r.L.T("form.error_title", title)
-	}
 	s.render(w, r.Request, code, "recordform", s.newPage(r, "records", title, v))
 }
 

@@ -149,6 +149,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 	if p.Path == "" {
 		p.Path = r.URL.RequestURI()
 	}
+	if name != "error" && (code == http.StatusBadRequest || code == http.StatusUnprocessableEntity) && p.L != nil {
+		// A page shown again with what to correct in it (a form, a search) says so first in the
+		// window's title, which a screen reader reads when the page opens.
+		p.Title = p.L.T("form.error_title", p.Title)
+	}
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, p); err != nil {
 		s.log.Error("page failed", "page", name, "err", err)
