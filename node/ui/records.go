@@ -140,6 +140,10 @@ type recordFormView struct {
 	Errors  map[string]string
 	Problem string
 	Summary []formProblem
+	// StaleLink is the page of the version that stands, when someone else saved the record
+	// since the form was opened.
+	StaleLink    string
+	StaleVersion int64
 	// Saved is set after a save: the stored id and version.
 	Saved        bool
 	SavedLink    string
@@ -284,7 +288,17 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	if err != nil {
 		st := status.Convert(err)
 		switch st.Code() {
-		case codes.InvalidArgument, codes.ResourceExhausted, codes.Aborted:
+		case codes.Aborted:
+			// Someone else saved the record since this form was opened: say so in the
+			// person's words, with the version that stands now. The form keeps what was typed,
+			// and its version, so that saving again cannot overwrite the other change.
+			v.Problem = r.L.T("recordform.refused", st.Message())
+			if cur, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id}); err == nil {
+				v.Problem = r.L.T("recordform.stale", cur.Version, cur.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04"))
+				v.StaleLink, v.StaleVersion = recordLink(cur), cur.Version
+			}
+			s.renderRecordForm(w, r, http.StatusConflict, v)
+		case codes.InvalidArgument, codes.ResourceExhausted:
 			field, msg := fieldOf(err)
 			if field == "" || !v.showsField(field) {
 				v.Problem = r.L.T("recordform.refused", st.Message())

@@ -180,8 +180,10 @@ func TestRecordForm(t *testing.T) {
 	}
 	// The same form again holds version 1, which is stale now: refused, and nothing changes.
 	resp, page = b.post(t, e.url+"/records/wijzigen", shelterForm(csrf, map[string]string{"body.beds_free": "1", "version": "1"}))
-	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, "is at version 2, not 1") {
-		t.Errorf("a stale change: %d, want 422 saying so\n%s", resp.StatusCode, page)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, "iemand anders heeft het intussen gewijzigd. Nu staat versie 2, van ") ||
+		!strings.Contains(page, `id="nieuwe-versie">Bekijk versie 2`) || !strings.Contains(page, `name="version" value="1"`) ||
+		!strings.Contains(page, `id="body.beds_free" name="body.beds_free" value="1"`) || !strings.Contains(page, "<title>Fout: ") {
+		t.Errorf("a stale change: %d, want 409 saying so, with the form as typed and its old version\n%s", resp.StatusCode, page)
 	}
 	if rec, _ := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); rec.GetVersion() != 2 || !strings.Contains(string(rec.GetBody()), `"beds_free":9`) {
 		t.Errorf("after a stale change the record is %v", rec)

@@ -149,9 +149,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 	if p.Path == "" {
 		p.Path = r.URL.RequestURI()
 	}
-	if name != "error" && (code == http.StatusBadRequest || code == http.StatusUnprocessableEntity) && p.L != nil {
-		// A page shown again with what to correct in it (a form, a search) says so first in the
-		// window's title, which a screen reader reads when the page opens.
+	if name != "error" && (code == http.StatusBadRequest || code == http.StatusConflict || code == http.StatusUnprocessableEntity) && p.L != nil {
+		// A page shown again with what to correct in it (a form, a search, a change someone
+		// else's overtook) says so first in the window's title, which a screen reader reads
+		// when the page opens.
 		p.Title = p.L.T("form.error_title", p.Title)
 	}
 	var buf bytes.Buffer
