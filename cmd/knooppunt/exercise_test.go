@@ -81,6 +81,8 @@ func TestCLIExercise(t *testing.T) {
 		{[]string{"exercise", "start", "bad name"}, `NAME: "bad name" is not an exercise name`},
 		{[]string{"exercise", "close", "oef-1"}, "exercise: the exercise is closed: oef-1"},
 		{[]string{"exercise", "close", "oef-9"}, "exercise: no such exercise: oef-9"},
+		{[]string{"record", "put", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public", "--body", `{"title":"te laat","summary":"na de sluiting"}`},
+			"knooppunt: --exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another (FailedPrecondition)"},
 		{[]string{"record", "list", "--exercise", "-x"}, `--exercise: "-x" is not an exercise name`},
 		{[]string{"record", "list", "--status", "exercise"}, "--status exercise: name the exercise with --exercise NAME instead"},
 		{[]string{"record", "list", "--status", "bogus"}, `--status: "bogus" is not a status`},

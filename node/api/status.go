@@ -42,12 +42,9 @@ func Status(log *slog.Logger, err error) error {
 		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
 	case errors.Is(err, db.ErrNotFound):
 		return status.Error(codes.NotFound, "record not found")
-	case errors.Is(err, db.ErrExerciseUnknown):
-		return status.Errorf(codes.FailedPrecondition, "exercise: %s", strings.TrimPrefix(err.Error(), "db: "))
-	case errors.Is(err, db.ErrExerciseClosed):
-		return status.Errorf(codes.FailedPrecondition, "exercise: %s: it takes no records and cannot be closed again; start another", strings.TrimPrefix(err.Error(), "db: "))
-	case errors.Is(err, db.ErrExerciseExists):
-		return status.Errorf(codes.AlreadyExists, "exercise: %s: choose another name", strings.TrimPrefix(err.Error(), "db: "))
+	case isExerciseRefusal(err):
+		code, reason := exerciseRefusal(err)
+		return status.Error(code, "exercise: "+reason)
 	case errors.Is(err, db.ErrFileNotFound):
 		return status.Error(codes.NotFound, "file not found")
 	case errors.Is(err, db.ErrFileRefused):
@@ -65,6 +62,33 @@ func Status(log *slog.Logger, err error) error {
 	}
 	log.Error("internal error", "err", err)
 	return status.Error(codes.Internal, "internal error: the node logged the detail")
+}
+
+// WriteStatus is Status for a record write that the store refused: a write into an exercise that
+// is not open is refused at the record's exercise field.
+func WriteStatus(log *slog.Logger, err error) error {
+	if isExerciseRefusal(err) {
+		code, reason := exerciseRefusal(err)
+		return FieldStatus(code, "record.exercise", reason)
+	}
+	return Status(log, err)
+}
+
+func isExerciseRefusal(err error) bool {
+	return errors.Is(err, db.ErrExerciseUnknown) || errors.Is(err, db.ErrExerciseClosed) || errors.Is(err, db.ErrExerciseExists)
+}
+
+// exerciseRefusal is the code and the reason of a refusal for an exercise that is not open, or
+// that exists already.
+func exerciseRefusal(err error) (codes.Code, string) {
+	what := strings.TrimPrefix(err.Error(), "db: ")
+	switch {
+	case errors.Is(err, db.ErrExerciseClosed):
+		return codes.FailedPrecondition, what + ": it takes no records and cannot be closed again; start another"
+	case errors.Is(err, db.ErrExerciseExists):
+		return codes.AlreadyExists, what + ": choose another name"
+	}
+	return codes.FailedPrecondition, what
 }
 
 // Invalid is an InvalidArgument status naming field (see FieldStatus).

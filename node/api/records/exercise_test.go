@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -123,7 +124,10 @@ func TestExerciseRecordsStayInTheirMode(t *testing.T) {
 	}
 	// A closed exercise takes no record and cannot be closed again.
 	_, err = c.Put(callCtx(t), &pb.PutRequest{Record: inExercise(sitrep("oef-d", "te laat"), "oef-1")})
-	wantStatus(t, err, codes.FailedPrecondition, "exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another")
+	wantStatus(t, err, codes.FailedPrecondition, "record.exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another")
+	if field, _ := api.Field(err); field != "record.exercise" {
+		t.Errorf("a write into a closed exercise is refused at %q, want record.exercise", field)
+	}
 	_, err = ex.Close(callCtx(t), &pb.ExerciseStepRequest{Name: "oef-1"})
 	wantStatus(t, err, codes.FailedPrecondition, "exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another")
 }
@@ -161,7 +165,7 @@ func TestExerciseBadInput(t *testing.T) {
 		{"bad exercise name", bad(func(r *pb.Record) { r.Status, r.Exercise = pb.Status_EXERCISE, "oef 1" }), codes.InvalidArgument,
 			`record.exercise: "oef 1" is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09`},
 		{"exercise not started", bad(func(r *pb.Record) { r.Status, r.Exercise = pb.Status_EXERCISE, "oef-9" }), codes.FailedPrecondition,
-			"exercise: no such exercise: oef-9: start it first"},
+			"record.exercise: no such exercise: oef-9: start it first"},
 		{"a live record into another mode", bad(func(r *pb.Record) { r.Id, r.Status, r.Exercise = "real", pb.Status_EXERCISE, "oef-1" }), codes.FailedPrecondition,
 			`record.status: record "real" is a record of the actual mode, not exercise oef-1: a record keeps its mode; delete it and write it anew`},
 	} {

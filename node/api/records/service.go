@@ -156,7 +156,7 @@ func (s *Service) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse,
 		return nil, api.Status(s.log, err)
 	}
 	if res[0].Err != nil {
-		return nil, api.Status(s.log, res[0].Err)
+		return nil, api.WriteStatus(s.log, res[0].Err)
 	}
 	return stored(r, res[0]), nil
 }
@@ -186,7 +186,7 @@ func (s *Service) PutBatch(ctx context.Context, req *pb.PutBatchRequest) (*pb.Pu
 	for j, r := range res {
 		out := results[at[j]]
 		if r.Err != nil {
-			fail(out, api.Status(s.log, r.Err))
+			fail(out, api.WriteStatus(s.log, r.Err))
 			continue
 		}
 		out.Stored = stored(valid[j], r)
@@ -334,7 +334,7 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutRes
 		return nil, api.Status(s.log, err)
 	}
 	if res[0].Err != nil {
-		return nil, api.Status(s.log, res[0].Err)
+		return nil, api.WriteStatus(s.log, res[0].Err)
 	}
 	return stored(t, res[0]), nil
 }
