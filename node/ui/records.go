@@ -463,7 +463,11 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 	for i, row := range rows {
 		// A row the node would refuse is refused here, in the person's words, each field by its
 		// label; the node checks the others.
-		if row.Err == nil {
+		var count *importfile.FieldCountError
+		switch {
+		case errors.As(row.Err, &count):
+			rows[i].Err = errors.New(r.L.T("upload.field_count", count.Got, count.Header))
+		case row.Err == nil:
 			if p := recordProblems(r.L, s.c.Kinds, row.Record); len(p) > 0 {
 				rows[i].Err = errors.New(inWords(r.L, s.c.Kinds.Get(row.Record.Kind), p))
 			}

@@ -251,6 +251,13 @@ func TestUpload(t *testing.T) {
 	if got := stored(t, rc, "shelter.capacity"); len(got) != 2 {
 		t.Errorf("the upload stored %d records, want 2", len(got))
 	}
+	// A comma in a text that is not quoted: the row is said to have a field too many, and how to
+	// mend it.
+	_, page = upload(t, b, e.url, csrf, "komma.csv", "id,municipality,region,beds_total,beds_free,notes\nbunnik,Bunnik,VR09,20,3,Sporthal, ingang B\n",
+		map[string]string{"kind": "shelter.capacity", "crisis": "oekraine", "classification": "internal"})
+	if !strings.Contains(page, "0 regels opgeslagen, 1 geweigerd") || !strings.Contains(page, "deze regel heeft 7 velden, de kopregel 6: staat er een komma in een tekst?") {
+		t.Errorf("the report of a row with a comma:\n%s", page)
+	}
 	// The report is the person's own: another person's browser cannot read it.
 	other := newBrowser(t)
 	e.signIn(t, other, "ada", "/")

@@ -158,9 +158,19 @@ func ReadCSV(r io.Reader, defaults record.JSON) ([]Row, error) {
 	return rows, nil
 }
 
+// FieldCountError refuses a CSV row with another number of fields than its header: most often a
+// comma in a text that is not quoted.
+type FieldCountError struct {
+	Got, Header int
+}
+
+func (e *FieldCountError) Error() string {
+	return fmt.Sprintf("%d fields, the header has %d: quote a text that holds a comma", e.Got, e.Header)
+}
+
 func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error) {
 	if len(fields) != len(header) {
-		return nil, fmt.Errorf("%d fields, the header has %d", len(fields), len(header))
+		return nil, &FieldCountError{Got: len(fields), Header: len(header)}
 	}
 	var j record.JSON
 	body := map[string]any{}
