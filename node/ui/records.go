@@ -250,7 +250,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	// word, the time and the labels. The service then checks all of it again.
 	var err error
 	if rec.Classification, err = record.ParseClassification(v.Classification); err != nil {
-		v.Errors["classification"] = err.Error()
+		v.Errors["classification"] = r.L.T("recordform.classification_bad")
 	}
 	if v.ValidUntil != "" {
 		t, err := time.ParseInLocation("2006-01-02T15:04", v.ValidUntil, time.Local)
@@ -464,9 +464,12 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 		// A row the node would refuse is refused here, in the person's words, each field by its
 		// label; the node checks the others.
 		var count *importfile.FieldCountError
+		var fe *record.FieldError
 		switch {
 		case errors.As(row.Err, &count):
 			rows[i].Err = errors.New(r.L.T("upload.field_count", count.Got, count.Header))
+		case errors.As(row.Err, &fe) && fe.Field == "classification":
+			rows[i].Err = errors.New(r.L.T("col.classification") + ": " + r.L.T("recordform.classification_bad"))
 		case row.Err == nil:
 			if p := recordProblems(r.L, s.c.Kinds, row.Record); len(p) > 0 {
 				rows[i].Err = errors.New(inWords(r.L, s.c.Kinds.Get(row.Record.Kind), p))

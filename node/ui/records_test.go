@@ -104,6 +104,7 @@ func TestRecordForm(t *testing.T) {
 		{"no crisis", "crisis", "vul dit veld in", map[string]string{"crisis": ""}},
 		{"no region", "region", "geen veiligheidsregio", map[string]string{"region": ""}},
 		{"a label without a value", "labels", "gebruik sleutel=waarde, gescheiden door komma's", map[string]string{"labels": "bron"}},
+		{"no classification", "classification", "geen rubricering: gebruik openbaar, intern, vertrouwelijk of geheim", map[string]string{"classification": "staatsgeheim"}},
 		{"a bad id", "id", "dit is geen geldig ID", map[string]string{"id": "-zeist"}},
 	} {
 		resp, page := b.post(t, e.url+"/records/nieuw", shelterForm(csrf, tc.change))
@@ -257,6 +258,12 @@ func TestUpload(t *testing.T) {
 		map[string]string{"kind": "shelter.capacity", "crisis": "oekraine", "classification": "internal"})
 	if !strings.Contains(page, "0 regels opgeslagen, 1 geweigerd") || !strings.Contains(page, "deze regel heeft 7 velden, de kopregel 6: staat er een komma in een tekst?") {
 		t.Errorf("the report of a row with a comma:\n%s", page)
+	}
+	// A classification that is none, in a column of the file.
+	_, page = upload(t, b, e.url, csrf, "rubricering.csv", "id,municipality,region,beds_total,beds_free,classification\nbunnik,Bunnik,VR09,20,3,staatsgeheim\n",
+		map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"})
+	if !strings.Contains(page, "0 regels opgeslagen, 1 geweigerd") || !strings.Contains(page, "Rubricering: geen rubricering: gebruik openbaar, intern, vertrouwelijk of geheim") {
+		t.Errorf("the report of a row with a classification that is none:\n%s", page)
 	}
 	// The report is the person's own: another person's browser cannot read it.
 	other := newBrowser(t)
