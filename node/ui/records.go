@@ -468,8 +468,9 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 		switch {
 		case errors.As(row.Err, &count):
 			rows[i].Err = errors.New(r.L.T("upload.field_count", count.Got, count.Header))
-		case errors.As(row.Err, &fe) && fe.Field == "classification":
-			rows[i].Err = errors.New(r.L.T("col.classification") + ": " + r.L.T("recordform.classification_bad"))
+		case errors.As(row.Err, &fe) && uploadColumnText[fe.Field] != [2]string{}:
+			// A column the file's reader could not read.
+			rows[i].Err = errors.New(r.L.T(uploadColumnText[fe.Field][0]) + ": " + r.L.T(uploadColumnText[fe.Field][1]))
 		case row.Err == nil:
 			if p := recordProblems(r.L, s.c.Kinds, row.Record); len(p) > 0 {
 				rows[i].Err = errors.New(inWords(r.L, s.c.Kinds.Get(row.Record.Kind), p))
@@ -516,6 +517,16 @@ func setDefault(d *record.JSON, field, v string) {
 	case "classification":
 		d.Classification = v
 	}
+}
+
+// uploadColumnText are the label and the message of each column of an uploaded file that its
+// reader refuses (see importfile): a classification that is none, a time that is no RFC 3339
+// time, labels that are no key=value pairs, a body that is no JSON object.
+var uploadColumnText = map[string][2]string{
+	"classification": {"col.classification", "recordform.classification_bad"},
+	"valid_until":    {"record.valid_until", "upload.bad_time"},
+	"labels":         {"record.labels", "upload.bad_labels"},
+	"body":           {"record.body", "upload.bad_body"},
 }
 
 // uploadReport is what one upload did, kept for the page after it.

@@ -259,11 +259,18 @@ func TestUpload(t *testing.T) {
 	if !strings.Contains(page, "0 regels opgeslagen, 1 geweigerd") || !strings.Contains(page, "deze regel heeft 7 velden, de kopregel 6: staat er een komma in een tekst?") {
 		t.Errorf("the report of a row with a comma:\n%s", page)
 	}
-	// A classification that is none, in a column of the file.
-	_, page = upload(t, b, e.url, csrf, "rubricering.csv", "id,municipality,region,beds_total,beds_free,classification\nbunnik,Bunnik,VR09,20,3,staatsgeheim\n",
+	// Columns the file's reader cannot read: each said by its label, in the person's words.
+	_, page = upload(t, b, e.url, csrf, "kolommen.csv", "id,municipality,region,beds_total,beds_free,classification,valid_until,labels,body\n"+
+		"b-1,Bunnik,VR09,20,3,staatsgeheim,,,\n"+
+		"b-2,Bunnik,VR09,20,3,intern,morgen,,\n"+
+		"b-3,Bunnik,VR09,20,3,intern,,bron,\n"+
+		"b-4,Bunnik,VR09,20,3,intern,,,[1]\n",
 		map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"})
-	if !strings.Contains(page, "0 regels opgeslagen, 1 geweigerd") || !strings.Contains(page, "Rubricering: geen rubricering: gebruik openbaar, intern, vertrouwelijk of geheim") {
-		t.Errorf("the report of a row with a classification that is none:\n%s", page)
+	for _, want := range []string{"0 regels opgeslagen, 4 geweigerd", "Rubricering: geen rubricering: gebruik openbaar, intern, vertrouwelijk of geheim",
+		"Geldig tot: geen datum en tijd: gebruik RFC 3339", "Labels: gebruik sleutel=waarde, gescheiden door puntkomma&#39;s", "Inhoud: geen JSON-object"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the report of rows with columns that cannot be read lacks %q:\n%s", want, page)
+		}
 	}
 	// The report is the person's own: another person's browser cannot read it.
 	other := newBrowser(t)

@@ -191,7 +191,7 @@ func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error
 			if v != "" {
 				t, err := time.Parse(time.RFC3339, v)
 				if err != nil {
-					return nil, fmt.Errorf("valid_until %q: use RFC 3339", v)
+					return nil, &record.FieldError{Field: "valid_until", Code: codes.InvalidArgument, Reason: fmt.Sprintf("%q: use RFC 3339, such as 2026-12-31T00:00:00Z", v)}
 				}
 				j.ValidUntil = &t
 			}
@@ -201,7 +201,7 @@ func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error
 			}
 			labels, err := ParseLabels(strings.Split(v, ";"))
 			if err != nil {
-				return nil, fmt.Errorf("labels: %w", err)
+				return nil, &record.FieldError{Field: "labels", Code: codes.InvalidArgument, Reason: err.Error()}
 			}
 			j.Labels = labels
 		case strings.HasPrefix(col, "label."):
@@ -216,7 +216,7 @@ func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error
 				continue
 			}
 			if err := json.Unmarshal([]byte(v), &body); err != nil {
-				return nil, fmt.Errorf("body: not a JSON object: %v", err)
+				return nil, &record.FieldError{Field: "body", Code: codes.InvalidArgument, Reason: fmt.Sprintf("not a JSON object: %v", err)}
 			}
 		default:
 			if v != "" {
