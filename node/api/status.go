@@ -33,6 +33,9 @@ func Status(log *slog.Logger, err error) error {
 	var fe *record.FieldError
 	var stale *db.StaleVersionError
 	var modeChange *db.ModeChangeError
+	if code, reason, ok := exerciseRefusal(err); ok {
+		return status.Error(code, "exercise: "+reason)
+	}
 	switch {
 	case errors.As(err, &modeChange):
 		return FieldStatus(codes.FailedPrecondition, "record.status", fmt.Sprintf("record %q is a record of the %s mode, not %s: a record keeps its mode; delete it and write it anew", modeChange.ID, modeChange.From, modeChange.To))
@@ -42,9 +45,6 @@ func Status(log *slog.Logger, err error) error {
 		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
 	case errors.Is(err, db.ErrNotFound):
 		return status.Error(codes.NotFound, "record not found")
-	case isExerciseRefusal(err):
-		code, reason := exerciseRefusal(err)
-		return status.Error(code, "exercise: "+reason)
 	case errors.Is(err, db.ErrFileNotFound):
 		return status.Error(codes.NotFound, "file not found")
 	case errors.Is(err, db.ErrFileRefused):
@@ -67,28 +67,25 @@ func Status(log *slog.Logger, err error) error {
 // WriteStatus is Status for a record write that the store refused: a write into an exercise that
 // is not open is refused at the record's exercise field.
 func WriteStatus(log *slog.Logger, err error) error {
-	if isExerciseRefusal(err) {
-		code, reason := exerciseRefusal(err)
+	if code, reason, ok := exerciseRefusal(err); ok {
 		return FieldStatus(code, "record.exercise", reason)
 	}
 	return Status(log, err)
 }
 
-func isExerciseRefusal(err error) bool {
-	return errors.Is(err, db.ErrExerciseUnknown) || errors.Is(err, db.ErrExerciseClosed) || errors.Is(err, db.ErrExerciseExists)
-}
-
 // exerciseRefusal is the code and the reason of a refusal for an exercise that is not open, or
-// that exists already.
-func exerciseRefusal(err error) (codes.Code, string) {
+// that exists already; ok is false for any other error.
+func exerciseRefusal(err error) (code codes.Code, reason string, ok bool) {
 	what := strings.TrimPrefix(err.Error(), "db: ")
 	switch {
+	case errors.Is(err, db.ErrExerciseUnknown):
+		return codes.FailedPrecondition, what, true
 	case errors.Is(err, db.ErrExerciseClosed):
-		return codes.FailedPrecondition, what + ": it takes no records and cannot be closed again; start another"
+		return codes.FailedPrecondition, what + ": it takes no records and cannot be closed again; start another", true
 	case errors.Is(err, db.ErrExerciseExists):
-		return codes.AlreadyExists, what + ": choose another name"
+		return codes.AlreadyExists, what + ": choose another name", true
 	}
-	return codes.FailedPrecondition, what
+	return 0, "", false
 }
 
 // Invalid is an InvalidArgument status naming field (see FieldStatus).

@@ -121,7 +121,7 @@ func (k *Kind) checkBody(body any) *FieldError {
 	for _, seg := range problems[0].Path {
 		field += "." + seg
 	}
-	return invalid(field, "%s (kind %s)", problems[0].What.LocalizedString(printer), k.Name)
+	return invalid(field, "%s (kind %s)", problems[0].Reason(), k.Name)
 }
 
 // SchemaProblem is a place where a body breaks its kind's schema: Path, the members and indexes
@@ -132,6 +132,9 @@ type SchemaProblem struct {
 	Path []string
 	What jsonschema.ErrorKind
 }
+
+// Reason says what the schema wants, as the node's refusal says it: "minimum: got -3, want 0".
+func (p SchemaProblem) Reason() string { return p.What.LocalizedString(printer) }
 
 // SchemaProblems are the places where a JSON body breaks the kind's schema, the one that
 // Checker.CheckPut names first; none for a body that keeps it, for a kind without a schema, and

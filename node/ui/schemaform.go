@@ -9,10 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -265,7 +262,7 @@ func recordProblems(l *Lang, kinds *record.Kinds, rec *pb.Record) []fieldProblem
 				add("body."+m, l.T("schema.required"))
 			}
 		} else if len(p.Path) > 0 {
-			add("body."+p.Path[0], schemaText(l, p.What))
+			add("body."+p.Path[0], schemaText(l, p))
 		}
 	}
 	return out
@@ -290,8 +287,8 @@ func inWords(l *Lang, k *record.Kind, problems []fieldProblem) string {
 }
 
 // schemaText says what a schema wants of a value, for a person filling in a form.
-func schemaText(l *Lang, what jsonschema.ErrorKind) string {
-	switch w := what.(type) {
+func schemaText(l *Lang, p record.SchemaProblem) string {
+	switch w := p.What.(type) {
 	case *kind.Required:
 		return l.T("schema.required")
 	case *kind.Minimum:
@@ -324,10 +321,8 @@ func schemaText(l *Lang, what jsonschema.ErrorKind) string {
 	case *kind.Pattern:
 		return l.T("schema.pattern", w.Want)
 	}
-	return what.LocalizedString(englishPrinter)
+	return p.Reason()
 }
-
-var englishPrinter = message.NewPrinter(language.English)
 
 // ratText writes a schema's bound as the form's hints do: 0, 12.5.
 func ratText(r *big.Rat) string {

@@ -334,7 +334,7 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutRes
 		return nil, api.Status(s.log, err)
 	}
 	if res[0].Err != nil {
-		return nil, api.WriteStatus(s.log, res[0].Err)
+		return nil, api.Status(s.log, res[0].Err)
 	}
 	return stored(t, res[0]), nil
 }
