@@ -260,7 +260,12 @@ c-1,shelter.capacity,oekraine,VR09,internal,Houten,80,14,lcvs
 c-2,shelter.capacity,oekraine,VR99,internal,Zeist,110,8,lcvs
 c-3,shelter.capacity,oekraine,VR19,internal,Hulst,60,4,lcvs
 `
-	files := map[string]string{"shelters.jsonl": jsonl, "shelters.csv": csv}
+	until := `id,kind,crisis,region,classification,municipality,beds_total,beds_free,valid_until
+u-1,shelter.capacity,oekraine,VR09,internal,Bunnik,40,2,2026-12-31T00:00:00Z
+u-2,shelter.capacity,oekraine,VR09,internal,Wijk bij Duurstede,30,1,morgen
+u-3,shelter.capacity,oekraine,VR09,internal,Vianen,50,6,
+`
+	files := map[string]string{"shelters.jsonl": jsonl, "shelters.csv": csv, "until.csv": until}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
@@ -272,6 +277,8 @@ c-3,shelter.capacity,oekraine,VR19,internal,Hulst,60,4,lcvs
 	}{
 		{"shelters.jsonl", "j-2", `record.kind: unknown kind "shelter.beds": use one of "alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config`, 4},
 		{"shelters.csv", "c-2", `record.region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the whole country`, 3},
+		// A column the reader cannot read is named as the node's fields are.
+		{"until.csv", "u-2", `valid_until: "morgen": use RFC 3339, such as 2026-12-31T00:00:00Z`, 3},
 	}
 	for _, tc := range tests {
 		path := filepath.Join(dir, tc.file)
@@ -321,8 +328,8 @@ c-3,shelter.capacity,oekraine,VR19,internal,Hulst,60,4,lcvs
 	for _, r := range list {
 		ids = append(ids, fmt.Sprint(r["id"]))
 	}
-	if !slices.Equal(ids, []string{"c-1", "c-3", "j-1", "j-3"}) {
-		t.Fatalf("stored %v, want [c-1 c-3 j-1 j-3]", ids)
+	if !slices.Equal(ids, []string{"c-1", "c-3", "j-1", "j-3", "u-1", "u-3"}) {
+		t.Fatalf("stored %v, want [c-1 c-3 j-1 j-3 u-1 u-3]", ids)
 	}
 	var c1 map[string]any
 	cli(t, nil, "", "record", "get", "c-1", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &c1)

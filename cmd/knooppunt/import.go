@@ -52,6 +52,10 @@ deletes the record of the alert it references. An Exercise alert needs its exerc
 A document with a DTD, over 1 MiB, not well-formed, or not valid CAP 1.2 is refused and nothing
 is stored.
 
+-o json prints the summary as JSON: each rejection's line, id (when the row gave one), code, field
+(the record's field the node refused, such as record.region, or the column the file's reader could
+not read, such as valid_until) and reason.
+
 The exit code is 0 when every row was stored, 2 when some were rejected.`,
 		Example: `  knooppunt import shelters.csv --kind shelter.capacity --crisis oekraine --classification internal
   knooppunt import export.jsonl --batch 1000 -o json

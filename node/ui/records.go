@@ -464,10 +464,14 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 		// A row the node would refuse is refused here, in the person's words, each field by its
 		// label; the node checks the others.
 		var count *importfile.FieldCountError
+		var line *importfile.LineError
 		var fe *record.FieldError
 		switch {
 		case errors.As(row.Err, &count):
 			rows[i].Err = errors.New(r.L.T("upload.field_count", count.Got, count.Header))
+		case errors.As(row.Err, &line):
+			// A line the reader could not read as a record.
+			rows[i].Err = errors.New(unreadableText(r.L, line))
 		case errors.As(row.Err, &fe) && uploadColumnText[fe.Field] != [2]string{}:
 			// A column the file's reader could not read.
 			rows[i].Err = errors.New(r.L.T(uploadColumnText[fe.Field][0]) + ": " + r.L.T(uploadColumnText[fe.Field][1]))
@@ -519,12 +523,28 @@ func setDefault(d *record.JSON, field, v string) {
 	}
 }
 
+// unreadableText says in the person's words why the reader could not read a line as a record.
+func unreadableText(l *Lang, e *importfile.LineError) string {
+	switch e.Problem {
+	case importfile.UnknownField:
+		return l.T("upload.unknown_field", e.Field)
+	case importfile.WrongType:
+		return l.T("upload.wrong_type", e.Field)
+	case importfile.BareQuote:
+		return l.T("upload.bare_quote")
+	case importfile.QuoteMissing:
+		return l.T("upload.quote_missing")
+	}
+	return l.T("upload.not_json")
+}
+
 // uploadColumnText are the label and the message of each column of an uploaded file that its
 // reader refuses (see importfile): a classification that is none, a time that is no RFC 3339
 // time, labels that are no key=value pairs, a body that is no JSON object.
 var uploadColumnText = map[string][2]string{
 	"classification": {"col.classification", "recordform.classification_bad"},
 	"valid_until":    {"record.valid_until", "upload.bad_time"},
+	"updated_at":     {"record.updated", "upload.bad_time"},
 	"labels":         {"record.labels", "upload.bad_labels"},
 	"body":           {"record.body", "upload.bad_body"},
 }

@@ -272,6 +272,29 @@ func TestUpload(t *testing.T) {
 			t.Errorf("the report of rows with columns that cannot be read lacks %q:\n%s", want, page)
 		}
 	}
+	// Lines the reader cannot read as a record: said in the person's words, with the id where
+	// the line gave one.
+	_, page = upload(t, b, e.url, csrf, "regels.jsonl", "{\"id\": \"j-1\", \"kind\": \n"+
+		`{"id":"j-2","kind":"shelter.capacity","regio":"VR09"}`+"\n"+
+		`{"id":"j-3","kind":"shelter.capacity","region":9}`+"\n"+
+		`{"id":"j-4","kind":"shelter.capacity","valid_until":"morgen"}`+"\n",
+		map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"})
+	for _, want := range []string{"0 regels opgeslagen, 4 geweigerd", "geen record: elke regel van een JSON Lines-bestand is één JSON-object",
+		"een record heeft geen veld „regio”", "het veld „region” heeft een waarde van de verkeerde soort", "Geldig tot: geen datum en tijd",
+		`<td class="utrecht-table__cell">j-2</td>`, `<td class="utrecht-table__cell">j-4</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the report of JSON lines that are no records lacks %q:\n%s", want, page)
+		}
+	}
+	_, page = upload(t, b, e.url, csrf, "aanhalingstekens.csv", "id,municipality,region,beds_total,beds_free\nk-1,Sporthal \"De Klup\",VR09,20,3\n", map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"})
+	if !strings.Contains(page, "een aanhalingsteken (&#34;) midden in een tekst") {
+		t.Errorf("the report of a quote inside a text:\n%s", page)
+	}
+	_, page = upload(t, b, e.url, csrf, "open.csv", "id,municipality,region,beds_total,beds_free\nk-2,\"Sporthal,VR09,20,3\n", map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"})
+	if !strings.Contains(page, "een tekst tussen aanhalingstekens is niet goed afgesloten") {
+		t.Errorf("the report of a quote not closed:\n%s", page)
+	}
+
 	// The report is the person's own: another person's browser cannot read it.
 	other := newBrowser(t)
 	e.signIn(t, other, "ada", "/")

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +31,9 @@ import (
 // Row is one record read from a file, or the reason it could not be read.
 type Row struct {
 	// Line is the row's line in the file, counting from 1.
-	Line   int
+	Line int
+	// ID is the row's id, when its id could be read, also for a row that could not be read whole.
+	ID     string
 	Record *pb.Record
 	Err    error
 }
@@ -39,7 +43,8 @@ type Rejection struct {
 	Line int    `json:"line"`
 	ID   string `json:"id,omitempty"`
 	Code string `json:"code"`
-	// Field is the record's field the node refused (record.region), when it named one.
+	// Field is the record's field the node refused (record.region), or the file's column the
+	// reader could not read (valid_until), when either named one.
 	Field  string `json:"field,omitempty"`
 	Reason string `json:"reason"`
 }
@@ -110,12 +115,12 @@ func ReadJSONL(r io.Reader, defaults record.JSON) ([]Row, error) {
 		dec := json.NewDecoder(strings.NewReader(text))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&j); err != nil {
-			rows = append(rows, Row{Line: line, Err: fmt.Errorf("not a record: %v", err)})
+			rows = append(rows, Row{Line: line, ID: j.ID, Err: notRecord(text, err)})
 			continue
 		}
 		fillDefaults(&j, defaults)
 		rec, err := record.FromJSON(j)
-		rows = append(rows, Row{Line: line, Record: rec, Err: err})
+		rows = append(rows, Row{Line: line, ID: j.ID, Record: rec, Err: err})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("line %d: %w", line+1, err)
@@ -147,15 +152,93 @@ func ReadCSV(r io.Reader, defaults record.JSON) ([]Row, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				rows = append(rows, Row{Line: pe.Line, Err: err})
+				problem := QuoteMissing
+				if errors.Is(err, csv.ErrBareQuote) {
+					problem = BareQuote
+				}
+				rows = append(rows, Row{Line: pe.Line, Err: &LineError{Problem: problem, err: err}})
 				continue
 			}
 			return nil, err
 		}
 		rec, err := csvRecord(header, fields, defaults)
-		rows = append(rows, Row{Line: line, Record: rec, Err: err})
+		row := Row{Line: line, Record: rec, Err: err}
+		if i := slices.Index(header, "id"); i >= 0 && i < len(fields) {
+			row.ID = strings.TrimSpace(fields[i])
+		}
+		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// badTime refuses a column or field that holds no time.
+func badTime(field, v string) *record.FieldError {
+	return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf("%q: use RFC 3339, such as 2026-12-31T00:00:00Z", v)}
+}
+
+// Problem is why the reader could not read a line as a record.
+type Problem int
+
+const (
+	// NotJSON: a JSON Lines line that is no JSON object.
+	NotJSON Problem = iota + 1
+	// UnknownField: a JSON Lines record with a field that a record has not (Field).
+	UnknownField
+	// WrongType: a JSON Lines record with a value of another type than its field's (Field).
+	WrongType
+	// BareQuote: a CSV field that is not quoted but holds a double quote.
+	BareQuote
+	// QuoteMissing: a quoted CSV field whose quote is not closed, or is followed by more text.
+	QuoteMissing
+)
+
+// LineError refuses a line that the reader cannot read as a record, and says why in Problem, so
+// that the web interface can say it in the person's words.
+type LineError struct {
+	Problem Problem
+	// Field is the record's field, for UnknownField and WrongType.
+	Field string
+	err   error
+}
+
+func (e *LineError) Error() string {
+	if e.Problem == BareQuote || e.Problem == QuoteMissing {
+		return e.err.Error() + ": quote a text that holds a double quote, and double the quote inside it"
+	}
+	return "not a record: " + e.err.Error()
+}
+
+func (e *LineError) Unwrap() error { return e.err }
+
+// notRecord says why a JSON Lines line, text, did not decode as a record (err): a LineError, or
+// a record.FieldError for a time that is none, as ReadCSV says it.
+func notRecord(text string, err error) error {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal([]byte(text), &fields) != nil {
+		return &LineError{Problem: NotJSON, err: err}
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return &LineError{Problem: WrongType, Field: te.Field, err: err}
+	}
+	if _, ok := errors.AsType[*time.ParseError](err); ok {
+		for _, name := range []string{"valid_until", "updated_at"} {
+			var t time.Time
+			if v, ok := fields[name]; ok && json.Unmarshal(v, &t) != nil {
+				return badTime(name, strings.Trim(string(v), `"`))
+			}
+		}
+	}
+	known := map[string]bool{}
+	for f := range reflect.TypeFor[record.JSON]().Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		known[name] = true
+	}
+	for name := range fields {
+		if !known[name] {
+			return &LineError{Problem: UnknownField, Field: name, err: err}
+		}
+	}
+	return &LineError{Problem: NotJSON, err: err}
 }
 
 // FieldCountError refuses a CSV row with another number of fields than its header: most often a
@@ -191,7 +274,7 @@ func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error
 			if v != "" {
 				t, err := time.Parse(time.RFC3339, v)
 				if err != nil {
-					return nil, &record.FieldError{Field: "valid_until", Code: codes.InvalidArgument, Reason: fmt.Sprintf("%q: use RFC 3339, such as 2026-12-31T00:00:00Z", v)}
+					return nil, badTime("valid_until", v)
 				}
 				j.ValidUntil = &t
 			}
@@ -274,12 +357,8 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 	var sum Summary
 	handled := 0
 	reject := func(r Row, code, field, reason string) {
-		id := ""
-		if r.Record != nil {
-			id = r.Record.Id
-		}
 		sum.Rejected++
-		sum.Rejections = append(sum.Rejections, Rejection{Line: r.Line, ID: id, Code: code, Field: field, Reason: reason})
+		sum.Rejections = append(sum.Rejections, Rejection{Line: r.Line, ID: r.ID, Code: code, Field: field, Reason: reason})
 	}
 	var pending []Row
 	flush := func() error {
@@ -311,7 +390,11 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 	}
 	for _, r := range rows {
 		if r.Err != nil {
-			reject(r, codes.InvalidArgument.String(), "", r.Err.Error())
+			code, field := codes.InvalidArgument, ""
+			if fe, ok := errors.AsType[*record.FieldError](r.Err); ok {
+				code, field = fe.Code, fe.Field
+			}
+			reject(r, code.String(), field, r.Err.Error())
 			handled++
 			continue
 		}

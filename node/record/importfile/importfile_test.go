@@ -1,0 +1,65 @@
+package importfile_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/record/importfile"
+)
+
+// TestUnreadableLines checks that a line the reader cannot read says why in a form the web
+// interface can put in the person's words (a Problem and the field, or the column's FieldError),
+// with the row's line and, where it could be read, its id.
+func TestUnreadableLines(t *testing.T) {
+	const good = `{"id":"ok","kind":"shelter.capacity","crisis":"c","region":"VR09","classification":"internal","body":{}}`
+	tests := []struct {
+		name, format, file string
+		line               int
+		id                 string
+		problem            importfile.Problem
+		field              string // the LineError's Field, or the FieldError's with problem 0
+	}{
+		{"no JSON", "jsonl", good + "\n{\"id\": \"x\", \"kind\": \n", 2, "", importfile.NotJSON, ""},
+		{"a JSON array", "jsonl", good + "\n[1, 2]\n", 2, "", importfile.NotJSON, ""},
+		{"a field a record has not", "jsonl", good + "\n" + `{"id":"u","kind":"shelter.capacity","regio":"VR09"}` + "\n", 2, "u", importfile.UnknownField, "regio"},
+		{"a number for a text", "jsonl", good + "\n" + `{"id":"n","kind":"shelter.capacity","region":9}` + "\n", 2, "n", importfile.WrongType, "region"},
+		{"a time that is none", "jsonl", good + "\n" + `{"id":"v","kind":"shelter.capacity","valid_until":"morgen"}` + "\n", 2, "v", 0, "valid_until"},
+		{"a quote inside a text", "csv", "id,region,municipality\nq-1,VR09,Sporthal \"De Klup\"\n", 2, "", importfile.BareQuote, ""},
+		{"a quote not closed", "csv", "id,region,municipality\nq-1,VR09,Zeist\nq-2,VR09,\"Sporthal\n", 3, "", importfile.QuoteMissing, ""},
+		{"a CSV time that is none", "csv", "id,region,valid_until\nq-1,VR09,morgen\n", 2, "q-1", 0, "valid_until"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rows, err := importfile.Read(strings.NewReader(tc.file), tc.format, record.JSON{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bad []importfile.Row
+			for _, r := range rows {
+				if r.Err != nil {
+					bad = append(bad, r)
+				}
+			}
+			if len(bad) != 1 {
+				t.Fatalf("rows %+v, want one refused", rows)
+			}
+			r := bad[0]
+			if r.Line != tc.line || r.ID != tc.id {
+				t.Errorf("line %d id %q, want line %d id %q", r.Line, r.ID, tc.line, tc.id)
+			}
+			if tc.problem == 0 {
+				fe, ok := errors.AsType[*record.FieldError](r.Err)
+				if !ok || fe.Field != tc.field {
+					t.Fatalf("error %v (%T), want a record.FieldError at %s", r.Err, r.Err, tc.field)
+				}
+				return
+			}
+			le, ok := errors.AsType[*importfile.LineError](r.Err)
+			if !ok || le.Problem != tc.problem || le.Field != tc.field {
+				t.Fatalf("error %v (%+v), want problem %d field %q", r.Err, le, tc.problem, tc.field)
+			}
+		})
+	}
+}
