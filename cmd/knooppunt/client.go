@@ -31,9 +31,10 @@ type clientFlags struct {
 	output string
 
 	// cmd is the command the flags are registered on; fields maps request fields to the flags
-	// of cmd that fill them (see fill).
+	// of cmd that fill them (see fill), args to its arguments (see fillArg).
 	cmd    *cobra.Command
 	fields map[string]string
+	args   map[string]string
 
 	svidCert, svidKey, bundle, workloadAPI, spiffeID string
 }
@@ -181,6 +182,15 @@ func (f *clientFlags) fill(fields map[string]string) {
 	}
 }
 
+// fillArg notes the request field that the command's argument (NAME, as its usage says it)
+// fills, so that a refusal of the field is said of the argument.
+func (f *clientFlags) fillArg(arg, field string) {
+	if f.args == nil {
+		f.args = map[string]string{}
+	}
+	f.args[field] = arg
+}
+
 // flagOf is the flag, given on the command line, that filled the request field path, and the part
 // of the path below the field ("beds_free" for record.body.beds_free); "" when no flag did, as
 // when the field came from a file.
@@ -222,6 +232,9 @@ func callError(f *clientFlags, err error) error {
 				reason = below + ": " + reason
 			}
 			return fmt.Errorf("--%s: %s (%s)", flag, reason, st.Code())
+		}
+		if arg := f.args[path]; arg != "" {
+			return fmt.Errorf("%s: %s (%s)", arg, reason, st.Code())
 		}
 	}
 	return fmt.Errorf("%s (%s)", msg, st.Code())

@@ -153,6 +153,7 @@ func newExerciseStepCmd(action string) *cobra.Command {
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
 	f.register(cmd, true)
 	f.fill(map[string]string{"reason": "reason"})
+	f.fillArg("NAME", "name")
 	return cmd
 }
 

@@ -67,8 +67,14 @@ func Status(log *slog.Logger, err error) error {
 // WriteStatus is Status for a record write that the store refused: a write into an exercise that
 // is not open is refused at the record's exercise field.
 func WriteStatus(log *slog.Logger, err error) error {
+	return StatusAt(log, "record.exercise", err)
+}
+
+// StatusAt is Status for a request whose field names an exercise: a refusal for an exercise
+// that is not open, or that exists already, is refused at field.
+func StatusAt(log *slog.Logger, field string, err error) error {
 	if code, reason, ok := exerciseRefusal(err); ok {
-		return FieldStatus(code, "record.exercise", reason)
+		return FieldStatus(code, field, reason)
 	}
 	return Status(log, err)
 }

@@ -77,14 +77,14 @@ func (s *Service) step(ctx context.Context, action string, req *pb.ExerciseStepR
 	step := &pb.ExerciseStep{Action: action, Name: req.Name, Actor: caller.String(), At: timestamppb.Now(), Reason: req.Reason}
 	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_ExerciseStep{ExerciseStep: step}})
 	if err != nil {
-		return nil, api.Status(s.c.Logger, err)
+		return nil, api.StatusAt(s.c.Logger, "name", err)
 	}
 	out, _ := v.(db.ExerciseOutcome)
 	if out.Refusal != nil {
-		return nil, api.Status(s.c.Logger, out.Refusal)
+		return nil, api.StatusAt(s.c.Logger, "name", out.Refusal)
 	}
 	if out.Exercise == nil {
-		return nil, api.Status(s.c.Logger, db.ErrExerciseUnknown)
+		return nil, api.StatusAt(s.c.Logger, "name", db.ErrExerciseUnknown)
 	}
 	if s.c.Changed != nil {
 		s.c.Changed()

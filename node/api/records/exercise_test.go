@@ -129,7 +129,10 @@ func TestExerciseRecordsStayInTheirMode(t *testing.T) {
 		t.Errorf("a write into a closed exercise is refused at %q, want record.exercise", field)
 	}
 	_, err = ex.Close(callCtx(t), &pb.ExerciseStepRequest{Name: "oef-1"})
-	wantStatus(t, err, codes.FailedPrecondition, "exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another")
+	wantStatus(t, err, codes.FailedPrecondition, "name: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another")
+	if field, _ := api.Field(err); field != "name" {
+		t.Errorf("closing a closed exercise is refused at %q, want name", field)
+	}
 }
 
 // TestExerciseBadInput: a status and an exercise that do not go together, and a mode or an
@@ -196,8 +199,8 @@ func TestExerciseBadInput(t *testing.T) {
 	}{
 		{true, "", codes.InvalidArgument, `name: "" is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09`},
 		{true, "-oef", codes.InvalidArgument, `name: "-oef" is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09`},
-		{true, "oef-1", codes.AlreadyExists, "exercise: the exercise exists already: oef-1 is open: choose another name"},
-		{false, "oef-9", codes.FailedPrecondition, "exercise: no such exercise: oef-9"},
+		{true, "oef-1", codes.AlreadyExists, "name: the exercise exists already: oef-1 is open: choose another name"},
+		{false, "oef-9", codes.FailedPrecondition, "name: no such exercise: oef-9"},
 	} {
 		step := ex.Close
 		if tc.start {
