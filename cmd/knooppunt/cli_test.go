@@ -177,6 +177,12 @@ func TestCLIRecord(t *testing.T) {
 	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 1); r.stderr != "knooppunt: record not found (NotFound)\n" {
 		t.Fatalf("get after delete: stderr %q", r.stderr)
 	}
+	// A refused argument is said as the usage names it.
+	for _, verb := range []string{"get", "delete"} {
+		if r := cli(t, nil, "", "record", verb, "--node", addr, "--", "-utr").want(t, 1); !strings.HasPrefix(r.stderr, `knooppunt: ID: "-utr" is not`) {
+			t.Errorf("record %s -utr: stderr %q", verb, r.stderr)
+		}
+	}
 
 	// watch -o json prints one change per line from the cursor, then runs until interrupted.
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

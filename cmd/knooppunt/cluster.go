@@ -123,5 +123,6 @@ func newClusterRemoveCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	f.fillArg("ID", "id")
 	return cmd
 }

@@ -337,6 +337,7 @@ func newPeerShowCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	f.fillArg("NAME", "name")
 	return cmd
 }
 
@@ -412,5 +413,6 @@ A peer of the config file is removed from the config file instead.`,
 	cmd.Flags().BoolVar(&now, "now", false, "refuse the peer at once, without waiting for it to drop what it holds")
 	f.register(cmd, true)
 	f.fill(map[string]string{"reason": "reason"})
+	f.fillArg("NAME", "name")
 	return cmd
 }

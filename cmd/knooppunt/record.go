@@ -202,6 +202,7 @@ func newRecordGetCmd() *cobra.Command {
 	mf.register(cmd)
 	f.register(cmd, true)
 	f.fill(map[string]string{"consistency": "consistency", "exercise": "mode.exercise", "status": "mode.status"})
+	f.fillArg("ID", "id")
 	return cmd
 }
 
@@ -387,6 +388,7 @@ learn of the deletion. With --version the delete is refused if the record change
 	cmd.Flags().Int64Var(&version, "version", 0, "the version you last read (0: any)")
 	f.register(cmd, false)
 	f.fill(map[string]string{"version": "version"})
+	f.fillArg("ID", "id")
 	return cmd
 }
 

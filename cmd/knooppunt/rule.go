@@ -154,6 +154,7 @@ func newRuleShowCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	f.fillArg("NAME", "name")
 	return cmd
 }
 
@@ -183,6 +184,7 @@ func newRuleDeleteCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
 	f.register(cmd, true)
+	f.fillArg("NAME", "name")
 	return cmd
 }
 

@@ -173,6 +173,7 @@ func newWebhookRemoveCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	f.fillArg("ID", "id")
 	return cmd
 }
 
