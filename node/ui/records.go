@@ -203,11 +203,9 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	// The summary above the form lists the fields to correct in the form's order, each by its
 	// label, linked to it.
 	v.Summary = nil
-	for _, f := range []struct{ id, label string }{{"id", r.L.T("field.id")}, {"crisis", r.L.T("field.crisis")},
-		{"region", r.L.T("field.region")}, {"classification", r.L.T("col.classification")},
-		{"valid_until", r.L.T("record.valid_until")}, {"labels", r.L.T("record.labels")}, {"body", r.L.T("recordform.body_json")}} {
-		if e, ok := v.Errors[f.id]; ok {
-			v.Summary = append(v.Summary, formProblem{ID: f.id, Label: f.label, Message: e})
+	for _, f := range recordFormFields {
+		if e, ok := v.Errors[f.ID]; ok {
+			v.Summary = append(v.Summary, formProblem{ID: f.ID, Label: r.L.T(f.Label), Message: e})
 		}
 	}
 	for _, f := range v.Fields {
@@ -226,6 +224,25 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 		v.Action, title = "/records/wijzigen", r.L.T("recordform.edit", v.ID)
 	}
 	s.render(w, r.Request, code, "recordform", s.newPage(r, "records", title, v))
+}
+
+// recordFormFields are the record form's fields around the body's fields, in the form's order,
+// each with the key of its label: the template labels each with formLabel, and the summary of
+// what to correct names them the same way.
+var recordFormFields = []struct{ ID, Label string }{
+	{"id", "field.id"}, {"crisis", "field.crisis"}, {"region", "field.region"},
+	{"classification", "col.classification"}, {"valid_until", "record.valid_until"},
+	{"labels", "record.labels"}, {"body", "recordform.body_json"},
+}
+
+// formLabel is the key of the label of the record form's field id (see recordFormFields).
+func formLabel(id string) (string, error) {
+	for _, f := range recordFormFields {
+		if f.ID == id {
+			return f.Label, nil
+		}
+	}
+	return "", fmt.Errorf("formLabel: the record form has no field %q", id)
 }
 
 // saveRecord creates or changes an own record through RecordService.Put. A refusal shows the

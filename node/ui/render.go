@@ -28,8 +28,9 @@ var funcs = template.FuncMap{
 		}
 		return t.Local().Format("2006-01-02 15:04")
 	},
-	"stateOf": stateOf,
-	"dict":    dict,
+	"stateOf":   stateOf,
+	"dict":      dict,
+	"formLabel": formLabel,
 }
 
 // dict makes a map of its key, value arguments, to hand more than one value to a template.
