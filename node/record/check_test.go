@@ -325,3 +325,12 @@ func TestNewKindsRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestRegionName(t *testing.T) {
+	for code, want := range map[string]string{"VR01": "Groningen", "VR09": "Utrecht", "VR17": "Rotterdam-Rijnmond", "VR19": "Zeeland", "VR25": "Flevoland",
+		"NL": "", "VR00": "", "VR26": "", "VR9": "", "vr09": "", "": ""} {
+		if got := record.RegionName(code); got != want {
+			t.Errorf("RegionName(%q) = %q, want %q", code, got, want)
+		}
+	}
+}

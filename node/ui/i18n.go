@@ -8,6 +8,8 @@ import (
 	"sort"
 
 	"golang.org/x/text/language"
+
+	"github.com/knooppunt/knooppunt/node/record"
 )
 
 //go:embed messages/*.json
@@ -45,6 +47,56 @@ type Lang struct {
 	// Code is the language's code, such as nl.
 	Code string
 	cat  catalogue
+	// titles are the declared kinds' titles from their schemas (see kindTitles).
+	titles map[string]string
+}
+
+// Kind is what people call a kind: the title its schema gives it, else the catalogue's
+// (kind.NAME, for the kinds a node knows without a config: record.DemoKinds), else its name
+// (road.closure).
+func (l *Lang) Kind(name string) string {
+	if t := l.titles[name]; t != "" {
+		return t
+	}
+	if key := "kind." + name; l.Has(key) {
+		return l.T(key)
+	}
+	return name
+}
+
+// Region is a region as people know it: the code and the safety region's name (VR09 Utrecht),
+// the whole country in the page's language for NL, else the code as it is.
+func (l *Lang) Region(code string) string {
+	if code == "NL" {
+		return l.T("region.nl")
+	}
+	if name := record.RegionName(code); name != "" {
+		return code + " " + name
+	}
+	return code
+}
+
+// KindDescription is what records of a kind hold, in the person's language where the catalogue
+// says it (kinddesc.NAME), else as the kind declares it.
+func (l *Lang) KindDescription(k *record.Kind) string {
+	if key := "kinddesc." + k.Name; l.Has(key) {
+		return l.T(key)
+	}
+	return k.Description
+}
+
+// kindTitles are the titles that kinds' schemas give them ("title" at the top), by kind name.
+func kindTitles(kinds *record.Kinds) map[string]string {
+	out := map[string]string{}
+	for _, n := range kinds.Names() {
+		var doc struct {
+			Title string `json:"title"`
+		}
+		if k := kinds.Get(n); len(k.Schema) > 0 && json.Unmarshal(k.Schema, &doc) == nil && doc.Title != "" {
+			out[n] = doc.Title
+		}
+	}
+	return out
 }
 
 // T returns the text of key with args filled in. A key missing from the catalogue shows as
@@ -88,7 +140,7 @@ func (s *Server) pickLang(r *http.Request) *Lang {
 	if _, ok := s.cats[code]; !ok {
 		code = "nl"
 	}
-	return &Lang{Code: code, cat: s.cats[code]}
+	return &Lang{Code: code, cat: s.cats[code], titles: s.titles}
 }
 
 // keys lists a catalogue's keys, sorted.

@@ -80,6 +80,14 @@ func TestCatalogues(t *testing.T) {
 		"state.timed_out", "class.classification_unspecified", "class.public", "class.internal", "class.confidential", "class.secret"} {
 		used[k] = true
 	}
+	// The record form's labels (recordFormFields), and each demo kind's name and description
+	// (Lang.Kind, Lang.KindDescription).
+	for _, f := range recordFormFields {
+		used[f.Label] = true
+	}
+	for _, k := range record.DemoKinds() {
+		used["kind."+k.Name], used["kinddesc."+k.Name] = true, true
+	}
 	if len(used) < 50 {
 		t.Fatalf("found only %d keys in use: the pattern no longer matches the templates", len(used))
 	}
@@ -356,6 +364,40 @@ func TestFieldLabeler(t *testing.T) {
 	}
 	if got := fieldLabeler(&Lang{Code: "nl", cat: cats["nl"]}, nil)("beds_free"); got != "Vrije opvangplaatsen" {
 		t.Errorf("a field of no known kind: %q", got)
+	}
+}
+
+// TestKindAndRegionNames: a kind goes by the title its schema gives it, else by its name in the
+// page's language for a built-in kind, else by its own name; a built-in kind's description is
+// said in the page's language; a safety region by its code and name.
+func TestKindAndRegionNames(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := record.NewKinds(append(record.DemoKinds(),
+		record.Kind{Name: "water.level", Description: "A gauge's level.", Schema: []byte(`{"title":"Waterstand","type":"object"}`)},
+		record.Kind{Name: "road.closure", Description: "A closed road."}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	titles := kindTitles(kinds)
+	for lang, want := range map[string][]string{"nl": {"Opvangcapaciteit", "Vraag en antwoord", "Waterstand", "road.closure"}, "en": {"Shelter capacity", "Question and answer", "Waterstand", "road.closure"}} {
+		l := &Lang{Code: lang, cat: cats[lang], titles: titles}
+		if got := []string{l.Kind("shelter.capacity"), l.Kind("qa"), l.Kind("water.level"), l.Kind("road.closure")}; !slices.Equal(got, want) {
+			t.Errorf("%s: %q, want %q", lang, got, want)
+		}
+	}
+	nl := &Lang{Code: "nl", cat: cats["nl"], titles: titles}
+	if got := nl.KindDescription(kinds.Get("shelter.capacity")); got != "Opvangplaatsen van één gemeente: totaal, vrij, en wie te bellen." {
+		t.Errorf("a built-in kind's description in Dutch: %q", got)
+	}
+	if got := nl.KindDescription(kinds.Get("road.closure")); got != "A closed road." {
+		t.Errorf("a declared kind's description: %q, want its own", got)
+	}
+	en := &Lang{Code: "en", cat: cats["en"]}
+	if got := []string{nl.Region("VR09"), nl.Region("NL"), en.Region("NL"), nl.Region("VR99")}; !slices.Equal(got, []string{"VR09 Utrecht", "NL (heel Nederland)", "NL (the whole country)", "VR99"}) {
+		t.Errorf("regions: %q", got)
 	}
 }
 

@@ -101,7 +101,7 @@ func (s *Server) kindViews(r *request, current string) []kindView {
 	for _, n := range names {
 		kv := kindView{Name: n, Current: n == current}
 		if k := s.c.Kinds.Get(n); k != nil {
-			kv.Description = k.Description
+			kv.Description = r.L.KindDescription(k)
 		}
 		out = append(out, kv)
 	}

@@ -67,6 +67,7 @@ type Server struct {
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	cats     map[string]catalogue
+	titles   map[string]string // the declared kinds' titles (kindTitles)
 	sessions *sessions
 	secure   bool // cookies are Secure: the public URL is https
 	public   *url.URL
@@ -114,6 +115,9 @@ func New(c Config) (*Server, error) {
 	}
 	if s.cats, err = loadCatalogues(); err != nil {
 		return nil, err
+	}
+	if c.Kinds != nil {
+		s.titles = kindTitles(c.Kinds)
 	}
 	if s.pages, err = parsePages(); err != nil {
 		return nil, err

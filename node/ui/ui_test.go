@@ -581,8 +581,13 @@ func TestPicture(t *testing.T) {
 	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?id=sitrep-1&amp;origin="+testOrg+`"`) {
 		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
 	}
+	// Kinds go by their names for people, in the page's language; the filter too.
+	if !strings.Contains(page, `<td class="utrecht-table__cell">Situatierapport</td>`) || !strings.Contains(page, `<option value="sitrep" selected>Situatierapport</option>`) {
+		t.Errorf("search for sitreps: want the kind said as Situatierapport:\n%s", page)
+	}
 	resp, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=utrecht")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<dt data-field="beds_free">Vrije opvangplaatsen</dt>`+"\n  <dd>14</dd>") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<dt data-field="beds_free">Vrije opvangplaatsen</dt>`+"\n  <dd>14</dd>") ||
+		!strings.Contains(page, `<dd>Opvangcapaciteit <span class="kp-muted">(shelter.capacity)</span></dd>`) || !strings.Contains(page, `<dd>VR09 Utrecht</dd>`) {
 		t.Errorf("record page: %d, want its body laid out:\n%s", resp.StatusCode, page)
 	}
 	resp, _ = b.get(t, e.url+"/record?origin="+testOrg+"&id=does-not-exist")
