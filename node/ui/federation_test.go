@@ -252,6 +252,11 @@ func TestPictureOfAFederation(t *testing.T) {
 		`Richtlijn registratie bij aankomst</a> <span class="kp-tag kp-tag--info">met bijlage</span>`,
 		// The charts: VR17's 300 places are the longest bar (330 units), VR09's 200 two thirds.
 		`<svg viewBox="0 0 480 92" role="img" aria-labelledby="grafiek-0"`, `width="330.0" height="20"/>`, `width="220.0" height="20"/>`,
+		// Regions by their names; the latest records' sources by the names this node knows
+		// them by, its own by its own.
+		`scope="row">VR17 Rotterdam-Rijnmond</th>`,
+		"<td class=\"utrecht-table__cell\">Handreiking</td>\n      <td class=\"utrecht-table__cell\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\">ncc</td>",
+		"<td class=\"utrecht-table__cell\">Situatierapport</td>\n      <td class=\"utrecht-table__cell\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\">vr-utrecht</td>",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the picture lacks %q", want)
@@ -314,6 +319,11 @@ func TestPictureOfAFederation(t *testing.T) {
 	}
 	if !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "1 veld achtergehouden") {
 		t.Errorf("search: want the two VR09 shelters, each with a withheld field:\n%s", page)
+	}
+	// The region chosen in its list; each result's origin by the partner's name.
+	if !strings.Contains(page, `<option value="VR09" selected>VR09 Utrecht</option>`) ||
+		strings.Count(page, "<td class=\"utrecht-table__cell\">VR09 Utrecht</td>\n      <td class=\"utrecht-table__cell\">lcvs</td>") != 2 {
+		t.Errorf("search: want VR09 chosen, and two results from lcvs in VR09 Utrecht:\n%s", page)
 	}
 	// Each with its figures, read in the list.
 	for _, want := range []string{

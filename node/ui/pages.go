@@ -267,6 +267,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	if len(v.Latest) > 15 {
 		v.Latest = v.Latest[:15]
 	}
+	for i := range v.Latest {
+		v.Latest[i].Source = s.orgName(v.Partners, v.Latest[i].Source)
+	}
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
 }
 
@@ -383,6 +386,7 @@ func age(l *Lang, s int64) string {
 
 type searchView struct {
 	Kinds                []string
+	Regions              []string
 	Kind, Crisis, Region string
 	// Text is the words typed into the search box; TextError says why they cannot be searched
 	// for, Ignored which of them were left out (too short, or no letters or digits).
@@ -536,7 +540,7 @@ type orgChoice struct {
 func (s *Server) search(w http.ResponseWriter, r *request) {
 	ctx := r.ctx()
 	q := r.URL.Query()
-	v := &searchView{Kind: q.Get("kind"), Crisis: strings.TrimSpace(q.Get("crisis")), Region: strings.TrimSpace(q.Get("region")), Org: q.Get("org"),
+	v := &searchView{Regions: regionCodes, Kind: q.Get("kind"), Crisis: strings.TrimSpace(q.Get("crisis")), Region: strings.TrimSpace(q.Get("region")), Org: q.Get("org"),
 		Text: strings.TrimSpace(q.Get("q"))}
 	v.Orgs = s.orgChoices(r, v.Org)
 	st, err := pb.NewStatusServiceClient(s.c.Conn).Status(ctx, &pb.StatusRequest{})
@@ -647,8 +651,25 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			v.Partners = append(v.Partners, pv)
 		}
+		for i := range v.Hits {
+			v.Hits[i].Origin = s.orgName(v.Partners, v.Hits[i].Origin)
+		}
 	}
 	s.render(w, r.Request, http.StatusOK, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+}
+
+// orgName is what the pages call the org of trust domain td: this node's name, or the name this
+// node knows a partner by (its peer name); td itself when it is neither.
+func (s *Server) orgName(partners []partnerView, td string) string {
+	if td == s.c.Org && s.c.Name != "" {
+		return s.c.Name
+	}
+	for _, p := range partners {
+		if p.TrustDomain == td && p.Name != "" {
+			return p.Name
+		}
+	}
+	return td
 }
 
 // searchPageLimit is how many results the search page takes from each source.
