@@ -71,6 +71,8 @@ func TestSearchOriginsAndIDs(t *testing.T) {
 			[]string{a.Name + "/a1", a.Name + "/x"}, []string{a.Name + " answered"}},
 		{"the node itself", &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, Origins: []string{c.TD.Name()}},
 			[]string{"/c1", "/x"}, nil},
+		{"the node by its name", &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, Origins: []string{c.Name}},
+			[]string{"/c1", "/x"}, nil},
 		{"a peer by its name", &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, Origins: []string{a.Name}},
 			[]string{a.Name + "/a1", a.Name + "/x"}, []string{a.Name + " answered"}},
 		{"itself and a peer", &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, Origins: []string{b.TD.Name(), c.TD.Name()}},
@@ -124,6 +126,7 @@ func TestSearchOriginsAndIDs(t *testing.T) {
 		{[]string{b.TD.Name(), c.TD.Name(), b.TD.Name()}, fmt.Sprintf(`origins[2]: %q is named already, at origins[0]`, b.TD.Name())},
 		{[]string{"\xff"}, "origins[0]: not a trust domain"},
 		{[]string{b.TD.Name(), b.Name}, fmt.Sprintf(`origins[1]: %q is peer %s (%s), named already`, b.Name, b.Name, b.TD.Name())},
+		{[]string{c.TD.Name(), c.Name}, fmt.Sprintf(`origins[1]: %q is this node (%s), named already`, c.Name, c.TD.Name())},
 		{manyIDs(1001), "origins: 1001 origins is over the limit of 1000"},
 	} {
 		_, err := pb.NewSearchServiceClient(c.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Origins: tc.origins})

@@ -309,7 +309,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.peers.Reconcile()
 		}
 	}})
-	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
 	auditSvc.Settle = searchSvc.Settle
 	var svid identity.Source
 	if n.ident != nil {

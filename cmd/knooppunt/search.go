@@ -124,7 +124,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases", all of which must occur (words of fewer than 3 characters are left out)`)
 	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
 	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
-	fl.StringSliceVar(&origins, "origin", nil, "ask only these sources: trust domains, or peers' names (repeatable; default: this node and every peer)")
+	fl.StringSliceVar(&origins, "origin", nil, "ask only these sources: trust domains, or peers' or this node's names (repeatable; default: this node and every peer)")
 	fl.StringSliceVar(&filter.Ids, "id", nil, "only the records with these ids (repeatable, at most 100)")
 	fl.StringVar(&filter.Region, "region", "", "only this region")
 	fl.StringVarP(&labels, "label", "l", "", "labels: key=value[,key=value]")

@@ -58,6 +58,9 @@ type Config struct {
 	Store   *store.Store
 	DB      *db.DB
 	Sharing *sharing.Sharing
+	// Name is the node's name (config name), by which origins may name the node's own records
+	// as well as by its org.
+	Name string
 	// Peers returns the configured peers; Manager connects to them. Manager is nil on a node
 	// that serves no federation.
 	Peers   func() []config.Peer
@@ -193,7 +196,7 @@ func Cut(resp *pb.SearchResponse, limit int) []string {
 }
 
 // sources are the peers a search asks, and whether it reads the node's own records: all of
-// them, or those origins names (trust domains, or a peer's name, each once).
+// them, or those origins names (trust domains, or a peer's or this node's name, each once).
 func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err error) {
 	var all []config.Peer
 	if s.c.Manager != nil {
@@ -214,7 +217,10 @@ func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err 
 		if !utf8.ValidString(o) || len(o) > 255 {
 			return nil, false, api.Invalid(field, "not a trust domain")
 		}
-		if o == org {
+		if o == org || o == s.c.Name && s.c.Name != "" {
+			if own {
+				return nil, false, api.Invalid(field, "%q is this node (%s), named already: name each source once", o, org)
+			}
 			own = true
 			continue
 		}

@@ -1046,8 +1046,9 @@ type SearchRequest struct {
 	// purpose is what the searcher needs the records for; it is stated to every peer. Empty: the
 	// node's federation.purpose.
 	Purpose string `protobuf:"bytes,3,opt,name=purpose" json:"purpose,omitempty"`
-	// origins, when set, are the only sources asked: the trust domain of this node's org (its own
-	// records), and peers by trust domain or name, each named once. Empty: the node and every peer.
+	// origins, when set, are the only sources asked: this node's org by its trust domain or the
+	// node's name (its own records), and peers by trust domain or name, each named once. Empty: the
+	// node and every peer.
 	// A peer not named is not asked, so it discloses nothing to the search.
 	Origins       []string `protobuf:"bytes,4,rep,name=origins" json:"origins,omitempty"`
 	unknownFields protoimpl.UnknownFields
