@@ -1398,3 +1398,38 @@ func streamUntil(t *testing.T, fc pb.FederationServiceClient, cursor int64, want
 		}
 	}
 }
+
+// TestSubscribePastTheEndOfTheFeed: a peer resumes from a cursor this node gave before it was
+// restored from a backup, past the end of its feed now. The feed goes on from its end: a change
+// made after the stream began reaches the peer, numbered below the peer's old cursor as it is.
+func TestSubscribePastTheEndOfTheFeed(t *testing.T) {
+	a, b := sourceAndSilentPeer(t)
+	const crisis = "restored"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("before", crisis, pb.Classification_INTERNAL, "x"))
+	ctx, cancel := context.WithCancel(fedtest.Call(t))
+	defer cancel()
+	stream, err := pb.NewFederationServiceClient(asPeer(t, b, a)).Subscribe(ctx, &pb.SubscribeRequest{Cursor: 1 << 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for !seen["before"] {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("the start's resync: %v", err)
+		}
+		seen[ev.GetUpsert().GetRecord().GetId()] = true
+	}
+	a.Put(t, fedtest.Sitrep("after", crisis, pb.Classification_INTERNAL, "y"))
+	for !seen["after"] {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("waiting for the change made after the stream began: %v (seen %v)", err, seen)
+		}
+		if ev.Seq >= 1<<40 {
+			t.Fatalf("event at seq %d: the feed kept the peer's cursor from before", ev.Seq)
+		}
+		seen[ev.GetUpsert().GetRecord().GetId()] = true
+	}
+}

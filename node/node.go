@@ -68,6 +68,9 @@ import (
 // SocketName is the local socket's file name inside the data directory.
 const SocketName = "knooppunt.sock"
 
+// DatabaseName is the file in the data directory that holds the database.
+const DatabaseName = "knooppunt.db"
+
 // MaxMessageBytes bounds one gRPC message, above the record body limit so that an oversized body
 // is refused by the record check, which names the field, rather than by the transport.
 const MaxMessageBytes = 64 << 20
@@ -163,7 +166,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if n.db, err = db.Open(filepath.Join(opts.DataDir, "knooppunt.db")); err != nil {
+	if n.db, err = db.Open(filepath.Join(opts.DataDir, DatabaseName)); err != nil {
 		return nil, err
 	}
 	if cfg.Listen != "" {
@@ -326,7 +329,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Store: n.store, DB: n.db, Org: cfg.Org, Replica: cfg.ReplicaID, Settings: webhookSettings, Peers: runningPeers, Logger: n.log,
 	}).Run)
 	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log})
-	clusterSvc := cluster.New(n.store, cfg.ReplicaID, n.log)
+	clusterSvc := cluster.New(n.store, n.db, cfg.ReplicaID, n.log)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
 		search.RegisterService(s, searchSvc)

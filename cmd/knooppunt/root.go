@@ -24,6 +24,6 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newExportCmd(), newStatusCmd(), newDemoCmd(), newCACmd(),
-		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newAssessmentCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd())
+		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newAssessmentCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newBackupCmd(), newRestoreCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd())
 	return root
 }

@@ -807,6 +807,17 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	}
 	mode := db.ModeFrom(req.Mode)
 	to.Purpose = req.Purpose
+	cursor := req.Cursor
+	// A cursor past the end of the feed was given by this node before it was restored from a
+	// backup (knooppunt restore): the feed goes on from its end, or the changes numbered up to
+	// the cursor anew would never reach the caller. The resync at the start sends what it
+	// grants.
+	if last, err := s.c.DB.LastSeq(); err != nil {
+		return api.Status(s.c.Logger, err)
+	} else if cursor > last {
+		s.c.Logger.Warn("a peer resumes past the end of the feed (was this node restored from a backup?): its feed goes on from the end", "peer", to.ID, "cursor", cursor, "last_seq", last)
+		cursor = last
+	}
 	// held is what the caller holds: read at the start, once this stream has decided whether to
 	// walk or to resume (a resync of the peer's old stream may commit disclosures until then),
 	// and kept up to date after.
@@ -820,7 +831,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		// A retraction sent at or after the cursor the caller resumes from may never have
 		// reached it (the stream took it, then broke): count the record as possibly held, so
 		// that the feed or the resync retracts it again. Retracting twice is harmless.
-		pending, err := s.c.DB.PendingRetractions(ctx, to.Holder(), mode, req.Cursor)
+		pending, err := s.c.DB.PendingRetractions(ctx, to.Holder(), mode, cursor)
 		if err != nil {
 			return api.Status(s.c.Logger, err)
 		}
@@ -833,7 +844,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	}
 	disc := s.newDisclosures(to, "Subscribe")
 	// Every retraction sent before the cursor the caller resumes from has reached it.
-	disc.confirmed = req.Cursor
+	disc.confirmed = cursor
 	// Record what went out when the stream ends in the middle of a page or a resync, however it
 	// ends: the peer may hold every record sent so far.
 	defer func() {
@@ -841,7 +852,6 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			s.c.Logger.Warn("could not record what a subscription sent before it ended", "peer", to.ID, "err", err)
 		}
 	}()
-	cursor := req.Cursor
 	// sent is what resync sent on this stream of records whose change is still ahead of the
 	// cursor, so that the feed does not send the same version again.
 	sent := map[string]int64{}

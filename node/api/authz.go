@@ -119,6 +119,7 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.ClusterService/Status": {Admin, Local, Replica},
 	"/knooppunt.v1.ClusterService/Join":   {Admin, Local},
 	"/knooppunt.v1.ClusterService/Remove": {Admin, Local},
+	"/knooppunt.v1.ClusterService/Backup": {Admin, Local},
 	"/knooppunt.v1.ReplicaService/Apply":  {Replica},
 
 	"/grpc.health.v1.Health/Check": everybody,

@@ -313,7 +313,7 @@ func (d *DB) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("db: restore: snapshot is damaged: %w", err)
 	}
-	if err := checkSchema(tmp); err != nil {
+	if _, err := checkSchema(tmp); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("db: restore: snapshot is not a knooppunt database: %w", err)
 	}
@@ -386,25 +386,59 @@ func IntegrityCheck(path string) error {
 	return nil
 }
 
-// checkSchema checks that the file at path is a knooppunt database this build can open. An empty
-// file passes integrity_check, and swapping it in would wipe every record; a database from a
-// newer release would be swapped in and then fail to open, leaving no live database.
-func checkSchema(path string) error {
+// checkSchema checks that the file at path is a knooppunt database this build can open, and
+// returns the index of the last Raft log entry it applied. An empty file passes
+// integrity_check, and swapping it in would wipe every record; a database from a newer release
+// would be swapped in and then fail to open, leaving no live database.
+func checkSchema(path string) (applied uint64, err error) {
 	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer h.Close()
 	var v int
 	if err := h.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
-		return err
+		return 0, err
 	}
 	if v < 1 || v > len(migrations) {
-		return fmt.Errorf("schema version %d, want 1 to %d", v, len(migrations))
+		return 0, fmt.Errorf("schema version %d, want 1 to %d", v, len(migrations))
 	}
-	var applied uint64
 	if err := h.QueryRow(`SELECT value FROM meta WHERE key = 'applied_index'`).Scan(&applied); err != nil {
-		return fmt.Errorf("applied index: %w", err)
+		return 0, fmt.Errorf("applied index: %w", err)
 	}
-	return nil
+	return applied, nil
+}
+
+// CheckBackup checks that the file at path is a whole knooppunt database this build can open
+// (integrity_check, and its schema), and returns the index of the last Raft log entry it holds.
+func CheckBackup(path string) (applied uint64, err error) {
+	if err := IntegrityCheck(path); err != nil {
+		return 0, err
+	}
+	return checkSchema(path)
+}
+
+// Copy writes a consistent copy of the database as committed to dst, which must not exist, from
+// a read-only connection of its own, so that writes go on meanwhile. It returns the index of the
+// last Raft log entry the copy holds.
+func (d *DB) Copy(ctx context.Context, dst string) (applied uint64, err error) {
+	d.mu.RLock()
+	closed := d.closed
+	d.mu.RUnlock()
+	if closed {
+		return 0, ErrClosed
+	}
+	// Not the pool's read connections: query_only refuses VACUUM INTO.
+	h, err := sql.Open(readDriver, "file:"+d.path+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		return 0, fmt.Errorf("db: copy: %w", err)
+	}
+	defer h.Close()
+	if _, err := h.ExecContext(ctx, `VACUUM INTO ?`, dst); err != nil {
+		return 0, fmt.Errorf("db: copy to %s: %w", dst, err)
+	}
+	if applied, err = checkSchema(dst); err != nil {
+		return 0, fmt.Errorf("db: copy to %s: %w", dst, err)
+	}
+	return applied, nil
 }

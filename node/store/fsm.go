@@ -210,17 +210,27 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 // copy is exactly the state at the last applied index.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.sinceSnapshot.Store(0)
-	tmp, err := os.CreateTemp(filepath.Dir(f.db.Path()), "snapshot-*.db.tmp")
+	path, err := copyBeside(f.db)
 	if err != nil {
 		return nil, err
+	}
+	return &snapshot{path: path}, nil
+}
+
+// copyBeside copies the database (db.Backup) to a new file beside it, named so that one a crash
+// left behind goes at the next start (see Open), and returns the copy's path.
+func copyBeside(d *db.DB) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(d.Path()), "snapshot-*.db.tmp")
+	if err != nil {
+		return "", err
 	}
 	path := tmp.Name()
 	tmp.Close()
 	os.Remove(path) // VACUUM INTO wants to create the file
-	if err := f.db.Backup(path); err != nil {
-		return nil, err
+	if err := d.Backup(path); err != nil {
+		return "", err
 	}
-	return &snapshot{path: path}, nil
+	return path, nil
 }
 
 // Restore swaps in the database from a snapshot.

@@ -188,20 +188,26 @@ func Open(cfg Config) (*Store, error) {
 	if trans == nil {
 		_, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.ReplicaID))
 	}
+	conf := raft.Configuration{Servers: cfg.Servers}
+	if len(conf.Servers) == 0 {
+		conf.Servers = []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}
+	}
+	has, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if !has {
+		if has, err = adoptDatabase(cfg, conf, snaps, trans); err != nil {
+			logs.Close()
+			return nil, err
+		}
+	}
 	// A replica of a group of several that starts with an empty log bootstraps only if no
 	// group reaches it first (see bootstrapUnlessJoined).
 	var lateBootstrap *raft.Configuration
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(logs, logs, snaps)
-		if err != nil {
-			logs.Close()
-			return nil, fmt.Errorf("store: %w", err)
-		}
 		if !has {
-			conf := raft.Configuration{Servers: cfg.Servers}
-			if len(conf.Servers) == 0 {
-				conf.Servers = []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}
-			}
 			if len(conf.Servers) > 1 {
 				lateBootstrap = &conf
 			} else if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, conf); err != nil {
@@ -247,6 +253,47 @@ func Open(cfg Config) (*Store, error) {
 	go s.snapshotBySize(machine)
 	go s.eraseLoop()
 	return s, nil
+}
+
+// adoptDatabase makes a database that holds applied entries the start of an empty Raft state:
+// one restored from a backup into a data directory without its Raft directory (knooppunt
+// restore). Raft would number its first entries from 1 and the database skip every entry up to
+// its applied index as applied before, so the replica first takes the database as a snapshot at
+// that index, with conf as the group; its log then continues after it. A replica of a group
+// that still runs gets the group's state from the leader as usual: the leader's log, if it is
+// further along, or its snapshot. adopted reports whether it took a snapshot.
+func adoptDatabase(cfg Config, conf raft.Configuration, snaps raft.SnapshotStore, trans raft.Transport) (adopted bool, err error) {
+	applied, err := cfg.DB.AppliedIndex()
+	if err != nil || applied == 0 {
+		return false, err
+	}
+	if !cfg.Bootstrap && len(cfg.Servers) == 0 {
+		return false, fmt.Errorf("store: the database has applied entries up to %d, but the Raft directory %s is empty and raft.bootstrap is false: "+
+			"start the replica with an empty data directory to be joined, or with raft.bootstrap true to serve this database", applied, cfg.Dir)
+	}
+	path, err := copyBeside(cfg.DB)
+	if err != nil {
+		return false, fmt.Errorf("store: adopt the database: %w", err)
+	}
+	defer os.Remove(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("store: adopt the database: %w", err)
+	}
+	defer f.Close()
+	sink, err := snaps.Create(raft.SnapshotVersionMax, applied, 1, conf, applied, trans)
+	if err != nil {
+		return false, fmt.Errorf("store: adopt the database: %w", err)
+	}
+	if _, err := io.Copy(sink, f); err != nil {
+		sink.Cancel()
+		return false, fmt.Errorf("store: adopt the database: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return false, fmt.Errorf("store: adopt the database: %w", err)
+	}
+	cfg.Logger.Info("took the database as the Raft state's start (restored from a backup?)", "applied_index", applied)
+	return true, nil
 }
 
 // bootstrapUnlessJoined bootstraps an empty replica of a group of several, unless a group that

@@ -390,15 +390,72 @@ func TestSnapshotCatchUp(t *testing.T) {
 	}
 }
 
-// A database that has applied more than the Raft log holds (the log was wiped and bootstrapped
-// anew) must fail writes, not crash the commit loop.
-func TestWriteWhenDatabaseIsAheadOfLog(t *testing.T) {
+// A database restored from a backup into a data directory without its Raft state: it has
+// applied entries up to 1000, the log holds none. The replica takes the database as a snapshot at
+// 1000, so that its log goes on after it: writes apply (none is skipped as applied before), and
+// the records and the new writes survive a restart.
+func TestRestoredDatabaseStartsTheLog(t *testing.T) {
+	ctx := context.Background()
 	dir := t.TempDir()
-	d := openDB(t, filepath.Join(dir, "knooppunt.db"))
+	dbPath, raftDir := filepath.Join(dir, "knooppunt.db"), filepath.Join(dir, "raft")
+	d := openDB(t, dbPath)
 	if _, err := d.Apply(1000, []*db.Write{rec("old", `{}`)}); err != nil {
 		t.Fatal(err)
 	}
+	s := openStore(t, raftDir, d, true)
+	if got := s.AppliedIndex(); got < 1000 {
+		t.Fatalf("Raft applied index %d, want the database's 1000", got)
+	}
+	res := write(t, s, rec("new", `{}`), rec("old", `{"n":2}`))
+	if res[0].Version != 1 || res[1].Version != 2 {
+		t.Fatalf("writes after the restored database: %+v, want new version 1 and old version 2", res)
+	}
+	if got := appliedIndex(t, d); got <= 1000 {
+		t.Fatalf("database applied index %d, want past 1000", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	d = openDB(t, dbPath)
+	s = openStore(t, raftDir, d, true)
+	write(t, s, rec("after-restart", `{}`))
+	for id, want := range map[string]int64{"old": 2, "new": 1, "after-restart": 1} {
+		if r, err := d.Get(ctx, id); err != nil || r.Version != want {
+			t.Fatalf("Get(%s) after restart = %v, %v; want version %d", id, r, err, want)
+		}
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "snapshot-*")); len(tmps) != 0 {
+		t.Fatalf("copies left beside the database: %v", tmps)
+	}
+
+	// A replica that waits to be joined (no bootstrap, no static group) does not make a group of
+	// its own from a database with entries: it says what to do.
+	d2 := openDB(t, filepath.Join(t.TempDir(), "knooppunt.db"))
+	if _, err := d2.Apply(50, []*db.Write{rec("x", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(Config{Dir: filepath.Join(t.TempDir(), "raft"), DB: d2, ReplicaID: "replica-1", ElectionTimeout: 50 * time.Millisecond, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "raft.bootstrap is false") {
+		t.Fatalf("Open without bootstrap over a database with entries: %v, want an error naming raft.bootstrap", err)
+	}
+}
+
+// A database that has applied more than a Raft log that is not empty holds (the database came
+// from elsewhere) must fail writes, not crash the commit loop.
+func TestWriteWhenDatabaseIsAheadOfLog(t *testing.T) {
+	dir := t.TempDir()
+	d := openDB(t, filepath.Join(dir, "knooppunt.db"))
 	s := openStore(t, filepath.Join(dir, "raft"), d, true)
+	write(t, s, rec("first", `{}`))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Apply(1000, []*db.Write{rec("old", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, filepath.Join(dir, "raft"), d, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := s.Write(ctx, []*pb.Record{rec("new", `{}`)})

@@ -1,15 +1,19 @@
 // Package cluster is the ClusterService, with which admins see and change the replicas of a
-// node's Raft group, and the ReplicaService, with which followers hand commands to the leader.
+// node's Raft group and take backups, and the ReplicaService, with which followers hand commands to the leader.
 package cluster
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"google.golang.org/grpc"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/store"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -18,15 +22,16 @@ import (
 type Service struct {
 	pb.UnsafeClusterServiceServer
 	store   *store.Store
+	db      *db.DB
 	replica string
 	log     *slog.Logger
 }
 
 var _ pb.ClusterServiceServer = (*Service)(nil)
 
-// New returns the service of the replica with the id.
-func New(s *store.Store, replica string, log *slog.Logger) *Service {
-	return &Service{store: s, replica: replica, log: log}
+// New returns the service of the replica with the id, over its store and database.
+func New(s *store.Store, d *db.DB, replica string, log *slog.Logger) *Service {
+	return &Service{store: s, db: d, replica: replica, log: log}
 }
 
 // RegisterService registers the service on s.
@@ -77,6 +82,59 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 	}
 	s.log.Info("replica removed", "id", req.Id)
 	return s.Status(ctx, nil)
+}
+
+// backupChunk is the size of a Backup message's data.
+const backupChunk = 1 << 20
+
+// Backup copies the database beside it (db.Copy: writes go on) and streams the copy. The copy
+// is named as a snapshot's, so that one a crash left behind goes at the next start.
+func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[pb.BackupChunk]) error {
+	ctx := stream.Context()
+	tmp, err := os.CreateTemp(filepath.Dir(s.db.Path()), "snapshot-backup-*.db.tmp")
+	if err != nil {
+		return api.Status(s.log, err)
+	}
+	path := tmp.Name()
+	tmp.Close()
+	os.Remove(path) // VACUUM INTO wants to create the file
+	defer os.Remove(path)
+	applied, err := s.db.Copy(ctx, path)
+	if err != nil {
+		return api.Status(s.log, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return api.Status(s.log, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return api.Status(s.log, err)
+	}
+	first := &pb.BackupChunk{Size: info.Size(), AppliedIndex: applied}
+	buf := make([]byte, backupChunk)
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > 0 || first != nil {
+			c := first
+			if c == nil {
+				c = &pb.BackupChunk{}
+			}
+			c.Data, first = buf[:n], nil
+			if err := stream.Send(c); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return api.Status(s.log, err)
+		}
+	}
+	s.log.Info("backup taken", "applied_index", applied, "bytes", info.Size())
+	return nil
 }
 
 // ReplicaService implements knooppunt.v1.ReplicaService on the leader.

@@ -1769,6 +1769,104 @@ func (x *RemoveRequest) GetId() string {
 	return ""
 }
 
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{25}
+}
+
+// BackupChunk is a piece of a backup, in order. The first also says the whole copy's size in
+// bytes and the index of the last Raft log entry it holds.
+type BackupChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data" json:"data,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size" json:"size,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupChunk) Reset() {
+	*x = BackupChunk{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupChunk) ProtoMessage() {}
+
+func (x *BackupChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
+func (*BackupChunk) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BackupChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupChunk) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1777,7 +1875,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1887,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1900,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{25}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{27}
 }
 
 type StatusResponse struct {
@@ -1824,7 +1922,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +1934,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +1947,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{26}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusResponse) GetNodeName() string {
@@ -2058,6 +2156,11 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x1f\n" +
 	"\rRemoveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x0f\n" +
+	"\rBackupRequest\"Z\n" +
+	"\vBackupChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\x0f\n" +
 	"\rStatusRequest\"\xd6\x02\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
@@ -2099,11 +2202,12 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x0fExerciseService\x12O\n" +
 	"\x04List\x12\".knooppunt.v1.ListExercisesRequest\x1a#.knooppunt.v1.ListExercisesResponse\x12F\n" +
 	"\x05Start\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo\x12F\n" +
-	"\x05Close\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo2\xf7\x01\n" +
+	"\x05Close\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo2\xbb\x02\n" +
 	"\x0eClusterService\x12Q\n" +
 	"\x06Status\x12\".knooppunt.v1.ClusterStatusRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12F\n" +
 	"\x04Join\x12\x19.knooppunt.v1.JoinRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12J\n" +
-	"\x06Remove\x12\x1b.knooppunt.v1.RemoveRequest\x1a#.knooppunt.v1.ClusterStatusResponse2h\n" +
+	"\x06Remove\x12\x1b.knooppunt.v1.RemoveRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12B\n" +
+	"\x06Backup\x12\x1b.knooppunt.v1.BackupRequest\x1a\x19.knooppunt.v1.BackupChunk0\x012h\n" +
 	"\rStatusService\x12W\n" +
 	"\x06Status\x12\x1b.knooppunt.v1.StatusRequest\x1a\x1c.knooppunt.v1.StatusResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/statusB\x81\x04\x92A\xb7\x03\x12\xa0\x02\n" +
@@ -2126,7 +2230,7 @@ func file_knooppunt_v1_record_proto_rawDescGZIP() []byte {
 }
 
 var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_knooppunt_v1_record_proto_goTypes = []any{
 	(Classification)(0),           // 0: knooppunt.v1.Classification
 	(Status)(0),                   // 1: knooppunt.v1.Status
@@ -2155,40 +2259,42 @@ var file_knooppunt_v1_record_proto_goTypes = []any{
 	(*ClusterStatusResponse)(nil), // 24: knooppunt.v1.ClusterStatusResponse
 	(*JoinRequest)(nil),           // 25: knooppunt.v1.JoinRequest
 	(*RemoveRequest)(nil),         // 26: knooppunt.v1.RemoveRequest
-	(*StatusRequest)(nil),         // 27: knooppunt.v1.StatusRequest
-	(*StatusResponse)(nil),        // 28: knooppunt.v1.StatusResponse
-	nil,                           // 29: knooppunt.v1.Record.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 31: google.protobuf.Struct
+	(*BackupRequest)(nil),         // 27: knooppunt.v1.BackupRequest
+	(*BackupChunk)(nil),           // 28: knooppunt.v1.BackupChunk
+	(*StatusRequest)(nil),         // 29: knooppunt.v1.StatusRequest
+	(*StatusResponse)(nil),        // 30: knooppunt.v1.StatusResponse
+	nil,                           // 31: knooppunt.v1.Record.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 33: google.protobuf.Struct
 }
 var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	1,  // 0: knooppunt.v1.Mode.status:type_name -> knooppunt.v1.Status
 	0,  // 1: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
-	29, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
-	30, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
-	30, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
+	31, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
+	32, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
 	1,  // 5: knooppunt.v1.Record.status:type_name -> knooppunt.v1.Status
 	3,  // 6: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
-	30, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
 	5,  // 9: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
 	7,  // 10: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
 	2,  // 11: knooppunt.v1.GetRequest.mode:type_name -> knooppunt.v1.Mode
 	2,  // 12: knooppunt.v1.VersionsRequest.mode:type_name -> knooppunt.v1.Mode
-	30, // 13: knooppunt.v1.RecordVersion.updated_at:type_name -> google.protobuf.Timestamp
-	31, // 14: knooppunt.v1.RecordVersion.fields:type_name -> google.protobuf.Struct
+	32, // 13: knooppunt.v1.RecordVersion.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 14: knooppunt.v1.RecordVersion.fields:type_name -> google.protobuf.Struct
 	11, // 15: knooppunt.v1.VersionsResponse.versions:type_name -> knooppunt.v1.RecordVersion
 	0,  // 16: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
-	30, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
+	32, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
 	2,  // 18: knooppunt.v1.ListRequest.mode:type_name -> knooppunt.v1.Mode
 	3,  // 19: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
 	2,  // 20: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
 	3,  // 21: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
 	21, // 22: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
-	30, // 23: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
-	30, // 24: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
+	32, // 23: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
+	32, // 24: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
 	23, // 25: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	30, // 26: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	32, // 26: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
 	4,  // 27: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
 	6,  // 28: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
 	9,  // 29: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
@@ -2202,23 +2308,25 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	22, // 37: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
 	25, // 38: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
 	26, // 39: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	27, // 40: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 41: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 42: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 43: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 44: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 45: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 46: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 47: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 48: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 49: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 50: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	24, // 51: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 52: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 53: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	28, // 54: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	41, // [41:55] is the sub-list for method output_type
-	27, // [27:41] is the sub-list for method input_type
+	27, // 40: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	29, // 41: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 42: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 43: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 44: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 45: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 46: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 47: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 48: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 49: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 50: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 51: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	24, // 52: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 53: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 54: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	28, // 55: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	30, // 56: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	42, // [42:57] is the sub-list for method output_type
+	27, // [27:42] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
 	27, // [27:27] is the sub-list for extension extendee
 	0,  // [0:27] is the sub-list for field type_name
@@ -2235,7 +2343,7 @@ func file_knooppunt_v1_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_record_proto_rawDesc), len(file_knooppunt_v1_record_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

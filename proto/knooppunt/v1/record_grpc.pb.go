@@ -564,6 +564,7 @@ const (
 	ClusterService_Status_FullMethodName = "/knooppunt.v1.ClusterService/Status"
 	ClusterService_Join_FullMethodName   = "/knooppunt.v1.ClusterService/Join"
 	ClusterService_Remove_FullMethodName = "/knooppunt.v1.ClusterService/Remove"
+	ClusterService_Backup_FullMethodName = "/knooppunt.v1.ClusterService/Backup"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -577,6 +578,9 @@ type ClusterServiceClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
 	// Remove takes a replica out of the group. It runs on the leader.
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// Backup streams a consistent copy of this replica's database as committed when the call
+	// began, while writes go on. `knooppunt restore` makes a node of it (docs/operator.md).
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
 }
 
 type clusterServiceClient struct {
@@ -617,6 +621,25 @@ func (c *clusterServiceClient) Remove(ctx context.Context, in *RemoveRequest, op
 	return out, nil
 }
 
+func (c *clusterServiceClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ClusterService_ServiceDesc.Streams[0], ClusterService_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterService_BackupClient = grpc.ServerStreamingClient[BackupChunk]
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -628,6 +651,9 @@ type ClusterServiceServer interface {
 	Join(context.Context, *JoinRequest) (*ClusterStatusResponse, error)
 	// Remove takes a replica out of the group. It runs on the leader.
 	Remove(context.Context, *RemoveRequest) (*ClusterStatusResponse, error)
+	// Backup streams a consistent copy of this replica's database as committed when the call
+	// began, while writes go on. `knooppunt restore` makes a node of it (docs/operator.md).
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -646,6 +672,9 @@ func (UnimplementedClusterServiceServer) Join(context.Context, *JoinRequest) (*C
 }
 func (UnimplementedClusterServiceServer) Remove(context.Context, *RemoveRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
+}
+func (UnimplementedClusterServiceServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
+	return status.Error(codes.Unimplemented, "method Backup not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -722,6 +751,17 @@ func _ClusterService_Remove_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterServiceServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClusterService_BackupServer = grpc.ServerStreamingServer[BackupChunk]
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -742,7 +782,13 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ClusterService_Remove_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Backup",
+			Handler:       _ClusterService_Backup_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "knooppunt/v1/record.proto",
 }
 

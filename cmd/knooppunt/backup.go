@@ -1,0 +1,188 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+func newBackupCmd() *cobra.Command {
+	var (
+		f     clientFlags
+		quiet bool
+	)
+	cmd := &cobra.Command{
+		Use:   "backup FILE",
+		Short: "Save a consistent copy of a running node's database",
+		Long: `Save a consistent copy of the database of the replica --node names, as committed when the
+backup began; writes go on meanwhile. FILE is written beside itself and renamed once whole, with
+mode 0600: it holds every record the node holds, confidential ones and peers' copies included, so
+keep it as you keep the node's data directory. knooppunt restore makes a node of it. For admins
+and the local socket.`,
+		Example: `  knooppunt backup /var/backups/knooppunt/$(date +%F).db
+  knooppunt backup --node unix:///var/lib/knooppunt/knooppunt.sock nightly.db -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			out := args[0]
+			if info, err := os.Stat(out); err == nil && info.IsDir() {
+				return fmt.Errorf("FILE: %s is a directory: name the file to write", out)
+			}
+			var applied uint64
+			var size int64
+			err := f.call(func(conn *grpc.ClientConn) error {
+				var err error
+				applied, size, err = saveBackup(cmd, conn, out, !quiet && f.output != "json")
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"file": out, "bytes": size, "applied_index": applied})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, up to log entry %d\n", out, size, applied)
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	f.register(cmd, true)
+	return cmd
+}
+
+// saveBackup streams the node's backup into a file beside out, checks it whole, and renames it
+// to out, so that a broken transfer never leaves a partial backup under the name asked for.
+func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool) (applied uint64, size int64, err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+	if err != nil {
+		return 0, 0, fmt.Errorf("FILE: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	stream, err := pb.NewClusterServiceClient(conn).Backup(cmd.Context(), &pb.BackupRequest{})
+	if err != nil {
+		return 0, 0, err
+	}
+	var bar *progressbar.ProgressBar
+	var got int64
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		if bar == nil {
+			applied, size = c.AppliedIndex, c.Size
+			bar = newBar(cmd.ErrOrStderr(), size, "backing up", show)
+		}
+		if _, err := tmp.Write(c.Data); err != nil {
+			return 0, 0, fmt.Errorf("FILE: %w", err)
+		}
+		bar.Add(len(c.Data))
+		got += int64(len(c.Data))
+	}
+	if bar != nil {
+		bar.Finish()
+	}
+	if bar == nil || got != size {
+		return 0, 0, fmt.Errorf("the node sent %d of %d bytes: the backup is incomplete; nothing was written to %s", got, size, out)
+	}
+	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
+		return 0, 0, fmt.Errorf("FILE: %w", err)
+	}
+	if got, err := db.CheckBackup(tmp.Name()); err != nil || got != applied {
+		return 0, 0, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return 0, 0, fmt.Errorf("FILE: %w", err)
+	}
+	return applied, size, nil
+}
+
+func newRestoreCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "restore FILE --data-dir DIR",
+		Short: "Make a node's data directory of a backup",
+		Long: `Check a backup (knooppunt backup) and put it in a new data directory; then start the node on
+it with knooppunt serve and its usual config. DIR must not hold a node's data: restore never
+overwrites one. The node takes the backup as the start of its Raft log, so that its log goes on
+after the backup's last entry.
+
+A node of one replica: restore, then serve. A Raft group: restore the same backup into every
+replica's new data directory and start them all; or into one, and start the others with empty
+data directories and raft.bootstrap: false, so that they take it from the leader.
+
+The node holds what it held when the backup was made: records written since are gone from it.
+Peers keep what they received and, when the node has started, are sent again what the backup
+holds; they drop what it no longer grants them. See docs/operator.md.`,
+		Example: `  knooppunt restore /var/backups/knooppunt/2026-12-03.db --data-dir /var/lib/knooppunt
+  knooppunt serve --data-dir /var/lib/knooppunt --config /etc/knooppunt/node.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dataDir == "" {
+				return errors.New("--data-dir: name the new data directory")
+			}
+			applied, err := restoreBackup(args[0], dataDir)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d; start the node with knooppunt serve --data-dir %s\n", dataDir, applied, dataDir)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the new data directory: absent, or empty")
+	return cmd
+}
+
+// restoreBackup checks the backup at path and copies it to dir's database file. dir must be
+// absent or empty.
+func restoreBackup(path, dir string) (uint64, error) {
+	applied, err := db.CheckBackup(path)
+	if err != nil {
+		return 0, fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w", path, err)
+	}
+	if applied == 0 {
+		return 0, fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore", path)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("--data-dir: %w", err)
+	}
+	if len(entries) > 0 {
+		return 0, fmt.Errorf("--data-dir: %s is not empty: restore only into a new or empty data directory (move the old one aside first)", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, fmt.Errorf("--data-dir: %w", err)
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("FILE: %w", err)
+	}
+	defer src.Close()
+	dst := filepath.Join(dir, node.DatabaseName)
+	w, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("--data-dir: %w", err)
+	}
+	_, err = io.Copy(w, src)
+	if err = errors.Join(err, w.Sync(), w.Close()); err != nil {
+		os.Remove(dst)
+		return 0, fmt.Errorf("--data-dir: %w", err)
+	}
+	return applied, nil
+}

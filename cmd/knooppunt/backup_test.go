@@ -1,0 +1,102 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/proctest"
+)
+
+// TestBackupAndRestore: a backup of a running node, made while it serves, becomes a new node's
+// data directory with restore: that node holds what the backup held and not what came after,
+// takes writes after it (the log goes on after the backup's last entry: none is skipped as
+// applied before), and keeps them across a restart. Restore refuses a data directory that holds
+// data and a file that is no knooppunt database, and changes nothing then.
+func TestBackupAndRestore(t *testing.T) {
+	dir := shortDir(t)
+	proc, _ := serveNode(t, dir)
+	addr := "unix://" + filepath.Join(dir, "data", node.SocketName)
+	put := func(addr, id, body string) result {
+		t.Helper()
+		return cli(t, nil, "", "record", "put", "--node", addr, "--id", id, "--kind", "shelter.capacity", "--crisis", "oekraine",
+			"--region", "VR09", "--classification", "internal", "--body", body)
+	}
+	put(addr, "houten", `{"municipality":"Houten","beds_total":40,"beds_free":4}`).want(t, 0)
+	put(addr, "zeist", `{"municipality":"Zeist","beds_total":80,"beds_free":8}`).want(t, 0)
+
+	backup := filepath.Join(dir, "backup.db")
+	r := cli(t, nil, "", "backup", backup, "--node", addr, "-q").want(t, 0)
+	if !strings.HasPrefix(r.stdout, backup+": ") || !strings.Contains(r.stdout, " bytes, up to log entry ") {
+		t.Fatalf("backup printed %q", r.stdout)
+	}
+	var js struct {
+		File    string `json:"file"`
+		Bytes   int64  `json:"bytes"`
+		Applied uint64 `json:"applied_index"`
+	}
+	cli(t, nil, "", "backup", filepath.Join(dir, "backup2.db"), "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &js)
+	if info, err := os.Stat(js.File); err != nil || info.Size() != js.Bytes || info.Mode().Perm() != 0o600 || js.Applied == 0 {
+		t.Fatalf("backup -o json %+v; the file: %v, %v", js, info, err)
+	}
+	// After the backup: a new record and a change, which the restored node will not hold.
+	put(addr, "bunnik", `{"municipality":"Bunnik","beds_total":20,"beds_free":2}`).want(t, 0)
+	put(addr, "zeist", `{"municipality":"Zeist","beds_total":80,"beds_free":1}`).want(t, 0)
+	if err := proc.Term(t, 30*time.Second); err != nil {
+		t.Fatalf("stop the node: %v", err)
+	}
+
+	// Bad input first: nothing is written.
+	old := filepath.Join(dir, "data")
+	if r := cli(t, nil, "", "restore", backup, "--data-dir", old).want(t, 1); !strings.Contains(r.stderr, "is not empty: restore only into a new or empty data directory") {
+		t.Errorf("restore over a data directory: %q", r.stderr)
+	}
+	junk := filepath.Join(dir, "junk.db")
+	if err := os.WriteFile(junk, []byte("no database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(dir, "restored")
+	if r := cli(t, nil, "", "restore", junk, "--data-dir", fresh).want(t, 1); !strings.Contains(r.stderr, "is not a whole knooppunt database") {
+		t.Errorf("restore of a file that is no database: %q", r.stderr)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("a refused restore left %s: %v", fresh, err)
+	}
+
+	r = cli(t, nil, "", "restore", backup, "--data-dir", fresh).want(t, 0)
+	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") {
+		t.Fatalf("restore printed %q", r.stdout)
+	}
+	cfg := filepath.Join(dir, "node.yaml")
+	serve := func() *proctest.Proc {
+		p := proctest.Start(t, nil, "serve", "--data-dir", fresh, "--config", cfg, "--log-level", "warn")
+		waitServing(t, p, filepath.Join(fresh, node.SocketName))
+		return p
+	}
+	p := serve()
+	addr = "unix://" + filepath.Join(fresh, node.SocketName)
+	get := func(id string, code int) string {
+		t.Helper()
+		return cli(t, nil, "", "record", "get", id, "--node", addr, "-o", "json").want(t, code).stdout
+	}
+	if out := get("zeist", 0); !strings.Contains(out, `"beds_free": 8`) || !strings.Contains(out, `"version": 1`) {
+		t.Errorf("zeist on the restored node, want version 1 as backed up:\n%s", out)
+	}
+	get("houten", 0)
+	get("bunnik", 1) // written after the backup
+	if r := put(addr, "zeist", `{"municipality":"Zeist","beds_total":80,"beds_free":5}`).want(t, 0); r.stdout != "zeist version 2\n" {
+		t.Errorf("a change on the restored node: %q, want version 2", r.stdout)
+	}
+	put(addr, "vianen", `{"municipality":"Vianen","beds_total":30,"beds_free":3}`).want(t, 0)
+	if err := p.Term(t, 30*time.Second); err != nil {
+		t.Fatalf("stop the restored node: %v", err)
+	}
+	serve()
+	if out := get("zeist", 0); !strings.Contains(out, `"beds_free": 5`) || !strings.Contains(out, `"version": 2`) {
+		t.Errorf("zeist after a restart of the restored node:\n%s", out)
+	}
+	get("vianen", 0)
+}
