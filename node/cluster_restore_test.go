@@ -1,0 +1,136 @@
+package node_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/clustertest"
+	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestClusterRestoreFromBackup: a group of three loses every disk and comes back from a backup
+// taken from a follower while the group served, in the two ways docs/operator.md gives: the
+// backup in every replica's data directory, or in one, with the others empty and waiting to be
+// joined. Either way the group holds what the backup held and not what came after, elects a
+// leader, takes writes after the backup's last entry, and every replica converges.
+func TestClusterRestoreFromBackup(t *testing.T) {
+	for _, everywhere := range []bool{true, false} {
+		t.Run(fmt.Sprintf("everywhere=%v", everywhere), func(t *testing.T) {
+			c := clustertest.Start(t, clustertest.Options{})
+			leader := c.Leader(t, 10*time.Second, c.Replicas...)
+			for i := range 30 {
+				leader.Put(t, clustertest.Shelter(fmt.Sprintf("before-%02d", i), int64(i)))
+			}
+			follower := c.Replicas[0]
+			if follower == leader {
+				follower = c.Replicas[1]
+			}
+			c.Converged(t, 20*time.Second, c.Replicas...)
+			backup, applied := takeBackup(t, follower)
+			if applied == 0 {
+				t.Fatal("the backup holds no log entry")
+			}
+			leader.Put(t, clustertest.Shelter("after", 1))
+			c.Converged(t, 20*time.Second, c.Replicas...)
+			for _, r := range c.Replicas {
+				r.Stop(t)
+				r.Wipe(t)
+			}
+			for i, r := range c.Replicas {
+				if everywhere || i == 0 {
+					restoreInto(t, backup, r.DataDir())
+				} else {
+					r.SetBootstrap(t, false)
+				}
+			}
+			c.StartAll(t)
+			c.Converged(t, 30*time.Second, c.Replicas...)
+			leader = c.Leader(t, 10*time.Second, c.Replicas...)
+			leader.Put(t, clustertest.Shelter("before-00", 100))
+			leader.Put(t, clustertest.Shelter("new", 1))
+			c.Converged(t, 20*time.Second, c.Replicas...)
+			for _, r := range c.Replicas {
+				get := func(id string) (*pb.Record, error) {
+					return r.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: id})
+				}
+				if rec, err := get("before-00"); err != nil || rec.Version != 2 {
+					t.Errorf("%s: before-00 = %v, %v; want version 2 (1 from the backup, then a write)", r.ID, rec, err)
+				}
+				if _, err := get("before-29"); err != nil {
+					t.Errorf("%s: before-29: %v", r.ID, err)
+				}
+				if _, err := get("new"); err != nil {
+					t.Errorf("%s: new: %v", r.ID, err)
+				}
+				if _, err := get("after"); status.Code(err) != codes.NotFound {
+					t.Errorf("%s: after, written after the backup: %v, want NotFound", r.ID, err)
+				}
+			}
+		})
+	}
+}
+
+// takeBackup streams a backup from r's ClusterService into a file, as knooppunt backup does.
+func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint64) {
+	t.Helper()
+	stream, err := pb.NewClusterServiceClient(r.Local(t)).Backup(clustertest.Call(t), &pb.BackupRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var size, got int64
+	for first := true; ; first = false {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first {
+			size, applied = c.Size, c.AppliedIndex
+		}
+		n, err := f.Write(c.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += int64(n)
+	}
+	if got != size {
+		t.Fatalf("backup: %d bytes of %d", got, size)
+	}
+	if a, err := db.CheckBackup(path); err != nil || a != applied {
+		t.Fatalf("backup: CheckBackup = %d, %v; want %d", a, err, applied)
+	}
+	return path, applied
+}
+
+// restoreInto puts the backup in a new data directory, as knooppunt restore does.
+func restoreInto(t *testing.T, backup, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, node.DatabaseName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
