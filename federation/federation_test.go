@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/peerclient"
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -1400,18 +1402,27 @@ func streamUntil(t *testing.T, fc pb.FederationServiceClient, cursor int64, want
 }
 
 // TestSubscribePastTheEndOfTheFeed: a peer resumes from a cursor this node gave before it was
-// restored from a backup, past the end of its feed now. The feed goes on from its end: a change
-// made after the stream began reaches the peer, numbered below the peer's old cursor as it is.
+// restored from a backup, past the end of its feed now. The stream starts with a heartbeat at the
+// feed's end and a resync, and the feed goes on from there: a change made after the stream began
+// reaches the peer, numbered below the peer's old cursor as it is.
 func TestSubscribePastTheEndOfTheFeed(t *testing.T) {
 	a, b := sourceAndSilentPeer(t)
 	const crisis = "restored"
 	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
 	a.Put(t, fedtest.Sitrep("before", crisis, pb.Classification_INTERNAL, "x"))
+	last := a.LastSeq(t)
 	ctx, cancel := context.WithCancel(fedtest.Call(t))
 	defer cancel()
 	stream, err := pb.NewFederationServiceClient(asPeer(t, b, a)).Subscribe(ctx, &pb.SubscribeRequest{Cursor: 1 << 40})
 	if err != nil {
 		t.Fatal(err)
+	}
+	ev, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.GetHeartbeat() == nil || ev.Seq != last {
+		t.Fatalf("first event %v, want a heartbeat at the feed's end, %d", ev, last)
 	}
 	seen := map[string]bool{}
 	for !seen["before"] {
@@ -1432,4 +1443,65 @@ func TestSubscribePastTheEndOfTheFeed(t *testing.T) {
 		}
 		seen[ev.GetUpsert().GetRecord().GetId()] = true
 	}
+}
+
+// TestPeerOfARestoredNode: a node is restored from a backup (knooppunt restore) while its peer's
+// subscription cursor is past the restored feed's end. The peer follows the feed back (its
+// stored cursor goes down to the node's), and what the node writes after the restore reaches it,
+// across a reconnect too.
+func TestPeerOfARestoredNode(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "restore"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("s1", crisis, pb.Classification_INTERNAL, "x"))
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if _, err := a.Node.DB().Copy(context.Background(), backup); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		a.Put(t, fedtest.Sitrep(fmt.Sprintf("later-%d", i), crisis, pb.Classification_INTERNAL, "y"))
+	}
+	seq := a.LastSeq(t)
+	fedtest.Eventually(t, 10*time.Second, "b's cursor reaches a's feed", func() (bool, string) {
+		c := b.Cursor(t, a.Name)
+		return c >= seq, fmt.Sprintf("cursor %d, a's feed %d", c, seq)
+	})
+
+	a.Stop(t)
+	if err := os.RemoveAll(a.DataDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(a.DataDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a.DataDir(), node.DatabaseName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.Start(t)
+	restored := a.LastSeq(t)
+	if restored >= seq {
+		t.Fatalf("a's feed after the restore ends at %d, want before %d", restored, seq)
+	}
+	fedtest.Eventually(t, 10*time.Second, "b's cursor follows a's feed back", func() (bool, string) {
+		c := b.Cursor(t, a.Name)
+		return c <= a.LastSeq(t), fmt.Sprintf("cursor %d, a's feed %d", c, a.LastSeq(t))
+	})
+	a.Put(t, fedtest.Sitrep("after-restore", crisis, pb.Classification_INTERNAL, "z"))
+	fedtest.Eventually(t, 10*time.Second, "b holds what a wrote after the restore", func() (bool, string) {
+		held := b.Held(t, crisis, a.TD.Name())
+		return held["after-restore"] == 1, fmt.Sprintf("b holds %v", held)
+	})
+	// A reconnect: b asks from its stored cursor, which is a's again.
+	b.Stop(t)
+	a.Put(t, fedtest.Sitrep("while-b-was-away", crisis, pb.Classification_INTERNAL, "w"))
+	b.Start(t)
+	fedtest.Eventually(t, 10*time.Second, "b holds what a wrote while it was away", func() (bool, string) {
+		held := b.Held(t, crisis, a.TD.Name())
+		return held["while-b-was-away"] == 1, fmt.Sprintf("b holds %v", held)
+	})
 }

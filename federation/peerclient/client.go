@@ -476,6 +476,12 @@ func (b *batch) size() int { return len(b.cmd.Upserts) + len(b.cmd.Retractions) 
 func (b *batch) add(ev *pb.FeedEvent) bool {
 	if ev.Seq > b.cmd.Cursor {
 		b.cmd.Cursor = ev.Seq
+	} else if _, ok := ev.Event.(*pb.FeedEvent_Heartbeat); ok && ev.Seq < b.cmd.Cursor {
+		// A heartbeat says where the source's feed stands for this stream. Below the cursor it
+		// comes from a source restored from a backup, whose feed numbers its changes anew
+		// from there: the cursor goes back with it, so that a later start asks from there.
+		b.m.c.Logger.Warn("a peer's feed went back (restored from a backup, or a replica behind its leader): following it", "peer", b.peer.Name, "cursor", b.cmd.Cursor, "feed", ev.Seq)
+		b.cmd.Cursor = ev.Seq
 	}
 	switch e := ev.Event.(type) {
 	case *pb.FeedEvent_Upsert:

@@ -810,13 +810,18 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	cursor := req.Cursor
 	// A cursor past the end of the feed was given by this node before it was restored from a
 	// backup (knooppunt restore): the feed goes on from its end, or the changes numbered up to
-	// the cursor anew would never reach the caller. The resync at the start sends what it
-	// grants.
+	// the cursor anew would never reach the caller. The stream starts with a heartbeat that says
+	// so, which the caller stores as its cursor, and with a full resync (never a resume: the
+	// feed from the caller's cursor says nothing).
+	pastEnd := false
 	if last, err := s.c.DB.LastSeq(); err != nil {
 		return api.Status(s.c.Logger, err)
 	} else if cursor > last {
-		s.c.Logger.Warn("a peer resumes past the end of the feed (was this node restored from a backup?): its feed goes on from the end", "peer", to.ID, "cursor", cursor, "last_seq", last)
-		cursor = last
+		s.c.Logger.Warn("a peer resumes past the end of this replica's feed (a node restored from a backup, or a replica behind its leader): a full resync, then the feed from its end", "peer", to.ID, "cursor", cursor, "last_seq", last)
+		cursor, pastEnd = last, true
+		if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
+			return err
+		}
 	}
 	// held is what the caller holds: read at the start, once this stream has decided whether to
 	// walk or to resume (a resync of the peer's old stream may commit disclosures until then),
@@ -888,7 +893,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			// resends only those that a change of the record caused.
 			var pending map[string]int64
 			if why == "start" {
-				if pending, err = s.c.DB.PendingRetractions(ctx, to.Holder(), mode, req.Cursor); err != nil {
+				if pending, err = s.c.DB.PendingRetractions(ctx, to.Holder(), mode, cursor); err != nil {
 					return api.Status(s.c.Logger, err)
 				}
 			}
@@ -896,7 +901,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				gt.mu.Lock()
 				prev, ok := gt.resynced[resyncKey(to, mode)]
 				gt.mu.Unlock()
-				return prev, ok && why == "start" && len(pending) == 0 && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
+				return prev, ok && why == "start" && !pastEnd && len(pending) == 0 && key.equal(&prev.key) && !set.TimeDependent(to, prev.checked, time.Now())
 			}
 			// resume starts from that resync.
 			resume := func(prev resynced) error {

@@ -836,7 +836,9 @@ func (x *SubscribeRequest) GetMode() *Mode {
 
 type FeedEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// seq is the cursor to resume from after this event; heartbeats carry the current one.
+	// seq is the cursor to resume from after this event; heartbeats carry the current one, which
+	// is below the caller's cursor only when the source's feed went back (restored from a backup):
+	// the caller then takes it as its cursor.
 	Seq int64 `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
 	// Types that are valid to be assigned to Event:
 	//
