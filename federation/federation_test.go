@@ -1402,9 +1402,10 @@ func streamUntil(t *testing.T, fc pb.FederationServiceClient, cursor int64, want
 }
 
 // TestSubscribePastTheEndOfTheFeed: a peer resumes from a cursor this node gave before it was
-// restored from a backup, past the end of its feed now. The stream starts with a heartbeat at the
-// feed's end and a resync, and the feed goes on from there: a change made after the stream began
-// reaches the peer, numbered below the peer's old cursor as it is.
+// restored from a backup, past the end of its feed now. The stream is full: a heartbeat that
+// says so, every record granted (whatever the disclosures say the peer holds), a heartbeat with
+// full_end at the feed's end; then the feed goes on from there: a change made after the stream
+// began reaches the peer, numbered below the peer's old cursor as it is.
 func TestSubscribePastTheEndOfTheFeed(t *testing.T) {
 	a, b := sourceAndSilentPeer(t)
 	const crisis = "restored"
@@ -1421,14 +1422,20 @@ func TestSubscribePastTheEndOfTheFeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.GetHeartbeat() == nil || ev.Seq != last {
-		t.Fatalf("first event %v, want a heartbeat at the feed's end, %d", ev, last)
+	if !ev.GetHeartbeat().GetFull() || ev.Seq != last {
+		t.Fatalf("first event %v, want a full heartbeat at the feed's end, %d", ev, last)
 	}
 	seen := map[string]bool{}
-	for !seen["before"] {
+	for {
 		ev, err := stream.Recv()
 		if err != nil {
 			t.Fatalf("the start's resync: %v", err)
+		}
+		if ev.GetHeartbeat().GetFullEnd() {
+			if ev.Seq != last || !seen["before"] {
+				t.Fatalf("full_end at %d after %v, want at %d after before", ev.Seq, seen, last)
+			}
+			break
 		}
 		seen[ev.GetUpsert().GetRecord().GetId()] = true
 	}
@@ -1446,15 +1453,17 @@ func TestSubscribePastTheEndOfTheFeed(t *testing.T) {
 }
 
 // TestPeerOfARestoredNode: a node is restored from a backup (knooppunt restore) while its peer's
-// subscription cursor is past the restored feed's end. The peer follows the feed back (its
-// stored cursor goes down to the node's), and what the node writes after the restore reaches it,
-// across a reconnect too.
+// subscription cursor is past the restored feed's end. The peer takes all the node grants again:
+// a record changed after the backup goes back to the backup's version, one created after it is
+// dropped; the peer's stored cursor follows the feed back, and what the node writes after the
+// restore reaches it, across a reconnect too.
 func TestPeerOfARestoredNode(t *testing.T) {
 	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
 	a, b := f.Orgs[0], f.Orgs[1]
 	const crisis = "restore"
 	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
 	a.Put(t, fedtest.Sitrep("s1", crisis, pb.Classification_INTERNAL, "x"))
+	a.Put(t, fedtest.Sitrep("changed", crisis, pb.Classification_INTERNAL, "v1"))
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	if _, err := a.Node.DB().Copy(context.Background(), backup); err != nil {
 		t.Fatal(err)
@@ -1462,7 +1471,12 @@ func TestPeerOfARestoredNode(t *testing.T) {
 	for i := range 10 {
 		a.Put(t, fedtest.Sitrep(fmt.Sprintf("later-%d", i), crisis, pb.Classification_INTERNAL, "y"))
 	}
+	a.Put(t, fedtest.Sitrep("changed", crisis, pb.Classification_INTERNAL, "v2"))
 	seq := a.LastSeq(t)
+	fedtest.Eventually(t, 10*time.Second, "b holds what a wrote after the backup", func() (bool, string) {
+		held := b.Held(t, crisis, a.TD.Name())
+		return held["later-9"] == 1 && held["changed"] == 2, fmt.Sprintf("b holds %v", held)
+	})
 	fedtest.Eventually(t, 10*time.Second, "b's cursor reaches a's feed", func() (bool, string) {
 		c := b.Cursor(t, a.Name)
 		return c >= seq, fmt.Sprintf("cursor %d, a's feed %d", c, seq)
@@ -1490,6 +1504,10 @@ func TestPeerOfARestoredNode(t *testing.T) {
 	fedtest.Eventually(t, 10*time.Second, "b's cursor follows a's feed back", func() (bool, string) {
 		c := b.Cursor(t, a.Name)
 		return c <= a.LastSeq(t), fmt.Sprintf("cursor %d, a's feed %d", c, a.LastSeq(t))
+	})
+	fedtest.Eventually(t, 10*time.Second, "b holds what a holds again", func() (bool, string) {
+		held := b.Held(t, crisis, a.TD.Name())
+		return maps.Equal(held, map[string]int64{"s1": 1, "changed": 1}), fmt.Sprintf("b holds %v, want s1 and changed at version 1", held)
 	})
 	a.Put(t, fedtest.Sitrep("after-restore", crisis, pb.Classification_INTERNAL, "z"))
 	fedtest.Eventually(t, 10*time.Second, "b holds what a wrote after the restore", func() (bool, string) {

@@ -128,8 +128,8 @@ replica's new data directory and start them all; or into one, and start the othe
 data directories and raft.bootstrap: false, so that they take it from the leader.
 
 The node holds what it held when the backup was made: records written since are gone from it.
-Peers keep the versions they received after the backup until the node writes those records
-again; see docs/operator.md, Backups.`,
+Each peer that received changes made after the backup takes all the node grants it again and
+drops what did not come; see docs/operator.md, Backups.`,
 		Example: `  knooppunt restore /var/backups/knooppunt/2026-12-03.db --data-dir /var/lib/knooppunt
   knooppunt serve --data-dir /var/lib/knooppunt --config /etc/knooppunt/node.yaml`,
 		Args: cobra.ExactArgs(1),

@@ -429,6 +429,12 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 				flushAt.Reset(flushDelay)
 				scheduled = true
 			}
+			if b.fullEnded {
+				if err := b.dropUnsent(ctx); err != nil {
+					return progressed, err
+				}
+				progressed = true
+			}
 			// Store changes at once when nothing more has arrived, so that a lone change is not
 			// held back; under load, events queue up meanwhile and go into one command together.
 			if b.size() >= 256 || (b.size() > 0 && len(events) == 0) {
@@ -453,6 +459,10 @@ type batch struct {
 	exercise string
 	cmd      *pb.CacheForeign
 	stored   int64 // the cursor already stored
+	// full holds the ids a full stream sent (see pb.Heartbeat), from its first heartbeat until
+	// its full_end, which sets fullEnded; nil otherwise.
+	full      map[string]bool
+	fullEnded bool
 }
 
 func (m *Manager) newBatch(p config.Peer, exercise string, cursor int64) *batch {
@@ -476,12 +486,6 @@ func (b *batch) size() int { return len(b.cmd.Upserts) + len(b.cmd.Retractions) 
 func (b *batch) add(ev *pb.FeedEvent) bool {
 	if ev.Seq > b.cmd.Cursor {
 		b.cmd.Cursor = ev.Seq
-	} else if _, ok := ev.Event.(*pb.FeedEvent_Heartbeat); ok && ev.Seq < b.cmd.Cursor {
-		// A heartbeat says where the source's feed stands for this stream. Below the cursor it
-		// comes from a source restored from a backup, whose feed numbers its changes anew
-		// from there: the cursor goes back with it, so that a later start asks from there.
-		b.m.c.Logger.Warn("a peer's feed went back (restored from a backup, or a replica behind its leader): following it", "peer", b.peer.Name, "cursor", b.cmd.Cursor, "feed", ev.Seq)
-		b.cmd.Cursor = ev.Seq
 	}
 	switch e := ev.Event.(type) {
 	case *pb.FeedEvent_Upsert:
@@ -496,13 +500,48 @@ func (b *batch) add(ev *pb.FeedEvent) bool {
 			return b.pending()
 		}
 		b.cmd.Upserts = append(b.cmd.Upserts, e.Upsert)
+		if b.full != nil {
+			b.full[e.Upsert.Record.Id] = true
+		}
 	case *pb.FeedEvent_Retraction:
 		received.WithLabelValues(b.peer.Name, "retraction").Inc()
 		b.cmd.Retractions = append(b.cmd.Retractions, e.Retraction.RecordId)
 	case *pb.FeedEvent_Heartbeat:
 		received.WithLabelValues(b.peer.Name, "heartbeat").Inc()
+		switch {
+		case e.Heartbeat.Full:
+			b.m.c.Logger.Warn("a peer's feed ends before this node's cursor (restored from a backup, or a replica behind its leader): taking all it grants again", "peer", b.peer.Name, "cursor", b.cmd.Cursor, "feed", ev.Seq)
+			b.full = map[string]bool{}
+		case e.Heartbeat.FullEnd && b.full != nil:
+			// The feed numbers its changes anew from here: the cursor goes back with it.
+			b.cmd.Cursor, b.fullEnded = ev.Seq, true
+		}
 	}
 	return b.pending()
+}
+
+// dropUnsent ends a full stream: it retracts every record of the peer in this mode that this
+// node holds and the stream did not send, and stores that at once, so that nothing the feed
+// sends after full_end is retracted with it.
+func (b *batch) dropUnsent(ctx context.Context) error {
+	mode := db.Actual
+	if b.exercise != "" {
+		mode = db.Mode{Status: pb.Status_EXERCISE, Exercise: b.exercise}
+	}
+	ids, err := b.m.c.DB.ForeignIDs(ctx, b.peer.TrustDomain, mode)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if !b.full[id] {
+			b.cmd.Retractions = append(b.cmd.Retractions, id)
+		}
+	}
+	if n := len(b.cmd.Retractions); n > 0 {
+		b.m.c.Logger.Warn("dropped what a peer no longer sends after its feed went back", "peer", b.peer.Name, "records", n)
+	}
+	b.full, b.fullEnded = nil, false
+	return b.flush(ctx)
 }
 
 // pending reports whether the batch holds anything not yet stored.

@@ -809,17 +809,18 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	to.Purpose = req.Purpose
 	cursor := req.Cursor
 	// A cursor past the end of the feed was given by this node before it was restored from a
-	// backup (knooppunt restore): the feed goes on from its end, or the changes numbered up to
-	// the cursor anew would never reach the caller. The stream starts with a heartbeat that says
-	// so, which the caller stores as its cursor, and with a full resync (never a resume: the
-	// feed from the caller's cursor says nothing).
+	// backup (knooppunt restore), or by a replica ahead of this one: the feed goes on from its
+	// end, or the changes numbered up to the cursor anew would never reach the caller. The
+	// stream is full (see pb.Heartbeat): it sends every record it grants, whatever the
+	// disclosures say the caller holds (they are the backup's), never resumes, and ends the
+	// resync with full_end, after which the caller drops what did not come.
 	pastEnd := false
 	if last, err := s.c.DB.LastSeq(); err != nil {
 		return api.Status(s.c.Logger, err)
 	} else if cursor > last {
 		s.c.Logger.Warn("a peer resumes past the end of this replica's feed (a node restored from a backup, or a replica behind its leader): a full resync, then the feed from its end", "peer", to.ID, "cursor", cursor, "last_seq", last)
 		cursor, pastEnd = last, true
-		if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
+		if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now(), Full: true}}}); err != nil {
 			return err
 		}
 	}
@@ -944,7 +945,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 					}
 					break
 				}
-				if why == "start" {
+				if why == "start" && !pastEnd {
 					if err := readHeld(); err != nil {
 						release()
 						return err
@@ -953,6 +954,10 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				metrics.Resyncs.WithLabelValues(why).Inc()
 				gen, why, checked, last = g, "", time.Now(), &key
 				err = s.resync(ctx, stream, to, mode, set, phases, held, sent, disc, cursor, checked)
+				if err == nil && pastEnd {
+					err = stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now(), FullEnd: true}}})
+					pastEnd = false
+				}
 				if err == nil {
 					gt.mu.Lock()
 					keep(gt.resynced, resyncKey(to, mode), resynced{key: key, checked: checked})

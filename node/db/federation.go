@@ -413,6 +413,27 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 	return nil
 }
 
+// ForeignIDs lists the ids of origin's records that this node holds in mode.
+func (d *DB) ForeignIDs(ctx context.Context, origin string, mode Mode) ([]string, error) {
+	var ids []string
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT id FROM foreign_records WHERE origin = ? AND status = ? AND exercise = ?`, origin, int32(mode.Status), mode.Exercise)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	return ids, err
+}
+
 // PeerCursor returns where a peer's subscription in the actual mode resumes, and when it last
 // delivered.
 func (d *DB) PeerCursor(ctx context.Context, peer string) (int64, time.Time, error) {

@@ -836,9 +836,8 @@ func (x *SubscribeRequest) GetMode() *Mode {
 
 type FeedEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// seq is the cursor to resume from after this event; heartbeats carry the current one, which
-	// is below the caller's cursor only when the source's feed went back (restored from a backup):
-	// the caller then takes it as its cursor.
+	// seq is the cursor to resume from after this event; heartbeats carry the current one. Only a
+	// heartbeat with full_end carries one below the caller's cursor (see Heartbeat).
 	Seq int64 `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
 	// Types that are valid to be assigned to Event:
 	//
@@ -997,8 +996,16 @@ func (x *Retraction) GetReason() string {
 }
 
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at" json:"at,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at" json:"at,omitempty"`
+	// full starts a stream whose cursor was past the end of the source's feed (a source restored
+	// from a backup, or a replica behind its leader): every record the source grants the caller
+	// follows, up to a heartbeat with full_end, whose seq the caller takes as its cursor even
+	// though it is lower, and after which it drops whatever it holds of the source in this mode
+	// that did not come. A stream that breaks before full_end leaves the caller's cursor as it was,
+	// so that the next one is full too.
+	Full          bool `protobuf:"varint,2,opt,name=full" json:"full,omitempty"`
+	FullEnd       bool `protobuf:"varint,3,opt,name=full_end,json=fullEnd" json:"full_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1038,6 +1045,20 @@ func (x *Heartbeat) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *Heartbeat) GetFullEnd() bool {
+	if x != nil {
+		return x.FullEnd
+	}
+	return false
 }
 
 type SearchRequest struct {
@@ -1787,9 +1808,11 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
 	"Retraction\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"f\n" +
 	"\tHeartbeat\x12*\n" +
-	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x90\x01\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
+	"\x04full\x18\x02 \x01(\bR\x04full\x12\x19\n" +
+	"\bfull_end\x18\x03 \x01(\bR\afullEnd\"\x90\x01\n" +
 	"\rSearchRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +
