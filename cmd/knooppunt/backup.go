@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -145,7 +146,7 @@ drops what did not come; see docs/operator.md, Backups.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the new data directory: absent, or empty")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the new data directory: absent, or empty (lost+found aside)")
 	return cmd
 }
 
@@ -163,6 +164,8 @@ func restoreBackup(path, dir string) (uint64, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("--data-dir: %w", err)
 	}
+	// The root of a new file system holds lost+found, which is no node's data.
+	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return e.Name() == "lost+found" && e.IsDir() })
 	if len(entries) > 0 {
 		return 0, fmt.Errorf("--data-dir: %s is not empty: restore only into a new or empty data directory (move the old one aside first)", dir)
 	}
