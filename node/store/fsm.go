@@ -210,26 +210,27 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 // copy is exactly the state at the last applied index.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.sinceSnapshot.Store(0)
-	path, err := copyBeside(f.db)
+	path, err := CopyPath(f.db)
 	if err != nil {
+		return nil, err
+	}
+	if err := f.db.Backup(path); err != nil {
 		return nil, err
 	}
 	return &snapshot{path: path}, nil
 }
 
-// copyBeside copies the database (db.Backup) to a new file beside it, named so that one a crash
-// left behind goes at the next start (see Open), and returns the copy's path.
-func copyBeside(d *db.DB) (string, error) {
+// CopyPath is a new path beside the database, not yet a file (VACUUM INTO wants to create it),
+// for a copy of it: a snapshot's or a backup's. Its name is a snapshot copy's, so that one a
+// crash left behind goes at the next start (see Open).
+func CopyPath(d *db.DB) (string, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(d.Path()), "snapshot-*.db.tmp")
 	if err != nil {
 		return "", err
 	}
 	path := tmp.Name()
 	tmp.Close()
-	os.Remove(path) // VACUUM INTO wants to create the file
-	if err := d.Backup(path); err != nil {
-		return "", err
-	}
+	os.Remove(path)
 	return path, nil
 }
 

@@ -271,25 +271,20 @@ func adoptDatabase(cfg Config, conf raft.Configuration, snaps raft.SnapshotStore
 		return false, fmt.Errorf("store: the database has applied entries up to %d, but the Raft directory %s is empty and raft.bootstrap is false: "+
 			"start the replica with an empty data directory to be joined, or with raft.bootstrap true to serve this database", applied, cfg.Dir)
 	}
-	path, err := copyBeside(cfg.DB)
+	path, err := CopyPath(cfg.DB)
 	if err != nil {
 		return false, fmt.Errorf("store: adopt the database: %w", err)
 	}
-	defer os.Remove(path)
-	f, err := os.Open(path)
-	if err != nil {
+	snap := &snapshot{path: path}
+	defer snap.Release()
+	if err := cfg.DB.Backup(path); err != nil {
 		return false, fmt.Errorf("store: adopt the database: %w", err)
 	}
-	defer f.Close()
 	sink, err := snaps.Create(raft.SnapshotVersionMax, applied, 1, conf, applied, trans)
 	if err != nil {
 		return false, fmt.Errorf("store: adopt the database: %w", err)
 	}
-	if _, err := io.Copy(sink, f); err != nil {
-		sink.Cancel()
-		return false, fmt.Errorf("store: adopt the database: %w", err)
-	}
-	if err := sink.Close(); err != nil {
+	if err := snap.Persist(sink); err != nil {
 		return false, fmt.Errorf("store: adopt the database: %w", err)
 	}
 	cfg.Logger.Info("took the database as the Raft state's start (restored from a backup?)", "applied_index", applied)

@@ -89,11 +89,8 @@ func (l *Lang) KindDescription(k *record.Kind) string {
 func kindTitles(kinds *record.Kinds) map[string]string {
 	out := map[string]string{}
 	for _, n := range kinds.Names() {
-		var doc struct {
-			Title string `json:"title"`
-		}
-		if k := kinds.Get(n); len(k.Schema) > 0 && json.Unmarshal(k.Schema, &doc) == nil && doc.Title != "" {
-			out[n] = doc.Title
+		if t := schemaDoc(kinds.Get(n)).Title; t != "" {
+			out[n] = t
 		}
 	}
 	return out

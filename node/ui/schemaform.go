@@ -121,10 +121,10 @@ func bodyFieldsOf(k *record.Kind) []bodyField {
 	return out
 }
 
-// objectKeys are the keys of a JSON object in the order the document gives them.
-// kindSchema is what the pages read of a kind's JSON Schema: its properties and which are
-// required.
+// kindSchema is what the pages read of a kind's JSON Schema: its title, its properties and which
+// are required.
 type kindSchema struct {
+	Title      string          `json:"title"`
 	Properties json.RawMessage `json:"properties"`
 	Required   []string        `json:"required"`
 }

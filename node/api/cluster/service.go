@@ -1,13 +1,14 @@
 // Package cluster is the ClusterService, with which admins see and change the replicas of a
-// node's Raft group and take backups, and the ReplicaService, with which followers hand commands to the leader.
+// node's Raft group and take backups, and the ReplicaService, with which followers hand commands
+// to the leader.
 package cluster
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"google.golang.org/grpc"
@@ -87,17 +88,14 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 // backupChunk is the size of a Backup message's data.
 const backupChunk = 1 << 20
 
-// Backup copies the database beside it (db.Copy: writes go on) and streams the copy. The copy
-// is named as a snapshot's, so that one a crash left behind goes at the next start.
+// Backup copies the database beside it (store.CopyPath, db.Copy: writes go on) and streams the
+// copy.
 func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[pb.BackupChunk]) error {
 	ctx := stream.Context()
-	tmp, err := os.CreateTemp(filepath.Dir(s.db.Path()), "snapshot-backup-*.db.tmp")
+	path, err := store.CopyPath(s.db)
 	if err != nil {
 		return api.Status(s.log, err)
 	}
-	path := tmp.Name()
-	tmp.Close()
-	os.Remove(path) // VACUUM INTO wants to create the file
 	defer os.Remove(path)
 	applied, err := s.db.Copy(ctx, path)
 	if err != nil {
@@ -112,21 +110,19 @@ func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[
 	if err != nil {
 		return api.Status(s.log, err)
 	}
-	first := &pb.BackupChunk{Size: info.Size(), AppliedIndex: applied}
 	buf := make([]byte, backupChunk)
-	for {
+	for chunk := 0; ; chunk++ {
 		n, err := io.ReadFull(f, buf)
-		if n > 0 || first != nil {
-			c := first
-			if c == nil {
-				c = &pb.BackupChunk{}
+		if n > 0 || chunk == 0 {
+			c := &pb.BackupChunk{Data: buf[:n]}
+			if chunk == 0 {
+				c.Size, c.AppliedIndex = info.Size(), applied
 			}
-			c.Data, first = buf[:n], nil
 			if err := stream.Send(c); err != nil {
 				return err
 			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			break
 		}
 		if err != nil {
