@@ -148,6 +148,7 @@ func schemaOrder(k *record.Kind) []string {
 	return nil
 }
 
+// objectKeys are the keys of a JSON object in the order the document gives them.
 func objectKeys(obj json.RawMessage) []string {
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
