@@ -110,27 +110,33 @@ func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[
 	if err != nil {
 		return api.Status(s.log, err)
 	}
-	buf := make([]byte, backupChunk)
-	for chunk := 0; ; chunk++ {
-		n, err := io.ReadFull(f, buf)
-		if n > 0 || chunk == 0 {
-			c := &pb.BackupChunk{Data: buf[:n]}
-			if chunk == 0 {
-				c.Size, c.AppliedIndex = info.Size(), applied
-			}
-			if err := stream.Send(c); err != nil {
+	first := &pb.BackupChunk{Size: info.Size(), AppliedIndex: applied}
+	if err := sendChunks(f, backupChunk, first, stream.Send); err != nil {
+		return api.Status(s.log, err)
+	}
+	s.log.Info("backup taken", "applied_index", applied, "bytes", info.Size())
+	return nil
+}
+
+// sendChunks sends what r holds in messages of at most size bytes, the first of them first
+// with its data added: first goes even when r is empty.
+func sendChunks(r io.Reader, size int, first *pb.BackupChunk, send func(*pb.BackupChunk) error) error {
+	buf := make([]byte, size)
+	for c := first; ; c = new(pb.BackupChunk) {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 || c == first {
+			c.Data = buf[:n]
+			if err := send(c); err != nil {
 				return err
 			}
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			return api.Status(s.log, err)
+			return err
 		}
 	}
-	s.log.Info("backup taken", "applied_index", applied, "bytes", info.Size())
-	return nil
 }
 
 // ReplicaService implements knooppunt.v1.ReplicaService on the leader.
