@@ -114,7 +114,7 @@ func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint
 	if got != size {
 		t.Fatalf("backup: %d bytes of %d", got, size)
 	}
-	if a, err := db.CheckBackup(path); err != nil || a != applied {
+	if a, _, err := db.CheckBackup(path); err != nil || a != applied {
 		t.Fatalf("backup: CheckBackup = %d, %v; want %d", a, err, applied)
 	}
 	return path, applied

@@ -169,6 +169,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.db, err = db.Open(filepath.Join(opts.DataDir, DatabaseName)); err != nil {
 		return nil, err
 	}
+	if err := n.checkOrigin(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Listen != "" {
 		if n.ident, err = startIdentity(ctx, cfg, n.log); err != nil {
 			return nil, err
@@ -890,6 +893,21 @@ func (n *Node) goBackground(fn func(ctx context.Context)) {
 		fn(ctx)
 	}()
 	n.background = append(n.background, func() { cancel(); <-done })
+}
+
+// checkOrigin refuses a database that holds another org's records: a data directory or a
+// backup of another organisation would otherwise be served, and shared under this org's
+// policies, as this org's own.
+func (n *Node) checkOrigin(ctx context.Context) error {
+	org := n.opts.Config.Org
+	origin, err := n.db.Origin(ctx)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if org == "" || origin == "" || origin == org {
+		return nil
+	}
+	return fmt.Errorf("node: the database in %s holds the records of %s, not of this node's org %s: it is another organisation's data directory or backup; start the node on its own data directory (or restore its own backup), or correct org in the config", n.opts.DataDir, origin, org)
 }
 
 func (n *Node) close() error {

@@ -318,3 +318,39 @@ func TestStartAppliesTheLogBeforeServing(t *testing.T) {
 		t.Fatalf("first read after the restart = version %d, %v; want version %d: the log was not applied before serving", r.GetVersion(), err, writes+1)
 	}
 }
+
+// TestStartRefusesAnotherOrgsDatabase: a node whose config names another org than the records
+// in its data directory (another organisation's directory or backup) does not start, says
+// whose records they are, and leaves them as they were for the node they belong to.
+func TestStartRefusesAnotherOrgsDatabase(t *testing.T) {
+	dir := dataDir(t)
+	n, stop := start(t, dir)
+	rec := shelter("houten")
+	if _, err := pb.NewRecordServiceClient(dial(t, n)).Put(callCtx(t), &pb.PutRequest{Record: rec}); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	own := config.Default().Org
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := config.Default()
+	cfg.Org = "politie.crisis.test"
+	cfg.MetricsAddr = ""
+	other, err := node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		other.Stop(t.Context())
+		t.Fatalf("a node of %s started on the records of %s", cfg.Org, own)
+	}
+	for _, want := range []string{dir, "the records of " + own, "this node's org politie.crisis.test"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+
+	n, _ = start(t, dir)
+	got, err := pb.NewRecordServiceClient(dial(t, n)).Get(callCtx(t), &pb.GetRequest{Id: "houten"})
+	if err != nil || got.GetOrigin() != own {
+		t.Fatalf("the own node after the refusal: Get = %v, %v", got, err)
+	}
+}

@@ -105,7 +105,7 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
 		return 0, 0, fmt.Errorf("FILE: %w", err)
 	}
-	if got, err := db.CheckBackup(tmp.Name()); err != nil || got != applied {
+	if got, _, err := db.CheckBackup(tmp.Name()); err != nil || got != applied {
 		return 0, 0, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
 	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
@@ -138,11 +138,14 @@ drops what did not come; see docs/operator.md, Backups.`,
 			if dataDir == "" {
 				return errors.New("--data-dir: name the new data directory")
 			}
-			applied, err := restoreBackup(args[0], dataDir)
+			applied, origin, err := restoreBackup(args[0], dataDir)
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d; start the node with knooppunt serve --data-dir %s\n", dataDir, applied, dataDir)
+			if origin == "" {
+				origin = "no org: it holds no records"
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the records of %s; start the node with knooppunt serve --data-dir %s\n", dataDir, applied, origin, dataDir)
 			return err
 		},
 	}
@@ -150,42 +153,42 @@ drops what did not come; see docs/operator.md, Backups.`,
 	return cmd
 }
 
-// restoreBackup checks the backup at path and copies it to dir's database file. dir must be
-// absent or empty.
-func restoreBackup(path, dir string) (uint64, error) {
-	applied, err := db.CheckBackup(path)
+// restoreBackup checks the backup at path and copies it to dir's database file, and returns
+// the last log entry it holds and the org whose records it holds. dir must be absent or empty.
+func restoreBackup(path, dir string) (applied uint64, origin string, err error) {
+	applied, origin, err = db.CheckBackup(path)
 	if err != nil {
-		return 0, fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w", path, err)
+		return 0, "", fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w", path, err)
 	}
 	if applied == 0 {
-		return 0, fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore", path)
+		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore", path)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("--data-dir: %w", err)
+		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	// The root of a new file system holds lost+found, which is no node's data.
 	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return e.Name() == "lost+found" && e.IsDir() })
 	if len(entries) > 0 {
-		return 0, fmt.Errorf("--data-dir: %s is not empty: restore only into a new or empty data directory (move the old one aside first)", dir)
+		return 0, "", fmt.Errorf("--data-dir: %s is not empty: restore only into a new or empty data directory (move the old one aside first)", dir)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, fmt.Errorf("--data-dir: %w", err)
+		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	src, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("FILE: %w", err)
+		return 0, "", fmt.Errorf("FILE: %w", err)
 	}
 	defer src.Close()
 	dst := filepath.Join(dir, node.DatabaseName)
 	w, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("--data-dir: %w", err)
+		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	_, err = io.Copy(w, src)
 	if err = errors.Join(err, w.Sync(), w.Close()); err != nil {
 		os.Remove(dst)
-		return 0, fmt.Errorf("--data-dir: %w", err)
+		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
-	return applied, nil
+	return applied, origin, nil
 }

@@ -71,8 +71,16 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = cli(t, nil, "", "restore", backup, "--data-dir", fresh).want(t, 0)
-	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") {
+	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the records of local.crisis.test;") {
 		t.Fatalf("restore printed %q", r.stdout)
+	}
+	// Another org's node does not serve the backup's records as its own.
+	otherCfg := filepath.Join(dir, "other.yaml")
+	if err := os.WriteFile(otherCfg, []byte("org: politie.crisis.test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "serve", "--data-dir", fresh, "--config", otherCfg).want(t, 1); !strings.Contains(r.stderr, "holds the records of local.crisis.test, not of this node's org politie.crisis.test") {
+		t.Errorf("serve of another org on the restored directory: %q", r.stderr)
 	}
 	cfg := filepath.Join(dir, "node.yaml")
 	serve := func() *proctest.Proc {

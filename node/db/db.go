@@ -410,12 +410,45 @@ func checkSchema(path string) (applied uint64, err error) {
 }
 
 // CheckBackup checks that the file at path is a whole knooppunt database this build can open
-// (integrity_check, and its schema), and returns the index of the last Raft log entry it holds.
-func CheckBackup(path string) (applied uint64, err error) {
+// (integrity_check, and its schema), and returns the index of the last Raft log entry it holds
+// and the org whose records it holds ("" when it holds none).
+func CheckBackup(path string) (applied uint64, origin string, err error) {
 	if err := IntegrityCheck(path); err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	return checkSchema(path)
+	if applied, err = checkSchema(path); err != nil {
+		return 0, "", err
+	}
+	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		return 0, "", err
+	}
+	defer h.Close()
+	origin, err = readOrigin(context.Background(), h)
+	return applied, origin, err
+}
+
+// Origin is the trust domain of the org whose records the database holds: the origin of any
+// record, as a node stores only its own org's ("" when it holds none). A node started on another
+// org's database (a data directory or backup mixed up) finds it here before it serves them.
+func (d *DB) Origin(ctx context.Context) (origin string, err error) {
+	err = d.read(func(ro *sql.DB) error {
+		origin, err = readOrigin(ctx, ro)
+		return err
+	})
+	return origin, err
+}
+
+func readOrigin(ctx context.Context, h *sql.DB) (string, error) {
+	var origin string
+	err := h.QueryRowContext(ctx, `SELECT origin FROM records LIMIT 1`).Scan(&origin)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("db: origin: %w", err)
+	}
+	return origin, nil
 }
 
 // Copy writes a consistent copy of the database as committed to dst, which must not exist, from
