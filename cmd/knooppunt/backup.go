@@ -115,7 +115,10 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 }
 
 func newRestoreCmd() *cobra.Command {
-	var dataDir string
+	var (
+		dataDir string
+		quiet   bool
+	)
 	cmd := &cobra.Command{
 		Use:   "restore FILE --data-dir DIR",
 		Short: "Make a node's data directory of a backup",
@@ -138,7 +141,7 @@ drops what did not come; see docs/operator.md, Backups.`,
 			if dataDir == "" {
 				return errors.New("--data-dir: name the new data directory")
 			}
-			applied, origin, err := restoreBackup(args[0], dataDir)
+			applied, origin, err := restoreBackup(args[0], dataDir, cmd.ErrOrStderr(), !quiet)
 			if err != nil {
 				return err
 			}
@@ -150,12 +153,24 @@ drops what did not come; see docs/operator.md, Backups.`,
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the new data directory: absent, or empty (lost+found aside)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress")
 	return cmd
 }
 
 // restoreBackup checks the backup at path and copies it to dir's database file, and returns
 // the last log entry it holds and the org whose records it holds. dir must be absent or empty.
-func restoreBackup(path, dir string) (applied uint64, origin string, err error) {
+// The copy is written beside the database file and renamed once whole, so that a restore cut
+// short never leaves a partial database for a node to start on. With show, a large backup's
+// check and copy are reported on progress.
+func restoreBackup(path, dir string, progress io.Writer, show bool) (applied uint64, origin string, err error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0, "", fmt.Errorf("FILE: %w", err)
+	}
+	show = show && info.Size() >= progressFrom
+	if show {
+		fmt.Fprintf(progress, "checking %s (%d bytes): every page is read\n", path, info.Size())
+	}
 	applied, origin, err = db.CheckBackup(path)
 	if err != nil {
 		return 0, "", fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w", path, err)
@@ -180,14 +195,18 @@ func restoreBackup(path, dir string) (applied uint64, origin string, err error) 
 		return 0, "", fmt.Errorf("FILE: %w", err)
 	}
 	defer src.Close()
-	dst := filepath.Join(dir, node.DatabaseName)
-	w, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	w, err := os.CreateTemp(dir, "."+node.DatabaseName+".*")
 	if err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
-	_, err = io.Copy(w, src)
+	defer os.Remove(w.Name())
+	bar := newBar(progress, info.Size(), "restoring", show)
+	_, err = io.Copy(io.MultiWriter(w, bar), src)
+	bar.Finish()
 	if err = errors.Join(err, w.Sync(), w.Close()); err != nil {
-		os.Remove(dst)
+		return 0, "", fmt.Errorf("--data-dir: %w", err)
+	}
+	if err := os.Rename(w.Name(), filepath.Join(dir, node.DatabaseName)); err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	return applied, origin, nil

@@ -74,6 +74,9 @@ func TestBackupAndRestore(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the records of local.crisis.test;") {
 		t.Fatalf("restore printed %q", r.stdout)
 	}
+	if entries, err := os.ReadDir(fresh); err != nil || len(entries) != 2 || entries[0].Name() != node.DatabaseName || entries[1].Name() != "lost+found" {
+		t.Fatalf("the restored directory holds %v (%v), want %s and lost+found", entries, err, node.DatabaseName)
+	}
 	// Another org's node does not serve the backup's records as its own.
 	otherCfg := filepath.Join(dir, "other.yaml")
 	if err := os.WriteFile(otherCfg, []byte("org: politie.crisis.test\n"), 0o600); err != nil {
