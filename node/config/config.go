@@ -682,10 +682,14 @@ func (c *Config) setDefaults() {
 			p.Source = PeerFromConfig
 		}
 		if p.EndpointID == "" && p.TrustDomain != "" {
-			p.EndpointID = "spiffe://" + p.TrustDomain + "/node/r1"
+			p.EndpointID = FirstReplicaID(p.TrustDomain)
 		}
 	}
 }
+
+// FirstReplicaID is the SPIFFE ID of an org's first replica, spiffe://TD/node/r1: what a
+// peer's node calls with, and presents at its bundle endpoint, unless its config says else.
+func FirstReplicaID(td string) string { return "spiffe://" + td + "/node/r1" }
 
 func (c *Config) check() error {
 	if err := record.CheckOrigin("org", c.Org); err != nil {

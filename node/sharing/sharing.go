@@ -135,7 +135,7 @@ func (s *Sharing) current(ctx context.Context) (*policy.Set, map[string]string, 
 func (s *Sharing) Peers() []policy.Recipient {
 	var out []policy.Recipient
 	for _, p := range s.config().Peers {
-		out = append(out, policy.Recipient{ID: "spiffe://" + p.TrustDomain + "/node/r1", TrustDomain: p.TrustDomain, Name: p.Name, Groups: p.Groups})
+		out = append(out, policy.Recipient{ID: config.FirstReplicaID(p.TrustDomain), TrustDomain: p.TrustDomain, Name: p.Name, Groups: p.Groups})
 	}
 	return out
 }

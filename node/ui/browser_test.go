@@ -2,14 +2,19 @@ package ui_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/knooppunt/knooppunt/node/record"
 )
 
 // chromium finds Debian's chromium. A missing browser fails the browser tests: they are part of
@@ -122,6 +127,27 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("picture in the browser: role %q, header colour %q, title %q", role, colour, title)
 	}
 	accessible("het beeld")
+	// The charts name the regions as the table does; the column for those names holds the
+	// longest of the 25, short of the bars.
+	if l := get("chart labels", chromedp.Evaluate[string](`[...document.querySelectorAll('.kp-chart__label')].map(t => t.textContent).join(", ")`)); !strings.HasPrefix(l, "VR09 Utrecht, VR17 Rotterdam-Rijnmond, VR19 Zeeland") {
+		t.Errorf("the chart's bars are labelled %q, want the regions' names", l)
+	}
+	var names []string
+	for i := 1; i <= 25; i++ {
+		code := fmt.Sprintf("VR%02d", i)
+		names = append(names, code+" "+record.RegionName(code))
+	}
+	list, _ := json.Marshal(names)
+	room := get("label column", chromedp.Evaluate[string](`(() => {
+		const label = document.querySelector('.kp-chart__label'), probe = label.cloneNode();
+		label.parentNode.appendChild(probe);
+		const widest = Math.max(...`+string(list)+`.map(n => { probe.textContent = n; return probe.getComputedTextLength(); }));
+		probe.remove();
+		return String(document.querySelector('.kp-chart__track').x.baseVal.value - label.x.baseVal[0].value - widest);
+	})()`))
+	if gap, err := strconv.ParseFloat(room, 64); err != nil || gap < 4 {
+		t.Errorf("the longest region's name leaves %s units before the bars, want at least 4", room)
+	}
 	// With the keyboard alone: the first Tab reaches the skip link, Enter goes to the content.
 	run("tab to the skip link", chromedp.KeyEvent("\t"))
 	if f := get("focus", chromedp.Evaluate[string](`document.activeElement.textContent`)); f != "Naar de inhoud" {

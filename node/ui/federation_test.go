@@ -250,8 +250,10 @@ func TestPictureOfAFederation(t *testing.T) {
 		"Landelijk beeld opvang Oekraïne", "Regionaal beeld VR Utrecht",
 		// The guidance says it comes with a file.
 		`Richtlijn registratie bij aankomst</a> <span class="kp-tag kp-tag--info">met bijlage</span>`,
-		// The charts: VR17's 300 places are the longest bar (330 units), VR09's 200 two thirds.
-		`<svg viewBox="0 0 480 92" role="img" aria-labelledby="grafiek-0"`, `width="330.0" height="20"/>`, `width="220.0" height="20"/>`,
+		// The charts: VR17's 300 places are the longest bar (260 units), VR09's 200 two thirds;
+		// each bar is labelled with its region's name.
+		`<svg viewBox="0 0 576 92" role="img" aria-labelledby="grafiek-0"`, `width="260.0" height="20"/>`, `width="173.3" height="20"/>`,
+		`<text class="kp-chart__label" x="0" y="47">VR17 Rotterdam-Rijnmond</text>`,
 		// Regions by their names; the latest records' sources by the names this node knows
 		// them by, its own by its own.
 		`scope="row">VR17 Rotterdam-Rijnmond</th>`,

@@ -1,6 +1,9 @@
 package ui
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +16,10 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
@@ -259,19 +266,33 @@ func TestRequireRecent(t *testing.T) {
 	}
 }
 
+// TestChart: one bar per region, the national total left out, each labelled with its region as
+// the table names it, the longest value the full length.
 func TestChart(t *testing.T) {
-	rows := []capacityRow{{Region: "VR01", Cells: []string{"0"}}, {Region: "VR02", Cells: []string{"50"}},
-		{Region: "VR03", Cells: []string{""}}, {Region: "NL", National: true, Cells: []string{"50"}}}
-	c := newChart("g", "t", rows, 0)
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &Lang{Code: "nl", cat: cats["nl"]}
+	rows := []capacityRow{{Region: "VR09", Cells: []string{"0"}}, {Region: "VR17", Cells: []string{"50"}},
+		{Region: "VR06", Cells: []string{""}}, {Region: "NL", National: true, Cells: []string{"50"}}}
+	c := newChart("g", "t", rows, 0, nl.Region)
 	if len(c.Bars) != 3 || c.Height != 3*chartRow+8 {
 		t.Fatalf("chart: %+v", c)
 	}
-	for i, want := range []float64{0, chartLength, 0} {
-		if c.Bars[i].Width != want || c.Bars[i].Y != float64(i*chartRow+4) {
-			t.Errorf("bar %d: %+v, want width %g", i, c.Bars[i], want)
+	for i, want := range []struct {
+		label string
+		width float64
+	}{{"VR09 Utrecht", 0}, {"VR17 Rotterdam-Rijnmond", chartLength}, {"VR06 Noord- en Oost-Gelderland", 0}} {
+		if b := c.Bars[i]; b.Label != want.label || b.Width != want.width || b.Y != float64(i*chartRow+4) {
+			t.Errorf("bar %d: %+v, want %q of width %g", i, b, want.label, want.width)
 		}
 	}
-	if empty := newChart("g", "t", nil, 0); len(empty.Bars) != 0 || empty.Height != 8 {
+	// The box holds the label column, the bars and room for a value after them.
+	if c.Width != chartWidth || c.BarX != chartLabel || c.Length != chartLength || c.ValueX != chartLabel+chartLength+8 || chartWidth-c.ValueX < 50 {
+		t.Errorf("geometry: %+v", c)
+	}
+	if empty := newChart("g", "t", nil, 0, nl.Region); len(empty.Bars) != 0 || empty.Height != 8 {
 		t.Errorf("an empty chart: %+v", empty)
 	}
 }
@@ -481,5 +502,97 @@ func TestRecordProblems(t *testing.T) {
 	}
 	if p := recordProblems(nl, kinds, &pb.Record{Kind: "water.level", Crisis: "hoogwater", Region: "NL", Body: []byte(`{"gauge":"lobith","level_cm":3}`)}); len(p) != 0 {
 		t.Errorf("a record the node takes: %v", p)
+	}
+}
+
+// peersConn stands for the node's services: PeerService lists peers, or fails with err;
+// PolicyService has one policy; anything else is unimplemented, as a page that asks what it
+// may do without would find it.
+type peersConn struct {
+	peers []*pb.PeerInfo
+	err   error
+}
+
+func (c peersConn) Invoke(_ context.Context, method string, _, reply any, _ ...grpc.CallOption) error {
+	switch method {
+	case "/knooppunt.v1.PeerService/List":
+		if c.err != nil {
+			return c.err
+		}
+		proto.Merge(reply.(proto.Message), &pb.ListPeersResponse{Peers: c.peers})
+	case "/knooppunt.v1.PolicyService/Get":
+		proto.Merge(reply.(proto.Message), &pb.PolicyInfo{Id: "x@1", Name: "x", Version: 1, State: "approved", Source: []byte("name: x\n")})
+	default:
+		return status.Error(codes.Unimplemented, method)
+	}
+	return nil
+}
+
+func (c peersConn) NewStream(_ context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, method)
+}
+
+// TestRecipientChoices: the four forms with a recipient field suggest the node's active
+// peers, each by its node's ID under its name (and the name it gave itself, when another),
+// and no group, which preview and explain would refuse. When PeerService fails, each page
+// still works, without suggestions, and the failure is logged.
+func TestRecipientChoices(t *testing.T) {
+	peers := []*pb.PeerInfo{
+		{Name: "coa", TrustDomain: "coa.crisis.test", OrgName: "coa", Groups: []string{"all"}, Active: true},
+		{Name: "ncc", TrustDomain: "ncc.crisis.test", OrgName: "Nationaal Crisiscentrum", Groups: []string{"all", "rijk"}, Active: true},
+		{Name: "oud", TrustDomain: "oud.crisis.test", Active: false},
+	}
+	const want = `<datalist id="recipient-partners">
+      <option value="spiffe://coa.crisis.test/node/r1">coa</option>
+      <option value="spiffe://ncc.crisis.test/node/r1">ncc (Nationaal Crisiscentrum)</option>
+    </datalist>`
+	pages := []string{"/beleid/toon?id=x%401", "/beleid/voorbeeld?id=x%401", "/beleid/uitleg", "/beleid/voorstel"}
+	input := regexp.MustCompile(`<input [^>]*id="recipient"[^>]*>`)
+	for _, tc := range []struct {
+		name string
+		conn peersConn
+	}{
+		{"peers", peersConn{peers: peers}},
+		{"PeerService fails", peersConn{err: status.Error(codes.Unavailable, "no leader")}},
+	} {
+		var logs bytes.Buffer
+		s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+			OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+			Org: "a.crisis.test", Name: "a", Conn: tc.conn, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Resolve: func(id spiffeid.ID) (api.Caller, error) {
+				return api.Caller{ID: id, Roles: []api.Role{api.Officer}}, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		person := spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga")
+		id := s.sessions.create(&session{Person: person, Name: "olga", AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
+		for _, path := range pages {
+			r := httptest.NewRequest("GET", path, nil)
+			r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, r)
+			body := w.Body.String()
+			field := input.FindString(body)
+			if w.Code != http.StatusOK || field == "" || !strings.Contains(body, `id="recipient-hint">Kies een partner uit de lijst`) {
+				t.Errorf("%s: %s: %d, want the page with its recipient field:\n%s", tc.name, path, w.Code, body)
+				continue
+			}
+			if tc.conn.err == nil {
+				if !strings.Contains(field, ` list="recipient-partners"`) || strings.Contains(field, "autocomplete") || !strings.Contains(body, want) {
+					t.Errorf("%s: %s: want the field to suggest coa and ncc:\n%s", tc.name, path, body)
+				}
+				if strings.Contains(body, "group:") || strings.Contains(body, "oud.crisis.test") {
+					t.Errorf("%s: %s suggests a group or a peer that is not in effect", tc.name, path)
+				}
+				continue
+			}
+			if strings.Contains(field, "list=") || !strings.Contains(field, `autocomplete="off"`) || strings.Contains(body, "<datalist") || strings.Contains(body, "utrecht-alert--error") {
+				t.Errorf("%s: %s: want the field without suggestions and no error:\n%s", tc.name, path, body)
+			}
+		}
+		if failed := strings.Count(logs.String(), "no partners to suggest as recipients"); (tc.conn.err != nil) != (failed == len(pages)) {
+			t.Errorf("%s: logged %d failures of PeerService for %d pages:\n%s", tc.name, failed, len(pages), logs.String())
+		}
 	}
 }

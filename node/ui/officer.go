@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -144,6 +145,8 @@ func (s *Server) policies(w http.ResponseWriter, r *request) {
 
 type policyView struct {
 	P policyRow
+	// Partners are suggested in the preview's recipient field.
+	Partners []recipientChoice
 	// Done names the step just taken, for the notice at the top.
 	Done    string
 	Officer bool
@@ -167,7 +170,8 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 		return
 	}
 	me := r.Session.Person.String()
-	v := &policyView{P: s.policyRow(p), Officer: isOfficer(r), Author: p.Author == me, Approved: slices.Contains(p.Approvers, me)}
+	v := &policyView{P: s.policyRow(p), Officer: isOfficer(r), Author: p.Author == me, Approved: slices.Contains(p.Approvers, me),
+		Partners: s.recipientChoices(r)}
 	if d := r.URL.Query().Get("gedaan"); d == "voorgesteld" || stepKeys[d] != "" {
 		v.Done = d
 	}
@@ -194,6 +198,8 @@ type proposeView struct {
 	// Preview what the draft would send there.
 	Recipient, RecipientError string
 	Preview                   *previewView
+	// Partners are suggested in the recipient field.
+	Partners []recipientChoice
 }
 
 // proposeForm shows the form to propose a policy; with ?van=ID it starts from that version,
@@ -202,7 +208,7 @@ func (s *Server) proposeForm(w http.ResponseWriter, r *request) {
 	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
 		return
 	}
-	v := &proposeView{Source: proposeTemplate}
+	v := &proposeView{Source: proposeTemplate, Partners: s.recipientChoices(r)}
 	if from := r.URL.Query().Get("van"); from != "" {
 		p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: from})
 		if err != nil {
@@ -228,6 +234,7 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
 	v := &proposeView{Source: src, Recipient: strings.TrimSpace(r.PostFormValue("recipient"))}
 	again := func(code int) {
+		v.Partners = s.recipientChoices(r)
 		s.render(w, r.Request, code, "propose", s.newPage(r, "policies", r.L.T("propose.title"), v))
 	}
 	if strings.TrimSpace(src) == "" {
@@ -495,6 +502,8 @@ type previewView struct {
 	Total, Considered    int64
 	Counts               []*pb.KindCount
 	Items                []previewItem
+	// Partners are suggested in the recipient field.
+	Partners []recipientChoice
 }
 
 // runPreview asks the node what req's policy would send, into v. bad is the service's message
@@ -530,7 +539,8 @@ type previewItem struct {
 // would withhold.
 func (s *Server) preview(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
-	v := &previewView{ID: q.Get("id"), Recipient: strings.TrimSpace(q.Get("recipient")), Phase: q.Get("phase"), Phases: phaseNames}
+	v := &previewView{ID: q.Get("id"), Recipient: strings.TrimSpace(q.Get("recipient")), Phase: q.Get("phase"), Phases: phaseNames,
+		Partners: s.recipientChoices(r)}
 	if v.Recipient != "" {
 		bad, err := s.runPreview(r, v, &pb.PreviewRequest{Id: v.ID, Recipient: v.Recipient, Phase: v.Phase, Limit: 200})
 		if err != nil {
@@ -555,13 +565,16 @@ type explainView struct {
 	Used                     string
 	Policies, Redacted       []string
 	Verdicts                 []*pb.Verdict
+	// Partners are suggested in the recipient field.
+	Partners []recipientChoice
 }
 
 // explain shows why one own record would or would not go to one recipient: each policy's
 // verdict and the decision.
 func (s *Server) explain(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
-	v := &explainView{Record: strings.TrimSpace(q.Get("record")), Recipient: strings.TrimSpace(q.Get("recipient")), Phase: q.Get("phase"), Phases: phaseNames}
+	v := &explainView{Record: strings.TrimSpace(q.Get("record")), Recipient: strings.TrimSpace(q.Get("recipient")), Phase: q.Get("phase"), Phases: phaseNames,
+		Partners: s.recipientChoices(r)}
 	if v.Record != "" || v.Recipient != "" {
 		resp, err := pb.NewPolicyServiceClient(s.c.Conn).Explain(r.ctx(), &pb.ExplainRequest{RecordId: v.Record, Recipient: v.Recipient, Phase: v.Phase})
 		switch st := status.Convert(err); {
@@ -581,6 +594,38 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 		code = http.StatusBadRequest
 	}
 	s.render(w, r.Request, code, "explain", s.newPage(r, "policies", r.L.T("explain.title"), v))
+}
+
+// recipientChoice is a partner the recipient field suggests: Value is what goes in the field,
+// Label who it is.
+type recipientChoice struct{ Value, Label string }
+
+// recipientChoices are the node's active peers that are not leaving, which the recipient field
+// suggests; the field still takes any ID. A peer's node calls as its replica, spiffe://TD/node/r1
+// by default (config.FirstReplicaID), so that is the ID offered: for it, Preview and Explain give the verdicts the node gives the peer, also
+// for a policy that names that replica or tests recipient.id, where spiffe://TD would not.
+// Groups are not offered: Preview and Explain take an identity, not group:NAME. When
+// PeerService fails, the field suggests nothing and the page works as before.
+func (s *Server) recipientChoices(r *request) []recipientChoice {
+	resp, err := pb.NewPeerServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPeersRequest{})
+	if err != nil {
+		s.log.Warn("no partners to suggest as recipients", "person", r.Session.Person.String(), "path", r.URL.Path, "code", status.Code(err).String(), "err", err)
+		return nil
+	}
+	var out []recipientChoice
+	seen := map[string]bool{}
+	for _, p := range resp.Peers {
+		if !p.Active || p.LeavingSince != nil || p.TrustDomain == "" || seen[p.TrustDomain] {
+			continue
+		}
+		seen[p.TrustDomain] = true
+		label := p.Name
+		if p.OrgName != "" && p.OrgName != p.Name {
+			label += " (" + p.OrgName + ")"
+		}
+		out = append(out, recipientChoice{Value: config.FirstReplicaID(p.TrustDomain), Label: label})
+	}
+	return out
 }
 
 type phaseRow struct {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -192,6 +193,10 @@ func TestBrowserOfficers(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#bron-live .kp-live__clean")),
 	))
 	olga.check("voorstellen, al typend gecontroleerd")
+	// The recipient field offers the partners, as the browser sees its list.
+	if l := olga.text("suggestions", chromedp.Evaluate[string](`[...document.querySelector('#recipient').list.options].map(o => o.value + " " + o.label).join(", ")`)); l != "spiffe://lcvs.crisis.test/node/r1 lcvs, spiffe://ncc.crisis.test/node/r1 ncc" {
+		t.Errorf("the recipient field suggests %q, want lcvs and ncc", l)
+	}
 	olga.run("preview the draft for ncc", chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),
 		chromedp.Click(chromedp.CSS("#concept-tonen")),
@@ -264,8 +269,9 @@ func TestBrowserOfficers(t *testing.T) {
 	if still := peer.text("no reload", chromedp.Evaluate[string](`String(window.kpNotReloaded === true)`)); still != "true" {
 		t.Error("ncc's picture was reloaded to show the shared sitrep, not updated in place")
 	}
-	if st := peer.text("status", chromedp.Text(chromedp.CSS("#beeld-status"))); !strings.Contains(st, "bijgewerkt") {
-		t.Errorf("the picture's status line after the update: %q", st)
+	// The time in Dutch, 24 hours and no AM or PM, whatever the browser's own language.
+	if st := peer.text("status", chromedp.Text(chromedp.CSS("#beeld-status"))); !regexp.MustCompile(`bijgewerkt.* \d{1,2}:\d\d:\d\d$`).MatchString(st) {
+		t.Errorf("the picture's status line after the update: %q, want bijgewerkt and a Dutch time", st)
 	}
 	peer.check("het beeld bij ncc, bijgewerkt")
 	peer.shot(shots, "beeld-live.png")

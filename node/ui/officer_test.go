@@ -5,8 +5,11 @@ package ui_test
 
 import (
 	"encoding/json"
+	"html"
+	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -334,5 +337,91 @@ func TestLintAsYouType(t *testing.T) {
 	_, page = e.signIn(t, bram, "bram", "/")
 	if resp, _ := bram.post(t, e.url+"/beleid/controle", url.Values{"csrf": {csrfOf(t, page)}, "bron": {"name: x\n"}}); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a reader lints: %d, want 403", resp.StatusCode)
+	}
+}
+
+// partnerOptions are the suggestions of a page's recipient field, value to label, and whether
+// the field asks for them.
+func partnerOptions(t *testing.T, page string) (map[string]string, bool) {
+	t.Helper()
+	field := regexp.MustCompile(`<input [^>]*id="recipient"[^>]*>`).FindString(page)
+	list := regexp.MustCompile(`(?s)<datalist id="recipient-partners">(.*?)</datalist>`).FindStringSubmatch(page)
+	if list == nil {
+		return nil, strings.Contains(field, `list="recipient-partners"`)
+	}
+	out := map[string]string{}
+	for _, m := range regexp.MustCompile(`<option value="([^"]*)">([^<]*)</option>`).FindAllStringSubmatch(list[1], -1) {
+		out[html.UnescapeString(m[1])] = html.UnescapeString(m[2])
+	}
+	return out, strings.Contains(field, `list="recipient-partners"`)
+}
+
+// outcome is what a preview or explain page answers, from its heading on: the same for two
+// recipients that get the same verdicts.
+func outcome(t *testing.T, page string) string {
+	t.Helper()
+	from, to := strings.Index(page, `id="uitkomst"`), strings.Index(page, "</main>")
+	if from < 0 || to < from {
+		t.Fatalf("the page has no outcome:\n%s", page)
+	}
+	return page[from:to]
+}
+
+// TestRecipientSuggestions: the recipient fields of a policy's page, the preview, explain and
+// the propose form suggest vr-utrecht's two peers by their node's ID and name. The ID suggested
+// for ncc gets the same preview and the same explanation as the ID the field's hint shows, for a
+// policy that names the org ncc.
+func TestRecipientSuggestions(t *testing.T) {
+	e := startFederation(t)
+	id := e.utrecht.Approve(t, sitrepPolicy)
+	olga := newBrowser(t)
+	_, page := e.signIn(t, olga, "officer-a", "/beleid/voorstel")
+	token := csrfOf(t, page)
+	want := map[string]string{"spiffe://lcvs.crisis.test/node/r1": "lcvs", "spiffe://ncc.crisis.test/node/r1": "ncc"}
+	pages := map[string]string{"propose": page}
+	for name, path := range map[string]string{"policy": "/beleid/toon?id=" + url.QueryEscape(id), "preview": "/beleid/voorbeeld?id=" + url.QueryEscape(id), "explain": "/beleid/uitleg"} {
+		resp, page := olga.get(t, e.url+path)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d\n%s", name, resp.StatusCode, page)
+		}
+		pages[name] = page
+	}
+	// The propose form shown again, after a preview of the draft, still suggests them.
+	resp, page := olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorbeeld"}, "recipient": {"spiffe://ncc.crisis.test/node/r1"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("preview of the draft: %d\n%s", resp.StatusCode, page)
+	}
+	pages["propose, previewed"] = page
+	for name, page := range pages {
+		got, listed := partnerOptions(t, page)
+		if !listed || !maps.Equal(got, want) {
+			t.Errorf("%s: the recipient field suggests %v (list attribute %v), want %v", name, got, listed, want)
+		}
+	}
+
+	// The hint's example and the suggestion for ncc: the same records go, and the same verdicts
+	// explain regio-1, as the policy names the whole org.
+	hint := regexp.MustCompile(`id="recipient-hint">[^<]*(spiffe://ncc\.crisis\.test/\S+?)\.?<`).FindStringSubmatch(pages["preview"])
+	var suggested string
+	for value, label := range want {
+		if label == "ncc" {
+			suggested = value
+		}
+	}
+	if hint == nil || suggested == "" {
+		t.Fatalf("no hint with ncc's ID (%v) or no suggestion for ncc (%q)", hint, suggested)
+	}
+	var previews, explains []string
+	for _, to := range []string{hint[1], suggested} {
+		_, page := olga.get(t, e.url+"/beleid/voorbeeld?"+url.Values{"id": {id}, "recipient": {to}}.Encode())
+		previews = append(previews, outcome(t, page))
+		_, page = olga.get(t, e.url+"/beleid/uitleg?"+url.Values{"record": {"regio-1"}, "recipient": {to}}.Encode())
+		explains = append(explains, outcome(t, page))
+	}
+	if !strings.Contains(previews[0], "1 van 1 records zouden naar deze partner gaan") || previews[1] != previews[0] {
+		t.Errorf("preview for %s and for the suggested %s differ:\n%s\n---\n%s", hint[1], suggested, previews[0], previews[1])
+	}
+	if !strings.Contains(explains[0], `id="uitkomst">wordt gedeeld`) || !strings.Contains(explains[0], id) || explains[1] != explains[0] {
+		t.Errorf("explain for %s and for the suggested %s differ:\n%s\n---\n%s", hint[1], suggested, explains[0], explains[1])
 	}
 }

@@ -254,7 +254,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Rows = append(v.Rows, row)
 	}
 	for i, c := range v.Columns {
-		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i))
+		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i, r.L.Region))
 	}
 
 	for _, e := range pic.Entries {
@@ -280,25 +280,36 @@ type chartView struct {
 	// Height is the SVG's height in its own units; each bar takes chartRow.
 	Height int
 	Bars   []barView
+	// The box's width, where the bars start, their full length and where the values start, in
+	// the SVG's units: the constants below, for the template.
+	Width, BarX, Length, ValueX int
 }
 
 type barView struct {
+	// Label names the region as the table does (Lang.Region).
 	Label, Value string
 	// Y is the bar's top, Width its length, in the SVG's units.
 	Y, Width float64
 	TextY    float64
 }
 
-// The chart's geometry, in SVG units: a 480-wide box with labels on the left.
+// The chart's geometry, in SVG units: a chartWidth-wide box with the regions' names on the left,
+// then the bars, then their values. chartLabel holds the longest name, "VR06 Noord- en
+// Oost-Gelderland", in the labels' 14 units of a usual sans-serif font. The style draws the box
+// at most chartWidth CSS pixels wide, and two charts side by side only where each gets about
+// that, so the names stay legible.
 const (
 	chartRow    = 28
-	chartLabel  = 64
-	chartLength = 330
+	chartLabel  = 232
+	chartLength = 260
+	chartValue  = chartLabel + chartLength + 8
+	chartWidth  = 576
 )
 
-// newChart draws column col of rows, leaving out the national total.
-func newChart(id, title string, rows []capacityRow, col int) chartView {
-	c := chartView{ID: id, Title: title}
+// newChart draws column col of rows, leaving out the national total; name says a region's
+// code in words.
+func newChart(id, title string, rows []capacityRow, col int, name func(region string) string) chartView {
+	c := chartView{ID: id, Title: title, Width: chartWidth, BarX: chartLabel, Length: chartLength, ValueX: chartValue}
 	var most float64
 	values := make([]float64, len(rows))
 	for i, r := range rows {
@@ -312,7 +323,7 @@ func newChart(id, title string, rows []capacityRow, col int) chartView {
 		if r.National {
 			continue
 		}
-		b := barView{Label: r.Region, Value: r.Cells[col], Y: float64(len(c.Bars)*chartRow + 4)}
+		b := barView{Label: name(r.Region), Value: r.Cells[col], Y: float64(len(c.Bars)*chartRow + 4)}
 		b.TextY = b.Y + 15
 		if most > 0 && values[i] > 0 {
 			b.Width = max(1, values[i]/most*chartLength)

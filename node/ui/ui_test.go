@@ -569,6 +569,15 @@ func TestPicture(t *testing.T) {
 	if strings.Contains(page, "<Utrecht>") {
 		t.Error("a record's text reached the page unescaped")
 	}
+	// The charts name each region as the table does, and leave the national total out.
+	labels := regexp.MustCompile(`<text class="kp-chart__label" x="0" y="[0-9.]+">([^<]*)</text>`).FindAllStringSubmatch(page, -1)
+	var named []string
+	for _, l := range labels {
+		named = append(named, l[1])
+	}
+	if want := "VR09 Utrecht,VR19 Zeeland,VR09 Utrecht,VR19 Zeeland"; strings.Join(named, ",") != want {
+		t.Errorf("the charts' bars are labelled %q, want %q", named, want)
+	}
 
 	// A superseded Q&A stays in the picture and in search, marked.
 	if !strings.Contains(page, `kp-tag--warn">vervangen</span>`) {

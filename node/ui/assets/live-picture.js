@@ -41,7 +41,8 @@
         box.setAttribute("data-digest", fresh.getAttribute("data-digest") || "");
         updates++;
         box.setAttribute("data-updates", String(updates));
-        status.textContent = status.getAttribute("data-text") + " " + new Date().toLocaleTimeString();
+        // The time in the page's language (nl: 08:33:30), not the browser's.
+        status.textContent = status.getAttribute("data-text") + " " + new Date().toLocaleTimeString(document.documentElement.lang || undefined);
       })
       .catch(function () {})
       .then(function () {
