@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -158,6 +160,27 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("after the skip link the browser is at %s", h)
 	}
 	shots["beeld.png"] = shot("beeld")
+	// Printed: the script shows the print button; on paper, the menu, the forms and the button
+	// go, and the classification mark shows at the top and the bottom.
+	if d := get("print button", chromedp.Evaluate[string](`getComputedStyle(document.querySelector('#afdrukken')).display`)); d == "none" {
+		t.Error("the print button stays hidden with the script")
+	}
+	media := func(m string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: m})
+			return err
+		})
+	}
+	run("print media", media("print"))
+	shown := `[...document.querySelectorAll('.kp-nav, .kp-filters, #afdrukken, .kp-print-mark')].map(e => getComputedStyle(e).display === "none" ? "-" : "+").join("")`
+	if got := get("printed", chromedp.Evaluate[string](shown)); got != "---++" {
+		t.Errorf("printed, the menu, the crisis form, the print button and the two marks show as %q, want ---++", got)
+	}
+	if m := get("mark", chromedp.Text(chromedp.CSS(".kp-print-mark__class strong"))); m != "INTERN" {
+		t.Errorf("the printout is marked %q, want INTERN", m)
+	}
+	shots["beeld-afdruk.png"] = shot("beeld-afdruk")
+	run("screen media", media(""))
 	// From any page, words in the menu bar's box search the network.
 	run("search from the menu bar", chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#snelzoeken"), "beeld\r"),

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 
 	"golang.org/x/text/language"
 
 	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 //go:embed messages/*.json
@@ -74,6 +76,12 @@ func (l *Lang) Region(code string) string {
 		return code + " " + name
 	}
 	return code
+}
+
+// Class names a classification in the language (class.NAME: intern, departementaal
+// vertrouwelijk).
+func (l *Lang) Class(c pb.Classification) string {
+	return l.T("class." + strings.ToLower(c.String()))
 }
 
 // KindDescription is what records of a kind hold, in the person's language where the catalogue

@@ -521,7 +521,7 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 	for _, it := range resp.Items {
 		rec := it.Record
 		pi := previewItem{Title: bodyTitle(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
-			Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), Link: recordLink(rec), Redacted: it.Redacted}
+			Classification: r.L.Class(rec.Classification), Link: recordLink(rec), Redacted: it.Redacted}
 		if pi.Title == "" {
 			pi.Title = rec.Id
 		}

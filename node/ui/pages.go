@@ -50,6 +50,9 @@ type pictureView struct {
 	// Live is the address of the picture's stream of changes (see live.go), "" without one;
 	// Digest sums up what the page shows, for the stream to compare with.
 	Live, Digest string
+	// Marking is the highest classification of the records the picture holds, "" when it
+	// holds none; At is when the page was made. A printed picture carries both.
+	Marking, At string
 }
 
 // assessmentPart is what the assessment partial (part-assessment.html) shows: the current
@@ -180,6 +183,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.Phase = pic.Phase
 	v.Assessment = s.assessmentOf(r, pic)
+	v.Marking, v.At = marking(r.L, pic), time.Now().Format("2006-01-02 15:04")
 	if s.c.Changed != nil {
 		q := url.Values{"crisis": {v.Crisis}}
 		if e := r.exercise(); e != "" {
@@ -271,6 +275,19 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Latest[i].Source = s.orgName(v.Partners, v.Latest[i].Source)
 	}
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
+}
+
+// marking is the highest classification among the picture's records, in l's words, "" when it
+// holds none: what a printout of the picture must be handled as.
+func marking(l *Lang, pic *pb.PictureResponse) string {
+	most := pb.Classification_CLASSIFICATION_UNSPECIFIED
+	for _, e := range pic.Entries {
+		most = max(most, e.GetRecord().GetClassification())
+	}
+	if most == pb.Classification_CLASSIFICATION_UNSPECIFIED {
+		return ""
+	}
+	return l.Class(most)
 }
 
 // chartView is a bar chart of one column of the capacity table, drawn as SVG on the server: no
@@ -623,7 +640,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		for _, h := range hits {
 			rec := h.Record
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
-				Classification: r.L.T("class." + strings.ToLower(rec.Classification.String())), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
+				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
 				Files: filesTag(r.L, rec.Body)}
 			if k := s.c.Kinds.Get(rec.Kind); k != nil {
@@ -823,7 +840,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		}
 	}
 	rec := v.Rec
-	v.Classification = r.L.T("class." + strings.ToLower(rec.Classification.String()))
+	v.Classification = r.L.Class(rec.Classification)
 	if rec.UpdatedAt != nil {
 		v.Updated = rec.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04:05")
 	}

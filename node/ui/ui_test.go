@@ -579,6 +579,27 @@ func TestPicture(t *testing.T) {
 		t.Errorf("the charts' bars are labelled %q, want %q", named, want)
 	}
 
+	// A printout carries the highest classification of what the picture holds, top and bottom,
+	// with its time and who printed it; the print button is there for the script to show.
+	printMark := regexp.MustCompile(`<p class="kp-print-mark__class"><strong>([^<]*)</strong>`)
+	if m := printMark.FindAllStringSubmatch(page, -1); len(m) != 2 || m[0][1] != "intern" || m[1][1] != "intern" {
+		t.Errorf("the picture's print marks: %q, want intern at the top and the bottom", m)
+	}
+	if !regexp.MustCompile(`Stand van \d{4}-\d\d-\d\d \d\d:\d\d · afgedrukt door Bram Jansen \(VR Utrecht\)`).MatchString(page) ||
+		!strings.Contains(page, `id="afdrukken" data-print hidden>Afdrukken</button>`) {
+		t.Errorf("the picture lacks the printout's time and printer, or the print button:\n%s", page)
+	}
+	if _, err := rc.Put(ctx, &pb.PutRequest{Record: &pb.Record{Id: "vertrouwelijk", Kind: "sitrep", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_CONFIDENTIAL, Body: []byte(`{"title":"Dreiging","summary":"…","severity":"high"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := b.get(t, e.url+"/?crisis=oekraine"); !strings.Contains(page, `<strong>departementaal vertrouwelijk</strong>`) {
+		t.Errorf("a confidential record on the picture does not raise its print mark:\n%s", page)
+	}
+	if _, err := rc.Delete(ctx, &pb.DeleteRequest{Id: "vertrouwelijk"}); err != nil {
+		t.Fatal(err)
+	}
+
 	// A superseded Q&A stays in the picture and in search, marked.
 	if !strings.Contains(page, `kp-tag--warn">vervangen</span>`) {
 		t.Errorf("the picture does not mark the superseded Q&A:\n%s", page)
