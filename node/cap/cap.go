@@ -149,7 +149,7 @@ var (
 // Parse reads one CAP 1.2 alert of at most max bytes (DefaultMaxBytes when max <= 0) and checks
 // it. It refuses a DTD, a document that is not well-formed, the wrong root or namespace, a
 // missing required element and a value outside an enumeration, each with an error that names
-// what to fix.
+// what to fix. An empty <code> is left out: it flags nothing, and the alert is written without it.
 func Parse(r io.Reader, max int64) (*Alert, error) {
 	if max <= 0 {
 		max = DefaultMaxBytes
@@ -175,6 +175,9 @@ func Parse(r io.Reader, max int64) (*Alert, error) {
 	}
 	if err := epilog(dec, root.Name.Local); err != nil {
 		return nil, err
+	}
+	if a.Code = slices.DeleteFunc(a.Code, func(c string) bool { return c == "" }); len(a.Code) == 0 {
+		a.Code = nil
 	}
 	if err := a.Check(); err != nil {
 		return nil, err
