@@ -233,6 +233,9 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the guidance's file is listed as %q", f)
 	}
 	accessible("record met bijlage")
+	if d := get("print button", chromedp.Evaluate[string](`getComputedStyle(document.querySelector('#afdrukken')).display`)); d == "none" {
+		t.Error("the record page's print button stays hidden with the script")
+	}
 	shots["record-bijlage.png"] = shot("record-bijlage")
 
 	// ncc stops: the picture, opened anew, shows it unreachable, with the age of the copy it is

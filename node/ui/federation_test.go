@@ -186,6 +186,10 @@ func TestFilesOfARecord(t *testing.T) {
 	if strings.Contains(page, `data-field="attachments"`) {
 		t.Error("the record page shows the attachments field as well as the list")
 	}
+	// Printed, the record says its classification at the top and the bottom.
+	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>openbaar</strong> · de rubricering van dit record`); n != 2 || !strings.Contains(page, `data-print hidden>Afdrukken</button>`) {
+		t.Errorf("the record page has %d print marks of its classification, want 2, and a print button:\n%s", n, page)
+	}
 
 	resp, got := b.get(t, e.url+link)
 	h := resp.Header

@@ -710,14 +710,16 @@ type recordView struct {
 	// Edit is the form that changes an own record, for a person who may.
 	Edit string
 	// Title is the body's title, or the record's id.
-	Title          string
-	Classification string
-	Source         string
-	FromCache      bool
-	Fields         []fieldView
-	Labels         []string
-	Updated        string
-	ValidUntil     string
+	Title string
+	// Classification is the record's, in the page's language; At is when the page was made:
+	// a printout carries both.
+	Classification, At string
+	Source             string
+	FromCache          bool
+	Fields             []fieldView
+	Labels             []string
+	Updated            string
+	ValidUntil         string
 	// Versions are what the node's history keeps of the record's versions, newest first.
 	Versions []versionView
 	// Files are the files the record names (its attachments), each with a link to take it.
@@ -840,7 +842,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		}
 	}
 	rec := v.Rec
-	v.Classification = r.L.Class(rec.Classification)
+	v.Classification, v.At = r.L.Class(rec.Classification), time.Now().Format("2006-01-02 15:04")
 	if rec.UpdatedAt != nil {
 		v.Updated = rec.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04:05")
 	}
