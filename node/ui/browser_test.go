@@ -222,6 +222,15 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("a search for beeld in VR marks %q, want beeld in both sitreps", marks)
 	}
 	accessible("zoeken op woorden")
+	// Printed, the search says what was searched for (its form, without the buttons) and the
+	// results' highest classification.
+	run("print media", media("print"))
+	shown = `[...document.querySelectorAll('form[role=search] #q, form[role=search] button, #afdrukken, .kp-print-mark')].map(e => getComputedStyle(e).display === "none" ? "-" : "+").join("")`
+	if got := get("printed", chromedp.Evaluate[string](shown)); got != "++--+" {
+		t.Errorf("printed, the mark at the top, the words box, the search button, the print button and the mark at the bottom show as %q, want ++--+", got)
+	}
+	shots["zoeken-afdruk.png"] = shot("zoeken-afdruk")
+	run("screen media", media(""))
 	shots["zoeken-woorden.png"] = shot("zoeken-woorden")
 	// A guidance document with its PDF to take.
 	guidance := url.Values{"origin": {e.ncc.TD.Name()}, "id": {"richtlijn-1"}, "kind": {"guidance"}, "crisis": {"oekraine"}, "region": {"NL"}}

@@ -183,7 +183,11 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.Phase = pic.Phase
 	v.Assessment = s.assessmentOf(r, pic)
-	v.Marking, v.At = marking(r.L, pic), time.Now().Format("2006-01-02 15:04")
+	shown := make([]*pb.Record, len(pic.Entries))
+	for i, e := range pic.Entries {
+		shown[i] = e.Record
+	}
+	v.Marking, v.At = marking(r.L, shown), time.Now().Format("2006-01-02 15:04")
 	if s.c.Changed != nil {
 		q := url.Values{"crisis": {v.Crisis}}
 		if e := r.exercise(); e != "" {
@@ -277,12 +281,12 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
 }
 
-// marking is the highest classification among the picture's records, in l's words, "" when it
-// holds none: what a printout of the picture must be handled as.
-func marking(l *Lang, pic *pb.PictureResponse) string {
+// marking is the highest classification of records, in l's words, "" when there are none: what
+// a printout of a page that shows them must be handled as.
+func marking(l *Lang, records []*pb.Record) string {
 	most := pb.Classification_CLASSIFICATION_UNSPECIFIED
-	for _, e := range pic.Entries {
-		most = max(most, e.GetRecord().GetClassification())
+	for _, r := range records {
+		most = max(most, r.GetClassification())
 	}
 	if most == pb.Classification_CLASSIFICATION_UNSPECIFIED {
 		return ""
@@ -429,6 +433,9 @@ type searchView struct {
 	Partial       bool
 	// Capped says which sources gave searchPageLimit results, and may hold more.
 	Capped string
+	// Marking is the highest classification of the hits, At when the search ran: a printout
+	// of the results carries both.
+	Marking, At string
 }
 
 type hitView struct {
@@ -637,6 +644,11 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			return labelers[k]
 		}
+		shown := make([]*pb.Record, len(hits))
+		for i, h := range hits {
+			shown[i] = h.Record
+		}
+		v.Marking, v.At = marking(r.L, shown), now.Format("2006-01-02 15:04")
 		for _, h := range hits {
 			rec := h.Record
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,

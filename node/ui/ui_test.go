@@ -611,6 +611,10 @@ func TestPicture(t *testing.T) {
 	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?id=sitrep-1&amp;origin="+testOrg+`"`) {
 		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
 	}
+	// Printed, the results say their highest classification at the top and the bottom.
+	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>openbaar</strong> · de hoogste rubricering van deze resultaten`); n != 2 {
+		t.Errorf("the search results have %d print marks of their classification, want 2:\n%s", n, page)
+	}
 	// Kinds go by their names for people, in the page's language; the filter too.
 	if !strings.Contains(page, `<td class="utrecht-table__cell">Situatierapport</td>`) || !strings.Contains(page, `<option value="sitrep" selected>Situatierapport</option>`) {
 		t.Errorf("search for sitreps: want the kind said as Situatierapport:\n%s", page)
