@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -83,6 +85,16 @@ func TestClusterRestoreFromBackup(t *testing.T) {
 // takeBackup streams a backup from r's ClusterService into a file, as knooppunt backup does.
 func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint64) {
 	t.Helper()
+	// Each whole backup counts, and sets the time monitoring watches.
+	before, start := testutil.ToFloat64(metrics.Backups.WithLabelValues("ok")), time.Now()
+	defer func() {
+		if n := testutil.ToFloat64(metrics.Backups.WithLabelValues("ok")) - before; n != 1 {
+			t.Errorf("knooppunt_backups_total{outcome=ok} grew by %v for one backup", n)
+		}
+		if last := testutil.ToFloat64(metrics.BackupLast); last < float64(start.Unix()) {
+			t.Errorf("knooppunt_backup_last_success_timestamp_seconds is %v, before the backup began (%d)", last, start.Unix())
+		}
+	}()
 	stream, err := pb.NewClusterServiceClient(r.Local(t)).Backup(clustertest.Call(t), &pb.BackupRequest{})
 	if err != nil {
 		t.Fatal(err)

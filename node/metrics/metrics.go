@@ -86,6 +86,17 @@ var (
 		Namespace: "knooppunt", Name: "rule_firing",
 		Help: "1 where an early-warning rule fires in a region, on the Raft leader that decides it.",
 	}, []string{"rule", "region"})
+	// Backups counts the backups this replica streamed (ClusterService.Backup), by outcome: ok,
+	// or error (the copy failed, or the client went before the end).
+	Backups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "backups_total",
+		Help: "Backups this replica streamed (knooppunt backup), by outcome (ok, error).",
+	}, []string{"outcome"})
+	// BackupLast is when this replica last streamed a whole backup.
+	BackupLast = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "knooppunt", Name: "backup_last_success_timestamp_seconds",
+		Help: "Unix time at which this replica last streamed a whole backup; 0 since the start if none.",
+	})
 	// WatchStreams is the number of open Watch streams.
 	WatchStreams = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "knooppunt", Name: "watch_streams",
@@ -94,7 +105,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(WebhookAttempts, WebhookDelivery, FilesDisclosed, FilesFetched, RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(Backups, BackupLast, WebhookAttempts, WebhookDelivery, FilesDisclosed, FilesFetched, RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

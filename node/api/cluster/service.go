@@ -15,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/store"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -89,8 +90,21 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 const backupChunk = 1 << 20
 
 // Backup copies the database beside it (store.CopyPath, db.Copy: writes go on) and streams the
-// copy.
-func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[pb.BackupChunk]) error {
+// copy. It counts in knooppunt_backups_total, and a whole one sets
+// knooppunt_backup_last_success_timestamp_seconds, for monitoring that backups are taken.
+func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[pb.BackupChunk]) (err error) {
+	defer func() {
+		if err != nil {
+			metrics.Backups.WithLabelValues("error").Inc()
+			return
+		}
+		metrics.Backups.WithLabelValues("ok").Inc()
+		metrics.BackupLast.SetToCurrentTime()
+	}()
+	return s.backup(stream)
+}
+
+func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) error {
 	ctx := stream.Context()
 	path, err := store.CopyPath(s.db)
 	if err != nil {
