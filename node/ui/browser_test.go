@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -179,8 +181,36 @@ func TestBrowser(t *testing.T) {
 	if m := get("mark", chromedp.Text(chromedp.CSS(".kp-print-mark__class strong"))); m != "INTERN" {
 		t.Errorf("the printout is marked %q, want INTERN", m)
 	}
+	if m := get("margin mark", chromedp.Evaluate[string](`getComputedStyle(document.documentElement).getPropertyValue('--kp-mark')`)); !strings.Contains(m, "INTERN") {
+		t.Errorf("the printed pages' margins are to say %q, want INTERN", m)
+	}
 	shots["beeld-afdruk.png"] = shot("beeld-afdruk")
 	run("screen media", media(""))
+	// Printed for real, as a PDF, and shown in chromium's PDF viewer in a tab of its own: the
+	// classification in every page's margins.
+	var pdf []byte
+	run("print to PDF", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		res, err := cdp.Call(ctx, tg, page.PrintToPDF, page.PrintToPDFParams{})
+		pdf = res.Data
+		return err
+	}))
+	if len(pdf) < 1000 || string(pdf[:5]) != "%PDF-" {
+		t.Fatalf("the picture printed to %d bytes, not a PDF", len(pdf))
+	}
+	pdfFile := filepath.Join(t.TempDir(), "beeld.pdf")
+	if err := os.WriteFile(pdfFile, pdf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	viewer, closeViewer := chromedp.NewContext(ctx)
+	if _, err := chromedp.Run(viewer, chromedp.Steps(chromedp.Navigate("file://"+pdfFile), chromedp.Sleep(2*time.Second))); err != nil {
+		t.Fatalf("open the printed picture: %v", err)
+	}
+	if b, err := chromedp.Run(viewer, chromedp.CaptureScreenshot()); err == nil {
+		shots["beeld-pdf.png"] = b
+	} else {
+		t.Errorf("screenshot of the printed picture: %v", err)
+	}
+	closeViewer()
 	// From any page, words in the menu bar's box search the network.
 	run("search from the menu bar", chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#snelzoeken"), "beeld\r"),

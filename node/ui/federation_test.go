@@ -187,8 +187,9 @@ func TestFilesOfARecord(t *testing.T) {
 		t.Error("the record page shows the attachments field as well as the list")
 	}
 	// Printed, the record says its classification at the top and the bottom.
-	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>openbaar</strong> · de rubricering van dit record`); n != 2 || !strings.Contains(page, `data-print hidden>Afdrukken</button>`) {
-		t.Errorf("the record page has %d print marks of its classification, want 2, and a print button:\n%s", n, page)
+	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>openbaar</strong> · de rubricering van dit record`); n != 2 || !strings.Contains(page, `data-print hidden>Afdrukken</button>`) ||
+		!strings.Contains(page, `<html lang="nl" data-marking="OPENBAAR"`) {
+		t.Errorf("the record page has %d print marks of its classification, want 2, a print button and the marking for the page margins:\n%s", n, page)
 	}
 
 	resp, got := b.get(t, e.url+link)

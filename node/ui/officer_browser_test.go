@@ -161,6 +161,9 @@ func TestBrowserOfficers(t *testing.T) {
 	if n := peer.text("utrecht's sitrep before", chromedp.Evaluate[string](`String(document.querySelectorAll('a[href*="id=regio-1"]').length)`)); n != "0" {
 		t.Fatalf("ncc shows vr-utrecht's sitrep before any policy shares it (%s links)", n)
 	}
+	if m := peer.text("marking before", chromedp.Evaluate[string](`document.documentElement.dataset.marking`)); m != "OPENBAAR" {
+		t.Errorf("ncc's picture of public records is marked %q for print, want OPENBAAR", m)
+	}
 	// A mark on the page: a reload would lose it.
 	peer.text("mark the page", chromedp.Evaluate[string](`window.kpNotReloaded = true; "marked"`))
 	peer.check("het beeld bij ncc")
@@ -268,6 +271,10 @@ func TestBrowserOfficers(t *testing.T) {
 	peer.run("the shared sitrep appears at ncc", chromedp.WaitVisible(chromedp.CSS(`#beeld-live a[href*="id=regio-1"]`)))
 	if still := peer.text("no reload", chromedp.Evaluate[string](`String(window.kpNotReloaded === true)`)); still != "true" {
 		t.Error("ncc's picture was reloaded to show the shared sitrep, not updated in place")
+	}
+	// The internal sitrep raises what the printed pages' margins say, without a reload too.
+	if m := peer.text("marking after", chromedp.Evaluate[string](`document.documentElement.dataset.marking`)); m != "INTERN" {
+		t.Errorf("after the internal sitrep arrived, ncc's picture is marked %q for print, want INTERN", m)
 	}
 	// The time in Dutch, 24 hours and no AM or PM, whatever the browser's own language.
 	if st := peer.text("status", chromedp.Text(chromedp.CSS("#beeld-status"))); !regexp.MustCompile(`bijgewerkt.* \d{1,2}:\d\d:\d\d$`).MatchString(st) {

@@ -281,6 +281,10 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
 }
 
+func (v *pictureView) printMarking() string { return v.Marking }
+func (v *searchView) printMarking() string  { return v.Marking }
+func (v *recordView) printMarking() string  { return v.Classification }
+
 // marking is the highest classification of records, in l's words, "" when there are none: what
 // a printout of a page that shows them must be handled as.
 func marking(l *Lang, records []*pb.Record) string {

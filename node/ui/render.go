@@ -98,7 +98,15 @@ type page struct {
 	Exercise  string
 	Exercises []string
 	ModeQuery string
+	// Marking, on a page that shows records, is their highest classification in capitals: the
+	// html element's data-marking, which the print style puts in every printed page's margins.
+	// render takes it from the content (printMarked).
+	Marking string
 }
+
+// printMarked is a page's content that shows records: printMarking is their highest
+// classification in the page's language, "" for none.
+type printMarked interface{ printMarking() string }
 
 // personView is who is signed in, as every page shows it.
 type personView struct {
@@ -147,6 +155,9 @@ func roleNames(r *request) []string {
 // render writes a page; a template that fails leaves no half page behind.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, p *page) {
 	p.Org, p.OrgName = s.c.Org, s.c.Name
+	if m, ok := p.Content.(printMarked); ok {
+		p.Marking = strings.ToUpper(m.printMarking())
+	}
 	if p.Path == "" {
 		p.Path = r.URL.RequestURI()
 	}

@@ -582,8 +582,8 @@ func TestPicture(t *testing.T) {
 	// A printout carries the highest classification of what the picture holds, top and bottom,
 	// with its time and who printed it; the print button is there for the script to show.
 	printMark := regexp.MustCompile(`<p class="kp-print-mark__class"><strong>([^<]*)</strong>`)
-	if m := printMark.FindAllStringSubmatch(page, -1); len(m) != 2 || m[0][1] != "intern" || m[1][1] != "intern" {
-		t.Errorf("the picture's print marks: %q, want intern at the top and the bottom", m)
+	if m := printMark.FindAllStringSubmatch(page, -1); len(m) != 2 || m[0][1] != "intern" || m[1][1] != "intern" || !strings.Contains(page, `<html lang="nl" data-marking="INTERN"`) {
+		t.Errorf("the picture's print marks: %q, want intern at the top and the bottom, and INTERN for the page margins", m)
 	}
 	if !regexp.MustCompile(`Stand van \d{4}-\d\d-\d\d \d\d:\d\d · afgedrukt door Bram Jansen \(VR Utrecht\)`).MatchString(page) ||
 		!strings.Contains(page, `id="afdrukken" data-print hidden>Afdrukken</button>`) {
@@ -612,7 +612,7 @@ func TestPicture(t *testing.T) {
 		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
 	}
 	// Printed, the results say their highest classification at the top and the bottom.
-	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>openbaar</strong> · de hoogste rubricering van deze resultaten`); n != 2 {
+	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>openbaar</strong> · de hoogste rubricering van deze resultaten`); n != 2 || !strings.Contains(page, `data-marking="OPENBAAR"`) {
 		t.Errorf("the search results have %d print marks of their classification, want 2:\n%s", n, page)
 	}
 	// Kinds go by their names for people, in the page's language; the filter too.

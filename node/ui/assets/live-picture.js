@@ -33,11 +33,19 @@
         if (!html) {
           return;
         }
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("beeld-live");
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("beeld-live");
         if (!fresh) {
           return;
         }
         box.replaceChildren.apply(box, Array.prototype.slice.call(document.adoptNode(fresh).childNodes));
+        // The classification printed in the page margins follows what the picture now shows.
+        var marking = doc.documentElement.getAttribute("data-marking");
+        if (marking) {
+          document.documentElement.setAttribute("data-marking", marking);
+        } else {
+          document.documentElement.removeAttribute("data-marking");
+        }
         box.setAttribute("data-digest", fresh.getAttribute("data-digest") || "");
         updates++;
         box.setAttribute("data-updates", String(updates));
