@@ -2,12 +2,16 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/proctest"
 )
 
@@ -114,4 +118,77 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Errorf("zeist after a restart of the restored node:\n%s", out)
 	}
 	get("vianen", 0)
+}
+
+// TestSystemdBackupUnit runs what deploy/systemd/knooppunt-backup@.service runs, against a
+// serving node, with its paths moved into a temporary directory: it leaves a whole backup named
+// by the replica and the time, and deletes that replica's backups older than KEEP_DAYS, and no
+// other file.
+func TestSystemdBackupUnit(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join("..", "..", "deploy", "systemd", "knooppunt-backup@.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var script, keep string
+	for _, line := range strings.Split(string(unit), "\n") {
+		if s, ok := strings.CutPrefix(line, "ExecStart=/bin/sh -c '"); ok {
+			script = strings.TrimSuffix(s, "'")
+		}
+		if s, ok := strings.CutPrefix(line, "Environment=KEEP_DAYS="); ok {
+			keep = s
+		}
+	}
+	if script == "" || keep == "" {
+		t.Fatalf("the unit has no ExecStart=/bin/sh -c '…' or no Environment=KEEP_DAYS=:\n%s", unit)
+	}
+	dir := shortDir(t)
+	serveNode(t, dir)
+	backups := filepath.Join(dir, "backups")
+	if err := os.Mkdir(backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().AddDate(0, 0, -40)
+	for _, name := range []string{"r1-2020-01-01T0230.db", "r2-2020-01-01T0230.db", "r1-yesterday.db", "notes.txt"} {
+		path := filepath.Join(backups, name)
+		if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(name, "2020") || name == "notes.txt" {
+			if err := os.Chtimes(path, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// As systemd runs it for knooppunt-backup@r1: %i is r1, %% is %.
+	script = strings.NewReplacer("%i", "r1", "%%", "%",
+		"/usr/local/bin/knooppunt", proctest.Binary(t),
+		"/var/lib/knooppunt/%i", filepath.Join(dir, "data"),
+		"/var/backups/knooppunt", backups).Replace(script)
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = append(proctest.Env(), "KEEP_DAYS="+keep)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the unit's command: %v\n%s\n%s", err, script, out)
+	}
+	entries, err := os.ReadDir(backups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 4 || !slices.Contains(names, "r2-2020-01-01T0230.db") || !slices.Contains(names, "r1-yesterday.db") ||
+		!slices.Contains(names, "notes.txt") || slices.Contains(names, "r1-2020-01-01T0230.db") {
+		t.Fatalf("after the unit ran, the backup directory holds %v: want the new backup, r2's, yesterday's and notes.txt", names)
+	}
+	fresh := regexp.MustCompile(`^r1-\d{4}-\d\d-\d\dT\d{4}\.db$`)
+	for _, n := range names {
+		if fresh.MatchString(n) {
+			if _, _, err := db.CheckBackup(filepath.Join(backups, n)); err != nil {
+				t.Errorf("the unit's backup %s: %v", n, err)
+			}
+			return
+		}
+	}
+	t.Errorf("no r1-<date>T<time>.db among %v", names)
 }
