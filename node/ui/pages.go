@@ -53,6 +53,8 @@ type pictureView struct {
 	// Marking is the highest classification of the records the picture holds, "" when it
 	// holds none; At is when the page was made. A printed picture carries both.
 	Marking, At string
+	// CSV is the address of the capacity table as a CSV file (pictureCSV).
+	CSV string
 }
 
 // assessmentPart is what the assessment partial (part-assessment.html) shows: the current
@@ -183,16 +185,13 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.Phase = pic.Phase
 	v.Assessment = s.assessmentOf(r, pic)
-	shown := make([]*pb.Record, len(pic.Entries))
-	for i, e := range pic.Entries {
-		shown[i] = e.Record
+	v.Marking, v.At = pictureMarking(r.L, pic), time.Now().Format("2006-01-02 15:04")
+	q := url.Values{"crisis": {v.Crisis}}
+	if e := r.exercise(); e != "" {
+		q.Set("exercise", e) // the stream and the download read the picture in the page's mode
 	}
-	v.Marking, v.At = marking(r.L, shown), time.Now().Format("2006-01-02 15:04")
+	v.CSV = "/beeld/csv?" + q.Encode()
 	if s.c.Changed != nil {
-		q := url.Values{"crisis": {v.Crisis}}
-		if e := r.exercise(); e != "" {
-			q.Set("exercise", e) // the stream watches the picture in the page's mode
-		}
 		v.Live, v.Digest = "/beeld/live?"+q.Encode(), pictureDigest(pic)
 	}
 	// The search's completeness report: which partners answered, and since when a partner that
@@ -227,40 +226,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Partners = append(v.Partners, pv)
 	}
 
-	// Capacity: one column per aggregated kind and field, one row per region.
-	cols := map[string]bool{}
-	cells := map[string]map[string]string{}
-	for _, a := range pic.Aggregates {
-		// A field the catalogue knows gets its label; a field of a kind declared in config
-		// shows as kind · field.
-		col := aggLabel(r.L, a.Kind, a.Field, a.Kind+" · "+a.Field)
-		cols[col] = true
-		if cells[a.Region] == nil {
-			cells[a.Region] = map[string]string{}
-		}
-		cells[a.Region][col] = strconv.FormatFloat(a.Sum, 'f', -1, 64)
-	}
-	for c := range cols {
-		v.Columns = append(v.Columns, c)
-	}
-	sort.Strings(v.Columns)
-	regions := make([]string, 0, len(cells))
-	for reg := range cells {
-		if reg != "NL" {
-			regions = append(regions, reg)
-		}
-	}
-	sort.Strings(regions)
-	if _, ok := cells["NL"]; ok {
-		regions = append(regions, "NL")
-	}
-	for _, reg := range regions {
-		row := capacityRow{Region: reg, National: reg == "NL"}
-		for _, c := range v.Columns {
-			row.Cells = append(row.Cells, cells[reg][c])
-		}
-		v.Rows = append(v.Rows, row)
-	}
+	v.Columns, v.Rows = capacity(r.L, pic)
 	for i, c := range v.Columns {
 		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i, r.L.Region))
 	}
@@ -284,6 +250,54 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 func (v *pictureView) printMarking() string { return v.Marking }
 func (v *searchView) printMarking() string  { return v.Marking }
 func (v *recordView) printMarking() string  { return v.Classification }
+
+// capacity is the picture's sums as a table: a column per aggregated kind and field, by its
+// label (sorted), and a row per region, the national total (NL) last.
+func capacity(l *Lang, pic *pb.PictureResponse) (columns []string, rows []capacityRow) {
+	cols := map[string]bool{}
+	cells := map[string]map[string]string{}
+	for _, a := range pic.Aggregates {
+		// A field the catalogue knows gets its label; a field of a kind declared in config
+		// shows as kind · field.
+		col := aggLabel(l, a.Kind, a.Field, a.Kind+" · "+a.Field)
+		cols[col] = true
+		if cells[a.Region] == nil {
+			cells[a.Region] = map[string]string{}
+		}
+		cells[a.Region][col] = strconv.FormatFloat(a.Sum, 'f', -1, 64)
+	}
+	for c := range cols {
+		columns = append(columns, c)
+	}
+	sort.Strings(columns)
+	regions := make([]string, 0, len(cells))
+	for reg := range cells {
+		if reg != "NL" {
+			regions = append(regions, reg)
+		}
+	}
+	sort.Strings(regions)
+	if _, ok := cells["NL"]; ok {
+		regions = append(regions, "NL")
+	}
+	for _, reg := range regions {
+		row := capacityRow{Region: reg, National: reg == "NL"}
+		for _, c := range columns {
+			row.Cells = append(row.Cells, cells[reg][c])
+		}
+		rows = append(rows, row)
+	}
+	return columns, rows
+}
+
+// pictureMarking is the highest classification of the picture's records (marking).
+func pictureMarking(l *Lang, pic *pb.PictureResponse) string {
+	shown := make([]*pb.Record, len(pic.Entries))
+	for i, e := range pic.Entries {
+		shown[i] = e.Record
+	}
+	return marking(l, shown)
+}
 
 // marking is the highest classification of records, in l's words, "" when there are none: what
 // a printout of a page that shows them must be handled as.

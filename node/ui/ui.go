@@ -153,6 +153,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /fase/wijzigen", s.person(s.setPhase))
 	m.HandleFunc("GET /audit", s.person(s.audit))
 	m.HandleFunc("GET /beeld/live", s.person(s.live))
+	m.HandleFunc("GET /beeld/csv", s.person(s.pictureCSV))
 	m.HandleFunc("GET /records", s.person(s.ownRecords))
 	m.HandleFunc("GET /records/nieuw", s.person(s.recordForm))
 	m.HandleFunc("POST /records/nieuw", s.person(s.saveRecord))

@@ -589,6 +589,20 @@ func TestPicture(t *testing.T) {
 		!strings.Contains(page, `id="afdrukken" data-print hidden>Afdrukken</button>`) {
 		t.Errorf("the picture lacks the printout's time and printer, or the print button:\n%s", page)
 	}
+	// The capacity table as a CSV file for a Dutch spreadsheet, named with its marking.
+	if !strings.Contains(page, `<a class="utrecht-link" href="/beeld/csv?crisis=oekraine" download id="csv">`) {
+		t.Error("the picture does not offer its capacity table as CSV")
+	}
+	csvResp, csvBody := b.get(t, e.url+"/beeld/csv?crisis=oekraine")
+	wantCSV := "\ufeffCode;Regio;Opvangplaatsen totaal;Vrije opvangplaatsen\nVR09;VR09 Utrecht;200;20\nVR19;VR19 Zeeland;50;50\nNL;Nederland (totaal);250;70\n"
+	disposition := regexp.MustCompile(`^attachment; filename=beeld-oekraine-INTERN-\d{4}-\d\d-\d\dT\d{4}\.csv$`)
+	if h := csvResp.Header; csvResp.StatusCode != http.StatusOK || csvBody != wantCSV || h.Get("Content-Type") != "text/csv; charset=utf-8" ||
+		!disposition.MatchString(h.Get("Content-Disposition")) || h.Get("Cache-Control") != "no-store" {
+		t.Errorf("the picture as CSV: %d %v\n%q\nwant\n%q", csvResp.StatusCode, h, csvBody, wantCSV)
+	}
+	if resp, _ := b.get(t, e.url+"/beeld/csv"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("the CSV without a crisis: %d, want 400", resp.StatusCode)
+	}
 	if _, err := rc.Put(ctx, &pb.PutRequest{Record: &pb.Record{Id: "vertrouwelijk", Kind: "sitrep", Crisis: "oekraine", Region: "VR09",
 		Classification: pb.Classification_CONFIDENTIAL, Body: []byte(`{"title":"Dreiging","summary":"…","severity":"high"}`)}}); err != nil {
 		t.Fatal(err)

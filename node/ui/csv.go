@@ -1,0 +1,66 @@
+package ui
+
+import (
+	"bytes"
+	"encoding/csv"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// pictureCSV serves the picture's capacity table (/beeld/csv?crisis=NAME, in the page's mode) as
+// a CSV file to open in a spreadsheet: the region's code and name, then each summed field, the
+// national total last. In Dutch the separator is a semicolon and a decimal a comma, as a Dutch
+// spreadsheet reads them; a UTF-8 byte-order mark makes it read the names' accents. The file's
+// name says the crisis, the highest classification of the picture's records and the date, as the
+// file cannot carry a marking otherwise; an exercise's starts with OEFENING.
+func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
+	crisis := strings.TrimSpace(r.URL.Query().Get("crisis"))
+	if crisis == "" {
+		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "crisis", r.L.T("csv.no_crisis")))
+		return
+	}
+	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(r.ctx(), &pb.PictureRequest{Crisis: crisis, Mode: r.mode()})
+	if err != nil {
+		s.failCall(w, r, err)
+		return
+	}
+	columns, rows := capacity(r.L, pic)
+	var buf bytes.Buffer
+	buf.WriteString("\ufeff")
+	out := csv.NewWriter(&buf)
+	number := func(v string) string { return v }
+	if r.L.Code == "nl" {
+		out.Comma = ';'
+		number = func(v string) string { return strings.Replace(v, ".", ",", 1) }
+	}
+	out.Write(append([]string{r.L.T("csv.code"), r.L.T("col.region")}, columns...))
+	for _, row := range rows {
+		name := r.L.Region(row.Region)
+		if row.National {
+			name = r.L.T("picture.national")
+		}
+		line := []string{row.Region, name}
+		for _, c := range row.Cells {
+			line = append(line, number(c))
+		}
+		out.Write(line)
+	}
+	out.Flush()
+	name := []string{"beeld", crisis}
+	if m := pictureMarking(r.L, pic); m != "" {
+		name = append(name, strings.ToUpper(m))
+	}
+	if e := r.exercise(); e != "" {
+		name = append([]string{"OEFENING", e}, name...)
+	}
+	name = append(name, time.Now().Format("2006-01-02T1504"))
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": strings.Join(name, "-") + ".csv"}))
+	h.Set("Cache-Control", "no-store")
+	buf.WriteTo(w)
+}
