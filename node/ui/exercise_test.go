@@ -53,6 +53,10 @@ func TestExerciseMode(t *testing.T) {
 		if !strings.Contains(page, `<div class="kp-oefening" role="alert" id="oefening" data-exercise="oef-utrecht">`) {
 			t.Errorf("%s: no OEFENING banner", path)
 		}
+		// Printed, every page's margins say it too (the print style reads data-exercise).
+		if !regexp.MustCompile(`<html lang="nl"[^>]* data-exercise="OEFENING oef-utrecht"`).MatchString(page) {
+			t.Errorf("%s: the html element does not carry the exercise for the printed pages' margins", path)
+		}
 		if n, m := len(tables.FindAllString(page, -1)), len(marks.FindAllString(page, -1)); n == 0 || n != m {
 			t.Errorf("%s: %d tables, %d with the OEFENING mark", path, n, m)
 		}
