@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -510,8 +511,9 @@ func TestRecordProblems(t *testing.T) {
 // PolicyService has one policy; anything else is unimplemented, as a page that asks what it
 // may do without would find it.
 type peersConn struct {
-	peers []*pb.PeerInfo
-	err   error
+	peers   []*pb.PeerInfo
+	err     error
+	picture *pb.PictureResponse
 }
 
 func (c peersConn) Invoke(_ context.Context, method string, _, reply any, _ ...grpc.CallOption) error {
@@ -521,6 +523,8 @@ func (c peersConn) Invoke(_ context.Context, method string, _, reply any, _ ...g
 			return c.err
 		}
 		proto.Merge(reply.(proto.Message), &pb.ListPeersResponse{Peers: c.peers})
+	case "/knooppunt.v1.SearchService/Picture":
+		proto.Merge(reply.(proto.Message), c.picture)
 	case "/knooppunt.v1.PolicyService/Get":
 		proto.Merge(reply.(proto.Message), &pb.PolicyInfo{Id: "x@1", Name: "x", Version: 1, State: "approved", Source: []byte("name: x\n")})
 	default:
@@ -600,5 +604,41 @@ func TestRecipientChoices(t *testing.T) {
 		if failed := strings.Count(logs.String(), "no partners to suggest as recipients"); (tc.conn.err != nil) != (failed == len(pages)) {
 			t.Errorf("%s: logged %d failures of PeerService for %d pages:\n%s", tc.name, failed, len(pages), logs.String())
 		}
+	}
+}
+
+// TestPictureCSVInDutch: the picture's CSV says a sum with a fraction with a decimal comma, as a
+// Dutch spreadsheet reads it, and its file's name says the exercise and the highest
+// classification of the picture's records.
+func TestPictureCSVInDutch(t *testing.T) {
+	pic := &pb.PictureResponse{
+		Aggregates: []*pb.Aggregate{
+			{Kind: "shelter.capacity", Field: "beds_free", Region: "VR09", Sum: 3.5},
+			{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: 1234.25},
+		},
+		Entries: []*pb.PictureEntry{
+			{Record: &pb.Record{Id: "a", Classification: pb.Classification_INTERNAL}},
+			{Record: &pb.Record{Id: "b", Classification: pb.Classification_CONFIDENTIAL}},
+		},
+	}
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Conn: peersConn{picture: pic}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Resolve: func(id spiffeid.ID) (api.Caller, error) {
+			return api.Caller{ID: id, Roles: []api.Role{api.Reader}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.sessions.create(&session{Person: spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"), Name: "olga",
+		AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
+	r := httptest.NewRequest("GET", "/beeld/csv?crisis=oekraine&exercise=oef-1", nil)
+	r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	want := "\ufeffCode;Regio;Vrije opvangplaatsen\nVR09;VR09 Utrecht;3,5\nNL;Nederland (totaal);1234,25\n"
+	name := regexp.MustCompile(`^attachment; filename="OEFENING-oef-1-beeld-oekraine-DEPARTEMENTAAL VERTROUWELIJK-\d{4}-\d\d-\d\dT\d{4}\.csv"$`)
+	if w.Code != http.StatusOK || w.Body.String() != want || !name.MatchString(w.Header().Get("Content-Disposition")) {
+		t.Errorf("the CSV: %d %q\n%q\nwant %q", w.Code, w.Header().Get("Content-Disposition"), w.Body.String(), want)
 	}
 }
