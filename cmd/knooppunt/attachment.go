@@ -142,16 +142,14 @@ kept; -o - writes it to standard output.`,
 
 func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha, out string, stdout, progress io.Writer) error {
 	var w io.Writer = stdout
-	var tmp *os.File
+	var tmp *besideFile
 	if out != "-" {
-		// Written beside the target and renamed once the hash checks, so that a broken transfer
-		// never leaves a partial file under the name asked for.
+		// Renamed to out once the hash checks.
 		var err error
-		if tmp, err = os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*"); err != nil {
+		if tmp, err = createBeside(out); err != nil {
 			return fmt.Errorf("-o: %w", err)
 		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
+		defer tmp.discard()
 		w = tmp
 	}
 	var bar *progressbar.ProgressBar
@@ -172,13 +170,7 @@ func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha, out strin
 	if tmp == nil {
 		return nil
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := tmp.commit(); err != nil {
 		return fmt.Errorf("-o: %w", err)
 	}
 	fmt.Fprintf(progress, "%s: %d bytes\n", out, got)

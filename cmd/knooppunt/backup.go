@@ -66,12 +66,11 @@ and the local socket.`,
 // saveBackup streams the node's backup into a file beside out, checks it whole, and renames it
 // to out, so that a broken transfer never leaves a partial backup under the name asked for.
 func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool) (applied uint64, size int64, err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+	tmp, err := createBeside(out)
 	if err != nil {
 		return 0, 0, fmt.Errorf("FILE: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer tmp.discard()
 	stream, err := pb.NewClusterServiceClient(conn).Backup(cmd.Context(), &pb.BackupRequest{})
 	if err != nil {
 		return 0, 0, err
@@ -102,13 +101,10 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	if bar == nil || got != size {
 		return 0, 0, fmt.Errorf("the node sent %d of %d bytes: the backup is incomplete; nothing was written to %s", got, size, out)
 	}
-	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
-		return 0, 0, fmt.Errorf("FILE: %w", err)
-	}
 	if got, _, err := db.CheckBackup(tmp.Name()); err != nil || got != applied {
 		return 0, 0, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
 	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := tmp.commit(); err != nil {
 		return 0, 0, fmt.Errorf("FILE: %w", err)
 	}
 	return applied, size, nil
@@ -195,18 +191,15 @@ func restoreBackup(path, dir string, progress io.Writer, show bool) (applied uin
 		return 0, "", fmt.Errorf("FILE: %w", err)
 	}
 	defer src.Close()
-	w, err := os.CreateTemp(dir, "."+node.DatabaseName+".*")
+	w, err := createBeside(filepath.Join(dir, node.DatabaseName))
 	if err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
-	defer os.Remove(w.Name())
+	defer w.discard()
 	bar := newBar(progress, info.Size(), "restoring", show)
 	_, err = io.Copy(io.MultiWriter(w, bar), src)
 	bar.Finish()
-	if err = errors.Join(err, w.Sync(), w.Close()); err != nil {
-		return 0, "", fmt.Errorf("--data-dir: %w", err)
-	}
-	if err := os.Rename(w.Name(), filepath.Join(dir, node.DatabaseName)); err != nil {
+	if err = errors.Join(err, w.commit()); err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	return applied, origin, nil

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// besideFile is a file written beside its target and renamed to it once whole (commit), so that
+// a transfer or a copy cut short never leaves a partial file under the target's name.
+type besideFile struct {
+	*os.File
+	target string
+}
+
+// createBeside creates the file in target's directory, hidden, with mode 0600.
+func createBeside(target string) (*besideFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".*")
+	if err != nil {
+		return nil, err
+	}
+	return &besideFile{File: f, target: target}, nil
+}
+
+// commit syncs and closes the file and renames it to its target.
+func (f *besideFile) commit() error {
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), f.target)
+}
+
+// discard closes the file and removes it, unless commit renamed it: for a defer.
+func (f *besideFile) discard() {
+	f.Close()
+	os.Remove(f.Name())
+}
