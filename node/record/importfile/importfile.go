@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -228,11 +229,7 @@ func notRecord(text string, err error) error {
 			}
 		}
 	}
-	known := map[string]bool{}
-	for f := range reflect.TypeFor[record.JSON]().Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		known[name] = true
-	}
+	known := recordFields()
 	for name := range fields {
 		if !known[name] {
 			return &LineError{Problem: UnknownField, Field: name, err: err}
@@ -240,6 +237,16 @@ func notRecord(text string, err error) error {
 	}
 	return &LineError{Problem: NotJSON, err: err}
 }
+
+// recordFields is the set of a JSON record's field names, read once from record.JSON's tags.
+var recordFields = sync.OnceValue(func() map[string]bool {
+	known := map[string]bool{}
+	for f := range reflect.TypeFor[record.JSON]().Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		known[name] = true
+	}
+	return known
+})
 
 // FieldCountError refuses a CSV row with another number of fields than its header: most often a
 // comma in a text that is not quoted.
