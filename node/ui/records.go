@@ -50,7 +50,12 @@ type ownRecordsView struct {
 	Kinds   []kindView
 	Records []ownRow
 	More    string
+	// Marking is the highest classification of the records listed, At when the list was
+	// made: a printout of it carries both.
+	Marking, At string
 }
+
+func (v *ownRecordsView) printMarking() string { return v.Marking }
 
 type kindView struct {
 	Name, Description string
@@ -72,6 +77,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
+	v.Marking, v.At = marking(r.L, resp.Records), time.Now().Format("2006-01-02 15:04")
 	for _, rec := range resp.Records {
 		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Version: rec.Version,
 			Link: recordLink(rec), Edit: "/records/wijzigen?id=" + url.QueryEscape(rec.Id)}

@@ -170,6 +170,13 @@ func TestRecordForm(t *testing.T) {
 		t.Errorf("a new record with a taken ID: %d\n%s", resp.StatusCode, fieldError(page, "id"))
 	}
 
+	// The list of own records, printed, says the highest classification of those it lists.
+	_, page = b.get(t, e.url+"/records")
+	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>intern</strong> · de hoogste rubricering van deze records`); n != 2 ||
+		!strings.Contains(page, `data-marking="INTERN"`) {
+		t.Errorf("the own records' list has %d print marks of intern, want 2, and the marking for the page margins:\n%s", n, page)
+	}
+
 	// Change it: the form comes filled in, and goes in as version 2.
 	_, page = b.get(t, e.url+"/records/wijzigen?id=zeist")
 	if !strings.Contains(page, `name="version" value="1"`) || !strings.Contains(page, `id="body.beds_free" name="body.beds_free" value="12"`) {
