@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api/cluster"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -79,6 +80,30 @@ func TestClusterRestoreFromBackup(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBackupTimeSurvivesRestart: a replica that took a backup and restarts reports that backup's
+// time again, and not 0, so that the alert on a missed backup does not fire after every restart.
+func TestBackupTimeSurvivesRestart(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Replicas: 1})
+	r := c.Leader(t, 10*time.Second, c.Replicas...)
+	r.Put(t, clustertest.Shelter("one", 1))
+	takeBackup(t, r)
+	taken := testutil.ToFloat64(metrics.BackupLast)
+	info, err := os.Stat(filepath.Join(r.DataDir(), cluster.LastBackupFile))
+	if err != nil {
+		t.Fatalf("a whole backup left no %s: %v", cluster.LastBackupFile, err)
+	}
+	if d := float64(info.ModTime().UnixMilli())/1e3 - taken; d < -1 || d > 1 {
+		t.Errorf("%s is of %v, the metric says %v", cluster.LastBackupFile, info.ModTime(), taken)
+	}
+
+	r.Stop(t)
+	metrics.BackupLast.Set(0) // as in a new process
+	r.Start(t)
+	if got := testutil.ToFloat64(metrics.BackupLast); got-taken < -1 || got-taken > 1 {
+		t.Errorf("after a restart knooppunt_backup_last_success_timestamp_seconds = %v, want the backup's %v", got, taken)
 	}
 }
 

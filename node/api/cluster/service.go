@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -31,9 +33,24 @@ type Service struct {
 
 var _ pb.ClusterServiceServer = (*Service)(nil)
 
-// New returns the service of the replica with the id, over its store and database.
+// New returns the service of the replica with the id, over its store and database. It sets
+// knooppunt_backup_last_success_timestamp_seconds to the time of the replica's last whole backup
+// (LastBackupFile), if it has taken one.
 func New(s *store.Store, d *db.DB, replica string, log *slog.Logger) *Service {
-	return &Service{store: s, db: d, replica: replica, log: log}
+	svc := &Service{store: s, db: d, replica: replica, log: log}
+	if info, err := os.Stat(svc.lastBackupPath()); err == nil {
+		metrics.BackupLast.Set(float64(info.ModTime().UnixMilli()) / 1e3)
+	}
+	return svc
+}
+
+// LastBackupFile, in the data directory, is written at each whole backup the replica streams. Its
+// time is the replica's last backup after a restart, when the metric would otherwise start at 0
+// and a group restarted as a whole would look as if its backups had stopped.
+const LastBackupFile = "last-backup"
+
+func (s *Service) lastBackupPath() string {
+	return filepath.Join(filepath.Dir(s.db.Path()), LastBackupFile)
 }
 
 // RegisterService registers the service on s.
@@ -91,7 +108,8 @@ const backupChunk = 1 << 20
 
 // Backup copies the database beside it (store.CopyPath, db.Copy: writes go on) and streams the
 // copy. It counts in knooppunt_backups_total, and a whole one sets
-// knooppunt_backup_last_success_timestamp_seconds, for monitoring that backups are taken.
+// knooppunt_backup_last_success_timestamp_seconds and writes LastBackupFile, for monitoring that
+// backups are taken.
 func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[pb.BackupChunk]) (err error) {
 	defer func() {
 		if err != nil {
@@ -99,7 +117,12 @@ func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[
 			return
 		}
 		metrics.Backups.WithLabelValues("ok").Inc()
-		metrics.BackupLast.SetToCurrentTime()
+		now := time.Now()
+		metrics.BackupLast.Set(float64(now.UnixMilli()) / 1e3)
+		// The file's modification time is what counts; its text is for a person who looks.
+		if werr := os.WriteFile(s.lastBackupPath(), []byte(now.UTC().Format(time.RFC3339)+"\n"), 0o600); werr != nil {
+			s.log.Warn("backup taken, but its time is not kept for after a restart", "err", werr)
+		}
 	}()
 	return s.backup(stream)
 }
