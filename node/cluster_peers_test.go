@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,55 @@ func TestClusterPeerAcceptedOnEveryReplica(t *testing.T) {
 	_, err = pb.NewPeerServiceClient(other.Local(t)).Remove(clustertest.Call(t), &pb.RemovePeerRequest{Name: "ncc"})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("a second remove: %v, want NOT_FOUND", err)
+	}
+}
+
+// TestPeerAcceptKeepsNameAndGroups: a partner's new invitation (new addresses) accepted without
+// --name or --groups updates the peer and keeps the name and groups this node gave it, which
+// policies grant by; accepting an invitation again with other groups changes them, and with none
+// and no_groups takes the peer out of every group.
+func TestPeerAcceptKeepsNameAndGroups(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Replicas: 1})
+	r := c.Leader(t, 10*time.Second, c.Replicas...)
+	ncc := identitytest.NewCA(t, "ncc.crisis.test")
+	nccSVID := identitytest.SVID(t, ncc, "/node/r1", identity.SVIDOptions{})
+	pem, err := identitytest.Bundle(ncc).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	invitation := func(addr string) []byte {
+		now := time.Now().UTC().Truncate(time.Second)
+		file, err := invite.Sign(invite.Invitation{Name: "NCC", TrustDomain: "ncc.crisis.test", Addresses: []string{addr},
+			Bundle: string(pem), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, nccSVID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	peers := pb.NewPeerServiceClient(r.Local(t))
+	accept := func(req *pb.AcceptRequest, outcome, name string, groups ...string) {
+		t.Helper()
+		resp, err := peers.Accept(clustertest.Call(t), req)
+		if err != nil {
+			t.Fatalf("accept %v: %v", req.Groups, err)
+		}
+		p := resp.Peer
+		if resp.Outcome != outcome || p.Name != name || strings.Join(p.Groups, " ") != strings.Join(groups, " ") {
+			t.Errorf("accept (groups %v, no_groups %v): %s, name %s, groups %v; want %s, %s, %v", req.Groups, req.NoGroups, resp.Outcome, p.Name, p.Groups, outcome, name, groups)
+		}
+		list, err := peers.List(clustertest.Call(t), &pb.ListPeersRequest{})
+		if err != nil || len(list.Peers) != 1 || strings.Join(list.Peers[0].Groups, " ") != strings.Join(groups, " ") {
+			t.Errorf("peer list after the accept: %v, %v; want groups %v", list, err, groups)
+		}
+	}
+	first, second := invitation("127.0.0.1:1"), invitation("127.0.0.1:2")
+	accept(&pb.AcceptRequest{Invitation: first, Name: "rijk-ncc", Groups: []string{"rijk"}}, "added", "rijk-ncc", "rijk")
+	accept(&pb.AcceptRequest{Invitation: second}, "updated", "rijk-ncc", "rijk")
+	accept(&pb.AcceptRequest{Invitation: second}, "unchanged", "rijk-ncc", "rijk")
+	accept(&pb.AcceptRequest{Invitation: second, Groups: []string{"rijk", "landelijk"}}, "updated", "rijk-ncc", "rijk", "landelijk")
+	accept(&pb.AcceptRequest{Invitation: second, NoGroups: true}, "updated", "rijk-ncc")
+	_, err = peers.Accept(clustertest.Call(t), &pb.AcceptRequest{Invitation: second, NoGroups: true, Groups: []string{"rijk"}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "no_groups") {
+		t.Errorf("no_groups with groups: %v, want InvalidArgument naming no_groups", err)
 	}
 }

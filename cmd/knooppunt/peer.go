@@ -88,6 +88,7 @@ func newPeerAcceptCmd() *cobra.Command {
 		groups       []string
 		name, answer string
 		yes, replace bool
+		noGroups     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "accept FILE",
@@ -101,10 +102,15 @@ shows it in peer list, with no file to edit and no restart.
 Unless the invitation was itself an answer to yours, accept writes your answer (--answer FILE)
 for the partner to accept in turn. Accepting the same invitation again changes nothing, and says
 so. An invitation from a trust domain that is already a peer with another bundle is refused,
-unless --replace.`,
+unless --replace.
+
+A peer accepted before keeps its name and groups when a new invitation of it is accepted (new
+addresses, a new bundle), unless --name or --groups give new ones. To change only a peer's
+groups, accept its invitation again with --groups; --no-groups takes it out of every group.`,
 		Example: `  knooppunt peer accept ncc.json --groups rijk
   knooppunt peer accept vrbn.json --groups veiligheidsregios --answer answer-for-vrbn.json
-  knooppunt peer accept their-answer.json --yes`,
+  knooppunt peer accept their-answer.json --yes
+  knooppunt peer accept ncc.json --groups rijk,landelijk --yes   # NCC's groups, changed`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -136,7 +142,7 @@ unless --replace.`,
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				resp, err := pb.NewPeerServiceClient(conn).Accept(cmd.Context(), &pb.AcceptRequest{
-					Invitation: file, Groups: groups, Name: name, Fingerprint: fp, Replace: replace,
+					Invitation: file, Groups: groups, Name: name, Fingerprint: fp, Replace: replace, NoGroups: noGroups,
 				})
 				if err != nil {
 					return err
@@ -160,7 +166,7 @@ unless --replace.`,
 				p := resp.Peer
 				switch resp.Outcome {
 				case "unchanged":
-					fmt.Fprintf(w, "%s (%s) is a peer with this invitation already: nothing changed.\n", p.Name, p.TrustDomain)
+					fmt.Fprintf(w, "%s (%s) is a peer with this invitation, name and groups [%s] already: nothing changed.\n", p.Name, p.TrustDomain, strings.Join(p.Groups, " "))
 				default:
 					fmt.Fprintf(w, "Peer %s (%s) %s, groups [%s]. Every replica trusts it and subscribes to it now.\n", p.Name, p.TrustDomain, resp.Outcome, strings.Join(p.Groups, " "))
 				}
@@ -181,9 +187,11 @@ unless --replace.`,
 	cmd.Flags().StringVar(&name, "name", "", "what this node calls the peer (default: the first label of its trust domain)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask: the fingerprint was checked otherwise (scripts)")
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace a peer of the same trust domain that has another bundle")
+	cmd.Flags().BoolVar(&noGroups, "no-groups", false, "take a peer accepted before out of every group (without --groups it keeps its groups)")
+	cmd.MarkFlagsMutuallyExclusive("groups", "no-groups")
 	cmd.Flags().StringVar(&answer, "answer", "", "where to write your answer invitation (default answer-for-NAME.json)")
 	f.register(cmd, true)
-	f.fill(map[string]string{"name": "name", "groups": "groups"})
+	f.fill(map[string]string{"name": "name", "groups": "groups", "no-groups": "no_groups"})
 	return cmd
 }
 

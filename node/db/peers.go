@@ -144,7 +144,7 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 		switch {
 		case old == nil:
 			out.Outcome = PeerAdded
-		case old.Invitation == p.Invitation && old.Fingerprint == p.Fingerprint:
+		case old.Invitation == p.Invitation && old.Fingerprint == p.Fingerprint && old.Name == p.Name && slices.Equal(old.Groups, orEmpty(p.Groups)):
 			out = PeerOutcome{Outcome: PeerUnchanged, Peer: old}
 			return nil
 		case old.Fingerprint != p.Fingerprint && !s.Replace:

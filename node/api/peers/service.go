@@ -177,7 +177,23 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	if inv.TrustDomain == file.Org {
 		return nil, api.Invalid("invitation", "it is this node's own (%s): accept the invitation your partner sent", inv.TrustDomain)
 	}
+	// A peer accepted before keeps what this node chose for it, its name and groups, unless the
+	// request gives them anew: a partner's new invitation (new addresses, a new bundle) must not
+	// take the peer out of the groups that policies grant.
+	var before *pb.PeerInfo
+	accepted, err := s.c.DB.Peers(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	for _, p := range accepted {
+		if p.TrustDomain == inv.TrustDomain {
+			before = p
+		}
+	}
 	name := req.Name
+	if name == "" && before != nil {
+		name = before.Name
+	}
 	if name == "" {
 		name, _, _ = strings.Cut(inv.TrustDomain, ".")
 	}
@@ -187,6 +203,12 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	// Groups decide what this node's policies grant the peer, so they are this node's choice
 	// alone: the groups the invitation proposes are shown to the person, never applied.
 	groups := req.Groups
+	if req.NoGroups && len(groups) > 0 {
+		return nil, api.Invalid("no_groups", "it takes the peer out of every group, and groups names %d: give one or the other", len(groups))
+	}
+	if len(groups) == 0 && !req.NoGroups && before != nil {
+		groups = before.Groups
+	}
 	for i, g := range groups {
 		if !groupName.MatchString(g) {
 			return nil, api.Invalid(fmt.Sprintf("groups[%d]", i), "%q is not a group name: use letters, digits, . _ -", g)

@@ -146,14 +146,18 @@ type AcceptRequest struct {
 	// invitation is the invitation file as the partner handed it over.
 	Invitation []byte `protobuf:"bytes,1,opt,name=invitation" json:"invitation,omitempty"`
 	// groups place the peer in peer groups, which policies name. Never taken from the invitation:
-	// a partner must not choose what this node's policies grant it.
+	// a partner must not choose what this node's policies grant it. Empty: a peer accepted before
+	// keeps its groups (see no_groups), a new one is in none.
 	Groups []string `protobuf:"bytes,2,rep,name=groups" json:"groups,omitempty"`
-	// name is what this node calls the peer. Empty: the first label of its trust domain.
+	// name is what this node calls the peer. Empty: a peer accepted before keeps its name, a new
+	// one is called by the first label of its trust domain.
 	Name string `protobuf:"bytes,3,opt,name=name" json:"name,omitempty"`
 	// fingerprint, when set, must be the invitation's: what the person confirmed is what is added.
 	Fingerprint string `protobuf:"bytes,4,opt,name=fingerprint" json:"fingerprint,omitempty"`
 	// replace lets an invitation replace a peer of the same trust domain with another bundle.
-	Replace       bool `protobuf:"varint,5,opt,name=replace" json:"replace,omitempty"`
+	Replace bool `protobuf:"varint,5,opt,name=replace" json:"replace,omitempty"`
+	// no_groups takes a peer accepted before out of every group; it goes with empty groups only.
+	NoGroups      bool `protobuf:"varint,6,opt,name=no_groups,json=noGroups" json:"no_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,10 +227,18 @@ func (x *AcceptRequest) GetReplace() bool {
 	return false
 }
 
+func (x *AcceptRequest) GetNoGroups() bool {
+	if x != nil {
+		return x.NoGroups
+	}
+	return false
+}
+
 type AcceptResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Peer  *PeerInfo              `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
-	// outcome is added, updated, replaced, or unchanged (the same invitation accepted again).
+	// outcome is added, updated, replaced, or unchanged (the same invitation accepted again, with
+	// the same name and groups).
 	Outcome string `protobuf:"bytes,2,opt,name=outcome" json:"outcome,omitempty"`
 	// answer is this node's own invitation, for the other side to accept; answer_fingerprint its
 	// fingerprint. Empty when the accepted invitation was itself an answer to one of this node's:
@@ -685,7 +697,7 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"invitation\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x97\x01\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb4\x01\n" +
 	"\rAcceptRequest\x12\x1e\n" +
 	"\n" +
 	"invitation\x18\x01 \x01(\fR\n" +
@@ -693,7 +705,8 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x06groups\x18\x02 \x03(\tR\x06groups\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
 	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x12\x18\n" +
-	"\areplace\x18\x05 \x01(\bR\areplace\"\x9d\x01\n" +
+	"\areplace\x18\x05 \x01(\bR\areplace\x12\x1b\n" +
+	"\tno_groups\x18\x06 \x01(\bR\bnoGroups\"\x9d\x01\n" +
 	"\x0eAcceptResponse\x12*\n" +
 	"\x04peer\x18\x01 \x01(\v2\x16.knooppunt.v1.PeerInfoR\x04peer\x12\x18\n" +
 	"\aoutcome\x18\x02 \x01(\tR\aoutcome\x12\x16\n" +
