@@ -397,6 +397,18 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if _, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("join without a raft address: %v, want INVALID_ARGUMENT", err)
 	}
+	// A replica at an address where nothing answers is refused, and the group is left as it was.
+	nowhere := clustertest.FreeAddr(t)
+	clustertest.Eventually(t, 20*time.Second, "join of an address where nothing answers", func() (bool, string) {
+		_, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r9", RaftAddress: nowhere})
+		if status.Code(err) == codes.Unavailable {
+			return false, err.Error() // a leader change under the load
+		}
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "nothing answers") {
+			t.Fatalf("join of an address where nothing answers: %v, want FAILED_PRECONDITION", err)
+		}
+		return true, ""
+	})
 	st := retryUnavailable(t, "join r4 through "+follower.ID, func() (*pb.ClusterStatusResponse, error) {
 		return cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: r4.Raft})
 	})

@@ -84,7 +84,9 @@ func newClusterJoinCmd() *cobra.Command {
 		Use:   "join",
 		Short: "Add a replica to the group",
 		Long: `Add a replica as a voter. Start the new replica first, with raft.bootstrap: false, its own
-replica_id and raft.listen; it catches up from a snapshot and the log.`,
+replica_id and raft.listen; it catches up from a snapshot and the log. The join is refused, and
+nothing changes, when nothing answers at --raft-address, or when the group runs without
+raft.listen: a voter that never answers would take away the group's majority.`,
 		Example: `  knooppunt cluster join --id r4 --raft-address 10.0.0.4:7444 --node unix:///var/lib/knooppunt/knooppunt.sock`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -40,6 +40,9 @@ var (
 	ErrNotLeader = errors.New("store: this replica is not the leader")
 	// ErrClosed means the store is shutting down.
 	ErrClosed = errors.New("store: closed")
+	// ErrAlone means the replica runs without a Raft transport (no raft.listen): no other replica
+	// can reach it, so none can join its group.
+	ErrAlone = errors.New("store: this replica runs alone, without raft.listen: no replica can join it")
 )
 
 // Config configures a Store.
@@ -695,8 +698,15 @@ func (s *Store) LeaderAddress() string {
 // RaftStats returns hashicorp/raft's counters: commit_index, last_snapshot_index and others.
 func (s *Store) RaftStats() map[string]string { return s.raft.Stats() }
 
+// Alone reports whether the replica runs without a Raft transport (no raft.listen).
+func (s *Store) Alone() bool { return s.cfg.Transport == nil }
+
 // AddVoter adds a replica to the group. Only the leader can.
 func (s *Store) AddVoter(id, address string) error {
+	if s.Alone() {
+		// A voter that can never be reached would take the majority away for good.
+		return ErrAlone
+	}
 	if s.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}

@@ -208,6 +208,21 @@ func TestWriteRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAloneRefusesAVoter: a replica without a Raft transport refuses to add a voter, which it
+// could never reach and which would take away its majority for good; it still writes after.
+func TestAloneRefusesAVoter(t *testing.T) {
+	n := newNode(t)
+	if !n.s.Alone() {
+		t.Fatal("a store without a transport says it is not alone")
+	}
+	if err := n.s.AddVoter("r2", "127.0.0.1:1"); !errors.Is(err, ErrAlone) {
+		t.Fatalf("AddVoter on a replica alone: %v, want ErrAlone", err)
+	}
+	if _, err := n.s.Write(context.Background(), []*pb.Record{rec("after", `{}`)}); err != nil {
+		t.Fatalf("a write after the refused join: %v", err)
+	}
+}
+
 func TestWriteWithoutLeader(t *testing.T) {
 	dir := t.TempDir()
 	d := openDB(t, filepath.Join(dir, "knooppunt.db"))

@@ -6,14 +6,18 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -84,12 +88,32 @@ func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterSta
 	if req.RaftAddress == "" {
 		return nil, api.Invalid("raft_address", "missing: the new replica's raft.listen (or advertise) address")
 	}
+	if s.store.Alone() {
+		return nil, alone()
+	}
+	// A voter that never answers takes the group's majority away: a group of one that adds one
+	// can no longer write, nor remove it. So the new replica must be running and reachable first.
+	conn, err := (&net.Dialer{Timeout: joinProbeTimeout}).DialContext(ctx, "tcp", req.RaftAddress)
+	if err != nil {
+		return nil, api.FieldStatus(codes.FailedPrecondition, "raft_address", fmt.Sprintf("nothing answers at %s (%v): start the new replica first, waiting to be joined, and check the address and the firewall; nothing was changed", req.RaftAddress, err))
+	}
+	conn.Close()
 	if err := s.store.AddVoter(req.Id, req.RaftAddress); err != nil {
+		if errors.Is(err, store.ErrAlone) {
+			return nil, alone()
+		}
 		return nil, api.Status(s.log, err)
 	}
 	s.log.Info("replica joined", "id", req.Id, "raft_address", req.RaftAddress)
 	return s.Status(ctx, nil)
 }
+
+func alone() error {
+	return status.Error(codes.FailedPrecondition, "this replica runs alone, without raft.listen in its config: set raft.listen (and raft.advertise) and restart it before a replica joins; nothing was changed")
+}
+
+// joinProbeTimeout bounds the check that a joining replica's Raft address answers.
+const joinProbeTimeout = 3 * time.Second
 
 // Remove takes a replica out of the group.
 func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.ClusterStatusResponse, error) {
