@@ -501,3 +501,45 @@ func TestCLIUnreachableNode(t *testing.T) {
 		t.Fatalf("stderr %q", r.stderr)
 	}
 }
+
+// TestServeKeepsFilesPrivate: under the usual umask 022 and in a data directory that others may
+// read, every file `serve` creates (the database, its WAL, the Raft log and snapshot) is its
+// user's alone: they hold records up to the highest classification.
+func TestServeKeepsFilesPrivate(t *testing.T) {
+	old := syscall.Umask(0o022) // the process serve runs in inherits it
+	t.Cleanup(func() { syscall.Umask(old) })
+	dir := shortDir(t)
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	proc, _ := serveNode(t, dir)
+	addr := "unix://" + filepath.Join(dir, "data", node.SocketName)
+	cli(t, nil, "", "record", "put", "--node", addr, "--id", "utrecht", "--kind", "shelter.capacity", "--crisis", "oekraine",
+		"--region", "VR09", "--classification", "internal", "--body", utrechtBody).want(t, 0)
+	if err := proc.Term(t, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var files int
+	err := filepath.WalkDir(filepath.Join(dir, "data"), func(path string, e os.DirEntry, err error) error {
+		if err != nil || path == filepath.Join(dir, "data") {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() {
+			files++
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v: others can read it", path, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 2 {
+		t.Fatalf("the data directory holds %d files: the node wrote nothing to check", files)
+	}
+}

@@ -74,6 +74,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Config, configFile string) error {
+	privateFiles()
 	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, ConfigFile: configFile, Logger: log, Version: version})
 	if err != nil {
 		return err
