@@ -543,3 +543,19 @@ func TestServeKeepsFilesPrivate(t *testing.T) {
 		t.Fatalf("the data directory holds %d files: the node wrote nothing to check", files)
 	}
 }
+
+// TestPhaseShowListsKnownCrises: `phase show` lists a crisis that records name though its phase
+// was never set, cold and with no one who set it.
+func TestPhaseShowListsKnownCrises(t *testing.T) {
+	addr, _ := servedNode(t)
+	cli(t, nil, "", "record", "put", "--node", addr, "--id", "utrecht", "--kind", "shelter.capacity", "--crisis", "oekraine",
+		"--region", "VR09", "--classification", "internal", "--body", utrechtBody).want(t, 0)
+	r := cli(t, nil, "", "phase", "show", "--node", addr, "-o", "json").want(t, 0)
+	var got []phaseJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("phase show -o json: %v\n%s", err, r.stdout)
+	}
+	if len(got) != 1 || got[0].Crisis != "oekraine" || got[0].Phase != "cold" || got[0].SetBy != "" {
+		t.Errorf("phase show: %+v, want oekraine, cold, never set", got)
+	}
+}

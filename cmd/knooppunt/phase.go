@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,9 +57,18 @@ warm while the actual crisis stays cold.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
-				p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason, Exercise: exercise})
+				phases := pb.NewPhaseServiceClient(conn)
+				known, err := knownCrisis(cmd.Context(), phases, crisis, exercise)
 				if err != nil {
 					return err
+				}
+				p, err := phases.Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason, Exercise: exercise})
+				if err != nil {
+					return err
+				}
+				if !known {
+					// A misspelt crisis gets a phase that no policy of the real one sees.
+					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q, and its phase was never set before: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", crisis)
 				}
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), toPhaseJSON(p))
@@ -78,6 +89,15 @@ warm while the actual crisis stays cold.`,
 	return cmd
 }
 
+// knownCrisis reports whether the crisis had its phase set, or records name it, in the mode.
+func knownCrisis(ctx context.Context, phases pb.PhaseServiceClient, crisis, exercise string) (bool, error) {
+	resp, err := phases.List(ctx, &pb.ListPhasesRequest{Exercise: exercise, Known: true})
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(resp.Phases, func(p *pb.PhaseInfo) bool { return p.Crisis == crisis }), nil
+}
+
 func newPhaseShowCmd() *cobra.Command {
 	var (
 		f                clientFlags
@@ -85,13 +105,15 @@ func newPhaseShowCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "show",
-		Short: "Show the phase of one crisis, or of every crisis set",
+		Short: "Show the phase of one crisis, or of every crisis known here",
+		Long: `Show the phase of one crisis, or of every crisis that has a phase set or that the node's own
+records or its partners' records name (cold, with no SET BY, when never set).`,
 		Example: `  knooppunt phase show --crisis oekraine
   knooppunt phase show --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
-				resp, err := pb.NewPhaseServiceClient(conn).List(cmd.Context(), &pb.ListPhasesRequest{Crisis: crisis, Exercise: exercise})
+				resp, err := pb.NewPhaseServiceClient(conn).List(cmd.Context(), &pb.ListPhasesRequest{Crisis: crisis, Exercise: exercise, Known: true})
 				if err != nil {
 					return err
 				}

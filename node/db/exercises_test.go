@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -85,5 +86,55 @@ func TestExerciseCloseAtARecipient(t *testing.T) {
 	}
 	if out, _ := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: "ex-1", Actor: "t", At: hour(3)}); out.Refusal == nil {
 		t.Fatal("starting a closed exercise again was not refused")
+	}
+}
+
+// TestCrises: the crises there is something to see of, in a mode: those the node's own live
+// records name and those of the peers' records it holds, once each, in order; not a crisis whose
+// only record was deleted, nor one of another mode's records, nor a record without a crisis.
+func TestCrises(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	a := &applier{t: t, d: d, index: 1}
+	if _, err := d.ApplyExerciseStep(1, &pb.ExerciseStep{Action: "start", Name: "ex-1", Actor: "t", At: hour(0)}); err != nil {
+		t.Fatal(err)
+	}
+	in := func(id, crisis string, m db.Mode) *db.Write {
+		w := put(id, `{}`)
+		w.Crisis, w.Status, w.Exercise = crisis, m.Status, m.Exercise
+		return w
+	}
+	ex1 := db.Mode{Status: pb.Status_EXERCISE, Exercise: "ex-1"}
+	a.mustApply(in("a1", "oekraine", db.Actual), in("a2", "oekraine", db.Actual), in("a3", "hitte", db.Actual),
+		in("gone", "verwijderd", db.Actual), in("e1", "oefenramp", ex1), in("none", "", db.Actual))
+	a.mustApply(del("gone", 1))
+	shared := func(id, crisis string, m db.Mode) *pb.SharedRecord {
+		r := in(id, crisis, m)
+		r.Origin, r.Version = "lcvs.crisis.test", 1
+		return &pb.SharedRecord{Record: r, Policies: []string{"p@1"}}
+	}
+	if err := d.ApplyCacheForeign(2000, &pb.CacheForeign{Peer: "lcvs", Origin: "lcvs.crisis.test", Cursor: 3, At: hour(1),
+		Upserts: []*pb.SharedRecord{shared("f1", "droogte", db.Actual), shared("f2", "hitte", db.Actual)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ApplyCacheForeign(2001, &pb.CacheForeign{Peer: "lcvs", Origin: "lcvs.crisis.test", Cursor: 4, At: hour(1), Exercise: "ex-1",
+		Upserts: []*pb.SharedRecord{shared("f3", "stroomuitval", ex1)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		mode db.Mode
+		want string
+	}{
+		{db.Actual, "droogte hitte oekraine"},
+		{ex1, "oefenramp stroomuitval"},
+		{db.Mode{Status: pb.Status_EXERCISE, Exercise: "ex-2"}, ""},
+	} {
+		got, err := d.Crises(ctx, c.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("Crises(%s) = %q, want %q", c.mode, got, c.want)
+		}
 	}
 }

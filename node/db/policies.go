@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/knooppunt/knooppunt/policy"
@@ -287,4 +289,53 @@ func (d *DB) Phases(ctx context.Context, crisis string) ([]Phase, error) {
 		return rows.Err()
 	})
 	return out, err
+}
+
+// crisesQuery lists the crises, in order, that a table's live records of a mode name: a seek for
+// the first crisis after the last one found, so that it costs a step per crisis, not per record.
+// table is records (records_crisis_id starts with the mode, then the crisis) or foreign_records
+// (foreign_records_crisis starts with the crisis; the planner would take foreign_records_mode and
+// sort the mode's every record at each step).
+func crisesQuery(table, index string) string {
+	next := `SELECT crisis FROM ` + table + ` INDEXED BY ` + index + ` WHERE status = ?1 AND exercise = ?2 AND crisis > %s AND tombstone = 0 ORDER BY crisis LIMIT 1`
+	return `WITH RECURSIVE c(crisis) AS (
+		SELECT (` + fmt.Sprintf(next, "''") + `)
+		UNION ALL
+		SELECT (` + fmt.Sprintf(next, "c.crisis") + `) FROM c WHERE c.crisis IS NOT NULL)
+	SELECT crisis FROM c WHERE crisis IS NOT NULL`
+}
+
+var (
+	ownCrises     = crisesQuery("records", "records_crisis_id")
+	foreignCrises = crisesQuery("foreign_records", "foreign_records_crisis")
+)
+
+// Crises lists, in order, the crises that the node's own live records of the mode name and those
+// of the peers' records it holds: the crises there is something to see of, phase set or not.
+func (d *DB) Crises(ctx context.Context, mode Mode) ([]string, error) {
+	seen := map[string]bool{}
+	err := d.read(func(ro *sql.DB) error {
+		for _, q := range []string{ownCrises, foreignCrises} {
+			rows, err := ro.QueryContext(ctx, q, int32(mode.Status), mode.Exercise)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var c string
+				if err := rows.Scan(&c); err != nil {
+					rows.Close()
+					return err
+				}
+				seen[c] = true
+			}
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }

@@ -406,6 +406,8 @@ type confirmView struct {
 	// Danger marks a step that takes something away (reject, revoke).
 	Danger bool
 	Cancel string
+	// Warning, when set, is a doubt about the step to read before confirming it.
+	Warning string
 }
 
 type hiddenField struct{ Name, Value string }
@@ -645,7 +647,7 @@ type phasesView struct {
 // phasesView lists the phases of the page's mode: the actual crises', or, with ?exercise=, the
 // exercise's own.
 func (s *Server) phasesView(r *request) (*phasesView, error) {
-	resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Exercise: r.exercise()})
+	resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Exercise: r.exercise(), Known: true})
 	if err != nil {
 		return nil, err
 	}
@@ -654,6 +656,8 @@ func (s *Server) phasesView(r *request) (*phasesView, error) {
 		row := phaseRow{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, Reason: p.Reason}
 		if p.SetAt != nil {
 			row.SetAt = p.SetAt.AsTime().Local().Format("2006-01-02 15:04")
+		} else {
+			row.Reason = r.L.T("phases.never_set") // a crisis that records name, its phase never set
 		}
 		v.Crises = append(v.Crises, row)
 	}
@@ -712,13 +716,17 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 	if !s.phaseInput(w, r, crisis, phase, reason) {
 		return
 	}
-	from := "cold"
+	from, known := "cold", false
 	exercise := r.exercise()
-	if resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Crisis: crisis, Exercise: exercise}); err != nil {
+	if resp, err := pb.NewPhaseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPhasesRequest{Exercise: exercise, Known: true}); err != nil {
 		s.failCall(w, r, err)
 		return
-	} else if len(resp.Phases) > 0 && resp.Phases[0].Phase != "" {
-		from = resp.Phases[0].Phase
+	} else {
+		for _, p := range resp.Phases {
+			if p.Crisis == crisis {
+				from, known = p.Phase, true
+			}
+		}
 	}
 	v := &confirmView{
 		Heading: r.L.T("phase.confirm.heading", crisis), Action: "/fase/wijzigen",
@@ -727,6 +735,13 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase)),
 			r.L.T("phase.confirm.policies"), r.L.T("step.audit"),
 		},
+		Warning: func() string {
+			if known {
+				return ""
+			}
+			// A misspelt crisis gets a phase that no record and no policy of the crisis meant.
+			return r.L.T("phase.confirm.unknown", crisis)
+		}(),
 		Submit: r.L.T("phase.confirm.submit"), Cancel: "/fase?" + url.Values{"crisis": {crisis}, "exercise": {exercise}}.Encode(), Danger: phase == "warm",
 	}
 	s.render(w, r.Request, http.StatusOK, "confirm", s.newPage(r, "phases", v.Heading, v))

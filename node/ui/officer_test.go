@@ -4,6 +4,7 @@ package ui_test
 // revoked through the forms, as the node's services decide them.
 
 import (
+	"context"
 	"encoding/json"
 	"html"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // sitrepPolicy shares vr-utrecht's sitreps with ncc.
@@ -279,8 +281,20 @@ func TestStaleSignInSignsInAgain(t *testing.T) {
 // under the officer's name.
 func TestSetPhase(t *testing.T) {
 	e := start(t)
+	if _, err := e.records(t).Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "sitrep-1", Kind: "sitrep", Crisis: "oekraine",
+		Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Beeld","summary":"Rustig.","severity":"low"}`)}}); err != nil {
+		t.Fatal(err)
+	}
 	b := newBrowser(t)
-	e.signIn(t, b, "anna", "/fase")
+	_, list := e.signIn(t, b, "anna", "/fase")
+	// The crisis a record names is listed, cold and never set, and offered in the form.
+	if !strings.Contains(list, `data-crisis="oekraine"`) || !strings.Contains(list, "nooit gezet") || !strings.Contains(list, `<datalist id="bekende-crises"><option value="oekraine"></option></datalist>`) {
+		t.Errorf("the phases page does not list or offer the crisis that a record names:\n%s", list)
+	}
+	// A crisis no record names and no phase was set for: probably a typo, and the officer is told.
+	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm"); !strings.Contains(page, `id="twijfel"`) || !strings.Contains(page, "Controleer de spelling") {
+		t.Errorf("the confirmation of a phase for an unknown crisis does not warn:\n%s", page)
+	}
 	for q, want := range map[string]string{
 		"crisis=&phase=warm":        "Crisis: het veld is leeg",
 		"crisis=oekraine&phase=hot": "Fase: kies koud, lauw of warm",
@@ -291,7 +305,7 @@ func TestSetPhase(t *testing.T) {
 		}
 	}
 	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Crisis oekraine gaat van koud naar warm.") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Crisis oekraine gaat van koud naar warm.") || strings.Contains(page, `id="twijfel"`) {
 		t.Fatalf("the confirmation: %d\n%s", resp.StatusCode, page)
 	}
 	form := url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"instroom verdubbeld"}}

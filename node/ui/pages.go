@@ -138,7 +138,9 @@ type entryView struct {
 func (s *Server) picture(w http.ResponseWriter, r *request) {
 	ctx := r.ctx()
 	v := &pictureView{}
-	phases, err := pb.NewPhaseServiceClient(s.c.Conn).List(ctx, &pb.ListPhasesRequest{})
+	// Every crisis there is something to see of: those with a phase set here, and those that own
+	// records or partners' records name, phase set or not.
+	phases, err := pb.NewPhaseServiceClient(s.c.Conn).List(ctx, &pb.ListPhasesRequest{Known: true})
 	if err != nil {
 		s.failCall(w, r, err)
 		return
@@ -146,7 +148,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	if ex := r.exercise(); ex != "" {
 		// An exercise's crises are those it set a phase for, and the actual ones by name: its
 		// phases are its own.
-		own, err := pb.NewPhaseServiceClient(s.c.Conn).List(ctx, &pb.ListPhasesRequest{Exercise: ex})
+		own, err := pb.NewPhaseServiceClient(s.c.Conn).List(ctx, &pb.ListPhasesRequest{Exercise: ex, Known: true})
 		if err != nil {
 			s.failCall(w, r, err)
 			return

@@ -552,6 +552,10 @@ func TestPicture(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("picture: %d\n%s", resp.StatusCode, page)
 	}
+	// The home page shows the crisis the records name, though no officer set its phase here.
+	if _, home := b.get(t, e.url+"/"); !strings.Contains(home, "Het beeld: oekraine") || strings.Contains(home, "Er is nog geen crisis bekend") {
+		t.Errorf("the home page does not show the crisis the records name:\n%s", home)
+	}
 	for _, want := range []string{
 		"Het beeld: oekraine",
 		`id="fase">koud</span>`, // no phase set: cold

@@ -6,6 +6,8 @@ import (
 	"context"
 	"log/slog"
 	"regexp"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -74,6 +76,11 @@ func (s *Service) Set(ctx context.Context, req *pb.SetPhaseRequest) (*pb.PhaseIn
 	return &pb.PhaseInfo{Crisis: step.Crisis, Phase: step.Phase, SetBy: officer, SetAt: step.At, Reason: step.Reason, Exercise: step.Exercise}, nil
 }
 
+// neverSet is the phase of a crisis whose phase was never set here.
+func neverSet(crisis, exercise string) *pb.PhaseInfo {
+	return &pb.PhaseInfo{Crisis: crisis, Phase: policy.PhaseCold, Reason: "never set: every crisis starts cold", Exercise: exercise}
+}
+
 // List returns the phases set in the mode of the exercise ("" the actual crisis); a crisis never
 // set is cold.
 func (s *Service) List(ctx context.Context, req *pb.ListPhasesRequest) (*pb.ListPhasesResponse, error) {
@@ -97,7 +104,27 @@ func (s *Service) List(ctx context.Context, req *pb.ListPhasesRequest) (*pb.List
 		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, SetAt: timestamppb.New(p.SetAt), Reason: p.Reason, Exercise: p.Exercise})
 	}
 	if req.Crisis != "" && len(list) == 0 {
-		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: req.Crisis, Phase: policy.PhaseCold, Reason: "never set: every crisis starts cold", Exercise: req.Exercise})
+		resp.Phases = append(resp.Phases, neverSet(req.Crisis, req.Exercise))
+	}
+	if req.Known && req.Crisis == "" {
+		mode := db.Actual
+		if req.Exercise != "" {
+			mode = db.Mode{Status: pb.Status_EXERCISE, Exercise: req.Exercise}
+		}
+		known, err := s.c.DB.Crises(ctx, mode)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		set := map[string]bool{}
+		for _, p := range list {
+			set[p.Crisis] = true
+		}
+		for _, c := range known {
+			if !set[c] {
+				resp.Phases = append(resp.Phases, neverSet(c, req.Exercise))
+			}
+		}
+		slices.SortFunc(resp.Phases, func(a, b *pb.PhaseInfo) int { return strings.Compare(a.Crisis, b.Crisis) })
 	}
 	return resp, nil
 }

@@ -1199,7 +1199,11 @@ type ListPhasesRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Crisis string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
 	// exercise lists that exercise's phases; empty, the actual ones.
-	Exercise      string `protobuf:"bytes,2,opt,name=exercise" json:"exercise,omitempty"`
+	Exercise string `protobuf:"bytes,2,opt,name=exercise" json:"exercise,omitempty"`
+	// known adds every crisis that the node's own live records or the peers' records it holds name
+	// (in the exercise's mode, with exercise), at cold when its phase was never set here: the
+	// crises there is something to see of.
+	Known         bool `protobuf:"varint,3,opt,name=known" json:"known,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1246,6 +1250,13 @@ func (x *ListPhasesRequest) GetExercise() string {
 		return x.Exercise
 	}
 	return ""
+}
+
+func (x *ListPhasesRequest) GetKnown() bool {
+	if x != nil {
+		return x.Known
+	}
+	return false
 }
 
 type ListPhasesResponse struct {
@@ -1911,10 +1922,11 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x06set_by\x18\x03 \x01(\tR\x05setBy\x121\n" +
 	"\x06set_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05setAt\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bexercise\x18\x06 \x01(\tR\bexercise\"G\n" +
+	"\bexercise\x18\x06 \x01(\tR\bexercise\"]\n" +
 	"\x11ListPhasesRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x1a\n" +
-	"\bexercise\x18\x02 \x01(\tR\bexercise\"E\n" +
+	"\bexercise\x18\x02 \x01(\tR\bexercise\x12\x14\n" +
+	"\x05known\x18\x03 \x01(\bR\x05known\"E\n" +
 	"\x12ListPhasesResponse\x12/\n" +
 	"\x06phases\x18\x01 \x03(\v2\x17.knooppunt.v1.PhaseInfoR\x06phases\"\xdb\x01\n" +
 	"\n" +
