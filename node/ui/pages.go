@@ -30,7 +30,13 @@ import (
 const pictureSearchTimeout = 2000
 
 // latestKinds are the kinds the picture lists as the latest records: what people read.
-var latestKinds = map[string]bool{"sitrep": true, "qa": true, "guidance": true, "signal": true}
+var latestKinds = map[string]bool{"sitrep": true, "qa": true, "guidance": true, "signal": true, "permit": true}
+
+// maxLatest is how many of the latest records the picture lists.
+const maxLatest = 15
+
+// severityRank orders CAP severities, the most severe highest.
+var severityRank = map[string]int{"Extreme": 4, "Severe": 3, "Moderate": 2, "Minor": 1}
 
 type pictureView struct {
 	Crises   []crisisView
@@ -45,6 +51,12 @@ type pictureView struct {
 	// Charts draw each column per region, the national total left out.
 	Charts []chartView
 	Latest []entryView
+	// LatestMore, when Latest was cut to maxLatest, is how many there were; LatestSearch the
+	// search that shows them all.
+	LatestMore   int
+	LatestSearch string
+	// Alerts are the alerts in force, the most severe and newest first (activeAlert).
+	Alerts []alertView
 	Empty  bool
 	// Assessment is the current assessment of the crisis next to the picture.
 	Assessment *assessmentPart
@@ -234,15 +246,35 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i, r.L.Region))
 	}
 
+	now := time.Now()
 	for _, e := range pic.Entries {
+		if a, ok := activeAlert(r.L, e, now); ok {
+			v.Alerts = append(v.Alerts, a)
+		}
 		if !latestKinds[e.Kind] || e.Record == nil {
 			continue
 		}
 		v.Latest = append(v.Latest, s.entry(r, e))
 	}
+	sort.SliceStable(v.Alerts, func(i, j int) bool {
+		if a, b := severityRank[v.Alerts[i].Severity], severityRank[v.Alerts[j].Severity]; a != b {
+			return a > b
+		}
+		return v.Alerts[i].at.After(v.Alerts[j].at)
+	})
+	for i := range v.Alerts {
+		v.Alerts[i].Source = s.orgName(v.Partners, v.Alerts[i].Source)
+	}
 	sort.SliceStable(v.Latest, func(i, j int) bool { return v.Latest[i].Updated.After(v.Latest[j].Updated) })
-	if len(v.Latest) > 15 {
-		v.Latest = v.Latest[:15]
+	if len(v.Latest) > maxLatest {
+		// The rest is a search away: the page says so, and links to it.
+		v.LatestMore = len(v.Latest)
+		v.Latest = v.Latest[:maxLatest]
+		q := url.Values{"crisis": {v.Crisis}}
+		if e := r.exercise(); e != "" {
+			q.Set("exercise", e)
+		}
+		v.LatestSearch = "/zoeken?" + q.Encode()
 	}
 	for i := range v.Latest {
 		v.Latest[i].Source = s.orgName(v.Partners, v.Latest[i].Source)

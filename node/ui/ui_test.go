@@ -542,6 +542,18 @@ func TestPicture(t *testing.T) {
 		{Id: "zeeland", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Middelburg","beds_total":50,"beds_free":50}`)},
 		{Id: "sitrep-1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Regionaal beeld <Utrecht>","summary":"Bijna vol.","severity":"medium"}`)},
 		{Id: "qa-oud", Kind: "qa", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: []byte(`{"question":"Mag ik werken?","answer":"Met vergunning.","superseded_by":"qa-nieuw"}`)},
+		// Alerts: a rule's that fires, a rule's that cleared, and an imported CAP alert that expired.
+		{Id: "alert-bedden-VR19", Kind: "alert", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL, Labels: map[string]string{"rule": "bedden-laag", "status": "firing"},
+			Body: []byte(`{"identifier":"a1","sender":"vr-utrecht.crisis.test","sent":"2026-12-04T09:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Restricted",
+			"info":[{"category":["Other"],"event":"bedden-laag","urgency":"Expected","severity":"Severe","certainty":"Likely","headline":"Early-warning rule bedden-laag fires in VR19","description":"Minder dan 10 vrije bedden in de regio."}],
+			"rule":"bedden-laag","rule_version":1,"region":"VR19","state":"firing","fired_at":"2026-12-04T08:00:00Z"}`)},
+		{Id: "alert-bedden-VR09", Kind: "alert", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Labels: map[string]string{"rule": "bedden-laag", "status": "resolved"},
+			Body: []byte(`{"identifier":"a2.resolved","sender":"vr-utrecht.crisis.test","sent":"2026-12-04T09:00:00+01:00","status":"Actual","msgType":"Update","scope":"Restricted",
+			"info":[{"category":["Other"],"event":"bedden-laag","urgency":"Past","severity":"Moderate","certainty":"Likely","headline":"Early-warning rule bedden-laag cleared in VR09"}],
+			"rule":"bedden-laag","rule_version":1,"region":"VR09","state":"resolved","fired_at":"2026-12-04T07:00:00Z"}`)},
+		{Id: "cap-oud", Kind: "alert", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC,
+			Body: []byte(`{"identifier":"c1","sender":"nl-alert","sent":"2026-12-01T09:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Public",
+			"info":[{"category":["Safety"],"event":"Storm","urgency":"Immediate","severity":"Extreme","certainty":"Observed","headline":"Zware storm","expires":"2026-12-01T18:00:00+01:00"}]}`)},
 	} {
 		if _, err := rc.Put(ctx, &pb.PutRequest{Record: r}); err != nil {
 			t.Fatalf("Put %s: %v", r.Id, err)
@@ -551,6 +563,15 @@ func TestPicture(t *testing.T) {
 	resp, page := e.signIn(t, b, "bram", "/?crisis=oekraine")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("picture: %d\n%s", resp.StatusCode, page)
+	}
+	// The alerts in force come first, in Dutch; one that cleared or expired does not.
+	if !strings.Contains(page, `id="waarschuwingen">Actieve waarschuwingen (1)</h2>`) ||
+		!strings.Contains(page, `<span class="kp-tag kp-tag--bad">Ernstig</span>`) || !strings.Contains(page, "Regel bedden-laag slaat aan in VR19 Zeeland") ||
+		!strings.Contains(page, "Minder dan 10 vrije bedden in de regio.") || strings.Contains(page, "Zware storm") || strings.Contains(page, "slaat aan in VR09") {
+		t.Errorf("the picture's alerts in force are not the one firing:\n%s", page)
+	}
+	if a, p := strings.Index(page, `id="waarschuwingen"`), strings.Index(page, `id="partners"`); a < 0 || a > p {
+		t.Error("the alerts in force do not come before the partners")
 	}
 	// The home page shows the crisis the records name, though no officer set its phase here.
 	if _, home := b.get(t, e.url+"/"); !strings.Contains(home, "Het beeld: oekraine") || strings.Contains(home, "Er is nog geen crisis bekend") {
@@ -725,5 +746,27 @@ func TestSearchSaysWhenCut(t *testing.T) {
 	}
 	if _, page := b.get(t, e.url+"/zoeken?crisis=klein"); !strings.Contains(page, "Resultaten (1)") || strings.Contains(page, `id="afgekapt"`) {
 		t.Errorf("search of one record: want it, and no note of a cut:\n%s", page)
+	}
+}
+
+// TestPictureSaysWhenLatestIsCut: the picture lists the 15 newest of its latest records, says
+// how many there are, and links to the search that shows them all.
+func TestPictureSaysWhenLatestIsCut(t *testing.T) {
+	e := start(t)
+	rc := pb.NewRecordServiceClient(e.local(t))
+	for i := range 17 {
+		r := &pb.Record{Id: fmt.Sprintf("sitrep-%02d", i), Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC,
+			Body: []byte(fmt.Sprintf(`{"title":"Rapport %02d","summary":"Rustig.","severity":"low"}`, i))}
+		if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, page := e.signIn(t, newBrowser(t), "bram", "/?crisis=oekraine")
+	if n := strings.Count(page, ">Rapport "); n != 15 {
+		t.Errorf("the picture lists %d sitreps, want the 15 newest", n)
+	}
+	if !strings.Contains(page, "De 15 nieuwste van 17.") || !strings.Contains(page, `href="/zoeken?crisis=oekraine">Zoek ze allemaal</a>`) ||
+		!strings.Contains(page, ">Rapport 16<") || strings.Contains(page, ">Rapport 00<") {
+		t.Errorf("the picture does not say that it shows the 15 newest of 17:\n%s", page)
 	}
 }
