@@ -88,7 +88,7 @@ func startFederation(t *testing.T) *fedEnv {
 		"sent":"2026-12-04T08:00:00+00:00","status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"bedden-laag",
 		"urgency":"Expected","severity":"Severe","certainty":"Likely","headline":"Early-warning rule bedden-laag fires in VR09",
 		"description":"Minder dan 25 vrije opvangplaatsen in de regio: zoek uitwijkmogelijkheden bij de buurregio's."}],
-		"rule":"bedden-laag","rule_version":1,"region":"VR09","state":"firing","fired_at":"`+time.Now().Add(-40*time.Minute).UTC().Format(time.RFC3339)+`"}`)})
+		"rule":"bedden-laag","rule_version":1,"region":"VR09","state":"firing","fired_at":"` + time.Now().Add(-40*time.Minute).UTC().Format(time.RFC3339) + `"}`)})
 
 	want := map[string]map[string]bool{
 		e.lcvs.TD.Name(): {"utrecht": true, "amersfoort": true, "middelburg": true, "rotterdam": true},
