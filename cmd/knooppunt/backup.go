@@ -144,7 +144,7 @@ drops what did not come; see docs/operator.md, Backups.`,
 			if origin == "" {
 				origin = "no org: it holds no records"
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the records of %s; start the node with knooppunt serve --data-dir %s\n", dataDir, applied, origin, dataDir)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the records of %s; start the node on it with its usual config: knooppunt serve --data-dir %s --config FILE\n", dataDir, applied, origin, dataDir)
 			return err
 		},
 	}

@@ -353,6 +353,18 @@ u-3,shelter.capacity,oekraine,VR09,internal,Vianen,50,6,
 	if r := cli(t, nil, "", "import", clean, "--node", addr, "-q").want(t, 0); r.stdout != clean+": 1 accepted, 0 rejected\n" {
 		t.Fatalf("clean import printed %q", r.stdout)
 	}
+	// Standard input is JSON Lines unless --format says otherwise; a format it does not know is
+	// refused naming the flag.
+	stdin, err := os.ReadFile(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, string(stdin), "import", "-", "--node", addr, "-q").want(t, 0); r.stdout != "-: 1 accepted, 0 rejected\n" {
+		t.Fatalf("import from standard input printed %q", r.stdout)
+	}
+	if r := cli(t, nil, "", "import", clean, "--format", "xlsx", "--node", addr).want(t, 1); !strings.Contains(r.stderr, `--format "xlsx": use jsonl, csv or cap`) {
+		t.Fatalf("an unknown --format: %q", r.stderr)
+	}
 }
 
 func TestCLIStatus(t *testing.T) {

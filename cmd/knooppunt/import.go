@@ -40,8 +40,14 @@ JSON Lines: one record per line, as "record get -o json" prints it:
 
 CSV: a header row names the columns. id, kind, crisis, region, classification, valid_until and
 labels (key=value;key=value) fill the record; body holds a whole JSON object; label.KEY sets one
-label; every other column, or body.FIELD, becomes a body field (numbers and true/false are typed).
---kind, --crisis, --region and --classification fill what a row leaves empty.
+label; every other column, or body.FIELD, becomes a body field (numbers and true/false are typed;
+a number with a leading zero or a + in front, such as a phone number, stays text). A file that a
+Dutch spreadsheet saved, with semicolons between the cells and decimal commas (3,5), is read as
+such. --kind, --crisis, --region and --classification fill what a row leaves empty.
+
+Standard input (-) is JSON Lines unless --format says otherwise. A row without an id gets a new
+one each time: importing the same file again stores such rows twice, so give rows an id when a
+file may be imported more than once.
 
 CAP (--format cap, or a .cap or .xml file): one CAP 1.2 alert becomes a record of the built-in
 alert kind, its CAP fields in the body. Its status becomes the record's status; its scope the
@@ -88,6 +94,14 @@ The exit code is 0 when every row was stored, 2 when some were rejected.`,
 						format = "cap"
 					}
 				}
+				if args[0] == "-" {
+					format = "jsonl" // standard input has no name to tell: JSON Lines, unless --format says
+				}
+			}
+			switch format {
+			case "jsonl", "ndjson", "json", "csv", "cap":
+			default:
+				return fmt.Errorf("--format %q: use jsonl, csv or cap (without --format, a file name ending in .jsonl, .csv, .xml or .cap says it; standard input is jsonl)", format)
 			}
 			if format == "cap" {
 				return importCAP(cmd, &f, file, args[0], capOpts)
@@ -131,7 +145,7 @@ The exit code is 0 when every row was stored, 2 when some were rejected.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&format, "format", "", "jsonl, csv or cap (default: from the file name)")
+	fl.StringVar(&format, "format", "", "jsonl, csv or cap (default: from the file name; jsonl for standard input)")
 	fl.StringVar(&exercise, "exercise", "", "the exercise a CAP alert of status Exercise belongs to")
 	fl.IntVar(&batch, "batch", 500, "records per write")
 	fl.StringVar(&defaults.Kind, "kind", "", "kind for rows that name none")

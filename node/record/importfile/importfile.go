@@ -17,6 +17,7 @@ import (
 	"io"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,9 +134,26 @@ func ReadJSONL(r io.Reader, defaults record.JSON) ([]Row, error) {
 // classification, valid_until and labels (key=value;key=value) fill the record; body holds a
 // whole JSON object; label.KEY sets one label; every other column, or body.FIELD, becomes a body
 // field (numbers and true/false are typed).
+//
+// A spreadsheet's CSV is read as it comes: a byte-order mark before the header is skipped, and a
+// header with more semicolons than commas makes the file one that Dutch spreadsheets write, with
+// semicolons between the cells and decimal commas in the numbers (3,5).
 func ReadCSV(r io.Reader, defaults record.JSON) ([]Row, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	first, err := br.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("header row: %w", err)
+	}
+	first = strings.TrimPrefix(first, "\ufeff")
+	if strings.TrimSpace(first) == "" {
+		return nil, errors.New("header row: the file is empty: a CSV file starts with a row that names the columns, such as id,kind,crisis,region,classification,municipality")
+	}
+	cr := csv.NewReader(io.MultiReader(strings.NewReader(first), br))
 	cr.FieldsPerRecord = -1
+	value := csvValue
+	if strings.Count(first, ";") > strings.Count(first, ",") {
+		cr.Comma, value = ';', csvValueDecimalComma
+	}
 	header, err := cr.Read()
 	if err != nil {
 		return nil, fmt.Errorf("header row: %w", err)
@@ -162,7 +180,7 @@ func ReadCSV(r io.Reader, defaults record.JSON) ([]Row, error) {
 			}
 			return nil, err
 		}
-		rec, err := csvRecord(header, fields, defaults)
+		rec, err := csvRecord(header, fields, defaults, value)
 		row := Row{Line: line, Record: rec, Err: err}
 		if i := slices.Index(header, "id"); i >= 0 && i < len(fields) {
 			row.ID = strings.TrimSpace(fields[i])
@@ -258,7 +276,7 @@ func (e *FieldCountError) Error() string {
 	return fmt.Sprintf("%d fields, the header has %d: quote a text that holds a comma", e.Got, e.Header)
 }
 
-func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error) {
+func csvRecord(header, fields []string, defaults record.JSON, value func(string) any) (*pb.Record, error) {
 	if len(fields) != len(header) {
 		return nil, &FieldCountError{Got: len(fields), Header: len(header)}
 	}
@@ -310,7 +328,7 @@ func csvRecord(header, fields []string, defaults record.JSON) (*pb.Record, error
 			}
 		default:
 			if v != "" {
-				body[strings.TrimPrefix(col, "body.")] = csvValue(v)
+				body[strings.TrimPrefix(col, "body.")] = value(v)
 			}
 		}
 	}
@@ -343,18 +361,35 @@ func ParseLabels(kvs []string) (map[string]string, error) {
 	return out, nil
 }
 
-// csvValue types a CSV cell: integers, numbers and booleans become JSON numbers and booleans.
+// csvNumber is a cell that reads as a number: digits with an optional sign and decimals, and no
+// leading zero before another digit. 0612345678 (a phone number), 0123 (a code) and +31… stay
+// text, and so do 1e5, Inf and NaN, which a spreadsheet's text cell can hold.
+var csvNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
+
+// csvValue types a CSV cell: integers, numbers and booleans become JSON numbers and booleans;
+// everything else, a number with a leading zero among it, stays text.
 func csvValue(v string) any {
-	if i, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return i
+	if csvNumber.MatchString(v) {
+		if i, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return i
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
 	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return f
-	}
-	if b, err := strconv.ParseBool(v); err == nil && (v == "true" || v == "false") {
-		return b
+	if v == "true" || v == "false" {
+		return v == "true"
 	}
 	return v
+}
+
+// csvValueDecimalComma types a cell of a file with semicolons between the cells, whose numbers
+// may have a decimal comma (3,5) as a Dutch spreadsheet writes them.
+func csvValueDecimalComma(v string) any {
+	if d := strings.Replace(v, ",", ".", 1); d != v && csvNumber.MatchString(d) {
+		return csvValue(d)
+	}
+	return csvValue(v)
 }
 
 // Import writes rows in batches of n through c. A row that could not be read, or that the node

@@ -63,3 +63,33 @@ func TestUnreadableLines(t *testing.T) {
 		})
 	}
 }
+
+// TestCSVFromASpreadsheet: a Dutch spreadsheet's CSV (a byte-order mark, semicolons between the
+// cells, decimal commas) reads as the same records as the comma-separated file, and cells that
+// look like numbers but are codes (a phone number, a postcode with a leading zero, +31…) stay
+// text in both.
+func TestCSVFromASpreadsheet(t *testing.T) {
+	const want = `{"beds_free":3.5,"beds_total":40,"contact_phone":"0612345678","municipality":"Houten","open":true,"postcode":"0123","whatsapp":"+31612345678"}`
+	files := map[string]string{
+		"commas":     "id,kind,region,municipality,beds_total,beds_free,contact_phone,postcode,whatsapp,open\nh-1,shelter.capacity,VR09,Houten,40,3.5,0612345678,0123,+31612345678,true\n",
+		"semicolons": "\ufeffid;kind;region;municipality;beds_total;beds_free;contact_phone;postcode;whatsapp;open\r\nh-1;shelter.capacity;VR09;Houten;40;3,5;0612345678;0123;+31612345678;true\r\n",
+	}
+	for name, file := range files {
+		t.Run(name, func(t *testing.T) {
+			rows, err := importfile.Read(strings.NewReader(file), "csv", record.JSON{Crisis: "c", Classification: "internal"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 1 || rows[0].Err != nil || rows[0].Line != 2 {
+				t.Fatalf("rows: %+v", rows)
+			}
+			r := rows[0].Record
+			if r.Id != "h-1" || r.Kind != "shelter.capacity" || r.Region != "VR09" || string(r.Body) != want {
+				t.Errorf("record %s %s %s, body %s; want h-1 shelter.capacity VR09 %s", r.Id, r.Kind, r.Region, r.Body, want)
+			}
+		})
+	}
+	if _, err := importfile.Read(strings.NewReader("\ufeff\n"), "csv", record.JSON{}); err == nil || !strings.Contains(err.Error(), "the file is empty") {
+		t.Errorf("an empty CSV file: %v, want that it is empty", err)
+	}
+}
