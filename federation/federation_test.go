@@ -1256,6 +1256,7 @@ func TestFilterOutOfRangeIsRefused(t *testing.T) {
 		{"not an id", &pb.Filter{Ids: []string{"s1", "../s1"}}, `filter.ids[1]: "../s1" is not a record id`},
 		{"101 ids", &pb.Filter{Ids: manyIDs(101)}, "filter.ids: 101 ids is over the limit of 100"},
 		{"65 kinds", &pb.Filter{Kinds: manyIDs(65)}, "filter.kinds: 65 kinds is over the limit of 64"},
+		{"not a region", &pb.Filter{Region: "VR99"}, `filter.region: "VR99" is not a region: use a safety-region code VR01 to VR25`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			check := func(what string, err error) {
@@ -1279,6 +1280,10 @@ func TestFilterOutOfRangeIsRefused(t *testing.T) {
 	_, err := pb.NewRecordServiceClient(a.Local(t)).List(fedtest.Call(t), &pb.ListRequest{UpdatedSince: far})
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "updated_since: 2300-01-01T00:00:00Z is outside") {
 		t.Errorf("list: %v; want InvalidArgument naming updated_since", err)
+	}
+	_, err = pb.NewRecordServiceClient(a.Local(t)).List(fedtest.Call(t), &pb.ListRequest{Region: "VR99"})
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), `region: "VR99" is not a region`) {
+		t.Errorf("list in region VR99: %v; want InvalidArgument naming region", err)
 	}
 }
 

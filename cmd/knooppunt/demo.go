@@ -295,7 +295,7 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 			return err
 		}
 		fmt.Fprintf(out, "\n=== The picture as seen from %s (shelter figures are made up) ===\n", o.title)
-		if err := printPicture(out, "table", p, nil); err != nil {
+		if err := printPicture(out, "table", p, nil, nil); err != nil {
 			return err
 		}
 	}

@@ -164,22 +164,11 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 			Validity  string      `json:"validity,omitempty"`
 			Record    record.JSON `json:"record"`
 		}
-		type peer struct {
-			Peer       string `json:"peer"`
-			State      string `json:"state"`
-			Count      int64  `json:"count"`
-			LatencyMs  int64  `json:"latency_ms"`
-			CacheAgeMs int64  `json:"cache_age_ms,omitempty"`
-			Error      string `json:"error,omitempty"`
-		}
 		doc := struct {
-			Partial bool   `json:"partial"`
-			Peers   []peer `json:"peers"`
-			Hits    []hit  `json:"hits"`
-		}{Partial: resp.Partial, Peers: []peer{}, Hits: []hit{}}
-		for _, p := range resp.Peers {
-			doc.Peers = append(doc.Peers, peer{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.Error})
-		}
+			Partial bool            `json:"partial"`
+			Peers   []peerStateJSON `json:"peers"`
+			Hits    []hit           `json:"hits"`
+		}{Partial: resp.Partial, Peers: peersJSON(resp.Peers), Hits: []hit{}}
 		for _, h := range resp.Hits {
 			src := h.Source
 			if src == "" {
@@ -214,21 +203,53 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), h.Record.Kind, h.Record.Region, id, shown)
 	}
 	tw.Flush()
+	printPeerStates(w, mode, resp.Peers, resp.Partial, true)
+	return nil
+}
+
+// peerStateJSON is a peer's answer to a search, as -o json prints it.
+type peerStateJSON struct {
+	Peer       string `json:"peer"`
+	State      string `json:"state"`
+	Count      int64  `json:"count"`
+	LatencyMs  int64  `json:"latency_ms"`
+	CacheAgeMs int64  `json:"cache_age_ms,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+func peersJSON(peers []*pb.PeerStatus) []peerStateJSON {
+	out := []peerStateJSON{}
+	for _, p := range peers {
+		out = append(out, peerStateJSON{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.Error})
+	}
+	return out
+}
+
+// printPeerStates prints how each peer answered, and PARTIAL when one did not; count adds how
+// many records each gave.
+func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial, count bool) {
 	fmt.Fprintln(w)
-	tw = newModeTable(w, mode)
-	fmt.Fprintln(tw, "PEER\tSTATE\tCOUNT\tLATENCY\tNOTE")
-	for _, p := range resp.Peers {
+	tw := newModeTable(w, mode)
+	if count {
+		fmt.Fprintln(tw, "PEER\tSTATE\tCOUNT\tLATENCY\tNOTE")
+	} else {
+		fmt.Fprintln(tw, "PEER\tSTATE\tLATENCY\tNOTE")
+	}
+	for _, p := range peers {
 		note := p.Error
 		if p.State == "unreachable" || p.State == "timed_out" {
 			note = fmt.Sprintf("served from cache, %s old; %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%dms\t%s\n", p.Peer, p.State, p.Count, p.LatencyMs, truncate(note, 70))
+		if count {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%dms\t%s\n", p.Peer, p.State, p.Count, p.LatencyMs, truncate(note, 70))
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%dms\t%s\n", p.Peer, p.State, p.LatencyMs, truncate(note, 70))
+		}
 	}
 	tw.Flush()
-	if resp.Partial {
+	if partial {
 		fmt.Fprintln(w, "\nPARTIAL: not every peer answered; see the table above.")
 	}
-	return nil
 }
 
 func newPictureCmd() *cobra.Command {
@@ -245,7 +266,11 @@ func newPictureCmd() *cobra.Command {
 For each kind, region and key (the body's municipality, or else the record id), the latest record
 with its source and age; sums of the fields a kind declares aggregable, per region and nationally;
 DISAGREES with the other sources whose latest record for the same key has a different body; and
-STALE on a latest record older than --stale-after. docs/api.md defines each exactly.`,
+STALE on a latest record older than --stale-after. docs/api.md defines each exactly.
+
+The picture is made of what the peers sent before. A table after it says which peers answer now
+(a search of one record, 2 s at most); a peer that does not is in the picture with its last copy,
+whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 		Example: `  knooppunt picture --crisis oekraine
   knooppunt picture --crisis oekraine -o json | jq '.aggregates'
   knooppunt picture --crisis oekraine --exercise oefening-zeeland`,
@@ -256,11 +281,29 @@ STALE on a latest record older than --stale-after. docs/api.md defines each exac
 				return err
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				resp, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds()), Mode: mode})
+				sc := pb.NewSearchServiceClient(conn)
+				resp, err := sc.Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds()), Mode: mode})
 				if err != nil {
 					return err
 				}
-				return printPicture(cmd.OutOrStdout(), f.output, resp, mode)
+				// The picture is made of what the peers sent before; a search of one record
+				// tells which of them answer now, so that a picture served from an old copy
+				// says so.
+				now, err := sc.Search(cmd.Context(), &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1, Mode: mode}, TimeoutMs: pictureProbeMs})
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Note: could not ask the peers whether they answer now: %v\n", err)
+					now = nil
+				}
+				if err := printPicture(cmd.OutOrStdout(), f.output, resp, mode, now); err != nil {
+					return err
+				}
+				if len(resp.Entries) == 0 && f.output != "json" {
+					known, err := knownCrisis(cmd.Context(), pb.NewPhaseServiceClient(conn), crisis, mode.GetExercise())
+					if err == nil && !known {
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", crisis)
+					}
+				}
+				return nil
 			})
 		},
 	}
@@ -272,7 +315,12 @@ STALE on a latest record older than --stale-after. docs/api.md defines each exac
 	return cmd
 }
 
-func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb.Mode) error {
+// pictureProbeMs bounds the search that tells which peers answer, as the web picture's does.
+const pictureProbeMs = 2000
+
+// printPicture prints the picture; now, when not nil, is a search of the crisis that says which
+// peers answer now.
+func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb.Mode, now *pb.SearchResponse) error {
 	if format == "json" {
 		type entry struct {
 			Kind     string      `json:"kind"`
@@ -298,7 +346,14 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			Sources    []string `json:"sources"`
 			Entries    []entry  `json:"entries"`
 			Aggregates []agg    `json:"aggregates"`
+			// Partial and Peers say which peers answered just now (absent when they could
+			// not be asked): a peer that did not is in the picture with what it sent before.
+			Partial *bool           `json:"partial,omitempty"`
+			Peers   []peerStateJSON `json:"peers,omitempty"`
 		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}}
+		if now != nil {
+			doc.Partial, doc.Peers = &now.Partial, peersJSON(now.Peers)
+		}
 		for _, e := range resp.Entries {
 			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), e.Validity, record.ToJSON(e.Record)})
 		}
@@ -332,6 +387,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\n", a.Kind, a.Field, a.Region, a.Sum, a.Records)
 		}
 		tw.Flush()
+	}
+	if now != nil && len(now.Peers) > 0 {
+		printPeerStates(w, mode, now.Peers, now.Partial, false)
 	}
 	return nil
 }

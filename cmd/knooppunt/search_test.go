@@ -76,4 +76,22 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 	if want := "knooppunt: --limit: 20000: use 0 (default 1000) to 10000 (InvalidArgument)\n"; r.stderr != want {
 		t.Errorf("search --limit 20000: stderr %q, want %q", r.stderr, want)
 	}
+	// A region that is none is refused, not answered with nothing.
+	r = cli(t, nil, "", "search", "--node", addr, "--region", "VR99").want(t, 1)
+	if want := `knooppunt: --region: "VR99" is not a region`; !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("search --region VR99: stderr %q, want %q…", r.stderr, want)
+	}
+
+	// The picture says whether the peers answer now; a crisis nothing names gets a note.
+	var pic struct {
+		Partial *bool
+		Entries []any
+	}
+	if err := json.Unmarshal([]byte(cli(t, nil, "", "picture", "--node", addr, "--crisis", "oekraine", "-o", "json").want(t, 0).stdout), &pic); err != nil ||
+		pic.Partial == nil || *pic.Partial || len(pic.Entries) != 3 {
+		t.Errorf("picture -o json: %v, partial %v, %d entries; want partial false and 3 entries", err, pic.Partial, len(pic.Entries))
+	}
+	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "Oekraine").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "Oekraine": check the spelling`) {
+		t.Errorf("picture of a crisis nothing names: stderr %q", r.stderr)
+	}
 }

@@ -388,6 +388,12 @@ func CheckFilter(f *pb.Filter) error {
 			return api.Invalid(name, "not a valid value")
 		}
 	}
+	if f.Region != "" {
+		// A typo would find nothing anywhere, as if no partner had records of the region.
+		if err := record.CheckRegion("filter.region", f.Region); err != nil {
+			return api.Status(slog.Default(), err)
+		}
+	}
 	for i, id := range f.Ids {
 		if err := record.CheckID(fmt.Sprintf("filter.ids[%d]", i), id); err != nil {
 			return api.Status(slog.Default(), err)

@@ -261,6 +261,12 @@ func (s *Service) Versions(ctx context.Context, req *pb.VersionsRequest) (*pb.Ve
 
 // List returns a page of live records matching the filters, in id order.
 func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
+	if req.Region != "" {
+		// A typo would list nothing, as if the region had no records.
+		if err := record.CheckRegion("region", req.Region); err != nil {
+			return nil, api.Status(s.log, err)
+		}
+	}
 	f := db.Filter{
 		Kind: req.Kind, Crisis: req.Crisis, Region: req.Region,
 		MaxClassification: req.MaxClassification, PageSize: int(req.PageSize), PageToken: req.PageToken,
