@@ -82,7 +82,18 @@ prefix ending in a dot, such as "policy.". --purpose keeps the entries that stat
 			for _, e := range resp.Entries {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.AsTime().Local().Format("2006-01-02 15:04:05"), e.Actor, e.Action, e.Subject, truncate(e.Detail, 60))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			limit := req.Limit
+			if limit == 0 {
+				limit = 100 // the node's default
+			}
+			if n := len(resp.Entries); n > 0 && int32(n) == limit {
+				// The oldest first: what follows the last line may matter most.
+				fmt.Fprintf(cmd.ErrOrStderr(), "Note: these are the first %d entries that match, and there may be more: --after %d shows the next ones; --since narrows the time.\n", n, resp.Entries[n-1].Seq)
+			}
+			return nil
 		},
 	}
 	fl := cmd.Flags()

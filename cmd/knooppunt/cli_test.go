@@ -411,6 +411,17 @@ func TestCLIAuditVerify(t *testing.T) {
 			t.Fatalf("--anchor %s: stderr does not name the flag:\n%s", bad, res.stderr)
 		}
 	}
+	// A list cut at --limit says so, and where the rest begins; --since takes days, and names
+	// itself when it cannot read the value.
+	if r := cli(t, nil, "", "audit", "list", "--node", addr, "--limit", "1", "--since", "7d").want(t, 0); !strings.Contains(r.stderr, "these are the first 1 entries that match, and there may be more: --after 1 shows the next ones") {
+		t.Errorf("audit list --limit 1 of 2: stderr %q", r.stderr)
+	}
+	if r := cli(t, nil, "", "audit", "list", "--node", addr, "--limit", "3").want(t, 0); r.stderr != "" {
+		t.Errorf("audit list --limit 3 of 2: stderr %q, want nothing", r.stderr)
+	}
+	if r := cli(t, nil, "", "audit", "list", "--node", addr, "--since", "gisteren").want(t, 1); !strings.HasPrefix(r.stderr, `knooppunt: --since: "gisteren": use RFC 3339`) {
+		t.Errorf("audit list --since gisteren: stderr %q", r.stderr)
+	}
 }
 
 func TestCLIDemoOnce(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -273,7 +274,7 @@ func newRecordListCmd() *cobra.Command {
 			if since != "" {
 				t, err := parseSince(since)
 				if err != nil {
-					return err
+					return fmt.Errorf("--updated-since: %w", err)
 				}
 				req.UpdatedSince = timestamppb.New(t)
 			}
@@ -316,13 +317,20 @@ func newRecordListCmd() *cobra.Command {
 	return cmd
 }
 
+// parseSince reads a time, or a duration before now (2h, 90m, or 7d in days); the caller names
+// its flag in an error.
 func parseSince(s string) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return time.Now().Add(-d), nil
 	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return time.Now().AddDate(0, 0, -n), nil
+		}
+	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--updated-since %q: use RFC 3339 (2026-11-28T12:00:00Z) or a duration (2h)", s)
+		return time.Time{}, fmt.Errorf("%q: use RFC 3339 (2026-11-28T12:00:00Z) or a duration before now (2h, 7d)", s)
 	}
 	return t, nil
 }

@@ -77,7 +77,7 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 			if since != "" {
 				t, err := parseSince(since)
 				if err != nil {
-					return err
+					return fmt.Errorf("--updated-since: %w", err)
 				}
 				filter.UpdatedSince = timestamppb.New(t)
 			}
