@@ -245,6 +245,19 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	if !slices.Equal(draftIDs, []string{"shelter-utrecht", "shelter-zeist"}) || draft.Total != 2 {
 		t.Fatalf("Preview of the proposal lists %v (total %d)", draftIDs, draft.Total)
 	}
+	// The peer's name or trust domain stands for its node; a group or an unknown name is refused,
+	// saying what to give instead.
+	for _, to := range []string{"ncc", "ncc.crisis.test"} {
+		if pv, err := pb.NewPolicyServiceClient(connB).Preview(rpcCtx(t), &pb.PreviewRequest{Id: id, Recipient: to, Phase: "warm"}); err != nil || pv.Total != 2 {
+			t.Errorf("Preview for %q: total %d, %v; want 2, as for %s", to, pv.GetTotal(), err, nccNodeID)
+		}
+	}
+	for to, want := range map[string]string{"group:rijk": `recipient: "group:rijk" is a group`, "nergens": `recipient: "nergens" is neither a peer's name nor a SPIFFE ID`} {
+		_, err := pb.NewPolicyServiceClient(connB).Preview(rpcCtx(t), &pb.PreviewRequest{Id: id, Recipient: to, Phase: "warm"})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), want) {
+			t.Errorf("Preview for %q: %v, want InvalidArgument %s…", to, err, want)
+		}
+	}
 	// A draft that accepts one purpose previews the records for that purpose and none for
 	// another, and explains why.
 	for purpose, want := range map[string]int64{"opvang": 2, "anders": 0, "": 0} {

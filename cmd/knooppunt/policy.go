@@ -427,7 +427,7 @@ show what the recipient would receive: the records, the body fields redacted, an
 			})
 		},
 	}
-	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer's SPIFFE ID (required)")
+	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer: its SPIFFE ID, or its name or trust domain for its node (required)")
 	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes")
 	cmd.Flags().StringVar(&phase, "phase", "", "preview in this phase (default: each crisis's current phase)")
 	cmd.Flags().Int32Var(&limit, "limit", 100, "records to show")
@@ -499,7 +499,7 @@ func newPolicyExplainCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&recordID, "record", "", "record id (required)")
-	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer's SPIFFE ID (required)")
+	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer: its SPIFFE ID, or its name or trust domain for its node (required)")
 	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes")
 	cmd.Flags().StringVar(&ph, "phase", "", "explain in this phase (default: the crisis's current phase)")
 	cmd.MarkFlagRequired("record")

@@ -7,6 +7,7 @@ package sharing
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -158,13 +159,25 @@ func (s *Sharing) LintContext(kinds []string) *policy.Context {
 // ErrUnknownRecipient means a SPIFFE ID is not of a configured peer.
 var ErrUnknownRecipient = fmt.Errorf("sharing: not a configured peer")
 
-// Recipient resolves a peer's SPIFFE ID to the recipient a decision is for.
+// Recipient resolves a peer's SPIFFE ID to the recipient a decision is for. A peer's name or
+// trust domain stands for its node (config.FirstReplicaID), as the web forms suggest it.
 func (s *Sharing) Recipient(id string) (policy.Recipient, error) {
+	peers := s.config().Peers
+	if !strings.Contains(id, "://") {
+		for _, p := range peers {
+			if id == p.Name || id == p.TrustDomain {
+				id = config.FirstReplicaID(p.TrustDomain)
+			}
+		}
+	}
+	if g, ok := strings.CutPrefix(id, "group:"); ok {
+		return policy.Recipient{}, fmt.Errorf("%q is a group, and a decision is for one partner: give one of the group's partners by its name or SPIFFE ID (knooppunt peer list shows the groups of each), such as spiffe://TD/node/r1", "group:"+g)
+	}
 	sid, err := spiffeid.FromString(id)
 	if err != nil {
-		return policy.Recipient{}, fmt.Errorf("%q is not a SPIFFE ID: %w", id, err)
+		return policy.Recipient{}, fmt.Errorf("%q is neither a peer's name nor a SPIFFE ID (spiffe://TD/…; knooppunt peer list shows the peers): %w", id, err)
 	}
-	for _, p := range s.config().Peers {
+	for _, p := range peers {
 		if p.TrustDomain == sid.TrustDomain().Name() {
 			return policy.Recipient{ID: sid.String(), TrustDomain: p.TrustDomain, Name: p.Name, Groups: p.Groups}, nil
 		}
