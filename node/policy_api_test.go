@@ -220,6 +220,14 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	if err != nil || got.State != "proposed" || len(got.Approvers) != 0 {
 		t.Fatalf("after the refusals: %v, %v", got, err)
 	}
+	// A name alone is its newest version; a name or version that is none is refused, naming it.
+	if byName, err := pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: got.Name}); err != nil || byName.Id != id {
+		t.Errorf("Get %s: %v, %v; want %s", got.Name, byName.GetId(), err, id)
+	}
+	_, err = pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: "geen-beleid"})
+	wantStatus(t, "Get of a name that is none", err, codes.NotFound, "id: no policy is named \"geen-beleid\": `policy list` shows the policies")
+	_, err = pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: got.Name + "@9"})
+	wantStatus(t, "Get of a version that is none", err, codes.NotFound, "id: there is no policy "+got.Name+"@9: `policy list` shows the policies and their versions")
 	// Not active, so nothing is shared yet; the verdict says why.
 	explain := func(recordID string) *pb.ExplainResponse {
 		t.Helper()

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
@@ -274,10 +277,12 @@ func newPolicyListCmd() *cobra.Command {
 func newPolicyShowCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "show ID",
-		Short:   "Show a policy and its document",
-		Example: `  knooppunt policy show lcvs-capacity-to-regions@1`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "show ID",
+		Short: "Show a policy and its document",
+		Long:  `Show a policy and its document: NAME@VERSION, or NAME for its newest version.`,
+		Example: `  knooppunt policy show lcvs-capacity-to-regions@1
+  knooppunt policy show lcvs-capacity-to-regions`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewPolicyServiceClient(conn)
@@ -298,8 +303,9 @@ func newPolicyDiffCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "diff ID1 ID2",
 		Short: "Show how two policy versions differ",
-		Long: `Show how two policy documents differ, line by line. Each argument is a stored policy id
-(NAME@VERSION) or a file.`,
+		Long: `Show how two policy documents differ, line by line: "-" the first's lines, "+" the second's, a
+changed line old first. Each argument is a file or a stored policy: NAME@VERSION, or NAME for its
+newest version.`,
 		Example: `  knooppunt policy diff lcvs-capacity-to-regions@1 lcvs-capacity-to-regions@2
   knooppunt policy diff lcvs-capacity-to-regions@2 ./draft.yaml`,
 		Args: cobra.ExactArgs(2),
@@ -316,13 +322,21 @@ func newPolicyDiffCmd() *cobra.Command {
 				}
 				p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: a})
 				closeConn()
+				if status.Code(err) == codes.NotFound {
+					return fmt.Errorf("%s: neither a file nor a stored policy (NAME@VERSION, or NAME for its newest; `policy list` shows them)", a)
+				}
 				if err != nil {
 					return callError(&f, err)
 				}
 				srcs[i] = p.Source
 			}
+			lines := diffLines(strings.Split(string(srcs[0]), "\n"), strings.Split(string(srcs[1]), "\n"))
+			if !slices.ContainsFunc(lines, func(l string) bool { return !strings.HasPrefix(l, " ") }) {
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s and %s are the same document.\n", args[0], args[1])
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "--- %s\n+++ %s\n", args[0], args[1])
-			for _, l := range diffLines(strings.Split(string(srcs[0]), "\n"), strings.Split(string(srcs[1]), "\n")) {
+			for _, l := range lines {
 				fmt.Fprintln(cmd.OutOrStdout(), l)
 			}
 			return nil
@@ -355,12 +369,13 @@ func diffLines(a, b []string) []string {
 		case i < n && j < m && a[i] == b[j]:
 			out = append(out, " "+a[i])
 			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			out = append(out, "+"+b[j])
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
+			// A changed line reads old, then new: "-" before "+".
 			out = append(out, "-"+a[i])
 			i++
+		default:
+			out = append(out, "+"+b[j])
+			j++
 		}
 	}
 	return out

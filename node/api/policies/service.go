@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"log/slog"
 	"slices"
 	"sort"
@@ -223,12 +224,22 @@ func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.Li
 	return resp, nil
 }
 
-// Get returns one policy version.
+// Get returns one policy version: NAME@VERSION, or NAME alone for its latest version.
 func (s *Service) Get(ctx context.Context, req *pb.GetPolicyRequest) (*pb.PolicyInfo, error) {
+	if req.Id != "" && !strings.Contains(req.Id, "@") {
+		rows, err := s.c.DB.ListPolicies(ctx, "", req.Id) // the newest version first
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		if len(rows) == 0 {
+			return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("no policy is named %q: `policy list` shows the policies", req.Id))
+		}
+		return s.info(ctx, rows[0])
+	}
 	p, err := s.c.DB.GetPolicy(ctx, req.Id)
 	if err != nil {
 		if errors.Is(err, db.ErrPolicyNotFound) {
-			return nil, refusalStatus(err)
+			return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("there is no policy %s: `policy list` shows the policies and their versions", req.Id))
 		}
 		return nil, api.Status(s.c.Logger, err)
 	}
