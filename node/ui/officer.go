@@ -145,6 +145,8 @@ func (s *Server) policies(w http.ResponseWriter, r *request) {
 
 type policyView struct {
 	P policyRow
+	// Summary says what the policy shares, read from its document; nil if it cannot be read.
+	Summary *policySummary
 	// Partners are suggested in the preview's recipient field.
 	Partners []recipientChoice
 	// Done names the step just taken, for the notice at the top.
@@ -170,8 +172,9 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 		return
 	}
 	me := r.Session.Person.String()
+	peers := s.partners(r)
 	v := &policyView{P: s.policyRow(p), Officer: isOfficer(r), Author: p.Author == me, Approved: slices.Contains(p.Approvers, me),
-		Partners: s.recipientChoices(r)}
+		Partners: choicesOf(peers), Summary: summarizePolicy(r.L, p.Source, peers)}
 	if d := r.URL.Query().Get("gedaan"); d == "voorgesteld" || stepKeys[d] != "" {
 		v.Done = d
 	}
@@ -449,6 +452,14 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		if row.Approvals+1 >= row.Required {
 			v.Effects = append(v.Effects, r.L.T("step.approve.active"))
 		}
+		// What is approved, in words, so that it need not be read from the YAML again.
+		if sum := summarizePolicy(r.L, p.Source, s.partners(r)); sum != nil {
+			withheld := r.L.T("summary.none_withheld")
+			if len(sum.Withheld) > 0 {
+				withheld = strings.Join(sum.Withheld, ", ")
+			}
+			v.Effects = append(v.Effects, r.L.T("step.approve.what", strings.Join(sum.Kinds, ", "), strings.Join(sum.Recipients, "; "), sum.Ceiling, withheld))
+		}
 	default:
 		v.Effects = append(v.Effects, r.L.T("step."+key+".effect"))
 	}
@@ -609,14 +620,26 @@ type recipientChoice struct{ Value, Label string }
 // Groups are not offered: Preview and Explain take an identity, not group:NAME. When
 // PeerService fails, the field suggests nothing and the page works as before.
 func (s *Server) recipientChoices(r *request) []recipientChoice {
+	return choicesOf(s.partners(r))
+}
+
+// partners are the node's peers as the signed-in person may list them; none, with a warning in
+// the log, when they cannot be listed: the page then works without them.
+func (s *Server) partners(r *request) []*pb.PeerInfo {
 	resp, err := pb.NewPeerServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPeersRequest{})
 	if err != nil {
 		s.log.Warn("no partners to suggest as recipients", "person", r.Session.Person.String(), "path", r.URL.Path, "code", status.Code(err).String(), "err", err)
 		return nil
 	}
+	return resp.Peers
+}
+
+// choicesOf are the recipients to suggest of the peers: each active one that is not leaving, by
+// its node's SPIFFE ID.
+func choicesOf(peers []*pb.PeerInfo) []recipientChoice {
 	var out []recipientChoice
 	seen := map[string]bool{}
-	for _, p := range resp.Peers {
+	for _, p := range peers {
 		if !p.Active || p.LeavingSince != nil || p.TrustDomain == "" || seen[p.TrustDomain] {
 			continue
 		}

@@ -95,6 +95,14 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if strings.Contains(page, `id="goedkeuren"`) {
 		t.Error("the author is offered to approve her own policy")
 	}
+	// What the policy shares, in words, before its YAML.
+	summary := regexp.MustCompile(`(?s)<dl class="kp-fields" id="samenvatting".*?</dl>`).FindString(page)
+	for _, want := range []string{"<dt>Met wie</dt><dd>ncc (ncc.crisis.test)</dd>", "<dd>Situatierapport</dd>", "<dd><strong>intern</strong></dd>",
+		"geen: elk veld gaat mee", "<dd>in elke fase</dd>", "alleen echte records, nooit die van een oefening"} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("the policy's summary lacks %q:\n%s", want, summary)
+		}
+	}
 
 	// The author cannot approve: the service refuses, and the page says why. A second
 	// browser session of the same person is the same person.
@@ -125,6 +133,9 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	resp, page = daan.post(t, e.url+"/beleid/stap", url.Values{"csrf": {csrfOf(t, page)}, "stap": {"goedkeuren"}, "id": {id}})
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "ouder dan 10 minuten") {
 		t.Fatalf("a POST with an old sign-in: %d, want 403:\n%s", resp.StatusCode, page)
+	}
+	if _, confirm := daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id)); !strings.Contains(confirm, "Het deelt Situatierapport met ncc (ncc.crisis.test), tot en met intern; nooit gedeeld: geen: elk veld gaat mee.") {
+		t.Errorf("the approve confirmation does not say what the policy shares:\n%s", confirm)
 	}
 	resp, page = step(t, daan, e.url, "goedkeuren", id, nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `data-state="approved"`) || !strings.Contains(page, "actief") ||

@@ -7,10 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
