@@ -355,6 +355,29 @@ func TestDeniedRequestGetsNothingAndIsAudited(t *testing.T) {
 	if got := c.Held(t, "denied", a.TD.Name()); len(got) != 0 {
 		t.Fatalf("c holds %s of a", fedtest.Describe(got))
 	}
+	// A query that matches no record withholds nothing: it is kept as federation.nothing, so
+	// that federation.denied lists real refusals only.
+	stream, err = fc.Query(fedtest.Call(t), &pb.QueryRequest{Filter: &pb.Filter{Crisis: "geen-crisis"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("c's query of a crisis without records got %v, %v; want nothing", r, err)
+	}
+	fedtest.Eventually(t, 5*time.Second, "a keeps c's empty query as federation.nothing", func() (bool, string) {
+		entries := a.Audit(t, db.AuditFederationNothing)
+		for _, e := range entries {
+			if e.Actor == c.Replica.ID.String() && strings.Contains(e.Detail, "geen-crisis") && strings.Contains(e.Detail, "no record matches") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d federation.nothing entries: %v", len(entries), entries)
+	})
+	for _, e := range a.Audit(t, db.AuditFederationDenied) {
+		if strings.Contains(e.Detail, "geen-crisis") {
+			t.Errorf("a query that matched nothing is audited as denied: %v", e)
+		}
+	}
 
 }
 

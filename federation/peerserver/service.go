@@ -776,17 +776,21 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	if streamErr != nil {
 		return api.Status(s.c.Logger, streamErr)
 	}
-	if sent == 0 {
-		s.auditDenied(ctx, to, "Query", fmt.Sprintf("no policy grants any of the %d matching records", considered), req.Filter)
+	switch {
+	case sent == 0 && considered == 0:
+		s.auditFederation(ctx, db.AuditFederationNothing, to, "Query", "no record matches", req.Filter)
+	case sent == 0:
+		s.auditFederation(ctx, db.AuditFederationDenied, to, "Query", fmt.Sprintf("no policy grants any of the %d matching records", considered), req.Filter)
 	}
 	return nil
 }
 
-// auditDenied records a federation request that got nothing. Failure to record is logged: the
-// peer got nothing either way.
-func (s *Service) auditDenied(ctx context.Context, to policy.Recipient, method, reason string, f *pb.Filter) {
+// auditFederation records a federation request that got nothing, as action: denied (records
+// matched, none granted) or nothing (none matched). Failure to record is logged: the peer got
+// nothing either way.
+func (s *Service) auditFederation(ctx context.Context, action string, to policy.Recipient, method, reason string, f *pb.Filter) {
 	detail := fmt.Sprintf(`{"method":%q,"reason":%q,"filter":%q}`, method, reason, f.String())
-	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: to.ID, Action: db.AuditFederationDenied, Subject: to.TrustDomain, Detail: detail}
+	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: to.ID, Action: action, Subject: to.TrustDomain, Detail: detail}
 	if _, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
 		s.c.Logger.Warn("could not audit a denied federation request", "peer", to.ID, "err", err)
 	}
@@ -1182,7 +1186,7 @@ func (s *Service) FetchFile(req *pb.FetchFileRequest, stream grpc.ServerStreamin
 		return api.Status(s.c.Logger, err)
 	}
 	if d == nil {
-		s.auditDenied(ctx, to, "FetchFile", "no record granted to the caller names the file", &pb.Filter{})
+		s.auditFederation(ctx, db.AuditFederationDenied, to, "FetchFile", "no record granted to the caller names the file", &pb.Filter{})
 		return status.Errorf(codes.NotFound, "no record this node shares with you names file %s", req.Sha256)
 	}
 	f, err := s.c.DB.FileInfo(ctx, req.Sha256)

@@ -20,6 +20,9 @@ const (
 	AuditResend           = "federation.resend"
 	AuditRetraction       = "federation.retract"
 	AuditFederationDenied = "federation.denied"
+	// AuditFederationNothing is a peer's query that matched no record at all: nothing was
+	// withheld from it, so it is not a denial, but who asked for what is still kept.
+	AuditFederationNothing = "federation.nothing"
 	AuditPurposeRefused   = "federation.refuse"
 	AuditSearch           = "search"
 	// AuditFileDisclosure is a file sent to a peer (FetchFile); the subject is the record that
