@@ -23,8 +23,8 @@ const (
 	// AuditFederationNothing is a peer's query that matched no record at all: nothing was
 	// withheld from it, so it is not a denial, but who asked for what is still kept.
 	AuditFederationNothing = "federation.nothing"
-	AuditPurposeRefused   = "federation.refuse"
-	AuditSearch           = "search"
+	AuditPurposeRefused    = "federation.refuse"
+	AuditSearch            = "search"
 	// AuditFileDisclosure is a file sent to a peer (FetchFile); the subject is the record that
 	// names it.
 	AuditFileDisclosure = "federation.disclose.file"
