@@ -27,7 +27,9 @@ records of the same kind: record list --kind alert lists them too.`,
 }
 
 type alertJSON struct {
-	ID          string            `json:"id"`
+	ID string `json:"id"`
+	// Source is the org whose rule fired: this node's, or with --partners a partner's.
+	Source      string            `json:"source"`
 	Rule        string            `json:"rule"`
 	RuleVersion int64             `json:"rule_version"`
 	Severity    string            `json:"severity"`
@@ -44,14 +46,18 @@ type alertJSON struct {
 
 func newAlertListCmd() *cobra.Command {
 	var (
-		f      clientFlags
-		firing bool
-		rule   string
+		f        clientFlags
+		firing   bool
+		partners bool
+		rule     string
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List alerts, newest first",
+		Long: `List the alerts this node's rules wrote, newest first. --partners also asks every partner for
+the alerts of their rules that they share with this node (a search: each partner audits it).`,
 		Example: `  knooppunt alert list --firing
+  knooppunt alert list --firing --partners
   knooppunt alert list --rule zeeland-beds-low -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -65,6 +71,22 @@ func newAlertListCmd() *cobra.Command {
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
 				out := []alertJSON{}
+				add := func(r *pb.Record) error {
+					if r.Labels["rule"] == "" || rule != "" && r.Labels["rule"] != rule || firing && r.Labels["status"] != "firing" {
+						return nil // an imported CAP alert (record list --kind alert shows it), or not asked for
+					}
+					a := alertJSON{ID: r.Id, Source: r.Origin}
+					if err := json.Unmarshal(r.Body, &a); err != nil {
+						return fmt.Errorf("alert %s of %s: %w", r.Id, r.Origin, err)
+					}
+					a.ID, a.Source = r.Id, r.Origin
+					if len(a.Info) > 0 {
+						a.Severity = a.Info[0].Severity
+					}
+					a.Info = nil
+					out = append(out, a)
+					return nil
+				}
 				req := &pb.ListRequest{Kind: "alert", LabelSelector: strings.Join(sel, ","), PageSize: 1000}
 				for {
 					resp, err := c.List(cmd.Context(), req)
@@ -72,24 +94,38 @@ func newAlertListCmd() *cobra.Command {
 						return err
 					}
 					for _, r := range resp.Records {
-						if r.Labels["rule"] == "" {
-							continue // an imported CAP alert: record list --kind alert shows it
+						if err := add(r); err != nil {
+							return err
 						}
-						var a alertJSON
-						if err := json.Unmarshal(r.Body, &a); err != nil {
-							return fmt.Errorf("alert %s: %w", r.Id, err)
-						}
-						a.ID = r.Id
-						if len(a.Info) > 0 {
-							a.Severity = a.Info[0].Severity
-						}
-						a.Info = nil
-						out = append(out, a)
 					}
 					if resp.NextPageToken == "" {
 						break
 					}
 					req.PageToken = resp.NextPageToken
+				}
+				if partners {
+					labels := map[string]string{}
+					if firing {
+						labels["status"] = "firing"
+					}
+					if rule != "" {
+						labels["rule"] = rule
+					}
+					resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &pb.Filter{Kinds: []string{"alert"}, Labels: labels}})
+					if err != nil {
+						return err
+					}
+					for _, h := range resp.Hits {
+						if h.Source == "" {
+							continue // this node's own, listed above
+						}
+						if err := add(h.Record); err != nil {
+							return err
+						}
+					}
+					if resp.Partial {
+						fmt.Fprintln(cmd.ErrOrStderr(), "Note: not every partner answered; `knooppunt search --kind alert` shows which.")
+					}
 				}
 				// Newest first: the alerts that matter now come at the top.
 				slices.SortStableFunc(out, func(a, b alertJSON) int { return b.FiredAt.Compare(a.FiredAt) })
@@ -97,19 +133,26 @@ func newAlertListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "RULE\tREGION\tSEVERITY\tSTATE\tFIRED AT\tRESOLVED AT\tID")
+				fmt.Fprintln(tw, "SOURCE\tRULE\tREGION\tSEVERITY\tSTATE\tFIRED AT\tRESOLVED AT\tID")
 				for _, a := range out {
 					res := ""
 					if a.ResolvedAt != nil {
 						res = a.ResolvedAt.Local().Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Rule, a.Region, a.Severity, a.State, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Source, a.Rule, a.Region, a.Severity, a.State, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if !partners && len(out) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "No alerts of this node's own rules; --partners also asks the partners for theirs.")
+				}
+				return nil
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&firing, "firing", false, "only the alerts that still fire")
+	cmd.Flags().BoolVar(&partners, "partners", false, "also the alerts partners share with this node (a search, audited at each)")
 	cmd.Flags().StringVar(&rule, "rule", "", "only this rule's alerts")
 	f.register(cmd, true)
 	return cmd

@@ -349,7 +349,7 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   knooppunt search --text "infectieziektebestrijding"
   knooppunt record list --crisis oekraine
   knooppunt assessment show --crisis oekraine
-  knooppunt alert list --node unix://%s
+  knooppunt alert list --partners --node unix://%s     # as NCC: VR Zeeland's alert
   knooppunt exercise list --all
 
 As an LCVS officer, over mTLS with your own SVID:
@@ -360,7 +360,7 @@ As an LCVS officer, over mTLS with your own SVID:
 
 Stop one organisation (kill the process whose --data-dir is %s/data) and search again from
 VR Utrecht to see it marked unreachable and answered from cache. Press Ctrl-C to stop everything.
-`, dir, filepath.Join(utrecht.dir, "data", "knooppunt.sock"), filepath.Join(byName["vr-zeeland"].dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
+`, dir, filepath.Join(utrecht.dir, "data", "knooppunt.sock"), filepath.Join(ncc.dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
 		filepath.Join(byName["lcvs"].dir, "data", "knooppunt.sock"), byName["lcvs"].dir)
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping the federation")

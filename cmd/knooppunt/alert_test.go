@@ -1,0 +1,45 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestAlertListPartners: alert list lists the alerts of this node's own rules, and with
+// --partners also those partners share with it, each with its source; without it, an empty list
+// says where partners' alerts are.
+func TestAlertListPartners(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Org("a"), f.Org("b")
+	a.Approve(t, "name: a-alerts\npurpose: vroege waarschuwing\nrecipients: [spiffe://"+b.TD.Name()+"]\nkinds: [alert]\nmax_classification: internal\n")
+	a.Put(t, &pb.Record{Id: "alert-bedden-VR19-1", Kind: "alert", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
+		Labels: map[string]string{"rule": "bedden", "status": "firing"}, Body: []byte(`{"identifier":"alert-bedden-VR19-1","sender":"a","sent":"2026-12-04T08:00:00+00:00",
+		"status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"bedden","urgency":"Expected","severity":"Severe","certainty":"Likely"}],
+		"rule":"bedden","rule_version":1,"region":"VR19","state":"firing","fired_at":"2026-12-04T08:00:00Z"}`)})
+	addr := "unix://" + b.SocketPath()
+
+	r := cli(t, nil, "", "alert", "list", "--firing", "--node", addr).want(t, 0)
+	if !strings.Contains(r.stderr, "--partners also asks the partners") {
+		t.Errorf("alert list of a node without alerts of its own: stderr %q", r.stderr)
+	}
+	var got []alertJSON
+	fedtest.Eventually(t, 10*time.Second, "b lists a's firing alert with --partners", func() (bool, string) {
+		r := cli(t, nil, "", "alert", "list", "--firing", "--partners", "--node", addr, "-o", "json").want(t, 0)
+		got = nil
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("alert list -o json: %v\n%s", err, r.stdout)
+		}
+		return len(got) == 1, r.stdout
+	})
+	if a0 := got[0]; a0.Source != a.TD.Name() || a0.Rule != "bedden" || a0.Region != "VR19" || a0.State != "firing" || a0.Severity != "Severe" {
+		t.Errorf("b's list of a's alert: %+v", a0)
+	}
+	if r := cli(t, nil, "", "alert", "list", "--partners", "--rule", "andere-regel", "--node", addr, "-o", "json").want(t, 0); strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("alert list --partners --rule andere-regel: %s, want none", r.stdout)
+	}
+}
