@@ -197,7 +197,7 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	}
 	// A second accept of the same invitation changes nothing, and says so.
 	r = cli(t, nil, "", "peer", "accept", nccInvite, "--yes", "--node", vrbn.sock(), "--answer", filepath.Join(work, "again.json")).want(t, 0)
-	if !strings.Contains(r.stdout, "is a peer with this invitation already: nothing changed") {
+	if !strings.Contains(r.stdout, "is a peer with this invitation, name and groups [] already: nothing changed") {
 		t.Fatalf("second accept:\n%s", r.stdout)
 	}
 
