@@ -196,7 +196,7 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	// A document that does not lint against the node is refused with its problems.
 	_, err = pb.NewPolicyServiceClient(connA).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte("name: x\npurpose: x\nrecipients: [group:nobody]\nkinds: [sitrep]\nmax_classification: public\n")})
 	wantStatus(t, "A proposes a policy for an unknown group", err, codes.InvalidArgument,
-		"source: the policy does not lint:\nline 3, column 14: recipients[0]: unknown group \"group:nobody\": it is not in the node's peers config")
+		"source: the policy does not lint:\nline 3, column 14: recipients[0]: unknown group \"group:nobody\": no peer of the node is in it (peer list shows each peer's groups)")
 
 	// Four eyes: A cannot approve A's own policy.
 	_, err = pb.NewPolicyServiceClient(connA).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})

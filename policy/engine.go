@@ -130,11 +130,11 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 		}
 		for i, ref := range c.recipients {
 			if !ctx.knows(ref) {
-				what := "peer"
+				what, why := "peer", "it is not one of the node's peers (peer list shows them)"
 				if ref.Kind == RecipientGroup {
-					what = "group"
+					what, why = "group", "no peer of the node is in it (peer list shows each peer's groups)"
 				}
-				probs = append(probs, parsed.problem(fmt.Sprintf("recipients[%d]", i), "unknown %s %q: it is not in the node's peers config", what, parsed.Doc.Recipients[i]))
+				probs = append(probs, parsed.problem(fmt.Sprintf("recipients[%d]", i), "unknown %s %q: %s", what, parsed.Doc.Recipients[i], why))
 			}
 		}
 	}

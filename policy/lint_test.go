@@ -123,9 +123,9 @@ kinds: [sitrep, foo, qa]
 max_classification: internal
 `
 	want := policy.Problems{
-		{Line: 3, Column: 40, Field: "recipients[1]", Message: `unknown group "group:vr": it is not in the node's peers config`},
-		{Line: 3, Column: 50, Field: "recipients[2]", Message: `unknown peer "spiffe://defensie.crisis.test/node/r1": it is not in the node's peers config`},
-		{Line: 3, Column: 89, Field: "recipients[3]", Message: `unknown peer "ministerie.crisis.test": it is not in the node's peers config`},
+		{Line: 3, Column: 40, Field: "recipients[1]", Message: `unknown group "group:vr": no peer of the node is in it (peer list shows each peer's groups)`},
+		{Line: 3, Column: 50, Field: "recipients[2]", Message: `unknown peer "spiffe://defensie.crisis.test/node/r1": it is not one of the node's peers (peer list shows them)`},
+		{Line: 3, Column: 89, Field: "recipients[3]", Message: `unknown peer "ministerie.crisis.test": it is not one of the node's peers (peer list shows them)`},
 		{Line: 4, Column: 17, Field: "kinds[1]", Message: `unknown kind "foo": the node knows shelter.capacity, sitrep, qa`},
 	}
 	if got := lintProblems(t, src, nodeContext); !slices.Equal(got, want) {
@@ -137,7 +137,7 @@ max_classification: internal
 	}
 	// A node with no peers knows no recipient at all.
 	got := lintProblems(t, head, &policy.Context{Kinds: []string{"sitrep"}})
-	want = policy.Problems{{Line: 3, Column: 14, Field: "recipients[0]", Message: `unknown peer "spiffe://ncc.crisis.test": it is not in the node's peers config`}}
+	want = policy.Problems{{Line: 3, Column: 14, Field: "recipients[0]", Message: `unknown peer "spiffe://ncc.crisis.test": it is not one of the node's peers (peer list shows them)`}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("no peers: problems\n got %#v\nwant %#v", got, want)
 	}
@@ -155,7 +155,7 @@ when: record.crisis == 1
 `
 	got := lintProblems(t, src, nodeContext)
 	want := policy.Problems{
-		{Line: 3, Column: 14, Field: "recipients[0]", Message: `unknown group "group:nobody": it is not in the node's peers config`},
+		{Line: 3, Column: 14, Field: "recipients[0]", Message: `unknown group "group:nobody": no peer of the node is in it (peer list shows each peer's groups)`},
 		{Line: 4, Column: 9, Field: "kinds[0]", Message: `unknown kind "nokind": the node knows shelter.capacity, sitrep, qa`},
 		{Line: 6, Column: 7, Field: "when", Message: "ERROR: <input>:1:15: found no matching overload for '_==_' applied to '(string, int)'\n | record.crisis == 1\n | ..............^"},
 	}

@@ -174,7 +174,7 @@ func TestCLIRecord(t *testing.T) {
 	if r := cli(t, nil, "", "record", "delete", "utr-1", "--node", addr, "--version", "2").want(t, 0); r.stdout != "utr-1 deleted at version 3\n" {
 		t.Fatalf("delete printed %q", r.stdout)
 	}
-	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 1); r.stderr != "knooppunt: record not found (NotFound)\n" {
+	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 1); r.stderr != "knooppunt: record not found: this node's own records hold no \"utr-1\"; a partner's record is found with `knooppunt search --id utr-1` (NotFound)\n" {
 		t.Fatalf("get after delete: stderr %q", r.stderr)
 	}
 	// A refused argument is said as the usage names it.

@@ -49,7 +49,11 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	tw := newTable(w)
 	fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER")
 	for _, r := range st.Replicas {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", r.Id, r.RaftAddress, r.Suffrage, r.Leader)
+		addr := r.RaftAddress
+		if addr == "" {
+			addr = "(none: runs alone, no raft.listen)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", r.Id, addr, r.Suffrage, r.Leader)
 	}
 	return tw.Flush()
 }

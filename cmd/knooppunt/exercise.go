@@ -168,6 +168,12 @@ func (m *modeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&m.status, "status", "", "test or draft: read the node's own test or draft records instead")
 }
 
+// registerWrite adds the flags for a write: the mode of the record written.
+func (m *modeFlags) registerWrite(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&m.exercise, "exercise", "", "write a record of this open exercise (default: an actual record)")
+	cmd.Flags().StringVar(&m.status, "status", "", "test or draft: write a test or draft record, which never leaves the node")
+}
+
 // mode is the mode the flags select: nil for actual.
 func (m *modeFlags) mode() (*pb.Mode, error) {
 	st, err := record.ParseStatus(m.status)

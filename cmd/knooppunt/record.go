@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -56,10 +58,11 @@ type from its content, and refuses programs and types it does not accept.`,
       --classification internal --body '{"municipality":"Utrecht","beds_total":120,"beds_free":14}'
   knooppunt record put --id sitrep-1 --version 3 --kind sitrep --crisis oekraine --region NL \
       --classification public --body @sitrep.json
+  knooppunt exercise start oefening-zeeland      # first: an exercise takes records while it is open
   knooppunt record put --exercise oefening-zeeland --kind sitrep --crisis oekraine --region VR19 \
-      --classification internal --body '{"title":"Oefening: dijkdoorbraak"}'
+      --classification internal --body '{"title":"Oefening: dijkdoorbraak","summary":"Dijk bij Kruiningen doorgebroken."}'
   knooppunt record put --id handreiking-opvang --kind guidance --crisis oekraine --region NL \
-      --classification public --body '{"title":"Handreiking opvang"}' --attach handreiking.pdf`,
+      --classification public --body '{"title":"Handreiking opvang","text":"Zie de bijlage."}' --attach handreiking.pdf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := mf.mode()
@@ -124,7 +127,7 @@ type from its content, and refuses programs and types it does not accept.`,
 	fl.Int64Var(&j.Version, "version", 0, "the version you last read (0: overwrite)")
 	fl.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	fl.StringVar(&validUntil, "valid-until", "", "when the record stops being valid (RFC 3339)")
-	mf.register(cmd)
+	mf.registerWrite(cmd)
 	fl.StringArrayVar(&attach, "attach", nil, "upload FILE and name it in the body's attachments (repeatable)")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	for _, req := range []string{"kind", "crisis", "region", "classification", "body"} {
@@ -189,6 +192,13 @@ func newRecordGetCmd() *cobra.Command {
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
 				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency, Mode: mode})
+				if status.Code(err) == codes.NotFound {
+					where := "this node's own records"
+					if mode != nil {
+						where += " in this mode"
+					}
+					return fmt.Errorf("record not found: %s hold no %q; a partner's record is found with `knooppunt search --id %s` (NotFound)", where, args[0], args[0])
+				}
 				if err != nil {
 					return err
 				}

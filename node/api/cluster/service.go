@@ -75,7 +75,11 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 		AppliedIndex: s.store.AppliedIndex(), CommitIndex: commit, LastSnapshotIndex: snap,
 	}
 	for _, srv := range servers {
-		resp.Replicas = append(resp.Replicas, &pb.Replica{Id: srv.ID, RaftAddress: srv.Address, Suffrage: srv.Suffrage, Leader: srv.ID == leader})
+		addr := srv.Address
+		if s.store.Alone() {
+			addr = "" // the in-memory transport's address is the replica's id: no address at all
+		}
+		resp.Replicas = append(resp.Replicas, &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader})
 	}
 	return resp, nil
 }

@@ -1513,11 +1513,12 @@ func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type Replica struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress" json:"raft_address,omitempty"`
-	Suffrage      string                 `protobuf:"bytes,3,opt,name=suffrage" json:"suffrage,omitempty"`
-	Leader        bool                   `protobuf:"varint,4,opt,name=leader" json:"leader,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	// raft_address is empty for a replica that runs alone, without raft.listen.
+	RaftAddress   string `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress" json:"raft_address,omitempty"`
+	Suffrage      string `protobuf:"bytes,3,opt,name=suffrage" json:"suffrage,omitempty"`
+	Leader        bool   `protobuf:"varint,4,opt,name=leader" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
