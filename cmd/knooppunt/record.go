@@ -354,14 +354,14 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		return printJSON(out, js)
 	}
 	tw := newModeTable(out, mode)
-	fmt.Fprintln(tw, "ID\tKIND\tCRISIS\tREGION\tCLASSIFICATION\tVERSION\tUPDATED\tBODY")
+	fmt.Fprintln(tw, "ID\tKIND\tCRISIS\tREGION\tCLASSIFICATION\tVERSION\tUPDATED\tSUMMARY")
 	for _, r := range recs {
 		j := record.ToJSON(r)
 		updated := ""
 		if j.UpdatedAt != nil {
 			updated = j.UpdatedAt.Local().Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Kind, j.Crisis, j.Region, j.Classification, j.Version, updated, truncate(string(j.Body), 60))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Kind, j.Crisis, j.Region, j.Classification, j.Version, updated, record.Summary(j.Body, 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -460,7 +460,7 @@ exactly there. With -o json each change is one JSON object per line.`,
 					if ch.Record.Tombstone {
 						op = "delete"
 					}
-					fmt.Fprintf(out, "%d\t%s\t%s\t%s v%d\t%s\n", ch.Seq, op, ch.Record.Kind, ch.Record.Id, ch.Record.Version, truncate(string(ch.Record.Body), 60))
+					fmt.Fprintf(out, "%d\t%s\t%s\t%s v%d\t%s\n", ch.Seq, op, ch.Record.Kind, ch.Record.Id, ch.Record.Version, record.Summary(ch.Record.Body, 60))
 				}
 			})
 		},

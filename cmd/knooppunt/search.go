@@ -180,7 +180,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 	}
 	tw := newModeTable(w, mode)
 	// A text search shows where each record matched; a listing shows its body.
-	last := "BODY"
+	last := "SUMMARY"
 	for _, h := range resp.Hits {
 		if h.Snippet != "" {
 			last = "MATCH"
@@ -192,7 +192,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 		if h.FromCache {
 			origin += " (cache)"
 		}
-		shown := truncate(string(h.Record.Body), 50)
+		shown := record.Summary(h.Record.Body, 60)
 		if last == "MATCH" {
 			shown = truncate(h.Snippet, 80)
 		}
@@ -364,7 +364,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 	}
 	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
 	tw := newModeTable(w, mode)
-	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tBODY")
+	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tSUMMARY")
 	for _, e := range resp.Entries {
 		var flags []string
 		if e.Stale {
@@ -376,7 +376,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		if e.Validity != "" {
 			flags = append(flags, validityFlag(e.Validity))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Region, truncate(e.Key, 24), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), truncate(string(e.Record.Body), 50))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Region, truncate(e.Key, 24), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), record.Summary(e.Record.Body, 60))
 	}
 	tw.Flush()
 	if len(resp.Aggregates) > 0 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -533,7 +534,7 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 	v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
 	for _, it := range resp.Items {
 		rec := it.Record
-		pi := previewItem{Title: bodyTitle(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
+		pi := previewItem{Title: record.Title(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
 			Classification: r.L.Class(rec.Classification), Link: recordLink(rec), Redacted: it.Redacted}
 		if pi.Title == "" {
 			pi.Title = rec.Id

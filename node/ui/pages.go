@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/gjson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -411,7 +410,7 @@ func newChart(id, title string, rows []capacityRow, col int, name func(region st
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	rec := e.Record
 	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
-		Title: bodyTitle(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
+		Title: record.Title(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
 	if ev.Title == "" {
 		ev.Title = rec.Id
 	}
@@ -430,22 +429,6 @@ func filesTag(l *Lang, body []byte) string {
 	default:
 		return l.T("files.many", len(files))
 	}
-}
-
-// titleFields are the body's fields that name a record in lists, the first that holds a text.
-var titleFields = []string{"title", "question", "municipality", "name", "summary"}
-
-// bodyTitle is the body's title or question, for lists. It looks the fields up in the body
-// (gjson) rather than decoding it whole: a search page holds hundreds of hits, a Q&A's or a
-// guidance's text runs to kilobytes, and BenchmarkBodyTitle puts a whole decode at 6–10× the
-// cost.
-func bodyTitle(body []byte) string {
-	for _, k := range titleFields {
-		if v := gjson.GetBytes(body, k); v.Type == gjson.String && v.Str != "" {
-			return v.Str
-		}
-	}
-	return ""
 }
 
 func recordLink(rec *pb.Record) string {
@@ -706,7 +689,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		v.Marking, v.At = marking(r.L, shown), now.Format("2006-01-02 15:04")
 		for _, h := range hits {
 			rec := h.Record
-			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Origin: rec.Origin,
+			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Origin: rec.Origin,
 				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
 				Files: filesTag(r.L, rec.Body)}
@@ -939,7 +922,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Versions = versions
-	if v.Title = bodyTitle(rec.Body); v.Title == "" {
+	if v.Title = record.Title(rec.Body); v.Title == "" {
 		v.Title = rec.Id
 	}
 	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))

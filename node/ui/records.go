@@ -79,7 +79,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	}
 	v.Marking, v.At = marking(r.L, resp.Records), time.Now().Format("2006-01-02 15:04")
 	for _, rec := range resp.Records {
-		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: bodyTitle(rec.Body), Version: rec.Version,
+		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Version: rec.Version,
 			Link: recordLink(rec), Edit: "/records/wijzigen?id=" + url.QueryEscape(rec.Id)}
 		if row.Title == "" {
 			row.Title = rec.Id

@@ -1,4 +1,4 @@
-package ui
+package record
 
 import (
 	"encoding/json"
@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// titleByMap is how bodyTitle read a body before: the whole body decoded into a map. It is the
-// reference of TestBodyTitle and the baseline of BenchmarkBodyTitle.
+// titleByMap is how a title was read from a body before: the whole body decoded into a map. It is the
+// reference of TestTitle and the baseline of BenchmarkTitle.
 func titleByMap(body []byte) string {
 	var b map[string]any
 	if json.Unmarshal(body, &b) != nil {
@@ -34,18 +34,37 @@ var titleBodies = map[string]string{
 	"none":     `{"beds_free":3}`,
 }
 
-// TestBodyTitle: bodyTitle finds what a whole decode of the body finds, for every kind's body.
-func TestBodyTitle(t *testing.T) {
+// TestTitle: Title finds what a whole decode of the body finds, for every kind's body.
+func TestTitle(t *testing.T) {
 	for name, body := range titleBodies {
-		if got, want := bodyTitle([]byte(body)), titleByMap([]byte(body)); got != want || (want == "" && name != "none") {
-			t.Errorf("%s: bodyTitle = %q, want %q", name, got, want)
+		if got, want := Title([]byte(body)), titleByMap([]byte(body)); got != want || (want == "" && name != "none") {
+			t.Errorf("%s: Title = %q, want %q", name, got, want)
 		}
 	}
 }
 
-// BenchmarkBodyTitle: bodyTitle against decoding the whole body, in turns, on a Q&A with a
+// TestSummary: a body in one line, its title first, then its short scalars in the body's order;
+// long texts, objects and arrays left out; cut at the width with an ellipsis.
+func TestSummary(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{titleBodies["shelter"], "Zeist · beds_total 40 · beds_free 12 · contact_phone 030 123 45 67"},
+		{titleBodies["qa"], "Mag een Oekraïense vluchteling werken?"},
+		{titleBodies["sitrep"], "Regionaal beeld VR Utrecht · summary Bijna vol. · severity medium"},
+		{`{"open":true,"beds_free":3.5,"nested":{"a":1},"list":[1]}`, "open true · beds_free 3.5"},
+		{`{"identifier":"a-1","info":[{"headline":"Zware storm"}]}`, "Zware storm · identifier a-1"},
+	} {
+		if got := Summary([]byte(c.body), 200); got != c.want {
+			t.Errorf("Summary(%s) = %q, want %q", c.body, got, c.want)
+		}
+	}
+	if got := Summary([]byte(titleBodies["shelter"]), 12); got != "Zeist · bed…" {
+		t.Errorf("Summary cut at 12 = %q", got)
+	}
+}
+
+// BenchmarkTitle: Title against decoding the whole body, in turns, on a Q&A with a
 // long answer, a guidance with its title after a long text, and a shelter record.
-func BenchmarkBodyTitle(b *testing.B) {
+func BenchmarkTitle(b *testing.B) {
 	for _, name := range []string{"qa", "guidance", "shelter"} {
 		body := []byte(titleBodies[name])
 		b.Run(name+"/map", func(b *testing.B) {
@@ -55,7 +74,7 @@ func BenchmarkBodyTitle(b *testing.B) {
 		})
 		b.Run(name+"/title", func(b *testing.B) {
 			for b.Loop() {
-				bodyTitle(body)
+				Title(body)
 			}
 		})
 	}

@@ -1,0 +1,55 @@
+package record
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// titleFields are the body's fields that name a record in lists, the first that holds a text.
+var titleFields = []string{"title", "question", "municipality", "name", "summary"}
+
+// Title is the body's title or question, for lists: the first of title, question, municipality,
+// name and summary that holds a text; "" when none does. It looks the fields up in the body
+// (gjson) rather than decoding it whole: a search holds hundreds of hits, a Q&A's or a
+// guidance's text runs to kilobytes, and BenchmarkTitle puts a whole decode at 6–10× the cost.
+func Title(body []byte) string {
+	for _, k := range titleFields {
+		if v := gjson.GetBytes(body, k); v.Type == gjson.String && v.Str != "" {
+			return v.Str
+		}
+	}
+	return ""
+}
+
+// Summary is a body in one line of at most width characters, for a terminal's table: its title
+// (Title, or a CAP alert's headline), then its other top-level numbers, booleans and short texts
+// in their order in the body, "beds_free 14". Long texts, objects and arrays are left out.
+func Summary(body []byte, width int) string {
+	title := Title(body)
+	if title == "" {
+		title = gjson.GetBytes(body, "info.0.headline").String()
+	}
+	parts := []string{}
+	if title != "" {
+		parts = append(parts, title)
+	}
+	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
+		switch {
+		case v.Type == gjson.String && (v.Str == title || v.Str == "" || len(v.Str) > 40):
+		case v.Type == gjson.String:
+			parts = append(parts, k.Str+" "+v.Str)
+		case v.Type == gjson.Number:
+			parts = append(parts, k.Str+" "+strconv.FormatFloat(v.Num, 'f', -1, 64))
+		case v.Type == gjson.True, v.Type == gjson.False:
+			parts = append(parts, k.Str+" "+v.Raw)
+		}
+		return true
+	})
+	s := strings.Join(parts, " · ")
+	if r := []rune(s); len(r) > width {
+		s = string(r[:max(width-1, 0)]) + "…"
+	}
+	return s
+}
