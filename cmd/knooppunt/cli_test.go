@@ -353,6 +353,18 @@ u-3,shelter.capacity,oekraine,VR09,internal,Vianen,50,6,
 	if r := cli(t, nil, "", "import", clean, "--node", addr, "-q").want(t, 0); r.stdout != clean+": 1 accepted, 0 rejected\n" {
 		t.Fatalf("clean import printed %q", r.stdout)
 	}
+	// Rejections read in the file's order, whether the node refused the row (line 2) or the
+	// reader did (line 3).
+	order := filepath.Join(dir, "order.csv")
+	if err := os.WriteFile(order, []byte("id,kind,crisis,region,classification,municipality,beds_total,beds_free,valid_until\n"+
+		"o-1,shelter.capacity,oekraine,VR99,internal,Zeist,10,1,\no-2,shelter.capacity,oekraine,VR09,internal,Bunnik,10,1,morgen\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var ordered struct{ Rejections []struct{ Line int } }
+	cli(t, nil, "", "import", order, "--node", addr, "-o", "json").want(t, 2).oneJSON(t, &ordered)
+	if len(ordered.Rejections) != 2 || ordered.Rejections[0].Line != 2 || ordered.Rejections[1].Line != 3 {
+		t.Errorf("rejections %+v, want lines 2 and 3 in order", ordered.Rejections)
+	}
 	// Standard input is JSON Lines unless --format says otherwise; a format it does not know is
 	// refused naming the flag.
 	stdin, err := os.ReadFile(clean)
@@ -523,6 +535,11 @@ func TestCLIUnreachableNode(t *testing.T) {
 	if !strings.HasPrefix(r.stderr, "knooppunt: --node 127.0.0.1:1 is a TCP address: ") {
 		t.Fatalf("stderr %q", r.stderr)
 	}
+	// An address that is neither says what to give.
+	r = cli(t, nil, "", "record", "get", "x", "--node", "foo").want(t, 1)
+	if want := `knooppunt: --node "foo": give unix:///path/to/knooppunt.sock (on the node's host) or host:port (over mutual TLS)` + "\n"; r.stderr != want {
+		t.Fatalf("--node foo: stderr %q, want %q", r.stderr, want)
+	}
 }
 
 // TestServeKeepsFilesPrivate: under the usual umask 022 and in a data directory that others may
@@ -580,5 +597,9 @@ func TestPhaseShowListsKnownCrises(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].Crisis != "oekraine" || got[0].Phase != "cold" || got[0].SetBy != "" {
 		t.Errorf("phase show: %+v, want oekraine, cold, never set", got)
+	}
+	// picture without --crisis names the crises there are.
+	if r := cli(t, nil, "", "picture", "--node", addr).want(t, 1); r.stderr != "knooppunt: --crisis: name the crisis; known here: oekraine (cold)\n" {
+		t.Errorf("picture without --crisis: stderr %q", r.stderr)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -76,6 +77,9 @@ func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 			target = "unix:" + strings.TrimPrefix(target, "unix://")
 		}
 	} else {
+		if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
+			return nil, fmt.Errorf("--node %q: give unix:///path/to/knooppunt.sock (on the node's host) or host:port (over mutual TLS)", f.node)
+		}
 		c, err := f.tlsCredentials()
 		if err != nil {
 			return nil, err

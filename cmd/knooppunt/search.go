@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -281,6 +283,9 @@ whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 				return err
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
+				if crisis == "" {
+					return crisisMissing(cmd.Context(), conn, mode.GetExercise())
+				}
 				sc := pb.NewSearchServiceClient(conn)
 				resp, err := sc.Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds()), Mode: mode})
 				if err != nil {
@@ -307,12 +312,24 @@ whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")
+	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required; without it, the crises known here are listed)")
 	cmd.Flags().DurationVar(&stale, "stale-after", 24*time.Hour, "flag records older than this")
 	mf.register(cmd)
-	cmd.MarkFlagRequired("crisis")
 	f.register(cmd, true)
 	return cmd
+}
+
+// crisisMissing refuses a command without --crisis, naming the crises known here.
+func crisisMissing(ctx context.Context, conn *grpc.ClientConn, exercise string) error {
+	resp, err := pb.NewPhaseServiceClient(conn).List(ctx, &pb.ListPhasesRequest{Exercise: exercise, Known: true})
+	if err != nil || len(resp.Phases) == 0 {
+		return errors.New("--crisis: name the crisis, such as --crisis oekraine (no crisis is known here yet)")
+	}
+	var known []string
+	for _, p := range resp.Phases {
+		known = append(known, p.Crisis+" ("+p.Phase+")")
+	}
+	return fmt.Errorf("--crisis: name the crisis; known here: %s", strings.Join(known, ", "))
 }
 
 // pictureProbeMs bounds the search that tells which peers answer, as the web picture's does.

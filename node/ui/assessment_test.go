@@ -53,7 +53,7 @@ func TestPictureShowsAssessment(t *testing.T) {
 	_, page = b.get(t, e.url+"/?crisis=oekraine")
 	for _, want := range []string{
 		"Gedeelde duiding", "Door " + testOrg + ", versie 1,", "Zeeland raakt &lt;vol&gt;", "Binnen twee dagen vol", "Spreid naar VR09",
-		`id="duiding-actueel">Het beeld is het beeld dat deze duiding duidt.`,
+		`id="duiding-actueel">Het beeld is nog precies zoals toen deze duiding werd geschreven.`,
 		`id="duiding-onderschreven">` + testOrg + `</dd>`,
 	} {
 		if !strings.Contains(page, want) {

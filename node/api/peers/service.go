@@ -90,7 +90,7 @@ func (s *Service) Invite(ctx context.Context, req *pb.InviteRequest) (*pb.Invite
 	case req.TtlSeconds == 0:
 		ttl = invite.DefaultTTL
 	case req.TtlSeconds < 60 || ttl > invite.MaxTTL:
-		return nil, api.Invalid("ttl_seconds", "%d: give 60 seconds to %d days", req.TtlSeconds, int(invite.MaxTTL/(24*time.Hour)))
+		return nil, api.Invalid("ttl_seconds", "%s: give 1m to %dd (%s)", ttl, int(invite.MaxTTL/(24*time.Hour)), invite.MaxTTL)
 	}
 	for i, g := range req.Groups {
 		if !groupName.MatchString(g) {

@@ -9,6 +9,7 @@ package importfile
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -447,5 +448,9 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 			}
 		}
 	}
-	return sum, flush()
+	err := flush()
+	// A row the reader refused is rejected at once, one the node refused with its batch: the
+	// report reads in the file's order.
+	slices.SortStableFunc(sum.Rejections, func(a, b Rejection) int { return cmp.Compare(a.Line, b.Line) })
+	return sum, err
 }
