@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"sync"
@@ -350,10 +351,24 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	default:
 		st.State = Unreachable
 	}
-	st.Error = status.Convert(err).Message()
+	st.Error = reachError(status.Convert(err).Message())
 	cached, age := s.fromCache(context.WithoutCancel(ctx), p, f, limit)
 	st.Count, st.CacheAgeMs = int64(len(cached)), age.Milliseconds()
 	return cached, st
+}
+
+// dialFailure finds the address and the reason in grpc-go's message for a connection it could
+// not make ("… transport: Error while dialing: dial tcp 10.0.0.4:7443: connect: connection
+// refused").
+var dialFailure = regexp.MustCompile(`dial tcp ([^ ]+): (?:connect: )?([^"]+)"?$`)
+
+// reachError says why a peer could not be reached in the words a person reads in a search's
+// report: "cannot connect to 10.0.0.4:7443: connection refused" rather than grpc-go's layers.
+func reachError(msg string) string {
+	if m := dialFailure.FindStringSubmatch(msg); m != nil {
+		return "cannot connect to " + m[1] + ": " + m[2]
+	}
+	return msg
 }
 
 // cachedHit is a record from the cache of p, with the policies it came under, the purpose of

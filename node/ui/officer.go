@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tidwall/gjson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -814,8 +815,50 @@ type auditView struct {
 }
 
 type auditRow struct {
-	Seq                                int64
-	At, Actor, Action, Subject, Detail string
+	Seq                        int64
+	At, Actor, Action, Subject string
+	// Detail is the entry's detail as fields, in its order; Raw the detail as it is stored,
+	// when it is no JSON object.
+	Detail []auditField
+	Raw    string
+}
+
+// auditField is one field of an audit entry's detail: a value, or the values of a list.
+type auditField struct{ Key, Value string }
+
+// auditDetail reads an audit entry's detail, a JSON object, as fields in its order: a list of
+// texts as one comma-separated value, other objects and lists as compact JSON. ok is false for a
+// detail that is no JSON object, which is then shown as it is.
+func auditDetail(detail string) (fields []auditField, ok bool) {
+	if !gjson.Valid(detail) || !gjson.Parse(detail).IsObject() {
+		return nil, false
+	}
+	gjson.Parse(detail).ForEach(func(k, v gjson.Result) bool {
+		val := v.String()
+		switch {
+		case v.IsArray():
+			var items []string
+			plain := true
+			v.ForEach(func(_, item gjson.Result) bool {
+				if item.IsObject() || item.IsArray() {
+					plain = false
+					return false
+				}
+				items = append(items, item.String())
+				return true
+			})
+			if plain {
+				val = strings.Join(items, ", ")
+			} else {
+				val = v.Raw
+			}
+		case v.IsObject():
+			val = v.Raw
+		}
+		fields = append(fields, auditField{Key: k.String(), Value: val})
+		return true
+	})
+	return fields, true
 }
 
 type verifyView struct {
@@ -856,9 +899,14 @@ func (s *Server) audit(w http.ResponseWriter, r *request) {
 		return
 	}
 	for _, e := range resp.Entries {
-		row := auditRow{Seq: e.Seq, Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail}
+		row := auditRow{Seq: e.Seq, Actor: e.Actor, Action: e.Action, Subject: e.Subject}
+		if fields, ok := auditDetail(e.Detail); ok {
+			row.Detail = fields
+		} else {
+			row.Raw = e.Detail
+		}
 		if e.At != nil {
-			row.At = e.At.AsTime().Local().Format("2006-01-02 15:04:05")
+			row.At = e.At.AsTime().Local().Format("2006-01-02 15:04:05 MST")
 		}
 		v.Entries = append(v.Entries, row)
 	}

@@ -29,8 +29,27 @@ var funcs = template.FuncMap{
 		return t.Local().Format("2006-01-02 15:04")
 	},
 	"stateOf":   stateOf,
+	"wbr":       wbr,
 	"dict":      dict,
 	"formLabel": formLabel,
+}
+
+// wbr lets a long identifier (a SPIFFE ID, a policy id) break after its slashes, dots and @, not
+// in the middle of a word.
+func wbr(s string) template.HTML {
+	var b strings.Builder
+	for _, part := range strings.SplitAfter(s, "/") {
+		for i, p := range strings.Split(part, ".") {
+			if i > 0 {
+				b.WriteString(".<wbr>")
+			}
+			b.WriteString(template.HTMLEscapeString(p))
+		}
+		if strings.HasSuffix(part, "/") {
+			b.WriteString("<wbr>")
+		}
+	}
+	return template.HTML(b.String())
 }
 
 // dict makes a map of its key, value arguments, to hand more than one value to a template.
