@@ -64,3 +64,34 @@ func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 	h.Set("Cache-Control", "no-store")
 	buf.WriteTo(w)
 }
+
+// importTemplate is a CSV file to fill in for the upload page: the header row of a kind's records,
+// the record's columns and then each body field the kind's schema declares, in its order (a field
+// that holds an object or a list is left out: a CSV cell cannot). In Dutch with semicolons, as a
+// Dutch spreadsheet reads and writes them, which the importer reads back.
+func (s *Server) importTemplate(w http.ResponseWriter, r *request) {
+	name := r.URL.Query().Get("kind")
+	k := s.c.Kinds.Get(name)
+	if k == nil {
+		s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.field", "kind", r.L.T("upload.template_no_kind", name)))
+		return
+	}
+	header := []string{"id", "kind", "crisis", "region", "classification"}
+	for _, f := range bodyFieldsOf(k) {
+		if f.Input != inputJSON {
+			header = append(header, f.Name)
+		}
+	}
+	var buf bytes.Buffer
+	buf.WriteString("\ufeff")
+	out := csv.NewWriter(&buf)
+	if r.L.Code == "nl" {
+		out.Comma = ';'
+	}
+	out.Write(header)
+	out.Flush()
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": r.L.T("upload.template_file", name) + ".csv"}))
+	buf.WriteTo(w)
+}

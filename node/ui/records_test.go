@@ -259,6 +259,32 @@ func TestUpload(t *testing.T) {
 	if got := stored(t, rc, "shelter.capacity"); len(got) != 2 {
 		t.Errorf("the upload stored %d records, want 2", len(got))
 	}
+	// The example file of a kind: its columns, with semicolons as a Dutch spreadsheet has them;
+	// filled in as a spreadsheet saves it, with a decimal comma, it loads.
+	_, form := b.get(t, e.url+"/records/importeren")
+	if !strings.Contains(form, `href="/records/importeren/voorbeeld?kind=shelter.capacity" download>Opvangcapaciteit</a>`) {
+		t.Errorf("the upload page offers no example file of shelter.capacity:\n%s", form)
+	}
+	tresp, template := b.get(t, e.url+"/records/importeren/voorbeeld?kind=shelter.capacity")
+	if !strings.HasPrefix(template, "\ufeffid;kind;crisis;region;classification;municipality;") || !strings.Contains(template, ";beds_total;beds_free") ||
+		tresp.Header.Get("Content-Type") != "text/csv; charset=utf-8" || !strings.Contains(tresp.Header.Get("Content-Disposition"), "voorbeeld-shelter.capacity.csv") {
+		t.Fatalf("the example file: %q %v", template, tresp.Header)
+	}
+	header := strings.Split(strings.TrimSpace(strings.TrimPrefix(template, "\ufeff")), ";")
+	row := make([]string, len(header))
+	for i, c := range header {
+		row[i] = map[string]string{"id": "bunnik", "kind": "shelter.capacity", "crisis": "oekraine", "region": "VR09", "classification": "internal",
+			"municipality": "Bunnik", "beds_total": "12", "beds_free": "3"}[c]
+	}
+	if resp, page := upload(t, b, e.url, csrf, "voorbeeld.csv", template+strings.Join(row, ";")+"\r\n", nil); !strings.Contains(page, "1 regel opgeslagen, 0 geweigerd") {
+		t.Errorf("the filled-in example file: %d\n%s", resp.StatusCode, page)
+	}
+	if _, err := rc.Get(context.Background(), &pb.GetRequest{Id: "bunnik"}); err != nil {
+		t.Errorf("the filled-in example file stored no bunnik: %v", err)
+	}
+	if _, err := rc.Delete(context.Background(), &pb.DeleteRequest{Id: "bunnik"}); err != nil {
+		t.Fatal(err) // the counts below are of the first upload's records
+	}
 	// A comma in a text that is not quoted: the row is said to have a field too many, and how to
 	// mend it.
 	_, page = upload(t, b, e.url, csrf, "komma.csv", "id,municipality,region,beds_total,beds_free,notes\nbunnik,Bunnik,VR09,20,3,Sporthal, ingang B\n",

@@ -162,6 +162,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /records/importeren", s.person(s.importForm))
 	m.HandleFunc("POST /records/importeren", s.signedIn(s.importFile, false))
 	m.HandleFunc("GET /records/importeren/verslag", s.person(s.importReport))
+	m.HandleFunc("GET /records/importeren/voorbeeld", s.person(s.importTemplate))
 	m.HandleFunc("GET /beheer", s.person(s.admin))
 	m.HandleFunc("/", s.notFound)
 	s.mux = m
