@@ -456,11 +456,12 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		}
 		// What is approved, in words, so that it need not be read from the YAML again.
 		if sum := summarizePolicy(r.L, p.Source, s.partners(r)); sum != nil {
-			withheld := r.L.T("summary.none_withheld")
+			kinds, to := strings.Join(sum.Kinds, ", "), strings.Join(sum.Recipients, "; ")
 			if len(sum.Withheld) > 0 {
-				withheld = strings.Join(sum.Withheld, ", ")
+				v.Effects = append(v.Effects, r.L.T("step.approve.what", kinds, to, sum.Ceiling, strings.Join(sum.Withheld, ", ")))
+			} else {
+				v.Effects = append(v.Effects, r.L.T("step.approve.what_all", kinds, to, sum.Ceiling))
 			}
-			v.Effects = append(v.Effects, r.L.T("step.approve.what", strings.Join(sum.Kinds, ", "), strings.Join(sum.Recipients, "; "), sum.Ceiling, withheld))
 		}
 	default:
 		v.Effects = append(v.Effects, r.L.T("step."+key+".effect"))

@@ -134,7 +134,7 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "ouder dan 10 minuten") {
 		t.Fatalf("a POST with an old sign-in: %d, want 403:\n%s", resp.StatusCode, page)
 	}
-	if _, confirm := daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id)); !strings.Contains(confirm, "Het deelt Situatierapport met ncc (ncc.crisis.test), tot en met intern; nooit gedeeld: geen: elk veld gaat mee.") {
+	if _, confirm := daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id)); !strings.Contains(confirm, "Het deelt Situatierapport met ncc (ncc.crisis.test), tot en met intern, met elk veld.") {
 		t.Errorf("the approve confirmation does not say what the policy shares:\n%s", confirm)
 	}
 	resp, page = step(t, daan, e.url, "goedkeuren", id, nil)
