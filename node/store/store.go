@@ -662,8 +662,21 @@ func (s *Store) Close() error {
 // everything goes.
 type slogWriter struct{ log *slog.Logger }
 
+// Write logs a line of hashicorp/raft's at its own level ("[ERROR] raft: …" as an error), without
+// the prefix. An election at start is how every replica finds its leader, and is not a warning.
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn(strings.TrimSpace(string(p)), "component", "raft")
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	for prefix, l := range map[string]slog.Level{"[ERROR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelInfo, "[DEBUG]": slog.LevelDebug} {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			level, line = l, strings.TrimSpace(rest)
+		}
+	}
+	line = strings.TrimPrefix(line, "raft: ")
+	if strings.HasPrefix(line, "heartbeat timeout reached, starting election") {
+		level = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), level, line, "component", "raft")
 	return len(p), nil
 }
 

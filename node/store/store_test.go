@@ -752,3 +752,29 @@ func TestSnapshotBySize(t *testing.T) {
 		t.Fatalf("change feed after restart from the size snapshot:\n%s\nwant:\n%s", short(got), short(want))
 	}
 }
+
+// TestSlogWriter: raft's lines are logged at their own level and without their prefix; the
+// election every replica holds at start is information, not a warning.
+func TestSlogWriter(t *testing.T) {
+	var buf bytes.Buffer
+	w := slogWriter{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))}
+	for _, line := range []string{
+		"[WARN]  raft: heartbeat timeout reached, starting election: last-leader-addr= last-leader-id=\n",
+		"[ERROR] raft: failed to appendEntries to: peer=r2 error=\"dial tcp: refused\"\n",
+		"[WARN]  raft: rejecting vote request since our last index is greater\n",
+	} {
+		w.Write([]byte(line))
+	}
+	want := `level=INFO msg="heartbeat timeout reached, starting election: last-leader-addr= last-leader-id=" component=raft
+level=ERROR msg="failed to appendEntries to: peer=r2 error=\"dial tcp: refused\"" component=raft
+level=WARN msg="rejecting vote request since our last index is greater" component=raft
+`
+	if buf.String() != want {
+		t.Errorf("logged:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
