@@ -247,7 +247,7 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("# Peers accepted with `knooppunt peer accept` live in the node's Raft log, on every replica.\n")
 	p("# Peers listed here work too; `knooppunt peer list` shows where each came from.\n")
 	p("peers: []\n")
-	c("kinds: []", "empty: the built-in kinds (shelter.capacity, sitrep, qa, guidance, signal)")
+	c("kinds: []", "empty: the demo kinds (shelter.capacity, sitrep, qa, guidance, permit, signal); alert, assessment and assessment.response are always there")
 	return b.String()
 }
 
@@ -288,6 +288,10 @@ func (o *initOptions) printNext(td spiffeid.TrustDomain) {
 	step++
 	if len(o.officers) < 2 {
 		fmt.Fprintf(w, "  %d. Name your two security officers under roles in %s (it reloads by itself).\n", step, filepath.Join(o.dataDir, configName))
+		if o.devCA {
+			fmt.Fprintf(w, "     Each needs an SVID of their own:\n       knooppunt ca issue --dir %s --id spiffe://%s/user/NAME --out %s\n",
+				abs(filepath.Join(o.dataDir, "ca")), o.org, abs(filepath.Join(o.dataDir, "certs", "NAME")))
+		}
 	}
 	fmt.Fprintln(w, "\nThe whole way to a first shared record: docs/onboarding.md.")
 }
