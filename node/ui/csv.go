@@ -28,7 +28,7 @@ func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
-	columns, rows := capacity(r.L, pic)
+	columns, rows := capacity(r.L, s.c.Kinds, pic)
 	var buf bytes.Buffer
 	buf.WriteString("\ufeff")
 	out := csv.NewWriter(&buf)

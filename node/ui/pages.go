@@ -1,10 +1,12 @@
 package ui
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -240,7 +242,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Partners = append(v.Partners, pv)
 	}
 
-	v.Columns, v.Rows = capacity(r.L, pic)
+	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
 	for i, c := range v.Columns {
 		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i, r.L.Region))
 	}
@@ -287,23 +289,40 @@ func (v *recordView) printMarking() string  { return v.Classification }
 
 // capacity is the picture's sums as a table: a column per aggregated kind and field, by its
 // label (sorted), and a row per region, the national total (NL) last.
-func capacity(l *Lang, pic *pb.PictureResponse) (columns []string, rows []capacityRow) {
-	cols := map[string]bool{}
+func capacity(l *Lang, kinds *record.Kinds, pic *pb.PictureResponse) (columns []string, rows []capacityRow) {
+	type column struct{ kind, field, label string }
+	var cols []column
+	seen := map[string]bool{}
 	cells := map[string]map[string]string{}
 	for _, a := range pic.Aggregates {
 		// A field the catalogue knows gets its label; a field of a kind declared in config
 		// shows as kind · field.
 		col := aggLabel(l, a.Kind, a.Field, a.Kind+" · "+a.Field)
-		cols[col] = true
+		if !seen[col] {
+			seen[col] = true
+			cols = append(cols, column{a.Kind, a.Field, col})
+		}
 		if cells[a.Region] == nil {
 			cells[a.Region] = map[string]string{}
 		}
 		cells[a.Region][col] = strconv.FormatFloat(a.Sum, 'f', -1, 64)
 	}
-	for c := range cols {
-		columns = append(columns, c)
+	// The columns in the order the kinds declare their aggregable fields, whatever the
+	// language: a CSV file has the same columns in Dutch and in English.
+	order := func(c column) int {
+		if k := kinds.Get(c.kind); k != nil {
+			if i := slices.Index(k.Aggregate, c.field); i >= 0 {
+				return i
+			}
+		}
+		return math.MaxInt // a field the node does not know of: after those it does, by name
 	}
-	sort.Strings(columns)
+	slices.SortStableFunc(cols, func(a, b column) int {
+		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(order(a), order(b)), cmp.Compare(a.field, b.field))
+	})
+	for _, c := range cols {
+		columns = append(columns, c.label)
+	}
 	regions := make([]string, 0, len(cells))
 	for reg := range cells {
 		if reg != "NL" {

@@ -673,9 +673,10 @@ func TestPicture(t *testing.T) {
 	if resp.Request.URL.RequestURI() != "/?crisis=oekraine" || !strings.Contains(page, "The picture: oekraine") || !strings.Contains(page, `<html lang="en"`) {
 		t.Errorf("after switching to English: at %s\n%s", resp.Request.URL, page)
 	}
-	// The CSV in English: commas, and the region's name in English.
-	if _, csvBody := b.get(t, e.url+"/beeld/csv?crisis=oekraine"); csvBody != "\ufeffCode,Region,Free shelter places,Shelter places in total\n"+
-		"VR09,VR09 Utrecht,20,200\nVR19,VR19 Zeeland,50,50\nNL,The Netherlands (total),70,250\n" {
+	// The CSV in English: commas, the region's name in English, and the columns in the same
+	// order as in Dutch (the kind's), not sorted by their English labels.
+	if _, csvBody := b.get(t, e.url+"/beeld/csv?crisis=oekraine"); csvBody != "\ufeffCode,Region,Shelter places in total,Free shelter places\n"+
+		"VR09,VR09 Utrecht,200,20\nVR19,VR19 Zeeland,50,50\nNL,The Netherlands (total),250,70\n" {
 		t.Errorf("the picture as CSV in English:\n%q", csvBody)
 	}
 	// And by the browser's language, for someone who did not choose.
