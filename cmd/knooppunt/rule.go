@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -45,16 +46,24 @@ region. See "Early warning" in docs/operator.md.`,
 }
 
 type ruleJSON struct {
-	Name      string    `json:"name"`
-	Version   int64     `json:"version"`
-	Severity  string    `json:"severity"`
-	AppliedBy string    `json:"applied_by"`
-	AppliedAt time.Time `json:"applied_at"`
-	Source    string    `json:"source,omitempty"`
+	Name        string    `json:"name"`
+	Version     int64     `json:"version"`
+	Description string    `json:"description,omitempty"`
+	Severity    string    `json:"severity"`
+	AppliedBy   string    `json:"applied_by"`
+	AppliedAt   time.Time `json:"applied_at"`
+	Source      string    `json:"source,omitempty"`
 }
 
 func toRuleJSON(r *pb.RuleInfo, withSource bool) ruleJSON {
 	j := ruleJSON{Name: r.Name, Version: r.Version, Severity: r.Severity, AppliedBy: r.AppliedBy, AppliedAt: r.AppliedAt.AsTime()}
+	// The description as the rule's document gives it; a rule that does not read gets none.
+	var doc struct {
+		Description string `yaml:"description"`
+	}
+	if yaml.Unmarshal(r.Source, &doc) == nil {
+		j.Description = doc.Description
+	}
 	if withSource {
 		j.Source = string(r.Source)
 	}
@@ -119,9 +128,10 @@ func newRuleListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "NAME\tVERSION\tSEVERITY\tAPPLIED BY\tAPPLIED AT")
+				fmt.Fprintln(tw, "NAME\tVERSION\tSEVERITY\tAPPLIED BY\tAPPLIED AT\tDESCRIPTION")
 				for _, r := range resp.Rules {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.Name, r.Version, r.Severity, r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339))
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.Version, r.Severity, r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339),
+						truncate(toRuleJSON(r, false).Description, 60))
 				}
 				return tw.Flush()
 			})

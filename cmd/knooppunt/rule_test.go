@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestCLIRule checks rule lint offline and against a node (exit 1 and FILE:LINE:COLUMN for a bad
@@ -60,5 +62,17 @@ clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds
 	cli(t, nil, "", "alert", "list", "--firing", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &alerts)
 	if len(alerts) != 0 {
 		t.Errorf("alert list with no stored rule: %+v", alerts)
+	}
+}
+
+// TestRuleJSONDescription: a stored rule's description is read from its document for rule list;
+// a document that does not read gives none rather than an error.
+func TestRuleJSONDescription(t *testing.T) {
+	r := &pb.RuleInfo{Name: "zeeland-beds-low", Source: []byte("name: zeeland-beds-low\ndescription: Minder dan 5% vrije bedden in Zeeland\nseverity: severe\n")}
+	if got := toRuleJSON(r, false).Description; got != "Minder dan 5% vrije bedden in Zeeland" {
+		t.Errorf("description %q", got)
+	}
+	if got := toRuleJSON(&pb.RuleInfo{Source: []byte(": not yaml [")}, false).Description; got != "" {
+		t.Errorf("description of a document that does not read: %q", got)
 	}
 }
