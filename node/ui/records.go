@@ -473,7 +473,7 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 				fail(http.StatusBadRequest, r.L.T("upload.format", name))
 				return
 			}
-			if rows, err = importfile.Read(part, format, defaults); err != nil {
+			if rows, err = importfile.ReadNamed(part, format, defaults, s.columnNames(r.L)); err != nil {
 				s.uploadError(w, r, err, fail)
 				return
 			}
@@ -626,4 +626,43 @@ func (s *Server) importReport(w http.ResponseWriter, r *request) {
 		return
 	}
 	s.render(w, r.Request, http.StatusOK, "uploadreport", s.newPage(r, "records", r.L.T("upload.report_title", rep.File), rep))
+}
+
+// columnNames reads a CSV column named in people's words as the field it names: the record's
+// columns by the form's labels (Soort, Regio, Rubricering, Geldig tot) and each kind's body
+// fields by their labels (Gemeente, Vrije opvangplaatsen), in the page's language and in English,
+// case and spaces aside. A label two kinds give to different fields is left as it is.
+func (s *Server) columnNames(l *Lang) func(string) string {
+	byLabel := map[string]string{}
+	ambiguous := map[string]bool{}
+	add := func(label, field string) {
+		key := strings.ToLower(strings.Join(strings.Fields(label), " "))
+		if key == "" {
+			return
+		}
+		if f, ok := byLabel[key]; ok && f != field {
+			ambiguous[key] = true
+		}
+		byLabel[key] = field
+	}
+	for _, lang := range []*Lang{l, {Code: "en", cat: s.cats["en"], titles: s.titles}} {
+		for field, key := range map[string]string{"id": "field.id", "kind": "field.kind", "crisis": "field.crisis",
+			"region": "field.region", "classification": "col.classification", "valid_until": "record.valid_until"} {
+			add(lang.T(key), field)
+		}
+		for _, n := range s.c.Kinds.Names() {
+			k := s.c.Kinds.Get(n)
+			label := fieldLabeler(lang, k)
+			for _, f := range schemaOrder(k) {
+				add(label(f), f)
+			}
+		}
+	}
+	return func(column string) string {
+		key := strings.ToLower(strings.Join(strings.Fields(column), " "))
+		if f, ok := byLabel[key]; ok && !ambiguous[key] {
+			return f
+		}
+		return column
+	}
 }

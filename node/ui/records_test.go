@@ -285,6 +285,17 @@ func TestUpload(t *testing.T) {
 	if _, err := rc.Delete(context.Background(), &pb.DeleteRequest{Id: "bunnik"}); err != nil {
 		t.Fatal(err) // the counts below are of the first upload's records
 	}
+	// A spreadsheet whose columns are named in Dutch, as the form names the fields, loads too.
+	dutch := "ID;Gemeente;Regio;Opvangplaatsen totaal;Vrije  opvangplaatsen;Rubricering\nwijk;Wijk bij Duurstede;VR09;25;3;intern\n"
+	if resp, page := upload(t, b, e.url, csrf, "gemeenten.csv", dutch, map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"}); !strings.Contains(page, "1 regel opgeslagen, 0 geweigerd") {
+		t.Errorf("a file with Dutch column names: %d\n%s", resp.StatusCode, page)
+	}
+	if got, err := rc.Get(context.Background(), &pb.GetRequest{Id: "wijk"}); err != nil || string(got.Body) != `{"beds_free":3,"beds_total":25,"municipality":"Wijk bij Duurstede"}` || got.Region != "VR09" || got.Classification != pb.Classification_INTERNAL {
+		t.Errorf("the file with Dutch column names stored %v, %v", got, err)
+	}
+	if _, err := rc.Delete(context.Background(), &pb.DeleteRequest{Id: "wijk"}); err != nil {
+		t.Fatal(err)
+	}
 	// A comma in a text that is not quoted: the row is said to have a field too many, and how to
 	// mend it.
 	_, page = upload(t, b, e.url, csrf, "komma.csv", "id,municipality,region,beds_total,beds_free,notes\nbunnik,Bunnik,VR09,20,3,Sporthal, ingang B\n",

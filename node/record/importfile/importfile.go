@@ -79,11 +79,18 @@ func FormatOf(name string) string {
 // file that cannot be read at all is an error. defaults fills what a row leaves empty: kind,
 // crisis, region and classification.
 func Read(r io.Reader, format string, defaults record.JSON) ([]Row, error) {
+	return ReadNamed(r, format, defaults, nil)
+}
+
+// ReadNamed is Read with a CSV file's columns renamed by name, when it is not nil: a column that
+// names a field in people's words (Gemeente) becomes the field (municipality). name returns a
+// column it does not know as it is.
+func ReadNamed(r io.Reader, format string, defaults record.JSON, name func(column string) string) ([]Row, error) {
 	switch format {
 	case "jsonl", "ndjson", "json":
 		return ReadJSONL(r, defaults)
 	case "csv":
-		return ReadCSV(r, defaults)
+		return readCSV(r, defaults, name)
 	}
 	return nil, fmt.Errorf("format %q: use jsonl or csv", format)
 }
@@ -140,6 +147,10 @@ func ReadJSONL(r io.Reader, defaults record.JSON) ([]Row, error) {
 // header with more semicolons than commas makes the file one that Dutch spreadsheets write, with
 // semicolons between the cells and decimal commas in the numbers (3,5).
 func ReadCSV(r io.Reader, defaults record.JSON) ([]Row, error) {
+	return readCSV(r, defaults, nil)
+}
+
+func readCSV(r io.Reader, defaults record.JSON, name func(string) string) ([]Row, error) {
 	br := bufio.NewReader(r)
 	first, err := br.ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -161,6 +172,9 @@ func ReadCSV(r io.Reader, defaults record.JSON) ([]Row, error) {
 	}
 	for i := range header {
 		header[i] = strings.TrimSpace(header[i])
+		if name != nil {
+			header[i] = name(header[i])
+		}
 	}
 	var rows []Row
 	for {
