@@ -497,6 +497,9 @@ type searchView struct {
 
 type hitView struct {
 	Kind, Crisis, Region, Title, Origin, Classification, Age, Link string
+	// Updated is when the record was written: paper shows it beside its age (Age), which only
+	// holds at the moment the page was made.
+	Updated time.Time
 	FromCache                                                      bool
 	Redacted                                                       int
 	// Validity marks a superseded, expired or not yet valid document (record.Validity).
@@ -727,6 +730,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			if rec.UpdatedAt != nil {
 				hv.Age = age(r.L, int64(now.Sub(rec.UpdatedAt.AsTime())/time.Second))
+				hv.Updated = rec.UpdatedAt.AsTime()
 			}
 			v.Hits = append(v.Hits, hv)
 		}

@@ -573,6 +573,10 @@ func TestPicture(t *testing.T) {
 	if a, p := strings.Index(page, `id="waarschuwingen"`), strings.Index(page, `id="partners"`); a < 0 || a > p {
 		t.Error("the alerts in force do not come before the partners")
 	}
+	// On paper, an age (zojuist) comes with the time it stands for.
+	if !regexp.MustCompile(`zojuist<span class="kp-print-inline"> \(\d{4}-\d\d-\d\d \d\d:\d\d\)</span>`).MatchString(page) {
+		t.Error("the latest records' ages carry no time for print")
+	}
 	// The home page shows the crisis the records name, though no officer set its phase here.
 	if _, home := b.get(t, e.url+"/"); !strings.Contains(home, "Het beeld: oekraine") || strings.Contains(home, "Er is nog geen crisis bekend") {
 		t.Errorf("the home page does not show the crisis the records name:\n%s", home)
