@@ -499,9 +499,9 @@ type hitView struct {
 	Kind, Crisis, Region, Title, Origin, Classification, Age, Link string
 	// Updated is when the record was written: paper shows it beside its age (Age), which only
 	// holds at the moment the page was made.
-	Updated time.Time
-	FromCache                                                      bool
-	Redacted                                                       int
+	Updated   time.Time
+	FromCache bool
+	Redacted  int
 	// Validity marks a superseded, expired or not yet valid document (record.Validity).
 	Validity string
 	// Policies are the source's policies that granted the record, Purpose what this node
