@@ -196,8 +196,10 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		t.Fatalf("NCC's peer list: %+v", list)
 	}
 	// A second accept of the same invitation changes nothing, and says so.
-	r = cli(t, nil, "", "peer", "accept", nccInvite, "--yes", "--node", vrbn.sock(), "--answer", filepath.Join(work, "again.json")).want(t, 0)
-	if !strings.Contains(r.stdout, "is a peer with this invitation, name and groups [] already: nothing changed") {
+	// Its answer goes to the file of the first one, and says that it replaced it.
+	r = cli(t, nil, "", "peer", "accept", nccInvite, "--yes", "--node", vrbn.sock(), "--answer", answer).want(t, 0)
+	if !strings.Contains(r.stdout, "is a peer with this invitation, name and groups [] already: nothing changed") ||
+		!strings.Contains(r.stdout, "It replaced the earlier "+filepath.Base(answer)+": hand them this one.") {
 		t.Fatalf("second accept:\n%s", r.stdout)
 	}
 

@@ -147,10 +147,13 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 				if err != nil {
 					return err
 				}
+				replaced := false
 				if len(resp.Answer) > 0 {
 					if answer == "" {
 						answer = "answer-for-" + resp.Peer.Name + ".json"
 					}
+					_, err := os.Stat(answer)
+					replaced = err == nil
 					if err := os.WriteFile(answer, resp.Answer, 0o644); err != nil {
 						return fmt.Errorf("--answer: %w", err)
 					}
@@ -175,6 +178,9 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 				}
 				if len(resp.Answer) > 0 {
 					fmt.Fprintf(w, "Your answer for %s: %s (fingerprint %s).\n", inv.Name, answer, resp.AnswerFingerprint)
+					if replaced {
+						fmt.Fprintf(w, "It replaced the earlier %s: hand them this one.\n", filepath.Base(answer))
+					}
 					fmt.Fprintf(w, "Hand it to them; they accept it with `knooppunt peer accept %s`.\n", filepath.Base(answer))
 				} else {
 					fmt.Fprintf(w, "This answered your invitation: %s has you as a peer already.\n", inv.Name)
