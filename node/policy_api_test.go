@@ -346,6 +346,11 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 		t.Fatalf("Explain of another crisis's record as if warm: %v, %v", e, err)
 	}
 
+	// A record that is none is refused naming it, and saying what explain decides on.
+	_, err = pb.NewPolicyServiceClient(local).Explain(rpcCtx(t), &pb.ExplainRequest{RecordId: "geen-record", Recipient: nccNodeID})
+	wantStatus(t, "Explain of a record that is none", err, codes.NotFound,
+		"record_id: this node has no record \"geen-record\" of its own: explain decides on the node's own records, as its policies share them (`record list` shows them)")
+
 	// A reader may not explain or preview: those show what exists.
 	_, err = pb.NewPolicyServiceClient(p.as(t, "reader")).Explain(rpcCtx(t), &pb.ExplainRequest{RecordId: "shelter-utrecht", Recipient: nccNodeID})
 	wantStatus(t, "the reader explains", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/reader may not call PolicyService/Explain: it needs the role officer or admin")

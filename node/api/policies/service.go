@@ -415,6 +415,9 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 		return nil, err
 	}
 	r, err := s.c.DB.Get(ctx, req.RecordId)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, api.FieldStatus(codes.NotFound, "record_id", fmt.Sprintf("this node has no record %q of its own: explain decides on the node's own records, as its policies share them (`record list` shows them)", req.RecordId))
+	}
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
