@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/checker"
 	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
@@ -150,6 +152,8 @@ type compiledWhen struct {
 	prg  cel.Program
 	body bodyUse // how it can reach record.body
 	now  bool    // whether it can read `now`
+	// keys are the body's top-level fields it names (record.body.x, record.body["x"]), in order.
+	keys []string
 }
 
 // compileWhen type-checks a `when` expression, checks that it yields a bool and that its
@@ -175,7 +179,42 @@ func compileWhen(expr string) (compiledWhen, error) {
 	}
 	prg, err := env.Program(ast, cel.CostLimit(CostBudget), cel.EvalOptions(cel.OptOptimize))
 	e := ast.NativeRep().Expr()
-	return compiledWhen{prg: prg, body: bodyUseOf(e), now: readsNow(e)}, err
+	return compiledWhen{prg: prg, body: bodyUseOf(e), now: readsNow(e), keys: bodyKeys(e)}, err
+}
+
+// bodyKeys lists, once each and in order, the top-level body fields an expression names:
+// record.body.x, has(record.body.x) and record.body["x"] with a constant key.
+func bodyKeys(e celast.Expr) []string {
+	var keys []string
+	isBody := func(e celast.Expr) bool {
+		if e.Kind() != celast.SelectKind {
+			return false
+		}
+		sel := e.AsSelect()
+		return sel.FieldName() == "body" && !sel.IsTestOnly() && sel.Operand().Kind() == celast.IdentKind && sel.Operand().AsIdent() == "record"
+	}
+	add := func(k string) {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		switch e.Kind() {
+		case celast.SelectKind:
+			if sel := e.AsSelect(); isBody(sel.Operand()) {
+				add(sel.FieldName())
+			}
+		case celast.CallKind:
+			call := e.AsCall()
+			args := call.Args()
+			if call.FunctionName() == operators.Index && len(args) == 2 && isBody(args[0]) && args[1].Kind() == celast.LiteralKind {
+				if k, ok := args[1].AsLiteral().Value().(string); ok {
+					add(k)
+				}
+			}
+		}
+	}))
+	return keys
 }
 
 // readsNow reports whether an expression names `now`. It is conservative: a comprehension

@@ -52,6 +52,8 @@ type Compiled struct {
 	// whenNow is true when the condition can read `now`, so that its outcome can change with
 	// time alone.
 	whenNow bool
+	// whenKeys are the top-level body fields the condition names, for lint.
+	whenKeys []string
 }
 
 // Compile parses and checks a policy's document. It never fails for a policy the store accepted
@@ -81,7 +83,7 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 		if err != nil {
 			probs = append(probs, parsed.problem("when", "%v", err))
 		}
-		c.when, c.whenBody, c.whenNow = w.prg, w.body, w.now
+		c.when, c.whenBody, c.whenNow, c.whenKeys = w.prg, w.body, w.now, w.keys
 	}
 	return c, probs
 }
@@ -112,6 +114,9 @@ type Context struct {
 	Kinds  []string
 	Peers  []Recipient
 	Groups []string
+	// Fields are the top-level body fields each kind's schema declares; a kind without an
+	// entry, or whose schema declares none, may hold any.
+	Fields map[string][]string
 }
 
 // Lint checks a document fully: YAML, schema, CEL types and cost, and, when ctx is given, that
@@ -126,6 +131,14 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 		for i, k := range parsed.Doc.Kinds {
 			if !slices.Contains(ctx.Kinds, k) {
 				probs = append(probs, parsed.problem(fmt.Sprintf("kinds[%d]", i), "unknown kind %q: the node knows %s", k, strings.Join(ctx.Kinds, ", ")))
+			}
+		}
+		// A condition that names a body field no kind of the policy has is false for every
+		// record, so the policy would share nothing, without a word.
+		for _, key := range c.whenKeys {
+			if ctx.noKindHas(parsed.Doc.Kinds, key) {
+				probs = append(probs, parsed.problem("when", "record.body.%s: no kind this policy shares (%s) has a field %q, so the condition never holds for any record; check the field's name",
+					key, strings.Join(parsed.Doc.Kinds, ", "), key))
 			}
 		}
 		for i, ref := range c.recipients {
@@ -145,6 +158,20 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 	c.Name = parsed.Doc.Name
 	c.Source = src
 	return c, nil
+}
+
+// noKindHas reports whether every one of kinds declares its body's fields and none has key.
+func (ctx *Context) noKindHas(kinds []string, key string) bool {
+	if len(kinds) == 0 {
+		return false
+	}
+	for _, k := range kinds {
+		fields := ctx.Fields[k]
+		if len(fields) == 0 || slices.Contains(fields, key) {
+			return false
+		}
+	}
+	return true
 }
 
 func (ctx *Context) knows(ref RecipientRef) bool {

@@ -180,3 +180,33 @@ func TestCompileRefusesBadCondition(t *testing.T) {
 		t.Fatalf("Compile = %+v", c)
 	}
 }
+
+// TestLintBodyFields: a condition that names a body field that none of the policy's kinds has is
+// refused, since it would hold for no record and the policy would share nothing; one field that
+// any of the kinds has, or a kind whose schema declares no fields, passes.
+func TestLintBodyFields(t *testing.T) {
+	ctx := &policy.Context{Kinds: []string{"shelter.capacity", "sitrep", "free"}, Peers: []policy.Recipient{{TrustDomain: "ncc.crisis.test"}},
+		Fields: map[string][]string{"shelter.capacity": {"municipality", "beds_total", "beds_free"}, "sitrep": {"title", "summary", "severity"}}}
+	doc := func(kinds, when string) string {
+		return "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: " + kinds + "\nmax_classification: internal\nwhen: '" + when + "'\n"
+	}
+	for _, c := range []struct{ kinds, when, want string }{
+		{"[shelter.capacity]", `record.body.beds > 5`, `record.body.beds: no kind this policy shares (shelter.capacity) has a field "beds", so the condition never holds for any record; check the field's name`},
+		{"[shelter.capacity, sitrep]", `has(record.body.bedden) && record.body["bedden"] > 0`, `record.body.bedden: no kind this policy shares (shelter.capacity, sitrep) has a field "bedden", so the condition never holds for any record; check the field's name`},
+		{"[shelter.capacity]", `record.body.beds_free > 5`, ""},
+		{"[shelter.capacity, sitrep]", `has(record.body.severity) && record.body.severity == "high"`, ""},
+		{"[shelter.capacity, free]", `record.body.anything == 1`, ""},
+	} {
+		var got string
+		if _, err := policy.Lint([]byte(doc(c.kinds, c.when)), ctx); err != nil {
+			probs, ok := err.(policy.Problems)
+			if !ok || len(probs) != 1 || probs[0].Field != "when" {
+				t.Fatalf("%s: %v", c.when, err)
+			}
+			got = probs[0].Message
+		}
+		if got != c.want {
+			t.Errorf("kinds %s, when %s:\n got %q\nwant %q", c.kinds, c.when, got, c.want)
+		}
+	}
+}

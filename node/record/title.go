@@ -53,3 +53,17 @@ func Summary(body []byte, width int) string {
 	}
 	return s
 }
+
+// Fields are the top-level body fields k's schema declares, in its order; nil when it has no
+// schema or declares none, and so may hold any.
+func (k *Kind) Fields() []string {
+	if k == nil || len(k.Schema) == 0 {
+		return nil
+	}
+	var out []string
+	gjson.GetBytes(k.Schema, "properties").ForEach(func(key, _ gjson.Result) bool {
+		out = append(out, key.String())
+		return true
+	})
+	return out
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 )
 
@@ -142,8 +143,11 @@ func (s *Sharing) Peers() []policy.Recipient {
 }
 
 // LintContext is what a lint against this node checks names against.
-func (s *Sharing) LintContext(kinds []string) *policy.Context {
-	ctx := &policy.Context{Kinds: kinds, Peers: s.Peers()}
+func (s *Sharing) LintContext(kinds *record.Kinds) *policy.Context {
+	ctx := &policy.Context{Kinds: kinds.Names(), Peers: s.Peers(), Fields: map[string][]string{}}
+	for _, n := range ctx.Kinds {
+		ctx.Fields[n] = kinds.Get(n).Fields()
+	}
 	seen := map[string]bool{}
 	for _, p := range s.config().Peers {
 		for _, g := range p.Groups {

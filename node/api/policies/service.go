@@ -84,7 +84,7 @@ func (s *Service) lint(src []byte) (*policy.Compiled, error) {
 	if len(src) > MaxSource {
 		return nil, api.FieldStatus(codes.ResourceExhausted, "source", fmt.Sprintf("%d bytes is over the limit of %d", len(src), MaxSource))
 	}
-	return policy.Lint(src, s.c.Sharing.LintContext(s.c.Kinds.Names()))
+	return policy.Lint(src, s.c.Sharing.LintContext(s.c.Kinds))
 }
 
 // Lint checks a document against this node and stores nothing.
