@@ -65,6 +65,27 @@ func TestKindFromConfigEndToEnd(t *testing.T) {
 			Body: []byte(fmt.Sprintf(`{"station":%q,"municipality":%q,"level_cm":%d,"readings":[{"at":"06:00","cm":%d}]}`, station, municipality, cm, cm))}
 	}
 	a.Approve(t, policyDoc("water-to-b", spiffeOf(b), "water.level, road.closure", "internal", ""))
+	// water.level's schema is closed: a condition or a field to withhold that it does not allow is
+	// refused by the node's lint, and the fields it allows pass.
+	lint := func(extra string) []string {
+		t.Helper()
+		resp, err := pb.NewPolicyServiceClient(a.Local(t)).Lint(fedtest.Call(t), &pb.LintRequest{Source: []byte(policyDoc("water-lint", spiffeOf(b), "water.level", "internal", extra))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range resp.Problems {
+			out = append(out, p.Field+": "+p.Message)
+		}
+		return out
+	}
+	if got := lint("when: record.body.level > 100\nredact: [body.telefoon]\n"); len(got) != 2 || !strings.HasPrefix(got[0], `when: record.body.level: no kind this policy shares (water.level) has a field "level"`) ||
+		!strings.HasPrefix(got[1], `redact[0]: body.telefoon: no kind this policy shares (water.level) has a field "telefoon", so nothing is withheld`) {
+		t.Errorf("lint of fields water.level does not allow: %q", got)
+	}
+	if got := lint("when: record.body.level_cm > 100\nredact: [body.readings]\n"); len(got) != 0 {
+		t.Errorf("lint of fields water.level allows: %q", got)
+	}
 	a.Put(t, level("w1", "VR09", "Vreeswijk", "Nieuwegein", 120))
 	a.Put(t, level("w2", "VR09", "Culemborg brug", "Culemborg", 80))
 	a.Put(t, level("w3", "VR08", "Tiel", "Tiel", 35))

@@ -114,8 +114,8 @@ type Context struct {
 	Kinds  []string
 	Peers  []Recipient
 	Groups []string
-	// Fields are the top-level body fields each kind's schema declares; a kind without an
-	// entry, or whose schema declares none, may hold any.
+	// Fields are the top-level body fields each kind's closed schema allows; a kind without an
+	// entry may hold any field (its schema is open), and is not checked.
 	Fields map[string][]string
 }
 
@@ -141,6 +141,18 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 					key, strings.Join(parsed.Doc.Kinds, ", "), key))
 			}
 		}
+		// A field to withhold that no kind has withholds nothing: a misspelt name would let the
+		// field that was meant go out.
+		for i, path := range parsed.Doc.Redact {
+			if !strings.HasPrefix(path, "body.") {
+				continue
+			}
+			key, _, _ := strings.Cut(strings.TrimPrefix(path, "body."), ".")
+			if ctx.noKindHas(parsed.Doc.Kinds, key) {
+				probs = append(probs, parsed.problem(fmt.Sprintf("redact[%d]", i), "%s: no kind this policy shares (%s) has a field %q, so nothing is withheld; check the field's name",
+					path, strings.Join(parsed.Doc.Kinds, ", "), key))
+			}
+		}
 		for i, ref := range c.recipients {
 			if !ctx.knows(ref) {
 				what, why := "peer", "it is not one of the node's peers (peer list shows them)"
@@ -160,7 +172,7 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 	return c, nil
 }
 
-// noKindHas reports whether every one of kinds declares its body's fields and none has key.
+// noKindHas reports whether every one of kinds has a closed schema and none allows key.
 func (ctx *Context) noKindHas(kinds []string, key string) bool {
 	if len(kinds) == 0 {
 		return false

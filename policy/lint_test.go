@@ -182,13 +182,21 @@ func TestCompileRefusesBadCondition(t *testing.T) {
 }
 
 // TestLintBodyFields: a condition that names a body field that none of the policy's kinds has is
-// refused, since it would hold for no record and the policy would share nothing; one field that
-// any of the kinds has, or a kind whose schema declares no fields, passes.
+// refused, since it would hold for no record and the policy would share nothing; so is a field
+// to withhold that none has, which would withhold nothing. A field that any of the kinds has, or
+// a kind whose schema declares no fields, passes.
 func TestLintBodyFields(t *testing.T) {
 	ctx := &policy.Context{Kinds: []string{"shelter.capacity", "sitrep", "free"}, Peers: []policy.Recipient{{TrustDomain: "ncc.crisis.test"}},
 		Fields: map[string][]string{"shelter.capacity": {"municipality", "beds_total", "beds_free"}, "sitrep": {"title", "summary", "severity"}}}
 	doc := func(kinds, when string) string {
 		return "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: " + kinds + "\nmax_classification: internal\nwhen: '" + when + "'\n"
+	}
+	// A field to withhold that no kind has: a misspelling that would let the meant field go out.
+	redact := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, sitrep]\nmax_classification: internal\nredact: [body.contact_phone, body.municipality]\n"
+	_, err := policy.Lint([]byte(redact), ctx)
+	if probs, ok := err.(policy.Problems); !ok || len(probs) != 1 || probs[0].Field != "redact[0]" ||
+		probs[0].Message != `body.contact_phone: no kind this policy shares (shelter.capacity, sitrep) has a field "contact_phone", so nothing is withheld; check the field's name` {
+		t.Errorf("redact of a field no kind has: %v", err)
 	}
 	for _, c := range []struct{ kinds, when, want string }{
 		{"[shelter.capacity]", `record.body.beds > 5`, `record.body.beds: no kind this policy shares (shelter.capacity) has a field "beds", so the condition never holds for any record; check the field's name`},

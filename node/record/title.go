@@ -54,10 +54,11 @@ func Summary(body []byte, width int) string {
 	return s
 }
 
-// Fields are the top-level body fields k's schema declares, in its order; nil when it has no
-// schema or declares none, and so may hold any.
-func (k *Kind) Fields() []string {
-	if k == nil || len(k.Schema) == 0 {
+// ClosedFields are the top-level body fields k's schema allows, in its order, when the schema
+// is closed (additionalProperties: false); nil when a body may hold other fields too (an open
+// schema, as the built-in kinds have, or none), so that no field can be ruled out.
+func (k *Kind) ClosedFields() []string {
+	if k == nil || len(k.Schema) == 0 || gjson.GetBytes(k.Schema, "additionalProperties").Type != gjson.False {
 		return nil
 	}
 	var out []string

@@ -79,3 +79,16 @@ func BenchmarkTitle(b *testing.B) {
 		})
 	}
 }
+
+// TestClosedFields: only a closed schema (additionalProperties: false) rules fields out.
+func TestClosedFields(t *testing.T) {
+	closed := &Kind{Schema: []byte(`{"type":"object","additionalProperties":false,"properties":{"level_cm":{"type":"number"},"gauge":{"type":"string"}}}`)}
+	if got := strings.Join(closed.ClosedFields(), ","); got != "level_cm,gauge" {
+		t.Errorf("closed schema: %q", got)
+	}
+	for _, open := range []*Kind{{Schema: []byte(`{"type":"object","properties":{"a":{}}}`)}, {Schema: []byte(`{"additionalProperties":true,"properties":{"a":{}}}`)}, {}, nil} {
+		if got := open.ClosedFields(); got != nil {
+			t.Errorf("open schema %v: %q", open, got)
+		}
+	}
+}

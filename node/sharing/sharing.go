@@ -146,7 +146,7 @@ func (s *Sharing) Peers() []policy.Recipient {
 func (s *Sharing) LintContext(kinds *record.Kinds) *policy.Context {
 	ctx := &policy.Context{Kinds: kinds.Names(), Peers: s.Peers(), Fields: map[string][]string{}}
 	for _, n := range ctx.Kinds {
-		ctx.Fields[n] = kinds.Get(n).Fields()
+		ctx.Fields[n] = kinds.Get(n).ClosedFields()
 	}
 	seen := map[string]bool{}
 	for _, p := range s.config().Peers {
