@@ -75,11 +75,11 @@ the alerts of their rules that they share with this node (a search: each partner
 					if r.Labels["rule"] == "" || rule != "" && r.Labels["rule"] != rule || firing && r.Labels["status"] != "firing" {
 						return nil // an imported CAP alert (record list --kind alert shows it), or not asked for
 					}
-					a := alertJSON{ID: r.Id, Source: r.Origin}
+					var a alertJSON
 					if err := json.Unmarshal(r.Body, &a); err != nil {
 						return fmt.Errorf("alert %s of %s: %w", r.Id, r.Origin, err)
 					}
-					a.ID, a.Source = r.Id, r.Origin
+					a.ID, a.Source = r.Id, r.Origin // the record's, whatever the body holds
 					if len(a.Info) > 0 {
 						a.Severity = a.Info[0].Severity
 					}

@@ -57,12 +57,11 @@ warm while the actual crisis stays cold.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
-				phases := pb.NewPhaseServiceClient(conn)
-				known, err := knownCrisis(cmd.Context(), phases, crisis, exercise)
+				known, err := knownCrisis(cmd.Context(), conn, crisis, exercise)
 				if err != nil {
 					return err
 				}
-				p, err := phases.Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason, Exercise: exercise})
+				p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason, Exercise: exercise})
 				if err != nil {
 					return err
 				}
@@ -89,13 +88,20 @@ warm while the actual crisis stays cold.`,
 	return cmd
 }
 
-// knownCrisis reports whether the crisis had its phase set, or records name it, in the mode.
-func knownCrisis(ctx context.Context, phases pb.PhaseServiceClient, crisis, exercise string) (bool, error) {
-	resp, err := phases.List(ctx, &pb.ListPhasesRequest{Exercise: exercise, Known: true})
+// knownCrises are the crises of the mode that had their phase set or that records name, each
+// with its phase.
+func knownCrises(ctx context.Context, conn *grpc.ClientConn, exercise string) ([]*pb.PhaseInfo, error) {
+	resp, err := pb.NewPhaseServiceClient(conn).List(ctx, &pb.ListPhasesRequest{Exercise: exercise, Known: true})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return slices.ContainsFunc(resp.Phases, func(p *pb.PhaseInfo) bool { return p.Crisis == crisis }), nil
+	return resp.Phases, nil
+}
+
+// knownCrisis reports whether the crisis is one of knownCrises.
+func knownCrisis(ctx context.Context, conn *grpc.ClientConn, crisis, exercise string) (bool, error) {
+	known, err := knownCrises(ctx, conn, exercise)
+	return slices.ContainsFunc(known, func(p *pb.PhaseInfo) bool { return p.Crisis == crisis }), err
 }
 
 func newPhaseShowCmd() *cobra.Command {

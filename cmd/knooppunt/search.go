@@ -303,7 +303,7 @@ whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 					return err
 				}
 				if len(resp.Entries) == 0 && f.output != "json" {
-					known, err := knownCrisis(cmd.Context(), pb.NewPhaseServiceClient(conn), crisis, mode.GetExercise())
+					known, err := knownCrisis(cmd.Context(), conn, crisis, mode.GetExercise())
 					if err == nil && !known {
 						fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", crisis)
 					}
@@ -321,12 +321,12 @@ whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 
 // crisisMissing refuses a command without --crisis, naming the crises known here.
 func crisisMissing(ctx context.Context, conn *grpc.ClientConn, exercise string) error {
-	resp, err := pb.NewPhaseServiceClient(conn).List(ctx, &pb.ListPhasesRequest{Exercise: exercise, Known: true})
-	if err != nil || len(resp.Phases) == 0 {
+	phases, err := knownCrises(ctx, conn, exercise)
+	if err != nil || len(phases) == 0 {
 		return errors.New("--crisis: name the crisis, such as --crisis oekraine (no crisis is known here yet)")
 	}
 	var known []string
-	for _, p := range resp.Phases {
+	for _, p := range phases {
 		known = append(known, p.Crisis+" ("+p.Phase+")")
 	}
 	return fmt.Errorf("--crisis: name the crisis; known here: %s", strings.Join(known, ", "))

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/tidwall/gjson"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 )
@@ -454,4 +455,28 @@ func QuoteAll(names []string) string {
 		q[i] = fmt.Sprintf("%q", n)
 	}
 	return strings.Join(q, ", ")
+}
+
+// Fields are the top-level body fields k's schema declares (its properties), in the schema's
+// order; nil for no kind, no schema, or none declared.
+func (k *Kind) Fields() []string {
+	if k == nil || len(k.Schema) == 0 {
+		return nil
+	}
+	var out []string
+	gjson.GetBytes(k.Schema, "properties").ForEach(func(key, _ gjson.Result) bool {
+		out = append(out, key.String())
+		return true
+	})
+	return out
+}
+
+// ClosedFields are Fields when k's schema is closed (additionalProperties: false); nil when a
+// body may hold other fields too (an open schema, as the built-in kinds have, or none), so that
+// no field can be ruled out.
+func (k *Kind) ClosedFields() []string {
+	if k == nil || gjson.GetBytes(k.Schema, "additionalProperties").Type != gjson.False {
+		return nil
+	}
+	return k.Fields()
 }

@@ -53,18 +53,3 @@ func Summary(body []byte, width int) string {
 	}
 	return s
 }
-
-// ClosedFields are the top-level body fields k's schema allows, in its order, when the schema
-// is closed (additionalProperties: false); nil when a body may hold other fields too (an open
-// schema, as the built-in kinds have, or none), so that no field can be ruled out.
-func (k *Kind) ClosedFields() []string {
-	if k == nil || len(k.Schema) == 0 || gjson.GetBytes(k.Schema, "additionalProperties").Type != gjson.False {
-		return nil
-	}
-	var out []string
-	gjson.GetBytes(k.Schema, "properties").ForEach(func(key, _ gjson.Result) bool {
-		out = append(out, key.String())
-		return true
-	})
-	return out
-}

@@ -662,14 +662,21 @@ func (s *Store) Close() error {
 // everything goes.
 type slogWriter struct{ log *slog.Logger }
 
+// hclogLevels are the level prefixes of hclog's lines.
+var hclogLevels = []struct {
+	prefix string
+	level  slog.Level
+}{{"[ERROR]", slog.LevelError}, {"[WARN]", slog.LevelWarn}, {"[INFO]", slog.LevelInfo}, {"[DEBUG]", slog.LevelDebug}}
+
 // Write logs a line of hashicorp/raft's at its own level ("[ERROR] raft: …" as an error), without
 // the prefix. An election at start is how every replica finds its leader, and is not a warning.
 func (w slogWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	level := slog.LevelWarn
-	for prefix, l := range map[string]slog.Level{"[ERROR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelInfo, "[DEBUG]": slog.LevelDebug} {
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			level, line = l, strings.TrimSpace(rest)
+	for _, h := range hclogLevels {
+		if rest, ok := strings.CutPrefix(line, h.prefix); ok {
+			level, line = h.level, strings.TrimSpace(rest)
+			break
 		}
 	}
 	line = strings.TrimPrefix(line, "raft: ")

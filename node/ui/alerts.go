@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -17,19 +18,10 @@ type alertView struct {
 	at                          time.Time
 }
 
-// alertFields are the parts of an alert record's body that the picture shows: CAP 1.2 fields, and
-// for an alert an early-warning rule wrote, the rule, its state and when it fired.
+// alertFields is an alert record's body: a CAP 1.2 alert under its CAP names, and for an alert
+// an early-warning rule wrote, the rule, its state and when it fired.
 type alertFields struct {
-	MsgType string `json:"msgType"`
-	Sent    string `json:"sent"`
-	Info    []struct {
-		Event       string `json:"event"`
-		Urgency     string `json:"urgency"`
-		Severity    string `json:"severity"`
-		Headline    string `json:"headline"`
-		Description string `json:"description"`
-		Expires     string `json:"expires"`
-	} `json:"info"`
+	cap.Alert
 	Rule    string    `json:"rule"`
 	State   string    `json:"state"`
 	FiredAt time.Time `json:"fired_at"`
@@ -55,14 +47,14 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time) (alertView, bool) {
 		if b.MsgType == "Cancel" || in.Urgency == "Past" {
 			return alertView{}, false
 		}
-		if exp, err := time.Parse(time.RFC3339, in.Expires); err == nil && !exp.After(now) {
+		if exp, err := time.Parse(cap.TimeLayout, in.Expires); err == nil && !exp.After(now) {
 			return alertView{}, false
 		}
 		v.Title, v.Detail = in.Headline, in.Description
 		if v.Title == "" {
 			v.Title = in.Event
 		}
-		v.at, _ = time.Parse(time.RFC3339, b.Sent)
+		v.at, _ = time.Parse(cap.TimeLayout, b.Sent)
 	}
 	switch v.Severity {
 	case "Extreme", "Severe":

@@ -145,6 +145,11 @@ func (s *Server) pickLang(r *http.Request) *Lang {
 	if _, ok := s.cats[code]; !ok {
 		code = "nl"
 	}
+	return s.lang(code)
+}
+
+// lang is the language of code, which must be one of the catalogues.
+func (s *Server) lang(code string) *Lang {
 	return &Lang{Code: code, cat: s.cats[code], titles: s.titles}
 }
 

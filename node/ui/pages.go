@@ -288,7 +288,8 @@ func (v *searchView) printMarking() string  { return v.Marking }
 func (v *recordView) printMarking() string  { return v.Classification }
 
 // capacity is the picture's sums as a table: a column per aggregated kind and field, by its
-// label (sorted), and a row per region, the national total (NL) last.
+// label, in the order the kinds declare their aggregable fields, and a row per region, the
+// national total (NL) last.
 func capacity(l *Lang, kinds *record.Kinds, pic *pb.PictureResponse) (columns []string, rows []capacityRow) {
 	type column struct{ kind, field, label string }
 	var cols []column
@@ -928,7 +929,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	sort.Strings(v.Labels)
 	withheld := withheldFields(redacted)
 	kind := s.c.Kinds.Get(rec.Kind)
-	order, label := schemaOrder(kind), fieldLabeler(r.L, kind)
+	order, label := kind.Fields(), fieldLabeler(r.L, kind)
 	v.Fields = bodyFields(rec.Body, withheld, order)
 	for i := range v.Fields {
 		v.Fields[i].Label = label(v.Fields[i].Name)

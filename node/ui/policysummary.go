@@ -77,19 +77,26 @@ func summarizePolicy(l *Lang, src []byte, peers []*pb.PeerInfo) *policySummary {
 // recipientWords names a policy's recipient as the partner it stands for: an org by its name, a
 // workload of it, or a group with the partners in it.
 func recipientWords(l *Lang, r string, peers []*pb.PeerInfo) string {
-	if g, ok := strings.CutPrefix(r, "group:"); ok {
+	ref, err := policy.ParseRecipient(r)
+	if err != nil {
+		return l.T("summary.unknown", r)
+	}
+	if ref.Kind == policy.RecipientGroup {
 		var in []string
 		for _, p := range peers {
-			if slices.Contains(p.Groups, g) {
+			if slices.Contains(p.Groups, ref.Value) {
 				in = append(in, peerName(p))
 			}
 		}
 		if len(in) == 0 {
-			return l.T("summary.group_empty", g)
+			return l.T("summary.group_empty", ref.Value)
 		}
-		return l.T("summary.group", g, strings.Join(in, ", "))
+		return l.T("summary.group", ref.Value, strings.Join(in, ", "))
 	}
-	td, path, _ := strings.Cut(strings.TrimPrefix(r, "spiffe://"), "/")
+	td, path := ref.Value, ""
+	if ref.Kind == policy.RecipientID {
+		td, path, _ = strings.Cut(strings.TrimPrefix(ref.Value, "spiffe://"), "/")
+	}
 	for _, p := range peers {
 		if p.TrustDomain != td {
 			continue

@@ -635,8 +635,9 @@ func (s *Server) importReport(w http.ResponseWriter, r *request) {
 func (s *Server) columnNames(l *Lang) func(string) string {
 	byLabel := map[string]string{}
 	ambiguous := map[string]bool{}
+	norm := func(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
 	add := func(label, field string) {
-		key := strings.ToLower(strings.Join(strings.Fields(label), " "))
+		key := norm(label)
 		if key == "" {
 			return
 		}
@@ -645,7 +646,7 @@ func (s *Server) columnNames(l *Lang) func(string) string {
 		}
 		byLabel[key] = field
 	}
-	for _, lang := range []*Lang{l, {Code: "en", cat: s.cats["en"], titles: s.titles}} {
+	for _, lang := range []*Lang{l, s.lang("en")} {
 		for field, key := range map[string]string{"id": "field.id", "kind": "field.kind", "crisis": "field.crisis",
 			"region": "field.region", "classification": "col.classification", "valid_until": "record.valid_until"} {
 			add(lang.T(key), field)
@@ -653,13 +654,13 @@ func (s *Server) columnNames(l *Lang) func(string) string {
 		for _, n := range s.c.Kinds.Names() {
 			k := s.c.Kinds.Get(n)
 			label := fieldLabeler(lang, k)
-			for _, f := range schemaOrder(k) {
+			for _, f := range k.Fields() {
 				add(label(f), f)
 			}
 		}
 	}
 	return func(column string) string {
-		key := strings.ToLower(strings.Join(strings.Fields(column), " "))
+		key := norm(column)
 		if f, ok := byLabel[key]; ok && !ambiguous[key] {
 			return f
 		}

@@ -34,8 +34,8 @@ var funcs = template.FuncMap{
 	"formLabel": formLabel,
 }
 
-// wbr lets a long identifier (a SPIFFE ID, a policy id) break after its slashes, dots and @, not
-// in the middle of a word.
+// wbr lets a long identifier (a SPIFFE ID, a record id) break after its slashes and dots, not in
+// the middle of a word.
 func wbr(s string) template.HTML {
 	var b strings.Builder
 	for _, part := range strings.SplitAfter(s, "/") {

@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -72,7 +71,7 @@ func bodyFieldsOf(k *record.Kind) []bodyField {
 		return nil
 	}
 	var out []bodyField
-	for _, name := range objectKeys(doc.Properties) {
+	for _, name := range k.Fields() {
 		p := props[name]
 		f := bodyField{Name: name, Title: p.Title, Description: p.Description, Required: slices.Contains(doc.Required, name)}
 		if f.Title == "" {
@@ -138,36 +137,6 @@ func schemaDoc(k *record.Kind) kindSchema {
 		}
 	}
 	return doc
-}
-
-// schemaOrder is the order in which k's schema declares its body's fields; nil for none.
-func schemaOrder(k *record.Kind) []string {
-	if doc := schemaDoc(k); len(doc.Properties) > 0 {
-		return objectKeys(doc.Properties)
-	}
-	return nil
-}
-
-// objectKeys are the keys of a JSON object in the order the document gives them.
-func objectKeys(obj json.RawMessage) []string {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil
-	}
-	var keys []string
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return keys
-		}
-		k, _ := t.(string)
-		keys = append(keys, k)
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			return keys
-		}
-	}
-	return keys
 }
 
 // fillFields sets each field's value from a stored body.
