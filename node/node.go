@@ -654,6 +654,8 @@ func (n *Node) alertFeed(cfg *config.Config) *cap.Feed {
 			}
 			f.PageToken = next
 		}
+	}, Changed: func(ctx context.Context) (time.Time, error) {
+		return n.db.NewestChange(ctx, cap.Kind, pb.Classification_PUBLIC)
 	}})
 }
 

@@ -320,9 +320,25 @@ func TestFeedHoldsOnlyOwnPublicActualAlerts(t *testing.T) {
 		mk("deleted", 10, func(r *pb.Record) { r.Tombstone = true }),
 		mk("sitrep", 10, func(r *pb.Record) { r.Kind = "sitrep" }),
 	}
-	doc, err := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland"}).Build(recs)
+	feed := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland"})
+	doc, err := feed.Build(recs, time.Time{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := "<updated>2026-12-03T09:00:00Z</updated>"; !strings.Contains(string(doc), want) {
+		t.Fatalf("the feed's updated is not its newest entry's, want %s:\n%s", want, doc)
+	}
+	if !strings.Contains(string(doc), `xml:lang="nl"`) || !strings.Contains(string(doc), "<title>Openbare waarschuwingen van vrzeeland</title>") {
+		t.Fatalf("the feed's title is not Dutch:\n%s", doc)
+	}
+	// A later change that took the last entries away still makes the feed newer, and a feed
+	// without entries has a time, not the epoch, once the node published an alert.
+	empty, err := feed.Build(recs[2:], time.Date(2026, 12, 3, 11, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(feedEntries(t, empty)); n != 0 || !strings.Contains(string(empty), "<updated>2026-12-03T11:00:00Z</updated>") {
+		t.Fatalf("%d entries; an emptied feed's updated is not its last change:\n%s", n, empty)
 	}
 	entries := feedEntries(t, doc)
 	if len(entries) != 2 || !strings.HasSuffix(entries[0].ID, ":record:newer") || !strings.HasSuffix(entries[1].ID, ":record:older") {

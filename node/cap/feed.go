@@ -30,7 +30,11 @@ type FeedConfig struct {
 	// Alerts lists the candidate records: the node's own alert records that are public. The
 	// feed checks each again and leaves out any other.
 	Alerts func(ctx context.Context) ([]*pb.Record, error)
-	Logger *slog.Logger
+	// Changed, when set, gives the time of the newest change to any of the node's public,
+	// actual alerts, a deleted one included: the feed's updated when it is empty, or when the
+	// newest change took an entry away.
+	Changed func(ctx context.Context) (time.Time, error)
+	Logger  *slog.Logger
 }
 
 // Feed serves an Atom feed (RFC 4287) of the node's public, actual alerts, each entry carrying
@@ -54,13 +58,15 @@ func Published(r *pb.Record, org string) bool {
 }
 
 type atomFeed struct {
-	XMLName xml.Name    `xml:"http://www.w3.org/2005/Atom feed"`
-	ID      string      `xml:"id"`
-	Title   string      `xml:"title"`
-	Updated string      `xml:"updated"`
-	Author  atomPerson  `xml:"author"`
-	Link    atomLink    `xml:"link"`
-	Entries []atomEntry `xml:"entry"`
+	XMLName  xml.Name    `xml:"http://www.w3.org/2005/Atom feed"`
+	Lang     string      `xml:"xml:lang,attr"`
+	ID       string      `xml:"id"`
+	Title    string      `xml:"title"`
+	Subtitle string      `xml:"subtitle"`
+	Updated  string      `xml:"updated"`
+	Author   atomPerson  `xml:"author"`
+	Link     atomLink    `xml:"link"`
+	Entries  []atomEntry `xml:"entry"`
 }
 
 type atomPerson struct {
@@ -91,20 +97,29 @@ type atomContent struct {
 	Alert *Alert
 }
 
-// Build is the feed's document for the records: the published ones, newest first.
-func (f *Feed) Build(recs []*pb.Record) ([]byte, error) {
+// Build is the feed's document for the records: the published ones, newest first. Its updated
+// is the newest of changed and the entries' times; with neither, the Unix epoch, which says
+// that the node never published a public alert.
+func (f *Feed) Build(recs []*pb.Record, changed time.Time) ([]byte, error) {
 	recs = slices.DeleteFunc(slices.Clone(recs), func(r *pb.Record) bool { return !Published(r, f.c.Org) })
 	slices.SortFunc(recs, func(a, b *pb.Record) int {
 		return cmp.Or(b.UpdatedAt.AsTime().Compare(a.UpdatedAt.AsTime()), cmp.Compare(a.Id, b.Id))
 	})
 	recs = recs[:min(len(recs), MaxFeedEntries)]
-	doc := atomFeed{
-		ID: "urn:knooppunt:" + f.c.Org + ":alerts", Title: "Public alerts of " + f.c.Name,
-		Updated: time.Unix(0, 0).UTC().Format(time.RFC3339), Author: atomPerson{Name: f.c.Org},
-		Link: atomLink{Rel: "self", Href: FeedPath}, Entries: []atomEntry{},
+	updated := time.Unix(0, 0)
+	if changed.After(updated) {
+		updated = changed
 	}
-	if len(recs) > 0 {
-		doc.Updated = recs[0].UpdatedAt.AsTime().UTC().Format(time.RFC3339)
+	if len(recs) > 0 && recs[0].UpdatedAt.AsTime().After(updated) {
+		updated = recs[0].UpdatedAt.AsTime()
+	}
+	// Dutch first, as the node's web interface; the subtitle says it again in English for
+	// systems abroad. Each alert's own language is in its CAP info blocks.
+	doc := atomFeed{
+		Lang: "nl", ID: "urn:knooppunt:" + f.c.Org + ":alerts", Title: "Openbare waarschuwingen van " + f.c.Name,
+		Subtitle: "Public alerts of " + f.c.Name + ", each a CAP 1.2 alert",
+		Updated:  updated.UTC().Format(time.RFC3339), Author: atomPerson{Name: f.c.Org},
+		Link: atomLink{Rel: "self", Href: FeedPath}, Entries: []atomEntry{},
 	}
 	for _, r := range recs {
 		a, err := FromRecord(r, ExportOptions{})
@@ -154,7 +169,15 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the alert feed is not available now: try again later", http.StatusServiceUnavailable)
 		return
 	}
-	body, err := f.Build(recs)
+	var changed time.Time
+	if f.c.Changed != nil {
+		if changed, err = f.c.Changed(r.Context()); err != nil {
+			f.c.Logger.Warn("alert feed", "err", err)
+			http.Error(w, "the alert feed is not available now: try again later", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	body, err := f.Build(recs, changed)
 	if err != nil {
 		f.c.Logger.Warn("alert feed", "err", err)
 		http.Error(w, "the alert feed could not be written", http.StatusInternalServerError)

@@ -1,10 +1,12 @@
 package cap_test
 
 import (
+	"encoding/xml"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -135,6 +137,26 @@ func TestUpdateAndCancelChains(t *testing.T) {
 	if got := feedHeadlines(); len(got) != 0 {
 		t.Fatalf("an internal alert is in the public feed: %v", got)
 	}
+	// The feed's updated: the epoch while the node never published an alert (an internal one
+	// does not count), else its newest public change, a cancellation that emptied it included.
+	feedUpdated := func() time.Time {
+		t.Helper()
+		resp, err := http.Get(feeds[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var f struct {
+			Updated time.Time `xml:"updated"`
+		}
+		if err := xml.NewDecoder(resp.Body).Decode(&f); err != nil {
+			t.Fatal(err)
+		}
+		return f.Updated
+	}
+	if got := feedUpdated(); !got.Equal(time.Unix(0, 0)) {
+		t.Fatalf("the feed's updated with only an internal alert is %v, want the epoch", got)
+	}
 	// The same alert again is the same record.
 	mustApply(alertDoc("Alert", "hw-1", "", "Restricted", "Hoogwater verwacht"), cap.ImportOptions{Crisis: "hoogwater", Region: "VR19"}, cap.Created)
 	if n := len(alerts()); n != 1 {
@@ -157,6 +179,7 @@ func TestUpdateAndCancelChains(t *testing.T) {
 		t.Fatalf("after the second Update: %+v, %d alert records", exported, len(alerts()))
 	}
 
+	beforeCancel := time.Now().Truncate(time.Second)
 	cancelled := mustApply(alertDoc("Cancel", "hw-4", ref("hw-1")+" "+ref("hw-3"), "Public", "Hoogwater voorbij"), cap.ImportOptions{}, cap.Cancelled)
 	if cancelled.ID != first.ID {
 		t.Fatalf("the Cancel hit %s, want %s", cancelled.ID, first.ID)
@@ -166,6 +189,9 @@ func TestUpdateAndCancelChains(t *testing.T) {
 	}
 	if got := feedHeadlines(); len(got) != 0 {
 		t.Fatalf("a cancelled alert is in the feed: %v", got)
+	}
+	if got := feedUpdated(); got.Before(beforeCancel) {
+		t.Fatalf("the feed's updated after the Cancel emptied it is %v, before the Cancel (%v)", got, beforeCancel)
 	}
 	// A Cancel of what is gone is refused and changes nothing; an Update of an alert the node
 	// never had is stored as an alert of its own.

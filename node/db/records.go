@@ -706,3 +706,19 @@ func (d *DB) Changes(ctx context.Context, after, upTo int64, limit int, m Mode, 
 	}
 	return out, nil
 }
+
+// NewestChange is the time of the newest version of the node's own actual records of kind up to
+// maxClass, deleted ones included (the zero time when there is none): when a listing last
+// changed, also when its last change took a record away.
+func (d *DB) NewestChange(ctx context.Context, kind string, maxClass pb.Classification) (time.Time, error) {
+	var ns int64
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT COALESCE(MAX(updated_at), 0) FROM records INDEXED BY records_kind
+			WHERE status = ?1 AND exercise = '' AND kind = ?2 AND classification <= ?3`,
+			int32(pb.Status_ACTUAL), kind, int32(maxClass)).Scan(&ns)
+	})
+	if err != nil || ns == 0 {
+		return time.Time{}, err
+	}
+	return time.Unix(0, ns), nil
+}
