@@ -538,7 +538,8 @@ func (c peersConn) NewStream(_ context.Context, _ *grpc.StreamDesc, method strin
 }
 
 // TestRecipientChoices: the four forms with a recipient field suggest the node's active
-// peers, each by its node's ID under its name (and the name it gave itself, when another),
+// peers, each by its name (by its trust domain when another peer has the same name), with the
+// name it gave itself, when another, and its trust domain,
 // and no group, which preview and explain would refuse. When PeerService fails, each page
 // still works, without suggestions, and the failure is logged.
 func TestRecipientChoices(t *testing.T) {
@@ -547,10 +548,14 @@ func TestRecipientChoices(t *testing.T) {
 		{Name: "ncc", TrustDomain: "ncc.crisis.test", OrgName: "Nationaal Crisiscentrum", Groups: []string{"all", "rijk"}, Active: true},
 		{Name: "oud", TrustDomain: "oud.crisis.test", Active: false},
 		{Name: "weg", TrustDomain: "weg.crisis.test", Active: true, LeavingSince: timestamppb.Now()},
+		{Name: "vr", TrustDomain: "vr09.crisis.test", Active: true},
+		{Name: "vr", TrustDomain: "vr19.crisis.test", Active: true},
 	}
 	const want = `<datalist id="recipient-partners">
-      <option value="spiffe://coa.crisis.test/node/r1">coa</option>
-      <option value="spiffe://ncc.crisis.test/node/r1">ncc (Nationaal Crisiscentrum)</option>
+      <option value="coa">coa.crisis.test</option>
+      <option value="ncc">Nationaal Crisiscentrum, ncc.crisis.test</option>
+      <option value="vr09.crisis.test">vr09.crisis.test</option>
+      <option value="vr19.crisis.test">vr19.crisis.test</option>
     </datalist>`
 	pages := []string{"/beleid/toon?id=x%401", "/beleid/voorbeeld?id=x%401", "/beleid/uitleg", "/beleid/voorstel"}
 	input := regexp.MustCompile(`<input [^>]*id="recipient"[^>]*>`)
@@ -582,7 +587,7 @@ func TestRecipientChoices(t *testing.T) {
 			field := input.FindString(body)
 			hint := `id="recipient-hint">Kies een partner uit de lijst`
 			if tc.conn.err != nil {
-				hint = `id="recipient-hint">De SPIFFE-ID van een partner, zoals`
+				hint = `id="recipient-hint">De naam of SPIFFE-ID van een partner, zoals`
 			}
 			if w.Code != http.StatusOK || field == "" || !strings.Contains(body, hint) {
 				t.Errorf("%s: %s: %d, want the page with its recipient field:\n%s", tc.name, path, w.Code, body)

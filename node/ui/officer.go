@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
-	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -617,9 +616,9 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 type recipientChoice struct{ Value, Label string }
 
 // recipientChoices are the node's active peers that are not leaving, which the recipient field
-// suggests; the field still takes any ID. A peer's node calls as its replica, spiffe://TD/node/r1
-// by default (config.FirstReplicaID), so that is the ID offered: for it, Preview and Explain give the verdicts the node gives the peer, also
-// for a policy that names that replica or tests recipient.id, where spiffe://TD would not.
+// suggests by name; the field still takes any name or ID. Preview and Explain take a peer's
+// name for its node, spiffe://TD/node/r1 (sharing.Recipient), so a name gets the verdicts the
+// node gives the peer, also for a policy that names that replica or tests recipient.id.
 // Groups are not offered: Preview and Explain take an identity, not group:NAME. When
 // PeerService fails, the field suggests nothing and the page works as before.
 func (s *Server) recipientChoices(r *request) []recipientChoice {
@@ -638,20 +637,26 @@ func (s *Server) partners(r *request) []*pb.PeerInfo {
 }
 
 // choicesOf are the recipients to suggest of the peers: each active one that is not leaving, by
-// its node's SPIFFE ID.
+// its name, or by its trust domain when it has none or shares it with another peer.
 func choicesOf(peers []*pb.PeerInfo) []recipientChoice {
 	var out []recipientChoice
-	seen := map[string]bool{}
+	seen, names := map[string]bool{}, map[string]int{}
+	for _, p := range peers {
+		names[p.Name]++
+	}
 	for _, p := range peers {
 		if !p.Active || p.LeavingSince != nil || p.TrustDomain == "" || seen[p.TrustDomain] {
 			continue
 		}
 		seen[p.TrustDomain] = true
-		label := p.Name
-		if p.OrgName != "" && p.OrgName != p.Name {
-			label += " (" + p.OrgName + ")"
+		value, label := p.Name, p.TrustDomain
+		if p.Name == "" || names[p.Name] > 1 {
+			value = p.TrustDomain
 		}
-		out = append(out, recipientChoice{Value: config.FirstReplicaID(p.TrustDomain), Label: label})
+		if p.OrgName != "" && p.OrgName != p.Name {
+			label = p.OrgName + ", " + label
+		}
+		out = append(out, recipientChoice{Value: value, Label: label})
 	}
 	return out
 }

@@ -400,16 +400,16 @@ func outcome(t *testing.T, page string) string {
 }
 
 // TestRecipientSuggestions: the recipient fields of a policy's page, the preview, explain and
-// the propose form suggest vr-utrecht's two peers by their node's ID and name. The ID suggested
-// for ncc gets the same preview and the same explanation as the ID the field's hint shows, for a
-// policy that names the org ncc.
+// the propose form suggest vr-utrecht's two peers by their names. The name suggested for ncc gets
+// the same preview and the same explanation as the ID the field's hint shows, for a policy that
+// names the org ncc.
 func TestRecipientSuggestions(t *testing.T) {
 	e := startFederation(t)
 	id := e.utrecht.Approve(t, sitrepPolicy)
 	olga := newBrowser(t)
 	_, page := e.signIn(t, olga, "officer-a", "/beleid/voorstel")
 	token := csrfOf(t, page)
-	want := map[string]string{"spiffe://lcvs.crisis.test/node/r1": "lcvs", "spiffe://ncc.crisis.test/node/r1": "ncc"}
+	want := map[string]string{"lcvs": "lcvs.crisis.test", "ncc": "ncc.crisis.test"}
 	pages := map[string]string{"propose": page}
 	for name, path := range map[string]string{"policy": "/beleid/toon?id=" + url.QueryEscape(id), "preview": "/beleid/voorbeeld?id=" + url.QueryEscape(id), "explain": "/beleid/uitleg"} {
 		resp, page := olga.get(t, e.url+path)
@@ -436,7 +436,7 @@ func TestRecipientSuggestions(t *testing.T) {
 	hint := regexp.MustCompile(`id="recipient-hint">[^<]*(spiffe://ncc\.crisis\.test/\S+?)\.?<`).FindStringSubmatch(pages["preview"])
 	var suggested string
 	for value, label := range want {
-		if label == "ncc" {
+		if label == "ncc.crisis.test" {
 			suggested = value
 		}
 	}
