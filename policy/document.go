@@ -92,6 +92,59 @@ type Problem struct {
 	Column  int    `json:"column"`
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// Code names the message (a key of LintMessages), for an interface that says it in another
+	// language; Args are its arguments, each written out already (a quoted value, a number),
+	// one for each %s of the message.
+	Code string   `json:"code,omitempty"`
+	Args []string `json:"args,omitempty"`
+}
+
+// LintMessages are the linter's messages in English, by code. Each %s takes one of a problem's
+// Args, in order. A message of code yaml or when carries the YAML parser's or the CEL
+// compiler's own words, which no table holds.
+var LintMessages = map[string]string{
+	"empty":                    "the document is empty",
+	"yaml":                     "%s",
+	"when":                     "%s",
+	"version":                  "schema version %s is not supported: this knooppunt reads version %s",
+	"name":                     "%s is not a policy name: use 1 to 63 of a-z 0-9 -, such as lcvs-capacity-to-regions",
+	"purpose.missing":          "missing: say what the sharing is for (doelbinding)",
+	"accept_purposes.empty":    "empty: name a purpose a requester may state, or leave accept_purposes out",
+	"accept_purposes.long":     "%s bytes is over the limit of %s: a requester can state at most that",
+	"accept_purposes.twice":    "%s is listed already: list each purpose once",
+	"recipients.missing":       "missing: name at least one recipient",
+	"recipient.group":          "%s is not a group: use group:NAME",
+	"recipient.spiffe":         "%s is not a SPIFFE ID",
+	"recipient":                "%s is not a recipient: use a SPIFFE ID, a trust domain or group:NAME",
+	"recipients.unknown_peer":  "unknown peer %s: it is not one of the node's peers (peer list shows them)",
+	"recipients.unknown_group": "unknown group %s: no peer of the node is in it (peer list shows each peer's groups)",
+	"kinds.missing":            "missing: name at least one kind",
+	"kinds.unknown":            "unknown kind %s: the node knows %s",
+	"max_classification":       "%s is not a classification: use public, internal, confidential or secret",
+	"redact":                   "%s is not a body path: use body.FIELD or body.FIELD.SUB",
+	"redact.field":             "%s: no kind this policy shares (%s) has a field %s, so nothing is withheld; check the field's name",
+	"when.field":               "record.body.%s: no kind this policy shares (%s) has a field %s, so the condition never holds for any record; check the field's name",
+	"phases":                   "%s is not a phase: use cold, lukewarm or warm",
+	"statuses.never":           "%s records never leave the node: use actual or exercise",
+	"statuses":                 "%s is not a status a policy grants: use actual or exercise",
+	"statuses.twice":           "%s is listed already: list each status once",
+	"exercises.status":         "names exercises, but statuses does not grant exercise records: add statuses: [exercise]",
+	"exercises":                "%s is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, such as oefening-2026-12-vr09",
+	"time":                     "not a time: use RFC 3339, such as 2026-12-31T00:00:00Z",
+	"valid_until.before":       "%s ends before the validity window starts (valid_from %s)",
+}
+
+// lintProblem is the problem of code, with args, at line and column.
+func lintProblem(line, col int, field, code string, args ...string) Problem {
+	format, ok := LintMessages[code]
+	if !ok {
+		panic("policy: no lint message " + code)
+	}
+	a := make([]any, len(args))
+	for i, s := range args {
+		a[i] = s
+	}
+	return Problem{Line: line, Column: col, Field: field, Message: fmt.Sprintf(format, a...), Code: code, Args: args}
 }
 
 func (p Problem) String() string {
@@ -136,7 +189,7 @@ type Parsed struct {
 // Parse reads a policy document. It checks the YAML and the schema; Compile checks the rest.
 func Parse(src []byte) (*Parsed, error) {
 	if len(strings.TrimSpace(string(src))) == 0 {
-		return nil, Problems{{Message: "the document is empty"}}
+		return nil, Problems{lintProblem(0, 0, "", "empty")}
 	}
 	file, err := parser.ParseBytes(src, 0)
 	if err != nil {
@@ -159,9 +212,9 @@ func yamlProblem(err error) Problem {
 	if m := yamlPosRe.FindStringSubmatch(first); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		col, _ := strconv.Atoi(m[2])
-		return Problem{Line: line, Column: col, Message: m[3]}
+		return lintProblem(line, col, "", "yaml", m[3])
 	}
-	return Problem{Message: first}
+	return lintProblem(0, 0, "", "yaml", first)
 }
 
 // pos finds the line and column of a field, such as "kinds[1]".
@@ -181,76 +234,78 @@ func (p *Parsed) pos(field string) (int, int) {
 	return t.Position.Line, t.Position.Column
 }
 
-func (p *Parsed) problem(field, format string, args ...any) Problem {
+func (p *Parsed) problem(field, code string, args ...string) Problem {
 	line, col := p.pos(field)
-	return Problem{Line: line, Column: col, Field: field, Message: fmt.Sprintf(format, args...)}
+	return lintProblem(line, col, field, code, args...)
 }
 
 func (p *Parsed) checkSchema() Problems {
 	d := &p.Doc
 	var probs Problems
-	add := func(field, format string, args ...any) { probs = append(probs, p.problem(field, format, args...)) }
+	add := func(field, code string, args ...string) { probs = append(probs, p.problem(field, code, args...)) }
+	q := strconv.Quote
 	if d.Version != 0 && d.Version != SchemaVersion {
-		add("version", "schema version %d is not supported: this knooppunt reads version %d", d.Version, SchemaVersion)
+		add("version", "version", strconv.Itoa(d.Version), strconv.Itoa(SchemaVersion))
 	}
 	if !nameRe.MatchString(d.Name) {
-		add("name", "%q is not a policy name: use 1 to 63 of a-z 0-9 -, such as lcvs-capacity-to-regions", d.Name)
+		add("name", "name", q(d.Name))
 	}
 	if strings.TrimSpace(d.Purpose) == "" {
-		add("purpose", "missing: say what the sharing is for (doelbinding)")
+		add("purpose", "purpose.missing")
 	}
 	for i, ap := range d.AcceptPurposes {
 		field := fmt.Sprintf("accept_purposes[%d]", i)
 		switch {
 		case strings.TrimSpace(ap) == "":
-			add(field, "empty: name a purpose a requester may state, or leave accept_purposes out")
+			add(field, "accept_purposes.empty")
 		case len(ap) > MaxPurposeBytes:
-			add(field, "%d bytes is over the limit of %d: a requester can state at most that", len(ap), MaxPurposeBytes)
+			add(field, "accept_purposes.long", strconv.Itoa(len(ap)), strconv.Itoa(MaxPurposeBytes))
 		case slices.Index(d.AcceptPurposes, ap) < i:
-			add(field, "%q is listed already: list each purpose once", ap)
+			add(field, "accept_purposes.twice", q(ap))
 		}
 	}
 	if len(d.Recipients) == 0 {
-		add("recipients", "missing: name at least one recipient")
+		add("recipients", "recipients.missing")
 	}
 	for i, r := range d.Recipients {
-		if _, err := ParseRecipient(r); err != nil {
-			add(fmt.Sprintf("recipients[%d]", i), "%v", err)
+		var re *recipientError
+		if _, err := ParseRecipient(r); errors.As(err, &re) {
+			add(fmt.Sprintf("recipients[%d]", i), re.code, q(re.value))
 		}
 	}
 	if len(d.Kinds) == 0 {
-		add("kinds", "missing: name at least one kind")
+		add("kinds", "kinds.missing")
 	}
 	if _, ok := classWords[d.MaxClassification]; !ok {
-		add("max_classification", "%q is not a classification: use public, internal, confidential or secret", d.MaxClassification)
+		add("max_classification", "max_classification", q(d.MaxClassification))
 	}
 	for i, r := range d.Redact {
 		if !redactRe.MatchString(r) {
-			add(fmt.Sprintf("redact[%d]", i), "%q is not a body path: use body.FIELD or body.FIELD.SUB", r)
+			add(fmt.Sprintf("redact[%d]", i), "redact", q(r))
 		}
 	}
 	for i, ph := range d.Phases {
 		if PhaseRank(ph) < 0 {
-			add(fmt.Sprintf("phases[%d]", i), "%q is not a phase: use cold, lukewarm or warm", ph)
+			add(fmt.Sprintf("phases[%d]", i), "phases", q(ph))
 		}
 	}
 	for i, st := range d.Statuses {
 		field := fmt.Sprintf("statuses[%d]", i)
 		switch {
 		case st == "test" || st == "draft":
-			add(field, "%s records never leave the node: use actual or exercise", st)
+			add(field, "statuses.never", st)
 		case st != StatusActual && st != StatusExercise:
-			add(field, "%q is not a status a policy grants: use actual or exercise", st)
+			add(field, "statuses", q(st))
 		case slices.Index(d.Statuses, st) < i:
-			add(field, "%q is listed already: list each status once", st)
+			add(field, "statuses.twice", q(st))
 		}
 	}
 	if len(d.Exercises) > 0 && !slices.Contains(d.Statuses, StatusExercise) {
-		add("exercises", "names exercises, but statuses does not grant exercise records: add statuses: [exercise]")
+		add("exercises", "exercises.status")
 	}
 	for i, e := range d.Exercises {
 		if !exerciseRe.MatchString(e) {
-			add(fmt.Sprintf("exercises[%d]", i), "%q is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, such as oefening-2026-12-vr09", e)
+			add(fmt.Sprintf("exercises[%d]", i), "exercises", q(e))
 		}
 	}
 	// The YAML decoder leaves a time it cannot read as the zero time instead of failing: a
@@ -262,11 +317,11 @@ func (p *Parsed) checkSchema() Problems {
 	}{{"valid_from", d.ValidFrom}, {"valid_until", d.ValidUntil}} {
 		if w.t != nil && w.t.IsZero() {
 			badTime = true
-			add(w.field, "not a time: use RFC 3339, such as 2026-12-31T00:00:00Z")
+			add(w.field, "time")
 		}
 	}
 	if !badTime && d.ValidFrom != nil && d.ValidUntil != nil && !d.ValidUntil.After(*d.ValidFrom) {
-		add("valid_until", "%s ends before the validity window starts (valid_from %s)", d.ValidUntil.Format(time.RFC3339), d.ValidFrom.Format(time.RFC3339))
+		add("valid_until", "valid_until.before", d.ValidUntil.Format(time.RFC3339), d.ValidFrom.Format(time.RFC3339))
 	}
 	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 	return probs
@@ -293,20 +348,27 @@ type RecipientRef struct {
 
 var tdRe = regexp.MustCompile(`^[a-z0-9._-]+$`)
 
+// recipientError is a recipients entry that is not one, with the code of its lint message.
+type recipientError struct{ code, value string }
+
+func (e *recipientError) Error() string {
+	return lintProblem(0, 0, "", e.code, strconv.Quote(e.value)).Message
+}
+
 // ParseRecipient reads a recipients entry.
 func ParseRecipient(s string) (RecipientRef, error) {
 	switch {
 	case strings.HasPrefix(s, "group:"):
 		g := strings.TrimPrefix(s, "group:")
 		if !nameRe.MatchString(g) {
-			return RecipientRef{}, fmt.Errorf("%q is not a group: use group:NAME", s)
+			return RecipientRef{}, &recipientError{"recipient.group", s}
 		}
 		return RecipientRef{Kind: RecipientGroup, Value: g}, nil
 	case strings.HasPrefix(s, "spiffe://"):
 		rest := strings.TrimSuffix(strings.TrimPrefix(s, "spiffe://"), "/")
 		td, path, _ := strings.Cut(rest, "/")
 		if !tdRe.MatchString(td) {
-			return RecipientRef{}, fmt.Errorf("%q is not a SPIFFE ID", s)
+			return RecipientRef{}, &recipientError{"recipient.spiffe", s}
 		}
 		if path == "" {
 			return RecipientRef{Kind: RecipientTrustDomain, Value: td}, nil
@@ -315,5 +377,5 @@ func ParseRecipient(s string) (RecipientRef, error) {
 	case tdRe.MatchString(s) && strings.Contains(s, "."):
 		return RecipientRef{Kind: RecipientTrustDomain, Value: s}, nil
 	}
-	return RecipientRef{}, errors.New(strings.TrimSpace(fmt.Sprintf("%q is not a recipient: use a SPIFFE ID, a trust domain or group:NAME", s)))
+	return RecipientRef{}, &recipientError{"recipient", s}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,7 +82,7 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 	if strings.TrimSpace(parsed.Doc.When) != "" {
 		w, err := compileWhen(parsed.Doc.When)
 		if err != nil {
-			probs = append(probs, parsed.problem("when", "%v", err))
+			probs = append(probs, parsed.problem("when", "when", err.Error()))
 		}
 		c.when, c.whenBody, c.whenNow, c.whenKeys = w.prg, w.body, w.now, w.keys
 	}
@@ -130,15 +131,14 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 	if ctx != nil {
 		for i, k := range parsed.Doc.Kinds {
 			if !slices.Contains(ctx.Kinds, k) {
-				probs = append(probs, parsed.problem(fmt.Sprintf("kinds[%d]", i), "unknown kind %q: the node knows %s", k, strings.Join(ctx.Kinds, ", ")))
+				probs = append(probs, parsed.problem(fmt.Sprintf("kinds[%d]", i), "kinds.unknown", strconv.Quote(k), strings.Join(ctx.Kinds, ", ")))
 			}
 		}
 		// A condition that names a body field no kind of the policy has is false for every
 		// record, so the policy would share nothing, without a word.
 		for _, key := range c.whenKeys {
 			if ctx.noKindHas(parsed.Doc.Kinds, key) {
-				probs = append(probs, parsed.problem("when", "record.body.%s: no kind this policy shares (%s) has a field %q, so the condition never holds for any record; check the field's name",
-					key, strings.Join(parsed.Doc.Kinds, ", "), key))
+				probs = append(probs, parsed.problem("when", "when.field", key, strings.Join(parsed.Doc.Kinds, ", "), strconv.Quote(key)))
 			}
 		}
 		// A field to withhold that no kind has withholds nothing: a misspelt name would let the
@@ -149,17 +149,16 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 			}
 			key, _, _ := strings.Cut(strings.TrimPrefix(path, "body."), ".")
 			if ctx.noKindHas(parsed.Doc.Kinds, key) {
-				probs = append(probs, parsed.problem(fmt.Sprintf("redact[%d]", i), "%s: no kind this policy shares (%s) has a field %q, so nothing is withheld; check the field's name",
-					path, strings.Join(parsed.Doc.Kinds, ", "), key))
+				probs = append(probs, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.field", path, strings.Join(parsed.Doc.Kinds, ", "), strconv.Quote(key)))
 			}
 		}
 		for i, ref := range c.recipients {
 			if !ctx.knows(ref) {
-				what, why := "peer", "it is not one of the node's peers (peer list shows them)"
+				code := "recipients.unknown_peer"
 				if ref.Kind == RecipientGroup {
-					what, why = "group", "no peer of the node is in it (peer list shows each peer's groups)"
+					code = "recipients.unknown_group"
 				}
-				probs = append(probs, parsed.problem(fmt.Sprintf("recipients[%d]", i), "unknown %s %q: %s", what, parsed.Doc.Recipients[i], why))
+				probs = append(probs, parsed.problem(fmt.Sprintf("recipients[%d]", i), code, strconv.Quote(parsed.Doc.Recipients[i])))
 			}
 		}
 	}

@@ -2,6 +2,8 @@ package policy_test
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -79,8 +81,8 @@ func TestLintBadCondition(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := lintProblems(t, head+"when: '"+strings.ReplaceAll(tc.when, "'", "''")+"'\n", nil)
-			want := policy.Problems{{Line: 6, Column: 7, Field: "when", Message: tc.msg}}
-			if !slices.Equal(got, want) {
+			want := policy.Problems{{Line: 6, Column: 7, Field: "when", Message: tc.msg, Code: "when", Args: []string{tc.msg}}}
+			if !slices.EqualFunc(got, want, func(a, b policy.Problem) bool { return reflect.DeepEqual(a, b) }) {
 				t.Fatalf("problems\n got %#v\nwant %#v", got, want)
 			}
 		})
@@ -128,7 +130,7 @@ max_classification: internal
 		{Line: 3, Column: 89, Field: "recipients[3]", Message: `unknown peer "ministerie.crisis.test": it is not one of the node's peers (peer list shows them)`},
 		{Line: 4, Column: 17, Field: "kinds[1]", Message: `unknown kind "foo": the node knows shelter.capacity, sitrep, qa`},
 	}
-	if got := lintProblems(t, src, nodeContext); !slices.Equal(got, want) {
+	if got := lintProblems(t, src, nodeContext); !sameProblems(got, want) {
 		t.Fatalf("problems\n got %#v\nwant %#v", got, want)
 	}
 	// Offline, those names cannot be checked, and the document lints.
@@ -138,7 +140,7 @@ max_classification: internal
 	// A node with no peers knows no recipient at all.
 	got := lintProblems(t, head, &policy.Context{Kinds: []string{"sitrep"}})
 	want = policy.Problems{{Line: 3, Column: 14, Field: "recipients[0]", Message: `unknown peer "spiffe://ncc.crisis.test": it is not one of the node's peers (peer list shows them)`}}
-	if !slices.Equal(got, want) {
+	if !sameProblems(got, want) {
 		t.Fatalf("no peers: problems\n got %#v\nwant %#v", got, want)
 	}
 }
@@ -159,7 +161,7 @@ when: record.crisis == 1
 		{Line: 4, Column: 9, Field: "kinds[0]", Message: `unknown kind "nokind": the node knows shelter.capacity, sitrep, qa`},
 		{Line: 6, Column: 7, Field: "when", Message: "ERROR: <input>:1:15: found no matching overload for '_==_' applied to '(string, int)'\n | record.crisis == 1\n | ..............^"},
 	}
-	if !slices.Equal(got, want) {
+	if !sameProblems(got, want) {
 		t.Fatalf("problems\n got %#v\nwant %#v", got, want)
 	}
 }
@@ -215,6 +217,64 @@ func TestLintBodyFields(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("kinds %s, when %s:\n got %q\nwant %q", c.kinds, c.when, got, c.want)
+		}
+	}
+}
+
+// sameProblems compares problems as people read them: place, field and message. Their codes and
+// arguments are TestLintMessages's.
+func sameProblems(got, want policy.Problems) bool {
+	return slices.EqualFunc(got, want, func(a, b policy.Problem) bool {
+		return a.Line == b.Line && a.Column == b.Column && a.Field == b.Field && a.Message == b.Message
+	})
+}
+
+// TestLintMessages: every message of LintMessages is one the linter gives, and each problem
+// carries its code and arguments, so that an interface can say it in another language: the
+// message is the code's English text with the arguments, one for each %s.
+func TestLintMessages(t *testing.T) {
+	ctx := &policy.Context{Kinds: []string{"shelter.capacity", "sitrep"}, Peers: nodeContext.Peers, Groups: nodeContext.Groups,
+		Fields: map[string][]string{"shelter.capacity": {"municipality", "beds_free"}}}
+	long := strings.Repeat("x", policy.MaxPurposeBytes+1)
+	docs := []string{
+		"",
+		"name: [a\n",
+		"version: 9\nname: Bad Name\nrecipients: []\nkinds: []\nmax_classification: top\n",
+		"name: p\npurpose: x\nrecipients: ['group:Bad Name', 'spiffe://Bad/x', x]\nkinds: [qa]\nmax_classification: internal\n" +
+			"accept_purposes: ['', " + long + ", a, a]\nredact: [phone]\nphases: [hot]\nstatuses: [test, gone, actual, actual]\nexercises: ['bad name']\n",
+		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity]\nmax_classification: internal\nvalid_from: tomorrow\n",
+		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity]\nmax_classification: internal\n" +
+			"valid_from: 2026-06-02T00:00:00Z\nvalid_until: 2026-06-01T00:00:00Z\n",
+		"name: p\npurpose: x\nrecipients: ['group:vr', defensie.crisis.test]\nkinds: [shelter.capacity]\nmax_classification: internal\n" +
+			"redact: [body.phone]\nwhen: 'record.body.beds > 1'\n",
+		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, foo]\nmax_classification: internal\nwhen: 'record.nosuch'\n",
+	}
+	seen := map[string]bool{}
+	for _, doc := range docs {
+		_, err := policy.Lint([]byte(doc), ctx)
+		var probs policy.Problems
+		if !errors.As(err, &probs) {
+			t.Fatalf("%q: %v, want problems", doc, err)
+		}
+		for _, p := range probs {
+			format, ok := policy.LintMessages[p.Code]
+			if !ok {
+				t.Errorf("%s: %q has code %q, which LintMessages does not hold", p.Field, p.Message, p.Code)
+				continue
+			}
+			args := make([]any, len(p.Args))
+			for i, a := range p.Args {
+				args[i] = a
+			}
+			if strings.Count(format, "%s") != len(p.Args) || fmt.Sprintf(format, args...) != p.Message {
+				t.Errorf("%s: code %s with %q gives %q, want the message %q", p.Field, p.Code, p.Args, fmt.Sprintf(format, args...), p.Message)
+			}
+			seen[p.Code] = true
+		}
+	}
+	for code := range policy.LintMessages {
+		if !seen[code] {
+			t.Errorf("no document gave the message %s", code)
 		}
 	}
 }

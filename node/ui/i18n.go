@@ -11,6 +11,7 @@ import (
 	"golang.org/x/text/language"
 
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -25,7 +26,9 @@ var langMatcher = language.NewMatcher(languages)
 // catalogue maps a message key to its text, with fmt verbs for arguments.
 type catalogue map[string]string
 
-// loadCatalogues reads messages/<lang>.json for every language.
+// loadCatalogues reads messages/<lang>.json for every language. The English catalogue takes the
+// policy linter's messages (lint.CODE) from package policy, which writes them in English; the
+// others translate them.
 func loadCatalogues() (map[string]catalogue, error) {
 	out := map[string]catalogue{}
 	for _, tag := range languages {
@@ -38,6 +41,11 @@ func loadCatalogues() (map[string]catalogue, error) {
 		var c catalogue
 		if err := json.Unmarshal(data, &c); err != nil {
 			return nil, fmt.Errorf("ui: %s: %w", name, err)
+		}
+		if base.String() == "en" {
+			for code, m := range policy.LintMessages {
+				c["lint."+code] = m
+			}
 		}
 		out[base.String()] = c
 	}

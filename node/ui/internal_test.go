@@ -647,3 +647,28 @@ func TestPictureCSVInDutch(t *testing.T) {
 		t.Errorf("the CSV: %d %q\n%q\nwant %q", w.Code, w.Header().Get("Content-Disposition"), w.Body.String(), want)
 	}
 }
+
+// TestLintMessage: a lint problem is said in the page's language from its code and arguments;
+// a problem without a code, with a code the catalogue lacks, or with other arguments than the
+// text takes (a node of another version) keeps the node's English message.
+func TestLintMessage(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &Lang{Code: "nl", cat: cats["nl"]}
+	for _, c := range []struct {
+		p    *pb.LintProblem
+		want string
+	}{
+		{&pb.LintProblem{Message: "m", Code: "kinds.unknown", Args: []string{`"foo"`, "qa, sitrep"}}, `onbekende soort "foo": dit knooppunt kent qa, sitrep`},
+		{&pb.LintProblem{Message: "the document is empty", Code: "empty"}, "het document is leeg"},
+		{&pb.LintProblem{Message: "from a rule"}, "from a rule"},
+		{&pb.LintProblem{Message: "newer", Code: "no.such.code"}, "newer"},
+		{&pb.LintProblem{Message: "other args", Code: "kinds.unknown", Args: []string{`"foo"`}}, "other args"},
+	} {
+		if got := lintMessage(nl, c.p); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.p, got, c.want)
+		}
+	}
+}

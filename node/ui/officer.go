@@ -314,13 +314,28 @@ func (s *Server) lint(r *request, src string) (problems []problemView, bad strin
 		return nil, "", err
 	}
 	for _, p := range lint.Problems {
-		pv := problemView{Field: p.Field, Message: p.Message}
+		pv := problemView{Field: p.Field, Message: lintMessage(r.L, p)}
 		if p.Line > 0 {
 			pv.Where = r.L.T("propose.line", p.Line, p.Column)
 		}
 		problems = append(problems, pv)
 	}
 	return problems, "", nil
+}
+
+// lintMessage is a lint problem in the page's language: its code's text with its arguments, or
+// the node's English message when the catalogue has no text with as many arguments (a problem
+// of a node of another version).
+func lintMessage(l *Lang, p *pb.LintProblem) string {
+	key := "lint." + p.Code
+	if p.Code == "" || !l.Has(key) || strings.Count(l.T(key), "%s") != len(p.Args) {
+		return p.Message
+	}
+	args := make([]any, len(p.Args))
+	for i, a := range p.Args {
+		args[i] = a
+	}
+	return l.T(key, args...)
 }
 
 // problemsSummary says how many problems the linter found.

@@ -354,11 +354,20 @@ func TestLintAsYouType(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &res); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("lint: %d %s %v\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), err, body)
 	}
-	// This node has no peers, so ncc is not a recipient it knows.
+	// This node has no peers, so ncc is not a recipient it knows. The message is Dutch, as the
+	// page is; in English, it is the node's own.
 	if res.Clean || res.Summary != "Beleid: de controle vond een probleem. Los het op en controleer opnieuw; er is niets opgeslagen." ||
-		len(res.Problems) != 1 || res.Problems[0].Field != "recipients[0]" || res.Problems[0].Where != "regel 3, kolom 14:" {
+		len(res.Problems) != 1 || res.Problems[0].Field != "recipients[0]" || res.Problems[0].Where != "regel 3, kolom 14:" ||
+		res.Problems[0].Message != `onbekende partner "spiffe://ncc.crisis.test": het is geen partner van dit knooppunt (zie Partners op de pagina Knooppunt)` {
 		t.Errorf("lint: %+v", res)
 	}
+	anna.get(t, e.url+"/taal?lang=en&terug=/beleid/voorstel")
+	_, body = anna.post(t, e.url+"/beleid/controle", url.Values{"csrf": {token}, "bron": {"name: x\npurpose: p\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n"}})
+	if err := json.Unmarshal([]byte(body), &res); err != nil || len(res.Problems) != 1 ||
+		res.Problems[0].Message != `unknown peer "spiffe://ncc.crisis.test": it is not one of the node's peers (peer list shows them)` {
+		t.Errorf("lint in English: %v %+v", err, res)
+	}
+	anna.get(t, e.url+"/taal?lang=nl&terug=/beleid/voorstel")
 	if _, list := anna.get(t, e.url+"/beleid"); !strings.Contains(list, "Er is geen beleid met deze status.") {
 		t.Error("linting stored a policy")
 	}

@@ -75,7 +75,7 @@ func problemsOf(err error) ([]*pb.LintProblem, bool) {
 	}
 	out := make([]*pb.LintProblem, len(probs))
 	for i, p := range probs {
-		out[i] = &pb.LintProblem{Line: int32(p.Line), Column: int32(p.Column), Field: p.Field, Message: p.Message}
+		out[i] = &pb.LintProblem{Line: int32(p.Line), Column: int32(p.Column), Field: p.Field, Message: p.Message, Code: p.Code, Args: p.Args}
 	}
 	return out, true
 }

@@ -24,11 +24,16 @@ const (
 )
 
 type LintProblem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Line          int32                  `protobuf:"varint,1,opt,name=line" json:"line,omitempty"`
-	Column        int32                  `protobuf:"varint,2,opt,name=column" json:"column,omitempty"`
-	Field         string                 `protobuf:"bytes,3,opt,name=field" json:"field,omitempty"`
-	Message       string                 `protobuf:"bytes,4,opt,name=message" json:"message,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Line   int32                  `protobuf:"varint,1,opt,name=line" json:"line,omitempty"`
+	Column int32                  `protobuf:"varint,2,opt,name=column" json:"column,omitempty"`
+	Field  string                 `protobuf:"bytes,3,opt,name=field" json:"field,omitempty"`
+	// message is in English.
+	Message string `protobuf:"bytes,4,opt,name=message" json:"message,omitempty"`
+	// code names the message, for an interface that says it in another language; args are its
+	// arguments, written out, one for each %s of the message's English text (docs/api.md).
+	Code          string   `protobuf:"bytes,5,opt,name=code" json:"code,omitempty"`
+	Args          []string `protobuf:"bytes,6,rep,name=args" json:"args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -89,6 +94,20 @@ func (x *LintProblem) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *LintProblem) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *LintProblem) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
 }
 
 type LintRequest struct {
@@ -1833,12 +1852,14 @@ var File_knooppunt_v1_policy_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x19knooppunt/v1/policy.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"i\n" +
+	"\x19knooppunt/v1/policy.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"\x91\x01\n" +
 	"\vLintProblem\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x05R\x04line\x12\x16\n" +
 	"\x06column\x18\x02 \x01(\x05R\x06column\x12\x14\n" +
 	"\x05field\x18\x03 \x01(\tR\x05field\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"%\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x12\n" +
+	"\x04code\x18\x05 \x01(\tR\x04code\x12\x12\n" +
+	"\x04args\x18\x06 \x03(\tR\x04args\"%\n" +
 	"\vLintRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\"E\n" +
 	"\fLintResponse\x125\n" +
