@@ -6,11 +6,11 @@
 package policy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -161,6 +161,12 @@ func (p Problem) String() string {
 // Problems is the error of a document that does not lint.
 type Problems []Problem
 
+// sort orders problems as they stand in the document: by line, then column; problems at one
+// place keep their order.
+func (ps Problems) sort() {
+	slices.SortStableFunc(ps, func(a, b Problem) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column)) })
+}
+
 func (ps Problems) Error() string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
@@ -188,22 +194,33 @@ type Parsed struct {
 
 // Parse reads a policy document. It checks the YAML and the schema; Compile checks the rest.
 func Parse(src []byte) (*Parsed, error) {
-	if len(strings.TrimSpace(string(src))) == 0 {
-		return nil, Problems{lintProblem(0, 0, "", "empty")}
-	}
-	file, err := parser.ParseBytes(src, 0)
+	p, probs, err := parse(src)
 	if err != nil {
-		return nil, Problems{yamlProblem(err)}
+		return nil, err
 	}
-	var d Document
-	if err := yaml.UnmarshalWithOptions(src, &d, yaml.DisallowUnknownField()); err != nil {
-		return nil, Problems{yamlProblem(err)}
-	}
-	p := &Parsed{Doc: d, Src: src, file: file}
-	if probs := p.checkSchema(); len(probs) > 0 {
+	if len(probs) > 0 {
 		return nil, probs
 	}
 	return p, nil
+}
+
+// parse reads the YAML of a document (an error when it cannot be read at all) and checks it
+// against the schema, returning the document also when it breaks the schema, so that Lint can
+// report the rest at once.
+func parse(src []byte) (*Parsed, Problems, error) {
+	if len(strings.TrimSpace(string(src))) == 0 {
+		return nil, nil, Problems{lintProblem(0, 0, "", "empty")}
+	}
+	file, err := parser.ParseBytes(src, 0)
+	if err != nil {
+		return nil, nil, Problems{yamlProblem(err)}
+	}
+	var d Document
+	if err := yaml.UnmarshalWithOptions(src, &d, yaml.DisallowUnknownField()); err != nil {
+		return nil, nil, Problems{yamlProblem(err)}
+	}
+	p := &Parsed{Doc: d, Src: src, file: file}
+	return p, p.checkSchema(), nil
 }
 
 func yamlProblem(err error) Problem {
@@ -323,7 +340,7 @@ func (p *Parsed) checkSchema() Problems {
 	if !badTime && d.ValidFrom != nil && d.ValidUntil != nil && !d.ValidUntil.After(*d.ValidFrom) {
 		add("valid_until", "valid_until.before", d.ValidUntil.Format(time.RFC3339), d.ValidFrom.Format(time.RFC3339))
 	}
-	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+	probs.sort()
 	return probs
 }
 

@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -76,7 +75,7 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 	c := &Compiled{Doc: parsed.Doc}
 	var probs Problems
 	for _, r := range parsed.Doc.Recipients {
-		ref, _ := ParseRecipient(r) // checked by Parse
+		ref, _ := ParseRecipient(r) // checked by parse: an entry that is not one stays the zero ref
 		c.recipients = append(c.recipients, ref)
 	}
 	if strings.TrimSpace(parsed.Doc.When) != "" {
@@ -123,11 +122,14 @@ type Context struct {
 // Lint checks a document fully: YAML, schema, CEL types and cost, and, when ctx is given, that
 // its kinds, recipients and groups exist on the node.
 func Lint(src []byte, ctx *Context) (*Compiled, error) {
-	parsed, err := Parse(src)
+	parsed, probs, err := parse(src)
 	if err != nil {
 		return nil, err
 	}
-	c, probs := compileParsed(parsed)
+	// A document that breaks the schema is still checked further, so that one lint reports
+	// every problem, not the schema's first and the condition's after they are mended.
+	c, more := compileParsed(parsed)
+	probs = append(probs, more...)
 	if ctx != nil {
 		for i, k := range parsed.Doc.Kinds {
 			if !slices.Contains(ctx.Kinds, k) {
@@ -144,7 +146,7 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 		// A field to withhold that no kind has withholds nothing: a misspelt name would let the
 		// field that was meant go out.
 		for i, path := range parsed.Doc.Redact {
-			if !strings.HasPrefix(path, "body.") {
+			if !strings.HasPrefix(path, "body.") || !redactRe.MatchString(path) {
 				continue
 			}
 			key, _, _ := strings.Cut(strings.TrimPrefix(path, "body."), ".")
@@ -153,7 +155,7 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 			}
 		}
 		for i, ref := range c.recipients {
-			if !ctx.knows(ref) {
+			if ref.Value != "" && !ctx.knows(ref) {
 				code := "recipients.unknown_peer"
 				if ref.Kind == RecipientGroup {
 					code = "recipients.unknown_group"
@@ -163,7 +165,7 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 		}
 	}
 	if len(probs) > 0 {
-		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+		probs.sort()
 		return nil, probs
 	}
 	c.Name = parsed.Doc.Name

@@ -278,3 +278,32 @@ func TestLintMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestLintReportsAllAtOnce: a document that breaks the schema is checked further, so that one
+// lint gives the schema's problems, the condition's and, with a node, the unknown kinds and
+// recipients together, in the order of their lines. A YAML that cannot be read stops there.
+func TestLintReportsAllAtOnce(t *testing.T) {
+	src := "name: Bad Name\npurpose: x\nrecipients: [spiffe://defensie.crisis.test, x]\nkinds: [foo]\nmax_classification: top\nwhen: 'record.nosuch'\n"
+	var fields []string
+	for _, p := range lintProblems(t, src, nodeContext) {
+		fields = append(fields, p.Field)
+	}
+	if want := []string{"name", "recipients[0]", "recipients[1]", "kinds[0]", "max_classification", "when"}; !slices.Equal(fields, want) {
+		t.Errorf("problems at %v, want %v", fields, want)
+	}
+	// Offline, the schema's and the condition's.
+	fields = nil
+	for _, p := range lintProblems(t, src, nil) {
+		fields = append(fields, p.Field)
+	}
+	if want := []string{"name", "recipients[1]", "max_classification", "when"}; !slices.Equal(fields, want) {
+		t.Errorf("offline, problems at %v, want %v", fields, want)
+	}
+	// Parse, which Compile uses, still stops at the schema.
+	if _, err := policy.Parse([]byte(src)); err == nil || strings.Contains(err.Error(), "when") {
+		t.Errorf("Parse: %v, want the schema's problems only", err)
+	}
+	if ps := lintProblems(t, "name: [a\nwhen: 'record.nosuch'\n", nil); len(ps) != 1 || ps[0].Code != "yaml" {
+		t.Errorf("unreadable YAML: %v, want its one problem", ps)
+	}
+}
