@@ -294,7 +294,7 @@ whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 				// The picture is made of what the peers sent before; a search of one record
 				// tells which of them answer now, so that a picture served from an old copy
 				// says so.
-				now, err := sc.Search(cmd.Context(), &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1, Mode: mode}, TimeoutMs: pictureProbeMs})
+				now, err := sc.Search(cmd.Context(), &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1, Mode: mode}, TimeoutMs: search.ProbeTimeoutMs})
 				if err != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "Note: could not ask the peers whether they answer now: %v\n", err)
 					now = nil
@@ -331,9 +331,6 @@ func crisisMissing(ctx context.Context, conn *grpc.ClientConn, exercise string) 
 	}
 	return fmt.Errorf("--crisis: name the crisis; known here: %s", strings.Join(known, ", "))
 }
-
-// pictureProbeMs bounds the search that tells which peers answer, as the web picture's does.
-const pictureProbeMs = 2000
 
 // printPicture prints the picture; now, when not nil, is a search of the crisis that says which
 // peers answer now.

@@ -54,6 +54,10 @@ const maxOrigins = 1000
 // DefaultTimeout bounds a search unless the request says otherwise.
 const DefaultTimeout = 2 * time.Second
 
+// ProbeTimeoutMs bounds the one-record search by which a picture, on the web and on the command
+// line, tells which peers answer now.
+const ProbeTimeoutMs = 2000
+
 // Config wires the service.
 type Config struct {
 	Store   *store.Store

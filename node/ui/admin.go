@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -84,7 +85,7 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 	// Each peer's state now: the search's completeness report, as on the picture.
 	states := map[string]*pb.PeerStatus{}
 	if len(peers.Peers) > 0 {
-		if sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Limit: 1}, TimeoutMs: pictureSearchTimeout}); err == nil {
+		if sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Limit: 1}, TimeoutMs: search.ProbeTimeoutMs}); err == nil {
 			v.Searched = true
 			for _, p := range sr.Peers {
 				states[p.TrustDomain] = p

@@ -27,9 +27,6 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// pictureSearchTimeout bounds the search that tells which partners answered.
-const pictureSearchTimeout = 2000
-
 // latestKinds are the kinds the picture lists as the latest records: what people read.
 var latestKinds = map[string]bool{"sitrep": true, "qa": true, "guidance": true, "signal": true, "permit": true}
 
@@ -212,7 +209,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.
-	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1, Mode: r.mode()}, TimeoutMs: pictureSearchTimeout})
+	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1, Mode: r.mode()}, TimeoutMs: search.ProbeTimeoutMs})
 	if err != nil {
 		s.failCall(w, r, err)
 		return
