@@ -53,6 +53,9 @@ func Status(log *slog.Logger, err error) error {
 		return Invalid("page_token", "not a token from a previous List: start again without it")
 	case errors.Is(err, store.ErrNotLeader):
 		return status.Error(codes.Unavailable, "this replica is not the leader and cannot take writes now: retry shortly")
+	case errors.Is(err, store.ErrMaybeCommitted):
+		// Not UNAVAILABLE, which clients take as safe to retry: the write may be stored.
+		return status.Error(codes.Aborted, "the leader changed while this write was being committed, so it may have been stored: read it again, and write it again only if it is not there")
 	case errors.Is(err, store.ErrClosed), errors.Is(err, db.ErrClosed):
 		return status.Error(codes.Unavailable, "the node is shutting down: retry on another replica or later")
 	case errors.Is(err, context.Canceled):

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -17,6 +18,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/store"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -84,5 +86,19 @@ func TestRefusalsNameTheirFieldApart(t *testing.T) {
 	}
 	if f, _ := api.Field(nil); f != "" {
 		t.Fatalf("nil names field %q", f)
+	}
+}
+
+// TestStatusOfAWriteThatMayHaveCommitted: a write whose leader was deposed before it committed
+// is ABORTED, telling the client to read before writing again, not UNAVAILABLE, which clients
+// retry as never proposed; a write that never entered the log stays UNAVAILABLE.
+func TestStatusOfAWriteThatMayHaveCommitted(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := api.Status(log, fmt.Errorf("store: commit: %w", store.ErrMaybeCommitted)); status.Code(err) != codes.Aborted ||
+		!strings.Contains(status.Convert(err).Message(), "may have been stored") {
+		t.Errorf("maybe committed: %v, want ABORTED saying it may have been stored", err)
+	}
+	if err := api.Status(log, store.ErrNotLeader); status.Code(err) != codes.Unavailable {
+		t.Errorf("not the leader: %v, want UNAVAILABLE", err)
 	}
 }

@@ -586,14 +586,41 @@ func Call(tb testing.TB) context.Context {
 
 // Put writes a record through the replica's local socket, retrying for up to 20s while the
 // group has no leader (UNAVAILABLE), as a client of a replicated node does.
+//
+// When the leader is deposed while the write is being committed (ABORTED: it may have been
+// stored), Put reads the record: a version above the one it had before means the write was
+// applied, and Put answers it, as a client must, instead of writing it twice.
 func (r *Replica) Put(tb testing.TB, rec *pb.Record) *pb.PutResponse {
 	tb.Helper()
+	var before int64
+	if got, err := r.Records(tb).Get(Call(tb), &pb.GetRequest{Id: rec.Id, Mode: modeOf(rec)}); err == nil {
+		before = got.Version
+	}
 	var resp *pb.PutResponse
 	untilLed(tb, "write "+rec.Id+" through "+r.ID, func() (err error) {
 		resp, err = r.Records(tb).Put(Call(tb), &pb.PutRequest{Record: rec})
-		return err
+		if status.Code(err) != codes.Aborted || !strings.Contains(status.Convert(err).Message(), "may have been stored") {
+			return err
+		}
+		got, gerr := r.Records(tb).Get(Call(tb), &pb.GetRequest{Id: rec.Id, Consistency: "strong", Mode: modeOf(rec)})
+		switch {
+		case gerr == nil && got.Version > before:
+			resp = &pb.PutResponse{Id: got.Id, Version: got.Version, UpdatedAt: got.UpdatedAt}
+			return nil
+		case gerr == nil || status.Code(gerr) == codes.NotFound || status.Code(gerr) == codes.Unavailable:
+			return status.Error(codes.Unavailable, "not stored: write it again") // read again, then write
+		}
+		return gerr
 	})
 	return resp
+}
+
+// modeOf is the mode a record is read in.
+func modeOf(rec *pb.Record) *pb.Mode {
+	if rec.Status == pb.Status_ACTUAL && rec.Exercise == "" {
+		return nil
+	}
+	return &pb.Mode{Status: rec.Status, Exercise: rec.Exercise}
 }
 
 // untilLed makes the call what does until it succeeds, while it fails UNAVAILABLE (the group

@@ -38,6 +38,10 @@ import (
 var (
 	// ErrNotLeader means this replica cannot accept writes; Leader tells where to send them.
 	ErrNotLeader = errors.New("store: this replica is not the leader")
+	// ErrMaybeCommitted means the leader lost its leadership while a write it had proposed was
+	// being committed: a new leader may still commit it, so the write may have been applied.
+	// Unlike ErrNotLeader, it is not safe to write the same again without reading first.
+	ErrMaybeCommitted = errors.New("store: the leader changed while the write was being committed: it may have been applied")
 	// ErrClosed means the store is shutting down.
 	ErrClosed = errors.New("store: closed")
 	// ErrAlone means the replica runs without a Raft transport (no raft.listen): no other replica
@@ -374,7 +378,8 @@ func catchUpFromSnapshot(d *db.DB, snaps raft.SnapshotStore) error {
 }
 
 // Write commits records through the Raft log and returns one result per record. It returns an
-// error only when nothing was committed: ErrNotLeader, ErrClosed, or a Raft or database failure.
+// error when nothing was committed (ErrNotLeader, ErrClosed, or a Raft or database failure), or
+// ErrMaybeCommitted when the leader was deposed before the entry committed.
 func (s *Store) Write(ctx context.Context, records []*pb.Record) ([]db.Result, error) {
 	if len(records) == 0 {
 		return nil, nil
@@ -493,10 +498,7 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 	f := s.raft.Apply(data, 10*time.Second)
 	return func() {
 		if err := f.Error(); err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-				err = ErrNotLeader
-			}
-			fail(fmt.Errorf("store: commit: %w", err))
+			fail(fmt.Errorf("store: commit: %w", commitError(err)))
 			return
 		}
 		metrics.ApplyLatency.Observe(time.Since(start).Seconds())
@@ -562,14 +564,28 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 	f := s.raft.Apply(data, timeout)
 	return func() (any, error) {
 		if err := f.Error(); err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-				return nil, ErrNotLeader
+			if err = commitError(err); errors.Is(err, ErrNotLeader) {
+				return nil, err
 			}
 			return nil, fmt.Errorf("store: commit: %w", err)
 		}
 		resp := f.Response().(applyResponse)
 		return resp.value, resp.err
 	}
+}
+
+// commitError is what a proposal's failure means for its caller. raft.ErrNotLeader: the entry
+// never entered the log. raft.ErrLeadershipLost: it did, and the leader was deposed before it
+// committed, so the next leader may still commit it (hashicorp/raft says so of the error): the
+// caller must not be told it is safe to try again, as a client that did would write twice.
+func commitError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return ErrMaybeCommitted
+	}
+	return err
 }
 
 // forwardable reports whether a follower may hand c to the leader: only commands whose answer

@@ -778,3 +778,18 @@ level=WARN msg="rejecting vote request since our last index is greater" componen
 		t.Errorf("logged:\n%s\nwant:\n%s", buf.String(), want)
 	}
 }
+
+// TestCommitError: a proposal that never entered the log is ErrNotLeader, which callers may
+// retry; one whose leader was deposed before it committed is ErrMaybeCommitted, which they must
+// not retry blindly, since the next leader may commit it (a retry wrote a record twice).
+func TestCommitError(t *testing.T) {
+	for _, c := range []struct{ in, want error }{
+		{raft.ErrNotLeader, ErrNotLeader},
+		{raft.ErrLeadershipLost, ErrMaybeCommitted},
+		{raft.ErrEnqueueTimeout, raft.ErrEnqueueTimeout},
+	} {
+		if got := commitError(c.in); !errors.Is(got, c.want) || (c.want != ErrNotLeader && errors.Is(got, ErrNotLeader)) {
+			t.Errorf("%v: %v, want %v", c.in, got, c.want)
+		}
+	}
+}
