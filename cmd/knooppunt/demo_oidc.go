@@ -105,7 +105,7 @@ Meld u aan als officer-a, officer-b (security officers) of editor (redacteur), w
 {{if .Error}}<p role="alert"><strong>{{.Error}}</strong></p>{{end}}
 <form method="post" action="/login/username">
 <input type="hidden" name="authRequestID" value="{{.ID}}">
-<p><label for="username">Gebruikersnaam</label><br><input id="username" name="username" value="officer-a" autocomplete="username"></p>
+<p><label for="username">Gebruikersnaam</label><br><input id="username" name="username" value="{{.User}}" autocomplete="username" autofocus required></p>
 <p><label for="password">Wachtwoord</label><br><input id="password" name="password" type="password" autocomplete="current-password"></p>
 <p><button type="submit">Aanmelden</button></p>
 </form>
@@ -114,13 +114,19 @@ Meld u aan als officer-a, officer-b (security officers) of editor (redacteur), w
 
 // demoLogin shows the sign-in form and checks what the person types.
 func demoLogin(w http.ResponseWriter, r *http.Request, o *demoOrg, st *storage.Storage, prov op.OpenIDProvider) {
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+	// The form posts here, and the answer redirects through the provider to the web interface's
+	// callback: Chromium holds form-action to every hop of that chain, so the web interface's
+	// origin must be named, or the sign-in stops after the password.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self' "+o.webURL()+"; frame-ancestors 'none'")
 	w.Header().Set("Cache-Control", "no-store")
-	view := struct{ Org, ID, Error string }{Org: o.title, ID: r.URL.Query().Get("authRequestID")}
+	// The user name starts empty: filled in, a person who types only the password would be
+	// signed in as whoever it named, an officer.
+	view := struct{ Org, ID, User, Error string }{Org: o.title, ID: r.URL.Query().Get("authRequestID")}
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 		view.ID = r.PostFormValue("authRequestID")
 		user := strings.TrimSpace(r.PostFormValue("username"))
+		view.User = user
 		if err := st.CheckUsernamePassword(user, r.PostFormValue("password"), view.ID); err == nil {
 			http.Redirect(w, r, op.AuthCallbackURL(prov)(r.Context(), view.ID), http.StatusFound)
 			return

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/knooppunt/knooppunt/node/proctest"
 )
 
 // TestDemoProviderSignsInTheDemoPeople: the demo's OpenID provider of an organisation signs in
@@ -19,32 +22,7 @@ import (
 // stand-in that takes the code) an ID token that names the person as the node's role table
 // does.
 func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
-	ps := ports{}
-	o := &demoOrg{name: "vr-utrecht", title: "VR Utrecht", dir: t.TempDir()}
-	var err error
-	if o.opPort, err = ps.free(); err != nil {
-		t.Fatal(err)
-	}
-	// The web interface's callback: a listener that hands the code to the test.
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.uiPort = lis.Addr().(*net.TCPAddr).Port
-	codes := make(chan string, 1)
-	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		codes <- r.URL.Query().Get("code")
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go web.Serve(lis)
-	t.Cleanup(func() { web.Close() })
-	if err := o.writeClientSecret(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := o.startProvider()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	o, codes := startDemoProvider(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -116,5 +94,96 @@ func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
 	}
 	if !strings.HasPrefix(o.issuer(), "http://127.0.0.1:") {
 		t.Errorf("the demo provider is at %s, not on loopback", o.issuer())
+	}
+}
+
+// startDemoProvider starts an organisation's demo provider, and a stand-in for its web
+// interface's callback that hands each code it gets to the channel.
+func startDemoProvider(t *testing.T) (*demoOrg, chan string) {
+	t.Helper()
+	ps := ports{}
+	o := &demoOrg{name: "vr-utrecht", title: "VR Utrecht", dir: t.TempDir()}
+	var err error
+	if o.opPort, err = ps.free(); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.uiPort = lis.Addr().(*net.TCPAddr).Port
+	codes := make(chan string, 1)
+	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/auth/callback" {
+			select {
+			case codes <- r.URL.Query().Get("code"):
+			default:
+			}
+		}
+		w.Write([]byte("signed in"))
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go web.Serve(lis)
+	t.Cleanup(func() { web.Close() })
+	if err := o.writeClientSecret(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := o.startProvider()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return o, codes
+}
+
+// TestDemoSignInInChromium: a person signs in to the demo in Chromium, the usual browser on
+// government workstations, by typing a name and the password in the provider's form, and the
+// browser arrives at the web interface's callback with a code. The form's Content-Security-
+// Policy must let the redirect chain go on to the web interface: with form-action 'self'
+// alone, Chromium stopped after the password. The name starts empty.
+func TestDemoSignInInChromium(t *testing.T) {
+	o, codes := startDemoProvider(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	prov, err := oidc.NewProvider(ctx, o.issuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := &oauth2.Config{ClientID: o.clientID(), ClientSecret: o.secret, Endpoint: prov.Endpoint(),
+		RedirectURL: o.webURL() + "/auth/callback", Scopes: []string{oidc.ScopeOpenID, "profile"}}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(proctest.Chromium(t)),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	bctx, cancelRun := context.WithTimeout(bctx, 20*time.Second)
+	defer cancelRun()
+	if err := chromedp.Do(bctx, chromedp.Navigate(oc.AuthCodeURL("st", oidc.Nonce("n"), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS("#password"))); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := chromedp.Run(bctx, chromedp.Value(chromedp.CSS("#username"))); err != nil || name != "" {
+		t.Errorf("the form's user name starts as %q (%v), want empty", name, err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#username"), "editor"),
+		chromedp.SendKeys(chromedp.CSS("#password"), demoPassword),
+		chromedp.Submit(chromedp.CSS("#password")),
+	)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-codes:
+		if code == "" {
+			t.Fatal("the browser reached the callback without a code")
+		}
+	case <-time.After(10 * time.Second):
+		u, _ := chromedp.Run(bctx, chromedp.Location())
+		t.Fatalf("the browser did not reach the web interface after signing in; it is at %s", u)
 	}
 }

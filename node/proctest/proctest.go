@@ -213,3 +213,20 @@ func (p *Proc) ExitCode(tb testing.TB, within time.Duration) int {
 	}
 	return 0
 }
+
+// Chromium finds Debian's chromium for a browser test, or $KNOOPPUNT_CHROMIUM. A missing browser
+// fails the test: the browser tests are part of the suite, and `make test` installs it (or says
+// how) before it runs them.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("KNOOPPUNT_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("the browser tests need chromium: apt-get install -y chromium (or set KNOOPPUNT_CHROMIUM to its path)")
+	return ""
+}

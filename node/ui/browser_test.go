@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,24 +17,12 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/knooppunt/knooppunt/node/proctest"
 	"github.com/knooppunt/knooppunt/node/record"
 )
 
-// chromium finds Debian's chromium. A missing browser fails the browser tests: they are part of
-// the suite, and `make test` installs it (or says how) before it runs them.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("KNOOPPUNT_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("the browser tests need chromium: apt-get install -y chromium (or set KNOOPPUNT_CHROMIUM to its path)")
-	return ""
-}
+// chromium finds the browser the browser tests drive.
+func chromium(t *testing.T) string { return proctest.Chromium(t) }
 
 // TestBrowser signs in with a real browser (headless chromium) through the provider, reads the
 // picture, a search and a record, checks that the styles load under the CSP, runs axe-core on
