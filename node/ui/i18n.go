@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/text/language"
@@ -123,6 +124,32 @@ func (l *Lang) T(key string, args ...any) string {
 		return s
 	}
 	return fmt.Sprintf(s, args...)
+}
+
+// Number writes a figure as people of the page's language read it: 1.100 and 0,6 in Dutch,
+// 1,100 and 0.6 in English. Figures meant for a machine (a CSV, a form's value) keep their own.
+func (l *Lang) Number(f float64) string {
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	whole, frac, _ := strings.Cut(s, ".")
+	group, point := ",", "."
+	if l.Code == "nl" {
+		group, point = ".", ","
+	}
+	var b strings.Builder
+	for i, d := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
+			b.WriteString(group)
+		}
+		b.WriteRune(d)
+	}
+	if frac != "" {
+		b.WriteString(point + frac)
+	}
+	return sign + b.String()
 }
 
 // Has reports whether the catalogue has key, for text that is optional, such as the label of a

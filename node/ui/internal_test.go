@@ -66,7 +66,7 @@ func TestCatalogues(t *testing.T) {
 			}
 		}
 	}
-	for _, prefix := range []string{"role.", "phase.", "state.", "class.", "step.", "policy.state.", "policy.done."} {
+	for _, prefix := range []string{"role.", "phase.", "state.", "class.", "step.", "policy.state.", "policy.done.", "value."} {
 		delete(used, prefix)
 	}
 	// Keys the officers' pages build at run time: each step's texts, each policy state, and
@@ -209,7 +209,7 @@ func TestSecureCookies(t *testing.T) {
 func TestBodyFieldsShowWithheld(t *testing.T) {
 	body := []byte(`{"municipality":"Utrecht","beds_free":14,"contact":{"a":1}}`)
 	withheld := withheldFields([]string{"body.contact_phone", "body.beds_free"})
-	got := bodyFields(body, withheld, nil)
+	got := bodyFields(body, withheld, nil, nil)
 	want := []fieldView{{Name: "beds_free", Withheld: true}, {Name: "contact", Value: `{"a":1}`}, {Name: "contact_phone", Withheld: true}, {Name: "municipality", Value: "Utrecht"}}
 	if !slices.Equal(got, want) {
 		t.Errorf("bodyFields:\n got %+v\nwant %+v", got, want)
@@ -219,7 +219,7 @@ func TestBodyFieldsShowWithheld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = bodyFields(body, withheld, kinds.Get("shelter.capacity").Fields())
+	got = bodyFields(body, withheld, kinds.Get("shelter.capacity").Fields(), nil)
 	want = []fieldView{{Name: "municipality", Value: "Utrecht"}, {Name: "beds_free", Withheld: true}, {Name: "contact_phone", Withheld: true}, {Name: "contact", Value: `{"a":1}`}}
 	if !slices.Equal(got, want) {
 		t.Errorf("bodyFields in the schema's order:\n got %+v\nwant %+v", got, want)
@@ -356,18 +356,25 @@ func TestSnippetParts(t *testing.T) {
 }
 
 // TestBestFirst: the hits of a search on words, the first of every source first, then the
-// second, in the order the sources answered.
+// second, sources own first and then by name, whatever order they answered in; documents in
+// force before superseded, expired and not yet valid ones.
 func TestBestFirst(t *testing.T) {
-	hit := func(origin, id string) *pb.SearchHit {
-		return &pb.SearchHit{Record: &pb.Record{Origin: origin, Id: id}}
+	hit := func(origin, id, validity string) *pb.SearchHit {
+		return &pb.SearchHit{Record: &pb.Record{Origin: origin, Id: id}, Validity: validity}
 	}
-	hits := []*pb.SearchHit{hit("own", "o1"), hit("own", "o2"), hit("own", "o3"), hit("ncc", "n1"), hit("lcvs", "l1"), hit("lcvs", "l2")}
-	var got []string
-	for _, h := range bestFirst(hits) {
-		got = append(got, h.Record.Id)
-	}
-	if want := "o1 n1 l1 o2 l2 o3"; strings.Join(got, " ") != want {
-		t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
+	hits := []*pb.SearchHit{hit("ncc", "n1", ""), hit("own", "o1", record.Superseded), hit("own", "o2", ""), hit("own", "o3", ""),
+		hit("lcvs", "l1", ""), hit("lcvs", "l2", record.Expired), hit("lcvs", "l3", "")}
+	// The same hits as sources answered in another order: each source's own order is its rank.
+	again := []*pb.SearchHit{hits[4], hits[1], hits[0], hits[5], hits[2], hits[3], hits[6]}
+	const want = "o2 l1 n1 o3 l3 o1 l2"
+	for _, hs := range [][]*pb.SearchHit{hits, again} {
+		var got []string
+		for _, h := range bestFirst(hs, "own") {
+			got = append(got, h.Record.Id)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
+		}
 	}
 }
 
@@ -669,6 +676,22 @@ func TestLintMessage(t *testing.T) {
 	} {
 		if got := lintMessage(nl, c.p); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.p, got, c.want)
+		}
+	}
+}
+
+// TestNumber: figures as people of the page's language read them.
+func TestNumber(t *testing.T) {
+	nl, en := &Lang{Code: "nl"}, &Lang{Code: "en"}
+	for _, c := range []struct {
+		f      float64
+		nl, en string
+	}{{0, "0", "0"}, {68, "68", "68"}, {1100, "1.100", "1,100"}, {0.6, "0,6", "0.6"}, {-1234567.25, "-1.234.567,25", "-1,234,567.25"}, {999, "999", "999"}} {
+		if got := nl.Number(c.f); got != c.nl {
+			t.Errorf("nl %v: %q, want %q", c.f, got, c.nl)
+		}
+		if got := en.Number(c.f); got != c.en {
+			t.Errorf("en %v: %q, want %q", c.f, got, c.en)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"mime"
 	"net/http"
@@ -600,18 +601,41 @@ func snippetParts(s string) []snippetPart {
 
 // bestFirst orders the hits of a search on words across their sources: each source ranks its
 // own best first (bm25 over its own records), and those ranks are not comparable between sources,
-// so the first of every source come first, then the second, and so on; sources in the order
-// Search answered them (this node first).
-func bestFirst(hits []*pb.SearchHit) []*pb.SearchHit {
-	var order []string
+// so the first of every source come first, then the second, and so on. Sources go in a fixed
+// order, own first and then by name, so that the same search lists the same way each time (the
+// order Search answered in is the network's). Documents in force come before superseded,
+// expired and not yet valid ones, which would otherwise rank first as often as not: an old
+// answer says much the same words as the one that replaced it.
+func bestFirst(hits []*pb.SearchHit, own string) []*pb.SearchHit {
+	inForce := make([]*pb.SearchHit, 0, len(hits))
+	var others []*pb.SearchHit
+	for _, h := range hits {
+		if h.Validity == "" {
+			inForce = append(inForce, h)
+		} else {
+			others = append(others, h)
+		}
+	}
+	return append(interleave(inForce, own), interleave(others, own)...)
+}
+
+// interleave takes the first hit of every source, then the second, and so on, sources own first,
+// then by name.
+func interleave(hits []*pb.SearchHit, own string) []*pb.SearchHit {
 	bySource := map[string][]*pb.SearchHit{}
 	for _, h := range hits {
 		src := h.GetRecord().GetOrigin()
-		if _, ok := bySource[src]; !ok {
-			order = append(order, src)
-		}
 		bySource[src] = append(bySource[src], h)
 	}
+	place := func(src string) int {
+		if src == own || src == "" {
+			return 0
+		}
+		return 1
+	}
+	order := slices.SortedFunc(maps.Keys(bySource), func(a, b string) int {
+		return cmp.Or(cmp.Compare(place(a), place(b)), cmp.Compare(a, b))
+	})
 	out := make([]*pb.SearchHit, 0, len(hits))
 	for rank := 0; len(out) < len(hits); rank++ {
 		for _, src := range order {
@@ -692,7 +716,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		now := time.Now()
 		hits := resp.Hits
 		if text != nil {
-			hits = bestFirst(hits)
+			hits = bestFirst(hits, s.c.Org)
 		}
 		// One labeler a kind, not one a hit: each reads its kind's schema.
 		labelers := map[*record.Kind]func(string) string{}
@@ -795,6 +819,9 @@ type recordView struct {
 	Versions []versionView
 	// Files are the files the record names (its attachments), each with a link to take it.
 	Files []fileView
+	// Validity marks a superseded, expired or not yet valid document (record.Validity); a
+	// superseded one links to the document that replaced it, from the same source.
+	Validity, Successor, SuccessorLink string
 }
 
 // fileView is one file a record names.
@@ -927,7 +954,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	withheld := withheldFields(redacted)
 	kind := s.c.Kinds.Get(rec.Kind)
 	order, label := kind.Fields(), fieldLabeler(r.L, kind)
-	v.Fields = bodyFields(rec.Body, withheld, order)
+	v.Fields = bodyFields(rec.Body, withheld, order, r.L)
 	for i := range v.Fields {
 		v.Fields[i].Label = label(v.Fields[i].Name)
 	}
@@ -943,6 +970,14 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Versions = versions
+	if v.Validity = record.Validity(rec, time.Now()); v.Validity == record.Superseded {
+		var b struct {
+			SupersededBy string `json:"superseded_by"`
+		}
+		_ = json.Unmarshal(rec.Body, &b)
+		v.Successor = b.SupersededBy
+		v.SuccessorLink = recordLink(&pb.Record{Origin: rec.Origin, Id: b.SupersededBy, Exercise: rec.Exercise})
+	}
 	if v.Title = record.Title(rec.Body); v.Title == "" {
 		v.Title = rec.Id
 	}
@@ -1018,6 +1053,30 @@ func (s *Server) file(w http.ResponseWriter, r *request) {
 	}
 }
 
+// fieldText is a body field's value for people: see bodyFields.
+func fieldText(l *Lang, name string, raw json.RawMessage) string {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return string(raw)
+	}
+	switch x := v.(type) {
+	case string:
+		if l != nil && l.Has("value."+name+"."+x) {
+			return l.T("value." + name + "." + x)
+		}
+		return x
+	case bool:
+		if l != nil {
+			return yesNo(l, x)
+		}
+	case float64:
+		if l != nil {
+			return l.Number(x)
+		}
+	}
+	return string(raw)
+}
+
 // withheldFields are the body's top-level fields of the paths the source redacted (body.x).
 func withheldFields(redacted []string) map[string]bool {
 	withheld := map[string]bool{}
@@ -1029,8 +1088,10 @@ func withheldFields(redacted []string) map[string]bool {
 
 // bodyFields lays a body out as one row per top-level field: first the fields the kind's schema
 // declares, in its order (order), then any others in order of name; nested values show as JSON.
-// A field the source withheld shows as withheld, whether or not the body still names it.
-func bodyFields(body []byte, withheld map[string]bool, order []string) []fieldView {
+// A field the source withheld shows as withheld, whether or not the body still names it. With a
+// language, a yes/no value and a figure read as people of the language read them, and a value
+// the catalogue names (value.FIELD.VALUE, such as a sitrep's severity) in its words.
+func bodyFields(body []byte, withheld map[string]bool, order []string, l *Lang) []fieldView {
 	var b map[string]json.RawMessage
 	_ = json.Unmarshal(body, &b)
 	names := make([]string, 0, len(b)+len(withheld))
@@ -1049,11 +1110,7 @@ func bodyFields(body []byte, withheld map[string]bool, order []string) []fieldVi
 			out = append(out, fieldView{Name: k, Withheld: true})
 			continue
 		}
-		var sv string
-		if json.Unmarshal(b[k], &sv) != nil {
-			sv = string(b[k])
-		}
-		out = append(out, fieldView{Name: k, Value: sv})
+		out = append(out, fieldView{Name: k, Value: fieldText(l, k, b[k])})
 	}
 	return out
 }

@@ -667,6 +667,16 @@ func TestPicture(t *testing.T) {
 		!strings.Contains(page, `<dd>Opvangcapaciteit <span class="kp-muted">(shelter.capacity)</span></dd>`) || !strings.Contains(page, `<dd>VR09 Utrecht</dd>`) {
 		t.Errorf("record page: %d, want its body laid out:\n%s", resp.StatusCode, page)
 	}
+	// A sitrep's severity reads in the page's language; a superseded Q&A says so at the top and
+	// links to the one that replaced it.
+	if _, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=sitrep-1"); !strings.Contains(page, `<dt data-field="severity">`) || !strings.Contains(page, "<dd>gemiddeld</dd>") ||
+		strings.Contains(page, `id="geldigheid"`) {
+		t.Errorf("the sitrep's page: want its severity in Dutch and no validity warning:\n%s", page)
+	}
+	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=qa-oud")
+	if w := `id="geldigheid"><p class="utrecht-paragraph">Dit document is vervangen. Lees het nieuwe: <a class="utrecht-link" href="/record?id=qa-nieuw&amp;origin=` + testOrg + `">qa-nieuw</a>`; !strings.Contains(page, w) {
+		t.Errorf("the superseded Q&A's page does not warn and link %s:\n%s", w, page)
+	}
 	resp, _ = b.get(t, e.url+"/record?origin="+testOrg+"&id=does-not-exist")
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a record that does not exist: %d, want 404", resp.StatusCode)

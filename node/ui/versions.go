@@ -3,7 +3,6 @@ package ui
 import (
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -101,16 +100,22 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool, 
 	return out, nil
 }
 
-// keptText shows a kept value: a number as written, a yes/no value in the page's language.
+// yesNo is a yes/no value in the page's language.
+func yesNo(l *Lang, b bool) string {
+	if b {
+		return l.T("recordform.yes")
+	}
+	return l.T("recordform.no")
+}
+
+// keptText shows a kept value: a figure and a yes/no value as people of the page's language
+// read them.
 func keptText(l *Lang, v *structpb.Value) string {
 	switch x := v.GetKind().(type) {
 	case *structpb.Value_NumberValue:
-		return strconv.FormatFloat(x.NumberValue, 'f', -1, 64)
+		return l.Number(x.NumberValue)
 	case *structpb.Value_BoolValue:
-		if x.BoolValue {
-			return l.T("recordform.yes")
-		}
-		return l.T("recordform.no")
+		return yesNo(l, x.BoolValue)
 	case *structpb.Value_StringValue:
 		return x.StringValue
 	}
