@@ -38,8 +38,12 @@ const maxLatest = 15
 var severityRank = map[string]int{"Extreme": 4, "Severe": 3, "Moderate": 2, "Minor": 1}
 
 type pictureView struct {
-	Crises   []crisisView
-	Crisis   string
+	Crises []crisisView
+	Crisis string
+	// Unknown is set when nothing here names the crisis asked for: the page says so, and shows
+	// no picture, whose every partner would seem to answer that there is nothing.
+	Unknown  bool
+	Known    string
 	Phase    string
 	Partners []partnerView
 	Partial  bool
@@ -187,6 +191,23 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	if v.Crisis == "" {
 		v.Empty = true
 		s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
+		return
+	}
+	if !slices.ContainsFunc(v.Crises, func(c crisisView) bool { return c.Name == v.Crisis }) {
+		// Oekraïne or Oekraine for oekraine: the crisis as people write it goes to the one
+		// the records name.
+		var names []string
+		for _, c := range v.Crises {
+			if record.Normalize(c.Name) == record.Normalize(v.Crisis) {
+				q := r.URL.Query()
+				q.Set("crisis", c.Name)
+				http.Redirect(w, r.Request, "/?"+q.Encode(), http.StatusSeeOther)
+				return
+			}
+			names = append(names, c.Name)
+		}
+		v.Unknown, v.Known = true, cmp.Or(strings.Join(names, ", "), r.L.T("picture.known_none"))
+		s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.heading", v.Crisis), v))
 		return
 	}
 	for i := range v.Crises {

@@ -577,6 +577,14 @@ func TestPicture(t *testing.T) {
 	if !regexp.MustCompile(`zojuist<span class="kp-print-inline"> \(\d{4}-\d\d-\d\d \d\d:\d\d\)</span>`).MatchString(page) {
 		t.Error("the latest records' ages carry no time for print")
 	}
+	// The crisis as people write it goes to the one the records name; one nothing names is
+	// said to be unknown, with the known ones, and no picture of nothing is shown.
+	if resp, p := b.get(t, e.url+"/?crisis="+url.QueryEscape("Oekraïne")); resp.Request.URL.Query().Get("crisis") != "oekraine" || !strings.Contains(p, "Het beeld: oekraine") {
+		t.Errorf("Oekraïne: at %s\n%s", resp.Request.URL, p)
+	}
+	if _, p := b.get(t, e.url+"/?crisis=oekriane"); !strings.Contains(p, `id="onbekend"`) || !strings.Contains(p, "Bekende crises: oekraine.") || strings.Contains(p, "geantwoord") {
+		t.Errorf("a misspelt crisis: want a warning and no picture:\n%s", p)
+	}
 	// The home page shows the crisis the records name, though no officer set its phase here.
 	if _, home := b.get(t, e.url+"/"); !strings.Contains(home, "Het beeld: oekraine") || strings.Contains(home, "Er is nog geen crisis bekend") {
 		t.Errorf("the home page does not show the crisis the records name:\n%s", home)
