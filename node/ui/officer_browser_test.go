@@ -342,5 +342,14 @@ func TestBrowserOfficers(t *testing.T) {
 	olga.check("auditlog")
 	olga.shot(shots, "audit.png")
 
+	// With an exercise open, every page carries the mode switch in the header, which must pass
+	// the same checks (its label on the header's blue failed contrast).
+	e.utrecht.Exercise(t, "oef-browser", false)
+	olga.run("the picture with the mode switch", chromedp.Steps(
+		chromedp.Navigate(e.url+"/?crisis=oekraine"),
+		chromedp.WaitVisible(chromedp.CSS("#modus")),
+	))
+	olga.check("het beeld met de modusschakelaar")
+
 	writeShots(t, shots)
 }
