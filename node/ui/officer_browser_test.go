@@ -342,6 +342,20 @@ func TestBrowserOfficers(t *testing.T) {
 	olga.check("auditlog")
 	olga.shot(shots, "audit.png")
 
+	// On a phone's width the wide tables scroll in their boxes, which the keyboard must reach.
+	olga.run("the picture and a search on a phone", chromedp.Steps(
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(e.url+"/?crisis=oekraine"),
+		chromedp.WaitVisible(chromedp.CSS("h1")),
+	))
+	olga.check("het beeld op een telefoon")
+	olga.run("a search on a phone", chromedp.Steps(
+		chromedp.Navigate(e.url+"/zoeken?q=beeld"),
+		chromedp.WaitVisible(chromedp.CSS("h1")),
+	))
+	olga.check("zoeken op een telefoon")
+	olga.run("back to a desktop's width", chromedp.EmulateViewport(1280, 900))
+
 	// With an exercise open, every page carries the mode switch in the header, which must pass
 	// the same checks (its label on the header's blue failed contrast).
 	e.utrecht.Exercise(t, "oef-browser", false)
