@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,4 +86,26 @@ func callCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestUnknownSubcommandFails: a word that is none of a group's commands is refused with an error
+// (exit status 1), not answered with the group's help and exit 0, so that a runbook's typo does
+// not pass for done; the group alone still prints its help.
+func TestUnknownSubcommandFails(t *testing.T) {
+	for _, args := range [][]string{{"exercise", "stop", "x"}, {"webhook", "retyr", "x"}, {"record", "lst"}, {"policy", "lint-all"}} {
+		root := newRootCmd()
+		root.SetArgs(args)
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), `unknown command "`+args[1]+`"`) {
+			t.Errorf("knooppunt %s: %v, want unknown command %q", strings.Join(args, " "), err, args[1])
+		}
+	}
+	var out strings.Builder
+	root := newRootCmd()
+	root.SetArgs([]string{"exercise"})
+	root.SetOut(&out)
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "Available Commands") {
+		t.Errorf("knooppunt exercise: %v, want its help:\n%s", err, out.String())
+	}
 }
