@@ -20,7 +20,7 @@ import (
 func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 	crisis := strings.TrimSpace(r.URL.Query().Get("crisis"))
 	if crisis == "" {
-		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "crisis", r.L.T("csv.no_crisis")))
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", "crisis", r.L.T("csv.no_crisis")))
 		return
 	}
 	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(r.ctx(), &pb.PictureRequest{Crisis: crisis, Mode: r.mode()})
@@ -73,7 +73,7 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *request) {
 	name := r.URL.Query().Get("kind")
 	k := s.c.Kinds.Get(name)
 	if k == nil {
-		s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.field", "kind", r.L.T("upload.template_no_kind", name)))
+		s.failIn(w, r, http.StatusNotFound, r.L.T("error.field", "kind", r.L.T("upload.template_no_kind", name)))
 		return
 	}
 	header := []string{"id", "kind", "crisis", "region", "classification"}

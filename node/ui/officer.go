@@ -164,7 +164,7 @@ type policyView struct {
 func (s *Server) policy(w http.ResponseWriter, r *request) {
 	id := r.URL.Query().Get("id")
 	if id == "" {
-		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "id", r.L.T("policy.id_missing")))
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", "id", r.L.T("policy.id_missing")))
 		return
 	}
 	p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: id})
@@ -442,7 +442,7 @@ func (s *Server) stepForm(w http.ResponseWriter, r *request) {
 func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason, reasonErr string, code int) {
 	key := stepKeys[step]
 	if key == "" {
-		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "stap", r.L.T("step.unknown")))
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", "stap", r.L.T("step.unknown")))
 		return
 	}
 	p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: id})
@@ -494,7 +494,7 @@ func (s *Server) step(w http.ResponseWriter, r *request) {
 	}
 	id, step, reason := r.PostFormValue("id"), r.PostFormValue("stap"), strings.TrimSpace(r.PostFormValue("reden"))
 	if stepKeys[step] == "" {
-		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "stap", r.L.T("step.unknown")))
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", "stap", r.L.T("step.unknown")))
 		return
 	}
 	if step != stepApprove && reason == "" {
@@ -908,7 +908,7 @@ func (s *Server) audit(w http.ResponseWriter, r *request) {
 	if a := q.Get("na"); a != "" {
 		n, err := strconv.ParseInt(a, 10, 64)
 		if err != nil || n < 0 {
-			s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.field", "na", r.L.T("audit.after_bad")))
+			s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", "na", r.L.T("audit.after_bad")))
 			return
 		}
 		after = n

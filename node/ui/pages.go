@@ -914,7 +914,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
 	origin, id := q.Get("origin"), q.Get("id")
 	if id == "" {
-		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.invalid", "id"))
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.invalid", "id"))
 		return
 	}
 	v := &recordView{}
@@ -935,7 +935,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f, Origins: []string{origin}})
 		if field, _ := api.Field(err); status.Code(err) == codes.InvalidArgument && (field == "origins[0]" || field == "filter.ids[0]") {
 			// Not a peer (any more), or not an id: nothing this node can show.
-			s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
+			s.failIn(w, r, http.StatusNotFound, r.L.T("error.not_found"))
 			return
 		} else if err != nil {
 			s.failCall(w, r, err)
@@ -953,10 +953,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		}
 		if v.Rec == nil && len(resp.Peers) == 1 && (resp.Peers[0].State == search.Unreachable || resp.Peers[0].State == search.TimedOut) {
 			// The source did not answer and the cache does not hold the record: it may exist.
-			s.fail(w, r.Request, r.L, http.StatusBadGateway, r.L.T("record.source_silent"))
+			s.failIn(w, r, http.StatusBadGateway, r.L.T("record.source_silent"))
 			return
 		} else if v.Rec == nil {
-			s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
+			s.failIn(w, r, http.StatusNotFound, r.L.T("error.not_found"))
 			return
 		}
 	}
@@ -1034,7 +1034,7 @@ func (s *Server) file(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
 	origin, id, sha, name := q.Get("origin"), q.Get("id"), q.Get("sha256"), q.Get("naam")
 	if id == "" || record.CheckSHA256("sha256", sha) != nil {
-		s.fail(w, r.Request, r.L, http.StatusBadRequest, r.L.T("error.invalid", "id, sha256"))
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.invalid", "id, sha256"))
 		return
 	}
 	if record.CheckFilename("naam", name) != nil {
@@ -1068,7 +1068,7 @@ func (s *Server) file(w http.ResponseWriter, r *request) {
 		s.log.Warn("file download broke off", "person", r.Session.Person.String(), "record", recordID, "sha256", sha, "err", err)
 		panic(http.ErrAbortHandler)
 	case status.Code(err) == codes.Unavailable:
-		s.fail(w, r.Request, r.L, http.StatusServiceUnavailable, r.L.T("file.not_yet"))
+		s.failIn(w, r, http.StatusServiceUnavailable, r.L.T("file.not_yet"))
 	default:
 		s.failCall(w, r, err)
 	}

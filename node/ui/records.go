@@ -622,7 +622,7 @@ func (ir *importReports) get(id, person string) *uploadReport {
 func (s *Server) importReport(w http.ResponseWriter, r *request) {
 	rep := s.imports.get(r.URL.Query().Get("id"), r.Session.Person.String())
 	if rep == nil {
-		s.fail(w, r.Request, r.L, http.StatusNotFound, r.L.T("error.not_found"))
+		s.failIn(w, r, http.StatusNotFound, r.L.T("error.not_found"))
 		return
 	}
 	s.render(w, r.Request, http.StatusOK, "uploadreport", s.newPage(r, "records", r.L.T("upload.report_title", rep.File), rep))

@@ -225,6 +225,11 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 	if code >= 500 {
 		s.log.Error("service call failed", "person", r.Session.Person.String(), "path", r.URL.Path, "code", st.Code().String(), "msg", st.Message())
 	}
-	p := s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: msg})
-	s.render(w, r.Request, code, "error", p)
+	s.failIn(w, r, code, msg)
+}
+
+// failIn shows an error to a signed-in person: the page keeps the menu, the person and the way
+// back, where fail's page, for a request without a session, offers only to sign in again.
+func (s *Server) failIn(w http.ResponseWriter, r *request, code int, message string) {
+	s.render(w, r.Request, code, "error", s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: message}))
 }

@@ -689,6 +689,12 @@ func TestPicture(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a record that does not exist: %d, want 404", resp.StatusCode)
 	}
+	// A partner's record that is not there keeps the signed-in page: the menu and the way back,
+	// not an offer to sign in again.
+	resp, page = b.get(t, e.url+"/record?origin=nobody.crisis.test&id=x")
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(page, "Afmelden") || strings.Contains(page, "Opnieuw aanmelden") {
+		t.Errorf("a partner's record that is not there: %d, want 404 on a signed-in page:\n%s", resp.StatusCode, page)
+	}
 
 	// English on request, by the switch; the switch comes back to the same page.
 	resp, page = b.get(t, e.url+"/taal?lang=en&terug="+url.QueryEscape("/?crisis=oekraine"))
