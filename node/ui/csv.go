@@ -15,8 +15,10 @@ import (
 // a CSV file to open in a spreadsheet: the region's code and name, then each summed field, the
 // national total last. In Dutch the separator is a semicolon and a decimal a comma, as a Dutch
 // spreadsheet reads them; a UTF-8 byte-order mark makes it read the names' accents. The file's
-// name says the crisis, the highest classification of the picture's records and the date, as the
-// file cannot carry a marking otherwise; an exercise's starts with OEFENING.
+// name says the crisis, the highest classification of the records the sums are made of and the
+// date, as the file cannot carry a marking otherwise: a confidential sitrep on the same picture
+// does not make a file of intern figures confidential. An exercise's file name starts with
+// OEFENING, and so does its first row, which stays with the figures when they are pasted on.
 func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 	crisis := strings.TrimSpace(r.URL.Query().Get("crisis"))
 	if crisis == "" {
@@ -37,6 +39,9 @@ func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 		out.Comma = ';'
 		number = func(v string) string { return strings.Replace(v, ".", ",", 1) }
 	}
+	if e := r.exercise(); e != "" {
+		out.Write([]string{"OEFENING", e})
+	}
 	out.Write(append([]string{r.L.T("csv.code"), r.L.T("col.region")}, columns...))
 	for _, row := range rows {
 		name := r.L.Region(row.Region)
@@ -51,7 +56,13 @@ func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 	}
 	out.Flush()
 	name := []string{"beeld", crisis}
-	if m := pictureMarking(r.L, pic); m != "" {
+	var summed []*pb.Record
+	for _, e := range pic.Entries {
+		if k := s.c.Kinds.Get(e.Kind); k != nil && len(k.Aggregate) > 0 {
+			summed = append(summed, e.Record)
+		}
+	}
+	if m := marking(r.L, summed); m != "" {
 		name = append(name, strings.ToUpper(m))
 	}
 	if e := r.exercise(); e != "" {

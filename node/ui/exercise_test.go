@@ -74,6 +74,12 @@ func TestExerciseMode(t *testing.T) {
 			t.Errorf("%s: its form drops the mode", path)
 		}
 	}
+	// The exercise's capacity CSV says OEFENING in its first row, which stays with the figures
+	// when they are pasted into a report, as well as in its name.
+	if resp, csvFile := b.get(t, e.url+"/beeld/csv?crisis=oekraine&exercise=oef-utrecht"); !strings.HasPrefix(csvFile, "\ufeffOEFENING;oef-utrecht\n") ||
+		!strings.Contains(resp.Header.Get("Content-Disposition"), "OEFENING-oef-utrecht") {
+		t.Errorf("the exercise's CSV (%s): %q", resp.Header.Get("Content-Disposition"), csvFile)
+	}
 	// An exercise record's page, reached by its link, is in the exercise's mode.
 	_, page := b.get(t, e.url+"/?crisis=oekraine&exercise=oef-utrecht")
 	// The live picture watches the exercise's picture, not the actual one.

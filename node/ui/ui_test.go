@@ -537,9 +537,9 @@ func TestPicture(t *testing.T) {
 	rc := pb.NewRecordServiceClient(conn)
 	ctx := context.Background()
 	for _, r := range []*pb.Record{
-		{Id: "utrecht", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":14}`)},
-		{Id: "amersfoort", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Amersfoort","beds_total":80,"beds_free":6}`)},
-		{Id: "zeeland", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Middelburg","beds_total":50,"beds_free":50}`)},
+		{Id: "utrecht", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":14}`)},
+		{Id: "amersfoort", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"municipality":"Amersfoort","beds_total":80,"beds_free":6}`)},
+		{Id: "zeeland", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_PUBLIC, Body: []byte(`{"municipality":"Middelburg","beds_total":50,"beds_free":50}`)},
 		{Id: "sitrep-1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Regionaal beeld <Utrecht>","summary":"Bijna vol.","severity":"medium"}`)},
 		{Id: "qa-oud", Kind: "qa", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: []byte(`{"question":"Mag ik werken?","answer":"Met vergunning.","superseded_by":"qa-nieuw"}`)},
 		// Alerts: a rule's that fires, a rule's that cleared, and an imported CAP alert that expired.
@@ -626,13 +626,14 @@ func TestPicture(t *testing.T) {
 		!strings.Contains(page, `id="afdrukken" data-print hidden>Afdrukken</button>`) {
 		t.Errorf("the picture lacks the printout's time and printer, or the print button:\n%s", page)
 	}
-	// The capacity table as a CSV file for a Dutch spreadsheet, named with its marking.
+	// The capacity table as a CSV file for a Dutch spreadsheet, named with the marking of the
+	// records its sums are made of (public shelters), not the page's (internal alerts).
 	if !strings.Contains(page, `<a class="utrecht-link" href="/beeld/csv?crisis=oekraine" download id="csv">`) {
 		t.Error("the picture does not offer its capacity table as CSV")
 	}
 	csvResp, csvBody := b.get(t, e.url+"/beeld/csv?crisis=oekraine")
 	wantCSV := "\ufeffCode;Regio;Opvangplaatsen totaal;Vrije opvangplaatsen\nVR09;VR09 Utrecht;200;20\nVR19;VR19 Zeeland;50;50\nNL;Nederland (totaal);250;70\n"
-	disposition := regexp.MustCompile(`^attachment; filename=beeld-oekraine-INTERN-\d{4}-\d\d-\d\dT\d{4}\.csv$`)
+	disposition := regexp.MustCompile(`^attachment; filename=beeld-oekraine-OPENBAAR-\d{4}-\d\d-\d\dT\d{4}\.csv$`)
 	if h := csvResp.Header; csvResp.StatusCode != http.StatusOK || csvBody != wantCSV || h.Get("Content-Type") != "text/csv; charset=utf-8" ||
 		!disposition.MatchString(h.Get("Content-Disposition")) || h.Get("Cache-Control") != "no-store" {
 		t.Errorf("the picture as CSV: %d %v\n%q\nwant\n%q", csvResp.StatusCode, h, csvBody, wantCSV)
