@@ -29,6 +29,11 @@ import (
 // does not hold the next one back.
 const liveInterval = 200 * time.Millisecond
 
+// pictureRefresh is how often, in seconds, an open picture is fetched again, changed or not: its
+// ages and which partners answer change by the clock. Each time, the partners are asked as for
+// a reload (and each audits it): once a minute a screen.
+const pictureRefresh = 60
+
 // livePing keeps the stream open through proxies, and notices an ended session.
 const livePing = 25 * time.Second
 

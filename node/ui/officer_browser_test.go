@@ -282,6 +282,22 @@ func TestBrowserOfficers(t *testing.T) {
 	}
 	peer.check("het beeld bij ncc, bijgewerkt")
 	peer.shot(shots, "beeld-live.png")
+	// Left open, the picture is fetched again by the clock too (ages, partners' answers), with no
+	// change to show; here every second instead of every minute.
+	if r := peer.text("refresh", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh`)); r != "60" {
+		t.Errorf("the picture refreshes every %q s, want 60", r)
+	}
+	updates := func() string {
+		return peer.text("updates", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.updates`))
+	}
+	before := updates()
+	peer.text("refresh every second", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "1"`))
+	for deadline := time.Now().Add(10 * time.Second); updates() == before; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the open picture was not fetched again by the clock: %s updates", before)
+		}
+	}
+	peer.text("refresh every minute", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "60"`))
 
 	daan.run("preview to ncc", chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#recipient"), "spiffe://ncc.crisis.test/node/r1"),

@@ -40,6 +40,9 @@ var severityRank = map[string]int{"Extreme": 4, "Severe": 3, "Moderate": 2, "Min
 type pictureView struct {
 	Crises []crisisView
 	Crisis string
+	// Refresh is how often, in seconds, an open picture is fetched again for its ages and its
+	// partners' answers (assets/live-picture.js).
+	Refresh int
 	// Unknown is set when nothing here names the crisis asked for: the page says so, and shows
 	// no picture, whose every partner would seem to answer that there is nothing.
 	Unknown  bool
@@ -227,7 +230,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.CSV = "/beeld/csv?" + q.Encode()
 	if s.c.Changed != nil {
-		v.Live, v.Digest = "/beeld/live?"+q.Encode(), pictureDigest(pic)
+		v.Live, v.Digest, v.Refresh = "/beeld/live?"+q.Encode(), pictureDigest(pic), pictureRefresh
 	}
 	// The search's completeness report: which partners answered, and since when a partner that
 	// did not is served from the cache.

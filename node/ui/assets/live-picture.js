@@ -15,6 +15,7 @@
   }
   var fetching = false;
   var again = false;
+  var refreshed = Date.now();
   var updates = 0;
   var source = null;
   var ended = false;
@@ -25,6 +26,7 @@
       return;
     }
     fetching = true;
+    refreshed = Date.now();
     fetch(window.location.pathname + window.location.search, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (r) {
         return r.ok ? r.text() : null;
@@ -66,7 +68,19 @@
     ended = true;
     close();
     status.textContent = status.getAttribute("data-gone");
+    status.classList.add("kp-live-status--gone");
   }
+
+  // Ages (7 min geleden) and which partners answer change by the clock, not by a commit: the
+  // page is fetched again every data-refresh seconds while it shows, also when nothing on it
+  // changed, so that a picture left open on a wall screen does not go on saying what was true
+  // when it was opened. Each look asks the partners as a reload does.
+  window.setInterval(function () {
+    var every = Number(box.getAttribute("data-refresh")) || 0;
+    if (!ended && every > 0 && document.visibilityState !== "hidden" && Date.now() - refreshed >= every * 1000) {
+      refresh();
+    }
+  }, 1000);
 
   function open() {
     if (source || ended) {
