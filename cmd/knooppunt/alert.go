@@ -47,6 +47,7 @@ type alertJSON struct {
 func newAlertListCmd() *cobra.Command {
 	var (
 		f        clientFlags
+		mf       modeFlags
 		firing   bool
 		partners bool
 		rule     string
@@ -55,12 +56,22 @@ func newAlertListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List alerts, newest first",
 		Long: `List the alerts this node's rules wrote, newest first. --partners also asks every partner for
-the alerts of their rules that they share with this node (a search: each partner audits it).`,
+the alerts of their rules that they share with this node (a search: each partner audits it).
+--exercise NAME lists the alerts of an exercise instead of the actual ones, and --status
+test|draft the node's own test or draft alerts.`,
 		Example: `  knooppunt alert list --firing
   knooppunt alert list --firing --partners
-  knooppunt alert list --rule zeeland-beds-low -o json`,
+  knooppunt alert list --rule zeeland-beds-low -o json
+  knooppunt alert list --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			mode, err := mf.mode()
+			if err != nil {
+				return err
+			}
+			if partners && mode != nil && mode.Status != pb.Status_EXERCISE {
+				return fmt.Errorf("--partners with --status %s: test and draft records never leave a node, so no partner has any: leave out --partners", mf.status)
+			}
 			sel := []string{}
 			if firing {
 				sel = append(sel, "status=firing")
@@ -87,7 +98,7 @@ the alerts of their rules that they share with this node (a search: each partner
 					out = append(out, a)
 					return nil
 				}
-				req := &pb.ListRequest{Kind: "alert", LabelSelector: strings.Join(sel, ","), PageSize: 1000}
+				req := &pb.ListRequest{Kind: "alert", LabelSelector: strings.Join(sel, ","), PageSize: 1000, Mode: mode}
 				for {
 					resp, err := c.List(cmd.Context(), req)
 					if err != nil {
@@ -111,7 +122,7 @@ the alerts of their rules that they share with this node (a search: each partner
 					if rule != "" {
 						labels["rule"] = rule
 					}
-					resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &pb.Filter{Kinds: []string{"alert"}, Labels: labels}})
+					resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &pb.Filter{Kinds: []string{"alert"}, Labels: labels, Mode: mode}})
 					if err != nil {
 						return err
 					}
@@ -132,7 +143,7 @@ the alerts of their rules that they share with this node (a search: each partner
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
-				tw := newTable(cmd.OutOrStdout())
+				tw := newModeTable(cmd.OutOrStdout(), mode)
 				fmt.Fprintln(tw, "SOURCE\tRULE\tREGION\tSEVERITY\tSTATE\tFIRED AT\tRESOLVED AT\tID")
 				for _, a := range out {
 					res := ""
@@ -154,6 +165,9 @@ the alerts of their rules that they share with this node (a search: each partner
 	cmd.Flags().BoolVar(&firing, "firing", false, "only the alerts that still fire")
 	cmd.Flags().BoolVar(&partners, "partners", false, "also the alerts partners share with this node (a search, audited at each)")
 	cmd.Flags().StringVar(&rule, "rule", "", "only this rule's alerts")
+	mf.register(cmd)
 	f.register(cmd, true)
+	f.fill(map[string]string{"exercise": "mode.exercise", "status": "mode.status"})
+	f.fill(map[string]string{"exercise": "filter.mode"})
 	return cmd
 }

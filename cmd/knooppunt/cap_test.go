@@ -159,3 +159,110 @@ func TestCLICAP(t *testing.T) {
 		}
 	}
 }
+
+// TestCLICAPRepeatsModesAndXML: `knooppunt import --format cap` answers an alert it holds
+// already with "unchanged" (in -o json too) and writes nothing, and refuses to move it to another
+// crisis; XML without --format cap is refused as such, not read as rows; a document with a
+// byte order mark imports. `export` and `alert list` read an exercise with --exercise, and an
+// actual read that finds nothing says how to reach an exercise record. A sitrep's second
+// version exports as an Update that the node applies to the alert of the first.
+func TestCLICAPRepeatsModesAndXML(t *testing.T) {
+	addr, dir := servedNode(t)
+	fullPath, full := capTestdata(t, "full.xml")
+	type result struct {
+		File    string `json:"file"`
+		Action  string `json:"action"`
+		ID      string `json:"id"`
+		Version int64  `json:"version"`
+		Note    string `json:"note"`
+	}
+	importJSON := func(stdin string, args ...string) result {
+		t.Helper()
+		var res result
+		cli(t, nil, stdin, append([]string{"import", "--node", addr, "-o", "json"}, args...)...).want(t, 0).oneJSON(t, &res)
+		return res
+	}
+	first := importJSON("", fullPath, "--crisis", "hoogwater", "--region", "VR19")
+	if first.Action != "created" || first.Version != 1 {
+		t.Fatalf("the first import: %+v", first)
+	}
+	if again := importJSON("", fullPath, "--crisis", "hoogwater", "--region", "VR19"); again.Action != "unchanged" || again.ID != first.ID || again.Version != 1 ||
+		again.Note != "the node holds this alert already: nothing written" {
+		t.Fatalf("the same alert again, -o json: %+v", again)
+	}
+	if r := cli(t, nil, "", "import", fullPath, "--node", addr).want(t, 0); r.stdout != fullPath+": unchanged "+first.ID+" (version 1): the node holds this alert already: nothing written\n" {
+		t.Fatalf("the same alert again: %q", r.stdout)
+	}
+	if r := cli(t, nil, "", "import", fullPath, "--crisis", "capfout", "--node", addr).want(t, 1); !strings.Contains(r.stderr, `in crisis "hoogwater", not "capfout"`) ||
+		!strings.Contains(r.stderr, "(FailedPrecondition)") {
+		t.Fatalf("the alert into another crisis: %q", r.stderr)
+	}
+	var rec struct {
+		Crisis  string `json:"crisis"`
+		Version int64  `json:"version"`
+	}
+	cli(t, nil, "", "record", "get", first.ID, "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &rec)
+	if rec.Crisis != "hoogwater" || rec.Version != 1 {
+		t.Fatalf("after the repeats the record is %+v", rec)
+	}
+
+	// XML without --format cap, on standard input or in a file of another name.
+	other := strings.Replace(full, "vrz-2026-0042", "vrz-2026-0043", 1)
+	jsonl := filepath.Join(dir, "alert.jsonl")
+	if err := os.WriteFile(jsonl, []byte("\uFEFF\n  "+other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-"}, {jsonl}, {"-", "--format", "csv"}} {
+		r := cli(t, nil, other, append([]string{"import", "--node", addr}, args...)...).want(t, 1)
+		if !strings.Contains(r.stderr, "this looks like XML, not ") || !strings.Contains(r.stderr, "add --format cap") || r.stdout != "" {
+			t.Fatalf("import %v of XML: stdout %q stderr %q", args, r.stdout, r.stderr)
+		}
+	}
+	// With a byte order mark, as Windows tools write it.
+	if res := importJSON("\uFEFF"+other, "--format", "cap", "-"); res.Action != "created" {
+		t.Fatalf("a CAP document with a byte order mark: %+v", res)
+	}
+
+	// An exercise's alert: export and alert list read it in its mode.
+	cli(t, nil, "", "exercise", "start", "oef-cap", "--reason", "test", "--node", addr).want(t, 0)
+	exDoc := strings.Replace(strings.Replace(full, "<status>Actual", "<status>Exercise", 1), "vrz-2026-0042", "oef-2026-0001", 1)
+	ex := importJSON(exDoc, "--format", "cap", "-", "--exercise", "oef-cap")
+	if r := cli(t, nil, "", "export", "--format", "cap", "--record", ex.ID, "--node", addr).want(t, 1); !strings.Contains(r.stderr, "is it an exercise record? add --exercise NAME") ||
+		!strings.Contains(r.stderr, "(NotFound)") {
+		t.Fatalf("export of an exercise record without --exercise: %q", r.stderr)
+	}
+	out := cli(t, nil, "", "export", "--format", "cap", "--record", ex.ID, "--exercise", "oef-cap", "--node", addr).want(t, 0).stdout
+	captest.Validate(t, "the exported exercise alert", []byte(out))
+	if a := parseCAP(t, out); a.Status != "Exercise" || a.Identifier != "oef-2026-0001" {
+		t.Fatalf("the exported exercise alert: %s %s", a.Status, a.Identifier)
+	}
+	if r := cli(t, nil, "", "alert", "list", "--exercise", "oef-cap", "--node", addr).want(t, 0); !strings.HasPrefix(r.stdout, "OEFENING oef-cap") {
+		t.Fatalf("alert list --exercise: %q", r.stdout)
+	}
+	var none []map[string]any
+	cli(t, nil, "", "alert", "list", "--exercise", "oef-cap", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &none)
+	if r := cli(t, nil, "", "alert", "list", "--status", "test", "--partners", "--node", addr).want(t, 1); !strings.Contains(r.stderr, "leave out --partners") {
+		t.Fatalf("alert list --status test --partners: %q", r.stderr)
+	}
+
+	// A sitrep's second version is an Update of the first, which this node applies.
+	putSitrep := func(title string) {
+		cli(t, nil, "", "record", "put", "--node", addr, "--id", "sitrep-2", "--kind", "sitrep", "--crisis", "hoogwater", "--region", "VR19",
+			"--classification", "public", "--body", `{"title":"`+title+`","summary":"Het water zakt.","severity":"medium"}`).want(t, 0)
+	}
+	var docs []string
+	for _, title := range []string{"Dijken houden", "Dijken houden & water zakt"} {
+		putSitrep(title)
+		out := cli(t, nil, "", "export", "--format", "cap", "--record", "sitrep-2", "--node", addr).want(t, 0).stdout
+		captest.Validate(t, "the exported sitrep", []byte(out))
+		docs = append(docs, out)
+	}
+	v1, v2 := parseCAP(t, docs[0]), parseCAP(t, docs[1])
+	if v2.MsgType != "Update" || v2.References != v1.Sender+","+v1.Identifier+","+v1.Sent {
+		t.Fatalf("the sitrep's version 2: %s references %q", v2.MsgType, v2.References)
+	}
+	s1 := importJSON(docs[0], "--format", "cap", "-", "--crisis", "hoogwater")
+	if s2 := importJSON(docs[1], "--format", "cap", "-"); s1.Action != "created" || s2.Action != "updated" || s2.ID != s1.ID || s2.Version != 2 {
+		t.Fatalf("the sitrep's versions imported: %+v then %+v", s1, s2)
+	}
+}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/cap"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -14,6 +16,7 @@ import (
 func newExportCmd() *cobra.Command {
 	var (
 		f        clientFlags
+		mf       modeFlags
 		format   string
 		id       string
 		out      string
@@ -28,11 +31,17 @@ as NL-Alert.
 An alert record (kind alert: imported, or written by an early-warning rule) is written as the
 alert its body holds. A sitrep becomes an informational alert: category Other, event "Situation
 report", its title the headline and its summary the description; version 1 is an Alert, every
-later version an Update. The record's status gives the alert's status (an exercise's name goes
-in <note>), and its classification the scope: a public record is Public, any other is never
-Public (internal is Restricted, confidential and secret Private, unless the body says which).`,
+later version an Update that references the version before it (when the node no longer knows
+when that version was sent, as for a record that is not actual, an Alert that says so in its
+<note>). The record's status gives the alert's status (an exercise's name goes in <note>), and
+its classification the scope: a public record is Public, any other is never Public (internal is
+Restricted, confidential and secret Private, unless the body says which).
+
+A record of an exercise, or the node's test or draft records, are read in their mode:
+--exercise NAME, or --status test|draft.`,
 		Example: `  knooppunt export --format cap --record alert-zeeland-beds-low-VR19-1772890320
-  knooppunt export --format cap --record sitrep-vr19-1 --out sitrep.xml`,
+  knooppunt export --format cap --record sitrep-vr19-1 --out sitrep.xml
+  knooppunt export --format cap --record cap-OEF-1-eeb4f6de4cf28d24 --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "cap" {
@@ -41,12 +50,23 @@ Public (internal is Restricted, confidential and secret Private, unless the body
 			if id == "" {
 				return fmt.Errorf("--record: missing: name the record to export, such as --record alert-zeeland-beds-low-VR19-1772890320")
 			}
+			mode, err := mf.mode()
+			if err != nil {
+				return err
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				r, err := pb.NewRecordServiceClient(conn).Get(cmd.Context(), &pb.GetRequest{Id: id})
+				c := pb.NewRecordServiceClient(conn)
+				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: id, Mode: mode})
+				if status.Code(err) == codes.NotFound {
+					if mode == nil {
+						return fmt.Errorf("record not found: this node holds no actual record %q; is it an exercise record? add --exercise NAME (or --status test|draft for a test or draft record) (NotFound)", id)
+					}
+					return fmt.Errorf("record not found: this node holds no record %q in this mode (NotFound)", id)
+				}
 				if err != nil {
 					return err
 				}
-				a, err := cap.FromRecord(r, cap.ExportOptions{Language: language})
+				a, err := cap.Export(cmd.Context(), c, r, cap.ExportOptions{Language: language})
 				if err != nil {
 					return err
 				}
@@ -71,6 +91,8 @@ Public (internal is Restricted, confidential and secret Private, unless the body
 	fl.StringVar(&id, "record", "", "the id of the record to export")
 	fl.StringVar(&out, "out", "", "write to this file (default: standard output)")
 	fl.StringVar(&language, "language", "nl-NL", "the language of a sitrep's info block")
+	mf.register(cmd)
 	f.register(cmd, false)
+	f.fill(map[string]string{"exercise": "mode.exercise", "status": "mode.status", "record": "id"})
 	return cmd
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -53,10 +55,14 @@ CAP (--format cap, or a .cap or .xml file): one CAP 1.2 alert becomes a record o
 alert kind, its CAP fields in the body. Its status becomes the record's status; its scope the
 classification (Public public, Restricted internal, Private confidential, unless the node's
 cap.scopes say otherwise, or --classification overrides it). An Update or Cancel rewrites or
-deletes the record of the alert it references. An Exercise alert needs its exercise's name:
---exercise NAME, or the name in the alert's <note>. --crisis and --region default to all and NL.
-A document with a DTD, over 1 MiB, not well-formed, or not valid CAP 1.2 is refused and nothing
-is stored.
+deletes the record of the alert it references, in the alert's own mode only: a Test or Exercise
+message never changes an actual alert. An alert the node holds already, or one a later Update
+superseded, is "unchanged" and nothing is written; a cancelled alert is refused, and so is an
+alert stored under another crisis or region than --crisis or --region name. An Exercise alert
+needs its exercise's name: --exercise NAME, or the name in the alert's <note>. --crisis and
+--region default to all and NL. A document with a DTD, over 1 MiB, not well-formed, or not
+valid CAP 1.2 is refused and nothing is stored. A file that starts with < is XML: without
+--format cap (or a .xml or .cap name) it is refused, not read as rows.
 
 -o json prints the summary as JSON: each rejection's line, id (when the row gave one), code, field
 (the record's field the node refused, such as record.region, or the column the file's reader could
@@ -109,6 +115,11 @@ The exit code is 0 when every row was stored, 2 when some were rejected.`,
 			if exercise != "" {
 				return fmt.Errorf("--exercise names the exercise of a CAP alert: use it with --format cap")
 			}
+			in := bufio.NewReader(file)
+			if looksLikeXML(in) {
+				// Read as JSON Lines or CSV, every line of an alert would be a rejected row.
+				return fmt.Errorf("%s: this looks like XML, not %s: add --format cap to import a CAP alert", args[0], format)
+			}
 			size := int64(-1)
 			if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
 				size = fi.Size()
@@ -120,7 +131,7 @@ The exit code is 0 when every row was stored, 2 when some were rejected.`,
 				progressbar.OptionShowBytes(true),
 				progressbar.OptionThrottle(100*time.Millisecond),
 				progressbar.OptionClearOnFinish())
-			rows, err := importfile.Read(io.TeeReader(file, bar), format, defaults)
+			rows, err := importfile.Read(io.TeeReader(in, bar), format, defaults)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
@@ -174,6 +185,26 @@ func printSummary(w io.Writer, format string, sum importfile.Summary) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Line, r.ID, r.Code, r.Reason)
 	}
 	return tw.Flush()
+}
+
+// looksLikeXML reports whether the first byte after a byte order mark and white space is <.
+// Neither a JSON Lines row nor a CSV header starts with one. It peeks no further than that
+// byte, so that a slow pipe is not waited for.
+func looksLikeXML(r *bufio.Reader) bool {
+	bom := []byte("\uFEFF")
+	for n := 1; n <= 512; n++ {
+		b, err := r.Peek(n)
+		if err != nil {
+			return false
+		}
+		if len(b) < len(bom) && bytes.HasPrefix(bom, b) {
+			continue // perhaps the start of a byte order mark
+		}
+		if head := bytes.TrimLeft(bytes.TrimPrefix(b, bom), " \t\r\n"); len(head) > 0 {
+			return head[0] == '<'
+		}
+	}
+	return false
 }
 
 // importCAP stores one CAP 1.2 alert as an alert record, or applies its Update or Cancel.

@@ -1,14 +1,17 @@
 package cap
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -17,6 +20,9 @@ const (
 	Created   = "created"
 	Updated   = "updated"
 	Cancelled = "cancelled"
+	// Unchanged: the node holds the alert already, or a later alert superseded it; nothing was
+	// written.
+	Unchanged = "unchanged"
 )
 
 // Result says what Apply did.
@@ -25,15 +31,21 @@ type Result struct {
 	ID      string `json:"id"`
 	Version int64  `json:"version"`
 	// Note says what the caller may want to know, such as an Update that referenced no stored
-	// alert and was stored as a new one.
+	// alert and was stored as a new one, or the alert that superseded one left unchanged.
 	Note string `json:"note,omitempty"`
 }
 
 // Apply stores an alert through a node's RecordService as CAP means it: an Alert is a record of
-// its own (the same alert twice is the same record); an Update rewrites the record of the latest
-// alert it references, keeping its id, crisis and region; a Cancel deletes it. Nothing is written
-// unless the whole alert maps to a valid record. An error from the node is returned as its gRPC
-// status.
+// its own; an Update rewrites the record of the latest alert it references, keeping its id,
+// crisis and region; a Cancel deletes it. An alert acts only on records of its own mode (its
+// status, and for an Exercise its exercise), so a Test or Exercise message never touches an
+// actual alert.
+//
+// Alerting systems send the same alert many times, and out of order: an alert the node holds
+// already, or one a later Update superseded, is answered Unchanged and nothing is written; a
+// cancelled alert is never stored again. Every rewrite names the version it read, so two
+// importers cannot overwrite each other. Nothing is written unless the whole alert maps to a
+// valid record. An error from the node is returned as its gRPC status.
 func Apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportOptions) (Result, error) {
 	rec, err := ToRecord(a, opts)
 	if err != nil {
@@ -41,7 +53,7 @@ func Apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 	}
 	switch a.MsgType {
 	case "Alert":
-		return put(ctx, c, rec, Created, "")
+		return storeAlert(ctx, c, a, rec, opts, "")
 	case "Update", "Cancel":
 	default:
 		return Result{}, fieldErr("alert.msgType", "%s messages answer other alerting systems and are not stored: import Alert, Update or Cancel", a.MsgType)
@@ -53,13 +65,13 @@ func Apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 	if len(refs) == 0 {
 		return Result{}, fieldErr("alert.references", "missing: a %s names the alerts it refers to as sender,identifier,sent", a.MsgType)
 	}
-	target, err := findReferenced(ctx, c, refs)
+	target, err := findReferenced(ctx, c, refs, modeOf(rec))
 	if err != nil {
 		return Result{}, err
 	}
 	if a.MsgType == "Cancel" {
 		if target == nil {
-			return Result{}, status.Errorf(codes.NotFound, "alert.references: no stored alert matches %s: nothing to cancel", a.References)
+			return Result{}, status.Errorf(codes.NotFound, "alert.references: no %s matches %s: nothing to cancel%s", storedAlert(rec), a.References, otherModes(rec))
 		}
 		res, err := c.Delete(ctx, &pb.DeleteRequest{Id: target.Id, Version: target.Version})
 		if err != nil {
@@ -68,54 +80,217 @@ func Apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 		return Result{Action: Cancelled, ID: target.Id, Version: res.Version}, nil
 	}
 	if target == nil {
-		return put(ctx, c, rec, Created, "it references no stored alert: stored as a new one")
+		// The original may still come, late: the first reference names it, so that it is then
+		// known as superseded (see storeAlert).
+		rec.Labels[LabelOrig] = RecordID(refs[0].Sender, refs[0].Identifier)
+		return storeAlert(ctx, c, a, rec, opts, "it references no "+storedAlert(rec)+": stored as a new one")
 	}
-	rec.Id, rec.Version = target.Id, target.Version
-	if opts.Crisis == "" {
-		rec.Crisis = target.Crisis
-	}
-	if opts.Region == "" {
-		rec.Region = target.Region
-	}
-	return put(ctx, c, rec, Updated, "")
+	return rewrite(ctx, c, a, rec, target, opts, false)
 }
 
-func put(ctx context.Context, c pb.RecordServiceClient, rec *pb.Record, action, note string) (Result, error) {
+// storeAlert stores an alert under its own record id: an Alert, or an Update that references no
+// alert the node holds. A new alert is created, with note; one the node holds already is
+// rewritten only if it changed and no later alert superseded it; a cancelled one is refused.
+func storeAlert(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.Record, opts ImportOptions, note string) (Result, error) {
+	mode := modeOf(rec)
+	cur, err := c.Get(ctx, &pb.GetRequest{Id: rec.Id, Consistency: "strong", Mode: mode})
+	switch status.Code(err) {
+	case codes.OK:
+		return rewrite(ctx, c, a, rec, cur, opts, true)
+	case codes.NotFound:
+	default:
+		return Result{}, err
+	}
+	// Get holds no deleted record; Versions answers for one in its mode, for as long as the
+	// node keeps its tombstone, which it does for good (an exercise's until it is closed).
+	vs, err := c.Versions(ctx, &pb.VersionsRequest{Id: rec.Id, Mode: mode})
+	switch status.Code(err) {
+	case codes.OK:
+		what := "was cancelled"
+		if rec.Status == pb.Status_EXERCISE {
+			what = fmt.Sprintf("was cancelled, or exercise %q closed,", rec.Exercise)
+		}
+		if v := vs.GetVersions(); len(v) > 0 && v[0].Deleted {
+			what += fmt.Sprintf(" (record %s, deleted at version %d)", rec.Id, v[0].Version)
+		}
+		return Result{}, status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s %s and a cancelled alert is not stored again: to publish it anew, send a new alert with an identifier of its own", a.Identifier, a.Sender, what)
+	case codes.NotFound:
+	default:
+		return Result{}, err
+	}
+	// An Update of this alert may have come first and been stored as an alert of its own.
+	if later, err := c.List(ctx, &pb.ListRequest{Kind: Kind, LabelSelector: LabelOrig + "=" + rec.Id, Consistency: "strong", PageSize: 10, Mode: mode}); err != nil {
+		return Result{}, err
+	} else if r := sameSender(later.Records, a.Sender); r != nil {
+		return Result{Action: Unchanged, ID: r.Id, Version: r.Version, Note: "superseded by " + identifierOf(r) + ", which the node holds already: nothing written"}, nil
+	}
+	res, err := c.Put(ctx, &pb.PutRequest{Record: rec})
+	if err != nil {
+		return Result{}, modeClash(ctx, c, a, rec, err)
+	}
+	return Result{Action: Created, ID: res.Id, Version: res.Version, Note: note}, nil
+}
+
+// rewrite applies an alert to the record cur of its mode: the record of the alert itself (own),
+// or of the alert an Update references. It writes nothing when cur holds the same alert, or a
+// later one than this.
+func rewrite(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec, cur *pb.Record, opts ImportOptions, own bool) (Result, error) {
+	if cur.Kind != Kind {
+		return Result{}, status.Errorf(codes.FailedPrecondition, "alert.identifier: record %s is a %s record, not an alert: an alert is never written over another kind; delete that record first if it is stale", cur.Id, cur.Kind)
+	}
+	// An alert stays where it was filed: a poller whose --crisis changed must not move it away
+	// from the crisis its readers follow.
+	for _, f := range []struct{ flag, asked, stored string }{{"crisis", opts.Crisis, cur.Crisis}, {"region", opts.Region, cur.Region}} {
+		if f.asked != "" && f.asked != f.stored {
+			return Result{}, status.Errorf(codes.FailedPrecondition, "%s: alert %s of %s applies to record %s, in %s %q, not %q: an alert keeps its %s; import it with --%s %s, or without --%s",
+				f.flag, a.Identifier, a.Sender, cur.Id, f.flag, f.stored, f.asked, f.flag, f.flag, f.stored, f.flag)
+		}
+	}
+	var stored Alert
+	if err := json.Unmarshal(cur.Body, &stored); err != nil {
+		return Result{}, fmt.Errorf("cap: record %s: body: %w", cur.Id, err)
+	}
+	// self: the record holds this very alert (the same sender and identifier), applied before.
+	self := cur.Labels[LabelRef] == rec.Labels[LabelRef]
+	unchanged := Result{Action: Unchanged, ID: cur.Id, Version: cur.Version}
+	switch {
+	case !self && (own || later(stored.Sent, a.Sent)):
+		// A record under the alert's own id that holds another alert holds an Update of it.
+		unchanged.Note = "superseded by " + identifierOf(cur) + ", which the node holds already: nothing written"
+		return unchanged, nil
+	case self && later(stored.Sent, a.Sent):
+		unchanged.Note = "the node holds a later copy of this alert, sent " + stored.Sent + ": nothing written"
+		return unchanged, nil
+	case self && sameAlert(&stored, a) && (opts.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED || opts.Classification == cur.Classification):
+		unchanged.Note = "the node holds this alert already: nothing written"
+		return unchanged, nil
+	}
+	note := ""
+	if self {
+		// CAP never reuses an identifier, but a sender may correct an alert under the same one.
+		note = "the node held this alert with other content: replaced"
+	}
+	rec.Id, rec.Version, rec.Crisis, rec.Region = cur.Id, cur.Version, cur.Crisis, cur.Region
+	if orig := cur.Labels[LabelOrig]; orig != "" {
+		rec.Labels[LabelOrig] = orig
+	}
 	res, err := c.Put(ctx, &pb.PutRequest{Record: rec})
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Action: action, ID: res.Id, Version: res.Version, Note: note}, nil
+	return Result{Action: Updated, ID: res.Id, Version: res.Version, Note: note}, nil
 }
 
-// findReferenced is the stored alert record of the latest reference that has one: the record
-// the referenced alert created, or the one a later Update of it rewrote (LabelRef). It is nil
-// when no reference has a record.
-func findReferenced(ctx context.Context, c pb.RecordServiceClient, refs []Reference) (*pb.Record, error) {
+// findReferenced is the stored alert record of the latest reference that has one in mode: the
+// record the referenced alert created, the one a later Update of it rewrote (LabelRef), or an
+// Update of it stored before it came (LabelOrig). It is nil when no reference has a record in
+// mode: a Test or Exercise message never finds an actual alert, and the other way round.
+func findReferenced(ctx context.Context, c pb.RecordServiceClient, refs []Reference, mode *pb.Mode) (*pb.Record, error) {
 	for i := len(refs) - 1; i >= 0; i-- {
 		id := RecordID(refs[i].Sender, refs[i].Identifier)
-		r, err := c.Get(ctx, &pb.GetRequest{Id: id, Consistency: "strong"})
+		r, err := c.Get(ctx, &pb.GetRequest{Id: id, Consistency: "strong", Mode: mode})
 		switch status.Code(err) {
 		case codes.OK:
-			if r.Kind == Kind && !r.Tombstone {
+			if r.Kind == Kind && !r.Tombstone && inMode(r, mode) {
 				return r, nil
 			}
 		case codes.NotFound:
 		default:
 			return nil, err
 		}
-		resp, err := c.List(ctx, &pb.ListRequest{Kind: Kind, LabelSelector: LabelRef + "=" + id, Consistency: "strong", PageSize: 10})
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range resp.Records {
-			var h struct{ Sender string }
-			if json.Unmarshal(r.Body, &h) == nil && h.Sender == refs[i].Sender {
+		// The record an Update of it rewrote, or an Update of it that came first and was stored
+		// as an alert of its own.
+		for _, label := range []string{LabelRef, LabelOrig} {
+			resp, err := c.List(ctx, &pb.ListRequest{Kind: Kind, LabelSelector: label + "=" + id, Consistency: "strong", PageSize: 10, Mode: mode})
+			if err != nil {
+				return nil, err
+			}
+			if r := sameSender(resp.Records, refs[i].Sender); r != nil {
 				return r, nil
 			}
 		}
 	}
 	return nil, nil
+}
+
+// sameSender is the first live one of the alert records whose alert came from sender.
+func sameSender(recs []*pb.Record, sender string) *pb.Record {
+	for _, r := range recs {
+		var h struct{ Sender string }
+		if !r.Tombstone && json.Unmarshal(r.Body, &h) == nil && h.Sender == sender {
+			return r
+		}
+	}
+	return nil
+}
+
+// modeClash turns the node's refusal to move a record to another mode into what the importer
+// can do about it: the alert's identifier is taken by an alert of another mode, which it must
+// never change. Any other error is returned as it is.
+func modeClash(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.Record, err error) error {
+	if field, _ := api.Field(err); status.Code(err) != codes.FailedPrecondition || field != "record.status" {
+		return err
+	}
+	other := "of another mode"
+	if rec.Status != pb.Status_ACTUAL {
+		if _, gerr := c.Get(ctx, &pb.GetRequest{Id: rec.Id, Consistency: "strong"}); gerr == nil {
+			other = "that is actual"
+		}
+	}
+	return status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s is the identifier of a stored alert %s, and a %s alert never changes it: give the %s alert an identifier of its own",
+		a.Identifier, a.Sender, other, a.Status, strings.ToLower(a.Status))
+}
+
+func modeOf(r *pb.Record) *pb.Mode { return &pb.Mode{Status: r.Status, Exercise: r.Exercise} }
+
+func inMode(r *pb.Record, m *pb.Mode) bool {
+	return r.Status == m.GetStatus() && r.Exercise == m.GetExercise()
+}
+
+// storedAlert names the stored alerts of a record's mode for a person: a stored alert, a
+// stored test (or draft) alert, or a stored exercise "NAME" alert.
+func storedAlert(r *pb.Record) string {
+	switch r.Status {
+	case pb.Status_ACTUAL:
+		return "stored alert"
+	case pb.Status_EXERCISE:
+		return fmt.Sprintf("stored exercise %q alert", r.Exercise)
+	}
+	return "stored " + strings.ToLower(r.Status.String()) + " alert"
+}
+
+// otherModes says, for a message that is not actual, why an actual alert it names is not found.
+func otherModes(r *pb.Record) string {
+	if r.Status == pb.Status_ACTUAL {
+		return ""
+	}
+	return "; an actual alert is never changed by a Test or Exercise message"
+}
+
+// identifierOf is the CAP identifier of the alert an alert record holds, or its id.
+func identifierOf(r *pb.Record) string {
+	var h struct{ Identifier, Sent string }
+	if json.Unmarshal(r.Body, &h) != nil || h.Identifier == "" {
+		return r.Id
+	}
+	if h.Sent != "" {
+		return h.Identifier + " (sent " + h.Sent + ")"
+	}
+	return h.Identifier
+}
+
+// later reports whether CAP time a is later than b: false when either is unreadable.
+func later(a, b string) bool {
+	ta, err1 := time.Parse(TimeLayout, a)
+	tb, err2 := time.Parse(TimeLayout, b)
+	return err1 == nil && err2 == nil && ta.After(tb)
+}
+
+// sameAlert reports whether two alerts hold the same fields, as the record's body holds them.
+func sameAlert(a, b *Alert) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }
 
 // Describe is a one-line account of a result, for people.

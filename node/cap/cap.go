@@ -16,7 +16,10 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+
+	"golang.org/x/text/encoding/ianaindex"
 )
 
 // Namespace is the XML namespace of CAP 1.2.
@@ -36,6 +39,8 @@ var (
 	ErrMalformed = errors.New("cap: not well-formed XML")
 	// ErrNamespace refuses a document whose root is not a CAP 1.2 alert.
 	ErrNamespace = errors.New("cap: not a CAP 1.2 alert")
+	// ErrEncoding refuses a document in a character encoding the node cannot read.
+	ErrEncoding = errors.New("cap: encoding")
 )
 
 // Error refuses an alert because of one field, named by its path such as alert.info[0].urgency.
@@ -149,7 +154,10 @@ var (
 // Parse reads one CAP 1.2 alert of at most max bytes (DefaultMaxBytes when max <= 0) and checks
 // it. It refuses a DTD, a document that is not well-formed, the wrong root or namespace, a
 // missing required element and a value outside an enumeration, each with an error that names
-// what to fix. An empty <code> is left out: it flags nothing, and the alert is written without it.
+// what to fix. A leading byte order mark is skipped, and a document that declares another
+// encoding than UTF-8 (ISO-8859-1, windows-1252, …) is decoded from it, or refused with
+// ErrEncoding when the node does not know it. An empty <code> is left out: it flags nothing, and
+// the alert is written without it.
 func Parse(r io.Reader, max int64) (*Alert, error) {
 	if max <= 0 {
 		max = DefaultMaxBytes
@@ -161,8 +169,20 @@ func Parse(r io.Reader, max int64) (*Alert, error) {
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("%w: over the limit of %d bytes", ErrTooLarge, max)
 	}
+	// Windows tools write UTF-8 with a byte order mark, which XML allows and encoding/xml does
+	// not skip.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
 	dec := xml.NewDecoder(bytes.NewReader(data))
+	var refused error
+	dec.CharsetReader = func(label string, in io.Reader) (io.Reader, error) {
+		r, err := charsetReader(label, in)
+		refused = err
+		return r, err
+	}
 	root, err := prolog(dec)
+	if refused != nil {
+		return nil, refused
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +203,23 @@ func Parse(r io.Reader, max int64) (*Alert, error) {
 		return nil, err
 	}
 	return &a, nil
+}
+
+// charsetReader decodes a document whose XML declaration names an encoding other than UTF-8,
+// such as ISO-8859-1 or windows-1252, which older alerting systems write. A document that was
+// read this far byte by byte is no UTF-16 or UTF-32 one, whatever it declares.
+func charsetReader(label string, in io.Reader) (io.Reader, error) {
+	enc, err := ianaindex.IANA.Encoding(label)
+	if err != nil || enc == nil {
+		return nil, fmt.Errorf("%w %s: this node does not read it: send the alert as UTF-8", ErrEncoding, label)
+	}
+	switch name, _ := ianaindex.IANA.Name(enc); {
+	case name == "UTF-8":
+		return in, nil // another spelling of it, such as utf8
+	case strings.HasPrefix(name, "UTF-"):
+		return nil, fmt.Errorf("%w %s: the document is not written in it: declare UTF-8, or send the alert as UTF-8", ErrEncoding, label)
+	}
+	return enc.NewDecoder().Reader(in), nil
 }
 
 // prolog reads up to the root element and returns it. A DTD (or any other declaration) is
@@ -363,17 +400,28 @@ func (ar *Area) check(field string) error {
 		return fieldErr(field+".areaDesc", "missing: CAP 1.2 requires <areaDesc>")
 	}
 	for k, p := range ar.Polygon {
+		f := fmt.Sprintf("%s.polygon[%d]", field, k)
 		p = strings.TrimSpace(p)
 		if !polygonRE.MatchString(p) {
-			return fieldErr(fmt.Sprintf("%s.polygon[%d]", field, k), "not a polygon: use four or more lat,lon pairs separated by spaces, the first and last the same")
+			return fieldErr(f, "not a polygon: use four or more lat,lon pairs separated by spaces, the first and last the same")
 		}
-		if ps := strings.Fields(p); ps[0] != ps[len(ps)-1] {
-			return fieldErr(fmt.Sprintf("%s.polygon[%d]", field, k), "not closed: the first pair %s and the last %s must be the same", ps[0], ps[len(ps)-1])
+		ps := strings.Fields(p)
+		if ps[0] != ps[len(ps)-1] {
+			return fieldErr(f, "not closed: the first pair %s and the last %s must be the same", ps[0], ps[len(ps)-1])
+		}
+		for _, pt := range ps {
+			if err := ar.checkPoint(f, "point", pt); err != nil {
+				return err
+			}
 		}
 	}
 	for k, c := range ar.Circle {
+		f := fmt.Sprintf("%s.circle[%d]", field, k)
 		if !circleRE.MatchString(strings.TrimSpace(c)) {
-			return fieldErr(fmt.Sprintf("%s.circle[%d]", field, k), "%q is not a circle: use lat,lon and a radius in km, such as 51.5,3.6 10", c)
+			return fieldErr(f, "%q is not a circle: use lat,lon and a radius in km, such as 51.5,3.6 10", c)
+		}
+		if err := ar.checkPoint(f, "centre", strings.Fields(c)[0]); err != nil {
+			return err
 		}
 	}
 	for k, g := range ar.Geocode {
@@ -388,6 +436,18 @@ func (ar *Area) check(field string) error {
 	}
 	if ar.Ceiling != "" && ar.Altitude == "" {
 		return fieldErr(field+".ceiling", "a ceiling needs an altitude")
+	}
+	return nil
+}
+
+// checkPoint checks that a lat,lon pair that matched the point pattern lies on the earth (WGS 84):
+// swapped or projected coordinates would otherwise put the alert somewhere else, or nowhere.
+func (ar *Area) checkPoint(field, what, pt string) error {
+	lat, lon, _ := strings.Cut(pt, ",")
+	la, err1 := strconv.ParseFloat(lat, 64)
+	lo, err2 := strconv.ParseFloat(lon, 64)
+	if err1 != nil || err2 != nil || la < -90 || la > 90 || lo < -180 || lo > 180 {
+		return fieldErr(field, "the %s %s of area %q is not on the earth: give latitude,longitude in WGS 84, the latitude -90 to 90 and the longitude -180 to 180", what, pt, ar.AreaDesc)
 	}
 	return nil
 }

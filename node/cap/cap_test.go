@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,19 +250,40 @@ func TestBadXML(t *testing.T) {
 }
 
 // TestSitrepExport: a sitrep exports as an informational alert, valid CAP 1.2: version 1 an
-// Alert, later versions Updates; a record that is not public is never Public.
+// Alert, later versions Updates that reference the version before, by identifier and time; a
+// record that is not public is never Public. A later version whose predecessor's time the node
+// no longer knows is an Alert that says why, and one written after a delete is a new Alert.
 func TestSitrepExport(t *testing.T) {
 	rec := &pb.Record{Id: "sitrep-vr19-1", Origin: org, Kind: "sitrep", Crisis: "hoogwater", Region: "VR19",
 		Classification: pb.Classification_INTERNAL, Version: 1, UpdatedAt: timestamppb.New(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)),
 		Body: []byte(`{"title":"Dijken houden stand","summary":"Geen doorbraken; het water zakt.","severity":"high"}`)}
+	v1At := time.Date(2026, 12, 3, 9, 30, 0, 400e6, time.UTC)
 	for _, v := range []int64{1, 2} {
 		rec.Version = v
-		a, _ := captest.Export(t, rec)
+		a, _ := captest.ExportWith(t, rec, cap.ExportOptions{Previous: &pb.RecordVersion{Version: 1, UpdatedAt: timestamppb.New(v1At)}})
 		want := map[int64]string{1: "Alert", 2: "Update"}[v]
 		in := a.Info[0]
 		if a.MsgType != want || a.Scope != "Restricted" || a.Status != "Actual" || in.Headline != "Dijken houden stand" ||
 			in.Severity != "Severe" || in.Area[0].Geocode[0].Value != "VR19" || !strings.HasSuffix(a.Identifier, ".v"+string(rune('0'+v))) {
 			t.Fatalf("version %d: %+v", v, a)
+		}
+		wantRefs := map[int64]string{1: "", 2: org + "," + org + ".sitrep-vr19-1.v1,2026-12-03T09:30:00+00:00"}[v]
+		if a.References != wantRefs {
+			t.Fatalf("version %d references %q, want %q", v, a.References, wantRefs)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		prev *pb.RecordVersion
+		note string
+	}{
+		{"no history", nil, "Not written as an Update of version 1: the node no longer knows when that was sent."},
+		{"another version", &pb.RecordVersion{Version: 7, UpdatedAt: timestamppb.New(v1At)}, "Not written as an Update"},
+		{"after a delete", &pb.RecordVersion{Version: 1, UpdatedAt: timestamppb.New(v1At), Deleted: true}, ""},
+	} {
+		a, _ := captest.ExportWith(t, rec, cap.ExportOptions{Previous: tc.prev})
+		if a.MsgType != "Alert" || a.References != "" || tc.note != "" && !strings.Contains(a.Note, tc.note) || tc.note == "" && strings.Contains(a.Note, "Not written") {
+			t.Fatalf("%s: msgType %s references %q note %q", tc.name, a.MsgType, a.References, a.Note)
 		}
 	}
 	rec.Kind = "shelter.capacity"
@@ -320,7 +342,8 @@ func TestFeedHoldsOnlyOwnPublicActualAlerts(t *testing.T) {
 		mk("deleted", 10, func(r *pb.Record) { r.Tombstone = true }),
 		mk("sitrep", 10, func(r *pb.Record) { r.Kind = "sitrep" }),
 	}
-	feed := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland"})
+	// The OASIS example expires on 2003-06-17 at 16:00 -07:00: read the feed before then.
+	feed := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland", Now: func() time.Time { return time.Date(2003, 6, 17, 22, 0, 0, 0, time.UTC) }})
 	doc, err := feed.Build(recs, time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -379,4 +402,132 @@ func feedEntries(t testing.TB, doc []byte) []feedEntry {
 		f.Entries[i].Content.Alert = append([]byte(xml.Header), bytes.TrimSpace(f.Entries[i].Content.Alert)...)
 	}
 	return f.Entries
+}
+
+// TestFeedLeavesOutExpiredAlerts: an alert whose every info block has expired leaves the feed,
+// which websites show as current; one with an info block still valid, or one without an expiry,
+// stays. The feed's updated moves to the time the alert expired, so that a poller sees it left.
+func TestFeedLeavesOutExpiredAlerts(t *testing.T) {
+	full := parse(t, readFile(t, "full.xml")) // two info blocks, the first expiring 2026-12-04T06:00:00+01:00
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	mk := func(identifier string, expires ...string) *pb.Record {
+		a := *full
+		a.Identifier, a.Info = identifier, slices.Clone(full.Info)
+		for i := range a.Info {
+			a.Info[i].Expires = expires[i]
+		}
+		rec, err := cap.ToRecord(&a, cap.ImportOptions{Classification: pb.Classification_PUBLIC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec = store(t, checker(t, nil), rec)
+		rec.UpdatedAt = timestamppb.New(time.Date(2026, 12, 3, 9, 16, 0, 0, time.UTC))
+		return rec
+	}
+	recs := []*pb.Record{
+		mk("expired", "2026-12-04T06:00:00+01:00", "2026-12-04T10:30:00+01:00"),
+		mk("one-valid", "2026-12-04T06:00:00+01:00", "2026-12-05T06:00:00+01:00"),
+		mk("no-expiry", "", ""),
+		mk("one-without", "2026-12-04T06:00:00+01:00", ""),
+	}
+	feed := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland", Now: func() time.Time { return now }})
+	doc, err := feed.Build(recs, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range feedEntries(t, doc) {
+		captest.Validate(t, "a feed entry", e.Content.Alert)
+		got = append(got, parse(t, e.Content.Alert).Identifier)
+	}
+	slices.Sort(got)
+	if want := []string{"no-expiry", "one-valid", "one-without"}; !slices.Equal(got, want) {
+		t.Fatalf("the feed holds %v, want %v", got, want)
+	}
+	if want := "<updated>2026-12-04T09:30:00Z</updated>"; !strings.Contains(string(doc), want) {
+		t.Fatalf("the feed's updated is not when the expired alert left it, want %s:\n%s", want, doc)
+	}
+	// Before it expired, it was in the feed.
+	early := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland", Now: func() time.Time { return time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC) }})
+	if doc, err := early.Build(recs, time.Time{}); err != nil || len(feedEntries(t, doc)) != 4 {
+		t.Fatalf("before the expiry: %v\n%s", err, doc)
+	}
+}
+
+// TestParseEncodings: a UTF-8 document with a byte order mark, as Windows tools write it, and
+// one in a declared single-byte encoding are read, their text in UTF-8; an encoding the node
+// does not know, or a UTF-16 declaration on a document that is not, is refused with what to do.
+func TestParseEncodings(t *testing.T) {
+	valid := string(readFile(t, "oasis/a1-homeland-security.xml"))
+	_, body, ok := strings.Cut(valid, "?>")
+	if !ok {
+		t.Fatalf("a1 has no XML declaration: %.40q", valid)
+	}
+	withText := func(decl, text string) string {
+		return decl + strings.Replace(body, "<headline>", "<headline>"+text+" ", 1)
+	}
+	for _, tc := range []struct{ name, doc, headline string }{
+		{"BOM", "\uFEFF" + valid, ""},
+		{"ISO-8859-1", withText(`<?xml version="1.0" encoding="ISO-8859-1"?>`, "Ge\xefnformeerd caf\xe9"), "Geïnformeerd café"},
+		{"windows-1252", withText(`<?xml version="1.0" encoding="windows-1252"?>`, "\x80 5 \x96 boete"), "€ 5 – boete"},
+		{"US-ASCII", withText(`<?xml version="1.0" encoding="US-ASCII"?>`, "ascii"), "ascii"},
+		{"csUTF8", withText(`<?xml version="1.0" encoding="csUTF8"?>`, "Geïnformeerd"), "Geïnformeerd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := cap.Parse(strings.NewReader(tc.doc), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(a.Info[0].Headline, tc.headline) {
+				t.Fatalf("headline %q, want it to start with %q", a.Info[0].Headline, tc.headline)
+			}
+			doc, err := a.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			captest.Validate(t, tc.name+" written again", doc)
+		})
+	}
+	for _, tc := range []struct{ name, doc, want string }{
+		{"unknown", `<?xml version="1.0" encoding="x-klingon"?>` + body, "cap: encoding x-klingon: this node does not read it: send the alert as UTF-8"},
+		{"UTF-16 declared", `<?xml version="1.0" encoding="UTF-16"?>` + body, "cap: encoding UTF-16: the document is not written in it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := cap.Parse(strings.NewReader(tc.doc), 0)
+			if !errors.Is(err, cap.ErrEncoding) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPointsOnEarth: a polygon's point or a circle's centre off the earth (a swapped or
+// projected coordinate) is refused, naming the area and the point.
+func TestPointsOnEarth(t *testing.T) {
+	valid := string(readFile(t, "oasis/a1-homeland-security.xml"))
+	area := func(shape string) string {
+		return strings.Replace(valid, "<areaDesc>U.S. nationwide and interests worldwide</areaDesc>", "<areaDesc>Walcheren</areaDesc>"+shape, 1)
+	}
+	for _, tc := range []struct{ name, doc, want string }{
+		{"polygon latitude", area("<polygon>51.6,3.4 251.6,3.75 51.45,3.75 51.45,3.4 51.6,3.4</polygon>"),
+			`alert.info[0].area[0].polygon[0]: the point 251.6,3.75 of area "Walcheren" is not on the earth`},
+		{"polygon longitude", area("<polygon>51.6,3.4 51.6,383.75 51.45,3.75 51.45,3.4 51.6,3.4</polygon>"), "the point 51.6,383.75"},
+		{"circle", area("<circle>151.53,3.44 5.0</circle>"), `alert.info[0].area[0].circle[0]: the centre 151.53,3.44 of area "Walcheren" is not on the earth: give latitude,longitude in WGS 84`},
+		{"circle longitude", area("<circle>51.53,-180.5 5.0</circle>"), "the centre 51.53,-180.5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(tc.doc, "Walcheren") {
+				t.Fatal("the area was not replaced")
+			}
+			_, err := cap.Parse(strings.NewReader(tc.doc), 0)
+			var fe *cap.Error
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v, want %q", err, tc.want)
+			}
+		})
+	}
+	// The edges are on the earth.
+	if _, err := cap.Parse(strings.NewReader(area("<polygon>90,180 -90,180 -90,-180 90,-180 90,180</polygon><circle>-90,-180 1</circle>")), 0); err != nil {
+		t.Fatal(err)
+	}
 }

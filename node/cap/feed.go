@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/xml"
 	"log/slog"
 	"net/http"
@@ -35,18 +36,24 @@ type FeedConfig struct {
 	// newest change took an entry away.
 	Changed func(ctx context.Context) (time.Time, error)
 	Logger  *slog.Logger
+	// Now is the clock that decides which alerts have expired. Default: time.Now.
+	Now func() time.Time
 }
 
 // Feed serves an Atom feed (RFC 4287) of the node's public, actual alerts, each entry carrying
 // the CAP 1.2 alert as its content, for alerting systems and websites that poll. It needs no
 // sign-in: it holds only what the org published as public. It never holds a foreign record, an
-// alert that is not public, or one of an exercise, a test or a draft.
+// alert that is not public, one of an exercise, a test or a draft, or one that has expired: a
+// website shows what the feed holds as current.
 type Feed struct{ c FeedConfig }
 
 // NewFeed returns the feed's handler.
 func NewFeed(c FeedConfig) *Feed {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return &Feed{c: c}
 }
@@ -97,11 +104,25 @@ type atomContent struct {
 	Alert *Alert
 }
 
-// Build is the feed's document for the records: the published ones, newest first. Its updated
-// is the newest of changed and the entries' times; with neither, the Unix epoch, which says
-// that the node never published a public alert.
+// Build is the feed's document for the records: the published ones that have not expired,
+// newest first. Its updated is the newest of changed, the entries' times and the expiry of an
+// alert that left the feed when it expired; with none, the Unix epoch, which says that the node
+// never published a public alert.
 func (f *Feed) Build(recs []*pb.Record, changed time.Time) ([]byte, error) {
-	recs = slices.DeleteFunc(slices.Clone(recs), func(r *pb.Record) bool { return !Published(r, f.c.Org) })
+	now := f.c.Now()
+	recs = slices.DeleteFunc(slices.Clone(recs), func(r *pb.Record) bool {
+		if !Published(r, f.c.Org) {
+			return true
+		}
+		if at, ok := expiresAt(r.Body); ok && !at.After(now) {
+			// Leaving the feed is a change, at the time the alert expired.
+			if at.After(changed) {
+				changed = at
+			}
+			return true
+		}
+		return false
+	})
 	slices.SortFunc(recs, func(a, b *pb.Record) int {
 		return cmp.Or(b.UpdatedAt.AsTime().Compare(a.UpdatedAt.AsTime()), cmp.Compare(a.Id, b.Id))
 	})
@@ -153,6 +174,27 @@ func (f *Feed) Build(recs []*pb.Record, changed time.Time) ([]byte, error) {
 	}
 	b.WriteByte('\n')
 	return b.Bytes(), nil
+}
+
+// expiresAt is when the alert a record's body holds expires: the latest expiry of its info
+// blocks. ok is false when it never expires: it has no info block, or one without an expiry.
+func expiresAt(body []byte) (at time.Time, ok bool) {
+	var a struct {
+		Info []struct{ Expires string }
+	}
+	if json.Unmarshal(body, &a) != nil || len(a.Info) == 0 {
+		return time.Time{}, false
+	}
+	for _, in := range a.Info {
+		t, err := time.Parse(TimeLayout, in.Expires)
+		if err != nil {
+			return time.Time{}, false
+		}
+		if t.After(at) {
+			at = t
+		}
+	}
+	return at, true
 }
 
 // ServeHTTP serves the feed to GET and HEAD, with an ETag, so that a poller whose copy is current

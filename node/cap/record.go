@@ -1,6 +1,7 @@
 package cap
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +23,10 @@ const (
 	// own (RecordID of its sender and identifier): an Update or Cancel that references that alert
 	// finds the record through it.
 	LabelRef = "cap.ref"
+	// LabelOrig is, on the record of an Update that came before the alert it references, the
+	// record id of its first reference: the original, which is superseded when it comes late,
+	// and which a later Update or Cancel may name alone.
+	LabelOrig = "cap.orig"
 )
 
 // ScopeOf is the CAP scope of a record's classification when its body names none: public is
@@ -137,6 +142,29 @@ func ToRecord(a *Alert, opts ImportOptions) (*pb.Record, error) {
 type ExportOptions struct {
 	// Language of the info block of a sitrep. Default nl-NL.
 	Language string
+	// Previous is the version before the record's, as RecordService.Versions tells it: a sitrep
+	// of version 2 or later is written as an Update that references it, by its identifier and
+	// its time. Without it (the node keeps no history of a record that is not actual, and only
+	// a window of an actual one's), the sitrep is written as an Alert, whose note says why.
+	Previous *pb.RecordVersion
+}
+
+// Export is the CAP alert of a record, as FromRecord writes it, with what the record does not
+// carry read through the node's RecordService: for a sitrep of version 2 or later, the version
+// before it, which its Update references.
+func Export(ctx context.Context, c pb.RecordServiceClient, r *pb.Record, opts ExportOptions) (*Alert, error) {
+	if r.Kind == "sitrep" && r.Version > 1 && opts.Previous == nil {
+		resp, err := c.Versions(ctx, &pb.VersionsRequest{Id: r.Id, Mode: modeOf(r)})
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range resp.Versions {
+			if v.Version == r.Version-1 {
+				opts.Previous = v
+			}
+		}
+	}
+	return FromRecord(r, opts)
 }
 
 // FromRecord is the CAP alert of a record: the alert its body holds for an alert record, and
@@ -200,7 +228,8 @@ func FormatTime(t time.Time) string {
 var sitrepSeverity = map[string]string{"low": "Minor", "medium": "Moderate", "high": "Severe", "critical": "Extreme"}
 
 // fromSitrep writes a situation report as an informational alert: the first version as an
-// Alert, every later one as an Update of it.
+// Alert, every later one as an Update that references the version before it (opts.Previous),
+// so that a receiver applies it to the record the earlier versions made.
 func fromSitrep(r *pb.Record, opts ExportOptions) (*Alert, error) {
 	var s struct {
 		Title, Summary, Severity string
@@ -217,7 +246,7 @@ func fromSitrep(r *pb.Record, opts ExportOptions) (*Alert, error) {
 		sev = "Unknown"
 	}
 	a := &Alert{
-		Identifier: fmt.Sprintf("%s.%s.v%d", r.Origin, r.Id, r.Version), Sender: r.Origin,
+		Identifier: sitrepIdentifier(r.Origin, r.Id, r.Version), Sender: r.Origin,
 		Sent: FormatTime(r.UpdatedAt.AsTime()), MsgType: "Alert",
 		Note: fmt.Sprintf("Situation report %s, version %d, crisis %s.", r.Id, r.Version, r.Crisis),
 		Info: []Info{{
@@ -228,10 +257,24 @@ func fromSitrep(r *pb.Record, opts ExportOptions) (*Alert, error) {
 			Area:      []Area{RegionArea(r.Region)},
 		}},
 	}
-	if r.Version > 1 {
+	switch prev := opts.Previous; {
+	case r.Version <= 1:
+	case prev != nil && prev.Version == r.Version-1 && !prev.Deleted && prev.UpdatedAt != nil:
 		a.MsgType = "Update"
+		a.References = fmt.Sprintf("%s,%s,%s", r.Origin, sitrepIdentifier(r.Origin, r.Id, prev.Version), FormatTime(prev.UpdatedAt.AsTime()))
+	case prev != nil && prev.Deleted:
+		// The record was deleted and written anew: a new alert, not an Update of the old one.
+	default:
+		// CAP has an Update name when the version it updates was sent; a guess would mislead.
+		a.Note += fmt.Sprintf(" Not written as an Update of version %d: the node no longer knows when that was sent.", r.Version-1)
 	}
 	return a, nil
+}
+
+// sitrepIdentifier is the CAP identifier of one version of a sitrep: each version is an alert
+// of its own.
+func sitrepIdentifier(origin, id string, version int64) string {
+	return fmt.Sprintf("%s.%s.v%d", origin, id, version)
 }
 
 // RegionArea is the area of a safety region (VR01 to VR25), or of the whole country (NL).

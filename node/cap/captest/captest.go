@@ -48,7 +48,13 @@ func Validate(tb testing.TB, name string, doc []byte) {
 // document is valid against the schema. It returns the alert and the document.
 func Export(tb testing.TB, r *pb.Record) (*cap.Alert, []byte) {
 	tb.Helper()
-	a, err := cap.FromRecord(r, cap.ExportOptions{})
+	return ExportWith(tb, r, cap.ExportOptions{})
+}
+
+// ExportWith is Export with options, such as the version before a sitrep's.
+func ExportWith(tb testing.TB, r *pb.Record, opts cap.ExportOptions) (*cap.Alert, []byte) {
+	tb.Helper()
+	a, err := cap.FromRecord(r, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

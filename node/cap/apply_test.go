@@ -1,0 +1,363 @@
+package cap_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/knooppunt/knooppunt/node/cap"
+	"github.com/knooppunt/knooppunt/node/cap/captest"
+	"github.com/knooppunt/knooppunt/node/clustertest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// capNode is a served node that CAP alerts are applied to through its RecordService, as
+// `knooppunt import --format cap` does, with its public alert feed.
+type capNode struct {
+	t       *testing.T
+	r       *clustertest.Replica
+	records *putSpy
+}
+
+// putSpy is a RecordService client that remembers every Put it passes on.
+type putSpy struct {
+	pb.RecordServiceClient
+	puts []*pb.PutRequest
+}
+
+func (s *putSpy) Put(ctx context.Context, in *pb.PutRequest, opts ...grpc.CallOption) (*pb.PutResponse, error) {
+	s.puts = append(s.puts, proto.Clone(in).(*pb.PutRequest))
+	return s.RecordServiceClient.Put(ctx, in, opts...)
+}
+
+func startCAPNode(t *testing.T) *capNode {
+	t.Helper()
+	r := clustertest.Start(t, clustertest.Options{Replicas: 1, Feed: true}).Replicas[0]
+	return &capNode{t: t, r: r, records: &putSpy{RecordServiceClient: r.Records(t)}}
+}
+
+func (n *capNode) startExercise(name string) {
+	n.t.Helper()
+	if _, err := pb.NewExerciseServiceClient(n.r.Local(n.t)).Start(clustertest.Call(n.t), &pb.ExerciseStepRequest{Name: name, Reason: "test"}); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+func (n *capNode) apply(doc string, opts cap.ImportOptions) (cap.Result, error) {
+	n.t.Helper()
+	a, err := cap.Parse(strings.NewReader(doc), 0)
+	if err != nil {
+		n.t.Fatalf("%v\n%s", err, doc)
+	}
+	return cap.Apply(clustertest.Call(n.t), n.records, a, opts)
+}
+
+func (n *capNode) must(doc string, opts cap.ImportOptions, action string) cap.Result {
+	n.t.Helper()
+	res, err := n.apply(doc, opts)
+	if err != nil {
+		n.t.Fatalf("%v\n%s", err, doc)
+	}
+	if res.Action != action {
+		n.t.Fatalf("%+v, want %s", res, action)
+	}
+	return res
+}
+
+// refused fails unless applying doc is refused with code and a message that says each of want.
+func (n *capNode) refused(doc string, opts cap.ImportOptions, code codes.Code, want ...string) string {
+	n.t.Helper()
+	res, err := n.apply(doc, opts)
+	if status.Code(err) != code {
+		n.t.Fatalf("%+v, %v: want %s\n%s", res, err, code, doc)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			n.t.Fatalf("%v: does not say %q", err, w)
+		}
+	}
+	return err.Error()
+}
+
+func (n *capNode) get(id string, mode *pb.Mode) *pb.Record {
+	n.t.Helper()
+	rec, err := n.records.Get(clustertest.Call(n.t), &pb.GetRequest{Id: id, Mode: mode})
+	if err != nil {
+		n.t.Fatalf("get %s: %v", id, err)
+	}
+	return rec
+}
+
+// live is the identifiers of the live alert records in mode, sorted.
+func (n *capNode) live(mode *pb.Mode) []string {
+	n.t.Helper()
+	resp, err := n.records.List(clustertest.Call(n.t), &pb.ListRequest{Kind: cap.Kind, Mode: mode})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var out []string
+	for _, r := range resp.Records {
+		var a cap.Alert
+		if err := json.Unmarshal(r.Body, &a); err != nil {
+			n.t.Fatal(err)
+		}
+		out = append(out, a.Identifier)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// feed is the CAP identifiers of the public feed's entries, each checked against the schema.
+func (n *capNode) feed() []string {
+	n.t.Helper()
+	resp, err := http.Get("http://" + n.r.Feed + cap.FeedPath)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	out := []string{}
+	for _, e := range feedEntries(n.t, body) {
+		captest.Validate(n.t, "a feed entry", e.Content.Alert)
+		out = append(out, parse(n.t, e.Content.Alert).Identifier)
+	}
+	return out
+}
+
+// withStatus is doc with another status, and the note (an exercise's name) unless it is empty.
+func withStatus(doc, st, note string) string {
+	doc = strings.Replace(doc, "<status>Actual</status>", "<status>"+st+"</status>", 1)
+	if note != "" {
+		doc = strings.Replace(doc, "</scope>", "</scope><note>"+note+"</note>", 1)
+	}
+	return doc
+}
+
+// sentAt is doc sent at another time.
+func sentAt(doc, sent string) string {
+	return strings.Replace(doc, "<sent>2026-12-03T09:15:00+01:00</sent>", "<sent>"+sent+"</sent>", 1)
+}
+
+// TestTestAndExerciseMessagesNeverTouchActualAlerts: a Test or Exercise message acts only on
+// alerts of its own mode. A Test or Exercise Cancel of an actual alert finds nothing and says
+// why; an Exercise Update of it becomes the exercise's own alert; a Test or Exercise alert under
+// the actual alert's identifier is refused, saying to give it an identifier of its own. The
+// actual alert stays as it was, and in the public feed.
+func TestTestAndExerciseMessagesNeverTouchActualAlerts(t *testing.T) {
+	n := startCAPNode(t)
+	n.startExercise("oef-x")
+	real := n.must(alertDoc("Alert", "REAL-300", "", "Public", "Dijkdoorbraak Walcheren"), cap.ImportOptions{Crisis: "kruis", Region: "VR19"}, cap.Created)
+	before := n.get(real.ID, nil)
+	exercise := &pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-x"}
+
+	never := "an actual alert is never changed by a Test or Exercise message"
+	n.refused(withStatus(alertDoc("Cancel", "TEST-301", ref("REAL-300"), "Public", "Test"), "Test", ""), cap.ImportOptions{},
+		codes.NotFound, "alert.references: no stored test alert matches "+ref("REAL-300"), never)
+	n.refused(withStatus(alertDoc("Cancel", "OEF-201", ref("REAL-300"), "Public", "Oefening"), "Exercise", "oef-x"), cap.ImportOptions{},
+		codes.NotFound, `alert.references: no stored exercise "oef-x" alert matches`, never)
+	n.refused(withStatus(alertDoc("Cancel", "OEF-202", ref("REAL-300"), "Public", "Oefening"), "Exercise", ""), cap.ImportOptions{Exercise: "oef-x"},
+		codes.NotFound, `no stored exercise "oef-x" alert`)
+
+	// A Test or Exercise alert under the actual alert's own identifier is refused, and the
+	// message says what to do: never to delete the actual alert.
+	for _, st := range []struct{ status, note, word string }{{"Exercise", "oef-x", "exercise"}, {"Test", "", "test"}} {
+		msg := n.refused(withStatus(alertDoc("Alert", "REAL-300", "", "Public", "Oefening"), st.status, st.note), cap.ImportOptions{},
+			codes.FailedPrecondition, "alert.identifier: REAL-300 of "+sender+" is the identifier of a stored alert that is actual", "give the "+st.word+" alert an identifier of its own")
+		if strings.Contains(msg, "delete") {
+			t.Fatalf("the refusal tells the importer to delete the actual alert: %s", msg)
+		}
+	}
+	// An Exercise Update of the actual alert is an alert of the exercise, next to it.
+	up := n.must(withStatus(alertDoc("Update", "OEF-203", ref("REAL-300"), "Public", "Oefening: evacuatie"), "Exercise", "oef-x"), cap.ImportOptions{}, cap.Created)
+	if up.ID == real.ID || !strings.Contains(up.Note, `references no stored exercise "oef-x" alert`) {
+		t.Fatalf("an Exercise Update of an actual alert: %+v", up)
+	}
+	if got := n.get(up.ID, exercise); got.Status != pb.Status_EXERCISE || got.Exercise != "oef-x" {
+		t.Fatalf("the Exercise Update is stored as %s %q", got.Status, got.Exercise)
+	}
+	// A Test Update too, in the test mode.
+	testUp := n.must(withStatus(alertDoc("Update", "TEST-302", ref("REAL-300"), "Public", "Test"), "Test", ""), cap.ImportOptions{}, cap.Created)
+	if testUp.ID == real.ID {
+		t.Fatalf("a Test Update rewrote the actual alert: %+v", testUp)
+	}
+	// The exercise's own alerts are cancelled in the exercise: the Cancel names the actual
+	// alert and the exercise's Update of it, and finds the exercise's.
+	cancelled := n.must(withStatus(alertDoc("Cancel", "OEF-204", ref("REAL-300")+" "+ref("OEF-203"), "Public", "Oefening voorbij"), "Exercise", "oef-x"), cap.ImportOptions{}, cap.Cancelled)
+	if cancelled.ID != up.ID {
+		t.Fatalf("the Exercise Cancel hit %s, want the exercise's %s", cancelled.ID, up.ID)
+	}
+
+	if after := n.get(real.ID, nil); !proto.Equal(before, after) {
+		t.Fatalf("the actual alert changed:\nbefore %v\nafter  %v", before, after)
+	}
+	if got := n.live(nil); !slices.Equal(got, []string{"REAL-300"}) {
+		t.Fatalf("actual alerts %v, want REAL-300 alone", got)
+	}
+	if got := n.live(exercise); len(got) != 0 {
+		t.Fatalf("exercise alerts %v after the exercise's Cancel", got)
+	}
+	if got := n.feed(); !slices.Equal(got, []string{"REAL-300"}) {
+		t.Fatalf("the public feed holds %v, want REAL-300", got)
+	}
+}
+
+// TestRepeatedAlerts: alerting systems send an alert many times and out of order. An alert the
+// node holds already, or one that a later Update superseded, is answered unchanged and nothing
+// is written; a cancelled alert is not stored again; an alert stays in its crisis and region;
+// an Update that came before its original supersedes the original when it comes; and every
+// rewrite names the version it read.
+func TestRepeatedAlerts(t *testing.T) {
+	n := startCAPNode(t)
+	opts := cap.ImportOptions{Crisis: "hoogwater", Region: "VR19"}
+	a1 := alertDoc("Alert", "hw-1", "", "Public", "Hoogwater verwacht")
+	first := n.must(a1, opts, cap.Created)
+
+	// Polled again, with or without the flags: nothing written.
+	for _, o := range []cap.ImportOptions{opts, {}} {
+		again := n.must(a1, o, cap.Unchanged)
+		if again.ID != first.ID || again.Version != 1 || again.Describe() != "unchanged "+first.ID+" (version 1): the node holds this alert already: nothing written" {
+			t.Fatalf("the same alert again: %+v %q", again, again.Describe())
+		}
+	}
+	// Polled into another crisis or region: refused, naming both; nothing moves.
+	n.refused(a1, cap.ImportOptions{Crisis: "capfout", Region: "VR19"}, codes.FailedPrecondition, `crisis: alert hw-1 of `+sender, `in crisis "hoogwater", not "capfout"`, "--crisis hoogwater")
+	n.refused(a1, cap.ImportOptions{Crisis: "hoogwater", Region: "VR20"}, codes.FailedPrecondition, `region: alert hw-1`, `in region "VR19", not "VR20"`)
+	if rec := n.get(first.ID, nil); rec.Version != 1 || rec.Crisis != "hoogwater" || rec.Region != "VR19" {
+		t.Fatalf("after the refused moves: v%d %s %s", rec.Version, rec.Crisis, rec.Region)
+	}
+
+	// An Update; then the original, the Update itself and an older Update come again: the
+	// Update stays, and nothing is written.
+	up := n.must(sentAt(alertDoc("Update", "hw-2", ref("hw-1"), "Public", "Hoogwater: evacuatie"), "2026-12-03T09:45:00+01:00"), cap.ImportOptions{}, cap.Updated)
+	if up.ID != first.ID || up.Version != 2 {
+		t.Fatalf("the Update: %+v", up)
+	}
+	if res := n.must(a1, opts, cap.Unchanged); res.Version != 2 || !strings.Contains(res.Note, "superseded by hw-2 (sent 2026-12-03T09:45:00+01:00)") {
+		t.Fatalf("the original after its Update: %+v", res)
+	}
+	if res := n.must(sentAt(alertDoc("Update", "hw-2", ref("hw-1"), "Public", "Hoogwater: evacuatie"), "2026-12-03T09:45:00+01:00"), cap.ImportOptions{}, cap.Unchanged); res.Version != 2 {
+		t.Fatalf("the Update again: %+v", res)
+	}
+	if res := n.must(sentAt(alertDoc("Update", "hw-1b", ref("hw-1"), "Public", "Hoogwater: oud"), "2026-12-03T09:30:00+01:00"), cap.ImportOptions{}, cap.Unchanged); !strings.Contains(res.Note, "superseded by hw-2") {
+		t.Fatalf("an older Update after a newer one: %+v", res)
+	}
+	rec := n.get(first.ID, nil)
+	if exported, _ := captest.Export(t, rec); rec.Version != 2 || exported.Identifier != "hw-2" || exported.Info[0].Headline != "Hoogwater: evacuatie" {
+		t.Fatalf("after the repeats: v%d %s %q", rec.Version, exported.Identifier, exported.Info[0].Headline)
+	}
+	// Every rewrite named the version it had read: another importer's write in between would
+	// have been refused, not overwritten.
+	if last := n.records.puts[len(n.records.puts)-1]; last.Record.Version != 1 {
+		t.Fatalf("the Update was put at version %d, want 1, the version read", last.Record.Version)
+	}
+	// A sender's correction under the same identifier replaces it, at the version read.
+	fixed := n.must(sentAt(alertDoc("Update", "hw-2", ref("hw-1"), "Public", "Hoogwater: evacuatie Veere"), "2026-12-03T09:45:00+01:00"), cap.ImportOptions{}, cap.Updated)
+	if fixed.Version != 3 || !strings.Contains(fixed.Note, "replaced") || n.records.puts[len(n.records.puts)-1].Record.Version != 2 {
+		t.Fatalf("a corrected alert: %+v", fixed)
+	}
+
+	// A cancelled alert is not stored again, and stays out of the feed.
+	gone := n.must(alertDoc("Alert", "hw-9", "", "Public", "Dijk Veere"), opts, cap.Created)
+	n.must(alertDoc("Cancel", "hw-10", ref("hw-9"), "Public", "Dijk Veere veilig"), cap.ImportOptions{}, cap.Cancelled)
+	puts := len(n.records.puts)
+	n.refused(alertDoc("Alert", "hw-9", "", "Public", "Dijk Veere"), opts, codes.FailedPrecondition,
+		"alert.identifier: hw-9 of "+sender+" was cancelled (record "+gone.ID+", deleted at version 2)", "not stored again")
+	if _, err := n.records.Get(clustertest.Call(t), &pb.GetRequest{Id: gone.ID}); status.Code(err) != codes.NotFound || len(n.records.puts) != puts {
+		t.Fatalf("the cancelled alert after it came again: %v, %d puts", err, len(n.records.puts)-puts)
+	}
+
+	// Out of order: an Update before its original. The original, when it comes, is superseded,
+	// and a Cancel that names only the original cancels the Update's record.
+	early := n.must(alertDoc("Update", "zz-2", ref("zz-1"), "Public", "Nieuw"), cap.ImportOptions{}, cap.Created)
+	if res := n.must(alertDoc("Alert", "zz-1", "", "Public", "Oud"), cap.ImportOptions{}, cap.Unchanged); res.ID != early.ID || !strings.Contains(res.Note, "superseded by zz-2") {
+		t.Fatalf("the original after its Update: %+v", res)
+	}
+	if res := n.must(alertDoc("Cancel", "zz-3", ref("zz-1"), "Public", "x"), cap.ImportOptions{}, cap.Cancelled); res.ID != early.ID {
+		t.Fatalf("the Cancel of the original hit %s, want the Update's %s", res.ID, early.ID)
+	}
+
+	if got := n.live(nil); !slices.Equal(got, []string{"hw-2"}) {
+		t.Fatalf("live alerts %v, want hw-2 alone", got)
+	}
+	if got := n.feed(); !slices.Equal(got, []string{"hw-2"}) {
+		t.Fatalf("the public feed holds %v, want hw-2", got)
+	}
+}
+
+// TestSitrepUpdateRoundTrip: a node's export of a sitrep's later version is an Update that
+// references the version before, so another node that imported version 1 applies versions 2
+// and 3 to the same alert record. A sitrep whose earlier version's time the node does not keep
+// (an exercise's) is exported as an Alert that says so. Every document is valid CAP 1.2.
+func TestSitrepUpdateRoundTrip(t *testing.T) {
+	source := startCAPNode(t)
+	export := func(id string, mode *pb.Mode) (*cap.Alert, string) {
+		t.Helper()
+		a, err := cap.Export(clustertest.Call(t), source.records, source.get(id, mode), cap.ExportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := a.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		captest.Validate(t, "the export of "+a.Identifier, doc)
+		return a, string(doc)
+	}
+	put := func(id, title string, st pb.Status, exercise string) {
+		t.Helper()
+		source.r.Put(t, &pb.Record{Id: id, Kind: "sitrep", Crisis: "hoogwater", Region: "VR19", Classification: pb.Classification_PUBLIC,
+			Status: st, Exercise: exercise, Body: []byte(`{"title":"` + title + `","summary":"Dijk houdt","severity":"medium"}`)})
+	}
+	titles := []string{"Situatie Walcheren", "Situatie Walcheren v2 & co", "Situatie Walcheren v3"}
+	var alerts []*cap.Alert
+	var docs []string
+	for _, title := range titles {
+		put("sitrep-hw-1", title, pb.Status_ACTUAL, "")
+		a, doc := export("sitrep-hw-1", nil)
+		alerts, docs = append(alerts, a), append(docs, doc)
+	}
+	for i, a := range alerts {
+		want := ""
+		if i > 0 {
+			prev := alerts[i-1]
+			want = prev.Sender + "," + prev.Identifier + "," + prev.Sent
+		}
+		if wantType := map[bool]string{true: "Alert", false: "Update"}[i == 0]; a.MsgType != wantType || a.References != want {
+			t.Fatalf("version %d: msgType %s references %q, want %s referencing %q", i+1, a.MsgType, a.References, wantType, want)
+		}
+	}
+	// An exercise's sitrep has no history: its second version is an Alert, and says why.
+	source.startExercise("oef-s")
+	put("sitrep-oef-1", "Oefening", pb.Status_EXERCISE, "oef-s")
+	put("sitrep-oef-1", "Oefening v2", pb.Status_EXERCISE, "oef-s")
+	if a, _ := export("sitrep-oef-1", &pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-s"}); a.MsgType != "Alert" || a.Status != "Exercise" ||
+		!strings.Contains(a.Note, "Not written as an Update of version 1") {
+		t.Fatalf("the exercise sitrep's version 2: %s %s %q", a.MsgType, a.Status, a.Note)
+	}
+	source.r.Stop(t) // one node per process at a time
+
+	dest := startCAPNode(t)
+	first := dest.must(docs[0], cap.ImportOptions{Crisis: "hoogwater"}, cap.Created)
+	for i, doc := range docs[1:] {
+		res := dest.must(doc, cap.ImportOptions{}, cap.Updated)
+		if res.ID != first.ID {
+			t.Fatalf("version %d updated %s, want the record of version 1, %s", i+2, res.ID, first.ID)
+		}
+		got := dest.get(first.ID, nil)
+		if a, _ := captest.Export(t, got); a.Info[0].Headline != titles[i+1] || got.Crisis != "hoogwater" {
+			t.Fatalf("after version %d: %s %q", i+2, got.Crisis, a.Info[0].Headline)
+		}
+	}
+	if got := dest.live(nil); len(got) != 1 {
+		t.Fatalf("the receiving node holds %v, want one alert", got)
+	}
+}
