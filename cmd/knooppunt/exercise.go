@@ -27,7 +27,7 @@ Each node that takes part starts the exercise: a node receives a peer's exercise
 while the exercise is open on it.`,
 		Example: `  knooppunt exercise start oefening-zeeland --reason "jaarlijkse oefening"
   knooppunt record put --exercise oefening-zeeland --kind sitrep --crisis oekraine --region VR19 \
-      --classification internal --body '{"title":"Oefening: dijkdoorbraak"}'
+      --classification internal --body '{"title":"Oefening: dijkdoorbraak","summary":"Dijk bij Kruiningen doorgebroken."}'
   knooppunt picture --crisis oekraine --exercise oefening-zeeland
   knooppunt exercise list -o json
   knooppunt exercise close oefening-zeeland`,

@@ -80,7 +80,7 @@ func TestCLIExercise(t *testing.T) {
 	}{
 		{[]string{"exercise", "start", "bad name"}, `NAME: "bad name" is not an exercise name`},
 		{[]string{"exercise", "close", "oef-1"}, "knooppunt: NAME: the exercise is closed: oef-1"},
-		{[]string{"exercise", "close", "oef-9"}, "knooppunt: NAME: no such exercise: oef-9"},
+		{[]string{"exercise", "close", "oef-9"}, `knooppunt: NAME: no exercise "oef-9" on this node: knooppunt exercise list --all shows them (NotFound)`},
 		{[]string{"record", "put", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public", "--body", `{"title":"te laat","summary":"na de sluiting"}`},
 			"knooppunt: --exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another (FailedPrecondition)"},
 		{[]string{"record", "list", "--exercise", "-x"}, `--exercise: "-x" is not an exercise name`},

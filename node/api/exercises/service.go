@@ -7,9 +7,12 @@ package exercises
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -80,6 +83,10 @@ func (s *Service) step(ctx context.Context, action string, req *pb.ExerciseStepR
 		return nil, api.StatusAt(s.c.Logger, "name", err)
 	}
 	out, _ := v.(db.ExerciseOutcome)
+	if out.Refusal != nil && errors.Is(out.Refusal, db.ErrExerciseUnknown) {
+		// Closing a name that was never started: there is no such exercise to close.
+		return nil, api.FieldStatus(codes.NotFound, "name", fmt.Sprintf("no exercise %q on this node: knooppunt exercise list --all shows them", req.Name))
+	}
 	if out.Refusal != nil {
 		return nil, api.StatusAt(s.c.Logger, "name", out.Refusal)
 	}
