@@ -46,7 +46,7 @@ var ErrOpenPhrase = errors.New(`a phrase opened with " is not closed`)
 // ParseTextLoosely parses a query typed into a search box, as people type: a word or phrase that
 // the index cannot look for (shorter than MinTermRunes, or with no letters or digits, such as
 // "in", "de" or "&" in "opvang in de regio") is left out and returned in ignored, as typed,
-// instead of refusing the query. It is a *FieldError still when nothing is left to search for, and for what
+// instead of refusing the query; a * at either end of a word is dropped (opvang* is opvang). It is a *FieldError still when nothing is left to search for, and for what
 // ParseText refuses otherwise (a phrase not closed is ErrOpenPhrase, by errors.Is). The query's
 // String is what to send on as Filter.text.
 func ParseTextLoosely(field, q string) (tq *TextQuery, ignored []string, err error) {
@@ -106,7 +106,13 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		if end < 0 {
 			end = len(rest)
 		}
-		if err := add(rest[:end]); err != nil {
+		word := rest[:end]
+		if loose {
+			// opvang* as other search boxes take it: a word is found as part of a longer one
+			// already, and the * would otherwise have to occur in the text.
+			word = strings.Trim(word, "*")
+		}
+		if err := add(word); err != nil {
 			return nil, nil, err
 		}
 		rest = rest[end:]

@@ -57,6 +57,7 @@ func TestParseTextLoosely(t *testing.T) {
 		{q: `"in" Vergunning & 24 "Werk  Vergunning" ...`, terms: []string{"vergunning", "werk vergunning"}, ignored: []string{"in", "&", "24", "..."}},
 		{q: "IC-bedden in VR", terms: []string{"ic-bedden"}, ignored: []string{"in", "VR"}},
 		{q: "vergunning", terms: []string{"vergunning"}},
+		{q: "opvang* *vergun* *", terms: []string{"opvang", "vergun"}},
 		{q: "in de", err: `text: "in", "de": search for words of 3 characters or more`},
 		{q: "   ", err: "text: no words to search for"},
 		{q: `opvang "regio`, err: `text: a phrase opened with " is not closed`},

@@ -699,7 +699,11 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		if err != nil {
 			switch {
 			case len(ignored) > 0: // nothing but words too short to look for
-				v.TextError = r.L.T("search.text_short", quoted(ignored), record.MinTermRunes)
+				key := "search.text_short"
+				if len(ignored) > 1 {
+					key = "search.text_short_many"
+				}
+				v.TextError = r.L.T(key, quoted(ignored), record.MinTermRunes)
 			case errors.Is(err, record.ErrOpenPhrase):
 				v.TextError = r.L.T("search.text_open_phrase")
 			default:
