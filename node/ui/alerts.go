@@ -2,6 +2,7 @@ package ui
 
 import (
 	"encoding/json"
+	"net/url"
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/cap"
@@ -30,13 +31,13 @@ type alertFields struct {
 // activeAlert reads an alert record of the picture, and reports whether it is in force at now:
 // a rule's alert while it fires; an imported CAP alert unless it was cancelled, is past, or
 // expired.
-func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time) (alertView, bool) {
+func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alertView, bool) {
 	var b alertFields
 	if e.Kind != record.AlertKind || e.Record == nil || json.Unmarshal(e.Record.Body, &b) != nil || len(b.Info) == 0 {
 		return alertView{}, false
 	}
 	in := b.Info[0]
-	v := alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: recordLink(e.Record)}
+	v := alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: recordLink(e.Record) + "&" + url.Values{"terug": {back}}.Encode()}
 	switch {
 	case b.Rule != "":
 		if b.State != "firing" {

@@ -313,7 +313,7 @@ func TestPictureOfAFederation(t *testing.T) {
 	if !strings.Contains(page, "Resultaten (4)") || strings.Count(page, "beleid lcvs-capaciteit@1") != 4 || strings.Contains(page, "Landelijk beeld") {
 		t.Errorf("search on lcvs: want its four shelters, each with its policy:\n%s", page)
 	}
-	if !strings.Contains(page, `href="/record?`+html.EscapeString(q.Encode())+`"`) {
+	if !strings.Contains(page, `href="/record?`+html.EscapeString(q.Encode())+`&amp;terug=`) {
 		t.Errorf("search on lcvs: no link to /record?%s", q.Encode())
 	}
 	// An organisation that is no partner: said at the field, nobody asked.

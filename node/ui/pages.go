@@ -271,7 +271,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 
 	now := time.Now()
 	for _, e := range pic.Entries {
-		if a, ok := activeAlert(r.L, e, now); ok {
+		if a, ok := activeAlert(r.L, e, now, r.URL.RequestURI()); ok {
 			v.Alerts = append(v.Alerts, a)
 		}
 		if !latestKinds[e.Kind] || e.Record == nil {
@@ -452,7 +452,7 @@ func newChart(id, title string, rows []capacityRow, col int, name func(region st
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	rec := e.Record
 	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
-		Title: record.Title(rec.Body), Link: recordLink(rec), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
+		Title: record.Title(rec.Body), Link: withBack(recordLink(rec), r), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
 	if ev.Title == "" {
 		ev.Title = rec.Id
 	}
@@ -479,6 +479,12 @@ func recordLink(rec *pb.Record) string {
 		q.Set("exercise", rec.Exercise)
 	}
 	return "/record?" + q.Encode()
+}
+
+// withBack is a record's link that comes back to the page it was followed from (a search with
+// its words and filters, the picture of a crisis): the record page's way back.
+func withBack(link string, r *request) string {
+	return link + "&" + url.Values{"terug": {r.URL.RequestURI()}}.Encode()
 }
 
 // age says how old something of s seconds is, in the largest whole unit; under a minute is
@@ -762,7 +768,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		for _, h := range hits {
 			rec := h.Record
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Origin: rec.Origin,
-				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: recordLink(rec),
+				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: withBack(recordLink(rec), r),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
 				Files: filesTag(r.L, rec.Body)}
 			if k := s.c.Kinds.Get(rec.Kind); k != nil {
@@ -850,6 +856,8 @@ type recordView struct {
 	// Validity marks a superseded, expired or not yet valid document (record.Validity); a
 	// superseded one links to the document that replaced it, from the same source.
 	Validity, Successor, SuccessorLink string
+	// Back is the page the record was reached from (?terug), BackText the link's words.
+	Back, BackText string
 }
 
 // fileView is one file a record names.
@@ -924,7 +932,18 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.invalid", "id"))
 		return
 	}
-	v := &recordView{}
+	v := &recordView{Back: "/zoeken", BackText: r.L.T("record.back")}
+	if e := r.exercise(); e != "" {
+		v.Back += "?" + url.Values{"exercise": {e}}.Encode()
+	}
+	if t := q.Get("terug"); t != "" {
+		v.Back = localPath(t)
+		if u, err := url.Parse(v.Back); err == nil && u.Path == "/" {
+			v.BackText = r.L.T("record.back_picture")
+		} else if err != nil || u.Path != "/zoeken" {
+			v.BackText = r.L.T("record.back_page")
+		}
+	}
 	var redacted []string
 	if origin == "" || origin == s.c.Org {
 		rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: id, Mode: r.mode()})

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -660,8 +661,20 @@ func TestPicture(t *testing.T) {
 		t.Errorf("search for Q&As: want the superseded one, marked:\n%s", page)
 	}
 	_, page = b.get(t, e.url+"/zoeken?kind=sitrep&crisis=oekraine&region=")
-	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?id=sitrep-1&amp;origin="+testOrg+`"`) {
-		t.Errorf("search for sitreps: want one result linking to its record:\n%s", page)
+	back := url.Values{"terug": {"/zoeken?kind=sitrep&crisis=oekraine&region="}}.Encode()
+	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "/record?id=sitrep-1&amp;origin="+testOrg+"&amp;"+html.EscapeString(back)+`"`) {
+		t.Errorf("search for sitreps: want one result linking to its record, and back:\n%s", page)
+	}
+	// The record, reached from the search, leads back to the same search, its filters kept;
+	// reached from the picture, back to the picture. A way back to another site is not taken.
+	for terug, want := range map[string]string{
+		"/zoeken?kind=sitrep&crisis=oekraine&region=": `href="/zoeken?kind=sitrep&amp;crisis=oekraine&amp;region=" id="terug">Terug naar zoeken</a>`,
+		"/?crisis=oekraine":                           `href="/?crisis=oekraine" id="terug">Terug naar het beeld</a>`,
+		"https://elders.example/x":                    `href="/" id="terug">Terug naar het beeld</a>`,
+	} {
+		if _, p := b.get(t, e.url+"/record?origin="+testOrg+"&id=sitrep-1&"+url.Values{"terug": {terug}}.Encode()); !strings.Contains(p, want) {
+			t.Errorf("the record reached from %s: want %s", terug, want)
+		}
 	}
 	// Printed, the results say their highest classification at the top and the bottom.
 	if n := strings.Count(page, `<p class="kp-print-mark__class"><strong>openbaar</strong> · de hoogste rubricering van deze resultaten`); n != 2 || !strings.Contains(page, `data-marking="OPENBAAR"`) {
