@@ -7,11 +7,12 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// titleFields are the body's fields that name a record in lists, the first that holds a text.
-var titleFields = []string{"title", "question", "municipality", "name", "summary"}
+// titleFields are the body's fields that name a record in lists, the first that holds a text:
+// the last is a CAP alert's headline.
+var titleFields = []string{"title", "question", "municipality", "name", "summary", "info.0.headline"}
 
 // Title is the body's title or question, for lists: the first of title, question, municipality,
-// name and summary that holds a text; "" when none does. It looks the fields up in the body
+// name, summary and an alert's headline that holds a text; "" when none does. It looks the fields up in the body
 // (gjson) rather than decoding it whole: a search holds hundreds of hits, a Q&A's or a
 // guidance's text runs to kilobytes, and BenchmarkTitle puts a whole decode at 6–10× the cost.
 func Title(body []byte) string {
@@ -24,13 +25,10 @@ func Title(body []byte) string {
 }
 
 // Summary is a body in one line of at most width characters, for a terminal's table: its title
-// (Title, or a CAP alert's headline), then its other top-level numbers, booleans and short texts
+// (Title), then its other top-level numbers, booleans and short texts
 // in their order in the body, "beds_free 14". Long texts, objects and arrays are left out.
 func Summary(body []byte, width int) string {
 	title := Title(body)
-	if title == "" {
-		title = gjson.GetBytes(body, "info.0.headline").String()
-	}
 	parts := []string{}
 	if title != "" {
 		parts = append(parts, title)

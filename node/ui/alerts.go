@@ -1,8 +1,10 @@
 package ui
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/cap"
@@ -26,6 +28,71 @@ type alertFields struct {
 	Rule    string    `json:"rule"`
 	State   string    `json:"state"`
 	FiredAt time.Time `json:"fired_at"`
+}
+
+// alertRecordFields lays an alert record's body out for people: the first info block in the
+// page's language (else the first), its headline, description, instruction, severity, urgency
+// and certainty in the page's words, the areas, expiry, sender and time, and for a rule's alert
+// the rule and its state. The body as it is stored follows as technical fields. ok is false for
+// a body that is no alert, which is then shown as any other.
+func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields []fieldView, ok bool) {
+	var b alertFields
+	if json.Unmarshal(body, &b) != nil || len(b.Info) == 0 || len(withheld) > 0 {
+		return nil, false
+	}
+	in := b.Info[0]
+	for _, i := range b.Info {
+		if strings.HasPrefix(strings.ToLower(i.Language), l.Code) {
+			in = i
+			break
+		}
+	}
+	word := func(group, v string) string {
+		if v != "" && l.Has(group+"."+v) {
+			return l.T(group + "." + v)
+		}
+		return v
+	}
+	var areas []string
+	for _, a := range in.Area {
+		areas = append(areas, a.AreaDesc)
+	}
+	add := func(key, value string) {
+		if value != "" {
+			fields = append(fields, fieldView{Name: key, Label: l.T("alertfield." + key), Value: value})
+		}
+	}
+	add("headline", cmp.Or(in.Headline, in.Event))
+	add("description", in.Description)
+	add("instruction", in.Instruction)
+	add("severity", word("severity", in.Severity))
+	add("urgency", word("urgency", in.Urgency))
+	add("certainty", word("certainty", in.Certainty))
+	add("area", strings.Join(areas, "; "))
+	add("expires", localTime(in.Expires))
+	if b.Rule != "" {
+		add("rule", b.Rule)
+		add("state", word("alertstate", b.State))
+		if !b.FiredAt.IsZero() {
+			add("fired_at", b.FiredAt.Local().Format("2006-01-02 15:04"))
+		}
+	}
+	add("sender", cmp.Or(in.SenderName, b.Sender))
+	add("sent", localTime(b.Sent))
+	for _, f := range bodyFields(body, nil, nil, l) {
+		f.Label, f.Tech = f.Name, true
+		fields = append(fields, f)
+	}
+	return fields, true
+}
+
+// localTime is a CAP time in this node's zone, as the record's other times; "" stays "", and a
+// time that does not parse stays as written.
+func localTime(s string) string {
+	if t, err := time.Parse(cap.TimeLayout, s); err == nil {
+		return t.Local().Format("2006-01-02 15:04")
+	}
+	return s
 }
 
 // activeAlert reads an alert record of the picture, and reports whether it is in force at now:

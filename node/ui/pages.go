@@ -858,6 +858,8 @@ type recordView struct {
 	Validity, Successor, SuccessorLink string
 	// Back is the page the record was reached from (?terug), BackText the link's words.
 	Back, BackText string
+	// Tech is set when some fields are technical details (fieldView.Tech).
+	Tech bool
 }
 
 // fileView is one file a record names.
@@ -870,6 +872,9 @@ type fieldView struct {
 	Withheld    bool
 	// Label is the field's name for people (fieldLabeler).
 	Label string
+	// Tech marks a field of the stored body that a record page shows under its technical
+	// details, after the fields read for people (an alert's).
+	Tech bool
 }
 
 // sortFields sorts the names of body fields: first those of order (the kind's schema's order),
@@ -1001,9 +1006,13 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	withheld := withheldFields(redacted)
 	kind := s.c.Kinds.Get(rec.Kind)
 	order, label := kind.Fields(), fieldLabeler(r.L, kind)
-	v.Fields = bodyFields(rec.Body, withheld, order, r.L)
-	for i := range v.Fields {
-		v.Fields[i].Label = label(v.Fields[i].Name)
+	if fields, ok := alertRecordFields(r.L, rec.Body, withheld); ok && rec.Kind == record.AlertKind {
+		v.Fields, v.Tech = fields, true
+	} else {
+		v.Fields = bodyFields(rec.Body, withheld, order, r.L)
+		for i := range v.Fields {
+			v.Fields[i].Label = label(v.Fields[i].Name)
+		}
 	}
 	// The files the record names are listed to take, not shown as JSON; a withheld list stays
 	// a withheld field, and one this node cannot read stays as the body has it.

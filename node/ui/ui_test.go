@@ -695,6 +695,15 @@ func TestPicture(t *testing.T) {
 		strings.Contains(page, `id="geldigheid"`) {
 		t.Errorf("the sitrep's page: want its severity in Dutch and no validity warning:\n%s", page)
 	}
+	// An alert reads as an alert: its headline and description, severity and state in Dutch,
+	// the body as stored folded away under technical details.
+	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=alert-bedden-VR19")
+	for _, want := range []string{`<dt data-field="headline">Kop</dt>`, "<dd>Minder dan 10 vrije bedden in de regio.</dd>", "<dd>Ernstig</dd>", "<dd>slaat aan</dd>",
+		`<details class="kp-details" id="technisch">`, `<dt data-field="identifier">identifier</dt>`, "Early-warning rule bedden-laag fires in VR19 (Waarschuwing)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the alert's page lacks %s", want)
+		}
+	}
 	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=qa-oud")
 	if w := `id="geldigheid"><p class="utrecht-paragraph">Dit document is vervangen. Lees het nieuwe: <a class="utrecht-link" href="/record?id=qa-nieuw&amp;origin=` + testOrg + `">qa-nieuw</a>`; !strings.Contains(page, w) {
 		t.Errorf("the superseded Q&A's page does not warn and link %s:\n%s", w, page)
