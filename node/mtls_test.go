@@ -197,26 +197,8 @@ func mtlsRecord(id string) *pb.Record {
 // mtlsMetric reads a counter or gauge of the node's metrics registry for one label value.
 func mtlsMetric(t *testing.T, name, label, value string) float64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					if c := m.GetCounter(); c != nil {
-						return c.GetValue()
-					}
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	v, _ := metrics.Value(name, map[string]string{label: value})
+	return v
 }
 
 // wantHandshakeRefused checks that the node refuses client at the TLS handshake. gRPC reports

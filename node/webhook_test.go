@@ -161,6 +161,13 @@ func recordVersions(got []arrival) []string {
 // startWith starts a single-replica node with cfg changed by change.
 func startWith(t *testing.T, change func(*config.Config)) *node.Node {
 	t.Helper()
+	return startLoggingTo(t, change, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startLoggingTo starts a single-replica node with cfg changed by change, logging to log: short
+// election and webhook backoffs, stopped when the test ends.
+func startLoggingTo(t *testing.T, change func(*config.Config), log *slog.Logger) *node.Node {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Raft.ElectionTimeout = 50 * time.Millisecond
 	cfg.Webhooks.MinBackoff = 20 * time.Millisecond
@@ -170,7 +177,7 @@ func startWith(t *testing.T, change func(*config.Config)) *node.Node {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	n, err := node.Start(ctx, node.Options{DataDir: dataDir(t), Config: cfg, Version: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	n, err := node.Start(ctx, node.Options{DataDir: dataDir(t), Config: cfg, Version: "test", Logger: log})
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}

@@ -174,8 +174,12 @@ func newRuleDeleteCmd() *cobra.Command {
 		reason string
 	)
 	cmd := &cobra.Command{
-		Use:     "delete NAME",
-		Short:   "Delete a stored rule (editors and officers, in person)",
+		Use:   "delete NAME",
+		Short: "Delete a stored rule (editors and officers, in person)",
+		Long: `Delete a stored rule. It is no longer evaluated, and at the next evaluation (rules.every) the
+leader resolves its alerts that are open, for partners too, with a note that says who deleted the
+rule, when and why (withdrawn, and the CAP note). To keep its alerts firing, apply a new version
+of the rule instead: a new version takes over the open alerts.`,
 		Example: `  knooppunt rule delete zeeland-beds-low --reason "replaced by zeeland-beds-low-v2"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -187,7 +191,7 @@ func newRuleDeleteCmd() *cobra.Command {
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, false))
 				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted (was version %d)\n", r.Name, r.Version)
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted (was version %d): its open alerts are resolved at the next evaluation\n", r.Name, r.Version)
 				return err
 			})
 		},

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -74,5 +76,56 @@ func TestRuleJSONDescription(t *testing.T) {
 	}
 	if got := toRuleJSON(&pb.RuleInfo{Source: []byte(": not yaml [")}, false).Description; got != "" {
 		t.Errorf("description of a document that does not read: %q", got)
+	}
+}
+
+// TestCLIRuleDeleteResolvesItsAlert: on a served node that evaluates every second, an officer
+// applies a rule that then fires; rule delete says what happens to its open alert, and the alert
+// is resolved, with the note, while /metrics keeps no knooppunt_rule_firing series of the rule.
+func TestCLIRuleDeleteResolvesItsAlert(t *testing.T) {
+	o := newOrg(t, "vr-zeeland-test.crisis.test", "VR Zeeland", "--officer", "anna")
+	cfg := filepath.Join(o.dataDir, configName)
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("rules:\n  every: 1s\n")
+	f.Close()
+	o.serve(t)
+	rule := filepath.Join(t.TempDir(), "beds.yaml")
+	os.WriteFile(rule, []byte(`name: walcheren-beds-low
+severity: severe
+crisis: hoogwater
+regions: [VR19]
+when: sum("shelter.capacity", "beds_free") < 100
+`), 0o600)
+	cli(t, nil, "", append([]string{"rule", "apply", rule, "--reason", "drempel afgesproken"}, o.as("anna")...)...).want(t, 0)
+	cli(t, nil, "", "record", "put", "--node", o.sock(), "--kind", "shelter.capacity", "--crisis", "hoogwater", "--region", "VR19",
+		"--classification", "internal", "--id", "hw-vlissingen", "--body", `{"municipality":"Vlissingen","beds_total":100,"beds_free":5}`).want(t, 0)
+	alerts := func(args ...string) []alertJSON {
+		var out []alertJSON
+		cli(t, nil, "", append([]string{"alert", "list", "--node", o.sock(), "-o", "json"}, args...)...).want(t, 0).oneJSON(t, &out)
+		return out
+	}
+	eventually(t, 20*time.Second, "the rule to fire", func() (bool, string) {
+		a := alerts("--firing")
+		return len(a) == 1, fmt.Sprint(a)
+	})
+	firing := `knooppunt_rule_firing`
+	eventually(t, 10*time.Second, "the firing gauge", func() (bool, string) {
+		v := o.metric(t, firing, `region="VR19",rule="walcheren-beds-low"`)
+		return v == 1, fmt.Sprint(v)
+	})
+
+	r := cli(t, nil, "", append([]string{"rule", "delete", "walcheren-beds-low", "--reason", "weg"}, o.as("anna")...)...).want(t, 0)
+	if !strings.Contains(r.stdout, "walcheren-beds-low deleted (was version 1): its open alerts are resolved at the next evaluation") {
+		t.Errorf("rule delete: %q", r.stdout)
+	}
+	eventually(t, 20*time.Second, "the alert of the deleted rule resolved", func() (bool, string) {
+		a := alerts()
+		return len(a) == 1 && a[0].State == "resolved" && a[0].ResolvedAt != nil && len(alerts("--firing")) == 0, fmt.Sprint(a)
+	})
+	if v := o.metric(t, firing, `region="VR19",rule="walcheren-beds-low"`); v != -1 {
+		t.Errorf("/metrics still has knooppunt_rule_firing of the deleted rule: %g", v)
 	}
 }

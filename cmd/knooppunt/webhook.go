@@ -21,8 +21,10 @@ the Standard Webhooks convention (headers webhook-id, webhook-timestamp, webhook
 
 Delivery is at least once and in order; webhook-id is the idempotency key, the same on every
 attempt. A delivery that does not succeed within webhooks.retry_for becomes a failure, which
-"webhook failures" lists and "webhook retry" sends again. Records of other organisations are
-never sent to a host of another organisation. See "Webhooks" in docs/integration.md.`,
+"webhook failures" lists and "webhook retry" sends again; one the receiver refuses (a 4xx but 408,
+409, 425 and 429, or a redirect) becomes a failure at once, with the start of its answer as the
+last error. Records of other organisations are never sent to a host of another organisation. See
+"Webhooks" in docs/integration.md and docs/operator.md.`,
 	}
 	cmd.AddCommand(newWebhookAddCmd(), newWebhookListCmd(), newWebhookRemoveCmd(), newWebhookFailuresCmd(), newWebhookRetryCmd())
 	return cmd
@@ -244,7 +246,11 @@ func newWebhookRetryCmd() *cobra.Command {
 		Use:   "retry ID [--message MSG,…]",
 		Short: "Send a webhook's failures again, behind what is queued (admins)",
 		Long: `Queue a webhook's failures again, all of them or the messages named, behind the deliveries
-already queued. Each keeps its webhook-id, so a receiver that saw it before can drop it.`,
+already queued. Each keeps its webhook-id, so a receiver that saw it before can drop it.
+
+Each carries its record as it was when the change was made: if newer versions of that record
+were delivered since, the receiver now gets an older one after them. A receiver must compare
+record.version with what it holds and keep the highest.`,
 		Example: `  knooppunt webhook retry wh_3f2a9c0d1e4b5a6c
   knooppunt webhook retry wh_3f2a9c0d1e4b5a6c --message msg_wh_3f2a9c0d1e4b5a6c_17`,
 		Args: cobra.ExactArgs(1),

@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/cap"
@@ -51,6 +53,19 @@ type Evaluator struct {
 	states map[string]map[string]warn.State
 	// compiled are the stored rules, compiled, by name@version: a version never changes.
 	compiled map[string]*warn.Rule
+	// failing are the evaluations that fail, by rule name and region ("" for a rule that does
+	// not lint), while this replica leads: a failure is logged when it begins and when it ends,
+	// not at every evaluation.
+	failing map[string]map[string]failure
+	// metered are the rules with series in the rule metrics, so that a rule that goes leaves
+	// none behind.
+	metered map[string]bool
+}
+
+// failure is an evaluation that fails: since when, and why.
+type failure struct {
+	since time.Time
+	err   string
 }
 
 // New returns an evaluator; Run runs it.
@@ -58,7 +73,8 @@ func New(c Config) *Evaluator {
 	if c.Every <= 0 {
 		c.Every = time.Minute
 	}
-	return &Evaluator{c: c, states: map[string]map[string]warn.State{}, compiled: map[string]*warn.Rule{}}
+	return &Evaluator{c: c, states: map[string]map[string]warn.State{}, compiled: map[string]*warn.Rule{},
+		failing: map[string]map[string]failure{}, metered: map[string]bool{}}
 }
 
 // Run evaluates at every multiple of Every until ctx ends.
@@ -84,7 +100,10 @@ func (e *Evaluator) Run(ctx context.Context) {
 func (e *Evaluator) lose() {
 	e.leading = false
 	clear(e.states)
+	clear(e.failing)
+	clear(e.metered)
 	metrics.RuleFiring.Reset()
+	metrics.RuleEvaluationErrors.Reset()
 }
 
 // Tick evaluates every stored rule at the instant, if this replica leads.
@@ -114,21 +133,27 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 	}
 	var evals []compiled
 	live := map[string]bool{}
-	kinds := map[string][]string{} // by crisis: the kinds its rules read
+	names := map[string]bool{}      // the stored rules' names
+	unlinted := map[string]string{} // by name: why a stored rule does not lint
+	kinds := map[string][]string{}  // by crisis: the kinds its rules read
 	for _, row := range stored {
 		key := fmt.Sprintf("%s@%d", row.Name, row.Version)
 		live[key] = true
+		names[row.Name] = true
 		rule, ok := e.compiled[key]
 		if !ok {
 			var err error
 			if rule, err = warn.Lint(row.Source, e.c.Kinds); err != nil {
 				// A rule linted when it was applied; a config change that dropped a kind it
-				// reads makes it fail now. It is skipped, loudly, not guessed at.
-				e.c.Logger.Warn("early-warning rule does not lint against this node's kinds: skipped", "rule", row.Name, "err", err)
+				// reads makes it fail now. It is skipped, loudly, not guessed at: its open
+				// alerts are resolved below, since nothing evaluates them any more.
+				e.failed(row.Name, "", at, err, "early-warning rule does not lint against this node's kinds: skipped until it does; its open alerts are resolved")
+				unlinted[row.Name] = err.Error()
 				continue
 			}
 			e.compiled[key] = rule
 		}
+		e.recovered(row.Name, "", at, "early-warning rule lints again: evaluated")
 		evals = append(evals, compiled{key, row, rule})
 		kinds[rule.Doc.Crisis] = append(kinds[rule.Doc.Crisis], rule.Kinds()...)
 	}
@@ -140,6 +165,21 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 	for key := range e.states {
 		if !live[key] {
 			delete(e.states, key)
+		}
+	}
+	for name := range e.failing {
+		if !names[name] {
+			delete(e.failing, name)
+		}
+	}
+	for name := range e.metered {
+		// A rule that is not evaluated fires nowhere; one that is not stored has no errors.
+		if _, skipped := unlinted[name]; !names[name] || skipped {
+			metrics.RuleFiring.DeletePartialMatch(prometheus.Labels{"rule": name})
+		}
+		if !names[name] {
+			metrics.RuleEvaluationErrors.DeletePartialMatch(prometheus.Labels{"rule": name})
+			delete(e.metered, name)
 		}
 	}
 	// One history per crisis serves all its rules: it is read from the database once, and each
@@ -162,8 +202,92 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 		if err := e.evaluate(ctx, c.key, c.row, c.rule, at, histories[c.rule.Doc.Crisis], open[c.row.Name]); err != nil {
 			return fmt.Errorf("rule %s: %w", c.row.Name, err)
 		}
+		delete(open, c.row.Name)
+	}
+	// What is left open is of a rule that nothing evaluates: deleted (also while no replica ran),
+	// or no longer linting. Nothing would ever clear it, and partners would see it firing for
+	// good; it is resolved, saying why. Last, so that it never holds up the rules that run.
+	for _, name := range slices.Sorted(maps.Keys(open)) {
+		why, skipped := unlinted[name]
+		if skipped {
+			why = fmt.Sprintf("rule %s no longer lints against this node's kinds (%s): it is not evaluated", name, why)
+		}
+		for _, region := range slices.Sorted(maps.Keys(open[name])) {
+			a := open[name][region]
+			if !ours(a, name) {
+				continue // an alert record someone put by hand: not this evaluator's to resolve
+			}
+			if !skipped {
+				why = e.deleted(ctx, name, a)
+			}
+			if err := e.resolve(ctx, a, at, nil, why); err != nil {
+				return fmt.Errorf("alert %s of rule %s, which is not evaluated: %w", a.Id, name, err)
+			}
+		}
 	}
 	return nil
+}
+
+// ours reports whether an open alert record is one the evaluator wrote for the rule.
+func ours(a *pb.Record, rule string) bool {
+	var b alertBody
+	return rule != "" && strings.HasPrefix(a.Id, "alert-"+rule+"-") && json.Unmarshal(a.Body, &b) == nil && b.Rule == rule && b.State == "firing"
+}
+
+// deleted says who deleted a rule, when and why, from the audit log, for the note of its
+// alert that is resolved because of it.
+func (e *Evaluator) deleted(ctx context.Context, name string, a *pb.Record) string {
+	var b alertBody
+	json.Unmarshal(a.Body, &b)
+	entries, err := e.c.DB.AuditList(ctx, db.AuditFilter{Action: db.AuditRuleDelete, Subject: name, Since: b.FiredAt, Limit: 1000})
+	if err != nil || len(entries) == 0 {
+		// Not in the audit log since the alert fired (a restored copy, an older database).
+		return fmt.Sprintf("rule %s is no longer stored on this node: it is not evaluated", name)
+	}
+	last := entries[len(entries)-1]
+	var detail struct {
+		Reason string `json:"reason"`
+	}
+	json.Unmarshal([]byte(last.Detail), &detail)
+	why := fmt.Sprintf("rule %s was deleted by %s at %s", name, last.Actor, last.At.UTC().Format(time.RFC3339))
+	if detail.Reason != "" {
+		why += fmt.Sprintf(" (%q)", detail.Reason)
+	}
+	return why + ": it is not evaluated"
+}
+
+// failed notes that a rule (region "": as a whole) cannot be evaluated, counts it, and logs it
+// at WARN when it begins to fail, not at every evaluation.
+func (e *Evaluator) failed(rule, region string, at time.Time, err error, msg string) {
+	e.metered[rule] = true
+	metrics.RuleEvaluationErrors.WithLabelValues(rule, region).Inc()
+	if e.failing[rule] == nil {
+		e.failing[rule] = map[string]failure{}
+	}
+	if _, ok := e.failing[rule][region]; ok {
+		return
+	}
+	e.failing[rule][region] = failure{since: at, err: err.Error()}
+	args := []any{"rule", rule}
+	if region != "" {
+		args = append(args, "region", region)
+	}
+	e.c.Logger.Warn(msg, append(args, "err", err)...)
+}
+
+// recovered notes that a rule (region "": as a whole) that failed can be evaluated again, and
+// logs it at INFO.
+func (e *Evaluator) recovered(rule, region string, at time.Time, msg string) {
+	f, ok := e.failing[rule][region]
+	if !ok {
+		return
+	}
+	delete(e.failing[rule], region)
+	args := []any{"rule", rule}
+	if region != "" {
+		args = append(args, "region", region)
+	}
+	e.c.Logger.Info(msg, append(args, "failed_for", at.Sub(f.since), "last_err", f.err)...)
 }
 
 func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, rule *warn.Rule, at time.Time, h *warn.History, open map[string]*pb.Record) error {
@@ -192,7 +316,11 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		}
 		next, tr, read, err := rule.Step(h, region, at, s)
 		if err != nil {
-			e.c.Logger.Debug("early-warning rule could not be evaluated", "rule", row.Name, "region", region, "err", err)
+			// A failing evaluation neither fires nor resolves: the gauge alone would read as
+			// healthy, so the failure is counted, and logged when it begins and ends.
+			e.failed(row.Name, region, at, err, "early-warning rule cannot be evaluated: it neither fires nor resolves until it can")
+		} else {
+			e.recovered(row.Name, region, at, "early-warning rule can be evaluated again")
 		}
 		switch tr {
 		case warn.Fired:
@@ -203,7 +331,7 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 			}
 		case warn.Resolved:
 			if a := open[region]; a != nil {
-				if err := e.resolve(ctx, a, at, read); err != nil {
+				if err := e.resolve(ctx, a, at, read, ""); err != nil {
 					return err
 				}
 			}
@@ -213,6 +341,7 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		if next.Firing {
 			v = 1
 		}
+		e.metered[row.Name] = true
 		metrics.RuleFiring.WithLabelValues(row.Name, region).Set(v)
 	}
 	return nil
@@ -257,6 +386,9 @@ type alertBody struct {
 	ClearValues []warn.Reading `json:"clear_values,omitempty"`
 	// History says how to see the values over time.
 	History string `json:"history"`
+	// Withdrawn says why an alert was resolved though its rule did not clear: nothing evaluates
+	// the rule any more (it was deleted, or no longer lints).
+	Withdrawn string `json:"withdrawn,omitempty"`
 }
 
 // restriction is the CAP restriction of the rules' alerts, which are internal records.
@@ -284,6 +416,10 @@ func (b *alertBody) capFields(org, id, severity, description string) {
 		in := &b.Info[0]
 		in.ResponseType, in.Urgency, in.Expires = []string{"AllClear"}, "Past", resolved
 		in.Headline = fmt.Sprintf("Early-warning rule %s cleared in %s", b.Rule, b.Region)
+		if b.Withdrawn != "" {
+			b.Note = b.Withdrawn
+			in.Headline = fmt.Sprintf("Early-warning rule %s withdrawn in %s", b.Rule, b.Region)
+		}
 	}
 }
 
@@ -316,10 +452,10 @@ func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, r
 	}
 	rec := &pb.Record{Id: id, Origin: e.c.Org, Kind: Kind, Crisis: crisis, Region: region, Classification: pb.Classification_INTERNAL,
 		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, UpdatedAt: timestamppb.New(firedAt)}
-	return e.put(ctx, rec)
+	return e.put(ctx, rec, "")
 }
 
-func (e *Evaluator) put(ctx context.Context, rec *pb.Record) error {
+func (e *Evaluator) put(ctx context.Context, rec *pb.Record, withdrawn string) error {
 	res, err := e.c.Store.Write(ctx, []*pb.Record{rec})
 	if err != nil {
 		return err
@@ -327,11 +463,17 @@ func (e *Evaluator) put(ctx context.Context, rec *pb.Record) error {
 	if res[0].Err != nil {
 		return res[0].Err
 	}
-	e.c.Logger.Info("early-warning alert", "id", rec.Id, "rule", rec.Labels["rule"], "region", rec.Region, "status", rec.Labels["status"])
+	args := []any{"id", rec.Id, "rule", rec.Labels["rule"], "region", rec.Region, "status", rec.Labels["status"]}
+	if withdrawn != "" {
+		args = append(args, "withdrawn", withdrawn)
+	}
+	e.c.Logger.Info("early-warning alert", args...)
 	return nil
 }
 
-func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, read []warn.Reading) error {
+// resolve marks an open alert resolved at the instant: its rule cleared, with the values it read,
+// or, with withdrawn, nothing evaluates the rule any more, for that reason.
+func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, read []warn.Reading, withdrawn string) error {
 	var b alertBody
 	if err := json.Unmarshal(a.Body, &b); err != nil {
 		return fmt.Errorf("alert %s: %w", a.Id, err)
@@ -340,7 +482,7 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	if len(b.Info) > 0 {
 		sev, desc = strings.ToLower(b.Info[0].Severity), b.Info[0].Description
 	}
-	b.State, b.ResolvedAt, b.ClearValues = "resolved", &at, read
+	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn = "resolved", &at, read, withdrawn
 	b.capFields(a.Origin, a.Id, sev, desc)
 	body, err := json.Marshal(b)
 	if err != nil {
@@ -348,7 +490,7 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	}
 	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: a.Classification,
 		Labels: map[string]string{"rule": b.Rule, "status": "resolved"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at)}
-	return e.put(ctx, next)
+	return e.put(ctx, next, withdrawn)
 }
 
 // openAlerts are the firing alerts by rule and region.

@@ -150,7 +150,9 @@ func loadCache(b *testing.B, n *node.Node) {
 	}
 }
 
-func startNode(b *testing.B) *node.Node {
+// startNode starts a single-replica node on a temporary directory, for the evaluator of a test
+// or benchmark.
+func startNode(b testing.TB) *node.Node {
 	b.Helper()
 	dir, err := os.MkdirTemp("", "kp-rules-bench-")
 	if err != nil {
@@ -159,8 +161,8 @@ func startNode(b *testing.B) *node.Node {
 	b.Cleanup(func() { os.RemoveAll(dir) })
 	cfg := config.Default()
 	cfg.MetricsAddr = ""
-	// The node's own evaluator stays out of the way: the benchmark runs one of its own.
-	cfg.Rules.Every = time.Hour
+	// The node's own evaluator stays out of the way: the benchmark or test runs one of its own.
+	cfg.Rules.Every = 1000 * time.Hour
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n, err := node.Start(ctx, node.Options{DataDir: dir, Config: cfg, Logger: slog.New(slog.DiscardHandler)})

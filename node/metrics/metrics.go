@@ -5,6 +5,8 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -86,6 +88,14 @@ var (
 		Namespace: "knooppunt", Name: "rule_firing",
 		Help: "1 where an early-warning rule fires in a region, on the Raft leader that decides it.",
 	}, []string{"rule", "region"})
+	// RuleEvaluationErrors counts the evaluations of an early-warning rule that failed, on the
+	// leader: a ratio over 0, a condition over its cost budget; with region "", the rule as a
+	// whole, which no longer lints against the node's kinds. Such an evaluation neither fires
+	// nor resolves, so knooppunt_rule_firing alone would read as healthy.
+	RuleEvaluationErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "rule_evaluation_errors_total",
+		Help: "Evaluations of an early-warning rule in a region that failed (neither firing nor resolving), on the Raft leader; region \"\": the rule no longer lints against the node's kinds.",
+	}, []string{"rule", "region"})
 	// Backups counts the backups this replica streamed (ClusterService.Backup), by outcome: ok,
 	// or error (the copy failed, or the client went before the end).
 	Backups = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -105,13 +115,15 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(Backups, BackupLast, WebhookAttempts, WebhookDelivery, FilesDisclosed, FilesFetched, RuleFiring, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
 var (
 	// WebhookAttempts counts webhook delivery attempts by outcome: delivered, failed (to be
-	// retried), dead (given up) or refused (the URL or address is not allowed).
+	// retried), dead (given up after webhooks.retry_for) or refused (a failure at once: the
+	// receiver answered a 4xx that is not worth retrying or a redirect, or the address or a
+	// re-share is not allowed).
 	WebhookAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "knooppunt", Name: "webhook_attempts_total",
 		Help: "Webhook delivery attempts, by outcome.",
@@ -123,6 +135,57 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
 	})
 )
+
+// WebhookQueues are the webhooks' queues as the leader, which delivers them, last read them:
+// knooppunt_webhook_queued{webhook} and knooppunt_webhook_oldest_queued_seconds{webhook}, the
+// age of the delivery at the head of the queue, which grows while the receiver does not take it.
+// One series per webhook; a follower exports none.
+var WebhookQueues = &webhookQueues{
+	queued: prometheus.NewDesc("knooppunt_webhook_queued",
+		"Deliveries waiting in a webhook's queue (failures not counted), on the Raft leader that delivers them.", []string{"webhook"}, nil),
+	oldest: prometheus.NewDesc("knooppunt_webhook_oldest_queued_seconds",
+		"Seconds since the change at the head of a webhook's queue was committed; 0 when the queue is empty. On the Raft leader.", []string{"webhook"}, nil),
+}
+
+// WebhookQueue is one webhook's queue: how many deliveries wait, and when the change at its head
+// was committed (zero when none waits).
+type WebhookQueue struct {
+	Queued int64
+	Head   time.Time
+}
+
+type webhookQueues struct {
+	queued, oldest *prometheus.Desc
+	mu             sync.Mutex
+	by             map[string]WebhookQueue
+}
+
+// Set replaces the queues, by webhook id; nil clears them, as when this replica stops leading.
+func (q *webhookQueues) Set(by map[string]WebhookQueue) {
+	q.mu.Lock()
+	q.by = by
+	q.mu.Unlock()
+}
+
+func (q *webhookQueues) Describe(ch chan<- *prometheus.Desc) {
+	ch <- q.queued
+	ch <- q.oldest
+}
+
+// Collect computes the ages when scraped, so that a stuck queue ages between reads.
+func (q *webhookQueues) Collect(ch chan<- prometheus.Metric) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	for id, w := range q.by {
+		age := 0.0
+		if !w.Head.IsZero() && w.Queued > 0 {
+			age = max(0, now.Sub(w.Head).Seconds())
+		}
+		ch <- prometheus.MustNewConstMetric(q.queued, prometheus.GaugeValue, float64(w.Queued), id)
+		ch <- prometheus.MustNewConstMetric(q.oldest, prometheus.GaugeValue, age, id)
+	}
+}
 
 // Handler serves the registry in the Prometheus text format.
 func Handler() http.Handler {
@@ -140,4 +203,51 @@ func GaugeFunc(node, name, help string, f func() float64) (unregister func(), er
 		return nil, err
 	}
 	return func() { Registry.Unregister(g) }, nil
+}
+
+// Value reads a counter or gauge of the Registry: the series of name whose labels include
+// labels. ok is false when there is none. For tests and diagnostics, which read what a scrape
+// would.
+func Value(name string, labels map[string]string) (v float64, ok bool) {
+	each(name, labels, func(x float64) bool { v, ok = x, true; return false })
+	return v, ok
+}
+
+// Series counts the series of name whose labels include labels.
+func Series(name string, labels map[string]string) (n int) {
+	each(name, labels, func(float64) bool { n++; return true })
+	return n
+}
+
+// each calls fn with the value of each series of name in the Registry whose labels include
+// labels, a counter's or a gauge's, until fn returns false.
+func each(name string, labels map[string]string, fn func(v float64) bool) {
+	families, err := Registry.Gather()
+	if err != nil {
+		return
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, want := range labels {
+				if have[k] != want {
+					continue series
+				}
+			}
+			v := m.GetGauge().GetValue()
+			if c := m.GetCounter(); c != nil {
+				v = c.GetValue()
+			}
+			if !fn(v) {
+				return
+			}
+		}
+	}
 }

@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -115,6 +117,7 @@ func (d *Dispatcher) lead(ctx context.Context) {
 		cancel()
 		wg.Wait()
 	}()
+	wg.Go(func() { d.gauge(ctx) })
 	workers := map[string]func(){} // id+url → stop
 	throttle := time.NewTicker(50 * time.Millisecond)
 	defer throttle.Stop()
@@ -178,6 +181,103 @@ func (d *Dispatcher) lead(ctx context.Context) {
 	}
 }
 
+// gaugeEvery is how often, at most, the leader reads the queues for metrics.WebhookQueues.
+const gaugeEvery = time.Second
+
+// gauge keeps metrics.WebhookQueues current while this replica leads: it reads the queues after
+// a commit, at most every gaugeEvery, and clears them when it stops, so that a follower exports
+// none.
+func (d *Dispatcher) gauge(ctx context.Context) {
+	defer metrics.WebhookQueues.Set(nil)
+	for {
+		changed := d.c.DB.Changed()
+		if by, err := d.queues(ctx); err == nil {
+			metrics.WebhookQueues.Set(by)
+		} else if ctx.Err() == nil {
+			d.c.Logger.Debug("webhooks: read the queues for the metrics", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		sleep(ctx, gaugeEvery)
+	}
+}
+
+// queues reads each webhook's queue: its length and the commit time of its head.
+func (d *Dispatcher) queues(ctx context.Context) (map[string]metrics.WebhookQueue, error) {
+	hooks, err := d.c.DB.Webhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	by := make(map[string]metrics.WebhookQueue, len(hooks))
+	for _, h := range hooks {
+		q := metrics.WebhookQueue{Queued: h.Queued}
+		if h.Queued > 0 {
+			head, err := d.c.DB.WebhookQueue(ctx, h.ID, 1)
+			if err != nil {
+				return nil, err
+			}
+			if len(head) > 0 {
+				q.Head = head[0].EnqueuedAt
+			}
+		}
+		by[h.ID] = q
+	}
+	return by, nil
+}
+
+// FailingLogEvery is how often, at most, a webhook's failing deliveries are logged at WARN.
+const FailingLogEvery = 10 * time.Minute
+
+// health is how a webhook's deliveries fare, as its worker logs them: at WARN when they begin to
+// fail, again at most every FailingLogEvery while they keep failing, and at INFO when one is
+// delivered after that. Other attempts are logged at DEBUG only, and a receiver that fails and
+// recovers in turn gets one WARN per FailingLogEvery, not one per turn.
+type health struct {
+	since    time.Time // the first failure of this run of failures; zero while delivering
+	logged   time.Time // the last WARN
+	warned   bool      // this run of failures was logged at WARN
+	attempts int       // failed attempts since the last WARN
+	dead     int       // deliveries that became failures since the last WARN
+}
+
+// failed notes a failed attempt n at delivery x (dead: it became a failure) and logs as above.
+func (hl *health) failed(log *slog.Logger, now time.Time, webhook string, x db.Delivery, n int, err error, dead bool) {
+	hl.attempts++
+	if dead {
+		hl.dead++
+	}
+	begins := hl.since.IsZero()
+	if begins {
+		hl.since = now
+	}
+	switch {
+	case !hl.logged.IsZero() && now.Sub(hl.logged) < FailingLogEvery:
+		log.Debug("webhooks: delivery failed", "webhook", webhook, "message", x.Message, "attempt", n, "dead", dead, "err", err)
+		return
+	case begins:
+		msg := "webhooks: delivery failing: retried until webhooks.retry_for; see knooppunt webhook list"
+		if dead {
+			msg = "webhooks: delivery failed for good: see knooppunt webhook failures"
+		}
+		log.Warn(msg, "webhook", webhook, "message", x.Message, "record", x.RecordID, "version", x.Version, "attempt", n, "err", err)
+	default:
+		log.Warn("webhooks: deliveries still failing: see knooppunt webhook list and failures", "webhook", webhook,
+			"failing_for", now.Sub(hl.since).Round(time.Second), "attempts", hl.attempts, "failures", hl.dead, "message", x.Message, "err", err)
+	}
+	hl.logged, hl.warned, hl.attempts, hl.dead = now, true, 0, 0
+}
+
+// delivered notes a delivery, and logs it at INFO after failures that were logged at WARN.
+func (hl *health) delivered(log *slog.Logger, now time.Time, webhook string, x db.Delivery) {
+	if hl.warned {
+		log.Info("webhooks: delivering again", "webhook", webhook, "message", x.Message, "failed_for", now.Sub(hl.since).Round(time.Millisecond))
+	}
+	*hl = health{logged: hl.logged}
+}
+
 // work delivers one webhook's queue in order while ctx lasts and this replica leads.
 func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 	secret, err := ParseSecret(h.Secret)
@@ -193,6 +293,7 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 	set := d.settings()
 	client := newClient(u, set)
 	defer client.CloseIdleConnections()
+	var hl health
 	for ctx.Err() == nil && d.c.Store.IsLeader() {
 		changed := d.c.DB.Changed()
 		queue, err := d.c.DB.WebhookQueue(ctx, h.ID, 64)
@@ -212,7 +313,7 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 			continue
 		}
 		for _, x := range queue {
-			acks, ok := d.attempt(ctx, client, u, secret, h, x)
+			acks, ok := d.attempt(ctx, client, u, secret, h, x, &hl)
 			if !ok {
 				return // ctx ended or leadership lost: the next leader takes over from the queue
 			}
@@ -232,9 +333,10 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 // attempt sends one delivery until the receiver acknowledges it, or its retry time is over, or
 // it is refused for good. It returns the acknowledgement to commit, or false when ctx ended or
 // this replica no longer leads.
-func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.URL, secret Secret, h db.WebhookRow, x db.Delivery) (*pb.WebhookAcks, bool) {
+func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.URL, secret Secret, h db.WebhookRow, x db.Delivery, hl *health) (*pb.WebhookAcks, bool) {
 	body, err := Payload(d.c.Org, x)
 	if err != nil {
+		hl.failed(d.c.Logger, time.Now(), h.ID, x, 1, err, true)
 		return dead(h.ID, x.Seq, 1, time.Now(), err), true
 	}
 	set := d.settings()
@@ -250,6 +352,7 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 		err := d.send(ctx, client, u, secret, x, body, set.Timeout)
 		if err == nil {
 			metrics.WebhookAttempts.WithLabelValues("delivered").Inc()
+			hl.delivered(d.c.Logger, time.Now(), h.ID, x)
 			return &pb.WebhookAcks{Webhook: h.ID, Delivered: []int64{x.Seq}, At: timestamppb.Now()}, true
 		}
 		if ctx.Err() != nil {
@@ -257,12 +360,15 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 		}
 		if refused(err) {
 			metrics.WebhookAttempts.WithLabelValues("refused").Inc()
-			d.c.Logger.Warn("webhooks: delivery refused", "webhook", h.ID, "message", x.Message, "err", err)
+			hl.failed(d.c.Logger, time.Now(), h.ID, x, n, err, true)
 			return dead(h.ID, x.Seq, int32(n), first, err), true
 		}
 		wait := Backoff(n, set.MinBackoff, set.MaxBackoff)
 		if time.Since(first)+wait > set.RetryFor {
 			metrics.WebhookAttempts.WithLabelValues("dead").Inc()
+			hl.attempts++
+			hl.dead++
+			// Always at WARN: a record the receiver never got is a failure now.
 			d.c.Logger.Warn("webhooks: delivery given up: see knooppunt webhook failures", "webhook", h.ID, "message", x.Message, "attempts", n, "err", err)
 			return dead(h.ID, x.Seq, int32(n), first, err), true
 		}
@@ -276,7 +382,7 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 			}
 		}
 		metrics.WebhookAttempts.WithLabelValues("failed").Inc()
-		d.c.Logger.Debug("webhooks: delivery failed, will retry", "webhook", h.ID, "message", x.Message, "attempt", n, "in", wait, "err", err)
+		hl.failed(d.c.Logger, time.Now(), h.ID, x, n, err, false)
 		sleep(ctx, wait)
 	}
 }
@@ -289,7 +395,42 @@ func dead(webhook string, seq int64, attempts int32, first time.Time, err error)
 
 // refused reports whether an error is a refusal that trying again cannot change.
 func refused(err error) bool {
-	return errors.Is(err, ErrAddress) || errors.Is(err, ErrRedirect) || errors.Is(err, ErrNoReshare)
+	return errors.Is(err, ErrAddress) || errors.Is(err, ErrRedirect) || errors.Is(err, ErrNoReshare) || errors.Is(err, ErrRejected)
+}
+
+// Rejected reports whether a receiver's status refuses a delivery for good: a 4xx but those
+// that ask to come back (408 Request Timeout, 409 Conflict, 425 Too Early, 429 Too Many
+// Requests). Sending the same body again would get the same answer, and the queue behind it
+// would wait for webhooks.retry_for.
+func Rejected(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return false
+	}
+	return code >= 400 && code < 500
+}
+
+// MaxReason is how much of a receiver's answer a failure keeps, as its reason.
+const MaxReason = 512
+
+// Reason is the start of a receiver's answer as one line of printable text, at most MaxReason
+// bytes of it, for a failure's last error.
+func Reason(b []byte) string {
+	cut := len(b) > MaxReason
+	if cut {
+		b = b[:MaxReason]
+	}
+	s := strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(string(b), ""))
+	s = strings.Join(strings.Fields(s), " ")
+	if cut && s != "" {
+		s += "…"
+	}
+	return s
 }
 
 // Backoff is the wait before attempt n+1: doubling from min up to max, with full jitter over
@@ -333,15 +474,24 @@ func (d *Dispatcher) send(ctx context.Context, client *http.Client, u *url.URL, 
 	if err != nil {
 		return err
 	}
+	// The start of the answer says why, to the operator; the rest is read so that the
+	// connection can be used again.
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, MaxReason+1))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
+	var why string
+	if r := Reason(head); r != "" {
+		why = ": " + r
+	}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return nil
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		return fmt.Errorf("%w (%s to %q)", ErrRedirect, resp.Status, resp.Header.Get("Location"))
+	case Rejected(resp.StatusCode):
+		return fmt.Errorf("%w: it answered %s%s", ErrRejected, resp.Status, why)
 	}
-	return fmt.Errorf("webhook: the receiver answered %s", resp.Status)
+	return fmt.Errorf("webhook: the receiver answered %s%s", resp.Status, why)
 }
 
 // newClient is the HTTP client of one webhook: no proxy (it would dial for us, past the

@@ -12,13 +12,15 @@ import (
 	"github.com/knooppunt/knooppunt/node/config"
 )
 
-// Errors of CheckURL and of the dial guard. A delivery refused with one of them becomes a dead
-// letter at once: trying again changes nothing until the webhook or the config does.
+// Errors of CheckURL, of the dial guard and of a receiver's answer. A delivery refused with one
+// of them (but ErrURL) becomes a dead letter at once: trying again changes nothing until the
+// webhook, the config or the receiver does.
 var (
 	ErrURL       = errors.New("webhook: url")
 	ErrAddress   = errors.New("webhook: address refused")
 	ErrRedirect  = errors.New("webhook: the receiver answered with a redirect, which is not followed")
 	ErrNoReshare = errors.New("webhook: no re-share")
+	ErrRejected  = errors.New("webhook: the receiver rejected the delivery")
 )
 
 // CheckURL checks a webhook's URL before it is stored: HTTPS, or HTTP to loopback only; no user

@@ -1,0 +1,311 @@
+package alerting_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/alerting"
+	"github.com/knooppunt/knooppunt/node/cap/captest"
+	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+const (
+	org     = "local.crisis.test"
+	officer = "spiffe://" + org + "/user/officer"
+)
+
+// bedsLow fires under 10 free beds in VR19 and clears above 20.
+const bedsLow = `name: beds-low
+severity: severe
+crisis: oekraine
+regions: [VR19]
+when: sum("shelter.capacity", "beds_free") < 10
+clear: sum("shelter.capacity", "beds_free") > 20
+`
+
+// logLines keeps an evaluator's log, as JSON lines.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// count counts the lines of the level whose message starts with msg.
+func (l *logLines) count(level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		var e struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &e) == nil && e.Level == level && strings.HasPrefix(e.Msg, msg) {
+			n++
+		}
+	}
+	return n
+}
+
+// rig is a real node whose own evaluator stays out of the way, and an evaluator of the test's
+// on it, which the test ticks.
+type rig struct {
+	t    *testing.T
+	n    *node.Node
+	logs *logLines
+}
+
+func newRig(t *testing.T) *rig {
+	metrics.RuleFiring.Reset()
+	metrics.RuleEvaluationErrors.Reset()
+	return &rig{t: t, n: startNode(t), logs: &logLines{}}
+}
+
+// evaluator is a new evaluator, as a new leader or a restarted node has: nothing in memory. With
+// kinds it lints against those names of the demo kinds only.
+func (r *rig) evaluator(kinds ...string) *alerting.Evaluator {
+	all := record.DemoKinds()
+	var ks []record.Kind
+	for _, k := range all {
+		if len(kinds) == 0 || slices.Contains(kinds, k.Name) {
+			ks = append(ks, k)
+		}
+	}
+	reg, err := record.NewKinds(ks)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return alerting.New(alerting.Config{Store: r.n.Store(), DB: r.n.DB(), Kinds: reg, Org: org, Every: time.Second,
+		Retention: func() time.Duration { return 24 * time.Hour },
+		Logger:    slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+}
+
+func (r *rig) tick(e *alerting.Evaluator) {
+	r.t.Helper()
+	// After every write so far: the history counts what was written before the instant.
+	time.Sleep(2 * time.Millisecond)
+	if err := e.Tick(context.Background(), time.Now()); err != nil {
+		r.t.Fatalf("Tick: %v", err)
+	}
+}
+
+func (r *rig) apply(name, src string) {
+	r.t.Helper()
+	r.step(&pb.RuleStep{Name: name, Source: []byte(src), Severity: "severe", By: officer, At: timestamppb.Now(), Reason: "agreed"})
+}
+
+func (r *rig) step(s *pb.RuleStep) {
+	r.t.Helper()
+	if _, err := r.n.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_RuleStep{RuleStep: s}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) beds(free, total int) {
+	r.t.Helper()
+	if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+		Classification: pb.Classification_INTERNAL, Body: fmt.Appendf(nil, `{"municipality":"Middelburg","beds_total":%d,"beds_free":%d}`, total, free)}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// alerts are the node's alert records.
+func (r *rig) alerts() []*pb.Record {
+	r.t.Helper()
+	recs, _, err := r.n.DB().List(context.Background(), db.Filter{Kind: alerting.Kind})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return recs
+}
+
+// one is the only alert record, in the state.
+func (r *rig) one(state string) (*pb.Record, map[string]any) {
+	r.t.Helper()
+	recs := r.alerts()
+	if len(recs) != 1 || recs[0].Labels["status"] != state {
+		var got []string
+		for _, a := range recs {
+			got = append(got, a.Id+"="+a.Labels["status"])
+		}
+		r.t.Fatalf("alerts %v: want one, %s", got, state)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(recs[0].Body, &body); err != nil {
+		r.t.Fatal(err)
+	}
+	return recs[0], body
+}
+
+// series counts a rule's series in a metric vector.
+func series(t *testing.T, name, rule string) int {
+	t.Helper()
+	return metrics.Series(name, map[string]string{"rule": rule})
+}
+
+// TestDeletedRuleResolvesItsAlert: an alert that fires when its rule is deleted is resolved at
+// the next evaluation, whether the evaluator that saw it fire runs on or a new one does (a new
+// leader, or the node after a restart): state resolved, resolved_at, a CAP Update with
+// AllClear, a note naming who deleted the rule, when and why; and knooppunt_rule_firing has no
+// series of the rule left.
+func TestDeletedRuleResolvesItsAlert(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			r := newRig(t)
+			e := r.evaluator()
+			r.apply("beds-low", bedsLow)
+			r.beds(5, 100)
+			r.tick(e)
+			fired, _ := r.one("firing")
+			firingCAP, _ := captest.Export(t, fired)
+			if series(t, "knooppunt_rule_firing", "beds-low") != 1 {
+				t.Fatalf("knooppunt_rule_firing has no series of the firing rule")
+			}
+
+			r.step(&pb.RuleStep{Name: "beds-low", Delete: true, By: officer, At: timestamppb.Now(), Reason: "replaced by beds-low-v2"})
+			if restart {
+				metrics.RuleFiring.Reset() // as a restarted process starts
+				e = r.evaluator()
+			}
+			r.tick(e)
+			a, body := r.one("resolved")
+			if a.Id != fired.Id || body["state"] != "resolved" || body["resolved_at"] == nil {
+				t.Fatalf("after the delete: %s state %v resolved_at %v; want %s resolved", a.Id, body["state"], body["resolved_at"], fired.Id)
+			}
+			note, _ := body["withdrawn"].(string)
+			if !strings.HasPrefix(note, "rule beds-low was deleted by "+officer+" at ") || !strings.Contains(note, `("replaced by beds-low-v2"): it is not evaluated`) {
+				t.Errorf("withdrawn %q: want who deleted the rule, when and why", note)
+			}
+			resolved, _ := captest.Export(t, a)
+			if resolved.MsgType != "Update" || resolved.References != org+","+fired.Id+","+firingCAP.Sent || resolved.Note != note ||
+				resolved.Info[0].ResponseType[0] != "AllClear" || resolved.Info[0].Expires == "" || !strings.Contains(resolved.Info[0].Headline, "withdrawn") {
+				t.Errorf("the resolved alert as CAP: %+v", resolved)
+			}
+			if n := series(t, "knooppunt_rule_firing", "beds-low"); n != 0 {
+				t.Errorf("knooppunt_rule_firing keeps %d series of the deleted rule", n)
+			}
+			// Nothing more happens: the alert stays resolved, with one version more.
+			r.tick(e)
+			if b, _ := r.one("resolved"); b.Version != a.Version {
+				t.Errorf("the resolved alert was written again: version %d, then %d", a.Version, b.Version)
+			}
+		})
+	}
+}
+
+// TestAlertRecordPutByHandIsLeftAlone: an alert record that names no stored rule but was not
+// written by the evaluator (put by hand, or imported) is not resolved by it.
+func TestAlertRecordPutByHandIsLeftAlone(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	body := `{"identifier":"hand-1","sender":"x","sent":"2026-03-07T14:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Public"}`
+	if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "hand-1", Kind: alerting.Kind, Crisis: "oekraine", Region: "VR19",
+		Classification: pb.Classification_INTERNAL, Labels: map[string]string{"rule": "gone", "status": "firing"}, Body: []byte(body)}}); err != nil {
+		t.Fatal(err)
+	}
+	r.tick(e)
+	if a, _ := r.one("firing"); a.Version != 1 {
+		t.Errorf("the hand-put alert was written: version %d", a.Version)
+	}
+}
+
+// TestUnlintedRuleResolvesItsAlertAndSaysSo: a stored rule that no longer lints against the
+// node's kinds (a config change dropped a kind it reads) is not evaluated: its open alert is
+// resolved with the reason, knooppunt_rule_firing has no series of it, each skipped evaluation
+// counts in knooppunt_rule_evaluation_errors_total{region=""}, and the log says so at WARN once
+// and at INFO once a new version lints.
+func TestUnlintedRuleResolvesItsAlertAndSaysSo(t *testing.T) {
+	r := newRig(t)
+	r.apply("beds-low", bedsLow)
+	r.beds(5, 100)
+	r.tick(r.evaluator())
+	r.one("firing")
+
+	e := r.evaluator("sitrep", "signal") // shelter.capacity is gone from the config
+	for range 3 {
+		r.tick(e)
+	}
+	_, body := r.one("resolved")
+	if note, _ := body["withdrawn"].(string); !strings.HasPrefix(note, "rule beds-low no longer lints against this node's kinds (") ||
+		!strings.Contains(note, `shelter.capacity`) {
+		t.Errorf("withdrawn %q: want that the rule no longer lints, and why", note)
+	}
+	if n := series(t, "knooppunt_rule_firing", "beds-low"); n != 0 {
+		t.Errorf("knooppunt_rule_firing keeps %d series of a rule that is not evaluated", n)
+	}
+	if got := metricValue(t, "knooppunt_rule_evaluation_errors_total", "beds-low", ""); got != 3 {
+		t.Errorf("knooppunt_rule_evaluation_errors_total{rule=beds-low,region=\"\"} = %g after three skipped evaluations, want 3", got)
+	}
+	if w := r.logs.count("WARN", "early-warning rule does not lint"); w != 1 {
+		t.Errorf("%d WARN lines over three skipped evaluations, want 1", w)
+	}
+	r.apply("beds-low", "name: beds-low\nseverity: severe\nwhen: count(\"signal\", duration(\"6h\")) >= 3\n")
+	r.tick(e)
+	if i := r.logs.count("INFO", "early-warning rule lints again"); i != 1 {
+		t.Errorf("%d INFO lines once a new version lints, want 1", i)
+	}
+}
+
+// TestFailingEvaluationIsVisible: a rule that cannot be evaluated (a ratio over 0) is counted
+// in knooppunt_rule_evaluation_errors_total at each evaluation, logged at WARN when it begins to
+// fail and at INFO when it can be evaluated again, not at each evaluation.
+func TestFailingEvaluationIsVisible(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	r.apply("beds-ratio", `name: beds-ratio
+severity: severe
+crisis: oekraine
+regions: [VR19]
+when: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) < 0.05
+`)
+	r.beds(0, 0)
+	for range 3 {
+		r.tick(e)
+	}
+	if got := metricValue(t, "knooppunt_rule_evaluation_errors_total", "beds-ratio", "VR19"); got != 3 {
+		t.Errorf("knooppunt_rule_evaluation_errors_total{rule=beds-ratio,region=VR19} = %g after three failed evaluations, want 3", got)
+	}
+	if w := r.logs.count("WARN", "early-warning rule cannot be evaluated"); w != 1 {
+		t.Errorf("%d WARN lines over three failed evaluations, want 1", w)
+	}
+	r.beds(50, 100)
+	r.tick(e)
+	r.tick(e)
+	if i := r.logs.count("INFO", "early-warning rule can be evaluated again"); i != 1 {
+		t.Errorf("%d INFO lines after it recovered, want 1", i)
+	}
+	if got := metricValue(t, "knooppunt_rule_evaluation_errors_total", "beds-ratio", "VR19"); got != 3 {
+		t.Errorf("knooppunt_rule_evaluation_errors_total = %g after it recovered, want still 3", got)
+	}
+	// A deleted rule leaves no series behind.
+	r.step(&pb.RuleStep{Name: "beds-ratio", Delete: true, By: officer, At: timestamppb.Now()})
+	r.tick(e)
+	if n := series(t, "knooppunt_rule_evaluation_errors_total", "beds-ratio") + series(t, "knooppunt_rule_firing", "beds-ratio"); n != 0 {
+		t.Errorf("%d series of the deleted rule are left", n)
+	}
+}
+
+// metricValue reads a rule's counter or gauge for a region, -1 when it has none.
+func metricValue(t *testing.T, name, rule, region string) float64 {
+	t.Helper()
+	if v, ok := metrics.Value(name, map[string]string{"rule": rule, "region": region}); ok {
+		return v
+	}
+	return -1
+}
