@@ -200,7 +200,7 @@ func TestExerciseBadInput(t *testing.T) {
 		{true, "", codes.InvalidArgument, `name: "" is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09`},
 		{true, "-oef", codes.InvalidArgument, `name: "-oef" is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09`},
 		{true, "oef-1", codes.AlreadyExists, "name: the exercise exists already: oef-1 is open: choose another name"},
-		{false, "oef-9", codes.FailedPrecondition, "name: no such exercise: oef-9"},
+		{false, "oef-9", codes.NotFound, `name: no exercise "oef-9" on this node: knooppunt exercise list --all shows them`},
 	} {
 		step := ex.Close
 		if tc.start {
