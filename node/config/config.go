@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -554,6 +556,60 @@ func Default() *Config {
 	return c
 }
 
+// parseDuration reads a duration of the config: the decoder then places a bad one at its line and
+// key, where time.Duration's own decoding said only `time: invalid duration "forty"`.
+func parseDuration(d *time.Duration, b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return &durationError{value: s}
+	}
+	*d = v
+	return nil
+}
+
+// durationError is a value where the config takes a duration; Load places it (durationAt).
+type durationError struct{ value string }
+
+func (e *durationError) Error() string {
+	return fmt.Sprintf("%q is not a duration: write it as 30s, 10m or 24h", e.value)
+}
+
+// durationAt is where in the file the value of a durationError stands, as line and key path
+// (webhooks.retry_for), or "" when it cannot be found.
+func durationAt(data []byte, value string) string {
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return ""
+	}
+	var at string
+	for _, doc := range file.Docs {
+		ast.Walk(visitFunc(func(n ast.Node) bool {
+			if at != "" {
+				return false
+			}
+			if t := n.GetToken(); n.Type() != ast.MappingValueType && t != nil && t.Value == value {
+				at = fmt.Sprintf("line %d: %s", t.Position.Line, strings.TrimPrefix(n.GetPath(), "$."))
+			}
+			return true
+		}), doc)
+	}
+	return at
+}
+
+// visitFunc is an ast.Visitor of a function: false stops the walk below the node.
+type visitFunc func(ast.Node) bool
+
+func (f visitFunc) Visit(n ast.Node) ast.Visitor {
+	if f(n) {
+		return f
+	}
+	return nil
+}
+
 // Load reads and checks the config file at path. Errors name the file, line and field.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -561,7 +617,14 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	var c Config
-	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler()); err != nil {
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler(), yaml.CustomUnmarshaler(parseDuration)); err != nil {
+		var de *durationError
+		if errors.As(err, &de) {
+			if at := durationAt(data, de.value); at != "" {
+				return nil, fmt.Errorf("config %s: %s: %v", path, at, de)
+			}
+			return nil, fmt.Errorf("config %s: %v", path, de)
+		}
 		return nil, fmt.Errorf("config %s:\n%s", path, yaml.FormatError(err, false, true))
 	}
 	for i := range c.Kinds {

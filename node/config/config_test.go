@@ -188,6 +188,20 @@ func TestLoadUnknownField(t *testing.T) {
 	}
 }
 
+// TestLoadBadDuration: a value that is no duration is refused at its line and key, saying how to
+// write one; a duration written well is read.
+func TestLoadBadDuration(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), "org: a.crisis.test\nwebhooks:\n  timeout: 5s\n  retry_for: forty\n")
+	_, err := config.Load(path)
+	if want := "config " + path + `: line 4: webhooks.retry_for: "forty" is not a duration: write it as 30s, 10m or 24h`; err == nil || err.Error() != want {
+		t.Fatalf("Load with a bad duration: %v\nwant %s", err, want)
+	}
+	c, err := config.Load(writeConfig(t, t.TempDir(), "org: a.crisis.test\nwebhooks:\n  retry_for: 36h\n"))
+	if err != nil || c.Webhooks.RetryFor != 36*time.Hour {
+		t.Fatalf("Load with retry_for 36h: %v, %v", err, c)
+	}
+}
+
 // TestLoadResolvesPathsAgainstTheConfigFile: relative identity, peer bundle and schema paths are
 // relative to the config file's directory, not to the node's working directory; absolute paths
 // stay as they are.
