@@ -200,6 +200,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 type errorView struct {
 	Code    int
 	Message string
+	// Detail is the node's own words, for whoever helps the person (in English).
+	Detail string
 }
 
 // fail shows an error page with the text message.
@@ -211,10 +213,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, l *Lang, code int,
 // the gRPC code, and a denial says only what the service said.
 func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 	st := status.Convert(err)
-	code, msg := http.StatusBadGateway, r.L.T("error.service")
+	code, msg, detail := http.StatusBadGateway, r.L.T("error.service"), ""
 	switch st.Code() {
 	case codes.PermissionDenied, codes.Unauthenticated:
-		code, msg = http.StatusForbidden, r.L.T("error.denied", st.Message())
+		// In the page's words; the node's own (the SPIFFE ID, the method, the role it needs)
+		// under it, for the administrator the person asks.
+		code, msg, detail = http.StatusForbidden, r.L.T("error.denied"), st.Message()
 	case codes.NotFound:
 		code, msg = http.StatusNotFound, r.L.T("error.not_found")
 	case codes.InvalidArgument:
@@ -225,7 +229,7 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 	if code >= 500 {
 		s.log.Error("service call failed", "person", r.Session.Person.String(), "path", r.URL.Path, "code", st.Code().String(), "msg", st.Message())
 	}
-	s.failIn(w, r, code, msg)
+	s.render(w, r.Request, code, "error", s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: msg, Detail: detail}))
 }
 
 // failIn shows an error to a signed-in person: the page keeps the menu, the person and the way

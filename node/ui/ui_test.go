@@ -712,6 +712,13 @@ func TestPicture(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a record that does not exist: %d, want 404", resp.StatusCode)
 	}
+	// A page the person's role does not reach says so in the page's language, with the node's
+	// own words (the role it needs) under it for the administrator.
+	resp, page = b.get(t, e.url+"/beleid")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, `id="melding">Uw rol geeft geen toegang tot deze pagina of handeling.`) ||
+		!regexp.MustCompile(`id="detail">Melding van het knooppunt: <span class="kp-tech" lang="en">[^<]*needs the role`).MatchString(page) {
+		t.Errorf("a reader on the policies: %d, want 403 in Dutch with the node's detail:\n%s", resp.StatusCode, page)
+	}
 	// A partner's record that is not there keeps the signed-in page: the menu and the way back,
 	// not an offer to sign in again.
 	resp, page = b.get(t, e.url+"/record?origin=nobody.crisis.test&id=x")
