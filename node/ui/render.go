@@ -216,9 +216,13 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 	code, msg, detail := http.StatusBadGateway, r.L.T("error.service"), ""
 	switch st.Code() {
 	case codes.PermissionDenied, codes.Unauthenticated:
-		// In the page's words; the node's own (the SPIFFE ID, the method, the role it needs)
-		// under it, for the administrator the person asks.
-		code, msg, detail = http.StatusForbidden, r.L.T("error.denied"), st.Message()
+		code, msg = http.StatusForbidden, r.L.T("error.refused", st.Message())
+		if strings.Contains(st.Message(), " may not call ") {
+			// A role that does not reach the call: said in the page's words, the node's own
+			// (the SPIFFE ID, the method, the role it needs) under it, for the administrator
+			// the person asks. Other refusals (four eyes, say) say their reason as it is.
+			msg, detail = r.L.T("error.denied"), st.Message()
+		}
 	case codes.NotFound:
 		code, msg = http.StatusNotFound, r.L.T("error.not_found")
 	case codes.InvalidArgument:
