@@ -108,6 +108,9 @@ type page struct {
 	CSRF string
 	// Nav marks the current menu item.
 	Nav string
+	// SearchPage is set on the search page, which has its own form: the menu's search box is
+	// left out there, and shown on every other page, a record's too.
+	SearchPage bool
 	// Path is the current request's path and query, to come back to after a language switch.
 	Path    string
 	Content any
@@ -174,6 +177,7 @@ func roleNames(r *request) []string {
 // render writes a page; a template that fails leaves no half page behind.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, p *page) {
 	p.Org, p.OrgName = s.c.Org, s.c.Name
+	p.SearchPage = name == "search"
 	if m, ok := p.Content.(printMarked); ok {
 		p.Marking = strings.ToUpper(m.printMarking())
 	}

@@ -695,6 +695,14 @@ func TestPicture(t *testing.T) {
 		strings.Contains(page, `id="geldigheid"`) {
 		t.Errorf("the sitrep's page: want its severity in Dutch and no validity warning:\n%s", page)
 	}
+	// A record's page has the menu's search box, to search again from it; the search page has
+	// its own form instead.
+	if _, p := b.get(t, e.url+"/record?origin="+testOrg+"&id=sitrep-1"); !strings.Contains(p, `<li class="kp-nav__search">`) {
+		t.Error("a record's page has no search box in the menu")
+	}
+	if _, p := b.get(t, e.url+"/zoeken?q=beeld"); strings.Contains(p, `<li class="kp-nav__search">`) {
+		t.Error("the search page has the menu's search box beside its own form")
+	}
 	// An alert reads as an alert: its headline and description, severity and state in Dutch,
 	// the body as stored folded away under technical details.
 	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=alert-bedden-VR19")
