@@ -82,7 +82,8 @@ other's trust bundles current through their bundle endpoints. The demo then:
      real picture stays untouched, and closing the exercise removes its records at NCC too;
   7. stays up and prints how to try commands against it, and each organisation's web interface
      with its sign-ins: a small OpenID provider inside the demo, on loopback only, holds each
-     organisation's people (two officers and an editor). Ctrl-C stops everything cleanly.
+     organisation's people (a staff member who reads, an editor and two officers). Ctrl-C stops
+     everything cleanly.
 
 The shelter figures are made up. With --once it prints and exits 0.`,
 		Example: `  knooppunt demo
@@ -332,7 +333,7 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if once {
 		return nil
 	}
-	fmt.Fprintf(out, "\nEach organisation's web interface. Sign in as officer-a or officer-b (security officers)\nor editor, password %s, at the demo's own OpenID provider:\n\n", demoPassword)
+	fmt.Fprintf(out, "\nEach organisation's web interface. Sign in as medewerker (staff who read), editor, or\nofficer-a or officer-b (security officers), password %s, at the demo's own OpenID provider:\n\n", demoPassword)
 	for _, o := range orgs {
 		fmt.Fprintf(out, "  %-12s %s/\n", o.title, o.webURL())
 	}
@@ -415,8 +416,8 @@ func (o *demoOrg) writeConfig(all []*demoOrg) error {
 	fmt.Fprintf(&b, "ui:\n  listen: \"127.0.0.1:%d\"\n  oidc:\n    issuer: %q\n    client_id: %s\n    client_secret_file: oidc-client-secret\n",
 		o.uiPort, o.issuer(), o.clientID())
 	fmt.Fprintf(&b, "roles:\n")
-	for _, r := range []struct{ who, role string }{{"officer-a", "officer"}, {"officer-b", "officer"}, {"editor", "editor"}} {
-		fmt.Fprintf(&b, "  - id: spiffe://%s/user/%s\n    role: %s\n", o.td, r.who, r.role)
+	for _, p := range demoPeople {
+		fmt.Fprintf(&b, "  - id: spiffe://%s/user/%s\n    role: %s\n", o.td, p.user, p.role)
 	}
 	fmt.Fprintf(&b, "peers:\n")
 	for _, p := range all {

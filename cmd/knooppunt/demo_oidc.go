@@ -24,11 +24,13 @@ import (
 // trusts the organisation's own identity provider (ui.oidc in the node config).
 
 // demoPeople are each organisation's people at its provider, as the node config's roles name
-// them: two officers (for the four-eyes rule) and an editor.
+// them: two officers (for the four-eyes rule), an editor, and a staff member who reads
+// (medewerker): the web interface as most of an organisation's people see it.
 var demoPeople = []struct{ user, first, last, role string }{
 	{"officer-a", "Anne", "Jansen", "officer"},
 	{"officer-b", "Bas", "de Vries", "officer"},
 	{"editor", "Chris", "Bakker", "editor"},
+	{"medewerker", "Dana", "de Wit", "reader"},
 }
 
 // demoPassword is every demo person's password. The provider listens on loopback only.
@@ -101,7 +103,7 @@ var demoLoginPage = template.Must(template.New("login").Parse(`<!DOCTYPE html>
 <body>
 <h1>Demo-aanmelding · {{.Org}}</h1>
 <p>Dit is de OpenID-provider van de demo, niet die van een echte organisatie.
-Meld u aan als officer-a, officer-b (security officers) of editor (redacteur), wachtwoord <code>demo</code>.</p>
+Meld u aan als medewerker (lezen), editor (redacteur), officer-a of officer-b (security officers), wachtwoord <code>demo</code>.</p>
 {{if .Error}}<p role="alert"><strong>{{.Error}}</strong></p>{{end}}
 <form method="post" action="/login/username">
 <input type="hidden" name="authRequestID" value="{{.ID}}">

@@ -84,8 +84,10 @@ func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
 		}
 		return resp.StatusCode, claims.Name
 	}
-	if code, name := signIn("officer-b", demoPassword); code != http.StatusOK || name != "officer-b" {
-		t.Errorf("officer-b signs in: %d as %q", code, name)
+	for _, who := range []string{"officer-b", "medewerker"} {
+		if code, name := signIn(who, demoPassword); code != http.StatusOK || name != who {
+			t.Errorf("%s signs in: %d as %q", who, code, name)
+		}
 	}
 	for _, bad := range [][2]string{{"officer-a", "wrong"}, {"mallory", demoPassword}} {
 		if code, _ := signIn(bad[0], bad[1]); code != http.StatusUnauthorized {
