@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -34,6 +36,21 @@ while the exercise is open on it.`,
 	}
 	cmd.AddCommand(newExerciseListCmd(), newExerciseStepCmd("start"), newExerciseStepCmd("close"))
 	return cmd
+}
+
+// noteUnknownExercise says, for a read in the mode of an exercise that this node never started
+// (a misspelt --exercise), that there is no such exercise here, where the empty answer would
+// read as an exercise in which nobody wrote anything. It reports whether it said so.
+func noteUnknownExercise(ctx context.Context, w io.Writer, conn *grpc.ClientConn, exercise string) bool {
+	if exercise == "" {
+		return false
+	}
+	resp, err := pb.NewExerciseServiceClient(conn).List(ctx, &pb.ListExercisesRequest{Closed: true})
+	if err != nil || slices.ContainsFunc(resp.Exercises, func(e *pb.ExerciseInfo) bool { return e.Name == exercise }) {
+		return false
+	}
+	fmt.Fprintf(w, "Note: no exercise %q on this node: check its name (`knooppunt exercise list --all` lists them).\n", exercise)
+	return true
 }
 
 type exerciseJSON struct {

@@ -55,6 +55,17 @@ func TestCLIExercise(t *testing.T) {
 			t.Errorf("knooppunt %s: %d tables, %d OEFENING banners:\n%s", strings.Join(args, " "), tables, banners, r.stdout)
 		}
 	}
+	// A misspelt exercise is said to be none, where its empty answer would read as an exercise
+	// nobody wrote in; the crisis is not blamed for it.
+	for _, args := range [][]string{{"record", "list", "--crisis", "c", "--exercise", "oef-l"}, {"picture", "--crisis", "c", "--exercise", "oef-l"}} {
+		r := run(0, args...)
+		if !strings.Contains(r.stderr, `Note: no exercise "oef-l" on this node`) || strings.Contains(r.stderr, "names crisis") {
+			t.Errorf("knooppunt %s: stderr %q, want a note that there is no such exercise", strings.Join(args, " "), r.stderr)
+		}
+	}
+	if r := run(0, "record", "list", "--crisis", "nothing", "--exercise", "oef-1"); strings.Contains(r.stderr, "no exercise") {
+		t.Errorf("an empty list in an exercise that exists says there is none: %q", r.stderr)
+	}
 	if r := run(1, "record", "get", "oef"); !strings.Contains(r.stderr, "record not found") {
 		t.Fatalf("record get of an exercise record without --exercise: %q", r.stderr)
 	}

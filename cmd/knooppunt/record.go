@@ -304,7 +304,13 @@ func newRecordListCmd() *cobra.Command {
 					}
 					req.PageToken = next
 				}
-				return printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next, req.Mode)
+				if err := printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next, req.Mode); err != nil {
+					return err
+				}
+				if len(recs) == 0 {
+					noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, req.Mode.GetExercise())
+				}
+				return nil
 			})
 		},
 	}

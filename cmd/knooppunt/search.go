@@ -302,7 +302,7 @@ whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 				if err := printPicture(cmd.OutOrStdout(), f.output, resp, mode, now); err != nil {
 					return err
 				}
-				if len(resp.Entries) == 0 && f.output != "json" {
+				if len(resp.Entries) == 0 && f.output != "json" && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
 					known, err := knownCrisis(cmd.Context(), conn, crisis, mode.GetExercise())
 					if err == nil && !known {
 						fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", crisis)
