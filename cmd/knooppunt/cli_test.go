@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/proctest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // result is what one run of the command line gave.
@@ -601,5 +603,58 @@ func TestPhaseShowListsKnownCrises(t *testing.T) {
 	// picture without --crisis names the crises there are.
 	if r := cli(t, nil, "", "picture", "--node", addr).want(t, 1); r.stderr != "knooppunt: --crisis: name the crisis; known here: oekraine (cold)\n" {
 		t.Errorf("picture without --crisis: stderr %q", r.stderr)
+	}
+}
+
+// TestCLIImportStoppedMidway: an import whose node goes away in the middle (killed, here) says
+// how far it came, after which line nothing was sent and what importing again does, in text and
+// in -o json, before its error: a coordinator then knows which rows went in.
+func TestCLIImportStoppedMidway(t *testing.T) {
+	dir := shortDir(t)
+	p, conn := serveNode(t, dir)
+	var b strings.Builder
+	const rows = 20000
+	for i := range rows {
+		fmt.Fprintf(&b, `{"id":"m-%d","kind":"shelter.capacity","crisis":"oekraine","region":"VR09","classification":"internal","body":{"municipality":"Utrecht","beds_total":120,"beds_free":%d}}`+"\n", i, i%100)
+	}
+	file := filepath.Join(dir, "many.jsonl")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, proctest.Binary(t), "import", file, "--batch", "1", "-o", "json", "--node", "unix://"+filepath.Join(dir, "data", node.SocketName))
+	cmd.Env = proctest.Env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill the node once some rows are in.
+	rc := pb.NewRecordServiceClient(conn)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := rc.List(ctx, &pb.ListRequest{PageSize: 20}); err == nil && len(resp.Records) >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the import stored nothing within 30s")
+		}
+	}
+	p.Kill(t)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("the import whose node was killed: %v, want exit status 1\nstdout %s\nstderr %s", err, stdout.String(), stderr.String())
+	}
+	var sum struct {
+		Accepted int
+		Stopped  string
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("no summary on stdout: %v\n%s\nstderr %s", err, stdout.String(), stderr.String())
+	}
+	m := regexp.MustCompile(`^stopped after (\d+) of 20000 rows: the node answered for the rows up to line (\d+), the rest were not sent`).FindStringSubmatch(sum.Stopped)
+	if m == nil || m[1] != m[2] || m[1] == "0" || sum.Accepted < 20 || fmt.Sprint(sum.Accepted) != m[1] {
+		t.Errorf("the summary of the stopped import: %+v", sum)
 	}
 }

@@ -68,7 +68,9 @@ valid CAP 1.2 is refused and nothing is stored. A file that starts with < is XML
 (the record's field the node refused, such as record.region, or the column the file's reader could
 not read, such as valid_until) and reason.
 
-The exit code is 0 when every row was stored, 2 when some were rejected.`,
+The progress bar counts the rows the node has answered for. The exit code is 0 when every row was
+stored, 2 when some were rejected, 1 when the import stopped (the node went away): the summary
+then says after which line nothing was sent, and -o json has it in "stopped".`,
 		Example: `  knooppunt import shelters.csv --kind shelter.capacity --crisis oekraine --classification internal
   knooppunt import export.jsonl --batch 1000 -o json
   knooppunt import --format cap nl-alert.xml --crisis overstroming --region VR19
@@ -120,18 +122,7 @@ The exit code is 0 when every row was stored, 2 when some were rejected.`,
 				// Read as JSON Lines or CSV, every line of an alert would be a rejected row.
 				return fmt.Errorf("%s: this looks like XML, not %s: add --format cap to import a CAP alert", args[0], format)
 			}
-			size := int64(-1)
-			if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
-				size = fi.Size()
-			}
-			bar := progressbar.NewOptions64(size,
-				progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-				progressbar.OptionSetVisibility(!quiet && f.output != "json"),
-				progressbar.OptionSetDescription("importing"),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionClearOnFinish())
-			rows, err := importfile.Read(io.TeeReader(in, bar), format, defaults)
+			rows, err := importfile.Read(in, format, defaults)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
@@ -140,12 +131,27 @@ The exit code is 0 when every row was stored, 2 when some were rejected.`,
 				return err
 			}
 			defer closeConn()
-			sum, err := importfile.Import(cmd.Context(), c, rows, batch, nil)
+			// The bar counts rows the node has answered for, not bytes read: reading the file
+			// takes a moment, writing its rows the rest.
+			bar := progressbar.NewOptions(len(rows),
+				progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+				progressbar.OptionSetVisibility(!quiet && f.output != "json"),
+				progressbar.OptionSetDescription("importing rows"),
+				progressbar.OptionShowCount(),
+				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionClearOnFinish())
+			handled := 0
+			sum, err := importfile.Import(cmd.Context(), c, rows, batch, func(n int) { handled = n; bar.Set(n) })
 			bar.Finish()
+			sum.File = args[0]
 			if err != nil {
+				// What went in is said before the error, so that nobody has to guess which
+				// rows to load again.
+				sum.Stopped = fmt.Sprintf("stopped after %d of %d rows: the node answered for the rows up to line %d, the rest were not sent; "+
+					"importing the file again writes a row with an id once more, and gives a row without one a new record", handled, len(rows), lastLine(rows, handled))
+				printSummary(cmd.OutOrStdout(), f.output, sum)
 				return callError(&f, err)
 			}
-			sum.File = args[0]
 			if err := printSummary(cmd.OutOrStdout(), f.output, sum); err != nil {
 				return err
 			}
@@ -176,6 +182,9 @@ func printSummary(w io.Writer, format string, sum importfile.Summary) error {
 		return printJSON(w, sum)
 	}
 	fmt.Fprintf(w, "%s: %d accepted, %d rejected\n", sum.File, sum.Accepted, sum.Rejected)
+	if sum.Stopped != "" {
+		fmt.Fprintf(w, "%s: %s\n", sum.File, sum.Stopped)
+	}
 	if sum.Rejected == 0 {
 		return nil
 	}
@@ -185,6 +194,14 @@ func printSummary(w io.Writer, format string, sum importfile.Summary) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Line, r.ID, r.Code, r.Reason)
 	}
 	return tw.Flush()
+}
+
+// lastLine is the file line of the last of the first n rows, 0 when n is 0.
+func lastLine(rows []importfile.Row, n int) int {
+	if n == 0 || n > len(rows) {
+		return 0
+	}
+	return rows[n-1].Line
 }
 
 // looksLikeXML reports whether the first byte after a byte order mark and white space is <.

@@ -58,6 +58,9 @@ type Summary struct {
 	Accepted   int         `json:"accepted"`
 	Rejected   int         `json:"rejected"`
 	Rejections []Rejection `json:"rejections"`
+	// Stopped, when the import ended before its last row (the node went away), says after which
+	// row, and what to do.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // Formats are the file formats Read knows.
