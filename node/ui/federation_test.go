@@ -274,7 +274,7 @@ func TestPictureOfAFederation(t *testing.T) {
 		`<text class="kp-chart__label" x="0" y="47">VR17 Rotterdam-Rijnmond</text>`,
 		// Regions by their names; the latest records' sources by the names this node knows
 		// them by, its own by its own.
-		`scope="row">VR17 Rotterdam-Rijnmond</th>`,
+		`region=VR17">VR17 Rotterdam-Rijnmond</a></th>`,
 		"<td class=\"utrecht-table__cell\">Handreiking</td>\n      <td class=\"utrecht-table__cell\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\">ncc</td>",
 		"<td class=\"utrecht-table__cell\">Situatierapport</td>\n      <td class=\"utrecht-table__cell\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\">vr-utrecht</td>",
 	} {

@@ -137,6 +137,8 @@ type capacityRow struct {
 	Region   string
 	National bool
 	Cells    []string
+	// Link searches the records a region's sums are made of: the figures per municipality.
+	Link string
 }
 
 type entryView struct {
@@ -265,6 +267,27 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 
 	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
+	// Each region's row leads to its records, municipality by municipality: the kind when the
+	// sums are of one kind, as they are of shelter.capacity.
+	kinds := map[string]bool{}
+	for _, a := range pic.Aggregates {
+		kinds[a.Kind] = true
+	}
+	for i, row := range v.Rows {
+		if row.National {
+			continue
+		}
+		q := url.Values{"crisis": {v.Crisis}, "region": {row.Region}}
+		if len(kinds) == 1 {
+			for k := range kinds {
+				q.Set("kind", k)
+			}
+		}
+		if e := r.exercise(); e != "" {
+			q.Set("exercise", e)
+		}
+		v.Rows[i].Link = "/zoeken?" + q.Encode()
+	}
 	for i, c := range v.Columns {
 		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i, r.L.Region))
 	}

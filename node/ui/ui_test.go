@@ -597,6 +597,8 @@ func TestPicture(t *testing.T) {
 		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">200</td>`,
 		`<td class="utrecht-table__cell kp-num">70</td>`, `<td class="utrecht-table__cell kp-num">250</td>`,
 		"Nederland (totaal)",
+		// A region's row leads to its municipalities' records.
+		`<a class="utrecht-link" href="/zoeken?crisis=oekraine&amp;kind=shelter.capacity&amp;region=VR09">VR09 Utrecht</a>`,
 		"Regionaal beeld &lt;Utrecht&gt;", // escaped, never markup
 		"geantwoord",
 	} {
