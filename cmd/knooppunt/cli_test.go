@@ -392,6 +392,17 @@ func TestCLIStatus(t *testing.T) {
 		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 9 {
 		t.Fatalf("status -o json = %v", st)
 	}
+	// What an operator on call asks: the peers (none here), the webhooks' queues, and the
+	// early warnings that fire.
+	cli(t, nil, "", "record", "put", "--node", addr, "--id", "alert-beds-VR19", "--kind", "alert", "--crisis", "oekraine", "--region", "VR19",
+		"--classification", "internal", "--label", "rule=beds", "--label", "status=firing",
+		"--body", `{"identifier":"a1","sender":"local.crisis.test","sent":"2026-12-04T09:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"beds","urgency":"Expected","severity":"Severe","certainty":"Likely"}]}`).want(t, 0)
+	r := cli(t, nil, "", "status", "--node", addr).want(t, 0)
+	for _, want := range []string{"\npeers     0\n", "\nwebhooks  0, 0 queued, 0 failed\n", "\nfiring    1: beds in VR19\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
 }
 
 // TestCLIAuditVerify checks that audit verify prints the head, accepts it back as --anchor, and

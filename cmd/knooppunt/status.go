@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,8 +16,11 @@ import (
 func newStatusCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "status",
-		Short:   "Show what a node is and how it is doing",
+		Use:   "status",
+		Short: "Show what a node is and how it is doing",
+		Long: `Show what a node is and how it is doing: its Raft state, records and store, and, as far as the
+caller may see them, its peers with when each last delivered, its webhooks' queues and failures,
+and the early-warning alerts that fire now. A part the caller's role does not reach is left out.`,
 		Example: `  knooppunt status --node unix:///var/lib/knooppunt/knooppunt.sock -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -24,12 +30,14 @@ func newStatusCmd() *cobra.Command {
 					return err
 				}
 				out := cmd.OutOrStdout()
+				ops := operations(cmd.Context(), conn)
 				if f.output == "json" {
 					return printJSON(out, map[string]any{
 						"node_name": st.NodeName, "org": st.Org, "version": st.Version,
 						"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
 						"records": st.Records, "db_bytes": st.DbBytes, "last_seq": st.LastSeq,
 						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(),
+						"peers": ops.Peers, "webhooks": ops.Webhooks, "firing": ops.Firing,
 					})
 				}
 				tw := newTable(out)
@@ -41,10 +49,104 @@ func newStatusCmd() *cobra.Command {
 				fmt.Fprintf(tw, "store\t%.1f MiB\n", float64(st.DbBytes)/(1<<20))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
+				ops.print(tw)
 				return tw.Flush()
 			})
 		},
 	}
 	f.register(cmd, true)
 	return cmd
+}
+
+// statusOps is what an operator on call asks of a node beyond its own state: do the peers
+// deliver, do the webhooks, does an early warning fire. Each part is nil when the caller's role
+// does not reach it.
+type statusOps struct {
+	Peers    []peerStatus    `json:"peers,omitempty"`
+	Webhooks *webhookStatus  `json:"webhooks,omitempty"`
+	Firing   []string        `json:"firing,omitempty"`
+	seen     map[string]bool // the parts the caller could read
+}
+
+type peerStatus struct {
+	Name         string     `json:"name"`
+	LastDelivery *time.Time `json:"last_delivery,omitempty"`
+	Leaving      bool       `json:"leaving,omitempty"`
+}
+
+type webhookStatus struct {
+	Count  int   `json:"count"`
+	Queued int64 `json:"queued"`
+	Failed int64 `json:"failed"`
+}
+
+// operations reads statusOps through the services the node offers its callers.
+func operations(ctx context.Context, conn *grpc.ClientConn) statusOps {
+	ops := statusOps{seen: map[string]bool{}}
+	if resp, err := pb.NewPeerServiceClient(conn).List(ctx, &pb.ListPeersRequest{}); err == nil {
+		ops.seen["peers"] = true
+		for _, p := range resp.Peers {
+			if !p.Active {
+				continue
+			}
+			ps := peerStatus{Name: p.Name, Leaving: p.LeavingSince != nil}
+			if p.ReceivedAt != nil {
+				t := p.ReceivedAt.AsTime()
+				ps.LastDelivery = &t
+			}
+			ops.Peers = append(ops.Peers, ps)
+		}
+	}
+	if resp, err := pb.NewWebhookServiceClient(conn).List(ctx, &pb.ListWebhooksRequest{}); err == nil {
+		ops.Webhooks = &webhookStatus{Count: len(resp.Webhooks)}
+		for _, w := range resp.Webhooks {
+			ops.Webhooks.Queued += w.Queued
+			ops.Webhooks.Failed += w.Failed
+		}
+	}
+	if resp, err := pb.NewRecordServiceClient(conn).List(ctx, &pb.ListRequest{Kind: "alert", LabelSelector: "status=firing", PageSize: 100}); err == nil {
+		ops.seen["firing"] = true
+		for _, r := range resp.Records {
+			if rule := r.Labels["rule"]; rule != "" {
+				ops.Firing = append(ops.Firing, rule+" in "+r.Region)
+			}
+		}
+	}
+	return ops
+}
+
+// print adds the parts the caller could read to the status table.
+func (ops statusOps) print(w io.Writer) {
+	if ops.seen["peers"] {
+		var parts []string
+		for _, p := range ops.Peers {
+			s := p.Name + ": no delivery yet"
+			if p.LastDelivery != nil {
+				s = p.Name + ": last delivery " + time.Since(*p.LastDelivery).Round(time.Second).String() + " ago"
+			}
+			if p.Leaving {
+				s += " (leaving)"
+			}
+			parts = append(parts, s)
+		}
+		fmt.Fprintf(w, "peers\t%d%s\n", len(ops.Peers), listed(parts))
+	}
+	if ops.Webhooks != nil {
+		note := ""
+		if ops.Webhooks.Failed > 0 {
+			note = " (knooppunt webhook failures)"
+		}
+		fmt.Fprintf(w, "webhooks\t%d, %d queued, %d failed%s\n", ops.Webhooks.Count, ops.Webhooks.Queued, ops.Webhooks.Failed, note)
+	}
+	if ops.seen["firing"] {
+		fmt.Fprintf(w, "firing\t%d%s\n", len(ops.Firing), listed(ops.Firing))
+	}
+}
+
+// listed is ": a; b" for a list that is not empty.
+func listed(parts []string) string {
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, "; ")
 }
