@@ -34,6 +34,11 @@ func TestCLIWebhook(t *testing.T) {
 	if !strings.Contains(r.stdout, "signing secret (shown once") || !strings.Contains(r.stdout, "whsec_") {
 		t.Fatalf("webhook add: %q", r.stdout)
 	}
+	// A webhook of an exercise this node never started would deliver nothing, ever.
+	if r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--exercise", "oefening-1").want(t, 1); !strings.Contains(r.stderr, `exercise: no exercise "oefening-1" on this node: start it first`) {
+		t.Errorf("webhook add of an exercise never started: %q", r.stderr)
+	}
+	cli(t, nil, "", "exercise", "start", "oefening-1", "--node", addr).want(t, 0)
 	var added webhookJSON
 	cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--exercise", "oefening-1", "-o", "json").want(t, 0).oneJSON(t, &added)
 	if !strings.HasPrefix(added.Secret, "whsec_") || added.Exercise != "oefening-1" {

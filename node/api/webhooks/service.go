@@ -91,6 +91,12 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 		if err := record.CheckID("exercise", req.Exercise); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
+		// A misspelt exercise would deliver nothing, ever, without a word.
+		if _, err := s.c.DB.Exercise(ctx, req.Exercise); errors.Is(err, db.ErrExerciseUnknown) {
+			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("no exercise %q on this node: start it first (knooppunt exercise list --all shows them)", req.Exercise))
+		} else if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
 	}
 	secret, err := webhook.NewSecret()
 	if err != nil {
