@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -148,13 +148,18 @@ drops what did not come; see docs/operator.md, Backups.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the new data directory: absent, or empty (lost+found aside)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the data directory: absent, or without a node's data (its config and keys may stay)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress")
 	return cmd
 }
 
+// nodeData are the names of a node's data in its data directory: what a restore must not
+// overwrite, and what it must not leave beside the restored database (an old Raft log would
+// replay onto it).
+var nodeData = []string{node.DatabaseName, node.DatabaseName + "-wal", node.DatabaseName + "-shm", "raft"}
+
 // restoreBackup checks the backup at path and copies it to dir's database file, and returns
-// the last log entry it holds and the org whose records it holds. dir must be absent or empty.
+// the last log entry it holds and the org whose records it holds. dir must hold no node data.
 // The copy is written beside the database file and renamed once whole, so that a restore cut
 // short never leaves a partial database for a node to start on. With show, a large backup's
 // check and copy are reported on progress.
@@ -174,14 +179,16 @@ func restoreBackup(path, dir string, progress io.Writer, show bool) (applied uin
 	if applied == 0 {
 		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore", path)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return 0, "", fmt.Errorf("--data-dir: %w", err)
-	}
-	// The root of a new file system holds lost+found, which is no node's data.
-	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool { return e.Name() == "lost+found" && e.IsDir() })
-	if len(entries) > 0 {
-		return 0, "", fmt.Errorf("--data-dir: %s is not empty: restore only into a new or empty data directory (move the old one aside first)", dir)
+	// A node's data is its database and its Raft log; what else the directory holds (the config,
+	// the CA and the certificates that init puts there) may stay, so that a node made with init
+	// is restored in place once its data is moved aside.
+	for _, name := range nodeData {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return 0, "", fmt.Errorf("--data-dir: %s holds a node's data (%s): restore only where there is none: move %s aside first (its config and keys may stay)",
+				dir, name, strings.Join(nodeData, ", "))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return 0, "", fmt.Errorf("--data-dir: %w", err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)

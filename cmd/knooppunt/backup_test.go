@@ -55,7 +55,7 @@ func TestBackupAndRestore(t *testing.T) {
 
 	// Bad input first: nothing is written.
 	old := filepath.Join(dir, "data")
-	if r := cli(t, nil, "", "restore", backup, "--data-dir", old).want(t, 1); !strings.Contains(r.stderr, "is not empty: restore only into a new or empty data directory") {
+	if r := cli(t, nil, "", "restore", backup, "--data-dir", old).want(t, 1); !strings.Contains(r.stderr, "holds a node's data (knooppunt.db): restore only where there is none") {
 		t.Errorf("restore over a data directory: %q", r.stderr)
 	}
 	junk := filepath.Join(dir, "junk.db")
@@ -70,16 +70,20 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Errorf("a refused restore left %s: %v", fresh, err)
 	}
 
-	// The root of a new file system, with its lost+found, counts as empty.
+	// A directory that holds no node data takes it, whatever else it holds: the root of a new
+	// file system with its lost+found, or what init put there (the config, the keys), which stay.
 	if err := os.MkdirAll(filepath.Join(fresh, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fresh, "node.yaml"), []byte("org: local.crisis.test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r = cli(t, nil, "", "restore", backup, "--data-dir", fresh).want(t, 0)
 	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the records of local.crisis.test;") {
 		t.Fatalf("restore printed %q", r.stdout)
 	}
-	if entries, err := os.ReadDir(fresh); err != nil || len(entries) != 2 || entries[0].Name() != node.DatabaseName || entries[1].Name() != "lost+found" {
-		t.Fatalf("the restored directory holds %v (%v), want %s and lost+found", entries, err, node.DatabaseName)
+	if entries, err := os.ReadDir(fresh); err != nil || len(entries) != 3 || entries[0].Name() != node.DatabaseName || entries[1].Name() != "lost+found" || entries[2].Name() != "node.yaml" {
+		t.Fatalf("the restored directory holds %v (%v), want %s, lost+found and node.yaml", entries, err, node.DatabaseName)
 	}
 	// Another org's node does not serve the backup's records as its own.
 	otherCfg := filepath.Join(dir, "other.yaml")
