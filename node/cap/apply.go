@@ -47,6 +47,17 @@ type Result struct {
 // importers cannot overwrite each other. Nothing is written unless the whole alert maps to a
 // valid record. An error from the node is returned as its gRPC status.
 func Apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportOptions) (Result, error) {
+	res, err := apply(ctx, c, a, opts)
+	if err == nil && len(a.Foreign) > 0 {
+		// An XML signature, say: the record keeps CAP's own elements only, and the importer
+		// should know that what signed the alert is gone from it.
+		kept := fmt.Sprintf("not kept: <%s>, which is not of CAP's own elements", strings.Join(a.Foreign, ">, <"))
+		res.Note = strings.TrimPrefix(res.Note+"; "+kept, "; ")
+	}
+	return res, err
+}
+
+func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportOptions) (Result, error) {
 	rec, err := ToRecord(a, opts)
 	if err != nil {
 		return Result{}, err

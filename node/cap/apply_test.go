@@ -361,3 +361,14 @@ func TestSitrepUpdateRoundTrip(t *testing.T) {
 		t.Fatalf("the receiving node holds %v, want one alert", got)
 	}
 }
+
+// TestSignedAlertSaysTheSignatureIsNotKept: an alert with an XML signature is stored with CAP's
+// own elements, and the importer is told that the signature is not kept.
+func TestSignedAlertSaysTheSignatureIsNotKept(t *testing.T) {
+	n := startCAPNode(t)
+	signed := strings.Replace(alertDoc("Alert", "hw-s", "", "Public", "Getekend"), "</alert>",
+		`<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo/></Signature></alert>`, 1)
+	if res := n.must(signed, cap.ImportOptions{Crisis: "hoogwater", Region: "VR19"}, cap.Created); res.Note != "not kept: <Signature>, which is not of CAP's own elements" {
+		t.Errorf("a signed alert: note %q, want that the signature is not kept", res.Note)
+	}
+}

@@ -73,6 +73,9 @@ type Alert struct {
 	References  string   `xml:"references,omitempty" json:"references,omitempty"`
 	Incidents   string   `xml:"incidents,omitempty" json:"incidents,omitempty"`
 	Info        []Info   `xml:"info,omitempty" json:"info,omitempty"`
+	// Foreign names the elements of other namespaces the alert carried (an XML signature, which
+	// CAP allows at its end): Parse reads them, and the record does not keep them.
+	Foreign []string `xml:"-" json:"-"`
 }
 
 // Info is one info block: the alert in one language.
@@ -198,6 +201,12 @@ func Parse(r io.Reader, max int64) (*Alert, error) {
 	}
 	if a.Code = slices.DeleteFunc(a.Code, func(c string) bool { return c == "" }); len(a.Code) == 0 {
 		a.Code = nil
+	}
+	// Once more, element by element: what encoding/xml left out without a word.
+	check := xml.NewDecoder(bytes.NewReader(data))
+	check.CharsetReader = charsetReader
+	if a.Foreign, err = checkElements(check); err != nil {
+		return nil, err
 	}
 	if err := a.Check(); err != nil {
 		return nil, err

@@ -531,3 +531,31 @@ func TestPointsOnEarth(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestParseChecksElements: an element CAP 1.2 does not allow where it stands (a misspelt
+// <headlin>, an element the schema has elsewhere) is refused with its path, instead of vanishing
+// from the record; an element of another namespace at the alert's end, such as an XML
+// signature, which the schema allows, is read and named in Foreign, since the record does not
+// keep it.
+func TestParseChecksElements(t *testing.T) {
+	doc := string(readFile(t, "oasis/a2-severe-thunderstorm.xml"))
+	for _, c := range []struct{ from, to, field string }{
+		{"<headline>", "<headlin>x</headlin><headline>", "alert.info[0].headlin[0]"},
+		{"<areaDesc>", "<polygonn>1,1 2,2 3,3 1,1</polygonn><areaDesc>", "alert.info[0].area[0].polygonn[0]"},
+		{"</alert>", "<areaDesc>misplaced</areaDesc></alert>", "alert.areaDesc[0]"},
+	} {
+		_, err := cap.Parse(strings.NewReader(strings.Replace(doc, c.from, c.to, 1)), 0)
+		var ce *cap.Error
+		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(err.Error(), "is no element of CAP 1.2") {
+			t.Errorf("%s: %v, want a refusal at %s", c.to, err, c.field)
+		}
+	}
+	signed := strings.Replace(doc, "</alert>", `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo/></Signature></alert>`, 1)
+	a := parse(t, []byte(signed))
+	if !slices.Equal(a.Foreign, []string{"Signature"}) || a.Identifier == "" {
+		t.Errorf("a signed alert: Foreign %v, want [Signature]", a.Foreign)
+	}
+	if a := parse(t, []byte(doc)); a.Foreign != nil {
+		t.Errorf("an alert of CAP's own elements: Foreign %v", a.Foreign)
+	}
+}

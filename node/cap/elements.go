@@ -1,0 +1,71 @@
+package cap
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+	"slices"
+)
+
+// capElements are the elements CAP 1.2 allows in each of its elements, by the parent's name.
+// encoding/xml leaves out an element no field names, so that a misspelt <headlin> or an element
+// of another standard in the CAP namespace would vanish without a word; checkElements refuses
+// it instead, naming where it stands.
+var capElements = map[string][]string{
+	"alert": {"identifier", "sender", "sent", "status", "msgType", "source", "scope", "restriction", "addresses", "code",
+		"note", "references", "incidents", "info"},
+	"info": {"language", "category", "event", "responseType", "urgency", "severity", "certainty", "audience", "eventCode",
+		"effective", "onset", "expires", "senderName", "headline", "description", "instruction", "web", "contact",
+		"parameter", "resource", "area"},
+	"eventCode": {"valueName", "value"},
+	"parameter": {"valueName", "value"},
+	"geocode":   {"valueName", "value"},
+	"resource":  {"resourceDesc", "mimeType", "size", "uri", "derefUri", "digest"},
+	"area":      {"areaDesc", "polygon", "circle", "geocode", "altitude", "ceiling"},
+}
+
+// checkElements walks the alert's elements: one in the CAP namespace that CAP 1.2 does not allow
+// where it stands is refused, named by its path (alert.info[0].headlin); an element of another
+// namespace, which the schema allows at the alert's end (an XML signature), is returned in
+// foreign, as prefix-free names, since the record does not keep it.
+func checkElements(dec *xml.Decoder) (foreign []string, err error) {
+	type open struct {
+		name  string
+		path  string
+		count map[string]int
+	}
+	var stack []open
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return foreign, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if len(stack) == 0 {
+				stack = append(stack, open{name: t.Name.Local, path: t.Name.Local, count: map[string]int{}})
+				continue
+			}
+			parent := &stack[len(stack)-1]
+			if t.Name.Space != Namespace {
+				foreign = append(foreign, t.Name.Local)
+				if err := dec.Skip(); err != nil {
+					return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+				}
+				continue
+			}
+			path := fmt.Sprintf("%s.%s[%d]", parent.path, t.Name.Local, parent.count[t.Name.Local])
+			parent.count[t.Name.Local]++
+			allowed, known := capElements[parent.name]
+			if !known || !slices.Contains(allowed, t.Name.Local) {
+				return nil, fieldErr(path, "<%s> is no element of CAP 1.2 in <%s>: remove it, or check its name", t.Name.Local, parent.name)
+			}
+			stack = append(stack, open{name: t.Name.Local, path: path, count: map[string]int{}})
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
