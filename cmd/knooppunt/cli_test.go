@@ -382,7 +382,7 @@ u-3,shelter.capacity,oekraine,VR09,internal,Vianen,50,6,
 }
 
 func TestCLIStatus(t *testing.T) {
-	addr, _ := servedNode(t)
+	addr, dir := servedNode(t)
 	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "sitrep", "--crisis", "oekraine", "--region", "NL",
 		"--classification", "public", "--body", `{"title":"t","summary":"s"}`).want(t, 0)
 	var st map[string]any
@@ -398,10 +398,17 @@ func TestCLIStatus(t *testing.T) {
 		"--classification", "internal", "--label", "rule=beds", "--label", "status=firing",
 		"--body", `{"identifier":"a1","sender":"local.crisis.test","sent":"2026-12-04T09:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"beds","urgency":"Expected","severity":"Severe","certainty":"Likely"}]}`).want(t, 0)
 	r := cli(t, nil, "", "status", "--node", addr).want(t, 0)
-	for _, want := range []string{"\npeers     0\n", "\nwebhooks  0, 0 queued, 0 failed\n", "\nfiring    1: beds in VR19\n"} {
+	for _, want := range []string{"\npeers        0\n", "\nwebhooks     0, 0 queued, 0 failed\n", "\nfiring       1: beds in VR19\n",
+		"\nlast backup  none by this replica (knooppunt backup)\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	// After a backup, its time.
+	cli(t, nil, "", "backup", filepath.Join(dir, "b.db"), "--node", addr, "-q").want(t, 0)
+	cli(t, nil, "", "status", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &st)
+	if at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(st["last_backup_at"])); err != nil || time.Since(at) > time.Minute {
+		t.Errorf("status -o json after a backup: last_backup_at %v (%v)", st["last_backup_at"], err)
 	}
 }
 

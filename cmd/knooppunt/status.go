@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -36,7 +37,7 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 						"node_name": st.NodeName, "org": st.Org, "version": st.Version,
 						"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
 						"records": st.Records, "db_bytes": st.DbBytes, "last_seq": st.LastSeq,
-						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(),
+						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
 						"peers": ops.Peers, "webhooks": ops.Webhooks, "firing": ops.Firing,
 					})
 				}
@@ -49,6 +50,12 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 				fmt.Fprintf(tw, "store\t%.1f MiB\n", float64(st.DbBytes)/(1<<20))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
+				if st.LastBackupAt != nil {
+					at := st.LastBackupAt.AsTime()
+					fmt.Fprintf(tw, "last backup\t%s (%s ago, by this replica)\n", at.Local().Format(time.RFC3339), time.Since(at).Round(time.Second))
+				} else {
+					fmt.Fprintf(tw, "last backup\tnone by this replica (knooppunt backup)\n")
+				}
 				ops.print(tw)
 				return tw.Flush()
 			})
@@ -149,4 +156,13 @@ func listed(parts []string) string {
 		return ""
 	}
 	return ": " + strings.Join(parts, "; ")
+}
+
+// optionalTime is a timestamp for JSON, nil when unset.
+func optionalTime(ts *timestamppb.Timestamp) *time.Time {
+	if ts == nil {
+		return nil
+	}
+	t := ts.AsTime()
+	return &t
 }

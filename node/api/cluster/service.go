@@ -42,10 +42,20 @@ var _ pb.ClusterServiceServer = (*Service)(nil)
 // (LastBackupFile), if it has taken one.
 func New(s *store.Store, d *db.DB, replica string, log *slog.Logger) *Service {
 	svc := &Service{store: s, db: d, replica: replica, log: log}
-	if info, err := os.Stat(svc.lastBackupPath()); err == nil {
-		metrics.BackupLast.Set(float64(info.ModTime().UnixMilli()) / 1e3)
+	if at := LastBackup(d); !at.IsZero() {
+		metrics.BackupLast.Set(float64(at.UnixMilli()) / 1e3)
 	}
 	return svc
+}
+
+// LastBackup is when the replica of the database last streamed a whole backup (LastBackupFile),
+// the zero time when it took none.
+func LastBackup(d *db.DB) time.Time {
+	info, err := os.Stat(filepath.Join(filepath.Dir(d.Path()), LastBackupFile))
+	if err != nil {
+		return time.Time{}
+	}
+	return info.ModTime()
 }
 
 // LastBackupFile, in the data directory, is written at each whole backup the replica streams. Its

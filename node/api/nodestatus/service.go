@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/cluster"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/store"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -62,5 +63,14 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		LastSeq:      seq,
 		Kinds:        s.c.Kinds,
 		StartedAt:    timestamppb.New(s.c.StartedAt),
+		LastBackupAt: lastBackup(s.c.DB),
 	}, nil
+}
+
+// lastBackup is the replica's last whole backup, nil when it took none.
+func lastBackup(d *db.DB) *timestamppb.Timestamp {
+	if at := cluster.LastBackup(d); !at.IsZero() {
+		return timestamppb.New(at)
+	}
+	return nil
 }

@@ -1905,18 +1905,20 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeName      string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName" json:"node_name,omitempty"`
-	Org           string                 `protobuf:"bytes,2,opt,name=org" json:"org,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version" json:"version,omitempty"`
-	RaftState     string                 `protobuf:"bytes,4,opt,name=raft_state,json=raftState" json:"raft_state,omitempty"`
-	Leader        string                 `protobuf:"bytes,5,opt,name=leader" json:"leader,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex" json:"applied_index,omitempty"`
-	Records       int64                  `protobuf:"varint,7,opt,name=records" json:"records,omitempty"`
-	DbBytes       int64                  `protobuf:"varint,8,opt,name=db_bytes,json=dbBytes" json:"db_bytes,omitempty"`
-	LastSeq       int64                  `protobuf:"varint,9,opt,name=last_seq,json=lastSeq" json:"last_seq,omitempty"`
-	Kinds         []string               `protobuf:"bytes,10,rep,name=kinds" json:"kinds,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt" json:"started_at,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeName     string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName" json:"node_name,omitempty"`
+	Org          string                 `protobuf:"bytes,2,opt,name=org" json:"org,omitempty"`
+	Version      string                 `protobuf:"bytes,3,opt,name=version" json:"version,omitempty"`
+	RaftState    string                 `protobuf:"bytes,4,opt,name=raft_state,json=raftState" json:"raft_state,omitempty"`
+	Leader       string                 `protobuf:"bytes,5,opt,name=leader" json:"leader,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex" json:"applied_index,omitempty"`
+	Records      int64                  `protobuf:"varint,7,opt,name=records" json:"records,omitempty"`
+	DbBytes      int64                  `protobuf:"varint,8,opt,name=db_bytes,json=dbBytes" json:"db_bytes,omitempty"`
+	LastSeq      int64                  `protobuf:"varint,9,opt,name=last_seq,json=lastSeq" json:"last_seq,omitempty"`
+	Kinds        []string               `protobuf:"bytes,10,rep,name=kinds" json:"kinds,omitempty"`
+	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt" json:"started_at,omitempty"`
+	// last_backup_at is when this replica last streamed a whole backup; unset when it took none.
+	LastBackupAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_backup_at,json=lastBackupAt" json:"last_backup_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2024,6 +2026,13 @@ func (x *StatusResponse) GetKinds() []string {
 func (x *StatusResponse) GetStartedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLastBackupAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastBackupAt
 	}
 	return nil
 }
@@ -2162,7 +2171,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\x0f\n" +
-	"\rStatusRequest\"\xd6\x02\n" +
+	"\rStatusRequest\"\x98\x03\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2177,7 +2186,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x05kinds\x18\n" +
 	" \x03(\tR\x05kinds\x129\n" +
 	"\n" +
-	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt*h\n" +
+	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12@\n" +
+	"\x0elast_backup_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -2296,41 +2306,42 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	32, // 24: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
 	23, // 25: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
 	32, // 26: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	4,  // 27: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 28: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 29: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 30: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 31: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 32: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 33: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 34: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 35: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 36: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	22, // 37: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	25, // 38: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	26, // 39: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	27, // 40: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	29, // 41: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 42: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 43: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 44: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 45: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 46: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 47: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 48: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 49: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 50: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 51: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	24, // 52: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 53: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 54: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	28, // 55: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	30, // 56: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	42, // [42:57] is the sub-list for method output_type
-	27, // [27:42] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	32, // 27: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
+	4,  // 28: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 29: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 30: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 31: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 32: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 33: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 34: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 35: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 36: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 37: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	22, // 38: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	25, // 39: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	26, // 40: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	27, // 41: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	29, // 42: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 43: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 44: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 45: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 46: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 47: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 48: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 49: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 50: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 51: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 52: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	24, // 53: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 54: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 55: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	28, // 56: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	30, // 57: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	43, // [43:58] is the sub-list for method output_type
+	28, // [28:43] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
