@@ -157,6 +157,13 @@ func TestSearchByWords(t *testing.T) {
 		t.Errorf("search for aankomst binnen 24 uur: want ncc's guidance, 24 left out:\n%s", page)
 	}
 
+	// A word that names a safety region offers the same search in that region, without the word.
+	if _, page = search("opvang Zeeland"); !strings.Contains(page, `id="regio-aanbod"`) || !strings.Contains(page, `href="/zoeken?q=opvang&amp;region=VR19">Zoek in VR19 Zeeland</a>`) {
+		t.Errorf("search for opvang Zeeland: want the search in VR19 offered:\n%s", page)
+	}
+	if _, page = search("aankomst"); strings.Contains(page, `id="regio-aanbod"`) {
+		t.Error("a search that names no region offers one")
+	}
 	// A * as other search boxes take it: dropped, the word is found as part of longer ones.
 	if _, page = search("aankomst*"); !strings.Contains(page, "Resultaten (1)") {
 		t.Errorf("search for aankomst*: want ncc's guidance:\n%s", page)

@@ -532,6 +532,9 @@ type searchView struct {
 	// Text is the words typed into the search box; TextError says why they cannot be searched
 	// for, Ignored which of them were left out (too short, or no letters or digits).
 	Text, TextError, Ignored string
+	// RegionName and RegionLink offer the search in a region whose name was typed as a word
+	// (Zeeland): the figures of a region's municipalities do not say its name.
+	RegionName, RegionLink string
 	// Org filters on the records' origin: this org, or one peer's trust domain. OrgError says
 	// it is neither.
 	Org, OrgError string
@@ -700,6 +703,31 @@ func interleave(hits []*pb.SearchHit, own string) []*pb.SearchHit {
 	return out
 }
 
+// regionOffer is, for a search whose words name a safety region (zeeland), that region and the
+// same search in it, with its name left out of the words; "" when no word names one.
+func regionOffer(r *request, text *record.TextQuery) (name, link string) {
+	for i, term := range text.Terms {
+		for _, code := range regionCodes {
+			if n := record.RegionName(code); n == "" || record.Normalize(n) != term {
+				continue
+			}
+			q := r.URL.Query()
+			q.Set("region", code)
+			rest := slices.Delete(slices.Clone(text.Terms), i, i+1)
+			for j, t := range rest {
+				if strings.Contains(t, " ") {
+					rest[j] = `"` + t + `"`
+				}
+			}
+			if q.Del("q"); len(rest) > 0 {
+				q.Set("q", strings.Join(rest, " "))
+			}
+			return r.L.Region(code), "/zoeken?" + q.Encode()
+		}
+	}
+	return "", ""
+}
+
 // orgChoice is an organisation the search can be limited to.
 type orgChoice struct {
 	TrustDomain, Name string
@@ -743,6 +771,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		if len(ignored) > 0 {
 			v.Ignored = r.L.T("search.ignored", quoted(ignored), record.MinTermRunes)
+		}
+		if v.Region == "" {
+			v.RegionName, v.RegionLink = regionOffer(r, text)
 		}
 	}
 	if q.Has("kind") || q.Has("crisis") || q.Has("region") || q.Has("org") || text != nil {
