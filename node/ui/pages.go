@@ -94,18 +94,25 @@ type assessmentView struct {
 	Remarks                   []assessment.Response
 }
 
-// assessmentOf finds the current assessment in the picture and compares it with the picture.
-func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse) *assessmentPart {
+// assessmentOf finds the current assessment in the picture and compares it with the picture. The
+// organisations in it go by name, the names this node knows them by (a trust domain otherwise).
+func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, name func(td string) string) *assessmentPart {
 	part := &assessmentPart{L: r.L}
 	v, err := assessment.Current(pic, s.c.Org)
 	if err != nil || v == nil {
 		return part
 	}
-	a := &assessmentView{Origin: v.Origin, Version: v.Version, Written: age(r.L, int64(time.Since(v.WrittenAt).Seconds())),
+	a := &assessmentView{Origin: name(v.Origin), Version: v.Version, Written: age(r.L, int64(time.Since(v.WrittenAt).Seconds())),
 		Text: v.Body.Text, Development: v.Body.Development, Advice: v.Body.Advice,
-		Changed: v.Changed, Exact: v.Exact, ChangedSources: v.ChangedSources, Remarks: v.Remarks}
+		Changed: v.Changed, Exact: v.Exact, Remarks: slices.Clone(v.Remarks)}
+	for _, src := range v.ChangedSources {
+		a.ChangedSources = append(a.ChangedSources, name(src))
+	}
+	for i := range a.Remarks {
+		a.Remarks[i].Org = name(a.Remarks[i].Org)
+	}
 	for _, e := range v.Endorsed {
-		name := e.Org
+		name := name(e.Org)
 		if e.Outdated {
 			name += " (" + r.L.T("assessment.endorsed_version", e.Version) + ")"
 		}
@@ -224,7 +231,6 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Phase = pic.Phase
-	v.Assessment = s.assessmentOf(r, pic)
 	v.Marking, v.At = pictureMarking(r.L, pic), time.Now().Format("2006-01-02 15:04")
 	q := url.Values{"crisis": {v.Crisis}}
 	if e := r.exercise(); e != "" {
@@ -265,6 +271,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		v.Partners = append(v.Partners, pv)
 	}
+	v.Assessment = s.assessmentOf(r, pic, func(td string) string { return s.orgName(v.Partners, td) })
 
 	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
 	// Each region's row leads to its records, municipality by municipality: the kind when the
