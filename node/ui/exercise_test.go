@@ -109,6 +109,14 @@ func TestExerciseMode(t *testing.T) {
 		if !strings.Contains(page, `<option value="oef-utrecht">OEFENING oef-utrecht</option>`) {
 			t.Errorf("%s: the mode switch does not offer the open exercise", path)
 		}
+		// The switch stays on the page, with what it shows: the crisis.
+		if u, _ := url.Parse(path); !strings.Contains(page, `<form class="kp-mode" method="get" action="`+u.Path+`" id="modus"><input type="hidden" name="crisis" value="oekraine">`) {
+			t.Errorf("%s: the mode switch does not keep the page and its crisis", path)
+		}
+	}
+	// From a record, whose mode is its own, the switch goes to the picture.
+	if _, page := b.get(t, e.url+"/record?origin="+e.ncc.TD.Name()+"&id=landelijk-1"); !strings.Contains(page, `<form class="kp-mode" method="get" action="/" id="modus">`+"\n") {
+		t.Error("on a record's page the mode switch does not go to the picture")
 	}
 	// An officer sets the exercise's own phase on the phases page in its mode; the actual
 	// crisis keeps its phase.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,6 +122,11 @@ type page struct {
 	Exercise  string
 	Exercises []string
 	ModeQuery string
+	// ModeAction is where the mode switch goes, and ModeKeep the page's other parameters it
+	// keeps: the picture and the search stay what they show (the crisis, the words) in the other
+	// mode; from any other page, whose record or form is of one mode, it goes to the picture.
+	ModeAction string
+	ModeKeep   []modeParam
 	// Marking, on a page that shows records, is their highest classification in capitals: the
 	// html element's data-marking, which the print style puts in every printed page's margins.
 	// render takes it from the content (printMarked).
@@ -142,6 +149,9 @@ type personView struct {
 	Writer, Admin bool
 }
 
+// modeParam is a parameter of the page that the mode switch keeps.
+type modeParam struct{ Name, Value string }
+
 // newPage fills what every page of a signed-in person shows.
 func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	p := &page{L: r.L, Title: title, Nav: nav, CSRF: r.Session.CSRF, Content: content, Path: r.URL.RequestURI()}
@@ -153,6 +163,19 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	p.Person.Roles = roleNames(r)
 	if p.Exercise = r.exercise(); p.Exercise != "" {
 		p.ModeQuery = "?" + url.Values{"exercise": {p.Exercise}}.Encode()
+	}
+	p.ModeAction = "/"
+	if path := r.URL.Path; path == "/" || path == "/zoeken" {
+		p.ModeAction = path
+		q := r.URL.Query()
+		for _, k := range slices.Sorted(maps.Keys(q)) {
+			if k == "exercise" {
+				continue
+			}
+			for _, v := range q[k] {
+				p.ModeKeep = append(p.ModeKeep, modeParam{k, v})
+			}
+		}
 	}
 	if s.c.Conn == nil {
 		return p
