@@ -313,6 +313,45 @@ func (m *Manager) stopAll() {
 	}
 }
 
+// outageWarnFor is how long into an outage each failed attempt is logged at WARN; after it, at
+// most one a outageWarnEvery, so that a peer down for a weekend is not thousands of lines.
+const (
+	outageWarnFor   = time.Minute
+	outageWarnEvery = 10 * time.Minute
+)
+
+// outage follows one subscription's outages for the log: since when it is down, how many
+// attempts failed, and when it last warned.
+type outage struct {
+	since, warned time.Time
+	attempts      int
+}
+
+// failed notes a failed attempt at now and reports whether to log it at WARN: each in the
+// outage's first outageWarnFor, then one a outageWarnEvery.
+func (o *outage) failed(now time.Time) bool {
+	o.attempts++
+	if o.since.IsZero() {
+		o.since = now
+	}
+	if now.Sub(o.since) < outageWarnFor || now.Sub(o.warned) >= outageWarnEvery {
+		o.warned = now
+		return true
+	}
+	return false
+}
+
+// up notes that the subscription is open again, and reports how long it was down and after how
+// many failed attempts; ok is false when it was not down.
+func (o *outage) up(now time.Time) (down time.Duration, attempts int, ok bool) {
+	if o.since.IsZero() {
+		return 0, 0, false
+	}
+	down, attempts = now.Sub(o.since), o.attempts
+	*o = outage{}
+	return down, attempts, true
+}
+
 // follow subscribes to a peer until ctx ends, reconnecting with backoff and jitter.
 func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, retry <-chan struct{}) {
 	log := m.c.Logger.With("peer", p.Name)
@@ -320,8 +359,14 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, re
 		log = log.With("exercise", exercise)
 	}
 	delay := m.c.Backoff
+	var out outage
+	opened := func() {
+		if down, attempts, ok := out.up(time.Now()); ok {
+			log.Info("subscription open again", "down_for", down.Round(time.Second), "attempts", attempts)
+		}
+	}
 	for ctx.Err() == nil {
-		progressed, err := m.subscribeOnce(ctx, p, exercise)
+		progressed, err := m.subscribeOnce(ctx, p, exercise, opened)
 		if exercise == "" {
 			connected.WithLabelValues(p.Name).Set(0)
 		}
@@ -331,7 +376,11 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, re
 		if progressed {
 			delay = m.c.Backoff
 		}
-		log.Warn("subscription ended: reconnecting", "err", err, "in", delay)
+		if out.failed(time.Now()) {
+			log.Warn("subscription ended: reconnecting", "err", err, "in", delay, "down_for", time.Since(out.since).Round(time.Second), "attempts", out.attempts)
+		} else {
+			log.Debug("subscription ended: reconnecting", "err", err, "in", delay)
+		}
 		// Full jitter: many nodes that lost the same peer do not come back in step.
 		wait := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
 		select {
@@ -352,8 +401,9 @@ type event struct {
 	err error
 }
 
-// subscribeOnce runs one subscription stream. It reports whether anything was stored.
-func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string) (bool, error) {
+// subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
+// anything was stored.
+func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func()) (bool, error) {
 	conn, err := m.Conn(p)
 	if err != nil {
 		return false, err
@@ -391,6 +441,7 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 		// The gauge is the actual mode's subscription: an exercise's comes and goes with it.
 		connected.WithLabelValues(p.Name).Set(1)
 	}
+	opened()
 	limiter := rate.NewLimiter(rate.Limit(m.c.EventsPerSecond), int(m.c.EventsPerSecond))
 	idle := time.NewTimer(m.c.IdleTimeout)
 	defer idle.Stop()
