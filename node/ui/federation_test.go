@@ -82,8 +82,10 @@ func startFederation(t *testing.T) *fedEnv {
 	guidance, _ := json.Marshal(map[string]any{"title": "Richtlijn registratie bij aankomst", "text": "Registreer iedere aankomst binnen 24 uur.", "attachments": []*pb.Attachment{att}})
 	e.ncc.Put(t, &pb.Record{Id: "richtlijn-1", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: guidance})
 	e.utrecht.Put(t, fedtest.Sitrep("regio-1", "oekraine", pb.Classification_INTERNAL, "Regionaal beeld VR Utrecht"))
-	// VR Utrecht's own early-warning rule fires in its region: the picture shows it first.
-	e.utrecht.Put(t, &pb.Record{Id: "alert-bedden-laag-VR09", Kind: "alert", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
+	// VR Utrecht's own early-warning rule fires in its region: the picture shows it first. Put
+	// by hand under an id the evaluator does not use, or its next tick would resolve it as the
+	// alert of a rule the node does not hold.
+	e.utrecht.Put(t, &pb.Record{Id: "handmatig-bedden-laag-VR09", Kind: "alert", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
 		Labels: map[string]string{"rule": "bedden-laag", "status": "firing"}, Body: []byte(`{"identifier":"alert-bedden-laag-VR09","sender":"vr-utrecht.crisis.test",
 		"sent":"2026-12-04T08:00:00+00:00","status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"bedden-laag",
 		"urgency":"Expected","severity":"Severe","certainty":"Likely","headline":"Early-warning rule bedden-laag fires in VR09",
