@@ -23,15 +23,9 @@ import (
 // does.
 func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
 	o, codes := startDemoProvider(t)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	prov, err := oidc.NewProvider(ctx, o.issuer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc := &oauth2.Config{ClientID: o.clientID(), ClientSecret: o.secret, Endpoint: prov.Endpoint(),
-		RedirectURL: o.webURL() + "/auth/callback", Scopes: []string{oidc.ScopeOpenID, "profile"}}
+	prov, oc := demoClient(ctx, t, o)
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	signIn := func(user, password string) (int, string) {
@@ -137,6 +131,18 @@ func startDemoProvider(t *testing.T) (*demoOrg, chan string) {
 	return o, codes
 }
 
+// demoClient is the web interface's side of the organisation's provider: the provider as
+// discovered, and the OAuth2 client the node's config names.
+func demoClient(ctx context.Context, t *testing.T, o *demoOrg) (*oidc.Provider, *oauth2.Config) {
+	t.Helper()
+	prov, err := oidc.NewProvider(ctx, o.issuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prov, &oauth2.Config{ClientID: o.clientID(), ClientSecret: o.secret, Endpoint: prov.Endpoint(),
+		RedirectURL: o.webURL() + "/auth/callback", Scopes: []string{oidc.ScopeOpenID, "profile"}}
+}
+
 // TestDemoSignInInChromium: a person signs in to the demo in Chromium, the usual browser on
 // government workstations, by typing a name and the password in the provider's form, and the
 // browser arrives at the web interface's callback with a code. The form's Content-Security-
@@ -146,12 +152,7 @@ func TestDemoSignInInChromium(t *testing.T) {
 	o, codes := startDemoProvider(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	prov, err := oidc.NewProvider(ctx, o.issuer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc := &oauth2.Config{ClientID: o.clientID(), ClientSecret: o.secret, Endpoint: prov.Endpoint(),
-		RedirectURL: o.webURL() + "/auth/callback", Scopes: []string{oidc.ScopeOpenID, "profile"}}
+	_, oc := demoClient(ctx, t, o)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(proctest.Chromium(t)),
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()))
 	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
