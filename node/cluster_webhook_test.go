@@ -303,6 +303,12 @@ func TestWebhookFailingIsLoggedOnceAndGauged(t *testing.T) {
 	if len(warns) != 1 || warns[0]["message"] != "msg_"+id+"_1" || !strings.Contains(fmt.Sprint(warns[0]["err"]), "503 Service Unavailable: maintenance until 14:00") {
 		t.Fatalf("WARN lines while the head fails: %v: want one, for its first failure, with the receiver's answer", warns)
 	}
+	// The list says since when the head fails, and what the receiver answered.
+	list, err := pb.NewWebhookServiceClient(conn).List(callCtx(t), &pb.ListWebhooksRequest{})
+	if err != nil || len(list.Webhooks) != 1 || list.Webhooks[0].FailingSince == nil || time.Since(list.Webhooks[0].FailingSince.AsTime()) > time.Minute ||
+		!strings.Contains(list.Webhooks[0].LastError, "maintenance until 14:00") {
+		t.Errorf("the list while the head fails: %v %v: want since when and the receiver's answer", list, err)
+	}
 	rc.setAnswer(func(string, int) (int, string) { return http.StatusNoContent, "" })
 	waitUntil(t, 10*time.Second, "every delivery once the receiver is back", func() bool {
 		got, _ := rc.state()
@@ -319,4 +325,7 @@ func TestWebhookFailingIsLoggedOnceAndGauged(t *testing.T) {
 		a, ok2 := queueMetric(t, "knooppunt_webhook_oldest_queued_seconds", id)
 		return ok1 && ok2 && q == 0 && a == 0
 	})
+	if list, err := pb.NewWebhookServiceClient(conn).List(callCtx(t), &pb.ListWebhooksRequest{}); err != nil || list.Webhooks[0].FailingSince != nil || list.Webhooks[0].LastError != "" {
+		t.Errorf("the list once delivering again: %v %v: want no failure", list, err)
+	}
 }

@@ -42,16 +42,15 @@ type webhookJSON struct {
 	Failed          int64      `json:"failed"`
 	Delivered       int64      `json:"delivered"`
 	LastDeliveredAt *time.Time `json:"last_delivered_at,omitempty"`
+	FailingSince    *time.Time `json:"failing_since,omitempty"`
+	LastError       string     `json:"last_error,omitempty"`
 	Secret          string     `json:"secret,omitempty"`
 }
 
 func toWebhookJSON(w *pb.Webhook) webhookJSON {
 	j := webhookJSON{ID: w.Id, URL: w.Url, Kinds: orEmpty(w.Kinds), Crises: orEmpty(w.Crises), Exercise: w.Exercise,
 		CreatedBy: w.CreatedBy, CreatedAt: w.CreatedAt.AsTime(), Queued: w.Queued, Failed: w.Failed, Delivered: w.Delivered}
-	if w.LastDeliveredAt != nil {
-		t := w.LastDeliveredAt.AsTime()
-		j.LastDeliveredAt = &t
-	}
+	j.LastDeliveredAt, j.FailingSince, j.LastError = optionalTime(w.LastDeliveredAt), optionalTime(w.FailingSince), w.LastError
 	return j
 }
 
@@ -145,7 +144,19 @@ func newWebhookListCmd() *cobra.Command {
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.Id, w.Url, orAll(w.Kinds), orAll(w.Crises), mode, w.Queued, w.Failed, w.Delivered)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				// A queue whose head keeps failing holds back what comes after it: said under
+				// the table, with since when and what the receiver answered.
+				for _, w := range resp.Webhooks {
+					if w.FailingSince != nil {
+						since := w.FailingSince.AsTime()
+						fmt.Fprintf(cmd.OutOrStdout(), "\n%s: failing since %s (%s ago): %s\n", w.Id, since.Local().Format(time.RFC3339),
+							time.Since(since).Round(time.Second), w.LastError)
+					}
+				}
+				return nil
 			})
 		},
 	}

@@ -33,6 +33,10 @@ type WebhookRow struct {
 	Delivered       int64
 	LastDeliveredAt time.Time
 	Queued, Failed  int64
+	// FailingSince is when the head of the queue first failed, LastError what it said; zero
+	// and "" while the head has not failed (Webhooks fills them).
+	FailingSince time.Time
+	LastError    string
 }
 
 // Delivery is one row of a webhook's queue.
@@ -303,19 +307,25 @@ func (d *DB) Webhooks(ctx context.Context) ([]WebhookRow, error) {
 	err := d.read(func(ro *sql.DB) error {
 		rows, err := ro.QueryContext(ctx, `SELECT `+webhookColumns+`,
 			(SELECT count(*) FROM webhook_queue q WHERE q.webhook = w.id AND q.dead = 0),
-			(SELECT count(*) FROM webhook_queue q WHERE q.webhook = w.id AND q.dead = 1)
+			(SELECT count(*) FROM webhook_queue q WHERE q.webhook = w.id AND q.dead = 1),
+			coalesce((SELECT first_attempt_at FROM webhook_queue q WHERE q.webhook = w.id AND q.dead = 0 ORDER BY seq LIMIT 1), 0),
+			coalesce((SELECT last_error FROM webhook_queue q WHERE q.webhook = w.id AND q.dead = 0 ORDER BY seq LIMIT 1), '')
 			FROM webhooks w ORDER BY id`)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var queued, failed int64
-			w, err := scanWebhook(rows, &queued, &failed)
+			var queued, failed, since int64
+			var lastErr string
+			w, err := scanWebhook(rows, &queued, &failed, &since, &lastErr)
 			if err != nil {
 				return err
 			}
-			w.Queued, w.Failed = queued, failed
+			w.Queued, w.Failed, w.LastError = queued, failed, lastErr
+			if since != 0 {
+				w.FailingSince = time.Unix(0, since).UTC()
+			}
 			out = append(out, *w)
 		}
 		return rows.Err()

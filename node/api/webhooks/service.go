@@ -211,7 +211,7 @@ func info(w *db.WebhookRow) *pb.Webhook {
 	return &pb.Webhook{
 		Id: w.ID, Url: w.URL, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise,
 		CreatedBy: w.CreatedBy, CreatedAt: ts(w.CreatedAt), Queued: w.Queued, Failed: w.Failed,
-		Delivered: w.Delivered, LastDeliveredAt: ts(w.LastDeliveredAt),
+		Delivered: w.Delivered, LastDeliveredAt: ts(w.LastDeliveredAt), FailingSince: ts(w.FailingSince), LastError: w.LastError,
 	}
 }
 

@@ -42,7 +42,11 @@ type Webhook struct {
 	Delivered       int64                  `protobuf:"varint,10,opt,name=delivered" json:"delivered,omitempty"`
 	LastDeliveredAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_delivered_at,json=lastDeliveredAt" json:"last_delivered_at,omitempty"`
 	// secret is set only in the Raft log and in Add's answer.
-	Secret        string `protobuf:"bytes,12,opt,name=secret" json:"secret,omitempty"`
+	Secret string `protobuf:"bytes,12,opt,name=secret" json:"secret,omitempty"`
+	// failing_since is when the delivery at the head of the queue first failed, and last_error
+	// what that failure said; unset while the head has not failed.
+	FailingSince  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=failing_since,json=failingSince" json:"failing_since,omitempty"`
+	LastError     string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError" json:"last_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +161,20 @@ func (x *Webhook) GetLastDeliveredAt() *timestamppb.Timestamp {
 func (x *Webhook) GetSecret() string {
 	if x != nil {
 		return x.Secret
+	}
+	return ""
+}
+
+func (x *Webhook) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *Webhook) GetLastError() string {
+	if x != nil {
+		return x.LastError
 	}
 	return ""
 }
@@ -714,7 +732,7 @@ var File_knooppunt_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x02\n" +
+	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x03\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x14\n" +
@@ -730,7 +748,10 @@ const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\tdelivered\x18\n" +
 	" \x01(\x03R\tdelivered\x12F\n" +
 	"\x11last_delivered_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0flastDeliveredAt\x12\x16\n" +
-	"\x06secret\x18\f \x01(\tR\x06secret\"o\n" +
+	"\x06secret\x18\f \x01(\tR\x06secret\x12?\n" +
+	"\rfailing_since\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0e \x01(\tR\tlastError\"o\n" +
 	"\x11AddWebhookRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x12\x16\n" +
@@ -805,26 +826,27 @@ var file_knooppunt_v1_webhook_proto_goTypes = []any{
 var file_knooppunt_v1_webhook_proto_depIdxs = []int32{
 	11, // 0: knooppunt.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
 	11, // 1: knooppunt.v1.Webhook.last_delivered_at:type_name -> google.protobuf.Timestamp
-	0,  // 2: knooppunt.v1.AddWebhookResponse.webhook:type_name -> knooppunt.v1.Webhook
-	0,  // 3: knooppunt.v1.ListWebhooksResponse.webhooks:type_name -> knooppunt.v1.Webhook
-	11, // 4: knooppunt.v1.WebhookFailure.first_attempt_at:type_name -> google.protobuf.Timestamp
-	11, // 5: knooppunt.v1.WebhookFailure.failed_at:type_name -> google.protobuf.Timestamp
-	7,  // 6: knooppunt.v1.WebhookFailuresResponse.failures:type_name -> knooppunt.v1.WebhookFailure
-	1,  // 7: knooppunt.v1.WebhookService.Add:input_type -> knooppunt.v1.AddWebhookRequest
-	3,  // 8: knooppunt.v1.WebhookService.List:input_type -> knooppunt.v1.ListWebhooksRequest
-	5,  // 9: knooppunt.v1.WebhookService.Remove:input_type -> knooppunt.v1.RemoveWebhookRequest
-	6,  // 10: knooppunt.v1.WebhookService.Failures:input_type -> knooppunt.v1.WebhookFailuresRequest
-	9,  // 11: knooppunt.v1.WebhookService.Retry:input_type -> knooppunt.v1.RetryWebhookRequest
-	2,  // 12: knooppunt.v1.WebhookService.Add:output_type -> knooppunt.v1.AddWebhookResponse
-	4,  // 13: knooppunt.v1.WebhookService.List:output_type -> knooppunt.v1.ListWebhooksResponse
-	0,  // 14: knooppunt.v1.WebhookService.Remove:output_type -> knooppunt.v1.Webhook
-	8,  // 15: knooppunt.v1.WebhookService.Failures:output_type -> knooppunt.v1.WebhookFailuresResponse
-	10, // 16: knooppunt.v1.WebhookService.Retry:output_type -> knooppunt.v1.RetryWebhookResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	11, // 2: knooppunt.v1.Webhook.failing_since:type_name -> google.protobuf.Timestamp
+	0,  // 3: knooppunt.v1.AddWebhookResponse.webhook:type_name -> knooppunt.v1.Webhook
+	0,  // 4: knooppunt.v1.ListWebhooksResponse.webhooks:type_name -> knooppunt.v1.Webhook
+	11, // 5: knooppunt.v1.WebhookFailure.first_attempt_at:type_name -> google.protobuf.Timestamp
+	11, // 6: knooppunt.v1.WebhookFailure.failed_at:type_name -> google.protobuf.Timestamp
+	7,  // 7: knooppunt.v1.WebhookFailuresResponse.failures:type_name -> knooppunt.v1.WebhookFailure
+	1,  // 8: knooppunt.v1.WebhookService.Add:input_type -> knooppunt.v1.AddWebhookRequest
+	3,  // 9: knooppunt.v1.WebhookService.List:input_type -> knooppunt.v1.ListWebhooksRequest
+	5,  // 10: knooppunt.v1.WebhookService.Remove:input_type -> knooppunt.v1.RemoveWebhookRequest
+	6,  // 11: knooppunt.v1.WebhookService.Failures:input_type -> knooppunt.v1.WebhookFailuresRequest
+	9,  // 12: knooppunt.v1.WebhookService.Retry:input_type -> knooppunt.v1.RetryWebhookRequest
+	2,  // 13: knooppunt.v1.WebhookService.Add:output_type -> knooppunt.v1.AddWebhookResponse
+	4,  // 14: knooppunt.v1.WebhookService.List:output_type -> knooppunt.v1.ListWebhooksResponse
+	0,  // 15: knooppunt.v1.WebhookService.Remove:output_type -> knooppunt.v1.Webhook
+	8,  // 16: knooppunt.v1.WebhookService.Failures:output_type -> knooppunt.v1.WebhookFailuresResponse
+	10, // 17: knooppunt.v1.WebhookService.Retry:output_type -> knooppunt.v1.RetryWebhookResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_webhook_proto_init() }
