@@ -700,3 +700,16 @@ func TestNumber(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyFieldLinks: a value that is a web address is linked on the record page; any other
+// scheme, or an address without a host, stays text.
+func TestBodyFieldLinks(t *testing.T) {
+	body := []byte(`{"url":"https://www.rijksoverheid.nl/onderwerpen/opvang","script":"javascript:alert(1)","empty":"http://","words":"zie https://x.nl hier"}`)
+	links := map[string]bool{}
+	for _, f := range bodyFields(body, nil, nil, nil) {
+		links[f.Name] = f.Link
+	}
+	if want := map[string]bool{"url": true, "script": false, "empty": false, "words": false}; !maps.Equal(links, want) {
+		t.Errorf("links %v, want %v", links, want)
+	}
+}

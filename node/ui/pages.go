@@ -936,6 +936,8 @@ type fieldView struct {
 	// Tech marks a field of the stored body that a record page shows under its technical
 	// details, after the fields read for people (an alert's).
 	Tech bool
+	// Link is set when the value is a web address (http or https): the page links it.
+	Link bool
 }
 
 // sortFields sorts the names of body fields: first those of order (the kind's schema's order),
@@ -1227,7 +1229,11 @@ func bodyFields(body []byte, withheld map[string]bool, order []string, l *Lang) 
 			out = append(out, fieldView{Name: k, Withheld: true})
 			continue
 		}
-		out = append(out, fieldView{Name: k, Value: fieldText(l, k, b[k])})
+		f := fieldView{Name: k, Value: fieldText(l, k, b[k])}
+		if u, err := url.Parse(f.Value); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && !strings.ContainsAny(f.Value, " \n") {
+			f.Link = true
+		}
+		out = append(out, f)
 	}
 	return out
 }
