@@ -175,6 +175,8 @@ func TestSearchByWords(t *testing.T) {
 		{"in de", "Zoek op woorden van ten minste 3 tekens: “in”, “de” zijn te kort."},
 		{"in", "Zoek op woorden van ten minste 3 tekens: “in” is te kort."},
 		{`"opvang in`, "Een zinsdeel begint met een aanhalingsteken maar sluit niet af"},
+		{strings.Repeat("opvang ", 80), "Dit is te lang om op te zoeken: zoek met minder woorden (ten hoogste 512 tekens)."},
+		{strings.Repeat("woord ", 17), "Zoek op ten hoogste 16 woorden of zinsdelen tegelijk."},
 	} {
 		code, page := search(tc.q)
 		if code != http.StatusBadRequest || !strings.Contains(page, tc.want) || !strings.Contains(page, `aria-invalid="true"`) || strings.Contains(page, "Resultaten (") {

@@ -770,6 +770,11 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 				v.TextError = r.L.T(key, quoted(ignored), record.MinTermRunes)
 			case errors.Is(err, record.ErrOpenPhrase):
 				v.TextError = r.L.T("search.text_open_phrase")
+			case len(v.Text) > record.MaxQueryBytes:
+				// A link or a pasted text can be longer than the box lets anyone type.
+				v.TextError = r.L.T("search.text_long", record.MaxQueryBytes)
+			case strings.Contains(err.Error(), "over the limit of"):
+				v.TextError = r.L.T("search.text_many", record.MaxQueryTerms)
 			default:
 				v.TextError = r.L.T("search.text_error", strings.TrimPrefix(err.Error(), "q: "))
 			}
