@@ -31,6 +31,7 @@ func TestMain(m *testing.M) { proctest.Main(m) }
 type procs struct {
 	t   *testing.T
 	bin string
+	f   *fedtest.Federation
 
 	mu      sync.Mutex
 	running map[string]*nodeProc
@@ -43,7 +44,7 @@ type nodeProc struct {
 }
 
 func startProcs(t *testing.T, f *fedtest.Federation) *procs {
-	ps := &procs{t: t, bin: proctest.Binary(t), running: map[string]*nodeProc{}}
+	ps := &procs{t: t, bin: proctest.Binary(t), f: f, running: map[string]*nodeProc{}}
 	t.Cleanup(func() { ps.stopAll(f) })
 	for _, o := range f.Orgs {
 		ps.launch(t, o)
@@ -126,6 +127,22 @@ func (ps *procs) kill(t *testing.T, o *fedtest.Org) {
 	ps.mu.Unlock()
 	p.cmd.Process.Kill()
 	<-p.done
+	// The others learn of it from their broken connections, each in its own time: until they
+	// have, a stream to the killed node may still take a change (and its node count it as
+	// disclosed). Return once every running node's own subscription to it is down, as after a
+	// real crash a node notices before it writes again.
+	fedtest.Eventually(t, 10*time.Second, "the others see "+o.Name+" gone", func() (bool, string) {
+		var up []string
+		for _, other := range ps.f.Orgs {
+			ps.mu.Lock()
+			_, running := ps.running[other.Name]
+			ps.mu.Unlock()
+			if running && other.Metric(t, "knooppunt_federation_subscription_up", map[string]string{"peer": o.Name}) != 0 {
+				up = append(up, other.Name)
+			}
+		}
+		return len(up) == 0, "still subscribed: " + strings.Join(up, " ")
+	})
 }
 
 func (ps *procs) restart(t *testing.T, o *fedtest.Org) {
