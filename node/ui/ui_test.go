@@ -574,8 +574,9 @@ func TestPicture(t *testing.T) {
 	if a, p := strings.Index(page, `id="waarschuwingen"`), strings.Index(page, `id="partners"`); a < 0 || a > p {
 		t.Error("the alerts in force do not come before the partners")
 	}
-	// On paper, an age (zojuist) comes with the time it stands for.
-	if !regexp.MustCompile(`zojuist<span class="kp-print-inline"> \(\d{4}-\d\d-\d\d \d\d:\d\d\)</span>`).MatchString(page) {
+	// An age (zojuist) comes with the time it stands for: on screen when pointed at, on paper
+	// beside it.
+	if !regexp.MustCompile(`<span title="\d{4}-\d\d-\d\d \d\d:\d\d">zojuist</span><span class="kp-print-inline"> \(\d{4}-\d\d-\d\d \d\d:\d\d\)</span>`).MatchString(page) {
 		t.Error("the latest records' ages carry no time for print")
 	}
 	// The crisis as people write it goes to the one the records name; one nothing names is
