@@ -1,14 +1,12 @@
 package alerting_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/cap/captest"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/proctest"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -38,23 +37,12 @@ clear: sum("shelter.capacity", "beds_free") > 20
 `
 
 // logLines keeps an evaluator's log, as JSON lines.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logLines struct{ proctest.Buffer }
 
 // count counts the lines of the level whose message starts with msg.
 func (l *logLines) count(level, msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for _, line := range strings.Split(l.buf.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		var e struct{ Level, Msg string }
 		if json.Unmarshal([]byte(line), &e) == nil && e.Level == level && strings.HasPrefix(e.Msg, msg) {
 			n++
