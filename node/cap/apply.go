@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -76,7 +77,7 @@ func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 	if len(refs) == 0 {
 		return Result{}, fieldErr("alert.references", "missing: a %s names the alerts it refers to as sender,identifier,sent", a.MsgType)
 	}
-	target, err := findReferenced(ctx, c, refs, modeOf(rec))
+	target, err := findReferenced(ctx, c, refs, db.ModeOf(rec).Proto())
 	if err != nil {
 		return Result{}, err
 	}
@@ -103,7 +104,7 @@ func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 // alert the node holds. A new alert is created, with note; one the node holds already is
 // rewritten only if it changed and no later alert superseded it; a cancelled one is refused.
 func storeAlert(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.Record, opts ImportOptions, note string) (Result, error) {
-	mode := modeOf(rec)
+	mode := db.ModeOf(rec).Proto()
 	cur, err := c.Get(ctx, &pb.GetRequest{Id: rec.Id, Consistency: "strong", Mode: mode})
 	switch status.Code(err) {
 	case codes.OK:
@@ -202,7 +203,7 @@ func findReferenced(ctx context.Context, c pb.RecordServiceClient, refs []Refere
 		r, err := c.Get(ctx, &pb.GetRequest{Id: id, Consistency: "strong", Mode: mode})
 		switch status.Code(err) {
 		case codes.OK:
-			if r.Kind == Kind && !r.Tombstone && inMode(r, mode) {
+			if r.Kind == Kind && !r.Tombstone && db.ModeFrom(mode).Holds(r) {
 				return r, nil
 			}
 		case codes.NotFound:
@@ -250,12 +251,6 @@ func modeClash(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.
 	}
 	return status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s is the identifier of a stored alert %s, and a %s alert never changes it: give the %s alert an identifier of its own",
 		a.Identifier, a.Sender, other, a.Status, strings.ToLower(a.Status))
-}
-
-func modeOf(r *pb.Record) *pb.Mode { return &pb.Mode{Status: r.Status, Exercise: r.Exercise} }
-
-func inMode(r *pb.Record, m *pb.Mode) bool {
-	return r.Status == m.GetStatus() && r.Exercise == m.GetExercise()
 }
 
 // storedAlert names the stored alerts of a record's mode for a person: a stored alert, a

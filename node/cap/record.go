@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -154,7 +155,7 @@ type ExportOptions struct {
 // before it, which its Update references.
 func Export(ctx context.Context, c pb.RecordServiceClient, r *pb.Record, opts ExportOptions) (*Alert, error) {
 	if r.Kind == "sitrep" && r.Version > 1 && opts.Previous == nil {
-		resp, err := c.Versions(ctx, &pb.VersionsRequest{Id: r.Id, Mode: modeOf(r)})
+		resp, err := c.Versions(ctx, &pb.VersionsRequest{Id: r.Id, Mode: db.ModeOf(r).Proto()})
 		if err != nil {
 			return nil, err
 		}

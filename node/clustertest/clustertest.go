@@ -42,6 +42,7 @@ import (
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -593,7 +594,7 @@ func Call(tb testing.TB) context.Context {
 func (r *Replica) Put(tb testing.TB, rec *pb.Record) *pb.PutResponse {
 	tb.Helper()
 	var before int64
-	if got, err := r.Records(tb).Get(Call(tb), &pb.GetRequest{Id: rec.Id, Mode: modeOf(rec)}); err == nil {
+	if got, err := r.Records(tb).Get(Call(tb), &pb.GetRequest{Id: rec.Id, Mode: db.ModeOf(rec).Proto()}); err == nil {
 		before = got.Version
 	}
 	var resp *pb.PutResponse
@@ -602,7 +603,7 @@ func (r *Replica) Put(tb testing.TB, rec *pb.Record) *pb.PutResponse {
 		if status.Code(err) != codes.Aborted || !strings.Contains(status.Convert(err).Message(), "may have been stored") {
 			return err
 		}
-		got, gerr := r.Records(tb).Get(Call(tb), &pb.GetRequest{Id: rec.Id, Consistency: "strong", Mode: modeOf(rec)})
+		got, gerr := r.Records(tb).Get(Call(tb), &pb.GetRequest{Id: rec.Id, Consistency: "strong", Mode: db.ModeOf(rec).Proto()})
 		switch {
 		case gerr == nil && got.Version > before:
 			resp = &pb.PutResponse{Id: got.Id, Version: got.Version, UpdatedAt: got.UpdatedAt}
@@ -613,14 +614,6 @@ func (r *Replica) Put(tb testing.TB, rec *pb.Record) *pb.PutResponse {
 		return gerr
 	})
 	return resp
-}
-
-// modeOf is the mode a record is read in.
-func modeOf(rec *pb.Record) *pb.Mode {
-	if rec.Status == pb.Status_ACTUAL && rec.Exercise == "" {
-		return nil
-	}
-	return &pb.Mode{Status: rec.Status, Exercise: rec.Exercise}
 }
 
 // untilLed makes the call what does until it succeeds, while it fails UNAVAILABLE (the group
