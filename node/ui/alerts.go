@@ -3,7 +3,6 @@ package ui
 import (
 	"cmp"
 	"encoding/json"
-	"net/url"
 	"strings"
 	"time"
 
@@ -104,7 +103,7 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 		return alertView{}, false
 	}
 	in := b.Info[0]
-	v := alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: recordLink(e.Record) + "&" + url.Values{"terug": {back}}.Encode()}
+	v := alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: withBack(recordLink(e.Record), back)}
 	switch {
 	case b.Rule != "":
 		if b.State != "firing" {

@@ -482,7 +482,7 @@ func newChart(id, title string, rows []capacityRow, col int, name func(region st
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	rec := e.Record
 	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
-		Title: record.Title(rec.Body), Link: withBack(recordLink(rec), r), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
+		Title: record.Title(rec.Body), Link: withBack(recordLink(rec), r.URL.RequestURI()), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
 	if ev.Title == "" {
 		ev.Title = rec.Id
 	}
@@ -513,8 +513,8 @@ func recordLink(rec *pb.Record) string {
 
 // withBack is a record's link that comes back to the page it was followed from (a search with
 // its words and filters, the picture of a crisis): the record page's way back.
-func withBack(link string, r *request) string {
-	return link + "&" + url.Values{"terug": {r.URL.RequestURI()}}.Encode()
+func withBack(link, back string) string {
+	return link + "&" + url.Values{"terug": {back}}.Encode()
 }
 
 // age says how old something of s seconds is, in the largest whole unit; under a minute is
@@ -834,7 +834,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		for _, h := range hits {
 			rec := h.Record
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Origin: rec.Origin,
-				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: withBack(recordLink(rec), r),
+				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: withBack(recordLink(rec), r.URL.RequestURI()),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
 				Files: filesTag(r.L, rec.Body)}
 			if k := s.c.Kinds.Get(rec.Kind); k != nil {
