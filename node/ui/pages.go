@@ -1074,9 +1074,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	withheld := withheldFields(redacted)
 	kind := s.c.Kinds.Get(rec.Kind)
 	order, label := kind.Fields(), fieldLabeler(r.L, kind)
-	if fields, ok := alertRecordFields(r.L, rec.Body, withheld); ok && rec.Kind == record.AlertKind {
-		v.Fields, v.Tech = fields, true
-	} else {
+	if rec.Kind == record.AlertKind {
+		v.Fields, v.Tech = alertRecordFields(r.L, rec.Body, withheld)
+	}
+	if !v.Tech {
 		v.Fields = bodyFields(rec.Body, withheld, order, r.L)
 		for i := range v.Fields {
 			v.Fields[i].Label = label(v.Fields[i].Name)
