@@ -177,8 +177,17 @@ func TestExerciseName(t *testing.T) {
 		t.Fatalf("re-import from the note: %v %v", again, err)
 	}
 	a.Note = "Dit is een oefening."
-	if _, err := cap.ToRecord(a, cap.ImportOptions{}); err == nil || !strings.Contains(err.Error(), "alert.note") {
+	if _, err := cap.ToRecord(a, cap.ImportOptions{}); err == nil || !strings.Contains(err.Error(), "alert.note") || !strings.Contains(err.Error(), "--exercise NAME") {
 		t.Fatalf("a note that is no exercise name: %v", err)
+	}
+	// Every name `exercise start` takes is taken here too (record.CheckExerciseName).
+	for _, name := range []string{"Oefening-VR19", "oef:2026:" + strings.Repeat("x", 100)} {
+		if rec, err := cap.ToRecord(a, cap.ImportOptions{Exercise: name}); err != nil || rec.Exercise != name {
+			t.Errorf("--exercise %q, a name the node takes: %v %v", name, rec, err)
+		}
+	}
+	if _, err := cap.ToRecord(a, cap.ImportOptions{Exercise: "-x"}); err == nil || !strings.Contains(err.Error(), `exercise: "-x" is not an exercise name`) {
+		t.Errorf("--exercise -x: %v", err)
 	}
 	a.Status = "Actual"
 	if _, err := cap.ToRecord(a, cap.ImportOptions{Exercise: "oefening-vr19"}); err == nil || !strings.Contains(err.Error(), "not Exercise") {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -66,10 +67,7 @@ func StatusName(s pb.Status) string {
 	return "Actual"
 }
 
-var (
-	exerciseName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	idUnsafe     = regexp.MustCompile(`[^A-Za-z0-9._:-]+`)
-)
+var idUnsafe = regexp.MustCompile(`[^A-Za-z0-9._:-]+`)
 
 // RecordID is the id of the record an alert becomes: the same sender and identifier always give
 // the same id, so importing an alert twice writes one record. It keeps a readable part of the
@@ -98,6 +96,16 @@ type ImportOptions struct {
 	Exercise string
 }
 
+// exerciseNameErr checks an exercise name as the node does (record.CheckExerciseName), so that
+// every exercise a node can start takes CAP alerts.
+func exerciseNameErr(field, name string) *Error {
+	var fe *record.FieldError
+	if err := record.CheckExerciseName(field, name); errors.As(err, &fe) {
+		return fieldErr(fe.Field, "%s", fe.Reason)
+	}
+	return nil
+}
+
 // ToRecord is the alert record an alert becomes. Its classification is left unspecified unless
 // opts set one: the node derives it from the body's scope (record.Checker.Scopes).
 func ToRecord(a *Alert, opts ImportOptions) (*pb.Record, error) {
@@ -123,11 +131,11 @@ func ToRecord(a *Alert, opts ImportOptions) (*pb.Record, error) {
 			if name == "" {
 				return nil, fieldErr("alert.status", "an Exercise alert must name its exercise, and CAP has no field for it: pass --exercise NAME, or put the name in <note>")
 			}
-			if !exerciseName.MatchString(name) {
-				return nil, fieldErr("alert.note", "%q is not an exercise name (1 to 64 of a-z 0-9 . _ -): pass --exercise NAME", name)
+			if err := exerciseNameErr("alert.note", name); err != nil {
+				return nil, fieldErr(err.Field, "%s, or pass --exercise NAME", err.Reason)
 			}
-		} else if !exerciseName.MatchString(name) {
-			return nil, fieldErr("exercise", "%q is not an exercise name: use 1 to 64 of a-z 0-9 . _ -, such as oefening-zeeland", name)
+		} else if err := exerciseNameErr("exercise", name); err != nil {
+			return nil, err
 		}
 		rec.Exercise = name
 	} else if opts.Exercise != "" {
