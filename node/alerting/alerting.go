@@ -162,8 +162,14 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 			delete(e.compiled, key)
 		}
 	}
-	for key := range e.states {
+	for key, states := range e.states {
 		if !live[key] {
+			// A rule applied again may evaluate other regions: its old regions' series go,
+			// and those it still evaluates are set again below.
+			name := key[:strings.LastIndexByte(key, '@')]
+			for region := range states {
+				metrics.RuleFiring.DeleteLabelValues(name, region)
+			}
 			delete(e.states, key)
 		}
 	}
@@ -343,6 +349,14 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		}
 		e.metered[row.Name] = true
 		metrics.RuleFiring.WithLabelValues(row.Name, region).Set(v)
+	}
+	// A region no longer evaluated (its records fell out of the history, and no alert is open
+	// there) has no series, and starts again from the history if it comes back.
+	for region := range states {
+		if !slices.Contains(regions, region) {
+			delete(states, region)
+			metrics.RuleFiring.DeleteLabelValues(row.Name, region)
+		}
 	}
 	return nil
 }

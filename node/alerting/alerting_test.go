@@ -147,6 +147,52 @@ func series(t *testing.T, name, rule string) int {
 	return metrics.Series(name, map[string]string{"rule": rule})
 }
 
+// TestDroppedRegionLeavesNoSeries: knooppunt_rule_firing has a series for each region a rule
+// evaluates now, and none for a region it stopped evaluating: one a new version of the rule no
+// longer names, or one whose records were deleted and left the history it reads.
+func TestDroppedRegionLeavesNoSeries(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	regionSeries := func(region string) int {
+		return metrics.Series("knooppunt_rule_firing", map[string]string{"rule": "beds-low", "region": region})
+	}
+	r.beds(50, 100)
+	if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "utrecht", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":50}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	r.apply("beds-low", bedsLow)
+	r.tick(e)
+	if regionSeries("VR19") != 1 || regionSeries("VR09") != 0 {
+		t.Fatalf("a rule for VR19: series VR19 %d, VR09 %d, want 1 and 0", regionSeries("VR19"), regionSeries("VR09"))
+	}
+	r.apply("beds-low", strings.Replace(bedsLow, "regions: [VR19]", "regions: [VR09]", 1))
+	r.tick(e)
+	if regionSeries("VR19") != 0 || regionSeries("VR09") != 1 {
+		t.Fatalf("after the rule named VR09 instead of VR19: series VR19 %d, VR09 %d, want 0 and 1", regionSeries("VR19"), regionSeries("VR09"))
+	}
+	r.apply("beds-low", strings.Replace(bedsLow, "regions: [VR19]\n", "", 1)) // every region with records
+	r.tick(e)
+	if regionSeries("VR09") != 1 || regionSeries("VR19") != 1 {
+		t.Fatalf("a rule over every region with records: series VR09 %d, VR19 %d, want 1 and 1", regionSeries("VR09"), regionSeries("VR19"))
+	}
+	// The records are deleted and the history forgets them: no region has records any more.
+	if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "middelburg", Tombstone: true}, {Id: "utrecht", Tombstone: true}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if _, err := r.n.DB().PruneHistory(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r.tick(e)
+	if n := series(t, "knooppunt_rule_firing", "beds-low"); n != 0 {
+		t.Fatalf("%d series left after every region fell out of the history, want 0", n)
+	}
+	if len(r.alerts()) != 0 {
+		t.Fatalf("alerts %v: the rule never fired", r.alerts())
+	}
+}
+
 // TestDeletedRuleResolvesItsAlert: an alert that fires when its rule is deleted is resolved at
 // the next evaluation, whether the evaluator that saw it fire runs on or a new one does (a new
 // leader, or the node after a restart): state resolved, resolved_at, a CAP Update with
