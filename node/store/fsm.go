@@ -135,7 +135,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 // stopping lets it replay on restart.
 func (f *fsm) settle(l *raft.Log, resp applyResponse) applyResponse {
 	if resp.err != nil && !errors.Is(resp.err, db.ErrClosed) {
-		panic(fmt.Sprintf("store: log entry %d could not be applied: %v", l.Index, resp.err))
+		const todo = "this replica stops, and applies the entry again when it starts: nothing committed is lost. Check the disk of the data directory (free space, I/O errors in the kernel log), then start the node again"
+		if f.log != nil {
+			f.log.Error("store: a committed log entry could not be written to the database: "+todo, "index", l.Index, "err", resp.err)
+		}
+		panic(fmt.Sprintf("store: log entry %d could not be applied: %v: %s", l.Index, resp.err, todo))
 	}
 	return resp
 }
