@@ -210,8 +210,18 @@ func killAndRestart(t *testing.T, f *fedtest.Federation, ns nodes) {
 	caughtUp("b stores its cursor with x and w")
 	seen := time.Now() // b stored the last of what a sent before this
 
+	if p := b.Peer(t, a.Name); p.Subscription != "open" || p.SubscriptionSince == nil || p.ReceivedAt == nil {
+		t.Fatalf("b's peer a: subscription %q since %v, last delivery %v, want open, and both times", p.Subscription, p.SubscriptionSince, p.ReceivedAt)
+	}
+
 	// a goes away. b's search still answers, within the deadline, from what b holds.
 	ns.kill(t, a)
+	down := time.Now()
+	fedtest.Eventually(t, 10*time.Second, "b's peer a says the subscription is down, with why", func() (bool, string) {
+		p := b.Peer(t, a.Name)
+		return p.Subscription == "down" && p.SubscriptionError != "" && !p.SubscriptionSince.AsTime().Before(down.Add(-time.Second)),
+			fmt.Sprintf("subscription %q since %v: %q", p.Subscription, p.SubscriptionSince.AsTime(), p.SubscriptionError)
+	})
 	const deadline = 1500 * time.Millisecond
 	before := time.Now()
 	resp, took := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: int32(deadline / time.Millisecond)})
@@ -252,6 +262,10 @@ func killAndRestart(t *testing.T, f *fedtest.Federation, ns nodes) {
 
 	// a comes back; the subscription resumes where it was: one new version, received once.
 	ns.restart(t, a)
+	fedtest.Eventually(t, 15*time.Second, "b's peer a says the subscription is open again", func() (bool, string) {
+		p := b.Peer(t, a.Name)
+		return p.Subscription == "open" && p.SubscriptionError == "", fmt.Sprintf("subscription %q: %q", p.Subscription, p.SubscriptionError)
+	})
 	cursor := b.Cursor(t, a.Name)
 	ups := received("upsert")
 	if ns.freshMetrics() {

@@ -321,8 +321,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.ident != nil {
 		svid = n.ident.source
 	}
+	var subscription func(string) (peerclient.SubscriptionState, bool)
+	if n.peers != nil {
+		subscription = n.peers.Subscription
+	}
 	peerSvc := peers.New(peers.Config{Store: n.store, DB: n.db, SVID: svid, File: n.fileCfg.Load, Logger: n.log,
-		Refresh: n.refreshPeers})
+		Refresh: n.refreshPeers, Subscription: subscription})
 	// A peer that `peer remove` made leave is refused, by the leader, once its node holds nothing.
 	n.goBackground(func(ctx context.Context) { peerSvc.RunLeaving(ctx, time.Second, cfg.Federation.LeaveTimeout) })
 	webhookSettings := func() config.Webhooks { return n.cfg.Load().Webhooks }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -188,8 +189,12 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	// Both list each other, with where they came from.
 	var list []peerJSON
 	cli(t, nil, "", "peer", "list", "--node", vrbn.sock(), "-o", "json").want(t, 0).oneJSON(t, &list)
-	if len(list) != 1 || list[0].Name != "ncc" || list[0].Source != "raft" || !list[0].Active || list[0].Fingerprint != nccFP {
+	if len(list) != 1 || list[0].Name != "ncc" || list[0].Source != "raft" || !list[0].Active || list[0].Fingerprint != nccFP ||
+		list[0].Subscription != "open" || list[0].LastDelivery == nil || list[0].Cursor == 0 {
 		t.Fatalf("the new region's peer list: %+v", list)
+	}
+	if r := cli(t, nil, "", "status", "--node", vrbn.sock()).want(t, 0); !regexp.MustCompile(`peers\s+1: ncc: subscription open \d+s, last delivery \d+s ago`).MatchString(r.stdout) {
+		t.Fatalf("the new region's status does not say its subscription to NCC is open:\n%s", r.stdout)
 	}
 	cli(t, nil, "", "peer", "list", "--node", ncc.sock(), "-o", "json").want(t, 0).oneJSON(t, &list)
 	if len(list) != 1 || list[0].TrustDomain != "vr-brabant-noord.crisis.test" || list[0].Groups[0] != "veiligheidsregios" {
@@ -227,6 +232,10 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	eventually(t, 30*time.Second, "the region's subscription to NCC is down", func() (bool, string) {
 		v := vrbn.metric(t, "knooppunt_federation_subscription_up", `peer="ncc"`)
 		return v == 0, fmt.Sprint(v)
+	})
+	eventually(t, 30*time.Second, "the region's peer show says the subscription to NCC is down, and why", func() (bool, string) {
+		r := cli(t, nil, "", "peer", "show", "ncc", "--node", vrbn.sock()).want(t, 0)
+		return regexp.MustCompile(`subscription\s+down \d+s: \S.*\(\w+\)\n`).MatchString(r.stdout), r.stdout
 	})
 	putSitrep(t, ncc, "Landelijk beeld 3")
 	cli(t, nil, "", "peer", "list", "--node", ncc.sock(), "-o", "json").want(t, 0).oneJSON(t, &list)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -261,6 +262,30 @@ type peerJSON struct {
 	AddedBy        string     `json:"added_by,omitempty"`
 	AddedAt        *time.Time `json:"added_at,omitempty"`
 	LeavingSince   *time.Time `json:"leaving_since,omitempty"`
+	// Cursor and LastDelivery: where this node's subscription to the peer resumes, and when the
+	// peer last delivered.
+	Cursor       int64      `json:"cursor"`
+	LastDelivery *time.Time `json:"last_delivery,omitempty"`
+	// Subscription is open, connecting or down on the replica that answered, or empty when it
+	// runs none (a follower: only the leader subscribes).
+	Subscription      string     `json:"subscription,omitempty"`
+	SubscriptionSince *time.Time `json:"subscription_since,omitempty"`
+	SubscriptionError string     `json:"subscription_error,omitempty"`
+}
+
+// subscriptionText says how the subscription to a peer fares, with its last error when long.
+func subscriptionText(p *pb.PeerInfo, long bool) string {
+	if p.Subscription == "" {
+		return "-"
+	}
+	s := p.Subscription
+	if p.SubscriptionSince != nil && p.Subscription != "connecting" {
+		s += " " + age(p.SubscriptionSince)
+	}
+	if long && p.SubscriptionError != "" {
+		s += ": " + p.SubscriptionError
+	}
+	return s
 }
 
 func toPeerJSON(p *pb.PeerInfo) peerJSON {
@@ -281,6 +306,8 @@ func toPeerJSON(p *pb.PeerInfo) peerJSON {
 		t := p.LeavingSince.AsTime()
 		j.LeavingSince = &t
 	}
+	j.Cursor, j.LastDelivery = p.Cursor, optionalTime(p.ReceivedAt)
+	j.Subscription, j.SubscriptionSince, j.SubscriptionError = p.Subscription, optionalTime(p.SubscriptionSince), p.SubscriptionError
 	return j
 }
 
@@ -305,16 +332,24 @@ func newPeerListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "NAME\tTRUST DOMAIN\tSOURCE\tACTIVE\tGROUPS\tADDRESSES\tFINGERPRINT")
+				fmt.Fprintln(tw, "NAME\tTRUST DOMAIN\tSOURCE\tACTIVE\tSUBSCRIPTION\tGROUPS\tADDRESSES\tFINGERPRINT")
+				follower := false
 				for _, p := range resp.Peers {
 					active := yesNo(p.Active)
 					if p.LeavingSince != nil {
 						active = "leaving"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, active,
+					follower = follower || (p.Active && p.Subscription == "")
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, active, subscriptionText(p, false),
 						strings.Join(p.Groups, ","), strings.Join(p.Addresses, ","), p.Fingerprint)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if follower {
+					fmt.Fprintln(cmd.OutOrStdout(), "SUBSCRIPTION -: this replica does not lead, and only the leader subscribes to peers: ask the leader (knooppunt cluster status)")
+				}
+				return nil
 			})
 		},
 	}
@@ -369,6 +404,18 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 	row("active", yesNo(p.Active))
 	if p.LeavingSince != nil {
 		row("leaving since", p.LeavingSince.AsTime().Local().Format(time.RFC3339))
+	}
+	if p.Active {
+		sub := subscriptionText(p, true)
+		if sub == "-" {
+			sub = "- (this replica does not lead; only the leader subscribes: ask it)"
+		}
+		row("subscription", sub)
+		delivered := "none yet"
+		if p.ReceivedAt != nil {
+			delivered = p.ReceivedAt.AsTime().Local().Format(time.RFC3339) + " (" + age(p.ReceivedAt) + " ago, change feed at " + strconv.FormatInt(p.Cursor, 10) + ")"
+		}
+		row("last delivery", delivered)
 	}
 	row("addresses", strings.Join(p.Addresses, " "))
 	row("groups", strings.Join(p.Groups, " "))

@@ -79,6 +79,12 @@ type peerStatus struct {
 	Name         string     `json:"name"`
 	LastDelivery *time.Time `json:"last_delivery,omitempty"`
 	Leaving      bool       `json:"leaving,omitempty"`
+	// Subscription is open, connecting or down, as the answering replica runs it; empty on a
+	// follower, which runs none.
+	Subscription      string     `json:"subscription,omitempty"`
+	SubscriptionSince *time.Time `json:"subscription_since,omitempty"`
+	SubscriptionError string     `json:"subscription_error,omitempty"`
+	text              string     // as the table says it
 }
 
 type webhookStatus struct {
@@ -96,10 +102,19 @@ func operations(ctx context.Context, conn *grpc.ClientConn) statusOps {
 			if !p.Active {
 				continue
 			}
-			ps := peerStatus{Name: p.Name, Leaving: p.LeavingSince != nil}
+			ps := peerStatus{Name: p.Name, Leaving: p.LeavingSince != nil, LastDelivery: optionalTime(p.ReceivedAt),
+				Subscription: p.Subscription, SubscriptionSince: optionalTime(p.SubscriptionSince), SubscriptionError: p.SubscriptionError}
+			ps.text = p.Name + ": "
+			if p.Subscription != "" {
+				ps.text += "subscription " + subscriptionText(p, true) + ", "
+			}
 			if p.ReceivedAt != nil {
-				t := p.ReceivedAt.AsTime()
-				ps.LastDelivery = &t
+				ps.text += "last delivery " + age(p.ReceivedAt) + " ago"
+			} else {
+				ps.text += "no delivery yet"
+			}
+			if ps.Leaving {
+				ps.text += " (leaving)"
 			}
 			ops.Peers = append(ops.Peers, ps)
 		}
@@ -127,14 +142,7 @@ func (ops statusOps) print(w io.Writer) {
 	if ops.seen["peers"] {
 		var parts []string
 		for _, p := range ops.Peers {
-			s := p.Name + ": no delivery yet"
-			if p.LastDelivery != nil {
-				s = p.Name + ": last delivery " + time.Since(*p.LastDelivery).Round(time.Second).String() + " ago"
-			}
-			if p.Leaving {
-				s += " (leaving)"
-			}
-			parts = append(parts, s)
+			parts = append(parts, p.text)
 		}
 		fmt.Fprintf(w, "peers\t%d%s\n", len(ops.Peers), listed(parts))
 	}

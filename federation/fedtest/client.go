@@ -248,6 +248,16 @@ func (o *Org) LastSeq(tb testing.TB) int64 {
 	return st.LastSeq
 }
 
+// Peer is the org's PeerInfo of a peer, as `knooppunt peer show` reads it on the local socket.
+func (o *Org) Peer(tb testing.TB, name string) *pb.PeerInfo {
+	tb.Helper()
+	p, err := pb.NewPeerServiceClient(o.Local(tb)).Get(context.Background(), &pb.GetPeerRequest{Name: name})
+	if err != nil {
+		tb.Fatalf("%s: peer %s: %v", o.Name, name, err)
+	}
+	return p
+}
+
 // Cursor is where the org's subscription to peer resumes: the cursor stored with what it
 // delivered. In-process it is read through the node's database; for a process, from its
 // database file, read-only.

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
@@ -116,6 +117,37 @@ type subscription struct {
 	done     chan struct{}
 	// retry cuts a reconnect's wait short: the peer showed it is reachable and trusts us.
 	retry chan struct{}
+	// state is how the subscription fares, for Subscription.
+	stateMu sync.Mutex
+	state   SubscriptionState
+}
+
+// SubscriptionState is how a subscription to a peer fares: open, or not, since when, and while
+// it is not, the error of its last attempt ("" before the first attempt ended).
+type SubscriptionState struct {
+	Open  bool
+	Since time.Time
+	Err   string
+}
+
+func (s *subscription) set(st SubscriptionState) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.state = st
+}
+
+// Subscription says how this replica's subscription to a peer's actual records fares. ok is
+// false when this replica runs none: only the leader subscribes.
+func (m *Manager) Subscription(peer string) (st SubscriptionState, ok bool) {
+	m.mu.Lock()
+	s, ok := m.subs[subKey(peer, "")]
+	m.mu.Unlock()
+	if !ok {
+		return SubscriptionState{}, false
+	}
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.state, true
 }
 
 // New returns a manager.
@@ -288,7 +320,8 @@ func (m *Manager) reconcile(ctx context.Context) {
 			continue
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		s := &subscription{peer: w.peer, exercise: w.exercise, cancel: cancel, done: make(chan struct{}), retry: make(chan struct{}, 1)}
+		s := &subscription{peer: w.peer, exercise: w.exercise, cancel: cancel, done: make(chan struct{}), retry: make(chan struct{}, 1),
+			state: SubscriptionState{Since: time.Now()}}
 		m.subs[key] = s
 		go func() {
 			defer close(s.done)
@@ -297,7 +330,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 				// One fetcher a peer: files are fetched for every mode's records alike.
 				wg.Go(func() { m.fetchFiles(sctx, w.peer) })
 			}
-			m.follow(sctx, w.peer, w.exercise, s.retry)
+			m.follow(sctx, w.peer, w.exercise, s)
 			wg.Wait()
 		}()
 	}
@@ -353,7 +386,7 @@ func (o *outage) up(now time.Time) (down time.Duration, attempts int, ok bool) {
 }
 
 // follow subscribes to a peer until ctx ends, reconnecting with backoff and jitter.
-func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, retry <-chan struct{}) {
+func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s *subscription) {
 	log := m.c.Logger.With("peer", p.Name)
 	if exercise != "" {
 		log = log.With("exercise", exercise)
@@ -361,6 +394,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, re
 	delay := m.c.Backoff
 	var out outage
 	opened := func() {
+		s.set(SubscriptionState{Open: true, Since: time.Now()})
 		if down, attempts, ok := out.up(time.Now()); ok {
 			log.Info("subscription open again", "down_for", down.Round(time.Second), "attempts", attempts)
 		}
@@ -376,7 +410,9 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, re
 		if progressed {
 			delay = m.c.Backoff
 		}
-		if out.failed(time.Now()) {
+		warn := out.failed(time.Now())
+		s.set(SubscriptionState{Since: out.since, Err: errText(err)})
+		if warn {
 			log.Warn("subscription ended: reconnecting", "err", err, "in", delay, "down_for", time.Since(out.since).Round(time.Second), "attempts", out.attempts)
 		} else {
 			log.Debug("subscription ended: reconnecting", "err", err, "in", delay)
@@ -388,7 +424,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, re
 			return
 		case <-time.After(wait):
 			delay = min(delay*2, m.c.MaxBackoff)
-		case <-retry:
+		case <-s.retry:
 			log.Info("the peer called this node: reconnecting now")
 			m.fresh(p.Name)
 			delay = m.c.Backoff
@@ -650,4 +686,16 @@ func CheckShared(origin string, s *pb.SharedRecord) error {
 		return fmt.Errorf("record %q: body is not a JSON object", r.Id)
 	}
 	return record.CheckLabelSelector("record.labels", r.Labels)
+}
+
+// errText is an attempt's error as an operator reads it: a gRPC status's message and code, not
+// the wrapping of grpc's transport.
+func errText(err error) string {
+	if err == nil {
+		return "the peer ended the subscription"
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Message() + " (" + st.Code().String() + ")"
+	}
+	return err.Error()
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/invite"
+	"github.com/knooppunt/knooppunt/federation/peerclient"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -47,7 +48,10 @@ type Config struct {
 	// once applied, so that on the replica that took it the peer is in effect (trusted,
 	// subscribed to, or refused) before the caller hears back.
 	Refresh func() error
-	Logger  *slog.Logger
+	// Subscription, when set, says how this replica's subscription to a peer fares; ok is false
+	// when it runs none (see peerclient.Manager.Subscription).
+	Subscription func(peer string) (st peerclient.SubscriptionState, ok bool)
+	Logger       *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -319,6 +323,18 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 		p.Cursor = cursor
 		if !at.IsZero() {
 			p.ReceivedAt = timestamppb.New(at)
+		}
+		if s.c.Subscription == nil || !p.Active {
+			continue
+		}
+		if st, ok := s.c.Subscription(p.Name); ok {
+			p.Subscription, p.SubscriptionSince, p.SubscriptionError = "down", timestamppb.New(st.Since), st.Err
+			switch {
+			case st.Open:
+				p.Subscription = "open"
+			case st.Err == "":
+				p.Subscription = "connecting" // its first attempt has not ended yet
+			}
 		}
 	}
 	return out, nil

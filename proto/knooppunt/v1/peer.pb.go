@@ -527,10 +527,16 @@ type PeerInfo struct {
 	// cursor is where this node's subscription to the peer resumes: the last number of the peer's
 	// change feed that it took in. received_at is when the peer last delivered. Both are zero
 	// before the first delivery.
-	Cursor        int64                  `protobuf:"varint,16,opt,name=cursor" json:"cursor,omitempty"`
-	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cursor     int64                  `protobuf:"varint,16,opt,name=cursor" json:"cursor,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
+	// subscription is how the answering replica's subscription to the peer's records fares: open,
+	// connecting (its first attempt has not ended), down, or empty when that replica runs none (only the leader subscribes; ask it). It is so
+	// since subscription_since; subscription_error is, while down, the error of the last attempt.
+	Subscription      string                 `protobuf:"bytes,18,opt,name=subscription" json:"subscription,omitempty"`
+	SubscriptionSince *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=subscription_since,json=subscriptionSince" json:"subscription_since,omitempty"`
+	SubscriptionError string                 `protobuf:"bytes,20,opt,name=subscription_error,json=subscriptionError" json:"subscription_error,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PeerInfo) Reset() {
@@ -682,6 +688,27 @@ func (x *PeerInfo) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PeerInfo) GetSubscription() string {
+	if x != nil {
+		return x.Subscription
+	}
+	return ""
+}
+
+func (x *PeerInfo) GetSubscriptionSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SubscriptionSince
+	}
+	return nil
+}
+
+func (x *PeerInfo) GetSubscriptionError() string {
+	if x != nil {
+		return x.SubscriptionError
+	}
+	return ""
+}
+
 var File_knooppunt_v1_peer_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_peer_proto_rawDesc = "" +
@@ -720,7 +747,7 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x11RemovePeerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\bR\x03now\"\xce\x04\n" +
+	"\x03now\x18\x03 \x01(\bR\x03now\"\xec\x05\n" +
 	"\bPeerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x1c\n" +
@@ -743,7 +770,10 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\rleaving_since\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\fleavingSince\x12\x16\n" +
 	"\x06cursor\x18\x10 \x01(\x03R\x06cursor\x12;\n" +
 	"\vreceived_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt2\xe0\x02\n" +
+	"receivedAt\x12\"\n" +
+	"\fsubscription\x18\x12 \x01(\tR\fsubscription\x12I\n" +
+	"\x12subscription_since\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x11subscriptionSince\x12-\n" +
+	"\x12subscription_error\x18\x14 \x01(\tR\x11subscriptionError2\xe0\x02\n" +
 	"\vPeerService\x12C\n" +
 	"\x06Invite\x12\x1b.knooppunt.v1.InviteRequest\x1a\x1c.knooppunt.v1.InviteResponse\x12C\n" +
 	"\x06Accept\x12\x1b.knooppunt.v1.AcceptRequest\x1a\x1c.knooppunt.v1.AcceptResponse\x12G\n" +
@@ -783,21 +813,22 @@ var file_knooppunt_v1_peer_proto_depIdxs = []int32{
 	9,  // 3: knooppunt.v1.PeerInfo.added_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: knooppunt.v1.PeerInfo.leaving_since:type_name -> google.protobuf.Timestamp
 	9,  // 5: knooppunt.v1.PeerInfo.received_at:type_name -> google.protobuf.Timestamp
-	0,  // 6: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
-	2,  // 7: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
-	4,  // 8: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
-	6,  // 9: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
-	7,  // 10: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
-	1,  // 11: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
-	3,  // 12: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
-	5,  // 13: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
-	8,  // 14: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
-	8,  // 15: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	9,  // 6: knooppunt.v1.PeerInfo.subscription_since:type_name -> google.protobuf.Timestamp
+	0,  // 7: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
+	2,  // 8: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
+	4,  // 9: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
+	6,  // 10: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
+	7,  // 11: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
+	1,  // 12: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
+	3,  // 13: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
+	5,  // 14: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
+	8,  // 15: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
+	8,  // 16: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_peer_proto_init() }
