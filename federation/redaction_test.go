@@ -3,10 +3,12 @@ package federation_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,4 +252,70 @@ func TestRedactionAcrossTheWire(t *testing.T) {
 	if held := filesHolding(t, b.DataDir(), secrets); len(held) > 0 {
 		t.Errorf("b's node wrote redacted values to disk: %v", held)
 	}
+}
+
+// TestMendedRedactionReachesHolders: a policy whose redaction missed a field (a misspelt path)
+// is mended by a new version. The recipient already holds the record at its current version,
+// whole; the mended policy must still reach it: the source sends the record again under the new
+// policy (and audits that disclosure), and the recipient's copy, the history of its earlier
+// versions and, within erasure.within, every file of its data directory lose the field.
+func TestMendedRedactionReachesHolders(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 10 * time.Minute, EraseWithin: 2 * time.Second})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "mended"
+	origin := a.TD.Name()
+	shelter := func(free int, phone string) *pb.Record {
+		return &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
+			Body: []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":` + strconv.Itoa(free) + `,"contact_phone":"` + phone + `"}`)}
+	}
+	secrets := []string{"+31-30-555-0901", "+31-30-555-0902"}
+	first := a.Approve(t, policyDoc("shelters-to-b", spiffeOf(b), "shelter.capacity", "internal", "redact: [body.contact_phon]\n"))
+	a.Put(t, shelter(12, secrets[0]))
+	a.Put(t, shelter(11, secrets[1]))
+	waitHeld(t, b, crisis, origin, map[string]int64{"s1": 2}, "b receives s1@2")
+	copyOf := func() db.Foreign {
+		t.Helper()
+		recs, err := b.Node.DB().ForeignList(fedtest.Call(t), db.ForeignFilter{Origin: origin, Crisis: crisis})
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("b's cache of %s: %v %v", crisis, recs, err)
+		}
+		return recs[0]
+	}
+	if got := leaks(copyOf().Record.Body, secrets[1:]); len(got) != 1 {
+		t.Fatalf("the control: under the misspelt redaction b holds s1 as %s, want the phone number in it", copyOf().Record.Body)
+	}
+
+	mended := a.Approve(t, policyDoc("shelters-to-b", spiffeOf(b), "shelter.capacity", "internal", "redact: [body.contact_phone]\n"))
+	fedtest.Eventually(t, 10*time.Second, "b's copy of s1 loses the field the mended policy withholds", func() (bool, string) {
+		c := copyOf()
+		return c.Record.Version == 2 && len(leaks(c.Record.Body, secrets)) == 0 && slices.Equal(c.Redacted, []string{"body.contact_phone"}),
+			fmt.Sprintf("s1@%d %s, redacted %v", c.Record.Version, c.Record.Body, c.Redacted)
+	})
+	hist, err := b.Node.DB().History(fedtest.Call(t), db.HistoryFilter{Kinds: []string{"shelter.capacity"}, Crisis: crisis})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range hist {
+		if s := fmt.Sprint(v); len(leaks([]byte(s), secrets)) > 0 {
+			t.Errorf("b's history of s1 still holds a withheld value: %s", s)
+		}
+	}
+	if len(hist) != 1 || hist[0].Version != 2 {
+		t.Errorf("b's history of s1 after the mend: %v, want only version 2 as redacted now", hist)
+	}
+	// The source says under which policy b holds s1 now.
+	fedtest.Eventually(t, 10*time.Second, "a audits that b holds s1 under the mended policy", func() (bool, string) {
+		var under []string
+		for _, e := range a.Audit(t, db.AuditDisclosure) {
+			if e.Subject == "s1" {
+				under = append(under, fmt.Sprint(auditDetail(t, e)["policies"]))
+			}
+		}
+		return slices.Contains(under, "["+mended+"]") && slices.Contains(under, "["+first+"]"),
+			fmt.Sprintf("a's disclosures of s1 name the policies %v, want %s and then %s", under, first, mended)
+	})
+	fedtest.Eventually(t, 10*time.Second, "no file of b holds the withheld values", func() (bool, string) {
+		held := filesHolding(t, b.DataDir(), secrets)
+		return len(held) == 0, fmt.Sprint(held)
+	})
 }

@@ -837,7 +837,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	// held is what the caller holds: read at the start, once this stream has decided whether to
 	// walk or to resume (a resync of the peer's old stream may commit disclosures until then),
 	// and kept up to date after.
-	held := map[string]int64{}
+	held := map[string]db.Holding{}
 	readHeld := func() error {
 		now, err := s.c.DB.DisclosedIn(ctx, to.Holder(), mode)
 		if err != nil {
@@ -852,8 +852,8 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			return api.Status(s.c.Logger, err)
 		}
 		for id := range pending {
-			if held[id] == 0 {
-				held[id] = -1
+			if held[id].Version == 0 {
+				held[id] = db.Holding{Version: -1}
 			}
 		}
 		return nil
@@ -1041,7 +1041,7 @@ func (k *grantKey) equal(o *grantKey) bool {
 
 // sendChanges sends the changes after cursor up to upTo and returns the new cursor.
 func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient, mode db.Mode,
-	held, sent map[string]int64, disc *disclosures, cursor, upTo int64) (int64, error) {
+	held map[string]db.Holding, sent map[string]int64, disc *disclosures, cursor, upTo int64) (int64, error) {
 	page, err := s.c.DB.Changes(ctx, cursor, upTo, batch, mode, "", "")
 	if err != nil {
 		return cursor, api.Status(s.c.Logger, err)
@@ -1068,12 +1068,12 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 		case d.Allow:
 			delete(sent, r.Id)
 			// Recorded even if Send fails: the record may have reached the peer all the same.
-			held[r.Id] = r.Version
+			held[r.Id] = db.Holding{Version: r.Version, Policies: d.Policies}
 			disc.disclose(set, d)
 			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return cursor, err
 			}
-		case held[r.Id] != 0:
+		case held[r.Id].Version != 0:
 			reason := "no longer granted"
 			if r.Tombstone {
 				reason = "deleted"
@@ -1096,7 +1096,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 // phase changed (or, periodically, for policies that expire): it retracts every record the
 // caller holds that is no longer granted, and sends every granted record it does not hold.
 func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[pb.FeedEvent], to policy.Recipient, mode db.Mode,
-	set *policy.Set, phases *sharing.Phases, held, sent map[string]int64, disc *disclosures, cursor int64, now time.Time) error {
+	set *policy.Set, phases *sharing.Phases, held map[string]db.Holding, sent map[string]int64, disc *disclosures, cursor int64, now time.Time) error {
 	granted := map[string]bool{}
 	var kinds []string
 	for _, p := range set.Policies {
@@ -1117,11 +1117,14 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 				return true, nil
 			}
 			granted[r.Id] = true
-			if held[r.Id] == r.Version {
+			// A version the caller holds goes again when other policies grant it now: they
+			// decide its redaction (a redaction mended, or another policy's that no longer
+			// applies), and the audit says under which policies the caller holds it.
+			if h := held[r.Id]; h.Version == r.Version && slices.Equal(h.Policies, d.Policies) {
 				return true, nil
 			}
 			// Recorded even if Send fails: the record may have reached the peer all the same.
-			held[r.Id], sent[r.Id] = r.Version, r.Version
+			held[r.Id], sent[r.Id] = db.Holding{Version: r.Version, Policies: d.Policies}, r.Version
 			disc.disclose(set, d)
 			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
 				return false, err

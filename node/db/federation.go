@@ -274,11 +274,38 @@ func (d *DB) Disclosed(ctx context.Context, holder string) (map[string]int64, er
 	return d.disclosed(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
 }
 
-// DisclosedIn returns the records of mode m a holder holds: id → version. Each mode is a feed
-// of its own, and a subscription in one mode retracts only what it could have sent.
-func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string]int64, error) {
-	return d.disclosed(ctx, `SELECT d.record_id, d.version FROM disclosures d LEFT JOIN records r ON r.id = d.record_id
-		WHERE d.recipient = ? AND coalesce(r.status, 0) = ? AND coalesce(r.exercise, '') = ?`, holder, int32(m.Status), m.Exercise)
+// Holding is what a holder holds of one record: the version, and the policies it was sent
+// under, which decided its redaction.
+type Holding struct {
+	Version  int64
+	Policies []string
+}
+
+// DisclosedIn returns the records of mode m a holder holds, by id. Each mode is a feed of its
+// own, and a subscription in one mode retracts only what it could have sent.
+func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string]Holding, error) {
+	out := map[string]Holding{}
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT d.record_id, d.version, d.policies FROM disclosures d LEFT JOIN records r ON r.id = d.record_id
+			WHERE d.recipient = ? AND coalesce(r.status, 0) = ? AND coalesce(r.exercise, '') = ?`, holder, int32(m.Status), m.Exercise)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, pols string
+			var h Holding
+			if err := rows.Scan(&id, &h.Version, &pols); err != nil {
+				return err
+			}
+			if err := json.Unmarshal([]byte(pols), &h.Policies); err != nil {
+				return fmt.Errorf("disclosure of %s to %s: policies: %w", id, holder, err)
+			}
+			out[id] = h
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // PendingRetractions returns the records of mode m whose retraction went out to a holder's
@@ -333,8 +360,16 @@ func (d *DB) Recipients(ctx context.Context, recordID string) ([]string, error) 
 
 // ApplyCacheForeign stores a subscription's delivery and its cursor in one transaction.
 func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
+	_, err := d.ApplyCacheForeignRedacting(index, c)
+	return err
+}
+
+// ApplyCacheForeignRedacting is ApplyCacheForeign, and reports whether a copy it replaced had
+// been sent with another redaction than the new one: as after a retraction, what that copy
+// held must then leave the data directory's files (see store's erasure).
+func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redacting bool, err error) {
 	at := c.At.AsTime().UnixNano()
-	return d.applyTx(index, func(tx *writeTx, _ *int64) error {
+	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		hooks := hookQueue{tx: tx}
 		if c.Exercise != "" {
 			// A delivery of an exercise that closed here meanwhile (its close dropped the
@@ -352,6 +387,20 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 			labels, _ := json.Marshal(nonNil(r.Labels))
 			pol, _ := json.Marshal(nonNilSlice(s.Policies))
 			red, _ := json.Marshal(nonNilSlice(s.Redacted))
+			// A copy sent with another redaction than the one held (the source's policies
+			// changed) withdraws what its earlier versions left in the history: they were
+			// kept as redacted then, and may hold a field withheld now.
+			var was string
+			switch err := tx.QueryRow(`SELECT redacted FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, r.Id).Scan(&was); {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return err
+			case was != string(red):
+				if _, err := tx.Exec(sqlHistoryDrop, c.Origin, r.Id); err != nil {
+					return err
+				}
+				redacting = true
+			}
 			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at, status, exercise)
 				VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?,?)`, c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
 				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at, int32(r.Status), r.Exercise); err != nil {
@@ -376,6 +425,7 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 		_, err := tx.Exec(`INSERT OR REPLACE INTO peer_cursors (peer, exercise, origin, cursor, updated_at) VALUES (?,?,?,?,?)`, c.Peer, c.Exercise, c.Origin, c.Cursor, at)
 		return err
 	})
+	return redacting, err
 }
 
 // retractForeign purges the cached records a delivery retracts.

@@ -161,8 +161,8 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	case *pb.Command_RecordDisclosures:
 		return applyResponse{err: f.db.ApplyDisclosures(l.Index, cmd.RecordDisclosures)}
 	case *pb.Command_CacheForeign:
-		err := f.db.ApplyCacheForeign(l.Index, cmd.CacheForeign)
-		if err == nil && f.erased != nil && len(cmd.CacheForeign.Retractions) > 0 {
+		redacting, err := f.db.ApplyCacheForeignRedacting(l.Index, cmd.CacheForeign)
+		if err == nil && f.erased != nil && (len(cmd.CacheForeign.Retractions) > 0 || redacting) {
 			f.erased()
 		}
 		return applyResponse{err: err}
