@@ -413,3 +413,31 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 		t.Fatalf("Explain after revocation: %v", e)
 	}
 }
+
+// TestApprovingAnOlderVersionIsRefused: while a newer version of a policy waits for approval
+// (one that mends a redaction, say), the older one cannot be approved: the refusal names the
+// newer one and what to do. Once the newer one is rejected, the older one can be.
+func TestApprovingAnOlderVersionIsRefused(t *testing.T) {
+	p := startPolicyNode(t)
+	a, b := pb.NewPolicyServiceClient(p.as(t, "officer-a")), pb.NewPolicyServiceClient(p.as(t, "officer-b"))
+	mended := strings.Replace(capacityPolicy, "redact: [body.contact_phone]", "redact: [body.contact_phone, body.notes]", 1)
+	for _, src := range []string{capacityPolicy, mended} {
+		if _, err := a.Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(src)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := b.Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc@1"})
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.HasPrefix(st.Message(), "lcvs-capacity-to-ncc@2 is a newer proposal of lcvs-capacity-to-ncc (by spiffe://"+lcvsTD+"/user/officer-a, ") ||
+		!strings.HasSuffix(st.Message(), "approve that one, or reject it first with `policy reject lcvs-capacity-to-ncc@2 --reason …`") {
+		t.Fatalf("B approves @1 while @2 waits: %v", err)
+	}
+	if got, err := b.Get(rpcCtx(t), &pb.GetPolicyRequest{Id: "lcvs-capacity-to-ncc@1"}); err != nil || got.State != "proposed" || len(got.Approvers) != 0 {
+		t.Fatalf("@1 after the refusal: %v %v", got, err)
+	}
+	if _, err := b.Reject(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc@2", Reason: "te streng"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc@1"}); err != nil || got.State != "approved" {
+		t.Fatalf("B approves @1 once @2 is rejected: %v %v", got, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,7 +144,34 @@ func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepR
 	if req.Id == "" {
 		return nil, api.Invalid("id", "missing: name the policy as NAME@VERSION")
 	}
+	if action == db.StepApprove {
+		if err := s.newerProposal(ctx, req.Id); err != nil {
+			return nil, err
+		}
+	}
 	return s.step(ctx, &pb.PolicyStep{Action: action, PolicyId: req.Id, Officer: officer, Reason: req.Reason})
+}
+
+// newerProposal refuses the approval of a policy version while a newer version of the same
+// policy waits for approval: that one is what its author means now (a mended redaction, say),
+// and approving the older one would put in force what the newer one was written to correct.
+func (s *Service) newerProposal(ctx context.Context, id string) error {
+	name, v, ok := strings.Cut(id, "@")
+	version, err := strconv.Atoi(v)
+	if !ok || err != nil {
+		return nil // the step refuses it as not found
+	}
+	rows, err := s.c.DB.ListPolicies(ctx, policy.StateProposed, name)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	for _, p := range rows {
+		if p.Version > version {
+			return status.Errorf(codes.FailedPrecondition, "%s is a newer proposal of %s (by %s, %s): approve that one, or reject it first with `policy reject %s --reason …`",
+				p.ID, name, p.Author, p.ProposedAt.Format(time.RFC3339), p.ID)
+		}
+	}
+	return nil
 }
 
 func (s *Service) step(ctx context.Context, st *pb.PolicyStep) (*pb.PolicyInfo, error) {
