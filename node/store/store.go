@@ -259,7 +259,29 @@ func Open(cfg Config) (*Store, error) {
 	go s.commitLoop()
 	go s.snapshotBySize(machine)
 	go s.eraseLoop()
+	if !s.Alone() {
+		go s.fixOwnAddress()
+	}
 	return s, nil
+}
+
+// fixOwnAddress runs ownAddress each time this replica becomes leader, so that a replica that
+// began alone and now has raft.listen is in its group under an address others can reach before
+// anyone joins.
+func (s *Store) fixOwnAddress() {
+	for {
+		select {
+		case <-s.stop:
+			return
+		case leading := <-s.raft.LeaderCh():
+			if !leading {
+				continue
+			}
+			if err := s.ownAddress(); err != nil {
+				s.log.Warn("raft: could not set this replica's address in the group: `cluster join` tries again", "err", err)
+			}
+		}
+	}
 }
 
 // adoptDatabase makes a database that holds applied entries the start of an empty Raft state:
@@ -746,11 +768,43 @@ func (s *Store) AddVoter(id, address string) error {
 	if s.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
+	if err := s.ownAddress(); err != nil {
+		return err
+	}
 	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(address), 0, 30*time.Second).Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return ErrNotLeader // the change may have committed; adding a voter again changes nothing
 		}
 		return fmt.Errorf("store: add %s: %w", id, err)
+	}
+	return nil
+}
+
+// ownAddress makes the leader's own entry in the group's configuration name the address its
+// transport advertises. A replica that began alone (no raft.listen) is in the configuration
+// under its id, which no other replica can dial: once others join, a new leader could never
+// reach it again, and it could never rejoin. Adding a voter that is one already only changes
+// its address.
+func (s *Store) ownAddress() error {
+	if s.Alone() || s.raft.State() != raft.Leader {
+		return nil
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("store: read the group's configuration: %w", err)
+	}
+	self, want := raft.ServerID(s.cfg.ReplicaID), s.trans.LocalAddr()
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID != self || srv.Address == want || srv.Suffrage != raft.Voter {
+			continue
+		}
+		if err := s.raft.AddVoter(self, want, 0, 30*time.Second).Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return ErrNotLeader
+			}
+			return fmt.Errorf("store: set this replica's address in the group to %s: %w", want, err)
+		}
+		s.log.Info("raft: this replica's address in the group now names its transport", "replica", self, "was", srv.Address, "now", want)
 	}
 	return nil
 }

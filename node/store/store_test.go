@@ -793,3 +793,70 @@ func TestCommitError(t *testing.T) {
 		}
 	}
 }
+
+// TestAReplicaThatBeganAloneJoinsUnderItsAddress: a replica that ran alone (no raft.listen) is
+// in its group's configuration under its id, which no other replica can dial. Started with a
+// transport, it names the transport's address as soon as it leads, so that a replica that
+// joins it can reach it after a leader change; the join writes it there too.
+func TestAReplicaThatBeganAloneJoinsUnderItsAddress(t *testing.T) {
+	n := newNode(t)
+	if _, err := n.s.Write(context.Background(), []*pb.Record{rec("before", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	transport := func() raft.Transport {
+		tr, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, time.Second, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	open := func(dir string, d *db.DB, id string, tr raft.Transport, bootstrap bool) *Store {
+		s, err := Open(Config{Dir: dir, DB: d, ReplicaID: id, Bootstrap: bootstrap, Transport: tr, ElectionTimeout: 50 * time.Millisecond, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	addressOf := func(s *Store, id string) string {
+		servers, err := s.Servers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, srv := range servers {
+			if srv.ID == id {
+				return srv.Address
+			}
+		}
+		return ""
+	}
+	tr1 := transport()
+	s1 := open(n.raftDir, n.db, "replica-1", tr1, true)
+	want := string(tr1.LocalAddr())
+	deadline := time.Now().Add(10 * time.Second)
+	for addressOf(s1, "replica-1") != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica-1 leads with a transport, and the group still names it %q, want %s", addressOf(s1, "replica-1"), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	dir2 := t.TempDir()
+	tr2 := transport()
+	s2 := open(filepath.Join(dir2, "raft"), openDB(t, filepath.Join(dir2, "knooppunt.db")), "replica-2", tr2, false)
+	if err := s1.AddVoter("replica-2", string(tr2.LocalAddr())); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for addressOf(s2, "replica-1") != want {
+		if ctx.Err() != nil {
+			t.Fatalf("replica-2 knows replica-1 as %q, want %s", addressOf(s2, "replica-1"), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
