@@ -409,6 +409,17 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		}
 		return true, ""
 	})
+	// Another replica's address (a typo) is refused, naming whose it is.
+	clustertest.Eventually(t, 20*time.Second, "join of r4 at "+follower.ID+"'s address", func() (bool, string) {
+		_, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: follower.Raft})
+		if status.Code(err) == codes.Unavailable {
+			return false, err.Error()
+		}
+		if want := "is the Raft address of replica " + follower.ID + " already"; status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), want) {
+			t.Fatalf("join at another replica's address: %v, want FAILED_PRECONDITION saying %q", err, want)
+		}
+		return true, ""
+	})
 	st := retryUnavailable(t, "join r4 through "+follower.ID, func() (*pb.ClusterStatusResponse, error) {
 		return cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: r4.Raft})
 	})

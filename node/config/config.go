@@ -904,15 +904,25 @@ func (c *Config) checkAccess() error {
 	if u := c.BundleEndpoint.URL; u != "" && !strings.HasPrefix(u, "https://") {
 		return fmt.Errorf("bundle_endpoint.url: %q: use an https:// URL", u)
 	}
+	self := len(c.Raft.Servers) == 0
 	for i, s := range c.Raft.Servers {
 		if s.ID == "" || s.Address == "" {
 			return fmt.Errorf("raft.servers[%d]: give id and address", i)
 		}
+		for j, o := range c.Raft.Servers[:i] {
+			if o.ID == s.ID || o.Address == s.Address {
+				return fmt.Errorf("raft.servers[%d]: id %q or address %s is raft.servers[%d]'s too: list each replica once", i, s.ID, s.Address, j)
+			}
+		}
+		self = self || s.ID == c.ReplicaID
 		if s.UI != "" {
 			if u, err := url.Parse(s.UI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 				return fmt.Errorf("raft.servers[%d].ui: %q: use the replica's ui.public_url, such as https://knooppunt-2.example.nl", i, s.UI)
 			}
 		}
+	}
+	if !self {
+		return fmt.Errorf("raft.servers: no replica with this replica's id %q (replica_id): list every replica of the group, this one too", c.ReplicaID)
 	}
 	for _, f := range []struct {
 		name string

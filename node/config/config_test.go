@@ -167,6 +167,21 @@ raft:
   listen: 127.0.0.1:7444
   servers: [{id: r1, address: 127.0.0.1:7444, ui: knooppunt-1}]
 `, `raft.servers[0].ui: "knooppunt-1": use the replica's ui.public_url, such as https://knooppunt-2.example.nl`},
+		{"raft servers without this replica", `
+org: a.crisis.test
+replica_id: r3
+listen: 127.0.0.1:7443` + files + `
+raft:
+  listen: 127.0.0.1:7444
+  servers: [{id: r1, address: 127.0.0.1:7444}, {id: r2, address: 127.0.0.1:7454}]
+`, `raft.servers: no replica with this replica's id "r3" (replica_id): list every replica of the group, this one too`},
+		{"raft servers with a replica twice", `
+org: a.crisis.test
+listen: 127.0.0.1:7443` + files + `
+raft:
+  listen: 127.0.0.1:7444
+  servers: [{id: r1, address: 127.0.0.1:7444}, {id: r2, address: 127.0.0.1:7444}]
+`, `raft.servers[1]: id "r2" or address 127.0.0.1:7444 is raft.servers[0]'s too: list each replica once`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, t.TempDir(), tc.yaml)

@@ -105,6 +105,15 @@ func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterSta
 	if s.store.Alone() {
 		return nil, alone()
 	}
+	servers, err := s.store.Servers()
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	for _, srv := range servers {
+		if srv.Address == req.RaftAddress && srv.ID != req.Id {
+			return nil, api.FieldStatus(codes.FailedPrecondition, "raft_address", fmt.Sprintf("%s is the Raft address of replica %s already: give the new replica's own raft.advertise; nothing was changed", req.RaftAddress, srv.ID))
+		}
+	}
 	// A voter that never answers takes the group's majority away: a group of one that adds one
 	// can no longer write, nor remove it. So the new replica must be running and reachable first.
 	conn, err := (&net.Dialer{Timeout: joinProbeTimeout}).DialContext(ctx, "tcp", req.RaftAddress)
