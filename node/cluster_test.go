@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -857,4 +858,30 @@ func TestClusterExerciseThroughFollower(t *testing.T) {
 			t.Errorf("%s lists %v (%v), want oefening-x closed", r.ID, list, err)
 		}
 	}
+}
+
+// TestForwardToALeaderThatCannotBeReached: a follower whose leader does not answer at its API
+// address says so, naming the leader and the address, instead of passing on grpc's connection
+// error, which the CLI would read as the follower itself being down.
+func TestForwardToALeaderThatCannotBeReached(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	follower := others(c, leader)[0]
+	// The follower's config names an address for the leader's API where nothing answers.
+	api, nowhere := leader.API, clustertest.FreeAddr(t)
+	leader.API = nowhere
+	cfg := c.Config(follower)
+	leader.API = api
+	if err := os.WriteFile(follower.ConfigFile(), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.Node.Reload(follower.ConfigFile()); err != nil {
+		t.Fatal(err)
+	}
+	want := "this replica is not the leader and cannot reach leader " + leader.ID + " at " + nowhere + " ("
+	clustertest.Eventually(t, 10*time.Second, "the follower names the leader it cannot reach", func() (bool, string) {
+		_, err := follower.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter("via-follower", 1)})
+		st := status.Convert(err)
+		return st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), want), fmt.Sprint(err)
+	})
 }

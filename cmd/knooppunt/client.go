@@ -227,7 +227,9 @@ func callError(f *clientFlags, err error) error {
 		return err
 	}
 	msg := st.Message()
-	if strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file") {
+	// grpc's message for the connection to --node itself; a node passes on no such message
+	// (a follower names the leader it cannot reach).
+	if strings.HasPrefix(msg, "connection error") && (strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file")) {
 		return fmt.Errorf("cannot reach the node at %s: is `knooppunt serve` running? (%s)", f.node, st.Code())
 	}
 	if path, reason := api.Field(err); path != "" {

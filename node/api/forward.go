@@ -221,6 +221,12 @@ func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, e
 	}
 	out := metadata.AppendToOutgoingContext(ctx, OnBehalfOf, who)
 	if err := conn.Invoke(out, method, req, reply); err != nil {
+		// grpc's own error for a leader it cannot reach would read, at the caller, as if this
+		// replica could not be reached: say whose connection failed.
+		if st := status.Convert(err); st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), "connection error") {
+			id := f.Store.Leader()
+			return nil, status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s (%s): the group elects a new leader within seconds if it is gone; retry shortly", id, f.APIAddress(id), st.Message())
+		}
 		return nil, err
 	}
 	return reply, nil

@@ -344,15 +344,15 @@ func (c *Cluster) AddReplica(tb testing.TB, id string) *Replica {
 func (c *Cluster) WriteConfigs(tb testing.TB) {
 	tb.Helper()
 	for _, r := range c.Replicas {
-		if err := os.WriteFile(r.ConfigFile(), []byte(c.config(r)), 0o600); err != nil {
+		if err := os.WriteFile(r.ConfigFile(), []byte(c.Config(r)), 0o600); err != nil {
 			tb.Fatal(err)
 		}
 	}
 }
 
-// config is a replica's node config. Host:port values are quoted: YAML reads an unquoted one in
+// Config is a replica's node config. Host:port values are quoted: YAML reads an unquoted one in
 // a flow list as a mapping.
-func (c *Cluster) config(r *Replica) string {
+func (c *Cluster) Config(r *Replica) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: kc\norg: %s\nreplica_id: %s\nlisten: %q\n", c.TD.Name(), r.ID, r.API)
 	fmt.Fprintf(&b, "identity:\n  source: files\n  cert_file: %s\n  key_file: %s\n  bundle_file: %s\n",
