@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -19,8 +20,9 @@ import (
 
 func newBackupCmd() *cobra.Command {
 	var (
-		f     clientFlags
-		quiet bool
+		f         clientFlags
+		quiet     bool
+		overwrite bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup FILE",
@@ -28,8 +30,8 @@ func newBackupCmd() *cobra.Command {
 		Long: `Save a consistent copy of the database of the replica --node names, as committed when the
 backup began; writes go on meanwhile. FILE is written beside itself and renamed once whole, with
 mode 0600: it holds every record the node holds, confidential ones and peers' copies included, so
-keep it as you keep the node's data directory. knooppunt restore makes a node of it. For admins
-and the local socket.`,
+keep it as you keep the node's data directory. knooppunt restore makes a node of it. An existing
+FILE is kept unless --overwrite: it may be the last good backup. For admins and the local socket.`,
 		Example: `  knooppunt backup /var/backups/knooppunt/$(date +%F).db
   knooppunt backup --node unix:///var/lib/knooppunt/knooppunt.sock nightly.db -o json`,
 		Args: cobra.ExactArgs(1),
@@ -40,6 +42,9 @@ and the local socket.`,
 			out := args[0]
 			if info, err := os.Stat(out); err == nil && info.IsDir() {
 				return fmt.Errorf("FILE: %s is a directory: name the file to write", out)
+			} else if err == nil && !overwrite {
+				return fmt.Errorf("FILE: %s exists (%d bytes, %s): name a new file, or give --overwrite to replace it once the new backup is whole",
+					out, info.Size(), info.ModTime().Local().Format(time.RFC3339))
 			}
 			var applied uint64
 			var size int64
@@ -59,6 +64,7 @@ and the local socket.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace FILE if it exists, once the new backup is whole and checked")
 	f.register(cmd, true)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,19 @@ func TestBackupAndRestore(t *testing.T) {
 		Bytes   int64  `json:"bytes"`
 		Applied uint64 `json:"applied_index"`
 	}
+	// An existing file is kept: it may be the last good backup.
+	before, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "backup", backup, "--node", addr, "-q").want(t, 1); !strings.Contains(r.stderr, "knooppunt: FILE: "+backup+" exists (") ||
+		!strings.Contains(r.stderr, "give --overwrite to replace it") {
+		t.Fatalf("backup over an existing file: %q", r.stderr)
+	}
+	if after, err := os.ReadFile(backup); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("a refused backup changed %s: %v", backup, err)
+	}
+	cli(t, nil, "", "backup", backup, "--node", addr, "-q", "--overwrite").want(t, 0)
 	cli(t, nil, "", "backup", filepath.Join(dir, "backup2.db"), "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &js)
 	if info, err := os.Stat(js.File); err != nil || info.Size() != js.Bytes || info.Mode().Perm() != 0o600 || js.Applied == 0 {
 		t.Fatalf("backup -o json %+v; the file: %v, %v", js, info, err)
