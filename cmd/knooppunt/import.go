@@ -69,8 +69,9 @@ valid CAP 1.2 is refused and nothing is stored. A file that starts with < is XML
 not read, such as valid_until) and reason.
 
 The progress bar counts the rows the node has answered for. The exit code is 0 when every row was
-stored, 2 when some were rejected, 1 when the import stopped (the node went away): the summary
-then says after which line nothing was sent, and -o json has it in "stopped".`,
+stored, 2 when some were rejected, 1 when the import stopped (the node went away, or Ctrl-C): the
+summary then says up to which line the node answered, which lines were sent but not answered
+(they may be stored), and that the rest were not sent; -o json has it in "stopped".`,
 		Example: `  knooppunt import shelters.csv --kind shelter.capacity --crisis oekraine --classification internal
   knooppunt import export.jsonl --batch 1000 -o json
   knooppunt import --format cap nl-alert.xml --crisis overstroming --region VR19
@@ -147,8 +148,12 @@ then says after which line nothing was sent, and -o json has it in "stopped".`,
 			if err != nil {
 				// What went in is said before the error, so that nobody has to guess which
 				// rows to load again.
-				sum.Stopped = fmt.Sprintf("stopped after %d of %d rows: the node answered for the rows up to line %d, the rest were not sent; "+
-					"importing the file again writes a row with an id once more, and gives a row without one a new record", handled, len(rows), lastLine(rows, handled))
+				// The batch after the last answer may have been written: a write cut off, or
+				// whose node went away, can still commit.
+				first, last := lastLine(rows, handled+1), lastLine(rows, min(handled+batch, len(rows)))
+				sum.Stopped = fmt.Sprintf("stopped after %d of %d rows: the node answered for the rows up to line %d; lines %d to %d were sent but not answered, and may be stored; the rest were not sent. "+
+					"Importing again writes a row with an id once more, and gives a row without one a new record: check lines %d to %d first",
+					handled, len(rows), lastLine(rows, handled), first, last, first, last)
 				printSummary(cmd.OutOrStdout(), f.output, sum)
 				return callError(&f, err)
 			}
