@@ -283,7 +283,7 @@ func TestExercisePhaseIsItsOwn(t *testing.T) {
 	r := fedtest.Sitrep("oef", "warmte", pb.Classification_INTERNAL, "oefening")
 	r.Status, r.Exercise = pb.Status_EXERCISE, "oef-warm"
 	a.Put(t, r)
-	if _, err := pb.NewPhaseServiceClient(a.As(t, a.Officers[0])).Set(fedtest.Call(t), &pb.SetPhaseRequest{Crisis: "warmte", Phase: "warm", Exercise: "oef-warm"}); err != nil {
+	if _, err := pb.NewPhaseServiceClient(a.As(t, a.Officers[0])).Set(fedtest.Call(t), &pb.SetPhaseRequest{Crisis: "warmte", Phase: "warm", Exercise: "oef-warm", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	fedtest.Eventually(t, 10*time.Second, "b holds the warm exercise's record", func() (bool, string) {

@@ -769,7 +769,7 @@ func TestClusterPersonalStepsGoToTheLeader(t *testing.T) {
 			approved.Active, approved.Author, approved.Approvers)
 	}
 	// A phase change through a follower is the officer's too.
-	if _, err := pb.NewPhaseServiceClient(dial(follower.API, officerB, true)).Set(ctx(), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm"}); err != nil {
+	if _, err := pb.NewPhaseServiceClient(dial(follower.API, officerB, true)).Set(ctx(), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: "test"}); err != nil {
 		t.Fatalf("officer-b sets a phase through follower %s: %v", follower.ID, err)
 	}
 }

@@ -291,6 +291,9 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	}
 
 	// Officer B sets the crisis warm: the policy is active.
+	// A phase change starts or stops every policy limited to phases: it needs a reason.
+	_, err = pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: " "})
+	wantStatus(t, "B sets a phase without a reason", err, codes.InvalidArgument, "reason: missing: say why the phase changes; the audit log keeps it with the step")
 	ph, err := pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: "opschaling"})
 	if err != nil || ph.SetBy != officerB || ph.Phase != "warm" {
 		t.Fatalf("B sets the phase: %v, %v", ph, err)

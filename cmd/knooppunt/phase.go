@@ -53,7 +53,7 @@ func newPhaseSetCmd() *cobra.Command {
 		Long: `Set a crisis's phase. With --exercise the phase is the exercise's own: the exercise can be
 warm while the actual crisis stays cold.`,
 		Example: `  knooppunt phase set --crisis oekraine warm --reason "instroom verdubbeld"
-  knooppunt phase set --crisis oekraine --exercise oefening-zeeland warm`,
+  knooppunt phase set --crisis oekraine --exercise oefening-zeeland warm --reason "oefening fase 2"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
@@ -81,9 +81,10 @@ warm while the actual crisis stays cold.`,
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required)")
-	cmd.Flags().StringVar(&reason, "reason", "", "why")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the phase changes, for the audit log (required)")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "set the phase within this open exercise only")
 	cmd.MarkFlagRequired("crisis")
+	cmd.MarkFlagRequired("reason")
 	f.register(cmd, true)
 	return cmd
 }

@@ -45,7 +45,7 @@ func TestFollowerSendsOfficersToTheLeader(t *testing.T) {
 	}
 	token := csrfOf(t, page)
 	// A form that reaches the follower: nothing is set, and the officer is sent on.
-	resp, page = b.post(t, fURL+"/fase/wijzigen", url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}})
+	resp, page = b.post(t, fURL+"/fase/wijzigen", url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}})
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, `id="leider" href="`+lURL+`/fase/wijzigen"`) {
 		t.Fatalf("a phase change on the follower: %d, want 409 linking to the leader %s:\n%s", resp.StatusCode, lURL, page)
 	}
@@ -55,11 +55,11 @@ func TestFollowerSendsOfficersToTheLeader(t *testing.T) {
 		t.Fatalf("the propose page on the follower: %d, want 409 linking to the leader:\n%s", resp.StatusCode, page)
 	}
 	// On the leader (its own sign-in: each replica keeps its own sessions) the step is taken.
-	resp, page = b.get(t, lURL+"/fase/wijzigen?crisis=oekraine&phase=warm")
+	resp, page = b.get(t, lURL+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=test")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="bevestigen"`) {
 		t.Fatalf("the phase change on the leader: %d\n%s", resp.StatusCode, page)
 	}
-	resp, page = b.post(t, lURL+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"oekraine"}, "phase": {"warm"}})
+	resp, page = b.post(t, lURL+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) || !strings.Contains(page, `kp-phase--warm`) {
 		t.Fatalf("set the phase on the leader: %d\n%s", resp.StatusCode, page)
 	}

@@ -120,11 +120,11 @@ func TestExerciseMode(t *testing.T) {
 	}
 	// An officer sets the exercise's own phase on the phases page in its mode; the actual
 	// crisis keeps its phase.
-	resp, confirm := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&exercise=oef-utrecht")
+	resp, confirm := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&exercise=oef-utrecht&reden=test")
 	if resp.StatusCode != 200 || !strings.Contains(confirm, `id="oefening"`) || !strings.Contains(confirm, `name="exercise" value="oef-utrecht"`) {
 		t.Fatalf("the exercise's phase confirmation: %d, without its banner or mode:\n%s", resp.StatusCode, confirm)
 	}
-	resp, _ = b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, confirm)}, "crisis": {"oekraine"}, "phase": {"warm"}, "exercise": {"oef-utrecht"}})
+	resp, _ = b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, confirm)}, "crisis": {"oekraine"}, "phase": {"warm"}, "exercise": {"oef-utrecht"}, "reden": {"test"}})
 	if resp.StatusCode != 200 {
 		t.Fatalf("setting the exercise's phase: %d", resp.StatusCode)
 	}

@@ -685,9 +685,9 @@ type phasesView struct {
 	Phases  []string
 	Officer bool
 	// The form's values and the errors of its fields.
-	Crisis, Phase, Reason          string
-	CrisisError, PhaseError, Error string
-	Done                           string
+	Crisis, Phase, Reason                       string
+	CrisisError, PhaseError, ReasonError, Error string
+	Done                                        string
 }
 
 // phasesView lists the phases of the page's mode: the actual crises', or, with ?exercise=, the
@@ -738,8 +738,10 @@ func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, re
 	}
 	if len(reason) > maxReason {
 		v.Error = r.L.T("step.reason_long", maxReason)
+	} else if reason == "" {
+		v.ReasonError = r.L.T("phases.reason_missing")
 	}
-	if v.CrisisError == "" && v.PhaseError == "" && v.Error == "" {
+	if v.CrisisError == "" && v.PhaseError == "" && v.ReasonError == "" && v.Error == "" {
 		return true
 	}
 	full, err := s.phasesView(r)
@@ -747,7 +749,7 @@ func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, re
 		s.failCall(w, r, err)
 		return false
 	}
-	full.Crisis, full.Phase, full.Reason, full.CrisisError, full.PhaseError, full.Error = v.Crisis, v.Phase, v.Reason, v.CrisisError, v.PhaseError, v.Error
+	full.Crisis, full.Phase, full.Reason, full.CrisisError, full.PhaseError, full.ReasonError, full.Error = v.Crisis, v.Phase, v.Reason, v.CrisisError, v.PhaseError, v.ReasonError, v.Error
 	s.render(w, r.Request, http.StatusBadRequest, "phases", s.newPage(r, "phases", r.L.T("phases.title"), full))
 	return false
 }

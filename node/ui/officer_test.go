@@ -217,7 +217,7 @@ func TestReaderSeesNoOfficerPages(t *testing.T) {
 		if resp, _ := b.get(t, e.url+"/audit"); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("%s opens the audit log: %d, want 403", name, resp.StatusCode)
 		}
-		for _, path := range []string{"/beleid/voorstel", "/beleid/stap?stap=goedkeuren&id=x%401", "/fase/wijzigen?crisis=oekraine&phase=warm"} {
+		for _, path := range []string{"/beleid/voorstel", "/beleid/stap?stap=goedkeuren&id=x%401", "/fase/wijzigen?crisis=oekraine&phase=warm&reden=test"} {
 			if resp, body := b.get(t, e.url+path); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "voor de security officers") || strings.Contains(body, `id="bevestigen"`) {
 				t.Errorf("%s opens %s: %d, want 403 without the form:\n%s", name, path, resp.StatusCode, body)
 			}
@@ -226,7 +226,7 @@ func TestReaderSeesNoOfficerPages(t *testing.T) {
 		for path, form := range map[string]url.Values{
 			"/beleid/stap":     {"csrf": {token}, "stap": {"goedkeuren"}, "id": {"x@1"}},
 			"/beleid/voorstel": {"csrf": {token}, "bron": {"name: x\n"}, "stap": {"voorstellen"}},
-			"/fase/wijzigen":   {"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}},
+			"/fase/wijzigen":   {"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}},
 		} {
 			resp, body := b.post(t, e.url+path, form)
 			if resp.StatusCode != http.StatusForbidden {
@@ -254,7 +254,7 @@ func TestOfficerFormsNeedCSRF(t *testing.T) {
 	b := newBrowser(t)
 	e.signIn(t, b, "anna", "/fase")
 	for path, form := range map[string]url.Values{
-		"/fase/wijzigen":   {"crisis": {"oekraine"}, "phase": {"warm"}},
+		"/fase/wijzigen":   {"crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}},
 		"/beleid/voorstel": {"bron": {"name: x\n"}, "stap": {"voorstellen"}},
 		"/beleid/stap":     {"stap": {"goedkeuren"}, "id": {"x@1"}},
 	} {
@@ -284,7 +284,7 @@ func TestStaleSignInSignsInAgain(t *testing.T) {
 	if want := "/aanmelden?opnieuw=1&terug=%2Fbeleid%2Fvoorstel"; r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != want {
 		t.Fatalf("an old sign-in opens the propose page: %d to %q, want 303 to %q", r.StatusCode, r.Header.Get("Location"), want)
 	}
-	resp, body := b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}})
+	resp, body := b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}})
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "ouder dan 10 minuten") {
 		t.Errorf("a phase change with an old sign-in: %d, want 403:\n%s", resp.StatusCode, body)
 	}
@@ -310,12 +310,13 @@ func TestSetPhase(t *testing.T) {
 		t.Errorf("the phases page does not list or offer the crisis that a record names:\n%s", list)
 	}
 	// A crisis no record names and no phase was set for: probably a typo, and the officer is told.
-	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm"); !strings.Contains(page, `id="twijfel"`) || !strings.Contains(page, "Controleer de spelling") {
+	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm&reden=test"); !strings.Contains(page, `id="twijfel"`) || !strings.Contains(page, "Controleer de spelling") {
 		t.Errorf("the confirmation of a phase for an unknown crisis does not warn:\n%s", page)
 	}
 	for q, want := range map[string]string{
-		"crisis=&phase=warm":        "Crisis: het veld is leeg",
-		"crisis=oekraine&phase=hot": "Fase: kies koud, lauw of warm",
+		"crisis=&phase=warm&reden=test": "Crisis: het veld is leeg",
+		"crisis=oekraine&phase=hot":     "Fase: kies koud, lauw of warm",
+		"crisis=oekraine&phase=warm":    "Reden: zeg waarom de fase verandert",
 	} {
 		resp, page := b.get(t, e.url+"/fase/wijzigen?"+q)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, want) || !strings.Contains(page, `aria-invalid="true"`) {
