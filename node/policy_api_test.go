@@ -444,3 +444,49 @@ func TestApprovingAnOlderVersionIsRefused(t *testing.T) {
 		t.Fatalf("B approves @1 once @2 is rejected: %v %v", got, err)
 	}
 }
+
+// TestPreviewSaysWhichRedactionsWithholdNothing: a preview names the redact paths that no record
+// the policy grants has (a misspelt field goes out whole), and those that another approved
+// policy voids by granting the same records without withholding them.
+func TestPreviewSaysWhichRedactionsWithholdNothing(t *testing.T) {
+	p := startPolicyNode(t)
+	a, b := pb.NewPolicyServiceClient(p.as(t, "officer-a")), pb.NewPolicyServiceClient(p.as(t, "officer-b"))
+	if _, err := pb.NewRecordServiceClient(p.as(t, "editor")).Put(rpcCtx(t), &pb.PutRequest{Record: &pb.Record{Id: "shelter-utrecht", Kind: "shelter.capacity",
+		Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":14,"contact_phone":"+31 30 000 0000"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	preview := func(req *pb.PreviewRequest) *pb.PreviewResponse {
+		t.Helper()
+		req.Recipient, req.Phase = nccNodeID, "warm"
+		resp, err := b.Preview(rpcCtx(t), req)
+		if err != nil || resp.Total != 1 {
+			t.Fatalf("preview: %v %v", resp, err)
+		}
+		return resp
+	}
+	misspelt := strings.Replace(capacityPolicy, "redact: [body.contact_phone]", "redact: [body.contact_phon]", 1)
+	if got := preview(&pb.PreviewRequest{Source: []byte(misspelt)}); !slices.Equal(got.UnmatchedRedactions, []string{"body.contact_phon"}) || len(got.VoidedRedactions) != 0 {
+		t.Errorf("a misspelt redaction: unmatched %v, voided %v; want body.contact_phon unmatched", got.UnmatchedRedactions, got.VoidedRedactions)
+	}
+	approve := func(src string) string {
+		t.Helper()
+		info, err := a.Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(src)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: info.Id}); err != nil {
+			t.Fatal(err)
+		}
+		return info.Id
+	}
+	narrow := approve(capacityPolicy)
+	if got := preview(&pb.PreviewRequest{Id: narrow}); len(got.UnmatchedRedactions) != 0 || len(got.VoidedRedactions) != 0 {
+		t.Errorf("the policy alone: unmatched %v, voided %v; want none", got.UnmatchedRedactions, got.VoidedRedactions)
+	}
+	broad := approve(strings.NewReplacer("name: lcvs-capacity-to-ncc", "name: lcvs-capacity-whole", "redact: [body.contact_phone]\n", "", "phases: [lukewarm, warm]\n", "").Replace(capacityPolicy))
+	got := preview(&pb.PreviewRequest{Id: narrow})
+	if !slices.Equal(got.VoidedRedactions, []string{"body.contact_phone"}) || !slices.Equal(got.OverridingPolicies, []string{broad}) {
+		t.Errorf("with %s approved too: voided %v by %v, want body.contact_phone by %s", broad, got.VoidedRedactions, got.OverridingPolicies, broad)
+	}
+}

@@ -141,3 +141,22 @@ func validJSON(body []byte) bool {
 	}
 	return len(body) < shallowLimit || json.Valid(body)
 }
+
+// Present returns the redact paths (body.… as a policy writes them) that a body has, in the
+// order given: what redacting them would remove. A body that is not a JSON object has none.
+func Present(body []byte, paths []string) []string {
+	if !validJSON(body) {
+		return nil
+	}
+	v := gjson.ParseBytes(body)
+	if !v.IsObject() {
+		return nil
+	}
+	var out []string
+	for _, p := range paths {
+		if _, removed := appendRedacted(nil, v, []string{strings.TrimPrefix(p, "body.")}); removed {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -416,11 +416,16 @@ show what the recipient would receive: the records, the body fields redacted, an
 						Redacted []string    `json:"redacted"`
 					}
 					doc := struct {
-						Total      int64            `json:"total"`
-						Considered int64            `json:"considered"`
-						Counts     map[string]int64 `json:"counts"`
-						Items      []item           `json:"items"`
-					}{Total: resp.Total, Considered: resp.Considered, Counts: map[string]int64{}, Items: []item{}}
+						Total               int64            `json:"total"`
+						Considered          int64            `json:"considered"`
+						Counts              map[string]int64 `json:"counts"`
+						Items               []item           `json:"items"`
+						UnmatchedRedactions []string         `json:"unmatched_redactions"`
+						VoidedRedactions    []string         `json:"voided_redactions"`
+						OverridingPolicies  []string         `json:"overriding_policies"`
+					}{Total: resp.Total, Considered: resp.Considered, Counts: map[string]int64{}, Items: []item{},
+						UnmatchedRedactions: nonNilStrings(resp.UnmatchedRedactions), VoidedRedactions: nonNilStrings(resp.VoidedRedactions),
+						OverridingPolicies: nonNilStrings(resp.OverridingPolicies)}
 					for _, c := range resp.Counts {
 						doc.Counts[c.Kind] = c.Count
 					}
@@ -434,11 +439,16 @@ show what the recipient would receive: the records, the body fields redacted, an
 					fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
 				}
 				tw := newTable(out)
-				fmt.Fprintln(tw, "\nID\tKIND\tREGION\tREDACTED\tBODY AS SENT")
+				fmt.Fprintln(tw, "\nID\tKIND\tREGION\tCLASSIFICATION\tREDACTED\tBODY AS SENT")
 				for _, it := range resp.Items {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Record.Id, it.Record.Kind, it.Record.Region, strings.Join(it.Redacted, ","), truncate(string(it.Record.Body), 60))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", it.Record.Id, it.Record.Kind, it.Record.Region, record.ClassificationName(it.Record.Classification),
+						strings.Join(it.Redacted, ","), truncate(string(it.Record.Body), 60))
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				printPreviewWarnings(cmd.ErrOrStderr(), resp)
+				return nil
 			})
 		},
 	}
@@ -449,6 +459,19 @@ show what the recipient would receive: the records, the body fields redacted, an
 	cmd.MarkFlagRequired("recipient")
 	f.register(cmd, true)
 	return cmd
+}
+
+// printPreviewWarnings says which of the policy's redactions withhold nothing: no record has the
+// field (a typo?), or another approved policy sends it all the same.
+func printPreviewWarnings(w io.Writer, resp *pb.PreviewResponse) {
+	if len(resp.UnmatchedRedactions) > 0 {
+		fmt.Fprintf(w, "Warning: no record this policy grants has %s: nothing is withheld under it. Check the spelling against the records' fields.\n",
+			strings.Join(resp.UnmatchedRedactions, ", "))
+	}
+	if len(resp.VoidedRedactions) > 0 {
+		fmt.Fprintf(w, "Warning: the recipient gets %s all the same in some records: %s grant(s) them too without withholding it, and a record granted by several policies keeps only the fields all of them withhold.\n",
+			strings.Join(resp.VoidedRedactions, ", "), strings.Join(resp.OverridingPolicies, ", "))
+	}
 }
 
 func nonNilStrings(s []string) []string {

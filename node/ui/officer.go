@@ -532,6 +532,9 @@ type previewView struct {
 	Total, Considered    int64
 	Counts               []*pb.KindCount
 	Items                []previewItem
+	// Unmatched are redact paths no granted record has; Voided are those the recipient gets
+	// all the same because the Overriding policies grant the records too.
+	Unmatched, Voided, Overriding []string
 	// Partners are suggested in the recipient field.
 	Partners []recipientChoice
 }
@@ -548,6 +551,7 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 		return "", err
 	}
 	v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
+	v.Unmatched, v.Voided, v.Overriding = resp.UnmatchedRedactions, resp.VoidedRedactions, resp.OverridingPolicies
 	for _, it := range resp.Items {
 		rec := it.Record
 		pi := previewItem{Title: record.Title(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,

@@ -79,6 +79,15 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "1 van 1 records zouden naar deze partner gaan") || !strings.Contains(page, "Regionaal beeld VR Utrecht") {
 		t.Errorf("preview of the draft for ncc: %d\n%s", resp.StatusCode, page)
 	}
+	if strings.Contains(page, `id="niet-gevonden"`) {
+		t.Errorf("a policy that redacts nothing warns of a redaction that withholds nothing:\n%s", page)
+	}
+	// A redaction of a field no record has (misspelt) is named: nothing is withheld under it.
+	_, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy + "redact: [body.sumary]\n"}, "stap": {"voorbeeld"},
+		"recipient": {"spiffe://ncc.crisis.test/node/r1"}})
+	if !strings.Contains(page, `id="niet-gevonden"><p class="utrecht-paragraph">Geen gegeven dat dit beleid deelt heeft body.sumary`) {
+		t.Errorf("preview of a draft that redacts a field no record has does not warn:\n%s", page)
+	}
 	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorbeeld"}})
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="recipient-fout">Ontvanger: het veld is leeg`) {
 		t.Errorf("preview of the draft without a recipient: %d\n%s", resp.StatusCode, page)

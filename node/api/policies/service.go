@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -330,6 +331,19 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	}
 	c.State = policy.StateApproved // preview shows what it would do once approved
 	set := &policy.Set{Org: s.c.Sharing.Org(), Policies: []*policy.Compiled{c}}
+	// With the approved policies of other names, as it would be in force: a record that
+	// another policy grants too keeps only the fields that both withhold.
+	active, err := s.c.Sharing.PolicySet(ctx)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	together := &policy.Set{Org: set.Org, Policies: []*policy.Compiled{c}}
+	for _, p := range active.Policies {
+		if p.State == policy.StateApproved && p.Doc.Name != c.Doc.Name {
+			together.Policies = append(together.Policies, p)
+		}
+	}
+	matched, voided, overriding := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	limit := int(req.Limit)
 	if limit <= 0 {
 		limit = 100
@@ -356,6 +370,23 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 			if !d.Allow {
 				return nil
 			}
+			present := policy.Present(r.Body, c.Doc.Redact)
+			for _, p := range present {
+				matched[p] = true
+			}
+			if all := together.Decide(r, to, phase, now); all.Allow && len(present) > 0 {
+				for _, p := range present {
+					if slices.Contains(all.Redacted, p) {
+						continue
+					}
+					voided[p] = true
+					for _, o := range together.Policies[1:] {
+						if slices.Contains(all.Policies, o.ID) && !withholds(o.Doc.Redact, p) {
+							overriding[o.ID] = true
+						}
+					}
+				}
+			}
 			counts[r.Kind]++
 			resp.Total++
 			if len(resp.Items) < limit {
@@ -370,8 +401,21 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	for k, n := range counts {
 		resp.Counts = append(resp.Counts, &pb.KindCount{Kind: k, Count: n})
 	}
+	if resp.Total > 0 {
+		for _, p := range c.Doc.Redact {
+			if !matched[p] {
+				resp.UnmatchedRedactions = append(resp.UnmatchedRedactions, p)
+			}
+		}
+	}
+	resp.VoidedRedactions, resp.OverridingPolicies = slices.Sorted(maps.Keys(voided)), slices.Sorted(maps.Keys(overriding))
 	sort.Slice(resp.Counts, func(i, j int) bool { return resp.Counts[i].Kind < resp.Counts[j].Kind })
 	return resp, nil
+}
+
+// withholds reports whether redact paths withhold path: it, or a field it is inside.
+func withholds(redact []string, path string) bool {
+	return slices.ContainsFunc(redact, func(r string) bool { return r == path || strings.HasPrefix(path, r+".") })
 }
 
 // previewModes are the modes whose records a policy can grant: actual, and, for a policy whose

@@ -778,13 +778,22 @@ func (x *KindCount) GetCount() int64 {
 }
 
 type PreviewResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*PreviewItem         `protobuf:"bytes,1,rep,name=items" json:"items,omitempty"`
-	Counts        []*KindCount           `protobuf:"bytes,2,rep,name=counts" json:"counts,omitempty"`
-	Total         int64                  `protobuf:"varint,3,opt,name=total" json:"total,omitempty"`
-	Considered    int64                  `protobuf:"varint,4,opt,name=considered" json:"considered,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Items      []*PreviewItem         `protobuf:"bytes,1,rep,name=items" json:"items,omitempty"`
+	Counts     []*KindCount           `protobuf:"bytes,2,rep,name=counts" json:"counts,omitempty"`
+	Total      int64                  `protobuf:"varint,3,opt,name=total" json:"total,omitempty"`
+	Considered int64                  `protobuf:"varint,4,opt,name=considered" json:"considered,omitempty"`
+	// unmatched_redactions are the policy's redact paths that no record it grants has: most
+	// likely misspelt, and then the field they meant goes out whole.
+	UnmatchedRedactions []string `protobuf:"bytes,5,rep,name=unmatched_redactions,json=unmatchedRedactions" json:"unmatched_redactions,omitempty"`
+	// voided_redactions are the policy's redact paths that the recipient gets all the same, in
+	// some records, because another approved policy (overriding_policies) grants those records
+	// too without withholding them: a record granted by several policies keeps only the fields
+	// that all of them withhold.
+	VoidedRedactions   []string `protobuf:"bytes,6,rep,name=voided_redactions,json=voidedRedactions" json:"voided_redactions,omitempty"`
+	OverridingPolicies []string `protobuf:"bytes,7,rep,name=overriding_policies,json=overridingPolicies" json:"overriding_policies,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PreviewResponse) Reset() {
@@ -843,6 +852,27 @@ func (x *PreviewResponse) GetConsidered() int64 {
 		return x.Considered
 	}
 	return 0
+}
+
+func (x *PreviewResponse) GetUnmatchedRedactions() []string {
+	if x != nil {
+		return x.UnmatchedRedactions
+	}
+	return nil
+}
+
+func (x *PreviewResponse) GetVoidedRedactions() []string {
+	if x != nil {
+		return x.VoidedRedactions
+	}
+	return nil
+}
+
+func (x *PreviewResponse) GetOverridingPolicies() []string {
+	if x != nil {
+		return x.OverridingPolicies
+	}
+	return nil
 }
 
 type ExplainRequest struct {
@@ -1908,14 +1938,17 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\bredacted\x18\x02 \x03(\tR\bredacted\"5\n" +
 	"\tKindCount\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\xa9\x01\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xba\x02\n" +
 	"\x0fPreviewResponse\x12/\n" +
 	"\x05items\x18\x01 \x03(\v2\x19.knooppunt.v1.PreviewItemR\x05items\x12/\n" +
 	"\x06counts\x18\x02 \x03(\v2\x17.knooppunt.v1.KindCountR\x06counts\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x1e\n" +
 	"\n" +
 	"considered\x18\x04 \x01(\x03R\n" +
-	"considered\"{\n" +
+	"considered\x121\n" +
+	"\x14unmatched_redactions\x18\x05 \x03(\tR\x13unmatchedRedactions\x12+\n" +
+	"\x11voided_redactions\x18\x06 \x03(\tR\x10voidedRedactions\x12/\n" +
+	"\x13overriding_policies\x18\a \x03(\tR\x12overridingPolicies\"{\n" +
 	"\x0eExplainRequest\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x1c\n" +
 	"\trecipient\x18\x02 \x01(\tR\trecipient\x12\x14\n" +
