@@ -220,6 +220,11 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	if err != nil || got.State != "proposed" || len(got.Approvers) != 0 {
 		t.Fatalf("after the refusals: %v, %v", got, err)
 	}
+	_, err = pb.NewPolicyServiceClient(local).List(rpcCtx(t), &pb.ListPoliciesRequest{State: "aproved"})
+	wantStatus(t, "List of a misspelt state", err, codes.InvalidArgument, `state: "aproved" is not a state: use proposed, approved, rejected, revoked, superseded`)
+	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "r"})
+	wantStatus(t, "B revokes a proposed policy", err, codes.FailedPrecondition,
+		"policy: only an approved policy can be revoked: "+id+" is proposed: reject it instead (policy reject "+id+" --reason …)")
 	// A name alone is its newest version; a name or version that is none is refused, naming it.
 	if byName, err := pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: got.Name}); err != nil || byName.Id != id {
 		t.Errorf("Get %s: %v, %v; want %s", got.Name, byName.GetId(), err, id)

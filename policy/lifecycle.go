@@ -59,6 +59,9 @@ func Reject(p *Policy, officer, reason string, now time.Time) error {
 
 // Revoke ends an approved policy.
 func Revoke(p *Policy, officer, reason string, now time.Time) error {
+	if p.State == StateProposed {
+		return fmt.Errorf("%w: %s is proposed: reject it instead (policy reject %s --reason …)", ErrNotActive, p.ID, p.ID)
+	}
 	if p.State != StateApproved {
 		return fmt.Errorf("%w: %s is %s", ErrNotActive, p.ID, p.State)
 	}

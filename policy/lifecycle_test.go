@@ -162,7 +162,11 @@ func TestRevoke(t *testing.T) {
 		p, _ := proposed(state, time.Time{})
 		before := clonePolicy(p)
 		err := policy.Revoke(p, officerB, "purpose ended", stepAt)
-		if !errors.Is(err, policy.ErrNotActive) || err.Error() != "policy: only an approved policy can be revoked: p@1 is "+state {
+		want := "policy: only an approved policy can be revoked: p@1 is " + state
+		if state == policy.StateProposed {
+			want += ": reject it instead (policy reject p@1 --reason …)"
+		}
+		if !errors.Is(err, policy.ErrNotActive) || err.Error() != want {
 			t.Errorf("Revoke of a %s policy = %v", state, err)
 		}
 		if !reflect.DeepEqual(*p, before) {

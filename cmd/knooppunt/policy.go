@@ -219,7 +219,11 @@ func printPolicy(w io.Writer, format string, p *pb.PolicyInfo, withSource bool) 
 	fmt.Fprintf(tw, "state\t%s (active: %v)\n", p.State, p.Active)
 	fmt.Fprintf(tw, "purpose\t%s\n", p.Purpose)
 	fmt.Fprintf(tw, "author\t%s, %s\n", p.Author, p.ProposedAt.AsTime().Local().Format(time.RFC3339))
-	fmt.Fprintf(tw, "approvals\t%d of %d: %s\n", len(p.Approvers), p.ApprovalsRequired, strings.Join(p.Approvers, ", "))
+	if len(p.Approvers) > 0 {
+		fmt.Fprintf(tw, "approvals\t%d of %d: %s\n", len(p.Approvers), p.ApprovalsRequired, strings.Join(p.Approvers, ", "))
+	} else {
+		fmt.Fprintf(tw, "approvals\t0 of %d\n", p.ApprovalsRequired)
+	}
 	if p.DecidedBy != "" {
 		fmt.Fprintf(tw, "decided\t%s by %s\n", p.DecidedAt.AsTime().Local().Format(time.RFC3339), p.DecidedBy)
 	}

@@ -238,6 +238,10 @@ func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, er
 
 // List returns the policies, filtered by state and name.
 func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.ListPoliciesResponse, error) {
+	states := []string{policy.StateProposed, policy.StateApproved, policy.StateRejected, policy.StateRevoked, policy.StateSuperseded}
+	if req.State != "" && !slices.Contains(states, req.State) {
+		return nil, api.Invalid("state", "%q is not a state: use %s", req.State, strings.Join(states, ", "))
+	}
 	rows, err := s.c.DB.ListPolicies(ctx, req.State, req.Name)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
