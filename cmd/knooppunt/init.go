@@ -289,9 +289,16 @@ func (o *initOptions) printNext(td spiffeid.TrustDomain) {
 	if len(o.officers) < 2 {
 		fmt.Fprintf(w, "  %d. Name your two security officers under roles in %s (it reloads by itself).\n", step, filepath.Join(o.dataDir, configName))
 		if o.devCA {
-			fmt.Fprintf(w, "     Each needs an SVID of their own:\n       knooppunt ca issue --dir %s --id spiffe://%s/user/NAME --out %s\n",
+			fmt.Fprintf(w, "     Each needs an SVID of their own (30 days, as init's):\n       knooppunt ca issue --dir %s --id spiffe://%s/user/NAME --out %s --ttl 720h\n",
 				abs(filepath.Join(o.dataDir, "ca")), o.org, abs(filepath.Join(o.dataDir, "certs", "NAME")))
 		}
+	}
+	if o.devCA {
+		fmt.Fprintf(w, "\nTo act as a person (an officer approving a policy, say), call the node over mutual TLS with their SVID:\n")
+		fmt.Fprintf(w, "  export KNOOPPUNT_NODE=%s KNOOPPUNT_BUNDLE=%s\n", o.address, abs(filepath.Join(o.dataDir, "ca", identity.BundleFile)))
+		fmt.Fprintf(w, "  export KNOOPPUNT_SVID_CERT=%s KNOOPPUNT_SVID_KEY=%s\n", abs(filepath.Join(o.dataDir, "certs", "NAME.crt")), abs(filepath.Join(o.dataDir, "certs", "NAME.key")))
+		fmt.Fprintf(w, "The development SVIDs expire: the node's after %d days, the people's after 30. Issue them again with\n", int(devNodeSVIDTTL.Hours()/24))
+		fmt.Fprintf(w, "`knooppunt ca issue` (same --id and --out) before then; the node reloads its files by itself.\n")
 	}
 	fmt.Fprintln(w, "\nThe whole way to a first shared record: docs/onboarding.md.")
 }

@@ -36,12 +36,18 @@ func freeAddrs(t *testing.T, n int) []string {
 // returns the data directory and its mTLS address.
 func initOrg(t *testing.T, td, name string, extra ...string) (dataDir, addr string) {
 	t.Helper()
+	dataDir, addr, _ = initOrgSaying(t, td, name, extra...)
+	return dataDir, addr
+}
+
+// initOrgSaying is initOrg, and what init printed.
+func initOrgSaying(t *testing.T, td, name string, extra ...string) (dataDir, addr, said string) {
+	t.Helper()
 	dataDir = filepath.Join(shortDir(t), "d")
 	a := freeAddrs(t, 3)
 	args := append([]string{"init", "--org", td, "--name", name, "--dev-ca", "--data-dir", dataDir,
 		"--host", "127.0.0.1", "--listen", a[0], "--bundle-listen", a[1], "--metrics-addr", a[2], "--admin", "ops"}, extra...)
-	cli(t, nil, "", args...).want(t, 0)
-	return dataDir, a[0]
+	return dataDir, a[0], cli(t, nil, "", args...).want(t, 0).stdout
 }
 
 // serveInit starts `serve` on a directory that init made and waits until it answers.
@@ -55,7 +61,7 @@ func serveInit(t *testing.T, dataDir string) *proctest.Proc {
 // TestInitThenServe: a data directory from `init --dev-ca` starts as it is, answers on its
 // socket and over mTLS as the admin init named, and init refuses to touch it again.
 func TestInitThenServe(t *testing.T) {
-	dataDir, addr := initOrg(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord", "--officer", "anna", "--officer", "bram")
+	dataDir, addr, said := initOrgSaying(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord", "--officer", "anna", "--officer", "bram")
 	cfg, err := os.ReadFile(filepath.Join(dataDir, configName))
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +91,20 @@ func TestInitThenServe(t *testing.T) {
 	cli(t, nil, "", append([]string{"status", "-o", "json"}, mtls...)...).want(t, 0).oneJSON(t, &st)
 	if st["org"] != "vr-brabant-noord.crisis.test" {
 		t.Fatalf("status over mTLS as the admin = %v", st)
+	}
+	// The variables init prints to act as a person do, with NAME filled in.
+	var env []string
+	for _, line := range strings.Split(said, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "export "); ok {
+			env = append(env, strings.Fields(strings.ReplaceAll(rest, "NAME", "anna"))...)
+		}
+	}
+	if len(env) != 4 {
+		t.Fatalf("init prints %d variables to act as a person, want 4:\n%s", len(env), said)
+	}
+	cli(t, env, "", "status", "-o", "json").want(t, 0).oneJSON(t, &st)
+	if st["org"] != "vr-brabant-noord.crisis.test" {
+		t.Fatalf("status with the variables init printed = %v", st)
 	}
 
 	// init never overwrites: not the running node's directory, and nothing in it changes.

@@ -140,6 +140,9 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	// NCC invites the new region and hands it the file.
 	work := t.TempDir()
 	nccInvite := filepath.Join(work, "ncc.json")
+	if r := cli(t, nil, "", "peer", "invite", "--node", ncc.sock(), "-o", "json").want(t, 1); !strings.Contains(r.stderr, "here -o names the invitation's file") {
+		t.Errorf("peer invite -o json: %q", r.stderr)
+	}
 	r := cli(t, nil, "", "peer", "invite", "--node", ncc.sock(), "-o", nccInvite).want(t, 0)
 	nccFP := strings.TrimPrefix(strings.Split(r.stdout, "\n")[1], "Fingerprint: ")
 

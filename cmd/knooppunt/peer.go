@@ -53,6 +53,11 @@ partner shows them, and decides.`,
   knooppunt peer invite --groups veiligheidsregios --ttl 48h -o vrbn.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "json" || out == "table" {
+				// Elsewhere -o is a listing's format; here it names the file, and a file called
+				// json is surely not what was meant.
+				return fmt.Errorf("-o: here -o names the invitation's file, which is JSON already: give a file name such as invitation.json, or - for standard output")
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				resp, err := pb.NewPeerServiceClient(conn).Invite(cmd.Context(), &pb.InviteRequest{Groups: groups, TtlSeconds: int64(ttl / time.Second)})
 				if err != nil {
