@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -883,5 +885,49 @@ func TestForwardToALeaderThatCannotBeReached(t *testing.T) {
 		_, err := follower.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter("via-follower", 1)})
 		st := status.Convert(err)
 		return st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), want), fmt.Sprint(err)
+	})
+}
+
+// TestClusterStatusNamesAnUnreachableReplica: the leader's cluster status says which replica
+// it cannot reach and when that replica last answered, and the gauge
+// knooppunt_raft_replica_reachable goes to 0 for it; both recover when it is back.
+func TestClusterStatusNamesAnUnreachableReplica(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	down := others(c, leader)[0]
+	replicaOf := func(st *pb.ClusterStatusResponse, id string) *pb.Replica {
+		for _, r := range st.Replicas {
+			if r.Id == id {
+				return r
+			}
+		}
+		t.Fatalf("status lists no replica %s: %v", id, st)
+		return nil
+	}
+	down.Stop(t)
+	clustertest.Eventually(t, 15*time.Second, "the leader says "+down.ID+" is unreachable", func() (bool, string) {
+		st, err := leader.Status(clustertest.Call(t), t)
+		if err != nil {
+			return false, err.Error()
+		}
+		r := replicaOf(st, down.ID)
+		gauge := testutil.ToFloat64(metrics.ReplicaReachable.WithLabelValues(down.ID))
+		return r.Unreachable && r.LastContact != nil && time.Since(r.LastContact.AsTime()) < time.Minute && gauge == 0,
+			fmt.Sprintf("%v, gauge %g", r, gauge)
+	})
+	for _, r := range c.Replicas {
+		if st, err := leader.Status(clustertest.Call(t), t); err == nil && r != down && replicaOf(st, r.ID).Unreachable {
+			t.Errorf("the leader says %s, which runs, is unreachable", r.ID)
+		}
+	}
+	down.Start(t)
+	clustertest.Eventually(t, 15*time.Second, "the leader reaches "+down.ID+" again", func() (bool, string) {
+		l := c.Leader(t, 10*time.Second, c.Replicas...)
+		st, err := l.Status(clustertest.Call(t), t)
+		if err != nil {
+			return false, err.Error()
+		}
+		r := replicaOf(st, down.ID)
+		return !r.Unreachable && r.LastContact == nil, fmt.Sprint(r)
 	})
 }

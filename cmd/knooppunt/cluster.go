@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -25,10 +26,12 @@ which any replica forwards them.`,
 func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) error {
 	if format == "json" {
 		type replica struct {
-			ID          string `json:"id"`
-			RaftAddress string `json:"raft_address"`
-			Suffrage    string `json:"suffrage"`
-			Leader      bool   `json:"leader"`
+			ID          string     `json:"id"`
+			RaftAddress string     `json:"raft_address"`
+			Suffrage    string     `json:"suffrage"`
+			Leader      bool       `json:"leader"`
+			Unreachable bool       `json:"unreachable,omitempty"`
+			LastContact *time.Time `json:"last_contact,omitempty"`
 		}
 		doc := struct {
 			Replica           string    `json:"replica"`
@@ -40,22 +43,47 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			Replicas          []replica `json:"replicas"`
 		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, []replica{}}
 		for _, r := range st.Replicas {
-			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader})
+			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact)})
 		}
 		return printJSON(w, doc)
 	}
 	fmt.Fprintf(w, "replica %s is %s; leader %s; applied %d, committed %d, last snapshot %d\n\n",
 		st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex)
 	tw := newTable(w)
-	fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER")
+	leads := st.State == "Leader"
+	header := "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER"
+	if leads {
+		header += "\tREACHABLE"
+	}
+	fmt.Fprintln(tw, header)
 	for _, r := range st.Replicas {
 		addr := r.RaftAddress
 		if addr == "" {
 			addr = "(none: runs alone, no raft.listen)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", r.Id, addr, r.Suffrage, r.Leader)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v", r.Id, addr, r.Suffrage, r.Leader)
+		if leads {
+			switch {
+			case r.Leader:
+				fmt.Fprint(tw, "\t-")
+			case !r.Unreachable:
+				fmt.Fprint(tw, "\tyes")
+			case r.LastContact != nil:
+				fmt.Fprintf(tw, "\tNO: last answered %s ago", age(r.LastContact))
+			default:
+				fmt.Fprint(tw, "\tNO: not answered since this replica leads")
+			}
+		}
+		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !leads && len(st.Replicas) > 1 {
+		_, err := fmt.Fprintf(w, "\nOnly the leader knows which replicas it reaches: ask %s.\n", st.Leader)
+		return err
+	}
+	return nil
 }
 
 func newClusterStatusCmd() *cobra.Command {

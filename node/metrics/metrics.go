@@ -28,6 +28,12 @@ var (
 		Help:    "Record writes coalesced into one Raft log entry.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 	})
+	// ReplicaReachable is, on the leader, 0 for each replica of the group it fails to reach (a
+	// failed heartbeat), and 1 once that replica answers again. A new leader starts with none.
+	ReplicaReachable = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "knooppunt", Name: "raft_replica_reachable",
+		Help: "On the Raft leader: 0 for a replica of the group it cannot reach, 1 once it answers again.",
+	}, []string{"replica"})
 	// ApplyLatency observes the time from proposing a Raft entry to it being applied.
 	ApplyLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "knooppunt", Name: "raft_apply_seconds",
@@ -115,7 +121,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(ReplicaReachable, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -111,6 +111,10 @@ type Store struct {
 	// readTerm is the last term in which this replica, as leader, applied every entry of
 	// earlier terms: strong reads in it need no barrier.
 	readTerm atomic.Uint64
+	// unreachable are the replicas this replica, as leader, fails to reach, with the last time
+	// each answered (see watchReplicas).
+	unreachableMu sync.Mutex
+	unreachable   map[raft.ServerID]time.Time
 }
 
 type pending struct {
@@ -261,8 +265,50 @@ func Open(cfg Config) (*Store, error) {
 	go s.eraseLoop()
 	if !s.Alone() {
 		go s.fixOwnAddress()
+		go s.watchReplicas()
 	}
 	return s, nil
+}
+
+// watchReplicas keeps, while this replica leads, the replicas it cannot reach (Raft's failed
+// heartbeats) and the gauge knooppunt_raft_replica_reachable, for `cluster status` and alerts.
+func (s *Store) watchReplicas() {
+	ch := make(chan raft.Observation, 64)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	s.raft.RegisterObserver(obs)
+	defer s.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case o := <-ch:
+			s.unreachableMu.Lock()
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				if _, ok := s.unreachable[d.PeerID]; !ok {
+					if s.unreachable == nil {
+						s.unreachable = map[raft.ServerID]time.Time{}
+					}
+					s.unreachable[d.PeerID] = d.LastContact
+					metrics.ReplicaReachable.WithLabelValues(string(d.PeerID)).Set(0)
+				}
+			case raft.ResumedHeartbeatObservation:
+				delete(s.unreachable, d.PeerID)
+				metrics.ReplicaReachable.WithLabelValues(string(d.PeerID)).Set(1)
+			case raft.LeaderObservation:
+				// Another leader, or this one anew: what the last term saw no longer holds.
+				clear(s.unreachable)
+				metrics.ReplicaReachable.Reset()
+			}
+			s.unreachableMu.Unlock()
+		}
+	}
 }
 
 // fixOwnAddress runs ownAddress each time this replica becomes leader, so that a replica that
@@ -728,6 +774,10 @@ func (w slogWriter) Write(p []byte) (int, error) {
 // Server is one replica in the Raft configuration.
 type Server struct {
 	ID, Address, Suffrage string
+	// Unreachable is set on the leader for a replica it cannot reach: the last time it
+	// answered (zero if it never did in this term).
+	Unreachable bool
+	LastContact time.Time
 }
 
 // logCacheEntries is how many of the newest log entries the leader keeps in memory: at most
@@ -740,9 +790,14 @@ func (s *Store) Servers() ([]Server, error) {
 	if err := f.Error(); err != nil {
 		return nil, fmt.Errorf("store: configuration: %w", err)
 	}
+	leading := s.IsLeader()
+	s.unreachableMu.Lock()
+	defer s.unreachableMu.Unlock()
 	var out []Server
 	for _, srv := range f.Configuration().Servers {
-		out = append(out, Server{ID: string(srv.ID), Address: string(srv.Address), Suffrage: srv.Suffrage.String()})
+		last, down := s.unreachable[srv.ID]
+		out = append(out, Server{ID: string(srv.ID), Address: string(srv.Address), Suffrage: srv.Suffrage.String(),
+			Unreachable: leading && down, LastContact: last})
 	}
 	return out, nil
 }

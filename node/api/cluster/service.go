@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -80,16 +81,26 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 	commit, _ := strconv.ParseUint(stats["commit_index"], 10, 64)
 	snap, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
 	leader := s.store.Leader()
+	// Raft counts entries applied since the process started from the snapshot it knows; the
+	// database holds what was applied before, so a replica just restarted does not read as empty.
+	applied := s.store.AppliedIndex()
+	if dbApplied, err := s.db.AppliedIndex(); err == nil && dbApplied > applied {
+		applied = dbApplied
+	}
 	resp := &pb.ClusterStatusResponse{
 		Replica: s.replica, State: s.store.State(), Leader: leader,
-		AppliedIndex: s.store.AppliedIndex(), CommitIndex: commit, LastSnapshotIndex: snap,
+		AppliedIndex: applied, CommitIndex: max(commit, applied), LastSnapshotIndex: snap,
 	}
 	for _, srv := range servers {
 		addr := srv.Address
 		if s.store.Alone() {
 			addr = "" // the in-memory transport's address is the replica's id: no address at all
 		}
-		resp.Replicas = append(resp.Replicas, &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader})
+		r := &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader, Unreachable: srv.Unreachable}
+		if srv.Unreachable && !srv.LastContact.IsZero() {
+			r.LastContact = timestamppb.New(srv.LastContact)
+		}
+		resp.Replicas = append(resp.Replicas, r)
 	}
 	return resp, nil
 }

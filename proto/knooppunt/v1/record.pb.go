@@ -1516,9 +1516,14 @@ type Replica struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
 	// raft_address is empty for a replica that runs alone, without raft.listen.
-	RaftAddress   string `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress" json:"raft_address,omitempty"`
-	Suffrage      string `protobuf:"bytes,3,opt,name=suffrage" json:"suffrage,omitempty"`
-	Leader        bool   `protobuf:"varint,4,opt,name=leader" json:"leader,omitempty"`
+	RaftAddress string `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress" json:"raft_address,omitempty"`
+	Suffrage    string `protobuf:"bytes,3,opt,name=suffrage" json:"suffrage,omitempty"`
+	Leader      bool   `protobuf:"varint,4,opt,name=leader" json:"leader,omitempty"`
+	// unreachable is set in the leader's answer for a replica it cannot reach now, and
+	// last_contact is then when it last answered (unset if not in this term). A follower's answer
+	// never sets it: ask the leader.
+	Unreachable   bool                   `protobuf:"varint,5,opt,name=unreachable" json:"unreachable,omitempty"`
+	LastContact   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_contact,json=lastContact" json:"last_contact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1579,6 +1584,20 @@ func (x *Replica) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *Replica) GetUnreachable() bool {
+	if x != nil {
+		return x.Unreachable
+	}
+	return false
+}
+
+func (x *Replica) GetLastContact() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastContact
+	}
+	return nil
 }
 
 type ClusterStatusResponse struct {
@@ -2147,12 +2166,14 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\tclosed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\x18\n" +
 	"\arecords\x18\a \x01(\x03R\arecords\x12\x18\n" +
 	"\adeleted\x18\b \x01(\x03R\adeleted\"\x16\n" +
-	"\x14ClusterStatusRequest\"p\n" +
+	"\x14ClusterStatusRequest\"\xd1\x01\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\bR\x06leader\"\x8a\x02\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12 \n" +
+	"\vunreachable\x18\x05 \x01(\bR\vunreachable\x12=\n" +
+	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\"\x8a\x02\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -2304,44 +2325,45 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	21, // 22: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
 	32, // 23: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
 	32, // 24: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
-	23, // 25: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	32, // 26: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	32, // 27: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
-	4,  // 28: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 29: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 30: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 31: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 32: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 33: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 34: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 35: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 36: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 37: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	22, // 38: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	25, // 39: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	26, // 40: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	27, // 41: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	29, // 42: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 43: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 44: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 45: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 46: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 47: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 48: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 49: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 50: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 51: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 52: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	24, // 53: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 54: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 55: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	28, // 56: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	30, // 57: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	43, // [43:58] is the sub-list for method output_type
-	28, // [28:43] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	32, // 25: knooppunt.v1.Replica.last_contact:type_name -> google.protobuf.Timestamp
+	23, // 26: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
+	32, // 27: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	32, // 28: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
+	4,  // 29: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 30: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 31: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 32: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 33: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 34: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 35: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 36: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 37: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 38: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	22, // 39: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	25, // 40: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	26, // 41: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	27, // 42: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	29, // 43: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 44: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 45: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 46: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 47: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 48: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 49: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 50: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 51: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 52: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 53: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	24, // 54: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 55: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 56: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	28, // 57: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	30, // 58: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	44, // [44:59] is the sub-list for method output_type
+	29, // [29:44] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
