@@ -21,6 +21,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api/peers"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -196,20 +197,23 @@ func (p *identityParts) close() {
 	p.source.Close()
 }
 
-// watchConfig reloads roles and peers when the config file changes. A file that does not load is
-// logged and the running config stays.
-func (n *Node) watchConfig(path string, interval time.Duration, stop <-chan struct{}) {
+// configStamp tells one state of the config file at path from another; "" when it cannot be read.
+func configStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+}
+
+// watchConfig reloads roles and peers when the config file changes from its state last (the
+// caller stamps it before the watcher starts, so that a change made meanwhile is not missed). A
+// file that does not load is logged and the running config stays.
+func (n *Node) watchConfig(path, last string, interval time.Duration, stop <-chan struct{}) {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	stamp := func() string {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return ""
-		}
-		return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
-	}
-	last := stamp()
+	stamp := func() string { return configStamp(path) }
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -224,7 +228,10 @@ func (n *Node) watchConfig(path string, interval time.Duration, stop <-chan stru
 			last = s
 		}
 		if err := n.Reload(path); err != nil {
-			n.log.Warn("config changed but not reloaded: the running config stays", "err", err)
+			metrics.ConfigBroken.Set(1)
+			n.log.Warn("config changed but not reloaded: the running config stays, and the node would not start with this file", "err", err)
+		} else {
+			metrics.ConfigBroken.Set(0)
 		}
 	}
 }
@@ -242,6 +249,13 @@ func (n *Node) Reload(path string) error {
 	if err := n.applyPeers(cfg); err != nil {
 		return err
 	}
+	if later := config.RestartKeys(n.opts.Config, cfg); len(later) > 0 {
+		metrics.ConfigRestartPending.Set(1)
+		n.log.Warn("config reloaded, but some of its changes apply only after a restart: the running node keeps their old values",
+			"restart_for", later, "roles", len(cfg.Roles), "peers", len(n.cfg.Load().Peers))
+		return nil
+	}
+	metrics.ConfigRestartPending.Set(0)
 	n.log.Info("config reloaded", "roles", len(cfg.Roles), "peers", len(n.cfg.Load().Peers))
 	return nil
 }

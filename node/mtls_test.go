@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -96,14 +97,13 @@ func startMTLSNode(t *testing.T, o *mtlsOrg, body string, opts ...func(*node.Opt
 	t.Helper()
 	m := &mtlsNode{org: o, log: identitytest.NewLog(), configFile: filepath.Join(o.dir, "node.yaml")}
 	// Gauges are registered by node name: every node gets a name of its own.
-	head := fmt.Sprintf("name: mtls-%d\norg: %s\nlisten: 127.0.0.1:0\n", mtlsNodes.Add(1), o.td)
+	// The file says all the node runs with, so that a reload finds nothing that needs a restart.
+	head := fmt.Sprintf("name: mtls-%d\norg: %s\nlisten: 127.0.0.1:0\nmetrics_addr: \"\"\nraft: {election_timeout: 50ms}\n", mtlsNodes.Add(1), o.td)
 	identitytest.WriteFile(t, m.configFile, []byte(head+body))
 	cfg, err := config.Load(m.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MetricsAddr = ""
-	cfg.Raft.ElectionTimeout = 50 * time.Millisecond
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	no := node.Options{DataDir: filepath.Join(o.dir, "data"), Config: cfg, ConfigFile: m.configFile,
@@ -142,7 +142,7 @@ func (m *mtlsNode) reconfigure(t *testing.T, body string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	head := strings.Join(strings.SplitAfterN(string(data), "\n", 4)[:3], "")
+	head := strings.Join(strings.SplitAfterN(string(data), "\n", 6)[:5], "")
 	before := m.log.Count("config reloaded", nil)
 	identitytest.WriteFile(t, m.configFile, []byte(head+body))
 	identitytest.Eventually(t, 10*time.Second, "the node reloads its config", func() bool {
@@ -653,5 +653,35 @@ func TestPortTakenStopsTheStartBeforeTheSocket(t *testing.T) {
 				t.Fatalf("error %q does not name the port that is taken, or the socket was reached first", err)
 			}
 		})
+	}
+}
+
+// TestReloadSaysWhatNeedsARestart: a config file whose changes a running node cannot take
+// (metrics_addr) is reloaded for what it can take, with a warning that names the keys that wait
+// for a restart and knooppunt_config_restart_pending at 1; a file that does not load at all sets
+// knooppunt_config_file_broken until a good one is back.
+func TestReloadSaysWhatNeedsARestart(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	n := startMTLSNode(t, own, own.filesIdentity())
+	data, err := os.ReadFile(n.configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := string(data)
+	msg := "config reloaded, but some of its changes apply only after a restart: the running node keeps their old values"
+	identitytest.WriteFile(t, n.configFile, []byte(strings.Replace(good, `metrics_addr: ""`, `metrics_addr: "127.0.0.1:1"`, 1)))
+	identitytest.Eventually(t, 10*time.Second, "the node warns that metrics_addr waits for a restart", func() bool {
+		return n.log.Count(msg, func(e identitytest.Entry) bool { return e.Str("restart_for") == "[metrics_addr]" }) == 1
+	})
+	if v := testutil.ToFloat64(metrics.ConfigRestartPending); v != 1 {
+		t.Errorf("knooppunt_config_restart_pending is %g, want 1", v)
+	}
+	identitytest.WriteFile(t, n.configFile, []byte(good+"rol: typo\n"))
+	identitytest.Eventually(t, 10*time.Second, "knooppunt_config_file_broken is 1", func() bool { return testutil.ToFloat64(metrics.ConfigBroken) == 1 })
+	before := n.log.Count("config reloaded", nil)
+	identitytest.WriteFile(t, n.configFile, []byte(good))
+	identitytest.Eventually(t, 10*time.Second, "the node reloads the good file", func() bool { return n.log.Count("config reloaded", nil) > before })
+	if b, p := testutil.ToFloat64(metrics.ConfigBroken), testutil.ToFloat64(metrics.ConfigRestartPending); b != 0 || p != 0 {
+		t.Errorf("after the good file: broken %g, restart pending %g, want 0 and 0", b, p)
 	}
 }

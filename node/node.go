@@ -447,7 +447,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go n.watchPeers(n.stopWatch)
 	if opts.ConfigFile != "" {
 		// The channel is handed over here: close sets the field to nil while the watcher runs.
-		go n.watchConfig(opts.ConfigFile, opts.ReloadInterval, n.stopWatch)
+		go n.watchConfig(opts.ConfigFile, configStamp(opts.ConfigFile), opts.ReloadInterval, n.stopWatch)
 	}
 	if n.peers != nil {
 		pctx, cancel := context.WithCancel(context.Background())

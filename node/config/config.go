@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -1037,4 +1038,34 @@ func (c *Config) checkAccess() error {
 		}
 	}
 	return nil
+}
+
+// reloaded are the top-level keys a running node takes from its config file when it changes
+// (see node.Reload): the others apply at the next start. Of raft, only servers is reloaded.
+var reloaded = map[string]bool{"roles": true, "peers": true, "advertise": true, "policy": true, "history": true, "attachments": true, "webhooks": true}
+
+// RestartKeys lists the keys whose values differ between the running config and a reloaded
+// one and that apply only after a restart, such as metrics_addr or raft.listen.
+func RestartKeys(running, reloadedCfg *Config) []string {
+	var out []string
+	a, b := reflect.ValueOf(running).Elem(), reflect.ValueOf(reloadedCfg).Elem()
+	t := a.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || reloaded[name] || !t.Field(i).IsExported() {
+			continue
+		}
+		if name == "raft" {
+			x, y := running.Raft, reloadedCfg.Raft
+			x.Servers, y.Servers = nil, nil
+			if !reflect.DeepEqual(x, y) {
+				out = append(out, name)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -490,5 +491,39 @@ func loadFails(t *testing.T, body, want string) {
 	_, err := config.Load(path)
 	if want = "config " + path + ": " + want; err == nil || err.Error() != want {
 		t.Fatalf("Load:\n got: %v\nwant: %s", err, want)
+	}
+}
+
+// TestRestartKeys: a reload names the keys that changed and apply only after a restart, and
+// none for the same file or for keys a running node takes (roles, peers, raft.servers).
+func TestRestartKeys(t *testing.T) {
+	base := "org: a.crisis.test\nlisten: 127.0.0.1:7443\nmetrics_addr: 127.0.0.1:9464\n" + files + `raft:
+  listen: 127.0.0.1:7444
+  servers: [{id: r1, address: 127.0.0.1:7444}]
+roles:
+  - {id: spiffe://a.crisis.test/user/anna, role: officer}
+`
+	dir := t.TempDir() // one file, rewritten, as an operator edits it
+	load := func(src string) *config.Config {
+		t.Helper()
+		c, err := config.Load(writeConfig(t, dir, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	running := load(base)
+	for _, tc := range []struct {
+		name, src string
+		want      []string
+	}{
+		{"the same file", base, nil},
+		{"another role", strings.Replace(base, "role: officer", "role: editor", 1), nil},
+		{"another replica in raft.servers", strings.Replace(base, "servers: [{id: r1, address: 127.0.0.1:7444}]", "servers: [{id: r1, address: 127.0.0.1:7444}, {id: r2, address: 127.0.0.1:7454}]", 1), nil},
+		{"metrics and raft listeners", strings.NewReplacer("9464", "9465", "listen: 127.0.0.1:7444", "listen: 127.0.0.1:7445").Replace(base), []string{"metrics_addr", "raft"}},
+	} {
+		if got := config.RestartKeys(running, load(tc.src)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

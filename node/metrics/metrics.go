@@ -34,6 +34,18 @@ var (
 		Namespace: "knooppunt", Name: "raft_replica_reachable",
 		Help: "On the Raft leader: 0 for a replica of the group it cannot reach, 1 once it answers again.",
 	}, []string{"replica"})
+	// ConfigBroken is 1 while the config file on disk does not load (a reload failed): the node
+	// runs on, but would not start with the file as it is.
+	ConfigBroken = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "knooppunt", Name: "config_file_broken",
+		Help: "1 while the config file on disk does not load: the running config stays, and a restart would fail.",
+	})
+	// ConfigRestartPending is 1 when the config file changed keys that apply only after a
+	// restart (see config.RestartKeys).
+	ConfigRestartPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "knooppunt", Name: "config_restart_pending",
+		Help: "1 when the config file changed keys that apply only after a restart.",
+	})
 	// ApplyLatency observes the time from proposing a Raft entry to it being applied.
 	ApplyLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "knooppunt", Name: "raft_apply_seconds",
@@ -121,7 +133,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(ReplicaReachable, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(ReplicaReachable, ConfigBroken, ConfigRestartPending, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
