@@ -10,13 +10,13 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// AuditHandshakeRefused is the audit action of handshakes the node's listener refused: an
-// untrusted CA, an unknown trust domain, an expired SVID. The actor is the SPIFFE ID the
-// client's certificate claims, which did not verify.
-const AuditHandshakeRefused = "tls.refused"
+// AuditHandshakeRefused is the audit action of handshakes the node's listener refused (see
+// db.AuditHandshakeRefused).
+const AuditHandshakeRefused = db.AuditHandshakeRefused
 
 const (
 	// refusalWindow is how often refusals from one claimed ID are audited at most: the first

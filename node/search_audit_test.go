@@ -1,7 +1,12 @@
 package node_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -28,5 +33,27 @@ func TestSearchAuditSeenAtOnce(t *testing.T) {
 	v, err := audit.Verify(callCtx(t), &pb.VerifyAuditRequest{})
 	if err != nil || !v.Ok {
 		t.Fatalf("Verify: %v %v", v, err)
+	}
+}
+
+// TestAuditListChecksTheAction: a misspelt action is refused, naming the actions there are,
+// instead of an empty list that reads as "nothing happened"; a whole action and a prefix that
+// ends in a dot are taken.
+func TestAuditListChecksTheAction(t *testing.T) {
+	n, _ := start(t, dataDir(t))
+	audit := pb.NewAuditServiceClient(dial(t, n))
+	if _, err := pb.NewSearchServiceClient(dial(t, n)).Search(callCtx(t), &pb.SearchRequest{Filter: &pb.Filter{Crisis: "oekraine"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, action := range []string{"searh", "polic", "policy.aprove", "policy"} {
+		_, err := audit.List(callCtx(t), &pb.ListAuditRequest{Action: action})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), fmt.Sprintf("action: %q is no audit action: use one of policy.propose,", action)) {
+			t.Errorf("action %q: %v, want INVALID_ARGUMENT naming the actions", action, err)
+		}
+	}
+	for action, want := range map[string]int{db.AuditSearch: 1, "federation.": 0, "peer.": 0, db.AuditFork: 0} {
+		if list, err := audit.List(callCtx(t), &pb.ListAuditRequest{Action: action}); err != nil || len(list.Entries) != want {
+			t.Errorf("action %q: %d entries, %v; want %d", action, len(list.GetEntries()), err, want)
+		}
 	}
 }

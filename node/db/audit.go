@@ -46,7 +46,31 @@ const (
 	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
 	// interface's in-process channel; the subject is the method.
 	AuditAccessDenied = "access.denied"
+	// AuditHandshakeRefused is a handshake the node's listener refused: an untrusted CA, an
+	// unknown trust domain, an expired SVID. The actor is the SPIFFE ID the client's
+	// certificate claims, which did not verify.
+	AuditHandshakeRefused = "tls.refused"
 )
+
+// AuditActions are every action the audit log holds, for filters to offer and check.
+var AuditActions = []string{
+	AuditPolicyPropose, AuditPolicyApprove, AuditPolicyReject, AuditPolicyRevoke, AuditPolicySupersede, AuditPhaseSet,
+	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditExerciseStart, AuditExerciseClose,
+	AuditAccessDenied, AuditHandshakeRefused,
+	AuditDisclosure, AuditResend, AuditRetraction, AuditFederationDenied, AuditFederationNothing, AuditPurposeRefused, AuditSearch, AuditFileDisclosure,
+	AuditPeerAdd, AuditPeerUpdate, AuditPeerReplace, AuditPeerRemove, AuditPeerLeave, AuditFork,
+}
+
+// CheckAuditAction reports whether a filter's action names actions: one of AuditActions, or a
+// prefix of some ending in a dot (policy.).
+func CheckAuditAction(action string) bool {
+	for _, a := range AuditActions {
+		if a == action || (strings.HasSuffix(action, ".") && strings.HasPrefix(a, action)) {
+			return true
+		}
+	}
+	return false
+}
 
 // appendCanonical appends the encoding that is hashed: fixed field order, times in Unix
 // nanoseconds. Its bytes are those json.Marshal gives

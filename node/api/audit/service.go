@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -51,6 +52,9 @@ func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterAuditSe
 func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListAuditResponse, error) {
 	if req.Limit < 0 || req.Limit > 10000 {
 		return nil, api.Invalid("limit", "%d: use 0 (default 100) to 10000", req.Limit)
+	}
+	if req.Action != "" && !db.CheckAuditAction(req.Action) {
+		return nil, api.Invalid("action", "%q is no audit action: use one of %s, or the part before a dot with the dot, such as policy.", req.Action, strings.Join(db.AuditActions, ", "))
 	}
 	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, AfterSeq: req.AfterSeq, Limit: int(req.Limit)}
 	if req.Since != nil {
