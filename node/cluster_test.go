@@ -931,3 +931,40 @@ func TestClusterStatusNamesAnUnreachableReplica(t *testing.T) {
 		return !r.Unreachable && r.LastContact == nil, fmt.Sprint(r)
 	})
 }
+
+// TestClusterAuditsWritesForTheirWriter: a delete or a classification change sent to a follower
+// is audited on every replica alike, under the caller the follower forwarded for, not the
+// follower itself.
+func TestClusterAuditsWritesForTheirWriter(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	follower := others(c, leader)[0]
+	r := clustertest.Shelter("gevoelig", 3)
+	follower.Put(t, r)
+	r.Classification = pb.Classification_PUBLIC
+	follower.Put(t, r)
+	follower.Delete(t, "gevoelig")
+	c.Converged(t, 10*time.Second, c.Replicas...)
+	var heads []string
+	for _, rep := range c.Replicas {
+		list, err := pb.NewAuditServiceClient(rep.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "record."})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range list.Entries {
+			got = append(got, e.Action+" by "+e.Actor)
+		}
+		if want := []string{"record.classify by local socket", "record.delete by local socket"}; !slices.Equal(got, want) {
+			t.Errorf("%s's audit log: %v, want %v", rep.ID, got, want)
+		}
+		v, err := pb.NewAuditServiceClient(rep.Local(t)).Verify(clustertest.Call(t), &pb.VerifyAuditRequest{})
+		if err != nil || !v.Ok {
+			t.Fatalf("%s: Verify: %v %v", rep.ID, v, err)
+		}
+		heads = append(heads, fmt.Sprintf("%d:%x", v.Head.GetSeq(), v.Head.GetHash()))
+	}
+	if len(slices.Compact(slices.Clone(heads))) != 1 {
+		t.Errorf("the replicas' audit heads differ: %v", heads)
+	}
+}

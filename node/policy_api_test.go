@@ -495,3 +495,43 @@ func TestPreviewSaysWhichRedactionsWithholdNothing(t *testing.T) {
 		t.Errorf("with %s approved too: voided %v by %v, want body.contact_phone by %s", broad, got.VoidedRedactions, got.OverridingPolicies, broad)
 	}
 }
+
+// TestRecordDeletesAndReclassificationsAreAudited: the two writes that change who may receive a
+// record, a delete and a change of classification, are in the audit log with the person who
+// made them; other writes are not.
+func TestRecordDeletesAndReclassificationsAreAudited(t *testing.T) {
+	p := startPolicyNode(t)
+	records := pb.NewRecordServiceClient(p.as(t, "editor"))
+	editor := "spiffe://" + lcvsTD + "/user/editor"
+	put := func(class pb.Classification, body string) {
+		t.Helper()
+		if _, err := records.Put(rpcCtx(t), &pb.PutRequest{Record: &pb.Record{Id: "sitrep-geheim", Kind: "sitrep", Crisis: "oekraine", Region: "VR09",
+			Classification: class, Body: []byte(`{"title":"Beeld","summary":"` + body + `"}`)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(pb.Classification_CONFIDENTIAL, "eerste")
+	put(pb.Classification_CONFIDENTIAL, "tweede") // the same classification: not audited
+	put(pb.Classification_PUBLIC, "openbaar")     // declassified
+	if _, err := records.Delete(rpcCtx(t), &pb.DeleteRequest{Id: "sitrep-geheim"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := pb.NewAuditServiceClient(p.local(t)).List(rpcCtx(t), &pb.ListAuditRequest{Action: "record."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range list.Entries {
+		got = append(got, e.Action+" "+e.Subject+" by "+e.Actor+" "+e.Detail)
+	}
+	want := []string{
+		"record.classify sitrep-geheim by " + editor + ` {"classification":"public","crisis":"oekraine","from":"confidential","kind":"sitrep","version":3}`,
+		"record.delete sitrep-geheim by " + editor + ` {"classification":"public","crisis":"oekraine","kind":"sitrep","version":4}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the audit log's record entries:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if v, err := pb.NewAuditServiceClient(p.local(t)).Verify(rpcCtx(t), &pb.VerifyAuditRequest{}); err != nil || !v.Ok {
+		t.Fatalf("Verify: %v %v", v, err)
+	}
+}

@@ -43,6 +43,10 @@ const (
 	AuditWebhookRetry    = "webhook.retry"
 	AuditExerciseStart   = "exercise.start"
 	AuditExerciseClose   = "exercise.close"
+	// AuditRecordDelete and AuditRecordClassify are who deleted an own record, or changed its
+	// classification, in entries written with actors (see WriteEntry.Actors).
+	AuditRecordDelete   = "record.delete"
+	AuditRecordClassify = "record.classify"
 	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
 	// interface's in-process channel; the subject is the method.
 	AuditAccessDenied = "access.denied"
@@ -55,6 +59,7 @@ const (
 // AuditActions are every action the audit log holds, for filters to offer and check.
 var AuditActions = []string{
 	AuditPolicyPropose, AuditPolicyApprove, AuditPolicyReject, AuditPolicyRevoke, AuditPolicySupersede, AuditPhaseSet,
+	AuditRecordDelete, AuditRecordClassify,
 	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditExerciseStart, AuditExerciseClose,
 	AuditAccessDenied, AuditHandshakeRefused,
 	AuditDisclosure, AuditResend, AuditRetraction, AuditFederationDenied, AuditFederationNothing, AuditPurposeRefused, AuditSearch, AuditFileDisclosure,

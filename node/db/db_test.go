@@ -988,3 +988,42 @@ func TestGetRoundTrip(t *testing.T) {
 		t.Fatalf("Get = %v\nwant %v", got, want)
 	}
 }
+
+// TestWritesWithActorsAudit: an entry with actors audits each delete and classification change
+// under its own writer, also when one entry carries several writers' records (group commit) or
+// one actor for all; an entry without actors, as written before them, audits nothing.
+func TestWritesWithActorsAudit(t *testing.T) {
+	d := newDB(t)
+	index := uint64(0)
+	apply := func(actors []string, writes ...*db.Write) {
+		t.Helper()
+		index++
+		res, err := d.ApplyWrites([]db.WriteEntry{{Index: index, Writes: writes, Actors: actors}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res[0] {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+	}
+	public := func(w *db.Write) *db.Write { w.Classification = pb.Classification_PUBLIC; return w }
+	apply(nil, put("a", `{}`), put("b", `{}`), put("c", `{}`), put("d", `{}`))
+	apply(nil, public(put("a", `{}`)), del("b", 0))                      // before actors: nothing
+	apply([]string{"anna", "bram"}, public(put("c", `{}`)), del("d", 0)) // two writers in one entry
+	apply([]string{"local socket"}, put("c", `{}`), del("c", 0))         // one writer for all
+	apply([]string{"anna"}, put("e", `{}`))                              // a new record: nothing
+	entries, err := d.AuditList(context.Background(), db.AuditFilter{Action: "record.", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Action+" "+e.Subject+" by "+e.Actor)
+	}
+	want := []string{"record.classify c by anna", "record.delete d by bram", "record.classify c by local socket", "record.delete c by local socket"}
+	if !slices.Equal(got, want) {
+		t.Errorf("record entries %v, want %v", got, want)
+	}
+}

@@ -71,6 +71,10 @@ func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
 type WriteEntry struct {
 	Index  uint64
 	Writes []*Write
+	// Actors are who wrote each of Writes, or one who wrote them all (see
+	// pb.WriteRecords.actors). With them, deletes and classification changes are audited; an
+	// entry written before them has none.
+	Actors []string
 }
 
 // ApplyWrites applies several Raft entries of record writes, in order, as Apply does each, but in
@@ -84,6 +88,14 @@ func (d *DB) ApplyWrites(entries []WriteEntry) ([][]Result, error) {
 			a := d.newApplier(tx)
 			results[k] = make([]Result, len(e.Writes))
 			for i, w := range e.Writes {
+				switch len(e.Actors) {
+				case 0:
+					a.actor = ""
+				case 1:
+					a.actor = e.Actors[0]
+				default:
+					a.actor = e.Actors[min(i, len(e.Actors)-1)]
+				}
 				res, err := a.apply(w, *seq+1)
 				if err != nil {
 					return fmt.Errorf("record %q: %w", w.GetId(), err)
@@ -237,7 +249,7 @@ func (tx *writeTx) inTx() bool {
 // The statements of a record write, run through the connection's statement cache; values the
 // planner reads are bound as +? (see noReprepare).
 const (
-	sqlCurrent   = `SELECT version, tombstone, labels != '{}', status, exercise FROM records WHERE id = +?`
+	sqlCurrent   = `SELECT version, tombstone, labels != '{}', status, exercise, classification FROM records WHERE id = +?`
 	sqlWhole     = `SELECT ` + recordColumns + ` FROM records WHERE id = +?`
 	sqlUpsert    = `INSERT OR REPLACE INTO records (` + recordColumns + `, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	sqlDelLabels = `DELETE FROM record_labels WHERE id = +?`
@@ -249,6 +261,10 @@ type applier struct {
 	tx      *writeTx
 	hooks   hookQueue
 	ownRefs *atomic.Bool
+	// actor writes the record being applied; "" for an entry without actors, which audits
+	// nothing (see WriteEntry.Actors).
+	actor string
+	audit *auditor // made at the first entry of a transaction's writes that audits
 }
 
 // newApplier is the applier of record writes in tx.
@@ -262,8 +278,9 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		curVersion             int64
 		exists, dead, hasLabel bool
 		cur                    Mode
+		curClass               int32
 	)
-	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel, &cur.Status, &cur.Exercise); {
+	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel, &cur.Status, &cur.Exercise, &curClass); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return Result{}, err
@@ -343,6 +360,9 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	if err := addHistory(a.tx, "", next, version, next.Tombstone); err != nil {
 		return Result{}, err
 	}
+	if err := a.auditWrite(next, version, exists && !dead, pb.Classification(curClass)); err != nil {
+		return Result{}, err
+	}
 	event := EventChanged
 	if next.Tombstone {
 		event = EventDeleted
@@ -351,6 +371,32 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		return Result{}, err
 	}
 	return Result{Version: version, Seq: seq}, nil
+}
+
+// auditWrite keeps, for an entry with actors, who deleted a record or changed its
+// classification: the two writes that change who may receive it. held says the record was live
+// before, with classification was.
+func (a *applier) auditWrite(r *pb.Record, version int64, held bool, was pb.Classification) error {
+	if a.actor == "" || !held || (!r.Tombstone && r.Classification == was) {
+		return nil
+	}
+	if a.audit == nil {
+		au, err := newAuditor(a.tx)
+		if err != nil {
+			return err
+		}
+		a.audit = au
+	}
+	detail := map[string]any{"version": version, "kind": r.Kind, "crisis": r.Crisis, "classification": record.ClassificationName(r.Classification)}
+	action := AuditRecordDelete
+	if !r.Tombstone {
+		action = AuditRecordClassify
+		detail["from"] = record.ClassificationName(was)
+	}
+	if m := ModeOf(r); m != Actual {
+		detail["mode"] = m.String()
+	}
+	return a.audit.add(r.UpdatedAt.AsTime(), a.actor, action, r.Id, detail)
 }
 
 const recordColumns = `id, origin, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, status, exercise`

@@ -104,7 +104,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			if !ok {
 				break
 			}
-			run = append(run, db.WriteEntry{Index: logs[j].Index, Writes: w.WriteRecords.Records})
+			run = append(run, db.WriteEntry{Index: logs[j].Index, Writes: w.WriteRecords.Records, Actors: w.WriteRecords.Actors})
 			tombstones = tombstones || slices.ContainsFunc(w.WriteRecords.Records, (*pb.Record).GetTombstone)
 		}
 		if len(run) < 2 {
@@ -147,7 +147,11 @@ func (f *fsm) settle(l *raft.Log, resp applyResponse) applyResponse {
 func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	switch cmd := c.Cmd.(type) {
 	case *pb.Command_WriteRecords:
-		res, err := f.db.Apply(l.Index, cmd.WriteRecords.Records)
+		all, err := f.db.ApplyWrites([]db.WriteEntry{{Index: l.Index, Writes: cmd.WriteRecords.Records, Actors: cmd.WriteRecords.Actors}})
+		var res []db.Result
+		if err == nil {
+			res = all[0]
+		}
 		if err == nil && f.erased != nil && slices.ContainsFunc(cmd.WriteRecords.Records, (*pb.Record).GetTombstone) {
 			f.erased()
 		}

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,6 +119,8 @@ type Store struct {
 }
 
 type pending struct {
+	// actor is who writes the records (see pb.WriteRecords.actors); "" is the node itself.
+	actor   string
 	records []*pb.Record
 	results []db.Result
 	err     error
@@ -445,14 +448,23 @@ func catchUpFromSnapshot(d *db.DB, snaps raft.SnapshotStore) error {
 	return nil
 }
 
+// NodeActor is the actor the audit log names for writes the node makes itself (early warning).
+const NodeActor = "node"
+
 // Write commits records through the Raft log and returns one result per record. It returns an
 // error when nothing was committed (ErrNotLeader, ErrClosed, or a Raft or database failure), or
 // ErrMaybeCommitted when the leader was deposed before the entry committed.
 func (s *Store) Write(ctx context.Context, records []*pb.Record) ([]db.Result, error) {
+	return s.WriteAs(ctx, "", records)
+}
+
+// WriteAs is Write on behalf of actor, the caller's SPIFFE ID or "local socket", whom the audit
+// log names for the deletes and classification changes among the records.
+func (s *Store) WriteAs(ctx context.Context, actor string, records []*pb.Record) ([]db.Result, error) {
 	if len(records) == 0 {
 		return nil, nil
 	}
-	p := &pending{records: records, done: make(chan struct{})}
+	p := &pending{actor: actor, records: records, done: make(chan struct{})}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -536,9 +548,19 @@ func (s *Store) commitLoop() {
 // propose stamps and proposes one entry of record writes, and returns the function that waits for
 // it to be applied and answers its writers. A batch that cannot be proposed is failed at once.
 func (s *Store) propose(batch []*pending) (wait func()) {
-	var records []*pb.Record
+	var (
+		records []*pb.Record
+		actors  []string
+	)
 	for _, p := range batch {
 		records = append(records, p.records...)
+		actor := p.actor
+		if actor == "" {
+			actor = NodeActor
+		}
+		for range p.records {
+			actors = append(actors, actor)
+		}
 	}
 	metrics.WriteQueue.Sub(float64(len(records)))
 	metrics.BatchSize.Observe(float64(len(records)))
@@ -557,7 +579,10 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 	for _, r := range records {
 		r.UpdatedAt = now
 	}
-	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: records}}})
+	if len(slices.Compact(slices.Clone(actors))) == 1 {
+		actors = actors[:1] // one writer for all, as a batch has: not one copy a record
+	}
+	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: records, Actors: actors}}})
 	if err != nil {
 		fail(err)
 		return func() {}

@@ -145,13 +145,22 @@ func stored(r *pb.Record, res db.Result) *pb.PutResponse {
 	return &pb.PutResponse{Id: r.Id, Version: res.Version, UpdatedAt: r.UpdatedAt, Seq: res.Seq}
 }
 
+// writer is whom the audit log names for a write of the caller's (see store.WriteAs): on the
+// leader, the caller a follower forwarded for.
+func writer(ctx context.Context) string {
+	if c, ok := api.CallerFrom(ctx); ok {
+		return c.String()
+	}
+	return ""
+}
+
 // Put creates or updates one record.
 func (s *Service) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
 	r := req.GetRecord()
 	if err := s.prepare(r); err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	res, err := s.store.Write(ctx, []*pb.Record{r})
+	res, err := s.store.WriteAs(ctx, writer(ctx), []*pb.Record{r})
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
@@ -179,7 +188,7 @@ func (s *Service) PutBatch(ctx context.Context, req *pb.PutBatchRequest) (*pb.Pu
 		valid = append(valid, r)
 		at = append(at, i)
 	}
-	res, err := s.store.Write(ctx, valid)
+	res, err := s.store.WriteAs(ctx, writer(ctx), valid)
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
@@ -335,7 +344,7 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutRes
 		return nil, api.Invalid("version", "%d is negative", req.Version)
 	}
 	t := &pb.Record{Id: req.Id, Version: req.Version, Tombstone: true}
-	res, err := s.store.Write(ctx, []*pb.Record{t})
+	res, err := s.store.WriteAs(ctx, writer(ctx), []*pb.Record{t})
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}

@@ -1757,8 +1757,14 @@ func (x *AppendAudit) GetEntries() []*AuditEntry {
 // version is the version the writer expects to replace (0: any), updated_at is the commit time the
 // leader chose, and a tombstone deletes.
 type WriteRecords struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*Record              `protobuf:"bytes,1,rep,name=records" json:"records,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*Record              `protobuf:"bytes,1,rep,name=records" json:"records,omitempty"`
+	// actors are who wrote each record, in the records' order, or one actor who wrote them all:
+	// the caller's SPIFFE ID, "local socket", or "node" for the node itself. An entry with them
+	// is marked: its deletes and
+	// classification changes are audited (record.delete, record.classify). Entries written before
+	// this field have none and are applied as they were, without those entries.
+	Actors        []string `protobuf:"bytes,2,rep,name=actors" json:"actors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1796,6 +1802,13 @@ func (*WriteRecords) Descriptor() ([]byte, []int) {
 func (x *WriteRecords) GetRecords() []*Record {
 	if x != nil {
 		return x.Records
+	}
+	return nil
+}
+
+func (x *WriteRecords) GetActors() []string {
+	if x != nil {
+		return x.Actors
 	}
 	return nil
 }
@@ -2024,9 +2037,10 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\areplace\x18\x05 \x01(\bR\areplace\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"A\n" +
 	"\vAppendAudit\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\">\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"V\n" +
 	"\fWriteRecords\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\"?\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\x12\x16\n" +
+	"\x06actors\x18\x02 \x03(\tR\x06actors\"?\n" +
 	"\fApplyRequest\x12/\n" +
 	"\acommand\x18\x01 \x01(\v2\x15.knooppunt.v1.CommandR\acommand\"\x0f\n" +
 	"\rApplyResponse2R\n" +
