@@ -9,6 +9,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -105,6 +106,8 @@ type Problem struct {
 var LintMessages = map[string]string{
 	"empty":                    "the document is empty",
 	"yaml":                     "%s",
+	"unknown_field":            "unknown field %s: did you mean %s?",
+	"unknown_field.none":       "unknown field %s: a policy has %s",
 	"when":                     "%s",
 	"version":                  "schema version %s is not supported: this knooppunt reads version %s",
 	"name":                     "%s is not a policy name: use 1 to 63 of a-z 0-9 -, such as lcvs-capacity-to-regions",
@@ -215,12 +218,91 @@ func parse(src []byte) (*Parsed, Problems, error) {
 	if err != nil {
 		return nil, nil, Problems{yamlProblem(err)}
 	}
+	// Every unknown field at the top, in the document's order: the decoder names one of them,
+	// whichever its map walk meets first.
+	if probs := unknownFields(file); len(probs) > 0 {
+		return nil, nil, probs
+	}
 	var d Document
 	if err := yaml.UnmarshalWithOptions(src, &d, yaml.DisallowUnknownField()); err != nil {
 		return nil, nil, Problems{yamlProblem(err)}
 	}
 	p := &Parsed{Doc: d, Src: src, file: file}
 	return p, p.checkSchema(), nil
+}
+
+// documentFields are the top-level fields of a policy document, from Document's yaml tags.
+var documentFields = func() []string {
+	var out []string
+	t := reflect.TypeFor[Document]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
+}()
+
+// unknownFields are the problems of the top-level keys that are no field of a document, each
+// with the field it most resembles.
+func unknownFields(file *ast.File) Problems {
+	if len(file.Docs) == 0 || file.Docs[0] == nil {
+		return nil
+	}
+	var pairs []*ast.MappingValueNode
+	switch n := file.Docs[0].Body.(type) {
+	case *ast.MappingNode:
+		pairs = n.Values
+	case *ast.MappingValueNode:
+		pairs = []*ast.MappingValueNode{n}
+	}
+	var probs Problems
+	for _, kv := range pairs {
+		tok := kv.Key.GetToken()
+		if tok == nil || slices.Contains(documentFields, tok.Value) {
+			continue
+		}
+		line, col := tok.Position.Line, tok.Position.Column
+		if near, ok := closest(tok.Value, documentFields); ok {
+			probs = append(probs, lintProblem(line, col, "", "unknown_field", strconv.Quote(tok.Value), strconv.Quote(near)))
+		} else {
+			probs = append(probs, lintProblem(line, col, "", "unknown_field.none", strconv.Quote(tok.Value), strings.Join(documentFields, ", ")))
+		}
+	}
+	return probs
+}
+
+// closest is the word of words nearest to s by edit distance, if it is near enough to be what
+// s meant: a third of its letters, or two, changed at most.
+func closest(s string, words []string) (string, bool) {
+	best, dist := "", -1
+	for _, w := range words {
+		if d := editDistance(s, w); dist < 0 || d < dist {
+			best, dist = w, d
+		}
+	}
+	return best, dist >= 0 && dist <= max(2, len(s)/3)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func yamlProblem(err error) Problem {

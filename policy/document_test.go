@@ -73,9 +73,12 @@ func TestParseBadInput(t *testing.T) {
 		{"a field twice", head + "kinds: [qa]\n", []policy.Problem{
 			{Line: 6, Column: 1, Message: `mapping key "kinds" already defined at [4:1]`}}},
 		{"unknown field", head + "colour: red\n", []policy.Problem{
-			{Line: 6, Column: 1, Message: `unknown field "colour"`}}},
+			{Line: 6, Column: 1, Message: `unknown field "colour": a policy has version, name, purpose, accept_purposes, recipients, kinds, max_classification, when, redact, phases, valid_from, valid_until, statuses, exercises`}}},
 		{"misspelt field", head + "redacts: [body.x]\n", []policy.Problem{
-			{Line: 6, Column: 1, Message: `unknown field "redacts"`}}},
+			{Line: 6, Column: 1, Message: `unknown field "redacts": did you mean "redact"?`}}},
+		{"two misspelt fields, in the document's order", "name: p\nrecipient: [x]\npurpose: x\nmax_clasification: internal\nkinds: [qa]\n", []policy.Problem{
+			{Line: 2, Column: 1, Message: `unknown field "recipient": did you mean "recipients"?`},
+			{Line: 4, Column: 1, Message: `unknown field "max_clasification": did you mean "max_classification"?`}}},
 		{"a number where a time belongs", head + "valid_until: 12\n", []policy.Problem{
 			{Line: 6, Column: 14, Message: "cannot unmarshal uint64 into Go struct field Document.ValidUntil of type time.Time"}}},
 		{"unreadable valid_until", head + "valid_until: tomorrow\n", []policy.Problem{

@@ -239,6 +239,7 @@ func TestLintMessages(t *testing.T) {
 	docs := []string{
 		"",
 		"name: [a\n",
+		"name: p\nrecipient: [x]\ncolour: red\n",
 		"version: 9\nname: Bad Name\nrecipients: []\nkinds: []\nmax_classification: top\n",
 		"name: p\npurpose: x\nrecipients: ['group:Bad Name', 'spiffe://Bad/x', x]\nkinds: [qa]\nmax_classification: internal\n" +
 			"accept_purposes: ['', " + long + ", a, a]\nredact: [phone]\nphases: [hot]\nstatuses: [test, gone, actual, actual]\nexercises: ['bad name']\n",
