@@ -247,6 +247,40 @@ type Verdict struct {
 	Refused bool     `json:"refused,omitempty"`
 	Reason  string   `json:"reason"`
 	Redact  []string `json:"redact,omitempty"`
+	// Code names Reason's message (a key of VerdictMessages), and Args are its arguments, one
+	// for each %s, so that an interface can say it in another language; empty for a reason
+	// that carries another component's words (an error).
+	Code string   `json:"code,omitempty"`
+	Args []string `json:"args,omitempty"`
+}
+
+// VerdictMessages are explain's reasons in English, by code. Each %s takes one of a verdict's
+// Args, in order.
+var VerdictMessages = map[string]string{
+	"grants":           "grants",
+	"not_active":       "not active: %s",
+	"outside_window":   "outside its validity window",
+	"other_phase":      "limited to phases %s; the crisis is %s",
+	"other_recipient":  "does not name the recipient",
+	"status.actual":    "grants exercise records only; the record is actual",
+	"status.exercises": "grants the records of exercises %s; the record is of exercise %s",
+	"status.exercise":  "grants actual records only (no statuses: [exercise]); the record is of exercise %s",
+	"status.never":     "the record is a %s record, which never leaves the node",
+	"other_kind":       "does not cover kind %s",
+	"above_ceiling":    "record is %s, above the ceiling %s",
+	"when_fails":       "when: %s",
+	"when_false":       "when is false",
+	"other_purpose":    "accepts the purposes %s; the request states %s",
+	"reshare":          "record of %s: a node never re-shares another org's records",
+}
+
+// because sets v's reason to the message of code with args.
+func (v *Verdict) because(code string, args ...string) {
+	a := make([]any, len(args))
+	for i, s := range args {
+		a[i] = s
+	}
+	v.Code, v.Args, v.Reason = code, args, fmt.Sprintf(VerdictMessages[code], a...)
 }
 
 // verdict evaluates one policy. The checks go cheapest first; only a policy that passes all the
@@ -259,7 +293,9 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 		return Verdict{PolicyID: c.ID, Reason: err.Error()}, err
 	}
 	if why == grants {
-		return Verdict{PolicyID: c.ID, Grants: true, Reason: "grants", Redact: c.Doc.Redact}, nil
+		v := Verdict{PolicyID: c.ID, Grants: true, Redact: c.Doc.Redact}
+		v.because("grants")
+		return v, nil
 	}
 	v := Verdict{PolicyID: c.ID, Refused: why == otherPurpose}
 	if !explain {
@@ -267,25 +303,25 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 	}
 	switch why {
 	case notActive:
-		v.Reason = fmt.Sprintf("not active: %s", c.State)
+		v.because("not_active", c.State)
 	case outsideWindow:
-		v.Reason = "outside its validity window"
+		v.because("outside_window")
 	case otherPhase:
-		v.Reason = fmt.Sprintf("limited to phases %s; the crisis is %s", strings.Join(c.Doc.Phases, ", "), phase)
+		v.because("other_phase", strings.Join(c.Doc.Phases, ", "), phase)
 	case otherRecipient:
-		v.Reason = "does not name the recipient"
+		v.because("other_recipient")
 	case otherStatus:
-		v.Reason = c.statusReason(r)
+		c.statusReason(&v, r)
 	case otherKind:
-		v.Reason = fmt.Sprintf("does not cover kind %s", r.Kind)
+		v.because("other_kind", r.Kind)
 	case aboveCeiling:
-		v.Reason = fmt.Sprintf("record is %s, above the ceiling %s", classificationWord(r.Classification), c.Doc.MaxClassification)
+		v.because("above_ceiling", classificationWord(r.Classification), c.Doc.MaxClassification)
 	case whenFails:
-		v.Reason = fmt.Sprintf("when: %v", whenErr)
+		v.because("when_fails", fmt.Sprint(whenErr))
 	case whenFalse:
-		v.Reason = "when is false"
+		v.because("when_false")
 	case otherPurpose:
-		v.Reason = fmt.Sprintf("accepts the purposes %s; the request states %q", strings.Join(c.Doc.AcceptPurposes, ", "), to.Purpose)
+		v.because("other_purpose", strings.Join(c.Doc.AcceptPurposes, ", "), strconv.Quote(to.Purpose))
 	}
 	return v, nil
 }
@@ -303,17 +339,19 @@ func (c *Compiled) GrantsStatus(r *pb.Record) bool {
 	return false
 }
 
-func (c *Compiled) statusReason(r *pb.Record) string {
+func (c *Compiled) statusReason(v *Verdict, r *pb.Record) {
 	switch r.GetStatus() {
 	case pb.Status_ACTUAL:
-		return "grants exercise records only; the record is actual"
+		v.because("status.actual")
 	case pb.Status_EXERCISE:
 		if slices.Contains(c.Doc.Statuses, StatusExercise) {
-			return fmt.Sprintf("grants the records of exercises %s; the record is of exercise %s", strings.Join(c.Doc.Exercises, ", "), r.GetExercise())
+			v.because("status.exercises", strings.Join(c.Doc.Exercises, ", "), r.GetExercise())
+			return
 		}
-		return fmt.Sprintf("grants actual records only (no statuses: [exercise]); the record is of exercise %s", r.GetExercise())
+		v.because("status.exercise", r.GetExercise())
+	default:
+		v.because("status.never", strings.ToLower(r.GetStatus().String()))
 	}
-	return fmt.Sprintf("the record is a %s record, which never leaves the node", strings.ToLower(r.GetStatus().String()))
 }
 
 // rejection is why a policy does not grant a record, or grants.
@@ -448,7 +486,9 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 	var verdicts []Verdict
 	if r.Origin != s.Org {
 		if explain {
-			verdicts = append(verdicts, Verdict{Reason: fmt.Sprintf("record of %s: a node never re-shares another org's records", r.Origin)})
+			var v Verdict
+			v.because("reshare", r.Origin)
+			verdicts = append(verdicts, v)
 		}
 		return Decision{}, verdicts
 	}

@@ -95,7 +95,7 @@ func TestDecideConditionCostAtRuntime(t *testing.T) {
 	}
 	big := `{"xs":[` + strings.Repeat("1,", 5000) + `0]}`
 	d, verdicts := set.Explain(sitrep(big), ncc, policy.PhaseCold, propNow)
-	want := []policy.Verdict{{PolicyID: "a@1", Reason: "when: operation cancelled: actual cost limit exceeded"}}
+	want := []policy.Verdict{{PolicyID: "a@1", Reason: "when: operation cancelled: actual cost limit exceeded", Code: "when_fails", Args: []string{"operation cancelled: actual cost limit exceeded"}}}
 	if d.Allow || !reflect.DeepEqual(verdicts, want) {
 		t.Fatalf("a large list: Explain = %+v, %+v; want a denial, %+v", d, verdicts, want)
 	}

@@ -737,7 +737,7 @@ func aimAt(t *rapid.T, m *modelPolicy, r *modelRecord, to *policy.Recipient, pha
 func checkVerdicts(t *rapid.T, models []*modelPolicy, verdicts []policy.Verdict, r *modelRecord, to policy.Recipient, phase string) {
 	t.Helper()
 	if r.origin != ownOrg {
-		want := []policy.Verdict{{Reason: "record of " + r.origin + ": a node never re-shares another org's records"}}
+		want := []policy.Verdict{{Reason: "record of " + r.origin + ": a node never re-shares another org's records", Code: "reshare", Args: []string{r.origin}}}
 		if !reflect.DeepEqual(verdicts, want) {
 			t.Fatalf("verdicts on a foreign record %+v, want %+v", verdicts, want)
 		}

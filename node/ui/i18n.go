@@ -47,6 +47,9 @@ func loadCatalogues() (map[string]catalogue, error) {
 			for code, m := range policy.LintMessages {
 				c["lint."+code] = m
 			}
+			for code, m := range policy.VerdictMessages {
+				c["verdict."+code] = m
+			}
 		}
 		out[base.String()] = c
 	}

@@ -179,6 +179,9 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 	if d := r.URL.Query().Get("gedaan"); d == "voorgesteld" || stepKeys[d] != "" {
 		v.Done = d
 	}
+	if by, ok := strings.CutPrefix(p.Reason, "superseded by "); ok && p.State == "superseded" {
+		v.P.Reason = r.L.T("policy.superseded_by", by) // the node's words, not an officer's
+	}
 	s.render(w, r.Request, http.StatusOK, "policy", s.newPage(r, "policies", r.L.T("policy.title", p.Id), v))
 }
 
@@ -327,15 +330,21 @@ func (s *Server) lint(r *request, src string) (problems []problemView, bad strin
 // the node's English message when the catalogue has no text with as many arguments (a problem
 // of a node of another version).
 func lintMessage(l *Lang, p *pb.LintProblem) string {
-	key := "lint." + p.Code
-	if p.Code == "" || !l.Has(key) || strings.Count(l.T(key), "%s") != len(p.Args) {
-		return p.Message
+	return coded(l, "lint.", p.Code, p.Args, p.Message)
+}
+
+// coded is a node's coded message in the page's language: the catalogue's text of prefix+code
+// with args, or the node's English text when the catalogue has none with as many arguments.
+func coded(l *Lang, prefix, code string, args []string, english string) string {
+	key := prefix + code
+	if code == "" || !l.Has(key) || strings.Count(l.T(key), "%s") != len(args) {
+		return english
 	}
-	args := make([]any, len(p.Args))
-	for i, a := range p.Args {
-		args[i] = a
+	a := make([]any, len(args))
+	for i, s := range args {
+		a[i] = s
 	}
-	return l.T(key, args...)
+	return l.T(key, a...)
 }
 
 // problemsSummary says how many problems the linter found.
@@ -614,6 +623,21 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 		switch st := status.Convert(err); {
 		case err == nil:
 			v.Done, v.Allow, v.Used, v.Policies, v.Redacted, v.Verdicts = true, resp.Allow, resp.Phase, resp.Policies, resp.Redacted, resp.Verdicts
+			for _, vd := range v.Verdicts {
+				args := slices.Clone(vd.Args)
+				// The words a policy's state or a phase are, in the page's language too.
+				switch {
+				case vd.Code == "not_active" && len(args) == 1 && r.L.Has("policy.state."+args[0]):
+					args[0] = r.L.T("policy.state." + args[0])
+				case vd.Code == "other_phase" && len(args) == 2:
+					var phases []string
+					for _, ph := range strings.Split(args[0], ", ") {
+						phases = append(phases, r.L.T("phase."+ph))
+					}
+					args[0], args[1] = strings.Join(phases, ", "), r.L.T("phase."+args[1])
+				}
+				vd.Reason = coded(r.L, "verdict.", vd.Code, args, vd.Reason)
+			}
 		case st.Code() == codes.InvalidArgument:
 			v.Error = st.Message()
 		case st.Code() == codes.NotFound:

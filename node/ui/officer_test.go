@@ -120,7 +120,7 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 			e.signIn(t, b, "officer-a", "/beleid")
 		}
 		resp, page = step(t, b, e.url, "goedkeuren", id, nil)
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "four eyes") {
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Dit mag niet: wie een beleid voorstelt, keurt het niet zelf goed.") || !strings.Contains(page, "four eyes") {
 			t.Errorf("session %d: the author's approve: %d, want 403 with the four-eyes refusal:\n%s", i+1, resp.StatusCode, page)
 		}
 	}
@@ -165,6 +165,14 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	_, page = daan.get(t, e.url+"/beleid/uitleg?record=regio-1&recipient="+url.QueryEscape("spiffe://ncc.crisis.test/node/r1"))
 	if !strings.Contains(page, `id="uitkomst">wordt gedeeld`) || !strings.Contains(page, id) {
 		t.Errorf("explain regio-1 to ncc: want shared under %s:\n%s", id, page)
+	}
+	// Why, in Dutch: the policy shares; for a peer it does not name, it does not name it.
+	if !strings.Contains(page, `<td class="utrecht-table__cell">deelt</td>`) {
+		t.Errorf("explain regio-1 to ncc does not say, in Dutch, why:\n%s", page)
+	}
+	_, page = daan.get(t, e.url+"/beleid/uitleg?record=regio-1&recipient="+url.QueryEscape("spiffe://lcvs.crisis.test/node/r1"))
+	if !strings.Contains(page, `<td class="utrecht-table__cell">noemt deze ontvanger niet</td>`) {
+		t.Errorf("explain regio-1 to lcvs does not say, in Dutch, why not:\n%s", page)
 	}
 
 	// Approving it again, or revoking what is not approved, is said at once.

@@ -249,6 +249,8 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 			// (the SPIFFE ID, the method, the role it needs) under it, for the administrator
 			// the person asks. Other refusals (four eyes, say) say their reason as it is.
 			msg, detail = r.L.T("error.denied"), st.Message()
+		} else if strings.HasPrefix(st.Message(), "the author cannot approve their own policy") {
+			msg, detail = r.L.T("error.four_eyes"), st.Message()
 		}
 	case codes.NotFound:
 		code, msg = http.StatusNotFound, r.L.T("error.not_found")

@@ -510,7 +510,7 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 	d, verdicts := set.Explain(r, to, phase, time.Now())
 	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Redacted, Phase: phase}
 	for _, v := range verdicts {
-		resp.Verdicts = append(resp.Verdicts, &pb.Verdict{PolicyId: v.PolicyID, Grants: v.Grants, Reason: v.Reason, Redact: v.Redact})
+		resp.Verdicts = append(resp.Verdicts, &pb.Verdict{PolicyId: v.PolicyID, Grants: v.Grants, Reason: v.Reason, Redact: v.Redact, Code: v.Code, Args: v.Args})
 	}
 	return resp, nil
 }

@@ -945,11 +945,15 @@ func (x *ExplainRequest) GetPurpose() string {
 }
 
 type Verdict struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PolicyId      string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId" json:"policy_id,omitempty"`
-	Grants        bool                   `protobuf:"varint,2,opt,name=grants" json:"grants,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason" json:"reason,omitempty"`
-	Redact        []string               `protobuf:"bytes,4,rep,name=redact" json:"redact,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PolicyId string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId" json:"policy_id,omitempty"`
+	Grants   bool                   `protobuf:"varint,2,opt,name=grants" json:"grants,omitempty"`
+	Reason   string                 `protobuf:"bytes,3,opt,name=reason" json:"reason,omitempty"`
+	Redact   []string               `protobuf:"bytes,4,rep,name=redact" json:"redact,omitempty"`
+	// code names the reason's message and args are its arguments (policy.VerdictMessages), for
+	// an interface that says it in another language; empty for a reason that quotes an error.
+	Code          string   `protobuf:"bytes,5,opt,name=code" json:"code,omitempty"`
+	Args          []string `protobuf:"bytes,6,rep,name=args" json:"args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1008,6 +1012,20 @@ func (x *Verdict) GetReason() string {
 func (x *Verdict) GetRedact() []string {
 	if x != nil {
 		return x.Redact
+	}
+	return nil
+}
+
+func (x *Verdict) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Verdict) GetArgs() []string {
+	if x != nil {
+		return x.Args
 	}
 	return nil
 }
@@ -1953,12 +1971,14 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x1c\n" +
 	"\trecipient\x18\x02 \x01(\tR\trecipient\x12\x14\n" +
 	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x18\n" +
-	"\apurpose\x18\x04 \x01(\tR\apurpose\"n\n" +
+	"\apurpose\x18\x04 \x01(\tR\apurpose\"\x96\x01\n" +
 	"\aVerdict\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x16\n" +
 	"\x06grants\x18\x02 \x01(\bR\x06grants\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
-	"\x06redact\x18\x04 \x03(\tR\x06redact\"\xa8\x01\n" +
+	"\x06redact\x18\x04 \x03(\tR\x06redact\x12\x12\n" +
+	"\x04code\x18\x05 \x01(\tR\x04code\x12\x12\n" +
+	"\x04args\x18\x06 \x03(\tR\x04args\"\xa8\x01\n" +
 	"\x0fExplainResponse\x12\x14\n" +
 	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
