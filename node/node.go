@@ -567,6 +567,9 @@ func (n *Node) registerGauges() error {
 		{"raft_applied_index", "Index of the last Raft entry applied.", func() float64 {
 			return float64(n.store.AppliedIndex())
 		}},
+		{"disk_free_bytes", "Bytes free to the node on the file system of its data directory.", func() float64 {
+			return float64(n.db.DiskFree())
+		}},
 	} {
 		unreg, err := metrics.GaugeFunc(name, g.name, g.help, g.f)
 		if err != nil {

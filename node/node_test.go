@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,6 +163,14 @@ func TestStatus(t *testing.T) {
 	}
 	if want := []string{"alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep"}; !slices.Equal(st.Kinds, want) {
 		t.Fatalf("kinds %v, want %v", st.Kinds, want)
+	}
+	// The free disk is that of the data directory's file system, as statfs says it.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(n.DB().Path(), &fs); err != nil {
+		t.Fatal(err)
+	}
+	if free := int64(fs.Bavail * uint64(fs.Bsize)); st.DiskFreeBytes <= 0 || st.DiskFreeBytes < free/2 || st.DiskFreeBytes > free*2 {
+		t.Errorf("disk_free_bytes %d, statfs says %d", st.DiskFreeBytes, free)
 	}
 }
 

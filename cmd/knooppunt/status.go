@@ -36,7 +36,7 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 					return printJSON(out, map[string]any{
 						"node_name": st.NodeName, "org": st.Org, "version": st.Version,
 						"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
-						"records": st.Records, "db_bytes": st.DbBytes, "last_seq": st.LastSeq,
+						"records": st.Records, "db_bytes": st.DbBytes, "disk_free_bytes": st.DiskFreeBytes, "last_seq": st.LastSeq,
 						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
 						"peers": ops.Peers, "webhooks": ops.Webhooks, "firing": ops.Firing,
 					})
@@ -47,7 +47,7 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 				fmt.Fprintf(tw, "version\t%s\n", st.Version)
 				fmt.Fprintf(tw, "raft\t%s (leader %s, applied index %d)\n", st.RaftState, st.Leader, st.AppliedIndex)
 				fmt.Fprintf(tw, "records\t%d (change feed at %d)\n", st.Records, st.LastSeq)
-				fmt.Fprintf(tw, "store\t%.1f MiB\n", float64(st.DbBytes)/(1<<20))
+				fmt.Fprintf(tw, "store\t%.1f MiB; %.1f GiB free on its disk\n", float64(st.DbBytes)/(1<<20), float64(st.DiskFreeBytes)/(1<<30))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
 				if st.LastBackupAt != nil {

@@ -17,9 +17,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -474,4 +476,14 @@ func (d *DB) Copy(ctx context.Context, dst string) (applied uint64, err error) {
 		return 0, fmt.Errorf("db: copy to %s: %w", dst, err)
 	}
 	return applied, nil
+}
+
+// DiskFree is the bytes an unprivileged process may still write on the file system that holds
+// the database, or 0 when it cannot be read. A full disk stops the replica (see store's fsm).
+func (d *DB) DiskFree() uint64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(d.path), &st); err != nil {
+		return 0
+	}
+	return st.Bavail * uint64(st.Bsize)
 }

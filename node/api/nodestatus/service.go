@@ -52,18 +52,19 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		return nil, api.Status(s.c.Logger, err)
 	}
 	return &pb.StatusResponse{
-		NodeName:     s.c.Name,
-		Org:          s.c.Org,
-		Version:      s.c.Version,
-		RaftState:    s.c.Store.State(),
-		Leader:       s.c.Store.Leader(),
-		AppliedIndex: s.c.Store.AppliedIndex(),
-		Records:      records,
-		DbBytes:      size,
-		LastSeq:      seq,
-		Kinds:        s.c.Kinds,
-		StartedAt:    timestamppb.New(s.c.StartedAt),
-		LastBackupAt: lastBackup(s.c.DB),
+		NodeName:      s.c.Name,
+		Org:           s.c.Org,
+		Version:       s.c.Version,
+		RaftState:     s.c.Store.State(),
+		Leader:        s.c.Store.Leader(),
+		AppliedIndex:  s.c.Store.AppliedIndex(),
+		Records:       records,
+		DbBytes:       size,
+		LastSeq:       seq,
+		Kinds:         s.c.Kinds,
+		StartedAt:     timestamppb.New(s.c.StartedAt),
+		LastBackupAt:  lastBackup(s.c.DB),
+		DiskFreeBytes: int64(s.c.DB.DiskFree()),
 	}, nil
 }
 

@@ -1937,7 +1937,10 @@ type StatusResponse struct {
 	Kinds        []string               `protobuf:"bytes,10,rep,name=kinds" json:"kinds,omitempty"`
 	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt" json:"started_at,omitempty"`
 	// last_backup_at is when this replica last streamed a whole backup; unset when it took none.
-	LastBackupAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_backup_at,json=lastBackupAt" json:"last_backup_at,omitempty"`
+	LastBackupAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_backup_at,json=lastBackupAt" json:"last_backup_at,omitempty"`
+	// disk_free_bytes is what the node may still write on the file system of its data
+	// directory: a full disk stops the replica until there is room.
+	DiskFreeBytes int64 `protobuf:"varint,13,opt,name=disk_free_bytes,json=diskFreeBytes" json:"disk_free_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2054,6 +2057,13 @@ func (x *StatusResponse) GetLastBackupAt() *timestamppb.Timestamp {
 		return x.LastBackupAt
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetDiskFreeBytes() int64 {
+	if x != nil {
+		return x.DiskFreeBytes
+	}
+	return 0
 }
 
 var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
@@ -2192,7 +2202,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\x0f\n" +
-	"\rStatusRequest\"\x98\x03\n" +
+	"\rStatusRequest\"\xc0\x03\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2208,7 +2218,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	" \x03(\tR\x05kinds\x129\n" +
 	"\n" +
 	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12@\n" +
-	"\x0elast_backup_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt*h\n" +
+	"\x0elast_backup_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\x12&\n" +
+	"\x0fdisk_free_bytes\x18\r \x01(\x03R\rdiskFreeBytes*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
