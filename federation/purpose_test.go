@@ -177,3 +177,32 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestPurposeRefusalGrantedOtherwise: a purpose-bound policy that refuses the stated purpose
+// keeps nothing back when another policy grants the record all the same. The source's
+// federation.refuse entry then counts the record under granted_otherwise, not as refused, so
+// that an officer does not read a refusal where the record went out.
+func TestPurposeRefusalGrantedOtherwise(t *testing.T) {
+	const crisis = "doelbinding-elders"
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Purpose: func(string) string { return "opvang" }})
+	a, b := f.Orgs[0], f.Orgs[1]
+	bound := a.Approve(t, policyDoc("sitreps-onderzoek", spiffeOf(b), "sitrep", "internal", "accept_purposes: [onderzoek]\n"))
+	a.Approve(t, policyDoc("sitreps-alles", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("p1", crisis, pb.Classification_INTERNAL, "elders"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"p1": 1}, "b receives p1 under sitreps-alles")
+	fedtest.Eventually(t, 10*time.Second, "a audits p1 as granted otherwise, not refused", func() (bool, string) {
+		entries := a.Audit(t, db.AuditPurposeRefused)
+		for _, e := range entries {
+			d := auditDetail(t, e)
+			pols, _ := d["policies"].(map[string]any)
+			other, _ := d["granted_otherwise"].(map[string]any)
+			if pols[bound] != nil {
+				t.Fatalf("a audits %s as refusing p1, which went out under another policy: %s", bound, e.Detail)
+			}
+			if other[bound] != nil && other[bound].(float64) >= 1 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d federation.refuse entries: %v", len(entries), entries)
+	})
+}

@@ -519,8 +519,9 @@ type disclosures struct {
 	pending    *pb.RecordDisclosures
 	pendingLen int
 	inflight   []chan error // batches handed to Raft by flushAsync, oldest first
-	// refused counts the pending batch's records per policy that refused the stated purpose.
-	refused map[string]int64
+	// refused counts the pending batch's records per policy that refused the stated purpose
+	// and no other policy granted; otherwise those another policy granted all the same.
+	refused, otherwise map[string]int64
 	// confirmed is the cursor a subscription started from: every retraction sent before it
 	// reached the holder (RecordDisclosures.confirmed_through).
 	confirmed int64
@@ -538,7 +539,7 @@ func (d *disclosures) reset() {
 		RecordsPurpose: true, StatedPurpose: d.to.Purpose, PolicyPurposes: map[string]string{},
 	}
 	d.pendingLen = 0
-	d.refused = nil
+	d.refused, d.otherwise = nil, nil
 }
 
 // disclose adds a granted decision to the batch, with the purpose of each granting policy, and
@@ -562,10 +563,15 @@ func (d *disclosures) refuse(dec policy.Decision) {
 		return
 	}
 	if d.refused == nil {
-		d.refused = map[string]int64{}
+		d.refused, d.otherwise = map[string]int64{}, map[string]int64{}
+	}
+	count := d.refused
+	if dec.Allow {
+		// Another policy granted it: the stated purpose kept nothing back.
+		count = d.otherwise
 	}
 	for _, id := range dec.Refused {
-		d.refused[id]++
+		count[id]++
 	}
 	if !dec.Allow {
 		d.pendingLen++
@@ -576,8 +582,15 @@ func (d *disclosures) refuse(dec policy.Decision) {
 func (d *disclosures) command() *pb.Command {
 	d.pending.At = timestamppb.Now()
 	d.pending.ConfirmedThrough = d.confirmed
-	for _, id := range slices.Sorted(maps.Keys(d.refused)) {
-		d.pending.Refused = append(d.pending.Refused, &pb.PurposeRefusal{Policy: id, Records: d.refused[id]})
+	ids := slices.Collect(maps.Keys(d.refused))
+	for id := range d.otherwise {
+		if _, ok := d.refused[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		d.pending.Refused = append(d.pending.Refused, &pb.PurposeRefusal{Policy: id, Records: d.refused[id], GrantedOtherwise: d.otherwise[id], Marked: true})
 	}
 	return &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}}
 }

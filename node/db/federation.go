@@ -130,10 +130,21 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			// One entry for the command: which policies refused the stated purpose, and how
 			// many records each would have granted.
 			policies := make(map[string]int64, len(c.Refused))
+			otherwise := map[string]int64{}
 			for _, r := range c.Refused {
-				policies[r.Policy] += r.Records
+				if r.Records > 0 || !r.Marked {
+					policies[r.Policy] += r.Records
+				}
+				if r.GrantedOtherwise > 0 {
+					otherwise[r.Policy] += r.GrantedOtherwise
+				}
 			}
 			detail := map[string]any{"policies": policies, "recipient": c.Recipient, "stated_purpose": c.StatedPurpose, "via": c.Via}
+			if len(otherwise) > 0 {
+				// Records a purpose-bound policy refused but another policy granted: they went
+				// out, under the policies their federation.disclose entries name.
+				detail["granted_otherwise"] = otherwise
+			}
 			if err := a.add(at, c.RecipientId, AuditPurposeRefused, c.Recipient, detail); err != nil {
 				return err
 			}

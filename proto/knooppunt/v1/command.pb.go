@@ -1205,11 +1205,17 @@ func (x *RecordDisclosures) GetConfirmedThrough() int64 {
 
 // PurposeRefusal is how many records a policy refused for a request's stated purpose.
 type PurposeRefusal struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policy        string                 `protobuf:"bytes,1,opt,name=policy" json:"policy,omitempty"`
-	Records       int64                  `protobuf:"varint,2,opt,name=records" json:"records,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Policy string                 `protobuf:"bytes,1,opt,name=policy" json:"policy,omitempty"`
+	// records are those the policy refused for the stated purpose and no other policy granted:
+	// they were held back. Entries written before granted_otherwise counted both here.
+	Records int64 `protobuf:"varint,2,opt,name=records" json:"records,omitempty"`
+	// granted_otherwise are the records the policy refused, but another policy granted all the
+	// same: they went out (federation.disclose names the policies). Set only with marked entries.
+	GrantedOtherwise int64 `protobuf:"varint,3,opt,name=granted_otherwise,json=grantedOtherwise" json:"granted_otherwise,omitempty"`
+	Marked           bool  `protobuf:"varint,4,opt,name=marked" json:"marked,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PurposeRefusal) Reset() {
@@ -1254,6 +1260,20 @@ func (x *PurposeRefusal) GetRecords() int64 {
 		return x.Records
 	}
 	return 0
+}
+
+func (x *PurposeRefusal) GetGrantedOtherwise() int64 {
+	if x != nil {
+		return x.GrantedOtherwise
+	}
+	return 0
+}
+
+func (x *PurposeRefusal) GetMarked() bool {
+	if x != nil {
+		return x.Marked
+	}
+	return false
 }
 
 type Disclosure struct {
@@ -1994,10 +2014,12 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x11confirmed_through\x18\r \x01(\x03R\x10confirmedThrough\x1aA\n" +
 	"\x13PolicyPurposesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
 	"\x0ePurposeRefusal\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x18\n" +
-	"\arecords\x18\x02 \x01(\x03R\arecords\"\x89\x01\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\x12+\n" +
+	"\x11granted_otherwise\x18\x03 \x01(\x03R\x10grantedOtherwise\x12\x16\n" +
+	"\x06marked\x18\x04 \x01(\bR\x06marked\"\x89\x01\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
