@@ -211,6 +211,14 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		t.Fatalf("second accept:\n%s", r.stdout)
 	}
 
+	// Placing the region in a group again, after taking it out, says which approved policies
+	// that extends to it: an admin's step that widens what officers approved.
+	cli(t, nil, "", "peer", "accept", answer, "--yes", "--no-groups", "--node", ncc.sock()).want(t, 0)
+	r = cli(t, nil, "", "peer", "accept", answer, "--yes", "--groups", "veiligheidsregios", "--node", ncc.sock()).want(t, 0)
+	if !strings.Contains(r.stdout, "Note: approved policies that name its groups grant it records from now on: ncc-sitrep-to-regions@1.") {
+		t.Errorf("NCC places the region in the group its policy names, and is not told:\n%s", r.stdout)
+	}
+
 	// Both sides restart: the peering is in their Raft logs, and the exchange resumes.
 	for _, o := range []*org{ncc, vrbn} {
 		if err := o.proc.Term(t, 30*time.Second); err != nil {
@@ -261,8 +269,8 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	if got := sitreps(t, vrbn.conn, "ncc.crisis.test"); len(got) != 0 {
 		t.Fatalf("the removed peer's picture holds %v of NCC's records, want none", got)
 	}
-	// NCC audited both steps: the leave, by the officer's command, and the refusal, by the node
-	// once the region held nothing.
+	// NCC audited its steps: the two group changes, the leave, by the officer's command, and the
+	// refusal, by the node once the region held nothing.
 	var es []struct{ Action, Actor, Subject string }
 	cli(t, nil, "", "audit", "list", "--action", "peer.", "--node", ncc.sock(), "-o", "json").want(t, 0).oneJSON(t, &es)
 	var steps []string
@@ -271,7 +279,7 @@ func TestOnboardingEndToEnd(t *testing.T) {
 			steps = append(steps, e.Action+" by "+e.Actor)
 		}
 	}
-	if want := "peer.add by local socket, peer.leave by local socket, peer.remove by node"; strings.Join(steps, ", ") != want {
+	if want := "peer.add by local socket, peer.update by local socket, peer.update by local socket, peer.leave by local socket, peer.remove by node"; strings.Join(steps, ", ") != want {
 		t.Fatalf("NCC's peer steps for the region: %s, want %s", strings.Join(steps, ", "), want)
 	}
 }

@@ -165,7 +165,7 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 					}
 				}
 				if f.output == "json" {
-					j := acceptJSON{Outcome: resp.Outcome, Peer: toPeerJSON(resp.Peer)}
+					j := acceptJSON{Outcome: resp.Outcome, Peer: toPeerJSON(resp.Peer), Granting: nonNilStrings(resp.Granting)}
 					if len(resp.Answer) > 0 {
 						j.AnswerFile, j.AnswerFingerprint = answer, resp.AnswerFingerprint
 					}
@@ -182,12 +182,16 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 				if !p.Active {
 					fmt.Fprintf(w, "Note: the config file also lists %s or its name; the config file's peer is the one in effect.\n", p.TrustDomain)
 				}
+				if len(resp.Granting) > 0 {
+					// Placing a peer in a group is not an officer's step, yet it widens what they approved.
+					fmt.Fprintf(w, "Note: approved policies that name its groups grant it records from now on: %s. Tell your security officers.\n", strings.Join(resp.Granting, ", "))
+				}
 				if len(resp.Answer) > 0 {
 					fmt.Fprintf(w, "Your answer for %s: %s (fingerprint %s).\n", inv.Name, answer, resp.AnswerFingerprint)
 					if replaced {
 						fmt.Fprintf(w, "It replaced the earlier %s: hand them this one.\n", filepath.Base(answer))
 					}
-					fmt.Fprintf(w, "Hand it to them; they accept it with `knooppunt peer accept %s`.\n", filepath.Base(answer))
+					fmt.Fprintf(w, "Hand it to them; they accept it with `knooppunt peer accept %s` (the file, wherever it is on their side).\n", filepath.Base(answer))
 				} else {
 					fmt.Fprintf(w, "This answered your invitation: %s has you as a peer already.\n", inv.Name)
 				}
@@ -210,6 +214,7 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 type acceptJSON struct {
 	Outcome           string   `json:"outcome"`
 	Peer              peerJSON `json:"peer"`
+	Granting          []string `json:"granting"`
 	AnswerFile        string   `json:"answer_file,omitempty"`
 	AnswerFingerprint string   `json:"answer_fingerprint,omitempty"`
 }

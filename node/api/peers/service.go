@@ -32,6 +32,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -236,6 +237,9 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 		return nil, err
 	}
 	resp := &pb.AcceptResponse{Peer: s.info(out.Peer, file), Outcome: out.Outcome}
+	if resp.Granting, err = s.granting(ctx, groups, before.GetGroups()); err != nil {
+		return nil, err
+	}
 	// An invitation that answers one of ours completes the pair: the other side has us already.
 	if inv.AnswerTo == "" {
 		answer, ainv, err := s.invitation(nil, inv.ID, invite.DefaultTTL)
@@ -249,6 +253,32 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	}
 	s.c.Logger.Info("peer accepted", "peer", name, "peer_trust_domain", inv.TrustDomain, "outcome", out.Outcome, "by", caller.String())
 	return resp, nil
+}
+
+// granting lists the approved policies that name a group of groups that the peer was not in
+// before: placing a peer in a group extends them to it.
+func (s *Service) granting(ctx context.Context, groups, before []string) ([]string, error) {
+	var added []string
+	for _, g := range groups {
+		if !slices.Contains(before, g) {
+			added = append(added, "group:"+g)
+		}
+	}
+	if len(added) == 0 {
+		return nil, nil
+	}
+	approved, err := s.c.DB.ListPolicies(ctx, policy.StateApproved, "")
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	var out []string
+	for _, p := range approved {
+		parsed, err := policy.Parse(p.Source)
+		if err == nil && slices.ContainsFunc(parsed.Doc.Recipients, func(r string) bool { return slices.Contains(added, r) }) {
+			out = append(out, p.ID)
+		}
+	}
+	return out, nil
 }
 
 func (s *Service) apply(ctx context.Context, step *pb.PeerStep) (db.PeerOutcome, error) {

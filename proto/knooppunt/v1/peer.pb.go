@@ -245,8 +245,11 @@ type AcceptResponse struct {
 	// the other side has this node as a peer already.
 	Answer            []byte `protobuf:"bytes,3,opt,name=answer" json:"answer,omitempty"`
 	AnswerFingerprint string `protobuf:"bytes,4,opt,name=answer_fingerprint,json=answerFingerprint" json:"answer_fingerprint,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// granting are the approved policies that name a group the peer was placed in by this
+	// accept: they grant it records from now on, without an officer's step.
+	Granting      []string `protobuf:"bytes,5,rep,name=granting" json:"granting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AcceptResponse) Reset() {
@@ -305,6 +308,13 @@ func (x *AcceptResponse) GetAnswerFingerprint() string {
 		return x.AnswerFingerprint
 	}
 	return ""
+}
+
+func (x *AcceptResponse) GetGranting() []string {
+	if x != nil {
+		return x.Granting
+	}
+	return nil
 }
 
 type ListPeersRequest struct {
@@ -733,12 +743,13 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
 	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x12\x18\n" +
 	"\areplace\x18\x05 \x01(\bR\areplace\x12\x1b\n" +
-	"\tno_groups\x18\x06 \x01(\bR\bnoGroups\"\x9d\x01\n" +
+	"\tno_groups\x18\x06 \x01(\bR\bnoGroups\"\xb9\x01\n" +
 	"\x0eAcceptResponse\x12*\n" +
 	"\x04peer\x18\x01 \x01(\v2\x16.knooppunt.v1.PeerInfoR\x04peer\x12\x18\n" +
 	"\aoutcome\x18\x02 \x01(\tR\aoutcome\x12\x16\n" +
 	"\x06answer\x18\x03 \x01(\fR\x06answer\x12-\n" +
-	"\x12answer_fingerprint\x18\x04 \x01(\tR\x11answerFingerprint\"\x12\n" +
+	"\x12answer_fingerprint\x18\x04 \x01(\tR\x11answerFingerprint\x12\x1a\n" +
+	"\bgranting\x18\x05 \x03(\tR\bgranting\"\x12\n" +
 	"\x10ListPeersRequest\"A\n" +
 	"\x11ListPeersResponse\x12,\n" +
 	"\x05peers\x18\x01 \x03(\v2\x16.knooppunt.v1.PeerInfoR\x05peers\"$\n" +
