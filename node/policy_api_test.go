@@ -535,3 +535,44 @@ func TestRecordDeletesAndReclassificationsAreAudited(t *testing.T) {
 		t.Fatalf("Verify: %v %v", v, err)
 	}
 }
+
+// TestActiveCountsOnlyCrisesThatRecordsName: a policy limited to phases is active when a crisis
+// that records name is in one of them; a phase set for a crisis nothing names (a typo) does not
+// make it read as active.
+func TestActiveCountsOnlyCrisesThatRecordsName(t *testing.T) {
+	p := startPolicyNode(t)
+	a, b := pb.NewPolicyServiceClient(p.as(t, "officer-a")), pb.NewPolicyServiceClient(p.as(t, "officer-b"))
+	if _, err := pb.NewRecordServiceClient(p.as(t, "editor")).Put(rpcCtx(t), &pb.PutRequest{Record: &pb.Record{Id: "shelter-utrecht", Kind: "shelter.capacity",
+		Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":14}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := a.Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)}) // phases: [lukewarm, warm]
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: info.Id}); err != nil {
+		t.Fatal(err)
+	}
+	active := func() bool {
+		t.Helper()
+		got, err := b.Get(rpcCtx(t), &pb.GetPolicyRequest{Id: info.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Active
+	}
+	phases := pb.NewPhaseServiceClient(p.as(t, "officer-b"))
+	for _, step := range []struct {
+		crisis string
+		want   bool
+	}{{"", false}, {"oekriane", false}, {"oekraine", true}} {
+		if step.crisis != "" {
+			if _, err := phases.Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: step.crisis, Phase: "warm", Reason: "test"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := active(); got != step.want {
+			t.Errorf("after %q is warm: active %v, want %v", step.crisis, got, step.want)
+		}
+	}
+}

@@ -215,13 +215,20 @@ func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, er
 		if len(parsed.Doc.Phases) == 0 {
 			active = c.Active("", now)
 		} else {
+			// In force in the phase of some crisis that records name, or of one never set
+			// (cold): a phase set for a crisis nothing names (a typo) shares nothing.
 			phases, err := s.c.DB.Phases(ctx, "")
 			if err != nil {
 				return nil, api.Status(s.c.Logger, err)
 			}
-			for _, ph := range append(phases, db.Phase{Phase: policy.PhaseCold}) {
-				active = active || c.Active(ph.Phase, now)
+			crises, err := s.c.DB.Crises(ctx, db.Actual)
+			if err != nil {
+				return nil, api.Status(s.c.Logger, err)
 			}
+			for _, ph := range phases {
+				active = active || (slices.Contains(crises, ph.Crisis) && c.Active(ph.Phase, now))
+			}
+			active = active || c.Active(policy.PhaseCold, now)
 		}
 	}
 	info := &pb.PolicyInfo{
