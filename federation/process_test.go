@@ -222,6 +222,12 @@ func TestDemoOnce(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("knooppunt demo --once: %v\n%s", err, out.String())
 	}
+	// The picture as VR Utrecht sees it marks the confidential record it holds.
+	_, fromUtrecht, _ := strings.Cut(out.String(), "=== The picture as seen from VR Utrecht")
+	fromUtrecht, _, _ = strings.Cut(fromUtrecht, "\n=== ")
+	if !strings.Contains(fromUtrecht, " CONFIDENTIAL ") {
+		t.Errorf("VR Utrecht's picture does not mark the confidential record it holds:\n%s", fromUtrecht)
+	}
 	_, where, ok := strings.Cut(out.String(), "=== Where did the confidential record")
 	if !ok {
 		t.Fatalf("demo did not say where the confidential record went:\n%s", out.String())

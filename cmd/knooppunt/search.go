@@ -202,6 +202,9 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 		if h.Validity != "" {
 			id += " (" + validityFlag(h.Validity) + ")"
 		}
+		if c := classFlag(h.Record.Classification); c != "" {
+			id += " (" + c + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), h.Record.Kind, h.Record.Region, id, shown)
 	}
 	tw.Flush()
@@ -390,6 +393,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		if e.Validity != "" {
 			flags = append(flags, validityFlag(e.Validity))
 		}
+		if c := classFlag(e.Record.Classification); c != "" {
+			flags = append(flags, c)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Region, truncate(e.Key, 24), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), record.Summary(e.Record.Body, 60))
 	}
 	tw.Flush()
@@ -406,6 +412,15 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		printPeerStates(w, mode, now.Peers, now.Partial, false)
 	}
 	return nil
+}
+
+// classFlag marks a confidential or secret record in a table, so that it does not look like
+// the others until someone opens it; "" for the rest.
+func classFlag(c pb.Classification) string {
+	if c >= pb.Classification_CONFIDENTIAL {
+		return strings.ToUpper(record.ClassificationName(c))
+	}
+	return ""
 }
 
 // validityFlag is how a table marks a document that is not in force: SUPERSEDED, EXPIRED or

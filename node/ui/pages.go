@@ -158,6 +158,9 @@ type entryView struct {
 	Updated  time.Time
 	// Files says that the record comes with files (filesTag); empty when it names none.
 	Files string
+	// Secret is the classification of a confidential or secret record, in the page's
+	// language, so that it stands out in the list; empty for the rest.
+	Secret string
 }
 
 // picture is "Het beeld": one crisis's phase, who answered, capacity per region and the latest
@@ -485,6 +488,9 @@ func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 		Title: record.Title(rec.Body), Link: withBack(recordLink(rec), r.URL.RequestURI()), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
 	if ev.Title == "" {
 		ev.Title = rec.Id
+	}
+	if rec.GetClassification() >= pb.Classification_CONFIDENTIAL {
+		ev.Secret = r.L.Class(rec.Classification)
 	}
 	return ev
 }

@@ -651,6 +651,8 @@ func TestPicture(t *testing.T) {
 	}
 	if _, page := b.get(t, e.url+"/?crisis=oekraine"); !strings.Contains(page, `<strong>departementaal vertrouwelijk</strong>`) {
 		t.Errorf("a confidential record on the picture does not raise its print mark:\n%s", page)
+	} else if !strings.Contains(page, `<span class="kp-tag kp-tag--bad">departementaal vertrouwelijk</span>`) {
+		t.Errorf("a confidential record is not marked in the picture's list:\n%s", page)
 	}
 	if _, err := rc.Delete(ctx, &pb.DeleteRequest{Id: "vertrouwelijk"}); err != nil {
 		t.Fatal(err)
