@@ -125,6 +125,14 @@ type policiesView struct {
 	States   []string
 	Policies []policyRow
 	Officer  bool
+	// Partners are the peers policies can name, with their groups: what recipients may be.
+	Partners []partnerGroups
+}
+
+// partnerGroups is a peer as a policy names it: by name or trust domain, or by its groups.
+type partnerGroups struct {
+	Name, TrustDomain, OrgName string
+	Groups                     []string
 }
 
 // policies lists the policies with their lifecycle state.
@@ -140,6 +148,11 @@ func (s *Server) policies(w http.ResponseWriter, r *request) {
 	}
 	for _, p := range resp.Policies {
 		v.Policies = append(v.Policies, s.policyRow(p))
+	}
+	for _, p := range s.partners(r) {
+		if p.Active && p.LeavingSince == nil {
+			v.Partners = append(v.Partners, partnerGroups{Name: p.Name, TrustDomain: p.TrustDomain, OrgName: p.OrgName, Groups: p.Groups})
+		}
 	}
 	s.render(w, r.Request, http.StatusOK, "policies", s.newPage(r, "policies", r.L.T("policies.title"), v))
 }

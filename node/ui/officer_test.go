@@ -63,6 +63,8 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	}
 	if _, list := olga.get(t, e.url+"/beleid"); strings.Contains(list, "utrecht-sitreps") {
 		t.Fatal("a policy that did not lint was stored")
+	} else if !strings.Contains(list, `<tr class="utrecht-table__row" data-partner="ncc">`) || !strings.Contains(list, `id="partners">Partners en hun groepen`) {
+		t.Errorf("the policies page does not list the partners a policy can name:\n%s", list)
 	}
 	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {""}, "stap": {"voorstellen"}})
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "Beleid: het veld is leeg") {
