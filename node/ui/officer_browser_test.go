@@ -233,7 +233,7 @@ func TestBrowserOfficers(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#bevestigen")),
 		chromedp.WaitVisible(chromedp.CSS("#melding")),
 	))
-	if m := olga.text("refusal", chromedp.Text(chromedp.CSS("#melding"))); !strings.Contains(m, "four eyes") {
+	if m := olga.text("refusal", chromedp.Text(chromedp.CSS("#melding"))); !strings.Contains(m, "(vier ogen)") {
 		t.Errorf("the author's approve: %q, want the four-eyes refusal", m)
 	}
 	olga.check("goedkeuren geweigerd", http.StatusForbidden)
