@@ -378,7 +378,7 @@ func TestLintAsYouType(t *testing.T) {
 	// page is; in English, it is the node's own.
 	if res.Clean || res.Summary != "Beleid: de controle vond een probleem. Los het op en controleer opnieuw; er is niets opgeslagen." ||
 		len(res.Problems) != 1 || res.Problems[0].Field != "recipients[0]" || res.Problems[0].Where != "regel 3, kolom 14:" ||
-		res.Problems[0].Message != `onbekende partner "spiffe://ncc.crisis.test": het is geen partner van dit knooppunt (zie Partners op de pagina Knooppunt)` {
+		res.Problems[0].Message != `onbekende partner "spiffe://ncc.crisis.test": het is geen partner van dit knooppunt (zie Partners en hun groepen op de pagina Beleid)` {
 		t.Errorf("lint: %+v", res)
 	}
 	anna.get(t, e.url+"/taal?lang=en&terug=/beleid/voorstel")
