@@ -264,9 +264,11 @@ func newRecordListCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List records",
-		Long: `List live records in id order, one page at a time (--limit), or every page with --all.
---updated-since takes a time (RFC 3339) or a duration back from now, such as 2h.`,
+		Short: "List this node's own records",
+		Long: `List this node's own live records in id order, one page at a time (--limit), or every page with
+--all. --updated-since takes a time (RFC 3339) or a duration back from now, such as 2h. The
+copies partners share are not listed here: knooppunt search --origin TD and knooppunt picture
+show them.`,
 		Example: `  knooppunt record list --crisis oekraine --kind shelter.capacity --region VR09
   knooppunt record list --label source=lcvs --max-classification internal --all -o json
   knooppunt record list --exercise oefening-zeeland --crisis oekraine`,
