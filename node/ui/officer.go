@@ -15,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -795,6 +796,38 @@ func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, re
 	return false
 }
 
+// phasePolicies says which approved policies limited to phases start and stop sharing when a
+// crisis goes from one phase to another: the break-glass an officer is about to open or close.
+func (s *Server) phasePolicies(r *request, from, to string) []string {
+	resp, err := pb.NewPolicyServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPoliciesRequest{State: policy.StateApproved})
+	if err != nil {
+		s.log.Warn("no policies to name on the phase confirmation", "err", err)
+		return nil
+	}
+	var start, stop []string
+	for _, p := range resp.Policies {
+		parsed, err := policy.Parse(p.Source)
+		if err != nil || len(parsed.Doc.Phases) == 0 {
+			continue
+		}
+		was, will := slices.Contains(parsed.Doc.Phases, from), slices.Contains(parsed.Doc.Phases, to)
+		switch {
+		case will && !was:
+			start = append(start, p.Id)
+		case was && !will:
+			stop = append(stop, p.Id)
+		}
+	}
+	var out []string
+	if len(start) > 0 {
+		out = append(out, r.L.T("phase.confirm.start", strings.Join(start, ", ")))
+	}
+	if len(stop) > 0 {
+		out = append(out, r.L.T("phase.confirm.stop", strings.Join(stop, ", ")))
+	}
+	return out
+}
+
 // phaseForm confirms a phase change: from which phase to which, and what that does.
 func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
@@ -820,10 +853,10 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 	v := &confirmView{
 		Heading: r.L.T("phase.confirm.heading", crisis), Action: "/fase/wijzigen",
 		Hidden: []hiddenField{{"crisis", crisis}, {"phase", phase}, {"reden", reason}, {"exercise", exercise}},
-		Effects: []string{
-			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase)),
-			r.L.T("phase.confirm.policies"), r.L.T("step.audit"),
-		},
+		Effects: append(append([]string{
+			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase))},
+			s.phasePolicies(r, from, phase)...),
+			r.L.T("phase.confirm.policies"), r.L.T("step.audit")),
 		Warning: func() string {
 			if known {
 				return ""

@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/knooppunt/knooppunt/federation/fedtest"
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -342,7 +345,20 @@ func TestSetPhase(t *testing.T) {
 			t.Errorf("%s: %d, want 400 with %q at the field:\n%s", q, resp.StatusCode, want, page)
 		}
 	}
+	// A break-glass policy for warm, approved in advance: the confirmation says it starts sharing.
+	for _, st := range []*pb.PolicyStep{
+		{Action: db.StepPropose, Officer: "spiffe://" + testOrg + "/user/officer-a", Source: []byte("name: breekglas\npurpose: opschaling\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nphases: [warm]\n")},
+		{Action: db.StepApprove, Officer: "spiffe://" + testOrg + "/user/officer-b", PolicyId: "breekglas@1"},
+	} {
+		st.At, st.ApprovalsRequired = timestamppb.Now(), 1
+		if _, err := e.node.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_PolicyStep{PolicyStep: st}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
+	if !strings.Contains(page, "Begint te delen (beleid voor deze fase): breekglas@1.") {
+		t.Errorf("the confirmation does not name the break-glass policy that warm switches on:\n%s", page)
+	}
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Crisis oekraine gaat van koud naar warm.") || strings.Contains(page, `id="twijfel"`) {
 		t.Fatalf("the confirmation: %d\n%s", resp.StatusCode, page)
 	}
