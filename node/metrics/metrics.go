@@ -135,6 +135,16 @@ var (
 func init() {
 	Registry.MustRegister(ReplicaReachable, ConfigBroken, ConfigRestartPending, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Counters of a fixed set of outcomes start at 0, so that an alert on increase() sees a
+	// series from the start rather than no data until the first event.
+	for vec, outcomes := range map[*prometheus.CounterVec][]string{
+		Backups: {"ok", "error"}, Erasures: {"ok", "error"}, RecordWrites: {"ok", "refused", "failed"},
+		WebhookAttempts: {"delivered", "failed", "refused", "dead"},
+	} {
+		for _, o := range outcomes {
+			vec.WithLabelValues(o)
+		}
+	}
 }
 
 var (

@@ -46,3 +46,18 @@ func TestWebhookQueues(t *testing.T) {
 		t.Errorf("after Set(nil): %v, want no series", g)
 	}
 }
+
+// TestOutcomesStartAtZero: the counters of a fixed set of outcomes have a series for each from
+// the start, so that an alert on an error outcome sees 0 rather than no data.
+func TestOutcomesStartAtZero(t *testing.T) {
+	for name, outcomes := range map[string][]string{
+		"knooppunt_backups_total": {"ok", "error"}, "knooppunt_erasures_total": {"ok", "error"},
+		"knooppunt_record_writes_total": {"ok", "refused", "failed"}, "knooppunt_webhook_attempts_total": {"delivered", "failed", "refused", "dead"},
+	} {
+		for _, o := range outcomes {
+			if n := Series(name, map[string]string{"outcome": o}); n != 1 {
+				t.Errorf("%s{outcome=%q}: %d series, want 1", name, o, n)
+			}
+		}
+	}
+}
