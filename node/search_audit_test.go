@@ -51,7 +51,21 @@ func TestAuditListChecksTheAction(t *testing.T) {
 			t.Errorf("action %q: %v, want INVALID_ARGUMENT naming the actions", action, err)
 		}
 	}
-	for action, want := range map[string]int{db.AuditSearch: 1, "federation.": 0, "peer.": 0, db.AuditFork: 0} {
+	// The last entries that match, in order: what happened lately.
+	for range 2 {
+		if _, err := pb.NewSearchServiceClient(dial(t, n)).Search(callCtx(t), &pb.SearchRequest{Filter: &pb.Filter{Crisis: "oekraine"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := audit.List(callCtx(t), &pb.ListAuditRequest{Action: db.AuditSearch})
+	if err != nil || len(all.Entries) != 3 {
+		t.Fatalf("searches: %v %v", all, err)
+	}
+	last, err := audit.List(callCtx(t), &pb.ListAuditRequest{Action: db.AuditSearch, Newest: true, Limit: 2})
+	if err != nil || len(last.Entries) != 2 || last.Entries[0].Seq != all.Entries[1].Seq || last.Entries[1].Seq != all.Entries[2].Seq {
+		t.Errorf("the last two searches: %v %v, want seq %d and %d", last, err, all.Entries[1].Seq, all.Entries[2].Seq)
+	}
+	for action, want := range map[string]int{db.AuditSearch: 3, "federation.": 0, "peer.": 0, db.AuditFork: 0} {
 		if list, err := audit.List(callCtx(t), &pb.ListAuditRequest{Action: action}); err != nil || len(list.Entries) != want {
 			t.Errorf("action %q: %d entries, %v; want %d", action, len(list.GetEntries()), err, want)
 		}

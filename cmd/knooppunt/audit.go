@@ -37,7 +37,8 @@ func newAuditListCmd() *cobra.Command {
 		Long: `List audit entries in order. --action filters on one action, or on every action under a
 prefix ending in a dot, such as "policy.". --purpose keeps the entries that state a purpose
 (a request's stated_purpose) or name it as a granting policy's purpose (purposes).`,
-		Example: `  knooppunt audit list --action policy. --since 24h
+		Example: `  knooppunt audit list --last --limit 20
+  knooppunt audit list --action policy. --since 24h
   knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json
   knooppunt audit list --action federation. --purpose "spreiding en opvang vluchtelingen"`,
 		Args: cobra.NoArgs,
@@ -89,7 +90,9 @@ prefix ending in a dot, such as "policy.". --purpose keeps the entries that stat
 			if limit == 0 {
 				limit = 100 // the node's default
 			}
-			if n := len(resp.Entries); n > 0 && int32(n) == limit {
+			if n := len(resp.Entries); n > 0 && int32(n) == limit && req.Newest {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Note: these are the last %d entries that match, and there may be more before them: --limit shows more.\n", n)
+			} else if n > 0 && int32(n) == limit {
 				// The oldest first: what follows the last line may matter most.
 				fmt.Fprintf(cmd.ErrOrStderr(), "Note: these are the first %d entries that match, and there may be more: --after %d shows the next ones; --since narrows the time.\n", n, resp.Entries[n-1].Seq)
 			}
@@ -104,6 +107,7 @@ prefix ending in a dot, such as "policy.". --purpose keeps the entries that stat
 	fl.StringVar(&since, "since", "", "only entries since (RFC 3339, or a duration such as 24h)")
 	fl.Int64Var(&req.AfterSeq, "after", 0, "only entries after this seq")
 	fl.Int32Var(&req.Limit, "limit", 100, "entries to show (at most 10000)")
+	fl.BoolVar(&req.Newest, "last", false, "the last --limit entries that match (what happened lately), instead of the first")
 	f.register(cmd, true)
 	f.fill(map[string]string{"action": "action", "actor": "actor", "subject": "subject", "purpose": "purpose", "since": "since", "limit": "limit"})
 	return cmd

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -234,6 +235,8 @@ type AuditFilter struct {
 	Since    time.Time
 	AfterSeq int64
 	Limit    int
+	// Newest takes the last Limit entries that match rather than the first, in seq order.
+	Newest bool
 }
 
 // AuditList returns entries in seq order.
@@ -269,7 +272,11 @@ func (d *DB) AuditList(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 	args = append(args, f.Limit)
 	var out []AuditEntry
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, args...)
+		order := "seq"
+		if f.Newest {
+			order = "seq DESC"
+		}
+		rows, err := ro.QueryContext(ctx, `SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, args...)
 		if err != nil {
 			return err
 		}
@@ -285,6 +292,9 @@ func (d *DB) AuditList(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("db: audit list: %w", err)
+	}
+	if f.Newest {
+		slices.Reverse(out)
 	}
 	return out, nil
 }

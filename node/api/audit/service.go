@@ -56,7 +56,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 	if req.Action != "" && !db.CheckAuditAction(req.Action) {
 		return nil, api.Invalid("action", "%q is no audit action: use one of %s, or the part before a dot with the dot, such as policy.", req.Action, strings.Join(db.AuditActions, ", "))
 	}
-	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, AfterSeq: req.AfterSeq, Limit: int(req.Limit)}
+	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, AfterSeq: req.AfterSeq, Limit: int(req.Limit), Newest: req.Newest}
 	if req.Since != nil {
 		if err := req.Since.CheckValid(); err != nil {
 			return nil, api.Invalid("since", "%v", err)

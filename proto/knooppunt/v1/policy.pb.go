@@ -1480,7 +1480,10 @@ type ListAuditRequest struct {
 	AfterSeq int64                  `protobuf:"varint,5,opt,name=after_seq,json=afterSeq" json:"after_seq,omitempty"`
 	Limit    int32                  `protobuf:"varint,6,opt,name=limit" json:"limit,omitempty"`
 	// purpose selects the entries whose stated purpose, or a granting policy's purpose, is it.
-	Purpose       string `protobuf:"bytes,7,opt,name=purpose" json:"purpose,omitempty"`
+	Purpose string `protobuf:"bytes,7,opt,name=purpose" json:"purpose,omitempty"`
+	// newest takes the last limit entries that match instead of the first, still in seq order:
+	// what happened lately.
+	Newest        bool `protobuf:"varint,8,opt,name=newest" json:"newest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1562,6 +1565,13 @@ func (x *ListAuditRequest) GetPurpose() string {
 		return x.Purpose
 	}
 	return ""
+}
+
+func (x *ListAuditRequest) GetNewest() bool {
+	if x != nil {
+		return x.Newest
+	}
+	return false
 }
 
 type ListAuditResponse struct {
@@ -2012,7 +2022,7 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
 	"\tprev_hash\x18\a \x01(\fR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\b \x01(\fR\x04hash\"\xd9\x01\n" +
+	"\x04hash\x18\b \x01(\fR\x04hash\"\xf1\x01\n" +
 	"\x10ListAuditRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x18\n" +
@@ -2020,7 +2030,8 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
 	"\tafter_seq\x18\x05 \x01(\x03R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x18\n" +
-	"\apurpose\x18\a \x01(\tR\apurpose\"G\n" +
+	"\apurpose\x18\a \x01(\tR\apurpose\x12\x16\n" +
+	"\x06newest\x18\b \x01(\bR\x06newest\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"e\n" +
 	"\x12VerifyAuditRequest\x121\n" +
