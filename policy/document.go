@@ -143,11 +143,17 @@ func lintProblem(line, col int, field, code string, args ...string) Problem {
 	if !ok {
 		panic("policy: no lint message " + code)
 	}
+	return Problem{Line: line, Column: col, Field: field, Message: formatCoded(format, args), Code: code, Args: args}
+}
+
+// format2 is fmt.Sprintf of a coded message (LintMessages, VerdictMessages) with its arguments,
+// each already written out.
+func formatCoded(format string, args []string) string {
 	a := make([]any, len(args))
 	for i, s := range args {
 		a[i] = s
 	}
-	return Problem{Line: line, Column: col, Field: field, Message: fmt.Sprintf(format, a...), Code: code, Args: args}
+	return fmt.Sprintf(format, a...)
 }
 
 func (p Problem) String() string {

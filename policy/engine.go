@@ -276,11 +276,7 @@ var VerdictMessages = map[string]string{
 
 // because sets v's reason to the message of code with args.
 func (v *Verdict) because(code string, args ...string) {
-	a := make([]any, len(args))
-	for i, s := range args {
-		a[i] = s
-	}
-	v.Code, v.Args, v.Reason = code, args, fmt.Sprintf(VerdictMessages[code], a...)
+	v.Code, v.Args, v.Reason = code, args, formatCoded(VerdictMessages[code], args)
 }
 
 // verdict evaluates one policy. The checks go cheapest first; only a policy that passes all the
