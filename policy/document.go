@@ -484,3 +484,20 @@ func ParseRecipient(s string) (RecipientRef, error) {
 	}
 	return RecipientRef{}, &recipientError{"recipient", s}
 }
+
+// PhaseSwitch says what a crisis going from phase from to phase to does to a policy of this
+// document: 1 when it starts sharing, -1 when it stops, 0 when neither (it is not limited to
+// phases, or is in force in both or neither).
+func (d *Document) PhaseSwitch(from, to string) int {
+	if len(d.Phases) == 0 {
+		return 0
+	}
+	was, will := slices.Contains(d.Phases, from), slices.Contains(d.Phases, to)
+	switch {
+	case will && !was:
+		return 1
+	case was && !will:
+		return -1
+	}
+	return 0
+}

@@ -178,6 +178,20 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	cli(t, nil, "", append([]string{"policy", "propose", policyFile}, ncc.as("anna")...)...).want(t, 0)
 	cli(t, nil, "", append([]string{"policy", "approve", "ncc-sitrep-to-regions@1"}, ncc.as("bram")...)...).want(t, 0)
 	waitSitrep(t, vrbn, "ncc.crisis.test", "Landelijk beeld 1")
+	// A break-glass policy for warm: setting the phase says that it starts sharing, and cooling
+	// down that it stops.
+	glass := filepath.Join(work, "breekglas.yaml")
+	if err := os.WriteFile(glass, []byte("name: ncc-breekglas\npurpose: opschaling\nrecipients: [group:veiligheidsregios]\nkinds: [sitrep]\nmax_classification: internal\nphases: [warm]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, nil, "", append([]string{"policy", "propose", glass}, ncc.as("anna")...)...).want(t, 0)
+	cli(t, nil, "", append([]string{"policy", "approve", "ncc-breekglas@1"}, ncc.as("bram")...)...).want(t, 0)
+	if r := cli(t, nil, "", append([]string{"phase", "set", "warm", "--crisis", "oekraine", "--reason", "opschaling"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stdout, "Starts sharing (policies for warm): ncc-breekglas@1") {
+		t.Errorf("phase set warm does not name the policy it switches on:\n%s", r.stdout)
+	}
+	if r := cli(t, nil, "", append([]string{"phase", "set", "cold", "--crisis", "oekraine", "--reason", "afgeschaald"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stdout, "Stops sharing (policies for warm): ncc-breekglas@1") {
+		t.Errorf("phase set cold does not name the policy it switches off:\n%s", r.stdout)
+	}
 	t.Logf("onboarding: %d commands of the new organisation; NCC: invite, accept, and its officers' propose and approve; %s from init to the first shared record, %s from the second accept",
 		commands, time.Since(start).Round(time.Millisecond), time.Since(second).Round(time.Millisecond))
 
@@ -215,7 +229,7 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	// that extends to it: an admin's step that widens what officers approved.
 	cli(t, nil, "", "peer", "accept", answer, "--yes", "--no-groups", "--node", ncc.sock()).want(t, 0)
 	r = cli(t, nil, "", "peer", "accept", answer, "--yes", "--groups", "veiligheidsregios", "--node", ncc.sock()).want(t, 0)
-	if !strings.Contains(r.stdout, "Note: approved policies that name its groups grant it records from now on: ncc-sitrep-to-regions@1.") {
+	if !strings.Contains(r.stdout, "Note: approved policies that name its groups grant it records from now on: ncc-breekglas@1, ncc-sitrep-to-regions@1.") {
 		t.Errorf("NCC places the region in the group its policy names, and is not told:\n%s", r.stdout)
 	}
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -57,13 +59,40 @@ warm while the actual crisis stays cold.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {
-				known, err := knownCrisis(cmd.Context(), conn, crisis, exercise)
+				crises, err := knownCrises(cmd.Context(), conn, exercise)
 				if err != nil {
 					return err
+				}
+				known, from := false, policy.PhaseCold
+				for _, c := range crises {
+					if c.Crisis == crisis {
+						known, from = true, c.Phase
+					}
 				}
 				p, err := pb.NewPhaseServiceClient(conn).Set(cmd.Context(), &pb.SetPhaseRequest{Crisis: crisis, Phase: args[0], Reason: reason, Exercise: exercise})
 				if err != nil {
 					return err
+				}
+				// The break-glass this opened or closed: policies limited to phases.
+				var switched []string
+				if resp, err := pb.NewPolicyServiceClient(conn).List(cmd.Context(), &pb.ListPoliciesRequest{State: policy.StateApproved}); err == nil && f.output != "json" {
+					var start, stop []string
+					for _, pi := range resp.Policies {
+						if parsed, err := policy.Parse(pi.Source); err == nil {
+							switch parsed.Doc.PhaseSwitch(from, p.Phase) {
+							case 1:
+								start = append(start, pi.Id)
+							case -1:
+								stop = append(stop, pi.Id)
+							}
+						}
+					}
+					if len(start) > 0 {
+						switched = append(switched, fmt.Sprintf("Starts sharing (policies for %s): %s", p.Phase, strings.Join(start, ", ")))
+					}
+					if len(stop) > 0 {
+						switched = append(switched, fmt.Sprintf("Stops sharing (policies for %s): %s", from, strings.Join(stop, ", ")))
+					}
 				}
 				if !known {
 					// A misspelt crisis gets a phase that no policy of the real one sees.
@@ -76,6 +105,9 @@ warm while the actual crisis stays cold.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "OEFENING %s: ", p.Exercise)
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s is %s (set by %s)\n", p.Crisis, p.Phase, p.SetBy)
+				for _, line := range switched {
+					fmt.Fprintln(cmd.OutOrStdout(), line)
+				}
 				return err
 			})
 		},

@@ -807,14 +807,13 @@ func (s *Server) phasePolicies(r *request, from, to string) []string {
 	var start, stop []string
 	for _, p := range resp.Policies {
 		parsed, err := policy.Parse(p.Source)
-		if err != nil || len(parsed.Doc.Phases) == 0 {
+		if err != nil {
 			continue
 		}
-		was, will := slices.Contains(parsed.Doc.Phases, from), slices.Contains(parsed.Doc.Phases, to)
-		switch {
-		case will && !was:
+		switch parsed.Doc.PhaseSwitch(from, to) {
+		case 1:
 			start = append(start, p.Id)
-		case was && !will:
+		case -1:
 			stop = append(stop, p.Id)
 		}
 	}
