@@ -291,6 +291,12 @@ func TestProcessWitnessesCatchARewrittenChain(t *testing.T) {
 		out, code := verify()
 		return code == 0 && regexp.MustCompile(`\n`+b.Name+`\s+`+b.TD.Name()+`\s+ok\s+[1-9]`).MatchString(out), out
 	})
+	// With its only witness down, nobody vouches for the chain: not a pass, exit 2.
+	ps.kill(t, b)
+	if out, code := verify(); code != 2 || !strings.Contains(out, "no witness could vouch for the chain: 1 of 1 unreachable") {
+		t.Errorf("audit verify --witnesses with the witness down exited %d, want 2 and a note:\n%s", code, out)
+	}
+	ps.restart(t, b)
 	ps.kill(t, a)
 	rewriteChain(t, filepath.Join(a.DataDir(), "knooppunt.db"))
 	ps.restart(t, a)

@@ -136,7 +136,7 @@ the chain holds each one. A chain rewritten whole fails, naming the witness and 
 peer that cannot be reached is reported and does not fail the check.`,
 		Example: `  knooppunt audit verify
   knooppunt audit verify --anchor 1834:9f2c5e…   # the head printed by an earlier verify
-  knooppunt audit verify --witnesses             # against the heads the peers keep`,
+  knooppunt audit verify --witnesses             # against the heads the peers keep; exit 2 when none could be asked`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &pb.VerifyAuditRequest{Witnesses: witnesses}
@@ -196,6 +196,21 @@ peer that cannot be reached is reported and does not fail the check.`,
 				}
 				if !resp.Ok {
 					return exitError(1)
+				}
+				// No peer vouched for the chain, and some could not be asked: the check the
+				// caller asked for did not happen, which must not read as a pass.
+				vouched, unreachable := 0, 0
+				for _, w := range ws {
+					switch w.State {
+					case "ok":
+						vouched++
+					case "unreachable":
+						unreachable++
+					}
+				}
+				if witnesses && vouched == 0 && unreachable > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no witness could vouch for the chain: %d of %d unreachable. Check again when they answer.\n", unreachable, len(ws))
+					return exitError(2)
 				}
 				return nil
 			})
