@@ -192,6 +192,11 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	if r := cli(t, nil, "", append([]string{"phase", "set", "cold", "--crisis", "oekraine", "--reason", "afgeschaald"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stdout, "Stops sharing (policies for warm): ncc-breekglas@1") {
 		t.Errorf("phase set cold does not name the policy it switches off:\n%s", r.stdout)
 	}
+	// explain says, per policy, what it redacts.
+	if r := cli(t, nil, "", append([]string{"policy", "explain", "--record", "landelijk", "--recipient", "vr-brabant-noord"}, ncc.as("anna")...)...).want(t, 0); !regexp.MustCompile(`POLICY\s+GRANTS\s+WHY\s+REDACTS\n`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`ncc-sitrep-to-regions@1\s+true\s+grants\s+nothing\n`).MatchString(r.stdout) {
+		t.Errorf("policy explain:\n%s", r.stdout)
+	}
 	t.Logf("onboarding: %d commands of the new organisation; NCC: invite, accept, and its officers' propose and approve; %s from init to the first shared record, %s from the second accept",
 		commands, time.Since(start).Round(time.Millisecond), time.Since(second).Round(time.Millisecond))
 

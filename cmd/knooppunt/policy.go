@@ -532,11 +532,26 @@ func newPolicyExplainCmd() *cobra.Command {
 				}
 				fmt.Fprintf(out, "%s → %s: %s (phase %s)\n", recordID, recipient, verdict, resp.Phase)
 				tw := newTable(out)
-				fmt.Fprintln(tw, "POLICY\tGRANTS\tWHY")
+				fmt.Fprintln(tw, "POLICY\tGRANTS\tWHY\tREDACTS")
+				granting := 0
 				for _, v := range resp.Verdicts {
-					fmt.Fprintf(tw, "%s\t%v\t%s\n", v.PolicyId, v.Grants, v.Reason)
+					redacts := strings.Join(v.Redact, ",")
+					if v.Grants {
+						granting++
+						if redacts == "" {
+							redacts = "nothing"
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", v.PolicyId, v.Grants, v.Reason, redacts)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if granting > 1 {
+					// A field goes out unless every granting policy withholds it.
+					fmt.Fprintln(out, "Several policies grant it: only what all of them redact is withheld.")
+				}
+				return nil
 			})
 		},
 	}
