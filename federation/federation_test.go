@@ -217,10 +217,12 @@ func killAndRestart(t *testing.T, f *fedtest.Federation, ns nodes) {
 	// a goes away. b's search still answers, within the deadline, from what b holds.
 	ns.kill(t, a)
 	down := time.Now()
+	var downSince time.Time
 	fedtest.Eventually(t, 10*time.Second, "b's peer a says the subscription is down, with why", func() (bool, string) {
 		p := b.Peer(t, a.Name)
-		return p.Subscription == "down" && p.SubscriptionError != "" && !p.SubscriptionSince.AsTime().Before(down.Add(-time.Second)),
-			fmt.Sprintf("subscription %q since %v: %q", p.Subscription, p.SubscriptionSince.AsTime(), p.SubscriptionError)
+		downSince = p.SubscriptionSince.AsTime()
+		return p.Subscription == "down" && p.SubscriptionError != "" && !downSince.Before(down.Add(-time.Second)),
+			fmt.Sprintf("subscription %q since %v: %q", p.Subscription, downSince, p.SubscriptionError)
 	})
 	const deadline = 1500 * time.Millisecond
 	before := time.Now()
@@ -242,10 +244,10 @@ func killAndRestart(t *testing.T, f *fedtest.Federation, ns nodes) {
 	if st == nil || (st.State != search.Unreachable && st.State != search.TimedOut) || st.Count != 2 {
 		t.Fatalf("a's status in the search is %v, want unreachable or timed_out with 2 cached records", st)
 	}
-	// The cache is at least as old as the moment b was seen caught up, and no older than the
-	// records' writing.
-	if lo, hi := before.Sub(seen).Milliseconds(), time.Since(written).Milliseconds(); st.CacheAgeMs < lo || st.CacheAgeMs > hi {
-		t.Errorf("cache age %dms, want between %dms and %dms", st.CacheAgeMs, lo, hi)
+	// The cache was complete while the subscription was open: it is as old as the
+	// subscription's outage, younger than the moment b was seen caught up.
+	if lo, hi := before.Sub(downSince).Milliseconds(), time.Since(downSince).Milliseconds(); st.CacheAgeMs < lo || st.CacheAgeMs > hi || time.Duration(st.CacheAgeMs)*time.Millisecond > time.Since(seen) {
+		t.Errorf("cache age %dms, want between %dms and %dms, the subscription's outage (caught up %s ago, written %s ago)", st.CacheAgeMs, lo, hi, time.Since(seen), time.Since(written))
 	}
 	fromCache := map[string]int64{}
 	for _, h := range resp.Hits {

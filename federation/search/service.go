@@ -413,12 +413,29 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		s.c.Logger.Warn("cache read failed", "peer", p.Name, "err", err)
 		return nil, 0
 	}
-	_, at, _ := s.c.DB.ModeCursor(ctx, p.Name, f.GetMode().GetExercise())
-	var age time.Duration
-	if !at.IsZero() {
-		age = time.Since(at)
+	return hits, s.cacheAge(ctx, p, f.GetMode())
+}
+
+// cacheAge is how old the cache of a peer is: how long since it was last known to be complete.
+// On the replica that subscribes (the leader), an open subscription keeps it current, and one
+// that is down left it complete when it went down; elsewhere, and for an exercise's cache, it is
+// as old as the peer's last delivery, which is older when the peer had nothing to send.
+func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) time.Duration {
+	if s.c.Manager != nil && db.ModeFrom(m) == db.Actual {
+		if st, ok := s.c.Manager.Subscription(p.Name); ok {
+			switch {
+			case st.Open:
+				return 0
+			case st.Err != "" && !st.Since.IsZero():
+				return time.Since(st.Since)
+			}
+		}
 	}
-	return hits, age
+	_, at, _ := s.c.DB.ModeCursor(ctx, p.Name, m.GetExercise())
+	if at.IsZero() {
+		return 0
+	}
+	return time.Since(at)
 }
 
 // audit records who searched for what and what each peer answered. The entry enters the Raft

@@ -1264,7 +1264,9 @@ type PeerStatus struct {
 	State     string `protobuf:"bytes,3,opt,name=state" json:"state,omitempty"`
 	Count     int64  `protobuf:"varint,4,opt,name=count" json:"count,omitempty"`
 	LatencyMs int64  `protobuf:"varint,5,opt,name=latency_ms,json=latencyMs" json:"latency_ms,omitempty"`
-	// cache_age_ms is the age of the cached records served in place of an answer.
+	// cache_age_ms is the age of the cached records served in place of an answer: how long since
+	// the cache was last known to be complete (the leader's subscription went down, or, where that
+	// is not known, the peer's last delivery).
 	CacheAgeMs    int64  `protobuf:"varint,6,opt,name=cache_age_ms,json=cacheAgeMs" json:"cache_age_ms,omitempty"`
 	Error         string `protobuf:"bytes,7,opt,name=error" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
