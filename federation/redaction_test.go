@@ -314,6 +314,16 @@ func TestMendedRedactionReachesHolders(t *testing.T) {
 		return slices.Contains(under, "["+mended+"]") && slices.Contains(under, "["+first+"]"),
 			fmt.Sprintf("a's disclosures of s1 name the policies %v, want %s and then %s", under, first, mended)
 	})
+	// Each disclosure says what its policies withheld: the misspelt path, then the mended one.
+	var withheld []string
+	for _, e := range a.Audit(t, db.AuditDisclosure) {
+		if e.Subject == "s1" {
+			withheld = append(withheld, fmt.Sprint(auditDetail(t, e)["redacted"]))
+		}
+	}
+	if !slices.Contains(withheld, "[body.contact_phon]") || !slices.Contains(withheld, "[body.contact_phone]") {
+		t.Errorf("a's disclosures of s1 say %v were withheld, want [body.contact_phon] and [body.contact_phone]", withheld)
+	}
 	fedtest.Eventually(t, 10*time.Second, "no file of b holds the withheld values", func() (bool, string) {
 		held := filesHolding(t, b.DataDir(), secrets)
 		return len(held) == 0, fmt.Sprint(held)

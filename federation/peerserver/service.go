@@ -546,7 +546,7 @@ func (d *disclosures) reset() {
 // counts the policies that refused the stated purpose.
 func (d *disclosures) disclose(set *policy.Set, dec policy.Decision) {
 	r := dec.Record
-	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies})
+	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies, Redacted: dec.Redacted})
 	for _, id := range dec.Policies {
 		if _, ok := d.pending.PolicyPurposes[id]; !ok {
 			d.pending.PolicyPurposes[id] = set.PurposeOf(id)

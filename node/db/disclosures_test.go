@@ -31,6 +31,7 @@ func TestApplyDisclosures(t *testing.T) {
 		{RecordId: "b", Version: 1, Policies: []string{"p@1"}},
 		{RecordId: `c"<&>`, Version: 12, Policies: []string{"p@1", "q@2"}},
 		{RecordId: "d", Version: 2}, // no policy ids: audited as null, stored as []
+		{RecordId: "e", Version: 1, Policies: []string{"p@1"}, Redacted: []string{"body.contact.phone", `body.x"y`}},
 	}}
 	if err := d.ApplyDisclosures(1, send); err != nil {
 		t.Fatal(err)
@@ -48,7 +49,7 @@ func TestApplyDisclosures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]int64{"a": 3, `c"<&>`: 12, "d": 2}; !maps.Equal(held, want) {
+	if want := map[string]int64{"a": 3, `c"<&>`: 12, "d": 2, "e": 1}; !maps.Equal(held, want) {
 		t.Fatalf("Disclosed = %v, want %v", held, want)
 	}
 
@@ -64,6 +65,7 @@ func TestApplyDisclosures(t *testing.T) {
 		{db.AuditDisclosure, "b", map[string]any{"recipient": to, "version": int64(1), "policies": []string{"p@1"}, "via": "Query"}},
 		{db.AuditDisclosure, `c"<&>`, map[string]any{"recipient": to, "version": int64(12), "policies": []string{"p@1", "q@2"}, "via": "Query"}},
 		{db.AuditDisclosure, "d", map[string]any{"recipient": to, "version": int64(2), "policies": []string(nil), "via": "Query"}},
+		{db.AuditDisclosure, "e", map[string]any{"recipient": to, "version": int64(1), "policies": []string{"p@1"}, "redacted": []string{"body.contact.phone", `body.x"y`}, "via": "Query"}},
 		{db.AuditRetraction, "b", map[string]any{"recipient": to, "reason": "no longer granted"}},
 	}
 	if len(entries) != len(want) {
@@ -88,8 +90,8 @@ func TestApplyDisclosures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.FirstBroken != 0 || rep.Entries != 5 {
-		t.Fatalf("AuditVerify = %+v, want 5 entries, none broken", rep)
+	if rep.FirstBroken != 0 || rep.Entries != 6 {
+		t.Fatalf("AuditVerify = %+v, want 6 entries, none broken", rep)
 	}
 }
 

@@ -59,10 +59,12 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			if err != nil {
 				return err
 			}
-			// An entry's detail is {"policies":…,"purposes":…,"recipient":…,"stated_purpose":…,
-			// "version":…,"via":…}: the keys in the order json.Marshal sorts a map's keys, as
+			// An entry's detail is {"policies":…,"purposes":…,"recipient":…,"redacted":…,
+			// "stated_purpose":…,"version":…,"via":…}: the keys in the order json.Marshal sorts a
+			// map's keys, as
 			// earlier entries were written; purposes and stated_purpose only when the command
-			// records purposes, so that an entry of an older command keeps its bytes. All but the
+			// records purposes, and redacted only when the policies withheld a field, so that an
+			// entry of an older command keeps its bytes. All but the
 			// version is the same for the records of one set of policies: it is built, and quoted
 			// for the chain's hash, once per set (quoting is per character, so the quoted detail
 			// is the quoted parts around the version's digits).
@@ -77,13 +79,16 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 				if x.Policies != nil {
 					key = pols[fresh[i]]
 				}
+				if len(x.Redacted) > 0 {
+					key += "\x00" + strings.Join(x.Redacted, "\x00")
+				}
 				h, ok := heads[key]
 				if !ok {
 					b := []byte(`{"policies":`)
 					if x.Policies == nil {
 						b = append(b, "null"...)
 					} else {
-						b = append(b, key...)
+						b = append(b, pols[fresh[i]]...)
 					}
 					if c.RecordsPurpose {
 						m := make(map[string]string, len(x.Policies))
@@ -96,6 +101,11 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 					}
 					b = append(b, `,"recipient":`...)
 					b = append(b, recipient...)
+					if len(x.Redacted) > 0 {
+						r, _ := json.Marshal(x.Redacted)
+						b = append(b, `,"redacted":`...)
+						b = append(b, r...)
+					}
 					if c.RecordsPurpose {
 						b = append(b, `,"stated_purpose":`...)
 						b = append(b, stated...)

@@ -1285,7 +1285,11 @@ type Disclosure struct {
 	// seq, for a retraction sent on a subscription, is the feed position it went out at. It stays
 	// pending until the holder subscribes again from a cursor past it (confirmed_through): a
 	// retraction the stream took but the holder never received is sent again.
-	Seq           int64 `protobuf:"varint,5,opt,name=seq" json:"seq,omitempty"`
+	Seq int64 `protobuf:"varint,5,opt,name=seq" json:"seq,omitempty"`
+	// redacted are the body paths the granting policies withheld from this copy; the
+	// federation.disclose entry names them (only when there are any), so that the audit log shows
+	// what did not go out. Commands written before this field have none.
+	Redacted      []string `protobuf:"bytes,6,rep,name=redacted" json:"redacted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1353,6 +1357,13 @@ func (x *Disclosure) GetSeq() int64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Disclosure) GetRedacted() []string {
+	if x != nil {
+		return x.Redacted
+	}
+	return nil
 }
 
 // CacheForeign stores what a peer's subscription delivered, with the cursor to resume from, in
@@ -2019,14 +2030,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x03R\arecords\x12+\n" +
 	"\x11granted_otherwise\x18\x03 \x01(\x03R\x10grantedOtherwise\x12\x16\n" +
-	"\x06marked\x18\x04 \x01(\bR\x06marked\"\x89\x01\n" +
+	"\x06marked\x18\x04 \x01(\bR\x06marked\"\xa5\x01\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x1a\n" +
 	"\bpolicies\x18\x03 \x03(\tR\bpolicies\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03seq\x18\x05 \x01(\x03R\x03seq\"\xf2\x01\n" +
+	"\x03seq\x18\x05 \x01(\x03R\x03seq\x12\x1a\n" +
+	"\bredacted\x18\x06 \x03(\tR\bredacted\"\xf2\x01\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
