@@ -220,6 +220,11 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	if err != nil || got.State != "proposed" || len(got.Approvers) != 0 {
 		t.Fatalf("after the refusals: %v, %v", got, err)
 	}
+	_, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc"})
+	wantStatus(t, "B approves a name without a version", err, codes.NotFound,
+		"id: \"lcvs-capacity-to-ncc\" names no policy version: give NAME@VERSION, such as lcvs-capacity-to-ncc@1 (`policy list` shows them)")
+	_, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc@9"})
+	wantStatus(t, "B approves a version that is none", err, codes.NotFound, "id: there is no policy lcvs-capacity-to-ncc@9: `policy list` shows the policies and their versions")
 	_, err = pb.NewPolicyServiceClient(local).List(rpcCtx(t), &pb.ListPoliciesRequest{State: "aproved"})
 	wantStatus(t, "List of a misspelt state", err, codes.InvalidArgument, `state: "aproved" is not a state: use proposed, approved, rejected, revoked, superseded`)
 	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "r"})

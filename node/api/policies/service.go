@@ -150,7 +150,15 @@ func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepR
 			return nil, err
 		}
 	}
-	return s.step(ctx, &pb.PolicyStep{Action: action, PolicyId: req.Id, Officer: officer, Reason: req.Reason})
+	info, err := s.step(ctx, &pb.PolicyStep{Action: action, PolicyId: req.Id, Officer: officer, Reason: req.Reason})
+	if status.Code(err) == codes.NotFound {
+		// A step names one version: a name alone, as `policy show` takes it, names none.
+		if !strings.Contains(req.Id, "@") {
+			return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("%q names no policy version: give NAME@VERSION, such as %s@1 (`policy list` shows them)", req.Id, req.Id))
+		}
+		return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("there is no policy %s: `policy list` shows the policies and their versions", req.Id))
+	}
+	return info, err
 }
 
 // newerProposal refuses the approval of a policy version while a newer version of the same
