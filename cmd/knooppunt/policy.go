@@ -173,6 +173,7 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
 	}
 	f.register(cmd, true)
+	f.fillArg("ID", "id")
 	return cmd
 }
 
