@@ -350,7 +350,7 @@ peers:
 		"spiffe://ggd.crisis.test/node/r1":            `no bundle for trust domain "ggd.crisis.test"`,
 	} {
 		identitytest.Eventually(t, 5*time.Second, "the refused handshake of "+claimed+" is audited", func() bool {
-			resp, err := pb.NewAuditServiceClient(n.local(t)).List(mtlsCtx(t), &pb.ListAuditRequest{Action: node.AuditHandshakeRefused, Actor: claimed})
+			resp, err := pb.NewAuditServiceClient(n.local(t)).List(mtlsCtx(t), &pb.ListAuditRequest{Action: db.AuditHandshakeRefused, Actor: claimed})
 			if err != nil || len(resp.Entries) == 0 || resp.Entries[0].Subject != "handshake" {
 				return false
 			}

@@ -14,10 +14,6 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// AuditHandshakeRefused is the audit action of handshakes the node's listener refused (see
-// db.AuditHandshakeRefused).
-const AuditHandshakeRefused = db.AuditHandshakeRefused
-
 const (
 	// refusalWindow is how often refusals from one claimed ID are audited at most: the first
 	// at once, the rest of the window as one entry with their count when it ends.
@@ -143,5 +139,5 @@ func refusalEntry(claimed, reason string, count int, first, last time.Time) *pb.
 		d["first"], d["last"] = first.UTC().Format(time.RFC3339Nano), last.UTC().Format(time.RFC3339Nano)
 	}
 	detail, _ := json.Marshal(d)
-	return &pb.AuditEntry{At: timestamppb.New(last), Actor: claimed, Action: AuditHandshakeRefused, Subject: "handshake", Detail: string(detail)}
+	return &pb.AuditEntry{At: timestamppb.New(last), Actor: claimed, Action: db.AuditHandshakeRefused, Subject: "handshake", Detail: string(detail)}
 }

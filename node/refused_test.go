@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -44,8 +45,8 @@ func refusalCount(t *testing.T, e *pb.AuditEntry) int {
 	if err := json.Unmarshal([]byte(e.Detail), &d); err != nil {
 		t.Fatalf("detail %q: %v", e.Detail, err)
 	}
-	if d.Claimed != e.Actor || d.Verified || e.Action != AuditHandshakeRefused {
-		t.Fatalf("entry %+v: want action %s, claimed_id = actor, verified false", e, AuditHandshakeRefused)
+	if d.Claimed != e.Actor || d.Verified || e.Action != db.AuditHandshakeRefused {
+		t.Fatalf("entry %+v: want action %s, claimed_id = actor, verified false", e, db.AuditHandshakeRefused)
 	}
 	return d.Count
 }

@@ -501,3 +501,22 @@ func (d *Document) PhaseSwitch(from, to string) int {
 	}
 	return 0
 }
+
+// PhaseSwitches lists, of the policies given (as the PolicyService lists them), those a crisis
+// going from phase from to phase to starts and stops: the break-glass an officer opens or
+// closes. A policy whose source does not parse is left out.
+func PhaseSwitches(policies []*pb.PolicyInfo, from, to string) (start, stop []string) {
+	for _, p := range policies {
+		parsed, err := Parse(p.Source)
+		if err != nil {
+			continue
+		}
+		switch parsed.Doc.PhaseSwitch(from, to) {
+		case 1:
+			start = append(start, p.Id)
+		case -1:
+			stop = append(stop, p.Id)
+		}
+	}
+	return start, stop
+}

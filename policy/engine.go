@@ -21,6 +21,9 @@ const (
 	StateSuperseded = "superseded"
 )
 
+// States are the lifecycle states, in the order of a policy's life.
+var States = []string{StateProposed, StateApproved, StateRejected, StateRevoked, StateSuperseded}
+
 // Policy is one version of a policy with its lifecycle state, as the store keeps it.
 type Policy struct {
 	// ID is NAME@VERSION, such as lcvs-capacity-to-regions@2.

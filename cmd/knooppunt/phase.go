@@ -76,17 +76,7 @@ warm while the actual crisis stays cold.`,
 				// The break-glass this opened or closed: policies limited to phases.
 				var switched []string
 				if resp, err := pb.NewPolicyServiceClient(conn).List(cmd.Context(), &pb.ListPoliciesRequest{State: policy.StateApproved}); err == nil && f.output != "json" {
-					var start, stop []string
-					for _, pi := range resp.Policies {
-						if parsed, err := policy.Parse(pi.Source); err == nil {
-							switch parsed.Doc.PhaseSwitch(from, p.Phase) {
-							case 1:
-								start = append(start, pi.Id)
-							case -1:
-								stop = append(stop, pi.Id)
-							}
-						}
-					}
+					start, stop := policy.PhaseSwitches(resp.Policies, from, p.Phase)
 					if len(start) > 0 {
 						switched = append(switched, fmt.Sprintf("Starts sharing (policies for %s): %s", p.Phase, strings.Join(start, ", ")))
 					}

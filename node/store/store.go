@@ -267,7 +267,6 @@ func Open(cfg Config) (*Store, error) {
 	go s.snapshotBySize(machine)
 	go s.eraseLoop()
 	if !s.Alone() {
-		go s.fixOwnAddress()
 		go s.watchReplicas()
 	}
 	return s, nil
@@ -275,6 +274,9 @@ func Open(cfg Config) (*Store, error) {
 
 // watchReplicas keeps, while this replica leads, the replicas it cannot reach (Raft's failed
 // heartbeats) and the gauge knooppunt_raft_replica_reachable, for `cluster status` and alerts.
+// Each time this replica becomes leader it also runs ownAddress, so that a replica that began
+// alone and now has raft.listen is in its group under an address others can reach before
+// anyone joins.
 func (s *Store) watchReplicas() {
 	ch := make(chan raft.Observation, 64)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
@@ -286,6 +288,14 @@ func (s *Store) watchReplicas() {
 	})
 	s.raft.RegisterObserver(obs)
 	defer s.raft.DeregisterObserver(obs)
+	fix := func() {
+		if err := s.ownAddress(); err != nil {
+			s.log.Warn("raft: could not set this replica's address in the group: `cluster join` tries again", "err", err)
+		}
+	}
+	if s.IsLeader() {
+		go fix() // it led before the observer was there to see it
+	}
 	for {
 		select {
 		case <-s.stop:
@@ -308,27 +318,11 @@ func (s *Store) watchReplicas() {
 				// Another leader, or this one anew: what the last term saw no longer holds.
 				clear(s.unreachable)
 				metrics.ReplicaReachable.Reset()
+				if string(d.LeaderID) == s.cfg.ReplicaID {
+					go fix() // a configuration change: not on the observer's loop
+				}
 			}
 			s.unreachableMu.Unlock()
-		}
-	}
-}
-
-// fixOwnAddress runs ownAddress each time this replica becomes leader, so that a replica that
-// began alone and now has raft.listen is in its group under an address others can reach before
-// anyone joins.
-func (s *Store) fixOwnAddress() {
-	for {
-		select {
-		case <-s.stop:
-			return
-		case leading := <-s.raft.LeaderCh():
-			if !leading {
-				continue
-			}
-			if err := s.ownAddress(); err != nil {
-				s.log.Warn("raft: could not set this replica's address in the group: `cluster join` tries again", "err", err)
-			}
 		}
 	}
 }

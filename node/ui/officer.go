@@ -138,7 +138,7 @@ type partnerGroups struct {
 
 // policies lists the policies with their lifecycle state.
 func (s *Server) policies(w http.ResponseWriter, r *request) {
-	v := &policiesView{State: r.URL.Query().Get("state"), States: []string{"proposed", "approved", "rejected", "revoked", "superseded"}, Officer: isOfficer(r)}
+	v := &policiesView{State: r.URL.Query().Get("state"), States: policy.States, Officer: isOfficer(r)}
 	if v.State != "" && !slices.Contains(v.States, v.State) {
 		v.State = ""
 	}
@@ -804,19 +804,7 @@ func (s *Server) phasePolicies(r *request, from, to string) []string {
 		s.log.Warn("no policies to name on the phase confirmation", "err", err)
 		return nil
 	}
-	var start, stop []string
-	for _, p := range resp.Policies {
-		parsed, err := policy.Parse(p.Source)
-		if err != nil {
-			continue
-		}
-		switch parsed.Doc.PhaseSwitch(from, to) {
-		case 1:
-			start = append(start, p.Id)
-		case -1:
-			stop = append(stop, p.Id)
-		}
-	}
+	start, stop := policy.PhaseSwitches(resp.Policies, from, to)
 	var out []string
 	if len(start) > 0 {
 		out = append(out, r.L.T("phase.confirm.start", strings.Join(start, ", ")))

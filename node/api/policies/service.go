@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -213,6 +214,34 @@ func refusalStatus(err error) error {
 }
 
 func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, error) {
+	return s.infoIn(p, s.phasesInForce(ctx))
+}
+
+// phasesInForce returns, once however often it is called, the phases some crisis that records
+// here name is in, with cold (a crisis never set): a phase set for a crisis nothing names (a
+// typo) shares nothing. A listing of policies reads them once for all.
+func (s *Service) phasesInForce(ctx context.Context) func() ([]string, error) {
+	return sync.OnceValues(func() ([]string, error) {
+		phases, err := s.c.DB.Phases(ctx, "")
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		crises, err := s.c.DB.Crises(ctx, db.Actual)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		out := []string{policy.PhaseCold}
+		for _, ph := range phases {
+			if slices.Contains(crises, ph.Crisis) {
+				out = append(out, ph.Phase)
+			}
+		}
+		return out, nil
+	})
+}
+
+// infoIn is a policy's info; a policy limited to phases is active in one of phases.
+func (s *Service) infoIn(p *db.PolicyRow, phases func() ([]string, error)) (*pb.PolicyInfo, error) {
 	parsed, err := policy.Parse(p.Source)
 	purpose := ""
 	active := false
@@ -223,20 +252,13 @@ func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, er
 		if len(parsed.Doc.Phases) == 0 {
 			active = c.Active("", now)
 		} else {
-			// In force in the phase of some crisis that records name, or of one never set
-			// (cold): a phase set for a crisis nothing names (a typo) shares nothing.
-			phases, err := s.c.DB.Phases(ctx, "")
+			live, err := phases()
 			if err != nil {
-				return nil, api.Status(s.c.Logger, err)
+				return nil, err
 			}
-			crises, err := s.c.DB.Crises(ctx, db.Actual)
-			if err != nil {
-				return nil, api.Status(s.c.Logger, err)
+			for _, ph := range live {
+				active = active || c.Active(ph, now)
 			}
-			for _, ph := range phases {
-				active = active || (slices.Contains(crises, ph.Crisis) && c.Active(ph.Phase, now))
-			}
-			active = active || c.Active(policy.PhaseCold, now)
 		}
 	}
 	info := &pb.PolicyInfo{
@@ -253,17 +275,17 @@ func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, er
 
 // List returns the policies, filtered by state and name.
 func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.ListPoliciesResponse, error) {
-	states := []string{policy.StateProposed, policy.StateApproved, policy.StateRejected, policy.StateRevoked, policy.StateSuperseded}
-	if req.State != "" && !slices.Contains(states, req.State) {
-		return nil, api.Invalid("state", "%q is not a state: use %s", req.State, strings.Join(states, ", "))
+	if req.State != "" && !slices.Contains(policy.States, req.State) {
+		return nil, api.Invalid("state", "%q is not a state: use %s", req.State, strings.Join(policy.States, ", "))
 	}
 	rows, err := s.c.DB.ListPolicies(ctx, req.State, req.Name)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
 	resp := &pb.ListPoliciesResponse{}
+	phases := s.phasesInForce(ctx)
 	for _, r := range rows {
-		info, err := s.info(ctx, r)
+		info, err := s.infoIn(r, phases)
 		if err != nil {
 			return nil, err
 		}
