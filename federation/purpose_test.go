@@ -72,6 +72,12 @@ func TestPurposeOnEveryDisclosure(t *testing.T) {
 	if hits != 1 {
 		t.Fatalf("c's search for %s found p1 of a %d times, want once: %v", onderzoek, hits, resp)
 	}
+	// c's node showed the answer and kept nothing of it: a's table of what c's cache holds must
+	// not count p1, or c's subscription, once a policy grants it p1 for opvang, would pass over
+	// a record c never got.
+	if held, err := a.Node.DB().Disclosed(fedtest.Call(t), "spiffe://"+c.TD.Name()+"/node/*"); err != nil || len(held) != 0 {
+		t.Fatalf("a counts %v (%v) as held by c's node after c's search; want nothing: only a subscription fills a cache", held, err)
+	}
 
 	// Query: a person of b, a holder of its own, states opvang.
 	analyst := b.Issue(t, "/user/analyst")

@@ -439,8 +439,14 @@ type Decision struct {
 	Record *pb.Record
 	// Policies are the ids of the granting policies.
 	Policies []string
-	// Redacted are the body paths removed.
+	// Redacted are the body paths the granting policies all withhold, whether this record has
+	// them or not: what a recipient's copy is kept under (a change of it withdraws the history
+	// of earlier copies, see db.ApplyCacheForeign).
 	Redacted []string
+	// Withheld are those of Redacted this record has, which its copy lacks: what the audit and
+	// the preview name, so that neither says a field was withheld that never was there (a
+	// misspelt path, or a field of another kind).
+	Withheld []string
 	// Refused are the ids of the policies that would have granted the record but for the
 	// request's stated purpose (see Document.AcceptPurposes), whether or not another granted it.
 	Refused []string
@@ -525,7 +531,20 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 		// A body that cannot be redacted is not sent at all.
 		return Decision{}, append(verdicts, Verdict{Reason: err.Error()})
 	}
-	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact, Refused: refused}, verdicts
+	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact, Withheld: withheld(r.Body, out.Body, redact), Refused: refused}, verdicts
+}
+
+// withheld returns the paths of redact that body has, redacted being body without them. The
+// redactor hands back body itself when it removed nothing, and anything it removes makes the
+// body shorter: a length says most, without a second walk.
+func withheld(body, redacted []byte, redact []string) []string {
+	switch {
+	case len(redact) == 0 || len(redacted) == len(body):
+		return nil
+	case len(redact) == 1:
+		return redact
+	}
+	return Present(body, redact)
 }
 
 // intersect returns the body paths that every set removes. A set removes a path when it names

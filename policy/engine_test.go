@@ -66,6 +66,27 @@ func TestDecideNestedRedaction(t *testing.T) {
 	}
 }
 
+// TestWithheldNamesOnlyWhatTheRecordHad checks that a decision names as withheld only the
+// redacted paths the record has: a misspelt path, or a field of another kind, withheld nothing,
+// and the audit and the preview must not say it did.
+func TestWithheldNamesOnlyWhatTheRecordHad(t *testing.T) {
+	set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "a", "redact: [body.contact_phon, body.trend, body.place.lat]\n")}}
+	for _, c := range []struct {
+		body string
+		want []string
+	}{
+		{`{"contact_phone":"06","level":3}`, nil},
+		{`{"trend":"up","level":3}`, []string{"body.trend"}},
+		{`{"trend":"up","place":{"lat":52,"lon":5}}`, []string{"body.place.lat", "body.trend"}},
+		{`{"place":{"lon":5}}`, nil},
+	} {
+		d := set.Decide(sitrep(c.body), ncc, policy.PhaseCold, propNow)
+		if !d.Allow || len(d.Redacted) != 3 || !slices.Equal(d.Withheld, c.want) {
+			t.Fatalf("Decide(%s): redacted %v, withheld %v; want all three redacted and %v withheld", c.body, d.Redacted, d.Withheld, c.want)
+		}
+	}
+}
+
 // TestDecideUnionRevealsWhatAnyGrantReveals checks that a policy without redactions reveals the
 // whole body, whatever the other granting policies redact.
 func TestDecideUnionRevealsWhatAnyGrantReveals(t *testing.T) {

@@ -502,6 +502,20 @@ func decideModel(ps []*modelPolicy, r *modelRecord, to policy.Recipient, phase s
 	return d
 }
 
+// hasPath reports whether v has a member at the keys path.
+func hasPath(v any, path []string) bool {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		if v, ok = m[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // canonical is a JSON value as encoding/json reads it, so that two encodings compare equal.
 func canonical(t *rapid.T, v any) any {
 	b, err := json.Marshal(v)
@@ -532,6 +546,20 @@ func checkDecision(t *rapid.T, what string, got policy.Decision, want modelDecis
 	}
 	if !slices.Equal(got.Redacted, want.redacted) {
 		t.Fatalf("%s: redacted %v, model says %v", what, got.Redacted, want.redacted)
+	}
+	// Withheld are the redacted paths the record has.
+	var orig any
+	if err := json.Unmarshal(in.Body, &orig); err != nil {
+		t.Fatal(err)
+	}
+	var has []string
+	for _, p := range want.redacted {
+		if hasPath(orig, strings.Split(strings.TrimPrefix(p, "body."), ".")) {
+			has = append(has, p)
+		}
+	}
+	if !slices.Equal(got.Withheld, has) {
+		t.Fatalf("%s: withheld %v, but of %v the body %s has %v", what, got.Withheld, want.redacted, in.Body, has)
 	}
 	var body any
 	if err := json.Unmarshal(got.Record.Body, &body); err != nil {

@@ -537,6 +537,9 @@ func (d *disclosures) reset() {
 	d.pending = &pb.RecordDisclosures{
 		Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Holder: d.to.Holder(), Via: d.via, CountHeld: true,
 		RecordsPurpose: true, StatedPurpose: d.to.Purpose, PolicyPurposes: map[string]string{},
+		// A peer's node keeps only what its subscription sends; a person or app that queried is
+		// its own holder, and the table says what went to it.
+		AnswerNotKept: d.via == "Query" && d.to.Holder() != d.to.ID,
 	}
 	d.pendingLen = 0
 	d.refused, d.otherwise = nil, nil
@@ -546,7 +549,7 @@ func (d *disclosures) reset() {
 // counts the policies that refused the stated purpose.
 func (d *disclosures) disclose(set *policy.Set, dec policy.Decision) {
 	r := dec.Record
-	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies, Redacted: dec.Redacted})
+	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies, Redacted: dec.Withheld})
 	for _, id := range dec.Policies {
 		if _, ok := d.pending.PolicyPurposes[id]; !ok {
 			d.pending.PolicyPurposes[id] = set.PurposeOf(id)
@@ -748,7 +751,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 			disc.refuse(d)
 			return true, nil
 		}
-		out := &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}
+		out := &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld}
 		if text != nil {
 			// The index matched the whole record; the recipient gets it only if the text it
 			// may see matches, so that nothing it may not see decides what it learns.
@@ -1083,7 +1086,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 			// Recorded even if Send fails: the record may have reached the peer all the same.
 			held[r.Id] = db.Holding{Version: r.Version, Policies: d.Policies}
 			disc.disclose(set, d)
-			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
+			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld}}}); err != nil {
 				return cursor, err
 			}
 		case held[r.Id].Version != 0:
@@ -1139,7 +1142,7 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 			// Recorded even if Send fails: the record may have reached the peer all the same.
 			held[r.Id], sent[r.Id] = db.Holding{Version: r.Version, Policies: d.Policies}, r.Version
 			disc.disclose(set, d)
-			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Redacted}}}); err != nil {
+			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld}}}); err != nil {
 				return false, err
 			}
 			if disc.pendingLen >= batch {

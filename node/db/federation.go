@@ -223,7 +223,7 @@ type held struct {
 
 // disclose writes the rows of c.Disclosed that disclose something: with c.CountHeld, a version,
 // or a set of policies, that the recipient does not hold, counting the rows before it in the same
-// command; without it, every row. It returns their indexes, in order, and pols, where pols[i] is
+// command; without it, every row. With c.AnswerNotKept it writes none, and returns the same. It returns their indexes, in order, and pols, where pols[i] is
 // the policies of c.Disclosed[i] as the table stores them.
 func disclose(tx *writeTx, c *pb.RecordDisclosures, holder string, at time.Time) (fresh []int, pols []string, err error) {
 	// Most records of a command were granted by the same policies.
@@ -269,6 +269,9 @@ func disclose(tx *writeTx, c *pb.RecordDisclosures, holder string, at time.Time)
 		for i := range c.Disclosed {
 			fresh = append(fresh, i)
 		}
+	}
+	if c.AnswerNotKept {
+		return fresh, pols, nil
 	}
 	err = disclosureRows.exec(tx, []any{holder, at.UnixNano()}, len(fresh), func(i int, args []any) []any {
 		x := c.Disclosed[fresh[i]]

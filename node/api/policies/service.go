@@ -431,7 +431,7 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 			counts[r.Kind]++
 			resp.Total++
 			if len(resp.Items) < limit {
-				resp.Items = append(resp.Items, &pb.PreviewItem{Record: d.Record, Redacted: d.Redacted})
+				resp.Items = append(resp.Items, &pb.PreviewItem{Record: d.Record, Redacted: d.Withheld})
 			}
 			return nil
 		})
@@ -545,7 +545,7 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 		return nil, api.Status(s.c.Logger, err)
 	}
 	d, verdicts := set.Explain(r, to, phase, time.Now())
-	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Redacted, Phase: phase}
+	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Withheld, Phase: phase}
 	for _, v := range verdicts {
 		resp.Verdicts = append(resp.Verdicts, &pb.Verdict{PolicyId: v.PolicyID, Grants: v.Grants, Reason: v.Reason, Redact: v.Redact, Code: v.Code, Args: v.Args})
 	}

@@ -1078,8 +1078,15 @@ type RecordDisclosures struct {
 	// confirmed_through is the cursor the holder's subscription started from: the holder has
 	// applied every retraction sent before it, which therefore stops being pending.
 	ConfirmedThrough int64 `protobuf:"varint,13,opt,name=confirmed_through,json=confirmedThrough" json:"confirmed_through,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// answer_not_kept: the records went out in a Query answer to a peer's node, which shows the
+	// answer and keeps only what its subscription sends. The answer is audited (a version the
+	// node's cache holds already counts as a resend, with count_held), but the disclosures table,
+	// which says what the node's cache holds, is left as it was: had it counted the answer, the
+	// subscription would pass over a record the cache never got. Set by every node since this
+	// field exists; an entry without it is applied as before.
+	AnswerNotKept bool `protobuf:"varint,14,opt,name=answer_not_kept,json=answerNotKept" json:"answer_not_kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordDisclosures) Reset() {
@@ -1203,6 +1210,13 @@ func (x *RecordDisclosures) GetConfirmedThrough() int64 {
 	return 0
 }
 
+func (x *RecordDisclosures) GetAnswerNotKept() bool {
+	if x != nil {
+		return x.AnswerNotKept
+	}
+	return false
+}
+
 // PurposeRefusal is how many records a policy refused for a request's stated purpose.
 type PurposeRefusal struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1286,7 +1300,8 @@ type Disclosure struct {
 	// pending until the holder subscribes again from a cursor past it (confirmed_through): a
 	// retraction the stream took but the holder never received is sent again.
 	Seq int64 `protobuf:"varint,5,opt,name=seq" json:"seq,omitempty"`
-	// redacted are the body paths the granting policies withheld from this copy; the
+	// redacted are the body paths the granting policies withheld from this copy, of those the
+	// record has (a path it lacks withheld nothing); the
 	// federation.disclose entry names them (only when there are any), so that the audit log shows
 	// what did not go out. Commands written before this field have none.
 	Redacted      []string `protobuf:"bytes,6,rep,name=redacted" json:"redacted,omitempty"`
@@ -2006,7 +2021,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x0fKeepAuthorities\x12!\n" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12 \n" +
 	"\vauthorities\x18\x02 \x03(\fR\vauthorities\x12*\n" +
-	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x8f\x05\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xb7\x05\n" +
 	"\x11RecordDisclosures\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12!\n" +
 	"\frecipient_id\x18\x02 \x01(\tR\vrecipientId\x126\n" +
@@ -2022,7 +2037,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	" \x01(\tR\rstatedPurpose\x12\\\n" +
 	"\x0fpolicy_purposes\x18\v \x03(\v23.knooppunt.v1.RecordDisclosures.PolicyPurposesEntryR\x0epolicyPurposes\x126\n" +
 	"\arefused\x18\f \x03(\v2\x1c.knooppunt.v1.PurposeRefusalR\arefused\x12+\n" +
-	"\x11confirmed_through\x18\r \x01(\x03R\x10confirmedThrough\x1aA\n" +
+	"\x11confirmed_through\x18\r \x01(\x03R\x10confirmedThrough\x12&\n" +
+	"\x0fanswer_not_kept\x18\x0e \x01(\bR\ranswerNotKept\x1aA\n" +
 	"\x13PolicyPurposesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +

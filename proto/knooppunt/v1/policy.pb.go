@@ -674,9 +674,11 @@ func (x *PreviewRequest) GetPurpose() string {
 }
 
 type PreviewItem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Record        *Record                `protobuf:"bytes,1,opt,name=record" json:"record,omitempty"`
-	Redacted      []string               `protobuf:"bytes,2,rep,name=redacted" json:"redacted,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Record *Record                `protobuf:"bytes,1,opt,name=record" json:"record,omitempty"`
+	// redacted are the body paths withheld from this record: those of the policies' redact that
+	// it has.
+	Redacted      []string `protobuf:"bytes,2,rep,name=redacted" json:"redacted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1031,12 +1033,14 @@ func (x *Verdict) GetArgs() []string {
 }
 
 type ExplainResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Allow         bool                   `protobuf:"varint,1,opt,name=allow" json:"allow,omitempty"`
-	Policies      []string               `protobuf:"bytes,2,rep,name=policies" json:"policies,omitempty"`
-	Redacted      []string               `protobuf:"bytes,3,rep,name=redacted" json:"redacted,omitempty"`
-	Verdicts      []*Verdict             `protobuf:"bytes,4,rep,name=verdicts" json:"verdicts,omitempty"`
-	Phase         string                 `protobuf:"bytes,5,opt,name=phase" json:"phase,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Allow    bool                   `protobuf:"varint,1,opt,name=allow" json:"allow,omitempty"`
+	Policies []string               `protobuf:"bytes,2,rep,name=policies" json:"policies,omitempty"`
+	// redacted are the body paths withheld from this record: those the granting policies all
+	// redact that it has.
+	Redacted      []string   `protobuf:"bytes,3,rep,name=redacted" json:"redacted,omitempty"`
+	Verdicts      []*Verdict `protobuf:"bytes,4,rep,name=verdicts" json:"verdicts,omitempty"`
+	Phase         string     `protobuf:"bytes,5,opt,name=phase" json:"phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
