@@ -11,6 +11,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -279,8 +280,21 @@ func TestRESTBadInput(t *testing.T) {
 			n.call(t, editor, "POST", "/v1/records", "", tc.body).want(t, tc.name, 400, tc.want)
 		})
 	}
+	// A body over the node's limit is 413, not the gateway's 429, which clients retry.
+	big := restRecord("bad-1")
+	big["body"] = base64.StdEncoding.EncodeToString([]byte(`{"notes":"` + strings.Repeat("x", 2<<20) + `"}`))
+	n.call(t, editor, "POST", "/v1/records", "", big).want(t, "a body over the limit", 413, "record.body", "over the limit")
 	n.call(t, editor, "GET", "/v1/records/bad-1", "", nil).want(t, "nothing stored", 404)
 	n.call(t, editor, "GET", "/v1/records?page_size=x", "", nil).want(t, "bad query parameter", 400, "page_size")
+	// A query parameter that names no field is refused, not dropped: a misspelt ceiling would
+	// otherwise return what it was there to keep out.
+	n.call(t, editor, "GET", "/v1/records?max_classificaton=PUBLIC", "", nil).want(t, "misspelt query parameter", 400,
+		`query parameter \"max_classificaton\": ListRequest has no field \"max_classificaton\": use one of`)
+	n.call(t, editor, "GET", "/v1/pictures/oekraine?mode.exercice=x", "", nil).want(t, "misspelt nested query parameter", 400,
+		`Mode has no field \"exercice\"`)
+	n.call(t, editor, "GET", "/v1/records?maxClassification=PUBLIC&mode.status=ACTUAL", "", nil).want(t, "JSON and nested names", 200)
+	// A mangled page token is refused, not read as the end of the list.
+	n.call(t, editor, "GET", "/v1/records?page_token=zzz", "", nil).want(t, "a mangled page token", 400, "page_token")
 
 	// A program finds the field apart from the message, in a google.rpc.BadRequest detail.
 	bad := restRecord("bad-2")

@@ -164,6 +164,12 @@ func TestCLIRecord(t *testing.T) {
 	if !slices.Equal(ids, []string{"utr-1", "zst-1"}) {
 		t.Fatalf("list -o json ids %v, want [utr-1 zst-1]", ids)
 	}
+	// One page of JSON says on stderr that there is more, with the token.
+	r = cli(t, nil, "", "record", "list", "--node", addr, "--kind", "shelter.capacity", "--limit", "1", "-o", "json").want(t, 0)
+	r.oneJSON(t, &list)
+	if len(list) != 1 || !strings.Contains(r.stderr, "more records: this is one page of 1; add --page-token ") {
+		t.Fatalf("list --limit 1 -o json: %d records, stderr %q; want one, and a note with the next page's token", len(list), r.stderr)
+	}
 	if r := cli(t, nil, "", "record", "list", "--node", addr, "--crisis", "hoogwater", "-o", "json").want(t, 0); strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("an empty list printed %q, want []", r.stdout)
 	}

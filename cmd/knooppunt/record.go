@@ -266,7 +266,8 @@ func newRecordListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List this node's own records",
 		Long: `List this node's own live records in id order, one page at a time (--limit), or every page with
---all. --updated-since takes a time (RFC 3339) or a duration back from now, such as 2h. The
+--all. When there are more pages, stderr says so with the next --page-token, -o json too (stdout
+stays one JSON array): a script wants --all. --updated-since takes a time (RFC 3339) or a duration back from now, such as 2h. The
 copies partners share are not listed here: knooppunt search --origin TD and knooppunt picture
 show them.`,
 		Example: `  knooppunt record list --crisis oekraine --kind shelter.capacity --region VR09
@@ -359,7 +360,15 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		for i, r := range recs {
 			js[i] = record.ToJSON(r)
 		}
-		return printJSON(out, js)
+		if err := printJSON(out, js); err != nil {
+			return err
+		}
+		// On stderr, so that stdout stays one JSON array; a script that reads only stdout
+		// must not take the first page for the whole list without a word.
+		if next != "" {
+			fmt.Fprintf(errOut, "more records: this is one page of %d; add --page-token %s, or --all\n", len(recs), next)
+		}
+		return nil
 	}
 	tw := newModeTable(out, mode)
 	fmt.Fprintln(tw, "ID\tKIND\tCRISIS\tREGION\tCLASSIFICATION\tVERSION\tUPDATED\tSUMMARY")

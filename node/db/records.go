@@ -714,13 +714,16 @@ func parsePageToken(token string, byUpdate bool) (at int64, after string, err er
 	}
 	t := string(raw)
 	if !byUpdate {
-		if strings.HasPrefix(t, "~") {
+		// Any base64 decodes to something: what is no record id (a token cut short or mangled
+		// on its way) must not read as a place past the last record, an empty page that
+		// tells a sync loop it is done.
+		if record.CheckID("page_token", t) != nil {
 			return 0, "", ErrBadPageToken
 		}
 		return 0, t, nil
 	}
 	nanos, id, ok := strings.Cut(strings.TrimPrefix(t, "~"), "~")
-	if !ok || !strings.HasPrefix(t, "~") || id == "" {
+	if !ok || !strings.HasPrefix(t, "~") || record.CheckID("page_token", id) != nil {
 		return 0, "", ErrBadPageToken
 	}
 	if at, err = strconv.ParseInt(nanos, 10, 64); err != nil {

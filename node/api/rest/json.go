@@ -39,9 +39,9 @@ var (
 	listFields = []string{"records", "next_page_token"}
 )
 
-// fieldNames lists the fields of m's message in the order of its .proto file.
-func fieldNames(m protoreflect.ProtoMessage) []string {
-	fds := m.ProtoReflect().Descriptor().Fields()
+// fieldNames lists the fields of md in the order of its .proto file.
+func fieldNames(md protoreflect.MessageDescriptor) []string {
+	fds := md.Fields()
 	names := make([]string, fds.Len())
 	for i := range names {
 		names[i] = fds.Get(i).TextName()
@@ -63,8 +63,8 @@ func newJSONMarshaler() *jsonMarshaler {
 	if b, _ := j.MarshalOptions.Marshal(&pb.ListResponse{}); bytes.Contains(b, []byte(", ")) {
 		sep = ", "
 	}
-	direct := slices.Equal(fieldNames(&pb.Record{}), recordFields) &&
-		slices.Equal(fieldNames(&pb.ListResponse{}), listFields)
+	direct := slices.Equal(fieldNames((&pb.Record{}).ProtoReflect().Descriptor()), recordFields) &&
+		slices.Equal(fieldNames((&pb.ListResponse{}).ProtoReflect().Descriptor()), listFields)
 	return &jsonMarshaler{JSONPb: j, sep: sep, direct: direct}
 }
 

@@ -62,7 +62,7 @@ type Config struct {
 	// Refused, when set, is told of every handshake refused for a client certificate that does
 	// not verify, so that the node can audit it as it does on its gRPC listener.
 	Refused identity.RefusalFunc
-	// MaxBodyBytes bounds a request body; a larger one is refused with 400 before it is read
+	// MaxBodyBytes bounds a request body; a larger one is refused with 413 before it is read
 	// whole. Default 64 MiB, the bound of one gRPC message on the node's servers.
 	MaxBodyBytes int64
 	Logger       *slog.Logger
@@ -104,6 +104,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		// knooppunt-on-behalf-of), and a bearer token must not travel further.
 		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.SetQueryParameterParser(&strictQuery{}),
+		runtime.WithErrorHandler(errorHandler(cfg.MaxBodyBytes)),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
 		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
@@ -172,7 +174,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, err := s.authenticate(r)
 	if err != nil {
 		s.log.Warn("REST call refused", "method", r.Method, "path", r.URL.Path, "reason", err.Error())
-		w.Header().Set("WWW-Authenticate", `Bearer realm="knooppunt"`)
 		_, m := runtime.MarshalerForRequest(s.mux, r)
 		runtime.HTTPError(r.Context(), s.mux, m, w, r, status.Error(codes.Unauthenticated, err.Error()))
 		return
@@ -180,10 +181,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The token has served: grpc-gateway would pass it on to the services as metadata, whatever
 	// the header matcher says.
 	r.Header.Del("Authorization")
-	if r.Body != http.NoBody { // net/http's body of a request without one, such as most GETs
-		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	}
 	ctx := api.AsPerson(r.Context(), id)
+	if r.Body != http.NoBody { // net/http's body of a request without one, such as most GETs
+		over := new(bool)
+		r.Body = limitedBody{http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), over}
+		ctx = context.WithValue(ctx, overKey{}, over)
+	}
 	if s.cfg.Tracer != nil {
 		var end func()
 		ctx, w, end = s.span(ctx, w, r, id)

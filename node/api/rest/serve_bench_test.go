@@ -58,7 +58,7 @@ func newServer(tb testing.TB, maxBody int64) (*rest.Server, *api.InProcess, *x50
 	return srv, inproc, user, rec
 }
 
-// TestBodyLimit: a body over Config.MaxBodyBytes is refused with 400 and the reason, before any
+// TestBodyLimit: a body over Config.MaxBodyBytes is refused with 413 and the limit, before any
 // service sees it; a GET, which has no body, is served.
 func TestBodyLimit(t *testing.T) {
 	srv, _, user, rec := newServer(t, 1024)
@@ -68,7 +68,7 @@ func TestBodyLimit(t *testing.T) {
 	put.TLS = state
 	w := httptest.NewRecorder()
 	srv.ServeHTTP(w, put)
-	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "request body too large") {
+	if w.Code != http.StatusRequestEntityTooLarge || !strings.Contains(w.Body.String(), "request body: over this API's limit of 1024 bytes") {
 		t.Errorf("POST of %d bytes with a limit of 1024: %d %s", len(body), w.Code, w.Body)
 	}
 	get := httptest.NewRequest(http.MethodGet, "/v1/records/"+rec.Id, nil)
@@ -77,6 +77,14 @@ func TestBodyLimit(t *testing.T) {
 	srv.ServeHTTP(w, get)
 	if w.Code != http.StatusOK {
 		t.Errorf("GET: %d %s", w.Code, w.Body)
+	}
+	// Without a credential: 401 with a challenge in WWW-Authenticate, the reason in the body.
+	anon := httptest.NewRequest(http.MethodGet, "/v1/records/"+rec.Id, nil)
+	anon.TLS = &tls.ConnectionState{HandshakeComplete: true}
+	w = httptest.NewRecorder()
+	srv.ServeHTTP(w, anon)
+	if w.Code != http.StatusUnauthorized || w.Header().Get("WWW-Authenticate") != `Bearer realm="knooppunt"` || !strings.Contains(w.Body.String(), "no SPIFFE ID") {
+		t.Errorf("GET without a credential: %d, WWW-Authenticate %q, %s", w.Code, w.Header().Get("WWW-Authenticate"), w.Body)
 	}
 }
 

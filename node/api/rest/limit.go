@@ -1,0 +1,71 @@
+package rest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// limitedBody is a request body under http.MaxBytesReader that notes when the limit cut it off,
+// so that the error handler can say so: the gateway hands on only the reader's error text.
+type limitedBody struct {
+	io.ReadCloser
+	over *bool
+}
+
+func (b limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		*b.over = true
+	}
+	return n, err
+}
+
+type overKey struct{}
+
+// errorHandler is grpc-gateway's, except for what is too large. RESOURCE_EXHAUSTED, which the
+// node's services answer only for something over a size limit (a record body, a policy, a
+// file), is 413 Content Too Large instead of the gateway's 429 Too Many Requests, which HTTP
+// clients take for "slow down and retry" and would send the same request again forever. A
+// request body over the API's own limit is a 413 that names the limit, not a bare 400.
+func errorHandler(limit int64) runtime.ErrorHandlerFunc {
+	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+		if over, _ := ctx.Value(overKey{}).(*bool); over != nil && *over {
+			err = status.Error(codes.ResourceExhausted, fmt.Sprintf("request body: over this API's limit of %d bytes: send fewer records in one batch", limit))
+		}
+		switch status.Code(err) {
+		case codes.ResourceExhausted:
+			w = mended{ResponseWriter: w, code: http.StatusRequestEntityTooLarge}
+		case codes.Unauthenticated:
+			// The gateway puts the status message in WWW-Authenticate; RFC 7235 wants a
+			// challenge there, and clients parse it. The message stays in the body.
+			w = mended{ResponseWriter: w, challenge: `Bearer realm="knooppunt"`}
+		}
+		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+	}
+}
+
+// mended mends what the gateway's error handler writes: code, when set, for its status, and
+// challenge, when set, for its WWW-Authenticate.
+type mended struct {
+	http.ResponseWriter
+	code      int
+	challenge string
+}
+
+func (w mended) WriteHeader(code int) {
+	if w.challenge != "" {
+		w.Header().Set("WWW-Authenticate", w.challenge)
+	}
+	if w.code != 0 {
+		code = w.code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
