@@ -713,3 +713,25 @@ func TestBodyFieldLinks(t *testing.T) {
 		t.Errorf("links %v, want %v", links, want)
 	}
 }
+
+// TestLatestOfAPicture checks which entries the picture lists as its latest records: every kind
+// but those it shows apart or sums, so that a partner's kind this node does not know (a water
+// board's water.level) shows too, and is not counted in the picture while shown nowhere on it.
+func TestLatestOfAPicture(t *testing.T) {
+	entry := func(kind string) *pb.PictureEntry {
+		return &pb.PictureEntry{Kind: kind, Record: &pb.Record{Id: kind, Kind: kind}}
+	}
+	pic := &pb.PictureResponse{Aggregates: []*pb.Aggregate{{Kind: "shelter.capacity", Field: "beds_free", Region: "NL"}}}
+	latest := latestOf(pic)
+	for kind, want := range map[string]bool{
+		"sitrep": true, "guidance": true, "water.level": true, "road.closure": true,
+		"shelter.capacity": false, "alert": false, "assessment": false, "assessment.response": false,
+	} {
+		if got := latest(entry(kind)); got != want {
+			t.Errorf("a %s entry among the latest: %v, want %v", kind, got, want)
+		}
+	}
+	if latest(&pb.PictureEntry{Kind: "sitrep"}) {
+		t.Error("an entry without its record is among the latest")
+	}
+}

@@ -28,8 +28,23 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// latestKinds are the kinds the picture lists as the latest records: what people read.
-var latestKinds = map[string]bool{"sitrep": true, "qa": true, "guidance": true, "signal": true, "permit": true}
+// shownElsewhere are the kinds the picture shows in a section of their own (alerts, the shared
+// assessment) or sums (shelter capacity): the latest records are all others, what people read,
+// a partner's kind this node does not know included, so that no record the picture counts is
+// shown nowhere on it.
+var shownElsewhere = map[string]bool{record.AlertKind: true, assessment.Kind: true, assessment.ResponseKind: true}
+
+// latestOf returns whether an entry of pic belongs among its latest records: not a kind the
+// picture shows apart (shownElsewhere) or sums, whatever this node knows of it.
+func latestOf(pic *pb.PictureResponse) func(*pb.PictureEntry) bool {
+	summed := map[string]bool{}
+	for _, a := range pic.Aggregates {
+		summed[a.Kind] = true
+	}
+	return func(e *pb.PictureEntry) bool {
+		return e.Record != nil && !shownElsewhere[e.Kind] && !summed[e.Kind]
+	}
+}
 
 // maxLatest is how many of the latest records the picture lists.
 const maxLatest = 15
@@ -303,11 +318,12 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 
 	now := time.Now()
+	latest := latestOf(pic)
 	for _, e := range pic.Entries {
 		if a, ok := activeAlert(r.L, e, now, r.URL.RequestURI()); ok {
 			v.Alerts = append(v.Alerts, a)
 		}
-		if !latestKinds[e.Kind] || e.Record == nil {
+		if !latest(e) {
 			continue
 		}
 		v.Latest = append(v.Latest, s.entry(r, e))
