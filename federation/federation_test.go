@@ -1370,6 +1370,25 @@ func TestPeerDroppedFromConfigLeavesFirst(t *testing.T) {
 	}
 }
 
+// TestPictureLeavesOutWhoIsNoPeer: when b drops a, the copies a sent stay in b's cache, where no
+// retraction of a's can reach them any more; b's picture, as its search, no longer shows them as
+// a live source.
+func TestPictureLeavesOutWhoIsNoPeer(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 10 * time.Minute})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "removed"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "before b drops a"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"x": 1}, "b receives x")
+
+	f.DropPeer(t, b, a.Name)
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{}, "b's picture leaves out a, no peer of b's")
+	cached, err := b.Node.DB().ForeignList(fedtest.Call(t), db.ForeignFilter{Origin: a.TD.Name(), Crisis: crisis})
+	if err != nil || len(cached) != 1 {
+		t.Fatalf("b's cache of a: %d records (%v), want x kept", len(cached), err)
+	}
+}
+
 // TestLostRetractionIsSentAgain: a retraction the stream took but the peer never applied (the
 // stream broke first) is sent again when the peer subscribes again from the cursor it had, for a
 // deleted record (the feed) and for a revoked policy (the resync); once the peer subscribes from

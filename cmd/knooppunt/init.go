@@ -247,6 +247,11 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("# Peers accepted with `knooppunt peer accept` live in the node's Raft log, on every replica.\n")
 	p("# Peers listed here work too; `knooppunt peer list` shows where each came from.\n")
 	p("peers: []\n")
+	p("# What this node states it needs partners' records for (doelbinding), on its subscriptions\n")
+	p("# and searches. A partner's policy with accept_purposes grants only the purposes it lists:\n")
+	p("# agree the wording with your partners' officers, then remove the #s (needs a restart).\n")
+	p("# federation:\n")
+	p("#   purpose: \"crisisbeheersing en informatievoorziening\"\n")
 	c("kinds: []", "empty: the demo kinds (shelter.capacity, sitrep, qa, guidance, permit, signal); alert, assessment and assessment.response are always there")
 	return b.String()
 }
@@ -280,11 +285,16 @@ func (o *initOptions) printNext(td spiffeid.TrustDomain) {
 	}
 	fmt.Fprintf(w, "  %d. Start the node:\n       knooppunt serve --data-dir %s --config %s\n", step, o.dataDir, filepath.Join(o.dataDir, configName))
 	step++
-	fmt.Fprintf(w, "  %d. Invite a partner, hand them invitation.json by any channel and read them the fingerprint:\n", step)
-	fmt.Fprintf(w, "       knooppunt peer invite --node unix://%s -o invitation.json\n", abs(sock))
-	step++
-	fmt.Fprintf(w, "  %d. Accept the partner's answer once they accepted yours:\n", step)
+	fmt.Fprintf(w, "  %d. Connect to a partner (docs/onboarding.md). Either you were invited: accept their file, and\n", step)
+	fmt.Fprintf(w, "     hand them the answer it writes:\n")
 	fmt.Fprintf(w, "       knooppunt peer accept THEIR-INVITATION.json --node unix://%s\n", abs(sock))
+	fmt.Fprintf(w, "     or you invite: hand them invitation.json by any channel, read them the fingerprint, and\n")
+	fmt.Fprintf(w, "     accept the answer they send back:\n")
+	fmt.Fprintf(w, "       knooppunt peer invite --node unix://%s -o invitation.json\n", abs(sock))
+	fmt.Fprintf(w, "       knooppunt peer accept THEIR-ANSWER.json --node unix://%s\n", abs(sock))
+	step++
+	fmt.Fprintf(w, "  %d. If a partner's policies bind purposes (accept_purposes), state yours: federation.purpose\n", step)
+	fmt.Fprintf(w, "     in %s. Without it such a partner sends nothing.\n", filepath.Join(o.dataDir, configName))
 	step++
 	if len(o.officers) < 2 {
 		fmt.Fprintf(w, "  %d. Name your two security officers under roles in %s (it reloads by itself).\n", step, filepath.Join(o.dataDir, configName))

@@ -534,6 +534,14 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	}
 	// Every cached record of the crisis, a page at a time: a picture that left some out would
 	// show a stale entry, or none, and sums that are short, and would not say so.
+	// Only a peer's: the copies of an org that is no peer any more stay in the cache, as the
+	// peer left them, but no retraction of its can reach them: the picture, as search, no longer
+	// shows them as a live source.
+	peers, _, _ := s.sources(nil)
+	peer := make(map[string]bool, len(peers))
+	for _, p := range peers {
+		peer[p.TrustDomain] = true
+	}
 	ff := db.ForeignFilter{Crisis: req.Crisis, Limit: foreignPage, Mode: mode}
 	for {
 		foreign, err := s.c.DB.ForeignList(ctx, ff)
@@ -541,7 +549,9 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 			return nil, api.Status(s.c.Logger, err)
 		}
 		for _, fr := range foreign {
-			items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+			if peer[fr.Record.Origin] {
+				items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+			}
 		}
 		if len(foreign) < ff.Limit {
 			break
