@@ -87,7 +87,7 @@ func TestClusterPeerAcceptedOnEveryReplica(t *testing.T) {
 			other = r
 		}
 	}
-	if _, err := pb.NewPeerServiceClient(other.Local(t)).Remove(clustertest.Call(t), &pb.RemovePeerRequest{Name: "ncc"}); err != nil {
+	if _, err := pb.NewPeerServiceClient(other.Local(t)).Remove(clustertest.Call(t), &pb.RemovePeerRequest{Name: "ncc", Reason: "test"}); err != nil {
 		t.Fatalf("remove on %s: %v", other.ID, err)
 	}
 	everywhere(false, "every replica refuses NCC after the remove", c.Replicas...)
@@ -97,7 +97,7 @@ func TestClusterPeerAcceptedOnEveryReplica(t *testing.T) {
 			t.Fatalf("%s lists %v (%v) after the remove", r.ID, list, err)
 		}
 	}
-	_, err = pb.NewPeerServiceClient(other.Local(t)).Remove(clustertest.Call(t), &pb.RemovePeerRequest{Name: "ncc"})
+	_, err = pb.NewPeerServiceClient(other.Local(t)).Remove(clustertest.Call(t), &pb.RemovePeerRequest{Name: "ncc", Reason: "test"})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("a second remove: %v, want NOT_FOUND", err)
 	}

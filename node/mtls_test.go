@@ -393,7 +393,7 @@ func TestMTLSLocalSocket(t *testing.T) {
 		t.Fatalf("List on the local socket: %v %v", resp, err)
 	}
 	_, err = pb.NewPhaseServiceClient(conn).Set(mtlsCtx(t), &pb.SetPhaseRequest{})
-	want := "local socket may not call PhaseService/Set: it needs the role officer"
+	want := "local socket may not call PhaseService/Set: it needs the role officer" + localHint
 	if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != want {
 		t.Fatalf("Phase Set on the local socket: %v\nwant PermissionDenied: %s", err, want)
 	}

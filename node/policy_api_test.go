@@ -128,6 +128,9 @@ func rpcCtx(t *testing.T) context.Context {
 }
 
 // wantStatus checks a call's gRPC code and message.
+// localHint ends a refusal on the local socket of a step a person takes.
+const localHint = ", which a person has: call the node over mutual TLS with their SVID (KNOOPPUNT_NODE=HOST:PORT, KNOOPPUNT_SVID_CERT, KNOOPPUNT_SVID_KEY, KNOOPPUNT_BUNDLE; `knooppunt init` printed them)"
+
 func wantStatus(t *testing.T, what string, err error, code codes.Code, msg string) {
 	t.Helper()
 	if st := status.Convert(err); err == nil || st.Code() != code || st.Message() != msg {
@@ -182,7 +185,7 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 		wantStatus(t, who+" proposes", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/"+who+" may not call PolicyService/Propose: it needs the role officer")
 	}
 	_, err := pb.NewPolicyServiceClient(local).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
-	wantStatus(t, "the local socket proposes", err, codes.PermissionDenied, "local socket may not call PolicyService/Propose: it needs the role officer")
+	wantStatus(t, "the local socket proposes", err, codes.PermissionDenied, "local socket may not call PolicyService/Propose: it needs the role officer"+localHint)
 
 	// Officer A proposes.
 	info, err := pb.NewPolicyServiceClient(connA).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
@@ -207,11 +210,11 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 		wantStatus(t, who+" approves", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/"+who+" may not call PolicyService/Approve: it needs the role officer")
 	}
 	_, err = pb.NewPolicyServiceClient(local).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
-	wantStatus(t, "the local socket approves", err, codes.PermissionDenied, "local socket may not call PolicyService/Approve: it needs the role officer")
+	wantStatus(t, "the local socket approves", err, codes.PermissionDenied, "local socket may not call PolicyService/Approve: it needs the role officer"+localHint)
 	_, err = pb.NewPolicyServiceClient(local).Reject(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "r"})
-	wantStatus(t, "the local socket rejects", err, codes.PermissionDenied, "local socket may not call PolicyService/Reject: it needs the role officer")
+	wantStatus(t, "the local socket rejects", err, codes.PermissionDenied, "local socket may not call PolicyService/Reject: it needs the role officer"+localHint)
 	_, err = pb.NewPhaseServiceClient(local).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm"})
-	wantStatus(t, "the local socket sets a phase", err, codes.PermissionDenied, "local socket may not call PhaseService/Set: it needs the role officer")
+	wantStatus(t, "the local socket sets a phase", err, codes.PermissionDenied, "local socket may not call PhaseService/Set: it needs the role officer"+localHint)
 	_, err = pb.NewPhaseServiceClient(p.as(t, "admin")).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm"})
 	wantStatus(t, "the admin sets a phase", err, codes.PermissionDenied, "spiffe://"+lcvsTD+"/user/admin may not call PhaseService/Set: it needs the role officer")
 

@@ -458,7 +458,8 @@ refused, also on connections already open. Both steps are audited (peer.leave, p
 peer list shows a peer that is leaving.
 
 --now, or a second remove of a peer that is leaving, refuses it at once, whatever it holds.
-A peer of the config file is removed from the config file instead.`,
+--reason is required, as for a revocation. A peer of the config file is removed from the config
+file instead.`,
 		Example: `  knooppunt peer remove vr-brabant-noord --reason "left the federation"
   knooppunt peer remove vr-brabant-noord --now --reason "key compromised"`,
 		Args: cobra.ExactArgs(1),
@@ -480,7 +481,7 @@ A peer of the config file is removed from the config file instead.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log (required)")
 	cmd.Flags().BoolVar(&now, "now", false, "refuse the peer at once, without waiting for it to drop what it holds")
 	f.register(cmd, true)
 	f.fill(map[string]string{"reason": "reason"})

@@ -157,8 +157,13 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	if shown.Fingerprint != out.Peer.Fingerprint || shown.Source != "raft" {
 		t.Fatalf("peer show after replace: %+v", shown)
 	}
+	// A removal needs a reason, as a revocation does.
+	r = cli(t, nil, "", "peer", "remove", "ncc", "--node", vrbn.sock()).want(t, 1)
+	if !strings.Contains(r.stderr, "reason: missing: say why the peer goes") {
+		t.Fatalf("remove without a reason: %q", r.stderr)
+	}
 	// Removing a peer nobody accepted names what to do.
-	r = cli(t, nil, "", "peer", "remove", "lcvs", "--node", vrbn.sock()).want(t, 1)
+	r = cli(t, nil, "", "peer", "remove", "lcvs", "--reason", "test", "--node", vrbn.sock()).want(t, 1)
 	if !strings.Contains(r.stderr, `no peer "lcvs" was accepted`) || !strings.Contains(r.stderr, "(NotFound)") {
 		t.Fatalf("remove of an unknown peer: %q", r.stderr)
 	}

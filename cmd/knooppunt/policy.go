@@ -440,6 +440,9 @@ show what the recipient would receive: the records, the body fields redacted, an
 					return printJSON(out, doc)
 				}
 				fmt.Fprintf(out, "%s would receive %d of %d records considered\n", recipient, resp.Total, resp.Considered)
+				if resp.Total == 0 && resp.Considered > 0 && phase == "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), "Note: this is in each crisis's phase now. A policy limited to phases (phases: [warm]) grants nothing outside them: --phase warm shows what it would send then.")
+				}
 				for _, c := range resp.Counts {
 					fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
 				}

@@ -308,7 +308,7 @@ whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
 				if len(resp.Entries) == 0 && f.output != "json" && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
 					known, err := knownCrisis(cmd.Context(), conn, crisis, mode.GetExercise())
 					if err == nil && !known {
-						fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", crisis)
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q now: check the spelling (`knooppunt phase show` lists the crises there are records of), or partners withdrew what they shared of it, or their policies grant it only for a purpose this node does not state (federation.purpose).\n", crisis)
 					}
 				}
 				return nil

@@ -416,6 +416,10 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.Pe
 	if req.Name == "" {
 		return nil, api.Invalid("name", "missing: give a peer's name or trust domain")
 	}
+	if strings.TrimSpace(req.Reason) == "" {
+		// As a revocation: the step ends what the partner is granted, and the audit log keeps why.
+		return nil, api.Invalid("reason", "missing: say why the peer goes, for the audit log")
+	}
 	raft, err := s.c.DB.Peers(ctx)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -445,7 +449,11 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.Pe
 		return nil, err
 	}
 	s.c.Logger.Info("peer "+out.Outcome, "peer", out.Peer.Name, "peer_trust_domain", td, "by", caller.String())
-	return s.info(out.Peer, s.c.File()), nil
+	info := s.info(out.Peer, s.c.File())
+	if action == "remove" {
+		info.LeavingSince = nil // refused now, no longer leaving
+	}
+	return info, nil
 }
 
 // RunLeaving refuses, on the leader, every peer that is leaving once its node holds nothing from
