@@ -273,6 +273,7 @@ func TestRESTBadInput(t *testing.T) {
 		{"unknown field", `{"id":"bad-1","kindd":"x"}`, `kindd`},
 		{"wrong type", `{"id":"bad-1","kind":5}`, `kind`},
 		{"not JSON", `{"id":`, `unexpected`},
+		{"body as an object", `{"id":"bad-1","kind":"sitrep","body":{"title":"x"}}`, `record.body is the base64 of the JSON object`},
 		{"missing crisis", func() map[string]any { r := restRecord("bad-1"); delete(r, "crisis"); return r }(), `record.crisis`},
 		{"unknown kind", func() map[string]any { r := restRecord("bad-1"); r["kind"] = "no.such.kind"; return r }(), `record.kind`},
 	} {

@@ -139,18 +139,24 @@ func (o *initOptions) run() error {
 		if err != nil {
 			return err
 		}
-		issue := func(path, file string, ttl time.Duration) error {
+		issue := func(path, file string, opts identity.SVIDOptions) error {
 			id, err := spiffeid.FromPath(td, path)
 			if err != nil {
 				return err
 			}
-			return ca.IssueFiles(id, filepath.Join(o.dataDir, "certs", file), identity.SVIDOptions{TTL: ttl})
+			return ca.IssueFiles(id, filepath.Join(o.dataDir, "certs", file), opts)
 		}
-		if err := issue("/node/"+o.replica, o.replica, devNodeSVIDTTL); err != nil {
+		// The node's SVID names the host too, so that an HTTPS client that checks host names
+		// (curl, a partner system) accepts it on the REST API.
+		node := identity.SVIDOptions{TTL: devNodeSVIDTTL}
+		if net.ParseIP(o.host) == nil {
+			node.DNSNames = []string{o.host}
+		}
+		if err := issue("/node/"+o.replica, o.replica, node); err != nil {
 			return err
 		}
 		for _, u := range append([]string{o.admin}, o.officers...) {
-			if err := issue("/user/"+u, u, identity.DefaultSVIDTTL*30); err != nil {
+			if err := issue("/user/"+u, u, identity.SVIDOptions{TTL: identity.DefaultSVIDTTL * 30}); err != nil {
 				return err
 			}
 		}
@@ -247,6 +253,10 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("# Peers accepted with `knooppunt peer accept` live in the node's Raft log, on every replica.\n")
 	p("# Peers listed here work too; `knooppunt peer list` shows where each came from.\n")
 	p("peers: []\n")
+	p("# The REST/JSON API for your own systems (docs/integration.md): HTTPS with the node's SVID,\n")
+	p("# mutual TLS or a bearer JWT-SVID. Off until you remove the #s (needs a restart).\n")
+	p("# http:\n")
+	p("#   listen: \"0.0.0.0:8443\"\n")
 	p("# What this node states it needs partners' records for (doelbinding), on its subscriptions\n")
 	p("# and searches. A partner's policy with accept_purposes grants only the purposes it lists:\n")
 	p("# agree the wording with your partners' officers, then remove the #s (needs a restart).\n")

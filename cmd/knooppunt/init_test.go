@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,6 +122,36 @@ func TestInitThenServe(t *testing.T) {
 }
 
 // TestInitRefuses: bad flags name what to fix, and leave no directory behind.
+// TestInitNodeSVIDNamesTheHost: the node's development SVID names --host as a DNS name, so that
+// curl and partner systems accept it on the REST API, which the config init writes offers, with
+// federation.purpose, commented out.
+func TestInitNodeSVIDNamesTheHost(t *testing.T) {
+	dataDir := filepath.Join(shortDir(t), "d")
+	cli(t, nil, "", "init", "--org", "ggd.crisis.test", "--name", "GGD", "--dev-ca", "--data-dir", dataDir, "--host", "localhost",
+		"--listen", "127.0.0.1:7443", "--bundle-listen", "127.0.0.1:7444").want(t, 0)
+	pemBytes, err := os.ReadFile(filepath.Join(dataDir, "certs", "r1.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		t.Fatal("certs/r1.crt holds no PEM block")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cert.DNSNames, []string{"localhost"}) || len(cert.URIs) != 1 || cert.URIs[0].String() != "spiffe://ggd.crisis.test/node/r1" {
+		t.Fatalf("the node's SVID names %v and %v, want the SPIFFE ID and localhost", cert.URIs, cert.DNSNames)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(dataDir, configName))
+	for _, want := range []string{"# http:\n#   listen: ", "# federation:\n#   purpose: "} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("node.yaml lacks %q:\n%s", want, cfg)
+		}
+	}
+}
+
 func TestInitRefuses(t *testing.T) {
 	dir := shortDir(t)
 	for _, c := range []struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -39,6 +40,10 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 		if over, _ := ctx.Value(overKey{}).(*bool); over != nil && *over {
 			err = status.Error(codes.ResourceExhausted, fmt.Sprintf("request body: over this API's limit of %d bytes: send fewer records in one batch", limit))
+		}
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "invalid value for bytes field body") {
+			// A JSON object where protojson wants bytes: the first thing an integrator sends.
+			err = status.Error(codes.InvalidArgument, st.Message()+": in REST JSON, record.body is the base64 of the JSON object's UTF-8 bytes, such as \"eyJiZWRzX2ZyZWUiOjN9\" for {\"beds_free\":3}")
 		}
 		switch status.Code(err) {
 		case codes.ResourceExhausted:

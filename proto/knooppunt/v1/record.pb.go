@@ -209,7 +209,8 @@ type Record struct {
 	Region         string            `protobuf:"bytes,5,opt,name=region" json:"region,omitempty"`
 	Classification Classification    `protobuf:"varint,6,opt,name=classification,enum=knooppunt.v1.Classification" json:"classification,omitempty"`
 	Labels         map[string]string `protobuf:"bytes,7,rep,name=labels" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// body is a JSON object, UTF-8 encoded. A kind may carry a JSON Schema for it.
+	// body is a JSON object, UTF-8 encoded. A kind may carry a JSON Schema for it. In REST JSON it
+	// is, as every bytes field, the base64 of those bytes: "eyJiZWRzX2ZyZWUiOjN9" for {"beds_free":3}.
 	Body []byte `protobuf:"bytes,8,opt,name=body" json:"body,omitempty"`
 	// version starts at 1 and grows by one with every change. On Put it is the version the writer
 	// last saw; 0 writes whatever the current version is.
