@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -410,7 +411,12 @@ func csvValueDecimalComma(v string) any {
 	return csvValue(v)
 }
 
-// Import writes rows in batches of n through c. A row that could not be read, or that the node
+// maxBatchBytes bounds the records of one batch, encoded: half of what a node's gRPC server and
+// the client take in one message (node.MaxMessageBytes, 64 MiB), so that a file of large rows
+// goes in smaller batches rather than failing whole.
+const maxBatchBytes = 32 << 20
+
+// Import writes rows in batches of n through c, or fewer when they would pass maxBatchBytes. A row that could not be read, or that the node
 // refused, is a rejection; an error is returned only when the node could not be asked at all.
 // done, when not nil, is told after each batch how many rows were handled.
 func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, done func(handled int)) (Summary, error) {
@@ -420,7 +426,10 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 		sum.Rejected++
 		sum.Rejections = append(sum.Rejections, Rejection{Line: r.Line, ID: r.ID, Code: code, Field: field, Reason: reason})
 	}
-	var pending []Row
+	var (
+		pending      []Row
+		pendingBytes int
+	)
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
@@ -442,7 +451,7 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 			sum.Accepted++
 		}
 		handled += len(pending)
-		pending = pending[:0]
+		pending, pendingBytes = pending[:0], 0
 		if done != nil {
 			done(handled)
 		}
@@ -458,7 +467,14 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 			handled++
 			continue
 		}
+		size := proto.Size(r.Record)
+		if len(pending) > 0 && pendingBytes+size > maxBatchBytes {
+			if err := flush(); err != nil {
+				return sum, err
+			}
+		}
 		pending = append(pending, r)
+		pendingBytes += size
 		if len(pending) == n {
 			if err := flush(); err != nil {
 				return sum, err
