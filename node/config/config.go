@@ -5,6 +5,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -97,6 +98,13 @@ type Webhooks struct {
 	// (10.0.0.0/8, 192.168.0.0/16, fd00::/8 and so on), which a webhook could otherwise use to
 	// probe the node's own network. Loopback is always allowed. Default false.
 	AllowPrivate bool `yaml:"allow_private"`
+	// CAFile is a PEM file of CA certificates that an HTTPS receiver's certificate may chain
+	// to besides the system's roots: an internal PKI of the org, as municipal and GGD receivers
+	// often have. Relative to the config file. Read at start.
+	CAFile string `yaml:"ca_file"`
+	// Roots are the system's roots and CAFile's certificates, as Load read them; nil without
+	// CAFile (the system's roots).
+	Roots *x509.CertPool `yaml:"-"`
 }
 
 // Tracing configures OpenTelemetry tracing.
@@ -659,6 +667,12 @@ func Load(path string) (*Config, error) {
 	rel(&c.Feed.TLS.KeyFile)
 	rel(&c.UI.OIDC.ClientSecretFile)
 	rel(&c.HTTP.JWTBundleFile)
+	rel(&c.Webhooks.CAFile)
+	if c.Webhooks.CAFile != "" {
+		if c.Webhooks.Roots, err = roots(c.Webhooks.CAFile); err != nil {
+			return nil, fmt.Errorf("config %s: webhooks.ca_file: %w", path, err)
+		}
+	}
 	for i := range c.Peers {
 		rel(&c.Peers[i].BundleFile)
 	}
@@ -667,6 +681,22 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return &c, nil
+}
+
+// roots returns the system's roots with the CA certificates of the PEM file at path.
+func roots(path string) (*x509.CertPool, error) {
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("%s holds no PEM certificate: give the CA's certificate (-----BEGIN CERTIFICATE-----)", path)
+	}
+	return pool, nil
 }
 
 func (c *Config) setDefaults() {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -506,6 +507,9 @@ func newClient(u *url.URL, set config.Webhooks) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   set.Timeout,
 		ResponseHeaderTimeout: set.Timeout,
+	}
+	if set.Roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: set.Roots, MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{
 		Transport:     tr,

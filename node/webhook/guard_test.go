@@ -1,11 +1,15 @@
 package webhook
 
 import (
+	"encoding/pem"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +91,46 @@ func TestBackoff(t *testing.T) {
 				t.Fatalf("Backoff(%d) = %s, want within [%s, %s]", n, got, want/2, want)
 			}
 		}
+	}
+}
+
+// TestClientTrustsTheConfiguredCA: a receiver whose certificate chains to an org's own CA is
+// reached once webhooks.ca_file names that CA, and refused (unknown authority) without it; a
+// ca_file that holds no certificate is a config error that names the field.
+func TestClientTrustsTheConfiguredCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	load := func(caFile string) (*config.Config, error) {
+		path := filepath.Join(dir, "node.yaml")
+		if err := os.WriteFile(path, []byte("webhooks:\n  ca_file: "+caFile+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return config.Load(path)
+	}
+	cfg, err := load("ca.pem") // relative to the config file
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(srv.URL)
+	resp, err := newClient(u, cfg.Webhooks).Post(srv.URL, "application/json", nil)
+	if err != nil {
+		t.Fatalf("with webhooks.ca_file: %v", err)
+	}
+	resp.Body.Close()
+	set := cfg.Webhooks
+	set.Roots = nil
+	if _, err := newClient(u, set).Post(srv.URL, "application/json", nil); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("without webhooks.ca_file: %v, want an unknown authority", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "junk.pem"), []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load("junk.pem"); err == nil || !strings.Contains(err.Error(), "webhooks.ca_file") || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Fatalf("a ca_file without a certificate: %v", err)
 	}
 }
