@@ -243,7 +243,30 @@ func (e *LineError) Error() string {
 	if e.Problem == BareQuote || e.Problem == QuoteMissing {
 		return e.err.Error() + ": quote a text that holds a double quote, and double the quote inside it"
 	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](e.err); ok && e.Problem == WrongType && te.Field != "" {
+		// Not encoding/json's Go type names (JSON.version of type int64): what to write.
+		return fmt.Sprintf("not a record: %s: got a JSON %s, want %s", te.Field, te.Value, jsonWant(te.Type.Kind()))
+	}
 	return "not a record: " + e.err.Error()
+}
+
+// jsonWant says what JSON a field of Go kind k takes.
+func jsonWant(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, not in quotes"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "another type"
 }
 
 func (e *LineError) Unwrap() error { return e.err }

@@ -25,6 +25,7 @@ func TestUnreadableLines(t *testing.T) {
 		{"a JSON array", "jsonl", good + "\n[1, 2]\n", 2, "", importfile.NotJSON, ""},
 		{"a field a record has not", "jsonl", good + "\n" + `{"id":"u","kind":"shelter.capacity","regio":"VR09"}` + "\n", 2, "u", importfile.UnknownField, "regio"},
 		{"a number for a text", "jsonl", good + "\n" + `{"id":"n","kind":"shelter.capacity","region":9}` + "\n", 2, "n", importfile.WrongType, "region"},
+		{"a version in quotes", "jsonl", good + "\n" + `{"id":"q","kind":"shelter.capacity","version":"1"}` + "\n", 2, "q", importfile.WrongType, "version"},
 		{"a time that is none", "jsonl", good + "\n" + `{"id":"v","kind":"shelter.capacity","valid_until":"morgen"}` + "\n", 2, "v", 0, "valid_until"},
 		{"a quote inside a text", "csv", "id,region,municipality\nq-1,VR09,Sporthal \"De Klup\"\n", 2, "", importfile.BareQuote, ""},
 		{"a quote not closed", "csv", "id,region,municipality\nq-1,VR09,Zeist\nq-2,VR09,\"Sporthal\n", 3, "", importfile.QuoteMissing, ""},
@@ -59,6 +60,10 @@ func TestUnreadableLines(t *testing.T) {
 			le, ok := errors.AsType[*importfile.LineError](r.Err)
 			if !ok || le.Problem != tc.problem || le.Field != tc.field {
 				t.Fatalf("error %v (%+v), want problem %d field %q", r.Err, le, tc.problem, tc.field)
+			}
+			// A wrong type says what to write, not a Go type.
+			if tc.problem == importfile.WrongType && (strings.Contains(r.Err.Error(), "Go struct") || !strings.Contains(r.Err.Error(), tc.field+": got a JSON ")) {
+				t.Errorf("wrong type: %q, want the field, what came and what it takes", r.Err)
 			}
 		})
 	}
