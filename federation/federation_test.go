@@ -34,6 +34,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/federation/peerclient"
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node"
@@ -94,8 +95,17 @@ func auditDetail(t *testing.T, e *pb.AuditEntry) map[string]any {
 // retract it. Re-checks run on policy and phase changes at once, not on the periodic
 // re-evaluation, which is set out of reach here.
 func TestSubscribeUpdateRetract(t *testing.T) {
-	f := fedtest.Start(t, fedtest.Options{Reevaluate: 10 * time.Minute})
+	log := identitytest.NewLog()
+	f := fedtest.Start(t, fedtest.Options{Reevaluate: 10 * time.Minute, Logger: log.Logger})
 	lifecycle(t, f)
+	// b's operator learns why records left its cache: a line a retraction, with the reason.
+	b := f.Orgs[1]
+	for _, reason := range []string{"no longer granted", "deleted"} {
+		log.Wait(t, 5*time.Second, "a peer withdrew records it had shared", func(e identitytest.Entry) bool {
+			reasons, _ := e["reasons"].(map[string]any)
+			return e.Str("org") == b.Name && e.Str("peer") == f.Orgs[0].Name && reasons[reason] != nil
+		})
+	}
 }
 
 func lifecycle(t *testing.T, f *fedtest.Federation) {

@@ -550,6 +550,9 @@ type batch struct {
 	// its full_end, which sets fullEnded; nil otherwise.
 	full      map[string]bool
 	fullEnded bool
+	// reasons counts the batch's retractions by the reason the source gave, for the log line
+	// that tells the operator why records went (the picture only loses them).
+	reasons map[string]int
 }
 
 func (m *Manager) newBatch(p config.Peer, exercise string, cursor int64) *batch {
@@ -565,6 +568,7 @@ func (b *batch) reset() {
 		cursor = b.cmd.Cursor
 	}
 	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor, Exercise: b.exercise}
+	b.reasons = nil
 }
 
 func (b *batch) size() int { return len(b.cmd.Upserts) + len(b.cmd.Retractions) }
@@ -593,6 +597,10 @@ func (b *batch) add(ev *pb.FeedEvent) bool {
 	case *pb.FeedEvent_Retraction:
 		received.WithLabelValues(b.peer.Name, "retraction").Inc()
 		b.cmd.Retractions = append(b.cmd.Retractions, e.Retraction.RecordId)
+		if b.reasons == nil {
+			b.reasons = map[string]int{}
+		}
+		b.reasons[e.Retraction.Reason]++
 	case *pb.FeedEvent_Heartbeat:
 		received.WithLabelValues(b.peer.Name, "heartbeat").Inc()
 		switch {
@@ -645,6 +653,15 @@ func (b *batch) flush(ctx context.Context) error {
 	b.stored = b.cmd.Cursor
 	if len(b.cmd.Upserts) > 0 {
 		b.m.wakeFiles(b.peer.Name)
+	}
+	if len(b.reasons) > 0 {
+		// Why records left the cache: the question after "where did it go?" (the source's audit
+		// log has each retraction; this node has only this line and the counter).
+		ids := b.cmd.Retractions
+		if len(ids) > 10 {
+			ids = ids[:10]
+		}
+		b.m.c.Logger.Info("a peer withdrew records it had shared", "peer", b.peer.Name, "records", len(b.cmd.Retractions), "reasons", b.reasons, "ids", ids, "exercise", b.exercise)
 	}
 	b.reset()
 	return nil
