@@ -515,13 +515,24 @@ func newPolicyExplainCmd() *cobra.Command {
 						Reason string   `json:"reason"`
 						Redact []string `json:"redact"`
 					}
+					type holding struct {
+						Version  int64      `json:"version"`
+						Policies []string   `json:"policies"`
+						At       *time.Time `json:"at"`
+					}
 					doc := struct {
 						Allow    bool      `json:"allow"`
 						Phase    string    `json:"phase"`
 						Policies []string  `json:"policies"`
 						Redacted []string  `json:"redacted"`
 						Verdicts []verdict `json:"verdicts"`
-					}{Allow: resp.Allow, Phase: resp.Phase, Policies: nonNilStrings(resp.Policies), Redacted: nonNilStrings(resp.Redacted), Verdicts: []verdict{}}
+						Holder   string    `json:"holder"`
+						Held     *holding  `json:"held"`
+					}{Allow: resp.Allow, Phase: resp.Phase, Policies: nonNilStrings(resp.Policies), Redacted: nonNilStrings(resp.Redacted), Verdicts: []verdict{}, Holder: resp.Holder}
+					if h := resp.Held; h != nil {
+						at := h.At.AsTime()
+						doc.Held = &holding{h.Version, nonNilStrings(h.Policies), &at}
+					}
 					for _, v := range resp.Verdicts {
 						doc.Verdicts = append(doc.Verdicts, verdict{v.PolicyId, v.Grants, v.Reason, nonNilStrings(v.Redact)})
 					}
@@ -535,6 +546,7 @@ func newPolicyExplainCmd() *cobra.Command {
 					}
 				}
 				fmt.Fprintf(out, "%s → %s: %s (phase %s)\n", recordID, recipient, verdict, resp.Phase)
+				fmt.Fprintln(out, holdingLine(resp))
 				tw := newTable(out)
 				fmt.Fprintln(tw, "POLICY\tGRANTS\tWHY\tREDACTS")
 				granting := 0
@@ -567,4 +579,21 @@ func newPolicyExplainCmd() *cobra.Command {
 	cmd.MarkFlagRequired("recipient")
 	f.register(cmd, true)
 	return cmd
+}
+
+// holdingLine says what the recipient's holder holds of the record, by this node's disclosures,
+// against what policy grants now: the answer to "why does the partner not have it?".
+func holdingLine(resp *pb.ExplainResponse) string {
+	h := resp.Held
+	switch {
+	case h == nil && resp.Allow:
+		return fmt.Sprintf("%s holds no copy yet: its subscription brings it (peer show says whether it is open)", resp.Holder)
+	case h == nil:
+		return fmt.Sprintf("%s holds no copy", resp.Holder)
+	}
+	held := fmt.Sprintf("%s holds version %d, sent under %s at %s", resp.Holder, h.Version, strings.Join(h.Policies, ", "), h.At.AsTime().Local().Format("2006-01-02 15:04:05"))
+	if !resp.Allow {
+		held += ": no longer granted, its retraction is on its way"
+	}
+	return held
 }

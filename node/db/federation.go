@@ -305,6 +305,24 @@ type Holding struct {
 	Policies []string
 }
 
+// HoldingOf returns what holder holds of one record, and when it was sent; ok is false when it
+// holds no copy.
+func (d *DB) HoldingOf(ctx context.Context, holder, recordID string) (h Holding, at time.Time, ok bool, err error) {
+	err = d.read(func(ro *sql.DB) error {
+		var pols string
+		var nanos int64
+		switch err := ro.QueryRowContext(ctx, `SELECT version, policies, at FROM disclosures WHERE recipient = ? AND record_id = ?`, holder, recordID).Scan(&h.Version, &pols, &nanos); {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return err
+		}
+		ok, at = true, time.Unix(0, nanos)
+		return json.Unmarshal([]byte(pols), &h.Policies)
+	})
+	return h, at, ok, err
+}
+
 // DisclosedIn returns the records of mode m a holder holds, by id. Each mode is a feed of its
 // own, and a subscription in one mode retracts only what it could have sent.
 func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string]Holding, error) {

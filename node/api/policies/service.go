@@ -545,7 +545,14 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 		return nil, api.Status(s.c.Logger, err)
 	}
 	d, verdicts := set.Explain(r, to, phase, time.Now())
-	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Withheld, Phase: phase}
+	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Withheld, Phase: phase, Holder: to.Holder()}
+	held, at, ok, err := s.c.DB.HoldingOf(ctx, resp.Holder, r.Id)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	if ok {
+		resp.Held = &pb.Holding{Version: held.Version, Policies: held.Policies, At: timestamppb.New(at)}
+	}
 	for _, v := range verdicts {
 		resp.Verdicts = append(resp.Verdicts, &pb.Verdict{PolicyId: v.PolicyID, Grants: v.Grants, Reason: v.Reason, Redact: v.Redact, Code: v.Code, Args: v.Args})
 	}

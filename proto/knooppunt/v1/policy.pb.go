@@ -1038,9 +1038,15 @@ type ExplainResponse struct {
 	Policies []string               `protobuf:"bytes,2,rep,name=policies" json:"policies,omitempty"`
 	// redacted are the body paths withheld from this record: those the granting policies all
 	// redact that it has.
-	Redacted      []string   `protobuf:"bytes,3,rep,name=redacted" json:"redacted,omitempty"`
-	Verdicts      []*Verdict `protobuf:"bytes,4,rep,name=verdicts" json:"verdicts,omitempty"`
-	Phase         string     `protobuf:"bytes,5,opt,name=phase" json:"phase,omitempty"`
+	Redacted []string   `protobuf:"bytes,3,rep,name=redacted" json:"redacted,omitempty"`
+	Verdicts []*Verdict `protobuf:"bytes,4,rep,name=verdicts" json:"verdicts,omitempty"`
+	Phase    string     `protobuf:"bytes,5,opt,name=phase" json:"phase,omitempty"`
+	// holder is who keeps what the recipient is sent (the partner's node for any of its
+	// replicas), and held what this node's disclosures say it holds of the record now: nil when
+	// it holds no copy. A copy that policy grants but is not held yet is on its way, or the
+	// holder's subscription is down; one held but no longer granted is being retracted.
+	Holder        string   `protobuf:"bytes,6,opt,name=holder" json:"holder,omitempty"`
+	Held          *Holding `protobuf:"bytes,7,opt,name=held" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1110,6 +1116,81 @@ func (x *ExplainResponse) GetPhase() string {
 	return ""
 }
 
+func (x *ExplainResponse) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetHeld() *Holding {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+type Holding struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version int64                  `protobuf:"varint,1,opt,name=version" json:"version,omitempty"`
+	// policies are those it was sent under, which decided its redaction.
+	Policies      []string               `protobuf:"bytes,2,rep,name=policies" json:"policies,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Holding) Reset() {
+	*x = Holding{}
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Holding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Holding) ProtoMessage() {}
+
+func (x *Holding) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Holding.ProtoReflect.Descriptor instead.
+func (*Holding) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Holding) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Holding) GetPolicies() []string {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *Holding) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 type SetPhaseRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Crisis string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
@@ -1125,7 +1206,7 @@ type SetPhaseRequest struct {
 
 func (x *SetPhaseRequest) Reset() {
 	*x = SetPhaseRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1218,7 @@ func (x *SetPhaseRequest) String() string {
 func (*SetPhaseRequest) ProtoMessage() {}
 
 func (x *SetPhaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1231,7 @@ func (x *SetPhaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPhaseRequest.ProtoReflect.Descriptor instead.
 func (*SetPhaseRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetPhaseRequest) GetCrisis() string {
@@ -1196,7 +1277,7 @@ type PhaseInfo struct {
 
 func (x *PhaseInfo) Reset() {
 	*x = PhaseInfo{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1289,7 @@ func (x *PhaseInfo) String() string {
 func (*PhaseInfo) ProtoMessage() {}
 
 func (x *PhaseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1302,7 @@ func (x *PhaseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseInfo.ProtoReflect.Descriptor instead.
 func (*PhaseInfo) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PhaseInfo) GetCrisis() string {
@@ -1281,7 +1362,7 @@ type ListPhasesRequest struct {
 
 func (x *ListPhasesRequest) Reset() {
 	*x = ListPhasesRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1374,7 @@ func (x *ListPhasesRequest) String() string {
 func (*ListPhasesRequest) ProtoMessage() {}
 
 func (x *ListPhasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1387,7 @@ func (x *ListPhasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhasesRequest.ProtoReflect.Descriptor instead.
 func (*ListPhasesRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListPhasesRequest) GetCrisis() string {
@@ -1339,7 +1420,7 @@ type ListPhasesResponse struct {
 
 func (x *ListPhasesResponse) Reset() {
 	*x = ListPhasesResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1432,7 @@ func (x *ListPhasesResponse) String() string {
 func (*ListPhasesResponse) ProtoMessage() {}
 
 func (x *ListPhasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1445,7 @@ func (x *ListPhasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhasesResponse.ProtoReflect.Descriptor instead.
 func (*ListPhasesResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{19}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPhasesResponse) GetPhases() []*PhaseInfo {
@@ -1391,7 +1472,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1484,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1497,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{20}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuditEntry) GetSeq() int64 {
@@ -1494,7 +1575,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1587,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1600,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{21}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListAuditRequest) GetAction() string {
@@ -1587,7 +1668,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1680,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1693,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{22}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1637,7 +1718,7 @@ type VerifyAuditRequest struct {
 
 func (x *VerifyAuditRequest) Reset() {
 	*x = VerifyAuditRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1730,7 @@ func (x *VerifyAuditRequest) String() string {
 func (*VerifyAuditRequest) ProtoMessage() {}
 
 func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1743,7 @@ func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{23}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VerifyAuditRequest) GetAnchor() *AuditAnchor {
@@ -1698,7 +1779,7 @@ type WitnessReport struct {
 
 func (x *WitnessReport) Reset() {
 	*x = WitnessReport{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1791,7 @@ func (x *WitnessReport) String() string {
 func (*WitnessReport) ProtoMessage() {}
 
 func (x *WitnessReport) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1804,7 @@ func (x *WitnessReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitnessReport.ProtoReflect.Descriptor instead.
 func (*WitnessReport) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WitnessReport) GetPeer() string {
@@ -1780,7 +1861,7 @@ type AuditAnchor struct {
 
 func (x *AuditAnchor) Reset() {
 	*x = AuditAnchor{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1873,7 @@ func (x *AuditAnchor) String() string {
 func (*AuditAnchor) ProtoMessage() {}
 
 func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1886,7 @@ func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditAnchor.ProtoReflect.Descriptor instead.
 func (*AuditAnchor) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AuditAnchor) GetSeq() int64 {
@@ -1840,7 +1921,7 @@ type VerifyAuditResponse struct {
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1933,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1946,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{26}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -1992,13 +2073,19 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06redact\x18\x04 \x03(\tR\x06redact\x12\x12\n" +
 	"\x04code\x18\x05 \x01(\tR\x04code\x12\x12\n" +
-	"\x04args\x18\x06 \x03(\tR\x04args\"\xa8\x01\n" +
+	"\x04args\x18\x06 \x03(\tR\x04args\"\xeb\x01\n" +
 	"\x0fExplainResponse\x12\x14\n" +
 	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
 	"\bredacted\x18\x03 \x03(\tR\bredacted\x121\n" +
 	"\bverdicts\x18\x04 \x03(\v2\x15.knooppunt.v1.VerdictR\bverdicts\x12\x14\n" +
-	"\x05phase\x18\x05 \x01(\tR\x05phase\"s\n" +
+	"\x05phase\x18\x05 \x01(\tR\x05phase\x12\x16\n" +
+	"\x06holder\x18\x06 \x01(\tR\x06holder\x12)\n" +
+	"\x04held\x18\a \x01(\v2\x15.knooppunt.v1.HoldingR\x04held\"k\n" +
+	"\aHolding\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x1a\n" +
+	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"s\n" +
 	"\x0fSetPhaseRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x16\n" +
@@ -2087,7 +2174,7 @@ func file_knooppunt_v1_policy_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_policy_proto_rawDescData
 }
 
-var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*LintProblem)(nil),           // 0: knooppunt.v1.LintProblem
 	(*LintRequest)(nil),           // 1: knooppunt.v1.LintRequest
@@ -2105,68 +2192,71 @@ var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*ExplainRequest)(nil),        // 13: knooppunt.v1.ExplainRequest
 	(*Verdict)(nil),               // 14: knooppunt.v1.Verdict
 	(*ExplainResponse)(nil),       // 15: knooppunt.v1.ExplainResponse
-	(*SetPhaseRequest)(nil),       // 16: knooppunt.v1.SetPhaseRequest
-	(*PhaseInfo)(nil),             // 17: knooppunt.v1.PhaseInfo
-	(*ListPhasesRequest)(nil),     // 18: knooppunt.v1.ListPhasesRequest
-	(*ListPhasesResponse)(nil),    // 19: knooppunt.v1.ListPhasesResponse
-	(*AuditEntry)(nil),            // 20: knooppunt.v1.AuditEntry
-	(*ListAuditRequest)(nil),      // 21: knooppunt.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 22: knooppunt.v1.ListAuditResponse
-	(*VerifyAuditRequest)(nil),    // 23: knooppunt.v1.VerifyAuditRequest
-	(*WitnessReport)(nil),         // 24: knooppunt.v1.WitnessReport
-	(*AuditAnchor)(nil),           // 25: knooppunt.v1.AuditAnchor
-	(*VerifyAuditResponse)(nil),   // 26: knooppunt.v1.VerifyAuditResponse
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
-	(*Record)(nil),                // 28: knooppunt.v1.Record
+	(*Holding)(nil),               // 16: knooppunt.v1.Holding
+	(*SetPhaseRequest)(nil),       // 17: knooppunt.v1.SetPhaseRequest
+	(*PhaseInfo)(nil),             // 18: knooppunt.v1.PhaseInfo
+	(*ListPhasesRequest)(nil),     // 19: knooppunt.v1.ListPhasesRequest
+	(*ListPhasesResponse)(nil),    // 20: knooppunt.v1.ListPhasesResponse
+	(*AuditEntry)(nil),            // 21: knooppunt.v1.AuditEntry
+	(*ListAuditRequest)(nil),      // 22: knooppunt.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 23: knooppunt.v1.ListAuditResponse
+	(*VerifyAuditRequest)(nil),    // 24: knooppunt.v1.VerifyAuditRequest
+	(*WitnessReport)(nil),         // 25: knooppunt.v1.WitnessReport
+	(*AuditAnchor)(nil),           // 26: knooppunt.v1.AuditAnchor
+	(*VerifyAuditResponse)(nil),   // 27: knooppunt.v1.VerifyAuditResponse
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*Record)(nil),                // 29: knooppunt.v1.Record
 }
 var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.LintResponse.problems:type_name -> knooppunt.v1.LintProblem
-	27, // 1: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
-	27, // 2: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
+	28, // 1: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
+	28, // 2: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
 	5,  // 3: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
-	28, // 4: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
+	29, // 4: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
 	10, // 5: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
 	11, // 6: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
 	14, // 7: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
-	27, // 8: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
-	17, // 9: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
-	27, // 10: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	27, // 11: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	20, // 12: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
-	25, // 13: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
-	25, // 14: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
-	24, // 15: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
-	1,  // 16: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 17: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 18: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 19: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 20: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	6,  // 21: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	8,  // 22: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	9,  // 23: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	13, // 24: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	16, // 25: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	18, // 26: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	21, // 27: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	23, // 28: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 29: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 30: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 31: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 32: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 33: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	7,  // 34: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 35: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	12, // 36: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	15, // 37: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	17, // 38: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	19, // 39: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	22, // 40: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	26, // 41: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	29, // [29:42] is the sub-list for method output_type
-	16, // [16:29] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 8: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
+	28, // 9: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
+	28, // 10: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
+	18, // 11: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
+	28, // 12: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	28, // 13: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	21, // 14: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
+	26, // 15: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
+	26, // 16: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	25, // 17: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
+	1,  // 18: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 19: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 20: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 21: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 22: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	6,  // 23: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	8,  // 24: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	9,  // 25: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	13, // 26: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	17, // 27: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	19, // 28: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	22, // 29: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	24, // 30: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 31: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 32: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 33: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 34: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 35: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	7,  // 36: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 37: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	12, // 38: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	15, // 39: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	18, // 40: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	20, // 41: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	23, // 42: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	27, // 43: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	31, // [31:44] is the sub-list for method output_type
+	18, // [18:31] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
@@ -2181,7 +2271,7 @@ func file_knooppunt_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_policy_proto_rawDesc), len(file_knooppunt_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
