@@ -91,7 +91,7 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 		pic.Partial == nil || *pic.Partial || len(pic.Entries) != 3 {
 		t.Errorf("picture -o json: %v, partial %v, %d entries; want partial false and 3 entries", err, pic.Partial, len(pic.Entries))
 	}
-	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "Oekraine").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "Oekraine": check the spelling`) {
+	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "Oekraine").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "Oekraine" now: check the spelling`) {
 		t.Errorf("picture of a crisis nothing names: stderr %q", r.stderr)
 	}
 }
