@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"time"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/tidwall/gjson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -313,6 +315,11 @@ func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
 	if trimmed := bytes.Trim(body, jsonSpace); trimmed[0] != '{' {
 		return nil, invalid("record.body", "must be a JSON object, such as {\"beds_free\": 12}")
 	}
+	if path, key, ok := duplicateKey(gjson.ParseBytes(body), "record.body"); ok {
+		// Decoders disagree on which value counts (the schema is checked against the last, a
+		// reader may take the first), so that a duplicate could carry a value the schema forbids.
+		return nil, invalid(path, "duplicate key %q: give each field once", key)
+	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, invalid("record.body", "not JSON: %v", err)
@@ -325,6 +332,32 @@ func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
 		return nil, invalid("record.body", "not JSON: %v", err)
 	}
 	return out.Bytes(), nil
+}
+
+// duplicateKey finds the first object in v, at any depth, that has a key twice: the path of
+// that object (from at) and the key.
+func duplicateKey(v gjson.Result, at string) (path, key string, ok bool) {
+	switch {
+	case v.IsObject():
+		var keys []string
+		v.ForEach(func(k, val gjson.Result) bool {
+			if slices.Contains(keys, k.Str) {
+				path, key, ok = at, k.Str, true
+				return false
+			}
+			keys = append(keys, k.Str)
+			path, key, ok = duplicateKey(val, at+"."+k.Str)
+			return !ok
+		})
+	case v.IsArray():
+		i := 0
+		v.ForEach(func(_, val gjson.Result) bool {
+			path, key, ok = duplicateKey(val, fmt.Sprintf("%s.%d", at, i))
+			i++
+			return !ok
+		})
+	}
+	return path, key, ok
 }
 
 // CheckOrigin checks a trust-domain name such as vr-utrecht.crisis.test.

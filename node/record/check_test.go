@@ -103,6 +103,9 @@ var refusals = []refusal{
 	{"body is true", body(` true `), "record.body", codes.InvalidArgument, "must be a JSON object"},
 	{"body is not JSON", body(`{"beds_free":`), "record.body", codes.InvalidArgument, "not JSON"},
 	{"body is two objects", body(`{} {}`), "record.body", codes.InvalidArgument, "not JSON"},
+	// The schema would see the last beds_free, a reader may take the first (-5).
+	{"a key twice", body(`{"municipality":"Utrecht","beds_total":10,"beds_free":-5,"beds_free":3}`), "record.body", codes.InvalidArgument, `duplicate key "beds_free"`},
+	{"a key twice deep inside", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{"a":[{"b":1},{"c":{"d":1,"d":2}}]}`) }), "record.body.a.1.c", codes.InvalidArgument, `duplicate key "d"`},
 	{"body has a byte order mark", body("\ufeff{}"), "record.body", codes.InvalidArgument, "not JSON"},
 	{"body is a non-breaking space", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte("\u00a0") }), "record.body", codes.InvalidArgument, "not JSON"},
 	{"body is a next-line character", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte("\u0085") }), "record.body", codes.InvalidArgument, "not JSON"},
