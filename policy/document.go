@@ -126,6 +126,7 @@ var LintMessages = map[string]string{
 	"max_classification":       "%s is not a classification: use public, internal, confidential or secret",
 	"redact":                   "%s is not a body path: use body.FIELD or body.FIELD.SUB",
 	"redact.field":             "%s: no kind this policy shares (%s) has a field %s, so nothing is withheld; check the field's name",
+	"redact.undeclared":        "%s: no kind this policy shares declares a field %s; the open kinds (%s) may carry it, but if the name is misspelt nothing is withheld: check it, and policy preview shows whether any record has it",
 	"when.field":               "record.body.%s: no kind this policy shares (%s) has a field %s, so the condition never holds for any record; check the field's name",
 	"phases":                   "%s is not a phase: use cold, lukewarm or warm",
 	"statuses.never":           "%s records never leave the node: use actual or exercise",

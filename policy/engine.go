@@ -120,6 +120,43 @@ type Context struct {
 	// Fields are the top-level body fields each kind's closed schema allows; a kind without an
 	// entry may hold any field (its schema is open), and is not checked.
 	Fields map[string][]string
+	// Declared are the top-level body fields each kind's schema declares, closed or open: what
+	// LintDoubts holds a redact path's field against.
+	Declared map[string][]string
+}
+
+// LintDoubts returns what a lint with a node cannot call wrong but an officer should check: a
+// redact path whose field no kind of the policy declares, while an open kind among them might
+// carry it all the same (so that Lint does not refuse it). A misspelt name there withholds
+// nothing, and the field that was meant goes out. Nil without a context, or for a document that
+// does not parse.
+func LintDoubts(src []byte, ctx *Context) []Problem {
+	if ctx == nil {
+		return nil
+	}
+	parsed, _, err := parse(src)
+	if err != nil || parsed == nil {
+		return nil
+	}
+	var out []Problem
+	for i, path := range parsed.Doc.Redact {
+		if !strings.HasPrefix(path, "body.") || !redactRe.MatchString(path) {
+			continue
+		}
+		key, _, _ := strings.Cut(strings.TrimPrefix(path, "body."), ".")
+		declared := false
+		var open []string
+		for _, k := range parsed.Doc.Kinds {
+			declared = declared || slices.Contains(ctx.Declared[k], key)
+			if len(ctx.Fields[k]) == 0 && slices.Contains(ctx.Kinds, k) {
+				open = append(open, k)
+			}
+		}
+		if !declared && len(open) > 0 {
+			out = append(out, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.undeclared", path, strconv.Quote(key), strings.Join(open, ", ")))
+		}
+	}
+	return out
 }
 
 // Lint checks a document fully: YAML, schema, CEL types and cost, and, when ctx is given, that

@@ -221,6 +221,33 @@ func TestLintBodyFields(t *testing.T) {
 	}
 }
 
+// TestLintDoubts: a redact path whose field no kind of the policy declares, while an open kind
+// might carry it, is not refused but doubted, with its place; a field some kind declares is not,
+// and a document without a context or that does not parse gives none.
+func TestLintDoubts(t *testing.T) {
+	ctx := &policy.Context{Kinds: []string{"water.level", "sitrep"}, Peers: []policy.Recipient{{TrustDomain: "ncc.crisis.test"}},
+		Fields:   map[string][]string{"water.level": {"station", "level_cm", "dike_inspector_phone"}},
+		Declared: map[string][]string{"water.level": {"station", "level_cm", "dike_inspector_phone"}, "sitrep": {"title", "summary"}}}
+	doc := func(kinds, redact string) []byte {
+		return []byte("name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: " + kinds + "\nmax_classification: internal\nredact: " + redact + "\n")
+	}
+	src := doc("[water.level, sitrep]", "[body.dike_inspecter_phone, body.summary, body.dike_inspector_phone]")
+	if _, err := policy.Lint(src, ctx); err != nil {
+		t.Fatalf("lint: %v; an open kind might carry the field, so it is no problem", err)
+	}
+	got := policy.LintDoubts(src, ctx)
+	want := `body.dike_inspecter_phone: no kind this policy shares declares a field "dike_inspecter_phone"; the open kinds (sitrep) may carry it, but if the name is misspelt nothing is withheld: check it, and policy preview shows whether any record has it`
+	if len(got) != 1 || got[0].Field != "redact[0]" || got[0].Line != 6 || got[0].Message != want {
+		t.Fatalf("doubts %+v, want one at redact[0], line 6:\n%s", got, want)
+	}
+	if got := policy.LintDoubts(src, nil); got != nil {
+		t.Errorf("doubts without a context: %+v", got)
+	}
+	if got := policy.LintDoubts(doc("[sitrep]", "[body.title]"), ctx); got != nil {
+		t.Errorf("a field the open kind declares: %+v", got)
+	}
+}
+
 // sameProblems compares problems as people read them: place, field and message. Their codes and
 // arguments are TestLintMessages's.
 func sameProblems(got, want policy.Problems) bool {
@@ -251,10 +278,15 @@ func TestLintMessages(t *testing.T) {
 		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, foo]\nmax_classification: internal\nwhen: 'record.nosuch'\n",
 	}
 	seen := map[string]bool{}
-	for _, doc := range docs {
+	// A doubt, which is no problem: a field no kind declares, which the open sitrep may carry.
+	doubted := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, sitrep]\nmax_classification: internal\nredact: [body.telefon]\n"
+	doubts := policy.LintDoubts([]byte(doubted), ctx)
+	for i, doc := range append(docs, doubted) {
 		_, err := policy.Lint([]byte(doc), ctx)
 		var probs policy.Problems
-		if !errors.As(err, &probs) {
+		if i == len(docs) {
+			probs = doubts
+		} else if !errors.As(err, &probs) {
 			t.Fatalf("%q: %v, want problems", doc, err)
 		}
 		for _, p := range probs {

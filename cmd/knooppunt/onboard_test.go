@@ -185,6 +185,15 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cli(t, nil, "", append([]string{"policy", "propose", glass}, ncc.as("anna")...)...).want(t, 0)
+	// A redaction of a field no kind declares, which the open sitrep might carry: lint passes
+	// and warns, at the line.
+	doubt := filepath.Join(work, "twijfel.yaml")
+	if err := os.WriteFile(doubt, []byte("name: ncc-twijfel\npurpose: opschaling\nrecipients: [group:veiligheidsregios]\nkinds: [sitrep]\nmax_classification: internal\nredact: [body.telefon]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", append([]string{"policy", "lint", doubt}, ncc.as("anna")...)...).want(t, 0); !strings.Contains(r.stderr, "twijfel.yaml:6:10: warning: redact[0]: body.telefon: no kind this policy shares declares a field \"telefon\"") {
+		t.Errorf("policy lint of an undeclared redaction: stderr %q", r.stderr)
+	}
 	cli(t, nil, "", append([]string{"policy", "approve", "ncc-breekglas@1"}, ncc.as("bram")...)...).want(t, 0)
 	if r := cli(t, nil, "", append([]string{"phase", "set", "warm", "--crisis", "oekraine", "--reason", "opschaling"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stdout, "Starts sharing (policies for warm): ncc-breekglas@1") {
 		t.Errorf("phase set warm does not name the policy it switches on:\n%s", r.stdout)

@@ -64,8 +64,10 @@ func newPolicyLintCmd() *cobra.Command {
 		Use:   "lint FILE",
 		Short: "Check a policy document",
 		Long: `Check a policy document: YAML syntax, schema, and the CEL type and cost of its condition.
-This works offline. With --node it also checks the kinds, recipients and groups against that node.
-Every problem is printed as FILE:LINE:COLUMN: field: message; the exit code is 1 if there is any.`,
+This works offline. With --node it also checks the kinds, recipients and groups against that node,
+and warns of a redact path whose field no kind declares while an open kind might carry it (a
+misspelt name withholds nothing). Every problem is printed as FILE:LINE:COLUMN: field: message;
+the exit code is 1 if there is any. A warning does not change the exit code.`,
 		Example: `  knooppunt policy lint lcvs-capacity.yaml
   knooppunt policy lint lcvs-capacity.yaml --node unix:///var/lib/knooppunt/knooppunt.sock`,
 		Args: cobra.ExactArgs(1),
@@ -87,6 +89,10 @@ Every problem is printed as FILE:LINE:COLUMN: field: message; the exit code is 1
 				}
 				for _, p := range resp.Problems {
 					probs = append(probs, policy.Problem{Line: int(p.Line), Column: int(p.Column), Field: p.Field, Message: p.Message})
+				}
+				// Doubts do not fail the lint, but are said first: an officer reads them.
+				for _, p := range resp.Doubts {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d:%d: warning: %s: %s\n", args[0], p.Line, p.Column, p.Field, p.Message)
 				}
 			} else if _, err := policy.Lint(src, nil); err != nil {
 				var ps policy.Problems

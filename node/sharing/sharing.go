@@ -144,9 +144,10 @@ func (s *Sharing) Peers() []policy.Recipient {
 
 // LintContext is what a lint against this node checks names against.
 func (s *Sharing) LintContext(kinds *record.Kinds) *policy.Context {
-	ctx := &policy.Context{Kinds: kinds.Names(), Peers: s.Peers(), Fields: map[string][]string{}}
+	ctx := &policy.Context{Kinds: kinds.Names(), Peers: s.Peers(), Fields: map[string][]string{}, Declared: map[string][]string{}}
 	for _, n := range ctx.Kinds {
 		ctx.Fields[n] = kinds.Get(n).ClosedFields()
+		ctx.Declared[n] = kinds.Get(n).Fields()
 	}
 	seen := map[string]bool{}
 	for _, p := range s.config().Peers {

@@ -76,11 +76,15 @@ func problemsOf(err error) ([]*pb.LintProblem, bool) {
 	if !errors.As(err, &probs) {
 		return nil, false
 	}
+	return lintProblems(probs), true
+}
+
+func lintProblems(probs []policy.Problem) []*pb.LintProblem {
 	out := make([]*pb.LintProblem, len(probs))
 	for i, p := range probs {
 		out[i] = &pb.LintProblem{Line: int32(p.Line), Column: int32(p.Column), Field: p.Field, Message: p.Message, Code: p.Code, Args: p.Args}
 	}
-	return out, true
+	return out
 }
 
 func (s *Service) lint(src []byte) (*policy.Compiled, error) {
@@ -94,7 +98,7 @@ func (s *Service) lint(src []byte) (*policy.Compiled, error) {
 func (s *Service) Lint(ctx context.Context, req *pb.LintRequest) (*pb.LintResponse, error) {
 	_, err := s.lint(req.Source)
 	if err == nil {
-		return &pb.LintResponse{}, nil
+		return &pb.LintResponse{Doubts: lintProblems(policy.LintDoubts(req.Source, s.c.Sharing.LintContext(s.c.Kinds)))}, nil
 	}
 	if probs, ok := problemsOf(err); ok {
 		return &pb.LintResponse{Problems: probs}, nil

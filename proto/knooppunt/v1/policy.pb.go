@@ -155,8 +155,12 @@ func (x *LintRequest) GetSource() []byte {
 }
 
 type LintResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Problems      []*LintProblem         `protobuf:"bytes,1,rep,name=problems" json:"problems,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Problems []*LintProblem         `protobuf:"bytes,1,rep,name=problems" json:"problems,omitempty"`
+	// doubts are what the lint cannot call wrong but an officer should check, such as a redact
+	// path whose field no kind of the policy declares, while an open kind might carry it. They do
+	// not stop a proposal.
+	Doubts        []*LintProblem `protobuf:"bytes,2,rep,name=doubts" json:"doubts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,6 +198,13 @@ func (*LintResponse) Descriptor() ([]byte, []int) {
 func (x *LintResponse) GetProblems() []*LintProblem {
 	if x != nil {
 		return x.Problems
+	}
+	return nil
+}
+
+func (x *LintResponse) GetDoubts() []*LintProblem {
+	if x != nil {
+		return x.Doubts
 	}
 	return nil
 }
@@ -2004,9 +2015,10 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x04code\x18\x05 \x01(\tR\x04code\x12\x12\n" +
 	"\x04args\x18\x06 \x03(\tR\x04args\"%\n" +
 	"\vLintRequest\x12\x16\n" +
-	"\x06source\x18\x01 \x01(\fR\x06source\"E\n" +
+	"\x06source\x18\x01 \x01(\fR\x06source\"x\n" +
 	"\fLintResponse\x125\n" +
-	"\bproblems\x18\x01 \x03(\v2\x19.knooppunt.v1.LintProblemR\bproblems\"(\n" +
+	"\bproblems\x18\x01 \x03(\v2\x19.knooppunt.v1.LintProblemR\bproblems\x121\n" +
+	"\x06doubts\x18\x02 \x03(\v2\x19.knooppunt.v1.LintProblemR\x06doubts\"(\n" +
 	"\x0eProposeRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\";\n" +
 	"\x11PolicyStepRequest\x12\x0e\n" +
@@ -2209,54 +2221,55 @@ var file_knooppunt_v1_policy_proto_goTypes = []any{
 }
 var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.LintResponse.problems:type_name -> knooppunt.v1.LintProblem
-	28, // 1: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
-	28, // 2: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
-	5,  // 3: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
-	29, // 4: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
-	10, // 5: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
-	11, // 6: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
-	14, // 7: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
-	16, // 8: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
-	28, // 9: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
-	28, // 10: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
-	18, // 11: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
-	28, // 12: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	28, // 13: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	21, // 14: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
-	26, // 15: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
-	26, // 16: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
-	25, // 17: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
-	1,  // 18: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 19: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 20: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 21: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 22: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	6,  // 23: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	8,  // 24: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	9,  // 25: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	13, // 26: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	17, // 27: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	19, // 28: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	22, // 29: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	24, // 30: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 31: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 32: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 33: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 34: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 35: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	7,  // 36: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 37: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	12, // 38: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	15, // 39: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	18, // 40: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	20, // 41: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	23, // 42: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	27, // 43: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	31, // [31:44] is the sub-list for method output_type
-	18, // [18:31] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	0,  // 1: knooppunt.v1.LintResponse.doubts:type_name -> knooppunt.v1.LintProblem
+	28, // 2: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
+	28, // 3: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
+	5,  // 4: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
+	29, // 5: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
+	10, // 6: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
+	11, // 7: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
+	14, // 8: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
+	16, // 9: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
+	28, // 10: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
+	28, // 11: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
+	18, // 12: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
+	28, // 13: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	28, // 14: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	21, // 15: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
+	26, // 16: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
+	26, // 17: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	25, // 18: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
+	1,  // 19: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 20: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 21: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 22: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 23: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	6,  // 24: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	8,  // 25: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	9,  // 26: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	13, // 27: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	17, // 28: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	19, // 29: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	22, // 30: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	24, // 31: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 32: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 33: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 34: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 35: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 36: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	7,  // 37: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 38: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	12, // 39: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	15, // 40: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	18, // 41: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	20, // 42: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	23, // 43: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	27, // 44: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	32, // [32:45] is the sub-list for method output_type
+	19, // [19:32] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
