@@ -622,6 +622,8 @@ type explainView struct {
 	Used                     string
 	Policies, Redacted       []string
 	Verdicts                 []*pb.Verdict
+	// Holding says what the recipient's holder holds of the record, against the decision.
+	Holding string
 	// Partners are suggested in the recipient field.
 	Partners []recipientChoice
 }
@@ -637,6 +639,16 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 		switch st := status.Convert(err); {
 		case err == nil:
 			v.Done, v.Allow, v.Used, v.Policies, v.Redacted, v.Verdicts = true, resp.Allow, resp.Phase, resp.Policies, resp.Redacted, resp.Verdicts
+			switch h := resp.Held; {
+			case h == nil && resp.Allow:
+				v.Holding = r.L.T("explain.not_held")
+			case h == nil:
+				v.Holding = r.L.T("explain.not_held_deny")
+			case resp.Allow:
+				v.Holding = r.L.T("explain.held", strconv.FormatInt(h.Version, 10), strings.Join(h.Policies, ", "), h.At.AsTime().Local().Format("2006-01-02 15:04"))
+			default:
+				v.Holding = r.L.T("explain.held_gone", strconv.FormatInt(h.Version, 10), strings.Join(h.Policies, ", "), h.At.AsTime().Local().Format("2006-01-02 15:04"))
+			}
 			for _, vd := range v.Verdicts {
 				args := slices.Clone(vd.Args)
 				// The words a policy's state or a phase are, in the page's language too.

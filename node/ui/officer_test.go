@@ -179,6 +179,14 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if !strings.Contains(page, `<td class="utrecht-table__cell">noemt deze ontvanger niet</td>`) {
 		t.Errorf("explain regio-1 to lcvs does not say, in Dutch, why not:\n%s", page)
 	}
+	// And what the partner holds: lcvs nothing; ncc the record once its subscription brought it.
+	if !strings.Contains(page, `id="kopie">De partner heeft geen kopie.</p>`) {
+		t.Errorf("explain regio-1 to lcvs does not say it holds no copy:\n%s", page)
+	}
+	fedtest.Eventually(t, 10*time.Second, "explain says ncc holds regio-1", func() (bool, string) {
+		_, page = daan.get(t, e.url+"/beleid/uitleg?record=regio-1&recipient="+url.QueryEscape("spiffe://ncc.crisis.test/node/r1"))
+		return strings.Contains(page, `id="kopie">De partner heeft versie 1, gestuurd onder `+id+` op `), page
+	})
 
 	// Approving it again, or revoking what is not approved, is said at once.
 	resp, page = daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id))
