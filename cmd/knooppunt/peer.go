@@ -294,6 +294,11 @@ func subscriptionText(p *pb.PeerInfo, long bool) string {
 	}
 	if long && p.SubscriptionError != "" {
 		s += ": " + p.SubscriptionError
+		if strings.Contains(p.SubscriptionError, "bad certificate") {
+			// The partner's node refused this node's certificate at the handshake: it does not
+			// trust this node, or no longer (it removed it), which nothing else here can tell.
+			s += " (the partner's node refuses this node: it has not accepted your answer yet, or it removed this node; ask them to run peer list)"
+		}
 	}
 	return s
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/invite"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // signAs writes an invitation of the org whose dev CA is in caDir, signed with a node SVID of
@@ -166,5 +167,22 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	r = cli(t, nil, "", "peer", "remove", "lcvs", "--reason", "test", "--node", vrbn.sock()).want(t, 1)
 	if !strings.Contains(r.stderr, `no peer "lcvs" was accepted`) || !strings.Contains(r.stderr, "(NotFound)") {
 		t.Fatalf("remove of an unknown peer: %q", r.stderr)
+	}
+}
+
+// TestSubscriptionTextSaysWhoRefuses: a subscription the partner's node refuses at the handshake
+// says what that means, which the error alone does not: the partner has not accepted this node's
+// answer, or removed this node. Another error is shown as it is.
+func TestSubscriptionTextSaysWhoRefuses(t *testing.T) {
+	refused := &pb.PeerInfo{Subscription: "down", SubscriptionError: "connection error: desc = \"transport: authentication handshake failed: remote error: tls: bad certificate\" (Unavailable)"}
+	if got := subscriptionText(refused, true); !strings.Contains(got, "it has not accepted your answer yet, or it removed this node") {
+		t.Errorf("a refused handshake: %q", got)
+	}
+	if got := subscriptionText(refused, false); strings.Contains(got, "removed") {
+		t.Errorf("the short form carries the hint: %q", got)
+	}
+	other := &pb.PeerInfo{Subscription: "down", SubscriptionError: "connection refused"}
+	if got := subscriptionText(other, true); got != "down: connection refused" {
+		t.Errorf("another error: %q", got)
 	}
 }
