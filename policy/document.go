@@ -126,6 +126,7 @@ var LintMessages = map[string]string{
 	"max_classification":       "%s is not a classification: use public, internal, confidential or secret",
 	"redact":                   "%s is not a body path: use body.FIELD or body.FIELD.SUB",
 	"redact.field":             "%s: no kind this policy shares (%s) has a field %s, so nothing is withheld; check the field's name",
+	"control":                  "%s: a policy holds printable text only: a control or bidirectional character makes what an officer reads differ from what the node enforces; remove it",
 	"redact.undeclared":        "%s: no kind this policy shares declares a field %s; the open kinds (%s) may carry it, but if the name is misspelt nothing is withheld: check it, and policy preview shows whether any record has it",
 	"when.field":               "record.body.%s: no kind this policy shares (%s) has a field %s, so the condition never holds for any record; check the field's name",
 	"phases":                   "%s is not a phase: use cold, lukewarm or warm",
@@ -236,6 +237,49 @@ func parse(src []byte) (*Parsed, Problems, error) {
 	}
 	p := &Parsed{Doc: d, Src: src, file: file}
 	return p, p.checkSchema(), nil
+}
+
+// Unprintable returns the first character of s that a policy may not hold, and its byte offset:
+// a control character other than tab, newline and carriage return, or a bidirectional
+// formatting character. A terminal or an editor acts on such a character instead of showing it,
+// so that what the approving officer reads could differ from what the node enforces (an escape
+// sequence that moves the cursor up and prints another max_classification over the real one).
+func Unprintable(s string) (r rune, offset int, ok bool) {
+	for i, c := range s {
+		switch {
+		case c == '\t' || c == '\n' || c == '\r':
+		case c < 0x20, c >= 0x7f && c <= 0x9f,
+			c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069, c == 0x200e, c == 0x200f, c == 0x061c:
+			return c, i, true
+		}
+	}
+	return 0, 0, false
+}
+
+// position is the line and column (1-based, in bytes) of offset in src.
+func position(src []byte, offset int) (line, col int) {
+	line = 1 + strings.Count(string(src[:offset]), "\n")
+	return line, offset - strings.LastIndexByte(string(src[:offset]), '\n')
+}
+
+// stringValues are the document's decoded strings, by field (kinds[1], purpose), in no order.
+func (p *Parsed) stringValues() map[string]string {
+	out := map[string]string{}
+	v := reflect.ValueOf(p.Doc)
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		switch f := v.Field(i); f.Kind() {
+		case reflect.String:
+			out[name] = f.String()
+		case reflect.Slice:
+			if f.Type().Elem().Kind() == reflect.String {
+				for j := range f.Len() {
+					out[fmt.Sprintf("%s[%d]", name, j)] = f.Index(j).String()
+				}
+			}
+		}
+	}
+	return out
 }
 
 // documentFields are the top-level fields of a policy document, from Document's yaml tags.

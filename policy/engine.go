@@ -162,9 +162,19 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 // Lint checks a document fully: YAML, schema, CEL types and cost, and, when ctx is given, that
 // its kinds, recipients and groups exist on the node.
 func Lint(src []byte, ctx *Context) (*Compiled, error) {
+	if r, off, ok := Unprintable(string(src)); ok {
+		line, col := position(src, off)
+		return nil, Problems{lintProblem(line, col, "", "control", fmt.Sprintf("U+%04X", r))}
+	}
 	parsed, probs, err := parse(src)
 	if err != nil {
 		return nil, err
+	}
+	// A YAML escape ("\e") puts a control character in a value that the source shows as text.
+	for field, v := range parsed.stringValues() {
+		if r, _, ok := Unprintable(v); ok {
+			probs = append(probs, parsed.problem(field, "control", fmt.Sprintf("U+%04X", r)))
+		}
 	}
 	// A document that breaks the schema is still checked further, so that one lint reports
 	// every problem, not the schema's first and the condition's after they are mended.

@@ -248,6 +248,27 @@ func TestLintDoubts(t *testing.T) {
 	}
 }
 
+// TestLintRefusesControlCharacters: an escape sequence in a comment that would print another
+// max_classification over the real one in the approving officer's terminal is refused at its
+// place, as is one a YAML escape puts in a value, and a bidirectional override; tabs pass.
+func TestLintRefusesControlCharacters(t *testing.T) {
+	head := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\n"
+	for _, c := range []struct{ name, src, field, char string }{
+		{"escape in a comment", head + "max_classification: secret\n# \x1b[1F\x1b[2Kmax_classification: internal\n", "", "U+001B"},
+		{"YAML escape in a value", "name: p\npurpose: \"x\\e[8m\"\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n", "purpose", "U+001B"},
+		{"right-to-left override", head + "max_classification: internal\n# \u202e\n", "", "U+202E"},
+	} {
+		_, err := policy.Lint([]byte(c.src), nil)
+		probs, ok := err.(policy.Problems)
+		if !ok || len(probs) != 1 || probs[0].Code != "control" || probs[0].Field != c.field || !strings.HasPrefix(probs[0].Message, c.char+": a policy holds printable text only") || probs[0].Line == 0 {
+			t.Errorf("%s: %v, want one control problem at %q naming %s, with its line", c.name, err, c.field, c.char)
+		}
+	}
+	if _, err := policy.Lint([]byte(head+"max_classification: internal\t# tab\r\n"), nil); err != nil {
+		t.Errorf("a tab and a carriage return: %v", err)
+	}
+}
+
 // sameProblems compares problems as people read them: place, field and message. Their codes and
 // arguments are TestLintMessages's.
 func sameProblems(got, want policy.Problems) bool {
@@ -276,6 +297,7 @@ func TestLintMessages(t *testing.T) {
 		"name: p\npurpose: x\nrecipients: ['group:vr', defensie.crisis.test]\nkinds: [shelter.capacity]\nmax_classification: internal\n" +
 			"redact: [body.phone]\nwhen: 'record.body.beds > 1'\n",
 		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, foo]\nmax_classification: internal\nwhen: 'record.nosuch'\n",
+		"name: p\n# \x1b[2K\n",
 	}
 	seen := map[string]bool{}
 	// A doubt, which is no problem: a field no kind declares, which the open sitrep may carry.

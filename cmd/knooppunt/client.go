@@ -23,6 +23,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -253,5 +254,43 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	return tabwriter.NewWriter(terminalSafe{w}, 0, 4, 2, ' ', 0)
+}
+
+// terminalSafe writes what it is given with every character a terminal would act on instead of
+// show written out as an escape (\x1b, \u202e): control characters but tab and newline, and
+// bidirectional formatting characters. A partner's record, or a policy's source, then cannot move
+// the cursor, erase rows or set the reader's clipboard (OSC 52) in the terminal that shows it.
+type terminalSafe struct{ w io.Writer }
+
+func (t terminalSafe) Write(p []byte) (int, error) {
+	s := string(p)
+	if _, _, ok := policy.Unprintable(s); !ok && !strings.ContainsRune(s, '\r') {
+		return t.w.Write(p)
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch _, _, bad := policy.Unprintable(string(r)); {
+		case r == '\r' || bad && r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case bad:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	if _, err := io.WriteString(t.w, b.String()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// cell is a value from a record for one cell of a table: on one line.
+func cell(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s)
 }

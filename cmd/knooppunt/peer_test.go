@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,5 +185,23 @@ func TestSubscriptionTextSaysWhoRefuses(t *testing.T) {
 	other := &pb.PeerInfo{Subscription: "down", SubscriptionError: "connection refused"}
 	if got := subscriptionText(other, true); got != "down: connection refused" {
 		t.Errorf("another error: %q", got)
+	}
+}
+
+// TestTerminalSafe: what a table or a policy's source prints cannot act on the terminal: an
+// escape sequence, a bell, a carriage return and a right-to-left override are written out, tabs
+// and newlines pass, and a record's value for one cell stays on one line.
+func TestTerminalSafe(t *testing.T) {
+	var b strings.Builder
+	fmt.Fprint(terminalSafe{&b}, "max_classification: secret\n# \x1b[1F\x1b[2Kx\a\r\u202eevil\tok\n")
+	if got, want := b.String(), "max_classification: secret\n# \\x1b[1F\\x1b[2Kx\\x07\\x0d\\u202eevil\tok\n"; got != want {
+		t.Errorf("terminalSafe wrote %q, want %q", got, want)
+	}
+	b.Reset()
+	tw := newTable(&b)
+	fmt.Fprintf(tw, "%s\t%s\n", cell("Zeist\n\x1b[1Ashelter.capacity"), "VR09")
+	tw.Flush()
+	if got := b.String(); strings.Count(got, "\n") != 1 || strings.ContainsRune(got, 0x1b) {
+		t.Errorf("a table row of a record with a newline and an escape: %q", got)
 	}
 }

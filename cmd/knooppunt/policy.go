@@ -241,7 +241,9 @@ func printPolicy(w io.Writer, format string, p *pb.PolicyInfo, withSource bool) 
 		return err
 	}
 	if withSource {
-		fmt.Fprintf(w, "\n%s", p.Source)
+		// Through terminalSafe: a stored source with an escape sequence (lint refuses them now)
+		// must not print another line over the one the node enforces.
+		fmt.Fprintf(terminalSafe{w}, "\n%s", p.Source)
 	}
 	return nil
 }
@@ -346,9 +348,10 @@ newest version.`,
 				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s and %s are the same document.\n", args[0], args[1])
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "--- %s\n+++ %s\n", args[0], args[1])
+			out := terminalSafe{cmd.OutOrStdout()}
+			fmt.Fprintf(out, "--- %s\n+++ %s\n", args[0], args[1])
 			for _, l := range lines {
-				fmt.Fprintln(cmd.OutOrStdout(), l)
+				fmt.Fprintln(out, l)
 			}
 			return nil
 		},

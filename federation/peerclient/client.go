@@ -694,9 +694,11 @@ func CheckShared(origin string, s *pb.SharedRecord) error {
 	if err := record.CheckID("record.id", r.Id); err != nil {
 		return err
 	}
-	for _, v := range []string{r.Kind, r.Crisis, r.Region} {
-		if !utf8.ValidString(v) || len(v) > 128 {
-			return fmt.Errorf("record %q: malformed kind, crisis or region", r.Id)
+	// The rules of an own record: a region no partner has (=HYPERLINK(…), a second "VR09" with a
+	// newline) would be summed in the picture and written into its spreadsheet.
+	for _, err := range []error{record.CheckKindName("record.kind", r.Kind), record.CheckCrisis("record.crisis", r.Crisis), record.CheckRegion("record.region", r.Region)} {
+		if err != nil {
+			return fmt.Errorf("record %q: %w", r.Id, err)
 		}
 	}
 	if !utf8.Valid(r.Body) || !json.Valid(r.Body) || !bytes.HasPrefix(bytes.TrimSpace(r.Body), []byte("{")) {

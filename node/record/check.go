@@ -132,6 +132,15 @@ func CheckID(field, id string) error {
 	return nil
 }
 
+// CheckKindName checks the form of a kind's name as it appears in field (shelter.capacity), not
+// whether this node knows the kind: a partner's kind may be one it does not.
+func CheckKindName(field, name string) error {
+	if !kindName.MatchString(name) || len(name) > 128 {
+		return invalid(field, "%q is not a kind's name: use lower-case words of a-z 0-9 _ joined by dots, such as shelter.capacity", name)
+	}
+	return nil
+}
+
 // CheckCrisis checks a crisis name as it appears in field.
 func CheckCrisis(field, name string) error {
 	if !crisisName.MatchString(name) {

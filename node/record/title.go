@@ -45,7 +45,14 @@ func Summary(body []byte, width int) string {
 		}
 		return true
 	})
-	s := strings.Join(parts, " · ")
+	// One line: a row of a table must not become two (a newline in a partner's title could print
+	// a row of its own making under another source's name).
+	s := strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, strings.Join(parts, " · "))
 	if r := []rune(s); len(r) > width {
 		s = string(r[:max(width-1, 0)]) + "…"
 	}

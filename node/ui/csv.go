@@ -40,15 +40,19 @@ func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 		number = func(v string) string { return strings.Replace(v, ".", ",", 1) }
 	}
 	if e := r.exercise(); e != "" {
-		out.Write([]string{"OEFENING", e})
+		out.Write([]string{"OEFENING", spreadsheetText(e)})
 	}
-	out.Write(append([]string{r.L.T("csv.code"), r.L.T("col.region")}, columns...))
+	head := []string{r.L.T("csv.code"), r.L.T("col.region")}
+	for _, c := range columns {
+		head = append(head, spreadsheetText(c))
+	}
+	out.Write(head)
 	for _, row := range rows {
 		name := r.L.Region(row.Region)
 		if row.National {
 			name = r.L.T("picture.national")
 		}
-		line := []string{row.Region, name}
+		line := []string{spreadsheetText(row.Region), spreadsheetText(name)}
 		for _, c := range row.Cells {
 			line = append(line, number(c))
 		}
@@ -74,6 +78,17 @@ func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": strings.Join(name, "-") + ".csv"}))
 	h.Set("Cache-Control", "no-store")
 	buf.WriteTo(w)
+}
+
+// spreadsheetText is a text cell as a spreadsheet shows it and never runs it: one that starts
+// with a sign a spreadsheet reads as a formula (= + - @, or a tab or carriage return before one)
+// gets a quote in front, so that a partner's text (=HYPERLINK(…) sending the figures beside it
+// away) stays text. Number cells are written as numbers and never pass through here.
+func spreadsheetText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // importTemplate is a CSV file to fill in for the upload page: the header row of a kind's records,

