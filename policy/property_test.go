@@ -304,9 +304,21 @@ func genObject(keys []string, depth int) *rapid.Generator[map[string]any] {
 			if !rapid.Bool().Draw(t, "has "+k) {
 				continue
 			}
-			if depth > 0 && rapid.IntRange(0, 2).Draw(t, "nest "+k) == 0 {
+			switch nest := rapid.IntRange(0, 3).Draw(t, "nest "+k); {
+			case depth > 0 && nest == 0:
 				m[k] = genObject([]string{"b", "c", "d", "e", "f"}, depth-1).Draw(t, k)
-			} else {
+			case depth > 0 && nest == 1:
+				// A list of objects, and a scalar among them: redaction goes into each object.
+				list := []any{}
+				for i := range rapid.IntRange(0, 3).Draw(t, "len "+k) {
+					if rapid.IntRange(0, 3).Draw(t, fmt.Sprintf("%s[%d] scalar", k, i)) == 0 {
+						list = append(list, genScalar.Draw(t, fmt.Sprintf("%s[%d]", k, i)))
+					} else {
+						list = append(list, genObject([]string{"b", "c", "d", "e", "f"}, depth-1).Draw(t, fmt.Sprintf("%s[%d]", k, i)))
+					}
+				}
+				m[k] = list
+			default:
 				m[k] = genScalar.Draw(t, k)
 			}
 		}
@@ -436,13 +448,25 @@ func visibleBody(body map[string]any, prefix string, granting []*modelPolicy) ma
 		if hidden {
 			continue
 		}
-		if sub, ok := v.(map[string]any); ok {
-			out[k] = visibleBody(sub, path, granting)
-		} else {
-			out[k] = v
-		}
+		out[k] = visibleValue(v, path, granting)
 	}
 	return out
+}
+
+// visibleValue is v at path as the recipient sees it: an object's fields, and those of every
+// object in a list, at any depth of lists, with the redacted ones left out.
+func visibleValue(v any, path string, granting []*modelPolicy) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return visibleBody(v, path, granting)
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = visibleValue(e, path, granting)
+		}
+		return out
+	}
+	return v
 }
 
 // redactedPaths is what a decision reports as redacted: the redact paths every granting policy
@@ -502,18 +526,20 @@ func decideModel(ps []*modelPolicy, r *modelRecord, to policy.Recipient, phase s
 	return d
 }
 
-// hasPath reports whether v has a member at the keys path.
+// hasPath reports whether v has a member at the keys path, in an object or in any object of a
+// list on the way.
 func hasPath(v any, path []string) bool {
-	for _, k := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return false
-		}
-		if v, ok = m[k]; !ok {
-			return false
-		}
+	if len(path) == 0 {
+		return true
 	}
-	return true
+	switch v := v.(type) {
+	case map[string]any:
+		sub, ok := v[path[0]]
+		return ok && hasPath(sub, path[1:])
+	case []any:
+		return slices.ContainsFunc(v, func(e any) bool { return hasPath(e, path) })
+	}
+	return false
 }
 
 // canonical is a JSON value as encoding/json reads it, so that two encodings compare equal.

@@ -100,16 +100,46 @@ func appendRedacted(dst []byte, obj gjson.Result, paths []string) ([]byte, bool)
 		first = false
 		dst = append(dst, k.Raw...)
 		dst = append(dst, ':')
-		if len(sub) > 0 && v.IsObject() {
-			var r bool
+		var r bool
+		switch {
+		case len(sub) > 0 && v.IsObject():
 			dst, r = appendRedacted(dst, v, sub)
-			removed = removed || r
-		} else {
+		case len(sub) > 0 && v.IsArray():
+			dst, r = appendRedactedArray(dst, v, sub)
+		default:
 			dst = append(dst, v.Raw...)
 		}
+		removed = removed || r
 		return true
 	})
 	return append(dst, '}'), removed
+}
+
+// appendRedactedArray appends arr with the fields at paths left out of each object in it, at any
+// depth of arrays: body.contacts.phone withholds the phone of every contact in a list, as of one
+// contact in an object. Other elements go as they are.
+func appendRedactedArray(dst []byte, arr gjson.Result, paths []string) ([]byte, bool) {
+	dst = append(dst, '[')
+	removed := false
+	i := 0
+	arr.ForEach(func(_, v gjson.Result) bool {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		i++
+		var r bool
+		switch {
+		case v.IsObject():
+			dst, r = appendRedacted(dst, v, paths)
+		case v.IsArray():
+			dst, r = appendRedactedArray(dst, v, paths)
+		default:
+			dst = append(dst, v.Raw...)
+		}
+		removed = removed || r
+		return true
+	})
+	return append(dst, ']'), removed
 }
 
 // keyName is a member's key as encoding/json decodes it. An escaped key, or one that is not

@@ -32,8 +32,11 @@ func TestRedactBody(t *testing.T) {
 		{"path through a scalar", `{"a":5}`, []string{"a.b"}, `{"a":5}`},
 		{"path through null", `{"a":null}`, []string{"a.b"}, `{"a":null}`},
 		{"path through a string", `{"a":"{\"b\":1}"}`, []string{"a.b"}, `{"a":"{\"b\":1}"}`},
-		// A digit is a key, never an array index.
-		{"path through an array", `{"a":[{"b":1},{"b":2}]}`, []string{"a.0", "a.b"}, `{"a":[{"b":1},{"b":2}]}`},
+		// A digit is a key, never an array index; a path goes into every object of a list, at
+		// any depth of lists, and passes the list's other values by.
+		{"path through an array", `{"a":[{"b":1},{"b":2}]}`, []string{"a.0", "a.b"}, `{"a":[{},{}]}`},
+		{"path through nested arrays", `{"a":[[{"b":1,"c":2}],3,"x",{"d":{"b":4}}]}`, []string{"a.b", "a.d.b"}, `{"a":[[{"c":2}],3,"x",{"d":{}}]}`},
+		{"an array's element with the key as a digit", `{"a":[{"0":1,"1":2}]}`, []string{"a.0"}, `{"a":[{"1":2}]}`},
 		{"numeric key", `{"a":{"0":1,"1":2}}`, []string{"a.0"}, `{"a":{"1":2}}`},
 		{"duplicate key", `{"x":1,"a":2,"x":3}`, []string{"x"}, `{"a":2}`},
 		{"duplicate nested", `{"a":{"b":1},"a":{"b":2,"c":3}}`, []string{"a.b"}, `{"a":{},"a":{"c":3}}`},
