@@ -77,6 +77,15 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 		t.Errorf("b's cache finds the PDF's word in %d records (%v), want 1", n, err)
 	}
 
+	// b holds a's file, and may not pass it on: an own record of b's that names it is refused,
+	// naming the field and a.
+	bodyB, _ := json.Marshal(map[string]any{"title": "Doorgestuurd", "text": "x", "attachments": []*pb.Attachment{att}})
+	_, err = pb.NewRecordServiceClient(b.Local(t)).Put(fedtest.Call(t), &pb.PutRequest{Record: &pb.Record{Id: "doorgestuurd", Kind: "guidance", Crisis: "oekraine", Region: "NL",
+		Classification: pb.Classification_PUBLIC, Body: bodyB}})
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "record.body.attachments[0].sha256: file "+hash+" came from "+a.TD.Name()+", a partner") {
+		t.Errorf("b's own record naming a's file: %v, want FailedPrecondition naming the field and a", err)
+	}
+
 	// c: the record without its attachments, no file, refused when it asks, and no match.
 	if _, err := c.Node.DB().FileInfo(context.Background(), hash); !errors.Is(err, db.ErrFileNotFound) {
 		t.Fatalf("c holds the file whose field was redacted for it: %v", err)

@@ -1212,6 +1212,12 @@ func (s *Service) FetchFile(req *pb.FetchFileRequest, stream grpc.ServerStreamin
 	if err != nil {
 		return api.Status(s.c.Logger, err)
 	}
+	if f.Origin != "" {
+		// A partner's file that an own record names (as a release before this one let a write
+		// do) is never passed on: it is the partner's to share, under its own audit.
+		s.auditFederation(ctx, db.AuditFederationDenied, to, "FetchFile", "the file came from "+f.Origin+", a partner: never passed on", &pb.Filter{})
+		return status.Errorf(codes.NotFound, "no record this node shares with you names file %s", req.Sha256)
+	}
 	detail, _ := json.Marshal(map[string]any{
 		"sha256": f.SHA256, "size": f.Size, "media_type": f.MediaType, "recipient": to.TrustDomain,
 		"policies": d.Policies, "stated_purpose": to.Purpose, "version": d.Record.Version,

@@ -104,6 +104,12 @@ func (s *Service) checkFiles(body []byte) error {
 		if err != nil {
 			return err
 		}
+		if f.Origin != "" {
+			// Originator control holds for files too: a partner's file, named by an own record,
+			// would go out under this node's policies, and the partner's audit would never know.
+			return &record.FieldError{Field: field + ".sha256", Code: codes.FailedPrecondition,
+				Reason: fmt.Sprintf("file %s came from %s, a partner: a partner's file is never passed on, so this node's records may not name it", a.SHA256, f.Origin)}
+		}
 		if f.Size != a.Size {
 			return &record.FieldError{Field: field + ".size", Code: codes.InvalidArgument, Reason: fmt.Sprintf("%d, but the file has %d bytes", a.Size, f.Size)}
 		}
