@@ -100,9 +100,9 @@ func TestRedactBodyRefuses(t *testing.T) {
 	}
 }
 
-// TestRedactBodyMatchesDecoding draws bodies with nested objects, escaped and repeated keys,
-// and checks the redactor against the obvious implementation: decode with encoding/json,
-// delete, and compare what a decoder reads of the result.
+// TestRedactBodyMatchesDecoding draws bodies with nested objects and lists, escaped and repeated
+// keys, and checks the redactor against the obvious implementation: decode with encoding/json,
+// delete (in every object of a list on the way), and compare what a decoder reads of the result.
 func TestRedactBodyMatchesDecoding(t *testing.T) {
 	keys := []string{"a", "b", "c", "x", "0"}
 	var genValue func(depth int) *rapid.Generator[string]
@@ -163,13 +163,19 @@ func TestRedactBodyMatchesDecoding(t *testing.T) {
 	})
 }
 
-func deletePath(m map[string]any, path []string) {
-	if len(path) == 1 {
-		delete(m, path[0])
-		return
-	}
-	if sub, ok := m[path[0]].(map[string]any); ok {
-		deletePath(sub, path[1:])
+// deletePath deletes path from v: from an object, and from every object of a list on the way.
+func deletePath(v any, path []string) {
+	switch v := v.(type) {
+	case map[string]any:
+		if len(path) == 1 {
+			delete(v, path[0])
+			return
+		}
+		deletePath(v[path[0]], path[1:])
+	case []any:
+		for _, e := range v {
+			deletePath(e, path)
+		}
 	}
 }
 
@@ -208,10 +214,13 @@ func holdsAnyDecoded(body []byte, path []string) (bool, error) {
 			}
 			_, err = dec.Token()
 		case json.Delim('['):
+			// A list's values sit where the list does: a path goes into each of them.
 			for dec.More() {
-				if _, err := walk(-1); err != nil {
+				f, err := walk(depth)
+				if err != nil {
 					return false, err
 				}
+				found = found || f
 			}
 			_, err = dec.Token()
 		}
