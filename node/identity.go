@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,7 +82,16 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		return nil, fmt.Errorf("node: identity: the SVID %s is not a replica's: a node needs spiffe://%s/node/%s (check the SPIRE entries that match this process)", svid.ID, cfg.Org, cfg.ReplicaID)
 	}
 	if want := "/node/" + cfg.ReplicaID; svid.ID.Path() != want {
-		log.Warn("the SVID's path does not name this replica: the other replicas of the group will not take it for a replica, so it cannot forward writes to them", "id", svid.ID.String(), "replica_id", cfg.ReplicaID, "expected_path", want)
+		// Another replica's SVID would make this one act, in Raft, in forwarded writes and in
+		// the audit log, as that replica: removing it from the group would take this one's role
+		// away too. A replica needs its own.
+		src.Close()
+		how := "set identity.cert_file and key_file to r's own SVID files"
+		if cfg.Identity.Source != "files" {
+			how = "set identity.spiffe_id to spiffe://" + cfg.Org + want + " and register a SPIRE entry for it"
+		}
+		return nil, fmt.Errorf("node: identity: the SVID %s names another replica than this one (replica_id %s): each replica needs its own, spiffe://%s%s: %s",
+			svid.ID, cfg.ReplicaID, cfg.Org, want, strings.Replace(how, "r's", cfg.ReplicaID+"'s", 1))
 	}
 	p := &identityParts{trustDomain: svid.ID.TrustDomain(), source: src, trust: identity.NewTrustStore(src), log: log, watchers: map[string]peerWatch{}}
 	if err := p.setPeers(cfg.Peers); err != nil {

@@ -378,6 +378,32 @@ func TestMTLSWorkloadAPIPicksSpiffeID(t *testing.T) {
 	}
 }
 
+// TestReplicaNeedsItsOwnSVID: a replica r2 whose SVID is r1's (a config copied from r1's, with
+// its identity.spiffe_id) does not start: it would act as r1 in Raft, forwarded writes and the
+// audit log. The error says which SVID it needs and what to set.
+func TestReplicaNeedsItsOwnSVID(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	r1 := own.svid(t, "/node/r1")
+	agent := identitytest.ServeWorkloadAPI(t, r1, identitytest.Bundle(own.ca))
+	cfgFile := filepath.Join(own.dir, "r2.yaml")
+	identitytest.WriteFile(t, cfgFile, []byte(fmt.Sprintf("org: %s\nreplica_id: r2\nlisten: 127.0.0.1:0\nmetrics_addr: \"\"\nidentity: {source: workloadapi, workload_api: %q, spiffe_id: %q}\n",
+		own.td, agent.Addr, r1.ID)))
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(own.dir, "r2"), Config: cfg, ConfigFile: cfgFile, Logger: identitytest.NewLog().Logger, Version: "test"})
+	if err == nil {
+		n.Stop(context.Background())
+		t.Fatal("r2 started with r1's SVID")
+	}
+	if want := "names another replica than this one (replica_id r2): each replica needs its own, spiffe://" + own.td.Name() + "/node/r2: set identity.spiffe_id"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("r2 with r1's SVID: %v\nwant it to say %q", err, want)
+	}
+}
+
 // TestMTLSLocalSocket: the local socket carries no identity and has the role local: it may
 // write and read records, but not take an officer's step.
 func TestMTLSLocalSocket(t *testing.T) {

@@ -55,7 +55,7 @@ to do next; docs/onboarding.md has the whole way to a first shared record.`,
 		Example: `  knooppunt init --org vr-brabant-noord.crisis.test --name "VR Brabant-Noord" --dev-ca \
       --host node1.vrbn.example --officer anna --officer bram
   knooppunt init --org vr-brabant-noord.crisis.test --name "VR Brabant-Noord" \
-      --spire unix:///run/spire/agent.sock --data-dir /var/lib/knooppunt`,
+      --spire unix:///run/spire/agent/public/api.sock --data-dir /var/lib/knooppunt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.stdout = cmd.OutOrStdout()
@@ -256,7 +256,7 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("# The REST/JSON API for your own systems (docs/integration.md): HTTPS with the node's SVID,\n")
 	p("# mutual TLS or a bearer JWT-SVID. Off until you remove the #s (needs a restart).\n")
 	p("# http:\n")
-	p("#   listen: \"0.0.0.0:8443\"\n")
+	p("#   listen: \"0.0.0.0:18443\"\n")
 	p("# What this node states it needs partners' records for (doelbinding), on its subscriptions\n")
 	p("# and searches. A partner's policy with accept_purposes grants only the purposes it lists:\n")
 	p("# agree the wording with your partners' officers, then remove the #s (needs a restart).\n")
