@@ -378,6 +378,31 @@ func TestMTLSWorkloadAPIPicksSpiffeID(t *testing.T) {
 	}
 }
 
+// TestSVIDExpiryIsSaid: status names the SVID the replica serves with and when it expires; a
+// renewal is logged, and an SVID that expires with no new one is an ERROR that says what to
+// check, as the handshakes it fails are refused by the other side, which would otherwise be the
+// only one to say why.
+func TestSVIDExpiryIsSaid(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	n := startMTLSNode(t, own, own.filesIdentity())
+	st, err := pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SvidId != "spiffe://"+mtlsOwnTD+"/node/r1" || st.SvidExpiresAt == nil || !st.SvidExpiresAt.AsTime().After(time.Now().Add(time.Hour)) {
+		t.Fatalf("status: svid %q expiring %v; want the node's, well ahead", st.SvidId, st.SvidExpiresAt)
+	}
+	short := identitytest.WriteSVID(t, own.ca, "/node/r1", own.cert, identity.SVIDOptions{TTL: 2 * time.Second})
+	n.log.Wait(t, 10*time.Second, "this replica's SVID was renewed", func(e identitytest.Entry) bool { return e.Str("id") == st.SvidId })
+	n.log.Wait(t, 15*time.Second, "this replica's SVID expired and no new one came: partners and the other replicas refuse its new connections. "+
+		"With SPIRE, check that the agent runs and answers at identity.workload_api (its log says why it issues none); with identity files, issue new ones",
+		func(e identitytest.Entry) bool { return e["level"] == "ERROR" })
+	st, err = pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{})
+	if err != nil || !st.SvidExpiresAt.AsTime().Equal(short.NotAfter) {
+		t.Fatalf("status after the short SVID: %v, %v; want its expiry %v", st.GetSvidExpiresAt(), err, short.NotAfter)
+	}
+}
+
 // TestReplicaNeedsItsOwnSVID: a replica r2 whose SVID is r1's (a config copied from r1's, with
 // its identity.spiffe_id) does not start: it would act as r1 in Raft, forwarded writes and the
 // audit log. The error says which SVID it needs and what to set.

@@ -271,6 +271,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes, Scopes: cfg.CAP.ScopeClassifications()}
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
 	status := nodestatus.New(nodestatus.Config{
+		SVID: n.SVID,
 		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(),
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
 	})
@@ -445,6 +446,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		go func() { n.served <- n.tcp.Serve(tl) }()
 	}
 	go n.watchPeers(n.stopWatch)
+	if n.ident != nil {
+		every := 15 * time.Second
+		if opts.ReloadInterval > 0 && opts.ReloadInterval < every {
+			every = opts.ReloadInterval
+		}
+		n.goBackground(func(ctx context.Context) { n.watchSVID(ctx, every) })
+	}
 	if opts.ConfigFile != "" {
 		// The channel is handed over here: close sets the field to nil while the watcher runs.
 		go n.watchConfig(opts.ConfigFile, configStamp(opts.ConfigFile), opts.ReloadInterval, n.stopWatch)
@@ -569,6 +577,12 @@ func (n *Node) registerGauges() error {
 		}},
 		{"disk_free_bytes", "Bytes free to the node on the file system of its data directory.", func() float64 {
 			return float64(n.db.DiskFree())
+		}},
+		{"svid_expiry_timestamp_seconds", "When the X.509-SVID this replica serves with expires, Unix seconds; 0 without one.", func() float64 {
+			if _, notAfter := n.SVID(); !notAfter.IsZero() {
+				return float64(notAfter.Unix())
+			}
+			return 0
 		}},
 	} {
 		unreg, err := metrics.GaugeFunc(name, g.name, g.help, g.f)
@@ -894,6 +908,51 @@ func (n *Node) startAlerting(kinds *record.Kinds, cfg *config.Config) {
 }
 
 // goBackground runs fn until the node closes, which cancels its context and waits for it.
+// SVID is the SPIFFE ID and the expiry of the X.509-SVID this replica serves with now; zero
+// without an identity (a node of its local socket alone).
+func (n *Node) SVID() (string, time.Time) {
+	if n.ident == nil {
+		return "", time.Time{}
+	}
+	svid, err := n.ident.source.GetX509SVID()
+	if err != nil || len(svid.Certificates) == 0 {
+		return "", time.Time{}
+	}
+	return svid.ID.String(), svid.Certificates[0].NotAfter
+}
+
+// watchSVID says in the log when the replica's SVID is renewed, and, once, when it has expired
+// with no new one: partners and the other replicas then refuse its new connections at the
+// handshake, and they, not this node, would otherwise be the ones to say why.
+func (n *Node) watchSVID(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var serial string
+	said := false
+	for {
+		if svid, err := n.ident.source.GetX509SVID(); err == nil && len(svid.Certificates) > 0 {
+			c := svid.Certificates[0]
+			if s := c.SerialNumber.String(); s != serial {
+				if serial != "" {
+					n.log.Info("this replica's SVID was renewed", "id", svid.ID.String(), "not_after", c.NotAfter)
+				}
+				serial, said = s, false
+			}
+			if !said && time.Now().After(c.NotAfter) {
+				n.log.Error("this replica's SVID expired and no new one came: partners and the other replicas refuse its new connections. "+
+					"With SPIRE, check that the agent runs and answers at identity.workload_api (its log says why it issues none); with identity files, issue new ones",
+					"id", svid.ID.String(), "not_after", c.NotAfter)
+				said = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 func (n *Node) goBackground(fn func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -297,7 +297,7 @@ func subscriptionText(p *pb.PeerInfo, long bool) string {
 		if strings.Contains(p.SubscriptionError, "bad certificate") {
 			// The partner's node refused this node's certificate at the handshake: it does not
 			// trust this node, or no longer (it removed it), which nothing else here can tell.
-			s += " (the partner's node refuses this node: it has not accepted your answer yet, or it removed this node; ask them to run peer list)"
+			s += " (the partner's node refuses this node's certificate: this node's own SVID may have expired (status shows its expiry), or the partner has not accepted your answer yet, or removed this node; ask them to run peer list)"
 		}
 	}
 	return s

@@ -176,7 +176,7 @@ func TestPeerAcceptRefuses(t *testing.T) {
 // answer, or removed this node. Another error is shown as it is.
 func TestSubscriptionTextSaysWhoRefuses(t *testing.T) {
 	refused := &pb.PeerInfo{Subscription: "down", SubscriptionError: "connection error: desc = \"transport: authentication handshake failed: remote error: tls: bad certificate\" (Unavailable)"}
-	if got := subscriptionText(refused, true); !strings.Contains(got, "it has not accepted your answer yet, or it removed this node") {
+	if got := subscriptionText(refused, true); !strings.Contains(got, "this node's own SVID may have expired (status shows its expiry), or the partner has not accepted your answer yet, or removed this node") {
 		t.Errorf("a refused handshake: %q", got)
 	}
 	if got := subscriptionText(refused, false); strings.Contains(got, "removed") {

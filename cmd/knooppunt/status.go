@@ -39,6 +39,7 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 						"records": st.Records, "db_bytes": st.DbBytes, "disk_free_bytes": st.DiskFreeBytes, "last_seq": st.LastSeq,
 						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
 						"peers": ops.Peers, "webhooks": ops.Webhooks, "firing": ops.Firing,
+						"svid_id": st.SvidId, "svid_expires_at": optionalTime(st.SvidExpiresAt),
 					})
 				}
 				tw := newTable(out)
@@ -50,6 +51,14 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 				fmt.Fprintf(tw, "store\t%.1f MiB; %.1f GiB free on its disk\n", float64(st.DbBytes)/(1<<20), float64(st.DiskFreeBytes)/(1<<30))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
+				if st.SvidExpiresAt != nil {
+					at := st.SvidExpiresAt.AsTime()
+					left := fmt.Sprintf("in %s", time.Until(at).Round(time.Second))
+					if time.Now().After(at) {
+						left = fmt.Sprintf("EXPIRED %s ago: no new SVID came (with SPIRE, check the agent)", time.Since(at).Round(time.Second))
+					}
+					fmt.Fprintf(tw, "identity\t%s, expires %s (%s)\n", st.SvidId, at.Local().Format(time.RFC3339), left)
+				}
 				if st.LastBackupAt != nil {
 					at := st.LastBackupAt.AsTime()
 					fmt.Fprintf(tw, "last backup\t%s (%s ago, by this replica)\n", at.Local().Format(time.RFC3339), time.Since(at).Round(time.Second))

@@ -25,6 +25,8 @@ type Config struct {
 	DB                 *db.DB
 	StartedAt          time.Time
 	Logger             *slog.Logger
+	// SVID, when set, gives the ID and expiry of the SVID the replica serves with.
+	SVID func() (string, time.Time)
 }
 
 // Service implements knooppunt.v1.StatusService.
@@ -51,7 +53,7 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
-	return &pb.StatusResponse{
+	resp := &pb.StatusResponse{
 		NodeName:      s.c.Name,
 		Org:           s.c.Org,
 		Version:       s.c.Version,
@@ -65,7 +67,13 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		StartedAt:     timestamppb.New(s.c.StartedAt),
 		LastBackupAt:  lastBackup(s.c.DB),
 		DiskFreeBytes: int64(s.c.DB.DiskFree()),
-	}, nil
+	}
+	if s.c.SVID != nil {
+		if id, notAfter := s.c.SVID(); id != "" {
+			resp.SvidId, resp.SvidExpiresAt = id, timestamppb.New(notAfter)
+		}
+	}
+	return resp, nil
 }
 
 // lastBackup is the replica's last whole backup, nil when it took none.

@@ -1942,6 +1942,11 @@ type StatusResponse struct {
 	// disk_free_bytes is what the node may still write on the file system of its data
 	// directory: a full disk stops the replica until there is room.
 	DiskFreeBytes int64 `protobuf:"varint,13,opt,name=disk_free_bytes,json=diskFreeBytes" json:"disk_free_bytes,omitempty"`
+	// svid_id and svid_expires_at are the X.509-SVID this replica serves with now: when it
+	// expires with no new one (a SPIRE agent down), partners and replicas refuse its handshakes.
+	// Unset for a node of its local socket alone.
+	SvidId        string                 `protobuf:"bytes,14,opt,name=svid_id,json=svidId" json:"svid_id,omitempty"`
+	SvidExpiresAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=svid_expires_at,json=svidExpiresAt" json:"svid_expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2065,6 +2070,20 @@ func (x *StatusResponse) GetDiskFreeBytes() int64 {
 		return x.DiskFreeBytes
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetSvidId() string {
+	if x != nil {
+		return x.SvidId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetSvidExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SvidExpiresAt
+	}
+	return nil
 }
 
 var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
@@ -2203,7 +2222,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\x0f\n" +
-	"\rStatusRequest\"\xc0\x03\n" +
+	"\rStatusRequest\"\x9d\x04\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2220,7 +2239,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12@\n" +
 	"\x0elast_backup_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\x12&\n" +
-	"\x0fdisk_free_bytes\x18\r \x01(\x03R\rdiskFreeBytes*h\n" +
+	"\x0fdisk_free_bytes\x18\r \x01(\x03R\rdiskFreeBytes\x12\x17\n" +
+	"\asvid_id\x18\x0e \x01(\tR\x06svidId\x12B\n" +
+	"\x0fsvid_expires_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rsvidExpiresAt*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -2341,41 +2362,42 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	23, // 26: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
 	32, // 27: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
 	32, // 28: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
-	4,  // 29: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 30: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 31: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 32: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 33: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 34: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 35: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 36: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 37: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 38: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	22, // 39: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	25, // 40: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	26, // 41: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	27, // 42: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	29, // 43: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 44: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 45: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 46: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 47: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 48: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 49: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 50: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 51: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 52: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 53: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	24, // 54: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 55: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 56: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	28, // 57: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	30, // 58: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	44, // [44:59] is the sub-list for method output_type
-	29, // [29:44] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	32, // 29: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 30: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 31: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 32: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 33: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 34: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 35: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 36: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 37: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 38: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 39: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	22, // 40: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	25, // 41: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	26, // 42: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	27, // 43: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	29, // 44: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 45: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 46: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 47: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 48: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 49: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 50: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 51: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 52: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 53: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 54: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	24, // 55: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 56: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 57: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	28, // 58: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	30, // 59: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	45, // [45:60] is the sub-list for method output_type
+	30, // [30:45] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
