@@ -288,9 +288,19 @@ func (o *initOptions) printNext(td spiffeid.TrustDomain) {
 	fmt.Fprintln(w, "\nNext:")
 	step := 1
 	if !o.devCA {
-		fmt.Fprintf(w, "  %d. Register the node with SPIRE (see deploy/spire/README.md):\n", step)
-		fmt.Fprintf(w, "       spire-server entry create -spiffeID spiffe://%s/node/%s -parentID <agent ID> -selector unix:uid:$(id -u)\n", td.Name(), o.replica)
-		fmt.Fprintf(w, "     and yourself: -spiffeID %s\n", o.adminID)
+		// The selector of the user the node will run as: not root, whom init often runs as to
+		// write under /var/lib, which would hand the node's SVID to every root process.
+		runAs := fmt.Sprintf("unix:uid:%d", os.Getuid())
+		if os.Geteuid() == 0 {
+			runAs = "unix:user:knooppunt"
+		}
+		fmt.Fprintf(w, "  %d. Register the node with SPIRE (see deploy/spire/README.md), for the user it runs as:\n", step)
+		fmt.Fprintf(w, "       spire-server entry create -spiffeID spiffe://%s/node/%s -parentID <agent ID> -selector %s\n", td.Name(), o.replica, runAs)
+		fmt.Fprintf(w, "     and yourself, on the host you work from:\n")
+		fmt.Fprintf(w, "       spire-server entry create -spiffeID %s -parentID <agent ID> -selector unix:user:%s\n", o.adminID, o.admin)
+		if os.Geteuid() == 0 {
+			fmt.Fprintf(w, "     Run the node as that user, not root, and give it the data directory: chown -R knooppunt %s\n", o.dataDir)
+		}
 		step++
 	}
 	fmt.Fprintf(w, "  %d. Start the node:\n       knooppunt serve --data-dir %s --config %s\n", step, o.dataDir, filepath.Join(o.dataDir, configName))

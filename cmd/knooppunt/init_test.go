@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -184,9 +185,15 @@ func TestInitSpire(t *testing.T) {
 	dataDir := filepath.Join(shortDir(t), "d")
 	r := cli(t, nil, "", "init", "--org", "vr-brabant-noord.crisis.test", "--name", "VR Brabant-Noord", "--spire", "unix:///run/spire/agent.sock",
 		"--data-dir", dataDir, "--host", "node1.vrbn.example", "--admin", "ops").want(t, 0)
+	// The node's selector is the user it runs as: never root's uid, which would hand its SVID
+	// to every root process.
+	runAs := fmt.Sprintf("-selector unix:uid:%d\n", os.Getuid())
+	if os.Geteuid() == 0 {
+		runAs = "-selector unix:user:knooppunt\n"
+	}
 	for _, want := range []string{
-		"spire-server entry create -spiffeID spiffe://vr-brabant-noord.crisis.test/node/r1",
-		"-spiffeID spiffe://vr-brabant-noord.crisis.test/user/ops",
+		"spire-server entry create -spiffeID spiffe://vr-brabant-noord.crisis.test/node/r1 -parentID <agent ID> " + runAs,
+		"spire-server entry create -spiffeID spiffe://vr-brabant-noord.crisis.test/user/ops -parentID <agent ID> -selector unix:user:ops",
 		"knooppunt serve --data-dir " + dataDir,
 	} {
 		if !strings.Contains(r.stdout, want) {

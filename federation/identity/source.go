@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"strings"
 	"sync"
 	"time"
@@ -54,16 +55,40 @@ func NewWorkloadSource(ctx context.Context, addr string, want spiffeid.ID) (Sour
 	}
 	src, err := workloadapi.NewX509Source(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("identity: workload API %s: %w", addr, err)
+		return nil, workloadError(addr, err)
 	}
 	if _, err := src.GetX509SVID(); err != nil {
 		src.Close()
 		mu.Lock()
 		defer mu.Unlock()
-		return nil, fmt.Errorf("identity: the workload API %s offers %s, not %s: pick one of those, or ask the SPIRE admin for an entry for %s",
+		return nil, fmt.Errorf("the workload API %s offers %s, not %s: pick one of those, or ask the SPIRE admin for an entry for %s",
 			addr, strings.Join(offered, ", "), want, want)
 	}
 	return src, nil
+}
+
+// workloadError says why no SVID came from the Workload API at addr, and what to check: no
+// socket there (the agent not running, or another socket_path), or an agent that gives this
+// process nothing (no entry whose selectors match it: the agent's log says "No identity issued",
+// with the process's selectors, which this names too).
+func workloadError(addr string, err error) error {
+	shown := addr
+	if shown == "" {
+		shown = os.Getenv("SPIFFE_ENDPOINT_SOCKET") + " (SPIFFE_ENDPOINT_SOCKET)"
+	}
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if _, statErr := os.Stat(path); statErr != nil {
+			return fmt.Errorf("workload API %s: no socket at %s: is the SPIRE agent running, and is this its socket_path? (%w)", shown, path, err)
+		}
+	}
+	self := fmt.Sprintf("uid %d", os.Getuid())
+	if u, uerr := user.Current(); uerr == nil {
+		self += ", user " + u.Username
+	}
+	if exe, eerr := os.Executable(); eerr == nil {
+		self += ", path " + exe
+	}
+	return fmt.Errorf("workload API %s gave this process no SVID in time: register a SPIRE entry whose selectors match it (%s), or check the agent's log for \"No identity issued\" (%w)", shown, self, err)
 }
 
 // FileSource reads an SVID and its trust domain's bundle from files and reloads them when they

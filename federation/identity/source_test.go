@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +207,41 @@ func TestWorkloadSourcePicksByID(t *testing.T) {
 	want := "offers spiffe://" + orgTD + "/user/officer-a, spiffe://" + orgTD + "/user/officer-b, not spiffe://" + orgTD + "/user/officer-c"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("an ID the agent does not offer: %v\nwant it to say %q", err, want)
+	}
+}
+
+// TestWorkloadSourceSaysWhatToCheck: with no socket where the config points, the error says so
+// and asks whether the agent runs there; with a socket that gives nothing in time, it names the
+// process's uid, user and path, which a SPIRE entry's selectors must match.
+func TestWorkloadSourceSaysWhatToCheck(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := identity.NewWorkloadSource(ctx, "unix://"+filepath.Join(dir, "none.sock"), spiffeid.ID{})
+	if err == nil || !strings.Contains(err.Error(), "no socket at "+filepath.Join(dir, "none.sock")+": is the SPIRE agent running") {
+		t.Errorf("no socket: %v", err)
+	}
+	// A socket that takes the connection and answers nothing, as an agent that issues this
+	// process no SVID keeps it waiting.
+	sock := filepath.Join(dir, "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = identity.NewWorkloadSource(ctx, "unix://"+sock, spiffeid.ID{})
+	if err == nil || !strings.Contains(err.Error(), "gave this process no SVID in time: register a SPIRE entry whose selectors match it (uid "+strconv.Itoa(os.Getuid())) {
+		t.Errorf("a silent agent: %v", err)
 	}
 }
