@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -400,6 +402,26 @@ func TestSVIDExpiryIsSaid(t *testing.T) {
 	st, err = pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{})
 	if err != nil || !st.SvidExpiresAt.AsTime().Equal(short.NotAfter) {
 		t.Fatalf("status after the short SVID: %v, %v; want its expiry %v", st.GetSvidExpiresAt(), err, short.NotAfter)
+	}
+}
+
+// TestInviteFromTheReplicaThatServesTheBundleEndpoint: a partner pins the inviting replica's ID
+// for the bundle endpoint the invitation names; a replica whose bundle_endpoint.url is served by
+// another replica (r2, here a server with r2's SVID) refuses to invite, naming the one to run it on.
+func TestInviteFromTheReplicaThatServesTheBundleEndpoint(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", tlsconfig.TLSServerConfig(own.svid(t, "/node/r2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	n := startMTLSNode(t, own, own.filesIdentity()+fmt.Sprintf("advertise: [\"127.0.0.1:7443\"]\nbundle_endpoint: {listen: 127.0.0.1:0, url: \"https://%s\"}\n", l.Addr()))
+	_, err = pb.NewPeerServiceClient(n.local(t)).Invite(mtlsCtx(t), &pb.InviteRequest{})
+	want := "is served by spiffe://" + mtlsOwnTD + "/node/r2, not by this replica (spiffe://" + mtlsOwnTD + "/node/r1)"
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), want) {
+		t.Fatalf("invite on r1 with r2's bundle endpoint: %v, want FailedPrecondition saying %q", err, want)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/knooppunt/knooppunt/node/metrics"
 )
@@ -201,4 +203,30 @@ func (w *peerWatcher) OnError(err error) {
 	w.failed = true
 	bundleRefreshErrors.WithLabelValues(w.p.TrustDomain.String()).Inc()
 	w.log.Warn("peer bundle refresh failed: keeping the last good bundle", "url", w.p.URL, "err", err)
+}
+
+// EndpointIDOf dials the bundle endpoint at rawURL and returns the SPIFFE ID its server presents,
+// a member of td verified against bundles. A partner pins the ID an invitation names for the
+// endpoint (the inviting replica's), so an invitation must come from the replica that serves
+// it: EndpointIDOf lets a node check that before it signs.
+func EndpointIDOf(ctx context.Context, rawURL string, bundles x509bundle.Source, td spiffeid.TrustDomain) (spiffeid.ID, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return spiffeid.ID{}, fmt.Errorf("%q is not an https URL", rawURL)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "443")
+	}
+	d := tls.Dialer{Config: tlsconfig.TLSClientConfig(bundles, tlsconfig.AuthorizeMemberOf(td))}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return spiffeid.ID{}, errors.New("the endpoint presented no certificate")
+	}
+	return x509svid.IDFromCert(certs[0])
 }

@@ -131,6 +131,21 @@ func (s *Service) invitation(groups []string, answerTo string, ttl time.Duration
 	if err != nil {
 		return nil, nil, api.Status(s.c.Logger, err)
 	}
+	// A partner pins this replica's ID for the bundle endpoint the invitation names: were another
+	// replica to serve it, every refresh of this org's bundle at the partner would fail, unseen
+	// until a CA rotation ends the federation.
+	if u := cfg.BundleEndpointURL(); u != "" {
+		pctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		served, err := identity.EndpointIDOf(pctx, u, s.c.SVID, svid.ID.TrustDomain())
+		cancel()
+		switch {
+		case err != nil:
+			s.c.Logger.Warn("could not reach this node's own bundle endpoint to check it: partners refresh this org's bundle there", "url", u, "err", err)
+		case served != svid.ID:
+			return nil, nil, status.Errorf(codes.FailedPrecondition, "bundle_endpoint.url %s is served by %s, not by this replica (%s): partners pin the inviting replica's ID for it, so their refreshes of this org's bundle would fail. Run this on %s, or point this replica's bundle_endpoint.url at its own endpoint",
+				u, served, svid.ID, served)
+		}
+	}
 	now := s.c.Now().UTC().Truncate(time.Second)
 	inv := invite.Invitation{
 		Name: cfg.Name, TrustDomain: cfg.Org, Addresses: addrs, BundleEndpoint: cfg.BundleEndpointURL(),
