@@ -101,18 +101,23 @@ func appendRedacted(dst []byte, obj gjson.Result, paths []string) ([]byte, bool)
 		dst = append(dst, k.Raw...)
 		dst = append(dst, ':')
 		var r bool
-		switch {
-		case len(sub) > 0 && v.IsObject():
-			dst, r = appendRedacted(dst, v, sub)
-		case len(sub) > 0 && v.IsArray():
-			dst, r = appendRedactedArray(dst, v, sub)
-		default:
-			dst = append(dst, v.Raw...)
-		}
+		dst, r = appendValue(dst, v, sub)
 		removed = removed || r
 		return true
 	})
 	return append(dst, '}'), removed
+}
+
+// appendValue appends v with the fields at paths left out: of an object, of every object in a
+// list, or none of anything else.
+func appendValue(dst []byte, v gjson.Result, paths []string) ([]byte, bool) {
+	switch {
+	case len(paths) > 0 && v.IsObject():
+		return appendRedacted(dst, v, paths)
+	case len(paths) > 0 && v.IsArray():
+		return appendRedactedArray(dst, v, paths)
+	}
+	return append(dst, v.Raw...), false
 }
 
 // appendRedactedArray appends arr with the fields at paths left out of each object in it, at any
@@ -128,14 +133,7 @@ func appendRedactedArray(dst []byte, arr gjson.Result, paths []string) ([]byte, 
 		}
 		i++
 		var r bool
-		switch {
-		case v.IsObject():
-			dst, r = appendRedacted(dst, v, paths)
-		case v.IsArray():
-			dst, r = appendRedactedArray(dst, v, paths)
-		default:
-			dst = append(dst, v.Raw...)
-		}
+		dst, r = appendValue(dst, v, paths)
 		removed = removed || r
 		return true
 	})
