@@ -326,8 +326,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.peers != nil {
 		subscription = n.peers.Subscription
 	}
+	var bundleFetch func(spiffeid.TrustDomain) (identity.BundleFetch, bool)
+	if n.ident != nil {
+		bundleFetch = n.ident.trust.Fetch
+	}
 	peerSvc := peers.New(peers.Config{Store: n.store, DB: n.db, SVID: svid, File: n.fileCfg.Load, Logger: n.log,
-		Refresh: n.refreshPeers, Subscription: subscription})
+		Refresh: n.refreshPeers, Subscription: subscription, Bundle: bundleFetch})
 	// A peer that `peer remove` made leave is refused, by the leader, once its node holds nothing.
 	n.goBackground(func(ctx context.Context) { peerSvc.RunLeaving(ctx, time.Second, cfg.Federation.LeaveTimeout) })
 	webhookSettings := func() config.Webhooks { return n.cfg.Load().Webhooks }

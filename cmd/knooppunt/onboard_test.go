@@ -217,6 +217,12 @@ func TestOnboardingEndToEnd(t *testing.T) {
 			v := c.o.metric(t, "knooppunt_bundle_last_refresh_timestamp_seconds", `trust_domain="`+c.peer.td+`"`)
 			return v > 0, fmt.Sprint(v)
 		})
+		// peer show says so too, on the replica that fetched it.
+		var shown peerJSON
+		cli(t, nil, "", "peer", "show", c.peer.td, "--node", c.o.sock(), "-o", "json").want(t, 0).oneJSON(t, &shown)
+		if shown.BundleRefreshedAt == nil || shown.BundleError != "" {
+			t.Errorf("%s: peer show %s: bundle fetched %v, error %q; want a fetch and no error", c.o.td, c.peer.td, shown.BundleRefreshedAt, shown.BundleError)
+		}
 	}
 
 	// Both list each other, with where they came from.

@@ -281,6 +281,27 @@ type peerJSON struct {
 	Subscription      string     `json:"subscription,omitempty"`
 	SubscriptionSince *time.Time `json:"subscription_since,omitempty"`
 	SubscriptionError string     `json:"subscription_error,omitempty"`
+	// BundleRefreshedAt is this replica's last good fetch of the peer's trust bundle; BundleError
+	// why the latest fail, since BundleFailingSince.
+	BundleRefreshedAt  *time.Time `json:"bundle_refreshed_at,omitempty"`
+	BundleError        string     `json:"bundle_error,omitempty"`
+	BundleFailingSince *time.Time `json:"bundle_failing_since,omitempty"`
+}
+
+// bundleText says how this replica's refresh of the peer's trust bundle fares: when it last
+// succeeded, or since when it fails and why. Empty when it fetches none.
+func bundleText(p *pb.PeerInfo) string {
+	last := "never"
+	if p.BundleRefreshedAt != nil {
+		last = age(p.BundleRefreshedAt) + " ago"
+	}
+	switch {
+	case p.BundleError != "":
+		return fmt.Sprintf("refresh FAILING for %s: %s (last good fetch %s; the last good bundle stays in use until the partner's CA rotates)", age(p.BundleFailingSince), p.BundleError, last)
+	case p.BundleRefreshedAt != nil:
+		return "fetched " + last
+	}
+	return ""
 }
 
 // subscriptionText says how the subscription to a peer fares, with its last error when long.
@@ -323,6 +344,7 @@ func toPeerJSON(p *pb.PeerInfo) peerJSON {
 	}
 	j.Cursor, j.LastDelivery = p.Cursor, optionalTime(p.ReceivedAt)
 	j.Subscription, j.SubscriptionSince, j.SubscriptionError = p.Subscription, optionalTime(p.SubscriptionSince), p.SubscriptionError
+	j.BundleRefreshedAt, j.BundleError, j.BundleFailingSince = optionalTime(p.BundleRefreshedAt), p.BundleError, optionalTime(p.BundleFailingSince)
 	return j
 }
 
@@ -436,6 +458,9 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 	row("groups", strings.Join(p.Groups, " "))
 	row("bundle endpoint", p.BundleEndpoint)
 	row("endpoint id", p.EndpointId)
+	if b := bundleText(p); b != "" {
+		row("bundle", b)
+	}
 	row("fingerprint", p.Fingerprint)
 	row("invitation", p.Invitation)
 	row("added by", p.AddedBy)

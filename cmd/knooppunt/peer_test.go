@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/invite"
@@ -203,5 +204,21 @@ func TestTerminalSafe(t *testing.T) {
 	tw.Flush()
 	if got := b.String(); strings.Count(got, "\n") != 1 || strings.ContainsRune(got, 0x1b) {
 		t.Errorf("a table row of a record with a newline and an escape: %q", got)
+	}
+}
+
+// TestBundleText: peer show says when the peer's bundle was fetched, or since when its refresh
+// fails, why, and what that means.
+func TestBundleText(t *testing.T) {
+	ago := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(time.Now().Add(-d)) }
+	if got := bundleText(&pb.PeerInfo{}); got != "" {
+		t.Errorf("no fetch: %q", got)
+	}
+	if got := bundleText(&pb.PeerInfo{BundleRefreshedAt: ago(2 * time.Minute)}); got != "fetched 2m0s ago" {
+		t.Errorf("a fetch: %q", got)
+	}
+	failing := &pb.PeerInfo{BundleRefreshedAt: ago(time.Hour), BundleError: `unexpected ID "spiffe://a/node/r1"`, BundleFailingSince: ago(5 * time.Minute)}
+	if got := bundleText(failing); !strings.HasPrefix(got, `refresh FAILING for 5m0s: unexpected ID "spiffe://a/node/r1" (last good fetch 1h0m0s ago; the last good bundle stays in use`) {
+		t.Errorf("failing: %q", got)
 	}
 }

@@ -44,14 +44,46 @@ func init() {
 // through the peer's bundle endpoint. A trust domain that is neither falls back to the Source,
 // which under SPIRE also carries the bundles SPIRE federates with.
 type TrustStore struct {
-	own   Source
-	mu    sync.RWMutex
-	peers map[spiffeid.TrustDomain]*x509bundle.Bundle
+	own     Source
+	mu      sync.RWMutex
+	peers   map[spiffeid.TrustDomain]*x509bundle.Bundle
+	fetches map[spiffeid.TrustDomain]BundleFetch
+}
+
+// BundleFetch is how the refresh of a peer's bundle from its bundle endpoint fares: the last
+// fetch that succeeded, and, while the latest ones fail, since when and why.
+type BundleFetch struct {
+	OK, FailingSince time.Time
+	Err              string
 }
 
 // NewTrustStore returns a store over the node's own Source.
 func NewTrustStore(own Source) *TrustStore {
-	return &TrustStore{own: own, peers: map[spiffeid.TrustDomain]*x509bundle.Bundle{}}
+	return &TrustStore{own: own, peers: map[spiffeid.TrustDomain]*x509bundle.Bundle{}, fetches: map[spiffeid.TrustDomain]BundleFetch{}}
+}
+
+// Fetch says how the refresh of td's bundle fares; ok is false when none was tried.
+func (t *TrustStore) Fetch(td spiffeid.TrustDomain) (f BundleFetch, ok bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	f, ok = t.fetches[td]
+	return f, ok
+}
+
+// noteFetch records the outcome of a fetch of td's bundle at now: err nil for one that succeeded.
+func (t *TrustStore) noteFetch(td spiffeid.TrustDomain, now time.Time, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.fetches[td]
+	if err == nil {
+		f.OK, f.FailingSince, f.Err = now, time.Time{}, ""
+	} else {
+		if f.FailingSince.IsZero() {
+			f.FailingSince = now
+		}
+		f.Err = err.Error()
+	}
+	t.fetches[td] = f
 }
 
 // GetX509BundleForTrustDomain implements x509bundle.Source.
@@ -175,6 +207,7 @@ type peerWatcher struct {
 func (w *peerWatcher) NextRefresh(hint time.Duration) time.Duration {
 	if !w.failed {
 		bundleRefreshed.WithLabelValues(w.p.TrustDomain.String()).SetToCurrentTime()
+		w.t.noteFetch(w.p.TrustDomain, time.Now(), nil)
 	}
 	w.failed = false
 	d := hint
@@ -196,12 +229,14 @@ func (w *peerWatcher) OnUpdate(b *spiffebundle.Bundle) {
 	}
 	w.t.SetPeerBundle(xb)
 	bundleRefreshed.WithLabelValues(w.p.TrustDomain.String()).SetToCurrentTime()
+	w.t.noteFetch(w.p.TrustDomain, time.Now(), nil)
 	w.log.Info("peer bundle updated", "authorities", len(xb.X509Authorities()))
 }
 
 func (w *peerWatcher) OnError(err error) {
 	w.failed = true
 	bundleRefreshErrors.WithLabelValues(w.p.TrustDomain.String()).Inc()
+	w.t.noteFetch(w.p.TrustDomain, time.Now(), err)
 	w.log.Warn("peer bundle refresh failed: keeping the last good bundle", "url", w.p.URL, "err", err)
 }
 

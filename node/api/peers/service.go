@@ -52,7 +52,10 @@ type Config struct {
 	// Subscription, when set, says how this replica's subscription to a peer fares; ok is false
 	// when it runs none (see peerclient.Manager.Subscription).
 	Subscription func(peer string) (st peerclient.SubscriptionState, ok bool)
-	Logger       *slog.Logger
+	// Bundle, when set, says how this replica's refresh of a peer's trust bundle fares (see
+	// identity.TrustStore.Fetch); ok is false when it fetches none.
+	Bundle func(td spiffeid.TrustDomain) (f identity.BundleFetch, ok bool)
+	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -368,6 +371,18 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 		p.Cursor = cursor
 		if !at.IsZero() {
 			p.ReceivedAt = timestamppb.New(at)
+		}
+		if s.c.Bundle != nil {
+			if td, err := spiffeid.TrustDomainFromString(p.TrustDomain); err == nil {
+				if f, ok := s.c.Bundle(td); ok {
+					if !f.OK.IsZero() {
+						p.BundleRefreshedAt = timestamppb.New(f.OK)
+					}
+					if f.Err != "" {
+						p.BundleError, p.BundleFailingSince = f.Err, timestamppb.New(f.FailingSince)
+					}
+				}
+			}
 		}
 		if s.c.Subscription == nil || !p.Active {
 			continue

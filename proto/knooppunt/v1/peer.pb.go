@@ -545,8 +545,14 @@ type PeerInfo struct {
 	Subscription      string                 `protobuf:"bytes,18,opt,name=subscription" json:"subscription,omitempty"`
 	SubscriptionSince *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=subscription_since,json=subscriptionSince" json:"subscription_since,omitempty"`
 	SubscriptionError string                 `protobuf:"bytes,20,opt,name=subscription_error,json=subscriptionError" json:"subscription_error,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// bundle_refreshed_at is when this replica last fetched the peer's trust bundle from its bundle
+	// endpoint; bundle_error, while the latest fetches fail, why, since bundle_failing_since. A
+	// peer whose fetches fail keeps its last good bundle, until its CA rotates.
+	BundleRefreshedAt  *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=bundle_refreshed_at,json=bundleRefreshedAt" json:"bundle_refreshed_at,omitempty"`
+	BundleError        string                 `protobuf:"bytes,22,opt,name=bundle_error,json=bundleError" json:"bundle_error,omitempty"`
+	BundleFailingSince *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=bundle_failing_since,json=bundleFailingSince" json:"bundle_failing_since,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PeerInfo) Reset() {
@@ -719,6 +725,27 @@ func (x *PeerInfo) GetSubscriptionError() string {
 	return ""
 }
 
+func (x *PeerInfo) GetBundleRefreshedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BundleRefreshedAt
+	}
+	return nil
+}
+
+func (x *PeerInfo) GetBundleError() string {
+	if x != nil {
+		return x.BundleError
+	}
+	return ""
+}
+
+func (x *PeerInfo) GetBundleFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BundleFailingSince
+	}
+	return nil
+}
+
 var File_knooppunt_v1_peer_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_peer_proto_rawDesc = "" +
@@ -758,7 +785,7 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x11RemovePeerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\bR\x03now\"\xec\x05\n" +
+	"\x03now\x18\x03 \x01(\bR\x03now\"\xa9\a\n" +
 	"\bPeerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x1c\n" +
@@ -784,7 +811,10 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"receivedAt\x12\"\n" +
 	"\fsubscription\x18\x12 \x01(\tR\fsubscription\x12I\n" +
 	"\x12subscription_since\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x11subscriptionSince\x12-\n" +
-	"\x12subscription_error\x18\x14 \x01(\tR\x11subscriptionError2\xe0\x02\n" +
+	"\x12subscription_error\x18\x14 \x01(\tR\x11subscriptionError\x12J\n" +
+	"\x13bundle_refreshed_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleRefreshedAt\x12!\n" +
+	"\fbundle_error\x18\x16 \x01(\tR\vbundleError\x12L\n" +
+	"\x14bundle_failing_since\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x12bundleFailingSince2\xe0\x02\n" +
 	"\vPeerService\x12C\n" +
 	"\x06Invite\x12\x1b.knooppunt.v1.InviteRequest\x1a\x1c.knooppunt.v1.InviteResponse\x12C\n" +
 	"\x06Accept\x12\x1b.knooppunt.v1.AcceptRequest\x1a\x1c.knooppunt.v1.AcceptResponse\x12G\n" +
@@ -825,21 +855,23 @@ var file_knooppunt_v1_peer_proto_depIdxs = []int32{
 	9,  // 4: knooppunt.v1.PeerInfo.leaving_since:type_name -> google.protobuf.Timestamp
 	9,  // 5: knooppunt.v1.PeerInfo.received_at:type_name -> google.protobuf.Timestamp
 	9,  // 6: knooppunt.v1.PeerInfo.subscription_since:type_name -> google.protobuf.Timestamp
-	0,  // 7: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
-	2,  // 8: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
-	4,  // 9: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
-	6,  // 10: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
-	7,  // 11: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
-	1,  // 12: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
-	3,  // 13: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
-	5,  // 14: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
-	8,  // 15: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
-	8,  // 16: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 7: knooppunt.v1.PeerInfo.bundle_refreshed_at:type_name -> google.protobuf.Timestamp
+	9,  // 8: knooppunt.v1.PeerInfo.bundle_failing_since:type_name -> google.protobuf.Timestamp
+	0,  // 9: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
+	2,  // 10: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
+	4,  // 11: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
+	6,  // 12: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
+	7,  // 13: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
+	1,  // 14: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
+	3,  // 15: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
+	5,  // 16: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
+	8,  // 17: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
+	8,  // 18: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_peer_proto_init() }
