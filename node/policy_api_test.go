@@ -7,7 +7,9 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -391,6 +393,20 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	}
 	if d := list.Entries[2].Detail; d != `{"from":"","reason":"opschaling","to":"warm"}` {
 		t.Fatalf("phase.set detail %s", d)
+	}
+	// Propose and approve say what the document grants, and tie it to its source by hash: what
+	// one officer proposed is what the other approved.
+	sum := sha256.Sum256([]byte(capacityPolicy))
+	hash := hex.EncodeToString(sum[:])
+	for i, want := range []string{
+		`{"kinds":["shelter.capacity"],"max_classification":"internal","phases":["lukewarm","warm"],"purpose":"spreiding en opvang vluchtelingen",` +
+			`"recipients":["group:rijk"],"redact":["body.contact_phone"],"sha256":"` + hash + `","when":"record.crisis == \"oekraine\""}`,
+		`{"active":true,"approvals":1,"max_classification":"internal","phases":["lukewarm","warm"],"redact":["body.contact_phone"],"required":1,` +
+			`"sha256":"` + hash + `","when":"record.crisis == \"oekraine\""}`,
+	} {
+		if d := list.Entries[i].Detail; d != want {
+			t.Errorf("%s detail\n %s\nwant\n %s", list.Entries[i].Action, d, want)
+		}
 	}
 	v, err := audit.Verify(rpcCtx(t), &pb.VerifyAuditRequest{})
 	if err != nil || !v.Ok || v.Entries != 3 || v.FirstBroken != 0 || v.Problem != "" {

@@ -2,7 +2,9 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,7 +107,11 @@ func (d *DB) ApplyPolicyStep(index uint64, s *pb.PolicyStep) (*PolicyRow, error,
 			if err := writePolicy(tx, out); err != nil {
 				return err
 			}
-			return a.add(at, s.Officer, AuditPolicyPropose, out.ID, map[string]any{"purpose": parsed.Doc.Purpose, "recipients": parsed.Doc.Recipients, "kinds": parsed.Doc.Kinds})
+			detail := map[string]any{"purpose": parsed.Doc.Purpose, "recipients": parsed.Doc.Recipients, "kinds": parsed.Doc.Kinds}
+			if s.AuditDocument {
+				documentDetail(detail, &parsed.Doc, s.Source)
+			}
+			return a.add(at, s.Officer, AuditPolicyPropose, out.ID, detail)
 		}
 
 		p, err := scanPolicy(tx.QueryRow(`SELECT `+policyColumns+` FROM policies WHERE id = ?`, s.PolicyId))
@@ -130,7 +136,11 @@ func (d *DB) ApplyPolicyStep(index uint64, s *pb.PolicyStep) (*PolicyRow, error,
 			if err := writePolicy(tx, p); err != nil {
 				return err
 			}
-			if err := a.add(at, s.Officer, AuditPolicyApprove, p.ID, map[string]any{"approvals": len(p.Approvers), "required": p.Required, "active": activated}); err != nil {
+			detail := map[string]any{"approvals": len(p.Approvers), "required": p.Required, "active": activated}
+			if s.AuditDocument {
+				documentDetail(detail, &parsed.Doc, p.Source)
+			}
+			if err := a.add(at, s.Officer, AuditPolicyApprove, p.ID, detail); err != nil {
 				return err
 			}
 			if activated {
@@ -338,4 +348,22 @@ func (d *DB) Crises(ctx context.Context, mode Mode) ([]string, error) {
 		return nil, err
 	}
 	return slices.Sorted(maps.Keys(seen)), nil
+}
+
+// documentDetail adds to an audit detail what a policy document grants and the SHA-256 of its
+// source: the ceiling, redactions, condition and phases (those set), so that the log says what an
+// officer proposed or approved, and the hash ties it to the stored source byte for byte.
+func documentDetail(detail map[string]any, doc *policy.Document, src []byte) {
+	detail["max_classification"] = doc.MaxClassification
+	if len(doc.Redact) > 0 {
+		detail["redact"] = doc.Redact
+	}
+	if doc.When != "" {
+		detail["when"] = doc.When
+	}
+	if len(doc.Phases) > 0 {
+		detail["phases"] = doc.Phases
+	}
+	sum := sha256.Sum256(src)
+	detail["sha256"] = hex.EncodeToString(sum[:])
 }

@@ -191,6 +191,7 @@ func (s *Service) newerProposal(ctx context.Context, id string) error {
 func (s *Service) step(ctx context.Context, st *pb.PolicyStep) (*pb.PolicyInfo, error) {
 	st.At = timestamppb.Now()
 	st.ApprovalsRequired = int32(s.c.Approvals())
+	st.AuditDocument = true
 	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_PolicyStep{PolicyStep: st}})
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)

@@ -1492,8 +1492,14 @@ type PolicyStep struct {
 	Reason            string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
 	At                *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
 	ApprovalsRequired int32                  `protobuf:"varint,7,opt,name=approvals_required,json=approvalsRequired" json:"approvals_required,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// audit_document: the policy.propose and policy.approve entries of this step also say what the
+	// document grants (its ceiling, redactions, condition and phases) and the SHA-256 of its source,
+	// so that the audit log shows what an officer proposed and what another approved. Set by every
+	// node since this field exists; an entry without it is applied as before, so that its audit
+	// entries keep their bytes on every replica.
+	AuditDocument bool `protobuf:"varint,8,opt,name=audit_document,json=auditDocument" json:"audit_document,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyStep) Reset() {
@@ -1573,6 +1579,13 @@ func (x *PolicyStep) GetApprovalsRequired() int32 {
 		return x.ApprovalsRequired
 	}
 	return 0
+}
+
+func (x *PolicyStep) GetAuditDocument() bool {
+	if x != nil {
+		return x.AuditDocument
+	}
+	return false
 }
 
 // PhaseStep sets a crisis's phase.
@@ -2062,7 +2075,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\vretractions\x18\x04 \x03(\tR\vretractions\x12\x16\n" +
 	"\x06cursor\x18\x05 \x01(\x03R\x06cursor\x12*\n" +
 	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
-	"\bexercise\x18\a \x01(\tR\bexercise\"\xe6\x01\n" +
+	"\bexercise\x18\a \x01(\tR\bexercise\"\x8d\x02\n" +
 	"\n" +
 	"PolicyStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
@@ -2071,7 +2084,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\aofficer\x18\x04 \x01(\tR\aofficer\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12*\n" +
 	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12-\n" +
-	"\x12approvals_required\x18\a \x01(\x05R\x11approvalsRequired\"\xb3\x01\n" +
+	"\x12approvals_required\x18\a \x01(\x05R\x11approvalsRequired\x12%\n" +
+	"\x0eaudit_document\x18\b \x01(\bR\rauditDocument\"\xb3\x01\n" +
 	"\tPhaseStep\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x12\x18\n" +
