@@ -213,6 +213,8 @@ type proposeView struct {
 	// Error is the field's error; Problems are the linter's messages.
 	Error    string
 	Problems []problemView
+	// Doubts are the linter's warnings, which do not stop a proposal.
+	Doubts []problemView
 	// Clean says that a check found no problems.
 	Clean bool
 	// Recipient is the partner to preview the draft for; RecipientError what is wrong with it;
@@ -263,11 +265,12 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 		again(http.StatusBadRequest)
 		return
 	}
-	problems, bad, err := s.lint(r, src)
+	problems, doubts, bad, err := s.lint(r, src)
 	if err != nil {
 		s.failCall(w, r, err)
 		return
 	}
+	v.Doubts = doubts
 	if bad != "" {
 		v.Error = bad
 		again(http.StatusBadRequest)
@@ -320,24 +323,29 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 	http.Redirect(w, r.Request, "/beleid/toon?gedaan=voorgesteld&id="+url.QueryEscape(p.Id), http.StatusSeeOther)
 }
 
-// lint has the node lint src, as the person. It returns the linter's problems, or bad when
-// the source cannot be linted at all (too large, say), or the call's error.
-func (s *Server) lint(r *request, src string) (problems []problemView, bad string, err error) {
+// lint has the node lint src, as the person. It returns the linter's problems and doubts
+// (what it cannot call wrong, but an officer should check), or bad when the source cannot be
+// linted at all (too large, say), or the call's error.
+func (s *Server) lint(r *request, src string) (problems, doubts []problemView, bad string, err error) {
 	lint, err := pb.NewPolicyServiceClient(s.c.Conn).Lint(r.ctx(), &pb.LintRequest{Source: []byte(src)})
 	if err != nil {
 		if st := status.Convert(err); st.Code() == codes.InvalidArgument || st.Code() == codes.ResourceExhausted {
-			return nil, st.Message(), nil
+			return nil, nil, st.Message(), nil
 		}
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	for _, p := range lint.Problems {
-		pv := problemView{Field: p.Field, Message: lintMessage(r.L, p)}
-		if p.Line > 0 {
-			pv.Where = r.L.T("propose.line", p.Line, p.Column)
+	view := func(ps []*pb.LintProblem) []problemView {
+		var out []problemView
+		for _, p := range ps {
+			pv := problemView{Field: p.Field, Message: lintMessage(r.L, p)}
+			if p.Line > 0 {
+				pv.Where = r.L.T("propose.line", p.Line, p.Column)
+			}
+			out = append(out, pv)
 		}
-		problems = append(problems, pv)
+		return out
 	}
-	return problems, "", nil
+	return view(lint.Problems), view(lint.Doubts), "", nil
 }
 
 // lintMessage is a lint problem in the page's language: its code's text with its arguments, or
@@ -376,6 +384,8 @@ type lintResult struct {
 	Clean    bool          `json:"clean"`
 	Summary  string        `json:"summary"`
 	Problems []problemView `json:"problems"`
+	// Doubts are warnings: what the linter cannot call wrong, but the officer should check.
+	Doubts []problemView `json:"doubts"`
 }
 
 // lintLive lints a draft as the officer types (assets/lint-as-you-type.js). It stores nothing,
@@ -385,7 +395,9 @@ func (s *Server) lintLive(w http.ResponseWriter, r *request) {
 	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
 	res := lintResult{Problems: []problemView{}}
 	code := http.StatusOK
-	switch problems, bad, err := s.lint(r, src); {
+	problems, doubts, bad, err := s.lint(r, src)
+	res.Doubts = append([]problemView{}, doubts...)
+	switch {
 	case err != nil:
 		st := status.Convert(err)
 		code = http.StatusBadGateway

@@ -405,6 +405,16 @@ func TestLintAsYouType(t *testing.T) {
 		res.Problems[0].Message != `onbekende partner "spiffe://ncc.crisis.test": het is geen partner van dit knooppunt (zie Partners en hun groepen op de pagina Beleid)` {
 		t.Errorf("lint: %+v", res)
 	}
+	// A redaction of a field no kind declares, which the open sitrep might carry: a warning, in
+	// Dutch, beside the problem.
+	_, body = anna.post(t, e.url+"/beleid/controle", url.Values{"csrf": {token}, "bron": {"name: x\npurpose: p\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nredact: [body.telefon]\n"}})
+	var warned struct {
+		Problems, Doubts []struct{ Where, Field, Message string }
+	}
+	if err := json.Unmarshal([]byte(body), &warned); err != nil || len(warned.Problems) != 1 || len(warned.Doubts) != 1 || warned.Doubts[0].Field != "redact[0]" ||
+		!strings.HasPrefix(warned.Doubts[0].Message, `body.telefon: geen soort die dit beleid deelt kent een veld "telefon"`) {
+		t.Errorf("lint of an undeclared redaction: %v %+v", err, warned)
+	}
 	anna.get(t, e.url+"/taal?lang=en&terug=/beleid/voorstel")
 	_, body = anna.post(t, e.url+"/beleid/controle", url.Values{"csrf": {token}, "bron": {"name: x\npurpose: p\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n"}})
 	if err := json.Unmarshal([]byte(body), &res); err != nil || len(res.Problems) != 1 ||

@@ -97,11 +97,14 @@ func (s *Service) lint(src []byte) (*policy.Compiled, error) {
 // Lint checks a document against this node and stores nothing.
 func (s *Service) Lint(ctx context.Context, req *pb.LintRequest) (*pb.LintResponse, error) {
 	_, err := s.lint(req.Source)
+	// Doubts come with problems too, so that one lint says all there is to check.
+	resp := &pb.LintResponse{Doubts: lintProblems(policy.LintDoubts(req.Source, s.c.Sharing.LintContext(s.c.Kinds)))}
 	if err == nil {
-		return &pb.LintResponse{Doubts: lintProblems(policy.LintDoubts(req.Source, s.c.Sharing.LintContext(s.c.Kinds)))}, nil
+		return resp, nil
 	}
 	if probs, ok := problemsOf(err); ok {
-		return &pb.LintResponse{Problems: probs}, nil
+		resp.Problems = probs
+		return resp, nil
 	}
 	return nil, api.Status(s.c.Logger, err)
 }

@@ -31,11 +31,20 @@
       live.removeChild(live.firstChild);
     }
     live.appendChild(el("p", result.clean ? "kp-live__clean" : "kp-live__problems", result.summary));
-    if (!result.problems || result.problems.length === 0) {
+    list(result.problems);
+    if (result.doubts && result.doubts.length > 0) {
+      // Warnings: what the linter cannot call wrong, but the officer should check.
+      live.appendChild(el("p", "kp-doubts__title", live.getAttribute("data-doubts")));
+      list(result.doubts);
+    }
+  }
+
+  function list(problems) {
+    if (!problems || problems.length === 0) {
       return;
     }
-    var list = el("ul", "kp-problems");
-    result.problems.forEach(function (p) {
+    var ul = el("ul", "kp-problems");
+    problems.forEach(function (p) {
       var item = el("li");
       if (p.where) {
         item.appendChild(el("span", "kp-problems__where", p.where));
@@ -46,9 +55,9 @@
         item.appendChild(document.createTextNode(": "));
       }
       item.appendChild(document.createTextNode(p.message));
-      list.appendChild(item);
+      ul.appendChild(item);
     });
-    live.appendChild(list);
+    live.appendChild(ul);
   }
 
   function check() {
