@@ -284,13 +284,3 @@ func (t terminalSafe) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
-// cell is a value from a record for one cell of a table: on one line.
-func cell(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, s)
-}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/invite"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -200,7 +201,7 @@ func TestTerminalSafe(t *testing.T) {
 	}
 	b.Reset()
 	tw := newTable(&b)
-	fmt.Fprintf(tw, "%s\t%s\n", cell("Zeist\n\x1b[1Ashelter.capacity"), "VR09")
+	fmt.Fprintf(tw, "%s\t%s\n", record.OneLine("Zeist\n\x1b[1Ashelter.capacity"), "VR09")
 	tw.Flush()
 	if got := b.String(); strings.Count(got, "\n") != 1 || strings.ContainsRune(got, 0x1b) {
 		t.Errorf("a table row of a record with a newline and an escape: %q", got)

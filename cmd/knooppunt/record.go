@@ -378,7 +378,7 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		if j.UpdatedAt != nil {
 			updated = j.UpdatedAt.Local().Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, cell(j.Kind), cell(j.Crisis), cell(j.Region), j.Classification, j.Version, updated, record.Summary(j.Body, 60))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, record.OneLine(j.Kind), record.OneLine(j.Crisis), record.OneLine(j.Region), j.Classification, j.Version, updated, record.Summary(j.Body, 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

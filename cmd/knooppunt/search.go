@@ -205,7 +205,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 		if c := classFlag(h.Record.Classification); c != "" {
 			id += " (" + c + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), cell(h.Record.Kind), cell(h.Record.Region), cell(id), cell(shown))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), record.OneLine(h.Record.Kind), record.OneLine(h.Record.Region), record.OneLine(id), record.OneLine(shown))
 	}
 	tw.Flush()
 	printPeerStates(w, mode, resp.Peers, resp.Partial, true)
@@ -396,7 +396,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		if c := classFlag(e.Record.Classification); c != "" {
 			flags = append(flags, c)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(e.Kind), cell(e.Region), cell(truncate(e.Key, 24)), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), record.Summary(e.Record.Body, 60))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", record.OneLine(e.Kind), record.OneLine(e.Region), record.OneLine(truncate(e.Key, 24)), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), record.Summary(e.Record.Body, 60))
 	}
 	tw.Flush()
 	if len(resp.Aggregates) > 0 {
@@ -404,7 +404,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		tw = newModeTable(w, mode)
 		fmt.Fprintln(tw, "KIND\tFIELD\tREGION\tSUM\tRECORDS")
 		for _, a := range resp.Aggregates {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\n", cell(a.Kind), cell(a.Field), cell(a.Region), a.Sum, a.Records)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\n", record.OneLine(a.Kind), record.OneLine(a.Field), record.OneLine(a.Region), a.Sum, a.Records)
 		}
 		tw.Flush()
 	}

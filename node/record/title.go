@@ -24,6 +24,18 @@ func Title(body []byte) string {
 	return ""
 }
 
+// OneLine is s on one line, for one cell of a table: a newline, carriage return or tab is a
+// space, so that a row cannot become two (a newline in a partner's title could otherwise print a
+// row of its own making under another source's name).
+func OneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
 // Summary is a body in one line of at most width characters, for a terminal's table: its title
 // (Title), then its other top-level numbers, booleans and short texts
 // in their order in the body, "beds_free 14". Long texts, objects and arrays are left out.
@@ -45,14 +57,7 @@ func Summary(body []byte, width int) string {
 		}
 		return true
 	})
-	// One line: a row of a table must not become two (a newline in a partner's title could print
-	// a row of its own making under another source's name).
-	s := strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, strings.Join(parts, " · "))
+	s := OneLine(strings.Join(parts, " · "))
 	if r := []rune(s); len(r) > width {
 		s = string(r[:max(width-1, 0)]) + "…"
 	}
