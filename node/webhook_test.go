@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/webhook"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -369,7 +370,7 @@ func TestWebhookRefusals(t *testing.T) {
 	}
 	redirect = false
 	rc.mu.Unlock()
-	if _, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: wh.Id, MessageIds: []string{"msg_nope"}}); status.Code(err) != codes.NotFound {
+	if _, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: wh.Id, MessageIds: []string{"msg_nope"}}); status.Code(err) != codes.NotFound || fieldOf(err) != "message_ids" {
 		t.Errorf("Retry of a message that is no failure: %v, want NOT_FOUND", err)
 	}
 	resp, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: wh.Id})
@@ -383,7 +384,7 @@ func TestWebhookRefusals(t *testing.T) {
 	if _, err := hooks.Remove(callCtx(t), &pb.RemoveWebhookRequest{Id: wh.Id}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hooks.Remove(callCtx(t), &pb.RemoveWebhookRequest{Id: wh.Id}); status.Code(err) != codes.NotFound {
+	if _, err := hooks.Remove(callCtx(t), &pb.RemoveWebhookRequest{Id: wh.Id}); status.Code(err) != codes.NotFound || fieldOf(err) != "id" {
 		t.Fatalf("Remove twice: %v, want NOT_FOUND", err)
 	}
 }
@@ -447,4 +448,10 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// fieldOf is the field a refusal's BadRequest detail names, for a program that maps it to a form.
+func fieldOf(err error) string {
+	field, _ := api.Field(err)
+	return field
 }

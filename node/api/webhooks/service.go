@@ -15,7 +15,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -178,9 +177,9 @@ func (s *Service) Retry(ctx context.Context, req *pb.RetryWebhookRequest) (*pb.R
 		return nil, err
 	}
 	if len(req.MessageIds) > 0 && out.Requeued < int64(len(dedup(req.MessageIds))) {
-		return &pb.RetryWebhookResponse{Queued: out.Requeued}, status.Errorf(codes.NotFound,
-			"message_ids: %d of the %d given are not failures of %s (queued again: %d): see knooppunt webhook failures",
-			int64(len(dedup(req.MessageIds)))-out.Requeued, len(dedup(req.MessageIds)), req.Webhook, out.Requeued)
+		return &pb.RetryWebhookResponse{Queued: out.Requeued}, api.FieldStatus(codes.NotFound, "message_ids",
+			fmt.Sprintf("%d of the %d given are not failures of %s (queued again: %d): see knooppunt webhook failures",
+				int64(len(dedup(req.MessageIds)))-out.Requeued, len(dedup(req.MessageIds)), req.Webhook, out.Requeued))
 	}
 	return &pb.RetryWebhookResponse{Queued: out.Requeued}, nil
 }
@@ -202,7 +201,7 @@ func (s *Service) step(ctx context.Context, step *pb.WebhookStep) (store.Webhook
 
 func (s *Service) notFound(field, id string, err error) error {
 	if errors.Is(err, db.ErrNotFound) {
-		return status.Errorf(codes.NotFound, "%s: no webhook %q: see knooppunt webhook list", field, id)
+		return api.FieldStatus(codes.NotFound, field, fmt.Sprintf("no webhook %q: see knooppunt webhook list", id))
 	}
 	return api.Status(s.c.Logger, fmt.Errorf("webhooks: %w", err))
 }
