@@ -69,15 +69,23 @@ func TestCLICAP(t *testing.T) {
 		if tc.file != "" {
 			path, _ = capTestdata(t, tc.file)
 		}
-		r := cli(t, nil, "", "import", "--format", "cap", path, "--node", addr).want(t, 1)
+		// Refused: exit 2, as a rejected row; 1 is for a node that cannot be asked.
+		r := cli(t, nil, "", "import", "--format", "cap", path, "--node", addr).want(t, 2)
 		if !strings.Contains(r.stderr, tc.want) || !strings.HasPrefix(r.stderr, "knooppunt: "+path+": cap: ") {
 			t.Fatalf("import %s: stderr %q, want it to name the file and say %q", path, r.stderr, tc.want)
 		}
 	}
 	// An Exercise alert without the exercise's name.
-	r := cli(t, nil, strings.Replace(full, "<status>Actual", "<status>Exercise", 1), "import", "--format", "cap", "-", "--node", addr).want(t, 1)
+	r := cli(t, nil, strings.Replace(full, "<status>Actual", "<status>Exercise", 1), "import", "--format", "cap", "-", "--node", addr).want(t, 2)
 	if !strings.Contains(r.stderr, "pass --exercise NAME") {
 		t.Fatalf("an Exercise alert without a name: %q", r.stderr)
+	}
+	// Under -o json, a refusal is JSON on stdout, for a gateway that scripts the import.
+	bad, _ := capTestdata(t, "bad/bad-urgency.xml")
+	var refusal struct{ File, Action, Reason string }
+	cli(t, nil, "", "import", "--format", "cap", bad, "--node", addr, "-o", "json").want(t, 2).oneJSON(t, &refusal)
+	if refusal.File != bad || refusal.Action != "refused" || !strings.Contains(refusal.Reason, `alert.info[0].urgency: "Soon" is not one of`) {
+		t.Fatalf("a refused alert, -o json: %+v", refusal)
 	}
 	if ids := alertIDs(); len(ids) != 0 {
 		t.Fatalf("refused documents stored %v", ids)
@@ -193,7 +201,7 @@ func TestCLICAPRepeatsModesAndXML(t *testing.T) {
 	if r := cli(t, nil, "", "import", fullPath, "--node", addr).want(t, 0); r.stdout != fullPath+": unchanged "+first.ID+" (version 1): the node holds this alert already: nothing written\n" {
 		t.Fatalf("the same alert again: %q", r.stdout)
 	}
-	if r := cli(t, nil, "", "import", fullPath, "--crisis", "capfout", "--node", addr).want(t, 1); !strings.Contains(r.stderr, `in crisis "hoogwater", not "capfout"`) ||
+	if r := cli(t, nil, "", "import", fullPath, "--crisis", "capfout", "--node", addr).want(t, 2); !strings.Contains(r.stderr, `in crisis "hoogwater", not "capfout"`) ||
 		!strings.Contains(r.stderr, "(FailedPrecondition)") {
 		t.Fatalf("the alert into another crisis: %q", r.stderr)
 	}

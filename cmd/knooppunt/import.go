@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,7 +72,8 @@ valid CAP 1.2 is refused and nothing is stored. A file that starts with < is XML
 not read, such as valid_until) and reason.
 
 The progress bar counts the rows the node has answered for. The exit code is 0 when every row was
-stored, 2 when some were rejected, 1 when the import stopped (the node went away, or Ctrl-C): the
+stored (or the alert taken), 2 when some were rejected (or the alert refused: -o json then says
+why on stdout), 1 when the import stopped (the node went away, or Ctrl-C): the
 summary then says up to which line the node answered, which lines were sent but not answered
 (they may be stored), and that the rest were not sent; -o json has it in "stopped".`,
 		Example: `  knooppunt import shelters.csv --kind shelter.capacity --crisis oekraine --classification internal
@@ -231,17 +235,40 @@ func looksLikeXML(r *bufio.Reader) bool {
 
 // importCAP stores one CAP 1.2 alert as an alert record, or applies its Update or Cancel.
 func importCAP(cmd *cobra.Command, f *clientFlags, r io.Reader, name string, opts cap.ImportOptions) error {
+	// A refused alert exits 2, as a rejected row of JSON Lines or CSV does, and says why in
+	// -o json too: a gateway that scripts the import must tell "this alert is wrong, do not send
+	// it again" from "the node is away, try again" (1).
+	refused := func(err error) error {
+		if f.output == "json" {
+			printJSON(cmd.OutOrStdout(), struct {
+				File   string `json:"file"`
+				Action string `json:"action"`
+				Reason string `json:"reason"`
+			}{name, "refused", err.Error()})
+		} else {
+			fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s: %v\n", name, err)
+		}
+		return exitError(2)
+	}
 	a, err := cap.Parse(r, cap.DefaultMaxBytes)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return refused(err)
 	}
-	var res cap.Result
+	var (
+		res cap.Result
+		raw error
+	)
 	err = f.call(func(conn *grpc.ClientConn) error {
-		res, err = cap.Apply(cmd.Context(), pb.NewRecordServiceClient(conn), a, opts)
-		return err
+		res, raw = cap.Apply(cmd.Context(), pb.NewRecordServiceClient(conn), a, opts)
+		return raw
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		st, isStatus := status.FromError(raw)
+		switch {
+		case raw == nil, isStatus && !slices.Contains([]codes.Code{codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.AlreadyExists, codes.ResourceExhausted}, st.Code()):
+			return fmt.Errorf("%s: %w", name, err) // the call, not the alert: try again
+		}
+		return refused(err)
 	}
 	if f.output == "json" {
 		return printJSON(cmd.OutOrStdout(), struct {
