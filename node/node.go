@@ -82,7 +82,9 @@ type Options struct {
 	Config  *config.Config
 	// ConfigFile, when set, is watched: roles and peers reload from it without a restart.
 	ConfigFile string
-	// ReloadInterval is how often ConfigFile is checked. Default 1s.
+	// ReloadInterval is how often ConfigFile is checked. Default 1s. The replica's SVID is
+	// checked for renewal and expiry every 15 s, or every ReloadInterval when that is shorter (as
+	// in tests).
 	ReloadInterval time.Duration
 	Logger         *slog.Logger
 	// Version is reported by Status.

@@ -246,14 +246,19 @@ func parse(src []byte) (*Parsed, Problems, error) {
 // sequence that moves the cursor up and prints another max_classification over the real one).
 func Unprintable(s string) (r rune, offset int, ok bool) {
 	for i, c := range s {
-		switch {
-		case c == '\t' || c == '\n' || c == '\r':
-		case c < 0x20, c >= 0x7f && c <= 0x9f,
-			c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069, c == 0x200e, c == 0x200f, c == 0x061c:
+		if c != '\t' && c != '\n' && c != '\r' && IsControl(c) {
 			return c, i, true
 		}
 	}
 	return 0, 0, false
+}
+
+// IsControl reports whether c is a character a terminal or an editor acts on instead of showing:
+// a C0 or C1 control character (tab, newline and carriage return among them) or a bidirectional
+// formatting character.
+func IsControl(c rune) bool {
+	return c < 0x20 || c >= 0x7f && c <= 0x9f ||
+		c >= 0x202a && c <= 0x202e || c >= 0x2066 && c <= 0x2069 || c == 0x200e || c == 0x200f || c == 0x061c
 }
 
 // position is the line and column (1-based, in bytes) of offset in src.

@@ -264,16 +264,18 @@ func newTable(w io.Writer) *tabwriter.Writer {
 type terminalSafe struct{ w io.Writer }
 
 func (t terminalSafe) Write(p []byte) (int, error) {
+	// Tab and newline lay the table out; every other control character is written out.
+	bad := func(r rune) bool { return r != '\t' && r != '\n' && policy.IsControl(r) }
 	s := string(p)
-	if _, _, ok := policy.Unprintable(s); !ok && !strings.ContainsRune(s, '\r') {
+	if strings.IndexFunc(s, bad) < 0 {
 		return t.w.Write(p)
 	}
 	var b strings.Builder
 	for _, r := range s {
-		switch _, _, bad := policy.Unprintable(string(r)); {
-		case r == '\r' || bad && r < 0x100:
+		switch {
+		case bad(r) && r < 0x100:
 			fmt.Fprintf(&b, "\\x%02x", r)
-		case bad:
+		case bad(r):
 			fmt.Fprintf(&b, "\\u%04x", r)
 		default:
 			b.WriteRune(r)

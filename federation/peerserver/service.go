@@ -534,12 +534,13 @@ func (s *Service) newDisclosures(to policy.Recipient, via string) *disclosures {
 }
 
 func (d *disclosures) reset() {
+	holder := d.to.Holder()
 	d.pending = &pb.RecordDisclosures{
-		Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Holder: d.to.Holder(), Via: d.via, CountHeld: true,
+		Recipient: d.to.TrustDomain, RecipientId: d.to.ID, Holder: holder, Via: d.via, CountHeld: true,
 		RecordsPurpose: true, StatedPurpose: d.to.Purpose, PolicyPurposes: map[string]string{},
 		// A peer's node keeps only what its subscription sends; a person or app that queried is
 		// its own holder, and the table says what went to it.
-		AnswerNotKept: d.via == "Query" && d.to.Holder() != d.to.ID,
+		AnswerNotKept: d.via == "Query" && holder != d.to.ID,
 	}
 	d.pendingLen = 0
 	d.refused, d.otherwise = nil, nil

@@ -87,26 +87,25 @@ func lintProblems(probs []policy.Problem) []*pb.LintProblem {
 	return out
 }
 
-func (s *Service) lint(src []byte) (*policy.Compiled, error) {
+// lint lints src against this node, and returns the context it used, for LintDoubts.
+func (s *Service) lint(src []byte) (*policy.Compiled, *policy.Context, error) {
 	if len(src) > MaxSource {
-		return nil, api.FieldStatus(codes.ResourceExhausted, "source", fmt.Sprintf("%d bytes is over the limit of %d", len(src), MaxSource))
+		return nil, nil, api.FieldStatus(codes.ResourceExhausted, "source", fmt.Sprintf("%d bytes is over the limit of %d", len(src), MaxSource))
 	}
-	return policy.Lint(src, s.c.Sharing.LintContext(s.c.Kinds))
+	lctx := s.c.Sharing.LintContext(s.c.Kinds)
+	c, err := policy.Lint(src, lctx)
+	return c, lctx, err
 }
 
 // Lint checks a document against this node and stores nothing.
 func (s *Service) Lint(ctx context.Context, req *pb.LintRequest) (*pb.LintResponse, error) {
-	_, err := s.lint(req.Source)
+	_, lctx, err := s.lint(req.Source)
+	probs, ok := problemsOf(err)
+	if err != nil && !ok {
+		return nil, api.Status(s.c.Logger, err) // too large, say: nothing to doubt either
+	}
 	// Doubts come with problems too, so that one lint says all there is to check.
-	resp := &pb.LintResponse{Doubts: lintProblems(policy.LintDoubts(req.Source, s.c.Sharing.LintContext(s.c.Kinds)))}
-	if err == nil {
-		return resp, nil
-	}
-	if probs, ok := problemsOf(err); ok {
-		resp.Problems = probs
-		return resp, nil
-	}
-	return nil, api.Status(s.c.Logger, err)
+	return &pb.LintResponse{Problems: probs, Doubts: lintProblems(policy.LintDoubts(req.Source, lctx))}, nil
 }
 
 // Propose stores a new version of a policy after a full lint.
@@ -115,7 +114,7 @@ func (s *Service) Propose(ctx context.Context, req *pb.ProposeRequest) (*pb.Poli
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.lint(req.Source); err != nil {
+	if _, _, err := s.lint(req.Source); err != nil {
 		if _, ok := problemsOf(err); ok {
 			return nil, api.Invalid("source", "the policy does not lint:\n%v", err)
 		}
@@ -360,7 +359,7 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	case len(req.Source) > 0 && req.Id != "":
 		return nil, api.Invalid("source", "give a source or an id, not both")
 	case len(req.Source) > 0:
-		if c, err = s.lint(req.Source); err != nil {
+		if c, _, err = s.lint(req.Source); err != nil {
 			if _, ok := problemsOf(err); ok {
 				return nil, api.Invalid("source", "the policy does not lint:\n%v", err)
 			}
