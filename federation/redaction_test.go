@@ -332,3 +332,55 @@ func TestMendedRedactionReachesHolders(t *testing.T) {
 		return len(held) == 0, fmt.Sprint(held)
 	})
 }
+
+// TestRedactionOfAFieldTheCopyLacks: a policy that starts to withhold a field the current
+// version lacks, but an earlier version had, withdraws that version from the recipient's history.
+// The copy itself does not change (nothing of it is withheld), so the source says that its
+// redaction did.
+func TestRedactionOfAFieldTheCopyLacks(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 10 * time.Minute, EraseWithin: 2 * time.Second})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "lacks"
+	origin := a.TD.Name()
+	const secret = "+31-30-555-0903"
+	body := `{"municipality":"Utrecht","beds_total":100,"beds_free":12`
+	first := a.Approve(t, policyDoc("shelters-to-b", spiffeOf(b), "shelter.capacity", "internal", ""))
+	a.Put(t, &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(body + `,"contact_phone":"` + secret + `"}`)})
+	a.Put(t, &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(body + `}`)})
+	waitHeld(t, b, crisis, origin, map[string]int64{"s1": 2}, "b receives s1@2")
+	history := func() []string {
+		t.Helper()
+		hist, err := b.Node.DB().History(fedtest.Call(t), db.HistoryFilter{Kinds: []string{"shelter.capacity"}, Crisis: crisis})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, v := range hist {
+			out = append(out, fmt.Sprintf("v%d %v", v.Version, v))
+		}
+		return out
+	}
+	if h := history(); len(h) != 2 || len(leaks([]byte(strings.Join(h, "\n")), []string{secret})) != 1 {
+		t.Fatalf("the control: b's history of s1 under a policy that withholds nothing is %q, want both versions, the first with the phone number", h)
+	}
+
+	second := a.Approve(t, policyDoc("shelters-to-b", spiffeOf(b), "shelter.capacity", "internal", "redact: [body.contact_phone]\n"))
+	fedtest.Eventually(t, 10*time.Second, "a records that b holds s1 under the policy that withholds the phone number", func() (bool, string) {
+		h, _, ok, err := a.Node.DB().HoldingOf(fedtest.Call(t), "spiffe://"+b.TD.Name()+"/node/*", "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok && slices.Equal(h.Policies, []string{second}) && h.Redaction == "body.contact_phone",
+			fmt.Sprintf("b holds %+v (ok %v), want under %s (before: %s) and body.contact_phone", h, ok, second, first)
+	})
+	fedtest.Eventually(t, 10*time.Second, "b's history of s1 loses the version with the phone number", func() (bool, string) {
+		h := history()
+		return len(h) == 1 && len(leaks([]byte(h[0]), []string{secret})) == 0 && strings.HasPrefix(h[0], "v2 "), fmt.Sprintf("%q", h)
+	})
+	fedtest.Eventually(t, 10*time.Second, "no file of b holds the phone number", func() (bool, string) {
+		held := filesHolding(t, b.DataDir(), []string{secret})
+		return len(held) == 0, fmt.Sprint(held)
+	})
+}

@@ -488,7 +488,7 @@ type Decision struct {
 	Policies []string
 	// Redacted are the body paths the granting policies all withhold, whether this record has
 	// them or not: what a recipient's copy is kept under (a change of it withdraws the history
-	// of earlier copies, see db.ApplyCacheForeign).
+	// of earlier copies, see Redaction).
 	Redacted []string
 	// Withheld are those of Redacted this record has, which its copy lacks: what the audit and
 	// the preview name, so that neither says a field was withheld that never was there (a
@@ -579,6 +579,23 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 		return Decision{}, append(verdicts, Verdict{Reason: err.Error()})
 	}
 	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact, Withheld: withheld(r.Body, out.Body, redact), Refused: refused}, verdicts
+}
+
+// Redaction is Redacted as a holder holds a copy under it (pb.Disclosure.redaction): sorted and
+// joined by newlines, "" when the policies remove nothing. When it changes, for a record the
+// recipient holds, the source says so with the copy it sends, and the recipient drops the history
+// of its earlier versions: they may hold a field withheld now, even one the current version
+// lacks.
+func (d Decision) Redaction() string {
+	switch len(d.Redacted) {
+	case 0:
+		return ""
+	case 1:
+		return d.Redacted[0]
+	}
+	p := slices.Clone(d.Redacted)
+	slices.Sort(p)
+	return strings.Join(slices.Compact(p), "\n")
 }
 
 // withheld returns the paths of redact that body has, redacted being body without them. The

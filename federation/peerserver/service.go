@@ -550,7 +550,7 @@ func (d *disclosures) reset() {
 // counts the policies that refused the stated purpose.
 func (d *disclosures) disclose(set *policy.Set, dec policy.Decision) {
 	r := dec.Record
-	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies, Redacted: dec.Withheld})
+	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies, Redacted: dec.Withheld, Redaction: dec.Redaction()})
 	for _, id := range dec.Policies {
 		if _, ok := d.pending.PolicyPurposes[id]; !ok {
 			d.pending.PolicyPurposes[id] = set.PurposeOf(id)
@@ -1084,10 +1084,9 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 			delete(sent, r.Id) // resync sent this version on this stream already
 		case d.Allow:
 			delete(sent, r.Id)
-			// Recorded even if Send fails: the record may have reached the peer all the same.
-			held[r.Id] = db.Holding{Version: r.Version, Policies: d.Policies}
+			up := subscribed(d, held, r.Id)
 			disc.disclose(set, d)
-			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld}}}); err != nil {
+			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: up}}); err != nil {
 				return cursor, err
 			}
 		case held[r.Id].Version != 0:
@@ -1107,6 +1106,16 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 		cursor = upTo
 	}
 	return cursor, disc.flush(ctx)
+}
+
+// subscribed is the copy of a granted record that a subscription sends, and records it as held:
+// even if the send fails, for the record may have reached the peer all the same. It tells the
+// holder when its copy was sent under another redaction (pb.SharedRecord.redaction_changed).
+func subscribed(d policy.Decision, held map[string]db.Holding, id string) *pb.SharedRecord {
+	red := d.Redaction()
+	h := held[id]
+	held[id] = db.Holding{Version: d.Record.Version, Policies: d.Policies, Redaction: red}
+	return &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld, RedactionChanged: h.Version != 0 && h.Redaction != red}
 }
 
 // resync brings what the caller holds in line with what policy grants now, after a policy or
@@ -1134,16 +1143,17 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 				return true, nil
 			}
 			granted[r.Id] = true
-			// A version the caller holds goes again when other policies grant it now: they
-			// decide its redaction (a redaction mended, or another policy's that no longer
-			// applies), and the audit says under which policies the caller holds it.
-			if h := held[r.Id]; h.Version == r.Version && slices.Equal(h.Policies, d.Policies) {
+			// A version the caller holds goes again when other policies grant it now, or the
+			// same remove other fields: they decide its redaction (a redaction mended, or
+			// another policy's that no longer applies), and the audit says under which policies
+			// the caller holds it.
+			if h := held[r.Id]; h.Version == r.Version && slices.Equal(h.Policies, d.Policies) && h.Redaction == d.Redaction() {
 				return true, nil
 			}
-			// Recorded even if Send fails: the record may have reached the peer all the same.
-			held[r.Id], sent[r.Id] = db.Holding{Version: r.Version, Policies: d.Policies}, r.Version
+			up := subscribed(d, held, r.Id)
+			sent[r.Id] = r.Version
 			disc.disclose(set, d)
-			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld}}}); err != nil {
+			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: up}}); err != nil {
 				return false, err
 			}
 			if disc.pendingLen >= batch {

@@ -125,6 +125,11 @@ func TestRepeatedDisclosures(t *testing.T) {
 	apply(2, "Subscribe", []*pb.Disclosure{x("a", 2, "p@1"), x("b", 1, "q@2"), x("c", 1), x("a", 2, "p@1"), x("d", 1), x("d", 2)}) // new version, other policies, new record, a again, d twice
 	apply(3, "Subscribe", nil, "b")
 	apply(4, "Query", []*pb.Disclosure{x("b", 1, "q@2"), x("c", 1)}) // b again after its retraction; c held
+	redacted := x("e", 1, "p@1")
+	redacted.Redaction = "body.phone"
+	apply(5, "Subscribe", []*pb.Disclosure{x("e", 1, "p@1")})
+	apply(6, "Subscribe", []*pb.Disclosure{redacted}) // the same policies remove a field now
+	apply(7, "Subscribe", []*pb.Disclosure{redacted}) // held
 
 	entries, err := d.AuditList(ctx, db.AuditFilter{Action: "federation."})
 	if err != nil {
@@ -146,6 +151,8 @@ func TestRepeatedDisclosures(t *testing.T) {
 		{db.AuditRetraction, "b", fmt.Sprintf(`{"reason":"revoked","recipient":%q}`, to)},
 		disclose("b", 1, `["q@2"]`, "Query"),
 		resend(1, "Query"),
+		disclose("e", 1, `["p@1"]`, "Subscribe"), disclose("e", 1, `["p@1"]`, "Subscribe"),
+		resend(1, "Subscribe"),
 	}
 	var got []entry
 	for _, e := range entries {
@@ -186,8 +193,13 @@ func TestRepeatedDisclosures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]int64{"a": 2, "b": 1, "c": 1, "d": 2}; !maps.Equal(heldNow, want) {
+	if want := map[string]int64{"a": 2, "b": 1, "c": 1, "d": 2, "e": 1}; !maps.Equal(heldNow, want) {
 		t.Fatalf("Disclosed = %v, want %v", heldNow, want)
+	}
+	for id, want := range map[string]string{"a": "", "e": "body.phone"} {
+		if h, _, ok, err := d.HoldingOf(ctx, holder, id); err != nil || !ok || h.Redaction != want {
+			t.Errorf("HoldingOf(%s) = %+v, %v, %v: want held under the redaction %q", id, h, ok, err, want)
+		}
 	}
 	if rep, err := verifyChain(ctx, d); err != nil || rep.FirstBroken != 0 || rep.Entries != int64(len(want)) {
 		t.Fatalf("AuditVerify = %+v, %v: want %d entries, none broken", rep, err, len(want))

@@ -217,12 +217,13 @@ func Holder(c *pb.RecordDisclosures) string {
 
 // held is what the disclosures table says a holder holds of one record.
 type held struct {
-	version  int64
-	policies string // JSON array
+	version   int64
+	policies  string // JSON array
+	redaction string // see pb.Disclosure.redaction
 }
 
 // disclose writes the rows of c.Disclosed that disclose something: with c.CountHeld, a version,
-// or a set of policies, that the recipient does not hold, counting the rows before it in the same
+// a set of policies or a redaction that the recipient does not hold, counting the rows before it in the same
 // command; without it, every row. With c.AnswerNotKept it writes none, and returns the same. It returns their indexes, in order, and pols, where pols[i] is
 // the policies of c.Disclosed[i] as the table stores them.
 func disclose(tx *writeTx, c *pb.RecordDisclosures, holder string, at time.Time) (fresh []int, pols []string, err error) {
@@ -248,7 +249,7 @@ func disclose(tx *writeTx, c *pb.RecordDisclosures, holder string, at time.Time)
 		}, func(rows *sql.Rows) error {
 			var id string
 			var h held
-			if err := rows.Scan(&id, &h.version, &h.policies); err != nil {
+			if err := rows.Scan(&id, &h.version, &h.policies, &h.redaction); err != nil {
 				return err
 			}
 			holds[id] = h
@@ -258,7 +259,7 @@ func disclose(tx *writeTx, c *pb.RecordDisclosures, holder string, at time.Time)
 			return nil, nil, err
 		}
 		for i, x := range c.Disclosed {
-			h := held{x.Version, pols[i]}
+			h := held{x.Version, pols[i], x.Redaction}
 			if old, ok := holds[x.RecordId]; ok && old == h {
 				continue
 			}
@@ -275,19 +276,21 @@ func disclose(tx *writeTx, c *pb.RecordDisclosures, holder string, at time.Time)
 	}
 	err = disclosureRows.exec(tx, []any{holder, at.UnixNano()}, len(fresh), func(i int, args []any) []any {
 		x := c.Disclosed[fresh[i]]
-		return append(args, x.RecordId, x.Version, pols[fresh[i]])
+		return append(args, x.RecordId, x.Version, pols[fresh[i]], x.Redaction)
 	})
 	return fresh, pols, err
 }
 
 var (
 	// disclosureRows writes disclosures to one recipient (?1) at one time (?2).
-	disclosureRows = newBulk(`INSERT INTO disclosures (recipient, record_id, version, policies, at) VALUES `, 2, 3,
-		func(p []int) string { return "(?1, " + param(p[0]) + ", " + param(p[1]) + ", " + param(p[2]) + ", ?2)" }, ", ",
-		` ON CONFLICT (recipient, record_id) DO UPDATE SET version = excluded.version, policies = excluded.policies, at = excluded.at`)
+	disclosureRows = newBulk(`INSERT INTO disclosures (recipient, record_id, version, policies, redaction, at) VALUES `, 2, 4,
+		func(p []int) string {
+			return "(?1, " + param(p[0]) + ", " + param(p[1]) + ", " + param(p[2]) + ", " + param(p[3]) + ", ?2)"
+		}, ", ",
+		` ON CONFLICT (recipient, record_id) DO UPDATE SET version = excluded.version, policies = excluded.policies, redaction = excluded.redaction, at = excluded.at`)
 	// heldRows reads what one recipient (?1) holds of some records. The ids are bound as +?,
 	// which SQLite's planner does not read, so the statement is not prepared again at every run.
-	heldRows = newBulk(`SELECT record_id, version, policies FROM disclosures WHERE recipient = ?1 AND record_id IN (`, 1, 1,
+	heldRows = newBulk(`SELECT record_id, version, policies, redaction FROM disclosures WHERE recipient = ?1 AND record_id IN (`, 1, 1,
 		func(p []int) string { return "+" + param(p[0]) }, ", ", ")")
 	retractionRows = newBulk(`DELETE FROM disclosures WHERE recipient = ?1 AND record_id IN (`, 1, 1,
 		func(p []int) string { return param(p[0]) }, ", ", ")")
@@ -298,11 +301,12 @@ func (d *DB) Disclosed(ctx context.Context, holder string) (map[string]int64, er
 	return d.disclosed(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
 }
 
-// Holding is what a holder holds of one record: the version, and the policies it was sent
-// under, which decided its redaction.
+// Holding is what a holder holds of one record: the version, the policies it was sent under,
+// and the redaction they made (see pb.Disclosure.redaction).
 type Holding struct {
-	Version  int64
-	Policies []string
+	Version   int64
+	Policies  []string
+	Redaction string
 }
 
 // HoldingOf returns what holder holds of one record, and when it was sent; ok is false when it
@@ -311,7 +315,7 @@ func (d *DB) HoldingOf(ctx context.Context, holder, recordID string) (h Holding,
 	err = d.read(func(ro *sql.DB) error {
 		var pols string
 		var nanos int64
-		switch err := ro.QueryRowContext(ctx, `SELECT version, policies, at FROM disclosures WHERE recipient = ? AND record_id = ?`, holder, recordID).Scan(&h.Version, &pols, &nanos); {
+		switch err := ro.QueryRowContext(ctx, `SELECT version, policies, redaction, at FROM disclosures WHERE recipient = ? AND record_id = ?`, holder, recordID).Scan(&h.Version, &pols, &h.Redaction, &nanos); {
 		case errors.Is(err, sql.ErrNoRows):
 			return nil
 		case err != nil:
@@ -328,7 +332,7 @@ func (d *DB) HoldingOf(ctx context.Context, holder, recordID string) (h Holding,
 func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string]Holding, error) {
 	out := map[string]Holding{}
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT d.record_id, d.version, d.policies FROM disclosures d LEFT JOIN records r ON r.id = d.record_id
+		rows, err := ro.QueryContext(ctx, `SELECT d.record_id, d.version, d.policies, d.redaction FROM disclosures d LEFT JOIN records r ON r.id = d.record_id
 			WHERE d.recipient = ? AND coalesce(r.status, 0) = ? AND coalesce(r.exercise, '') = ?`, holder, int32(m.Status), m.Exercise)
 		if err != nil {
 			return err
@@ -337,7 +341,7 @@ func (d *DB) DisclosedIn(ctx context.Context, holder string, m Mode) (map[string
 		for rows.Next() {
 			var id, pols string
 			var h Holding
-			if err := rows.Scan(&id, &h.Version, &pols); err != nil {
+			if err := rows.Scan(&id, &h.Version, &pols, &h.Redaction); err != nil {
 				return err
 			}
 			if err := json.Unmarshal([]byte(pols), &h.Policies); err != nil {
@@ -431,13 +435,15 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			red, _ := json.Marshal(nonNilSlice(s.Redacted))
 			// A copy sent with another redaction than the one held (the source's policies
 			// changed) withdraws what its earlier versions left in the history: they were
-			// kept as redacted then, and may hold a field withheld now.
+			// kept as redacted then, and may hold a field withheld now. The source says so
+			// (redaction_changed) when the paths its policies remove changed, whether or not
+			// this version has them: an earlier version may have had one.
 			var was string
 			switch err := tx.QueryRow(`SELECT redacted FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, r.Id).Scan(&was); {
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
 				return err
-			case was != string(red):
+			case was != string(red) || s.RedactionChanged:
 				if _, err := tx.Exec(sqlHistoryDrop, c.Origin, r.Id); err != nil {
 					return err
 				}

@@ -467,6 +467,14 @@ INSERT INTO text_queue (origin, id) SELECT origin, id FROM foreign_records AS f
 	WHERE NOT EXISTS (SELECT 1 FROM text_pending AS p WHERE p.origin = f.origin AND p.id = f.id);
 DROP TABLE text_pending;
 `,
+	// 20: a disclosure says under which redaction the holder holds the record: every path the
+	// granting policies remove from it, whether or not it has them (pb.Disclosure.redaction).
+	// Rows of before have none, so that a record held under a redacting policy goes once again,
+	// and its holder drops the history of its earlier versions: a copy sent before a redaction
+	// reached into lists, or a field this version lacks, may have kept what is withheld now.
+	`
+ALTER TABLE disclosures ADD COLUMN redaction TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -1304,7 +1304,14 @@ type Disclosure struct {
 	// record has (a path it lacks withheld nothing); the
 	// federation.disclose entry names them (only when there are any), so that the audit log shows
 	// what did not go out. Commands written before this field have none.
-	Redacted      []string `protobuf:"bytes,6,rep,name=redacted" json:"redacted,omitempty"`
+	Redacted []string `protobuf:"bytes,6,rep,name=redacted" json:"redacted,omitempty"`
+	// redaction is every body path the granting policies remove from the record for this
+	// recipient, whether or not the record has it, sorted and joined by newlines ("" for none). A
+	// holder holds a version under a redaction: a version it holds goes again when the redaction
+	// changed, and a copy sent under another redaction than the one held tells the holder to drop
+	// the history of its earlier versions (SharedRecord.redaction_changed). Commands written before
+	// this field have none, as every disclosures row of then.
+	Redaction     string `protobuf:"bytes,7,opt,name=redaction" json:"redaction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1379,6 +1386,13 @@ func (x *Disclosure) GetRedacted() []string {
 		return x.Redacted
 	}
 	return nil
+}
+
+func (x *Disclosure) GetRedaction() string {
+	if x != nil {
+		return x.Redaction
+	}
+	return ""
 }
 
 // CacheForeign stores what a peer's subscription delivered, with the cursor to resume from, in
@@ -2059,7 +2073,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x03R\arecords\x12+\n" +
 	"\x11granted_otherwise\x18\x03 \x01(\x03R\x10grantedOtherwise\x12\x16\n" +
-	"\x06marked\x18\x04 \x01(\bR\x06marked\"\xa5\x01\n" +
+	"\x06marked\x18\x04 \x01(\bR\x06marked\"\xc3\x01\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
@@ -2067,7 +2081,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\bpolicies\x18\x03 \x03(\tR\bpolicies\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x03R\x03seq\x12\x1a\n" +
-	"\bredacted\x18\x06 \x03(\tR\bredacted\"\xf2\x01\n" +
+	"\bredacted\x18\x06 \x03(\tR\bredacted\x12\x1c\n" +
+	"\tredaction\x18\a \x01(\tR\tredaction\"\xf2\x01\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +

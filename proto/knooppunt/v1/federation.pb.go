@@ -707,9 +707,14 @@ type SharedRecord struct {
 	Redacted []string `protobuf:"bytes,3,rep,name=redacted" json:"redacted,omitempty"`
 	// snippet, for a query with text, is an excerpt of the record's text with each match marked
 	// «like this», taken from the record as sent.
-	Snippet       string `protobuf:"bytes,4,opt,name=snippet" json:"snippet,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Snippet string `protobuf:"bytes,4,opt,name=snippet" json:"snippet,omitempty"`
+	// redaction_changed: the source removes other fields from this record for the recipient than
+	// it did from the copy the recipient holds (a policy now redacts a field, even one this version
+	// lacks). The history of the recipient's earlier versions may hold such a field: the recipient
+	// drops it, as when redacted changes.
+	RedactionChanged bool `protobuf:"varint,5,opt,name=redaction_changed,json=redactionChanged" json:"redaction_changed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SharedRecord) Reset() {
@@ -768,6 +773,13 @@ func (x *SharedRecord) GetSnippet() string {
 		return x.Snippet
 	}
 	return ""
+}
+
+func (x *SharedRecord) GetRedactionChanged() bool {
+	if x != nil {
+		return x.RedactionChanged
+	}
+	return false
 }
 
 type SubscribeRequest struct {
@@ -1789,12 +1801,13 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\fQueryRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x18\n" +
-	"\apurpose\x18\x02 \x01(\tR\apurpose\"\x8e\x01\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"\xbb\x01\n" +
 	"\fSharedRecord\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
 	"\bredacted\x18\x03 \x03(\tR\bredacted\x12\x18\n" +
-	"\asnippet\x18\x04 \x01(\tR\asnippet\"l\n" +
+	"\asnippet\x18\x04 \x01(\tR\asnippet\x12+\n" +
+	"\x11redaction_changed\x18\x05 \x01(\bR\x10redactionChanged\"l\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12&\n" +
