@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -36,6 +37,7 @@ type webhookJSON struct {
 	Kinds           []string   `json:"kinds"`
 	Crises          []string   `json:"crises"`
 	Exercise        string     `json:"exercise,omitempty"`
+	MaxClass        string     `json:"max_classification,omitempty"`
 	CreatedBy       string     `json:"created_by"`
 	CreatedAt       time.Time  `json:"created_at"`
 	Queued          int64      `json:"queued"`
@@ -51,6 +53,9 @@ func toWebhookJSON(w *pb.Webhook) webhookJSON {
 	j := webhookJSON{ID: w.Id, URL: w.Url, Kinds: orEmpty(w.Kinds), Crises: orEmpty(w.Crises), Exercise: w.Exercise,
 		CreatedBy: w.CreatedBy, CreatedAt: w.CreatedAt.AsTime(), Queued: w.Queued, Failed: w.Failed, Delivered: w.Delivered}
 	j.LastDeliveredAt, j.FailingSince, j.LastError = optionalTime(w.LastDeliveredAt), optionalTime(w.FailingSince), w.LastError
+	if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
+		j.MaxClass = record.ClassificationName(w.MaxClassification)
+	}
 	return j
 }
 
@@ -59,6 +64,14 @@ func orEmpty(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// classesUpTo says which classifications a webhook delivers.
+func classesUpTo(c pb.Classification) string {
+	if c == pb.Classification_CLASSIFICATION_UNSPECIFIED {
+		return "records of every classification (--max-classification limits it)"
+	}
+	return "records up to " + record.ClassificationName(c)
 }
 
 func orAll(s []string) string {
@@ -70,29 +83,36 @@ func orAll(s []string) string {
 
 func newWebhookAddCmd() *cobra.Command {
 	var (
-		f             clientFlags
-		url, exercise string
-		kinds, crises []string
+		f                       clientFlags
+		url, exercise, maxClass string
+		kinds, crises           []string
 	)
 	cmd := &cobra.Command{
-		Use:   "add --url URL [--kinds K,…] [--crisis C,…] [--exercise NAME]",
+		Use:   "add --url URL [--kinds K,…] [--crisis C,…] [--exercise NAME] [--max-classification LEVEL]",
 		Short: "Add a webhook and print its signing secret, once (admins)",
 		Long: `Add a webhook. The URL must be HTTPS (plain HTTP only to loopback), must not name a host of a
 peer, and may reach a private address only if webhooks.allow_private is set in the config.
 Without --kinds or --crisis every kind or crisis is delivered. Without --exercise only actual
-records are; with it, only the records of that exercise.
+records are; with it, only the records of that exercise. Without --max-classification every
+classification is delivered: set it for a receiver that may not hold confidential or secret
+records. A record that rises above it goes to the receiver as record.retracted, without its body.
 
 The signing secret (whsec_…) is printed once: give it to the receiver, which verifies each
 delivery with it. It cannot be shown again; to change it, remove the webhook and add it anew.`,
 		Example: `  knooppunt webhook add --url https://lcms.vr-utrecht.nl/knooppunt --kinds shelter.capacity,sitrep --crisis oekraine
+  knooppunt webhook add --url https://dashboard.gemeente-utrecht.nl/hook --kinds sitrep --max-classification internal
   knooppunt webhook add --url http://127.0.0.1:9000/hook --exercise oefening-2026-12-vr09 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if url == "" {
 				return fmt.Errorf("--url: give the receiver's URL, such as https://hooks.example.nl/knooppunt")
 			}
+			cl, err := record.ParseClassification(maxClass)
+			if err != nil {
+				return fmt.Errorf("--max-%v", err)
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				resp, err := pb.NewWebhookServiceClient(conn).Add(cmd.Context(), &pb.AddWebhookRequest{Url: url, Kinds: kinds, Crises: crises, Exercise: exercise})
+				resp, err := pb.NewWebhookServiceClient(conn).Add(cmd.Context(), &pb.AddWebhookRequest{Url: url, Kinds: kinds, Crises: crises, Exercise: exercise, MaxClassification: cl})
 				if err != nil {
 					return err
 				}
@@ -101,7 +121,8 @@ delivery with it. It cannot be shown again; to change it, remove the webhook and
 					j.Secret = resp.Secret
 					return printJSON(cmd.OutOrStdout(), j)
 				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "webhook %s added for %s\nsigning secret (shown once, give it to the receiver): %s\n", resp.Webhook.Id, resp.Webhook.Url, resp.Secret)
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "webhook %s added for %s, delivering %s\nsigning secret (shown once, give it to the receiver): %s\n",
+					resp.Webhook.Id, resp.Webhook.Url, classesUpTo(resp.Webhook.MaxClassification), resp.Secret)
 				return err
 			})
 		},
@@ -110,8 +131,9 @@ delivery with it. It cannot be shown again; to change it, remove the webhook and
 	cmd.Flags().StringSliceVar(&kinds, "kinds", nil, "deliver only these kinds (comma-separated; default every kind)")
 	cmd.Flags().StringSliceVar(&crises, "crisis", nil, "deliver only these crises (comma-separated; default every crisis)")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "deliver the records of this exercise instead of actual records")
+	cmd.Flags().StringVar(&maxClass, "max-classification", "", "deliver no record above this level: public, internal, confidential or secret (default every level)")
 	f.register(cmd, true)
-	f.fill(map[string]string{"url": "url", "kinds": "kinds", "crisis": "crises", "exercise": "exercise"})
+	f.fill(map[string]string{"url": "url", "kinds": "kinds", "crisis": "crises", "exercise": "exercise", "max-classification": "max_classification"})
 	return cmd
 }
 
@@ -136,13 +158,17 @@ func newWebhookListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "ID\tURL\tKINDS\tCRISES\tMODE\tQUEUED\tFAILED\tDELIVERED")
+				fmt.Fprintln(tw, "ID\tURL\tKINDS\tCRISES\tUP TO\tMODE\tQUEUED\tFAILED\tDELIVERED")
 				for _, w := range resp.Webhooks {
 					mode := "actual"
 					if w.Exercise != "" {
 						mode = "exercise " + w.Exercise
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.Id, w.Url, orAll(w.Kinds), orAll(w.Crises), mode, w.Queued, w.Failed, w.Delivered)
+					upTo := "*"
+					if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
+						upTo = record.ClassificationName(w.MaxClassification)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.Id, w.Url, orAll(w.Kinds), orAll(w.Crises), upTo, mode, w.Queued, w.Failed, w.Delivered)
 				}
 				if err := tw.Flush(); err != nil {
 					return err

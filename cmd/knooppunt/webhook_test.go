@@ -11,7 +11,7 @@ import (
 
 // TestCLIWebhook: webhook add shows the secret once (table and JSON), list shows the webhook
 // without it and counts the delivery of a record put after it, a refused URL names what to fix,
-// and remove takes it away.
+// a webhook up to public gets no internal record, and remove takes it away.
 func TestCLIWebhook(t *testing.T) {
 	addr, _ := servedNode(t)
 	got := make(chan string, 4)
@@ -44,6 +44,14 @@ func TestCLIWebhook(t *testing.T) {
 	if !strings.HasPrefix(added.Secret, "whsec_") || added.Exercise != "oefening-1" {
 		t.Fatalf("webhook add -o json: %+v", added)
 	}
+	if r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--max-classification", "geheimer").want(t, 1); !strings.Contains(r.stderr, "--max-classification: ") {
+		t.Errorf("webhook add with a classification that is none: %q", r.stderr)
+	}
+	var public webhookJSON
+	cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url+"/public", "--max-classification", "public", "-o", "json").want(t, 0).oneJSON(t, &public)
+	if public.MaxClass != "public" {
+		t.Fatalf("webhook add --max-classification public -o json: %+v", public)
+	}
 	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR19",
 		"--classification", "internal", "--body", `{"municipality":"Middelburg","beds_total":200,"beds_free":6}`).want(t, 0)
 	select {
@@ -59,15 +67,21 @@ func TestCLIWebhook(t *testing.T) {
 	for {
 		hooks = nil
 		cli(t, nil, "", "webhook", "list", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &hooks)
-		if len(hooks) == 2 && (hooks[0].Delivered+hooks[1].Delivered) == 1 || time.Now().After(deadline) {
+		if len(hooks) == 3 && (hooks[0].Delivered+hooks[1].Delivered+hooks[2].Delivered) == 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if len(hooks) != 2 || hooks[0].Secret != "" || hooks[1].Secret != "" || hooks[0].Delivered+hooks[1].Delivered != 1 {
-		t.Fatalf("webhook list: %+v: want two, no secret, one delivery", hooks)
+	if len(hooks) != 3 || hooks[0].Secret != "" || hooks[1].Secret != "" || hooks[0].Delivered+hooks[1].Delivered+hooks[2].Delivered != 1 {
+		t.Fatalf("webhook list: %+v: want three, no secret, one delivery", hooks)
 	}
-	if r := cli(t, nil, "", "webhook", "list", "--node", addr).want(t, 0); !strings.Contains(r.stdout, "exercise oefening-1") || strings.Contains(r.stdout, "whsec_") {
+	for _, h := range hooks {
+		if h.ID == public.ID && (h.Delivered != 0 || h.Queued != 0) {
+			t.Errorf("the webhook up to public: %+v, want nothing of an internal record", h)
+		}
+	}
+	if r := cli(t, nil, "", "webhook", "list", "--node", addr).want(t, 0); !strings.Contains(r.stdout, "exercise oefening-1") || strings.Contains(r.stdout, "whsec_") ||
+		!strings.Contains(r.stdout, "UP TO") || !strings.Contains(r.stdout, " public ") {
 		t.Errorf("webhook list:\n%s", r.stdout)
 	}
 	cli(t, nil, "", "webhook", "failures", "--node", addr, "-o", "json").want(t, 0)

@@ -439,7 +439,8 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			// (redaction_changed) when the paths its policies remove changed, whether or not
 			// this version has them: an earlier version may have had one.
 			var was string
-			switch err := tx.QueryRow(`SELECT redacted FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, r.Id).Scan(&was); {
+			var wasClass pb.Classification
+			switch err := tx.QueryRow(`SELECT redacted, classification FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, r.Id).Scan(&was, &wasClass); {
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
 				return err
@@ -463,7 +464,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			if err := addHistory(tx, c.Origin, r, r.Version, false); err != nil {
 				return err
 			}
-			if err := hooks.add(EventChanged, c.Origin, r, r.Version, at); err != nil {
+			if err := hooks.add(EventChanged, c.Origin, r, r.Version, at, wasClass); err != nil {
 				return err
 			}
 		}
@@ -487,11 +488,11 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 			gone := &pb.Record{Id: id, Origin: c.Origin}
 			var version int64
 			var status int32
-			err := tx.QueryRow(`SELECT kind, crisis, region, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, c.Origin, id).
-				Scan(&gone.Kind, &gone.Crisis, &gone.Region, &version, &status, &gone.Exercise)
+			err := tx.QueryRow(`SELECT kind, crisis, region, classification, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, c.Origin, id).
+				Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &status, &gone.Exercise)
 			if err == nil {
 				gone.Tombstone, gone.Status = true, pb.Status(status)
-				if err := hooks.add(EventRetracted, c.Origin, gone, version, at); err != nil {
+				if err := hooks.add(EventRetracted, c.Origin, gone, version, at, gone.Classification); err != nil {
 					return err
 				}
 			} else if !errors.Is(err, sql.ErrNoRows) {

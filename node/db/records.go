@@ -367,7 +367,11 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	if next.Tombstone {
 		event = EventDeleted
 	}
-	if err := a.hooks.add(event, "", next, version, tsNanos(next.UpdatedAt)); err != nil {
+	var was pb.Classification // of a version a webhook may hold
+	if exists && !dead {
+		was = pb.Classification(curClass)
+	}
+	if err := a.hooks.add(event, "", next, version, tsNanos(next.UpdatedAt), was); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: version, Seq: seq}, nil

@@ -303,6 +303,9 @@ func TestTextShards(t *testing.T) {
 	}
 }
 
+// undoMigration20 takes a database back from schema 20 to 19.
+const undoMigration20 = `ALTER TABLE disclosures DROP COLUMN redaction; ALTER TABLE webhooks DROP COLUMN max_classification;`
+
 // TestTextMigrationIndexesAgain: a database of the trigram index (schema 16), its queue empty,
 // gets the word index on open, with every live record, own and cached, queued and found.
 func TestTextMigrationIndexesAgain(t *testing.T) {
@@ -322,7 +325,7 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema 16: no redaction of disclosures, the trigram index with its keys, no vocabulary, no shards, the queue keyed by
+	// Back to schema 16: as before 20, the trigram index with its keys, no vocabulary, no shards, the queue keyed by
 	// record and empty.
 	h, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
@@ -341,7 +344,7 @@ func TestTextMigrationIndexesAgain(t *testing.T) {
 		CREATE VIRTUAL TABLE text_index USING fts5(text, tokenize = 'trigram remove_diacritics 1', content = '', contentless_delete = 1);
 		DROP TABLE text_queue;
 		CREATE TABLE text_pending (origin TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (origin, id)) WITHOUT ROWID;
-		ALTER TABLE disclosures DROP COLUMN redaction;
+		` + undoMigration20 + `
 		PRAGMA user_version = 16`); err != nil {
 		t.Fatal(err)
 	}
@@ -412,11 +415,11 @@ func TestTextMigrationNestedBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Back to schema 18: no redaction of disclosures, the queue keyed by record, holding the deleted record to take out.
+	// Back to schema 18: as before 20, the queue keyed by record, holding the deleted record to take out.
 	if _, err := h.Exec(`DROP TABLE text_queue;
 		CREATE TABLE text_pending (origin TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (origin, id)) WITHOUT ROWID;
 		INSERT INTO text_pending (origin, id) VALUES ('', 'gone'), ('', 'nested');
-		ALTER TABLE disclosures DROP COLUMN redaction;
+		` + undoMigration20 + `
 		PRAGMA user_version = 18`); err != nil {
 		t.Fatal(err)
 	}

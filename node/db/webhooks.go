@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -23,16 +24,18 @@ const (
 
 // WebhookRow is a webhook's definition and its counters.
 type WebhookRow struct {
-	ID              string
-	URL             string
-	Kinds, Crises   []string
-	Exercise        string
-	Secret          string
-	CreatedBy       string
-	CreatedAt       time.Time
-	Delivered       int64
-	LastDeliveredAt time.Time
-	Queued, Failed  int64
+	ID            string
+	URL           string
+	Kinds, Crises []string
+	Exercise      string
+	// MaxClassification is the highest classification delivered; unspecified is every one.
+	MaxClassification pb.Classification
+	Secret            string
+	CreatedBy         string
+	CreatedAt         time.Time
+	Delivered         int64
+	LastDeliveredAt   time.Time
+	Queued, Failed    int64
 	// FailingSince is when the head of the queue first failed, LastError what it said; zero
 	// and "" while the head has not failed (Webhooks fills them).
 	FailingSince time.Time
@@ -61,6 +64,12 @@ type hookFilter struct {
 	id            string
 	kinds, crises []string
 	exercise      string
+	ceiling       pb.Classification
+}
+
+// above reports whether a classification is above the webhook's ceiling.
+func (h hookFilter) above(c pb.Classification) bool {
+	return h.ceiling != pb.Classification_CLASSIFICATION_UNSPECIFIED && c > h.ceiling
 }
 
 // match reports whether a record of that status is for the webhook: an exercise's records go
@@ -95,7 +104,7 @@ func (q *hookQueue) load() error {
 		return nil
 	}
 	q.loaded = true
-	rows, err := q.tx.Query(`SELECT id, kinds, crises, exercise FROM webhooks`)
+	rows, err := q.tx.Query(`SELECT id, kinds, crises, exercise, max_classification FROM webhooks`)
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,7 @@ func (q *hookQueue) load() error {
 	for rows.Next() {
 		var h hookFilter
 		var kinds, crises string
-		if err := rows.Scan(&h.id, &kinds, &crises, &h.exercise); err != nil {
+		if err := rows.Scan(&h.id, &kinds, &crises, &h.exercise, &h.ceiling); err != nil {
 			return err
 		}
 		json.Unmarshal([]byte(kinds), &h.kinds)
@@ -114,34 +123,57 @@ func (q *hookQueue) load() error {
 }
 
 // add queues a change of a record (own when origin is "") at its version, made at time at, for
-// every webhook it matches.
-func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64) error {
+// every webhook it matches. was is the classification of the version before, which a webhook may
+// hold (unspecified when there is none): a webhook whose ceiling the record now passes, and that
+// one was under, gets a record.retracted without the body instead.
+func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, was pb.Classification) error {
 	if err := q.load(); err != nil {
 		return err
 	}
-	var blob []byte
+	var blob, withdrawn []byte
 	for _, h := range q.hooks {
 		if !h.match(r) {
 			continue
 		}
-		if blob == nil {
-			c := proto.Clone(r).(*pb.Record)
-			c.Version = version
-			var err error
-			if blob, err = (proto.MarshalOptions{Deterministic: true}).Marshal(c); err != nil {
+		switch {
+		case !h.above(r.Classification):
+			if blob == nil {
+				c := proto.Clone(r).(*pb.Record)
+				c.Version = version
+				var err error
+				if blob, err = (proto.MarshalOptions{Deterministic: true}).Marshal(c); err != nil {
+					return err
+				}
+			}
+			if err := q.queue(h.id, event, origin, r.Id, version, blob, at); err != nil {
+				return err
+			}
+		case event == EventChanged && was != pb.Classification_CLASSIFICATION_UNSPECIFIED && !h.above(was):
+			if withdrawn == nil {
+				gone := &pb.Record{Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region, Classification: r.Classification,
+					Version: version, Tombstone: true, Status: r.Status, Exercise: r.Exercise}
+				var err error
+				if withdrawn, err = (proto.MarshalOptions{Deterministic: true}).Marshal(gone); err != nil {
+					return err
+				}
+			}
+			if err := q.queue(h.id, EventRetracted, origin, r.Id, version, withdrawn, at); err != nil {
 				return err
 			}
 		}
-		var seq int64
-		if err := q.tx.QueryRow(sqlNextSeq, h.id).Scan(&seq); err != nil {
-			return err
-		}
-		if _, err := q.tx.Exec(`INSERT INTO webhook_queue (webhook, seq, message, event, origin, record_id, version, record, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?)`,
-			h.id, seq, fmt.Sprintf("msg_%s_%d", h.id, seq), event, origin, r.Id, version, blob, at); err != nil {
-			return err
-		}
 	}
 	return nil
+}
+
+// queue adds one delivery to a webhook's queue.
+func (q *hookQueue) queue(hook, event, origin, id string, version int64, blob []byte, at int64) error {
+	var seq int64
+	if err := q.tx.QueryRow(sqlNextSeq, hook).Scan(&seq); err != nil {
+		return err
+	}
+	_, err := q.tx.Exec(`INSERT INTO webhook_queue (webhook, seq, message, event, origin, record_id, version, record, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?)`,
+		hook, seq, fmt.Sprintf("msg_%s_%d", hook, seq), event, origin, id, version, blob, at)
+	return err
 }
 
 // ApplyWebhookStep adds or removes a webhook, or queues its dead letters again, and audits the
@@ -169,12 +201,18 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 			}
 			kinds, _ := json.Marshal(nonNilSlice(w.Kinds))
 			crises, _ := json.Marshal(nonNilSlice(w.Crises))
-			if _, err := tx.Exec(`INSERT INTO webhooks (id, url, kinds, crises, exercise, secret, created_by, created_at) VALUES (?,?,?,?,?,?,?,?)`,
-				w.Id, w.Url, string(kinds), string(crises), w.Exercise, w.Secret, s.By, at.UnixNano()); err != nil {
+			if _, err := tx.Exec(`INSERT INTO webhooks (id, url, kinds, crises, exercise, max_classification, secret, created_by, created_at) VALUES (?,?,?,?,?,?,?,?,?)`,
+				w.Id, w.Url, string(kinds), string(crises), w.Exercise, int32(w.MaxClassification), w.Secret, s.By, at.UnixNano()); err != nil {
 				return err
 			}
-			row = &WebhookRow{ID: w.Id, URL: w.Url, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise, Secret: w.Secret, CreatedBy: s.By, CreatedAt: at.UTC()}
-			return a.add(at, s.By, AuditWebhookAdd, w.Id, map[string]any{"url": w.Url, "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise})
+			row = &WebhookRow{ID: w.Id, URL: w.Url, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
+				Secret: w.Secret, CreatedBy: s.By, CreatedAt: at.UTC()}
+			detail := map[string]any{"url": w.Url, "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise}
+			if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
+				// Only then: the entries of webhooks added before ceilings read as they did.
+				detail["max_classification"] = strings.ToLower(w.MaxClassification.String())
+			}
+			return a.add(at, s.By, AuditWebhookAdd, w.Id, detail)
 		case "remove":
 			if cur == nil {
 				refusal = ErrNotFound
@@ -278,7 +316,7 @@ func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
 	})
 }
 
-const webhookColumns = `id, url, kinds, crises, exercise, secret, created_by, created_at, delivered, last_delivered_at`
+const webhookColumns = `id, url, kinds, crises, exercise, max_classification, secret, created_by, created_at, delivered, last_delivered_at`
 
 func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
 	var (
@@ -286,7 +324,7 @@ func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
 		kinds, crises string
 		at, last      int64
 	)
-	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &w.Exercise, &w.Secret, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
+	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &w.Exercise, &w.MaxClassification, &w.Secret, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}

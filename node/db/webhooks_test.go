@@ -117,3 +117,78 @@ func TestWebhookQueue(t *testing.T) {
 		t.Fatalf("remove twice: %v, want ErrNotFound as refusal", refusal)
 	}
 }
+
+// TestWebhookCeiling: a webhook with a classification ceiling gets no record above it, own or a
+// peer's; a record that rises above it goes as record.retracted without its body (its fields but
+// the id and where it belongs never leave), one that comes down to it goes as a change; and a
+// record it never got is neither deleted nor retracted at it.
+func TestWebhookCeiling(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	index := uint64(0)
+	next := func() uint64 { index++; return index }
+	for id, ceiling := range map[string]pb.Classification{"all": 0, "internal": pb.Classification_INTERNAL} {
+		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0),
+			Webhook: &pb.Webhook{Id: id, Url: "https://hooks.example.nl/" + id, MaxClassification: ceiling, Secret: "whsec_x"}}); err != nil || refusal != nil {
+			t.Fatalf("add %s: %v %v", id, refusal, err)
+		}
+	}
+	rows, err := d.Webhooks(ctx)
+	if err != nil || len(rows) != 2 || rows[1].ID != "internal" || rows[1].MaxClassification != pb.Classification_INTERNAL || rows[0].MaxClassification != 0 {
+		t.Fatalf("Webhooks = %+v, %v: want internal's ceiling kept, and none for all", rows, err)
+	}
+	put := func(id string, cl pb.Classification, tombstone bool) {
+		t.Helper()
+		if _, err := d.Apply(next(), []*pb.Record{{Id: id, Kind: "sitrep", Crisis: "c", Region: "VR09", Classification: cl, Tombstone: tombstone,
+			Body: []byte(`{"text":"secret plan ` + id + `"}`), UpdatedAt: hour(1)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("up", pb.Classification_INTERNAL, false)
+	put("up", pb.Classification_SECRET, false)         // rises above: retracted at internal
+	put("up", pb.Classification_SECRET, false)         // still above: nothing
+	put("up", 0, true)                                 // deleted while above: nothing
+	put("down", pb.Classification_CONFIDENTIAL, false) // never under: nothing
+	put("down", pb.Classification_PUBLIC, false)       // comes down: a change
+	put("hidden", pb.Classification_SECRET, false)
+	put("hidden", 0, true) // deleted, never delivered: nothing
+	foreign := func(cl pb.Classification, retract bool) {
+		t.Helper()
+		c := &pb.CacheForeign{Peer: "b", Origin: "b.crisis.test", Cursor: int64(index), At: hour(2)}
+		if retract {
+			c.Retractions = []string{"f1"}
+		} else {
+			c.Upserts = []*pb.SharedRecord{{Record: &pb.Record{Id: "f1", Origin: "b.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09",
+				Classification: cl, Body: []byte(`{"text":"their plan"}`), Version: int64(index)}}}
+		}
+		if err := d.ApplyCacheForeign(next(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign(pb.Classification_CONFIDENTIAL, false) // above: nothing
+	foreign(0, true)                               // retracted, never delivered: nothing
+
+	queue := func(id string) (out []string, bodies []string) {
+		t.Helper()
+		q, err := d.WebhookQueue(ctx, id, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range q {
+			out = append(out, fmt.Sprintf("%s %s%s@%d", x.Event, x.Origin, x.RecordID, x.Version))
+			bodies = append(bodies, string(x.Record.Body))
+		}
+		return out, bodies
+	}
+	got, bodies := queue("internal")
+	want := []string{"record.changed up@1", "record.retracted up@2", "record.changed down@2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("internal's queue %q, want %q", got, want)
+	}
+	if len(bodies[1]) != 0 {
+		t.Errorf("the retraction of up carries the body %s, want none: it is secret now", bodies[1])
+	}
+	if got, _ := queue("all"); len(got) != 10 {
+		t.Errorf("all's queue %q: want every one of the 10 changes", got)
+	}
+}

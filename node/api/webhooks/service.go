@@ -86,6 +86,9 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}
+	if err := record.CheckClassification("max_classification", req.MaxClassification, true); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
 	if req.Exercise != "" {
 		if err := record.CheckID("exercise", req.Exercise); err != nil {
 			return nil, api.Status(s.c.Logger, err)
@@ -105,7 +108,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 	rand.Read(id)
 	w := &pb.Webhook{
 		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(req.Crises),
-		Exercise: req.Exercise, Secret: secret.String(),
+		Exercise: req.Exercise, MaxClassification: req.MaxClassification, Secret: secret.String(),
 	}
 	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now()})
 	if err != nil {
@@ -208,7 +211,7 @@ func (s *Service) notFound(field, id string, err error) error {
 
 func info(w *db.WebhookRow) *pb.Webhook {
 	return &pb.Webhook{
-		Id: w.ID, Url: w.URL, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise,
+		Id: w.ID, Url: w.URL, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
 		CreatedBy: w.CreatedBy, CreatedAt: ts(w.CreatedAt), Queued: w.Queued, Failed: w.Failed,
 		Delivered: w.Delivered, LastDeliveredAt: ts(w.LastDeliveredAt), FailingSince: ts(w.FailingSince), LastError: w.LastError,
 	}

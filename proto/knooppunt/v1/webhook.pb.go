@@ -45,10 +45,14 @@ type Webhook struct {
 	Secret string `protobuf:"bytes,12,opt,name=secret" json:"secret,omitempty"`
 	// failing_since is when the delivery at the head of the queue first failed, and last_error
 	// what that failure said; unset while the head has not failed.
-	FailingSince  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=failing_since,json=failingSince" json:"failing_since,omitempty"`
-	LastError     string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=failing_since,json=failingSince" json:"failing_since,omitempty"`
+	LastError    string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError" json:"last_error,omitempty"`
+	// max_classification is the highest classification delivered; unspecified delivers every one.
+	// A record whose classification rises above it goes to the receiver as record.retracted,
+	// without its body, so that the receiver drops the copy it holds.
+	MaxClassification Classification `protobuf:"varint,15,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Webhook) Reset() {
@@ -179,14 +183,23 @@ func (x *Webhook) GetLastError() string {
 	return ""
 }
 
+func (x *Webhook) GetMaxClassification() Classification {
+	if x != nil {
+		return x.MaxClassification
+	}
+	return Classification_CLASSIFICATION_UNSPECIFIED
+}
+
 type AddWebhookRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Url           string                 `protobuf:"bytes,1,opt,name=url" json:"url,omitempty"`
-	Kinds         []string               `protobuf:"bytes,2,rep,name=kinds" json:"kinds,omitempty"`
-	Crises        []string               `protobuf:"bytes,3,rep,name=crises" json:"crises,omitempty"`
-	Exercise      string                 `protobuf:"bytes,4,opt,name=exercise" json:"exercise,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Url      string                 `protobuf:"bytes,1,opt,name=url" json:"url,omitempty"`
+	Kinds    []string               `protobuf:"bytes,2,rep,name=kinds" json:"kinds,omitempty"`
+	Crises   []string               `protobuf:"bytes,3,rep,name=crises" json:"crises,omitempty"`
+	Exercise string                 `protobuf:"bytes,4,opt,name=exercise" json:"exercise,omitempty"`
+	// max_classification, when set, leaves out records above it (see Webhook).
+	MaxClassification Classification `protobuf:"varint,5,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AddWebhookRequest) Reset() {
@@ -245,6 +258,13 @@ func (x *AddWebhookRequest) GetExercise() string {
 		return x.Exercise
 	}
 	return ""
+}
+
+func (x *AddWebhookRequest) GetMaxClassification() Classification {
+	if x != nil {
+		return x.MaxClassification
+	}
+	return Classification_CLASSIFICATION_UNSPECIFIED
 }
 
 type AddWebhookResponse struct {
@@ -732,7 +752,7 @@ var File_knooppunt_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x03\n" +
+	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"\xaa\x04\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x14\n" +
@@ -751,12 +771,14 @@ const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\x06secret\x18\f \x01(\tR\x06secret\x12?\n" +
 	"\rfailing_since\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x0e \x01(\tR\tlastError\"o\n" +
+	"last_error\x18\x0e \x01(\tR\tlastError\x12K\n" +
+	"\x12max_classification\x18\x0f \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x11maxClassification\"\xbc\x01\n" +
 	"\x11AddWebhookRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x12\x16\n" +
 	"\x06crises\x18\x03 \x03(\tR\x06crises\x12\x1a\n" +
-	"\bexercise\x18\x04 \x01(\tR\bexercise\"]\n" +
+	"\bexercise\x18\x04 \x01(\tR\bexercise\x12K\n" +
+	"\x12max_classification\x18\x05 \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x11maxClassification\"]\n" +
 	"\x12AddWebhookResponse\x12/\n" +
 	"\awebhook\x18\x01 \x01(\v2\x15.knooppunt.v1.WebhookR\awebhook\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x15\n" +
@@ -822,31 +844,34 @@ var file_knooppunt_v1_webhook_proto_goTypes = []any{
 	(*RetryWebhookRequest)(nil),     // 9: knooppunt.v1.RetryWebhookRequest
 	(*RetryWebhookResponse)(nil),    // 10: knooppunt.v1.RetryWebhookResponse
 	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(Classification)(0),             // 12: knooppunt.v1.Classification
 }
 var file_knooppunt_v1_webhook_proto_depIdxs = []int32{
 	11, // 0: knooppunt.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
 	11, // 1: knooppunt.v1.Webhook.last_delivered_at:type_name -> google.protobuf.Timestamp
 	11, // 2: knooppunt.v1.Webhook.failing_since:type_name -> google.protobuf.Timestamp
-	0,  // 3: knooppunt.v1.AddWebhookResponse.webhook:type_name -> knooppunt.v1.Webhook
-	0,  // 4: knooppunt.v1.ListWebhooksResponse.webhooks:type_name -> knooppunt.v1.Webhook
-	11, // 5: knooppunt.v1.WebhookFailure.first_attempt_at:type_name -> google.protobuf.Timestamp
-	11, // 6: knooppunt.v1.WebhookFailure.failed_at:type_name -> google.protobuf.Timestamp
-	7,  // 7: knooppunt.v1.WebhookFailuresResponse.failures:type_name -> knooppunt.v1.WebhookFailure
-	1,  // 8: knooppunt.v1.WebhookService.Add:input_type -> knooppunt.v1.AddWebhookRequest
-	3,  // 9: knooppunt.v1.WebhookService.List:input_type -> knooppunt.v1.ListWebhooksRequest
-	5,  // 10: knooppunt.v1.WebhookService.Remove:input_type -> knooppunt.v1.RemoveWebhookRequest
-	6,  // 11: knooppunt.v1.WebhookService.Failures:input_type -> knooppunt.v1.WebhookFailuresRequest
-	9,  // 12: knooppunt.v1.WebhookService.Retry:input_type -> knooppunt.v1.RetryWebhookRequest
-	2,  // 13: knooppunt.v1.WebhookService.Add:output_type -> knooppunt.v1.AddWebhookResponse
-	4,  // 14: knooppunt.v1.WebhookService.List:output_type -> knooppunt.v1.ListWebhooksResponse
-	0,  // 15: knooppunt.v1.WebhookService.Remove:output_type -> knooppunt.v1.Webhook
-	8,  // 16: knooppunt.v1.WebhookService.Failures:output_type -> knooppunt.v1.WebhookFailuresResponse
-	10, // 17: knooppunt.v1.WebhookService.Retry:output_type -> knooppunt.v1.RetryWebhookResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 3: knooppunt.v1.Webhook.max_classification:type_name -> knooppunt.v1.Classification
+	12, // 4: knooppunt.v1.AddWebhookRequest.max_classification:type_name -> knooppunt.v1.Classification
+	0,  // 5: knooppunt.v1.AddWebhookResponse.webhook:type_name -> knooppunt.v1.Webhook
+	0,  // 6: knooppunt.v1.ListWebhooksResponse.webhooks:type_name -> knooppunt.v1.Webhook
+	11, // 7: knooppunt.v1.WebhookFailure.first_attempt_at:type_name -> google.protobuf.Timestamp
+	11, // 8: knooppunt.v1.WebhookFailure.failed_at:type_name -> google.protobuf.Timestamp
+	7,  // 9: knooppunt.v1.WebhookFailuresResponse.failures:type_name -> knooppunt.v1.WebhookFailure
+	1,  // 10: knooppunt.v1.WebhookService.Add:input_type -> knooppunt.v1.AddWebhookRequest
+	3,  // 11: knooppunt.v1.WebhookService.List:input_type -> knooppunt.v1.ListWebhooksRequest
+	5,  // 12: knooppunt.v1.WebhookService.Remove:input_type -> knooppunt.v1.RemoveWebhookRequest
+	6,  // 13: knooppunt.v1.WebhookService.Failures:input_type -> knooppunt.v1.WebhookFailuresRequest
+	9,  // 14: knooppunt.v1.WebhookService.Retry:input_type -> knooppunt.v1.RetryWebhookRequest
+	2,  // 15: knooppunt.v1.WebhookService.Add:output_type -> knooppunt.v1.AddWebhookResponse
+	4,  // 16: knooppunt.v1.WebhookService.List:output_type -> knooppunt.v1.ListWebhooksResponse
+	0,  // 17: knooppunt.v1.WebhookService.Remove:output_type -> knooppunt.v1.Webhook
+	8,  // 18: knooppunt.v1.WebhookService.Failures:output_type -> knooppunt.v1.WebhookFailuresResponse
+	10, // 19: knooppunt.v1.WebhookService.Retry:output_type -> knooppunt.v1.RetryWebhookResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_webhook_proto_init() }
@@ -854,6 +879,7 @@ func file_knooppunt_v1_webhook_proto_init() {
 	if File_knooppunt_v1_webhook_proto != nil {
 		return
 	}
+	file_knooppunt_v1_record_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
