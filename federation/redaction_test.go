@@ -2,6 +2,7 @@ package federation_test
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -383,4 +385,58 @@ func TestRedactionOfAFieldTheCopyLacks(t *testing.T) {
 		held := filesHolding(t, b.DataDir(), []string{secret})
 		return len(held) == 0, fmt.Sprint(held)
 	})
+}
+
+// TestRedactionHeldBeforeItWasKept: a node upgraded to schema 20 holds its disclosures under no
+// redaction, as the migration leaves them. The first subscription after the start sends every
+// record held under a redacting policy again, saying that its redaction changed, and the holder
+// drops the history of its earlier versions: a copy sent before redactions reached into lists
+// may have kept a field withheld now.
+func TestRedactionHeldBeforeItWasKept(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 10 * time.Minute})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "upgraded"
+	origin := a.TD.Name()
+	a.Approve(t, policyDoc("shelters-to-b", spiffeOf(b), "shelter.capacity", "internal", "redact: [body.contact_phone]\n"))
+	for free := range 2 {
+		a.Put(t, &pb.Record{Id: "s1", Kind: "shelter.capacity", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
+			Body: []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":` + strconv.Itoa(10+free) + `,"contact_phone":"+31-30-555-0904"}`)})
+	}
+	waitHeld(t, b, crisis, origin, map[string]int64{"s1": 2}, "b receives s1@2")
+	versions := func() int {
+		t.Helper()
+		hist, err := b.Node.DB().History(fedtest.Call(t), db.HistoryFilter{Kinds: []string{"shelter.capacity"}, Crisis: crisis})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(hist)
+	}
+	if n := versions(); n != 2 {
+		t.Fatalf("the control: b's history of s1 has %d versions, want 2", n)
+	}
+	holder := "spiffe://" + b.TD.Name() + "/node/*"
+	fedtest.Eventually(t, 10*time.Second, "a records b's copy of s1 under its redaction", func() (bool, string) {
+		h, _, _, err := a.Node.DB().HoldingOf(fedtest.Call(t), holder, "s1")
+		return err == nil && h.Version == 2 && h.Redaction == "body.contact_phone", fmt.Sprintf("%+v %v", h, err)
+	})
+
+	// The upgrade: a's disclosures as migration 20 leaves them.
+	a.Stop(t)
+	h, err := sql.Open("sqlite3", "file:"+filepath.Join(a.DataDir(), node.DatabaseName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(`UPDATE disclosures SET redaction = ''`); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	a.Start(t)
+
+	fedtest.Eventually(t, 20*time.Second, "b's history of s1 keeps only the copy sent again", func() (bool, string) {
+		n := versions()
+		return n == 1, fmt.Sprintf("%d versions", n)
+	})
+	if hd, _, _, err := a.Node.DB().HoldingOf(fedtest.Call(t), holder, "s1"); err != nil || hd.Redaction != "body.contact_phone" {
+		t.Errorf("a's disclosure of s1 to b after the resend: %+v, %v: want it under body.contact_phone", hd, err)
+	}
 }
