@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
@@ -84,6 +85,29 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 		Classification: pb.Classification_PUBLIC, Body: bodyB}})
 	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "record.body.attachments[0].sha256: file "+hash+" came from "+a.TD.Name()+", a partner") {
 		t.Errorf("b's own record naming a's file: %v, want FailedPrecondition naming the field and a", err)
+	}
+	// Such a record written before that refusal (here past the API, to b's store) does not pass
+	// the file on either: c, granted the record by b, is refused the file, and b audits it.
+	if _, err := b.Node.Store().Write(fedtest.Call(t), []*pb.Record{{Id: "doorgestuurd", Origin: b.TD.Name(), Kind: "guidance", Crisis: "oekraine", Region: "NL",
+		Classification: pb.Classification_PUBLIC, Body: bodyB, UpdatedAt: timestamppb.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	b.Approve(t, policyDoc("guidance-to-c", spiffeOf(c), "guidance", "public", ""))
+	waitHeld(t, c, "oekraine", b.TD.Name(), map[string]int64{"doorgestuurd": 1}, "c holds b's record")
+	fromB, err := pb.NewFederationServiceClient(identitytest.Dial(t, b.Addr, c.Replica, b.Bundle(), b.TD)).
+		FetchFile(fedtest.Call(t), &pb.FetchFileRequest{RecordId: "doorgestuurd", Sha256: hash})
+	if err == nil {
+		_, err = fromB.Recv()
+	}
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("c fetches a's file from b: %v, want NOT_FOUND", err)
+	}
+	var passedOn bool
+	for _, e := range b.Audit(t, db.AuditFederationDenied) {
+		passedOn = passedOn || strings.Contains(e.Detail, "FetchFile") && strings.HasPrefix(e.Actor, spiffeOf(c))
+	}
+	if !passedOn {
+		t.Errorf("b did not audit c's refused FetchFile of a's file")
 	}
 
 	// c: the record without its attachments, no file, refused when it asks, and no match.
