@@ -36,6 +36,7 @@ type webhookJSON struct {
 	URL             string     `json:"url"`
 	Kinds           []string   `json:"kinds"`
 	Crises          []string   `json:"crises"`
+	Regions         []string   `json:"regions"`
 	Exercise        string     `json:"exercise,omitempty"`
 	MaxClass        string     `json:"max_classification,omitempty"`
 	CreatedBy       string     `json:"created_by"`
@@ -50,7 +51,7 @@ type webhookJSON struct {
 }
 
 func toWebhookJSON(w *pb.Webhook) webhookJSON {
-	j := webhookJSON{ID: w.Id, URL: w.Url, Kinds: orEmpty(w.Kinds), Crises: orEmpty(w.Crises), Exercise: w.Exercise,
+	j := webhookJSON{ID: w.Id, URL: w.Url, Kinds: orEmpty(w.Kinds), Crises: orEmpty(w.Crises), Regions: orEmpty(w.Regions), Exercise: w.Exercise,
 		CreatedBy: w.CreatedBy, CreatedAt: w.CreatedAt.AsTime(), Queued: w.Queued, Failed: w.Failed, Delivered: w.Delivered}
 	j.LastDeliveredAt, j.FailingSince, j.LastError = optionalTime(w.LastDeliveredAt), optionalTime(w.FailingSince), w.LastError
 	if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
@@ -85,22 +86,23 @@ func newWebhookAddCmd() *cobra.Command {
 	var (
 		f                       clientFlags
 		url, exercise, maxClass string
-		kinds, crises           []string
+		kinds, crises, regions  []string
 	)
 	cmd := &cobra.Command{
-		Use:   "add --url URL [--kinds K,…] [--crisis C,…] [--exercise NAME] [--max-classification LEVEL]",
+		Use:   "add --url URL [--kinds K,…] [--crisis C,…] [--region R,…] [--exercise NAME] [--max-classification LEVEL]",
 		Short: "Add a webhook and print its signing secret, once (admins)",
 		Long: `Add a webhook. The URL must be HTTPS (plain HTTP only to loopback), must not name a host of a
 peer, and may reach a private address only if webhooks.allow_private is set in the config.
-Without --kinds or --crisis every kind or crisis is delivered. Without --exercise only actual
+Without --kinds, --crisis or --region every kind, crisis or region is delivered. Without --exercise only actual
 records are; with it, only the records of that exercise. Without --max-classification every
 classification is delivered: set it for a receiver that may not hold confidential or secret
-records. A record that rises above it goes to the receiver as record.retracted, without its body.
+records. A record that rises above it, or leaves the kinds, crises or regions, goes to the
+receiver as record.retracted, without its body.
 
 The signing secret (whsec_…) is printed once: give it to the receiver, which verifies each
 delivery with it. It cannot be shown again; to change it, remove the webhook and add it anew.`,
 		Example: `  knooppunt webhook add --url https://lcms.vr-utrecht.nl/knooppunt --kinds shelter.capacity,sitrep --crisis oekraine
-  knooppunt webhook add --url https://dashboard.gemeente-utrecht.nl/hook --kinds sitrep --max-classification internal
+  knooppunt webhook add --url https://dashboard.gemeente-utrecht.nl/hook --kinds sitrep --region VR09 --max-classification internal
   knooppunt webhook add --url http://127.0.0.1:9000/hook --exercise oefening-2026-12-vr09 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -112,7 +114,7 @@ delivery with it. It cannot be shown again; to change it, remove the webhook and
 				return fmt.Errorf("--max-%v", err)
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				resp, err := pb.NewWebhookServiceClient(conn).Add(cmd.Context(), &pb.AddWebhookRequest{Url: url, Kinds: kinds, Crises: crises, Exercise: exercise, MaxClassification: cl})
+				resp, err := pb.NewWebhookServiceClient(conn).Add(cmd.Context(), &pb.AddWebhookRequest{Url: url, Kinds: kinds, Crises: crises, Regions: regions, Exercise: exercise, MaxClassification: cl})
 				if err != nil {
 					return err
 				}
@@ -130,10 +132,11 @@ delivery with it. It cannot be shown again; to change it, remove the webhook and
 	cmd.Flags().StringVar(&url, "url", "", "the receiver's URL (https; http only to loopback)")
 	cmd.Flags().StringSliceVar(&kinds, "kinds", nil, "deliver only these kinds (comma-separated; default every kind)")
 	cmd.Flags().StringSliceVar(&crises, "crisis", nil, "deliver only these crises (comma-separated; default every crisis)")
+	cmd.Flags().StringSliceVar(&regions, "region", nil, "deliver only these regions, VR01 to VR25 or NL (comma-separated; default every region)")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "deliver the records of this exercise instead of actual records")
 	cmd.Flags().StringVar(&maxClass, "max-classification", "", "deliver no record above this level: public, internal, confidential or secret (default every level)")
 	f.register(cmd, true)
-	f.fill(map[string]string{"url": "url", "kinds": "kinds", "crisis": "crises", "exercise": "exercise", "max-classification": "max_classification"})
+	f.fill(map[string]string{"url": "url", "kinds": "kinds", "crisis": "crises", "region": "regions", "exercise": "exercise", "max-classification": "max_classification"})
 	return cmd
 }
 
@@ -158,7 +161,7 @@ func newWebhookListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "ID\tURL\tKINDS\tCRISES\tUP TO\tMODE\tQUEUED\tFAILED\tDELIVERED")
+				fmt.Fprintln(tw, "ID\tURL\tKINDS\tCRISES\tREGIONS\tUP TO\tMODE\tQUEUED\tFAILED\tDELIVERED")
 				for _, w := range resp.Webhooks {
 					mode := "actual"
 					if w.Exercise != "" {
@@ -168,7 +171,7 @@ func newWebhookListCmd() *cobra.Command {
 					if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
 						upTo = record.ClassificationName(w.MaxClassification)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.Id, w.Url, orAll(w.Kinds), orAll(w.Crises), upTo, mode, w.Queued, w.Failed, w.Delivered)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", w.Id, w.Url, orAll(w.Kinds), orAll(w.Crises), orAll(w.Regions), upTo, mode, w.Queued, w.Failed, w.Delivered)
 				}
 				if err := tw.Flush(); err != nil {
 					return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -47,9 +48,12 @@ func TestCLIWebhook(t *testing.T) {
 	if r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--max-classification", "geheimer").want(t, 1); !strings.Contains(r.stderr, "--max-classification: ") {
 		t.Errorf("webhook add with a classification that is none: %q", r.stderr)
 	}
+	if r := cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url, "--region", "VR09,Utrecht").want(t, 1); !strings.Contains(r.stderr, `--region: "Utrecht" is not a region`) {
+		t.Errorf("webhook add with a region that is none: %q", r.stderr)
+	}
 	var public webhookJSON
-	cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url+"/public", "--max-classification", "public", "-o", "json").want(t, 0).oneJSON(t, &public)
-	if public.MaxClass != "public" {
+	cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url+"/public", "--max-classification", "public", "--region", "VR19", "-o", "json").want(t, 0).oneJSON(t, &public)
+	if public.MaxClass != "public" || fmt.Sprint(public.Regions) != "[VR19]" {
 		t.Fatalf("webhook add --max-classification public -o json: %+v", public)
 	}
 	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR19",

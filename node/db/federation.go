@@ -439,9 +439,11 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			// (redaction_changed) when the paths its policies remove changed, whether or not
 			// this version has them: an earlier version may have had one.
 			var was string
-			var wasClass pb.Classification
-			switch err := tx.QueryRow(`SELECT redacted, classification FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, r.Id).Scan(&was, &wasClass); {
+			held := &pb.Record{} // the copy a webhook may hold
+			switch err := tx.QueryRow(`SELECT redacted, kind, crisis, region, classification, status, exercise FROM foreign_records WHERE origin = ? AND id = ?`, c.Origin, r.Id).
+				Scan(&was, &held.Kind, &held.Crisis, &held.Region, &held.Classification, &held.Status, &held.Exercise); {
 			case errors.Is(err, sql.ErrNoRows):
+				held = nil
 			case err != nil:
 				return err
 			case was != string(red) || s.RedactionChanged:
@@ -464,7 +466,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			if err := addHistory(tx, c.Origin, r, r.Version, false); err != nil {
 				return err
 			}
-			if err := hooks.add(EventChanged, c.Origin, r, r.Version, at, wasClass); err != nil {
+			if err := hooks.add(EventChanged, c.Origin, r, r.Version, at, held); err != nil {
 				return err
 			}
 		}
@@ -492,7 +494,7 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 				Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &status, &gone.Exercise)
 			if err == nil {
 				gone.Tombstone, gone.Status = true, pb.Status(status)
-				if err := hooks.add(EventRetracted, c.Origin, gone, version, at, gone.Classification); err != nil {
+				if err := hooks.add(EventRetracted, c.Origin, gone, version, at, nil); err != nil {
 					return err
 				}
 			} else if !errors.Is(err, sql.ErrNoRows) {

@@ -472,9 +472,11 @@ DROP TABLE text_pending;
 	// Rows of before have none, so that a record held under a redacting policy goes once again,
 	// and its holder drops the history of its earlier versions: a copy sent before a redaction
 	// reached into lists, or a field this version lacks, may have kept what is withheld now.
-	// And a webhook may have a classification ceiling (0: none, as every webhook of before).
+	// And a webhook may have regions and a classification ceiling (none, as every webhook of
+	// before).
 	`
 ALTER TABLE disclosures ADD COLUMN redaction TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhooks ADD COLUMN regions TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE webhooks ADD COLUMN max_classification INTEGER NOT NULL DEFAULT 0;
 `,
 }

@@ -249,7 +249,7 @@ func (tx *writeTx) inTx() bool {
 // The statements of a record write, run through the connection's statement cache; values the
 // planner reads are bound as +? (see noReprepare).
 const (
-	sqlCurrent   = `SELECT version, tombstone, labels != '{}', status, exercise, classification FROM records WHERE id = +?`
+	sqlCurrent   = `SELECT version, tombstone, labels != '{}', status, exercise, classification, kind, crisis, region FROM records WHERE id = +?`
 	sqlWhole     = `SELECT ` + recordColumns + ` FROM records WHERE id = +?`
 	sqlUpsert    = `INSERT OR REPLACE INTO records (` + recordColumns + `, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	sqlDelLabels = `DELETE FROM record_labels WHERE id = +?`
@@ -279,8 +279,10 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		exists, dead, hasLabel bool
 		cur                    Mode
 		curClass               int32
+		curKind, curCrisis     string
+		curRegion              string
 	)
-	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel, &cur.Status, &cur.Exercise, &curClass); {
+	switch err := a.tx.QueryRow(sqlCurrent, w.GetId()).Scan(&curVersion, &dead, &hasLabel, &cur.Status, &cur.Exercise, &curClass, &curKind, &curCrisis, &curRegion); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return Result{}, err
@@ -367,9 +369,9 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	if next.Tombstone {
 		event = EventDeleted
 	}
-	var was pb.Classification // of a version a webhook may hold
+	var was *pb.Record // the version a webhook may hold
 	if exists && !dead {
-		was = pb.Classification(curClass)
+		was = &pb.Record{Kind: curKind, Crisis: curCrisis, Region: curRegion, Classification: pb.Classification(curClass), Status: cur.Status, Exercise: cur.Exercise}
 	}
 	if err := a.hooks.add(event, "", next, version, tsNanos(next.UpdatedAt), was); err != nil {
 		return Result{}, err

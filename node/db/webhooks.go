@@ -24,10 +24,10 @@ const (
 
 // WebhookRow is a webhook's definition and its counters.
 type WebhookRow struct {
-	ID            string
-	URL           string
-	Kinds, Crises []string
-	Exercise      string
+	ID                     string
+	URL                    string
+	Kinds, Crises, Regions []string
+	Exercise               string
 	// MaxClassification is the highest classification delivered; unspecified is every one.
 	MaxClassification pb.Classification
 	Secret            string
@@ -61,24 +61,26 @@ type Delivery struct {
 
 // hookFilter is what the FSM needs of a webhook to queue a change for it.
 type hookFilter struct {
-	id            string
-	kinds, crises []string
-	exercise      string
-	ceiling       pb.Classification
+	id                     string
+	kinds, crises, regions []string
+	exercise               string
+	ceiling                pb.Classification
 }
 
-// above reports whether a classification is above the webhook's ceiling.
-func (h hookFilter) above(c pb.Classification) bool {
-	return h.ceiling != pb.Classification_CLASSIFICATION_UNSPECIFIED && c > h.ceiling
-}
-
-// match reports whether a record of that status is for the webhook: an exercise's records go
-// only to a webhook of that exercise, and every other status but actual to none.
+// match reports whether a record is for the webhook: of its kinds, crises and regions, not above
+// its classification ceiling, and of its mode: an exercise's records go only to a webhook of that
+// exercise, and every other status but actual to none.
 func (h hookFilter) match(r *pb.Record) bool {
 	if len(h.kinds) > 0 && !slices.Contains(h.kinds, r.Kind) {
 		return false
 	}
 	if len(h.crises) > 0 && !slices.Contains(h.crises, r.Crisis) {
+		return false
+	}
+	if len(h.regions) > 0 && !slices.Contains(h.regions, r.Region) {
+		return false
+	}
+	if h.ceiling != pb.Classification_CLASSIFICATION_UNSPECIFIED && r.Classification > h.ceiling {
 		return false
 	}
 	if h.exercise == "" {
@@ -104,39 +106,38 @@ func (q *hookQueue) load() error {
 		return nil
 	}
 	q.loaded = true
-	rows, err := q.tx.Query(`SELECT id, kinds, crises, exercise, max_classification FROM webhooks`)
+	rows, err := q.tx.Query(`SELECT id, kinds, crises, regions, exercise, max_classification FROM webhooks`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var h hookFilter
-		var kinds, crises string
-		if err := rows.Scan(&h.id, &kinds, &crises, &h.exercise, &h.ceiling); err != nil {
+		var kinds, crises, regions string
+		if err := rows.Scan(&h.id, &kinds, &crises, &regions, &h.exercise, &h.ceiling); err != nil {
 			return err
 		}
 		json.Unmarshal([]byte(kinds), &h.kinds)
 		json.Unmarshal([]byte(crises), &h.crises)
+		json.Unmarshal([]byte(regions), &h.regions)
 		q.hooks = append(q.hooks, h)
 	}
 	return rows.Err()
 }
 
 // add queues a change of a record (own when origin is "") at its version, made at time at, for
-// every webhook it matches. was is the classification of the version before, which a webhook may
-// hold (unspecified when there is none): a webhook whose ceiling the record now passes, and that
-// one was under, gets a record.retracted without the body instead.
-func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, was pb.Classification) error {
+// every webhook it matches. was is the version before, which a webhook may hold (its kind,
+// crisis, region, classification and mode; nil when there is none): a webhook that version
+// matched and this one does not (a record that rose above its ceiling, or moved out of its
+// region) gets a record.retracted without the body instead.
+func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, was *pb.Record) error {
 	if err := q.load(); err != nil {
 		return err
 	}
 	var blob, withdrawn []byte
 	for _, h := range q.hooks {
-		if !h.match(r) {
-			continue
-		}
 		switch {
-		case !h.above(r.Classification):
+		case h.match(r):
 			if blob == nil {
 				c := proto.Clone(r).(*pb.Record)
 				c.Version = version
@@ -148,7 +149,7 @@ func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, w
 			if err := q.queue(h.id, event, origin, r.Id, version, blob, at); err != nil {
 				return err
 			}
-		case event == EventChanged && was != pb.Classification_CLASSIFICATION_UNSPECIFIED && !h.above(was):
+		case event == EventChanged && was != nil && h.match(was):
 			if withdrawn == nil {
 				gone := &pb.Record{Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region, Classification: r.Classification,
 					Version: version, Tombstone: true, Status: r.Status, Exercise: r.Exercise}
@@ -201,15 +202,19 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 			}
 			kinds, _ := json.Marshal(nonNilSlice(w.Kinds))
 			crises, _ := json.Marshal(nonNilSlice(w.Crises))
-			if _, err := tx.Exec(`INSERT INTO webhooks (id, url, kinds, crises, exercise, max_classification, secret, created_by, created_at) VALUES (?,?,?,?,?,?,?,?,?)`,
-				w.Id, w.Url, string(kinds), string(crises), w.Exercise, int32(w.MaxClassification), w.Secret, s.By, at.UnixNano()); err != nil {
+			regions, _ := json.Marshal(nonNilSlice(w.Regions))
+			if _, err := tx.Exec(`INSERT INTO webhooks (id, url, kinds, crises, regions, exercise, max_classification, secret, created_by, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+				w.Id, w.Url, string(kinds), string(crises), string(regions), w.Exercise, int32(w.MaxClassification), w.Secret, s.By, at.UnixNano()); err != nil {
 				return err
 			}
-			row = &WebhookRow{ID: w.Id, URL: w.Url, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
+			row = &WebhookRow{ID: w.Id, URL: w.Url, Kinds: w.Kinds, Crises: w.Crises, Regions: w.Regions, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
 				Secret: w.Secret, CreatedBy: s.By, CreatedAt: at.UTC()}
 			detail := map[string]any{"url": w.Url, "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise}
+			// Only when set: the entries of webhooks added before these filters read as they did.
+			if len(w.Regions) > 0 {
+				detail["regions"] = w.Regions
+			}
 			if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
-				// Only then: the entries of webhooks added before ceilings read as they did.
 				detail["max_classification"] = strings.ToLower(w.MaxClassification.String())
 			}
 			return a.add(at, s.By, AuditWebhookAdd, w.Id, detail)
@@ -316,15 +321,15 @@ func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
 	})
 }
 
-const webhookColumns = `id, url, kinds, crises, exercise, max_classification, secret, created_by, created_at, delivered, last_delivered_at`
+const webhookColumns = `id, url, kinds, crises, regions, exercise, max_classification, secret, created_by, created_at, delivered, last_delivered_at`
 
 func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
 	var (
-		w             WebhookRow
-		kinds, crises string
-		at, last      int64
+		w                      WebhookRow
+		kinds, crises, regions string
+		at, last               int64
 	)
-	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &w.Exercise, &w.MaxClassification, &w.Secret, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
+	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &regions, &w.Exercise, &w.MaxClassification, &w.Secret, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
@@ -332,6 +337,7 @@ func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
 	}
 	json.Unmarshal([]byte(kinds), &w.Kinds)
 	json.Unmarshal([]byte(crises), &w.Crises)
+	json.Unmarshal([]byte(regions), &w.Regions)
 	w.CreatedAt = time.Unix(0, at).UTC()
 	if last != 0 {
 		w.LastDeliveredAt = time.Unix(0, last).UTC()

@@ -121,25 +121,28 @@ func TestWebhookQueue(t *testing.T) {
 // TestWebhookCeiling: a webhook with a classification ceiling gets no record above it, own or a
 // peer's; a record that rises above it goes as record.retracted without its body (its fields but
 // the id and where it belongs never leave), one that comes down to it goes as a change; and a
-// record it never got is neither deleted nor retracted at it.
+// record it never got is neither deleted nor retracted at it. A webhook of a region gets a
+// record that leaves it, own or a peer's, as record.retracted too.
 func TestWebhookCeiling(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
 	index := uint64(0)
 	next := func() uint64 { index++; return index }
-	for id, ceiling := range map[string]pb.Classification{"all": 0, "internal": pb.Classification_INTERNAL} {
-		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0),
-			Webhook: &pb.Webhook{Id: id, Url: "https://hooks.example.nl/" + id, MaxClassification: ceiling, Secret: "whsec_x"}}); err != nil || refusal != nil {
-			t.Fatalf("add %s: %v %v", id, refusal, err)
+	for _, w := range []*pb.Webhook{{Id: "all"}, {Id: "internal", MaxClassification: pb.Classification_INTERNAL}, {Id: "vr09", Regions: []string{"VR09"}}} {
+		w.Url, w.Secret = "https://hooks.example.nl/"+w.Id, "whsec_x"
+		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0), Webhook: w}); err != nil || refusal != nil {
+			t.Fatalf("add %s: %v %v", w.Id, refusal, err)
 		}
 	}
 	rows, err := d.Webhooks(ctx)
-	if err != nil || len(rows) != 2 || rows[1].ID != "internal" || rows[1].MaxClassification != pb.Classification_INTERNAL || rows[0].MaxClassification != 0 {
-		t.Fatalf("Webhooks = %+v, %v: want internal's ceiling kept, and none for all", rows, err)
+	if err != nil || len(rows) != 3 || rows[1].ID != "internal" || rows[1].MaxClassification != pb.Classification_INTERNAL || rows[0].MaxClassification != 0 ||
+		fmt.Sprint(rows[2].Regions) != "[VR09]" || len(rows[0].Regions) != 0 {
+		t.Fatalf("Webhooks = %+v, %v: want internal's ceiling and vr09's region kept, and neither for all", rows, err)
 	}
+	region := "VR09"
 	put := func(id string, cl pb.Classification, tombstone bool) {
 		t.Helper()
-		if _, err := d.Apply(next(), []*pb.Record{{Id: id, Kind: "sitrep", Crisis: "c", Region: "VR09", Classification: cl, Tombstone: tombstone,
+		if _, err := d.Apply(next(), []*pb.Record{{Id: id, Kind: "sitrep", Crisis: "c", Region: region, Classification: cl, Tombstone: tombstone,
 			Body: []byte(`{"text":"secret plan ` + id + `"}`), UpdatedAt: hour(1)}}); err != nil {
 			t.Fatal(err)
 		}
@@ -152,21 +155,29 @@ func TestWebhookCeiling(t *testing.T) {
 	put("down", pb.Classification_PUBLIC, false)       // comes down: a change
 	put("hidden", pb.Classification_SECRET, false)
 	put("hidden", 0, true) // deleted, never delivered: nothing
-	foreign := func(cl pb.Classification, retract bool) {
+	region = "VR10"
+	put("moves", pb.Classification_PUBLIC, false) // outside vr09: nothing there
+	region = "VR09"
+	put("moves", pb.Classification_PUBLIC, false) // comes in: a change at vr09
+	region = "VR10"
+	put("moves", pb.Classification_PUBLIC, false) // leaves: retracted at vr09
+	foreign := func(id, region string, cl pb.Classification, retract bool) {
 		t.Helper()
 		c := &pb.CacheForeign{Peer: "b", Origin: "b.crisis.test", Cursor: int64(index), At: hour(2)}
 		if retract {
-			c.Retractions = []string{"f1"}
+			c.Retractions = []string{id}
 		} else {
-			c.Upserts = []*pb.SharedRecord{{Record: &pb.Record{Id: "f1", Origin: "b.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09",
+			c.Upserts = []*pb.SharedRecord{{Record: &pb.Record{Id: id, Origin: "b.crisis.test", Kind: "sitrep", Crisis: "c", Region: region,
 				Classification: cl, Body: []byte(`{"text":"their plan"}`), Version: int64(index)}}}
 		}
 		if err := d.ApplyCacheForeign(next(), c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	foreign(pb.Classification_CONFIDENTIAL, false) // above: nothing
-	foreign(0, true)                               // retracted, never delivered: nothing
+	foreign("f1", "VR09", pb.Classification_CONFIDENTIAL, false) // above: nothing at internal
+	foreign("f1", "", 0, true)                                   // retracted, never delivered: nothing at internal
+	foreign("f2", "VR09", pb.Classification_PUBLIC, false)       // a change at every webhook
+	foreign("f2", "VR10", pb.Classification_PUBLIC, false)       // leaves VR09: retracted at vr09
 
 	queue := func(id string) (out []string, bodies []string) {
 		t.Helper()
@@ -181,14 +192,23 @@ func TestWebhookCeiling(t *testing.T) {
 		return out, bodies
 	}
 	got, bodies := queue("internal")
-	want := []string{"record.changed up@1", "record.retracted up@2", "record.changed down@2"}
+	want := []string{"record.changed up@1", "record.retracted up@2", "record.changed down@2",
+		"record.changed moves@1", "record.changed moves@2", "record.changed moves@3", "record.changed b.crisis.testf2@16", "record.changed b.crisis.testf2@17"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("internal's queue %q, want %q", got, want)
 	}
 	if len(bodies[1]) != 0 {
 		t.Errorf("the retraction of up carries the body %s, want none: it is secret now", bodies[1])
 	}
-	if got, _ := queue("all"); len(got) != 10 {
-		t.Errorf("all's queue %q: want every one of the 10 changes", got)
+	got, bodies = queue("vr09")
+	if want := "[record.changed up@1 record.changed up@2 record.changed up@3 record.deleted up@4 record.changed down@1 record.changed down@2 " +
+		"record.changed hidden@1 record.deleted hidden@2 record.changed moves@2 record.retracted moves@3 " +
+		"record.changed b.crisis.testf1@14 record.retracted b.crisis.testf1@14 record.changed b.crisis.testf2@16 record.retracted b.crisis.testf2@17]"; fmt.Sprint(got) != want {
+		t.Errorf("vr09's queue %q, want %s", got, want)
+	} else if n := len(bodies); len(bodies[n-1]) != 0 || len(bodies[n-5]) != 0 {
+		t.Errorf("the retractions at vr09 carry bodies %q and %q, want none", bodies[n-5], bodies[n-1])
+	}
+	if got, _ := queue("all"); len(got) != 15 {
+		t.Errorf("all's queue %q: want every one of the 15 changes", got)
 	}
 }

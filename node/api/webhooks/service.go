@@ -73,8 +73,13 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 	if err := webhook.CheckURL(req.Url, s.c.Settings().AllowPrivate, s.c.Peers()); err != nil {
 		return nil, api.Invalid("url", "%s", err.Error())
 	}
-	if len(req.Kinds) > MaxFilters || len(req.Crises) > MaxFilters {
-		return nil, api.Invalid("kinds", "at most %d kinds and %d crises", MaxFilters, MaxFilters)
+	for _, f := range []struct {
+		field string
+		n     int
+	}{{"kinds", len(req.Kinds)}, {"crises", len(req.Crises)}, {"regions", len(req.Regions)}} {
+		if f.n > MaxFilters {
+			return nil, api.Invalid(f.field, "%d, over the limit of %d", f.n, MaxFilters)
+		}
 	}
 	for _, k := range req.Kinds {
 		if s.c.Kinds.Get(k) == nil {
@@ -83,6 +88,11 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 	}
 	for _, c := range req.Crises {
 		if err := record.CheckID("crises", c); err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+	}
+	for _, r := range req.Regions {
+		if err := record.CheckRegion("regions", r); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}
@@ -107,7 +117,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 	id := make([]byte, 8)
 	rand.Read(id)
 	w := &pb.Webhook{
-		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(req.Crises),
+		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(req.Crises), Regions: dedup(req.Regions),
 		Exercise: req.Exercise, MaxClassification: req.MaxClassification, Secret: secret.String(),
 	}
 	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now()})
@@ -211,7 +221,7 @@ func (s *Service) notFound(field, id string, err error) error {
 
 func info(w *db.WebhookRow) *pb.Webhook {
 	return &pb.Webhook{
-		Id: w.ID, Url: w.URL, Kinds: w.Kinds, Crises: w.Crises, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
+		Id: w.ID, Url: w.URL, Kinds: w.Kinds, Crises: w.Crises, Regions: w.Regions, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
 		CreatedBy: w.CreatedBy, CreatedAt: ts(w.CreatedAt), Queued: w.Queued, Failed: w.Failed,
 		Delivered: w.Delivered, LastDeliveredAt: ts(w.LastDeliveredAt), FailingSince: ts(w.FailingSince), LastError: w.LastError,
 	}

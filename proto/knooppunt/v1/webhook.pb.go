@@ -49,10 +49,13 @@ type Webhook struct {
 	LastError    string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError" json:"last_error,omitempty"`
 	// max_classification is the highest classification delivered; unspecified delivers every one.
 	// A record whose classification rises above it goes to the receiver as record.retracted,
-	// without its body, so that the receiver drops the copy it holds.
+	// without its body, so that the receiver drops the copy it holds; as does one that leaves the
+	// webhook's kinds, crises or regions.
 	MaxClassification Classification `protobuf:"varint,15,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// regions filters the records delivered by region; empty is every region.
+	Regions       []string `protobuf:"bytes,16,rep,name=regions" json:"regions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Webhook) Reset() {
@@ -190,6 +193,13 @@ func (x *Webhook) GetMaxClassification() Classification {
 	return Classification_CLASSIFICATION_UNSPECIFIED
 }
 
+func (x *Webhook) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
 type AddWebhookRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Url      string                 `protobuf:"bytes,1,opt,name=url" json:"url,omitempty"`
@@ -198,6 +208,7 @@ type AddWebhookRequest struct {
 	Exercise string                 `protobuf:"bytes,4,opt,name=exercise" json:"exercise,omitempty"`
 	// max_classification, when set, leaves out records above it (see Webhook).
 	MaxClassification Classification `protobuf:"varint,5,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
+	Regions           []string       `protobuf:"bytes,6,rep,name=regions" json:"regions,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -265,6 +276,13 @@ func (x *AddWebhookRequest) GetMaxClassification() Classification {
 		return x.MaxClassification
 	}
 	return Classification_CLASSIFICATION_UNSPECIFIED
+}
+
+func (x *AddWebhookRequest) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
 }
 
 type AddWebhookResponse struct {
@@ -752,7 +770,7 @@ var File_knooppunt_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"\xaa\x04\n" +
+	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"\xc4\x04\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x14\n" +
@@ -772,13 +790,15 @@ const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\rfailing_since\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x0e \x01(\tR\tlastError\x12K\n" +
-	"\x12max_classification\x18\x0f \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x11maxClassification\"\xbc\x01\n" +
+	"\x12max_classification\x18\x0f \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x11maxClassification\x12\x18\n" +
+	"\aregions\x18\x10 \x03(\tR\aregions\"\xd6\x01\n" +
 	"\x11AddWebhookRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x12\x16\n" +
 	"\x06crises\x18\x03 \x03(\tR\x06crises\x12\x1a\n" +
 	"\bexercise\x18\x04 \x01(\tR\bexercise\x12K\n" +
-	"\x12max_classification\x18\x05 \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x11maxClassification\"]\n" +
+	"\x12max_classification\x18\x05 \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x11maxClassification\x12\x18\n" +
+	"\aregions\x18\x06 \x03(\tR\aregions\"]\n" +
 	"\x12AddWebhookResponse\x12/\n" +
 	"\awebhook\x18\x01 \x01(\v2\x15.knooppunt.v1.WebhookR\awebhook\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x15\n" +
