@@ -257,6 +257,17 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("# mutual TLS or a bearer JWT-SVID. Off until you remove the #s (needs a restart).\n")
 	p("# http:\n")
 	p("#   listen: \"0.0.0.0:18443\"\n")
+	p("# The web interface for your organisation's people (docs/operator.md, The web interface): they\n")
+	p("# sign in at your own OpenID Connect provider, where you register a client whose redirect URI\n")
+	p("# is PUBLIC_URL/auth/callback. Off until you remove the #s and fill in yours (needs a restart).\n")
+	p("# ui:\n")
+	p("#   listen: \"0.0.0.0:8444\"\n")
+	p("#   tls: {cert_file: ui/knooppunt.crt, key_file: ui/knooppunt.key}\n")
+	p("#   public_url: \"https://knooppunt.YOUR-DOMAIN.nl\"\n")
+	p("#   oidc:\n")
+	p("#     issuer: \"https://login.YOUR-DOMAIN.nl/realms/crisis\"\n")
+	p("#     client_id: knooppunt\n")
+	p("#     client_secret_file: ui/client-secret\n")
 	p("# What this node states it needs partners' records for (doelbinding), on its subscriptions\n")
 	p("# and searches. A partner's policy with accept_purposes grants only the purposes it lists:\n")
 	p("# agree the wording with your partners' officers, then remove the #s (needs a restart).\n")
@@ -315,6 +326,9 @@ func (o *initOptions) printNext(td spiffeid.TrustDomain) {
 	step++
 	fmt.Fprintf(w, "  %d. If a partner's policies bind purposes (accept_purposes), state yours: federation.purpose\n", step)
 	fmt.Fprintf(w, "     in %s. Without it such a partner sends nothing.\n", filepath.Join(o.dataDir, configName))
+	step++
+	fmt.Fprintf(w, "  %d. For your people's browsers, turn on the web interface: the ui section in %s,\n", step, filepath.Join(o.dataDir, configName))
+	fmt.Fprintf(w, "     with a client at your OpenID Connect provider (docs/operator.md, The web interface).\n")
 	step++
 	if len(o.officers) < 2 {
 		fmt.Fprintf(w, "  %d. Name your two security officers under roles in %s (it reloads by itself).\n", step, filepath.Join(o.dataDir, configName))

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/proctest"
 )
 
@@ -146,10 +147,35 @@ func TestInitNodeSVIDNamesTheHost(t *testing.T) {
 		t.Fatalf("the node's SVID names %v and %v, want the SPIFFE ID and localhost", cert.URIs, cert.DNSNames)
 	}
 	cfg, _ := os.ReadFile(filepath.Join(dataDir, configName))
-	for _, want := range []string{"# http:\n#   listen: ", "# federation:\n#   purpose: "} {
+	for _, want := range []string{"# http:\n#   listen: ", "# ui:\n#   listen: ", "# federation:\n#   purpose: "} {
 		if !strings.Contains(string(cfg), want) {
 			t.Errorf("node.yaml lacks %q:\n%s", want, cfg)
 		}
+	}
+	// With their #s removed, as the comments say, the sections make a config the node takes.
+	var on []string
+	section := false
+	for _, line := range strings.Split(string(cfg), "\n") {
+		switch {
+		case line == "# http:" || line == "# ui:" || line == "# federation:":
+			section, line = true, line[2:]
+		case section && strings.HasPrefix(line, "#   "):
+			line = line[2:]
+		default:
+			section = false
+		}
+		on = append(on, line)
+	}
+	uncommented := filepath.Join(dataDir, "uncommented.yaml")
+	if err := os.WriteFile(uncommented, []byte(strings.Join(on, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(uncommented)
+	if err != nil {
+		t.Fatalf("node.yaml with its commented sections on: %v", err)
+	}
+	if c.HTTP.Listen == "" || c.UI.Listen == "" || c.UI.OIDC.Issuer == "" || c.Federation.Purpose == "" {
+		t.Errorf("the sections on: http %+v, ui %+v, federation %+v", c.HTTP, c.UI, c.Federation)
 	}
 }
 
