@@ -123,10 +123,9 @@ func TestInitThenServe(t *testing.T) {
 	}
 }
 
-// TestInitRefuses: bad flags name what to fix, and leave no directory behind.
 // TestInitNodeSVIDNamesTheHost: the node's development SVID names --host as a DNS name, so that
 // curl and partner systems accept it on the REST API, which the config init writes offers, with
-// federation.purpose, commented out.
+// federation.purpose and the web interface, commented out; with their #s removed, the config loads.
 func TestInitNodeSVIDNamesTheHost(t *testing.T) {
 	dataDir := filepath.Join(shortDir(t), "d")
 	cli(t, nil, "", "init", "--org", "ggd.crisis.test", "--name", "GGD", "--dev-ca", "--data-dir", dataDir, "--host", "localhost",
@@ -179,6 +178,7 @@ func TestInitNodeSVIDNamesTheHost(t *testing.T) {
 	}
 }
 
+// TestInitRefuses: bad flags name what to fix, and leave no directory behind.
 func TestInitRefuses(t *testing.T) {
 	dir := shortDir(t)
 	for _, c := range []struct {
