@@ -65,6 +65,10 @@ func pictureDigest(p *pb.PictureResponse) string {
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
 }
 
+// liveStops tells the page that the node stops: it keeps what it shows, says that it could not
+// be updated once a fetch fails, and picks up again when the node answers.
+const liveStops = "event: fout\ndata: stopt\n\n"
+
 // live streams an event each time the picture of ?crisis changes for the person. ?sinds (or, on
 // a reconnect, Last-Event-ID) is the digest of what the page shows; a change since then is
 // sent at once.
@@ -107,6 +111,7 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 			case <-ctx.Done():
 				return
 			case <-s.quit:
+				write(liveStops)
 				return
 			}
 		}
@@ -148,6 +153,7 @@ func (s *Server) awaitChange(r *request, changed <-chan struct{}, ping <-chan ti
 		case <-r.Context().Done():
 			return false
 		case <-s.quit:
+			write(liveStops)
 			return false
 		}
 	}

@@ -5,7 +5,10 @@
 // closed, since a browser keeps few connections to one site; when it shows again the stream
 // reopens from what the page shows, and a change meanwhile comes at once. The script is loaded
 // from this site, as the page's Content-Security-Policy demands, and adds nothing the page
-// needs: without it, reloading the page shows the same.
+// needs: without it, reloading the page shows the same. When the node stops answering (it
+// stopped, hangs, or the network went), the status line says since when the picture could not
+// be updated, as a warning, and the picture is greyed out, until a fetch succeeds again: a
+// picture on a wall screen must not go on looking current.
 (function () {
   "use strict";
   var box = document.getElementById("beeld-live");
@@ -19,6 +22,25 @@
   var updates = 0;
   var source = null;
   var ended = false;
+  // When the page last showed what the node answered: at load, and at each fetch that succeeded.
+  var lastGood = new Date();
+  // A fetch the node does not answer within this long counts as failed (a hung node).
+  var timeoutMs = 15000;
+
+  function clock(d) {
+    // The time in the page's language (nl: 08:33:30), not the browser's.
+    return d.toLocaleTimeString(document.documentElement.lang || undefined);
+  }
+
+  // stale says that the picture could not be updated since lastGood, and greys it out.
+  function stale() {
+    if (ended) {
+      return;
+    }
+    status.textContent = (status.getAttribute("data-stale") || "").replace("%s", clock(lastGood));
+    status.classList.add("kp-live-status--gone");
+    box.classList.add("kp-live--stale");
+  }
 
   function refresh() {
     if (fetching) {
@@ -27,18 +49,30 @@
     }
     fetching = true;
     refreshed = Date.now();
-    fetch(window.location.pathname + window.location.search, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    var abort = window.AbortController ? new AbortController() : null;
+    var timer = abort ? window.setTimeout(function () { abort.abort(); }, timeoutMs) : 0;
+    fetch(window.location.pathname + window.location.search, {
+      credentials: "same-origin", headers: { Accept: "text/html" }, redirect: "manual", signal: abort ? abort.signal : undefined
+    })
       .then(function (r) {
-        return r.ok ? r.text() : null;
+        if (r.type === "opaqueredirect") {
+          // To the sign-in: the session ended (a restart of the node ends them all).
+          gone();
+          return null;
+        }
+        if (!r.ok) {
+          throw new Error("status " + r.status);
+        }
+        return r.text();
       })
       .then(function (html) {
-        if (!html) {
+        if (html === null) {
           return;
         }
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("beeld-live");
         if (!fresh) {
-          return;
+          throw new Error("no picture in the answer");
         }
         box.replaceChildren.apply(box, Array.prototype.slice.call(document.adoptNode(fresh).childNodes));
         // The classification printed in the page margins follows what the picture now shows.
@@ -51,11 +85,16 @@
         box.setAttribute("data-digest", fresh.getAttribute("data-digest") || "");
         updates++;
         box.setAttribute("data-updates", String(updates));
-        // The time in the page's language (nl: 08:33:30), not the browser's.
-        status.textContent = status.getAttribute("data-text") + " " + new Date().toLocaleTimeString(document.documentElement.lang || undefined);
+        lastGood = new Date();
+        box.classList.remove("kp-live--stale");
+        if (!ended) {
+          status.classList.remove("kp-live-status--gone");
+          status.textContent = status.getAttribute("data-text") + " " + clock(lastGood);
+        }
       })
-      .catch(function () {})
+      .catch(stale)
       .then(function () {
+        window.clearTimeout(timer);
         fetching = false;
         if (again) {
           again = false;
@@ -93,7 +132,21 @@
       }
     });
     source.addEventListener("afgemeld", gone);
-    source.addEventListener("fout", gone);
+    source.addEventListener("fout", function (e) {
+      // The node stops: the picture says so once a fetch fails, and updates again after.
+      if (e.data === "stopt") {
+        close();
+        refresh();
+        window.setTimeout(open, 3000);
+        return;
+      }
+      gone();
+    });
+    // The stream broke (the browser tries again by itself): whether the node still answers, a
+    // fetch says.
+    source.addEventListener("error", function () {
+      refresh();
+    });
   }
 
   function close() {

@@ -1,0 +1,79 @@
+package ui_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserPictureWhenItsNodeIsGone: a picture left open says, as a warning, since when it could
+// not be updated when its node stops answering, and greys out; once the node answers again it
+// updates and the warning goes. When the node stops, the page says so at once.
+func TestBrowserPictureWhenItsNodeIsGone(t *testing.T) {
+	e := startFederation(t)
+	tb := newTab(t, newChromium(t))
+	e.op.signInAs("officer-a")
+	tb.run("sign in and open the picture", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS(`#beeld-live[data-live]`)),
+	))
+	state := func() string {
+		return tb.text("state", chromedp.Evaluate[string](`document.getElementById("beeld-status").className + " | " +
+			document.getElementById("beeld-live").className + " | " + document.getElementById("beeld-status").textContent`))
+	}
+	waitFor := func(what string, ok func(string) bool) string {
+		t.Helper()
+		var s string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if s = state(); ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the page says %q", what, s)
+			}
+		}
+	}
+	block := func(on bool) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var p []*network.BlockPattern
+			if on {
+				p = []*network.BlockPattern{{URLPattern: e.url + "/*", Block: true}}
+			}
+			_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: p})
+			return err
+		})
+	}
+	// The node no longer answers the page (here: the browser cannot reach it); the picture is
+	// fetched again each second instead of each minute.
+	tb.run("network", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{})
+		return err
+	}))
+	tb.run("block the node", block(true))
+	tb.text("refresh every second", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "1"`))
+	s := waitFor("the warning", func(s string) bool { return strings.Contains(s, "kp-live-status--gone") })
+	if !strings.Contains(s, "kp-live--stale") || !strings.Contains(s, "kon sinds") || !strings.Contains(s, "niet worden bijgewerkt") {
+		t.Errorf("a picture its node does not answer: %q, want it greyed out, and since when it could not be updated", s)
+	}
+	shots := map[string][]byte{}
+	tb.shot(shots, "beeld-verouderd.png")
+	tb.check("het beeld, de node antwoordt niet")
+
+	tb.run("unblock the node", block(false))
+	s = waitFor("the warning gone", func(s string) bool { return !strings.Contains(s, "kp-live-status--gone") })
+	if strings.Contains(s, "kp-live--stale") || !strings.Contains(s, "bijgewerkt om") {
+		t.Errorf("once the node answers again: %q, want the picture updated and not greyed out", s)
+	}
+
+	// The node stops: the page says so without waiting for its next look.
+	tb.text("refresh every minute", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "60"`))
+	e.utrecht.Stop(t)
+	waitFor("the warning after the node stopped", func(s string) bool { return strings.Contains(s, "kp-live-status--gone") })
+	writeShots(t, shots)
+}
