@@ -77,19 +77,21 @@ func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 	if len(refs) == 0 {
 		return Result{}, fieldErr("alert.references", "missing: a %s names the alerts it refers to as sender,identifier,sent", a.MsgType)
 	}
-	target, err := findReferenced(ctx, c, refs, db.ModeOf(rec).Proto())
+	// Only an alert's own sender updates or cancels it: a gateway that takes in several
+	// senders' feeds must not let one of them rewrite or withdraw another's warning.
+	for i, r := range refs {
+		if r.Sender != a.Sender {
+			return Result{}, status.Errorf(codes.FailedPrecondition, "alert.references[%d]: refers to an alert of %s, not of this %s's sender %s: an alert is updated or cancelled by its own sender only",
+				i, r.Sender, a.MsgType, a.Sender)
+		}
+	}
+	mode := db.ModeOf(rec).Proto()
+	if a.MsgType == "Cancel" {
+		return cancel(ctx, c, a, rec, refs, mode)
+	}
+	target, err := findReferenced(ctx, c, refs, mode)
 	if err != nil {
 		return Result{}, err
-	}
-	if a.MsgType == "Cancel" {
-		if target == nil {
-			return Result{}, status.Errorf(codes.NotFound, "alert.references: no %s matches %s: nothing to cancel%s", storedAlert(rec), a.References, otherModes(rec))
-		}
-		res, err := c.Delete(ctx, &pb.DeleteRequest{Id: target.Id, Version: target.Version})
-		if err != nil {
-			return Result{}, err
-		}
-		return Result{Action: Cancelled, ID: target.Id, Version: res.Version}, nil
 	}
 	if target == nil {
 		// The original may still come, late: the first reference names it, so that it is then
@@ -98,6 +100,39 @@ func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 		return storeAlert(ctx, c, a, rec, opts, "it references no "+storedAlert(rec)+": stored as a new one")
 	}
 	return rewrite(ctx, c, a, rec, target, opts, false)
+}
+
+// cancel deletes every live alert of mode that a Cancel references, each once: the record of
+// each referenced alert, or of the latest Update of it. It is NOT_FOUND when none is live.
+func cancel(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.Record, refs []Reference, mode *pb.Mode) (Result, error) {
+	var out Result
+	var also []string
+	done := map[string]bool{}
+	for i := range refs {
+		target, err := findReferenced(ctx, c, refs[i:i+1], mode)
+		if err != nil {
+			return Result{}, err
+		}
+		if target == nil || done[target.Id] {
+			continue
+		}
+		done[target.Id] = true
+		res, err := c.Delete(ctx, &pb.DeleteRequest{Id: target.Id, Version: target.Version})
+		if err != nil {
+			return Result{}, err
+		}
+		if out.ID != "" {
+			also = append(also, fmt.Sprintf("%s (version %d)", out.ID, out.Version))
+		}
+		out = Result{Action: Cancelled, ID: target.Id, Version: res.Version}
+	}
+	if out.ID == "" {
+		return Result{}, status.Errorf(codes.NotFound, "alert.references: no %s matches %s: nothing to cancel%s", storedAlert(rec), a.References, otherModes(rec))
+	}
+	if len(also) > 0 {
+		out.Note = "also cancelled " + strings.Join(also, ", ")
+	}
+	return out, nil
 }
 
 // storeAlert stores an alert under its own record id: an Alert, or an Update that references no

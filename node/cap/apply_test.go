@@ -372,3 +372,32 @@ func TestSignedAlertSaysTheSignatureIsNotKept(t *testing.T) {
 		t.Errorf("a signed alert: note %q, want that the signature is not kept", res.Note)
 	}
 }
+
+// TestOnlyItsSenderChangesAnAlert: an Update or Cancel from another sender than the alert's is
+// refused, naming the reference, and leaves the alert as it was, in the feed too; a Cancel that
+// references several alerts of its sender cancels each of them.
+func TestOnlyItsSenderChangesAnAlert(t *testing.T) {
+	n := startCAPNode(t)
+	n.must(alertDoc("Alert", "OWN-1", "", "Public", "Hoogwater Walcheren"), cap.ImportOptions{Crisis: "hoogwater", Region: "VR19"}, cap.Created)
+	n.must(alertDoc("Alert", "OWN-2", "", "Public", "Dijkbewaking Veere"), cap.ImportOptions{Crisis: "hoogwater", Region: "VR19"}, cap.Created)
+	other := func(doc string) string {
+		return strings.Replace(doc, "<sender>"+sender+"</sender>", "<sender>evil@example.org</sender>", 1)
+	}
+	for _, msgType := range []string{"Update", "Cancel"} {
+		n.refused(other(alertDoc(msgType, "EVIL-"+msgType, ref("OWN-1"), "Public", "Alles veilig")), cap.ImportOptions{}, codes.FailedPrecondition,
+			"alert.references[0]: refers to an alert of "+sender, "evil@example.org", "by its own sender only")
+	}
+	if got := n.live(nil); !slices.Equal(got, []string{"OWN-1", "OWN-2"}) {
+		t.Fatalf("after another sender's Update and Cancel the live alerts are %v, want OWN-1 and OWN-2", got)
+	}
+	if got := n.feed(); !slices.Contains(got, "OWN-1") {
+		t.Errorf("the feed after another sender's Cancel: %v, want OWN-1 in it", got)
+	}
+	res := n.must(alertDoc("Cancel", "OWN-3", ref("OWN-1")+" "+ref("OWN-2"), "Public", "Opgeheven"), cap.ImportOptions{}, cap.Cancelled)
+	if !strings.HasPrefix(res.Note, "also cancelled cap-OWN-1") {
+		t.Errorf("a Cancel of two alerts: %+v, want a note that it cancelled the first too", res)
+	}
+	if got := n.live(nil); len(got) != 0 {
+		t.Errorf("after a Cancel of both the live alerts are %v, want none", got)
+	}
+}

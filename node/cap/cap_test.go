@@ -559,6 +559,19 @@ func TestParseChecksElements(t *testing.T) {
 			t.Errorf("%s: %v, want a refusal at %s", c.to, err, c.field)
 		}
 	}
+	// An element CAP allows once, given twice, is refused at the second: encoding/xml would keep
+	// the last, and an exercise would become an actual alert.
+	for _, c := range []struct{ from, to, field string }{
+		{"<status>Actual</status>", "<status>Exercise</status><status>Actual</status>", "alert.status[1]"},
+		{"<identifier>", "<identifier>TWICE</identifier><identifier>", "alert.identifier[1]"},
+		{"<headline>", "<headline>first</headline><headline>", "alert.info[0].headline[1]"},
+	} {
+		_, err := cap.Parse(strings.NewReader(strings.Replace(doc, c.from, c.to, 1)), 0)
+		var ce *cap.Error
+		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(err.Error(), "CAP 1.2 allows one") {
+			t.Errorf("%s: %v, want a refusal at %s", c.to, err, c.field)
+		}
+	}
 	signed := strings.Replace(doc, "</alert>", `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo/></Signature></alert>`, 1)
 	a := parse(t, []byte(signed))
 	if !slices.Equal(a.Foreign, []string{"Signature"}) || a.Identifier == "" {

@@ -24,6 +24,12 @@ var capElements = map[string][]string{
 	"area":      {"areaDesc", "polygon", "circle", "geocode", "altitude", "ceiling"},
 }
 
+// capRepeated are the elements CAP 1.2 allows more than once in their parent. encoding/xml keeps
+// the last of any other element given twice: <status>Exercise</status><status>Actual</status>
+// would be stored as an actual alert. checkElements refuses a second one instead.
+var capRepeated = map[string]bool{"code": true, "info": true, "category": true, "responseType": true, "eventCode": true,
+	"parameter": true, "resource": true, "area": true, "polygon": true, "circle": true, "geocode": true}
+
 // checkElements walks the alert's elements: one in the CAP namespace that CAP 1.2 does not allow
 // where it stands is refused, named by its path (alert.info[0].headlin); an element of another
 // namespace, which the schema allows at the alert's end (an XML signature), is returned in
@@ -62,6 +68,9 @@ func checkElements(dec *xml.Decoder) (foreign []string, err error) {
 			allowed, known := capElements[parent.name]
 			if !known || !slices.Contains(allowed, t.Name.Local) {
 				return nil, fieldErr(path, "<%s> is no element of CAP 1.2 in <%s>: remove it, or check its name", t.Name.Local, parent.name)
+			}
+			if parent.count[t.Name.Local] > 1 && !capRepeated[t.Name.Local] {
+				return nil, fieldErr(path, "a second <%s> in <%s>: CAP 1.2 allows one; keep the one that is meant", t.Name.Local, parent.name)
 			}
 			stack = append(stack, open{name: t.Name.Local, path: path, count: map[string]int{}})
 		case xml.EndElement:
