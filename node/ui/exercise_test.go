@@ -143,4 +143,34 @@ func TestExerciseMode(t *testing.T) {
 	if resp.StatusCode != 404 {
 		t.Errorf("an exercise record in the actual mode: %d, want 404", resp.StatusCode)
 	}
+
+	// The own records' pages in the exercise: its records only, and what is written there is
+	// the exercise's, never an actual record.
+	w := newBrowser(t)
+	resp, list := e.signIn(t, w, "ada", "/records?exercise=oef-utrecht")
+	if resp.StatusCode != 200 || !strings.Contains(list, "Oefenbeeld eigen regio") || strings.Contains(list, "Regionaal beeld VR Utrecht") {
+		t.Fatalf("the own records of the exercise: %d, want oef-eigen and no actual record:\n%s", resp.StatusCode, list)
+	}
+	for _, link := range []string{`href="/records/nieuw?exercise=oef-utrecht"`, `href="/records/importeren?exercise=oef-utrecht"`,
+		`href="/records/wijzigen?id=oef-eigen&amp;exercise=oef-utrecht"`, `href="/records?exercise=oef-utrecht" id="nav-records"`} {
+		if !strings.Contains(list, link) {
+			t.Errorf("the own records of the exercise lack %s", link)
+		}
+	}
+	resp, form := w.get(t, e.url+"/records/wijzigen?id=oef-eigen&exercise=oef-utrecht")
+	if resp.StatusCode != 200 || !strings.Contains(form, `action="/records/wijzigen?exercise=oef-utrecht"`) {
+		t.Fatalf("the form of an exercise record: %d, want it to post in the exercise:\n%s", resp.StatusCode, form)
+	}
+	_, form = w.get(t, e.url+"/records/nieuw?kind=shelter.capacity&exercise=oef-utrecht")
+	resp, _ = w.post(t, e.url+"/records/nieuw?exercise=oef-utrecht", url.Values{"csrf": {csrfOf(t, form)}, "kind": {"shelter.capacity"}, "id": {"oef-opvang"},
+		"crisis": {"oekraine"}, "region": {"VR09"}, "classification": {"internal"}, "body.municipality": {"Zeist"}, "body.beds_total": {"40"}, "body.beds_free": {"12"}})
+	if resp.StatusCode != 200 || !strings.Contains(resp.Request.URL.RawQuery, "exercise=oef-utrecht") {
+		t.Fatalf("a new record in the exercise: %d at %s", resp.StatusCode, resp.Request.URL)
+	}
+	if _, err := pb.NewRecordServiceClient(e.utrecht.Local(t)).Get(fedtest.Call(t), &pb.GetRequest{Id: "oef-opvang", Mode: fedtest.ExerciseMode("oef-utrecht")}); err != nil {
+		t.Errorf("the record written in the exercise is not the exercise's: %v", err)
+	}
+	if _, err := pb.NewRecordServiceClient(e.utrecht.Local(t)).Get(fedtest.Call(t), &pb.GetRequest{Id: "oef-opvang"}); err == nil {
+		t.Error("the record written in the exercise is an actual record")
+	}
 }

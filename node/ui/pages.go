@@ -1048,7 +1048,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		}
 		v.Rec, v.Source = rec, s.c.Name
 		if isWriter(r) && !rec.Tombstone {
-			v.Edit = "/records/wijzigen?id=" + url.QueryEscape(rec.Id)
+			v.Edit = r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id))
 		}
 	} else {
 		// Only the source is asked, for this one record.

@@ -34,6 +34,14 @@ func init() {
 
 // isWriter reports whether the person writes own records (editors and admins); it only decides
 // what the pages offer.
+// writeInMode writes rec in mode: an exercise's record when the page is of an exercise (nil:
+// actual).
+func writeInMode(rec *pb.Record, mode *pb.Mode) {
+	if mode != nil {
+		rec.Status, rec.Exercise = mode.Status, mode.Exercise
+	}
+}
+
 func isWriter(r *request) bool { return r.Caller.Has(api.Editor) || r.Caller.Has(api.Admin) }
 
 // writerPage shows a refusal instead of a form the service would refuse.
@@ -72,7 +80,7 @@ type ownRow struct {
 func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	v := &ownRecordsView{Kind: r.URL.Query().Get("kind")}
 	v.Kinds = s.kindViews(r, v.Kind)
-	resp, err := pb.NewRecordServiceClient(s.c.Conn).List(r.ctx(), &pb.ListRequest{Kind: v.Kind, PageSize: 100, PageToken: r.URL.Query().Get("pagina")})
+	resp, err := pb.NewRecordServiceClient(s.c.Conn).List(r.ctx(), &pb.ListRequest{Kind: v.Kind, PageSize: 100, PageToken: r.URL.Query().Get("pagina"), Mode: r.mode()})
 	if err != nil {
 		s.failCall(w, r, err)
 		return
@@ -80,7 +88,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	v.Marking, v.At = marking(r.L, resp.Records), time.Now().Format("2006-01-02 15:04")
 	for _, rec := range resp.Records {
 		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Version: rec.Version,
-			Link: recordLink(rec), Edit: "/records/wijzigen?id=" + url.QueryEscape(rec.Id)}
+			Link: recordLink(rec), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id))}
 		if row.Title == "" {
 			row.Title = rec.Id
 		}
@@ -90,7 +98,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 		v.Records = append(v.Records, row)
 	}
 	if resp.NextPageToken != "" {
-		v.More = "/records?" + url.Values{"kind": {v.Kind}, "pagina": {resp.NextPageToken}}.Encode()
+		v.More = r.inMode("/records?" + url.Values{"kind": {v.Kind}, "pagina": {resp.NextPageToken}}.Encode())
 	}
 	s.render(w, r.Request, http.StatusOK, "records", s.newPage(r, "records", r.L.T("records.title"), v))
 }
@@ -172,7 +180,7 @@ func (s *Server) recordForm(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
 	v := &recordFormView{Regions: regionCodes, Classes: classChoices, Errors: map[string]string{}, Classification: "internal"}
 	if id := q.Get("id"); r.URL.Path == "/records/wijzigen" {
-		rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: id})
+		rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: id, Mode: r.mode()})
 		if err != nil {
 			s.failCall(w, r, err)
 			return
@@ -224,10 +232,10 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	} else if v.Problem == "" && len(v.Summary) > 1 {
 		v.Problem = r.L.T("recordform.not_saved_n", len(v.Summary))
 	}
-	v.Action = "/records/nieuw"
+	v.Action = r.inMode("/records/nieuw")
 	title := r.L.T("recordform.new")
 	if v.Edit {
-		v.Action, title = "/records/wijzigen", r.L.T("recordform.edit", v.ID)
+		v.Action, title = r.inMode("/records/wijzigen"), r.L.T("recordform.edit", v.ID)
 	}
 	s.render(w, r.Request, code, "recordform", s.newPage(r, "records", title, v))
 }
@@ -269,6 +277,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 		v.Fields[i].Value = strings.TrimSpace(f.Get("body." + v.Fields[i].Name))
 	}
 	rec := &pb.Record{Id: v.ID, Kind: v.Kind, Crisis: v.Crisis, Region: v.Region, Version: v.Version}
+	writeInMode(rec, r.mode())
 	// What the form itself must read before the service can check it: the classification's
 	// word, the time and the labels. The service then checks all of it again.
 	var err error
@@ -299,7 +308,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	}
 	// A new record never overwrites one that has its ID (a Put with version 0 would).
 	if !v.Edit && rec.Id != "" && v.Errors["id"] == "" {
-		if _, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id}); err == nil {
+		if _, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id, Mode: r.mode()}); err == nil {
 			v.Errors["id"] = r.L.T("recordform.id_taken", rec.Id)
 		}
 	}
@@ -316,7 +325,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 			// person's words, with the version that stands now. The form keeps what was typed,
 			// and its version, so that saving again cannot overwrite the other change.
 			v.Problem = r.L.T("recordform.refused", st.Message())
-			if cur, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id}); err == nil {
+			if cur, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id, Mode: r.mode()}); err == nil {
 				v.Problem = r.L.T("recordform.stale", cur.Version, cur.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04"))
 				v.StaleLink, v.StaleVersion = recordLink(cur), cur.Version
 			}
@@ -334,7 +343,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 		}
 		return
 	}
-	http.Redirect(w, r.Request, "/records/wijzigen?"+url.Values{"id": {resp.Id}, "opgeslagen": {"1"}}.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r.Request, r.inMode("/records/wijzigen?"+url.Values{"id": {resp.Id}, "opgeslagen": {"1"}}.Encode()), http.StatusSeeOther)
 }
 
 // formField reads the form field a refused record's field is shown at: record.body.beds_free at
@@ -504,6 +513,11 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 			}
 		}
 	}
+	for _, row := range rows {
+		if row.Record != nil {
+			writeInMode(row.Record, r.mode())
+		}
+	}
 	sum, err := importfile.Import(r.ctx(), pb.NewRecordServiceClient(s.c.Conn), rows, importBatch, nil)
 	if err != nil && sum.Accepted == 0 && sum.Rejected == 0 {
 		s.failCall(w, r, err)
@@ -515,7 +529,7 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 		rep.Stopped = status.Convert(err).Message()
 	}
 	id := s.imports.add(rep)
-	http.Redirect(w, r.Request, "/records/importeren/verslag?id="+url.QueryEscape(id), http.StatusSeeOther)
+	http.Redirect(w, r.Request, r.inMode("/records/importeren/verslag?id="+url.QueryEscape(id)), http.StatusSeeOther)
 }
 
 // uploadError shows why an upload could not be read: too large, or not a file of its format.

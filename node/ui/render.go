@@ -34,6 +34,19 @@ var funcs = template.FuncMap{
 	"wbr":       wbr,
 	"dict":      dict,
 	"formLabel": formLabel,
+	"inMode":    inMode,
+}
+
+// inMode is the link u in the mode of a page's ModeQuery ("" or ?exercise=NAME): the own
+// records' pages of an exercise link to its records, forms and uploads, not the actual ones.
+func inMode(modeQuery, u string) string {
+	if modeQuery == "" {
+		return u
+	}
+	if strings.Contains(u, "?") {
+		return u + "&" + modeQuery[1:]
+	}
+	return u + modeQuery
 }
 
 // wbr lets a long identifier (a SPIFFE ID, a record id) break after its slashes and dots, not in

@@ -268,6 +268,14 @@ func (r *request) mode() *pb.Mode {
 	return nil
 }
 
+// inMode is the link u in the request's mode (see the template function inMode).
+func (r *request) inMode(u string) string {
+	if e := r.exercise(); e != "" {
+		return inMode("?"+url.Values{"exercise": {e}}.Encode(), u)
+	}
+	return u
+}
+
 // ctx is the request's context, with the person for calls on the in-process channel.
 func (r *request) ctx() context.Context { return api.AsPerson(r.Context(), r.Session.Person) }
 
