@@ -33,6 +33,8 @@ func TestLintRefusesWithPosition(t *testing.T) {
 		{"clear quoted", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nclear: \"count('signal', duration('6h')) < x\"", 4, 43, "clear", "undeclared reference to 'x'"},
 		{"severity", "name: r\nseverity: loud\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 2, 11, "severity", `"loud" is not a severity`},
 		{"for", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nfor: soon", 4, 6, "for", `"soon" is not a duration`},
+		{"region lower case", head + "regions: [VR09, vr10]\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 3, 17, "regions[1]", `"vr10" is not a region: use a safety-region code VR01 to VR25`},
+		{"no such region", head + "regions: [VR99]\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 3, 11, "regions[0]", `"VR99" is not a region`},
 		{"records of unknown kind", head + `when: records("sitreps").exists(r, r.severity == "high")`, 3, 15, "when", `records: unknown kind "sitreps"`},
 		{"records field unknown", head + `when: records("sitrep").exists(r, r.severty == "high")`, 3, 36, "when", "undefined field 'severty'"},
 		{"records field wrong type", head + `when: records("sitrep").exists(r, r.severity > 3)`, 3, 46, "when", "found no matching overload for '_>_' applied to '(string, int)'"},

@@ -45,7 +45,7 @@ func TestDryRunMatchesReferenceModel(t *testing.T) {
 			from = since
 		}
 		var want []string
-		for _, region := range []string{"R1", "R2"} {
+		for _, region := range []string{"VR01", "VR02"} {
 			want = append(want, m.episodes(r, region, from, to)...)
 		}
 		var have []string
@@ -70,7 +70,7 @@ func episodeString(region string, start, end time.Time) string {
 // deleted) and signals, in two regions, at whole minutes.
 func randomHistory(rng *rand.Rand) []warn.Version {
 	var vs []warn.Version
-	regions := []string{"R1", "R2"}
+	regions := []string{"VR01", "VR02"}
 	for i := range 2 + rng.IntN(5) {
 		at := rng.IntN(300)
 		region := regions[rng.IntN(2)]
@@ -175,7 +175,7 @@ func randomRule(rng *rand.Rand) refRule {
 		w := r.when
 		r.clear = func(m model, region string, t int) bool { return !w(m, region, t) }
 	}
-	r.src = fmt.Sprintf("name: r\nseverity: minor\nregions: [R1, R2]\nwhen: '%s'\nfor: %dm\n", when, r.for_)
+	r.src = fmt.Sprintf("name: r\nseverity: minor\nregions: [VR01, VR02]\nwhen: '%s'\nfor: %dm\n", when, r.for_)
 	if clear != "" {
 		r.src += fmt.Sprintf("clear: '%s'\n", clear)
 	}

@@ -117,8 +117,13 @@ func Lint(src []byte, kinds *record.Kinds) (*Rule, error) {
 		probs = append(probs, p.problem("severity", "%q is not a severity: use one of %s", d.Severity, strings.Join(Severities, ", ")))
 	}
 	for i, reg := range d.Regions {
-		if strings.TrimSpace(reg) == "" || slices.Index(d.Regions, reg) < i {
-			probs = append(probs, p.problem(fmt.Sprintf("regions[%d]", i), "%q is empty or listed twice", reg))
+		field := fmt.Sprintf("regions[%d]", i)
+		switch {
+		case strings.TrimSpace(reg) == "" || slices.Index(d.Regions, reg) < i:
+			probs = append(probs, p.problem(field, "%q is empty or listed twice", reg))
+		case record.CheckRegion(field, reg) != nil:
+			// A region no record can have: the rule would never fire, without a word.
+			probs = append(probs, p.problem(field, "%q is not a region: use a safety-region code VR01 to VR25 (upper case), or NL for the whole country", reg))
 		}
 	}
 	if d.For != "" {
