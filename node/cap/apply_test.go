@@ -339,9 +339,11 @@ func TestSitrepUpdateRoundTrip(t *testing.T) {
 	source.startExercise("oef-s")
 	put("sitrep-oef-1", "Oefening", pb.Status_EXERCISE, "oef-s")
 	put("sitrep-oef-1", "Oefening v2", pb.Status_EXERCISE, "oef-s")
-	if a, _ := export("sitrep-oef-1", &pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-s"}); a.MsgType != "Alert" || a.Status != "Exercise" ||
-		!strings.Contains(a.Note, "Not written as an Update of version 1") {
-		t.Fatalf("the exercise sitrep's version 2: %s %s %q", a.MsgType, a.Status, a.Note)
+	// Its note names the exercise first, for the importer, which CAP has no field for.
+	oef, oefDoc := export("sitrep-oef-1", &pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-s"})
+	if oef.MsgType != "Alert" || oef.Status != "Exercise" || !strings.HasPrefix(oef.Note, "oef-s: Situation report") ||
+		!strings.Contains(oef.Note, "Not written as an Update of version 1") {
+		t.Fatalf("the exercise sitrep's version 2: %s %s %q", oef.MsgType, oef.Status, oef.Note)
 	}
 	source.r.Stop(t) // one node per process at a time
 
@@ -359,6 +361,13 @@ func TestSitrepUpdateRoundTrip(t *testing.T) {
 	}
 	if got := dest.live(nil); len(got) != 1 {
 		t.Fatalf("the receiving node holds %v, want one alert", got)
+	}
+	// The exercise's sitrep goes into the same exercise at the receiving node, by its note.
+	dest.startExercise("oef-s")
+	oefMode := &pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-s"}
+	res := dest.must(oefDoc, cap.ImportOptions{Crisis: "hoogwater"}, cap.Created)
+	if got := dest.get(res.ID, oefMode); got.Exercise != "oef-s" {
+		t.Fatalf("the exercise sitrep imported into %q, want oef-s", got.Exercise)
 	}
 }
 

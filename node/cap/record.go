@@ -98,6 +98,17 @@ type ImportOptions struct {
 
 // exerciseNameErr checks an exercise name as the node does (record.CheckExerciseName), so that
 // every exercise a node can start takes CAP alerts.
+// exerciseInNote is the exercise an Exercise alert's note names: the whole note, or, when the
+// note says more, what comes before its first colon (oefening-zeeland: Situatierapport …), as
+// FromRecord writes it.
+func exerciseInNote(note string) string {
+	note = strings.TrimSpace(note)
+	if name, _, ok := strings.Cut(note, ":"); ok && exerciseNameErr("alert.note", strings.TrimSpace(name)) == nil {
+		return strings.TrimSpace(name)
+	}
+	return note
+}
+
 func exerciseNameErr(field, name string) *Error {
 	var fe *record.FieldError
 	if err := record.CheckExerciseName(field, name); errors.As(err, &fe) {
@@ -127,7 +138,7 @@ func ToRecord(a *Alert, opts ImportOptions) (*pb.Record, error) {
 	if st == pb.Status_EXERCISE {
 		name := opts.Exercise
 		if name == "" {
-			name = strings.TrimSpace(a.Note)
+			name = exerciseInNote(a.Note)
 			if name == "" {
 				return nil, fieldErr("alert.status", "an Exercise alert must name its exercise, and CAP has no field for it: pass --exercise NAME, or put the name in <note>")
 			}
@@ -197,8 +208,15 @@ func FromRecord(r *pb.Record, opts ExportOptions) (*Alert, error) {
 		return nil, fmt.Errorf("cap: record %s is of kind %s: only alert and sitrep records export as CAP", r.Id, r.Kind)
 	}
 	a.Status = StatusName(r.Status)
-	if r.Status == pb.Status_EXERCISE && a.Note == "" {
+	// CAP has no field for an exercise: its name goes first in the note, which the importer
+	// reads (exerciseInNote). An alert's own note is the sender's and stays as it came: one that
+	// names no exercise was imported with --exercise, as its next importer must be.
+	switch {
+	case r.Status != pb.Status_EXERCISE || exerciseInNote(a.Note) == r.Exercise:
+	case a.Note == "":
 		a.Note = r.Exercise
+	case r.Kind != Kind:
+		a.Note = r.Exercise + ": " + a.Note
 	}
 	switch {
 	case r.Classification == pb.Classification_PUBLIC:
