@@ -101,7 +101,14 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 			if err != nil {
 				return err
 			}
+			hooks := hookQueue{tx: tx}
 			for _, k := range cached {
+				if s.RetractCopies {
+					if err := retractOne(tx, k[0], k[1], &hooks, at.UnixNano()); err != nil {
+						return err
+					}
+					continue
+				}
 				if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = ? AND id = ?`, k[0], k[1]); err != nil {
 					return err
 				}

@@ -10,8 +10,9 @@ import (
 )
 
 // TestExerciseCloseAtARecipient: the copies a peer sent of an exercise's records, and the cursor
-// of that exercise's subscription, leave with the exercise's close here; a delivery of the
-// closed exercise that was still in flight stores nothing; other modes keep theirs.
+// of that exercise's subscription, leave with the exercise's close here, and the exercise's
+// webhooks hear of it (record.retracted) when the close is marked retract_copies; a delivery of
+// the closed exercise that was still in flight stores nothing; other modes keep theirs.
 func TestExerciseCloseAtARecipient(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
@@ -22,6 +23,24 @@ func TestExerciseCloseAtARecipient(t *testing.T) {
 		if err != nil || out.Refusal != nil {
 			t.Fatalf("start %s: %v %v", name, err, out.Refusal)
 		}
+	}
+	for _, ex := range []string{"ex-1", "ex-2"} {
+		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "t", At: hour(0),
+			Webhook: &pb.Webhook{Id: "hook-" + ex, Url: "https://hooks.example.nl/" + ex, Exercise: ex, Secret: "whsec_x"}}); err != nil || refusal != nil {
+			t.Fatalf("add a webhook of %s: %v %v", ex, refusal, err)
+		}
+	}
+	queue := func(hook string) string {
+		t.Helper()
+		q, err := d.WebhookQueue(ctx, hook, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, x := range q {
+			out = append(out, x.Event+" "+x.Origin+"/"+x.RecordID)
+		}
+		return strings.Join(out, ", ")
 	}
 	shared := func(id string, m db.Mode) *pb.SharedRecord {
 		r := put(id, `{"a":1}`)
@@ -66,9 +85,12 @@ func TestExerciseCloseAtARecipient(t *testing.T) {
 	if cursor("") != 5 || cursor("ex-1") != 7 || cursor("ex-2") != 9 {
 		t.Fatalf("cursors %d %d %d, want 5 7 9: each mode has its own", cursor(""), cursor("ex-1"), cursor("ex-2"))
 	}
-	out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-1", Actor: "t", At: hour(2)})
+	out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-1", Actor: "t", At: hour(2), RetractCopies: true})
 	if err != nil || out.Refusal != nil || out.Purged != 1 {
 		t.Fatalf("close: %v %v, purged %d", err, out.Refusal, out.Purged)
+	}
+	if got, want := queue("hook-ex-1"), "record.changed lcvs.crisis.test/oef-1, record.retracted lcvs.crisis.test/oef-1"; got != want {
+		t.Errorf("ex-1's webhook after the close: %s, want %s", got, want)
 	}
 	deliver(ex1, 8, shared("oef-late", ex1))
 	if e1 := held(ex1); len(e1) != 0 {
@@ -86,6 +108,13 @@ func TestExerciseCloseAtARecipient(t *testing.T) {
 	}
 	if out, _ := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: "ex-1", Actor: "t", At: hour(3)}); out.Refusal == nil {
 		t.Fatal("starting a closed exercise again was not refused")
+	}
+	// A close written before retract_copies drops the copies as it did: no delivery.
+	if out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-2", Actor: "t", At: hour(4)}); err != nil || out.Purged != 1 {
+		t.Fatalf("close ex-2: %v, purged %d", err, out.Purged)
+	}
+	if got, want := queue("hook-ex-2"), "record.changed lcvs.crisis.test/oef-2"; got != want {
+		t.Errorf("ex-2's webhook after an unmarked close: %s, want %s", got, want)
 	}
 }
 

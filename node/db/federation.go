@@ -482,39 +482,44 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 // retractForeign purges the cached records a delivery retracts.
 func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64) error {
 	for _, id := range c.Retractions {
-		if err := hooks.load(); err != nil {
-			return err
-		}
-		if len(hooks.hooks) > 0 {
-			// The webhooks that received the record hear of its retraction.
-			gone := &pb.Record{Id: id, Origin: c.Origin}
-			var version int64
-			var status int32
-			err := tx.QueryRow(`SELECT kind, crisis, region, classification, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, c.Origin, id).
-				Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &status, &gone.Exercise)
-			if err == nil {
-				gone.Tombstone, gone.Status = true, pb.Status(status)
-				if err := hooks.add(EventRetracted, c.Origin, gone, version, at, nil); err != nil {
-					return err
-				}
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		}
-		if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = +? AND id = +?`, c.Origin, id); err != nil {
-			return err
-		}
-		if err := queueText(tx, c.Origin, id); err != nil {
-			return err
-		}
-		if err := setRefs(tx, c.Origin, id, nil); err != nil {
-			return err
-		}
-		if err := dropHistory(tx, c.Origin, id); err != nil {
+		if err := retractOne(tx, c.Origin, id, hooks, at); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// retractOne purges one cached record of origin: the webhooks that received it hear of its
+// retraction, and its text, files and history go with it.
+func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64) error {
+	if err := hooks.load(); err != nil {
+		return err
+	}
+	if len(hooks.hooks) > 0 {
+		gone := &pb.Record{Id: id, Origin: origin}
+		var version int64
+		var status int32
+		err := tx.QueryRow(`SELECT kind, crisis, region, classification, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, origin, id).
+			Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &status, &gone.Exercise)
+		if err == nil {
+			gone.Tombstone, gone.Status = true, pb.Status(status)
+			if err := hooks.add(EventRetracted, origin, gone, version, at, nil); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+	}
+	if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = +? AND id = +?`, origin, id); err != nil {
+		return err
+	}
+	if err := queueText(tx, origin, id); err != nil {
+		return err
+	}
+	if err := setRefs(tx, origin, id, nil); err != nil {
+		return err
+	}
+	return dropHistory(tx, origin, id)
 }
 
 // ForeignIDs lists the ids of origin's records that this node holds in mode.

@@ -77,7 +77,7 @@ func (s *Service) step(ctx context.Context, action string, req *pb.ExerciseStepR
 		return nil, api.Invalid("reason", "%d bytes is over the limit of 1024", len(req.Reason))
 	}
 	caller, _ := api.CallerFrom(ctx)
-	step := &pb.ExerciseStep{Action: action, Name: req.Name, Actor: caller.String(), At: timestamppb.Now(), Reason: req.Reason}
+	step := &pb.ExerciseStep{Action: action, Name: req.Name, Actor: caller.String(), At: timestamppb.Now(), Reason: req.Reason, RetractCopies: true}
 	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_ExerciseStep{ExerciseStep: step}})
 	if err != nil {
 		return nil, api.StatusAt(s.c.Logger, "name", err)

@@ -502,9 +502,14 @@ type ExerciseStep struct {
 	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
 	Name   string `protobuf:"bytes,2,opt,name=name" json:"name,omitempty"`
 	// actor is who took the step: a SPIFFE ID, or "local socket".
-	Actor         string                 `protobuf:"bytes,3,opt,name=actor" json:"actor,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
+	Actor  string                 `protobuf:"bytes,3,opt,name=actor" json:"actor,omitempty"`
+	At     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at" json:"at,omitempty"`
+	Reason string                 `protobuf:"bytes,5,opt,name=reason" json:"reason,omitempty"`
+	// retract_copies: a close takes the partners' copies of the exercise's records out as a
+	// retraction does, telling the exercise's webhooks (record.retracted) and dropping the files
+	// they name. Set by every node since this field exists; a close without it drops the copies
+	// as before, so that a replica that applies an older entry applies it as its peers did.
+	RetractCopies bool `protobuf:"varint,6,opt,name=retract_copies,json=retractCopies" json:"retract_copies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -572,6 +577,13 @@ func (x *ExerciseStep) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *ExerciseStep) GetRetractCopies() bool {
+	if x != nil {
+		return x.RetractCopies
+	}
+	return false
 }
 
 // RuleStep applies (a new version of) an early-warning rule, or deletes one. The service lints
@@ -2006,13 +2018,14 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"media_type\x18\x05 \x01(\tR\tmediaType\x12\x16\n" +
 	"\x06origin\x18\x06 \x01(\tR\x06origin\x12*\n" +
 	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12=\n" +
-	"\fstale_before\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vstaleBefore\"\x94\x01\n" +
+	"\fstale_before\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vstaleBefore\"\xbb\x01\n" +
 	"\fExerciseStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x12*\n" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xbe\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12%\n" +
+	"\x0eretract_copies\x18\x06 \x01(\bR\rretractCopies\"\xbe\x01\n" +
 	"\bRuleStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x16\n" +
