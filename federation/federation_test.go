@@ -1596,3 +1596,42 @@ func TestPeerOfARestoredNode(t *testing.T) {
 		return held["while-b-was-away"] == 1, fmt.Sprintf("b holds %v", held)
 	})
 }
+
+// TestCacheAgeAfterARestart: a node that starts while a peer is down does not know when the peer
+// went down; the copy of the peer's records it serves is as old as the peer's last delivery, not
+// as young as the node's start.
+func TestCacheAgeAfterARestart(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "restart"
+	a.Approve(t, policyDoc("restart-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "v1"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"x": 1}, "b receives x")
+	var delivered time.Time
+	fedtest.Eventually(t, 10*time.Second, "b stores its cursor of a", func() (bool, string) {
+		p := b.Peer(t, a.Name)
+		if p.ReceivedAt != nil {
+			delivered = p.ReceivedAt.AsTime()
+		}
+		return b.Cursor(t, a.Name) == a.LastSeq(t) && p.ReceivedAt != nil, "not yet"
+	})
+	time.Sleep(time.Second)
+	a.Stop(t)
+	b.Stop(t)
+	b.Start(t)
+	fedtest.Eventually(t, 10*time.Second, "b's subscription to a is down", func() (bool, string) {
+		p := b.Peer(t, a.Name)
+		return p.Subscription == "down", p.Subscription
+	})
+	resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: 1000})
+	for _, st := range resp.Peers {
+		if st.Peer != a.Name {
+			continue
+		}
+		if floor := time.Since(delivered) - 200*time.Millisecond; time.Duration(st.CacheAgeMs)*time.Millisecond < floor {
+			t.Errorf("after b's restart a's copy is %dms old, want at least %s: a last delivered %s ago", st.CacheAgeMs, floor, time.Since(delivered))
+		}
+		return
+	}
+	t.Fatalf("the search names no state of a: %v", resp.Peers)
+}

@@ -128,6 +128,10 @@ type SubscriptionState struct {
 	Open  bool
 	Since time.Time
 	Err   string
+	// Opened is whether it has been open since this replica began to follow the peer (it
+	// started, or became the leader). Until then Since is when it began, not when the peer went
+	// down: the cache may be older.
+	Opened bool
 }
 
 func (s *subscription) set(st SubscriptionState) {
@@ -393,8 +397,10 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 	}
 	delay := m.c.Backoff
 	var out outage
+	everOpened := false
 	opened := func() {
-		s.set(SubscriptionState{Open: true, Since: time.Now()})
+		everOpened = true
+		s.set(SubscriptionState{Open: true, Since: time.Now(), Opened: true})
 		if down, attempts, ok := out.up(time.Now()); ok {
 			log.Info("subscription open again", "down_for", down.Round(time.Second), "attempts", attempts)
 		}
@@ -411,7 +417,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 			delay = m.c.Backoff
 		}
 		warn := out.failed(time.Now())
-		s.set(SubscriptionState{Since: out.since, Err: errText(err)})
+		s.set(SubscriptionState{Since: out.since, Err: errText(err), Opened: everOpened})
 		if warn {
 			log.Warn("subscription ended: reconnecting", "err", err, "in", delay, "down_for", time.Since(out.since).Round(time.Second), "attempts", out.attempts)
 		} else {

@@ -418,15 +418,17 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 
 // cacheAge is how old the cache of a peer is: how long since it was last known to be complete.
 // On the replica that subscribes (the leader), an open subscription keeps it current, and one
-// that is down left it complete when it went down; elsewhere, and for an exercise's cache, it is
-// as old as the peer's last delivery, which is older when the peer had nothing to send.
+// that went down left it complete when it did; elsewhere, for an exercise's cache, and on a
+// leader whose subscription has not been open since it began to follow the peer (a restart, a
+// new leader: when the peer went down is not known here), it is as old as the peer's last
+// delivery, which is older when the peer had nothing to send: never younger than it is.
 func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) time.Duration {
 	if s.c.Manager != nil && db.ModeFrom(m) == db.Actual {
 		if st, ok := s.c.Manager.Subscription(p.Name); ok {
 			switch {
 			case st.Open:
 				return 0
-			case st.Err != "" && !st.Since.IsZero():
+			case st.Err != "" && st.Opened && !st.Since.IsZero():
 				return time.Since(st.Since)
 			}
 		}
