@@ -347,6 +347,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			AgeS     int64       `json:"age_s"`
 			Stale    bool        `json:"stale"`
 			Conflict []string    `json:"conflict"`
+			LeftOut  []string    `json:"left_out,omitempty"`
 			Validity string      `json:"validity,omitempty"`
 			Record   record.JSON `json:"record"`
 		}
@@ -372,7 +373,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			doc.Partial, doc.Peers = &now.Partial, peersJSON(now.Peers)
 		}
 		for _, e := range resp.Entries {
-			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), e.Validity, record.ToJSON(e.Record)})
+			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record)})
 		}
 		for _, a := range resp.Aggregates {
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
@@ -389,6 +390,10 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		}
 		if len(e.Conflict) > 0 {
 			flags = append(flags, "DISAGREES:"+strings.Join(e.Conflict, ","))
+		}
+		if len(e.LeftOut) > 0 {
+			// The source's other records under this key: neither shown nor counted.
+			flags = append(flags, "NOT-COUNTED:"+strings.Join(e.LeftOut, ","))
 		}
 		if e.Validity != "" {
 			flags = append(flags, validityFlag(e.Validity))

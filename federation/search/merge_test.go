@@ -151,12 +151,13 @@ type refEntry struct {
 	version, ageS     int64
 	stale             bool
 	conflict          []string
+	leftOut           []string
 }
 
 // refStats counts what a random picture reached, so that the test can tell whether its draw
 // still tests anything.
 type refStats struct {
-	conflicts, agreements, stale, timeTies, national int
+	conflicts, agreements, stale, timeTies, national, leftOut int
 }
 
 // refSum is the reference model's aggregate of one kind, field and region.
@@ -228,7 +229,9 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 		seen := map[string]bool{top.Source: true}
 		for _, it := range recs[1:] {
 			if seen[it.Source] {
-				continue // not that source's latest record of the slot
+				// Not that source's latest record of the slot: neither shown nor counted, and named.
+				e.leftOut = append(e.leftOut, it.Source+"/"+it.Record.Id)
+				continue
 			}
 			seen[it.Source] = true
 			if canonical(it.Record.Body) != canonical(top.Record.Body) {
@@ -247,6 +250,10 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 			st.stale++
 		}
 		sort.Strings(e.conflict)
+		sort.Strings(e.leftOut)
+		if len(e.leftOut) > 0 {
+			st.leftOut++
+		}
 		entries = append(entries, e)
 		body := decode(top.Record.Body)
 		for _, f := range aggregable[e.kind] {
@@ -288,7 +295,7 @@ func comparePicture(got *pb.PictureResponse, entries []refEntry, sums map[[3]str
 	for i := range min(len(got.Entries), len(entries)) {
 		g, w := got.Entries[i], entries[i]
 		have := refEntry{kind: g.Kind, region: g.Region, key: g.Key, source: g.Source, id: g.Record.GetId(),
-			version: g.Record.GetVersion(), ageS: g.AgeS, stale: g.Stale, conflict: g.Conflict}
+			version: g.Record.GetVersion(), ageS: g.AgeS, stale: g.Stale, conflict: g.Conflict, leftOut: g.LeftOut}
 		if fmt.Sprint(have) != fmt.Sprint(w) {
 			diffs = append(diffs, fmt.Sprintf("entry %d is\n\t%+v, want\n\t%+v", i, have, w))
 		}
@@ -365,10 +372,11 @@ func TestMergeAgreesWithReference(t *testing.T) {
 		total.stale += st.stale
 		total.timeTies += st.timeTies
 		total.national += st.national
+		total.leftOut += st.leftOut
 	}
 	// The draw must reach what it is meant to test, or a quiet change to it would prove nothing.
 	t.Logf("%d trials: %+v", trials, total)
-	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n {
+	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n {
 		t.Fatalf("%d trials reached %+v: too few of some to prove anything", trials, total)
 	}
 }

@@ -591,14 +591,22 @@ type Item struct {
 func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAfter time.Duration) *pb.PictureResponse {
 	type slot struct{ kind, region, key string }
 	bySource := map[slot]map[string]Item{}
+	leftOut := map[slot][]string{} // each source's records that are not its latest in the slot
 	sources := map[string]bool{}
 	for _, it := range items {
 		k := slot{it.Record.Kind, it.Record.Region, keyOf(it.Record)}
 		if bySource[k] == nil {
 			bySource[k] = map[string]Item{}
 		}
-		if cur, ok := bySource[k][it.Source]; !ok || later(it, cur) {
+		cur, ok := bySource[k][it.Source]
+		switch {
+		case !ok:
 			bySource[k][it.Source] = it
+		case later(it, cur):
+			bySource[k][it.Source] = it
+			leftOut[k] = append(leftOut[k], cur.Source+"/"+cur.Record.GetId())
+		default:
+			leftOut[k] = append(leftOut[k], it.Source+"/"+it.Record.GetId())
 		}
 		sources[it.Source] = true
 	}
@@ -641,6 +649,9 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			}
 		}
 		sort.Strings(e.Conflict)
+		if lo := leftOut[k]; len(lo) > 0 {
+			e.LeftOut = slices.Sorted(slices.Values(lo))
+		}
 		resp.Entries = append(resp.Entries, e)
 		if bodyErr != nil {
 			continue

@@ -69,6 +69,9 @@ type pictureView struct {
 	// regions, with NL (national) last.
 	Columns []string
 	Rows    []capacityRow
+	// LeftOut are the records of aggregated kinds that the sums do not count: their source has
+	// a later record under the same key (docs/api.md).
+	LeftOut []leftOutView
 	// Charts draw each column per region, the national total left out.
 	Charts []chartView
 	Latest []entryView
@@ -292,6 +295,18 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	v.Assessment = s.assessmentOf(r, pic, func(td string) string { return s.orgName(v.Partners, td) })
 
 	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
+	// The records the sums leave out because their source has a later one under the same key:
+	// said under the sums, each linked, so that a location that vanished can be found.
+	for _, e := range pic.Entries {
+		if len(e.LeftOut) == 0 || s.c.Kinds.Get(e.Kind) == nil || len(s.c.Kinds.Get(e.Kind).Aggregate) == 0 {
+			continue
+		}
+		for _, ref := range e.LeftOut {
+			origin, id, _ := strings.Cut(ref, "/")
+			link := recordLink(&pb.Record{Origin: origin, Id: id, Exercise: r.exercise()})
+			v.LeftOut = append(v.LeftOut, leftOutView{ID: id, Key: e.Key, Source: s.orgName(v.Partners, origin), Counted: e.Record.GetId(), Link: withBack(link, r.URL.RequestURI())})
+		}
+	}
 	// Each region's row leads to its records, municipality by municipality: the kind when the
 	// sums are of one kind, as they are of shelter.capacity.
 	kinds := map[string]bool{}
@@ -496,6 +511,11 @@ func newChart(id, title string, rows []capacityRow, col int, name func(region st
 	}
 	c.Height = len(c.Bars)*chartRow + 8
 	return c
+}
+
+// leftOutView is a record the picture's sums leave out, and the record of its source they count.
+type leftOutView struct {
+	ID, Key, Source, Counted, Link string
 }
 
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {

@@ -842,3 +842,23 @@ func TestPictureSaysWhenLatestIsCut(t *testing.T) {
 		t.Errorf("the picture does not say that it shows the 15 newest of 17:\n%s", page)
 	}
 }
+
+// TestPictureSaysWhatItLeavesOut: two records of one source for one municipality (two locations)
+// count once in the sums, the latest; the page names the other under the sums, linked, so that a
+// location that seems to vanish can be found.
+func TestPictureSaysWhatItLeavesOut(t *testing.T) {
+	e := start(t)
+	rc := pb.NewRecordServiceClient(e.local(t))
+	for _, s := range []struct{ id, location string }{{"utrecht-1", "Opvanglocatie Utrecht"}, {"utrecht-jaarbeurs", "Noodopvang Jaarbeurs"}} {
+		r := &pb.Record{Id: s.id, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
+			Body: []byte(`{"municipality":"Utrecht","location":"` + s.location + `","beds_total":100,"beds_free":10}`)}
+		if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, page := e.signIn(t, newBrowser(t), "bram", "/?crisis=oekraine")
+	if !strings.Contains(page, `id="niet-meegeteld"`) || !strings.Contains(page, "1 record(s) telt het beeld niet mee") ||
+		!strings.Contains(page, `>utrecht-1</a>`) || !strings.Contains(page, "geteld is utrecht-jaarbeurs") {
+		t.Errorf("the picture does not name the record it leaves out of its sums:\n%s", page)
+	}
+}

@@ -1499,7 +1499,11 @@ type PictureEntry struct {
 	// conflict names other sources whose latest record for the same key disagrees.
 	Conflict []string `protobuf:"bytes,8,rep,name=conflict" json:"conflict,omitempty"`
 	// validity marks a superseded, expired or not yet valid document, as in SearchHit.
-	Validity      string `protobuf:"bytes,9,opt,name=validity" json:"validity,omitempty"`
+	Validity string `protobuf:"bytes,9,opt,name=validity" json:"validity,omitempty"`
+	// left_out names, as ORIGIN/ID, the records in the slot that the picture neither shows nor
+	// counts because their own source has a later one in it: a source with two records for one
+	// municipality (two locations, or an old record next to a new one) counts its latest only.
+	LeftOut       []string `protobuf:"bytes,10,rep,name=left_out,json=leftOut" json:"left_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1595,6 +1599,13 @@ func (x *PictureEntry) GetValidity() string {
 		return x.Validity
 	}
 	return ""
+}
+
+func (x *PictureEntry) GetLeftOut() []string {
+	if x != nil {
+		return x.LeftOut
+	}
+	return nil
 }
 
 type Aggregate struct {
@@ -1864,7 +1875,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
-	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xf5\x01\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\x90\x02\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -1874,7 +1885,9 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05age_s\x18\x06 \x01(\x03R\x04ageS\x12\x14\n" +
 	"\x05stale\x18\a \x01(\bR\x05stale\x12\x1a\n" +
 	"\bconflict\x18\b \x03(\tR\bconflict\x12\x1a\n" +
-	"\bvalidity\x18\t \x01(\tR\bvalidity\"y\n" +
+	"\bvalidity\x18\t \x01(\tR\bvalidity\x12\x19\n" +
+	"\bleft_out\x18\n" +
+	" \x03(\tR\aleftOut\"y\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
