@@ -2,9 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -20,10 +24,11 @@ func TestAlertListPartners(t *testing.T) {
 	// Put by hand, under an id the evaluator does not use: an alert of the evaluator's own whose
 	// rule a does not hold would be resolved at its next tick (node/alerting), and the test
 	// would race it.
-	a.Put(t, &pb.Record{Id: "handmatig-bedden-VR19-1", Kind: "alert", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
+	alert := &pb.Record{Id: "handmatig-bedden-VR19-1", Kind: "alert", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
 		Labels: map[string]string{"rule": "bedden", "status": "firing"}, Body: []byte(`{"identifier":"alert-bedden-VR19-1","sender":"a","sent":"2026-12-04T08:00:00+00:00",
 		"status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"bedden","urgency":"Expected","severity":"Severe","certainty":"Likely"}],
-		"rule":"bedden","rule_version":1,"region":"VR19","state":"firing","fired_at":"2026-12-04T08:00:00Z"}`)})
+		"rule":"bedden","rule_version":1,"region":"VR19","state":"firing","fired_at":"2026-12-04T08:00:00Z"}`)}
+	a.Put(t, alert)
 	addr := "unix://" + b.SocketPath()
 
 	r := cli(t, nil, "", "alert", "list", "--firing", "--node", addr).want(t, 0)
@@ -44,5 +49,23 @@ func TestAlertListPartners(t *testing.T) {
 	}
 	if r := cli(t, nil, "", "alert", "list", "--partners", "--rule", "andere-regel", "--node", addr, "-o", "json").want(t, 0); strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("alert list --partners --rule andere-regel: %s, want none", r.stdout)
+	}
+
+	// An alert of every crisis (a rule without one, a CAP alert imported without --crisis) is in
+	// the picture of each crisis, at a and at b; "all" is no crisis to choose.
+	everywhere := proto.Clone(alert).(*pb.Record)
+	everywhere.Id, everywhere.Crisis, everywhere.Version = "handmatig-overal-VR19-1", "all", 0
+	a.Put(t, everywhere)
+	for _, o := range []*fedtest.Org{a, b} {
+		fedtest.Eventually(t, 10*time.Second, o.Name+"'s picture of oekraine shows the alert of every crisis", func() (bool, string) {
+			var ids []string
+			for _, e := range o.Picture(t, "oekraine").Entries {
+				ids = append(ids, e.Record.Id)
+			}
+			return slices.Contains(ids, "handmatig-overal-VR19-1") && slices.Contains(ids, "handmatig-bedden-VR19-1"), fmt.Sprint(ids)
+		})
+	}
+	if r := cli(t, nil, "", "phase", "show", "--node", addr, "-o", "json").want(t, 0); strings.Contains(r.stdout, `"all"`) {
+		t.Errorf("phase show lists the alerts of every crisis as a crisis: %s", r.stdout)
 	}
 }

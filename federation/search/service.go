@@ -519,21 +519,6 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		return nil, api.Status(s.c.Logger, err)
 	}
 	mode := db.ModeFrom(req.Mode)
-	var items []Item
-	f := db.Filter{Crisis: req.Crisis, PageSize: 1000, Mode: mode}
-	for {
-		recs, next, err := s.c.DB.List(ctx, f)
-		if err != nil {
-			return nil, api.Status(s.c.Logger, err)
-		}
-		for _, r := range recs {
-			items = append(items, Item{Record: r, Source: s.c.Sharing.Org()})
-		}
-		if next == "" {
-			break
-		}
-		f.PageToken = next
-	}
 	// Every cached record of the crisis, a page at a time: a picture that left some out would
 	// show a stale entry, or none, and sums that are short, and would not say so.
 	// Only a peer's: the copies of an org that is no peer any more stay in the cache, as the
@@ -544,22 +529,50 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	for _, p := range peers {
 		peer[p.TrustDomain] = true
 	}
-	ff := db.ForeignFilter{Crisis: req.Crisis, Limit: foreignPage, Mode: mode}
-	for {
-		foreign, err := s.c.DB.ForeignList(ctx, ff)
-		if err != nil {
-			return nil, api.Status(s.c.Logger, err)
+	var items []Item
+	// The crisis's records; and the alerts of every crisis (crisis all: a rule without a crisis,
+	// a CAP alert imported without one), which are in force whatever the crisis.
+	type read struct{ crisis, kind string }
+	reads := []read{{req.Crisis, ""}}
+	if req.Crisis != db.AllCrises {
+		reads = append(reads, read{db.AllCrises, record.AlertKind})
+	}
+	for _, rd := range reads {
+		f := db.Filter{Crisis: rd.crisis, Kind: rd.kind, PageSize: 1000, Mode: mode}
+		var kinds []string
+		if rd.kind != "" {
+			kinds = []string{rd.kind}
 		}
-		for _, fr := range foreign {
-			if peer[fr.Record.Origin] {
-				items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+		for {
+			recs, next, err := s.c.DB.List(ctx, f)
+			if err != nil {
+				return nil, api.Status(s.c.Logger, err)
 			}
+			for _, r := range recs {
+				items = append(items, Item{Record: r, Source: s.c.Sharing.Org()})
+			}
+			if next == "" {
+				break
+			}
+			f.PageToken = next
 		}
-		if len(foreign) < ff.Limit {
-			break
+		ff := db.ForeignFilter{Crisis: rd.crisis, Kinds: kinds, Limit: foreignPage, Mode: mode}
+		for {
+			foreign, err := s.c.DB.ForeignList(ctx, ff)
+			if err != nil {
+				return nil, api.Status(s.c.Logger, err)
+			}
+			for _, fr := range foreign {
+				if peer[fr.Record.Origin] {
+					items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+				}
+			}
+			if len(foreign) < ff.Limit {
+				break
+			}
+			last := foreign[len(foreign)-1].Record
+			ff.AfterOrigin, ff.AfterID = last.Origin, last.Id
 		}
-		last := foreign[len(foreign)-1].Record
-		ff.AfterOrigin, ff.AfterID = last.Origin, last.Id
 	}
 	phase, err := s.c.Sharing.Phases().Of(ctx, mode.Exercise, req.Crisis)
 	if err != nil {

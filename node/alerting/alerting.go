@@ -459,7 +459,7 @@ func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, r
 	}
 	crisis := rule.Doc.Crisis
 	if crisis == "" {
-		crisis = "all"
+		crisis = db.AllCrises // in every crisis's picture
 	}
 	if _, err := e.c.DB.Get(ctx, id); err == nil {
 		return nil // written before: the same episode

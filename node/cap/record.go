@@ -130,7 +130,7 @@ func ToRecord(a *Alert, opts ImportOptions) (*pb.Record, error) {
 		Labels: map[string]string{LabelRef: RecordID(a.Sender, a.Identifier)},
 	}
 	if rec.Crisis == "" {
-		rec.Crisis = "all"
+		rec.Crisis = db.AllCrises
 	}
 	if rec.Region == "" {
 		rec.Region = "NL"

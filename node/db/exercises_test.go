@@ -120,7 +120,8 @@ func TestExerciseCloseAtARecipient(t *testing.T) {
 
 // TestCrises: the crises there is something to see of, in a mode: those the node's own live
 // records name and those of the peers' records it holds, once each, in order; not a crisis whose
-// only record was deleted, nor one of another mode's records, nor a record without a crisis.
+// only record was deleted, nor one of another mode's records, nor a record without a crisis, nor
+// the alerts of every crisis (db.AllCrises).
 func TestCrises(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
@@ -135,7 +136,7 @@ func TestCrises(t *testing.T) {
 	}
 	ex1 := db.Mode{Status: pb.Status_EXERCISE, Exercise: "ex-1"}
 	a.mustApply(in("a1", "oekraine", db.Actual), in("a2", "oekraine", db.Actual), in("a3", "hitte", db.Actual),
-		in("gone", "verwijderd", db.Actual), in("e1", "oefenramp", ex1), in("none", "", db.Actual))
+		in("gone", "verwijderd", db.Actual), in("e1", "oefenramp", ex1), in("none", "", db.Actual), in("everywhere", db.AllCrises, db.Actual))
 	a.mustApply(del("gone", 1))
 	shared := func(id, crisis string, m db.Mode) *pb.SharedRecord {
 		r := in(id, crisis, m)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -320,8 +319,14 @@ var (
 	foreignCrises = crisesQuery("foreign_records", "foreign_records_crisis")
 )
 
+// AllCrises is the crisis of a record that concerns every crisis: an early-warning rule's alert
+// when the rule names no crisis, a CAP alert imported without --crisis. Such alerts are in the
+// picture of every crisis.
+const AllCrises = "all"
+
 // Crises lists, in order, the crises that the node's own live records of the mode name and those
 // of the peers' records it holds: the crises there is something to see of, phase set or not.
+// AllCrises is left out: it is no crisis, but the alerts of every one.
 func (d *DB) Crises(ctx context.Context, mode Mode) ([]string, error) {
 	seen := map[string]bool{}
 	err := d.read(func(ro *sql.DB) error {
@@ -336,7 +341,7 @@ func (d *DB) Crises(ctx context.Context, mode Mode) ([]string, error) {
 					rows.Close()
 					return err
 				}
-				seen[c] = true
+				seen[c] = c != AllCrises
 			}
 			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 				return err
@@ -347,7 +352,14 @@ func (d *DB) Crises(ctx context.Context, mode Mode) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slices.Sorted(maps.Keys(seen)), nil
+	var out []string
+	for c, ok := range seen {
+		if ok {
+			out = append(out, c)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // documentDetail adds to an audit detail what a policy document grants and the SHA-256 of its
