@@ -915,6 +915,11 @@ func TestClusterStatusNamesAnUnreachableReplica(t *testing.T) {
 		return r.Unreachable && r.LastContact != nil && time.Since(r.LastContact.AsTime()) < time.Minute && gauge == 0,
 			fmt.Sprintf("%v, gauge %g", r, gauge)
 	})
+	// The node's status says it too, for whoever runs knooppunt status at night.
+	if st, err := pb.NewStatusServiceClient(leader.Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{}); err != nil ||
+		st.Voters != 3 || len(st.Unreachable) != 1 || !strings.HasPrefix(st.Unreachable[0], down.ID+" (last answered ") {
+		t.Errorf("the leader's status: voters %d, unreachable %q (%v), want 3 and %s", st.GetVoters(), st.GetUnreachable(), err, down.ID)
+	}
 	for _, r := range c.Replicas {
 		if st, err := leader.Status(clustertest.Call(t), t); err == nil && r != down && replicaOf(st, r.ID).Unreachable {
 			t.Errorf("the leader says %s, which runs, is unreachable", r.ID)

@@ -40,13 +40,14 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
 						"peers": ops.Peers, "webhooks": ops.Webhooks, "firing": ops.Firing,
 						"svid_id": st.SvidId, "svid_expires_at": optionalTime(st.SvidExpiresAt),
+						"voters": st.Voters, "unreachable": nonNilStrings(st.Unreachable),
 					})
 				}
 				tw := newTable(out)
 				fmt.Fprintf(tw, "node\t%s\n", st.NodeName)
 				fmt.Fprintf(tw, "org\t%s\n", st.Org)
 				fmt.Fprintf(tw, "version\t%s\n", st.Version)
-				fmt.Fprintf(tw, "raft\t%s (leader %s, applied index %d)\n", st.RaftState, st.Leader, st.AppliedIndex)
+				fmt.Fprintf(tw, "raft\t%s\n", raftLine(st))
 				fmt.Fprintf(tw, "records\t%d (change feed at %d)\n", st.Records, st.LastSeq)
 				fmt.Fprintf(tw, "store\t%.1f MiB; %.1f GiB free on its disk\n", float64(st.DbBytes)/(1<<20), float64(st.DiskFreeBytes)/(1<<30))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
@@ -182,4 +183,21 @@ func optionalTime(ts *timestamppb.Timestamp) *time.Time {
 	}
 	t := ts.AsTime()
 	return &t
+}
+
+// raftLine says how the replica's Raft group fares: who leads, and what a replica without a
+// leader, or a leader missing replicas, means for the people relying on it.
+func raftLine(st *pb.StatusResponse) string {
+	if st.Leader == "" {
+		return fmt.Sprintf("%s, NO LEADER (applied index %d): this replica reaches no majority of its group: writes are refused, and what it shows does not change; see cluster status", st.RaftState, st.AppliedIndex)
+	}
+	line := fmt.Sprintf("%s (leader %s, applied index %d)", st.RaftState, st.Leader, st.AppliedIndex)
+	if n := int(st.Voters); len(st.Unreachable) > 0 && n > 0 {
+		reach := n - len(st.Unreachable)
+		line += fmt.Sprintf("; %d of %d replicas reachable, not %s", reach, n, strings.Join(st.Unreachable, ", "))
+		if reach-1 < n/2+1 {
+			line += ": one more failure stops writes"
+		}
+	}
+	return line
 }

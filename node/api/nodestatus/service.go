@@ -4,6 +4,7 @@ package nodestatus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -67,6 +68,21 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		StartedAt:     timestamppb.New(s.c.StartedAt),
 		LastBackupAt:  lastBackup(s.c.DB),
 		DiskFreeBytes: int64(s.c.DB.DiskFree()),
+	}
+	if servers, err := s.c.Store.Servers(); err == nil {
+		for _, srv := range servers {
+			if srv.Suffrage != "Voter" {
+				continue
+			}
+			resp.Voters++
+			if srv.Unreachable {
+				what := srv.ID + " (never answered in this term)"
+				if !srv.LastContact.IsZero() {
+					what = fmt.Sprintf("%s (last answered %s ago)", srv.ID, time.Since(srv.LastContact).Round(time.Second))
+				}
+				resp.Unreachable = append(resp.Unreachable, what)
+			}
+		}
 	}
 	if s.c.SVID != nil {
 		if id, notAfter := s.c.SVID(); id != "" {

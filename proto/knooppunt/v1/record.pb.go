@@ -1947,6 +1947,11 @@ type StatusResponse struct {
 	// Unset for a node of its local socket alone.
 	SvidId        string                 `protobuf:"bytes,14,opt,name=svid_id,json=svidId" json:"svid_id,omitempty"`
 	SvidExpiresAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=svid_expires_at,json=svidExpiresAt" json:"svid_expires_at,omitempty"`
+	// voters is how many replicas of the Raft group vote; unreachable, on the leader, names those
+	// it cannot reach, each as ID (last answered TIME, or never in this term): a majority of
+	// voters must stay reachable for writes.
+	Voters        int32    `protobuf:"varint,16,opt,name=voters" json:"voters,omitempty"`
+	Unreachable   []string `protobuf:"bytes,17,rep,name=unreachable" json:"unreachable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2082,6 +2087,20 @@ func (x *StatusResponse) GetSvidId() string {
 func (x *StatusResponse) GetSvidExpiresAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.SvidExpiresAt
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetVoters() int32 {
+	if x != nil {
+		return x.Voters
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetUnreachable() []string {
+	if x != nil {
+		return x.Unreachable
 	}
 	return nil
 }
@@ -2222,7 +2241,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\x0f\n" +
-	"\rStatusRequest\"\x9d\x04\n" +
+	"\rStatusRequest\"\xd7\x04\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2241,7 +2260,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x0elast_backup_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\x12&\n" +
 	"\x0fdisk_free_bytes\x18\r \x01(\x03R\rdiskFreeBytes\x12\x17\n" +
 	"\asvid_id\x18\x0e \x01(\tR\x06svidId\x12B\n" +
-	"\x0fsvid_expires_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rsvidExpiresAt*h\n" +
+	"\x0fsvid_expires_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rsvidExpiresAt\x12\x16\n" +
+	"\x06voters\x18\x10 \x01(\x05R\x06voters\x12 \n" +
+	"\vunreachable\x18\x11 \x03(\tR\vunreachable*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +

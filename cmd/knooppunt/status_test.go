@@ -1,0 +1,35 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestRaftLine: status says what a replica without a leader, and a leader that misses replicas,
+// mean for what the node does.
+func TestRaftLine(t *testing.T) {
+	for _, c := range []struct {
+		st   *pb.StatusResponse
+		want []string
+		not  string
+	}{
+		{&pb.StatusResponse{RaftState: "Leader", Leader: "r1", AppliedIndex: 9, Voters: 3}, []string{"Leader (leader r1, applied index 9)"}, "reachable"},
+		{&pb.StatusResponse{RaftState: "Candidate", AppliedIndex: 215}, []string{"NO LEADER", "writes are refused", "does not change"}, ""},
+		{&pb.StatusResponse{RaftState: "Leader", Leader: "r1", Voters: 3, Unreachable: []string{"r2 (last answered 10s ago)"}},
+			[]string{"2 of 3 replicas reachable, not r2 (last answered 10s ago)", "one more failure stops writes"}, ""},
+		{&pb.StatusResponse{RaftState: "Leader", Leader: "r1", Voters: 5, Unreachable: []string{"r5 (never answered in this term)"}},
+			[]string{"4 of 5 replicas reachable"}, "one more failure"},
+	} {
+		got := raftLine(c.st)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("raftLine(%v) = %q, want it to say %q", c.st, got, w)
+			}
+		}
+		if c.not != "" && strings.Contains(got, c.not) {
+			t.Errorf("raftLine(%v) = %q, want no %q", c.st, got, c.not)
+		}
+	}
+}
