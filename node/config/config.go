@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // ui.time_zone is checked on a host without a zone database
 	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
@@ -249,6 +250,9 @@ type UI struct {
 	OIDC OIDC `yaml:"oidc"`
 	// SessionTTL is how long a sign-in lasts before the person signs in again. Default 8h.
 	SessionTTL time.Duration `yaml:"session_ttl"`
+	// TimeZone is the zone the interface writes times in, such as Europe/Amsterdam (the
+	// default): a node in a container runs in UTC, its people do not.
+	TimeZone string `yaml:"time_zone"`
 }
 
 // UITLS is the web interface's certificate and key (PEM files).
@@ -766,6 +770,9 @@ func (c *Config) setDefaults() {
 		if c.UI.OIDC.Scopes == nil {
 			c.UI.OIDC.Scopes = []string{"profile"}
 		}
+		if c.UI.TimeZone == "" {
+			c.UI.TimeZone = "Europe/Amsterdam"
+		}
 		if c.UI.SessionTTL == 0 {
 			c.UI.SessionTTL = 8 * time.Hour
 		}
@@ -888,6 +895,11 @@ func (u *UI) checkOIDC() error {
 	}
 	if u.SessionTTL < time.Minute {
 		return fmt.Errorf("ui.session_ttl: %s is too short: use 1m or more, such as 8h", u.SessionTTL)
+	}
+	if u.TimeZone != "" {
+		if _, err := time.LoadLocation(u.TimeZone); err != nil {
+			return fmt.Errorf("ui.time_zone: %q is no time zone: use an IANA name such as Europe/Amsterdam", u.TimeZone)
+		}
 	}
 	return nil
 }

@@ -317,8 +317,8 @@ ui:
 		t.Fatal(err)
 	}
 	u := c.UI
-	if u.OIDC.Claim != "preferred_username" || len(u.OIDC.Scopes) != 1 || u.OIDC.Scopes[0] != "profile" || u.SessionTTL != 8*time.Hour {
-		t.Errorf("defaults: claim %q scopes %v session_ttl %s", u.OIDC.Claim, u.OIDC.Scopes, u.SessionTTL)
+	if u.OIDC.Claim != "preferred_username" || len(u.OIDC.Scopes) != 1 || u.OIDC.Scopes[0] != "profile" || u.SessionTTL != 8*time.Hour || u.TimeZone != "Europe/Amsterdam" {
+		t.Errorf("defaults: claim %q scopes %v session_ttl %s time_zone %q", u.OIDC.Claim, u.OIDC.Scopes, u.SessionTTL, u.TimeZone)
 	}
 	if u.TLS.CertFile != filepath.Join(dir, "ui/cert.pem") || u.OIDC.ClientSecretFile != filepath.Join(dir, "ui/secret") {
 		t.Errorf("paths are not relative to the config file: %q %q", u.TLS.CertFile, u.OIDC.ClientSecretFile)
@@ -347,6 +347,8 @@ ui:
 			`ui.oidc.scopes[0]: "a b" is not a scope`},
 		{"short session", "  listen: 127.0.0.1:8080\n  session_ttl: 10s" + oidc,
 			`ui.session_ttl: 10s is too short: use 1m or more, such as 8h`},
+		{"no such zone", "  listen: 127.0.0.1:8080\n  time_zone: Europe/Utrecht" + oidc,
+			`ui.time_zone: "Europe/Utrecht" is no time zone: use an IANA name such as Europe/Amsterdam`},
 	} {
 		t.Run(tc.name, func(t *testing.T) { loadFails(t, "ui:\n"+tc.ui, tc.want) })
 	}

@@ -73,7 +73,7 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 		add("rule", b.Rule)
 		add("state", word("alertstate", b.State))
 		if !b.FiredAt.IsZero() {
-			add("fired_at", b.FiredAt.Local().Format("2006-01-02 15:04"))
+			add("fired_at", local(b.FiredAt).Format("2006-01-02 15:04"))
 		}
 	}
 	add("sender", cmp.Or(in.SenderName, b.Sender))
@@ -89,7 +89,7 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 // time that does not parse stays as written.
 func localTime(s string) string {
 	if t, err := time.Parse(cap.TimeLayout, s); err == nil {
-		return t.Local().Format("2006-01-02 15:04")
+		return local(t).Format("2006-01-02 15:04")
 	}
 	return s
 }

@@ -72,7 +72,7 @@ func (s *Server) pictureCSV(w http.ResponseWriter, r *request) {
 	if e := r.exercise(); e != "" {
 		name = append([]string{"OEFENING", e}, name...)
 	}
-	name = append(name, time.Now().Format("2006-01-02T1504"))
+	name = append(name, local(time.Now()).Format("2006-01-02T1504"))
 	h := w.Header()
 	h.Set("Content-Type", "text/csv; charset=utf-8")
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": strings.Join(name, "-") + ".csv"}))

@@ -110,10 +110,10 @@ func (s *Server) policyRow(p *pb.PolicyInfo) policyRow {
 		Active: p.Active, Approvals: len(p.Approvers), Required: int(p.ApprovalsRequired), Approvers: p.Approvers,
 		DecidedBy: p.DecidedBy, Reason: p.Reason, Source: string(p.Source), Link: "/beleid/toon?id=" + url.QueryEscape(p.Id)}
 	if p.ProposedAt != nil {
-		row.Proposed = p.ProposedAt.AsTime().Local().Format("2006-01-02 15:04")
+		row.Proposed = local(p.ProposedAt.AsTime()).Format("2006-01-02 15:04")
 	}
 	if p.DecidedAt != nil {
-		row.Decided = p.DecidedAt.AsTime().Local().Format("2006-01-02 15:04")
+		row.Decided = local(p.DecidedAt.AsTime()).Format("2006-01-02 15:04")
 	}
 	if row.Required < 1 {
 		row.Required = 1
@@ -657,9 +657,9 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 			case h == nil:
 				v.Holding = r.L.T("explain.not_held_deny")
 			case resp.Allow:
-				v.Holding = r.L.T("explain.held", strconv.FormatInt(h.Version, 10), strings.Join(h.Policies, ", "), h.At.AsTime().Local().Format("2006-01-02 15:04"))
+				v.Holding = r.L.T("explain.held", strconv.FormatInt(h.Version, 10), strings.Join(h.Policies, ", "), local(h.At.AsTime()).Format("2006-01-02 15:04"))
 			default:
-				v.Holding = r.L.T("explain.held_gone", strconv.FormatInt(h.Version, 10), strings.Join(h.Policies, ", "), h.At.AsTime().Local().Format("2006-01-02 15:04"))
+				v.Holding = r.L.T("explain.held_gone", strconv.FormatInt(h.Version, 10), strings.Join(h.Policies, ", "), local(h.At.AsTime()).Format("2006-01-02 15:04"))
 			}
 			for _, vd := range v.Verdicts {
 				args := slices.Clone(vd.Args)
@@ -767,7 +767,7 @@ func (s *Server) phasesView(r *request) (*phasesView, error) {
 	for _, p := range resp.Phases {
 		row := phaseRow{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, Reason: p.Reason}
 		if p.SetAt != nil {
-			row.SetAt = p.SetAt.AsTime().Local().Format("2006-01-02 15:04")
+			row.SetAt = local(p.SetAt.AsTime()).Format("2006-01-02 15:04")
 		} else {
 			row.Reason = r.L.T("phases.never_set") // a crisis that records name, its phase never set
 		}
@@ -1014,7 +1014,7 @@ func (s *Server) audit(w http.ResponseWriter, r *request) {
 			row.Raw = e.Detail
 		}
 		if e.At != nil {
-			row.At = e.At.AsTime().Local().Format("2006-01-02 15:04:05 MST")
+			row.At = local(e.At.AsTime()).Format("2006-01-02 15:04:05 MST")
 		}
 		v.Entries = append(v.Entries, row)
 	}

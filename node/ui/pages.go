@@ -252,7 +252,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Phase = pic.Phase
-	v.Marking, v.At = pictureMarking(r.L, pic), time.Now().Format("2006-01-02 15:04")
+	v.Marking, v.At = pictureMarking(r.L, pic), local(time.Now()).Format("2006-01-02 15:04 MST")
 	q := url.Values{"crisis": {v.Crisis}}
 	if e := r.exercise(); e != "" {
 		q.Set("exercise", e) // the stream and the download read the picture in the page's mode
@@ -872,7 +872,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		for i, h := range hits {
 			shown[i] = h.Record
 		}
-		v.Marking, v.At = marking(r.L, shown), now.Format("2006-01-02 15:04")
+		v.Marking, v.At = marking(r.L, shown), local(now).Format("2006-01-02 15:04 MST")
 		for _, h := range hits {
 			rec := h.Record
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Origin: rec.Origin,
@@ -1087,7 +1087,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 				v.Rec, v.Source, v.FromCache, redacted = h.Record, h.Source, h.FromCache, h.Redacted
 				v.Policies, v.Purpose = strings.Join(h.Policies, ", "), h.Purpose
 				if h.ReceivedAt != nil {
-					v.Received = h.ReceivedAt.AsTime().Local().Format("2006-01-02 15:04:05")
+					v.Received = local(h.ReceivedAt.AsTime()).Format("2006-01-02 15:04:05")
 				}
 				break
 			}
@@ -1102,12 +1102,12 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		}
 	}
 	rec := v.Rec
-	v.Classification, v.At = r.L.Class(rec.Classification), time.Now().Format("2006-01-02 15:04")
+	v.Classification, v.At = r.L.Class(rec.Classification), local(time.Now()).Format("2006-01-02 15:04 MST")
 	if rec.UpdatedAt != nil {
-		v.Updated = rec.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04:05")
+		v.Updated = local(rec.UpdatedAt.AsTime()).Format("2006-01-02 15:04:05")
 	}
 	if rec.ValidUntil != nil {
-		v.ValidUntil = rec.ValidUntil.AsTime().Local().Format("2006-01-02 15:04")
+		v.ValidUntil = local(rec.ValidUntil.AsTime()).Format("2006-01-02 15:04")
 	}
 	for k, val := range rec.Labels {
 		v.Labels = append(v.Labels, k+"="+val)

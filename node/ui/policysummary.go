@@ -53,11 +53,11 @@ func summarizePolicy(l *Lang, src []byte, peers []*pb.PeerInfo) *policySummary {
 	}
 	switch {
 	case d.ValidFrom != nil && d.ValidUntil != nil:
-		s.Validity = l.T("summary.valid_between", d.ValidFrom.Local().Format("2006-01-02 15:04"), d.ValidUntil.Local().Format("2006-01-02 15:04"))
+		s.Validity = l.T("summary.valid_between", local(*d.ValidFrom).Format("2006-01-02 15:04"), local(*d.ValidUntil).Format("2006-01-02 15:04"))
 	case d.ValidFrom != nil:
-		s.Validity = l.T("summary.valid_from", d.ValidFrom.Local().Format("2006-01-02 15:04"))
+		s.Validity = l.T("summary.valid_from", local(*d.ValidFrom).Format("2006-01-02 15:04"))
 	case d.ValidUntil != nil:
-		s.Validity = l.T("summary.valid_until", d.ValidUntil.Local().Format("2006-01-02 15:04"))
+		s.Validity = l.T("summary.valid_until", local(*d.ValidUntil).Format("2006-01-02 15:04"))
 	}
 	switch {
 	case !slices.Contains(d.Statuses, policy.StatusExercise):

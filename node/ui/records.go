@@ -85,7 +85,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
-	v.Marking, v.At = marking(r.L, resp.Records), time.Now().Format("2006-01-02 15:04")
+	v.Marking, v.At = marking(r.L, resp.Records), local(time.Now()).Format("2006-01-02 15:04 MST")
 	for _, rec := range resp.Records {
 		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Version: rec.Version,
 			Link: recordLink(rec), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id))}
@@ -93,7 +93,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 			row.Title = rec.Id
 		}
 		if rec.UpdatedAt != nil {
-			row.Updated = rec.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04")
+			row.Updated = local(rec.UpdatedAt.AsTime()).Format("2006-01-02 15:04")
 		}
 		v.Records = append(v.Records, row)
 	}
@@ -188,7 +188,7 @@ func (s *Server) recordForm(w http.ResponseWriter, r *request) {
 		v.Edit, v.ID, v.Kind, v.Crisis, v.Region, v.Version = true, rec.Id, rec.Kind, rec.Crisis, rec.Region, rec.Version
 		v.Classification = record.ClassificationName(rec.Classification)
 		if rec.ValidUntil != nil {
-			v.ValidUntil = rec.ValidUntil.AsTime().Local().Format("2006-01-02T15:04")
+			v.ValidUntil = local(rec.ValidUntil.AsTime()).Format("2006-01-02T15:04")
 		}
 		v.Labels = labelText(rec.Labels)
 		v.Fields = bodyFieldsOf(s.c.Kinds.Get(rec.Kind))
@@ -285,7 +285,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 		v.Errors["classification"] = r.L.T("recordform.classification_bad")
 	}
 	if v.ValidUntil != "" {
-		t, err := time.ParseInLocation("2006-01-02T15:04", v.ValidUntil, time.Local)
+		t, err := time.ParseInLocation("2006-01-02T15:04", v.ValidUntil, location())
 		if err != nil {
 			v.Errors["valid_until"] = r.L.T("recordform.bad_time")
 		} else {
@@ -326,7 +326,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 			// and its version, so that saving again cannot overwrite the other change.
 			v.Problem = r.L.T("recordform.refused", st.Message())
 			if cur, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: rec.Id, Mode: r.mode()}); err == nil {
-				v.Problem = r.L.T("recordform.stale", cur.Version, cur.UpdatedAt.AsTime().Local().Format("2006-01-02 15:04"))
+				v.Problem = r.L.T("recordform.stale", cur.Version, local(cur.UpdatedAt.AsTime()).Format("2006-01-02 15:04"))
 				v.StaleLink, v.StaleVersion = recordLink(cur), cur.Version
 			}
 			s.renderRecordForm(w, r, http.StatusConflict, v)

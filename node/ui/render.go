@@ -28,13 +28,14 @@ var funcs = template.FuncMap{
 		if t.IsZero() {
 			return ""
 		}
-		return t.Local().Format("2006-01-02 15:04")
+		return local(t).Format("2006-01-02 15:04")
 	},
 	"stateOf":   stateOf,
 	"wbr":       wbr,
 	"dict":      dict,
 	"formLabel": formLabel,
 	"inMode":    inMode,
+	"zoneName":  zoneName,
 }
 
 // inMode is the link u in the mode of a page's ModeQuery ("" or ?exercise=NAME): the own

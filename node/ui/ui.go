@@ -95,6 +95,9 @@ func New(c Config) (*Server, error) {
 	if err := c.UI.Check(); err != nil {
 		return nil, fmt.Errorf("ui: %w", err)
 	}
+	if err := setZone(c.UI.TimeZone); err != nil {
+		return nil, fmt.Errorf("ui: ui.time_zone: %w", err)
+	}
 	td, err := spiffeid.TrustDomainFromString(c.Org)
 	if err != nil {
 		return nil, fmt.Errorf("ui: org %q: %w", c.Org, err)

@@ -212,7 +212,7 @@ func start(t *testing.T) *env {
 		{ID: "spiffe://" + testOrg + "/user/eva", Role: config.RoleEditor},
 		{ID: "spiffe://" + testOrg + "/user/ada", Role: config.RoleAdmin},
 	}
-	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, OIDC: config.OIDC{
+	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, TimeZone: "Europe/Amsterdam", OIDC: config.OIDC{
 		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile(t, dir), Claim: "preferred_username", Scopes: []string{"profile"},
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -626,7 +626,8 @@ func TestPicture(t *testing.T) {
 	if m := printMark.FindAllStringSubmatch(page, -1); len(m) != 2 || m[0][1] != "intern" || m[1][1] != "intern" || !strings.Contains(page, `<html lang="nl" data-marking="INTERN"`) {
 		t.Errorf("the picture's print marks: %q, want intern at the top and the bottom, and INTERN for the page margins", m)
 	}
-	if !regexp.MustCompile(`Stand van \d{4}-\d\d-\d\d \d\d:\d\d · afgedrukt door Bram Jansen \(VR Utrecht\)`).MatchString(page) ||
+	// The time in the interface's zone (Europe/Amsterdam by default, whatever the host's), named.
+	if !regexp.MustCompile(`Stand van \d{4}-\d\d-\d\d \d\d:\d\d CES?T · afgedrukt door Bram Jansen \(VR Utrecht\)`).MatchString(page) ||
 		!strings.Contains(page, `id="afdrukken" data-print hidden>Afdrukken</button>`) {
 		t.Errorf("the picture lacks the printout's time and printer, or the print button:\n%s", page)
 	}

@@ -72,7 +72,7 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool, 
 		vv := versionView{Version: v.Version, Deleted: v.Deleted, First: i == len(resp.Versions)-1}
 		if v.UpdatedAt != nil {
 			at := v.UpdatedAt.AsTime()
-			vv.Age, vv.Date = age(r.L, int64(now.Sub(at)/time.Second)), at.Local().Format("2006-01-02 15:04:05")
+			vv.Age, vv.Date = age(r.L, int64(now.Sub(at)/time.Second)), local(at).Format("2006-01-02 15:04:05")
 		}
 		var before map[string]string
 		if !vv.First {

@@ -28,8 +28,17 @@
   var timeoutMs = 15000;
 
   function clock(d) {
-    // The time in the page's language (nl: 08:33:30), not the browser's.
-    return d.toLocaleTimeString(document.documentElement.lang || undefined);
+    // The time in the page's language (nl: 08:33:30), not the browser's, and in the zone the
+    // page's other times are in (ui.time_zone), not the browser's.
+    var opts = {};
+    if (status.getAttribute("data-tz")) {
+      opts.timeZone = status.getAttribute("data-tz");
+    }
+    try {
+      return d.toLocaleTimeString(document.documentElement.lang || undefined, opts);
+    } catch (e) {
+      return d.toLocaleTimeString(document.documentElement.lang || undefined);
+    }
   }
 
   // stale says that the picture could not be updated since lastGood, and greys it out.
