@@ -220,12 +220,15 @@ type peerStateJSON struct {
 	LatencyMs  int64  `json:"latency_ms"`
 	CacheAgeMs int64  `json:"cache_age_ms,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// CatchingUpSince: this node's copy of the peer's records, the picture's, is being brought
+	// up to date since then.
+	CatchingUpSince *time.Time `json:"catching_up_since,omitempty"`
 }
 
 func peersJSON(peers []*pb.PeerStatus) []peerStateJSON {
 	out := []peerStateJSON{}
 	for _, p := range peers {
-		out = append(out, peerStateJSON{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.Error})
+		out = append(out, peerStateJSON{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.Error, optionalTime(p.CatchingUpSince)})
 	}
 	return out
 }
@@ -240,10 +243,16 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 	} else {
 		fmt.Fprintln(tw, "PEER\tSTATE\tLATENCY\tNOTE")
 	}
+	var behind []string
 	for _, p := range peers {
 		note := p.Error
 		if p.State == "unreachable" || p.State == "timed_out" {
 			note = fmt.Sprintf("served from cache, %s old; %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
+		}
+		if p.CatchingUpSince != nil && !count {
+			// The picture is made of this node's copy, which has not caught up with the peer.
+			note = "catching up since " + p.CatchingUpSince.AsTime().Local().Format("15:04:05") + ": the picture lacks part of what it shares"
+			behind = append(behind, p.Peer)
 		}
 		if count {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%dms\t%s\n", p.Peer, p.State, p.Count, p.LatencyMs, truncate(note, 70))
@@ -254,6 +263,9 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 	tw.Flush()
 	if partial {
 		fmt.Fprintln(w, "\nPARTIAL: not every peer answered; see the table above.")
+	}
+	if len(behind) > 0 {
+		fmt.Fprintf(w, "\nBEHIND: this node is still taking in what %s shares: the picture is not complete until it has (peer show NAME says how far).\n", strings.Join(behind, ", "))
 	}
 }
 
@@ -270,12 +282,15 @@ func newPictureCmd() *cobra.Command {
 		Long: `Show the merged picture of a crisis: the node's own records and those received from peers.
 For each kind, region and key (the body's municipality, or else the record id), the latest record
 with its source and age; sums of the fields a kind declares aggregable, per region and nationally;
-DISAGREES with the other sources whose latest record for the same key has a different body; and
-STALE on a latest record older than --stale-after. docs/api.md defines each exactly.
+DISAGREES with the other sources whose latest record for the same key has a different body;
+NOT-COUNTED naming a source's other records under the same key; and STALE on a latest record older
+than --stale-after. docs/api.md defines each exactly.
 
 The picture is made of what the peers sent before. A table after it says which peers answer now
 (a search of one record, 2 s at most); a peer that does not is in the picture with its last copy,
-whose age the table gives, and PARTIAL says so (-o json: partial and peers).`,
+whose age the table gives, and PARTIAL says so (-o json: partial and peers). A peer whose shared
+records this node is still taking in (after an outage, say) is marked catching up, and BEHIND says
+the picture is not complete until it has (-o json: peers[].catching_up_since).`,
 		Example: `  knooppunt picture --crisis oekraine
   knooppunt picture --crisis oekraine -o json | jq '.aggregates'
   knooppunt picture --crisis oekraine --exercise oefening-zeeland`,

@@ -132,6 +132,33 @@ type SubscriptionState struct {
 	// started, or became the leader). Until then Since is when it began, not when the peer went
 	// down: the cache may be older.
 	Opened bool
+	// CaughtUpAt is when the peer last said, with a heartbeat, that this node had all of its
+	// feed: a source sends one only when it has nothing more to send.
+	CaughtUpAt time.Time
+}
+
+// CatchingUp reports whether an open subscription has not reached the end of the peer's feed for
+// longer than within: no heartbeat since it opened, or since one more than within ago, while
+// changes keep coming. Zero when it has.
+func (st SubscriptionState) CatchingUp(within time.Duration, now time.Time) time.Time {
+	if !st.Open {
+		return time.Time{}
+	}
+	last := st.Since
+	if st.CaughtUpAt.After(last) {
+		last = st.CaughtUpAt
+	}
+	if now.Sub(last) <= within {
+		return time.Time{}
+	}
+	return last
+}
+
+// caughtUp notes a heartbeat: the peer had nothing more to send.
+func (s *subscription) caughtUp(at time.Time) {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.state.CaughtUpAt = at
 }
 
 func (s *subscription) set(st SubscriptionState) {
@@ -139,6 +166,10 @@ func (s *subscription) set(st SubscriptionState) {
 	defer s.stateMu.Unlock()
 	s.state = st
 }
+
+// CatchUpGrace is how long an open subscription may go without the peer saying it has sent all
+// before it counts as catching up: half the idle timeout, two of a peer's heartbeats by default.
+func (m *Manager) CatchUpGrace() time.Duration { return m.c.IdleTimeout / 2 }
 
 // Subscription says how this replica's subscription to a peer's actual records fares. ok is
 // false when this replica runs none: only the leader subscribes.
@@ -406,7 +437,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 		}
 	}
 	for ctx.Err() == nil {
-		progressed, err := m.subscribeOnce(ctx, p, exercise, opened)
+		progressed, err := m.subscribeOnce(ctx, p, exercise, opened, s.caughtUp)
 		if exercise == "" {
 			connected.WithLabelValues(p.Name).Set(0)
 		}
@@ -445,7 +476,7 @@ type event struct {
 
 // subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
 // anything was stored.
-func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func()) (bool, error) {
+func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time)) (bool, error) {
 	conn, err := m.Conn(p)
 	if err != nil {
 		return false, err
@@ -518,6 +549,9 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 				return progressed, err
 			}
 			idle.Reset(m.c.IdleTimeout)
+			if hb := e.ev.GetHeartbeat(); hb != nil && !hb.Full {
+				caughtUp(time.Now())
+			}
 			if b.add(e.ev) && !scheduled {
 				flushAt.Reset(flushDelay)
 				scheduled = true

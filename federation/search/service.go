@@ -343,6 +343,9 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	st.LatencyMs = time.Since(start).Milliseconds()
 	if err == nil {
 		st.State, st.Count = Answered, int64(len(hits))
+		if since := s.catchingUp(p, f.GetMode()); !since.IsZero() {
+			st.CatchingUpSince = timestamppb.New(since)
+		}
 		return hits, st
 	}
 	code := status.Code(err)
@@ -414,6 +417,20 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		return nil, 0
 	}
 	return hits, s.cacheAge(ctx, p, f.GetMode())
+}
+
+// catchingUp is when this replica's subscription to a peer began to bring the copy of its
+// records up to date, while it has not reached the end of the peer's feed for longer than two
+// heartbeats; zero when it has, for an exercise, or on a replica that does not subscribe.
+func (s *Service) catchingUp(p config.Peer, m *pb.Mode) time.Time {
+	if s.c.Manager == nil || db.ModeFrom(m) != db.Actual {
+		return time.Time{}
+	}
+	st, ok := s.c.Manager.Subscription(p.Name)
+	if !ok {
+		return time.Time{}
+	}
+	return st.CatchingUp(s.c.Manager.CatchUpGrace(), time.Now())
 }
 
 // cacheAge is how old the cache of a peer is: how long since it was last known to be complete.

@@ -92,6 +92,8 @@ type pictureView struct {
 	Marking, At string
 	// CSV is the address of the capacity table as a CSV file (pictureCSV).
 	CSV string
+	// Behind are the partners whose shared records this node is still taking in (CatchingUp).
+	Behind []string
 }
 
 // assessmentPart is what the assessment partial (part-assessment.html) shows: the current
@@ -154,6 +156,9 @@ type partnerView struct {
 	// Newest is the age of the partner's newest record on the picture.
 	Newest   string
 	CacheAge string
+	// CatchingUp, on the picture, is since when this node has been taking in what the partner
+	// shares without having reached the end of it: the picture lacks part of it.
+	CatchingUp string
 	// Only, on the search page, is the same search at this partner alone.
 	Only string
 }
@@ -289,6 +294,10 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		if p.State != "answered" && p.State != "denied" && p.CacheAgeMs > 0 {
 			pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
+		}
+		if p.CatchingUpSince != nil {
+			pv.CatchingUp = local(p.CatchingUpSince.AsTime()).Format("15:04")
+			v.Behind = append(v.Behind, pv.Name)
 		}
 		v.Partners = append(v.Partners, pv)
 	}

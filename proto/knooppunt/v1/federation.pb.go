@@ -1279,10 +1279,15 @@ type PeerStatus struct {
 	// cache_age_ms is the age of the cached records served in place of an answer: how long since
 	// the cache was last known to be complete (the leader's subscription went down, or, where that
 	// is not known, the peer's last delivery).
-	CacheAgeMs    int64  `protobuf:"varint,6,opt,name=cache_age_ms,json=cacheAgeMs" json:"cache_age_ms,omitempty"`
-	Error         string `protobuf:"bytes,7,opt,name=error" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CacheAgeMs int64  `protobuf:"varint,6,opt,name=cache_age_ms,json=cacheAgeMs" json:"cache_age_ms,omitempty"`
+	Error      string `protobuf:"bytes,7,opt,name=error" json:"error,omitempty"`
+	// catching_up_since, for an answered peer, is set when this node's copy of the peer's records
+	// (what the picture shows) is being brought up to date: its subscription, open since then, has
+	// not yet reached the end of the peer's feed (on the leader, which subscribes). The picture is
+	// behind the peer until it does; a search's own answer is not.
+	CatchingUpSince *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=catching_up_since,json=catchingUpSince" json:"catching_up_since,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -1362,6 +1367,13 @@ func (x *PeerStatus) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *PeerStatus) GetCatchingUpSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CatchingUpSince
+	}
+	return nil
 }
 
 type SearchResponse struct {
@@ -1856,7 +1868,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\apurpose\x18\a \x01(\tR\apurpose\x12;\n" +
 	"\vreceived_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x1a\n" +
-	"\bvalidity\x18\t \x01(\tR\bvalidity\"\xc6\x01\n" +
+	"\bvalidity\x18\t \x01(\tR\bvalidity\"\x8e\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
@@ -1867,7 +1879,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"latency_ms\x18\x05 \x01(\x03R\tlatencyMs\x12 \n" +
 	"\fcache_age_ms\x18\x06 \x01(\x03R\n" +
 	"cacheAgeMs\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\"\x87\x01\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12F\n" +
+	"\x11catching_up_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fcatchingUpSince\"\x87\x01\n" +
 	"\x0eSearchResponse\x12+\n" +
 	"\x04hits\x18\x01 \x03(\v2\x17.knooppunt.v1.SearchHitR\x04hits\x12.\n" +
 	"\x05peers\x18\x02 \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x18\n" +
@@ -1979,33 +1992,34 @@ var file_knooppunt_v1_federation_proto_depIdxs = []int32{
 	9,  // 16: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
 	28, // 17: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
 	25, // 18: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
-	17, // 19: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
-	18, // 20: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
-	27, // 21: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
-	28, // 22: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
-	21, // 23: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
-	22, // 24: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	7,  // 25: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	10, // 26: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	12, // 27: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	2,  // 28: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	4,  // 29: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	0,  // 30: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
-	16, // 31: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	20, // 32: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	8,  // 33: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	11, // 34: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	13, // 35: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	3,  // 36: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	6,  // 37: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	29, // 38: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
-	19, // 39: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	23, // 40: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	25, // 19: knooppunt.v1.PeerStatus.catching_up_since:type_name -> google.protobuf.Timestamp
+	17, // 20: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
+	18, // 21: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
+	27, // 22: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
+	28, // 23: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
+	21, // 24: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
+	22, // 25: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
+	7,  // 26: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	10, // 27: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	12, // 28: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	2,  // 29: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	4,  // 30: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	0,  // 31: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
+	16, // 32: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	20, // 33: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	8,  // 34: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	11, // 35: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	13, // 36: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	3,  // 37: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	6,  // 38: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	29, // 39: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
+	19, // 40: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	23, // 41: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	34, // [34:42] is the sub-list for method output_type
+	26, // [26:34] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }
