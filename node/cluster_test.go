@@ -973,3 +973,29 @@ func TestClusterAuditsWritesForTheirWriter(t *testing.T) {
 		t.Errorf("the replicas' audit heads differ: %v", heads)
 	}
 }
+
+// TestPictureOfAReplicaCutOff: a replica that reaches no majority of its group says so with its
+// picture, which does not change until it does, and its status says NO leader.
+func TestPictureOfAReplicaCutOff(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	picture := func(r *clustertest.Replica) (*pb.PictureResponse, error) {
+		return pb.NewSearchServiceClient(r.Local(t)).Picture(clustertest.Call(t), &pb.PictureRequest{Crisis: "oekraine"})
+	}
+	if p, err := picture(leader); err != nil || p.NoLeader {
+		t.Fatalf("the leader's picture: no_leader %v, %v", p.GetNoLeader(), err)
+	}
+	rest := others(c, leader)
+	leader.Stop(t)
+	rest[0].Stop(t)
+	clustertest.Eventually(t, 15*time.Second, rest[1].ID+", cut off, says so with its picture", func() (bool, string) {
+		p, err := picture(rest[1])
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.NoLeader, "no_leader false"
+	})
+	if st, err := pb.NewStatusServiceClient(rest[1].Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{}); err != nil || st.Leader != "" {
+		t.Errorf("the cut-off replica's status names leader %q (%v)", st.GetLeader(), err)
+	}
+}

@@ -383,7 +383,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			// not be asked): a peer that did not is in the picture with what it sent before.
 			Partial *bool           `json:"partial,omitempty"`
 			Peers   []peerStateJSON `json:"peers,omitempty"`
-		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}}
+			// NoLeader: the replica asked is cut off from its group; the picture does not change.
+			NoLeader bool `json:"no_leader,omitempty"`
+		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}, NoLeader: resp.NoLeader}
 		if now != nil {
 			doc.Partial, doc.Peers = &now.Partial, peersJSON(now.Peers)
 		}
@@ -394,6 +396,10 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
 		}
 		return printJSON(w, doc)
+	}
+	if resp.NoLeader {
+		fmt.Fprintln(w, "NO LEADER: the replica asked reaches no majority of its group: this picture does not change until it does; ask another replica (cluster status).")
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
 	tw := newModeTable(w, mode)

@@ -601,6 +601,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	}
 	resp := Merge(items, aggregable, time.Now(), stale)
 	resp.Crisis, resp.Phase = req.Crisis, phase
+	resp.NoLeader = s.c.Store != nil && s.c.Store.Leader() == ""
 	return resp, nil
 }
 

@@ -94,6 +94,8 @@ type pictureView struct {
 	CSV string
 	// Behind are the partners whose shared records this node is still taking in (CatchingUp).
 	Behind []string
+	// NoLeader: this replica is cut off from its group, and the picture does not change.
+	NoLeader bool
 }
 
 // assessmentPart is what the assessment partial (part-assessment.html) shows: the current
@@ -273,7 +275,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
-	v.Partial = sr.Partial
+	v.Partial, v.NoLeader = sr.Partial, pic.NoLeader
 	newest := map[string]int64{}
 	count := map[string]int{}
 	for _, e := range pic.Entries {

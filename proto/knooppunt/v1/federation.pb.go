@@ -1698,12 +1698,15 @@ func (x *Aggregate) GetRecords() int64 {
 }
 
 type PictureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Crisis        string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
-	Phase         string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
-	Entries       []*PictureEntry        `protobuf:"bytes,3,rep,name=entries" json:"entries,omitempty"`
-	Aggregates    []*Aggregate           `protobuf:"bytes,4,rep,name=aggregates" json:"aggregates,omitempty"`
-	Sources       []string               `protobuf:"bytes,5,rep,name=sources" json:"sources,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Crisis     string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
+	Phase      string                 `protobuf:"bytes,2,opt,name=phase" json:"phase,omitempty"`
+	Entries    []*PictureEntry        `protobuf:"bytes,3,rep,name=entries" json:"entries,omitempty"`
+	Aggregates []*Aggregate           `protobuf:"bytes,4,rep,name=aggregates" json:"aggregates,omitempty"`
+	Sources    []string               `protobuf:"bytes,5,rep,name=sources" json:"sources,omitempty"`
+	// no_leader: the replica that answered reaches no majority of its Raft group. What it holds,
+	// and so this picture, does not change until it does: ask another replica.
+	NoLeader      bool `protobuf:"varint,6,opt,name=no_leader,json=noLeader" json:"no_leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1771,6 +1774,13 @@ func (x *PictureResponse) GetSources() []string {
 		return x.Sources
 	}
 	return nil
+}
+
+func (x *PictureResponse) GetNoLeader() bool {
+	if x != nil {
+		return x.NoLeader
+	}
+	return false
 }
 
 var File_knooppunt_v1_federation_proto protoreflect.FileDescriptor
@@ -1906,7 +1916,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x10\n" +
 	"\x03sum\x18\x04 \x01(\x01R\x03sum\x12\x18\n" +
-	"\arecords\x18\x05 \x01(\x03R\arecords\"\xc8\x01\n" +
+	"\arecords\x18\x05 \x01(\x03R\arecords\"\xe5\x01\n" +
 	"\x0fPictureResponse\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x124\n" +
@@ -1914,7 +1924,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
 	"aggregates\x18\x04 \x03(\v2\x17.knooppunt.v1.AggregateR\n" +
 	"aggregates\x12\x18\n" +
-	"\asources\x18\x05 \x03(\tR\asources2\xba\x03\n" +
+	"\asources\x18\x05 \x03(\tR\asources\x12\x1b\n" +
+	"\tno_leader\x18\x06 \x01(\bR\bnoLeader2\xba\x03\n" +
 	"\x11FederationService\x12I\n" +
 	"\bDescribe\x12\x1d.knooppunt.v1.DescribeRequest\x1a\x1e.knooppunt.v1.DescribeResponse\x12A\n" +
 	"\x05Query\x12\x1a.knooppunt.v1.QueryRequest\x1a\x1a.knooppunt.v1.SharedRecord0\x01\x12F\n" +
