@@ -38,6 +38,17 @@ func TestCLIExercise(t *testing.T) {
 	if len(recs) != 1 || recs[0]["status"] != "exercise" || recs[0]["exercise"] != "oef-1" {
 		t.Fatalf("record list -o json in the exercise: %v", recs)
 	}
+	// The picture's JSON says whose it is at its top: a dashboard reads its sums from there.
+	var pic map[string]any
+	run(0, "picture", "--crisis", "c", "--exercise", "oef-1", "-o", "json").oneJSON(t, &pic)
+	if pic["exercise"] != "oef-1" {
+		t.Errorf("picture --exercise -o json: exercise %v, want oef-1", pic["exercise"])
+	}
+	var actualPic map[string]any
+	run(0, "picture", "--crisis", "c", "-o", "json").oneJSON(t, &actualPic)
+	if _, ok := actualPic["exercise"]; ok {
+		t.Errorf("the actual picture's JSON names an exercise: %v", actualPic["exercise"])
+	}
 	for _, args := range [][]string{
 		{"picture", "--crisis", "c", "--exercise", "oef-1"},
 		{"search", "--crisis", "c", "--exercise", "oef-1"},

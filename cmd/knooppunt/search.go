@@ -385,7 +385,10 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			Peers   []peerStateJSON `json:"peers,omitempty"`
 			// NoLeader: the replica asked is cut off from its group; the picture does not change.
 			NoLeader bool `json:"no_leader,omitempty"`
-		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}, NoLeader: resp.NoLeader}
+			// Exercise names the exercise whose picture this is, so that a dashboard fed by
+			// the JSON never shows its sums as the actual crisis's.
+			Exercise string `json:"exercise,omitempty"`
+		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}, NoLeader: resp.NoLeader, Exercise: mode.GetExercise()}
 		if now != nil {
 			doc.Partial, doc.Peers = &now.Partial, peersJSON(now.Peers)
 		}
