@@ -243,8 +243,11 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 	} else {
 		fmt.Fprintln(tw, "PEER\tSTATE\tLATENCY\tNOTE")
 	}
-	var behind []string
+	var behind, unanswered []string
 	for _, p := range peers {
+		if p.State != "answered" {
+			unanswered = append(unanswered, p.Peer)
+		}
 		note := p.Error
 		if p.State == "unreachable" || p.State == "timed_out" {
 			note = fmt.Sprintf("served from cache, %s old; %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
@@ -262,7 +265,7 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 	}
 	tw.Flush()
 	if partial {
-		fmt.Fprintln(w, "\nPARTIAL: not every peer answered; see the table above.")
+		fmt.Fprintf(w, "\nPARTIAL: %s did not answer: what is shown of theirs is what they sent before (see the table above; peer show NAME says why).\n", strings.Join(unanswered, ", "))
 	}
 	if len(behind) > 0 {
 		fmt.Fprintf(w, "\nBEHIND: this node is still taking in what %s shares: the picture is not complete until it has (peer show NAME says how far).\n", strings.Join(behind, ", "))

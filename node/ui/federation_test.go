@@ -389,8 +389,8 @@ func TestPictureOfAFederation(t *testing.T) {
 	_, page = b.get(t, e.url+"/?crisis=oekraine")
 	row := partnerRow(page, "ncc")
 	// Both its newest record's age and the age of the cache it is served from are shown.
-	if !strings.Contains(row, "onbereikbaar") || strings.Count(row, "zojuist") != 2 || !strings.Contains(page, "Het beeld is onvolledig") {
-		t.Errorf("with ncc stopped: want it unreachable and the picture incomplete:\n%s", row)
+	if !strings.Contains(row, "onbereikbaar") || strings.Count(row, "zojuist") != 2 || !strings.Contains(page, "Het beeld is onvolledig: ncc antwoordt niet (kopie zojuist)") {
+		t.Errorf("with ncc stopped: want it unreachable, and the picture incomplete, naming ncc and its copy's age:\n%s", row)
 	}
 	if !strings.Contains(page, "Landelijk beeld opvang Oekraïne") {
 		t.Error("with ncc stopped, what it sent before is gone from the picture")

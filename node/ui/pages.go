@@ -96,6 +96,8 @@ type pictureView struct {
 	Behind []string
 	// NoLeader: this replica is cut off from its group, and the picture does not change.
 	NoLeader bool
+	// Unanswered says, partner by partner, who did not answer and how old its copy is.
+	Unanswered []string
 }
 
 // assessmentPart is what the assessment partial (part-assessment.html) shows: the current
@@ -300,6 +302,14 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		if p.CatchingUpSince != nil {
 			pv.CatchingUp = local(p.CatchingUpSince.AsTime()).Format("15:04")
 			v.Behind = append(v.Behind, pv.Name)
+		}
+		// Who did not answer, by name, with how old the copy of theirs is that the picture shows.
+		switch {
+		case p.State == "answered" || p.State == "denied":
+		case pv.CacheAge != "":
+			v.Unanswered = append(v.Unanswered, r.L.T("picture.partial_peer", pv.Name, pv.CacheAge))
+		default:
+			v.Unanswered = append(v.Unanswered, r.L.T("picture.partial_peer_nocopy", pv.Name))
 		}
 		v.Partners = append(v.Partners, pv)
 	}
