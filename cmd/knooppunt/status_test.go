@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -30,6 +32,23 @@ func TestRaftLine(t *testing.T) {
 		}
 		if c.not != "" && strings.Contains(got, c.not) {
 			t.Errorf("raftLine(%v) = %q, want no %q", c.st, got, c.not)
+		}
+	}
+}
+
+// TestPrintPeerStatesNamesWhoIsMissing: a partial picture names the peers that did not answer,
+// and one whose copy is still catching up.
+func TestPrintPeerStatesNamesWhoIsMissing(t *testing.T) {
+	var b strings.Builder
+	printPeerStates(&b, nil, []*pb.PeerStatus{
+		{Peer: "lcvs", State: "unreachable", CacheAgeMs: 180000, Error: "cannot connect"},
+		{Peer: "ncc", State: "answered"},
+		{Peer: "ggd", State: "answered", CatchingUpSince: timestamppb.Now()},
+	}, true, false)
+	out := b.String()
+	for _, want := range []string{"served from cache, 3m0s old", "PARTIAL: lcvs did not answer", "BEHIND: this node is still taking in what ggd shares", "catching up since"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the peers' table lacks %q:\n%s", want, out)
 		}
 	}
 }
