@@ -170,7 +170,9 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 			Partial bool            `json:"partial"`
 			Peers   []peerStateJSON `json:"peers"`
 			Hits    []hit           `json:"hits"`
-		}{Partial: resp.Partial, Peers: peersJSON(resp.Peers), Hits: []hit{}}
+			// TextPending: writes this node's full-text index had yet to take in.
+			TextPending int64 `json:"text_pending,omitempty"`
+		}{Partial: resp.Partial, Peers: peersJSON(resp.Peers), Hits: []hit{}, TextPending: resp.TextPending}
 		for _, h := range resp.Hits {
 			src := h.Source
 			if src == "" {
@@ -208,6 +210,9 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), record.OneLine(h.Record.Kind), record.OneLine(h.Record.Region), record.OneLine(id), record.OneLine(shown))
 	}
 	tw.Flush()
+	if resp.TextPending > 0 {
+		fmt.Fprintf(w, "\nNote: this node's full-text index is still taking in %d writes (a bulk load?): the newest of its own records may be missing from these hits; search again in a moment.\n", resp.TextPending)
+	}
 	printPeerStates(w, mode, resp.Peers, resp.Partial, true)
 	return nil
 }

@@ -52,3 +52,23 @@ func TestPrintPeerStatesNamesWhoIsMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintSearchSaysTheIndexIsBehind: a text search made while the full-text index was still
+// taking in writes says so, in the table and in -o json.
+func TestPrintSearchSaysTheIndexIsBehind(t *testing.T) {
+	resp := &pb.SearchResponse{TextPending: 6312}
+	var b strings.Builder
+	if err := printSearch(&b, "", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "still taking in 6312 writes") {
+		t.Errorf("search table:\n%s", b.String())
+	}
+	b.Reset()
+	if err := printSearch(&b, "json", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `"text_pending": 6312`) {
+		t.Errorf("search -o json:\n%s", b.String())
+	}
+}

@@ -159,7 +159,7 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	}
 	var own []*pb.SearchHit
 	if askOwn {
-		own, err = s.own(ctx, req.Filter, limit)
+		own, resp.TextPending, err = s.own(ctx, req.Filter, limit)
 	}
 	wg.Wait()
 	if err != nil {
@@ -242,21 +242,24 @@ func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err 
 	return peers, own, nil
 }
 
-func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.SearchHit, error) {
+// own is the node's own records that match f, at most limit, and, for a search with text, how
+// many writes the full-text index had yet to take in.
+func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.SearchHit, int64, error) {
 	var hits []*pb.SearchHit
 	if text := s.text(f); text != nil {
-		if left, err := s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err != nil {
-			return nil, err
+		left, err := s.c.DB.CatchUpText(ctx, db.CatchUpBudget)
+		if err != nil {
+			return nil, 0, err
 		} else if left > 0 {
 			s.c.Logger.Info("full-text search while the index catches up: recent records may be missing", "queued", left)
 		}
-		err := s.c.DB.EachTextMatch(ctx, peerserver.TextFilter(f, text), func(r *pb.Record) (bool, error) {
+		err = s.c.DB.EachTextMatch(ctx, peerserver.TextFilter(f, text), func(r *pb.Record) (bool, error) {
 			if snippet, ok := s.matches(ctx, text, r); ok {
 				hits = append(hits, &pb.SearchHit{Record: r, Snippet: snippet})
 			}
 			return len(hits) < limit, nil
 		})
-		return hits, err
+		return hits, left, err
 	}
 	for _, lf := range peerserver.ListFilters(f) {
 		for {
@@ -265,12 +268,12 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 			lf.PageSize = min(lf.PageSize, limit-len(hits))
 			recs, next, err := s.c.DB.List(ctx, lf)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			for _, r := range recs {
 				hits = append(hits, &pb.SearchHit{Record: r})
 				if len(hits) >= limit {
-					return hits, nil
+					return hits, 0, nil
 				}
 			}
 			if next == "" {
@@ -279,7 +282,7 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 			lf.PageToken = next
 		}
 	}
-	return hits, nil
+	return hits, 0, nil
 }
 
 // text is the filter's full-text query, or nil. The filter was checked.

@@ -618,6 +618,8 @@ type searchView struct {
 	// Marking is the highest classification of the hits, At when the search ran: a printout
 	// of the results carries both.
 	Marking, At string
+	// TextPending is how many writes the full-text index had yet to take in.
+	TextPending int64
 }
 
 type hitView struct {
@@ -875,7 +877,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			s.failCall(w, r, err)
 			return
 		}
-		v.Partial = resp.Partial
+		v.Partial, v.TextPending = resp.Partial, resp.TextPending
 		now := time.Now()
 		hits := resp.Hits
 		if text != nil {

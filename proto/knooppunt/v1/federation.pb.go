@@ -1377,10 +1377,14 @@ func (x *PeerStatus) GetCatchingUpSince() *timestamppb.Timestamp {
 }
 
 type SearchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hits          []*SearchHit           `protobuf:"bytes,1,rep,name=hits" json:"hits,omitempty"`
-	Peers         []*PeerStatus          `protobuf:"bytes,2,rep,name=peers" json:"peers,omitempty"`
-	Partial       bool                   `protobuf:"varint,3,opt,name=partial" json:"partial,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Hits    []*SearchHit           `protobuf:"bytes,1,rep,name=hits" json:"hits,omitempty"`
+	Peers   []*PeerStatus          `protobuf:"bytes,2,rep,name=peers" json:"peers,omitempty"`
+	Partial bool                   `protobuf:"varint,3,opt,name=partial" json:"partial,omitempty"`
+	// text_pending, for a search with text, is how many writes this node had not yet taken into
+	// its full-text index when it searched its own records (after a bulk load, say): the newest of
+	// them may be missing from the hits. Search again in a moment.
+	TextPending   int64 `protobuf:"varint,4,opt,name=text_pending,json=textPending" json:"text_pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1434,6 +1438,13 @@ func (x *SearchResponse) GetPartial() bool {
 		return x.Partial
 	}
 	return false
+}
+
+func (x *SearchResponse) GetTextPending() int64 {
+	if x != nil {
+		return x.TextPending
+	}
+	return 0
 }
 
 type PictureRequest struct {
@@ -1890,11 +1901,12 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\fcache_age_ms\x18\x06 \x01(\x03R\n" +
 	"cacheAgeMs\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12F\n" +
-	"\x11catching_up_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fcatchingUpSince\"\x87\x01\n" +
+	"\x11catching_up_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fcatchingUpSince\"\xaa\x01\n" +
 	"\x0eSearchResponse\x12+\n" +
 	"\x04hits\x18\x01 \x03(\v2\x17.knooppunt.v1.SearchHitR\x04hits\x12.\n" +
 	"\x05peers\x18\x02 \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x18\n" +
-	"\apartial\x18\x03 \x01(\bR\apartial\"t\n" +
+	"\apartial\x18\x03 \x01(\bR\apartial\x12!\n" +
+	"\ftext_pending\x18\x04 \x01(\x03R\vtextPending\"t\n" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
