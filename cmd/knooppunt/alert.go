@@ -29,15 +29,19 @@ records of the same kind: record list --kind alert lists them too.`,
 type alertJSON struct {
 	ID string `json:"id"`
 	// Source is the org whose rule fired: this node's, or with --partners a partner's.
-	Source      string            `json:"source"`
-	Rule        string            `json:"rule"`
-	RuleVersion int64             `json:"rule_version"`
-	Severity    string            `json:"severity"`
-	Region      string            `json:"region"`
-	State       string            `json:"state"`
-	FiredAt     time.Time         `json:"fired_at"`
-	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"`
-	Values      []json.RawMessage `json:"values"`
+	Source      string     `json:"source"`
+	Rule        string     `json:"rule"`
+	RuleVersion int64      `json:"rule_version"`
+	Severity    string     `json:"severity"`
+	Region      string     `json:"region"`
+	State       string     `json:"state"`
+	FiredAt     time.Time  `json:"fired_at"`
+	ResolvedAt  *time.Time `json:"resolved_at,omitempty"`
+	// Unevaluable is why a firing alert's rule cannot be evaluated any more, since when: the
+	// alert is not confirmed meanwhile.
+	Unevaluable      string            `json:"unevaluable,omitempty"`
+	UnevaluableSince *time.Time        `json:"unevaluable_since,omitempty"`
+	Values           []json.RawMessage `json:"values"`
 	// Info are the CAP info blocks; the first one's severity is shown.
 	Info []struct {
 		Severity string `json:"severity"`
@@ -150,7 +154,11 @@ test|draft the node's own test or draft alerts.`,
 					if a.ResolvedAt != nil {
 						res = a.ResolvedAt.Local().Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Source, a.Rule, a.Region, a.Severity, a.State, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
+					state := a.State
+					if a.Unevaluable != "" && a.UnevaluableSince != nil {
+						state += " (NOT EVALUABLE since " + a.UnevaluableSince.Local().Format("15:04") + ")"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Source, a.Rule, a.Region, a.Severity, state, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
 				}
 				if err := tw.Flush(); err != nil {
 					return err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/cap"
@@ -325,8 +326,18 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 			// A failing evaluation neither fires nor resolves: the gauge alone would read as
 			// healthy, so the failure is counted, and logged when it begins and ends.
 			e.failed(row.Name, region, at, err, "early-warning rule cannot be evaluated: it neither fires nor resolves until it can")
+			if a := open[region]; a != nil {
+				if err := e.markEvaluable(ctx, a, at, err.Error()); err != nil {
+					return err
+				}
+			}
 		} else {
 			e.recovered(row.Name, region, at, "early-warning rule can be evaluated again")
+			if a := open[region]; a != nil && tr != warn.Resolved {
+				if err := e.markEvaluable(ctx, a, at, ""); err != nil {
+					return err
+				}
+			}
 		}
 		switch tr {
 		case warn.Fired:
@@ -403,6 +414,11 @@ type alertBody struct {
 	// Withdrawn says why an alert was resolved though its rule did not clear: nothing evaluates
 	// the rule any more (it was deleted, or no longer lints).
 	Withdrawn string `json:"withdrawn,omitempty"`
+	// Unevaluable says, while the alert fires, why its rule cannot be evaluated in its region
+	// any more (its records are gone: a ratio over nothing), and since when: the alert neither
+	// resolves nor is confirmed until it can.
+	Unevaluable      string     `json:"unevaluable,omitempty"`
+	UnevaluableSince *time.Time `json:"unevaluable_since,omitempty"`
 }
 
 // restriction is the CAP restriction of the rules' alerts, which are internal records.
@@ -497,6 +513,7 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 		sev, desc = strings.ToLower(b.Info[0].Severity), b.Info[0].Description
 	}
 	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn = "resolved", &at, read, withdrawn
+	b.Unevaluable, b.UnevaluableSince = "", nil
 	b.capFields(a.Origin, a.Id, sev, desc)
 	body, err := json.Marshal(b)
 	if err != nil {
@@ -505,6 +522,35 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: a.Classification,
 		Labels: map[string]string{"rule": b.Rule, "status": "resolved"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at)}
 	return e.put(ctx, next, withdrawn)
+}
+
+// markEvaluable writes on an open alert that its rule cannot be evaluated (why), or that it can
+// again (why ""), when that changed: the alert, which neither resolves nor is confirmed meanwhile,
+// then says so wherever it is shown, not only in the log.
+func (e *Evaluator) markEvaluable(ctx context.Context, a *pb.Record, at time.Time, why string) error {
+	var b alertBody
+	if err := json.Unmarshal(a.Body, &b); err != nil {
+		return fmt.Errorf("alert %s: %w", a.Id, err)
+	}
+	if (why == "") == (b.Unevaluable == "") {
+		return nil // as it says already
+	}
+	b.Unevaluable, b.UnevaluableSince = why, &at
+	if why == "" {
+		b.UnevaluableSince = nil
+	}
+	body, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	next := proto.Clone(a).(*pb.Record)
+	next.Body = body
+	if err := e.put(ctx, next, ""); err != nil {
+		return err
+	}
+	a.Version++ // the record written, for a resolve in the same evaluation
+	a.Body = body
+	return nil
 }
 
 // openAlerts are the firing alerts by rule and region.

@@ -296,18 +296,21 @@ func TestUnlintedRuleResolvesItsAlertAndSaysSo(t *testing.T) {
 	}
 }
 
+// bedsRatio is a rule over a ratio, which cannot be evaluated once its region has no beds.
+const bedsRatio = `name: beds-ratio
+severity: severe
+crisis: oekraine
+regions: [VR19]
+when: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) < 0.05
+`
+
 // TestFailingEvaluationIsVisible: a rule that cannot be evaluated (a ratio over 0) is counted
 // in knooppunt_rule_evaluation_errors_total at each evaluation, logged at WARN when it begins to
 // fail and at INFO when it can be evaluated again, not at each evaluation.
 func TestFailingEvaluationIsVisible(t *testing.T) {
 	r := newRig(t)
 	e := r.evaluator()
-	r.apply("beds-ratio", `name: beds-ratio
-severity: severe
-crisis: oekraine
-regions: [VR19]
-when: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) < 0.05
-`)
+	r.apply("beds-ratio", bedsRatio)
 	r.beds(0, 0)
 	for range 3 {
 		r.tick(e)
@@ -342,4 +345,34 @@ func metricValue(t *testing.T, name, rule, region string) float64 {
 		return v
 	}
 	return -1
+}
+
+// TestFiringAlertSaysItCannotBeEvaluated: an alert that fires when its rule can no longer be
+// evaluated in its region (its data gone: a ratio over 0) says so on its record, once, with
+// since when and why; once the rule can be evaluated again, the record no longer does.
+func TestFiringAlertSaysItCannotBeEvaluated(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	r.apply("beds-ratio", bedsRatio)
+	r.beds(2, 100)
+	r.tick(e)
+	fired, body := r.one("firing")
+	if _, ok := body["unevaluable"]; ok {
+		t.Fatalf("a firing alert whose rule evaluates says it cannot be: %v", body)
+	}
+	r.beds(0, 0)
+	r.tick(e)
+	r.tick(e)
+	a, body := r.one("firing")
+	if why, _ := body["unevaluable"].(string); !strings.Contains(why, "denominator") || body["unevaluable_since"] == nil {
+		t.Errorf("the alert whose rule cannot be evaluated: unevaluable %q since %v", body["unevaluable"], body["unevaluable_since"])
+	}
+	if a.Version != fired.Version+1 {
+		t.Errorf("the alert went from version %d to %d over two failed evaluations, want one write", fired.Version, a.Version)
+	}
+	r.beds(1, 100)
+	r.tick(e)
+	if _, body := r.one("firing"); body["unevaluable"] != nil {
+		t.Errorf("after the rule can be evaluated again the alert still says it cannot: %v", body["unevaluable"])
+	}
 }

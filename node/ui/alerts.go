@@ -27,6 +27,9 @@ type alertFields struct {
 	Rule    string    `json:"rule"`
 	State   string    `json:"state"`
 	FiredAt time.Time `json:"fired_at"`
+	// Unevaluable is why the rule of a firing alert cannot be evaluated any more, since when.
+	Unevaluable      string     `json:"unevaluable"`
+	UnevaluableSince *time.Time `json:"unevaluable_since"`
 }
 
 // alertRecordFields lays an alert record's body out for people: the first info block in the
@@ -75,6 +78,9 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 		if !b.FiredAt.IsZero() {
 			add("fired_at", local(b.FiredAt).Format("2006-01-02 15:04"))
 		}
+		if b.Unevaluable != "" && b.UnevaluableSince != nil {
+			add("unevaluable", l.T("alerts.unevaluable", local(*b.UnevaluableSince).Format("2006-01-02 15:04"), b.Unevaluable))
+		}
 	}
 	add("sender", cmp.Or(in.SenderName, b.Sender))
 	add("sent", localTime(b.Sent))
@@ -110,6 +116,10 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 			return alertView{}, false
 		}
 		v.Title, v.Detail, v.at = l.T("alerts.rule", b.Rule, l.Region(e.Region)), in.Description, b.FiredAt
+		if b.Unevaluable != "" && b.UnevaluableSince != nil {
+			// Firing, but no longer confirmed: the reader must not take it as current.
+			v.Detail = l.T("alerts.unevaluable", local(*b.UnevaluableSince).Format("2006-01-02 15:04"), b.Unevaluable)
+		}
 	default:
 		if b.MsgType == "Cancel" || in.Urgency == "Past" {
 			return alertView{}, false
