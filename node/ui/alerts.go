@@ -42,13 +42,7 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 	if json.Unmarshal(body, &b) != nil || len(b.Info) == 0 || len(withheld) > 0 {
 		return nil, false
 	}
-	in := b.Info[0]
-	for _, i := range b.Info {
-		if strings.HasPrefix(strings.ToLower(i.Language), l.Code) {
-			in = i
-			break
-		}
-	}
+	in := infoIn(l, b.Info)
 	word := func(group, v string) string {
 		if v != "" && l.Has(group+"."+v) {
 			return l.T(group + "." + v)
@@ -91,6 +85,17 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 	return fields, true
 }
 
+// infoIn is the info block of an alert in the page's language (CAP's nl-NL for nl), else the
+// first: an alert in Dutch and English reads in English on an English page.
+func infoIn(l *Lang, infos []cap.Info) cap.Info {
+	for _, i := range infos {
+		if strings.HasPrefix(strings.ToLower(i.Language), l.Code) {
+			return i
+		}
+	}
+	return infos[0]
+}
+
 // localTime is a CAP time in this node's zone, as the record's other times; "" stays "", and a
 // time that does not parse stays as written.
 func localTime(s string) string {
@@ -108,7 +113,7 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 	if e.Kind != record.AlertKind || e.Record == nil || json.Unmarshal(e.Record.Body, &b) != nil || len(b.Info) == 0 {
 		return alertView{}, false
 	}
-	in := b.Info[0]
+	in := infoIn(l, b.Info)
 	v := alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: withBack(recordLink(e.Record), back)}
 	switch {
 	case b.Rule != "":

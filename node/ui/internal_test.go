@@ -268,6 +268,29 @@ func TestRequireRecent(t *testing.T) {
 	}
 }
 
+// TestAlertInThePagesLanguage: an alert with a Dutch and an English info block shows, on the
+// picture and on its record's page, the block of the page's language.
+func TestAlertInThePagesLanguage(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"identifier":"x","sender":"s","sent":"2026-12-04T08:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Public",
+		"info":[{"language":"nl-NL","category":["Safety"],"event":"Drukte","urgency":"Expected","severity":"Severe","certainty":"Likely","headline":"Drukte bij de opvang"},
+		{"language":"en-US","category":["Safety"],"event":"Crowding","urgency":"Expected","severity":"Severe","certainty":"Likely","headline":"Crowding at the shelter"}]}`)
+	e := &pb.PictureEntry{Kind: "alert", Region: "VR09", Source: "a", Record: &pb.Record{Id: "x", Kind: "alert", Body: body}}
+	for lang, want := range map[string]string{"nl": "Drukte bij de opvang", "en": "Crowding at the shelter"} {
+		l := &Lang{Code: lang, cat: cats[lang]}
+		if v, ok := activeAlert(l, e, time.Now(), "/"); !ok || v.Title != want {
+			t.Errorf("%s picture: alert %q (%v), want %q", lang, v.Title, ok, want)
+		}
+		fields, _ := alertRecordFields(l, body, nil)
+		if len(fields) == 0 || fields[0].Value != want {
+			t.Errorf("%s record page: first field %v, want %q", lang, fields, want)
+		}
+	}
+}
+
 // TestChart: one bar per region, the national total left out, each labelled with its region as
 // the table names it, the longest value the full length.
 func TestChart(t *testing.T) {
