@@ -291,8 +291,9 @@ func newPictureCmd() *cobra.Command {
 For each kind, region and key (the body's municipality, or else the record id), the latest record
 with its source and age; sums of the fields a kind declares aggregable, per region and nationally;
 DISAGREES with the other sources whose latest record for the same key has a different body;
-NOT-COUNTED naming a source's other records under the same key; and STALE on a latest record older
-than --stale-after. docs/api.md defines each exactly.
+NOT-COUNTED naming a source's other records under the same key; STALE on a latest record older
+than --stale-after; and CACHED on the last copy of a source that does not answer now. docs/api.md
+defines each exactly.
 
 The picture is made of what the peers sent before. A table after it says which peers answer now
 (a search of one record, 2 s at most); a peer that does not is in the picture with its last copy,
@@ -413,10 +414,24 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
+	// The sources that did not answer just now: their entries are their last copy.
+	unanswered := map[string]bool{}
+	if now != nil {
+		for _, p := range now.Peers {
+			if p.State != "answered" {
+				unanswered[p.TrustDomain] = true
+			}
+		}
+	}
+	cached := 0
 	tw := newModeTable(w, mode)
 	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tSUMMARY")
 	for _, e := range resp.Entries {
 		var flags []string
+		if unanswered[e.Source] {
+			flags = append(flags, "CACHED")
+			cached++
+		}
 		if e.Stale {
 			flags = append(flags, "STALE")
 		}
@@ -444,6 +459,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\n", record.OneLine(a.Kind), record.OneLine(a.Field), record.OneLine(a.Region), a.Sum, a.Records)
 		}
 		tw.Flush()
+		if cached > 0 {
+			fmt.Fprintf(w, "\nThe sums count %d entries marked CACHED: the last copy of a source that does not answer now.\n", cached)
+		}
 	}
 	if now != nil && len(now.Peers) > 0 {
 		printPeerStates(w, mode, now.Peers, now.Partial, false)

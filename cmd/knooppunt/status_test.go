@@ -72,3 +72,32 @@ func TestPrintSearchSaysTheIndexIsBehind(t *testing.T) {
 		t.Errorf("search -o json:\n%s", b.String())
 	}
 }
+
+// TestPrintPictureMarksCachedEntries: an entry of a source that does not answer now is marked
+// CACHED, and the sums say how many such entries they count.
+func TestPrintPictureMarksCachedEntries(t *testing.T) {
+	resp := &pb.PictureResponse{Crisis: "c",
+		Entries: []*pb.PictureEntry{
+			{Kind: "shelter.capacity", Region: "VR09", Key: "Utrecht", Source: "lcvs.crisis.test", Record: &pb.Record{Id: "u", Body: []byte(`{"beds_free":3}`)}},
+			{Kind: "shelter.capacity", Region: "VR09", Key: "Zeist", Source: "vr.crisis.test", Record: &pb.Record{Id: "z", Body: []byte(`{"beds_free":4}`)}},
+		},
+		Aggregates: []*pb.Aggregate{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR09", Sum: 7, Records: 2}}}
+	now := &pb.SearchResponse{Partial: true, Peers: []*pb.PeerStatus{{Peer: "lcvs", TrustDomain: "lcvs.crisis.test", State: "unreachable"}}}
+	var b strings.Builder
+	if err := printPicture(&b, "", resp, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	var utrecht, zeist string
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.Contains(line, "Utrecht"):
+			utrecht = line
+		case strings.Contains(line, "Zeist"):
+			zeist = line
+		}
+	}
+	if !strings.Contains(utrecht, "CACHED") || strings.Contains(zeist, "CACHED") || !strings.Contains(out, "The sums count 1 entries marked CACHED") {
+		t.Errorf("the picture with lcvs unreachable:\n%s", out)
+	}
+}
