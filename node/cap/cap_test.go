@@ -572,6 +572,11 @@ func TestParseChecksElements(t *testing.T) {
 			t.Errorf("%s: %v, want a refusal at %s", c.to, err, c.field)
 		}
 	}
+	// A prefixed root whose children are in no namespace: refused at the first, not read as CAP.
+	prefixed := `<?xml version="1.0"?><cap:alert xmlns:cap="urn:oasis:names:tc:emergency:cap:1.2"><identifier>X</identifier><sender>s</sender></cap:alert>`
+	if _, err := cap.Parse(strings.NewReader(prefixed), 0); err == nil || !strings.Contains(err.Error(), "alert.identifier[0]: <identifier> is in no namespace") {
+		t.Errorf("a prefixed root with children in no namespace: %v", err)
+	}
 	signed := strings.Replace(doc, "</alert>", `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo/></Signature></alert>`, 1)
 	a := parse(t, []byte(signed))
 	if !slices.Equal(a.Foreign, []string{"Signature"}) || a.Identifier == "" {

@@ -56,6 +56,12 @@ func checkElements(dec *xml.Decoder) (foreign []string, err error) {
 				continue
 			}
 			parent := &stack[len(stack)-1]
+			if t.Name.Space == "" {
+				// <cap:alert xmlns:cap="…"><identifier>: a child in no namespace is no CAP
+				// element, though a reader that ignores namespaces would take it for one.
+				return nil, fieldErr(fmt.Sprintf("%s.%s[%d]", parent.path, t.Name.Local, parent.count[t.Name.Local]),
+					"<%s> is in no namespace: CAP's elements are in %s; with a prefixed root (cap:alert) prefix its elements too, or declare the namespace as the default (xmlns=\"%s\")", t.Name.Local, Namespace, Namespace)
+			}
 			if t.Name.Space != Namespace {
 				foreign = append(foreign, t.Name.Local)
 				if err := dec.Skip(); err != nil {
