@@ -61,12 +61,14 @@ func newAlertListCmd() *cobra.Command {
 		Short: "List alerts, newest first",
 		Long: `List the alerts this node's rules wrote, newest first. --partners also asks every partner for
 the alerts of their rules that they share with this node (a search: each partner audits it).
---exercise NAME lists the alerts of an exercise instead of the actual ones, and --status
-test|draft the node's own test or draft alerts.`,
+--exercise NAME lists a partner's rule alerts shared in an exercise (with --partners), and --status
+test|draft the node's own test or draft alerts. This node's rules never run on an exercise's
+records, so it writes no alerts of its own there; the CAP alerts imported into an exercise are
+records: record list --kind alert --exercise NAME lists them.`,
 		Example: `  knooppunt alert list --firing
   knooppunt alert list --firing --partners
   knooppunt alert list --rule zeeland-beds-low -o json
-  knooppunt alert list --exercise oefening-zeeland`,
+  knooppunt record list --kind alert --exercise oefening-zeeland   # an exercise's CAP alerts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := mf.mode()
