@@ -61,10 +61,9 @@ func newAlertListCmd() *cobra.Command {
 		Short: "List alerts, newest first",
 		Long: `List the alerts this node's rules wrote, newest first. --partners also asks every partner for
 the alerts of their rules that they share with this node (a search: each partner audits it).
---exercise NAME lists a partner's rule alerts shared in an exercise (with --partners), and --status
-test|draft the node's own test or draft alerts. This node's rules never run on an exercise's
-records, so it writes no alerts of its own there; the CAP alerts imported into an exercise are
-records: record list --kind alert --exercise NAME lists them.`,
+--status test|draft lists the node's own test or draft alerts. Rules never run on an exercise's
+records, on any node, so --exercise NAME finds no rule alerts; the CAP alerts imported into an
+exercise are records: record list --kind alert --exercise NAME lists them.`,
 		Example: `  knooppunt alert list --firing
   knooppunt alert list --firing --partners
   knooppunt alert list --rule zeeland-beds-low -o json
