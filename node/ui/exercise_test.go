@@ -138,6 +138,13 @@ func TestExerciseMode(t *testing.T) {
 		t.Errorf("the phases page of the exercise lacks its OEFENING banner or table mark")
 	}
 
+	// An exercise that is not open, reached by an old link, is said to be so on every page.
+	if _, page := b.get(t, e.url+"/?crisis=oekraine&exercise=oef-nooit"); !strings.Contains(page, `id="oefening-dicht"`) {
+		t.Error("the picture of an exercise never started does not say that it is not open")
+	}
+	if _, page := b.get(t, e.url+"/?crisis=oekraine&exercise=oef-utrecht"); strings.Contains(page, `id="oefening-dicht"`) {
+		t.Error("the picture of an open exercise says that it is not open")
+	}
 	// An own exercise record asked for without its mode does not exist there.
 	resp, _ = b.get(t, e.url+"/record?id=oef-eigen")
 	if resp.StatusCode != 404 {

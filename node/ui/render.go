@@ -136,6 +136,8 @@ type page struct {
 	Exercise  string
 	Exercises []string
 	ModeQuery string
+	// ExerciseNotOpen: the page's exercise is closed, or was never started here.
+	ExerciseNotOpen bool
 	// ModeAction is where the mode switch goes, and ModeKeep the page's other parameters it
 	// keeps: the picture and the search stay what they show (the crisis, the words) in the other
 	// mode; from any other page, whose record or form is of one mode, it goes to the picture.
@@ -198,6 +200,9 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 		for _, e := range list.Exercises {
 			p.Exercises = append(p.Exercises, e.Name)
 		}
+		// A closed exercise (or one never started) can still be asked for by its link: the
+		// banner says that nothing of it is there to see or to write.
+		p.ExerciseNotOpen = p.Exercise != "" && !slices.Contains(p.Exercises, p.Exercise)
 	}
 	return p
 }
