@@ -263,9 +263,9 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 			behind = append(behind, p.Peer)
 		}
 		if count {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%dms\t%s\n", p.Peer, p.State, p.Count, p.LatencyMs, truncate(note, 70))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%dms\t%s\n", p.Peer, p.State, p.Count, p.LatencyMs, truncate(note, 120))
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%dms\t%s\n", p.Peer, p.State, p.LatencyMs, truncate(note, 70))
+			fmt.Fprintf(tw, "%s\t%s\t%dms\t%s\n", p.Peer, p.State, p.LatencyMs, truncate(note, 120))
 		}
 	}
 	tw.Flush()

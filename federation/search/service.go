@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -378,8 +379,27 @@ func reachError(msg string) string {
 	if m := dialFailure.FindStringSubmatch(msg); m != nil {
 		return "cannot connect to " + m[1] + ": " + m[2]
 	}
+	if m := handshakeFailure.FindStringSubmatch(msg); m != nil {
+		switch {
+		case strings.Contains(m[1], "deadline exceeded") || strings.Contains(m[1], "timeout"):
+			return "the partner's node took the connection but did not finish the TLS handshake in time: it hangs, or is overloaded"
+		case strings.Contains(m[1], "bad certificate") || strings.Contains(m[1], "certificate"):
+			return "the TLS handshake failed: " + m[1] + " (peer show NAME says what to check)"
+		}
+		return "the TLS handshake failed: " + m[1]
+	}
+	if m := dnsFailure.FindStringSubmatch(msg); m != nil {
+		return "cannot find " + m[1] + ": no such host (check the peer's address)"
+	}
 	return msg
 }
+
+// handshakeFailure and dnsFailure find, in grpc-go's message, a TLS handshake that did not
+// finish and a host name that does not resolve.
+var (
+	handshakeFailure = regexp.MustCompile(`authentication handshake failed: ([^"]+)"?$`)
+	dnsFailure       = regexp.MustCompile(`dial tcp: lookup ([^ ]+) on [^:]+(?::\d+)?: no such host"?$`)
+)
 
 // cachedHit is a record from the cache of p, with the policies it came under, the purpose of
 // the subscription that brought it, and when.
