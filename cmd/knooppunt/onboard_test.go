@@ -232,7 +232,7 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		list[0].Subscription != "open" || list[0].LastDelivery == nil || list[0].Cursor == 0 {
 		t.Fatalf("the new region's peer list: %+v", list)
 	}
-	if r := cli(t, nil, "", "status", "--node", vrbn.sock()).want(t, 0); !regexp.MustCompile(`peers\s+1: ncc: subscription open \d+s, last delivery \d+s ago`).MatchString(r.stdout) {
+	if r := cli(t, nil, "", "status", "--node", vrbn.sock()).want(t, 0); !regexp.MustCompile(`peers\s+1\n\s+ncc: subscription open \d+s, last delivery \d+s ago`).MatchString(r.stdout) {
 		t.Fatalf("the new region's status does not say its subscription to NCC is open:\n%s", r.stdout)
 	}
 	cli(t, nil, "", "peer", "list", "--node", ncc.sock(), "-o", "json").want(t, 0).oneJSON(t, &list)

@@ -150,11 +150,11 @@ func operations(ctx context.Context, conn *grpc.ClientConn) statusOps {
 // print adds the parts the caller could read to the status table.
 func (ops statusOps) print(w io.Writer) {
 	if ops.seen["peers"] {
-		var parts []string
+		// One row a peer: a node with ten partners stays readable at a glance.
+		fmt.Fprintf(w, "peers\t%d\n", len(ops.Peers))
 		for _, p := range ops.Peers {
-			parts = append(parts, p.text)
+			fmt.Fprintf(w, "\t%s\n", p.text)
 		}
-		fmt.Fprintf(w, "peers\t%d%s\n", len(ops.Peers), listed(parts))
 	}
 	if ops.Webhooks != nil {
 		note := ""
