@@ -1636,16 +1636,17 @@ func TestCacheAgeAfterARestart(t *testing.T) {
 	t.Fatalf("the search names no state of a: %v", resp.Peers)
 }
 
-// TestPictureSaysItIsCatchingUp: while a node takes in a backlog of a peer's records (here at 10
-// events a second), a search says of that peer that the copy the picture is made of is catching
+// TestPictureSaysItIsCatchingUp: while a node takes in a backlog of a peer's records (here 60 at
+// 10 events a second), a search says of that peer that the copy the picture is made of is catching
 // up; once it has taken in all, it no longer does.
 func TestPictureSaysItIsCatchingUp(t *testing.T) {
-	f := fedtest.Start(t, fedtest.Options{Orgs: 2, EventsPerSecond: 10})
+	// An idle timeout of 4s gives 2s of grace: well over the 250ms heartbeats, under load too.
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, EventsPerSecond: 10, IdleTimeout: 4 * time.Second})
 	a, b := f.Orgs[0], f.Orgs[1]
 	const crisis = "achterstand"
 	a.Approve(t, policyDoc("backlog-to-b", spiffeOf(b), "sitrep", "internal", ""))
 	want := map[string]int64{}
-	for i := range 40 {
+	for i := range 60 {
 		id := fmt.Sprintf("s%02d", i)
 		a.Put(t, fedtest.Sitrep(id, crisis, pb.Classification_INTERNAL, "v1"))
 		want[id] = 1
@@ -1665,15 +1666,15 @@ func TestPictureSaysItIsCatchingUp(t *testing.T) {
 		st := catchingUp()
 		return st.State == search.Answered && st.CatchingUpSince != nil, fmt.Sprint(st)
 	})
-	waitHeld(t, b, crisis, a.TD.Name(), want, "b takes in all 40")
+	waitHeld(t, b, crisis, a.TD.Name(), want, "b takes in all 60")
 	fedtest.Eventually(t, 10*time.Second, "b no longer says it is catching up", func() (bool, string) {
 		st := catchingUp()
 		return st.CatchingUpSince == nil, fmt.Sprint(st)
 	})
 	// And it stays so, the peer's heartbeats saying there is nothing more, past the grace
-	// (half the idle timeout of 1s) that a subscription without them gets.
+	// (half the idle timeout of 4s) that a subscription without them gets.
 	for range 6 {
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 		if st := catchingUp(); st.CatchingUpSince != nil {
 			t.Fatalf("after b took in all, it says again that it is catching up: %v", st)
 		}
