@@ -76,7 +76,7 @@ func TestCLIWebhook(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if len(hooks) != 3 || hooks[0].Secret != "" || hooks[1].Secret != "" || hooks[0].Delivered+hooks[1].Delivered+hooks[2].Delivered != 1 {
+	if len(hooks) != 3 || hooks[0].Secret != "" || hooks[1].Secret != "" || hooks[2].Secret != "" || hooks[0].Delivered+hooks[1].Delivered+hooks[2].Delivered != 1 {
 		t.Fatalf("webhook list: %+v: want three, no secret, one delivery", hooks)
 	}
 	for _, h := range hooks {

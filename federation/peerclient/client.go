@@ -133,8 +133,10 @@ type SubscriptionState struct {
 	// down: the cache may be older.
 	Opened bool
 	// CaughtUpAt is when the peer last said, with a heartbeat, that this node had all of its
-	// feed: a source sends one only when it has nothing more to send.
+	// feed: a source sends one only when it has nothing more to send. Every is the spacing of
+	// its last two heartbeats: the partner's federation.heartbeat, which may differ from ours.
 	CaughtUpAt time.Time
+	Every      time.Duration
 }
 
 // CatchingUp reports whether an open subscription has not reached the end of the peer's feed for
@@ -148,6 +150,12 @@ func (st SubscriptionState) CatchingUp(within time.Duration, now time.Time) time
 	if st.CaughtUpAt.After(last) {
 		last = st.CaughtUpAt
 	}
+	// Two of the partner's own heartbeats, when they are further apart than within; no more
+	// than twice the idle timeout (within is half of it), past which the stream would have
+	// ended: a spacing measured across a catch-up does not count for more.
+	if e := 2 * st.Every; e > within {
+		within = min(e, 4*within)
+	}
 	if now.Sub(last) <= within {
 		return time.Time{}
 	}
@@ -158,6 +166,9 @@ func (st SubscriptionState) CatchingUp(within time.Duration, now time.Time) time
 func (s *subscription) caughtUp(at time.Time) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
+	if !s.state.CaughtUpAt.IsZero() && s.state.CaughtUpAt.After(s.state.Since) {
+		s.state.Every = at.Sub(s.state.CaughtUpAt)
+	}
 	s.state.CaughtUpAt = at
 }
 
@@ -549,7 +560,7 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 				return progressed, err
 			}
 			idle.Reset(m.c.IdleTimeout)
-			if hb := e.ev.GetHeartbeat(); hb != nil && !hb.Full {
+			if hb := e.ev.GetHeartbeat(); hb != nil && !hb.Full && !hb.FullEnd {
 				caughtUp(time.Now())
 			}
 			if b.add(e.ev) && !scheduled {

@@ -33,3 +33,28 @@ func TestOutageLogsLessAsItLasts(t *testing.T) {
 		t.Error("the first failure of a new outage is not a warning")
 	}
 }
+
+// TestCatchingUp: an open subscription is catching up when the partner has said nothing of
+// being caught up for longer than the grace, or than two of its own heartbeats when they come
+// further apart; not while closed, nor within the grace of its opening.
+func TestCatchingUp(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		st   SubscriptionState
+		now  time.Time
+		want bool
+	}{
+		{"closed", SubscriptionState{Since: t0}, t0.Add(time.Hour), false},
+		{"just opened", SubscriptionState{Open: true, Since: t0}, t0.Add(5 * time.Second), false},
+		{"no heartbeat since it opened", SubscriptionState{Open: true, Since: t0}, t0.Add(11 * time.Second), true},
+		{"a heartbeat lately", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Minute)}, t0.Add(time.Minute + 9*time.Second), false},
+		{"none for long", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Minute)}, t0.Add(time.Minute + 11*time.Second), true},
+		{"a partner of slow heartbeats", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Minute), Every: 8 * time.Second}, t0.Add(time.Minute + 15*time.Second), false},
+		{"spacing capped", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Minute), Every: time.Hour}, t0.Add(time.Minute + 41*time.Second), true},
+	} {
+		if got := !c.st.CatchingUp(10*time.Second, c.now).IsZero(); got != c.want {
+			t.Errorf("%s: catching up %v, want %v", c.name, got, c.want)
+		}
+	}
+}

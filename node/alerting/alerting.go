@@ -545,6 +545,8 @@ func (e *Evaluator) markEvaluable(ctx context.Context, a *pb.Record, at time.Tim
 	}
 	next := proto.Clone(a).(*pb.Record)
 	next.Body = body
+	// A new version, now: a client that syncs by updated_since sees it.
+	next.UpdatedAt = timestamppb.New(at)
 	if err := e.put(ctx, next, ""); err != nil {
 		return err
 	}

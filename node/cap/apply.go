@@ -118,6 +118,12 @@ func cancel(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.Rec
 		}
 		done[target.Id] = true
 		res, err := c.Delete(ctx, &pb.DeleteRequest{Id: target.Id, Version: target.Version})
+		if err != nil && out.ID != "" {
+			// Some are cancelled already: say which, and what is left; the same Cancel again
+			// finds only those left.
+			out.Note = strings.Join(append(also, out.ID), ", ") + " cancelled; NOT cancelled: " + target.Id + " (" + status.Convert(err).Message() + "): import the Cancel again"
+			return out, nil
+		}
 		if err != nil {
 			return Result{}, err
 		}

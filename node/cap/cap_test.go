@@ -572,6 +572,11 @@ func TestParseChecksElements(t *testing.T) {
 			t.Errorf("%s: %v, want a refusal at %s", c.to, err, c.field)
 		}
 	}
+	// An element of another namespace with a CAP element's name would be read as it: refused.
+	disguised := strings.Replace(doc, "</alert>", `<ds:status xmlns:ds="http://www.w3.org/2000/09/xmldsig#">Exercise</ds:status></alert>`, 1)
+	if _, err := cap.Parse(strings.NewReader(disguised), 0); err == nil || !strings.Contains(err.Error(), "has the name of a CAP element") {
+		t.Errorf("a status in the xmldsig namespace: %v, want it refused", err)
+	}
 	// A prefixed root whose children are in no namespace: refused at the first, not read as CAP.
 	prefixed := `<?xml version="1.0"?><cap:alert xmlns:cap="urn:oasis:names:tc:emergency:cap:1.2"><identifier>X</identifier><sender>s</sender></cap:alert>`
 	if _, err := cap.Parse(strings.NewReader(prefixed), 0); err == nil || !strings.Contains(err.Error(), "alert.identifier[0]: <identifier> is in no namespace") {

@@ -63,6 +63,12 @@ func checkElements(dec *xml.Decoder) (foreign []string, err error) {
 					"<%s> is in no namespace: CAP's elements are in %s; with a prefixed root (cap:alert) prefix its elements too, or declare the namespace as the default (xmlns=\"%s\")", t.Name.Local, Namespace, Namespace)
 			}
 			if t.Name.Space != Namespace {
+				if allowed := capElements[parent.name]; slices.Contains(allowed, t.Name.Local) {
+					// encoding/xml would read <ds:status> into the alert's status, over CAP's:
+					// another namespace must not speak for CAP's fields.
+					return nil, fieldErr(fmt.Sprintf("%s.%s[%d]", parent.path, t.Name.Local, parent.count[t.Name.Local]),
+						"<%s> of namespace %s has the name of a CAP element, and would be read as one: remove it", t.Name.Local, t.Name.Space)
+				}
 				foreign = append(foreign, t.Name.Local)
 				if err := dec.Skip(); err != nil {
 					return nil, fmt.Errorf("%w: %v", ErrMalformed, err)

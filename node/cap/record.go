@@ -96,8 +96,6 @@ type ImportOptions struct {
 	Exercise string
 }
 
-// exerciseNameErr checks an exercise name as the node does (record.CheckExerciseName), so that
-// every exercise a node can start takes CAP alerts.
 // exerciseInNote is the exercise an Exercise alert's note names: the whole note, or, when the
 // note says more, what comes before its first colon (oefening-zeeland: Situatierapport …), as
 // FromRecord writes it.
@@ -109,6 +107,8 @@ func exerciseInNote(note string) string {
 	return note
 }
 
+// exerciseNameErr checks an exercise name as the node does (record.CheckExerciseName), so that
+// every exercise a node can start takes CAP alerts.
 func exerciseNameErr(field, name string) *Error {
 	var fe *record.FieldError
 	if err := record.CheckExerciseName(field, name); errors.As(err, &fe) {

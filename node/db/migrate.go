@@ -478,6 +478,7 @@ DROP TABLE text_pending;
 ALTER TABLE disclosures ADD COLUMN redaction TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhooks ADD COLUMN regions TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE webhooks ADD COLUMN max_classification INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE webhooks ADD COLUMN withdraws INTEGER NOT NULL DEFAULT 0;
 `,
 }
 

@@ -304,7 +304,7 @@ func TestTextShards(t *testing.T) {
 }
 
 // undoMigration20 takes a database back from schema 20 to 19.
-const undoMigration20 = `ALTER TABLE disclosures DROP COLUMN redaction; ALTER TABLE webhooks DROP COLUMN regions; ALTER TABLE webhooks DROP COLUMN max_classification;`
+const undoMigration20 = `ALTER TABLE disclosures DROP COLUMN redaction; ALTER TABLE webhooks DROP COLUMN regions; ALTER TABLE webhooks DROP COLUMN max_classification; ALTER TABLE webhooks DROP COLUMN withdraws;`
 
 // TestTextMigrationIndexesAgain: a database of the trigram index (schema 16), its queue empty,
 // gets the word index on open, with every live record, own and cached, queued and found.

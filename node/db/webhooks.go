@@ -65,6 +65,9 @@ type hookFilter struct {
 	kinds, crises, regions []string
 	exercise               string
 	ceiling                pb.Classification
+	// withdraws: the webhook gets a record.retracted for a record that leaves what it delivers
+	// (pb.WebhookStep.withdraws).
+	withdraws bool
 }
 
 // match reports whether a record is for the webhook: of its kinds, crises and regions, not above
@@ -80,7 +83,8 @@ func (h hookFilter) match(r *pb.Record) bool {
 	if len(h.regions) > 0 && !slices.Contains(h.regions, r.Region) {
 		return false
 	}
-	if h.ceiling != pb.Classification_CLASSIFICATION_UNSPECIFIED && r.Classification > h.ceiling {
+	// A record of no classification (a peer's that lacks one) is above every ceiling.
+	if h.ceiling != pb.Classification_CLASSIFICATION_UNSPECIFIED && (r.Classification > h.ceiling || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED) {
 		return false
 	}
 	if h.exercise == "" {
@@ -106,7 +110,7 @@ func (q *hookQueue) load() error {
 		return nil
 	}
 	q.loaded = true
-	rows, err := q.tx.Query(`SELECT id, kinds, crises, regions, exercise, max_classification FROM webhooks`)
+	rows, err := q.tx.Query(`SELECT id, kinds, crises, regions, exercise, max_classification, withdraws FROM webhooks`)
 	if err != nil {
 		return err
 	}
@@ -114,7 +118,7 @@ func (q *hookQueue) load() error {
 	for rows.Next() {
 		var h hookFilter
 		var kinds, crises, regions string
-		if err := rows.Scan(&h.id, &kinds, &crises, &regions, &h.exercise, &h.ceiling); err != nil {
+		if err := rows.Scan(&h.id, &kinds, &crises, &regions, &h.exercise, &h.ceiling, &h.withdraws); err != nil {
 			return err
 		}
 		json.Unmarshal([]byte(kinds), &h.kinds)
@@ -127,9 +131,10 @@ func (q *hookQueue) load() error {
 
 // add queues a change of a record (own when origin is "") at its version, made at time at, for
 // every webhook it matches. was is the version before, which a webhook may hold (its kind,
-// crisis, region, classification and mode; nil when there is none): a webhook that version
-// matched and this one does not (a record that rose above its ceiling, or moved out of its
-// region) gets a record.retracted without the body instead.
+// crisis, region, classification and mode; nil when there is none): a webhook that withdraws,
+// that version matched and this one does not (a record that rose above its ceiling, or moved
+// out of its region) gets a record.retracted instead, as the receiver knows the record: the
+// version before's kind, crisis, region and classification, and no body.
 func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, was *pb.Record) error {
 	if err := q.load(); err != nil {
 		return err
@@ -141,6 +146,10 @@ func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, w
 			if blob == nil {
 				c := proto.Clone(r).(*pb.Record)
 				c.Version = version
+				if event == EventRetracted {
+					// As a peer's retraction was always written, whatever it is filtered by.
+					c.Classification = pb.Classification_CLASSIFICATION_UNSPECIFIED
+				}
 				var err error
 				if blob, err = (proto.MarshalOptions{Deterministic: true}).Marshal(c); err != nil {
 					return err
@@ -149,10 +158,10 @@ func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, w
 			if err := q.queue(h.id, event, origin, r.Id, version, blob, at); err != nil {
 				return err
 			}
-		case event == EventChanged && was != nil && h.match(was):
+		case event == EventChanged && was != nil && h.withdraws && h.match(was):
 			if withdrawn == nil {
-				gone := &pb.Record{Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region, Classification: r.Classification,
-					Version: version, Tombstone: true, Status: r.Status, Exercise: r.Exercise}
+				gone := &pb.Record{Id: r.Id, Origin: r.Origin, Kind: was.Kind, Crisis: was.Crisis, Region: was.Region, Classification: was.Classification,
+					Version: version, Tombstone: true, Status: was.Status, Exercise: was.Exercise}
 				var err error
 				if withdrawn, err = (proto.MarshalOptions{Deterministic: true}).Marshal(gone); err != nil {
 					return err
@@ -203,8 +212,8 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 			kinds, _ := json.Marshal(nonNilSlice(w.Kinds))
 			crises, _ := json.Marshal(nonNilSlice(w.Crises))
 			regions, _ := json.Marshal(nonNilSlice(w.Regions))
-			if _, err := tx.Exec(`INSERT INTO webhooks (id, url, kinds, crises, regions, exercise, max_classification, secret, created_by, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)`,
-				w.Id, w.Url, string(kinds), string(crises), string(regions), w.Exercise, int32(w.MaxClassification), w.Secret, s.By, at.UnixNano()); err != nil {
+			if _, err := tx.Exec(`INSERT INTO webhooks (id, url, kinds, crises, regions, exercise, max_classification, withdraws, secret, created_by, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+				w.Id, w.Url, string(kinds), string(crises), string(regions), w.Exercise, int32(w.MaxClassification), s.Withdraws, w.Secret, s.By, at.UnixNano()); err != nil {
 				return err
 			}
 			row = &WebhookRow{ID: w.Id, URL: w.Url, Kinds: w.Kinds, Crises: w.Crises, Regions: w.Regions, Exercise: w.Exercise, MaxClassification: w.MaxClassification,

@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -130,12 +131,18 @@ func TestWebhookCeiling(t *testing.T) {
 	next := func() uint64 { index++; return index }
 	for _, w := range []*pb.Webhook{{Id: "all"}, {Id: "internal", MaxClassification: pb.Classification_INTERNAL}, {Id: "vr09", Regions: []string{"VR09"}}} {
 		w.Url, w.Secret = "https://hooks.example.nl/"+w.Id, "whsec_x"
-		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0), Webhook: w}); err != nil || refusal != nil {
+		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0), Webhook: w, Withdraws: true}); err != nil || refusal != nil {
 			t.Fatalf("add %s: %v %v", w.Id, refusal, err)
 		}
 	}
+	// A webhook added before withdrawals existed (its add step unmarked) gets none: a replica
+	// that applies an older write queues what its peers did.
+	if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0),
+		Webhook: &pb.Webhook{Id: "zz-old", Url: "https://hooks.example.nl/old", Crises: []string{"c"}, Secret: "whsec_x"}}); err != nil || refusal != nil {
+		t.Fatalf("add zz-old: %v %v", refusal, err)
+	}
 	rows, err := d.Webhooks(ctx)
-	if err != nil || len(rows) != 3 || rows[1].ID != "internal" || rows[1].MaxClassification != pb.Classification_INTERNAL || rows[0].MaxClassification != 0 ||
+	if err != nil || len(rows) != 4 || rows[1].ID != "internal" || rows[1].MaxClassification != pb.Classification_INTERNAL || rows[0].MaxClassification != 0 ||
 		fmt.Sprint(rows[2].Regions) != "[VR09]" || len(rows[0].Regions) != 0 {
 		t.Fatalf("Webhooks = %+v, %v: want internal's ceiling and vr09's region kept, and neither for all", rows, err)
 	}
@@ -193,7 +200,7 @@ func TestWebhookCeiling(t *testing.T) {
 	}
 	got, bodies := queue("internal")
 	want := []string{"record.changed up@1", "record.retracted up@2", "record.changed down@2",
-		"record.changed moves@1", "record.changed moves@2", "record.changed moves@3", "record.changed b.crisis.testf2@16", "record.changed b.crisis.testf2@17"}
+		"record.changed moves@1", "record.changed moves@2", "record.changed moves@3", "record.changed b.crisis.testf2@17", "record.changed b.crisis.testf2@18"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("internal's queue %q, want %q", got, want)
 	}
@@ -203,12 +210,36 @@ func TestWebhookCeiling(t *testing.T) {
 	got, bodies = queue("vr09")
 	if want := "[record.changed up@1 record.changed up@2 record.changed up@3 record.deleted up@4 record.changed down@1 record.changed down@2 " +
 		"record.changed hidden@1 record.deleted hidden@2 record.changed moves@2 record.retracted moves@3 " +
-		"record.changed b.crisis.testf1@14 record.retracted b.crisis.testf1@14 record.changed b.crisis.testf2@16 record.retracted b.crisis.testf2@17]"; fmt.Sprint(got) != want {
+		"record.changed b.crisis.testf1@15 record.retracted b.crisis.testf1@15 record.changed b.crisis.testf2@17 record.retracted b.crisis.testf2@18]"; fmt.Sprint(got) != want {
 		t.Errorf("vr09's queue %q, want %s", got, want)
 	} else if n := len(bodies); len(bodies[n-1]) != 0 || len(bodies[n-5]) != 0 {
 		t.Errorf("the retractions at vr09 carry bodies %q and %q, want none", bodies[n-5], bodies[n-1])
 	}
 	if got, _ := queue("all"); len(got) != 15 {
 		t.Errorf("all's queue %q: want every one of the 15 changes", got)
+	}
+	// A retraction says what the receiver knows of the record, never what it became.
+	for hook, want := range map[string]string{"internal": "up INTERNAL VR09 c", "vr09": "moves PUBLIC VR09 c"} {
+		q, err := d.WebhookQueue(ctx, hook, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range q {
+			if x.Event == db.EventRetracted && x.Origin == "" {
+				if got := fmt.Sprintf("%s %s %s %s", x.Record.Id, x.Record.Classification, x.Record.Region, x.Record.Crisis); got != want || !x.Record.Tombstone {
+					t.Errorf("%s's retraction is of %s (tombstone %v), want %s: the version it held", hook, got, x.Record.Tombstone, want)
+				}
+			}
+		}
+	}
+	// The old webhook: a record that leaves its crisis brings it nothing.
+	for _, crisis := range []string{"c", "d"} {
+		if _, err := d.Apply(next(), []*pb.Record{{Id: "wandert", Kind: "sitrep", Crisis: crisis, Region: "VR09", Classification: pb.Classification_PUBLIC,
+			Body: []byte(`{"text":"x"}`), UpdatedAt: hour(3)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := queue("zz-old"); !slices.Contains(got, "record.changed wandert@1") || slices.Contains(got, "record.retracted wandert@2") {
+		t.Errorf("the webhook of before withdrawals: %q, want wandert@1 and no retraction", got)
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -65,8 +68,9 @@ func pictureDigest(p *pb.PictureResponse) string {
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
 }
 
-// liveStops tells the page that the node stops: it keeps what it shows, says that it could not
-// be updated once a fetch fails, and picks up again when the node answers.
+// liveStops tells the page that the node stops, or cannot make the picture now: it keeps what it
+// shows, says that it could not be updated once a fetch fails, and picks up again when the node
+// answers.
 const liveStops = "event: fout\ndata: stopt\n\n"
 
 // live streams an event each time the picture of ?crisis changes for the person. ?sinds (or, on
@@ -119,8 +123,14 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 		pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(cctx, &pb.PictureRequest{Crisis: crisis, Mode: r.mode()})
 		cancel()
 		if err != nil {
-			// The role was taken away, or the node stops: the page keeps what it shows.
-			write("event: fout\ndata: %s\n\n", "picture")
+			// The role was taken away: the page keeps what it shows, and says to reload. Any
+			// other failure (the node hangs, stops, or is cut off) the page tries again after,
+			// saying meanwhile that the picture could not be updated.
+			if c := status.Code(err); c == codes.PermissionDenied || c == codes.Unauthenticated {
+				write("event: fout\ndata: %s\n\n", "rol")
+			} else {
+				write(liveStops)
+			}
 			return
 		}
 		if d := pictureDigest(pic); d != last {

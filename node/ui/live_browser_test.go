@@ -71,9 +71,13 @@ func TestBrowserPictureWhenItsNodeIsGone(t *testing.T) {
 		t.Errorf("once the node answers again: %q, want the picture updated and not greyed out", s)
 	}
 
-	// The node stops: the page says so without waiting for its next look.
+	// The node stops: the page says since when it could not be updated (not "reload": a node
+	// that comes back may answer it), without waiting for its next look.
 	tb.text("refresh every minute", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "60"`))
 	e.utrecht.Stop(t)
-	waitFor("the warning after the node stopped", func(s string) bool { return strings.Contains(s, "kp-live-status--gone") })
+	s = waitFor("the warning after the node stopped", func(s string) bool { return strings.Contains(s, "kp-live-status--gone") })
+	if !strings.Contains(s, "kp-live--stale") || !strings.Contains(s, "kon sinds") {
+		t.Errorf("after the node stopped the page says %q, want since when it could not be updated", s)
+	}
 	writeShots(t, shots)
 }

@@ -32,8 +32,6 @@ func init() {
 	pageNames = append(pageNames, "records", "recordform", "upload", "uploadreport", "admin")
 }
 
-// isWriter reports whether the person writes own records (editors and admins); it only decides
-// what the pages offer.
 // writeInMode writes rec in mode: an exercise's record when the page is of an exercise (nil:
 // actual).
 func writeInMode(rec *pb.Record, mode *pb.Mode) {
@@ -42,6 +40,8 @@ func writeInMode(rec *pb.Record, mode *pb.Mode) {
 	}
 }
 
+// isWriter reports whether the person writes own records (editors and admins); it only decides
+// what the pages offer.
 func isWriter(r *request) bool { return r.Caller.Has(api.Editor) || r.Caller.Has(api.Admin) }
 
 // writerPage shows a refusal instead of a form the service would refuse.

@@ -120,7 +120,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(req.Crises), Regions: dedup(req.Regions),
 		Exercise: req.Exercise, MaxClassification: req.MaxClassification, Secret: secret.String(),
 	}
-	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now()})
+	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now(), Withdraws: true})
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,18 @@
         if (!fresh) {
           throw new Error("no picture in the answer");
         }
-        box.replaceChildren.apply(box, Array.prototype.slice.call(document.adoptNode(fresh).childNodes));
+        var nodes = Array.prototype.slice.call(document.adoptNode(fresh).childNodes);
+        if (box.replaceChildren) {
+          box.replaceChildren.apply(box, nodes);
+        } else {
+          // Browsers before 2020 (iOS 13): the same, by hand.
+          while (box.firstChild) {
+            box.removeChild(box.firstChild);
+          }
+          nodes.forEach(function (n) {
+            box.appendChild(n);
+          });
+        }
         // The classification printed in the page margins follows what the picture now shows.
         var marking = doc.documentElement.getAttribute("data-marking");
         if (marking) {
@@ -101,7 +112,13 @@
           status.textContent = status.getAttribute("data-text") + " " + clock(lastGood);
         }
       })
-      .catch(stale)
+      .catch(function () {
+        try {
+          stale();
+        } catch (e) {
+          // Never let the warning stop the refreshes.
+        }
+      })
       .then(function () {
         window.clearTimeout(timer);
         fetching = false;
@@ -142,14 +159,16 @@
     });
     source.addEventListener("afgemeld", gone);
     source.addEventListener("fout", function (e) {
-      // The node stops: the picture says so once a fetch fails, and updates again after.
-      if (e.data === "stopt") {
-        close();
-        refresh();
-        window.setTimeout(open, 3000);
+      // The role was taken away: only a reload can say more.
+      if (e.data === "rol") {
+        gone();
         return;
       }
-      gone();
+      // The node stops, hangs or is cut off: the picture says so once a fetch fails, and
+      // updates again after.
+      close();
+      refresh();
+      window.setTimeout(open, 3000);
     });
     // The stream broke (the browser tries again by itself): whether the node still answers, a
     // fetch says.

@@ -694,8 +694,13 @@ type WebhookStep struct {
 	// message_ids are the dead letters to retry; empty is all of the webhook's.
 	MessageIds []string `protobuf:"bytes,3,rep,name=message_ids,json=messageIds" json:"message_ids,omitempty"`
 	// by is who took the step: a SPIFFE ID, or "local socket".
-	By            string                 `protobuf:"bytes,4,opt,name=by" json:"by,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	By string                 `protobuf:"bytes,4,opt,name=by" json:"by,omitempty"`
+	At *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at" json:"at,omitempty"`
+	// withdraws, on an add, makes the webhook one that gets a record.retracted for a record that
+	// leaves what it delivers (its classification rose above the ceiling, it moved to another
+	// crisis or region). Set by every node since this field exists; a webhook added before it
+	// does not, so that a replica that applies an older record write queues what its peers did.
+	Withdraws     bool `protobuf:"varint,6,opt,name=withdraws" json:"withdraws,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -763,6 +768,13 @@ func (x *WebhookStep) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+func (x *WebhookStep) GetWithdraws() bool {
+	if x != nil {
+		return x.Withdraws
+	}
+	return false
 }
 
 // WebhookAcks is the leader's word on deliveries of one webhook: those the receiver
@@ -2033,14 +2045,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bseverity\x18\a \x01(\tR\bseverity\"\xb3\x01\n" +
+	"\bseverity\x18\a \x01(\tR\bseverity\"\xd1\x01\n" +
 	"\vWebhookStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12/\n" +
 	"\awebhook\x18\x02 \x01(\v2\x15.knooppunt.v1.WebhookR\awebhook\x12\x1f\n" +
 	"\vmessage_ids\x18\x03 \x03(\tR\n" +
 	"messageIds\x12\x0e\n" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd5\x01\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
+	"\twithdraws\x18\x06 \x01(\bR\twithdraws\"\xd5\x01\n" +
 	"\vWebhookAcks\x12\x18\n" +
 	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x1c\n" +
 	"\tdelivered\x18\x02 \x03(\x03R\tdelivered\x12-\n" +
