@@ -80,6 +80,16 @@ func TestCLIExercise(t *testing.T) {
 	if r := run(1, "record", "get", "oef"); !strings.Contains(r.stderr, "record not found") {
 		t.Fatalf("record get of an exercise record without --exercise: %q", r.stderr)
 	}
+	// A delete acts in its mode too: an exercise's record by its id alone is not found, and
+	// with --exercise it goes, under the banner.
+	if r := run(1, "record", "delete", "oef"); !strings.Contains(r.stderr, "record not found") {
+		t.Fatalf("record delete of an exercise record without --exercise: %q", r.stderr)
+	}
+	run(0, "record", "put", "--id", "oef2", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL",
+		"--classification", "public", "--body", `{"title":"weg","summary":"s"}`)
+	if r := run(0, "record", "delete", "oef2", "--exercise", "oef-1"); !strings.HasPrefix(r.stdout, "OEFENING oef-1") || !strings.Contains(r.stdout, "oef2 deleted at version 2") {
+		t.Fatalf("record delete --exercise printed %q", r.stdout)
+	}
 
 	var list []map[string]any
 	run(0, "exercise", "list", "-o", "json").oneJSON(t, &list)

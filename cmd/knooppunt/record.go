@@ -399,21 +399,35 @@ func truncate(s string, n int) string {
 func newRecordDeleteCmd() *cobra.Command {
 	var (
 		f       clientFlags
+		mf      modeFlags
 		version int64
 	)
 	cmd := &cobra.Command{
 		Use:   "delete ID",
 		Short: "Delete a record (writes a tombstone)",
 		Long: `Delete a record. The node keeps a tombstone in the change feed, so watchers and peers
-learn of the deletion. With --version the delete is refused if the record changed since.`,
-		Example: `  knooppunt record delete sitrep-1 --version 4`,
-		Args:    cobra.ExactArgs(1),
+learn of the deletion. With --version the delete is refused if the record changed since. As every
+record command, it acts in one mode: an exercise's record is deleted with --exercise NAME, a test
+or draft record with --status; without them only an actual record.`,
+		Example: `  knooppunt record delete sitrep-1 --version 4
+  knooppunt record delete oef-sitrep-1 --exercise oefening-zeeland`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			mode, err := mf.mode()
+			if err != nil {
+				return err
+			}
+			if mode == nil {
+				mode = &pb.Mode{} // the actual records: never an exercise's by its id alone
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
-				resp, err := c.Delete(cmd.Context(), &pb.DeleteRequest{Id: args[0], Version: version})
+				resp, err := c.Delete(cmd.Context(), &pb.DeleteRequest{Id: args[0], Version: version, Mode: mode})
 				if err != nil {
 					return err
+				}
+				if b := modeBanner(mode); b != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), b)
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted at version %d\n", resp.Id, resp.Version)
 				return err
@@ -421,6 +435,7 @@ learn of the deletion. With --version the delete is refused if the record change
 		},
 	}
 	cmd.Flags().Int64Var(&version, "version", 0, "the version you last read (0: any)")
+	mf.register(cmd)
 	f.register(cmd, false)
 	f.fill(map[string]string{"version": "version"})
 	f.fillArg("ID", "id")

@@ -2,6 +2,7 @@ package cap
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -117,7 +118,7 @@ func cancel(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.Rec
 			continue
 		}
 		done[target.Id] = true
-		res, err := c.Delete(ctx, &pb.DeleteRequest{Id: target.Id, Version: target.Version})
+		res, err := c.Delete(ctx, &pb.DeleteRequest{Id: target.Id, Version: target.Version, Mode: cmp.Or(mode, &pb.Mode{})})
 		if err != nil && out.ID != "" {
 			// Some are cancelled already: say which, and what is left; the same Cancel again
 			// finds only those left.

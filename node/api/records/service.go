@@ -349,6 +349,19 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutRes
 	if req.Version < 0 {
 		return nil, api.Invalid("version", "%d is negative", req.Version)
 	}
+	if req.Mode != nil {
+		if err := record.CheckMode("mode", req.Mode); err != nil {
+			return nil, api.Status(s.log, err)
+		}
+		// A live record keeps its mode, so what is read here is what the tombstone ends.
+		r, err := s.db.Get(ctx, req.Id)
+		if err != nil {
+			return nil, api.Status(s.log, err)
+		}
+		if !db.ModeFrom(req.Mode).Holds(r) {
+			return nil, api.Status(s.log, db.ErrNotFound)
+		}
+	}
 	t := &pb.Record{Id: req.Id, Version: req.Version, Tombstone: true}
 	res, err := s.store.WriteAs(ctx, writer(ctx), []*pb.Record{t})
 	if err != nil {

@@ -1061,7 +1061,11 @@ type DeleteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
 	// version, when not 0, must be the current version.
-	Version       int64 `protobuf:"varint,2,opt,name=version" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,2,opt,name=version" json:"version,omitempty"`
+	// mode, when set, is the mode the record must be of (an empty one is actual): a record of
+	// another mode is NOT_FOUND, as for Get, so that a delete meant for the actual records never
+	// takes an exercise's, and the other way round. Unset: a record of any mode, as before.
+	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1108,6 +1112,13 @@ func (x *DeleteRequest) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *DeleteRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
 }
 
 type WatchRequest struct {
@@ -2185,10 +2196,11 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	" \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"f\n" +
 	"\fListResponse\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"a\n" +
 	"\rDeleteRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"z\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12&\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"z\n" +
 	"\fWatchRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -2374,51 +2386,52 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	32, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
 	2,  // 18: knooppunt.v1.ListRequest.mode:type_name -> knooppunt.v1.Mode
 	3,  // 19: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
-	2,  // 20: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
-	3,  // 21: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
-	21, // 22: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
-	32, // 23: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
-	32, // 24: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
-	32, // 25: knooppunt.v1.Replica.last_contact:type_name -> google.protobuf.Timestamp
-	23, // 26: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	32, // 27: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	32, // 28: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
-	32, // 29: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 30: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 31: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 32: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 33: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 34: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 35: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 36: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 37: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 38: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 39: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	22, // 40: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	25, // 41: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	26, // 42: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	27, // 43: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	29, // 44: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 45: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 46: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 47: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 48: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 49: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 50: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 51: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 52: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 53: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 54: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	24, // 55: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 56: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 57: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	28, // 58: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	30, // 59: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	45, // [45:60] is the sub-list for method output_type
-	30, // [30:45] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	2,  // 20: knooppunt.v1.DeleteRequest.mode:type_name -> knooppunt.v1.Mode
+	2,  // 21: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
+	3,  // 22: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
+	21, // 23: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
+	32, // 24: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
+	32, // 25: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
+	32, // 26: knooppunt.v1.Replica.last_contact:type_name -> google.protobuf.Timestamp
+	23, // 27: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
+	32, // 28: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	32, // 29: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
+	32, // 30: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 31: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 32: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 33: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 34: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 35: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 36: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 37: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 38: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 39: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 40: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	22, // 41: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	25, // 42: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	26, // 43: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	27, // 44: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	29, // 45: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 46: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 47: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 48: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 49: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 50: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 51: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 52: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 53: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 54: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 55: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	24, // 56: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 57: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	24, // 58: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	28, // 59: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	30, // 60: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	46, // [46:61] is the sub-list for method output_type
+	31, // [31:46] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
