@@ -221,15 +221,20 @@ func (s *Service) Get(ctx context.Context, req *pb.GetRequest) (*pb.Record, erro
 	if err := record.CheckID("id", req.Id); err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	if err := record.CheckMode("mode", req.Mode); err != nil {
+	return s.liveIn(ctx, req.Id, req.Mode)
+}
+
+// liveIn is the live own record id of mode (nil: actual); a record of another mode does not
+// exist in this one: NOT_FOUND.
+func (s *Service) liveIn(ctx context.Context, id string, mode *pb.Mode) (*pb.Record, error) {
+	if err := record.CheckMode("mode", mode); err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	r, err := s.db.Get(ctx, req.Id)
+	r, err := s.db.Get(ctx, id)
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	if !db.ModeFrom(req.Mode).Holds(r) {
-		// A record of another mode does not exist in this one.
+	if !db.ModeFrom(mode).Holds(r) {
 		return nil, api.Status(s.log, db.ErrNotFound)
 	}
 	return r, nil
@@ -350,16 +355,9 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutRes
 		return nil, api.Invalid("version", "%d is negative", req.Version)
 	}
 	if req.Mode != nil {
-		if err := record.CheckMode("mode", req.Mode); err != nil {
-			return nil, api.Status(s.log, err)
-		}
 		// A live record keeps its mode, so what is read here is what the tombstone ends.
-		r, err := s.db.Get(ctx, req.Id)
-		if err != nil {
-			return nil, api.Status(s.log, err)
-		}
-		if !db.ModeFrom(req.Mode).Holds(r) {
-			return nil, api.Status(s.log, db.ErrNotFound)
+		if _, err := s.liveIn(ctx, req.Id, req.Mode); err != nil {
+			return nil, err
 		}
 	}
 	t := &pb.Record{Id: req.Id, Version: req.Version, Tombstone: true}
