@@ -450,6 +450,15 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 				if _, err := tx.Exec(sqlHistoryDrop, c.Origin, r.Id); err != nil {
 					return err
 				}
+				if s.RedactionChanged {
+					// Deliveries of the earlier versions not yet made (dead letters too) would
+					// still carry a field withheld now: they go, and the copy below is queued
+					// in their place. Only a source that says so (a field of this release) has
+					// them dropped: a replica applying an older entry queues what its peers did.
+					if _, err := tx.Exec(`DELETE FROM webhook_queue WHERE origin = ? AND record_id = ?`, c.Origin, r.Id); err != nil {
+						return err
+					}
+				}
 				redacting = true
 			}
 			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at, status, exercise)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -241,5 +242,48 @@ func TestWebhookCeiling(t *testing.T) {
 	}
 	if got, _ := queue("zz-old"); !slices.Contains(got, "record.changed wandert@1") || slices.Contains(got, "record.retracted wandert@2") {
 		t.Errorf("the webhook of before withdrawals: %q, want wandert@1 and no retraction", got)
+	}
+}
+
+// TestRedactionDropsQueuedDeliveries: when a peer says its redaction of a record changed, the
+// deliveries of the record's earlier copies not yet made (they may hold a field withheld now)
+// leave the queue, and the new copy takes their place; a change without it keeps them.
+func TestRedactionDropsQueuedDeliveries(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	index := uint64(0)
+	next := func() uint64 { index++; return index }
+	if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0), Withdraws: true,
+		Webhook: &pb.Webhook{Id: "lcms", Url: "https://hooks.example.nl/lcms", Secret: "whsec_x"}}); err != nil || refusal != nil {
+		t.Fatalf("add: %v %v", refusal, err)
+	}
+	deliver := func(version int64, body string, changed bool) {
+		t.Helper()
+		if err := d.ApplyCacheForeign(next(), &pb.CacheForeign{Peer: "b", Origin: "b.crisis.test", Cursor: int64(index), At: hour(1),
+			Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "s1", Origin: "b.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09",
+				Classification: pb.Classification_INTERNAL, Body: []byte(body), Version: version}, RedactionChanged: changed}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bodies := func() []string {
+		t.Helper()
+		q, err := d.WebhookQueue(ctx, "lcms", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, x := range q {
+			out = append(out, fmt.Sprintf("v%d %s", x.Version, x.Record.Body))
+		}
+		return out
+	}
+	deliver(1, `{"phone":"+31-30-555-0905"}`, false)
+	deliver(2, `{"phone":"+31-30-555-0905","x":1}`, false)
+	if got := bodies(); len(got) != 2 {
+		t.Fatalf("queue %q, want both versions", got)
+	}
+	deliver(2, `{"x":1}`, true)
+	if got := bodies(); len(got) != 1 || strings.Contains(got[0], "555") {
+		t.Errorf("after the redaction changed the queue is %q, want only the copy without the phone number", got)
 	}
 }
