@@ -250,7 +250,7 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 	}
 	var behind, unanswered []string
 	for _, p := range peers {
-		if p.State != "answered" && p.State != "denied" {
+		if search.Unanswered(p) {
 			unanswered = append(unanswered, p.Peer)
 		}
 		note := p.Error
@@ -418,7 +418,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 	unanswered := map[string]bool{}
 	if now != nil {
 		for _, p := range now.Peers {
-			if p.State != "answered" && p.State != "denied" {
+			if search.Unanswered(p) {
 				unanswered[p.TrustDomain] = true
 			}
 		}

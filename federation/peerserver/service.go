@@ -1084,7 +1084,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 			delete(sent, r.Id) // resync sent this version on this stream already
 		case d.Allow:
 			delete(sent, r.Id)
-			up := subscribed(d, held, r.Id)
+			up := subscribed(d, d.Redaction(), held, r.Id)
 			disc.disclose(set, d)
 			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Upsert{Upsert: up}}); err != nil {
 				return cursor, err
@@ -1108,11 +1108,11 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 	return cursor, disc.flush(ctx)
 }
 
-// subscribed is the copy of a granted record that a subscription sends, and records it as held:
+// subscribed is the copy of a granted record that a subscription sends (red is d.Redaction()),
+// and records it as held:
 // even if the send fails, for the record may have reached the peer all the same. It tells the
 // holder when its copy was sent under another redaction (pb.SharedRecord.redaction_changed).
-func subscribed(d policy.Decision, held map[string]db.Holding, id string) *pb.SharedRecord {
-	red := d.Redaction()
+func subscribed(d policy.Decision, red string, held map[string]db.Holding, id string) *pb.SharedRecord {
 	h := held[id]
 	held[id] = db.Holding{Version: d.Record.Version, Policies: d.Policies, Redaction: red}
 	return &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld, RedactionChanged: h.Version != 0 && h.Redaction != red}
@@ -1147,10 +1147,11 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 			// same remove other fields: they decide its redaction (a redaction mended, or
 			// another policy's that no longer applies), and the audit says under which policies
 			// the caller holds it.
-			if h := held[r.Id]; h.Version == r.Version && slices.Equal(h.Policies, d.Policies) && h.Redaction == d.Redaction() {
+			red := d.Redaction()
+			if h := held[r.Id]; h.Version == r.Version && slices.Equal(h.Policies, d.Policies) && h.Redaction == red {
 				return true, nil
 			}
-			up := subscribed(d, held, r.Id)
+			up := subscribed(d, red, held, r.Id)
 			sent[r.Id] = r.Version
 			disc.disclose(set, d)
 			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Upsert{Upsert: up}}); err != nil {

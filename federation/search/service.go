@@ -49,6 +49,10 @@ const (
 	TimedOut    = "timed_out"
 )
 
+// Unanswered reports whether a peer did not answer just now (unreachable, timed out): what is
+// shown of it is the copy it sent before. A peer that refused (denied) did answer.
+func Unanswered(p *pb.PeerStatus) bool { return p.State != Answered && p.State != Denied }
+
 // maxOrigins caps SearchRequest.origins.
 const maxOrigins = 1000
 
@@ -383,7 +387,7 @@ func reachError(msg string) string {
 		switch {
 		case strings.Contains(m[1], "deadline exceeded") || strings.Contains(m[1], "timeout"):
 			return "the partner's node took the connection but did not finish the TLS handshake in time: it hangs, or is overloaded"
-		case strings.Contains(m[1], "bad certificate") || strings.Contains(m[1], "certificate"):
+		case strings.Contains(m[1], "certificate"):
 			return "the TLS handshake failed: " + m[1] + " (peer show NAME says what to check)"
 		}
 		return "the TLS handshake failed: " + m[1]

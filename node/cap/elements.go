@@ -56,17 +56,18 @@ func checkElements(dec *xml.Decoder) (foreign []string, err error) {
 				continue
 			}
 			parent := &stack[len(stack)-1]
+			path := fmt.Sprintf("%s.%s[%d]", parent.path, t.Name.Local, parent.count[t.Name.Local])
 			if t.Name.Space == "" {
 				// <cap:alert xmlns:cap="…"><identifier>: a child in no namespace is no CAP
 				// element, though a reader that ignores namespaces would take it for one.
-				return nil, fieldErr(fmt.Sprintf("%s.%s[%d]", parent.path, t.Name.Local, parent.count[t.Name.Local]),
+				return nil, fieldErr(path,
 					"<%s> is in no namespace: CAP's elements are in %s; with a prefixed root (cap:alert) prefix its elements too, or declare the namespace as the default (xmlns=\"%s\")", t.Name.Local, Namespace, Namespace)
 			}
 			if t.Name.Space != Namespace {
 				if allowed := capElements[parent.name]; slices.Contains(allowed, t.Name.Local) {
 					// encoding/xml would read <ds:status> into the alert's status, over CAP's:
 					// another namespace must not speak for CAP's fields.
-					return nil, fieldErr(fmt.Sprintf("%s.%s[%d]", parent.path, t.Name.Local, parent.count[t.Name.Local]),
+					return nil, fieldErr(path,
 						"<%s> of namespace %s has the name of a CAP element, and would be read as one: remove it", t.Name.Local, t.Name.Space)
 				}
 				foreign = append(foreign, t.Name.Local)
@@ -75,7 +76,6 @@ func checkElements(dec *xml.Decoder) (foreign []string, err error) {
 				}
 				continue
 			}
-			path := fmt.Sprintf("%s.%s[%d]", parent.path, t.Name.Local, parent.count[t.Name.Local])
 			parent.count[t.Name.Local]++
 			allowed, known := capElements[parent.name]
 			if !known || !slices.Contains(allowed, t.Name.Local) {

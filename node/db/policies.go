@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -341,7 +342,9 @@ func (d *DB) Crises(ctx context.Context, mode Mode) ([]string, error) {
 					rows.Close()
 					return err
 				}
-				seen[c] = c != AllCrises
+				if c != AllCrises {
+					seen[c] = true
+				}
 			}
 			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 				return err
@@ -352,14 +355,7 @@ func (d *DB) Crises(ctx context.Context, mode Mode) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for c, ok := range seen {
-		if ok {
-			out = append(out, c)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 // documentDetail adds to an audit detail what a policy document grants and the SHA-256 of its

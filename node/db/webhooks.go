@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -224,7 +224,7 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 				detail["regions"] = w.Regions
 			}
 			if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
-				detail["max_classification"] = strings.ToLower(w.MaxClassification.String())
+				detail["max_classification"] = record.ClassificationName(w.MaxClassification)
 			}
 			return a.add(at, s.By, AuditWebhookAdd, w.Id, detail)
 		case "remove":

@@ -305,7 +305,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		// Who did not answer, by name, with how old the copy of theirs is that the picture shows.
 		switch {
-		case p.State == "answered" || p.State == "denied":
+		case !search.Unanswered(p):
 		case pv.CacheAge != "":
 			v.Unanswered = append(v.Unanswered, r.L.T("picture.partial_peer", pv.Name, pv.CacheAge))
 		default:
@@ -319,7 +319,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	// The records the sums leave out because their source has a later one under the same key:
 	// said under the sums, each linked, so that a location that vanished can be found.
 	for _, e := range pic.Entries {
-		if len(e.LeftOut) == 0 || s.c.Kinds.Get(e.Kind) == nil || len(s.c.Kinds.Get(e.Kind).Aggregate) == 0 {
+		if k := s.c.Kinds.Get(e.Kind); len(e.LeftOut) == 0 || k == nil || len(k.Aggregate) == 0 {
 			continue
 		}
 		for _, ref := range e.LeftOut {

@@ -513,9 +513,10 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 			}
 		}
 	}
+	mode := r.mode()
 	for _, row := range rows {
 		if row.Record != nil {
-			writeInMode(row.Record, r.mode())
+			writeInMode(row.Record, mode)
 		}
 	}
 	sum, err := importfile.Import(r.ctx(), pb.NewRecordServiceClient(s.c.Conn), rows, importBatch, nil)

@@ -6,7 +6,6 @@ import (
 	"html/template"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -177,9 +176,7 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 		p.Person.Name = r.Session.DisplayName
 	}
 	p.Person.Roles = roleNames(r)
-	if p.Exercise = r.exercise(); p.Exercise != "" {
-		p.ModeQuery = "?" + url.Values{"exercise": {p.Exercise}}.Encode()
-	}
+	p.Exercise, p.ModeQuery = r.exercise(), r.modeQuery()
 	p.ModeAction = "/"
 	if path := r.URL.Path; path == "/" || path == "/zoeken" {
 		p.ModeAction = path

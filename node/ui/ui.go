@@ -271,13 +271,16 @@ func (r *request) mode() *pb.Mode {
 	return nil
 }
 
-// inMode is the link u in the request's mode (see the template function inMode).
-func (r *request) inMode(u string) string {
+// modeQuery keeps the request's mode on a link: "?exercise=NAME", or "" for the actual records.
+func (r *request) modeQuery() string {
 	if e := r.exercise(); e != "" {
-		return inMode("?"+url.Values{"exercise": {e}}.Encode(), u)
+		return "?" + url.Values{"exercise": {e}}.Encode()
 	}
-	return u
+	return ""
 }
+
+// inMode is the link u in the request's mode (see the template function inMode).
+func (r *request) inMode(u string) string { return inMode(r.modeQuery(), u) }
 
 // ctx is the request's context, with the person for calls on the in-process channel.
 func (r *request) ctx() context.Context { return api.AsPerson(r.Context(), r.Session.Person) }
