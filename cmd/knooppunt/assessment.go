@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/assessment"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -102,16 +103,29 @@ func short(hash string) string {
 }
 
 // currentAssessment reads the picture and the node's org, and finds the current assessment.
-func currentAssessment(ctx context.Context, conn *grpc.ClientConn, crisis string) (*assessment.View, string, error) {
+// With probe, a search of one record first asks the peers whether they answer now: a source that
+// does not, or one this node is still catching up with, may have changed unseen (CannotTell). A
+// probe that fails is said on stderr.
+func currentAssessment(ctx context.Context, conn *grpc.ClientConn, crisis string, probe io.Writer) (*assessment.View, string, error) {
 	st, err := pb.NewStatusServiceClient(conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: crisis})
+	sc := pb.NewSearchServiceClient(conn)
+	p, err := sc.Picture(ctx, &pb.PictureRequest{Crisis: crisis})
 	if err != nil {
 		return nil, "", err
 	}
-	v, err := assessment.Current(p, st.Org)
+	var behind []string
+	if probe != nil {
+		now, err := sc.Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1}, TimeoutMs: search.ProbeTimeoutMs})
+		if err != nil {
+			fmt.Fprintf(probe, "Note: could not ask the peers whether they answer now, so whether one changed unseen is not said: %v\n", err)
+		} else {
+			behind = search.Behind(now.Peers)
+		}
+	}
+	v, err := assessment.Current(p, st.Org, behind)
 	if err != nil {
 		return nil, "", err
 	}
@@ -132,8 +146,10 @@ func newAssessmentShowCmd() *cobra.Command {
 		Long: `Show the current assessment of a crisis (the latest this node holds, its own or a partner's) next
 to the picture as this node shows it now. It says whether the picture changed since the assessment
 was written: on the author's node by the picture's content hash, elsewhere (where policies show a
-different part of every source) by each source's newest update. It lists the partners that
-endorsed it, and their remarks.`,
+different part of every source) by each source's newest update and by the records that left the
+picture since (deleted or withdrawn at their source). A partner that does not answer now, or that
+this node is still catching up with, may have changed unseen: it is named as one of which it
+cannot be told. It lists the partners that endorsed it, and their remarks.`,
 		Example: `  knooppunt assessment show --crisis oekraine
   knooppunt assessment show --crisis oekraine -o json`,
 		Args: cobra.NoArgs,
@@ -142,7 +158,7 @@ endorsed it, and their remarks.`,
 				return errors.New("--crisis: name the crisis, such as oekraine")
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				v, _, err := currentAssessment(cmd.Context(), conn, crisis)
+				v, _, err := currentAssessment(cmd.Context(), conn, crisis, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -165,12 +181,17 @@ func printAssessment(w io.Writer, v *assessment.View) {
 	switch {
 	case !v.Changed && v.Exact:
 		fmt.Fprintf(w, "The picture is the one it interprets (%s).\n", short(v.Body.Picture.Hash))
+	case !v.Changed && len(v.CannotTell) > 0:
+		fmt.Fprintf(w, "No source that answers has changed since it was written.\n")
 	case !v.Changed:
 		fmt.Fprintf(w, "No source this node shows has changed since it was written.\n")
 	case v.Exact:
 		fmt.Fprintf(w, "THE PICTURE CHANGED since it was written (%s, now %s); changed: %s\n", short(v.Body.Picture.Hash), short(v.Now.Hash), strings.Join(v.ChangedSources, ", "))
 	default:
-		fmt.Fprintf(w, "THE PICTURE CHANGED since it was written: newer records from %s\n", strings.Join(v.ChangedSources, ", "))
+		fmt.Fprintf(w, "THE PICTURE CHANGED since it was written: records of %s are newer, or left the picture\n", strings.Join(v.ChangedSources, ", "))
+	}
+	if len(v.CannotTell) > 0 {
+		fmt.Fprintf(w, "CANNOT TELL whether %s changed: not answering now, or this node is still catching up with it\n", strings.Join(v.CannotTell, ", "))
 	}
 	if len(v.Endorsed) == 0 {
 		fmt.Fprintln(w, "Endorsed by: no partner yet")
@@ -214,7 +235,7 @@ other partners under your organisation's approved policies for that kind.`
 			return errors.New("--crisis: name the crisis, such as oekraine")
 		}
 		return f.call(func(conn *grpc.ClientConn) error {
-			v, org, err := currentAssessment(cmd.Context(), conn, crisis)
+			v, org, err := currentAssessment(cmd.Context(), conn, crisis, nil)
 			if err != nil {
 				return err
 			}

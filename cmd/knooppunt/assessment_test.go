@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/knooppunt/knooppunt/node/assessment"
 )
 
 // TestCLIAssessment: publish ties the assessment to the picture; show says the picture is the one
@@ -69,5 +71,22 @@ func TestCLIAssessment(t *testing.T) {
 	// The responses are not part of the picture the assessment interprets.
 	if len(v.Sources) != 1 {
 		t.Fatalf("the responses changed the picture: %+v", v)
+	}
+}
+
+// TestPrintAssessmentCannotTell: a partner whose copy may be behind is named as one of which it
+// cannot be told whether it changed, and "no source changed" is not said of it.
+func TestPrintAssessmentCannotTell(t *testing.T) {
+	v := &assessment.View{ID: "assessment-oekraine", Origin: "ncc.crisis.test", Version: 1, ChangedSources: []string{}, CannotTell: []string{"lcvs.crisis.test"}}
+	var b strings.Builder
+	printAssessment(&b, v)
+	if out := b.String(); !strings.Contains(out, "No source that answers has changed since it was written.\nCANNOT TELL whether lcvs.crisis.test changed") || strings.Contains(out, "No source this node shows") {
+		t.Errorf("lcvs does not answer:\n%s", out)
+	}
+	v.Changed, v.ChangedSources = true, []string{"vr-zeeland.crisis.test"}
+	b.Reset()
+	printAssessment(&b, v)
+	if out := b.String(); !strings.Contains(out, "THE PICTURE CHANGED since it was written: records of vr-zeeland.crisis.test are newer, or left the picture\nCANNOT TELL whether lcvs.crisis.test changed") {
+		t.Errorf("vr-zeeland changed and lcvs does not answer:\n%s", out)
 	}
 }

@@ -122,7 +122,7 @@ func runEarlyWarning(ctx context.Context, out io.Writer, orgs map[string]*demoOr
 
 	var seen *assessment.View
 	if err := waitPicture(ctx, utrecht, "NCC's assessment", func(p *pb.PictureResponse) bool {
-		v, err := assessment.Current(p, utrecht.td)
+		v, err := assessment.Current(p, utrecht.td, nil)
 		seen = v
 		return err == nil && v != nil && v.Origin == ncc.td && v.Version == put.Version
 	}); err != nil {
@@ -145,7 +145,7 @@ func runEarlyWarning(ctx context.Context, out io.Writer, orgs map[string]*demoOr
 
 	var view *assessment.View
 	if err := waitPicture(ctx, ncc, "VR Utrecht's endorsement", func(p *pb.PictureResponse) bool {
-		v, err := assessment.Current(p, ncc.td)
+		v, err := assessment.Current(p, ncc.td, nil)
 		view = v
 		return err == nil && v != nil && len(v.Endorsed) > 0
 	}); err != nil {

@@ -5,6 +5,7 @@
 package search
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,18 @@ const (
 // Unanswered reports whether a peer did not answer just now (unreachable, timed out): what is
 // shown of it is the copy it sent before. A peer that refused (denied) did answer.
 func Unanswered(p *pb.PeerStatus) bool { return p.State != Answered && p.State != Denied }
+
+// Behind lists the trust domains of the peers whose copy here may be behind what they hold:
+// they did not answer just now, or this node is still taking in what they share.
+func Behind(peers []*pb.PeerStatus) []string {
+	var out []string
+	for _, p := range peers {
+		if Unanswered(p) || p.CatchingUpSince != nil {
+			out = append(out, p.TrustDomain)
+		}
+	}
+	return out
+}
 
 // maxOrigins caps SearchRequest.origins.
 const maxOrigins = 1000
@@ -628,6 +641,16 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	}
 	resp := Merge(items, aggregable, time.Now(), stale)
 	resp.Crisis, resp.Phase = req.Crisis, phase
+	removals, err := s.c.DB.Removals(ctx, req.Crisis, mode)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	for _, rm := range removals {
+		src := cmp.Or(rm.Origin, s.c.Sharing.Org())
+		if rm.Origin == "" || peer[rm.Origin] {
+			resp.Removals = append(resp.Removals, &pb.PictureRemoval{Source: src, Kind: rm.Kind, At: timestamppb.New(rm.At)})
+		}
+	}
 	resp.NoLeader = s.c.Store != nil && s.c.Store.Leader() == ""
 	return resp, nil
 }

@@ -48,8 +48,8 @@ type Picture struct {
 	Sources []Cursor `json:"sources"`
 }
 
-// counts says whether an entry is part of the picture an assessment interprets.
-func counts(e *pb.PictureEntry) bool { return e.Kind != Kind && e.Kind != ResponseKind }
+// counts says whether records of a kind are part of the picture an assessment interprets.
+func counts(kind string) bool { return kind != Kind && kind != ResponseKind }
 
 // Fingerprint hashes a picture. The hash covers, for every entry in the picture's order, its
 // slot (kind, region, key), its source, the record's origin, id, version, update time and body;
@@ -63,7 +63,7 @@ func Fingerprint(p *pb.PictureResponse) Picture {
 	var all []string
 	by := map[string]*src{}
 	for _, e := range p.GetEntries() {
-		if !counts(e) {
+		if !counts(e.Kind) {
 			continue
 		}
 		r := e.GetRecord()
@@ -212,10 +212,16 @@ type View struct {
 	Body      Body      `json:"assessment"`
 	// Changed says that the picture changed since the assessment was written. On the author's
 	// own node it compares the content hash; elsewhere, where policies show a different part of
-	// every source, it compares each source's newest update with the assessment's cursor.
+	// every source, it compares each source's newest update with the assessment's cursor, and
+	// counts a source changed when one of its records left the picture here since the assessment
+	// was written (PictureResponse.removals).
 	Changed bool `json:"picture_changed"`
 	// ChangedSources names the sources that changed.
 	ChangedSources []string `json:"changed_sources"`
+	// CannotTell names the sources, not among the changed ones, whose copy here may be behind
+	// what they hold (they did not answer just now, or this node is still taking in what they
+	// share): whether they changed cannot be told from here.
+	CannotTell []string `json:"cannot_tell"`
 	// Exact is set when Changed came from comparing content hashes (the author's node).
 	Exact bool `json:"exact"`
 	// Now is the fingerprint of the picture as shown now.
@@ -226,9 +232,10 @@ type View struct {
 }
 
 // Current finds the current assessment in a picture (the latest of its assessment entries) and
-// compares it with the picture: self is the trust domain of the node that shows it. It returns
-// nil when the picture holds no assessment.
-func Current(p *pb.PictureResponse, self string) (*View, error) {
+// compares it with the picture: self is the trust domain of the node that shows it, and behind
+// the sources whose copy here may be behind (see search.Behind). It returns nil when the picture
+// holds no assessment.
+func Current(p *pb.PictureResponse, self string, behind []string) (*View, error) {
 	var cur *pb.PictureEntry
 	for _, e := range p.GetEntries() {
 		if e.Kind != Kind {
@@ -243,7 +250,7 @@ func Current(p *pb.PictureResponse, self string) (*View, error) {
 	}
 	r := cur.Record
 	v := &View{Record: r, Origin: r.GetOrigin(), ID: r.GetId(), Version: r.GetVersion(), WrittenAt: r.GetUpdatedAt().AsTime().UTC(),
-		ChangedSources: []string{}, Endorsed: []Response{}, Remarks: []Response{}}
+		ChangedSources: []string{}, CannotTell: []string{}, Endorsed: []Response{}, Remarks: []Response{}}
 	if err := json.Unmarshal(r.GetBody(), &v.Body); err != nil {
 		return nil, fmt.Errorf("assessment %s of %s: %w", r.GetId(), r.GetOrigin(), err)
 	}
@@ -268,15 +275,31 @@ func Current(p *pb.PictureResponse, self string) (*View, error) {
 			}
 		}
 	} else {
+		changed := map[string]bool{}
 		for _, c := range v.Now.Sources {
 			w, ok := was[c.Source]
 			if (ok && c.Newest.After(w.Newest)) || (!ok && c.Newest.After(v.WrittenAt)) {
-				v.ChangedSources = append(v.ChangedSources, c.Source)
+				changed[c.Source] = true
 			}
+		}
+		// A record deleted or withdrawn at its source leaves no newer update behind.
+		for _, rm := range p.GetRemovals() {
+			if counts(rm.Kind) && rm.At.AsTime().After(v.WrittenAt) {
+				changed[rm.Source] = true
+			}
+		}
+		for src := range changed {
+			v.ChangedSources = append(v.ChangedSources, src)
 		}
 		v.Changed = len(v.ChangedSources) > 0
 	}
 	slices.Sort(v.ChangedSources)
+	for _, src := range behind {
+		if !slices.Contains(v.ChangedSources, src) && !slices.Contains(v.CannotTell, src) {
+			v.CannotTell = append(v.CannotTell, src)
+		}
+	}
+	slices.Sort(v.CannotTell)
 	for _, e := range p.GetEntries() {
 		if e.Kind != ResponseKind {
 			continue

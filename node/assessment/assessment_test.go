@@ -80,7 +80,7 @@ func TestAssessmentWhosePictureChangedIsFlagged(t *testing.T) {
 	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(t0.Add(2*time.Minute))
 	published := &pb.PictureEntry{Kind: Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec}
 
-	v, err := Current(picture(append(base(), published)...), ncc)
+	v, err := Current(picture(append(base(), published)...), ncc, nil)
 	if err != nil || v == nil {
 		t.Fatalf("Current = %v, %v", v, err)
 	}
@@ -91,7 +91,7 @@ func TestAssessmentWhosePictureChangedIsFlagged(t *testing.T) {
 	later := base()
 	later[0].Record.Version, later[0].Record.UpdatedAt = 4, timestamppb.New(t0.Add(time.Hour))
 	later[0].Record.Body = []byte(`{"municipality":"Goes","beds_free":2}`)
-	v, _ = Current(picture(append(later, published)...), ncc)
+	v, _ = Current(picture(append(later, published)...), ncc, nil)
 	if !v.Changed || !slices.Equal(v.ChangedSources, []string{lcvs}) {
 		t.Fatalf("author's node, LCVS changed: changed=%v sources=%v", v.Changed, v.ChangedSources)
 	}
@@ -99,14 +99,57 @@ func TestAssessmentWhosePictureChangedIsFlagged(t *testing.T) {
 	// A partner sees less of NCC's own records (its policies), which is no change; a newer LCVS
 	// record is.
 	partner := base()[:3]
-	v, _ = Current(picture(append(partner, published)...), "vr-utrecht.crisis.test")
+	v, _ = Current(picture(append(partner, published)...), "vr-utrecht.crisis.test", nil)
 	if v.Changed || v.Exact {
 		t.Fatalf("partner's node, nothing newer: %+v", v)
 	}
 	partner[0].Record.UpdatedAt = timestamppb.New(t0.Add(time.Hour))
-	v, _ = Current(picture(append(partner, published)...), "vr-utrecht.crisis.test")
+	v, _ = Current(picture(append(partner, published)...), "vr-utrecht.crisis.test", nil)
 	if !v.Changed || !slices.Equal(v.ChangedSources, []string{lcvs}) {
 		t.Fatalf("partner's node, LCVS newer: changed=%v sources=%v", v.Changed, v.ChangedSources)
+	}
+}
+
+// TestAssessmentAfterARecordLeft: on a partner's node, a source one of whose records left the
+// picture after the assessment was written (deleted or withdrawn there: no newer update is left
+// behind) counts as changed; a removal before it, or of an assessment's own kinds, does not. A
+// source whose copy may be behind is named as one of which it cannot be told.
+func TestAssessmentAfterARecordLeft(t *testing.T) {
+	rec, err := New(picture(base()...), "Opvang Zeeland bijna vol", "Tekort binnen twee dagen", "Spreid naar VR09")
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := t0.Add(2 * time.Minute)
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(written)
+	published := &pb.PictureEntry{Kind: Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec}
+	const self = "vr-utrecht.crisis.test"
+	at := func(source, kind string, d time.Duration) *pb.PictureRemoval {
+		return &pb.PictureRemoval{Source: source, Kind: kind, At: timestamppb.New(written.Add(d))}
+	}
+	for _, c := range []struct {
+		name       string
+		removals   []*pb.PictureRemoval
+		behind     []string
+		changed    []string
+		cannotTell []string
+	}{
+		{name: "nothing left", changed: []string{}, cannotTell: []string{}},
+		{name: "left before it was written", removals: []*pb.PictureRemoval{at(lcvs, "shelter.capacity", -time.Minute)}, changed: []string{}, cannotTell: []string{}},
+		{name: "a record left since", removals: []*pb.PictureRemoval{at(lcvs, "shelter.capacity", time.Minute)}, changed: []string{lcvs}, cannotTell: []string{}},
+		{name: "a source with no entry left", removals: []*pb.PictureRemoval{at("szw.crisis.test", "sitrep", time.Minute)}, changed: []string{"szw.crisis.test"}, cannotTell: []string{}},
+		{name: "a response withdrawn", removals: []*pb.PictureRemoval{at(lcvs, ResponseKind, time.Minute)}, changed: []string{}, cannotTell: []string{}},
+		{name: "a source behind", behind: []string{vr19}, changed: []string{}, cannotTell: []string{vr19}},
+		{name: "behind and changed", removals: []*pb.PictureRemoval{at(lcvs, "shelter.capacity", time.Minute)}, behind: []string{lcvs, vr19}, changed: []string{lcvs}, cannotTell: []string{vr19}},
+	} {
+		p := picture(append(base()[:3], published)...)
+		p.Removals = c.removals
+		v, err := Current(p, self, c.behind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Changed != (len(c.changed) > 0) || !slices.Equal(v.ChangedSources, c.changed) || !slices.Equal(v.CannotTell, c.cannotTell) {
+			t.Errorf("%s: changed=%v sources=%v cannot tell=%v; want sources %v, cannot tell %v", c.name, v.Changed, v.ChangedSources, v.CannotTell, c.changed, c.cannotTell)
+		}
 	}
 }
 
@@ -129,7 +172,7 @@ func TestResponsesNameTheirOrgs(t *testing.T) {
 	add(vr19, Endorse, "", 1, rec)
 	add(lcvs, Remark, "Hulst heeft morgen 20 extra", 2, rec)
 	add("szw.crisis.test", Endorse, "", 2, &pb.Record{Id: "assessment-other", Origin: ncc})
-	v, err := Current(picture(entries...), ncc)
+	v, err := Current(picture(entries...), ncc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -461,6 +462,11 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 				}
 				redacting = true
 			}
+			if held != nil && held.Crisis != r.Crisis {
+				if err := noteRemoval(tx, ModeOf(held), held.Crisis, c.Origin, held.Kind, at); err != nil {
+					return err
+				}
+			}
 			if _, err := tx.Exec(`INSERT OR REPLACE INTO foreign_records (origin, id, peer, kind, crisis, region, classification, labels, body, version, updated_at, valid_until, tombstone, policies, redacted, received_at, status, exercise)
 				VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?,?)`, c.Origin, r.Id, c.Peer, r.Kind, r.Crisis, r.Region, int32(r.Classification), string(labels), r.Body,
 				r.Version, tsNanos(r.UpdatedAt), tsNanos(r.ValidUntil), string(pol), string(red), at, int32(r.Status), r.Exercise); err != nil {
@@ -501,22 +507,26 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 // retractOne purges one cached record of origin: the webhooks that received it hear of its
 // retraction, and its text, files and history go with it.
 func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64) error {
-	if err := hooks.load(); err != nil {
+	gone := &pb.Record{Id: id, Origin: origin}
+	var version int64
+	var status int32
+	switch err := tx.QueryRow(`SELECT kind, crisis, region, classification, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, origin, id).
+		Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &status, &gone.Exercise); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return err
-	}
-	if len(hooks.hooks) > 0 {
-		gone := &pb.Record{Id: id, Origin: origin}
-		var version int64
-		var status int32
-		err := tx.QueryRow(`SELECT kind, crisis, region, classification, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, origin, id).
-			Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &status, &gone.Exercise)
-		if err == nil {
-			gone.Tombstone, gone.Status = true, pb.Status(status)
+	default:
+		gone.Tombstone, gone.Status = true, pb.Status(status)
+		if err := noteRemoval(tx, ModeOf(gone), gone.Crisis, origin, gone.Kind, at); err != nil {
+			return err
+		}
+		if err := hooks.load(); err != nil {
+			return err
+		}
+		if len(hooks.hooks) > 0 {
 			if err := hooks.add(EventRetracted, origin, gone, version, at, nil); err != nil {
 				return err
 			}
-		} else if !errors.Is(err, sql.ErrNoRows) {
-			return err
 		}
 	}
 	if _, err := tx.Exec(`DELETE FROM foreign_records WHERE origin = +? AND id = +?`, origin, id); err != nil {
@@ -529,6 +539,44 @@ func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64) erro
 		return err
 	}
 	return dropHistory(tx, origin, id)
+}
+
+// noteRemoval keeps that a record of origin (empty for own records) and kind left the picture of
+// crisis in mode m at at (unix nanoseconds), if that is later than what it kept: see Removals.
+func noteRemoval(tx *writeTx, m Mode, crisis, origin, kind string, at int64) error {
+	_, err := tx.Exec(`INSERT INTO picture_removals (crisis, status, exercise, origin, kind, at) VALUES (?,?,?,?,?,?)
+		ON CONFLICT (crisis, status, exercise, origin, kind) DO UPDATE SET at = max(at, excluded.at)`,
+		crisis, int32(m.Status), m.Exercise, origin, kind, at)
+	return err
+}
+
+// Removal says when a record of a source and kind last left a crisis's picture at this node.
+type Removal struct {
+	// Origin is the peer's trust domain, or "" for the node's own records.
+	Origin, Kind string
+	At           time.Time
+}
+
+// Removals lists, for a crisis in mode m, when a record of each source and kind last left its
+// picture here: an own record deleted or moved to another crisis; a cached one retracted (its
+// source deleted it, or its policies no longer grant it) or moved. The time is the write's, or
+// that of the delivery that brought the retraction. The alerts of crisis all (AllCrises)
+// count in every crisis, as pictures show them. Nothing is known of before schema 21.
+func (d *DB) Removals(ctx context.Context, crisis string, m Mode) ([]Removal, error) {
+	var out []Removal
+	err := d.eachRow(ctx, `SELECT origin, kind, max(at) FROM picture_removals
+		WHERE status = ? AND exercise = ? AND (crisis = ? OR (crisis = ? AND kind = ?)) GROUP BY origin, kind ORDER BY origin, kind`,
+		[]any{int32(m.Status), m.Exercise, crisis, AllCrises, record.AlertKind}, func(rows *sql.Rows) error {
+			var r Removal
+			var at int64
+			if err := rows.Scan(&r.Origin, &r.Kind, &at); err != nil {
+				return err
+			}
+			r.At = time.Unix(0, at).UTC()
+			out = append(out, r)
+			return nil
+		})
+	return out, err
 }
 
 // ForeignIDs lists the ids of origin's records that this node holds in mode.

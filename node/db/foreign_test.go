@@ -84,3 +84,61 @@ func TestForeignListPages(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovals: the picture's removals of a crisis say when a record of each source and kind last
+// left it: an own record deleted or moved to another crisis, a cached one retracted or moved; in
+// the mode asked; and the alerts of crisis all in every crisis. A write that stays, and a
+// retraction of a record not held, leave none.
+func TestRemovals(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	ctx := context.Background()
+	moved := put("moved", `{"municipality":"Goes"}`)
+	a.mustApply(put("stays", `{"municipality":"Hulst"}`), put("gone", `{"municipality":"Vlissingen"}`), moved)
+	a.mustApply(put("stays", `{"municipality":"Hulst","beds_free":1}`))
+	moved = put("moved", `{"municipality":"Goes"}`)
+	moved.Crisis, moved.UpdatedAt = "elders", hour(2)
+	a.mustApply(del("gone", 1), moved)
+
+	const lcvs = "lcvs.crisis.test"
+	shared := func(id, kind, crisis string) *pb.SharedRecord {
+		return &pb.SharedRecord{Record: &pb.Record{Id: id, Origin: lcvs, Kind: kind, Crisis: crisis, Region: "NL", Body: []byte(`{}`), Version: 1, UpdatedAt: hour(0)}}
+	}
+	next := func() uint64 { a.index++; return a.index }
+	deliver := func(at int, c *pb.CacheForeign) {
+		t.Helper()
+		c.Peer, c.Origin, c.Cursor, c.At = "lcvs", lcvs, int64(at), hour(at)
+		if err := d.ApplyCacheForeign(next(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver(3, &pb.CacheForeign{Upserts: []*pb.SharedRecord{shared("s1", "sitrep", "oekraine"), shared("s2", "qa", "oekraine"),
+		shared("s3", "sitrep", "oekraine"), shared("warn", "alert", db.AllCrises), shared("other", "sitrep", db.AllCrises)}})
+	deliver(4, &pb.CacheForeign{Retractions: []string{"s1", "never-held"}})
+	deliver(5, &pb.CacheForeign{Upserts: []*pb.SharedRecord{shared("s2", "qa", "elders")}})
+	deliver(6, &pb.CacheForeign{Retractions: []string{"warn", "other"}})
+	deliver(7, &pb.CacheForeign{Retractions: []string{"s3"}})
+
+	got := func(crisis string, m db.Mode) []string {
+		t.Helper()
+		rs, err := d.Removals(ctx, crisis, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, fmt.Sprintf("%s %s %g", r.Origin, r.Kind, r.At.Sub(t0).Hours()))
+		}
+		return out
+	}
+	// Hours after t0: the own delete and move were written at 1 and 2.
+	if g, want := got("oekraine", db.Actual), []string{" shelter.capacity 2", lcvs + " alert 6", lcvs + " qa 5", lcvs + " sitrep 7"}; !slices.Equal(g, want) {
+		t.Errorf("removals of oekraine = %q, want %q", g, want)
+	}
+	if g, want := got("elders", db.Actual), []string{lcvs + " alert 6"}; !slices.Equal(g, want) {
+		t.Errorf("removals of elders = %q, want %q (only the alerts of every crisis)", g, want)
+	}
+	if g := got("oekraine", db.Mode{Status: pb.Status_EXERCISE, Exercise: "oef"}); len(g) != 0 {
+		t.Errorf("removals of an exercise = %q, want none", g)
+	}
+}

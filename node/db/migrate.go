@@ -480,6 +480,19 @@ ALTER TABLE webhooks ADD COLUMN regions TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE webhooks ADD COLUMN max_classification INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE webhooks ADD COLUMN withdraws INTEGER NOT NULL DEFAULT 0;
 `,
+	// 21: when a record of a source last left a crisis's picture here (see Removals): deleted
+	// or withdrawn at its source, or moved to another crisis. Nothing is known of before.
+	`
+CREATE TABLE picture_removals (
+	crisis   TEXT    NOT NULL,
+	status   INTEGER NOT NULL,
+	exercise TEXT    NOT NULL,
+	origin   TEXT    NOT NULL,  -- '' for own records, else the peer's trust domain
+	kind     TEXT    NOT NULL,
+	at       INTEGER NOT NULL,  -- unix nanoseconds: the write's time, or the delivery's
+	PRIMARY KEY (crisis, status, exercise, origin, kind)
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

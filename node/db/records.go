@@ -325,6 +325,12 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		next.UpdatedAt = w.UpdatedAt
 	}
 	version := curVersion + 1
+	if exists && !dead && (next.Tombstone || next.Crisis != curCrisis) {
+		// It leaves the crisis's picture: an assessment of it counts this node's records changed.
+		if err := noteRemoval(a.tx, cur, curCrisis, "", curKind, tsNanos(next.UpdatedAt)); err != nil {
+			return Result{}, err
+		}
+	}
 
 	labels, err := json.Marshal(nonNil(next.Labels))
 	if err != nil {

@@ -114,15 +114,17 @@ type assessmentView struct {
 	Text, Development, Advice string
 	Changed, Exact            bool
 	ChangedSources            []string
+	CannotTell                []string
 	Endorsed                  []string
 	Remarks                   []assessment.Response
 }
 
-// assessmentOf finds the current assessment in the picture and compares it with the picture. The
-// organisations in it go by name, the names this node knows them by (a trust domain otherwise).
-func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, name func(td string) string) *assessmentPart {
+// assessmentOf finds the current assessment in the picture and compares it with the picture;
+// behind names the partners whose copy here may be behind (search.Behind). The organisations in
+// it go by name, the names this node knows them by (a trust domain otherwise).
+func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, behind []string, name func(td string) string) *assessmentPart {
 	part := &assessmentPart{L: r.L}
-	v, err := assessment.Current(pic, s.c.Org)
+	v, err := assessment.Current(pic, s.c.Org, behind)
 	if err != nil || v == nil {
 		return part
 	}
@@ -131,6 +133,9 @@ func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, name func(td 
 		Changed: v.Changed, Exact: v.Exact, Remarks: slices.Clone(v.Remarks)}
 	for _, src := range v.ChangedSources {
 		a.ChangedSources = append(a.ChangedSources, name(src))
+	}
+	for _, src := range v.CannotTell {
+		a.CannotTell = append(a.CannotTell, name(src))
 	}
 	for i := range a.Remarks {
 		a.Remarks[i].Org = name(a.Remarks[i].Org)
@@ -313,7 +318,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		v.Partners = append(v.Partners, pv)
 	}
-	v.Assessment = s.assessmentOf(r, pic, func(td string) string { return s.orgName(v.Partners, td) })
+	v.Assessment = s.assessmentOf(r, pic, search.Behind(sr.Peers), func(td string) string { return s.orgName(v.Partners, td) })
 
 	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
 	// The records the sums leave out because their source has a later one under the same key:

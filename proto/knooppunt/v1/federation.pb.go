@@ -1717,7 +1717,11 @@ type PictureResponse struct {
 	Sources    []string               `protobuf:"bytes,5,rep,name=sources" json:"sources,omitempty"`
 	// no_leader: the replica that answered reaches no majority of its Raft group. What it holds,
 	// and so this picture, does not change until it does: ask another replica.
-	NoLeader      bool `protobuf:"varint,6,opt,name=no_leader,json=noLeader" json:"no_leader,omitempty"`
+	NoLeader bool `protobuf:"varint,6,opt,name=no_leader,json=noLeader" json:"no_leader,omitempty"`
+	// removals says, for each source and kind, when a record of it last left this picture at this
+	// node: deleted or withdrawn at its source, or moved to another crisis. Entries and their
+	// update times do not show that; a shared assessment counts such a source as changed since.
+	Removals      []*PictureRemoval `protobuf:"bytes,7,rep,name=removals" json:"removals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1792,6 +1796,74 @@ func (x *PictureResponse) GetNoLeader() bool {
 		return x.NoLeader
 	}
 	return false
+}
+
+func (x *PictureResponse) GetRemovals() []*PictureRemoval {
+	if x != nil {
+		return x.Removals
+	}
+	return nil
+}
+
+// PictureRemoval: when a record of source (a trust domain) and kind last left a picture here.
+type PictureRemoval struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        string                 `protobuf:"bytes,1,opt,name=source" json:"source,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind" json:"kind,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PictureRemoval) Reset() {
+	*x = PictureRemoval{}
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PictureRemoval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PictureRemoval) ProtoMessage() {}
+
+func (x *PictureRemoval) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_federation_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PictureRemoval.ProtoReflect.Descriptor instead.
+func (*PictureRemoval) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_federation_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PictureRemoval) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PictureRemoval) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PictureRemoval) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 var File_knooppunt_v1_federation_proto protoreflect.FileDescriptor
@@ -1928,7 +2000,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x10\n" +
 	"\x03sum\x18\x04 \x01(\x01R\x03sum\x12\x18\n" +
-	"\arecords\x18\x05 \x01(\x03R\arecords\"\xe5\x01\n" +
+	"\arecords\x18\x05 \x01(\x03R\arecords\"\x9f\x02\n" +
 	"\x0fPictureResponse\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x124\n" +
@@ -1937,7 +2009,12 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"aggregates\x18\x04 \x03(\v2\x17.knooppunt.v1.AggregateR\n" +
 	"aggregates\x12\x18\n" +
 	"\asources\x18\x05 \x03(\tR\asources\x12\x1b\n" +
-	"\tno_leader\x18\x06 \x01(\bR\bnoLeader2\xba\x03\n" +
+	"\tno_leader\x18\x06 \x01(\bR\bnoLeader\x128\n" +
+	"\bremovals\x18\a \x03(\v2\x1c.knooppunt.v1.PictureRemovalR\bremovals\"h\n" +
+	"\x0ePictureRemoval\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xba\x03\n" +
 	"\x11FederationService\x12I\n" +
 	"\bDescribe\x12\x1d.knooppunt.v1.DescribeRequest\x1a\x1e.knooppunt.v1.DescribeResponse\x12A\n" +
 	"\x05Query\x12\x1a.knooppunt.v1.QueryRequest\x1a\x1a.knooppunt.v1.SharedRecord0\x01\x12F\n" +
@@ -1962,7 +2039,7 @@ func file_knooppunt_v1_federation_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_federation_proto_rawDescData
 }
 
-var file_knooppunt_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_knooppunt_v1_federation_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_knooppunt_v1_federation_proto_goTypes = []any{
 	(*FetchFileRequest)(nil),      // 0: knooppunt.v1.FetchFileRequest
 	(*SignedHead)(nil),            // 1: knooppunt.v1.SignedHead
@@ -1988,61 +2065,64 @@ var file_knooppunt_v1_federation_proto_goTypes = []any{
 	(*PictureEntry)(nil),          // 21: knooppunt.v1.PictureEntry
 	(*Aggregate)(nil),             // 22: knooppunt.v1.Aggregate
 	(*PictureResponse)(nil),       // 23: knooppunt.v1.PictureResponse
-	nil,                           // 24: knooppunt.v1.Filter.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
-	(*KindCount)(nil),             // 26: knooppunt.v1.KindCount
-	(*Mode)(nil),                  // 27: knooppunt.v1.Mode
-	(*Record)(nil),                // 28: knooppunt.v1.Record
-	(*FileData)(nil),              // 29: knooppunt.v1.FileData
+	(*PictureRemoval)(nil),        // 24: knooppunt.v1.PictureRemoval
+	nil,                           // 25: knooppunt.v1.Filter.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*KindCount)(nil),             // 27: knooppunt.v1.KindCount
+	(*Mode)(nil),                  // 28: knooppunt.v1.Mode
+	(*Record)(nil),                // 29: knooppunt.v1.Record
+	(*FileData)(nil),              // 30: knooppunt.v1.FileData
 }
 var file_knooppunt_v1_federation_proto_depIdxs = []int32{
-	25, // 0: knooppunt.v1.SignedHead.at:type_name -> google.protobuf.Timestamp
+	26, // 0: knooppunt.v1.SignedHead.at:type_name -> google.protobuf.Timestamp
 	1,  // 1: knooppunt.v1.WitnessRequest.head:type_name -> knooppunt.v1.SignedHead
 	1,  // 2: knooppunt.v1.HeldHead.head:type_name -> knooppunt.v1.SignedHead
-	25, // 3: knooppunt.v1.HeldHead.received_at:type_name -> google.protobuf.Timestamp
+	26, // 3: knooppunt.v1.HeldHead.received_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: knooppunt.v1.HeadsResponse.heads:type_name -> knooppunt.v1.HeldHead
-	26, // 5: knooppunt.v1.DescribeResponse.kinds:type_name -> knooppunt.v1.KindCount
-	24, // 6: knooppunt.v1.Filter.labels:type_name -> knooppunt.v1.Filter.LabelsEntry
-	25, // 7: knooppunt.v1.Filter.updated_since:type_name -> google.protobuf.Timestamp
-	27, // 8: knooppunt.v1.Filter.mode:type_name -> knooppunt.v1.Mode
+	27, // 5: knooppunt.v1.DescribeResponse.kinds:type_name -> knooppunt.v1.KindCount
+	25, // 6: knooppunt.v1.Filter.labels:type_name -> knooppunt.v1.Filter.LabelsEntry
+	26, // 7: knooppunt.v1.Filter.updated_since:type_name -> google.protobuf.Timestamp
+	28, // 8: knooppunt.v1.Filter.mode:type_name -> knooppunt.v1.Mode
 	9,  // 9: knooppunt.v1.QueryRequest.filter:type_name -> knooppunt.v1.Filter
-	28, // 10: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
-	27, // 11: knooppunt.v1.SubscribeRequest.mode:type_name -> knooppunt.v1.Mode
+	29, // 10: knooppunt.v1.SharedRecord.record:type_name -> knooppunt.v1.Record
+	28, // 11: knooppunt.v1.SubscribeRequest.mode:type_name -> knooppunt.v1.Mode
 	11, // 12: knooppunt.v1.FeedEvent.upsert:type_name -> knooppunt.v1.SharedRecord
 	14, // 13: knooppunt.v1.FeedEvent.retraction:type_name -> knooppunt.v1.Retraction
 	15, // 14: knooppunt.v1.FeedEvent.heartbeat:type_name -> knooppunt.v1.Heartbeat
-	25, // 15: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
+	26, // 15: knooppunt.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
 	9,  // 16: knooppunt.v1.SearchRequest.filter:type_name -> knooppunt.v1.Filter
-	28, // 17: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
-	25, // 18: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
-	25, // 19: knooppunt.v1.PeerStatus.catching_up_since:type_name -> google.protobuf.Timestamp
+	29, // 17: knooppunt.v1.SearchHit.record:type_name -> knooppunt.v1.Record
+	26, // 18: knooppunt.v1.SearchHit.received_at:type_name -> google.protobuf.Timestamp
+	26, // 19: knooppunt.v1.PeerStatus.catching_up_since:type_name -> google.protobuf.Timestamp
 	17, // 20: knooppunt.v1.SearchResponse.hits:type_name -> knooppunt.v1.SearchHit
 	18, // 21: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
-	27, // 22: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
-	28, // 23: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
+	28, // 22: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
+	29, // 23: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
 	21, // 24: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
 	22, // 25: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	7,  // 26: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	10, // 27: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	12, // 28: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	2,  // 29: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	4,  // 30: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	0,  // 31: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
-	16, // 32: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	20, // 33: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	8,  // 34: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	11, // 35: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	13, // 36: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	3,  // 37: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	6,  // 38: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	29, // 39: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
-	19, // 40: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	23, // 41: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	24, // 26: knooppunt.v1.PictureResponse.removals:type_name -> knooppunt.v1.PictureRemoval
+	26, // 27: knooppunt.v1.PictureRemoval.at:type_name -> google.protobuf.Timestamp
+	7,  // 28: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	10, // 29: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	12, // 30: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	2,  // 31: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	4,  // 32: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	0,  // 33: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
+	16, // 34: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	20, // 35: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	8,  // 36: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	11, // 37: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	13, // 38: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	3,  // 39: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	6,  // 40: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	30, // 41: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
+	19, // 42: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	23, // 43: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	36, // [36:44] is the sub-list for method output_type
+	28, // [28:36] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }
@@ -2064,7 +2144,7 @@ func file_knooppunt_v1_federation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_federation_proto_rawDesc), len(file_knooppunt_v1_federation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
