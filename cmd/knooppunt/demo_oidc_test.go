@@ -153,9 +153,7 @@ func TestDemoSignInInChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, oc := demoClient(ctx, t, o)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(proctest.Chromium(t)),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), proctest.ChromiumOptions(t)...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	defer cancelBrowser()

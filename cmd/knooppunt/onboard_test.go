@@ -282,7 +282,8 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	})
 	eventually(t, 30*time.Second, "the region's peer show says the subscription to NCC is down, and why", func() (bool, string) {
 		r := cli(t, nil, "", "peer", "show", "ncc", "--node", vrbn.sock()).want(t, 0)
-		return regexp.MustCompile(`subscription\s+down \d+s: \S.*\(\w+\)\n`).MatchString(r.stdout), r.stdout
+		// The cause, its gRPC code, and what to do about it when the cause says (a refused certificate).
+		return regexp.MustCompile(`subscription\s+down \d+s: \S.*\(\w+\)( \(.+\))?\n`).MatchString(r.stdout), r.stdout
 	})
 	putSitrep(t, ncc, "Landelijk beeld 3")
 	cli(t, nil, "", "peer", "list", "--node", ncc.sock(), "-o", "json").want(t, 0).oneJSON(t, &list)

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 var (
@@ -229,4 +231,14 @@ func Chromium(t testing.TB) string {
 	}
 	t.Fatal("the browser tests need chromium: apt-get install -y chromium (or set KNOOPPUNT_CHROMIUM to its path)")
 	return ""
+}
+
+// ChromiumOptions are the options of a browser test's headless chromium: Chromium found, no
+// sandbox or GPU, and its profile and its own temporary files (a singleton socket it leaves when
+// it is stopped) in the test's temporary directory, which the test removes.
+func ChromiumOptions(t testing.TB, more ...chromedp.ExecAllocatorOption) []chromedp.ExecAllocatorOption {
+	t.Helper()
+	return append(append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(Chromium(t)), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()), chromedp.Env("TMPDIR="+t.TempDir())), more...)
 }

@@ -21,19 +21,13 @@ import (
 	"github.com/knooppunt/knooppunt/node/record"
 )
 
-// chromium finds the browser the browser tests drive.
-func chromium(t *testing.T) string { return proctest.Chromium(t) }
-
 // TestBrowser signs in with a real browser (headless chromium) through the provider, reads the
 // picture, a search and a record, checks that the styles load under the CSP, runs axe-core on
 // every page, and takes screenshots. With KNOOPPUNT_UI_SCREENSHOTS=DIR the screenshots are written to DIR too (make
 // ui-screenshots writes those of docs/ui.md).
 func TestBrowser(t *testing.T) {
-	exe := chromium(t)
+	opts := proctest.ChromiumOptions(t, chromedp.WindowSize(1280, 900), chromedp.Flag("lang", "nl-NL"))
 	e := startFederation(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900),
-		chromedp.Flag("lang", "nl-NL"), chromedp.UserDataDir(t.TempDir()))
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)

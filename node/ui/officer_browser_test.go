@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/knooppunt/knooppunt/node/proctest"
 )
 
 // tab is one page in headless chromium, in a browser context of its own (its own cookies: one
@@ -29,9 +31,7 @@ type tab struct {
 // newChromium starts headless chromium; each newTab opens a browser context in it.
 func newChromium(t *testing.T) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 900),
-		chromedp.Flag("lang", "nl-NL"), chromedp.UserDataDir(t.TempDir()))
+	opts := proctest.ChromiumOptions(t, chromedp.WindowSize(1280, 900), chromedp.Flag("lang", "nl-NL"))
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
 	t.Cleanup(cancel)
 	bctx, cancel := chromedp.NewContext(actx)
