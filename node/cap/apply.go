@@ -45,9 +45,10 @@ type Result struct {
 //
 // Alerting systems send the same alert many times, and out of order: an alert the node holds
 // already, or one a later Update superseded, is answered Unchanged and nothing is written; a
-// cancelled alert is never stored again. Every rewrite names the version it read, so two
-// importers cannot overwrite each other. Nothing is written unless the whole alert maps to a
-// valid record. An error from the node is returned as its gRPC status.
+// cancelled alert is never stored again, nor is an Update of one. A reference that names a
+// stored alert by another sent time than its own is refused. Every rewrite names the version it
+// read, so two importers cannot overwrite each other. Nothing is written unless the whole alert
+// maps to a valid record. An error from the node is returned as its gRPC status.
 func Apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportOptions) (Result, error) {
 	res, err := apply(ctx, c, a, opts)
 	if err == nil && len(a.Foreign) > 0 {
@@ -90,9 +91,14 @@ func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 	if a.MsgType == "Cancel" {
 		return cancel(ctx, c, a, rec, refs, mode)
 	}
-	target, err := findReferenced(ctx, c, refs, mode)
+	target, i, gone, err := findReferenced(ctx, c, refs, mode)
 	if err != nil {
 		return Result{}, err
+	}
+	if gone != "" {
+		// Stored as a new alert, it would bring back what its sender withdrew.
+		return Result{}, status.Errorf(codes.FailedPrecondition, "alert.references[%d]: %s of %s %s and an Update of a cancelled alert is not stored: to publish it anew, send an Alert with an identifier of its own",
+			i, refs[i].Identifier, refs[i].Sender, gone)
 	}
 	if target == nil {
 		// The original may still come, late: the first reference names it, so that it is then
@@ -100,24 +106,37 @@ func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 		rec.Labels[LabelOrig] = RecordID(refs[0].Sender, refs[0].Identifier)
 		return storeAlert(ctx, c, a, rec, opts, "it references no "+storedAlert(rec)+": stored as a new one")
 	}
+	if err := checkSent(i, refs[i], target); err != nil {
+		return Result{}, err
+	}
 	return rewrite(ctx, c, a, rec, target, opts, false)
 }
 
 // cancel deletes every live alert of mode that a Cancel references, each once: the record of
-// each referenced alert, or of the latest Update of it. It is NOT_FOUND when none is live.
+// each referenced alert, or of the latest Update of it. It is NOT_FOUND when none is live, and
+// deletes nothing when a reference names a stored alert with another sent time.
 func cancel(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.Record, refs []Reference, mode *pb.Mode) (Result, error) {
-	var out Result
-	var also []string
+	var targets []*pb.Record
 	done := map[string]bool{}
 	for i := range refs {
-		target, err := findReferenced(ctx, c, refs[i:i+1], mode)
+		target, _, _, err := findReferenced(ctx, c, refs[i:i+1], mode)
 		if err != nil {
 			return Result{}, err
 		}
-		if target == nil || done[target.Id] {
+		if target == nil {
 			continue
 		}
-		done[target.Id] = true
+		if err := checkSent(i, refs[i], target); err != nil {
+			return Result{}, err
+		}
+		if !done[target.Id] {
+			done[target.Id] = true
+			targets = append(targets, target)
+		}
+	}
+	var out Result
+	var also []string
+	for _, target := range targets {
 		res, err := c.Delete(ctx, &pb.DeleteRequest{Id: target.Id, Version: target.Version, Mode: cmp.Or(mode, &pb.Mode{})})
 		if err != nil && out.ID != "" {
 			// Some are cancelled already: say which, and what is left; the same Cancel again
@@ -155,22 +174,10 @@ func storeAlert(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb
 	default:
 		return Result{}, err
 	}
-	// Get holds no deleted record; Versions answers for one in its mode, for as long as the
-	// node keeps its tombstone, which it does for good (an exercise's until it is closed).
-	vs, err := c.Versions(ctx, &pb.VersionsRequest{Id: rec.Id, Mode: mode})
-	switch status.Code(err) {
-	case codes.OK:
-		what := "was cancelled"
-		if rec.Status == pb.Status_EXERCISE {
-			what = fmt.Sprintf("was cancelled, or exercise %q closed,", rec.Exercise)
-		}
-		if v := vs.GetVersions(); len(v) > 0 && v[0].Deleted {
-			what += fmt.Sprintf(" (record %s, deleted at version %d)", rec.Id, v[0].Version)
-		}
-		return Result{}, status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s %s and a cancelled alert is not stored again: to publish it anew, send a new alert with an identifier of its own", a.Identifier, a.Sender, what)
-	case codes.NotFound:
-	default:
+	if what, err := cancelled(ctx, c, rec.Id, mode); err != nil {
 		return Result{}, err
+	} else if what != "" {
+		return Result{}, status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s %s and a cancelled alert is not stored again: to publish it anew, send a new alert with an identifier of its own", a.Identifier, a.Sender, what)
 	}
 	// An Update of this alert may have come first and been stored as an alert of its own.
 	if later, err := c.List(ctx, &pb.ListRequest{Kind: Kind, LabelSelector: LabelOrig + "=" + rec.Id, Consistency: "strong", PageSize: 10, Mode: mode}); err != nil {
@@ -235,36 +242,98 @@ func rewrite(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec, cur *
 	return Result{Action: Updated, ID: res.Id, Version: res.Version, Note: note}, nil
 }
 
-// findReferenced is the stored alert record of the latest reference that has one in mode: the
-// record the referenced alert created, the one a later Update of it rewrote (LabelRef), or an
-// Update of it stored before it came (LabelOrig). It is nil when no reference has a record in
-// mode: a Test or Exercise message never finds an actual alert, and the other way round.
-func findReferenced(ctx context.Context, c pb.RecordServiceClient, refs []Reference, mode *pb.Mode) (*pb.Record, error) {
+// findReferenced is the stored alert record of the latest reference that has one in mode, and
+// that reference's index: the record the referenced alert created, the one a later Update of it
+// rewrote (LabelRef), or an Update of it stored before it came (LabelOrig). It is nil when no
+// reference has a record in mode: a Test or Exercise message never finds an actual alert, and
+// the other way round. Then gone says how the latest reference whose record was deleted, at
+// index i, went ("was cancelled …"), or is "" when none was.
+func findReferenced(ctx context.Context, c pb.RecordServiceClient, refs []Reference, mode *pb.Mode) (*pb.Record, int, string, error) {
+	gone, goneAt := "", -1
 	for i := len(refs) - 1; i >= 0; i-- {
 		id := RecordID(refs[i].Sender, refs[i].Identifier)
 		r, err := c.Get(ctx, &pb.GetRequest{Id: id, Consistency: "strong", Mode: mode})
-		switch status.Code(err) {
+		code := status.Code(err)
+		switch code {
 		case codes.OK:
 			if r.Kind == Kind && !r.Tombstone && db.ModeFrom(mode).Holds(r) {
-				return r, nil
+				return r, i, "", nil
 			}
 		case codes.NotFound:
 		default:
-			return nil, err
+			return nil, 0, "", err
 		}
 		// The record an Update of it rewrote, or an Update of it that came first and was stored
 		// as an alert of its own.
 		for _, label := range []string{LabelRef, LabelOrig} {
 			resp, err := c.List(ctx, &pb.ListRequest{Kind: Kind, LabelSelector: label + "=" + id, Consistency: "strong", PageSize: 10, Mode: mode})
 			if err != nil {
-				return nil, err
+				return nil, 0, "", err
 			}
 			if r := sameSender(resp.Records, refs[i].Sender); r != nil {
-				return r, nil
+				return r, i, "", nil
+			}
+		}
+		if code == codes.NotFound && gone == "" {
+			if gone, err = cancelled(ctx, c, id, mode); err != nil {
+				return nil, 0, "", err
+			}
+			goneAt = i
+		}
+	}
+	if gone == "" {
+		goneAt = -1
+	}
+	return nil, goneAt, gone, nil
+}
+
+// cancelled says how the alert record id, which Get does not find in mode, went: "was cancelled
+// (record …, deleted at version N)", in an exercise that or the exercise's close; "" when the
+// node never held it. Get holds no deleted record; Versions answers for one in its mode, for as
+// long as the node keeps its tombstone, which it does for good (an exercise's until it is
+// closed).
+func cancelled(ctx context.Context, c pb.RecordServiceClient, id string, mode *pb.Mode) (string, error) {
+	vs, err := c.Versions(ctx, &pb.VersionsRequest{Id: id, Mode: mode})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound:
+		return "", nil
+	default:
+		return "", err
+	}
+	what := "was cancelled"
+	if mode.GetStatus() == pb.Status_EXERCISE {
+		what = fmt.Sprintf("was cancelled, or exercise %q closed,", mode.GetExercise())
+	}
+	if v := vs.GetVersions(); len(v) > 0 && v[0].Deleted {
+		what += fmt.Sprintf(" (record %s, deleted at version %d)", id, v[0].Version)
+	}
+	return what, nil
+}
+
+// checkSent refuses reference i when the node knows the alert it names as sent at another
+// time: target holds that alert, or an Update whose references name it. A reference is
+// sender,identifier,sent; one that names another time is no reference to what the node holds.
+func checkSent(i int, r Reference, target *pb.Record) error {
+	var stored Alert
+	if json.Unmarshal(target.Body, &stored) != nil {
+		return nil
+	}
+	known := ""
+	if stored.Sender == r.Sender && stored.Identifier == r.Identifier {
+		known = stored.Sent
+	} else if refs, err := stored.ReferenceList(); err == nil {
+		for _, s := range refs {
+			if s.Sender == r.Sender && s.Identifier == r.Identifier {
+				known = s.Sent
 			}
 		}
 	}
-	return nil, nil
+	if known == "" || sameTime(known, r.Sent) {
+		return nil
+	}
+	return status.Errorf(codes.FailedPrecondition, "alert.references[%d]: names %s of %s as sent %s, but the node holds it as sent %s: a reference is sender,identifier,sent of the alert it names; correct the sent time",
+		i, r.Identifier, r.Sender, r.Sent, known)
 }
 
 // sameSender is the first live one of the alert records whose alert came from sender.
@@ -325,6 +394,17 @@ func identifierOf(r *pb.Record) string {
 		return h.Identifier + " (sent " + h.Sent + ")"
 	}
 	return h.Identifier
+}
+
+// sameTime reports whether CAP times a and b are the same moment, or, when either is
+// unreadable, the same text.
+func sameTime(a, b string) bool {
+	ta, err1 := time.Parse(TimeLayout, a)
+	tb, err2 := time.Parse(TimeLayout, b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	return ta.Equal(tb)
 }
 
 // later reports whether CAP time a is later than b: false when either is unreadable.

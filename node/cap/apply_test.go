@@ -410,3 +410,79 @@ func TestOnlyItsSenderChangesAnAlert(t *testing.T) {
 		t.Errorf("after a Cancel of both the live alerts are %v, want none", got)
 	}
 }
+
+// TestReferenceNamesTheSentTime: a reference is sender,identifier,sent. One whose sender and
+// identifier name a stored alert but whose sent time is another names no alert the node holds:
+// an Update or Cancel with it is refused with FAILED_PRECONDITION, saying both times, and
+// nothing is written. The same moment at another offset is the same time.
+func TestReferenceNamesTheSentTime(t *testing.T) {
+	n := startCAPNode(t)
+	opts := cap.ImportOptions{Crisis: "hoogwater", Region: "VR19"}
+	first := n.must(alertDoc("Alert", "hw-1", "", "Public", "Hoogwater verwacht"), opts, cap.Created)
+	wrong := sender + ",hw-1,2020-01-01T00:00:00+01:00"
+	puts := len(n.records.puts)
+	for _, msgType := range []string{"Update", "Cancel"} {
+		n.refused(sentAt(alertDoc(msgType, "hw-x", wrong, "Public", "Fout"), "2026-12-03T10:00:00+01:00"), cap.ImportOptions{}, codes.FailedPrecondition,
+			"alert.references[0]: names hw-1 of "+sender+" as sent 2020-01-01T00:00:00+01:00, but the node holds it as sent 2026-12-03T09:15:00+01:00", "correct the sent time")
+	}
+	if len(n.records.puts) != puts {
+		t.Fatalf("the refused Update wrote %d times", len(n.records.puts)-puts)
+	}
+	// A Cancel of two alerts, one named with the wrong time, cancels neither.
+	n.must(alertDoc("Alert", "hw-5", "", "Public", "Dijk Veere"), opts, cap.Created)
+	puts = len(n.records.puts)
+	n.refused(sentAt(alertDoc("Cancel", "hw-6", ref("hw-5")+" "+wrong, "Public", "x"), "2026-12-03T10:00:00+01:00"), cap.ImportOptions{}, codes.FailedPrecondition, "alert.references[1]: names hw-1")
+	if got := n.live(nil); !slices.Equal(got, []string{"hw-1", "hw-5"}) || len(n.records.puts) != puts {
+		t.Fatalf("after the refused Update and Cancels: live %v, %d puts", got, len(n.records.puts)-puts)
+	}
+	// The same moment in UTC names it.
+	up := n.must(sentAt(alertDoc("Update", "hw-2", sender+",hw-1,2026-12-03T08:15:00-00:00", "Public", "Hoogwater: evacuatie"), "2026-12-03T09:45:00+01:00"), cap.ImportOptions{}, cap.Updated)
+	if up.ID != first.ID {
+		t.Fatalf("the Update: %+v", up)
+	}
+	// The record now holds hw-2, whose reference gives hw-1's time: a later Update is checked
+	// against it.
+	n.refused(sentAt(alertDoc("Update", "hw-3", wrong, "Public", "Fout"), "2026-12-03T10:00:00+01:00"), cap.ImportOptions{}, codes.FailedPrecondition,
+		"alert.references[0]: names hw-1 of "+sender+" as sent 2020-01-01T00:00:00+01:00, but the node holds it as sent 2026-12-03T08:15:00-00:00")
+	n.refused(sentAt(alertDoc("Update", "hw-3", sender+",hw-2,2026-12-03T09:15:00+01:00", "Public", "Fout"), "2026-12-03T10:00:00+01:00"), cap.ImportOptions{}, codes.FailedPrecondition,
+		"alert.references[0]: names hw-2 of "+sender+" as sent 2026-12-03T09:15:00+01:00, but the node holds it as sent 2026-12-03T09:45:00+01:00")
+	if rec := n.get(first.ID, nil); rec.Version != 2 {
+		t.Fatalf("after the refused Updates the alert is at version %d, want 2", rec.Version)
+	}
+	n.must(sentAt(alertDoc("Update", "hw-3", sender+",hw-2,2026-12-03T09:45:00+01:00", "Public", "Goed"), "2026-12-03T10:00:00+01:00"), cap.ImportOptions{}, cap.Updated)
+}
+
+// TestUpdateOfCancelledAlertIsRefused: the node never stores a cancelled alert again, and an
+// Update of one would bring it back as a new alert; it is refused with FAILED_PRECONDITION at
+// the reference, saying it was cancelled, and nothing is written. So is one that names a
+// cancelled chain's first alert among its references, and one of a cancelled exercise alert.
+func TestUpdateOfCancelledAlertIsRefused(t *testing.T) {
+	n := startCAPNode(t)
+	opts := cap.ImportOptions{Crisis: "hoogwater", Region: "VR19"}
+	gone := n.must(alertDoc("Alert", "hw-1", "", "Public", "Dijk Veere"), opts, cap.Created)
+	n.must(alertDoc("Cancel", "hw-2", ref("hw-1"), "Public", "Dijk Veere veilig"), cap.ImportOptions{}, cap.Cancelled)
+	puts := len(n.records.puts)
+	n.refused(alertDoc("Update", "hw-3", ref("hw-1"), "Public", "Dijk Veere toch niet veilig"), cap.ImportOptions{}, codes.FailedPrecondition,
+		"alert.references[0]: hw-1 of "+sender+" was cancelled (record "+gone.ID+", deleted at version 2)", "an Update of a cancelled alert is not stored", "send an Alert with an identifier of its own")
+
+	// A chain: the Cancel named the Update, whose alert has no record of its own; a later
+	// Update that names the chain's first alert too is refused there.
+	n.must(alertDoc("Alert", "c-1", "", "Public", "Wateroverlast"), opts, cap.Created)
+	n.must(alertDoc("Update", "c-2", ref("c-1"), "Public", "Wateroverlast: zandzakken"), cap.ImportOptions{}, cap.Updated)
+	n.must(alertDoc("Cancel", "c-3", ref("c-2"), "Public", "Voorbij"), cap.ImportOptions{}, cap.Cancelled)
+	n.refused(alertDoc("Update", "c-4", ref("c-1")+" "+ref("c-2"), "Public", "Weer"), cap.ImportOptions{}, codes.FailedPrecondition,
+		"alert.references[0]: c-1 of "+sender+" was cancelled")
+	if got := n.live(nil); len(got) != 0 || len(n.records.puts) != puts+2 {
+		t.Fatalf("after the refused Updates: live %v, %d puts, want none but the chain's 2", got, len(n.records.puts)-puts)
+	}
+
+	n.startExercise("oef-x")
+	exercise := func(doc string) string { return withStatus(doc, "Exercise", "oef-x") }
+	n.must(exercise(alertDoc("Alert", "oef-1", "", "Public", "Oefening")), cap.ImportOptions{}, cap.Created)
+	n.must(exercise(alertDoc("Cancel", "oef-2", ref("oef-1"), "Public", "Oefening voorbij")), cap.ImportOptions{}, cap.Cancelled)
+	n.refused(exercise(alertDoc("Update", "oef-3", ref("oef-1"), "Public", "Oefening weer")), cap.ImportOptions{}, codes.FailedPrecondition,
+		`alert.references[0]: oef-1 of `+sender+` was cancelled, or exercise "oef-x" closed, and an Update of a cancelled alert is not stored`)
+	if got := n.live(&pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-x"}); len(got) != 0 {
+		t.Fatalf("exercise alerts %v after the refused Update", got)
+	}
+}

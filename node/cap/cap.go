@@ -155,12 +155,12 @@ var (
 )
 
 // Parse reads one CAP 1.2 alert of at most max bytes (DefaultMaxBytes when max <= 0) and checks
-// it. It refuses a DTD, a document that is not well-formed, the wrong root or namespace, a
-// missing required element and a value outside an enumeration, each with an error that names
-// what to fix. A leading byte order mark is skipped, and a document that declares another
-// encoding than UTF-8 (ISO-8859-1, windows-1252, …) is decoded from it, or refused with
-// ErrEncoding when the node does not know it. An empty <code> is left out: it flags nothing, and
-// the alert is written without it.
+// it. It refuses a DTD, a document that is not well-formed, the wrong root or namespace, an
+// element out of the schema's order or where it has none, text between elements, a missing
+// required element and a value outside an enumeration, each with an error that names what to fix. A leading byte order mark is skipped,
+// and a document that declares another encoding than UTF-8 (ISO-8859-1, windows-1252, …) is
+// decoded from it, or refused with ErrEncoding when the node does not know it. An empty <code>
+// is left out: it flags nothing, and the alert is written without it.
 func Parse(r io.Reader, max int64) (*Alert, error) {
 	if max <= 0 {
 		max = DefaultMaxBytes

@@ -320,6 +320,14 @@ func TestExportScopeFollowsClassification(t *testing.T) {
 		if out.Scope != want {
 			t.Errorf("classification %s exports scope %s, want %s", cl, out.Scope, want)
 		}
+		// Another node imports it again: a Private alert of an export names no addresses.
+		data, err := out.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := cap.Parse(bytes.NewReader(data), 0); err != nil || again.Scope != want {
+			t.Errorf("the export of classification %s does not import again: %v", cl, err)
+		}
 	}
 }
 
@@ -589,5 +597,91 @@ func TestParseChecksElements(t *testing.T) {
 	}
 	if a := parse(t, []byte(doc)); a.Foreign != nil {
 		t.Errorf("an alert of CAP's own elements: Foreign %v", a.Foreign)
+	}
+}
+
+// TestParseChecksElementOrder: CAP 1.2's elements are sequences, and encoding/xml reads them in
+// any order; an element out of the schema's order is refused at its path, saying what it must
+// come before. An element of another namespace is refused anywhere but where the schema's
+// xs:any stands: an XML signature at the alert's end.
+func TestParseChecksElementOrder(t *testing.T) {
+	doc := string(readFile(t, "full.xml"))
+	// Each case moves elements by replacing old with new, pair by pair.
+	for _, c := range []struct {
+		edits         []string
+		field, reason string
+	}{
+		{[]string{"<identifier>vrz-2026-0042</identifier>\n  <sender>meldkamer@vrzeeland.nl</sender>", "<sender>meldkamer@vrzeeland.nl</sender><identifier>vrz-2026-0042</identifier>"},
+			"alert.identifier[0]", "<identifier> must come before <sender>: CAP 1.2 fixes the order of the elements of <alert>"},
+		{[]string{"<note>Hoogwater; zie ook de situatierapporten</note>", "", "<scope>", "<note>x</note><scope>"}, "alert.scope[0]", "<scope> must come before <note>"},
+		{[]string{"<incidents>hoogwater-2026 dijkbewaking</incidents>", "", "</info>\n  <info>", "</info><incidents>laat</incidents><info>"}, "alert.incidents[0]", "<incidents> must come before <info>"},
+		{[]string{"<headline>Hoogwater verwacht op Walcheren</headline>", "", "<urgency>", "<headline>vooraan</headline><urgency>"}, "alert.info[0].urgency[0]", "<urgency> must come before <headline>"},
+		{[]string{"<category>Safety</category>", "<category>Safety</category><responseType>Monitor</responseType><category>Fire</category>"}, "alert.info[0].category[2]", "<category> must come before <responseType>"},
+		{[]string{"<mimeType>image/png</mimeType>\n      <size>12345</size>", "<size>12345</size><mimeType>image/png</mimeType>"}, "alert.info[0].resource[0].mimeType[0]", "<mimeType> must come before <size>"},
+		{[]string{"<circle>51.50,3.61 5</circle>\n      <geocode>", "<geocode>", "<altitude>0</altitude>", "<circle>51.50,3.61 5</circle><altitude>0</altitude>"}, "alert.info[0].area[0].circle[0]", "<circle> must come before <geocode>"},
+		{[]string{"<valueName>gemeente</valueName>\n        <value>Middelburg</value>", "<value>Middelburg</value><valueName>gemeente</valueName>"}, "alert.info[0].area[0].geocode[1].valueName[0]", "<valueName> must come before <value>"},
+	} {
+		in := doc
+		for i := 0; i < len(c.edits); i += 2 {
+			if !strings.Contains(in, c.edits[i]) {
+				t.Fatalf("%q is not in full.xml", c.edits[i])
+			}
+			in = strings.Replace(in, c.edits[i], c.edits[i+1], 1)
+		}
+		_, err := cap.Parse(strings.NewReader(in), 0)
+		var ce *cap.Error
+		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(ce.Reason, c.reason) {
+			t.Errorf("%s: %v, want a refusal at %s saying %q", c.field, err, c.field, c.reason)
+		}
+	}
+	sig := `<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo/></Signature>`
+	for _, c := range []struct{ name, from, to, field, reason string }{
+		{"a signature before the info", "<info>", sig + "<info>", "alert.info[0]", "<info> must come before <Signature>"},
+		{"an element of another namespace in info", "<headline>", `<x:foo xmlns:x="urn:x">1</x:foo><headline>`, "alert.info[0].foo[0]",
+			"<foo> of namespace urn:x is not allowed here: CAP 1.2 allows no element of another namespace but an XML signature"},
+		{"an XInclude in a description", "<description>", `<description><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="/etc/passwd" parse="text"/>`,
+			"alert.info[0].description[0].include[0]", "is not allowed here"},
+		{"a signature in info", "<headline>", sig + "<headline>", "alert.info[0].Signature[0]", "at the end of <alert>"},
+		{"another namespace at the alert's end", "</alert>", `<x:foo xmlns:x="urn:x"/></alert>`, "alert.foo[0]", "is not allowed here"},
+	} {
+		_, err := cap.Parse(strings.NewReader(strings.Replace(doc, c.from, c.to, 1)), 0)
+		var ce *cap.Error
+		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(ce.Reason, c.reason) {
+			t.Errorf("%s: %v, want a refusal at %s saying %q", c.name, err, c.field, c.reason)
+		}
+	}
+	// Two signatures at the end are in order.
+	if a := parse(t, []byte(strings.Replace(doc, "</alert>", sig+sig+"</alert>", 1))); len(a.Foreign) != 2 {
+		t.Errorf("two signatures at the end: Foreign %v", a.Foreign)
+	}
+}
+
+// TestParseRefusesTextBetweenElements: <alert>, <info>, <resource>, <area> and the value pairs
+// hold elements only, and encoding/xml drops text between them without a word; such text is
+// refused, naming the element it stands in. White space, and text in an element of text, are
+// read as before.
+func TestParseRefusesTextBetweenElements(t *testing.T) {
+	doc := string(readFile(t, "full.xml"))
+	for _, c := range []struct{ from, to, field string }{
+		{"<status>Actual</status>", "<status>Actual</status>stray text", "alert"},
+		{"<event>High water</event>", "<event>High water</event>Hoogwater", "alert.info[1]"},
+		{"<size>12345</size>", "<size>12345</size> 12345 ", "alert.info[0].resource[0]"},
+		{"<altitude>0</altitude>", "meters<altitude>0</altitude>", "alert.info[0].area[0]"},
+		{"<value>VR19</value>", "<value>VR19</value>VR20", "alert.info[0].area[0].geocode[0]"},
+	} {
+		_, err := cap.Parse(strings.NewReader(strings.Replace(doc, c.from, c.to, 1)), 0)
+		var ce *cap.Error
+		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(ce.Reason, "which holds elements only") {
+			t.Errorf("%s: %v, want a refusal at %s", c.to, err, c.field)
+		}
+	}
+	// XML's white space is no text; a tab and CRLF line ends neither.
+	ws := strings.ReplaceAll(strings.ReplaceAll(doc, "\n", "\r\n"), "  <", "\t<")
+	if a := parse(t, []byte(ws)); a.Info[0].Area[0].Geocode[1].Value != "Middelburg" {
+		t.Errorf("white space between elements: %+v", a.Info[0].Area[0])
+	}
+	// A no-break space is no XML white space.
+	if _, err := cap.Parse(strings.NewReader(strings.Replace(doc, "<sent>", "\u00a0<sent>", 1)), 0); err == nil || !strings.Contains(err.Error(), "cap: alert: text") {
+		t.Errorf("a no-break space between elements: %v, want it refused", err)
 	}
 }
