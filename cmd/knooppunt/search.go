@@ -292,8 +292,9 @@ For each kind, region and key (the body's municipality, or else the record id), 
 with its source and age; sums of the fields a kind declares aggregable, per region and nationally;
 DISAGREES with the other sources whose latest record for the same key has a different body;
 NOT-COUNTED naming a source's other records under the same key; STALE on a latest record older
-than --stale-after; and CACHED on the last copy of a source that does not answer now. docs/api.md
-defines each exactly.
+than its kind's stale_after (a day unless the node's config says otherwise; never for documents
+such as qa and guidance in the demo), or than --stale-after for every kind; and CACHED on the
+last copy of a source that does not answer now. docs/api.md defines each exactly.
 
 The picture is made of what the peers sent before. A table after it says which peers answer now
 (a search of one record, 2 s at most); a peer that does not is in the picture with its last copy,
@@ -340,7 +341,7 @@ the picture is not complete until it has (-o json: peers[].catching_up_since).`,
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required; without it, the crises known here are listed)")
-	cmd.Flags().DurationVar(&stale, "stale-after", 24*time.Hour, "flag records older than this")
+	cmd.Flags().DurationVar(&stale, "stale-after", 0, "flag records of every kind older than this (default each kind's stale_after)")
 	mf.register(cmd)
 	f.register(cmd, true)
 	return cmd

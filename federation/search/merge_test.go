@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -158,6 +159,8 @@ type refEntry struct {
 // still tests anything.
 type refStats struct {
 	conflicts, agreements, stale, timeTies, national, leftOut int
+	// never counts entries older than the trial's limit whose kind is never stale.
+	never int
 }
 
 // refSum is the reference model's aggregate of one kind, field and region.
@@ -169,7 +172,7 @@ type refSum struct {
 // reference is the picture of docs/api.md, computed the plain way: decode every body, group the
 // records by slot, sort each slot's records from latest to oldest, and read the answer off the
 // sorted list.
-func reference(items []search.Item, aggregable map[string][]string, now time.Time, staleAfter time.Duration) ([]refEntry, map[[3]string]refSum, []string, refStats) {
+func reference(items []search.Item, aggregable map[string][]string, now time.Time, limits map[string]time.Duration) ([]refEntry, map[[3]string]refSum, []string, refStats) {
 	var st refStats
 	decode := func(b []byte) map[string]any {
 		var m map[string]any
@@ -224,8 +227,12 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 		top := recs[0]
 		parts := strings.Split(name, "\x00")
 		age := now.Sub(top.Record.UpdatedAt.AsTime())
+		limit := limits[parts[0]]
 		e := refEntry{kind: parts[0], region: parts[1], key: parts[2], source: top.Source, id: top.Record.Id,
-			version: top.Record.Version, ageS: int64(age / time.Second), stale: age > staleAfter}
+			version: top.Record.Version, ageS: int64(age / time.Second), stale: limit != record.NeverStale && age > limit}
+		if limit == record.NeverStale && age > 24*time.Hour {
+			st.never++
+		}
 		seen := map[string]bool{top.Source: true}
 		for _, it := range recs[1:] {
 			if seen[it.Source] {
@@ -343,7 +350,7 @@ func describeItems(items []search.Item) string {
 
 // TestMergeAgreesWithReference draws random pictures (records of three sources, of kinds with
 // and without aggregable fields, in regions and nationally, keyed by municipality or id, with
-// versions and times around the stale limit) and checks that Merge agrees with the reference
+// versions and times around the stale limit, which some kinds do not have: never stale) and checks that Merge agrees with the reference
 // model on the latest record of every slot, every sum per region and for NL, the disagreement
 // flags and the stale flags; and that Merge's answer does not depend on the order of its input.
 func TestMergeAgreesWithReference(t *testing.T) {
@@ -356,15 +363,23 @@ func TestMergeAgreesWithReference(t *testing.T) {
 	for seed := int64(1); seed <= int64(trials); seed++ {
 		rng := rand.New(rand.NewSource(seed))
 		staleAfter := []time.Duration{time.Hour, 24 * time.Hour}[rng.Intn(2)]
+		limits := map[string]time.Duration{}
+		for i, k := range genKinds {
+			limits[k] = staleAfter
+			if i > 0 && rng.Intn(3) == 0 {
+				limits[k] = record.NeverStale
+			}
+		}
+		limit := func(kind string) time.Duration { return limits[kind] }
 		items := genItems(rng, now, staleAfter)
-		got := search.Merge(items, genAggregable, now, staleAfter)
-		entries, sums, sources, st := reference(slices.Clone(items), genAggregable, now, staleAfter)
+		got := search.Merge(items, genAggregable, now, limit)
+		entries, sums, sources, st := reference(slices.Clone(items), genAggregable, now, limits)
 		if d := comparePicture(got, entries, sums, sources); d != "" {
 			t.Fatalf("seed %d, stale after %s: Merge differs from the reference model:\n%s\nrecords:\n%s", seed, staleAfter, d, describeItems(items))
 		}
 		shuffled := slices.Clone(items)
 		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		if again := search.Merge(shuffled, genAggregable, now, staleAfter); !proto.Equal(again, got) {
+		if again := search.Merge(shuffled, genAggregable, now, limit); !proto.Equal(again, got) {
 			t.Fatalf("seed %d: Merge of the same records in another order differs:\n%v\nwant\n%v\nrecords:\n%s", seed, again, got, describeItems(items))
 		}
 		total.conflicts += st.conflicts
@@ -373,10 +388,11 @@ func TestMergeAgreesWithReference(t *testing.T) {
 		total.timeTies += st.timeTies
 		total.national += st.national
 		total.leftOut += st.leftOut
+		total.never += st.never
 	}
 	// The draw must reach what it is meant to test, or a quiet change to it would prove nothing.
 	t.Logf("%d trials: %+v", trials, total)
-	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n {
+	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n || total.never < n/5 {
 		t.Fatalf("%d trials reached %+v: too few of some to prove anything", trials, total)
 	}
 }
@@ -396,6 +412,7 @@ func TestMergeRules(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name    string
+		never   bool // the kind is never stale
 		items   []search.Item
 		entries []entry
 		sums    string
@@ -432,6 +449,13 @@ func TestMergeRules(t *testing.T) {
 			sums:    "beds_free VR01 3/3, beds_free NL 3/3",
 		},
 		{
+			name:    "a kind that is never stale is not, however old",
+			never:   true,
+			items:   []search.Item{rec("a", "r1", "VR01", `{"beds_free":1}`, 1, 400*24*time.Hour)},
+			entries: []entry{{"r1", "a", "r1", false, ""}},
+			sums:    "beds_free VR01 1/1, beds_free NL 1/1",
+		},
+		{
 			name: "bodies disagree as JSON values: member order, white space and 1.0 do not count, \"1\" does",
 			items: []search.Item{
 				rec("a", "r1", "VR01", `{"municipality":"Zeist","beds_free":1,"notes":"x"}`, 1, time.Minute),
@@ -465,7 +489,11 @@ func TestMergeRules(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := search.Merge(tc.items, agg, now, time.Hour)
+			limit := search.StaleAfter(time.Hour)
+			if tc.never {
+				limit = search.StaleAfter(record.NeverStale)
+			}
+			got := search.Merge(tc.items, agg, now, limit)
 			var entries []entry
 			for _, e := range got.Entries {
 				entries = append(entries, entry{e.Key, e.Source, e.Record.Id, e.Stale, strings.Join(e.Conflict, ",")})

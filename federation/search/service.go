@@ -566,11 +566,12 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	if req.Crisis == "" {
 		return nil, api.Invalid("crisis", "missing: name the crisis, such as oekraine")
 	}
-	stale := 24 * time.Hour
+	// Each kind's own limit (record.Kind.StaleAfter), unless the request sets one for all.
+	limits := func(kind string) time.Duration { return s.c.Kinds.Get(kind).StaleLimit() }
 	if req.StaleAfterS < 0 {
 		return nil, api.Invalid("stale_after_s", "%d is negative", req.StaleAfterS)
 	} else if req.StaleAfterS > 0 {
-		stale = time.Duration(req.StaleAfterS) * time.Second
+		limits = StaleAfter(time.Duration(req.StaleAfterS) * time.Second)
 	}
 	if err := record.CheckMode("mode", req.Mode); err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -639,7 +640,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	for _, k := range s.c.Kinds.Names() {
 		aggregable[k] = s.c.Kinds.Get(k).Aggregate
 	}
-	resp := Merge(items, aggregable, time.Now(), stale)
+	resp := Merge(items, aggregable, time.Now(), limits)
 	resp.Crisis, resp.Phase = req.Crisis, phase
 	removals, err := s.c.DB.Removals(ctx, req.Crisis, mode)
 	if err != nil {
@@ -655,21 +656,30 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	return resp, nil
 }
 
+// stale says whether an entry of age is stale under limit: never under a negative one.
+func stale(age, limit time.Duration) bool { return limit >= 0 && age > limit }
+
 // Item is one record in a picture, with the org it came from.
 type Item struct {
 	Record *pb.Record
 	Source string
 }
 
+// StaleAfter is a stale limit of d for every kind, as Merge takes it.
+func StaleAfter(d time.Duration) func(kind string) time.Duration {
+	return func(string) time.Duration { return d }
+}
+
 // Merge builds a picture. docs/api.md defines each part; in short: records fall into slots by
 // kind, region and key (the body's municipality, or the record id). A slot's entry is the
 // latest record of all its sources (by updated_at, then version; remaining ties go to the
-// source, then the id, that sorts first). The entry is stale when it is more than staleAfter
-// older than now, and its conflict lists every other source whose own latest record in the
-// slot has a body that is a different JSON value. For the aggregable fields of each kind, the
-// entries' numbers are summed per region and for the whole country (NL), where a record of
-// region NL counts once. The result does not depend on the order of items.
-func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAfter time.Duration) *pb.PictureResponse {
+// source, then the id, that sorts first). The entry is stale when it is more than
+// staleAfter(its kind) older than now (never when that is negative: record.NeverStale), and its
+// conflict lists every other source whose own latest record in the slot has a body that is a
+// different JSON value. For the aggregable fields of each kind, the entries' numbers are summed
+// per region and for the whole country (NL), where a record of region NL counts once. The
+// result does not depend on the order of items.
+func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAfter func(kind string) time.Duration) *pb.PictureResponse {
 	type slot struct{ kind, region, key string }
 	bySource := map[slot]map[string]Item{}
 	leftOut := map[slot][]string{} // each source's records that are not its latest in the slot
@@ -723,7 +733,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		var body map[string]any
 		bodyErr := json.Unmarshal(latest.Record.Body, &body)
 		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: k.key, Record: latest.Record, Source: latest.Source,
-			AgeS: int64(age.Seconds()), Stale: age > staleAfter, Validity: record.ValidityOfBody(body, latest.Record, now)}
+			AgeS: int64(age.Seconds()), Stale: stale(age, staleAfter(k.kind)), Validity: record.ValidityOfBody(body, latest.Record, now)}
 		for src, it := range bySource[k] {
 			if src != latest.Source && !sameBody(it.Record.Body, latest.Record.Body) {
 				e.Conflict = append(e.Conflict, src)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -234,7 +235,7 @@ peers:
   - {name: b, trust_domain: b.crisis.test, bundle_file: peers/b.pem, bundle_endpoint: "https://b.example:8443"}
   - {name: c, trust_domain: c.crisis.test, bundle_file: `+abs+`}
 kinds:
-  - {name: note, schema_file: note.schema.json}
+  - {name: note, schema_file: note.schema.json, stale_after: never}
 `)
 	// Load from elsewhere: the working directory must not matter.
 	t.Chdir(t.TempDir())
@@ -258,6 +259,18 @@ kinds:
 	}
 	if string(c.Kinds[0].Schema) != `{"type":"object","required":["text"]}` {
 		t.Errorf("kinds[0] schema from schema_file = %q", c.Kinds[0].Schema)
+	}
+	if ks, err := c.KindSet(); err != nil || ks.Get("note").StaleLimit() != record.NeverStale {
+		t.Errorf("kinds[0].stale_after never: %v", err)
+	}
+}
+
+func TestLoadStaleAfterRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, "org: a.crisis.test\nkinds:\n  - {name: note, stale_after: daily}\n")
+	_, err := config.Load(path)
+	if err == nil || !strings.Contains(err.Error(), `kinds[0].stale_after (note): "daily" is not a duration of a minute or more`) {
+		t.Fatalf("Load: %v, want a refusal of kinds[0].stale_after", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -319,6 +320,9 @@ func TestNewKindsRefuses(t *testing.T) {
 		{"duplicate", []record.Kind{{Name: "qa"}, {Name: "qa"}}, `kinds[1].name: kind "qa" is declared twice`},
 		{"schema not JSON", []record.Kind{{Name: "x", Schema: json.RawMessage(`{`)}}, "kinds[0].schema (x): not JSON"},
 		{"schema does not compile", []record.Kind{{Name: "x", Schema: json.RawMessage(`{"type": 12}`)}}, "kinds[0].schema (x)"},
+		{"stale_after no duration", []record.Kind{{Name: "x"}, {Name: "y", StaleAfter: "daily"}}, `kinds[1].stale_after (y): "daily" is not a duration of a minute or more`},
+		{"stale_after under a minute", []record.Kind{{Name: "x", StaleAfter: "30s"}}, `kinds[0].stale_after (x): "30s"`},
+		{"stale_after negative", []record.Kind{{Name: "x", StaleAfter: "-1h"}}, `kinds[0].stale_after (x): "-1h"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := record.NewKinds(tt.kinds)
@@ -326,6 +330,29 @@ func TestNewKindsRefuses(t *testing.T) {
 				t.Fatalf("NewKinds = %v, want an error starting %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestStaleLimit: a kind's stale_after is how long its records count as current on the picture;
+// never is never stale; none, or a kind the node does not know, is a day.
+func TestStaleLimit(t *testing.T) {
+	ks, err := record.NewKinds([]record.Kind{{Name: "beds", StaleAfter: "12h"}, {Name: "doc", StaleAfter: "never"}, {Name: "plain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Duration{"beds": 12 * time.Hour, "doc": record.NeverStale, "plain": 24 * time.Hour, "unknown": 24 * time.Hour} {
+		if got := ks.Get(name).StaleLimit(); got != want {
+			t.Errorf("%s: StaleLimit() = %s, want %s", name, got, want)
+		}
+	}
+	demo, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"qa", "guidance", "permit"} {
+		if got := demo.Get(name).StaleLimit(); got != record.NeverStale {
+			t.Errorf("demo kind %s: StaleLimit() = %s: a document is current until superseded or expired", name, got)
+		}
 	}
 }
 

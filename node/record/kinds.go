@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/tidwall/gjson"
@@ -35,8 +36,29 @@ type Kind struct {
 	// Text lists the body fields (strings, or arrays of strings) that full-text search reads, in
 	// the order a snippet prefers them. Empty means every string in the body.
 	Text []string `json:"text,omitempty" yaml:"text,omitempty"`
+	// StaleAfter is how long a record of the kind counts as current on the picture: a duration
+	// of a minute or more (12h, 90m), or never, for a document that stays current until it is
+	// superseded or expires. Empty: a day.
+	StaleAfter string `json:"stale_after,omitempty" yaml:"stale_after,omitempty"`
 
-	compiled *jsonschema.Schema
+	compiled   *jsonschema.Schema
+	staleAfter time.Duration // StaleAfter read; NeverStale for never
+}
+
+// DefaultStaleAfter is how long a record counts as current on the picture when its kind says
+// nothing else.
+const DefaultStaleAfter = 24 * time.Hour
+
+// NeverStale is the stale limit of a kind whose records are never stale.
+const NeverStale time.Duration = -1
+
+// StaleLimit is how long a record of the kind counts as current on the picture: its StaleAfter,
+// DefaultStaleAfter, or NeverStale. A nil kind (one the node does not know) has the default.
+func (k *Kind) StaleLimit() time.Duration {
+	if k == nil || k.staleAfter == 0 {
+		return DefaultStaleAfter
+	}
+	return k.staleAfter
 }
 
 // Kinds is the set of kinds a node accepts.
@@ -63,6 +85,15 @@ func NewKinds(kinds []Kind) (*Kinds, error) {
 			if slices.Index(k.Text, f) < j {
 				return nil, fmt.Errorf("kinds[%d].text[%d] (%s): %q is listed twice", i, j, k.Name, f)
 			}
+		}
+		switch d, err := time.ParseDuration(k.StaleAfter); {
+		case k.StaleAfter == "":
+		case k.StaleAfter == "never":
+			k.staleAfter = NeverStale
+		case err != nil || d < time.Minute:
+			return nil, fmt.Errorf("kinds[%d].stale_after (%s): %q is not a duration of a minute or more: write one such as 12h or 90m, or never", i, k.Name, k.StaleAfter)
+		default:
+			k.staleAfter = d
 		}
 		if len(k.Schema) > 0 {
 			doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(k.Schema))
@@ -210,6 +241,7 @@ func DemoKinds() []Kind {
 		},
 		{
 			Name:        "qa",
+			StaleAfter:  "never", // current until superseded or expired (validity)
 			Description: "A question and its answer, for the public or for partners. A newer answer names the old one's successor in superseded_by.",
 			Text:        []string{"question", "answer"},
 			Schema: json.RawMessage(`{
@@ -228,6 +260,7 @@ func DemoKinds() []Kind {
 		},
 		{
 			Name:        "guidance",
+			StaleAfter:  "never", // current until superseded or expired (validity)
 			Description: "Guidance from a ministry or partner, such as a handreiking: title, summary, full text, version.",
 			Text:        []string{"title", "summary", "text"},
 			Schema: json.RawMessage(`{
@@ -248,6 +281,7 @@ func DemoKinds() []Kind {
 		},
 		{
 			Name:        "permit",
+			StaleAfter:  "never", // current until superseded or expired (validity)
 			Description: "A rule that says who may do what under which conditions, such as SZW's rules on work by people who fled Ukraine.",
 			Text:        []string{"title", "summary", "conditions", "applies_to"},
 			Schema: json.RawMessage(`{

@@ -1450,7 +1450,8 @@ func (x *SearchResponse) GetTextPending() int64 {
 type PictureRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Crisis string                 `protobuf:"bytes,1,opt,name=crisis" json:"crisis,omitempty"`
-	// stale_after_s flags records older than this; default 86400.
+	// stale_after_s flags records of every kind older than this; 0: each kind's stale_after
+	// (record.Kind.StaleAfter: 86400 unless the node's config says otherwise, or never).
 	StaleAfterS int32 `protobuf:"varint,2,opt,name=stale_after_s,json=staleAfterS" json:"stale_after_s,omitempty"`
 	// mode is the mode of the picture; unset: actual records only. Its phase is the mode's.
 	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
