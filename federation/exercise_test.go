@@ -335,3 +335,43 @@ func TestFederatedModeBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestExercisePartners: a node that started an exercise learns, from the heartbeats on its
+// subscription of the exercise, which partners take part: one that has not started it says none,
+// then open once it starts it, then closed once it closes it.
+func TestExercisePartners(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const name = "oefening-deelname"
+	a.Exercise(t, name, false)
+	partner := func() string {
+		t.Helper()
+		resp, err := pb.NewExerciseServiceClient(a.Local(t)).List(fedtest.Call(t), &pb.ListExercisesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.Exercises {
+			if e.Name != name {
+				continue
+			}
+			for _, p := range e.Partners {
+				if p.Peer == b.Name {
+					return p.State
+				}
+			}
+		}
+		return "not listed"
+	}
+	for _, want := range []string{"none", "open", "closed"} {
+		switch want {
+		case "open":
+			b.Exercise(t, name, false)
+		case "closed":
+			b.Exercise(t, name, true)
+		}
+		fedtest.Eventually(t, 10*time.Second, "a's exercise list says b's state is "+want, func() (bool, string) {
+			got := partner()
+			return got == want, "b is " + got
+		})
+	}
+}

@@ -313,11 +313,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 		auditSvc.Witnesses = n.witnesses.Check
 	}
-	exerciseSvc := exercises.New(exercises.Config{Store: n.store, DB: n.db, Logger: n.log, Changed: func() {
+	exerciseCfg := exercises.Config{Store: n.store, DB: n.db, Logger: n.log, Changed: func() {
 		if n.peers != nil {
 			n.peers.Reconcile()
 		}
-	}})
+	}}
+	if n.peers != nil {
+		exerciseCfg.Partners = n.peers.ExercisePartners
+	}
+	exerciseSvc := exercises.New(exerciseCfg)
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
 	auditSvc.Settle = searchSvc.Settle
 	var svid identity.Source

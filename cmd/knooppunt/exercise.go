@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -62,10 +63,21 @@ type exerciseJSON struct {
 	ClosedAt  *time.Time `json:"closed_at,omitempty"`
 	Records   int64      `json:"records"`
 	Deleted   int64      `json:"deleted,omitempty"`
+	// Partners, of an open exercise, says of each peer whether it takes part.
+	Partners []exercisePartnerJSON `json:"partners,omitempty"`
+}
+
+type exercisePartnerJSON struct {
+	Peer  string `json:"peer"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
 }
 
 func toExerciseJSON(e *pb.ExerciseInfo) exerciseJSON {
 	j := exerciseJSON{Name: e.Name, State: e.State, StartedBy: e.StartedBy, ClosedBy: e.ClosedBy, Records: e.Records, Deleted: e.Deleted}
+	for _, p := range e.Partners {
+		j.Partners = append(j.Partners, exercisePartnerJSON{Peer: p.Peer, State: p.State, Error: p.Error})
+	}
 	if e.StartedAt != nil {
 		t := e.StartedAt.AsTime()
 		j.StartedAt = &t
@@ -85,6 +97,10 @@ func newExerciseListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the open exercises, or all with --all",
+		Long: `List the open exercises, or all with --all. For an open exercise, TAKING PART says of each peer
+whether it has started the exercise too, as its node tells this one: open (it takes part), none
+(it has not started it: it shares nothing of the exercise and receives nothing of it), closed, or
+unknown (no answer yet, or its node is down). Run it on the replica that leads.`,
 		Example: `  knooppunt exercise list
   knooppunt exercise list --all -o json`,
 		Args: cobra.NoArgs,
@@ -104,7 +120,8 @@ func newExerciseListCmd() *cobra.Command {
 				w := cmd.OutOrStdout()
 				fmt.Fprintln(w, "OEFENING: exercises, apart from the actual crisis")
 				tw := newTable(w)
-				fmt.Fprintln(tw, "NAME\tSTATE\tRECORDS\tSTARTED BY\tSTARTED AT\tCLOSED AT\tDELETED")
+				fmt.Fprintln(tw, "NAME\tSTATE\tRECORDS\tSTARTED BY\tSTARTED AT\tCLOSED AT\tDELETED\tTAKING PART")
+				var notes []string
 				for _, e := range resp.Exercises {
 					j := toExerciseJSON(e)
 					closed := ""
@@ -115,9 +132,25 @@ func newExerciseListCmd() *cobra.Command {
 					if j.StartedAt != nil {
 						started = j.StartedAt.Local().Format(time.RFC3339)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\n", j.Name, j.State, j.Records, j.StartedBy, started, closed, j.Deleted)
+					var parts, absent []string
+					for _, p := range j.Partners {
+						parts = append(parts, p.Peer+" "+p.State)
+						if p.State == "none" || p.State == "closed" {
+							absent = append(absent, p.Peer)
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", j.Name, j.State, j.Records, j.StartedBy, started, closed, j.Deleted, strings.Join(parts, ", "))
+					if len(absent) > 0 {
+						notes = append(notes, fmt.Sprintf("Note: %s does not take part in %s: it shares nothing of it and receives nothing of it; ask them to run knooppunt exercise start %s.", strings.Join(absent, ", "), j.Name, j.Name))
+					}
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, n := range notes {
+					fmt.Fprintln(w, n)
+				}
+				return nil
 			})
 		},
 	}

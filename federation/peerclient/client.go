@@ -137,6 +137,9 @@ type SubscriptionState struct {
 	// its last two heartbeats: the partner's federation.heartbeat, which may differ from ours.
 	CaughtUpAt time.Time
 	Every      time.Duration
+	// ExerciseState, on a subscription of an exercise, is the peer's own state of it, as its
+	// last heartbeat said (pb.Heartbeat.exercise_state): "" until one did.
+	ExerciseState string
 }
 
 // CatchingUp reports whether an open subscription has not reached the end of the peer's feed for
@@ -162,14 +165,15 @@ func (st SubscriptionState) CatchingUp(within time.Duration, now time.Time) time
 	return last
 }
 
-// caughtUp notes a heartbeat: the peer had nothing more to send.
-func (s *subscription) caughtUp(at time.Time) {
+// caughtUp notes a heartbeat: the peer had nothing more to send, and, on a subscription of an
+// exercise, its state of the exercise.
+func (s *subscription) caughtUp(at time.Time, exerciseState string) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	if !s.state.CaughtUpAt.IsZero() && s.state.CaughtUpAt.After(s.state.Since) {
 		s.state.Every = at.Sub(s.state.CaughtUpAt)
 	}
-	s.state.CaughtUpAt = at
+	s.state.CaughtUpAt, s.state.ExerciseState = at, exerciseState
 }
 
 func (s *subscription) set(st SubscriptionState) {
@@ -185,8 +189,14 @@ func (m *Manager) CatchUpGrace() time.Duration { return m.c.IdleTimeout / 2 }
 // Subscription says how this replica's subscription to a peer's actual records fares. ok is
 // false when this replica runs none: only the leader subscribes.
 func (m *Manager) Subscription(peer string) (st SubscriptionState, ok bool) {
+	return m.stateOf(peer, "")
+}
+
+// stateOf is how this replica's subscription to a peer in the mode of exercise fares; ok is
+// false when it has none.
+func (m *Manager) stateOf(peer, exercise string) (SubscriptionState, bool) {
 	m.mu.Lock()
-	s, ok := m.subs[subKey(peer, "")]
+	s, ok := m.subs[subKey(peer, exercise)]
 	m.mu.Unlock()
 	if !ok {
 		return SubscriptionState{}, false
@@ -194,6 +204,26 @@ func (m *Manager) Subscription(peer string) (st SubscriptionState, ok bool) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	return s.state, true
+}
+
+// ExercisePartners says of each peer whether it takes part in an exercise, as its heartbeats on
+// this replica's subscription of the exercise say: open, closed, none, or unknown while the
+// subscription is down or the peer has not said. A peer this replica does not follow in the
+// exercise (it is not open here, or this replica does not lead) is left out.
+func (m *Manager) ExercisePartners(exercise string) []*pb.ExercisePartner {
+	var out []*pb.ExercisePartner
+	for _, p := range m.c.Peers() {
+		st, ok := m.stateOf(p.Name, exercise)
+		if !ok {
+			continue
+		}
+		part := &pb.ExercisePartner{Peer: p.Name, State: "unknown", Error: st.Err}
+		if st.Open && st.ExerciseState != "" {
+			part.State = st.ExerciseState
+		}
+		out = append(out, part)
+	}
+	return out
 }
 
 // New returns a manager.
@@ -487,7 +517,7 @@ type event struct {
 
 // subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
 // anything was stored.
-func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time)) (bool, error) {
+func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time, string)) (bool, error) {
 	conn, err := m.Conn(p)
 	if err != nil {
 		return false, err
@@ -561,7 +591,7 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 			}
 			idle.Reset(m.c.IdleTimeout)
 			if hb := e.ev.GetHeartbeat(); hb != nil && !hb.Full && !hb.FullEnd {
-				caughtUp(time.Now())
+				caughtUp(time.Now(), hb.ExerciseState)
 			}
 			if b.add(e.ev) && !scheduled {
 				flushAt.Reset(flushDelay)

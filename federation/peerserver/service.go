@@ -6,6 +6,7 @@
 package peerserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1023,12 +1024,24 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				why = "time"
 			}
 		case <-heartbeat.C:
-			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
+			hb := &pb.Heartbeat{At: timestamppb.Now()}
+			if mode.Exercise != "" {
+				// Whether this node takes part: a caller that started an exercise alone learns it.
+				state, err := s.c.DB.ExerciseState(ctx, mode.Exercise)
+				if err != nil {
+					return api.Status(s.c.Logger, err)
+				}
+				hb.ExerciseState = cmp.Or(state, ExerciseNone)
+			}
+			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: hb}}); err != nil {
 				return err
 			}
 		}
 	}
 }
+
+// ExerciseNone is a heartbeat's exercise_state when the source never started the exercise.
+const ExerciseNone = "none"
 
 // resyncKey is the key of a subscription's last resync: each mode is a feed of its own, with its
 // own cursor and what the caller holds of it.

@@ -214,6 +214,20 @@ func (d *DB) Exercise(ctx context.Context, name string) (*ExerciseRow, error) {
 	return e, err
 }
 
+// ExerciseState is the state of the named exercise on this node: ExerciseOpen, ExerciseClosed,
+// or "" when it never started it.
+func (d *DB) ExerciseState(ctx context.Context, name string) (string, error) {
+	var state string
+	err := d.read(func(ro *sql.DB) error {
+		err := ro.QueryRowContext(ctx, `SELECT state FROM exercises WHERE name = ?`, name).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	return state, err
+}
+
 // Exercises returns the exercises by name: the open ones, or all with closed.
 func (d *DB) Exercises(ctx context.Context, closed bool) ([]*ExerciseRow, error) {
 	var out []*ExerciseRow

@@ -65,6 +65,11 @@ func TestExerciseMode(t *testing.T) {
 				t.Errorf("%s: lacks the exercise record %q", path, want)
 			}
 		}
+		// LCVS did not start the exercise, and its heartbeats say so; NCC did.
+		fedtest.Eventually(t, 10*time.Second, path+": the banner names the partner that does not take part", func() (bool, string) {
+			_, page := b.get(t, e.url+path)
+			return strings.Contains(page, `id="oefening-afwezig">Doet niet mee: lcvs. Wie de oefening niet gestart heeft`), "not yet"
+		})
 		for _, real := range []string{"Landelijk beeld opvang Oekraïne", "Regionaal beeld VR Utrecht", "Richtlijn registratie bij aankomst"} {
 			if strings.Contains(page, real) {
 				t.Errorf("%s: shows the actual record %q in the exercise", path, real)

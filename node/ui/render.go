@@ -137,6 +137,8 @@ type page struct {
 	ModeQuery string
 	// ExerciseNotOpen: the page's exercise is closed, or was never started here.
 	ExerciseNotOpen bool
+	// ExerciseAbsent names the partners that have not started the page's exercise, or closed it.
+	ExerciseAbsent []string
 	// ModeAction is where the mode switch goes, and ModeKeep the page's other parameters it
 	// keeps: the picture and the search stay what they show (the crisis, the words) in the other
 	// mode; from any other page, whose record or form is of one mode, it goes to the picture.
@@ -196,6 +198,11 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	if list, err := pb.NewExerciseServiceClient(s.c.Conn).List(r.ctx(), &pb.ListExercisesRequest{}); err == nil {
 		for _, e := range list.Exercises {
 			p.Exercises = append(p.Exercises, e.Name)
+			for _, part := range e.Partners {
+				if e.Name == p.Exercise && (part.State == "none" || part.State == "closed") {
+					p.ExerciseAbsent = append(p.ExerciseAbsent, part.Peer)
+				}
+			}
 		}
 		// A closed exercise (or one never started) can still be asked for by its link: the
 		// banner says that nothing of it is there to see or to write.

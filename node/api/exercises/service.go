@@ -29,7 +29,10 @@ type Config struct {
 	// Changed, when set, is called after an exercise started or closed: the subscriptions to
 	// peers follow the open exercises.
 	Changed func()
-	Logger  *slog.Logger
+	// Partners, when set, says of each peer whether it takes part in an open exercise
+	// (peerclient.Manager.ExercisePartners).
+	Partners func(exercise string) []*pb.ExercisePartner
+	Logger   *slog.Logger
 }
 
 // Service implements knooppunt.v1.ExerciseService.
@@ -54,7 +57,11 @@ func (s *Service) List(ctx context.Context, req *pb.ListExercisesRequest) (*pb.L
 	}
 	resp := &pb.ListExercisesResponse{}
 	for _, e := range rows {
-		resp.Exercises = append(resp.Exercises, Info(e))
+		info := Info(e)
+		if s.c.Partners != nil && e.State == db.ExerciseOpen {
+			info.Partners = s.c.Partners(e.Name)
+		}
+		resp.Exercises = append(resp.Exercises, info)
 	}
 	return resp, nil
 }

@@ -1016,8 +1016,12 @@ type Heartbeat struct {
 	// though it is lower, and after which it drops whatever it holds of the source in this mode
 	// that did not come. A stream that breaks before full_end leaves the caller's cursor as it was,
 	// so that the next one is full too.
-	Full          bool `protobuf:"varint,2,opt,name=full" json:"full,omitempty"`
-	FullEnd       bool `protobuf:"varint,3,opt,name=full_end,json=fullEnd" json:"full_end,omitempty"`
+	Full    bool `protobuf:"varint,2,opt,name=full" json:"full,omitempty"`
+	FullEnd bool `protobuf:"varint,3,opt,name=full_end,json=fullEnd" json:"full_end,omitempty"`
+	// exercise_state, on a subscription of an exercise, is the source's own state of it: open or
+	// closed when it started it, none when it did not (it shares none of its records, and takes in
+	// none of the caller's). Empty from a source of before this field.
+	ExerciseState string `protobuf:"bytes,4,opt,name=exercise_state,json=exerciseState" json:"exercise_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1071,6 +1075,13 @@ func (x *Heartbeat) GetFullEnd() bool {
 		return x.FullEnd
 	}
 	return false
+}
+
+func (x *Heartbeat) GetExerciseState() string {
+	if x != nil {
+		return x.ExerciseState
+	}
+	return ""
 }
 
 type SearchRequest struct {
@@ -1940,11 +1951,12 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
 	"Retraction\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"f\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x8d\x01\n" +
 	"\tHeartbeat\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12\x19\n" +
-	"\bfull_end\x18\x03 \x01(\bR\afullEnd\"\x90\x01\n" +
+	"\bfull_end\x18\x03 \x01(\bR\afullEnd\x12%\n" +
+	"\x0eexercise_state\x18\x04 \x01(\tR\rexerciseState\"\x90\x01\n" +
 	"\rSearchRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x1d\n" +
 	"\n" +

@@ -1396,8 +1396,11 @@ type ExerciseInfo struct {
 	ClosedBy  string                 `protobuf:"bytes,5,opt,name=closed_by,json=closedBy" json:"closed_by,omitempty"`
 	ClosedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=closed_at,json=closedAt" json:"closed_at,omitempty"`
 	// records counts the exercise's live records; deleted counts, for a close, those it deleted.
-	Records       int64 `protobuf:"varint,7,opt,name=records" json:"records,omitempty"`
-	Deleted       int64 `protobuf:"varint,8,opt,name=deleted" json:"deleted,omitempty"`
+	Records int64 `protobuf:"varint,7,opt,name=records" json:"records,omitempty"`
+	Deleted int64 `protobuf:"varint,8,opt,name=deleted" json:"deleted,omitempty"`
+	// partners, for an open exercise on the replica that leads, says of each peer whether it
+	// takes part: what its heartbeats on this node's subscription of the exercise say.
+	Partners      []*ExercisePartner `protobuf:"bytes,9,rep,name=partners" json:"partners,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1488,6 +1491,78 @@ func (x *ExerciseInfo) GetDeleted() int64 {
 	return 0
 }
 
+func (x *ExerciseInfo) GetPartners() []*ExercisePartner {
+	if x != nil {
+		return x.Partners
+	}
+	return nil
+}
+
+// ExercisePartner is a peer's part in an exercise, as its node tells this one.
+type ExercisePartner struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Peer  string                 `protobuf:"bytes,1,opt,name=peer" json:"peer,omitempty"`
+	// state is the peer's own state of the exercise: open (it takes part), closed, none (it has
+	// not started it: it shares nothing of it, and receives nothing of it), or unknown (no answer
+	// yet: the subscription is down, or the peer runs a release that does not say).
+	State string `protobuf:"bytes,2,opt,name=state" json:"state,omitempty"`
+	// error is why the subscription is down, when it is.
+	Error         string `protobuf:"bytes,3,opt,name=error" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExercisePartner) Reset() {
+	*x = ExercisePartner{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExercisePartner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExercisePartner) ProtoMessage() {}
+
+func (x *ExercisePartner) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExercisePartner.ProtoReflect.Descriptor instead.
+func (*ExercisePartner) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ExercisePartner) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *ExercisePartner) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ExercisePartner) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ClusterStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1496,7 +1571,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1583,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1596,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{20}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{21}
 }
 
 type Replica struct {
@@ -1542,7 +1617,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1629,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1642,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{21}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Replica) GetId() string {
@@ -1628,7 +1703,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1715,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1728,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{22}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClusterStatusResponse) GetReplica() string {
@@ -1715,7 +1790,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1802,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1815,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{23}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JoinRequest) GetId() string {
@@ -1766,7 +1841,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +1853,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +1866,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{24}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveRequest) GetId() string {
@@ -1809,7 +1884,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1896,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1909,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{25}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{26}
 }
 
 // BackupChunk is a piece of a backup, in order. The first also says the whole copy's size in
@@ -1850,7 +1925,7 @@ type BackupChunk struct {
 
 func (x *BackupChunk) Reset() {
 	*x = BackupChunk{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +1937,7 @@ func (x *BackupChunk) String() string {
 func (*BackupChunk) ProtoMessage() {}
 
 func (x *BackupChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +1950,7 @@ func (x *BackupChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupChunk.ProtoReflect.Descriptor instead.
 func (*BackupChunk) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{26}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BackupChunk) GetData() []byte {
@@ -1907,7 +1982,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[27]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +1994,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[27]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2007,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{27}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{28}
 }
 
 type StatusResponse struct {
@@ -1969,7 +2044,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2056,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2069,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{28}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatusResponse) GetNodeName() string {
@@ -2215,7 +2290,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\texercises\x18\x01 \x03(\v2\x1a.knooppunt.v1.ExerciseInfoR\texercises\"A\n" +
 	"\x13ExerciseStepRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x9c\x02\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xd7\x02\n" +
 	"\fExerciseInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1d\n" +
@@ -2226,7 +2301,12 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\tclosed_by\x18\x05 \x01(\tR\bclosedBy\x127\n" +
 	"\tclosed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\x18\n" +
 	"\arecords\x18\a \x01(\x03R\arecords\x12\x18\n" +
-	"\adeleted\x18\b \x01(\x03R\adeleted\"\x16\n" +
+	"\adeleted\x18\b \x01(\x03R\adeleted\x129\n" +
+	"\bpartners\x18\t \x03(\v2\x1d.knooppunt.v1.ExercisePartnerR\bpartners\"Q\n" +
+	"\x0fExercisePartner\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xd1\x01\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -2328,7 +2408,7 @@ func file_knooppunt_v1_record_proto_rawDescGZIP() []byte {
 }
 
 var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_knooppunt_v1_record_proto_goTypes = []any{
 	(Classification)(0),           // 0: knooppunt.v1.Classification
 	(Status)(0),                   // 1: knooppunt.v1.Status
@@ -2352,86 +2432,88 @@ var file_knooppunt_v1_record_proto_goTypes = []any{
 	(*ListExercisesResponse)(nil), // 19: knooppunt.v1.ListExercisesResponse
 	(*ExerciseStepRequest)(nil),   // 20: knooppunt.v1.ExerciseStepRequest
 	(*ExerciseInfo)(nil),          // 21: knooppunt.v1.ExerciseInfo
-	(*ClusterStatusRequest)(nil),  // 22: knooppunt.v1.ClusterStatusRequest
-	(*Replica)(nil),               // 23: knooppunt.v1.Replica
-	(*ClusterStatusResponse)(nil), // 24: knooppunt.v1.ClusterStatusResponse
-	(*JoinRequest)(nil),           // 25: knooppunt.v1.JoinRequest
-	(*RemoveRequest)(nil),         // 26: knooppunt.v1.RemoveRequest
-	(*BackupRequest)(nil),         // 27: knooppunt.v1.BackupRequest
-	(*BackupChunk)(nil),           // 28: knooppunt.v1.BackupChunk
-	(*StatusRequest)(nil),         // 29: knooppunt.v1.StatusRequest
-	(*StatusResponse)(nil),        // 30: knooppunt.v1.StatusResponse
-	nil,                           // 31: knooppunt.v1.Record.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 33: google.protobuf.Struct
+	(*ExercisePartner)(nil),       // 22: knooppunt.v1.ExercisePartner
+	(*ClusterStatusRequest)(nil),  // 23: knooppunt.v1.ClusterStatusRequest
+	(*Replica)(nil),               // 24: knooppunt.v1.Replica
+	(*ClusterStatusResponse)(nil), // 25: knooppunt.v1.ClusterStatusResponse
+	(*JoinRequest)(nil),           // 26: knooppunt.v1.JoinRequest
+	(*RemoveRequest)(nil),         // 27: knooppunt.v1.RemoveRequest
+	(*BackupRequest)(nil),         // 28: knooppunt.v1.BackupRequest
+	(*BackupChunk)(nil),           // 29: knooppunt.v1.BackupChunk
+	(*StatusRequest)(nil),         // 30: knooppunt.v1.StatusRequest
+	(*StatusResponse)(nil),        // 31: knooppunt.v1.StatusResponse
+	nil,                           // 32: knooppunt.v1.Record.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 34: google.protobuf.Struct
 }
 var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	1,  // 0: knooppunt.v1.Mode.status:type_name -> knooppunt.v1.Status
 	0,  // 1: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
-	31, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
-	32, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
-	32, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
+	32, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
+	33, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
 	1,  // 5: knooppunt.v1.Record.status:type_name -> knooppunt.v1.Status
 	3,  // 6: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
-	32, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
 	5,  // 9: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
 	7,  // 10: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
 	2,  // 11: knooppunt.v1.GetRequest.mode:type_name -> knooppunt.v1.Mode
 	2,  // 12: knooppunt.v1.VersionsRequest.mode:type_name -> knooppunt.v1.Mode
-	32, // 13: knooppunt.v1.RecordVersion.updated_at:type_name -> google.protobuf.Timestamp
-	33, // 14: knooppunt.v1.RecordVersion.fields:type_name -> google.protobuf.Struct
+	33, // 13: knooppunt.v1.RecordVersion.updated_at:type_name -> google.protobuf.Timestamp
+	34, // 14: knooppunt.v1.RecordVersion.fields:type_name -> google.protobuf.Struct
 	11, // 15: knooppunt.v1.VersionsResponse.versions:type_name -> knooppunt.v1.RecordVersion
 	0,  // 16: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
-	32, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
+	33, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
 	2,  // 18: knooppunt.v1.ListRequest.mode:type_name -> knooppunt.v1.Mode
 	3,  // 19: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
 	2,  // 20: knooppunt.v1.DeleteRequest.mode:type_name -> knooppunt.v1.Mode
 	2,  // 21: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
 	3,  // 22: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
 	21, // 23: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
-	32, // 24: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
-	32, // 25: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
-	32, // 26: knooppunt.v1.Replica.last_contact:type_name -> google.protobuf.Timestamp
-	23, // 27: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	32, // 28: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	32, // 29: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
-	32, // 30: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 31: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 32: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 33: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 34: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 35: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 36: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 37: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 38: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 39: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 40: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	22, // 41: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	25, // 42: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	26, // 43: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	27, // 44: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	29, // 45: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 46: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 47: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 48: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 49: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 50: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 51: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 52: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 53: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 54: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 55: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	24, // 56: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 57: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	24, // 58: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	28, // 59: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	30, // 60: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	46, // [46:61] is the sub-list for method output_type
-	31, // [31:46] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	33, // 24: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
+	33, // 25: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
+	22, // 26: knooppunt.v1.ExerciseInfo.partners:type_name -> knooppunt.v1.ExercisePartner
+	33, // 27: knooppunt.v1.Replica.last_contact:type_name -> google.protobuf.Timestamp
+	24, // 28: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
+	33, // 29: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	33, // 30: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
+	33, // 31: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 32: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 33: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 34: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 35: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 36: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 37: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 38: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 39: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 40: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 41: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	23, // 42: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	26, // 43: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	27, // 44: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	28, // 45: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	30, // 46: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 47: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 48: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 49: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 50: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 51: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 52: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 53: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 54: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 55: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 56: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	25, // 57: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 58: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 59: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	29, // 60: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	31, // 61: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	47, // [47:62] is the sub-list for method output_type
+	32, // [32:47] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
@@ -2445,7 +2527,7 @@ func file_knooppunt_v1_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_record_proto_rawDesc), len(file_knooppunt_v1_record_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
