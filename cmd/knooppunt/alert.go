@@ -61,12 +61,13 @@ func newAlertListCmd() *cobra.Command {
 		Short: "List alerts, newest first",
 		Long: `List the alerts this node's rules wrote, newest first. --partners also asks every partner for
 the alerts of their rules that they share with this node (a search: each partner audits it).
---status test|draft lists the node's own test or draft alerts. Rules never run on an exercise's
-records, on any node, so --exercise NAME finds no rule alerts; the CAP alerts imported into an
-exercise are records: record list --kind alert --exercise NAME lists them.`,
+--status test|draft lists the node's own test or draft alerts. --exercise NAME lists what the
+rules fired in an open exercise, on its records alone; the CAP alerts imported into an exercise
+are records: record list --kind alert --exercise NAME lists them.`,
 		Example: `  knooppunt alert list --firing
   knooppunt alert list --firing --partners
   knooppunt alert list --rule zeeland-beds-low -o json
+  knooppunt alert list --exercise oefening-zeeland
   knooppunt record list --kind alert --exercise oefening-zeeland   # an exercise's CAP alerts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

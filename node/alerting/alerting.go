@@ -3,11 +3,16 @@
 // region and marked resolved when it clears. It never decides on a follower, and it never keeps
 // anything that a new leader could not rebuild from the database: the open alerts say where a
 // rule fires, and the history says how long a condition has held.
+//
+// The rules run on the actual crisis, and apart in each open exercise, on the exercise's records
+// alone: an exercise's alerts are records of the exercise, which never reach the actual picture,
+// its webhooks or the rule metrics, so that the warning chain can be practised.
 package alerting
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -50,17 +55,33 @@ type Config struct {
 type Evaluator struct {
 	c       Config
 	leading bool
-	// states are the rules' states by rule name@version and region, while this replica leads.
+	// states are the rules' states by modeKey(rule name@version, mode) and region, while this
+	// replica leads.
 	states map[string]map[string]warn.State
 	// compiled are the stored rules, compiled, by name@version: a version never changes.
 	compiled map[string]*warn.Rule
-	// failing are the evaluations that fail, by rule name and region ("" for a rule that does
-	// not lint), while this replica leads: a failure is logged when it begins and when it ends,
-	// not at every evaluation.
+	// failing are the evaluations that fail, by modeKey(rule name, mode) and region ("" for a
+	// rule that does not lint), while this replica leads: a failure is logged when it begins and
+	// when it ends, not at every evaluation.
 	failing map[string]map[string]failure
 	// metered are the rules with series in the rule metrics, so that a rule that goes leaves
 	// none behind.
 	metered map[string]bool
+}
+
+// modeKey is the key of a rule's state or failures in mode m: the rule's own for the actual
+// crisis, with the exercise's name after it for an exercise.
+func modeKey(rule string, m db.Mode) string {
+	if m.Exercise == "" {
+		return rule
+	}
+	return rule + "\x00" + m.Exercise
+}
+
+// splitModeKey is the rule and the exercise ("" for the actual crisis) of a modeKey.
+func splitModeKey(key string) (rule, exercise string) {
+	rule, exercise, _ = strings.Cut(key, "\x00")
+	return rule, exercise
 }
 
 // failure is an evaluation that fails: since when, and why.
@@ -127,12 +148,7 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	type compiled struct {
-		key  string
-		row  db.RuleRow
-		rule *warn.Rule
-	}
-	var evals []compiled
+	var evals []evaluation
 	live := map[string]bool{}
 	names := map[string]bool{}      // the stored rules' names
 	unlinted := map[string]string{} // by name: why a stored rule does not lint
@@ -148,14 +164,14 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 				// A rule linted when it was applied; a config change that dropped a kind it
 				// reads makes it fail now. It is skipped, loudly, not guessed at: its open
 				// alerts are resolved below, since nothing evaluates them any more.
-				e.failed(row.Name, "", at, err, "early-warning rule does not lint against this node's kinds: skipped until it does; its open alerts are resolved")
+				e.failed(row.Name, db.Actual, "", at, err, "early-warning rule does not lint against this node's kinds: skipped until it does; its open alerts are resolved")
 				unlinted[row.Name] = err.Error()
 				continue
 			}
 			e.compiled[key] = rule
 		}
-		e.recovered(row.Name, "", at, "early-warning rule lints again: evaluated")
-		evals = append(evals, compiled{key, row, rule})
+		e.recovered(row.Name, db.Actual, "", at, "early-warning rule lints again: evaluated")
+		evals = append(evals, evaluation{key, row, rule})
 		kinds[rule.Doc.Crisis] = append(kinds[rule.Doc.Crisis], rule.Kinds()...)
 	}
 	for key := range e.compiled {
@@ -163,20 +179,38 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 			delete(e.compiled, key)
 		}
 	}
+	// The actual crisis, and each open exercise apart.
+	modes := []db.Mode{db.Actual}
+	exercises, err := e.c.DB.Exercises(ctx, false)
+	if err != nil {
+		return err
+	}
+	open := map[string]bool{}
+	for _, x := range exercises {
+		modes = append(modes, db.Mode{Status: pb.Status_EXERCISE, Exercise: x.Name})
+		open[x.Name] = true
+	}
+	for crisis, ks := range kinds {
+		slices.Sort(ks)
+		kinds[crisis] = slices.Compact(ks)
+	}
 	for key, states := range e.states {
-		if !live[key] {
+		rule, exercise := splitModeKey(key)
+		if !live[rule] || (exercise != "" && !open[exercise]) {
 			// A rule applied again may evaluate other regions: its old regions' series go,
 			// and those it still evaluates are set again below.
-			name := key[:strings.LastIndexByte(key, '@')]
-			for region := range states {
-				metrics.RuleFiring.DeleteLabelValues(name, region)
+			if exercise == "" {
+				name := rule[:strings.LastIndexByte(rule, '@')]
+				for region := range states {
+					metrics.RuleFiring.DeleteLabelValues(name, region)
+				}
 			}
 			delete(e.states, key)
 		}
 	}
-	for name := range e.failing {
-		if !names[name] {
-			delete(e.failing, name)
+	for key := range e.failing {
+		if name, exercise := splitModeKey(key); !names[name] || (exercise != "" && !open[exercise]) {
+			delete(e.failing, key)
 		}
 	}
 	for name := range e.metered {
@@ -189,24 +223,47 @@ func (e *Evaluator) Tick(ctx context.Context, at time.Time) error {
 			delete(e.metered, name)
 		}
 	}
+	// An exercise's evaluation that fails does not hold up the others'.
+	var errs []error
+	for _, m := range modes {
+		if err := e.tickMode(ctx, at, m, evals, kinds, unlinted); err != nil {
+			if m.Exercise != "" {
+				err = fmt.Errorf("exercise %s: %w", m.Exercise, err)
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// evaluation is a stored rule to evaluate: its key (name@version), row and compiled rule.
+type evaluation struct {
+	key  string
+	row  db.RuleRow
+	rule *warn.Rule
+}
+
+// tickMode evaluates the rules in mode m, on its records alone, and resolves its alerts of the
+// rules that nothing evaluates. kinds are the kinds the rules read, by crisis, sorted and each
+// once; unlinted says why a stored rule does not lint, by name.
+func (e *Evaluator) tickMode(ctx context.Context, at time.Time, m db.Mode, evals []evaluation, kinds map[string][]string, unlinted map[string]string) error {
 	// One history per crisis serves all its rules: it is read from the database once, and each
 	// series is built once, however many rules read it.
 	histories := map[string]*warn.History{}
 	since := at.Add(-e.c.Retention())
 	for crisis, ks := range kinds {
-		slices.Sort(ks)
-		rows, err := e.c.DB.History(ctx, db.HistoryFilter{Kinds: slices.Compact(ks), Crisis: crisis})
+		rows, err := e.c.DB.History(ctx, db.HistoryFilter{Kinds: ks, Crisis: crisis, Mode: m})
 		if err != nil {
 			return err
 		}
 		histories[crisis] = warn.NewHistory(rows, since)
 	}
-	open, err := e.openAlerts(ctx)
+	open, err := e.openAlerts(ctx, m)
 	if err != nil {
 		return err
 	}
 	for _, c := range evals {
-		if err := e.evaluate(ctx, c.key, c.row, c.rule, at, histories[c.rule.Doc.Crisis], open[c.row.Name]); err != nil {
+		if err := e.evaluate(ctx, c.key, c.row, c.rule, at, histories[c.rule.Doc.Crisis], open[c.row.Name], m); err != nil {
 			return fmt.Errorf("rule %s: %w", c.row.Name, err)
 		}
 		delete(open, c.row.Name)
@@ -263,41 +320,51 @@ func (e *Evaluator) deleted(ctx context.Context, name string, a *pb.Record) stri
 	return why + ": it is not evaluated"
 }
 
-// failed notes that a rule (region "": as a whole) cannot be evaluated, counts it, and logs it
-// at WARN when it begins to fail, not at every evaluation.
-func (e *Evaluator) failed(rule, region string, at time.Time, err error, msg string) {
-	e.metered[rule] = true
-	metrics.RuleEvaluationErrors.WithLabelValues(rule, region).Inc()
-	if e.failing[rule] == nil {
-		e.failing[rule] = map[string]failure{}
+// failed notes that a rule (region "": as a whole) cannot be evaluated in mode m, counts it (in
+// the actual crisis), and logs it at WARN when it begins to fail, not at every evaluation.
+func (e *Evaluator) failed(rule string, m db.Mode, region string, at time.Time, err error, msg string) {
+	if m == db.Actual {
+		e.metered[rule] = true
+		metrics.RuleEvaluationErrors.WithLabelValues(rule, region).Inc()
 	}
-	if _, ok := e.failing[rule][region]; ok {
+	key := modeKey(rule, m)
+	if e.failing[key] == nil {
+		e.failing[key] = map[string]failure{}
+	}
+	if _, ok := e.failing[key][region]; ok {
 		return
 	}
-	e.failing[rule][region] = failure{since: at, err: err.Error()}
-	args := []any{"rule", rule}
-	if region != "" {
-		args = append(args, "region", region)
-	}
-	e.c.Logger.Warn(msg, append(args, "err", err)...)
+	e.failing[key][region] = failure{since: at, err: err.Error()}
+	e.c.Logger.Warn(msg, append(logArgs(rule, m, region), "err", err)...)
 }
 
-// recovered notes that a rule (region "": as a whole) that failed can be evaluated again, and
-// logs it at INFO.
-func (e *Evaluator) recovered(rule, region string, at time.Time, msg string) {
-	f, ok := e.failing[rule][region]
+// recovered notes that a rule (region "": as a whole) that failed in mode m can be evaluated
+// again, and logs it at INFO.
+func (e *Evaluator) recovered(rule string, m db.Mode, region string, at time.Time, msg string) {
+	key := modeKey(rule, m)
+	f, ok := e.failing[key][region]
 	if !ok {
 		return
 	}
-	delete(e.failing[rule], region)
+	delete(e.failing[key], region)
+	e.c.Logger.Info(msg, append(logArgs(rule, m, region), "failed_for", at.Sub(f.since), "last_err", f.err)...)
+}
+
+// logArgs name a rule's evaluation in a log line: the rule, the exercise, the region.
+func logArgs(rule string, m db.Mode, region string) []any {
 	args := []any{"rule", rule}
+	if m.Exercise != "" {
+		args = append(args, "exercise", m.Exercise)
+	}
 	if region != "" {
 		args = append(args, "region", region)
 	}
-	e.c.Logger.Info(msg, append(args, "failed_for", at.Sub(f.since), "last_err", f.err)...)
+	return args
 }
 
-func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, rule *warn.Rule, at time.Time, h *warn.History, open map[string]*pb.Record) error {
+// evaluate steps a rule in each of its regions in mode m, and fires, resolves or marks its
+// alerts of that mode as the step decides.
+func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, rule *warn.Rule, at time.Time, h *warn.History, open map[string]*pb.Record, m db.Mode) error {
 	regions := rule.Doc.Regions
 	if len(regions) == 0 {
 		regions = h.Regions(rule.Kinds(), rule.Doc.Crisis)
@@ -311,6 +378,7 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		}
 	}
 	slices.Sort(regions)
+	key = modeKey(key, m)
 	states, ok := e.states[key]
 	if !ok {
 		states = map[string]warn.State{}
@@ -325,14 +393,14 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		if err != nil {
 			// A failing evaluation neither fires nor resolves: the gauge alone would read as
 			// healthy, so the failure is counted, and logged when it begins and ends.
-			e.failed(row.Name, region, at, err, "early-warning rule cannot be evaluated: it neither fires nor resolves until it can")
+			e.failed(row.Name, m, region, at, err, "early-warning rule cannot be evaluated: it neither fires nor resolves until it can")
 			if a := open[region]; a != nil {
 				if err := e.markEvaluable(ctx, a, at, err.Error()); err != nil {
 					return err
 				}
 			}
 		} else {
-			e.recovered(row.Name, region, at, "early-warning rule can be evaluated again")
+			e.recovered(row.Name, m, region, at, "early-warning rule can be evaluated again")
 			if a := open[region]; a != nil && tr != warn.Resolved {
 				if err := e.markEvaluable(ctx, a, at, ""); err != nil {
 					return err
@@ -342,7 +410,7 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		switch tr {
 		case warn.Fired:
 			if a := open[region]; a == nil {
-				if err := e.fire(ctx, row, rule, region, at, read); err != nil {
+				if err := e.fire(ctx, row, rule, region, at, read, m); err != nil {
 					return err
 				}
 			}
@@ -354,6 +422,9 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 			}
 		}
 		states[region] = next
+		if m != db.Actual {
+			continue // an exercise never shows in the metrics that page the on-call staff
+		}
 		v := 0.0
 		if next.Firing {
 			v = 1
@@ -366,7 +437,9 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 	for region := range states {
 		if !slices.Contains(regions, region) {
 			delete(states, region)
-			metrics.RuleFiring.DeleteLabelValues(row.Name, region)
+			if m == db.Actual {
+				metrics.RuleFiring.DeleteLabelValues(row.Name, region)
+			}
 		}
 	}
 	return nil
@@ -426,8 +499,9 @@ const restriction = "Knooppunt partners under the sharing policies the origin's 
 
 // capFields writes the CAP fields of an alert from what fired: an Alert when it fires, and an
 // Update that references it and gives the all-clear when it resolves. The alert record's id is
-// the CAP identifier of the firing alert.
-func (b *alertBody) capFields(org, id, severity, description string) {
+// the CAP identifier of the firing alert. An exercise's alert has status Exercise, and its name
+// in the note, as CAP exports write it.
+func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 	sev := strings.ToUpper(severity[:min(1, len(severity))]) + severity[min(1, len(severity)):]
 	if !slices.Contains(cap.Severities, sev) {
 		sev = "Unknown"
@@ -439,6 +513,9 @@ func (b *alertBody) capFields(org, id, severity, description string) {
 			SenderName: org, Headline: fmt.Sprintf("Early-warning rule %s fires in %s", b.Rule, b.Region), Description: description,
 			Effective: fired, Area: []cap.Area{cap.RegionArea(b.Region)},
 		}}}
+	if exercise != "" {
+		b.Status, b.Note = "Exercise", exercise
+	}
 	if b.State == "resolved" && b.ResolvedAt != nil {
 		resolved := cap.FormatTime(*b.ResolvedAt)
 		b.Identifier, b.Sent, b.MsgType = id+".resolved", resolved, "Update"
@@ -448,27 +525,36 @@ func (b *alertBody) capFields(org, id, severity, description string) {
 		in.Headline = fmt.Sprintf("Early-warning rule %s cleared in %s", b.Rule, b.Region)
 		if b.Withdrawn != "" {
 			b.Note = b.Withdrawn
+			if exercise != "" {
+				b.Note = exercise + ": " + b.Withdrawn
+			}
 			in.Headline = fmt.Sprintf("Early-warning rule %s withdrawn in %s", b.Rule, b.Region)
 		}
 	}
 }
 
-// AlertID is the id of the alert of an episode: the rule, the region and the instant it fired. A
-// leader that decides the same episode again writes the same record, never a second one.
-func AlertID(rule, region string, firedAt time.Time) string {
-	return fmt.Sprintf("alert-%s-%s-%d", rule, region, firedAt.Unix())
+// AlertID is the id of the alert of an episode: the rule, the region and the instant it fired,
+// and an exercise's name after them. A leader that decides the same episode again writes the
+// same record, never a second one.
+func AlertID(rule, region string, firedAt time.Time, exercise string) string {
+	id := fmt.Sprintf("alert-%s-%s-%d", rule, region, firedAt.Unix())
+	if exercise != "" {
+		id += "-" + exercise
+	}
+	return id
 }
 
-// fire writes the alert of an episode that began at firedAt, unless it was written before.
-func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, region string, firedAt time.Time, read []warn.Reading) error {
+// fire writes the alert of an episode that began at firedAt in mode m, unless it was written
+// before.
+func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, region string, firedAt time.Time, read []warn.Reading, m db.Mode) error {
 	b := alertBody{Rule: row.Name, RuleVersion: row.Version, Region: region,
 		State: "firing", FiredAt: firedAt, Condition: rule.Doc.When, Values: read,
 		History: fmt.Sprintf("knooppunt rule test %s.yaml --from %s", row.Name, firedAt.Add(-24*time.Hour).Format(time.RFC3339))}
 	if b.Values == nil {
 		b.Values = []warn.Reading{}
 	}
-	id := AlertID(row.Name, region, firedAt)
-	b.capFields(e.c.Org, id, rule.Doc.Severity, rule.Doc.Description)
+	id := AlertID(row.Name, region, firedAt, m.Exercise)
+	b.capFields(e.c.Org, id, rule.Doc.Severity, rule.Doc.Description, m.Exercise)
 	body, err := json.Marshal(b)
 	if err != nil {
 		return err
@@ -481,7 +567,8 @@ func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, r
 		return nil // written before: the same episode
 	}
 	rec := &pb.Record{Id: id, Origin: e.c.Org, Kind: Kind, Crisis: crisis, Region: region, Classification: pb.Classification_INTERNAL,
-		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, UpdatedAt: timestamppb.New(firedAt)}
+		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, UpdatedAt: timestamppb.New(firedAt),
+		Status: m.Status, Exercise: m.Exercise}
 	return e.put(ctx, rec, "")
 }
 
@@ -514,13 +601,14 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	}
 	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn = "resolved", &at, read, withdrawn
 	b.Unevaluable, b.UnevaluableSince = "", nil
-	b.capFields(a.Origin, a.Id, sev, desc)
+	b.capFields(a.Origin, a.Id, sev, desc, a.Exercise)
 	body, err := json.Marshal(b)
 	if err != nil {
 		return err
 	}
 	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: a.Classification,
-		Labels: map[string]string{"rule": b.Rule, "status": "resolved"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at)}
+		Labels: map[string]string{"rule": b.Rule, "status": "resolved"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at),
+		Status: a.Status, Exercise: a.Exercise}
 	return e.put(ctx, next, withdrawn)
 }
 
@@ -555,10 +643,10 @@ func (e *Evaluator) markEvaluable(ctx context.Context, a *pb.Record, at time.Tim
 	return nil
 }
 
-// openAlerts are the firing alerts by rule and region.
-func (e *Evaluator) openAlerts(ctx context.Context) (map[string]map[string]*pb.Record, error) {
+// openAlerts are the firing alerts of mode m by rule and region.
+func (e *Evaluator) openAlerts(ctx context.Context, m db.Mode) (map[string]map[string]*pb.Record, error) {
 	out := map[string]map[string]*pb.Record{}
-	f := db.Filter{Kind: Kind, Labels: map[string]string{"status": "firing"}, PageSize: 1000}
+	f := db.Filter{Kind: Kind, Labels: map[string]string{"status": "firing"}, PageSize: 1000, Mode: m}
 	for {
 		recs, next, err := e.c.DB.List(ctx, f)
 		if err != nil {

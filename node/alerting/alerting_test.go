@@ -376,3 +376,81 @@ func TestFiringAlertSaysItCannotBeEvaluated(t *testing.T) {
 		t.Errorf("after the rule can be evaluated again the alert still says it cannot: %v", body["unevaluable"])
 	}
 }
+
+// TestRulesRunInAnExercise: in an open exercise the rules run apart, on the exercise's records
+// alone: an exercise's shortage fires an alert of the exercise (its status and name, CAP status
+// Exercise), never an actual one and never the metrics, and an actual shortage fires no alert of
+// the exercise. The exercise's alert resolves in it; closing the exercise ends its evaluation.
+func TestRulesRunInAnExercise(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	const name = "oef-waarschuwing"
+	ex := db.Mode{Status: pb.Status_EXERCISE, Exercise: name}
+	exercise := func(action string) {
+		t.Helper()
+		if _, err := r.n.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_ExerciseStep{ExerciseStep: &pb.ExerciseStep{
+			Action: action, Name: name, Actor: officer, At: timestamppb.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exerciseBeds := func(free int) {
+		t.Helper()
+		if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "middelburg-oef", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+			Classification: pb.Classification_INTERNAL, Status: pb.Status_EXERCISE, Exercise: name,
+			Body: fmt.Appendf(nil, `{"municipality":"Middelburg","beds_total":100,"beds_free":%d}`, free)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exerciseAlerts := func() []*pb.Record {
+		t.Helper()
+		recs, _, err := r.n.DB().List(context.Background(), db.Filter{Kind: alerting.Kind, Mode: ex})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
+	exercise("start")
+	r.beds(50, 100)
+	exerciseBeds(5)
+	r.apply("beds-low", bedsLow)
+	r.tick(e)
+	if got := r.alerts(); len(got) != 0 {
+		t.Fatalf("the exercise's shortage fired actual alerts: %v", got)
+	}
+	got := exerciseAlerts()
+	if len(got) != 1 || got[0].Labels["status"] != "firing" || got[0].Status != pb.Status_EXERCISE || got[0].Exercise != name || !strings.HasSuffix(got[0].Id, "-"+name) {
+		t.Fatalf("the exercise's alerts: %v, want one firing alert of the exercise", got)
+	}
+	var body struct{ Status, Note, MsgType string }
+	if err := json.Unmarshal(got[0].Body, &body); err != nil || body.Status != "Exercise" || body.Note != name {
+		t.Errorf("the exercise's alert says CAP status %q, note %q (%v): want Exercise, %s", body.Status, body.Note, err, name)
+	}
+	if v := metricValue(t, "knooppunt_rule_firing", "beds-low", "VR19"); v != 0 {
+		t.Errorf("knooppunt_rule_firing of VR19 is %g while only the exercise fires, want 0", v)
+	}
+
+	// An actual shortage fires an actual alert, and nothing in the exercise.
+	r.beds(5, 100)
+	exerciseBeds(30)
+	r.tick(e)
+	r.one("firing")
+	if metricValue(t, "knooppunt_rule_firing", "beds-low", "VR19") != 1 {
+		t.Errorf("the actual shortage does not show in knooppunt_rule_firing")
+	}
+	got = exerciseAlerts()
+	if len(got) != 1 || got[0].Labels["status"] != "resolved" {
+		t.Fatalf("the exercise's alerts after its beds came back: %v, want its one alert resolved", got)
+	}
+	if err := json.Unmarshal(got[0].Body, &body); err != nil || body.Status != "Exercise" || body.MsgType != "Update" {
+		t.Errorf("the exercise's resolved alert says CAP status %q, message %q: want an Exercise Update", body.Status, body.MsgType)
+	}
+
+	exercise("close")
+	r.tick(e)
+	if got := exerciseAlerts(); len(got) != 0 {
+		t.Fatalf("after the close the exercise still has alerts: %v", got)
+	}
+	if n := r.logs.count("WARN", "early-warning"); n != 0 {
+		t.Errorf("%d warnings in the log:\n%s", n, r.logs.String())
+	}
+}

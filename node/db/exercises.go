@@ -119,6 +119,10 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 			if _, err := tx.Exec(`DELETE FROM peer_cursors WHERE exercise = ?`, s.Name); err != nil {
 				return err
 			}
+			// What its rules read goes with it: its records, own and cached, are gone.
+			if _, err := tx.Exec(`DELETE FROM history WHERE status = ? AND exercise = ?`, int32(pb.Status_EXERCISE), s.Name); err != nil {
+				return err
+			}
 			out.Purged = len(cached)
 			if _, err := tx.Exec(`UPDATE exercises SET state = ?, closed_by = ?, closed_at = ?, deleted = ? WHERE name = ?`,
 				ExerciseClosed, s.Actor, at.UnixNano(), len(ids), s.Name); err != nil {

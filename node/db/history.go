@@ -28,7 +28,7 @@ type HistoryVersion = warn.Version
 // The statements of the history on the write path; values the planner reads are bound as +? (see
 // noReprepare).
 const (
-	sqlHistoryAdd     = `INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields) VALUES (?,?,?,?,?,?,?,?,?)`
+	sqlHistoryAdd     = `INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields, status, exercise) VALUES (?,?,?,?,?,?,?,?,?,?,?)`
 	sqlHistoryNumbers = `UPDATE history SET fields = (SELECT json_group_object(key, value) FROM json_each(fields) WHERE type IN ('integer', 'real'))
 		WHERE origin = +? AND id = +?`
 	sqlHistoryDrop = `DELETE FROM history WHERE origin = +? AND id = +?`
@@ -37,10 +37,11 @@ const (
 // addHistory keeps the version of r that the entry applies. It is called in the entry's
 // transaction, so the history never holds what the records do not.
 //
-// Only actual records have a history: the early-warning rules watch the actual crisis, and an
-// exercise must never fire a real alert.
+// Actual records and exercises' records have a history, each in its mode (see HistoryFilter):
+// the early-warning rules watch the actual crisis, and run apart in each open exercise, which
+// must never fire a real alert. Test and draft records have none.
 func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone bool) error {
-	if r.Status != pb.Status_ACTUAL {
+	if r.Status != pb.Status_ACTUAL && r.Status != pb.Status_EXERCISE {
 		return nil
 	}
 	fields := "{}"
@@ -54,7 +55,7 @@ func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombsto
 		}
 	}
 	_, err := tx.Exec(sqlHistoryAdd,
-		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields)
+		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields, int32(r.Status), r.Exercise)
 	return err
 }
 
@@ -168,18 +169,20 @@ func appendJSONFloat(b []byte, f float64) []byte {
 	return b
 }
 
-// HistoryFilter selects history rows. Empty fields do not filter.
+// HistoryFilter selects history rows. Empty fields do not filter, but for Mode: the zero Mode
+// is the actual records'.
 type HistoryFilter struct {
 	Kinds  []string
 	Crisis string
 	Region string
+	Mode   Mode
 }
 
 // History returns the rows the filter selects in the order they counted: by time, then origin,
 // id and version, so that equal times are walked the same way everywhere.
 func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, error) {
-	q := `SELECT origin, id, version, kind, crisis, region, at, tombstone, fields FROM history WHERE 1`
-	var args []any
+	q := `SELECT origin, id, version, kind, crisis, region, at, tombstone, fields FROM history WHERE status = ? AND exercise = ?`
+	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
 	if len(f.Kinds) > 0 {
 		q += ` AND kind IN (SELECT value FROM json_each(?))`
 		b, _ := json.Marshal(f.Kinds)

@@ -217,3 +217,50 @@ func TestVersionsOfOneRecord(t *testing.T) {
 		t.Errorf("versions of test record t1 in test mode: %+v, %v; want none (only actual records have a history)", vs, err)
 	}
 }
+
+// TestHistoryOfAnExercise: an exercise's records, own and cached, have a history of their own:
+// a read of the actual history never holds them, a read in the exercise's mode holds nothing
+// else, and closing the exercise drops it.
+func TestHistoryOfAnExercise(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	ex := db.Mode{Status: pb.Status_EXERCISE, Exercise: "oefening-1"}
+	if _, err := d.ApplyExerciseStep(1, &pb.ExerciseStep{Action: "start", Name: ex.Exercise, Actor: "t", At: hour(0)}); err != nil {
+		t.Fatal(err)
+	}
+	applyOwn(t, d, 2, &pb.Record{Id: "real", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 40}`), UpdatedAt: hour(1)})
+	applyOwn(t, d, 3, &pb.Record{Id: "oef", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 2}`), UpdatedAt: hour(1),
+		Status: pb.Status_EXERCISE, Exercise: ex.Exercise})
+	if err := d.ApplyCacheForeign(4, &pb.CacheForeign{Peer: "lcvs", Origin: "lcvs.crisis.test", Cursor: 1, At: hour(2), Exercise: ex.Exercise,
+		Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "f1", Origin: "lcvs.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+			Body: []byte(`{"beds_free": 7}`), Version: 1, UpdatedAt: hour(2), Status: pb.Status_EXERCISE, Exercise: ex.Exercise}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(m db.Mode) []string {
+		t.Helper()
+		rows, err := d.History(ctx, db.HistoryFilter{Kinds: []string{"shelter.capacity"}, Crisis: "oekraine", Mode: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rows {
+			out = append(out, r.Origin+"/"+r.ID)
+		}
+		return out
+	}
+	if got := ids(db.Actual); len(got) != 1 || got[0] != "/real" {
+		t.Errorf("the actual history holds %v, want /real alone", got)
+	}
+	if got := ids(ex); len(got) != 2 || got[0] != "/oef" || got[1] != "lcvs.crisis.test/f1" {
+		t.Errorf("the exercise's history holds %v, want /oef and lcvs.crisis.test/f1", got)
+	}
+	if _, err := d.ApplyExerciseStep(5, &pb.ExerciseStep{Action: "close", Name: ex.Exercise, Actor: "t", At: hour(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(ex); len(got) != 0 {
+		t.Errorf("after the close the exercise's history holds %v, want nothing", got)
+	}
+	if got := ids(db.Actual); len(got) != 1 {
+		t.Errorf("after the close the actual history holds %v, want /real alone", got)
+	}
+}

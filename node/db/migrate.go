@@ -493,6 +493,12 @@ CREATE TABLE picture_removals (
 	PRIMARY KEY (crisis, status, exercise, origin, kind)
 ) WITHOUT ROWID;
 `,
+	// 22: the history keeps exercises' records too, each in its mode, so that the early-warning
+	// rules can run in an exercise (see addHistory). Every row of before is an actual record's.
+	`
+ALTER TABLE history ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE history ADD COLUMN exercise TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.
