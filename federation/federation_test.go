@@ -1680,3 +1680,35 @@ func TestPictureSaysItIsCatchingUp(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchSaysTheCopyIsCurrent: a peer that does not answer a search in time while this node's
+// subscription to it is open is served from a copy that is current, and the search says so
+// (feed_open, no age); once the peer is gone, the copy has an age and the feed is not open.
+func TestSearchSaysTheCopyIsCurrent(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "actueel"
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("s1", crisis, pb.Classification_INTERNAL, "v1"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1}, "b holds s1")
+	stateOf := func(timeoutMs int32) *pb.PeerStatus {
+		t.Helper()
+		resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: timeoutMs})
+		for _, p := range resp.Peers {
+			if p.Peer == a.Name {
+				return p
+			}
+		}
+		t.Fatalf("the search names no state of a: %v", resp.Peers)
+		return nil
+	}
+	fedtest.Eventually(t, 10*time.Second, "a times out on a search of 1 ms, its feed open", func() (bool, string) {
+		p := stateOf(1)
+		return p.State == "timed_out" && p.FeedOpen && p.CacheAgeMs == 0 && p.Count == 1, p.String()
+	})
+	a.Stop(t)
+	fedtest.Eventually(t, 10*time.Second, "a is gone: its copy has an age and its feed is not open", func() (bool, string) {
+		p := stateOf(1000)
+		return p.State == "unreachable" && !p.FeedOpen && p.CacheAgeMs > 0 && p.Count == 1, p.String()
+	})
+}

@@ -224,7 +224,10 @@ type peerStateJSON struct {
 	Count      int64  `json:"count"`
 	LatencyMs  int64  `json:"latency_ms"`
 	CacheAgeMs int64  `json:"cache_age_ms,omitempty"`
-	Error      string `json:"error,omitempty"`
+	// FeedOpen: the peer did not answer, but this node's subscription to it is open, so the
+	// copy served in its place is current.
+	FeedOpen bool   `json:"feed_open,omitempty"`
+	Error    string `json:"error,omitempty"`
 	// CatchingUpSince: this node's copy of the peer's records, the picture's, is being brought
 	// up to date since then.
 	CatchingUpSince *time.Time `json:"catching_up_since,omitempty"`
@@ -233,7 +236,7 @@ type peerStateJSON struct {
 func peersJSON(peers []*pb.PeerStatus) []peerStateJSON {
 	out := []peerStateJSON{}
 	for _, p := range peers {
-		out = append(out, peerStateJSON{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.Error, optionalTime(p.CatchingUpSince)})
+		out = append(out, peerStateJSON{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.FeedOpen, p.Error, optionalTime(p.CatchingUpSince)})
 	}
 	return out
 }
@@ -255,7 +258,14 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 		}
 		note := p.Error
 		if p.State == "unreachable" || p.State == "timed_out" {
-			note = fmt.Sprintf("served from cache, %s old; %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
+			switch {
+			case p.FeedOpen:
+				note = "served from cache, current (its feed is open); " + p.Error
+			case p.CacheAgeMs == 0 && p.Count == 0:
+				note = "no copy: it never sent this node anything; " + p.Error
+			default:
+				note = fmt.Sprintf("served from cache, %s old; %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
+			}
 		}
 		if p.CatchingUpSince != nil && !count {
 			// The picture is made of this node's copy, which has not caught up with the peer.

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestCLISearchByWords: search --text leaves out the words too short to look for, says so on
@@ -93,5 +95,22 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 	}
 	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "Oekraine").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "Oekraine" now: check the spelling`) {
 		t.Errorf("picture of a crisis nothing names: stderr %q", r.stderr)
+	}
+}
+
+// TestPeerStatesSayHowOldTheCopyIs: a peer that did not answer is served from a copy whose note
+// says its age, that it is current while the feed is open, or that there is none.
+func TestPeerStatesSayHowOldTheCopyIs(t *testing.T) {
+	var b strings.Builder
+	printPeerStates(&b, nil, []*pb.PeerStatus{
+		{Peer: "lcvs", State: "timed_out", Count: 3, FeedOpen: true, Error: "deadline"},
+		{Peer: "ncc", State: "unreachable", Count: 2, CacheAgeMs: 90_000, Error: "refused"},
+		{Peer: "vrz", State: "unreachable", Error: "refused"},
+	}, true, true)
+	out := b.String()
+	for _, want := range []string{"served from cache, current (its feed is open); deadline", "served from cache, 1m30s old; refused", "no copy: it never sent this node anything; refused"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the peer states lack %q:\n%s", want, out)
+		}
 	}
 }

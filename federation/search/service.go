@@ -380,8 +380,8 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 		st.State = Unreachable
 	}
 	st.Error = reachError(status.Convert(err).Message())
-	cached, age := s.fromCache(context.WithoutCancel(ctx), p, f, limit)
-	st.Count, st.CacheAgeMs = int64(len(cached)), age.Milliseconds()
+	cached, age, open := s.fromCache(context.WithoutCancel(ctx), p, f, limit)
+	st.Count, st.CacheAgeMs, st.FeedOpen = int64(len(cached)), age.Milliseconds(), open
 	return cached, st
 }
 
@@ -425,7 +425,9 @@ func (s *Service) cachedHit(p config.Peer, r db.Foreign, snippet string) *pb.Sea
 		Policies: r.Policies, Purpose: s.c.Purpose, ReceivedAt: timestamppb.New(r.ReceivedAt)}
 }
 
-func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, time.Duration) {
+// fromCache is what this node holds of a peer's records that the filter selects, in place of its
+// answer, with how old that copy is and whether the peer's feed is open (see cacheAge).
+func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, time.Duration, bool) {
 	ff := db.ForeignFilter{Origin: p.TrustDomain, Limit: limit, Mode: db.ModeFrom(f.GetMode())}
 	if f != nil {
 		ff.Crisis, ff.Region, ff.Kinds, ff.Labels, ff.IDs = f.Crisis, f.Region, f.Kinds, f.Labels, f.Ids
@@ -454,9 +456,10 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 	}
 	if err != nil {
 		s.c.Logger.Warn("cache read failed", "peer", p.Name, "err", err)
-		return nil, 0
+		return nil, 0, false
 	}
-	return hits, s.cacheAge(ctx, p, f.GetMode())
+	age, open := s.cacheAge(ctx, p, f.GetMode())
+	return hits, age, open
 }
 
 // catchingUp is when this replica's subscription to a peer began to bring the copy of its
@@ -478,23 +481,25 @@ func (s *Service) catchingUp(p config.Peer, m *pb.Mode) time.Time {
 // that went down left it complete when it did; elsewhere, for an exercise's cache, and on a
 // leader whose subscription has not been open since it began to follow the peer (a restart, a
 // new leader: when the peer went down is not known here), it is as old as the peer's last
-// delivery, which is older when the peer had nothing to send: never younger than it is.
-func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) time.Duration {
+// delivery, which is older when the peer had nothing to send: never younger than it is. open
+// reports the open subscription, whose copy is current (age 0); an age of 0 otherwise is a peer
+// that never delivered.
+func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) (age time.Duration, open bool) {
 	if s.c.Manager != nil && db.ModeFrom(m) == db.Actual {
 		if st, ok := s.c.Manager.Subscription(p.Name); ok {
 			switch {
 			case st.Open:
-				return 0
+				return 0, true
 			case st.Err != "" && st.Opened && !st.Since.IsZero():
-				return time.Since(st.Since)
+				return time.Since(st.Since), false
 			}
 		}
 	}
 	_, at, _ := s.c.DB.ModeCursor(ctx, p.Name, m.GetExercise())
 	if at.IsZero() {
-		return 0
+		return 0, false
 	}
-	return time.Since(at)
+	return time.Since(at), false
 }
 
 // audit records who searched for what and what each peer answered. The entry enters the Raft

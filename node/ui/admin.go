@@ -105,10 +105,7 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 			ap.Leaving = local(p.LeavingSince.AsTime()).Format("2006-01-02 15:04")
 		}
 		if ps := states[p.TrustDomain]; ps != nil {
-			ap.State, ap.Latency, ap.Error = ps.State, ps.LatencyMs, ps.Error
-			if ps.CacheAgeMs > 0 {
-				ap.CacheAge = age(r.L, ps.CacheAgeMs/1000)
-			}
+			ap.State, ap.Latency, ap.Error, ap.CacheAge = ps.State, ps.LatencyMs, ps.Error, cacheAge(r.L, ps)
 		}
 		v.Peers = append(v.Peers, ap)
 	}

@@ -156,6 +156,21 @@ type crisisView struct {
 	Current     bool
 }
 
+// cacheAge says, of a peer that did not answer a search, how old the copy is that is shown in
+// its place: its age, or current while this node's subscription to it is open; "" for a peer
+// that answered or refused, or of which there is no copy.
+func cacheAge(l *Lang, p *pb.PeerStatus) string {
+	switch {
+	case p.State == "answered" || p.State == "denied":
+		return ""
+	case p.FeedOpen:
+		return l.T("picture.cache_current")
+	case p.CacheAgeMs > 0:
+		return age(l, p.CacheAgeMs/1000)
+	}
+	return ""
+}
+
 type partnerView struct {
 	Name, TrustDomain string
 	// State is answered, denied, unreachable or timed_out; Own marks this node.
@@ -301,9 +316,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		if a, ok := newest[p.TrustDomain]; ok {
 			pv.Newest = age(r.L, a)
 		}
-		if p.State != "answered" && p.State != "denied" && p.CacheAgeMs > 0 {
-			pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
-		}
+		pv.CacheAge = cacheAge(r.L, p)
 		if p.CatchingUpSince != nil {
 			pv.CatchingUp = local(p.CatchingUpSince.AsTime()).Format("15:04")
 			v.Behind = append(v.Behind, pv.Name)
@@ -939,9 +952,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 				only.Set("org", p.TrustDomain)
 				pv.Only = "/zoeken?" + only.Encode()
 			}
-			if p.CacheAgeMs > 0 {
-				pv.CacheAge = age(r.L, p.CacheAgeMs/1000)
-			}
+			pv.CacheAge = cacheAge(r.L, p)
 			v.Partners = append(v.Partners, pv)
 		}
 		for i := range v.Hits {

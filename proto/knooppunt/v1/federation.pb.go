@@ -1297,8 +1297,12 @@ type PeerStatus struct {
 	// not yet reached the end of the peer's feed (on the leader, which subscribes). The picture is
 	// behind the peer until it does; a search's own answer is not.
 	CatchingUpSince *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=catching_up_since,json=catchingUpSince" json:"catching_up_since,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// feed_open, for a peer that did not answer, says that this node's subscription to it is open:
+	// the copy served in its place is current (cache_age_ms 0), though the search itself was not
+	// answered. A cache_age_ms of 0 without it is a peer that never delivered: there is no copy.
+	FeedOpen      bool `protobuf:"varint,9,opt,name=feed_open,json=feedOpen" json:"feed_open,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -1385,6 +1389,13 @@ func (x *PeerStatus) GetCatchingUpSince() *timestamppb.Timestamp {
 		return x.CatchingUpSince
 	}
 	return nil
+}
+
+func (x *PeerStatus) GetFeedOpen() bool {
+	if x != nil {
+		return x.FeedOpen
+	}
+	return false
 }
 
 type SearchResponse struct {
@@ -1974,7 +1985,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\apurpose\x18\a \x01(\tR\apurpose\x12;\n" +
 	"\vreceived_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x1a\n" +
-	"\bvalidity\x18\t \x01(\tR\bvalidity\"\x8e\x02\n" +
+	"\bvalidity\x18\t \x01(\tR\bvalidity\"\xab\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
@@ -1986,7 +1997,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\fcache_age_ms\x18\x06 \x01(\x03R\n" +
 	"cacheAgeMs\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12F\n" +
-	"\x11catching_up_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fcatchingUpSince\"\xaa\x01\n" +
+	"\x11catching_up_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fcatchingUpSince\x12\x1b\n" +
+	"\tfeed_open\x18\t \x01(\bR\bfeedOpen\"\xaa\x01\n" +
 	"\x0eSearchResponse\x12+\n" +
 	"\x04hits\x18\x01 \x03(\v2\x17.knooppunt.v1.SearchHitR\x04hits\x12.\n" +
 	"\x05peers\x18\x02 \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x18\n" +
