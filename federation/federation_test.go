@@ -1623,17 +1623,10 @@ func TestCacheAgeAfterARestart(t *testing.T) {
 		p := b.Peer(t, a.Name)
 		return p.Subscription == "down", p.Subscription
 	})
-	resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: 1000})
-	for _, st := range resp.Peers {
-		if st.Peer != a.Name {
-			continue
-		}
-		if floor := time.Since(delivered) - 200*time.Millisecond; time.Duration(st.CacheAgeMs)*time.Millisecond < floor {
-			t.Errorf("after b's restart a's copy is %dms old, want at least %s: a last delivered %s ago", st.CacheAgeMs, floor, time.Since(delivered))
-		}
-		return
+	st := b.PeerState(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: 1000}, a.Name)
+	if floor := time.Since(delivered) - 200*time.Millisecond; time.Duration(st.CacheAgeMs)*time.Millisecond < floor {
+		t.Errorf("after b's restart a's copy is %dms old, want at least %s: a last delivered %s ago", st.CacheAgeMs, floor, time.Since(delivered))
 	}
-	t.Fatalf("the search names no state of a: %v", resp.Peers)
 }
 
 // TestPictureSaysItIsCatchingUp: while a node takes in a backlog of a peer's records (here 60 at
@@ -1653,14 +1646,7 @@ func TestPictureSaysItIsCatchingUp(t *testing.T) {
 	}
 	catchingUp := func() *pb.PeerStatus {
 		t.Helper()
-		resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1}})
-		for _, st := range resp.Peers {
-			if st.Peer == a.Name {
-				return st
-			}
-		}
-		t.Fatalf("the search names no state of a: %v", resp.Peers)
-		return nil
+		return b.PeerState(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1}}, a.Name)
 	}
 	fedtest.Eventually(t, 10*time.Second, "b says its copy of a is catching up", func() (bool, string) {
 		st := catchingUp()
@@ -1693,14 +1679,7 @@ func TestSearchSaysTheCopyIsCurrent(t *testing.T) {
 	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"s1": 1}, "b holds s1")
 	stateOf := func(timeoutMs int32) *pb.PeerStatus {
 		t.Helper()
-		resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: timeoutMs})
-		for _, p := range resp.Peers {
-			if p.Peer == a.Name {
-				return p
-			}
-		}
-		t.Fatalf("the search names no state of a: %v", resp.Peers)
-		return nil
+		return b.PeerState(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: timeoutMs}, a.Name)
 	}
 	fedtest.Eventually(t, 10*time.Second, "a times out on a search of 1 ms, its feed open", func() (bool, string) {
 		p := stateOf(1)

@@ -220,6 +220,19 @@ func (o *Org) Search(tb testing.TB, req *pb.SearchRequest) (*pb.SearchResponse, 
 	return resp, took
 }
 
+// PeerState searches from the org's node and gives what the search says of the named peer.
+func (o *Org) PeerState(tb testing.TB, req *pb.SearchRequest, peer string) *pb.PeerStatus {
+	tb.Helper()
+	resp, _ := o.Search(tb, req)
+	for _, p := range resp.Peers {
+		if p.Peer == peer {
+			return p
+		}
+	}
+	tb.Fatalf("%s: the search names no state of %s: %v", o.Name, peer, resp.Peers)
+	return nil
+}
+
 // Audit lists the org's audit entries of one action.
 func (o *Org) Audit(tb testing.TB, action string) []*pb.AuditEntry {
 	tb.Helper()
