@@ -27,6 +27,7 @@ func newSearchCmd() *cobra.Command {
 		purpose       string
 		exercise      string
 		origins       []string
+		failOnPartial bool
 	)
 	cmd := &cobra.Command{
 		Use:   "search",
@@ -52,7 +53,10 @@ many may hold more, and a note on stderr says which.
 
 --purpose states what you need the records for (doelbinding). Every peer writes it in the audit
 entry of each record it discloses, and a peer's policy that accepts only certain purposes
-(accept_purposes) gives nothing to another. Without it the node states its federation.purpose.`,
+(accept_purposes) gives nothing to another. Without it the node states its federation.purpose.
+
+--fail-on-partial exits 3, after printing, when a peer did not answer (PARTIAL): a script that
+exports the results can tell an answer served partly from old copies.`,
 		Example: `  knooppunt search --crisis oekraine --kind shelter.capacity --purpose "spreiding en opvang vluchtelingen"
   knooppunt search --crisis oekraine --region VR19 --timeout 5s -o json
   knooppunt search --text vergunning
@@ -119,10 +123,14 @@ entry of each record it discloses, and a peer's policy that accepts only certain
 				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s gave %d records, the limit, and may hold more: narrow the search, or raise --limit (at most %d)\n",
 					strings.Join(cut, ", "), limit, peerserver.MaxLimit)
 			}
+			if failOnPartial && resp.Partial {
+				return exitError(exitPartial)
+			}
 			return nil
 		},
 	}
 	fl := cmd.Flags()
+	fl.BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when a peer did not answer")
 	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases", all of which must occur (words of fewer than 3 characters are left out)`)
 	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
 	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
@@ -287,12 +295,17 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 	}
 }
 
+// exitPartial is the exit code of a search or picture with --fail-on-partial whose answer is not
+// complete.
+const exitPartial = 3
+
 func newPictureCmd() *cobra.Command {
 	var (
-		f      clientFlags
-		crisis string
-		stale  time.Duration
-		mf     modeFlags
+		f             clientFlags
+		crisis        string
+		stale         time.Duration
+		mf            modeFlags
+		failOnPartial bool
 	)
 	cmd := &cobra.Command{
 		Use:   "picture",
@@ -310,7 +323,11 @@ The picture is made of what the peers sent before. A table after it says which p
 (a search of one record, 2 s at most); a peer that does not is in the picture with its last copy,
 whose age the table gives, and PARTIAL says so (-o json: partial and peers). A peer whose shared
 records this node is still taking in (after an outage, say) is marked catching up, and BEHIND says
-the picture is not complete until it has (-o json: peers[].catching_up_since).`,
+the picture is not complete until it has (-o json: peers[].catching_up_since).
+
+--fail-on-partial exits 3, after printing, when the picture is not complete now: a peer did not
+answer (PARTIAL), this node is catching up with one (BEHIND), the replica asked has no leader (NO
+LEADER), or the peers could not be asked. A script that exports the sums can tell.`,
 		Example: `  knooppunt picture --crisis oekraine
   knooppunt picture --crisis oekraine -o json | jq '.aggregates'
   knooppunt picture --crisis oekraine --exercise oefening-zeeland`,
@@ -340,11 +357,15 @@ the picture is not complete until it has (-o json: peers[].catching_up_since).`,
 				if err := printPicture(cmd.OutOrStdout(), f.output, resp, mode, now); err != nil {
 					return err
 				}
+
 				if len(resp.Entries) == 0 && f.output != "json" && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
 					known, err := knownCrisis(cmd.Context(), conn, crisis, mode.GetExercise())
 					if err == nil && !known {
 						fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q now: check the spelling (`knooppunt phase show` lists the crises there are records of), or partners withdrew what they shared of it, or their policies grant it only for a purpose this node does not state (federation.purpose).\n", crisis)
 					}
+				}
+				if failOnPartial && (now == nil || now.Partial || resp.NoLeader || len(search.Behind(now.Peers)) > 0) {
+					return exitError(exitPartial)
 				}
 				return nil
 			})
@@ -352,6 +373,7 @@ the picture is not complete until it has (-o json: peers[].catching_up_since).`,
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required; without it, the crises known here are listed)")
 	cmd.Flags().DurationVar(&stale, "stale-after", 0, "flag records of every kind older than this (default each kind's stale_after)")
+	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when the picture is not complete now (PARTIAL, BEHIND, NO LEADER)")
 	mf.register(cmd)
 	f.register(cmd, true)
 	return cmd

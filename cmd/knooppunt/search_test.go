@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/knooppunt/knooppunt/federation/fedtest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -112,5 +113,23 @@ func TestPeerStatesSayHowOldTheCopyIs(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the peer states lack %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestFailOnPartial: with --fail-on-partial, a search or picture that a peer did not answer
+// prints what it has and exits 3; while every peer answers, and without the flag, it exits 0.
+func TestFailOnPartial(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Org("a"), f.Org("b")
+	addr := "unix://" + b.SocketPath()
+	for _, args := range [][]string{{"search", "--crisis", "oekraine"}, {"picture", "--crisis", "oekraine"}} {
+		cli(t, nil, "", append(args, "--fail-on-partial", "--node", addr)...).want(t, 0)
+	}
+	a.Stop(t)
+	for _, args := range [][]string{{"search", "--crisis", "oekraine"}, {"picture", "--crisis", "oekraine"}} {
+		if r := cli(t, nil, "", append(args, "--fail-on-partial", "--node", addr)...).want(t, 3); !strings.Contains(r.stdout, "PARTIAL: a did not answer") {
+			t.Errorf("%s --fail-on-partial with a stopped:\n%s", args[0], r.stdout)
+		}
+		cli(t, nil, "", append(args, "--node", addr)...).want(t, 0)
 	}
 }
