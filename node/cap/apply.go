@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,6 +96,23 @@ func apply(ctx context.Context, c pb.RecordServiceClient, a *Alert, opts ImportO
 	target, i, gone, err := findReferenced(ctx, c, refs, mode)
 	if err != nil {
 		return Result{}, err
+	}
+	if target == nil && gone == "" {
+		// An alert of a cancelled chain that had no record of its own: this very Update sent
+		// again, or an Update applied to the first alert's record that a reference names.
+		if _, again, err := cancelledChain(ctx, c, []string{rec.Id}, mode); err != nil {
+			return Result{}, err
+		} else if again != "" {
+			return Result{}, status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s was applied to an alert that %s, and a cancelled alert is not stored again: to publish it anew, send an Alert with an identifier of its own",
+				a.Identifier, a.Sender, again)
+		}
+		ids := make([]string, len(refs))
+		for j, r := range refs {
+			ids[j] = RecordID(r.Sender, r.Identifier)
+		}
+		if i, gone, err = cancelledChain(ctx, c, ids, mode); err != nil {
+			return Result{}, err
+		}
 	}
 	if gone != "" {
 		// Stored as a new alert, it would bring back what its sender withdrew.
@@ -235,6 +254,14 @@ func rewrite(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec, cur *
 	if orig := cur.Labels[LabelOrig]; orig != "" {
 		rec.Labels[LabelOrig] = orig
 	}
+	// The record goes on saying which alerts were applied to it: those before, and this one.
+	chain := 1
+	for _, k := range slices.Sorted(maps.Keys(cur.Labels)) {
+		if strings.HasPrefix(k, LabelChain) && chain < MaxChain && rec.Labels[k] == "" {
+			rec.Labels[k] = cur.Labels[k]
+			chain++
+		}
+	}
 	res, err := c.Put(ctx, &pb.PutRequest{Record: rec})
 	if err != nil {
 		return Result{}, err
@@ -301,14 +328,43 @@ func cancelled(ctx context.Context, c pb.RecordServiceClient, id string, mode *p
 	default:
 		return "", err
 	}
+	if v := vs.GetVersions(); len(v) > 0 && v[0].Deleted {
+		return wentHow(mode, id, v[0].Version), nil
+	}
+	return wentHow(mode, "", 0), nil
+}
+
+// wentHow says how a deleted alert record of mode went: cancelled, or in an exercise that or the
+// exercise's close; with the record and the version it was deleted at, when known.
+func wentHow(mode *pb.Mode, id string, version int64) string {
 	what := "was cancelled"
 	if mode.GetStatus() == pb.Status_EXERCISE {
 		what = fmt.Sprintf("was cancelled, or exercise %q closed,", mode.GetExercise())
 	}
-	if v := vs.GetVersions(); len(v) > 0 && v[0].Deleted {
-		what += fmt.Sprintf(" (record %s, deleted at version %d)", id, v[0].Version)
+	if id != "" {
+		what += fmt.Sprintf(" (record %s, deleted at version %d)", id, version)
 	}
-	return what, nil
+	return what
+}
+
+// cancelledChain finds, of the alerts whose record ids are ids, the first that was applied to a
+// record of mode that is deleted now (see LabelChain): its index, and how it went ("was
+// cancelled (record …, deleted at version N)"); "" when none was.
+func cancelledChain(ctx context.Context, c pb.RecordServiceClient, ids []string, mode *pb.Mode) (int, string, error) {
+	for i, id := range ids {
+		// The label's index leads: a kind would walk every alert.
+		resp, err := c.List(ctx, &pb.ListRequest{LabelSelector: chainLabel(id) + "=1", IncludeDeleted: true, Consistency: "strong", PageSize: 10, Mode: mode})
+		if err != nil {
+			return 0, "", err
+		}
+		for _, r := range resp.Records {
+			if r.Kind != Kind || !r.Tombstone {
+				continue
+			}
+			return i, wentHow(mode, r.Id, r.Version), nil
+		}
+	}
+	return 0, "", nil
 }
 
 // checkSent refuses reference i when the node knows the alert it names as sent at another

@@ -472,8 +472,22 @@ func TestUpdateOfCancelledAlertIsRefused(t *testing.T) {
 	n.must(alertDoc("Cancel", "c-3", ref("c-2"), "Public", "Voorbij"), cap.ImportOptions{}, cap.Cancelled)
 	n.refused(alertDoc("Update", "c-4", ref("c-1")+" "+ref("c-2"), "Public", "Weer"), cap.ImportOptions{}, codes.FailedPrecondition,
 		"alert.references[0]: c-1 of "+sender+" was cancelled")
-	if got := n.live(nil); len(got) != 0 || len(n.records.puts) != puts+2 {
-		t.Fatalf("after the refused Updates: live %v, %d puts, want none but the chain's 2", got, len(n.records.puts)-puts)
+	// An Update that names only the cancelled Update, which had no record of its own, and the
+	// chain's Update sent again: each is known by the chain the deleted record kept.
+	n.refused(alertDoc("Update", "c-5", ref("c-2"), "Public", "Weer"), cap.ImportOptions{}, codes.FailedPrecondition,
+		"alert.references[0]: c-2 of "+sender+" was cancelled (record "+cap.RecordID(sender, "c-1")+", deleted at version 3)")
+	n.refused(alertDoc("Update", "c-2", ref("c-1"), "Public", "Wateroverlast: zandzakken"), cap.ImportOptions{}, codes.FailedPrecondition,
+		"alert.references[0]: c-1 of "+sender+" was cancelled")
+	// A longer chain, whose Cancel named its last Update: its middle Update sent again names
+	// an Update, and is itself one the record took in.
+	n.must(alertDoc("Alert", "d-1", "", "Public", "Storm"), opts, cap.Created)
+	n.must(alertDoc("Update", "d-2", ref("d-1"), "Public", "Storm: bomen"), cap.ImportOptions{}, cap.Updated)
+	n.must(alertDoc("Update", "d-3", ref("d-2"), "Public", "Storm: wegen dicht"), cap.ImportOptions{}, cap.Updated)
+	n.must(alertDoc("Cancel", "d-4", ref("d-3"), "Public", "Storm voorbij"), cap.ImportOptions{}, cap.Cancelled)
+	n.refused(alertDoc("Update", "d-3", ref("d-2"), "Public", "Storm: wegen dicht"), cap.ImportOptions{}, codes.FailedPrecondition,
+		"alert.identifier: d-3 of "+sender+" was applied to an alert that was cancelled (record "+cap.RecordID(sender, "d-1")+", deleted at version 4)")
+	if got := n.live(nil); len(got) != 0 || len(n.records.puts) != puts+5 {
+		t.Fatalf("after the refused Updates: live %v, %d puts, want none but the chains' 5", got, len(n.records.puts)-puts)
 	}
 
 	n.startExercise("oef-x")

@@ -29,7 +29,19 @@ const (
 	// record id of its first reference: the original, which is superseded when it comes late,
 	// and which a later Update or Cancel may name alone.
 	LabelOrig = "cap.orig"
+	// LabelChain starts the labels (cap.was/HASH=1) by which a record says which alerts were
+	// applied to it, each by the hash part of its RecordID: the alert it began with and every
+	// Update since, up to MaxChain. A deleted record keeps them, so that an Update or a
+	// re-delivery that names any alert of a cancelled chain is known as one (see cancelledChain).
+	LabelChain = "cap.was/"
+	// MaxChain bounds a record's chain labels, under record.MaxLabels.
+	MaxChain = 48
 )
+
+// chainLabel is the chain label of the alert whose record id is id.
+func chainLabel(id string) string {
+	return LabelChain + id[strings.LastIndexByte(id, '-')+1:]
+}
 
 // ScopeOf is the CAP scope of a record's classification when its body names none: public is
 // Public, internal is Restricted, confidential and secret are Private.
@@ -129,6 +141,7 @@ func ToRecord(a *Alert, opts ImportOptions) (*pb.Record, error) {
 		Classification: opts.Classification, Status: st,
 		Labels: map[string]string{LabelRef: RecordID(a.Sender, a.Identifier)},
 	}
+	rec.Labels[chainLabel(rec.Id)] = "1"
 	if rec.Crisis == "" {
 		rec.Crisis = db.AllCrises
 	}

@@ -408,6 +408,13 @@ func TestApplyTombstone(t *testing.T) {
 	if err != nil || len(recs) != 0 {
 		t.Fatalf("List by the deleted record's label = %v, %v; want nothing", recs, err)
 	}
+	// Asked for, the tombstone is listed, with its labels and no body.
+	for _, f := range []db.Filter{{Labels: map[string]string{"municipality": "utrecht"}, PageSize: 10, Deleted: true}, {Kind: "shelter.capacity", PageSize: 10, Deleted: true}} {
+		recs, _, err = a.d.List(ctx, f)
+		if err != nil || len(recs) != 1 || !recs[0].Tombstone || recs[0].Labels["municipality"] != "utrecht" || recs[0].Version != 2 || string(recs[0].Body) != "{}" {
+			t.Fatalf("List %+v = %v, %v; want the tombstone of a, version 2, with its label", f, recs, err)
+		}
+	}
 }
 
 func TestApplyReplayGuard(t *testing.T) {

@@ -531,6 +531,9 @@ type Filter struct {
 	Mode Mode
 	// IDs, when set, keeps only the records with these ids.
 	IDs []string
+	// Deleted lists deleted records too: their tombstones, which keep a record's id, mode and
+	// labels (see ListRequest.include_deleted).
+	Deleted bool
 }
 
 // ErrBadPageToken means a page token was not made by List.
@@ -582,7 +585,9 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 		where, args = append(where, "l0.key = +?", "l0.value = +?"), append(args, keys[0], f.Labels[keys[0]])
 		keys = keys[1:]
 	}
-	where = append(where, "records.tombstone = 0")
+	if !f.Deleted {
+		where = append(where, "records.tombstone = 0")
+	}
 	if byLabel || byUpdate && f.Kind == "" && f.Crisis == "" && f.Region == "" {
 		// Nearly every record is of the mode: with no kind, crisis or region to lead a
 		// mode-led index, records_mode would drive the walk over all of them, a million rows

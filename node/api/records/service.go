@@ -290,7 +290,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	f := db.Filter{
 		Kind: req.Kind, Crisis: req.Crisis, Region: req.Region,
 		MaxClassification: req.MaxClassification, PageSize: int(req.PageSize), PageToken: req.PageToken,
-		Mode: db.ModeFrom(req.Mode),
+		Mode: db.ModeFrom(req.Mode), Deleted: req.IncludeDeleted,
 	}
 	if err := record.CheckMode("mode", req.Mode); err != nil {
 		return nil, api.Status(s.log, err)

@@ -899,9 +899,13 @@ type ListRequest struct {
 	// consistency is "" or local, or strong; see GetRequest.
 	Consistency string `protobuf:"bytes,9,opt,name=consistency" json:"consistency,omitempty"`
 	// mode is the mode of the read; unset: actual records only.
-	Mode          *Mode `protobuf:"bytes,10,opt,name=mode" json:"mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mode *Mode `protobuf:"bytes,10,opt,name=mode" json:"mode,omitempty"`
+	// include_deleted lists deleted records too, as tombstones (tombstone set, an empty body):
+	// their id, mode and labels, as Versions answers for one. For a client that must know an id
+	// or a label was used, such as a CAP import that must not bring back a cancelled alert.
+	IncludeDeleted bool `protobuf:"varint,11,opt,name=include_deleted,json=includeDeleted" json:"include_deleted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListRequest) Reset() {
@@ -1002,6 +1006,13 @@ func (x *ListRequest) GetMode() *Mode {
 		return x.Mode
 	}
 	return nil
+}
+
+func (x *ListRequest) GetIncludeDeleted() bool {
+	if x != nil {
+		return x.IncludeDeleted
+	}
+	return false
 }
 
 type ListResponse struct {
@@ -2255,7 +2266,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\adeleted\x18\x03 \x01(\bR\adeleted\x12/\n" +
 	"\x06fields\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06fields\"K\n" +
 	"\x10VersionsResponse\x127\n" +
-	"\bversions\x18\x01 \x03(\v2\x1b.knooppunt.v1.RecordVersionR\bversions\"\x8c\x03\n" +
+	"\bversions\x18\x01 \x03(\v2\x1b.knooppunt.v1.RecordVersionR\bversions\"\xb5\x03\n" +
 	"\vListRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
@@ -2268,7 +2279,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"page_token\x18\b \x01(\tR\tpageToken\x12 \n" +
 	"\vconsistency\x18\t \x01(\tR\vconsistency\x12&\n" +
 	"\x04mode\x18\n" +
-	" \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"f\n" +
+	" \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x12'\n" +
+	"\x0finclude_deleted\x18\v \x01(\bR\x0eincludeDeleted\"f\n" +
 	"\fListResponse\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"a\n" +
