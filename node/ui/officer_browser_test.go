@@ -297,6 +297,39 @@ func TestBrowserOfficers(t *testing.T) {
 			t.Fatalf("the open picture was not fetched again by the clock: %s updates", before)
 		}
 	}
+	waitUpdate := func(what string) {
+		t.Helper()
+		before := updates()
+		for deadline := time.Now().Add(10 * time.Second); updates() == before; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the open picture was not fetched again: %s updates", what, before)
+			}
+		}
+	}
+	// A fetch by the clock that finds nothing new leaves what is the same as it was: a link with
+	// keyboard focus keeps it, and the status line, which screen readers speak, says nothing new.
+	href := peer.text("focus a link", chromedp.Evaluate[string](`var a = document.querySelector("#beeld-live a[href]"); a.focus(); a.getAttribute("href")`))
+	said := peer.text("status before", chromedp.Text(chromedp.CSS("#beeld-status")))
+	waitUpdate("with a link in focus")
+	if got := peer.text("focus after", chromedp.Evaluate[string](`var f = document.activeElement; f && f.closest && f.closest("#beeld-live") ? f.getAttribute("href") : "lost to " + (f ? f.tagName : "nothing")`)); got != href {
+		t.Errorf("after a fetch by the clock the focus is on %q, want it still on %q", got, href)
+	}
+	if now := peer.text("status after", chromedp.Text(chromedp.CSS("#beeld-status"))); now != said {
+		t.Errorf("a fetch by the clock with nothing new changed the status line from %q to %q", said, now)
+	}
+	// Paused, the picture is not fetched; resumed, it is again.
+	peer.run("pause", chromedp.Click(chromedp.CSS("#beeld-pauze")))
+	if st := peer.text("paused", chromedp.Evaluate[string](`document.getElementById("beeld-pauze").getAttribute("aria-pressed") + " | " + document.getElementById("beeld-status").textContent`)); !strings.HasPrefix(st, "true | ") || !strings.Contains(st, "gepauzeerd") {
+		t.Errorf("after pausing: %q, want the button pressed and the status saying it is paused", st)
+	}
+	paused := updates()
+	time.Sleep(2500 * time.Millisecond)
+	if updates() != paused {
+		t.Errorf("the paused picture was fetched again: %s updates, then %s", paused, updates())
+	}
+	peer.shot(shots, "beeld-gepauzeerd.png")
+	peer.run("resume", chromedp.Click(chromedp.CSS("#beeld-pauze")))
+	waitUpdate("after resuming")
 	peer.text("refresh every minute", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "60"`))
 
 	daan.run("preview to ncc", chromedp.Steps(

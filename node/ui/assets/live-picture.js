@@ -9,6 +9,11 @@
 // stopped, hangs, or the network went), the status line says since when the picture could not
 // be updated, as a warning, and the picture is greyed out, until a fetch succeeds again: a
 // picture on a wall screen must not go on looking current.
+//
+// The swap changes only what differs (morph), so that a link or table cell that keyboard focus or
+// a screen reader's cursor is on stays where it is, and an alert that is still the same is not
+// announced again; the status line speaks only when what it says changes. A button pauses the
+// updates (WCAG 2.2.2) and resumes them.
 (function () {
   "use strict";
   var box = document.getElementById("beeld-live");
@@ -16,6 +21,8 @@
   if (!box || !status || !box.getAttribute("data-live") || !window.EventSource || !window.fetch || !window.DOMParser) {
     return;
   }
+  var pause = document.getElementById("beeld-pauze");
+  var paused = false;
   var fetching = false;
   var again = false;
   var refreshed = Date.now();
@@ -41,14 +48,68 @@
     }
   }
 
+  // say puts text in the status line, unless it says that already: a live region speaks at every
+  // change, and the same warning every few seconds is noise.
+  function say(text) {
+    if (status.textContent !== text) {
+      status.textContent = text;
+    }
+  }
+
   // stale says that the picture could not be updated since lastGood, and greys it out.
   function stale() {
     if (ended) {
       return;
     }
-    status.textContent = (status.getAttribute("data-stale") || "").replace("%s", clock(lastGood));
+    say((status.getAttribute("data-stale") || "").replace("%s", clock(lastGood)));
     status.classList.add("kp-live-status--gone");
     box.classList.add("kp-live--stale");
+  }
+
+  // morph makes the children of old what those of fresh are, keeping every node that is the
+  // same: only the text that changed (an age, a count) and the parts that changed are replaced.
+  function morph(old, fresh) {
+    var was = Array.prototype.slice.call(old.childNodes);
+    var now = Array.prototype.slice.call(fresh.childNodes);
+    if (was.length !== now.length) {
+      while (old.firstChild) {
+        old.removeChild(old.firstChild);
+      }
+      now.forEach(function (n) {
+        old.appendChild(n);
+      });
+      return;
+    }
+    for (var i = 0; i < now.length; i++) {
+      var a = was[i];
+      var b = now[i];
+      if (a.isEqualNode(b)) {
+        continue;
+      }
+      if (a.nodeType === 3 && b.nodeType === 3) {
+        a.nodeValue = b.nodeValue;
+      } else if (a.nodeType === 1 && b.nodeType === 1 && a.tagName === b.tagName) {
+        sameAttributes(a, b);
+        morph(a, b);
+      } else {
+        old.replaceChild(b, a);
+      }
+    }
+  }
+
+  // sameAttributes gives element a the attributes of b.
+  function sameAttributes(a, b) {
+    var i;
+    for (i = a.attributes.length - 1; i >= 0; i--) {
+      if (!b.hasAttribute(a.attributes[i].name)) {
+        a.removeAttribute(a.attributes[i].name);
+      }
+    }
+    for (i = 0; i < b.attributes.length; i++) {
+      if (a.getAttribute(b.attributes[i].name) !== b.attributes[i].value) {
+        a.setAttribute(b.attributes[i].name, b.attributes[i].value);
+      }
+    }
   }
 
   function refresh() {
@@ -83,18 +144,9 @@
         if (!fresh) {
           throw new Error("no picture in the answer");
         }
-        var nodes = Array.prototype.slice.call(document.adoptNode(fresh).childNodes);
-        if (box.replaceChildren) {
-          box.replaceChildren.apply(box, nodes);
-        } else {
-          // Browsers before 2020 (iOS 13): the same, by hand.
-          while (box.firstChild) {
-            box.removeChild(box.firstChild);
-          }
-          nodes.forEach(function (n) {
-            box.appendChild(n);
-          });
-        }
+        var changed = fresh.getAttribute("data-digest") !== box.getAttribute("data-digest");
+        var wasStale = box.classList.contains("kp-live--stale");
+        morph(box, document.adoptNode(fresh));
         // The classification printed in the page margins follows what the picture now shows.
         var marking = doc.documentElement.getAttribute("data-marking");
         if (marking) {
@@ -107,9 +159,11 @@
         box.setAttribute("data-updates", String(updates));
         lastGood = new Date();
         box.classList.remove("kp-live--stale");
-        if (!ended) {
+        if (!ended && (changed || wasStale)) {
+          // Said when what the picture shows changed, or when it updates again: not every
+          // minute that only the ages moved.
           status.classList.remove("kp-live-status--gone");
-          status.textContent = status.getAttribute("data-text") + " " + clock(lastGood);
+          say(status.getAttribute("data-text") + " " + clock(lastGood));
         }
       })
       .catch(function () {
@@ -132,8 +186,11 @@
   function gone() {
     ended = true;
     close();
-    status.textContent = status.getAttribute("data-gone");
+    say(status.getAttribute("data-gone"));
     status.classList.add("kp-live-status--gone");
+    if (pause) {
+      pause.hidden = true;
+    }
   }
 
   // Ages (7 min geleden) and which partners answer change by the clock, not by a commit: the
@@ -142,13 +199,13 @@
   // when it was opened. Each look asks the partners as a reload does.
   window.setInterval(function () {
     var every = Number(box.getAttribute("data-refresh")) || 0;
-    if (!ended && every > 0 && document.visibilityState !== "hidden" && Date.now() - refreshed >= every * 1000) {
+    if (!ended && !paused && every > 0 && document.visibilityState !== "hidden" && Date.now() - refreshed >= every * 1000) {
       refresh();
     }
   }, 1000);
 
   function open() {
-    if (source || ended) {
+    if (source || ended || paused) {
       return;
     }
     source = new EventSource(box.getAttribute("data-live") + "&sinds=" + encodeURIComponent(box.getAttribute("data-digest") || ""));
@@ -193,5 +250,23 @@
   });
   if (document.visibilityState !== "hidden") {
     open();
+  }
+
+  // The pause button: paused, the picture stays as it is, and the status line says so.
+  if (pause) {
+    pause.hidden = false;
+    pause.addEventListener("click", function () {
+      paused = !paused;
+      pause.setAttribute("aria-pressed", paused ? "true" : "false");
+      pause.textContent = pause.getAttribute(paused ? "data-resume" : "data-pause");
+      if (paused) {
+        close();
+        status.classList.remove("kp-live-status--gone");
+        say(status.getAttribute("data-paused"));
+      } else {
+        open();
+        refresh();
+      }
+    });
   }
 })();
