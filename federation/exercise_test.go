@@ -337,14 +337,16 @@ func TestFederatedModeBadInput(t *testing.T) {
 }
 
 // TestExercisePartners: a node that started an exercise learns, from the heartbeats on its
-// subscription of the exercise, which partners take part: one that has not started it says none,
-// then open once it starts it, then closed once it closes it.
+// subscription of the exercise, which partners take part: one whose policies may grant it the
+// exercise's records and that has not started it says none, then open once it starts it, then
+// closed once it closes it. A partner whose policies grant it none says nothing of its exercises.
 func TestExercisePartners(t *testing.T) {
-	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
-	a, b := f.Orgs[0], f.Orgs[1]
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
 	const name = "oefening-deelname"
+	b.Approve(t, "name: b-oefening\npurpose: oefening\nrecipients: ["+spiffeOf(a)+"]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [exercise]\n")
 	a.Exercise(t, name, false)
-	partner := func() string {
+	partner := func(o *fedtest.Org) string {
 		t.Helper()
 		resp, err := pb.NewExerciseServiceClient(a.Local(t)).List(fedtest.Call(t), &pb.ListExercisesRequest{})
 		if err != nil {
@@ -355,7 +357,7 @@ func TestExercisePartners(t *testing.T) {
 				continue
 			}
 			for _, p := range e.Partners {
-				if p.Peer == b.Name {
+				if p.Peer == o.Name {
 					return p.State
 				}
 			}
@@ -366,12 +368,16 @@ func TestExercisePartners(t *testing.T) {
 		switch want {
 		case "open":
 			b.Exercise(t, name, false)
+			c.Exercise(t, name, false)
 		case "closed":
 			b.Exercise(t, name, true)
 		}
 		fedtest.Eventually(t, 10*time.Second, "a's exercise list says b's state is "+want, func() (bool, string) {
-			got := partner()
+			got := partner(b)
 			return got == want, "b is " + got
 		})
+		if got := partner(c); got != "unknown" {
+			t.Errorf("c, whose policies grant a nothing, says %q of its part in the exercise, want nothing (unknown)", got)
+		}
 	}
 }

@@ -520,6 +520,19 @@ func (s *Set) Grantors(to Recipient) []string {
 	return ids
 }
 
+// CoversExercise reports whether an approved policy names to and covers records of the exercise
+// (statuses: [exercise], and exercises empty or naming it): the recipients that may learn whether
+// the org takes part in that exercise. Anyone else learns nothing of its exercises.
+func (s *Set) CoversExercise(to Recipient, exercise string) bool {
+	probe := &pb.Record{Status: pb.Status_EXERCISE, Exercise: exercise}
+	for _, c := range s.Policies {
+		if c.State == StateApproved && c.Names(to) && c.GrantsStatus(probe) {
+			return true
+		}
+	}
+	return false
+}
+
 // Decide is the only path by which a record may leave the node. Deny by default; a record of
 // another org is never re-shared; otherwise the record goes if some active policy grants it, and
 // the recipient sees the union of what the granting policies reveal: a body field is removed

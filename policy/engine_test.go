@@ -250,6 +250,15 @@ func TestDecideStatuses(t *testing.T) {
 		{"statuses: [exercise]\nexercises: [ex-2]\n", []*pb.Record{ex2}},
 	} {
 		set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", tc.extra)}}
+		// Whether the org takes part in an exercise is said to whom it may grant its records.
+		for _, r := range []*pb.Record{ex1, ex2} {
+			if got, want := set.CoversExercise(ncc, r.Exercise), slices.Contains(tc.grant, r); got != want {
+				t.Errorf("%q: CoversExercise(ncc, %s) = %v, want %v", tc.extra, r.Exercise, got, want)
+			}
+		}
+		if set.CoversExercise(policy.Recipient{ID: "spiffe://other.crisis.test/node/r1", TrustDomain: "other.crisis.test"}, "ex-1") {
+			t.Errorf("%q: CoversExercise of a recipient the policy does not name", tc.extra)
+		}
 		for _, r := range []*pb.Record{actual, ex1, ex2, test, draft} {
 			d := set.Decide(r, ncc, "cold", now)
 			if want := slices.Contains(tc.grant, r); d.Allow != want {

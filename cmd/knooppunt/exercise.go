@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -135,7 +136,7 @@ unknown (no answer yet, or its node is down). Run it on the replica that leads.`
 					var parts, absent []string
 					for _, p := range j.Partners {
 						parts = append(parts, p.Peer+" "+p.State)
-						if p.State == "none" || p.State == "closed" {
+						if db.TakesNoPart(p.State) {
 							absent = append(absent, p.Peer)
 						}
 					}

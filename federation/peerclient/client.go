@@ -217,7 +217,7 @@ func (m *Manager) ExercisePartners(exercise string) []*pb.ExercisePartner {
 		if !ok {
 			continue
 		}
-		part := &pb.ExercisePartner{Peer: p.Name, State: "unknown", Error: st.Err}
+		part := &pb.ExercisePartner{Peer: p.Name, State: db.ExerciseUnknown, Error: st.Err}
 		if st.Open && st.ExerciseState != "" {
 			part.State = st.ExerciseState
 		}

@@ -1026,12 +1026,20 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		case <-heartbeat.C:
 			hb := &pb.Heartbeat{At: timestamppb.Now()}
 			if mode.Exercise != "" {
-				// Whether this node takes part: a caller that started an exercise alone learns it.
-				state, err := s.c.DB.ExerciseState(ctx, mode.Exercise)
+				// Whether this node takes part, so that a caller that started an exercise
+				// alone learns it; said only to a caller its policies may grant the exercise's
+				// records: to anyone else it is not known which exercises there are.
+				set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
 				if err != nil {
 					return api.Status(s.c.Logger, err)
 				}
-				hb.ExerciseState = cmp.Or(state, ExerciseNone)
+				if set.CoversExercise(to, mode.Exercise) {
+					state, err := s.c.DB.ExerciseState(ctx, mode.Exercise)
+					if err != nil {
+						return api.Status(s.c.Logger, err)
+					}
+					hb.ExerciseState = cmp.Or(state, db.ExerciseNone)
+				}
 			}
 			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: hb}}); err != nil {
 				return err
@@ -1039,9 +1047,6 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		}
 	}
 }
-
-// ExerciseNone is a heartbeat's exercise_state when the source never started the exercise.
-const ExerciseNone = "none"
 
 // resyncKey is the key of a subscription's last resync: each mode is a feed of its own, with its
 // own cursor and what the caller holds of it.

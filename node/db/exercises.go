@@ -16,6 +16,20 @@ const (
 	ExerciseClosed = "closed"
 )
 
+// A peer's part in an exercise (pb.ExercisePartner.state, pb.Heartbeat.exercise_state) is its
+// state of it, ExerciseOpen or ExerciseClosed, or one of these.
+const (
+	// ExerciseNone: the peer never started the exercise.
+	ExerciseNone = "none"
+	// ExerciseUnknown: the peer did not say (its node is down, runs a release that does not
+	// say, or its policies grant this node none of the exercise's records).
+	ExerciseUnknown = "unknown"
+)
+
+// TakesNoPart reports whether a peer's part in an exercise is none: it never started it, or
+// closed it, so that it shares nothing of it and receives nothing of it.
+func TakesNoPart(state string) bool { return state == ExerciseNone || state == ExerciseClosed }
+
 // Refusals of an exercise step, decided from the database alone so that every replica decides
 // alike.
 var (

@@ -20,6 +20,8 @@ func TestExerciseMode(t *testing.T) {
 		o.Exercise(t, "oef-utrecht", false)
 	}
 	e.ncc.Approve(t, "name: ncc-oefening\npurpose: oefening\nrecipients: [group:all]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [exercise]\n")
+	// LCVS would share its exercise records with VR Utrecht, but has not started the exercise.
+	e.lcvs.Approve(t, "name: lcvs-oefening\npurpose: oefening\nrecipients: [spiffe://vr-utrecht.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [exercise]\n")
 	for _, r := range []*pb.Record{
 		fedtest.Sitrep("oef-ncc", "oekraine", pb.Classification_PUBLIC, "Oefenbeeld NCC"),
 		fedtest.Sitrep("oef-eigen", "oekraine", pb.Classification_PUBLIC, "Oefenbeeld eigen regio"),
@@ -65,7 +67,8 @@ func TestExerciseMode(t *testing.T) {
 				t.Errorf("%s: lacks the exercise record %q", path, want)
 			}
 		}
-		// LCVS did not start the exercise, and its heartbeats say so; NCC did.
+		// LCVS did not start the exercise, and its heartbeats say so (its policy grants VR
+		// Utrecht exercise records); NCC did.
 		fedtest.Eventually(t, 10*time.Second, path+": the banner names the partner that does not take part", func() (bool, string) {
 			_, page := b.get(t, e.url+path)
 			return strings.Contains(page, `id="oefening-afwezig">Doet niet mee: lcvs. Wie de oefening niet gestart heeft`), "not yet"

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -199,7 +200,7 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 		for _, e := range list.Exercises {
 			p.Exercises = append(p.Exercises, e.Name)
 			for _, part := range e.Partners {
-				if e.Name == p.Exercise && (part.State == "none" || part.State == "closed") {
+				if e.Name == p.Exercise && db.TakesNoPart(part.State) {
 					p.ExerciseAbsent = append(p.ExerciseAbsent, part.Peer)
 				}
 			}

@@ -1020,7 +1020,8 @@ type Heartbeat struct {
 	FullEnd bool `protobuf:"varint,3,opt,name=full_end,json=fullEnd" json:"full_end,omitempty"`
 	// exercise_state, on a subscription of an exercise, is the source's own state of it: open or
 	// closed when it started it, none when it did not (it shares none of its records, and takes in
-	// none of the caller's). Empty from a source of before this field.
+	// none of the caller's). Said only to a caller that an approved policy of the source may grant
+	// the exercise's records; empty to any other, and from a source of before this field.
 	ExerciseState string `protobuf:"bytes,4,opt,name=exercise_state,json=exerciseState" json:"exercise_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
