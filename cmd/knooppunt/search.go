@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -336,6 +337,9 @@ LEADER), or the peers could not be asked. A script that exports the sums can tel
 			mode, err := mf.mode()
 			if err != nil {
 				return err
+			}
+			if stale != 0 && (stale < time.Second || stale > math.MaxInt32*time.Second) {
+				return fmt.Errorf("--stale-after: %s: use 1s or more (such as 12h), or leave it out for each kind's own stale_after", stale)
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				if crisis == "" {

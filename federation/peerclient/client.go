@@ -648,7 +648,7 @@ func (b *batch) reset() {
 	if b.cmd != nil {
 		cursor = b.cmd.Cursor
 	}
-	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor, Exercise: b.exercise}
+	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor, Exercise: b.exercise, PictureBookkeeping: true}
 	b.reasons = nil
 }
 

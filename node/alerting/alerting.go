@@ -11,6 +11,8 @@ package alerting
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -534,14 +536,19 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 }
 
 // AlertID is the id of the alert of an episode: the rule, the region and the instant it fired,
-// and an exercise's name after them. A leader that decides the same episode again writes the
+// and an exercise's name after them, or, where that would make the id longer than a record id
+// may be, x and a digest of the name. A leader that decides the same episode again writes the
 // same record, never a second one.
 func AlertID(rule, region string, firedAt time.Time, exercise string) string {
 	id := fmt.Sprintf("alert-%s-%s-%d", rule, region, firedAt.Unix())
-	if exercise != "" {
-		id += "-" + exercise
+	if exercise == "" {
+		return id
 	}
-	return id
+	if len(id)+1+len(exercise) > record.MaxIDLength {
+		sum := sha256.Sum256([]byte(exercise))
+		return id + "-x" + hex.EncodeToString(sum[:8])
+	}
+	return id + "-" + exercise
 }
 
 // fire writes the alert of an episode that began at firedAt in mode m, unless it was written
@@ -581,6 +588,9 @@ func (e *Evaluator) put(ctx context.Context, rec *pb.Record, withdrawn string) e
 		return res[0].Err
 	}
 	args := []any{"id", rec.Id, "rule", rec.Labels["rule"], "region", rec.Region, "status", rec.Labels["status"]}
+	if rec.Exercise != "" {
+		args = append(args, "exercise", rec.Exercise) // never one to page anyone for
+	}
 	if withdrawn != "" {
 		args = append(args, "withdrawn", withdrawn)
 	}

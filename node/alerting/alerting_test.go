@@ -410,6 +410,30 @@ func TestRulesRunInAnExercise(t *testing.T) {
 		return recs
 	}
 	exercise("start")
+	// An actual webhook for alerts: what it is sent must never be an exercise's.
+	hook := &pb.Webhook{Id: "wh_alerts", Url: "https://127.0.0.1:1/hook", Secret: "whsec_0123456789abcdef0123456789abcdef", Kinds: []string{alerting.Kind}}
+	if _, err := r.n.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_WebhookStep{WebhookStep: &pb.WebhookStep{Action: "add", Webhook: hook, By: officer, At: timestamppb.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	sent := func() (actual, exercises int) {
+		t.Helper()
+		queued, err := r.n.DB().WebhookQueue(context.Background(), hook.Id, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed, err := r.n.DB().WebhookFailures(context.Background(), hook.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range append(queued, failed...) {
+			if d.Record.GetExercise() != "" {
+				exercises++
+			} else {
+				actual++
+			}
+		}
+		return actual, exercises
+	}
 	r.beds(50, 100)
 	exerciseBeds(5)
 	r.apply("beds-low", bedsLow)
@@ -437,6 +461,9 @@ func TestRulesRunInAnExercise(t *testing.T) {
 	if metricValue(t, "knooppunt_rule_firing", "beds-low", "VR19") != 1 {
 		t.Errorf("the actual shortage does not show in knooppunt_rule_firing")
 	}
+	if actual, exercises := sent(); actual != 1 || exercises != 0 {
+		t.Errorf("the actual webhook holds %d actual and %d exercise alerts, want the actual one alone", actual, exercises)
+	}
 	got = exerciseAlerts()
 	if len(got) != 1 || got[0].Labels["status"] != "resolved" {
 		t.Fatalf("the exercise's alerts after its beds came back: %v, want its one alert resolved", got)
@@ -452,5 +479,26 @@ func TestRulesRunInAnExercise(t *testing.T) {
 	}
 	if n := r.logs.count("WARN", "early-warning"); n != 0 {
 		t.Errorf("%d warnings in the log:\n%s", n, r.logs.String())
+	}
+}
+
+// TestAlertIDFitsARecordID: an exercise alert's id ends in the exercise's name while that fits
+// in a record id, and in a digest of it when it would not: a longer id would be refused by every
+// partner, and by the node's own record get.
+func TestAlertIDFitsARecordID(t *testing.T) {
+	at := time.Unix(1_800_000_000, 0)
+	rule := strings.Repeat("r", 63)
+	if id := alerting.AlertID("beds-low", "VR19", at, "oef-1"); id != "alert-beds-low-VR19-1800000000-oef-1" {
+		t.Errorf("AlertID with a short exercise name = %q", id)
+	}
+	long := "oefening-" + strings.Repeat("x", 119)
+	for _, r := range []string{"beds-low", rule} {
+		id := alerting.AlertID(r, "VR19", at, long)
+		if err := record.CheckID("id", id); err != nil {
+			t.Errorf("AlertID(%s, exercise of %d characters): %v", r, len(long), err)
+		}
+		if other := alerting.AlertID(r, "VR19", at, long[:len(long)-1]+"z"); other == id {
+			t.Errorf("two exercises share the alert id %q", id)
+		}
 	}
 }

@@ -118,7 +118,7 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 			hooks := hookQueue{tx: tx}
 			for _, k := range cached {
 				if s.RetractCopies {
-					if err := retractOne(tx, k[0], k[1], &hooks, at.UnixNano()); err != nil {
+					if err := retractOne(tx, k[0], k[1], &hooks, at.UnixNano(), false); err != nil {
 						return err
 					}
 					continue
@@ -133,9 +133,12 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 			if _, err := tx.Exec(`DELETE FROM peer_cursors WHERE exercise = ?`, s.Name); err != nil {
 				return err
 			}
-			// What its rules read goes with it: its records, own and cached, are gone.
-			if _, err := tx.Exec(`DELETE FROM history WHERE status = ? AND exercise = ?`, int32(pb.Status_EXERCISE), s.Name); err != nil {
-				return err
+			// What its rules and its picture read goes with it: its records, own and cached,
+			// are gone.
+			for _, table := range []string{"history", "picture_removals"} {
+				if _, err := tx.Exec(`DELETE FROM `+table+` WHERE status = ? AND exercise = ?`, int32(pb.Status_EXERCISE), s.Name); err != nil {
+					return err
+				}
 			}
 			out.Purged = len(cached)
 			if _, err := tx.Exec(`UPDATE exercises SET state = ?, closed_by = ?, closed_at = ?, deleted = ? WHERE name = ?`,

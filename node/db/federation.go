@@ -462,7 +462,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 				}
 				redacting = true
 			}
-			if held != nil && held.Crisis != r.Crisis {
+			if c.PictureBookkeeping && held != nil && held.Crisis != r.Crisis {
 				if err := noteRemoval(tx, ModeOf(held), held.Crisis, c.Origin, held.Kind, at); err != nil {
 					return err
 				}
@@ -478,7 +478,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			if err := setRefs(tx, c.Origin, r.Id, r.Body); err != nil {
 				return err
 			}
-			if err := addHistory(tx, c.Origin, r, r.Version, false); err != nil {
+			if err := addHistory(tx, c.Origin, r, r.Version, false, c.PictureBookkeeping); err != nil {
 				return err
 			}
 			if err := hooks.add(EventChanged, c.Origin, r, r.Version, at, held); err != nil {
@@ -497,7 +497,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 // retractForeign purges the cached records a delivery retracts.
 func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64) error {
 	for _, id := range c.Retractions {
-		if err := retractOne(tx, c.Origin, id, hooks, at); err != nil {
+		if err := retractOne(tx, c.Origin, id, hooks, at, c.PictureBookkeeping); err != nil {
 			return err
 		}
 	}
@@ -505,8 +505,9 @@ func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64)
 }
 
 // retractOne purges one cached record of origin: the webhooks that received it hear of its
-// retraction, and its text, files and history go with it.
-func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64) error {
+// retraction, and its text, files and history go with it. bookkeeping (a marked entry, see
+// pb.CacheForeign.picture_bookkeeping) notes that it left the picture.
+func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64, bookkeeping bool) error {
 	gone := &pb.Record{Id: id, Origin: origin}
 	var version int64
 	var status int32
@@ -517,8 +518,10 @@ func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64) erro
 		return err
 	default:
 		gone.Tombstone, gone.Status = true, pb.Status(status)
-		if err := noteRemoval(tx, ModeOf(gone), gone.Crisis, origin, gone.Kind, at); err != nil {
-			return err
+		if bookkeeping {
+			if err := noteRemoval(tx, ModeOf(gone), gone.Crisis, origin, gone.Kind, at); err != nil {
+				return err
+			}
 		}
 		if err := hooks.load(); err != nil {
 			return err
@@ -561,7 +564,8 @@ type Removal struct {
 // picture here: an own record deleted or moved to another crisis; a cached one retracted (its
 // source deleted it, or its policies no longer grant it) or moved. The time is the write's, or
 // that of the delivery that brought the retraction. The alerts of crisis all (AllCrises)
-// count in every crisis, as pictures show them. Nothing is known of before schema 21.
+// count in every crisis, as pictures show them. Entries of before this release (unmarked, see
+// pb.WriteRecords.picture_bookkeeping) noted nothing.
 func (d *DB) Removals(ctx context.Context, crisis string, m Mode) ([]Removal, error) {
 	var out []Removal
 	err := d.eachRow(ctx, `SELECT origin, kind, max(at) FROM picture_removals

@@ -107,7 +107,7 @@ func TestRemovals(t *testing.T) {
 	next := func() uint64 { a.index++; return a.index }
 	deliver := func(at int, c *pb.CacheForeign) {
 		t.Helper()
-		c.Peer, c.Origin, c.Cursor, c.At = "lcvs", lcvs, int64(at), hour(at)
+		c.Peer, c.Origin, c.Cursor, c.At, c.PictureBookkeeping = "lcvs", lcvs, int64(at), hour(at), true
 		if err := d.ApplyCacheForeign(next(), c); err != nil {
 			t.Fatal(err)
 		}
@@ -140,5 +140,21 @@ func TestRemovals(t *testing.T) {
 	}
 	if g := got("oekraine", db.Mode{Status: pb.Status_EXERCISE, Exercise: "oef"}); len(g) != 0 {
 		t.Errorf("removals of an exercise = %q, want none", g)
+	}
+
+	// Entries of the version before (unmarked) are applied as it did: they note nothing, so
+	// that a replica that applies one late agrees with those that applied it then.
+	old := newDB(t)
+	if _, err := old.ApplyWrites([]db.WriteEntry{{Index: 1, Writes: []*db.Write{put("x", `{}`)}}, {Index: 2, Writes: []*db.Write{del("x", 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []*pb.CacheForeign{{Upserts: []*pb.SharedRecord{shared("s1", "sitrep", "oekraine")}}, {Retractions: []string{"s1"}}} {
+		c.Peer, c.Origin, c.Cursor, c.At = "lcvs", lcvs, int64(i+1), hour(i+3)
+		if err := old.ApplyCacheForeign(uint64(3+i), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, err := old.Removals(ctx, "oekraine", db.Actual); err != nil || len(rs) != 0 {
+		t.Errorf("removals after unmarked entries = %v, %v; want none", rs, err)
 	}
 }

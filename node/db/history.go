@@ -39,9 +39,10 @@ const (
 //
 // Actual records and exercises' records have a history, each in its mode (see HistoryFilter):
 // the early-warning rules watch the actual crisis, and run apart in each open exercise, which
-// must never fire a real alert. Test and draft records have none.
-func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone bool) error {
-	if r.Status != pb.Status_ACTUAL && r.Status != pb.Status_EXERCISE {
+// must never fire a real alert. Test and draft records have none. exercises says the entry is
+// marked (pb.WriteRecords.picture_bookkeeping): one written before kept actual records' alone.
+func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone, exercises bool) error {
+	if r.Status != pb.Status_ACTUAL && (!exercises || r.Status != pb.Status_EXERCISE) {
 		return nil
 	}
 	fields := "{}"

@@ -220,7 +220,7 @@ func TestVersionsOfOneRecord(t *testing.T) {
 
 // TestHistoryOfAnExercise: an exercise's records, own and cached, have a history of their own:
 // a read of the actual history never holds them, a read in the exercise's mode holds nothing
-// else, and closing the exercise drops it.
+// else, and closing the exercise drops it, and what its picture noted of records that left.
 func TestHistoryOfAnExercise(t *testing.T) {
 	d := newDB(t)
 	ctx := context.Background()
@@ -231,7 +231,7 @@ func TestHistoryOfAnExercise(t *testing.T) {
 	applyOwn(t, d, 2, &pb.Record{Id: "real", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 40}`), UpdatedAt: hour(1)})
 	applyOwn(t, d, 3, &pb.Record{Id: "oef", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Body: []byte(`{"beds_free": 2}`), UpdatedAt: hour(1),
 		Status: pb.Status_EXERCISE, Exercise: ex.Exercise})
-	if err := d.ApplyCacheForeign(4, &pb.CacheForeign{Peer: "lcvs", Origin: "lcvs.crisis.test", Cursor: 1, At: hour(2), Exercise: ex.Exercise,
+	if err := d.ApplyCacheForeign(4, &pb.CacheForeign{Peer: "lcvs", Origin: "lcvs.crisis.test", Cursor: 1, At: hour(2), Exercise: ex.Exercise, PictureBookkeeping: true,
 		Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "f1", Origin: "lcvs.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
 			Body: []byte(`{"beds_free": 7}`), Version: 1, UpdatedAt: hour(2), Status: pb.Status_EXERCISE, Exercise: ex.Exercise}}}}); err != nil {
 		t.Fatal(err)
@@ -254,13 +254,36 @@ func TestHistoryOfAnExercise(t *testing.T) {
 	if got := ids(ex); len(got) != 2 || got[0] != "/oef" || got[1] != "lcvs.crisis.test/f1" {
 		t.Errorf("the exercise's history holds %v, want /oef and lcvs.crisis.test/f1", got)
 	}
-	if _, err := d.ApplyExerciseStep(5, &pb.ExerciseStep{Action: "close", Name: ex.Exercise, Actor: "t", At: hour(3)}); err != nil {
+	// LCVS withdraws its copy: the exercise's picture notes it, until the close.
+	if err := d.ApplyCacheForeign(5, &pb.CacheForeign{Peer: "lcvs", Origin: "lcvs.crisis.test", Cursor: 2, At: hour(3), Exercise: ex.Exercise, PictureBookkeeping: true,
+		Retractions: []string{"f1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := d.Removals(ctx, "oekraine", ex); err != nil || len(rs) != 1 {
+		t.Fatalf("the exercise's removals after LCVS withdrew f1: %v, %v; want one", rs, err)
+	}
+	if _, err := d.ApplyExerciseStep(6, &pb.ExerciseStep{Action: "close", Name: ex.Exercise, Actor: "t", At: hour(3), RetractCopies: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got := ids(ex); len(got) != 0 {
 		t.Errorf("after the close the exercise's history holds %v, want nothing", got)
 	}
+	if rs, err := d.Removals(ctx, "oekraine", ex); err != nil || len(rs) != 0 {
+		t.Errorf("after the close the exercise's removals are %v, %v; want none", rs, err)
+	}
 	if got := ids(db.Actual); len(got) != 1 {
 		t.Errorf("after the close the actual history holds %v, want /real alone", got)
+	}
+
+	// An exercise record of an entry of the version before (unmarked) has no history, as then.
+	if _, err := d.ApplyExerciseStep(7, &pb.ExerciseStep{Action: "start", Name: "oefening-2", Actor: "t", At: hour(4)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ApplyWrites([]db.WriteEntry{{Index: 8, Writes: []*db.Write{{Id: "oef-2", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+		Body: []byte(`{"beds_free": 1}`), UpdatedAt: hour(5), Status: pb.Status_EXERCISE, Exercise: "oefening-2"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(db.Mode{Status: pb.Status_EXERCISE, Exercise: "oefening-2"}); len(got) != 0 {
+		t.Errorf("an unmarked entry's exercise record has a history: %v", got)
 	}
 }

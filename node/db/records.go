@@ -60,7 +60,7 @@ type Result struct {
 // before (the log is being replayed over a durable database) and is skipped: Apply then returns
 // nil results.
 func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
-	res, err := d.ApplyWrites([]WriteEntry{{Index: index, Writes: writes}})
+	res, err := d.ApplyWrites([]WriteEntry{{Index: index, Writes: writes, Bookkeeping: true}})
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +75,9 @@ type WriteEntry struct {
 	// pb.WriteRecords.actors). With them, deletes and classification changes are audited; an
 	// entry written before them has none.
 	Actors []string
+	// Bookkeeping marks an entry of this release (pb.WriteRecords.picture_bookkeeping): it notes
+	// when a record left a crisis's picture, and keeps an exercise's records' history.
+	Bookkeeping bool
 }
 
 // ApplyWrites applies several Raft entries of record writes, in order, as Apply does each, but in
@@ -86,6 +89,7 @@ func (d *DB) ApplyWrites(entries []WriteEntry) ([][]Result, error) {
 	for k, e := range entries {
 		steps[k] = txStep{index: e.Index, fn: func(tx *writeTx, seq *int64) error {
 			a := d.newApplier(tx)
+			a.bookkeeping = e.Bookkeeping
 			results[k] = make([]Result, len(e.Writes))
 			for i, w := range e.Writes {
 				switch len(e.Actors) {
@@ -265,6 +269,8 @@ type applier struct {
 	// nothing (see WriteEntry.Actors).
 	actor string
 	audit *auditor // made at the first entry of a transaction's writes that audits
+	// bookkeeping: the entry is marked (WriteEntry.Bookkeeping).
+	bookkeeping bool
 }
 
 // newApplier is the applier of record writes in tx.
@@ -325,7 +331,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		next.UpdatedAt = w.UpdatedAt
 	}
 	version := curVersion + 1
-	if exists && !dead && (next.Tombstone || next.Crisis != curCrisis) {
+	if a.bookkeeping && exists && !dead && (next.Tombstone || next.Crisis != curCrisis) {
 		// It leaves the crisis's picture: an assessment of it counts this node's records changed.
 		if err := noteRemoval(a.tx, cur, curCrisis, "", curKind, tsNanos(next.UpdatedAt)); err != nil {
 			return Result{}, err
@@ -365,7 +371,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if err := addHistory(a.tx, "", next, version, next.Tombstone); err != nil {
+	if err := addHistory(a.tx, "", next, version, next.Tombstone, a.bookkeeping); err != nil {
 		return Result{}, err
 	}
 	if err := a.auditWrite(next, version, exists && !dead, pb.Classification(curClass)); err != nil {

@@ -25,6 +25,8 @@ const DefaultMaxBody = 1 << 20
 const (
 	MaxLabels     = 64
 	MaxLabelValue = 256
+	// MaxIDLength is the longest record id (and exercise name), in bytes.
+	MaxIDLength = 128
 )
 
 var (

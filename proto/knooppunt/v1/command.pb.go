@@ -1432,9 +1432,12 @@ type CacheForeign struct {
 	At          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at" json:"at,omitempty"`
 	// exercise names the subscription's mode: empty for actual records, else the exercise whose
 	// records and cursor these are.
-	Exercise      string `protobuf:"bytes,7,opt,name=exercise" json:"exercise,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Exercise string `protobuf:"bytes,7,opt,name=exercise" json:"exercise,omitempty"`
+	// picture_bookkeeping, as in WriteRecords: a retraction, or a copy moved to another crisis,
+	// notes when the record left the crisis's picture, and an exercise's copies keep a history.
+	PictureBookkeeping bool `protobuf:"varint,8,opt,name=picture_bookkeeping,json=pictureBookkeeping" json:"picture_bookkeeping,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CacheForeign) Reset() {
@@ -1514,6 +1517,13 @@ func (x *CacheForeign) GetExercise() string {
 		return x.Exercise
 	}
 	return ""
+}
+
+func (x *CacheForeign) GetPictureBookkeeping() bool {
+	if x != nil {
+		return x.PictureBookkeeping
+	}
+	return false
 }
 
 // PolicyStep is one lifecycle step of a policy, taken by an officer.
@@ -1861,9 +1871,14 @@ type WriteRecords struct {
 	// is marked: its deletes and
 	// classification changes are audited (record.delete, record.classify). Entries written before
 	// this field have none and are applied as they were, without those entries.
-	Actors        []string `protobuf:"bytes,2,rep,name=actors" json:"actors,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Actors []string `protobuf:"bytes,2,rep,name=actors" json:"actors,omitempty"`
+	// picture_bookkeeping marks an entry of this release: a delete or a move to another crisis
+	// notes when the record left the crisis's picture (schema 21), and an exercise's records keep
+	// a history (schema 22). An entry without it, written by the version before, is applied as it
+	// was, without either.
+	PictureBookkeeping bool `protobuf:"varint,3,opt,name=picture_bookkeeping,json=pictureBookkeeping" json:"picture_bookkeeping,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *WriteRecords) Reset() {
@@ -1908,6 +1923,13 @@ func (x *WriteRecords) GetActors() []string {
 		return x.Actors
 	}
 	return nil
+}
+
+func (x *WriteRecords) GetPictureBookkeeping() bool {
+	if x != nil {
+		return x.PictureBookkeeping
+	}
+	return false
 }
 
 type ApplyRequest struct {
@@ -2108,7 +2130,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x03R\x03seq\x12\x1a\n" +
 	"\bredacted\x18\x06 \x03(\tR\bredacted\x12\x1c\n" +
-	"\tredaction\x18\a \x01(\tR\tredaction\"\xf2\x01\n" +
+	"\tredaction\x18\a \x01(\tR\tredaction\"\xa3\x02\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
@@ -2116,7 +2138,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\vretractions\x18\x04 \x03(\tR\vretractions\x12\x16\n" +
 	"\x06cursor\x18\x05 \x01(\x03R\x06cursor\x12*\n" +
 	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
-	"\bexercise\x18\a \x01(\tR\bexercise\"\x8d\x02\n" +
+	"\bexercise\x18\a \x01(\tR\bexercise\x12/\n" +
+	"\x13picture_bookkeeping\x18\b \x01(\bR\x12pictureBookkeeping\"\x8d\x02\n" +
 	"\n" +
 	"PolicyStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
@@ -2142,10 +2165,11 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\areplace\x18\x05 \x01(\bR\areplace\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"A\n" +
 	"\vAppendAudit\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"V\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"\x87\x01\n" +
 	"\fWriteRecords\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\x12\x16\n" +
-	"\x06actors\x18\x02 \x03(\tR\x06actors\"?\n" +
+	"\x06actors\x18\x02 \x03(\tR\x06actors\x12/\n" +
+	"\x13picture_bookkeeping\x18\x03 \x01(\bR\x12pictureBookkeeping\"?\n" +
 	"\fApplyRequest\x12/\n" +
 	"\acommand\x18\x01 \x01(\v2\x15.knooppunt.v1.CommandR\acommand\"\x0f\n" +
 	"\rApplyResponse2R\n" +
