@@ -627,7 +627,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 			}
 			for _, fr := range foreign {
 				if peer[fr.Record.Origin] {
-					items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin})
+					items = append(items, Item{Record: fr.Record, Source: fr.Record.Origin, ReceivedAt: fr.ReceivedAt})
 				}
 			}
 			if len(foreign) < ff.Limit {
@@ -668,6 +668,8 @@ func stale(age, limit time.Duration) bool { return limit >= 0 && age > limit }
 type Item struct {
 	Record *pb.Record
 	Source string
+	// ReceivedAt is when this node took in a partner's record; zero for its own.
+	ReceivedAt time.Time
 }
 
 // StaleAfter is a stale limit of d for every kind, as Merge takes it.
@@ -747,6 +749,9 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		sort.Strings(e.Conflict)
 		if lo := leftOut[k]; len(lo) > 0 {
 			e.LeftOut = slices.Sorted(slices.Values(lo))
+		}
+		if !latest.ReceivedAt.IsZero() {
+			e.ReceivedAt = timestamppb.New(latest.ReceivedAt)
 		}
 		resp.Entries = append(resp.Entries, e)
 		if bodyErr != nil {

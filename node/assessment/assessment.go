@@ -282,9 +282,18 @@ func Current(p *pb.PictureResponse, self string, behind []string) (*View, error)
 				changed[c.Source] = true
 			}
 		}
-		// A record deleted or withdrawn at its source leaves no newer update behind.
+		// A record deleted or withdrawn at its source leaves no newer update behind. A removal's
+		// time is this node's, when it took the removal in; it counts when it is later than the
+		// assessment's writing (the author's clock) or than this node's taking it in (its own
+		// clock), whichever is earlier: a clock behind the author's hides none. A removal that
+		// reached this node late (its subscription was down) may count that the author's picture
+		// never held: it errs towards "changed".
+		since := v.WrittenAt
+		if cur.ReceivedAt != nil && cur.ReceivedAt.AsTime().Before(since) {
+			since = cur.ReceivedAt.AsTime()
+		}
 		for _, rm := range p.GetRemovals() {
-			if counts(rm.Kind) && rm.At.AsTime().After(v.WrittenAt) {
+			if counts(rm.Kind) && rm.At.AsTime().After(since) {
 				changed[rm.Source] = true
 			}
 		}

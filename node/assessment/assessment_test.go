@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -132,6 +133,9 @@ func TestAssessmentAfterARecordLeft(t *testing.T) {
 		behind     []string
 		changed    []string
 		cannotTell []string
+		// received, when set, is when this node took in the assessment, from its writing: a
+		// clock behind the author's.
+		received time.Duration
 	}{
 		{name: "nothing left", changed: []string{}, cannotTell: []string{}},
 		{name: "left before it was written", removals: []*pb.PictureRemoval{at(lcvs, "shelter.capacity", -time.Minute)}, changed: []string{}, cannotTell: []string{}},
@@ -139,9 +143,14 @@ func TestAssessmentAfterARecordLeft(t *testing.T) {
 		{name: "a source with no entry left", removals: []*pb.PictureRemoval{at("szw.crisis.test", "sitrep", time.Minute)}, changed: []string{"szw.crisis.test"}, cannotTell: []string{}},
 		{name: "a response withdrawn", removals: []*pb.PictureRemoval{at(lcvs, ResponseKind, time.Minute)}, changed: []string{}, cannotTell: []string{}},
 		{name: "a source behind", behind: []string{vr19}, changed: []string{}, cannotTell: []string{vr19}},
+		{name: "left before it was written, after this node's clock said it came", removals: []*pb.PictureRemoval{at(lcvs, "shelter.capacity", -time.Minute)}, received: -2 * time.Minute, changed: []string{lcvs}, cannotTell: []string{}},
 		{name: "behind and changed", removals: []*pb.PictureRemoval{at(lcvs, "shelter.capacity", time.Minute)}, behind: []string{lcvs, vr19}, changed: []string{lcvs}, cannotTell: []string{vr19}},
 	} {
-		p := picture(append(base()[:3], published)...)
+		entry := proto.Clone(published).(*pb.PictureEntry)
+		if c.received != 0 {
+			entry.ReceivedAt = timestamppb.New(written.Add(c.received))
+		}
+		p := picture(append(base()[:3], entry)...)
 		p.Removals = c.removals
 		v, err := Current(p, self, c.behind)
 		if err != nil {

@@ -1550,7 +1550,10 @@ type PictureEntry struct {
 	// left_out names, as ORIGIN/ID, the records in the slot that the picture neither shows nor
 	// counts because their own source has a later one in it: a source with two records for one
 	// municipality (two locations, or an old record next to a new one) counts its latest only.
-	LeftOut       []string `protobuf:"bytes,10,rep,name=left_out,json=leftOut" json:"left_out,omitempty"`
+	LeftOut []string `protobuf:"bytes,10,rep,name=left_out,json=leftOut" json:"left_out,omitempty"`
+	// received_at, for a partner's record, is when this node took in the version shown, by this
+	// node's clock, as removals' times are: unset for the node's own records.
+	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1651,6 +1654,13 @@ func (x *PictureEntry) GetValidity() string {
 func (x *PictureEntry) GetLeftOut() []string {
 	if x != nil {
 		return x.LeftOut
+	}
+	return nil
+}
+
+func (x *PictureEntry) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
 	}
 	return nil
 }
@@ -2008,7 +2018,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
-	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\x90\x02\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xcd\x02\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -2020,7 +2030,9 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\bconflict\x18\b \x03(\tR\bconflict\x12\x1a\n" +
 	"\bvalidity\x18\t \x01(\tR\bvalidity\x12\x19\n" +
 	"\bleft_out\x18\n" +
-	" \x03(\tR\aleftOut\"y\n" +
+	" \x03(\tR\aleftOut\x12;\n" +
+	"\vreceived_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\"y\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
@@ -2124,31 +2136,32 @@ var file_knooppunt_v1_federation_proto_depIdxs = []int32{
 	18, // 21: knooppunt.v1.SearchResponse.peers:type_name -> knooppunt.v1.PeerStatus
 	28, // 22: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
 	29, // 23: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
-	21, // 24: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
-	22, // 25: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	24, // 26: knooppunt.v1.PictureResponse.removals:type_name -> knooppunt.v1.PictureRemoval
-	26, // 27: knooppunt.v1.PictureRemoval.at:type_name -> google.protobuf.Timestamp
-	7,  // 28: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	10, // 29: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	12, // 30: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	2,  // 31: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	4,  // 32: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	0,  // 33: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
-	16, // 34: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	20, // 35: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	8,  // 36: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	11, // 37: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	13, // 38: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	3,  // 39: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	6,  // 40: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	30, // 41: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
-	19, // 42: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	23, // 43: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	36, // [36:44] is the sub-list for method output_type
-	28, // [28:36] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	26, // 24: knooppunt.v1.PictureEntry.received_at:type_name -> google.protobuf.Timestamp
+	21, // 25: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
+	22, // 26: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
+	24, // 27: knooppunt.v1.PictureResponse.removals:type_name -> knooppunt.v1.PictureRemoval
+	26, // 28: knooppunt.v1.PictureRemoval.at:type_name -> google.protobuf.Timestamp
+	7,  // 29: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	10, // 30: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	12, // 31: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	2,  // 32: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	4,  // 33: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	0,  // 34: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
+	16, // 35: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	20, // 36: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	8,  // 37: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	11, // 38: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	13, // 39: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	3,  // 40: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	6,  // 41: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	30, // 42: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
+	19, // 43: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	23, // 44: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }
