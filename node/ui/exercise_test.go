@@ -52,8 +52,16 @@ func TestExerciseMode(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: %d\n%s", path, resp.StatusCode, page)
 		}
-		if !strings.Contains(page, `<div class="kp-oefening" role="alert" id="oefening" data-exercise="oef-utrecht">`) {
+		if !strings.Contains(page, `<section class="kp-oefening" aria-label="OEFENING oef-utrecht" id="oefening" data-exercise="oef-utrecht">`) {
 			t.Errorf("%s: no OEFENING banner", path)
+		}
+		// A tab of the exercise is told apart from one of the crisis by its title too, and the
+		// banner leads back to the same page in the actual crisis.
+		if !strings.Contains(page, "<title>OEFENING oef-utrecht · ") {
+			t.Errorf("%s: the title does not name the exercise", path)
+		}
+		if back := strings.SplitN(path, "?", 2)[0] + "?crisis=oekraine"; !strings.Contains(page, `href="`+back+`">Terug naar de werkelijkheid`) {
+			t.Errorf("%s: the banner does not lead back to %s", path, back)
 		}
 		// Printed, every page's margins say it too (the print style reads data-exercise).
 		if !regexp.MustCompile(`<html lang="nl"[^>]* data-exercise="OEFENING oef-utrecht"`).MatchString(page) {

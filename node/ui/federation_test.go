@@ -427,3 +427,18 @@ func (e *fedEnv) signIn(t *testing.T, b *browser, name, path string) (*http.Resp
 	e.op.signInAs(name)
 	return b.get(t, e.url+path)
 }
+
+// TestPictureNamesWhoDisagrees: a record another source reports otherwise is marked in the
+// page's text, naming that source by the name this node knows it by: not in a tooltip only,
+// which keyboard, touch and screen-reader users do not reach (WCAG 1.3.1).
+func TestPictureNamesWhoDisagrees(t *testing.T) {
+	e := startFederation(t)
+	// VR Utrecht reports NCC's national sitrep (the same kind, region and id) otherwise.
+	e.utrecht.Put(t, fedtest.Sitrep("landelijk-1", "oekraine", pb.Classification_PUBLIC, "Landelijk beeld volgens VR Utrecht"))
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	_, page := b.get(t, e.url+"/?crisis=oekraine")
+	if !strings.Contains(page, `Landelijk beeld volgens VR Utrecht</a> <span class="kp-tag kp-tag--bad">ncc meldt het anders</span>`) {
+		t.Errorf("the picture does not name who reports the record otherwise:\n%s", page)
+	}
+}

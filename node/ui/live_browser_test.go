@@ -10,6 +10,9 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestBrowserPictureWhenItsNodeIsGone: a picture left open says, as a warning, since when it could
@@ -78,6 +81,52 @@ func TestBrowserPictureWhenItsNodeIsGone(t *testing.T) {
 	s = waitFor("the warning after the node stopped", func(s string) bool { return strings.Contains(s, "kp-live-status--gone") })
 	if !strings.Contains(s, "kp-live--stale") || !strings.Contains(s, "kon sinds") {
 		t.Errorf("after the node stopped the page says %q, want since when it could not be updated", s)
+	}
+	writeShots(t, shots)
+}
+
+// TestBrowserExercise: an exercise's picture in chromium: the banner, named in the page's title,
+// names the partner that does not take part, passes axe-core, and leads back to the same picture
+// in the actual crisis.
+func TestBrowserExercise(t *testing.T) {
+	e := startFederation(t)
+	const name = "oefening-utrecht"
+	for _, o := range []*fedtest.Org{e.utrecht, e.ncc} {
+		o.Exercise(t, name, false)
+	}
+	// LCVS would share its exercise records with VR Utrecht, but has not started the exercise.
+	e.lcvs.Approve(t, "name: lcvs-oefening\npurpose: oefening\nrecipients: [spiffe://vr-utrecht.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [exercise]\n")
+	r := fedtest.Sitrep("oef-1", "oekraine", pb.Classification_INTERNAL, "OEFENING: opvang Amersfoort vol")
+	r.Status, r.Exercise = pb.Status_EXERCISE, name
+	e.utrecht.Put(t, r)
+	tb := newTab(t, newChromium(t))
+	e.op.signInAs("officer-a")
+	page := "/?crisis=oekraine&exercise=" + name
+	tb.run("sign in and open the exercise's picture", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape(page)),
+		chromedp.WaitVisible(chromedp.CSS(`#oefening`)),
+	))
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if strings.Contains(tb.text("banner", chromedp.Text(chromedp.CSS("#oefening"))), "Doet niet mee: lcvs") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the banner does not name lcvs: %q", tb.text("banner", chromedp.Text(chromedp.CSS("#oefening"))))
+		}
+		tb.run("reload", chromedp.Reload())
+	}
+	if title := tb.text("title", chromedp.Title()); !strings.HasPrefix(title, "OEFENING "+name+" · ") {
+		t.Errorf("the exercise's picture is titled %q", title)
+	}
+	tb.check("het beeld van een oefening")
+	shots := map[string][]byte{}
+	tb.shot(shots, "oefening.png")
+	tb.run("back to the actual crisis", chromedp.Steps(
+		chromedp.Click(chromedp.CSS(`#oefening a`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#oefening`)),
+	))
+	if loc := tb.text("location", chromedp.Location()); !strings.HasSuffix(loc, "/?crisis=oekraine") {
+		t.Errorf("the banner led to %s, want the actual picture of oekraine", loc)
 	}
 	writeShots(t, shots)
 }

@@ -404,6 +404,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	for i := range v.Latest {
 		v.Latest[i].Source = s.orgName(v.Partners, v.Latest[i].Source)
+		for j, td := range v.Latest[i].Conflict {
+			v.Latest[i].Conflict[j] = s.orgName(v.Partners, td)
+		}
 	}
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
 }

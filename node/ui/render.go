@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -145,6 +146,9 @@ type page struct {
 	// mode; from any other page, whose record or form is of one mode, it goes to the picture.
 	ModeAction string
 	ModeKeep   []modeParam
+	// LeaveExercise is the page in the actual mode that the exercise banner leads back to: the
+	// picture or the search with what they show, else the picture.
+	LeaveExercise string
 	// Marking, on a page that shows records, is their highest classification in capitals: the
 	// html element's data-marking, which the print style puts in every printed page's margins.
 	// render takes it from the content (printMarked).
@@ -192,6 +196,14 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 				p.ModeKeep = append(p.ModeKeep, modeParam{k, v})
 			}
 		}
+	}
+	p.LeaveExercise = p.ModeAction
+	if len(p.ModeKeep) > 0 {
+		q := url.Values{}
+		for _, m := range p.ModeKeep {
+			q.Add(m.Name, m.Value)
+		}
+		p.LeaveExercise += "?" + q.Encode()
 	}
 	if s.c.Conn == nil {
 		return p
