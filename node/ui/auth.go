@@ -15,6 +15,12 @@ import (
 // signIn sends the browser to the identity provider: authorization code flow with PKCE, a
 // state bound to this browser by a cookie, and a nonce.
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
+	s.startSignIn(w, r, &pending{ReturnTo: localPath(r.URL.Query().Get("terug")), Fresh: r.URL.Query().Get("opnieuw") != ""})
+}
+
+// startSignIn sends the browser to the identity provider for the sign-in p: where to return,
+// whether the provider must authenticate anew, and a form's draft to keep.
+func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, p *pending) {
 	w.Header().Set("Cache-Control", "no-store")
 	l := s.pickLang(r)
 	_, oc, err := s.oidcClient(r.Context())
@@ -24,8 +30,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := randomID()
-	p := &pending{Nonce: randomID(), Verifier: oauth2.GenerateVerifier(), ReturnTo: localPath(r.URL.Query().Get("terug")),
-		Fresh: r.URL.Query().Get("opnieuw") != ""}
+	p.Nonce, p.Verifier = randomID(), oauth2.GenerateVerifier()
 	if !s.sessions.begin(state, p) {
 		s.fail(w, r, l, http.StatusServiceUnavailable, l.T("error.busy"))
 		return
@@ -153,7 +158,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL)})
+	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL), Draft: p.Draft})
 	s.setCookie(w, s.sessionCookie(), id, s.c.UI.SessionTTL)
 	s.log.Info("signed in", "person", person.String(), "auth_time", authTime.UTC().Format(time.RFC3339))
 	http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)

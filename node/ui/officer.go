@@ -228,11 +228,17 @@ type proposeView struct {
 // proposeForm shows the form to propose a policy; with ?van=ID it starts from that version,
 // for a new version of it.
 func (s *Server) proposeForm(w http.ResponseWriter, r *request) {
-	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r) {
 		return
 	}
 	v := &proposeView{Source: proposeTemplate, Partners: s.recipientChoices(r)}
-	if from := r.URL.Query().Get("van"); from != "" {
+	draft := s.takeDraft(r)
+	switch from := r.URL.Query().Get("van"); {
+	case draft != nil:
+		// Sent after a new sign-in was due: what the officer wrote, as it was.
+		v.Source = strings.ReplaceAll(draft.Get(sourceField), "\r\n", "\n")
+		v.Recipient = strings.TrimSpace(draft.Get("recipient"))
+	case from != "":
 		p, err := pb.NewPolicyServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetPolicyRequest{Id: from})
 		if err != nil {
 			s.failCall(w, r, err)
@@ -240,7 +246,9 @@ func (s *Server) proposeForm(w http.ResponseWriter, r *request) {
 		}
 		v.Source = string(p.Source)
 	}
-	s.render(w, r.Request, http.StatusOK, "propose", s.newPage(r, "policies", r.L.T("propose.title"), v))
+	page := s.newPage(r, "policies", r.L.T("propose.title"), v)
+	page.Restored = draft != nil
+	s.render(w, r.Request, http.StatusOK, "propose", page)
 }
 
 // proposeTemplate is where a new policy starts: the required fields, to fill in. It is YAML,
@@ -251,7 +259,7 @@ const proposeTemplate = "name: \npurpose: \nrecipients: []\nkinds: []\nmax_class
 // proposes it. A policy that does not lint is shown again with the linter's messages, and
 // nothing is stored.
 func (s *Server) propose(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	if !s.requireRecent(w, r, MaxOfficerAge, "/beleid/voorstel") || !s.onLeader(w, r) {
 		return
 	}
 	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
@@ -468,10 +476,14 @@ type hiddenField struct{ Name, Value string }
 
 // stepForm is the confirmation page of approve, reject or revoke.
 func (s *Server) stepForm(w http.ResponseWriter, r *request) {
-	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r) {
 		return
 	}
-	s.confirmStep(w, r, r.URL.Query().Get("id"), r.URL.Query().Get("stap"), "", "", http.StatusOK)
+	reason := ""
+	if draft := s.takeDraft(r); draft != nil {
+		reason = draft.Get("reden") // sent after a new sign-in was due
+	}
+	s.confirmStep(w, r, r.URL.Query().Get("id"), r.URL.Query().Get("stap"), reason, "", http.StatusOK)
 }
 
 func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason, reasonErr string, code int) {
@@ -516,7 +528,9 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		v.Effects = append(v.Effects, r.L.T("step."+key+".effect"))
 	}
 	v.Effects = append(v.Effects, r.L.T("step.purpose", row.Purpose), r.L.T("step.audit"))
-	s.render(w, r.Request, code, "confirm", s.newPage(r, "policies", v.Heading, v))
+	page := s.newPage(r, "policies", v.Heading, v)
+	page.Restored = reason != "" && reasonErr == ""
+	s.render(w, r.Request, code, "confirm", page)
 }
 
 // maxReason bounds a reason's length, as the audit log keeps it.
@@ -524,7 +538,8 @@ const maxReason = 2000
 
 // step takes approve, reject or revoke, as the signed-in officer.
 func (s *Server) step(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	back := "/beleid/stap?" + url.Values{"id": {r.PostFormValue("id")}, "stap": {r.PostFormValue("stap")}}.Encode()
+	if !s.requireRecent(w, r, MaxOfficerAge, back) || !s.onLeader(w, r) {
 		return
 	}
 	id, step, reason := r.PostFormValue("id"), r.PostFormValue("stap"), strings.TrimSpace(r.PostFormValue("reden"))
@@ -841,7 +856,7 @@ func (s *Server) phasePolicies(r *request, from, to string) []string {
 
 // phaseForm confirms a phase change: from which phase to which, and what that does.
 func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
-	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r) {
 		return
 	}
 	q := r.URL.Query()
@@ -882,7 +897,10 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 
 // setPhase changes a crisis's phase, as the signed-in officer.
 func (s *Server) setPhase(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge) || !s.onLeader(w, r) {
+	// The confirmation takes what was sent in its address: after a new sign-in it is shown again.
+	back := "/fase/wijzigen?" + url.Values{"crisis": {r.PostFormValue("crisis")}, "phase": {r.PostFormValue("phase")},
+		"reden": {r.PostFormValue("reden")}, "exercise": {r.PostFormValue("exercise")}}.Encode()
+	if !s.requireRecent(w, r, MaxOfficerAge, back) || !s.onLeader(w, r) {
 		return
 	}
 	crisis, phase, reason := strings.TrimSpace(r.PostFormValue("crisis")), r.PostFormValue("phase"), strings.TrimSpace(r.PostFormValue("reden"))

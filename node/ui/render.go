@@ -146,6 +146,9 @@ type page struct {
 	// mode; from any other page, whose record or form is of one mode, it goes to the picture.
 	ModeAction string
 	ModeKeep   []modeParam
+	// Restored says that the page's form shows again what was typed in it before a new sign-in
+	// (takeDraft).
+	Restored bool
 	// LeaveExercise is the page in the actual mode that the exercise banner leads back to: the
 	// picture or the search with what they show, else the picture.
 	LeaveExercise string

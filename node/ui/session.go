@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"net/url"
 	"sync"
 	"time"
 
@@ -24,6 +25,16 @@ type session struct {
 	// that need a recent sign-in.
 	AuthTime time.Time
 	Expires  time.Time
+	// Draft is what a form held when its sending was stopped for a new sign-in: shown again in
+	// the form, once (takeDraft).
+	Draft *draft
+}
+
+// draft is a form's values, kept across a sign-in: the page of the form (a path and query) and
+// what was typed in it.
+type draft struct {
+	Page   string
+	Values url.Values
 }
 
 // pending is a sign-in that went to the provider and has not come back yet.
@@ -32,7 +43,9 @@ type pending struct {
 	Verifier string
 	ReturnTo string
 	// Fresh asks the provider to authenticate anew, for a step that needs a recent sign-in.
-	Fresh   bool
+	Fresh bool
+	// Draft is the form the sign-in interrupted, for the session it starts.
+	Draft   *draft
 	Expires time.Time
 }
 
@@ -104,6 +117,19 @@ func (ss *sessions) end(id string) {
 }
 
 // begin stores a pending sign-in under state; false when too many are in flight.
+// takeDraft takes the draft of the session id when it is of page: it is given once.
+func (ss *sessions) takeDraft(id, page string) url.Values {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.byID[key(id)]
+	if s == nil || s.Draft == nil || s.Draft.Page != page {
+		return nil
+	}
+	d := s.Draft
+	s.Draft = nil
+	return d.Values
+}
+
 func (ss *sessions) begin(state string, p *pending) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

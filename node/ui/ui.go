@@ -236,18 +236,35 @@ const MaxOfficerAge = 10 * time.Minute
 
 // requireRecent reports whether the person signed in at the provider within maxAge. If not, it
 // sends the browser to sign in again, forcing the provider to authenticate anew (prompt=login,
-// max_age=0), and back to the page afterwards; a POST cannot be replayed, so it gets 403.
-func (s *Server) requireRecent(w http.ResponseWriter, r *request, maxAge time.Duration) bool {
+// max_age=0), and back to the page afterwards. A form sent (a POST, which cannot be replayed)
+// returns to its page, form (a path and query), which shows what was typed in it again
+// (takeDraft): an officer who wrote a policy for longer than maxAge loses nothing.
+func (s *Server) requireRecent(w http.ResponseWriter, r *request, maxAge time.Duration, form string) bool {
 	if time.Since(r.Session.AuthTime) <= maxAge {
 		return true
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		s.fail(w, r.Request, r.L, http.StatusForbidden, r.L.T("error.signin_stale"))
+		values := url.Values{}
+		for k, v := range r.PostForm {
+			if k != csrfField {
+				values[k] = v
+			}
+		}
+		s.startSignIn(w, r.Request, &pending{ReturnTo: localPath(form), Fresh: true, Draft: &draft{Page: localPath(form), Values: values}})
 		return false
 	}
 	http.Redirect(w, r.Request, "/aanmelden?opnieuw=1&terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 	return false
 }
+
+// takeDraft gives, once, what the session's interrupted form held, when this is its page: nil
+// otherwise.
+func (s *Server) takeDraft(r *request) url.Values {
+	return s.sessions.takeDraft(r.sessionID, r.URL.RequestURI())
+}
+
+// csrfField is the form field that carries the session's CSRF token.
+const csrfField = "csrf"
 
 // request is what a page handler gets: the person, their roles and language.
 type request struct {
@@ -313,7 +330,7 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *request), form bool) http
 		}
 		if r.Method == http.MethodPost && form {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-			if !s.checkCSRF(w, r, l, sess, r.PostFormValue("csrf")) {
+			if !s.checkCSRF(w, r, l, sess, r.PostFormValue(csrfField)) {
 				return
 			}
 		}
