@@ -410,7 +410,7 @@ func TestLintAsYouType(t *testing.T) {
 	anna := newBrowser(t)
 	_, page := e.signIn(t, anna, "anna", "/beleid/voorstel")
 	token := csrfOf(t, page)
-	if !strings.Contains(page, `<script src="/assets/lint-as-you-type.js" defer></script>`) || !strings.Contains(page, `id="bron-live" role="status"`) {
+	if !strings.Contains(page, `<script src="/assets/lint-as-you-type.js" defer></script>`) || !strings.Contains(page, `id="bron-samenvatting" role="status"`) {
 		t.Fatalf("the propose form does not load the script or has no live region:\n%s", page)
 	}
 	resp, body := anna.post(t, e.url+"/beleid/controle", url.Values{"csrf": {token}, "bron": {"name: x\npurpose: p\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n"}})

@@ -93,6 +93,7 @@ func TestBrowserOwnRecords(t *testing.T) {
 	}
 	eva.check("verslag")
 	eva.shot(shots, "records-verslag.png")
+
 	eva.run("own records", chromedp.Steps(
 		chromedp.Navigate(e.url+"/records"),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-record="goes"]`)),
@@ -125,6 +126,26 @@ func TestBrowserOwnRecords(t *testing.T) {
 
 	// At 200% zoom (half the width) the new pages reflow.
 	eva.reflows(e.url, "/records", "/records/nieuw?kind=shelter.capacity", "/records/wijzigen?id=zeist", "/records/importeren")
+
+	// Last, as its refusal (400) stays in the browser's console: a file that is no file of
+	// records is refused in place; the window's title says so, and the focus, which was on the
+	// button that went, is on the page's heading.
+	bad := filepath.Join(t.TempDir(), "notities.txt")
+	if err := os.WriteFile(bad, []byte("\x00\x01\x02 dit is geen lijst"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eva.run("upload a file that is no list of records", chromedp.Steps(
+		chromedp.Navigate(e.url+"/records/importeren"),
+		chromedp.WaitVisible(chromedp.CSS("#bestand")),
+		chromedp.SetValue(chromedp.CSS("#kind"), "shelter.capacity"),
+		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
+		chromedp.SetUploadFiles(chromedp.CSS("#bestand"), []string{bad}),
+		chromedp.Click(chromedp.CSS("#laden-knop")),
+		chromedp.WaitVisible(chromedp.CSS("#niet-geladen")),
+	))
+	if got := eva.text("after the refusal", chromedp.Evaluate[string](`document.title.slice(0, 5) + " | " + document.activeElement.tagName`)); got != "Fout: | H1" {
+		t.Errorf("after a refused upload the title and focus are %q, want the title to start Fout: and the focus on the heading", got)
+	}
 
 	writeShots(t, shots)
 }

@@ -272,7 +272,15 @@ type errorView struct {
 
 // fail shows an error page with the text message.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, l *Lang, code int, message string) {
-	s.render(w, r, code, "error", &page{L: l, Title: l.T("error.title"), Content: errorView{Code: code, Message: message}})
+	s.render(w, r, code, "error", &page{L: l, Title: errorTitle(l, code), Content: errorView{Code: code, Message: message}})
+}
+
+// errorTitle is an error page's title: what went wrong, where the code says it plainly.
+func errorTitle(l *Lang, code int) string {
+	if code == http.StatusNotFound {
+		return l.T("error.title_not_found")
+	}
+	return l.T("error.title")
 }
 
 // failCall shows the error of a service call, as the person may see it: the HTTP status follows
@@ -307,5 +315,5 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 // failIn shows an error to a signed-in person: the page keeps the menu, the person and the way
 // back, where fail's page, for a request without a session, offers only to sign in again.
 func (s *Server) failIn(w http.ResponseWriter, r *request, code int, message string) {
-	s.render(w, r.Request, code, "error", s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: message}))
+	s.render(w, r.Request, code, "error", s.newPage(r, "", errorTitle(r.L, code), errorView{Code: code, Message: message}))
 }

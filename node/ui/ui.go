@@ -393,6 +393,16 @@ func localPath(p string) string {
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	l := s.pickLang(r)
+	// A signed-in person keeps the menu, and is not told to sign in again.
+	if c, err := r.Cookie(s.sessionCookie()); err == nil {
+		if sess := s.sessions.get(c.Value); sess != nil {
+			if caller, err := s.c.Resolve(sess.Person); err == nil {
+				w.Header().Set("Cache-Control", "no-store")
+				s.failIn(w, &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: c.Value}, http.StatusNotFound, l.T("error.not_found"))
+				return
+			}
+		}
+	}
 	s.fail(w, r, l, http.StatusNotFound, l.T("error.not_found"))
 }
 

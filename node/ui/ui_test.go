@@ -739,6 +739,11 @@ func TestPicture(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(page, "Afmelden") || strings.Contains(page, "Opnieuw aanmelden") {
 		t.Errorf("a partner's record that is not there: %d, want 404 on a signed-in page:\n%s", resp.StatusCode, page)
 	}
+	// So does an address that is no page, titled as what it is.
+	resp, page = b.get(t, e.url+"/nietbestaand")
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(page, "Afmelden") || strings.Contains(page, "Opnieuw aanmelden") || !strings.Contains(page, "<title>Pagina niet gevonden · ") {
+		t.Errorf("an address that is no page: %d, want 404 on a signed-in page titled so:\n%s", resp.StatusCode, page)
+	}
 
 	// English on request, by the switch; the switch comes back to the same page.
 	resp, page = b.get(t, e.url+"/taal?lang=en&terug="+url.QueryEscape("/?crisis=oekraine"))

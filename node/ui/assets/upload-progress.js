@@ -42,6 +42,14 @@
       var here = document.getElementById("inhoud");
       if (main && here) {
         here.replaceChildren.apply(here, Array.prototype.slice.call(document.adoptNode(main).childNodes));
+        // The window says what the page says (Fout: …), and the focus, which was on the button
+        // now gone, goes to the page's first heading, which a screen reader reads from.
+        document.title = doc.title;
+        var heading = here.querySelector("h1");
+        if (heading) {
+          heading.setAttribute("tabindex", "-1");
+          heading.focus();
+        }
         return;
       }
       button.disabled = false;
