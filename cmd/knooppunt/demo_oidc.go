@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"html/template"
@@ -97,18 +98,34 @@ func (o *demoOrg) startProvider() (*http.Server, error) {
 	return srv, nil
 }
 
+// demoLoginCSS is the sign-in form's style, allowed by its hash in the page's
+// Content-Security-Policy (demoLoginStyleSrc).
+const demoLoginCSS = `body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1a1a1a}` +
+	`h1{font-size:1.5rem;color:#122b4d}label{font-weight:600}` +
+	`input{font:inherit;padding:.5rem;width:100%;box-sizing:border-box;border:1px solid #5c6470}` +
+	`input:focus-visible,button:focus-visible{outline:3px solid #122b4d;outline-offset:2px}` +
+	`button{font:inherit;padding:.5rem 1.25rem;background:#1c3f6e;color:#fff;border:0;cursor:pointer}` +
+	`.fout{border-left:4px solid #c00;padding-left:.75rem;color:#a00;font-weight:600}`
+
+// demoLoginStyleSrc allows demoLoginCSS, and no other style.
+var demoLoginStyleSrc = func() string {
+	sum := sha256.Sum256([]byte(demoLoginCSS))
+	return "style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}()
+
 // demoLoginPage is the provider's sign-in form. It is the demo provider's page, not the node's.
 var demoLoginPage = template.Must(template.New("login").Parse(`<!DOCTYPE html>
-<html lang="nl"><head><meta charset="utf-8"><title>Demo-aanmelding {{.Org}}</title></head>
+<html lang="nl"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Demo-aanmelding {{.Org}}</title><style>` + demoLoginCSS + `</style></head>
 <body>
 <h1>Demo-aanmelding · {{.Org}}</h1>
 <p>Dit is de OpenID-provider van de demo, niet die van een echte organisatie.
 Meld u aan als medewerker (lezen), editor (redacteur), officer-a of officer-b (security officers), wachtwoord <code>demo</code>.</p>
-{{if .Error}}<p role="alert"><strong>{{.Error}}</strong></p>{{end}}
+{{if .Error}}<p class="fout" id="fout" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="/login/username">
 <input type="hidden" name="authRequestID" value="{{.ID}}">
-<p><label for="username">Gebruikersnaam</label><br><input id="username" name="username" value="{{.User}}" autocomplete="username" autofocus required></p>
-<p><label for="password">Wachtwoord</label><br><input id="password" name="password" type="password" autocomplete="current-password"></p>
+<p><label for="username">Gebruikersnaam</label><br><input id="username" name="username" value="{{.User}}" autocomplete="username" autofocus required{{if .Error}} aria-invalid="true" aria-describedby="fout"{{end}}></p>
+<p><label for="password">Wachtwoord</label><br><input id="password" name="password" type="password" autocomplete="current-password" required{{if .Error}} aria-invalid="true" aria-describedby="fout"{{end}}></p>
 <p><button type="submit">Aanmelden</button></p>
 </form>
 </body></html>
@@ -119,7 +136,7 @@ func demoLogin(w http.ResponseWriter, r *http.Request, o *demoOrg, st *storage.S
 	// The form posts here, and the answer redirects through the provider to the web interface's
 	// callback: Chromium holds form-action to every hop of that chain, so the web interface's
 	// origin must be named, or the sign-in stops after the password.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self' "+o.webURL()+"; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; "+demoLoginStyleSrc+"; form-action 'self' "+o.webURL()+"; frame-ancestors 'none'")
 	w.Header().Set("Cache-Control", "no-store")
 	// The user name starts empty: filled in, a person who types only the password would be
 	// signed in as whoever it named, an officer.

@@ -171,6 +171,10 @@ func TestDemoSignInInChromium(t *testing.T) {
 	if name, err := chromedp.Run(bctx, chromedp.Value(chromedp.CSS("#username"))); err != nil || name != "" {
 		t.Errorf("the form's user name starts as %q (%v), want empty", name, err)
 	}
+	// Its style, allowed by its hash in the page's Content-Security-Policy, applies.
+	if c, err := chromedp.Run(bctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("h1")).color`)); err != nil || c != "rgb(18, 43, 77)" {
+		t.Errorf("the sign-in page's heading is %q (%v): its style did not apply", c, err)
+	}
 	if err := chromedp.Do(bctx, chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#username"), "editor"),
 		chromedp.SendKeys(chromedp.CSS("#password"), demoPassword),
