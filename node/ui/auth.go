@@ -158,7 +158,11 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL), Draft: p.Draft})
+	var d *draft
+	if p.From != "" {
+		d = s.sessions.handOver(p.From, person)
+	}
+	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL), Draft: d})
 	s.setCookie(w, s.sessionCookie(), id, s.c.UI.SessionTTL)
 	s.log.Info("signed in", "person", person.String(), "auth_time", authTime.UTC().Format(time.RFC3339))
 	http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)

@@ -259,7 +259,7 @@ const proposeTemplate = "name: \npurpose: \nrecipients: []\nkinds: []\nmax_class
 // proposes it. A policy that does not lint is shown again with the linter's messages, and
 // nothing is stored.
 func (s *Server) propose(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge, "/beleid/voorstel") || !s.onLeader(w, r) {
+	if !s.requireRecent(w, r, MaxOfficerAge, "/beleid/voorstel", sourceField, "recipient") || !s.onLeader(w, r) {
 		return
 	}
 	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
@@ -539,7 +539,7 @@ const maxReason = 2000
 // step takes approve, reject or revoke, as the signed-in officer.
 func (s *Server) step(w http.ResponseWriter, r *request) {
 	back := "/beleid/stap?" + url.Values{"id": {r.PostFormValue("id")}, "stap": {r.PostFormValue("stap")}}.Encode()
-	if !s.requireRecent(w, r, MaxOfficerAge, back) || !s.onLeader(w, r) {
+	if !s.requireRecent(w, r, MaxOfficerAge, back, "reden") || !s.onLeader(w, r) {
 		return
 	}
 	id, step, reason := r.PostFormValue("id"), r.PostFormValue("stap"), strings.TrimSpace(r.PostFormValue("reden"))

@@ -334,6 +334,28 @@ func TestStaleSignInSignsInAgain(t *testing.T) {
 	if _, again := b.get(t, e.url+"/beleid/voorstel"); strings.Contains(again, "lang-geschreven") || strings.Contains(again, `id="hersteld"`) {
 		t.Error("the draft is shown a second time")
 	}
+	// Someone else who signs in in that browser gets nothing of her draft; nor does she, after.
+	b = newBrowser(t)
+	e.op.signInLongAgo(11 * time.Minute)
+	_, page = e.signIn(t, b, "anna", "/fase")
+	e.op.signInAs("eva")
+	resp, body = b.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {csrfOf(t, page)}, "bron": {src}, "stap": {"voorstellen"}})
+	if strings.Contains(body, "lang-geschreven") || strings.Contains(body, `id="hersteld"`) {
+		t.Errorf("anna's draft was shown to eva, who signed in after her in the same browser:\n%s", body)
+	}
+	e.op.signInAs("anna")
+	if _, again := b.get(t, e.url+"/aanmelden?opnieuw=1&terug=%2Fbeleid%2Fvoorstel"); strings.Contains(again, "lang-geschreven") {
+		t.Error("the draft another person's sign-in passed over was shown later")
+	}
+	// A reader's form sent with an old sign-in is refused, as the step would be, and keeps nothing.
+	b = newBrowser(t)
+	e.op.signInLongAgo(11 * time.Minute)
+	_, page = e.signIn(t, b, "bram", "/")
+	resp, body = b.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {csrfOf(t, page)}, "bron": {src}, "stap": {"voorstellen"}})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "ouder dan 10 minuten") {
+		t.Errorf("a reader's form with an old sign-in: %d, want 403:\n%s", resp.StatusCode, body)
+	}
+
 	// A phase change sent with an old sign-in comes back as its confirmation (a browser of its
 	// own: hers has signed in anew).
 	b = newBrowser(t)

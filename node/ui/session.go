@@ -26,7 +26,8 @@ type session struct {
 	AuthTime time.Time
 	Expires  time.Time
 	// Draft is what a form held when its sending was stopped for a new sign-in: shown again in
-	// the form, once (takeDraft).
+	// the form, once (takeDraft). On the session that sent it, it waits for the new sign-in,
+	// which takes it over when the same person signs in (handOver).
 	Draft *draft
 }
 
@@ -44,8 +45,9 @@ type pending struct {
 	ReturnTo string
 	// Fresh asks the provider to authenticate anew, for a step that needs a recent sign-in.
 	Fresh bool
-	// Draft is the form the sign-in interrupted, for the session it starts.
-	Draft   *draft
+	// From is the session whose form the sign-in interrupted: its draft goes to the session
+	// this sign-in starts, if the same person signs in.
+	From    string
 	Expires time.Time
 }
 
@@ -117,6 +119,29 @@ func (ss *sessions) end(id string) {
 }
 
 // begin stores a pending sign-in under state; false when too many are in flight.
+// park keeps a form's draft on the session id, in place of one it kept before.
+func (ss *sessions) park(id string, d *draft) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s := ss.byID[key(id)]; s != nil {
+		s.Draft = d
+	}
+}
+
+// handOver takes the draft parked on the session from, if its person is person: it goes to the
+// session the new sign-in starts. Anyone else signing in in that browser gets nothing of it.
+func (ss *sessions) handOver(from string, person spiffeid.ID) *draft {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.byID[key(from)]
+	if s == nil || s.Person != person {
+		return nil
+	}
+	d := s.Draft
+	s.Draft = nil
+	return d
+}
+
 // takeDraft takes the draft of the session id when it is of page: it is given once.
 func (ss *sessions) takeDraft(id, page string) url.Values {
 	ss.mu.Lock()

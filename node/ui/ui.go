@@ -236,21 +236,30 @@ const MaxOfficerAge = 10 * time.Minute
 
 // requireRecent reports whether the person signed in at the provider within maxAge. If not, it
 // sends the browser to sign in again, forcing the provider to authenticate anew (prompt=login,
-// max_age=0), and back to the page afterwards. A form sent (a POST, which cannot be replayed)
-// returns to its page, form (a path and query), which shows what was typed in it again
-// (takeDraft): an officer who wrote a policy for longer than maxAge loses nothing.
-func (s *Server) requireRecent(w http.ResponseWriter, r *request, maxAge time.Duration, form string) bool {
+// max_age=0), and back to the page afterwards. An officer's form sent (a POST, which cannot be
+// replayed) returns to its page, form (a path and query), which shows again what was typed in
+// its fields (takeDraft), when the same person signs in: an officer who wrote a policy for longer
+// than maxAge loses nothing. The session keeps one such draft, of those fields alone. Anyone
+// else's POST is refused, as the step would be.
+func (s *Server) requireRecent(w http.ResponseWriter, r *request, maxAge time.Duration, form string, fields ...string) bool {
 	if time.Since(r.Session.AuthTime) <= maxAge {
 		return true
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if form == "" || !isOfficer(r) {
+			s.fail(w, r.Request, r.L, http.StatusForbidden, r.L.T("error.signin_stale"))
+			return false
+		}
 		values := url.Values{}
-		for k, v := range r.PostForm {
-			if k != csrfField {
-				values[k] = v
+		for _, f := range fields {
+			if v := r.PostFormValue(f); v != "" {
+				values.Set(f, v)
 			}
 		}
-		s.startSignIn(w, r.Request, &pending{ReturnTo: localPath(form), Fresh: true, Draft: &draft{Page: localPath(form), Values: values}})
+		if len(values) > 0 {
+			s.sessions.park(r.sessionID, &draft{Page: localPath(form), Values: values})
+		}
+		s.startSignIn(w, r.Request, &pending{ReturnTo: localPath(form), Fresh: true, From: r.sessionID})
 		return false
 	}
 	http.Redirect(w, r.Request, "/aanmelden?opnieuw=1&terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
