@@ -6,8 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -254,14 +254,7 @@ func rewrite(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec, cur *
 	if orig := cur.Labels[LabelOrig]; orig != "" {
 		rec.Labels[LabelOrig] = orig
 	}
-	// The record goes on saying which alerts were applied to it: those before, and this one.
-	chain := 1
-	for _, k := range slices.Sorted(maps.Keys(cur.Labels)) {
-		if strings.HasPrefix(k, LabelChain) && chain < MaxChain && rec.Labels[k] == "" {
-			rec.Labels[k] = cur.Labels[k]
-			chain++
-		}
-	}
+	chainOn(rec, cur)
 	res, err := c.Put(ctx, &pb.PutRequest{Record: rec})
 	if err != nil {
 		return Result{}, err
@@ -347,13 +340,46 @@ func wentHow(mode *pb.Mode, id string, version int64) string {
 	return what
 }
 
+// chainOn gives rec, the next version of cur, cur's chain labels (LabelChain) and its own after
+// them, the latest MaxChain: the oldest go first, so that the Updates a sender is likeliest to
+// send again are the ones still known.
+func chainOn(rec, cur *pb.Record) {
+	type link struct {
+		key string
+		n   int
+	}
+	var chain []link
+	last := 0
+	for k, v := range cur.Labels {
+		if strings.HasPrefix(k, LabelChain) {
+			n, _ := strconv.Atoi(v)
+			chain = append(chain, link{k, n})
+			last = max(last, n)
+		}
+	}
+	own := chainLabel(rec.Labels[LabelRef]) // the alert's own record id: rec.Id is cur's now
+	for k := range rec.Labels {
+		if strings.HasPrefix(k, LabelChain) {
+			delete(rec.Labels, k)
+		}
+	}
+	if _, applied := cur.Labels[own]; !applied {
+		chain = append(chain, link{own, last + 1})
+	}
+	// Newest first; keys apart alike numbers (records of before, all 1) the same way everywhere.
+	slices.SortFunc(chain, func(a, b link) int { return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.key, b.key)) })
+	for _, l := range chain[:min(len(chain), MaxChain)] {
+		rec.Labels[l.key] = strconv.Itoa(l.n)
+	}
+}
+
 // cancelledChain finds, of the alerts whose record ids are ids, the first that was applied to a
 // record of mode that is deleted now (see LabelChain): its index, and how it went ("was
 // cancelled (record …, deleted at version N)"); "" when none was.
 func cancelledChain(ctx context.Context, c pb.RecordServiceClient, ids []string, mode *pb.Mode) (int, string, error) {
 	for i, id := range ids {
 		// The label's index leads: a kind would walk every alert.
-		resp, err := c.List(ctx, &pb.ListRequest{LabelSelector: chainLabel(id) + "=1", IncludeDeleted: true, Consistency: "strong", PageSize: 10, Mode: mode})
+		resp, err := c.List(ctx, &pb.ListRequest{LabelSelector: chainLabel(id), IncludeDeleted: true, Consistency: "strong", PageSize: 10, Mode: mode})
 		if err != nil {
 			return 0, "", err
 		}

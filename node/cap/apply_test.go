@@ -3,7 +3,9 @@ package cap_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -498,5 +500,32 @@ func TestUpdateOfCancelledAlertIsRefused(t *testing.T) {
 		`alert.references[0]: oef-1 of `+sender+` was cancelled, or exercise "oef-x" closed, and an Update of a cancelled alert is not stored`)
 	if got := n.live(&pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-x"}); len(got) != 0 {
 		t.Fatalf("exercise alerts %v after the refused Update", got)
+	}
+}
+
+// TestALongChainKeepsItsLatest: a chain longer than cap.MaxChain keeps the marks of its latest
+// alerts, which a sender is likeliest to send again: after its Cancel, each of the latest
+// MaxChain-1 Updates sent again is refused, not stored as a new live alert.
+func TestALongChainKeepsItsLatest(t *testing.T) {
+	n := startCAPNode(t)
+	const length = cap.MaxChain + 12
+	id := func(i int) string { return fmt.Sprintf("L-%d", i) }
+	first := n.must(alertDoc("Alert", id(1), "", "Public", "Storm"), cap.ImportOptions{Crisis: "storm", Region: "VR19"}, cap.Created)
+	for i := 2; i <= length; i++ {
+		n.must(alertDoc("Update", id(i), ref(id(i-1)), "Public", fmt.Sprintf("Storm %d", i)), cap.ImportOptions{}, cap.Updated)
+	}
+	rec, err := n.records.Get(clustertest.Call(t), &pb.GetRequest{Id: first.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chain := len(slices.DeleteFunc(slices.Collect(maps.Keys(rec.Labels)), func(k string) bool { return !strings.HasPrefix(k, cap.LabelChain) })); chain != cap.MaxChain || len(rec.Labels) > 64 {
+		t.Fatalf("after %d alerts the record has %d chain labels and %d in all, want %d", length, chain, len(rec.Labels), cap.MaxChain)
+	}
+	n.must(alertDoc("Cancel", id(length+1), ref(id(length)), "Public", "Voorbij"), cap.ImportOptions{}, cap.Cancelled)
+	for i := length - cap.MaxChain + 2; i <= length; i++ {
+		n.refused(alertDoc("Update", id(i), ref(id(i-1)), "Public", fmt.Sprintf("Storm %d", i)), cap.ImportOptions{}, codes.FailedPrecondition, "was cancelled")
+	}
+	if got := n.live(nil); len(got) != 0 {
+		t.Fatalf("after the latest Updates were sent again: live %v, want none", got)
 	}
 }

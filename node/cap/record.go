@@ -29,12 +29,13 @@ const (
 	// record id of its first reference: the original, which is superseded when it comes late,
 	// and which a later Update or Cancel may name alone.
 	LabelOrig = "cap.orig"
-	// LabelChain starts the labels (cap.was/HASH=1) by which a record says which alerts were
-	// applied to it, each by the hash part of its RecordID: the alert it began with and every
-	// Update since, up to MaxChain. A deleted record keeps them, so that an Update or a
-	// re-delivery that names any alert of a cancelled chain is known as one (see cancelledChain).
+	// LabelChain starts the labels (cap.was/HASH=N) by which a record says which alerts were
+	// applied to it, each by the hash part of its RecordID, and its place N in the chain: the
+	// alert it began with (1) and every Update since, the latest MaxChain of them. A deleted
+	// record keeps them, so that an Update or a re-delivery that names one of a cancelled
+	// chain's alerts is known as one (see cancelledChain).
 	LabelChain = "cap.was/"
-	// MaxChain bounds a record's chain labels, under record.MaxLabels.
+	// MaxChain bounds a record's chain labels, under record.MaxLabels: past it, the oldest go.
 	MaxChain = 48
 )
 

@@ -540,6 +540,8 @@ type Filter struct {
 	// Deleted lists deleted records too: their tombstones, which keep a record's id, mode and
 	// labels (see ListRequest.include_deleted).
 	Deleted bool
+	// HasLabels keeps the records that have each of these labels, whatever its value.
+	HasLabels []string
 }
 
 // ErrBadPageToken means a page token was not made by List.
@@ -575,9 +577,16 @@ func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 // listing goes by update time.
 func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err error) {
 	byUpdate = !f.UpdatedSince.IsZero()
-	keys := make([]string, 0, len(f.Labels))
+	keys := make([]string, 0, len(f.Labels)+len(f.HasLabels))
 	for k := range f.Labels {
 		keys = append(keys, k)
+	}
+	anyValue := map[string]bool{} // a key of HasLabels
+	for _, k := range f.HasLabels {
+		if _, ok := f.Labels[k]; !ok && !anyValue[k] {
+			anyValue[k] = true
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	// A listing in id order with labels and no kind, crisis or region walks the first label's
@@ -588,7 +597,11 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 	var where []string
 	if byLabel {
 		from, idCol = "record_labels l0 JOIN records ON records.id = l0.id", "l0.id"
-		where, args = append(where, "l0.key = +?", "l0.value = +?"), append(args, keys[0], f.Labels[keys[0]])
+		if anyValue[keys[0]] {
+			where, args = append(where, "l0.key = +?"), append(args, keys[0])
+		} else {
+			where, args = append(where, "l0.key = +?", "l0.value = +?"), append(args, keys[0], f.Labels[keys[0]])
+		}
 		keys = keys[1:]
 	}
 	if !f.Deleted {
@@ -639,6 +652,11 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 		// A correlated lookup per candidate row, on the (id, key, value) index: "id IN (SELECT
 		// ...)" would first gather every record with the label, a fifth of the table for a
 		// common one.
+		if anyValue[k] {
+			where = append(where, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +?)")
+			args = append(args, k)
+			continue
+		}
 		where = append(where, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +? AND l.value = +?)")
 		args = append(args, k, f.Labels[k])
 	}

@@ -301,11 +301,11 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	if err := record.CheckClassification("max_classification", req.MaxClassification, true); err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	labels, err := ParseSelector(req.LabelSelector)
+	labels, has, err := ParseSelector(req.LabelSelector)
 	if err != nil {
 		return nil, err
 	}
-	f.Labels = labels
+	f.Labels, f.HasLabels = labels, has
 	if req.UpdatedSince != nil {
 		if err := record.CheckTime("updated_since", req.UpdatedSince); err != nil {
 			return nil, api.Status(s.log, err)
@@ -327,23 +327,31 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	return &pb.ListResponse{Records: recs, NextPageToken: next}, nil
 }
 
-// ParseSelector parses a label selector of comma-separated key=value pairs.
-func ParseSelector(sel string) (map[string]string, error) {
+// ParseSelector parses a label selector of comma-separated key=value pairs, and keys alone,
+// which keep the records that have the label whatever its value (has).
+func ParseSelector(sel string) (labels map[string]string, has []string, err error) {
 	if strings.TrimSpace(sel) == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	out := map[string]string{}
+	labels = map[string]string{}
+	keys := map[string]string{}
 	for _, part := range strings.Split(sel, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || k == "" {
-			return nil, api.Invalid("label_selector", "%q is not key=value", part)
+		if k == "" {
+			return nil, nil, api.Invalid("label_selector", "%q is not key=value, or a key alone", part)
 		}
-		out[k] = v
+		if !ok {
+			has = append(has, k) // the label, whatever its value
+			keys[k] = ""
+			continue
+		}
+		labels[k] = v
+		keys[k] = v
 	}
-	if err := record.CheckLabelSelector("label_selector", out); err != nil {
-		return nil, api.Status(slog.Default(), err)
+	if err := record.CheckLabelSelector("label_selector", keys); err != nil {
+		return nil, nil, api.Status(slog.Default(), err)
 	}
-	return out, nil
+	return labels, has, nil
 }
 
 // Delete writes a tombstone for a live record.

@@ -618,6 +618,12 @@ func TestListPaginationAndSelector(t *testing.T) {
 		{"label across sources", &pb.ListRequest{LabelSelector: "team=a"},
 			[][]string{{"p-1", "p-3", "p-5", "p-7", "q-1"}}},
 		{"no match", &pb.ListRequest{LabelSelector: "source=nobody"}, [][]string{nil}},
+		{"a key alone: any value", &pb.ListRequest{LabelSelector: "source", PageSize: 4},
+			[][]string{{"p-1", "p-2", "p-3", "p-4"}, {"p-5", "p-6", "p-7", "p-8"}, {"q-1"}}},
+		{"a key alone and a pair", &pb.ListRequest{LabelSelector: "team=a, source"},
+			[][]string{{"p-1", "p-3", "p-5", "p-7", "q-1"}}},
+		{"a key alone with a kind", &pb.ListRequest{LabelSelector: "source", Kind: "shelter.capacity", Region: "VR09", MaxClassification: pb.Classification_INTERNAL},
+			[][]string{{"p-1", "p-2", "p-3", "p-4", "p-5", "p-6", "p-7", "q-1"}}},
 		{"kind", &pb.ListRequest{Kind: "sitrep"}, [][]string{{"s-1"}}},
 		{"region and ceiling", &pb.ListRequest{Region: "VR09", MaxClassification: pb.Classification_INTERNAL, PageSize: 5},
 			[][]string{{"p-1", "p-2", "p-3", "p-4", "p-5"}, {"p-6", "p-7", "q-1"}}},
@@ -636,7 +642,8 @@ func TestListPaginationAndSelector(t *testing.T) {
 		msg  string
 	}{
 		{"page token", &pb.ListRequest{PageToken: "!!"}, "page_token: not a token from a previous List: start again without it"},
-		{"selector", &pb.ListRequest{LabelSelector: "source"}, `label_selector: "source" is not key=value`},
+		{"selector", &pb.ListRequest{LabelSelector: "source,,team=a"}, `label_selector: "" is not key=value, or a key alone`},
+		{"selector key alone", &pb.ListRequest{LabelSelector: "Source"}, `label_selector.Source: "Source" is not a label key: use 1 to 63 of a-z 0-9 . _ / -, starting with a letter or digit`},
 		{"selector key", &pb.ListRequest{LabelSelector: "Source=lcvs"}, `label_selector.Source: "Source" is not a label key: use 1 to 63 of a-z 0-9 . _ / -, starting with a letter or digit`},
 		{"page size", &pb.ListRequest{PageSize: -1}, "page_size: -1 is negative"},
 		{"kind", &pb.ListRequest{Kind: "nope"}, `kind: unknown kind "nope": use one of alert, assessment, assessment.response, guidance, permit, qa, shelter.capacity, signal, sitrep`},

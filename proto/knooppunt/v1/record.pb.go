@@ -886,7 +886,8 @@ type ListRequest struct {
 	Kind   string                 `protobuf:"bytes,1,opt,name=kind" json:"kind,omitempty"`
 	Crisis string                 `protobuf:"bytes,2,opt,name=crisis" json:"crisis,omitempty"`
 	Region string                 `protobuf:"bytes,3,opt,name=region" json:"region,omitempty"`
-	// label_selector is a comma-separated list of key=value pairs that must all match.
+	// label_selector is a comma-separated list of key=value pairs that must all match; a key
+	// alone keeps the records that have that label, whatever its value.
 	LabelSelector string `protobuf:"bytes,4,opt,name=label_selector,json=labelSelector" json:"label_selector,omitempty"`
 	// max_classification leaves out records above this level. Unspecified means no ceiling.
 	MaxClassification Classification `protobuf:"varint,5,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
