@@ -130,3 +130,33 @@ func TestBrowserExercise(t *testing.T) {
 	}
 	writeShots(t, shots)
 }
+
+// TestBrowserPictureKeepsFocus: when a partner stops answering, the picture's next look adds a
+// warning above the rest; a link that had the keyboard's focus in the table below keeps it, and
+// the warning is the one thing added.
+func TestBrowserPictureKeepsFocus(t *testing.T) {
+	e := startFederation(t)
+	tb := newTab(t, newChromium(t))
+	e.op.signInAs("officer-a")
+	tb.run("sign in and open the picture", chromedp.Steps(
+		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
+		chromedp.WaitVisible(chromedp.CSS(`#beeld-live[data-live]`)),
+	))
+	if n := tb.text("warning before", chromedp.Evaluate[string](`String(document.querySelectorAll("#onvolledig").length)`)); n != "0" {
+		t.Fatalf("the picture says it is partial before lcvs stopped")
+	}
+	href := tb.text("focus a link", chromedp.Evaluate[string](`var a = [...document.querySelectorAll("#beeld-live table a[href]")].pop(); a.focus(); a.getAttribute("href")`))
+	e.lcvs.Stop(t)
+	tb.text("refresh every second", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "1"`))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if tb.text("warning", chromedp.Evaluate[string](`String(document.querySelectorAll("#onvolledig").length)`)) == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the picture does not say that lcvs does not answer")
+		}
+	}
+	if got := tb.text("focus after", chromedp.Evaluate[string](`var f = document.activeElement; f && f.closest && f.closest("#beeld-live") ? f.getAttribute("href") : "lost to " + (f ? f.tagName : "nothing")`)); got != href {
+		t.Errorf("after the warning came the focus is on %q, want it still on %q", got, href)
+	}
+}

@@ -68,33 +68,81 @@
 
   // morph makes the children of old what those of fresh are, keeping every node that is the
   // same: only the text that changed (an age, a count) and the parts that changed are replaced.
+  // A child with an id is matched by it (a warning that comes or goes above the rest moves
+  // nothing), one without by its place among those of its kind; the kept stay where they are,
+  // so that the focus and a screen reader's place inside them stay too.
   function morph(old, fresh) {
     var was = Array.prototype.slice.call(old.childNodes);
     var now = Array.prototype.slice.call(fresh.childNodes);
-    if (was.length !== now.length) {
-      while (old.firstChild) {
-        old.removeChild(old.firstChild);
+    var byId = {};
+    was.forEach(function (n) {
+      if (n.nodeType === 1 && n.id) {
+        byId[n.id] = n;
       }
-      now.forEach(function (n) {
-        old.appendChild(n);
-      });
-      return;
-    }
-    for (var i = 0; i < now.length; i++) {
-      var a = was[i];
-      var b = now[i];
-      if (a.isEqualNode(b)) {
-        continue;
-      }
-      if (a.nodeType === 3 && b.nodeType === 3) {
-        a.nodeValue = b.nodeValue;
-      } else if (a.nodeType === 1 && b.nodeType === 1 && a.tagName === b.tagName) {
-        sameAttributes(a, b);
-        morph(a, b);
+    });
+    var used = [];
+    var result = now.map(function (b) {
+      var a = null;
+      if (b.nodeType === 1 && b.id) {
+        a = byId[b.id] && byId[b.id].tagName === b.tagName ? byId[b.id] : null;
       } else {
-        old.replaceChild(b, a);
+        // The first of its kind not taken yet: a block that came in between is new, and
+        // takes the place of nothing after it.
+        var j = find(was, used, function (c) {
+          return c.nodeType === b.nodeType && (c.nodeType !== 1 || (!c.id && kind(c) === kind(b)));
+        });
+        if (j >= 0) {
+          a = was[j];
+        }
+      }
+      if (!a || used.indexOf(a) >= 0) {
+        return b;
+      }
+      used.push(a);
+      if (a.isEqualNode(b)) {
+        return a;
+      }
+      if (a.nodeType !== 1) {
+        a.nodeValue = b.nodeValue;
+        return a;
+      }
+      sameAttributes(a, b);
+      morph(a, b);
+      return a;
+    });
+    was.forEach(function (n) {
+      if (result.indexOf(n) < 0) {
+        old.removeChild(n);
+      }
+    });
+    for (var k = 0; k < result.length; k++) {
+      if (old.childNodes[k] !== result[k]) {
+        old.insertBefore(result[k], old.childNodes[k] || null);
       }
     }
+  }
+
+  // kind is what tells an element without an id from others of its tag: its class, the heading
+  // it is labelled by (a table's box), and its data attributes.
+  function kind(e) {
+    var k = e.tagName + "." + e.className + "@" + (e.getAttribute("aria-labelledby") || "");
+    for (var i = 0; i < e.attributes.length; i++) {
+      if (e.attributes[i].name.indexOf("data-") === 0) {
+        k += " " + e.attributes[i].name + "=" + e.attributes[i].value;
+      }
+    }
+    return k;
+  }
+
+  // find is the index of the first node of nodes, not used yet, that ok takes; -1 when there is
+  // none.
+  function find(nodes, used, ok) {
+    for (var j = 0; j < nodes.length; j++) {
+      if (used.indexOf(nodes[j]) < 0 && ok(nodes[j])) {
+        return j;
+      }
+    }
+    return -1;
   }
 
   // sameAttributes gives element a the attributes of b.
@@ -136,8 +184,8 @@
         return r.text();
       })
       .then(function (html) {
-        if (html === null) {
-          return;
+        if (html === null || paused) {
+          return; // paused while it was fetched: the picture stays as it was
         }
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("beeld-live");
