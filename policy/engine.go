@@ -520,13 +520,15 @@ func (s *Set) Grantors(to Recipient) []string {
 	return ids
 }
 
-// CoversExercise reports whether an approved policy names to and covers records of the exercise
-// (statuses: [exercise], and exercises empty or naming it): the recipients that may learn whether
-// the org takes part in that exercise. Anyone else learns nothing of its exercises.
-func (s *Set) CoversExercise(to Recipient, exercise string) bool {
+// CoversExercise reports whether an approved policy, inside its validity window at now, names to
+// and covers records of the exercise (statuses: [exercise], and exercises empty or naming it):
+// the recipients that may learn whether the org takes part in that exercise. Anyone else learns
+// nothing of its exercises. A policy limited to phases counts in any: an exercise's phase is its
+// own.
+func (s *Set) CoversExercise(to Recipient, exercise string, now time.Time) bool {
 	probe := &pb.Record{Status: pb.Status_EXERCISE, Exercise: exercise}
 	for _, c := range s.Policies {
-		if c.State == StateApproved && c.Names(to) && c.GrantsStatus(probe) {
+		if c.State == StateApproved && c.InWindow(now) && c.Names(to) && c.GrantsStatus(probe) {
 			return true
 		}
 	}

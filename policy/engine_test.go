@@ -252,11 +252,11 @@ func TestDecideStatuses(t *testing.T) {
 		set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", tc.extra)}}
 		// Whether the org takes part in an exercise is said to whom it may grant its records.
 		for _, r := range []*pb.Record{ex1, ex2} {
-			if got, want := set.CoversExercise(ncc, r.Exercise), slices.Contains(tc.grant, r); got != want {
+			if got, want := set.CoversExercise(ncc, r.Exercise, now), slices.Contains(tc.grant, r); got != want {
 				t.Errorf("%q: CoversExercise(ncc, %s) = %v, want %v", tc.extra, r.Exercise, got, want)
 			}
 		}
-		if set.CoversExercise(policy.Recipient{ID: "spiffe://other.crisis.test/node/r1", TrustDomain: "other.crisis.test"}, "ex-1") {
+		if set.CoversExercise(policy.Recipient{ID: "spiffe://other.crisis.test/node/r1", TrustDomain: "other.crisis.test"}, "ex-1", now) {
 			t.Errorf("%q: CoversExercise of a recipient the policy does not name", tc.extra)
 		}
 		for _, r := range []*pb.Record{actual, ex1, ex2, test, draft} {
@@ -268,6 +268,11 @@ func TestDecideStatuses(t *testing.T) {
 				t.Errorf("%q: the granted record is %s %q, want %s %q: the mode must go with it", tc.extra, d.Record.Status, d.Record.Exercise, r.Status, r.Exercise)
 			}
 		}
+	}
+	// A policy past its validity says nothing of the exercises any more.
+	expired := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", "statuses: [exercise]\nvalid_until: 2020-01-01T00:00:00Z\n")}}
+	if expired.CoversExercise(ncc, "ex-1", now) {
+		t.Error("CoversExercise of a policy past its valid_until")
 	}
 	set := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", "")}}
 	for r, want := range map[*pb.Record]string{

@@ -1033,7 +1033,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				if err != nil {
 					return api.Status(s.c.Logger, err)
 				}
-				if set.CoversExercise(to, mode.Exercise) {
+				if set.CoversExercise(to, mode.Exercise, time.Now()) {
 					state, err := s.c.DB.ExerciseState(ctx, mode.Exercise)
 					if err != nil {
 						return api.Status(s.c.Logger, err)

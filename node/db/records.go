@@ -56,6 +56,8 @@ type Result struct {
 }
 
 // Apply applies writes, in order, in one transaction, and records index as the applied Raft index.
+// It applies them as an entry of this release does (WriteEntry.Bookkeeping set); ApplyWrites
+// applies entries of any.
 // Each write succeeds or fails on its own. An entry at or below the applied index was applied
 // before (the log is being replayed over a durable database) and is skipped: Apply then returns
 // nil results.
