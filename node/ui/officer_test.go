@@ -206,6 +206,18 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if _, page = daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape(id)); !strings.Contains(page, `data-state="approved"`) {
 		t.Fatal("a refused revoke changed the policy")
 	}
+	// A revoke sent with an old sign-in comes back, after a new one, as its confirmation with
+	// the reason that was typed, and nothing is revoked meanwhile.
+	late := newBrowser(t)
+	e.op.signInLongAgo(time.Hour)
+	_, shown := e.signIn(t, late, "officer-b", "/beleid/toon?id="+url.QueryEscape(id))
+	resp, page = late.post(t, e.url+"/beleid/stap", url.Values{"csrf": {csrfOf(t, shown)}, "stap": {"intrekken"}, "id": {id}, "reden": {"oefening afgelopen"}})
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/beleid/stap" || !strings.Contains(page, `id="hersteld"`) || !strings.Contains(page, ">oefening afgelopen</textarea>") {
+		t.Fatalf("a revoke sent with an old sign-in: %d at %s, want its confirmation with the reason:\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	if _, page = daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape(id)); !strings.Contains(page, `data-state="approved"`) {
+		t.Fatal("the revoke sent with an old sign-in was taken without being confirmed again")
+	}
 	resp, page = step(t, daan, e.url, "intrekken", id, url.Values{"reden": {"oefening afgelopen"}})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `data-state="revoked"`) || !strings.Contains(page, "oefening afgelopen") {
 		t.Fatalf("revoke: %d\n%s", resp.StatusCode, page)
