@@ -85,6 +85,22 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 	return fields, true
 }
 
+// titleOf is what a record is called in the page's language: a rule's alert by its rule and
+// region in words (the node writes its CAP headline in English), any other record by its title
+// (record.Title); "" when it has none.
+func titleOf(l *Lang, rec *pb.Record) string {
+	if rec.GetKind() == record.AlertKind {
+		var b struct{ Rule, State string }
+		if json.Unmarshal(rec.Body, &b) == nil && b.Rule != "" {
+			if b.State == "resolved" {
+				return l.T("alerts.rule_cleared", b.Rule, l.Region(rec.Region))
+			}
+			return l.T("alerts.rule", b.Rule, l.Region(rec.Region))
+		}
+	}
+	return record.Title(rec.Body)
+}
+
 // infoIn is the info block of an alert in the page's language (CAP's nl-NL for nl), else the
 // first: an alert in Dutch and English reads in English on an English page.
 func infoIn(l *Lang, infos []cap.Info) cap.Info {

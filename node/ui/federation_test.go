@@ -442,3 +442,19 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 		t.Errorf("the picture does not name who reports the record otherwise:\n%s", page)
 	}
 }
+
+// TestRuleAlertInThePagesLanguage: a rule's alert, whose CAP headline the node writes in English,
+// is called by its rule and region in the page's language in the search results and on its
+// record's page, as on the picture.
+func TestRuleAlertInThePagesLanguage(t *testing.T) {
+	e := startFederation(t)
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	for _, path := range []string{"/zoeken?crisis=oekraine&kind=alert", "/record?id=handmatig-bedden-laag-VR09&origin=" + e.utrecht.TD.Name()} {
+		_, page := b.get(t, e.url+path)
+		// The alert's own headline, which its record's page lists among its fields, stays.
+		if !strings.Contains(page, "Regel bedden-laag slaat aan in VR09 Utrecht") || strings.Contains(page, "<title>Early-warning") || strings.Contains(page, ">Early-warning rule bedden-laag fires in VR09</a>") {
+			t.Errorf("%s does not call the rule's alert in Dutch:\n%s", path, page)
+		}
+	}
+}

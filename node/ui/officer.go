@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
-	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -604,7 +603,7 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 	v.Unmatched, v.Voided, v.Overriding = resp.UnmatchedRedactions, resp.VoidedRedactions, resp.OverridingPolicies
 	for _, it := range resp.Items {
 		rec := it.Record
-		pi := previewItem{Title: record.Title(rec.Body), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
+		pi := previewItem{Title: titleOf(r.L, rec), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
 			Classification: r.L.Class(rec.Classification), Link: recordLink(rec), Redacted: it.Redacted}
 		if pi.Title == "" {
 			pi.Title = rec.Id

@@ -563,7 +563,7 @@ type leftOutView struct {
 func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	rec := e.Record
 	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
-		Title: record.Title(rec.Body), Link: withBack(recordLink(rec), r.URL.RequestURI()), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
+		Title: titleOf(r.L, rec), Link: withBack(recordLink(rec), r.URL.RequestURI()), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
 	if ev.Title == "" {
 		ev.Title = rec.Id
 	}
@@ -919,7 +919,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		v.Marking, v.At = marking(r.L, shown), local(now).Format("2006-01-02 15:04 MST")
 		for _, h := range hits {
 			rec := h.Record
-			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Origin: rec.Origin,
+			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Origin: rec.Origin,
 				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: withBack(recordLink(rec), r.URL.RequestURI()),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
 				Files: filesTag(r.L, rec.Body)}
@@ -1187,7 +1187,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		v.Successor = b.SupersededBy
 		v.SuccessorLink = recordLink(&pb.Record{Origin: rec.Origin, Id: b.SupersededBy, Exercise: rec.Exercise})
 	}
-	if v.Title = record.Title(rec.Body); v.Title == "" {
+	if v.Title = titleOf(r.L, rec); v.Title == "" {
 		v.Title = rec.Id
 	}
 	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))

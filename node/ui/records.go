@@ -87,7 +87,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	}
 	v.Marking, v.At = marking(r.L, resp.Records), local(time.Now()).Format("2006-01-02 15:04 MST")
 	for _, rec := range resp.Records {
-		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: record.Title(rec.Body), Version: rec.Version,
+		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Version: rec.Version,
 			Link: recordLink(rec), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id))}
 		if row.Title == "" {
 			row.Title = rec.Id

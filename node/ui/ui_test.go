@@ -713,7 +713,7 @@ func TestPicture(t *testing.T) {
 	// the body as stored folded away under technical details.
 	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=alert-bedden-VR19")
 	for _, want := range []string{`<dt data-field="headline">Kop</dt>`, "<dd>Minder dan 10 vrije bedden in de regio.</dd>", "<dd>Ernstig</dd>", "<dd>slaat aan</dd>",
-		`<details class="kp-details" id="technisch">`, `<dt data-field="identifier">identifier</dt>`, "Early-warning rule bedden-laag fires in VR19 (Waarschuwing)"} {
+		`<details class="kp-details" id="technisch">`, `<dt data-field="identifier">identifier</dt>`, "Regel bedden-laag slaat aan in VR19 Zeeland (Waarschuwing)"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the alert's page lacks %s", want)
 		}
