@@ -160,12 +160,18 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 // exerciseState is the exercise's state in the entry's transaction: open, closed, or "" when it
 // was never started.
 func exerciseState(tx *writeTx, name string) (string, error) {
+	return stateOf(tx.QueryRow(sqlExerciseState, name))
+}
+
+const sqlExerciseState = `SELECT state FROM exercises WHERE name = ?`
+
+// stateOf reads an exercise's state from its row: "" when there is none.
+func stateOf(row rowScanner) (string, error) {
 	var state string
-	err := tx.QueryRow(`SELECT state FROM exercises WHERE name = ?`, name).Scan(&state)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
+	if err := row.Scan(&state); !errors.Is(err, sql.ErrNoRows) {
+		return state, err
 	}
-	return state, err
+	return "", nil
 }
 
 func exerciseIDs(tx *writeTx, name string) ([]string, error) {
@@ -240,10 +246,8 @@ func (d *DB) Exercise(ctx context.Context, name string) (*ExerciseRow, error) {
 func (d *DB) ExerciseState(ctx context.Context, name string) (string, error) {
 	var state string
 	err := d.read(func(ro *sql.DB) error {
-		err := ro.QueryRowContext(ctx, `SELECT state FROM exercises WHERE name = ?`, name).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
+		var err error
+		state, err = stateOf(ro.QueryRowContext(ctx, sqlExerciseState, name))
 		return err
 	})
 	return state, err

@@ -15,17 +15,25 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// TestBrowserPictureWhenItsNodeIsGone: a picture left open says, as a warning, since when it could
-// not be updated when its node stops answering, and greys out; once the node answers again it
-// updates and the warning goes. When the node stops, the page says so at once.
-func TestBrowserPictureWhenItsNodeIsGone(t *testing.T) {
-	e := startFederation(t)
+// openLivePicture signs officer-a of vr-utrecht in, in chromium, and opens the picture of
+// oekraine, which keeps itself up to date.
+func openLivePicture(t *testing.T, e *fedEnv) *tab {
+	t.Helper()
 	tb := newTab(t, newChromium(t))
 	e.op.signInAs("officer-a")
 	tb.run("sign in and open the picture", chromedp.Steps(
 		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
 		chromedp.WaitVisible(chromedp.CSS(`#beeld-live[data-live]`)),
 	))
+	return tb
+}
+
+// TestBrowserPictureWhenItsNodeIsGone: a picture left open says, as a warning, since when it could
+// not be updated when its node stops answering, and greys out; once the node answers again it
+// updates and the warning goes. When the node stops, the page says so at once.
+func TestBrowserPictureWhenItsNodeIsGone(t *testing.T) {
+	e := startFederation(t)
+	tb := openLivePicture(t, e)
 	state := func() string {
 		return tb.text("state", chromedp.Evaluate[string](`document.getElementById("beeld-status").className + " | " +
 			document.getElementById("beeld-live").className + " | " + document.getElementById("beeld-status").textContent`))
@@ -136,12 +144,7 @@ func TestBrowserExercise(t *testing.T) {
 // the warning is the one thing added.
 func TestBrowserPictureKeepsFocus(t *testing.T) {
 	e := startFederation(t)
-	tb := newTab(t, newChromium(t))
-	e.op.signInAs("officer-a")
-	tb.run("sign in and open the picture", chromedp.Steps(
-		chromedp.Navigate(e.url+"/taal?lang=nl&terug="+url.QueryEscape("/?crisis=oekraine")),
-		chromedp.WaitVisible(chromedp.CSS(`#beeld-live[data-live]`)),
-	))
+	tb := openLivePicture(t, e)
 	if n := tb.text("warning before", chromedp.Evaluate[string](`String(document.querySelectorAll("#onvolledig").length)`)); n != "0" {
 		t.Fatalf("the picture says it is partial before lcvs stopped")
 	}

@@ -6,7 +6,6 @@ import (
 	"html/template"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -187,26 +186,19 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	}
 	p.Person.Roles = roleNames(r)
 	p.Exercise, p.ModeQuery = r.exercise(), r.modeQuery()
-	p.ModeAction = "/"
+	p.ModeAction, p.LeaveExercise = "/", "/"
 	if path := r.URL.Path; path == "/" || path == "/zoeken" {
-		p.ModeAction = path
+		p.ModeAction, p.LeaveExercise = path, path
 		q := r.URL.Query()
+		q.Del("exercise")
 		for _, k := range slices.Sorted(maps.Keys(q)) {
-			if k == "exercise" {
-				continue
-			}
 			for _, v := range q[k] {
 				p.ModeKeep = append(p.ModeKeep, modeParam{k, v})
 			}
 		}
-	}
-	p.LeaveExercise = p.ModeAction
-	if len(p.ModeKeep) > 0 {
-		q := url.Values{}
-		for _, m := range p.ModeKeep {
-			q.Add(m.Name, m.Value)
+		if len(q) > 0 {
+			p.LeaveExercise += "?" + q.Encode()
 		}
-		p.LeaveExercise += "?" + q.Encode()
 	}
 	if s.c.Conn == nil {
 		return p

@@ -131,28 +131,28 @@ func (ss *sessions) park(id string, d *draft) {
 // handOver takes the draft parked on the session from, if its person is person: it goes to the
 // session the new sign-in starts. Anyone else signing in in that browser gets nothing of it.
 func (ss *sessions) handOver(from string, person spiffeid.ID) *draft {
+	return ss.take(from, func(s *session) bool { return s.Person == person })
+}
+
+// takeDraft takes the draft of the session id when it is of page: it is given once.
+func (ss *sessions) takeDraft(id, page string) url.Values {
+	if d := ss.take(id, func(s *session) bool { return s.Draft.Page == page }); d != nil {
+		return d.Values
+	}
+	return nil
+}
+
+// take takes the draft of the session id, if it has one and ok says so: it is given once.
+func (ss *sessions) take(id string, ok func(*session) bool) *draft {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	s := ss.byID[key(from)]
-	if s == nil || s.Person != person {
+	s := ss.byID[key(id)]
+	if s == nil || s.Draft == nil || !ok(s) {
 		return nil
 	}
 	d := s.Draft
 	s.Draft = nil
 	return d
-}
-
-// takeDraft takes the draft of the session id when it is of page: it is given once.
-func (ss *sessions) takeDraft(id, page string) url.Values {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[key(id)]
-	if s == nil || s.Draft == nil || s.Draft.Page != page {
-		return nil
-	}
-	d := s.Draft
-	s.Draft = nil
-	return d.Values
 }
 
 func (ss *sessions) begin(state string, p *pending) bool {

@@ -324,11 +324,7 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *request), form bool) http
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		l := s.pickLang(r)
-		var id string
-		if c, err := r.Cookie(s.sessionCookie()); err == nil {
-			id = c.Value
-		}
-		sess := s.sessions.get(id)
+		id, sess := s.sessionOf(r)
 		if sess == nil {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				s.fail(w, r, l, http.StatusForbidden, l.T("error.session_gone"))
@@ -352,6 +348,16 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *request), form bool) http
 		}
 		h(w, &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: id})
 	}
+}
+
+// sessionOf is the session the request's cookie names, and its id; nil when there is none or it
+// expired.
+func (s *Server) sessionOf(r *http.Request) (string, *session) {
+	var id string
+	if c, err := r.Cookie(s.sessionCookie()); err == nil {
+		id = c.Value
+	}
+	return id, s.sessions.get(id)
 }
 
 // checkCSRF reports whether tok is the session's CSRF token; if not, it refuses the request.
@@ -403,13 +409,11 @@ func localPath(p string) string {
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	l := s.pickLang(r)
 	// A signed-in person keeps the menu, and is not told to sign in again.
-	if c, err := r.Cookie(s.sessionCookie()); err == nil {
-		if sess := s.sessions.get(c.Value); sess != nil {
-			if caller, err := s.c.Resolve(sess.Person); err == nil {
-				w.Header().Set("Cache-Control", "no-store")
-				s.failIn(w, &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: c.Value}, http.StatusNotFound, l.T("error.not_found"))
-				return
-			}
+	if id, sess := s.sessionOf(r); sess != nil {
+		if caller, err := s.c.Resolve(sess.Person); err == nil {
+			w.Header().Set("Cache-Control", "no-store")
+			s.failIn(w, &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: id}, http.StatusNotFound, l.T("error.not_found"))
+			return
 		}
 	}
 	s.fail(w, r, l, http.StatusNotFound, l.T("error.not_found"))
