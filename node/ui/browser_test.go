@@ -288,7 +288,26 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("at 200%% zoom the page is %s px wider than the window", w)
 	}
 	shots["beeld-200.png"] = shot("beeld-200")
+	// At 400 % (320 px) too, and the charts' names stay legible: the narrow drawing, each name
+	// above its bar, stands in for the wide one, whose names would be some 6 px high.
+	chartText := `(() => {
+		const t = [...document.querySelectorAll('.kp-chart__label')].find(e => e.getBoundingClientRect().width > 0);
+		return t ? t.closest('svg').getAttribute('class') + " " + Math.round(t.getScreenCTM().a * parseFloat(getComputedStyle(t).fontSize)) : "none";
+	})()`
+	run("zoom to 400%", chromedp.EmulateViewport(320, 900))
+	if w := get("overflow", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); w != "0" {
+		t.Errorf("at 400%% zoom the page is %s px wider than the window", w)
+	}
+	got := get("chart text at 320 px", chromedp.Evaluate[string](chartText))
+	if drawing, size, _ := strings.Cut(got, " "); drawing != "kp-chart__narrow" || len(size) != 2 || size < "10" {
+		t.Errorf("at 320 px the chart's first shown name is in %q (drawing and px), want the narrow drawing at 10 px or more", got)
+	}
+	shots["beeld-320.png"] = shot("beeld-320")
 	run("zoom back", chromedp.EmulateViewport(1280, 900))
+	got = get("chart text at 1280 px", chromedp.Evaluate[string](chartText))
+	if drawing, size, _ := strings.Cut(got, " "); drawing != "kp-chart__wide" || len(size) != 2 || size < "12" {
+		t.Errorf("at 1280 px the chart's first shown name is in %q (drawing and px), want the wide drawing at 12 px or more", got)
+	}
 	run("sign out", chromedp.Steps(
 		chromedp.Click(chromedp.CSS(`form[action="/afmelden"] button`)),
 		chromedp.WaitNotPresent(chromedp.CSS("#persoon")),

@@ -281,7 +281,10 @@ func TestPictureOfAFederation(t *testing.T) {
 		`Richtlijn registratie bij aankomst</a> <span class="kp-tag kp-tag--info">met bijlage</span>`,
 		// The charts: VR17's 300 places are the longest bar (260 units), VR09's 200 two thirds;
 		// each bar is labelled with its region's name.
-		`<svg viewBox="0 0 576 92" role="img" aria-labelledby="grafiek-0"`, `width="260.0" height="20"/>`, `width="173.3" height="20"/>`,
+		`<svg class="kp-chart__wide" viewBox="0 0 576 92" role="img" aria-labelledby="grafiek-0"`, `width="260.0" height="20"/>`, `width="173.3" height="20"/>`,
+		// On a phone, the same bars, each name on a line of its own above its bar.
+		`<svg class="kp-chart__narrow" viewBox="0 0 280 130" role="img" aria-labelledby="grafiek-0"`, `width="280.0" height="14"/>`, `width="186.7" height="14"/>`,
+		`<text class="kp-chart__label kp-chart__label--narrow" x="0" y="58">VR17 Rotterdam-Rijnmond</text>`,
 		`<text class="kp-chart__label" x="0" y="47">VR17 Rotterdam-Rijnmond</text>`,
 		// Regions by their names; the latest records' sources by the names this node knows
 		// them by, its own by its own.

@@ -172,6 +172,8 @@ type policyView struct {
 	Approved bool
 }
 
+func (v *policyView) succeededTitle() string { return doneTitle(v.Done != "") }
+
 // policy shows one policy version: its YAML, author, approvers and state, and the steps the
 // person may take.
 func (s *Server) policy(w http.ResponseWriter, r *request) {
@@ -768,6 +770,16 @@ type phasesView struct {
 	Crisis, Phase, Reason                       string
 	CrisisError, PhaseError, ReasonError, Error string
 	Done                                        string
+}
+
+func (v *phasesView) succeededTitle() string { return doneTitle(v.Done != "") }
+
+// doneTitle is the title's key for a page that says a step was taken.
+func doneTitle(done bool) string {
+	if done {
+		return "form.done_title"
+	}
+	return ""
 }
 
 // phasesView lists the phases of the page's mode: the actual crises', or, with ?exercise=, the

@@ -161,6 +161,14 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 		!strings.Contains(page, "<li>spiffe://vr-utrecht.crisis.test/user/officer-b</li>") {
 		t.Fatalf("the other officer's approve: %d, want the policy approved and active:\n%s", resp.StatusCode, page)
 	}
+	// The step taken is the title's first word, which a screen reader reads as the page opens;
+	// the policy's page without a step just taken says nothing of it.
+	if !strings.Contains(page, "<title>Gedaan: Beleid "+id+" · ") {
+		t.Errorf("after the approve the title does not start Gedaan:\n%s", page)
+	}
+	if _, shown := daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape(id)); !strings.Contains(shown, "<title>Beleid "+id+" · ") {
+		t.Errorf("the policy's own page is not titled Beleid %s:\n%s", id, shown)
+	}
 
 	// Preview to ncc: vr-utrecht's sitrep goes; to lcvs nothing; an unknown recipient is an
 	// error at the field.
@@ -431,8 +439,8 @@ func TestSetPhase(t *testing.T) {
 	form := url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"instroom verdubbeld"}}
 	resp, page = b.post(t, e.url+"/fase/wijzigen", form)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) || !strings.Contains(page, "spiffe://"+testOrg+"/user/anna") ||
-		!strings.Contains(page, `kp-phase--warm">warm`) {
-		t.Fatalf("set the phase: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+		!strings.Contains(page, `kp-phase--warm">warm`) || !strings.Contains(page, "<title>Gedaan: Crisisfase · ") {
+		t.Fatalf("set the phase: %d at %s, want it done and said in the title\n%s", resp.StatusCode, resp.Request.URL, page)
 	}
 }
 

@@ -504,6 +504,9 @@ type chartView struct {
 	// The box's width, where the bars start, their full length and where the values start, in
 	// the SVG's units: the constants below, for the template.
 	Width, BarX, Length, ValueX int
+	// The narrow drawing, for a phone or a page zoomed to 400 %: each name on a line of its own
+	// with its value at the end, the bar under it across the box.
+	NarrowWidth, NarrowHeight int
 }
 
 type barView struct {
@@ -512,25 +515,32 @@ type barView struct {
 	// Y is the bar's top, Width its length, in the SVG's units.
 	Y, Width float64
 	TextY    float64
+	// The same in the narrow drawing: the line of the name and value, and the bar's top and
+	// length.
+	NarrowTextY, NarrowY, NarrowBar float64
 }
 
 // The chart's geometry, in SVG units: a chartWidth-wide box with the regions' names on the left,
 // then the bars, then their values. chartLabel holds the longest name, "VR06 Noord- en
 // Oost-Gelderland", in the labels' 14 units of a usual sans-serif font. The style draws the box
 // at most chartWidth CSS pixels wide, and two charts side by side only where each gets about
-// that, so the names stay legible.
+// that, so the names stay legible. Narrower than that the style draws the narrow drawing, of
+// narrowWidth units a row of narrowRow, at most its own width: at 320 CSS pixels the names are
+// still some 12 pixels high, where the wide drawing's would be 6.
 const (
 	chartRow    = 28
 	chartLabel  = 232
 	chartLength = 260
 	chartValue  = chartLabel + chartLength + 8
 	chartWidth  = 576
+	narrowRow   = 42
+	narrowWidth = 280
 )
 
 // newChart draws column col of rows, leaving out the national total; name says a region's
 // code in words.
 func newChart(id, title string, rows []capacityRow, col int, name func(region string) string) chartView {
-	c := chartView{ID: id, Title: title, Width: chartWidth, BarX: chartLabel, Length: chartLength, ValueX: chartValue}
+	c := chartView{ID: id, Title: title, Width: chartWidth, BarX: chartLabel, Length: chartLength, ValueX: chartValue, NarrowWidth: narrowWidth}
 	var most float64
 	values := make([]float64, len(rows))
 	for i, r := range rows {
@@ -546,12 +556,16 @@ func newChart(id, title string, rows []capacityRow, col int, name func(region st
 		}
 		b := barView{Label: name(r.Region), Value: r.Cells[col], Y: float64(len(c.Bars)*chartRow + 4)}
 		b.TextY = b.Y + 15
+		b.NarrowTextY = float64(len(c.Bars)*narrowRow + 16)
+		b.NarrowY = b.NarrowTextY + 6
 		if most > 0 && values[i] > 0 {
 			b.Width = max(1, values[i]/most*chartLength)
+			b.NarrowBar = max(1, values[i]/most*narrowWidth)
 		}
 		c.Bars = append(c.Bars, b)
 	}
 	c.Height = len(c.Bars)*chartRow + 8
+	c.NarrowHeight = len(c.Bars)*narrowRow + 4
 	return c
 }
 

@@ -165,6 +165,13 @@ type recordFormView struct {
 	SavedVersion int64
 }
 
+func (v *recordFormView) succeededTitle() string {
+	if v.Saved {
+		return "form.saved_title"
+	}
+	return ""
+}
+
 // formProblem is a field to correct, as the summary above a form lists it: its id (the link's
 // target), its label and the message at it.
 type formProblem struct {

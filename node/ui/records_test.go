@@ -151,8 +151,9 @@ func TestRecordForm(t *testing.T) {
 	}
 
 	resp, page = b.post(t, e.url+"/records/nieuw", shelterForm(csrf, nil))
-	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="opgeslagen"`) || resp.Request.URL.Path != "/records/wijzigen" {
-		t.Fatalf("save: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="opgeslagen"`) || resp.Request.URL.Path != "/records/wijzigen" ||
+		!strings.Contains(page, "<title>Opgeslagen: ") {
+		t.Fatalf("save: %d at %s, want it saved and said in the title\n%s", resp.StatusCode, resp.Request.URL, page)
 	}
 	// Visible through the gRPC API, with the body typed by the schema.
 	rec, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"})

@@ -161,6 +161,11 @@ type page struct {
 // classification in the page's language, "" for none.
 type printMarked interface{ printMarking() string }
 
+// succeeded is a page that may open with what a step just did (a record saved, a policy or
+// phase step taken): succeededTitle is the message key that says so first in the window's title,
+// or "" when nothing was done.
+type succeeded interface{ succeededTitle() string }
+
 // personView is who is signed in, as every page shows it.
 type personView struct {
 	Name  string
@@ -243,6 +248,13 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 		// else's overtook) says so first in the window's title, which a screen reader reads
 		// when the page opens.
 		p.Title = p.L.T("form.error_title", p.Title)
+	}
+	if d, ok := p.Content.(succeeded); ok && code == http.StatusOK && p.L != nil {
+		// As an error does: the role="status" notice is there when the page opens, so that a
+		// screen reader would not announce it; the title is read.
+		if key := d.succeededTitle(); key != "" {
+			p.Title = p.L.T(key, p.Title)
+		}
 	}
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, p); err != nil {
