@@ -620,11 +620,10 @@ func held(t *testing.T, r *clustertest.Replica, crisis, origin string) (map[stri
 	return out, nil
 }
 
-// TestClusterSubscriptionMovesWithLeader has a peer org share sitreps with a node of three
-// replicas, whose leader keeps the subscription. The leader is killed while the peer keeps
-// writing; the new leader resumes the subscription from the replicated cursor, and every replica
-// ends up holding every one of the peer's records at its latest version: no gap.
-func TestClusterSubscriptionMovesWithLeader(t *testing.T) {
+// clusterWithPeer starts a node of three replicas, kc, and a peer org that knows it by every
+// replica's API address.
+func clusterWithPeer(t *testing.T) (*fedtest.Org, *clustertest.Cluster) {
+	t.Helper()
 	fed := fedtest.Start(t, fedtest.Options{Orgs: 1})
 	peer := fed.Orgs[0]
 	c := clustertest.New(t, clustertest.Options{Peers: []config.Peer{{
@@ -636,6 +635,15 @@ func TestClusterSubscriptionMovesWithLeader(t *testing.T) {
 		apis = append(apis, r.API)
 	}
 	fed.AddPeers(t, config.Peer{Name: "kc", TrustDomain: clustertest.Org, Addresses: apis, BundleFile: c.BundleFile})
+	return peer, c
+}
+
+// TestClusterSubscriptionMovesWithLeader has a peer org share sitreps with a node of three
+// replicas, whose leader keeps the subscription. The leader is killed while the peer keeps
+// writing; the new leader resumes the subscription from the replicated cursor, and every replica
+// ends up holding every one of the peer's records at its latest version: no gap.
+func TestClusterSubscriptionMovesWithLeader(t *testing.T) {
+	peer, c := clusterWithPeer(t)
 	peer.Approve(t, "name: sitreps-to-kc\npurpose: test\nrecipients: [spiffe://"+clustertest.Org+"]\nkinds: [sitrep]\nmax_classification: internal\n")
 
 	want := map[string]int64{}
@@ -669,6 +677,54 @@ func TestClusterSubscriptionMovesWithLeader(t *testing.T) {
 	}
 	old.Start(t)
 	clustertest.Eventually(t, 20*time.Second, old.ID+", restarted, holds every record at its latest version", holds(old))
+}
+
+// TestClusterFollowerAsksTheLeader: only the leader subscribes to peers, so a follower asks it
+// for a peer's subscription and for who takes part in an exercise, and answers the same as the
+// leader; with no leader to ask, it answers from what it holds, without them, instead of
+// failing.
+func TestClusterFollowerAsksTheLeader(t *testing.T) {
+	peer, c := clusterWithPeer(t)
+	peer.Approve(t, "name: oefening-naar-kc\npurpose: test\nrecipients: [spiffe://"+clustertest.Org+"]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [actual, exercise]\n")
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	follower := others(c, leader)[0]
+	const name = "oefening-volger"
+	retryUnavailable(t, "start an exercise", func() (*pb.ExerciseInfo, error) {
+		return pb.NewExerciseServiceClient(leader.Local(t)).Start(clustertest.Call(t), &pb.ExerciseStepRequest{Name: name, Reason: "test"})
+	})
+	// What r answers of the peer: its subscription, and its part in the exercise.
+	answer := func(r *clustertest.Replica) (string, error) {
+		p, err := pb.NewPeerServiceClient(r.Local(t)).Get(clustertest.Call(t), &pb.GetPeerRequest{Name: peer.Name})
+		if err != nil {
+			return "", err
+		}
+		list, err := pb.NewExerciseServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListExercisesRequest{})
+		if err != nil {
+			return "", err
+		}
+		part := "not listed"
+		for _, e := range list.Exercises {
+			for _, q := range e.Partners {
+				if e.Name == name && q.Peer == peer.Name {
+					part = q.State
+				}
+			}
+		}
+		return "subscription " + p.Subscription + ", exercise " + part, nil
+	}
+	clustertest.Eventually(t, 20*time.Second, "the follower says what the leader knows", func() (bool, string) {
+		got, err := answer(follower)
+		return err == nil && got == "subscription open, exercise none", fmt.Sprintf("%s answers %q (%v)", follower.ID, got, err)
+	})
+	// With the other two replicas down there is no leader to ask: the follower answers what it
+	// holds itself, which says nothing of subscriptions.
+	for _, r := range others(c, follower) {
+		r.Kill(t)
+	}
+	clustertest.Eventually(t, 20*time.Second, "the follower answers alone", func() (bool, string) {
+		got, err := answer(follower)
+		return err == nil && got == "subscription , exercise not listed", fmt.Sprintf("%s answers %q (%v)", follower.ID, got, err)
+	})
 }
 
 // TestClusterTwoWipedReplicasRejoinTheSurvivor stops two of three replicas, wipes both disks and

@@ -152,9 +152,14 @@ unknown (no answer yet, or its node is down). Run it on the replica that leads.`
 				for _, n := range notes {
 					fmt.Fprintln(w, n)
 				}
-				// Only the replica that leads subscribes to the peers, and so knows who takes part.
-				if st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{}); err == nil && st.RaftState != "Leader" && len(resp.Exercises) > 0 {
-					fmt.Fprintf(w, "Note: TAKING PART is known on the replica that leads, which subscribes to the peers: this one is %s; ask %s.\n", strings.ToLower(st.RaftState), cmp.Or(st.Leader, "the leader (cluster status names it)"))
+				// Only the replica that leads subscribes to the peers, and so knows who takes part: a
+				// follower asks it, and answers without partners when it cannot reach it.
+				unknown := slices.ContainsFunc(resp.Exercises, func(e *pb.ExerciseInfo) bool { return e.State == db.ExerciseOpen && len(e.Partners) == 0 })
+				if !unknown {
+					return nil
+				}
+				if st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{}); err == nil && st.RaftState != "Leader" {
+					fmt.Fprintf(w, "Note: TAKING PART is known on the replica that leads, which subscribes to the peers: this one is %s and could not reach it; ask %s.\n", strings.ToLower(st.RaftState), cmp.Or(st.Leader, "the leader (cluster status names it)"))
 				}
 				return nil
 			})

@@ -384,7 +384,7 @@ func newPeerListCmd() *cobra.Command {
 					return err
 				}
 				if follower {
-					fmt.Fprintln(cmd.OutOrStdout(), "SUBSCRIPTION -: this replica does not lead, and only the leader subscribes to peers: ask the leader (knooppunt cluster status)")
+					fmt.Fprintln(cmd.OutOrStdout(), "SUBSCRIPTION -: this replica does not lead and could not reach the leader, which alone subscribes to peers: ask the leader (knooppunt cluster status)")
 				}
 				return nil
 			})

@@ -65,9 +65,21 @@ var PersonalMethods = map[string]bool{
 	"/knooppunt.v1.RuleService/Delete":    true,
 }
 
+// leaderReads are read methods whose answer holds what only the leader knows, since only the
+// leader subscribes to peers: whether each subscription is open, and which peers take part in an
+// exercise. A follower asks the leader, and answers from what it holds itself, without them,
+// when no leader can be reached.
+var leaderReads = map[string]bool{
+	"/knooppunt.v1.PeerService/List":     true,
+	"/knooppunt.v1.PeerService/Get":      true,
+	"/knooppunt.v1.ExerciseService/List": true,
+}
+
 // forwarded reports whether a follower forwards calls of method to the leader, and so whether
 // the leader honours the OnBehalfOf header on it.
-func forwarded(method string) bool { return writeMethods[method] || strongReads[method] }
+func forwarded(method string) bool {
+	return writeMethods[method] || strongReads[method] || leaderReads[method]
+}
 
 // strongReads are read methods that go to the leader when the request asks for consistency
 // "strong".
@@ -163,6 +175,9 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 				}
 			}
 		}
+		if leaderReads[info.FullMethod] {
+			return f.leaderRead(ctx, info.FullMethod, req, h)
+		}
 		personal := PersonalMethods[info.FullMethod]
 		if !writeMethods[info.FullMethod] && !strong && !personal {
 			return h(ctx, req)
@@ -181,6 +196,30 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 		return f.forward(ctx, info.FullMethod, req)
 	}
 }
+
+// leaderRead answers one of leaderReads: on the leader itself, else from the leader, else, when
+// none answers (no leader, or one this replica cannot reach), from this replica, whose answer
+// then lacks what only the leader knows and says so by leaving it unset.
+func (f *Forwarder) leaderRead(ctx context.Context, method string, req any, h grpc.UnaryHandler) (any, error) {
+	if f.Store.IsLeader() {
+		return h(ctx, req)
+	}
+	if caller, ok := CallerFrom(ctx); ok && caller.ForwardedBy != "" {
+		return h(ctx, req) // forwarded by a replica that took this one for the leader
+	}
+	fctx, cancel := context.WithTimeout(ctx, leaderReadWait)
+	defer cancel()
+	reply, err := f.forward(fctx, method, req)
+	if c := status.Code(err); (c == codes.Unavailable || c == codes.DeadlineExceeded) && ctx.Err() == nil {
+		return h(ctx, req)
+	}
+	return reply, err
+}
+
+// leaderReadWait bounds how long a follower waits for the leader's answer to one of leaderReads
+// before it answers itself: a leader cut off by the network may leave a connection attempt
+// hanging, and every page of the web interface lists the exercises.
+const leaderReadWait = 2 * time.Second
 
 // toLeader refuses a personal step on a follower, naming the leader the caller must call.
 func (f *Forwarder) toLeader(ctx context.Context) error {

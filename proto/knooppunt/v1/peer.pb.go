@@ -539,9 +539,10 @@ type PeerInfo struct {
 	// before the first delivery.
 	Cursor     int64                  `protobuf:"varint,16,opt,name=cursor" json:"cursor,omitempty"`
 	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
-	// subscription is how the answering replica's subscription to the peer's records fares: open,
-	// connecting (its first attempt has not ended), down, or empty when that replica runs none (only the leader subscribes; ask it). It is so
-	// since subscription_since; subscription_error is, while down, the error of the last attempt.
+	// subscription is how the leader's subscription to the peer's records fares: open, connecting
+	// (its first attempt has not ended) or down. Only the leader subscribes, and a follower asks it
+	// for List and Get; it is empty from a follower that could not reach the leader. It is so since
+	// subscription_since; subscription_error is, while down, the error of the last attempt.
 	Subscription      string                 `protobuf:"bytes,18,opt,name=subscription" json:"subscription,omitempty"`
 	SubscriptionSince *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=subscription_since,json=subscriptionSince" json:"subscription_since,omitempty"`
 	SubscriptionError string                 `protobuf:"bytes,20,opt,name=subscription_error,json=subscriptionError" json:"subscription_error,omitempty"`
