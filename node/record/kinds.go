@@ -123,8 +123,11 @@ func (ks *Kinds) Get(name string) *Kind {
 	return ks.byName[name]
 }
 
-// Names lists the declared kinds in order.
+// Names lists the declared kinds in order; none for a nil set.
 func (ks *Kinds) Names() []string {
+	if ks == nil {
+		return nil
+	}
 	names := make([]string, 0, len(ks.byName))
 	for n := range ks.byName {
 		names = append(names, n)

@@ -56,7 +56,7 @@ type adminPeer struct {
 // admin shows the node's health, its Raft group and its peers.
 func (s *Server) admin(w http.ResponseWriter, r *request) {
 	if !r.Caller.Has(api.Admin) {
-		s.failWith(w, r, http.StatusForbidden, r.L.T("error.admin_only", strings.Join(roleNames(r), ", ")))
+		s.failIn(w, r, http.StatusForbidden, r.L.T("error.admin_only", strings.Join(roleNames(r), ", ")))
 		return
 	}
 	ctx := r.ctx()

@@ -136,7 +136,7 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 		if b.State != "firing" {
 			return alertView{}, false
 		}
-		v.Title, v.Detail, v.at = l.T("alerts.rule", b.Rule, l.Region(e.Region)), in.Description, b.FiredAt
+		v.Title, v.Detail, v.at = titleOf(l, e.Record), in.Description, b.FiredAt
 		if b.Unevaluable != "" && b.UnevaluableSince != nil {
 			// Firing, but no longer confirmed: the reader must not take it as current.
 			v.Detail = l.T("alerts.unevaluable", local(*b.UnevaluableSince).Format("2006-01-02 15:04"), b.Unevaluable)

@@ -31,10 +31,7 @@ func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, p *pending)
 	}
 	state := randomID()
 	p.Nonce, p.Verifier = randomID(), oauth2.GenerateVerifier()
-	if !s.sessions.begin(state, p) {
-		s.fail(w, r, l, http.StatusServiceUnavailable, l.T("error.busy"))
-		return
-	}
+	s.sessions.begin(state, p)
 	s.setCookie(w, s.loginCookie(), state, pendingTTL)
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(p.Nonce), oauth2.S256ChallengeOption(p.Verifier)}
 	if l.Code != "" {

@@ -150,8 +150,16 @@ func TestExerciseMode(t *testing.T) {
 	if p := e.utrecht.Picture(t, "oekraine"); p.Phase != "lukewarm" {
 		t.Errorf("the actual crisis is %s after the exercise's phase changed, want lukewarm", p.Phase)
 	}
-	if _, page := b.get(t, e.url+"/fase?exercise=oef-utrecht"); !strings.Contains(page, `id="oefening"`) || !strings.Contains(page, "kp-oefening-mark") {
-		t.Errorf("the phases page of the exercise lacks its OEFENING banner or table mark")
+	// A step refused is shown again in the exercise, with its mode in the form: sent again, it
+	// could not change the actual crisis. The crisis's name is checked as the service does.
+	resp, page = b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, confirm)}, "crisis": {"Noord"}, "phase": {"warm"}, "exercise": {"oef-utrecht"}, "reden": {"test"}})
+	if resp.StatusCode != 400 || !strings.Contains(page, `id="oefening"`) || !strings.Contains(page, `name="exercise" value="oef-utrecht"`) ||
+		!strings.Contains(page, "Crisis: dit is geen geldige naam van een crisis") {
+		t.Errorf("a phase step refused in the exercise: %d, want 400 in the exercise's mode with the crisis's error:\n%s", resp.StatusCode, page)
+	}
+	if _, page := b.get(t, e.url+"/fase?exercise=oef-utrecht"); !strings.Contains(page, `id="oefening"`) || !strings.Contains(page, "kp-oefening-mark") ||
+		!strings.Contains(page, `<a class="utrecht-link" href="/?crisis=oekraine&amp;exercise=oef-utrecht">oekraine</a>`) {
+		t.Errorf("the phases page of the exercise lacks its OEFENING banner or table mark, or its crisis's link leaves the exercise:\n%s", page)
 	}
 
 	// An exercise that is not open, reached by an old link, is said to be so on every page.

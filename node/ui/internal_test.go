@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -171,6 +172,35 @@ func TestSessionsExpire(t *testing.T) {
 	now = now.Add(pendingTTL)
 	if ss.finish("st2") != nil {
 		t.Error("a pending sign-in outlived its time")
+	}
+}
+
+// TestSignInFlood: a flood of sign-ins that never come back keeps at most maxPending in memory
+// and refuses no one: a person who starts a sign-in after the flood finishes it; one who started
+// before maxPending newer ones is displaced.
+func TestSignInFlood(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	ss := newSessions()
+	ss.now = func() time.Time { return now }
+	ss.begin("early", &pending{Nonce: "early"})
+	for i := range maxPending {
+		ss.begin(fmt.Sprint("flood-", i), &pending{})
+	}
+	ss.begin("person", &pending{Nonce: "person"})
+	if len(ss.pending) != maxPending {
+		t.Errorf("%d pending sign-ins in memory, want at most %d", len(ss.pending), maxPending)
+	}
+	if p := ss.finish("person"); p == nil || p.Nonce != "person" {
+		t.Errorf("the sign-in begun after the flood: %+v, want it finished", p)
+	}
+	if ss.finish("early") != nil {
+		t.Error("the oldest sign-in stayed past maxPending newer ones")
+	}
+	// Once their time is up, the flood's go at the next sign-in, and with them their order.
+	now = now.Add(pendingTTL)
+	ss.begin("later", &pending{})
+	if len(ss.pending) != 1 || len(ss.began) != 1 {
+		t.Errorf("after the flood expired %d pending and %d in order, want 1 and 1", len(ss.pending), len(ss.began))
 	}
 }
 

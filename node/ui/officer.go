@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -54,14 +56,16 @@ func (s *Server) officerPage(w http.ResponseWriter, r *request) bool {
 	if isOfficer(r) {
 		return true
 	}
-	s.failWith(w, r, http.StatusForbidden, r.L.T("error.officer_only", strings.Join(roleNames(r), ", ")))
+	s.failIn(w, r, http.StatusForbidden, r.L.T("error.officer_only", strings.Join(roleNames(r), ", ")))
 	return false
 }
 
 // onLeader reports whether this replica leads its group. A follower never takes a policy step
 // or phase change (api.PersonalMethods), so on a follower the page says so and links to the
-// leader's web interface, rather than letting the officer fill in a form that cannot succeed.
-func (s *Server) onLeader(w http.ResponseWriter, r *request) bool {
+// leader's web interface, rather than letting the officer fill in a form that cannot succeed. The
+// link leads to the same page; for a form sent, to back, the page that form came from (as
+// requireRecent takes it), or else the form's path.
+func (s *Server) onLeader(w http.ResponseWriter, r *request, back string) bool {
 	if s.c.Leader == nil {
 		return true
 	}
@@ -69,7 +73,7 @@ func (s *Server) onLeader(w http.ResponseWriter, r *request) bool {
 	if leader {
 		return true
 	}
-	s.showFollower(w, r, web)
+	s.showFollower(w, r, web, back)
 	return false
 }
 
@@ -78,11 +82,11 @@ type followerView struct {
 	Link string
 }
 
-func (s *Server) showFollower(w http.ResponseWriter, r *request, web string) {
+func (s *Server) showFollower(w http.ResponseWriter, r *request, web, back string) {
 	v := followerView{}
 	if web != "" {
 		if u, err := url.Parse(strings.TrimSuffix(web, "/")); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
-			path := r.URL.Path
+			path := cmp.Or(back, r.URL.Path)
 			if r.Method == http.MethodGet {
 				path = r.URL.RequestURI()
 			}
@@ -229,7 +233,7 @@ type proposeView struct {
 // proposeForm shows the form to propose a policy; with ?van=ID it starts from that version,
 // for a new version of it.
 func (s *Server) proposeForm(w http.ResponseWriter, r *request) {
-	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r, "") {
 		return
 	}
 	v := &proposeView{Source: proposeTemplate, Partners: s.recipientChoices(r)}
@@ -260,7 +264,7 @@ const proposeTemplate = "name: \npurpose: \nrecipients: []\nkinds: []\nmax_class
 // proposes it. A policy that does not lint is shown again with the linter's messages, and
 // nothing is stored.
 func (s *Server) propose(w http.ResponseWriter, r *request) {
-	if !s.requireRecent(w, r, MaxOfficerAge, "/beleid/voorstel", sourceField, "recipient") || !s.onLeader(w, r) {
+	if !s.requireRecent(w, r, MaxOfficerAge, "/beleid/voorstel", sourceField, "recipient") || !s.onLeader(w, r, "") {
 		return
 	}
 	src := strings.ReplaceAll(r.PostFormValue(sourceField), "\r\n", "\n")
@@ -326,7 +330,7 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 			again(http.StatusBadRequest)
 			return
 		}
-		s.failStep(w, r, err)
+		s.failStep(w, r, err, "")
 		return
 	}
 	http.Redirect(w, r.Request, "/beleid/toon?gedaan=voorgesteld&id="+url.QueryEscape(p.Id), http.StatusSeeOther)
@@ -431,27 +435,24 @@ func (s *Server) lintLive(w http.ResponseWriter, r *request) {
 // failStep shows the refusal of a step. A follower that refuses a step it must not forward
 // gets the page that links to the leader; the service's own refusals (four eyes, a policy in
 // the wrong state) are shown as the service said them.
-func (s *Server) failStep(w http.ResponseWriter, r *request, err error) {
+//
+// back is the page the form came from, for the link to the leader (onLeader).
+func (s *Server) failStep(w http.ResponseWriter, r *request, err error, back string) {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.FailedPrecondition:
 		if s.c.Leader != nil {
 			if leader, web := s.c.Leader(); !leader {
-				s.showFollower(w, r, web)
+				s.showFollower(w, r, web, back)
 				return
 			}
 		}
-		s.failWith(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
+		s.failIn(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
 	case codes.AlreadyExists:
-		s.failWith(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
+		s.failIn(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
 	default:
 		s.failCall(w, r, err)
 	}
-}
-
-// failWith shows an error page with message to a signed-in person.
-func (s *Server) failWith(w http.ResponseWriter, r *request, code int, message string) {
-	s.render(w, r.Request, code, "error", s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: message}))
 }
 
 // confirmView is the confirmation page of a step: what will happen, and the form that does it.
@@ -477,7 +478,7 @@ type hiddenField struct{ Name, Value string }
 
 // stepForm is the confirmation page of approve, reject or revoke.
 func (s *Server) stepForm(w http.ResponseWriter, r *request) {
-	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r, "") {
 		return
 	}
 	reason := ""
@@ -501,7 +502,7 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 	// A step the policy's state does not allow is said at once, rather than after the
 	// officer confirmed it; the service refuses it all the same.
 	if want := stepStates[step]; p.State != want {
-		s.failWith(w, r, http.StatusConflict, r.L.T("step.wrong_state", r.L.T("step."+key+".link"), r.L.T("policy.state."+p.State)))
+		s.failIn(w, r, http.StatusConflict, r.L.T("step.wrong_state", r.L.T("step."+key+".link"), r.L.T("policy.state."+p.State)))
 		return
 	}
 	row := s.policyRow(p)
@@ -540,7 +541,7 @@ const maxReason = 2000
 // step takes approve, reject or revoke, as the signed-in officer.
 func (s *Server) step(w http.ResponseWriter, r *request) {
 	back := "/beleid/stap?" + url.Values{"id": {r.PostFormValue("id")}, "stap": {r.PostFormValue("stap")}}.Encode()
-	if !s.requireRecent(w, r, MaxOfficerAge, back, "reden") || !s.onLeader(w, r) {
+	if !s.requireRecent(w, r, MaxOfficerAge, back, "reden") || !s.onLeader(w, r, back) {
 		return
 	}
 	id, step, reason := r.PostFormValue("id"), r.PostFormValue("stap"), strings.TrimSpace(r.PostFormValue("reden"))
@@ -568,7 +569,7 @@ func (s *Server) step(w http.ResponseWriter, r *request) {
 		_, err = pc.Revoke(r.ctx(), req)
 	}
 	if err != nil {
-		s.failStep(w, r, err)
+		s.failStep(w, r, err, back)
 		return
 	}
 	s.log.Info("policy step", "person", r.Session.Person.String(), "step", stepKeys[step], "policy", id)
@@ -810,7 +811,8 @@ func (s *Server) phases(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Crisis = r.URL.Query().Get("crisis")
-	if d := r.URL.Query().Get("gedaan"); d != "" {
+	// The notice names a crisis whose phase is set: the address alone cannot make it say more.
+	if d := r.URL.Query().Get("gedaan"); slices.ContainsFunc(v.Crises, func(c phaseRow) bool { return c.Crisis == d }) {
 		v.Done = d
 	}
 	s.render(w, r.Request, http.StatusOK, "phases", s.newPage(r, "phases", r.L.T("phases.title"), v))
@@ -822,8 +824,10 @@ func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, re
 	v := &phasesView{Crisis: crisis, Phase: phase, Reason: reason}
 	if crisis == "" {
 		v.CrisisError = r.L.T("phases.crisis_missing")
-	} else if len(crisis) > 128 {
-		v.CrisisError = r.L.T("phases.crisis_long")
+	} else if record.CheckCrisis("crisis", crisis) != nil {
+		// Checked here as the service does, so that the confirmation is never shown for a step
+		// the service would refuse.
+		v.CrisisError = r.L.T("phases.crisis_bad")
 	}
 	if !slices.Contains(phaseNames, phase) {
 		v.PhaseError = r.L.T("phases.phase_missing")
@@ -867,7 +871,7 @@ func (s *Server) phasePolicies(r *request, from, to string) []string {
 
 // phaseForm confirms a phase change: from which phase to which, and what that does.
 func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
-	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r) {
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r, "") {
 		return
 	}
 	q := r.URL.Query()
@@ -911,7 +915,7 @@ func (s *Server) setPhase(w http.ResponseWriter, r *request) {
 	// The confirmation takes what was sent in its address: after a new sign-in it is shown again.
 	back := "/fase/wijzigen?" + url.Values{"crisis": {r.PostFormValue("crisis")}, "phase": {r.PostFormValue("phase")},
 		"reden": {r.PostFormValue("reden")}, "exercise": {r.PostFormValue("exercise")}}.Encode()
-	if !s.requireRecent(w, r, MaxOfficerAge, back) || !s.onLeader(w, r) {
+	if !s.requireRecent(w, r, MaxOfficerAge, back) || !s.onLeader(w, r, back) {
 		return
 	}
 	crisis, phase, reason := strings.TrimSpace(r.PostFormValue("crisis")), r.PostFormValue("phase"), strings.TrimSpace(r.PostFormValue("reden"))
@@ -930,7 +934,7 @@ func (s *Server) setPhase(w http.ResponseWriter, r *request) {
 			s.render(w, r.Request, http.StatusBadRequest, "phases", s.newPage(r, "phases", r.L.T("phases.title"), full))
 			return
 		}
-		s.failStep(w, r, err)
+		s.failStep(w, r, err, back)
 		return
 	}
 	s.log.Info("phase set", "person", r.Session.Person.String(), "crisis", crisis, "phase", phase, "exercise", exercise)

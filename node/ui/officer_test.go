@@ -323,6 +323,25 @@ func TestOfficerFormsNeedCSRF(t *testing.T) {
 	}
 }
 
+// TestLargeForms: a policy of 45,000 bytes, under the service's own limit, is read whole (its
+// form is some 80 KB once encoded) and checked, not refused as a form without its token; a form
+// larger than the node takes is refused as too large, saying its limit.
+func TestLargeForms(t *testing.T) {
+	e := start(t)
+	anna := newBrowser(t)
+	_, page := e.signIn(t, anna, "anna", "/beleid/voorstel")
+	token := csrfOf(t, page)
+	long := "name: x\npurpose: p\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\n" + strings.Repeat("# een lange toelichting, met komma's & tekens\n", 1000)
+	resp, body := anna.post(t, e.url+"/beleid/controle", url.Values{"csrf": {token}, "bron": {long}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"field":"recipients[0]"`) {
+		t.Errorf("lint of a policy of %d bytes: %d, want it checked:\n%.600s", len(long), resp.StatusCode, body)
+	}
+	resp, body = anna.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {strings.Repeat("x", 4<<20)}, "stap": {"voorstellen"}})
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "groter dan deze node aanneemt (3,2 MB): maak de inhoud korter.") || !strings.Contains(body, "Afmelden") {
+		t.Errorf("a form of 4 MiB: %d, want 413 saying the limit, with the menu of a signed-in person:\n%s", resp.StatusCode, body)
+	}
+}
+
 // TestStaleSignInSignsInAgain: an officer whose sign-in is older than 10 minutes is sent to
 // sign in again before a step's page, and lands back on it. A form she sends with an old sign-in
 // (a policy she took long to write) is not lost: she signs in again and is back at the form,
@@ -441,6 +460,11 @@ func TestSetPhase(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) || !strings.Contains(page, "spiffe://"+testOrg+"/user/anna") ||
 		!strings.Contains(page, `kp-phase--warm">warm`) || !strings.Contains(page, "<title>Gedaan: Crisisfase · ") {
 		t.Fatalf("set the phase: %d at %s, want it done and said in the title\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	// The notice is for a crisis that has its phase; an address cannot make the page say
+	// anything else was done.
+	if _, page := b.get(t, e.url+"/fase?gedaan="+url.QueryEscape("oekraine naar heet door de minister")); strings.Contains(page, `id="gedaan"`) || strings.Contains(page, "<title>Gedaan:") {
+		t.Errorf("the phases page says a made-up step was done:\n%s", page)
 	}
 }
 

@@ -1223,9 +1223,9 @@ func fileSize(l *Lang, n int64) string {
 	case n < 1000:
 		return l.T("file.bytes", n)
 	case n < 1000*1000:
-		return l.T("file.kb", float64(n)/1000)
+		return l.T("file.kb", l.Number(math.Round(float64(n)/1000)))
 	}
-	return l.T("file.mb", float64(n)/(1000*1000))
+	return l.T("file.mb", l.Number(math.Round(float64(n)/1e5)/10))
 }
 
 // file sends a file that a record names, as a download: its type is the one the node sniffed

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,8 +26,9 @@ import (
 )
 
 // Own records: a list, a form to create or change one, generated from its kind's JSON Schema,
-// and the upload of a JSON Lines or CSV file. Every write is RecordService.Put or PutBatch as
-// the person, so the service checks it, refuses it with its own message, and stores nothing of
+// and the upload of a JSON Lines or CSV file. What the interface can say in the person's words
+// it checks first (recordProblems); every write is then RecordService.Put or PutBatch as the
+// person, so the service checks it again, refuses it with its own message, and stores nothing of
 // a record it refuses; the form shows that message at the field it names.
 
 func init() {
@@ -49,7 +52,7 @@ func (s *Server) writerPage(w http.ResponseWriter, r *request) bool {
 	if isWriter(r) {
 		return true
 	}
-	s.failWith(w, r, http.StatusForbidden, r.L.T("error.writer_only", strings.Join(roleNames(r), ", ")))
+	s.failIn(w, r, http.StatusForbidden, r.L.T("error.writer_only", strings.Join(roleNames(r), ", ")))
 	return false
 }
 
@@ -278,7 +281,10 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 		Crisis: strings.TrimSpace(f.Get("crisis")), Region: f.Get("region"), Classification: f.Get("classification"),
 		ValidUntil: f.Get("valid_until"), Labels: f.Get("labels"), Body: f.Get("body")}
 	v.Kinds = s.kindViews(r, v.Kind)
-	fmt.Sscan(f.Get("version"), &v.Version)
+	if _, err := fmt.Sscan(f.Get("version"), &v.Version); v.Edit && (err != nil || v.Version < 1) {
+		// Version 0 would overwrite whatever stands: a change is always of the version it read.
+		v.Errors["id"] = r.L.T("recordform.version_bad")
+	}
 	v.Fields = bodyFieldsOf(s.c.Kinds.Get(v.Kind))
 	for i := range v.Fields {
 		v.Fields[i].Value = strings.TrimSpace(f.Get("body." + v.Fields[i].Name))
@@ -526,13 +532,21 @@ func (s *Server) importFile(w http.ResponseWriter, r *request) {
 			writeInMode(row.Record, mode)
 		}
 	}
-	sum, err := importfile.Import(r.ctx(), pb.NewRecordServiceClient(s.c.Conn), rows, importBatch, nil)
+	// The rows are written to the end even when the browser goes away meanwhile: a file stopped
+	// halfway, its report lost with the redirect, would leave the person to guess what was stored.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx()), importTimeout)
+	defer cancel()
+	sum, err := importfile.Import(ctx, pb.NewRecordServiceClient(s.c.Conn), rows, importBatch, nil)
 	if err != nil && sum.Accepted == 0 && sum.Rejected == 0 {
 		s.failCall(w, r, err)
 		return
 	}
 	sum.File = name
 	rep := &uploadReport{Summary: sum, Person: r.Session.Person.String(), At: time.Now()}
+	if n := len(rep.Rejections); n > maxReportRows {
+		rep.Rejections = slices.Clone(rep.Rejections[:maxReportRows])
+		rep.LeftOut = r.L.T("upload.left_out", maxReportRows, r.L.Number(float64(n-maxReportRows)))
+	}
 	if err != nil {
 		rep.Stopped = status.Convert(err).Message()
 	}
@@ -600,7 +614,17 @@ type uploadReport struct {
 	Person  string
 	At      time.Time
 	Stopped string
+	// LeftOut is how many refused rows the report leaves out, past its first maxReportRows.
+	LeftOut string
 }
+
+// importTimeout bounds an upload's writes, which outlive the request that brought the file.
+const importTimeout = 10 * time.Minute
+
+// maxReportRows bounds the refused rows a report keeps and shows: a file whose every row is
+// refused (the wrong kind chosen, say) says enough in its first rows, and a report of all of a
+// large file's would hold hundreds of megabytes for an hour.
+const maxReportRows = 500
 
 // importReports keeps the latest upload reports in memory, an hour each, for the page the
 // upload redirects to (so that reloading it does not upload again).

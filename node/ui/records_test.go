@@ -194,6 +194,14 @@ func TestRecordForm(t *testing.T) {
 		!strings.Contains(page, `id="body.beds_free" name="body.beds_free" value="1"`) || !strings.Contains(page, "<title>Fout: ") {
 		t.Errorf("a stale change: %d, want 409 saying so, with the form as typed and its old version\n%s", resp.StatusCode, page)
 	}
+	// A change whose form lost its version, or garbled it, would overwrite whatever stands: it
+	// is refused, and nothing changes.
+	for _, version := range []string{"", "twee", "0"} {
+		resp, page = b.post(t, e.url+"/records/wijzigen", shelterForm(csrf, map[string]string{"body.beds_free": "1", "version": version}))
+		if resp.StatusCode != http.StatusUnprocessableEntity || fieldError(page, "id") != "het formulier zegt niet welke versie u wijzigt: open het record opnieuw en wijzig het daar" {
+			t.Errorf("a change with version %q: %d, want 422 saying so at the id:\n%s", version, resp.StatusCode, page)
+		}
+	}
 	if rec, _ := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); rec.GetVersion() != 2 || !strings.Contains(string(rec.GetBody()), `"beds_free":9`) {
 		t.Errorf("after a stale change the record is %v", rec)
 	}
@@ -338,6 +346,13 @@ func TestUpload(t *testing.T) {
 	_, page = upload(t, b, e.url, csrf, "open.csv", "id,municipality,region,beds_total,beds_free\nk-2,\"Sporthal,VR09,20,3\n", map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"})
 	if !strings.Contains(page, "een tekst tussen aanhalingstekens is niet goed afgesloten") {
 		t.Errorf("the report of a quote not closed:\n%s", page)
+	}
+	// A file whose every row is refused: the report keeps its first rows, and says how many
+	// more there were.
+	_, page = upload(t, b, e.url, csrf, "leeg.jsonl", strings.Repeat("{}\n", 500+1234), map[string]string{"kind": "shelter.capacity", "crisis": "oekraine"})
+	if n := strings.Count(page, "<tr class=\"utrecht-table__row\" data-line="); !strings.Contains(page, "0 regels opgeslagen, 1734 geweigerd") || n != 500 ||
+		!strings.Contains(page, "Dit zijn de eerste 500 geweigerde regels; de 1.234 andere laat dit verslag weg.") {
+		t.Errorf("the report of 1,734 refused rows shows %d of them:\n%.3000s", n, page)
 	}
 
 	// The report is the person's own: another person's browser cannot read it.

@@ -15,10 +15,11 @@ import (
 )
 
 // The own-record form is generated from the kind's JSON Schema: one field per property of the
-// body, in the schema's order, typed by the property's type. The form only shapes the input; it
-// checks nothing itself. Every value goes to RecordService.Put as typed as the person left it
-// (a word in a number field stays a word), so that the service's checks, and its messages, are
-// the only ones, as for a write over gRPC.
+// body, in the schema's order, typed by the property's type. Before it sends a record, the
+// interface checks what it can say in the person's words, each at its field (recordProblems:
+// the node's own checks of the id, crisis and region, and the kind's schema); every value then
+// goes to RecordService.Put as typed as the person left it (a word in a number field stays a
+// word), which checks all of it again, as for a write over gRPC.
 
 // Form field types.
 const (
@@ -157,7 +158,7 @@ func fillFields(fields []bodyField, body []byte) {
 	}
 }
 
-// bodyOf builds the body from the form's values (fields filled by formValues). An empty field
+// bodyOf builds the body from the form's values (each field's Value, as the form sent it). An empty field
 // is left out; a value that does not parse as its field's type is sent as the text it is, for
 // the service to refuse with its own message.
 func bodyOf(fields []bodyField) []byte {

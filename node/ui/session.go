@@ -45,8 +45,8 @@ type pending struct {
 	ReturnTo string
 	// Fresh asks the provider to authenticate anew, for a step that needs a recent sign-in.
 	Fresh bool
-	// From is the session whose form the sign-in interrupted: its draft goes to the session
-	// this sign-in starts, if the same person signs in.
+	// From is the key of the session whose form the sign-in interrupted: its draft goes to the
+	// session this sign-in starts, if the same person signs in.
 	From    string
 	Expires time.Time
 }
@@ -55,6 +55,8 @@ type pending struct {
 const pendingTTL = 10 * time.Minute
 
 // maxPending bounds the sign-ins in flight, so that a flood of /aanmelden cannot fill memory.
+// Past it the oldest goes: a flood displaces only sign-ins older than maxPending newer ones, and
+// never refuses a person's.
 const maxPending = 10000
 
 // sessions holds sessions and pending sign-ins, keyed by a hash of their random id so that the
@@ -63,7 +65,11 @@ type sessions struct {
 	mu      sync.Mutex
 	byID    map[string]*session
 	pending map[string]*pending
-	now     func() time.Time
+	// began has the keys of the pending sign-ins in the order they began, which, with one TTL
+	// for all, is the order they expire in; a key whose sign-in finished stays until it comes
+	// to the front.
+	began []string
+	now   func() time.Time
 }
 
 func newSessions() *sessions {
@@ -118,7 +124,6 @@ func (ss *sessions) end(id string) {
 	delete(ss.byID, key(id))
 }
 
-// begin stores a pending sign-in under state; false when too many are in flight.
 // park keeps a form's draft on the session id, in place of one it kept before.
 func (ss *sessions) park(id string, d *draft) {
 	ss.mu.Lock()
@@ -128,25 +133,26 @@ func (ss *sessions) park(id string, d *draft) {
 	}
 }
 
-// handOver takes the draft parked on the session from, if its person is person: it goes to the
-// session the new sign-in starts. Anyone else signing in in that browser gets nothing of it.
+// handOver takes the draft parked on the session of key from (pending.From), if its person is
+// person: it goes to the session the new sign-in starts. Anyone else signing in in that browser
+// gets nothing of it.
 func (ss *sessions) handOver(from string, person spiffeid.ID) *draft {
 	return ss.take(from, func(s *session) bool { return s.Person == person })
 }
 
 // takeDraft takes the draft of the session id when it is of page: it is given once.
 func (ss *sessions) takeDraft(id, page string) url.Values {
-	if d := ss.take(id, func(s *session) bool { return s.Draft.Page == page }); d != nil {
+	if d := ss.take(key(id), func(s *session) bool { return s.Draft.Page == page }); d != nil {
 		return d.Values
 	}
 	return nil
 }
 
-// take takes the draft of the session id, if it has one and ok says so: it is given once.
-func (ss *sessions) take(id string, ok func(*session) bool) *draft {
+// take takes the draft of the session of key k, if it has one and ok says so: it is given once.
+func (ss *sessions) take(k string, ok func(*session) bool) *draft {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	s := ss.byID[key(id)]
+	s := ss.byID[k]
 	if s == nil || s.Draft == nil || !ok(s) {
 		return nil
 	}
@@ -155,16 +161,19 @@ func (ss *sessions) take(id string, ok func(*session) bool) *draft {
 	return d
 }
 
-func (ss *sessions) begin(state string, p *pending) bool {
+// begin stores a pending sign-in under state, dropping the oldest when maxPending are in flight.
+func (ss *sessions) begin(state string, p *pending) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.gc()
-	if len(ss.pending) >= maxPending {
-		return false
+	for len(ss.pending) >= maxPending {
+		delete(ss.pending, ss.began[0])
+		ss.began = ss.began[1:]
 	}
 	p.Expires = ss.now().Add(pendingTTL)
-	ss.pending[key(state)] = p
-	return true
+	k := key(state)
+	ss.pending[k] = p
+	ss.began = append(ss.began, k)
 }
 
 // finish takes the pending sign-in of state; it can be taken once.
@@ -187,9 +196,12 @@ func (ss *sessions) gc() {
 			delete(ss.byID, k)
 		}
 	}
-	for k, p := range ss.pending {
-		if !now.Before(p.Expires) {
-			delete(ss.pending, k)
+	for len(ss.began) > 0 {
+		p, ok := ss.pending[ss.began[0]]
+		if ok && now.Before(p.Expires) {
+			break
 		}
+		delete(ss.pending, ss.began[0])
+		ss.began = ss.began[1:]
 	}
 }

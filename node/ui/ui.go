@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"embed"
@@ -54,6 +55,9 @@ type Config struct {
 	// Kinds are the node's declared kinds: the own-record form is generated from their JSON
 	// Schemas. Nil: only the kinds' names, from StatusService, and a JSON body field.
 	Kinds *record.Kinds
+	// MaxBodyBytes is the largest record body the node takes (limits.max_body_bytes), which
+	// sizes the largest form. Zero: record.DefaultMaxBody.
+	MaxBodyBytes int
 	// Changed returns a channel that is closed at the node's next commit (db.DB.Changed): the
 	// open picture pages then ask the services whether what they show changed. It carries no
 	// data. Nil: the picture does not update by itself.
@@ -104,16 +108,16 @@ func New(c Config) (*Server, error) {
 	}
 	s := &Server{c: c, td: td, log: c.Logger.With("component", "ui"), sessions: newSessions(), imports: newImportReports(), quit: make(chan struct{})}
 	if s.public, err = url.Parse(strings.TrimSuffix(c.UI.PublicURL, "/")); err != nil {
-		return nil, fmt.Errorf("ui.public_url: %w", err)
+		return nil, fmt.Errorf("ui: ui.public_url: %w", err)
 	}
 	s.secure = s.public.Scheme == "https"
 	if f := c.UI.OIDC.ClientSecretFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("ui.oidc.client_secret_file: %w", err)
+			return nil, fmt.Errorf("ui: ui.oidc.client_secret_file: %w", err)
 		}
 		if s.secret = strings.TrimSpace(string(b)); s.secret == "" {
-			return nil, fmt.Errorf("ui.oidc.client_secret_file: %s is empty: put the client secret in it", f)
+			return nil, fmt.Errorf("ui: ui.oidc.client_secret_file: %s is empty: put the client secret in it", f)
 		}
 	}
 	if s.cats, err = loadCatalogues(); err != nil {
@@ -227,8 +231,12 @@ func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge tim
 	http.SetCookie(w, c)
 }
 
-// maxFormBytes bounds a form's body; a larger one is refused before it is read whole.
-const maxFormBytes = 64 << 10
+// maxForm bounds a form's body, which is refused before it is read whole when it is larger: room
+// for the largest record body the node takes, URL-encoded (up to three bytes a byte), and for the
+// form's other fields.
+func (c *Config) maxForm() int64 {
+	return 3*int64(cmp.Or(c.MaxBodyBytes, record.DefaultMaxBody)) + 64<<10
+}
 
 // MaxOfficerAge is how old a sign-in may be for a policy step or a phase change: older, and the
 // officer signs in again first (requireRecent).
@@ -259,7 +267,7 @@ func (s *Server) requireRecent(w http.ResponseWriter, r *request, maxAge time.Du
 		if len(values) > 0 {
 			s.sessions.park(r.sessionID, &draft{Page: localPath(form), Values: values})
 		}
-		s.startSignIn(w, r.Request, &pending{ReturnTo: localPath(form), Fresh: true, From: r.sessionID})
+		s.startSignIn(w, r.Request, &pending{ReturnTo: localPath(form), Fresh: true, From: key(r.sessionID)})
 		return false
 	}
 	http.Redirect(w, r.Request, "/aanmelden?opnieuw=1&terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -287,7 +295,17 @@ type request struct {
 
 // exercise is the exercise whose mode the person reads in (?exercise=NAME), or "" for the
 // actual records.
-func (r *request) exercise() string { return strings.TrimSpace(r.URL.Query().Get("exercise")) }
+//
+// A form posted in an exercise (a phase change's confirmation) carries it as a field: a page shown
+// again after a refusal stays in the exercise, instead of falling back to the actual mode, where
+// the form sent again would change the actual crisis.
+func (r *request) exercise() string {
+	e := r.URL.Query().Get("exercise")
+	if e == "" && r.PostForm != nil { // parsed by signedIn; an upload's body stays unread
+		e = r.PostForm.Get("exercise")
+	}
+	return strings.TrimSpace(e)
+}
 
 // mode is the mode of every read the page makes: actual, or the exercise's.
 func (r *request) mode() *pb.Mode {
@@ -333,12 +351,6 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *request), form bool) http
 			http.Redirect(w, r, "/aanmelden?terug="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
-		if r.Method == http.MethodPost && form {
-			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-			if !s.checkCSRF(w, r, l, sess, r.PostFormValue(csrfField)) {
-				return
-			}
-		}
 		caller, err := s.c.Resolve(sess.Person)
 		if err != nil {
 			// The role was taken away since the sign-in.
@@ -346,7 +358,23 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *request), form bool) http
 			s.fail(w, r, l, http.StatusForbidden, l.T("error.no_role", sess.Person.String()))
 			return
 		}
-		h(w, &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: id})
+		req := &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: id}
+		if r.Method == http.MethodPost && form {
+			r.Body = http.MaxBytesReader(w, r.Body, s.c.maxForm())
+			if err := r.ParseForm(); err != nil {
+				// Else the form would read as empty, and be refused as if its token were wrong.
+				if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+					s.failIn(w, req, http.StatusRequestEntityTooLarge, l.T("error.form_too_large", fileSize(l, tooLarge.Limit)))
+					return
+				}
+				s.failIn(w, req, http.StatusBadRequest, l.T("error.form_unreadable", err.Error()))
+				return
+			}
+			if !s.checkCSRF(w, r, l, sess, r.PostFormValue(csrfField)) {
+				return
+			}
+		}
+		h(w, req)
 	}
 }
 
@@ -442,5 +470,3 @@ func (s *Server) oidcClient(ctx context.Context) (*oidc.Provider, *oauth2.Config
 	}
 	return s.provider, oc, nil
 }
-
-var errNoClaim = errors.New("no claim")

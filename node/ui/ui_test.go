@@ -471,16 +471,18 @@ func TestCSRF(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		form url.Values
+		code int
+		says string
 	}{
-		{"no token", url.Values{}},
-		{"wrong token", url.Values{"csrf": {token + "x"}}},
-		{"empty token", url.Values{"csrf": {""}}},
+		{"no token", url.Values{}, http.StatusForbidden, "niet van deze pagina"},
+		{"wrong token", url.Values{"csrf": {token + "x"}}, http.StatusForbidden, "niet van deze pagina"},
+		{"empty token", url.Values{"csrf": {""}}, http.StatusForbidden, "niet van deze pagina"},
 		// An oversized form is refused before it is read whole, token or not.
-		{"oversized", url.Values{"csrf": {token}, "x": {strings.Repeat("a", 100<<10)}}},
+		{"oversized", url.Values{"csrf": {token}, "x": {strings.Repeat("a", 4<<20)}}, http.StatusRequestEntityTooLarge, "groter dan deze node aanneemt"},
 	} {
 		resp, body := b.post(t, e.url+"/afmelden", tc.form)
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "niet van deze pagina") {
-			t.Errorf("%s: %d, want 403 naming the reason:\n%s", tc.name, resp.StatusCode, body)
+		if resp.StatusCode != tc.code || !strings.Contains(body, tc.says) {
+			t.Errorf("%s: %d, want %d saying %q:\n%s", tc.name, resp.StatusCode, tc.code, tc.says, body)
 		}
 	}
 	// The session survived the forged posts.
