@@ -14,7 +14,7 @@ import (
 func newCACmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ca",
-		Short: "A development CA that mints X.509-SVIDs (for the demo and tests, not production)",
+		Short: "A development CA that mints X.509- and JWT-SVIDs (for the demo and tests, not production)",
 		Long: `A development certificate authority for one trust domain. Production nodes get their SVIDs
 from SPIRE; this CA lets the demo and tests run with nothing outside the project.`,
 	}
@@ -78,7 +78,7 @@ spiffe://TD/user/NAME. A node reloads its files when they change, so re-issuing 
 			if err != nil {
 				return err
 			}
-			if err := ca.IssueFiles(sid, out, identity.SVIDOptions{TTL: ttl, DNSNames: dns}); err != nil {
+			if err := ca.IssueFiles(sid, out, identity.SVIDOptions{TTL: ttl, Hosts: dns}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s.crt, %s.key (valid %s)\n", sid, out, out, ttl)
@@ -89,7 +89,7 @@ spiffe://TD/user/NAME. A node reloads its files when they change, so re-issuing 
 	cmd.Flags().StringVar(&id, "id", "", "SPIFFE ID to certify")
 	cmd.Flags().StringVar(&out, "out", "", "output prefix: writes PREFIX.crt and PREFIX.key")
 	cmd.Flags().DurationVar(&ttl, "ttl", identity.DefaultSVIDTTL, "how long the SVID is valid")
-	cmd.Flags().StringSliceVar(&dns, "dns", nil, "DNS names to add besides the SPIFFE ID, for HTTPS clients that check host names (the REST API)")
+	cmd.Flags().StringSliceVar(&dns, "dns", nil, "host names or IP addresses to add besides the SPIFFE ID, for HTTPS clients that check them (the REST API)")
 	for _, f := range []string{"dir", "id", "out"} {
 		cmd.MarkFlagRequired(f)
 	}

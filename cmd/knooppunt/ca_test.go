@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/x509"
-	"encoding/pem"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,17 +42,10 @@ func TestCAJWTAndDNS(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "r1")
-	cli(t, nil, "", "ca", "issue", "--dir", dir, "--id", aud, "--out", out, "--dns", "localhost,knooppunt.vr-utrecht.nl").want(t, 0)
-	data, err := os.ReadFile(out + ".crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(data)
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(cert.DNSNames, ",") != "localhost,knooppunt.vr-utrecht.nl" || len(cert.URIs) != 1 || cert.URIs[0].String() != aud {
-		t.Errorf("SANs: DNS %v, URIs %v", cert.DNSNames, cert.URIs)
+	cli(t, nil, "", "ca", "issue", "--dir", dir, "--id", aud, "--out", out, "--dns", "localhost,knooppunt.vr-utrecht.nl,192.0.2.7").want(t, 0)
+	cert := certFile(t, out+".crt")
+	if strings.Join(cert.DNSNames, ",") != "localhost,knooppunt.vr-utrecht.nl" || len(cert.IPAddresses) != 1 || cert.IPAddresses[0].String() != "192.0.2.7" ||
+		len(cert.URIs) != 1 || cert.URIs[0].String() != aud {
+		t.Errorf("SANs: DNS %v, IP %v, URIs %v", cert.DNSNames, cert.IPAddresses, cert.URIs)
 	}
 }

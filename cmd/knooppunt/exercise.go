@@ -102,7 +102,8 @@ func newExerciseListCmd() *cobra.Command {
 		Long: `List the open exercises, or all with --all. For an open exercise, TAKING PART says of each peer
 whether it has started the exercise too, as its node tells this one: open (it takes part), none
 (it has not started it: it shares nothing of the exercise and receives nothing of it), closed, or
-unknown (no answer yet, or its node is down). Run it on the replica that leads.`,
+unknown (no answer yet, or its node is down). Only the replica that leads knows it: a follower
+asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
 		Example: `  knooppunt exercise list
   knooppunt exercise list --all -o json`,
 		Args: cobra.NoArgs,

@@ -148,10 +148,7 @@ func (o *initOptions) run() error {
 		}
 		// The node's SVID names the host too, so that an HTTPS client that checks host names
 		// (curl, a partner system) accepts it on the REST API.
-		node := identity.SVIDOptions{TTL: devNodeSVIDTTL}
-		if net.ParseIP(o.host) == nil {
-			node.DNSNames = []string{o.host}
-		}
+		node := identity.SVIDOptions{TTL: devNodeSVIDTTL, Hosts: []string{o.host}}
 		if err := issue("/node/"+o.replica, o.replica, node); err != nil {
 			return err
 		}

@@ -123,6 +123,24 @@ func TestInitThenServe(t *testing.T) {
 	}
 }
 
+// certFile is the first certificate of a PEM file.
+func certFile(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
 // TestInitNodeSVIDNamesTheHost: the node's development SVID names --host as a DNS name, so that
 // curl and partner systems accept it on the REST API, which the config init writes offers, with
 // federation.purpose and the web interface, commented out; with their #s removed, the config loads.
@@ -130,20 +148,17 @@ func TestInitNodeSVIDNamesTheHost(t *testing.T) {
 	dataDir := filepath.Join(shortDir(t), "d")
 	cli(t, nil, "", "init", "--org", "ggd.crisis.test", "--name", "GGD", "--dev-ca", "--data-dir", dataDir, "--host", "localhost",
 		"--listen", "127.0.0.1:7443", "--bundle-listen", "127.0.0.1:7444").want(t, 0)
-	pemBytes, err := os.ReadFile(filepath.Join(dataDir, "certs", "r1.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		t.Fatal("certs/r1.crt holds no PEM block")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := certFile(t, filepath.Join(dataDir, "certs", "r1.crt"))
 	if !slices.Equal(cert.DNSNames, []string{"localhost"}) || len(cert.URIs) != 1 || cert.URIs[0].String() != "spiffe://ggd.crisis.test/node/r1" {
 		t.Fatalf("the node's SVID names %v and %v, want the SPIFFE ID and localhost", cert.URIs, cert.DNSNames)
+	}
+	// An IP address as the host is named as one, which a client that connects to it checks.
+	ipDir := filepath.Join(shortDir(t), "d")
+	cli(t, nil, "", "init", "--org", "ggd.crisis.test", "--name", "GGD", "--dev-ca", "--data-dir", ipDir, "--host", "127.0.0.1",
+		"--listen", "127.0.0.1:7443", "--bundle-listen", "127.0.0.1:7444").want(t, 0)
+	ipCert := certFile(t, filepath.Join(ipDir, "certs", "r1.crt"))
+	if err := ipCert.VerifyHostname("127.0.0.1"); err != nil || len(ipCert.DNSNames) != 0 {
+		t.Errorf("with --host 127.0.0.1 the node's SVID names DNS %v and IP %v: %v", ipCert.DNSNames, ipCert.IPAddresses, err)
 	}
 	cfg, _ := os.ReadFile(filepath.Join(dataDir, configName))
 	for _, want := range []string{"# http:\n#   listen: ", "# ui:\n#   listen: ", "# federation:\n#   purpose: "} {

@@ -514,6 +514,7 @@ file instead.`,
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log (required)")
 	cmd.Flags().BoolVar(&now, "now", false, "refuse the peer at once, without waiting for it to drop what it holds")
 	f.register(cmd, true)
+	cmd.MarkFlagRequired("reason")
 	f.fill(map[string]string{"reason": "reason"})
 	f.fillArg("NAME", "name")
 	return cmd

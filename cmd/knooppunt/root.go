@@ -8,8 +8,8 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "knooppunt",
 		Short: "A federated crisis-information node",
-		Long: `Knooppunt keeps one crisis partner's records and, later, exchanges the approved ones with
-other partners' nodes.
+		Long: `Knooppunt keeps one crisis partner's records and exchanges the ones its security officers
+approved with other partners' nodes.
 
 Client commands talk to a node picked with --node ADDR, where ADDR is unix:///path/knooppunt.sock
 or host:port. KNOOPPUNT_NODE sets the default. The unix socket is for local administration by

@@ -303,8 +303,8 @@ func newRuleTestCmd() *cobra.Command {
 		Use:   "test FILE",
 		Short: "Dry-run a rule over the node's history: when would it have fired",
 		Long: `Evaluate a rule document over the node's history, at every step (on the minute by default,
-as the node evaluates), and list the episodes it would have fired: region, start, end (empty
-while it still fires at the end of the run) and the values that fired it. Nothing is stored.
+as the node evaluates), and list the episodes it would have fired: region, start, end ("firing"
+while it still fires at the end of the run; absent in -o json) and the values that fired it. Nothing is stored.
 The run covers --since back from now, or --from to --to (RFC 3339), within the history's
 retention.`,
 		Example: `  knooppunt rule test zeeland-beds-low.yaml --since 168h

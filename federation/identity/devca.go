@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -155,10 +156,22 @@ type SVIDOptions struct {
 	NotBefore time.Time
 	// Key is the key to certify; nil makes a new P-256 key.
 	Key crypto.Signer
-	// DNSNames are added as DNS SANs besides the SPIFFE ID (the X.509-SVID spec allows them),
-	// so that an HTTPS client that checks host names, such as curl, accepts a node's SVID on the
-	// REST API.
-	DNSNames []string
+	// Hosts are added besides the SPIFFE ID, each as a DNS SAN, or an IP SAN for an IP address
+	// (the X.509-SVID spec allows both), so that an HTTPS client that checks host names, such as
+	// curl, accepts a node's SVID on the REST API.
+	Hosts []string
+}
+
+// hostSANs splits hosts into DNS names and IP addresses.
+func hostSANs(hosts []string) (names []string, ips []net.IP) {
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			names = append(names, h)
+		}
+	}
+	return names, ips
 }
 
 // Issue mints an X.509-SVID for id, which must be in the CA's trust domain. It follows the
@@ -186,11 +199,13 @@ func (ca *DevCA) Issue(id spiffeid.ID, opts SVIDOptions) ([]*x509.Certificate, c
 	if start.IsZero() {
 		start = time.Now().Add(-time.Minute)
 	}
+	names, ips := hostSANs(opts.Hosts)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{Organization: []string{"Knooppunt"}},
 		URIs:                  []*url.URL{id.URL()},
-		DNSNames:              opts.DNSNames,
+		DNSNames:              names,
+		IPAddresses:           ips,
 		NotBefore:             start,
 		NotAfter:              start.Add(opts.TTL),
 		KeyUsage:              x509.KeyUsageDigitalSignature,

@@ -113,6 +113,9 @@ func TestUpdateAndCancelChains(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/atom+xml") {
 				t.Fatalf("GET %s without signing in: %d %s\n%s", u, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 			}
+			if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+				t.Errorf("GET %s: CSP %q, Referrer-Policy %q, want the interface's", u, csp, resp.Header.Get("Referrer-Policy"))
+			}
 			var got []string
 			for _, e := range feedEntries(t, body) {
 				captest.Validate(t, "a feed entry", e.Content.Alert)

@@ -201,7 +201,7 @@ func checkHTTPListener(section, listen, example string, t UITLS) (string, error)
 // HTTP configures the REST/JSON API. It serves HTTPS with the node's X.509-SVID, so it needs
 // listen and identity as the gRPC listener does.
 type HTTP struct {
-	// Listen is the HTTPS address of the API, such as 0.0.0.0:8443. Empty: off.
+	// Listen is the HTTPS address of the API, such as 0.0.0.0:18443. Empty: off.
 	Listen string `yaml:"listen"`
 	// JWTBundleFile is the org's JWT bundle: a SPIFFE bundle (JWKS) document whose jwt-svid
 	// keys sign the org's JWT-SVIDs, such as `spire-server bundle show -format spiffe` writes.
@@ -222,7 +222,7 @@ func (h *HTTP) Check(listen string) error {
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(h.Listen); err != nil {
-		return fmt.Errorf("http.listen: %q: use host:port, such as 0.0.0.0:8443", h.Listen)
+		return fmt.Errorf("http.listen: %q: use host:port, such as 0.0.0.0:18443", h.Listen)
 	}
 	if listen == "" {
 		return errors.New("http.listen: the REST API serves HTTPS with the node's X.509-SVID: set listen and identity too")

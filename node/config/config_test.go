@@ -415,7 +415,7 @@ http:
 		{"no mTLS listener", "http:\n  listen: 127.0.0.1:18443\n",
 			`http.listen: the REST API serves HTTPS with the node's X.509-SVID: set listen and identity too`},
 		{"listen without port", "listen: 127.0.0.1:7443" + files + "http:\n  listen: localhost\n",
-			`http.listen: "localhost": use host:port, such as 0.0.0.0:8443`},
+			`http.listen: "localhost": use host:port, such as 0.0.0.0:18443`},
 		{"empty audience", "listen: 127.0.0.1:7443" + files + "http:\n  listen: 127.0.0.1:18443\n  audience: [\"\"]\n",
 			`http.audience[0]: empty: name this node, such as https://api.example.nl`},
 		{"settings without listen", "http:\n  audience: [x]\n",
