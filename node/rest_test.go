@@ -194,7 +194,7 @@ func TestRESTOverMTLS(t *testing.T) {
 	n.call(t, reader, "GET", "/v1/status", "", nil).want(t, "reader status", 200, `"org":"`+mtlsOwnTD+`"`)
 	n.call(t, reader, "GET", "/v1/pictures/oekraine", "", nil).want(t, "reader picture", 200, `rest-1`)
 
-	n.call(t, reader, "POST", "/v1/records", "", restRecord("rest-2")).want(t, "reader POST", 403, "needs the role editor")
+	n.call(t, reader, "POST", "/v1/records", "", restRecord("rest-2")).want(t, "reader POST", 403, "needs the role editor", `"reason":"ROLE_DENIED"`)
 	n.call(t, reader, "GET", "/v1/records/rest-2", "", nil).want(t, "refused write stored nothing", 404)
 	n.call(t, reader, "GET", "/v1/audit", "", nil).want(t, "reader audit", 403)
 	n.log.Wait(t, 5*time.Second, "call refused", identitytest.Refusal("spiffe://"+mtlsOwnTD+"/user/rita", "may not call RecordService/Put"))

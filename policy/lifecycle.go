@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -72,13 +73,25 @@ func Revoke(p *Policy, officer, reason string, now time.Time) error {
 	return nil
 }
 
+// supersededBy starts the reason of a superseded policy, before the id that superseded it.
+const supersededBy = "superseded by "
+
+// SupersededBy is, of a policy in state with reason, the id of the version that superseded it,
+// and whether one did.
+func SupersededBy(state, reason string) (string, bool) {
+	if state != StateSuperseded {
+		return "", false
+	}
+	return strings.CutPrefix(reason, supersededBy)
+}
+
 // Supersede marks an older version of a policy superseded by the version that was just
 // approved. Proposed older versions are superseded too: approving them later makes no sense.
 func Supersede(old *Policy, by string, now time.Time) bool {
 	if old.State != StateApproved && old.State != StateProposed {
 		return false
 	}
-	old.State, old.DecidedAt, old.Reason = StateSuperseded, now, "superseded by "+by
+	old.State, old.DecidedAt, old.Reason = StateSuperseded, now, supersededBy+by
 	return true
 }
 

@@ -211,6 +211,14 @@ func TestSupersede(t *testing.T) {
 		if p.State != policy.StateSuperseded || p.Reason != "superseded by p@2" || !p.DecidedAt.Equal(stepAt) {
 			t.Errorf("after Supersede of a %s policy: %+v", tc.state, p)
 		}
+		// What superseded it is read back from the policy, as the web interface names it; an
+		// officer's reason of another state that starts the same way names nothing.
+		if by, ok := policy.SupersededBy(p.State, p.Reason); !ok || by != "p@2" {
+			t.Errorf("SupersededBy of a %s policy superseded by p@2: %q %v", tc.state, by, ok)
+		}
+		if by, ok := policy.SupersededBy(policy.StateRevoked, p.Reason); ok {
+			t.Errorf("SupersededBy of a revoked policy whose reason reads %q: %q", p.Reason, by)
+		}
 		// A superseded policy cannot be approved any more.
 		if _, err := policy.Approve(p, &policy.Document{}, officerB, stepAt, 1); !errors.Is(err, policy.ErrNotProposed) {
 			t.Errorf("Approve after Supersede = %v", err)

@@ -117,6 +117,42 @@ func FieldStatus(code codes.Code, field, reason string) error {
 	return withField.Err()
 }
 
+// Reasons a refusal carries in a google.rpc.ErrorInfo detail (see ReasonStatus), for a program
+// to tell it apart without reading its message, which is for a person and may change.
+const (
+	// ReasonRoleDenied: the caller's roles do not reach the method.
+	ReasonRoleDenied = "ROLE_DENIED"
+	// ReasonFourEyes: the author of a policy cannot approve it; another officer must.
+	ReasonFourEyes = "FOUR_EYES"
+)
+
+// reasonDomain is the ErrorInfo domain of this node's reasons.
+const reasonDomain = "knooppunt"
+
+// ReasonStatus is a status with code and msg that carries reason in an ErrorInfo detail.
+func ReasonStatus(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
+	withReason, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: reasonDomain})
+	if err != nil {
+		return st.Err()
+	}
+	return withReason.Err()
+}
+
+// Reason is the reason a refusal carries (see ReasonStatus); "" for one that carries none.
+func Reason(err error) string {
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == reasonDomain {
+			return info.Reason
+		}
+	}
+	return ""
+}
+
 // Field is the request field a refusal names and what it says of it (see FieldStatus); "" for an
 // error that names none, such as one that is no status or one from a node of a release before
 // the detail.

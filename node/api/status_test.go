@@ -31,8 +31,8 @@ type refuser struct {
 func (r *refuser) Get(context.Context, *pb.GetRequest) (*pb.Record, error) { return nil, r.err }
 
 // TestRefusalsNameTheirFieldApart: a refusal that names a field carries it, and its reason, in a
-// detail that crosses the wire, with its own code and its message unchanged; the other errors
-// carry none.
+// detail that crosses the wire, with its own code and its message unchanged, as does one that
+// carries a reason (ReasonStatus); the other errors carry neither.
 func TestRefusalsNameTheirFieldApart(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cases := []struct {
@@ -40,15 +40,17 @@ func TestRefusalsNameTheirFieldApart(t *testing.T) {
 		err           error
 		code          codes.Code
 		field, reason string
+		why           string
 	}{
-		{"Invalid", api.Invalid("origins[2]", "%q is no peer", "x.example"), codes.InvalidArgument, "origins[2]", `"x.example" is no peer`},
+		{"Invalid", api.Invalid("origins[2]", "%q is no peer", "x.example"), codes.InvalidArgument, "origins[2]", `"x.example" is no peer`, ""},
 		{"a FieldError", api.Status(log, fmt.Errorf("put: %w", &record.FieldError{Field: "record.body.beds_free", Code: codes.InvalidArgument, Reason: "must be >= 0"})),
-			codes.InvalidArgument, "record.body.beds_free", "must be >= 0"},
+			codes.InvalidArgument, "record.body.beds_free", "must be >= 0", ""},
 		{"a FieldError of another code", api.Status(log, &record.FieldError{Field: "record.body", Code: codes.ResourceExhausted, Reason: "too large"}),
-			codes.ResourceExhausted, "record.body", "too large"},
-		{"a bad page token", api.Status(log, db.ErrBadPageToken), codes.InvalidArgument, "page_token", "not a token from a previous List: start again without it"},
-		{"not found", api.Status(log, db.ErrNotFound), codes.NotFound, "", ""},
-		{"internal", api.Status(log, errors.New("disk on fire")), codes.Internal, "", ""},
+			codes.ResourceExhausted, "record.body", "too large", ""},
+		{"a bad page token", api.Status(log, db.ErrBadPageToken), codes.InvalidArgument, "page_token", "not a token from a previous List: start again without it", ""},
+		{"not found", api.Status(log, db.ErrNotFound), codes.NotFound, "", "", ""},
+		{"internal", api.Status(log, errors.New("disk on fire")), codes.Internal, "", "", ""},
+		{"four eyes", api.ReasonStatus(codes.PermissionDenied, api.ReasonFourEyes, "the author cannot approve"), codes.PermissionDenied, "", "", api.ReasonFourEyes},
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,6 +80,9 @@ func TestRefusalsNameTheirFieldApart(t *testing.T) {
 			}
 			if c.field != "" && st.Message() != c.field+": "+c.reason {
 				t.Fatalf("message %q does not say %q", st.Message(), c.field+": "+c.reason)
+			}
+			if why := api.Reason(err); why != c.why {
+				t.Fatalf("Reason = %q, want %q", why, c.why)
 			}
 		})
 	}

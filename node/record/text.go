@@ -43,6 +43,10 @@ func ParseText(field, q string) (*TextQuery, error) {
 // ErrOpenPhrase is what a query refused for a phrase whose closing " is missing is, by errors.Is.
 var ErrOpenPhrase = errors.New(`a phrase opened with " is not closed`)
 
+// ErrTooManyTerms is what a query refused for more than MaxQueryTerms words and phrases is, by
+// errors.Is.
+var ErrTooManyTerms = errors.New("too many words and phrases")
+
 // ParseTextLoosely parses a query typed into a search box, as people type: a word or phrase that
 // the index cannot look for (shorter than MinTermRunes, or with no letters or digits, such as
 // "in", "de" or "&" in "opvang in de regio") is left out and returned in ignored, as typed,
@@ -124,7 +128,9 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		return nil, nil, invalid(field, "no words to search for")
 	}
 	if len(terms) > MaxQueryTerms {
-		return nil, nil, invalid(field, "%d words and phrases is over the limit of %d", len(terms), MaxQueryTerms)
+		e := invalid(field, "%d words and phrases is over the limit of %d", len(terms), MaxQueryTerms)
+		e.cause = ErrTooManyTerms
+		return nil, nil, e
 	}
 	return &TextQuery{Terms: terms}, ignored, nil
 }

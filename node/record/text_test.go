@@ -68,9 +68,13 @@ func TestParseTextLoosely(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.err) {
 				t.Errorf("ParseTextLoosely(%q) = %v, %v; want error %q", tc.q, q, err, tc.err)
 			}
-			// A search box tells the phrase not closed from the other refusals by its cause.
+			// A search box tells the phrase not closed, and too many terms, from the other
+			// refusals by their causes.
 			if open := strings.Contains(tc.err, "not closed"); errors.Is(err, ErrOpenPhrase) != open {
 				t.Errorf("ParseTextLoosely(%q): errors.Is(%v, ErrOpenPhrase) = %v, want %v", tc.q, err, !open, open)
+			}
+			if many := strings.Contains(tc.err, "words and phrases"); errors.Is(err, ErrTooManyTerms) != many {
+				t.Errorf("ParseTextLoosely(%q): errors.Is(%v, ErrTooManyTerms) = %v, want %v", tc.q, err, !many, many)
 			}
 			continue
 		}

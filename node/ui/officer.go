@@ -198,7 +198,7 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 	if d := r.URL.Query().Get("gedaan"); d == "voorgesteld" || stepKeys[d] != "" {
 		v.Done = d
 	}
-	if by, ok := strings.CutPrefix(p.Reason, "superseded by "); ok && p.State == "superseded" {
+	if by, ok := policy.SupersededBy(p.State, p.Reason); ok {
 		v.P.Reason = r.L.T("policy.superseded_by", by) // the node's words, not an officer's
 	}
 	s.render(w, r.Request, http.StatusOK, "policy", s.newPage(r, "policies", r.L.T("policy.title", p.Id), v))

@@ -873,7 +873,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			case len(v.Text) > record.MaxQueryBytes:
 				// A link or a pasted text can be longer than the box lets anyone type.
 				v.TextError = r.L.T("search.text_long", record.MaxQueryBytes)
-			case strings.Contains(err.Error(), "over the limit of"):
+			case errors.Is(err, record.ErrTooManyTerms):
 				v.TextError = r.L.T("search.text_many", record.MaxQueryTerms)
 			default:
 				v.TextError = r.L.T("search.text_error", strings.TrimPrefix(err.Error(), "q: "))

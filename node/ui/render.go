@@ -298,12 +298,13 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 	switch st.Code() {
 	case codes.PermissionDenied, codes.Unauthenticated:
 		code, msg = http.StatusForbidden, r.L.T("error.refused", st.Message())
-		if strings.Contains(st.Message(), " may not call ") {
+		switch api.Reason(err) {
+		case api.ReasonRoleDenied:
 			// A role that does not reach the call: said in the page's words, the node's own
 			// (the SPIFFE ID, the method, the role it needs) under it, for the administrator
-			// the person asks. Other refusals (four eyes, say) say their reason as it is.
+			// the person asks. Other refusals say their reason as it is.
 			msg, detail = r.L.T("error.denied"), st.Message()
-		} else if strings.HasPrefix(st.Message(), "the author cannot approve their own policy") {
+		case api.ReasonFourEyes:
 			msg, detail = r.L.T("error.four_eyes"), st.Message()
 		}
 	case codes.NotFound:

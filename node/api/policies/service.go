@@ -213,7 +213,7 @@ func refusalStatus(err error) error {
 	case errors.Is(err, db.ErrPolicyNotFound):
 		return status.Error(codes.NotFound, "policy not found: list them with `policy list`")
 	case errors.Is(err, policy.ErrSelfApproval):
-		return status.Error(codes.PermissionDenied, "the author cannot approve their own policy: another officer must (four eyes)")
+		return api.ReasonStatus(codes.PermissionDenied, api.ReasonFourEyes, "the author cannot approve their own policy: another officer must (four eyes)")
 	case errors.Is(err, policy.ErrAlreadyApproved):
 		return status.Error(codes.AlreadyExists, "you have approved this policy already: another officer must approve it too")
 	}
