@@ -282,10 +282,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.Phase = pic.Phase
 	v.Marking, v.At = pictureMarking(r.L, pic), local(time.Now()).Format("2006-01-02 15:04 MST")
-	q := url.Values{"crisis": {v.Crisis}}
-	if e := r.exercise(); e != "" {
-		q.Set("exercise", e) // the stream and the download read the picture in the page's mode
-	}
+	q := r.modeValues(url.Values{"crisis": {v.Crisis}}) // the stream and the download read the picture in the page's mode
 	v.CSV = "/beeld/csv?" + q.Encode()
 	if s.c.Changed != nil {
 		v.Live, v.Digest, v.Refresh = "/beeld/live?"+q.Encode(), pictureDigest(pic), pictureRefresh
@@ -362,10 +359,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 				q.Set("kind", k)
 			}
 		}
-		if e := r.exercise(); e != "" {
-			q.Set("exercise", e)
-		}
-		v.Rows[i].Link = "/zoeken?" + q.Encode()
+		v.Rows[i].Link = "/zoeken?" + r.modeValues(q).Encode()
 	}
 	for i, c := range v.Columns {
 		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i, r.L.Region))
@@ -396,11 +390,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		// The rest is a search away: the page says so, and links to it.
 		v.LatestMore = len(v.Latest)
 		v.Latest = v.Latest[:maxLatest]
-		q := url.Values{"crisis": {v.Crisis}}
-		if e := r.exercise(); e != "" {
-			q.Set("exercise", e)
-		}
-		v.LatestSearch = "/zoeken?" + q.Encode()
+		v.LatestSearch = "/zoeken?" + r.modeValues(url.Values{"crisis": {v.Crisis}}).Encode()
 	}
 	for i := range v.Latest {
 		v.Latest[i].Source = s.orgName(v.Partners, v.Latest[i].Source)

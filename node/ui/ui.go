@@ -326,6 +326,14 @@ func (r *request) modeQuery() string {
 // inMode is the link u in the request's mode (see the template function inMode).
 func (r *request) inMode(u string) string { return inMode(r.modeQuery(), u) }
 
+// modeValues adds the request's mode to q, a link's query, and returns it.
+func (r *request) modeValues(q url.Values) url.Values {
+	if e := r.exercise(); e != "" {
+		q.Set("exercise", e)
+	}
+	return q
+}
+
 // ctx is the request's context, with the person for calls on the in-process channel.
 func (r *request) ctx() context.Context { return api.AsPerson(r.Context(), r.Session.Person) }
 
