@@ -404,7 +404,25 @@ func TestDeniedRequestGetsNothingAndIsAudited(t *testing.T) {
 			t.Errorf("a query that matched nothing is audited as denied: %v", e)
 		}
 	}
-
+	// A filter of any text is audited as JSON: a tag character, which Go's %q writes as \U,
+	// which JSON has not, stopped a's group (its FSM refused the entry on every replica).
+	odd := "geen-crisis-\U000e0001"
+	if stream, err = fc.Query(fedtest.Call(t), &pb.QueryRequest{Filter: &pb.Filter{Labels: map[string]string{"bron": odd}}}); err == nil {
+		_, err = stream.Recv()
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("c's query with an odd label: %v, want nothing", err)
+	}
+	fedtest.Eventually(t, 5*time.Second, "a keeps c's odd query as federation.nothing, in JSON", func() (bool, string) {
+		for _, e := range a.Audit(t, db.AuditFederationNothing) {
+			var d struct{ Filter string }
+			if json.Unmarshal([]byte(e.Detail), &d) == nil && strings.Contains(d.Filter, "bron") {
+				return true, ""
+			}
+		}
+		return false, "not audited"
+	})
+	a.Put(t, fedtest.Sitrep("na-vreemd", "oekraine", pb.Classification_INTERNAL, "a serves on"))
 }
 
 // TestQueryRecordsEveryDisclosure checks that a Query larger than one Raft batch of disclosures

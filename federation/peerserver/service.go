@@ -807,8 +807,18 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 // matched, none granted) or nothing (none matched). Failure to record is logged: the peer got
 // nothing either way.
 func (s *Service) auditFederation(ctx context.Context, action string, to policy.Recipient, method, reason string, f *pb.Filter) {
-	detail := fmt.Sprintf(`{"method":%q,"reason":%q,"filter":%q}`, method, reason, f.String())
-	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: to.ID, Action: action, Subject: to.TrustDomain, Detail: detail}
+	// The filter is the peer's, of any text: encoding/json quotes it, where Go's %q would not
+	// give JSON for every string.
+	detail, err := json.Marshal(struct {
+		Method string `json:"method"`
+		Reason string `json:"reason"`
+		Filter string `json:"filter"`
+	}{method, reason, f.String()})
+	if err != nil {
+		s.c.Logger.Warn("could not audit a denied federation request", "peer", to.ID, "err", err)
+		return
+	}
+	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: to.ID, Action: action, Subject: to.TrustDomain, Detail: string(detail)}
 	if _, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
 		s.c.Logger.Warn("could not audit a denied federation request", "peer", to.ID, "err", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -144,10 +146,11 @@ func TestPosition(t *testing.T) {
 	want("replay", 4, 2)
 
 	// A command that fails rolls back, and the next one still applies: the connection was not
-	// left inside a transaction.
-	bad := []db.AuditEntry{{At: t0, Actor: "x", Action: "x", Detail: "{not json"}}
-	if err := d.ApplyAudit(5, bad); err == nil {
-		t.Fatal("ApplyAudit of a detail that is not JSON succeeded")
+	// left inside a transaction. (The node never proposes an authority without its DER, which
+	// the table refuses.)
+	bad := &pb.KeepAuthorities{TrustDomain: "x.example", Authorities: [][]byte{nil}, At: timestamppb.New(t0)}
+	if err := d.ApplyKeepAuthorities(5, bad); err == nil {
+		t.Fatal("ApplyKeepAuthorities of an authority without DER succeeded")
 	}
 	want("refused", 4, 2)
 	if _, err := d.Apply(5, []*db.Write{put("d", `{}`)}); err != nil {

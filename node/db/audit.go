@@ -215,8 +215,16 @@ func (d *DB) ApplyAudit(index uint64, entries []AuditEntry) error {
 		}
 		for _, e := range entries {
 			var detail any
-			if e.Detail != "" {
+			switch {
+			case e.Detail == "":
+			case json.Valid([]byte(e.Detail)):
 				detail = json.RawMessage(e.Detail)
+			default:
+				// A detail that is not JSON is kept as the text it is, under not_json: refusing
+				// it would stop this entry on every replica, and the group with it.
+				detail = struct {
+					NotJSON string `json:"not_json"`
+				}{e.Detail}
 			}
 			if err := a.add(e.At, e.Actor, e.Action, e.Subject, detail); err != nil {
 				return err

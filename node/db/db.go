@@ -292,6 +292,13 @@ func (d *DB) Backup(dst string) error {
 	return nil
 }
 
+// removeFiles removes a database file with its WAL and shared-memory files.
+func removeFiles(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+}
+
 // Restore replaces the whole database with the one read from r. The new file is built and
 // checked beside the live one, then swapped in under the lock; a failure leaves the live
 // database as it was.
@@ -319,24 +326,39 @@ func (d *DB) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("db: restore: snapshot is not a knooppunt database: %w", err)
 	}
+	// Migrated here, beside the live file: a snapshot of an older release that does not migrate
+	// is refused before anything live is touched.
+	staged, err := Open(tmp)
+	if err == nil {
+		err = staged.Close()
+	}
+	if err != nil {
+		removeFiles(tmp)
+		return fmt.Errorf("db: restore: snapshot: %w", err)
+	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		os.Remove(tmp)
+		removeFiles(tmp)
 		return ErrClosed
 	}
+	// From here the live handles are gone: a failure leaves the database closed (ErrClosed to
+	// every caller), never handles that fail each call in their own words.
 	if err := errors.Join(d.get.Close(), d.ro.Close(), d.rw.Close()); err != nil {
-		return fmt.Errorf("db: restore: close live database: %w", err)
+		d.closed = true
+		return fmt.Errorf("db: restore: close live database: %w (%w)", err, ErrClosed)
 	}
 	for _, suffix := range []string{"-wal", "-shm"} {
 		os.Remove(d.path + suffix)
 	}
 	if err := os.Rename(tmp, d.path); err != nil {
-		return fmt.Errorf("db: restore: swap: %w", err)
+		d.closed = true
+		return fmt.Errorf("db: restore: swap: %w (%w)", err, ErrClosed)
 	}
 	if err := d.open(); err != nil {
-		return err
+		d.closed = true
+		return fmt.Errorf("%w (%w)", err, ErrClosed)
 	}
 	// The snapshot may hold other policies and phases: what may be shared changed.
 	d.restores.Add(1)

@@ -919,6 +919,9 @@ func TestRestoreRefusesDamagedSnapshot(t *testing.T) {
 	}
 	newer := sqliteFile(goodBytes, fmt.Sprintf(`PRAGMA user_version = %d`, db.SchemaVersion+1))
 	foreign := sqliteFile(nil, `CREATE TABLE x (y); PRAGMA user_version = 1`)
+	// Of an older release by its version and with its meta table, but without the tables the
+	// next migration changes: it passes the checks, and fails only when migrated.
+	unmigratable := sqliteFile(nil, `CREATE TABLE meta (key TEXT PRIMARY KEY, value); INSERT INTO meta VALUES ('applied_index', 1); PRAGMA user_version = 5`)
 
 	tests := []struct {
 		name string
@@ -931,6 +934,7 @@ func TestRestoreRefusesDamagedSnapshot(t *testing.T) {
 		{"empty", nil},
 		{"schema of a newer release", newer},
 		{"another application's database", foreign},
+		{"a snapshot that does not migrate", unmigratable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -950,8 +954,10 @@ func TestRestoreRefusesDamagedSnapshot(t *testing.T) {
 			if _, err := d.Apply(idx+1, []*db.Write{put("live-02", `{}`)}); err != nil {
 				t.Fatalf("Apply after a failed Restore: %v", err)
 			}
-			if _, err := os.Stat(d.Path() + ".restore"); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("the restore file is left behind: %v", err)
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if _, err := os.Stat(d.Path() + ".restore" + suffix); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("the restore file%s is left behind: %v", suffix, err)
+				}
 			}
 		})
 	}

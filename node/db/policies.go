@@ -19,6 +19,10 @@ import (
 // ErrPolicyNotFound means no policy has the id.
 var ErrPolicyNotFound = errors.New("db: policy not found")
 
+// ErrPolicyUnreadable refuses a step on a stored policy whose source this release no longer
+// parses.
+var ErrPolicyUnreadable = errors.New("db: policy unreadable")
+
 // Policy step actions.
 const (
 	StepPropose = "propose"
@@ -126,7 +130,10 @@ func (d *DB) ApplyPolicyStep(index uint64, s *pb.PolicyStep) (*PolicyRow, error,
 		case StepApprove:
 			parsed, err := policy.Parse(p.Source)
 			if err != nil {
-				return err
+				// Proposed under a release that read it; one that reads stricter refuses the
+				// approval, the same on every replica, rather than stop the group.
+				refusal = fmt.Errorf("%w: %s no longer reads as a policy (%v): propose a new version", ErrPolicyUnreadable, p.ID, err)
+				return nil
 			}
 			activated, err := policy.Approve(&p.Policy, &parsed.Doc, s.Officer, at, p.Required)
 			if err != nil {

@@ -395,6 +395,54 @@ func TestApplyPhaseStep(t *testing.T) {
 	})
 }
 
+// TestApproveAPolicyThatNoLongerReads: a proposed policy whose stored source this release does
+// not parse (a release that reads stricter than the one that took the proposal) is refused its
+// approval, not a failed entry, which would stop every replica at it, and the next step applies.
+func TestApproveAPolicyThatNoLongerReads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "knooppunt.db")
+	s := newPASteps(t, path)
+	p := s.propose(paOfficerA, "x", 1)
+	h, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := h.Exec(`UPDATE policies SET source = 'name: [' WHERE id = ?`, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	row, refusal := s.policy(&pb.PolicyStep{Action: db.StepApprove, PolicyId: p.ID, Officer: paOfficerB})
+	if !errors.Is(refusal, db.ErrPolicyUnreadable) || row != nil || !strings.Contains(refusal.Error(), "propose a new version") {
+		t.Errorf("approve of a policy that no longer reads: %v, %v; want refused, saying what to do", row, refusal)
+	}
+	s.phase("oekraine", policy.PhaseWarm, paOfficerB, "")
+}
+
+// TestAuditDetailNotJSON: an audit entry whose detail is not JSON (a node of another release, or
+// a bug in whatever built it) is kept, its text under not_json, and the chain verifies: refusing
+// it would stop the entry on every replica, and the group with it.
+func TestAuditDetailNotJSON(t *testing.T) {
+	s := newPASteps(t, filepath.Join(t.TempDir(), "knooppunt.db"))
+	ctx := context.Background()
+	s.index++
+	text := "{\"filter\":\"crisis:\\U000e0001\"}" // Go's %q of a tag character, which JSON has no escape for
+	if err := s.d.ApplyAudit(s.index, []db.AuditEntry{{At: s.at, Actor: "spiffe://ncc.crisis.test/node/r1", Action: db.AuditFederationNothing, Detail: text}}); err != nil {
+		t.Fatalf("ApplyAudit of a detail that is not JSON: %v", err)
+	}
+	es, err := s.d.AuditList(ctx, db.AuditFilter{Action: db.AuditFederationNothing})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("AuditList: %v, %v", es, err)
+	}
+	var kept struct {
+		NotJSON string `json:"not_json"`
+	}
+	if err := json.Unmarshal([]byte(es[0].Detail), &kept); err != nil || kept.NotJSON != text {
+		t.Errorf("the detail is kept as %s (%v), want the text under not_json", es[0].Detail, err)
+	}
+	if rep, err := s.d.AuditVerify(ctx, db.AuditAnchor{}); err != nil || rep.FirstBroken != 0 {
+		t.Errorf("AuditVerify: %+v, %v", rep, err)
+	}
+}
+
 func TestAuditList(t *testing.T) {
 	s := newPASteps(t, filepath.Join(t.TempDir(), "knooppunt.db"))
 	ctx := context.Background()

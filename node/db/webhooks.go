@@ -51,7 +51,7 @@ type Delivery struct {
 	Origin         string
 	RecordID       string
 	Version        int64
-	Record         *pb.Record
+	Record         *pb.Record // nil from WebhookFailures
 	EnqueuedAt     time.Time
 	Attempts       int32
 	LastError      string
@@ -404,9 +404,14 @@ func (d *DB) WebhookQueue(ctx context.Context, webhook string, limit int) ([]Del
 	return d.deliveries(ctx, `SELECT `+deliveryColumns+` FROM webhook_queue WHERE webhook = ? AND dead = 0 ORDER BY seq LIMIT ?`, webhook, limit)
 }
 
-// WebhookFailures returns the dead letters of a webhook, or of every webhook when it is "".
+// failureColumns are deliveryColumns without the record, which a list of dead letters does not
+// show: a receiver down for days leaves many, each up to limits.max_body_bytes.
+const failureColumns = `webhook, seq, message, event, origin, record_id, version, NULL, enqueued_at, attempts, last_error, first_attempt_at, failed_at`
+
+// WebhookFailures returns the dead letters of a webhook, or of every webhook when it is "",
+// without their records (Record is nil).
 func (d *DB) WebhookFailures(ctx context.Context, webhook string) ([]Delivery, error) {
-	return d.deliveries(ctx, `SELECT `+deliveryColumns+` FROM webhook_queue WHERE dead = 1 AND (?1 = '' OR webhook = ?1) ORDER BY webhook, seq`, webhook)
+	return d.deliveries(ctx, `SELECT `+failureColumns+` FROM webhook_queue WHERE dead = 1 AND (?1 = '' OR webhook = ?1) ORDER BY webhook, seq`, webhook)
 }
 
 func (d *DB) deliveries(ctx context.Context, q string, args ...any) ([]Delivery, error) {
@@ -426,9 +431,11 @@ func (d *DB) deliveries(ctx context.Context, q string, args ...any) ([]Delivery,
 			if err := rows.Scan(&x.Webhook, &x.Seq, &x.Message, &x.Event, &x.Origin, &x.RecordID, &x.Version, &blob, &enq, &x.Attempts, &x.LastError, &first, &failed); err != nil {
 				return err
 			}
-			x.Record = &pb.Record{}
-			if err := proto.Unmarshal(blob, x.Record); err != nil {
-				return fmt.Errorf("db: webhook %s delivery %d: %w", x.Webhook, x.Seq, err)
+			if blob != nil { // else selected without it (failureColumns)
+				x.Record = &pb.Record{}
+				if err := proto.Unmarshal(blob, x.Record); err != nil {
+					return fmt.Errorf("db: webhook %s delivery %d: %w", x.Webhook, x.Seq, err)
+				}
 			}
 			x.EnqueuedAt = time.Unix(0, enq).UTC()
 			if first != 0 {

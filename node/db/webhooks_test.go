@@ -103,6 +103,9 @@ func TestWebhookQueue(t *testing.T) {
 	if len(fails) != 1 || fails[0].RecordID != "r1" || fails[0].Attempts != 7 || fails[0].Message != q[1].Message {
 		t.Fatalf("failures %+v", fails)
 	}
+	if fails[0].Record != nil {
+		t.Error("a dead letter is listed with its record, which its list never shows")
+	}
 	_, n, _, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: "all"}, At: hour(4)})
 	if err != nil || n != 1 {
 		t.Fatalf("retry: %d, %v", n, err)

@@ -855,10 +855,11 @@ func (s *Store) AddVoter(id, address string) error {
 }
 
 // ownAddress makes the leader's own entry in the group's configuration name the address its
-// transport advertises. A replica that began alone (no raft.listen) is in the configuration
-// under its id, which no other replica can dial: once others join, a new leader could never
-// reach it again, and it could never rejoin. Adding a voter that is one already only changes
-// its address.
+// transport advertises, when the entry is its bare id. A replica that began alone (no
+// raft.listen) is in the configuration under its id, which no other replica can dial: once
+// others join, a new leader could never reach it again, and it could never rejoin. Adding a
+// voter that is one already only changes its address. An entry with an address, as raft.servers
+// or a join gave it, is left as it is: it may be a name that outlives the IP it resolves to now.
 func (s *Store) ownAddress() error {
 	if s.Alone() || s.raft.State() != raft.Leader {
 		return nil
@@ -869,7 +870,7 @@ func (s *Store) ownAddress() error {
 	}
 	self, want := raft.ServerID(s.cfg.ReplicaID), s.trans.LocalAddr()
 	for _, srv := range f.Configuration().Servers {
-		if srv.ID != self || srv.Address == want || srv.Suffrage != raft.Voter {
+		if srv.ID != self || srv.Address != raft.ServerAddress(self) || srv.Address == want || srv.Suffrage != raft.Voter {
 			continue
 		}
 		if err := s.raft.AddVoter(self, want, 0, 30*time.Second).Error(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,10 +31,15 @@ func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 	}
 	adv := lis.Addr()
 	if advertise != "" {
-		if adv, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
+		// Kept as written: a name is resolved at each dial, so that a replica whose name moves
+		// to another address (a restarted pod) is found there. Resolved once, the group would
+		// keep its old address.
+		host, port, err := net.SplitHostPort(advertise)
+		if _, perr := strconv.ParseUint(port, 10, 16); err != nil || host == "" || perr != nil {
 			lis.Close()
-			return nil, fmt.Errorf("store: raft advertise %s: %w", advertise, err)
+			return nil, fmt.Errorf("store: raft advertise %q: use host:port, such as knooppunt-1.vr-utrecht.crisis.test:7444", advertise)
 		}
+		adv = advertised(advertise)
 	} else if tcp, ok := adv.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
 		lis.Close()
 		return nil, fmt.Errorf("store: raft listens on %s: set an advertise address that the other replicas can reach", bind)
@@ -47,6 +53,12 @@ func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 	})
 	return &Transport{NetworkTransport: nt, layer: layer}, nil
 }
+
+// advertised is an address as the config writes it, a host name or IP and a port.
+type advertised string
+
+func (a advertised) Network() string { return "tcp" }
+func (a advertised) String() string  { return string(a) }
 
 // Isolate cuts the replica off from the rest of its group (on) or reconnects it (off). While
 // cut, its open Raft connections are closed and new ones in either direction are refused, as in

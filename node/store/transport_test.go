@@ -39,6 +39,13 @@ type replica struct {
 // store.TLSTransport on loopback, bootstrapped as one group.
 func tlsReplicas(t *testing.T, ca *identity.DevCA, n int) []*replica {
 	t.Helper()
+	return tlsReplicasNamed(t, ca, n, false)
+}
+
+// tlsReplicasNamed is tlsReplicas, with each replica advertised and listed by the name
+// localhost:PORT when named, as a deployment names its replicas by DNS names.
+func tlsReplicasNamed(t *testing.T, ca *identity.DevCA, n int, named bool) []*replica {
+	t.Helper()
 	bundle := identitytest.Bundle(ca)
 	trustDomain := ca.TrustDomain
 	rs := make([]*replica, n)
@@ -47,7 +54,17 @@ func tlsReplicas(t *testing.T, ca *identity.DevCA, n int) []*replica {
 	for i := range rs {
 		r := &replica{id: fmt.Sprintf("r%d", i+1), log: identitytest.NewLog()}
 		svid := identitytest.SVID(t, ca, "/node/"+r.id, identity.SVIDOptions{})
-		tr, err := store.TLSTransport("127.0.0.1:0", "",
+		bind, advertise := "127.0.0.1:0", ""
+		if named {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := l.Addr().(*net.TCPAddr).Port
+			l.Close()
+			bind, advertise = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("localhost:%d", port)
+		}
+		tr, err := store.TLSTransport(bind, advertise,
 			identity.ServerTLSFor(svid, bundle, identity.AuthorizeReplica(trustDomain), r.log.Logger),
 			identity.ClientTLS(svid, bundle, identity.AuthorizeReplica(trustDomain)), r.log.Logger)
 		if err != nil {
@@ -105,39 +122,80 @@ func leaderOf(t *testing.T, rs []*replica) *replica {
 	return leader
 }
 
+// writeOnLeader writes rec on the group's leader and returns it with the write's results.
+// Leadership can move between finding the leader and writing to it (a loaded test machine misses
+// a heartbeat); then the write is refused as a whole and goes to the new leader.
+func writeOnLeader(t *testing.T, rs []*replica, rec *pb.Record) (*replica, []db.Result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		leader := leaderOf(t, rs)
+		res, err := leader.s.Write(ctx, []*pb.Record{rec})
+		if errors.Is(err, store.ErrNotLeader) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil || len(res) != 1 || res[0].Err != nil {
+			t.Fatalf("Write on the leader %s: %v %+v", leader.id, err, res)
+		}
+		return leader, res
+	}
+}
+
+// TestTLSTransportKeepsNames: replicas advertised by a host name are dialled by that name, and the
+// group's configuration keeps naming them so once one leads: resolved to the IP it has now, it
+// would keep dialling that IP after the name moved (a restarted pod), and never reach the
+// replica again.
+func TestTLSTransportKeepsNames(t *testing.T) {
+	rs := tlsReplicasNamed(t, identitytest.NewCA(t, td), 3, true)
+	leader, _ := writeOnLeader(t, rs, &pb.Record{Id: "genoemd", Origin: td, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Body: []byte(`{"beds_free":1}`)})
+	// A join runs the leader's own address check first, as becoming leader does; adding a voter
+	// it has already, at the same address, changes nothing else.
+	var other *replica
+	for _, r := range rs {
+		if r != leader {
+			other = r
+		}
+	}
+	if err := leader.s.AddVoter(other.id, string(other.trans.LocalAddr())); err != nil {
+		t.Fatal(err)
+	}
+	servers, err := leader.s.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range servers {
+		if !strings.HasPrefix(string(srv.Address), "localhost:") {
+			t.Errorf("the group names %s %q, want the name it was given", srv.ID, srv.Address)
+		}
+	}
+	for _, r := range rs {
+		identitytest.Eventually(t, 10*time.Second, r.id+" applies the write", func() bool {
+			_, err := r.db.Get(context.Background(), "genoemd")
+			return err == nil
+		})
+	}
+}
+
 // TestTLSTransportReplicates: three replicas with replica SVIDs elect a leader over mutual TLS,
 // and a write on the leader is applied on every replica.
 func TestTLSTransportReplicates(t *testing.T) {
 	ca := identitytest.NewCA(t, td)
 	rs := tlsReplicas(t, ca, 3)
 
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
 	rec := &pb.Record{
 		Id: "utrecht-jaarbeurs", Origin: td, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
 		Classification: pb.Classification_INTERNAL, Body: []byte(`{"beds_free":14}`),
 	}
-	// Leadership can move between finding the leader and writing to it (a loaded test machine
-	// misses a heartbeat); then the write is refused as a whole and goes to the new leader.
-	var (
-		leader *replica
-		res    []db.Result
-		err    error
-	)
-	for {
-		leader = leaderOf(t, rs)
-		res, err = leader.s.Write(ctx, []*pb.Record{rec})
-		if !errors.Is(err, store.ErrNotLeader) || ctx.Err() != nil {
-			break
-		}
-	}
-	if err != nil || len(res) != 1 || res[0].Err != nil {
-		t.Fatalf("Write on the leader %s: %v %+v", leader.id, err, res)
-	}
+	_, res := writeOnLeader(t, rs, rec)
 	for _, r := range rs {
-		var got *pb.Record
+		var (
+			got *pb.Record
+			err error
+		)
 		identitytest.Eventually(t, 10*time.Second, r.id+" applies the write", func() bool {
-			got, err = r.db.Get(ctx, rec.Id)
+			got, err = r.db.Get(t.Context(), rec.Id)
 			return err == nil
 		})
 		if string(got.Body) != string(rec.Body) || got.Version != res[0].Version {

@@ -216,6 +216,8 @@ func refusalStatus(err error) error {
 		return api.ReasonStatus(codes.PermissionDenied, api.ReasonFourEyes, "the author cannot approve their own policy: another officer must (four eyes)")
 	case errors.Is(err, policy.ErrAlreadyApproved):
 		return status.Error(codes.AlreadyExists, "you have approved this policy already: another officer must approve it too")
+	case errors.Is(err, db.ErrPolicyUnreadable):
+		return status.Error(codes.FailedPrecondition, strings.TrimPrefix(err.Error(), db.ErrPolicyUnreadable.Error()+": "))
 	}
 	return status.Error(codes.FailedPrecondition, err.Error())
 }
