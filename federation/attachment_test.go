@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -171,5 +173,55 @@ func TestAttachmentFetchKeepsOutOfTheRecordsWay(t *testing.T) {
 	fedtest.Eventually(t, 10*time.Second, "the fetch of the file under way", func() (bool, string) {
 		got := b.Metric(t, "knooppunt_federation_file_bytes_fetched_total", map[string]string{"peer": a.Name})
 		return got > 0, fmt.Sprintf("%g bytes fetched", got)
+	})
+}
+
+// TestFilesThatFailDoNotStopTheOthers: a peer's records name seventeen files; it cannot serve
+// the sixteen that come first (the fetcher's batch), and serves the last. Files that keep
+// failing wait their turn, and the one after them is fetched all the same.
+func TestFilesThatFailDoNotStopTheOthers(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 1})
+	a := f.Orgs[0]
+	content := []byte("het ene bestand dat de partner wel heeft")
+	sum := sha256.Sum256(content)
+	good := hex.EncodeToString(sum[:])
+	var hashes []string
+	for i := range 16 {
+		hashes = append(hashes, fmt.Sprintf("%064x", i+1)) // before good in sha256 order
+	}
+	hashes = append(hashes, good)
+	p := &fakePeer{}
+	var (
+		mu    sync.Mutex
+		asked = map[string]int{}
+	)
+	p.subscribe = func(req *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		for i := int(req.Cursor); i < len(hashes); i++ {
+			body := fmt.Sprintf(`{"title":"bijlage %d","summary":"s","attachments":[{"sha256":%q,"size":%d,"media_type":"text/plain; charset=utf-8","filename":"b.txt"}]}`, i, hashes[i], len(content))
+			rec := &pb.Record{Id: fmt.Sprintf("bijlage-%d", i), Origin: p.id.TD.Name(), Kind: "sitrep", Crisis: "bestanden", Region: "NL",
+				Classification: pb.Classification_PUBLIC, Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(body)}
+			if err := s.Send(&pb.FeedEvent{Seq: int64(i + 1), Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: rec}}}); err != nil {
+				return err
+			}
+		}
+		<-s.Context().Done()
+		return nil
+	}
+	p.fetchFile = func(req *pb.FetchFileRequest, s grpc.ServerStreamingServer[pb.FileData]) error {
+		mu.Lock()
+		asked[req.Sha256]++
+		mu.Unlock()
+		if req.Sha256 != good {
+			return status.Error(codes.NotFound, "no longer shared")
+		}
+		return s.Send(&pb.FileData{Data: content})
+	}
+	startFake(t, f, "bestanden", p)
+	f.AddPeers(t, p.id.Peer(p.addr, "all"))
+	fedtest.Eventually(t, 15*time.Second, "a fetches the file after the sixteen it cannot", func() (bool, string) {
+		_, err := a.Node.DB().FileInfo(context.Background(), good)
+		mu.Lock()
+		defer mu.Unlock()
+		return err == nil, fmt.Sprintf("%d files asked for, the good one %d times: %v", len(asked), asked[good], err)
 	})
 }

@@ -19,12 +19,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -621,6 +623,7 @@ type fakePeer struct {
 	addr      string
 	query     func(*pb.QueryRequest, grpc.ServerStreamingServer[pb.SharedRecord]) error
 	subscribe func(*pb.SubscribeRequest, grpc.ServerStreamingServer[pb.FeedEvent]) error
+	fetchFile func(*pb.FetchFileRequest, grpc.ServerStreamingServer[pb.FileData]) error
 
 	mu    sync.Mutex
 	calls map[string]int // Subscribe calls by the caller's trust domain
@@ -637,6 +640,13 @@ func (p *fakePeer) Subscribe(req *pb.SubscribeRequest, s grpc.ServerStreamingSer
 		p.mu.Unlock()
 	}
 	return p.subscribe(req, s)
+}
+
+func (p *fakePeer) FetchFile(req *pb.FetchFileRequest, s grpc.ServerStreamingServer[pb.FileData]) error {
+	if p.fetchFile == nil {
+		return status.Error(codes.Unimplemented, "the fake serves no files")
+	}
+	return p.fetchFile(req, s)
 }
 
 // subscribes is how often org o subscribed to the fake.
@@ -686,6 +696,25 @@ func startFake(t *testing.T, f *fedtest.Federation, name string, p *fakePeer, op
 	return p
 }
 
+// fakeHeartbeats sends a heartbeat at seq every 100ms until the caller goes, or until end is
+// closed, when the stream ends UNAVAILABLE.
+func fakeHeartbeats(s grpc.ServerStreamingServer[pb.FeedEvent], seq int64, end <-chan struct{}) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.Context().Done():
+			return nil
+		case <-end:
+			return status.Error(codes.Unavailable, "the fake ends the stream")
+		case <-tick.C:
+			if err := s.Send(&pb.FeedEvent{Seq: seq, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // TestMisbehavingPeersDoNotBlockOthers runs a federation of four with four fake peers that every
 // org has configured: one sends records naming another origin and malformed records, one sends a
 // message over the 4 MiB limit, one sends bytes that are no protobuf, and one accepts Subscribe
@@ -696,20 +725,7 @@ func TestMisbehavingPeersDoNotBlockOthers(t *testing.T) {
 	f := fedtest.Start(t, fedtest.Options{})
 	a, b := f.Orgs[0], f.Orgs[1]
 	const crisis = "misbehave"
-	heartbeats := func(s grpc.ServerStreamingServer[pb.FeedEvent]) error {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-s.Context().Done():
-				return nil
-			case <-tick.C:
-				if err := s.Send(&pb.FeedEvent{Seq: 10, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now()}}}); err != nil {
-					return err
-				}
-			}
-		}
-	}
+	heartbeats := func(s grpc.ServerStreamingServer[pb.FeedEvent]) error { return fakeHeartbeats(s, 10, nil) }
 	record := func(origin, id, body string) *pb.Record {
 		return &pb.Record{Id: id, Origin: origin, Kind: "sitrep", Crisis: crisis, Region: "NL",
 			Classification: pb.Classification_PUBLIC, Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(body)}
@@ -1708,4 +1724,97 @@ func TestSearchSaysTheCopyIsCurrent(t *testing.T) {
 		p := stateOf(1000)
 		return p.State == "unreachable" && !p.FeedOpen && p.CacheAgeMs > 0 && p.Count == 1, p.String()
 	})
+}
+
+// svidSource serves one SVID, as a fake peer's client presents it.
+type svidSource struct{ svid *x509svid.SVID }
+
+func (s svidSource) GetX509SVID() (*x509svid.SVID, error) { return s.svid, nil }
+
+// TestAPeersCallsDoNotCutSearches: a peer calls this node (as partners do all the time) while
+// this node's subscription to it is open; when the subscription ends later, the search under
+// way to that peer on the same connection still gets its answer. A call used to leave a token
+// that made the ended subscription close the connection at once, and the search reported a peer
+// that was up as unreachable.
+func TestAPeersCallsDoNotCutSearches(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 1})
+	a := f.Orgs[0]
+	endFirst := make(chan struct{})
+	queried := make(chan struct{}, 1)
+	var streams atomic.Int32
+	p := &fakePeer{}
+	p.subscribe = func(_ *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		if streams.Add(1) == 1 {
+			return fakeHeartbeats(s, 1, endFirst)
+		}
+		return fakeHeartbeats(s, 1, nil)
+	}
+	p.query = func(_ *pb.QueryRequest, s grpc.ServerStreamingServer[pb.SharedRecord]) error {
+		queried <- struct{}{}
+		time.Sleep(time.Second) // the subscription ends meanwhile
+		return s.Send(&pb.SharedRecord{Record: &pb.Record{Id: "antwoord", Origin: p.id.TD.Name(), Kind: "sitrep", Crisis: "gesprek", Region: "NL",
+			Classification: pb.Classification_PUBLIC, Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(`{"title":"t","summary":"s"}`)}})
+	}
+	startFake(t, f, "beller", p)
+	f.AddPeers(t, p.id.Peer(p.addr, "all"))
+	fedtest.Eventually(t, 10*time.Second, "a's subscription to the fake is open", func() (bool, string) {
+		info, err := pb.NewPeerServiceClient(a.Local(t)).Get(fedtest.Call(t), &pb.GetPeerRequest{Name: "beller"})
+		return err == nil && info.Subscription == "open", fmt.Sprint(info, err)
+	})
+	conn, err := grpc.NewClient(a.Addr, grpc.WithTransportCredentials(identity.ClientCredentials(svidSource{p.id.SVID}, a.Bundle(), identity.AuthorizeReplica(a.TD))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := pb.NewFederationServiceClient(conn).Describe(fedtest.Call(t), &pb.DescribeRequest{}); err != nil {
+		t.Fatalf("the fake's call: %v", err)
+	}
+	answered := make(chan *pb.SearchResponse, 1)
+	go func() {
+		resp, _ := a.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: "gesprek"}, Origins: []string{"beller"}, TimeoutMs: 5000})
+		answered <- resp
+	}()
+	<-queried
+	close(endFirst)
+	resp := <-answered
+	if len(resp.GetPeers()) != 1 || resp.Peers[0].State != "answered" || len(resp.Hits) != 1 {
+		t.Errorf("the search of a peer that is up: %v, want its answer", resp)
+	}
+}
+
+// TestARefusedSubscriptionIsNotOpen: a peer that refuses every Subscribe (it no longer counts
+// this node a peer) keeps the subscription down: it is never said open, the outage is one, and
+// its age grows. Each refused attempt used to count as opened, resetting the outage and its
+// log throttle, and telling a search that the cache of that peer was seconds old.
+func TestARefusedSubscriptionIsNotOpen(t *testing.T) {
+	log := identitytest.NewLog()
+	f := fedtest.Start(t, fedtest.Options{Orgs: 1, Logger: log.Logger})
+	a := f.Orgs[0]
+	p := &fakePeer{}
+	p.subscribe = func(*pb.SubscribeRequest, grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		return status.Error(codes.PermissionDenied, "you are no peer of mine")
+	}
+	startFake(t, f, "weigeraar", p)
+	f.AddPeers(t, p.id.Peer(p.addr, "all"))
+	attempts := func(n int) {
+		fedtest.Eventually(t, 15*time.Second, fmt.Sprint("a tries ", n, " times"), func() (bool, string) {
+			return p.subscribes(a) >= n, fmt.Sprint(p.subscribes(a), " attempts")
+		})
+	}
+	attempts(2)
+	second := time.Now()
+	attempts(4)
+	info, err := pb.NewPeerServiceClient(a.Local(t)).Get(fedtest.Call(t), &pb.GetPeerRequest{Name: "weigeraar"})
+	if err != nil || info.Subscription != "down" || !strings.Contains(info.SubscriptionError, "you are no peer of mine") ||
+		!info.SubscriptionSince.AsTime().Before(second) {
+		t.Errorf("a peer that refuses every attempt: %s since %v (%v; second attempt by %v), want down since the first attempt",
+			info.GetSubscription(), info.GetSubscriptionSince().AsTime(), err, second)
+	}
+	fromPeer := func(e identitytest.Entry) bool { return e.Str("peer") == "weigeraar" }
+	if n := log.Count("subscription open again", fromPeer); n != 0 {
+		t.Errorf("a subscription refused each time was said open again %d times", n)
+	}
+	if n := log.Count("subscription ended: reconnecting", func(e identitytest.Entry) bool { return fromPeer(e) && e.Str("attempts") == "1" }); n != 1 {
+		t.Errorf("%d outages of one attempt, want one outage counting its attempts", n)
+	}
 }

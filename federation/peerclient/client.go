@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -96,8 +97,11 @@ type Manager struct {
 	// hold mu while a subscription ends, and a subscription that is starting takes connMu.
 	connMu sync.Mutex
 	conns  map[string]*peerConn // by peer name
-	mu     sync.Mutex
-	subs   map[string]*subscription
+	// retired are connections taken out of conns that calls may still use: each is closed
+	// connGrace after, or when Run ends.
+	retired map[*grpc.ClientConn]*time.Timer
+	mu      sync.Mutex
+	subs    map[string]*subscription
 	// wake asks Run to reconcile now rather than at its next tick.
 	wake chan struct{}
 	// files wakes a peer's file fetcher (by peer name) when records arrived.
@@ -109,14 +113,39 @@ type peerConn struct {
 	conn *grpc.ClientConn
 }
 
+// connGrace is how long a connection taken out of use (the peer's addresses changed, or a
+// subscription dials anew) stays open for the calls under way on it: a search or a file fetch
+// that is given a connection must not lose it half-way.
+const connGrace = time.Minute
+
+// retire takes pc out of use: new calls dial anew, and calls under way on it keep it for
+// connGrace. The caller holds connMu.
+func (m *Manager) retire(name string, pc *peerConn) {
+	delete(m.conns, name)
+	if m.retired == nil {
+		m.retired = map[*grpc.ClientConn]*time.Timer{}
+	}
+	conn := pc.conn
+	m.retired[conn] = time.AfterFunc(connGrace, func() {
+		m.connMu.Lock()
+		defer m.connMu.Unlock()
+		if _, ok := m.retired[conn]; ok {
+			delete(m.retired, conn)
+			conn.Close()
+		}
+	})
+}
+
 type subscription struct {
 	peer config.Peer
 	// exercise is the subscription's mode: "" for actual records, else an open exercise's name.
 	exercise string
 	cancel   context.CancelFunc
 	done     chan struct{}
-	// retry cuts a reconnect's wait short: the peer showed it is reachable and trusts us.
-	retry chan struct{}
+	// retry cuts a reconnect's wait short: the peer showed it is reachable and trusts us. It is
+	// given only while waiting is set, between a stream's end and the next attempt.
+	retry   chan struct{}
+	waiting atomic.Bool
 	// state is how the subscription fares, for Subscription.
 	stateMu sync.Mutex
 	state   SubscriptionState
@@ -262,8 +291,7 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 		if pc.key == key {
 			return pc.conn, nil
 		}
-		pc.conn.Close()
-		delete(m.conns, p.Name)
+		m.retire(p.Name, pc)
 	}
 	if len(p.Addresses) == 0 {
 		return nil, fmt.Errorf("peer %s has no addresses in the config", p.Name)
@@ -307,12 +335,14 @@ func (m *Manager) Reconcile() {
 // Retry cuts short the wait before a subscription to the named peer reconnects. The node calls
 // it when that peer calls this node: the peer is reachable and trusts this node now, as when it
 // just accepted this node's invitation, so a subscription that it refused until then need not
-// wait out its backoff (up to MaxBackoff).
+// wait out its backoff (up to MaxBackoff). A subscription that is not waiting to reconnect is
+// left alone: partners call each other all the time, and a token kept for later would cut the
+// next backoff short for no reason.
 func (m *Manager) Retry(peer string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.subs {
-		if s.peer.Name != peer {
+		if s.peer.Name != peer || !s.waiting.Load() {
 			continue
 		}
 		select {
@@ -325,16 +355,15 @@ func (m *Manager) Retry(peer string) {
 // subKey is the key of the subscription to a peer in the mode of an exercise ("" actual).
 func subKey(peer, exercise string) string { return peer + "\x00" + exercise }
 
-// fresh closes the connection to a peer, so that the next call dials anew. A subscription that
+// fresh retires the connection to a peer, so that the next call dials anew. A subscription that
 // is retried calls it: the connection keeps a reconnect backoff of its own, which would fail the
 // retry at once. (grpc's ResetConnectBackoff would do, but it reads the connection's subchannels
-// while grpc may be adding one: a data race.)
+// while grpc may be adding one: a data race.) Searches and file fetches under way keep it.
 func (m *Manager) fresh(peer string) {
 	m.connMu.Lock()
 	defer m.connMu.Unlock()
 	if pc, ok := m.conns[peer]; ok {
-		pc.conn.Close()
-		delete(m.conns, peer)
+		m.retire(peer, pc)
 	}
 }
 
@@ -351,7 +380,11 @@ func (m *Manager) Run(ctx context.Context) {
 			for _, pc := range m.conns {
 				pc.conn.Close()
 			}
-			m.conns = map[string]*peerConn{}
+			for conn, t := range m.retired {
+				t.Stop()
+				conn.Close()
+			}
+			m.conns, m.retired = map[string]*peerConn{}, nil
 			m.connMu.Unlock()
 			return
 		case <-t.C:
@@ -497,6 +530,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 		}
 		// Full jitter: many nodes that lost the same peer do not come back in step.
 		wait := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
+		s.waiting.Store(true)
 		select {
 		case <-ctx.Done():
 			return
@@ -506,6 +540,11 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 			log.Info("the peer called this node: reconnecting now")
 			m.fresh(p.Name)
 			delay = m.c.Backoff
+		}
+		s.waiting.Store(false)
+		select {
+		case <-s.retry: // given as the wait ended: this attempt is the retry
+		default:
 		}
 	}
 }
@@ -534,6 +573,26 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 	}
 	stream, err := pb.NewFederationServiceClient(conn).Subscribe(sctx, req)
 	if err != nil {
+		return false, err
+	}
+	// Open once the peer took it: its node sends the headers after its checks, and a refusal
+	// (not a peer now, no leader, too many streams) ends the call without them. A node of an
+	// earlier release sends them with its first event. A peer that sends neither is left at
+	// the idle timeout, as one that goes silent later is.
+	quiet := time.AfterFunc(m.c.IdleTimeout, cancel)
+	md, err := stream.Header()
+	quiet.Stop()
+	if err == nil && md == nil {
+		// Ended without headers: its status says why. (An event cannot come without them;
+		// should one, the next attempt resumes from the cursor, which it did not move.)
+		if _, err = stream.Recv(); err == nil {
+			err = fmt.Errorf("peer %s sent an event without headers", p.Name)
+		}
+	}
+	if err != nil {
+		if ctx.Err() == nil && sctx.Err() != nil {
+			return false, fmt.Errorf("peer %s sent nothing for %s", p.Name, m.c.IdleTimeout)
+		}
 		return false, err
 	}
 	events := make(chan event, 256)

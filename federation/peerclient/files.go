@@ -56,28 +56,47 @@ func (m *Manager) fetchFiles(ctx context.Context, p config.Peer) {
 	retries := map[string]retry{}
 	log := m.c.Logger.With("peer", p.Name)
 	for ctx.Err() == nil {
-		missing, err := m.c.DB.MissingFiles(ctx, p.TrustDomain, fetchBatch)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("files to fetch", "err", err)
-		}
+		// One pass over every missing file, a batch at a time: files that keep failing wait
+		// their turn, and never keep the ones after them from being tried.
 		progressed := false
-		for _, f := range missing {
-			if time.Now().Before(retries[f.SHA256].at) {
-				continue
-			}
-			if err := m.fetchFile(ctx, p, f, budget); err != nil {
-				if ctx.Err() != nil {
-					return
+		missing := map[string]bool{}
+		for after := ""; ctx.Err() == nil; {
+			batch, err := m.c.DB.MissingFiles(ctx, p.TrustDomain, after, fetchBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("files to fetch", "err", err)
 				}
-				r := retries[f.SHA256]
-				r.wait = min(max(2*r.wait, fetchRetryFirst), fetchRetryMax)
-				r.at = time.Now().Add(r.wait)
-				retries[f.SHA256] = r
-				log.Warn("could not fetch a file: will try again", "record", f.RecordID, "sha256", f.SHA256, "err", err, "in", r.wait)
-				continue
+				break
 			}
-			delete(retries, f.SHA256)
-			progressed = true
+			for _, f := range batch {
+				missing[f.SHA256] = true
+				if time.Now().Before(retries[f.SHA256].at) {
+					continue
+				}
+				if err := m.fetchFile(ctx, p, f, budget); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					r := retries[f.SHA256]
+					r.wait = min(max(2*r.wait, fetchRetryFirst), fetchRetryMax)
+					r.at = time.Now().Add(r.wait)
+					retries[f.SHA256] = r
+					log.Warn("could not fetch a file: will try again", "record", f.RecordID, "sha256", f.SHA256, "err", err, "in", r.wait)
+					continue
+				}
+				delete(retries, f.SHA256)
+				progressed = true
+			}
+			if len(batch) < fetchBatch {
+				break
+			}
+			after = batch[len(batch)-1].SHA256
+		}
+		// A file no longer missing (fetched, or its record gone) keeps no wait.
+		for sha := range retries {
+			if !missing[sha] {
+				delete(retries, sha)
+			}
 		}
 		if progressed {
 			continue

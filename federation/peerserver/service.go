@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -846,6 +847,11 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	mode := db.ModeFrom(req.Mode)
 	to.Purpose = req.Purpose
 	cursor := req.Cursor
+	// The headers say the subscription is taken: the caller counts it open from here, where a
+	// refusal above ends the call without them.
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
 	// A cursor past the end of the feed was given by this node before it was restored from a
 	// backup (knooppunt restore), or by a replica ahead of this one: the feed goes on from its
 	// end, or the changes numbered up to the cursor anew would never reach the caller. The

@@ -365,11 +365,12 @@ type FileRef struct {
 }
 
 // MissingFiles returns up to limit files that records cached from origin name and that are
-// not stored: those the node has still to fetch from the peer.
-func (d *DB) MissingFiles(ctx context.Context, origin string, limit int) ([]FileRef, error) {
+// not stored: those the node has still to fetch from the peer. They come in the order of their
+// sha256, after after ("" from the first), so that a caller pages through them all.
+func (d *DB) MissingFiles(ctx context.Context, origin, after string, limit int) ([]FileRef, error) {
 	var out []FileRef
-	err := d.eachRow(ctx, `SELECT id, sha256, size, media_type FROM file_refs r WHERE origin = ?
-		AND NOT EXISTS (SELECT 1 FROM files f WHERE f.sha256 = r.sha256) GROUP BY sha256 LIMIT ?`, []any{origin, limit}, func(rows *sql.Rows) error {
+	err := d.eachRow(ctx, `SELECT id, sha256, size, media_type FROM file_refs r WHERE origin = ? AND sha256 > ?
+		AND NOT EXISTS (SELECT 1 FROM files f WHERE f.sha256 = r.sha256) GROUP BY sha256 ORDER BY sha256 LIMIT ?`, []any{origin, after, limit}, func(rows *sql.Rows) error {
 		var r FileRef
 		if err := rows.Scan(&r.RecordID, &r.SHA256, &r.Size, &r.MediaType); err != nil {
 			return err

@@ -177,9 +177,12 @@ func TestFileSteps(t *testing.T) {
 	sum := sha256.Sum256(other)
 	peerHash := hex.EncodeToString(sum[:])
 	cache([]*pb.Record{naming("p1", peerHash), naming("p2", peerHash)})
-	missing, err := d.MissingFiles(context.Background(), peer, 10)
+	missing, err := d.MissingFiles(context.Background(), peer, "", 10)
 	if err != nil || len(missing) != 1 || missing[0].SHA256 != peerHash {
 		t.Fatalf("missing files: %+v, %v", missing, err)
+	}
+	if after, err := d.MissingFiles(context.Background(), peer, peerHash, 10); err != nil || len(after) != 0 {
+		t.Fatalf("missing files after the last: %+v, %v", after, err)
 	}
 	if _, err := f.upload("u7", other, 4, peer); err != nil {
 		t.Fatal(err)
