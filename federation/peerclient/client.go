@@ -596,10 +596,15 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 		return false, err
 	}
 	events := make(chan event, 256)
+	// heard is when the reader last took an event off the wire (Unix nanoseconds): while this
+	// node is slow to store a batch, events wait in the channel, and the peer was not silent.
+	var heard atomic.Int64
+	heard.Store(time.Now().UnixNano())
 	go func() {
 		defer close(events)
 		for {
 			ev, err := stream.Recv()
+			heard.Store(time.Now().UnixNano())
 			select {
 			case events <- event{ev, err}:
 			case <-sctx.Done():
@@ -628,6 +633,10 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 		case <-ctx.Done():
 			return progressed, ctx.Err()
 		case <-idle.C:
+			if quiet := time.Since(time.Unix(0, heard.Load())); quiet < m.c.IdleTimeout {
+				idle.Reset(m.c.IdleTimeout - quiet)
+				continue
+			}
 			return progressed, fmt.Errorf("peer %s sent nothing for %s", p.Name, m.c.IdleTimeout)
 		case <-flushAt.C:
 			scheduled = false

@@ -136,7 +136,13 @@ func genItems(rng *rand.Rand, now time.Time, staleAfter time.Duration) []search.
 		if rng.Intn(4) == 0 {
 			at = at.Add(-time.Duration(rng.Intn(3)) * 400 * time.Millisecond)
 		}
-		items = append(items, search.Item{Source: src, Record: &pb.Record{
+		// Half the records came from partners, received at a time of their own: before the
+		// date they carry (a partner's clock ahead of this node's), at it, or after it.
+		var received time.Time
+		if rng.Intn(2) == 0 {
+			received = now.Add(-offsets[rng.Intn(len(offsets))])
+		}
+		items = append(items, search.Item{Source: src, ReceivedAt: received, Record: &pb.Record{
 			Id: id, Origin: src, Kind: rep.kind, Crisis: "prop", Region: rep.region,
 			Classification: pb.Classification_INTERNAL, Body: render(rng, rep.body),
 			Version: int64(1 + rng.Intn(3)), UpdatedAt: timestamppb.New(at),
@@ -161,6 +167,8 @@ type refStats struct {
 	conflicts, agreements, stale, timeTies, national, leftOut int
 	// never counts entries older than the trial's limit whose kind is never stale.
 	never int
+	// ahead counts entries of a partner's record dated after this node received it.
+	ahead int
 }
 
 // refSum is the reference model's aggregate of one kind, field and region.
@@ -210,9 +218,17 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 	sums := map[[3]string]refSum{}
 	for _, name := range names {
 		recs := slots[name]
+		// A partner's record counts as updated no later than this node received it.
+		updated := func(it search.Item) time.Time {
+			t := it.Record.UpdatedAt.AsTime()
+			if !it.ReceivedAt.IsZero() && it.ReceivedAt.Before(t) {
+				t = it.ReceivedAt
+			}
+			return t
+		}
 		sort.Slice(recs, func(i, j int) bool {
 			a, b := recs[i], recs[j]
-			ta, tb := a.Record.UpdatedAt.AsTime().UnixNano(), b.Record.UpdatedAt.AsTime().UnixNano()
+			ta, tb := updated(a).UnixNano(), updated(b).UnixNano()
 			if ta != tb {
 				return ta > tb
 			}
@@ -225,8 +241,11 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 			return a.Record.Id < b.Record.Id
 		})
 		top := recs[0]
+		if !top.ReceivedAt.IsZero() && top.ReceivedAt.Before(top.Record.UpdatedAt.AsTime()) {
+			st.ahead++
+		}
 		parts := strings.Split(name, "\x00")
-		age := now.Sub(top.Record.UpdatedAt.AsTime())
+		age := now.Sub(updated(top))
 		limit := limits[parts[0]]
 		e := refEntry{kind: parts[0], region: parts[1], key: parts[2], source: top.Source, id: top.Record.Id,
 			version: top.Record.Version, ageS: int64(age / time.Second), stale: limit != record.NeverStale && age > limit}
@@ -389,10 +408,11 @@ func TestMergeAgreesWithReference(t *testing.T) {
 		total.national += st.national
 		total.leftOut += st.leftOut
 		total.never += st.never
+		total.ahead += st.ahead
 	}
 	// The draw must reach what it is meant to test, or a quiet change to it would prove nothing.
 	t.Logf("%d trials: %+v", trials, total)
-	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n || total.never < n/5 {
+	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n || total.never < n/5 || total.ahead < n/5 {
 		t.Fatalf("%d trials reached %+v: too few of some to prove anything", trials, total)
 	}
 }
@@ -403,6 +423,11 @@ func TestMergeRules(t *testing.T) {
 	rec := func(src, id, region, body string, version int64, age time.Duration) search.Item {
 		return search.Item{Source: src, Record: &pb.Record{Id: id, Origin: src, Kind: "shelter.capacity", Crisis: "c",
 			Region: region, Body: []byte(body), Version: version, UpdatedAt: timestamppb.New(now.Add(-age))}}
+	}
+	// received is a partner's record as this node took it in, received ago.
+	received := func(it search.Item, ago time.Duration) search.Item {
+		it.ReceivedAt = now.Add(-ago)
+		return it
 	}
 	agg := map[string][]string{"shelter.capacity": {"beds_free"}}
 	type entry struct {
@@ -447,6 +472,16 @@ func TestMergeRules(t *testing.T) {
 			},
 			entries: []entry{{"r1", "a", "r1", false, ""}, {"r2", "a", "r2", true, ""}, {"r3", "a", "r3", false, ""}},
 			sums:    "beds_free VR01 3/3, beds_free NL 3/3",
+		},
+		{
+			name: "a partner's record counts as updated no later than it came: dated ahead, it neither takes the slot nor stays fresh",
+			items: []search.Item{
+				rec("own", "r1", "VR01", `{"municipality":"Zeist","beds_free":10}`, 1, time.Minute),
+				received(rec("b", "r1", "VR01", `{"municipality":"Zeist","beds_free":9999}`, 1, -80*365*24*time.Hour), 2*time.Minute),
+				received(rec("b", "r2", "VR01", `{"municipality":"Ede","beds_free":5}`, 1, -time.Hour), 2*time.Hour),
+			},
+			entries: []entry{{"Ede", "b", "r2", true, ""}, {"Zeist", "own", "r1", false, "b"}},
+			sums:    "beds_free VR01 15/2, beds_free NL 15/2",
 		},
 		{
 			name:    "a kind that is never stale is not, however old",

@@ -672,6 +672,18 @@ type Item struct {
 	ReceivedAt time.Time
 }
 
+// at is when the item counts as updated: its updated_at, but a partner's record no later than
+// this node received it. The partner writes updated_at by its own clock, and one dated ahead
+// (a clock that runs fast, or a forged date) would otherwise take its slot from every record
+// after it and never grow stale.
+func (it Item) at() time.Time {
+	t := it.Record.GetUpdatedAt().AsTime()
+	if !it.ReceivedAt.IsZero() && it.ReceivedAt.Before(t) {
+		return it.ReceivedAt
+	}
+	return t
+}
+
 // StaleAfter is a stale limit of d for every kind, as Merge takes it.
 func StaleAfter(d time.Duration) func(kind string) time.Duration {
 	return func(string) time.Duration { return d }
@@ -735,7 +747,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 				latest = it
 			}
 		}
-		age := now.Sub(latest.Record.GetUpdatedAt().AsTime())
+		age := now.Sub(latest.at())
 		// The body is decoded once, for its validity and for the sums.
 		var body map[string]any
 		bodyErr := json.Unmarshal(latest.Record.Body, &body)
@@ -817,11 +829,12 @@ func keyOf(r *pb.Record) string {
 	return r.Id
 }
 
-// later says whether a is to be shown rather than b: it was updated later, or at the same time
-// with a higher version. The remaining ties go to the source, then the id, that sorts first, so
-// that a picture never depends on the order in which records were read, nor on map order.
+// later says whether a is to be shown rather than b: it was updated later (Item.at), or at the
+// same time with a higher version. The remaining ties go to the source, then the id, that sorts
+// first, so that a picture never depends on the order in which records were read, nor on map
+// order.
 func later(a, b Item) bool {
-	ta, tb := a.Record.GetUpdatedAt().AsTime(), b.Record.GetUpdatedAt().AsTime()
+	ta, tb := a.at(), b.at()
 	switch {
 	case !ta.Equal(tb):
 		return ta.After(tb)

@@ -304,7 +304,13 @@ func (w *Witnesses) check(ctx context.Context, td spiffeid.TrustDomain, p config
 		if len(resp.Heads) < 1000 {
 			break
 		}
-		after = resp.Heads[len(resp.Heads)-1].Head.GetSeq()
+		next := resp.Heads[len(resp.Heads)-1].Head.GetSeq()
+		if next <= after {
+			// A witness of another release that pages otherwise would send this page again.
+			rep.State, rep.Problem = Unreachable, fmt.Sprintf("witness %s sent a page of heads that does not go past entry %d", p.Name, after)
+			return rep
+		}
+		after = next
 	}
 	if rep.State == "" {
 		rep.State = OK

@@ -74,13 +74,17 @@ func (d *DB) ApplyKeepHead(index uint64, c *pb.KeepHead) (fork string, err error
 	return fork, nil
 }
 
-// HeadsOf returns the heads kept of a peer with seq above afterSeq, by seq and then as received,
-// at most limit.
+// HeadsOf returns the heads kept of a peer with seq above afterSeq, by seq and then as received:
+// limit of them, and the rest of the last one's seq. Several heads share a seq when one is
+// evidence of a fork, and a page that ended among them would hide the rest from a reader that
+// goes on after that seq.
 func (d *DB) HeadsOf(ctx context.Context, peer string, afterSeq int64, limit int) ([]*pb.HeldHead, error) {
 	var out []*pb.HeldHead
 	err := d.read(func(ro *sql.DB) error {
 		rows, err := ro.QueryContext(ctx, `SELECT seq, hash, at, signature, chain, received_at, fork FROM witnessed_heads
-			WHERE peer = ? AND seq > ? ORDER BY seq, rowid LIMIT ?`, peer, afterSeq, limit)
+			WHERE peer = ?1 AND seq > ?2 AND seq <= coalesce((SELECT seq FROM witnessed_heads WHERE peer = ?1 AND seq > ?2
+				ORDER BY seq, rowid LIMIT 1 OFFSET ?3 - 1), 9223372036854775807)
+			ORDER BY seq, rowid`, peer, afterSeq, limit)
 		if err != nil {
 			return err
 		}

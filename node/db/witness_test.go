@@ -64,6 +64,27 @@ func TestApplyKeepHead(t *testing.T) {
 	if want := "10:1:false 11:4:true 12:2:false 12:3:true 20:5:false"; strings.Join(got, " ") != want {
 		t.Fatalf("heads of %s: %s, want %s", peer, strings.Join(got, " "), want)
 	}
+	// Pages of three end with every head of their last seq: the fork of 12 is on the first,
+	// never lost between pages that go on after 12.
+	var pages []string
+	for after := int64(0); ; {
+		page, err := d1.HeadsOf(ctx, peer, after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []string
+		for _, h := range page {
+			seqs = append(seqs, fmt.Sprint(h.Head.Seq))
+		}
+		pages = append(pages, strings.Join(seqs, ","))
+		if len(page) < 3 {
+			break
+		}
+		after = page[len(page)-1].Head.Seq
+	}
+	if want := "10,11,12,12 20"; strings.Join(pages, " ") != want {
+		t.Fatalf("pages of three: %q, want %q", strings.Join(pages, " "), want)
+	}
 	forks, err := d1.AuditList(ctx, db.AuditFilter{Action: db.AuditFork})
 	if err != nil {
 		t.Fatal(err)

@@ -260,7 +260,9 @@ type HeadsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// after_seq pages: only heads with a larger seq.
 	AfterSeq int64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq" json:"after_seq,omitempty"`
-	// limit caps the heads returned; 0 means 1000, at most 1000.
+	// limit caps the heads returned; 0 means 1000, at most 1000. A page ends with every head of
+	// its last seq, so that the next one, after that seq, misses none: it holds more than limit
+	// when that seq has several (a fork).
 	Limit         int32 `protobuf:"varint,2,opt,name=limit" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
