@@ -26,12 +26,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
@@ -550,9 +552,13 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 }
 
 type event struct {
-	ev  *pb.FeedEvent
-	err error
+	ev   *pb.FeedEvent
+	err  error
+	size int64 // of ev, encoded, as the read-ahead counts it
 }
+
+// readAheadBytes bounds the events a subscription reads ahead of what it stored.
+const readAheadBytes = 64 << 20
 
 // subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
 // anything was stored.
@@ -595,7 +601,10 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 		}
 		return false, err
 	}
+	// Events are read ahead while a batch is stored, up to 256 of them and readAheadBytes: a
+	// peer's may be 4 MiB each.
 	events := make(chan event, 256)
+	ahead := semaphore.NewWeighted(readAheadBytes)
 	// heard is when the reader last took an event off the wire (Unix nanoseconds): while this
 	// node is slow to store a batch, events wait in the channel, and the peer was not silent.
 	var heard atomic.Int64
@@ -605,8 +614,12 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 		for {
 			ev, err := stream.Recv()
 			heard.Store(time.Now().UnixNano())
+			size := min(int64(proto.Size(ev)), readAheadBytes)
+			if ahead.Acquire(sctx, size) != nil {
+				return
+			}
 			select {
-			case events <- event{ev, err}:
+			case events <- event{ev, err, size}:
 			case <-sctx.Done():
 				return
 			}
@@ -648,6 +661,7 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 			if !ok {
 				return progressed, errors.New("stream closed")
 			}
+			ahead.Release(e.size)
 			if e.err != nil {
 				if err := b.flush(ctx); err != nil {
 					return progressed, err
@@ -673,7 +687,7 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 			}
 			// Store changes at once when nothing more has arrived, so that a lone change is not
 			// held back; under load, events queue up meanwhile and go into one command together.
-			if b.size() >= 256 || (b.size() > 0 && len(events) == 0) {
+			if b.filled() || (b.size() > 0 && len(events) == 0) {
 				if err := b.flush(ctx); err != nil {
 					return progressed, err
 				}
@@ -702,7 +716,13 @@ type batch struct {
 	// reasons counts the batch's retractions by the reason the source gave, for the log line
 	// that tells the operator why records went (the picture only loses them).
 	reasons map[string]int
+	// bytes is the size of the batch's upserts, encoded.
+	bytes int
 }
+
+// maxBatchBytes bounds the upserts of one command a subscription stores: a peer's records may be
+// up to the message limit each (4 MiB), and 256 of them would make one Raft entry of a gigabyte.
+const maxBatchBytes = 8 << 20
 
 func (m *Manager) newBatch(p config.Peer, exercise string, cursor int64) *batch {
 	b := &batch{m: m, peer: p, exercise: exercise, stored: cursor}
@@ -717,10 +737,14 @@ func (b *batch) reset() {
 		cursor = b.cmd.Cursor
 	}
 	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor, Exercise: b.exercise, PictureBookkeeping: true}
-	b.reasons = nil
+	b.reasons, b.bytes = nil, 0
 }
 
 func (b *batch) size() int { return len(b.cmd.Upserts) + len(b.cmd.Retractions) }
+
+// filled says the batch is to be stored now, whatever else is queued: 256 changes, or
+// maxBatchBytes of records.
+func (b *batch) filled() bool { return b.size() >= 256 || b.bytes >= maxBatchBytes }
 
 // add takes one event; it reports whether the event needs storing.
 func (b *batch) add(ev *pb.FeedEvent) bool {
@@ -740,6 +764,7 @@ func (b *batch) add(ev *pb.FeedEvent) bool {
 			return b.pending()
 		}
 		b.cmd.Upserts = append(b.cmd.Upserts, e.Upsert)
+		b.bytes += proto.Size(e.Upsert)
 		if b.full != nil {
 			b.full[e.Upsert.Record.Id] = true
 		}

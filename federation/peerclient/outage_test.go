@@ -1,8 +1,13 @@
 package peerclient
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/knooppunt/knooppunt/node/config"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestOutageLogsLessAsItLasts: in an outage's first minute every failed attempt is a warning,
@@ -56,5 +61,27 @@ func TestCatchingUp(t *testing.T) {
 		if got := !c.st.CatchingUp(10*time.Second, c.now).IsZero(); got != c.want {
 			t.Errorf("%s: catching up %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestABatchIsBoundedInBytes: a subscription stores a peer's large records a few at a time, not
+// 256 to one Raft entry: eight records of a megabyte fill a batch, as 256 small changes do.
+func TestABatchIsBoundedInBytes(t *testing.T) {
+	m := New(Config{})
+	b := m.newBatch(config.Peer{Name: "p", TrustDomain: "p.crisis.test"}, "", 0)
+	body := []byte(`{"title":"t","notes":"` + strings.Repeat("x", 1<<20) + `"}`)
+	for i := range 8 {
+		if b.filled() {
+			t.Fatalf("full after %d records of a megabyte", i)
+		}
+		b.add(&pb.FeedEvent{Seq: int64(i + 1), Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: &pb.Record{
+			Id: fmt.Sprint("groot-", i), Origin: "p.crisis.test", Kind: "sitrep", Crisis: "c", Region: "NL", Version: 1, Body: body}}}})
+	}
+	if b.size() != 8 || !b.filled() {
+		t.Errorf("after eight records of a megabyte: %d in the batch, full %v; want 8, full", b.size(), b.filled())
+	}
+	b.reset()
+	if b.filled() || b.bytes != 0 {
+		t.Errorf("a batch stored is empty again: full %v, %d bytes", b.filled(), b.bytes)
 	}
 }
