@@ -108,10 +108,11 @@ func (t *TrustStore) SetPeerBundle(b *x509bundle.Bundle) {
 	t.mu.Unlock()
 }
 
-// RemovePeer forgets a peer's bundle, so its SVIDs no longer verify.
+// RemovePeer forgets a peer's bundle, so its SVIDs no longer verify, and how its refresh fared.
 func (t *TrustStore) RemovePeer(td spiffeid.TrustDomain) {
 	t.mu.Lock()
 	delete(t.peers, td)
+	delete(t.fetches, td)
 	t.mu.Unlock()
 }
 

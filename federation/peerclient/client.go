@@ -402,6 +402,19 @@ func (m *Manager) reconcile(ctx context.Context) {
 		exercise string
 	}
 	want := map[string]wanted{}
+	peers := m.c.Peers()
+	// A peer that is gone keeps no connection, after the grace of the calls under way on it.
+	names := map[string]bool{}
+	for _, p := range peers {
+		names[p.Name] = true
+	}
+	m.connMu.Lock()
+	for name, pc := range m.conns {
+		if !names[name] {
+			m.retire(name, pc)
+		}
+	}
+	m.connMu.Unlock()
 	if leader {
 		modes := []string{""}
 		open, err := m.c.DB.Exercises(ctx, false)
@@ -411,7 +424,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 		for _, e := range open {
 			modes = append(modes, e.Name)
 		}
-		for _, p := range m.c.Peers() {
+		for _, p := range peers {
 			for _, ex := range modes {
 				want[subKey(p.Name, ex)] = wanted{p, ex}
 			}

@@ -248,7 +248,7 @@ CREATE TABLE rules (
 	applied_at INTEGER NOT NULL   -- Unix nanoseconds
 ) WITHOUT ROWID;
 `,
-	// the authorities of the org's trust bundle over time, to check witnessed heads against the
+	// 12: the authorities of the org's trust bundle over time, to check witnessed heads against the
 	// bundle of their time (see witness.go).
 	`
 CREATE TABLE authorities (
@@ -260,7 +260,7 @@ CREATE TABLE authorities (
 	PRIMARY KEY (trust_domain, sha256)
 ) WITHOUT ROWID;
 `,
-	// outbound webhooks and their delivery queue (see webhooks.go). A row of webhook_queue
+	// 13: outbound webhooks and their delivery queue (see webhooks.go). A row of webhook_queue
 	// is one delivery, written in the transaction of the change it carries; it leaves the queue
 	// when the leader commits the receiver's acknowledgement, or becomes a dead letter.
 	`
@@ -296,7 +296,7 @@ CREATE TABLE webhook_queue (
 ) WITHOUT ROWID;
 CREATE INDEX webhook_queue_dead ON webhook_queue (webhook, dead, seq);
 `,
-	// modes. Every own and cached record has a status (0 actual, 1 exercise, 2 test, 3
+	// 14: modes. Every own and cached record has a status (0 actual, 1 exercise, 2 test, 3
 	// draft: pb.Status) and, for an exercise, its name; every read is in one mode. The List
 	// indexes start with the mode's columns, so that a read in one mode is a range scan that
 	// never visits a record of another. Exercises are started and closed through Raft; phases and
@@ -358,7 +358,7 @@ INSERT INTO cursors_by_mode SELECT peer, '', origin, cursor, updated_at FROM pee
 DROP TABLE peer_cursors;
 ALTER TABLE cursors_by_mode RENAME TO peer_cursors;
 `,
-	// attachments (see files.go): staged uploads and their chunks, the files that committed
+	// 15: attachments (see files.go): staged uploads and their chunks, the files that committed
 	// uploads became, which records name which file, and the text extracted from each file for
 	// the full-text index.
 	`
@@ -399,7 +399,7 @@ CREATE TABLE file_text (
 	text   TEXT NOT NULL
 ) WITHOUT ROWID;
 `,
-	// retractions sent on a subscription and not yet confirmed by the holder's next cursor (see
+	// 16: retractions sent on a subscription and not yet confirmed by the holder's next cursor (see
 	// ApplyDisclosures): a subscription that starts at or before one sends it again.
 	`
 CREATE TABLE retractions (

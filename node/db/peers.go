@@ -89,8 +89,8 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 					return err
 				}
 				p := s.Peer
-				addrs, _ := json.Marshal(orEmpty(p.Addresses))
-				groups, _ := json.Marshal(orEmpty(p.Groups))
+				addrs, _ := json.Marshal(nonNilSlice(p.Addresses))
+				groups, _ := json.Marshal(nonNilSlice(p.Groups))
 				if _, err := tx.Exec(`INSERT INTO peers (trust_domain, name, org_name, addresses, bundle, bundle_endpoint,
 					endpoint_id, groups, fingerprint, invitation, added_by, added_at, leaving_since) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 					td, p.Name, p.OrgName, string(addrs), nonNilBytes(p.Bundle), p.BundleEndpoint, p.EndpointId, string(groups),
@@ -144,7 +144,7 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 		switch {
 		case old == nil:
 			out.Outcome = PeerAdded
-		case old.Invitation == p.Invitation && old.Fingerprint == p.Fingerprint && old.Name == p.Name && slices.Equal(old.Groups, orEmpty(p.Groups)):
+		case old.Invitation == p.Invitation && old.Fingerprint == p.Fingerprint && old.Name == p.Name && slices.Equal(old.Groups, nonNilSlice(p.Groups)):
 			out = PeerOutcome{Outcome: PeerUnchanged, Peer: old}
 			return nil
 		case old.Fingerprint != p.Fingerprint && !s.Replace:
@@ -162,8 +162,8 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		addrs, _ := json.Marshal(orEmpty(p.Addresses))
-		groups, _ := json.Marshal(orEmpty(p.Groups))
+		addrs, _ := json.Marshal(nonNilSlice(p.Addresses))
+		groups, _ := json.Marshal(nonNilSlice(p.Groups))
 		if _, err := tx.Exec(`INSERT OR REPLACE INTO peers (trust_domain, name, org_name, addresses, bundle, bundle_endpoint,
 			endpoint_id, groups, fingerprint, invitation, added_by, added_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 			td, p.Name, p.OrgName, string(addrs), p.Bundle, p.BundleEndpoint, p.EndpointId, string(groups),
@@ -188,13 +188,6 @@ func (d *DB) ApplyPeerStep(index uint64, s *pb.PeerStep) (PeerOutcome, error) {
 		}
 	}
 	return out, err
-}
-
-func orEmpty(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 const peerColumns = `trust_domain, name, org_name, addresses, bundle, bundle_endpoint, endpoint_id, groups, fingerprint, invitation, added_by, added_at, leaving_since`

@@ -146,7 +146,7 @@ func (d *DB) applySteps(steps []txStep) error {
 	applied := d.applied.Load()
 	var todo []txStep
 	for _, st := range steps {
-		if st.index == 0 || st.index > applied {
+		if st.index > applied { // Raft numbers its entries from 1
 			todo = append(todo, st)
 		}
 	}

@@ -220,10 +220,13 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.sinceSnapshot.Store(0)
 	path, err := CopyPath(f.db)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
 	if err := f.db.Backup(path); err != nil {
-		return nil, err
+		// A copy cut short (a full disk) may hold deleted content: it goes now, not at the next
+		// start.
+		os.Remove(path)
+		return nil, fmt.Errorf("store: snapshot: %w", err)
 	}
 	return &snapshot{path: path}, nil
 }

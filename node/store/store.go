@@ -635,7 +635,7 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 		return done(nil, ErrClosed)
 	}
 	if s.raft.State() != raft.Leader {
-		if s.cfg.Forward != nil && forwardable(c) {
+		if s.cfg.Forward != nil && Forwardable(c) {
 			return done(nil, s.cfg.Forward(ctx, c))
 		}
 		return done(nil, ErrNotLeader)
@@ -675,14 +675,11 @@ func commitError(err error) error {
 	return err
 }
 
-// forwardable reports whether a follower may hand c to the leader: only commands whose answer
-// is nothing but an error. A kept head answers the evidence of a fork, but the evidence is
-// kept and counted (by the FSM, on every replica) whoever handed it over. A file step's
-// refusal never reaches a follower that forwarded it; the follower learns the outcome from its
-// own database once it applied the entry (see WaitApplied).
-func forwardable(c *pb.Command) bool { return Forwardable(c) }
-
-// Forwardable reports whether a follower may hand c to the leader (ReplicaService.Apply).
+// Forwardable reports whether a follower may hand c to the leader (ReplicaService.Apply): only
+// commands whose answer is nothing but an error. A kept head answers the evidence of a fork, but
+// the evidence is kept and counted (by the FSM, on every replica) whoever handed it over. A file
+// step's refusal never reaches a follower that forwarded it; the follower learns the outcome from
+// its own database once it applied the entry (see WaitApplied).
 func Forwardable(c *pb.Command) bool {
 	switch c.Cmd.(type) {
 	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead,
