@@ -232,6 +232,9 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 			if ta != tb {
 				return ta > tb
 			}
+			if ua, ub := a.Record.UpdatedAt.AsTime().UnixNano(), b.Record.UpdatedAt.AsTime().UnixNano(); ua != ub {
+				return ua > ub
+			}
 			if a.Record.Version != b.Record.Version {
 				return a.Record.Version > b.Record.Version
 			}
@@ -482,6 +485,15 @@ func TestMergeRules(t *testing.T) {
 			},
 			entries: []entry{{"Ede", "b", "r2", true, ""}, {"Zeist", "own", "r1", false, "b"}},
 			sums:    "beds_free VR01 15/2, beds_free NL 15/2",
+		},
+		{
+			name: "records that count as updated at once (one batch, dated ahead) go by the date their source gave, before the version",
+			items: []search.Item{
+				received(rec("b", "r1", "VR01", `{"municipality":"Zeist","beds_free":1}`, 5, -time.Hour), time.Minute),
+				received(rec("c", "r1", "VR01", `{"municipality":"Zeist","beds_free":2}`, 1, -2*time.Hour), time.Minute),
+			},
+			entries: []entry{{"Zeist", "c", "r1", false, "b"}},
+			sums:    "beds_free VR01 2/1, beds_free NL 2/1",
 		},
 		{
 			name:    "a kind that is never stale is not, however old",

@@ -829,15 +829,18 @@ func keyOf(r *pb.Record) string {
 	return r.Id
 }
 
-// later says whether a is to be shown rather than b: it was updated later (Item.at), or at the
-// same time with a higher version. The remaining ties go to the source, then the id, that sorts
-// first, so that a picture never depends on the order in which records were read, nor on map
-// order.
+// later says whether a is to be shown rather than b: it was updated later (Item.at); at the same
+// time (records that came in one batch, dated ahead), the one its source dated later; then the
+// higher version. The remaining ties go to the source, then the id, that sorts first, so that a
+// picture never depends on the order in which records were read, nor on map order.
 func later(a, b Item) bool {
 	ta, tb := a.at(), b.at()
+	ua, ub := a.Record.GetUpdatedAt().AsTime(), b.Record.GetUpdatedAt().AsTime()
 	switch {
 	case !ta.Equal(tb):
 		return ta.After(tb)
+	case !ua.Equal(ub):
+		return ua.After(ub)
 	case a.Record.GetVersion() != b.Record.GetVersion():
 		return a.Record.GetVersion() > b.Record.GetVersion()
 	case a.Source != b.Source:

@@ -68,7 +68,7 @@ var PersonalMethods = map[string]bool{
 // leaderReads are read methods whose answer holds what only the leader knows, since only the
 // leader subscribes to peers: whether each subscription is open, and which peers take part in an
 // exercise. A follower asks the leader, and answers from what it holds itself, without them,
-// when no leader can be reached.
+// when the leader does not answer.
 var leaderReads = map[string]bool{
 	"/knooppunt.v1.PeerService/List":     true,
 	"/knooppunt.v1.PeerService/Get":      true,
@@ -210,7 +210,10 @@ func (f *Forwarder) leaderRead(ctx context.Context, method string, req any, h gr
 	fctx, cancel := context.WithTimeout(ctx, leaderReadWait)
 	defer cancel()
 	reply, err := f.forward(fctx, method, req)
-	if c := status.Code(err); (c == codes.Unavailable || c == codes.DeadlineExceeded) && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil {
+		// No leader, one that does not answer in time, or one of the release before, which
+		// refuses to answer these for a replica: this replica's own answer, which the caller
+		// was admitted to here.
 		return h(ctx, req)
 	}
 	return reply, err

@@ -304,7 +304,9 @@ func removeFiles(path string) {
 // database as it was.
 func (d *DB) Restore(r io.Reader) error {
 	tmp := d.path + ".restore"
-	os.Remove(tmp)
+	// With its WAL and shared memory: a restore that a crash cut short while it migrated the
+	// staged copy leaves a WAL behind, which SQLite would replay onto the next snapshot.
+	removeFiles(tmp)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("db: restore: %w", err)

@@ -963,6 +963,59 @@ func TestRestoreRefusesDamagedSnapshot(t *testing.T) {
 	}
 }
 
+// TestRestoreIgnoresAStaleWAL: a restore that a crash cut short while it migrated its staged copy
+// leaves that copy's WAL beside it. The next restore must not replay it onto the next snapshot,
+// which would pass every check and hold what neither the snapshot nor the group holds.
+func TestRestoreIgnoresAStaleWAL(t *testing.T) {
+	ctx := context.Background()
+	old := newDB(t)
+	fillForBackup(t, old, "old", 5)
+	dst := newDB(t)
+	fillForBackup(t, dst, "dst", 3)
+	staging := dst.Path() + ".restore"
+	oldCopy, err := os.ReadFile(backup(t, old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(staging, oldCopy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	staged, err := db.Open(staging)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &applier{t: t, d: staged}
+	a.index, _ = staged.AppliedIndex()
+	a.mustApply(put("stale-wal-only", `{"beds_free":7}`))
+	wal, err := os.ReadFile(staging + "-wal") // as the crash left it, before any checkpoint
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged.Close()
+	os.Remove(staging)
+	os.Remove(staging + "-shm")
+	if err := os.WriteFile(staging+"-wal", wal, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	src := newDB(t)
+	fillForBackup(t, src, "src", 20)
+	f, err := os.Open(backup(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := dst.Restore(f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Get(ctx, "stale-wal-only"); !errors.Is(err, db.ErrNotFound) {
+		t.Errorf("the restored database holds the stale WAL's record: %v", err)
+	}
+	if _, err := dst.Get(ctx, "src-00"); err != nil {
+		t.Errorf("the restored database lacks the snapshot's record: %v", err)
+	}
+}
+
 func TestClosed(t *testing.T) {
 	d := newDB(t)
 	if err := d.Close(); err != nil {

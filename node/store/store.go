@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -852,11 +853,12 @@ func (s *Store) AddVoter(id, address string) error {
 }
 
 // ownAddress makes the leader's own entry in the group's configuration name the address its
-// transport advertises, when the entry is its bare id. A replica that began alone (no
-// raft.listen) is in the configuration under its id, which no other replica can dial: once
-// others join, a new leader could never reach it again, and it could never rejoin. Adding a
-// voter that is one already only changes its address. An entry with an address, as raft.servers
-// or a join gave it, is left as it is: it may be a name that outlives the IP it resolves to now.
+// transport advertises, when the entry is its bare id, or an IP address where it advertises a
+// name. A replica that began alone (no raft.listen) is in the configuration under its id, which
+// no other replica can dial: once others join, a new leader could never reach it again, and it
+// could never rejoin. A release before this one wrote the IP an advertised name resolved to at
+// start, which a restarted pod no longer has. Adding a voter that is one already only changes
+// its address. Any other entry is left as raft.servers or a join gave it.
 func (s *Store) ownAddress() error {
 	if s.Alone() || s.raft.State() != raft.Leader {
 		return nil
@@ -867,7 +869,7 @@ func (s *Store) ownAddress() error {
 	}
 	self, want := raft.ServerID(s.cfg.ReplicaID), s.trans.LocalAddr()
 	for _, srv := range f.Configuration().Servers {
-		if srv.ID != self || srv.Address != raft.ServerAddress(self) || srv.Address == want || srv.Suffrage != raft.Voter {
+		if srv.ID != self || srv.Address == want || srv.Suffrage != raft.Voter || srv.Address != raft.ServerAddress(self) && !ipForName(srv.Address, want) {
 			continue
 		}
 		if err := s.raft.AddVoter(self, want, 0, 30*time.Second).Error(); err != nil {
@@ -879,6 +881,13 @@ func (s *Store) ownAddress() error {
 		s.log.Info("raft: this replica's address in the group now names its transport", "replica", self, "was", srv.Address, "now", want)
 	}
 	return nil
+}
+
+// ipForName reports whether have is an IP address and port where want is a host name.
+func ipForName(have, want raft.ServerAddress) bool {
+	h, _, err := net.SplitHostPort(string(have))
+	w, _, werr := net.SplitHostPort(string(want))
+	return err == nil && werr == nil && net.ParseIP(h) != nil && net.ParseIP(w) == nil
 }
 
 // RemoveServer takes a replica out of the group. Only the leader can.

@@ -267,3 +267,42 @@ func dialRaft(addr string, cfg *tls.Config) error {
 	}
 	return err
 }
+
+// TestLeaderNamesItselfByName: a group that a release before this one wrote with the IP its
+// replica's advertised name resolved to (as it did once the replica led) gets the name back
+// when that replica leads: the IP would be dialled for good after the name moved.
+func TestLeaderNamesItselfByName(t *testing.T) {
+	ca := identitytest.NewCA(t, td)
+	bundle := identitytest.Bundle(ca)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	ip, name := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("localhost:%d", port)
+	log := identitytest.NewLog()
+	svid := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
+	tr, err := store.TLSTransport(ip, name, identity.ServerTLSFor(svid, bundle, identity.AuthorizeReplica(ca.TrustDomain), log.Logger),
+		identity.ClientTLS(svid, bundle, identity.AuthorizeReplica(ca.TrustDomain)), log.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	d, err := db.Open(filepath.Join(dir, "knooppunt.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s, err := store.Open(store.Config{Dir: filepath.Join(dir, "raft"), DB: d, ReplicaID: "r1", Transport: tr, Bootstrap: true,
+		Servers: []raft.Server{{ID: "r1", Address: raft.ServerAddress(ip), Suffrage: raft.Voter}}, ElectionTimeout: 100 * time.Millisecond, Logger: log.Logger})
+	if err != nil {
+		tr.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	identitytest.Eventually(t, 10*time.Second, "r1 names itself by its name in the group", func() bool {
+		servers, err := s.Servers()
+		return err == nil && len(servers) == 1 && servers[0].Address == name
+	})
+}
