@@ -10,11 +10,7 @@ package invite
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
@@ -30,6 +26,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
 )
 
 // Format names the file format; a file of another format is refused.
@@ -115,18 +113,10 @@ func Sign(inv Invitation, svid *x509svid.SVID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, hash, err := algorithm(svid.Certificates[0].PublicKey)
-	if err != nil {
-		return nil, err
+	sig, err := identity.SignPayload(svid, payload)
+	if errors.Is(err, identity.ErrKeyType) {
+		return nil, fmt.Errorf("%w: %w", ErrSignature, err)
 	}
-	digest := payload
-	var opts crypto.SignerOpts = crypto.Hash(0)
-	if hash != 0 {
-		h := hash.New()
-		h.Write(payload)
-		digest, opts = h.Sum(nil), hash
-	}
-	sig, err := svid.PrivateKey.Sign(rand.Reader, digest, opts)
 	if err != nil {
 		return nil, fmt.Errorf("invite: sign: %w", err)
 	}
@@ -139,19 +129,6 @@ func Sign(inv Invitation, svid *x509svid.SVID) ([]byte, error) {
 		return nil, err
 	}
 	return append(out, '\n'), nil
-}
-
-// algorithm is how a key of the SVID's type signs: the x509 algorithm to check with, and the hash.
-func algorithm(pub any) (x509.SignatureAlgorithm, crypto.Hash, error) {
-	switch pub.(type) {
-	case *ecdsa.PublicKey:
-		return x509.ECDSAWithSHA256, crypto.SHA256, nil
-	case *rsa.PublicKey:
-		return x509.SHA256WithRSA, crypto.SHA256, nil
-	case ed25519.PublicKey:
-		return x509.PureEd25519, 0, nil
-	}
-	return 0, 0, fmt.Errorf("%w: the signing key is a %T, not ECDSA, RSA or Ed25519", ErrSignature, pub)
 }
 
 // Open checks an invitation file at the time now and returns what it says. It refuses a file
@@ -205,11 +182,9 @@ func Open(file []byte, now time.Time) (*Invitation, error) {
 	if id.String() != inv.SpiffeID {
 		return nil, fmt.Errorf("%w: spiffe_id: the invitation names %s but %s signed it", ErrSignature, inv.SpiffeID, id)
 	}
-	alg, _, err := algorithm(chain[0].PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := chain[0].CheckSignature(alg, env.Invitation, env.Signature); err != nil {
+	if err := identity.CheckPayload(chain[0], env.Invitation, env.Signature); errors.Is(err, identity.ErrKeyType) {
+		return nil, fmt.Errorf("%w: %w", ErrSignature, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("%w: the signature does not match the invitation's contents: it was changed after %s signed it, or damaged on the way; ask for a new one", ErrSignature, id)
 	}
 	if now.After(inv.ExpiresAt) {

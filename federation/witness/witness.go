@@ -9,11 +9,6 @@
 package witness
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
@@ -27,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/identity"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -53,15 +49,8 @@ func Sign(svid *x509svid.SVID, seq int64, hash []byte, at time.Time) (*pb.Signed
 	for _, c := range svid.Certificates {
 		h.Chain = append(h.Chain, c.Raw)
 	}
-	payload := Payload(h)
 	var err error
-	if _, ok := svid.PrivateKey.Public().(ed25519.PublicKey); ok {
-		h.Signature, err = svid.PrivateKey.Sign(rand.Reader, payload, crypto.Hash(0))
-	} else {
-		digest := sha256.Sum256(payload)
-		h.Signature, err = svid.PrivateKey.Sign(rand.Reader, digest[:], crypto.SHA256)
-	}
-	if err != nil {
+	if h.Signature, err = identity.SignPayload(svid, Payload(h)); err != nil {
 		return nil, fmt.Errorf("witness: sign head %d: %w", seq, err)
 	}
 	return h, nil
@@ -99,20 +88,10 @@ func Verify(h *pb.SignedHead, td spiffeid.TrustDomain, bundles x509bundle.Source
 	if id.TrustDomain() != td || !strings.HasPrefix(id.Path(), "/node/") {
 		return spiffeid.ID{}, fmt.Errorf("the signer %s is not a replica of %s", id, td.Name())
 	}
-	payload := Payload(h)
-	digest := sha256.Sum256(payload)
-	ok := false
-	switch pub := certs[0].PublicKey.(type) {
-	case *ecdsa.PublicKey:
-		ok = ecdsa.VerifyASN1(pub, digest[:], h.Signature)
-	case *rsa.PublicKey:
-		ok = rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], h.Signature) == nil
-	case ed25519.PublicKey:
-		ok = ed25519.Verify(pub, payload, h.Signature)
-	default:
-		return spiffeid.ID{}, fmt.Errorf("the signer's key is a %T, which heads are not signed with", pub)
-	}
-	if !ok {
+	if err := identity.CheckPayload(certs[0], Payload(h), h.Signature); err != nil {
+		if errors.Is(err, identity.ErrKeyType) {
+			return spiffeid.ID{}, fmt.Errorf("the signer's key cannot sign heads: %w", err)
+		}
 		return spiffeid.ID{}, fmt.Errorf("the signature does not verify with %s's key", id)
 	}
 	return id, nil
