@@ -431,14 +431,23 @@ func (m *Manager) reconcile(ctx context.Context) {
 		}
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	var ending []*subscription
 	for key, s := range m.subs {
 		if w, ok := want[key]; !ok || w.peer.TrustDomain != s.peer.TrustDomain || !slices.Equal(w.peer.Addresses, s.peer.Addresses) {
 			s.cancel()
-			<-s.done
+			ending = append(ending, s)
 			delete(m.subs, key)
 		}
 	}
+	m.mu.Unlock()
+	// Waited for without the lock, which a peer's call (Retry) and a search (stateOf) take: a
+	// subscription may take a while to end, storing its last batch. Its successor starts only
+	// after, from the cursor it stored. Only Run reconciles, so nothing starts meanwhile.
+	for _, s := range ending {
+		<-s.done
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for key, w := range want {
 		if _, ok := m.subs[key]; ok {
 			continue
@@ -462,11 +471,14 @@ func (m *Manager) reconcile(ctx context.Context) {
 
 func (m *Manager) stopAll() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	for name, s := range m.subs {
+	subs := m.subs
+	m.subs = map[string]*subscription{}
+	m.mu.Unlock()
+	for _, s := range subs {
 		s.cancel()
+	}
+	for _, s := range subs {
 		<-s.done
-		delete(m.subs, name)
 	}
 }
 
