@@ -1,9 +1,10 @@
 // Package db owns a node's SQLite database: the records, the change feed and the Raft applied
 // index.
 //
-// It keeps two handles on one file in WAL mode. The read-write handle has a single connection and
-// is used only by the FSM, through Apply, so there is exactly one writer. The read-only handle
-// serves every query. Restore never mutates the live database: it builds a new file and swaps it
+// It keeps two handles on one file in WAL mode. The read-write handle has a single connection, so
+// there is exactly one writer: the FSM through the Apply methods, and the replica's own local work
+// (localTx: the text index and file text; PruneHistory, Backup, Checkpoint). The read-only handle
+// serves every query. See DESIGN.md. Restore never mutates the live database: it builds a new file and swaps it
 // in under a lock.
 //
 // db never talks to Raft and never validates records; callers hand it writes that are already
@@ -139,7 +140,8 @@ func Open(path string) (*DB, error) {
 func (d *DB) open() error {
 	cache := "&_stmt_cache_size=" + strconv.Itoa(stmtCache)
 	// secure_delete: SQLite overwrites deleted content with zeros, so that a deleted record's
-	// body or a retracted foreign record is not left in the file's free space (see Erase).
+	// body or a retracted foreign record is not left in the file's free space (see the store's
+	// eraser, which bounds how long the WAL and the Raft log keep it).
 	rw, err := sql.Open(writeDriver, "file:"+d.path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate&_secure_delete=on"+cache)
 	if err != nil {
 		return fmt.Errorf("db: open %s: %w", d.path, err)

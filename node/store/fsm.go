@@ -18,8 +18,8 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// fsm applies committed log entries to the database. It holds no state of its own: Apply,
-// Snapshot and Restore all delegate to db.
+// fsm applies committed log entries to the database. Apply, Snapshot and Restore all delegate to
+// db; of its own it holds only a count for the snapshot policy and the erasure callback.
 type fsm struct {
 	db  *db.DB
 	log *slog.Logger

@@ -89,8 +89,9 @@ type Config struct {
 	// time: at the 5ms hashicorp/raft suggests, an idle group of three spends a fifth of a core.
 	// Default 50ms.
 	CommitTimeout time.Duration
-	// Forward hands a command that has no answer but an error (audit entries, disclosures) to
-	// the leader when this replica is a follower. Nil: such commands fail with ErrNotLeader.
+	// Forward hands a command that Forwardable admits (audit entries, disclosures, kept heads,
+	// file steps) to the leader when this replica is a follower. Nil: such commands fail with
+	// ErrNotLeader.
 	Forward func(ctx context.Context, c *pb.Command) error
 	Logger  *slog.Logger
 }
@@ -447,8 +448,9 @@ func catchUpFromSnapshot(d *db.DB, snaps raft.SnapshotStore) error {
 const NodeActor = "node"
 
 // Write commits records through the Raft log and returns one result per record. It returns an
-// error when nothing was committed (ErrNotLeader, ErrClosed, or a Raft or database failure), or
-// ErrMaybeCommitted when the leader was deposed before the entry committed.
+// error when nothing was committed (ErrNotLeader, ErrClosed, or a Raft failure), or
+// ErrMaybeCommitted when the leader was deposed before the entry committed. A database failure
+// in the FSM stops the replica (see settle) rather than reach the writer.
 func (s *Store) Write(ctx context.Context, records []*pb.Record) ([]db.Result, error) {
 	return s.WriteAs(ctx, "", records)
 }
@@ -677,10 +679,11 @@ func commitError(err error) error {
 }
 
 // Forwardable reports whether a follower may hand c to the leader (ReplicaService.Apply): only
-// commands whose answer is nothing but an error. A kept head answers the evidence of a fork, but
-// the evidence is kept and counted (by the FSM, on every replica) whoever handed it over. A file
-// step's refusal never reaches a follower that forwarded it; the follower learns the outcome from
-// its own database once it applied the entry (see WaitApplied).
+// commands whose answer the follower can do without, as the forward returns nothing but an error.
+// A kept head answers the evidence of a fork, but the evidence is kept and counted (by the FSM,
+// on every replica) whoever handed it over. A file step's refusal never reaches a follower that
+// forwarded it; the follower learns the outcome from its own database once it applied the entry
+// (see WaitApplied).
 func Forwardable(c *pb.Command) bool {
 	switch c.Cmd.(type) {
 	case *pb.Command_AppendAudit, *pb.Command_RecordDisclosures, *pb.Command_KeepHead,
