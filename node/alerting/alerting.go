@@ -264,9 +264,12 @@ func (e *Evaluator) tickMode(ctx context.Context, at time.Time, m db.Mode, evals
 	if err != nil {
 		return err
 	}
+	// A rule that fails holds up no other: each is evaluated, and the failures are returned
+	// together at the end.
+	var failed []error
 	for _, c := range evals {
 		if err := e.evaluate(ctx, c.key, c.row, c.rule, at, histories[c.rule.Doc.Crisis], open[c.row.Name], m); err != nil {
-			return fmt.Errorf("rule %s: %w", c.row.Name, err)
+			failed = append(failed, fmt.Errorf("rule %s: %w", c.row.Name, err))
 		}
 		delete(open, c.row.Name)
 	}
@@ -280,18 +283,15 @@ func (e *Evaluator) tickMode(ctx context.Context, at time.Time, m db.Mode, evals
 		}
 		for _, region := range slices.Sorted(maps.Keys(open[name])) {
 			a := open[name][region]
-			if !ours(a, name) {
-				continue // an alert record someone put by hand: not this evaluator's to resolve
-			}
 			if !skipped {
 				why = e.deleted(ctx, name, a)
 			}
 			if err := e.resolve(ctx, a, at, nil, why); err != nil {
-				return fmt.Errorf("alert %s of rule %s, which is not evaluated: %w", a.Id, name, err)
+				failed = append(failed, fmt.Errorf("alert %s of rule %s, which is not evaluated: %w", a.Id, name, err))
 			}
 		}
 	}
-	return nil
+	return errors.Join(failed...)
 }
 
 // ours reports whether an open alert record is one the evaluator wrote for the rule.
@@ -653,7 +653,10 @@ func (e *Evaluator) markEvaluable(ctx context.Context, a *pb.Record, at time.Tim
 	return nil
 }
 
-// openAlerts are the firing alerts of mode m by rule and region.
+// openAlerts are the firing alerts of mode m that the evaluator wrote, by rule and region. An
+// alert record someone put by hand with a rule's labels is not one: it neither stands for the
+// rule's alert, which would keep the rule from firing there, nor is it the evaluator's to
+// resolve or overwrite.
 func (e *Evaluator) openAlerts(ctx context.Context, m db.Mode) (map[string]map[string]*pb.Record, error) {
 	out := map[string]map[string]*pb.Record{}
 	f := db.Filter{Kind: Kind, Labels: map[string]string{"status": "firing"}, PageSize: 1000, Mode: m}
@@ -664,6 +667,9 @@ func (e *Evaluator) openAlerts(ctx context.Context, m db.Mode) (map[string]map[s
 		}
 		for _, r := range recs {
 			rule := r.Labels["rule"]
+			if !ours(r, rule) {
+				continue
+			}
 			if out[rule] == nil {
 				out[rule] = map[string]*pb.Record{}
 			}

@@ -511,3 +511,41 @@ func TestAlertIDFitsARecordID(t *testing.T) {
 		}
 	}
 }
+
+// TestHandPutAlertsAreNotTheRules: alert records an editor put by hand with a rule's labels are
+// not that rule's alerts. One whose body the evaluator cannot read (fired_at "yesterday") holds
+// up no rule, and one that reads well neither keeps its rule from firing in its region nor is
+// resolved or overwritten when the rule clears.
+func TestHandPutAlertsAreNotTheRules(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	r.apply("aa-elke", "name: aa-elke\nseverity: minor\ncrisis: oekraine\nregions: [VR01]\nwhen: sum(\"shelter.capacity\", \"beds_free\") < 0\n")
+	r.apply("beds-low", bedsLow)
+	head := `"identifier":"hand-%d","sender":"x","sent":"2026-03-07T14:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Public"`
+	hand := []*pb.Record{
+		{Id: "hand-1", Kind: alerting.Kind, Crisis: "oekraine", Region: "VR01", Classification: pb.Classification_INTERNAL,
+			Labels: map[string]string{"rule": "aa-elke", "status": "firing"}, Body: fmt.Appendf(nil, `{`+head+`,"fired_at":"yesterday"}`, 1)},
+		{Id: "hand-2", Kind: alerting.Kind, Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
+			Labels: map[string]string{"rule": "beds-low", "status": "firing"}, Body: fmt.Appendf(nil, `{`+head+`}`, 2)},
+	}
+	if _, err := r.n.Store().Write(context.Background(), hand); err != nil {
+		t.Fatal(err)
+	}
+	r.beds(5, 100)
+	r.tick(e)
+	fired := false
+	for _, a := range r.alerts() {
+		fired = fired || a.Labels["rule"] == "beds-low" && a.Labels["status"] == "firing" && strings.HasPrefix(a.Id, "alert-beds-low-VR19-")
+	}
+	if !fired {
+		t.Fatalf("beds-low (5 of 100 beds free in VR19) did not fire beside the hand-put records: %v", r.alerts())
+	}
+	r.beds(50, 100)
+	r.tick(e)
+	for _, id := range []string{"hand-1", "hand-2"} {
+		got, err := r.n.DB().Get(context.Background(), id)
+		if err != nil || got.Version != 1 || got.Labels["status"] != "firing" {
+			t.Errorf("the hand-put %s after the rule cleared: %v (%v), want it as it was put", id, got, err)
+		}
+	}
+}

@@ -313,16 +313,22 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 			}
 			continue
 		}
+	deliveries:
 		for _, x := range queue {
 			acks, ok := d.attempt(ctx, client, u, secret, h, x, &hl)
 			if !ok {
 				return // ctx ended or leadership lost: the next leader takes over from the queue
 			}
 			if _, err := d.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_WebhookAcks{WebhookAcks: acks}}); err != nil {
-				if !errors.Is(err, store.ErrNotLeader) && ctx.Err() == nil {
-					d.c.Logger.Warn("webhooks: commit acknowledgement", "webhook", h.ID, "err", err)
+				if errors.Is(err, store.ErrNotLeader) || ctx.Err() != nil {
+					return
 				}
-				return
+				// A passing failure (the Raft queue full, a slow disk): this worker is the only
+				// one for the webhook while this replica leads, so it goes on, from the queue as
+				// stored. The delivery goes again, under the same message id.
+				d.c.Logger.Warn("webhooks: commit acknowledgement: trying again", "webhook", h.ID, "err", err)
+				sleep(ctx, time.Second)
+				break deliveries
 			}
 			if len(acks.Delivered) > 0 {
 				metrics.WebhookDelivery.Observe(time.Since(x.EnqueuedAt).Seconds())
@@ -379,7 +385,11 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 			failing := &pb.WebhookAcks{Webhook: h.ID, At: timestamppb.Now(), Failing: []*pb.WebhookDead{{
 				Seq: x.Seq, Attempts: int32(n), Error: err.Error(), FirstAttemptAt: timestamppb.New(first)}}}
 			if _, err := d.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_WebhookAcks{WebhookAcks: failing}}); err != nil {
-				return nil, false
+				if errors.Is(err, store.ErrNotLeader) || ctx.Err() != nil {
+					return nil, false
+				}
+				// Not kept: a leader change would start this delivery's retry time again.
+				d.c.Logger.Warn("webhooks: commit the start of failing", "webhook", h.ID, "err", err)
 			}
 		}
 		metrics.WebhookAttempts.WithLabelValues("failed").Inc()
