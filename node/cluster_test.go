@@ -423,6 +423,17 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		}
 		return true, ""
 	})
+	// A replica of the group joined at another address (a typo in the id) is refused, naming it.
+	clustertest.Eventually(t, 20*time.Second, "join of "+follower.ID+" at r4's address", func() (bool, string) {
+		_, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: follower.ID, RaftAddress: r4.Raft})
+		if status.Code(err) == codes.Unavailable {
+			return false, err.Error()
+		}
+		if field, _ := api.Field(err); status.Code(err) != codes.FailedPrecondition || field != "id" || !strings.Contains(status.Convert(err).Message(), "replica "+follower.ID+" is in the group at ") {
+			t.Fatalf("join of %s at another address: %v, want FAILED_PRECONDITION at id", follower.ID, err)
+		}
+		return true, ""
+	})
 	st := retryUnavailable(t, "join r4 through "+follower.ID, func() (*pb.ClusterStatusResponse, error) {
 		return cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: r4.Raft})
 	})

@@ -309,6 +309,12 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	// A phase change starts or stops every policy limited to phases: it needs a reason.
 	_, err = pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: " "})
 	wantStatus(t, "B sets a phase without a reason", err, codes.InvalidArgument, "reason: missing: say why the phase changes; the audit log keeps it with the step")
+	// A reason of megabytes would make every list of phases, and the audit log, too large for a
+	// client to take: refused, as for every step, and nothing is set.
+	_, err = pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: strings.Repeat("x", 20<<20)})
+	wantStatus(t, "B sets a phase with a reason of 20 MiB", err, codes.InvalidArgument, "reason: 20971520 bytes is over the limit of 2000: say it shorter")
+	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "   "})
+	wantStatus(t, "B revokes with a reason of spaces", err, codes.InvalidArgument, "reason: missing: say why the policy is revoked")
 	ph, err := pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: "opschaling"})
 	if err != nil || ph.SetBy != officerB || ph.Phase != "warm" {
 		t.Fatalf("B sets the phase: %v, %v", ph, err)

@@ -117,6 +117,23 @@ func FieldStatus(code codes.Code, field, reason string) error {
 	return withField.Err()
 }
 
+// MaxReason is the longest reason a step keeps in the audit log, in bytes: every list of steps
+// (phases, policies, the audit log) carries it back, and a reason of megabytes would make them
+// too large for a client to take.
+const MaxReason = 2000
+
+// CheckReason checks a step's reason, the request field reason: at most MaxReason bytes, and,
+// when why is not "", not empty nor spaces only (why says what the reason is for).
+func CheckReason(reason, why string) error {
+	if len(reason) > MaxReason {
+		return Invalid("reason", "%d bytes is over the limit of %d: say it shorter", len(reason), MaxReason)
+	}
+	if why != "" && strings.TrimSpace(reason) == "" {
+		return Invalid("reason", "missing: %s", why)
+	}
+	return nil
+}
+
 // Reasons a refusal carries in a google.rpc.ErrorInfo detail (see ReasonStatus), for a program
 // to tell it apart without reading its message, which is for a person and may change.
 const (

@@ -536,7 +536,7 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 }
 
 // maxReason bounds a reason's length, as the audit log keeps it.
-const maxReason = 2000
+const maxReason = api.MaxReason
 
 // step takes approve, reject or revoke, as the signed-in officer.
 func (s *Server) step(w http.ResponseWriter, r *request) {

@@ -119,7 +119,9 @@ func (r *Rule) DryRun(h *History, from, to time.Time, step time.Duration) (eps [
 	if len(regions) == 0 {
 		regions = h.Regions(r.Kinds(), r.Doc.Crisis)
 	}
-	n := int64(to.Sub(from)/step+1) * int64(len(regions))
+	// Counted as one region at least: the run's instants are made whether or not a region has
+	// records.
+	n := int64(to.Sub(from)/step+1) * int64(max(len(regions), 1))
 	if n > MaxEvaluations {
 		return nil, nil, fmt.Errorf("warn: a dry run of %d evaluations is over the bound of %d: use a longer step or a shorter span", n, MaxEvaluations)
 	}

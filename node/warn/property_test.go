@@ -275,3 +275,20 @@ func (m model) episodes(r refRule, region string, from, to time.Time) []string {
 	}
 	return out
 }
+
+// TestDryRunIsBoundedWithoutRegions: a dry run of a rule that names no regions, over a history
+// with no records of its kinds, is bounded as any other: its instants are made whether a region
+// has records or not, and a year of seconds was gigabytes of them.
+func TestDryRunIsBoundedWithoutRegions(t *testing.T) {
+	rule, err := warn.Lint([]byte("name: elk\nseverity: minor\ncrisis: c\nwhen: sum(\"shelter.capacity\", \"beds_free\") < 10\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = rule.DryRun(warn.NewHistory(nil, time.Time{}), base, base.AddDate(1, 0, 0), time.Second)
+	if err == nil {
+		t.Fatal("a dry run of a year of seconds, with no region, ran")
+	}
+	if _, _, err := rule.DryRun(warn.NewHistory(nil, time.Time{}), base, base.Add(time.Hour), time.Minute); err != nil {
+		t.Errorf("an hour of minutes with no region: %v", err)
+	}
+}

@@ -124,6 +124,12 @@ func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterSta
 		if srv.Address == req.RaftAddress && srv.ID != req.Id {
 			return nil, api.FieldStatus(codes.FailedPrecondition, "raft_address", fmt.Sprintf("%s is the Raft address of replica %s already: give the new replica's own raft.advertise; nothing was changed", req.RaftAddress, srv.ID))
 		}
+		// A replica of the group joined again at another address would be moved there: a typo
+		// in the id would cut a running replica off. Its bare id (a replica that ran alone) is
+		// no address, and may be given one.
+		if srv.ID == req.Id && srv.Address != req.RaftAddress && srv.Address != srv.ID {
+			return nil, api.FieldStatus(codes.FailedPrecondition, "id", fmt.Sprintf("replica %s is in the group at %s: to move it, remove it first (knooppunt cluster remove %s) and join it at its new address; nothing was changed", req.Id, srv.Address, req.Id))
+		}
 	}
 	// A voter that never answers takes the group's majority away: a group of one that adds one
 	// can no longer write, nor remove it. So the new replica must be running and reachable first.

@@ -80,8 +80,8 @@ func (s *Service) step(ctx context.Context, action string, req *pb.ExerciseStepR
 	if err := record.CheckExerciseName("name", req.Name); err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
-	if len(req.Reason) > 1024 {
-		return nil, api.Invalid("reason", "%d bytes is over the limit of 1024", len(req.Reason))
+	if err := api.CheckReason(req.Reason, ""); err != nil {
+		return nil, err
 	}
 	caller, _ := api.CallerFrom(ctx)
 	step := &pb.ExerciseStep{Action: action, Name: req.Name, Actor: caller.String(), At: timestamppb.Now(), Reason: req.Reason, RetractCopies: true}

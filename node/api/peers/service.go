@@ -446,9 +446,9 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.Pe
 	if req.Name == "" {
 		return nil, api.Invalid("name", "missing: give a peer's name or trust domain")
 	}
-	if strings.TrimSpace(req.Reason) == "" {
-		// As a revocation: the step ends what the partner is granted, and the audit log keeps why.
-		return nil, api.Invalid("reason", "missing: say why the peer goes, for the audit log")
+	// As a revocation: the step ends what the partner is granted, and the audit log keeps why.
+	if err := api.CheckReason(req.Reason, "say why the peer goes, for the audit log"); err != nil {
+		return nil, err
 	}
 	raft, err := s.c.DB.Peers(ctx)
 	if err != nil {

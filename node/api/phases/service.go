@@ -56,9 +56,9 @@ func (s *Service) Set(ctx context.Context, req *pb.SetPhaseRequest) (*pb.PhaseIn
 	if policy.PhaseRank(req.Phase) < 0 {
 		return nil, api.Invalid("phase", "%q is not a phase: use cold, lukewarm or warm", req.Phase)
 	}
-	if strings.TrimSpace(req.Reason) == "" {
-		// A phase starts or stops every policy limited to phases, as a revocation does.
-		return nil, api.Invalid("reason", "missing: say why the phase changes; the audit log keeps it with the step")
+	// A phase starts or stops every policy limited to phases, as a revocation does.
+	if err := api.CheckReason(req.Reason, "say why the phase changes; the audit log keeps it with the step"); err != nil {
+		return nil, err
 	}
 	if req.Exercise != "" {
 		// An exercise keeps phases of its own, set only while it is open.

@@ -130,16 +130,16 @@ func (s *Service) Approve(ctx context.Context, req *pb.PolicyStepRequest) (*pb.P
 
 // Reject rejects a proposed policy, with a reason.
 func (s *Service) Reject(ctx context.Context, req *pb.PolicyStepRequest) (*pb.PolicyInfo, error) {
-	if req.Reason == "" {
-		return nil, api.Invalid("reason", "missing: say why the policy is rejected")
+	if err := api.CheckReason(req.Reason, "say why the policy is rejected"); err != nil {
+		return nil, err
 	}
 	return s.decide(ctx, db.StepReject, req)
 }
 
 // Revoke ends an approved policy, with a reason.
 func (s *Service) Revoke(ctx context.Context, req *pb.PolicyStepRequest) (*pb.PolicyInfo, error) {
-	if req.Reason == "" {
-		return nil, api.Invalid("reason", "missing: say why the policy is revoked")
+	if err := api.CheckReason(req.Reason, "say why the policy is revoked"); err != nil {
+		return nil, err
 	}
 	return s.decide(ctx, db.StepRevoke, req)
 }

@@ -110,6 +110,9 @@ func (s *Service) Apply(ctx context.Context, req *pb.ApplyRuleRequest) (*pb.Rule
 	if err != nil {
 		return nil, err
 	}
+	if err := api.CheckReason(req.Reason, ""); err != nil {
+		return nil, err
+	}
 	rule, err := s.lint(req.Source)
 	if err != nil {
 		return nil, err
@@ -126,6 +129,9 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRuleRequest) (*pb.Ru
 	}
 	if req.Name == "" {
 		return nil, api.Invalid("name", "give the name of the rule to delete: see knooppunt rule list")
+	}
+	if err := api.CheckReason(req.Reason, ""); err != nil {
+		return nil, err
 	}
 	return s.step(ctx, &pb.RuleStep{Name: req.Name, Delete: true, By: by, At: timestamppb.Now(), Reason: req.Reason})
 }
@@ -182,13 +188,22 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 	since := now.Add(-s.c.Retention())
 	from, to := since, now
 	if req.From != nil {
+		if err := req.From.CheckValid(); err != nil {
+			return nil, api.Invalid("from", "%v", err)
+		}
 		from = req.From.AsTime()
 	}
 	if req.To != nil {
+		if err := req.To.CheckValid(); err != nil {
+			return nil, api.Invalid("to", "%v", err)
+		}
 		to = req.To.AsTime()
 	}
 	if from.Before(since) {
 		from = since
+	}
+	if to.After(now) {
+		to = now // the history holds nothing later
 	}
 	if !to.After(from) {
 		return nil, api.Invalid("to", "%s is not after from (%s, or the start of the history's retention): give a later to or an earlier from", to.Format(time.RFC3339), from.Format(time.RFC3339))
