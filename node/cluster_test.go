@@ -453,6 +453,17 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if got := voters(st); got != "r1,r2,r3" {
 		t.Fatalf("after remove the group is %s, want r1,r2,r3", got)
 	}
+	// A replica that is not in the group (a typo, or one removed already) is said to be not.
+	clustertest.Eventually(t, 20*time.Second, "remove r4 again", func() (bool, string) {
+		_, err := cs.Remove(clustertest.Call(t), &pb.RemoveRequest{Id: "r4"})
+		if status.Code(err) == codes.Unavailable {
+			return false, err.Error()
+		}
+		if field, _ := api.Field(err); status.Code(err) != codes.NotFound || field != "id" {
+			t.Fatalf("remove of r4, removed already: %v, want NOT_FOUND at id", err)
+		}
+		return true, ""
+	})
 	rest := c.Replicas[:3]
 	c.Leader(t, 10*time.Second, rest...)
 	follower.Put(t, clustertest.Shelter("after-remove", 3))

@@ -275,6 +275,12 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 			t.Errorf("Preview for %q: total %d, %v; want 2, as for %s", to, pv.GetTotal(), err, nccNodeID)
 		}
 	}
+	for limit, want := range map[int32]string{-5: "limit: -5 is negative", 5000: "limit: 5000 is over the limit of 1000"} {
+		_, err := pb.NewPolicyServiceClient(connB).Preview(rpcCtx(t), &pb.PreviewRequest{Id: id, Recipient: nccNodeID, Phase: "warm", Limit: limit})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), want) {
+			t.Errorf("Preview of %d records: %v, want InvalidArgument %s…", limit, err, want)
+		}
+	}
 	for to, want := range map[string]string{"group:rijk": `recipient: "group:rijk" is a group`, "nergens": `recipient: "nergens" is neither a peer's name nor a SPIFFE ID`} {
 		_, err := pb.NewPolicyServiceClient(connB).Preview(rpcCtx(t), &pb.PreviewRequest{Id: id, Recipient: to, Phase: "warm"})
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), want) {

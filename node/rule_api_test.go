@@ -63,6 +63,20 @@ func TestRuleApplyListDelete(t *testing.T) {
 	if _, err := officer.Delete(ctx, &pb.DeleteRuleRequest{Name: "signals"}); status.Code(err) != codes.NotFound {
 		t.Errorf("delete twice: %v, want NOT_FOUND", err)
 	}
+	// A name that is none is refused before it reaches the Raft log, quoted short.
+	long := strings.Repeat("x", 1<<20)
+	for what, call := range map[string]func() error{
+		"get": func() error { _, err := local.Get(ctx, &pb.GetRuleRequest{Name: long}); return err },
+		"delete": func() error {
+			_, err := officer.Delete(ctx, &pb.DeleteRuleRequest{Name: long, Reason: "x"})
+			return err
+		},
+	} {
+		err := call()
+		if status.Code(err) != codes.InvalidArgument || len(status.Convert(err).Message()) > 300 {
+			t.Errorf("%s of a name of a megabyte: %v (%d bytes), want INVALID_ARGUMENT, quoted short", what, status.Code(err), len(status.Convert(err).Message()))
+		}
+	}
 
 	audit, err := pb.NewAuditServiceClient(n.local(t)).List(ctx, &pb.ListAuditRequest{})
 	if err != nil {

@@ -370,6 +370,12 @@ func TestWebhookRefusals(t *testing.T) {
 	}
 	redirect = false
 	rc.mu.Unlock()
+	if _, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: "wh_nope"}); status.Code(err) != codes.NotFound || fieldOf(err) != "webhook" {
+		t.Errorf("Retry of a webhook that does not exist: %v, want NotFound at webhook", err)
+	}
+	if _, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: wh.Id, MessageIds: make([]string, 10001)}); status.Code(err) != codes.InvalidArgument || fieldOf(err) != "message_ids" {
+		t.Errorf("Retry of 10,001 message ids: %v, want InvalidArgument at message_ids", err)
+	}
 	if _, err := hooks.Retry(callCtx(t), &pb.RetryWebhookRequest{Webhook: wh.Id, MessageIds: []string{"msg_nope"}}); status.Code(err) != codes.NotFound || fieldOf(err) != "message_ids" {
 		t.Errorf("Retry of a message that is no failure: %v, want NOT_FOUND", err)
 	}

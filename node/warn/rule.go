@@ -53,6 +53,18 @@ var Severities = []string{"minor", "moderate", "severe", "extreme"}
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+// CheckName checks a rule's name: 1 to 63 lower-case letters, digits and dashes. The error quotes
+// at most the name's first 64 bytes.
+func CheckName(name string) error {
+	if nameRe.MatchString(name) {
+		return nil
+	}
+	if len(name) > 64 {
+		name = name[:64] + "…"
+	}
+	return fmt.Errorf("%q is not a rule name: use 1 to 63 lower-case letters, digits and dashes, such as zeeland-beds-low", name)
+}
+
 // MaxFor bounds `for:`: longer than the default retention of the history could never be seen
 // to hold.
 const MaxFor = 90 * 24 * time.Hour
@@ -110,8 +122,8 @@ func Lint(src []byte, kinds *record.Kinds) (*Rule, error) {
 	p := &parsed{file: file, src: src}
 	r := &Rule{Doc: d, Source: src}
 	var probs policy.Problems
-	if !nameRe.MatchString(d.Name) {
-		probs = append(probs, p.problem("name", "%q is not a rule name: use 1 to 63 lower-case letters, digits and dashes, such as zeeland-beds-low", d.Name))
+	if err := CheckName(d.Name); err != nil {
+		probs = append(probs, p.problem("name", "%v", err))
 	}
 	if !slices.Contains(Severities, d.Severity) {
 		probs = append(probs, p.problem("severity", "%q is not a severity: use one of %s", d.Severity, strings.Join(Severities, ", ")))

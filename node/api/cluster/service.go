@@ -160,6 +160,23 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 	if req.Id == "" {
 		return nil, api.Invalid("id", "missing: the replica to remove")
 	}
+	servers, err := s.store.Servers()
+	if err != nil {
+		return nil, api.Status(s.log, err)
+	}
+	voters, known := 0, false
+	for _, srv := range servers {
+		known = known || srv.ID == req.Id
+		if srv.Suffrage == "Voter" && srv.ID != req.Id {
+			voters++
+		}
+	}
+	switch {
+	case !known:
+		return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("no replica %q is in the group: knooppunt cluster status lists them; nothing was changed", req.Id))
+	case voters == 0:
+		return nil, api.FieldStatus(codes.FailedPrecondition, "id", fmt.Sprintf("%s is the group's last voter: a group without one cannot work; nothing was changed", req.Id))
+	}
 	if err := s.store.RemoveServer(req.Id); err != nil {
 		return nil, api.Status(s.log, err)
 	}

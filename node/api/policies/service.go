@@ -208,6 +208,10 @@ func (s *Service) step(ctx context.Context, st *pb.PolicyStep) (*pb.PolicyInfo, 
 	return s.info(ctx, out.Policy)
 }
 
+// maxPreview bounds the records a preview lists, as a List page is bounded: its counts cover
+// them all.
+const maxPreview = 1000
+
 func refusalStatus(err error) error {
 	switch {
 	case errors.Is(err, db.ErrPolicyNotFound):
@@ -395,8 +399,13 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	}
 	matched, voided, overriding := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	limit := int(req.Limit)
-	if limit <= 0 {
+	switch {
+	case limit < 0:
+		return nil, api.Invalid("limit", "%d is negative: use 0 for 100, or up to %d", limit, maxPreview)
+	case limit == 0:
 		limit = 100
+	case limit > maxPreview:
+		return nil, api.Invalid("limit", "%d is over the limit of %d", limit, maxPreview)
 	}
 	resp := &pb.PreviewResponse{}
 	counts := map[string]int64{}

@@ -130,6 +130,9 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRuleRequest) (*pb.Ru
 	if req.Name == "" {
 		return nil, api.Invalid("name", "give the name of the rule to delete: see knooppunt rule list")
 	}
+	if err := warn.CheckName(req.Name); err != nil {
+		return nil, api.Invalid("name", "%v", err)
+	}
 	if err := api.CheckReason(req.Reason, ""); err != nil {
 		return nil, err
 	}
@@ -163,6 +166,9 @@ func (s *Service) List(ctx context.Context, _ *pb.ListRulesRequest) (*pb.ListRul
 
 // Get returns one applied rule.
 func (s *Service) Get(ctx context.Context, req *pb.GetRuleRequest) (*pb.RuleInfo, error) {
+	if err := warn.CheckName(req.Name); err != nil {
+		return nil, api.Invalid("name", "%v", err)
+	}
 	r, err := s.c.DB.Rule(ctx, req.Name)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, api.FieldStatus(codes.NotFound, "name", fmt.Sprintf("no rule is called %q: see knooppunt rule list", req.Name))

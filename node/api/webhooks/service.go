@@ -180,10 +180,20 @@ func (s *Service) Failures(ctx context.Context, req *pb.WebhookFailuresRequest) 
 	return resp, nil
 }
 
+// maxRetryIDs bounds the message ids one Retry names, which go into one Raft entry.
+const maxRetryIDs = 10000
+
 // Retry queues dead letters again.
 func (s *Service) Retry(ctx context.Context, req *pb.RetryWebhookRequest) (*pb.RetryWebhookResponse, error) {
 	if req.Webhook == "" {
 		return nil, api.Invalid("webhook", "give the id of the webhook whose failures to send again: see knooppunt webhook failures")
+	}
+	if len(req.MessageIds) > maxRetryIDs {
+		return nil, api.Invalid("message_ids", "%d ids is over the limit of %d: give none to send every failure again", len(req.MessageIds), maxRetryIDs)
+	}
+	// Known before anything goes into the Raft log.
+	if _, err := s.c.DB.Webhook(ctx, req.Webhook); err != nil {
+		return nil, s.notFound("webhook", req.Webhook, err)
 	}
 	out, err := s.step(ctx, &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: req.Webhook}, MessageIds: req.MessageIds, By: caller(ctx), At: timestamppb.Now()})
 	if err != nil {
