@@ -204,9 +204,8 @@ func (f *Forwarder) leaderRead(ctx context.Context, method string, req any, h gr
 	if f.Store.IsLeader() {
 		return h(ctx, req)
 	}
-	if caller, ok := CallerFrom(ctx); ok && caller.ForwardedBy != "" {
-		return h(ctx, req) // forwarded by a replica that took this one for the leader
-	}
+	// forward refuses a call another replica forwarded here, taking this one for the leader:
+	// answered here too, as below.
 	fctx, cancel := context.WithTimeout(ctx, leaderReadWait)
 	defer cancel()
 	reply, err := f.forward(fctx, method, req)

@@ -317,8 +317,8 @@ func (r *request) mode() *pb.Mode {
 
 // modeQuery keeps the request's mode on a link: "?exercise=NAME", or "" for the actual records.
 func (r *request) modeQuery() string {
-	if e := r.exercise(); e != "" {
-		return "?" + url.Values{"exercise": {e}}.Encode()
+	if q := r.modeValues(url.Values{}); len(q) > 0 {
+		return "?" + q.Encode()
 	}
 	return ""
 }
