@@ -53,7 +53,7 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 
 	fedtest.Eventually(t, 20*time.Second, "b fetched the PDF", func() (bool, string) {
 		var out bytes.Buffer
-		err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(b.Local(t)), a.TD.Name()+"/handreiking", hash, &out, nil)
+		err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(b.Local(t)), a.TD.Name()+"/handreiking", hash, nil, &out, nil)
 		return err == nil, fmt.Sprint(err)
 	})
 
@@ -195,18 +195,11 @@ func TestFilesThatFailDoNotStopTheOthers(t *testing.T) {
 		mu    sync.Mutex
 		asked = map[string]int{}
 	)
-	p.subscribe = func(req *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
-		for i := int(req.Cursor); i < len(hashes); i++ {
-			body := fmt.Sprintf(`{"title":"bijlage %d","summary":"s","attachments":[{"sha256":%q,"size":%d,"media_type":"text/plain; charset=utf-8","filename":"b.txt"}]}`, i, hashes[i], len(content))
-			rec := &pb.Record{Id: fmt.Sprintf("bijlage-%d", i), Origin: p.id.TD.Name(), Kind: "sitrep", Crisis: "bestanden", Region: "NL",
-				Classification: pb.Classification_PUBLIC, Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(body)}
-			if err := s.Send(&pb.FeedEvent{Seq: int64(i + 1), Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: rec}}}); err != nil {
-				return err
-			}
-		}
-		<-s.Context().Done()
-		return nil
+	var named []namedFile
+	for _, h := range hashes {
+		named = append(named, namedFile{sha: h, name: "b.txt", size: len(content)})
 	}
+	p.subscribe = p.feedOfFiles(named)
 	p.fetchFile = func(req *pb.FetchFileRequest, s grpc.ServerStreamingServer[pb.FileData]) error {
 		mu.Lock()
 		asked[req.Sha256]++
@@ -224,4 +217,86 @@ func TestFilesThatFailDoNotStopTheOthers(t *testing.T) {
 		defer mu.Unlock()
 		return err == nil, fmt.Sprintf("%d files asked for, the good one %d times: %v", len(asked), asked[good], err)
 	})
+}
+
+// TestFilesThisNodeDoesNotTakeAreNotFetched: a peer's records name a file over this node's
+// attachments.max_bytes, a text file named as a script and a text file named as a PDF (review 22
+// M2, M3). None of them is asked for (no chunk goes through Raft, no erasure follows), each is
+// counted once, and none is tried again; a good file after them is fetched all the same.
+func TestFilesThisNodeDoesNotTakeAreNotFetched(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 1, Extra: func(string) string {
+		return "attachments:\n  max_bytes: 1048576\n"
+	}})
+	a := f.Orgs[0]
+	content := []byte("het ene bestand dat deze node wel neemt")
+	sum := sha256.Sum256(content)
+	good := hex.EncodeToString(sum[:])
+	files := []namedFile{
+		{fmt.Sprintf("%064x", 1), "groot.txt", 3 << 20},
+		{fmt.Sprintf("%064x", 2), "instructies.bat", len(content)},
+		{fmt.Sprintf("%064x", 3), "rapport.pdf", len(content)},
+		{good, "goed.txt", len(content)},
+	}
+	p := &fakePeer{}
+	var (
+		mu    sync.Mutex
+		asked = map[string]int{}
+	)
+	p.subscribe = p.feedOfFiles(files)
+	p.fetchFile = func(req *pb.FetchFileRequest, s grpc.ServerStreamingServer[pb.FileData]) error {
+		mu.Lock()
+		asked[req.Sha256]++
+		mu.Unlock()
+		return s.Send(&pb.FileData{Data: content})
+	}
+	startFake(t, f, "bestanden", p)
+	f.AddPeers(t, p.id.Peer(p.addr, "all"))
+	fedtest.Eventually(t, 15*time.Second, "a fetches the good file", func() (bool, string) {
+		_, err := a.Node.DB().FileInfo(context.Background(), good)
+		return err == nil, fmt.Sprint(err)
+	})
+	// Three fetcher passes (one every 2 s) later, nothing refused was asked for or counted again.
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		mu.Lock()
+		n := len(asked)
+		mu.Unlock()
+		refused := a.Metric(t, "knooppunt_federation_files_refused_total", nil)
+		if n != 1 || refused > 3 {
+			t.Fatalf("asked for %v, %g files refused; want only the good file asked for, and 3 refused once each", asked, refused)
+		}
+		if time.Now().After(deadline) {
+			if refused != 3 {
+				t.Fatalf("%g files refused, want 3", refused)
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, _, up, ch, _ := a.Node.DB().FileCounts(context.Background()); up != 0 || ch != 0 {
+		t.Errorf("%d uploads, %d chunks staged: a refused file reached Raft", up, ch)
+	}
+}
+
+// namedFile is a text file as a fake peer's record names it.
+type namedFile struct {
+	sha, name string
+	size      int
+}
+
+// feedOfFiles is a fake peer's feed of one public sitrep per file, each naming its file, from the
+// subscriber's cursor on; it then stays open.
+func (p *fakePeer) feedOfFiles(files []namedFile) func(*pb.SubscribeRequest, grpc.ServerStreamingServer[pb.FeedEvent]) error {
+	return func(req *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		for i := int(req.Cursor); i < len(files); i++ {
+			body := fmt.Sprintf(`{"title":"bijlage %d","summary":"s","attachments":[{"sha256":%q,"size":%d,"media_type":"text/plain; charset=utf-8","filename":%q}]}`, i, files[i].sha, files[i].size, files[i].name)
+			rec := &pb.Record{Id: fmt.Sprintf("bijlage-%d", i), Origin: p.id.TD.Name(), Kind: "sitrep", Crisis: "bestanden", Region: "NL",
+				Classification: pb.Classification_PUBLIC, Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(body)}
+			if err := s.Send(&pb.FeedEvent{Seq: int64(i + 1), Event: &pb.FeedEvent_Upsert{Upsert: &pb.SharedRecord{Record: rec}}}); err != nil {
+				return err
+			}
+		}
+		<-s.Context().Done()
+		return nil
+	}
 }

@@ -1818,3 +1818,46 @@ func TestARefusedSubscriptionIsNotOpen(t *testing.T) {
 		t.Errorf("%d outages of one attempt, want one outage counting its attempts", n)
 	}
 }
+
+// TestSearchAnswerIsBoundedInBytes: a peer whose hits are large gives an answer at most its share
+// of search.MaxAnswerBytes, and the answer names it as cut, both when it answers and when this
+// node's copy of its records stands in. A peer's hits of up to 10,000 records of 4 MiB each used
+// to be held, and sent on, whole.
+func TestSearchAnswerIsBoundedInBytes(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis, n = "groot", 30
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	summary := strings.Repeat("x", 900<<10)
+	for i := range n {
+		r := fedtest.Sitrep(fmt.Sprintf("s%02d", i), crisis, pb.Classification_INTERNAL, "groot")
+		r.Body = []byte(fmt.Sprintf(`{"title":"groot","summary":%q}`, summary))
+		a.Put(t, r)
+	}
+	last := a.LastSeq(t)
+	fedtest.Eventually(t, 20*time.Second, "b's copy of a's records is up to date", func() (bool, string) {
+		c := b.Cursor(t, a.Name)
+		return c >= last, fmt.Sprintf("cursor %d, a's last %d", c, last)
+	})
+	check := func(state string) {
+		t.Helper()
+		resp, err := pb.NewSearchServiceClient(b.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: 5000},
+			grpc.MaxCallRecvMsgSize(node.MaxMessageBytes))
+		if err != nil {
+			t.Fatalf("%s: %v", state, err)
+		}
+		size := proto.Size(&pb.SearchResponse{Hits: resp.Hits})
+		if len(resp.Hits) == 0 || len(resp.Hits) >= n || size > search.MaxAnswerBytes/2 {
+			t.Fatalf("%s: %d hits of %d bytes, want fewer than %d within a share of %d", state, len(resp.Hits), size, n, search.MaxAnswerBytes/2)
+		}
+		if !slices.Equal(resp.Cut, []string{a.Name}) || !slices.Equal(search.Cut(resp, 1000), []string{a.Name}) {
+			t.Fatalf("%s: cut %q, search.Cut %q: want %s", state, resp.Cut, search.Cut(resp, 1000), a.Name)
+		}
+		if len(resp.Peers) != 1 || resp.Peers[0].State != state || resp.Peers[0].Count != int64(len(resp.Hits)) {
+			t.Fatalf("%s: peers %v", state, resp.Peers)
+		}
+	}
+	check("answered")
+	a.Stop(t)
+	check("unreachable")
+}

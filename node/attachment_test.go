@@ -42,7 +42,7 @@ func upload(ctx context.Context, conn *grpc.ClientConn, name string, data []byte
 // download reads a file through conn's AttachmentService, checked against its hash.
 func download(ctx context.Context, conn *grpc.ClientConn, id, hash string) ([]byte, error) {
 	var out bytes.Buffer
-	err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, hash, &out, nil)
+	err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, hash, nil, &out, nil)
 	return out.Bytes(), err
 }
 

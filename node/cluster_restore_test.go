@@ -1,6 +1,8 @@
 package node_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -107,10 +109,11 @@ func TestBackupTimeSurvivesRestart(t *testing.T) {
 	}
 }
 
-// takeBackup streams a backup from r's ClusterService into a file, as knooppunt backup does.
+// takeBackup streams a backup from r's ClusterService into a file, checks it and says it kept
+// it, as knooppunt backup does.
 func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint64) {
 	t.Helper()
-	// Each whole backup counts, and sets the time monitoring watches.
+	// Each backup kept counts, and sets the time monitoring watches.
 	before, start := testutil.ToFloat64(metrics.Backups.WithLabelValues("ok")), time.Now()
 	defer func() {
 		if n := testutil.ToFloat64(metrics.Backups.WithLabelValues("ok")) - before; n != 1 {
@@ -120,7 +123,8 @@ func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint
 			t.Errorf("knooppunt_backup_last_success_timestamp_seconds is %v, before the backup began (%d)", last, start.Unix())
 		}
 	}()
-	stream, err := pb.NewClusterServiceClient(r.Local(t)).Backup(clustertest.Call(t), &pb.BackupRequest{})
+	cc := pb.NewClusterServiceClient(r.Local(t))
+	stream, err := cc.Backup(clustertest.Call(t), &pb.BackupRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +135,7 @@ func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint
 	}
 	defer f.Close()
 	var size, got int64
+	h := sha256.New()
 	for first := true; ; first = false {
 		c, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -146,13 +151,21 @@ func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint
 		if err != nil {
 			t.Fatal(err)
 		}
+		h.Write(c.Data)
 		got += int64(n)
 	}
 	if got != size {
 		t.Fatalf("backup: %d bytes of %d", got, size)
 	}
-	if a, _, err := db.CheckBackup(path); err != nil || a != applied {
+	if a, _, err := db.CheckBackup(t.Context(), path); err != nil || a != applied {
 		t.Fatalf("backup: CheckBackup = %d, %v; want %d", a, err, applied)
+	}
+	// Sent is not taken: nothing counts until the client says it kept the file.
+	if n := testutil.ToFloat64(metrics.Backups.WithLabelValues("ok")) - before; n != 0 {
+		t.Errorf("knooppunt_backups_total{outcome=ok} grew by %v for a backup sent but not yet kept", n)
+	}
+	if _, err := cc.BackupKept(clustertest.Call(t), &pb.BackupKeptRequest{Sha256: hex.EncodeToString(h.Sum(nil)), AppliedIndex: applied}); err != nil {
+		t.Fatalf("BackupKept: %v", err)
 	}
 	return path, applied
 }

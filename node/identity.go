@@ -46,6 +46,28 @@ type peerWatch struct {
 	done   chan struct{}
 }
 
+// workloadWait is how long a starting node waits for its first SVID from the Workload API.
+const workloadWait = 30 * time.Second
+
+// logWorkloadWait says, before the node waits for its first SVID, where it waits and how long:
+// the wait is otherwise silent. A socket that is not there (yet) is a warning: the SPIRE agent
+// is not running, or it is another socket_path.
+func logWorkloadWait(log *slog.Logger, addr string, wait time.Duration) {
+	shown := addr
+	if shown == "" {
+		addr = os.Getenv("SPIFFE_ENDPOINT_SOCKET")
+		shown = addr + " (SPIFFE_ENDPOINT_SOCKET)"
+	}
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if _, err := os.Stat(path); err != nil {
+			log.Warn("no Workload API socket yet: waiting for the SPIRE agent to make it; is the agent running, and is this its socket_path?",
+				"workload_api", shown, "socket", path, "up_to", wait)
+			return
+		}
+	}
+	log.Info("waiting for the node's SVID from the Workload API", "workload_api", shown, "up_to", wait)
+}
+
 func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*identityParts, error) {
 	var (
 		src identity.Source
@@ -61,7 +83,8 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 				return nil, fmt.Errorf("node: identity.spiffe_id: %w", err)
 			}
 		}
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		logWorkloadWait(log, cfg.Identity.WorkloadAPI, workloadWait)
+		wctx, cancel := context.WithTimeout(ctx, workloadWait)
 		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI, want)
 		cancel()
 	}

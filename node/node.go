@@ -62,6 +62,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/tracing"
 	"github.com/knooppunt/knooppunt/node/ui"
 	"github.com/knooppunt/knooppunt/node/webhook"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -92,6 +93,10 @@ type Options struct {
 	// TracerProvider, when set, records the node's traces instead of the tracing section's
 	// OTLP collector (tests record to memory).
 	TracerProvider trace.TracerProvider
+	// Extractor takes the text out of files for full-text search. Default attach.Extract, in
+	// this process; `knooppunt serve` reads each PDF in a child process instead
+	// (attach.ExtractIn), which a hostile file can end without ending the node.
+	Extractor db.Extractor
 }
 
 // Node is a running replica.
@@ -228,7 +233,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.goBackground(n.pruneHistory)
 	// The index reads the text of PDF attachments (node/attach), and the leader sweeps stale
 	// uploads and unnamed files.
-	n.db.SetExtractor(attach.Extract, attach.MaxExtractBytes)
+	extract := opts.Extractor
+	if extract == nil {
+		extract = attach.Extract
+	}
+	n.db.SetExtractor(extract, attach.MaxExtractBytes)
 	n.goBackground(n.sweepFiles)
 	if n.forward != nil {
 		n.forward.Store = n.store
@@ -271,7 +280,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.authz.OnFederationDenied(func(caller, method, reason string) { n.auditDenied(db.AuditFederationDenied, caller, method, reason) })
 	n.authz.SetMembers(n.isReplica)
 	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes, Scopes: cfg.CAP.ScopeClassifications()}
-	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log})
+	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log,
+		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	status := nodestatus.New(nodestatus.Config{
 		SVID: n.SVID,
 		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(),
@@ -281,7 +291,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.stopHealth = make(chan struct{})
 	go n.trackQuorum(cfg.Raft.ElectionTimeout, n.stopHealth)
 	n.cfg.Store(cfg)
-	n.sharing = sharing.New(n.db, cfg.Org, n.cfg.Load)
+	n.sharing = sharing.New(n.db, cfg.Org, n.cfg.Load, n.log)
+	warnPoliciesThatNoLongerLint(context.Background(), n.db, n.log)
 	policySvc := policies.New(policies.Config{
 		Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Logger: n.log,
 		Approvals: func() int { return n.cfg.Load().Policy.Approvals },
@@ -861,6 +872,24 @@ func (n *Node) Stop(ctx context.Context) error {
 	err := n.close()
 	n.log.Info("node stopped")
 	return err
+}
+
+// warnPoliciesThatNoLongerLint says, at start, which approved policies this release's linter
+// refuses: an earlier release read them more leniently (a second YAML document it ignored, a
+// comment that hid part of a condition, an invisible character). Each stays in force as it was
+// read, which may not be what its officers read in it: they should propose a new version.
+func warnPoliciesThatNoLongerLint(ctx context.Context, d *db.DB, log *slog.Logger) {
+	rows, err := d.ListPolicies(ctx, policy.StateApproved, "")
+	if err != nil {
+		log.Warn("policies: could not list the approved policies to lint them", "err", err)
+		return
+	}
+	for _, r := range rows {
+		if _, err := policy.Lint(r.Source, nil); err != nil {
+			log.Warn("an approved policy does not lint with this release: it stays in force as approved, which may not be what its officers read in it; propose a new version and revoke this one",
+				"policy", r.ID, "problems", err.Error())
+		}
+	}
 }
 
 // pruneHistory forgets the history beyond its retention, at start and hourly after. Each replica

@@ -239,6 +239,8 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	if byName, err := pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: got.Name}); err != nil || byName.Id != id {
 		t.Errorf("Get %s: %v, %v; want %s", got.Name, byName.GetId(), err, id)
 	}
+	_, err = pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{})
+	wantStatus(t, "Get of no id", err, codes.InvalidArgument, "id: missing: give NAME, or NAME@VERSION")
 	_, err = pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: "geen-beleid"})
 	wantStatus(t, "Get of a name that is none", err, codes.NotFound, "id: no policy is named \"geen-beleid\": `policy list` shows the policies")
 	_, err = pb.NewPolicyServiceClient(local).Get(rpcCtx(t), &pb.GetPolicyRequest{Id: got.Name + "@9"})

@@ -333,8 +333,18 @@ func TestWebhookRefusals(t *testing.T) {
 			t.Errorf("Add %s: %v: want INVALID_ARGUMENT naming url and saying %q", tc.url, err, tc.want)
 		}
 	}
-	if _, err := hooks.Add(callCtx(t), &pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Kinds: []string{"nope"}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "kinds: ") {
-		t.Errorf("Add with an unknown kind: %v", err)
+	// A list's bad element is named by its place in the list.
+	for _, tc := range []struct {
+		req   *pb.AddWebhookRequest
+		field string
+	}{
+		{&pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Kinds: []string{"sitrep", "nope"}}, "kinds[1]"},
+		{&pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Crises: []string{"oekraine", "bad crisis!"}}, "crises[1]"},
+		{&pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Regions: []string{"VR99"}}, "regions[0]"},
+	} {
+		if _, err := hooks.Add(callCtx(t), tc.req); status.Code(err) != codes.InvalidArgument || fieldOf(err) != tc.field {
+			t.Errorf("Add %v: %v, field %q: want INVALID_ARGUMENT naming %s", tc.req, err, fieldOf(err), tc.field)
+		}
 	}
 
 	rc := newReceiver(t)

@@ -96,6 +96,28 @@ func Env() (*cel.Env, error) {
 	return baseEnv, envErr
 }
 
+// unbounded are the functions of the strings extension that its cost model leaves out: each call
+// of them costs 1 however much it writes, so that a condition within the budget could still copy
+// a body field thousands of times per decision ("%s%s…".format([…]), strings.quote). No
+// condition needs them: a policy decides, it formats nothing. Lint refuses them (unboundedCall);
+// a stored policy that calls them, which an earlier release let through, still compiles, so that
+// it does not stop every other policy (the node warns of it at start).
+var unbounded = []string{"format", "strings.quote"}
+
+// unboundedCall is lint's refusal of the first call of an unbounded function in a checked
+// condition, saying where it is; nil when there is none.
+func unboundedCall(a *celast.AST) error {
+	calls := celast.MatchDescendants(celast.NavigateAST(a), func(e celast.NavigableExpr) bool {
+		return e.Kind() == celast.CallKind && slices.Contains(unbounded, e.AsCall().FunctionName())
+	})
+	if len(calls) == 0 {
+		return nil
+	}
+	e := calls[0]
+	loc := a.SourceInfo().GetStartLocation(e.ID())
+	return fmt.Errorf("ERROR: <input>:%d:%d: %s has no cost the budget can bound: a policy's condition cannot call it", loc.Line(), loc.Column()+1, e.AsCall().FunctionName())
+}
+
 // bodyViews makes record.body the record's view when it has one. It changes how a program
 // reads the field and nothing else: the field's type, and so type checking, is the native
 // types' own.
@@ -154,6 +176,8 @@ type compiledWhen struct {
 	now  bool    // whether it can read `now`
 	// keys are the body's top-level fields it names (record.body.x, record.body["x"]), in order.
 	keys []string
+	// unbounded is lint's refusal of a call without a bounded cost, or nil.
+	unbounded error
 }
 
 // compileWhen type-checks a `when` expression, checks that it yields a bool and that its
@@ -179,7 +203,7 @@ func compileWhen(expr string) (compiledWhen, error) {
 	}
 	prg, err := env.Program(ast, cel.CostLimit(CostBudget), cel.EvalOptions(cel.OptOptimize))
 	e := ast.NativeRep().Expr()
-	return compiledWhen{prg: prg, body: bodyUseOf(e), now: readsNow(e), keys: bodyKeys(e)}, err
+	return compiledWhen{prg: prg, body: bodyUseOf(e), now: readsNow(e), keys: bodyKeys(e), unbounded: unboundedCall(ast.NativeRep())}, err
 }
 
 // bodyKeys lists, once each and in order, the top-level body fields an expression names:

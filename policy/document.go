@@ -6,6 +6,7 @@
 package policy
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -15,16 +16,39 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // MaxPurposeBytes bounds a purpose a requester states, and so each of a policy's accept_purposes.
 const MaxPurposeBytes = 256
+
+// Bounds of a document that Lint holds it to, so that what officers read, what every replica
+// stores and audits, and what a decision walks stay about as large as the source itself.
+const (
+	// MaxEntries bounds each list: kinds, recipients, redact, phases, statuses, accept_purposes
+	// and exercises.
+	MaxEntries = 256
+	// MaxKindBytes bounds an entry of kinds.
+	MaxKindBytes = 128
+	// MaxRedactBytes bounds a path of redact.
+	MaxRedactBytes = 256
+	// MaxRecipientBytes bounds an entry of recipients: a SPIFFE ID's own limit.
+	MaxRecipientBytes = 2048
+	// MaxPolicyPurposeBytes bounds the policy's purpose.
+	MaxPolicyPurposeBytes = 4096
+)
+
+// maxQuoted bounds the bytes of a value that a message quotes (Quote).
+const maxQuoted = 80
 
 // SchemaVersion is the version of the policy document schema this build reads.
 const SchemaVersion = 1
@@ -106,6 +130,10 @@ type Problem struct {
 var LintMessages = map[string]string{
 	"empty":                    "the document is empty",
 	"yaml":                     "%s",
+	"documents":                "a second YAML document: a policy is one document, and nothing would read this one; remove the --- and put its fields in the first",
+	"anchor":                   "a YAML anchor or alias: a policy writes out every value where it holds",
+	"entries":                  "%s entries is over the limit of %s",
+	"long":                     "%s bytes is over the limit of %s",
 	"unknown_field":            "unknown field %s: did you mean %s?",
 	"unknown_field.none":       "unknown field %s: a policy has %s",
 	"when":                     "%s",
@@ -115,27 +143,38 @@ var LintMessages = map[string]string{
 	"accept_purposes.empty":    "empty: name a purpose a requester may state, or leave accept_purposes out",
 	"accept_purposes.long":     "%s bytes is over the limit of %s: a requester can state at most that",
 	"accept_purposes.twice":    "%s is listed already: list each purpose once",
+	"accept_purposes.none":     "empty, which would accept every purpose: leave accept_purposes out for every purpose, or name the purposes",
 	"recipients.missing":       "missing: name at least one recipient",
 	"recipient.group":          "%s is not a group: use group:NAME",
 	"recipient.spiffe":         "%s is not a SPIFFE ID",
+	"recipient.spiffe_path":    "%s is not a SPIFFE ID: %s",
+	"recipients.twice":         "%s names the recipient of %s again: list each recipient once",
 	"recipient":                "%s is not a recipient: use a SPIFFE ID, a trust domain or group:NAME",
 	"recipients.unknown_peer":  "unknown peer %s: it is not one of the node's peers (peer list shows them)",
 	"recipients.unknown_group": "unknown group %s: no peer of the node is in it (peer list shows each peer's groups)",
 	"kinds.missing":            "missing: name at least one kind",
 	"kinds.unknown":            "unknown kind %s: the node knows %s",
+	"kinds.twice":              "%s is listed already: list each kind once",
 	"max_classification":       "%s is not a classification: use public, internal, confidential or secret",
 	"redact":                   "%s is not a body path: use body.FIELD or body.FIELD.SUB",
+	"redact.twice":             "%s is listed already: list each path once",
 	"redact.field":             "%s: no kind this policy shares (%s) has a field %s, so nothing is withheld; check the field's name",
-	"control":                  "%s: a policy holds printable text only: a control or bidirectional character makes what an officer reads differ from what the node enforces; remove it",
+	"control":                  "%s: a policy holds printable text only: a control, bidirectional or invisible character makes what an officer reads differ from what the node enforces; remove it",
 	"redact.undeclared":        "%s: no kind this policy shares declares a field %s; the open kinds (%s) may carry it, but if the name is misspelt nothing is withheld: check it, and policy preview shows whether any record has it",
 	"when.field":               "record.body.%s: no kind this policy shares (%s) has a field %s, so the condition never holds for any record; check the field's name",
+	"when.comment":             "a // comment in a condition that YAML folds from several lines into one hides every line after it: write the condition as a block that keeps its lines (when: |)",
 	"phases":                   "%s is not a phase: use cold, lukewarm or warm",
+	"phases.twice":             "%s is listed already: list each phase once",
+	"phases.none":              "empty, which would mean every phase: leave phases out for every phase, or name the phases",
 	"statuses.never":           "%s records never leave the node: use actual or exercise",
 	"statuses":                 "%s is not a status a policy grants: use actual or exercise",
 	"statuses.twice":           "%s is listed already: list each status once",
 	"exercises.status":         "names exercises, but statuses does not grant exercise records: add statuses: [exercise]",
 	"exercises":                "%s is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, such as oefening-2026-12-vr09",
+	"exercises.twice":          "%s is listed already: list each exercise once",
+	"exercises.none":           "empty, which would mean every exercise: leave exercises out for every exercise, or name the exercises",
 	"time":                     "not a time: use RFC 3339, such as 2026-12-31T00:00:00Z",
+	"time.date":                "%s is a date alone: give the time of day too, in RFC 3339, such as %sT00:00:00Z",
 	"valid_until.before":       "%s ends before the validity window starts (valid_from %s)",
 }
 
@@ -204,8 +243,12 @@ type Parsed struct {
 }
 
 // Parse reads a policy document. It checks the YAML and the schema; Compile checks the rest.
+//
+// Parse reads a stored document as it always has, so that every release reads what an earlier
+// one stored and every replica of a group applies a step alike: what is refused since is refused
+// by Lint, which every document passes before it is stored.
 func Parse(src []byte) (*Parsed, error) {
-	p, probs, err := parse(src)
+	p, probs, err := parse(src, false)
 	if err != nil {
 		return nil, err
 	}
@@ -217,14 +260,21 @@ func Parse(src []byte) (*Parsed, error) {
 
 // parse reads the YAML of a document (an error when it cannot be read at all) and checks it
 // against the schema, returning the document also when it breaks the schema, so that Lint can
-// report the rest at once.
-func parse(src []byte) (*Parsed, Problems, error) {
+// report the rest at once. With lint, it first refuses what YAML can hide or multiply (a second
+// document, anchors and aliases), before decoding anything, and lists over MaxEntries; it then
+// checks the rest of what Lint holds a new document to (lintSchema).
+func parse(src []byte, lint bool) (*Parsed, Problems, error) {
 	if len(strings.TrimSpace(string(src))) == 0 {
 		return nil, nil, Problems{lintProblem(0, 0, "", "empty")}
 	}
 	file, err := parser.ParseBytes(src, 0)
 	if err != nil {
 		return nil, nil, Problems{yamlProblem(err)}
+	}
+	if lint {
+		if probs := checkYAML(file); len(probs) > 0 {
+			return nil, nil, probs
+		}
 	}
 	// Every unknown field at the top, in the document's order: the decoder names one of them,
 	// whichever its map walk meets first.
@@ -236,29 +286,42 @@ func parse(src []byte) (*Parsed, Problems, error) {
 		return nil, nil, Problems{yamlProblem(err)}
 	}
 	p := &Parsed{Doc: d, Src: src, file: file}
-	return p, p.checkSchema(), nil
+	if !lint {
+		return p, p.checkSchema(), nil
+	}
+	// A list over its bound is all that is said of it: its entries are not what anyone meant.
+	if probs := p.checkEntries(); len(probs) > 0 {
+		return nil, nil, probs
+	}
+	probs := append(p.checkSchema(), p.lintSchema()...)
+	probs.sort()
+	return p, probs, nil
 }
 
 // Unprintable returns the first character of s that a policy may not hold, and its byte offset:
-// a control character other than tab, newline and carriage return, or a bidirectional
-// formatting character. A terminal or an editor acts on such a character instead of showing it,
-// so that what the approving officer reads could differ from what the node enforces (an escape
-// sequence that moves the cursor up and prints another max_classification over the real one).
+// a Hidden character other than tab, newline and carriage return. A terminal or an editor acts on
+// such a character, or shows nothing for it, so that what the approving officer reads could
+// differ from what the node enforces: an escape sequence that moves the cursor up and prints
+// another max_classification over the real one, or a zero-width space inside a string of a
+// condition (record.crisis != "oekra\u200bine" holds for every record of oekraine).
 func Unprintable(s string) (r rune, offset int, ok bool) {
 	for i, c := range s {
-		if c != '\t' && c != '\n' && c != '\r' && IsControl(c) {
+		if c != '\t' && c != '\n' && c != '\r' && Hidden(c) {
 			return c, i, true
 		}
 	}
 	return 0, 0, false
 }
 
-// IsControl reports whether c is a character a terminal or an editor acts on instead of showing:
-// a C0 or C1 control character (tab, newline and carriage return among them) or a bidirectional
-// formatting character.
-func IsControl(c rune) bool {
-	return c < 0x20 || c >= 0x7f && c <= 0x9f ||
-		c >= 0x202a && c <= 0x202e || c >= 0x2066 && c <= 0x2069 || c == 0x200e || c == 0x200f || c == 0x061c
+// Hidden reports whether c is a character that a terminal or an editor acts on, or shows as
+// nothing, instead of showing it: a control character (tab, newline and carriage return among
+// them), a format character (Unicode's Cf: the bidirectional controls, zero-width spaces and
+// joiners, the byte order mark, the soft hyphen, the tag characters), another default-ignorable
+// code point (the Hangul fillers U+115F, U+1160, U+3164 and U+FFA0, variation selectors, and
+// those Unicode keeps unassigned as such), or a line or paragraph separator (U+2028, U+2029).
+func Hidden(c rune) bool {
+	return unicode.IsControl(c) ||
+		unicode.In(c, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
 
 // position is the line and column (1-based, in bytes) of offset in src.
@@ -320,12 +383,107 @@ func unknownFields(file *ast.File) Problems {
 		}
 		line, col := tok.Position.Line, tok.Position.Column
 		if near, ok := closest(tok.Value, documentFields); ok {
-			probs = append(probs, lintProblem(line, col, "", "unknown_field", strconv.Quote(tok.Value), strconv.Quote(near)))
+			probs = append(probs, lintProblem(line, col, "", "unknown_field", Quote(tok.Value), strconv.Quote(near)))
 		} else {
-			probs = append(probs, lintProblem(line, col, "", "unknown_field.none", strconv.Quote(tok.Value), strings.Join(documentFields, ", ")))
+			probs = append(probs, lintProblem(line, col, "", "unknown_field.none", Quote(tok.Value), strings.Join(documentFields, ", ")))
 		}
 	}
 	return probs
+}
+
+// SecondDocument is where the second YAML document of file that holds anything begins, which a
+// decoder never reads: a comment, a --- at the end or a directive holds nothing. ok is false when
+// there is none. A node's config, as a policy, is one document.
+func SecondDocument(file *ast.File) (line, col int, ok bool) {
+	seen := false
+	for i, doc := range file.Docs {
+		if doc == nil || doc.Body == nil {
+			continue
+		}
+		switch doc.Body.(type) {
+		case *ast.CommentGroupNode, *ast.CommentNode, *ast.DirectiveNode:
+			continue
+		}
+		if seen {
+			line, col := documentStart(file, i)
+			return line, col, true
+		}
+		seen = true
+	}
+	return 0, 0, false
+}
+
+// checkYAML refuses what YAML can hide from a reader or multiply for a decoder: a second
+// document, which the decoder never reads (a redact or phases there would be read by the
+// approving officer and enforced by no one), and anchors and aliases, through which a short
+// source decodes to a huge one (each alias repeats what its anchor holds, once per mention).
+// Documents holding nothing (a comment, a --- at the end, a directive) are no second document.
+func checkYAML(file *ast.File) Problems {
+	var probs Problems
+	if line, col, ok := SecondDocument(file); ok {
+		probs = append(probs, lintProblem(line, col, "", "documents"))
+	}
+	// The first anchor or alias: there may be thousands.
+	var first ast.Node
+	for _, doc := range file.Docs {
+		if doc == nil || doc.Body == nil || first != nil {
+			continue
+		}
+		ast.Walk(visitFunc(func(n ast.Node) bool {
+			switch n.(type) {
+			case *ast.AnchorNode, *ast.AliasNode:
+				first = n
+			}
+			return first == nil
+		}), doc.Body)
+	}
+	if t := tokenOf(first); t != nil {
+		probs = append(probs, lintProblem(t.Position.Line, t.Position.Column, "", "anchor"))
+	} else if first != nil {
+		probs = append(probs, lintProblem(0, 0, "", "anchor"))
+	}
+	probs.sort()
+	return probs
+}
+
+// tokenOf is a node's token, nil when it has none or no position.
+func tokenOf(n ast.Node) *token.Token {
+	if n == nil {
+		return nil
+	}
+	if t := n.GetToken(); t != nil && t.Position != nil {
+		return t
+	}
+	return nil
+}
+
+// documentStart is the line and column where the document at i of file starts: its ---, else
+// the ... that ended the one before it, else its first token.
+func documentStart(file *ast.File, i int) (int, int) {
+	var t *token.Token
+	switch doc := file.Docs[i]; {
+	case doc.Start != nil:
+		t = doc.Start
+	case i > 0 && file.Docs[i-1] != nil && file.Docs[i-1].End != nil:
+		t = file.Docs[i-1].End
+	default:
+		t = doc.Body.GetToken()
+	}
+	if t == nil || t.Position == nil {
+		return 0, 0
+	}
+	return t.Position.Line, t.Position.Column
+}
+
+// visitFunc is an ast.Visitor that calls itself on every node, and goes on into the node's
+// children while it returns true.
+type visitFunc func(ast.Node) bool
+
+func (f visitFunc) Visit(n ast.Node) ast.Visitor {
+	if !f(n) {
+		return nil
+	}
+	return f
 }
 
 // closest is the word of words nearest to s by edit distance, if it is near enough to be what
@@ -374,19 +532,57 @@ func yamlProblem(err error) Problem {
 
 // pos finds the line and column of a field, such as "kinds[1]".
 func (p *Parsed) pos(field string) (int, int) {
-	if p.file == nil || field == "" {
-		return 0, 0
-	}
-	path, err := yaml.PathString("$." + field)
-	if err != nil {
-		return 0, 0
-	}
-	node, err := path.FilterFile(p.file)
-	if err != nil || node == nil || node.GetToken() == nil {
+	node := p.node(field)
+	if node == nil || node.GetToken() == nil || node.GetToken().Position == nil {
 		return 0, 0
 	}
 	t := node.GetToken()
 	return t.Position.Line, t.Position.Column
+}
+
+// node is the YAML node of a field's value, such as "kinds[1]"; nil when the document has none.
+func (p *Parsed) node(field string) ast.Node {
+	if p.file == nil || field == "" {
+		return nil
+	}
+	path, err := yaml.PathString("$." + field)
+	if err != nil {
+		return nil
+	}
+	node, err := path.FilterFile(p.file)
+	if err != nil {
+		return nil
+	}
+	return node
+}
+
+// scalar is the text a scalar node was written with, without a tag (!!str); "" for any other.
+func scalar(node ast.Node) string {
+	if tag, ok := node.(*ast.TagNode); ok {
+		node = tag.Value
+	}
+	if _, ok := node.(ast.ScalarNode); !ok || node.GetToken() == nil {
+		return ""
+	}
+	return node.GetToken().Value
+}
+
+// Quote is a value as a message quotes it (a lint problem, a refusal): at most 80 bytes of it,
+// and an ellipsis when there is more, so that a long value does not make a longer message.
+func Quote(s string) string {
+	return strconv.Quote(cut(s))
+}
+
+// cut is at most maxQuoted bytes of s, cut at a character, and an ellipsis when there is more.
+func cut(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	n := maxQuoted
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func (p *Parsed) problem(field, code string, args ...string) Problem {
@@ -398,7 +594,7 @@ func (p *Parsed) checkSchema() Problems {
 	d := &p.Doc
 	var probs Problems
 	add := func(field, code string, args ...string) { probs = append(probs, p.problem(field, code, args...)) }
-	q := strconv.Quote
+	q := Quote
 	if d.Version != 0 && d.Version != SchemaVersion {
 		add("version", "version", strconv.Itoa(d.Version), strconv.Itoa(SchemaVersion))
 	}
@@ -482,6 +678,240 @@ func (p *Parsed) checkSchema() Problems {
 	return probs
 }
 
+// checkEntries refuses a list over MaxEntries entries.
+func (p *Parsed) checkEntries() Problems {
+	var probs Problems
+	for _, l := range p.Doc.lists() {
+		if len(l.entries) > MaxEntries {
+			probs = append(probs, p.problem(l.field, "entries", strconv.Itoa(len(l.entries)), strconv.Itoa(MaxEntries)))
+		}
+	}
+	probs.sort()
+	return probs
+}
+
+// list is one of a document's lists, by field.
+type list struct {
+	field   string
+	entries []string
+}
+
+func (d *Document) lists() []list {
+	return []list{
+		{"accept_purposes", d.AcceptPurposes}, {"recipients", d.Recipients}, {"kinds", d.Kinds}, {"redact", d.Redact},
+		{"phases", d.Phases}, {"statuses", d.Statuses}, {"exercises", d.Exercises},
+	}
+}
+
+// lintSchema is what Lint holds a new document to beyond the schema that Parse reads a stored
+// one with: bounded strings, no entry twice, no empty list where an omitted one means every
+// (phases: [] would share in every phase), recipients that are SPIFFE IDs a caller can have,
+// an integer version, times of day, and no comment that YAML's folding makes hide part of the
+// condition. Each is something that parses but means other than it reads.
+func (p *Parsed) lintSchema() Problems {
+	d := &p.Doc
+	var probs Problems
+	add := func(field, code string, args ...string) { probs = append(probs, p.problem(field, code, args...)) }
+	n := strconv.Itoa
+	// The decoder rounds a version: 1.5 would read as 1.
+	if node := p.node("version"); node != nil && (d.Version == 0 || d.Version == SchemaVersion) {
+		if _, null := node.(*ast.NullNode); !null {
+			if v := scalar(node); strings.Trim(v, "0123456789") != "" || v == "" {
+				add("version", "version", cut(v), n(SchemaVersion))
+			}
+		}
+	}
+	if len(d.Purpose) > MaxPolicyPurposeBytes {
+		add("purpose", "long", n(len(d.Purpose)), n(MaxPolicyPurposeBytes))
+	}
+	for _, field := range []string{"accept_purposes", "phases", "exercises"} {
+		if seq, ok := p.node(field).(*ast.SequenceNode); ok && len(seq.Values) == 0 {
+			add(field, field+".none")
+		}
+	}
+	named := map[RecipientRef]int{}
+	for i, r := range d.Recipients {
+		field := fmt.Sprintf("recipients[%d]", i)
+		if len(r) > MaxRecipientBytes {
+			add(field, "long", n(len(r)), n(MaxRecipientBytes))
+			continue
+		}
+		ref, err := ParseRecipient(r)
+		if err != nil {
+			continue // checkSchema's
+		}
+		// No caller has an ID with a wildcard, an empty segment or a dot segment: a policy
+		// naming one would share with no one, silently.
+		if ref.Kind == RecipientID {
+			if _, err := spiffeid.FromString(ref.Value); err != nil {
+				add(field, "recipient.spiffe_path", Quote(r), err.Error())
+				continue
+			}
+		}
+		if j, ok := named[ref]; ok {
+			add(field, "recipients.twice", Quote(r), Quote(d.Recipients[j]))
+			continue
+		}
+		named[ref] = i
+	}
+	for i, k := range d.Kinds {
+		field := fmt.Sprintf("kinds[%d]", i)
+		switch {
+		case len(k) > MaxKindBytes:
+			add(field, "long", n(len(k)), n(MaxKindBytes))
+		case slices.Index(d.Kinds, k) < i:
+			add(field, "kinds.twice", Quote(k))
+		}
+	}
+	for i, r := range d.Redact {
+		field := fmt.Sprintf("redact[%d]", i)
+		switch {
+		case !redactRe.MatchString(r):
+			// checkSchema's
+		case len(r) > MaxRedactBytes:
+			add(field, "long", n(len(r)), n(MaxRedactBytes))
+		case slices.Index(d.Redact, r) < i:
+			add(field, "redact.twice", Quote(r))
+		}
+	}
+	for i, ph := range d.Phases {
+		if PhaseRank(ph) >= 0 && slices.Index(d.Phases, ph) < i {
+			add(fmt.Sprintf("phases[%d]", i), "phases.twice", Quote(ph))
+		}
+	}
+	for i, e := range d.Exercises {
+		if exerciseRe.MatchString(e) && slices.Index(d.Exercises, e) < i {
+			add(fmt.Sprintf("exercises[%d]", i), "exercises.twice", Quote(e))
+		}
+	}
+	// The decoder reads a date alone as its midnight in UTC, and other forms YAML has for times;
+	// a document says RFC 3339: a time of day, with its offset.
+	for _, w := range []struct {
+		field string
+		t     *time.Time
+	}{{"valid_from", d.ValidFrom}, {"valid_until", d.ValidUntil}} {
+		if w.t == nil || w.t.IsZero() {
+			continue // omitted, or checkSchema's
+		}
+		v := scalar(p.node(w.field))
+		if _, err := time.Parse(time.RFC3339, v); err == nil {
+			continue
+		}
+		if _, err := time.Parse(time.DateOnly, v); err == nil {
+			add(w.field, "time.date", v, v)
+		} else {
+			add(w.field, "time")
+		}
+	}
+	if prob, ok := p.whenComment(); ok {
+		probs = append(probs, prob)
+	}
+	return probs
+}
+
+// whenComment refuses a CEL comment (//) in a condition that YAML folds: a plain or quoted
+// scalar over several lines, or a folded block (>), reaches CEL as one line, so a comment runs
+// to its end and hides every line after it from CEL, while the officers read them as conditions.
+// A literal block (|) keeps its lines, and a comment in it ends where it reads.
+func (p *Parsed) whenComment() (Problem, bool) {
+	node := p.node("when")
+	if tag, ok := node.(*ast.TagNode); ok {
+		node = tag.Value
+	}
+	folded := false
+	switch n := node.(type) {
+	case *ast.LiteralNode:
+		folded = n.Start != nil && n.Start.Type == token.FoldedType && n.Value != nil && multiline(n.Value.Token)
+	case *ast.StringNode:
+		folded = multiline(n.Token)
+	}
+	if !folded {
+		return Problem{}, false
+	}
+	at := celComments(p.Doc.When)
+	if len(at) == 0 {
+		return Problem{}, false
+	}
+	line, col := p.pos("when")
+	// Folding changes only white space, so the comment is the // in the source with as many
+	// before it, from the condition's first line, as it has in the condition.
+	if l, c, ok := nthFrom(p.Src, line, strings.Count(p.Doc.When[:at[0]], "//")); ok {
+		line, col = l, c
+	}
+	return lintProblem(line, col, "when", "when.comment"), true
+}
+
+// multiline reports whether a scalar's token was written over more than one line.
+func multiline(t *token.Token) bool {
+	return t != nil && strings.Contains(strings.TrimSpace(t.Origin), "\n")
+}
+
+// nthFrom finds the // that has n others before it from the start of line on, and returns its
+// line and column.
+func nthFrom(src []byte, line, n int) (int, int, bool) {
+	off := 0
+	for l := 1; l < line; l++ {
+		i := bytes.IndexByte(src[off:], '\n')
+		if i < 0 {
+			return 0, 0, false
+		}
+		off += i + 1
+	}
+	for {
+		i := bytes.Index(src[off:], []byte("//"))
+		if i < 0 {
+			return 0, 0, false
+		}
+		off += i
+		if n == 0 {
+			l, c := position(src, off)
+			return l, c, true
+		}
+		n--
+		off += 2
+	}
+}
+
+// celComments returns the byte offsets of the comments in a CEL expression: each // outside its
+// string and bytes literals (in ' or ", tripled or not, raw with an r before them).
+func celComments(expr string) []int {
+	var out []int
+	for i := 0; i < len(expr); {
+		switch c := expr[i]; {
+		case strings.HasPrefix(expr[i:], "//"):
+			out = append(out, i)
+			end := strings.IndexByte(expr[i:], '\n')
+			if end < 0 {
+				return out
+			}
+			i += end + 1
+		case c == '"' || c == '\'':
+			raw := false // r, R, and with b or B: rb"…", Br'…'
+			for k := i - 1; k >= 0 && k >= i-2 && strings.IndexByte("rRbB", expr[k]) >= 0; k-- {
+				raw = raw || expr[k] == 'r' || expr[k] == 'R'
+			}
+			delim := expr[i : i+1]
+			if strings.HasPrefix(expr[i:], strings.Repeat(delim, 3)) {
+				delim = strings.Repeat(delim, 3)
+			}
+			i += len(delim)
+			for i < len(expr) && !strings.HasPrefix(expr[i:], delim) {
+				if len(delim) == 1 && expr[i] == '\n' {
+					break // unterminated: CEL says so
+				}
+				if expr[i] == '\\' && !raw {
+					i++
+				}
+				i++
+			}
+			i += len(delim)
+		default:
+			i++
+		}
+	}
+	return out
+}
+
 // Classification is the document's ceiling.
 func (d *Document) Classification() pb.Classification { return classWords[d.MaxClassification] }
 
@@ -507,7 +937,7 @@ var tdRe = regexp.MustCompile(`^[a-z0-9._-]+$`)
 type recipientError struct{ code, value string }
 
 func (e *recipientError) Error() string {
-	return lintProblem(0, 0, "", e.code, strconv.Quote(e.value)).Message
+	return lintProblem(0, 0, "", e.code, Quote(e.value)).Message
 }
 
 // ParseRecipient reads a recipients entry.

@@ -57,6 +57,8 @@ type Compiled struct {
 	whenNow bool
 	// whenKeys are the top-level body fields the condition names, for lint.
 	whenKeys []string
+	// whenUnbounded is lint's refusal of a call whose cost the budget cannot bound, or nil.
+	whenUnbounded error
 }
 
 // Compile parses and checks a policy's document. It never fails for a policy the store accepted
@@ -86,7 +88,7 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 		if err != nil {
 			probs = append(probs, parsed.problem("when", "when", err.Error()))
 		}
-		c.when, c.whenBody, c.whenNow, c.whenKeys = w.prg, w.body, w.now, w.keys
+		c.when, c.whenBody, c.whenNow, c.whenKeys, c.whenUnbounded = w.prg, w.body, w.now, w.keys, w.unbounded
 	}
 	return c, probs
 }
@@ -134,7 +136,7 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 	if ctx == nil {
 		return nil
 	}
-	parsed, _, err := parse(src)
+	parsed, _, err := parse(src, true)
 	if err != nil || parsed == nil {
 		return nil
 	}
@@ -153,7 +155,7 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 			}
 		}
 		if !declared && len(open) > 0 {
-			out = append(out, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.undeclared", path, strconv.Quote(key), strings.Join(open, ", ")))
+			out = append(out, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.undeclared", cut(path), Quote(key), cut(strings.Join(open, ", "))))
 		}
 	}
 	return out
@@ -166,7 +168,7 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 		line, col := position(src, off)
 		return nil, Problems{lintProblem(line, col, "", "control", fmt.Sprintf("U+%04X", r))}
 	}
-	parsed, probs, err := parse(src)
+	parsed, probs, err := parse(src, true)
 	if err != nil {
 		return nil, err
 	}
@@ -180,17 +182,20 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 	// every problem, not the schema's first and the condition's after they are mended.
 	c, more := compileParsed(parsed)
 	probs = append(probs, more...)
+	if c.whenUnbounded != nil {
+		probs = append(probs, parsed.problem("when", "when", c.whenUnbounded.Error()))
+	}
 	if ctx != nil {
 		for i, k := range parsed.Doc.Kinds {
 			if !slices.Contains(ctx.Kinds, k) {
-				probs = append(probs, parsed.problem(fmt.Sprintf("kinds[%d]", i), "kinds.unknown", strconv.Quote(k), strings.Join(ctx.Kinds, ", ")))
+				probs = append(probs, parsed.problem(fmt.Sprintf("kinds[%d]", i), "kinds.unknown", Quote(k), strings.Join(ctx.Kinds, ", ")))
 			}
 		}
 		// A condition that names a body field no kind of the policy has is false for every
 		// record, so the policy would share nothing, without a word.
 		for _, key := range c.whenKeys {
 			if ctx.noKindHas(parsed.Doc.Kinds, key) {
-				probs = append(probs, parsed.problem("when", "when.field", key, strings.Join(parsed.Doc.Kinds, ", "), strconv.Quote(key)))
+				probs = append(probs, parsed.problem("when", "when.field", cut(key), cut(strings.Join(parsed.Doc.Kinds, ", ")), Quote(key)))
 			}
 		}
 		// A field to withhold that no kind has withholds nothing: a misspelt name would let the
@@ -201,7 +206,7 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 			}
 			key, _, _ := strings.Cut(strings.TrimPrefix(path, "body."), ".")
 			if ctx.noKindHas(parsed.Doc.Kinds, key) {
-				probs = append(probs, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.field", path, strings.Join(parsed.Doc.Kinds, ", "), strconv.Quote(key)))
+				probs = append(probs, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.field", cut(path), cut(strings.Join(parsed.Doc.Kinds, ", ")), Quote(key)))
 			}
 		}
 		for i, ref := range c.recipients {
@@ -210,7 +215,7 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 				if ref.Kind == RecipientGroup {
 					code = "recipients.unknown_group"
 				}
-				probs = append(probs, parsed.problem(fmt.Sprintf("recipients[%d]", i), code, strconv.Quote(parsed.Doc.Recipients[i])))
+				probs = append(probs, parsed.problem(fmt.Sprintf("recipients[%d]", i), code, Quote(parsed.Doc.Recipients[i])))
 			}
 		}
 	}
@@ -322,6 +327,15 @@ var VerdictMessages = map[string]string{
 	"when_false":       "when is false",
 	"other_purpose":    "accepts the purposes %s; the request states %s",
 	"reshare":          "record of %s: a node never re-shares another org's records",
+	"leaving":          "%s is leaving (peer remove): nothing is shared with it any more",
+}
+
+// LeavingVerdict is the verdict on every record for a peer that is being removed: a node shares
+// nothing with a peer that is leaving, whatever its policies say.
+func LeavingVerdict(trustDomain string) Verdict {
+	var v Verdict
+	v.because("leaving", trustDomain)
+	return v
 }
 
 // because sets v's reason to the message of code with args.
@@ -520,15 +534,15 @@ func (s *Set) Grantors(to Recipient) []string {
 	return ids
 }
 
-// CoversExercise reports whether an approved policy, inside its validity window at now, names to
-// and covers records of the exercise (statuses: [exercise], and exercises empty or naming it):
-// the recipients that may learn whether the org takes part in that exercise. Anyone else learns
-// nothing of its exercises. A policy limited to phases counts in any: an exercise's phase is its
-// own.
+// CoversExercise reports whether an approved policy, inside its validity window at now, names to,
+// accepts its stated purpose, and covers records of the exercise (statuses: [exercise], and
+// exercises empty or naming it): the recipients that may learn whether the org takes part in
+// that exercise. Anyone else learns nothing of its exercises. A policy limited to phases counts
+// in any: an exercise's phase is its own.
 func (s *Set) CoversExercise(to Recipient, exercise string, now time.Time) bool {
 	probe := &pb.Record{Status: pb.Status_EXERCISE, Exercise: exercise}
 	for _, c := range s.Policies {
-		if c.State == StateApproved && c.InWindow(now) && c.Names(to) && c.GrantsStatus(probe) {
+		if c.State == StateApproved && c.InWindow(now) && c.Names(to) && c.accepts(to) == grants && c.GrantsStatus(probe) {
 			return true
 		}
 	}
@@ -588,12 +602,12 @@ func (s *Set) decide(r *pb.Record, to Recipient, phase string, now time.Time, ex
 		return Decision{Refused: refused}, verdicts
 	}
 	redact := intersect(redactSets)
-	out, err := redactRecord(r, redact, in.valid)
+	out, withheld, err := redactRecord(r, redact, in.valid)
 	if err != nil {
 		// A body that cannot be redacted is not sent at all.
 		return Decision{}, append(verdicts, Verdict{Reason: err.Error()})
 	}
-	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact, Withheld: withheld(r.Body, out.Body, redact), Refused: refused}, verdicts
+	return Decision{Allow: true, Record: out, Policies: granted, Redacted: redact, Withheld: withheld, Refused: refused}, verdicts
 }
 
 // Redaction is Redacted as a holder holds a copy under it (pb.Disclosure.redaction): sorted and
@@ -613,22 +627,11 @@ func (d Decision) Redaction() string {
 	return strings.Join(slices.Compact(p), "\n")
 }
 
-// withheld returns the paths of redact that body has, redacted being body without them. The
-// redactor hands back body itself when it removed nothing, and anything it removes makes the
-// body shorter: a length says most, without a second walk.
-func withheld(body, redacted []byte, redact []string) []string {
-	switch {
-	case len(redact) == 0 || len(redacted) == len(body):
-		return nil
-	case len(redact) == 1:
-		return redact
-	}
-	return Present(body, redact)
-}
-
-// intersect returns the body paths that every set removes. A set removes a path when it names
-// the path or a field the path sits in: {body.a} and {body.a.b} both remove body.a.b. Paths
-// inside another path of the result are left out.
+// intersect returns the body paths that every set removes, sorted, each once. A set removes a
+// path when it names the path or a field the path sits in: {body.a} and {body.a.b} both remove
+// body.a.b. Paths inside another path of the result are left out. One set comes back as it is,
+// sorted and each path once. A long set is looked up, not scanned: no path is compared with
+// every other.
 func intersect(sets [][]string) []string {
 	n := 0
 	for _, s := range sets {
@@ -639,39 +642,74 @@ func intersect(sets [][]string) []string {
 	}
 	cand := make([]string, 0, n)
 	for _, s := range sets {
-		for _, p := range s {
-			if !slices.Contains(cand, p) {
-				cand = append(cand, p)
-			}
+		cand = append(cand, s...)
+	}
+	slices.Sort(cand)
+	cand = slices.Compact(cand)
+	var by []pathSet // each set removes its own paths: one needs no look-up
+	if len(sets) > 1 {
+		by = make([]pathSet, len(sets))
+		for i, s := range sets {
+			by[i] = newPathSet(s)
 		}
 	}
 	all := cand[:0] // filtered in place: it never overtakes the candidate it reads
 	for _, p := range cand {
-		if !slices.ContainsFunc(sets, func(s []string) bool { return !removes(s, p) }) {
+		if !slices.ContainsFunc(by, func(s pathSet) bool { return !s.removes(p) }) {
 			all = append(all, p)
 		}
 	}
+	kept := newPathSet(all)
 	var out []string
 	for _, p := range all {
-		if !slices.ContainsFunc(all, func(q string) bool { return inside(p, q) }) {
+		if !kept.within(p) {
 			out = append(out, p)
 		}
 	}
-	slices.Sort(out)
 	return out
+}
+
+// pathSet is a set of body paths that says whether it removes a path: by a scan when it holds
+// a few, by a look-up of each field the path sits in when it holds more.
+type pathSet struct {
+	list  []string
+	index map[string]bool // nil for a few
+}
+
+func newPathSet(paths []string) pathSet {
+	s := pathSet{list: paths}
+	if len(paths) > 8 {
+		s.index = make(map[string]bool, len(paths))
+		for _, p := range paths {
+			s.index[p] = true
+		}
+	}
+	return s
+}
+
+// removes reports whether redacting the set removes the field at path: it is one of them, or
+// inside one.
+func (s pathSet) removes(path string) bool {
+	if s.index != nil {
+		return s.index[path] || s.within(path)
+	}
+	return slices.ContainsFunc(s.list, func(q string) bool { return q == path || inside(path, q) })
+}
+
+// within reports whether path is inside a field of the set: body.a.b inside body.a.
+func (s pathSet) within(path string) bool {
+	if s.index == nil {
+		return slices.ContainsFunc(s.list, func(q string) bool { return inside(path, q) })
+	}
+	for i := len(path) - 1; i > 0; i-- {
+		if path[i] == '.' && s.index[path[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 // inside reports whether path is a field inside the field at q, such as body.a.b in body.a.
 func inside(path, q string) bool {
 	return len(path) > len(q) && path[len(q)] == '.' && path[:len(q)] == q
-}
-
-// removes reports whether redacting paths removes the field at path.
-func removes(paths []string, path string) bool {
-	for _, q := range paths {
-		if q == path || inside(path, q) {
-			return true
-		}
-	}
-	return false
 }

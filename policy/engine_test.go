@@ -259,6 +259,14 @@ func TestDecideStatuses(t *testing.T) {
 		if set.CoversExercise(policy.Recipient{ID: "spiffe://other.crisis.test/node/r1", TrustDomain: "other.crisis.test"}, "ex-1", now) {
 			t.Errorf("%q: CoversExercise of a recipient the policy does not name", tc.extra)
 		}
+		// Nor to a recipient whose stated purpose the policy does not accept: it grants that
+		// one nothing (review18's unconfirmed third).
+		picky := &policy.Set{Org: ownOrg, Policies: []*policy.Compiled{approved(t, "p", tc.extra+"accept_purposes: [oefenen]\n")}}
+		other := ncc
+		other.Purpose = "iets heel anders"
+		if picky.CoversExercise(other, "ex-1", now) {
+			t.Errorf("%q: CoversExercise of a recipient whose purpose no policy accepts", tc.extra)
+		}
 		for _, r := range []*pb.Record{actual, ex1, ex2, test, draft} {
 			d := set.Decide(r, ncc, "cold", now)
 			if want := slices.Contains(tc.grant, r); d.Allow != want {

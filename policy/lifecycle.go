@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -97,3 +98,18 @@ func Supersede(old *Policy, by string, now time.Time) bool {
 
 // PolicyID names a version of a policy.
 func PolicyID(name string, version int) string { return fmt.Sprintf("%s@%d", name, version) }
+
+// ParseID reads the id of a policy version, NAME@VERSION: a policy's name and a version from 1,
+// as PolicyID writes them.
+func ParseID(id string) (name string, version int, ok bool) {
+	name, v, ok := strings.Cut(id, "@")
+	version, err := strconv.Atoi(v)
+	if !ok || err != nil || version < 1 || !nameRe.MatchString(name) || PolicyID(name, version) != id {
+		return "", 0, false
+	}
+	return name, version, true
+}
+
+// IsName reports whether s is a policy's name: 1 to 63 of a-z 0-9 -, starting with a letter or
+// digit.
+func IsName(s string) bool { return nameRe.MatchString(s) }

@@ -298,6 +298,14 @@ func TestLintMessages(t *testing.T) {
 			"redact: [body.phone]\nwhen: 'record.body.beds > 1'\n",
 		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, foo]\nmax_classification: internal\nwhen: 'record.nosuch'\n",
 		"name: p\n# \x1b[2K\n",
+		"name: p\n---\npurpose: x\n",
+		"name: &n p\n",
+		"name: p\nkinds: [" + strings.Repeat("a, ", policy.MaxEntries) + "a]\n",
+		"version: 1.5\nname: p\npurpose: x\nrecipients: ['spiffe://ncc.crisis.test/node/*', ncc.crisis.test, spiffe://ncc.crisis.test]\n" +
+			"kinds: [shelter.capacity, shelter.capacity, " + strings.Repeat("k", policy.MaxKindBytes+1) + "]\nmax_classification: internal\n" +
+			"accept_purposes: []\nredact: [body.a, body.a]\nphases: [warm, warm]\nstatuses: [exercise]\nexercises: [a, a]\nvalid_until: 2026-12-31\n" +
+			"when: record.crisis == 'x' // a\n  && record.region == 'VR01'\n",
+		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity]\nmax_classification: internal\nphases: []\nstatuses: [exercise]\nexercises: []\n",
 	}
 	seen := map[string]bool{}
 	// A doubt, which is no problem: a field no kind declares, which the open sitrep may carry.

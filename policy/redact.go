@@ -12,10 +12,10 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// redactRecord returns a copy of r without the body paths. It never changes r. valid says the
-// body is already known to be JSON that encoding/json decodes into a map, so that it is not
-// checked again.
-func redactRecord(r *pb.Record, paths []string, valid bool) (*pb.Record, error) {
+// redactRecord returns a copy of r without the body paths, and those of the paths r's body has:
+// what its copy lacks. It never changes r. valid says the body is already known to be JSON that
+// encoding/json decodes into a map, so that it is not checked again.
+func redactRecord(r *pb.Record, paths []string, valid bool) (*pb.Record, []string, error) {
 	out := &pb.Record{
 		Id: r.Id, Origin: r.Origin, Kind: r.Kind, Crisis: r.Crisis, Region: r.Region,
 		Classification: r.Classification, Labels: r.Labels, Body: r.Body, Version: r.Version,
@@ -24,25 +24,23 @@ func redactRecord(r *pb.Record, paths []string, valid bool) (*pb.Record, error) 
 		Status: r.Status, Exercise: r.Exercise,
 	}
 	if len(paths) == 0 {
-		return out, nil
+		return out, nil, nil
 	}
-	rel := make([]string, len(paths))
-	for i, p := range paths {
-		rel[i] = strings.TrimPrefix(p, "body.")
+	if !valid && !validJSON(r.Body) {
+		return nil, nil, fmt.Errorf("record %s: body: %w", r.Id, errBodyNotJSON)
 	}
-	redact := redactBody
-	if valid {
-		redact = redactValid
-	}
-	b, err := redact(r.Body, rel)
+	b, t, err := redactValid(r.Body, paths, "body.")
 	if err != nil {
-		return nil, fmt.Errorf("record %s: body: %w", r.Id, err)
+		return nil, nil, fmt.Errorf("record %s: body: %w", r.Id, err)
 	}
 	out.Body = b
-	return out, nil
+	return out, t.present(paths), nil
 }
 
-var errBodyNotObject = errors.New("not a JSON object")
+var (
+	errBodyNotJSON   = errors.New("not valid JSON")
+	errBodyNotObject = errors.New("not a JSON object")
+)
 
 // redactBody returns body without the fields at paths, each keys from the top joined by dots. It
 // works on the bytes: the fields it keeps go out exactly as they came, numbers included, and
@@ -54,90 +52,198 @@ var errBodyNotObject = errors.New("not a JSON object")
 // is an error, and the record is not sent.
 func redactBody(body []byte, paths []string) ([]byte, error) {
 	if !validJSON(body) {
-		return nil, errors.New("not valid JSON")
+		return nil, errBodyNotJSON
 	}
-	return redactValid(body, paths)
+	out, _, err := redactValid(body, paths, "")
+	return out, err
 }
 
-// redactValid is redactBody of a body known to be valid JSON.
-func redactValid(body []byte, paths []string) ([]byte, error) {
+// redactValid is redactBody of a body known to be valid JSON, of paths that each start with
+// prefix. It returns the paths' tree too, which says which of them the body has (present).
+func redactValid(body []byte, paths []string, prefix string) ([]byte, *pathTree, error) {
 	v := gjson.ParseBytes(body)
 	switch {
 	case v.Type == gjson.Null:
-		return body, nil
+		return body, nil, nil
 	case !v.IsObject():
-		return nil, errBodyNotObject
+		return nil, nil, errBodyNotObject
 	}
-	out, removed := appendRedacted(make([]byte, 0, len(body)), v, paths)
+	t := newPathTree(paths, prefix)
+	out, removed := t.object(make([]byte, 0, len(body)), v, 0, true)
 	if !removed {
-		return body, nil
+		return body, t, nil
 	}
-	return out, nil
+	return out, t, nil
 }
 
-// appendRedacted appends obj without the fields at paths to dst, and reports whether it left
-// any out.
-func appendRedacted(dst []byte, obj gjson.Result, paths []string) ([]byte, bool) {
-	dst = append(dst, '{')
+// pathTree is a set of paths (keys joined by dots) as a tree of their keys, so that one walk of
+// a body meets every path at once, however many there are, and looks each member's key up
+// once. Its nodes are in one slice, and a walk marks in them what it met.
+type pathTree struct {
+	// nodes[0] is the body itself.
+	nodes []pathNode
+	// leaf is each path's node.
+	leaf []int32
+}
+
+// pathNode is a field some path goes to or through.
+type pathNode struct {
+	key string
+	// end is set when a path ends here: the field is removed.
+	end bool
+	// met is set once a walk met the field where a path ends: removed, or inside a removed one.
+	met bool
+	// first is the first field inside it, next the next one beside it: indexes in nodes, 0 for
+	// none. n counts the fields inside it; index holds them by key once there are more than a
+	// few.
+	first, next, n int32
+	index          map[string]int32
+}
+
+func newPathTree(paths []string, prefix string) *pathTree {
+	n := 1
+	for _, p := range paths {
+		n += 1 + strings.Count(p, ".")
+	}
+	t := &pathTree{nodes: make([]pathNode, 1, n), leaf: make([]int32, len(paths))}
+	for i, p := range paths {
+		at, rest := int32(0), strings.TrimPrefix(p, prefix)
+		for {
+			key, more, nested := strings.Cut(rest, ".")
+			at = t.add(at, key)
+			if !nested {
+				break
+			}
+			rest = more
+		}
+		t.nodes[at].end = true
+		t.leaf[i] = at
+	}
+	return t
+}
+
+// child is the node of the field key inside the node at, 0 when no path goes there.
+func (t *pathTree) child(at int32, key string) int32 {
+	if n := &t.nodes[at]; n.index != nil {
+		return n.index[key]
+	}
+	for c := t.nodes[at].first; c != 0; c = t.nodes[c].next {
+		if t.nodes[c].key == key {
+			return c
+		}
+	}
+	return 0
+}
+
+// add returns the node of the field key inside the node at, adding it if it has none.
+func (t *pathTree) add(at int32, key string) int32 {
+	if c := t.child(at, key); c != 0 {
+		return c
+	}
+	c := int32(len(t.nodes))
+	t.nodes = append(t.nodes, pathNode{key: key, next: t.nodes[at].first})
+	n := &t.nodes[at]
+	n.first = c
+	n.n++
+	switch {
+	case n.index != nil:
+		n.index[key] = c
+	case n.n > 8:
+		n.index = make(map[string]int32, 2*n.n)
+		for d := n.first; d != 0; d = t.nodes[d].next {
+			n.index[t.nodes[d].key] = d
+		}
+	}
+	return c
+}
+
+// present is those of paths, the tree's, that a walk met, in order.
+func (t *pathTree) present(paths []string) []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for i, p := range paths {
+		if t.nodes[t.leaf[i]].met {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// object appends obj, the field at node at, without the fields of the paths to dst, when emit is
+// set, and reports whether it left any out.
+func (t *pathTree) object(dst []byte, obj gjson.Result, at int32, emit bool) ([]byte, bool) {
+	if emit {
+		dst = append(dst, '{')
+	}
 	first, removed := true, false
 	obj.ForEach(func(k, v gjson.Result) bool {
-		name := keyName(k)
-		var sub []string
-		for _, p := range paths {
-			key, rest, nested := strings.Cut(p, ".")
-			if key != name {
-				continue
+		c := t.child(at, keyName(k))
+		if c != 0 && t.nodes[c].end {
+			removed = true
+			t.nodes[c].met = true
+			if t.nodes[c].first != 0 {
+				t.value(nil, v, c, false) // the paths inside it, which go with it
 			}
-			if !nested {
-				removed = true
-				return true // left out, with whatever sub-paths it has
+			return true // left out, with whatever fields it has
+		}
+		if emit {
+			if !first {
+				dst = append(dst, ',')
 			}
-			sub = append(sub, rest)
+			first = false
+			dst = append(dst, k.Raw...)
+			dst = append(dst, ':')
 		}
-		if !first {
-			dst = append(dst, ',')
+		if c == 0 {
+			if emit {
+				dst = append(dst, v.Raw...)
+			}
+			return true
 		}
-		first = false
-		dst = append(dst, k.Raw...)
-		dst = append(dst, ':')
 		var r bool
-		dst, r = appendValue(dst, v, sub)
+		dst, r = t.value(dst, v, c, emit)
 		removed = removed || r
 		return true
 	})
-	return append(dst, '}'), removed
-}
-
-// appendValue appends v with the fields at paths left out: of an object, of every object in a
-// list, or none of anything else.
-func appendValue(dst []byte, v gjson.Result, paths []string) ([]byte, bool) {
-	switch {
-	case len(paths) > 0 && v.IsObject():
-		return appendRedacted(dst, v, paths)
-	case len(paths) > 0 && v.IsArray():
-		return appendRedactedArray(dst, v, paths)
+	if emit {
+		dst = append(dst, '}')
 	}
-	return append(dst, v.Raw...), false
+	return dst, removed
 }
 
-// appendRedactedArray appends arr with the fields at paths left out of each object in it, at any
-// depth of arrays: body.contacts.phone withholds the phone of every contact in a list, as of one
-// contact in an object. Other elements go as they are.
-func appendRedactedArray(dst []byte, arr gjson.Result, paths []string) ([]byte, bool) {
-	dst = append(dst, '[')
-	removed := false
-	i := 0
-	arr.ForEach(func(_, v gjson.Result) bool {
-		if i > 0 {
-			dst = append(dst, ',')
+// value appends v, the field at node at, with the fields of the paths left out: of an object, of
+// every object in a list, at any depth of lists (body.contacts.phone withholds the phone of every
+// contact in a list, as of one contact in an object), or none of anything else.
+func (t *pathTree) value(dst []byte, v gjson.Result, at int32, emit bool) ([]byte, bool) {
+	switch {
+	case v.IsObject():
+		return t.object(dst, v, at, emit)
+	case v.IsArray():
+		if emit {
+			dst = append(dst, '[')
 		}
-		i++
-		var r bool
-		dst, r = appendValue(dst, v, paths)
-		removed = removed || r
-		return true
-	})
-	return append(dst, ']'), removed
+		removed, i := false, 0
+		v.ForEach(func(_, e gjson.Result) bool {
+			if emit && i > 0 {
+				dst = append(dst, ',')
+			}
+			i++
+			var r bool
+			dst, r = t.value(dst, e, at, emit)
+			removed = removed || r
+			return true
+		})
+		if emit {
+			dst = append(dst, ']')
+		}
+		return dst, removed
+	}
+	if emit {
+		dst = append(dst, v.Raw...)
+	}
+	return dst, false
 }
 
 // keyName is a member's key as encoding/json decodes it. An escaped key, or one that is not
@@ -171,20 +277,17 @@ func validJSON(body []byte) bool {
 }
 
 // Present returns the redact paths (body.… as a policy writes them) that a body has, in the
-// order given: what redacting them would remove. A body that is not a JSON object has none.
+// order given: what redacting each of them alone would remove. A body that is not a JSON object
+// has none. It walks the body once, however many the paths.
 func Present(body []byte, paths []string) []string {
-	if !validJSON(body) {
+	if len(paths) == 0 || !validJSON(body) {
 		return nil
 	}
 	v := gjson.ParseBytes(body)
 	if !v.IsObject() {
 		return nil
 	}
-	var out []string
-	for _, p := range paths {
-		if _, removed := appendRedacted(nil, v, []string{strings.TrimPrefix(p, "body.")}); removed {
-			out = append(out, p)
-		}
-	}
-	return out
+	t := newPathTree(paths, "body.")
+	t.object(nil, v, 0, false)
+	return t.present(paths)
 }

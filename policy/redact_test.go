@@ -270,3 +270,23 @@ func TestBodyUse(t *testing.T) {
 		}
 	}
 }
+
+// TestIntersect: the paths every set removes, sorted, each once, without those inside another
+// of them; a set that removes nothing reveals everything. One set comes back as itself, sorted,
+// deduplicated and without the paths inside another.
+func TestIntersect(t *testing.T) {
+	for _, c := range []struct {
+		sets [][]string
+		want []string
+	}{
+		{[][]string{{"body.b", "body.a", "body.b", "body.a.x", "body.a-x"}}, []string{"body.a", "body.a-x", "body.b"}},
+		{[][]string{{"body.a"}, {"body.a.b", "body.c"}}, []string{"body.a.b"}},
+		{[][]string{{"body.a.b", "body.c"}, {"body.a", "body.c", "body.d"}, {"body.c", "body.a.b.e", "body.a.b"}}, []string{"body.a.b", "body.c"}},
+		{[][]string{{"body.a"}, {}}, nil},
+		{[][]string{{"body.a"}, {"body.b"}}, []string{}},
+	} {
+		if got := intersect(c.sets); !reflect.DeepEqual(got, c.want) && !(len(got) == 0 && len(c.want) == 0) {
+			t.Errorf("intersect(%q) = %q, want %q", c.sets, got, c.want)
+		}
+	}
+}

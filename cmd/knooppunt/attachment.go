@@ -110,6 +110,7 @@ func newRecordAttachmentCmd() *cobra.Command {
 func newAttachmentGetCmd() *cobra.Command {
 	var (
 		f   clientFlags
+		mf  modeFlags
 		out string
 	)
 	cmd := &cobra.Command{
@@ -118,10 +119,12 @@ func newAttachmentGetCmd() *cobra.Command {
 		Long: `Save a file that a record names. ID is an own record's id, or ORIGIN/ID for a record
 received from a peer (its origin is the peer's trust domain). SHA256 is the file's hash, as the
 record's attachments list it (record get). The file is checked against the hash before it is
-kept; -o - writes it to standard output.`,
+kept; -o - writes it to standard output. Like record get, it reads in one mode: an exercise's
+record names its files only with --exercise NAME, a test or draft record's with --status.`,
 		Example: `  knooppunt record get handreiking-opvang -o json | jq '.body.attachments'
   knooppunt record attachment get handreiking-opvang 9f86d08… -o handreiking.pdf
-  knooppunt record attachment get ggdghor.crisis.test/handreiking-opvang 9f86d08… -o handreiking.pdf`,
+  knooppunt record attachment get ggdghor.crisis.test/handreiking-opvang 9f86d08… -o handreiking.pdf
+  knooppunt record attachment get oef-sitrep-1 9f86d08… --exercise oefening-zeeland -o kaart.pdf`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -130,17 +133,22 @@ kept; -o - writes it to standard output.`,
 			if err := record.CheckSHA256("SHA256", args[1]); err != nil {
 				return err
 			}
+			mode, err := mf.mode()
+			if err != nil {
+				return err
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				return downloadFile(cmd.Context(), conn, args[0], args[1], out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				return downloadFile(cmd.Context(), conn, args[0], args[1], mode, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&out, "out", "o", "", "the file to write, or - for standard output")
+	mf.register(cmd)
 	f.register(cmd, false)
 	return cmd
 }
 
-func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha, out string, stdout, progress io.Writer) error {
+func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha string, mode *pb.Mode, out string, stdout, progress io.Writer) error {
 	var w io.Writer = stdout
 	var tmp *besideFile
 	if out != "-" {
@@ -154,7 +162,7 @@ func downloadFile(ctx context.Context, conn *grpc.ClientConn, id, sha, out strin
 	}
 	var bar *progressbar.ProgressBar
 	var got int64
-	err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, sha, w, func(size int64, n int) {
+	err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, sha, mode, w, func(size int64, n int) {
 		if bar == nil {
 			bar = newBar(progress, size, "downloading", out != "-")
 		}

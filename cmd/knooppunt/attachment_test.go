@@ -63,3 +63,50 @@ func TestCLIAttachment(t *testing.T) {
 		t.Fatalf("a bad hash: stderr %q", r.stderr)
 	}
 }
+
+// TestCLIAttachmentModesAndNames: record attachment get reads in one mode, as record get does:
+// an exercise record's file is NOT_FOUND without --exercise and saved with it (review 22 M4);
+// put --attach refuses a script by its name, naming the field (M2).
+func TestCLIAttachmentModesAndNames(t *testing.T) {
+	addr, dir := servedNode(t)
+	src := filepath.Join(dir, "terug.txt")
+	text := []byte("OEFENING: fictieve evacuatie van Zeeland\n")
+	if err := os.WriteFile(src, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, nil, "", "exercise", "start", "oefening-zeeland", "--node", addr).want(t, 0)
+	cli(t, nil, "", "record", "put", "--node", addr, "--id", "oef-1", "--exercise", "oefening-zeeland", "--kind", "guidance", "--crisis", "oekraine", "--region", "NL",
+		"--classification", "public", "--body", `{"title":"Oefening","text":"zie bijlage"}`, "--attach", src).want(t, 0)
+	var rec struct {
+		Body struct {
+			Attachments []record.Attachment `json:"attachments"`
+		} `json:"body"`
+	}
+	cli(t, nil, "", "record", "get", "oef-1", "--exercise", "oefening-zeeland", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &rec)
+	if len(rec.Body.Attachments) != 1 {
+		t.Fatalf("the exercise record's attachments: %+v", rec.Body.Attachments)
+	}
+	sha := rec.Body.Attachments[0].SHA256
+	out := filepath.Join(dir, "uit.txt")
+	r := cli(t, nil, "", "record", "attachment", "get", "oef-1", sha, "--node", addr, "-o", out).want(t, 1)
+	if !strings.Contains(r.stderr, "names no file") || !strings.Contains(r.stderr, "(NotFound)") {
+		t.Errorf("the exercise's file without --exercise: stderr %q; want NotFound", r.stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the exercise's file was saved without --exercise (%v)", err)
+	}
+	cli(t, nil, "", "record", "attachment", "get", "oef-1", sha, "--exercise", "oefening-zeeland", "--node", addr, "-o", out).want(t, 0)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, text) {
+		t.Errorf("the exercise's file with --exercise: %q, %v", got, err)
+	}
+
+	bat := filepath.Join(dir, "instructies.bat")
+	if err := os.WriteFile(bat, []byte("echo hallo\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = cli(t, nil, "", "record", "put", "--node", addr, "--id", "s1", "--kind", "guidance", "--crisis", "oekraine", "--region", "NL",
+		"--classification", "public", "--body", `{"title":"Script","text":"zie bijlage"}`, "--attach", bat).want(t, 1)
+	if !strings.Contains(r.stderr, `filename: the name "instructies.bat" ends in .bat, a program or active content`) {
+		t.Errorf("put --attach instructies.bat: stderr %q", r.stderr)
+	}
+}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +15,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -31,7 +36,9 @@ func newBackupCmd() *cobra.Command {
 backup began; writes go on meanwhile. FILE is written beside itself and renamed once whole, with
 mode 0600: it holds every record the node holds, confidential ones and peers' copies included, so
 keep it as you keep the node's data directory. knooppunt restore makes a node of it. An existing
-FILE is kept unless --overwrite: it may be the last good backup. For admins and the local socket.`,
+FILE is kept unless --overwrite: it may be the last good backup. Once FILE is kept, the replica
+is told so, and only then does it count the backup as taken (knooppunt status, and the metric
+knooppunt_backup_last_success_timestamp_seconds). For admins and the local socket.`,
 		Example: `  knooppunt backup /var/backups/knooppunt/$(date +%F).db
   knooppunt backup --node unix:///var/lib/knooppunt/knooppunt.sock nightly.db -o json`,
 		Args: cobra.ExactArgs(1),
@@ -70,19 +77,24 @@ FILE is kept unless --overwrite: it may be the last good backup. For admins and 
 }
 
 // saveBackup streams the node's backup into a file beside out, checks it whole, and renames it
-// to out, so that a broken transfer never leaves a partial backup under the name asked for.
+// to out, so that a broken transfer never leaves a partial backup under the name asked for. Then
+// it tells the replica that it kept the backup (BackupKept), for the replica's monitoring of its
+// backups: a backup sent and not kept is not one.
 func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool) (applied uint64, size int64, err error) {
 	tmp, err := createBeside(out)
 	if err != nil {
 		return 0, 0, fmt.Errorf("FILE: %w", err)
 	}
 	defer tmp.discard()
-	stream, err := pb.NewClusterServiceClient(conn).Backup(cmd.Context(), &pb.BackupRequest{})
+	cc := pb.NewClusterServiceClient(conn)
+	stream, err := cc.Backup(cmd.Context(), &pb.BackupRequest{})
 	if err != nil {
 		return 0, 0, err
 	}
 	var bar *progressbar.ProgressBar
 	var got int64
+	h := sha256.New()
+	w := io.MultiWriter(tmp, h)
 	for {
 		c, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -95,7 +107,7 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 			applied, size = c.AppliedIndex, c.Size
 			bar = newBar(cmd.ErrOrStderr(), size, "backing up", show)
 		}
-		if _, err := tmp.Write(c.Data); err != nil {
+		if _, err := w.Write(c.Data); err != nil {
 			return 0, 0, fmt.Errorf("FILE: %w", err)
 		}
 		bar.Add(len(c.Data))
@@ -107,11 +119,16 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	if bar == nil || got != size {
 		return 0, 0, fmt.Errorf("the node sent %d of %d bytes: the backup is incomplete; nothing was written to %s", got, size, out)
 	}
-	if got, _, err := db.CheckBackup(tmp.Name()); err != nil || got != applied {
+	if got, _, err := db.CheckBackup(cmd.Context(), tmp.Name()); err != nil || got != applied {
 		return 0, 0, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
 	}
 	if err := tmp.commit(); err != nil {
 		return 0, 0, fmt.Errorf("FILE: %w", err)
+	}
+	_, err = cc.BackupKept(cmd.Context(), &pb.BackupKeptRequest{Sha256: hex.EncodeToString(h.Sum(nil)), AppliedIndex: applied})
+	// A node of the release before has no BackupKept: it counted the backup when it sent it.
+	if err != nil && status.Code(err) != codes.Unimplemented {
+		fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s is whole and checked, but the replica was not told that it is kept, so its status and metric do not count it: %v\n", out, err)
 	}
 	return applied, size, nil
 }
@@ -143,14 +160,18 @@ drops what did not come; see docs/operator.md, Backups.`,
 			if dataDir == "" {
 				return errors.New("--data-dir: name the new data directory")
 			}
-			applied, origin, err := restoreBackup(args[0], dataDir, cmd.ErrOrStderr(), !quiet)
+			applied, origin, err := restoreBackup(cmd.Context(), args[0], dataDir, cmd.ErrOrStderr(), !quiet)
 			if err != nil {
 				return err
 			}
 			if origin == "" {
 				origin = "no org: it holds no records"
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the records of %s; start the node on it with its usual config: knooppunt serve --data-dir %s --config FILE\n", dataDir, applied, origin, dataDir)
+			start := fmt.Sprintf("with its usual config: knooppunt serve --data-dir %s --config FILE", dataDir)
+			if isFile(filepath.Join(dataDir, "node.yaml")) {
+				start = fmt.Sprintf("with the config in it: knooppunt serve --data-dir %s", dataDir)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the records of %s; start the node on it %s\n", dataDir, applied, origin, start)
 			return err
 		},
 	}
@@ -168,17 +189,36 @@ var nodeData = []string{node.DatabaseName, node.DatabaseName + "-wal", node.Data
 // the last log entry it holds and the org whose records it holds. dir must hold no node data.
 // The copy is written beside the database file and renamed once whole, so that a restore cut
 // short never leaves a partial database for a node to start on. With show, a large backup's
-// check and copy are reported on progress.
-func restoreBackup(path, dir string, progress io.Writer, show bool) (applied uint64, origin string, err error) {
+// check and copy are reported on progress. When ctx ends (Ctrl-C), the check or the copy stops
+// and nothing is restored.
+func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, show bool) (applied uint64, origin string, err error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return 0, "", fmt.Errorf("FILE: %w", err)
+	}
+	// A node's database file that a crash or a kill left keeps its latest commits in the
+	// write-ahead log beside it: copied alone, it would lack them, though checking it reads them.
+	// Both are copied aside and the log folded in, and that copy is what is checked and restored.
+	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
+		staged, err := stageWithWAL(path)
+		if err != nil {
+			return 0, "", fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
+		}
+		defer os.RemoveAll(filepath.Dir(staged))
+		fmt.Fprintf(progress, "%s has a write-ahead log beside it: its commits are folded into a copy, which is restored\n", path)
+		path = staged
+		if info, err = os.Stat(path); err != nil {
+			return 0, "", fmt.Errorf("FILE: %w", err)
+		}
 	}
 	show = show && info.Size() >= progressFrom
 	if show {
 		fmt.Fprintf(progress, "checking %s (%d bytes): every page is read\n", path, info.Size())
 	}
-	applied, origin, err = db.CheckBackup(path)
+	applied, origin, err = db.CheckBackup(ctx, path)
+	if ctx.Err() != nil {
+		return 0, "", fmt.Errorf("stopped while checking %s (%v): nothing was restored", path, context.Cause(ctx))
+	}
 	if err != nil {
 		return 0, "", fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w", path, err)
 	}
@@ -210,10 +250,63 @@ func restoreBackup(path, dir string, progress io.Writer, show bool) (applied uin
 	}
 	defer w.discard()
 	bar := newBar(progress, info.Size(), "restoring", show)
-	_, err = io.Copy(io.MultiWriter(w, bar), src)
+	_, err = io.Copy(io.MultiWriter(w, bar), ctxReader{ctx, src})
 	bar.Finish()
+	if ctx.Err() != nil {
+		return 0, "", fmt.Errorf("stopped while copying %s (%v): nothing was restored to %s", path, context.Cause(ctx), dir)
+	}
 	if err = errors.Join(err, w.commit()); err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	return applied, origin, nil
+}
+
+// stageWithWAL copies the database file at path and its write-ahead log into a new temporary
+// directory, folds the log into the copy, and returns the copy's path. The files at path are
+// only read.
+func stageWithWAL(path string) (string, error) {
+	tmp, err := os.MkdirTemp("", "knooppunt-restore-")
+	if err != nil {
+		return "", err
+	}
+	staged := filepath.Join(tmp, "knooppunt.db")
+	for _, suffix := range []string{"", "-wal"} {
+		if err := copyFile(path+suffix, staged+suffix); err != nil {
+			os.RemoveAll(tmp)
+			return "", err
+		}
+	}
+	if err := db.FoldWAL(staged); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return staged, nil
+}
+
+// copyFile copies the file at from to a new file to, readable by its owner alone.
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(dst, src)
+	return errors.Join(err, dst.Close())
+}
+
+// ctxReader reads r until ctx ends, then fails: for a copy that Ctrl-C stops between reads.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

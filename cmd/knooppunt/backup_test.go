@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/proctest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestBackupAndRestore: a backup of a running node, made while it serves, becomes a new node's
@@ -93,7 +98,8 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = cli(t, nil, "", "restore", backup, "--data-dir", fresh).want(t, 0)
-	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the records of local.crisis.test;") {
+	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the records of local.crisis.test;") ||
+		!strings.Contains(r.stdout, "with the config in it: knooppunt serve --data-dir "+fresh+"\n") {
 		t.Fatalf("restore printed %q", r.stdout)
 	}
 	if entries, err := os.ReadDir(fresh); err != nil || len(entries) != 3 || entries[0].Name() != node.DatabaseName || entries[1].Name() != "lost+found" || entries[2].Name() != "node.yaml" {
@@ -202,11 +208,106 @@ func TestSystemdBackupUnit(t *testing.T) {
 	fresh := regexp.MustCompile(`^r1-\d{4}-\d\d-\d\dT\d{4}\.db$`)
 	for _, n := range names {
 		if fresh.MatchString(n) {
-			if _, _, err := db.CheckBackup(filepath.Join(backups, n)); err != nil {
+			if _, _, err := db.CheckBackup(t.Context(), filepath.Join(backups, n)); err != nil {
 				t.Errorf("the unit's backup %s: %v", n, err)
 			}
 			return
 		}
 	}
 	t.Errorf("no r1-<date>T<time>.db among %v", names)
+}
+
+// TestBackupNotKeptIsNotTaken: a backup that the node sent but the client failed to keep (here
+// its file may not grow past a few KiB) is not the replica's last backup: status still says none,
+// until a backup is kept.
+func TestBackupNotKeptIsNotTaken(t *testing.T) {
+	addr, dir := servedNode(t)
+	lastBackup := func() any {
+		t.Helper()
+		var st map[string]any
+		cli(t, nil, "", "status", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &st)
+		return st["last_backup_at"]
+	}
+	if got := lastBackup(); got != nil {
+		t.Fatalf("before any backup: last_backup_at %v", got)
+	}
+
+	small := filepath.Join(dir, "small.db")
+	cmd := exec.Command("sh", "-c", `ulimit -f 8 && exec "$0" "$@"`, proctest.Binary(t), "backup", small, "--node", addr, "-q")
+	cmd.Env = proctest.Env()
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "file too large") {
+		t.Fatalf("a backup whose file cannot grow: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(small); !os.IsNotExist(err) {
+		t.Fatalf("a failed backup left %s: %v", small, err)
+	}
+	if got := lastBackup(); got != nil {
+		t.Errorf("after a backup the client failed to keep: last_backup_at %v, want none", got)
+	}
+	if r := cli(t, nil, "", "status", "--node", addr).want(t, 0); !strings.Contains(r.stdout, "\nlast backup  none of this replica kept (knooppunt backup)\n") {
+		t.Errorf("status after a backup the client failed to keep:\n%s", r.stdout)
+	}
+
+	cli(t, nil, "", "backup", filepath.Join(dir, "kept.db"), "--node", addr, "-q").want(t, 0)
+	if at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(lastBackup())); err != nil || time.Since(at) > time.Minute {
+		t.Errorf("after a backup kept: last_backup_at %v (%v)", at, err)
+	}
+	if r := cli(t, nil, "", "status", "--node", addr).want(t, 0); !regexp.MustCompile(`\nlast backup  \S+ \(\d+s ago, of this replica, kept by knooppunt backup\)\n`).MatchString(r.stdout) {
+		t.Errorf("status after a backup kept:\n%s", r.stdout)
+	}
+}
+
+// TestRestoreFoldsTheWAL: a node's database file as a kill leaves it, its latest commits still
+// in the write-ahead log beside it, is restored whole: restore used to count the log's commits in
+// its check but copy the file alone, and the restored node lacked them (review23 M3).
+func TestRestoreFoldsTheWAL(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live")
+	if err := os.Mkdir(live, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(filepath.Join(live, node.DatabaseName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		r := &pb.Record{Id: fmt.Sprintf("s%d", i), Origin: "vr-utrecht.crisis.test", Kind: "sitrep", Crisis: "oekraine", Region: "VR09",
+			Classification: pb.Classification_INTERNAL, Body: []byte(`{"title":"t","summary":"s"}`), UpdatedAt: timestamppb.Now()}
+		if _, err := d.Apply(uint64(i+1), []*db.Write{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The files as a kill leaves them: copied while the database is open, its log not folded in.
+	killed := filepath.Join(dir, "killed")
+	if err := os.Mkdir(killed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		if err := copyFile(filepath.Join(live, node.DatabaseName)+suffix, filepath.Join(killed, node.DatabaseName)+suffix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	if fi, err := os.Stat(filepath.Join(killed, node.DatabaseName+"-wal")); err != nil || fi.Size() == 0 {
+		t.Fatalf("the killed copy has no write-ahead log to fold (%v): the test tests nothing", err)
+	}
+	out := filepath.Join(dir, "restored")
+	applied, _, err := restoreBackup(t.Context(), filepath.Join(killed, node.DatabaseName), out, io.Discard, false)
+	if err != nil || applied != 5 {
+		t.Fatalf("restore: applied %d, %v; want 5", applied, err)
+	}
+	r, err := db.Open(filepath.Join(out, node.DatabaseName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range 5 {
+		if _, err := r.Get(t.Context(), fmt.Sprintf("s%d", i)); err != nil {
+			t.Errorf("s%d after the restore: %v", i, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(killed, node.DatabaseName+"-wal")); err != nil {
+		t.Errorf("restore changed the files it restored from: %v", err)
+	}
 }

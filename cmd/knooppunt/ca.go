@@ -35,6 +35,9 @@ bundle to hand to peers at onboarding.`,
 		Example: `  knooppunt ca init --trust-domain vr-utrecht.crisis.test --dir ./ca`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTTL(ttl, "87600h (10 years)"); err != nil {
+				return err
+			}
 			t, err := spiffeid.TrustDomainFromString(td)
 			if err != nil {
 				return fmt.Errorf("--trust-domain %q: %w", td, err)
@@ -70,6 +73,9 @@ spiffe://TD/user/NAME. A node reloads its files when they change, so re-issuing 
   knooppunt ca issue --dir ./ca --id spiffe://vr-utrecht.crisis.test/user/anna --out ./certs/anna --ttl 8h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTTL(ttl, "8h"); err != nil {
+				return err
+			}
 			sid, err := spiffeid.FromString(id)
 			if err != nil {
 				return fmt.Errorf("--id %q: %w", id, err)
@@ -113,6 +119,9 @@ name the node: one of its http.audience, by default its replica ID spiffe://TD/n
 		Example: `  knooppunt ca jwt --dir ./ca --id spiffe://vr-utrecht.crisis.test/user/erik --audience spiffe://vr-utrecht.crisis.test/node/r1`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTTL(ttl, "5m"); err != nil {
+				return err
+			}
 			sid, err := spiffeid.FromString(id)
 			if err != nil {
 				return fmt.Errorf("--id %q: %w", id, err)
@@ -144,4 +153,13 @@ name the node: one of its http.audience, by default its replica ID spiffe://TD/n
 		cmd.MarkFlagRequired(f)
 	}
 	return cmd
+}
+
+// checkTTL refuses a --ttl that is not a positive duration: the CA would otherwise put its own
+// default in the certificate, while the command said the value given.
+func checkTTL(ttl time.Duration, example string) error {
+	if ttl <= 0 {
+		return fmt.Errorf("--ttl: %s: use a positive duration, such as %s", ttl, example)
+	}
+	return nil
 }

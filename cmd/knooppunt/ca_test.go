@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,5 +48,30 @@ func TestCAJWTAndDNS(t *testing.T) {
 	if strings.Join(cert.DNSNames, ",") != "localhost,knooppunt.vr-utrecht.nl" || len(cert.IPAddresses) != 1 || cert.IPAddresses[0].String() != "192.0.2.7" ||
 		len(cert.URIs) != 1 || cert.URIs[0].String() != aud {
 		t.Errorf("SANs: DNS %v, IP %v, URIs %v", cert.DNSNames, cert.IPAddresses, cert.URIs)
+	}
+}
+
+// TestCATTLMustBePositive: a --ttl of 0 or less is refused, naming the flag, rather than said
+// back while the certificate gets a default lifetime.
+func TestCATTLMustBePositive(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	const td = "vr-utrecht.crisis.test"
+	if r := cli(t, nil, "", "ca", "init", "--trust-domain", td, "--dir", dir, "--ttl", "-1h").want(t, 1); !strings.HasPrefix(r.stderr, "knooppunt: --ttl: -1h0m0s: use a positive duration") {
+		t.Errorf("ca init --ttl -1h: %q", r.stderr)
+	}
+	cli(t, nil, "", "ca", "init", "--trust-domain", td, "--dir", dir).want(t, 0)
+	for _, ttl := range []string{"-1h", "0s"} {
+		out := filepath.Join(t.TempDir(), "anna")
+		r := cli(t, nil, "", "ca", "issue", "--dir", dir, "--id", "spiffe://"+td+"/user/anna", "--out", out, "--ttl", ttl).want(t, 1)
+		if !strings.HasPrefix(r.stderr, "knooppunt: --ttl: ") {
+			t.Errorf("ca issue --ttl %s: %q", ttl, r.stderr)
+		}
+		if _, err := os.Stat(out + ".crt"); err == nil {
+			t.Errorf("ca issue --ttl %s wrote a certificate", ttl)
+		}
+		r = cli(t, nil, "", "ca", "jwt", "--dir", dir, "--id", "spiffe://"+td+"/user/anna", "--audience", "spiffe://"+td+"/node/r1", "--ttl", ttl).want(t, 1)
+		if !strings.HasPrefix(r.stderr, "knooppunt: --ttl: ") {
+			t.Errorf("ca jwt --ttl %s: %q", ttl, r.stderr)
+		}
 	}
 }

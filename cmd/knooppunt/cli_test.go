@@ -182,6 +182,10 @@ func TestCLIRecord(t *testing.T) {
 	if r := cli(t, nil, "", "record", "delete", "utr-1", "--node", addr, "--version", "2").want(t, 0); r.stdout != "utr-1 deleted at version 3\n" {
 		t.Fatalf("delete printed %q", r.stdout)
 	}
+	// Deleting it again says what is the matter (review25 F7), not a bare "record not found".
+	if r := cli(t, nil, "", "record", "delete", "utr-1", "--node", addr).want(t, 1); !strings.Contains(r.stderr, `this node holds no live record "utr-1" in this mode: it was deleted already, or never was`) {
+		t.Errorf("delete of a deleted record: %q", r.stderr)
+	}
 	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 1); r.stderr != "knooppunt: record not found: this node's own records hold no \"utr-1\"; a partner's record is found with `knooppunt search --id utr-1` (NotFound)\n" {
 		t.Fatalf("get after delete: stderr %q", r.stderr)
 	}
@@ -398,6 +402,13 @@ func TestCLIStatus(t *testing.T) {
 		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 9 {
 		t.Fatalf("status -o json = %v", st)
 	}
+	// No peers and nothing firing are empty lists, not null: null is for what the role may not
+	// read, which not_visible names (nothing, on the local socket).
+	for _, list := range []string{"peers", "firing", "not_visible"} {
+		if v, ok := st[list].([]any); !ok || len(v) != 0 {
+			t.Errorf("status -o json: %s = %#v, want []", list, st[list])
+		}
+	}
 	// What an operator on call asks: the peers (none here), the webhooks' queues, and the
 	// early warnings that fire.
 	cli(t, nil, "", "record", "put", "--node", addr, "--id", "alert-beds-VR19", "--kind", "alert", "--crisis", "oekraine", "--region", "VR19",
@@ -405,7 +416,7 @@ func TestCLIStatus(t *testing.T) {
 		"--body", `{"identifier":"a1","sender":"local.crisis.test","sent":"2026-12-04T09:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"beds","urgency":"Expected","severity":"Severe","certainty":"Likely"}]}`).want(t, 0)
 	r := cli(t, nil, "", "status", "--node", addr).want(t, 0)
 	for _, want := range []string{"\npeers        0\n", "\nwebhooks     0, 0 queued, 0 failed\n", "\nfiring       1: beds in VR19\n",
-		"\nlast backup  none by this replica (knooppunt backup)\n"} {
+		"\nlast backup  none of this replica kept (knooppunt backup)\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
@@ -552,9 +563,14 @@ func TestCLIUnreachableNode(t *testing.T) {
 		{"status", "--node", missing},
 	} {
 		r := cli(t, nil, "", args...).want(t, 1)
-		if want := "knooppunt: cannot reach the node at " + missing + ": is `knooppunt serve` running? (Unavailable)\n"; r.stderr != want || r.stdout != "" {
+		if want := "knooppunt: cannot reach the node at " + missing + ": is `knooppunt serve` running? Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/knooppunt.sock. (Unavailable)\n"; r.stderr != want || r.stdout != "" {
 			t.Errorf("knooppunt %s: stdout %q stderr %q\nwant stderr %q", strings.Join(args, " "), r.stdout, r.stderr, want)
 		}
+	}
+	// A data directory named instead of its socket (review25 F5) is said to be one.
+	dir := shortDir(t)
+	if r := cli(t, nil, "", "status", "--node", "unix://"+dir).want(t, 1); !strings.Contains(r.stderr, "That is a directory: use --node unix://"+filepath.Join(dir, node.SocketName)+".") {
+		t.Errorf("status with a directory for --node: %q", r.stderr)
 	}
 	// A TCP address without an identity is refused before dialing, naming the address.
 	r := cli(t, nil, "", "record", "get", "x", "--node", "127.0.0.1:1").want(t, 1)

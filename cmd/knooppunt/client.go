@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -231,7 +232,16 @@ func callError(f *clientFlags, err error) error {
 	// grpc's message for the connection to --node itself; a node passes on no such message
 	// (a follower names the leader it cannot reach).
 	if strings.HasPrefix(msg, "connection error") && (strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such file")) {
-		return fmt.Errorf("cannot reach the node at %s: is `knooppunt serve` running? (%s)", f.node, st.Code())
+		hint := ""
+		if path, ok := strings.CutPrefix(f.node, "unix://"); ok {
+			if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+				// The data directory, not the socket in it.
+				hint = " That is a directory: use --node unix://" + filepath.Join(path, node.SocketName) + "."
+			} else {
+				hint = " Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/" + node.SocketName + "."
+			}
+		}
+		return fmt.Errorf("cannot reach the node at %s: is `knooppunt serve` running?%s (%s)", f.node, hint, st.Code())
 	}
 	if path, reason := api.Field(err); path != "" {
 		if flag, below := f.flagOf(path); flag != "" {
@@ -257,15 +267,24 @@ func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(terminalSafe{w}, 0, 4, 2, ' ', 0)
 }
 
-// terminalSafe writes what it is given with every character a terminal would act on instead of
-// show written out as an escape (\x1b, \u202e): control characters but tab and newline, and
-// bidirectional formatting characters. A partner's record, or a policy's source, then cannot move
-// the cursor, erase rows or set the reader's clipboard (OSC 52) in the terminal that shows it.
+// terminalSafe writes what it is given with every character a terminal would act on, or show as
+// nothing, written out as an escape (\x1b, \u202e, \u200b, \U000e0041): control characters but
+// tab and newline, and the rest of what a policy may not hold (policy.Hidden: bidirectional and
+// other format characters, zero-width and default-ignorable ones, line and paragraph
+// separators). A partner's record, or a policy's source, then cannot move the cursor, erase rows
+// or set the reader's clipboard (OSC 52) in the terminal that shows it, nor hide a character in
+// what the reader sees ("oekra\u200bine" is not "oekraine").
 type terminalSafe struct{ w io.Writer }
 
+// joiner is a character that writing needs, though it shows nothing of its own: the zero-width
+// non-joiner of Persian and Dari (می‌خواهم), the zero-width joiner of Indic scripts and emoji, and
+// the variation selectors of text and emoji presentation. terminalSafe writes them as they are in
+// a partner's records; lint refuses them in a policy all the same.
+func joiner(r rune) bool { return r == '\u200c' || r == '\u200d' || r == '\ufe0e' || r == '\ufe0f' }
+
 func (t terminalSafe) Write(p []byte) (int, error) {
-	// Tab and newline lay the table out; every other control character is written out.
-	bad := func(r rune) bool { return r != '\t' && r != '\n' && policy.IsControl(r) }
+	// Tab and newline lay the table out; every other hidden character is written out.
+	bad := func(r rune) bool { return r != '\t' && r != '\n' && policy.Hidden(r) && !joiner(r) }
 	s := string(p)
 	if strings.IndexFunc(s, bad) < 0 {
 		return t.w.Write(p)
@@ -275,8 +294,10 @@ func (t terminalSafe) Write(p []byte) (int, error) {
 		switch {
 		case bad(r) && r < 0x100:
 			fmt.Fprintf(&b, "\\x%02x", r)
-		case bad(r):
+		case bad(r) && r <= 0xffff:
 			fmt.Fprintf(&b, "\\u%04x", r)
+		case bad(r):
+			fmt.Fprintf(&b, "\\U%08x", r)
 		default:
 			b.WriteRune(r)
 		}

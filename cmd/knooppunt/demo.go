@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -83,9 +84,11 @@ other's trust bundles current through their bundle endpoints. The demo then:
   7. stays up and prints how to try commands against it, and each organisation's web interface
      with its sign-ins: a small OpenID provider inside the demo, on loopback only, holds each
      organisation's people (a staff member who reads, an editor and two officers). Ctrl-C stops
-     everything cleanly.
+     everything cleanly, and exits 0.
 
-The shelter figures are made up. With --once it prints and exits 0.`,
+Ctrl-C before the scenario is done stops the federation too, and exits 130; a second Ctrl-C
+kills the nodes rather than waiting for them to stop. The shelter figures are made up. With
+--once it prints and exits 0.`,
 		Example: `  knooppunt demo
   knooppunt demo --once`,
 		Args: cobra.NoArgs,
@@ -105,7 +108,7 @@ The shelter figures are made up. With --once it prints and exits 0.`,
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), exe, dir, once)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "keep the demo's CAs, configs and data here (default: a temporary directory)")
+	cmd.Flags().StringVar(&dir, "dir", "", "a new directory to keep the demo's CAs, configs and data in, after the demo too; one a demo used is refused (default: a temporary directory, removed at the end)")
 	cmd.Flags().BoolVar(&once, "once", false, "print the pictures and exit")
 	return cmd
 }
@@ -212,14 +215,42 @@ func runDemo(ctx context.Context, out io.Writer, exe, dir string, once bool) err
 	}
 	for _, o := range orgs {
 		if err := o.waitReady(ctx); err != nil {
+			if ctx.Err() != nil {
+				return demoStopped(out)
+			}
 			return fmt.Errorf("%s: %w (see %s)", o.name, err, filepath.Join(o.dir, "node.log"))
 		}
 	}
 	fmt.Fprintf(out, "six nodes up: %s\n", orgNames(orgs))
 	if err := runScenario(ctx, out, orgs, dir, once); err != nil {
+		if ctx.Err() != nil {
+			return demoStopped(out)
+		}
 		return fmt.Errorf("%w\n%s", err, nodeStates(orgs))
 	}
 	return nil
+}
+
+// exitInterrupted is the exit code of a demo stopped (Ctrl-C) before its scenario was done.
+const exitInterrupted = 130
+
+// demoStopped says that the person stopped the demo before its scenario was done: not a failure
+// of the nodes, whose state is therefore not shown.
+func demoStopped(out io.Writer) error {
+	fmt.Fprintln(out, "stopped before the scenario was done: stopping the federation")
+	return exitError(exitInterrupted)
+}
+
+// sleepCtx waits d, or less when ctx ends first, and then says so.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // nodeStates says, for a failed demo, which nodes have exited and what their logs end with, and
@@ -287,7 +318,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 		if time.Now().After(deadline) {
 			return errors.New("the pictures did not fill within 30s: see the node.log files")
 		}
-		time.Sleep(100 * time.Millisecond)
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
 	}
 
 	for _, o := range []*demoOrg{utrecht, ncc} {
@@ -343,7 +376,7 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	fmt.Fprintf(out, `
 The federation is running. Each organisation's files are in %s/<org>. Try, for VR Utrecht:
 
-  export KNOOPPUNT_NODE=unix://%s
+%s  export KNOOPPUNT_NODE=unix://%s
   knooppunt picture --crisis oekraine
   knooppunt search --crisis oekraine --kind shelter.capacity
   knooppunt search --text vergunning
@@ -361,11 +394,29 @@ As an LCVS officer, over mTLS with your own SVID:
 
 Stop one organisation (kill the process whose --data-dir is %s/data) and search again from
 VR Utrecht to see it marked unreachable and answered from cache. Press Ctrl-C to stop everything.
-`, dir, filepath.Join(utrecht.dir, "data", "knooppunt.sock"), filepath.Join(ncc.dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
+`, dir, pathLine(), filepath.Join(utrecht.dir, "data", "knooppunt.sock"), filepath.Join(ncc.dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
 		filepath.Join(byName["lcvs"].dir, "data", "knooppunt.sock"), byName["lcvs"].dir)
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping the federation")
 	return nil
+}
+
+// pathLine is the line that puts this program on the PATH, for the commands the demo suggests,
+// when `knooppunt` there is not this program (make demo builds it into a cache directory); "" when
+// it is.
+func pathLine() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if found, err := exec.LookPath("knooppunt"); err == nil {
+		a, errA := filepath.EvalSymlinks(found)
+		b, errB := filepath.EvalSymlinks(exe)
+		if errA == nil && errB == nil && a == b {
+			return ""
+		}
+	}
+	return "  export PATH=" + filepath.Dir(exe) + ":$PATH\n"
 }
 
 func orgNames(orgs []*demoOrg) string {
@@ -438,7 +489,7 @@ func (o *demoOrg) start(exe string) error {
 	}
 	o.cmd = exec.Command(exe, "serve", "--data-dir", filepath.Join(o.dir, "data"), "--config", filepath.Join(o.dir, "node.yaml"))
 	o.cmd.Stdout, o.cmd.Stderr = logf, logf
-	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	o.cmd.SysProcAttr = demoNodeAttr()
 	if err := o.cmd.Start(); err != nil {
 		logf.Close()
 		return err
@@ -452,22 +503,34 @@ func (o *demoOrg) start(exe string) error {
 	return nil
 }
 
+// stopOrgs stops the nodes with SIGTERM and waits for them, at most 15s each. A SIGINT or
+// SIGTERM meanwhile (a second Ctrl-C) kills those still running at once: the program would
+// otherwise end and leave them running.
 func stopOrgs(orgs []*demoOrg) {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
 	for _, o := range orgs {
 		if o.cmd != nil && o.cmd.Process != nil {
 			o.cmd.Process.Signal(syscall.SIGTERM)
 		}
 	}
+	kill := false
 	for _, o := range orgs {
 		if o.done == nil {
 			continue
 		}
-		select {
-		case <-o.done:
-		case <-time.After(15 * time.Second):
-			o.cmd.Process.Kill()
-			<-o.done
+		if !kill {
+			select {
+			case <-o.done:
+				continue
+			case <-again:
+				kill = true
+			case <-time.After(15 * time.Second):
+			}
 		}
+		o.cmd.Process.Kill()
+		<-o.done
 	}
 }
 
@@ -481,6 +544,8 @@ func (o *demoOrg) as(who string) *clientFlags {
 		bundle: filepath.Join(o.dir, "ca", "bundle.pem")}
 }
 
+// waitReady waits, at most 30s, until the node answers on its socket; it gives up at once when
+// the node exits or ctx ends.
 func (o *demoOrg) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	f := o.local()
@@ -488,6 +553,8 @@ func (o *demoOrg) waitReady(ctx context.Context) error {
 		select {
 		case <-o.done:
 			return fmt.Errorf("the node exited: %v", o.exitErr)
+		case <-ctx.Done():
+			return ctx.Err()
 		default:
 		}
 		conn, err := f.dial()
@@ -503,7 +570,9 @@ func (o *demoOrg) waitReady(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not serving after 30s: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
 	}
 }
 

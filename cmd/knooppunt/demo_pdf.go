@@ -73,7 +73,7 @@ func showHandreiking(ctx context.Context, out io.Writer, o *demoOrg, att *pb.Att
 	var resp *pb.SearchResponse
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, att.Sha256, io.Discard, nil)
+		err := attach.Download(ctx, pb.NewAttachmentServiceClient(conn), id, att.Sha256, nil, io.Discard, nil)
 		if err == nil {
 			resp, err = pb.NewSearchServiceClient(conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Text: demoPDFText}, TimeoutMs: 5000})
 		}
@@ -86,7 +86,9 @@ func showHandreiking(ctx context.Context, out io.Writer, o *demoOrg, att *pb.Att
 			}
 			return fmt.Errorf("%s did not fetch and find GGD GHOR's handreiking within 30s: %w", o.title, callError(f, err))
 		}
-		time.Sleep(200 * time.Millisecond)
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(out, "\n=== knooppunt search --text %s, from %s (a word only the PDF holds) ===\n", demoPDFText, o.title)
 	if err := printSearch(out, "table", resp, nil); err != nil {

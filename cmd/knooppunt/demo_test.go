@@ -115,3 +115,12 @@ func TestDemoPortsAvoidTheEphemeralRange(t *testing.T) {
 		t.Fatalf("%d ports handed out or reserved, want %d: a port was handed out twice", len(ps), lo-lowestDemoPort)
 	}
 }
+
+// TestDemoDirHelpSaysNew: the help of demo --dir asks for a new directory, as the demo refuses
+// one a demo used.
+func TestDemoDirHelpSaysNew(t *testing.T) {
+	usage := newDemoCmd().Flags().Lookup("dir").Usage
+	if !strings.HasPrefix(usage, "a new directory") {
+		t.Errorf("demo --dir: %q, want it to ask for a new directory", usage)
+	}
+}

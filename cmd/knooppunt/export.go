@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -38,7 +37,10 @@ its classification the scope: a public record is Public, any other is never Publ
 Restricted, confidential and secret Private, unless the body says which).
 
 A record of an exercise, or the node's test or draft records, are read in their mode:
---exercise NAME, or --status test|draft.`,
+--exercise NAME, or --status test|draft.
+
+--out FILE is written beside itself and renamed once whole, with mode 0600, as the record may be
+confidential or secret: a failed export never leaves part of an alert under FILE.`,
 		Example: `  knooppunt export --format cap --record alert-zeeland-beds-low-VR19-1772890320
   knooppunt export --format cap --record sitrep-vr19-1 --out sitrep.xml
   knooppunt export --format cap --record cap-OEF-1-eeb4f6de4cf28d24 --exercise oefening-zeeland`,
@@ -53,6 +55,14 @@ A record of an exercise, or the node's test or draft records, are read in their 
 			mode, err := mf.mode()
 			if err != nil {
 				return err
+			}
+			var file *besideFile
+			if out != "" && out != "-" {
+				// Made before the node is asked, so that a place it cannot be written fails first.
+				if file, err = createBeside(out); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				defer file.discard()
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
@@ -74,12 +84,15 @@ A record of an exercise, or the node's test or draft records, are read in their 
 				if err != nil {
 					return err
 				}
-				if out == "" || out == "-" {
+				if file == nil {
 					_, err = cmd.OutOrStdout().Write(doc)
 					return err
 				}
-				if err := os.WriteFile(out, doc, 0o644); err != nil {
-					return err
+				if _, err := file.Write(doc); err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				if err := file.commit(); err != nil {
+					return fmt.Errorf("--out: %w", err)
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s (%s %s)\n", out, a.MsgType, a.Identifier)
 				return nil
@@ -89,7 +102,7 @@ A record of an exercise, or the node's test or draft records, are read in their 
 	fl := cmd.Flags()
 	fl.StringVar(&format, "format", "cap", "cap (CAP 1.2)")
 	fl.StringVar(&id, "record", "", "the id of the record to export")
-	fl.StringVar(&out, "out", "", "write to this file (default: standard output)")
+	fl.StringVar(&out, "out", "", "write to this file, mode 0600 (default: standard output)")
 	fl.StringVar(&language, "language", "nl-NL", "the language of a sitrep's info block")
 	mf.register(cmd)
 	f.register(cmd, false)

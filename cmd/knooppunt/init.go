@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -126,6 +127,9 @@ func (o *initOptions) run() error {
 			return fmt.Errorf("--host: this machine's host name: %w: give --host", err)
 		}
 	}
+	if strings.ContainsFunc(o.host, func(r rune) bool { return r <= ' ' || r == 0x7f }) || strings.ContainsAny(o.host, "/:") && net.ParseIP(o.host) == nil {
+		return fmt.Errorf("--host %q: give the host name or IP address partners reach this node at, such as node1.vrbn.example", o.host)
+	}
 	o.address = net.JoinHostPort(o.host, o.listenPort)
 	o.bundleURL = "https://" + net.JoinHostPort(o.host, o.bundlePort)
 	o.adminID = "spiffe://" + td.Name() + "/user/" + o.admin
@@ -172,8 +176,8 @@ func (o *initOptions) run() error {
 // port returns the port of a host:port flag.
 func port(flag, addr string) (string, error) {
 	_, p, err := net.SplitHostPort(addr)
-	if err != nil || p == "" || p == "0" {
-		return "", fmt.Errorf("%s %q: give host:port with a fixed port, such as 0.0.0.0:7443", flag, addr)
+	if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("%s %q: give host:port with a fixed port from 1 to 65535, such as 0.0.0.0:7443", flag, addr)
 	}
 	return p, nil
 }

@@ -82,7 +82,9 @@ func TestInitThenServe(t *testing.T) {
 			t.Errorf("node.yaml lacks %q:\n%s", want, cfg)
 		}
 	}
-	serveInit(t, dataDir)
+	// The data directory alone: its node.yaml is the config, not the demo defaults (review25 F2).
+	p := proctest.Start(t, nil, "serve", "--data-dir", dataDir, "--log-level", "warn")
+	waitServing(t, p, filepath.Join(dataDir, node.SocketName))
 
 	sock := "unix://" + filepath.Join(dataDir, node.SocketName)
 	var st map[string]any
@@ -205,6 +207,8 @@ func TestInitRefuses(t *testing.T) {
 		{"two identities", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--spire", "unix:///x.sock"}, "one of them"},
 		{"bad org", []string{"--org", "A B", "--name", "A", "--dev-ca"}, `--org "A B" is not a trust domain`},
 		{"no port", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--listen", "0.0.0.0"}, "--listen"},
+		{"no such port", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--listen", "127.0.0.1:99999"}, `--listen "127.0.0.1:99999": give host:port with a fixed port from 1 to 65535`},
+		{"host with a space", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--host", "a b"}, `--host "a b": give the host name or IP address`},
 		{"officer twice", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--admin", "ops", "--officer", "anna", "--officer", "anna"}, "named twice"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -156,12 +156,14 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	answer := filepath.Join(work, "answer.json")
 	r = cli(t, nil, "y\n", "peer", "accept", nccInvite, "--node", vrbn.sock(), "--answer", answer).want(t, 0)
 	commands++ // peer accept
-	if !strings.Contains(r.stdout, "Fingerprint: "+nccFP) || !strings.Contains(r.stdout, "Peer ncc (ncc.crisis.test) added") {
+	if !strings.Contains(r.stdout, "Fingerprint: "+nccFP) || !strings.Contains(r.stdout, "Did NCC read you exactly this fingerprint, "+nccFP+"?") ||
+		!strings.Contains(r.stdout, "Peer ncc (ncc.crisis.test) added") {
 		t.Fatalf("accept on the new region: the fingerprint NCC read out (%s) is not shown, or the peer not added:\n%s", nccFP, r.stdout)
 	}
 	// NCC accepts the answer, placing the region in its group: the last command.
 	second := time.Now()
-	r = cli(t, nil, "", "peer", "accept", answer, "--yes", "--groups", "veiligheidsregios", "--node", ncc.sock()).want(t, 0)
+	// An answer needs no answer back, nor a place to write one (review21 L2).
+	r = cli(t, nil, "", "peer", "accept", answer, "--yes", "--groups", "veiligheidsregios", "--node", ncc.sock(), "--answer", filepath.Join(work, "nowhere", "x.json")).want(t, 0)
 	if !strings.Contains(r.stdout, "Peer vr-brabant-noord (vr-brabant-noord.crisis.test) added, groups [veiligheidsregios]") ||
 		!strings.Contains(r.stdout, "has you as a peer already") {
 		t.Fatalf("NCC accepts the answer:\n%s", r.stdout)

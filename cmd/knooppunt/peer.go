@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"cmp"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -76,6 +79,9 @@ partner shows them, and decides.`,
 				}
 				fmt.Fprintf(w, "Fingerprint: %s\n", resp.Fingerprint)
 				fmt.Fprintln(w, "Hand the file to your partner, then call them and read the fingerprint aloud: their `knooppunt peer accept` shows it.")
+				if !invitationNamesBundleEndpoint(resp.Invitation) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "\nWarning: this invitation names no bundle endpoint (bundle_endpoint.url in the node's config, or a bundle_endpoint.listen on a host partners can dial). %s.\n", peers.NoBundleEndpointMeans)
+				}
 				return nil
 			})
 		},
@@ -86,6 +92,20 @@ partner shows them, and decides.`,
 	f.register(cmd, false)
 	f.fill(map[string]string{"ttl": "ttl_seconds", "groups": "groups"})
 	return cmd
+}
+
+// invitationNamesBundleEndpoint reports whether an invitation file the node just wrote names its
+// bundle endpoint. The file is the node's own answer, so it is read, not checked; a file that
+// does not read counts as naming one, so that the warning is never a false alarm.
+func invitationNamesBundleEndpoint(file []byte) bool {
+	var env struct {
+		Invitation []byte `json:"invitation"`
+	}
+	var inv invite.Invitation
+	if json.Unmarshal(file, &env) != nil || json.Unmarshal(env.Invitation, &inv) != nil || inv.SpiffeID == "" {
+		return true
+	}
+	return inv.BundleEndpoint != ""
 }
 
 func newPeerAcceptCmd() *cobra.Command {
@@ -136,15 +156,28 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 			if f.output != "json" {
 				info = cmd.OutOrStdout()
 			}
+			// Every field is the partner's own writing: shown through terminalSafe, none can move
+			// the cursor over the fingerprint. The question says the fingerprint again, last.
+			info = terminalSafe{info}
 			showInvitation(info, inv, fp)
 			if !yes {
-				ok, err := confirm(cmd.InOrStdin(), info, "Did "+inv.Name+" read you exactly this fingerprint? [y/N] ")
+				ok, err := confirm(cmd.InOrStdin(), info, "Did "+inv.Name+" read you exactly this fingerprint, "+fp+"? [y/N] ")
 				if err != nil {
 					return err
 				}
 				if !ok {
 					return fmt.Errorf("not confirmed: nothing was added. Call %s on a number you know and compare the fingerprint again", inv.Name)
 				}
+			}
+			// The answer's file is made before the node adds anything, so that a place it cannot be
+			// written fails first; its name waits for the peer's. An invitation that answers
+			// this node's own gets no answer, and needs no place to write one.
+			var out *besideFile
+			if inv.AnswerTo == "" {
+				if out, err = createBeside(cmp.Or(answer, "answer.json")); err != nil {
+					return fmt.Errorf("--answer: %w: nothing was added; give a place this program can write to", err)
+				}
+				defer out.discard()
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				resp, err := pb.NewPeerServiceClient(conn).Accept(cmd.Context(), &pb.AcceptRequest{
@@ -153,20 +186,22 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 				if err != nil {
 					return err
 				}
-				replaced := false
-				if len(resp.Answer) > 0 {
+				replaced, wrote := false, len(resp.Answer) > 0 && out != nil
+				if wrote {
 					if answer == "" {
 						answer = "answer-for-" + resp.Peer.Name + ".json"
 					}
 					_, err := os.Stat(answer)
 					replaced = err == nil
-					if err := os.WriteFile(answer, resp.Answer, 0o644); err != nil {
-						return fmt.Errorf("--answer: %w", err)
+					out.target = answer
+					_, err = out.Write(resp.Answer)
+					if err := errors.Join(err, out.Chmod(0o644), out.commit()); err != nil {
+						return fmt.Errorf("--answer: %w: the peer WAS added; write its answer again with: knooppunt peer accept %s --answer PATH", err, args[0])
 					}
 				}
 				if f.output == "json" {
 					j := acceptJSON{Outcome: resp.Outcome, Peer: toPeerJSON(resp.Peer), Granting: nonNilStrings(resp.Granting)}
-					if len(resp.Answer) > 0 {
+					if wrote {
 						j.AnswerFile, j.AnswerFingerprint = answer, resp.AnswerFingerprint
 					}
 					return printJSON(cmd.OutOrStdout(), j)
@@ -186,7 +221,7 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 					// Placing a peer in a group is not an officer's step, yet it widens what they approved.
 					fmt.Fprintf(w, "Note: approved policies that name its groups grant it records from now on: %s. Tell your security officers.\n", strings.Join(resp.Granting, ", "))
 				}
-				if len(resp.Answer) > 0 {
+				if wrote {
 					fmt.Fprintf(w, "Your answer for %s: %s (fingerprint %s).\n", inv.Name, answer, resp.AnswerFingerprint)
 					if replaced {
 						fmt.Fprintf(w, "It replaced the earlier %s: hand them this one.\n", filepath.Base(answer))
@@ -239,6 +274,9 @@ func showInvitation(w io.Writer, inv *invite.Invitation, fp string) {
 	fmt.Fprintf(w, "\nFingerprint: %s\n", fp)
 }
 
+// errNoAnswer is the end of standard input before an answer: a script, or a pipe.
+var errNoAnswer = errors.New("no answer: standard input ended before one was given (a script or a pipe): nothing was added. Answer at a terminal, or give --yes if you compared the fingerprint otherwise")
+
 // confirm asks a yes/no question on in; anything but y or yes is no.
 func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
 	fmt.Fprint(out, question)
@@ -246,7 +284,7 @@ func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
 	if err != nil && line == "" {
 		if err == io.EOF {
 			fmt.Fprintln(out)
-			return false, nil
+			return false, errNoAnswer
 		}
 		return false, err
 	}

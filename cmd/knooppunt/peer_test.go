@@ -139,8 +139,18 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	refused("signed outside its bundle", "", "signed by a key outside that bundle",
 		signAs(t, work, "forged.json", nccCA, impCA, nil), "--yes")
 	refused("fingerprint not confirmed", "n\n", "not confirmed: nothing was added", genuine)
+	// No terminal to answer at (review25 F4): the refusal names --yes.
+	refused("no answer", "", "standard input ended before one was given (a script or a pipe): nothing was added. Answer at a terminal, or give --yes", genuine)
 	refused("own invitation", "", "it is this node's own",
 		signAs(t, work, "own.json", filepath.Join(vrbn.dataDir, "ca"), filepath.Join(vrbn.dataDir, "ca"), nil), "--yes")
+	// An answer that cannot be written is refused before the node adds anything (review19 M10).
+	before := state()
+	if r := cli(t, nil, "", "peer", "accept", genuine, "--yes", "--node", vrbn.sock(), "--answer", filepath.Join(work, "nowhere", "a.json")).want(t, 1); !strings.Contains(r.stderr, "--answer: ") || !strings.Contains(r.stderr, "nothing was added") {
+		t.Errorf("accept with an answer nowhere: %q", r.stderr)
+	}
+	if after := state(); after != before {
+		t.Errorf("an accept whose answer could not be written changed the peers or the audit log:\nbefore %s\nafter %s", before, after)
+	}
 
 	// The genuine one is accepted; then an invitation of the same trust domain with another
 	// bundle is refused, and replaces it only with --replace.

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 )
 
@@ -24,9 +27,60 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newExportCmd(), newStatusCmd(), newDemoCmd(), newCACmd(),
-		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newAssessmentCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newBackupCmd(), newRestoreCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd())
+		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newAssessmentCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newBackupCmd(), newRestoreCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd(), newExtractTextCmd())
 	refuseUnknownSubcommands(root)
+	nameArgs(root)
 	return root
+}
+
+// nameArgs makes every command that takes arguments name, when one is missing or one too many
+// is given, the arguments by the command's Use line: cobra says only "accepts 1 arg(s), received
+// 0", and the person is not told to give an ID or a FILE.
+func nameArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		nameArgs(sub)
+	}
+	names := argNames(c.Use)
+	if c.Args == nil || len(names) == 0 {
+		return
+	}
+	check := c.Args
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		err := check(cmd, args)
+		if err == nil {
+			return nil
+		}
+		usage := cmd.CommandPath() + strings.TrimPrefix(cmd.Use, cmd.Name())
+		switch {
+		case len(args) < len(names):
+			return fmt.Errorf("give %s: %s", strings.Join(names[len(args):], " "), usage)
+		case len(args) > len(names):
+			extra := make([]string, len(args)-len(names))
+			for i, a := range args[len(names):] {
+				extra[i] = fmt.Sprintf("%q", a)
+			}
+			what := "one argument too many"
+			if len(extra) > 1 {
+				what = fmt.Sprintf("%d arguments too many", len(extra))
+			}
+			return fmt.Errorf("%s: %s: %s", strings.Join(extra, " "), what, usage)
+		}
+		return err
+	}
+}
+
+// argNames are the arguments a Use line names after the command: its words up to the first
+// flag or optional part ("get ID SHA256 -o FILE": ID, SHA256).
+func argNames(use string) []string {
+	words := strings.Fields(use)
+	var names []string
+	for _, w := range words[min(1, len(words)):] {
+		if strings.HasPrefix(w, "-") || strings.HasPrefix(w, "[") {
+			break
+		}
+		names = append(names, w)
+	}
+	return names
 }
 
 // refuseUnknownSubcommands makes every group of commands (record, exercise, webhook, …) refuse

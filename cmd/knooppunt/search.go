@@ -70,6 +70,9 @@ exports the results can tell an answer served partly from old copies.`,
 			if err := f.checkOutput(); err != nil {
 				return err
 			}
+			if timeout < 0 || timeout > search.MaxTimeout {
+				return fmt.Errorf("--timeout: %s: use 0 (the node's default, %s) to %s", timeout, search.DefaultTimeout, search.MaxTimeout)
+			}
 			var err error
 			if filter.Labels, err = parseLabels(splitNonEmpty(labels)); err != nil {
 				return err
@@ -121,8 +124,8 @@ exports the results can tell an answer served partly from old copies.`,
 				if cut[0] == "" {
 					cut[0] = "this node"
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s gave %d records, the limit, and may hold more: narrow the search, or raise --limit (at most %d)\n",
-					strings.Join(cut, ", "), limit, peerserver.MaxLimit)
+				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s may hold more than it gave: a source gives at most --limit records (%d here), and its share of an answer's %d MiB; narrow the search, or raise --limit (at most %d)\n",
+					strings.Join(cut, ", "), limit, search.MaxAnswerBytes>>20, peerserver.MaxLimit)
 			}
 			if failOnPartial && resp.Partial {
 				return exitError(exitPartial)
@@ -141,13 +144,13 @@ exports the results can tell an answer served partly from old copies.`,
 	fl.StringVarP(&labels, "label", "l", "", "labels: key=value[,key=value]")
 	fl.StringVar(&since, "updated-since", "", "only records updated since (RFC 3339, or a duration such as 2h)")
 	fl.Int32Var(&filter.Limit, "limit", 0, "records per source (default 1000)")
-	fl.DurationVar(&timeout, "timeout", 2*time.Second, "deadline for the whole search")
+	fl.DurationVar(&timeout, "timeout", search.DefaultTimeout, "deadline for the whole search, at most 1m")
 	fl.StringVar(&purpose, "purpose", "", "what you need the records for, stated to every peer (default: the node's federation.purpose)")
 	fl.StringVar(&exercise, "exercise", "", "search in the mode of this exercise: only its records, here and at every peer (default: actual records only)")
 	f.register(cmd, true)
 	f.fill(map[string]string{"origin": "origins", "id": "filter.ids", "kind": "filter.kinds", "crisis": "filter.crisis",
 		"region": "filter.region", "text": "filter.text", "label": "filter.labels", "updated-since": "filter.updated_since",
-		"limit": "filter.limit", "purpose": "purpose", "exercise": "filter.mode"})
+		"limit": "filter.limit", "purpose": "purpose", "exercise": "filter.mode", "timeout": "timeout_ms"})
 	return cmd
 }
 

@@ -60,7 +60,7 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 		t.Errorf("search --id qa-3 --id qa-1 found %v, want qa-1 and qa-3", ids)
 	}
 	// A source that gives as many records as the limit may hold more: said on stderr.
-	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "2").want(t, 0); !strings.Contains(r.stderr, "knooppunt: this node gave 2 records, the limit, and may hold more") {
+	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "2").want(t, 0); !strings.Contains(r.stderr, "knooppunt: this node may hold more than it gave: a source gives at most --limit records (2 here)") {
 		t.Errorf("search --limit 2 of 3 records: stderr %q", r.stderr)
 	}
 	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "4").want(t, 0); r.stderr != "" {
@@ -140,6 +140,18 @@ func TestPictureStaleAfterRefused(t *testing.T) {
 	for _, v := range []string{"500ms", "-1h"} {
 		if r := cli(t, nil, "", "picture", "--crisis", "oekraine", "--stale-after", v, "--node", "unix:///nonexistent.sock").want(t, 1); !strings.Contains(r.stderr, "--stale-after: ") || !strings.Contains(r.stderr, "use 1s or more") {
 			t.Errorf("picture --stale-after %s: %q", v, r.stderr)
+		}
+	}
+}
+
+// TestSearchTimeoutRange: search refuses a --timeout out of the node's range itself, naming the
+// flag and in its own units, before it asks a node; one past int32 milliseconds is refused too,
+// not wrapped around.
+func TestSearchTimeoutRange(t *testing.T) {
+	for _, timeout := range []string{"-1s", "61s", "600h", "1000h"} {
+		r := cli(t, nil, "", "search", "--crisis", "oekraine", "--timeout", timeout, "--node", "unix:///nonexistent/knooppunt.sock").want(t, 1)
+		if want := "knooppunt: --timeout: "; !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "use 0 (the node's default, 2s) to 1m0s") {
+			t.Errorf("search --timeout %s: stderr %q", timeout, r.stderr)
 		}
 	}
 }

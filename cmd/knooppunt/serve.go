@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/config"
 )
 
@@ -22,7 +25,8 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a node",
-		Long: `Run a node on the data directory. With no config file it runs one replica of the org
+		Long: `Run a node on the data directory. Its config is --config, or else DIR/node.yaml when the
+data directory holds one (as knooppunt init writes it). With neither it runs one replica of the org
 local.crisis.test with the built-in demo kinds. Its local socket is DIR/knooppunt.sock, usable only
 by the user that runs the node.
 
@@ -31,7 +35,17 @@ SIGTERM or SIGINT stops it cleanly: calls in flight finish, queued writes commit
   knooppunt serve --data-dir /var/lib/knooppunt --config /etc/knooppunt/node.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" {
+				return errors.New("--data-dir: empty: name the node's data directory, such as --data-dir /var/lib/knooppunt, or leave the flag out for ./knooppunt-data")
+			}
 			metricsSet = cmd.Flags().Changed("metrics-addr")
+			// The config that init writes into the data directory is the node's, when no other
+			// is named: without it the node would run as the demo org in the org's own directory.
+			if configFile == "" {
+				if own := filepath.Join(dataDir, "node.yaml"); isFile(own) {
+					configFile = own
+				}
+			}
 			cfg := config.Default()
 			if configFile != "" {
 				var err error
@@ -50,7 +64,7 @@ SIGTERM or SIGINT stops it cleanly: calls in flight finish, queued writes commit
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "knooppunt-data", "directory for the database, the Raft log and the socket")
-	cmd.Flags().StringVar(&configFile, "config", "", "node config file (YAML); none: the demo defaults")
+	cmd.Flags().StringVar(&configFile, "config", "", "node config file (YAML); none: DIR/node.yaml if there is one, else the demo defaults")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics on this address (overrides the config; empty: off)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -75,7 +89,14 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Config, configFile string) error {
 	privateFiles()
-	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, ConfigFile: configFile, Logger: log, Version: version})
+	// PDFs are read in a child process of this binary (knooppunt extract-text): a hostile file
+	// ends that process, not the node.
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("this program's own path, to read PDFs in a child process: %w", err)
+	}
+	extract := attach.ExtractIn(attach.ExtractTimeout, exe, "extract-text")
+	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, ConfigFile: configFile, Logger: log, Version: version, Extractor: extract})
 	if err != nil {
 		return err
 	}
@@ -92,4 +113,10 @@ func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Co
 		return err
 	}
 	return failed
+}
+
+// isFile says whether path names a regular file.
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -21,7 +25,8 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show what a node is and how it is doing",
 		Long: `Show what a node is and how it is doing: its Raft state, records and store, and, as far as the
 caller may see them, its peers with when each last delivered, its webhooks' queues and failures,
-and the early-warning alerts that fire now. A part the caller's role does not reach is left out.`,
+and the early-warning alerts that fire now. A part the caller's role may not read is left out, and
+named under "not shown" ("not_visible" in -o json, where the lists are [] when empty).`,
 		Example: `  knooppunt status --node unix:///var/lib/knooppunt/knooppunt.sock -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,15 +38,19 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 				out := cmd.OutOrStdout()
 				ops := operations(cmd.Context(), conn)
 				if f.output == "json" {
-					return printJSON(out, map[string]any{
+					doc := map[string]any{
 						"node_name": st.NodeName, "org": st.Org, "version": st.Version,
 						"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
 						"records": st.Records, "db_bytes": st.DbBytes, "disk_free_bytes": st.DiskFreeBytes, "last_seq": st.LastSeq,
-						"kinds": st.Kinds, "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
-						"peers": ops.Peers, "webhooks": ops.Webhooks, "firing": ops.Firing,
+						"kinds": nonNilStrings(st.Kinds), "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
 						"svid_id": st.SvidId, "svid_expires_at": optionalTime(st.SvidExpiresAt),
 						"voters": st.Voters, "unreachable": nonNilStrings(st.Unreachable),
-					})
+					}
+					ops.addJSON(doc)
+					if err := printJSON(out, doc); err != nil {
+						return err
+					}
+					return ops.err()
 				}
 				tw := newTable(out)
 				fmt.Fprintf(tw, "node\t%s\n", st.NodeName)
@@ -62,12 +71,15 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 				}
 				if st.LastBackupAt != nil {
 					at := st.LastBackupAt.AsTime()
-					fmt.Fprintf(tw, "last backup\t%s (%s ago, by this replica)\n", at.Local().Format(time.RFC3339), time.Since(at).Round(time.Second))
+					fmt.Fprintf(tw, "last backup\t%s (%s ago, of this replica, kept by knooppunt backup)\n", at.Local().Format(time.RFC3339), time.Since(at).Round(time.Second))
 				} else {
-					fmt.Fprintf(tw, "last backup\tnone by this replica (knooppunt backup)\n")
+					fmt.Fprintf(tw, "last backup\tnone of this replica kept (knooppunt backup)\n")
 				}
 				ops.print(tw)
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				return ops.err()
 			})
 		},
 	}
@@ -76,14 +88,18 @@ and the early-warning alerts that fire now. A part the caller's role does not re
 }
 
 // statusOps is what an operator on call asks of a node beyond its own state: do the peers
-// deliver, do the webhooks, does an early warning fire. Each part is nil when the caller's role
-// does not reach it.
+// deliver, do the webhooks, does an early warning fire. A part the caller's role may not read is
+// in notVisible; one the node failed to give, in failed.
 type statusOps struct {
-	Peers    []peerStatus    `json:"peers,omitempty"`
-	Webhooks *webhookStatus  `json:"webhooks,omitempty"`
-	Firing   []string        `json:"firing,omitempty"`
-	seen     map[string]bool // the parts the caller could read
+	Peers      []peerStatus
+	Webhooks   *webhookStatus
+	Firing     []string
+	notVisible []string
+	failed     map[string]error
 }
+
+// statusParts are the parts of statusOps, in the order they are shown.
+var statusParts = []string{"peers", "webhooks", "firing"}
 
 type peerStatus struct {
 	Name         string     `json:"name"`
@@ -105,9 +121,20 @@ type webhookStatus struct {
 
 // operations reads statusOps through the services the node offers its callers.
 func operations(ctx context.Context, conn *grpc.ClientConn) statusOps {
-	ops := statusOps{seen: map[string]bool{}}
-	if resp, err := pb.NewPeerServiceClient(conn).List(ctx, &pb.ListPeersRequest{}); err == nil {
-		ops.seen["peers"] = true
+	ops := statusOps{Peers: []peerStatus{}, Firing: []string{}, failed: map[string]error{}}
+	// read says whether a part's call answered; if not, it notes why.
+	read := func(part string, err error) bool {
+		switch {
+		case err == nil:
+			return true
+		case status.Code(err) == codes.PermissionDenied:
+			ops.notVisible = append(ops.notVisible, part)
+		default:
+			ops.failed[part] = err
+		}
+		return false
+	}
+	if resp, err := pb.NewPeerServiceClient(conn).List(ctx, &pb.ListPeersRequest{}); read("peers", err) {
 		for _, p := range resp.Peers {
 			if !p.Active {
 				continue
@@ -129,15 +156,14 @@ func operations(ctx context.Context, conn *grpc.ClientConn) statusOps {
 			ops.Peers = append(ops.Peers, ps)
 		}
 	}
-	if resp, err := pb.NewWebhookServiceClient(conn).List(ctx, &pb.ListWebhooksRequest{}); err == nil {
+	if resp, err := pb.NewWebhookServiceClient(conn).List(ctx, &pb.ListWebhooksRequest{}); read("webhooks", err) {
 		ops.Webhooks = &webhookStatus{Count: len(resp.Webhooks)}
 		for _, w := range resp.Webhooks {
 			ops.Webhooks.Queued += w.Queued
 			ops.Webhooks.Failed += w.Failed
 		}
 	}
-	if resp, err := pb.NewRecordServiceClient(conn).List(ctx, &pb.ListRequest{Kind: "alert", LabelSelector: "status=firing", PageSize: 100}); err == nil {
-		ops.seen["firing"] = true
+	if resp, err := pb.NewRecordServiceClient(conn).List(ctx, &pb.ListRequest{Kind: "alert", LabelSelector: "status=firing", PageSize: 100}); read("firing", err) {
 		for _, r := range resp.Records {
 			if rule := r.Labels["rule"]; rule != "" {
 				ops.Firing = append(ops.Firing, rule+" in "+r.Region)
@@ -147,24 +173,59 @@ func operations(ctx context.Context, conn *grpc.ClientConn) statusOps {
 	return ops
 }
 
-// print adds the parts the caller could read to the status table.
+// shown says whether the caller could read the part.
+func (ops statusOps) shown(part string) bool {
+	return !slices.Contains(ops.notVisible, part) && ops.failed[part] == nil
+}
+
+// addJSON adds the parts to status's JSON document: lists are [] when empty, and a part the
+// caller may not read, or the node failed to give, is null; not_visible names the first.
+func (ops statusOps) addJSON(doc map[string]any) {
+	parts := map[string]any{"peers": ops.Peers, "webhooks": ops.Webhooks, "firing": ops.Firing}
+	for _, part := range statusParts {
+		doc[part] = parts[part]
+		if !ops.shown(part) {
+			doc[part] = nil
+		}
+	}
+	doc["not_visible"] = nonNilStrings(ops.notVisible)
+}
+
+// err is the parts the node failed to give, for the status command to end with.
+func (ops statusOps) err() error {
+	var errs []string
+	for _, part := range statusParts {
+		if err := ops.failed[part]; err != nil {
+			errs = append(errs, fmt.Sprintf("%s: not read: %v", part, err))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "; "))
+}
+
+// print adds the parts the caller could read to the status table, and names those it may not.
 func (ops statusOps) print(w io.Writer) {
-	if ops.seen["peers"] {
+	if ops.shown("peers") {
 		// One row a peer: a node with ten partners stays readable at a glance.
 		fmt.Fprintf(w, "peers\t%d\n", len(ops.Peers))
 		for _, p := range ops.Peers {
 			fmt.Fprintf(w, "\t%s\n", p.text)
 		}
 	}
-	if ops.Webhooks != nil {
+	if ops.shown("webhooks") {
 		note := ""
 		if ops.Webhooks.Failed > 0 {
 			note = " (knooppunt webhook failures)"
 		}
 		fmt.Fprintf(w, "webhooks\t%d, %d queued, %d failed%s\n", ops.Webhooks.Count, ops.Webhooks.Queued, ops.Webhooks.Failed, note)
 	}
-	if ops.seen["firing"] {
+	if ops.shown("firing") {
 		fmt.Fprintf(w, "firing\t%d%s\n", len(ops.Firing), listed(ops.Firing))
+	}
+	if len(ops.notVisible) > 0 {
+		fmt.Fprintf(w, "not shown\t%s: your role may not read them\n", strings.Join(ops.notVisible, ", "))
 	}
 }
 

@@ -1,13 +1,89 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
+
+// noPeers answers PeerService List with no peers.
+type noPeers struct {
+	pb.UnimplementedPeerServiceServer
+}
+
+func (noPeers) List(context.Context, *pb.ListPeersRequest) (*pb.ListPeersResponse, error) {
+	return &pb.ListPeersResponse{}, nil
+}
+
+// deniedWebhooks and deniedRecords refuse List, as the role table does for a role that may not.
+type deniedWebhooks struct {
+	pb.UnimplementedWebhookServiceServer
+}
+
+func (deniedWebhooks) List(context.Context, *pb.ListWebhooksRequest) (*pb.ListWebhooksResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "not for this role")
+}
+
+type deniedRecords struct {
+	pb.UnimplementedRecordServiceServer
+}
+
+func (deniedRecords) List(context.Context, *pb.ListRequest) (*pb.ListResponse, error) {
+	return nil, status.Error(codes.PermissionDenied, "not for this role")
+}
+
+// TestStatusSaysWhatTheRoleMayNotRead: status -o json keeps its shape whoever asks: a list the
+// caller may read and that is empty is [], one it may not read is null and named in
+// not_visible; the table names those too, apart from an empty part.
+func TestStatusSaysWhatTheRoleMayNotRead(t *testing.T) {
+	lis, err := net.Listen("unix", filepath.Join(shortDir(t), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterPeerServiceServer(srv, noPeers{})
+	pb.RegisterWebhookServiceServer(srv, deniedWebhooks{})
+	pb.RegisterRecordServiceServer(srv, deniedRecords{})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("unix://"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+
+	ops := operations(t.Context(), conn)
+	if err := ops.err(); err != nil {
+		t.Fatalf("parts refused to the role are not errors: %v", err)
+	}
+	doc := map[string]any{}
+	ops.addJSON(doc)
+	got, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"firing":null,"not_visible":["webhooks","firing"],"peers":[],"webhooks":null}`; string(got) != want {
+		t.Errorf("status -o json parts:\n%s\nwant\n%s", got, want)
+	}
+	var table strings.Builder
+	tw := newTable(&table)
+	ops.print(tw)
+	tw.Flush()
+	if want := "peers      0\nnot shown  webhooks, firing: your role may not read them\n"; table.String() != want {
+		t.Errorf("status table parts:\n%q\nwant\n%q", table.String(), want)
+	}
+}
 
 // TestRaftLine: status says what a replica without a leader, and a leader that misses replicas,
 // mean for what the node does.

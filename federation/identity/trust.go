@@ -1,10 +1,12 @@
 package identity
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -140,7 +142,9 @@ func ServeBundleEndpoint(lis net.Listener, td spiffeid.TrustDomain, src Source, 
 	tlsCfg := tlsconfig.TLSServerConfig(src)
 	tlsCfg.MinVersion = tls.VersionTLS12
 	e := &BundleEndpoint{
-		srv: &http.Server{Handler: h, TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second,
+		// Anyone may connect: a connection that idles, or reads its answer slowly, is closed.
+		srv: &http.Server{Handler: h, TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
 		lis: lis,
 	}
@@ -185,14 +189,72 @@ type PeerEndpoint struct {
 	EndpointID spiffeid.ID
 	// DefaultRefresh applies when the peer gives no refresh hint. Default 5 minutes.
 	DefaultRefresh time.Duration
+	// FetchTimeout bounds one fetch. Default 30 seconds.
+	FetchTimeout time.Duration
 }
+
+// maxBundleBytes bounds one fetch of a peer's bundle, as PeerEndpoint.FetchTimeout bounds its
+// time: an endpoint that answers without end, or never, must neither fill the memory of every
+// replica nor stop the refresh for good.
+const maxBundleBytes = 1 << 20
 
 // WatchPeerBundle keeps a peer's bundle in t current until ctx ends. The endpoint is
 // authenticated with the bundle t already holds for the peer. A failed fetch is logged and
-// counted, and the last good bundle stays in use.
+// counted, and the last good bundle stays in use. The loop is go-spiffe's federation.WatchBundle,
+// with each fetch bounded in time (FetchTimeout) and size (maxBundleBytes).
 func WatchPeerBundle(ctx context.Context, t *TrustStore, p PeerEndpoint, log *slog.Logger) {
 	w := &peerWatcher{t: t, p: p, log: log.With("peer_trust_domain", p.TrustDomain.String())}
-	federation.WatchBundle(ctx, p.TrustDomain, p.URL, w, federation.WithSPIFFEAuth(t, p.EndpointID))
+	client := &http.Client{
+		Timeout:   cmp.Or(p.FetchTimeout, 30*time.Second),
+		Transport: &http.Transport{TLSClientConfig: tlsconfig.TLSClientConfig(t, tlsconfig.AuthorizeID(p.EndpointID))},
+	}
+	defer client.CloseIdleConnections()
+	latest := &spiffebundle.Bundle{}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		b, err := fetchBundle(ctx, client, p)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			w.OnError(err)
+		case !latest.Equal(b):
+			w.OnUpdate(b)
+			latest = b
+		}
+		hint, _ := latest.RefreshHint()
+		timer.Reset(w.NextRefresh(hint))
+	}
+}
+
+// fetchBundle gets a peer's bundle from its endpoint, at most maxBundleBytes of it.
+func fetchBundle(ctx context.Context, client *http.Client, p PeerEndpoint) (*spiffebundle.Bundle, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, http.NoBody)
+	if err != nil {
+		return nil, fmt.Errorf("bundle endpoint %q: %w", p.URL, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("could not GET the bundle: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the bundle endpoint answered %s", resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBundleBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("could not read the bundle: %w", err)
+	}
+	if len(data) > maxBundleBytes {
+		return nil, fmt.Errorf("the bundle endpoint sent more than %d bytes: no bundle is that large", maxBundleBytes)
+	}
+	return spiffebundle.Parse(p.TrustDomain, data)
 }
 
 type peerWatcher struct {

@@ -19,15 +19,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 // Format names the file format; a file of another format is refused.
@@ -42,6 +46,10 @@ const (
 	MaxSkew = 5 * time.Minute
 	// MaxBytes bounds an invitation file.
 	MaxBytes = 1 << 20
+	// MaxAfterSVID is how long after the end of the SVID that signed it an invitation is still
+	// valid, whatever its own expiry: under SPIRE an SVID lives an hour, and a week is ample to
+	// accept an invitation; the key of an SVID that ended before that no longer opens doors.
+	MaxAfterSVID = 7 * 24 * time.Hour
 )
 
 // Invitation is what one node tells another about itself.
@@ -92,8 +100,9 @@ var (
 	ErrExpired = errors.New("invite: not valid now")
 )
 
-// Sign writes inv as a file signed with the SVID's key. It fills in ID when empty, and checks inv
-// as Open will, so that a node never hands out an invitation its partner must refuse.
+// Sign writes inv as a file signed with the SVID's key. It fills in ID when empty, cuts ExpiresAt
+// to MaxAfterSVID past the SVID's end, and checks inv as Open will, so that a node never hands out
+// an invitation its partner must refuse.
 func Sign(inv Invitation, svid *x509svid.SVID) ([]byte, error) {
 	if svid == nil || len(svid.Certificates) == 0 || svid.PrivateKey == nil {
 		return nil, errors.New("invite: no SVID to sign with")
@@ -106,6 +115,11 @@ func Sign(inv Invitation, svid *x509svid.SVID) ([]byte, error) {
 		inv.ID = hex.EncodeToString(b[:])
 	}
 	inv.SpiffeID = svid.ID.String()
+	// Open honours an invitation no longer than MaxAfterSVID past the end of the SVID that signed
+	// it: the file says so, rather than an expiry its partner would not keep.
+	if end := svid.Certificates[0].NotAfter.Add(MaxAfterSVID).UTC().Truncate(time.Second); inv.ExpiresAt.After(end) {
+		inv.ExpiresAt = end
+	}
 	if err := inv.check(); err != nil {
 		return nil, err
 	}
@@ -174,10 +188,15 @@ func Open(file []byte, now time.Time) (*Invitation, error) {
 		chain = append(chain, c)
 	}
 	// The chain is checked at the time of signing: an SVID lives hours under SPIRE, an invitation
-	// may live days.
+	// may live days. But no longer than MaxAfterSVID after the SVID's own end: the key of an
+	// SVID that expired long ago (an old replica's, one from a backup) can then no longer sign a
+	// working invitation by dating it back into its life.
 	id, _, err := x509svid.Verify(chain, bundle, x509svid.WithTime(inv.IssuedAt))
 	if err != nil {
 		return nil, fmt.Errorf("%w: the signing SVID does not verify against the invitation's own bundle of %s (%v): it was signed by a key outside that bundle, or the bundle was changed", ErrSignature, td, err)
+	}
+	if end := chain[0].NotAfter.Add(MaxAfterSVID); now.After(end) {
+		return nil, fmt.Errorf("%w: the SVID that signed it expired at %s, more than %s ago: ask %s for a new invitation", ErrExpired, chain[0].NotAfter.UTC().Format(time.RFC3339), MaxAfterSVID, inv.Name)
 	}
 	if id.String() != inv.SpiffeID {
 		return nil, fmt.Errorf("%w: spiffe_id: the invitation names %s but %s signed it", ErrSignature, inv.SpiffeID, id)
@@ -204,8 +223,19 @@ func (inv *Invitation) check() error {
 	if inv.ID == "" {
 		return bad("id", "missing")
 	}
+	if !idRe.MatchString(inv.ID) {
+		return bad("id", "%s is not an invitation id: 1 to 64 letters, digits, - and _", policy.Quote(inv.ID))
+	}
+	if inv.AnswerTo != "" && !idRe.MatchString(inv.AnswerTo) {
+		return bad("answer_to", "%s is not an invitation id: 1 to 64 letters, digits, - and _", policy.Quote(inv.AnswerTo))
+	}
 	if strings.TrimSpace(inv.Name) == "" {
 		return bad("name", "missing: the organisation's name")
+	}
+	// A person reads the name, the groups and the addresses before confirming the fingerprint:
+	// nothing in them may act on a terminal, or read otherwise than it is.
+	if err := plainText(inv.Name, maxName); err != nil {
+		return bad("name", "%s: %v", policy.Quote(inv.Name), err)
 	}
 	td, err := spiffeid.TrustDomainFromString(inv.TrustDomain)
 	if err != nil || strings.Contains(inv.TrustDomain, "/") {
@@ -221,9 +251,13 @@ func (inv *Invitation) check() error {
 	if len(inv.Addresses) == 0 {
 		return bad("addresses", "none: the node names no address to reach it at (set advertise in its config)")
 	}
+	if len(inv.Addresses) > maxAddresses {
+		return bad("addresses", "%d, over the limit of %d", len(inv.Addresses), maxAddresses)
+	}
 	for i, a := range inv.Addresses {
-		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" || port == "0" {
-			return bad(fmt.Sprintf("addresses[%d]", i), "%q is not host:port", a)
+		host, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 || len(a) > 255 || strings.ContainsFunc(host, policy.Hidden) || strings.ContainsRune(host, ' ') {
+			return bad(fmt.Sprintf("addresses[%d]", i), "%s is not host:port", policy.Quote(a))
 		}
 	}
 	if inv.BundleEndpoint != "" && !strings.HasPrefix(inv.BundleEndpoint, "https://") {
@@ -232,9 +266,12 @@ func (inv *Invitation) check() error {
 	if inv.Bundle == "" {
 		return bad("bundle", "missing: the trust bundle")
 	}
+	if len(inv.Groups) > maxGroups {
+		return bad("groups", "%d, over the limit of %d", len(inv.Groups), maxGroups)
+	}
 	for i, g := range inv.Groups {
-		if g == "" || strings.ContainsAny(g, " \t\n,:") {
-			return bad(fmt.Sprintf("groups[%d]", i), "%q is not a group name", g)
+		if g == "" || strings.ContainsAny(g, " \t\n,:") || plainText(g, maxName) != nil {
+			return bad(fmt.Sprintf("groups[%d]", i), "%s is not a group name", policy.Quote(g))
 		}
 	}
 	if inv.IssuedAt.IsZero() || inv.ExpiresAt.IsZero() {
@@ -242,6 +279,30 @@ func (inv *Invitation) check() error {
 	}
 	if !inv.ExpiresAt.After(inv.IssuedAt) || inv.ExpiresAt.Sub(inv.IssuedAt) > MaxTTL {
 		return bad("expires_at", "%s is not within %s after issued_at %s", inv.ExpiresAt.UTC().Format(time.RFC3339), MaxTTL, inv.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Bounds on an invitation's fields that a person reads.
+const (
+	maxName      = 200
+	maxAddresses = 16
+	maxGroups    = 64
+)
+
+var idRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// plainText checks text a person reads to decide: valid UTF-8 of at most max bytes, without a
+// character that policy.Hidden names (controls, bidi and other invisible formatting, line and
+// paragraph separators), each of which could make it read otherwise than it is.
+func plainText(s string, max int) error {
+	switch {
+	case len(s) > max:
+		return fmt.Errorf("%d bytes, over the limit of %d", len(s), max)
+	case !utf8.ValidString(s):
+		return errors.New("not UTF-8")
+	case strings.ContainsFunc(s, policy.Hidden):
+		return errors.New("holds a control or invisible formatting character")
 	}
 	return nil
 }

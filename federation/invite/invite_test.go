@@ -156,3 +156,62 @@ func TestSignChecks(t *testing.T) {
 		t.Fatalf("Sign with a user's SVID: %v", err)
 	}
 }
+
+// TestOpenRefusesWhatMisleadsAReader: the fields a person reads before confirming the fingerprint
+// hold no character a terminal acts on, nor any that shows nothing or reorders the text, and are
+// bounded (review20 H1: a name's escapes wrote a partner's genuine fingerprint over the real one).
+func TestOpenRefusesWhatMisleadsAReader(t *testing.T) {
+	ca := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
+	good := sign(t, newInvitation(t, ca), ca)
+	now := t0.Add(time.Hour)
+	for _, c := range []struct {
+		field string
+		value any
+	}{
+		{"name", "NCC\x1b7\x1b[1A\r\x1b[2KFingerprint: 29800 04454 12345 61209 19462 40951\x1b8"},
+		{"name", "NCC\u202egnicsiR"},
+		{"name", "N\u200bCC"},
+		{"name", "NCC\u2028Fingerprint"},
+		{"name", strings.Repeat("N", 201)},
+		{"id", "\x1b]52;c;ZXZpbA==\a"},
+		{"id", strings.Repeat("a", 65)},
+		{"answer_to", strings.Repeat("\u202e", 10)},
+		{"groups", []string{"rijk\x1b[8m"}},
+		{"groups", make([]string, 65)},
+		{"addresses", []string{"host\x1bM\u202e:7443"}},
+		{"addresses", []string{"a b:7443"}},
+		{"addresses", []string{"host:99999"}},
+		{"addresses", []string{"h:1", "h:2", "h:3", "h:4", "h:5", "h:6", "h:7", "h:8", "h:9", "h:10", "h:11", "h:12", "h:13", "h:14", "h:15", "h:16", "h:17"}},
+	} {
+		file := rewrite(t, good, func(inv map[string]any) { inv[c.field] = c.value })
+		if inv, err := invite.Open(file, now); !errors.Is(err, invite.ErrMalformed) || !strings.Contains(err.Error(), c.field) || strings.ContainsAny(err.Error(), "\x1b\a\u202e\u200b\u2028") {
+			t.Errorf("%s %q: Open = %+v, %v; want ErrMalformed naming %s, with no raw escape", c.field, c.value, inv, err, c.field)
+		}
+	}
+}
+
+// TestOpenRefusesAStaleSigner: an invitation whose signing SVID ended weeks ago (an old replica's
+// key, one from a backup, dated back into its life) does not open, however far its own expiry
+// reaches; one whose SVID ended two days ago does (review20 M1).
+func TestOpenRefusesAStaleSigner(t *testing.T) {
+	ca := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
+	svid := identitytest.SVID(t, ca, "/node/old", identity.SVIDOptions{NotBefore: t0.Add(-time.Minute), TTL: time.Hour})
+	inv := newInvitation(t, ca)
+	inv.ExpiresAt = t0.Add(invite.MaxTTL)
+	file, err := invite.Sign(inv, svid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := invite.Open(file, t0.Add(25*24*time.Hour)); !errors.Is(err, invite.ErrExpired) || !strings.Contains(err.Error(), "the SVID that signed it expired") {
+		t.Errorf("25 days after the signing SVID ended: %v; want ErrExpired naming the SVID", err)
+	}
+	inv2, err := invite.Open(file, t0.Add(48*time.Hour))
+	if err != nil {
+		t.Fatalf("47 hours after the signing SVID ended, the invitation valid for 30 days: %v", err)
+	}
+	// The file says the expiry its partner keeps: a week past the SVID's end, not the 30 days
+	// asked (review21 M3).
+	if want := svid.Certificates[0].NotAfter.Add(invite.MaxAfterSVID).UTC().Truncate(time.Second); !inv2.ExpiresAt.Equal(want) {
+		t.Errorf("expires at %s, want %s: a week after the signing SVID's end", inv2.ExpiresAt, want)
+	}
+}

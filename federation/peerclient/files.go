@@ -15,6 +15,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -22,7 +23,10 @@ import (
 // files they name are fetched afterwards, by hash, by one fetcher per peer, within the peer's
 // byte budget (FileBytesPerSecond): a large file takes its time without holding up a single
 // record. What a fetcher stores goes through Raft in chunks like an upload, and a file that
-// fails is tried again after a wait that doubles with each failure (1 s to 5 min).
+// fails is tried again after a wait that doubles with each failure (1 s to 5 min). A file this
+// node would not take as an upload (over attachments.max_bytes, of a type it does not accept,
+// named as a program or for another type) is refused as the record names it, before any of it
+// is fetched, and not tried again until the limits change.
 
 // Fetcher timing.
 const (
@@ -54,12 +58,23 @@ func (m *Manager) fetchFiles(ctx context.Context, p config.Peer) {
 		wait time.Duration
 	}
 	retries := map[string]retry{}
+	// refused holds the files refused, each with the limits it was refused under and as what
+	// the record named it: a file is tried again once either changes.
+	refused := map[string]string{}
 	log := m.c.Logger.With("peer", p.Name)
 	for ctx.Err() == nil {
 		// One pass over every missing file, a batch at a time: files that keep failing wait
 		// their turn, and never keep the ones after them from being tried.
 		progressed := false
 		missing := map[string]bool{}
+		limits := m.c.FileLimits()
+		under := fmt.Sprint(limits.MaxBytes, limits.MediaTypes)
+		as := func(f db.FileRef) string { return fmt.Sprint(under, f.Size, f.MediaType, f.Filename) }
+		refuse := func(f db.FileRef, err error) {
+			refused[f.SHA256] = as(f)
+			metrics.FilesRefused.WithLabelValues(p.Name).Inc()
+			log.Warn("a file this node does not take: not fetched", "record", f.RecordID, "sha256", f.SHA256, "err", err)
+		}
 		for after := ""; ctx.Err() == nil; {
 			batch, err := m.c.DB.MissingFiles(ctx, p.TrustDomain, after, fetchBatch)
 			if err != nil {
@@ -70,12 +85,22 @@ func (m *Manager) fetchFiles(ctx context.Context, p config.Peer) {
 			}
 			for _, f := range batch {
 				missing[f.SHA256] = true
-				if time.Now().Before(retries[f.SHA256].at) {
+				if r, ok := refused[f.SHA256]; ok && r == as(f) || time.Now().Before(retries[f.SHA256].at) {
 					continue
 				}
-				if err := m.fetchFile(ctx, p, f, budget); err != nil {
+				if err := limits.CheckNamed(record.AttachmentsField, record.Attachment{SHA256: f.SHA256, Size: f.Size, MediaType: f.MediaType, Filename: f.Filename}); err != nil {
+					refuse(f, err)
+					continue
+				}
+				if err := m.fetchFile(ctx, p, f, limits, budget); err != nil {
 					if ctx.Err() != nil {
 						return
+					}
+					if fe := (*record.FieldError)(nil); errors.As(err, &fe) && (fe.Field == fetchField || fe.Field == "filename") {
+						// The content is not what this node takes, and a hash's content
+						// does not change: trying again would fetch the same.
+						refuse(f, err)
+						continue
 					}
 					r := retries[f.SHA256]
 					r.wait = min(max(2*r.wait, fetchRetryFirst), fetchRetryMax)
@@ -98,6 +123,11 @@ func (m *Manager) fetchFiles(ctx context.Context, p config.Peer) {
 				delete(retries, sha)
 			}
 		}
+		for sha := range refused {
+			if !missing[sha] {
+				delete(refused, sha)
+			}
+		}
 		if progressed {
 			continue
 		}
@@ -109,8 +139,12 @@ func (m *Manager) fetchFiles(ctx context.Context, p config.Peer) {
 	}
 }
 
-// fetchFile fetches one file from p and stores it through Raft.
-func (m *Manager) fetchFile(ctx context.Context, p config.Peer, f db.FileRef, budget *rate.Limiter) error {
+// fetchField is the field a fetched file's content is blamed on.
+const fetchField = "file"
+
+// fetchFile fetches one file from p and stores it through Raft, checked against limits as an
+// upload is, under the name the record gives it.
+func (m *Manager) fetchFile(ctx context.Context, p config.Peer, f db.FileRef, limits attach.Limits, budget *rate.Limiter) error {
 	conn, err := m.Conn(p)
 	if err != nil {
 		return err
@@ -121,8 +155,7 @@ func (m *Manager) fetchFile(ctx context.Context, p config.Peer, f db.FileRef, bu
 	if err != nil {
 		return err
 	}
-	limits := m.c.FileLimits()
-	w := attach.NewWriter(m.c.Store, m.c.DB, limits, p.TrustDomain, "file")
+	w := attach.NewWriter(m.c.Store, m.c.DB, limits, p.TrustDomain, fetchField)
 	w.Expect(f.MediaType)
 	committed := false
 	defer func() {
@@ -147,7 +180,7 @@ func (m *Manager) fetchFile(ctx context.Context, p config.Peer, f db.FileRef, bu
 		if err := budget.WaitN(fctx, len(msg.Data)); err != nil {
 			return err
 		}
-		if err := w.Write(fctx, "", msg.Data); err != nil {
+		if err := w.Write(fctx, f.Filename, msg.Data); err != nil {
 			return err
 		}
 		metrics.FilesFetched.WithLabelValues(p.Name).Add(float64(len(msg.Data)))
@@ -155,7 +188,7 @@ func (m *Manager) fetchFile(ctx context.Context, p config.Peer, f db.FileRef, bu
 	if w.Size() != f.Size {
 		return fmt.Errorf("the peer sent %d bytes, not the %d the record names", w.Size(), f.Size)
 	}
-	if _, err := w.Commit(fctx, "file", f.SHA256); err != nil {
+	if _, err := w.Commit(fctx, f.Filename, f.SHA256); err != nil {
 		return err
 	}
 	committed = true

@@ -5,6 +5,7 @@
 package search
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -12,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/peerclient"
@@ -71,6 +75,9 @@ const maxOrigins = 1000
 
 // DefaultTimeout bounds a search unless the request says otherwise.
 const DefaultTimeout = 2 * time.Second
+
+// MaxTimeout is the longest deadline a request may set.
+const MaxTimeout = time.Minute
 
 // ProbeTimeoutMs bounds the one-record search by which a picture, on the web and on the command
 // line, tells which peers answer now.
@@ -136,8 +143,8 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 		purpose = s.c.Purpose
 	}
 	timeout := DefaultTimeout
-	if req.TimeoutMs < 0 || req.TimeoutMs > 60000 {
-		return nil, api.Invalid("timeout_ms", "%d: use 0 (default 2000) to 60000", req.TimeoutMs)
+	if req.TimeoutMs < 0 || int64(req.TimeoutMs) > MaxTimeout.Milliseconds() {
+		return nil, api.Invalid("timeout_ms", "%d: use 0 (default %d) to %d", req.TimeoutMs, DefaultTimeout.Milliseconds(), MaxTimeout.Milliseconds())
 	} else if req.TimeoutMs > 0 {
 		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
 	}
@@ -155,6 +162,15 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 		return nil, err
 	}
 	resp := &pb.SearchResponse{}
+	sources := len(peers)
+	if askOwn {
+		sources++
+	}
+	// Each source's share, and no less than one record of the largest a node writes; the whole
+	// answer stays within MaxAnswerBytes all the same (pool).
+	per := max(MaxAnswerBytes/max(sources, 1), minShare)
+	pool := new(atomic.Int64)
+	pool.Store(MaxAnswerBytes)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, p := range peers {
@@ -163,7 +179,8 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 			defer wg.Done()
 			pctx, pspan := s.c.Tracer.Start(sctx, "knooppunt.search.peer", trace.WithAttributes(
 				attribute.String("knooppunt.peer", p.Name), attribute.String("knooppunt.peer.trust_domain", p.TrustDomain)))
-			hits, st := s.askPeer(pctx, p, req.Filter, purpose, limit)
+			sh := &share{pool: pool, bytes: per, left: per}
+			hits, st := s.askPeer(pctx, p, req.Filter, purpose, limit, sh)
 			pspan.SetAttributes(attribute.String("knooppunt.peer.state", st.State), attribute.Int64("knooppunt.peer.count", st.Count))
 			if st.State != Answered {
 				pspan.SetStatus(otelcodes.Error, st.State)
@@ -172,18 +189,26 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 			mu.Lock()
 			resp.Hits = append(resp.Hits, hits...)
 			resp.Peers = append(resp.Peers, st)
+			if sh.cut {
+				resp.Cut = append(resp.Cut, p.Name)
+			}
 			mu.Unlock()
 		}()
 	}
 	var own []*pb.SearchHit
+	ownShare := &share{pool: pool, bytes: per, left: per}
 	if askOwn {
-		own, resp.TextPending, err = s.own(ctx, req.Filter, limit)
+		own, resp.TextPending, err = s.own(ctx, req.Filter, limit, ownShare)
 	}
 	wg.Wait()
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
 	resp.Hits = append(own, resp.Hits...)
+	if ownShare.cut {
+		resp.Cut = append(resp.Cut, "")
+	}
+	slices.Sort(resp.Cut)
 	now := time.Now()
 	for _, h := range resp.Hits {
 		h.Validity = record.Validity(h.Record, now)
@@ -199,23 +224,71 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	return resp, nil
 }
 
-// Cut names the sources of resp that gave limit records or more ("" for the node's own), in
-// the order of resp.Peers after the node: each may hold more than it gave.
+// Cut names the sources of resp that gave limit records or more, or their share of the answer's
+// bytes (resp.Cut), "" for the node's own, in the order of resp.Peers after the node: each may
+// hold more than it gave.
 func Cut(resp *pb.SearchResponse, limit int) []string {
 	n := map[string]int{}
 	for _, h := range resp.Hits {
 		n[h.Source]++
 	}
 	var out []string
-	if n[""] >= limit {
+	if n[""] >= limit || slices.Contains(resp.Cut, "") {
 		out = append(out, "")
 	}
 	for _, p := range resp.Peers {
-		if n[p.Peer] >= limit {
+		if n[p.Peer] >= limit || slices.Contains(resp.Cut, p.Peer) {
 			out = append(out, p.Peer)
 		}
 	}
 	return out
+}
+
+// MaxAnswerBytes bounds the hits of one answer: each source asked may give its share of it (and
+// one largest record at least), so that one peer's large records neither crowd out the others
+// nor make an answer that this node holds, or a client takes in (node.MaxMessageBytes, 64 MiB),
+// too large.
+const MaxAnswerBytes = 48 << 20
+
+// minShare is the least share of an answer a source gets however many are asked: room for one
+// record of the largest body a node writes (config.MaxBodyLimit, 3 MiB), with its labels and
+// snippet.
+const minShare = 4 << 20
+
+// maxSkipped is how many hits that did not fit a source may skip, looking for smaller ones,
+// before its part ends: a source of thousands of large records is not read to its end.
+const maxSkipped = 16
+
+// share is one source's share of an answer, in bytes, what it may still add, and whether it had
+// more; pool is what the whole answer may still take, which every source's hits count against.
+type share struct {
+	pool        *atomic.Int64
+	bytes, left int
+	skipped     int
+	cut         bool
+}
+
+// take counts h against the share and the pool, and says whether it was taken, and whether the
+// source should go on. A hit that does not fit is skipped, and the source is cut: its smaller
+// hits after it may still fit, up to maxSkipped skipped.
+func (s *share) take(h *pb.SearchHit) (taken, more bool) {
+	n := proto.Size(h)
+	if n <= s.left {
+		if s.pool.Add(-int64(n)) >= 0 {
+			s.left -= n
+			return true, true
+		}
+		s.pool.Add(int64(n))
+	}
+	s.cut = true
+	s.skipped++
+	return false, s.skipped < maxSkipped
+}
+
+// reset gives back to the pool what the share took, and starts it again.
+func (s *share) reset() {
+	s.pool.Add(int64(s.bytes - s.left))
+	s.left, s.skipped, s.cut = s.bytes, 0, false
 }
 
 // sources are the peers a search asks, and whether it reads the node's own records: all of
@@ -262,7 +335,7 @@ func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err 
 
 // own is the node's own records that match f, at most limit, and, for a search with text, how
 // many writes the full-text index had yet to take in.
-func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.SearchHit, int64, error) {
+func (s *Service) own(ctx context.Context, f *pb.Filter, limit int, sh *share) ([]*pb.SearchHit, int64, error) {
 	var hits []*pb.SearchHit
 	if text := s.text(f); text != nil {
 		left, err := s.c.DB.CatchUpText(ctx, db.CatchUpBudget)
@@ -273,7 +346,11 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 		}
 		err = s.c.DB.EachTextMatch(ctx, peerserver.TextFilter(f, text), func(r *pb.Record) (bool, error) {
 			if snippet, ok := s.matches(ctx, text, r); ok {
-				hits = append(hits, &pb.SearchHit{Record: r, Snippet: snippet})
+				h := &pb.SearchHit{Record: r, Snippet: snippet}
+				if taken, more := sh.take(h); !taken {
+					return more, nil
+				}
+				hits = append(hits, h)
 			}
 			return len(hits) < limit, nil
 		})
@@ -289,7 +366,13 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int) ([]*pb.Searc
 				return nil, 0, err
 			}
 			for _, r := range recs {
-				hits = append(hits, &pb.SearchHit{Record: r})
+				h := &pb.SearchHit{Record: r}
+				if taken, more := sh.take(h); !more {
+					return hits, 0, nil
+				} else if !taken {
+					continue
+				}
+				hits = append(hits, h)
 				if len(hits) >= limit {
 					return hits, 0, nil
 				}
@@ -323,7 +406,7 @@ func (s *Service) matches(ctx context.Context, q *record.TextQuery, r *pb.Record
 }
 
 // askPeer queries one peer; when it does not answer, the cache of what it sent stands in.
-func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purpose string, limit int) ([]*pb.SearchHit, *pb.PeerStatus) {
+func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purpose string, limit int, sh *share) ([]*pb.SearchHit, *pb.PeerStatus) {
 	st := &pb.PeerStatus{Peer: p.Name, TrustDomain: p.TrustDomain}
 	start := time.Now()
 	var hits []*pb.SearchHit
@@ -355,7 +438,13 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 			if len(f.GetIds()) > 0 && !slices.Contains(f.Ids, sr.Record.Id) {
 				continue // a peer that predates Filter.ids answers the rest of the filter
 			}
-			hits = append(hits, &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet, Policies: sr.Policies, Purpose: purpose})
+			h := &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet, Policies: sr.Policies, Purpose: purpose}
+			if taken, more := sh.take(h); !more {
+				return nil
+			} else if !taken {
+				continue
+			}
+			hits = append(hits, h)
 			if len(hits) >= limit {
 				return nil
 			}
@@ -380,7 +469,10 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 		st.State = Unreachable
 	}
 	st.Error = reachError(status.Convert(err).Message())
-	cached, age, open := s.fromCache(context.WithoutCancel(ctx), p, f, limit)
+	// The cache stands in for the whole answer: what the peer gave before it failed counts for
+	// nothing.
+	sh.reset()
+	cached, age, open := s.fromCache(context.WithoutCancel(ctx), p, f, limit, sh)
 	st.Count, st.CacheAgeMs, st.FeedOpen = int64(len(cached)), age.Milliseconds(), open
 	return cached, st
 }
@@ -427,7 +519,7 @@ func (s *Service) cachedHit(p config.Peer, r db.Foreign, snippet string) *pb.Sea
 
 // fromCache is what this node holds of a peer's records that the filter selects, in place of its
 // answer, with how old that copy is and whether the peer's feed is open (see cacheAge).
-func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int) ([]*pb.SearchHit, time.Duration, bool) {
+func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, limit int, sh *share) ([]*pb.SearchHit, time.Duration, bool) {
 	ff := db.ForeignFilter{Origin: p.TrustDomain, Limit: limit, Mode: db.ModeFrom(f.GetMode())}
 	if f != nil {
 		ff.Crisis, ff.Region, ff.Kinds, ff.Labels, ff.IDs = f.Crisis, f.Region, f.Kinds, f.Labels, f.Ids
@@ -442,7 +534,11 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		if _, err = s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err == nil {
 			err = s.c.DB.EachForeignTextMatch(ctx, p.TrustDomain, peerserver.TextFilter(f, text), func(r db.Foreign) (bool, error) {
 				if snippet, ok := s.matches(ctx, text, r.Record); ok {
-					hits = append(hits, s.cachedHit(p, r, snippet))
+					h := s.cachedHit(p, r, snippet)
+					if taken, more := sh.take(h); !taken {
+						return more, nil
+					}
+					hits = append(hits, h)
 				}
 				return len(hits) < limit, nil
 			})
@@ -451,7 +547,13 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		var recs []db.Foreign
 		recs, err = s.c.DB.ForeignList(ctx, ff)
 		for _, r := range recs {
-			hits = append(hits, s.cachedHit(p, r, ""))
+			h := s.cachedHit(p, r, "")
+			if taken, more := sh.take(h); !more {
+				break
+			} else if !taken {
+				continue
+			}
+			hits = append(hits, h)
 		}
 	}
 	if err != nil {
@@ -748,9 +850,13 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			}
 		}
 		age := now.Sub(latest.at())
-		// The body is decoded once, for its validity and for the sums.
+		// The body is decoded once, for its validity and for the sums; numbers as written, so that
+		// one beyond float64 (a peer's records are not checked against their kind) leaves out
+		// that field, not the body.
 		var body map[string]any
-		bodyErr := json.Unmarshal(latest.Record.Body, &body)
+		dec := json.NewDecoder(bytes.NewReader(latest.Record.Body))
+		dec.UseNumber()
+		bodyErr := dec.Decode(&body)
 		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: k.key, Record: latest.Record, Source: latest.Source,
 			AgeS: int64(age.Seconds()), Stale: stale(age, staleAfter(k.kind)), Validity: record.ValidityOfBody(body, latest.Record, now)}
 		for src, it := range bySource[k] {
@@ -774,8 +880,15 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			regions = regions[:1] // a national record counts once in the national total
 		}
 		for _, field := range aggregable[k.kind] {
-			v, ok := body[field].(float64)
+			n, ok := body[field].(json.Number)
 			if !ok {
+				continue
+			}
+			// A value a node refuses to write (record.MaxAggregate) is left out, as one that is not
+			// a number is: no sum of such values can lose units or become infinite, which JSON
+			// cannot carry.
+			v, err := n.Float64()
+			if err != nil || math.Abs(v) > record.MaxAggregate {
 				continue
 			}
 			for _, region := range regions {

@@ -459,16 +459,9 @@ func (e *Evaluator) rebuild(rule *warn.Rule, h *warn.History, region string, ope
 	if rule.For == 0 {
 		return warn.State{}
 	}
-	var s warn.State
-	for _, t := range warn.Ticks(at.Add(-rule.For), at.Add(-e.c.Every), e.c.Every) {
-		next, tr, _, _ := rule.Step(h, region, t, s)
-		if tr == warn.Fired {
-			// It would have fired before this replica led: it fires now, where it is decided.
-			return warn.State{Pending: true, Since: at.Add(-rule.For)}
-		}
-		s = next
-	}
-	return s
+	// A run within [at-For, at-Every] is shorter than For: the evaluation at `at` decides whether
+	// it fires.
+	return rule.LastRun(h, region, at.Add(-rule.For), at.Add(-e.c.Every), e.c.Every)
 }
 
 // alertBody is an alert record's body: a CAP 1.2 alert (see node/cap), and beside it what fired,

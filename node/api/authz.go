@@ -117,11 +117,12 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.WebhookService/List":     oversight,
 	"/knooppunt.v1.WebhookService/Failures": oversight,
 
-	"/knooppunt.v1.ClusterService/Status": {Admin, Local, Replica},
-	"/knooppunt.v1.ClusterService/Join":   {Admin, Local},
-	"/knooppunt.v1.ClusterService/Remove": {Admin, Local},
-	"/knooppunt.v1.ClusterService/Backup": {Admin, Local},
-	"/knooppunt.v1.ReplicaService/Apply":  {Replica},
+	"/knooppunt.v1.ClusterService/Status":     {Admin, Local, Replica},
+	"/knooppunt.v1.ClusterService/Join":       {Admin, Local},
+	"/knooppunt.v1.ClusterService/Remove":     {Admin, Local},
+	"/knooppunt.v1.ClusterService/Backup":     {Admin, Local},
+	"/knooppunt.v1.ClusterService/BackupKept": {Admin, Local},
+	"/knooppunt.v1.ReplicaService/Apply":      {Replica},
 
 	"/grpc.health.v1.Health/Check": everybody,
 	"/grpc.health.v1.Health/Watch": everybody,
@@ -169,7 +170,7 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 // the config reloads.
 type Access struct {
 	TrustDomain spiffeid.TrustDomain
-	exact       map[spiffeid.ID]Role
+	exact       map[spiffeid.ID][]Role // an ID listed twice holds both roles
 	prefixes    []prefixRole
 	peers       map[spiffeid.TrustDomain]string
 }
@@ -185,17 +186,19 @@ func NewAccess(c *config.Config) (*Access, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Access{TrustDomain: td, exact: map[spiffeid.ID]Role{}, peers: map[spiffeid.TrustDomain]string{}}
+	a := &Access{TrustDomain: td, exact: map[spiffeid.ID][]Role{}, peers: map[spiffeid.TrustDomain]string{}}
 	for _, r := range c.Roles {
 		if r.ID != "" {
 			id, err := spiffeid.FromString(r.ID)
 			if err != nil {
 				return nil, err
 			}
-			a.exact[id] = Role(r.Role)
+			a.exact[id] = append(a.exact[id], Role(r.Role))
 			continue
 		}
-		a.prefixes = append(a.prefixes, prefixRole{prefix: r.Prefix, role: Role(r.Role)})
+		// A prefix is a path: .../user/apps, with or without its slash, holds .../user/apps/x,
+		// not .../user/appsevil.
+		a.prefixes = append(a.prefixes, prefixRole{prefix: strings.TrimSuffix(r.Prefix, "/") + "/", role: Role(r.Role)})
 	}
 	for _, p := range c.Peers {
 		ptd, err := spiffeid.TrustDomainFromString(p.TrustDomain)
@@ -214,11 +217,13 @@ func (a *Access) resolve(id spiffeid.ID) (Caller, error) {
 		if identity.IsReplica(a.TrustDomain, id) {
 			c.Roles = append(c.Roles, Replica)
 		}
-		if r, ok := a.exact[id]; ok {
-			c.Roles = append(c.Roles, r)
+		for _, r := range a.exact[id] {
+			if !slices.Contains(c.Roles, r) {
+				c.Roles = append(c.Roles, r)
+			}
 		}
 		for _, p := range a.prefixes {
-			if strings.HasPrefix(id.String(), p.prefix) && !slices.Contains(c.Roles, p.role) {
+			if strings.HasPrefix(id.String()+"/", p.prefix) && !slices.Contains(c.Roles, p.role) {
 				c.Roles = append(c.Roles, p.role)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
 )
 
 func TestSimplePDFExtracts(t *testing.T) {
@@ -71,6 +72,79 @@ func TestSniffAndCheck(t *testing.T) {
 		err := l.Check("data", c.name, c.sniffed)
 		if (c.says == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.says) {
 			t.Errorf("Check(%s, %s) = %v, want %q", c.name, c.sniffed, err, c.says)
+		}
+	}
+}
+
+// TestCheckRefusesProgramsAndHiddenNames: a program is never accepted, whatever its content
+// sniffs as (review 22 M2): scripts, installers and active content by their names (in any case,
+// and behind the dots and spaces Windows drops), names that hide their extension behind a bidi
+// control, and names that promise another type than the content's. A file a partner's record
+// names is checked in the same way, and against the node's size limit, before it is fetched.
+func TestCheckRefusesProgramsAndHiddenNames(t *testing.T) {
+	const text = "text/plain; charset=utf-8"
+	var l Limits
+	for _, c := range []struct {
+		name, sniffed, field, says string
+	}{
+		{"instructies.bat", text, "filename", "ends in .bat, a program"},
+		{"update.CMD", text, "filename", "ends in .cmd, a program"},
+		{"ps.ps1", text, "filename", "a program or active content"},
+		{"lees-mij.hta", text, "filename", "a program or active content"},
+		{"script.vbs", text, "filename", "a program or active content"},
+		{"script.js", text, "filename", "a program or active content"},
+		{"kaart.svg", text, "filename", "a program or active content"},
+		{"pagina.html", text, "filename", "a program or active content"},
+		{"pagina.xhtml", text, "filename", "a program or active content"},
+		{"setup.msi", OLE, "filename", "a program or active content"},
+		{"tool.jar", DOCX, "filename", "a program or active content"},
+		{"snelkoppeling.lnk", OLE, "filename", "a program or active content"},
+		{"setup.exe. . ", text, "filename", "ends in .exe"},
+		{"factuur\u202efdp.hta", text, "filename", "invisible or control character U+202E"},
+		{"rapport\u200b.pdf", PDF, "filename", "U+200B"},
+		{"tabel.xyz", "text/csv", "filename", "name the file for what it is (.csv)"},
+		{"kaart.pdf", "image/png", "filename", "promises application/pdf"},
+		{"rapport.pdf", Executable, "data", "executable program"},
+		{"archief.zip", Zip, "data", "does not accept"},
+		{"RAPPORT.PDF", PDF, "", ""},
+		{"notities.txt", text, "", ""},
+		{"oud.doc", OLE, "", ""},
+		{"geen-extensie", PDF, "", ""},
+	} {
+		err := l.Check("data", c.name, c.sniffed)
+		var fe *record.FieldError
+		if c.says == "" {
+			if err != nil {
+				t.Errorf("Check(%q, %s) = %v, want accepted", c.name, c.sniffed, err)
+			}
+			continue
+		}
+		if !errors.As(err, &fe) || fe.Field != c.field || !strings.Contains(fe.Reason, c.says) {
+			t.Errorf("Check(%q, %s) = %v, want field %s saying %q", c.name, c.sniffed, err, c.field, c.says)
+		}
+	}
+
+	small := Limits{MaxBytes: 1 << 20}
+	for _, c := range []struct {
+		a           record.Attachment
+		field, says string
+	}{
+		{record.Attachment{Size: 100 << 20, MediaType: PDF, Filename: "groot.pdf"}, "attachments.size", "over this node's limit of 1048576 bytes"},
+		{record.Attachment{Size: 10, MediaType: "text/html; charset=utf-8", Filename: "a.txt"}, "attachments.media_type", "does not accept"},
+		{record.Attachment{Size: 10, MediaType: text, Filename: "instructies.bat"}, "attachments.filename", "a program or active content"},
+		{record.Attachment{Size: 10, MediaType: text, Filename: "rapport.pdf"}, "attachments.filename", "promises application/pdf"},
+		{record.Attachment{Size: 10, MediaType: PDF, Filename: "rapport.pdf"}, "", ""},
+	} {
+		err := small.CheckNamed("attachments", c.a)
+		var fe *record.FieldError
+		if c.says == "" {
+			if err != nil {
+				t.Errorf("CheckNamed(%+v) = %v, want accepted", c.a, err)
+			}
+			continue
+		}
+		if !errors.As(err, &fe) || fe.Field != c.field || !strings.Contains(fe.Reason, c.says) {
+			t.Errorf("CheckNamed(%+v) = %v, want field %s saying %q", c.a, err, c.field, c.says)
 		}
 	}
 }

@@ -47,18 +47,18 @@ func Upload(ctx context.Context, c pb.AttachmentServiceClient, filename string, 
 	return stream.CloseAndRecv()
 }
 
-// Download writes a file that record id names to w, and checks it against its hash. progress,
-// when set, is told the file's size first (n 0), then each piece's size.
-func Download(ctx context.Context, c pb.AttachmentServiceClient, id, sha string, w io.Writer, progress func(size int64, n int)) error {
-	return Fetch(ctx, c, id, sha, func(*pb.Attachment) (io.Writer, error) { return w, nil }, progress)
+// Download writes a file that record id of mode (nil: actual) names to w, and checks it against
+// its hash. progress, when set, is told the file's size first (n 0), then each piece's size.
+func Download(ctx context.Context, c pb.AttachmentServiceClient, id, sha string, mode *pb.Mode, w io.Writer, progress func(size int64, n int)) error {
+	return Fetch(ctx, c, id, sha, mode, func(*pb.Attachment) (io.Writer, error) { return w, nil }, progress)
 }
 
 // Fetch is Download for a caller that needs to know the file before it takes any of it: open is
 // called once, with the attachment as the node describes it, before the first byte, and returns
 // where the bytes go. An error before then (the record names no such file, or it has not been
 // fetched from its source yet) comes before open is called.
-func Fetch(ctx context.Context, c pb.AttachmentServiceClient, id, sha string, open func(*pb.Attachment) (io.Writer, error), progress func(size int64, n int)) error {
-	stream, err := c.Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: sha})
+func Fetch(ctx context.Context, c pb.AttachmentServiceClient, id, sha string, mode *pb.Mode, open func(*pb.Attachment) (io.Writer, error), progress func(size int64, n int)) error {
+	stream, err := c.Download(ctx, &pb.DownloadRequest{RecordId: id, Sha256: sha, Mode: mode})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package attach
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -93,12 +94,84 @@ func looksCSV(head []byte) bool {
 	return bytes.Count(line, []byte(",")) >= 2 || bytes.Count(line, []byte(";")) >= 2
 }
 
-// byExtension is the media type a file name promises.
+// byExtension is the media type a file name promises. For these types it is also the list of
+// names a file may have: a text file is a .txt, never a .bat, whatever else it could be.
 var byExtension = map[string]string{
 	".pdf": PDF, ".docx": DOCX, ".xlsx": XLSX, ".pptx": PPTX, ".odt": ODT, ".ods": ODS,
 	".doc": OLE, ".xls": OLE, ".ppt": OLE,
 	".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
-	".txt": "text/plain; charset=utf-8", ".csv": "text/csv", ".zip": Zip,
+	".txt": "text/plain; charset=utf-8", ".text": "text/plain; charset=utf-8", ".log": "text/plain; charset=utf-8", ".md": "text/plain; charset=utf-8",
+	".csv": "text/csv", ".zip": Zip,
+}
+
+// active are the extensions of programs, installers, scripts, shortcuts and content that a
+// browser or a desktop runs when it is opened (HTML and SVG run their scripts in a browser, an
+// Office file with macros runs them). A file so named is never stored, whatever its content:
+// a text file named instructies.bat is a program once it is saved.
+var active = map[string]bool{}
+
+func init() {
+	for _, e := range strings.Fields(`
+		.exe .com .bat .cmd .msi .msp .mst .msc .msh .msh1 .msh2 .mshxml .ps1 .ps1xml .ps2 .ps2xml .psc1 .psc2 .psd1 .psm1
+		.hta .vb .vbe .vbs .js .jse .mjs .cjs .ws .wsc .wsf .wsh .sct .scr .pif .cpl .dll .ocx .sys .drv .lnk .url .scf
+		.inf .ins .isp .reg .job .jar .jnlp .class .application .appref-ms .gadget .xbap .appx .appxbundle .msix .msixbundle
+		.chm .hlp .library-ms .search-ms .searchconnector-ms .settingcontent-ms .iso .img .vhd .vhdx .cab
+		.svg .svgz .html .htm .xhtml .xht .shtml .mht .mhtml .xml .xsl .xslt .swf
+		.docm .dotm .xlsm .xltm .xlam .xla .pptm .potm .ppam .ppsm .sldm
+		.sh .bash .zsh .csh .ksh .command .app .pkg .dmg .deb .rpm .apk .desktop .run .py .pyw .pl .rb .php .wasm`) {
+		active[e] = true
+	}
+}
+
+// Extension is the extension that a desktop goes by when it opens a file of name: the last
+// one, in lower case, after the dots and spaces that Windows drops from a name's end
+// ("setup.exe. " opens as setup.exe).
+func Extension(name string) string {
+	return strings.ToLower(filepath.Ext(strings.TrimRight(name, ". ")))
+}
+
+// CheckActive refuses a file's name that ends in the extension of a program or of active
+// content, before its content is known. The error is a *record.FieldError naming field.
+func CheckActive(field, filename string) error {
+	if ext := Extension(filename); active[ext] {
+		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf("the name %q ends in %s, a program or active content: such files are never stored", filename, ext)}
+	}
+	return nil
+}
+
+// CheckName decides on a file's name for the media type of its content: a program's or active
+// content's extension is never accepted, and a type that byExtension knows must be named with
+// one of its own extensions, or with none. The error is a *record.FieldError naming field.
+func CheckName(field, filename, mediaType string) error {
+	if err := record.CheckFilename(field, filename); err != nil {
+		return err
+	}
+	if err := CheckActive(field, filename); err != nil {
+		return err
+	}
+	ext := Extension(filename)
+	if ext == "" {
+		return nil
+	}
+	if want, ok := byExtension[ext]; ok && want != mediaType {
+		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf("the name %q promises %s, but the content is %s: name the file for what it is", filename, want, mediaType)}
+	}
+	if own := extensionsOf(mediaType); len(own) > 0 && !slices.Contains(own, ext) {
+		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf("the name %q ends in %s, but the content is %s: name the file for what it is (%s)", filename, ext, mediaType, strings.Join(own, ", "))}
+	}
+	return nil
+}
+
+// extensionsOf are the extensions byExtension gives mediaType, sorted.
+func extensionsOf(mediaType string) []string {
+	var out []string
+	for e, t := range byExtension {
+		if t == mediaType {
+			out = append(out, e)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Limits are what a node accepts as a file.
@@ -124,17 +197,39 @@ func (l Limits) mediaTypes() []string {
 }
 
 // Check decides on a file by its sniffed type and its name: an executable is never accepted,
-// the type must be allowed, and a name whose extension promises another type (a .pdf that is
-// a program) is refused. The error is a *record.FieldError naming field.
+// the type must be allowed, and the name must suit the type (see CheckName). The error is a
+// *record.FieldError naming field, or filename for the name.
 func (l Limits) Check(field, filename, sniffed string) error {
 	if sniffed == Executable {
 		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: "the content is an executable program (" + filename + "): programs are never stored"}
 	}
-	if want, ok := byExtension[strings.ToLower(filepath.Ext(filename))]; ok && want != sniffed {
-		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: "the name " + filename + " promises " + want + ", but the content is " + sniffed + ": name the file for what it is"}
+	if err := CheckName("filename", filename, sniffed); err != nil {
+		return err
 	}
-	if !slices.Contains(l.mediaTypes(), sniffed) {
-		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: "the content is " + sniffed + ", which this node does not accept: use one of " + strings.Join(l.mediaTypes(), ", ")}
+	return l.checkType(field, sniffed)
+}
+
+func (l Limits) checkType(field, mediaType string) error {
+	if !slices.Contains(l.mediaTypes(), mediaType) {
+		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: "the content is " + mediaType + ", which this node does not accept: use one of " + strings.Join(l.mediaTypes(), ", ")}
 	}
 	return nil
+}
+
+// CheckNamed decides on a file as a record names it, before any of its content is read: a
+// partner's file that this node would refuse as an upload (too large, a type it does not
+// accept, or a name that does not suit its type) is not fetched. The error is a
+// *record.FieldError naming field.
+func (l Limits) CheckNamed(field string, a record.Attachment) error {
+	if a.Size > l.maxBytes() {
+		return &record.FieldError{Field: field + ".size", Code: codes.ResourceExhausted,
+			Reason: fmt.Sprintf("%d bytes is over this node's limit of %d bytes per file (attachments.max_bytes)", a.Size, l.maxBytes())}
+	}
+	if a.MediaType == Executable {
+		return &record.FieldError{Field: field + ".media_type", Code: codes.InvalidArgument, Reason: "an executable program: programs are never stored"}
+	}
+	if err := l.checkType(field+".media_type", a.MediaType); err != nil {
+		return err
+	}
+	return CheckName(field+".filename", a.Filename, a.MediaType)
 }

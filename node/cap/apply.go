@@ -311,7 +311,8 @@ func findReferenced(ctx context.Context, c pb.RecordServiceClient, refs []Refere
 // (record …, deleted at version N)", in an exercise that or the exercise's close; "" when the
 // node never held it. Get holds no deleted record; Versions answers for one in its mode, for as
 // long as the node keeps its tombstone, which it does for good (an exercise's until it is
-// closed).
+// closed), and names the version of the delete while it lies within the history's retention
+// (history.retention): after that it says "was cancelled" alone, alike on every replica.
 func cancelled(ctx context.Context, c pb.RecordServiceClient, id string, mode *pb.Mode) (string, error) {
 	vs, err := c.Versions(ctx, &pb.VersionsRequest{Id: id, Mode: mode})
 	switch status.Code(err) {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // ui.time_zone is checked on a host without a zone database
@@ -179,6 +180,46 @@ func (f Feed) Check() error {
 	}
 	_, err := checkHTTPListener("feed", f.Listen, "127.0.0.1:8088", f.TLS)
 	return err
+}
+
+// DefaultHeartbeat is federation.heartbeat when it is not set: what a peer on defaults sends its
+// subscribers when it has nothing else to send.
+const DefaultHeartbeat = 5 * time.Second
+
+// MaxBodyLimit bounds limits.max_body_bytes: a partner's node takes a message of at most 4 MiB
+// (peerclient), and a record shared whole must fit in one with its labels and envelope. A body
+// over it would stop every partner's feed from this node at that record.
+const MaxBodyLimit = 3 << 20
+
+// checkDialAddr checks an address that others dial: a host without spaces or control characters,
+// and a port from 1 to 65535.
+func checkDialAddr(field, addr, example string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 ||
+		strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("%s: %q is not host:port with a port from 1 to 65535: use such as %s", field, addr, example)
+	}
+	return nil
+}
+
+// checkListenAddr checks an address this node listens on: host:port, where an empty host is every
+// interface and port 0 one the system picks.
+func checkListenAddr(field, addr, example string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 || strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("%s: %q is not host:port with a port from 0 to 65535: use such as %s", field, addr, example)
+	}
+	return nil
+}
+
+// secondDocument is the line of a second YAML document in data that holds anything, or 0.
+func secondDocument(data []byte) int {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return 0 // the decoder says what is wrong, where
+	}
+	line, _, _ := policy.SecondDocument(f)
+	return line
 }
 
 // checkHTTPListener checks the listen address and certificate of the HTTP listener of a section
@@ -629,6 +670,9 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if line := secondDocument(data); line > 0 {
+		return nil, fmt.Errorf("config %s: line %d: a second YAML document (---): a node's config is one document; put everything in the first", path, line)
+	}
 	var c Config
 	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler(), yaml.CustomUnmarshaler(parseDuration)); err != nil {
 		var de *durationError
@@ -737,10 +781,12 @@ func (c *Config) setDefaults() {
 		c.Attachments.FetchBytesPerSecond = 8 << 20
 	}
 	if c.Federation.Heartbeat == 0 {
-		c.Federation.Heartbeat = 5 * time.Second
+		c.Federation.Heartbeat = DefaultHeartbeat
 	}
 	if c.Federation.IdleTimeout == 0 {
-		c.Federation.IdleTimeout = 4 * c.Federation.Heartbeat
+		// The wait is on peers' heartbeats, which are their settings, not this node's: four of
+		// this node's, and never less than four of a peer's by default.
+		c.Federation.IdleTimeout = 4 * max(c.Federation.Heartbeat, DefaultHeartbeat)
 	}
 	if c.Federation.LeaveTimeout == 0 {
 		c.Federation.LeaveTimeout = time.Hour
@@ -801,6 +847,9 @@ func (c *Config) check() error {
 	}
 	if c.Limits.MaxBodyBytes < 0 {
 		return errors.New("limits.max_body_bytes: must be positive")
+	}
+	if c.Limits.MaxBodyBytes > MaxBodyLimit {
+		return fmt.Errorf("limits.max_body_bytes: %d is over %d, the most a partner's node takes in one message with room for the record around it: use %d or less, and put larger content in attachments", c.Limits.MaxBodyBytes, MaxBodyLimit, MaxBodyLimit)
 	}
 	if c.Attachments.MaxBytes < 0 || c.Attachments.StaleAfter < 0 || c.Attachments.SweepInterval < 0 || c.Attachments.FetchBytesPerSecond < 0 {
 		return errors.New("attachments: max_bytes, stale_after, sweep_interval and fetch_bytes_per_second must be positive")
@@ -940,8 +989,33 @@ func (c *Config) checkAccess() error {
 		return errors.New("raft.listen: replicas authenticate with SVIDs: set listen and identity too")
 	}
 	for i, a := range c.Advertise {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("advertise[%d]: %q is not host:port: %w", i, a, err)
+		if err := checkDialAddr(fmt.Sprintf("advertise[%d]", i), a, "knooppunt.vr-utrecht.nl:7443"); err != nil {
+			return err
+		}
+	}
+	for _, l := range []struct{ field, addr, example string }{
+		{"listen", c.Listen, "0.0.0.0:7443"},
+		{"metrics_addr", c.MetricsAddr, "127.0.0.1:9090"},
+		{"bundle_endpoint.listen", c.BundleEndpoint.Listen, "0.0.0.0:8443"},
+		{"raft.listen", c.Raft.Listen, "0.0.0.0:7444"},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		if err := checkListenAddr(l.field, l.addr, l.example); err != nil {
+			return err
+		}
+	}
+	if a := c.Raft.Advertise; a != "" {
+		if err := checkDialAddr("raft.advertise", a, "knooppunt-1.vr-utrecht.nl:7444"); err != nil {
+			return err
+		}
+	} else if host, _, err := net.SplitHostPort(c.Raft.Listen); err == nil && (host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified()) {
+		return fmt.Errorf("raft.advertise: missing: raft.listen %s is every interface, so the other replicas need the address they reach this one at, such as knooppunt-1.vr-utrecht.nl:7444", c.Raft.Listen)
+	}
+	if a := c.Tracing.Endpoint; a != "" {
+		if err := checkDialAddr("tracing.endpoint", a, "127.0.0.1:4317"); err != nil {
+			return err
 		}
 	}
 	if u := c.BundleEndpoint.URL; u != "" && !strings.HasPrefix(u, "https://") {
@@ -951,6 +1025,14 @@ func (c *Config) checkAccess() error {
 	for i, s := range c.Raft.Servers {
 		if s.ID == "" || s.Address == "" {
 			return fmt.Errorf("raft.servers[%d]: give id and address", i)
+		}
+		if err := checkDialAddr(fmt.Sprintf("raft.servers[%d].address", i), s.Address, "knooppunt-2.vr-utrecht.nl:7444"); err != nil {
+			return err
+		}
+		if s.API != "" {
+			if err := checkDialAddr(fmt.Sprintf("raft.servers[%d].api", i), s.API, "knooppunt-2.vr-utrecht.nl:7443"); err != nil {
+				return err
+			}
 		}
 		for j, o := range c.Raft.Servers[:i] {
 			if o.ID == s.ID || o.Address == s.Address {
@@ -979,6 +1061,34 @@ func (c *Config) checkAccess() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s: %g is negative: use a positive number, or leave it out for the default", f.name, f.v)
 		}
+	}
+	for _, d := range []struct {
+		name, example string
+		v             time.Duration
+	}{
+		{"federation.heartbeat", "5s", c.Federation.Heartbeat},
+		{"federation.reevaluate", "1m", c.Federation.Reevaluate},
+		{"federation.idle_timeout", "20s", c.Federation.IdleTimeout},
+		{"bundle_endpoint.refresh_hint", "5m", c.BundleEndpoint.RefreshHint},
+		{"raft.election_timeout", "500ms", c.Raft.ElectionTimeout},
+		{"webhooks.min_backoff", "1s", c.Webhooks.MinBackoff},
+		{"webhooks.max_backoff", "5m", c.Webhooks.MaxBackoff},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s: %s is negative: use a duration such as %s, or leave it out for the default", d.name, d.v, d.example)
+		}
+	}
+	if c.Federation.Heartbeat > 0 && c.Federation.Heartbeat < 100*time.Millisecond {
+		return fmt.Errorf("federation.heartbeat: %s is too short: use 100ms or more, such as 5s", c.Federation.Heartbeat)
+	}
+	if c.Raft.ElectionTimeout > 0 && c.Raft.ElectionTimeout < 20*time.Millisecond {
+		return fmt.Errorf("raft.election_timeout: %s is too short for Raft: use 20ms or more, such as 500ms on a LAN", c.Raft.ElectionTimeout)
+	}
+	if c.Raft.SnapshotSize < 0 {
+		return fmt.Errorf("raft.snapshot_size: %d is negative: use a size in bytes such as 67108864, or leave it out for the default", c.Raft.SnapshotSize)
+	}
+	if c.Webhooks.MinBackoff > 0 && c.Webhooks.MaxBackoff > 0 && c.Webhooks.MinBackoff > c.Webhooks.MaxBackoff {
+		return fmt.Errorf("webhooks.min_backoff: %s is more than max_backoff %s: the wait grows from the one to the other", c.Webhooks.MinBackoff, c.Webhooks.MaxBackoff)
 	}
 	if c.Federation.LeaveTimeout < 0 {
 		return fmt.Errorf("federation.leave_timeout: %s is negative: use a duration such as 1h, or leave it out for the default", c.Federation.LeaveTimeout)
@@ -1065,6 +1175,11 @@ func (c *Config) checkAccess() error {
 		tds[p.TrustDomain] = true
 		if p.BundleFile == "" && c.Identity.Source == SourceFiles {
 			return fmt.Errorf("%s.bundle_file: missing: the peer's bundle, handed over at onboarding", field)
+		}
+		for j, a := range p.Addresses {
+			if err := checkDialAddr(fmt.Sprintf("%s.addresses[%d]", field, j), a, "knooppunt.ncc.nl:7443"); err != nil {
+				return err
+			}
 		}
 		if p.BundleEndpoint != "" {
 			if !strings.HasPrefix(p.BundleEndpoint, "https://") {

@@ -73,7 +73,73 @@ roles:
 		{"advertise without a port", `
 org: a.crisis.test
 advertise: [node1.example]
-`, `advertise[0]: "node1.example" is not host:port: address node1.example: missing port in address`},
+`, `advertise[0]: "node1.example" is not host:port with a port from 1 to 65535: use such as knooppunt.vr-utrecht.nl:7443`},
+		// review19 M4: addresses are checked when the config is read, not when first dialled.
+		{"advertise with a space and no such port", `
+org: a.crisis.test
+advertise: ["a b:99999"]
+`, `advertise[0]: "a b:99999" is not host:port with a port from 1 to 65535: use such as knooppunt.vr-utrecht.nl:7443`},
+		{"listen on no such port", `
+org: a.crisis.test
+listen: 127.0.0.1:99999
+`, `listen: "127.0.0.1:99999" is not host:port with a port from 0 to 65535: use such as 0.0.0.0:7443`},
+		{"metrics address that is none", `
+org: a.crisis.test
+metrics_addr: nonsense
+`, `metrics_addr: "nonsense" is not host:port with a port from 0 to 65535: use such as 127.0.0.1:9090`},
+		{"peer address without a port", `
+org: a.crisis.test
+peers:
+  - {name: ncc, trust_domain: ncc.crisis.test, addresses: ["not an address"], bundle_file: x.pem}
+`, `peers[0].addresses[0]: "not an address" is not host:port with a port from 1 to 65535: use such as knooppunt.ncc.nl:7443`},
+		{"tracing endpoint on no such port", `
+org: a.crisis.test
+tracing: {endpoint: "h:99999"}
+`, `tracing.endpoint: "h:99999" is not host:port with a port from 1 to 65535: use such as 127.0.0.1:4317`},
+		// review19 H1: a body larger than a partner's node takes in one message stopped every
+		// partner's feed at that record.
+		{"body limit over what a partner takes", `
+org: a.crisis.test
+limits: {max_body_bytes: 8388608}
+`, `limits.max_body_bytes: 8388608 is over 3145728, the most a partner's node takes in one message with room for the record around it: use 3145728 or less, and put larger content in attachments`},
+		// review19 M3: a second document was read as nothing.
+		{"a second document", `
+org: a.crisis.test
+---
+org: b.crisis.test
+`, `line 3: a second YAML document (---): a node's config is one document; put everything in the first`},
+		// review23 M1: the node refused it at start, after the config loaded.
+		{"raft on every interface without advertise", `
+org: a.crisis.test
+listen: 127.0.0.1:7443
+identity: {source: files, cert_file: r1.crt, key_file: r1.key, bundle_file: b.pem}
+raft: {listen: "0.0.0.0:7444"}
+`, `raft.advertise: missing: raft.listen 0.0.0.0:7444 is every interface, so the other replicas need the address they reach this one at, such as knooppunt-1.vr-utrecht.nl:7444`},
+		// review19 M5: negative and too short durations name their field.
+		{"negative heartbeat", `
+org: a.crisis.test
+federation: {heartbeat: -1s}
+`, `federation.heartbeat: -1s is negative: use a duration such as 5s, or leave it out for the default`},
+		{"negative idle timeout", `
+org: a.crisis.test
+federation: {idle_timeout: -1s}
+`, `federation.idle_timeout: -1s is negative: use a duration such as 20s, or leave it out for the default`},
+		{"negative refresh hint", `
+org: a.crisis.test
+bundle_endpoint: {refresh_hint: -5m}
+`, `bundle_endpoint.refresh_hint: -5m0s is negative: use a duration such as 5m, or leave it out for the default`},
+		{"election timeout too short for Raft", `
+org: a.crisis.test
+raft: {election_timeout: 8ms}
+`, `raft.election_timeout: 8ms is too short for Raft: use 20ms or more, such as 500ms on a LAN`},
+		{"negative snapshot size", `
+org: a.crisis.test
+raft: {snapshot_size: -5}
+`, `raft.snapshot_size: -5 is negative: use a size in bytes such as 67108864, or leave it out for the default`},
+		{"backoff that shrinks", `
+org: a.crisis.test
+webhooks: {min_backoff: 10m, max_backoff: 1s}
+`, `webhooks.min_backoff: 10m0s is more than max_backoff 1s: the wait grows from the one to the other`},
 		{"bundle endpoint url not https", `
 org: a.crisis.test
 bundle_endpoint: {listen: "127.0.0.1:8443", url: "http://node1.example:8443"}
@@ -539,6 +605,43 @@ roles:
 	} {
 		if got := config.RestartKeys(running, load(tc.src)); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestIdleTimeoutWaitsOnPeers: the default wait for a peer's heartbeat is four of the peer's on
+// defaults at least, whatever this node's own heartbeat (review19 H2: a node beating every second
+// cut every subscription to peers on defaults after 4 s).
+func TestIdleTimeoutWaitsOnPeers(t *testing.T) {
+	for _, tc := range []struct {
+		federation string
+		want       time.Duration
+	}{
+		{"", 20 * time.Second},
+		{"federation: {heartbeat: 1s}\n", 20 * time.Second},
+		{"federation: {heartbeat: 10s}\n", 40 * time.Second},
+		{"federation: {heartbeat: 1s, idle_timeout: 4s}\n", 4 * time.Second},
+	} {
+		c, err := config.Load(writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+tc.federation))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Federation.IdleTimeout != tc.want {
+			t.Errorf("%q: idle_timeout %s, want %s", tc.federation, c.Federation.IdleTimeout, tc.want)
+		}
+	}
+}
+
+// TestOneDocumentWithADirective: a YAML directive, comments and a --- at either end are no second
+// document (review21 L1: a config starting with %YAML 1.2 was refused).
+func TestOneDocumentWithADirective(t *testing.T) {
+	for _, y := range []string{
+		"%YAML 1.2\n---\norg: a.crisis.test\n",
+		"# knooppunt\n---\norg: a.crisis.test\n---\n# end\n",
+		"org: a.crisis.test\n...\n",
+	} {
+		if _, err := config.Load(writeConfig(t, t.TempDir(), y)); err != nil {
+			t.Errorf("%q: %v", y, err)
 		}
 	}
 }

@@ -46,7 +46,7 @@ func TestCopyWhileWriting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, _, err := db.CheckBackup(path); err != nil || got != applied {
+		if got, _, err := db.CheckBackup(t.Context(), path); err != nil || got != applied {
 			t.Fatalf("copy %d: CheckBackup = %d, %v; Copy said %d", i, got, err, applied)
 		}
 		h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")

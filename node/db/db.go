@@ -398,14 +398,40 @@ func (d *DB) Checkpoint(ctx context.Context) error {
 }
 
 // IntegrityCheck runs SQLite's integrity_check on the file at path.
-func IntegrityCheck(path string) error {
+func IntegrityCheck(path string) error { return integrityCheck(context.Background(), path) }
+
+// integrityCheck is IntegrityCheck, interrupted when ctx ends: it reads every page.
+// FoldWAL writes into the database file at path what its write-ahead log beside it (path-wal)
+// holds, and empties the log: the file alone is then the whole database. A node's database left
+// by a crash or a kill keeps its latest commits in that log. Run it on a copy of both files: it
+// writes.
+func FoldWAL(path string) error {
+	h, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	var busy, frames, done int
+	if err := h.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done); err != nil {
+		return fmt.Errorf("db: fold the write-ahead log of %s: %w", path, err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("db: fold the write-ahead log of %s: the database is in use", path)
+	}
+	return nil
+}
+
+func integrityCheck(ctx context.Context, path string) error {
 	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 	if err != nil {
 		return err
 	}
 	defer h.Close()
 	var res string
-	if err := h.QueryRow(`PRAGMA integrity_check`).Scan(&res); err != nil {
+	if err := h.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		return err
 	}
 	if res != "ok" {
@@ -439,9 +465,10 @@ func checkSchema(path string) (applied uint64, err error) {
 
 // CheckBackup checks that the file at path is a whole knooppunt database this build can open
 // (integrity_check, and its schema), and returns the index of the last Raft log entry it holds
-// and the org whose records it holds ("" when it holds none).
-func CheckBackup(path string) (applied uint64, origin string, err error) {
-	if err := IntegrityCheck(path); err != nil {
+// and the org whose records it holds ("" when it holds none). The check reads every page; it
+// stops with ctx's cause when ctx ends.
+func CheckBackup(ctx context.Context, path string) (applied uint64, origin string, err error) {
+	if err := integrityCheck(ctx, path); err != nil {
 		return 0, "", err
 	}
 	if applied, err = checkSchema(path); err != nil {
@@ -452,7 +479,7 @@ func CheckBackup(path string) (applied uint64, origin string, err error) {
 		return 0, "", err
 	}
 	defer h.Close()
-	origin, err = readOrigin(context.Background(), h)
+	origin, err = readOrigin(ctx, h)
 	return applied, origin, err
 }
 

@@ -23,9 +23,16 @@ import (
 //
 // file_refs says which record names which file. It follows each record as it is applied, own
 // or cached from a peer, so that what a record names is always known without reading bodies.
-// A cached record's files go as soon as no record names them (a retraction, or an update whose
-// attachments are redacted); an uploaded file that no record names goes at the next sweep
-// after it is stale, so that an upload is not lost before its record is put.
+//
+// file_sources says where a file's content came from: '' for an upload to this node, and each
+// peer it was fetched from. A file is a peer's only while a record of that peer names it: a
+// peer's record that names a hash stored from elsewhere does not count it as stored until the
+// file is fetched from that peer as well (under that peer's grant and audit), and a file is read
+// through a record only when the record's origin, or this node, is one of its sources. So a
+// retraction by one peer takes that peer's source away even when another peer's record names
+// the same hash, and the file goes as soon as it has no source left. An uploaded file that no
+// record names goes at the next sweep after it is stale (an upload of content already stored
+// makes it new again), so that an upload is not lost before its record is put.
 //
 // file_text holds the text extracted from a file for the full-text index, kept beside the
 // replicated state like the index: each replica extracts it (see ExtractPending).
@@ -43,7 +50,8 @@ type File struct {
 	SHA256    string
 	Size      int64
 	MediaType string
-	// Origin is "" for a file uploaded here, else the peer it was fetched from.
+	// Origin is "" for a file uploaded here (whatever peers sent it too), else a peer it was
+	// fetched from.
 	Origin   string
 	StoredAt time.Time
 	uploadID string
@@ -96,8 +104,9 @@ func (d *DB) ApplyFileStep(index uint64, s *pb.FileStep) (refused error, removed
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
 		switch s.Action {
 		case "commit":
-			refused = commitUpload(tx, s)
-			return nil
+			var err error
+			refused, removed, err = commitUpload(tx, s)
+			return err
 		case "abort":
 			removed = true
 			return dropUpload(tx, s.UploadId)
@@ -128,47 +137,78 @@ func (d *DB) Sweepable(ctx context.Context, before time.Time) (bool, error) {
 	return due, err
 }
 
-func commitUpload(tx *writeTx, s *pb.FileStep) error {
+// commitUpload makes an upload a file, or adds its source to the file that holds the same
+// content. removed reports that it dropped staged content that must leave the data directory.
+func commitUpload(tx *writeTx, s *pb.FileStep) (refused error, removed bool, err error) {
 	var size int64
 	var state []byte
-	err := tx.QueryRow(`SELECT size, hash_state FROM file_uploads WHERE upload_id = ?`, s.UploadId).Scan(&size, &state)
+	err = tx.QueryRow(`SELECT size, hash_state FROM file_uploads WHERE upload_id = ?`, s.UploadId).Scan(&size, &state)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: upload %s is not staged (it was aborted or swept): upload the file again", ErrFileRefused, s.UploadId)
+			return fmt.Errorf("%w: upload %s is not staged (it was aborted or swept): upload the file again", ErrFileRefused, s.UploadId), false, nil
 		}
-		return err
+		return nil, false, err
 	}
-	refuse := func(format string, args ...any) error {
+	refuse := func(format string, args ...any) (error, bool, error) {
 		if err := dropUpload(tx, s.UploadId); err != nil {
-			return err
+			return nil, false, err
 		}
-		return fmt.Errorf("%w: "+format, append([]any{ErrFileRefused}, args...)...)
+		return fmt.Errorf("%w: "+format, append([]any{ErrFileRefused}, args...)...), false, nil
 	}
 	if size != s.Size {
 		return refuse("upload %s holds %d bytes, not %d", s.UploadId, size, s.Size)
 	}
 	h, err := resumeHash(state)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != s.Sha256 {
 		return refuse("upload %s has SHA-256 %s, not %s", s.UploadId, got, s.Sha256)
 	}
+	if s.Origin != "" {
+		// A fetch that ends after the peer retracted the record is not kept: nothing of the
+		// peer's stays that no record of the peer names.
+		var named bool
+		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM file_refs WHERE origin = ? AND sha256 = ?)`, s.Origin, s.Sha256).Scan(&named); err != nil {
+			return nil, false, err
+		}
+		if !named {
+			refused, _, err = refuse("no record of %s names file %s any more: it is not kept", s.Origin, s.Sha256)
+			return refused, err == nil, err
+		}
+	}
+	if _, err := tx.Exec(`INSERT OR IGNORE INTO file_sources (sha256, origin) VALUES (?, ?)`, s.Sha256, s.Origin); err != nil {
+		return nil, false, err
+	}
 	var exists bool
 	if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)`, s.Sha256).Scan(&exists); err != nil {
-		return err
+		return nil, false, err
 	}
 	if exists {
-		// The same content is stored already: this upload's chunks are not needed.
-		return dropUpload(tx, s.UploadId)
+		// The same content is stored already: this upload's chunks are not needed, but it is
+		// the uploader's file now too (an own upload of content a peer sent is this org's own),
+		// and an own upload is kept from the sweep as a new one is.
+		if s.Origin == "" {
+			if _, err := tx.Exec(`UPDATE files SET stored_at = max(stored_at, ?) WHERE sha256 = ?`, tsNanos(s.At), s.Sha256); err != nil {
+				return nil, false, err
+			}
+		}
+		if !textIndexOff {
+			// The source's records may read the file's text now (see sqlTextFiles).
+			if _, err := tx.Exec(`INSERT INTO text_queue (origin, id) SELECT origin, id FROM file_refs WHERE sha256 = ? AND origin = ?`, s.Sha256, s.Origin); err != nil {
+				return nil, false, err
+			}
+			tx.text = true
+		}
+		return nil, false, dropUpload(tx, s.UploadId)
 	}
-	if _, err := tx.Exec(`INSERT INTO files (sha256, upload_id, size, media_type, origin, stored_at) VALUES (?,?,?,?,?,?)`,
-		s.Sha256, s.UploadId, s.Size, s.MediaType, s.Origin, tsNanos(s.At)); err != nil {
-		return err
+	if _, err := tx.Exec(`INSERT INTO files (sha256, upload_id, size, media_type, stored_at) VALUES (?,?,?,?,?)`,
+		s.Sha256, s.UploadId, s.Size, s.MediaType, tsNanos(s.At)); err != nil {
+		return nil, false, err
 	}
 	tx.text = true // its text is to be extracted
 	_, err = tx.Exec(`DELETE FROM file_uploads WHERE upload_id = ?`, s.UploadId)
-	return err
+	return nil, false, err
 }
 
 // resumeHash is a SHA-256 in the state an upload's chunks left it (none: a new one).
@@ -217,7 +257,7 @@ func dropUpload(tx *writeTx, uploadID string) error {
 	return err
 }
 
-// dropFile removes a file, its chunks and its text.
+// dropFile removes a file, its chunks, its sources and its text.
 func dropFile(tx *writeTx, sha string) error {
 	var upload string
 	switch err := tx.QueryRow(`SELECT upload_id FROM files WHERE sha256 = ?`, sha).Scan(&upload); {
@@ -230,6 +270,9 @@ func dropFile(tx *writeTx, sha string) error {
 		return err
 	}
 	if _, err := tx.Exec(`DELETE FROM files WHERE sha256 = ?`, sha); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`DELETE FROM file_sources WHERE sha256 = ?`, sha); err != nil {
 		return err
 	}
 	_, err := tx.Exec(`DELETE FROM file_text WHERE sha256 = ?`, sha)
@@ -264,7 +307,8 @@ func sweepFiles(tx *writeTx, before int64) (removed bool, err error) {
 const sqlRefsDrop = `DELETE FROM file_refs WHERE origin = +? AND id = +? RETURNING sha256`
 
 // setRefs records the files a record names as it is applied (nothing for a tombstone or a
-// retraction: body nil). A cached record's file that no record names any more goes at once.
+// retraction: body nil). When no record of a peer names a file any more, the peer is no source
+// of it any more, and a file with no source left goes at once.
 func setRefs(tx *writeTx, origin, id string, body []byte) error {
 	old, err := queryStrings(tx, sqlRefsDrop, origin, id)
 	if err != nil {
@@ -287,11 +331,21 @@ func setRefs(tx *writeTx, origin, id string, body []byte) error {
 		if named[sha] {
 			continue
 		}
-		var fetched, namedElsewhere bool
-		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ? AND origin != ''), EXISTS (SELECT 1 FROM file_refs WHERE sha256 = ?)`, sha, sha).Scan(&fetched, &namedElsewhere); err != nil {
+		var namedByOrigin bool
+		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM file_refs WHERE origin = ? AND sha256 = ?)`, origin, sha).Scan(&namedByOrigin); err != nil {
 			return err
 		}
-		if fetched && !namedElsewhere {
+		if namedByOrigin {
+			continue
+		}
+		if _, err := tx.Exec(`DELETE FROM file_sources WHERE sha256 = ? AND origin = ?`, sha, origin); err != nil {
+			return err
+		}
+		var sourced bool
+		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM file_sources WHERE sha256 = ?)`, sha).Scan(&sourced); err != nil {
+			return err
+		}
+		if !sourced {
 			if err := dropFile(tx, sha); err != nil {
 				return err
 			}
@@ -305,7 +359,8 @@ func (d *DB) FileInfo(ctx context.Context, sha string) (*File, error) {
 	var f File
 	var at int64
 	err := d.read(func(ro *sql.DB) error {
-		return ro.QueryRowContext(ctx, `SELECT sha256, upload_id, size, media_type, origin, stored_at FROM files WHERE sha256 = ?`, sha).
+		return ro.QueryRowContext(ctx, `SELECT sha256, upload_id, size, media_type,
+			coalesce((SELECT min(origin) FROM file_sources s WHERE s.sha256 = files.sha256), ''), stored_at FROM files WHERE sha256 = ?`, sha).
 			Scan(&f.SHA256, &f.uploadID, &f.Size, &f.MediaType, &f.Origin, &at)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -347,13 +402,43 @@ func (d *DB) ReadFile(ctx context.Context, sha string, fn func([]byte) error) er
 	return nil
 }
 
-// Names reports whether the record (origin "" for an own record) names the file.
-func (d *DB) Names(ctx context.Context, origin, id, sha string) (bool, error) {
-	var ok bool
-	err := d.read(func(ro *sql.DB) error {
-		return ro.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM file_refs WHERE origin = ? AND id = ? AND sha256 = ?)`, origin, id, sha).Scan(&ok)
+// Named is how the live record id of origin ("" for an own record) in mode m names the file:
+// as what (the attachment of the record's body), and whether the file is stored for it, fetched
+// from the record's origin or uploaded here (see file_sources). ok is false when no such record
+// names the file: a record of another mode names nothing.
+func (d *DB) Named(ctx context.Context, origin, id, sha string, m Mode) (a record.Attachment, stored, ok bool, err error) {
+	q := `SELECT c.body, EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin))
+		FROM file_refs r JOIN records c ON c.id = r.id
+		WHERE r.origin = '' AND r.id = ? AND r.sha256 = ? AND c.tombstone = 0 AND c.status = ? AND c.exercise = ?`
+	args := []any{id, sha, int32(m.Status), m.Exercise}
+	if origin != "" {
+		q = `SELECT c.body, EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin))
+		FROM file_refs r JOIN foreign_records c ON c.origin = r.origin AND c.id = r.id
+		WHERE r.origin = ? AND r.id = ? AND r.sha256 = ? AND c.status = ? AND c.exercise = ?`
+		args = append([]any{origin}, args...)
+	}
+	var body []byte
+	err = d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, q, args...).Scan(&body, &stored)
 	})
-	return ok, err
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, false, false, nil
+	}
+	if err != nil {
+		return a, false, false, fmt.Errorf("db: files of %s/%s: %w", origin, id, err)
+	}
+	return attachmentOf(body, sha), stored, true, nil
+}
+
+// attachmentOf is the attachment in body that names sha, or one that says only its hash.
+func attachmentOf(body []byte, sha string) record.Attachment {
+	atts, _ := record.Attachments(body)
+	for _, a := range atts {
+		if a.SHA256 == sha {
+			return a
+		}
+	}
+	return record.Attachment{SHA256: sha}
 }
 
 // FileRef is a file a record names.
@@ -362,19 +447,25 @@ type FileRef struct {
 	SHA256    string
 	Size      int64
 	MediaType string
+	// Filename is the name the record gives the file.
+	Filename string
 }
 
 // MissingFiles returns up to limit files that records cached from origin name and that are
-// not stored: those the node has still to fetch from the peer. They come in the order of their
-// sha256, after after ("" from the first), so that a caller pages through them all.
+// not stored for them, neither fetched from the peer nor uploaded here (a copy another peer sent
+// does not count): those the node has still to fetch from the peer. They come in the order of
+// their sha256, after after ("" from the first), so that a caller pages through them all.
 func (d *DB) MissingFiles(ctx context.Context, origin, after string, limit int) ([]FileRef, error) {
 	var out []FileRef
-	err := d.eachRow(ctx, `SELECT id, sha256, size, media_type FROM file_refs r WHERE origin = ? AND sha256 > ?
-		AND NOT EXISTS (SELECT 1 FROM files f WHERE f.sha256 = r.sha256) GROUP BY sha256 ORDER BY sha256 LIMIT ?`, []any{origin, after, limit}, func(rows *sql.Rows) error {
+	err := d.eachRow(ctx, `SELECT r.id, r.sha256, r.size, r.media_type, c.body FROM file_refs r JOIN foreign_records c ON c.origin = r.origin AND c.id = r.id
+		WHERE r.origin = ? AND r.sha256 > ?
+		AND NOT EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin)) GROUP BY r.sha256 ORDER BY r.sha256 LIMIT ?`, []any{origin, after, limit}, func(rows *sql.Rows) error {
 		var r FileRef
-		if err := rows.Scan(&r.RecordID, &r.SHA256, &r.Size, &r.MediaType); err != nil {
+		var body []byte
+		if err := rows.Scan(&r.RecordID, &r.SHA256, &r.Size, &r.MediaType, &body); err != nil {
 			return err
 		}
+		r.Filename = attachmentOf(body, r.SHA256).Filename
 		out = append(out, r)
 		return nil
 	})

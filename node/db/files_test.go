@@ -199,3 +199,111 @@ func TestFileSteps(t *testing.T) {
 		t.Fatalf("Sweepable with nothing to sweep: %v, %v", due, err)
 	}
 }
+
+// TestFileSourcesPerOrigin: a file is a peer's only while that peer's records name it (review 22
+// M1, L2, L3, L1). Another peer's record that names the same hash neither finds it stored nor
+// keeps it past the first peer's retraction; an own upload of the same bytes makes it this
+// node's own; a fetch that ends after the retraction is not kept; an upload of content already
+// stored is kept from the sweep as a new upload is; and a record names its file only in its own
+// mode (M4).
+func TestFileSourcesPerOrigin(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	f := &fileSteps{t: t, d: d, at: time.Unix(1_800_000_000, 0)}
+	cache := func(peer string, upserts []*pb.Record, retract ...string) {
+		c := &pb.CacheForeign{Peer: peer, Origin: peer, Retractions: retract, At: timestamppb.New(f.at)}
+		for _, r := range upserts {
+			r.Origin = peer
+			c.Upserts = append(c.Upserts, &pb.SharedRecord{Record: r})
+		}
+		if err := d.ApplyCacheForeign(f.next(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	named := func(origin, id, hash string, m db.Mode) (stored, ok bool) {
+		t.Helper()
+		a, stored, ok, err := d.Named(ctx, origin, id, hash, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && a.Filename != "f.pdf" {
+			t.Errorf("Named(%s/%s): filename %q, want the record's f.pdf", origin, id, a.Filename)
+		}
+		return stored, ok
+	}
+	const a, b = "ggdghor.crisis.test", "politie.crisis.test"
+	content := []byte("%PDF-1.7 A's guidance, which B's record names too")
+	sum := sha256.Sum256(content)
+	hash := hex.EncodeToString(sum[:])
+
+	// A's record names the file and A's copy is fetched; then B's record names the same hash.
+	cache(a, []*pb.Record{naming("ra", hash)})
+	if _, err := f.upload("ua", content, 8, a); err != nil {
+		t.Fatal(err)
+	}
+	cache(b, []*pb.Record{naming("rb", hash)})
+	if missing, err := d.MissingFiles(ctx, b, "", 10); err != nil || len(missing) != 1 || missing[0].Filename != "f.pdf" {
+		t.Fatalf("B's missing files while only A's copy is stored: %+v, %v; want the file, to fetch from B", missing, err)
+	}
+	if stored, ok := named(b, "rb", hash, db.Actual); !ok || stored {
+		t.Fatalf("B's record with only A's copy stored: named %v, stored %v; want named, not stored", ok, stored)
+	}
+	if stored, ok := named(a, "ra", hash, db.Actual); !ok || !stored {
+		t.Fatalf("A's record: named %v, stored %v", ok, stored)
+	}
+	// A retracts: A's file goes, though B's record still names the hash.
+	cache(a, nil, "ra")
+	if _, err := d.FileInfo(ctx, hash); !errors.Is(err, db.ErrFileNotFound) {
+		t.Fatalf("A's file after A's retraction, with B's record naming the hash: %v; want it gone", err)
+	}
+
+	// A fetch from B that ends after B's retraction is not kept.
+	f.chunk("ub", 0, content)
+	cache(b, nil, "rb")
+	if err := f.step(&pb.FileStep{Action: "commit", UploadId: "ub", Sha256: hash, Size: int64(len(content)), MediaType: "application/pdf", Origin: b}); !errors.Is(err, db.ErrFileRefused) {
+		t.Fatalf("a commit of B's file after B's retraction: %v; want refused", err)
+	}
+	if _, err := d.FileInfo(ctx, hash); !errors.Is(err, db.ErrFileNotFound) {
+		t.Fatalf("B's file committed after the retraction: %v; want not stored", err)
+	}
+	if _, _, up, ch, _ := d.FileCounts(ctx); up != 0 || ch != 0 {
+		t.Fatalf("%d uploads, %d chunks staged after the refused commit", up, ch)
+	}
+
+	// A's copy again; an own upload of the same bytes makes the file this node's own, and A's
+	// retraction then leaves it.
+	cache(a, []*pb.Record{naming("ra", hash)})
+	if _, err := f.upload("ua2", content, 8, a); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := d.FileInfo(ctx, hash); err != nil || fi.Origin != a {
+		t.Fatalf("A's copy: %+v, %v", fi, err)
+	}
+	f.at = f.at.Add(time.Hour)
+	if _, err := f.upload("own", content, 8, ""); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := d.FileInfo(ctx, hash); err != nil || fi.Origin != "" {
+		t.Fatalf("after an own upload of A's bytes: %+v, %v; want origin \"\"", fi, err)
+	}
+	cache(a, nil, "ra")
+	// The own upload is an hour younger than A's copy: a sweep of what is older than half an
+	// hour leaves it for its record to be put.
+	f.step(&pb.FileStep{Action: "sweep", StaleBefore: timestamppb.New(f.at.Add(-30 * time.Minute))})
+	if _, err := d.FileInfo(ctx, hash); err != nil {
+		t.Fatalf("the own upload after A's retraction and a sweep of older files: %v", err)
+	}
+
+	// A test record names its file only in the test mode, as an exercise's only in its own.
+	tr := naming("test-1", hash)
+	tr.Status = pb.Status_TEST
+	if res, err := d.Apply(f.next(), []*pb.Record{tr}); err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	if _, ok := named("", "test-1", hash, db.Actual); ok {
+		t.Errorf("a test record names its file in actual mode")
+	}
+	if stored, ok := named("", "test-1", hash, db.Mode{Status: pb.Status_TEST}); !ok || !stored {
+		t.Errorf("the test record in its mode: named %v, stored %v", ok, stored)
+	}
+}

@@ -250,12 +250,17 @@ func scanHistory(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
-// Versions returns the versions of one record that the history keeps, newest first: an own
-// record (origin "") or a cached one (origin the peer's trust domain). The record must be held
-// in mode m, live or deleted, else ErrNotFound: a read in one mode never learns of a record of
-// another. Only actual records have a history, so a record of another mode has no versions.
-// The primary key (origin, id, version) serves the read, however long the history is.
-func (d *DB) Versions(ctx context.Context, origin, id string, m Mode) ([]HistoryVersion, error) {
+// Versions returns the versions of one record that the history keeps since the start of the
+// retention window, newest first: an own record (origin "") or a cached one (origin the peer's
+// trust domain). The record must be held in mode m, live or deleted, else ErrNotFound: a read in
+// one mode never learns of a record of another. The history keeps exercises' records for their
+// rules alone: a record of another mode than actual has no versions here. The primary key
+// (origin, id, version) serves the read, however long the history is.
+//
+// Like the rules' reads, it clips to the window: the versions after since, and the newest at or
+// before it unless that deletes the record. So every replica answers the same, whenever each
+// last pruned before since (see PruneHistory). A zero since reads all the history keeps.
+func (d *DB) Versions(ctx context.Context, origin, id string, m Mode, since time.Time) ([]HistoryVersion, error) {
 	var out []HistoryVersion
 	err := d.read(func(ro *sql.DB) error {
 		tx, err := ro.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -283,8 +288,14 @@ func (d *DB) Versions(ctx context.Context, origin, id string, m Mode) ([]History
 		if m != Actual {
 			return nil
 		}
+		cut := int64(math.MinInt64)
+		if !since.IsZero() {
+			cut = since.UnixNano()
+		}
 		out, err = scanHistory(ctx, tx, `SELECT origin, id, version, kind, crisis, region, at, tombstone, fields
-			FROM history WHERE origin = ? AND id = ? ORDER BY version DESC`, origin, id)
+			FROM history WHERE origin = ?1 AND id = ?2 AND (at > ?3 OR tombstone = 0 AND version =
+				(SELECT MAX(version) FROM history WHERE origin = ?1 AND id = ?2 AND at <= ?3))
+			ORDER BY version DESC`, origin, id, cut)
 		return err
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -295,8 +306,8 @@ func (d *DB) Versions(ctx context.Context, origin, id string, m Mode) ([]History
 
 // PruneHistory forgets what the history needs no longer: rows older than before, except each
 // record's last row at or before it, which still says what the record counted at before. Reads
-// clip to the retention window (see warn.Window), so a replica that prunes later than another
-// still answers the same. It is not a Raft command: it changes no value a read can see.
+// clip to the retention window (History's since, Versions'), so a replica that prunes later than
+// another still answers the same. It is not a Raft command: it changes no value a read can see.
 func (d *DB) PruneHistory(before time.Time) (int64, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()

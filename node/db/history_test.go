@@ -3,6 +3,8 @@ package db_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +105,74 @@ func TestPruneHistoryKeepsBaseline(t *testing.T) {
 	}
 }
 
+// TestVersionsClipToTheWindow: Versions answers the same from a replica that pruned at any time
+// before the start of the window as from one that never pruned (review14 M4): a read since S holds
+// the versions after S and the newest at or before S unless it deletes the record. a has a
+// version each hour; b is deleted at hour 2 and put again at hour 3.
+func TestVersionsClipToTheWindow(t *testing.T) {
+	build := func() *db.DB {
+		d := newDB(t)
+		for i := range 5 {
+			if _, err := d.Apply(uint64(i+1), []*pb.Record{{Id: "a", Kind: "k", Crisis: "c", Region: "R", Body: []byte(fmt.Sprintf(`{"n": %d}`, i)), UpdatedAt: hour(i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, r := range []*pb.Record{
+			{Id: "b", Kind: "k", Crisis: "c", Region: "R", Body: []byte(`{"n": 1}`), UpdatedAt: hour(1)},
+			{Id: "b", Tombstone: true, UpdatedAt: hour(2)},
+			{Id: "b", Kind: "k", Crisis: "c", Region: "R", Body: []byte(`{"n": 3}`), UpdatedAt: hour(3)},
+		} {
+			if _, err := d.Apply(uint64(10+i), []*pb.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	versions := func(d *db.DB, id string, since time.Time) string {
+		t.Helper()
+		vs, err := d.Versions(context.Background(), "", id, db.Actual, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, v := range vs {
+			s := fmt.Sprintf("%d@%s", v.Version, v.At.Format("15:04"))
+			if v.Tombstone {
+				s += "-deleted"
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, " ")
+	}
+	whole := build()
+	half := func(h int) time.Time { return t0.Add(time.Duration(h)*time.Hour + 30*time.Minute) }
+	for _, c := range []struct {
+		since time.Time
+		a, b  string
+	}{
+		{since: half(0), a: "5@13:00 4@12:00 3@11:00 2@10:00 1@09:00", b: "3@12:00 2@11:00-deleted 1@10:00"},
+		{since: hour(2).AsTime(), a: "5@13:00 4@12:00 3@11:00", b: "3@12:00"},
+		{since: half(2), a: "5@13:00 4@12:00 3@11:00", b: "3@12:00"},
+		{since: half(4), a: "5@13:00", b: "3@12:00"},
+	} {
+		if got := versions(whole, "a", c.since) + " | " + versions(whole, "b", c.since); got != c.a+" | "+c.b {
+			t.Fatalf("since %s, nothing pruned: %s, want %s | %s", c.since.Format("15:04"), got, c.a, c.b)
+		}
+		for _, cut := range []time.Time{hour(0).AsTime(), half(0), hour(2).AsTime(), c.since} {
+			if cut.After(c.since) {
+				continue
+			}
+			d := build()
+			if _, err := d.PruneHistory(cut); err != nil {
+				t.Fatal(err)
+			}
+			if got := versions(d, "a", c.since) + " | " + versions(d, "b", c.since); got != c.a+" | "+c.b {
+				t.Errorf("since %s, pruned at %s: %s, want %s | %s", c.since.Format("15:04"), cut.Format("15:04"), got, c.a, c.b)
+			}
+		}
+	}
+}
+
 // TestHistoryKeepsStringsUntilDelete checks that the history keeps a body's booleans and short
 // strings beside its numbers, leaves out a string over MaxHistoryString, and that a delete erases
 // the strings of every earlier version of the record while its numbers stay.
@@ -165,7 +235,7 @@ func TestVersionsOfOneRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	vs, err := d.Versions(ctx, "", "s1", db.Actual)
+	vs, err := d.Versions(ctx, "", "s1", db.Actual, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +248,7 @@ func TestVersionsOfOneRecord(t *testing.T) {
 	if !vs[0].At.Equal(hour(1).AsTime()) || vs[0].ID != "s1" || vs[0].Origin != "" {
 		t.Errorf("newest version of s1: %+v, want own s1 at hour 1", vs[0])
 	}
-	foreign, err := d.Versions(ctx, "lcvs.crisis.test", "s1", db.Actual)
+	foreign, err := d.Versions(ctx, "lcvs.crisis.test", "s1", db.Actual, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +257,7 @@ func TestVersionsOfOneRecord(t *testing.T) {
 	}
 
 	own(6, &pb.Record{Id: "s1", Tombstone: true, UpdatedAt: hour(2)})
-	vs, err = d.Versions(ctx, "", "s1", db.Actual)
+	vs, err = d.Versions(ctx, "", "s1", db.Actual, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,11 +279,11 @@ func TestVersionsOfOneRecord(t *testing.T) {
 		{"", "s2", db.Mode{Status: pb.Status_TEST}},
 		{"", "s2", db.Mode{Status: pb.Status_EXERCISE, Exercise: "oefening-1"}},
 	} {
-		if vs, err := d.Versions(ctx, c.origin, c.id, c.mode); !errors.Is(err, db.ErrNotFound) {
+		if vs, err := d.Versions(ctx, c.origin, c.id, c.mode, time.Time{}); !errors.Is(err, db.ErrNotFound) {
 			t.Errorf("versions of %q %q in mode %s: %+v, %v; want ErrNotFound", c.origin, c.id, c.mode, vs, err)
 		}
 	}
-	if vs, err := d.Versions(ctx, "", "t1", db.Mode{Status: pb.Status_TEST}); err != nil || len(vs) != 0 {
+	if vs, err := d.Versions(ctx, "", "t1", db.Mode{Status: pb.Status_TEST}, time.Time{}); err != nil || len(vs) != 0 {
 		t.Errorf("versions of test record t1 in test mode: %+v, %v; want none (only actual records have a history)", vs, err)
 	}
 }

@@ -499,6 +499,22 @@ CREATE TABLE picture_removals (
 ALTER TABLE history ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE history ADD COLUMN exercise TEXT NOT NULL DEFAULT '';
 `,
+	// 23: a file keeps every source it came from (see files.go), not the first alone: a file
+	// is a peer's only while that peer's records name it, and another peer's record that names
+	// the same hash neither keeps it nor makes it readable.
+	`
+CREATE TABLE file_sources (
+	sha256 TEXT NOT NULL,
+	origin TEXT NOT NULL,  -- '' uploaded here, else the trust domain of a peer it was fetched from
+	PRIMARY KEY (sha256, origin)
+) WITHOUT ROWID;
+INSERT INTO file_sources (sha256, origin) SELECT sha256, origin FROM files;
+-- A partner's file that an own record names (which the release before allowed) is this org's
+-- own too: its users keep reading it, and it stays when the partner retracts.
+INSERT OR IGNORE INTO file_sources (sha256, origin)
+	SELECT DISTINCT r.sha256, '' FROM file_refs AS r JOIN files AS f ON f.sha256 = r.sha256 WHERE r.origin = '';
+ALTER TABLE files DROP COLUMN origin;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

@@ -1,7 +1,6 @@
 package db
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -365,7 +364,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		return Result{}, err
 	}
 	// Most writes name no file on a node where no own record ever named one: no refs to keep.
-	if names := bytes.Contains(next.Body, []byte(`"`+record.AttachmentsField+`"`)); names || a.ownRefs.Load() {
+	if names := record.MayNameFiles(next.Body); names || a.ownRefs.Load() {
 		if names {
 			a.ownRefs.Store(true)
 		}

@@ -303,8 +303,8 @@ func TestTextShards(t *testing.T) {
 	}
 }
 
-// undoMigration20 takes a database back from schema 22 to 19.
-const undoMigration20 = `ALTER TABLE history DROP COLUMN status; ALTER TABLE history DROP COLUMN exercise; DROP TABLE picture_removals; ALTER TABLE disclosures DROP COLUMN redaction; ALTER TABLE webhooks DROP COLUMN regions; ALTER TABLE webhooks DROP COLUMN max_classification; ALTER TABLE webhooks DROP COLUMN withdraws;`
+// undoMigration20 takes a database back from schema 23 to 19.
+const undoMigration20 = `DROP TABLE file_sources; ALTER TABLE files ADD COLUMN origin TEXT NOT NULL DEFAULT ''; ALTER TABLE history DROP COLUMN status; ALTER TABLE history DROP COLUMN exercise; DROP TABLE picture_removals; ALTER TABLE disclosures DROP COLUMN redaction; ALTER TABLE webhooks DROP COLUMN regions; ALTER TABLE webhooks DROP COLUMN max_classification; ALTER TABLE webhooks DROP COLUMN withdraws;`
 
 // TestTextMigrationIndexesAgain: a database of the trigram index (schema 16), its queue empty,
 // gets the word index on open, with every live record, own and cached, queued and found.

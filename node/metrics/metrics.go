@@ -100,6 +100,13 @@ var (
 		Namespace: "knooppunt", Name: "federation_file_bytes_fetched_total",
 		Help: "Bytes of files fetched from peers and stored through Raft.",
 	}, []string{"peer"})
+	// FilesRefused counts the files of peers' records that this node does not fetch, by peer:
+	// over attachments.max_bytes, of a media type it does not accept, or named as a program.
+	// Each is counted once (and again only after the limits change).
+	FilesRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "federation_files_refused_total",
+		Help: "Files named by peers' records that this node does not fetch: too large, a type it does not accept, or named as a program.",
+	}, []string{"peer"})
 	// RuleFiring is 1 for each rule and region where an early-warning rule fires, on the leader,
 	// which decides firing; a follower exports none.
 	RuleFiring = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -114,16 +121,17 @@ var (
 		Namespace: "knooppunt", Name: "rule_evaluation_errors_total",
 		Help: "Evaluations of an early-warning rule in a region that failed (neither firing nor resolving), on the Raft leader; region \"\": the rule no longer lints against the node's kinds.",
 	}, []string{"rule", "region"})
-	// Backups counts the backups this replica streamed (ClusterService.Backup), by outcome: ok,
-	// or error (the copy failed, or the client went before the end).
+	// Backups counts this replica's backups (ClusterService.Backup) by outcome: ok once the
+	// client said it kept the whole file (BackupKept), error when the copy failed or the stream
+	// broke off. A backup streamed whole that the client then failed to keep counts as neither.
 	Backups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "knooppunt", Name: "backups_total",
-		Help: "Backups this replica streamed (knooppunt backup), by outcome (ok, error).",
+		Help: "Backups of this replica (knooppunt backup), by outcome: ok (the client checked and kept the file), error (the copy or its stream failed).",
 	}, []string{"outcome"})
-	// BackupLast is when this replica last streamed a whole backup.
+	// BackupLast is when this replica made the copy of its last backup that a client kept.
 	BackupLast = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "knooppunt", Name: "backup_last_success_timestamp_seconds",
-		Help: "Unix time at which this replica last streamed a whole backup; 0 since the start if none.",
+		Help: "Unix time at which this replica made its last backup that the client checked and kept; 0 if none.",
 	})
 	// WatchStreams is the number of open Watch streams.
 	WatchStreams = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -133,7 +141,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(ReplicaReachable, ConfigBroken, ConfigRestartPending, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(ReplicaReachable, ConfigBroken, ConfigRestartPending, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, FilesRefused, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Counters of a fixed set of outcomes start at 0, so that an alert on increase() sees a
 	// series from the start rather than no data until the first event.

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 // AttachmentsField is the body field in which a record names its files: an array of
@@ -36,7 +38,9 @@ func CheckSHA256(field, s string) error {
 	return nil
 }
 
-// CheckFilename checks a file's name: 1 to 255 bytes of UTF-8, no path, no control characters.
+// CheckFilename checks a file's name: 1 to 255 bytes of UTF-8, no path, and no character that
+// a screen acts on or shows as nothing (policy.Hidden: control characters, the bidirectional
+// controls that show factuur\u202efdp.hta as factuurath.pdf, zero-width characters).
 func CheckFilename(field, name string) error {
 	switch {
 	case name == "":
@@ -47,27 +51,45 @@ func CheckFilename(field, name string) error {
 		return invalid(field, "invalid UTF-8")
 	case strings.ContainsAny(name, `/\`) || name == "." || name == "..":
 		return invalid(field, "%q is a path: give the file's name only", name)
-	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
-		return invalid(field, "%q holds a control character", name)
+	}
+	if i := strings.IndexFunc(name, policy.Hidden); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(name[i:])
+		return invalid(field, "%q holds the invisible or control character U+%04X: name the file in visible characters", name, r)
 	}
 	return nil
 }
 
+// MayNameFiles says whether body may name files: false only when no key in it can read as
+// attachments, neither as written nor escaped (a key "attachment\u0073" is attachments to every
+// decoder, and JSON can escape a letter only as \u). A reader that would rather not decode every
+// body asks this first; Attachments does.
+func MayNameFiles(body []byte) bool {
+	return bytes.Contains(body, []byte(`"`+AttachmentsField+`"`)) || bytes.Contains(body, []byte(`\u`))
+}
+
 // Attachments returns the files a body names, checked. A body without the field names none.
 // It never fails on a body that is not a JSON object: such a body names nothing.
+//
+// The field is the member whose key is exactly attachments, once decoded (the last, should a
+// peer's body give it twice), as the redactor and a policy's conditions read keys: "Attachments"
+// is another field, which a policy that redacts body.attachments does not touch, so it names no
+// file. Every reader of a record's files (the write check, the source's file grant, the
+// recipient's fetches and the text search) reads them here.
 func Attachments(body []byte) ([]Attachment, error) {
-	if !bytes.Contains(body, []byte(`"`+AttachmentsField+`"`)) {
+	if !MayNameFiles(body) {
 		return nil, nil
 	}
-	var b struct {
-		Attachments json.RawMessage `json:"attachments"`
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return nil, nil
 	}
-	if err := json.Unmarshal(body, &b); err != nil || len(b.Attachments) == 0 || string(b.Attachments) == "null" {
+	raw := members[AttachmentsField]
+	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
 	const field = "record.body." + AttachmentsField
 	var list []json.RawMessage
-	if err := json.Unmarshal(b.Attachments, &list); err != nil {
+	if err := json.Unmarshal(raw, &list); err != nil {
 		return nil, invalid(field, "must be an array of {sha256, size, media_type, filename}")
 	}
 	if len(list) > MaxAttachments {

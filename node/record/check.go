@@ -3,15 +3,15 @@ package record
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"regexp"
-	"slices"
 	"time"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/tidwall/gjson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -138,7 +138,7 @@ func CheckID(field, id string) error {
 // whether this node knows the kind: a partner's kind may be one it does not.
 func CheckKindName(field, name string) error {
 	if !kindName.MatchString(name) || len(name) > 128 {
-		return invalid(field, "%q is not a kind's name: use lower-case words of a-z 0-9 _ joined by dots, such as shelter.capacity", name)
+		return invalid(field, "%q is not a kind's name: use at most 128 bytes of lower-case words of a-z 0-9 _ joined by dots, such as shelter.capacity", name)
 	}
 	return nil
 }
@@ -283,11 +283,14 @@ func checkLabels(field string, labels map[string]string) error {
 		return invalid(field, "%d labels is over the limit of %d", len(labels), MaxLabels)
 	}
 	for k, v := range labels {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return invalid(field, "invalid UTF-8")
+		if !utf8.ValidString(k) {
+			return invalid(field, "invalid UTF-8 in the key %q", k)
 		}
 		if !labelKey.MatchString(k) {
 			return invalid(field+"."+k, "%q is not a label key: use 1 to 63 of a-z 0-9 . _ / -, starting with a letter or digit", k)
+		}
+		if !utf8.ValidString(v) {
+			return invalid(field+"."+k, "invalid UTF-8")
 		}
 		if len(v) > MaxLabelValue {
 			return invalid(field+"."+k, "value is %d bytes, over the limit of %d", len(v), MaxLabelValue)
@@ -319,23 +322,28 @@ func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
 		return nil, invalid("record.body", "invalid UTF-8")
 	}
 	if !json.Valid(body) {
-		var v any
-		err := json.Unmarshal(body, &v)
-		return nil, invalid("record.body", "not JSON: %v", err)
+		return nil, notJSON(body)
 	}
 	if trimmed := bytes.Trim(body, jsonSpace); trimmed[0] != '{' {
 		return nil, invalid("record.body", "must be a JSON object, such as {\"beds_free\": 12}")
 	}
-	if path, key, ok := duplicateKey(gjson.ParseBytes(body), "record.body"); ok {
-		// Decoders disagree on which value counts (the schema is checked against the last, a
-		// reader may take the first), so that a duplicate could carry a value the schema forbids.
-		return nil, invalid(path, "duplicate key %q: give each field once", key)
+	// Before the schema: its check costs what a number's exponent says, and readers disagree on
+	// a key given twice.
+	if fe := scanBody(body, "record.body"); fe != nil {
+		return nil, fe
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, invalid("record.body", "not JSON: %v", err)
 	}
 	if fe := kind.checkBody(doc); fe != nil {
+		return nil, fe
+	}
+	obj, _ := doc.(map[string]any)
+	if fe := kind.checkAggregates(obj); fe != nil {
+		return nil, fe
+	}
+	if fe := checkDocDates(obj); fe != nil {
 		return nil, fe
 	}
 	var out bytes.Buffer
@@ -345,30 +353,59 @@ func (c *Checker) checkBody(kind *Kind, body []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// duplicateKey finds the first object in v, at any depth, that has a key twice: the path of
-// that object (from at) and the key.
-func duplicateKey(v gjson.Result, at string) (path, key string, ok bool) {
-	switch {
-	case v.IsObject():
-		var keys []string
-		v.ForEach(func(k, val gjson.Result) bool {
-			if slices.Contains(keys, k.Str) {
-				path, key, ok = at, k.Str, true
-				return false
-			}
-			keys = append(keys, k.Str)
-			path, key, ok = duplicateKey(val, at+"."+k.Str)
-			return !ok
-		})
-	case v.IsArray():
-		i := 0
-		v.ForEach(func(_, val gjson.Result) bool {
-			path, key, ok = duplicateKey(val, fmt.Sprintf("%s.%d", at, i))
-			i++
-			return !ok
-		})
+// notJSON refuses a body that is not JSON, saying where: a body may be tens of kilobytes.
+func notJSON(body []byte) *FieldError {
+	var v any
+	err := json.Unmarshal(body, &v)
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return invalid("record.body", "not JSON: %v", err)
 	}
-	return path, key, ok
+	// Offset is the bytes read when the error was found: the offending byte is the last of them.
+	at := max(se.Offset, 1)
+	line := 1 + bytes.Count(body[:at-1], []byte("\n"))
+	col := at - int64(bytes.LastIndexByte(body[:at-1], '\n')+1)
+	return invalid("record.body", "not JSON: %v, at byte %d (line %d, column %d)", err, at, line, col)
+}
+
+// MaxAggregate is the largest magnitude of a value in a field that a kind aggregates: beyond
+// 2^53 a float64 sum loses units, and a few such values make it infinite.
+const MaxAggregate = 1 << 53
+
+var maxAggregate = new(big.Float).SetInt64(MaxAggregate)
+
+// checkAggregates refuses a number above MaxAggregate in magnitude in a field that k sums on the
+// picture. obj is the decoded body (numbers as json.Number).
+func (k *Kind) checkAggregates(obj map[string]any) *FieldError {
+	for _, f := range k.Aggregate {
+		n, ok := obj[f].(json.Number)
+		if !ok {
+			continue
+		}
+		// Exactly, not as a float64: 9007199254740993 rounds to 2^53.
+		v, _, err := big.ParseFloat(string(n), 10, 256, big.ToNearestEven)
+		if err == nil && v.Abs(v).Cmp(maxAggregate) <= 0 {
+			continue
+		}
+		return invalid("record.body."+f, "%s is over the limit of %d (2^53) in magnitude of a field the picture sums (kind %s)", shortNumber(string(n)), MaxAggregate, k.Name)
+	}
+	return nil
+}
+
+// checkDocDates refuses a valid_from or valid_until in a body (of any kind: Validity reads them
+// in every body) that is a string but not a date Validity reads, such as 2026-02-30: a document
+// with such a valid_until would never show as expired.
+func checkDocDates(obj map[string]any) *FieldError {
+	for _, f := range []string{"valid_from", "valid_until"} {
+		s, ok := obj[f].(string)
+		if !ok || s == "" {
+			continue
+		}
+		if _, ok := docTime(s, false); !ok {
+			return invalid("record.body."+f, "%q is not a date: use an RFC 3339 time, such as 2026-12-31T18:00:00+01:00, or a plain date, such as 2026-12-31", s)
+		}
+	}
+	return nil
 }
 
 // CheckOrigin checks a trust-domain name such as vr-utrecht.crisis.test.

@@ -85,7 +85,8 @@ var refusals = []refusal{
 	{"body invalid UTF-8", body("{\"notes\":\"\xff\"}"), "record.body", codes.InvalidArgument, "invalid UTF-8"},
 	{"body of one invalid byte", body("\xff"), "record.body", codes.InvalidArgument, "invalid UTF-8"},
 	{"label key invalid UTF-8", with(func(r *pb.Record) { r.Labels = map[string]string{"\xff": "x"} }), "record.labels", codes.InvalidArgument, "invalid UTF-8"},
-	{"label value invalid UTF-8", with(func(r *pb.Record) { r.Labels = map[string]string{"municipality": "utr\xe9cht"} }), "record.labels", codes.InvalidArgument, "invalid UTF-8"},
+	// The refusal names the label whose value it is (review 20 L5).
+	{"label value invalid UTF-8", with(func(r *pb.Record) { r.Labels = map[string]string{"municipality": "utr\xe9cht"} }), "record.labels.municipality", codes.InvalidArgument, "invalid UTF-8"},
 	{"label key with capitals", with(func(r *pb.Record) { r.Labels = map[string]string{"Municipality": "utrecht"} }), "record.labels.Municipality", codes.InvalidArgument, "is not a label key"},
 	{"empty label key", with(func(r *pb.Record) { r.Labels = map[string]string{"": "utrecht"} }), "record.labels.", codes.InvalidArgument, "is not a label key"},
 	{"label value over the limit", with(func(r *pb.Record) {
@@ -103,10 +104,53 @@ var refusals = []refusal{
 	{"body is null", body(`null`), "record.body", codes.InvalidArgument, "must be a JSON object"},
 	{"body is true", body(` true `), "record.body", codes.InvalidArgument, "must be a JSON object"},
 	{"body is not JSON", body(`{"beds_free":`), "record.body", codes.InvalidArgument, "not JSON"},
+	// A syntax error says where it is (review 20 L5): the second comma is the 30th byte, on line 2.
+	{"syntax error at its byte", body("{\"municipality\":\"Utrecht\",\n\"beds_total\":1,,\"beds_free\":2}"), "record.body", codes.InvalidArgument,
+		"invalid character ',' looking for beginning of object key string, at byte 43 (line 2, column 16)"},
 	{"body is two objects", body(`{} {}`), "record.body", codes.InvalidArgument, "not JSON"},
 	// The schema would see the last beds_free, a reader may take the first (-5).
 	{"a key twice", body(`{"municipality":"Utrecht","beds_total":10,"beds_free":-5,"beds_free":3}`), "record.body", codes.InvalidArgument, `duplicate key "beds_free"`},
 	{"a key twice deep inside", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{"a":[{"b":1},{"c":{"d":1,"d":2}}]}`) }), "record.body.a.1.c", codes.InvalidArgument, `duplicate key "d"`},
+	{"a key twice after many", with(func(r *pb.Record) {
+		r.Kind, r.Body = "note", []byte(`{"a":{"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17,"k18":18,"k2":0}}`)
+	}),
+		"record.body.a", codes.InvalidArgument, `duplicate key "k2"`},
+	{"a key twice escaped", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{"x":[[{"d":1,"\u0064":2}]]}`) }), "record.body.x.0.0", codes.InvalidArgument, `duplicate key "d"`},
+	// Nesting is bounded, before the schema (review 20 M2).
+	{"nested deeper than MaxDepth", with(func(r *pb.Record) {
+		r.Kind, r.Body = "note", []byte(`{"a":`+strings.Repeat(`[`, record.MaxDepth)+strings.Repeat(`]`, record.MaxDepth)+`}`)
+	}), "record.body.a" + strings.Repeat(".0", record.MaxDepth-1), codes.InvalidArgument, "nested deeper than 64 objects and arrays"},
+	// Numbers the schema library would turn into a power of ten in full, and those a float64
+	// cannot hold, are refused before the schema (review 20 H2, M3).
+	{"number with a huge exponent", body(`{"municipality":"Utrecht","beds_total":1e999999,"beds_free":1}`), "record.body.beds_total", codes.InvalidArgument, "1e999999 is out of range"},
+	{"number beyond float64", body(`{"municipality":"Utrecht","beds_total":1e400,"beds_free":1}`), "record.body.beds_total", codes.InvalidArgument, "1e400 is out of range"},
+	{"negative number beyond float64", body(`{"municipality":"Utrecht","beds_total":1,"beds_free":-1e99999}`), "record.body.beds_free", codes.InvalidArgument, "-1e99999 is out of range"},
+	{"number too close to 0", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{"a":{"b":[1,1e-999999]}}`) }), "record.body.a.b.1", codes.InvalidArgument, "1e-999999 is out of range"},
+	{"zero with a huge exponent", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{"z":0E+000000000000000000000000999999}`) }), "record.body.z", codes.InvalidArgument, "is out of range"},
+	{"number of too many digits", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{"n":0.`+strings.Repeat("1", 40)+`}`) }), "record.body.n", codes.InvalidArgument, "a number of 41 digits is over the limit of 40"},
+	{"number deep in an assessment", with(func(r *pb.Record) {
+		r.Kind, r.Body = "assessment", []byte(`{"text":"t","development":"d","advice":"a","picture":{"hash":"sha256:`+strings.Repeat("0", 64)+
+			`","sources":[{"source":"","newest":"","entries":1,"hash":""},{"source":"","newest":"","entries":1e999999,"hash":""}]}}`)
+	}), "record.body.picture.sources.1.entries", codes.InvalidArgument, "out of range"},
+	// A field the picture sums holds at most 2^53 in magnitude (review 20 M3).
+	{"aggregate over 2^53", body(`{"municipality":"Utrecht","beds_total":10,"beds_free":9007199254740993}`), "record.body.beds_free", codes.InvalidArgument,
+		"9007199254740993 is over the limit of 9007199254740992 (2^53) in magnitude of a field the picture sums (kind shelter.capacity)"},
+	{"aggregate of 1e308", body(`{"municipality":"Utrecht","beds_total":1e308,"beds_free":1}`), "record.body.beds_total", codes.InvalidArgument, "over the limit of 9007199254740992"},
+	// Dates Validity reads are dates (review 20 L1), in a document and in any body.
+	{"valid_until that does not exist", with(func(r *pb.Record) {
+		r.Kind, r.Body = "qa", []byte(`{"question":"q","answer":"a","valid_until":"2026-02-30"}`)
+	}),
+		"record.body.valid_until", codes.InvalidArgument, `"2026-02-30" is not a date`},
+	{"valid_until at hour 24", with(func(r *pb.Record) {
+		r.Kind, r.Body = "guidance", []byte(`{"title":"t","text":"x","valid_until":"2026-12-31T24:00:00Z"}`)
+	}),
+		"record.body.valid_until", codes.InvalidArgument, "is not a date"},
+	{"valid_from with an offset of 99 hours", with(func(r *pb.Record) {
+		r.Kind, r.Body = "permit", []byte(`{"title":"t","authority":"a","conditions":"c","valid_from":"2026-06-01T12:00:00+99:00"}`)
+	}),
+		"record.body.valid_from", codes.InvalidArgument, "is not a date"},
+	{"valid_from of month 13 without a schema", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte(`{"valid_from":"2026-13-01"}`) }),
+		"record.body.valid_from", codes.InvalidArgument, "is not a date"},
 	{"body has a byte order mark", body("\ufeff{}"), "record.body", codes.InvalidArgument, "not JSON"},
 	{"body is a non-breaking space", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte("\u00a0") }), "record.body", codes.InvalidArgument, "not JSON"},
 	{"body is a next-line character", with(func(r *pb.Record) { r.Kind, r.Body = "note", []byte("\u0085") }), "record.body", codes.InvalidArgument, "not JSON"},
@@ -200,6 +244,28 @@ var acceptances = []acceptance{
 		name: "body exactly at the limit",
 		rec:  body(overLimit[:len(overLimit)-3] + `"}`),
 		want: with(func(r *pb.Record) { r.Body, r.Origin = []byte(overLimit[:len(overLimit)-3]+`"}`), testOrigin }),
+	},
+	{
+		name: "numbers at the bounds",
+		rec: with(func(r *pb.Record) {
+			r.Kind, r.Body = "note", []byte(`{"big":-1.7976931348623157e308,"small":5e-324,"zero":0e400,"digits":0.`+strings.Repeat("1", 39)+`,"deep":`+
+				strings.Repeat(`[`, record.MaxDepth-1)+strings.Repeat(`]`, record.MaxDepth-1)+`}`)
+		}),
+		want: with(func(r *pb.Record) {
+			r.Kind, r.Origin = "note", testOrigin
+			r.Body = []byte(`{"big":-1.7976931348623157e308,"small":5e-324,"zero":0e400,"digits":0.` + strings.Repeat("1", 39) + `,"deep":` +
+				strings.Repeat(`[`, record.MaxDepth-1) + strings.Repeat(`]`, record.MaxDepth-1) + `}`)
+		}),
+	},
+	{
+		name: "aggregate at 2^53, dates that exist",
+		rec: with(func(r *pb.Record) {
+			r.Body = []byte(`{"municipality":"Utrecht","beds_total":9007199254740992,"beds_free":9.007199254740992e15,"valid_until":"2028-02-29","valid_from":""}`)
+		}),
+		want: with(func(r *pb.Record) {
+			r.Origin = testOrigin
+			r.Body = []byte(`{"municipality":"Utrecht","beds_total":9007199254740992,"beds_free":9.007199254740992e15,"valid_until":"2028-02-29","valid_from":""}`)
+		}),
 	},
 	{
 		name: "64 labels, value at the limit",
@@ -316,7 +382,18 @@ func TestNewKindsRefuses(t *testing.T) {
 		kinds []record.Kind
 		want  string
 	}{
-		{"bad name", []record.Kind{{Name: "Shelter"}}, `kinds[0].name: "Shelter" is not a kind name`},
+		{"bad name", []record.Kind{{Name: "Shelter"}}, `kinds[0].name: "Shelter" is not a kind's name`},
+		// The limits of CheckKindName, which a partner's record is held to (review 20 L4).
+		{"name over 128 bytes", []record.Kind{{Name: "x"}, {Name: strings.Repeat("a", 129)}}, `kinds[1].name: "aaaa`},
+		{"aggregate listed twice", []record.Kind{{Name: "beds", Aggregate: []string{"free", "free"}}}, `kinds[0].aggregate[1] (beds): "free" is listed twice`},
+		{"aggregate not top-level", []record.Kind{{Name: "beds", Aggregate: []string{"free", "place.free"}}}, `kinds[0].aggregate[1] (beds): "place.free" is not a top-level body field name`},
+		{"aggregate empty", []record.Kind{{Name: "beds", Aggregate: []string{""}}}, `kinds[0].aggregate[0] (beds): "" is not a top-level body field name`},
+		{"aggregate not in the schema", []record.Kind{{Name: "beds", Aggregate: []string{"free"},
+			Schema: json.RawMessage(`{"type":"object","properties":{"total":{"type":"integer"}}}`)}}, `kinds[0].aggregate[0] (beds): the schema does not declare "free" a number`},
+		{"aggregate a string in the schema", []record.Kind{{Name: "beds", Aggregate: []string{"free"},
+			Schema: json.RawMessage(`{"type":"object","properties":{"free":{"type":"string"}}}`)}}, `kinds[0].aggregate[0] (beds): the schema does not declare "free" a number`},
+		{"aggregate number or string", []record.Kind{{Name: "beds", Aggregate: []string{"free"},
+			Schema: json.RawMessage(`{"type":"object","properties":{"free":{"type":["number","string"]}}}`)}}, `kinds[0].aggregate[0] (beds)`},
 		{"duplicate", []record.Kind{{Name: "qa"}, {Name: "qa"}}, `kinds[1].name: kind "qa" is declared twice`},
 		{"schema not JSON", []record.Kind{{Name: "x", Schema: json.RawMessage(`{`)}}, "kinds[0].schema (x): not JSON"},
 		{"schema does not compile", []record.Kind{{Name: "x", Schema: json.RawMessage(`{"type": 12}`)}}, "kinds[0].schema (x)"},

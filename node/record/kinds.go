@@ -30,8 +30,9 @@ type Kind struct {
 	// Schema is a JSON Schema (draft 2020-12 unless it says otherwise) for the body. Empty means
 	// any JSON object.
 	Schema json.RawMessage `json:"schema,omitempty" yaml:"schema,omitempty"`
-	// Aggregate lists numeric body fields that may be summed across records, per region and
-	// nationally, in the picture.
+	// Aggregate lists numeric top-level body fields that may be summed across records, per region
+	// and nationally, in the picture: each once, and declared integer or number when the kind has
+	// a schema. A record with a value above MaxAggregate in magnitude in one is refused.
 	Aggregate []string `json:"aggregate,omitempty" yaml:"aggregate,omitempty"`
 	// Text lists the body fields (strings, or arrays of strings) that full-text search reads, in
 	// the order a snippet prefers them. Empty means every string in the body.
@@ -66,24 +67,31 @@ type Kinds struct {
 	byName map[string]*Kind
 }
 
-// NewKinds compiles the schemas of kinds. It fails on a duplicate name or a schema that does not
-// compile, naming the kind.
+// NewKinds compiles the schemas of kinds. It fails, naming the kind, on a name CheckKindName
+// refuses or given twice, a text or aggregate field that is not a top-level name or is listed
+// twice, an aggregate field the schema does not declare a number, or a schema that does not
+// compile (one that refers to a file or URL does not).
 func NewKinds(kinds []Kind) (*Kinds, error) {
 	ks := &Kinds{byName: make(map[string]*Kind, len(kinds))}
 	for i := range kinds {
 		k := kinds[i]
-		if !kindName.MatchString(k.Name) {
-			return nil, fmt.Errorf("kinds[%d].name: %q is not a kind name: use lower-case words joined by dots, such as shelter.capacity", i, k.Name)
+		if err := CheckKindName(fmt.Sprintf("kinds[%d].name", i), k.Name); err != nil {
+			return nil, err
 		}
 		if _, dup := ks.byName[k.Name]; dup {
 			return nil, fmt.Errorf("kinds[%d].name: kind %q is declared twice", i, k.Name)
 		}
-		for j, f := range k.Text {
-			if f == "" || strings.ContainsAny(f, ". ") {
-				return nil, fmt.Errorf("kinds[%d].text[%d] (%s): %q is not a top-level body field name", i, j, k.Name, f)
-			}
-			if slices.Index(k.Text, f) < j {
-				return nil, fmt.Errorf("kinds[%d].text[%d] (%s): %q is listed twice", i, j, k.Name, f)
+		for _, list := range []struct {
+			name   string
+			fields []string
+		}{{"text", k.Text}, {"aggregate", k.Aggregate}} {
+			for j, f := range list.fields {
+				if f == "" || strings.ContainsAny(f, ". ") {
+					return nil, fmt.Errorf("kinds[%d].%s[%d] (%s): %q is not a top-level body field name", i, list.name, j, k.Name, f)
+				}
+				if slices.Index(list.fields, f) < j {
+					return nil, fmt.Errorf("kinds[%d].%s[%d] (%s): %q is listed twice", i, list.name, j, k.Name, f)
+				}
 			}
 		}
 		switch d, err := time.ParseDuration(k.StaleAfter); {
@@ -100,8 +108,20 @@ func NewKinds(kinds []Kind) (*Kinds, error) {
 			if err != nil {
 				return nil, fmt.Errorf("kinds[%d].schema (%s): not JSON: %w", i, k.Name, err)
 			}
+			for j, f := range k.Aggregate {
+				if !numeric(doc, f) {
+					return nil, fmt.Errorf("kinds[%d].aggregate[%d] (%s): the schema does not declare %q a number: give it \"type\": \"integer\" or \"number\" in the schema's top-level properties", i, j, k.Name, f)
+				}
+			}
 			c := jsonschema.NewCompiler()
 			c.DefaultDraft(jsonschema.Draft2020)
+			// A schema is the kind's declaration alone: a file or URL it named would be read at
+			// start, and could differ between replicas, so one write would pass on one and not on
+			// another. Only the drafts' own metaschemas, which the library holds, resolve.
+			c.UseLoader(noLoader{})
+			// format is asserted, not only an annotation: a kind that says "format": "date-time"
+			// or "email" means it. A format the library does not know is not checked.
+			c.AssertFormat()
 			url := "urn:knooppunt:kind:" + k.Name
 			if err := c.AddResource(url, doc); err != nil {
 				return nil, fmt.Errorf("kinds[%d].schema (%s): %w", i, k.Name, err)
@@ -113,6 +133,62 @@ func NewKinds(kinds []Kind) (*Kinds, error) {
 		ks.byName[k.Name] = &k
 	}
 	return ks, nil
+}
+
+// noLoader refuses to load any schema a kind's schema refers to by URL.
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("a kind's schema may refer only to its own parts (#/$defs/…) and to the JSON Schema drafts, not to %s: put what it needs in the schema", url)
+}
+
+// numeric says whether schema, decoded, declares the top-level body field a number: in its
+// properties, with type integer or number, or a list of types that are those and null, written
+// there or in the part of the schema its $ref names (#/$defs/count, #/definitions/count).
+func numeric(schema any, field string) bool {
+	obj, _ := schema.(map[string]any)
+	props, _ := obj["properties"].(map[string]any)
+	prop, _ := props[field].(map[string]any)
+	for range 8 { // a $ref to a $ref, and so on, but not for ever
+		ref, ok := prop["$ref"].(string)
+		if !ok {
+			break
+		}
+		prop = localPart(obj, ref)
+	}
+	isNumber := func(t any) bool { return t == "integer" || t == "number" }
+	switch t := prop["type"].(type) {
+	case string:
+		return isNumber(t)
+	case []any:
+		n := 0
+		for _, e := range t {
+			switch {
+			case isNumber(e):
+				n++
+			case e != "null":
+				return false
+			}
+		}
+		return n > 0
+	}
+	return false
+}
+
+// localPart is the part of schema that a local $ref names, such as #/$defs/count; nil for any
+// other.
+func localPart(schema map[string]any, ref string) map[string]any {
+	path, ok := strings.CutPrefix(ref, "#/")
+	if !ok {
+		return nil
+	}
+	var at any = schema
+	for _, seg := range strings.Split(path, "/") {
+		m, _ := at.(map[string]any)
+		at = m[strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")]
+	}
+	part, _ := at.(map[string]any)
+	return part
 }
 
 // Get returns the kind with the name, or nil (also on a nil Kinds).
@@ -173,9 +249,15 @@ func (p SchemaProblem) Reason() string { return p.What.LocalizedString(printer) 
 
 // SchemaProblems are the places where a JSON body breaks the kind's schema, the one that
 // Checker.CheckPut names first; none for a body that keeps it, for a kind without a schema, and
-// for a body that is not JSON (which CheckPut refuses as such).
+// for a body that is not JSON or that CheckPut refuses before the schema (a key twice, a number
+// out of range, nesting too deep), which CheckPut refuses as such.
 func (k *Kind) SchemaProblems(body []byte) []SchemaProblem {
 	if k == nil || k.compiled == nil {
+		return nil
+	}
+	// A body the scan refuses is refused as such by CheckPut, before the schema: its numbers
+	// would cost the schema check what their exponents say.
+	if !json.Valid(body) || scanBody(body, "record.body") != nil {
 		return nil
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))

@@ -38,9 +38,20 @@ func OneLine(s string) string {
 
 // Summary is a body in one line of at most width characters, for a terminal's table: its title
 // (Title), then its other top-level numbers, booleans and short texts
-// in their order in the body, "beds_free 14". Long texts, objects and arrays are left out.
+// in their order in the body, "beds_free 14". Long texts, objects and arrays are left out. A body
+// without a title is led by its first text, however long.
 func Summary(body []byte, width int) string {
 	title := Title(body)
+	if title == "" {
+		// A body without a title (an assessment: long texts) is led by its first text.
+		gjson.ParseBytes(body).ForEach(func(_, v gjson.Result) bool {
+			if v.Type == gjson.String && strings.TrimSpace(v.Str) != "" {
+				title = v.Str
+				return false
+			}
+			return true
+		})
+	}
 	parts := []string{}
 	if title != "" {
 		parts = append(parts, title)

@@ -52,6 +52,9 @@ func TestSummary(t *testing.T) {
 		{titleBodies["sitrep"], "Regionaal beeld VR Utrecht · summary Bijna vol. · severity medium"},
 		{`{"open":true,"beds_free":3.5,"nested":{"a":1},"list":[1]}`, "open true · beds_free 3.5"},
 		{`{"identifier":"a-1","info":[{"headline":"Zware storm"}]}`, "Zware storm · identifier a-1"},
+		// An assessment: long texts alone, summed up by the first (review25 F8).
+		{`{"text":"De opvang in Zeeland raakt vol: nog 77 bedden vrij, de instroom stijgt.","development":"Stijgend, al drie dagen.","picture":{"hash":"x"}}`,
+			"De opvang in Zeeland raakt vol: nog 77 bedden vrij, de instroom stijgt. · development Stijgend, al drie dagen."},
 	} {
 		if got := Summary([]byte(c.body), 200); got != c.want {
 			t.Errorf("Summary(%s) = %q, want %q", c.body, got, c.want)

@@ -20,13 +20,21 @@ const (
 // names a superseded_by, Expired when its body's valid_until or the record's valid_until has
 // passed, NotYetValid when its body's valid_from lies ahead. Superseded wins over the others.
 // Dates are RFC 3339 times or plain dates (YYYY-MM-DD, which run to the end of the day in UTC);
-// a date that does not parse is ignored, as the kind's schema is where such a date is refused.
+// a date that does not parse is ignored: a node refuses to write one (Checker.CheckPut), but a
+// peer's record is not checked so far.
 func Validity(r *pb.Record, now time.Time) string {
-	var b docDates
+	// Members by their exact keys, as ValidityOfBody and the write check read them: decoding into
+	// a struct would also take "Valid_Until".
+	var members map[string]json.RawMessage
 	if len(r.GetBody()) > 0 {
-		_ = json.Unmarshal(r.GetBody(), &b) // a body that is not an object has no validity fields
+		_ = json.Unmarshal(r.GetBody(), &members) // a body that is not an object has no validity fields
 	}
-	return b.validity(r, now)
+	str := func(k string) string {
+		var v string
+		_ = json.Unmarshal(members[k], &v) // absent, or not a string: none
+		return v
+	}
+	return docDates{SupersededBy: str("superseded_by"), ValidFrom: str("valid_from"), ValidUntil: str("valid_until")}.validity(r, now)
 }
 
 // ValidityOfBody is Validity for a record whose body the caller decoded already (nil when it is
@@ -38,9 +46,7 @@ func ValidityOfBody(body map[string]any, r *pb.Record, now time.Time) string {
 
 // docDates are the body fields a document's validity reads.
 type docDates struct {
-	SupersededBy string `json:"superseded_by"`
-	ValidFrom    string `json:"valid_from"`
-	ValidUntil   string `json:"valid_until"`
+	SupersededBy, ValidFrom, ValidUntil string
 }
 
 func (b docDates) validity(r *pb.Record, now time.Time) string {

@@ -38,6 +38,9 @@ func TestValidity(t *testing.T) {
 		{"a date that does not parse is ignored", `{"valid_until":"gisteren"}`, nil, ""},
 		{"a body that is not an object", `[1,2]`, nil, ""},
 		{"wrong type is ignored", `{"superseded_by":7}`, nil, ""},
+		// The exact keys, as the write check and ValidityOfBody read them.
+		{"a key in another case is another field", `{"Valid_Until":"2020-01-01","SUPERSEDED_BY":"qa-2"}`, nil, ""},
+		{"an escaped key is the key", `{"valid_unti\u006c":"2020-01-01"}`, nil, Expired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &pb.Record{Body: []byte(tc.body)}

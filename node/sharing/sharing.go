@@ -7,6 +7,7 @@ package sharing
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -23,9 +24,13 @@ type Sharing struct {
 	db     *db.DB
 	org    string
 	config func() *config.Config
+	log    *slog.Logger
 
 	mu    sync.Mutex
 	cache map[string]*policy.Compiled // by policy id; a version's document never changes
+	// broken are the stored versions this build cannot compile, by id, with why: each is left
+	// out of every set, so that it grants nothing and holds up no other.
+	broken map[string]error
 	// set and phases are what the database held at generation gen. Every policy step and phase
 	// change (and a restore) moves the generation, so a set read at gen answers until it moves.
 	// A policy that expires needs no new set: Decide checks the validity window at its now.
@@ -38,9 +43,10 @@ type Sharing struct {
 	leavingOK  bool
 }
 
-// New returns a Sharing over d for the org; config returns the running config.
-func New(d *db.DB, org string, config func() *config.Config) *Sharing {
-	return &Sharing{db: d, org: org, config: config, cache: map[string]*policy.Compiled{}}
+// New returns a Sharing over d for the org; config returns the running config; log says which
+// stored policy cannot be compiled.
+func New(d *db.DB, org string, config func() *config.Config, log *slog.Logger) *Sharing {
+	return &Sharing{db: d, org: org, config: config, log: log, cache: map[string]*policy.Compiled{}, broken: map[string]error{}}
 }
 
 // Org is the node's own trust domain.
@@ -115,10 +121,18 @@ func (s *Sharing) current(ctx context.Context) (*policy.Set, map[string]string, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rows {
+		if _, ok := s.broken[r.ID]; ok {
+			continue
+		}
 		c, ok := s.cache[r.ID]
 		if !ok {
 			if c, err = policy.Compile(r.Policy); err != nil {
-				return nil, nil, fmt.Errorf("sharing: policy %s no longer compiles: %w", r.ID, err)
+				// Fail closed for that version alone: it grants nothing, and every other
+				// policy stays in force.
+				s.broken[r.ID] = err
+				s.log.Error("sharing: a stored policy does not compile with this release: it grants nothing; propose a new version of it",
+					"policy", r.ID, "state", r.State, "err", err)
+				continue
 			}
 			s.cache[r.ID] = c
 		}

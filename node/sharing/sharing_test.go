@@ -3,8 +3,10 @@ package sharing_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +35,7 @@ func TestPolicySetFollowsGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	s := sharing.New(d, "lcvs.crisis.test", func() *config.Config { return &config.Config{} })
+	s := sharing.New(d, "lcvs.crisis.test", func() *config.Config { return &config.Config{} }, slog.New(slog.DiscardHandler))
 	var index uint64
 	at := func() *timestamppb.Timestamp { index++; return timestamppb.New(time.Unix(int64(index)*60, 0)) }
 
@@ -111,5 +113,44 @@ func TestPolicySetFollowsGeneration(t *testing.T) {
 	}
 	if got := phase(); got != policy.PhaseCold {
 		t.Fatalf("after restoring an empty database: phase %q, want cold", got)
+	}
+}
+
+// TestAPolicyThatDoesNotCompileHoldsUpNoOther: a stored version this build cannot compile (here
+// a condition on a field records do not have, which an earlier release, or a step from another
+// path, stored) is left out of the set and named in the log, and every other policy stays in
+// force; the whole set used to fail, and with it every Query and Subscribe (review21 H1).
+func TestAPolicyThatDoesNotCompileHoldsUpNoOther(t *testing.T) {
+	d, err := db.Open(filepath.Join(t.TempDir(), "knooppunt.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	var logs bytes.Buffer
+	s := sharing.New(d, "lcvs.crisis.test", func() *config.Config { return &config.Config{} }, slog.New(slog.NewTextHandler(&logs, nil)))
+	var index uint64
+	step := func(st *pb.PolicyStep) {
+		t.Helper()
+		index++
+		st.At = timestamppb.New(time.Unix(int64(index)*60, 0))
+		if _, refusal, err := d.ApplyPolicyStep(index, st); err != nil || refusal != nil {
+			t.Fatal(err, refusal)
+		}
+	}
+	broken := "name: kapot\npurpose: test\nrecipients: [group:veiligheidsregios]\nkinds: [sitrep]\nmax_classification: internal\nwhen: record.nosuch == 1\n"
+	for _, src := range []string{source, broken} {
+		step(&pb.PolicyStep{Action: db.StepPropose, Officer: officerA, Source: []byte(src), ApprovalsRequired: 1})
+	}
+	step(&pb.PolicyStep{Action: db.StepApprove, Officer: officerB, PolicyId: "lcvs-capacity@1"})
+	step(&pb.PolicyStep{Action: db.StepApprove, Officer: officerB, PolicyId: "kapot@1"})
+	set, err := s.PolicySet(context.Background())
+	if err != nil {
+		t.Fatalf("one policy that does not compile failed the set: %v", err)
+	}
+	if len(set.Policies) != 1 || set.Policies[0].ID != "lcvs-capacity@1" || set.Policies[0].State != policy.StateApproved {
+		t.Fatalf("the set holds %v, want lcvs-capacity@1 alone, approved", set.Policies)
+	}
+	if !strings.Contains(logs.String(), "policy=kapot@1") {
+		t.Errorf("the log does not name kapot@1:\n%s", logs.String())
 	}
 }

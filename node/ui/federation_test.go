@@ -192,7 +192,7 @@ func TestFilesOfARecord(t *testing.T) {
 	e := startFederation(t)
 	fedtest.Eventually(t, 20*time.Second, "vr-utrecht fetched ncc's PDF", func() (bool, string) {
 		var out bytes.Buffer
-		err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(e.utrecht.Local(t)), e.ncc.TD.Name()+"/richtlijn-1", e.pdfSHA, &out, nil)
+		err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(e.utrecht.Local(t)), e.ncc.TD.Name()+"/richtlijn-1", e.pdfSHA, nil, &out, nil)
 		return err == nil, fmt.Sprint(err)
 	})
 	b := newBrowser(t)
@@ -202,7 +202,7 @@ func TestFilesOfARecord(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("record: %d\n%s", resp.StatusCode, page)
 	}
-	link := "/bijlage?" + url.Values{"id": {"richtlijn-1"}, "naam": {"Richtlijn aankomst.pdf"}, "origin": {e.ncc.TD.Name()}, "sha256": {e.pdfSHA}}.Encode()
+	link := "/bijlage?" + url.Values{"id": {"richtlijn-1"}, "origin": {e.ncc.TD.Name()}, "sha256": {e.pdfSHA}}.Encode()
 	href := regexp.MustCompile(`<a class="utrecht-link" href="([^"]*)" download>Richtlijn aankomst.pdf</a> <span class="kp-muted">application/pdf, 829 bytes</span>`).FindStringSubmatch(page)
 	if !strings.Contains(page, `id="bijlagen">Bijlagen</h2>`) || href == nil || html.UnescapeString(href[1]) != link {
 		t.Fatalf("the record page does not list the PDF to take (%s):\n%s", link, page)
@@ -256,6 +256,42 @@ func TestFilesOfARecord(t *testing.T) {
 		if resp.StatusCode != tc.code || strings.Contains(page, "%PDF") {
 			t.Errorf("/bijlage?%s: %d, want %d and no file", tc.q.Encode(), resp.StatusCode, tc.code)
 		}
+	}
+}
+
+// TestAttachmentOfAnExerciseRecord: an exercise record's page links its file in the exercise's
+// mode, and the file downloads only in that mode (review 22 M4); the name it is saved under is
+// the record's, whatever name a link asks for (L4).
+func TestAttachmentOfAnExerciseRecord(t *testing.T) {
+	e := startFederation(t)
+	e.utrecht.Exercise(t, "oef-bijlage", false)
+	pdf := attach.SimplePDF("Oefenkaart", []string{"Fictieve evacuatie van Zeeland."})
+	att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(e.utrecht.Local(t)), "kaart.pdf", bytes.NewReader(pdf), int64(len(pdf)), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"title": "Oefenkaart", "text": "Zie de bijlage.", "attachments": []*pb.Attachment{att}})
+	e.utrecht.Put(t, &pb.Record{Id: "oef-kaart", Kind: "guidance", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL, Body: body,
+		Status: pb.Status_EXERCISE, Exercise: "oef-bijlage"})
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	_, page := b.get(t, e.url+"/record?id=oef-kaart&exercise=oef-bijlage")
+	href := regexp.MustCompile(`href="(/bijlage[^"]*)" download>kaart.pdf</a>`).FindStringSubmatch(page)
+	if href == nil {
+		t.Fatalf("the exercise record's page does not list its file:\n%s", page)
+	}
+	link := html.UnescapeString(href[1])
+	want := "/bijlage?" + url.Values{"exercise": {"oef-bijlage"}, "id": {"oef-kaart"}, "origin": {e.utrecht.TD.Name()}, "sha256": {att.Sha256}}.Encode()
+	if link != want {
+		t.Errorf("the file's link is %s, want %s", link, want)
+	}
+	resp, got := b.get(t, e.url+link+"&naam=rapport.bat")
+	if resp.StatusCode != http.StatusOK || got != string(pdf) || resp.Header.Get("Content-Disposition") != "attachment; filename=kaart.pdf" {
+		t.Errorf("the file in the exercise, with naam=rapport.bat: %d, %d bytes, %q; want its %d bytes saved as kaart.pdf", resp.StatusCode, len(got), resp.Header.Get("Content-Disposition"), len(pdf))
+	}
+	actual := "/bijlage?" + url.Values{"id": {"oef-kaart"}, "sha256": {att.Sha256}}.Encode()
+	if resp, got := b.get(t, e.url+actual); resp.StatusCode != http.StatusNotFound || strings.Contains(got, "%PDF") {
+		t.Errorf("the exercise's file without the exercise: %d; want 404 and no file", resp.StatusCode)
 	}
 }
 

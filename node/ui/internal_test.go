@@ -27,6 +27,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -738,6 +739,23 @@ func TestLintMessage(t *testing.T) {
 	} {
 		if got := lintMessage(nl, c.p); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.p, got, c.want)
+		}
+	}
+}
+
+// TestLintMessagesInDutch: every message of the policy linter has a Dutch text that takes as
+// many arguments, so that an officer on a Dutch page never reads the node's English.
+func TestLintMessagesInDutch(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &Lang{Code: "nl", cat: cats["nl"]}
+	for code, english := range policy.LintMessages {
+		if !nl.Has("lint." + code) {
+			t.Errorf("lint.%s has no Dutch text (English: %q)", code, english)
+		} else if got, want := strings.Count(nl.T("lint."+code), "%s"), strings.Count(english, "%s"); got != want {
+			t.Errorf("lint.%s: the Dutch text takes %d arguments, the English %d", code, got, want)
 		}
 	}
 }

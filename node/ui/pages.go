@@ -1174,7 +1174,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	// The files the record names are listed to take, not shown as JSON; a withheld list stays
 	// a withheld field, and one this node cannot read stays as the body has it.
 	if files, err := record.Attachments(rec.Body); err == nil && len(files) > 0 && !withheld[record.AttachmentsField] {
-		v.Files = fileViews(rec, files, r.L)
+		v.Files = fileViews(rec, files, r)
 		v.Fields = slices.DeleteFunc(v.Fields, func(f fieldView) bool { return f.Name == record.AttachmentsField })
 	}
 	versions, err := s.versions(r, rec, withheld, order, label)
@@ -1197,12 +1197,13 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))
 }
 
-// fileViews are the files a record names, each with the link that takes it (see file).
-func fileViews(rec *pb.Record, files []record.Attachment, l *Lang) []fileView {
+// fileViews are the files a record names, each with the link that takes it in the page's mode
+// (see file).
+func fileViews(rec *pb.Record, files []record.Attachment, r *request) []fileView {
 	out := make([]fileView, len(files))
 	for i, f := range files {
-		q := url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "sha256": {f.SHA256}, "naam": {f.Filename}}
-		out[i] = fileView{Name: f.Filename, MediaType: f.MediaType, Size: fileSize(l, f.Size), Link: "/bijlage?" + q.Encode()}
+		q := r.modeValues(url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "sha256": {f.SHA256}})
+		out[i] = fileView{Name: f.Filename, MediaType: f.MediaType, Size: fileSize(r.L, f.Size), Link: "/bijlage?" + q.Encode()}
 	}
 	return out
 }
@@ -1219,25 +1220,28 @@ func fileSize(l *Lang, n int64) string {
 }
 
 // file sends a file that a record names, as a download: its type is the one the node sniffed
-// from its content, and the browser is told to save it, never to show it in the page's origin.
-// The call goes through AttachmentService as the person, so the same rules decide: a partner's
-// file is served only while this node holds the partner's record that names it.
+// from its content, its name the one the record gives it (never one a link asks for), and the
+// browser is told to save it, never to show it in the page's origin. The call goes through
+// AttachmentService as the person, in the page's mode, so the same rules decide: a partner's
+// file is served only while this node holds the partner's record that names it, and an
+// exercise's file only in the exercise.
 func (s *Server) file(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
-	origin, id, sha, name := q.Get("origin"), q.Get("id"), q.Get("sha256"), q.Get("naam")
+	origin, id, sha := q.Get("origin"), q.Get("id"), q.Get("sha256")
 	if id == "" || record.CheckSHA256("sha256", sha) != nil {
 		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.invalid", "id, sha256"))
 		return
-	}
-	if record.CheckFilename("naam", name) != nil {
-		name = sha[:12]
 	}
 	recordID := id
 	if origin != "" && origin != s.c.Org {
 		recordID = origin + "/" + id
 	}
 	started := false
-	err := attach.Fetch(r.ctx(), pb.NewAttachmentServiceClient(s.c.Conn), recordID, sha, func(a *pb.Attachment) (io.Writer, error) {
+	err := attach.Fetch(r.ctx(), pb.NewAttachmentServiceClient(s.c.Conn), recordID, sha, r.mode(), func(a *pb.Attachment) (io.Writer, error) {
+		name := a.Filename
+		if attach.CheckName("filename", name, a.MediaType) != nil {
+			name = sha[:12] // a name from before names were checked as they are now
+		}
 		h := w.Header()
 		mediaType := a.MediaType
 		if mediaType == "" {

@@ -821,7 +821,7 @@ func TestSearchSaysWhenCut(t *testing.T) {
 	b := newBrowser(t)
 	resp, page := e.signIn(t, b, "bram", "/zoeken?crisis=groot")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Resultaten (200)") ||
-		!strings.Contains(page, `id="afgekapt"><p class="utrecht-paragraph">Van VR Utrecht staan alleen de eerste 200 resultaten hier: er kunnen er meer zijn.`) {
+		!strings.Contains(page, `id="afgekapt"><p class="utrecht-paragraph">Van VR Utrecht staan niet alle resultaten hier (een zoekopdracht toont er ten hoogste 200 van elke bron): er kunnen er meer zijn.`) {
 		t.Errorf("search of 201 records: %d, want 200 results and a note that VR Utrecht may hold more:\n%s", resp.StatusCode, page)
 	}
 	if _, page := b.get(t, e.url+"/zoeken?crisis=klein"); !strings.Contains(page, "Resultaten (1)") || strings.Contains(page, `id="afgekapt"`) {

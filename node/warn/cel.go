@@ -47,7 +47,11 @@ type condition struct {
 	prg     cel.Program
 	kinds   []string
 	windows []time.Duration
-	ctx     *evalCtx // what the function bindings read; set by each evaluation
+	// windowUses are the windows as often as the text uses them.
+	windowUses []time.Duration
+	// readsNow: the text names now itself (see readsNow), not only through the macros.
+	readsNow bool
+	ctx      *evalCtx // what the function bindings read; set by each evaluation
 }
 
 // evalCtx is the history and the region an evaluation reads, and the values it read.
@@ -85,7 +89,7 @@ type celProblem struct {
 // compileCondition parses, checks and plans a condition. A condition with problems returns them
 // and no program.
 func compileCondition(src string, kinds *record.Kinds) (*condition, []celProblem) {
-	c := &condition{src: src, ctx: &evalCtx{}}
+	c := &condition{src: src, readsNow: readsNow(src), ctx: &evalCtx{}}
 	env, err := c.env(kinds)
 	if err != nil {
 		return nil, []celProblem{{msg: err.Error()}}
@@ -115,6 +119,8 @@ func compileCondition(src string, kinds *record.Kinds) (*condition, []celProblem
 	c.prg = prg
 	slices.Sort(c.kinds)
 	c.kinds = slices.Compact(c.kinds)
+	// Each use of a window, for LastRun: delta(delta(x, 10m), 10m) reads x 20m back.
+	c.windowUses = slices.Clone(c.windows)
 	slices.Sort(c.windows)
 	c.windows = slices.Compact(c.windows)
 	return c, nil

@@ -45,9 +45,18 @@ type History struct {
 	// lists are what records(kind) returned, by kind, crisis, region and instant: the rules of
 	// one evaluation read the same lists.
 	lists map[listKey]ref.Val
+	// listed counts the records the lists hold, to bound them (maxListed).
+	listed int
 	// regions are what Regions answered, by kinds and crisis.
 	regions map[string][]string
+	// changeSets are what changes answered, by kinds and sums of windows.
+	changeSets map[string][]int64
 }
+
+// maxListed bounds the records that the lists of records(kind) keep for the evaluations after:
+// past it they are dropped and read again, so that a run over many instants does not hold every
+// instant's list.
+const maxListed = 1 << 16
 
 type listKey struct {
 	kind, crisis, region string
@@ -65,7 +74,7 @@ type steps struct {
 // NewHistory indexes versions. since is the start of the retention window (zero: no bound).
 func NewHistory(versions []Version, since time.Time) *History {
 	h := &History{since: since, byKind: map[string][]Version{}, sums: map[seriesKey]*steps{}, counts: map[seriesKey][]int64{},
-		records: map[string]map[recordKey][]Version{}, recordKeys: map[string][]recordKey{}, lists: map[listKey]ref.Val{}, regions: map[string][]string{}}
+		records: map[string]map[recordKey][]Version{}, recordKeys: map[string][]recordKey{}, lists: map[listKey]ref.Val{}, regions: map[string][]string{}, changeSets: map[string][]int64{}}
 	for _, v := range versions {
 		h.byKind[v.Kind] = append(h.byKind[v.Kind], v)
 	}

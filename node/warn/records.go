@@ -275,6 +275,10 @@ func recordsFunctions(p *recordProvider, ec *evalCtx) []cel.EnvOption {
 						elems[i] = rt.value(v)
 					}
 					list = types.NewRefValList(types.DefaultTypeAdapter, elems)
+					if ec.h.listed += len(elems); ec.h.listed > maxListed {
+						clear(ec.h.lists)
+						ec.h.listed = len(elems)
+					}
 					ec.h.lists[k] = list
 				}
 				ec.note(fmt.Sprintf("records(%q)", rt.kind), at, float64(list.(traits.Sizer).Size().(types.Int)))

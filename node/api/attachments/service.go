@@ -60,6 +60,9 @@ func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.
 	if err := record.CheckFilename("filename", first.Filename); err != nil {
 		return api.Status(s.c.Logger, err)
 	}
+	if err := attach.CheckActive("filename", first.Filename); err != nil {
+		return api.Status(s.c.Logger, err)
+	}
 	if first.Sha256 != "" {
 		if err := record.CheckSHA256("sha256", first.Sha256); err != nil {
 			return api.Status(s.c.Logger, err)
@@ -112,7 +115,9 @@ func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.
 	return stream.SendAndClose(att)
 }
 
-// Download streams a file that a record the node holds names.
+// Download streams a file that a record the node holds names, in the request's mode as
+// RecordService.Get reads: a record of another mode names no file. The attachment that comes
+// first carries the name the record gives the file.
 func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingServer[pb.FileData]) error {
 	ctx := stream.Context()
 	origin, id := "", req.RecordId
@@ -128,16 +133,34 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 	if err := record.CheckSHA256("sha256", req.Sha256); err != nil {
 		return api.Status(s.c.Logger, err)
 	}
-	names, err := s.c.DB.Names(ctx, origin, id, req.Sha256)
+	if err := record.CheckMode("mode", req.Mode); err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	att, stored, named, err := s.c.DB.Named(ctx, origin, id, req.Sha256, db.ModeFrom(req.Mode))
 	if err != nil {
 		return api.Status(s.c.Logger, err)
 	}
-	if !names {
-		return status.Errorf(codes.NotFound, "record %s names no file %s: list the record's attachments with record get", req.RecordId, req.Sha256)
+	if !named {
+		return status.Errorf(codes.NotFound, "record %s names no file %s in this mode: list the record's attachments with record get (with --exercise NAME for an exercise's record)", req.RecordId, req.Sha256)
 	}
-	return attach.Send(ctx, s.c.DB, req.Sha256, stream.Send, func(err error) error {
+	notYet := func() error {
+		return status.Errorf(codes.Unavailable, "the file of %s has not been fetched from %s yet: try again shortly", req.RecordId, origin)
+	}
+	if !stored {
+		if origin != "" {
+			return notYet()
+		}
+		return api.Status(s.c.Logger, db.ErrFileNotFound)
+	}
+	send := func(msg *pb.FileData) error {
+		if msg.Attachment != nil {
+			msg.Attachment.Filename = att.Filename
+		}
+		return stream.Send(msg)
+	}
+	return attach.Send(ctx, s.c.DB, req.Sha256, send, func(err error) error {
 		if errors.Is(err, db.ErrFileNotFound) && origin != "" {
-			return status.Errorf(codes.Unavailable, "the file of %s has not been fetched from %s yet: try again shortly", req.RecordId, origin)
+			return notYet()
 		}
 		return api.Status(s.c.Logger, err)
 	})

@@ -5,6 +5,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -34,13 +37,14 @@ type Service struct {
 	db      *db.DB
 	replica string
 	log     *slog.Logger
+	sent    sentBackups
 }
 
 var _ pb.ClusterServiceServer = (*Service)(nil)
 
 // New returns the service of the replica with the id, over its store and database. It sets
-// knooppunt_backup_last_success_timestamp_seconds to the time of the replica's last whole backup
-// (LastBackupFile), if it has taken one.
+// knooppunt_backup_last_success_timestamp_seconds to the time of the replica's last backup that
+// a client kept (LastBackupFile), if there is one.
 func New(s *store.Store, d *db.DB, replica string, log *slog.Logger) *Service {
 	svc := &Service{store: s, db: d, replica: replica, log: log}
 	if at := LastBackup(d); !at.IsZero() {
@@ -49,8 +53,8 @@ func New(s *store.Store, d *db.DB, replica string, log *slog.Logger) *Service {
 	return svc
 }
 
-// LastBackup is when the replica of the database last streamed a whole backup (LastBackupFile),
-// the zero time when it took none.
+// LastBackup is when the replica of the database made its last backup that a client kept
+// (LastBackupFile), the zero time when there is none.
 func LastBackup(d *db.DB) time.Time {
 	info, err := os.Stat(filepath.Join(filepath.Dir(d.Path()), LastBackupFile))
 	if err != nil {
@@ -59,9 +63,10 @@ func LastBackup(d *db.DB) time.Time {
 	return info.ModTime()
 }
 
-// LastBackupFile, in the data directory, is written at each whole backup the replica streams. Its
-// time is the replica's last backup after a restart, when the metric would otherwise start at 0
-// and a group restarted as a whole would look as if its backups had stopped.
+// LastBackupFile, in the data directory, is written when a client says it kept a backup the
+// replica streamed (BackupKept); its modification time is when the replica made that copy. It is
+// the replica's last backup after a restart, when the metric would otherwise start at 0 and a
+// group restarted as a whole would look as if its backups had stopped.
 const LastBackupFile = "last-backup"
 
 func (s *Service) lastBackupPath() string {
@@ -188,24 +193,16 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 const backupChunk = 1 << 20
 
 // Backup copies the database beside it (store.CopyPath, db.Copy: writes go on) and streams the
-// copy. It counts in knooppunt_backups_total, and a whole one sets
-// knooppunt_backup_last_success_timestamp_seconds and writes LastBackupFile, for monitoring that
-// backups are taken.
-func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[pb.BackupChunk]) (err error) {
-	defer func() {
-		if err != nil {
-			metrics.Backups.WithLabelValues("error").Inc()
-			return
-		}
-		metrics.Backups.WithLabelValues("ok").Inc()
-		now := time.Now()
-		metrics.BackupLast.Set(float64(now.UnixMilli()) / 1e3)
-		// The file's modification time is what counts; its text is for a person who looks.
-		if werr := os.WriteFile(s.lastBackupPath(), []byte(now.UTC().Format(time.RFC3339)+"\n"), 0o600); werr != nil {
-			s.log.Warn("backup taken, but its time is not kept for after a restart", "err", werr)
-		}
-	}()
-	return s.backup(stream)
+// copy. A copy sent whole is not yet a backup taken: the client can still fail to write, check or
+// keep it. So a sent copy is only remembered (sentBackups), by its SHA-256, until the client
+// confirms with BackupKept; knooppunt_backups_total counts the copies that failed to go out as
+// error, and BackupKept counts ok.
+func (s *Service) Backup(_ *pb.BackupRequest, stream grpc.ServerStreamingServer[pb.BackupChunk]) error {
+	if err := s.backup(stream); err != nil {
+		metrics.Backups.WithLabelValues("error").Inc()
+		return err
+	}
+	return nil
 }
 
 func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) error {
@@ -215,6 +212,7 @@ func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) erro
 		return api.Status(s.log, err)
 	}
 	defer os.Remove(path)
+	madeAt := time.Now()
 	applied, err := s.db.Copy(ctx, path)
 	if err != nil {
 		return api.Status(s.log, err)
@@ -229,11 +227,109 @@ func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) erro
 		return api.Status(s.log, err)
 	}
 	first := &pb.BackupChunk{Size: info.Size(), AppliedIndex: applied}
-	if err := sendChunks(f, backupChunk, first, stream.Send); err != nil {
+	h := sha256.New()
+	if err := sendChunks(io.TeeReader(f, h), backupChunk, first, stream.Send); err != nil {
 		return api.Status(s.log, err)
 	}
-	s.log.Info("backup taken", "applied_index", applied, "bytes", info.Size())
+	sum := hex.EncodeToString(h.Sum(nil))
+	s.sent.add(sum, sentBackup{applied: applied, madeAt: madeAt}, time.Now())
+	s.log.Info("backup sent: it counts as taken once the client says it kept it", "applied_index", applied, "bytes", info.Size(), "sha256", sum)
 	return nil
+}
+
+// BackupKept records that the client kept a backup this replica sent: the replica's last backup
+// is then that copy, in knooppunt_backup_last_success_timestamp_seconds and in LastBackupFile,
+// unless it already has a later one. Saying it again of the same backup changes nothing.
+func (s *Service) BackupKept(_ context.Context, req *pb.BackupKeptRequest) (*pb.BackupKeptResponse, error) {
+	s.sent.mu.Lock()
+	defer s.sent.mu.Unlock()
+	b, ok := s.sent.get(req.Sha256, time.Now())
+	if !ok {
+		return nil, api.FieldStatus(codes.NotFound, "sha256", fmt.Sprintf("%q: this replica sent no backup of that SHA-256 in the last %s: say it to the replica that sent the backup, with the hash of the whole file", req.Sha256, sentBackupsKeep))
+	}
+	if req.AppliedIndex != b.applied {
+		return nil, api.Invalid("applied_index", "%d: the backup of that SHA-256 holds the log up to entry %d", req.AppliedIndex, b.applied)
+	}
+	resp := &pb.BackupKeptResponse{TakenAt: timestamppb.New(b.madeAt)}
+	if b.kept {
+		return resp, nil
+	}
+	b.kept = true
+	s.sent.byHash[req.Sha256] = b
+	metrics.Backups.WithLabelValues("ok").Inc()
+	s.log.Info("backup kept by the client", "applied_index", b.applied, "sha256", req.Sha256)
+	if !b.madeAt.After(LastBackup(s.db)) {
+		return resp, nil // a later backup was kept first
+	}
+	metrics.BackupLast.Set(float64(b.madeAt.UnixMilli()) / 1e3)
+	// The file's modification time is what counts; its text is for a person who looks.
+	path := s.lastBackupPath()
+	err := os.WriteFile(path, []byte(b.madeAt.UTC().Format(time.RFC3339)+"\n"), 0o600)
+	if err == nil {
+		err = os.Chtimes(path, b.madeAt, b.madeAt)
+	}
+	if err != nil {
+		s.log.Warn("backup kept, but its time is not kept for after a restart", "err", err)
+	}
+	return resp, nil
+}
+
+// sentBackupsKeep is how long a replica waits for the client to say it kept a backup: the client
+// checks the whole file first, which takes a while for a large one.
+const sentBackupsKeep = 24 * time.Hour
+
+// sentBackupsMax bounds the backups a replica remembers as sent.
+const sentBackupsMax = 16
+
+// sentBackup is a backup the replica streamed whole.
+type sentBackup struct {
+	applied uint64
+	madeAt  time.Time // when the copy was made
+	sentAt  time.Time
+	kept    bool // the client said it kept it
+}
+
+// sentBackups are the backups the replica sent in the last sentBackupsKeep, by their SHA-256, the
+// latest sentBackupsMax of them: what BackupKept may confirm.
+type sentBackups struct {
+	mu     sync.Mutex
+	byHash map[string]sentBackup
+}
+
+// add remembers a backup sent now. It takes mu.
+func (b *sentBackups) add(sum string, sb sentBackup, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byHash == nil {
+		b.byHash = map[string]sentBackup{}
+	}
+	sb.sentAt = now
+	b.byHash[sum] = sb
+	b.expire(now)
+	for len(b.byHash) > sentBackupsMax {
+		oldest := ""
+		for h, e := range b.byHash {
+			if oldest == "" || e.sentAt.Before(b.byHash[oldest].sentAt) {
+				oldest = h
+			}
+		}
+		delete(b.byHash, oldest)
+	}
+}
+
+// get is the backup of the SHA-256 sent in the last sentBackupsKeep. The caller holds mu.
+func (b *sentBackups) get(sum string, now time.Time) (sentBackup, bool) {
+	b.expire(now)
+	sb, ok := b.byHash[sum]
+	return sb, ok
+}
+
+func (b *sentBackups) expire(now time.Time) {
+	for h, e := range b.byHash {
+		if now.Sub(e.sentAt) > sentBackupsKeep {
+			delete(b.byHash, h)
+		}
+	}
 }
 
 // sendChunks sends what r holds in messages of at most size bytes, the first of them first

@@ -149,6 +149,10 @@ func (s *Service) invitation(groups []string, answerTo string, ttl time.Duration
 				u, served, svid.ID, served)
 		}
 	}
+	if why := NoBundleEndpoint(cfg); why != "" {
+		s.c.Logger.Warn("this invitation names no bundle endpoint: "+why+". "+NoBundleEndpointMeans,
+			"replica", svid.ID.String(), "answer_to", answerTo)
+	}
 	now := s.c.Now().UTC().Truncate(time.Second)
 	inv := invite.Invitation{
 		Name: cfg.Name, TrustDomain: cfg.Org, Addresses: addrs, BundleEndpoint: cfg.BundleEndpointURL(),
@@ -163,6 +167,27 @@ func (s *Service) invitation(groups []string, answerTo string, ttl time.Duration
 		return nil, nil, api.Status(s.c.Logger, fmt.Errorf("peers: an invitation this node signed does not open: %w", err))
 	}
 	return file, signed, nil
+}
+
+// NoBundleEndpointMeans says what an invitation without a bundle endpoint means for the partner
+// that accepts it; peer invite prints it, and the node logs it.
+const NoBundleEndpointMeans = "The partner keeps the trust bundle the invitation carries and never refreshes it: " +
+	"once this organisation's CA rotates (under SPIRE within its ca_ttl, 24h in deploy/spire), the partner refuses " +
+	"this node's new SVIDs and the federation stops, with nothing to warn of it before. " +
+	"Set bundle_endpoint.url to the https:// URL at which partners reach this replica's own bundle endpoint, " +
+	"restart the replica (bundle_endpoint applies at start), and write the invitation again"
+
+// NoBundleEndpoint says why an invitation written under cfg names no bundle endpoint, or "" when
+// it names one.
+func NoBundleEndpoint(cfg *config.Config) string {
+	switch {
+	case cfg.BundleEndpointURL() != "":
+		return ""
+	case cfg.BundleEndpoint.Listen == "":
+		return "this node serves none (bundle_endpoint.listen is not set)"
+	default:
+		return fmt.Sprintf("bundle_endpoint.listen %s names no host a partner can dial, and bundle_endpoint.url is not set", cfg.BundleEndpoint.Listen)
+	}
 }
 
 // Open checks an invitation file as Accept does, and returns it with its fingerprint.

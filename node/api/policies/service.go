@@ -11,7 +11,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -149,33 +148,72 @@ func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepR
 	if err != nil {
 		return nil, err
 	}
-	if req.Id == "" {
-		return nil, api.Invalid("id", "missing: name the policy as NAME@VERSION")
+	if err := checkID(req.Id); err != nil {
+		return nil, err
 	}
 	if action == db.StepApprove {
+		// An approval is recorded without one: a reason would go through the Raft log to be
+		// dropped, and the officer would think it kept.
+		if req.Reason != "" {
+			return nil, api.Invalid("reason", "an approval takes no reason: it would not be kept; leave it out (reject and revoke take one)")
+		}
 		if err := s.newerProposal(ctx, req.Id); err != nil {
+			return nil, err
+		}
+		if err := s.stillLints(ctx, req.Id); err != nil {
 			return nil, err
 		}
 	}
 	info, err := s.step(ctx, &pb.PolicyStep{Action: action, PolicyId: req.Id, Officer: officer, Reason: req.Reason})
 	if status.Code(err) == codes.NotFound {
-		// A step names one version: a name alone, as `policy show` takes it, names none.
-		if !strings.Contains(req.Id, "@") {
-			return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("%q names no policy version: give NAME@VERSION, such as %s@1 (`policy list` shows them)", req.Id, req.Id))
-		}
 		return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("there is no policy %s: `policy list` shows the policies and their versions", req.Id))
 	}
 	return info, err
+}
+
+// checkID refuses, before a step goes into the Raft log, an id that names no policy version.
+func checkID(id string) error {
+	if id == "" {
+		return api.Invalid("id", "missing: name the policy as NAME@VERSION")
+	}
+	if _, _, ok := policy.ParseID(id); ok {
+		return nil
+	}
+	// A step names one version: a name alone, as `policy show` takes it, names none.
+	if policy.IsName(id) {
+		return api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("%q names no policy version: give NAME@VERSION, such as %s@1 (`policy list` shows them)", id, id))
+	}
+	return api.Invalid("id", "%s is not NAME@VERSION, such as lcvs-capacity-to-regions@2 (`policy list` shows them)", policy.Quote(id))
+}
+
+// stillLints refuses the approval of a proposal that this release's lint refuses, offline: one
+// proposed under an earlier release, which read it more leniently (a second YAML document, a
+// comment that hides part of the condition, an invisible character). What the approving officer
+// reads must be what the node enforces; its author can propose a new version.
+func (s *Service) stillLints(ctx context.Context, id string) error {
+	p, err := s.c.DB.GetPolicy(ctx, id)
+	if errors.Is(err, db.ErrPolicyNotFound) {
+		return nil // the step refuses it as not found
+	}
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	if p.State != policy.StateProposed {
+		return nil // the step refuses it
+	}
+	if _, err := policy.Lint(p.Source, nil); err != nil {
+		return status.Errorf(codes.FailedPrecondition, "%s does not lint with this release: propose a new version of it, and reject this one:\n%v", id, err)
+	}
+	return nil
 }
 
 // newerProposal refuses the approval of a policy version while a newer version of the same
 // policy waits for approval: that one is what its author means now (a mended redaction, say),
 // and approving the older one would put in force what the newer one was written to correct.
 func (s *Service) newerProposal(ctx context.Context, id string) error {
-	name, v, ok := strings.Cut(id, "@")
-	version, err := strconv.Atoi(v)
-	if !ok || err != nil {
-		return nil // the step refuses it as not found
+	name, version, ok := policy.ParseID(id)
+	if !ok {
+		return nil // checkID refused it
 	}
 	rows, err := s.c.DB.ListPolicies(ctx, policy.StateProposed, name)
 	if err != nil {
@@ -309,7 +347,10 @@ func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.Li
 
 // Get returns one policy version: NAME@VERSION, or NAME alone for its latest version.
 func (s *Service) Get(ctx context.Context, req *pb.GetPolicyRequest) (*pb.PolicyInfo, error) {
-	if req.Id != "" && !strings.Contains(req.Id, "@") {
+	if req.Id == "" {
+		return nil, api.Invalid("id", "missing: give NAME, or NAME@VERSION")
+	}
+	if !strings.Contains(req.Id, "@") {
 		rows, err := s.c.DB.ListPolicies(ctx, "", req.Id) // the newest version first
 		if err != nil {
 			return nil, api.Status(s.c.Logger, err)
@@ -435,7 +476,9 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 			}
 			if all := together.Decide(r, to, phase, now); all.Allow && len(present) > 0 {
 				for _, p := range present {
-					if slices.Contains(all.Redacted, p) {
+					// Withheld all the same when a field it is in is: redact [body.contact,
+					// body.contact.phone] sends no phone, though intersect keeps body.contact alone.
+					if withholds(all.Redacted, p) {
 						continue
 					}
 					voided[p] = true
@@ -563,6 +606,15 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 		return nil, api.Status(s.c.Logger, err)
 	}
 	d, verdicts := set.Explain(r, to, phase, time.Now())
+	// A peer that is leaving gets nothing, whatever the policies say: Query and Subscribe refuse
+	// it every record (peerserver's grants).
+	leaving, err := s.c.Sharing.Leaving(ctx, to.TrustDomain)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	if leaving {
+		d, verdicts = policy.Decision{}, []policy.Verdict{policy.LeavingVerdict(to.TrustDomain)}
+	}
 	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Withheld, Phase: phase, Holder: to.Holder()}
 	held, at, ok, err := s.c.DB.HoldingOf(ctx, resp.Holder, r.Id)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -42,24 +44,28 @@ type Config struct {
 	DB      *db.DB
 	Checker *record.Checker
 	Logger  *slog.Logger
+	// Retention is how far back Versions reads (config history.retention); nil: as far as the
+	// history keeps.
+	Retention func() time.Duration
 }
 
 // Service implements knooppunt.v1.RecordService.
 type Service struct {
 	pb.UnsafeRecordServiceServer
-	store   *store.Store
-	db      *db.DB
-	checker *record.Checker
-	log     *slog.Logger
-	quit    chan struct{}
-	once    sync.Once
+	store     *store.Store
+	db        *db.DB
+	checker   *record.Checker
+	log       *slog.Logger
+	retention func() time.Duration
+	quit      chan struct{}
+	once      sync.Once
 }
 
 var _ pb.RecordServiceServer = (*Service)(nil)
 
 // New returns the service.
 func New(c Config) *Service {
-	return &Service{store: c.Store, db: c.DB, checker: c.Checker, log: c.Logger, quit: make(chan struct{})}
+	return &Service{store: c.Store, db: c.DB, checker: c.Checker, log: c.Logger, retention: c.Retention, quit: make(chan struct{})}
 }
 
 // Shutdown ends every Watch stream with UNAVAILABLE, so that a graceful stop does not wait for
@@ -115,6 +121,11 @@ func (s *Service) checkFiles(body []byte) error {
 		}
 		if f.MediaType != a.MediaType {
 			return &record.FieldError{Field: field + ".media_type", Code: codes.InvalidArgument, Reason: fmt.Sprintf("%q, but the file is %s", a.MediaType, f.MediaType)}
+		}
+		// The record's name is the one a reader's browser saves the file under: it must suit
+		// the content as the upload's did.
+		if err := attach.CheckName(field+".filename", a.Filename, f.MediaType); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -259,7 +270,11 @@ func (s *Service) Versions(ctx context.Context, req *pb.VersionsRequest) (*pb.Ve
 	if err := record.CheckMode("mode", req.Mode); err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	vs, err := s.db.Versions(ctx, origin, req.Id, db.ModeFrom(req.Mode))
+	var since time.Time
+	if s.retention != nil {
+		since = time.Now().Add(-s.retention())
+	}
+	vs, err := s.db.Versions(ctx, origin, req.Id, db.ModeFrom(req.Mode), since)
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
@@ -362,19 +377,27 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutRes
 	if req.Version < 0 {
 		return nil, api.Invalid("version", "%d is negative", req.Version)
 	}
+	gone := func() error {
+		return api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("record not found: this node holds no live record %q in this mode: it was deleted already, or never was (`knooppunt record list` shows the live ones)", req.Id))
+	}
 	if req.Mode != nil {
 		// A live record keeps its mode, so what is read here is what the tombstone ends.
-		if _, err := s.liveIn(ctx, req.Id, req.Mode); err != nil {
+		if _, err := s.liveIn(ctx, req.Id, req.Mode); grpcstatus.Code(err) == codes.NotFound {
+			return nil, gone()
+		} else if err != nil {
 			return nil, err
 		}
 	}
 	t := &pb.Record{Id: req.Id, Version: req.Version, Tombstone: true}
 	res, err := s.store.WriteAs(ctx, writer(ctx), []*pb.Record{t})
+	if err == nil {
+		err = res[0].Err
+	}
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, gone()
+	}
 	if err != nil {
 		return nil, api.Status(s.log, err)
-	}
-	if res[0].Err != nil {
-		return nil, api.Status(s.log, res[0].Err)
 	}
 	return stored(t, res[0]), nil
 }

@@ -177,7 +177,7 @@ func TestPutGetDelete(t *testing.T) {
 	_, err = c.Get(callCtx(t), &pb.GetRequest{Id: "utr-1"})
 	wantStatus(t, err, codes.NotFound, "record not found")
 	_, err = c.Delete(callCtx(t), &pb.DeleteRequest{Id: "utr-1"})
-	wantStatus(t, err, codes.NotFound, "record not found")
+	wantStatus(t, err, codes.NotFound, "id: record not found: this node holds no live record \"utr-1\" in this mode: it was deleted already, or never was (`knooppunt record list` shows the live ones)")
 	_, err = c.Get(callCtx(t), &pb.GetRequest{Id: "never-written"})
 	wantStatus(t, err, codes.NotFound, "record not found")
 
@@ -334,7 +334,7 @@ func TestBadInputIsRefused(t *testing.T) {
 		{"invalid UTF-8 in origin", with(func(r *pb.Record) { r.Origin = "\xff" }),
 			codes.InvalidArgument, "record.origin: invalid UTF-8", false},
 		{"invalid UTF-8 in a label", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "lc\xffvs"} }),
-			codes.InvalidArgument, "record.labels: invalid UTF-8", false},
+			codes.InvalidArgument, "record.labels.source: invalid UTF-8", false},
 		{"invalid UTF-8 in the body", with(func(r *pb.Record) {
 			r.Body = []byte("{\"municipality\":\"Utr\xffcht\",\"beds_total\":1,\"beds_free\":1}")
 		}),

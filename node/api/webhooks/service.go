@@ -81,18 +81,18 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 			return nil, api.Invalid(f.field, "%d, over the limit of %d", f.n, MaxFilters)
 		}
 	}
-	for _, k := range req.Kinds {
+	for i, k := range req.Kinds {
 		if s.c.Kinds.Get(k) == nil {
-			return nil, api.Invalid("kinds", "%q is not a kind of this node: use one of %v", k, s.c.Kinds.Names())
+			return nil, api.Invalid(fmt.Sprintf("kinds[%d]", i), "%q is not a kind of this node: use one of %v", k, s.c.Kinds.Names())
 		}
 	}
-	for _, c := range req.Crises {
-		if err := record.CheckID("crises", c); err != nil {
+	for i, c := range req.Crises {
+		if err := record.CheckID(fmt.Sprintf("crises[%d]", i), c); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}
-	for _, r := range req.Regions {
-		if err := record.CheckRegion("regions", r); err != nil {
+	for i, r := range req.Regions {
+		if err := record.CheckRegion(fmt.Sprintf("regions[%d]", i), r); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}

@@ -170,8 +170,11 @@ type DownloadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// record_id is a record that names the file: an own record's id, or origin/id for a record
 	// cached from a peer.
-	RecordId      string `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
-	Sha256        string `protobuf:"bytes,2,opt,name=sha256" json:"sha256,omitempty"`
+	RecordId string `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
+	Sha256   string `protobuf:"bytes,2,opt,name=sha256" json:"sha256,omitempty"`
+	// mode is the mode of the read, as in RecordService.Get: a record of another mode names no
+	// file (NOT_FOUND). Unset: actual records only.
+	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,7 +223,15 @@ func (x *DownloadRequest) GetSha256() string {
 	return ""
 }
 
-// FileData is a piece of a file. The first piece of a stream carries the attachment.
+func (x *DownloadRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return nil
+}
+
+// FileData is a piece of a file. The first piece of a stream carries the attachment; from
+// Download, with the filename the record gives the file.
 type FileData struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attachment    *Attachment            `protobuf:"bytes,1,opt,name=attachment" json:"attachment,omitempty"`
@@ -277,7 +288,7 @@ var File_knooppunt_v1_attachment_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_attachment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dknooppunt/v1/attachment.proto\x12\fknooppunt.v1\"s\n" +
+	"\x1dknooppunt/v1/attachment.proto\x12\fknooppunt.v1\x1a\x19knooppunt/v1/record.proto\"s\n" +
 	"\n" +
 	"Attachment\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
@@ -289,10 +300,11 @@ const file_knooppunt_v1_attachment_proto_rawDesc = "" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"F\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"n\n" +
 	"\x0fDownloadRequest\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"X\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12&\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"X\n" +
 	"\bFileData\x128\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2\x18.knooppunt.v1.AttachmentR\n" +
@@ -320,18 +332,20 @@ var file_knooppunt_v1_attachment_proto_goTypes = []any{
 	(*UploadRequest)(nil),   // 1: knooppunt.v1.UploadRequest
 	(*DownloadRequest)(nil), // 2: knooppunt.v1.DownloadRequest
 	(*FileData)(nil),        // 3: knooppunt.v1.FileData
+	(*Mode)(nil),            // 4: knooppunt.v1.Mode
 }
 var file_knooppunt_v1_attachment_proto_depIdxs = []int32{
-	0, // 0: knooppunt.v1.FileData.attachment:type_name -> knooppunt.v1.Attachment
-	1, // 1: knooppunt.v1.AttachmentService.Upload:input_type -> knooppunt.v1.UploadRequest
-	2, // 2: knooppunt.v1.AttachmentService.Download:input_type -> knooppunt.v1.DownloadRequest
-	0, // 3: knooppunt.v1.AttachmentService.Upload:output_type -> knooppunt.v1.Attachment
-	3, // 4: knooppunt.v1.AttachmentService.Download:output_type -> knooppunt.v1.FileData
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 0: knooppunt.v1.DownloadRequest.mode:type_name -> knooppunt.v1.Mode
+	0, // 1: knooppunt.v1.FileData.attachment:type_name -> knooppunt.v1.Attachment
+	1, // 2: knooppunt.v1.AttachmentService.Upload:input_type -> knooppunt.v1.UploadRequest
+	2, // 3: knooppunt.v1.AttachmentService.Download:input_type -> knooppunt.v1.DownloadRequest
+	0, // 4: knooppunt.v1.AttachmentService.Upload:output_type -> knooppunt.v1.Attachment
+	3, // 5: knooppunt.v1.AttachmentService.Download:output_type -> knooppunt.v1.FileData
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_attachment_proto_init() }
@@ -339,6 +353,7 @@ func file_knooppunt_v1_attachment_proto_init() {
 	if File_knooppunt_v1_attachment_proto != nil {
 		return
 	}
+	file_knooppunt_v1_record_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -31,7 +31,8 @@ type AttachmentServiceClient interface {
 	// to name in a record's body. The first message names the file; every message may carry
 	// data. A file that breaks off leaves nothing behind.
 	Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadRequest, Attachment], error)
-	// Download streams a file that a record this node holds (own or cached from a peer) names.
+	// Download streams a file that a record this node holds (own or cached from a peer) names,
+	// in the record's mode: an exercise's record names its files only in that exercise's mode.
 	Download(ctx context.Context, in *DownloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FileData], error)
 }
 
@@ -83,7 +84,8 @@ type AttachmentServiceServer interface {
 	// to name in a record's body. The first message names the file; every message may carry
 	// data. A file that breaks off leaves nothing behind.
 	Upload(grpc.ClientStreamingServer[UploadRequest, Attachment]) error
-	// Download streams a file that a record this node holds (own or cached from a peer) names.
+	// Download streams a file that a record this node holds (own or cached from a peer) names,
+	// in the record's mode: an exercise's record names its files only in that exercise's mode.
 	Download(*DownloadRequest, grpc.ServerStreamingServer[FileData]) error
 	mustEmbedUnimplementedAttachmentServiceServer()
 }

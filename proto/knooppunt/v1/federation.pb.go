@@ -1409,7 +1409,11 @@ type SearchResponse struct {
 	// text_pending, for a search with text, is how many writes this node had not yet taken into
 	// its full-text index when it searched its own records (after a bulk load, say): the newest of
 	// them may be missing from the hits. Search again in a moment.
-	TextPending   int64 `protobuf:"varint,4,opt,name=text_pending,json=textPending" json:"text_pending,omitempty"`
+	TextPending int64 `protobuf:"varint,4,opt,name=text_pending,json=textPending" json:"text_pending,omitempty"`
+	// cut names the sources ("" for this node, else a peer's name) that gave less than limit
+	// because their hits reached their share of the answer's bytes (MaxAnswerBytes over the
+	// sources asked): each holds more.
+	Cut           []string `protobuf:"bytes,5,rep,name=cut" json:"cut,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1470,6 +1474,13 @@ func (x *SearchResponse) GetTextPending() int64 {
 		return x.TextPending
 	}
 	return 0
+}
+
+func (x *SearchResponse) GetCut() []string {
+	if x != nil {
+		return x.Cut
+	}
+	return nil
 }
 
 type PictureRequest struct {
@@ -2011,12 +2022,13 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"cacheAgeMs\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12F\n" +
 	"\x11catching_up_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fcatchingUpSince\x12\x1b\n" +
-	"\tfeed_open\x18\t \x01(\bR\bfeedOpen\"\xaa\x01\n" +
+	"\tfeed_open\x18\t \x01(\bR\bfeedOpen\"\xbc\x01\n" +
 	"\x0eSearchResponse\x12+\n" +
 	"\x04hits\x18\x01 \x03(\v2\x17.knooppunt.v1.SearchHitR\x04hits\x12.\n" +
 	"\x05peers\x18\x02 \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x18\n" +
 	"\apartial\x18\x03 \x01(\bR\apartial\x12!\n" +
-	"\ftext_pending\x18\x04 \x01(\x03R\vtextPending\"t\n" +
+	"\ftext_pending\x18\x04 \x01(\x03R\vtextPending\x12\x10\n" +
+	"\x03cut\x18\x05 \x03(\tR\x03cut\"t\n" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +

@@ -1986,6 +1986,105 @@ func (x *BackupChunk) GetAppliedIndex() uint64 {
 	return 0
 }
 
+// BackupKeptRequest names a backup this replica streamed, by what the client kept: the SHA-256
+// of the whole file (lower-case hex) and the applied index its first chunk said.
+type BackupKeptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256" json:"sha256,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupKeptRequest) Reset() {
+	*x = BackupKeptRequest{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupKeptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupKeptRequest) ProtoMessage() {}
+
+func (x *BackupKeptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupKeptRequest.ProtoReflect.Descriptor instead.
+func (*BackupKeptRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BackupKeptRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BackupKeptRequest) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+type BackupKeptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// taken_at is when the replica made the copy: the time it now reports as its last backup.
+	TakenAt       *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=taken_at,json=takenAt" json:"taken_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupKeptResponse) Reset() {
+	*x = BackupKeptResponse{}
+	mi := &file_knooppunt_v1_record_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupKeptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupKeptResponse) ProtoMessage() {}
+
+func (x *BackupKeptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_record_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupKeptResponse.ProtoReflect.Descriptor instead.
+func (*BackupKeptResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *BackupKeptResponse) GetTakenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TakenAt
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1994,7 +2093,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2105,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[28]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2118,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{28}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{30}
 }
 
 type StatusResponse struct {
@@ -2035,7 +2134,8 @@ type StatusResponse struct {
 	LastSeq      int64                  `protobuf:"varint,9,opt,name=last_seq,json=lastSeq" json:"last_seq,omitempty"`
 	Kinds        []string               `protobuf:"bytes,10,rep,name=kinds" json:"kinds,omitempty"`
 	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt" json:"started_at,omitempty"`
-	// last_backup_at is when this replica last streamed a whole backup; unset when it took none.
+	// last_backup_at is when this replica made the copy of its last backup that a client kept
+	// (ClusterService.BackupKept); unset when none was.
 	LastBackupAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_backup_at,json=lastBackupAt" json:"last_backup_at,omitempty"`
 	// disk_free_bytes is what the node may still write on the file system of its data
 	// directory: a full disk stops the replica until there is room.
@@ -2056,7 +2156,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_knooppunt_v1_record_proto_msgTypes[29]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2168,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_record_proto_msgTypes[29]
+	mi := &file_knooppunt_v1_record_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2181,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{29}
+	return file_knooppunt_v1_record_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatusResponse) GetNodeName() string {
@@ -2345,7 +2445,12 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\vBackupChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\x0f\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"P\n" +
+	"\x11BackupKeptRequest\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"K\n" +
+	"\x12BackupKeptResponse\x125\n" +
+	"\btaken_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x0f\n" +
 	"\rStatusRequest\"\xd7\x04\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
@@ -2393,12 +2498,14 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x0fExerciseService\x12O\n" +
 	"\x04List\x12\".knooppunt.v1.ListExercisesRequest\x1a#.knooppunt.v1.ListExercisesResponse\x12F\n" +
 	"\x05Start\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo\x12F\n" +
-	"\x05Close\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo2\xbb\x02\n" +
+	"\x05Close\x12!.knooppunt.v1.ExerciseStepRequest\x1a\x1a.knooppunt.v1.ExerciseInfo2\x8c\x03\n" +
 	"\x0eClusterService\x12Q\n" +
 	"\x06Status\x12\".knooppunt.v1.ClusterStatusRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12F\n" +
 	"\x04Join\x12\x19.knooppunt.v1.JoinRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12J\n" +
 	"\x06Remove\x12\x1b.knooppunt.v1.RemoveRequest\x1a#.knooppunt.v1.ClusterStatusResponse\x12B\n" +
-	"\x06Backup\x12\x1b.knooppunt.v1.BackupRequest\x1a\x19.knooppunt.v1.BackupChunk0\x012h\n" +
+	"\x06Backup\x12\x1b.knooppunt.v1.BackupRequest\x1a\x19.knooppunt.v1.BackupChunk0\x01\x12O\n" +
+	"\n" +
+	"BackupKept\x12\x1f.knooppunt.v1.BackupKeptRequest\x1a .knooppunt.v1.BackupKeptResponse2h\n" +
 	"\rStatusService\x12W\n" +
 	"\x06Status\x12\x1b.knooppunt.v1.StatusRequest\x1a\x1c.knooppunt.v1.StatusResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/statusB\x81\x04\x92A\xb7\x03\x12\xa0\x02\n" +
@@ -2421,7 +2528,7 @@ func file_knooppunt_v1_record_proto_rawDescGZIP() []byte {
 }
 
 var file_knooppunt_v1_record_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_knooppunt_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_knooppunt_v1_record_proto_goTypes = []any{
 	(Classification)(0),           // 0: knooppunt.v1.Classification
 	(Status)(0),                   // 1: knooppunt.v1.Status
@@ -2453,80 +2560,85 @@ var file_knooppunt_v1_record_proto_goTypes = []any{
 	(*RemoveRequest)(nil),         // 27: knooppunt.v1.RemoveRequest
 	(*BackupRequest)(nil),         // 28: knooppunt.v1.BackupRequest
 	(*BackupChunk)(nil),           // 29: knooppunt.v1.BackupChunk
-	(*StatusRequest)(nil),         // 30: knooppunt.v1.StatusRequest
-	(*StatusResponse)(nil),        // 31: knooppunt.v1.StatusResponse
-	nil,                           // 32: knooppunt.v1.Record.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 34: google.protobuf.Struct
+	(*BackupKeptRequest)(nil),     // 30: knooppunt.v1.BackupKeptRequest
+	(*BackupKeptResponse)(nil),    // 31: knooppunt.v1.BackupKeptResponse
+	(*StatusRequest)(nil),         // 32: knooppunt.v1.StatusRequest
+	(*StatusResponse)(nil),        // 33: knooppunt.v1.StatusResponse
+	nil,                           // 34: knooppunt.v1.Record.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 36: google.protobuf.Struct
 }
 var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	1,  // 0: knooppunt.v1.Mode.status:type_name -> knooppunt.v1.Status
 	0,  // 1: knooppunt.v1.Record.classification:type_name -> knooppunt.v1.Classification
-	32, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
-	33, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
-	33, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
+	34, // 2: knooppunt.v1.Record.labels:type_name -> knooppunt.v1.Record.LabelsEntry
+	35, // 3: knooppunt.v1.Record.updated_at:type_name -> google.protobuf.Timestamp
+	35, // 4: knooppunt.v1.Record.valid_until:type_name -> google.protobuf.Timestamp
 	1,  // 5: knooppunt.v1.Record.status:type_name -> knooppunt.v1.Status
 	3,  // 6: knooppunt.v1.PutRequest.record:type_name -> knooppunt.v1.Record
-	33, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
+	35, // 7: knooppunt.v1.PutResponse.updated_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: knooppunt.v1.PutBatchRequest.records:type_name -> knooppunt.v1.Record
 	5,  // 9: knooppunt.v1.PutBatchResult.stored:type_name -> knooppunt.v1.PutResponse
 	7,  // 10: knooppunt.v1.PutBatchResponse.results:type_name -> knooppunt.v1.PutBatchResult
 	2,  // 11: knooppunt.v1.GetRequest.mode:type_name -> knooppunt.v1.Mode
 	2,  // 12: knooppunt.v1.VersionsRequest.mode:type_name -> knooppunt.v1.Mode
-	33, // 13: knooppunt.v1.RecordVersion.updated_at:type_name -> google.protobuf.Timestamp
-	34, // 14: knooppunt.v1.RecordVersion.fields:type_name -> google.protobuf.Struct
+	35, // 13: knooppunt.v1.RecordVersion.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 14: knooppunt.v1.RecordVersion.fields:type_name -> google.protobuf.Struct
 	11, // 15: knooppunt.v1.VersionsResponse.versions:type_name -> knooppunt.v1.RecordVersion
 	0,  // 16: knooppunt.v1.ListRequest.max_classification:type_name -> knooppunt.v1.Classification
-	33, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
+	35, // 17: knooppunt.v1.ListRequest.updated_since:type_name -> google.protobuf.Timestamp
 	2,  // 18: knooppunt.v1.ListRequest.mode:type_name -> knooppunt.v1.Mode
 	3,  // 19: knooppunt.v1.ListResponse.records:type_name -> knooppunt.v1.Record
 	2,  // 20: knooppunt.v1.DeleteRequest.mode:type_name -> knooppunt.v1.Mode
 	2,  // 21: knooppunt.v1.WatchRequest.mode:type_name -> knooppunt.v1.Mode
 	3,  // 22: knooppunt.v1.Change.record:type_name -> knooppunt.v1.Record
 	21, // 23: knooppunt.v1.ListExercisesResponse.exercises:type_name -> knooppunt.v1.ExerciseInfo
-	33, // 24: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
-	33, // 25: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
+	35, // 24: knooppunt.v1.ExerciseInfo.started_at:type_name -> google.protobuf.Timestamp
+	35, // 25: knooppunt.v1.ExerciseInfo.closed_at:type_name -> google.protobuf.Timestamp
 	22, // 26: knooppunt.v1.ExerciseInfo.partners:type_name -> knooppunt.v1.ExercisePartner
-	33, // 27: knooppunt.v1.Replica.last_contact:type_name -> google.protobuf.Timestamp
+	35, // 27: knooppunt.v1.Replica.last_contact:type_name -> google.protobuf.Timestamp
 	24, // 28: knooppunt.v1.ClusterStatusResponse.replicas:type_name -> knooppunt.v1.Replica
-	33, // 29: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	33, // 30: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
-	33, // 31: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 32: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 33: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 34: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 35: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 36: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 37: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 38: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 39: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 40: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 41: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	23, // 42: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	26, // 43: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	27, // 44: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	28, // 45: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	30, // 46: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 47: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 48: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 49: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 50: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 51: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 52: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 53: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 54: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 55: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 56: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	25, // 57: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 58: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 59: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	29, // 60: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	31, // 61: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	35, // 29: knooppunt.v1.BackupKeptResponse.taken_at:type_name -> google.protobuf.Timestamp
+	35, // 30: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	35, // 31: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
+	35, // 32: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 33: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 34: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 35: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 36: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 37: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 38: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 39: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 40: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 41: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 42: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	23, // 43: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	26, // 44: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	27, // 45: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	28, // 46: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	30, // 47: knooppunt.v1.ClusterService.BackupKept:input_type -> knooppunt.v1.BackupKeptRequest
+	32, // 48: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 49: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 50: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 51: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 52: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 53: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 54: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 55: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 56: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 57: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 58: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	25, // 59: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 60: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 61: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	29, // 62: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	31, // 63: knooppunt.v1.ClusterService.BackupKept:output_type -> knooppunt.v1.BackupKeptResponse
+	33, // 64: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	49, // [49:65] is the sub-list for method output_type
+	33, // [33:49] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
@@ -2540,7 +2652,7 @@ func file_knooppunt_v1_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_record_proto_rawDesc), len(file_knooppunt_v1_record_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -561,10 +561,11 @@ var ExerciseService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ClusterService_Status_FullMethodName = "/knooppunt.v1.ClusterService/Status"
-	ClusterService_Join_FullMethodName   = "/knooppunt.v1.ClusterService/Join"
-	ClusterService_Remove_FullMethodName = "/knooppunt.v1.ClusterService/Remove"
-	ClusterService_Backup_FullMethodName = "/knooppunt.v1.ClusterService/Backup"
+	ClusterService_Status_FullMethodName     = "/knooppunt.v1.ClusterService/Status"
+	ClusterService_Join_FullMethodName       = "/knooppunt.v1.ClusterService/Join"
+	ClusterService_Remove_FullMethodName     = "/knooppunt.v1.ClusterService/Remove"
+	ClusterService_Backup_FullMethodName     = "/knooppunt.v1.ClusterService/Backup"
+	ClusterService_BackupKept_FullMethodName = "/knooppunt.v1.ClusterService/BackupKept"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -579,8 +580,13 @@ type ClusterServiceClient interface {
 	// Remove takes a replica out of the group. It runs on the leader.
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
 	// Backup streams a consistent copy of this replica's database as committed when the call
-	// began, while writes go on. `knooppunt restore` makes a node of it (docs/operator.md).
+	// began, while writes go on. `knooppunt restore` makes a node of it (docs/operator.md). A
+	// backup sent is not yet a backup taken: the client says with BackupKept that it kept it.
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupChunk], error)
+	// BackupKept is the client's word, to the replica that streamed the backup, that it wrote the
+	// whole copy, checked it and kept it under its name. Only then does the replica count it as its
+	// last backup: StatusResponse.last_backup_at, knooppunt_backup_last_success_timestamp_seconds.
+	BackupKept(ctx context.Context, in *BackupKeptRequest, opts ...grpc.CallOption) (*BackupKeptResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -640,6 +646,16 @@ func (c *clusterServiceClient) Backup(ctx context.Context, in *BackupRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_BackupClient = grpc.ServerStreamingClient[BackupChunk]
 
+func (c *clusterServiceClient) BackupKept(ctx context.Context, in *BackupKeptRequest, opts ...grpc.CallOption) (*BackupKeptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BackupKeptResponse)
+	err := c.cc.Invoke(ctx, ClusterService_BackupKept_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -652,8 +668,13 @@ type ClusterServiceServer interface {
 	// Remove takes a replica out of the group. It runs on the leader.
 	Remove(context.Context, *RemoveRequest) (*ClusterStatusResponse, error)
 	// Backup streams a consistent copy of this replica's database as committed when the call
-	// began, while writes go on. `knooppunt restore` makes a node of it (docs/operator.md).
+	// began, while writes go on. `knooppunt restore` makes a node of it (docs/operator.md). A
+	// backup sent is not yet a backup taken: the client says with BackupKept that it kept it.
 	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error
+	// BackupKept is the client's word, to the replica that streamed the backup, that it wrote the
+	// whole copy, checked it and kept it under its name. Only then does the replica count it as its
+	// last backup: StatusResponse.last_backup_at, knooppunt_backup_last_success_timestamp_seconds.
+	BackupKept(context.Context, *BackupKeptRequest) (*BackupKeptResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -675,6 +696,9 @@ func (UnimplementedClusterServiceServer) Remove(context.Context, *RemoveRequest)
 }
 func (UnimplementedClusterServiceServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupChunk]) error {
 	return status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedClusterServiceServer) BackupKept(context.Context, *BackupKeptRequest) (*BackupKeptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BackupKept not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -762,6 +786,24 @@ func _ClusterService_Backup_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_BackupServer = grpc.ServerStreamingServer[BackupChunk]
 
+func _ClusterService_BackupKept_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BackupKeptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).BackupKept(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_BackupKept_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).BackupKept(ctx, req.(*BackupKeptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -780,6 +822,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Remove",
 			Handler:    _ClusterService_Remove_Handler,
+		},
+		{
+			MethodName: "BackupKept",
+			Handler:    _ClusterService_BackupKept_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
