@@ -14,6 +14,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/config"
 )
 
@@ -156,8 +157,17 @@ func TestKubernetesStatefulSet(t *testing.T) {
 	for _, m := range field(t, container, "volumeMounts").([]any) {
 		mounts[field(t, m, "name").(string)] = field(t, m, "mountPath").(string)
 	}
-	if field(t, container, "readinessProbe", "exec") == nil {
-		t.Error("no readiness probe on the gRPC health service")
+	// The probes run `knooppunt health` on the pod's socket: startup and readiness on quorum,
+	// liveness never on quorum (cmd/knooppunt's TestHealthCommand runs these commands).
+	sock := "--node=unix://" + filepath.Join(mounts["data"], node.SocketName)
+	for probe, live := range map[string]bool{"startupProbe": false, "readinessProbe": false, "livenessProbe": true} {
+		cmd := fmt.Sprint(field(t, container, probe, "exec", "command"))
+		if !strings.HasPrefix(cmd, "[knooppunt health ") || !strings.Contains(cmd, " "+sock+" ") || strings.Contains(cmd, " --live ") != live {
+			t.Errorf("%s runs %s: want knooppunt health %s, with --live %v", probe, cmd, sock, live)
+		}
+		if s := fmt.Sprint(field(t, container, probe, "timeoutSeconds")); s != "5" || !strings.Contains(cmd, " --timeout=3s") {
+			t.Errorf("%s: timeoutSeconds %s and %s: the kubelet must wait longer than the command does", probe, s, cmd)
+		}
 	}
 
 	var headless map[string]any

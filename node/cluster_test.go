@@ -25,6 +25,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
+	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/config"
@@ -244,6 +245,10 @@ func TestClusterIsolatedFollowerForgetsLeader(t *testing.T) {
 		})
 	}
 	health(healthpb.HealthCheckResponse_NOT_SERVING)
+	// It is live all the same: a liveness probe must not kill the survivors of a lost majority.
+	if resp, err := healthpb.NewHealthClient(f.Local(t)).Check(clustertest.Call(t), &healthpb.HealthCheckRequest{Service: node.LiveService}); err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("%s cut off: %s health is %v, %v; want SERVING", f.ID, node.LiveService, resp, err)
+	}
 	leader.Put(t, clustertest.Shelter("ok", 1))
 	f.Node.Store().Isolate(false)
 	health(healthpb.HealthCheckResponse_SERVING)

@@ -69,6 +69,12 @@ import (
 // SocketName is the local socket's file name inside the data directory.
 const SocketName = "knooppunt.sock"
 
+// LiveService is the gRPC health service name that says whether the node runs, whatever its
+// group does: SERVING from the start until a clean stop begins. The overall service, "", says
+// whether the replica knows a leader (trackQuorum): a readiness check, where this is a liveness
+// check that does not kill the survivors of a lost majority.
+const LiveService = "knooppunt.live"
+
 // DatabaseName is the file in the data directory that holds the database.
 const DatabaseName = "knooppunt.db"
 
@@ -288,6 +294,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
 	})
 	n.health = health.NewServer()
+	n.health.SetServingStatus(LiveService, healthpb.HealthCheckResponse_SERVING)
 	n.stopHealth = make(chan struct{})
 	go n.trackQuorum(cfg.Raft.ElectionTimeout, n.stopHealth)
 	n.cfg.Store(cfg)

@@ -26,7 +26,7 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newExportCmd(), newStatusCmd(), newDemoCmd(), newCACmd(),
+	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newExportCmd(), newStatusCmd(), newHealthCmd(), newDemoCmd(), newCACmd(),
 		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newAssessmentCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newBackupCmd(), newRestoreCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd(), newExtractTextCmd())
 	refuseUnknownSubcommands(root)
 	nameArgs(root)

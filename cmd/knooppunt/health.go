@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/knooppunt/knooppunt/node"
+)
+
+func newHealthCmd() *cobra.Command {
+	var (
+		f       clientFlags
+		live    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Check a node's health, for probes and supervisors",
+		Long: `Check a node's health through the gRPC health service, and exit 0 when it serves, 1 when not.
+
+Without --live it asks whether the replica serves: whether it knows a leader of its group, so
+that a load balancer or a Kubernetes readiness probe sends clients to it. A replica cut off from
+a majority of its group is NOT_SERVING here.
+
+With --live it asks whether the node runs at all, whatever its group does: for a liveness
+probe. A survivor of a lost majority stays live, so that its local reads and backups stay
+available for the recovery (docs/cluster.md); the node says NOT_SERVING here only once it has
+begun a clean stop.
+
+The binary is its own probe: an image needs no other program for it.`,
+		Example: `  knooppunt health --node unix:///var/lib/knooppunt/knooppunt.sock
+  knooppunt health --live --timeout 2s --node unix:///var/lib/knooppunt/knooppunt.sock -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout %s: give a duration above 0, such as 2s", timeout)
+			}
+			service, what := "", "serving"
+			if live {
+				service, what = node.LiveService, "live"
+			}
+			var st healthpb.HealthCheckResponse_ServingStatus
+			err := f.call(func(conn *grpc.ClientConn) error {
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				defer cancel()
+				resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+				if err != nil {
+					return err
+				}
+				st = resp.Status
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			ok := st == healthpb.HealthCheckResponse_SERVING
+			out := cmd.OutOrStdout()
+			if f.output == "json" {
+				if err := printJSON(out, map[string]any{"check": what, "status": st.String(), "ok": ok}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(out, "%s: %s\n", what, st)
+			}
+			if !ok {
+				if !live {
+					fmt.Fprintln(cmd.ErrOrStderr(), "knooppunt: the replica knows no leader of its group: see `knooppunt status` and docs/cluster.md")
+				}
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	f.register(cmd, true)
+	cmd.Flags().BoolVar(&live, "live", false, "ask whether the node runs, whatever its group does (for a liveness probe)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the answer")
+	return cmd
+}
