@@ -19,6 +19,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/netaddr"
 )
 
 // configName is the config file `init` writes into the data directory.
@@ -127,10 +128,10 @@ func (o *initOptions) run() error {
 			return fmt.Errorf("--host: this machine's host name: %w: give --host", err)
 		}
 	}
-	if strings.ContainsFunc(o.host, func(r rune) bool { return r <= ' ' || r == 0x7f }) || strings.ContainsAny(o.host, "/:") && net.ParseIP(o.host) == nil {
+	o.address = net.JoinHostPort(o.host, o.listenPort)
+	if _, _, ok := netaddr.Dial(o.address); !ok || strings.ContainsAny(o.host, "/:") && net.ParseIP(o.host) == nil {
 		return fmt.Errorf("--host %q: give the host name or IP address partners reach this node at, such as node1.vrbn.example", o.host)
 	}
-	o.address = net.JoinHostPort(o.host, o.listenPort)
 	o.bundleURL = "https://" + net.JoinHostPort(o.host, o.bundlePort)
 	o.adminID = "spiffe://" + td.Name() + "/user/" + o.admin
 
@@ -175,11 +176,11 @@ func (o *initOptions) run() error {
 
 // port returns the port of a host:port flag.
 func port(flag, addr string) (string, error) {
-	_, p, err := net.SplitHostPort(addr)
-	if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 1 || n > 65535 {
+	_, p, ok := netaddr.Listen(addr)
+	if !ok || p == 0 {
 		return "", fmt.Errorf("%s %q: give host:port with a fixed port from 1 to 65535, such as 0.0.0.0:7443", flag, addr)
 	}
-	return p, nil
+	return strconv.Itoa(p), nil
 }
 
 // makeEmptyDir makes dir, or accepts it when it exists and is empty: init never overwrites.

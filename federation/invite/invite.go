@@ -18,10 +18,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -31,6 +29,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/netaddr"
 	"github.com/knooppunt/knooppunt/policy"
 )
 
@@ -255,8 +254,7 @@ func (inv *Invitation) check() error {
 		return bad("addresses", "%d, over the limit of %d", len(inv.Addresses), maxAddresses)
 	}
 	for i, a := range inv.Addresses {
-		host, port, err := net.SplitHostPort(a)
-		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 || len(a) > 255 || strings.ContainsFunc(host, policy.Hidden) || strings.ContainsRune(host, ' ') {
+		if _, _, ok := netaddr.Dial(a); !ok {
 			return bad(fmt.Sprintf("addresses[%d]", i), "%s is not host:port", policy.Quote(a))
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // ui.time_zone is checked on a host without a zone database
@@ -26,6 +25,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/knooppunt/knooppunt/node/netaddr"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -191,22 +191,19 @@ const DefaultHeartbeat = 5 * time.Second
 // over it would stop every partner's feed from this node at that record.
 const MaxBodyLimit = 3 << 20
 
-// checkDialAddr checks an address that others dial: a host without spaces or control characters,
-// and a port from 1 to 65535.
+// checkDialAddr checks an address that others dial: a host without spaces or hidden characters,
+// and a port from 1 to 65535 (netaddr.Dial).
 func checkDialAddr(field, addr, example string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 ||
-		strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+	if _, _, ok := netaddr.Dial(addr); !ok {
 		return fmt.Errorf("%s: %q is not host:port with a port from 1 to 65535: use such as %s", field, addr, example)
 	}
 	return nil
 }
 
 // checkListenAddr checks an address this node listens on: host:port, where an empty host is every
-// interface and port 0 one the system picks.
+// interface and port 0 one the system picks (netaddr.Listen).
 func checkListenAddr(field, addr, example string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 || strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+	if _, _, ok := netaddr.Listen(addr); !ok {
 		return fmt.Errorf("%s: %q is not host:port with a port from 0 to 65535: use such as %s", field, addr, example)
 	}
 	return nil

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/knooppunt/knooppunt/node/netaddr"
 )
 
 // Transport is the Raft transport between the replicas of one node, over mutual TLS.
@@ -34,8 +35,7 @@ func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 		// Kept as written: a name is resolved at each dial, so that a replica whose name moves
 		// to another address (a restarted pod) is found there. Resolved once, the group would
 		// keep its old address.
-		host, port, err := net.SplitHostPort(advertise)
-		if _, perr := strconv.ParseUint(port, 10, 16); err != nil || host == "" || perr != nil {
+		if _, _, ok := netaddr.Dial(advertise); !ok {
 			lis.Close()
 			return nil, fmt.Errorf("store: raft advertise %q: use host:port, such as knooppunt-1.vr-utrecht.crisis.test:7444", advertise)
 		}
