@@ -196,11 +196,33 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	if err != nil {
 		return 0, "", fmt.Errorf("FILE: %w", err)
 	}
+	// A node's data is its database and its Raft log; what else the directory holds (the config,
+	// the CA and the certificates that init puts there) may stay, so that a node made with init
+	// is restored in place once its data is moved aside.
+	for _, name := range nodeData {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return 0, "", fmt.Errorf("--data-dir: %s holds a node's data (%s): restore only where there is none: move %s aside first (its config and keys may stay)",
+				dir, name, strings.Join(nodeData, ", "))
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return 0, "", fmt.Errorf("--data-dir: %w", err)
+		}
+	}
+	// A directory this restore makes goes again when it fails: a retry finds none.
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		defer func() {
+			if err != nil {
+				os.Remove(dir)
+			}
+		}()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, "", fmt.Errorf("--data-dir: %w", err)
+	}
 	// A node's database file that a crash or a kill left keeps its latest commits in the
 	// write-ahead log beside it: copied alone, it would lack them, though checking it reads them.
 	// Both are copied aside and the log folded in, and that copy is what is checked and restored.
 	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
-		staged, err := stageWithWAL(path)
+		staged, err := stageWithWAL(path, dir)
 		if err != nil {
 			return 0, "", fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
 		}
@@ -225,20 +247,6 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	if applied == 0 {
 		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore", path)
 	}
-	// A node's data is its database and its Raft log; what else the directory holds (the config,
-	// the CA and the certificates that init puts there) may stay, so that a node made with init
-	// is restored in place once its data is moved aside.
-	for _, name := range nodeData {
-		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-			return 0, "", fmt.Errorf("--data-dir: %s holds a node's data (%s): restore only where there is none: move %s aside first (its config and keys may stay)",
-				dir, name, strings.Join(nodeData, ", "))
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return 0, "", fmt.Errorf("--data-dir: %w", err)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, "", fmt.Errorf("--data-dir: %w", err)
-	}
 	src, err := os.Open(path)
 	if err != nil {
 		return 0, "", fmt.Errorf("FILE: %w", err)
@@ -262,10 +270,12 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 }
 
 // stageWithWAL copies the database file at path and its write-ahead log into a new temporary
-// directory, folds the log into the copy, and returns the copy's path. The files at path are
-// only read.
-func stageWithWAL(path string) (string, error) {
-	tmp, err := os.MkdirTemp("", "knooppunt-restore-")
+// directory inside dir, folds the log into the copy, and returns the copy's path. The files at
+// path are only read. The copy is made where the restored database goes, not in the system's
+// temporary directory, which may be too small for it (a tmpfs in memory) when a group is
+// recovered from a survivor's files.
+func stageWithWAL(path, dir string) (string, error) {
+	tmp, err := os.MkdirTemp(dir, ".knooppunt-restore-")
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -292,10 +293,31 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(killed, node.DatabaseName+"-wal")); err != nil || fi.Size() == 0 {
 		t.Fatalf("the killed copy has no write-ahead log to fold (%v): the test tests nothing", err)
 	}
+	// The copy that folds the log is made in the data directory, not in the system's temporary
+	// directory, which may be too small (a tmpfs): here there is none.
+	t.Setenv("TMPDIR", filepath.Join(dir, "no-tmp"))
 	out := filepath.Join(dir, "restored")
 	applied, _, err := restoreBackup(t.Context(), filepath.Join(killed, node.DatabaseName), out, io.Discard, false)
 	if err != nil || applied != 5 {
 		t.Fatalf("restore: applied %d, %v; want 5", applied, err)
+	}
+	if entries, err := os.ReadDir(out); err != nil || len(entries) != 1 || entries[0].Name() != node.DatabaseName {
+		t.Errorf("the restored data directory holds %v (%v), want the database alone", entries, err)
+	}
+	// A restore that fails leaves no data directory it made.
+	notDB := filepath.Join(dir, "not.db")
+	if err := os.WriteFile(notDB, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notDB+"-wal", []byte("not a log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	failed := filepath.Join(dir, "failed")
+	if _, _, err := restoreBackup(t.Context(), notDB, failed, io.Discard, false); err == nil {
+		t.Fatal("restore of a file that is no database succeeded")
+	}
+	if _, err := os.Stat(failed); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed restore left %s behind (%v)", failed, err)
 	}
 	r, err := db.Open(filepath.Join(out, node.DatabaseName))
 	if err != nil {
