@@ -194,7 +194,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.ident != nil {
 		own = n.ident.trustDomain
 	}
-	if n.tracing, err = tracing.Start(ctx, cfg.Tracing, own, cfg.Org, cfg.ReplicaID, opts.TracerProvider); err != nil {
+	if n.tracing, err = tracing.Start(ctx, cfg.Tracing, own, cfg.Org, cfg.ReplicaID, opts.TracerProvider, n.log); err != nil {
 		return nil, err
 	}
 	sc := store.Config{

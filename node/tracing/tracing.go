@@ -11,10 +11,14 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/propagation"
@@ -48,8 +52,10 @@ func Off() *Tracing {
 
 // Start sets up a node's tracing. With a provider given (tests) it records to that; otherwise
 // to the OTLP collector of cfg.Endpoint, or nowhere when that is empty. own is the node's trust
-// domain: callers of another trust domain are peers.
-func Start(ctx context.Context, cfg config.Tracing, own spiffeid.TrustDomain, org, replica string, provider trace.TracerProvider) (*Tracing, error) {
+// domain: callers of another trust domain are peers. The exporter's errors (a collector that is
+// down) go to log, at most one a minute: the SDK would print them to standard error, outside
+// the node's JSON log.
+func Start(ctx context.Context, cfg config.Tracing, own spiffeid.TrustDomain, org, replica string, provider trace.TracerProvider, log *slog.Logger) (*Tracing, error) {
 	t := &Tracing{on: true, propagate: cfg.PropagateToPeers, own: own, provider: provider, shutdown: func(context.Context) error { return nil }}
 	if provider != nil {
 		return t, nil
@@ -61,6 +67,7 @@ func Start(ctx context.Context, cfg config.Tracing, own spiffeid.TrustDomain, or
 	if cfg.Insecure {
 		opts = append(opts, otlptracegrpc.WithDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())), otlptracegrpc.WithInsecure())
 	}
+	otel.SetErrorHandler(&errorLog{log: log, every: time.Minute})
 	// The exporter connects lazily: a collector that is down loses spans, never the node.
 	exp, err := otlptracegrpc.New(ctx, opts...)
 	if err != nil {
@@ -81,6 +88,32 @@ func Start(ctx context.Context, cfg config.Tracing, own spiffeid.TrustDomain, or
 	)
 	t.provider, t.shutdown = tp, tp.Shutdown
 	return t, nil
+}
+
+// errorLog writes the OpenTelemetry SDK's errors to the node's log, at most one each every,
+// with how many it left out since the last.
+type errorLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+func (e *errorLog) Handle(err error) {
+	e.mu.Lock()
+	now := time.Now()
+	if now.Sub(e.last) < e.every {
+		e.skipped++
+		e.mu.Unlock()
+		return
+	}
+	e.last = now
+	skipped := e.skipped
+	e.skipped = 0
+	e.mu.Unlock()
+	e.log.Warn("tracing: spans not exported; the node goes on without them", "err", err, "errors_left_out", skipped)
 }
 
 // On reports whether tracing records anything.

@@ -1,10 +1,16 @@
 package tracing_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/knooppunt/knooppunt/node/config"
@@ -15,7 +21,7 @@ import (
 // tracer records nothing; with one (or a provider), both are instrumented.
 func TestOffInstallsNothing(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("a.crisis.test")
-	off, err := tracing.Start(context.Background(), config.Tracing{}, td, "a.crisis.test", "r1", nil)
+	off, err := tracing.Start(context.Background(), config.Tracing{}, td, "a.crisis.test", "r1", nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +31,7 @@ func TestOffInstallsNothing(t *testing.T) {
 	if _, span := off.Tracer().Start(context.Background(), "x"); span.IsRecording() || span.SpanContext().IsValid() {
 		t.Fatal("off: a span records")
 	}
-	on, err := tracing.Start(context.Background(), config.Tracing{Endpoint: "127.0.0.1:4317", Insecure: true}, td, "a.crisis.test", "r1", nil)
+	on, err := tracing.Start(context.Background(), config.Tracing{Endpoint: "127.0.0.1:4317", Insecure: true}, td, "a.crisis.test", "r1", nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +39,7 @@ func TestOffInstallsNothing(t *testing.T) {
 	if !on.On() || len(on.ServerOptions()) != 1 || len(on.PeerDialOptions()) != 1 {
 		t.Fatal("on: want one server and one dial option")
 	}
-	mem, _ := tracing.Start(context.Background(), config.Tracing{}, td, "a.crisis.test", "r1", sdktrace.NewTracerProvider())
+	mem, _ := tracing.Start(context.Background(), config.Tracing{}, td, "a.crisis.test", "r1", sdktrace.NewTracerProvider(), slog.New(slog.DiscardHandler))
 	if _, span := mem.Tracer().Start(context.Background(), "x"); !mem.On() || !span.IsRecording() {
 		t.Fatal("a given provider: want spans recorded")
 	}
@@ -45,12 +51,38 @@ func TestTrustsCaller(t *testing.T) {
 	td := spiffeid.RequireTrustDomainFromString("a.crisis.test")
 	own, peer := spiffeid.RequireFromString("spiffe://a.crisis.test/user/rita"), spiffeid.RequireFromString("spiffe://b.crisis.test/node/r1")
 	for _, propagate := range []bool{false, true} {
-		tr, err := tracing.Start(context.Background(), config.Tracing{PropagateToPeers: propagate}, td, "a.crisis.test", "r1", sdktrace.NewTracerProvider())
+		tr, err := tracing.Start(context.Background(), config.Tracing{PropagateToPeers: propagate}, td, "a.crisis.test", "r1", sdktrace.NewTracerProvider(), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !tr.TrustsCaller(own) || tr.TrustsCaller(peer) != propagate {
 			t.Errorf("propagate_to_peers %v: own %v, peer %v", propagate, tr.TrustsCaller(own), tr.TrustsCaller(peer))
 		}
+	}
+}
+
+// TestExportErrorsGoToTheLog: with an exporter, the SDK's errors (a collector that is down) are
+// lines of the node's own JSON log, at most one a minute, not text on standard error.
+func TestExportErrorsGoToTheLog(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	td := spiffeid.RequireTrustDomainFromString("a.crisis.test")
+	tr, err := tracing.Start(context.Background(), config.Tracing{Endpoint: "127.0.0.1:4317", Insecure: true}, td, "a.crisis.test", "r1", nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	otel.Handle(errors.New("traces export: connection refused"))
+	otel.Handle(errors.New("traces export: connection refused again"))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines, want 1 (the second within a minute left out):\n%s", len(lines), buf.String())
+	}
+	var line struct{ Level, Msg, Err string }
+	if err := json.Unmarshal([]byte(lines[0]), &line); err != nil {
+		t.Fatalf("not a JSON log line: %v: %s", err, lines[0])
+	}
+	if line.Level != "WARN" || !strings.HasPrefix(line.Msg, "tracing: spans not exported") || line.Err != "traces export: connection refused" {
+		t.Errorf("log line %+v", line)
 	}
 }
