@@ -1861,3 +1861,65 @@ func TestSearchAnswerIsBoundedInBytes(t *testing.T) {
 	a.Stop(t)
 	check("unreachable")
 }
+
+// TestPictureIsBoundedInBytes: a partner's many long situation reports (60 of 900 KiB, over the
+// 48 MiB an answer carries) leave the recipient's picture within its bound, where it used to
+// grow past what a client takes in. The largest bodies lose their long summary, each entry says
+// so and keeps its title, and every entry and every sum is still there.
+func TestPictureIsBoundedInBytes(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis, n = "groot", 60
+	a.Approve(t, policyDoc("to-b", spiffeOf(b), "sitrep, shelter.capacity", "internal", ""))
+	summary := strings.Repeat("x", 900<<10)
+	for i := range n {
+		r := fedtest.Sitrep(fmt.Sprintf("s%02d", i), crisis, pb.Classification_INTERNAL, "groot")
+		r.Body = fmt.Appendf(nil, `{"title":"verslag %02d","summary":%q}`, i, summary)
+		a.Put(t, r)
+	}
+	a.Put(t, &pb.Record{Id: "opvang", Kind: "shelter.capacity", Crisis: crisis, Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"municipality":"Utrecht","beds_total":100,"beds_free":37}`)})
+	last := a.LastSeq(t)
+	fedtest.Eventually(t, 30*time.Second, "b's copy of a's records is up to date", func() (bool, string) {
+		c := b.Cursor(t, a.Name)
+		return c >= last, fmt.Sprintf("cursor %d, a's last %d", c, last)
+	})
+	pic, err := pb.NewSearchServiceClient(b.Local(t)).Picture(fedtest.Call(t), &pb.PictureRequest{Crisis: crisis}, grpc.MaxCallRecvMsgSize(node.MaxMessageBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size := proto.Size(pic); size > search.MaxAnswerBytes {
+		t.Errorf("the picture is %d bytes, over %d", size, search.MaxAnswerBytes)
+	}
+	cut := 0
+	for _, e := range pic.Entries {
+		if e.Kind != "sitrep" {
+			if len(e.FieldsLeftOut) > 0 {
+				t.Errorf("%s: the small shelter record lost %q", e.Record.GetId(), e.FieldsLeftOut)
+			}
+			continue
+		}
+		var body struct{ Title, Summary string }
+		if err := json.Unmarshal(e.Record.GetBody(), &body); err != nil || body.Title != "verslag "+strings.TrimPrefix(e.Record.GetId(), "s") {
+			t.Errorf("%s: body %.60s (%v): the title must stay", e.Record.GetId(), e.Record.GetBody(), err)
+		}
+		switch {
+		case slices.Equal(e.FieldsLeftOut, []string{"summary"}) && body.Summary == "":
+			cut++
+		case len(e.FieldsLeftOut) != 0 || body.Summary != summary:
+			t.Errorf("%s: left out %q, a summary of %d bytes", e.Record.GetId(), e.FieldsLeftOut, len(body.Summary))
+		}
+	}
+	if len(pic.Entries) != n+1 || cut == 0 || cut == n {
+		t.Errorf("%d entries, %d of them cut: want %d, some cut and some whole", len(pic.Entries), cut, n+1)
+	}
+	sums := map[string]float64{}
+	for _, ag := range pic.Aggregates {
+		if ag.Field == "beds_free" {
+			sums[ag.Region] = ag.Sum
+		}
+	}
+	if sums["VR09"] != 37 || sums["NL"] != 37 {
+		t.Errorf("beds_free sums %v, want 37 in VR09 and NL", sums)
+	}
+}

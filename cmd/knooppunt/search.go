@@ -414,6 +414,8 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			LeftOut  []string    `json:"left_out,omitempty"`
 			Validity string      `json:"validity,omitempty"`
 			Record   record.JSON `json:"record"`
+			// FieldsLeftOut: the body fields the answer left out to stay within its bound.
+			FieldsLeftOut []string `json:"fields_left_out,omitempty"`
 		}
 		type agg struct {
 			Kind    string  `json:"kind"`
@@ -442,7 +444,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			doc.Partial, doc.Peers = &now.Partial, peersJSON(now.Peers)
 		}
 		for _, e := range resp.Entries {
-			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record)})
+			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut})
 		}
 		for _, a := range resp.Aggregates {
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
@@ -463,7 +465,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			}
 		}
 	}
-	cached := 0
+	cached, shortened := 0, 0
 	tw := newModeTable(w, mode)
 	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tSUMMARY")
 	for _, e := range resp.Entries {
@@ -488,9 +490,16 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		if c := classFlag(e.Record.Classification); c != "" {
 			flags = append(flags, c)
 		}
+		if len(e.FieldsLeftOut) > 0 {
+			flags = append(flags, "SHORTENED:"+strings.Join(e.FieldsLeftOut, ","))
+			shortened++
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", record.OneLine(e.Kind), record.OneLine(e.Region), record.OneLine(truncate(e.Key, 24)), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), record.Summary(e.Record.Body, 60))
 	}
 	tw.Flush()
+	if shortened > 0 {
+		fmt.Fprintf(w, "\n%d entries are SHORTENED: the picture left out their long fields to stay within %d MiB; the sums count them whole, and `knooppunt search --id ID --origin SOURCE` shows them whole.\n", shortened, search.MaxAnswerBytes>>20)
+	}
 	if len(resp.Aggregates) > 0 {
 		fmt.Fprintln(w)
 		tw = newModeTable(w, mode)

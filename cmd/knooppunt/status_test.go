@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -164,16 +165,49 @@ func TestPrintPictureMarksCachedEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	var utrecht, zeist string
-	for _, line := range strings.Split(out, "\n") {
-		switch {
-		case strings.Contains(line, "Utrecht"):
-			utrecht = line
-		case strings.Contains(line, "Zeist"):
-			zeist = line
-		}
-	}
+	utrecht, zeist := lineWith(out, "Utrecht"), lineWith(out, "Zeist")
 	if !strings.Contains(utrecht, "CACHED") || strings.Contains(zeist, "CACHED") || !strings.Contains(out, "The sums count 1 entries marked CACHED") {
 		t.Errorf("the picture with lcvs unreachable:\n%s", out)
 	}
+}
+
+// TestPrintPictureMarksShortenedEntries: an entry whose long fields the picture left out to stay
+// within its bound is marked SHORTENED with those fields, a note says how to see it whole, and
+// -o json names them.
+func TestPrintPictureMarksShortenedEntries(t *testing.T) {
+	resp := &pb.PictureResponse{Crisis: "c", Entries: []*pb.PictureEntry{
+		{Kind: "sitrep", Region: "NL", Key: "s1", Source: "ncc.crisis.test", Record: &pb.Record{Id: "s1", Body: []byte(`{"title":"Verslag 1"}`)}, FieldsLeftOut: []string{"summary"}},
+		{Kind: "sitrep", Region: "NL", Key: "s2", Source: "ncc.crisis.test", Record: &pb.Record{Id: "s2", Body: []byte(`{"title":"Verslag 2","summary":"kort"}`)}},
+	}}
+	var b strings.Builder
+	if err := printPicture(&b, "", resp, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	s1, s2 := lineWith(out, "Verslag 1"), lineWith(out, "Verslag 2")
+	if !strings.Contains(s1, "SHORTENED:summary") || strings.Contains(s2, "SHORTENED") || !strings.Contains(out, "1 entries are SHORTENED") {
+		t.Errorf("the picture with one entry shortened:\n%s", out)
+	}
+	b.Reset()
+	if err := printPicture(&b, "json", resp, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Entries []struct {
+			FieldsLeftOut []string `json:"fields_left_out"`
+		}
+	}
+	if err := json.Unmarshal([]byte(b.String()), &doc); err != nil || len(doc.Entries) != 2 || !slices.Equal(doc.Entries[0].FieldsLeftOut, []string{"summary"}) || doc.Entries[1].FieldsLeftOut != nil {
+		t.Errorf("picture -o json (%v):\n%s", err, b.String())
+	}
+}
+
+// lineWith is the first line of out that holds word, or "".
+func lineWith(out, word string) string {
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, word) {
+			return line
+		}
+	}
+	return ""
 }

@@ -760,6 +760,9 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		}
 	}
 	resp.NoLeader = s.c.Store != nil && s.c.Store.Leader() == ""
+	if err := fitPicture(resp, MaxAnswerBytes); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 

@@ -1566,7 +1566,13 @@ type PictureEntry struct {
 	LeftOut []string `protobuf:"bytes,10,rep,name=left_out,json=leftOut" json:"left_out,omitempty"`
 	// received_at, for a partner's record, is when this node took in the version shown, by this
 	// node's clock, as removals' times are: unset for the node's own records.
-	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=received_at,json=receivedAt" json:"received_at,omitempty"`
+	// fields_left_out names the top-level fields of record.body whose values this answer left out
+	// to stay within its bound in bytes (48 MiB): the largest bodies lose their large values (long
+	// texts) first, and keep the small ones (a title, a municipality, the numbers). The record
+	// itself (RecordService Get, or a search by id) holds them. Sums, disagreements and stale flags
+	// are of the whole records. Empty for an entry shown whole.
+	FieldsLeftOut []string `protobuf:"bytes,12,rep,name=fields_left_out,json=fieldsLeftOut" json:"fields_left_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1674,6 +1680,13 @@ func (x *PictureEntry) GetLeftOut() []string {
 func (x *PictureEntry) GetReceivedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *PictureEntry) GetFieldsLeftOut() []string {
+	if x != nil {
+		return x.FieldsLeftOut
 	}
 	return nil
 }
@@ -2032,7 +2045,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
-	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xcd\x02\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xf5\x02\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -2046,7 +2059,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\bleft_out\x18\n" +
 	" \x03(\tR\aleftOut\x12;\n" +
 	"\vreceived_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"y\n" +
+	"receivedAt\x12&\n" +
+	"\x0ffields_left_out\x18\f \x03(\tR\rfieldsLeftOut\"y\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +

@@ -1,0 +1,100 @@
+package search
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// largeValue is the size in bytes of a body field's JSON value that a picture too large for its
+// bound leaves out first: long texts, not a title, a municipality or a number.
+const largeValue = 1 << 10
+
+// fitPicture keeps a picture within max bytes, so that a crisis with many large records (a
+// partner's long situation reports) still has a picture, and one that the client takes in. It
+// leaves out values of the largest bodies first: in a first pass the values over largeValue, in
+// a second every value, entry by entry from the largest body down, until the picture fits; an
+// alert's body stays whole. Each
+// entry names the fields it left out (fields_left_out). Sums, disagreements and stale flags were
+// made of the whole records before. A picture that does not fit even with empty bodies is
+// refused with RESOURCE_EXHAUSTED.
+func fitPicture(resp *pb.PictureResponse, max int) error {
+	size := proto.Size(resp)
+	if size <= max {
+		return nil
+	}
+	order := make([]int, len(resp.Entries))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return len(resp.Entries[b].GetRecord().GetBody()) - len(resp.Entries[a].GetRecord().GetBody())
+	})
+	for _, limit := range []int{largeValue, 0} {
+		for _, i := range order {
+			if size <= max {
+				return nil
+			}
+			e := resp.Entries[i]
+			// An alert stays whole: the picture shows those in force, with their text.
+			if e.Record == nil || e.Kind == record.AlertKind {
+				continue
+			}
+			body, left, ok := leaveOut(e.Record.Body, limit)
+			if !ok || len(left) == 0 {
+				continue
+			}
+			before := proto.Size(e)
+			// A copy: the record may be a cached value that other readers hold.
+			e.Record = proto.CloneOf(e.Record)
+			e.Record.Body = body
+			e.FieldsLeftOut = append(e.FieldsLeftOut, left...)
+			size -= before - proto.Size(e)
+		}
+	}
+	if size <= max {
+		return nil
+	}
+	return api.FieldStatus(codes.ResourceExhausted, "crisis", fmt.Sprintf("its picture holds %d entries, %d bytes without their bodies: more than one answer carries (%d MiB); search it by kind or region instead", len(resp.Entries), size, max>>20))
+}
+
+// leaveOut is body, a JSON object, without the values of its top-level fields that are longer
+// than limit bytes but its file list (every one when limit is 0), in the order the body has
+// them, and the names of the fields it left out. ok is false for a body that is no JSON object.
+func leaveOut(body []byte, limit int) (out []byte, left []string, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, nil, false
+	}
+	out = append(make([]byte, 0, len(body)), '{')
+	for dec.More() {
+		t, err := dec.Token()
+		key, isKey := t.(string)
+		if err != nil || !isKey {
+			return nil, nil, false
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, false
+		}
+		// A file list stays in the first pass: lists say that a record has files.
+		if len(v) > limit && (limit == 0 || key != record.AttachmentsField) {
+			left = append(left, key)
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		k, _ := json.Marshal(key)
+		out = append(append(append(out, k...), ':'), v...)
+	}
+	return append(out, '}'), left, true
+}
