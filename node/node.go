@@ -103,6 +103,9 @@ type Options struct {
 	// this process; `knooppunt serve` reads each PDF in a child process instead
 	// (attach.ExtractIn), which a hostile file can end without ending the node.
 	Extractor db.Extractor
+	// PictureBytes bounds a picture's answer. Default search.MaxAnswerBytes; tests set less, so
+	// that a few records reach it.
+	PictureBytes int
 }
 
 // Node is a running replica.
@@ -340,7 +343,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		exerciseCfg.Partners = n.peers.ExercisePartners
 	}
 	exerciseSvc := exercises.New(exerciseCfg)
-	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log})
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log, PictureBytes: opts.PictureBytes})
 	auditSvc.Settle = searchSvc.Settle
 	var svid identity.Source
 	if n.ident != nil {

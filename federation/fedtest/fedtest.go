@@ -81,6 +81,9 @@ type Options struct {
 	// Tracing, when set, gives the tracer provider an org's node records its traces to (see
 	// node.Options.TracerProvider); nil for an org records none.
 	Tracing func(name string) trace.TracerProvider
+	// PictureBytes is every in-process node's bound of a picture's answer (node.Options). Zero:
+	// the node default, search.MaxAnswerBytes.
+	PictureBytes int
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -458,7 +461,7 @@ func (o *Org) start(tb testing.TB) error {
 		tp = o.fed.opts.Tracing(o.Name)
 	}
 	n, err := clustertest.StartNode(o.ConfigFile(), o.DataDir(), "fedtest", o.fed.opts.Logger.With("org", o.Name),
-		func(opts *node.Options) { opts.TracerProvider = tp })
+		func(opts *node.Options) { opts.TracerProvider, opts.PictureBytes = tp, o.fed.opts.PictureBytes })
 	if err != nil {
 		return err
 	}

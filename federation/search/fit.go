@@ -2,6 +2,7 @@ package search
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -23,7 +24,7 @@ const largeValue = 1 << 10
 // leaves out values of the largest bodies first: in a first pass the values over largeValue, in
 // a second every value, entry by entry from the largest body down, until the picture fits; an
 // alert's body stays whole. Each
-// entry names the fields it left out (fields_left_out). Sums, disagreements and stale flags were
+// entry names the fields it left out (fields_left_out) and the hash of its whole body. Sums, disagreements and stale flags were
 // made of the whole records before. A picture that does not fit even with empty bodies is
 // refused with RESOURCE_EXHAUSTED.
 func fitPicture(resp *pb.PictureResponse, max int) error {
@@ -53,6 +54,10 @@ func fitPicture(resp *pb.PictureResponse, max int) error {
 				continue
 			}
 			before := proto.Size(e)
+			if e.WholeBodySha256 == nil {
+				sum := sha256.Sum256(e.Record.Body)
+				e.WholeBodySha256 = sum[:]
+			}
 			// A copy: the record may be a cached value that other readers hold.
 			e.Record = proto.CloneOf(e.Record)
 			e.Record.Body = body

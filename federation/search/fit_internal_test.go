@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/knooppunt/knooppunt/node/assessment"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -55,6 +56,10 @@ func TestFitPicture(t *testing.T) {
 	max := proto.Size(resp) - 70_000
 	if err := fitPicture(resp, max); err != nil {
 		t.Fatal(err)
+	}
+	// A shared assessment's fingerprint of the picture is that of the whole records.
+	if got, want := assessment.Fingerprint(resp), assessment.Fingerprint(whole); got.Hash != want.Hash {
+		t.Errorf("the fingerprint of the shortened picture is %s, of the whole one %s", got.Hash, want.Hash)
 	}
 	if size := proto.Size(resp); size > max {
 		t.Errorf("%d bytes, over %d", size, max)

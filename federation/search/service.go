@@ -101,6 +101,8 @@ type Config struct {
 	// Tracer records a span for a search and one for each peer it asks. Nil: none.
 	Tracer trace.Tracer
 	Logger *slog.Logger
+	// PictureBytes bounds a picture's answer (fitPicture). Zero: MaxAnswerBytes.
+	PictureBytes int
 }
 
 // Service implements knooppunt.v1.SearchService.
@@ -760,7 +762,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		}
 	}
 	resp.NoLeader = s.c.Store != nil && s.c.Store.Leader() == ""
-	if err := fitPicture(resp, MaxAnswerBytes); err != nil {
+	if err := fitPicture(resp, cmp.Or(s.c.PictureBytes, MaxAnswerBytes)); err != nil {
 		return nil, err
 	}
 	return resp, nil

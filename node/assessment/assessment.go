@@ -67,9 +67,14 @@ func Fingerprint(p *pb.PictureResponse) Picture {
 			continue
 		}
 		r := e.GetRecord()
-		body := sha256.Sum256(r.GetBody())
+		// The whole body's hash, also of an entry whose long fields the answer left out.
+		body := e.GetWholeBodySha256()
+		if body == nil {
+			sum := sha256.Sum256(r.GetBody())
+			body = sum[:]
+		}
 		line := strings.Join([]string{e.Kind, e.Region, e.Key, e.Source, r.GetOrigin(), r.GetId(),
-			fmt.Sprint(r.GetVersion()), fmt.Sprint(r.GetUpdatedAt().AsTime().UnixNano()), hex.EncodeToString(body[:])}, "\x1f")
+			fmt.Sprint(r.GetVersion()), fmt.Sprint(r.GetUpdatedAt().AsTime().UnixNano()), hex.EncodeToString(body)}, "\x1f")
 		all = append(all, line)
 		s := by[e.Source]
 		if s == nil {

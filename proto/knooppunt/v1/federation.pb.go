@@ -1573,8 +1573,12 @@ type PictureEntry struct {
 	// itself (RecordService Get, or a search by id) holds them. Sums, disagreements and stale flags
 	// are of the whole records. Empty for an entry shown whole.
 	FieldsLeftOut []string `protobuf:"bytes,12,rep,name=fields_left_out,json=fieldsLeftOut" json:"fields_left_out,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// whole_body_sha256, with fields_left_out, is the SHA-256 of the whole body: what a
+	// fingerprint of the picture (a shared assessment's) hashes, so that it does not depend on
+	// what an answer left out.
+	WholeBodySha256 []byte `protobuf:"bytes,13,opt,name=whole_body_sha256,json=wholeBodySha256" json:"whole_body_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PictureEntry) Reset() {
@@ -1687,6 +1691,13 @@ func (x *PictureEntry) GetReceivedAt() *timestamppb.Timestamp {
 func (x *PictureEntry) GetFieldsLeftOut() []string {
 	if x != nil {
 		return x.FieldsLeftOut
+	}
+	return nil
+}
+
+func (x *PictureEntry) GetWholeBodySha256() []byte {
+	if x != nil {
+		return x.WholeBodySha256
 	}
 	return nil
 }
@@ -2045,7 +2056,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
-	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xf5\x02\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xa1\x03\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -2060,7 +2071,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	" \x03(\tR\aleftOut\x12;\n" +
 	"\vreceived_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12&\n" +
-	"\x0ffields_left_out\x18\f \x03(\tR\rfieldsLeftOut\"y\n" +
+	"\x0ffields_left_out\x18\f \x03(\tR\rfieldsLeftOut\x12*\n" +
+	"\x11whole_body_sha256\x18\r \x01(\fR\x0fwholeBodySha256\"y\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
