@@ -183,13 +183,21 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	viewer, closeViewer := chromedp.NewContext(ctx)
-	if _, err := chromedp.Run(viewer, chromedp.Steps(chromedp.Navigate("file://"+pdfFile), chromedp.Sleep(2*time.Second))); err != nil {
+	if _, err := chromedp.Run(viewer, chromedp.Navigate("file://"+pdfFile)); err != nil {
 		t.Fatalf("open the printed picture: %v", err)
 	}
-	if b, err := chromedp.Run(viewer, chromedp.CaptureScreenshot()); err == nil {
-		shots["beeld-pdf.png"] = b
-	} else {
-		t.Errorf("screenshot of the printed picture: %v", err)
+	// The viewer draws the pages some time after it loads, later on a busy machine: until then
+	// a screenshot is an empty grey one (a few KB), which writeShots refuses.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		time.Sleep(500 * time.Millisecond)
+		b, err := chromedp.Run(viewer, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Errorf("screenshot of the printed picture: %v", err)
+			break
+		}
+		if shots["beeld-pdf.png"] = b; len(b) >= 10000 || time.Now().After(deadline) {
+			break
+		}
 	}
 	closeViewer()
 	// From any page, words in the menu bar's box search the network.
