@@ -405,6 +405,10 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if _, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("join without a raft address: %v, want INVALID_ARGUMENT", err)
 	}
+	// An address that is not host:port never enters the group's configuration.
+	if _, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: "r4.example:+7444"}); status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "raft_address: ") {
+		t.Fatalf("join at r4.example:+7444: %v, want INVALID_ARGUMENT naming raft_address", err)
+	}
 	// A replica at an address where nothing answers is refused, and the group is left as it was.
 	nowhere := clustertest.FreeAddr(t)
 	clustertest.Eventually(t, 20*time.Second, "join of an address where nothing answers", func() (bool, string) {

@@ -218,11 +218,21 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
+	// What a restore that was killed left here: its staged copy, or its partial database.
+	for _, pattern := range []string{".knooppunt-restore-*", "." + node.DatabaseName + ".*"} {
+		left, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, l := range left {
+			if err := os.RemoveAll(l); err != nil {
+				return 0, "", fmt.Errorf("--data-dir: what an earlier restore left: %w", err)
+			}
+		}
+	}
+	staged := ""
 	// A node's database file that a crash or a kill left keeps its latest commits in the
 	// write-ahead log beside it: copied alone, it would lack them, though checking it reads them.
 	// Both are copied aside and the log folded in, and that copy is what is checked and restored.
 	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
-		staged, err := stageWithWAL(path, dir)
+		staged, err = stageWithWAL(path, dir)
 		if err != nil {
 			return 0, "", fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
 		}
@@ -246,6 +256,14 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	}
 	if applied == 0 {
 		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore", path)
+	}
+	if staged != "" {
+		// The folded copy is already on the data directory's disk: it is moved into place, not
+		// copied a second time.
+		if err := syncAndRename(staged, filepath.Join(dir, node.DatabaseName)); err != nil {
+			return 0, "", fmt.Errorf("--data-dir: %w", err)
+		}
+		return applied, origin, nil
 	}
 	src, err := os.Open(path)
 	if err != nil {
@@ -291,6 +309,26 @@ func stageWithWAL(path, dir string) (string, error) {
 		return "", err
 	}
 	return staged, nil
+}
+
+// syncAndRename makes the file at from durable and renames it to to, and makes the rename
+// durable: for a file staged in to's directory.
+func syncAndRename(from, to string) error {
+	f, err := os.OpenFile(from, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(to))
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // copyFile copies the file at from to a new file to, readable by its owner alone.

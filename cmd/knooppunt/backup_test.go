@@ -297,6 +297,13 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	// directory, which may be too small (a tmpfs): here there is none.
 	t.Setenv("TMPDIR", filepath.Join(dir, "no-tmp"))
 	out := filepath.Join(dir, "restored")
+	// What a restore that was killed left there goes.
+	if err := os.MkdirAll(filepath.Join(out, ".knooppunt-restore-1234"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, ".knooppunt-restore-1234", node.DatabaseName), []byte("half a copy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	applied, _, err := restoreBackup(t.Context(), filepath.Join(killed, node.DatabaseName), out, io.Discard, false)
 	if err != nil || applied != 5 {
 		t.Fatalf("restore: applied %d, %v; want 5", applied, err)

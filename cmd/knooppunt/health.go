@@ -69,7 +69,7 @@ The binary is its own probe: an image needs no other program for it.`,
 			}
 			if !ok {
 				if !live {
-					fmt.Fprintln(cmd.ErrOrStderr(), "knooppunt: the replica knows no leader of its group: see `knooppunt status` and docs/cluster.md")
+					fmt.Fprintln(cmd.ErrOrStderr(), "knooppunt: the replica knows no leader of its group, or it is stopping: see `knooppunt status` and docs/cluster.md")
 				}
 				return exitError(1)
 			}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/assessment"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -23,7 +24,7 @@ const largeValue = 1 << 10
 // partner's long situation reports) still has a picture, and one that the client takes in. It
 // leaves out values of the largest bodies first: in a first pass the values over largeValue, in
 // a second every value, entry by entry from the largest body down, until the picture fits; an
-// alert's body stays whole. Each
+// alert's body stays whole, and so do a shared assessment's and its responses'. Each
 // entry names the fields it left out (fields_left_out) and the hash of its whole body. Sums, disagreements and stale flags were
 // made of the whole records before. A picture that does not fit even with empty bodies is
 // refused with RESOURCE_EXHAUSTED.
@@ -45,8 +46,10 @@ func fitPicture(resp *pb.PictureResponse, max int) error {
 				return nil
 			}
 			e := resp.Entries[i]
-			// An alert stays whole: the picture shows those in force, with their text.
-			if e.Record == nil || e.Kind == record.AlertKind {
+			// An alert stays whole: the picture shows those in force, with their text. So do a
+			// shared assessment and the responses to it, which are read out of the picture
+			// (node/assessment) and are bounded by their own checks.
+			if e.Record == nil || e.Kind == record.AlertKind || e.Kind == assessment.Kind || e.Kind == assessment.ResponseKind {
 				continue
 			}
 			body, left, ok := leaveOut(e.Record.Body, limit)
@@ -54,21 +57,26 @@ func fitPicture(resp *pb.PictureResponse, max int) error {
 				continue
 			}
 			before := proto.Size(e)
+			oldBody, oldLeft, oldSum := e.Record.Body, e.FieldsLeftOut, e.WholeBodySha256
 			if e.WholeBodySha256 == nil {
 				sum := sha256.Sum256(e.Record.Body)
 				e.WholeBodySha256 = sum[:]
 			}
-			// A copy: the record may be a cached value that other readers hold.
-			e.Record = proto.CloneOf(e.Record)
+			// The records are this call's own, read for it: no other reader holds them.
 			e.Record.Body = body
-			e.FieldsLeftOut = append(e.FieldsLeftOut, left...)
-			size -= before - proto.Size(e)
+			e.FieldsLeftOut = append(slices.Clip(e.FieldsLeftOut), left...)
+			if after := proto.Size(e); after < before {
+				size -= before - after
+			} else {
+				// Small values named cost more than they saved: the entry stays as it was.
+				e.Record.Body, e.FieldsLeftOut, e.WholeBodySha256 = oldBody, oldLeft, oldSum
+			}
 		}
 	}
 	if size <= max {
 		return nil
 	}
-	return api.FieldStatus(codes.ResourceExhausted, "crisis", fmt.Sprintf("its picture holds %d entries, %d bytes without their bodies: more than one answer carries (%d MiB); search it by kind or region instead", len(resp.Entries), size, max>>20))
+	return api.FieldStatus(codes.ResourceExhausted, "crisis", fmt.Sprintf("its picture holds %d entries, %d bytes with every body that may be left out left out: more than one answer carries (%d bytes); search it by kind or region instead", len(resp.Entries), size, max))
 }
 
 // leaveOut is body, a JSON object, without the values of its top-level fields that are longer
@@ -98,8 +106,17 @@ func leaveOut(body []byte, limit int) (out []byte, left []string, ok bool) {
 		if len(out) > 1 {
 			out = append(out, ',')
 		}
-		k, _ := json.Marshal(key)
-		out = append(append(append(out, k...), ':'), v...)
+		out = append(append(append(out, quoteKey(key)...), ':'), v...)
 	}
 	return append(out, '}'), left, true
+}
+
+// quoteKey is key as a JSON string, with <, > and & as they are: a kept field keeps its name's
+// spelling.
+func quoteKey(key string) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(key) // a string always encodes
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

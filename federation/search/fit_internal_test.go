@@ -32,6 +32,9 @@ func TestLeaveOut(t *testing.T) {
 	if out, left, ok := leaveOut([]byte(`{"attachments":`+files+`,"text":"`+long+`"}`), largeValue); !ok || string(out) != `{"attachments":`+files+`}` || !slices.Equal(left, []string{"text"}) {
 		t.Errorf("a long file list: %.80s, %q, %v", out, left, ok)
 	}
+	if out, _, ok := leaveOut([]byte(`{"a<b>&c":1,"d":"`+long+`"}`), largeValue); !ok || string(out) != `{"a<b>&c":1}` {
+		t.Errorf("a key with <, > and &: %s, %v", out, ok)
+	}
 	if _, _, ok := leaveOut([]byte(`[1,2]`), 0); ok {
 		t.Error("a body that is no object was taken")
 	}
@@ -45,14 +48,15 @@ func TestFitPicture(t *testing.T) {
 		return &pb.PictureEntry{Kind: "sitrep", Key: id, Source: "a.crisis.test", Record: &pb.Record{Id: id,
 			Body: fmt.Appendf(nil, `{"title":"%s","summary":"%s"}`, id, strings.Repeat("x", summary))}}
 	}
-	alert := entry("alert", 90_000)
-	alert.Kind = record.AlertKind
-	resp := &pb.PictureResponse{Crisis: "c", Entries: []*pb.PictureEntry{entry("small", 100), entry("big", 50_000), entry("bigger", 80_000), alert, entry("mid", 20_000)}}
+	alert, assessed, response := entry("alert", 90_000), entry("assessment", 85_000), entry("response", 82_000)
+	alert.Kind, assessed.Kind, response.Kind = record.AlertKind, assessment.Kind, assessment.ResponseKind
+	resp := &pb.PictureResponse{Crisis: "c", Entries: []*pb.PictureEntry{entry("small", 100), entry("big", 50_000), entry("bigger", 80_000), alert, assessed, response, entry("mid", 20_000)}}
 	whole := proto.Clone(resp).(*pb.PictureResponse)
 	if err := fitPicture(resp, proto.Size(resp)); err != nil || !proto.Equal(resp, whole) {
 		t.Fatalf("a picture at its bound changed: %v", err)
 	}
-	// Room for all but the largest body but the alert's: that one alone loses its summary.
+	// Room for all but the largest body but the alert's and the assessment's and its
+	// response's, which stay whole: that one alone loses its summary.
 	max := proto.Size(resp) - 70_000
 	if err := fitPicture(resp, max); err != nil {
 		t.Fatal(err)
@@ -76,7 +80,7 @@ func TestFitPicture(t *testing.T) {
 	// Room for no body at all: the picture says so.
 	tiny := &pb.PictureResponse{Crisis: "c", Entries: []*pb.PictureEntry{entry("a", 10), entry("b", 10)}}
 	err := fitPicture(tiny, 20)
-	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.HasPrefix(st.Message(), "crisis: its picture holds 2 entries") {
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.HasPrefix(st.Message(), "crisis: its picture holds 2 entries") || !strings.Contains(st.Message(), "(20 bytes)") {
 		t.Errorf("a picture that cannot fit: %v", err)
 	}
 }

@@ -223,8 +223,8 @@ func secondDocument(data []byte) int {
 // (ui, feed): host:port, both certificate files or neither, and without them a loopback
 // address, where plain HTTP is allowed. It returns the host.
 func checkHTTPListener(section, listen, example string, t UITLS) (string, error) {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
+	host, _, ok := netaddr.Listen(listen)
+	if !ok {
 		return "", fmt.Errorf("%s.listen: %q: use host:port, such as %s", section, listen, example)
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
@@ -259,7 +259,7 @@ func (h *HTTP) Check(listen string) error {
 		}
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+	if _, _, ok := netaddr.Listen(h.Listen); !ok {
 		return fmt.Errorf("http.listen: %q: use host:port, such as 0.0.0.0:18443", h.Listen)
 	}
 	if listen == "" {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/knooppunt/knooppunt/policy"
 )
@@ -14,8 +15,8 @@ import (
 // MaxLen bounds an address: a DNS name is at most 253 bytes, and the port adds at most six.
 const MaxLen = 259
 
-// Dial splits an address another process dials: a host that is not empty, holds no space and no
-// hidden character, and a port from 1 to 65535.
+// Dial splits an address another process dials: a host that is not empty, holds no space (of
+// any kind, such as U+00A0) and no hidden character, and a port from 1 to 65535.
 func Dial(addr string) (host string, port int, ok bool) {
 	host, port, ok = split(addr)
 	return host, port, ok && host != "" && port >= 1
@@ -36,7 +37,7 @@ func split(addr string) (string, int, bool) {
 		return "", 0, false
 	}
 	port, err := strconv.Atoi(p)
-	if err != nil || port > 65535 || strings.ContainsFunc(host, func(r rune) bool { return r == ' ' || policy.Hidden(r) }) {
+	if err != nil || port > 65535 || strings.ContainsFunc(host, func(r rune) bool { return unicode.IsSpace(r) || policy.Hidden(r) }) {
 		return "", 0, false
 	}
 	return host, port, true

@@ -113,7 +113,7 @@ func (e *errorLog) Handle(err error) {
 	skipped := e.skipped
 	e.skipped = 0
 	e.mu.Unlock()
-	e.log.Warn("tracing: spans not exported; the node goes on without them", "err", err, "errors_left_out", skipped)
+	e.log.Warn("tracing: the OpenTelemetry SDK failed, as when the collector is down: spans are lost, the node goes on", "err", err, "errors_left_out", skipped)
 }
 
 // On reports whether tracing records anything.

@@ -82,7 +82,7 @@ func TestExportErrorsGoToTheLog(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &line); err != nil {
 		t.Fatalf("not a JSON log line: %v: %s", err, lines[0])
 	}
-	if line.Level != "WARN" || !strings.HasPrefix(line.Msg, "tracing: spans not exported") || line.Err != "traces export: connection refused" {
+	if line.Level != "WARN" || !strings.HasPrefix(line.Msg, "tracing: the OpenTelemetry SDK failed") || line.Err != "traces export: connection refused" {
 		t.Errorf("log line %+v", line)
 	}
 }

@@ -26,7 +26,9 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/netaddr"
 	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -117,6 +119,9 @@ func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterSta
 	}
 	if req.RaftAddress == "" {
 		return nil, api.Invalid("raft_address", "missing: the new replica's raft.listen (or advertise) address")
+	}
+	if _, _, ok := netaddr.Dial(req.RaftAddress); !ok {
+		return nil, api.Invalid("raft_address", "%s is not host:port with a port from 1 to 65535, such as knooppunt-4.vr-utrecht.nl:7444", policy.Quote(req.RaftAddress))
 	}
 	if s.store.Alone() {
 		return nil, alone()
