@@ -53,17 +53,11 @@ const workloadWait = 30 * time.Second
 // the wait is otherwise silent. A socket that is not there (yet) is a warning: the SPIRE agent
 // is not running, or it is another socket_path.
 func logWorkloadWait(log *slog.Logger, addr string, wait time.Duration) {
-	shown := addr
-	if shown == "" {
-		addr = os.Getenv("SPIFFE_ENDPOINT_SOCKET")
-		shown = addr + " (SPIFFE_ENDPOINT_SOCKET)"
-	}
-	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
-		if _, err := os.Stat(path); err != nil {
-			log.Warn("no Workload API socket yet: waiting for the SPIRE agent to make it; is the agent running, and is this its socket_path?",
-				"workload_api", shown, "socket", path, "up_to", wait)
-			return
-		}
+	shown, missing := identity.WorkloadSocket(addr)
+	if missing != "" {
+		log.Warn("no Workload API socket yet: waiting for the SPIRE agent to make it; is the agent running, and is this its socket_path?",
+			"workload_api", shown, "socket", missing, "up_to", wait)
+		return
 	}
 	log.Info("waiting for the node's SVID from the Workload API", "workload_api", shown, "up_to", wait)
 }

@@ -302,7 +302,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go n.trackQuorum(cfg.Raft.ElectionTimeout, n.stopHealth)
 	n.cfg.Store(cfg)
 	n.sharing = sharing.New(n.db, cfg.Org, n.cfg.Load, n.log)
-	warnPoliciesThatNoLongerLint(context.Background(), n.db, n.log)
+	// Off the start: it lints every approved policy.
+	n.goBackground(func(ctx context.Context) { warnPoliciesThatNoLongerLint(ctx, n.db, n.log) })
 	policySvc := policies.New(policies.Config{
 		Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Logger: n.log,
 		Approvals: func() int { return n.cfg.Load().Policy.Approvals },

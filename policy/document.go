@@ -532,11 +532,10 @@ func yamlProblem(err error) Problem {
 
 // pos finds the line and column of a field, such as "kinds[1]".
 func (p *Parsed) pos(field string) (int, int) {
-	node := p.node(field)
-	if node == nil || node.GetToken() == nil || node.GetToken().Position == nil {
+	t := tokenOf(p.node(field))
+	if t == nil {
 		return 0, 0
 	}
-	t := node.GetToken()
 	return t.Position.Line, t.Position.Column
 }
 

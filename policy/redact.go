@@ -42,24 +42,16 @@ var (
 	errBodyNotObject = errors.New("not a JSON object")
 )
 
-// redactBody returns body without the fields at paths, each keys from the top joined by dots. It
-// works on the bytes: the fields it keeps go out exactly as they came, numbers included, and
-// when none of the paths is present it returns body itself. It removes every member whose
-// decoded key matches, so neither an escaped key ("contact\u005fphone") nor a repeated one
-// keeps a field that a decoder would read under the redacted name.
+// redactValid returns body without the fields at paths, each keys from the top joined by dots,
+// each starting with prefix. It works on the bytes: the fields it keeps go out exactly as they
+// came, numbers included, and when none of the paths is present it returns body itself. It
+// removes every member whose decoded key matches, so neither an escaped key
+// ("contact\u005fphone") nor a repeated one keeps a field that a decoder would read under the
+// redacted name. It returns the paths' tree too, which says which of them the body has
+// (present).
 //
-// The body must be valid JSON as encoding/json reads it, and an object or null: anything else
-// is an error, and the record is not sent.
-func redactBody(body []byte, paths []string) ([]byte, error) {
-	if !validJSON(body) {
-		return nil, errBodyNotJSON
-	}
-	out, _, err := redactValid(body, paths, "")
-	return out, err
-}
-
-// redactValid is redactBody of a body known to be valid JSON, of paths that each start with
-// prefix. It returns the paths' tree too, which says which of them the body has (present).
+// The body must be valid JSON as encoding/json reads it (validJSON), and an object or null:
+// anything else is an error, and the record is not sent.
 func redactValid(body []byte, paths []string, prefix string) ([]byte, *pathTree, error) {
 	v := gjson.ParseBytes(body)
 	switch {

@@ -290,3 +290,12 @@ func TestIntersect(t *testing.T) {
 		}
 	}
 }
+
+// redactBody is redactValid of a body checked first, as redactRecord calls it.
+func redactBody(body []byte, paths []string) ([]byte, error) {
+	if !validJSON(body) {
+		return nil, errBodyNotJSON
+	}
+	out, _, err := redactValid(body, paths, "")
+	return out, err
+}

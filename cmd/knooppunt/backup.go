@@ -168,7 +168,7 @@ drops what did not come; see docs/operator.md, Backups.`,
 				origin = "no org: it holds no records"
 			}
 			start := fmt.Sprintf("with its usual config: knooppunt serve --data-dir %s --config FILE", dataDir)
-			if isFile(filepath.Join(dataDir, "node.yaml")) {
+			if isFile(filepath.Join(dataDir, configName)) {
 				start = fmt.Sprintf("with the config in it: knooppunt serve --data-dir %s", dataDir)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the records of %s; start the node on it %s\n", dataDir, applied, origin, start)
@@ -219,7 +219,7 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	// What a restore that was killed left here: its staged copy, or its partial database.
-	for _, pattern := range []string{".knooppunt-restore-*", "." + node.DatabaseName + ".*"} {
+	for _, pattern := range []string{stagePrefix + "*", besidePattern(node.DatabaseName)} {
 		left, _ := filepath.Glob(filepath.Join(dir, pattern))
 		for _, l := range left {
 			if err := os.RemoveAll(l); err != nil {
@@ -260,7 +260,11 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	if staged != "" {
 		// The folded copy is already on the data directory's disk: it is moved into place, not
 		// copied a second time.
-		if err := syncAndRename(staged, filepath.Join(dir, node.DatabaseName)); err != nil {
+		f, err := os.OpenFile(staged, os.O_RDWR, 0)
+		if err == nil {
+			err = (&besideFile{File: f, target: filepath.Join(dir, node.DatabaseName)}).commit()
+		}
+		if err != nil {
 			return 0, "", fmt.Errorf("--data-dir: %w", err)
 		}
 		return applied, origin, nil
@@ -287,17 +291,20 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	return applied, origin, nil
 }
 
+// stagePrefix begins the name of the directory in which a restore stages a folded copy.
+const stagePrefix = ".knooppunt-restore-"
+
 // stageWithWAL copies the database file at path and its write-ahead log into a new temporary
 // directory inside dir, folds the log into the copy, and returns the copy's path. The files at
 // path are only read. The copy is made where the restored database goes, not in the system's
 // temporary directory, which may be too small for it (a tmpfs in memory) when a group is
 // recovered from a survivor's files.
 func stageWithWAL(path, dir string) (string, error) {
-	tmp, err := os.MkdirTemp(dir, ".knooppunt-restore-")
+	tmp, err := os.MkdirTemp(dir, stagePrefix)
 	if err != nil {
 		return "", err
 	}
-	staged := filepath.Join(tmp, "knooppunt.db")
+	staged := filepath.Join(tmp, node.DatabaseName)
 	for _, suffix := range []string{"", "-wal"} {
 		if err := copyFile(path+suffix, staged+suffix); err != nil {
 			os.RemoveAll(tmp)
@@ -309,26 +316,6 @@ func stageWithWAL(path, dir string) (string, error) {
 		return "", err
 	}
 	return staged, nil
-}
-
-// syncAndRename makes the file at from durable and renames it to to, and makes the rename
-// durable: for a file staged in to's directory.
-func syncAndRename(from, to string) error {
-	f, err := os.OpenFile(from, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return err
-	}
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(to))
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
 
 // copyFile copies the file at from to a new file to, readable by its owner alone.

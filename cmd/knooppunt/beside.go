@@ -15,12 +15,15 @@ type besideFile struct {
 
 // createBeside creates the file in target's directory, hidden, with mode 0600.
 func createBeside(target string) (*besideFile, error) {
-	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".*")
+	f, err := os.CreateTemp(filepath.Dir(target), besidePattern(filepath.Base(target)))
 	if err != nil {
 		return nil, err
 	}
 	return &besideFile{File: f, target: target}, nil
 }
+
+// besidePattern is the name pattern of the files createBeside makes for a target named name.
+func besidePattern(name string) string { return "." + name + ".*" }
 
 // commit syncs and closes the file and renames it to its target.
 func (f *besideFile) commit() error {

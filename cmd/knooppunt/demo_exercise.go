@@ -167,10 +167,8 @@ func waitFor(ctx context.Context, what string, cond func() (bool, error)) error 
 		if time.Now().After(deadline) {
 			return fmt.Errorf("waited 30s for %s (last error: %v)", what, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

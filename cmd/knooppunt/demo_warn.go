@@ -175,10 +175,8 @@ func waitPicture(ctx context.Context, o *demoOrg, what string, ok func(*pb.Pictu
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: %s did not arrive within 30s (last error: %v): see the node.log files", o.name, what, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

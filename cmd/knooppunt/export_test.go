@@ -42,7 +42,8 @@ func TestExportOutIsPrivate(t *testing.T) {
 		t.Errorf("export --out left %v beside the file", entries)
 	}
 
-	r := cli(t, nil, "", "export", "--record", "conf-1", "--out", filepath.Join(dir, "missing", "conf.xml"), "--node", addr).want(t, 1)
+	// No node behind --node: the refusal comes before the node is asked.
+	r := cli(t, nil, "", "export", "--record", "conf-1", "--out", filepath.Join(dir, "missing", "conf.xml"), "--node", "unix://"+filepath.Join(dir, "no-node.sock")).want(t, 1)
 	if !strings.HasPrefix(r.stderr, "knooppunt: --out: ") {
 		t.Errorf("export --out into a directory that is not there: %q", r.stderr)
 	}

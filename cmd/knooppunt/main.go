@@ -77,7 +77,9 @@ func (c *ctxStdin) Read(p []byte) (int, error) {
 	}
 	done := make(chan readResult, 1)
 	go func() {
-		b := make([]byte, len(p))
+		// At most 64 KiB a read: io.ReadAll hands in buffers of megabytes, and this copy is
+		// made for every read.
+		b := make([]byte, min(len(p), 64<<10))
 		n, err := c.r.Read(b)
 		done <- readResult{b[:n], err}
 	}()

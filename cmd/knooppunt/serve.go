@@ -42,7 +42,7 @@ SIGTERM or SIGINT stops it cleanly: calls in flight finish, queued writes commit
 			// The config that init writes into the data directory is the node's, when no other
 			// is named: without it the node would run as the demo org in the org's own directory.
 			if configFile == "" {
-				if own := filepath.Join(dataDir, "node.yaml"); isFile(own) {
+				if own := filepath.Join(dataDir, configName); isFile(own) {
 					configFile = own
 				}
 			}

@@ -67,19 +67,31 @@ func NewWorkloadSource(ctx context.Context, addr string, want spiffeid.ID) (Sour
 	return src, nil
 }
 
+// WorkloadSocket is the Workload API address addr, or SPIFFE_ENDPOINT_SOCKET's when addr is
+// empty, as a message shows it; and missing, the path of its unix socket when no file is there
+// (yet), else "".
+func WorkloadSocket(addr string) (shown, missing string) {
+	shown = addr
+	if addr == "" {
+		addr = os.Getenv("SPIFFE_ENDPOINT_SOCKET")
+		shown = addr + " (SPIFFE_ENDPOINT_SOCKET)"
+	}
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if _, err := os.Stat(path); err != nil {
+			return shown, path
+		}
+	}
+	return shown, ""
+}
+
 // workloadError says why no SVID came from the Workload API at addr, and what to check: no
 // socket there (the agent not running, or another socket_path), or an agent that gives this
 // process nothing (no entry whose selectors match it: the agent's log says "No identity issued",
 // with the process's selectors, which this names too).
 func workloadError(addr string, err error) error {
-	shown := addr
-	if shown == "" {
-		shown = os.Getenv("SPIFFE_ENDPOINT_SOCKET") + " (SPIFFE_ENDPOINT_SOCKET)"
-	}
-	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
-		if _, statErr := os.Stat(path); statErr != nil {
-			return fmt.Errorf("workload API %s: no socket at %s: is the SPIRE agent running, and is this its socket_path? (%w)", shown, path, err)
-		}
+	shown, missing := WorkloadSocket(addr)
+	if missing != "" {
+		return fmt.Errorf("workload API %s: no socket at %s: is the SPIRE agent running, and is this its socket_path? (%w)", shown, missing, err)
 	}
 	self := fmt.Sprintf("uid %d", os.Getuid())
 	if u, uerr := user.Current(); uerr == nil {

@@ -1,12 +1,11 @@
 package search
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"slices"
 
+	"github.com/tidwall/gjson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -81,42 +80,25 @@ func fitPicture(resp *pb.PictureResponse, max int) error {
 
 // leaveOut is body, a JSON object, without the values of its top-level fields that are longer
 // than limit bytes but its file list (every one when limit is 0), in the order the body has
-// them, and the names of the fields it left out. ok is false for a body that is no JSON object.
+// them, each kept member as it was written, and the names of the fields it left out. ok is false
+// for a body that is no JSON object.
 func leaveOut(body []byte, limit int) (out []byte, left []string, ok bool) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	r := gjson.ParseBytes(body)
+	if !r.IsObject() {
 		return nil, nil, false
 	}
 	out = append(make([]byte, 0, len(body)), '{')
-	for dec.More() {
-		t, err := dec.Token()
-		key, isKey := t.(string)
-		if err != nil || !isKey {
-			return nil, nil, false
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, false
-		}
+	r.ForEach(func(k, v gjson.Result) bool {
 		// A file list stays in the first pass: lists say that a record has files.
-		if len(v) > limit && (limit == 0 || key != record.AttachmentsField) {
-			left = append(left, key)
-			continue
+		if len(v.Raw) > limit && (limit == 0 || k.String() != record.AttachmentsField) {
+			left = append(left, k.String())
+			return true
 		}
 		if len(out) > 1 {
 			out = append(out, ',')
 		}
-		out = append(append(append(out, quoteKey(key)...), ':'), v...)
-	}
+		out = append(append(append(out, k.Raw...), ':'), v.Raw...)
+		return true
+	})
 	return append(out, '}'), left, true
-}
-
-// quoteKey is key as a JSON string, with <, > and & as they are: a kept field keeps its name's
-// spelling.
-func quoteKey(key string) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.Encode(key) // a string always encodes
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

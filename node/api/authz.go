@@ -193,7 +193,10 @@ func NewAccess(c *config.Config) (*Access, error) {
 			if err != nil {
 				return nil, err
 			}
-			a.exact[id] = append(a.exact[id], Role(r.Role))
+			// An ID named twice keeps both roles, once each.
+			if !slices.Contains(a.exact[id], Role(r.Role)) {
+				a.exact[id] = append(a.exact[id], Role(r.Role))
+			}
 			continue
 		}
 		// A prefix is a path: .../user/apps, with or without its slash, holds .../user/apps/x,
@@ -222,8 +225,9 @@ func (a *Access) resolve(id spiffeid.ID) (Caller, error) {
 				c.Roles = append(c.Roles, r)
 			}
 		}
+		path := id.String() + "/"
 		for _, p := range a.prefixes {
-			if strings.HasPrefix(id.String()+"/", p.prefix) && !slices.Contains(c.Roles, p.role) {
+			if strings.HasPrefix(path, p.prefix) && !slices.Contains(c.Roles, p.role) {
 				c.Roles = append(c.Roles, p.role)
 			}
 		}

@@ -590,9 +590,11 @@ func (c *Config) BundleEndpointURL() string {
 // wildcard reports whether a listen address names no host that a peer could dial.
 func wildcard(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "0" {
-		return true
-	}
+	return err != nil || port == "0" || anyInterface(host)
+}
+
+// anyInterface reports whether a listen address's host is every interface: empty, 0.0.0.0 or ::.
+func anyInterface(host string) bool {
 	ip := net.ParseIP(host)
 	return host == "" || (ip != nil && ip.IsUnspecified())
 }
@@ -1007,7 +1009,7 @@ func (c *Config) checkAccess() error {
 		if err := checkDialAddr("raft.advertise", a, "knooppunt-1.vr-utrecht.nl:7444"); err != nil {
 			return err
 		}
-	} else if host, _, err := net.SplitHostPort(c.Raft.Listen); err == nil && (host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified()) {
+	} else if host, _, err := net.SplitHostPort(c.Raft.Listen); err == nil && anyInterface(host) {
 		return fmt.Errorf("raft.advertise: missing: raft.listen %s is every interface, so the other replicas need the address they reach this one at, such as knooppunt-1.vr-utrecht.nl:7444", c.Raft.Listen)
 	}
 	if a := c.Tracing.Endpoint; a != "" {
@@ -1068,8 +1070,10 @@ func (c *Config) checkAccess() error {
 		{"federation.idle_timeout", "20s", c.Federation.IdleTimeout},
 		{"bundle_endpoint.refresh_hint", "5m", c.BundleEndpoint.RefreshHint},
 		{"raft.election_timeout", "500ms", c.Raft.ElectionTimeout},
-		{"webhooks.min_backoff", "1s", c.Webhooks.MinBackoff},
-		{"webhooks.max_backoff", "5m", c.Webhooks.MaxBackoff},
+		{"federation.leave_timeout", "1h", c.Federation.LeaveTimeout},
+		{"federation.witness_interval", "5m", c.Federation.WitnessInterval},
+		{"history.retention", "2160h (90 days)", c.History.Retention},
+		{"erasure.within", "10m", c.Erasure.Within},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s: %s is negative: use a duration such as %s, or leave it out for the default", d.name, d.v, d.example)
@@ -1087,20 +1091,8 @@ func (c *Config) checkAccess() error {
 	if c.Webhooks.MinBackoff > 0 && c.Webhooks.MaxBackoff > 0 && c.Webhooks.MinBackoff > c.Webhooks.MaxBackoff {
 		return fmt.Errorf("webhooks.min_backoff: %s is more than max_backoff %s: the wait grows from the one to the other", c.Webhooks.MinBackoff, c.Webhooks.MaxBackoff)
 	}
-	if c.Federation.LeaveTimeout < 0 {
-		return fmt.Errorf("federation.leave_timeout: %s is negative: use a duration such as 1h, or leave it out for the default", c.Federation.LeaveTimeout)
-	}
-	if c.Federation.WitnessInterval < 0 {
-		return fmt.Errorf("federation.witness_interval: %s is negative: use a duration such as 5m, or leave it out for the default", c.Federation.WitnessInterval)
-	}
 	if c.Rules.Every < 0 || (c.Rules.Every > 0 && c.Rules.Every < time.Second) {
 		return fmt.Errorf("rules.every: %s is out of range: use 1s or more, such as 1m, or leave it out for the default", c.Rules.Every)
-	}
-	if c.History.Retention < 0 {
-		return fmt.Errorf("history.retention: %s is negative: use a duration such as 2160h (90 days), or leave it out for the default", c.History.Retention)
-	}
-	if c.Erasure.Within < 0 {
-		return fmt.Errorf("erasure.within: %s is negative: use a duration such as 10m, or leave it out for the default", c.Erasure.Within)
 	}
 	if !utf8.ValidString(c.Federation.Purpose) || len(c.Federation.Purpose) > policy.MaxPurposeBytes {
 		return fmt.Errorf("federation.purpose: use valid UTF-8 of at most %d bytes", policy.MaxPurposeBytes)

@@ -400,7 +400,6 @@ func (d *DB) Checkpoint(ctx context.Context) error {
 // IntegrityCheck runs SQLite's integrity_check on the file at path.
 func IntegrityCheck(path string) error { return integrityCheck(context.Background(), path) }
 
-// integrityCheck is IntegrityCheck, interrupted when ctx ends: it reads every page.
 // FoldWAL writes into the database file at path what its write-ahead log beside it (path-wal)
 // holds, and empties the log: the file alone is then the whole database. A node's database left
 // by a crash or a kill keeps its latest commits in that log. Run it on a copy of both files: it
@@ -421,6 +420,7 @@ func FoldWAL(path string) error {
 	return nil
 }
 
+// integrityCheck is IntegrityCheck, interrupted when ctx ends: it reads every page.
 func integrityCheck(ctx context.Context, path string) error {
 	h, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 	if err != nil {

@@ -475,7 +475,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			if err := queueText(tx, c.Origin, r.Id); err != nil {
 				return err
 			}
-			if err := setRefs(tx, c.Origin, r.Id, r.Body); err != nil {
+			if _, err := setRefs(tx, c.Origin, r.Id, r.Body); err != nil {
 				return err
 			}
 			if err := addHistory(tx, c.Origin, r, r.Version, false, c.PictureBookkeeping); err != nil {
@@ -538,7 +538,7 @@ func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64, book
 	if err := queueText(tx, origin, id); err != nil {
 		return err
 	}
-	if err := setRefs(tx, origin, id, nil); err != nil {
+	if _, err := setRefs(tx, origin, id, nil); err != nil {
 		return err
 	}
 	return dropHistory(tx, origin, id)

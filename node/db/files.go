@@ -308,11 +308,12 @@ const sqlRefsDrop = `DELETE FROM file_refs WHERE origin = +? AND id = +? RETURNI
 
 // setRefs records the files a record names as it is applied (nothing for a tombstone or a
 // retraction: body nil). When no record of a peer names a file any more, the peer is no source
-// of it any more, and a file with no source left goes at once.
-func setRefs(tx *writeTx, origin, id string, body []byte) error {
+// of it any more, and a file with no source left goes at once. It returns how many files the
+// body names.
+func setRefs(tx *writeTx, origin, id string, body []byte) (int, error) {
 	old, err := queryStrings(tx, sqlRefsDrop, origin, id)
 	if err != nil {
-		return fmt.Errorf("file refs: %w", err)
+		return 0, fmt.Errorf("file refs: %w", err)
 	}
 	// A body that does not parse names nothing: own bodies were checked before they entered
 	// the log, and a peer's record is never trusted beyond what parses.
@@ -321,11 +322,11 @@ func setRefs(tx *writeTx, origin, id string, body []byte) error {
 	for _, a := range atts {
 		named[a.SHA256] = true
 		if _, err := tx.Exec(`INSERT OR IGNORE INTO file_refs (origin, id, sha256, size, media_type) VALUES (?,?,?,?,?)`, origin, id, a.SHA256, a.Size, a.MediaType); err != nil {
-			return fmt.Errorf("file refs: %w", err)
+			return 0, fmt.Errorf("file refs: %w", err)
 		}
 	}
 	if origin == "" {
-		return nil
+		return len(atts), nil
 	}
 	for _, sha := range old {
 		if named[sha] {
@@ -333,25 +334,25 @@ func setRefs(tx *writeTx, origin, id string, body []byte) error {
 		}
 		var namedByOrigin bool
 		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM file_refs WHERE origin = ? AND sha256 = ?)`, origin, sha).Scan(&namedByOrigin); err != nil {
-			return err
+			return 0, err
 		}
 		if namedByOrigin {
 			continue
 		}
 		if _, err := tx.Exec(`DELETE FROM file_sources WHERE sha256 = ? AND origin = ?`, sha, origin); err != nil {
-			return err
+			return 0, err
 		}
 		var sourced bool
 		if err := tx.QueryRow(`SELECT EXISTS (SELECT 1 FROM file_sources WHERE sha256 = ?)`, sha).Scan(&sourced); err != nil {
-			return err
+			return 0, err
 		}
 		if !sourced {
 			if err := dropFile(tx, sha); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	return nil
+	return len(atts), nil
 }
 
 // FileInfo returns the stored file with the hash, or ErrFileNotFound.
@@ -402,17 +403,22 @@ func (d *DB) ReadFile(ctx context.Context, sha string, fn func([]byte) error) er
 	return nil
 }
 
+// sqlStoredForRef holds, for the file_refs row r, when its file is stored for r's record: fetched
+// from the record's origin, or uploaded here. A copy another peer sent is not, and stays
+// unreadable through r.
+const sqlStoredForRef = `EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin))`
+
 // Named is how the live record id of origin ("" for an own record) in mode m names the file:
 // as what (the attachment of the record's body), and whether the file is stored for it, fetched
 // from the record's origin or uploaded here (see file_sources). ok is false when no such record
 // names the file: a record of another mode names nothing.
 func (d *DB) Named(ctx context.Context, origin, id, sha string, m Mode) (a record.Attachment, stored, ok bool, err error) {
-	q := `SELECT c.body, EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin))
+	q := `SELECT c.body, ` + sqlStoredForRef + `
 		FROM file_refs r JOIN records c ON c.id = r.id
 		WHERE r.origin = '' AND r.id = ? AND r.sha256 = ? AND c.tombstone = 0 AND c.status = ? AND c.exercise = ?`
 	args := []any{id, sha, int32(m.Status), m.Exercise}
 	if origin != "" {
-		q = `SELECT c.body, EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin))
+		q = `SELECT c.body, ` + sqlStoredForRef + `
 		FROM file_refs r JOIN foreign_records c ON c.origin = r.origin AND c.id = r.id
 		WHERE r.origin = ? AND r.id = ? AND r.sha256 = ? AND c.status = ? AND c.exercise = ?`
 		args = append([]any{origin}, args...)
@@ -459,7 +465,7 @@ func (d *DB) MissingFiles(ctx context.Context, origin, after string, limit int) 
 	var out []FileRef
 	err := d.eachRow(ctx, `SELECT r.id, r.sha256, r.size, r.media_type, c.body FROM file_refs r JOIN foreign_records c ON c.origin = r.origin AND c.id = r.id
 		WHERE r.origin = ? AND r.sha256 > ?
-		AND NOT EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin)) GROUP BY r.sha256 ORDER BY r.sha256 LIMIT ?`, []any{origin, after, limit}, func(rows *sql.Rows) error {
+		AND NOT `+sqlStoredForRef+` GROUP BY r.sha256 ORDER BY r.sha256 LIMIT ?`, []any{origin, after, limit}, func(rows *sql.Rows) error {
 		var r FileRef
 		var body []byte
 		if err := rows.Scan(&r.RecordID, &r.SHA256, &r.Size, &r.MediaType, &body); err != nil {

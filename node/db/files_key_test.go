@@ -44,7 +44,9 @@ func TestFileNamedUnderTheExactKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.at = f.at.Add(time.Hour)
-	f.step(&pb.FileStep{Action: "sweep", StaleBefore: timestamppb.New(f.at.Add(-time.Minute))})
+	if refused := f.step(&pb.FileStep{Action: "sweep", StaleBefore: timestamppb.New(f.at.Add(-time.Minute))}); refused != nil {
+		t.Fatalf("sweep refused: %v", refused)
+	}
 	if _, err := d.FileInfo(context.Background(), escaped); err != nil {
 		t.Errorf("the file g1 names under \"attachment\\u0073\", after a sweep: %v", err)
 	}
@@ -85,17 +87,7 @@ func TestMigrationKeepsOwnRecordsFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	var sources []string
-	rows, err := h.Query(`SELECT origin FROM file_sources WHERE sha256 = 'aa' ORDER BY origin`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var o string
-		rows.Scan(&o)
-		sources = append(sources, o)
-	}
-	rows.Close()
+	sources := queryStrings(t, h, `SELECT origin FROM file_sources WHERE sha256 = 'aa' ORDER BY origin`)
 	if strings.Join(sources, ",") != ",ncc.crisis.test" {
 		t.Fatalf("sources of the file after the migration: %q, want this node's and the peer's", sources)
 	}

@@ -306,7 +306,7 @@ func (d *DB) Versions(ctx context.Context, origin, id string, m Mode, since time
 
 // PruneHistory forgets what the history needs no longer: rows older than before, except each
 // record's last row at or before it, which still says what the record counted at before. Reads
-// clip to the retention window (History's since, Versions'), so a replica that prunes later than
+// clip to the retention window (warn.History's since, Versions'), so a replica that prunes later than
 // another still answers the same. It is not a Raft command: it changes no value a read can see.
 func (d *DB) PruneHistory(before time.Time) (int64, error) {
 	d.mu.RLock()

@@ -364,12 +364,15 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		return Result{}, err
 	}
 	// Most writes name no file on a node where no own record ever named one: no refs to keep.
-	if names := record.MayNameFiles(next.Body); names || a.ownRefs.Load() {
-		if names {
-			a.ownRefs.Store(true)
-		}
-		if err := setRefs(a.tx, "", next.Id, next.Body); err != nil {
+	if record.MayNameFiles(next.Body) || a.ownRefs.Load() {
+		// Only a body that does name a file turns this on: MayNameFiles also passes any body
+		// with an escape in it.
+		named, err := setRefs(a.tx, "", next.Id, next.Body)
+		if err != nil {
 			return Result{}, err
+		}
+		if named > 0 {
+			a.ownRefs.Store(true)
 		}
 	}
 	if err := addHistory(a.tx, "", next, version, next.Tombstone, a.bookkeeping); err != nil {

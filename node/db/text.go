@@ -69,7 +69,7 @@ const (
 	// it: fetched from its origin, or uploaded here (see files.go).
 	sqlTextFiles = `SELECT group_concat(t.text, char(10)) FROM file_refs r JOIN file_text t ON t.sha256 = r.sha256
 		WHERE r.origin = +? AND r.id = +? AND t.text != ''
-		AND EXISTS (SELECT 1 FROM file_sources s WHERE s.sha256 = r.sha256 AND s.origin IN ('', r.origin))`
+		AND ` + sqlStoredForRef
 	// The vocabulary: a batch's words go in at once, and the new ones (above the highest id
 	// before) into its trigram index.
 	sqlTextWordsTop = `SELECT coalesce(max(id), 0) FROM text_words`

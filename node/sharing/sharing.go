@@ -26,11 +26,10 @@ type Sharing struct {
 	config func() *config.Config
 	log    *slog.Logger
 
-	mu    sync.Mutex
-	cache map[string]*policy.Compiled // by policy id; a version's document never changes
-	// broken are the stored versions this build cannot compile, by id, with why: each is left
-	// out of every set, so that it grants nothing and holds up no other.
-	broken map[string]error
+	mu sync.Mutex
+	// cache holds the compiled policies by id (a version's document never changes); nil for a
+	// stored version this build cannot compile, which is left out of the set, logged once.
+	cache map[string]*policy.Compiled
 	// set and phases are what the database held at generation gen. Every policy step and phase
 	// change (and a restore) moves the generation, so a set read at gen answers until it moves.
 	// A policy that expires needs no new set: Decide checks the validity window at its now.
@@ -46,7 +45,7 @@ type Sharing struct {
 // New returns a Sharing over d for the org; config returns the running config; log says which
 // stored policy cannot be compiled.
 func New(d *db.DB, org string, config func() *config.Config, log *slog.Logger) *Sharing {
-	return &Sharing{db: d, org: org, config: config, log: log, cache: map[string]*policy.Compiled{}, broken: map[string]error{}}
+	return &Sharing{db: d, org: org, config: config, log: log, cache: map[string]*policy.Compiled{}}
 }
 
 // Org is the node's own trust domain.
@@ -121,15 +120,15 @@ func (s *Sharing) current(ctx context.Context) (*policy.Set, map[string]string, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rows {
-		if _, ok := s.broken[r.ID]; ok {
+		c, ok := s.cache[r.ID]
+		if ok && c == nil {
 			continue
 		}
-		c, ok := s.cache[r.ID]
 		if !ok {
 			if c, err = policy.Compile(r.Policy); err != nil {
 				// Fail closed for that version alone: it grants nothing, and every other
 				// policy stays in force.
-				s.broken[r.ID] = err
+				s.cache[r.ID] = nil
 				s.log.Error("sharing: a stored policy does not compile with this release: it grants nothing; propose a new version of it",
 					"policy", r.ID, "state", r.State, "err", err)
 				continue

@@ -43,12 +43,12 @@ const (
 
 // condition is a compiled condition with what it reads.
 type condition struct {
-	src     string
-	prg     cel.Program
-	kinds   []string
+	src   string
+	prg   cel.Program
+	kinds []string
+	// windows are the delta and count windows as often as the text uses them, for LastRun:
+	// delta(delta(x, 10m), 10m) reads x 20m back (Rule.Windows sorts and compacts them).
 	windows []time.Duration
-	// windowUses are the windows as often as the text uses them.
-	windowUses []time.Duration
 	// readsNow: the text names now itself (see readsNow), not only through the macros.
 	readsNow bool
 	ctx      *evalCtx // what the function bindings read; set by each evaluation
@@ -119,10 +119,6 @@ func compileCondition(src string, kinds *record.Kinds) (*condition, []celProblem
 	c.prg = prg
 	slices.Sort(c.kinds)
 	c.kinds = slices.Compact(c.kinds)
-	// Each use of a window, for LastRun: delta(delta(x, 10m), 10m) reads x 20m back.
-	c.windowUses = slices.Clone(c.windows)
-	slices.Sort(c.windows)
-	c.windows = slices.Compact(c.windows)
 	return c, nil
 }
 

@@ -88,16 +88,22 @@ type Episode struct {
 // MaxEvaluations bounds a dry run: evaluations times regions.
 const MaxEvaluations = 2_000_000
 
+// ceilTick is the first tick of step at or after t.
+func ceilTick(t time.Time, step time.Duration) time.Time {
+	c := t.Truncate(step)
+	if c.Before(t) {
+		c = c.Add(step)
+	}
+	return c
+}
+
 // Ticks are the instants of evaluation in [from, to]: the multiples of step since the Unix epoch,
 // so that a dry run and the node evaluate at the same instants.
 func Ticks(from, to time.Time, step time.Duration) []time.Time {
 	if step <= 0 || to.Before(from) {
 		return nil
 	}
-	first := from.Truncate(step)
-	if first.Before(from) {
-		first = first.Add(step)
-	}
+	first := ceilTick(from, step)
 	var out []time.Time
 	for t := first; !t.After(to); t = t.Add(step) {
 		out = append(out, t)

@@ -23,10 +23,7 @@ func (r *Rule) LastRun(h *History, region string, from, to time.Time, every time
 	if every <= 0 || to.Before(from) {
 		return State{}
 	}
-	first := from.Truncate(every)
-	if first.Before(from) {
-		first = first.Add(every)
-	}
+	first := ceilTick(from, every)
 	last := to.Truncate(every)
 	if last.Before(first) {
 		return State{}
@@ -35,7 +32,7 @@ func (r *Rule) LastRun(h *History, region string, from, to time.Time, every time
 	exact := r.when.readsNow
 	if !exact {
 		var listed bool
-		changes, listed = h.changes(r.when.kinds, r.when.windowUses, region)
+		changes, listed = h.changes(r.when.kinds, r.when.windows, region)
 		exact = !listed
 	}
 	var s State
@@ -55,11 +52,7 @@ func (r *Rule) LastRun(h *History, region string, from, to time.Time, every time
 			s.Since = first
 			break
 		}
-		b := time.Unix(0, changes[i-1]).UTC()
-		since := b.Truncate(every)
-		if since.Before(b) {
-			since = since.Add(every)
-		}
+		since := ceilTick(time.Unix(0, changes[i-1]).UTC(), every)
 		s.Since = since
 		t = since.Add(-every)
 	}

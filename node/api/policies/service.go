@@ -157,10 +157,7 @@ func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepR
 		if req.Reason != "" {
 			return nil, api.Invalid("reason", "an approval takes no reason: it would not be kept; leave it out (reject and revoke take one)")
 		}
-		if err := s.newerProposal(ctx, req.Id); err != nil {
-			return nil, err
-		}
-		if err := s.stillLints(ctx, req.Id); err != nil {
+		if err := s.approvable(ctx, req.Id); err != nil {
 			return nil, err
 		}
 	}
@@ -186,31 +183,17 @@ func checkID(id string) error {
 	return api.Invalid("id", "%s is not NAME@VERSION, such as lcvs-capacity-to-regions@2 (`policy list` shows them)", policy.Quote(id))
 }
 
-// stillLints refuses the approval of a proposal that this release's lint refuses, offline: one
-// proposed under an earlier release, which read it more leniently (a second YAML document, a
-// comment that hides part of the condition, an invisible character). What the approving officer
-// reads must be what the node enforces; its author can propose a new version.
-func (s *Service) stillLints(ctx context.Context, id string) error {
-	p, err := s.c.DB.GetPolicy(ctx, id)
-	if errors.Is(err, db.ErrPolicyNotFound) {
-		return nil // the step refuses it as not found
-	}
-	if err != nil {
-		return api.Status(s.c.Logger, err)
-	}
-	if p.State != policy.StateProposed {
-		return nil // the step refuses it
-	}
-	if _, err := policy.Lint(p.Source, nil); err != nil {
-		return status.Errorf(codes.FailedPrecondition, "%s does not lint with this release: propose a new version of it, and reject this one:\n%v", id, err)
-	}
-	return nil
-}
-
-// newerProposal refuses the approval of a policy version while a newer version of the same
-// policy waits for approval: that one is what its author means now (a mended redaction, say),
-// and approving the older one would put in force what the newer one was written to correct.
-func (s *Service) newerProposal(ctx context.Context, id string) error {
+// approvable refuses the approval of a proposal
+//   - while a newer version of the same policy waits for approval: that one is what its author
+//     means now (a mended redaction, say), and approving the older one would put in force what
+//     the newer one was written to correct;
+//   - that this release's lint refuses, offline: one proposed under an earlier release, which
+//     read it more leniently (a second YAML document, a comment that hides part of the
+//     condition, an invisible character). What the approving officer reads must be what the
+//     node enforces; its author can propose a new version.
+//
+// A version that is not proposed (or not there) it leaves to the step, which refuses it.
+func (s *Service) approvable(ctx context.Context, id string) error {
 	name, version, ok := policy.ParseID(id)
 	if !ok {
 		return nil // checkID refused it
@@ -219,10 +202,19 @@ func (s *Service) newerProposal(ctx context.Context, id string) error {
 	if err != nil {
 		return api.Status(s.c.Logger, err)
 	}
+	var this *db.PolicyRow
 	for _, p := range rows {
 		if p.Version > version {
 			return status.Errorf(codes.FailedPrecondition, "%s is a newer proposal of %s (by %s, %s): approve that one, or reject it first with `policy reject %s --reason …`",
 				p.ID, name, p.Author, p.ProposedAt.Format(time.RFC3339), p.ID)
+		}
+		if p.Version == version {
+			this = p
+		}
+	}
+	if this != nil {
+		if _, err := policy.Lint(this.Source, nil); err != nil {
+			return status.Errorf(codes.FailedPrecondition, "%s does not lint with this release: propose a new version of it, and reject this one:\n%v", id, err)
 		}
 	}
 	return nil
