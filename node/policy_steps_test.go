@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -20,7 +21,12 @@ func TestPolicyStepsCheckTheirInputFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := p.n.Store().AppliedIndex()
+	// What a step that went into the log would leave: an audit entry of a policy step, or a
+	// change to the policy. (Not the applied index: the node's own background writes move it.)
+	last, err := p.n.DB().AuditList(t.Context(), db.AuditFilter{Limit: 1, Newest: true})
+	if err != nil || len(last) != 1 {
+		t.Fatalf("the audit log after the proposal: %v, %v", last, err)
+	}
 	big := strings.Repeat("x", 2<<20) + "@1"
 	_, err = b.Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: big})
 	wantStatus(t, "an approval of a 2 MiB id", err, codes.InvalidArgument,
@@ -31,8 +37,17 @@ func TestPolicyStepsCheckTheirInputFirst(t *testing.T) {
 	}
 	_, err = b.Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: info.Id, Reason: strings.Repeat("r", 2<<20) + "\x1b[2J"})
 	wantStatus(t, "an approval with a reason", err, codes.InvalidArgument, "reason: an approval takes no reason: it would not be kept; leave it out (reject and revoke take one)")
-	if after := p.n.Store().AppliedIndex(); after != before {
-		t.Errorf("the refused steps moved the Raft log from %d to %d", before, after)
+	after, err := p.n.DB().AuditList(t.Context(), db.AuditFilter{AfterSeq: last[0].Seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range after {
+		if strings.HasPrefix(e.Action, "policy.") {
+			t.Errorf("a refused step went into the Raft log: audit entry %d, %s %s by %s", e.Seq, e.Action, e.Subject, e.Actor)
+		}
+	}
+	if row, err := p.n.DB().GetPolicy(t.Context(), info.Id); err != nil || row.State != "proposed" || len(row.Approvers) != 0 {
+		t.Errorf("the policy after the refused steps: %+v, %v; want proposed with no approvals", row, err)
 	}
 	got, err := b.Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: info.Id})
 	if err != nil || got.State != "approved" {
