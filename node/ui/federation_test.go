@@ -35,12 +35,12 @@ type fedEnv struct {
 // startFederation starts vr-utrecht, lcvs and ncc in-process over real mTLS. lcvs shares shelter
 // capacity with vr-utrecht and withholds the contact phone; ncc shares its sitreps and guidance
 // with everyone. vr-utrecht's officers set the crisis lukewarm. It returns once vr-utrecht
-// holds what both shared.
-func startFederation(t *testing.T) *fedEnv {
+// holds what both shared. Each opt changes the federation's options.
+func startFederation(t *testing.T, opts ...func(*fedtest.Options)) *fedEnv {
 	t.Helper()
 	p := newProvider(t)
 	secret := secretFile(t, fedtest.ShortDir(t))
-	f := fedtest.Start(t, fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Roles: func(name string) []string {
+	o := fedtest.Options{Orgs: 3, Names: []string{"vr-utrecht", "lcvs", "ncc"}, Roles: func(name string) []string {
 		// vr-utrecht's administrator, for the node's page.
 		if name != "vr-utrecht" {
 			return nil
@@ -51,7 +51,11 @@ func startFederation(t *testing.T) *fedEnv {
 			return ""
 		}
 		return fmt.Sprintf("ui:\n  listen: \"127.0.0.1:0\"\n  oidc:\n    issuer: %s\n    client_id: %s\n    client_secret_file: %s\n", p.issuer, testClientID, secret)
-	}})
+	}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	f := fedtest.Start(t, o)
 	e := &fedEnv{f: f, utrecht: f.Org("vr-utrecht"), lcvs: f.Org("lcvs"), ncc: f.Org("ncc"), op: p}
 	e.url = "http://" + e.utrecht.Node.UIAddr().String()
 	e.nccURL = "http://" + e.ncc.Node.UIAddr().String()
@@ -484,6 +488,47 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	_, page := b.get(t, e.url+"/?crisis=oekraine")
 	if !strings.Contains(page, `Landelijk beeld volgens VR Utrecht</a> <span class="kp-tag kp-tag--bad">ncc meldt het anders</span>`) {
 		t.Errorf("the picture does not name who reports the record otherwise:\n%s", page)
+	}
+}
+
+// TestPictureMarksShortenedEntries: when a crisis's picture is larger than its bound, the answer
+// leaves out the long fields of the largest records (federation/search fit.go), and the page
+// marks those records as shortened, naming the fields, and says how to see them whole; the
+// records that were not shortened carry no mark, and the sums still count every record.
+func TestPictureMarksShortenedEntries(t *testing.T) {
+	e := startFederation(t, func(o *fedtest.Options) { o.PictureBytes = 64 << 10 })
+	long, _ := json.Marshal(map[string]string{"title": "Uitgebreid landelijk beeld", "summary": strings.Repeat("Opvanglocaties melden hun bezetting per dagdeel. ", 2000)})
+	e.ncc.Put(t, &pb.Record{Id: "landelijk-lang", Kind: "sitrep", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: long})
+	fedtest.Eventually(t, 15*time.Second, "vr-utrecht holds ncc's long sitrep", func() (bool, string) {
+		held := e.utrecht.Held(t, "oekraine", e.ncc.TD.Name())
+		return held["landelijk-lang"] > 0, fedtest.Describe(held)
+	})
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	_, page := b.get(t, e.url+"/?crisis=oekraine")
+	row := func(title string) string {
+		i := strings.Index(page, ">"+title+"</a>")
+		if i < 0 {
+			t.Fatalf("the picture lacks %q:\n%s", title, page)
+		}
+		return page[i : i+strings.Index(page[i:], "</td>")]
+	}
+	if got := row("Uitgebreid landelijk beeld"); !strings.Contains(got, `<span class="kp-tag kp-tag--info kp-shortened">ingekort: Samenvatting</span>`) {
+		t.Errorf("the long sitrep is not marked shortened, naming its summary: %s", got)
+	}
+	for _, title := range []string{"Landelijk beeld opvang Oekraïne", "Regionaal beeld VR Utrecht"} {
+		if got := row(title); strings.Contains(got, "kp-shortened") {
+			t.Errorf("%s is marked shortened: %s", title, got)
+		}
+	}
+	if !strings.Contains(page, `id="ingekort">Ingekort: dit beeld laat de lange velden`) {
+		t.Errorf("the picture does not say what shortened means:\n%s", page)
+	}
+	// The sums count lcvs's shelters as before: 14 + 6 free beds in VR09, 83 in all.
+	for _, want := range []string{`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">83</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the sums changed with the shortened answer, %s is gone:\n%s", want, page)
+		}
 	}
 }
 

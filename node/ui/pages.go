@@ -79,6 +79,8 @@ type pictureView struct {
 	// search that shows them all.
 	LatestMore   int
 	LatestSearch string
+	// Shortened: an entry of Latest lacks fields the answer left out (entryView.Shortened).
+	Shortened bool
 	// Alerts are the alerts in force, the most severe and newest first (activeAlert).
 	Alerts []alertView
 	Empty  bool
@@ -208,6 +210,9 @@ type entryView struct {
 	// Secret is the classification of a confidential or secret record, in the page's
 	// language, so that it stands out in the list; empty for the rest.
 	Secret string
+	// Shortened names, by their labels, the body fields whose values the picture's answer left
+	// out to stay within its bound (fields_left_out); the record's page shows them whole.
+	Shortened string
 }
 
 // picture is "Het beeld": one crisis's phase, who answered, capacity per region and the latest
@@ -393,6 +398,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.LatestSearch = "/zoeken?" + r.modeValues(url.Values{"crisis": {v.Crisis}}).Encode()
 	}
 	for i := range v.Latest {
+		v.Shortened = v.Shortened || v.Latest[i].Shortened != ""
 		v.Latest[i].Source = s.orgName(v.Partners, v.Latest[i].Source)
 		for j, td := range v.Latest[i].Conflict {
 			v.Latest[i].Conflict[j] = s.orgName(v.Partners, td)
@@ -573,6 +579,14 @@ func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	}
 	if rec.GetClassification() >= pb.Classification_CONFIDENTIAL {
 		ev.Secret = r.L.Class(rec.Classification)
+	}
+	if len(e.FieldsLeftOut) > 0 {
+		label := fieldLabeler(r.L, s.c.Kinds.Get(e.Kind))
+		names := make([]string, len(e.FieldsLeftOut))
+		for i, f := range e.FieldsLeftOut {
+			names[i] = label(f)
+		}
+		ev.Shortened = strings.Join(names, ", ")
 	}
 	return ev
 }
