@@ -298,8 +298,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	})
 	n.health = health.NewServer()
 	n.health.SetServingStatus(LiveService, healthpb.HealthCheckResponse_SERVING)
+	// Ready once this replica knows a leader (trackQuorum), not before: a replica that waits to
+	// be joined, or whose group has not elected yet, gets no clients.
+	leader := n.store.Leader() != ""
+	n.health.SetServingStatus("", servingStatus(leader))
 	n.stopHealth = make(chan struct{})
-	go n.trackQuorum(cfg.Raft.ElectionTimeout, n.stopHealth)
+	go n.trackQuorum(cfg.Raft.ElectionTimeout, n.stopHealth, leader)
 	n.cfg.Store(cfg)
 	n.sharing = sharing.New(n.db, cfg.Org, n.cfg.Load, n.log)
 	// Off the start: it lints every approved policy.
@@ -791,17 +795,20 @@ func (n *Node) Failed() <-chan error { return n.served }
 
 // trackQuorum keeps the gRPC health status NOT_SERVING while this replica knows no leader, as
 // when it is cut off from a majority of its group, so that a load balancer or a Kubernetes
-// readiness probe sends clients elsewhere. A replica is unhealthy only once it has known no
-// leader for two election timeouts, so that a normal election does not flap it.
-func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}) {
+// readiness probe sends clients elsewhere. A replica starts serving once it knows a leader
+// (serving: it knew one at start), and stops only once it has known none for two election
+// timeouts, so that a normal election does not flap it.
+func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}, serving bool) {
 	if electionTimeout <= 0 {
 		electionTimeout = 500 * time.Millisecond
 	}
 	grace := 2 * electionTimeout
 	t := time.NewTicker(max(electionTimeout/4, 20*time.Millisecond))
 	defer t.Stop()
-	lastLeader := time.Now()
-	serving := true
+	var lastLeader time.Time // none known: not serving until one is
+	if serving {
+		lastLeader = time.Now()
+	}
 	for {
 		select {
 		case <-stop:
@@ -813,15 +820,24 @@ func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}) 
 		}
 		switch ok := time.Since(lastLeader) < grace; {
 		case ok && !serving:
-			n.log.Info("a leader is known again: serving")
-			n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			n.log.Info("a leader is known: serving")
 			serving = true
 		case !ok && serving:
 			n.log.Warn("no leader known: health is NOT_SERVING until this replica reaches a majority of its group", "for", time.Since(lastLeader).Round(time.Millisecond))
-			n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 			serving = false
+		default:
+			continue
 		}
+		n.health.SetServingStatus("", servingStatus(serving))
 	}
+}
+
+// servingStatus is the overall health status of a replica that knows a leader, or not.
+func servingStatus(serving bool) healthpb.HealthCheckResponse_ServingStatus {
+	if serving {
+		return healthpb.HealthCheckResponse_SERVING
+	}
+	return healthpb.HealthCheckResponse_NOT_SERVING
 }
 
 // Stop shuts down cleanly: no new calls, in-flight calls finish (until ctx ends), queued writes

@@ -40,10 +40,12 @@ func TestHealthCommand(t *testing.T) {
 		cli(t, nil, "", onSocket(t, probes[probe], sock)...).want(t, 0)
 	}
 
-	// A replica waiting to be joined knows no leader.
+	// A replica waiting to be joined knows no leader, and says so from its first answer: with
+	// an election timeout of 20s, a grace of two election timeouts at start would have it ready
+	// for 40s before it knew a leader.
 	alone := t.TempDir()
 	cfg := filepath.Join(alone, "node.yaml")
-	if err := os.WriteFile(cfg, []byte("raft:\n  bootstrap: false\n  election_timeout: 100ms\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("raft:\n  bootstrap: false\n  election_timeout: 20s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := proctest.Start(t, nil, "serve", "--data-dir", filepath.Join(alone, "data"), "--config", cfg, "--log-level", "warn")
@@ -56,7 +58,10 @@ func TestHealthCommand(t *testing.T) {
 			t.Fatalf("the replica waiting to be joined exited:\n%s", p.Out.String())
 		default:
 		}
-		if last = cli(t, nil, "", "health", "--node", lonely, "--timeout", "1s"); last.code == 1 && last.stdout == "serving: NOT_SERVING\n" {
+		if last = cli(t, nil, "", "health", "--node", lonely, "--timeout", "1s"); strings.HasPrefix(last.stdout, "serving: ") {
+			if last.code != 1 || last.stdout != "serving: NOT_SERVING\n" {
+				t.Fatalf("the first health answer of a replica with no leader: exit %d, %q %q", last.code, last.stdout, last.stderr)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

@@ -19,6 +19,7 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -54,16 +55,18 @@ func start(t testing.TB, r *clustertest.Replica) *proc {
 	return p
 }
 
-// ready waits until the process serves health on its local socket: node.Start has returned.
+// ready waits until the process serves health on its local socket: node.Start has returned. It
+// asks the liveness service: a replica waiting to be joined knows no leader, and is not ready
+// for clients (the overall service) until it is joined.
 func (p *proc) ready(t testing.TB, within time.Duration) {
 	t.Helper()
-	clustertest.Eventually(t, within, p.r.ID+" serving", func() (bool, string) {
+	clustertest.Eventually(t, within, p.r.ID+" live", func() (bool, string) {
 		if p.Exited() {
 			t.Fatalf("%s exited: %v\n%s", p.r.ID, p.Err(), p.Out.String())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		resp, err := healthpb.NewHealthClient(p.r.Local(t)).Check(ctx, &healthpb.HealthCheckRequest{})
+		resp, err := healthpb.NewHealthClient(p.r.Local(t)).Check(ctx, &healthpb.HealthCheckRequest{Service: node.LiveService})
 		if err != nil {
 			return false, err.Error()
 		}
