@@ -129,7 +129,10 @@ func (o *initOptions) run() error {
 		}
 	}
 	o.address = net.JoinHostPort(o.host, o.listenPort)
-	if _, _, ok := netaddr.Dial(o.address); !ok || strings.ContainsAny(o.host, "/:") && net.ParseIP(o.host) == nil {
+	if _, _, err := netaddr.Dial(o.address); err != nil {
+		return fmt.Errorf("--host %q: %v: give the host name or IP address partners reach this node at, such as node1.vrbn.example", o.host, err)
+	}
+	if strings.ContainsAny(o.host, "/:") && net.ParseIP(o.host) == nil {
 		return fmt.Errorf("--host %q: give the host name or IP address partners reach this node at, such as node1.vrbn.example", o.host)
 	}
 	o.bundleURL = "https://" + net.JoinHostPort(o.host, o.bundlePort)
@@ -176,9 +179,9 @@ func (o *initOptions) run() error {
 
 // port returns the port of a host:port flag.
 func port(flag, addr string) (string, error) {
-	_, p, ok := netaddr.Listen(addr)
-	if !ok || p == 0 {
-		return "", fmt.Errorf("%s %q: give host:port with a fixed port from 1 to 65535, such as 0.0.0.0:7443", flag, addr)
+	_, p, err := netaddr.ListenFixed(addr)
+	if err != nil {
+		return "", fmt.Errorf("%s %q: %v: give host:port with a fixed port from 1 to 65535, such as 0.0.0.0:7443", flag, addr, err)
 	}
 	return strconv.Itoa(p), nil
 }

@@ -207,8 +207,8 @@ func TestInitRefuses(t *testing.T) {
 		{"two identities", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--spire", "unix:///x.sock"}, "one of them"},
 		{"bad org", []string{"--org", "A B", "--name", "A", "--dev-ca"}, `--org "A B" is not a trust domain`},
 		{"no port", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--listen", "0.0.0.0"}, "--listen"},
-		{"no such port", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--listen", "127.0.0.1:99999"}, `--listen "127.0.0.1:99999": give host:port with a fixed port from 1 to 65535`},
-		{"host with a space", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--host", "a b"}, `--host "a b": give the host name or IP address`},
+		{"no such port", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--listen", "127.0.0.1:99999"}, `--listen "127.0.0.1:99999": the port "99999" is not a number from 1 to 65535: give host:port with a fixed port from 1 to 65535`},
+		{"host with a space", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--host", "a b"}, `--host "a b": the host holds a space: give the host name or IP address`},
 		{"officer twice", []string{"--org", "a.crisis.test", "--name", "A", "--dev-ca", "--admin", "ops", "--officer", "anna", "--officer", "anna"}, "named twice"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -254,8 +254,8 @@ func (inv *Invitation) check() error {
 		return bad("addresses", "%d, over the limit of %d", len(inv.Addresses), maxAddresses)
 	}
 	for i, a := range inv.Addresses {
-		if _, _, ok := netaddr.Dial(a); !ok {
-			return bad(fmt.Sprintf("addresses[%d]", i), "%s is not host:port", policy.Quote(a))
+		if _, _, err := netaddr.Dial(a); err != nil {
+			return bad(fmt.Sprintf("addresses[%d]", i), "%s: %v", policy.Quote(a), err)
 		}
 	}
 	if inv.BundleEndpoint != "" && !strings.HasPrefix(inv.BundleEndpoint, "https://") {

@@ -194,8 +194,8 @@ const MaxBodyLimit = 3 << 20
 // checkDialAddr checks an address that others dial: a host without spaces or hidden characters,
 // and a port from 1 to 65535 (netaddr.Dial).
 func checkDialAddr(field, addr, example string) error {
-	if _, _, ok := netaddr.Dial(addr); !ok {
-		return fmt.Errorf("%s: %q is not host:port with a port from 1 to 65535: use such as %s", field, addr, example)
+	if _, _, err := netaddr.Dial(addr); err != nil {
+		return fmt.Errorf("%s: %q: %v: use host:port, such as %s", field, addr, err, example)
 	}
 	return nil
 }
@@ -203,8 +203,8 @@ func checkDialAddr(field, addr, example string) error {
 // checkListenAddr checks an address this node listens on: host:port, where an empty host is every
 // interface and port 0 one the system picks (netaddr.Listen).
 func checkListenAddr(field, addr, example string) error {
-	if _, _, ok := netaddr.Listen(addr); !ok {
-		return fmt.Errorf("%s: %q is not host:port with a port from 0 to 65535: use such as %s", field, addr, example)
+	if _, _, err := netaddr.Listen(addr); err != nil {
+		return fmt.Errorf("%s: %q: %v: use host:port, such as %s", field, addr, err, example)
 	}
 	return nil
 }
@@ -223,9 +223,9 @@ func secondDocument(data []byte) int {
 // (ui, feed): host:port, both certificate files or neither, and without them a loopback
 // address, where plain HTTP is allowed. It returns the host.
 func checkHTTPListener(section, listen, example string, t UITLS) (string, error) {
-	host, _, ok := netaddr.Listen(listen)
-	if !ok {
-		return "", fmt.Errorf("%s.listen: %q: use host:port, such as %s", section, listen, example)
+	host, _, err := netaddr.Listen(listen)
+	if err != nil {
+		return "", fmt.Errorf("%s.listen: %q: %v: use host:port, such as %s", section, listen, err, example)
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		return "", fmt.Errorf("%s.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)", section)
@@ -259,8 +259,8 @@ func (h *HTTP) Check(listen string) error {
 		}
 		return nil
 	}
-	if _, _, ok := netaddr.Listen(h.Listen); !ok {
-		return fmt.Errorf("http.listen: %q: use host:port, such as 0.0.0.0:18443", h.Listen)
+	if _, _, err := netaddr.Listen(h.Listen); err != nil {
+		return fmt.Errorf("http.listen: %q: %v: use host:port, such as 0.0.0.0:18443", h.Listen, err)
 	}
 	if listen == "" {
 		return errors.New("http.listen: the REST API serves HTTPS with the node's X.509-SVID: set listen and identity too")

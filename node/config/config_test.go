@@ -73,29 +73,29 @@ roles:
 		{"advertise without a port", `
 org: a.crisis.test
 advertise: [node1.example]
-`, `advertise[0]: "node1.example" is not host:port with a port from 1 to 65535: use such as knooppunt.vr-utrecht.nl:7443`},
+`, `advertise[0]: "node1.example": no port: use host:port, such as knooppunt.vr-utrecht.nl:7443`},
 		// review19 M4: addresses are checked when the config is read, not when first dialled.
 		{"advertise with a space and no such port", `
 org: a.crisis.test
 advertise: ["a b:99999"]
-`, `advertise[0]: "a b:99999" is not host:port with a port from 1 to 65535: use such as knooppunt.vr-utrecht.nl:7443`},
+`, `advertise[0]: "a b:99999": the port "99999" is not a number from 1 to 65535: use host:port, such as knooppunt.vr-utrecht.nl:7443`},
 		{"listen on no such port", `
 org: a.crisis.test
 listen: 127.0.0.1:99999
-`, `listen: "127.0.0.1:99999" is not host:port with a port from 0 to 65535: use such as 0.0.0.0:7443`},
+`, `listen: "127.0.0.1:99999": the port "99999" is not a number from 0 to 65535: use host:port, such as 0.0.0.0:7443`},
 		{"metrics address that is none", `
 org: a.crisis.test
 metrics_addr: nonsense
-`, `metrics_addr: "nonsense" is not host:port with a port from 0 to 65535: use such as 127.0.0.1:9090`},
+`, `metrics_addr: "nonsense": no port: use host:port, such as 127.0.0.1:9090`},
 		{"peer address without a port", `
 org: a.crisis.test
 peers:
   - {name: ncc, trust_domain: ncc.crisis.test, addresses: ["not an address"], bundle_file: x.pem}
-`, `peers[0].addresses[0]: "not an address" is not host:port with a port from 1 to 65535: use such as knooppunt.ncc.nl:7443`},
+`, `peers[0].addresses[0]: "not an address": no port: use host:port, such as knooppunt.ncc.nl:7443`},
 		{"tracing endpoint on no such port", `
 org: a.crisis.test
 tracing: {endpoint: "h:99999"}
-`, `tracing.endpoint: "h:99999" is not host:port with a port from 1 to 65535: use such as 127.0.0.1:4317`},
+`, `tracing.endpoint: "h:99999": the port "99999" is not a number from 1 to 65535: use host:port, such as 127.0.0.1:4317`},
 		// review19 H1: a body larger than a partner's node takes in one message stopped every
 		// partner's feed at that record.
 		{"body limit over what a partner takes", `
@@ -407,7 +407,7 @@ ui:
 	for _, tc := range []struct{ name, ui, want string }{
 		{"plain http off loopback", "  listen: 0.0.0.0:8080\n  public_url: https://k.a.example" + oidc,
 			`ui.listen: 0.0.0.0:8080 is not a loopback address: plain HTTP is allowed only on loopback; set ui.tls.cert_file and ui.tls.key_file, or listen on 127.0.0.1`},
-		{"listen without port", "  listen: localhost" + oidc, `ui.listen: "localhost": use host:port, such as 127.0.0.1:8080`},
+		{"listen without port", "  listen: localhost" + oidc, `ui.listen: "localhost": no port: use host:port, such as 127.0.0.1:8080`},
 		{"cert without key", "  listen: 0.0.0.0:8443\n  tls: {cert_file: c.pem}" + oidc,
 			`ui.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)`},
 		{"no public url off loopback", "  listen: 0.0.0.0:8443\n  tls: {cert_file: c.pem, key_file: k.pem}" + oidc,
@@ -481,7 +481,7 @@ http:
 		{"no mTLS listener", "http:\n  listen: 127.0.0.1:18443\n",
 			`http.listen: the REST API serves HTTPS with the node's X.509-SVID: set listen and identity too`},
 		{"listen without port", "listen: 127.0.0.1:7443" + files + "http:\n  listen: localhost\n",
-			`http.listen: "localhost": use host:port, such as 0.0.0.0:18443`},
+			`http.listen: "localhost": no port: use host:port, such as 0.0.0.0:18443`},
 		{"empty audience", "listen: 127.0.0.1:7443" + files + "http:\n  listen: 127.0.0.1:18443\n  audience: [\"\"]\n",
 			`http.audience[0]: empty: name this node, such as https://api.example.nl`},
 		{"settings without listen", "http:\n  audience: [x]\n",
@@ -558,7 +558,7 @@ func TestLoadCAPAndFeed(t *testing.T) {
 		{"unknown classification", "cap:\n  scopes: {Private: topgeheim}\n", `cap.scopes.Private: "topgeheim" is not a classification: use public, internal, confidential or secret`},
 		{"feed not on loopback", "feed:\n  listen: 0.0.0.0:8088\n",
 			`feed.listen: 0.0.0.0:8088 is not a loopback address: plain HTTP is allowed only on loopback; set feed.tls.cert_file and feed.tls.key_file, or listen on 127.0.0.1`},
-		{"feed without port", "feed:\n  listen: localhost\n", `feed.listen: "localhost": use host:port, such as 127.0.0.1:8088`},
+		{"feed without port", "feed:\n  listen: localhost\n", `feed.listen: "localhost": no port: use host:port, such as 127.0.0.1:8088`},
 		{"feed half a certificate", "feed:\n  listen: 127.0.0.1:8088\n  tls: {cert_file: a.crt}\n", `feed.tls: give both cert_file and key_file, or neither (plain HTTP, loopback only)`},
 		{"feed tls without listen", "feed:\n  tls: {cert_file: a.crt, key_file: a.key}\n", `feed.listen: missing: feed.tls configures the feed's own listener, which is off without it`},
 	})

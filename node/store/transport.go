@@ -35,9 +35,9 @@ func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 		// Kept as written: a name is resolved at each dial, so that a replica whose name moves
 		// to another address (a restarted pod) is found there. Resolved once, the group would
 		// keep its old address.
-		if _, _, ok := netaddr.Dial(advertise); !ok {
+		if _, _, err := netaddr.Dial(advertise); err != nil {
 			lis.Close()
-			return nil, fmt.Errorf("store: raft advertise %q: use host:port, such as knooppunt-1.vr-utrecht.crisis.test:7444", advertise)
+			return nil, fmt.Errorf("store: raft advertise %q: %v: use host:port, such as knooppunt-1.vr-utrecht.crisis.test:7444", advertise, err)
 		}
 		adv = advertised(advertise)
 	} else if tcp, ok := adv.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {

@@ -120,8 +120,8 @@ func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterSta
 	if req.RaftAddress == "" {
 		return nil, api.Invalid("raft_address", "missing: the new replica's raft.listen (or advertise) address")
 	}
-	if _, _, ok := netaddr.Dial(req.RaftAddress); !ok {
-		return nil, api.Invalid("raft_address", "%s is not host:port with a port from 1 to 65535, such as knooppunt-4.vr-utrecht.nl:7444", policy.Quote(req.RaftAddress))
+	if _, _, err := netaddr.Dial(req.RaftAddress); err != nil {
+		return nil, api.Invalid("raft_address", "%s: %v: use host:port, such as knooppunt-4.vr-utrecht.nl:7444", policy.Quote(req.RaftAddress), err)
 	}
 	if s.store.Alone() {
 		return nil, alone()
