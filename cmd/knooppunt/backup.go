@@ -207,15 +207,16 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 			return 0, "", fmt.Errorf("--data-dir: %w", err)
 		}
 	}
-	// A directory this restore makes goes again when it fails: a retry finds none.
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		defer func() {
-			if err != nil {
-				os.Remove(dir)
+	// The directories this restore makes go again when it fails: a retry finds none.
+	made, err := mkdirs(dir)
+	defer func() {
+		if err != nil {
+			for _, d := range made {
+				os.Remove(d)
 			}
-		}()
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+		}
+	}()
+	if err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	// What a restore that was killed left here: its staged copy, or its partial database.
@@ -344,4 +345,22 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// mkdirs makes dir and the parents it lacks, as os.MkdirAll does, and returns the directories it
+// made, the deepest first, so that a caller that fails can remove them.
+func mkdirs(dir string) (made []string, err error) {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		made = append(made, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return made, err
+	}
+	return made, nil
 }

@@ -319,12 +319,13 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	if err := os.WriteFile(notDB+"-wal", []byte("not a log"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	failed := filepath.Join(dir, "failed")
+	// Nor the parents it made for it.
+	failed := filepath.Join(dir, "failed", "a", "b")
 	if _, _, err := restoreBackup(t.Context(), notDB, failed, io.Discard, false); err == nil {
 		t.Fatal("restore of a file that is no database succeeded")
 	}
-	if _, err := os.Stat(failed); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("a failed restore left %s behind (%v)", failed, err)
+	if _, err := os.Stat(filepath.Join(dir, "failed")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed restore left %s behind (%v)", filepath.Join(dir, "failed"), err)
 	}
 	r, err := db.Open(filepath.Join(out, node.DatabaseName))
 	if err != nil {
