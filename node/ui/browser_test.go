@@ -27,7 +27,9 @@ import (
 // ui-screenshots writes those of docs/ui.md).
 func TestBrowser(t *testing.T) {
 	opts := proctest.ChromiumOptions(t, chromedp.WindowSize(1280, 900), chromedp.Flag("lang", "nl-NL"))
-	e := startFederation(t)
+	// A picture larger than its bound: the page marks the entry it shortened.
+	e := startFederation(t, shortPictures)
+	e.putLongSitrep(t)
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)
@@ -37,6 +39,7 @@ func TestBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	browser := ctx
 	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	run := func(what string, a chromedp.Action[chromedp.Void]) {
@@ -112,6 +115,9 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("picture in the browser: role %q, header colour %q, title %q", role, colour, title)
 	}
 	accessible("het beeld")
+	if s := get("shortened", chromedp.Text(chromedp.CSS(".kp-shortened"))); s != "ingekort: Samenvatting" {
+		t.Errorf("the long sitrep is marked %q, want ingekort: Samenvatting", s)
+	}
 	// The charts name the regions as the table does; the column for those names holds the
 	// longest of the 25, short of the bars.
 	if l := get("chart labels", chromedp.Evaluate[string](`[...document.querySelectorAll('.kp-chart__label')].map(t => t.textContent).join(", ")`)); !strings.HasPrefix(l, "VR09 Utrecht, VR17 Rotterdam-Rijnmond, VR19 Zeeland") {
@@ -182,7 +188,11 @@ func TestBrowser(t *testing.T) {
 	if err := os.WriteFile(pdfFile, pdf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	viewer, closeViewer := chromedp.NewContext(ctx)
+	// A tab of its own, with a deadline of its own: the wait below does not eat into the
+	// steps' time after it.
+	vctx, cancelViewer := context.WithTimeout(browser, 30*time.Second)
+	defer cancelViewer()
+	viewer, closeViewer := chromedp.NewContext(vctx)
 	if _, err := chromedp.Run(viewer, chromedp.Navigate("file://"+pdfFile)); err != nil {
 		t.Fatalf("open the printed picture: %v", err)
 	}

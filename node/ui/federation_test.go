@@ -491,18 +491,32 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	}
 }
 
-// TestPictureMarksShortenedEntries: when a crisis's picture is larger than its bound, the answer
-// leaves out the long fields of the largest records (federation/search fit.go), and the page
-// marks those records as shortened, naming the fields, and says how to see them whole; the
-// records that were not shortened carry no mark, and the sums still count every record.
-func TestPictureMarksShortenedEntries(t *testing.T) {
-	e := startFederation(t, func(o *fedtest.Options) { o.PictureBytes = 64 << 10 })
-	long, _ := json.Marshal(map[string]string{"title": "Uitgebreid landelijk beeld", "summary": strings.Repeat("Opvanglocaties melden hun bezetting per dagdeel. ", 2000)})
+// shortPictures bounds the federation's pictures to 64 KiB, which the long sitrep (putLongSitrep)
+// does not fit in.
+func shortPictures(o *fedtest.Options) { o.PictureBytes = 64 << 10 }
+
+// longSitrep is the title of the long sitrep putLongSitrep shares.
+const longSitrep = "Uitgebreide situatieschets opvang"
+
+// putLongSitrep has ncc share a sitrep with a summary of about 100 KiB, and waits until
+// vr-utrecht holds it.
+func (e *fedEnv) putLongSitrep(t *testing.T) {
+	t.Helper()
+	long, _ := json.Marshal(map[string]string{"title": longSitrep, "summary": strings.Repeat("Opvanglocaties melden hun bezetting per dagdeel. ", 2000)})
 	e.ncc.Put(t, &pb.Record{Id: "landelijk-lang", Kind: "sitrep", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: long})
 	fedtest.Eventually(t, 15*time.Second, "vr-utrecht holds ncc's long sitrep", func() (bool, string) {
 		held := e.utrecht.Held(t, "oekraine", e.ncc.TD.Name())
 		return held["landelijk-lang"] > 0, fedtest.Describe(held)
 	})
+}
+
+// TestPictureMarksShortenedEntries: when a crisis's picture is larger than its bound, the answer
+// leaves out the long fields of the largest records (federation/search fit.go), and the page
+// marks those records as shortened, naming the fields, and says how to see them whole; the
+// records that were not shortened carry no mark, and the sums still count every record.
+func TestPictureMarksShortenedEntries(t *testing.T) {
+	e := startFederation(t, shortPictures)
+	e.putLongSitrep(t)
 	b := newBrowser(t)
 	e.op.signInAs("officer-a")
 	_, page := b.get(t, e.url+"/?crisis=oekraine")
@@ -513,7 +527,7 @@ func TestPictureMarksShortenedEntries(t *testing.T) {
 		}
 		return page[i : i+strings.Index(page[i:], "</td>")]
 	}
-	if got := row("Uitgebreid landelijk beeld"); !strings.Contains(got, `<span class="kp-tag kp-tag--info kp-shortened">ingekort: Samenvatting</span>`) {
+	if got := row(longSitrep); !strings.Contains(got, `<span class="kp-tag kp-tag--info kp-shortened">ingekort: Samenvatting</span>`) {
 		t.Errorf("the long sitrep is not marked shortened, naming its summary: %s", got)
 	}
 	for _, title := range []string{"Landelijk beeld opvang Oekraïne", "Regionaal beeld VR Utrecht"} {
