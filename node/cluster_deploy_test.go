@@ -157,10 +157,11 @@ func TestKubernetesStatefulSet(t *testing.T) {
 	for _, m := range field(t, container, "volumeMounts").([]any) {
 		mounts[field(t, m, "name").(string)] = field(t, m, "mountPath").(string)
 	}
-	// The probes run `knooppunt health` on the pod's socket: startup and readiness on quorum,
-	// liveness never on quorum (cmd/knooppunt's TestHealthCommand runs these commands).
+	// The probes run `knooppunt health` on the pod's socket: readiness on quorum, startup and
+	// liveness never on quorum, so that a survivor of a lost majority keeps running
+	// (cmd/knooppunt's TestHealthCommand runs these commands).
 	sock := "--node=unix://" + filepath.Join(mounts["data"], node.SocketName)
-	for probe, live := range map[string]bool{"startupProbe": false, "readinessProbe": false, "livenessProbe": true} {
+	for probe, live := range map[string]bool{"startupProbe": true, "readinessProbe": false, "livenessProbe": true} {
 		cmd := fmt.Sprint(field(t, container, probe, "exec", "command"))
 		if !strings.HasPrefix(cmd, "[knooppunt health ") || !strings.Contains(cmd, " "+sock+" ") || strings.Contains(cmd, " --live ") != live {
 			t.Errorf("%s runs %s: want knooppunt health %s, with --live %v", probe, cmd, sock, live)

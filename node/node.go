@@ -252,11 +252,18 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.forward.Store = n.store
 	}
 	if sc.Bootstrap {
-		// A replica waiting to be joined has no leader until an admin adds it.
-		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// A replica waiting to be joined has no leader until an admin adds it. One of a group
+		// waits a little for its group, so that its first reads are of what the group holds;
+		// one whose group has lost its majority serves without it: its local reads, backups and
+		// web interface go on (health says NOT_SERVING), and it follows a leader once there is
+		// one.
+		waitCtx, cancel := context.WithTimeout(ctx, leaderWait(sc.ElectionTimeout))
 		defer cancel()
 		if err := n.store.WaitLeader(waitCtx); err != nil {
-			return nil, err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			n.log.Warn("no leader known: serving local reads only, and health NOT_SERVING, until this replica reaches a majority of its group (docs/cluster.md, A majority is lost)", "waited", leaderWait(sc.ElectionTimeout))
 		}
 		// A leader applies the entries its log holds beyond the database (those committed
 		// before a crash) only after it takes office. Wait for them, so that the first reads
@@ -792,6 +799,15 @@ func (n *Node) DB() *db.DB { return n.db }
 
 // Failed reports a server that stopped on its own.
 func (n *Node) Failed() <-chan error { return n.served }
+
+// leaderWait is how long a replica waits at start for a leader of its group before it serves
+// without one: ten election timeouts, from 2 to 30 seconds.
+func leaderWait(electionTimeout time.Duration) time.Duration {
+	if electionTimeout <= 0 {
+		electionTimeout = 500 * time.Millisecond
+	}
+	return min(max(10*electionTimeout, 2*time.Second), 30*time.Second)
+}
 
 // trackQuorum keeps the gRPC health status NOT_SERVING while this replica knows no leader, as
 // when it is cut off from a majority of its group, so that a load balancer or a Kubernetes

@@ -75,7 +75,8 @@ func TestHealthCommand(t *testing.T) {
 	if out := cli(t, nil, "", "health", "--live", "--node", lonely).want(t, 0).stdout; out != "live: SERVING\n" {
 		t.Errorf("health --live of a replica with no leader said %q", out)
 	}
-	// Kubernetes keeps it (liveness) but sends it no clients (readiness).
+	// Kubernetes keeps it (startup, liveness) but sends it no clients (readiness).
+	cli(t, nil, "", onSocket(t, probes["startupProbe"], lonely)...).want(t, 0)
 	cli(t, nil, "", onSocket(t, probes["livenessProbe"], lonely)...).want(t, 0)
 	cli(t, nil, "", onSocket(t, probes["readinessProbe"], lonely)...).want(t, 1)
 
