@@ -1674,14 +1674,23 @@ func TestPictureSaysItIsCatchingUp(t *testing.T) {
 	a, b := f.Orgs[0], f.Orgs[1]
 	const crisis = "achterstand"
 	a.Approve(t, policyDoc("backlog-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	// In one batch, so that the whole backlog is there at once: 60 Puts one by one take seconds
+	// under the race detector, much of the time b has to say it is catching up.
 	want := map[string]int64{}
+	var backlog []*pb.Record
 	for i := range 60 {
 		id := fmt.Sprintf("s%02d", i)
-		a.Put(t, fedtest.Sitrep(id, crisis, pb.Classification_INTERNAL, "v1"))
+		backlog = append(backlog, fedtest.Sitrep(id, crisis, pb.Classification_INTERNAL, "v1"))
 		want[id] = 1
 	}
+	if _, err := pb.NewRecordServiceClient(a.Local(t)).PutBatch(fedtest.Call(t), &pb.PutBatchRequest{Records: backlog}); err != nil {
+		t.Fatal(err)
+	}
+	// Each look is a search of a: ten a second, well within a's 50 calls a second of b's, which a
+	// look every 10 ms went over (RESOURCE_EXHAUSTED, and the peer unreachable for that search).
 	catchingUp := func() *pb.PeerStatus {
 		t.Helper()
+		time.Sleep(100 * time.Millisecond)
 		return b.PeerState(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1}}, a.Name)
 	}
 	fedtest.Eventually(t, 10*time.Second, "b says its copy of a is catching up", func() (bool, string) {
