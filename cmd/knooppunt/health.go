@@ -25,10 +25,11 @@ func newHealthCmd() *cobra.Command {
 
 Without --live it asks whether the replica serves: whether it knows a leader of its group, so
 that a load balancer or a Kubernetes readiness probe sends clients to it. A replica cut off from
-a majority of its group is NOT_SERVING here.
+a majority of its group is NOT_SERVING here, and so is one that has known no leader since it
+started (waiting to be joined, or of a group without a majority).
 
-With --live it asks whether the node runs at all, whatever its group does: for a liveness
-probe. A survivor of a lost majority stays live, so that its local reads and backups stay
+With --live it asks whether the node runs at all, whatever its group does: for a startup or
+liveness probe. A survivor of a lost majority stays live, so that its local reads and backups stay
 available for the recovery (docs/cluster.md); the node says NOT_SERVING here only once it has
 begun a clean stop.
 
