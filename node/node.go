@@ -257,13 +257,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		// one whose group has lost its majority serves without it: its local reads, backups and
 		// web interface go on (health says NOT_SERVING), and it follows a leader once there is
 		// one.
-		waitCtx, cancel := context.WithTimeout(ctx, leaderWait(sc.ElectionTimeout))
+		wait := leaderWait(sc.ElectionTimeout)
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		if err := n.store.WaitLeader(waitCtx); err != nil {
 			if ctx.Err() != nil {
 				return nil, err
 			}
-			n.log.Warn("no leader known: serving local reads only, and health NOT_SERVING, until this replica reaches a majority of its group (docs/cluster.md, A majority is lost)", "waited", leaderWait(sc.ElectionTimeout))
+			n.log.Warn("no leader known: serving local reads only, and health NOT_SERVING, until this replica reaches a majority of its group (docs/cluster.md, A majority is lost)", "waited", wait)
 		}
 		// A leader applies the entries its log holds beyond the database (those committed
 		// before a crash) only after it takes office. Wait for them, so that the first reads

@@ -47,12 +47,13 @@ func split(addr string, minPort int) (string, int, error) {
 	}
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		var ae *net.AddrError
-		switch {
-		case errors.As(err, &ae) && ae.Err == "missing port in address":
-			return "", 0, errors.New("no port")
-		case errors.As(err, &ae) && ae.Err == "too many colons in address":
-			return "", 0, errors.New("too many colons (an IPv6 address goes in brackets, such as [::1]:7443)")
+		if ae := (*net.AddrError)(nil); errors.As(err, &ae) {
+			switch ae.Err {
+			case "missing port in address":
+				return "", 0, errors.New("no port")
+			case "too many colons in address":
+				return "", 0, errors.New("too many colons (an IPv6 address goes in brackets, such as [::1]:7443)")
+			}
 		}
 		return "", 0, errors.New("its brackets do not enclose the host")
 	}
