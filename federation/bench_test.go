@@ -324,16 +324,7 @@ accept_purposes: [bench]
 	load := func() { loadShelters(b, a, records) }
 	load()
 	bundles := x509bundle.NewSet(a.Bundle(), r.Bundle())
-	dial := func(addr string) pb.FederationServiceClient {
-		conn, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(identity.ClientCredentials(r.Replica, bundles, identity.AuthorizeReplica(a.TD))),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { conn.Close() })
-		return pb.NewFederationServiceClient(conn)
-	}
+	dial := func(addr string) pb.FederationServiceClient { return dialPeer(b, r, a, addr) }
 	query := func(fc pb.FederationServiceClient) []*pb.SharedRecord {
 		// A purpose is stated, and checked against accept_purposes, as peers do since purposes
 		// exist: the stream's figures include stating and auditing it.
@@ -404,6 +395,19 @@ accept_purposes: [bench]
 			b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(records*b.N), "cpu-µs/record")
 		})
 	}
+}
+
+// dialPeer is a FederationService client of from's replica at addr (a's, or a server with its
+// SVID), as from's node dials its peer to: mutual TLS with both bundles.
+func dialPeer(b *testing.B, from, to *fedtest.Org, addr string) pb.FederationServiceClient {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(identity.ClientCredentials(from.Replica, x509bundle.NewSet(to.Bundle(), from.Bundle()), identity.AuthorizeReplica(to.TD))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return pb.NewFederationServiceClient(conn)
 }
 
 // loadShelters writes n shelter records of the crisis "bench", s00000 on, to src, in batches of

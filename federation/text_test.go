@@ -103,6 +103,34 @@ func TestTextSearchAcrossTheFederation(t *testing.T) {
 	}
 }
 
+// TestTextSearchRanksOnWhatThePeerSees: a source orders what it sends a recipient on the text
+// the recipient receives, so that a redacted field cannot move a record up: a record that says
+// the word once where b can see it, and six times in a field withheld from b, comes after one that
+// says it twice where b can see it. The source's own search, which sees everything, ranks them the
+// other way round; and ties go newest first, so that no order of the index's shows through.
+func TestTextSearchRanksOnWhatThePeerSees(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	qa := func(id, question, answer string) *pb.Record {
+		body, _ := json.Marshal(map[string]string{"question": question, "answer": answer})
+		return &pb.Record{Id: id, Kind: "qa", Crisis: "rang", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body}
+	}
+	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "public", "redact: [body.answer]\n"))
+	a.Put(t, qa("a-twice", "Welke vergunning, welke vergunning?", "Nee."))
+	a.Put(t, qa("a-hidden", "Vergunning nodig, zeker weten?", strings.Repeat("vergunning ", 6)))
+	a.Put(t, qa("a-same-old", "Een vergunning voor werk in de opvang van de gemeente", "Ja."))
+	a.Put(t, qa("a-same-new", "Een vergunning voor werk in de opvang van de gemeente", "Ja."))
+
+	ids, _ := textHits(t, b, &pb.Filter{Text: "vergunning", Crisis: "rang"})
+	if want := []string{"a-twice", "a-hidden", "a-same-new", "a-same-old"}; !slices.Equal(ids[a.Name], want) {
+		t.Errorf("b finds at a %v, want %v: ranked on what b sees, ties newest first", ids[a.Name], want)
+	}
+	ids, _ = textHits(t, a, &pb.Filter{Text: "vergunning", Crisis: "rang"})
+	if got := ids[""]; len(got) != 4 || got[0] != "a-hidden" {
+		t.Errorf("a's own search finds %v, want a-hidden first: a sees its answer", got)
+	}
+}
+
 // textPolicy is one sharing policy of the leak test, as the reference model reads it.
 type textPolicy struct {
 	kind    string

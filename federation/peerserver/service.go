@@ -462,14 +462,19 @@ func TextFilter(f *pb.Filter, q *record.TextQuery) db.TextFilter {
 	return tf
 }
 
-// eachTextMatch calls fn for every live own record the full-text index finds for f, best first,
-// until fn returns false. The index finds candidates only: fn decides.
+// eachTextMatch calls fn for every live own record the full-text index finds for f, in the
+// index's order, until fn returns false. The index finds candidates only: fn decides.
 func eachTextMatch(ctx context.Context, d *db.DB, f db.TextFilter, fn func(*pb.Record) (bool, error)) error {
 	if _, err := d.CatchUpText(ctx, db.CatchUpBudget); err != nil {
 		return err
 	}
 	return d.EachTextMatch(ctx, f, fn)
 }
+
+// rankGroup is how many of a text query's matches, newest first, a source ranks together on
+// what the recipient may see of them before it sends them: the first page of a search is the
+// best of the newest rankGroup matches, as the index would rank a window of its own.
+const rankGroup = 256
 
 // eachOwn calls fn for every live own record matching f, until fn returns false. While fn works
 // through a full page, the next page is read on another goroutine, so that a long walk reads and
@@ -738,6 +743,42 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	sent, considered := 0, 0
 	text, _ := record.ParseText("filter.text", req.GetFilter().GetText()) // checked above; nil without text
 	mode := db.ModeFrom(req.GetFilter().GetMode())
+	// emit sends a record the peer may have.
+	emit := func(out *pb.SharedRecord, d policy.Decision) (bool, error) {
+		// Recorded even if Send fails: the record may have reached the peer all the same.
+		disc.disclose(set, d)
+		if err := stream.Send(out); err != nil {
+			return false, err
+		}
+		sent++
+		if disc.pendingLen >= queryBatch || disc.pendingLen >= batch && disc.idle() {
+			if err := disc.flushAsync(rctx); err != nil {
+				return false, err
+			}
+		}
+		return sent < limit, nil
+	}
+	// A text query's matches, newest first, held to be ranked in groups.
+	type matched struct {
+		out   *pb.SharedRecord
+		d     policy.Decision
+		texts []string
+	}
+	var group []matched
+	rank := func() (bool, error) {
+		defer func() { group = group[:0] }()
+		docs := make([][]string, len(group))
+		for i, m := range group {
+			docs[i] = m.texts
+		}
+		for _, i := range text.Rank(docs) {
+			group[i].out.Snippet = text.Snippet(group[i].texts) // of those sent only
+			if more, err := emit(group[i].out, group[i].d); err != nil || !more {
+				return more, err
+			}
+		}
+		return true, nil
+	}
 	send := func(r *pb.Record) (bool, error) {
 		if !mode.Holds(r) {
 			// The store reads in the mode already; a record of another mode never goes out,
@@ -757,29 +798,29 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 		out := &pb.SharedRecord{Record: d.Record, Policies: d.Policies, Redacted: d.Withheld}
 		if text != nil {
 			// The index matched the whole record; the recipient gets it only if the text it
-			// may see matches, so that nothing it may not see decides what it learns.
+			// may see matches, so that nothing it may not see decides what it learns. Nor the
+			// order: the index would rank the whole record, so its matches come newest first,
+			// and each group of rankGroup that the recipient gets is ranked on that text.
 			texts := attach.Texts(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), d.Record.Body)
 			if !text.Match(texts) {
 				return true, nil
 			}
-			out.Snippet = text.Snippet(texts)
-		}
-		// Recorded even if Send fails: the record may have reached the peer all the same.
-		disc.disclose(set, d)
-		if err := stream.Send(out); err != nil {
-			return false, err
-		}
-		sent++
-		if disc.pendingLen >= queryBatch || disc.pendingLen >= batch && disc.idle() {
-			if err := disc.flushAsync(rctx); err != nil {
-				return false, err
+			group = append(group, matched{out, d, texts})
+			if len(group) < rankGroup {
+				return true, nil
 			}
+			return rank()
 		}
-		return sent < limit, nil
+		return emit(out, d)
 	}
 	var streamErr error
 	if text != nil {
-		streamErr = eachTextMatch(ctx, s.c.DB, TextFilter(req.Filter, text), send)
+		tf := TextFilter(req.Filter, text)
+		tf.Newest = true
+		streamErr = eachTextMatch(ctx, s.c.DB, tf, send)
+		if streamErr == nil && sent < limit {
+			_, streamErr = rank()
+		}
 	} else {
 		for _, f := range ListFilters(req.Filter) {
 			if streamErr = eachOwn(ctx, s.c.DB, f, send); streamErr != nil || sent >= limit {

@@ -614,6 +614,10 @@ type TextFilter struct {
 	Mode Mode
 	// IDs, when set, keeps only the records with these ids.
 	IDs []string
+	// Newest leaves bm25 out: the matches come newest first. The index ranks a record on all
+	// its text; a caller that ranks on what its reader may see of each record
+	// (record.TextQuery.Rank) takes them this way, so that no other text orders them.
+	Newest bool
 }
 
 // Ranking reads windows of the newest matches of a shard. bm25 must score every match before it
@@ -695,7 +699,11 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, p
 				rq, rargs = rq+` AND rowid < ?`, append(rargs, upper)
 			}
 			var ranked []int64
-			err = d.eachRow(ctx, rq+` ORDER BY rank`, rargs, func(rows *sql.Rows) error {
+			order := ` ORDER BY rank`
+			if f.Newest {
+				order = ` ORDER BY rowid DESC`
+			}
+			err = d.eachRow(ctx, rq+order, rargs, func(rows *sql.Rows) error {
 				var row int64
 				err := rows.Scan(&row)
 				ranked = append(ranked, row)

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -167,6 +168,50 @@ func (q *TextQuery) Match(texts []string) bool {
 		}
 	}
 	return true
+}
+
+// bm25's constants, as SQLite's FTS5 has them: how soon more occurrences of a term stop adding
+// (k1), and how much a long record weighs them down (b).
+const (
+	bm25K1 = 1.2
+	bm25B  = 0.75
+)
+
+// Rank orders docs, each the texts of one record as its reader may see them, best first for q,
+// and returns their indexes: bm25 over those texts alone, ties in the order given. A source ranks
+// what it sends a recipient this way, so that a field the recipient may not see cannot move a
+// record up or down. Every doc is taken to match q (Match): each term then occurs in all of them,
+// so that bm25 weighs every term alike, and what orders them is how often the terms occur against
+// how many words the record has.
+func (q *TextQuery) Rank(docs [][]string) []int {
+	words := make([]int, len(docs))
+	tf := make([][]int, len(docs)) // each term's occurrences
+	total := 0
+	for i, texts := range docs {
+		tf[i] = make([]int, len(q.Terms))
+		for _, t := range texts {
+			n := Normalize(t)
+			words[i] += len(strings.Fields(n))
+			for k, term := range q.Terms {
+				tf[i][k] += strings.Count(n, term)
+			}
+		}
+		total += words[i]
+	}
+	avg := max(1, float64(total)/float64(max(1, len(docs))))
+	score := make([]float64, len(docs))
+	for i := range docs {
+		norm := bm25K1 * (1 - bm25B + bm25B*float64(words[i])/avg)
+		for _, c := range tf[i] {
+			score[i] += float64(c) * (bm25K1 + 1) / (float64(c) + norm)
+		}
+	}
+	order := make([]int, len(docs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(score[y], score[x]) })
+	return order
 }
 
 // Snippet is a short excerpt of the first text in which a term occurs, with every occurrence of

@@ -2,6 +2,7 @@ package record
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -129,6 +130,34 @@ func TestTextMatchAndSnippet(t *testing.T) {
 	q, _ := ParseText("text", "vergunning")
 	if got := q.Snippet([]string{long}); !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "…") || !strings.Contains(got, "«vergunning»") || len([]rune(got)) > 140 {
 		t.Errorf("Snippet of a long text = %q; want about 60 characters each side of the match, cut with …", got)
+	}
+}
+
+// TestTextRank: Rank orders by how often the terms occur, against a record's length, in the
+// texts given and nothing else; ties keep the order given.
+func TestTextRank(t *testing.T) {
+	q, err := ParseText("text", "vergunning opvang")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := [][]string{
+		{"Opvang en een vergunning"},                                    // 0: each once, short
+		{"Vergunning, VERGUNNING, tewerkstellingsvergunning", "opvang"}, // 1: three and one
+		{"Opvang en een vergunning"},                                    // 2: as 0: after it
+		{"Een vergunning voor de opvang van vluchtelingen in de gemeente, met scholing, zorg en werk voor iedereen die hier komt"}, // 3: each once, long
+		{"Opvang, noodopvang en coördinatie van de opvang", "vergunning"},                                                          // 4: three and one, longer than 1
+	}
+	if got, want := q.Rank(docs), []int{1, 4, 0, 2, 3}; !slices.Equal(got, want) {
+		t.Errorf("Rank = %v, want %v", got, want)
+	}
+	// Only the texts given count: a text left out (a redacted field) moves nothing.
+	withHidden := slices.Clone(docs)
+	withHidden[3] = append(slices.Clone(docs[3]), strings.Repeat("vergunning opvang ", 20))
+	if got := q.Rank(withHidden); got[0] != 3 {
+		t.Errorf("Rank with a long text of terms added to 3 = %v, want 3 first", got)
+	}
+	if got := q.Rank(nil); len(got) != 0 {
+		t.Errorf("Rank(nil) = %v", got)
 	}
 }
 

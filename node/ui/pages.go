@@ -767,7 +767,7 @@ func snippetParts(s string) []snippetPart {
 }
 
 // bestFirst orders the hits of a search on words across their sources: each source ranks its
-// own best first (bm25 over its own records), and those ranks are not comparable between sources,
+// own best first (bm25 over its own records, a peer over what it sends), and those ranks are not comparable between sources,
 // so the first of every source come first, then the second, and so on. Sources go in a fixed
 // order, own first and then by name, so that the same search lists the same way each time (the
 // order Search answered in is the network's). Documents in force come before superseded,
