@@ -1416,6 +1416,35 @@ func TestPeerDroppedFromConfigLeavesFirst(t *testing.T) {
 	}
 }
 
+// TestPreviewRefusesALeavingPeer: while a peer that left a's config file still holds records
+// of a's (it is down and cannot retract them), it gets nothing whatever the policies say; a's
+// Preview for it says so, naming the recipient, instead of listing what it would receive, and
+// Explain says it is leaving.
+func TestPreviewRefusesALeavingPeer(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, Reevaluate: 10 * time.Minute})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "leaving"
+	id := a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	a.Put(t, fedtest.Sitrep("x", crisis, pb.Classification_INTERNAL, "before b leaves"))
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"x": 1}, "b receives x")
+	pc := pb.NewPolicyServiceClient(a.As(t, a.Officers[0]))
+	to := spiffeOf(b) + "/node/r1"
+	if prev, err := pc.Preview(fedtest.Call(t), &pb.PreviewRequest{Id: id, Recipient: to}); err != nil || prev.Total != 1 {
+		t.Fatalf("preview for b while it is a peer: %v, %v; want x", prev, err)
+	}
+
+	b.Stop(t)
+	f.DropPeer(t, a, b.Name)
+	_, err := pc.Preview(fedtest.Call(t), &pb.PreviewRequest{Id: id, Recipient: to})
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "recipient: "+to+" is leaving") {
+		t.Errorf("preview for b while it leaves: %v; want InvalidArgument: recipient: %s is leaving", err, to)
+	}
+	ex, err := pc.Explain(fedtest.Call(t), &pb.ExplainRequest{RecordId: "x", Recipient: to})
+	if err != nil || ex.Allow || len(ex.Verdicts) != 1 || ex.Verdicts[0].Code != "leaving" {
+		t.Errorf("explain x for b while it leaves: %v, %v; want denied: leaving", ex, err)
+	}
+}
+
 // TestPictureLeavesOutWhoIsNoPeer: when b drops a, the copies a sent stay in b's cache, where no
 // retraction of a's can reach them any more; b's picture, as its search, no longer shows them as
 // a live source.

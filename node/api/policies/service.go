@@ -393,6 +393,13 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	if err := checkPhase(req.Phase); err != nil {
 		return nil, err
 	}
+	// A peer that is leaving gets nothing, whatever the policies say (see Explain): a list of
+	// what it would receive would mislead.
+	if leaving, err := s.c.Sharing.Leaving(ctx, to.TrustDomain); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	} else if leaving {
+		return nil, api.Invalid("recipient", "%s is leaving (removed from this node's peers): it gets nothing, whatever the policies say, until it is a peer again; preview for a peer that stays", req.Recipient)
+	}
 	var c *policy.Compiled
 	switch {
 	case len(req.Source) > 0 && req.Id != "":
