@@ -233,7 +233,7 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	// write-ahead log beside it: copied alone, it would lack them, though checking it reads them.
 	// Both are copied aside and the log folded in, and that copy is what is checked and restored.
 	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
-		staged, err = stageWithWAL(path, dir)
+		staged, err = stageWithWAL(ctx, path, dir)
 		if err != nil {
 			return 0, "", fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
 		}
@@ -300,14 +300,14 @@ const stagePrefix = ".knooppunt-restore-"
 // path are only read. The copy is made where the restored database goes, not in the system's
 // temporary directory, which may be too small for it (a tmpfs in memory) when a group is
 // recovered from a survivor's files.
-func stageWithWAL(path, dir string) (string, error) {
+func stageWithWAL(ctx context.Context, path, dir string) (string, error) {
 	tmp, err := os.MkdirTemp(dir, stagePrefix)
 	if err != nil {
 		return "", err
 	}
 	staged := filepath.Join(tmp, node.DatabaseName)
 	for _, suffix := range []string{"", "-wal"} {
-		if err := copyFile(path+suffix, staged+suffix); err != nil {
+		if err := copyFile(ctx, path+suffix, staged+suffix); err != nil {
 			os.RemoveAll(tmp)
 			return "", err
 		}
@@ -319,8 +319,9 @@ func stageWithWAL(path, dir string) (string, error) {
 	return staged, nil
 }
 
-// copyFile copies the file at from to a new file to, readable by its owner alone.
-func copyFile(from, to string) error {
+// copyFile copies the file at from to a new file to, readable by its owner alone, until ctx
+// ends (Ctrl-C).
+func copyFile(ctx context.Context, from, to string) error {
 	src, err := os.Open(from)
 	if err != nil {
 		return err
@@ -330,7 +331,7 @@ func copyFile(from, to string) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(dst, src)
+	_, err = io.Copy(dst, ctxReader{ctx, src})
 	return errors.Join(err, dst.Close())
 }
 

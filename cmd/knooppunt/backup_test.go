@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -285,7 +286,7 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, suffix := range []string{"", "-wal"} {
-		if err := copyFile(filepath.Join(live, node.DatabaseName)+suffix, filepath.Join(killed, node.DatabaseName)+suffix); err != nil {
+		if err := copyFile(t.Context(), filepath.Join(live, node.DatabaseName)+suffix, filepath.Join(killed, node.DatabaseName)+suffix); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -310,6 +311,12 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(out); err != nil || len(entries) != 1 || entries[0].Name() != node.DatabaseName {
 		t.Errorf("the restored data directory holds %v (%v), want the database alone", entries, err)
+	}
+	// Ctrl-C stops the copy that folds the log, as it stops the check and the restore's copy.
+	stopped, stop := context.WithCancel(t.Context())
+	stop()
+	if err := copyFile(stopped, filepath.Join(killed, node.DatabaseName), filepath.Join(dir, "stopped.db")); !errors.Is(err, context.Canceled) {
+		t.Errorf("copyFile after Ctrl-C: %v, want context.Canceled", err)
 	}
 	// A restore that fails leaves no data directory it made.
 	notDB := filepath.Join(dir, "not.db")
