@@ -61,6 +61,14 @@ func checkGroupConfigs(t *testing.T, cfgs map[string]*config.Config) {
 		if !found {
 			t.Errorf("%s is not in its own raft.servers", id)
 		}
+		// A follower links officers to the leader's web interface by raft.servers[].ui.
+		if c.UI.Listen != "" {
+			for _, s := range c.Raft.Servers {
+				if s.ID == id && s.UI != c.UI.PublicURL {
+					t.Errorf("%s: raft.servers gives its web interface as %q, but ui.public_url is %q", id, s.UI, c.UI.PublicURL)
+				}
+			}
+		}
 	}
 	if len(first) != 3 {
 		t.Errorf("raft.servers lists %d replicas, want 3", len(first))
@@ -202,6 +210,15 @@ func TestKubernetesStatefulSet(t *testing.T) {
 		}
 	}
 	checkGroupConfigs(t, cfgs)
+	ports := map[string]string{}
+	for _, p := range field(t, container, "ports").([]any) {
+		ports[field(t, p, "name").(string)] = fmt.Sprint(field(t, p, "containerPort"))
+	}
+	services := map[string]map[string]any{}
+	for _, d := range manifests(t, "service.yaml") {
+		services[field(t, d, "metadata", "name").(string)] = d
+	}
+	publicURLs := map[string]bool{}
 	for i := range 3 {
 		id := fmt.Sprintf("%s-%d", name, i)
 		c, ok := cfgs[id]
@@ -212,5 +229,34 @@ func TestKubernetesStatefulSet(t *testing.T) {
 		if host, _, _ := net.SplitHostPort(c.Raft.Advertise); host != want {
 			t.Errorf("%s advertises %s, want its pod DNS name %s", id, c.Raft.Advertise, want)
 		}
+		// The web interface: on the container's ui port, its files in the mounted Secret, an
+		// address of its own, and a Service that reaches this pod alone (a session lives in
+		// the replica's memory).
+		if port(t, c.UI.Listen) != ports["ui"] {
+			t.Errorf("%s: ui.listen %q is not on the container's ui port %s", id, c.UI.Listen, ports["ui"])
+		}
+		for _, f := range []string{c.UI.TLS.CertFile, c.UI.TLS.KeyFile, c.UI.OIDC.ClientSecretFile} {
+			if filepath.Dir(f) != mounts["ui"] {
+				t.Errorf("%s: %s is not in the mounted Secret %s", id, f, mounts["ui"])
+			}
+		}
+		if publicURLs[c.UI.PublicURL] {
+			t.Errorf("%s: ui.public_url %s is another replica's too", id, c.UI.PublicURL)
+		}
+		publicURLs[c.UI.PublicURL] = true
+		svc := services[fmt.Sprintf("%s-ui-%d", name, i)]
+		if svc == nil {
+			t.Fatalf("service.yaml has no Service %s-ui-%d for %s's web interface", name, i, id)
+		}
+		if pod := field(t, svc, "spec", "selector", "statefulset.kubernetes.io/pod-name"); pod != id || field(t, svc, "spec", "ports", 0, "targetPort") != "ui" {
+			t.Errorf("Service %s-ui-%d selects pod %v, port %v: want %s alone, on its ui port", name, i, pod, field(t, svc, "spec", "ports", 0, "targetPort"), id)
+		}
+	}
+	volumes := map[string]any{}
+	for _, v := range field(t, sts, "spec", "template", "spec", "volumes").([]any) {
+		volumes[field(t, v, "name").(string)] = v
+	}
+	if volumes["ui"] == nil || field(t, volumes["ui"], "secret", "secretName") == nil {
+		t.Errorf("the ui volume is %v, want a Secret", volumes["ui"])
 	}
 }
