@@ -179,12 +179,11 @@ func TestKubernetesStatefulSet(t *testing.T) {
 		}
 	}
 
-	var headless map[string]any
+	services := map[string]map[string]any{}
 	for _, d := range manifests(t, "service.yaml") {
-		if field(t, d, "metadata", "name") == svcName {
-			headless = d
-		}
+		services[field(t, d, "metadata", "name").(string)] = d
 	}
+	headless := services[svcName]
 	if headless == nil {
 		t.Fatalf("service.yaml has no Service %q, the StatefulSet's serviceName", svcName)
 	}
@@ -213,10 +212,6 @@ func TestKubernetesStatefulSet(t *testing.T) {
 	ports := map[string]string{}
 	for _, p := range field(t, container, "ports").([]any) {
 		ports[field(t, p, "name").(string)] = fmt.Sprint(field(t, p, "containerPort"))
-	}
-	services := map[string]map[string]any{}
-	for _, d := range manifests(t, "service.yaml") {
-		services[field(t, d, "metadata", "name").(string)] = d
 	}
 	publicURLs := map[string]bool{}
 	for i := range 3 {
