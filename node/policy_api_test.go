@@ -576,7 +576,7 @@ func TestRecordDeletesAndReclassificationsAreAudited(t *testing.T) {
 
 // TestActiveCountsOnlyCrisesThatRecordsName: a policy limited to phases is active when a crisis
 // that records name is in one of them; a phase set for a crisis nothing names (a typo) does not
-// make it read as active.
+// make it read as active, and neither does an exercise's phase.
 func TestActiveCountsOnlyCrisesThatRecordsName(t *testing.T) {
 	p := startPolicyNode(t)
 	a, b := pb.NewPolicyServiceClient(p.as(t, "officer-a")), pb.NewPolicyServiceClient(p.as(t, "officer-b"))
@@ -600,17 +600,20 @@ func TestActiveCountsOnlyCrisesThatRecordsName(t *testing.T) {
 		return got.Active
 	}
 	phases := pb.NewPhaseServiceClient(p.as(t, "officer-b"))
+	if _, err := pb.NewExerciseServiceClient(p.as(t, "officer-b")).Start(rpcCtx(t), &pb.ExerciseStepRequest{Name: "oef-1", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, step := range []struct {
-		crisis string
-		want   bool
-	}{{"", false}, {"oekriane", false}, {"oekraine", true}} {
+		crisis, exercise string
+		want             bool
+	}{{"", "", false}, {"oekriane", "", false}, {"oekraine", "oef-1", false}, {"oekraine", "", true}} {
 		if step.crisis != "" {
-			if _, err := phases.Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: step.crisis, Phase: "warm", Reason: "test"}); err != nil {
+			if _, err := phases.Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: step.crisis, Exercise: step.exercise, Phase: "warm", Reason: "test"}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if got := active(); got != step.want {
-			t.Errorf("after %q is warm: active %v, want %v", step.crisis, got, step.want)
+			t.Errorf("after %q is warm (exercise %q): active %v, want %v", step.crisis, step.exercise, got, step.want)
 		}
 	}
 }

@@ -160,6 +160,7 @@ var LintMessages = map[string]string{
 	"redact.twice":             "%s is listed already: list each path once",
 	"redact.field":             "%s: no kind this policy shares (%s) has a field %s, so nothing is withheld; check the field's name",
 	"control":                  "%s: a policy holds printable text only: a control, bidirectional or invisible character makes what an officer reads differ from what the node enforces; remove it",
+	"when.undeclared":          "record.body.%s: no kind this policy shares declares a field %s; the open kinds (%s) may carry it, but if the name is misspelt the condition holds for no record and nothing is shared: check it, and policy preview shows what would go",
 	"redact.undeclared":        "%s: no kind this policy shares declares a field %s; the open kinds (%s) may carry it, but if the name is misspelt nothing is withheld: check it, and policy preview shows whether any record has it",
 	"when.field":               "record.body.%s: no kind this policy shares (%s) has a field %s, so the condition never holds for any record; check the field's name",
 	"when.comment":             "a // comment in a condition that YAML folds from several lines into one hides every line after it: write the condition as a block that keeps its lines (when: |)",
@@ -277,13 +278,20 @@ func parse(src []byte, lint bool) (*Parsed, Problems, error) {
 		}
 	}
 	// Every unknown field at the top, in the document's order: the decoder names one of them,
-	// whichever its map walk meets first.
-	if probs := unknownFields(file); len(probs) > 0 {
-		return nil, nil, probs
+	// whichever its map walk meets first. Lint goes on to the known fields, so that one run
+	// reports a misspelt field and the problems of the others.
+	keys := UnknownKeys(file, documentFields)
+	unknown := unknownFields(keys)
+	if len(unknown) > 0 && !lint {
+		return nil, nil, unknown
 	}
 	var d Document
-	if err := yaml.UnmarshalWithOptions(src, &d, yaml.DisallowUnknownField()); err != nil {
-		return nil, nil, Problems{yamlProblem(err)}
+	var opts []yaml.DecodeOption
+	if len(unknown) == 0 {
+		opts = append(opts, yaml.DisallowUnknownField())
+	}
+	if err := yaml.UnmarshalWithOptions(src, &d, opts...); err != nil {
+		return nil, nil, append(unknown, yamlProblem(err))
 	}
 	p := &Parsed{Doc: d, Src: src, file: file}
 	if !lint {
@@ -291,9 +299,10 @@ func parse(src []byte, lint bool) (*Parsed, Problems, error) {
 	}
 	// A list over its bound is all that is said of it: its entries are not what anyone meant.
 	if probs := p.checkEntries(); len(probs) > 0 {
-		return nil, nil, probs
+		return nil, nil, append(unknown, probs...)
 	}
-	probs := append(p.checkSchema(), p.lintSchema()...)
+	probs := WithoutMisspelt(append(p.checkSchema(), p.lintSchema()...), keys)
+	probs = append(unknown, probs...)
 	probs.sort()
 	return p, probs, nil
 }
@@ -351,20 +360,30 @@ func (p *Parsed) stringValues() map[string]string {
 }
 
 // documentFields are the top-level fields of a policy document, from Document's yaml tags.
-var documentFields = func() []string {
+var documentFields = YAMLFields(reflect.TypeFor[Document]())
+
+// YAMLFields are the names of the fields of struct type t in YAML, from their yaml tags.
+func YAMLFields(t reflect.Type) []string {
 	var out []string
-	t := reflect.TypeFor[Document]()
 	for i := range t.NumField() {
 		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
 			out = append(out, name)
 		}
 	}
 	return out
-}()
+}
 
-// unknownFields are the problems of the top-level keys that are no field of a document, each
-// with the field it most resembles.
-func unknownFields(file *ast.File) Problems {
+// UnknownKey is a key at the top of a YAML document that is none of its fields.
+type UnknownKey struct {
+	Key          string
+	Line, Column int
+	// Near is the field the key most resembles, a likely misspelling of it; "" when none does.
+	Near string
+}
+
+// UnknownKeys lists the keys at the top of file's document that are not among fields, in the
+// document's order: a decoder names one of them, whichever its map walk meets first.
+func UnknownKeys(file *ast.File, fields []string) []UnknownKey {
 	if len(file.Docs) == 0 || file.Docs[0] == nil {
 		return nil
 	}
@@ -375,17 +394,38 @@ func unknownFields(file *ast.File) Problems {
 	case *ast.MappingValueNode:
 		pairs = []*ast.MappingValueNode{n}
 	}
-	var probs Problems
+	var out []UnknownKey
 	for _, kv := range pairs {
 		tok := kv.Key.GetToken()
-		if tok == nil || slices.Contains(documentFields, tok.Value) {
+		if tok == nil || slices.Contains(fields, tok.Value) {
 			continue
 		}
-		line, col := tok.Position.Line, tok.Position.Column
-		if near, ok := closest(tok.Value, documentFields); ok {
-			probs = append(probs, lintProblem(line, col, "", "unknown_field", Quote(tok.Value), strconv.Quote(near)))
+		u := UnknownKey{Key: tok.Value, Line: tok.Position.Line, Column: tok.Position.Column}
+		if near, ok := closest(tok.Value, fields); ok {
+			u.Near = near
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// WithoutMisspelt drops from probs each problem of a field that is missing (no position)
+// because one of unknown misspells it: it is said once, as the misspelling.
+func WithoutMisspelt(probs Problems, unknown []UnknownKey) Problems {
+	return slices.DeleteFunc(probs, func(p Problem) bool {
+		return p.Line == 0 && slices.ContainsFunc(unknown, func(u UnknownKey) bool { return u.Near != "" && u.Near == p.Field })
+	})
+}
+
+// unknownFields are the problems of the top-level keys that are no field of a document, each
+// with the field it most resembles.
+func unknownFields(unknown []UnknownKey) Problems {
+	var probs Problems
+	for _, u := range unknown {
+		if u.Near != "" {
+			probs = append(probs, lintProblem(u.Line, u.Column, "", "unknown_field", Quote(u.Key), strconv.Quote(u.Near)))
 		} else {
-			probs = append(probs, lintProblem(line, col, "", "unknown_field.none", Quote(tok.Value), strings.Join(documentFields, ", ")))
+			probs = append(probs, lintProblem(u.Line, u.Column, "", "unknown_field.none", Quote(u.Key), strings.Join(documentFields, ", ")))
 		}
 	}
 	return probs

@@ -128,10 +128,11 @@ type Context struct {
 }
 
 // LintDoubts returns what a lint with a node cannot call wrong but an officer should check: a
-// redact path whose field no kind of the policy declares, while an open kind among them might
-// carry it all the same (so that Lint does not refuse it). A misspelt name there withholds
-// nothing, and the field that was meant goes out. Nil without a context, or for a document that
-// does not parse.
+// body field, in the condition or in a redact path, that no kind of the policy declares, while an
+// open kind among them might carry it all the same (so that Lint does not refuse it). A misspelt
+// name in the condition makes it hold for no record, so that nothing is shared; in a redact path
+// it withholds nothing, and the field that was meant goes out. Nil without a context, or for a
+// document that does not parse.
 func LintDoubts(src []byte, ctx *Context) []Problem {
 	if ctx == nil {
 		return nil
@@ -140,12 +141,8 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 	if err != nil || parsed == nil {
 		return nil
 	}
-	var out []Problem
-	for i, path := range parsed.Doc.Redact {
-		if !strings.HasPrefix(path, "body.") || !redactRe.MatchString(path) {
-			continue
-		}
-		key, _, _ := strings.Cut(strings.TrimPrefix(path, "body."), ".")
+	// undeclared lists the open kinds of the policy that might carry key, when none declares it.
+	undeclared := func(key string) []string {
 		declared := false
 		var open []string
 		for _, k := range parsed.Doc.Kinds {
@@ -154,7 +151,25 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 				open = append(open, k)
 			}
 		}
-		if !declared && len(open) > 0 {
+		if declared {
+			return nil
+		}
+		return open
+	}
+	var out []Problem
+	if c, _ := compileParsed(parsed); c != nil {
+		for _, key := range c.whenKeys {
+			if open := undeclared(key); len(open) > 0 {
+				out = append(out, parsed.problem("when", "when.undeclared", cut(key), Quote(key), cut(strings.Join(open, ", "))))
+			}
+		}
+	}
+	for i, path := range parsed.Doc.Redact {
+		if !strings.HasPrefix(path, "body.") || !redactRe.MatchString(path) {
+			continue
+		}
+		key, _, _ := strings.Cut(strings.TrimPrefix(path, "body."), ".")
+		if open := undeclared(key); len(open) > 0 {
 			out = append(out, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.undeclared", cut(path), Quote(key), cut(strings.Join(open, ", "))))
 		}
 	}

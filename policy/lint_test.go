@@ -221,8 +221,8 @@ func TestLintBodyFields(t *testing.T) {
 	}
 }
 
-// TestLintDoubts: a redact path whose field no kind of the policy declares, while an open kind
-// might carry it, is not refused but doubted, with its place; a field some kind declares is not,
+// TestLintDoubts: a redact path or a condition's field that no kind of the policy declares,
+// while an open kind might carry it, is not refused but doubted, with its place; a field some kind declares is not,
 // and a document without a context or that does not parse gives none.
 func TestLintDoubts(t *testing.T) {
 	ctx := &policy.Context{Kinds: []string{"water.level", "sitrep"}, Peers: []policy.Recipient{{TrustDomain: "ncc.crisis.test"}},
@@ -245,6 +245,16 @@ func TestLintDoubts(t *testing.T) {
 	}
 	if got := policy.LintDoubts(doc("[sitrep]", "[body.title]"), ctx); got != nil {
 		t.Errorf("a field the open kind declares: %+v", got)
+	}
+	// The same of a field the condition names: misspelt, it holds for no record.
+	cond := append(doc("[sitrep]", "[]"), "when: record.body.sumary == \"x\" || record.body.title == \"y\"\n"...)
+	if _, err := policy.Lint(cond, ctx); err != nil {
+		t.Fatalf("lint: %v", err)
+	}
+	got = policy.LintDoubts(cond, ctx)
+	want = `record.body.sumary: no kind this policy shares declares a field "sumary"; the open kinds (sitrep) may carry it, but if the name is misspelt the condition holds for no record and nothing is shared: check it, and policy preview shows what would go`
+	if len(got) != 1 || got[0].Field != "when" || got[0].Line != 7 || got[0].Message != want {
+		t.Fatalf("doubts %+v, want one at when, line 7:\n%s", got, want)
 	}
 }
 
@@ -309,7 +319,7 @@ func TestLintMessages(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	// A doubt, which is no problem: a field no kind declares, which the open sitrep may carry.
-	doubted := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, sitrep]\nmax_classification: internal\nredact: [body.telefon]\n"
+	doubted := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, sitrep]\nmax_classification: internal\nredact: [body.telefon]\nwhen: \"record.body.telefon == 'x'\"\n"
 	doubts := policy.LintDoubts([]byte(doubted), ctx)
 	for i, doc := range append(docs, doubted) {
 		_, err := policy.Lint([]byte(doc), ctx)
@@ -368,5 +378,27 @@ func TestLintReportsAllAtOnce(t *testing.T) {
 	}
 	if ps := lintProblems(t, "name: [a\nwhen: 'record.nosuch'\n", nil); len(ps) != 1 || ps[0].Code != "yaml" {
 		t.Errorf("unreadable YAML: %v, want its one problem", ps)
+	}
+}
+
+// TestLintGoesOnPastAMisspeltField: a misspelt field does not hide the other problems of the
+// document (officer.md: all of them in one run), and the field it stands for is not also said to
+// be missing. Parse, which reads what is stored, still stops at it.
+func TestLintGoesOnPastAMisspeltField(t *testing.T) {
+	src := "name: p\npurpose: x\nrecipents: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: geheimpje\nphases: [heet]\n"
+	var got []string
+	for _, p := range lintProblems(t, src, nil) {
+		got = append(got, fmt.Sprintf("%d:%d %s: %s", p.Line, p.Column, p.Field, p.Message))
+	}
+	want := []string{
+		`3:1 : unknown field "recipents": did you mean "recipients"?`,
+		`5:21 max_classification: "geheimpje" is not a classification: use public, internal, confidential or secret`,
+		`6:10 phases[0]: "heet" is not a phase: use cold, lukewarm or warm`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("lint:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := policy.Parse([]byte(src)); err == nil || !strings.Contains(err.Error(), `unknown field "recipents"`) {
+		t.Errorf("Parse: %v, want the misspelt field", err)
 	}
 }

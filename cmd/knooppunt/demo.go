@@ -458,7 +458,8 @@ func (o *demoOrg) prepare(dir string, ps ports) error {
 func (o *demoOrg) writeConfig(all []*demoOrg) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s, the demo federation's node for %s.\n", o.name, o.title)
-	fmt.Fprintf(&b, "name: %s\norg: %s\nlisten: \"127.0.0.1:%d\"\n", o.name, o.td, o.port)
+	// The name people read in the web interface's header and in an invitation.
+	fmt.Fprintf(&b, "name: %q\norg: %s\nlisten: \"127.0.0.1:%d\"\n", o.title, o.td, o.port)
 	fmt.Fprintf(&b, "identity:\n  source: files\n  cert_file: certs/r1.crt\n  key_file: certs/r1.key\n  bundle_file: ca/bundle.pem\n")
 	fmt.Fprintf(&b, "bundle_endpoint:\n  listen: \"127.0.0.1:%d\"\n  refresh_hint: 1m\n", o.bePort)
 	fmt.Fprintf(&b, "federation:\n  heartbeat: 1s\n  reevaluate: 5s\n  purpose: opvang ontheemden uit Oekraïne\n")

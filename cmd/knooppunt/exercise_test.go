@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -22,6 +24,23 @@ func TestCLIExercise(t *testing.T) {
 	if r := run(0, "record", "put", "--id", "oef", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL",
 		"--classification", "public", "--body", `{"title":"oefening","summary":"s"}`); !strings.HasPrefix(r.stdout, "OEFENING oef-1") {
 		t.Fatalf("put in an exercise printed %q, want it marked OEFENING", r.stdout)
+	}
+
+	// A CSV import with --exercise, and one whose rows name it, go to the exercise, not the
+	// actual crisis.
+	csv := filepath.Join(t.TempDir(), "oef.csv")
+	if err := os.WriteFile(csv, []byte("id,title,summary\noef-csv,oefening,s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(0, "import", csv, "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public")
+	if err := os.WriteFile(csv, []byte("id,status,exercise,title,summary\noef-col,exercise,oef-1,oefening,s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(0, "import", csv, "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public")
+	for _, id := range []string{"oef-csv", "oef-col"} {
+		run(1, "record", "get", id)
+		run(0, "record", "get", id, "--exercise", "oef-1")
+		run(0, "record", "delete", id, "--exercise", "oef-1")
 	}
 
 	actual := run(0, "record", "list", "--crisis", "c")

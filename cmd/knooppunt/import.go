@@ -43,12 +43,17 @@ JSON Lines: one record per line, as "record get -o json" prints it:
   {"id":"utr-1","kind":"shelter.capacity","crisis":"oekraine","region":"VR09",
    "classification":"internal","body":{"municipality":"Utrecht","beds_total":120,"beds_free":14}}
 
-CSV: a header row names the columns. id, kind, crisis, region, classification, valid_until and
-labels (key=value;key=value) fill the record; body holds a whole JSON object; label.KEY sets one
-label; every other column, or body.FIELD, becomes a body field (numbers and true/false are typed;
-a number with a leading zero or a + in front, such as a phone number, stays text). A file that a
-Dutch spreadsheet saved, with semicolons between the cells and decimal commas (3,5), is read as
-such. --kind, --crisis, --region and --classification fill what a row leaves empty.
+CSV: a header row names the columns. id, kind, crisis, region, classification, status, exercise,
+valid_until and labels (key=value;key=value) fill the record; body holds a whole JSON object;
+label.KEY sets one label; every other column, or body.FIELD (body.status for a body field of that
+name), becomes a body field (numbers and true/false are typed; a number with a leading zero or a +
+in front, such as a phone number, stays text). A file that a Dutch spreadsheet saved, with
+semicolons between the cells and decimal commas (3,5), is read as such. --kind, --crisis, --region
+and --classification fill what a row leaves empty.
+
+Exercises: --exercise NAME writes every row that names no status and no exercise as an exercise
+record of that open exercise, as "record put --exercise" does; a row may name its own (status
+exercise, exercise NAME; a row that names an exercise and no status is one of it).
 
 Standard input (-) is JSON Lines unless --format says otherwise. A row without an id gets a new
 one each time: importing the same file again stores such rows twice, so give rows an id when a
@@ -78,6 +83,7 @@ summary then says up to which line the node answered, which lines were sent but 
 (they may be stored), and that the rest were not sent; -o json has it in "stopped".`,
 		Example: `  knooppunt import shelters.csv --kind shelter.capacity --crisis oekraine --classification internal
   knooppunt import export.jsonl --batch 1000 -o json
+  knooppunt import oefening.csv --kind sitrep --crisis oekraine --exercise oefening-2026-12-vr09
   knooppunt import --format cap nl-alert.xml --crisis overstroming --region VR19
   curl -s https://example.nl/alert.xml | knooppunt import --format cap - --exercise oefening-zeeland`,
 		Args: cobra.ExactArgs(1),
@@ -119,9 +125,7 @@ summary then says up to which line the node answered, which lines were sent but 
 			if format == "cap" {
 				return importCAP(cmd, &f, file, args[0], capOpts)
 			}
-			if exercise != "" {
-				return fmt.Errorf("--exercise names the exercise of a CAP alert: use it with --format cap")
-			}
+			defaults.Exercise = exercise
 			in := bufio.NewReader(file)
 			if looksLikeXML(in) {
 				// Read as JSON Lines or CSV, every line of an alert would be a rejected row.
@@ -172,7 +176,7 @@ summary then says up to which line the node answered, which lines were sent but 
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&format, "format", "", "jsonl, csv or cap (default: from the file name; jsonl for standard input)")
-	fl.StringVar(&exercise, "exercise", "", "the exercise a CAP alert of status Exercise belongs to")
+	fl.StringVar(&exercise, "exercise", "", "the open exercise for rows that name no mode; for CAP, the exercise of an alert of status Exercise")
 	fl.IntVar(&batch, "batch", 500, "records per write")
 	fl.StringVar(&defaults.Kind, "kind", "", "kind for rows that name none")
 	fl.StringVar(&defaults.Crisis, "crisis", "", "crisis for rows that name none")

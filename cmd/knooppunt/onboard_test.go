@@ -187,14 +187,24 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cli(t, nil, "", append([]string{"policy", "propose", glass}, ncc.as("anna")...)...).want(t, 0)
-	// A redaction of a field no kind declares, which the open sitrep might carry: lint passes
-	// and warns, at the line.
+	// Previewed while the crisis is cold, it sends nothing, and the note says which phase would.
+	if r := cli(t, nil, "", append([]string{"policy", "preview", "ncc-breekglas@1", "--recipient", "vr-brabant-noord"}, ncc.as("anna")...)...).want(t, 0); !strings.Contains(r.stdout, "would receive 0 of 1 records considered") ||
+		!strings.Contains(r.stderr, "This policy grants only in phases warm: --phase warm shows what it would send then") {
+		t.Errorf("policy preview of the break-glass policy: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	// A redaction, and a condition, of a field no kind declares, which the open sitrep might
+	// carry: lint passes and warns, at the line.
 	doubt := filepath.Join(work, "twijfel.yaml")
-	if err := os.WriteFile(doubt, []byte("name: ncc-twijfel\npurpose: opschaling\nrecipients: [group:veiligheidsregios]\nkinds: [sitrep]\nmax_classification: internal\nredact: [body.telefon]\n"), 0o600); err != nil {
+	if err := os.WriteFile(doubt, []byte("name: ncc-twijfel\npurpose: opschaling\nrecipients: [group:veiligheidsregios]\nkinds: [sitrep]\nmax_classification: internal\nredact: [body.telefon]\nwhen: record.body.titel != ''\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := cli(t, nil, "", append([]string{"policy", "lint", doubt}, ncc.as("anna")...)...).want(t, 0); !strings.Contains(r.stderr, "twijfel.yaml:6:10: warning: redact[0]: body.telefon: no kind this policy shares declares a field \"telefon\"") {
-		t.Errorf("policy lint of an undeclared redaction: stderr %q", r.stderr)
+	if r := cli(t, nil, "", append([]string{"policy", "lint", doubt}, ncc.as("anna")...)...).want(t, 0); !strings.Contains(r.stderr, "twijfel.yaml:6:10: warning: redact[0]: body.telefon: no kind this policy shares declares a field \"telefon\"") ||
+		!strings.Contains(r.stderr, "twijfel.yaml:7:7: warning: when: record.body.titel: no kind this policy shares declares a field \"titel\"") {
+		t.Errorf("policy lint of an undeclared redaction and condition: stderr %q", r.stderr)
+	}
+	// Its preview sends nothing, and the note points at the condition, not at phases.
+	if r := cli(t, nil, "", append([]string{"policy", "preview", doubt, "--recipient", "vr-brabant-noord"}, ncc.as("anna")...)...).want(t, 0); !strings.Contains(r.stderr, "none of the 1 records considered passes this policy for vr-brabant-noord") || strings.Contains(r.stderr, "phase") {
+		t.Errorf("policy preview of a condition on a misspelt field: stderr %q", r.stderr)
 	}
 	cli(t, nil, "", append([]string{"policy", "approve", "ncc-breekglas@1"}, ncc.as("bram")...)...).want(t, 0)
 	if r := cli(t, nil, "", append([]string{"phase", "set", "warm", "--crisis", "oekraine", "--reason", "opschaling"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stdout, "Starts sharing (policies for warm): ncc-breekglas@1") {

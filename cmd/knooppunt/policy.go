@@ -449,8 +449,20 @@ show what the recipient would receive: the records, the body fields redacted, an
 					return printJSON(out, doc)
 				}
 				fmt.Fprintf(out, "%s would receive %d of %d records considered\n", recipient, resp.Total, resp.Considered)
-				if resp.Total == 0 && resp.Considered > 0 && phase == "" {
-					fmt.Fprintln(cmd.ErrOrStderr(), "Note: this is in each crisis's phase now. A policy limited to phases (phases: [warm]) grants nothing outside them: --phase warm shows what it would send then.")
+				if resp.Total == 0 && resp.Considered > 0 {
+					// Why nothing would go, as far as the document says.
+					src := req.Source
+					if src == nil {
+						if info, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: req.Id}); err == nil {
+							src = info.Source
+						}
+					}
+					parsed, err := policy.Parse(src)
+					if err == nil && len(parsed.Doc.Phases) > 0 && phase == "" {
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this is in each crisis's phase now. This policy grants only in phases %s: --phase %s shows what it would send then.\n", strings.Join(parsed.Doc.Phases, ", "), parsed.Doc.Phases[len(parsed.Doc.Phases)-1])
+					} else {
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: none of the %d records considered passes this policy for %s: check its recipients, kinds, max_classification and when (`knooppunt policy lint FILE --node` warns of a field in when that no kind declares).\n", resp.Considered, recipient)
+					}
 				}
 				for _, c := range resp.Counts {
 					fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)

@@ -465,6 +465,11 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			}
 		}
 	}
+	// The kinds the sums add up: a cached entry of another kind is in no sum.
+	summed := map[string]bool{}
+	for _, a := range resp.Aggregates {
+		summed[a.Kind] = true
+	}
 	cached, shortened := 0, 0
 	tw := newModeTable(w, mode)
 	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tSUMMARY")
@@ -472,7 +477,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		var flags []string
 		if unanswered[e.Source] {
 			flags = append(flags, "CACHED")
-			cached++
+			if summed[e.Kind] {
+				cached++
+			}
 		}
 		if e.Stale {
 			flags = append(flags, "STALE")

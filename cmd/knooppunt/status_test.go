@@ -151,12 +151,13 @@ func TestPrintSearchSaysTheIndexIsBehind(t *testing.T) {
 }
 
 // TestPrintPictureMarksCachedEntries: an entry of a source that does not answer now is marked
-// CACHED, and the sums say how many such entries they count.
+// CACHED, and the sums say how many such entries they count: those of the kinds they add up.
 func TestPrintPictureMarksCachedEntries(t *testing.T) {
 	resp := &pb.PictureResponse{Crisis: "c",
 		Entries: []*pb.PictureEntry{
 			{Kind: "shelter.capacity", Region: "VR09", Key: "Utrecht", Source: "lcvs.crisis.test", Record: &pb.Record{Id: "u", Body: []byte(`{"beds_free":3}`)}},
 			{Kind: "shelter.capacity", Region: "VR09", Key: "Zeist", Source: "vr.crisis.test", Record: &pb.Record{Id: "z", Body: []byte(`{"beds_free":4}`)}},
+			{Kind: "qa", Region: "NL", Key: "qa-1", Source: "lcvs.crisis.test", Record: &pb.Record{Id: "qa-1", Body: []byte(`{"question":"Werk?"}`)}},
 		},
 		Aggregates: []*pb.Aggregate{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR09", Sum: 7, Records: 2}}}
 	now := &pb.SearchResponse{Partial: true, Peers: []*pb.PeerStatus{{Peer: "lcvs", TrustDomain: "lcvs.crisis.test", State: "unreachable"}}}
@@ -166,7 +167,7 @@ func TestPrintPictureMarksCachedEntries(t *testing.T) {
 	}
 	out := b.String()
 	utrecht, zeist := lineWith(out, "Utrecht"), lineWith(out, "Zeist")
-	if !strings.Contains(utrecht, "CACHED") || strings.Contains(zeist, "CACHED") || !strings.Contains(out, "The sums count 1 entries marked CACHED") {
+	if !strings.Contains(utrecht, "CACHED") || strings.Contains(zeist, "CACHED") || !strings.Contains(lineWith(out, "qa-1"), "CACHED") || !strings.Contains(out, "The sums count 1 entries marked CACHED") {
 		t.Errorf("the picture with lcvs unreachable:\n%s", out)
 	}
 }

@@ -1,8 +1,8 @@
 package ui
 
 import (
+	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -65,7 +65,7 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
-	v := &adminView{Status: st, DBMB: formatMB(st.DbBytes)}
+	v := &adminView{Status: st, DBMB: formatMB(r.L, st.DbBytes)}
 	if st.StartedAt != nil {
 		v.Started = local(st.StartedAt.AsTime()).Format("2006-01-02 15:04:05")
 	}
@@ -112,5 +112,5 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 	s.render(w, r.Request, http.StatusOK, "admin", s.newPage(r, "admin", r.L.T("admin.title"), v))
 }
 
-// formatMB shows a size in megabytes with one decimal.
-func formatMB(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) }
+// formatMB shows a size in megabytes to one decimal, as people of the page's language write it.
+func formatMB(l *Lang, b int64) string { return l.Number(math.Round(float64(b)/(1<<20)*10) / 10) }

@@ -129,6 +129,16 @@ func (l *Lang) T(key string, args ...any) string {
 	return fmt.Sprintf(s, args...)
 }
 
+// Figure is Number of a figure kept as text, as a table's cells keep it for a CSV file; text that
+// is no number (an empty cell) stays as it is.
+func (l *Lang) Figure(s string) string {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return s
+	}
+	return l.Number(f)
+}
+
 // Number writes a figure as people of the page's language read it: 1.100 and 0,6 in Dutch,
 // 1,100 and 0.6 in English. Figures meant for a machine (a CSV, a form's value) keep their own.
 func (l *Lang) Number(f float64) string {

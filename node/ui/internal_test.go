@@ -843,3 +843,18 @@ func TestAssessmentSaysWhatCannotBeTold(t *testing.T) {
 		}
 	}
 }
+
+// TestPerson: a person's SPIFFE ID reads as their user name, with the whole ID on pointing;
+// another ID (an app, a node, a path under user/) and text that is none stay whole, escaped.
+func TestPerson(t *testing.T) {
+	for id, want := range map[string]string{
+		"spiffe://a.crisis.test/user/olga":     `<span class="kp-person" title="spiffe://a.crisis.test/user/olga">olga</span>`,
+		"spiffe://a.crisis.test/app/dashboard": "spiffe:/<wbr>/<wbr>a.<wbr>crisis.<wbr>test/<wbr>app/<wbr>dashboard",
+		"spiffe://a.crisis.test/user/olga/x":   "spiffe:/<wbr>/<wbr>a.<wbr>crisis.<wbr>test/<wbr>user/<wbr>olga/<wbr>x",
+		"<b>":                                  "&lt;b&gt;",
+	} {
+		if got := string(person(id)); got != want {
+			t.Errorf("person(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

@@ -183,6 +183,10 @@ func TestBrowserOfficers(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#bron")),
 	))
 	olga.check("voorstellen")
+	// Before the first lint the live box shows nothing: no empty bar under the field.
+	if h := olga.text("empty live box", chromedp.Evaluate[string](`String(document.querySelector('#bron-live').getBoundingClientRect().height)`)); h != "0" {
+		t.Errorf("the empty live box under the policy field is %s px high, want 0", h)
+	}
 	bad := strings.Replace(sitrepPolicy, "spiffe://ncc.crisis.test", "spiffe://defensie.crisis.test", 1)
 	// As she types, the linter's messages appear under the field, before any submit.
 	olga.run("type a policy with an unknown recipient", chromedp.Steps(

@@ -84,6 +84,10 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "1 van 1 records zouden naar deze partner gaan") || !strings.Contains(page, "Regionaal beeld VR Utrecht") {
 		t.Errorf("preview of the draft for ncc: %d\n%s", resp.StatusCode, page)
 	}
+	// Kinds by their names for people, as on every other page.
+	if !strings.Contains(page, "<li>Situatierapport: 1</li>") || !strings.Contains(page, `<td class="utrecht-table__cell">Situatierapport</td>`) {
+		t.Errorf("the preview does not name the kind Situatierapport:\n%s", outcome(t, page))
+	}
 	if strings.Contains(page, `id="niet-gevonden"`) {
 		t.Errorf("a policy that redacts nothing warns of a redaction that withholds nothing:\n%s", page)
 	}
@@ -103,7 +107,7 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorstellen"}})
 	const id = "utrecht-sitreps@1"
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/beleid/toon" || !strings.Contains(page, `data-state="proposed"`) ||
-		!strings.Contains(page, `id="auteur">spiffe://vr-utrecht.crisis.test/user/officer-a<`) || !strings.Contains(page, `id="eigen-voorstel"`) {
+		!strings.Contains(page, `id="auteur"><span class="kp-person" title="spiffe://vr-utrecht.crisis.test/user/officer-a">officer-a</span><`) || !strings.Contains(page, `id="eigen-voorstel"`) {
 		t.Fatalf("propose: %d at %s, want the proposed policy's page:\n%s", resp.StatusCode, resp.Request.URL, page)
 	}
 	if strings.Contains(page, `id="goedkeuren"`) {
@@ -158,7 +162,7 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	}
 	resp, page = step(t, daan, e.url, "goedkeuren", id, nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `data-state="approved"`) || !strings.Contains(page, "actief") ||
-		!strings.Contains(page, "<li>spiffe://vr-utrecht.crisis.test/user/officer-b</li>") {
+		!strings.Contains(page, `<li><span class="kp-person" title="spiffe://vr-utrecht.crisis.test/user/officer-b">officer-b</span></li>`) {
 		t.Fatalf("the other officer's approve: %d, want the policy approved and active:\n%s", resp.StatusCode, page)
 	}
 	// The step taken is the title's first word, which a screen reader reads as the page opens;
@@ -337,7 +341,7 @@ func TestLargeForms(t *testing.T) {
 		t.Errorf("lint of a policy of %d bytes: %d, want it checked:\n%.600s", len(long), resp.StatusCode, body)
 	}
 	resp, body = anna.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {strings.Repeat("x", 4<<20)}, "stap": {"voorstellen"}})
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "groter dan deze node aanneemt (3,2 MB): maak de inhoud korter.") || !strings.Contains(body, "Afmelden") {
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "groter dan dit knooppunt aanneemt (3,2 MB): maak de inhoud korter.") || !strings.Contains(body, "Afmelden") {
 		t.Errorf("a form of 4 MiB: %d, want 413 saying the limit, with the menu of a signed-in person:\n%s", resp.StatusCode, body)
 	}
 }

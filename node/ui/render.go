@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -36,6 +37,20 @@ var funcs = template.FuncMap{
 	"formLabel": formLabel,
 	"inMode":    inMode,
 	"zoneName":  zoneName,
+	"person":    person,
+}
+
+// person says who took a step (proposed, approved, set a phase) by the user name in their SPIFFE
+// ID, spiffe://ORG/user/NAME, with the whole ID shown on pointing: the node gives roles to its
+// own organisation's people alone, so the name is enough among them. Another ID (an app, a
+// node) is shown whole.
+func person(id string) template.HTML {
+	sid, err := spiffeid.FromString(id)
+	name, ok := strings.CutPrefix(sid.Path(), "/user/")
+	if err != nil || !ok || name == "" || strings.Contains(name, "/") {
+		return wbr(id)
+	}
+	return template.HTML(`<span class="kp-person" title="` + template.HTMLEscapeString(id) + `">` + template.HTMLEscapeString(name) + `</span>`)
 }
 
 // inMode is the link u in the mode of a page's ModeQuery ("" or ?exercise=NAME): the own

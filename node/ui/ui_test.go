@@ -478,7 +478,7 @@ func TestCSRF(t *testing.T) {
 		{"wrong token", url.Values{"csrf": {token + "x"}}, http.StatusForbidden, "niet van deze pagina"},
 		{"empty token", url.Values{"csrf": {""}}, http.StatusForbidden, "niet van deze pagina"},
 		// An oversized form is refused before it is read whole, token or not.
-		{"oversized", url.Values{"csrf": {token}, "x": {strings.Repeat("a", 4<<20)}}, http.StatusRequestEntityTooLarge, "groter dan deze node aanneemt"},
+		{"oversized", url.Values{"csrf": {token}, "x": {strings.Repeat("a", 4<<20)}}, http.StatusRequestEntityTooLarge, "groter dan dit knooppunt aanneemt"},
 	} {
 		resp, body := b.post(t, e.url+"/afmelden", tc.form)
 		if resp.StatusCode != tc.code || !strings.Contains(body, tc.says) {
@@ -540,7 +540,7 @@ func TestPicture(t *testing.T) {
 	rc := pb.NewRecordServiceClient(conn)
 	ctx := context.Background()
 	for _, r := range []*pb.Record{
-		{Id: "utrecht", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"municipality":"Utrecht","beds_total":120,"beds_free":14}`)},
+		{Id: "utrecht", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"municipality":"Utrecht","beds_total":1120,"beds_free":14}`)},
 		{Id: "amersfoort", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"municipality":"Amersfoort","beds_total":80,"beds_free":6}`)},
 		{Id: "zeeland", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_PUBLIC, Body: []byte(`{"municipality":"Middelburg","beds_total":50,"beds_free":50}`)},
 		{Id: "sitrep-1", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Regionaal beeld <Utrecht>","summary":"Bijna vol.","severity":"medium"}`)},
@@ -596,9 +596,11 @@ func TestPicture(t *testing.T) {
 	for _, want := range []string{
 		"Het beeld: oekraine",
 		`id="fase">koud</span>`, // no phase set: cold
-		// VR09: 14+6 beds free, 120+80 in total; VR19: 50 and 50; NL: 70 free, 250 in total.
-		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">200</td>`,
-		`<td class="utrecht-table__cell kp-num">70</td>`, `<td class="utrecht-table__cell kp-num">250</td>`,
+		// VR09: 14+6 beds free, 1120+80 in total; VR19: 50 and 50; NL: 70 free, 1250 in total,
+		// written as people here read it (the CSV file below keeps the figure for a machine).
+		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">1.200</td>`,
+		`<td class="utrecht-table__cell kp-num">70</td>`, `<td class="utrecht-table__cell kp-num">1.250</td>`,
+		`y="19">1.200</text>`,
 		"Nederland (totaal)",
 		// A region's row leads to its municipalities' records.
 		`<a class="utrecht-link" href="/zoeken?crisis=oekraine&amp;kind=shelter.capacity&amp;region=VR09">VR09 Utrecht</a>`,
@@ -639,7 +641,7 @@ func TestPicture(t *testing.T) {
 		t.Error("the picture does not offer its capacity table as CSV")
 	}
 	csvResp, csvBody := b.get(t, e.url+"/beeld/csv?crisis=oekraine")
-	wantCSV := "\ufeffCode;Regio;Opvangplaatsen totaal;Vrije opvangplaatsen\nVR09;VR09 Utrecht;200;20\nVR19;VR19 Zeeland;50;50\nNL;Nederland (totaal);250;70\n"
+	wantCSV := "\ufeffCode;Regio;Opvangplaatsen totaal;Vrije opvangplaatsen\nVR09;VR09 Utrecht;1200;20\nVR19;VR19 Zeeland;50;50\nNL;Nederland (totaal);1250;70\n"
 	disposition := regexp.MustCompile(`^attachment; filename=beeld-oekraine-OPENBAAR-\d{4}-\d\d-\d\dT\d{4}\.csv$`)
 	if h := csvResp.Header; csvResp.StatusCode != http.StatusOK || csvBody != wantCSV || h.Get("Content-Type") != "text/csv; charset=utf-8" ||
 		!disposition.MatchString(h.Get("Content-Disposition")) || h.Get("Cache-Control") != "no-store" {
@@ -752,10 +754,13 @@ func TestPicture(t *testing.T) {
 	if resp.Request.URL.RequestURI() != "/?crisis=oekraine" || !strings.Contains(page, "The picture: oekraine") || !strings.Contains(page, `<html lang="en"`) {
 		t.Errorf("after switching to English: at %s\n%s", resp.Request.URL, page)
 	}
+	if !strings.Contains(page, `<td class="utrecht-table__cell kp-num">1,250</td>`) {
+		t.Error("the English picture does not write 1,250")
+	}
 	// The CSV in English: commas, the region's name in English, and the columns in the same
 	// order as in Dutch (the kind's), not sorted by their English labels.
 	if _, csvBody := b.get(t, e.url+"/beeld/csv?crisis=oekraine"); csvBody != "\ufeffCode,Region,Shelter places in total,Free shelter places\n"+
-		"VR09,VR09 Utrecht,200,20\nVR19,VR19 Zeeland,50,50\nNL,The Netherlands (total),250,70\n" {
+		"VR09,VR09 Utrecht,1200,20\nVR19,VR19 Zeeland,50,50\nNL,The Netherlands (total),1250,70\n" {
 		t.Errorf("the picture as CSV in English:\n%q", csvBody)
 	}
 	// And by the browser's language, for someone who did not choose.

@@ -2,6 +2,8 @@ package warn_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,6 +56,26 @@ func TestLintRefusesWithPosition(t *testing.T) {
 				t.Errorf("problem %d:%d %s: %s\nwant      %d:%d %s: ...%s...", p.Line, p.Column, p.Field, p.Message, tc.line, tc.column, tc.field, tc.msg)
 			}
 		})
+	}
+}
+
+// TestLintGoesOnPastAMisspeltField: a misspelt field is named with the field it most resembles,
+// the rest of the rule is still checked in the same run, and the field it stands for is not also
+// said to be missing.
+func TestLintGoesOnPastAMisspeltField(t *testing.T) {
+	src := "nam: r\nseverity: severe\ncolour: red\nwhen: count(\"signal\", duration(\"6h\")) >= 3\nfor: soon\n"
+	_, err := warn.Lint([]byte(src), nil)
+	var got []string
+	for _, p := range err.(policy.Problems) {
+		got = append(got, fmt.Sprintf("%d:%d %s: %s", p.Line, p.Column, p.Field, p.Message))
+	}
+	want := []string{
+		`1:1 : unknown field "nam": did you mean "name"?`,
+		`3:1 : unknown field "colour": a rule has name, description, severity, crisis, regions, when, clear, for`,
+		`5:6 for: "soon" is not a duration: use one such as 30m or 24h`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("lint:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

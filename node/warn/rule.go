@@ -2,6 +2,7 @@ package warn
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -65,6 +66,9 @@ func CheckName(name string) error {
 	return fmt.Errorf("%q is not a rule name: use 1 to 63 lower-case letters, digits and dashes, such as zeeland-beds-low", name)
 }
 
+// ruleFields are the fields of a rule document.
+var ruleFields = policy.YAMLFields(reflect.TypeFor[Document]())
+
 // MaxFor bounds `for:`: longer than the default retention of the history could never be seen
 // to hold.
 const MaxFor = 90 * 24 * time.Hour
@@ -115,13 +119,27 @@ func Lint(src []byte, kinds *record.Kinds) (*Rule, error) {
 	if err != nil {
 		return nil, policy.Problems{yamlProblem(err)}
 	}
+	// A misspelt field is said with the field it most resembles, and the rest of the rule is
+	// checked too, so that one lint reports every problem.
+	var probs policy.Problems
+	unknown := policy.UnknownKeys(file, ruleFields)
+	for _, u := range unknown {
+		pr := policy.Problem{Line: u.Line, Column: u.Column, Message: fmt.Sprintf("unknown field %q: a rule has %s", u.Key, strings.Join(ruleFields, ", "))}
+		if u.Near != "" {
+			pr.Message = fmt.Sprintf("unknown field %q: did you mean %q?", u.Key, u.Near)
+		}
+		probs = append(probs, pr)
+	}
 	var d Document
-	if err := yaml.UnmarshalWithOptions(src, &d, yaml.DisallowUnknownField()); err != nil {
-		return nil, policy.Problems{yamlProblem(err)}
+	var opts []yaml.DecodeOption
+	if len(unknown) == 0 {
+		opts = append(opts, yaml.DisallowUnknownField())
+	}
+	if err := yaml.UnmarshalWithOptions(src, &d, opts...); err != nil {
+		return nil, append(probs, yamlProblem(err))
 	}
 	p := &parsed{file: file, src: src}
 	r := &Rule{Doc: d, Source: src}
-	var probs policy.Problems
 	if err := CheckName(d.Name); err != nil {
 		probs = append(probs, p.problem("name", "%v", err))
 	}
@@ -161,6 +179,7 @@ func Lint(src []byte, kinds *record.Kinds) (*Rule, error) {
 		probs = append(probs, p.celProblems("clear", cp)...)
 		r.clear = c
 	}
+	probs = policy.WithoutMisspelt(probs, unknown)
 	if len(probs) > 0 {
 		slices.SortStableFunc(probs, func(a, b policy.Problem) int {
 			if a.Line != b.Line {

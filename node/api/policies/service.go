@@ -260,9 +260,9 @@ func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, er
 	return s.infoIn(p, s.phasesInForce(ctx))
 }
 
-// phasesInForce returns, once however often it is called, the phases some crisis that records
-// here name is in, with cold (a crisis never set): a phase set for a crisis nothing names (a
-// typo) shares nothing. A listing of policies reads them once for all.
+// phasesInForce returns, once however often it is called, the actual phases some crisis that
+// records here name is in, with cold (a crisis never set): a phase set for a crisis nothing names
+// (a typo) shares nothing, and neither does an exercise's. A listing of policies reads them once for all.
 func (s *Service) phasesInForce(ctx context.Context) func() ([]string, error) {
 	return sync.OnceValues(func() ([]string, error) {
 		phases, err := s.c.DB.Phases(ctx, "")
@@ -275,7 +275,9 @@ func (s *Service) phasesInForce(ctx context.Context) func() ([]string, error) {
 		}
 		out := []string{policy.PhaseCold}
 		for _, ph := range phases {
-			if slices.Contains(crises, ph.Crisis) {
+			// An exercise's phase governs its own records alone: a policy that only an exercise's
+			// warm phase lets grant is not active for the actual crisis.
+			if ph.Exercise == "" && slices.Contains(crises, ph.Crisis) {
 				out = append(out, ph.Phase)
 			}
 		}

@@ -110,6 +110,14 @@ func fillDefaults(j *record.JSON, d record.JSON) {
 			*p.dst = p.def
 		}
 	}
+	// A row that names no mode goes to the exercise of the import, if it has one; a row that
+	// names an exercise and no status is an exercise record of it.
+	if j.Status == "" && j.Exercise == "" {
+		j.Exercise = d.Exercise
+	}
+	if j.Status == "" && j.Exercise != "" {
+		j.Status = "exercise"
+	}
 }
 
 // ReadJSONL reads one record per line, as `record get -o json` prints it. Empty lines and lines
@@ -337,6 +345,10 @@ func csvRecord(header, fields []string, defaults record.JSON, value func(string)
 			j.Region = v
 		case col == "classification":
 			j.Classification = v
+		case col == "status":
+			j.Status = v
+		case col == "exercise":
+			j.Exercise = v
 		case col == "valid_until":
 			if v != "" {
 				t, err := time.Parse(time.RFC3339, v)

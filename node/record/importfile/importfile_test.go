@@ -2,6 +2,7 @@ package importfile_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -96,5 +97,51 @@ func TestCSVFromASpreadsheet(t *testing.T) {
 	}
 	if _, err := importfile.Read(strings.NewReader("\ufeff\n"), "csv", record.JSON{}); err == nil || !strings.Contains(err.Error(), "the file is empty") {
 		t.Errorf("an empty CSV file: %v, want that it is empty", err)
+	}
+}
+
+// TestRowModes: a CSV file's status and exercise columns are the record's mode, as in a JSON Lines
+// row, not body fields (where an exercise row would go to the real crisis); body.status is a
+// body field of that name. The import's exercise goes to the rows that name no mode, and a row
+// that names an exercise and no status is one of it.
+func TestRowModes(t *testing.T) {
+	const header = "id,kind,crisis,region,classification,status,exercise,body.status,title\n"
+	file := header +
+		"a,sitrep,c,VR19,internal,,,open,actual or the import's\n" +
+		"b,sitrep,c,VR19,internal,exercise,oef-b,,its own exercise\n" +
+		"c,sitrep,c,VR19,internal,,oef-c,,an exercise without a status\n" +
+		"d,sitrep,c,VR19,internal,test,,,a test record\n"
+	jsonl := `{"id":"e","kind":"sitrep","crisis":"c","region":"VR19","classification":"internal","body":{}}` + "\n" +
+		`{"id":"f","kind":"sitrep","crisis":"c","region":"VR19","classification":"internal","exercise":"oef-f","body":{}}` + "\n"
+	for _, tc := range []struct {
+		name, format, file, exercise string
+		want                         map[string]string // id: status/exercise
+	}{
+		{"csv", "csv", file, "", map[string]string{"a": "ACTUAL/", "b": "EXERCISE/oef-b", "c": "EXERCISE/oef-c", "d": "TEST/"}},
+		{"csv --exercise", "csv", file, "oef-x", map[string]string{"a": "EXERCISE/oef-x", "b": "EXERCISE/oef-b", "c": "EXERCISE/oef-c", "d": "TEST/"}},
+		{"jsonl --exercise", "jsonl", jsonl, "oef-x", map[string]string{"e": "EXERCISE/oef-x", "f": "EXERCISE/oef-f"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rows, err := importfile.Read(strings.NewReader(tc.file), tc.format, record.JSON{Exercise: tc.exercise})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, r := range rows {
+				if r.Err != nil {
+					t.Fatalf("line %d: %v", r.Line, r.Err)
+				}
+				got[r.Record.Id] = r.Record.Status.String() + "/" + r.Record.Exercise
+				if strings.Contains(string(r.Record.Body), `"exercise":`) || strings.Contains(string(r.Record.Body), `oef-`) {
+					t.Errorf("%s: body %s holds the mode", r.Record.Id, r.Record.Body)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("modes %v, want %v", got, tc.want)
+			}
+			if tc.format == "csv" && string(rows[0].Record.Body) != `{"status":"open","title":"actual or the import's"}` {
+				t.Errorf("body.status: body %s", rows[0].Record.Body)
+			}
+		})
 	}
 }
