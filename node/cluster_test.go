@@ -1024,6 +1024,32 @@ func TestClusterStatusNamesAnUnreachableReplica(t *testing.T) {
 	})
 }
 
+// TestClusterStatusAfterTheLeaderDies: a new leader says that the old one, which it never
+// reached, has not answered since it leads, not that it answered when the term began.
+func TestClusterStatusAfterTheLeaderDies(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	old := c.Leader(t, 10*time.Second, c.Replicas...)
+	old.Stop(t)
+	rest := others(c, old)
+	clustertest.Eventually(t, 15*time.Second, "the new leader says "+old.ID+" never answered in its term", func() (bool, string) {
+		l := c.Leader(t, 10*time.Second, rest...)
+		st, err := l.Status(clustertest.Call(t), t)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, r := range st.Replicas {
+			if r.Id == old.ID {
+				return r.Unreachable && r.LastContact == nil, fmt.Sprint(r)
+			}
+		}
+		return false, fmt.Sprint(st)
+	})
+	l := c.Leader(t, 10*time.Second, rest...)
+	if st, err := pb.NewStatusServiceClient(l.Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{}); err != nil || len(st.Unreachable) != 1 || st.Unreachable[0] != old.ID+" (never answered in this term)" {
+		t.Errorf("the new leader's status: unreachable %q (%v), want %s (never answered in this term)", st.GetUnreachable(), err, old.ID)
+	}
+}
+
 // TestClusterAuditsWritesForTheirWriter: a delete or a classification change sent to a follower
 // is audited on every replica alike, under the caller the follower forwarded for, not the
 // follower itself.

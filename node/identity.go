@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -81,6 +82,13 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		wctx, cancel := context.WithTimeout(ctx, workloadWait)
 		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI, want)
 		cancel()
+	}
+	if fe, ok := errors.AsType[*identity.FileError](err); ok {
+		field := "identity.cert_file and key_file"
+		if fe.Bundle {
+			field = "identity.bundle_file"
+		}
+		return nil, fmt.Errorf("node: %s: %w", field, fe.Err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("node: identity: %w", err)

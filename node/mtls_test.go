@@ -451,6 +451,36 @@ func TestReplicaNeedsItsOwnSVID(t *testing.T) {
 	}
 }
 
+// TestIdentityFilesNamedInErrors: a node whose identity files cannot serve does not start, and
+// says which setting to mend: a bundle that does not verify its own SVID (it would refuse every
+// replica, person and app), a certificate file that is not there.
+func TestIdentityFilesNamedInErrors(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	other := filepath.Join(own.dir, "other.pem")
+	identitytest.WriteBundle(t, other, identitytest.NewCA(t, mtlsOwnTD))
+	for _, tc := range []struct{ name, identity, want string }{
+		{"another CA's bundle", strings.Replace(own.filesIdentity(), own.bundle, other, 1), "node: identity.bundle_file: bundle " + other + " does not verify the SVID spiffe://" + mtlsOwnTD + "/node/r1"},
+		{"no certificate file", strings.Replace(own.filesIdentity(), own.cert+".crt", own.cert+"-gone.crt", 1), "node: identity.cert_file and key_file: SVID " + own.cert + "-gone.crt / " + own.cert + ".key: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfgFile := filepath.Join(own.dir, "node.yaml")
+			identitytest.WriteFile(t, cfgFile, []byte(fmt.Sprintf("org: %s\nlisten: 127.0.0.1:0\nmetrics_addr: \"\"\n%s", own.td, tc.identity)))
+			cfg, err := config.Load(cfgFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := node.Start(t.Context(), node.Options{DataDir: filepath.Join(own.dir, "data"), Config: cfg, ConfigFile: cfgFile, Logger: identitytest.NewLog().Logger, Version: "test"})
+			if err == nil {
+				n.Stop(context.Background())
+				t.Fatal("the node started")
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("%v\nwant %s...", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestMTLSLocalSocket: the local socket carries no identity and has the role local: it may
 // write and read records, but not take an officer's step.
 func TestMTLSLocalSocket(t *testing.T) {

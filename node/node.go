@@ -178,6 +178,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
+	if err := checkWritable(opts.DataDir); err != nil {
+		return nil, err
+	}
 	kinds, err := cfg.KindSet()
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -839,6 +842,9 @@ func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}, 
 		case ok && !serving:
 			n.log.Info("a leader is known: serving")
 			serving = true
+		case !ok && serving && n.store.State() == "Shutdown":
+			n.log.Warn("this replica is out of its group (removed with cluster remove): health is NOT_SERVING; stop it, or start it again with an empty data directory and join it (cluster join)")
+			serving = false
 		case !ok && serving:
 			n.log.Warn("no leader known: health is NOT_SERVING until this replica reaches a majority of its group", "for", time.Since(lastLeader).Round(time.Millisecond))
 			serving = false
@@ -925,7 +931,9 @@ func (n *Node) Stop(ctx context.Context) error {
 func warnPoliciesThatNoLongerLint(ctx context.Context, d *db.DB, log *slog.Logger) {
 	rows, err := d.ListPolicies(ctx, policy.StateApproved, "")
 	if err != nil {
-		log.Warn("policies: could not list the approved policies to lint them", "err", err)
+		if ctx.Err() == nil { // else the start failed or the node stops: nothing to warn of
+			log.Warn("policies: could not list the approved policies to lint them", "err", err)
+		}
 		return
 	}
 	for _, r := range rows {
@@ -1146,4 +1154,16 @@ func (n *Node) authorizeRaft(td spiffeid.TrustDomain) tlsconfig.Authorizer {
 		}
 		return fmt.Errorf("%s is not in raft.servers of this replica's config", id)
 	}
+}
+
+// checkWritable makes sure this process can create files in the data directory: SQLite's
+// write-ahead log, the Raft log and snapshots go there, and SQLite alone would say only that it
+// is "unable to open database file".
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("node: data dir %s is not writable by this process (uid %d): %w: make the user that runs the node its owner, or choose another --data-dir", dir, os.Getuid(), err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -363,3 +363,18 @@ func TestStartRefusesAnotherOrgsDatabase(t *testing.T) {
 		t.Fatalf("the own node after the refusal: Get = %v, %v", got, err)
 	}
 }
+
+// TestStartSaysTheDataDirIsNotWritable: a data directory the process may not write in is named
+// as such, not as SQLite's "unable to open database file". /sys is one even for root.
+func TestStartSaysTheDataDirIsNotWritable(t *testing.T) {
+	cfg := config.Default()
+	cfg.MetricsAddr = ""
+	n, err := node.Start(t.Context(), node.Options{DataDir: "/sys", Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil {
+		n.Stop(t.Context())
+		t.Skip("this process may write in /sys")
+	}
+	if want := "node: data dir /sys is not writable by this process (uid "; !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "choose another --data-dir") {
+		t.Errorf("error %q, want it to start %q", err, want)
+	}
+}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -600,6 +601,11 @@ func TestActiveCountsOnlyCrisesThatRecordsName(t *testing.T) {
 		return got.Active
 	}
 	phases := pb.NewPhaseServiceClient(p.as(t, "officer-b"))
+	// A phase for an exercise that was never started is refused at the exercise field.
+	_, err = phases.Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Exercise: "oef-1", Phase: "warm", Reason: "test"})
+	if field, reason := api.Field(err); status.Code(err) != codes.FailedPrecondition || field != "exercise" || reason != "no such exercise: oef-1: start it first (knooppunt exercise list shows the open ones)" {
+		t.Errorf("a phase in an exercise never started: %v (field %q)", err, field)
+	}
 	if _, err := pb.NewExerciseServiceClient(p.as(t, "officer-b")).Start(rpcCtx(t), &pb.ExerciseStepRequest{Name: "oef-1", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}

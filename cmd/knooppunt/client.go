@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -242,6 +243,18 @@ func callError(f *clientFlags, err error) error {
 			}
 		}
 		return fmt.Errorf("cannot reach the node at %s: is `knooppunt serve` running?%s (%s)", f.node, hint, st.Code())
+	}
+	// A node that does not trust the client's SVID ends the handshake: grpc says only how the
+	// connection ended, and the node's log says why.
+	if st.Code() == codes.Unavailable && !strings.HasPrefix(f.node, "unix://") {
+		refused := strings.Contains(msg, "remote error: tls: ")
+		if refused || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset by peer") {
+			how := "refused this client's certificate"
+			if !refused {
+				how = "closed the connection, as it does when it refuses this client's certificate"
+			}
+			return fmt.Errorf("the node at %s %s: your SVID (--svid-cert or KNOOPPUNT_SVID_CERT, or the Workload API's) must be current and issued by a CA in the node's bundle, that of the node's own organisation for a person or an app; the node logs why (\"handshake refused\") (%s; %s)", f.node, how, msg, st.Code())
+		}
 	}
 	if path, reason := api.Field(err); path != "" {
 		if flag, below := f.flagOf(path); flag != "" {

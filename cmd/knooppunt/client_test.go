@@ -1,9 +1,12 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestFlagOf: a refused request field is said of the flag that filled it, given on the command
@@ -39,6 +42,24 @@ func TestFlagOf(t *testing.T) {
 		flag, below := f.flagOf(path)
 		if flag != want[0] || below != want[1] {
 			t.Errorf("flagOf(%q) = %q, %q; want %q, %q", path, flag, below, want[0], want[1])
+		}
+	}
+}
+
+// TestCallErrorSaysTheNodeRefusedTheCertificate: the end of a handshake the node refused, as
+// grpc reports it over TCP, is said as a refused certificate with what to check; over the local
+// socket, which takes no certificate, it is not.
+func TestCallErrorSaysTheNodeRefusedTheCertificate(t *testing.T) {
+	for _, msg := range []string{
+		`connection error: desc = "error reading server preface: remote error: tls: bad certificate"`,
+		`connection error: desc = "transport: failed to write client preface: write tcp 127.0.0.1:50412->127.0.0.1:27443: write: broken pipe"`,
+	} {
+		err := callError(&clientFlags{node: "127.0.0.1:27443"}, status.Error(codes.Unavailable, msg))
+		if !strings.HasPrefix(err.Error(), "the node at 127.0.0.1:27443 ") || !strings.Contains(err.Error(), "your SVID (--svid-cert or KNOOPPUNT_SVID_CERT") || !strings.HasSuffix(err.Error(), "; Unavailable)") {
+			t.Errorf("%s:\n%v", msg, err)
+		}
+		if err := callError(&clientFlags{node: "unix:///tmp/x.sock"}, status.Error(codes.Unavailable, msg)); strings.Contains(err.Error(), "SVID") {
+			t.Errorf("over the local socket: %v", err)
 		}
 	}
 }

@@ -30,7 +30,7 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			RaftAddress string     `json:"raft_address"`
 			Suffrage    string     `json:"suffrage"`
 			Leader      bool       `json:"leader"`
-			Unreachable bool       `json:"unreachable,omitempty"`
+			Unreachable bool       `json:"unreachable"`
 			LastContact *time.Time `json:"last_contact,omitempty"`
 		}
 		doc := struct {
@@ -80,7 +80,11 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 		return err
 	}
 	if !leads && len(st.Replicas) > 1 {
-		_, err := fmt.Fprintf(w, "\nOnly the leader knows which replicas it reaches: ask %s.\n", st.Leader)
+		ask := "ask " + st.Leader
+		if st.Leader == "" {
+			ask = "no replica leads just now: ask again in a moment"
+		}
+		_, err := fmt.Fprintf(w, "\nOnly the leader knows which replicas it reaches: %s.\n", ask)
 		return err
 	}
 	return nil
@@ -152,11 +156,21 @@ func newClusterRemoveCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printCluster(cmd.OutOrStdout(), f.output, st)
+				return printRemoved(cmd.OutOrStdout(), f.output, args[0], st)
 			})
 		},
 	}
 	f.register(cmd, true)
 	f.fillArg("ID", "id")
 	return cmd
+}
+
+// printRemoved prints the group after replica id left it. When the leader removed itself, the
+// answer is its own, from outside the group: that is said instead of its empty table.
+func printRemoved(w io.Writer, format, id string, st *pb.ClusterStatusResponse) error {
+	if st.Replica != id || format == "json" {
+		return printCluster(w, format, st)
+	}
+	_, err := fmt.Fprintf(w, "%s led the group and is out of it now: the others elect a new leader among themselves within seconds (knooppunt cluster status, asked of one of them, shows it). Stop %s's process.\n", id, id)
+	return err
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -36,6 +38,10 @@ when that version was sent, as for a record that is not actual, an Alert that sa
 its classification the scope: a public record is Public, any other is never Public (internal is
 Restricted, confidential and secret Private, unless the body says which).
 
+A partner's record is ORIGIN/ID (its origin, a trust domain or the peer's name, as alert list
+--partners and search show it): it is read as a search for it answers, from the partner or this
+node's last copy, and written as the partner shared it (a withheld field stays out).
+
 A record of an exercise, or the node's test or draft records, are read in their mode:
 --exercise NAME, or --status test|draft.
 
@@ -43,6 +49,7 @@ A record of an exercise, or the node's test or draft records, are read in their 
 confidential or secret: a failed export never leaves part of an alert under FILE.`,
 		Example: `  knooppunt export --format cap --record alert-zeeland-beds-low-VR19-1772890320
   knooppunt export --format cap --record sitrep-vr19-1 --out sitrep.xml
+  knooppunt export --format cap --record vr-zeeland.crisis.test/alert-zeeland-beds-low-VR19-1772890320
   knooppunt export --format cap --record cap-OEF-1-eeb4f6de4cf28d24 --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -65,19 +72,18 @@ confidential or secret: a failed export never leaves part of an alert under FILE
 				defer file.discard()
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				c := pb.NewRecordServiceClient(conn)
-				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: id, Mode: mode})
-				if status.Code(err) == codes.NotFound {
-					if mode == nil {
-						return fmt.Errorf("record not found: this node holds no actual record %q; is it an exercise record? add --exercise NAME (or --status test|draft for a test or draft record) (NotFound)", id)
+				var a *cap.Alert
+				if origin, rid, ok := strings.Cut(id, "/"); ok {
+					// A partner's record, as a search for it gives it: from the partner, or its
+					// last copy here.
+					r, err := partnerRecord(cmd.Context(), conn, origin, rid, mode)
+					if err != nil {
+						return err
 					}
-					return fmt.Errorf("record not found: this node holds no record %q in this mode (NotFound)", id)
-				}
-				if err != nil {
-					return err
-				}
-				a, err := cap.Export(cmd.Context(), c, r, cap.ExportOptions{Language: language})
-				if err != nil {
+					if a, err = cap.FromRecord(r, cap.ExportOptions{Language: language}); err != nil {
+						return err
+					}
+				} else if a, err = exportOwn(cmd.Context(), conn, id, mode, language); err != nil {
 					return err
 				}
 				doc, err := a.Marshal()
@@ -101,11 +107,42 @@ confidential or secret: a failed export never leaves part of an alert under FILE
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&format, "format", "cap", "cap (CAP 1.2)")
-	fl.StringVar(&id, "record", "", "the id of the record to export")
+	fl.StringVar(&id, "record", "", "the id of the record to export, or ORIGIN/ID for a partner's")
 	fl.StringVar(&out, "out", "", "write to this file, mode 0600 (default: standard output)")
 	fl.StringVar(&language, "language", "nl-NL", "the language of a sitrep's info block")
 	mf.register(cmd)
 	f.register(cmd, false)
 	f.fill(map[string]string{"exercise": "mode.exercise", "status": "mode.status", "record": "id"})
 	return cmd
+}
+
+// exportOwn is the CAP alert of one of the node's own records.
+func exportOwn(ctx context.Context, conn *grpc.ClientConn, id string, mode *pb.Mode, language string) (*cap.Alert, error) {
+	c := pb.NewRecordServiceClient(conn)
+	r, err := c.Get(ctx, &pb.GetRequest{Id: id, Mode: mode})
+	if status.Code(err) == codes.NotFound {
+		if mode == nil {
+			return nil, fmt.Errorf("record not found: this node holds no actual record %q; is it an exercise record? add --exercise NAME (or --status test|draft for a test or draft record); a partner's record is ORIGIN/ID, such as vr-zeeland.crisis.test/%s (NotFound)", id, id)
+		}
+		return nil, fmt.Errorf("record not found: this node holds no record %q in this mode (NotFound)", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cap.Export(ctx, c, r, cap.ExportOptions{Language: language})
+}
+
+// partnerRecord is a partner's record by its origin (a trust domain, or the peer's name) and id,
+// as a search for it answers: from the partner, or its last copy here.
+func partnerRecord(ctx context.Context, conn *grpc.ClientConn, origin, id string, mode *pb.Mode) (*pb.Record, error) {
+	resp, err := pb.NewSearchServiceClient(conn).Search(ctx, &pb.SearchRequest{Origins: []string{origin}, Filter: &pb.Filter{Ids: []string{id}, Mode: mode}})
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range resp.Hits {
+		if h.Record.GetId() == id {
+			return h.Record, nil
+		}
+	}
+	return nil, fmt.Errorf("record not found: %s holds no record %q that it shares with this node, in this mode, nor does this node's copy of what it shared (NotFound)", origin, id)
 }

@@ -180,6 +180,16 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	cli(t, nil, "", append([]string{"policy", "propose", policyFile}, ncc.as("anna")...)...).want(t, 0)
 	cli(t, nil, "", append([]string{"policy", "approve", "ncc-sitrep-to-regions@1"}, ncc.as("bram")...)...).want(t, 0)
 	waitSitrep(t, vrbn, "ncc.crisis.test", "Landelijk beeld 1")
+	// The region passes NCC's sitrep on to its alerting system as CAP, by ORIGIN/ID, whether
+	// NCC's name or its trust domain.
+	for _, origin := range []string{"ncc.crisis.test", "ncc"} {
+		if r := cli(t, nil, "", "export", "--format", "cap", "--record", origin+"/landelijk", "--node", vrbn.sock()).want(t, 0); !strings.Contains(r.stdout, "<headline>Landelijk beeld 1</headline>") || !strings.Contains(r.stdout, "<scope>") {
+			t.Errorf("export of ncc's sitrep as %s/landelijk:\n%s%s", origin, r.stdout, r.stderr)
+		}
+	}
+	if r := cli(t, nil, "", "record", "get", "ncc.crisis.test/landelijk", "--node", vrbn.sock()).want(t, 1); !strings.Contains(r.stderr, "`knooppunt search --origin ncc.crisis.test --id landelijk` reads a partner's") {
+		t.Errorf("record get ORIGIN/ID: %s", r.stderr)
+	}
 	// A break-glass policy for warm: setting the phase says that it starts sharing, and cooling
 	// down that it stops.
 	glass := filepath.Join(work, "breekglas.yaml")

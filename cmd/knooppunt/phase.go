@@ -108,6 +108,7 @@ warm while the actual crisis stays cold.`,
 	cmd.MarkFlagRequired("crisis")
 	cmd.MarkFlagRequired("reason")
 	f.register(cmd, true)
+	f.fill(map[string]string{"crisis": "crisis", "reason": "reason", "exercise": "exercise"})
 	return cmd
 }
 

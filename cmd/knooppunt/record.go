@@ -189,6 +189,9 @@ func newRecordGetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if origin, id, ok := strings.Cut(args[0], "/"); ok {
+				return fmt.Errorf("ID: %q names a partner's record (ORIGIN/ID): record get reads this node's own; `knooppunt search --origin %s --id %s` reads a partner's", args[0], origin, id)
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
 				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency, Mode: mode})

@@ -231,11 +231,13 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 
 // peerStateJSON is a peer's answer to a search, as -o json prints it.
 type peerStateJSON struct {
-	Peer       string `json:"peer"`
-	State      string `json:"state"`
-	Count      int64  `json:"count"`
-	LatencyMs  int64  `json:"latency_ms"`
-	CacheAgeMs int64  `json:"cache_age_ms,omitempty"`
+	Peer string `json:"peer"`
+	// TrustDomain is the peer's, as records name their origin and picture entries their source.
+	TrustDomain string `json:"trust_domain"`
+	State       string `json:"state"`
+	Count       int64  `json:"count"`
+	LatencyMs   int64  `json:"latency_ms"`
+	CacheAgeMs  int64  `json:"cache_age_ms,omitempty"`
 	// FeedOpen: the peer did not answer, but this node's subscription to it is open, so the
 	// copy served in its place is current.
 	FeedOpen bool   `json:"feed_open,omitempty"`
@@ -248,7 +250,7 @@ type peerStateJSON struct {
 func peersJSON(peers []*pb.PeerStatus) []peerStateJSON {
 	out := []peerStateJSON{}
 	for _, p := range peers {
-		out = append(out, peerStateJSON{p.Peer, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.FeedOpen, p.Error, optionalTime(p.CatchingUpSince)})
+		out = append(out, peerStateJSON{p.Peer, p.TrustDomain, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.FeedOpen, p.Error, optionalTime(p.CatchingUpSince)})
 	}
 	return out
 }
@@ -402,14 +404,25 @@ func crisisMissing(ctx context.Context, conn *grpc.ClientConn, exercise string) 
 // printPicture prints the picture; now, when not nil, is a search of the crisis that says which
 // peers answer now.
 func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb.Mode, now *pb.SearchResponse) error {
+	// The sources that did not answer just now: their entries are their last copy.
+	unanswered := map[string]bool{}
+	if now != nil {
+		for _, p := range now.Peers {
+			if search.Unanswered(p) {
+				unanswered[p.TrustDomain] = true
+			}
+		}
+	}
 	if format == "json" {
 		type entry struct {
-			Kind     string      `json:"kind"`
-			Region   string      `json:"region"`
-			Key      string      `json:"key"`
-			Source   string      `json:"source"`
-			AgeS     int64       `json:"age_s"`
-			Stale    bool        `json:"stale"`
+			Kind   string `json:"kind"`
+			Region string `json:"region"`
+			Key    string `json:"key"`
+			Source string `json:"source"`
+			AgeS   int64  `json:"age_s"`
+			Stale  bool   `json:"stale"`
+			// Cached: the source does not answer now; this is its last copy here.
+			Cached   bool        `json:"cached,omitempty"`
 			Conflict []string    `json:"conflict"`
 			LeftOut  []string    `json:"left_out,omitempty"`
 			Validity string      `json:"validity,omitempty"`
@@ -443,8 +456,15 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		if now != nil {
 			doc.Partial, doc.Peers = &now.Partial, peersJSON(now.Peers)
 		}
+		inPicture := map[string]int64{}
 		for _, e := range resp.Entries {
-			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut})
+			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, unanswered[e.Source], nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut})
+			inPicture[e.Source]++
+		}
+		// A peer's count is its entries in the picture, not what the check of who answers
+		// (one record of each) gave.
+		for i := range doc.Peers {
+			doc.Peers[i].Count = inPicture[doc.Peers[i].TrustDomain]
 		}
 		for _, a := range resp.Aggregates {
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
@@ -456,15 +476,6 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
-	// The sources that did not answer just now: their entries are their last copy.
-	unanswered := map[string]bool{}
-	if now != nil {
-		for _, p := range now.Peers {
-			if search.Unanswered(p) {
-				unanswered[p.TrustDomain] = true
-			}
-		}
-	}
 	// The kinds the sums add up: a cached entry of another kind is in no sum.
 	summed := map[string]bool{}
 	for _, a := range resp.Aggregates {

@@ -249,6 +249,9 @@ func optionalTime(ts *timestamppb.Timestamp) *time.Time {
 // raftLine says how the replica's Raft group fares: who leads, and what a replica without a
 // leader, or a leader missing replicas, means for the people relying on it.
 func raftLine(st *pb.StatusResponse) string {
+	if st.RaftState == "Shutdown" {
+		return fmt.Sprintf("Shutdown (applied index %d): this replica is out of its group, removed with cluster remove (or stopping): writes are refused, and what it shows does not change; stop it, or start it again with an empty data directory and join it (cluster join)", st.AppliedIndex)
+	}
 	if st.Leader == "" {
 		return fmt.Sprintf("%s, NO LEADER (applied index %d): this replica reaches no majority of its group: writes are refused, and what it shows does not change; see cluster status", st.RaftState, st.AppliedIndex)
 	}

@@ -170,6 +170,32 @@ func TestPrintPictureMarksCachedEntries(t *testing.T) {
 	if !strings.Contains(utrecht, "CACHED") || strings.Contains(zeist, "CACHED") || !strings.Contains(lineWith(out, "qa-1"), "CACHED") || !strings.Contains(out, "The sums count 1 entries marked CACHED") {
 		t.Errorf("the picture with lcvs unreachable:\n%s", out)
 	}
+	// -o json says it of each entry, and of each peer its trust domain (the entries' source) and
+	// its entries in the picture.
+	b.Reset()
+	if err := printPicture(&b, "json", resp, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Entries []struct {
+			Key    string `json:"key"`
+			Cached bool   `json:"cached"`
+		} `json:"entries"`
+		Peers []struct {
+			TrustDomain string `json:"trust_domain"`
+			Count       int64  `json:"count"`
+		} `json:"peers"`
+	}
+	if err := json.Unmarshal([]byte(b.String()), &doc); err != nil {
+		t.Fatal(err)
+	}
+	cached := map[string]bool{}
+	for _, e := range doc.Entries {
+		cached[e.Key] = e.Cached
+	}
+	if !cached["Utrecht"] || cached["Zeist"] || !cached["qa-1"] || len(doc.Peers) != 1 || doc.Peers[0].TrustDomain != "lcvs.crisis.test" || doc.Peers[0].Count != 2 {
+		t.Errorf("picture -o json: cached %v, peers %+v\n%s", cached, doc.Peers, b.String())
+	}
 }
 
 // TestPrintPictureMarksShortenedEntries: an entry whose long fields the picture left out to stay

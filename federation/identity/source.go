@@ -153,15 +153,31 @@ func (s *FileSource) fingerprint() []byte {
 	return b.Bytes()
 }
 
+// FileError is a file of a FileSource that cannot be used. Bundle is false for the SVID's
+// certificate or key, true for the bundle.
+type FileError struct {
+	Bundle bool
+	Err    error
+}
+
+func (e *FileError) Error() string { return "identity: " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
 func (s *FileSource) load() error {
 	stamp := s.fingerprint()
 	svid, err := x509svid.Load(s.certFile, s.keyFile)
 	if err != nil {
-		return fmt.Errorf("identity: SVID %s / %s: %w", s.certFile, s.keyFile, err)
+		return &FileError{Err: fmt.Errorf("SVID %s / %s: %w", s.certFile, s.keyFile, err)}
 	}
 	bundle, err := x509bundle.Load(svid.ID.TrustDomain(), s.bundleFile)
 	if err != nil {
-		return fmt.Errorf("identity: bundle %s: %w", s.bundleFile, err)
+		return &FileError{Bundle: true, Err: fmt.Errorf("bundle %s: %w", s.bundleFile, err)}
+	}
+	// A bundle that does not verify the node's own SVID trusts none of its replicas, people or
+	// apps either: every handshake would be refused, with the reason only in this node's log.
+	// The chain is checked as of the SVID's start: its expiry has an alarm of its own.
+	if _, _, err := x509svid.Verify(svid.Certificates, bundle, x509svid.WithTime(svid.Certificates[0].NotBefore)); err != nil {
+		return &FileError{Bundle: true, Err: fmt.Errorf("bundle %s does not verify the SVID %s of %s (%w): use the bundle of the CA that issued it", s.bundleFile, svid.ID, s.certFile, err)}
 	}
 	s.mu.Lock()
 	s.svid, s.bundle, s.stamp = svid, bundle, stamp

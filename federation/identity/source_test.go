@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -140,6 +141,22 @@ func TestNewFileSourceRefusesBrokenFiles(t *testing.T) {
 	_, err = identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 0, nil)
 	if want := "identity: SVID " + prefix + ".crt / " + prefix + ".key: "; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("missing key: %v\nwant %s...", err, want)
+	}
+	// A bundle of the trust domain that does not hold the CA of the SVID (another CA's, or an
+	// empty file) trusts nobody: refused, as a bundle's problem.
+	identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+	identitytest.WriteBundle(t, bundle, identitytest.NewCA(t, orgTD))
+	_, err = identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 0, nil)
+	fe, ok := errors.AsType[*identity.FileError](err)
+	if want := "identity: bundle " + bundle + " does not verify the SVID spiffe://" + orgTD + "/node/r1 of " + prefix + ".crt ("; !ok || !fe.Bundle || !strings.HasPrefix(err.Error(), want) ||
+		!strings.HasSuffix(err.Error(), "): use the bundle of the CA that issued it") {
+		t.Errorf("another CA's bundle: %v\nwant %s...", err, want)
+	}
+	if err := os.WriteFile(bundle, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 0, nil); err == nil {
+		t.Error("an empty bundle is taken")
 	}
 }
 

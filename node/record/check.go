@@ -375,21 +375,51 @@ const MaxAggregate = 1 << 53
 var maxAggregate = new(big.Float).SetInt64(MaxAggregate)
 
 // checkAggregates refuses a number above MaxAggregate in magnitude in a field that k sums on the
-// picture. obj is the decoded body (numbers as json.Number).
+// picture, and a pair of them out of the order k's AtMost says. obj is the decoded body (numbers
+// as json.Number).
 func (k *Kind) checkAggregates(obj map[string]any) *FieldError {
 	for _, f := range k.Aggregate {
 		n, ok := obj[f].(json.Number)
 		if !ok {
 			continue
 		}
-		// Exactly, not as a float64: 9007199254740993 rounds to 2^53.
-		v, _, err := big.ParseFloat(string(n), 10, 256, big.ToNearestEven)
+		v, err := exact(n)
 		if err == nil && v.Abs(v).Cmp(maxAggregate) <= 0 {
 			continue
 		}
 		return invalid("record.body."+f, "%s is over the limit of %d (2^53) in magnitude of a field the picture sums (kind %s)", shortNumber(string(n)), MaxAggregate, k.Name)
 	}
+	for _, pair := range k.AtMost {
+		small, large, ok := atMostValues(obj, pair)
+		if ok && small.Cmp(large) > 0 {
+			return invalid("record.body."+pair[0], "%s is more than %s, %s, which it can never be (kind %s): check both figures", shortNumber(string(obj[pair[0]].(json.Number))), pair[1], shortNumber(string(obj[pair[1]].(json.Number))), k.Name)
+		}
+	}
 	return nil
+}
+
+// atMostValues reads the two fields of an AtMost pair, exactly; ok is false when either is not a
+// number (the schema, or its absence, is the judge of that).
+func atMostValues(obj map[string]any, pair [2]string) (small, large *big.Float, ok bool) {
+	var vs [2]*big.Float
+	for i, f := range pair {
+		n, isNum := obj[f].(json.Number)
+		if !isNum {
+			return nil, nil, false
+		}
+		v, err := exact(n)
+		if err != nil {
+			return nil, nil, false
+		}
+		vs[i] = v
+	}
+	return vs[0], vs[1], true
+}
+
+// exact reads a JSON number exactly, not as a float64: 9007199254740993 rounds to 2^53.
+func exact(n json.Number) (*big.Float, error) {
+	v, _, err := big.ParseFloat(string(n), 10, 256, big.ToNearestEven)
+	return v, err
 }
 
 // checkDocDates refuses a valid_from or valid_until in a body (of any kind: Validity reads them

@@ -136,6 +136,10 @@ var refusals = []refusal{
 	{"aggregate over 2^53", body(`{"municipality":"Utrecht","beds_total":10,"beds_free":9007199254740993}`), "record.body.beds_free", codes.InvalidArgument,
 		"9007199254740993 is over the limit of 9007199254740992 (2^53) in magnitude of a field the picture sums (kind shelter.capacity)"},
 	{"aggregate of 1e308", body(`{"municipality":"Utrecht","beds_total":1e308,"beds_free":1}`), "record.body.beds_total", codes.InvalidArgument, "over the limit of 9007199254740992"},
+	// More free places than places: a typing error that would replace a partner's figure in
+	// the sums.
+	{"more free than in total", body(`{"municipality":"Zeist","beds_total":10,"beds_free":300}`), "record.body.beds_free", codes.InvalidArgument,
+		"300 is more than beds_total, 10, which it can never be (kind shelter.capacity): check both figures"},
 	// Dates Validity reads are dates (review 20 L1), in a document and in any body.
 	{"valid_until that does not exist", with(func(r *pb.Record) {
 		r.Kind, r.Body = "qa", []byte(`{"question":"q","answer":"a","valid_until":"2026-02-30"}`)
@@ -395,6 +399,8 @@ func TestNewKindsRefuses(t *testing.T) {
 		{"aggregate number or string", []record.Kind{{Name: "beds", Aggregate: []string{"free"},
 			Schema: json.RawMessage(`{"type":"object","properties":{"free":{"type":["number","string"]}}}`)}}, `kinds[0].aggregate[0] (beds)`},
 		{"duplicate", []record.Kind{{Name: "qa"}, {Name: "qa"}}, `kinds[1].name: kind "qa" is declared twice`},
+		{"at_most of a field not summed", []record.Kind{{Name: "beds", Aggregate: []string{"free", "total"}, AtMost: [][2]string{{"free", "totaal"}}}}, `kinds[0].at_most[0] (beds): "totaal" is not one of the kind's aggregate fields (free, total)`},
+		{"at_most of a field with itself", []record.Kind{{Name: "beds", Aggregate: []string{"free", "total"}, AtMost: [][2]string{{"free", "free"}}}}, `kinds[0].at_most[0] (beds): "free" is compared with itself`},
 		{"schema not JSON", []record.Kind{{Name: "x", Schema: json.RawMessage(`{`)}}, "kinds[0].schema (x): not JSON"},
 		{"schema does not compile", []record.Kind{{Name: "x", Schema: json.RawMessage(`{"type": 12}`)}}, "kinds[0].schema (x)"},
 		{"stale_after no duration", []record.Kind{{Name: "x"}, {Name: "y", StaleAfter: "daily"}}, `kinds[1].stale_after (y): "daily" is not a duration of a minute or more`},

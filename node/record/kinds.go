@@ -34,6 +34,10 @@ type Kind struct {
 	// and nationally, in the picture: each once, and declared integer or number when the kind has
 	// a schema. A record with a value above MaxAggregate in magnitude in one is refused.
 	Aggregate []string `json:"aggregate,omitempty" yaml:"aggregate,omitempty"`
+	// AtMost pairs two of the Aggregate fields where the first can never be more than the
+	// second, such as [beds_free, beds_total]: a record where it is, a typing error that would
+	// replace a partner's figure in the sums, is refused.
+	AtMost [][2]string `json:"at_most,omitempty" yaml:"at_most,omitempty"`
 	// Text lists the body fields (strings, or arrays of strings) that full-text search reads, in
 	// the order a snippet prefers them. Empty means every string in the body.
 	Text []string `json:"text,omitempty" yaml:"text,omitempty"`
@@ -92,6 +96,16 @@ func NewKinds(kinds []Kind) (*Kinds, error) {
 				if slices.Index(list.fields, f) < j {
 					return nil, fmt.Errorf("kinds[%d].%s[%d] (%s): %q is listed twice", i, list.name, j, k.Name, f)
 				}
+			}
+		}
+		for j, pair := range k.AtMost {
+			for _, f := range pair {
+				if !slices.Contains(k.Aggregate, f) {
+					return nil, fmt.Errorf("kinds[%d].at_most[%d] (%s): %q is not one of the kind's aggregate fields (%s)", i, j, k.Name, f, strings.Join(k.Aggregate, ", "))
+				}
+			}
+			if pair[0] == pair[1] {
+				return nil, fmt.Errorf("kinds[%d].at_most[%d] (%s): %q is compared with itself: name two fields, the smaller first", i, j, k.Name, pair[0])
 			}
 		}
 		switch d, err := time.ParseDuration(k.StaleAfter); {
@@ -297,6 +311,7 @@ func DemoKinds() []Kind {
 			Description: "Shelter places of one municipality: total, free, and whom to call.",
 			Text:        []string{"municipality", "location", "notes"},
 			Aggregate:   []string{"beds_total", "beds_free"},
+			AtMost:      [][2]string{{"beds_free", "beds_total"}},
 			Schema: json.RawMessage(`{
   "type": "object",
   "required": ["municipality", "beds_total", "beds_free"],

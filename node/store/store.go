@@ -118,6 +118,9 @@ type Store struct {
 	// each answered (see watchReplicas).
 	unreachableMu sync.Mutex
 	unreachable   map[raft.ServerID]time.Time
+	// replicating is when this replica, as leader, began to replicate to each other one: Raft
+	// counts that as a contact, which a replica that never answered has not made.
+	replicating map[raft.ServerID]time.Time
 }
 
 type pending struct {
@@ -283,7 +286,7 @@ func (s *Store) watchReplicas() {
 	ch := make(chan raft.Observation, 64)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation, raft.PeerObservation:
 			return true
 		}
 		return false
@@ -310,8 +313,19 @@ func (s *Store) watchReplicas() {
 					if s.unreachable == nil {
 						s.unreachable = map[raft.ServerID]time.Time{}
 					}
-					s.unreachable[d.PeerID] = d.LastContact
+					last := d.LastContact
+					if !last.After(s.replicating[d.PeerID]) {
+						last = time.Time{} // never answered in this term
+					}
+					s.unreachable[d.PeerID] = last
 					metrics.ReplicaReachable.WithLabelValues(string(d.PeerID)).Set(0)
+				}
+			case raft.PeerObservation:
+				if !d.Removed {
+					if s.replicating == nil {
+						s.replicating = map[raft.ServerID]time.Time{}
+					}
+					s.replicating[d.Peer.ID] = time.Now()
 				}
 			case raft.ResumedHeartbeatObservation:
 				delete(s.unreachable, d.PeerID)

@@ -4,6 +4,8 @@ package phases
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -66,11 +68,14 @@ func (s *Service) Set(ctx context.Context, req *pb.SetPhaseRequest) (*pb.PhaseIn
 			return nil, api.Status(s.c.Logger, err)
 		}
 		e, err := s.c.DB.Exercise(ctx, req.Exercise)
+		if errors.Is(err, db.ErrExerciseUnknown) {
+			err = fmt.Errorf("%w: %s: start it first (knooppunt exercise list shows the open ones)", err, req.Exercise)
+		}
 		if err != nil {
-			return nil, api.Status(s.c.Logger, err)
+			return nil, api.StatusAt(s.c.Logger, "exercise", err)
 		}
 		if e.State != db.ExerciseOpen {
-			return nil, api.Status(s.c.Logger, db.ErrExerciseClosed)
+			return nil, api.StatusAt(s.c.Logger, "exercise", fmt.Errorf("%w: %s", db.ErrExerciseClosed, req.Exercise))
 		}
 	}
 	step := &pb.PhaseStep{Crisis: req.Crisis, Phase: req.Phase, Officer: officer, Reason: req.Reason, At: timestamppb.Now(), Exercise: req.Exercise}

@@ -87,7 +87,7 @@ func shelter(id string, free int) *pb.Record {
 		Id: id, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
 		Classification: pb.Classification_INTERNAL,
 		Labels:         map[string]string{"source": "lcvs"},
-		Body:           fmt.Appendf(nil, `{"municipality":"Utrecht","beds_total":100,"beds_free":%d}`, free),
+		Body:           fmt.Appendf(nil, `{"municipality":"Utrecht","beds_total":%d,"beds_free":%d}`, max(100, free), free), // never fewer places than free ones (at_most)
 	}
 }
 
