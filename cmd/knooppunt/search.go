@@ -327,7 +327,8 @@ last copy of a source that does not answer now. docs/api.md defines each exactly
 
 The picture is made of what the peers sent before. A table after it says which peers answer now
 (a search of one record, 2 s at most); a peer that does not is in the picture with its last copy,
-whose age the table gives, and PARTIAL says so (-o json: partial and peers). A peer whose shared
+whose age the table gives, and PARTIAL says so (-o json: partial, peers, each with its
+trust_domain, the entries' source, and its count of entries, and entries[].cached). A peer whose shared
 records this node is still taking in (after an outage, say) is marked catching up, and BEHIND says
 the picture is not complete until it has (-o json: peers[].catching_up_since).
 

@@ -129,6 +129,15 @@ func (l *Lang) T(key string, args ...any) string {
 	return fmt.Sprintf(s, args...)
 }
 
+// AuditAction is an audit log action in people's words (Beleid goedgekeurd for policy.approve),
+// or "" for one the catalogue does not name; a prefix ending in a dot (policy.) names them all.
+func (l *Lang) AuditAction(code string) string {
+	if key := "audit.action." + code; l.Has(key) {
+		return l.T(key)
+	}
+	return ""
+}
+
 // Figure is Number of a figure kept as text, as a table's cells keep it for a CSV file; text that
 // is no number (an empty cell) stays as it is.
 func (l *Lang) Figure(s string) string {

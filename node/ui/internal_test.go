@@ -26,6 +26,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -855,6 +856,22 @@ func TestPerson(t *testing.T) {
 	} {
 		if got := string(person(id)); got != want {
 			t.Errorf("person(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+// TestAuditActionsHaveNames: every action the audit log holds, and every group the filter
+// offers, is named in people's words in both languages.
+func TestAuditActionsHaveNames(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range append(slices.Clone(db.AuditActions), auditActions...) {
+		for lang, c := range cats {
+			if l := (&Lang{cat: c}).AuditAction(code); l == "" {
+				t.Errorf("%s: no name for the audit action %s", lang, code)
+			}
 		}
 	}
 }

@@ -243,7 +243,9 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	}
 	page = strings.ReplaceAll(page, "<wbr>", "")
 	for _, want := range []string{`data-action="policy.propose"`, `data-action="policy.approve"`, `data-action="policy.revoke"`, "user/officer-b",
-		"<div><dt>kinds</dt><dd>sitrep</dd></div>", "<div><dt>recipients</dt><dd>spiffe://ncc.crisis.test</dd></div>"} {
+		"<div><dt>kinds</dt><dd>sitrep</dd></div>", "<div><dt>recipients</dt><dd>spiffe://ncc.crisis.test</dd></div>",
+		// Each action in words, with its code; the filter offers them so too.
+		`Beleid goedgekeurd<br><code class="kp-muted">policy.approve</code>`, `<option value="policy." selected>Alle beleidsstappen · policy.</option>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the audit log lacks %q", want)
 		}
