@@ -246,7 +246,8 @@ func callError(f *clientFlags, err error) error {
 	}
 	// A node that does not trust the client's SVID ends the handshake: grpc says only how the
 	// connection ended, and the node's log says why.
-	if st.Code() == codes.Unavailable && !strings.HasPrefix(f.node, "unix://") {
+	transport := strings.HasPrefix(msg, "connection error") || strings.HasPrefix(msg, "write tcp") || strings.HasPrefix(msg, "read tcp")
+	if st.Code() == codes.Unavailable && transport && !strings.HasPrefix(f.node, "unix://") {
 		refused := strings.Contains(msg, "remote error: tls: ")
 		if refused || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset by peer") {
 			how := "refused this client's certificate"

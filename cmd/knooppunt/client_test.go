@@ -53,6 +53,7 @@ func TestCallErrorSaysTheNodeRefusedTheCertificate(t *testing.T) {
 	for _, msg := range []string{
 		`connection error: desc = "error reading server preface: remote error: tls: bad certificate"`,
 		`connection error: desc = "transport: failed to write client preface: write tcp 127.0.0.1:50412->127.0.0.1:27443: write: broken pipe"`,
+		`write tcp 127.0.0.1:50412->127.0.0.1:27443: write: broken pipe`,
 	} {
 		err := callError(&clientFlags{node: "127.0.0.1:27443"}, status.Error(codes.Unavailable, msg))
 		if !strings.HasPrefix(err.Error(), "the node at 127.0.0.1:27443 ") || !strings.Contains(err.Error(), "your SVID (--svid-cert or KNOOPPUNT_SVID_CERT") || !strings.HasSuffix(err.Error(), "; Unavailable)") {
@@ -61,5 +62,11 @@ func TestCallErrorSaysTheNodeRefusedTheCertificate(t *testing.T) {
 		if err := callError(&clientFlags{node: "unix:///tmp/x.sock"}, status.Error(codes.Unavailable, msg)); strings.Contains(err.Error(), "SVID") {
 			t.Errorf("over the local socket: %v", err)
 		}
+	}
+	// A node's own message that quotes another connection's failure (a follower's to its
+	// leader) is passed on as it is.
+	follower := "the leader r1 cannot be reached: remote error: tls: bad certificate"
+	if err := callError(&clientFlags{node: "127.0.0.1:27443"}, status.Error(codes.Unavailable, follower)); strings.Contains(err.Error(), "SVID") {
+		t.Errorf("a follower's message: %v", err)
 	}
 }

@@ -33,6 +33,9 @@ liveness probe. A survivor of a lost majority stays live, so that its local read
 available for the recovery (docs/cluster.md); the node says NOT_SERVING here only once it has
 begun a clean stop.
 
+-o json prints one document, {"check", "status", "ok"}, whatever happens: a node that does not
+answer at all is status UNREACHABLE, with its "error".
+
 The binary is its own probe: an image needs no other program for it.`,
 		Example: `  knooppunt health --node unix:///var/lib/knooppunt/knooppunt.sock
   knooppunt health --live --timeout 2s --node unix:///var/lib/knooppunt/knooppunt.sock -o json`,
@@ -57,6 +60,10 @@ The binary is its own probe: an image needs no other program for it.`,
 				return nil
 			})
 			if err != nil {
+				if f.output == "json" {
+					// A probe's script reads one document whatever happened; stderr says why.
+					printJSON(cmd.OutOrStdout(), map[string]any{"check": what, "status": "UNREACHABLE", "ok": false, "error": err.Error()})
+				}
 				return err
 			}
 			ok := st == healthpb.HealthCheckResponse_SERVING

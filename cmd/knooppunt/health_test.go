@@ -33,6 +33,15 @@ func TestHealthCommand(t *testing.T) {
 	if doc.Check != "live" || doc.Status != "SERVING" || !doc.OK {
 		t.Errorf("health --live -o json: %+v", doc)
 	}
+	// A node that does not answer at all still gives the probe's script its one document.
+	var down struct {
+		Status, Error string
+		OK            bool
+	}
+	cli(t, nil, "", "health", "--live", "--node", "unix://"+filepath.Join(dir, "none.sock"), "-o", "json").want(t, 1).oneJSON(t, &down)
+	if down.Status != "UNREACHABLE" || down.OK || !strings.Contains(down.Error, "cannot reach the node") {
+		t.Errorf("health --live -o json of no node: %+v", down)
+	}
 
 	// The Kubernetes probes are these commands, on the pod's socket.
 	probes := kubernetesProbes(t)
