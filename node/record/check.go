@@ -398,6 +398,27 @@ func (k *Kind) checkAggregates(obj map[string]any) *FieldError {
 	return nil
 }
 
+// AtMostBroken lists the AtMost pairs whose first field body holds as more than its second,
+// which CheckPut refuses (the first of them): for a form that says them all, each at its field.
+func (k *Kind) AtMostBroken(body []byte) [][2]string {
+	if k == nil || len(k.AtMost) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var obj map[string]any
+	if dec.Decode(&obj) != nil {
+		return nil
+	}
+	var out [][2]string
+	for _, pair := range k.AtMost {
+		if small, large, ok := atMostValues(obj, pair); ok && small.Cmp(large) > 0 {
+			out = append(out, pair)
+		}
+	}
+	return out
+}
+
 // atMostValues reads the two fields of an AtMost pair, exactly; ok is false when either is not a
 // number (the schema, or its absence, is the judge of that).
 func atMostValues(obj map[string]any, pair [2]string) (small, large *big.Float, ok bool) {

@@ -100,6 +100,7 @@ func TestRecordForm(t *testing.T) {
 		{"below the minimum", "body.beds_free", "vul een waarde van minstens 0 in", map[string]string{"body.beds_free": "-3"}},
 		{"a word for a number", "body.beds_total", "vul een geheel getal in, zoals 12", map[string]string{"body.beds_total": "veel"}},
 		{"a required field left empty", "body.municipality", "vul dit veld in", map[string]string{"body.municipality": ""}},
+		{"more free places than places", "body.beds_free", "mag niet meer zijn dan Opvangplaatsen totaal: controleer beide getallen", map[string]string{"body.beds_free": "300", "body.beds_total": "10"}},
 		{"a bad crisis name", "crisis", "dit is geen geldige naam van een crisis: gebruik 1 tot 64 kleine letters", map[string]string{"crisis": "Oekraïne!"}},
 		{"no crisis", "crisis", "vul dit veld in", map[string]string{"crisis": ""}},
 		{"no region", "region", "geen veiligheidsregio", map[string]string{"region": ""}},

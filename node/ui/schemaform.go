@@ -236,6 +236,10 @@ func recordProblems(l *Lang, kinds *record.Kinds, rec *pb.Record) []fieldProblem
 			add("body."+p.Path[0], schemaText(l, p))
 		}
 	}
+	label := fieldLabeler(l, k)
+	for _, pair := range k.AtMostBroken(rec.Body) {
+		add("body."+pair[0], l.T("recordform.at_most", label(pair[1])))
+	}
 	return out
 }
 
