@@ -340,6 +340,8 @@ func TestWebhookRefusals(t *testing.T) {
 	}{
 		{&pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Kinds: []string{"sitrep", "nope"}}, "kinds[1]"},
 		{&pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Crises: []string{"oekraine", "bad crisis!"}}, "crises[1]"},
+		// A crisis as people write it, which no record can name: it would deliver nothing, ever.
+		{&pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Crises: []string{"Oekraine"}}, "crises[0]"},
 		{&pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Regions: []string{"VR99"}}, "regions[0]"},
 	} {
 		if _, err := hooks.Add(callCtx(t), tc.req); status.Code(err) != codes.InvalidArgument || fieldOf(err) != tc.field {

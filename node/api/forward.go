@@ -159,6 +159,17 @@ func (f *Forwarder) Leader() (*grpc.ClientConn, error) {
 
 type consistencyRequest interface{ GetConsistency() string }
 
+// CheckConsistency checks a read's consistency: "" or local, or strong. The records service
+// checks it too, so that a node of one replica, which has no forwarder, refuses what a group
+// refuses.
+func CheckConsistency(c string) error {
+	switch c {
+	case "", "local", "strong":
+		return nil
+	}
+	return Invalid("consistency", "%q: use local or strong", c)
+}
+
 // Unary forwards writes, and strong reads, that reach a follower. It runs after the authorizer,
 // which put the caller in the context.
 func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
@@ -166,13 +177,10 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 		strong := false
 		if strongReads[info.FullMethod] {
 			if r, ok := req.(consistencyRequest); ok {
-				switch r.GetConsistency() {
-				case "", "local":
-				case "strong":
-					strong = true
-				default:
-					return nil, Invalid("consistency", "%q: use local or strong", r.GetConsistency())
+				if err := CheckConsistency(r.GetConsistency()); err != nil {
+					return nil, err
 				}
+				strong = r.GetConsistency() == "strong"
 			}
 		}
 		if leaderReads[info.FullMethod] {

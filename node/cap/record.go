@@ -245,6 +245,26 @@ func FromRecord(r *pb.Record, opts ExportOptions) (*Alert, error) {
 	return a, nil
 }
 
+// CheckRecord checks an alert record about to be stored as what the feed and export must write
+// of it, as an import is checked: a body that is no CAP 1.2 alert (an identifier with a space, a
+// polygon of words, a reference of another form) would be stored and then left out of the feed
+// and refused by export, without a word to its writer. Its status must be the record's own mode
+// (Actual for an actual record): the record's status is what goes out, so a System or Test body
+// in an actual record would go out, to the public, as an Actual alert.
+func CheckRecord(r *pb.Record) error {
+	var body struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		return fmt.Errorf("cap: body: %w", err)
+	}
+	if want := StatusName(r.Status); body.Status != want {
+		return fmt.Errorf("alert.status: %q, but this is an %s record, which goes out as %q: write the body's status as the record's mode (an exercise's record with --exercise, a test's with --status test); CAP System messages are not stored", body.Status, strings.ToLower(want), want)
+	}
+	_, err := FromRecord(r, ExportOptions{})
+	return err
+}
+
 // fillHeader fills what an alert record's body leaves out from the record itself.
 func fillHeader(a *Alert, r *pb.Record) {
 	if a.Identifier == "" {

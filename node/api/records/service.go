@@ -23,6 +23,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/attach"
+	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -90,6 +91,11 @@ func (s *Service) prepare(r *pb.Record) error {
 			return err
 		}
 		r.Id = id.String()
+	}
+	if r.Kind == cap.Kind && !r.Tombstone {
+		if err := cap.CheckRecord(r); err != nil {
+			return &record.FieldError{Field: "record.body", Code: codes.InvalidArgument, Reason: "not an alert the feed and CAP export can write: " + err.Error()}
+		}
 	}
 	return nil
 }
@@ -232,6 +238,9 @@ func (s *Service) Get(ctx context.Context, req *pb.GetRequest) (*pb.Record, erro
 	if err := record.CheckID("id", req.Id); err != nil {
 		return nil, api.Status(s.log, err)
 	}
+	if err := api.CheckConsistency(req.Consistency); err != nil {
+		return nil, err
+	}
 	return s.liveIn(ctx, req.Id, req.Mode)
 }
 
@@ -296,6 +305,9 @@ func (s *Service) Versions(ctx context.Context, req *pb.VersionsRequest) (*pb.Ve
 
 // List returns a page of live records matching the filters, in id order.
 func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
+	if err := api.CheckConsistency(req.Consistency); err != nil {
+		return nil, err
+	}
 	if req.Region != "" {
 		// A typo would list nothing, as if the region had no records.
 		if err := record.CheckRegion("region", req.Region); err != nil {

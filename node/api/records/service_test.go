@@ -3,6 +3,7 @@ package records_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -911,4 +912,45 @@ func TestPutBatchLarge(t *testing.T) {
 			t.Errorf("record %s has body %s, want the one of batch index %d", res.Stored.Id, got.Body, i)
 		}
 	}
+}
+
+// TestAlertsAreCheckedAsCAP: an alert record written through the API is held to CAP 1.2 as an
+// import is, so that the feed and export never leave out, or turn into another status, what was
+// stored: an identifier CAP forbids, a polygon of words, and a status other than the record's
+// own mode (System, which would go out to the public as Actual) are refused at record.body; a
+// good alert is stored.
+func TestAlertsAreCheckedAsCAP(t *testing.T) {
+	c := client(t, startNode(t))
+	alert := func(mut func(m map[string]any)) *pb.Record {
+		m := map[string]any{"identifier": "A1", "sender": "lcvs.crisis.test", "sent": "2026-12-05T09:00:00+01:00", "status": "Actual", "msgType": "Alert", "scope": "Public",
+			"info": []any{map[string]any{"category": []string{"Safety"}, "event": "Storm", "urgency": "Immediate", "severity": "Severe", "certainty": "Observed",
+				"area": []any{map[string]any{"areaDesc": "Zeeland", "polygon": []string{"51.4,3.5 51.5,3.6 51.6,3.5 51.4,3.5"}}}}}}
+		mut(m)
+		b, _ := json.Marshal(m)
+		return &pb.Record{Id: "storm", Kind: "alert", Crisis: "hoogwater", Region: "VR19", Classification: pb.Classification_PUBLIC, Body: b}
+	}
+	for name, mut := range map[string]func(map[string]any){
+		"an identifier with a space": func(m map[string]any) { m["identifier"] = "A B,C" },
+		"a polygon of words": func(m map[string]any) {
+			m["info"].([]any)[0].(map[string]any)["area"] = []any{map[string]any{"areaDesc": "Zeeland", "polygon": []string{"abc"}}}
+		},
+		"a System message":                func(m map[string]any) { m["status"] = "System" },
+		"a Test body in an actual record": func(m map[string]any) { m["status"] = "Test" },
+	} {
+		_, err := c.Put(callCtx(t), &pb.PutRequest{Record: alert(mut)})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "record.body: not an alert the feed and CAP export can write: ") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	put(t, c, alert(func(map[string]any) {}))
+}
+
+// TestConsistencyCheckedOnOneReplica: a node of one replica refuses a consistency it does not
+// know, as a group does, so that a client tried against one does not break against the other.
+func TestConsistencyCheckedOnOneReplica(t *testing.T) {
+	c := client(t, startNode(t))
+	_, err := c.Get(callCtx(t), &pb.GetRequest{Id: "x", Consistency: "bogus"})
+	wantStatus(t, err, codes.InvalidArgument, `consistency: "bogus": use local or strong`)
+	_, err = c.List(callCtx(t), &pb.ListRequest{Consistency: "bogus"})
+	wantStatus(t, err, codes.InvalidArgument, `consistency: "bogus": use local or strong`)
 }

@@ -87,7 +87,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 		}
 	}
 	for i, c := range req.Crises {
-		if err := record.CheckID(fmt.Sprintf("crises[%d]", i), c); err != nil {
+		if err := record.CheckCrisis(fmt.Sprintf("crises[%d]", i), c); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}
@@ -100,7 +100,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 		return nil, api.Status(s.c.Logger, err)
 	}
 	if req.Exercise != "" {
-		if err := record.CheckID("exercise", req.Exercise); err != nil {
+		if err := record.CheckExerciseName("exercise", req.Exercise); err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
 		// A misspelt exercise would deliver nothing, ever, without a word.
