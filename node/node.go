@@ -724,6 +724,9 @@ func (n *Node) alertFeed(cfg *config.Config) *cap.Feed {
 		}
 	}, Changed: func(ctx context.Context) (time.Time, error) {
 		return n.db.NewestChange(ctx, cap.Kind, pb.Classification_PUBLIC)
+	}, Version: func(ctx context.Context) (time.Time, error) {
+		// Of every classification: an alert made internal leaves the feed at once.
+		return n.db.NewestChange(ctx, cap.Kind, pb.Classification_SECRET)
 	}})
 }
 

@@ -2,9 +2,12 @@ package cap_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -468,6 +471,54 @@ func TestFeedLeavesOutExpiredAlerts(t *testing.T) {
 	early := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland", Now: func() time.Time { return time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC) }})
 	if doc, err := early.Build(recs, time.Time{}); err != nil || len(feedEntries(t, doc)) != 4 {
 		t.Fatalf("before the expiry: %v\n%s", err, doc)
+	}
+}
+
+// TestFeedIsBuiltOnlyWhenItChanges: many polls of an unchanged feed cost one build; a new
+// version of the alerts (a write, a delete, a change of classification) builds it again, and so
+// does the expiry of an alert in it, which leaves it.
+func TestFeedIsBuiltOnlyWhenItChanges(t *testing.T) {
+	full := parse(t, readFile(t, "full.xml"))
+	a := *full
+	a.Info = slices.Clone(full.Info)
+	for i := range a.Info {
+		a.Info[i].Expires = "2026-12-04T13:00:00+01:00"
+	}
+	rec, err := cap.ToRecord(&a, cap.ImportOptions{Classification: pb.Classification_PUBLIC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = store(t, checker(t, nil), rec)
+	now := time.Date(2026, 12, 4, 11, 0, 0, 0, time.UTC)
+	version := time.Unix(1, 0)
+	builds := 0
+	feed := cap.NewFeed(cap.FeedConfig{Org: org, Name: "vrzeeland", Now: func() time.Time { return now },
+		Alerts:  func(context.Context) ([]*pb.Record, error) { builds++; return []*pb.Record{rec}, nil },
+		Version: func(context.Context) (time.Time, error) { return version, nil }})
+	get := func() int {
+		w := httptest.NewRecorder()
+		feed.ServeHTTP(w, httptest.NewRequest(http.MethodGet, cap.FeedPath, nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("feed: %d %s", w.Code, w.Body)
+		}
+		return len(feedEntries(t, w.Body.Bytes()))
+	}
+	for range 5 {
+		if n := get(); n != 1 {
+			t.Fatalf("the feed holds %d entries, want the alert", n)
+		}
+	}
+	if builds != 1 {
+		t.Errorf("five polls of an unchanged feed built it %d times, want once", builds)
+	}
+	version = time.Unix(2, 0)
+	get()
+	if builds != 2 {
+		t.Errorf("after a change of the alerts: %d builds, want 2", builds)
+	}
+	now = time.Date(2026, 12, 4, 12, 30, 0, 0, time.UTC) // past 13:00+01:00
+	if n := get(); n != 0 || builds != 3 {
+		t.Errorf("after the alert expired: %d entries, %d builds; want none, and a third build", n, builds)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -35,6 +36,11 @@ type FeedConfig struct {
 	// actual alerts, a deleted one included: the feed's updated when it is empty, or when the
 	// newest change took an entry away.
 	Changed func(ctx context.Context) (time.Time, error)
+	// Version, when set, gives the time of the newest change to any of the node's own actual
+	// alerts, of any classification, a deleted one included: the feed is built again only when it
+	// moves (a new, changed, deleted or reclassified alert) or when an alert in it expires, so
+	// that a poller asking many times a second costs a query, not a build. Nil: built every time.
+	Version func(ctx context.Context) (time.Time, error)
 	Logger  *slog.Logger
 	// Now is the clock that decides which alerts have expired. Default: time.Now.
 	Now func() time.Time
@@ -45,7 +51,23 @@ type FeedConfig struct {
 // sign-in: it holds only what the org published as public. It never holds a foreign record, an
 // alert that is not public, one of an exercise, a test or a draft, or one that has expired: a
 // website shows what the feed holds as current.
-type Feed struct{ c FeedConfig }
+type Feed struct {
+	c FeedConfig
+
+	mu     sync.Mutex
+	cached *builtFeed
+}
+
+// builtFeed is the feed's last document, for as long as it holds: while the alerts' version is
+// the same and no alert in it has expired.
+type builtFeed struct {
+	version time.Time
+	body    []byte
+	// etag is an ETag, not a Last-Modified: a cancelled alert leaves the feed without making it
+	// newer, and a poller must still see that it changed.
+	etag  string
+	until time.Time // the first expiry of an alert in it; zero: none expires
+}
 
 // NewFeed returns the feed's handler.
 func NewFeed(c FeedConfig) *Feed {
@@ -109,17 +131,27 @@ type atomContent struct {
 // alert that left the feed when it expired; with none, the Unix epoch, which says that the node
 // never published a public alert.
 func (f *Feed) Build(recs []*pb.Record, changed time.Time) ([]byte, error) {
+	body, _, err := f.build(recs, changed)
+	return body, err
+}
+
+// build is Build, and the first time an alert in the document expires (zero: none does).
+func (f *Feed) build(recs []*pb.Record, changed time.Time) (body []byte, next time.Time, err error) {
 	now := f.c.Now()
 	recs = slices.DeleteFunc(slices.Clone(recs), func(r *pb.Record) bool {
 		if !Published(r, f.c.Org) {
 			return true
 		}
-		if at, ok := expiresAt(r.Body); ok && !at.After(now) {
+		at, ok := expiresAt(r.Body)
+		if ok && !at.After(now) {
 			// Leaving the feed is a change, at the time the alert expired.
 			if at.After(changed) {
 				changed = at
 			}
 			return true
+		}
+		if ok && (next.IsZero() || at.Before(next)) {
+			next = at
 		}
 		return false
 	})
@@ -170,10 +202,10 @@ func (f *Feed) Build(recs []*pb.Record, changed time.Time) ([]byte, error) {
 	enc := xml.NewEncoder(&b)
 	enc.Indent("", "  ")
 	if err := enc.Encode(doc); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	b.WriteByte('\n')
-	return b.Bytes(), nil
+	return b.Bytes(), next, nil
 }
 
 // expiresAt is when the alert a record's body holds expires: the latest expiry of its info
@@ -205,29 +237,12 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the alert feed is read with GET", http.StatusMethodNotAllowed)
 		return
 	}
-	recs, err := f.c.Alerts(r.Context())
+	doc, err := f.document(r.Context())
 	if err != nil {
 		f.c.Logger.Warn("alert feed", "err", err)
 		http.Error(w, "the alert feed is not available now: try again later", http.StatusServiceUnavailable)
 		return
 	}
-	var changed time.Time
-	if f.c.Changed != nil {
-		if changed, err = f.c.Changed(r.Context()); err != nil {
-			f.c.Logger.Warn("alert feed", "err", err)
-			http.Error(w, "the alert feed is not available now: try again later", http.StatusServiceUnavailable)
-			return
-		}
-	}
-	body, err := f.Build(recs, changed)
-	if err != nil {
-		f.c.Logger.Warn("alert feed", "err", err)
-		http.Error(w, "the alert feed could not be written", http.StatusInternalServerError)
-		return
-	}
-	// An ETag, not a Last-Modified: a cancelled alert leaves the feed without making it newer,
-	// and a poller must still see that it changed.
-	sum := sha256.Sum256(body)
 	w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -236,6 +251,40 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; sandbox")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:12])+`"`)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	w.Header().Set("ETag", doc.etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(doc.body))
+}
+
+// document is the feed's document now: the last one built, while it holds (see Version), or a
+// new one. A build holds the lock, so that many pollers at once wait for one build.
+func (f *Feed) document(ctx context.Context) (*builtFeed, error) {
+	var version time.Time
+	if f.c.Version != nil {
+		var err error
+		if version, err = f.c.Version(ctx); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.cached; c != nil && f.c.Version != nil && c.version.Equal(version) && (c.until.IsZero() || f.c.Now().Before(c.until)) {
+		return c, nil
+	}
+	recs, err := f.c.Alerts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var changed time.Time
+	if f.c.Changed != nil {
+		if changed, err = f.c.Changed(ctx); err != nil {
+			return nil, err
+		}
+	}
+	body, next, err := f.build(recs, changed)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	f.cached = &builtFeed{version: version, body: body, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, until: next}
+	return f.cached, nil
 }
