@@ -43,6 +43,11 @@ func TestCLIExercise(t *testing.T) {
 		run(0, "record", "delete", id, "--exercise", "oef-1")
 	}
 
+	// A crisis name no record can have is refused, not shown as a picture of nothing.
+	if r := run(1, "picture", "--crisis", "NOPE!"); !strings.Contains(r.stderr, `--crisis: "NOPE!" is not a crisis name`) {
+		t.Errorf("picture of a crisis no record can name: %q", r.stderr)
+	}
+
 	actual := run(0, "record", "list", "--crisis", "c")
 	if strings.Contains(actual.stdout, "OEFENING") || !strings.Contains(actual.stdout, "real") || strings.Contains(actual.stdout, "oef ") {
 		t.Fatalf("record list without --exercise:\n%s", actual.stdout)

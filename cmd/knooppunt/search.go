@@ -386,6 +386,7 @@ LEADER), or the peers could not be asked. A script that exports the sums can tel
 	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when the picture is not complete now (PARTIAL, BEHIND, NO LEADER)")
 	mf.register(cmd)
 	f.register(cmd, true)
+	f.fill(map[string]string{"crisis": "crisis", "stale-after": "stale_after_s", "exercise": "mode.exercise", "status": "mode.status"})
 	return cmd
 }
 

@@ -94,8 +94,12 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 		pic.Partial == nil || *pic.Partial || len(pic.Entries) != 3 {
 		t.Errorf("picture -o json: %v, partial %v, %d entries; want partial false and 3 entries", err, pic.Partial, len(pic.Entries))
 	}
-	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "Oekraine").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "Oekraine" now: check the spelling`) {
+	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "oekriane").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "oekriane" now: check the spelling`) {
 		t.Errorf("picture of a crisis nothing names: stderr %q", r.stderr)
+	}
+	// One no record can name is refused at the flag.
+	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "Oekraine").want(t, 1); !strings.Contains(r.stderr, `--crisis: "Oekraine" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine (InvalidArgument)`) {
+		t.Errorf("picture of a crisis no record can name: stderr %q", r.stderr)
 	}
 }
 

@@ -675,6 +675,11 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	if req.Crisis == "" {
 		return nil, api.Invalid("crisis", "missing: name the crisis, such as oekraine")
 	}
+	// A name no record can have (Oekraïne, NOPE!) would show a picture of nothing, as if the
+	// crisis had no records yet.
+	if err := record.CheckCrisis("crisis", req.Crisis); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
 	// Each kind's own limit (record.Kind.StaleAfter), unless the request sets one for all.
 	limits := func(kind string) time.Duration { return s.c.Kinds.Get(kind).StaleLimit() }
 	if req.StaleAfterS < 0 {

@@ -314,6 +314,12 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 			return nil, api.Status(s.log, err)
 		}
 	}
+	if req.Crisis != "" {
+		// So would a crisis name no record can have (Oekraïne, NOPE!).
+		if err := record.CheckCrisis("crisis", req.Crisis); err != nil {
+			return nil, api.Status(s.log, err)
+		}
+	}
 	f := db.Filter{
 		Kind: req.Kind, Crisis: req.Crisis, Region: req.Region,
 		MaxClassification: req.MaxClassification, PageSize: int(req.PageSize), PageToken: req.PageToken,

@@ -954,3 +954,14 @@ func TestConsistencyCheckedOnOneReplica(t *testing.T) {
 	_, err = c.List(callCtx(t), &pb.ListRequest{Consistency: "bogus"})
 	wantStatus(t, err, codes.InvalidArgument, `consistency: "bogus": use local or strong`)
 }
+
+// TestListRefusesACrisisNoRecordCanName: a listing of a crisis name no record can have is refused
+// at the field, not answered with nothing, as if the crisis had no records yet.
+func TestListRefusesACrisisNoRecordCanName(t *testing.T) {
+	c := client(t, startNode(t))
+	_, err := c.List(callCtx(t), &pb.ListRequest{Crisis: "NOPE!"})
+	wantStatus(t, err, codes.InvalidArgument, `crisis: "NOPE!" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine`)
+	if _, err := c.List(callCtx(t), &pb.ListRequest{Crisis: "oekraine"}); err != nil {
+		t.Fatal(err)
+	}
+}
