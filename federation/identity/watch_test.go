@@ -28,6 +28,10 @@ func TestWatchPeerBundleBoundsAFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int32
+	// The first answer never comes, whatever the connection does: a handler that returned when
+	// its request's context ended would answer 200 with nothing, and the fetch would fail on
+	// that, not on its timeout.
+	stop := make(chan struct{})
 	lis, err := tls.Listen("tcp", "127.0.0.1:0", tlsconfig.TLSServerConfig(identitytest.SVID(t, peer, "/node/r1", identity.SVIDOptions{})))
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +39,7 @@ func TestWatchPeerBundleBoundsAFetch(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch calls.Add(1) {
 		case 1: // never answers
-			<-r.Context().Done()
+			<-stop
 		case 2: // answers without end
 			chunk := bytes.Repeat([]byte(" "), 64<<10)
 			for r.Context().Err() == nil {
@@ -48,7 +52,7 @@ func TestWatchPeerBundleBoundsAFetch(t *testing.T) {
 		}
 	})}
 	go srv.Serve(lis)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { close(stop); srv.Close() })
 
 	ts := identity.NewTrustStore(newOrg(t, "vr-utrecht.crisis.test").src)
 	ts.SetPeerBundle(identitytest.Bundle(peer))
