@@ -44,6 +44,15 @@ func (f *clientFlags) policies() (pb.PolicyServiceClient, func(), error) {
 	return pb.NewPolicyServiceClient(conn), func() { conn.Close() }, nil
 }
 
+// fromLintProblems are a node's lint answer as the linter's own problems.
+func fromLintProblems(ps []*pb.LintProblem) []policy.Problem {
+	var out []policy.Problem
+	for _, p := range ps {
+		out = append(out, policy.Problem{Line: int(p.Line), Column: int(p.Column), Field: p.Field, Message: p.Message})
+	}
+	return out
+}
+
 func printProblems(w io.Writer, file string, probs []policy.Problem) {
 	for _, p := range probs {
 		loc := file
@@ -93,12 +102,7 @@ problem with line, column, field and message, for a pipeline that checks policie
 				if err != nil {
 					return callError(&f, err)
 				}
-				for _, p := range resp.Problems {
-					probs = append(probs, policy.Problem{Line: int(p.Line), Column: int(p.Column), Field: p.Field, Message: p.Message})
-				}
-				for _, p := range resp.Doubts {
-					doubts = append(doubts, policy.Problem{Line: int(p.Line), Column: int(p.Column), Field: p.Field, Message: p.Message})
-				}
+				probs, doubts = fromLintProblems(resp.Problems), fromLintProblems(resp.Doubts)
 			} else if _, err := policy.Lint(src, nil); err != nil {
 				var ps policy.Problems
 				if !errors.As(err, &ps) {

@@ -230,9 +230,7 @@ message, the position inside the condition for a CEL problem; the exit code is 1
 					if err != nil {
 						return err
 					}
-					for _, p := range resp.Problems {
-						probs = append(probs, policy.Problem{Line: int(p.Line), Column: int(p.Column), Field: p.Field, Message: p.Message})
-					}
+					probs = fromLintProblems(resp.Problems)
 					return nil
 				})
 				if err != nil {

@@ -389,11 +389,9 @@ func (k *Kind) checkAggregates(obj map[string]any) *FieldError {
 		}
 		return invalid("record.body."+f, "%s is over the limit of %d (2^53) in magnitude of a field the picture sums (kind %s)", shortNumber(string(n)), MaxAggregate, k.Name)
 	}
-	for _, pair := range k.AtMost {
-		small, large, ok := atMostValues(obj, pair)
-		if ok && small.Cmp(large) > 0 {
-			return invalid("record.body."+pair[0], "%s is more than %s, %s, which it can never be (kind %s): check both figures", shortNumber(string(obj[pair[0]].(json.Number))), pair[1], shortNumber(string(obj[pair[1]].(json.Number))), k.Name)
-		}
+	if broken := k.brokenAtMost(obj); len(broken) > 0 {
+		pair := broken[0]
+		return invalid("record.body."+pair[0], "%s is more than %s, %s, which it can never be (kind %s): check both figures", shortNumber(string(obj[pair[0]].(json.Number))), pair[1], shortNumber(string(obj[pair[1]].(json.Number))), k.Name)
 	}
 	return nil
 }
@@ -410,31 +408,26 @@ func (k *Kind) AtMostBroken(body []byte) [][2]string {
 	if dec.Decode(&obj) != nil {
 		return nil
 	}
+	return k.brokenAtMost(obj)
+}
+
+// brokenAtMost lists the AtMost pairs whose first field obj (numbers as json.Number) holds as
+// more than its second, read exactly. A pair of which either field is not a number is left to
+// the schema, or its absence.
+func (k *Kind) brokenAtMost(obj map[string]any) [][2]string {
 	var out [][2]string
 	for _, pair := range k.AtMost {
-		if small, large, ok := atMostValues(obj, pair); ok && small.Cmp(large) > 0 {
+		var vs [2]*big.Float
+		for i, f := range pair {
+			if n, ok := obj[f].(json.Number); ok {
+				vs[i], _ = exact(n)
+			}
+		}
+		if vs[0] != nil && vs[1] != nil && vs[0].Cmp(vs[1]) > 0 {
 			out = append(out, pair)
 		}
 	}
 	return out
-}
-
-// atMostValues reads the two fields of an AtMost pair, exactly; ok is false when either is not a
-// number (the schema, or its absence, is the judge of that).
-func atMostValues(obj map[string]any, pair [2]string) (small, large *big.Float, ok bool) {
-	var vs [2]*big.Float
-	for i, f := range pair {
-		n, isNum := obj[f].(json.Number)
-		if !isNum {
-			return nil, nil, false
-		}
-		v, err := exact(n)
-		if err != nil {
-			return nil, nil, false
-		}
-		vs[i] = v
-	}
-	return vs[0], vs[1], true
 }
 
 // exact reads a JSON number exactly, not as a float64: 9007199254740993 rounds to 2^53.
