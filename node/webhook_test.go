@@ -276,6 +276,37 @@ func TestWebhookDeliversSignedInOrder(t *testing.T) {
 	}
 }
 
+// TestWebhookOfACrisisGetsTheAlertsOfAll: a webhook of a crisis also gets the alerts of crisis
+// all, which the crisis's picture shows (a CAP alert imported without a crisis, an early-warning
+// rule's), and says so in its crises; another crisis's records stay away.
+func TestWebhookOfACrisisGetsTheAlertsOfAll(t *testing.T) {
+	n := startWith(t, nil)
+	conn := dial(t, n)
+	hooks := pb.NewWebhookServiceClient(conn)
+	recs := pb.NewRecordServiceClient(conn)
+	rc := newReceiver(t)
+	wh := addWebhook(t, hooks, rc, &pb.AddWebhookRequest{Url: rc.url("/hook"), Crises: []string{"oekraine"}})
+	if !slices.Equal(wh.Crises, []string{"all", "oekraine"}) {
+		t.Fatalf("webhook of crisis oekraine has crises %q: want [all oekraine]", wh.Crises)
+	}
+	alert := &pb.Record{Id: "storm", Kind: "alert", Crisis: "all", Region: "NL", Classification: pb.Classification_PUBLIC,
+		Body: []byte(`{"identifier":"A1","sender":"knmi.crisis.test","sent":"2026-12-05T09:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Public",
+			"info":[{"category":["Met"],"event":"Storm","urgency":"Immediate","severity":"Severe","certainty":"Observed","area":[{"areaDesc":"Nederland"}]}]}`)}
+	other := shelter("elsewhere")
+	other.Crisis = "overstroming"
+	for _, r := range []*pb.Record{other, alert, shelter("s1")} {
+		if _, err := recs.Put(callCtx(t), &pb.PutRequest{Record: r}); err != nil {
+			t.Fatalf("Put %s: %v", r.Id, err)
+		}
+	}
+	rc.waitFor(10*time.Second, "the alert and s1", func(a []arrival) bool { return len(a) >= 2 })
+	time.Sleep(200 * time.Millisecond) // nothing else may follow
+	want := []string{config.DefaultOrg + "/storm@1", config.DefaultOrg + "/s1@1"}
+	if got := recordVersions(rc.arrivals()); !slices.Equal(got, want) {
+		t.Fatalf("arrived %v, want %v: the alert of crisis all and oekraine's record, not overstroming's", got, want)
+	}
+}
+
 // TestWebhookReceiverDownThenUp: while the receiver refuses connections, deliveries wait and
 // are retried; once it is up again everything arrives, in order, none lost.
 func TestWebhookReceiverDownThenUp(t *testing.T) {

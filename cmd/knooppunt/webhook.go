@@ -93,8 +93,9 @@ func newWebhookAddCmd() *cobra.Command {
 		Short: "Add a webhook and print its signing secret, once (admins)",
 		Long: `Add a webhook. The URL must be HTTPS (plain HTTP only to loopback), must not name a host of a
 peer, and may reach a private address only if webhooks.allow_private is set in the config.
-Without --kinds, --crisis or --region every kind, crisis or region is delivered. Without --exercise only actual
-records are; with it, only the records of that exercise. Without --max-classification every
+Without --kinds, --crisis or --region every kind, crisis or region is delivered. With --crisis the
+alerts of crisis all (a CAP alert imported without a crisis, an early-warning rule's) go too, as
+every crisis's picture shows them. Without --exercise only actual records are; with it, only the records of that exercise. Without --max-classification every
 classification is delivered: set it for a receiver that may not hold confidential or secret
 records. A record that rises above it, or leaves the kinds, crises or regions, goes to the
 receiver as record.retracted, without its body.
@@ -131,7 +132,7 @@ delivery with it. It cannot be shown again; to change it, remove the webhook and
 	}
 	cmd.Flags().StringVar(&url, "url", "", "the receiver's URL (https; http only to loopback)")
 	cmd.Flags().StringSliceVar(&kinds, "kinds", nil, "deliver only these kinds (comma-separated; default every kind)")
-	cmd.Flags().StringSliceVar(&crises, "crisis", nil, "deliver only these crises (comma-separated; default every crisis)")
+	cmd.Flags().StringSliceVar(&crises, "crisis", nil, "deliver only these crises, and the alerts of crisis all (comma-separated; default every crisis)")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "deliver only these regions, VR01 to VR25 or NL (comma-separated; default every region)")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "deliver the records of this exercise instead of actual records")
 	cmd.Flags().StringVar(&maxClass, "max-classification", "", "deliver no record above this level: public, internal, confidential or secret (default every level)")

@@ -110,6 +110,12 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}
+	crises := req.Crises
+	if len(crises) > 0 && !slices.Contains(crises, db.AllCrises) {
+		// The alerts of crisis all are in every crisis's picture (an early-warning rule's, a CAP
+		// alert imported without one): a webhook of a crisis gets them too, and shows it.
+		crises = append(slices.Clone(crises), db.AllCrises)
+	}
 	secret, err := webhook.NewSecret()
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -117,7 +123,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 	id := make([]byte, 8)
 	rand.Read(id)
 	w := &pb.Webhook{
-		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(req.Crises), Regions: dedup(req.Regions),
+		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(crises), Regions: dedup(req.Regions),
 		Exercise: req.Exercise, MaxClassification: req.MaxClassification, Secret: secret.String(),
 	}
 	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now(), Withdraws: true})
