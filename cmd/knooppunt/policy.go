@@ -346,30 +346,18 @@ func newPolicyDiffCmd() *cobra.Command {
 		Short: "Show how two policy versions differ",
 		Long: `Show how two policy documents differ, line by line: "-" the first's lines, "+" the second's, a
 changed line old first. Each argument is a file or a stored policy: NAME@VERSION, or NAME for its
-newest version.`,
+newest version. As diff(1), it exits 0 when they are the same document, 1 when they differ, and
+2 on an error: a pipeline can check that what is stored is what is in its repository.`,
 		Example: `  knooppunt policy diff lcvs-capacity-to-regions@1 lcvs-capacity-to-regions@2
-  knooppunt policy diff lcvs-capacity-to-regions@2 ./draft.yaml`,
+  knooppunt policy diff lcvs-capacity-to-regions@2 ./draft.yaml
+  knooppunt policy diff lcvs-capacity-to-regions policies/lcvs-capacity-to-regions.yaml || echo "stored policy differs"`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var srcs [2][]byte
-			for i, a := range args {
-				if b, err := os.ReadFile(a); err == nil {
-					srcs[i] = b
-					continue
-				}
-				c, closeConn, err := f.policies()
-				if err != nil {
-					return err
-				}
-				p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: a})
-				closeConn()
-				if status.Code(err) == codes.NotFound {
-					return fmt.Errorf("%s: neither a file nor a stored policy (NAME@VERSION, or NAME for its newest; `policy list` shows them)", a)
-				}
-				if err != nil {
-					return callError(&f, err)
-				}
-				srcs[i] = p.Source
+			// 1 says the documents differ: an error that stops the comparison ends with 2.
+			srcs, err := policyDiffSources(cmd, &f, args)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "knooppunt:", err)
+				return exitError(2)
 			}
 			lines := diffLines(strings.Split(string(srcs[0]), "\n"), strings.Split(string(srcs[1]), "\n"))
 			if !slices.ContainsFunc(lines, func(l string) bool { return !strings.HasPrefix(l, " ") }) {
@@ -381,7 +369,7 @@ newest version.`,
 			for _, l := range lines {
 				fmt.Fprintln(out, l)
 			}
-			return nil
+			return exitError(1)
 		},
 	}
 	f.register(cmd, false)
@@ -645,4 +633,29 @@ func holdingLine(resp *pb.ExplainResponse) string {
 		held += ": no longer granted, its retraction is on its way"
 	}
 	return held
+}
+
+// policyDiffSources reads the two documents policy diff compares: each a file or a stored policy.
+func policyDiffSources(cmd *cobra.Command, f *clientFlags, args []string) ([2][]byte, error) {
+	var srcs [2][]byte
+	for i, a := range args {
+		if b, err := os.ReadFile(a); err == nil {
+			srcs[i] = b
+			continue
+		}
+		c, closeConn, err := f.policies()
+		if err != nil {
+			return srcs, err
+		}
+		p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: a})
+		closeConn()
+		if status.Code(err) == codes.NotFound {
+			return srcs, fmt.Errorf("%s: neither a file nor a stored policy (NAME@VERSION, or NAME for its newest; `policy list` shows them)", a)
+		}
+		if err != nil {
+			return srcs, callError(f, err)
+		}
+		srcs[i] = p.Source
+	}
+	return srcs, nil
 }
