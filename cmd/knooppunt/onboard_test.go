@@ -217,6 +217,12 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		t.Errorf("policy preview of a condition on a misspelt field: stderr %q", r.stderr)
 	}
 	cli(t, nil, "", append([]string{"policy", "approve", "ncc-breekglas@1"}, ncc.as("bram")...)...).want(t, 0)
+	// A misspelt crisis: the phase is set, with a note, and no policy is said to start sharing,
+	// as no record of it can go.
+	if r := cli(t, nil, "", append([]string{"phase", "set", "warm", "--crisis", "oekriane", "--reason", "opschaling"}, ncc.as("bram")...)...).want(t, 0); strings.Contains(r.stdout, "Starts sharing") ||
+		!strings.Contains(r.stderr, `no record here or from a partner names crisis "oekriane"`) {
+		t.Errorf("phase set warm of a misspelt crisis:\nstdout %s\nstderr %s", r.stdout, r.stderr)
+	}
 	if r := cli(t, nil, "", append([]string{"phase", "set", "warm", "--crisis", "oekraine", "--reason", "opschaling"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stdout, "Starts sharing (policies for warm): ncc-breekglas@1") {
 		t.Errorf("phase set warm does not name the policy it switches on:\n%s", r.stdout)
 	}

@@ -73,9 +73,10 @@ warm while the actual crisis stays cold.`,
 				if err != nil {
 					return err
 				}
-				// The break-glass this opened or closed: policies limited to phases.
+				// The break-glass this opened or closed: policies limited to phases. A crisis no
+				// record names opens none: no record of it can go.
 				var switched []string
-				if resp, err := pb.NewPolicyServiceClient(conn).List(cmd.Context(), &pb.ListPoliciesRequest{State: policy.StateApproved}); err == nil && f.output != "json" {
+				if resp, err := pb.NewPolicyServiceClient(conn).List(cmd.Context(), &pb.ListPoliciesRequest{State: policy.StateApproved}); err == nil && known && f.output != "json" {
 					start, stop := policy.PhaseSwitches(resp.Policies, from, p.Phase)
 					if len(start) > 0 {
 						switched = append(switched, fmt.Sprintf("Starts sharing (policies for %s): %s", p.Phase, strings.Join(start, ", ")))

@@ -891,12 +891,17 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 			}
 		}
 	}
+	var switched []string
+	if known {
+		// A crisis no record names opens no policy: no record of it can go.
+		switched = s.phasePolicies(r, from, phase)
+	}
 	v := &confirmView{
 		Heading: r.L.T("phase.confirm.heading", crisis), Action: "/fase/wijzigen",
 		Hidden: []hiddenField{{"crisis", crisis}, {"phase", phase}, {"reden", reason}, {"exercise", exercise}},
 		Effects: append(append([]string{
 			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase))},
-			s.phasePolicies(r, from, phase)...),
+			switched...),
 			r.L.T("phase.confirm.policies"), r.L.T("step.audit")),
 		Warning: func() string {
 			if known {

@@ -454,6 +454,10 @@ func TestSetPhase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Not for a crisis no record names: no record of it can go.
+	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm&reden=test"); strings.Contains(page, "Begint te delen") || !strings.Contains(page, `id="twijfel"`) {
+		t.Errorf("the confirmation of warm for an unknown crisis says a policy starts sharing, or does not warn:\n%s", page)
+	}
 	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
 	if !strings.Contains(page, "Begint te delen (beleid voor deze fase): breekglas@1.") {
 		t.Errorf("the confirmation does not name the break-glass policy that warm switches on:\n%s", page)
