@@ -276,6 +276,7 @@ func TestRESTBadInput(t *testing.T) {
 		{"body as an object", `{"id":"bad-1","kind":"sitrep","body":{"title":"x"}}`, `record.body is the base64 of the JSON object`},
 		{"missing crisis", func() map[string]any { r := restRecord("bad-1"); delete(r, "crisis"); return r }(), `record.crisis`},
 		{"unknown kind", func() map[string]any { r := restRecord("bad-1"); r["kind"] = "no.such.kind"; return r }(), `record.kind`},
+		{"misspelt classification", func() map[string]any { r := restRecord("bad-1"); r["classification"] = "INTERNL"; return r }(), `classification: \"INTERNL\": use one of PUBLIC, INTERNAL, CONFIDENTIAL or SECRET`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n.call(t, editor, "POST", "/v1/records", "", tc.body).want(t, tc.name, 400, tc.want)
@@ -287,6 +288,8 @@ func TestRESTBadInput(t *testing.T) {
 	n.call(t, editor, "POST", "/v1/records", "", big).want(t, "a body over the limit", 413, "record.body", "over the limit")
 	n.call(t, editor, "GET", "/v1/records/bad-1", "", nil).want(t, "nothing stored", 404)
 	n.call(t, editor, "GET", "/v1/records?page_size=x", "", nil).want(t, "bad query parameter", 400, "page_size")
+	n.call(t, editor, "GET", "/v1/records?mode.status=EXCERCISE", "", nil).want(t, "bad nested enum query parameter", 400, `use one of ACTUAL, EXERCISE`)
+	n.call(t, editor, "GET", "/v1/records?max_classification=INTERNL", "", nil).want(t, "bad enum query parameter", 400, `\"max_classification\": \"INTERNL\" is not a valid value: use one of PUBLIC, INTERNAL, CONFIDENTIAL or SECRET`)
 	// A query parameter that names no field is refused, not dropped: a misspelt ceiling would
 	// otherwise return what it was there to keep out.
 	n.call(t, editor, "GET", "/v1/records?max_classificaton=PUBLIC", "", nil).want(t, "misspelt query parameter", 400,

@@ -45,6 +45,12 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 			// A JSON object where protojson wants bytes: the first thing an integrator sends.
 			err = status.Error(codes.InvalidArgument, st.Message()+": in REST JSON, record.body is the base64 of the JSON object's UTF-8 bytes, such as \"eyJiZWRzX2ZyZWUiOjN9\" for {\"beds_free\":3}")
 		}
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
+			if hint := enumHint(st.Message()); hint != "" {
+				// protojson and the gateway name the field and the value, not what it may be.
+				err = status.Error(codes.InvalidArgument, st.Message()+": "+hint)
+			}
+		}
 		switch status.Code(err) {
 		case codes.ResourceExhausted:
 			w = mended{ResponseWriter: w, code: http.StatusRequestEntityTooLarge}
