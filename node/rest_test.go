@@ -372,6 +372,7 @@ func TestRESTEveryRoute(t *testing.T) {
 		// fails and is retried in the background, which the test does not wait for.
 		"/v1/webhooks":                 map[string]any{"url": "http://127.0.0.1:9/knooppunt", "kinds": []string{"shelter.capacity"}},
 		"/v1/webhooks/{webhook}:retry": map[string]any{},
+		"/v1/webhooks/{id}:rotate":     map[string]any{"overlap": "3600s"},
 	}
 	for _, how := range []string{"mTLS", "JWT-SVID"} {
 		t.Run(how, func(t *testing.T) {
@@ -392,7 +393,7 @@ func TestRESTEveryRoute(t *testing.T) {
 				path := strings.NewReplacer("{id}", "every-1", "{crisis}", "oekraine", "{webhook}", "every-1").Replace(r.path)
 				want := 200
 				switch r.path {
-				case "/v1/policies/{id}", "/v1/webhooks/{id}", "/v1/webhooks/{webhook}:retry":
+				case "/v1/policies/{id}", "/v1/webhooks/{id}", "/v1/webhooks/{webhook}:retry", "/v1/webhooks/{id}:rotate":
 					want = 404 // answered by the service: there is no such policy or webhook
 				}
 				res := n.call(t, c, r.verb, path, token, bodies[r.path])

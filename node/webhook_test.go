@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node"
@@ -45,6 +46,9 @@ type arrival struct {
 	agent   string
 	event   webhook.Event
 	body    map[string]any
+	// header and raw are the delivery as it came, for a check with another secret.
+	header http.Header
+	raw    []byte
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -108,7 +112,7 @@ func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	a := arrival{message: id, agent: r.UserAgent()}
+	a := arrival{message: id, agent: r.UserAgent(), header: r.Header.Clone(), raw: body}
 	if err := json.Unmarshal(body, &a.event); err != nil {
 		rc.t.Errorf("delivery %s: %v", id, err)
 	}
@@ -304,6 +308,101 @@ func TestWebhookOfACrisisGetsTheAlertsOfAll(t *testing.T) {
 	want := []string{config.DefaultOrg + "/storm@1", config.DefaultOrg + "/s1@1"}
 	if got := recordVersions(rc.arrivals()); !slices.Equal(got, want) {
 		t.Fatalf("arrived %v, want %v: the alert of crisis all and oekraine's record, not overstroming's", got, want)
+	}
+}
+
+// TestWebhookRotate: a webhook gets a new secret and keeps its id and queue; while the overlap
+// lasts, each delivery carries a signature of the old secret and one of the new, so that a
+// receiver holding either accepts it; with no overlap, the old secret signs nothing more.
+// Rotate refuses an unknown webhook and an overlap out of bounds, naming the field.
+func TestWebhookRotate(t *testing.T) {
+	n := startWith(t, nil)
+	conn := dial(t, n)
+	hooks := pb.NewWebhookServiceClient(conn)
+	recs := pb.NewRecordServiceClient(conn)
+	rc := newReceiver(t)
+	wh := addWebhook(t, hooks, rc, &pb.AddWebhookRequest{Url: rc.url("/hook")})
+	put := func(id string) {
+		t.Helper()
+		if _, err := recs.Put(callCtx(t), &pb.PutRequest{Record: shelter(id)}); err != nil {
+			t.Fatalf("Put %s: %v", id, err)
+		}
+	}
+	verifies := func(a arrival, secret string) bool {
+		t.Helper()
+		s, err := webhook.ParseSecret(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Verify(a.header, a.raw, time.Now(), 0)
+		return err == nil
+	}
+	put("s1")
+	rc.waitFor(10*time.Second, "s1", func(a []arrival) bool { return len(a) == 1 })
+
+	// The receiver keeps the first secret: deliveries still verify with it, and with the new one.
+	before := time.Now()
+	rot, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rot.Webhook.Id != wh.Id || !strings.HasPrefix(rot.Secret, "whsec_") || rot.Secret == "" || rot.Webhook.Secret != "" {
+		t.Fatalf("Rotate answered %v with secret %q: want the same webhook, and the new secret once", rot.Webhook, rot.Secret)
+	}
+	if until := rot.Webhook.OldSecretUntil.AsTime(); until.Before(before.Add(24*time.Hour)) || until.After(time.Now().Add(24*time.Hour)) {
+		t.Fatalf("old secret signs until %s: want 24 hours from the rotation", until)
+	}
+	put("s2")
+	got := rc.waitFor(10*time.Second, "s2", func(a []arrival) bool { return len(a) == 2 })
+	if !verifies(got[1], rot.Secret) {
+		t.Fatalf("a delivery during the overlap does not verify with the new secret: %q", got[1].header.Get(webhook.HeaderSignature))
+	}
+	// The acknowledgement is committed after the receiver answered.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		list, err := hooks.List(callCtx(t), &pb.ListWebhooksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Webhooks) == 1 && list.Webhooks[0].OldSecretUntil != nil && list.Webhooks[0].Delivered == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("List after the rotation: %v: want the webhook, 2 delivered, the old secret signing until a time", list.Webhooks)
+		}
+	}
+
+	// No overlap: only the newest secret signs.
+	last, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Webhook.OldSecretUntil != nil {
+		t.Fatalf("a rotation with no overlap: the old secret signs until %s", last.Webhook.OldSecretUntil.AsTime())
+	}
+	rc.setSecret(last.Secret)
+	put("s3")
+	got = rc.waitFor(10*time.Second, "s3", func(a []arrival) bool { return len(a) == 3 })
+	if verifies(got[2], rot.Secret) {
+		t.Fatalf("after a rotation with no overlap, a delivery still verifies with the secret before")
+	}
+	if g, want := recordVersions(got), []string{config.DefaultOrg + "/s1@1", config.DefaultOrg + "/s2@1", config.DefaultOrg + "/s3@1"}; !slices.Equal(g, want) {
+		t.Fatalf("arrived %v, want %v", g, want)
+	}
+
+	for _, tc := range []struct {
+		req  *pb.RotateWebhookRequest
+		code codes.Code
+		want string
+	}{
+		{&pb.RotateWebhookRequest{Id: "wh_nope"}, codes.NotFound, `id: no webhook "wh_nope"`},
+		{&pb.RotateWebhookRequest{}, codes.InvalidArgument, "id: give the id"},
+		{&pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(-time.Hour)}, codes.InvalidArgument, "overlap: -1h0m0s"},
+		{&pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(31 * 24 * time.Hour)}, codes.InvalidArgument, "overlap: 744h0m0s"},
+	} {
+		_, err := hooks.Rotate(callCtx(t), tc.req)
+		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.want) {
+			t.Errorf("Rotate(%v): %v, want %s with %q", tc.req, err, tc.code, tc.want)
+		}
 	}
 }
 

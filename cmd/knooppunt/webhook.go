@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -15,7 +16,7 @@ import (
 func newWebhookCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "webhook",
-		Short: "Outbound webhooks to your own systems: add, list, remove, failures, retry",
+		Short: "Outbound webhooks to your own systems: add, list, remove, failures, retry, rotate",
 		Long: `A webhook pushes every change of the records it selects (own records, and records peers
 shared with this node) to one of your organisation's own systems, as a signed HTTPS POST after
 the Standard Webhooks convention (headers webhook-id, webhook-timestamp, webhook-signature).
@@ -27,7 +28,7 @@ attempt. A delivery that does not succeed within webhooks.retry_for becomes a fa
 last error. Records of other organisations are never sent to a host of another organisation. See
 "Webhooks" in docs/integration.md and docs/operator.md.`,
 	}
-	cmd.AddCommand(newWebhookAddCmd(), newWebhookListCmd(), newWebhookRemoveCmd(), newWebhookFailuresCmd(), newWebhookRetryCmd())
+	cmd.AddCommand(newWebhookAddCmd(), newWebhookListCmd(), newWebhookRemoveCmd(), newWebhookFailuresCmd(), newWebhookRetryCmd(), newWebhookRotateCmd())
 	return cmd
 }
 
@@ -47,6 +48,7 @@ type webhookJSON struct {
 	LastDeliveredAt *time.Time `json:"last_delivered_at,omitempty"`
 	FailingSince    *time.Time `json:"failing_since,omitempty"`
 	LastError       string     `json:"last_error,omitempty"`
+	OldSecretUntil  *time.Time `json:"old_secret_until,omitempty"`
 	Secret          string     `json:"secret,omitempty"`
 }
 
@@ -54,10 +56,18 @@ func toWebhookJSON(w *pb.Webhook) webhookJSON {
 	j := webhookJSON{ID: w.Id, URL: w.Url, Kinds: orEmpty(w.Kinds), Crises: orEmpty(w.Crises), Regions: orEmpty(w.Regions), Exercise: w.Exercise,
 		CreatedBy: w.CreatedBy, CreatedAt: w.CreatedAt.AsTime(), Queued: w.Queued, Failed: w.Failed, Delivered: w.Delivered}
 	j.LastDeliveredAt, j.FailingSince, j.LastError = optionalTime(w.LastDeliveredAt), optionalTime(w.FailingSince), w.LastError
+	j.OldSecretUntil = optionalTime(w.OldSecretUntil)
 	if w.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
 		j.MaxClass = record.ClassificationName(w.MaxClassification)
 	}
 	return j
+}
+
+// printWebhookSecret prints a webhook with the secret an Add or Rotate shows once, as JSON.
+func printWebhookSecret(cmd *cobra.Command, resp *pb.AddWebhookResponse) error {
+	j := toWebhookJSON(resp.Webhook)
+	j.Secret = resp.Secret
+	return printJSON(cmd.OutOrStdout(), j)
 }
 
 func orEmpty(s []string) []string {
@@ -101,7 +111,7 @@ records. A record that rises above it, or leaves the kinds, crises or regions, g
 receiver as record.retracted, without its body.
 
 The signing secret (whsec_…) is printed once: give it to the receiver, which verifies each
-delivery with it. It cannot be shown again; to change it, remove the webhook and add it anew.`,
+delivery with it. It cannot be shown again; "webhook rotate" gives the webhook a new one.`,
 		Example: `  knooppunt webhook add --url https://lcms.vr-utrecht.nl/knooppunt --kinds shelter.capacity,sitrep --crisis oekraine
   knooppunt webhook add --url https://dashboard.gemeente-utrecht.nl/hook --kinds sitrep --region VR09 --max-classification internal
   knooppunt webhook add --url http://127.0.0.1:9000/hook --exercise oefening-2026-12-vr09 -o json`,
@@ -120,9 +130,7 @@ delivery with it. It cannot be shown again; to change it, remove the webhook and
 					return err
 				}
 				if f.output == "json" {
-					j := toWebhookJSON(resp.Webhook)
-					j.Secret = resp.Secret
-					return printJSON(cmd.OutOrStdout(), j)
+					return printWebhookSecret(cmd, resp)
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "webhook %s added for %s, delivering %s\nsigning secret (shown once, give it to the receiver): %s\n",
 					resp.Webhook.Id, resp.Webhook.Url, classesUpTo(resp.Webhook.MaxClassification), resp.Secret)
@@ -180,6 +188,9 @@ func newWebhookListCmd() *cobra.Command {
 				// A queue whose head keeps failing holds back what comes after it: said under
 				// the table, with since when and what the receiver answered.
 				for _, w := range resp.Webhooks {
+					if w.OldSecretUntil != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "\n%s: signed with the secret before the last rotation too, until %s\n", w.Id, w.OldSecretUntil.AsTime().Local().Format(time.RFC3339))
+					}
 					if w.FailingSince != nil {
 						since := w.FailingSince.AsTime()
 						fmt.Fprintf(cmd.OutOrStdout(), "\n%s: failing since %s (%s ago): %s\n", w.Id, since.Local().Format(time.RFC3339),
@@ -311,5 +322,55 @@ record.version with what it holds and keep the highest.`,
 	}
 	cmd.Flags().StringSliceVar(&messages, "message", nil, "only these message ids (see webhook failures)")
 	f.register(cmd, true)
+	return cmd
+}
+
+func newWebhookRotateCmd() *cobra.Command {
+	var (
+		f       clientFlags
+		overlap time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate ID [--overlap 24h]",
+		Short: "Give a webhook a new signing secret and print it, once (admins)",
+		Long: `Give a webhook a new signing secret, printed once: give it to the receiver. Until the overlap
+ends, every delivery is signed with the old secret as well (two signatures in
+webhook-signature), so that the receiver can switch to the new one without refusing a delivery.
+The webhook keeps its id, its queue and its failures.
+
+A secret that leaked: --overlap 0 stops the old one at once; the receiver refuses deliveries
+until it has the new one, and those become failures that "webhook retry" sends again.`,
+		Example: `  knooppunt webhook rotate wh_3f2a9c0d1e4b5a6c
+  knooppunt webhook rotate wh_3f2a9c0d1e4b5a6c --overlap 72h
+  knooppunt webhook rotate wh_3f2a9c0d1e4b5a6c --overlap 0 -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &pb.RotateWebhookRequest{Id: args[0]}
+			if cmd.Flags().Changed("overlap") {
+				req.Overlap = durationpb.New(overlap)
+			}
+			return f.call(func(conn *grpc.ClientConn) error {
+				resp, err := pb.NewWebhookServiceClient(conn).Rotate(cmd.Context(), req)
+				if err != nil {
+					return err
+				}
+				if f.output == "json" {
+					return printWebhookSecret(cmd, resp)
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "webhook %s (%s) has a new signing secret (shown once, give it to the receiver): %s\n", resp.Webhook.Id, resp.Webhook.Url, resp.Secret)
+				if resp.Webhook.OldSecretUntil != nil {
+					_, err = fmt.Fprintf(w, "Deliveries are signed with the old secret too until %s.\n", resp.Webhook.OldSecretUntil.AsTime().Local().Format(time.RFC3339))
+				} else {
+					_, err = fmt.Fprintln(w, "The old secret no longer signs: the receiver refuses deliveries until it has the new one (see webhook failures, then webhook retry).")
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&overlap, "overlap", 24*time.Hour, "how long deliveries are signed with the old secret too: 0 to 720h (0: a secret that leaked)")
+	f.register(cmd, true)
+	f.fillArg("ID", "id")
+	f.fill(map[string]string{"overlap": "overlap"})
 	return cmd
 }

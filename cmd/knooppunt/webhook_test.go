@@ -89,6 +89,25 @@ func TestCLIWebhook(t *testing.T) {
 		t.Errorf("webhook list:\n%s", r.stdout)
 	}
 	cli(t, nil, "", "webhook", "failures", "--node", addr, "-o", "json").want(t, 0)
+	// A new secret, shown once; the old one signs too for the overlap, which list then says.
+	if r := cli(t, nil, "", "webhook", "rotate", added.ID, "--node", addr, "--overlap", "2h").want(t, 0); !strings.Contains(r.stdout, "has a new signing secret (shown once, give it to the receiver): whsec_") ||
+		!strings.Contains(r.stdout, "Deliveries are signed with the old secret too until ") {
+		t.Errorf("webhook rotate:\n%s", r.stdout)
+	}
+	if r := cli(t, nil, "", "webhook", "list", "--node", addr).want(t, 0); !strings.Contains(r.stdout, added.ID+": signed with the secret before the last rotation too, until ") || strings.Contains(r.stdout, "whsec_") {
+		t.Errorf("webhook list after a rotation:\n%s", r.stdout)
+	}
+	var rotated struct {
+		Secret         string     `json:"secret"`
+		OldSecretUntil *time.Time `json:"old_secret_until"`
+	}
+	cli(t, nil, "", "webhook", "rotate", added.ID, "--node", addr, "--overlap", "0", "-o", "json").want(t, 0).oneJSON(t, &rotated)
+	if !strings.HasPrefix(rotated.Secret, "whsec_") || rotated.OldSecretUntil != nil {
+		t.Errorf("webhook rotate --overlap 0 -o json: %+v, want a secret and no old one signing", rotated)
+	}
+	if r := cli(t, nil, "", "webhook", "rotate", added.ID, "--node", addr, "--overlap", "800h").want(t, 1); !strings.Contains(r.stderr, "--overlap: 800h0m0s: give 0") {
+		t.Errorf("webhook rotate --overlap 800h: %q", r.stderr)
+	}
 	cli(t, nil, "", "webhook", "remove", added.ID, "--node", addr).want(t, 0)
 	if r := cli(t, nil, "", "webhook", "remove", added.ID, "--node", addr).want(t, 1); !strings.Contains(r.stderr, "no webhook") {
 		t.Errorf("webhook remove twice: %q", r.stderr)

@@ -114,6 +114,7 @@ var MethodRoles = map[string][]Role{
 	"/knooppunt.v1.WebhookService/Add":      {Admin, Local},
 	"/knooppunt.v1.WebhookService/Remove":   {Admin, Local},
 	"/knooppunt.v1.WebhookService/Retry":    {Admin, Local},
+	"/knooppunt.v1.WebhookService/Rotate":   {Admin, Local},
 	"/knooppunt.v1.WebhookService/List":     oversight,
 	"/knooppunt.v1.WebhookService/Failures": oversight,
 

@@ -47,6 +47,7 @@ var writeMethods = map[string]bool{
 	"/knooppunt.v1.WebhookService/Add":     true,
 	"/knooppunt.v1.WebhookService/Remove":  true,
 	"/knooppunt.v1.WebhookService/Retry":   true,
+	"/knooppunt.v1.WebhookService/Rotate":  true,
 }
 
 // PersonalMethods are the steps that are attributed to a person: policy steps and phase changes

@@ -42,6 +42,7 @@ const (
 	AuditWebhookAdd      = "webhook.add"
 	AuditWebhookRemove   = "webhook.remove"
 	AuditWebhookRetry    = "webhook.retry"
+	AuditWebhookRotate   = "webhook.rotate"
 	AuditExerciseStart   = "exercise.start"
 	AuditExerciseClose   = "exercise.close"
 	// AuditRecordDelete and AuditRecordClassify are who deleted an own record, or changed its
@@ -61,7 +62,7 @@ const (
 var AuditActions = []string{
 	AuditPolicyPropose, AuditPolicyApprove, AuditPolicyReject, AuditPolicyRevoke, AuditPolicySupersede, AuditPhaseSet,
 	AuditRecordDelete, AuditRecordClassify,
-	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditExerciseStart, AuditExerciseClose,
+	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditWebhookRotate, AuditExerciseStart, AuditExerciseClose,
 	AuditAccessDenied, AuditHandshakeRefused,
 	AuditDisclosure, AuditResend, AuditRetraction, AuditFederationDenied, AuditFederationNothing, AuditPurposeRefused, AuditSearch, AuditFileDisclosure,
 	AuditPeerAdd, AuditPeerUpdate, AuditPeerReplace, AuditPeerRemove, AuditPeerLeave, AuditFork,

@@ -70,7 +70,7 @@ func TestMigrationKeepsOwnRecordsFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to schema 22, holding a file fetched from a peer that an own record names.
-	if _, err := h.Exec(`DROP TABLE file_sources; ALTER TABLE files ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+	if _, err := h.Exec(undoMigration24 + `DROP TABLE file_sources; ALTER TABLE files ADD COLUMN origin TEXT NOT NULL DEFAULT '';
 		INSERT INTO files (sha256, upload_id, size, media_type, origin, stored_at) VALUES ('aa', 'u1', 3, 'application/pdf', 'ncc.crisis.test', 1);
 		INSERT INTO file_refs (origin, id, sha256, size, media_type) VALUES ('', 'own-1', 'aa', 3, 'application/pdf'), ('ncc.crisis.test', 'n-1', 'aa', 3, 'application/pdf');
 		PRAGMA user_version = 22`); err != nil {

@@ -515,6 +515,12 @@ INSERT OR IGNORE INTO file_sources (sha256, origin)
 	SELECT DISTINCT r.sha256, '' FROM file_refs AS r JOIN files AS f ON f.sha256 = r.sha256 WHERE r.origin = '';
 ALTER TABLE files DROP COLUMN origin;
 `,
+	// 24: a webhook's secret before its last rotation, with which deliveries are also signed
+	// until old_secret_until (see ApplyWebhookStep).
+	`
+ALTER TABLE webhooks ADD COLUMN old_secret TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhooks ADD COLUMN old_secret_until INTEGER NOT NULL DEFAULT 0;  -- Unix nanoseconds; 0: none
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

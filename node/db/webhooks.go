@@ -31,15 +31,28 @@ type WebhookRow struct {
 	// MaxClassification is the highest classification delivered; unspecified is every one.
 	MaxClassification pb.Classification
 	Secret            string
-	CreatedBy         string
-	CreatedAt         time.Time
-	Delivered         int64
-	LastDeliveredAt   time.Time
-	Queued, Failed    int64
+	// OldSecret is the secret before the last rotation, with which deliveries are signed too
+	// until OldSecretUntil; "" and zero when there is none.
+	OldSecret       string
+	OldSecretUntil  time.Time
+	CreatedBy       string
+	CreatedAt       time.Time
+	Delivered       int64
+	LastDeliveredAt time.Time
+	Queued, Failed  int64
 	// FailingSince is when the head of the queue first failed, LastError what it said; zero
 	// and "" while the head has not failed (Webhooks fills them).
 	FailingSince time.Time
 	LastError    string
+}
+
+// OldSecretSigns is until when deliveries made at now are signed with the old secret too, or
+// the zero time when they are not.
+func (w *WebhookRow) OldSecretSigns(now time.Time) time.Time {
+	if w.OldSecret == "" || !now.Before(w.OldSecretUntil) {
+		return time.Time{}
+	}
+	return w.OldSecretUntil
 }
 
 // Delivery is one row of a webhook's queue.
@@ -269,6 +282,27 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 			}
 			row = cur
 			return a.add(at, s.By, AuditWebhookRetry, w.Id, map[string]any{"queued": requeued})
+		case "rotate":
+			if cur == nil {
+				refusal = ErrNotFound
+				return nil
+			}
+			// The secret before is kept only while deliveries are signed with it too.
+			old, until := "", int64(0)
+			if u := s.OldSecretUntil; u != nil && u.AsTime().After(at) {
+				old, until = cur.Secret, u.AsTime().UnixNano()
+			}
+			if _, err := tx.Exec(`UPDATE webhooks SET secret = ?, old_secret = ?, old_secret_until = ? WHERE id = ?`, w.Secret, old, until, w.Id); err != nil {
+				return err
+			}
+			row = cur
+			row.Secret, row.OldSecret, row.OldSecretUntil = w.Secret, old, time.Time{}
+			detail := map[string]any{}
+			if until != 0 {
+				row.OldSecretUntil = time.Unix(0, until).UTC()
+				detail["old_secret_until"] = row.OldSecretUntil.Format(time.RFC3339)
+			}
+			return a.add(at, s.By, AuditWebhookRotate, w.Id, detail)
 		}
 		return fmt.Errorf("unknown webhook action %q", s.Action)
 	})
@@ -330,15 +364,15 @@ func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
 	})
 }
 
-const webhookColumns = `id, url, kinds, crises, regions, exercise, max_classification, secret, created_by, created_at, delivered, last_delivered_at`
+const webhookColumns = `id, url, kinds, crises, regions, exercise, max_classification, secret, old_secret, old_secret_until, created_by, created_at, delivered, last_delivered_at`
 
 func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
 	var (
 		w                      WebhookRow
 		kinds, crises, regions string
-		at, last               int64
+		at, last, oldUntil     int64
 	)
-	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &regions, &w.Exercise, &w.MaxClassification, &w.Secret, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
+	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &regions, &w.Exercise, &w.MaxClassification, &w.Secret, &w.OldSecret, &oldUntil, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
@@ -350,6 +384,9 @@ func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
 	w.CreatedAt = time.Unix(0, at).UTC()
 	if last != 0 {
 		w.LastDeliveredAt = time.Unix(0, last).UTC()
+	}
+	if oldUntil != 0 {
+		w.OldSecretUntil = time.Unix(0, oldUntil).UTC()
 	}
 	return &w, nil
 }

@@ -281,11 +281,6 @@ func (hl *health) delivered(log *slog.Logger, now time.Time, webhook string, x d
 
 // work delivers one webhook's queue in order while ctx lasts and this replica leads.
 func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
-	secret, err := ParseSecret(h.Secret)
-	if err != nil {
-		d.c.Logger.Error("webhooks: stored secret unreadable: remove and add the webhook again", "webhook", h.ID, "err", err)
-		return
-	}
 	u, err := url.Parse(h.URL)
 	if err != nil {
 		d.c.Logger.Error("webhooks: stored url unreadable", "webhook", h.ID, "err", err)
@@ -294,10 +289,23 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 	set := d.settings()
 	client := newClient(u, set)
 	defer client.CloseIdleConnections()
-	var hl health
+	var (
+		hl       health
+		unsigned bool // the stored secret was unreadable, and that was logged
+		secret   signer
+		queue    []db.Delivery
+	)
 	for ctx.Err() == nil && d.c.Store.IsLeader() {
 		changed := d.c.DB.Changed()
-		queue, err := d.c.DB.WebhookQueue(ctx, h.ID, 64)
+		// The secrets are read with each batch of the queue, after the commits that queued it:
+		// a delivery queued after a rotation is signed with the new secret.
+		row, err := d.c.DB.Webhook(ctx, h.ID)
+		if err == nil {
+			queue, err = d.c.DB.WebhookQueue(ctx, h.ID, 64)
+		}
+		if errors.Is(err, db.ErrNotFound) {
+			return // removed: the leader's list stops this worker too
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				d.c.Logger.Warn("webhooks: read queue", "webhook", h.ID, "err", err)
@@ -305,6 +313,19 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 			sleep(ctx, time.Second)
 			continue
 		}
+		if secret, err = newSigner(*row); err != nil {
+			if !unsigned {
+				d.c.Logger.Error("webhooks: stored secret unreadable, nothing is sent: give the webhook a new one (knooppunt webhook rotate --overlap 0)", "webhook", h.ID, "err", err)
+				unsigned = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			continue
+		}
+		unsigned = false
 		if len(queue) == 0 {
 			select {
 			case <-ctx.Done():
@@ -340,7 +361,7 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 // attempt sends one delivery until the receiver acknowledges it, or its retry time is over, or
 // it is refused for good. It returns the acknowledgement to commit, or false when ctx ended or
 // this replica no longer leads.
-func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.URL, secret Secret, h db.WebhookRow, x db.Delivery, hl *health) (*pb.WebhookAcks, bool) {
+func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.URL, secret signer, h db.WebhookRow, x db.Delivery, hl *health) (*pb.WebhookAcks, bool) {
 	body, err := Payload(d.c.Org, x)
 	if err != nil {
 		hl.failed(d.c.Logger, time.Now(), h.ID, x, 1, err, true)
@@ -466,7 +487,7 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // send makes one attempt. A foreign record is never sent to a host of another organisation,
 // checked at every attempt since peers are added while deliveries wait.
-func (d *Dispatcher) send(ctx context.Context, client *http.Client, u *url.URL, secret Secret, x db.Delivery, body []byte, timeout time.Duration) error {
+func (d *Dispatcher) send(ctx context.Context, client *http.Client, u *url.URL, secret signer, x db.Delivery, body []byte, timeout time.Duration) error {
 	if x.Origin != "" {
 		if org := OtherOrg(u.Hostname(), d.c.Peers()); org != "" {
 			return fmt.Errorf("%w: a record of %s is not sent to %s, a host of peer %s", ErrNoReshare, x.Origin, u.Host, org)
@@ -480,7 +501,7 @@ func (d *Dispatcher) send(ctx context.Context, client *http.Client, u *url.URL, 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "knooppunt-webhook ("+d.c.Replica+")")
-	secret.Sign(req.Header, x.Message, time.Now(), body)
+	secret.sign(req.Header, x.Message, time.Now(), body)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -570,4 +591,34 @@ func Payload(org string, x db.Delivery) ([]byte, error) {
 		ev.Data.Body = x.Record.Body
 	}
 	return json.Marshal(ev)
+}
+
+// signer signs a webhook's deliveries: with its secret, and with the one before it while a
+// rotation's overlap lasts.
+type signer struct {
+	secret, old Secret
+	oldUntil    time.Time
+}
+
+func newSigner(h db.WebhookRow) (signer, error) {
+	var sg signer
+	var err error
+	if sg.secret, err = ParseSecret(h.Secret); err != nil {
+		return sg, err
+	}
+	if h.OldSecret != "" && !h.OldSecretUntil.IsZero() {
+		if sg.old, err = ParseSecret(h.OldSecret); err != nil {
+			return sg, err
+		}
+		sg.oldUntil = h.OldSecretUntil
+	}
+	return sg, nil
+}
+
+func (sg signer) sign(h http.Header, id string, at time.Time, body []byte) {
+	if at.Before(sg.oldUntil) {
+		sg.secret.Sign(h, id, at, body, sg.old)
+		return
+	}
+	sg.secret.Sign(h, id, at, body)
 }

@@ -57,7 +57,7 @@ func TestSendJudgesTheAnswer(t *testing.T) {
 			t.Fatal(err)
 		}
 		x := db.Delivery{Webhook: "wh_1", Seq: 1, Message: "msg_wh_1_1", Record: &pb.Record{Id: "r"}}
-		err = d.send(context.Background(), client, u, secret, x, []byte(`{}`), set.Timeout)
+		err = d.send(context.Background(), client, u, signer{secret: secret}, x, []byte(`{}`), set.Timeout)
 		srv.Close()
 		switch {
 		case tc.want == "" && err != nil:
@@ -136,5 +136,38 @@ func TestHealthLogsTransitions(t *testing.T) {
 	hl.delivered(log, t0.Add(22*time.Minute), "wh_1", x)
 	if got := levels(); got != "WARN INFO" {
 		t.Fatalf("a failure FailingLogEvery after the last WARN, then a delivery: %s", got)
+	}
+}
+
+// TestSignerOverlap: after a rotation, a delivery made before the overlap ends carries a
+// signature each receiver verifies, whichever of the two secrets it holds; one made after it
+// verifies only with the new secret.
+func TestSignerOverlap(t *testing.T) {
+	oldS, err := NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newS, err := NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	sg, err := newSigner(db.WebhookRow{Secret: newS.String(), OldSecret: oldS.String(), OldSecretUntil: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"type":"record.changed"}`)
+	for _, tc := range []struct {
+		at        time.Time
+		oldVerify bool
+	}{{now, true}, {now.Add(2 * time.Hour), false}} {
+		h := http.Header{}
+		sg.sign(h, "msg_1", tc.at, body)
+		if _, err := newS.Verify(h, body, tc.at, 0); err != nil {
+			t.Errorf("at %s: the new secret does not verify: %v", tc.at, err)
+		}
+		if _, err := oldS.Verify(h, body, tc.at, 0); (err == nil) != tc.oldVerify {
+			t.Errorf("at %s: the old secret verifies: %v, want %v (%q)", tc.at, err == nil, tc.oldVerify, h.Get(HeaderSignature))
+		}
 	}
 }

@@ -83,11 +83,17 @@ func (s Secret) sign(id string, at int64, body []byte) []byte {
 
 // Sign sets the three headers of a delivery of body with id at time at. The same id is sent on
 // every attempt of one delivery, so that the receiver can drop a repeat (the idempotency key).
-func (s Secret) Sign(h http.Header, id string, at time.Time, body []byte) {
+// Each secret of also adds its signature, space-separated, as while a rotated secret's
+// predecessor still signs: a receiver that holds either finds one that matches.
+func (s Secret) Sign(h http.Header, id string, at time.Time, body []byte, also ...Secret) {
 	ts := at.Unix()
 	h.Set(HeaderID, id)
 	h.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	h.Set(HeaderSignature, "v1,"+base64.StdEncoding.EncodeToString(s.sign(id, ts, body)))
+	sigs := "v1," + base64.StdEncoding.EncodeToString(s.sign(id, ts, body))
+	for _, o := range also {
+		sigs += " v1," + base64.StdEncoding.EncodeToString(o.sign(id, ts, body))
+	}
+	h.Set(HeaderSignature, sigs)
 }
 
 // Verify checks a delivery as a receiver does: the headers are present, the timestamp lies

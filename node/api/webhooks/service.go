@@ -213,6 +213,47 @@ func (s *Service) Retry(ctx context.Context, req *pb.RetryWebhookRequest) (*pb.R
 	return &pb.RetryWebhookResponse{Queued: out.Requeued}, nil
 }
 
+// Overlaps of Rotate: unset, and the longest.
+const (
+	DefaultOverlap = 24 * time.Hour
+	MaxOverlap     = 30 * 24 * time.Hour
+)
+
+// Rotate gives a webhook a new secret and keeps signing with the old one for the overlap.
+func (s *Service) Rotate(ctx context.Context, req *pb.RotateWebhookRequest) (*pb.AddWebhookResponse, error) {
+	if req.Id == "" {
+		return nil, api.Invalid("id", "give the id of the webhook whose secret to change: see knooppunt webhook list")
+	}
+	overlap := DefaultOverlap
+	if req.Overlap != nil {
+		if err := req.Overlap.CheckValid(); err != nil {
+			return nil, api.Invalid("overlap", "%v", err)
+		}
+		overlap = req.Overlap.AsDuration()
+	}
+	if overlap < 0 || overlap > MaxOverlap {
+		return nil, api.Invalid("overlap", "%s: give 0 (a secret that leaked: the old one stops at once) up to %s", overlap, MaxOverlap)
+	}
+	// Known before anything goes into the Raft log.
+	if _, err := s.c.DB.Webhook(ctx, req.Id); err != nil {
+		return nil, s.notFound("id", req.Id, err)
+	}
+	secret, err := webhook.NewSecret()
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	now := time.Now()
+	step := &pb.WebhookStep{Action: "rotate", Webhook: &pb.Webhook{Id: req.Id, Secret: secret.String()}, By: caller(ctx), At: timestamppb.New(now)}
+	if overlap > 0 {
+		step.OldSecretUntil = timestamppb.New(now.Add(overlap))
+	}
+	out, err := s.step(ctx, step)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AddWebhookResponse{Webhook: info(out.Webhook), Secret: secret.String()}, nil
+}
+
 func (s *Service) step(ctx context.Context, step *pb.WebhookStep) (store.WebhookOutcome, error) {
 	v, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_WebhookStep{WebhookStep: step}})
 	if err != nil {
@@ -240,6 +281,7 @@ func info(w *db.WebhookRow) *pb.Webhook {
 		Id: w.ID, Url: w.URL, Kinds: w.Kinds, Crises: w.Crises, Regions: w.Regions, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
 		CreatedBy: w.CreatedBy, CreatedAt: ts(w.CreatedAt), Queued: w.Queued, Failed: w.Failed,
 		Delivered: w.Delivered, LastDeliveredAt: ts(w.LastDeliveredAt), FailingSince: ts(w.FailingSince), LastError: w.LastError,
+		OldSecretUntil: ts(w.OldSecretSigns(time.Now())),
 	}
 }
 

@@ -687,9 +687,10 @@ func (x *RuleStep) GetSeverity() string {
 // id and the secret before the step enters the log.
 type WebhookStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// action is add, remove or retry.
+	// action is add, remove, retry or rotate.
 	Action string `protobuf:"bytes,1,opt,name=action" json:"action,omitempty"`
-	// webhook is the definition to add, with its secret; for remove and retry only its id counts.
+	// webhook is the definition to add, with its secret; for rotate its id and new secret; for
+	// remove and retry only its id counts.
 	Webhook *Webhook `protobuf:"bytes,2,opt,name=webhook" json:"webhook,omitempty"`
 	// message_ids are the dead letters to retry; empty is all of the webhook's.
 	MessageIds []string `protobuf:"bytes,3,rep,name=message_ids,json=messageIds" json:"message_ids,omitempty"`
@@ -700,9 +701,12 @@ type WebhookStep struct {
 	// leaves what it delivers (its classification rose above the ceiling, it moved to another
 	// crisis or region). Set by every node since this field exists; a webhook added before it
 	// does not, so that a replica that applies an older record write queues what its peers did.
-	Withdraws     bool `protobuf:"varint,6,opt,name=withdraws" json:"withdraws,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Withdraws bool `protobuf:"varint,6,opt,name=withdraws" json:"withdraws,omitempty"`
+	// old_secret_until, on a rotate, is until when deliveries are also signed with the secret
+	// before the new one; unset or not after at: not at all.
+	OldSecretUntil *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=old_secret_until,json=oldSecretUntil" json:"old_secret_until,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WebhookStep) Reset() {
@@ -775,6 +779,13 @@ func (x *WebhookStep) GetWithdraws() bool {
 		return x.Withdraws
 	}
 	return false
+}
+
+func (x *WebhookStep) GetOldSecretUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldSecretUntil
+	}
+	return nil
 }
 
 // WebhookAcks is the leader's word on deliveries of one webhook: those the receiver
@@ -2067,7 +2078,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bseverity\x18\a \x01(\tR\bseverity\"\xd1\x01\n" +
+	"\bseverity\x18\a \x01(\tR\bseverity\"\x97\x02\n" +
 	"\vWebhookStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12/\n" +
 	"\awebhook\x18\x02 \x01(\v2\x15.knooppunt.v1.WebhookR\awebhook\x12\x1f\n" +
@@ -2075,7 +2086,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"messageIds\x12\x0e\n" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
-	"\twithdraws\x18\x06 \x01(\bR\twithdraws\"\xd5\x01\n" +
+	"\twithdraws\x18\x06 \x01(\bR\twithdraws\x12D\n" +
+	"\x10old_secret_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0eoldSecretUntil\"\xd5\x01\n" +
 	"\vWebhookAcks\x12\x18\n" +
 	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x1c\n" +
 	"\tdelivered\x18\x02 \x03(\x03R\tdelivered\x12-\n" +
@@ -2243,34 +2255,35 @@ var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	22, // 19: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
 	23, // 20: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
 	22, // 21: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
-	7,  // 22: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
-	22, // 23: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
-	7,  // 24: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
-	22, // 25: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
-	24, // 26: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	22, // 27: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	22, // 28: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
-	12, // 29: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
-	12, // 30: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	22, // 31: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	21, // 32: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	11, // 33: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	25, // 34: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	22, // 35: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	22, // 36: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	22, // 37: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	26, // 38: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	22, // 39: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	27, // 40: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	28, // 41: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 42: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	19, // 43: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	20, // 44: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	44, // [44:45] is the sub-list for method output_type
-	43, // [43:44] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	22, // 22: knooppunt.v1.WebhookStep.old_secret_until:type_name -> google.protobuf.Timestamp
+	7,  // 23: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
+	22, // 24: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
+	7,  // 25: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
+	22, // 26: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
+	24, // 27: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	22, // 28: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	22, // 29: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
+	12, // 30: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
+	12, // 31: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
+	22, // 32: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	21, // 33: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	11, // 34: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
+	25, // 35: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	22, // 36: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	22, // 37: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	22, // 38: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	26, // 39: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	22, // 40: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	27, // 41: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	28, // 42: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 43: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	19, // 44: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	20, // 45: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	45, // [45:46] is the sub-list for method output_type
+	44, // [44:45] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }

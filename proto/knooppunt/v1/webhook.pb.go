@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -53,9 +54,12 @@ type Webhook struct {
 	// webhook's kinds, crises or regions.
 	MaxClassification Classification `protobuf:"varint,15,opt,name=max_classification,json=maxClassification,enum=knooppunt.v1.Classification" json:"max_classification,omitempty"`
 	// regions filters the records delivered by region; empty is every region.
-	Regions       []string `protobuf:"bytes,16,rep,name=regions" json:"regions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Regions []string `protobuf:"bytes,16,rep,name=regions" json:"regions,omitempty"`
+	// old_secret_until, after a rotation, is when deliveries stop being signed with the secret
+	// before it as well; unset when they are signed with one secret.
+	OldSecretUntil *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=old_secret_until,json=oldSecretUntil" json:"old_secret_until,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Webhook) Reset() {
@@ -196,6 +200,13 @@ func (x *Webhook) GetMaxClassification() Classification {
 func (x *Webhook) GetRegions() []string {
 	if x != nil {
 		return x.Regions
+	}
+	return nil
+}
+
+func (x *Webhook) GetOldSecretUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldSecretUntil
 	}
 	return nil
 }
@@ -766,11 +777,65 @@ func (x *RetryWebhookResponse) GetQueued() int64 {
 	return 0
 }
 
+type RotateWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id" json:"id,omitempty"`
+	// overlap is how long deliveries are also signed with the old secret: unset is 24 hours, 0
+	// stops it at once (a secret that leaked), at most 30 days.
+	Overlap       *durationpb.Duration `protobuf:"bytes,2,opt,name=overlap" json:"overlap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateWebhookRequest) Reset() {
+	*x = RotateWebhookRequest{}
+	mi := &file_knooppunt_v1_webhook_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookRequest) ProtoMessage() {}
+
+func (x *RotateWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_webhook_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookRequest.ProtoReflect.Descriptor instead.
+func (*RotateWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_webhook_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RotateWebhookRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RotateWebhookRequest) GetOverlap() *durationpb.Duration {
+	if x != nil {
+		return x.Overlap
+	}
+	return nil
+}
+
 var File_knooppunt_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"\xc4\x04\n" +
+	"\x1aknooppunt/v1/webhook.proto\x12\fknooppunt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/record.proto\"\x8a\x05\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x14\n" +
@@ -791,7 +856,8 @@ const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x0e \x01(\tR\tlastError\x12K\n" +
 	"\x12max_classification\x18\x0f \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x11maxClassification\x12\x18\n" +
-	"\aregions\x18\x10 \x03(\tR\aregions\"\xd6\x01\n" +
+	"\aregions\x18\x10 \x03(\tR\aregions\x12D\n" +
+	"\x10old_secret_until\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x0eoldSecretUntil\"\xd6\x01\n" +
 	"\x11AddWebhookRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\x12\x16\n" +
@@ -830,13 +896,17 @@ const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\vmessage_ids\x18\x02 \x03(\tR\n" +
 	"messageIds\".\n" +
 	"\x14RetryWebhookResponse\x12\x16\n" +
-	"\x06queued\x18\x01 \x01(\x03R\x06queued2\xa9\x04\n" +
+	"\x06queued\x18\x01 \x01(\x03R\x06queued\"[\n" +
+	"\x14RotateWebhookRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
+	"\aoverlap\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aoverlap2\x9e\x05\n" +
 	"\x0eWebhookService\x12a\n" +
 	"\x03Add\x12\x1f.knooppunt.v1.AddWebhookRequest\x1a .knooppunt.v1.AddWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/webhooks\x12c\n" +
 	"\x04List\x12!.knooppunt.v1.ListWebhooksRequest\x1a\".knooppunt.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/webhooks\x12^\n" +
 	"\x06Remove\x12\".knooppunt.v1.RemoveWebhookRequest\x1a\x15.knooppunt.v1.Webhook\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}\x12v\n" +
 	"\bFailures\x12$.knooppunt.v1.WebhookFailuresRequest\x1a%.knooppunt.v1.WebhookFailuresResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhooks/failures\x12w\n" +
-	"\x05Retry\x12!.knooppunt.v1.RetryWebhookRequest\x1a\".knooppunt.v1.RetryWebhookResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/webhooks/{webhook}:retryBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x05Retry\x12!.knooppunt.v1.RetryWebhookRequest\x1a\".knooppunt.v1.RetryWebhookResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/webhooks/{webhook}:retry\x12s\n" +
+	"\x06Rotate\x12\".knooppunt.v1.RotateWebhookRequest\x1a .knooppunt.v1.AddWebhookResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/webhooks/{id}:rotateBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_webhook_proto_rawDescOnce sync.Once
@@ -850,7 +920,7 @@ func file_knooppunt_v1_webhook_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_webhook_proto_rawDescData
 }
 
-var file_knooppunt_v1_webhook_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_knooppunt_v1_webhook_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_knooppunt_v1_webhook_proto_goTypes = []any{
 	(*Webhook)(nil),                 // 0: knooppunt.v1.Webhook
 	(*AddWebhookRequest)(nil),       // 1: knooppunt.v1.AddWebhookRequest
@@ -863,35 +933,41 @@ var file_knooppunt_v1_webhook_proto_goTypes = []any{
 	(*WebhookFailuresResponse)(nil), // 8: knooppunt.v1.WebhookFailuresResponse
 	(*RetryWebhookRequest)(nil),     // 9: knooppunt.v1.RetryWebhookRequest
 	(*RetryWebhookResponse)(nil),    // 10: knooppunt.v1.RetryWebhookResponse
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
-	(Classification)(0),             // 12: knooppunt.v1.Classification
+	(*RotateWebhookRequest)(nil),    // 11: knooppunt.v1.RotateWebhookRequest
+	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
+	(Classification)(0),             // 13: knooppunt.v1.Classification
+	(*durationpb.Duration)(nil),     // 14: google.protobuf.Duration
 }
 var file_knooppunt_v1_webhook_proto_depIdxs = []int32{
-	11, // 0: knooppunt.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
-	11, // 1: knooppunt.v1.Webhook.last_delivered_at:type_name -> google.protobuf.Timestamp
-	11, // 2: knooppunt.v1.Webhook.failing_since:type_name -> google.protobuf.Timestamp
-	12, // 3: knooppunt.v1.Webhook.max_classification:type_name -> knooppunt.v1.Classification
-	12, // 4: knooppunt.v1.AddWebhookRequest.max_classification:type_name -> knooppunt.v1.Classification
-	0,  // 5: knooppunt.v1.AddWebhookResponse.webhook:type_name -> knooppunt.v1.Webhook
-	0,  // 6: knooppunt.v1.ListWebhooksResponse.webhooks:type_name -> knooppunt.v1.Webhook
-	11, // 7: knooppunt.v1.WebhookFailure.first_attempt_at:type_name -> google.protobuf.Timestamp
-	11, // 8: knooppunt.v1.WebhookFailure.failed_at:type_name -> google.protobuf.Timestamp
-	7,  // 9: knooppunt.v1.WebhookFailuresResponse.failures:type_name -> knooppunt.v1.WebhookFailure
-	1,  // 10: knooppunt.v1.WebhookService.Add:input_type -> knooppunt.v1.AddWebhookRequest
-	3,  // 11: knooppunt.v1.WebhookService.List:input_type -> knooppunt.v1.ListWebhooksRequest
-	5,  // 12: knooppunt.v1.WebhookService.Remove:input_type -> knooppunt.v1.RemoveWebhookRequest
-	6,  // 13: knooppunt.v1.WebhookService.Failures:input_type -> knooppunt.v1.WebhookFailuresRequest
-	9,  // 14: knooppunt.v1.WebhookService.Retry:input_type -> knooppunt.v1.RetryWebhookRequest
-	2,  // 15: knooppunt.v1.WebhookService.Add:output_type -> knooppunt.v1.AddWebhookResponse
-	4,  // 16: knooppunt.v1.WebhookService.List:output_type -> knooppunt.v1.ListWebhooksResponse
-	0,  // 17: knooppunt.v1.WebhookService.Remove:output_type -> knooppunt.v1.Webhook
-	8,  // 18: knooppunt.v1.WebhookService.Failures:output_type -> knooppunt.v1.WebhookFailuresResponse
-	10, // 19: knooppunt.v1.WebhookService.Retry:output_type -> knooppunt.v1.RetryWebhookResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 0: knooppunt.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
+	12, // 1: knooppunt.v1.Webhook.last_delivered_at:type_name -> google.protobuf.Timestamp
+	12, // 2: knooppunt.v1.Webhook.failing_since:type_name -> google.protobuf.Timestamp
+	13, // 3: knooppunt.v1.Webhook.max_classification:type_name -> knooppunt.v1.Classification
+	12, // 4: knooppunt.v1.Webhook.old_secret_until:type_name -> google.protobuf.Timestamp
+	13, // 5: knooppunt.v1.AddWebhookRequest.max_classification:type_name -> knooppunt.v1.Classification
+	0,  // 6: knooppunt.v1.AddWebhookResponse.webhook:type_name -> knooppunt.v1.Webhook
+	0,  // 7: knooppunt.v1.ListWebhooksResponse.webhooks:type_name -> knooppunt.v1.Webhook
+	12, // 8: knooppunt.v1.WebhookFailure.first_attempt_at:type_name -> google.protobuf.Timestamp
+	12, // 9: knooppunt.v1.WebhookFailure.failed_at:type_name -> google.protobuf.Timestamp
+	7,  // 10: knooppunt.v1.WebhookFailuresResponse.failures:type_name -> knooppunt.v1.WebhookFailure
+	14, // 11: knooppunt.v1.RotateWebhookRequest.overlap:type_name -> google.protobuf.Duration
+	1,  // 12: knooppunt.v1.WebhookService.Add:input_type -> knooppunt.v1.AddWebhookRequest
+	3,  // 13: knooppunt.v1.WebhookService.List:input_type -> knooppunt.v1.ListWebhooksRequest
+	5,  // 14: knooppunt.v1.WebhookService.Remove:input_type -> knooppunt.v1.RemoveWebhookRequest
+	6,  // 15: knooppunt.v1.WebhookService.Failures:input_type -> knooppunt.v1.WebhookFailuresRequest
+	9,  // 16: knooppunt.v1.WebhookService.Retry:input_type -> knooppunt.v1.RetryWebhookRequest
+	11, // 17: knooppunt.v1.WebhookService.Rotate:input_type -> knooppunt.v1.RotateWebhookRequest
+	2,  // 18: knooppunt.v1.WebhookService.Add:output_type -> knooppunt.v1.AddWebhookResponse
+	4,  // 19: knooppunt.v1.WebhookService.List:output_type -> knooppunt.v1.ListWebhooksResponse
+	0,  // 20: knooppunt.v1.WebhookService.Remove:output_type -> knooppunt.v1.Webhook
+	8,  // 21: knooppunt.v1.WebhookService.Failures:output_type -> knooppunt.v1.WebhookFailuresResponse
+	10, // 22: knooppunt.v1.WebhookService.Retry:output_type -> knooppunt.v1.RetryWebhookResponse
+	2,  // 23: knooppunt.v1.WebhookService.Rotate:output_type -> knooppunt.v1.AddWebhookResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_webhook_proto_init() }
@@ -906,7 +982,7 @@ func file_knooppunt_v1_webhook_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_webhook_proto_rawDesc), len(file_knooppunt_v1_webhook_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	WebhookService_Remove_FullMethodName   = "/knooppunt.v1.WebhookService/Remove"
 	WebhookService_Failures_FullMethodName = "/knooppunt.v1.WebhookService/Failures"
 	WebhookService_Retry_FullMethodName    = "/knooppunt.v1.WebhookService/Retry"
+	WebhookService_Rotate_FullMethodName   = "/knooppunt.v1.WebhookService/Rotate"
 )
 
 // WebhookServiceClient is the client API for WebhookService service.
@@ -39,6 +40,10 @@ type WebhookServiceClient interface {
 	Failures(ctx context.Context, in *WebhookFailuresRequest, opts ...grpc.CallOption) (*WebhookFailuresResponse, error)
 	// Retry queues dead letters again, with their message ids, behind what is queued.
 	Retry(ctx context.Context, in *RetryWebhookRequest, opts ...grpc.CallOption) (*RetryWebhookResponse, error)
+	// Rotate gives a webhook a new signing secret, shown once in the answer. Deliveries are signed
+	// with the old secret too until the overlap ends, so that the receiver can take the new one
+	// without refusing a delivery; the queue, the dead letters and the id stay.
+	Rotate(ctx context.Context, in *RotateWebhookRequest, opts ...grpc.CallOption) (*AddWebhookResponse, error)
 }
 
 type webhookServiceClient struct {
@@ -99,6 +104,16 @@ func (c *webhookServiceClient) Retry(ctx context.Context, in *RetryWebhookReques
 	return out, nil
 }
 
+func (c *webhookServiceClient) Rotate(ctx context.Context, in *RotateWebhookRequest, opts ...grpc.CallOption) (*AddWebhookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddWebhookResponse)
+	err := c.cc.Invoke(ctx, WebhookService_Rotate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WebhookServiceServer is the server API for WebhookService service.
 // All implementations must embed UnimplementedWebhookServiceServer
 // for forward compatibility.
@@ -112,6 +127,10 @@ type WebhookServiceServer interface {
 	Failures(context.Context, *WebhookFailuresRequest) (*WebhookFailuresResponse, error)
 	// Retry queues dead letters again, with their message ids, behind what is queued.
 	Retry(context.Context, *RetryWebhookRequest) (*RetryWebhookResponse, error)
+	// Rotate gives a webhook a new signing secret, shown once in the answer. Deliveries are signed
+	// with the old secret too until the overlap ends, so that the receiver can take the new one
+	// without refusing a delivery; the queue, the dead letters and the id stay.
+	Rotate(context.Context, *RotateWebhookRequest) (*AddWebhookResponse, error)
 	mustEmbedUnimplementedWebhookServiceServer()
 }
 
@@ -136,6 +155,9 @@ func (UnimplementedWebhookServiceServer) Failures(context.Context, *WebhookFailu
 }
 func (UnimplementedWebhookServiceServer) Retry(context.Context, *RetryWebhookRequest) (*RetryWebhookResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Retry not implemented")
+}
+func (UnimplementedWebhookServiceServer) Rotate(context.Context, *RotateWebhookRequest) (*AddWebhookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rotate not implemented")
 }
 func (UnimplementedWebhookServiceServer) mustEmbedUnimplementedWebhookServiceServer() {}
 func (UnimplementedWebhookServiceServer) testEmbeddedByValue()                        {}
@@ -248,6 +270,24 @@ func _WebhookService_Retry_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WebhookService_Rotate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebhookServiceServer).Rotate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebhookService_Rotate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebhookServiceServer).Rotate(ctx, req.(*RotateWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WebhookService_ServiceDesc is the grpc.ServiceDesc for WebhookService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -274,6 +314,10 @@ var WebhookService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Retry",
 			Handler:    _WebhookService_Retry_Handler,
+		},
+		{
+			MethodName: "Rotate",
+			Handler:    _WebhookService_Rotate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
