@@ -151,6 +151,9 @@ type recordFormView struct {
 	// body as JSON.
 	Fields []bodyField
 	Body   string
+	// Kept names the fields of the stored body that the form does not show (attachments):
+	// saving keeps them as they are.
+	Kept []string
 	// Errors are the messages by form field (id, crisis, body.NAME, body...); Problem is a
 	// message that names no field of the form, or says how many fields to correct; Summary lists
 	// them, in the form's order.
@@ -204,6 +207,9 @@ func (s *Server) recordForm(w http.ResponseWriter, r *request) {
 		v.Fields = bodyFieldsOf(s.c.Kinds.Get(rec.Kind))
 		fillFields(v.Fields, rec.Body)
 		v.Body = string(rec.Body)
+		if v.Fields != nil {
+			v.Kept = unshown(v.Fields, rec.Body)
+		}
 		if q.Get("opgeslagen") != "" {
 			v.Saved, v.SavedID, v.SavedVersion, v.SavedLink = true, rec.Id, rec.Version, recordLink(rec)
 		}
@@ -223,6 +229,9 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	for i, f := range v.Fields {
 		v.Fields[i].Title = label(f.Name)
 		v.Fields[i].Error = v.Errors["body."+f.Name]
+	}
+	for i, k := range v.Kept {
+		v.Kept[i] = label(k)
 	}
 	// The summary above the form lists the fields to correct in the form's order, each by its
 	// label, linked to it.
@@ -310,6 +319,14 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	}
 	if v.Fields != nil {
 		rec.Body = bodyOf(v.Fields)
+		if v.Edit {
+			// What the form does not show stays as stored. A record that is gone, or another
+			// version, is refused by the Put below in its own words.
+			if cur, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: v.ID, Mode: r.mode()}); err == nil {
+				rec.Body = keepUnshown(v.Fields, cur.Body, rec.Body)
+				v.Kept = unshown(v.Fields, cur.Body)
+			}
+		}
 	} else {
 		rec.Body = []byte(v.Body)
 	}

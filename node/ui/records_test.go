@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -220,6 +221,39 @@ func TestRecordForm(t *testing.T) {
 	}
 	if _, err := rc.Get(context.Background(), &pb.GetRequest{Id: "van-bram"}); err == nil {
 		t.Error("a reader's forged form stored a record")
+	}
+}
+
+// TestEditKeepsWhatTheFormDoesNotShow: saving the edit form of a record keeps the fields of its
+// body that the form has no field for (an attachments list, a field another system wrote), and
+// says so on the form; a field the form shows and the person emptied goes.
+func TestEditKeepsWhatTheFormDoesNotShow(t *testing.T) {
+	e := start(t)
+	rc := e.records(t)
+	if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "zeist", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Labels: map[string]string{"bron": "gemeente"},
+		Body: []byte(`{"municipality":"Zeist","beds_total":40,"beds_free":12,"notes":"via LCMS","lcms_ref":"LCMS-42"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	_, page := e.signIn(t, b, "eva", "/records/wijzigen?id=zeist")
+	if !strings.Contains(page, `id="blijft">Opslaan laat staan wat dit formulier niet toont: lcms_ref.</p>`) {
+		t.Errorf("the edit form does not say that it keeps lcms_ref:\n%s", page)
+	}
+	f := shelterForm(csrfOf(t, page), map[string]string{"body.beds_free": "9", "version": "1", "body.notes": ""})
+	if resp, page := b.post(t, e.url+"/records/wijzigen", f); resp.StatusCode != http.StatusOK || !strings.Contains(page, "versie 2") {
+		t.Fatalf("change: %d\n%s", resp.StatusCode, page)
+	}
+	rec, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(rec.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["lcms_ref"] != "LCMS-42" || body["beds_free"] != float64(9) || body["notes"] != nil {
+		t.Errorf("after the edit the body is %s: want lcms_ref kept, beds_free 9 and no notes", rec.Body)
 	}
 }
 

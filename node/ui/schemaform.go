@@ -3,6 +3,7 @@ package ui
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"strconv"
@@ -156,6 +157,42 @@ func fillFields(fields []bodyField, body []byte) {
 			fields[i].Value = string(raw)
 		}
 	}
+}
+
+// unshown are the top-level fields of a stored body that the form has no field for (an
+// attachments list, a field another system wrote), sorted: an edit keeps them as they are.
+func unshown(fields []bodyField, stored []byte) []string {
+	var b map[string]json.RawMessage
+	if json.Unmarshal(stored, &b) != nil {
+		return nil
+	}
+	for _, f := range fields {
+		delete(b, f.Name)
+	}
+	return slices.Sorted(maps.Keys(b))
+}
+
+// keepUnshown is the body an edit writes: the form's fields as the form sent them (formBody,
+// from bodyOf), and every other field of the stored body as it stands, so that saving a form
+// never drops what the form cannot show.
+func keepUnshown(fields []bodyField, stored, formBody []byte) []byte {
+	var kept map[string]json.RawMessage
+	if json.Unmarshal(stored, &kept) != nil || len(kept) == 0 {
+		return formBody
+	}
+	for _, f := range fields {
+		delete(kept, f.Name)
+	}
+	var sent map[string]json.RawMessage
+	if json.Unmarshal(formBody, &sent) != nil {
+		return formBody
+	}
+	maps.Copy(kept, sent)
+	b, err := json.Marshal(kept)
+	if err != nil {
+		return formBody
+	}
+	return b
 }
 
 // bodyOf builds the body from the form's values (each field's Value, as the form sent it). An empty field
