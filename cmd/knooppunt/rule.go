@@ -70,6 +70,21 @@ func toRuleJSON(r *pb.RuleInfo, withSource bool) ruleJSON {
 	return j
 }
 
+// noteRuleCrisis says of a rule whose crisis no record here or from a partner names (a typo, such
+// as oekriane) that it cannot fire, where "ok" or 0 episodes would read as a rule that merely has
+// not fired yet.
+func noteRuleCrisis(cmd *cobra.Command, conn *grpc.ClientConn, src []byte) {
+	var doc struct {
+		Crisis string `yaml:"crisis"`
+	}
+	if yaml.Unmarshal(src, &doc) != nil || doc.Crisis == "" {
+		return
+	}
+	if known, err := knownCrisis(cmd.Context(), conn, doc.Crisis, ""); err == nil && !known {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: the rule cannot fire until one does; check the spelling (`knooppunt phase show` lists the crises there are records of).\n", doc.Crisis)
+	}
+}
+
 func newRuleApplyCmd() *cobra.Command {
 	var (
 		f      clientFlags
@@ -212,8 +227,10 @@ func newRuleLintCmd() *cobra.Command {
 		Short: "Check a rule document",
 		Long: `Check a rule document: YAML, schema, and the CEL of its conditions (syntax, kinds and aggregate
 fields, types, cost). Offline it checks kinds against the config file's (--config), or the demo
-kinds; with --node against that node's. Every problem is printed as FILE:LINE:COLUMN: field:
-message, the position inside the condition for a CEL problem; the exit code is 1 if there is any.`,
+kinds; with --node against that node's, and it notes a crisis: that no record there or from a
+partner names (a typo: the rule could never fire). Every problem is printed as FILE:LINE:COLUMN:
+field: message, the position inside the condition for a CEL problem; the exit code is 1 if there
+is any.`,
 		Example: `  knooppunt rule lint zeeland-beds-low.yaml
   knooppunt rule lint zeeland-beds-low.yaml --config /etc/knooppunt/node.yaml
   knooppunt rule lint zeeland-beds-low.yaml --node unix:///var/lib/knooppunt/knooppunt.sock`,
@@ -231,6 +248,9 @@ message, the position inside the condition for a CEL problem; the exit code is 1
 						return err
 					}
 					probs = fromLintProblems(resp.Problems)
+					if len(probs) == 0 {
+						noteRuleCrisis(cmd, conn, src)
+					}
 					return nil
 				})
 				if err != nil {
@@ -304,7 +324,7 @@ func newRuleTestCmd() *cobra.Command {
 as the node evaluates), and list the episodes it would have fired: region, start, end ("firing"
 while it still fires at the end of the run; absent in -o json) and the values that fired it. Nothing is stored.
 The run covers --since back from now, or --from to --to (RFC 3339), within the history's
-retention.`,
+retention. No episode of a rule whose crisis: no record names comes with a note that says so.`,
 		Example: `  knooppunt rule test zeeland-beds-low.yaml --since 168h
   knooppunt rule test signals.yaml --from 2026-03-01T00:00:00Z --to 2026-03-08T00:00:00Z --step 5m -o json`,
 		Args: cobra.ExactArgs(1),
@@ -375,6 +395,9 @@ retention.`,
 				}
 				for _, e := range resp.Errors {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", e)
+				}
+				if len(resp.Episodes) == 0 {
+					noteRuleCrisis(cmd, conn, src)
 				}
 				return nil
 			})

@@ -18,12 +18,13 @@ func TestCLIRule(t *testing.T) {
 	addr, dir := servedNode(t)
 	good := filepath.Join(dir, "low.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(good, []byte(`name: zeeland-beds-low
+	const goodSrc = `name: zeeland-beds-low
 severity: severe
 crisis: oekraine
 when: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) < 0.05
 clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds_total")) > 0.08
-`), 0o600)
+`
+	os.WriteFile(good, []byte(goodSrc), 0o600)
 	os.WriteFile(bad, []byte("name: bad\nseverity: severe\nwhen: count(\"signal\", duration(\"6h\")) >= 3 && sum(\"sitrep\", \"x\") > 1\n"), 0o600)
 
 	if r := cli(t, nil, "", "rule", "lint", good).want(t, 0); !strings.Contains(r.stdout, "low.yaml: ok") {
@@ -41,6 +42,24 @@ clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds
 	r := cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "1h").want(t, 0)
 	if !strings.Contains(r.stdout, "1 episode(s)") || !strings.Contains(r.stdout, `VR19`) || !strings.Contains(r.stdout, `sum("shelter.capacity", "beds_free")=6`) {
 		t.Errorf("rule test:\n%s", r.stdout)
+	}
+	// A crisis no record names (a typo) lints, and cannot fire: lint --node and test say so; one no
+	// record can name is refused.
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte(strings.Replace(goodSrc, "crisis: oekraine", "crisis: oekriane", 1)), 0o600)
+	const note = `Note: no record here or from a partner names crisis "oekriane": the rule cannot fire until one does`
+	if r := cli(t, nil, "", "rule", "lint", good, "--node", addr).want(t, 0); strings.Contains(r.stderr, "Note:") {
+		t.Errorf("lint --node of a rule of a known crisis: %q", r.stderr)
+	}
+	if r := cli(t, nil, "", "rule", "lint", typo, "--node", addr).want(t, 0); !strings.Contains(r.stderr, note) {
+		t.Errorf("lint --node of a rule of a crisis no record names: %q", r.stderr)
+	}
+	if r := cli(t, nil, "", "rule", "test", typo, "--node", addr, "--since", "1h").want(t, 0); !strings.Contains(r.stdout, "0 episode(s)") || !strings.Contains(r.stderr, note) {
+		t.Errorf("rule test of a rule of a crisis no record names:\n%s%s", r.stdout, r.stderr)
+	}
+	os.WriteFile(typo, []byte(strings.Replace(goodSrc, "crisis: oekraine", "crisis: Oekraïne", 1)), 0o600)
+	if r := cli(t, nil, "", "rule", "lint", typo).want(t, 1); !strings.Contains(r.stderr, typo+`:3:9: crisis: "Oekraïne" is not a crisis name`) {
+		t.Errorf("lint of a rule of a crisis no record can name: %q", r.stderr)
 	}
 	var eps []episodeJSON
 	cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "1h", "-o", "json").want(t, 0).oneJSON(t, &eps)

@@ -34,6 +34,8 @@ func TestLintRefusesWithPosition(t *testing.T) {
 		{"over cost", head + `when: '[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, sum("shelter.capacity", "beds_free") > double(a+b+c))))'`, 3, 8, "when", "over the budget of 10000"},
 		{"clear quoted", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nclear: \"count('signal', duration('6h')) < x\"", 4, 43, "clear", "undeclared reference to 'x'"},
 		{"severity", "name: r\nseverity: loud\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 2, 11, "severity", `"loud" is not a severity`},
+		{"severity missing", "name: r\nseverity:\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 2, 10, "severity", `a rule needs a severity: use one of minor, moderate, severe, extreme`},
+		{"crisis with a capital", head + "crisis: Oekraïne\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 3, 9, "crisis", `"Oekraïne" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -`},
 		{"for", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nfor: soon", 4, 6, "for", `"soon" is not a duration`},
 		{"region lower case", head + "regions: [VR09, vr10]\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 3, 17, "regions[1]", `"vr10" is not a region: use a safety-region code VR01 to VR25`},
 		{"no such region", head + "regions: [VR99]\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 3, 11, "regions[0]", `"VR99" is not a region`},

@@ -1,6 +1,7 @@
 package warn
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -143,8 +144,16 @@ func Lint(src []byte, kinds *record.Kinds) (*Rule, error) {
 	if err := CheckName(d.Name); err != nil {
 		probs = append(probs, p.problem("name", "%v", err))
 	}
-	if !slices.Contains(Severities, d.Severity) {
+	switch {
+	case d.Severity == "":
+		probs = append(probs, p.problem("severity", "a rule needs a severity: use one of %s", strings.Join(Severities, ", ")))
+	case !slices.Contains(Severities, d.Severity):
 		probs = append(probs, p.problem("severity", "%q is not a severity: use one of %s", d.Severity, strings.Join(Severities, ", ")))
+	}
+	// A crisis no record can name: the rule would never fire, without a word.
+	var fe *record.FieldError
+	if err := record.CheckCrisis("crisis", d.Crisis); d.Crisis != "" && errors.As(err, &fe) {
+		probs = append(probs, p.problem("crisis", "%s", fe.Reason))
 	}
 	for i, reg := range d.Regions {
 		field := fmt.Sprintf("regions[%d]", i)
