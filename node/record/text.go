@@ -65,12 +65,20 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 	if len(q) > MaxQueryBytes {
 		return nil, nil, invalid(field, "%d bytes is over the limit of %d", len(q), MaxQueryBytes)
 	}
+	// Quotes as word processors and phones type them open and close a phrase too.
+	q = typographicQuotes.Replace(q)
 	var terms, ignored []string
 	add := func(typed string) error {
 		typed = strings.Join(strings.Fields(typed), " ")
 		t := Normalize(typed)
 		if t == "" {
 			return nil
+		}
+		// Punctuation at a term's ends is how the word stood in a sentence (opvang, (opvang)
+		// vaccinatie?), not part of what is looked for. A term of punctuation alone stays, to
+		// be refused as such.
+		if trimmed := strings.TrimFunc(t, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }); trimmed != "" {
+			t = trimmed
 		}
 		var refused error
 		if utf8.RuneCountInString(t) < MinTermRunes {
@@ -135,6 +143,9 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 	}
 	return &TextQuery{Terms: terms}, ignored, nil
 }
+
+// typographicQuotes are the double quotes people type besides ", as ".
+var typographicQuotes = strings.NewReplacer("“", `"`, "”", `"`, "„", `"`, "‟", `"`)
 
 // String is the query as ParseText reads it back, to the same terms: each term, a phrase
 // quoted, separated by spaces.

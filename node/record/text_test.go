@@ -26,8 +26,14 @@ func TestParseText(t *testing.T) {
 		{q: strings.Repeat("abcd ", 17), err: "text: 17 words and phrases is over the limit of 16"},
 		{q: strings.Repeat("x", 513), err: "text: 513 bytes is over the limit of 512"},
 		// FTS5 syntax is text like any other.
-		{q: `NEAR(a b) OR "x" * ^col:`, err: `text: "b)" is shorter than 3 characters`},
-		{q: `NEAR(abc, def) col:xyz*`, terms: []string{"near(abc,", "def)", "col:xyz*"}},
+		{q: `NEAR(a b) OR "x" * ^col:`, err: `text: "b" is shorter than 3 characters`},
+		{q: `NEAR(abc, def) col:xyz*`, terms: []string{"near(abc", "def", "col:xyz"}},
+		// Punctuation at a word's ends is not looked for; quotes as phones type them make a
+		// phrase.
+		{q: `opvang, (vluchtelingen) vaccinatie? -ontheemden "opvang."`, terms: []string{"opvang", "vluchtelingen", "vaccinatie", "ontheemden", "opvang"}},
+		{q: "\u201copvang ontheemden\u201d \u201ehulp\u201d", terms: []string{"opvang ontheemden", "hulp"}},
+		{q: `IC-bedden e-mail 112`, terms: []string{"ic-bedden", "e-mail", "112"}},
+		{q: `vergunning &&&`, err: `text: "&&&" has no letters or digits: search for words`},
 	} {
 		q, err := ParseText("text", tc.q)
 		if tc.err != "" {
