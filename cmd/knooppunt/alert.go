@@ -37,6 +37,9 @@ type alertJSON struct {
 	State       string     `json:"state"`
 	FiredAt     time.Time  `json:"fired_at"`
 	ResolvedAt  *time.Time `json:"resolved_at,omitempty"`
+	// Withdrawn says why a resolved alert's rule did not clear: it was deleted, or no longer
+	// lints. The table shows its state as withdrawn, so that it does not read as all clear.
+	Withdrawn string `json:"withdrawn,omitempty"`
 	// Unevaluable is why a firing alert's rule cannot be evaluated any more, since when: the
 	// alert is not confirmed meanwhile.
 	Unevaluable      string            `json:"unevaluable,omitempty"`
@@ -63,7 +66,11 @@ func newAlertListCmd() *cobra.Command {
 the alerts of their rules that they share with this node (a search: each partner audits it).
 --status test|draft lists the node's own test or draft alerts. --exercise NAME lists what the
 rules fired in an open exercise, on its records alone; the CAP alerts imported into an exercise
-are records: record list --kind alert --exercise NAME lists them.`,
+are records: record list --kind alert --exercise NAME lists them.
+
+STATE is firing, resolved (the rule cleared), or withdrawn: resolved because nothing evaluates
+the rule any more (it was deleted, or no longer lints); -o json keeps state resolved and says who
+and why in withdrawn.`,
 		Example: `  knooppunt alert list --firing
   knooppunt alert list --firing --partners
   knooppunt alert list --rule zeeland-beds-low -o json
@@ -157,6 +164,9 @@ are records: record list --kind alert --exercise NAME lists them.`,
 						res = a.ResolvedAt.Local().Format(time.RFC3339)
 					}
 					state := a.State
+					if a.Withdrawn != "" {
+						state = "withdrawn"
+					}
 					if a.Unevaluable != "" && a.UnevaluableSince != nil {
 						state += " (NOT EVALUABLE since " + a.UnevaluableSince.Local().Format("15:04") + ")"
 					}

@@ -144,6 +144,13 @@ when: sum("shelter.capacity", "beds_free") < 100
 		a := alerts()
 		return len(a) == 1 && a[0].State == "resolved" && a[0].ResolvedAt != nil && len(alerts("--firing")) == 0, fmt.Sprint(a)
 	})
+	// Withdrawn, not cleared: the table says so, and -o json says who deleted the rule.
+	if a := alerts(); !strings.HasPrefix(a[0].Withdrawn, "rule walcheren-beds-low was deleted by spiffe://vr-zeeland-test.crisis.test/user/anna") {
+		t.Errorf("alert list -o json of a withdrawn alert: withdrawn %q", a[0].Withdrawn)
+	}
+	if r := cli(t, nil, "", "alert", "list", "--node", o.sock()).want(t, 0); !strings.Contains(r.stdout, "  withdrawn  ") || strings.Contains(r.stdout, "resolved") {
+		t.Errorf("alert list of a withdrawn alert:\n%s", r.stdout)
+	}
 	if v := o.metric(t, firing, `region="VR19",rule="walcheren-beds-low"`); v != -1 {
 		t.Errorf("/metrics still has knooppunt_rule_firing of the deleted rule: %g", v)
 	}
