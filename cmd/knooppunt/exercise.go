@@ -101,8 +101,9 @@ func newExerciseListCmd() *cobra.Command {
 		Short: "List the open exercises, or all with --all",
 		Long: `List the open exercises, or all with --all. For an open exercise, TAKING PART says of each peer
 whether it has started the exercise too, as its node tells this one: open (it takes part), none
-(it has not started it: it shares nothing of the exercise and receives nothing of it), closed, or
-unknown (no answer yet, or its node is down). Only the replica that leads knows it: a follower
+(it has not started it: it shares nothing of the exercise and receives nothing of it), closed
+(it closed it: close it here too), or unknown (no answer yet, or its node is down, or its
+policies grant you nothing of this exercise). Only the replica that leads knows it: a follower
 asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
 		Example: `  knooppunt exercise list
   knooppunt exercise list --all -o json`,
@@ -135,16 +136,24 @@ asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
 					if j.StartedAt != nil {
 						started = j.StartedAt.Local().Format(time.RFC3339)
 					}
-					var parts, absent []string
+					var parts, absent, closedBy []string
 					for _, p := range j.Partners {
 						parts = append(parts, p.Peer+" "+p.State)
-						if db.TakesNoPart(p.State) {
+						switch {
+						case p.State == db.ExerciseClosed:
+							closedBy = append(closedBy, p.Peer)
+						case db.TakesNoPart(p.State):
 							absent = append(absent, p.Peer)
 						}
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", j.Name, j.State, j.Records, j.StartedBy, started, closed, j.Deleted, strings.Join(parts, ", "))
 					if len(absent) > 0 {
 						notes = append(notes, fmt.Sprintf("Note: %s does not take part in %s: it shares nothing of it and receives nothing of it; ask them to run knooppunt exercise start %s.", strings.Join(absent, ", "), j.Name, j.Name))
+					}
+					// A closed exercise cannot be started again under its name: the partner is done
+					// with it, not yet to begin.
+					if len(closedBy) > 0 {
+						notes = append(notes, fmt.Sprintf("Note: %s closed %s: it shares nothing of it and receives nothing of it any more; close it here too (knooppunt exercise close %s).", strings.Join(closedBy, ", "), j.Name, j.Name))
 					}
 				}
 				if err := tw.Flush(); err != nil {

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
 )
 
 // TestCLIExercise: exercise start, list and close; a record written with --exercise is read
@@ -150,5 +153,27 @@ func TestCLIExercise(t *testing.T) {
 	}
 	if r := cli(t, nil, "", "exercise", "--help").want(t, 0); !strings.Contains(r.stdout, "knooppunt exercise start oefening-zeeland") {
 		t.Fatalf("exercise --help has no examples:\n%s", r.stdout)
+	}
+}
+
+// TestExerciseListPartnerClosed: a partner that closed the exercise is told apart from one that
+// never started it: the note asks to close it here too, not to have it started again, which its
+// name, taken, would refuse.
+func TestExerciseListPartnerClosed(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const name = "oefening-zeeland"
+	b.Approve(t, "name: b-oefening\npurpose: oefening\nrecipients: [spiffe://"+a.TD.Name()+"]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [exercise]\n")
+	a.Exercise(t, name, false)
+	b.Exercise(t, name, false)
+	b.Exercise(t, name, true)
+	addr := "unix://" + a.SocketPath()
+	var r result
+	fedtest.Eventually(t, 10*time.Second, "a's exercise list says b closed it", func() (bool, string) {
+		r = cli(t, nil, "", "exercise", "list", "--node", addr).want(t, 0)
+		return strings.Contains(r.stdout, b.Name+" closed"), r.stdout
+	})
+	if want := "Note: " + b.Name + " closed " + name + ": it shares nothing of it and receives nothing of it any more; close it here too (knooppunt exercise close " + name + ")."; !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "exercise start") {
+		t.Errorf("exercise list with a partner that closed it:\n%s\nwant the note %q", r.stdout, want)
 	}
 }
