@@ -41,6 +41,46 @@ while the exercise is open on it.`,
 	return cmd
 }
 
+// findExercise is the exercise of that name on this node, open or closed; nil when there is none.
+func findExercise(ctx context.Context, conn *grpc.ClientConn, name string) (*pb.ExerciseInfo, error) {
+	resp, err := pb.NewExerciseServiceClient(conn).List(ctx, &pb.ListExercisesRequest{Closed: true})
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(resp.Exercises, func(e *pb.ExerciseInfo) bool { return e.Name == name })
+	if i < 0 {
+		return nil, nil
+	}
+	return resp.Exercises[i], nil
+}
+
+// checkOpenExercise refuses, before anything is written, an --exercise that names no open
+// exercise here: otherwise the node refuses each write on its own, in words that do not name the
+// flag. A node that cannot list its exercises is left to refuse the writes itself.
+func checkOpenExercise(ctx context.Context, conn *grpc.ClientConn, exercise string) error {
+	if exercise == "" {
+		return nil
+	}
+	e, err := findExercise(ctx, conn, exercise)
+	switch {
+	case err != nil:
+		return nil
+	case e == nil:
+		return fmt.Errorf("--exercise: no exercise %q on this node: start it first (knooppunt exercise list shows the open ones)", exercise)
+	case e.State != db.ExerciseOpen:
+		return fmt.Errorf("--exercise: exercise %q was closed%s: nothing can be written in it any more (knooppunt exercise list shows the open ones)", exercise, closedAt(e))
+	}
+	return nil
+}
+
+// closedAt is " at TIME" for an exercise that says when it was closed.
+func closedAt(e *pb.ExerciseInfo) string {
+	if e.ClosedAt == nil {
+		return ""
+	}
+	return " at " + e.ClosedAt.AsTime().Local().Format(time.RFC3339)
+}
+
 // noteUnknownExercise says, for a read in the mode of an exercise that this node never started
 // (a misspelt --exercise), that there is no such exercise here, where the empty answer would
 // read as an exercise in which nobody wrote anything. It reports whether it said so.

@@ -133,6 +133,10 @@ func TestCLIExercise(t *testing.T) {
 		t.Fatalf("closing removed the actual record:\n%s", r.stdout)
 	}
 
+	rows := filepath.Join(t.TempDir(), "rows.csv")
+	if err := os.WriteFile(rows, []byte("id,title,summary\nr1,oefening,s\nr2,oefening,s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		msg  string
@@ -142,12 +146,17 @@ func TestCLIExercise(t *testing.T) {
 		{[]string{"exercise", "close", "oef-9"}, `knooppunt: NAME: no exercise "oef-9" on this node: knooppunt exercise list --all shows them (NotFound)`},
 		{[]string{"record", "put", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public", "--body", `{"title":"te laat","summary":"na de sluiting"}`},
 			"knooppunt: --exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another (FailedPrecondition)"},
+		// An import into an exercise that is not open is refused once, before any row is sent.
+		{[]string{"import", rows, "--exercise", "oefening-zeland", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public"},
+			`knooppunt: --exercise: no exercise "oefening-zeland" on this node: start it first (knooppunt exercise list shows the open ones)`},
+		{[]string{"import", rows, "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public"},
+			`knooppunt: --exercise: exercise "oef-1" was closed at `},
 		{[]string{"record", "list", "--exercise", "-x"}, `--exercise: "-x" is not an exercise name`},
 		{[]string{"record", "list", "--status", "exercise"}, "--status exercise: name the exercise with --exercise NAME instead"},
 		{[]string{"record", "list", "--status", "bogus"}, `--status: "bogus" is not a status`},
 		{[]string{"record", "list", "--status", "test", "--exercise", "oef-1"}, "--exercise and --status test: choose one mode"},
 	} {
-		if r := run(1, tc.args...); !strings.Contains(r.stderr, tc.msg) {
+		if r := run(1, tc.args...); !strings.Contains(r.stderr, tc.msg) || strings.Contains(r.stdout, "rejected") {
 			t.Errorf("knooppunt %s: stderr %q, want %q", strings.Join(tc.args, " "), r.stderr, tc.msg)
 		}
 	}

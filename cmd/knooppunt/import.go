@@ -52,7 +52,8 @@ semicolons between the cells and decimal commas (3,5), is read as such. --kind, 
 and --classification fill what a row leaves empty.
 
 Exercises: --exercise NAME writes every row that names no status and no exercise as an exercise
-record of that open exercise, as "record put --exercise" does; a row may name its own (status
+record of that open exercise, as "record put --exercise" does; a NAME that is no open exercise on
+the node (misspelt, or closed) is refused before any row is sent. A row may name its own (status
 exercise, exercise NAME; a row that names an exercise and no status is one of it).
 
 Standard input (-) is JSON Lines unless --format says otherwise. A row without an id gets a new
@@ -135,11 +136,15 @@ summary then says up to which line the node answered, which lines were sent but 
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			c, closeConn, err := f.records()
+			conn, err := f.dial()
 			if err != nil {
 				return err
 			}
-			defer closeConn()
+			defer conn.Close()
+			if err := checkOpenExercise(cmd.Context(), conn, exercise); err != nil {
+				return err
+			}
+			c := pb.NewRecordServiceClient(conn)
 			// The bar counts rows the node has answered for, not bytes read: reading the file
 			// takes a moment, writing its rows the rest.
 			bar := progressbar.NewOptions(len(rows),
