@@ -94,7 +94,7 @@ func TestTextSearchAcrossTheFederation(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{`"open`, `filter.text: a phrase opened with " is not closed: add the closing "`},
 		{"de", `filter.text: "de" is shorter than 3 characters: search for longer words`},
-		{`NEAR(x y) OR *`, `filter.text: "y)" is shorter than 3 characters`},
+		{`NEAR(x y) OR *`, `filter.text: "y" is shorter than 3 characters`},
 	} {
 		_, err := pb.NewSearchServiceClient(c.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Filter: &pb.Filter{Text: tc.text}})
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.want) {

@@ -390,6 +390,12 @@ func CheckFilter(f *pb.Filter) error {
 			return api.Invalid(name, "not a valid value")
 		}
 	}
+	if f.Crisis != "" {
+		// A name no record can have (Oekraïne, as people write it) would find nothing anywhere.
+		if err := record.CheckCrisis("filter.crisis", f.Crisis); err != nil {
+			return api.Status(slog.Default(), err)
+		}
+	}
 	if f.Region != "" {
 		// A typo would find nothing anywhere, as if no partner had records of the region.
 		if err := record.CheckRegion("filter.region", f.Region); err != nil {

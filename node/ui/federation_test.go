@@ -170,6 +170,23 @@ func TestSearchByWords(t *testing.T) {
 	if _, page = search("aankomst"); strings.Contains(page, `id="regio-aanbod"`) {
 		t.Error("a search that names no region offers one")
 	}
+	// The crisis as people write it is the one the records name; a name no record can have is
+	// refused at the field, with the known crises; a name no record here has is searched, and said.
+	withCrisis := func(crisis string) (int, string) {
+		t.Helper()
+		resp, page := b.get(t, e.url+"/zoeken?"+url.Values{"q": {"beeld"}, "crisis": {crisis}}.Encode())
+		return resp.StatusCode, page
+	}
+	if code, page := withCrisis("Oekraïne"); code != http.StatusOK || !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, `name="crisis" value="oekraine"`) ||
+		!strings.Contains(page, `<datalist id="zoek-crises"><option value="oekraine"></option>`) {
+		t.Errorf("search in crisis Oekraïne: %d, want oekraine's two sitreps and the known crises offered:\n%s", code, page)
+	}
+	if code, page := withCrisis("Noord-Holland!"); code != http.StatusBadRequest || fieldError(page, "crisis") != "“Noord-Holland!” is geen crisisnaam: een crisis heet zoals de records haar noemen, in kleine letters zonder accenten. Bekende crises: oekraine." {
+		t.Errorf("search in crisis Noord-Holland!: %d, want 400 at the field:\n%s", code, page)
+	}
+	if code, page := withCrisis("oekriane"); code != http.StatusOK || !strings.Contains(page, `id="onbekende-crisis"`) || !strings.Contains(page, "Resultaten (0)") {
+		t.Errorf("search in crisis oekriane: %d, want it searched and said that nothing here names it:\n%s", code, page)
+	}
 	// A * as other search boxes take it: dropped, the word is found as part of longer ones.
 	if _, page = search("aankomst*"); !strings.Contains(page, "Resultaten (1)") {
 		t.Errorf("search for aankomst*: want ncc's guidance:\n%s", page)

@@ -648,6 +648,12 @@ type searchView struct {
 	// it is neither.
 	Org, OrgError string
 	Orgs          []orgChoice
+	// Crises are the crises known here (a phase set, or records naming them), offered as the
+	// crisis is typed; CrisisError says the typed one is no crisis name and none known is meant,
+	// CrisisUnknown that no record here names it (a partner's may).
+	Crises        []string
+	CrisisError   string
+	CrisisUnknown bool
 	Searched      bool
 	Hits          []hitView
 	Partners      []partnerView
@@ -858,6 +864,29 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.Kinds = st.Kinds
+	if known, err := pb.NewPhaseServiceClient(s.c.Conn).List(ctx, &pb.ListPhasesRequest{Exercise: r.exercise(), Known: true}); err == nil {
+		for _, p := range known.Phases {
+			v.Crises = append(v.Crises, p.Crisis)
+		}
+	}
+	if v.Crisis != "" && !slices.Contains(v.Crises, v.Crisis) {
+		// Oekraïne or Oekraine for oekraine: the crisis as people write it is the one the
+		// records name, as on the picture page.
+		for _, c := range v.Crises {
+			if record.Normalize(c) == record.Normalize(v.Crisis) {
+				v.Crisis = c
+				break
+			}
+		}
+	}
+	if v.Crisis != "" && !slices.Contains(v.Crises, v.Crisis) {
+		if record.CheckCrisis("crisis", v.Crisis) != nil {
+			v.CrisisError = r.L.T("search.crisis_bad", v.Crisis, cmp.Or(strings.Join(v.Crises, ", "), r.L.T("picture.known_none")))
+			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+			return
+		}
+		v.CrisisUnknown = true
+	}
 	// Words as people type them: "opvang in de regio" searches for opvang and regio, and says
 	// that it left out in and de, which the index cannot look for.
 	var text *record.TextQuery
