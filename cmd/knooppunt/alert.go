@@ -65,8 +65,9 @@ func newAlertListCmd() *cobra.Command {
 		Long: `List the alerts this node's rules wrote, newest first. --partners also asks every partner for
 the alerts of their rules that they share with this node (a search: each partner audits it).
 --status test|draft lists the node's own test or draft alerts. --exercise NAME lists what the
-rules fired in an open exercise, on its records alone; the CAP alerts imported into an exercise
-are records: record list --kind alert --exercise NAME lists them.
+rules fired in an open exercise, on its records alone (an empty list notes an exercise that is
+not here, or was closed); the CAP alerts imported into an exercise are records: record list
+--kind alert --exercise NAME lists them.
 
 STATE is firing, resolved (the rule cleared), or withdrawn: resolved because nothing evaluates
 the rule any more (it was deleted, or no longer lints); -o json keeps state resolved and says who
@@ -175,7 +176,7 @@ and why in withdrawn.`,
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				if !partners && len(out) == 0 {
+				if len(out) == 0 && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) && !partners {
 					fmt.Fprintln(cmd.ErrOrStderr(), "No alerts of this node's own rules; --partners also asks the partners for theirs.")
 				}
 				return nil

@@ -81,18 +81,25 @@ func closedAt(e *pb.ExerciseInfo) string {
 	return " at " + e.ClosedAt.AsTime().Local().Format(time.RFC3339)
 }
 
-// noteUnknownExercise says, for a read in the mode of an exercise that this node never started
-// (a misspelt --exercise), that there is no such exercise here, where the empty answer would
-// read as an exercise in which nobody wrote anything. It reports whether it said so.
+// noteUnknownExercise says, for an empty read in the mode of an exercise that this node never
+// started (a misspelt --exercise) or that was closed, that there is no such exercise here or when
+// it was closed, where the empty answer would read as an exercise in which nobody wrote anything.
+// It reports whether it said so.
 func noteUnknownExercise(ctx context.Context, w io.Writer, conn *grpc.ClientConn, exercise string) bool {
 	if exercise == "" {
 		return false
 	}
-	resp, err := pb.NewExerciseServiceClient(conn).List(ctx, &pb.ListExercisesRequest{Closed: true})
-	if err != nil || slices.ContainsFunc(resp.Exercises, func(e *pb.ExerciseInfo) bool { return e.Name == exercise }) {
+	e, err := findExercise(ctx, conn, exercise)
+	switch {
+	case err != nil:
+		return false
+	case e == nil:
+		fmt.Fprintf(w, "Note: no exercise %q on this node: check its name (`knooppunt exercise list --all` lists them).\n", exercise)
+	case e.State != db.ExerciseOpen:
+		fmt.Fprintf(w, "Note: exercise %q was closed%s: its records, and the copies of partners' records of it, were deleted here.\n", exercise, closedAt(e))
+	default:
 		return false
 	}
-	fmt.Fprintf(w, "Note: no exercise %q on this node: check its name (`knooppunt exercise list --all` lists them).\n", exercise)
 	return true
 }
 

@@ -95,7 +95,8 @@ func TestCLIExercise(t *testing.T) {
 	}
 	// A misspelt exercise is said to be none, where its empty answer would read as an exercise
 	// nobody wrote in; the crisis is not blamed for it.
-	for _, args := range [][]string{{"record", "list", "--crisis", "c", "--exercise", "oef-l"}, {"picture", "--crisis", "c", "--exercise", "oef-l"}} {
+	for _, args := range [][]string{{"record", "list", "--crisis", "c", "--exercise", "oef-l"}, {"picture", "--crisis", "c", "--exercise", "oef-l"},
+		{"alert", "list", "--exercise", "oef-l"}, {"search", "--text", "oefening", "--exercise", "oef-l"}} {
 		r := run(0, args...)
 		if !strings.Contains(r.stderr, `Note: no exercise "oef-l" on this node`) || strings.Contains(r.stderr, "names crisis") {
 			t.Errorf("knooppunt %s: stderr %q, want a note that there is no such exercise", strings.Join(args, " "), r.stderr)
@@ -128,6 +129,14 @@ func TestCLIExercise(t *testing.T) {
 	}
 	if r := run(0, "record", "list", "--crisis", "c", "--exercise", "oef-1"); strings.Contains(r.stdout, "oef ") {
 		t.Fatalf("the closed exercise still lists its record:\n%s", r.stdout)
+	}
+	// A read of a closed exercise says when it was closed, where its empty answer would read as
+	// an exercise nobody wrote in.
+	for _, args := range [][]string{{"record", "list", "--exercise", "oef-1"}, {"picture", "--crisis", "c", "--exercise", "oef-1"},
+		{"alert", "list", "--exercise", "oef-1"}, {"search", "--text", "oefening", "--exercise", "oef-1"}} {
+		if r := run(0, args...); !strings.Contains(r.stderr, `Note: exercise "oef-1" was closed at `) || strings.Contains(r.stderr, "No alerts") {
+			t.Errorf("knooppunt %s: stderr %q, want a note that the exercise was closed", strings.Join(args, " "), r.stderr)
+		}
 	}
 	if r := run(0, "record", "list", "--crisis", "c"); !strings.Contains(r.stdout, "real") {
 		t.Fatalf("closing removed the actual record:\n%s", r.stdout)

@@ -116,6 +116,9 @@ exports the results can tell an answer served partly from old copies.`,
 			if err := printSearch(cmd.OutOrStdout(), f.output, resp, filter.Mode); err != nil {
 				return err
 			}
+			if len(resp.Hits) == 0 {
+				noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, exercise)
+			}
 			limit := int(filter.Limit)
 			if limit == 0 {
 				limit = peerserver.DefaultLimit
