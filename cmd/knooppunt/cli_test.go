@@ -186,7 +186,7 @@ func TestCLIRecord(t *testing.T) {
 	if r := cli(t, nil, "", "record", "delete", "utr-1", "--node", addr).want(t, 1); !strings.Contains(r.stderr, `this node holds no live record "utr-1" in this mode: it was deleted already, or never was`) {
 		t.Errorf("delete of a deleted record: %q", r.stderr)
 	}
-	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 1); r.stderr != "knooppunt: record not found: this node's own records hold no \"utr-1\"; a partner's record is found with `knooppunt search --id utr-1` (NotFound)\n" {
+	if r := cli(t, nil, "", "record", "get", "utr-1", "--node", addr).want(t, 1); r.stderr != "knooppunt: record not found: this node's own records hold no \"utr-1\"; is it an exercise record? add --exercise NAME (or --status test|draft for a test or draft record); a partner's record is found with `knooppunt search --id utr-1` (NotFound)\n" {
 		t.Fatalf("get after delete: stderr %q", r.stderr)
 	}
 	// A refused argument is said as the usage names it.

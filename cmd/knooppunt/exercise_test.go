@@ -105,7 +105,7 @@ func TestCLIExercise(t *testing.T) {
 	if r := run(0, "record", "list", "--crisis", "nothing", "--exercise", "oef-1"); strings.Contains(r.stderr, "no exercise") {
 		t.Errorf("an empty list in an exercise that exists says there is none: %q", r.stderr)
 	}
-	if r := run(1, "record", "get", "oef"); !strings.Contains(r.stderr, "record not found") {
+	if r := run(1, "record", "get", "oef"); !strings.Contains(r.stderr, `record not found: this node's own records hold no "oef"; is it an exercise record? add --exercise NAME`) {
 		t.Fatalf("record get of an exercise record without --exercise: %q", r.stderr)
 	}
 	// A delete acts in its mode too: an exercise's record by its id alone is not found, and

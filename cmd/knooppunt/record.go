@@ -196,11 +196,13 @@ func newRecordGetCmd() *cobra.Command {
 				c := pb.NewRecordServiceClient(conn)
 				r, err := c.Get(cmd.Context(), &pb.GetRequest{Id: args[0], Consistency: consistency, Mode: mode})
 				if status.Code(err) == codes.NotFound {
-					where := "this node's own records"
+					// A read is in one mode: an exercise record is not found without its
+					// exercise, and the search suggested next would not find it either.
+					where, hint := "this node's own records", "is it an exercise record? add --exercise NAME (or --status test|draft for a test or draft record); "
 					if mode != nil {
-						where += " in this mode"
+						where, hint = where+" in this mode", ""
 					}
-					return fmt.Errorf("record not found: %s hold no %q; a partner's record is found with `knooppunt search --id %s` (NotFound)", where, args[0], args[0])
+					return fmt.Errorf("record not found: %s hold no %q; %sa partner's record is found with `knooppunt search --id %s` (NotFound)", where, args[0], hint, args[0])
 				}
 				if err != nil {
 					return err
