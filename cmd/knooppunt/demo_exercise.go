@@ -104,7 +104,7 @@ func runExercise(ctx context.Context, out io.Writer, orgs map[string]*demoOrg) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  VR Zeeland closes %s: %d records deleted, retracted at every peer\n", demoExercise, closed.Deleted)
+	fmt.Fprintf(out, "  VR Zeeland closes %s: %s deleted, retracted at every peer\n", demoExercise, nRecords(closed.Deleted))
 	if err := waitFor(ctx, "NCC to drop the exercise's records", func() (bool, error) {
 		p, err := ncc.pictureIn(ctx, mode)
 		return err == nil && len(fromOrigin(p, zeeland.td)) == 0, err

@@ -260,7 +260,7 @@ func newExerciseStepCmd(action string) *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), toExerciseJSON(e))
 				}
 				if action == "close" {
-					_, err = fmt.Fprintf(cmd.OutOrStdout(), "OEFENING %s closed: %d records deleted; peers holding copies get retractions\n", e.Name, e.Deleted)
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "OEFENING %s closed: %s deleted; peers holding copies get retractions\n", e.Name, nRecords(e.Deleted))
 					return err
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "OEFENING %s started: write its records with --exercise %s\n", e.Name, e.Name)
@@ -273,6 +273,14 @@ func newExerciseStepCmd(action string) *cobra.Command {
 	f.fill(map[string]string{"reason": "reason"})
 	f.fillArg("NAME", "name")
 	return cmd
+}
+
+// nRecords is "1 record" or "N records".
+func nRecords(n int64) string {
+	if n == 1 {
+		return "1 record"
+	}
+	return fmt.Sprintf("%d records", n)
 }
 
 // modeFlags select the mode of a read: actual records, unless --exercise names an exercise or

@@ -124,7 +124,7 @@ func TestCLIExercise(t *testing.T) {
 	if len(list) != 1 || list[0]["name"] != "oef-1" || list[0]["state"] != "open" || list[0]["records"] != float64(1) {
 		t.Fatalf("exercise list -o json: %v", list)
 	}
-	if r := run(0, "exercise", "close", "oef-1"); !strings.Contains(r.stdout, "OEFENING oef-1 closed: 1 records deleted") {
+	if r := run(0, "exercise", "close", "oef-1"); !strings.Contains(r.stdout, "OEFENING oef-1 closed: 1 record deleted;") {
 		t.Fatalf("close printed %q", r.stdout)
 	}
 	if r := run(0, "record", "list", "--crisis", "c", "--exercise", "oef-1"); strings.Contains(r.stdout, "oef ") {
