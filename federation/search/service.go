@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"reflect"
 	"regexp"
@@ -215,6 +216,7 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	for _, h := range resp.Hits {
 		h.Validity = record.Validity(h.Record, now)
 	}
+	resp.Hits = bestFirst(resp.Hits)
 	span.SetAttributes(attribute.Int("knooppunt.search.peers", len(peers)), attribute.Int("knooppunt.search.hits", len(resp.Hits)))
 	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].Peer < resp.Peers[j].Peer })
 	for _, p := range resp.Peers {
@@ -981,4 +983,44 @@ func sameBody(a, b []byte) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// bestFirst orders the hits across their sources: each source ranks its own best first (bm25
+// over its own records, a peer over what it sends; without words, in its own order), and those
+// ranks are not comparable between sources, so the first of every source come first, then the
+// second, and so on. Sources go in a fixed order, own first and then by name, so that the same
+// search lists the same way each time (the order the sources answered in is the network's).
+// Documents in force come before superseded, expired and not yet valid ones, which would
+// otherwise rank first as often as not: an old answer says much the same words as the one that
+// replaced it.
+func bestFirst(hits []*pb.SearchHit) []*pb.SearchHit {
+	inForce := make([]*pb.SearchHit, 0, len(hits))
+	var others []*pb.SearchHit
+	for _, h := range hits {
+		if h.Validity == "" {
+			inForce = append(inForce, h)
+		} else {
+			others = append(others, h)
+		}
+	}
+	return append(interleave(inForce), interleave(others)...)
+}
+
+// interleave takes the first hit of every source, then the second, and so on: the node's own
+// ("") first, then the peers by name.
+func interleave(hits []*pb.SearchHit) []*pb.SearchHit {
+	bySource := map[string][]*pb.SearchHit{}
+	for _, h := range hits {
+		bySource[h.Source] = append(bySource[h.Source], h)
+	}
+	order := slices.Sorted(maps.Keys(bySource)) // "" sorts first
+	out := make([]*pb.SearchHit, 0, len(hits))
+	for rank := 0; len(out) < len(hits); rank++ {
+		for _, src := range order {
+			if rank < len(bySource[src]) {
+				out = append(out, bySource[src][rank])
+			}
+		}
+	}
+	return out
 }

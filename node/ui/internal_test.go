@@ -409,29 +409,6 @@ func TestSnippetParts(t *testing.T) {
 	}
 }
 
-// TestBestFirst: the hits of a search on words, the first of every source first, then the
-// second, sources own first and then by name, whatever order they answered in; documents in
-// force before superseded, expired and not yet valid ones.
-func TestBestFirst(t *testing.T) {
-	hit := func(origin, id, validity string) *pb.SearchHit {
-		return &pb.SearchHit{Record: &pb.Record{Origin: origin, Id: id}, Validity: validity}
-	}
-	hits := []*pb.SearchHit{hit("ncc", "n1", ""), hit("own", "o1", record.Superseded), hit("own", "o2", ""), hit("own", "o3", ""),
-		hit("lcvs", "l1", ""), hit("lcvs", "l2", record.Expired), hit("lcvs", "l3", "")}
-	// The same hits as sources answered in another order: each source's own order is its rank.
-	again := []*pb.SearchHit{hits[4], hits[1], hits[0], hits[5], hits[2], hits[3], hits[6]}
-	const want = "o2 l1 n1 o3 l3 o1 l2"
-	for _, hs := range [][]*pb.SearchHit{hits, again} {
-		var got []string
-		for _, h := range bestFirst(hs, "own") {
-			got = append(got, h.Record.Id)
-		}
-		if strings.Join(got, " ") != want {
-			t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
-		}
-	}
-}
-
 // TestFieldLabeler: a field goes by the title its kind's schema gives it, else by its name in
 // the page's language for a built-in kind's field, else by its own name.
 func TestFieldLabeler(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"mime"
 	"net/http"
@@ -390,7 +389,14 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	for i := range v.Alerts {
 		v.Alerts[i].Source = s.orgName(v.Partners, v.Alerts[i].Source)
 	}
-	sort.SliceStable(v.Latest, func(i, j int) bool { return v.Latest[i].Updated.After(v.Latest[j].Updated) })
+	// Documents in force first, newest first: a superseded or expired Q&A never pushes a current
+	// sitrep past the cut below.
+	sort.SliceStable(v.Latest, func(i, j int) bool {
+		if a, b := v.Latest[i].Validity == "", v.Latest[j].Validity == ""; a != b {
+			return a
+		}
+		return v.Latest[i].Updated.After(v.Latest[j].Updated)
+	})
 	if len(v.Latest) > maxLatest {
 		// The rest is a search away: the page says so, and links to it.
 		v.LatestMore = len(v.Latest)
@@ -772,54 +778,6 @@ func snippetParts(s string) []snippetPart {
 	return parts
 }
 
-// bestFirst orders the hits of a search on words across their sources: each source ranks its
-// own best first (bm25 over its own records, a peer over what it sends), and those ranks are not comparable between sources,
-// so the first of every source come first, then the second, and so on. Sources go in a fixed
-// order, own first and then by name, so that the same search lists the same way each time (the
-// order Search answered in is the network's). Documents in force come before superseded,
-// expired and not yet valid ones, which would otherwise rank first as often as not: an old
-// answer says much the same words as the one that replaced it.
-func bestFirst(hits []*pb.SearchHit, own string) []*pb.SearchHit {
-	inForce := make([]*pb.SearchHit, 0, len(hits))
-	var others []*pb.SearchHit
-	for _, h := range hits {
-		if h.Validity == "" {
-			inForce = append(inForce, h)
-		} else {
-			others = append(others, h)
-		}
-	}
-	return append(interleave(inForce, own), interleave(others, own)...)
-}
-
-// interleave takes the first hit of every source, then the second, and so on, sources own first,
-// then by name.
-func interleave(hits []*pb.SearchHit, own string) []*pb.SearchHit {
-	bySource := map[string][]*pb.SearchHit{}
-	for _, h := range hits {
-		src := h.GetRecord().GetOrigin()
-		bySource[src] = append(bySource[src], h)
-	}
-	place := func(src string) int {
-		if src == own || src == "" {
-			return 0
-		}
-		return 1
-	}
-	order := slices.SortedFunc(maps.Keys(bySource), func(a, b string) int {
-		return cmp.Or(cmp.Compare(place(a), place(b)), cmp.Compare(a, b))
-	})
-	out := make([]*pb.SearchHit, 0, len(hits))
-	for rank := 0; len(out) < len(hits); rank++ {
-		for _, src := range order {
-			if rank < len(bySource[src]) {
-				out = append(out, bySource[src][rank])
-			}
-		}
-	}
-	return out
-}
-
 // regionOffer is, for a search whose words name a safety region (zeeland), that region and the
 // same search in it, with its name left out of the words; "" when no word names one.
 func regionOffer(r *request, text *record.TextQuery) (name, link string) {
@@ -947,10 +905,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		v.Partial, v.TextPending = resp.Partial, resp.TextPending
 		now := time.Now()
-		hits := resp.Hits
-		if text != nil {
-			hits = bestFirst(hits, s.c.Org)
-		}
+		hits := resp.Hits // best first, as Search orders them
 		// One labeler a kind, not one a hit: each reads its kind's schema.
 		labelers := map[*record.Kind]func(string) string{}
 		labelOf := func(k *record.Kind) func(string) string {

@@ -846,11 +846,23 @@ func TestPictureSaysWhenLatestIsCut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Newer still, three answers replaced by others: documents no longer in force come after
+	// those in force, and so past the cut.
+	for i := range 3 {
+		r := &pb.Record{Id: fmt.Sprintf("qa-oud-%d", i), Kind: "qa", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_PUBLIC,
+			Body: []byte(fmt.Sprintf(`{"question":"Vraag %d?","answer":"Oud antwoord.","superseded_by":"qa-nieuw"}`, i))}
+		if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, page := e.signIn(t, newBrowser(t), "bram", "/?crisis=oekraine")
 	if n := strings.Count(page, ">Rapport "); n != 15 {
 		t.Errorf("the picture lists %d sitreps, want the 15 newest", n)
 	}
-	if !strings.Contains(page, "De 15 nieuwste van 17.") || !strings.Contains(page, `href="/zoeken?crisis=oekraine">Zoek ze allemaal</a>`) ||
+	if strings.Contains(page, ">Vraag ") {
+		t.Error("the picture lists replaced answers before sitreps in force")
+	}
+	if !strings.Contains(page, "De 15 nieuwste van 20.") || !strings.Contains(page, `href="/zoeken?crisis=oekraine">Zoek ze allemaal</a>`) ||
 		!strings.Contains(page, ">Rapport 16<") || strings.Contains(page, ">Rapport 00<") {
 		t.Errorf("the picture does not say that it shows the 15 newest of 17:\n%s", page)
 	}
