@@ -44,6 +44,13 @@ func ParseText(field, q string) (*TextQuery, error) {
 // ErrOpenPhrase is what a query refused for a phrase whose closing " is missing is, by errors.Is.
 var ErrOpenPhrase = errors.New(`a phrase opened with " is not closed`)
 
+// ErrNoWords is what a query refused for holding nothing to search for ("", `""`, ***) is, by
+// errors.Is; ErrNotUTF8 one refused for bytes that are not UTF-8.
+var (
+	ErrNoWords = errors.New("no words to search for")
+	ErrNotUTF8 = errors.New("not valid UTF-8")
+)
+
 // ErrTooManyTerms is what a query refused for more than MaxQueryTerms words and phrases is, by
 // errors.Is.
 var ErrTooManyTerms = errors.New("too many words and phrases")
@@ -60,7 +67,9 @@ func ParseTextLoosely(field, q string) (tq *TextQuery, ignored []string, err err
 
 func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 	if !utf8.ValidString(q) {
-		return nil, nil, invalid(field, "not valid UTF-8")
+		e := invalid(field, "not valid UTF-8")
+		e.cause = ErrNotUTF8
+		return nil, nil, e
 	}
 	if len(q) > MaxQueryBytes {
 		return nil, nil, invalid(field, "%d bytes is over the limit of %d", len(q), MaxQueryBytes)
@@ -134,7 +143,9 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		return nil, ignored, invalid(field, "%s: search for words of %d characters or more", QuoteAll(ignored), MinTermRunes)
 	}
 	if len(terms) == 0 {
-		return nil, nil, invalid(field, "no words to search for")
+		e := invalid(field, "no words to search for")
+		e.cause = ErrNoWords
+		return nil, nil, e
 	}
 	if len(terms) > MaxQueryTerms {
 		e := invalid(field, "%d words and phrases is over the limit of %d", len(terms), MaxQueryTerms)

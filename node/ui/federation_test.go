@@ -198,6 +198,9 @@ func TestSearchByWords(t *testing.T) {
 		{`"opvang in`, "Een zinsdeel begint met een aanhalingsteken maar sluit niet af"},
 		{strings.Repeat("opvang ", 80), "Dit is te lang om op te zoeken: zoek met minder woorden (ten hoogste 512 tekens)."},
 		{strings.Repeat("woord ", 17), "Zoek op ten hoogste 16 woorden of zinsdelen tegelijk."},
+		// In the page's language, not the node's.
+		{`"" ***`, "Er staan geen woorden in om op te zoeken: typ een of meer woorden van minstens 3 letters of cijfers."},
+		{"opvang \xff", "De zoekwoorden bevatten tekens die geen tekst zijn"},
 	} {
 		code, page := search(tc.q)
 		if code != http.StatusBadRequest || !strings.Contains(page, tc.want) || !strings.Contains(page, `aria-invalid="true"`) || strings.Contains(page, "Resultaten (") {

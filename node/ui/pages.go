@@ -866,6 +866,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 				v.TextError = r.L.T("search.text_long", record.MaxQueryBytes)
 			case errors.Is(err, record.ErrTooManyTerms):
 				v.TextError = r.L.T("search.text_many", record.MaxQueryTerms)
+			case errors.Is(err, record.ErrNoWords):
+				v.TextError = r.L.T("search.text_none")
+			case errors.Is(err, record.ErrNotUTF8):
+				v.TextError = r.L.T("search.text_utf8")
 			default:
 				v.TextError = r.L.T("search.text_error", strings.TrimPrefix(err.Error(), "q: "))
 			}
