@@ -221,6 +221,13 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	if _, err := Attachments(body); err != nil {
 		return err
 	}
+	var doc struct {
+		SupersededBy string `json:"superseded_by"`
+	}
+	if json.Unmarshal(body, &doc) == nil && doc.SupersededBy != "" && doc.SupersededBy == r.Id {
+		// It would read as replaced, and send the reader to itself for what replaced it.
+		return invalid("record.body.superseded_by", "%q is this record itself: name the record that replaces it", doc.SupersededBy)
+	}
 	r.Body = body
 	r.Origin = c.Origin
 	r.UpdatedAt = nil

@@ -140,6 +140,11 @@ var refusals = []refusal{
 	// the sums.
 	{"more free than in total", body(`{"municipality":"Zeist","beds_total":10,"beds_free":300}`), "record.body.beds_free", codes.InvalidArgument,
 		"300 is more than beds_total, 10, which it can never be (kind shelter.capacity): check both figures"},
+	// A document replaced by itself would send its reader round in a circle.
+	{"superseded by itself", with(func(r *pb.Record) {
+		r.Id, r.Kind, r.Body = "qa-1", "qa", []byte(`{"question":"q","answer":"a","superseded_by":"qa-1"}`)
+	}),
+		"record.body.superseded_by", codes.InvalidArgument, `"qa-1" is this record itself: name the record that replaces it`},
 	// Dates Validity reads are dates (review 20 L1), in a document and in any body.
 	{"valid_until that does not exist", with(func(r *pb.Record) {
 		r.Kind, r.Body = "qa", []byte(`{"question":"q","answer":"a","valid_until":"2026-02-30"}`)

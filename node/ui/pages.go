@@ -1012,6 +1012,9 @@ type recordView struct {
 	// Validity marks a superseded, expired or not yet valid document (record.Validity); a
 	// superseded one links to the document that replaced it, from the same source.
 	Validity, Successor, SuccessorLink string
+	// SuccessorMissing: the successor is an own record that is not there (deleted, or not
+	// written yet): the page names it without a link to nothing.
+	SuccessorMissing bool
 	// Back is the page the record was reached from (?terug), BackText the link's words.
 	Back, BackText string
 	// Tech is set when some fields are technical details (fieldView.Tech).
@@ -1192,6 +1195,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		_ = json.Unmarshal(rec.Body, &b)
 		v.Successor = b.SupersededBy
 		v.SuccessorLink = recordLink(&pb.Record{Origin: rec.Origin, Id: b.SupersededBy, Exercise: rec.Exercise})
+		if origin == "" || origin == s.c.Org {
+			_, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: b.SupersededBy, Mode: r.mode()})
+			v.SuccessorMissing = status.Code(err) == codes.NotFound
+		}
 	}
 	if v.Title = titleOf(r.L, rec); v.Title == "" {
 		v.Title = rec.Id

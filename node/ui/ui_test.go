@@ -722,9 +722,21 @@ func TestPicture(t *testing.T) {
 			t.Errorf("the alert's page lacks %s", want)
 		}
 	}
+	// Its successor is not written yet: named, not linked to a page that does not exist.
+	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=qa-oud")
+	if w := `id="geldigheid"><p class="utrecht-paragraph">Dit document is vervangen door qa-nieuw, maar dat staat (nog) niet op dit knooppunt`; !strings.Contains(page, w) || strings.Contains(page, `href="/record?id=qa-nieuw`) {
+		t.Errorf("the page of a Q&A superseded by one not written yet does not say so %s:\n%s", w, page)
+	}
+	newQA := &pb.Record{Id: "qa-nieuw", Kind: "qa", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: []byte(`{"question":"Mag ik werken?","answer":"Ja, met een vergunning."}`)}
+	if _, err := e.records(t).Put(context.Background(), &pb.PutRequest{Record: newQA}); err != nil {
+		t.Fatal(err)
+	}
 	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=qa-oud")
 	if w := `id="geldigheid"><p class="utrecht-paragraph">Dit document is vervangen. Lees het nieuwe: <a class="utrecht-link" href="/record?id=qa-nieuw&amp;origin=` + testOrg + `">qa-nieuw</a>`; !strings.Contains(page, w) {
 		t.Errorf("the superseded Q&A's page does not warn and link %s:\n%s", w, page)
+	}
+	if _, err := e.records(t).Delete(context.Background(), &pb.DeleteRequest{Id: "qa-nieuw"}); err != nil {
+		t.Fatal(err)
 	}
 	resp, _ = b.get(t, e.url+"/record?origin="+testOrg+"&id=does-not-exist")
 	if resp.StatusCode != http.StatusNotFound {
