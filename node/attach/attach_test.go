@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -31,6 +32,16 @@ func TestExtractBrokenAndOther(t *testing.T) {
 	}
 	if _, err := Extract("image/png", []byte("\x89PNG\r\n\x1a\n")); !errors.Is(err, db.ErrNoText) {
 		t.Errorf("a PNG: %v, want ErrNoText", err)
+	}
+	// A note or a CSV file is found by its words as it stands, in-process and through the child
+	// alike (which it never reaches: the command here does not exist).
+	child := ExtractIn(time.Second, "/nonexistent/knooppunt", "extract-text")
+	for _, mt := range []string{"text/plain; charset=utf-8", "text/csv"} {
+		for name, extract := range map[string]func(string, []byte) (string, error){"Extract": Extract, "ExtractIn": child} {
+			if text, err := extract(mt, []byte("Sleutelhouderregeling,opvang\n")); err != nil || text != "Sleutelhouderregeling,opvang\n" {
+				t.Errorf("%s(%s) = %q, %v; want the file's text", name, mt, text, err)
+			}
+		}
 	}
 }
 

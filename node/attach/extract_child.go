@@ -25,9 +25,13 @@ const childMemory = 1 << 30
 // own binary with its extract-text command, which runs ServeExtract. The child is killed after
 // timeout, and whatever makes it fail (a fatal error of the PDF library, its memory bound, the
 // timeout) marks the file as broken, as a malformed PDF is: the node goes on, and never reads
-// that file again. Other types hold no text it reads.
+// that file again. A plain-text or CSV file is read as it stands, in the node's process; other
+// types hold no text it reads.
 func ExtractIn(timeout time.Duration, command ...string) db.Extractor {
 	return func(mediaType string, data []byte) (string, error) {
+		if text, ok := plainText(mediaType, data); ok {
+			return text, nil
+		}
 		if mediaType != PDF {
 			return "", db.ErrNoText
 		}

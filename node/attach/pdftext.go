@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ledongthuc/pdf"
@@ -24,9 +25,12 @@ const (
 var ErrExtractTimeout = errors.New("attach: text extraction took too long")
 
 // Extract is the node's db.Extractor: the text of a PDF, read with github.com/ledongthuc/pdf
-// (pure Go; it parses the file's objects and content streams and runs nothing in them). Other
-// types hold no text it reads.
+// (pure Go; it parses the file's objects and content streams and runs nothing in them), and of a
+// plain-text or CSV file as it stands. Other types hold no text it reads.
 func Extract(mediaType string, data []byte) (string, error) {
+	if text, ok := plainText(mediaType, data); ok {
+		return text, nil
+	}
 	if mediaType != PDF {
 		return "", db.ErrNoText
 	}
@@ -69,4 +73,14 @@ func pdfText(data []byte) (text string, err error) {
 		return "", fmt.Errorf("attach: malformed PDF: %w", err)
 	}
 	return string(bytes.ToValidUTF8(b, nil)), nil
+}
+
+// plainText is the text of a plain-text or CSV file (as Sniff names them), at most MaxTextBytes
+// of it: there is nothing to parse, so it is read in the node's own process. ok is false for
+// every other type.
+func plainText(mediaType string, data []byte) (text string, ok bool) {
+	if !strings.HasPrefix(mediaType, "text/plain") && mediaType != "text/csv" {
+		return "", false
+	}
+	return string(bytes.ToValidUTF8(data[:min(len(data), MaxTextBytes)], nil)), true
 }
