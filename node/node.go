@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -68,6 +69,13 @@ import (
 
 // SocketName is the local socket's file name inside the data directory.
 const SocketName = "knooppunt.sock"
+
+// NotMember says what a replica outside its group's latest Raft configuration is, and what to do.
+const NotMember = "not a member of the group: removed, or waiting to be joined (knooppunt cluster join on the leader)"
+
+// LockName is the file in the data directory that a running node holds locked (flock): a
+// second node, or a restore, on the directory is refused while it runs.
+const LockName = "knooppunt.lock"
 
 // LiveService is the gRPC health service name that says whether the node runs, whatever its
 // group does: SERVING from the start until a clean stop begins. The overall service, "", says
@@ -155,6 +163,8 @@ type Node struct {
 	// last entries are written.
 	refusals     *refusals
 	stopRefusals func()
+	// dirLock holds the data directory's LockName while the node runs.
+	dirLock *os.File
 }
 
 // Start opens the node's state in opts.DataDir and serves the local socket. It returns once the
@@ -179,6 +189,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: data dir: %w", err)
 	}
 	if err := checkWritable(opts.DataDir); err != nil {
+		return nil, err
+	}
+	// The directory's lock first, then the ports, then the data: a second node on this
+	// directory is told so rather than that a port is taken, and a port another process holds
+	// stops even a first start before it has made a database or a Raft log.
+	lock, err := lockDataDir(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.dirLock = lock
+	if err := checkPorts(cfg); err != nil {
 		return nil, err
 	}
 	kinds, err := cfg.KindSet()
@@ -254,12 +275,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
-	if sc.Bootstrap {
-		// A replica waiting to be joined has no leader until an admin adds it. One of a group
-		// waits a little for its group, so that its first reads are of what the group holds;
-		// one whose group has lost its majority serves without it: its local reads, backups and
-		// web interface go on (health says NOT_SERVING), and it follows a leader once there is
-		// one.
+	if member := n.inGroup(n.store, cfg.ReplicaID); sc.Bootstrap || member {
+		// A replica waiting to be joined (raft.bootstrap: false, and not in the group's
+		// configuration) has no leader until an admin adds it. Any other waits a little for its
+		// group, so that its first reads are of what the group holds; one whose group has lost
+		// its majority serves without it: its local reads, backups and web interface go on
+		// (health says NOT_SERVING), and it follows a leader once there is one.
 		wait := leaderWait(sc.ElectionTimeout)
 		waitCtx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
@@ -267,7 +288,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			if ctx.Err() != nil {
 				return nil, err
 			}
-			n.log.Warn("no leader known: serving local reads only, and health NOT_SERVING, until this replica reaches a majority of its group (docs/cluster.md, A majority is lost)", "waited", wait)
+			if member {
+				n.log.Warn("no leader known: serving local reads only, and health NOT_SERVING, until this replica reaches a majority of its group (docs/cluster.md, A majority is lost)", "waited", wait)
+			} else {
+				n.log.Warn(NotMember+": serving local reads only, and health NOT_SERVING", "waited", wait)
+			}
 		}
 		// A leader applies the entries its log holds beyond the database (those committed
 		// before a crash) only after it takes office. Wait for them, so that the first reads
@@ -848,6 +873,9 @@ func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}, 
 		case !ok && serving && n.store.State() == "Shutdown":
 			n.log.Warn("this replica is out of its group (removed with cluster remove): health is NOT_SERVING; stop it, or start it again with an empty data directory and join it (cluster join)")
 			serving = false
+		case !ok && serving && !n.isReplica(n.opts.Config.ReplicaID):
+			n.log.Warn("this replica is " + NotMember + ": health is NOT_SERVING")
+			serving = false
 		case !ok && serving:
 			n.log.Warn("no leader known: health is NOT_SERVING until this replica reaches a majority of its group", "for", time.Since(lastLeader).Round(time.Millisecond))
 			serving = false
@@ -1116,6 +1144,10 @@ func (n *Node) close() error {
 	if n.sockPath != "" {
 		os.Remove(n.sockPath)
 	}
+	if n.dirLock != nil {
+		n.dirLock.Close() // last: the directory is free once all else is closed
+		n.dirLock = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -1169,4 +1201,57 @@ func checkWritable(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// lockDataDir takes the lock of the data directory dir (LockName), or says that another node
+// runs on it. Closing the file releases it; so does the end of the process, however it ends.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, LockName)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("node: data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("node: another node runs on this data directory (%s): stop it, or use another --data-dir", dir)
+		}
+		return nil, fmt.Errorf("node: lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Serving reports whether a node runs on the data directory dir: one of this release holds its
+// lock, and one of any release answers on its local socket.
+func Serving(dir string) bool {
+	if c, err := net.DialTimeout("unix", filepath.Join(dir, SocketName), time.Second); err == nil {
+		c.Close()
+		return true
+	}
+	f, err := os.Open(filepath.Join(dir, LockName))
+	if err != nil {
+		return false
+	}
+	defer f.Close() // releases the shared lock taken below, if it was
+	return errors.Is(syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB), syscall.EWOULDBLOCK)
+}
+
+// checkPorts binds, and lets go again, each TCP address the config has the node listen on, so
+// that a port another process holds stops the start before the node writes its data. The node
+// binds them for good later; one taken in between still fails there.
+func checkPorts(cfg *config.Config) error {
+	for _, p := range []struct{ setting, addr string }{
+		{"listen", cfg.Listen}, {"raft.listen", cfg.Raft.Listen}, {"bundle_endpoint.listen", cfg.BundleEndpoint.Listen},
+		{"metrics_addr", cfg.MetricsAddr}, {"ui.listen", cfg.UI.Listen}, {"feed.listen", cfg.Feed.Listen}, {"http.listen", cfg.HTTP.Listen},
+	} {
+		if p.addr == "" {
+			continue
+		}
+		lis, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			return fmt.Errorf("node: %s %s: %w: stop the process that holds it, or set another address", p.setting, p.addr, err)
+		}
+		lis.Close()
+	}
+	return nil
 }

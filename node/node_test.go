@@ -2,8 +2,10 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -376,5 +379,114 @@ func TestStartSaysTheDataDirIsNotWritable(t *testing.T) {
 	}
 	if want := "node: data dir /sys is not writable by this process (uid "; !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "choose another --data-dir") {
 		t.Errorf("error %q, want it to start %q", err, want)
+	}
+}
+
+// TestStatusAppliedIndexWithoutLeader: a replica of a group restarted alone, with no leader to
+// tell it what is committed, says in status the applied index its database holds, as cluster
+// status does, not 0.
+func TestStatusAppliedIndexWithoutLeader(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	c.Leader(t, 10*time.Second, c.Replicas...)
+	r1 := c.Replicas[0]
+	r1.Put(t, clustertest.Shelter("before", 3))
+	c.Converged(t, 10*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		r.Stop(t)
+	}
+	r1.Start(t) // alone: it waits for a leader, finds none, and serves
+	cst, err := r1.Status(clustertest.Call(t), t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pb.NewStatusServiceClient(r1.Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leader != "" || cst.AppliedIndex == 0 || st.AppliedIndex != cst.AppliedIndex {
+		t.Fatalf("status: leader %q, applied index %d; cluster status: %d; want the same, not 0", st.Leader, st.AppliedIndex, cst.AppliedIndex)
+	}
+}
+
+// TestJoinedReplicaWaitsForItsLeaderAndRemovedIsNoMember: a replica that was joined with
+// raft.bootstrap: false waits at a restart for its group's leader, as one that bootstrapped
+// does, so that it serves knowing it. Once removed, its own configuration leaves it out, which
+// is how status and cluster status tell that it is no member; so does one never joined.
+func TestJoinedReplicaWaitsForItsLeaderAndRemovedIsNoMember(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	r4 := c.AddReplica(t, "r4")
+	r4.Start(t)
+	if st, err := r4.Status(clustertest.Call(t), t); err != nil || len(st.Replicas) != 0 {
+		t.Fatalf("a replica waiting to be joined sees the group %v (%v), want none", st.GetReplicas(), err)
+	}
+	cs := pb.NewClusterServiceClient(leader.Local(t)) // any replica forwards to the leader
+	retryUnavailable(t, "join r4", func() (*pb.ClusterStatusResponse, error) {
+		return cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: r4.Raft})
+	})
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	r4.Stop(t)
+	r4.Start(t)
+	if l := r4.Node.Store().Leader(); l == "" {
+		t.Fatal("r4, joined with raft.bootstrap: false, served after a restart without waiting for its leader")
+	}
+	// The removal reaches r4 only if the leader's last message to it does: one that did not
+	// get it (down, cut off) cannot know. So r4 takes a write first, over a fresh connection.
+	leader.Put(t, clustertest.Shelter("after-restart", 1))
+	c.Converged(t, 15*time.Second, c.Replicas...)
+
+	retryUnavailable(t, "remove r4", func() (*pb.ClusterStatusResponse, error) {
+		return cs.Remove(clustertest.Call(t), &pb.RemoveRequest{Id: "r4"})
+	})
+	clustertest.Eventually(t, 10*time.Second, "r4 leaves itself out of its configuration", func() (bool, string) {
+		st, err := r4.Status(clustertest.Call(t), t)
+		if err != nil {
+			return false, err.Error()
+		}
+		return !slices.ContainsFunc(st.Replicas, func(r *pb.Replica) bool { return r.Id == "r4" }), voters(st)
+	})
+	r4.Stop(t)
+	r4.Start(t)
+	st, err := r4.Status(clustertest.Call(t), t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(st.Replicas, func(r *pb.Replica) bool { return r.Id == "r4" }) {
+		t.Fatalf("r4, removed and restarted, sees itself in the group %s", voters(st))
+	}
+}
+
+// TestStartChecksTheDirectoryThenThePorts: a second node on a data directory in use is told
+// that, not that a port is taken (its config is the first's, ports and all); and a node whose
+// port another process holds fails before it makes a database or a Raft log.
+func TestStartChecksTheDirectoryThenThePorts(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	cfg := config.Default()
+	cfg.MetricsAddr = held.Addr().String()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := dataDir(t)
+	_, err = node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "metrics_addr "+held.Addr().String()) {
+		t.Fatalf("start with metrics_addr taken: %v, want it named", err)
+	}
+	for _, name := range []string{node.DatabaseName, "raft"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a start that failed on a taken port made %s (%v)", name, err)
+		}
+	}
+
+	held.Close() // the first node takes it
+	first, err := node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Stop(context.Background()) })
+	_, err = node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: quiet})
+	if want := "another node runs on this data directory (" + dir + ")"; err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("a second node on the same directory: %v, want %q", err, want)
 	}
 }

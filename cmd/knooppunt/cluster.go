@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/node"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -47,8 +49,19 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 		}
 		return printJSON(w, doc)
 	}
-	fmt.Fprintf(w, "replica %s is %s; leader %s; applied %d, committed %d, last snapshot %d\n\n",
-		st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex)
+	member := isMember(st)
+	leader := "leader " + st.Leader
+	switch {
+	case !member:
+		leader = node.NotMember
+	case st.Leader == "":
+		leader = "no leader known"
+	}
+	fmt.Fprintf(w, "replica %s is %s; %s; applied %d, committed %d, last snapshot %d\n\n",
+		st.Replica, st.State, leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex)
+	if len(st.Replicas) == 0 {
+		return nil // one waiting to be joined knows of no group
+	}
 	tw := newTable(w)
 	leads := st.State == "Leader"
 	header := "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER"
@@ -79,7 +92,7 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if !leads && len(st.Replicas) > 1 {
+	if !leads && member && len(st.Replicas) > 1 {
 		ask := "ask " + st.Leader
 		if st.Leader == "" {
 			ask = "no replica leads just now: ask again in a moment"
@@ -88,6 +101,13 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 		return err
 	}
 	return nil
+}
+
+// isMember says whether the replica that answered is in its group's latest Raft configuration:
+// one that was removed, or waits to be joined, is not, and no leader it could name would answer
+// for it.
+func isMember(st *pb.ClusterStatusResponse) bool {
+	return slices.ContainsFunc(st.Replicas, func(r *pb.Replica) bool { return r.Id == st.Replica })
 }
 
 func newClusterStatusCmd() *cobra.Command {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -36,6 +37,7 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 					return err
 				}
 				out := cmd.OutOrStdout()
+				raft := statusRaftLine(cmd.Context(), conn, st)
 				ops := operations(cmd.Context(), conn)
 				if f.output == "json" {
 					doc := map[string]any{
@@ -56,7 +58,7 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				fmt.Fprintf(tw, "node\t%s\n", st.NodeName)
 				fmt.Fprintf(tw, "org\t%s\n", st.Org)
 				fmt.Fprintf(tw, "version\t%s\n", st.Version)
-				fmt.Fprintf(tw, "raft\t%s\n", raftLine(st))
+				fmt.Fprintf(tw, "raft\t%s\n", raft)
 				fmt.Fprintf(tw, "records\t%d (change feed at %d)\n", st.Records, st.LastSeq)
 				fmt.Fprintf(tw, "store\t%.1f MiB; %.1f GiB free on its disk\n", float64(st.DbBytes)/(1<<20), float64(st.DiskFreeBytes)/(1<<30))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
@@ -244,6 +246,18 @@ func optionalTime(ts *timestamppb.Timestamp) *time.Time {
 	}
 	t := ts.AsTime()
 	return &t
+}
+
+// statusRaftLine is status's raft line. A replica without a leader may be outside its group
+// (removed, or waiting to be joined), which the status service does not say: cluster status
+// does, where the caller may read it.
+func statusRaftLine(ctx context.Context, conn *grpc.ClientConn, st *pb.StatusResponse) string {
+	if st.Leader == "" && st.RaftState != "Shutdown" {
+		if cst, err := pb.NewClusterServiceClient(conn).Status(ctx, &pb.ClusterStatusRequest{}); err == nil && !isMember(cst) {
+			return fmt.Sprintf("%s (applied index %d), %s: writes are refused, and what it shows does not change", st.RaftState, st.AppliedIndex, node.NotMember)
+		}
+	}
+	return raftLine(st)
 }
 
 // raftLine says how the replica's Raft group fares: who leads, and what a replica without a

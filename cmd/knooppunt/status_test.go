@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -44,18 +45,16 @@ func (deniedRecords) List(context.Context, *pb.ListRequest) (*pb.ListResponse, e
 	return nil, status.Error(codes.PermissionDenied, "not for this role")
 }
 
-// TestStatusSaysWhatTheRoleMayNotRead: status -o json keeps its shape whoever asks: a list the
-// caller may read and that is empty is [], one it may not read is null and named in
-// not_visible; the table names those too, apart from an empty part.
-func TestStatusSaysWhatTheRoleMayNotRead(t *testing.T) {
+// fakeNode serves the services register registers on a unix socket of its own, and returns a
+// client connection to it.
+func fakeNode(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
 	lis, err := net.Listen("unix", filepath.Join(shortDir(t), "s.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	pb.RegisterPeerServiceServer(srv, noPeers{})
-	pb.RegisterWebhookServiceServer(srv, deniedWebhooks{})
-	pb.RegisterRecordServiceServer(srv, deniedRecords{})
+	register(srv)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("unix://"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -63,7 +62,18 @@ func TestStatusSaysWhatTheRoleMayNotRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	return conn
+}
 
+// TestStatusSaysWhatTheRoleMayNotRead: status -o json keeps its shape whoever asks: a list the
+// caller may read and that is empty is [], one it may not read is null and named in
+// not_visible; the table names those too, apart from an empty part.
+func TestStatusSaysWhatTheRoleMayNotRead(t *testing.T) {
+	conn := fakeNode(t, func(srv *grpc.Server) {
+		pb.RegisterPeerServiceServer(srv, noPeers{})
+		pb.RegisterWebhookServiceServer(srv, deniedWebhooks{})
+		pb.RegisterRecordServiceServer(srv, deniedRecords{})
+	})
 	ops := operations(t.Context(), conn)
 	if err := ops.err(); err != nil {
 		t.Fatalf("parts refused to the role are not errors: %v", err)
@@ -109,6 +119,66 @@ func TestRaftLine(t *testing.T) {
 		}
 		if c.not != "" && strings.Contains(got, c.not) {
 			t.Errorf("raftLine(%v) = %q, want no %q", c.st, got, c.not)
+		}
+	}
+}
+
+// groupOf answers ClusterService Status with a fixed group, or refuses it as the role table does.
+type groupOf struct {
+	pb.UnimplementedClusterServiceServer
+	st *pb.ClusterStatusResponse
+}
+
+func (g groupOf) Status(context.Context, *pb.ClusterStatusRequest) (*pb.ClusterStatusResponse, error) {
+	if g.st == nil {
+		return nil, status.Error(codes.PermissionDenied, "not for this role")
+	}
+	return g.st, nil
+}
+
+// TestNotAMemberIsSaidSo: a replica outside its group's configuration (removed, or waiting to be
+// joined) is said to be so by status and cluster status, not to reach no majority, and neither
+// prints an empty leader; one whose role may not read cluster status gets the line it had.
+func TestNotAMemberIsSaidSo(t *testing.T) {
+	removed := &pb.ClusterStatusResponse{Replica: "r3", State: "Follower", AppliedIndex: 11, Replicas: []*pb.Replica{
+		{Id: "r1", Suffrage: "Voter"}, {Id: "r2", Suffrage: "Voter"}}}
+	waiting := &pb.ClusterStatusResponse{Replica: "r4", State: "Follower"}
+	st := &pb.StatusResponse{RaftState: "Follower", AppliedIndex: 11}
+	for _, c := range []struct {
+		cluster   *pb.ClusterStatusResponse
+		want, not string
+	}{
+		{removed, "Follower (applied index 11), " + node.NotMember, "majority"},
+		{waiting, node.NotMember, "NO LEADER"},
+		{nil, "NO LEADER", node.NotMember}, // cluster status refused to the role
+	} {
+		conn := fakeNode(t, func(srv *grpc.Server) { pb.RegisterClusterServiceServer(srv, groupOf{st: c.cluster}) })
+		if got := statusRaftLine(t.Context(), conn, st); !strings.Contains(got, c.want) || strings.Contains(got, c.not) {
+			t.Errorf("status of %v: %q, want %q and no %q", c.cluster, got, c.want, c.not)
+		}
+	}
+	for _, c := range []struct {
+		st        *pb.ClusterStatusResponse
+		want, not []string
+	}{
+		{removed, []string{"replica r3 is Follower; " + node.NotMember + "; applied 11"}, []string{"leader ;", "no replica leads", "Only the leader"}},
+		{waiting, []string{"replica r4 is Follower; " + node.NotMember + "; applied 0"}, []string{"leader ;", "ID  "}},
+		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2"}, {Id: "r3"}}},
+			[]string{"replica r1 is Follower; no leader known; applied 0", "no replica leads just now"}, []string{"leader ;", node.NotMember}},
+	} {
+		var b strings.Builder
+		if err := printCluster(&b, "table", c.st); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("cluster status of %v:\n%s\nwant %q", c.st, b.String(), w)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(b.String(), n) {
+				t.Errorf("cluster status of %v:\n%s\nwant no %q", c.st, b.String(), n)
+			}
 		}
 	}
 }

@@ -75,6 +75,18 @@ func (s *Service) lastBackupPath() string {
 	return filepath.Join(filepath.Dir(s.db.Path()), LastBackupFile)
 }
 
+// AppliedIndex is the last log entry the replica applied, as its status and cluster status say
+// it. Raft counts entries applied since the process started from the snapshot it knows; the
+// database holds what was applied before, so a replica just restarted, with no leader yet to
+// tell it what is committed, does not read as empty.
+func AppliedIndex(s *store.Store, d *db.DB) uint64 {
+	applied := s.AppliedIndex()
+	if dbApplied, err := d.AppliedIndex(); err == nil && dbApplied > applied {
+		applied = dbApplied
+	}
+	return applied
+}
+
 // RegisterService registers the service on s.
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterClusterServiceServer(s, svc) }
 
@@ -88,12 +100,7 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 	commit, _ := strconv.ParseUint(stats["commit_index"], 10, 64)
 	snap, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
 	leader := s.store.Leader()
-	// Raft counts entries applied since the process started from the snapshot it knows; the
-	// database holds what was applied before, so a replica just restarted does not read as empty.
-	applied := s.store.AppliedIndex()
-	if dbApplied, err := s.db.AppliedIndex(); err == nil && dbApplied > applied {
-		applied = dbApplied
-	}
+	applied := AppliedIndex(s.store, s.db)
 	resp := &pb.ClusterStatusResponse{
 		Replica: s.replica, State: s.store.State(), Leader: leader,
 		AppliedIndex: applied, CommitIndex: max(commit, applied), LastSnapshotIndex: snap,

@@ -60,7 +60,7 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		Version:       s.c.Version,
 		RaftState:     s.c.Store.State(),
 		Leader:        s.c.Store.Leader(),
-		AppliedIndex:  s.c.Store.AppliedIndex(),
+		AppliedIndex:  cluster.AppliedIndex(s.c.Store, s.c.DB),
 		Records:       records,
 		DbBytes:       size,
 		LastSeq:       seq,
