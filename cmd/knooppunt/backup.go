@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -142,9 +146,12 @@ func newRestoreCmd() *cobra.Command {
 		Use:   "restore FILE --data-dir DIR",
 		Short: "Make a node's data directory of a backup",
 		Long: `Check a backup (knooppunt backup) and put it in a new data directory; then start the node on
-it with knooppunt serve and its usual config. DIR must not hold a node's data: restore never
-overwrites one. The node takes the backup as the start of its Raft log, so that its log goes on
-after the backup's last entry.
+it with knooppunt serve and its usual config. Stop the node first: restore refuses a DIR a node
+serves on. DIR must not hold a node's data: restore never overwrites one. FILE is only read: it
+is copied into DIR, and the copy checked. Run restore as the user the node runs as (sudo -u
+knooppunt ...): the database it writes is that user's alone; it warns when DIR is another's.
+The node takes the backup as the start of its Raft log, so that its log goes on after the
+backup's last entry.
 
 A node of one replica: restore, then serve. A Raft group: restore the same backup into every
 replica's new data directory and start them all; or into one, and start the others with empty
@@ -153,8 +160,8 @@ data directories and raft.bootstrap: false, so that they take it from the leader
 The node holds what it held when the backup was made: records written since are gone from it.
 Each peer that received changes made after the backup takes all the node grants it again and
 drops what did not come; see docs/operator.md, Backups.`,
-		Example: `  knooppunt restore /var/backups/knooppunt/2026-12-03.db --data-dir /var/lib/knooppunt
-  knooppunt serve --data-dir /var/lib/knooppunt --config /etc/knooppunt/node.yaml`,
+		Example: `  sudo -u knooppunt knooppunt restore /var/backups/knooppunt/2026-12-03.db --data-dir /var/lib/knooppunt
+  sudo -u knooppunt knooppunt serve --data-dir /var/lib/knooppunt --config /etc/knooppunt/node.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dataDir == "" {
@@ -185,16 +192,23 @@ drops what did not come; see docs/operator.md, Backups.`,
 // replay onto it).
 var nodeData = []string{node.DatabaseName, node.DatabaseName + "-wal", node.DatabaseName + "-shm", "raft"}
 
-// restoreBackup checks the backup at path and copies it to dir's database file, and returns
-// the last log entry it holds and the org whose records it holds. dir must hold no node data.
-// The copy is written beside the database file and renamed once whole, so that a restore cut
-// short never leaves a partial database for a node to start on. With show, a large backup's
-// check and copy are reported on progress. When ctx ends (Ctrl-C), the check or the copy stops
-// and nothing is restored.
+// restoreBackup copies the backup at path into dir, checks the copy, and makes it dir's
+// database file, and returns the last log entry it holds and the org whose records it holds.
+// dir must hold no node data, and no node may run on it. The copy is made in a directory of its
+// own in dir and renamed once whole and checked, so that a restore cut short never leaves a
+// partial database for a node to start on. With show, a large backup's copy and check are
+// reported on progress; a dir of another owner is warned of there always. When ctx ends
+// (Ctrl-C), the check or the copy stops and nothing is restored.
 func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, show bool) (applied uint64, origin string, err error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return 0, "", fmt.Errorf("FILE: %w", err)
+	}
+	show = show && info.Size() >= progressFrom
+	// A node running on dir would go on serving from the files that were moved aside, and what
+	// it acknowledges would never reach the restored database.
+	if node.Serving(dir) {
+		return 0, "", fmt.Errorf("--data-dir: a node is serving on %s: stop it first", dir)
 	}
 	// A node's data is its database and its Raft log; what else the directory holds (the config,
 	// the CA and the certificates that init puts there) may stay, so that a node made with init
@@ -207,6 +221,7 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 			return 0, "", fmt.Errorf("--data-dir: %w", err)
 		}
 	}
+	warnOwner(dir, progress)
 	// The directories this restore makes go again when it fails: a retry finds none.
 	made, err := mkdirs(dir)
 	defer func() {
@@ -228,100 +243,127 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 			}
 		}
 	}
-	staged := ""
-	// A node's database file that a crash or a kill left keeps its latest commits in the
-	// write-ahead log beside it: copied alone, it would lack them, though checking it reads them.
-	// Both are copied aside and the log folded in, and that copy is what is checked and restored.
-	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
-		staged, err = stageWithWAL(ctx, path, dir)
-		if err != nil {
-			return 0, "", fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
-		}
+	// The files at path are only read: SQLite, opening them in place, would make a -shm (and
+	// an empty -wal) beside them, in what may be a stopped replica's data directory. A copy is
+	// made where the restored database goes, and checked, and moved into place once it checks.
+	staged, err := stage(ctx, path, dir, progress, show)
+	if staged != "" {
 		defer os.RemoveAll(filepath.Dir(staged))
-		fmt.Fprintf(progress, "%s has a write-ahead log beside it: its commits are folded into a copy, which is restored\n", path)
-		path = staged
-		if info, err = os.Stat(path); err != nil {
-			return 0, "", fmt.Errorf("FILE: %w", err)
-		}
 	}
-	show = show && info.Size() >= progressFrom
+	if ctx.Err() != nil {
+		return 0, "", fmt.Errorf("stopped while copying %s (%v): nothing was restored to %s", path, context.Cause(ctx), dir)
+	}
+	if err != nil {
+		return 0, "", err
+	}
 	if show {
 		fmt.Fprintf(progress, "checking %s (%d bytes): every page is read\n", path, info.Size())
 	}
-	applied, origin, err = db.CheckBackup(ctx, path)
+	applied, origin, err = db.CheckBackup(ctx, staged)
 	if ctx.Err() != nil {
 		return 0, "", fmt.Errorf("stopped while checking %s (%v): nothing was restored", path, context.Cause(ctx))
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w", path, err)
+		return 0, "", fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w%s", path, err, walLeftBehind(path, staged))
 	}
 	if applied == 0 {
-		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore", path)
+		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore%s", path, walLeftBehind(path, staged))
 	}
-	if staged != "" {
-		// The folded copy is already on the data directory's disk: it is moved into place, not
-		// copied a second time.
-		f, err := os.OpenFile(staged, os.O_RDWR, 0)
-		if err == nil {
-			err = (&besideFile{File: f, target: filepath.Join(dir, node.DatabaseName)}).commit()
-		}
-		if err != nil {
-			return 0, "", fmt.Errorf("--data-dir: %w", err)
-		}
-		return applied, origin, nil
+	// The copy is already on the data directory's disk: it is moved into place, not copied a
+	// second time.
+	f, err := os.OpenFile(staged, os.O_RDWR, 0)
+	if err == nil {
+		err = (&besideFile{File: f, target: filepath.Join(dir, node.DatabaseName)}).commit()
 	}
-	src, err := os.Open(path)
 	if err != nil {
-		return 0, "", fmt.Errorf("FILE: %w", err)
-	}
-	defer src.Close()
-	w, err := createBeside(filepath.Join(dir, node.DatabaseName))
-	if err != nil {
-		return 0, "", fmt.Errorf("--data-dir: %w", err)
-	}
-	defer w.discard()
-	bar := newBar(progress, info.Size(), "restoring", show)
-	_, err = io.Copy(io.MultiWriter(w, bar), ctxReader{ctx, src})
-	bar.Finish()
-	if ctx.Err() != nil {
-		return 0, "", fmt.Errorf("stopped while copying %s (%v): nothing was restored to %s", path, context.Cause(ctx), dir)
-	}
-	if err = errors.Join(err, w.commit()); err != nil {
 		return 0, "", fmt.Errorf("--data-dir: %w", err)
 	}
 	return applied, origin, nil
 }
 
-// stagePrefix begins the name of the directory in which a restore stages a folded copy.
+// warnOwner says on w when the data directory dir exists and belongs to another user than the
+// one restoring: a node run as its owner (the service user) may not open the database a restore
+// as root leaves there. A directory of root's is no service user's (a volume's root, which a
+// pod's fsGroup opens to its node), and is not warned of.
+func warnOwner(dir string, w io.Writer) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Uid) == os.Getuid() || st.Uid == 0 {
+		return
+	}
+	owner := strconv.Itoa(int(st.Uid))
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
+	}
+	fmt.Fprintf(w, "knooppunt: warning: %s belongs to %s, not to you (uid %d): the node, run as %s, may not open the database this restore writes; restore as that user (sudo -u %s knooppunt restore ...), or give it the files after (chown -R)\n",
+		dir, owner, os.Getuid(), owner, owner)
+}
+
+// stagePrefix begins the name of the directory in which a restore stages its copy.
 const stagePrefix = ".knooppunt-restore-"
 
-// stageWithWAL copies the database file at path and its write-ahead log into a new temporary
-// directory inside dir, folds the log into the copy, and returns the copy's path. The files at
+// stage copies the database file at path into a new temporary directory inside dir, with its
+// write-ahead log if one lies beside it (a stopped replica's files, as a crash leaves them),
+// folds the log into the copy, and returns the copy's path ("" if it made none). The files at
 // path are only read. The copy is made where the restored database goes, not in the system's
 // temporary directory, which may be too small for it (a tmpfs in memory) when a group is
 // recovered from a survivor's files.
-func stageWithWAL(ctx context.Context, path, dir string) (string, error) {
+func stage(ctx context.Context, path, dir string, progress io.Writer, show bool) (string, error) {
 	tmp, err := os.MkdirTemp(dir, stagePrefix)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("--data-dir: %w", err)
 	}
 	staged := filepath.Join(tmp, node.DatabaseName)
-	for _, suffix := range []string{"", "-wal"} {
-		if err := copyFile(ctx, path+suffix, staged+suffix); err != nil {
-			os.RemoveAll(tmp)
-			return "", err
-		}
+	info, err := os.Stat(path)
+	if err == nil {
+		bar := newBar(progress, info.Size(), "copying", show)
+		err = copyFile(ctx, path, staged, bar)
+		bar.Finish()
 	}
-	if err := db.FoldWAL(staged); err != nil {
-		os.RemoveAll(tmp)
-		return "", err
+	if err != nil {
+		return staged, fmt.Errorf("FILE: %w", err)
 	}
+	if wal, err := os.Stat(path + "-wal"); err != nil || wal.Size() == 0 {
+		return staged, nil
+	}
+	err = copyFile(ctx, path+"-wal", staged+"-wal", io.Discard)
+	if err == nil {
+		err = db.FoldWAL(staged)
+	}
+	if err != nil {
+		return staged, fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
+	}
+	fmt.Fprintf(progress, "%s has a write-ahead log beside it: its commits are folded into the copy that is restored\n", path)
 	return staged, nil
 }
 
+// walLeftBehind is a hint for a restore of a database file that holds no data: when it was in
+// write-ahead-log mode (or is empty) and no log lies beside it, its data may all be in a
+// FILE-wal that was not copied with it.
+func walLeftBehind(path, staged string) string {
+	if wal, err := os.Stat(path + "-wal"); err == nil && wal.Size() > 0 {
+		return ""
+	}
+	f, err := os.Open(staged)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	// The SQLite header: bytes 18 and 19 are 2 in WAL mode; bytes 60 to 63 the schema version
+	// (user_version), which a knooppunt database never leaves at 0.
+	h := make([]byte, 64)
+	if n, _ := io.ReadFull(f, h); n == 0 || (n == len(h) && h[18] == 2 && binary.BigEndian.Uint32(h[60:]) == 0) {
+		return fmt.Sprintf(" (no data: was %s-wal left behind? Copy it beside %s and restore again)", path, path)
+	}
+	return ""
+}
+
 // copyFile copies the file at from to a new file to, readable by its owner alone, until ctx
-// ends (Ctrl-C).
-func copyFile(ctx context.Context, from, to string) error {
+// ends (Ctrl-C); what it copies is also written to progress.
+func copyFile(ctx context.Context, from, to string, progress io.Writer) error {
 	src, err := os.Open(from)
 	if err != nil {
 		return err
@@ -331,7 +373,7 @@ func copyFile(ctx context.Context, from, to string) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(dst, ctxReader{ctx, src})
+	_, err = io.Copy(io.MultiWriter(dst, progress), ctxReader{ctx, src})
 	return errors.Join(err, dst.Close())
 }
 

@@ -286,7 +286,7 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, suffix := range []string{"", "-wal"} {
-		if err := copyFile(t.Context(), filepath.Join(live, node.DatabaseName)+suffix, filepath.Join(killed, node.DatabaseName)+suffix); err != nil {
+		if err := copyFile(t.Context(), filepath.Join(live, node.DatabaseName)+suffix, filepath.Join(killed, node.DatabaseName)+suffix, io.Discard); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -315,7 +315,7 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	// Ctrl-C stops the copy that folds the log, as it stops the check and the restore's copy.
 	stopped, stop := context.WithCancel(t.Context())
 	stop()
-	if err := copyFile(stopped, filepath.Join(killed, node.DatabaseName), filepath.Join(dir, "stopped.db")); !errors.Is(err, context.Canceled) {
+	if err := copyFile(stopped, filepath.Join(killed, node.DatabaseName), filepath.Join(dir, "stopped.db"), io.Discard); !errors.Is(err, context.Canceled) {
 		t.Errorf("copyFile after Ctrl-C: %v, want context.Canceled", err)
 	}
 	// A restore that fails leaves no data directory it made.
@@ -346,5 +346,114 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(killed, node.DatabaseName+"-wal")); err != nil {
 		t.Errorf("restore changed the files it restored from: %v", err)
+	}
+}
+
+// TestRestoreRefusesADirectoryANodeServesOn: with a running node's data moved aside, restore
+// into its directory is refused, or the node would go on serving from the moved files and
+// what it acknowledged after would be lost: whether its socket answers, or (the socket gone)
+// only its lock of the directory tells.
+func TestRestoreRefusesADirectoryANodeServesOn(t *testing.T) {
+	dir := shortDir(t)
+	serveNode(t, dir)
+	data, aside := filepath.Join(dir, "data"), filepath.Join(dir, "aside")
+	if err := os.Mkdir(aside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	moved, _ := filepath.Glob(filepath.Join(data, node.DatabaseName+"*"))
+	for _, p := range append(moved, filepath.Join(data, "raft")) {
+		if err := os.Rename(p, filepath.Join(aside, filepath.Base(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backup := filepath.Join(aside, node.DatabaseName)
+	want := "knooppunt: --data-dir: a node is serving on " + data + ": stop it first\n"
+	if r := cli(t, nil, "", "restore", backup, "--data-dir", data).want(t, 1); r.stderr != want {
+		t.Errorf("restore beside a serving node: %q, want %q", r.stderr, want)
+	}
+	if err := os.Remove(filepath.Join(data, node.SocketName)); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "restore", backup, "--data-dir", data).want(t, 1); r.stderr != want {
+		t.Errorf("restore beside a serving node whose socket is gone: %q, want %q", r.stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(data, node.DatabaseName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused restore wrote %s: %v", node.DatabaseName, err)
+	}
+}
+
+// oneRecordDB is a database at path that applied one record, at log entry 1; open.
+func oneRecordDB(t *testing.T, path string) *db.DB {
+	t.Helper()
+	d, err := db.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &pb.Record{Id: "s1", Origin: "vr-utrecht.crisis.test", Kind: "sitrep", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Body: []byte(`{"title":"t","summary":"s"}`), UpdatedAt: timestamppb.Now()}
+	if _, err := d.Apply(1, []*db.Write{r}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestRestoreOnlyReadsItsInput: restore of a stopped replica's own database file leaves nothing
+// beside it (SQLite, opening it there, would make a -shm and a -wal). A database file copied
+// without the write-ahead log that holds its data is refused with a hint at that log.
+func TestRestoreOnlyReadsItsInput(t *testing.T) {
+	dir := t.TempDir()
+	stopped := filepath.Join(dir, "n1")
+	if err := os.Mkdir(stopped, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	input := filepath.Join(stopped, node.DatabaseName)
+	d := oneRecordDB(t, input)
+	// As a kill leaves it, its data in the log alone: the file without its -wal holds none.
+	alone := filepath.Join(dir, "alone.db")
+	if err := copyFile(t.Context(), input, alone, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := restoreBackup(t.Context(), input, filepath.Join(dir, "restored"), io.Discard, false); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := os.ReadDir(stopped); err != nil || len(entries) != 1 {
+		t.Errorf("restore left %v (%v) in the directory of its input, want %s alone", entries, err, node.DatabaseName)
+	}
+	_, _, err := restoreBackup(t.Context(), alone, filepath.Join(dir, "restored2"), io.Discard, false)
+	if want := "(no data: was " + alone + "-wal left behind?"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("restore of a database file without its log: %v, want %q", err, want)
+	}
+}
+
+// TestRestoreWarnsOfAnotherOwner: a restore into a directory of another user (the service
+// user's, restored as root) says so, as the node, run as that user, may not open what it writes.
+func TestRestoreWarnsOfAnotherOwner(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to give a directory to another user")
+	}
+	dir := t.TempDir()
+	input := filepath.Join(dir, "backup.db")
+	oneRecordDB(t, input).Close()
+	for _, c := range []struct {
+		uid  int
+		warn bool
+	}{{0, false}, {54321, true}} {
+		data := filepath.Join(dir, fmt.Sprintf("data-%d", c.uid))
+		if err := os.Mkdir(data, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(data, c.uid, c.uid); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if _, _, err := restoreBackup(t.Context(), input, data, &out, false); err != nil {
+			t.Fatal(err)
+		}
+		if said := strings.Contains(out.String(), "warning: "+data+" belongs to 54321, not to you (uid 0)"); said != c.warn {
+			t.Errorf("restore into a directory of uid %d said %q", c.uid, out.String())
+		}
 	}
 }
