@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +32,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/metrics"
+	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -1111,4 +1114,31 @@ func TestPictureOfAReplicaCutOff(t *testing.T) {
 	if st, err := pb.NewStatusServiceClient(rest[1].Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{}); err != nil || st.Leader != "" {
 		t.Errorf("the cut-off replica's status names leader %q (%v)", st.GetLeader(), err)
 	}
+}
+
+// TestLeaderLogsAReplicaThatStopsAnswering: when a follower stops, the leader says so once in its
+// own words, and Raft's line of each failed heartbeat is a warning once a minute, not an error
+// at every heartbeat; when it is back, the leader says it answers again.
+func TestLeaderLogsAReplicaThatStopsAnswering(t *testing.T) {
+	logs := &proctest.Buffer{} // the replicas write to it at once
+	c := clustertest.Start(t, clustertest.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	f := others(c, leader)[0]
+	f.Stop(t)
+	down := regexp.MustCompile(`level=WARN msg="raft: a replica does not answer: [^"]*" replica=` + leader.ID + ` .*replica=` + f.ID + ` last_answered=`)
+	fedtest.Eventually(t, 10*time.Second, "the leader says the follower does not answer", func() (bool, string) {
+		return down.MatchString(logs.String()), logs.String()
+	})
+	time.Sleep(time.Second) // dozens of failed heartbeats
+	for _, what := range []string{"failed to heartbeat to: peer=", "failed to contact: server-id=" + f.ID} {
+		lines := regexp.MustCompile(`(?m)^.*msg="` + regexp.QuoteMeta(what) + `.* replica=` + leader.ID + ` .*$`)
+		if got := lines.FindAllString(logs.String(), -1); len(got) > 1 || strings.Contains(strings.Join(got, "\n"), "level=ERROR") {
+			t.Errorf("the leader logged %q %d times within a second, want one warning:\n%s", what, len(got), strings.Join(got, "\n"))
+		}
+	}
+	f.Start(t)
+	up := regexp.MustCompile(`level=INFO msg="raft: a replica answers again" replica=` + leader.ID + ` .*replica=` + f.ID)
+	fedtest.Eventually(t, 20*time.Second, "the leader says the follower answers again", func() (bool, string) {
+		return up.MatchString(logs.String()), logs.String()
+	})
 }

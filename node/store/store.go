@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -176,7 +177,7 @@ func Open(cfg Config) (*Store, error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	// The database is durable and knows its applied index; Raft must not restore over it.
 	rc.NoSnapshotRestoreOnStart = true
-	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: slogWriter{cfg.Logger}})
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: newSlogWriter(cfg.Logger)})
 
 	// A copy of the database that a snapshot left behind when the process died holds whatever
 	// was deleted since: it is never read again, so it goes.
@@ -319,6 +320,11 @@ func (s *Store) watchReplicas() {
 					}
 					s.unreachable[d.PeerID] = last
 					metrics.ReplicaReachable.WithLabelValues(string(d.PeerID)).Set(0)
+					answered := "never in this term"
+					if !last.IsZero() {
+						answered = last.UTC().Format(time.RFC3339)
+					}
+					s.log.Warn("raft: a replica does not answer: it gets no new entries until it does; see knooppunt cluster status", "replica", d.PeerID, "last_answered", answered)
 				}
 			case raft.PeerObservation:
 				if !d.Removed {
@@ -328,14 +334,21 @@ func (s *Store) watchReplicas() {
 					s.replicating[d.Peer.ID] = time.Now()
 				}
 			case raft.ResumedHeartbeatObservation:
+				if _, ok := s.unreachable[d.PeerID]; ok {
+					s.log.Info("raft: a replica answers again", "replica", d.PeerID)
+				}
 				delete(s.unreachable, d.PeerID)
 				metrics.ReplicaReachable.WithLabelValues(string(d.PeerID)).Set(1)
 			case raft.LeaderObservation:
 				// Another leader, or this one anew: what the last term saw no longer holds.
 				clear(s.unreachable)
 				metrics.ReplicaReachable.Reset()
-				if string(d.LeaderID) == s.cfg.ReplicaID {
+				switch {
+				case string(d.LeaderID) == s.cfg.ReplicaID:
+					s.log.Info("raft: this replica leads now")
 					go fix() // a configuration change: not on the observer's loop
+				case d.LeaderID != "":
+					s.log.Info("raft: the group has a leader", "leader", d.LeaderID)
 				}
 			}
 			s.unreachableMu.Unlock()
@@ -777,8 +790,32 @@ func (s *Store) Close() error {
 }
 
 // slogWriter sends Raft's log lines to the node's logger, so that one logger decides where
-// everything goes.
-type slogWriter struct{ log *slog.Logger }
+// everything goes. Raft says again at every failed heartbeat or send that a peer does not answer,
+// dozens of times a second at first: such a line is logged once a repeatEvery for each peer, as a
+// warning with how often it came since, and at debug level in between.
+type slogWriter struct {
+	log *slog.Logger
+	now func() time.Time
+	mu  *sync.Mutex
+	// repeats holds, by message and peer, when the line was last logged and how often it came
+	// since.
+	repeats map[string]*repeat
+}
+
+type repeat struct {
+	logged time.Time
+	since  int
+}
+
+// repeatEvery is how often a line of a peer that does not answer is logged.
+const repeatEvery = time.Minute
+
+// peerFailure matches Raft's lines of a peer that does not answer: the message and the peer.
+var peerFailure = regexp.MustCompile(`^(failed to (?:heartbeat to|appendEntries to|contact)|failed to make requestVote RPC)\b.*?\b(?:peer|server-id)=("[^"]*"|\S+)`)
+
+func newSlogWriter(log *slog.Logger) slogWriter {
+	return slogWriter{log: log, now: time.Now, mu: new(sync.Mutex), repeats: map[string]*repeat{}}
+}
 
 // hclogLevels are the level prefixes of hclog's lines.
 var hclogLevels = []struct {
@@ -800,6 +837,29 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	line = strings.TrimPrefix(line, "raft: ")
 	if strings.HasPrefix(line, "heartbeat timeout reached, starting election") {
 		level = slog.LevelInfo
+	}
+	if m := peerFailure.FindStringSubmatch(line); m != nil && level >= slog.LevelWarn {
+		w.mu.Lock()
+		key, now := m[1]+" "+m[2], w.now()
+		r := w.repeats[key]
+		if r != nil && now.Sub(r.logged) < repeatEvery {
+			r.since++
+			w.mu.Unlock()
+			w.log.Log(context.Background(), slog.LevelDebug, line, "component", "raft")
+			return len(p), nil
+		}
+		since := 0
+		if r != nil {
+			since = r.since
+		}
+		w.repeats[key] = &repeat{logged: now}
+		w.mu.Unlock()
+		attrs := []any{"component", "raft"}
+		if since > 0 {
+			attrs = append(attrs, "repeated", since)
+		}
+		w.log.Log(context.Background(), slog.LevelWarn, line, append(attrs, "next_in", repeatEvery)...)
+		return len(p), nil
 	}
 	w.log.Log(context.Background(), level, line, "component", "raft")
 	return len(p), nil

@@ -754,25 +754,46 @@ func TestSnapshotBySize(t *testing.T) {
 }
 
 // TestSlogWriter: raft's lines are logged at their own level and without their prefix; the
-// election every replica holds at start is information, not a warning.
+// election every replica holds at start is information, not a warning; that a peer does not
+// answer is a warning once a minute for each peer and message, with how often it came since.
 func TestSlogWriter(t *testing.T) {
 	var buf bytes.Buffer
-	w := slogWriter{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+	w := newSlogWriter(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 		if a.Key == slog.TimeKey {
 			return slog.Attr{}
 		}
 		return a
-	}}))}
+	}})))
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	w.now = func() time.Time { return now }
 	for _, line := range []string{
 		"[WARN]  raft: heartbeat timeout reached, starting election: last-leader-addr= last-leader-id=\n",
 		"[ERROR] raft: failed to appendEntries to: peer=r2 error=\"dial tcp: refused\"\n",
 		"[WARN]  raft: rejecting vote request since our last index is greater\n",
+		// A peer that does not answer: said once a minute, not at every heartbeat.
+		"[ERROR] raft: failed to heartbeat to: peer=r3 backoff time=10ms error=\"dial tcp: refused\"\n",
+		"[ERROR] raft: failed to heartbeat to: peer=r3 backoff time=20ms error=\"dial tcp: refused\"\n",
+		"[ERROR] raft: failed to heartbeat to: peer=r2 backoff time=10ms error=\"dial tcp: refused\"\n",
+		"[ERROR] raft: failed to heartbeat to: peer=r3 backoff time=40ms error=\"dial tcp: refused\"\n",
+		"[WARN]  raft: failed to contact: server-id=r3 time=100ms\n",
+		"[WARN]  raft: failed to contact: server-id=r3 time=200ms\n",
+		"[ERROR] raft: failed to appendEntries to: peer=\"{Voter r3 127.0.0.1:3}\" error=\"dial tcp: refused\"\n",
 	} {
 		w.Write([]byte(line))
 	}
+	now = now.Add(repeatEvery)
+	w.Write([]byte("[ERROR] raft: failed to heartbeat to: peer=r3 backoff time=10s error=\"dial tcp: refused\"\n"))
 	want := `level=INFO msg="heartbeat timeout reached, starting election: last-leader-addr= last-leader-id=" component=raft
-level=ERROR msg="failed to appendEntries to: peer=r2 error=\"dial tcp: refused\"" component=raft
+level=WARN msg="failed to appendEntries to: peer=r2 error=\"dial tcp: refused\"" component=raft next_in=1m0s
 level=WARN msg="rejecting vote request since our last index is greater" component=raft
+level=WARN msg="failed to heartbeat to: peer=r3 backoff time=10ms error=\"dial tcp: refused\"" component=raft next_in=1m0s
+level=DEBUG msg="failed to heartbeat to: peer=r3 backoff time=20ms error=\"dial tcp: refused\"" component=raft
+level=WARN msg="failed to heartbeat to: peer=r2 backoff time=10ms error=\"dial tcp: refused\"" component=raft next_in=1m0s
+level=DEBUG msg="failed to heartbeat to: peer=r3 backoff time=40ms error=\"dial tcp: refused\"" component=raft
+level=WARN msg="failed to contact: server-id=r3 time=100ms" component=raft next_in=1m0s
+level=DEBUG msg="failed to contact: server-id=r3 time=200ms" component=raft
+level=WARN msg="failed to appendEntries to: peer=\"{Voter r3 127.0.0.1:3}\" error=\"dial tcp: refused\"" component=raft next_in=1m0s
+level=WARN msg="failed to heartbeat to: peer=r3 backoff time=10s error=\"dial tcp: refused\"" component=raft repeated=2 next_in=1m0s
 `
 	if buf.String() != want {
 		t.Errorf("logged:\n%s\nwant:\n%s", buf.String(), want)

@@ -49,7 +49,7 @@ func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 		Stream:  layer,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
-		Logger:  hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Warn, DisableTime: true, Output: slogWriter{log}}),
+		Logger:  hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Warn, DisableTime: true, Output: newSlogWriter(log)}),
 	})
 	return &Transport{NetworkTransport: nt, layer: layer}, nil
 }
