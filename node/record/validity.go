@@ -3,6 +3,7 @@ package record
 import (
 	"encoding/json"
 	"time"
+	_ "time/tzdata" // docZone loads on a host without a zone database
 
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -65,7 +66,18 @@ func (b docDates) validity(r *pb.Record, now time.Time) string {
 	return ""
 }
 
-// docTime parses an RFC 3339 time or a date. A date as an end is the end of that day.
+// docZone is where a plain date in a document is a day: the Netherlands, whose crisis partners
+// write them. A guidance valid until 2026-12-31 holds until midnight there, not at 01:00.
+var docZone = func() *time.Location {
+	z, err := time.LoadLocation("Europe/Amsterdam") // time/tzdata is linked in: see below
+	if err != nil {
+		panic(err)
+	}
+	return z
+}()
+
+// docTime parses an RFC 3339 time or a date. A date is a day in docZone: as an end, the end of
+// that day.
 func docTime(s string, end bool) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
@@ -73,7 +85,7 @@ func docTime(s string, end bool) (time.Time, bool) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, true
 	}
-	t, err := time.Parse(time.DateOnly, s)
+	t, err := time.ParseInLocation(time.DateOnly, s, docZone)
 	if err != nil {
 		return time.Time{}, false
 	}

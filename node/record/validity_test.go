@@ -13,6 +13,22 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
+// TestValidityOfAPlainDateIsDutch: a plain date is a day in the Netherlands: a document valid
+// until 31 December has expired at half past midnight on 1 January there (23:30 UTC), and one
+// valid from 1 January is in force then.
+func TestValidityOfAPlainDateIsDutch(t *testing.T) {
+	now := time.Date(2026, 12, 31, 23, 30, 0, 0, time.UTC)
+	for body, want := range map[string]string{
+		`{"valid_until":"2026-12-31"}`: Expired,
+		`{"valid_from":"2027-01-01"}`:  "",
+		`{"valid_from":"2027-01-02"}`:  NotYetValid,
+	} {
+		if got := Validity(&pb.Record{Body: []byte(body)}, now); got != want {
+			t.Errorf("Validity(%s) at %s = %q, want %q", body, now, got, want)
+		}
+	}
+}
+
 func TestValidity(t *testing.T) {
 	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
