@@ -1142,3 +1142,21 @@ func TestLeaderLogsAReplicaThatStopsAnswering(t *testing.T) {
 		return up.MatchString(logs.String()), logs.String()
 	})
 }
+
+// TestAStoppingLeaderHandsOver: a leader stopped cleanly (SIGTERM, a rolling restart) hands the
+// lead to a follower first, so that the group has a leader at once instead of after an election
+// timeout. The timeout here is long (5 s): without the hand-over no follower would even stand
+// for election within the 2 s the test waits.
+func TestAStoppingLeaderHandsOver(t *testing.T) {
+	logs := &proctest.Buffer{}
+	c := clustertest.Start(t, clustertest.Options{ElectionTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	leader := c.Leader(t, 20*time.Second, c.Replicas...)
+	rest := others(c, leader)
+	leader.Put(t, clustertest.Shelter("voor-de-overdracht", 1))
+	leader.Stop(t)
+	next := c.Leader(t, 2*time.Second, rest...)
+	next.Put(t, clustertest.Shelter("na-de-overdracht", 2))
+	if !strings.Contains(logs.String(), `msg="raft: handed the lead to another replica before stopping" replica=`+leader.ID) {
+		t.Errorf("%s did not say it handed the lead over:\n%s", leader.ID, logs.String())
+	}
+}

@@ -782,11 +782,43 @@ func (s *Store) Close() error {
 	close(s.stop)
 	<-s.done
 	<-s.erased // an erasure under way finishes while Raft and the log are still open
+	s.handOver()
 	err := s.raft.Shutdown().Error()
 	if c, ok := s.trans.(io.Closer); ok {
 		c.Close()
 	}
 	return errors.Join(err, s.logs.Close())
+}
+
+// handOver makes the most up-to-date follower the leader before this leader stops: the group
+// writes on at once, instead of refusing writes until the followers' election timeout has passed
+// and one of them is elected (a rolling restart, an upgrade). It tries only when another voter
+// answers, and never longer than Raft's own bound (the election timeout); if it fails, the
+// others elect a leader as after a crash.
+func (s *Store) handOver() {
+	if !s.IsLeader() {
+		return
+	}
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	others := 0
+	s.unreachableMu.Lock()
+	for _, srv := range f.Configuration().Servers {
+		if _, down := s.unreachable[srv.ID]; srv.Suffrage == raft.Voter && string(srv.ID) != s.cfg.ReplicaID && !down {
+			others++
+		}
+	}
+	s.unreachableMu.Unlock()
+	if others == 0 {
+		return
+	}
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		s.log.Info("raft: could not hand the lead to another replica before stopping: the others elect a leader", "err", err)
+		return
+	}
+	s.log.Info("raft: handed the lead to another replica before stopping")
 }
 
 // slogWriter sends Raft's log lines to the node's logger, so that one logger decides where
