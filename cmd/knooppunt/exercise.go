@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -231,14 +232,25 @@ func newExerciseStepCmd(action string) *cobra.Command {
 	var (
 		f      clientFlags
 		reason string
+		yes    bool
 	)
-	short, example := "Start an exercise: records may then be written in it", `  knooppunt exercise start oefening-2026-12-vr09 --reason "regionale oefening"`
+	short, long, example := "Start an exercise: records may then be written in it", "", `  knooppunt exercise start oefening-2026-12-vr09 --reason "regionale oefening"`
 	if action == "close" {
-		short, example = "Close an exercise: delete every one of its records here and at every peer", `  knooppunt exercise close oefening-2026-12-vr09 --reason "oefening afgerond"`
+		short = "Close an exercise: delete every one of its records here and at every peer"
+		long = `Close an exercise: every one of its records on this node is deleted, and every partner that
+holds a copy gets a retraction and drops it; the copies of partners' records of it go too.
+Nothing of the exercise can be read afterwards, and its name cannot be started again: export
+what the debriefing needs first. The audit log keeps every step.
+
+It says how many records go and asks before it closes; --yes does not ask (scripts).`
+		example = `  knooppunt record list --exercise oefening-2026-12-vr09 --all -o json > oefening.json   # for the debriefing
+  knooppunt exercise close oefening-2026-12-vr09 --reason "oefening afgerond"
+  knooppunt exercise close oefening-2026-12-vr09 --reason "oefening afgerond" --yes -o json`
 	}
 	cmd := &cobra.Command{
 		Use:     action + " NAME",
 		Short:   short,
+		Long:    long,
 		Example: example,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -251,6 +263,11 @@ func newExerciseStepCmd(action string) *cobra.Command {
 				step := c.Start
 				if action == "close" {
 					step = c.Close
+					if !yes {
+						if err := confirmClose(cmd, c, args[0]); err != nil {
+							return err
+						}
+					}
 				}
 				e, err := step(cmd.Context(), req)
 				if err != nil {
@@ -269,10 +286,50 @@ func newExerciseStepCmd(action string) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	if action == "close" {
+		cmd.Flags().BoolVar(&yes, "yes", false, "do not ask before deleting the exercise's records (scripts)")
+		cmd.MarkFlagRequired("reason")
+	}
 	f.register(cmd, true)
 	f.fill(map[string]string{"reason": "reason"})
 	f.fillArg("NAME", "name")
 	return cmd
+}
+
+// errCloseNoAnswer is the end of standard input before the question of exercise close.
+var errCloseNoAnswer = errors.New("no answer: standard input ended before one was given (a script or a pipe): nothing was closed. Answer at a terminal, or give --yes")
+
+// confirmClose says what closing the exercise deletes, and asks. An exercise that is unknown or
+// closed already is left to the close itself to refuse, in its words.
+func confirmClose(cmd *cobra.Command, c pb.ExerciseServiceClient, name string) error {
+	resp, err := c.List(cmd.Context(), &pb.ListExercisesRequest{Closed: true})
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(resp.Exercises, func(e *pb.ExerciseInfo) bool { return e.Name == name })
+	if i < 0 || resp.Exercises[i].State != "open" {
+		return nil
+	}
+	e := resp.Exercises[i]
+	var holders []string
+	for _, p := range e.Partners {
+		if p.State == "open" {
+			holders = append(holders, p.Peer)
+		}
+	}
+	copies := "partners that hold copies drop them"
+	if len(holders) > 0 {
+		copies = "partners that hold copies drop them (" + strings.Join(holders, ", ") + " take part)"
+	}
+	question := fmt.Sprintf("Close OEFENING %s: delete its %s on this node, and %s? It cannot be undone. [y/N] ", name, nRecords(e.Records), copies)
+	ok, err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), question, errCloseNoAnswer)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("not confirmed: %s is still open, and nothing was deleted", name)
+	}
+	return nil
 }
 
 // nRecords is "1 record" or "N records".

@@ -124,7 +124,18 @@ func TestCLIExercise(t *testing.T) {
 	if len(list) != 1 || list[0]["name"] != "oef-1" || list[0]["state"] != "open" || list[0]["records"] != float64(1) {
 		t.Fatalf("exercise list -o json: %v", list)
 	}
-	if r := run(0, "exercise", "close", "oef-1"); !strings.Contains(r.stdout, "OEFENING oef-1 closed: 1 record deleted;") {
+	// Closing deletes for good: it wants a reason, says what goes, and asks.
+	if r := run(1, "exercise", "close", "oef-1"); !strings.Contains(r.stderr, `required flag(s) "reason" not set`) {
+		t.Fatalf("close without a reason: %q", r.stderr)
+	}
+	for stdin, want := range map[string]string{"": "knooppunt: no answer: standard input ended before one was given (a script or a pipe): nothing was closed. Answer at a terminal, or give --yes",
+		"n\n": "knooppunt: not confirmed: oef-1 is still open, and nothing was deleted"} {
+		r := cli(t, nil, stdin, append([]string{"exercise", "close", "oef-1", "--reason", "afgerond"}, n...)...).want(t, 1)
+		if !strings.Contains(r.stderr, "Close OEFENING oef-1: delete its 1 record on this node, and partners that hold copies drop them? It cannot be undone. [y/N] ") || !strings.Contains(r.stderr, want) {
+			t.Fatalf("close answered %q: stderr %q, want the question and %q", stdin, r.stderr, want)
+		}
+	}
+	if r := cli(t, nil, "ja\n", append([]string{"exercise", "close", "oef-1", "--reason", "afgerond"}, n...)...).want(t, 0); !strings.Contains(r.stdout, "OEFENING oef-1 closed: 1 record deleted;") {
 		t.Fatalf("close printed %q", r.stdout)
 	}
 	if r := run(0, "record", "list", "--crisis", "c", "--exercise", "oef-1"); strings.Contains(r.stdout, "oef ") {
@@ -151,8 +162,8 @@ func TestCLIExercise(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"exercise", "start", "bad name"}, `NAME: "bad name" is not an exercise name`},
-		{[]string{"exercise", "close", "oef-1"}, "knooppunt: NAME: the exercise is closed: oef-1"},
-		{[]string{"exercise", "close", "oef-9"}, `knooppunt: NAME: no exercise "oef-9" on this node: knooppunt exercise list --all shows them (NotFound)`},
+		{[]string{"exercise", "close", "oef-1", "--reason", "x"}, "knooppunt: NAME: the exercise is closed: oef-1"},
+		{[]string{"exercise", "close", "oef-9", "--reason", "x"}, `knooppunt: NAME: no exercise "oef-9" on this node: knooppunt exercise list --all shows them (NotFound)`},
 		{[]string{"record", "put", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public", "--body", `{"title":"te laat","summary":"na de sluiting"}`},
 			"knooppunt: --exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another (FailedPrecondition)"},
 		// An import into an exercise that is not open is refused once, before any row is sent.

@@ -161,7 +161,7 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 			info = terminalSafe{info}
 			showInvitation(info, inv, fp)
 			if !yes {
-				ok, err := confirm(cmd.InOrStdin(), info, "Did "+inv.Name+" read you exactly this fingerprint, "+fp+"? [y/N] ")
+				ok, err := confirm(cmd.InOrStdin(), info, "Did "+inv.Name+" read you exactly this fingerprint, "+fp+"? [y/N] ", errNoAnswer)
 				if err != nil {
 					return err
 				}
@@ -277,14 +277,15 @@ func showInvitation(w io.Writer, inv *invite.Invitation, fp string) {
 // errNoAnswer is the end of standard input before an answer: a script, or a pipe.
 var errNoAnswer = errors.New("no answer: standard input ended before one was given (a script or a pipe): nothing was added. Answer at a terminal, or give --yes if you compared the fingerprint otherwise")
 
-// confirm asks a yes/no question on in; anything but y or yes is no.
-func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
+// confirm asks a yes/no question on in; anything but y or yes is no. The end of in before an
+// answer is noAnswer.
+func confirm(in io.Reader, out io.Writer, question string, noAnswer error) (bool, error) {
 	fmt.Fprint(out, question)
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && line == "" {
 		if err == io.EOF {
 			fmt.Fprintln(out)
-			return false, errNoAnswer
+			return false, noAnswer
 		}
 		return false, err
 	}
