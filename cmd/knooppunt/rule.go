@@ -316,6 +316,7 @@ func newRuleTestCmd() *cobra.Command {
 		from, to string
 		since    time.Duration
 		step     time.Duration
+		exercise string
 	)
 	cmd := &cobra.Command{
 		Use:   "test FILE",
@@ -324,9 +325,12 @@ func newRuleTestCmd() *cobra.Command {
 as the node evaluates), and list the episodes it would have fired: region, start, end ("firing"
 while it still fires at the end of the run; absent in -o json) and the values that fired it. Nothing is stored.
 The run covers --since back from now, or --from to --to (RFC 3339), within the history's
-retention. No episode of a rule whose crisis: no record names comes with a note that says so.`,
+retention. No episode of a rule whose crisis: no record names comes with a note that says so.
+With --exercise it runs over that exercise's records instead, as the node runs each rule in every
+open exercise: an exercise's alert names this command with its --exercise.`,
 		Example: `  knooppunt rule test zeeland-beds-low.yaml --since 168h
-  knooppunt rule test signals.yaml --from 2026-03-01T00:00:00Z --to 2026-03-08T00:00:00Z --step 5m -o json`,
+  knooppunt rule test signals.yaml --from 2026-03-01T00:00:00Z --to 2026-03-08T00:00:00Z --step 5m -o json
+  knooppunt rule test zeeland-beds-low.yaml --since 24h --exercise oefening-zeeland`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := os.ReadFile(args[0])
@@ -334,6 +338,9 @@ retention. No episode of a rule whose crisis: no record names comes with a note 
 				return err
 			}
 			req := &pb.RuleTestRequest{Source: src, Step: durationpb.New(step)}
+			if exercise != "" {
+				req.Mode = &pb.Mode{Status: pb.Status_EXERCISE, Exercise: exercise}
+			}
 			for _, t := range []struct {
 				flag, v string
 				dst     **timestamppb.Timestamp
@@ -396,7 +403,7 @@ retention. No episode of a rule whose crisis: no record names comes with a note 
 				for _, e := range resp.Errors {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", e)
 				}
-				if len(resp.Episodes) == 0 {
+				if len(resp.Episodes) == 0 && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, exercise) {
 					noteRuleCrisis(cmd, conn, src)
 				}
 				return nil
@@ -407,7 +414,8 @@ retention. No episode of a rule whose crisis: no record names comes with a note 
 	cmd.Flags().StringVar(&to, "to", "", "end of the run (RFC 3339); default now")
 	cmd.Flags().DurationVar(&since, "since", 0, "run over this long back from now, such as 168h")
 	cmd.Flags().DurationVar(&step, "step", time.Minute, "interval between evaluations")
+	cmd.Flags().StringVar(&exercise, "exercise", "", "run over this exercise's records (default: the actual records)")
 	f.register(cmd, true)
-	f.fill(map[string]string{"from": "from", "to": "to", "step": "step"})
+	f.fill(map[string]string{"from": "from", "to": "to", "step": "step", "exercise": "mode.exercise"})
 	return cmd
 }

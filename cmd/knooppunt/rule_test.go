@@ -61,6 +61,11 @@ clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds
 	if r := cli(t, nil, "", "rule", "lint", typo).want(t, 1); !strings.Contains(r.stderr, typo+`:3:9: crisis: "Oekraïne" is not a crisis name`) {
 		t.Errorf("lint of a rule of a crisis no record can name: %q", r.stderr)
 	}
+	// In an exercise: its history, which here is none, and a misspelt one is said to be so.
+	if r := cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "1h", "--exercise", "oefening-zeland").want(t, 0); !strings.Contains(r.stdout, "0 episode(s)") ||
+		!strings.Contains(r.stderr, `Note: no exercise "oefening-zeland" on this node`) {
+		t.Errorf("rule test --exercise of no exercise:\n%s%s", r.stdout, r.stderr)
+	}
 	var eps []episodeJSON
 	cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "1h", "-o", "json").want(t, 0).oneJSON(t, &eps)
 	if len(eps) != 1 || eps[0].Region != "VR19" || eps[0].End != nil || len(eps[0].Values) != 2 {

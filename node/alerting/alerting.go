@@ -550,6 +550,9 @@ func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, r
 	b := alertBody{Rule: row.Name, RuleVersion: row.Version, Region: region,
 		State: "firing", FiredAt: firedAt, Condition: rule.Doc.When, Values: read,
 		History: fmt.Sprintf("knooppunt rule test %s.yaml --from %s", row.Name, firedAt.Add(-24*time.Hour).Format(time.RFC3339))}
+	if m.Exercise != "" {
+		b.History += " --exercise " + m.Exercise // the exercise's history, where it fired
+	}
 	if b.Values == nil {
 		b.Values = []warn.Reading{}
 	}

@@ -454,9 +454,13 @@ func TestRulesRunInAnExercise(t *testing.T) {
 	if len(got) != 1 || got[0].Labels["status"] != "firing" || got[0].Status != pb.Status_EXERCISE || got[0].Exercise != name || !strings.HasSuffix(got[0].Id, "-"+name) {
 		t.Fatalf("the exercise's alerts: %v, want one firing alert of the exercise", got)
 	}
-	var body struct{ Status, Note, MsgType string }
+	var body struct{ Status, Note, MsgType, History string }
 	if err := json.Unmarshal(got[0].Body, &body); err != nil || body.Status != "Exercise" || body.Note != name {
 		t.Errorf("the exercise's alert says CAP status %q, note %q (%v): want Exercise, %s", body.Status, body.Note, err, name)
+	}
+	// Its dry run is of the exercise's history, where it fired.
+	if !strings.HasPrefix(body.History, "knooppunt rule test beds-low.yaml --from ") || !strings.HasSuffix(body.History, " --exercise "+name) {
+		t.Errorf("the exercise's alert names the dry run %q: want it in the exercise", body.History)
 	}
 	if v := metricValue(t, "knooppunt_rule_firing", "beds-low", "VR19"); v != 0 {
 		t.Errorf("knooppunt_rule_firing of VR19 is %g while only the exercise fires, want 0", v)

@@ -221,7 +221,13 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 	if step < time.Second {
 		return nil, api.Invalid("step", "%s is too short: use 1s or more, such as 1m", step)
 	}
-	rows, err := s.c.DB.History(ctx, db.HistoryFilter{Kinds: rule.Kinds(), Crisis: rule.Doc.Crisis})
+	if err := record.CheckMode("mode", req.Mode); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	if st := req.Mode.GetStatus(); st != pb.Status_ACTUAL && st != pb.Status_EXERCISE {
+		return nil, api.Invalid("mode.status", "%s: rules run over the actual records and over an exercise's", st)
+	}
+	rows, err := s.c.DB.History(ctx, db.HistoryFilter{Kinds: rule.Kinds(), Crisis: rule.Doc.Crisis, Mode: db.ModeFrom(req.Mode)})
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}

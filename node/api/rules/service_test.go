@@ -101,6 +101,44 @@ func TestRetractionLeavesRuleResults(t *testing.T) {
 	}
 }
 
+// TestRuleTestInAnExercise: a dry run in an exercise's mode reads that exercise's history alone,
+// as the leader runs the rule there; the actual history does not fire in it, nor it in the
+// actual run. A mode other than actual or an exercise is refused at the field.
+func TestRuleTestInAnExercise(t *testing.T) {
+	svc, d := newService(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if _, err := d.ApplyExerciseStep(1, &pb.ExerciseStep{Action: "start", Name: "oef-1", Actor: "spiffe://vr-zeeland.crisis.test/user/eva", At: timestamppb.New(now.Add(-7 * time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Apply(2, []*pb.Record{
+		{Id: "own", Origin: "vr-zeeland.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+			Body: []byte(`{"beds_free": 50, "beds_total": 50}`), UpdatedAt: timestamppb.New(now.Add(-6 * time.Hour))},
+		{Id: "oef", Origin: "vr-zeeland.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Status: pb.Status_EXERCISE, Exercise: "oef-1",
+			Body: []byte(`{"beds_free": 2, "beds_total": 50}`), UpdatedAt: timestamppb.New(now.Add(-6 * time.Hour))},
+	}); err != nil || res[0].Err != nil || res[1].Err != nil {
+		t.Fatal(err, res)
+	}
+	run := func(mode *pb.Mode) *pb.RuleTestResponse {
+		t.Helper()
+		resp, err := svc.Test(ctx, &pb.RuleTestRequest{Source: []byte(lowBeds), From: timestamppb.New(now.Add(-6 * time.Hour)), To: timestamppb.New(now), Mode: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if resp := run(nil); len(resp.Episodes) != 0 {
+		t.Errorf("the actual run fired on the exercise's beds: %v", resp.Episodes)
+	}
+	if resp := run(&pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-1"}); len(resp.Episodes) != 1 || resp.Episodes[0].Region != "VR19" {
+		t.Errorf("the exercise's run: %v, want one episode in VR19", resp.Episodes)
+	}
+	_, err := svc.Test(ctx, &pb.RuleTestRequest{Source: []byte(lowBeds), Mode: &pb.Mode{Status: pb.Status_TEST}})
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "mode.status: TEST: rules run over the actual records and over an exercise's") {
+		t.Errorf("a run in test mode: %v", err)
+	}
+}
+
 // TestBadInputRefused checks that a rule that does not lint, or a run that is not one, is refused
 // with INVALID_ARGUMENT naming the position or the field, and that Lint answers problems.
 func TestBadInputRefused(t *testing.T) {

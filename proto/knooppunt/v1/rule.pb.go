@@ -343,7 +343,10 @@ type RuleTestRequest struct {
 	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from" json:"from,omitempty"`
 	To   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to" json:"to,omitempty"`
 	// step is the interval between evaluations; unset is one minute.
-	Step          *durationpb.Duration `protobuf:"bytes,4,opt,name=step" json:"step,omitempty"`
+	Step *durationpb.Duration `protobuf:"bytes,4,opt,name=step" json:"step,omitempty"`
+	// mode is the history run over: unset is the actual records', EXERCISE one exercise's, as
+	// the leader runs each rule in every open exercise.
+	Mode          *Mode `protobuf:"bytes,5,opt,name=mode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +405,13 @@ func (x *RuleTestRequest) GetTo() *timestamppb.Timestamp {
 func (x *RuleTestRequest) GetStep() *durationpb.Duration {
 	if x != nil {
 		return x.Step
+	}
+	return nil
+}
+
+func (x *RuleTestRequest) GetMode() *Mode {
+	if x != nil {
+		return x.Mode
 	}
 	return nil
 }
@@ -626,7 +636,7 @@ var File_knooppunt_v1_rule_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_rule_proto_rawDesc = "" +
 	"\n" +
-	"\x17knooppunt/v1/rule.proto\x12\fknooppunt.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\"B\n" +
+	"\x17knooppunt/v1/rule.proto\x12\fknooppunt.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19knooppunt/v1/policy.proto\x1a\x19knooppunt/v1/record.proto\"B\n" +
 	"\x10ApplyRuleRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x12\n" +
@@ -646,12 +656,13 @@ const file_knooppunt_v1_rule_proto_rawDesc = "" +
 	"\n" +
 	"applied_by\x18\x05 \x01(\tR\tappliedBy\x129\n" +
 	"\n" +
-	"applied_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tappliedAt\"\xb4\x01\n" +
+	"applied_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tappliedAt\"\xdc\x01\n" +
 	"\x0fRuleTestRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\fR\x06source\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12-\n" +
-	"\x04step\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04step\"c\n" +
+	"\x04step\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04step\x12&\n" +
+	"\x04mode\x18\x05 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"c\n" +
 	"\vRuleReading\x12\x12\n" +
 	"\x04expr\x18\x01 \x01(\tR\x04expr\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
@@ -702,8 +713,9 @@ var file_knooppunt_v1_rule_proto_goTypes = []any{
 	(*RuleTestResponse)(nil),      // 9: knooppunt.v1.RuleTestResponse
 	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*LintRequest)(nil),           // 12: knooppunt.v1.LintRequest
-	(*LintResponse)(nil),          // 13: knooppunt.v1.LintResponse
+	(*Mode)(nil),                  // 12: knooppunt.v1.Mode
+	(*LintRequest)(nil),           // 13: knooppunt.v1.LintRequest
+	(*LintResponse)(nil),          // 14: knooppunt.v1.LintResponse
 }
 var file_knooppunt_v1_rule_proto_depIdxs = []int32{
 	5,  // 0: knooppunt.v1.ListRulesResponse.rules:type_name -> knooppunt.v1.RuleInfo
@@ -711,31 +723,32 @@ var file_knooppunt_v1_rule_proto_depIdxs = []int32{
 	10, // 2: knooppunt.v1.RuleTestRequest.from:type_name -> google.protobuf.Timestamp
 	10, // 3: knooppunt.v1.RuleTestRequest.to:type_name -> google.protobuf.Timestamp
 	11, // 4: knooppunt.v1.RuleTestRequest.step:type_name -> google.protobuf.Duration
-	10, // 5: knooppunt.v1.RuleReading.at:type_name -> google.protobuf.Timestamp
-	10, // 6: knooppunt.v1.RuleEpisode.start:type_name -> google.protobuf.Timestamp
-	10, // 7: knooppunt.v1.RuleEpisode.end:type_name -> google.protobuf.Timestamp
-	7,  // 8: knooppunt.v1.RuleEpisode.values:type_name -> knooppunt.v1.RuleReading
-	7,  // 9: knooppunt.v1.RuleEpisode.clear_values:type_name -> knooppunt.v1.RuleReading
-	8,  // 10: knooppunt.v1.RuleTestResponse.episodes:type_name -> knooppunt.v1.RuleEpisode
-	10, // 11: knooppunt.v1.RuleTestResponse.from:type_name -> google.protobuf.Timestamp
-	10, // 12: knooppunt.v1.RuleTestResponse.to:type_name -> google.protobuf.Timestamp
-	12, // 13: knooppunt.v1.RuleService.Lint:input_type -> knooppunt.v1.LintRequest
-	6,  // 14: knooppunt.v1.RuleService.Test:input_type -> knooppunt.v1.RuleTestRequest
-	0,  // 15: knooppunt.v1.RuleService.Apply:input_type -> knooppunt.v1.ApplyRuleRequest
-	1,  // 16: knooppunt.v1.RuleService.List:input_type -> knooppunt.v1.ListRulesRequest
-	3,  // 17: knooppunt.v1.RuleService.Get:input_type -> knooppunt.v1.GetRuleRequest
-	4,  // 18: knooppunt.v1.RuleService.Delete:input_type -> knooppunt.v1.DeleteRuleRequest
-	13, // 19: knooppunt.v1.RuleService.Lint:output_type -> knooppunt.v1.LintResponse
-	9,  // 20: knooppunt.v1.RuleService.Test:output_type -> knooppunt.v1.RuleTestResponse
-	5,  // 21: knooppunt.v1.RuleService.Apply:output_type -> knooppunt.v1.RuleInfo
-	2,  // 22: knooppunt.v1.RuleService.List:output_type -> knooppunt.v1.ListRulesResponse
-	5,  // 23: knooppunt.v1.RuleService.Get:output_type -> knooppunt.v1.RuleInfo
-	5,  // 24: knooppunt.v1.RuleService.Delete:output_type -> knooppunt.v1.RuleInfo
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 5: knooppunt.v1.RuleTestRequest.mode:type_name -> knooppunt.v1.Mode
+	10, // 6: knooppunt.v1.RuleReading.at:type_name -> google.protobuf.Timestamp
+	10, // 7: knooppunt.v1.RuleEpisode.start:type_name -> google.protobuf.Timestamp
+	10, // 8: knooppunt.v1.RuleEpisode.end:type_name -> google.protobuf.Timestamp
+	7,  // 9: knooppunt.v1.RuleEpisode.values:type_name -> knooppunt.v1.RuleReading
+	7,  // 10: knooppunt.v1.RuleEpisode.clear_values:type_name -> knooppunt.v1.RuleReading
+	8,  // 11: knooppunt.v1.RuleTestResponse.episodes:type_name -> knooppunt.v1.RuleEpisode
+	10, // 12: knooppunt.v1.RuleTestResponse.from:type_name -> google.protobuf.Timestamp
+	10, // 13: knooppunt.v1.RuleTestResponse.to:type_name -> google.protobuf.Timestamp
+	13, // 14: knooppunt.v1.RuleService.Lint:input_type -> knooppunt.v1.LintRequest
+	6,  // 15: knooppunt.v1.RuleService.Test:input_type -> knooppunt.v1.RuleTestRequest
+	0,  // 16: knooppunt.v1.RuleService.Apply:input_type -> knooppunt.v1.ApplyRuleRequest
+	1,  // 17: knooppunt.v1.RuleService.List:input_type -> knooppunt.v1.ListRulesRequest
+	3,  // 18: knooppunt.v1.RuleService.Get:input_type -> knooppunt.v1.GetRuleRequest
+	4,  // 19: knooppunt.v1.RuleService.Delete:input_type -> knooppunt.v1.DeleteRuleRequest
+	14, // 20: knooppunt.v1.RuleService.Lint:output_type -> knooppunt.v1.LintResponse
+	9,  // 21: knooppunt.v1.RuleService.Test:output_type -> knooppunt.v1.RuleTestResponse
+	5,  // 22: knooppunt.v1.RuleService.Apply:output_type -> knooppunt.v1.RuleInfo
+	2,  // 23: knooppunt.v1.RuleService.List:output_type -> knooppunt.v1.ListRulesResponse
+	5,  // 24: knooppunt.v1.RuleService.Get:output_type -> knooppunt.v1.RuleInfo
+	5,  // 25: knooppunt.v1.RuleService.Delete:output_type -> knooppunt.v1.RuleInfo
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_rule_proto_init() }
@@ -744,6 +757,7 @@ func file_knooppunt_v1_rule_proto_init() {
 		return
 	}
 	file_knooppunt_v1_policy_proto_init()
+	file_knooppunt_v1_record_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
