@@ -225,6 +225,9 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", origin, age(h.Record.UpdatedAt), record.OneLine(h.Record.Kind), record.OneLine(h.Record.Region), record.OneLine(id), record.OneLine(shown))
 	}
 	tw.Flush()
+	if len(resp.Hits) == 0 {
+		fmt.Fprintln(w, "No records found: no source asked holds one that matches and is shared with you.")
+	}
 	if resp.TextPending > 0 {
 		fmt.Fprintf(w, "\nNote: this node's full-text index is still taking in %d writes (a bulk load?): the newest of its own records may be missing from these hits; search again in a moment.\n", resp.TextPending)
 	}

@@ -24,7 +24,7 @@ func TestCLISearchByWords(t *testing.T) {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
 	// Every word that is left must occur.
-	if r := cli(t, nil, "", "search", "--node", addr, "--text", "werken in Zeeland").want(t, 0); strings.Contains(r.stdout, "qa-werk") {
+	if r := cli(t, nil, "", "search", "--node", addr, "--text", "werken in Zeeland").want(t, 0); strings.Contains(r.stdout, "qa-werk") || !strings.Contains(r.stdout, "No records found: ") {
 		t.Errorf("search for werken in Zeeland found the Q&A:\n%s", r.stdout)
 	}
 	if r := cli(t, nil, "", "search", "--node", addr, "--text", "in de").want(t, 1); !strings.Contains(r.stderr, `--text: "in", "de": search for words of 3 characters or more`) {
