@@ -401,7 +401,7 @@ func UnknownKeys(file *ast.File, fields []string) []UnknownKey {
 			continue
 		}
 		u := UnknownKey{Key: tok.Value, Line: tok.Position.Line, Column: tok.Position.Column}
-		if near, ok := closest(tok.Value, fields); ok {
+		if near, ok := Closest(tok.Value, fields); ok {
 			u.Near = near
 		}
 		out = append(out, u)
@@ -526,9 +526,9 @@ func (f visitFunc) Visit(n ast.Node) ast.Visitor {
 	return f
 }
 
-// closest is the word of words nearest to s by edit distance, if it is near enough to be what
+// Closest is the word of words nearest to s by edit distance, if it is near enough to be what
 // s meant: a third of its letters, or two, changed at most.
-func closest(s string, words []string) (string, bool) {
+func Closest(s string, words []string) (string, bool) {
 	best, dist := "", -1
 	for _, w := range words {
 		if d := editDistance(s, w); dist < 0 || d < dist {

@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // ui.time_zone is checked on a host without a zone database
 	"unicode/utf8"
@@ -23,6 +24,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/knooppunt/knooppunt/node/netaddr"
@@ -681,6 +683,9 @@ func Load(path string) (*Config, error) {
 			}
 			return nil, fmt.Errorf("config %s: %v", path, de)
 		}
+		if why := explainYAML(err); why != "" {
+			return nil, fmt.Errorf("config %s: %s\n%s", path, why, yaml.FormatError(err, false, true))
+		}
 		return nil, fmt.Errorf("config %s:\n%s", path, yaml.FormatError(err, false, true))
 	}
 	for i := range c.Kinds {
@@ -1215,3 +1220,103 @@ func RestartKeys(running, reloadedCfg *Config) []string {
 	}
 	return out
 }
+
+// explainYAML says a YAML error of the config in a host's words, before the parser's own (which
+// names Go types: "cannot unmarshal string into Go struct field Config.Raft of type uint64"): the
+// line, the setting, and what it wants; a misspelt setting gets the one it was probably meant to
+// be. It is "" for other errors.
+func explainYAML(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && te.Token != nil && te.DstType != nil {
+		key := ""
+		if k := keyOf(te.Token); k != "" {
+			key = k + ": "
+		}
+		given := fmt.Sprintf("%q", te.Token.Value)
+		if te.SrcType != nil {
+			switch te.SrcType.Kind() {
+			case reflect.Slice, reflect.Array:
+				given = "a list"
+			case reflect.Map, reflect.Struct:
+				given = "a group of settings"
+			}
+		}
+		return fmt.Sprintf("line %d: %s%s is not %s", te.Token.Position.Line, key, given, typeWords(te.DstType))
+	}
+	var ue *yaml.UnknownFieldError
+	if errors.As(err, &ue) && ue.Token != nil {
+		if near, ok := policy.Closest(ue.Token.Value, configKeys()); ok {
+			return fmt.Sprintf("line %d: %q is not a setting: did you mean %s?", ue.Token.Position.Line, ue.Token.Value, near)
+		}
+		return fmt.Sprintf("line %d: %q is not a setting here: see the example config in docs/operator.md", ue.Token.Position.Line, ue.Token.Value)
+	}
+	return ""
+}
+
+// keyOf is the key a value token stands under ("snapshot_threshold" for its value), or "".
+func keyOf(tk *token.Token) string {
+	for p := tk.Prev; p != nil; p = p.Prev {
+		if p.Type == token.MappingValueType {
+			if p.Prev != nil && p.Prev.Type == token.StringType {
+				return p.Prev.Value
+			}
+			return ""
+		}
+		if p.Position.Line != tk.Position.Line {
+			return ""
+		}
+	}
+	return ""
+}
+
+// typeWords says what a setting of type t is written as.
+func typeWords(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number: write it as 8192, without quotes"
+	case reflect.Float32, reflect.Float64:
+		return "a number: write it as 0.5"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a text: write it on the line, after the colon"
+	case reflect.Slice, reflect.Array:
+		return "a list: write it as [a, b], or one \"- item\" a line"
+	case reflect.Map, reflect.Struct, reflect.Pointer:
+		return "a group of settings: write them on the lines below, indented"
+	}
+	return "of the type this setting wants: see the example config in docs/operator.md"
+}
+
+// configKeys are the names of every setting the config has, at any level.
+var configKeys = sync.OnceValue(func() []string {
+	seen := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen["type "+t.String()] {
+			return
+		}
+		seen["type "+t.String()] = true
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name != "" && name != "-" {
+				seen[name] = true
+			}
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	var keys []string
+	for k := range seen {
+		if !strings.HasPrefix(k, "type ") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+})

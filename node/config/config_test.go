@@ -266,8 +266,28 @@ raft:
 func TestLoadUnknownField(t *testing.T) {
 	path := writeConfig(t, t.TempDir(), "org: a.crisis.test\npeers:\n  - name: b\n    trust_domian: b.crisis.test\n")
 	_, err := config.Load(path)
-	if err == nil || !strings.HasPrefix(err.Error(), "config "+path+":\n") || !strings.Contains(err.Error(), "trust_domian") {
+	if err == nil || !strings.HasPrefix(err.Error(), "config "+path+`: line 4: "trust_domian" is not a setting: did you mean trust_domain?`+"\n") {
 		t.Fatalf("Load with a misspelt key: %v", err)
+	}
+	path = writeConfig(t, t.TempDir(), "org: a.crisis.test\nzzzqqq: 1\n")
+	if _, err := config.Load(path); err == nil || !strings.HasPrefix(err.Error(), "config "+path+`: line 2: "zzzqqq" is not a setting here`) {
+		t.Fatalf("Load with a key like none: %v", err)
+	}
+}
+
+// TestLoadWrongType: a value of the wrong type is said at its line and key, with what the
+// setting wants, not in the Go types the parser names.
+func TestLoadWrongType(t *testing.T) {
+	for src, want := range map[string]string{
+		"raft:\n  snapshot_threshold: veel\n": `line 3: snapshot_threshold: "veel" is not a whole number: write it as 8192, without quotes`,
+		"raft:\n  bootstrap: misschien\n":     `line 3: bootstrap: "misschien" is not true or false`,
+		"ui:\n  listen: [a, b]\n":             `line 3: listen: a list is not a text`,
+	} {
+		path := writeConfig(t, t.TempDir(), "org: a.crisis.test\n"+src)
+		_, err := config.Load(path)
+		if err == nil || !strings.HasPrefix(err.Error(), "config "+path+": "+want) || strings.Contains(strings.SplitN(err.Error(), "\n", 2)[0], "Go struct") {
+			t.Errorf("Load of %q: %v\nwant %s", src, err, want)
+		}
 	}
 }
 
