@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -17,6 +19,12 @@ type besideFile struct {
 func createBeside(target string) (*besideFile, error) {
 	f, err := os.CreateTemp(filepath.Dir(target), besidePattern(filepath.Base(target)))
 	if err != nil {
+		// Said of the file asked for: the hidden name it is written under first means nothing
+		// to whoever named it.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s: %w (in %s)", target, pe.Err, filepath.Dir(target))
+		}
 		return nil, err
 	}
 	return &besideFile{File: f, target: target}, nil

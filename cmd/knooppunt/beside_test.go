@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -45,5 +46,15 @@ func TestBesideFile(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("the commit left another file: %v", entries)
+	}
+}
+
+// TestBesideFileErrorNamesTheTarget: a file that cannot be made is said of the name asked for,
+// not of the hidden one it is written under first.
+func TestBesideFileErrorNamesTheTarget(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "nodir", "x.db")
+	_, err := createBeside(target)
+	if err == nil || !strings.HasPrefix(err.Error(), target+": no such file or directory (in ") || strings.Contains(err.Error(), ".x.db.") {
+		t.Fatalf("createBeside in a directory that does not exist: %v", err)
 	}
 }
