@@ -70,6 +70,19 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 	if snippet := hits[a.Name+"/handreiking"].GetSnippet(); !slices.Equal(ids[a.Name], []string{"handreiking"}) || !strings.Contains(snippet, "«tewerkstellingsvergunning»") {
 		t.Errorf("b finds %v, snippet %q; want a's handreiking by a word of its PDF", ids, snippet)
 	}
+	// The snippet says which file it is from: the word is not in the record's own text.
+	if got := hits[a.Name+"/handreiking"].GetSnippetFile(); got != "handreiking.pdf" {
+		t.Errorf("b's hit at a has snippet_file %q, want handreiking.pdf", got)
+	}
+	_, own := textHits(t, a, &pb.Filter{Text: "tewerkstellingsvergunning"})
+	if got := own["/handreiking"].GetSnippetFile(); got != "handreiking.pdf" {
+		t.Errorf("a's own hit has snippet_file %q, want handreiking.pdf", got)
+	}
+	// A word of the record's title (the PDF's title holds it too): the snippet is the title's.
+	_, own = textHits(t, a, &pb.Filter{Text: "handreiking"})
+	if h := own["/handreiking"]; h == nil || h.SnippetFile != "" {
+		t.Errorf("a's own hit for a word of its title: %v, want snippet_file empty", h)
+	}
 	var n int
 	if _, err := b.Node.DB().CatchUpText(context.Background(), db.CatchUpBudget); err != nil {
 		t.Fatal(err)
@@ -127,8 +140,8 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 	if ids, _ := textHits(t, c, &pb.Filter{Text: "tewerkstellingsvergunning"}); len(ids[a.Name]) != 0 {
 		t.Errorf("c finds %v at a by a word of a file withheld from it", ids[a.Name])
 	}
-	if ids, _ := textHits(t, c, &pb.Filter{Text: "handreiking"}); !slices.Equal(ids[a.Name], []string{"handreiking"}) {
-		t.Errorf("c finds %v at a for the record's own title, want handreiking", ids[a.Name])
+	if ids, hits := textHits(t, c, &pb.Filter{Text: "handreiking"}); !slices.Equal(ids[a.Name], []string{"handreiking"}) || hits[a.Name+"/handreiking"].GetSnippetFile() != "" {
+		t.Errorf("c finds %v at a for the record's own title (snippet_file %q), want handreiking, from no file", ids[a.Name], hits[a.Name+"/handreiking"].GetSnippetFile())
 	}
 	var denied bool
 	for _, e := range a.Audit(t, db.AuditFederationDenied) {

@@ -769,6 +769,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 		out   *pb.SharedRecord
 		d     policy.Decision
 		texts []string
+		files []string // the file each text is from, "" for the record's own
 	}
 	var group []matched
 	rank := func() (bool, error) {
@@ -778,7 +779,11 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 			docs[i] = m.texts
 		}
 		for _, i := range text.Rank(docs) {
-			group[i].out.Snippet = text.Snippet(group[i].texts) // of those sent only
+			snippet, at := text.SnippetIn(group[i].texts) // of those sent only
+			group[i].out.Snippet = snippet
+			if at >= 0 {
+				group[i].out.SnippetFile = group[i].files[at]
+			}
 			if more, err := emit(group[i].out, group[i].d); err != nil || !more {
 				return more, err
 			}
@@ -807,11 +812,11 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 			// may see matches, so that nothing it may not see decides what it learns. Nor the
 			// order: the index would rank the whole record, so its matches come newest first,
 			// and each group of rankGroup that the recipient gets is ranked on that text.
-			texts := attach.Texts(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), d.Record.Body)
+			texts, files := attach.TextsAndFiles(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), d.Record.Body)
 			if !text.Match(texts) {
 				return true, nil
 			}
-			group = append(group, matched{out, d, texts})
+			group = append(group, matched{out, d, texts, files})
 			if len(group) < rankGroup {
 				return true, nil
 			}

@@ -349,8 +349,8 @@ func (s *Service) own(ctx context.Context, f *pb.Filter, limit int, sh *share) (
 			s.c.Logger.Info("full-text search while the index catches up: recent records may be missing", "queued", left)
 		}
 		err = s.c.DB.EachTextMatch(ctx, peerserver.TextFilter(f, text), func(r *pb.Record) (bool, error) {
-			if snippet, ok := s.matches(ctx, text, r); ok {
-				h := &pb.SearchHit{Record: r, Snippet: snippet}
+			if snippet, file, ok := s.matches(ctx, text, r); ok {
+				h := &pb.SearchHit{Record: r, Snippet: snippet, SnippetFile: file}
 				if taken, more := sh.take(h); !taken {
 					return more, nil
 				}
@@ -399,14 +399,19 @@ func (s *Service) text(f *pb.Filter) *record.TextQuery {
 	return q
 }
 
-// matches decides a candidate of the full-text index on the text fields of its kind, and
-// returns its snippet.
-func (s *Service) matches(ctx context.Context, q *record.TextQuery, r *pb.Record) (string, bool) {
-	texts := attach.Texts(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), r.Body)
+// matches decides a candidate of the full-text index on the text fields of its kind and the
+// text of its files, and returns its snippet with the filename of the file it is from ("" for
+// the record's own text).
+func (s *Service) matches(ctx context.Context, q *record.TextQuery, r *pb.Record) (snippet, file string, ok bool) {
+	texts, files := attach.TextsAndFiles(ctx, s.c.DB, s.c.Kinds.Get(r.Kind), r.Body)
 	if !q.Match(texts) {
-		return "", false
+		return "", "", false
 	}
-	return q.Snippet(texts), true
+	snippet, i := q.SnippetIn(texts)
+	if i >= 0 {
+		file = files[i]
+	}
+	return snippet, file, true
 }
 
 // askPeer queries one peer; when it does not answer, the cache of what it sent stands in.
@@ -442,7 +447,7 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 			if len(f.GetIds()) > 0 && !slices.Contains(f.Ids, sr.Record.Id) {
 				continue // a peer that predates Filter.ids answers the rest of the filter
 			}
-			h := &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet, Policies: sr.Policies, Purpose: purpose}
+			h := &pb.SearchHit{Record: sr.Record, Source: p.Name, Redacted: sr.Redacted, Snippet: sr.Snippet, SnippetFile: sr.SnippetFile, Policies: sr.Policies, Purpose: purpose}
 			if taken, more := sh.take(h); !more {
 				return nil
 			} else if !taken {
@@ -516,8 +521,8 @@ var (
 
 // cachedHit is a record from the cache of p, with the policies it came under, the purpose of
 // the subscription that brought it, and when.
-func (s *Service) cachedHit(p config.Peer, r db.Foreign, snippet string) *pb.SearchHit {
-	return &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted, Snippet: snippet,
+func (s *Service) cachedHit(p config.Peer, r db.Foreign, snippet, file string) *pb.SearchHit {
+	return &pb.SearchHit{Record: r.Record, Source: p.Name, FromCache: true, Redacted: r.Redacted, Snippet: snippet, SnippetFile: file,
 		Policies: r.Policies, Purpose: s.c.Purpose, ReceivedAt: timestamppb.New(r.ReceivedAt)}
 }
 
@@ -537,8 +542,8 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		// What the peer sent is already what this node may see of it.
 		if _, err = s.c.DB.CatchUpText(ctx, db.CatchUpBudget); err == nil {
 			err = s.c.DB.EachForeignTextMatch(ctx, p.TrustDomain, peerserver.TextFilter(f, text), func(r db.Foreign) (bool, error) {
-				if snippet, ok := s.matches(ctx, text, r.Record); ok {
-					h := s.cachedHit(p, r, snippet)
+				if snippet, file, ok := s.matches(ctx, text, r.Record); ok {
+					h := s.cachedHit(p, r, snippet, file)
 					if taken, more := sh.take(h); !taken {
 						return more, nil
 					}
@@ -551,7 +556,7 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 		var recs []db.Foreign
 		recs, err = s.c.DB.ForeignList(ctx, ff)
 		for _, r := range recs {
-			h := s.cachedHit(p, r, "")
+			h := s.cachedHit(p, r, "", "")
 			if taken, more := sh.take(h); !more {
 				break
 			} else if !taken {

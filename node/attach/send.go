@@ -49,23 +49,32 @@ func Send(ctx context.Context, d *db.DB, sha string, send func(*pb.FileData) err
 // body, then the text taken out of each file body names. A body whose attachments field was
 // redacted names no file, so a withheld file never makes a record match.
 func Texts(ctx context.Context, d *db.DB, k *record.Kind, body []byte) []string {
-	texts := record.Texts(k, body)
+	texts, _ := TextsAndFiles(ctx, d, k, body)
+	return texts
+}
+
+// TextsAndFiles is Texts with, for each text, the filename of the file it was taken from, as
+// body names it: "" for the kind's text fields. A snippet from a file is said to be, so that
+// nobody looks for its words in the record's own text.
+func TextsAndFiles(ctx context.Context, d *db.DB, k *record.Kind, body []byte) (texts, files []string) {
+	texts = record.Texts(k, body)
+	files = make([]string, len(texts))
 	atts, _ := record.Attachments(body)
 	if len(atts) == 0 {
-		return texts
+		return texts, files
 	}
 	shas := make([]string, len(atts))
 	for i, a := range atts {
 		shas[i] = a.SHA256
 	}
-	files, err := d.FileText(ctx, shas)
+	found, err := d.FileText(ctx, shas)
 	if err != nil {
-		return texts
+		return texts, files
 	}
-	for _, sha := range shas {
-		if t, ok := files[sha]; ok {
-			texts = append(texts, t)
+	for _, a := range atts {
+		if t, ok := found[a.SHA256]; ok {
+			texts, files = append(texts, t), append(files, a.Filename)
 		}
 	}
-	return texts
+	return texts, files
 }

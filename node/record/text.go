@@ -240,8 +240,15 @@ func (q *TextQuery) Rank(docs [][]string) []int {
 // a term in it marked «like this». Only texts are read, so a snippet holds nothing the reader may
 // not see.
 func (q *TextQuery) Snippet(texts []string) string {
+	s, _ := q.SnippetIn(texts)
+	return s
+}
+
+// SnippetIn is Snippet with the index in texts of the text it is from, -1 when no term occurs:
+// a caller that knows where each text came from can say where the match is.
+func (q *TextQuery) SnippetIn(texts []string) (string, int) {
 	const around = 60 // runes of context on each side
-	for _, t := range texts {
+	for ti, t := range texts {
 		runes := []rune(t)
 		// Normalize maps each rune to at most one rune (it drops marks and folds case), so
 		// the match positions are found on a rune-by-rune normalised copy.
@@ -290,9 +297,9 @@ func (q *TextQuery) Snippet(texts []string) string {
 		if to < len(runes) {
 			b.WriteString("…")
 		}
-		return strings.Join(strings.Fields(b.String()), " ")
+		return strings.Join(strings.Fields(b.String()), " "), ti
 	}
-	return ""
+	return "", -1
 }
 
 // The store's word index holds the words of a normalised text: the runs of letters, digits and

@@ -137,6 +137,13 @@ func TestTextMatchAndSnippet(t *testing.T) {
 	if got := q.Snippet([]string{long}); !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "…") || !strings.Contains(got, "«vergunning»") || len([]rune(got)) > 140 {
 		t.Errorf("Snippet of a long text = %q; want about 60 characters each side of the match, cut with …", got)
 	}
+	// SnippetIn says which text the snippet is from, so that a match in a file can be said to be.
+	if _, i := q.SnippetIn(texts); i != 1 {
+		t.Errorf("SnippetIn(%q) is from text %d, want 1", texts, i)
+	}
+	if s, i := q.SnippetIn([]string{"geen"}); s != "" || i != -1 {
+		t.Errorf("SnippetIn of a text without the term = %q, %d; want \"\", -1", s, i)
+	}
 }
 
 // TestTextRank: Rank orders by how often the terms occur, against a record's length, in the

@@ -715,8 +715,11 @@ type SharedRecord struct {
 	// lacks). The history of the recipient's earlier versions may hold such a field: the recipient
 	// drops it, as when redacted changes.
 	RedactionChanged bool `protobuf:"varint,5,opt,name=redaction_changed,json=redactionChanged" json:"redaction_changed,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// snippet_file is the filename of the record's file (attachments) the snippet was taken from;
+	// empty when it is from the record's own text, and from a source that predates this field.
+	SnippetFile   string `protobuf:"bytes,6,opt,name=snippet_file,json=snippetFile" json:"snippet_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SharedRecord) Reset() {
@@ -782,6 +785,13 @@ func (x *SharedRecord) GetRedactionChanged() bool {
 		return x.RedactionChanged
 	}
 	return false
+}
+
+func (x *SharedRecord) GetSnippetFile() string {
+	if x != nil {
+		return x.SnippetFile
+	}
+	return ""
 }
 
 type SubscribeRequest struct {
@@ -1184,7 +1194,11 @@ type SearchHit struct {
 	// validity is empty for a document in force, or superseded, expired or not_yet_valid, from the
 	// body's superseded_by, valid_from and valid_until and the record's valid_until. Such records
 	// are marked, not hidden.
-	Validity      string `protobuf:"bytes,9,opt,name=validity" json:"validity,omitempty"`
+	Validity string `protobuf:"bytes,9,opt,name=validity" json:"validity,omitempty"`
+	// snippet_file is the filename of the record's file (as its body's attachments name it) that
+	// the snippet is from: the words matched in that file, not in the record's own text. Empty
+	// when the snippet is from the record's text, or came from a peer that predates this field.
+	SnippetFile   string `protobuf:"bytes,10,opt,name=snippet_file,json=snippetFile" json:"snippet_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1278,6 +1292,13 @@ func (x *SearchHit) GetReceivedAt() *timestamppb.Timestamp {
 func (x *SearchHit) GetValidity() string {
 	if x != nil {
 		return x.Validity
+	}
+	return ""
+}
+
+func (x *SearchHit) GetSnippetFile() string {
+	if x != nil {
+		return x.SnippetFile
 	}
 	return ""
 }
@@ -1988,13 +2009,14 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\fQueryRequest\x12,\n" +
 	"\x06filter\x18\x01 \x01(\v2\x14.knooppunt.v1.FilterR\x06filter\x12\x18\n" +
-	"\apurpose\x18\x02 \x01(\tR\apurpose\"\xbb\x01\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"\xde\x01\n" +
 	"\fSharedRecord\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
 	"\bredacted\x18\x03 \x03(\tR\bredacted\x12\x18\n" +
 	"\asnippet\x18\x04 \x01(\tR\asnippet\x12+\n" +
-	"\x11redaction_changed\x18\x05 \x01(\bR\x10redactionChanged\"l\n" +
+	"\x11redaction_changed\x18\x05 \x01(\bR\x10redactionChanged\x12!\n" +
+	"\fsnippet_file\x18\x06 \x01(\tR\vsnippetFile\"l\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x03R\x06cursor\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12&\n" +
@@ -2021,7 +2043,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x02 \x01(\x05R\ttimeoutMs\x12\x18\n" +
 	"\apurpose\x18\x03 \x01(\tR\apurpose\x12\x18\n" +
-	"\aorigins\x18\x04 \x03(\tR\aorigins\"\xb5\x02\n" +
+	"\aorigins\x18\x04 \x03(\tR\aorigins\"\xd8\x02\n" +
 	"\tSearchHit\x12,\n" +
 	"\x06record\x18\x01 \x01(\v2\x14.knooppunt.v1.RecordR\x06record\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1d\n" +
@@ -2033,7 +2055,9 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\apurpose\x18\a \x01(\tR\apurpose\x12;\n" +
 	"\vreceived_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x1a\n" +
-	"\bvalidity\x18\t \x01(\tR\bvalidity\"\xab\x02\n" +
+	"\bvalidity\x18\t \x01(\tR\bvalidity\x12!\n" +
+	"\fsnippet_file\x18\n" +
+	" \x01(\tR\vsnippetFile\"\xab\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
