@@ -8,9 +8,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/cap/captest"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -18,9 +21,10 @@ import (
 )
 
 // TestRuleApplyListDelete checks the rule steps on a real node over mTLS: an editor and an
-// officer apply rules in person, a new apply is a new version, every step is audited under its
-// author, a rule that does not lint is refused with its position and stores nothing, the local
-// socket cannot take a step, and a deleted rule is gone.
+// officer apply rules in person, a new apply is a new version, the stored source again is no new
+// version and no step, every step is audited under its author, a rule that does not lint is
+// refused with its position and stores nothing, the local socket cannot take a step, and a
+// deleted rule is gone.
 func TestRuleApplyListDelete(t *testing.T) {
 	own := newMTLSOrg(t, mtlsOwnTD)
 	n := startMTLSNode(t, own, own.filesIdentity()+fmt.Sprintf(`roles:
@@ -41,6 +45,13 @@ func TestRuleApplyListDelete(t *testing.T) {
 	}
 	if r, err = officer.Apply(ctx, &pb.ApplyRuleRequest{Source: src(2)}); err != nil || r.Version != 2 || !strings.Contains(string(r.Source), ">= 2") {
 		t.Fatalf("officer applies a new version: %v %v", r, err)
+	}
+	// The stored source again, byte for byte, is no change: version 2 stands, still the officer's,
+	// and the answer's trailer says so; no step is taken, so none is audited below.
+	var trailer metadata.MD
+	if r, err = editor.Apply(ctx, &pb.ApplyRuleRequest{Source: src(2), Reason: "again"}, grpc.Trailer(&trailer)); err != nil || r.Version != 2 ||
+		r.AppliedBy != "spiffe://"+mtlsOwnTD+"/user/officer" || fmt.Sprint(trailer.Get(rules.UnchangedTrailer)) != "[2]" {
+		t.Fatalf("editor applies the stored source again: %v %v, trailer %v; want version 2 unchanged", r, err, trailer)
 	}
 	_, err = editor.Apply(ctx, &pb.ApplyRuleRequest{Source: []byte("name: broken\nseverity: moderate\nwhen: count(\"signals\", duration(\"6h\")) >= 3\n")})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `line 3, column 13: when: count: unknown kind "signals"`) {

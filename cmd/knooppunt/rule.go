@@ -10,9 +10,11 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/warn"
@@ -94,8 +96,9 @@ func newRuleApplyCmd() *cobra.Command {
 		Use:   "apply FILE",
 		Short: "Store a rule, or a new version of it (editors and officers, in person)",
 		Long: `Store a rule on every replica, through Raft, attributed to your SPIFFE ID. A rule with the
-name of a stored one replaces it as its next version. A rule that does not lint is refused and
-nothing is stored. The step is audited (rule.apply).`,
+name of a stored one replaces it as its next version; a file that is the stored version byte for
+byte changes nothing, and the version stands. A rule that does not lint is refused and nothing is
+stored. The step is audited (rule.apply).`,
 		Example: `  knooppunt rule apply zeeland-beds-low.yaml --reason "5% threshold agreed with LCVS" \
       --node node.example:7443 --svid-cert me.crt --svid-key me.key --bundle bundle.pem`,
 		Args: cobra.ExactArgs(1),
@@ -105,12 +108,17 @@ nothing is stored. The step is audited (rule.apply).`,
 				return err
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				r, err := pb.NewRuleServiceClient(conn).Apply(cmd.Context(), &pb.ApplyRuleRequest{Source: src, Reason: reason})
+				var trailer metadata.MD
+				r, err := pb.NewRuleServiceClient(conn).Apply(cmd.Context(), &pb.ApplyRuleRequest{Source: src, Reason: reason}, grpc.Trailer(&trailer))
 				if err != nil {
 					return err
 				}
 				if f.output == "json" {
 					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, false))
+				}
+				if len(trailer.Get(rules.UnchangedTrailer)) > 0 {
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s unchanged: version %d stands (applied by %s); the file is that version byte for byte, so nothing was stored or audited\n", r.Name, r.Version, r.AppliedBy)
+					return err
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s version %d applied by %s\n", r.Name, r.Version, r.AppliedBy)
 				return err

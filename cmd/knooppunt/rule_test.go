@@ -103,6 +103,27 @@ func TestRuleJSONDescription(t *testing.T) {
 	}
 }
 
+// TestCLIRuleApplyUnchanged: applying the stored rule's file again says the version stands, and
+// rule list still shows version 1.
+func TestCLIRuleApplyUnchanged(t *testing.T) {
+	o := newOrg(t, "vr-zeeland-test.crisis.test", "VR Zeeland", "--officer", "anna")
+	o.serve(t)
+	rule := filepath.Join(t.TempDir(), "beds.yaml")
+	os.WriteFile(rule, []byte("name: walcheren-beds-low\nseverity: severe\nwhen: sum(\"shelter.capacity\", \"beds_free\") < 100\n"), 0o600)
+	apply := append([]string{"rule", "apply", rule, "--reason", "drempel afgesproken"}, o.as("anna")...)
+	if r := cli(t, nil, "", apply...).want(t, 0); !strings.HasPrefix(r.stdout, "walcheren-beds-low version 1 applied by ") {
+		t.Errorf("rule apply: %q", r.stdout)
+	}
+	if r := cli(t, nil, "", apply...).want(t, 0); !strings.HasPrefix(r.stdout, "walcheren-beds-low unchanged: version 1 stands") {
+		t.Errorf("rule apply of the stored file again: %q", r.stdout)
+	}
+	var rules []ruleJSON
+	cli(t, nil, "", "rule", "list", "--node", o.sock(), "-o", "json").want(t, 0).oneJSON(t, &rules)
+	if len(rules) != 1 || rules[0].Version != 1 {
+		t.Errorf("rule list after applying the same file twice: %+v", rules)
+	}
+}
+
 // TestCLIRuleDeleteResolvesItsAlert: on a served node that evaluates every second, an officer
 // applies a rule that then fires; rule delete says what happens to its open alert, and the alert
 // is resolved, with the note, while /metrics keeps no knooppunt_rule_firing series of the rule.

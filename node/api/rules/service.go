@@ -4,15 +4,18 @@
 package rules
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -27,6 +30,10 @@ import (
 
 // MaxSource bounds a rule document.
 const MaxSource = 64 << 10
+
+// UnchangedTrailer is the trailer in which Apply names the stored version it answered because the
+// source was that version's, byte for byte: no step was taken, and the CLI says so.
+const UnchangedTrailer = "knooppunt-rule-unchanged"
 
 // Config wires the service.
 type Config struct {
@@ -117,8 +124,30 @@ func (s *Service) Apply(ctx context.Context, req *pb.ApplyRuleRequest) (*pb.Rule
 	if err != nil {
 		return nil, err
 	}
+	if cur := s.stored(ctx, rule.Doc.Name, req.Source); cur != nil {
+		grpc.SetTrailer(ctx, metadata.Pairs(UnchangedTrailer, strconv.FormatInt(cur.Version, 10)))
+		return info(cur), nil
+	}
 	step := &pb.RuleStep{Name: rule.Doc.Name, Source: req.Source, By: by, At: timestamppb.Now(), Reason: req.Reason, Severity: rule.Doc.Severity}
 	return s.step(ctx, step)
+}
+
+// stored returns the stored rule when its source is src byte for byte, else nil. Applying it
+// again would only bump the version and audit a change that is none. A leader's database can
+// lag what its predecessor committed, so an equal source is believed only once VerifyLeader has
+// caught it up; when that fails, the caller takes the step, as it would have anyway.
+func (s *Service) stored(ctx context.Context, name string, src []byte) *db.RuleRow {
+	same := func() *db.RuleRow {
+		cur, err := s.c.DB.Rule(ctx, name)
+		if err != nil || !bytes.Equal(cur.Source, src) {
+			return nil
+		}
+		return cur
+	}
+	if same() == nil || s.c.Store.VerifyLeader() != nil {
+		return nil
+	}
+	return same()
 }
 
 // Delete removes a rule through Raft.
