@@ -174,12 +174,13 @@ func age(ts *timestamppb.Timestamp) string {
 func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.Mode) error {
 	if format == "json" {
 		type hit struct {
-			Source    string      `json:"source"`
-			FromCache bool        `json:"from_cache"`
-			Redacted  []string    `json:"redacted"`
-			Snippet   string      `json:"snippet,omitempty"`
-			Validity  string      `json:"validity,omitempty"`
-			Record    record.JSON `json:"record"`
+			Source      string      `json:"source"`
+			FromCache   bool        `json:"from_cache"`
+			Redacted    []string    `json:"redacted"`
+			Snippet     string      `json:"snippet,omitempty"`
+			SnippetFile string      `json:"snippet_file,omitempty"`
+			Validity    string      `json:"validity,omitempty"`
+			Record      record.JSON `json:"record"`
 		}
 		doc := struct {
 			Partial bool            `json:"partial"`
@@ -193,7 +194,7 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 			if src == "" {
 				src = h.Record.Origin
 			}
-			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), h.Snippet, h.Validity, record.ToJSON(h.Record)})
+			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), h.Snippet, h.SnippetFile, h.Validity, record.ToJSON(h.Record)})
 		}
 		return printJSON(w, doc)
 	}
@@ -214,6 +215,10 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 		shown := record.Summary(h.Record.Body, 60)
 		if last == "MATCH" {
 			shown = truncate(h.Snippet, 80)
+			if h.SnippetFile != "" {
+				// The words are in that file, not in the record's text.
+				shown = "in " + truncate(h.SnippetFile, 40) + ": " + shown
+			}
 		}
 		id := h.Record.Id
 		if h.Validity != "" {

@@ -220,6 +220,30 @@ func TestPrintSearchSaysTheIndexIsBehind(t *testing.T) {
 	}
 }
 
+// TestPrintSearchNamesTheFileMatched: a snippet from an attachment names the file, in the
+// MATCH column and in -o json; one from the record's text names none.
+func TestPrintSearchNamesTheFileMatched(t *testing.T) {
+	resp := &pb.SearchResponse{Hits: []*pb.SearchHit{
+		{Record: &pb.Record{Id: "richtlijn-1", Origin: "ncc.crisis.test"}, Source: "ncc", Snippet: "Registreer in de «BRP».", SnippetFile: "Richtlijn aankomst.pdf"},
+		{Record: &pb.Record{Id: "sitrep-1", Origin: "vr.crisis.test"}, Snippet: "Geen «BRP» storing."},
+	}}
+	var b strings.Builder
+	if err := printSearch(&b, "", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(lineWith(out, "richtlijn-1"), "in Richtlijn aankomst.pdf: Registreer in de «BRP».") || strings.Contains(lineWith(out, "sitrep-1"), " in ") {
+		t.Errorf("search table:\n%s", out)
+	}
+	b.Reset()
+	if err := printSearch(&b, "json", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); strings.Count(out, `"snippet_file"`) != 1 || !strings.Contains(out, `"snippet_file": "Richtlijn aankomst.pdf"`) {
+		t.Errorf("search -o json:\n%s", out)
+	}
+}
+
 // TestPrintPictureMarksCachedEntries: an entry of a source that does not answer now is marked
 // CACHED, and the sums say how many such entries they count: those of the kinds they add up.
 func TestPrintPictureMarksCachedEntries(t *testing.T) {

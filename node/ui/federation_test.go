@@ -162,6 +162,20 @@ func TestSearchByWords(t *testing.T) {
 		!strings.Contains(page, "Niet gezocht op “24”") {
 		t.Errorf("search for aankomst binnen 24 uur: want ncc's guidance, 24 left out:\n%s", page)
 	}
+	if strings.Contains(page, "Gevonden in bijlage") {
+		t.Errorf("search for aankomst binnen 24 uur matched in the record's own text, but the page says in its file:\n%s", page)
+	}
+	// A word only ncc's PDF holds: the hit says which file it is in, and links it, so that
+	// nobody looks for the word in the record's text.
+	fedtest.Eventually(t, 20*time.Second, "ncc took the PDF's text in", func() (bool, string) {
+		state, err := e.ncc.Node.DB().FileTextState(t.Context(), e.pdfSHA)
+		return state == "indexed", fmt.Sprintf("%q (%v)", state, err)
+	})
+	_, page = search("BRP")
+	if !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, `<span class="kp-muted">Gevonden in bijlage <a class="utrecht-link" href="/bijlage?`) ||
+		!strings.Contains(page, "sha256="+e.pdfSHA) || !strings.Contains(page, `" download>Richtlijn aankomst.pdf</a>:</span> `) || strings.Contains(page, "Gevonden in de tekst") {
+		t.Errorf("search for BRP: want ncc's guidance, found in its PDF, the file linked:\n%s", page)
+	}
 
 	// A word that names a safety region offers the same search in that region, without the word.
 	if _, page = search("opvang Zeeland"); !strings.Contains(page, `id="regio-aanbod"`) || !strings.Contains(page, `href="/zoeken?q=opvang&amp;region=VR19">Zoek in VR19 Zeeland</a>`) {

@@ -693,6 +693,9 @@ type hitView struct {
 	// Snippet, for a search on words, is where the record matched, its matches marked;
 	// TitleMarked the title with its matches marked, when they are all in the title.
 	Snippet, TitleMarked []snippetPart
+	// SnippetFile is the file the snippet is from, when its words are in an attachment and not
+	// in the record's text; SnippetLink downloads it, as on the record page.
+	SnippetFile, SnippetLink string
 }
 
 // figureView is one number of a record, with its name.
@@ -928,7 +931,16 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Origin: rec.Origin,
 				Classification: r.L.Class(rec.Classification), FromCache: h.FromCache, Redacted: len(h.Redacted), Link: withBack(recordLink(rec), r.URL.RequestURI()),
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
-				Files: filesTag(r.L, rec.Body)}
+				Files: filesTag(r.L, rec.Body), SnippetFile: h.SnippetFile}
+			if h.SnippetFile != "" {
+				files, _ := record.Attachments(rec.Body)
+				for _, f := range fileViews(rec, files, r) {
+					if f.Name == h.SnippetFile {
+						hv.SnippetLink = f.Link
+						break
+					}
+				}
+			}
 			if k := s.c.Kinds.Get(rec.Kind); k != nil {
 				hv.Figures = hitFigures(r.L, k, labelOf(k), rec.Body)
 			}
@@ -938,8 +950,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			if hv.Title == "" {
 				hv.Title = rec.Id
 			}
-			// A match in the title is marked in the title, not repeated under it.
-			if hv.Snippet != nil && plain(hv.Snippet) == hv.Title {
+			// A match in the title is marked in the title, not repeated under it; a file's words
+			// that read like the title are still the file's.
+			if hv.Snippet != nil && hv.SnippetFile == "" && plain(hv.Snippet) == hv.Title {
 				hv.TitleMarked, hv.Snippet = hv.Snippet, nil
 			}
 			if rec.UpdatedAt != nil {
