@@ -415,7 +415,7 @@ func TestCLIStatus(t *testing.T) {
 		"--classification", "internal", "--label", "rule=beds", "--label", "status=firing",
 		"--body", `{"identifier":"a1","sender":"local.crisis.test","sent":"2026-12-04T09:00:00+01:00","status":"Actual","msgType":"Alert","scope":"Restricted","info":[{"category":["Other"],"event":"beds","urgency":"Expected","severity":"Severe","certainty":"Likely"}]}`).want(t, 0)
 	r := cli(t, nil, "", "status", "--node", addr).want(t, 0)
-	for _, want := range []string{"\npeers        0\n", "\nwebhooks     0, 0 queued, 0 failed\n", "\nfiring       1: beds in VR19\n",
+	for _, want := range []string{"\nrecords      2, of every mode: actual, exercise, test and draft (change feed at 2)\n", "\npeers        0\n", "\nwebhooks     0, 0 queued, 0 failed\n", "\nfiring       1: beds in VR19\n",
 		"\nlast backup  none of this replica kept (knooppunt backup)\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, r.stdout)

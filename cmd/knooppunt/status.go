@@ -59,7 +59,9 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				fmt.Fprintf(tw, "org\t%s\n", st.Org)
 				fmt.Fprintf(tw, "version\t%s\n", st.Version)
 				fmt.Fprintf(tw, "raft\t%s\n", raft)
-				fmt.Fprintf(tw, "records\t%d (change feed at %d)\n", st.Records, st.LastSeq)
+				// The node counts its live records of every mode together; firing is of actual alerts
+				// alone, so the line says what it counts.
+				fmt.Fprintf(tw, "records\t%d, of every mode: actual, exercise, test and draft (change feed at %d)\n", st.Records, st.LastSeq)
 				fmt.Fprintf(tw, "store\t%.1f MiB; %.1f GiB free on its disk\n", float64(st.DbBytes)/(1<<20), float64(st.DiskFreeBytes)/(1<<30))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
