@@ -162,10 +162,10 @@ func TestCLIExercise(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"exercise", "start", "bad name"}, `NAME: "bad name" is not an exercise name`},
-		{[]string{"exercise", "close", "oef-1", "--reason", "x"}, "knooppunt: NAME: the exercise is closed: oef-1"},
+		{[]string{"exercise", "close", "oef-1", "--reason", "x"}, "knooppunt: NAME: the exercise is closed: oef-1: it is closed already"},
 		{[]string{"exercise", "close", "oef-9", "--reason", "x"}, `knooppunt: NAME: no exercise "oef-9" on this node: knooppunt exercise list --all shows them (NotFound)`},
 		{[]string{"record", "put", "--exercise", "oef-1", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public", "--body", `{"title":"te laat","summary":"na de sluiting"}`},
-			"knooppunt: --exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another (FailedPrecondition)"},
+			"knooppunt: --exercise: the exercise is closed: oef-1: it takes no records any more: write in an open exercise, or start another (FailedPrecondition)"},
 		// An import into an exercise that is not open is refused once, before any row is sent.
 		{[]string{"import", rows, "--exercise", "oefening-zeland", "--kind", "sitrep", "--crisis", "c", "--region", "NL", "--classification", "public"},
 			`knooppunt: --exercise: no exercise "oefening-zeland" on this node: start it first (knooppunt exercise list shows the open ones)`},

@@ -90,7 +90,8 @@ func exerciseRefusal(err error) (code codes.Code, reason string, ok bool) {
 	case errors.Is(err, db.ErrExerciseUnknown):
 		return codes.FailedPrecondition, what, true
 	case errors.Is(err, db.ErrExerciseClosed):
-		return codes.FailedPrecondition, what + ": it takes no records and cannot be closed again; start another", true
+		// A write: a close of a closed exercise is answered by the exercise service itself.
+		return codes.FailedPrecondition, what + ": it takes no records any more: write in an open exercise, or start another", true
 	case errors.Is(err, db.ErrExerciseExists):
 		return codes.AlreadyExists, what + ": choose another name", true
 	}

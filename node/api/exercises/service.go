@@ -94,6 +94,10 @@ func (s *Service) step(ctx context.Context, action string, req *pb.ExerciseStepR
 		// Closing a name that was never started: there is no such exercise to close.
 		return nil, api.FieldStatus(codes.NotFound, "name", fmt.Sprintf("no exercise %q on this node: knooppunt exercise list --all shows them", req.Name))
 	}
+	if out.Refusal != nil && errors.Is(out.Refusal, db.ErrExerciseClosed) {
+		// Closing again: what a write into it is told (start another) is beside the point.
+		return nil, api.FieldStatus(codes.FailedPrecondition, "name", fmt.Sprintf("the exercise is closed: %s: it is closed already (knooppunt exercise list --all says when, and by whom)", req.Name))
+	}
 	if out.Refusal != nil {
 		return nil, api.StatusAt(s.c.Logger, "name", out.Refusal)
 	}

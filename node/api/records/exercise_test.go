@@ -122,14 +122,14 @@ func TestExerciseRecordsStayInTheirMode(t *testing.T) {
 	if err != nil || len(open.Exercises) != 1 || open.Exercises[0].Name != "oef-2" {
 		t.Fatalf("exercise list = %v, %v; want oef-2 alone", open, err)
 	}
-	// A closed exercise takes no record and cannot be closed again.
+	// A closed exercise takes no record, and is closed already: each refusal says what fits it.
 	_, err = c.Put(callCtx(t), &pb.PutRequest{Record: inExercise(sitrep("oef-d", "te laat"), "oef-1")})
-	wantStatus(t, err, codes.FailedPrecondition, "record.exercise: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another")
+	wantStatus(t, err, codes.FailedPrecondition, "record.exercise: the exercise is closed: oef-1: it takes no records any more: write in an open exercise, or start another")
 	if field, _ := api.Field(err); field != "record.exercise" {
 		t.Errorf("a write into a closed exercise is refused at %q, want record.exercise", field)
 	}
 	_, err = ex.Close(callCtx(t), &pb.ExerciseStepRequest{Name: "oef-1"})
-	wantStatus(t, err, codes.FailedPrecondition, "name: the exercise is closed: oef-1: it takes no records and cannot be closed again; start another")
+	wantStatus(t, err, codes.FailedPrecondition, "name: the exercise is closed: oef-1: it is closed already (knooppunt exercise list --all says when, and by whom)")
 	if field, _ := api.Field(err); field != "name" {
 		t.Errorf("closing a closed exercise is refused at %q, want name", field)
 	}
