@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,11 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -286,18 +285,11 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 // as root leaves there. A directory of root's is no service user's (a volume's root, which a
 // pod's fsGroup opens to its node), and is not warned of.
 func warnOwner(dir string, w io.Writer) {
-	info, err := os.Stat(dir)
-	if err != nil {
+	uid, name, ok := fileOwner(dir)
+	if !ok || uid == os.Getuid() || uid == 0 {
 		return
 	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok || int(st.Uid) == os.Getuid() || st.Uid == 0 {
-		return
-	}
-	owner := strconv.Itoa(int(st.Uid))
-	if u, err := user.LookupId(owner); err == nil {
-		owner = u.Username
-	}
+	owner := cmp.Or(name, strconv.Itoa(uid))
 	fmt.Fprintf(w, "knooppunt: warning: %s belongs to %s, not to you (uid %d): the node, run as %s, may not open the database this restore writes; restore as that user (sudo -u %s knooppunt restore ...), or give it the files after (chown -R)\n",
 		dir, owner, os.Getuid(), owner, owner)
 }

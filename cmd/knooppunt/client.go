@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -243,6 +245,17 @@ func callError(f *clientFlags, err error) error {
 			}
 		}
 		return fmt.Errorf("cannot reach the node at %s: is `knooppunt serve` running?%s (%s)", f.node, hint, st.Code())
+	}
+	// The socket is the node's user's alone (mode 0600): another user, root aside, may not
+	// connect to it.
+	if strings.HasPrefix(msg, "connection error") && strings.Contains(msg, "permission denied") {
+		if path, ok := strings.CutPrefix(f.node, "unix://"); ok {
+			owner := "the user that runs the node"
+			if uid, name, ok := fileOwner(path); ok {
+				owner = cmp.Or(name, "uid") + " (uid " + strconv.Itoa(uid) + "), which runs the node"
+			}
+			return fmt.Errorf("the node's socket %s is for %s alone: run the command as that user (sudo -u USER knooppunt …), or call the node over mTLS with your own SVID (%s)", path, owner, st.Code())
+		}
 	}
 	// A node that does not trust the client's SVID ends the handshake: grpc says only how the
 	// connection ended, and the node's log says why.

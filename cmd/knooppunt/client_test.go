@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -68,5 +71,20 @@ func TestCallErrorSaysTheNodeRefusedTheCertificate(t *testing.T) {
 	follower := "the leader r1 cannot be reached: remote error: tls: bad certificate"
 	if err := callError(&clientFlags{node: "127.0.0.1:27443"}, status.Error(codes.Unavailable, follower)); strings.Contains(err.Error(), "SVID") {
 		t.Errorf("a follower's message: %v", err)
+	}
+}
+
+// TestCallErrorSaysTheSocketIsTheNodesUsers: a user who may not connect to the node's socket is
+// told whose it is and what to do, not "connect: permission denied".
+func TestCallErrorSaysTheSocketIsTheNodesUsers(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "knooppunt.sock")
+	if err := os.WriteFile(sock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg := `connection error: desc = "transport: Error while dialing: dial unix ` + sock + `: connect: permission denied"`
+	err := callError(&clientFlags{node: "unix://" + sock}, status.Error(codes.Unavailable, msg))
+	want := fmt.Sprintf("the node's socket %s is for ", sock)
+	if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf("(uid %d), which runs the node alone: run the command as that user (sudo -u USER knooppunt …)", os.Getuid())) {
+		t.Errorf("permission denied on the socket: %v", err)
 	}
 }
