@@ -67,15 +67,15 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
 				if st.SvidExpiresAt != nil {
 					at := st.SvidExpiresAt.AsTime()
-					left := fmt.Sprintf("in %s", time.Until(at).Round(time.Second))
+					left := "in " + roughly(time.Until(at))
 					if time.Now().After(at) {
-						left = fmt.Sprintf("EXPIRED %s ago: no new SVID came (with SPIRE, check the agent)", time.Since(at).Round(time.Second))
+						left = fmt.Sprintf("EXPIRED %s ago: no new SVID came (with SPIRE, check the agent)", roughly(time.Since(at)))
 					}
 					fmt.Fprintf(tw, "identity\t%s, expires %s (%s)\n", st.SvidId, at.Local().Format(time.RFC3339), left)
 				}
 				if st.LastBackupAt != nil {
 					at := st.LastBackupAt.AsTime()
-					fmt.Fprintf(tw, "last backup\t%s (%s ago, of this replica, kept by knooppunt backup)\n", at.Local().Format(time.RFC3339), time.Since(at).Round(time.Second))
+					fmt.Fprintf(tw, "last backup\t%s (%s ago, of this replica, kept by knooppunt backup)\n", at.Local().Format(time.RFC3339), roughly(time.Since(at)))
 				} else {
 					fmt.Fprintf(tw, "last backup\tnone of this replica kept (knooppunt backup)\n")
 				}
@@ -280,4 +280,16 @@ func raftLine(st *pb.StatusResponse) string {
 		}
 	}
 	return line
+}
+
+// roughly says a span as people read one: days from two days on (90 days, not 2159h58m54s),
+// hours and minutes from an hour on, else to the second.
+func roughly(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+	return d.Round(time.Second).String()
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -331,4 +332,20 @@ func lineWith(out, word string) string {
 		}
 	}
 	return ""
+}
+
+// TestRoughly: a span reads in days from two days on, in hours and minutes from an hour on,
+// else to the second.
+func TestRoughly(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		2159*time.Hour + 58*time.Minute + 54*time.Second: "89 days",
+		48 * time.Hour:                    "2 days",
+		47*time.Hour + 59*time.Minute:     "47h59m",
+		time.Hour + 30*time.Second:        "1h1m",
+		42*time.Second + time.Millisecond: "42s",
+	} {
+		if got := roughly(d); got != want {
+			t.Errorf("roughly(%s) = %q, want %q", d, got, want)
+		}
+	}
 }
