@@ -495,7 +495,7 @@ const restriction = "Knooppunt partners under the sharing policies the origin's 
 // capFields writes the CAP fields of an alert from what fired: an Alert when it fires, and an
 // Update that references it and gives the all-clear when it resolves. The alert record's id is
 // the CAP identifier of the firing alert. An exercise's alert has status Exercise, and its name
-// in the note, as CAP exports write it.
+// in the note, as CAP exports write it, and OEFENING before its headline and description.
 func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 	sev := strings.ToUpper(severity[:min(1, len(severity))]) + severity[min(1, len(severity)):]
 	if !slices.Contains(cap.Severities, sev) {
@@ -526,7 +526,21 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 			in.Headline = fmt.Sprintf("Early-warning rule %s withdrawn in %s", b.Rule, b.Region)
 		}
 	}
+	if exercise != "" {
+		// A consumer that shows the headline or description alone, not the status, must not take
+		// an exercise's alert for a real one. The description of a resolve is read back from the
+		// firing alert, which has the mark already.
+		in := &b.Info[0]
+		in.Headline = exerciseMark + in.Headline
+		if in.Description != "" && !strings.HasPrefix(in.Description, exerciseMark) {
+			in.Description = exerciseMark + in.Description
+		}
+	}
 }
+
+// exerciseMark starts the headline and the description of an exercise's alert, as Dutch
+// exercise messages do.
+const exerciseMark = "OEFENING "
 
 // AlertID is the id of the alert of an episode: the rule, the region and the instant it fired,
 // and an exercise's name after them, or, where that would make the id longer than a record id

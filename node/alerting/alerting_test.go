@@ -445,7 +445,7 @@ func TestRulesRunInAnExercise(t *testing.T) {
 	}
 	r.beds(50, 100)
 	exerciseBeds(5)
-	r.apply("beds-low", bedsLow)
+	r.apply("beds-low", bedsLow+"description: Minder dan 10 vrije bedden\n")
 	r.tick(e)
 	if got := r.alerts(); len(got) != 0 {
 		t.Fatalf("the exercise's shortage fired actual alerts: %v", got)
@@ -454,10 +454,26 @@ func TestRulesRunInAnExercise(t *testing.T) {
 	if len(got) != 1 || got[0].Labels["status"] != "firing" || got[0].Status != pb.Status_EXERCISE || got[0].Exercise != name || !strings.HasSuffix(got[0].Id, "-"+name) {
 		t.Fatalf("the exercise's alerts: %v, want one firing alert of the exercise", got)
 	}
-	var body struct{ Status, Note, MsgType, History string }
+	var body struct {
+		Status, Note, MsgType, History string
+		Info                           []struct{ Headline, Description string }
+	}
+	// A consumer that shows the headline alone sees it is an exercise: OEFENING, once, in the
+	// headline and the description, firing and resolved.
+	marked := func(when string) {
+		t.Helper()
+		want := []struct{ Headline, Description string }{{"OEFENING Early-warning rule beds-low fires in VR19", "OEFENING Minder dan 10 vrije bedden"}}
+		if when == "resolved" {
+			want[0].Headline = "OEFENING Early-warning rule beds-low cleared in VR19"
+		}
+		if fmt.Sprint(body.Info) != fmt.Sprint(want) {
+			t.Errorf("the exercise's %s alert says %+v, want %+v", when, body.Info, want)
+		}
+	}
 	if err := json.Unmarshal(got[0].Body, &body); err != nil || body.Status != "Exercise" || body.Note != name {
 		t.Errorf("the exercise's alert says CAP status %q, note %q (%v): want Exercise, %s", body.Status, body.Note, err, name)
 	}
+	marked("firing")
 	// Its dry run is of the exercise's history, where it fired.
 	if !strings.HasPrefix(body.History, "knooppunt rule test beds-low.yaml --from ") || !strings.HasSuffix(body.History, " --exercise "+name) {
 		t.Errorf("the exercise's alert names the dry run %q: want it in the exercise", body.History)
@@ -484,6 +500,7 @@ func TestRulesRunInAnExercise(t *testing.T) {
 	if err := json.Unmarshal(got[0].Body, &body); err != nil || body.Status != "Exercise" || body.MsgType != "Update" {
 		t.Errorf("the exercise's resolved alert says CAP status %q, message %q: want an Exercise Update", body.Status, body.MsgType)
 	}
+	marked("resolved")
 
 	exercise("close")
 	r.tick(e)
