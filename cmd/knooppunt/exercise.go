@@ -36,7 +36,7 @@ while the exercise is open on it.`,
       --classification internal --body '{"title":"Oefening: dijkdoorbraak","summary":"Dijk bij Kruiningen doorgebroken."}'
   knooppunt picture --crisis oekraine --exercise oefening-zeeland
   knooppunt exercise list -o json
-  knooppunt exercise close oefening-zeeland`,
+  knooppunt exercise close oefening-zeeland --reason "oefening afgerond"`,
 	}
 	cmd.AddCommand(newExerciseListCmd(), newExerciseStepCmd("start"), newExerciseStepCmd("close"))
 	return cmd
