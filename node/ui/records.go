@@ -151,6 +151,8 @@ type recordFormView struct {
 	// body as JSON.
 	Fields []bodyField
 	Body   string
+	// DocDates: the kind's content has its own valid_until (a document), beside the record's.
+	DocDates bool
 	// Kept names the fields of the stored body that the form does not show (attachments):
 	// saving keeps them as they are.
 	Kept []string
@@ -233,6 +235,7 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	for i, k := range v.Kept {
 		v.Kept[i] = label(k)
 	}
+	v.DocDates = slices.ContainsFunc(v.Fields, func(f bodyField) bool { return f.Name == "valid_until" })
 	// The summary above the form lists the fields to correct in the form's order, each by its
 	// label, linked to it.
 	v.Summary = nil

@@ -257,6 +257,23 @@ func TestEditKeepsWhatTheFormDoesNotShow(t *testing.T) {
 	}
 }
 
+// TestDocumentFormTellsItsDatesApart: a document's form has the record's end of validity and
+// its content's own dates; each says which it is, so that nobody fills in one for the other.
+func TestDocumentFormTellsItsDatesApart(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	_, page := e.signIn(t, b, "eva", "/records/nieuw?kind=qa")
+	for _, want := range []string{`for="valid_until">Geldig tot</label>`, "Daarna telt het hele record als verlopen. Wanneer de inhoud geldt, vult u in bij Inhoud geldig vanaf en Inhoud geldig tot",
+		`for="body.valid_until">Inhoud geldig tot`, `for="body.valid_from">Inhoud geldig vanaf`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the Q&A form lacks %q", want)
+		}
+	}
+	if _, page := b.get(t, e.url+"/records/nieuw?kind=shelter.capacity"); strings.Contains(page, "Inhoud geldig") || !strings.Contains(page, `id="valid_until-hint">niet verplicht</p>`) {
+		t.Errorf("the form of a kind without dates of its own speaks of them:\n%s", page)
+	}
+}
+
 // upload sends file as the form on the upload page does: the CSRF token first, then the
 // defaults, then the file.
 func upload(t *testing.T, b *browser, base, csrf, name, content string, defaults map[string]string) (*http.Response, string) {
