@@ -1032,7 +1032,9 @@ func TestClusterStatusNamesAnUnreachableReplica(t *testing.T) {
 func TestClusterStatusAfterTheLeaderDies(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{})
 	old := c.Leader(t, 10*time.Second, c.Replicas...)
-	old.Stop(t)
+	// Killed, not stopped: a leader stopped cleanly hands the lead over first, and then answers
+	// the new leader until it is gone.
+	old.Kill(t)
 	rest := others(c, old)
 	clustertest.Eventually(t, 15*time.Second, "the new leader says "+old.ID+" never answered in its term", func() (bool, string) {
 		l := c.Leader(t, 10*time.Second, rest...)
