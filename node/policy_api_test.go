@@ -622,4 +622,12 @@ func TestActiveCountsOnlyCrisesThatRecordsName(t *testing.T) {
 			t.Errorf("after %q is warm (exercise %q): active %v, want %v", step.crisis, step.exercise, got, step.want)
 		}
 	}
+	// Once closed, its phases stand: said of phases, not of records.
+	if _, err := pb.NewExerciseServiceClient(p.as(t, "officer-b")).Close(rpcCtx(t), &pb.ExerciseStepRequest{Name: "oef-1", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = phases.Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Exercise: "oef-1", Phase: "cold", Reason: "test"})
+	if field, reason := api.Field(err); status.Code(err) != codes.FailedPrecondition || field != "exercise" || reason != "the exercise is closed: oef-1: its phases stand as they were; set them in an open exercise" {
+		t.Errorf("a phase in a closed exercise: %v (field %q)", err, field)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -75,7 +76,8 @@ func (s *Service) Set(ctx context.Context, req *pb.SetPhaseRequest) (*pb.PhaseIn
 			return nil, api.StatusAt(s.c.Logger, "exercise", err)
 		}
 		if e.State != db.ExerciseOpen {
-			return nil, api.StatusAt(s.c.Logger, "exercise", fmt.Errorf("%w: %s", db.ErrExerciseClosed, req.Exercise))
+			// Said here: the shared text of a closed exercise is of a write.
+			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("the exercise is closed: %s: its phases stand as they were; set them in an open exercise", req.Exercise))
 		}
 	}
 	step := &pb.PhaseStep{Crisis: req.Crisis, Phase: req.Phase, Officer: officer, Reason: req.Reason, At: timestamppb.Now(), Exercise: req.Exercise}
