@@ -376,6 +376,7 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		return nil
 	}
 	tw := newModeTable(out, mode)
+	now := time.Now()
 	fmt.Fprintln(tw, "ID\tKIND\tCRISIS\tREGION\tCLASSIFICATION\tVERSION\tUPDATED\tSUMMARY")
 	for _, r := range recs {
 		j := record.ToJSON(r)
@@ -383,7 +384,13 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		if j.UpdatedAt != nil {
 			updated = j.UpdatedAt.Local().Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, record.OneLine(j.Kind), record.OneLine(j.Crisis), record.OneLine(j.Region), j.Classification, j.Version, updated, record.Summary(j.Body, 60))
+		id := j.ID
+		// A document no longer in force is marked as search marks it: seven versions of one
+		// question read alike otherwise.
+		if v := record.Validity(r, now); v != "" {
+			id += " (" + validityFlag(v) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, record.OneLine(j.Kind), record.OneLine(j.Crisis), record.OneLine(j.Region), j.Classification, j.Version, updated, record.Summary(j.Body, 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -349,3 +349,22 @@ func TestRoughly(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintRecordsMarksDocumentsNotInForce: record list marks a replaced or expired document as
+// search does, and leaves one in force unmarked.
+func TestPrintRecordsMarksDocumentsNotInForce(t *testing.T) {
+	recs := []*pb.Record{
+		{Id: "qa-oud", Kind: "qa", Crisis: "c", Region: "NL", Classification: pb.Classification_PUBLIC, Version: 2, Body: []byte(`{"question":"Mag ik werken?","answer":"Ja.","superseded_by":"qa-nieuw"}`)},
+		{Id: "qa-verlopen", Kind: "qa", Crisis: "c", Region: "NL", Classification: pb.Classification_PUBLIC, Version: 1, Body: []byte(`{"question":"Waar?","answer":"Daar.","valid_until":"2020-01-01"}`)},
+		{Id: "qa-nieuw", Kind: "qa", Crisis: "c", Region: "NL", Classification: pb.Classification_PUBLIC, Version: 1, Body: []byte(`{"question":"Mag ik werken?","answer":"Ja, met een vergunning."}`)},
+	}
+	var out, errOut strings.Builder
+	if err := printRecords(&out, &errOut, "", recs, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"qa-oud (SUPERSEDED) ", "qa-verlopen (EXPIRED) ", "\nqa-nieuw "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("record list lacks %q:\n%s", want, out.String())
+		}
+	}
+}
