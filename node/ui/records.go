@@ -76,6 +76,8 @@ type kindView struct {
 type ownRow struct {
 	ID, Kind, Crisis, Region, Title, Updated, Link, Edit string
 	Version                                              int64
+	// Validity marks a document no longer (or not yet) in force, as search does.
+	Validity string
 }
 
 // ownRecords lists the org's own records, a page at a time in the order of their ids, with a link to
@@ -88,10 +90,11 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
-	v.Marking, v.At = marking(r.L, resp.Records), local(time.Now()).Format("2006-01-02 15:04 MST")
+	now := time.Now()
+	v.Marking, v.At = marking(r.L, resp.Records), local(now).Format("2006-01-02 15:04 MST")
 	for _, rec := range resp.Records {
 		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Version: rec.Version,
-			Link: recordLink(rec), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id))}
+			Link: recordLink(rec), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id)), Validity: record.Validity(rec, now)}
 		if row.Title == "" {
 			row.Title = rec.Id
 		}

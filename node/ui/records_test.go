@@ -272,6 +272,14 @@ func TestDocumentFormTellsItsDatesApart(t *testing.T) {
 	if _, page := b.get(t, e.url+"/records/nieuw?kind=shelter.capacity"); strings.Contains(page, "Inhoud geldig") || !strings.Contains(page, `id="valid_until-hint">niet verplicht</p>`) {
 		t.Errorf("the form of a kind without dates of its own speaks of them:\n%s", page)
 	}
+	// The list of own records marks a document no longer in force, as search does.
+	if _, err := e.records(t).Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "qa-oud", Kind: "qa", Crisis: "oekraine", Region: "NL",
+		Classification: pb.Classification_PUBLIC, Body: []byte(`{"question":"Mag ik werken?","answer":"Ja.","superseded_by":"qa-nieuw"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := b.get(t, e.url+"/records"); !strings.Contains(page, `>Mag ik werken?</a> <span class="kp-tag kp-tag--warn">vervangen</span>`) {
+		t.Errorf("the own records' list does not mark the replaced Q&A:\n%s", page)
+	}
 }
 
 // upload sends file as the form on the upload page does: the CSRF token first, then the
