@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -696,6 +697,26 @@ type hitView struct {
 	// SnippetFile is the file the snippet is from, when its words are in an attachment and not
 	// in the record's text; SnippetLink downloads it, as on the record page.
 	SnippetFile, SnippetLink string
+	// Answer is the start of a Q&A's answer, when nothing else is shown under its question:
+	// what the person came for, without a click.
+	Answer string
+}
+
+// answerStart is how much of a Q&A's answer a list shows.
+const answerStart = 200
+
+// qaAnswer is the start of a Q&A body's answer, on one line and cut at answerStart characters;
+// "" when it has none (or a policy withheld it).
+func qaAnswer(body []byte) string {
+	var b struct {
+		Answer string `json:"answer"`
+	}
+	_ = json.Unmarshal(body, &b) // a body that is not an object has no answer
+	a := record.OneLine(b.Answer)
+	if r := []rune(a); len(r) > answerStart {
+		a = strings.TrimRightFunc(string(r[:answerStart]), unicode.IsSpace) + "…"
+	}
+	return a
 }
 
 // figureView is one number of a record, with its name.
@@ -954,6 +975,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			// that read like the title are still the file's.
 			if hv.Snippet != nil && hv.SnippetFile == "" && plain(hv.Snippet) == hv.Title {
 				hv.TitleMarked, hv.Snippet = hv.Snippet, nil
+			}
+			if hv.Snippet == nil && rec.Kind == "qa" {
+				hv.Answer = qaAnswer(rec.Body)
 			}
 			if rec.UpdatedAt != nil {
 				hv.Age = age(r.L, int64(now.Sub(rec.UpdatedAt.AsTime())/time.Second))

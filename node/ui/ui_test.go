@@ -694,6 +694,10 @@ func TestPicture(t *testing.T) {
 	if !strings.Contains(page, `<td class="utrecht-table__cell">Situatierapport</td>`) || !strings.Contains(page, `<option value="sitrep" selected>Situatierapport</option>`) {
 		t.Errorf("search for sitreps: want the kind said as Situatierapport:\n%s", page)
 	}
+	// A Q&A found by its question shows the start of its answer under it.
+	if _, p := b.get(t, e.url+"/zoeken?q=werken"); !strings.Contains(p, `<p class="kp-snippet"><span class="kp-visually-hidden">Antwoord: </span>Met vergunning.</p>`) {
+		t.Errorf("a Q&A found by its question does not show its answer:\n%s", p)
+	}
 	resp, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=utrecht")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<dt data-field="beds_free">Vrije opvangplaatsen</dt>`+"\n  <dd>14</dd>") ||
 		!strings.Contains(page, `<dd>Opvangcapaciteit <span class="kp-muted">(shelter.capacity)</span></dd>`) || !strings.Contains(page, `<dd>VR09 Utrecht</dd>`) {
