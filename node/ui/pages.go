@@ -1175,7 +1175,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 				v.Rec, v.Source, v.FromCache, redacted = h.Record, h.Source, h.FromCache, h.Redacted
 				v.Policies, v.Purpose = strings.Join(h.Policies, ", "), h.Purpose
 				if h.ReceivedAt != nil {
-					v.Received = local(h.ReceivedAt.AsTime()).Format("2006-01-02 15:04:05")
+					v.Received = local(h.ReceivedAt.AsTime()).Format("2006-01-02 15:04:05 MST")
 				}
 				break
 			}
@@ -1192,7 +1192,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	rec := v.Rec
 	v.Classification, v.At = r.L.Class(rec.Classification), local(time.Now()).Format("2006-01-02 15:04 MST")
 	if rec.UpdatedAt != nil {
-		v.Updated = local(rec.UpdatedAt.AsTime()).Format("2006-01-02 15:04:05")
+		v.Updated = local(rec.UpdatedAt.AsTime()).Format("2006-01-02 15:04:05 MST")
 	}
 	if rec.ValidUntil != nil {
 		v.ValidUntil = local(rec.ValidUntil.AsTime()).Format("2006-01-02 15:04")
