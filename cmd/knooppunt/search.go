@@ -116,8 +116,11 @@ exports the results can tell an answer served partly from old copies.`,
 			if err := printSearch(cmd.OutOrStdout(), f.output, resp, filter.Mode); err != nil {
 				return err
 			}
-			if len(resp.Hits) == 0 {
-				noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, exercise)
+			if len(resp.Hits) == 0 && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, exercise) && filter.Crisis != "" {
+				// A crisis as people write it (oekriane) finds nothing, as if nobody had records.
+				if known, err := knownCrisis(cmd.Context(), conn, filter.Crisis, exercise); err == nil && !known {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", filter.Crisis)
+				}
 			}
 			limit := int(filter.Limit)
 			if limit == 0 {

@@ -84,6 +84,17 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 	if want := `knooppunt: --region: "VR99" is not a region`; !strings.HasPrefix(r.stderr, want) {
 		t.Errorf("search --region VR99: stderr %q, want %q…", r.stderr, want)
 	}
+	// So is a crisis no record can name; one nothing names is searched, with a note.
+	r = cli(t, nil, "", "search", "--node", addr, "--crisis", "Oekraïne").want(t, 1)
+	if want := `knooppunt: --crisis: "Oekraïne" is not a crisis name`; !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("search --crisis Oekraïne: stderr %q, want %q…", r.stderr, want)
+	}
+	if r := cli(t, nil, "", "search", "--node", addr, "--crisis", "oekriane").want(t, 0); !strings.Contains(r.stderr, `Note: no record here or from a partner names crisis "oekriane": check the spelling`) {
+		t.Errorf("search --crisis oekriane: stderr %q", r.stderr)
+	}
+	if r := cli(t, nil, "", "search", "--node", addr, "--crisis", "oekraine").want(t, 0); strings.Contains(r.stderr, "names crisis") {
+		t.Errorf("search --crisis oekraine: stderr %q", r.stderr)
+	}
 
 	// The picture says whether the peers answer now; a crisis nothing names gets a note.
 	var pic struct {
