@@ -264,7 +264,7 @@ It says how many records go and asks before it closes; --yes does not ask (scrip
 				if action == "close" {
 					step = c.Close
 					if !yes {
-						if err := confirmClose(cmd, c, args[0]); err != nil {
+						if err := confirmClose(cmd, conn, args[0]); err != nil {
 							return err
 						}
 					}
@@ -301,16 +301,14 @@ var errCloseNoAnswer = errors.New("no answer: standard input ended before one wa
 
 // confirmClose says what closing the exercise deletes, and asks. An exercise that is unknown or
 // closed already is left to the close itself to refuse, in its words.
-func confirmClose(cmd *cobra.Command, c pb.ExerciseServiceClient, name string) error {
-	resp, err := c.List(cmd.Context(), &pb.ListExercisesRequest{Closed: true})
+func confirmClose(cmd *cobra.Command, conn *grpc.ClientConn, name string) error {
+	e, err := findExercise(cmd.Context(), conn, name)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(resp.Exercises, func(e *pb.ExerciseInfo) bool { return e.Name == name })
-	if i < 0 || resp.Exercises[i].State != "open" {
+	if e == nil || e.State != db.ExerciseOpen {
 		return nil
 	}
-	e := resp.Exercises[i]
 	var holders []string
 	for _, p := range e.Partners {
 		if p.State == "open" {

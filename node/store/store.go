@@ -799,19 +799,10 @@ func (s *Store) handOver() {
 	if !s.IsLeader() {
 		return
 	}
-	f := s.raft.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
-	others := 0
-	s.unreachableMu.Lock()
-	for _, srv := range f.Configuration().Servers {
-		if _, down := s.unreachable[srv.ID]; srv.Suffrage == raft.Voter && string(srv.ID) != s.cfg.ReplicaID && !down {
-			others++
-		}
-	}
-	s.unreachableMu.Unlock()
-	if others == 0 {
+	servers, err := s.Servers()
+	if err != nil || !slices.ContainsFunc(servers, func(srv Server) bool {
+		return srv.Suffrage == raft.Voter.String() && srv.ID != s.cfg.ReplicaID && !srv.Unreachable
+	}) {
 		return
 	}
 	if err := s.raft.LeadershipTransfer().Error(); err != nil {

@@ -261,17 +261,17 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		return
 	}
 	if !slices.ContainsFunc(v.Crises, func(c crisisView) bool { return c.Name == v.Crisis }) {
+		names := make([]string, len(v.Crises))
+		for i, c := range v.Crises {
+			names[i] = c.Name
+		}
 		// Oekraïne or Oekraine for oekraine: the crisis as people write it goes to the one
 		// the records name.
-		var names []string
-		for _, c := range v.Crises {
-			if record.Normalize(c.Name) == record.Normalize(v.Crisis) {
-				q := r.URL.Query()
-				q.Set("crisis", c.Name)
-				http.Redirect(w, r.Request, "/?"+q.Encode(), http.StatusSeeOther)
-				return
-			}
-			names = append(names, c.Name)
+		if name, ok := crisisNamed(names, v.Crisis); ok {
+			q := r.URL.Query()
+			q.Set("crisis", name)
+			http.Redirect(w, r.Request, "/?"+q.Encode(), http.StatusSeeOther)
+			return
 		}
 		v.Unknown, v.Known = true, cmp.Or(strings.Join(names, ", "), r.L.T("picture.known_none"))
 		s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.heading", v.Crisis), v))
@@ -702,6 +702,17 @@ type hitView struct {
 	Answer string
 }
 
+// crisisNamed is the crisis of known that typed names: itself, or the one it is as people
+// write it (Oekraïne or Oekraine for oekraine); false when it names none.
+func crisisNamed(known []string, typed string) (string, bool) {
+	for _, c := range known {
+		if c == typed || record.Normalize(c) == record.Normalize(typed) {
+			return c, true
+		}
+	}
+	return "", false
+}
+
 // answerStart is how much of a Q&A's answer a list shows.
 const answerStart = 200
 
@@ -851,17 +862,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			v.Crises = append(v.Crises, p.Crisis)
 		}
 	}
-	if v.Crisis != "" && !slices.Contains(v.Crises, v.Crisis) {
-		// Oekraïne or Oekraine for oekraine: the crisis as people write it is the one the
-		// records name, as on the picture page.
-		for _, c := range v.Crises {
-			if record.Normalize(c) == record.Normalize(v.Crisis) {
-				v.Crisis = c
-				break
-			}
-		}
-	}
-	if v.Crisis != "" && !slices.Contains(v.Crises, v.Crisis) {
+	if name, ok := crisisNamed(v.Crises, v.Crisis); ok {
+		v.Crisis = name // as on the picture page
+	} else if v.Crisis != "" {
 		if record.CheckCrisis("crisis", v.Crisis) != nil {
 			v.CrisisError = r.L.T("search.crisis_bad", v.Crisis, cmp.Or(strings.Join(v.Crises, ", "), r.L.T("picture.known_none")))
 			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))

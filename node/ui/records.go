@@ -329,8 +329,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 			// What the form does not show stays as stored. A record that is gone, or another
 			// version, is refused by the Put below in its own words.
 			if cur, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: v.ID, Mode: r.mode()}); err == nil {
-				rec.Body = keepUnshown(v.Fields, cur.Body, rec.Body)
-				v.Kept = unshown(v.Fields, cur.Body)
+				rec.Body, v.Kept = keepUnshown(v.Fields, cur.Body, rec.Body)
 			}
 		}
 	} else {

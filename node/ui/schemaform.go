@@ -159,9 +159,9 @@ func fillFields(fields []bodyField, body []byte) {
 	}
 }
 
-// unshown are the top-level fields of a stored body that the form has no field for (an
-// attachments list, a field another system wrote), sorted: an edit keeps them as they are.
-func unshown(fields []bodyField, stored []byte) []string {
+// unshownFields are the top-level fields of a stored body that the form has no field for (an
+// attachments list, a field another system wrote), by name; nil when the body is not an object.
+func unshownFields(fields []bodyField, stored []byte) map[string]json.RawMessage {
 	var b map[string]json.RawMessage
 	if json.Unmarshal(stored, &b) != nil {
 		return nil
@@ -169,30 +169,30 @@ func unshown(fields []bodyField, stored []byte) []string {
 	for _, f := range fields {
 		delete(b, f.Name)
 	}
-	return slices.Sorted(maps.Keys(b))
+	return b
+}
+
+// unshown are the names of unshownFields, sorted: an edit keeps them as they are.
+func unshown(fields []bodyField, stored []byte) []string {
+	return slices.Sorted(maps.Keys(unshownFields(fields, stored)))
 }
 
 // keepUnshown is the body an edit writes: the form's fields as the form sent them (formBody,
 // from bodyOf), and every other field of the stored body as it stands, so that saving a form
-// never drops what the form cannot show.
-func keepUnshown(fields []bodyField, stored, formBody []byte) []byte {
-	var kept map[string]json.RawMessage
-	if json.Unmarshal(stored, &kept) != nil || len(kept) == 0 {
-		return formBody
-	}
-	for _, f := range fields {
-		delete(kept, f.Name)
-	}
+// never drops what the form cannot show; and the names of those it kept.
+func keepUnshown(fields []bodyField, stored, formBody []byte) ([]byte, []string) {
+	kept := unshownFields(fields, stored)
+	names := slices.Sorted(maps.Keys(kept))
 	var sent map[string]json.RawMessage
-	if json.Unmarshal(formBody, &sent) != nil {
-		return formBody
+	if len(kept) == 0 || json.Unmarshal(formBody, &sent) != nil {
+		return formBody, names
 	}
 	maps.Copy(kept, sent)
 	b, err := json.Marshal(kept)
 	if err != nil {
-		return formBody
+		return formBody, names
 	}
-	return b
+	return b, names
 }
 
 // bodyOf builds the body from the form's values (each field's Value, as the form sent it). An empty field

@@ -292,16 +292,24 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 	var (
 		hl       health
 		unsigned bool // the stored secret was unreadable, and that was logged
-		secret   signer
-		queue    []db.Delivery
 	)
 	for ctx.Err() == nil && d.c.Store.IsLeader() {
 		changed := d.c.DB.Changed()
-		// The secrets are read with each batch of the queue, after the commits that queued it:
-		// a delivery queued after a rotation is signed with the new secret.
-		row, err := d.c.DB.Webhook(ctx, h.ID)
+		queue, err := d.c.DB.WebhookQueue(ctx, h.ID, 64)
+		if err == nil && len(queue) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			continue
+		}
+		// The secrets are read with each batch, after the queue, so after the commits that
+		// queued it: a delivery queued after a rotation is signed with the new secret. An empty
+		// queue, woken at every commit, reads nothing more.
+		var row *db.WebhookRow
 		if err == nil {
-			queue, err = d.c.DB.WebhookQueue(ctx, h.ID, 64)
+			row, err = d.c.DB.Webhook(ctx, h.ID)
 		}
 		if errors.Is(err, db.ErrNotFound) {
 			return // removed: the leader's list stops this worker too
@@ -313,7 +321,8 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		if secret, err = newSigner(*row); err != nil {
+		secret, err := newSigner(*row)
+		if err != nil {
 			if !unsigned {
 				d.c.Logger.Error("webhooks: stored secret unreadable, nothing is sent: give the webhook a new one (knooppunt webhook rotate --overlap 0)", "webhook", h.ID, "err", err)
 				unsigned = true
@@ -326,14 +335,6 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 			continue
 		}
 		unsigned = false
-		if len(queue) == 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-			}
-			continue
-		}
 	deliveries:
 		for _, x := range queue {
 			acks, ok := d.attempt(ctx, client, u, secret, h, x, &hl)
