@@ -87,11 +87,26 @@ func TestClusterRestoreFromBackup(t *testing.T) {
 
 // TestBackupTimeSurvivesRestart: a replica that took a backup and restarts reports that backup's
 // time again, and not 0, so that the alert on a missed backup does not fire after every restart.
+// The backup is in the audit log.
 func TestBackupTimeSurvivesRestart(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{Replicas: 1})
 	r := c.Leader(t, 10*time.Second, c.Replicas...)
 	r.Put(t, clustertest.Shelter("one", 1))
-	takeBackup(t, r)
+	path, applied := takeBackup(t, r)
+	// A copy of the whole database left the node: who took it, and which copy, is audited.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: db.AuditBackup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`backup %s by local socket {"applied_index":%d,"bytes":%d,"sha256":"%x"}`, r.ID, applied, len(data), sum)
+	if len(list.Entries) != 1 || list.Entries[0].Action+" "+list.Entries[0].Subject+" by "+list.Entries[0].Actor+" "+list.Entries[0].Detail != want {
+		t.Errorf("the audit log of the backup: %v, want one entry %s", list.Entries, want)
+	}
 	taken := testutil.ToFloat64(metrics.BackupLast)
 	info, err := os.Stat(filepath.Join(r.DataDir(), cluster.LastBackupFile))
 	if err != nil {

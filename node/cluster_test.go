@@ -492,6 +492,21 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if _, err := r4.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: "after-remove"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("the removed r4 has a write made after its removal: %v", err)
 	}
+	// Who changed the group is in the audit log of every replica; the refused joins are not.
+	for _, r := range rest {
+		list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "cluster."})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range list.Entries {
+			got = append(got, e.Action+" "+e.Subject+" by "+e.Actor+" "+e.Detail)
+		}
+		want := []string{"cluster.join r4 by local socket {\"raft_address\":\"" + r4.Raft + "\"}", "cluster.remove r4 by local socket {\"raft_address\":\"" + r4.Raft + "\"}"}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s's audit log of the group: %q, want %q", r.ID, got, want)
+		}
+	}
 }
 
 // retryUnavailable calls fn until it succeeds, for up to 20s while it fails with UNAVAILABLE (the

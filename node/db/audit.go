@@ -56,6 +56,13 @@ const (
 	// unknown trust domain, an expired SVID. The actor is the SPIFFE ID the client's
 	// certificate claims, which did not verify.
 	AuditHandshakeRefused = "tls.refused"
+	// AuditClusterJoin and AuditClusterRemove are who added a replica to the node's Raft group,
+	// or took one out; the subject is the replica's id. A replica holds every record.
+	AuditClusterJoin   = "cluster.join"
+	AuditClusterRemove = "cluster.remove"
+	// AuditBackup is a copy of the whole database that a replica sent to the caller; the subject
+	// is the replica's id, the detail the copy's SHA-256, size and applied index.
+	AuditBackup = "backup"
 )
 
 // AuditActions are every action the audit log holds, for filters to offer and check.
@@ -63,7 +70,7 @@ var AuditActions = []string{
 	AuditPolicyPropose, AuditPolicyApprove, AuditPolicyReject, AuditPolicyRevoke, AuditPolicySupersede, AuditPhaseSet,
 	AuditRecordDelete, AuditRecordClassify,
 	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditWebhookRotate, AuditExerciseStart, AuditExerciseClose,
-	AuditAccessDenied, AuditHandshakeRefused,
+	AuditAccessDenied, AuditHandshakeRefused, AuditClusterJoin, AuditClusterRemove, AuditBackup,
 	AuditDisclosure, AuditResend, AuditRetraction, AuditFederationDenied, AuditFederationNothing, AuditPurposeRefused, AuditSearch, AuditFileDisclosure,
 	AuditPeerAdd, AuditPeerUpdate, AuditPeerReplace, AuditPeerRemove, AuditPeerLeave, AuditFork,
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -162,8 +163,30 @@ func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterSta
 		return nil, api.Status(s.log, err)
 	}
 	s.log.Info("replica joined", "id", req.Id, "raft_address", req.RaftAddress)
+	s.audit(ctx, db.AuditClusterJoin, req.Id, map[string]any{"raft_address": req.RaftAddress})
 	return s.Status(ctx, nil)
 }
+
+// audit records in the audit log, through Raft, who changed the group or took a copy of the
+// database. The change is made by then, so an entry that cannot be appended (a group without a
+// leader, where a backup is most needed) does not undo or refuse it: the replica logs it instead.
+func (s *Service) audit(ctx context.Context, action, subject string, detail map[string]any) {
+	caller, _ := api.CallerFrom(ctx)
+	e := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: action, Subject: subject}
+	b, err := json.Marshal(detail)
+	if err != nil {
+		panic(err) // strings and numbers
+	}
+	e.Detail = string(b)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	if _, err := s.store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{e}}}}); err != nil {
+		s.log.Warn("not audited: the audit log could not take the entry", "action", action, "subject", subject, "actor", e.Actor, "err", err)
+	}
+}
+
+// auditTimeout bounds the wait for an audit entry of a change already made.
+const auditTimeout = 5 * time.Second
 
 func alone() error {
 	return status.Error(codes.FailedPrecondition, "this replica runs alone, without raft.listen in its config: set raft.listen (and raft.advertise) and restart it before a replica joins; nothing was changed")
@@ -181,9 +204,11 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	voters, known := 0, false
+	voters, known, address := 0, false, ""
 	for _, srv := range servers {
-		known = known || srv.ID == req.Id
+		if srv.ID == req.Id {
+			known, address = true, srv.Address
+		}
 		if srv.Suffrage == "Voter" && srv.ID != req.Id {
 			voters++
 		}
@@ -198,6 +223,7 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 		return nil, api.Status(s.log, err)
 	}
 	s.log.Info("replica removed", "id", req.Id)
+	s.audit(ctx, db.AuditClusterRemove, req.Id, map[string]any{"raft_address": address})
 	return s.Status(ctx, nil)
 }
 
@@ -245,6 +271,7 @@ func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) erro
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	s.sent.add(sum, sentBackup{applied: applied, madeAt: madeAt}, time.Now())
+	s.audit(ctx, db.AuditBackup, s.replica, map[string]any{"sha256": sum, "bytes": info.Size(), "applied_index": applied})
 	s.log.Info("backup sent: it counts as taken once the client says it kept it", "applied_index", applied, "bytes", info.Size(), "sha256", sum)
 	return nil
 }
