@@ -286,7 +286,7 @@ func (e *Evaluator) tickMode(ctx context.Context, at time.Time, m db.Mode, evals
 			if !skipped {
 				why = e.deleted(ctx, name, a)
 			}
-			if err := e.resolve(ctx, a, at, nil, why); err != nil {
+			if err := e.resolve(ctx, a, at, nil, a.Classification, why); err != nil {
 				failed = append(failed, fmt.Errorf("alert %s of rule %s, which is not evaluated: %w", a.Id, name, err))
 			}
 		}
@@ -418,7 +418,11 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 			}
 		case warn.Resolved:
 			if a := open[region]; a != nil {
-				if err := e.resolve(ctx, a, at, read, ""); err != nil {
+				cls, err := e.classification(ctx, rule, region, m, a.Classification)
+				if err != nil {
+					return err
+				}
+				if err := e.resolve(ctx, a, at, read, cls, ""); err != nil {
 					return err
 				}
 			}
@@ -583,10 +587,27 @@ func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, r
 	if _, err := e.c.DB.Get(ctx, id); err == nil {
 		return nil // written before: the same episode
 	}
-	rec := &pb.Record{Id: id, Origin: e.c.Org, Kind: Kind, Crisis: crisis, Region: region, Classification: pb.Classification_INTERNAL,
+	cls, err := e.classification(ctx, rule, region, m, pb.Classification_INTERNAL)
+	if err != nil {
+		return err
+	}
+	rec := &pb.Record{Id: id, Origin: e.c.Org, Kind: Kind, Crisis: crisis, Region: region, Classification: cls,
 		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, UpdatedAt: timestamppb.New(firedAt),
 		Status: m.Status, Exercise: m.Exercise}
 	return e.put(ctx, rec, "")
+}
+
+// classification is what an alert of rule in region may be shared as: internal at least, or the
+// highest classification of the records the rule reads there, own or a partner's copy. Its values
+// are figures of those records (a sum of one record is that record's figure), so a policy that
+// shares alerts up to internal must not pass on a confidential record's figure through one. An
+// alert that fired keeps what it had (at least).
+func (e *Evaluator) classification(ctx context.Context, rule *warn.Rule, region string, m db.Mode, least pb.Classification) (pb.Classification, error) {
+	c, err := e.c.DB.HighestClassification(ctx, db.HistoryFilter{Kinds: rule.Kinds(), Crisis: rule.Doc.Crisis, Region: region, Mode: m})
+	if err != nil {
+		return 0, fmt.Errorf("classification of the alert: %w", err)
+	}
+	return max(c, least), nil
 }
 
 func (e *Evaluator) put(ctx context.Context, rec *pb.Record, withdrawn string) error {
@@ -608,9 +629,9 @@ func (e *Evaluator) put(ctx context.Context, rec *pb.Record, withdrawn string) e
 	return nil
 }
 
-// resolve marks an open alert resolved at the instant: its rule cleared, with the values it read,
-// or, with withdrawn, nothing evaluates the rule any more, for that reason.
-func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, read []warn.Reading, withdrawn string) error {
+// resolve marks an open alert resolved at the instant, classified cls: its rule cleared, with the
+// values it read, or, with withdrawn, nothing evaluates the rule any more, for that reason.
+func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, read []warn.Reading, cls pb.Classification, withdrawn string) error {
 	var b alertBody
 	if err := json.Unmarshal(a.Body, &b); err != nil {
 		return fmt.Errorf("alert %s: %w", a.Id, err)
@@ -626,7 +647,7 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	if err != nil {
 		return err
 	}
-	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: a.Classification,
+	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: cls,
 		Labels: map[string]string{"rule": b.Rule, "status": "resolved"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at),
 		Status: a.Status, Exercise: a.Exercise}
 	return e.put(ctx, next, withdrawn)

@@ -570,3 +570,46 @@ func TestHandPutAlertsAreNotTheRules(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertTakesTheClassificationOfWhatItReads: an alert's values are figures of the records its
+// rule reads (a sum over one record is that record's figure), so the alert is classified as the
+// highest of those records in its region, its own or a partner's copy, and internal at least: a
+// policy that shares alerts up to internal passes on no confidential figure through one.
+func TestAlertTakesTheClassificationOfWhatItReads(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	cache := func(id, region string, c pb.Classification, free int) {
+		t.Helper()
+		rec := &pb.Record{Id: id, Origin: "lcvs.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: region, Classification: c,
+			Body: fmt.Appendf(nil, `{"municipality":"%s","beds_total":100,"beds_free":%d}`, id, free), Version: 1, UpdatedAt: timestamppb.Now()}
+		if _, err := r.n.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_CacheForeign{CacheForeign: &pb.CacheForeign{
+			Peer: "lcvs", Origin: "lcvs.crisis.test", Upserts: []*pb.SharedRecord{{Record: rec}}, At: timestamppb.Now()}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A secret record elsewhere is not read by the rule of VR19.
+	cache("utrecht", "VR09", pb.Classification_SECRET, 1)
+	r.apply("beds-low", bedsLow)
+	r.beds(5, 100)
+	r.tick(e)
+	if a, _ := r.one("firing"); a.Classification != pb.Classification_INTERNAL {
+		t.Fatalf("an alert over internal records is %s, want INTERNAL", a.Classification)
+	}
+	r.beds(30, 100)
+	r.tick(e)
+	r.one("resolved")
+
+	// A partner's confidential copy in VR19 counts towards the sum: the next episode is confidential.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second))) // an episode's id is its second
+	cache("vlissingen", "VR19", pb.Classification_CONFIDENTIAL, 2)
+	r.beds(5, 100)
+	r.tick(e)
+	var got []string
+	for _, a := range r.alerts() {
+		got = append(got, a.Labels["status"]+" "+a.Classification.String())
+	}
+	slices.Sort(got)
+	if want := []string{"firing CONFIDENTIAL", "resolved INTERNAL"}; !slices.Equal(got, want) {
+		t.Fatalf("alerts %v, want %v", got, want)
+	}
+}

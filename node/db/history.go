@@ -207,6 +207,33 @@ func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, er
 	return out, err
 }
 
+// HighestClassification is the highest classification of the records of the filter's kinds,
+// crisis and region in its mode that the node holds now, its own and partners' copies: what a
+// rule that reads them passes on in its alert. CLASSIFICATION_UNSPECIFIED when there is none.
+func (d *DB) HighestClassification(ctx context.Context, f HistoryFilter) (pb.Classification, error) {
+	where := ` WHERE tombstone = 0 AND status = ? AND exercise = ?`
+	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
+	if len(f.Kinds) > 0 {
+		where += ` AND kind IN (SELECT value FROM json_each(?))`
+		b, _ := json.Marshal(f.Kinds)
+		args = append(args, string(b))
+	}
+	if f.Crisis != "" {
+		where += ` AND crisis = ?`
+		args = append(args, f.Crisis)
+	}
+	if f.Region != "" {
+		where += ` AND region = ?`
+		args = append(args, f.Region)
+	}
+	var c sql.NullInt32
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT MAX(c) FROM (SELECT MAX(classification) AS c FROM records`+where+
+			` UNION ALL SELECT MAX(classification) FROM foreign_records`+where+`)`, append(args, args...)...).Scan(&c)
+	})
+	return pb.Classification(c.Int32), err
+}
+
 // scanHistory runs a query of history rows (origin, id, version, kind, crisis, region, at,
 // tombstone, fields) and splits each row's scalars into its numbers and its other values.
 func scanHistory(ctx context.Context, q interface {
