@@ -181,24 +181,21 @@ func (l *Lang) Has(key string) bool {
 	return ok
 }
 
-// langCookie holds a language the person chose over the browser's.
+// langCookie holds the language the person chose with the menu's link.
 const langCookie = "knooppunt_taal"
 
-// pickLang chooses the language of a request: the person's choice, else the browser's
-// Accept-Language, else Dutch.
+// pickLang chooses the language of a request: the person's choice, else Dutch. The browser's
+// Accept-Language is not asked: a government laptop's browser says en-US, and its Dutch staff
+// would get English they never chose.
 func (s *Server) pickLang(r *http.Request) *Lang {
-	var prefs []language.Tag
+	code := "nl"
 	if c, err := r.Cookie(langCookie); err == nil {
 		if t, err := language.Parse(c.Value); err == nil {
-			prefs = append(prefs, t)
+			tag, _, _ := langMatcher.Match(t)
+			base, _ := tag.Base()
+			code = base.String()
 		}
 	}
-	if tags, _, err := language.ParseAcceptLanguage(r.Header.Get("Accept-Language")); err == nil {
-		prefs = append(prefs, tags...)
-	}
-	tag, _, _ := langMatcher.Match(prefs...)
-	base, _ := tag.Base()
-	code := base.String()
 	if _, ok := s.cats[code]; !ok {
 		code = "nl"
 	}
