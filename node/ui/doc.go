@@ -56,7 +56,7 @@
 // # Text
 //
 // All text people read comes from the message catalogues in messages/ (Dutch, the default,
-// and English), chosen by a language cookie or the browser's Accept-Language. Templates hold
+// and English), English only by the person's choice in a language cookie. Templates hold
 // no text of their own.
 //
 // ui must never decide access itself, beyond hiding what a person cannot do: the services
