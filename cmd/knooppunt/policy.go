@@ -453,9 +453,13 @@ show what the recipient would receive: the records, the body fields redacted, an
 						UnmatchedRedactions []string         `json:"unmatched_redactions"`
 						VoidedRedactions    []string         `json:"voided_redactions"`
 						OverridingPolicies  []string         `json:"overriding_policies"`
+						LiftedRedactions    []liftedJSON     `json:"lifted_redactions"`
 					}{Total: resp.Total, Considered: resp.Considered, Counts: map[string]int64{}, Items: []item{},
 						UnmatchedRedactions: nonNilStrings(resp.UnmatchedRedactions), VoidedRedactions: nonNilStrings(resp.VoidedRedactions),
-						OverridingPolicies: nonNilStrings(resp.OverridingPolicies)}
+						OverridingPolicies: nonNilStrings(resp.OverridingPolicies), LiftedRedactions: []liftedJSON{}}
+					for _, l := range resp.LiftedRedactions {
+						doc.LiftedRedactions = append(doc.LiftedRedactions, liftedJSON{Field: l.Field, WithheldBy: nonNilStrings(l.WithheldBy)})
+					}
 					for _, c := range resp.Counts {
 						doc.Counts[c.Kind] = c.Count
 					}
@@ -483,6 +487,8 @@ show what the recipient would receive: the records, the body fields redacted, an
 				for _, c := range resp.Counts {
 					fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
 				}
+				// In the output itself, not with the notes: it is what approving would change.
+				printLifted(out, recipient, resp.LiftedRedactions)
 				tw := newTable(out)
 				fmt.Fprintln(tw, "\nID\tKIND\tREGION\tCLASSIFICATION\tREDACTED\tBODY AS SENT")
 				for _, it := range resp.Items {
@@ -516,6 +522,21 @@ func printPreviewWarnings(w io.Writer, resp *pb.PreviewResponse) {
 	if len(resp.VoidedRedactions) > 0 {
 		fmt.Fprintf(w, "Warning: the recipient gets %s all the same in some records: %s grant(s) them too without withholding it, and a record granted by several policies keeps only the fields all of them withhold.\n",
 			strings.Join(resp.VoidedRedactions, ", "), strings.Join(resp.OverridingPolicies, ", "))
+	}
+}
+
+// liftedJSON is one of a preview's lifted_redactions in -o json.
+type liftedJSON struct {
+	Field      string   `json:"field"`
+	WithheldBy []string `json:"withheld_by"`
+}
+
+// printLifted names each field that policies in force withhold from the recipient now and that
+// it would get once the previewed policy is in force too.
+func printLifted(w io.Writer, recipient string, lifted []*pb.LiftedRedaction) {
+	for _, l := range lifted {
+		fmt.Fprintf(w, "WARNING: %s, now withheld from %s by %s, would be sent: a record that several policies grant keeps back only what all of them withhold. Add it to this policy's redact to keep it back.\n",
+			l.Field, recipient, strings.Join(l.WithheldBy, ", "))
 	}
 }
 

@@ -449,7 +449,14 @@ func (s *Server) failStep(w http.ResponseWriter, r *request, err error, back str
 		}
 		s.failIn(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
 	case codes.AlreadyExists:
-		s.failIn(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
+		// The one AlreadyExists a step gives: a second approval by the same officer.
+		s.failIn(w, r, http.StatusConflict, r.L.T("policy.approved_by_you"))
+	case codes.PermissionDenied:
+		if api.Reason(err) == api.ReasonFourEyes {
+			s.failIn(w, r, http.StatusForbidden, r.L.T("error.four_eyes")) // the node's English adds nothing
+			return
+		}
+		s.failCall(w, r, err)
 	default:
 		s.failCall(w, r, err)
 	}
@@ -472,6 +479,10 @@ type confirmView struct {
 	Cancel string
 	// Warning, when set, is a doubt about the step to read before confirming it.
 	Warning string
+	// Lifted name the fields other policies withhold now that approving would send.
+	Lifted []string
+	// Cannot, when set, says why the person cannot take the step: the page has no button.
+	Cannot string
 }
 
 type hiddenField struct{ Name, Value string }
@@ -513,6 +524,15 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 	}
 	switch step {
 	case stepApprove:
+		// The node refuses these approvals; the page says so in its own words, without a button.
+		me := r.Session.Person.String()
+		switch {
+		case p.Author == me:
+			v.Cannot = r.L.T("policy.own")
+		case slices.Contains(p.Approvers, me):
+			v.Cannot = r.L.T("policy.approved_by_you")
+		}
+		v.Lifted = s.liftedFor(r, p.Id)
 		v.Effects = append(v.Effects, r.L.T("step.approve.effect", row.Approvals+1, row.Required))
 		if row.Approvals+1 >= row.Required {
 			v.Effects = append(v.Effects, r.L.T("step.approve.active"))
@@ -587,6 +607,8 @@ type previewView struct {
 	// Unmatched are redact paths no granted record has; Voided are those the recipient gets
 	// all the same because the Overriding policies grant the records too.
 	Unmatched, Voided, Overriding []string
+	// Lifted name the fields other policies in force withhold now that the recipient would get.
+	Lifted []string
 	// Partners are suggested in the recipient field.
 	Partners []recipientChoice
 }
@@ -604,6 +626,7 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 	}
 	v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
 	v.Unmatched, v.Voided, v.Overriding = resp.UnmatchedRedactions, resp.VoidedRedactions, resp.OverridingPolicies
+	v.Lifted = liftedTexts(r.L, req.Recipient, resp.LiftedRedactions)
 	for _, it := range resp.Items {
 		rec := it.Record
 		pi := previewItem{Title: titleOf(r.L, rec), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,
@@ -614,6 +637,32 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 		v.Items = append(v.Items, pi)
 	}
 	return "", nil
+}
+
+// liftedTexts says, for each lifted redaction, which field goes to recipient that is withheld now,
+// and by which policies.
+func liftedTexts(l *Lang, recipient string, lifted []*pb.LiftedRedaction) []string {
+	var out []string
+	for _, f := range lifted {
+		out = append(out, l.T("preview.lifted", f.Field, recipient, strings.Join(f.WithheldBy, ", ")))
+	}
+	return out
+}
+
+// liftedFor is what approving policy id would lift, for each partner: a proposal is not previewed
+// for a recipient on its approve page, so it asks for every one. A partner the preview refuses
+// (leaving, say) is left out, as the page is no preview.
+func (s *Server) liftedFor(r *request, id string) []string {
+	var out []string
+	for _, c := range s.recipientChoices(r) {
+		resp, err := pb.NewPolicyServiceClient(s.c.Conn).Preview(r.ctx(), &pb.PreviewRequest{Id: id, Recipient: c.Value, Limit: 1})
+		if err != nil {
+			s.log.Warn("no preview for the approve page", "policy", id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
+			continue
+		}
+		out = append(out, liftedTexts(r.L, c.Value, resp.LiftedRedactions)...)
+	}
+	return out
 }
 
 type previewItem struct {

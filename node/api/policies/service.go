@@ -439,7 +439,15 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 			together.Policies = append(together.Policies, p)
 		}
 	}
+	// In force now, this policy's name included: what its approval would lift.
+	inForce := &policy.Set{Org: set.Org}
+	for _, p := range active.Policies {
+		if p.State == policy.StateApproved {
+			inForce.Policies = append(inForce.Policies, p)
+		}
+	}
 	matched, voided, overriding := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	lifted := map[string]map[string]bool{}
 	limit := int(req.Limit)
 	switch {
 	case limit < 0:
@@ -475,7 +483,9 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 			for _, p := range present {
 				matched[p] = true
 			}
-			if all := together.Decide(r, to, phase, now); all.Allow && len(present) > 0 {
+			all := together.Decide(r, to, phase, now)
+			liftedBy(lifted, inForce.Decide(r, to, phase, now), all, inForce)
+			if all.Allow && len(present) > 0 {
 				for _, p := range present {
 					// Withheld all the same when a field it is in is: redact [body.contact,
 					// body.contact.phone] sends no phone, though intersect keeps body.contact alone.
@@ -512,8 +522,34 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 		}
 	}
 	resp.VoidedRedactions, resp.OverridingPolicies = slices.Sorted(maps.Keys(voided)), slices.Sorted(maps.Keys(overriding))
+	for _, f := range slices.Sorted(maps.Keys(lifted)) {
+		resp.LiftedRedactions = append(resp.LiftedRedactions, &pb.LiftedRedaction{Field: f, WithheldBy: slices.Sorted(maps.Keys(lifted[f]))})
+	}
 	sort.Slice(resp.Counts, func(i, j int) bool { return resp.Counts[i].Kind < resp.Counts[j].Kind })
 	return resp, nil
+}
+
+// liftedBy adds to lifted each field the policies in force withhold from a record now (was) that
+// would be sent once the previewed policy is in force too (will), with the policies that withhold
+// it now: a field is withheld only if every granting policy withholds it, so a new policy without
+// a redact lifts another's.
+func liftedBy(lifted map[string]map[string]bool, was, will policy.Decision, inForce *policy.Set) {
+	if !was.Allow || !will.Allow {
+		return
+	}
+	for _, f := range was.Withheld {
+		if withholds(will.Redacted, f) {
+			continue
+		}
+		if lifted[f] == nil {
+			lifted[f] = map[string]bool{}
+		}
+		for _, p := range inForce.Policies {
+			if slices.Contains(was.Policies, p.ID) && withholds(p.Doc.Redact, f) {
+				lifted[f][p.ID] = true
+			}
+		}
+	}
 }
 
 // withholds reports whether redact paths withhold path: it, or a field it is inside.

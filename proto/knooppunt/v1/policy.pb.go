@@ -805,8 +805,12 @@ type PreviewResponse struct {
 	// that all of them withhold.
 	VoidedRedactions   []string `protobuf:"bytes,6,rep,name=voided_redactions,json=voidedRedactions" json:"voided_redactions,omitempty"`
 	OverridingPolicies []string `protobuf:"bytes,7,rep,name=overriding_policies,json=overridingPolicies" json:"overriding_policies,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// lifted_redactions are the fields that approved policies in force withhold from this
+	// recipient now, and that it would get, in some records, once this policy is in force: it
+	// grants those records too without withholding them. Its own redactions do not matter here.
+	LiftedRedactions []*LiftedRedaction `protobuf:"bytes,8,rep,name=lifted_redactions,json=liftedRedactions" json:"lifted_redactions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PreviewResponse) Reset() {
@@ -888,6 +892,68 @@ func (x *PreviewResponse) GetOverridingPolicies() []string {
 	return nil
 }
 
+func (x *PreviewResponse) GetLiftedRedactions() []*LiftedRedaction {
+	if x != nil {
+		return x.LiftedRedactions
+	}
+	return nil
+}
+
+// LiftedRedaction is one field a preview's policy would lift the redaction of.
+type LiftedRedaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field is the body path, as the policies' redact names it (body.contact_phone).
+	Field string `protobuf:"bytes,1,opt,name=field" json:"field,omitempty"`
+	// withheld_by are the ids of the policies in force that withhold it now.
+	WithheldBy    []string `protobuf:"bytes,2,rep,name=withheld_by,json=withheldBy" json:"withheld_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftedRedaction) Reset() {
+	*x = LiftedRedaction{}
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftedRedaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftedRedaction) ProtoMessage() {}
+
+func (x *LiftedRedaction) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftedRedaction.ProtoReflect.Descriptor instead.
+func (*LiftedRedaction) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LiftedRedaction) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *LiftedRedaction) GetWithheldBy() []string {
+	if x != nil {
+		return x.WithheldBy
+	}
+	return nil
+}
+
 type ExplainRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RecordId  string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId" json:"record_id,omitempty"`
@@ -901,7 +967,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +979,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +992,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExplainRequest) GetRecordId() string {
@@ -973,7 +1039,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1051,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1064,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Verdict) GetPolicyId() string {
@@ -1064,7 +1130,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1142,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1155,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExplainResponse) GetAllow() bool {
@@ -1153,7 +1219,7 @@ type Holding struct {
 
 func (x *Holding) Reset() {
 	*x = Holding{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1231,7 @@ func (x *Holding) String() string {
 func (*Holding) ProtoMessage() {}
 
 func (x *Holding) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1244,7 @@ func (x *Holding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Holding.ProtoReflect.Descriptor instead.
 func (*Holding) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Holding) GetVersion() int64 {
@@ -1217,7 +1283,7 @@ type SetPhaseRequest struct {
 
 func (x *SetPhaseRequest) Reset() {
 	*x = SetPhaseRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1295,7 @@ func (x *SetPhaseRequest) String() string {
 func (*SetPhaseRequest) ProtoMessage() {}
 
 func (x *SetPhaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1308,7 @@ func (x *SetPhaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPhaseRequest.ProtoReflect.Descriptor instead.
 func (*SetPhaseRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetPhaseRequest) GetCrisis() string {
@@ -1288,7 +1354,7 @@ type PhaseInfo struct {
 
 func (x *PhaseInfo) Reset() {
 	*x = PhaseInfo{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1366,7 @@ func (x *PhaseInfo) String() string {
 func (*PhaseInfo) ProtoMessage() {}
 
 func (x *PhaseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1379,7 @@ func (x *PhaseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseInfo.ProtoReflect.Descriptor instead.
 func (*PhaseInfo) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PhaseInfo) GetCrisis() string {
@@ -1373,7 +1439,7 @@ type ListPhasesRequest struct {
 
 func (x *ListPhasesRequest) Reset() {
 	*x = ListPhasesRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1451,7 @@ func (x *ListPhasesRequest) String() string {
 func (*ListPhasesRequest) ProtoMessage() {}
 
 func (x *ListPhasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1464,7 @@ func (x *ListPhasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhasesRequest.ProtoReflect.Descriptor instead.
 func (*ListPhasesRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{19}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPhasesRequest) GetCrisis() string {
@@ -1431,7 +1497,7 @@ type ListPhasesResponse struct {
 
 func (x *ListPhasesResponse) Reset() {
 	*x = ListPhasesResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1509,7 @@ func (x *ListPhasesResponse) String() string {
 func (*ListPhasesResponse) ProtoMessage() {}
 
 func (x *ListPhasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1522,7 @@ func (x *ListPhasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhasesResponse.ProtoReflect.Descriptor instead.
 func (*ListPhasesResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{20}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPhasesResponse) GetPhases() []*PhaseInfo {
@@ -1483,7 +1549,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1561,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1574,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{21}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuditEntry) GetSeq() int64 {
@@ -1586,7 +1652,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1664,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1677,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{22}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListAuditRequest) GetAction() string {
@@ -1679,7 +1745,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1757,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1770,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{23}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1729,7 +1795,7 @@ type VerifyAuditRequest struct {
 
 func (x *VerifyAuditRequest) Reset() {
 	*x = VerifyAuditRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +1807,7 @@ func (x *VerifyAuditRequest) String() string {
 func (*VerifyAuditRequest) ProtoMessage() {}
 
 func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +1820,7 @@ func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VerifyAuditRequest) GetAnchor() *AuditAnchor {
@@ -1790,7 +1856,7 @@ type WitnessReport struct {
 
 func (x *WitnessReport) Reset() {
 	*x = WitnessReport{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1868,7 @@ func (x *WitnessReport) String() string {
 func (*WitnessReport) ProtoMessage() {}
 
 func (x *WitnessReport) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1881,7 @@ func (x *WitnessReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitnessReport.ProtoReflect.Descriptor instead.
 func (*WitnessReport) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WitnessReport) GetPeer() string {
@@ -1872,7 +1938,7 @@ type AuditAnchor struct {
 
 func (x *AuditAnchor) Reset() {
 	*x = AuditAnchor{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1950,7 @@ func (x *AuditAnchor) String() string {
 func (*AuditAnchor) ProtoMessage() {}
 
 func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1963,7 @@ func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditAnchor.ProtoReflect.Descriptor instead.
 func (*AuditAnchor) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{26}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AuditAnchor) GetSeq() int64 {
@@ -1932,7 +1998,7 @@ type VerifyAuditResponse struct {
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2010,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2023,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{27}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -2063,7 +2129,7 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\bredacted\x18\x02 \x03(\tR\bredacted\"5\n" +
 	"\tKindCount\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\xba\x02\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\x86\x03\n" +
 	"\x0fPreviewResponse\x12/\n" +
 	"\x05items\x18\x01 \x03(\v2\x19.knooppunt.v1.PreviewItemR\x05items\x12/\n" +
 	"\x06counts\x18\x02 \x03(\v2\x17.knooppunt.v1.KindCountR\x06counts\x12\x14\n" +
@@ -2073,7 +2139,12 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"considered\x121\n" +
 	"\x14unmatched_redactions\x18\x05 \x03(\tR\x13unmatchedRedactions\x12+\n" +
 	"\x11voided_redactions\x18\x06 \x03(\tR\x10voidedRedactions\x12/\n" +
-	"\x13overriding_policies\x18\a \x03(\tR\x12overridingPolicies\"{\n" +
+	"\x13overriding_policies\x18\a \x03(\tR\x12overridingPolicies\x12J\n" +
+	"\x11lifted_redactions\x18\b \x03(\v2\x1d.knooppunt.v1.LiftedRedactionR\x10liftedRedactions\"H\n" +
+	"\x0fLiftedRedaction\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x1f\n" +
+	"\vwithheld_by\x18\x02 \x03(\tR\n" +
+	"withheldBy\"{\n" +
 	"\x0eExplainRequest\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x1c\n" +
 	"\trecipient\x18\x02 \x01(\tR\trecipient\x12\x14\n" +
@@ -2186,7 +2257,7 @@ func file_knooppunt_v1_policy_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_policy_proto_rawDescData
 }
 
-var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*LintProblem)(nil),           // 0: knooppunt.v1.LintProblem
 	(*LintRequest)(nil),           // 1: knooppunt.v1.LintRequest
@@ -2201,75 +2272,77 @@ var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*PreviewItem)(nil),           // 10: knooppunt.v1.PreviewItem
 	(*KindCount)(nil),             // 11: knooppunt.v1.KindCount
 	(*PreviewResponse)(nil),       // 12: knooppunt.v1.PreviewResponse
-	(*ExplainRequest)(nil),        // 13: knooppunt.v1.ExplainRequest
-	(*Verdict)(nil),               // 14: knooppunt.v1.Verdict
-	(*ExplainResponse)(nil),       // 15: knooppunt.v1.ExplainResponse
-	(*Holding)(nil),               // 16: knooppunt.v1.Holding
-	(*SetPhaseRequest)(nil),       // 17: knooppunt.v1.SetPhaseRequest
-	(*PhaseInfo)(nil),             // 18: knooppunt.v1.PhaseInfo
-	(*ListPhasesRequest)(nil),     // 19: knooppunt.v1.ListPhasesRequest
-	(*ListPhasesResponse)(nil),    // 20: knooppunt.v1.ListPhasesResponse
-	(*AuditEntry)(nil),            // 21: knooppunt.v1.AuditEntry
-	(*ListAuditRequest)(nil),      // 22: knooppunt.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 23: knooppunt.v1.ListAuditResponse
-	(*VerifyAuditRequest)(nil),    // 24: knooppunt.v1.VerifyAuditRequest
-	(*WitnessReport)(nil),         // 25: knooppunt.v1.WitnessReport
-	(*AuditAnchor)(nil),           // 26: knooppunt.v1.AuditAnchor
-	(*VerifyAuditResponse)(nil),   // 27: knooppunt.v1.VerifyAuditResponse
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
-	(*Record)(nil),                // 29: knooppunt.v1.Record
+	(*LiftedRedaction)(nil),       // 13: knooppunt.v1.LiftedRedaction
+	(*ExplainRequest)(nil),        // 14: knooppunt.v1.ExplainRequest
+	(*Verdict)(nil),               // 15: knooppunt.v1.Verdict
+	(*ExplainResponse)(nil),       // 16: knooppunt.v1.ExplainResponse
+	(*Holding)(nil),               // 17: knooppunt.v1.Holding
+	(*SetPhaseRequest)(nil),       // 18: knooppunt.v1.SetPhaseRequest
+	(*PhaseInfo)(nil),             // 19: knooppunt.v1.PhaseInfo
+	(*ListPhasesRequest)(nil),     // 20: knooppunt.v1.ListPhasesRequest
+	(*ListPhasesResponse)(nil),    // 21: knooppunt.v1.ListPhasesResponse
+	(*AuditEntry)(nil),            // 22: knooppunt.v1.AuditEntry
+	(*ListAuditRequest)(nil),      // 23: knooppunt.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 24: knooppunt.v1.ListAuditResponse
+	(*VerifyAuditRequest)(nil),    // 25: knooppunt.v1.VerifyAuditRequest
+	(*WitnessReport)(nil),         // 26: knooppunt.v1.WitnessReport
+	(*AuditAnchor)(nil),           // 27: knooppunt.v1.AuditAnchor
+	(*VerifyAuditResponse)(nil),   // 28: knooppunt.v1.VerifyAuditResponse
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*Record)(nil),                // 30: knooppunt.v1.Record
 }
 var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.LintResponse.problems:type_name -> knooppunt.v1.LintProblem
 	0,  // 1: knooppunt.v1.LintResponse.doubts:type_name -> knooppunt.v1.LintProblem
-	28, // 2: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
-	28, // 3: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
+	29, // 2: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
+	29, // 3: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
-	29, // 5: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
+	30, // 5: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
 	10, // 6: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
 	11, // 7: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
-	14, // 8: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
-	16, // 9: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
-	28, // 10: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
-	28, // 11: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
-	18, // 12: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
-	28, // 13: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	28, // 14: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	21, // 15: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
-	26, // 16: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
-	26, // 17: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
-	25, // 18: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
-	1,  // 19: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 20: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 21: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 22: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 23: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	6,  // 24: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	8,  // 25: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	9,  // 26: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	13, // 27: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	17, // 28: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	19, // 29: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	22, // 30: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	24, // 31: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 32: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 33: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 34: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 35: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 36: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	7,  // 37: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 38: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	12, // 39: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	15, // 40: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	18, // 41: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	20, // 42: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	23, // 43: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	27, // 44: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	32, // [32:45] is the sub-list for method output_type
-	19, // [19:32] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	13, // 8: knooppunt.v1.PreviewResponse.lifted_redactions:type_name -> knooppunt.v1.LiftedRedaction
+	15, // 9: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
+	17, // 10: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
+	29, // 11: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
+	29, // 12: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
+	19, // 13: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
+	29, // 14: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	29, // 15: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	22, // 16: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
+	27, // 17: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
+	27, // 18: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	26, // 19: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
+	1,  // 20: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 21: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 22: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 23: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 24: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	6,  // 25: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	8,  // 26: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	9,  // 27: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	14, // 28: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	18, // 29: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	20, // 30: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	23, // 31: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	25, // 32: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 33: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 34: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 35: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 36: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 37: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	7,  // 38: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 39: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	12, // 40: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	16, // 41: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	19, // 42: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	21, // 43: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	24, // 44: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	28, // 45: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	33, // [33:46] is the sub-list for method output_type
+	20, // [20:33] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
@@ -2284,7 +2357,7 @@ func file_knooppunt_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_policy_proto_rawDesc), len(file_knooppunt_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -1,0 +1,51 @@
+package ui_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestApprovalThatLiftsARedaction: vr-utrecht withholds its sitreps' summary from ncc under one
+// policy; a new policy for ncc and sitreps without redact would send it. The draft's preview and
+// the other officer's approve page say so, naming the field and the policy; the author's own
+// approve page says, in Dutch, that another officer must approve, and offers no button.
+func TestApprovalThatLiftsARedaction(t *testing.T) {
+	e := startFederation(t)
+	e.utrecht.Approve(t, strings.Replace(sitrepPolicy, "name: utrecht-sitreps", "name: utrecht-sitreps-kort", 1)+"redact: [body.summary]\n")
+	olga := newBrowser(t)
+	e.signIn(t, olga, "officer-a", "/beleid")
+	_, page := olga.get(t, e.url+"/beleid/voorstel")
+	token := csrfOf(t, page)
+	const lifted = "body.summary, nu voor %s achtergehouden door utrecht-sitreps-kort@1, zou worden verstuurd"
+	resp, page := olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorbeeld"},
+		"recipient": {"spiffe://ncc.crisis.test/node/r1"}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="opgeheven-elders"`) ||
+		!strings.Contains(page, strings.Replace(lifted, "%s", "spiffe://ncc.crisis.test/node/r1", 1)) {
+		t.Errorf("the draft's preview does not warn that it lifts the summary's redaction: %d\n%s", resp.StatusCode, page)
+	}
+	resp, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorstellen"}})
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/beleid/toon" {
+		t.Fatalf("propose: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	const id = "utrecht-sitreps@1"
+	_, confirm := olga.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id))
+	if !strings.Contains(confirm, `id="kan-niet"><p class="utrecht-paragraph">U hebt dit beleid voorgesteld. Een andere beveiligingsfunctionaris moet het goedkeuren`) ||
+		strings.Contains(confirm, `id="bevestigen"`) {
+		t.Errorf("the author's approve page offers the approval the node refuses:\n%s", confirm)
+	}
+	// Sent all the same (an old tab): refused in Dutch, without the node's English.
+	resp, page = olga.post(t, e.url+"/beleid/stap", url.Values{"csrf": {csrfOf(t, confirm)}, "stap": {"goedkeuren"}, "id": {id}})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Dit mag niet: wie een beleid voorstelt, keurt het niet zelf goed.") ||
+		strings.Contains(page, "the author cannot approve") {
+		t.Errorf("the author's approval: %d, want 403 in Dutch alone:\n%s", resp.StatusCode, page)
+	}
+	daan := newBrowser(t)
+	e.signIn(t, daan, "officer-b", "/beleid")
+	_, confirm = daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id))
+	if !strings.Contains(confirm, `id="opgeheven-elders"`) || !strings.Contains(confirm, strings.Replace(lifted, "%s", "ncc", 1)) ||
+		!strings.Contains(confirm, `id="bevestigen"`) {
+		t.Errorf("the approve page does not warn that approving lifts the summary's redaction:\n%s", confirm)
+	}
+}
