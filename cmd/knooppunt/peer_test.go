@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,14 @@ func tamper(t *testing.T, path string, edit func(inv map[string]any)) string {
 	return tampered
 }
 
+// peerState is an org's peers and peer audit entries, to compare before and after a refusal.
+func peerState(t *testing.T, o *org) string {
+	t.Helper()
+	peers := cli(t, nil, "", "peer", "list", "--node", o.sock(), "-o", "json").want(t, 0).stdout
+	audit := cli(t, nil, "", "audit", "list", "--node", o.sock(), "--action", "peer.", "-o", "json").want(t, 0).stdout
+	return peers + audit
+}
+
 // TestPeerAcceptRefuses: every invitation that must not be trusted is refused with an error that
 // names what is wrong, and leaves the node's peers and audit log as they were.
 func TestPeerAcceptRefuses(t *testing.T) {
@@ -101,12 +110,7 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	// NCC proposes to be in the group rijk: a proposal the accepting side never applies by itself.
 	genuine := signAs(t, work, "ncc.json", nccCA, nccCA, func(inv *invite.Invitation) { inv.Groups = []string{"rijk"} })
 
-	state := func() string {
-		t.Helper()
-		peers := cli(t, nil, "", "peer", "list", "--node", vrbn.sock(), "-o", "json").want(t, 0).stdout
-		audit := cli(t, nil, "", "audit", "list", "--node", vrbn.sock(), "--action", "peer.", "-o", "json").want(t, 0).stdout
-		return peers + audit
-	}
+	state := func() string { return peerState(t, vrbn) }
 	refused := func(name, stdin, want string, args ...string) {
 		t.Helper()
 		before := state()
@@ -231,5 +235,40 @@ func TestBundleText(t *testing.T) {
 	failing := &pb.PeerInfo{BundleRefreshedAt: ago(time.Hour), BundleError: `unexpected ID "spiffe://a/node/r1"`, BundleFailingSince: ago(5 * time.Minute)}
 	if got := bundleText(failing); !strings.HasPrefix(got, `refresh FAILING for 5m0s: unexpected ID "spiffe://a/node/r1" (last good fetch 1h0m0s ago; the last good bundle stays in use`) {
 		t.Errorf("failing: %q", got)
+	}
+}
+
+// TestPeerAcceptWithoutAdvertiseAddsNothing: a node whose config names no address for peers
+// cannot write the answer, and finds that out before it adds the peer: the accept fails, and
+// the peers, the audit log and the answer file are as they were (review onboard F1).
+func TestPeerAcceptWithoutAdvertiseAddsNothing(t *testing.T) {
+	vrbn := newOrg(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord")
+	conf := filepath.Join(vrbn.dataDir, "node.yaml")
+	yaml, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Listening on every interface and advertising nothing leaves no address for peers.
+	yaml = regexp.MustCompile(`(?m)^advertise: .*$`).ReplaceAll(yaml, []byte("advertise: []"))
+	yaml = regexp.MustCompile(`(?m)^listen: "127\.0\.0\.1:`).ReplaceAll(yaml, []byte(`listen: "0.0.0.0:`))
+	if err := os.WriteFile(conf, yaml, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vrbn.serve(t)
+	ncc := newOrg(t, "ncc.crisis.test", "NCC")
+	nccCA := filepath.Join(ncc.dataDir, "ca")
+	work := t.TempDir()
+	inv := signAs(t, work, "ncc.json", nccCA, nccCA, nil)
+	before := peerState(t, vrbn)
+	answer := filepath.Join(work, "answer.json")
+	r := cli(t, nil, "", "peer", "accept", inv, "--yes", "--node", vrbn.sock(), "--answer", answer).want(t, 1)
+	if !strings.Contains(r.stderr, "advertise: the config names no address") || !strings.Contains(r.stderr, "nothing was added") {
+		t.Errorf("accept without an address for peers: stderr %q, want the advertise refusal and nothing was added", r.stderr)
+	}
+	if after := peerState(t, vrbn); after != before {
+		t.Errorf("a refused accept added the peer:\nbefore %s\nafter %s", before, after)
+	}
+	if _, err := os.Stat(answer); err == nil {
+		t.Errorf("a refused accept wrote an answer")
 	}
 }

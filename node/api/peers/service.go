@@ -270,6 +270,27 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 			return nil, api.FieldStatus(codes.AlreadyExists, "name", fmt.Sprintf("%q is the name of peer %s in the config file: give another with --name", name, p.TrustDomain))
 		}
 	}
+	// Everything the reply needs is made before the step, so that what can fail (an address
+	// peers reach this node at, its SVID and bundle for the answer) fails with nothing added: a
+	// peer added without the answer it was meant to get is half a pairing that nobody notices.
+	granting, err := s.granting(ctx, groups, before.GetGroups())
+	if err != nil {
+		return nil, err
+	}
+	var answer []byte
+	var answerFP string
+	if inv.AnswerTo == "" {
+		file, ainv, err := s.invitation(nil, inv.ID, invite.DefaultTTL)
+		if err == nil {
+			answerFP, err = ainv.Fingerprint()
+			err = api.Status(s.c.Logger, err)
+		}
+		if err != nil {
+			st := status.Convert(err)
+			return nil, status.Error(st.Code(), st.Message()+": nothing was added")
+		}
+		answer = file
+	}
 	caller, _ := api.CallerFrom(ctx)
 	step := &pb.PeerStep{Action: "add", Actor: caller.String(), At: timestamppb.New(s.c.Now()), Replace: req.Replace, Peer: &pb.PeerInfo{
 		Name: name, TrustDomain: inv.TrustDomain, OrgName: inv.Name, Addresses: inv.Addresses, Bundle: []byte(inv.Bundle),
@@ -279,21 +300,8 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	if err != nil {
 		return nil, err
 	}
-	resp := &pb.AcceptResponse{Peer: s.info(out.Peer, file), Outcome: out.Outcome}
-	if resp.Granting, err = s.granting(ctx, groups, before.GetGroups()); err != nil {
-		return nil, err
-	}
-	// An invitation that answers one of ours completes the pair: the other side has us already.
-	if inv.AnswerTo == "" {
-		answer, ainv, err := s.invitation(nil, inv.ID, invite.DefaultTTL)
-		if err != nil {
-			return nil, err
-		}
-		if resp.AnswerFingerprint, err = ainv.Fingerprint(); err != nil {
-			return nil, api.Status(s.c.Logger, err)
-		}
-		resp.Answer = answer
-	}
+	// An invitation that answers one of ours gets no answer: it says the other side has us.
+	resp := &pb.AcceptResponse{Peer: s.info(out.Peer, file), Outcome: out.Outcome, Answer: answer, AnswerFingerprint: answerFP, Granting: granting}
 	s.c.Logger.Info("peer accepted", "peer", name, "peer_trust_domain", inv.TrustDomain, "outcome", out.Outcome, "by", caller.String())
 	return resp, nil
 }
@@ -373,7 +381,7 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 		if p.Source == config.PeerFromRaft {
 			continue
 		}
-		info := &pb.PeerInfo{Name: p.Name, TrustDomain: p.TrustDomain, Addresses: p.Addresses, BundleEndpoint: p.BundleEndpoint,
+		info := &pb.PeerInfo{Name: p.Name, OrgName: p.OrgName, TrustDomain: p.TrustDomain, Addresses: p.Addresses, BundleEndpoint: p.BundleEndpoint,
 			EndpointId: p.EndpointID, Groups: p.Groups, Source: config.PeerFromConfig, Active: true}
 		if td, err := spiffeid.TrustDomainFromString(p.TrustDomain); err == nil && p.BundleFile != "" {
 			if pem, err := os.ReadFile(p.BundleFile); err == nil {
