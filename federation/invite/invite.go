@@ -95,7 +95,8 @@ var (
 	ErrMalformed = errors.New("invite: malformed invitation")
 	// ErrSignature: the signature or the signing chain does not check out.
 	ErrSignature = errors.New("invite: bad signature")
-	// ErrExpired: the invitation expired, or is dated ahead of the checker's clock.
+	// ErrExpired: the invitation expired, is dated ahead of the checker's clock, or is dated
+	// outside the life of the SVID that signed it.
 	ErrExpired = errors.New("invite: not valid now")
 )
 
@@ -191,6 +192,15 @@ func Open(file []byte, now time.Time) (*Invitation, error) {
 	// SVID that expired long ago (an old replica's, one from a backup) can then no longer sign a
 	// working invitation by dating it back into its life.
 	id, _, err := x509svid.Verify(chain, bundle, x509svid.WithTime(inv.IssuedAt))
+	if err != nil && (inv.IssuedAt.Before(chain[0].NotBefore) || inv.IssuedAt.After(chain[0].NotAfter)) {
+		// A chain the bundle certifies at another time, over a signature that matches, is no
+		// forgery: the invitation is dated outside the signing SVID's life, by a clock that was
+		// wrong or by a key whose SVID was renewed between dating and signing.
+		if _, _, err := x509svid.Verify(chain, bundle, x509svid.WithTime(chain[0].NotBefore)); err == nil && identity.CheckPayload(chain[0], env.Invitation, env.Signature) == nil {
+			return nil, fmt.Errorf("%w: a time problem, not a forgery: it says it was issued at %s, outside the life of the SVID that signed it (%s to %s): the signing node's clock was wrong, or its SVID was renewed in between; ask %s to set its clock by NTP and write a new invitation",
+				ErrExpired, inv.IssuedAt.UTC().Format(time.RFC3339), chain[0].NotBefore.UTC().Format(time.RFC3339), chain[0].NotAfter.UTC().Format(time.RFC3339), inv.Name)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: the signing SVID does not verify against the invitation's own bundle of %s (%v): it was signed by a key outside that bundle, or the bundle was changed", ErrSignature, td, err)
 	}

@@ -116,6 +116,11 @@ func TestOpenRefuses(t *testing.T) {
 	expired := newInvitation(t, ca)
 	expired.ExpiresAt = t0.Add(time.Minute)
 
+	// Dated before the signing SVID began: a clock, not a forgery (review onboard F6).
+	early := newInvitation(t, ca)
+	early.IssuedAt = t0.Add(-2 * time.Hour)
+	earlyForeign := sign(t, early, mallory)
+
 	for _, c := range []struct {
 		name string
 		file []byte
@@ -131,6 +136,9 @@ func TestOpenRefuses(t *testing.T) {
 		{"signed outside its bundle", foreign, now, invite.ErrSignature, "signed by a key outside that bundle"},
 		{"expired", sign(t, expired, ca), now, invite.ErrExpired, "expired at " + t0.Add(time.Minute).Format(time.RFC3339)},
 		{"issued in the future", good, t0.Add(-time.Hour), invite.ErrExpired, "ahead of this machine's clock"},
+		{"issued before its signer", sign(t, early, ca), now, invite.ErrExpired, "a time problem, not a forgery: it says it was issued at " + early.IssuedAt.Format(time.RFC3339) + ", outside the life of the SVID that signed it"},
+		{"issued before a foreign signer", earlyForeign, now, invite.ErrSignature, "signed by a key outside that bundle"},
+		{"issued before its signer, changed", rewrite(t, sign(t, early, ca), func(inv map[string]any) { inv["addresses"] = []string{"evil.example:7443"} }), now, invite.ErrSignature, "signed by a key outside that bundle"},
 		{"not an invitation", []byte(`{"hello":1}`), now, invite.ErrMalformed, "not an invitation file"},
 		{"other format", []byte(`{"format":"x/9"}`), now, invite.ErrMalformed, `format "x/9"`},
 	} {
