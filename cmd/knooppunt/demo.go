@@ -34,9 +34,11 @@ var oekraineScenario []byte
 // demoOrg is one organisation of the demo federation.
 type demoOrg struct {
 	name, title, td string
-	groups          []string
-	dir             string
-	port, bePort    int
+	// orgName is what its partners' web interfaces call the org (its peers' org_name).
+	orgName      string
+	groups       []string
+	dir          string
+	port, bePort int
 	// uiPort is the web interface's, opPort the demo OpenID provider's; secret is the web
 	// interface's client secret there.
 	uiPort, opPort int
@@ -48,12 +50,12 @@ type demoOrg struct {
 
 func demoOrgs() []*demoOrg {
 	return []*demoOrg{
-		{name: "ncc", title: "NCC (JenV)", td: "ncc.crisis.test", groups: []string{"rijk"}},
-		{name: "lcvs", title: "LCVS", td: "lcvs.crisis.test", groups: []string{"partners"}},
-		{name: "vr-utrecht", title: "VR Utrecht", td: "vr-utrecht.crisis.test", groups: []string{"veiligheidsregios"}},
-		{name: "vr-zeeland", title: "VR Zeeland", td: "vr-zeeland.crisis.test", groups: []string{"veiligheidsregios"}},
-		{name: "ggdghor", title: "GGD GHOR", td: "ggdghor.crisis.test", groups: []string{"partners"}},
-		{name: "szw", title: "SZW", td: "szw.crisis.test", groups: []string{"rijk"}},
+		{name: "ncc", title: "NCC (JenV)", orgName: "NCC", td: "ncc.crisis.test", groups: []string{"rijk"}},
+		{name: "lcvs", title: "LCVS", orgName: "LCVS", td: "lcvs.crisis.test", groups: []string{"partners"}},
+		{name: "vr-utrecht", title: "VR Utrecht", orgName: "VR Utrecht", td: "vr-utrecht.crisis.test", groups: []string{"veiligheidsregios"}},
+		{name: "vr-zeeland", title: "VR Zeeland", orgName: "VR Zeeland", td: "vr-zeeland.crisis.test", groups: []string{"veiligheidsregios"}},
+		{name: "ggdghor", title: "GGD GHOR", orgName: "GGD GHOR Nederland", td: "ggdghor.crisis.test", groups: []string{"partners"}},
+		{name: "szw", title: "SZW", orgName: "SZW", td: "szw.crisis.test", groups: []string{"rijk"}},
 	}
 }
 
@@ -476,7 +478,7 @@ func (o *demoOrg) writeConfig(all []*demoOrg) error {
 		if p == o {
 			continue
 		}
-		fmt.Fprintf(&b, "  - name: %s\n    trust_domain: %s\n    addresses: [\"127.0.0.1:%d\"]\n", p.name, p.td, p.port)
+		fmt.Fprintf(&b, "  - name: %s\n    org_name: %q\n    trust_domain: %s\n    addresses: [\"127.0.0.1:%d\"]\n", p.name, p.orgName, p.td, p.port)
 		fmt.Fprintf(&b, "    bundle_file: ../%s/ca/bundle.pem\n    bundle_endpoint: \"https://127.0.0.1:%d\"\n", p.name, p.bePort)
 		fmt.Fprintf(&b, "    groups: [%s]\n", strings.Join(p.groups, ", "))
 	}

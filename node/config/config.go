@@ -371,6 +371,10 @@ type RoleBinding struct {
 type Peer struct {
 	// Name is how users and logs call the peer, such as ncc.
 	Name string `yaml:"name"`
+	// OrgName is the peer organisation's name for people, such as GGD GHOR Nederland: the web
+	// interface shows it for the partner's records. A peer accepted from an invitation has
+	// the name it gave there. Empty: the interface shows Name.
+	OrgName string `yaml:"org_name"`
 	// TrustDomain is the peer org's trust domain.
 	TrustDomain string `yaml:"trust_domain"`
 	// Addresses are the peer's replicas, host:port of their mTLS listeners.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -522,6 +523,50 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	_, page := b.get(t, e.url+"/?crisis=oekraine")
 	if !strings.Contains(page, `Landelijk beeld volgens VR Utrecht</a> <span class="kp-tag kp-tag--bad">ncc meldt het anders</span>`) {
 		t.Errorf("the picture does not name who reports the record otherwise:\n%s", page)
+	}
+}
+
+// TestPartnersByTheirNames: a partner whose config entry gives its organisation's name
+// (org_name) is called by it wherever a source is shown, not by its peer name, with its trust
+// domain after it on the record page.
+func TestPartnersByTheirNames(t *testing.T) {
+	e := startFederation(t)
+	file := e.utrecht.ConfigFile()
+	yaml, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := strings.Replace(string(yaml), "  - name: ncc\n", "  - name: ncc\n    org_name: \"Nationaal Crisiscentrum\"\n", 1)
+	if named == string(yaml) {
+		t.Fatalf("no peer ncc in vr-utrecht's config:\n%s", yaml)
+	}
+	if err := os.WriteFile(file, []byte(named), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.utrecht.Node.Reload(file); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	pages := map[string]string{
+		"picture": "/?crisis=oekraine",
+		"search":  "/zoeken?crisis=oekraine&q=landelijk",
+		"record":  "/record?" + url.Values{"origin": {e.ncc.TD.Name()}, "id": {"landelijk-1"}}.Encode(),
+	}
+	for name, path := range pages {
+		_, page := b.get(t, e.url+path)
+		if !strings.Contains(page, "Nationaal Crisiscentrum") || regexp.MustCompile(`>\s*ncc\s*<`).MatchString(page) {
+			t.Errorf("the %s calls ncc by its peer name, not Nationaal Crisiscentrum:\n%s", name, page)
+		}
+	}
+	_, page := b.get(t, e.url+pages["record"])
+	if !strings.Contains(page, `Nationaal Crisiscentrum <span class="kp-muted">(ncc.crisis.test)</span>`) {
+		t.Errorf("the record page does not say its source's name, then its trust domain:\n%s", page)
+	}
+	// The search's choice of organisation offers it by its name too.
+	_, page = b.get(t, e.url+"/zoeken")
+	if !strings.Contains(page, `<option value="ncc.crisis.test">Nationaal Crisiscentrum</option>`) {
+		t.Errorf("the search's organisation choice lacks ncc by its name:\n%s", page)
 	}
 }
 

@@ -313,8 +313,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		own.Newest = age(r.L, a)
 	}
 	v.Partners = append(v.Partners, own)
+	names := s.partnerNames(r)
 	for _, p := range sr.Peers {
-		pv := partnerView{Name: p.Peer, TrustDomain: p.TrustDomain, State: p.State, Records: count[p.TrustDomain]}
+		pv := partnerView{Name: partnerName(names, p.Peer, p.TrustDomain), TrustDomain: p.TrustDomain, State: p.State, Records: count[p.TrustDomain]}
 		if a, ok := newest[p.TrustDomain]; ok {
 			pv.Newest = age(r.L, a)
 		}
@@ -988,14 +989,22 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			v.Hits = append(v.Hits, hv)
 		}
+		names := s.partnerNames(r)
 		if cut := search.Cut(resp, searchPageLimit); len(cut) > 0 {
-			if cut[0] == "" {
-				cut[0] = s.c.Name
+			for i, peer := range cut {
+				if peer == "" {
+					cut[i] = s.c.Name
+				}
+				for _, p := range resp.Peers {
+					if p.Peer == peer {
+						cut[i] = partnerName(names, peer, p.TrustDomain)
+					}
+				}
 			}
 			v.Capped = r.L.T("search.capped", strings.Join(cut, ", "), searchPageLimit)
 		}
 		for _, p := range resp.Peers {
-			pv := partnerView{Name: p.Peer, TrustDomain: p.TrustDomain, State: p.State, Records: int(p.Count)}
+			pv := partnerView{Name: partnerName(names, p.Peer, p.TrustDomain), TrustDomain: p.TrustDomain, State: p.State, Records: int(p.Count)}
 			if v.Org == "" && len(resp.Peers) > 1 {
 				only := r.URL.Query()
 				only.Set("org", p.TrustDomain)
@@ -1023,6 +1032,36 @@ func (s *Server) orgName(partners []partnerView, td string) string {
 		}
 	}
 	return td
+}
+
+// partnerNames are the partners' organisations by trust domain, by the names they go by for
+// people: the name a peer gave in its invitation, or a configured peer's org_name. A partner
+// without one is left out, and the pages call it by its peer name. A peer the config file
+// shadows still lends its name. A failed listing leaves every partner by its peer name.
+func (s *Server) partnerNames(r *request) map[string]string {
+	out := map[string]string{}
+	if s.c.Conn == nil {
+		return out
+	}
+	peers, err := pb.NewPeerServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPeersRequest{})
+	if err != nil {
+		s.log.Warn("the peers could not be listed for their names", "err", err)
+		return out
+	}
+	for _, p := range peers.Peers {
+		if p.OrgName != "" && (out[p.TrustDomain] == "" || p.Active) {
+			out[p.TrustDomain] = p.OrgName
+		}
+	}
+	return out
+}
+
+// partnerName is a partner as people know it: its organisation's name, else its peer name.
+func partnerName(names map[string]string, peer, td string) string {
+	if n := names[td]; n != "" {
+		return n
+	}
+	return peer
 }
 
 // searchPageLimit is how many results the search page takes from each source.
@@ -1122,7 +1161,11 @@ func (s *Server) orgChoices(r *request, current string) []orgChoice {
 		return out
 	}
 	for _, p := range peers.Peers {
-		out = append(out, orgChoice{TrustDomain: p.TrustDomain, Name: p.Name, Current: current == p.TrustDomain})
+		name := p.Name
+		if p.OrgName != "" {
+			name = p.OrgName
+		}
+		out = append(out, orgChoice{TrustDomain: p.TrustDomain, Name: name, Current: current == p.TrustDomain})
 	}
 	return out
 }
@@ -1175,7 +1218,8 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		}
 		for _, h := range resp.Hits {
 			if h.Record.GetOrigin() == origin && h.Record.GetId() == id {
-				v.Rec, v.Source, v.FromCache, redacted = h.Record, h.Source, h.FromCache, h.Redacted
+				v.Rec, v.FromCache, redacted = h.Record, h.FromCache, h.Redacted
+				v.Source = partnerName(s.partnerNames(r), h.Source, origin)
 				v.Policies, v.Purpose = strings.Join(h.Policies, ", "), h.Purpose
 				if h.ReceivedAt != nil {
 					v.Received = local(h.ReceivedAt.AsTime()).Format("2006-01-02 15:04:05 MST")
