@@ -228,7 +228,10 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 					}
 					fmt.Fprintf(w, "Hand it to them; they accept it with `knooppunt peer accept %s` (the file, wherever it is on their side).\n", filepath.Base(answer))
 				} else {
-					fmt.Fprintf(w, "This answered your invitation: %s has you as a peer already.\n", inv.Name)
+					// This node keeps no list of the invitations it wrote: answer_to is the file's
+					// claim, which only the partner's node letting this one in bears out.
+					fmt.Fprintf(w, "The file says it answers your invitation %s, so no answer was written: if so, %s has you as a peer already. `knooppunt peer show %s` shows its subscription open once its node lets yours in; if it stays down, refused, send %s an invitation of yours (`knooppunt peer invite`).\n",
+						inv.AnswerTo, inv.Name, p.Name, inv.Name)
 				}
 				return nil
 			})
@@ -267,7 +270,7 @@ func showInvitation(w io.Writer, inv *invite.Invitation, fp string) {
 		fmt.Fprintf(tw, "  proposed groups\t%s (applied only if you give them with --groups)\n", strings.Join(inv.Groups, " "))
 	}
 	if inv.AnswerTo != "" {
-		fmt.Fprintf(tw, "  answers\tyour invitation %s\n", inv.AnswerTo)
+		fmt.Fprintf(tw, "  answers\tyour invitation %s, it says\n", inv.AnswerTo)
 	}
 	fmt.Fprintf(tw, "  expires\t%s\n", inv.ExpiresAt.Local().Format(time.RFC3339))
 	tw.Flush()

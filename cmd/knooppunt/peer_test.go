@@ -238,10 +238,12 @@ func TestBundleText(t *testing.T) {
 	}
 }
 
-// TestPeerAcceptWithoutAdvertiseAddsNothing: a node whose config names no address for peers
-// cannot write the answer, and finds that out before it adds the peer: the accept fails, and
-// the peers, the audit log and the answer file are as they were (review onboard F1).
-func TestPeerAcceptWithoutAdvertiseAddsNothing(t *testing.T) {
+// TestPeerAcceptWithoutAdvertise: a node whose config names no address for peers cannot write
+// the answer, and finds that out before it adds the peer: the accept fails, and the peers, the
+// audit log and the answer file are as they were (review onboard F1). An answer needs no answer,
+// so it is accepted; its answer_to is shown as the file's claim, which nothing here can check
+// (F4).
+func TestPeerAcceptWithoutAdvertise(t *testing.T) {
 	vrbn := newOrg(t, "vr-brabant-noord.crisis.test", "VR Brabant-Noord")
 	conf := filepath.Join(vrbn.dataDir, "node.yaml")
 	yaml, err := os.ReadFile(conf)
@@ -270,5 +272,14 @@ func TestPeerAcceptWithoutAdvertiseAddsNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(answer); err == nil {
 		t.Errorf("a refused accept wrote an answer")
+	}
+
+	claims := signAs(t, work, "ncc-answer.json", nccCA, nccCA, func(inv *invite.Invitation) { inv.AnswerTo = "deadbeef" })
+	r = cli(t, nil, "", "peer", "accept", claims, "--yes", "--node", vrbn.sock()).want(t, 0)
+	for _, want := range []string{"your invitation deadbeef, it says\n", "Peer ncc (ncc.crisis.test) added",
+		"The file says it answers your invitation deadbeef, so no answer was written: if so, NCC has you as a peer already. `knooppunt peer show ncc` shows"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("accept of an answer: stdout lacks %q:\n%s", want, r.stdout)
+		}
 	}
 }
