@@ -158,11 +158,12 @@ func lifecycle(t *testing.T, f *fedtest.Federation) {
 			t.Errorf("a disclosed %s to %v: no policy grants it anything but b", e.Subject, d["recipient"])
 		}
 	}
+	// A retraction names the policies the record was held under, and what became of them.
 	want := []string{
-		"r1 " + b.TD.Name() + ": no longer granted",
+		"r1 " + b.TD.Name() + ": no longer granted: held under sitreps-to-b@1 (revoked)",
 		"r1 " + b.TD.Name() + ": deleted",
-		"r2 " + b.TD.Name() + ": no longer granted",
-		"s1 " + b.TD.Name() + ": no longer granted",
+		"r2 " + b.TD.Name() + ": no longer granted: held under sitreps-to-b-again@1 (in force, no longer granting it)",
+		"s1 " + b.TD.Name() + ": no longer granted: held under signals-when-warm@1 (in force, no longer granting it)",
 	}
 	// The source commits a retraction's audit entry together with the others of its batch,
 	// which may be just after b has dropped the record: wait a moment for the last one.
@@ -959,7 +960,7 @@ func TestSubscribeExpiryRetracts(t *testing.T) {
 	// has dropped the record.
 	fedtest.Eventually(t, 5*time.Second, "the source's audit has the retraction of s1", func() (bool, string) {
 		for _, e := range a.Audit(t, db.AuditRetraction) {
-			if e.Subject == "s1" && auditDetail(t, e)["reason"] == "no longer granted" {
+			if e.Subject == "s1" && auditDetail(t, e)["reason"] == "no longer granted: held under signals-for-now@1 (expired)" {
 				return true, ""
 			}
 		}

@@ -1176,15 +1176,15 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 				return cursor, err
 			}
 		case held[r.Id].Version != 0:
-			reason := "no longer granted"
+			reason, why := "no longer granted", heldUnder(set, held[r.Id], now)
 			if r.Tombstone {
-				reason = "deleted"
+				reason, why = "deleted", ""
 			}
 			if err := stream.Send(&pb.FeedEvent{Seq: c.Seq, Event: &pb.FeedEvent_Retraction{Retraction: &pb.Retraction{RecordId: r.Id, Reason: reason}}}); err != nil {
 				return cursor, err
 			}
 			delete(held, r.Id)
-			disc.retract(r.Id, reason, c.Seq)
+			disc.retract(r.Id, reason+why, c.Seq)
 		}
 		cursor = c.Seq
 	}
@@ -1192,6 +1192,32 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 		cursor = upTo
 	}
 	return cursor, disc.flush(ctx)
+}
+
+// heldUnder says, for the audit of a retraction, under which policies the holder held the record
+// and what became of each, so that an officer can tell which step withdrew it: ": held under
+// a@1 (revoked), b@2 (in force, no longer granting it)". The holder is told only "no longer
+// granted".
+func heldUnder(set *policy.Set, h db.Holding, now time.Time) string {
+	if len(h.Policies) == 0 {
+		return ""
+	}
+	parts := make([]string, len(h.Policies))
+	for i, id := range h.Policies {
+		state := "not in force"
+		if i := slices.IndexFunc(set.Policies, func(c *policy.Compiled) bool { return c.ID == id }); i >= 0 {
+			c := set.Policies[i]
+			switch state = c.State; {
+			case state != policy.StateApproved:
+			case c.Doc.ValidUntil != nil && !now.Before(*c.Doc.ValidUntil):
+				state = "expired"
+			default:
+				state = "in force, no longer granting it"
+			}
+		}
+		parts[i] = id + " (" + state + ")"
+	}
+	return ": held under " + strings.Join(parts, ", ")
 }
 
 // subscribed is the copy of a granted record that a subscription sends (red is d.Redaction()),
@@ -1261,15 +1287,15 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		reason := "no longer granted"
+		reason, why := "no longer granted", heldUnder(set, held[id], now)
 		if _, err := s.c.DB.Get(ctx, id); err != nil {
-			reason = "deleted"
+			reason, why = "deleted", ""
 		}
 		if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Retraction{Retraction: &pb.Retraction{RecordId: id, Reason: reason}}}); err != nil {
 			return err
 		}
 		delete(held, id)
-		disc.retract(id, reason, cursor)
+		disc.retract(id, reason+why, cursor)
 	}
 	// Settled before the resync counts as complete, and before the feed may disclose a newer
 	// version of a record whose batch is still in flight.
