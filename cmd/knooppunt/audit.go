@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/witness"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -135,7 +136,7 @@ and after every policy step, and verify asks every peer for the heads it keeps a
 the chain holds each one. A chain rewritten whole fails, naming the witness and the entry. A
 peer that cannot be reached is reported and does not fail the check.`,
 		Example: `  knooppunt audit verify
-  knooppunt audit verify --anchor 1834:9f2c5e…   # the head printed by an earlier verify
+  knooppunt audit verify --anchor 1834:9f2c5e0b7a41d3c68e25f90a4b1c7d3e6f8a2b5c9d0e1f4a7b3c6d9e2f5a8b1c   # the head an earlier verify printed
   knooppunt audit verify --witnesses             # against the heads the peers keep; exit 2 when none could be asked`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -171,16 +172,23 @@ peer that cannot be reached is reported and does not fail the check.`,
 				switch {
 				case f.output == "json":
 					out := map[string]any{"ok": resp.Ok, "entries": resp.Entries, "first_broken": resp.FirstBroken, "problem": resp.Problem, "head": head}
+					if req.Anchor != nil {
+						out["anchor_holds"] = resp.Ok
+					}
 					if witnesses {
 						out["witnesses"] = ws
 					}
 					if err := printJSON(cmd.OutOrStdout(), out); err != nil {
 						return err
 					}
-				case resp.Ok && head != "":
-					fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\nhead: %s\n", resp.Entries, head)
 				case resp.Ok:
 					fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries verify\n", resp.Entries)
+					if req.Anchor != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "anchor %d holds: the chain still has that entry with that hash\n", req.Anchor.Seq)
+					}
+					if head != "" {
+						fmt.Fprintf(cmd.OutOrStdout(), "head: %s\n", head)
+					}
 				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
 				}
@@ -197,19 +205,8 @@ peer that cannot be reached is reported and does not fail the check.`,
 				if !resp.Ok {
 					return exitError(1)
 				}
-				// No peer vouched for the chain, and some could not be asked: the check the
-				// caller asked for did not happen, which must not read as a pass.
-				vouched, unreachable := 0, 0
-				for _, w := range ws {
-					switch w.State {
-					case "ok":
-						vouched++
-					case "unreachable":
-						unreachable++
-					}
-				}
-				if witnesses && vouched == 0 && unreachable > 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no witness could vouch for the chain: %d of %d unreachable. Check again when they answer.\n", unreachable, len(ws))
+				if note := unvouched(resp.Witnesses); witnesses && note != "" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no witness could vouch for the chain: %s.\n", note)
 					return exitError(2)
 				}
 				return nil
@@ -221,6 +218,33 @@ peer that cannot be reached is reported and does not fail the check.`,
 	cmd.Flags().BoolVar(&witnesses, "witnesses", false, "also check the chain against the signed heads every peer keeps of it")
 	f.fill(map[string]string{"anchor": "anchor"})
 	return cmd
+}
+
+// unvouched says why no witness vouched for the chain, or "" when one did. Then the check the
+// caller asked for did not happen, which must not read as a pass: not when witnesses could not
+// be asked, nor when none holds a head yet. (A node without peers refuses --witnesses.)
+func unvouched(ws []*pb.WitnessReport) string {
+	by := map[string]int{}
+	for _, w := range ws {
+		if w.State == witness.OK {
+			return ""
+		}
+		by[w.State]++
+	}
+	var why []string
+	for _, s := range []struct{ state, says string }{
+		{witness.Unreachable, "unreachable"},
+		{witness.None, "hold no head of it yet (the node hands each peer its head every few minutes and after every policy step)"},
+		{witness.Invalid, "hold heads that do not verify"},
+	} {
+		if n := by[s.state]; n > 0 {
+			why = append(why, fmt.Sprintf("%d of %d %s", n, len(ws), s.says))
+		}
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return strings.Join(why, "; ") + ". Check again later"
 }
 
 // parseAnchor parses SEQ:HASH as audit verify prints a head.

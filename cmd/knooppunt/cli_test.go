@@ -443,10 +443,13 @@ func TestCLIAuditVerify(t *testing.T) {
 		t.Fatalf("audit verify printed:\n%s", out)
 	}
 	head := strings.TrimPrefix(lines[1], "head: ")
-	cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", head).want(t, 0)
+	// An anchor that holds says so: the same output as without one would not tell it was checked.
+	if out := cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", head).want(t, 0).stdout; out != "ok: 2 entries verify\nanchor 2 holds: the chain still has that entry with that hash\nhead: "+head+"\n" {
+		t.Errorf("audit verify --anchor printed:\n%s", out)
+	}
 	var v map[string]any
 	cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", head, "-o", "json").want(t, 0).oneJSON(t, &v)
-	if v["ok"] != true || v["head"] != head {
+	if v["ok"] != true || v["head"] != head || v["anchor_holds"] != true {
 		t.Fatalf("audit verify -o json = %v, want ok and head %s", v, head)
 	}
 	// A hash that is not entry 1's: the chain does not hold the anchor.
@@ -459,6 +462,13 @@ func TestCLIAuditVerify(t *testing.T) {
 		if !strings.Contains(res.stderr, "--anchor") || res.stdout != "" {
 			t.Fatalf("--anchor %s: stderr does not name the flag:\n%s", bad, res.stderr)
 		}
+	}
+	// The example in --help is a head as verify prints it.
+	ex := regexp.MustCompile(`--anchor (\S+)`).FindStringSubmatch(newAuditVerifyCmd().Example)
+	if ex == nil {
+		t.Error("audit verify's examples show no --anchor")
+	} else if _, err := parseAnchor(ex[1]); err != nil {
+		t.Errorf("audit verify's example --anchor %s: %v", ex[1], err)
 	}
 	// A list cut at --limit says so, and where the rest begins; --since takes days, and names
 	// itself when it cannot read the value.
@@ -697,5 +707,30 @@ func TestCLIImportStoppedMidway(t *testing.T) {
 	m := regexp.MustCompile(`^stopped after (\d+) of 20000 rows: the node answered for the rows up to line (\d+); lines (\d+) to (\d+) were sent but not answered, and may be stored; the rest were not sent`).FindStringSubmatch(sum.Stopped)
 	if m == nil || m[1] != m[2] || m[1] == "0" || sum.Accepted < 20 || fmt.Sprint(sum.Accepted) != m[1] || m[3] != m[4] || m[3] != fmt.Sprint(sum.Accepted+1) {
 		t.Errorf("the summary of the stopped import: %+v", sum)
+	}
+}
+
+// TestUnvouched: --witnesses passes only when a witness vouched for the chain; otherwise it says
+// why none did (review onboard F5: every witness keeping no head read as ok).
+func TestUnvouched(t *testing.T) {
+	ws := func(states ...string) []*pb.WitnessReport {
+		var out []*pb.WitnessReport
+		for _, s := range states {
+			out = append(out, &pb.WitnessReport{State: s})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		ws   []*pb.WitnessReport
+		want string
+	}{
+		{ws("ok", "unreachable", "none"), ""},
+		{ws("none", "none"), "2 of 2 hold no head of it yet"},
+		{ws("unreachable"), "1 of 1 unreachable. Check again later"},
+		{ws("unreachable", "none", "invalid"), "1 of 3 unreachable; 1 of 3 hold no head of it yet (the node hands each peer its head every few minutes and after every policy step); 1 of 3 hold heads that do not verify"},
+	} {
+		if got := unvouched(c.ws); !strings.HasPrefix(got, c.want) || (c.want == "") != (got == "") {
+			t.Errorf("unvouched(%v) = %q, want it to begin %q", c.ws, got, c.want)
+		}
 	}
 }
