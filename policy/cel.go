@@ -178,6 +178,8 @@ type compiledWhen struct {
 	keys []string
 	// unbounded is lint's refusal of a call without a bounded cost, or nil.
 	unbounded error
+	// crises are the crisis names it compares record.crisis with, for lint.
+	crises []string
 }
 
 // compileWhen type-checks a `when` expression, checks that it yields a bool and that its
@@ -203,7 +205,8 @@ func compileWhen(expr string) (compiledWhen, error) {
 	}
 	prg, err := env.Program(ast, cel.CostLimit(CostBudget), cel.EvalOptions(cel.OptOptimize))
 	e := ast.NativeRep().Expr()
-	return compiledWhen{prg: prg, body: bodyUseOf(e), now: readsNow(e), keys: bodyKeys(e), unbounded: unboundedCall(ast.NativeRep())}, err
+	return compiledWhen{prg: prg, body: bodyUseOf(e), now: readsNow(e), keys: bodyKeys(e), unbounded: unboundedCall(ast.NativeRep()),
+		crises: crisesNamed(e)}, err
 }
 
 // bodyKeys lists, once each and in order, the top-level body fields an expression names:
@@ -239,6 +242,52 @@ func bodyKeys(e celast.Expr) []string {
 		}
 	}))
 	return keys
+}
+
+// crisesNamed lists, once each and in order, the constant crisis names an expression compares
+// record.crisis with: record.crisis == "x", "x" != record.crisis, record.crisis in ["x", "y"].
+func crisesNamed(e celast.Expr) []string {
+	var names []string
+	isCrisis := func(e celast.Expr) bool {
+		if e.Kind() != celast.SelectKind {
+			return false
+		}
+		sel := e.AsSelect()
+		return sel.FieldName() == "crisis" && !sel.IsTestOnly() && sel.Operand().Kind() == celast.IdentKind && sel.Operand().AsIdent() == "record"
+	}
+	add := func(e celast.Expr) {
+		if e.Kind() != celast.LiteralKind {
+			return
+		}
+		if n, ok := e.AsLiteral().Value().(string); ok && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind {
+			return
+		}
+		call := e.AsCall()
+		args := call.Args()
+		if len(args) != 2 {
+			return
+		}
+		switch call.FunctionName() {
+		case operators.Equals, operators.NotEquals:
+			if isCrisis(args[0]) {
+				add(args[1])
+			} else if isCrisis(args[1]) {
+				add(args[0])
+			}
+		case operators.In:
+			if isCrisis(args[0]) && args[1].Kind() == celast.ListKind {
+				for _, el := range args[1].AsList().Elements() {
+					add(el)
+				}
+			}
+		}
+	}))
+	return names
 }
 
 // readsNow reports whether an expression names `now`. It is conservative: a comprehension

@@ -147,11 +147,14 @@ var LintMessages = map[string]string{
 	"recipients.missing":       "missing: name at least one recipient",
 	"recipient.group":          "%s is not a group: use group:NAME",
 	"recipient.spiffe":         "%s is not a SPIFFE ID",
+	"recipient.spiffe_case":    "%s is not a SPIFFE ID: a trust domain is lower case, such as %s",
+	"recipient.peer_name":      "%s is the name of a peer, not a recipient: name it by its trust domain, %s",
 	"recipient.spiffe_path":    "%s is not a SPIFFE ID: %s",
 	"recipients.twice":         "%s names the recipient of %s again: list each recipient once",
 	"recipient":                "%s is not a recipient: use a SPIFFE ID, a trust domain or group:NAME",
 	"recipients.unknown_peer":  "unknown peer %s: it is not one of the node's peers (peer list shows them)",
 	"recipients.unknown_group": "unknown group %s: no peer of the node is in it (peer list shows each peer's groups)",
+	"recipients.group_ceiling": "%s gets %s records: so does every peer that joins the group later, without a new approval; name the peers themselves if only they may",
 	"kinds.missing":            "missing: name at least one kind",
 	"kinds.unknown":            "unknown kind %s: the node knows %s",
 	"kinds.twice":              "%s is listed already: list each kind once",
@@ -162,6 +165,7 @@ var LintMessages = map[string]string{
 	"control":                  "%s: a policy holds printable text only: a control, bidirectional or invisible character makes what an officer reads differ from what the node enforces; remove it",
 	"when.undeclared":          "record.body.%s: no kind this policy shares declares a field %s; the open kinds (%s) may carry it, but if the name is misspelt the condition holds for no record and nothing is shared: check it, and policy preview shows what would go",
 	"redact.undeclared":        "%s: no kind this policy shares declares a field %s; the open kinds (%s) may carry it, but if the name is misspelt nothing is withheld: check it, and policy preview shows whether any record has it",
+	"when.crisis":              "record.crisis %s: no record here or from a partner names this crisis, so the condition holds for none of its records; check the spelling (phase show lists the crises)",
 	"when.field":               "record.body.%s: no kind this policy shares (%s) has a field %s, so the condition never holds for any record; check the field's name",
 	"when.comment":             "a // comment in a condition that YAML folds from several lines into one hides every line after it: write the condition as a block that keeps its lines (when: |)",
 	"phases":                   "%s is not a phase: use cold, lukewarm or warm",
@@ -660,7 +664,7 @@ func (p *Parsed) checkSchema() Problems {
 	for i, r := range d.Recipients {
 		var re *recipientError
 		if _, err := ParseRecipient(r); errors.As(err, &re) {
-			add(fmt.Sprintf("recipients[%d]", i), re.code, q(re.value))
+			add(fmt.Sprintf("recipients[%d]", i), re.code, re.args(q)...)
 		}
 	}
 	if len(d.Kinds) == 0 {
@@ -972,11 +976,19 @@ type RecipientRef struct {
 
 var tdRe = regexp.MustCompile(`^[a-z0-9._-]+$`)
 
-// recipientError is a recipients entry that is not one, with the code of its lint message.
-type recipientError struct{ code, value string }
+// recipientError is a recipients entry that is not one, with the code of its lint message and
+// any argument after the entry (a suggestion).
+type recipientError struct {
+	code, value string
+	more        []string
+}
 
 func (e *recipientError) Error() string {
-	return lintProblem(0, 0, "", e.code, Quote(e.value)).Message
+	return lintProblem(0, 0, "", e.code, e.args(Quote)...).Message
+}
+
+func (e *recipientError) args(q func(string) string) []string {
+	return append([]string{q(e.value)}, e.more...)
 }
 
 // ParseRecipient reads a recipients entry.
@@ -985,14 +997,17 @@ func ParseRecipient(s string) (RecipientRef, error) {
 	case strings.HasPrefix(s, "group:"):
 		g := strings.TrimPrefix(s, "group:")
 		if !nameRe.MatchString(g) {
-			return RecipientRef{}, &recipientError{"recipient.group", s}
+			return RecipientRef{}, &recipientError{"recipient.group", s, nil}
 		}
 		return RecipientRef{Kind: RecipientGroup, Value: g}, nil
 	case strings.HasPrefix(s, "spiffe://"):
 		rest := strings.TrimSuffix(strings.TrimPrefix(s, "spiffe://"), "/")
 		td, path, _ := strings.Cut(rest, "/")
 		if !tdRe.MatchString(td) {
-			return RecipientRef{}, &recipientError{"recipient.spiffe", s}
+			if lower := strings.ToLower(td); tdRe.MatchString(lower) {
+				return RecipientRef{}, &recipientError{"recipient.spiffe_case", s, []string{Quote("spiffe://" + lower + strings.TrimPrefix(s, "spiffe://"+td))}}
+			}
+			return RecipientRef{}, &recipientError{"recipient.spiffe", s, nil}
 		}
 		if path == "" {
 			return RecipientRef{Kind: RecipientTrustDomain, Value: td}, nil
@@ -1001,7 +1016,7 @@ func ParseRecipient(s string) (RecipientRef, error) {
 	case tdRe.MatchString(s) && strings.Contains(s, "."):
 		return RecipientRef{Kind: RecipientTrustDomain, Value: s}, nil
 	}
-	return RecipientRef{}, &recipientError{"recipient", s}
+	return RecipientRef{}, &recipientError{"recipient", s, nil}
 }
 
 // PhaseSwitch says what a crisis going from phase from to phase to does to a policy of this

@@ -212,7 +212,8 @@ func TestParseRecipient(t *testing.T) {
 		{in: "spiffe://ncc.crisis.test/node/r1", want: policy.RecipientRef{Kind: policy.RecipientID, Value: "spiffe://ncc.crisis.test/node/r1"}},
 		{in: "spiffe://ncc.crisis.test/node/r1/", want: policy.RecipientRef{Kind: policy.RecipientID, Value: "spiffe://ncc.crisis.test/node/r1"}},
 		{in: "ncc", err: `"ncc" is not a recipient: use a SPIFFE ID, a trust domain or group:NAME`},
-		{in: "spiffe://NCC.test", err: `"spiffe://NCC.test" is not a SPIFFE ID`},
+		{in: "spiffe://NCC.test/node/r1", err: `"spiffe://NCC.test/node/r1" is not a SPIFFE ID: a trust domain is lower case, such as "spiffe://ncc.test/node/r1"`},
+		{in: "spiffe://ncc test", err: `"spiffe://ncc test" is not a SPIFFE ID`},
 		{in: "group:a b", err: `"group:a b" is not a group: use group:NAME`},
 		{in: "", err: `"" is not a recipient: use a SPIFFE ID, a trust domain or group:NAME`},
 	}

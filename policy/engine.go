@@ -57,6 +57,8 @@ type Compiled struct {
 	whenNow bool
 	// whenKeys are the top-level body fields the condition names, for lint.
 	whenKeys []string
+	// whenCrises are the crisis names the condition compares record.crisis with, for lint.
+	whenCrises []string
 	// whenUnbounded is lint's refusal of a call whose cost the budget cannot bound, or nil.
 	whenUnbounded error
 }
@@ -88,7 +90,7 @@ func compileParsed(parsed *Parsed) (*Compiled, Problems) {
 		if err != nil {
 			probs = append(probs, parsed.problem("when", "when", err.Error()))
 		}
-		c.when, c.whenBody, c.whenNow, c.whenKeys, c.whenUnbounded = w.prg, w.body, w.now, w.keys, w.unbounded
+		c.when, c.whenBody, c.whenNow, c.whenKeys, c.whenUnbounded, c.whenCrises = w.prg, w.body, w.now, w.keys, w.unbounded, w.crises
 	}
 	return c, probs
 }
@@ -125,21 +127,39 @@ type Context struct {
 	// Declared are the top-level body fields each kind's schema declares, closed or open: what
 	// LintDoubts holds a redact path's field against.
 	Declared map[string][]string
+	// Crises are the crises that records here or from partners name, or that have a phase set;
+	// nil when not known, so that LintDoubts does not hold a condition's crisis against them.
+	Crises []string
 }
 
-// LintDoubts returns what a lint with a node cannot call wrong but an officer should check: a
-// body field, in the condition or in a redact path, that no kind of the policy declares, while an
-// open kind among them might carry it all the same (so that Lint does not refuse it). A misspelt
-// name in the condition makes it hold for no record, so that nothing is shared; in a redact path
-// it withholds nothing, and the field that was meant goes out. Nil without a context, or for a
-// document that does not parse.
+// LintDoubts returns what a lint cannot call wrong but an officer should check, in the order of
+// the document:
+//   - a group granted confidential or secret records: every peer that joins it later gets them,
+//     with no officer approving that peer;
+//
+// and, with a node's context:
+//   - a body field, in the condition or in a redact path, that no kind of the policy declares,
+//     while an open kind among them might carry it all the same (so that Lint does not refuse
+//     it). A misspelt name in the condition makes it hold for no record, so that nothing is
+//     shared; in a redact path it withholds nothing, and the field that was meant goes out;
+//   - a crisis the condition compares record.crisis with that no record names (ctx.Crises).
+//
+// Nil for a document that does not parse.
 func LintDoubts(src []byte, ctx *Context) []Problem {
-	if ctx == nil {
-		return nil
-	}
 	parsed, _, err := parse(src, true)
 	if err != nil || parsed == nil {
 		return nil
+	}
+	var out Problems
+	if class, ok := classWords[parsed.Doc.MaxClassification]; ok && class >= pb.Classification_CONFIDENTIAL {
+		for i, r := range parsed.Doc.Recipients {
+			if ref, err := ParseRecipient(r); err == nil && ref.Kind == RecipientGroup {
+				out = append(out, parsed.problem(fmt.Sprintf("recipients[%d]", i), "recipients.group_ceiling", Quote(r), parsed.Doc.MaxClassification))
+			}
+		}
+	}
+	if ctx == nil {
+		return out
 	}
 	// undeclared lists the open kinds of the policy that might carry key, when none declares it.
 	undeclared := func(key string) []string {
@@ -156,11 +176,15 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 		}
 		return open
 	}
-	var out []Problem
 	if c, _ := compileParsed(parsed); c != nil {
 		for _, key := range c.whenKeys {
 			if open := undeclared(key); len(open) > 0 {
 				out = append(out, parsed.problem("when", "when.undeclared", cut(key), Quote(key), cut(strings.Join(open, ", "))))
+			}
+		}
+		for _, crisis := range c.whenCrises {
+			if ctx.Crises != nil && !slices.Contains(ctx.Crises, crisis) {
+				out = append(out, parsed.problem("when", "when.crisis", Quote(crisis)))
 			}
 		}
 	}
@@ -173,6 +197,7 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 			out = append(out, parsed.problem(fmt.Sprintf("redact[%d]", i), "redact.undeclared", cut(path), Quote(key), cut(strings.Join(open, ", "))))
 		}
 	}
+	out.sort()
 	return out
 }
 
@@ -201,6 +226,15 @@ func Lint(src []byte, ctx *Context) (*Compiled, error) {
 		probs = append(probs, parsed.problem("when", "when", c.whenUnbounded.Error()))
 	}
 	if ctx != nil {
+		// A peer's name is no recipient; its trust domain is.
+		for i, r := range parsed.Doc.Recipients {
+			field := fmt.Sprintf("recipients[%d]", i)
+			at := slices.IndexFunc(probs, func(p Problem) bool { return p.Field == field && p.Code == "recipient" })
+			peer := slices.IndexFunc(ctx.Peers, func(p Recipient) bool { return p.Name == r })
+			if at >= 0 && peer >= 0 {
+				probs[at] = parsed.problem(field, "recipient.peer_name", Quote(r), Quote(ctx.Peers[peer].TrustDomain))
+			}
+		}
 		for i, k := range parsed.Doc.Kinds {
 			if !slices.Contains(ctx.Kinds, k) {
 				probs = append(probs, parsed.problem(fmt.Sprintf("kinds[%d]", i), "kinds.unknown", Quote(k), strings.Join(ctx.Kinds, ", ")))

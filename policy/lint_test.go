@@ -299,7 +299,7 @@ func TestLintMessages(t *testing.T) {
 		"name: [a\n",
 		"name: p\nrecipient: [x]\ncolour: red\n",
 		"version: 9\nname: Bad Name\nrecipients: []\nkinds: []\nmax_classification: top\n",
-		"name: p\npurpose: x\nrecipients: ['group:Bad Name', 'spiffe://Bad/x', x]\nkinds: [qa]\nmax_classification: internal\n" +
+		"name: p\npurpose: x\nrecipients: ['group:Bad Name', 'spiffe://Bad/x', 'spiffe://b d/x', x, ncc]\nkinds: [qa]\nmax_classification: internal\n" +
 			"accept_purposes: ['', " + long + ", a, a]\nredact: [phone]\nphases: [hot]\nstatuses: [test, gone, actual, actual]\nexercises: ['bad name']\n",
 		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity]\nmax_classification: internal\nvalid_from: tomorrow\n",
 		"name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity]\nmax_classification: internal\n" +
@@ -319,7 +319,8 @@ func TestLintMessages(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	// A doubt, which is no problem: a field no kind declares, which the open sitrep may carry.
-	doubted := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [shelter.capacity, sitrep]\nmax_classification: internal\nredact: [body.telefon]\nwhen: \"record.body.telefon == 'x'\"\n"
+	doubted := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test, 'group:rijk']\nkinds: [shelter.capacity, sitrep]\nmax_classification: secret\nredact: [body.telefon]\nwhen: \"record.body.telefon == 'x' && record.crisis == 'oekrain'\"\n"
+	ctx.Crises = []string{"oekraine"}
 	doubts := policy.LintDoubts([]byte(doubted), ctx)
 	for i, doc := range append(docs, doubted) {
 		_, err := policy.Lint([]byte(doc), ctx)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -54,10 +55,33 @@ func fromLintProblems(ps []*pb.LintProblem) []policy.Problem {
 }
 
 func printProblems(w io.Writer, file string, probs []policy.Problem) {
+	printLint(w, file, probs, nil)
+}
+
+// printLint prints problems and warnings together in the order of the document, so that a
+// warning at line 7 does not come before an error at line 3; a warning says so.
+func printLint(w io.Writer, file string, probs, warnings []policy.Problem) {
+	type said struct {
+		policy.Problem
+		warning bool
+	}
+	var all []said
 	for _, p := range probs {
+		all = append(all, said{p, false})
+	}
+	for _, p := range warnings {
+		all = append(all, said{p, true})
+	}
+	slices.SortStableFunc(all, func(a, b said) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	for _, p := range all {
 		loc := file
 		if p.Line > 0 {
 			loc = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
+		}
+		if p.warning {
+			loc += ": warning"
 		}
 		if p.Field != "" {
 			fmt.Fprintf(w, "%s: %s: %s\n", loc, p.Field, p.Message)
@@ -73,11 +97,13 @@ func newPolicyLintCmd() *cobra.Command {
 		Use:   "lint FILE",
 		Short: "Check a policy document",
 		Long: `Check a policy document: YAML syntax, schema, and the CEL type and cost of its condition.
-This works offline. With --node it also checks the kinds, recipients and groups against that node,
-and warns of a body field, in a redact path or in when, that no kind declares while an open kind
-might carry it (a misspelt name withholds nothing, or shares nothing). Every problem is printed as
-FILE:LINE:COLUMN: field: message; the exit code is 1 if there is any. A warning does not change
-the exit code. -o json prints {"file", "ok", "problems", "warnings"} on standard output, each
+This works offline, and warns of a group granted confidential or secret records (every peer that
+joins it later gets them). With --node it also checks the kinds, recipients and groups against
+that node (a peer's name is refused with its trust domain to write), and warns of a body field, in
+a redact path or in when, that no kind declares while an open kind might carry it (a misspelt name
+withholds nothing, or shares nothing), and of a crisis in when that no record names. Every problem
+is printed as FILE:LINE:COLUMN: field: message, warnings among them in the document's order; the
+exit code is 1 if there is any problem. A warning does not change the exit code. -o json prints {"file", "ok", "problems", "warnings"} on standard output, each
 problem with line, column, field and message, for a pipeline that checks policies.`,
 		Example: `  knooppunt policy lint lcvs-capacity.yaml
   knooppunt policy lint lcvs-capacity.yaml --node unix:///var/lib/knooppunt/knooppunt.sock
@@ -103,12 +129,15 @@ problem with line, column, field and message, for a pipeline that checks policie
 					return callError(&f, err)
 				}
 				probs, doubts = fromLintProblems(resp.Problems), fromLintProblems(resp.Doubts)
-			} else if _, err := policy.Lint(src, nil); err != nil {
-				var ps policy.Problems
-				if !errors.As(err, &ps) {
-					return err
+			} else {
+				if _, err := policy.Lint(src, nil); err != nil {
+					var ps policy.Problems
+					if !errors.As(err, &ps) {
+						return err
+					}
+					probs = ps
 				}
-				probs = ps
+				doubts = policy.LintDoubts(src, nil) // what a document alone can show
 			}
 			if f.output == "json" {
 				doc := struct {
@@ -125,12 +154,9 @@ problem with line, column, field and message, for a pipeline that checks policie
 				}
 				return nil
 			}
-			// Doubts do not fail the lint, but are said first: an officer reads them.
-			for _, p := range doubts {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s:%d:%d: warning: %s: %s\n", args[0], p.Line, p.Column, p.Field, p.Message)
-			}
+			// Doubts do not fail the lint, but are said with the problems, in the document's order.
+			printLint(cmd.ErrOrStderr(), args[0], probs, doubts)
 			if len(probs) > 0 {
-				printProblems(cmd.ErrOrStderr(), args[0], probs)
 				return exitError(1)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
@@ -345,8 +371,9 @@ func newPolicyDiffCmd() *cobra.Command {
 		Use:   "diff ID1 ID2",
 		Short: "Show how two policy versions differ",
 		Long: `Show how two policy documents differ, line by line: "-" the first's lines, "+" the second's, a
-changed line old first. Each argument is a file or a stored policy: NAME@VERSION, or NAME for its
-newest version. As diff(1), it exits 0 when they are the same document, 1 when they differ, and
+changed line old first. Each argument is a file or a stored policy: NAME@VERSION, or NAME for the
+version in force (approved), or the newest version when none is; the header names the version and
+its state (--- lcvs-capacity-to-regions@2 (approved)). As diff(1), it exits 0 when they are the same document, 1 when they differ, and
 2 on an error: a pipeline can check that what is stored is what is in its repository.`,
 		Example: `  knooppunt policy diff lcvs-capacity-to-regions@1 lcvs-capacity-to-regions@2
   knooppunt policy diff lcvs-capacity-to-regions@2 ./draft.yaml
@@ -354,18 +381,18 @@ newest version. As diff(1), it exits 0 when they are the same document, 1 when t
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// 1 says the documents differ: an error that stops the comparison ends with 2.
-			srcs, err := policyDiffSources(cmd, &f, args)
+			srcs, labels, err := policyDiffSources(cmd, &f, args)
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "knooppunt:", err)
 				return exitError(2)
 			}
 			lines := diffLines(strings.Split(string(srcs[0]), "\n"), strings.Split(string(srcs[1]), "\n"))
 			if !slices.ContainsFunc(lines, func(l string) bool { return !strings.HasPrefix(l, " ") }) {
-				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s and %s are the same document.\n", args[0], args[1])
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s and %s are the same document.\n", labels[0], labels[1])
 				return err
 			}
 			out := terminalSafe{cmd.OutOrStdout()}
-			fmt.Fprintf(out, "--- %s\n+++ %s\n", args[0], args[1])
+			fmt.Fprintf(out, "--- %s\n+++ %s\n", labels[0], labels[1])
 			for _, l := range lines {
 				fmt.Fprintln(out, l)
 			}
@@ -656,27 +683,46 @@ func holdingLine(resp *pb.ExplainResponse) string {
 	return held
 }
 
-// policyDiffSources reads the two documents policy diff compares: each a file or a stored policy.
-func policyDiffSources(cmd *cobra.Command, f *clientFlags, args []string) ([2][]byte, error) {
-	var srcs [2][]byte
+// policyDiffSources reads each argument, a file or a stored policy, with the label its header
+// gives it: a stored one by NAME@VERSION and state, so that a diff never leaves unsaid that it
+// compared with a revoked version, say.
+func policyDiffSources(cmd *cobra.Command, f *clientFlags, args []string) (srcs [2][]byte, labels [2]string, err error) {
 	for i, a := range args {
 		if b, err := os.ReadFile(a); err == nil {
-			srcs[i] = b
+			srcs[i], labels[i] = b, a
 			continue
 		}
 		c, closeConn, err := f.policies()
 		if err != nil {
-			return srcs, err
+			return srcs, labels, err
 		}
-		p, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: a})
+		p, err := storedForDiff(cmd, c, a)
 		closeConn()
 		if status.Code(err) == codes.NotFound {
-			return srcs, fmt.Errorf("%s: neither a file nor a stored policy (NAME@VERSION, or NAME for its newest; `policy list` shows them)", a)
+			return srcs, labels, fmt.Errorf("%s: neither a file nor a stored policy (NAME@VERSION, or NAME for the version in force; `policy list` shows them)", a)
 		}
 		if err != nil {
-			return srcs, callError(f, err)
+			return srcs, labels, callError(f, err)
 		}
-		srcs[i] = p.Source
+		srcs[i], labels[i] = p.Source, fmt.Sprintf("%s (%s)", p.Id, p.State)
 	}
-	return srcs, nil
+	return srcs, labels, nil
+}
+
+// storedForDiff is the stored policy id names: NAME@VERSION, or for NAME the version in force
+// (approved), else the newest, which may be proposed, revoked or rejected.
+func storedForDiff(cmd *cobra.Command, c pb.PolicyServiceClient, id string) (*pb.PolicyInfo, error) {
+	if strings.Contains(id, "@") {
+		return c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: id})
+	}
+	list, err := c.List(cmd.Context(), &pb.ListPoliciesRequest{Name: id, State: policy.StateApproved})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range list.Policies {
+		if p.Name == id {
+			return p, nil
+		}
+	}
+	return c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: id})
 }

@@ -41,3 +41,59 @@ func TestPolicyPreviewNamesLiftedRedactions(t *testing.T) {
 		t.Errorf("policy preview -o json: %v %+v\n%s", err, doc, r.stdout)
 	}
 }
+
+// TestPolicyDiffNamesTheVersion: policy diff NAME FILE compares with the version in force, not a
+// newer proposal, and its header names the version and its state; with none in force, the
+// newest, named as revoked.
+func TestPolicyDiffNamesTheVersion(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	base := "name: sitreps\npurpose: beeld\nrecipients: [spiffe://" + b.TD.Name() + "]\nkinds: [sitrep]\n"
+	a.Approve(t, base+"max_classification: internal\n")
+	file := filepath.Join(t.TempDir(), "sitreps.yaml")
+	if err := os.WriteFile(file, []byte(base+"max_classification: internal\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := "unix://" + a.SocketPath()
+	if _, err := pb.NewPolicyServiceClient(a.As(t, a.Officers[0])).Propose(fedtest.Call(t), &pb.ProposeRequest{Source: []byte(base + "max_classification: public\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "policy", "diff", "sitreps", file, "--node", node).want(t, 0); r.stdout != "sitreps@1 (approved) and "+file+" are the same document.\n" {
+		t.Errorf("policy diff NAME FILE with @2 proposed: %q, want @1, in force, the same", r.stdout)
+	}
+	if _, err := pb.NewPolicyServiceClient(a.As(t, a.Officers[1])).Approve(fedtest.Call(t), &pb.PolicyStepRequest{Id: "sitreps@2"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Revoke(t, "sitreps@2")
+	if r := cli(t, nil, "", "policy", "diff", "sitreps", file, "--node", node).want(t, 1); !strings.HasPrefix(r.stdout, "--- sitreps@2 (revoked)\n+++ "+file+"\n") {
+		t.Errorf("policy diff NAME FILE with none in force:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// TestPolicyLintWarnsInOrder: lint warns of a group granted secret records offline; with --node
+// it refuses a peer's name with its trust domain to write and warns of a crisis no record names;
+// problems and warnings come in the order of their lines.
+func TestPolicyLintWarnsInOrder(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	a.Put(t, fedtest.Sitrep("s1", "oekraine", pb.Classification_INTERNAL, "Beeld"))
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	group := write("group.yaml", "name: p\npurpose: x\nrecipients: ['group:rijk']\nkinds: [sitrep]\nmax_classification: secret\n")
+	if r := cli(t, nil, "", "policy", "lint", group).want(t, 0); r.stderr != group+`:3:14: warning: recipients[0]: "group:rijk" gets secret records: so does every peer that joins the group later, without a new approval; name the peers themselves if only they may`+"\n" {
+		t.Errorf("lint of a group granted secret records: %q", r.stderr)
+	}
+	named := write("named.yaml", "name: p\npurpose: x\nrecipients: ["+b.Name+"]\nkinds: [sitrep]\nmax_classification: internal\nwhen: record.crisis == 'oekrain'\n")
+	r := cli(t, nil, "", "policy", "lint", named, "--node", "unix://"+a.SocketPath()).want(t, 1)
+	want := named + `:3:14: recipients[0]: "` + b.Name + `" is the name of a peer, not a recipient: name it by its trust domain, "` + b.TD.Name() + `"` + "\n" +
+		named + `:6:7: warning: when: record.crisis "oekrain": no record here or from a partner names this crisis, so the condition holds for none of its records; check the spelling (phase show lists the crises)` + "\n"
+	if r.stderr != want {
+		t.Errorf("lint --node of a peer's name and a misspelt crisis:\n%s\nwant\n%s", r.stderr, want)
+	}
+}

@@ -103,8 +103,41 @@ func (s *Service) Lint(ctx context.Context, req *pb.LintRequest) (*pb.LintRespon
 	if err != nil && !ok {
 		return nil, api.Status(s.c.Logger, err) // too large, say: nothing to doubt either
 	}
+	if lctx.Crises, err = s.knownCrises(ctx); err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
 	// Doubts come with problems too, so that one lint says all there is to check.
 	return &pb.LintResponse{Problems: probs, Doubts: lintProblems(policy.LintDoubts(req.Source, lctx))}, nil
+}
+
+// knownCrises are the crises that records here or from partners name, actual or of an exercise
+// open now, and those a phase was set for: `phase set` warns of another, and so does a lint.
+func (s *Service) knownCrises(ctx context.Context) ([]string, error) {
+	known := []string{}
+	modes := []db.Mode{db.Actual}
+	open, err := s.c.DB.Exercises(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range open {
+		modes = append(modes, db.Mode{Status: pb.Status_EXERCISE, Exercise: e.Name})
+	}
+	for _, m := range modes {
+		crises, err := s.c.DB.Crises(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		known = append(known, crises...)
+	}
+	phases, err := s.c.DB.Phases(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, ph := range phases {
+		known = append(known, ph.Crisis)
+	}
+	slices.Sort(known)
+	return slices.Compact(known), nil
 }
 
 // Propose stores a new version of a policy after a full lint.
