@@ -111,7 +111,7 @@ func TestBrowser(t *testing.T) {
 	title := get("title", chromedp.Title())
 	// The header band has the theme's colour: the stylesheets loaded under the CSP.
 	colour := get("header colour", chromedp.Evaluate[string](`getComputedStyle(document.querySelector('.kp-header')).backgroundColor`))
-	if role != "security officer" || colour != "rgb(28, 63, 110)" || !strings.Contains(title, "Het beeld") {
+	if role != "beveiligingsfunctionaris" || colour != "rgb(28, 63, 110)" || !strings.Contains(title, "Het beeld") {
 		t.Errorf("picture in the browser: role %q, header colour %q, title %q", role, colour, title)
 	}
 	accessible("het beeld")
@@ -267,7 +267,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(e.url+"/record?"+guidance.Encode()),
 		chromedp.WaitVisible(chromedp.CSS("#bijlagen")),
 	))
-	if f := get("the file", chromedp.Text(chromedp.CSS(".kp-files li"))); !strings.HasPrefix(f, "Richtlijn aankomst.pdf application/pdf") {
+	if f := get("the file", chromedp.Text(chromedp.CSS(".kp-files li"))); !strings.HasPrefix(f, "Richtlijn aankomst.pdf PDF-document") {
 		t.Errorf("the guidance's file is listed as %q", f)
 	}
 	accessible("record met bijlage")

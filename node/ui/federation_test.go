@@ -242,7 +242,7 @@ func TestFilesOfARecord(t *testing.T) {
 		t.Fatalf("record: %d\n%s", resp.StatusCode, page)
 	}
 	link := "/bijlage?" + url.Values{"id": {"richtlijn-1"}, "origin": {e.ncc.TD.Name()}, "sha256": {e.pdfSHA}}.Encode()
-	href := regexp.MustCompile(`<a class="utrecht-link" href="([^"]*)" download>Richtlijn aankomst.pdf</a> <span class="kp-muted">application/pdf, 829 bytes</span>`).FindStringSubmatch(page)
+	href := regexp.MustCompile(`<a class="utrecht-link" href="([^"]*)" download>Richtlijn aankomst.pdf</a> <span class="kp-muted">PDF-document, 829 bytes</span>`).FindStringSubmatch(page)
 	if !strings.Contains(page, `id="bijlagen">Bijlagen</h2>`) || href == nil || html.UnescapeString(href[1]) != link {
 		t.Fatalf("the record page does not list the PDF to take (%s):\n%s", link, page)
 	}
@@ -347,7 +347,7 @@ func TestPictureOfAFederation(t *testing.T) {
 	}
 	for _, want := range []string{
 		`id="fase">lauw</span>`,
-		"Olga Bakker", `<span id="rol">security officer</span>`, "vr-utrecht (vr-utrecht.crisis.test)",
+		"Olga Bakker", `<span id="rol">beveiligingsfunctionaris</span>`, "vr-utrecht (vr-utrecht.crisis.test)",
 		// VR09: 14+6 free of 120+80; NL: 14+6+22+41 = 83 free of 560.
 		`<td class="utrecht-table__cell kp-num">20</td>`, `<td class="utrecht-table__cell kp-num">200</td>`,
 		`<td class="utrecht-table__cell kp-num">83</td>`, `<td class="utrecht-table__cell kp-num">560</td>`,

@@ -138,6 +138,16 @@ func (l *Lang) AuditAction(code string) string {
 	return ""
 }
 
+// Value is a field's value from a fixed list in people's words (value.FIELD.VALUE: gemiddeld
+// for a severity of medium), else as it is: the form's choices, the record and its versions say
+// it alike.
+func (l *Lang) Value(field, v string) string {
+	if key := "value." + field + "." + v; l.Has(key) {
+		return l.T(key)
+	}
+	return v
+}
+
 // Figure is Number of a figure kept as text, as a table's cells keep it for a CSV file; text that
 // is no number (an empty cell) stays as it is.
 func (l *Lang) Figure(s string) string {

@@ -852,3 +852,28 @@ func TestAuditActionsHaveNames(t *testing.T) {
 		}
 	}
 }
+
+// TestFileTypeInWords: a file's type is said in words, in the page's language; a type without
+// words stays as it is.
+func TestFileTypeInWords(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, en := &Lang{Code: "nl", cat: cats["nl"]}, &Lang{Code: "en", cat: cats["en"]}
+	for _, tc := range []struct {
+		l           *Lang
+		media, want string
+	}{
+		{nl, "application/pdf", "PDF-document"},
+		{en, "application/pdf", "PDF document"},
+		{nl, "text/plain; charset=utf-8", "Tekstbestand"},
+		{nl, "image/png", "Afbeelding (PNG)"},
+		{nl, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "Excel-werkblad"},
+		{nl, "application/x-thing", "application/x-thing"},
+	} {
+		if got := fileType(tc.l, tc.media); got != tc.want {
+			t.Errorf("%s in %s: %q, want %q", tc.media, tc.l.Code, got, tc.want)
+		}
+	}
+}

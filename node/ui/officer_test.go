@@ -279,7 +279,7 @@ func TestReaderSeesNoOfficerPages(t *testing.T) {
 			t.Errorf("%s opens the audit log: %d, want 403", name, resp.StatusCode)
 		}
 		for _, path := range []string{"/beleid/voorstel", "/beleid/stap?stap=goedkeuren&id=x%401", "/fase/wijzigen?crisis=oekraine&phase=warm&reden=test"} {
-			if resp, body := b.get(t, e.url+path); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "voor de security officers") || strings.Contains(body, `id="bevestigen"`) {
+			if resp, body := b.get(t, e.url+path); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "voor de beveiligingsfunctionarissen") || strings.Contains(body, `id="bevestigen"`) {
 				t.Errorf("%s opens %s: %d, want 403 without the form:\n%s", name, path, resp.StatusCode, body)
 			}
 		}

@@ -1100,7 +1100,7 @@ type recordView struct {
 	Tech bool
 }
 
-// fileView is one file a record names.
+// fileView is one file a record names. MediaType is its type in words (PDF-document).
 type fileView struct {
 	Name, MediaType, Size, Link string
 }
@@ -1296,9 +1296,41 @@ func fileViews(rec *pb.Record, files []record.Attachment, r *request) []fileView
 	out := make([]fileView, len(files))
 	for i, f := range files {
 		q := r.modeValues(url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "sha256": {f.SHA256}})
-		out[i] = fileView{Name: f.Filename, MediaType: f.MediaType, Size: fileSize(r.L, f.Size), Link: "/bijlage?" + q.Encode()}
+		out[i] = fileView{Name: f.Filename, MediaType: fileType(r.L, f.MediaType), Size: fileSize(r.L, f.Size), Link: "/bijlage?" + q.Encode()}
 	}
 	return out
+}
+
+// fileType is a file's media type as people know it (PDF-document for application/pdf): the
+// types a node takes by default (attach.DefaultMediaTypes) in words, another as it is.
+func fileType(l *Lang, mediaType string) string {
+	base, _, _ := strings.Cut(mediaType, ";")
+	switch base = strings.TrimSpace(base); base {
+	case attach.PDF:
+		return l.T("filetype.pdf")
+	case attach.DOCX:
+		return l.T("filetype.word")
+	case attach.XLSX:
+		return l.T("filetype.excel")
+	case attach.PPTX:
+		return l.T("filetype.powerpoint")
+	case attach.ODT:
+		return l.T("filetype.odt")
+	case attach.ODS:
+		return l.T("filetype.ods")
+	case attach.OLE:
+		return l.T("filetype.office")
+	case attach.Zip:
+		return l.T("filetype.zip")
+	case "text/plain":
+		return l.T("filetype.text")
+	case "text/csv":
+		return l.T("filetype.csv")
+	}
+	if img, ok := strings.CutPrefix(base, "image/"); ok && img != "" {
+		return l.T("filetype.image", strings.ToUpper(img))
+	}
+	return mediaType
 }
 
 // fileSize is a file's size for people: bytes, kB or MB, in the page's language.
@@ -1371,8 +1403,8 @@ func fieldText(l *Lang, name string, raw json.RawMessage) string {
 	}
 	switch x := v.(type) {
 	case string:
-		if l != nil && l.Has("value."+name+"."+x) {
-			return l.T("value." + name + "." + x)
+		if l != nil {
+			return l.Value(name, x)
 		}
 		return x
 	case bool:

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -502,5 +503,26 @@ func TestAdminPage(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden || strings.Contains(page, `id="nav-beheer"`) {
 			t.Errorf("%s on the node's page: %d", who, resp.StatusCode)
 		}
+	}
+}
+
+// TestFormInStaffsWords: the choice of kind and the form say what a kind holds in staff's words,
+// without the field names, standards or terms of the node's own (superseded_by, CAP 1.2).
+func TestFormInStaffsWords(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	_, chooser := e.signIn(t, b, "eva", "/records/nieuw")
+	_, form := b.get(t, e.url+"/records/nieuw?kind=qa")
+	tags := regexp.MustCompile(`<[^>]*>`)
+	for name, page := range map[string]string{"the choice of kind": chooser, "the form": form} {
+		text := tags.ReplaceAllString(page, " ")
+		for _, word := range []string{"superseded_by", "CAP 1.2", "episode", "schema"} {
+			if strings.Contains(text, word) {
+				t.Errorf("%s says %q:\n%s", name, word, page)
+			}
+		}
+	}
+	if !strings.Contains(form, "Het formulier vraagt wat bij deze soort hoort") {
+		t.Errorf("the form does not say what it asks:\n%s", form)
 	}
 }

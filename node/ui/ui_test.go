@@ -338,7 +338,7 @@ func TestSignInRoundTrip(t *testing.T) {
 		t.Errorf("after sign-in the browser is at %s, want the page it asked for", got)
 	}
 	// Who is signed in, as which role, for which organisation: on every page.
-	for _, want := range []string{"Anna de Vries", `<span id="rol">security officer</span>`, "VR Utrecht (" + testOrg + ")", `action="/afmelden"`} {
+	for _, want := range []string{"Anna de Vries", `<span id="rol">beveiligingsfunctionaris</span>`, "VR Utrecht (" + testOrg + ")", `action="/afmelden"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page does not show %q", want)
 		}
@@ -408,7 +408,7 @@ func TestRoles(t *testing.T) {
 		code       int
 		want       string
 	}{
-		{"anna", "officer", http.StatusOK, `<span id="rol">security officer</span>`},
+		{"anna", "officer", http.StatusOK, `<span id="rol">beveiligingsfunctionaris</span>`},
 		{"bram", "reader", http.StatusOK, `<span id="rol">lezer</span>`},
 		// carl signs in at the provider, but the node's role table gives him nothing.
 		{"carl", "none", http.StatusForbidden, "spiffe://" + testOrg + "/user/carl"},

@@ -58,7 +58,7 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool, 
 		kept[i] = map[string]string{}
 		for k, val := range v.Fields.GetFields() {
 			if !withheld[k] {
-				kept[i][k] = keptText(r.L, val)
+				kept[i][k] = keptText(r.L, k, val)
 			}
 		}
 	}
@@ -108,16 +108,16 @@ func yesNo(l *Lang, b bool) string {
 	return l.T("recordform.no")
 }
 
-// keptText shows a kept value: a figure and a yes/no value as people of the page's language
-// read them.
-func keptText(l *Lang, v *structpb.Value) string {
+// keptText shows the kept value of field: a figure, a yes/no value and a value from a fixed
+// list (a severity) as people of the page's language read them.
+func keptText(l *Lang, field string, v *structpb.Value) string {
 	switch x := v.GetKind().(type) {
 	case *structpb.Value_NumberValue:
 		return l.Number(x.NumberValue)
 	case *structpb.Value_BoolValue:
 		return yesNo(l, x.BoolValue)
 	case *structpb.Value_StringValue:
-		return x.StringValue
+		return l.Value(field, x.StringValue)
 	}
 	return ""
 }

@@ -65,3 +65,28 @@ func TestRecordPageShowsVersions(t *testing.T) {
 		t.Errorf("the actual record in an exercise's mode: %d, want 404", resp.StatusCode)
 	}
 }
+
+// TestSeverityInDutch: a sitrep's severity, a value from a fixed list, is said in Dutch in the
+// editor's form (its choices) and in the record's versions, as the record page says it.
+func TestSeverityInDutch(t *testing.T) {
+	e := start(t)
+	rc := e.records(t)
+	for _, sev := range []string{"low", "medium"} {
+		body := fmt.Appendf(nil, `{"title":"Beeld Zeist","summary":"Rustig.","severity":%q}`, sev)
+		if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "sitrep-zeist", Kind: "sitrep", Crisis: "oekraine",
+			Region: "VR09", Classification: pb.Classification_INTERNAL, Body: body}}); err != nil {
+			t.Fatalf("put severity %s: %v", sev, err)
+		}
+	}
+	b := newBrowser(t)
+	_, page := e.signIn(t, b, "eva", "/record?id=sitrep-zeist")
+	if !strings.Contains(page, `<mark data-changed="severity">Ernst: gemiddeld</mark>`) || !strings.Contains(page, "Ernst: laag") || strings.Contains(page, "Ernst: medium") {
+		t.Errorf("the versions do not say the severity in Dutch:\n%s", page)
+	}
+	_, page = b.get(t, e.url+"/records/nieuw?kind=sitrep")
+	for _, want := range []string{`<option value="low">laag</option>`, `<option value="medium">gemiddeld</option>`, `<option value="critical">kritiek</option>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the form's severity lacks %s", want)
+		}
+	}
+}
