@@ -365,7 +365,22 @@ func (s *Server) lint(r *request, src string) (problems, doubts []problemView, b
 // the node's English message when the catalogue has no text with as many arguments (a problem
 // of a node of another version).
 func lintMessage(l *Lang, p *pb.LintProblem) string {
-	return coded(l, "lint.", p.Code, p.Args, p.Message)
+	args := p.Args
+	if p.Code == "recipients.group_ceiling" && len(args) == 2 {
+		args = slices.Clone(args)
+		classWords(l, args[1:])
+	}
+	return coded(l, "lint.", p.Code, args, p.Message)
+}
+
+// classWords puts each classification of args, as a policy writes it (confidential), in the
+// page's words (departementaal vertrouwelijk), as the other pages name it.
+func classWords(l *Lang, args []string) {
+	for i, a := range args {
+		if l.Has("class." + a) {
+			args[i] = l.T("class." + a)
+		}
+	}
 }
 
 // coded is a node's coded message in the page's language: the catalogue's text of prefix+code
@@ -739,6 +754,8 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 						phases = append(phases, r.L.T("phase."+ph))
 					}
 					args[0], args[1] = strings.Join(phases, ", "), r.L.T("phase."+args[1])
+				case vd.Code == "above_ceiling":
+					classWords(r.L, args)
 				}
 				vd.Reason = coded(r.L, "verdict.", vd.Code, args, vd.Reason)
 			}

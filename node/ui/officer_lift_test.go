@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestApprovalThatLiftsARedaction: vr-utrecht withholds its sitreps' summary from ncc under one
@@ -47,5 +50,26 @@ func TestApprovalThatLiftsARedaction(t *testing.T) {
 	if !strings.Contains(confirm, `id="opgeheven-elders"`) || !strings.Contains(confirm, strings.Replace(lifted, "%s", "ncc", 1)) ||
 		!strings.Contains(confirm, `id="bevestigen"`) {
 		t.Errorf("the approve page does not warn that approving lifts the summary's redaction:\n%s", confirm)
+	}
+}
+
+// TestClassificationsInDutch: the explain page says a record is above a policy's ceiling with the
+// classifications in the words the other pages use, and so does the propose page's warning of a
+// group granted secret records.
+func TestClassificationsInDutch(t *testing.T) {
+	e := startFederation(t)
+	e.utrecht.Approve(t, sitrepPolicy)
+	e.utrecht.Put(t, fedtest.Sitrep("geheim-1", "oekraine", pb.Classification_CONFIDENTIAL, "Vertrouwelijk beeld"))
+	olga := newBrowser(t)
+	e.signIn(t, olga, "officer-a", "/beleid")
+	_, page := olga.get(t, e.url+"/beleid/uitleg?record=geheim-1&recipient="+url.QueryEscape("spiffe://ncc.crisis.test/node/r1"))
+	if !strings.Contains(page, "het gegeven is departementaal vertrouwelijk, boven het plafond intern") {
+		t.Errorf("explain of a record above the ceiling does not name the classifications in Dutch:\n%s", page)
+	}
+	_, page = olga.get(t, e.url+"/beleid/voorstel")
+	secret := strings.NewReplacer("spiffe://ncc.crisis.test", "'group:rijk'", "max_classification: internal", "max_classification: secret").Replace(sitrepPolicy)
+	_, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {csrfOf(t, page)}, "bron": {secret}, "stap": {"controleren"}})
+	if !strings.Contains(page, "krijgt gegevens tot en met stg. geheim: elke partner die later bij de groep komt ook") {
+		t.Errorf("the propose page does not warn, in Dutch, of a group granted secret records:\n%s", page)
 	}
 }
