@@ -366,6 +366,24 @@ func (p *Parsed) stringValues() map[string]string {
 // documentFields are the top-level fields of a policy document, from Document's yaml tags.
 var documentFields = YAMLFields(reflect.TypeFor[Document]())
 
+// DocumentFields are a policy document's fields as an officer writes them, from Document's yaml
+// tags: those it must have, and those it may leave out (omitempty). version, the schema's, is
+// left out: a document without it is read as this release's.
+func DocumentFields() (required, optional []string) {
+	t := reflect.TypeFor[Document]()
+	for i := range t.NumField() {
+		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		switch {
+		case name == "" || name == "-" || name == "version":
+		case opts == "omitempty":
+			optional = append(optional, name)
+		default:
+			required = append(required, name)
+		}
+	}
+	return required, optional
+}
+
 // YAMLFields are the names of the fields of struct type t in YAML, from their yaml tags.
 func YAMLFields(t reflect.Type) []string {
 	var out []string

@@ -230,6 +230,15 @@ type proposeView struct {
 	Partners []recipientChoice
 }
 
+// documentRequired and documentOptional are the fields the propose form's hint names: from the
+// document's own definition, so that the hint names every field there is.
+var documentRequired, documentOptional = policy.DocumentFields()
+
+// Hint is the source field's hint: the fields a policy must have, and those it may.
+func (v *proposeView) Hint(l *Lang) string {
+	return l.T("propose.hint", strings.Join(documentRequired, ", "), strings.Join(documentOptional, ", "))
+}
+
 // proposeForm shows the form to propose a policy; with ?van=ID it starts from that version,
 // for a new version of it.
 func (s *Server) proposeForm(w http.ResponseWriter, r *request) {

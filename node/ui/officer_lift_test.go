@@ -55,7 +55,7 @@ func TestApprovalThatLiftsARedaction(t *testing.T) {
 
 // TestClassificationsInDutch: the explain page says a record is above a policy's ceiling with the
 // classifications in the words the other pages use, and so does the propose page's warning of a
-// group granted secret records.
+// group granted secret records. The propose page's hint names every optional field.
 func TestClassificationsInDutch(t *testing.T) {
 	e := startFederation(t)
 	e.utrecht.Approve(t, sitrepPolicy)
@@ -67,6 +67,10 @@ func TestClassificationsInDutch(t *testing.T) {
 		t.Errorf("explain of a record above the ceiling does not name the classifications in Dutch:\n%s", page)
 	}
 	_, page = olga.get(t, e.url+"/beleid/voorstel")
+	// The hint names every field a policy may have, from the document's definition.
+	if want := `id="bron-hint">Verplicht: name, purpose, recipients, kinds, max_classification. Niet verplicht: accept_purposes, when, redact, phases, valid_from, valid_until, statuses, exercises.</p>`; !strings.Contains(page, want) {
+		t.Errorf("the propose page's hint does not name every field:\n%s\nwant %s", page, want)
+	}
 	secret := strings.NewReplacer("spiffe://ncc.crisis.test", "'group:rijk'", "max_classification: internal", "max_classification: secret").Replace(sitrepPolicy)
 	_, page = olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {csrfOf(t, page)}, "bron": {secret}, "stap": {"controleren"}})
 	if !strings.Contains(page, "krijgt gegevens tot en met stg. geheim: elke partner die later bij de groep komt ook") {
