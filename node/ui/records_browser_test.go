@@ -100,6 +100,14 @@ func TestBrowserOwnRecords(t *testing.T) {
 	))
 	eva.check("eigen records")
 	eva.shot(shots, "records.png")
+	// On a phone each record is a card, its Wijzigen link on screen.
+	eva.run("a phone", chromedp.EmulateViewport(390, 844))
+	if r := eva.number("the edit link", `document.querySelector('tr[data-record="goes"] a[href*="wijzigen"]').getBoundingClientRect().right`); r <= 0 || r > 390 {
+		t.Errorf("at 390 px the Wijzigen link of goes ends at x=%.0f, want it on screen", r)
+	}
+	eva.check("eigen records (390 px)")
+	eva.shot(shots, "records-390.png")
+	eva.run("wide again", chromedp.EmulateViewport(1280, 900))
 
 	// Two more versions through the gRPC API, the free beds changing: the record's page offers
 	// the form that changes it, and lists the three versions with the changed number marked.
@@ -123,6 +131,12 @@ func TestBrowserOwnRecords(t *testing.T) {
 	}
 	eva.check("record met wijzigen en versies")
 	eva.shot(shots, "record-versies.png")
+	eva.run("a phone", chromedp.EmulateViewport(390, 844))
+	if w := eva.number("the versions", `document.querySelector('.kp-table-wrap[aria-labelledby=versies]').scrollWidth - innerWidth`); w > 0 {
+		t.Errorf("at 390 px the versions table is %.0f px wider than the window", w)
+	}
+	eva.shot(shots, "record-versies-390.png")
+	eva.run("wide again", chromedp.EmulateViewport(1280, 900))
 
 	// At 200% zoom (half the width) the new pages reflow.
 	eva.reflows(e.url, "/records", "/records/nieuw?kind=shelter.capacity", "/records/wijzigen?id=zeist", "/records/importeren")

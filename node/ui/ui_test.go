@@ -715,10 +715,10 @@ func TestPicture(t *testing.T) {
 	}
 	// A record's page has the menu's search box, to search again from it; the search page has
 	// its own form instead.
-	if _, p := b.get(t, e.url+"/record?origin="+testOrg+"&id=sitrep-1"); !strings.Contains(p, `<li class="kp-nav__search">`) {
+	if _, p := b.get(t, e.url+"/record?origin="+testOrg+"&id=sitrep-1"); !strings.Contains(p, `<form class="kp-nav__search"`) {
 		t.Error("a record's page has no search box in the menu")
 	}
-	if _, p := b.get(t, e.url+"/zoeken?q=beeld"); strings.Contains(p, `<li class="kp-nav__search">`) {
+	if _, p := b.get(t, e.url+"/zoeken?q=beeld"); strings.Contains(p, `<form class="kp-nav__search"`) {
 		t.Error("the search page has the menu's search box beside its own form")
 	}
 	// An alert reads as an alert: its headline and description, severity and state in Dutch,
