@@ -85,13 +85,25 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 	return fields, true
 }
 
-// titleOf is what a record is called in the page's language: a rule's alert by its rule and
-// region in words (the node writes its CAP headline in English), any other record by its title
-// (record.Title); "" when it has none.
+// titleOf is what a record is called in the page's language: a rule's alert by what its rule
+// says it watches (its description), its region and then its name, or by its name and region
+// in words without a description (the node writes its CAP headline in English); any other
+// record by its title (record.Title); "" when it has none.
 func titleOf(l *Lang, rec *pb.Record) string {
 	if rec.GetKind() == record.AlertKind {
-		var b struct{ Rule, State string }
+		var b struct {
+			Rule, State string
+			Info        []cap.Info
+		}
 		if json.Unmarshal(rec.Body, &b) == nil && b.Rule != "" {
+			if len(b.Info) > 0 {
+				if what := ruleSummary(infoIn(l, b.Info).Description); what != "" {
+					if b.State == "resolved" {
+						return l.T("alerts.rule_described_cleared", what, l.Region(rec.Region), b.Rule)
+					}
+					return l.T("alerts.rule_described", what, l.Region(rec.Region), b.Rule)
+				}
+			}
 			if b.State == "resolved" {
 				return l.T("alerts.rule_cleared", b.Rule, l.Region(rec.Region))
 			}
@@ -99,6 +111,13 @@ func titleOf(l *Lang, rec *pb.Record) string {
 		}
 	}
 	return record.Title(rec.Body)
+}
+
+// ruleSummary is the first sentence of a rule's description, without its full stop, for an
+// alert's title: the rest stays in the alert's text.
+func ruleSummary(description string) string {
+	first, _, _ := strings.Cut(strings.TrimSpace(description), ". ")
+	return strings.TrimSuffix(first, ".")
 }
 
 // infoIn is the info block of an alert in the page's language (CAP's nl-NL for nl), else the
@@ -137,6 +156,9 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 			return alertView{}, false
 		}
 		v.Title, v.Detail, v.at = titleOf(l, e.Record), in.Description, b.FiredAt
+		if ruleSummary(in.Description) == strings.TrimSuffix(strings.TrimSpace(in.Description), ".") {
+			v.Detail = "" // all of it is in the title
+		}
 		if b.Unevaluable != "" && b.UnevaluableSince != nil {
 			// Firing, but no longer confirmed: the reader must not take it as current.
 			v.Detail = l.T("alerts.unevaluable", local(*b.UnevaluableSince).Format("2006-01-02 15:04"), b.Unevaluable)

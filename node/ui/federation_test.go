@@ -364,8 +364,8 @@ func TestPictureOfAFederation(t *testing.T) {
 		// Regions by their names; the latest records' sources by the names this node knows
 		// them by, its own by its own.
 		`region=VR17">VR17 Rotterdam-Rijnmond</a></th>`,
-		"<td class=\"utrecht-table__cell\">Handreiking</td>\n      <td class=\"utrecht-table__cell\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\">ncc</td>",
-		"<td class=\"utrecht-table__cell\">Situatierapport</td>\n      <td class=\"utrecht-table__cell\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\">vr-utrecht</td>",
+		"data-label=\"Soort\">Handreiking</td>\n      <td class=\"utrecht-table__cell\" role=\"cell\" data-label=\"Regio\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\" role=\"cell\" data-label=\"Bron\">ncc</td>",
+		"data-label=\"Soort\">Situatierapport</td>\n      <td class=\"utrecht-table__cell\" role=\"cell\" data-label=\"Regio\">NL (heel Nederland)</td>\n      <td class=\"utrecht-table__cell\" role=\"cell\" data-label=\"Bron\">vr-utrecht</td>",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the picture lacks %q", want)
@@ -432,7 +432,7 @@ func TestPictureOfAFederation(t *testing.T) {
 	}
 	// The region chosen in its list; each result's origin by the partner's name.
 	if !strings.Contains(page, `<option value="VR09" selected>VR09 Utrecht</option>`) ||
-		strings.Count(page, "<td class=\"utrecht-table__cell\">VR09 Utrecht</td>\n      <td class=\"utrecht-table__cell\">lcvs</td>") != 2 {
+		strings.Count(page, "data-label=\"Regio\">VR09 Utrecht</td>\n      <td class=\"utrecht-table__cell\" role=\"cell\" data-label=\"Herkomst\">lcvs</td>") != 2 {
 		t.Errorf("search: want VR09 chosen, and two results from lcvs in VR09 Utrecht:\n%s", page)
 	}
 	// Each with its figures, read in the list.
@@ -569,6 +569,16 @@ func TestPartnersByTheirNames(t *testing.T) {
 	if !strings.Contains(page, `<option value="ncc.crisis.test">Nationaal Crisiscentrum</option>`) {
 		t.Errorf("the search's organisation choice lacks ncc by its name:\n%s", page)
 	}
+
+	// A withheld field's tag says what it means; a search that finds nothing says what to try.
+	_, page = b.get(t, e.url+"/zoeken?kind=shelter.capacity&region=VR09")
+	if !strings.Contains(page, `title="Eén veld van dit record heeft de bron niet met u gedeeld.">1 veld achtergehouden</span>`) {
+		t.Errorf("the withheld field's tag does not say what it means:\n%s", page)
+	}
+	_, page = b.get(t, e.url+"/zoeken?q=onvindbaarwoord")
+	if !strings.Contains(page, `id="geen-resultaten">Geen resultaten voor ‘onvindbaarwoord’. Controleer de spelling`) {
+		t.Errorf("a search without results does not say what to try next:\n%s", page)
+	}
 }
 
 // shortPictures bounds the federation's pictures to 64 KiB, which the long sitrep (putLongSitrep)
@@ -627,8 +637,8 @@ func TestPictureMarksShortenedEntries(t *testing.T) {
 }
 
 // TestRuleAlertInThePagesLanguage: a rule's alert, whose CAP headline the node writes in English,
-// is called by its rule and region in the page's language in the search results and on its
-// record's page, as on the picture.
+// is called by its rule's description, region and name in the page's language in the search
+// results and on its record's page, as on the picture.
 func TestRuleAlertInThePagesLanguage(t *testing.T) {
 	e := startFederation(t)
 	b := newBrowser(t)
@@ -636,7 +646,7 @@ func TestRuleAlertInThePagesLanguage(t *testing.T) {
 	for _, path := range []string{"/zoeken?crisis=oekraine&kind=alert", "/record?id=handmatig-bedden-laag-VR09&origin=" + e.utrecht.TD.Name()} {
 		_, page := b.get(t, e.url+path)
 		// The alert's own headline, which its record's page lists among its fields, stays.
-		if !strings.Contains(page, "Regel bedden-laag slaat aan in VR09 Utrecht") || strings.Contains(page, "<title>Early-warning") || strings.Contains(page, ">Early-warning rule bedden-laag fires in VR09</a>") {
+		if !strings.Contains(page, "— VR09 Utrecht (regel bedden-laag)") || strings.Contains(page, "<title>Early-warning") || strings.Contains(page, ">Early-warning rule bedden-laag fires in VR09</a>") {
 			t.Errorf("%s does not call the rule's alert in Dutch:\n%s", path, page)
 		}
 	}

@@ -877,3 +877,26 @@ func TestFileTypeInWords(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchSaysWhatToTryNext: a search that found nothing speaks of the words, and of the
+// filters only when one is set.
+func TestSearchSaysWhatToTryNext(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &Lang{Code: "nl", cat: cats["nl"]}
+	for _, tc := range []struct {
+		v         searchView
+		want, not string
+	}{
+		{searchView{Text: "opvang zeeland"}, "Geen resultaten voor ‘opvang zeeland’. Controleer de spelling", "filter"},
+		{searchView{Text: "opvang", Region: "VR19"}, "Geen resultaten voor ‘opvang’ met deze filters", ""},
+		{searchView{Kind: "sitrep"}, "Geen records gevonden met deze filters. Maak de zoekopdracht ruimer", ""},
+	} {
+		got := tc.v.noneText(nl)
+		if !strings.Contains(got, tc.want) || (tc.not != "" && strings.Contains(got, tc.not)) {
+			t.Errorf("%+v: %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}

@@ -673,6 +673,21 @@ type searchView struct {
 	Marking, At string
 	// TextPending is how many writes the full-text index had yet to take in.
 	TextPending int64
+	// None says that nothing was found, and what to try next: about the words, and about the
+	// filters only when one is set.
+	None string
+}
+
+// noneText is what the search page says when it found nothing.
+func (v *searchView) noneText(l *Lang) string {
+	filtered := v.Kind != "" || v.Region != "" || v.Crisis != "" || v.Org != ""
+	switch {
+	case v.Text != "" && filtered:
+		return l.T("search.none_words_filtered", v.Text)
+	case v.Text != "":
+		return l.T("search.none_words", v.Text)
+	}
+	return l.T("search.none")
 }
 
 type hitView struct {
@@ -988,6 +1003,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 				hv.Updated = rec.UpdatedAt.AsTime()
 			}
 			v.Hits = append(v.Hits, hv)
+		}
+		if len(v.Hits) == 0 {
+			v.None = v.noneText(r.L)
 		}
 		names := s.partnerNames(r)
 		if cut := search.Cut(resp, searchPageLimit); len(cut) > 0 {

@@ -299,8 +299,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, l *Lang, code int,
 
 // errorTitle is an error page's title: what went wrong, where the code says it plainly.
 func errorTitle(l *Lang, code int) string {
-	if code == http.StatusNotFound {
+	switch code {
+	case http.StatusNotFound:
 		return l.T("error.title_not_found")
+	case http.StatusForbidden:
+		return l.T("error.title_forbidden")
 	}
 	return l.T("error.title")
 }
@@ -332,7 +335,7 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 	if code >= 500 {
 		s.log.Error("service call failed", "person", r.Session.Person.String(), "path", r.URL.Path, "code", st.Code().String(), "msg", st.Message())
 	}
-	s.render(w, r.Request, code, "error", s.newPage(r, "", r.L.T("error.title"), errorView{Code: code, Message: msg, Detail: detail}))
+	s.render(w, r.Request, code, "error", s.newPage(r, "", errorTitle(r.L, code), errorView{Code: code, Message: msg, Detail: detail}))
 }
 
 // failIn shows an error to a signed-in person: the page keeps the menu, the person and the way

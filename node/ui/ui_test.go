@@ -569,8 +569,8 @@ func TestPicture(t *testing.T) {
 	}
 	// The alerts in force come first, in Dutch; one that cleared or expired does not.
 	if !strings.Contains(page, `id="waarschuwingen">Actieve waarschuwingen (1)</h2>`) ||
-		!strings.Contains(page, `<span class="kp-tag kp-tag--bad">Ernstig</span>`) || !strings.Contains(page, "Regel bedden-laag slaat aan in VR19 Zeeland") ||
-		!strings.Contains(page, "Minder dan 10 vrije bedden in de regio.") || strings.Contains(page, "Zware storm") || strings.Contains(page, "slaat aan in VR09") {
+		!strings.Contains(page, `<span class="kp-tag kp-tag--bad">Ernstig</span>`) || !strings.Contains(page, "Minder dan 10 vrije bedden in de regio — VR19 Zeeland (regel bedden-laag)") ||
+		strings.Contains(page, "Minder dan 10 vrije bedden in de regio.") || strings.Contains(page, "Zware storm") || strings.Contains(page, "slaat aan in VR09") {
 		t.Errorf("the picture's alerts in force are not the one firing:\n%s", page)
 	}
 	if a, p := strings.Index(page, `id="waarschuwingen"`), strings.Index(page, `id="partners"`); a < 0 || a > p {
@@ -691,7 +691,7 @@ func TestPicture(t *testing.T) {
 		t.Errorf("the search results have %d print marks of their classification, want 2:\n%s", n, page)
 	}
 	// Kinds go by their names for people, in the page's language; the filter too.
-	if !strings.Contains(page, `<td class="utrecht-table__cell">Situatierapport</td>`) || !strings.Contains(page, `<option value="sitrep" selected>Situatierapport</option>`) {
+	if !strings.Contains(page, `data-label="Soort">Situatierapport</td>`) || !strings.Contains(page, `<option value="sitrep" selected>Situatierapport</option>`) {
 		t.Errorf("search for sitreps: want the kind said as Situatierapport:\n%s", page)
 	}
 	// A Q&A found by its question shows the start of its answer under it.
@@ -725,7 +725,7 @@ func TestPicture(t *testing.T) {
 	// the body as stored folded away under technical details.
 	_, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=alert-bedden-VR19")
 	for _, want := range []string{`<dt data-field="headline">Kop</dt>`, "<dd>Minder dan 10 vrije bedden in de regio.</dd>", "<dd>Ernstig</dd>", "<dd>slaat aan</dd>",
-		`<details class="kp-details" id="technisch">`, `<dt data-field="identifier">identifier</dt>`, "Regel bedden-laag slaat aan in VR19 Zeeland (Waarschuwing)"} {
+		`<details class="kp-details" id="technisch">`, `<dt data-field="identifier">identifier</dt>`, "Minder dan 10 vrije bedden in de regio — VR19 Zeeland (regel bedden-laag) (Waarschuwing)"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the alert's page lacks %s", want)
 		}
@@ -910,5 +910,18 @@ func TestPictureSaysWhatItLeavesOut(t *testing.T) {
 	if !strings.Contains(page, `id="niet-meegeteld"`) || !strings.Contains(page, "1 record(s) telt het beeld niet mee") ||
 		!strings.Contains(page, `>utrecht-1</a>`) || !strings.Contains(page, "geteld is utrecht-jaarbeurs") {
 		t.Errorf("the picture does not name the record it leaves out of its sums:\n%s", page)
+	}
+}
+
+// TestRefusalSaysNoAccess: a page the person's role does not reach says Geen toegang, not that
+// something failed, with why under it.
+func TestRefusalSaysNoAccess(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	e.signIn(t, b, "bram", "/")
+	resp, page := b.get(t, e.url+"/audit")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, `<h1 class="utrecht-heading-1">Geen toegang</h1>`) ||
+		!strings.Contains(page, `id="melding"`) || strings.Contains(page, "Dat lukte niet") {
+		t.Errorf("a reader at the audit log: %d, want 403 headed Geen toegang with why:\n%s", resp.StatusCode, page)
 	}
 }
