@@ -67,4 +67,21 @@ func TestPictureShowsAssessment(t *testing.T) {
 	if !strings.Contains(page, `id="duiding-gewijzigd"><p class="utrecht-paragraph">Het beeld is veranderd sinds deze duiding is geschreven. Veranderd: VR Utrecht.`) {
 		t.Errorf("the picture changed, and the page does not flag the assessment:\n%s", page)
 	}
+
+	// An assessment and a response have no title: they are called by who wrote them on what,
+	// never by their ids, in the own records and in the search.
+	for _, path := range []string{"/records", "/zoeken?crisis=oekraine&kind=assessment", "/zoeken?crisis=oekraine&kind=assessment.response"} {
+		_, page = b.get(t, e.url+path)
+		if !strings.Contains(page, "Duiding VR Utrecht: oekraine") && !strings.Contains(page, "Reactie van VR Utrecht op de duiding van VR Utrecht") {
+			t.Errorf("%s does not call the assessment or its response by a title:\n%s", path, page)
+		}
+		if strings.Contains(page, ">"+rec.Id+"<") || strings.Contains(page, ">"+resp.Id+"<") {
+			t.Errorf("%s calls a record by its id:\n%s", path, page)
+		}
+	}
+	// A record's edit page is headed by its title, not its id.
+	_, page = e.signIn(t, newBrowser(t), "eva", "/records/wijzigen?id=goes")
+	if !strings.Contains(page, `<h1 class="utrecht-heading-1">‘Goes’ wijzigen</h1>`) {
+		t.Errorf("the edit page is not headed by the record's title:\n%s", page)
+	}
 }

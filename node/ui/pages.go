@@ -583,7 +583,7 @@ func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 	ev := entryView{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source, Age: age(r.L, e.AgeS), Stale: e.Stale, Conflict: e.Conflict, Validity: e.Validity,
 		Title: titleOf(r.L, rec), Link: withBack(recordLink(rec), r.URL.RequestURI()), Updated: rec.GetUpdatedAt().AsTime(), Files: filesTag(r.L, rec.Body)}
 	if ev.Title == "" {
-		ev.Title = rec.Id
+		ev.Title = untitled(r.L, rec, s.orgNamer(r))
 	}
 	if rec.GetClassification() >= pb.Classification_CONFIDENTIAL {
 		ev.Secret = r.L.Class(rec.Classification)
@@ -966,6 +966,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			shown[i] = h.Record
 		}
 		v.Marking, v.At = marking(r.L, shown), local(now).Format("2006-01-02 15:04 MST")
+		orgOf := s.orgNamer(r)
 		for _, h := range hits {
 			rec := h.Record
 			hv := hitView{Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Origin: rec.Origin,
@@ -988,7 +989,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 				hv.Received = age(r.L, int64(now.Sub(h.ReceivedAt.AsTime())/time.Second))
 			}
 			if hv.Title == "" {
-				hv.Title = rec.Id
+				hv.Title = untitled(r.L, rec, orgOf)
 			}
 			// A match in the title is marked in the title, not repeated under it; a file's words
 			// that read like the title are still the file's.
@@ -1072,6 +1073,46 @@ func (s *Server) partnerNames(r *request) map[string]string {
 		}
 	}
 	return out
+}
+
+// orgNamer names the org of a trust domain as the pages do: this node by its name, a partner by
+// its organisation's name (partnerNames), else the trust domain.
+func (s *Server) orgNamer(r *request) func(td string) string {
+	var names map[string]string
+	return func(td string) string {
+		if td == s.c.Org && s.c.Name != "" {
+			return s.c.Name
+		}
+		if names == nil {
+			names = s.partnerNames(r) // asked once a page, and only when a partner is named
+		}
+		return partnerName(names, td, td)
+	}
+}
+
+// untitled is what a record without a title is called: an assessment by its author and crisis
+// (Duiding NCC: oekraine), a response by who responds to whose assessment; else its id.
+func untitled(l *Lang, rec *pb.Record, org func(td string) string) string {
+	switch rec.GetKind() {
+	case "assessment":
+		return l.T("title.assessment", org(rec.Origin), rec.Crisis)
+	case "assessment.response":
+		var b struct {
+			Origin string `json:"assessment_origin"`
+		}
+		if json.Unmarshal(rec.Body, &b) == nil && b.Origin != "" {
+			return l.T("title.response", org(rec.Origin), org(b.Origin))
+		}
+	}
+	return rec.GetId()
+}
+
+// recordName is what people call a record: its title, else untitled's name for it.
+func (s *Server) recordName(r *request, rec *pb.Record) string {
+	if t := titleOf(r.L, rec); t != "" {
+		return t
+	}
+	return untitled(r.L, rec, s.orgNamer(r))
 }
 
 // partnerName is a partner as people know it: its organisation's name, else its peer name.
@@ -1302,9 +1343,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 			v.SuccessorMissing = status.Code(err) == codes.NotFound
 		}
 	}
-	if v.Title = titleOf(r.L, rec); v.Title == "" {
-		v.Title = rec.Id
-	}
+	v.Title = s.recordName(r, rec)
 	s.render(w, r.Request, http.StatusOK, "record", s.newPage(r, "search", v.Title, v))
 }
 

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,11 +93,12 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	}
 	now := time.Now()
 	v.Marking, v.At = marking(r.L, resp.Records), local(now).Format("2006-01-02 15:04 MST")
+	orgOf := s.orgNamer(r)
 	for _, rec := range resp.Records {
 		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Version: rec.Version,
 			Link: recordLink(rec), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id)), Validity: record.Validity(rec, now)}
 		if row.Title == "" {
-			row.Title = rec.Id
+			row.Title = untitled(r.L, rec, orgOf)
 		}
 		if rec.UpdatedAt != nil {
 			row.Updated = local(rec.UpdatedAt.AsTime()).Format("2006-01-02 15:04")
@@ -141,8 +143,10 @@ var classChoices = []string{"public", "internal", "confidential", "secret"}
 
 // recordFormView is the form of one own record.
 type recordFormView struct {
-	// Edit: an existing record (its id and version are fixed); else a new one.
+	// Edit: an existing record (its id and version are fixed); else a new one. Name is what
+	// the record is called (its title), for the heading of its edit page.
 	Edit   bool
+	Name   string
 	Action string
 	Kind   string
 	Kinds  []kindView
@@ -204,6 +208,7 @@ func (s *Server) recordForm(w http.ResponseWriter, r *request) {
 			return
 		}
 		v.Edit, v.ID, v.Kind, v.Crisis, v.Region, v.Version = true, rec.Id, rec.Kind, rec.Crisis, rec.Region, rec.Version
+		v.Name = s.recordName(r, rec)
 		v.Classification = record.ClassificationName(rec.Classification)
 		if rec.ValidUntil != nil {
 			v.ValidUntil = local(rec.ValidUntil.AsTime()).Format("2006-01-02T15:04")
@@ -260,7 +265,7 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	v.Action = r.inMode("/records/nieuw")
 	title := r.L.T("recordform.new")
 	if v.Edit {
-		v.Action, title = r.inMode("/records/wijzigen"), r.L.T("recordform.edit", v.ID)
+		v.Action, title = r.inMode("/records/wijzigen"), r.L.T("recordform.edit", cmp.Or(v.Name, v.ID))
 	}
 	s.render(w, r.Request, code, "recordform", s.newPage(r, "records", title, v))
 }
@@ -334,6 +339,9 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 		}
 	} else {
 		rec.Body = []byte(v.Body)
+	}
+	if v.Edit {
+		v.Name = s.recordName(r, rec)
 	}
 	if v.Edit && rec.Id == "" {
 		v.Errors["id"] = r.L.T("recordform.id_missing")
