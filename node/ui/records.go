@@ -147,6 +147,8 @@ type recordFormView struct {
 	// the record is called (its title), for the heading of its edit page.
 	Edit   bool
 	Name   string
+	// Cancel leaves the form unsaved: back to the record changed, or to the own records.
+	Cancel string
 	Action string
 	Kind   string
 	Kinds  []kindView
@@ -245,16 +247,16 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	}
 	v.DocDates = slices.ContainsFunc(v.Fields, func(f bodyField) bool { return f.Name == "valid_until" })
 	// The summary above the form lists the fields to correct in the form's order, each by its
-	// label, linked to it.
+	// label, linked to it: the content first.
 	v.Summary = nil
-	for _, f := range recordFormFields {
-		if e, ok := v.Errors[f.ID]; ok {
-			v.Summary = append(v.Summary, formProblem{ID: f.ID, Label: r.L.T(f.Label), Message: e})
-		}
-	}
 	for _, f := range v.Fields {
 		if f.Error != "" {
 			v.Summary = append(v.Summary, formProblem{ID: "body." + f.Name, Label: f.Title, Message: f.Error})
+		}
+	}
+	for _, f := range recordFormFields {
+		if e, ok := v.Errors[f.ID]; ok {
+			v.Summary = append(v.Summary, formProblem{ID: f.ID, Label: r.L.T(f.Label), Message: e})
 		}
 	}
 	if v.Problem == "" && len(v.Summary) == 1 {
@@ -262,8 +264,11 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 	} else if v.Problem == "" && len(v.Summary) > 1 {
 		v.Problem = r.L.T("recordform.not_saved_n", len(v.Summary))
 	}
-	v.Action = r.inMode("/records/nieuw")
+	v.Action, v.Cancel = r.inMode("/records/nieuw"), r.inMode("/records")
 	title := r.L.T("recordform.new")
+	if v.Edit && v.ID != "" {
+		v.Cancel = recordLink(&pb.Record{Id: v.ID, Exercise: r.exercise()})
+	}
 	if v.Edit {
 		v.Action, title = r.inMode("/records/wijzigen"), r.L.T("recordform.edit", cmp.Or(v.Name, v.ID))
 	}
@@ -274,9 +279,9 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 // each with the key of its label: the template labels each with formLabel, and the summary of
 // what to correct names them the same way.
 var recordFormFields = []struct{ ID, Label string }{
-	{"id", "field.id"}, {"crisis", "field.crisis"}, {"region", "field.region"},
+	{"body", "recordform.body_json"}, {"crisis", "field.crisis"}, {"region", "field.region"},
 	{"classification", "col.classification"}, {"valid_until", "record.valid_until"},
-	{"labels", "record.labels"}, {"body", "recordform.body_json"},
+	{"id", "field.id"}, {"labels", "record.labels"},
 }
 
 // formLabel is the key of the label of the record form's field id (see recordFormFields).

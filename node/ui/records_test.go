@@ -264,13 +264,13 @@ func TestDocumentFormTellsItsDatesApart(t *testing.T) {
 	e := start(t)
 	b := newBrowser(t)
 	_, page := e.signIn(t, b, "eva", "/records/nieuw?kind=qa")
-	for _, want := range []string{`for="valid_until">Geldig tot</label>`, "Daarna telt het hele record als verlopen. Wanneer de inhoud geldt, vult u in bij Inhoud geldig vanaf en Inhoud geldig tot",
+	for _, want := range []string{`for="valid_until">Geldig tot <span class="kp-muted">(niet verplicht)</span></label>`, "Daarna telt het hele record als verlopen. Wanneer de inhoud geldt, vult u in bij Inhoud geldig vanaf en Inhoud geldig tot",
 		`for="body.valid_until">Inhoud geldig tot`, `for="body.valid_from">Inhoud geldig vanaf`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the Q&A form lacks %q", want)
 		}
 	}
-	if _, page := b.get(t, e.url+"/records/nieuw?kind=shelter.capacity"); strings.Contains(page, "Inhoud geldig") || !strings.Contains(page, `id="valid_until-hint">niet verplicht</p>`) {
+	if _, page := b.get(t, e.url+"/records/nieuw?kind=shelter.capacity"); strings.Contains(page, "Inhoud geldig") || strings.Contains(page, `id="valid_until-hint"`) {
 		t.Errorf("the form of a kind without dates of its own speaks of them:\n%s", page)
 	}
 	// The list of own records marks a document no longer in force, as search does.
@@ -524,5 +524,42 @@ func TestFormInStaffsWords(t *testing.T) {
 	}
 	if !strings.Contains(form, "Het formulier vraagt wat bij deze soort hoort") {
 		t.Errorf("the form does not say what it asks:\n%s", form)
+	}
+}
+
+// TestFormPutsTheContentFirst: the editor's form starts with the kind's own fields; ID and labels
+// fold under Geavanceerd, which opens when one of them is wrong; an optional field says so in its
+// label, never in its hint; and the form can be left without saving.
+func TestFormPutsTheContentFirst(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	_, page := e.signIn(t, b, "eva", "/records/nieuw?kind=shelter.capacity")
+	first := regexp.MustCompile(`<(?:input|select|textarea) class="utrecht-[^"]*" id="([^"]+)"`).FindStringSubmatch(page)
+	if first == nil || first[1] != "body.municipality" {
+		t.Errorf("the form's first field is %v, want body.municipality:\n%s", first, page)
+	}
+	adv := strings.Index(page, `<details class="kp-details" id="geavanceerd">`)
+	if adv < 0 || strings.Index(page, `id="id"`) < adv || strings.Index(page, `id="labels"`) < adv || strings.Index(page, `id="crisis"`) > adv {
+		t.Errorf("ID and labels are not folded under Geavanceerd, closed, after the rest:\n%s", page)
+	}
+	if strings.Contains(page, "Niet verplicht") || !strings.Contains(page, `for="labels">Labels <span class="kp-muted">(niet verplicht)</span>`) {
+		t.Errorf("an optional field does not say so in its label alone:\n%s", page)
+	}
+	if !strings.Contains(page, `href="/records" id="annuleren">Annuleren</a>`) {
+		t.Errorf("the new record's form has no way out:\n%s", page)
+	}
+	csrf := csrfOf(t, page)
+	_, page = b.post(t, e.url+"/records/nieuw", shelterForm(csrf, map[string]string{"labels": "bron"}))
+	if !strings.Contains(page, `<details class="kp-details" id="geavanceerd" open>`) {
+		t.Errorf("a wrong label is folded away:\n%s", page)
+	}
+	// A change goes back to the record.
+	if _, err := e.records(t).Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "zeist", Kind: "shelter.capacity", Crisis: "oekraine",
+		Region: "VR09", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Zeist","beds_total":40,"beds_free":3}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	_, page = b.get(t, e.url+"/records/wijzigen?id=zeist")
+	if !strings.Contains(page, `href="/record?id=zeist&amp;origin=" id="annuleren">Terug naar het record</a>`) {
+		t.Errorf("the edit page has no way back to the record:\n%s", page)
 	}
 }
