@@ -162,6 +162,7 @@ type Node struct {
 	// refusals audits the handshakes the TCP listener refuses; stopRefusals ends it once its
 	// last entries are written.
 	refusals     *refusals
+	denials      *refusals // the federation calls the authorizer refuses, likewise
 	stopRefusals func()
 	// dirLock holds the data directory's LockName while the node runs.
 	dirLock *os.File
@@ -464,10 +465,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		// Before any TLS listener serves: the gRPC listener and the REST API both audit the
 		// handshakes they refuse here.
 		n.refusals = newRefusals(refusalWindow, n.appendAudit, n.log)
+		n.denials = newDenials(refusalWindow, n.appendAudit, n.log)
 		rctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { n.refusals.run(rctx); close(done) }()
-		n.stopRefusals = func() { cancel(); <-done }
+		var done sync.WaitGroup
+		done.Go(func() { n.refusals.run(rctx) })
+		done.Go(func() { n.denials.run(rctx) })
+		n.stopRefusals = func() { cancel(); done.Wait() }
 	}
 	if cfg.UI.Listen != "" {
 		if err := n.serveUI(cfg, kinds, register); err != nil {
@@ -567,7 +570,14 @@ func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
 // auditDenied records a refused call in the audit log under action: a federation call, or a
 // person's call through the web interface. It runs in the background with a bound, so a flood
 // of refused calls cannot hold up the refusals themselves.
+//
+// A refused federation call is audited as a refused handshake is, at most once a minute per
+// caller and method with a count: a removed peer retries without end.
 func (n *Node) auditDenied(action, caller, method, reason string) {
+	if action == db.AuditFederationDenied && n.denials != nil {
+		n.denials.denied(caller, method, reason)
+		return
+	}
 	detail, _ := json.Marshal(map[string]string{"method": method, "reason": reason})
 	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller, Action: action, Subject: method, Detail: string(detail)}
 	go func() {

@@ -138,3 +138,45 @@ func TestRefusalsWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestDenialsGroupPerCallerAndMethod: a refused federation call is audited at once the first
+// time a caller calls a method in a window; the rest become one entry with their count when the
+// window ends, as refused handshakes do: a removed peer that retries every few seconds no longer
+// writes an entry each time (review onboard F3).
+func TestDenialsGroupPerCallerAndMethod(t *testing.T) {
+	sink := &auditSink{}
+	r := newDenials(100*time.Millisecond, sink.append, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	const caller, sub, query = "spiffe://removed.test/node/r1", "/knooppunt.v1.FederationService/Subscribe", "/knooppunt.v1.FederationService/Query"
+	const why = "trust domain removed.test is not a configured peer of this node"
+	for range 5 {
+		r.denied(caller, sub, why)
+	}
+	r.denied(caller, query, why)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sink.snapshot()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := map[string]int{}
+	for _, e := range sink.snapshot() {
+		var d struct {
+			Method, Reason string
+			Count          int
+		}
+		if err := json.Unmarshal([]byte(e.Detail), &d); err != nil {
+			t.Fatal(err)
+		}
+		if e.Action != db.AuditFederationDenied || e.Actor != caller || e.Subject != d.Method || d.Reason != why {
+			t.Errorf("entry %+v: want federation.denied by %s, subject the method, and the reason", e, caller)
+		}
+		got[fmt.Sprintf("%s %d", d.Method, d.Count)]++
+	}
+	want := map[string]int{sub + " 1": 1, sub + " 4": 1, query + " 1": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("entries (method count: how many) %v, want %v", got, want)
+	}
+}

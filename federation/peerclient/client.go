@@ -30,6 +30,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -80,6 +81,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Backoff is the first reconnect delay; it doubles to MaxBackoff, with jitter.
 	Backoff, MaxBackoff time.Duration
+	// MaxDeniedBackoff is where the delay stops doubling while the peer refuses this node
+	// (PermissionDenied). Default 5m.
+	MaxDeniedBackoff time.Duration
 	// Purpose is what the node states it needs peers' records for, on every subscription.
 	Purpose string
 	// DialOptions are added to every connection to a peer, such as tracing's.
@@ -273,6 +277,9 @@ func New(c Config) *Manager {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 10 * time.Second
+	}
+	if c.MaxDeniedBackoff <= 0 {
+		c.MaxDeniedBackoff = 5 * time.Minute
 	}
 	if c.FileBytesPerSecond <= 0 {
 		c.FileBytesPerSecond = 8 << 20
@@ -562,7 +569,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
-			delay = min(delay*2, m.c.MaxBackoff)
+			delay = m.next(delay, err)
 		case <-s.retry:
 			log.Info("the peer called this node: reconnecting now")
 			m.fresh(p.Name)
@@ -574,6 +581,17 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 		default:
 		}
 	}
+}
+
+// next is the delay after delay, once an attempt failed with err. A peer that refuses this node
+// removed it, or has not accepted its answer yet: no retry within seconds changes that, and each
+// refusal is an entry in the peer's audit log, so the delay grows to MaxDeniedBackoff. The peer's
+// own call to this node, when it accepts it again, cuts the wait short (Retry).
+func (m *Manager) next(delay time.Duration, err error) time.Duration {
+	if status.Code(err) == codes.PermissionDenied {
+		return min(delay*2, max(m.c.MaxBackoff, m.c.MaxDeniedBackoff))
+	}
+	return min(delay*2, m.c.MaxBackoff)
 }
 
 type event struct {
