@@ -35,8 +35,9 @@ func newSearchCmd() *cobra.Command {
 		Short: "Search the node and every peer, under a deadline",
 		Long: `Search the node's own records and every peer's, in parallel, under a deadline (default 2s).
 Every record shows its origin and age. A table shows each peer as answered (with count and
-latency), denied, unreachable (answered from cache, with the cache's age) or timed out. A partial
-answer says so. Searches are audited.
+latency), denied (it refuses this node: the partner removed it, or has not accepted its answer
+yet), unreachable or timed out; for the last three the answer is this node's copy of what the peer
+sent before, with the copy's age. A partial answer says so. Searches are audited.
 
 --text searches the text fields of each kind (a Q&A's question and answer, a guidance's title,
 summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
@@ -285,7 +286,7 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 			unanswered = append(unanswered, p.Peer)
 		}
 		note := p.Error
-		if p.State == "unreachable" || p.State == "timed_out" {
+		if search.Unanswered(p) {
 			switch {
 			case p.FeedOpen:
 				note = "served from cache, current (its feed is open); " + p.Error
@@ -340,7 +341,8 @@ such as qa and guidance in the demo), or than --stale-after for every kind; and 
 last copy of a source that does not answer now. docs/api.md defines each exactly.
 
 The picture is made of what the peers sent before. A table after it says which peers answer now
-(a search of one record, 2 s at most); a peer that does not is in the picture with its last copy,
+(a search of one record, 2 s at most); a peer that does not, or refuses this node, is in the
+picture with its last copy, marked CACHED,
 whose age the table gives, and PARTIAL says so (-o json: partial, peers, each with its
 trust_domain, the entries' source, and its count of entries, and entries[].cached). A peer whose shared
 records this node is still taking in (after an outage, say) is marked catching up, and BEHIND says
@@ -491,7 +493,11 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		fmt.Fprintln(w, "NO LEADER: the replica asked reaches no majority of its group: this picture does not change until it does; ask another replica (cluster status).")
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, strings.Join(resp.Sources, ", "))
+	sources := strings.Join(resp.Sources, ", ")
+	if sources == "" {
+		sources = "none: no record of this crisis here or from a partner"
+	}
+	fmt.Fprintf(w, "Crisis %s, phase %s; sources: %s\n\n", resp.Crisis, resp.Phase, sources)
 	// The kinds the sums add up: a cached entry of another kind is in no sum.
 	summed := map[string]bool{}
 	for _, a := range resp.Aggregates {

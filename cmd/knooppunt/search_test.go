@@ -170,3 +170,30 @@ func TestSearchTimeoutRange(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintPictureDeniedPeer: a partner that refuses this node (it removed it) did not answer:
+// its records are its last copy, flagged CACHED, the PEER table says so, and PARTIAL names it
+// (review onboard F2). A picture of no source says so rather than nothing after "sources:".
+func TestPrintPictureDeniedPeer(t *testing.T) {
+	resp := &pb.PictureResponse{Crisis: "oekraine", Sources: []string{"ncc.crisis.test"}, Entries: []*pb.PictureEntry{
+		{Kind: "sitrep", Region: "NL", Key: "landelijk", Source: "ncc.crisis.test", Record: &pb.Record{Id: "landelijk", Body: []byte(`{"title":"Landelijk beeld"}`)}},
+	}}
+	now := &pb.SearchResponse{Partial: true, Peers: []*pb.PeerStatus{{Peer: "ncc", TrustDomain: "ncc.crisis.test", State: "denied", Count: 1, CacheAgeMs: 60000,
+		Error: "it refuses this node: this partner removed you, or has not accepted your answer yet"}}}
+	var b strings.Builder
+	if err := printPicture(&b, "", resp, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(lineWith(out, "Landelijk beeld"), "CACHED") || !strings.Contains(out, "\nPARTIAL: ncc did not answer") ||
+		!strings.Contains(lineWith(out, "denied"), "served from cache, 1m0s old; it refuses this node: this partner removed you") {
+		t.Errorf("the picture with ncc refusing this node:\n%s", out)
+	}
+	b.Reset()
+	if err := printPicture(&b, "", &pb.PictureResponse{Crisis: "oekraine", Phase: "cold"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "sources: none: no record of this crisis here or from a partner\n") {
+		t.Errorf("a picture of no source:\n%s", out)
+	}
+}

@@ -55,9 +55,9 @@ const (
 	TimedOut    = "timed_out"
 )
 
-// Unanswered reports whether a peer did not answer just now (unreachable, timed out): what is
-// shown of it is the copy it sent before. A peer that refused (denied) did answer.
-func Unanswered(p *pb.PeerStatus) bool { return p.State != Answered && p.State != Denied }
+// Unanswered reports whether a peer did not answer just now (unreachable, timed out, or denied:
+// it refuses this node): what is shown of it is the copy it sent before.
+func Unanswered(p *pb.PeerStatus) bool { return p.State != Answered }
 
 // Behind lists the trust domains of the peers whose copy here may be behind what they hold:
 // they did not answer just now, or this node is still taking in what they share.
@@ -70,6 +70,10 @@ func Behind(peers []*pb.PeerStatus) []string {
 	}
 	return out
 }
+
+// deniedBecause is the likely cause of a peer's refusal, which its node's own words ("not a
+// configured peer of this node") leave to guess.
+const deniedBecause = "it refuses this node: this partner removed you, or has not accepted your answer yet; ask them to run `knooppunt peer list`"
 
 // maxOrigins caps SearchRequest.origins.
 const maxOrigins = 1000
@@ -470,14 +474,15 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	code := status.Code(err)
 	switch {
 	case code == codes.PermissionDenied || code == codes.Unauthenticated:
-		st.State, st.Error = Denied, status.Convert(err).Message()
-		return nil, st
+		// A peer refuses only a node it does not have as a peer. Its records here are its last
+		// copy, which no retraction of its can reach any more: shown as such, like an
+		// unreachable peer's, rather than as if it had answered.
+		st.State, st.Error = Denied, deniedBecause+" (its node says: "+status.Convert(err).Message()+")"
 	case code == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
-		st.State = TimedOut
+		st.State, st.Error = TimedOut, reachError(status.Convert(err).Message())
 	default:
-		st.State = Unreachable
+		st.State, st.Error = Unreachable, reachError(status.Convert(err).Message())
 	}
-	st.Error = reachError(status.Convert(err).Message())
 	// The cache stands in for the whole answer: what the peer gave before it failed counts for
 	// nothing.
 	sh.reset()
