@@ -233,17 +233,16 @@ func TestBrowserOfficers(t *testing.T) {
 	}
 	olga.check("beleid voorgesteld")
 
-	// The author goes to approve anyway, by the address: the service refuses and says why.
+	// The author goes to approve anyway, by the address: the page says another officer must,
+	// and offers no button (the node would refuse it).
 	olga.run("the author approves", chromedp.Steps(
 		chromedp.Navigate(e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id)),
-		chromedp.WaitVisible(chromedp.CSS("#bevestigen")),
-		chromedp.Click(chromedp.CSS("#bevestigen")),
-		chromedp.WaitVisible(chromedp.CSS("#melding")),
+		chromedp.WaitVisible(chromedp.CSS("#kan-niet")),
 	))
-	if m := olga.text("refusal", chromedp.Text(chromedp.CSS("#melding"))); !strings.Contains(m, "(vier ogen)") {
-		t.Errorf("the author's approve: %q, want the four-eyes refusal", m)
+	if m := olga.text("refusal", chromedp.Text(chromedp.CSS("#kan-niet"))); !strings.Contains(m, "Een andere beveiligingsfunctionaris moet het goedkeuren") {
+		t.Errorf("the author's approve page: %q, want that another officer must approve", m)
 	}
-	olga.check("goedkeuren geweigerd", http.StatusForbidden)
+	olga.check("goedkeuren door de auteur")
 
 	// The other officer signed in an hour ago at the provider: the approval sends him to sign
 	// in again, and back to the confirmation.
