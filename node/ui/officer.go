@@ -556,7 +556,7 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		case slices.Contains(p.Approvers, me):
 			v.Cannot = r.L.T("policy.approved_by_you")
 		}
-		v.Lifted = s.liftedFor(r, p.Id)
+		v.Lifted = s.liftedFor(r, p)
 		v.Effects = append(v.Effects, r.L.T("step.approve.effect", row.Approvals+1, row.Required))
 		if row.Approvals+1 >= row.Required {
 			v.Effects = append(v.Effects, r.L.T("step.approve.active"))
@@ -673,18 +673,29 @@ func liftedTexts(l *Lang, recipient string, lifted []*pb.LiftedRedaction) []stri
 	return out
 }
 
-// liftedFor is what approving policy id would lift, for each partner: a proposal is not previewed
-// for a recipient on its approve page, so it asks for every one. A partner the preview refuses
-// (leaving, say) is left out, as the page is no preview.
-func (s *Server) liftedFor(r *request, id string) []string {
+// liftedFor is what approving policy p would lift, for each partner: a proposal is not previewed
+// for a recipient on its approve page, so it asks for every one, in each crisis's phase now and,
+// for a policy limited to phases, in each of those (a break-glass policy lifts in warm). A partner
+// the preview refuses (leaving, say) is left out, as the page is no preview.
+func (s *Server) liftedFor(r *request, p *pb.PolicyInfo) []string {
+	phases := []string{""}
+	if parsed, err := policy.Parse(p.Source); err == nil {
+		phases = append(phases, parsed.Doc.Phases...)
+	}
 	var out []string
 	for _, c := range s.recipientChoices(r) {
-		resp, err := pb.NewPolicyServiceClient(s.c.Conn).Preview(r.ctx(), &pb.PreviewRequest{Id: id, Recipient: c.Value, Limit: 1})
-		if err != nil {
-			s.log.Warn("no preview for the approve page", "policy", id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
-			continue
+		for _, ph := range phases {
+			resp, err := pb.NewPolicyServiceClient(s.c.Conn).Preview(r.ctx(), &pb.PreviewRequest{Id: p.Id, Recipient: c.Value, Phase: ph, Limit: 1})
+			if err != nil {
+				s.log.Warn("no preview for the approve page", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
+				break
+			}
+			for _, t := range liftedTexts(r.L, c.Value, resp.LiftedRedactions) {
+				if !slices.Contains(out, t) {
+					out = append(out, t)
+				}
+			}
 		}
-		out = append(out, liftedTexts(r.L, c.Value, resp.LiftedRedactions)...)
 	}
 	return out
 }
