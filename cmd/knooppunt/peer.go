@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/knooppunt/knooppunt/federation/invite"
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api/peers"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -361,6 +362,9 @@ func subscriptionText(p *pb.PeerInfo, long bool) string {
 			// The partner's node refused this node's certificate at the handshake: it does not
 			// trust this node, or no longer (it removed it), which nothing else here can tell.
 			s += " (the partner's node refuses this node's certificate: this node's own SVID may have expired (status shows its expiry), or the partner has not accepted your answer yet, or removed this node; ask them to run peer list)"
+		} else if strings.HasSuffix(p.SubscriptionError, "(PermissionDenied)") {
+			// Past the handshake, a partner refuses only a node that is not its peer.
+			s += " (the partner's node refuses this node: " + search.DeniedBecause + ")"
 		}
 	}
 	return s

@@ -198,6 +198,11 @@ func TestSubscriptionTextSaysWhoRefuses(t *testing.T) {
 	if got := subscriptionText(refused, false); strings.Contains(got, "removed") {
 		t.Errorf("the short form carries the hint: %q", got)
 	}
+	// Past the handshake: the partner's node does not have this one as a peer.
+	denied := &pb.PeerInfo{Subscription: "down", SubscriptionError: "trust domain vr-brabant-noord.crisis.test is not a configured peer of this node (PermissionDenied)"}
+	if got := subscriptionText(denied, true); !strings.Contains(got, "(the partner's node refuses this node: this partner removed you, or has not accepted your answer yet; ask them to run `knooppunt peer list`)") {
+		t.Errorf("a refused subscription: %q", got)
+	}
 	other := &pb.PeerInfo{Subscription: "down", SubscriptionError: "connection refused"}
 	if got := subscriptionText(other, true); got != "down: connection refused" {
 		t.Errorf("another error: %q", got)

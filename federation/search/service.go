@@ -71,9 +71,9 @@ func Behind(peers []*pb.PeerStatus) []string {
 	return out
 }
 
-// deniedBecause is the likely cause of a peer's refusal, which its node's own words ("not a
-// configured peer of this node") leave to guess.
-const deniedBecause = "it refuses this node: this partner removed you, or has not accepted your answer yet; ask them to run `knooppunt peer list`"
+// DeniedBecause is the likely cause of a peer's refusal, which its node's own words ("not a
+// configured peer of this node") leave to guess; peer show says it of a refused subscription.
+const DeniedBecause = "this partner removed you, or has not accepted your answer yet; ask them to run `knooppunt peer list`"
 
 // maxOrigins caps SearchRequest.origins.
 const maxOrigins = 1000
@@ -477,7 +477,7 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 		// A peer refuses only a node it does not have as a peer. Its records here are its last
 		// copy, which no retraction of its can reach any more: shown as such, like an
 		// unreachable peer's, rather than as if it had answered.
-		st.State, st.Error = Denied, deniedBecause+" (its node says: "+status.Convert(err).Message()+")"
+		st.State, st.Error = Denied, "it refuses this node: "+DeniedBecause+" (its node says: "+status.Convert(err).Message()+")"
 	case code == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
 		st.State, st.Error = TimedOut, reachError(status.Convert(err).Message())
 	default:
