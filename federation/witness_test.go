@@ -291,6 +291,10 @@ func TestProcessWitnessesCatchARewrittenChain(t *testing.T) {
 		out, code := verify()
 		return code == 0 && regexp.MustCompile(`\n`+b.Name+`\s+`+b.TD.Name()+`\s+ok\s+[1-9]`).MatchString(out), out
 	})
+	// The output says up to which entry, and from when, the witnesses vouch for the chain.
+	if out, _ := verify(); !regexp.MustCompile(`\nWitnessed up to entry [1-9]\d* \(of [1-9]\d*\), signed at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ; ` + b.Name + ` holds it\.\n`).MatchString(out) {
+		t.Errorf("audit verify --witnesses does not say what the newest head covers:\n%s", out)
+	}
 	// With its only witness down, nobody vouches for the chain: not a pass, exit 2.
 	ps.kill(t, b)
 	if out, code := verify(); code != 2 || !strings.Contains(out, "no witness could vouch for the chain: 1 of 1 unreachable") {

@@ -157,17 +157,28 @@ peer that cannot be reached is reported and does not fail the check.`,
 				if resp.Head != nil {
 					head = fmt.Sprintf("%d:%x", resp.Head.Seq, resp.Head.Hash)
 				}
-				type witness struct {
+				type witnessRow struct {
 					Peer        string `json:"peer"`
 					TrustDomain string `json:"trust_domain"`
 					State       string `json:"state"`
 					Heads       int64  `json:"heads"`
 					Seq         int64  `json:"seq,omitempty"`
 					Problem     string `json:"problem,omitempty"`
+					// NewestSeq and NewestAt: the newest head it keeps that the chain holds.
+					NewestSeq int64      `json:"newest_seq,omitempty"`
+					NewestAt  *time.Time `json:"newest_at,omitempty"`
 				}
-				ws := make([]witness, len(resp.Witnesses))
+				ws := make([]witnessRow, len(resp.Witnesses))
+				var newest *pb.WitnessReport
 				for i, w := range resp.Witnesses {
-					ws[i] = witness{w.Peer, w.TrustDomain, w.State, w.Heads, w.Seq, w.Problem}
+					ws[i] = witnessRow{Peer: w.Peer, TrustDomain: w.TrustDomain, State: w.State, Heads: w.Heads, Seq: w.Seq, Problem: w.Problem, NewestSeq: w.NewestSeq}
+					if w.NewestAt != nil {
+						at := w.NewestAt.AsTime().UTC()
+						ws[i].NewestAt = &at
+					}
+					if w.State == witness.OK && w.NewestSeq > newest.GetNewestSeq() {
+						newest = w
+					}
 				}
 				switch {
 				case f.output == "json":
@@ -200,6 +211,12 @@ peer that cannot be reached is reported and does not fail the check.`,
 					}
 					if err := tw.Flush(); err != nil {
 						return err
+					}
+					if newest != nil {
+						// What the witnesses vouch for ends at their newest head: later entries
+						// are the node's word alone until the next hand-over.
+						fmt.Fprintf(cmd.OutOrStdout(), "Witnessed up to entry %d (of %d), signed at %s; %s holds it.\n",
+							newest.NewestSeq, resp.Entries, newest.NewestAt.AsTime().UTC().Format(time.RFC3339), newest.Peer)
 					}
 				}
 				if !resp.Ok {

@@ -299,6 +299,8 @@ func (w *Witnesses) check(ctx context.Context, td spiffeid.TrustDomain, p config
 				fail(Rewritten, h.Seq, "witness %s holds a head for entry %d, signed by %s at %s, and the chain has no entry %d: entries were removed from its end", p.Name, h.Seq, signer, at, h.Seq)
 			case !bytes.Equal(local, h.Hash):
 				fail(Rewritten, h.Seq, "witness %s holds a head for entry %d with hash %x, signed by %s at %s; the chain's entry %d has hash %x: the chain was rewritten from this entry or before it", p.Name, h.Seq, h.Hash, signer, at, h.Seq, local)
+			case h.Seq >= rep.NewestSeq:
+				rep.NewestSeq, rep.NewestAt = h.Seq, h.At
 			}
 		}
 		if len(resp.Heads) < 1000 {

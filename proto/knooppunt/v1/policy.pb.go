@@ -1848,8 +1848,12 @@ type WitnessReport struct {
 	State string `protobuf:"bytes,3,opt,name=state" json:"state,omitempty"`
 	Heads int64  `protobuf:"varint,4,opt,name=heads" json:"heads,omitempty"`
 	// seq is the first head that is not in the chain, for rewritten and invalid.
-	Seq           int64  `protobuf:"varint,5,opt,name=seq" json:"seq,omitempty"`
-	Problem       string `protobuf:"bytes,6,opt,name=problem" json:"problem,omitempty"`
+	Seq     int64  `protobuf:"varint,5,opt,name=seq" json:"seq,omitempty"`
+	Problem string `protobuf:"bytes,6,opt,name=problem" json:"problem,omitempty"`
+	// newest_seq and newest_at are the entry and the signing time of the newest head it keeps that
+	// the chain holds: what it vouches for. Unset when it keeps none that does.
+	NewestSeq     int64                  `protobuf:"varint,7,opt,name=newest_seq,json=newestSeq" json:"newest_seq,omitempty"`
+	NewestAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=newest_at,json=newestAt" json:"newest_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1924,6 +1928,20 @@ func (x *WitnessReport) GetProblem() string {
 		return x.Problem
 	}
 	return ""
+}
+
+func (x *WitnessReport) GetNewestSeq() int64 {
+	if x != nil {
+		return x.NewestSeq
+	}
+	return 0
+}
+
+func (x *WitnessReport) GetNewestAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NewestAt
+	}
+	return nil
 }
 
 // AuditAnchor names one entry of the audit chain by its seq and hash.
@@ -2210,14 +2228,17 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"e\n" +
 	"\x12VerifyAuditRequest\x121\n" +
 	"\x06anchor\x18\x01 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x06anchor\x12\x1c\n" +
-	"\twitnesses\x18\x02 \x01(\bR\twitnesses\"\x9e\x01\n" +
+	"\twitnesses\x18\x02 \x01(\bR\twitnesses\"\xf6\x01\n" +
 	"\rWitnessReport\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x14\n" +
 	"\x05heads\x18\x04 \x01(\x03R\x05heads\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x03R\x03seq\x12\x18\n" +
-	"\aproblem\x18\x06 \x01(\tR\aproblem\"3\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\x12\x1d\n" +
+	"\n" +
+	"newest_seq\x18\a \x01(\x03R\tnewestSeq\x127\n" +
+	"\tnewest_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bnewestAt\"3\n" +
 	"\vAuditAnchor\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x12\n" +
 	"\x04hash\x18\x02 \x01(\fR\x04hash\"\xe6\x01\n" +
@@ -2310,39 +2331,40 @@ var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	29, // 15: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
 	22, // 16: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
 	27, // 17: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
-	27, // 18: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
-	26, // 19: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
-	1,  // 20: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 21: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 22: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 23: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 24: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	6,  // 25: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	8,  // 26: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	9,  // 27: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	14, // 28: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	18, // 29: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	20, // 30: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	23, // 31: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	25, // 32: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 33: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 34: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 35: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 36: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 37: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	7,  // 38: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 39: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	12, // 40: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	16, // 41: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	19, // 42: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	21, // 43: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	24, // 44: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	28, // 45: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	33, // [33:46] is the sub-list for method output_type
-	20, // [20:33] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	29, // 18: knooppunt.v1.WitnessReport.newest_at:type_name -> google.protobuf.Timestamp
+	27, // 19: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	26, // 20: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
+	1,  // 21: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 22: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 23: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 24: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 25: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	6,  // 26: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	8,  // 27: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	9,  // 28: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	14, // 29: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	18, // 30: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	20, // 31: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	23, // 32: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	25, // 33: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 34: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 35: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 36: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 37: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 38: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	7,  // 39: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 40: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	12, // 41: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	16, // 42: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	19, // 43: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	21, // 44: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	24, // 45: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	28, // 46: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	34, // [34:47] is the sub-list for method output_type
+	21, // [21:34] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
