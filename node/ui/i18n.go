@@ -4,10 +4,12 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/text/language"
 
@@ -146,6 +148,26 @@ func (l *Lang) Value(field, v string) string {
 		return l.T(key)
 	}
 	return v
+}
+
+// When is a moment as people read it, 5 december 2026, 20:28 (month names in the page's
+// language), in the interface's zone. The exact time with its zone stays at hand: in the time
+// element's datetime for machines and its title on pointing.
+func (l *Lang) When(t time.Time) template.HTML {
+	t = local(t)
+	months := strings.Fields(l.T("date.months"))
+	month := t.Format("January")
+	if len(months) == 12 {
+		month = months[t.Month()-1]
+	}
+	text := l.T("date.format", t.Day(), month, t.Year(), t.Format("15:04"))
+	return template.HTML(`<time datetime="` + t.Format(time.RFC3339) + `" title="` + template.HTMLEscapeString(t.Format("2006-01-02 15:04:05 MST")) + `">` +
+		template.HTMLEscapeString(text) + `</time>`)
+}
+
+// WhenAgo is When with how long ago it was, (3 uur geleden), where a page has room for both.
+func (l *Lang) WhenAgo(t, now time.Time) template.HTML {
+	return l.When(t) + template.HTML(" ("+template.HTMLEscapeString(age(l, int64(now.Sub(t)/time.Second)))+")")
 }
 
 // Figure is Number of a figure kept as text, as a table's cells keep it for a CSV file; text that

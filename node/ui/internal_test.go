@@ -900,3 +900,32 @@ func TestSearchSaysWhatToTryNext(t *testing.T) {
 		}
 	}
 }
+
+// TestWhenInWords: a moment is written as people read it, month by name in the page's language,
+// with the exact time and zone kept in the time element.
+func TestWhenInWords(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if z := zone.Load(); z != nil {
+		t.Cleanup(func() { zone.Store(z) })
+	}
+	if err := setZone("Europe/Amsterdam"); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 5, 19, 28, 55, 0, time.UTC)
+	for lang, want := range map[string]string{
+		"nl": `<time datetime="2026-12-05T20:28:55+01:00" title="2026-12-05 20:28:55 CET">5 december 2026, 20:28</time>`,
+		"en": `<time datetime="2026-12-05T20:28:55+01:00" title="2026-12-05 20:28:55 CET">5 December 2026, 20:28</time>`,
+	} {
+		l := &Lang{Code: lang, cat: cats[lang]}
+		if got := string(l.When(at)); got != want {
+			t.Errorf("%s: %s, want %s", lang, got, want)
+		}
+	}
+	nl := &Lang{Code: "nl", cat: cats["nl"]}
+	if got := string(nl.WhenAgo(at, at.Add(3*time.Hour))); !strings.HasSuffix(got, "</time> (3 uur geleden)") {
+		t.Errorf("WhenAgo: %s", got)
+	}
+}

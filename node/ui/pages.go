@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"math"
 	"mime"
@@ -1128,8 +1129,9 @@ const searchPageLimit = 200
 
 type recordView struct {
 	Rec *pb.Record
-	// Policies, Purpose and Received say how a partner's record came (see hitView).
-	Policies, Purpose, Received string
+	// Policies and Purpose say how a partner's record came (see hitView), Received when.
+	Policies, Purpose string
+	Received          template.HTML
 	// Edit is the form that changes an own record, for a person who may.
 	Edit string
 	// Title is the body's title, or the record's id.
@@ -1141,8 +1143,8 @@ type recordView struct {
 	FromCache          bool
 	Fields             []fieldView
 	Labels             []string
-	Updated            string
-	ValidUntil         string
+	// Updated and ValidUntil are written for people (Lang.When).
+	Updated, ValidUntil template.HTML
 	// Versions are what the node's history keeps of the record's versions, newest first.
 	Versions []versionView
 	// Files are the files the record names (its attachments), each with a link to take it.
@@ -1281,7 +1283,7 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 				v.Source = partnerName(s.partnerNames(r), h.Source, origin)
 				v.Policies, v.Purpose = strings.Join(h.Policies, ", "), h.Purpose
 				if h.ReceivedAt != nil {
-					v.Received = local(h.ReceivedAt.AsTime()).Format("2006-01-02 15:04:05 MST")
+					v.Received = r.L.WhenAgo(h.ReceivedAt.AsTime(), time.Now())
 				}
 				break
 			}
@@ -1298,10 +1300,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	rec := v.Rec
 	v.Classification, v.At = r.L.Class(rec.Classification), local(time.Now()).Format("2006-01-02 15:04 MST")
 	if rec.UpdatedAt != nil {
-		v.Updated = local(rec.UpdatedAt.AsTime()).Format("2006-01-02 15:04:05 MST")
+		v.Updated = r.L.WhenAgo(rec.UpdatedAt.AsTime(), time.Now())
 	}
 	if rec.ValidUntil != nil {
-		v.ValidUntil = local(rec.ValidUntil.AsTime()).Format("2006-01-02 15:04")
+		v.ValidUntil = r.L.When(rec.ValidUntil.AsTime())
 	}
 	for k, val := range rec.Labels {
 		v.Labels = append(v.Labels, k+"="+val)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -75,8 +76,10 @@ type kindView struct {
 }
 
 type ownRow struct {
-	ID, Kind, Crisis, Region, Title, Updated, Link, Edit string
-	Version                                              int64
+	ID, Kind, Crisis, Region, Title, Link, Edit string
+	// Updated is when it was last changed, written for people (Lang.When).
+	Updated template.HTML
+	Version int64
 	// Validity marks a document no longer (or not yet) in force, as search does.
 	Validity string
 }
@@ -101,7 +104,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 			row.Title = untitled(r.L, rec, orgOf)
 		}
 		if rec.UpdatedAt != nil {
-			row.Updated = local(rec.UpdatedAt.AsTime()).Format("2006-01-02 15:04")
+			row.Updated = r.L.WhenAgo(rec.UpdatedAt.AsTime(), now)
 		}
 		v.Records = append(v.Records, row)
 	}
@@ -145,8 +148,8 @@ var classChoices = []string{"public", "internal", "confidential", "secret"}
 type recordFormView struct {
 	// Edit: an existing record (its id and version are fixed); else a new one. Name is what
 	// the record is called (its title), for the heading of its edit page.
-	Edit   bool
-	Name   string
+	Edit bool
+	Name string
 	// Cancel leaves the form unsaved: back to the record changed, or to the own records.
 	Cancel string
 	Action string

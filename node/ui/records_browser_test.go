@@ -39,6 +39,8 @@ func TestBrowserOwnRecords(t *testing.T) {
 	eva.run("fill in the form with a negative number of free beds", chromedp.Steps(
 		chromedp.Click(chromedp.CSS(`a[href="/records/nieuw?kind=shelter.capacity"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[id="body.beds_free"]`)),
+		// The ID is under Geavanceerd, after the content.
+		chromedp.Click(chromedp.CSS("#geavanceerd > summary")),
 		chromedp.SendKeys(chromedp.CSS("#id"), "zeist"),
 		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
 		chromedp.SetValue(chromedp.CSS("#region"), "VR09"),

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"html/template"
 	"maps"
 	"slices"
 	"time"
@@ -15,10 +16,11 @@ import (
 // versionView is one row of a record page's versions: what the history keeps of one version,
 // and what changed from the version before it.
 type versionView struct {
-	Version   int64
-	Age, Date string
-	Deleted   bool
-	Values    []keptValue
+	Version int64
+	Age     string
+	Date    template.HTML
+	Deleted bool
+	Values  []keptValue
 	// Changed names (labels) the values that differ from the version before, in the order of
 	// Values; First marks the oldest
 	// version kept, which has none before it.
@@ -72,7 +74,7 @@ func (s *Server) versions(r *request, rec *pb.Record, withheld map[string]bool, 
 		vv := versionView{Version: v.Version, Deleted: v.Deleted, First: i == len(resp.Versions)-1}
 		if v.UpdatedAt != nil {
 			at := v.UpdatedAt.AsTime()
-			vv.Age, vv.Date = age(r.L, int64(now.Sub(at)/time.Second)), local(at).Format("2006-01-02 15:04:05")
+			vv.Age, vv.Date = age(r.L, int64(now.Sub(at)/time.Second)), r.L.When(at)
 		}
 		var before map[string]string
 		if !vv.First {

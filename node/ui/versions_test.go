@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -82,6 +83,12 @@ func TestSeverityInDutch(t *testing.T) {
 	_, page := e.signIn(t, b, "eva", "/record?id=sitrep-zeist")
 	if !strings.Contains(page, `<mark data-changed="severity">Ernst: gemiddeld</mark>`) || !strings.Contains(page, "Ernst: laag") || strings.Contains(page, "Ernst: medium") {
 		t.Errorf("the versions do not say the severity in Dutch:\n%s", page)
+	}
+	// Dates in words, the exact time kept in the time element; on the record page with its age.
+	month := `(januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december)`
+	when := `<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [^"]+">\d{1,2} ` + month + ` \d{4}, \d\d:\d\d</time>`
+	if !regexp.MustCompile(`<dd>`+when+` \(zojuist\)</dd>`).MatchString(page) || !regexp.MustCompile(`<span class="kp-muted">`+when+`</span>`).MatchString(page) {
+		t.Errorf("the record page does not write its dates in words:\n%s", page)
 	}
 	_, page = b.get(t, e.url+"/records/nieuw?kind=sitrep")
 	for _, want := range []string{`<option value="low">laag</option>`, `<option value="medium">gemiddeld</option>`, `<option value="critical">kritiek</option>`} {
