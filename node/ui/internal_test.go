@@ -97,6 +97,9 @@ func TestCatalogues(t *testing.T) {
 	for _, f := range recordFormFields {
 		used[f.Label] = true
 	}
+	for _, k := range fileTypes {
+		used[k] = true
+	}
 	for _, k := range record.DemoKinds() {
 		used["kind."+k.Name], used["kinddesc."+k.Name] = true, true
 	}

@@ -1360,31 +1360,21 @@ func fileViews(rec *pb.Record, files []record.Attachment, r *request) []fileView
 	return out
 }
 
-// fileType is a file's media type as people know it (PDF-document for application/pdf): the
-// types a node takes by default (attach.DefaultMediaTypes) in words, another as it is.
+// fileTypes are the message keys of the media types a node takes by default
+// (attach.DefaultMediaTypes), without their parameters; images are said by fileType.
+var fileTypes = map[string]string{
+	attach.PDF: "filetype.pdf", attach.DOCX: "filetype.word", attach.XLSX: "filetype.excel",
+	attach.PPTX: "filetype.powerpoint", attach.ODT: "filetype.odt", attach.ODS: "filetype.ods",
+	attach.OLE: "filetype.office", attach.Zip: "filetype.zip", "text/plain": "filetype.text", "text/csv": "filetype.csv",
+}
+
+// fileType is a file's media type as people know it (PDF-document for application/pdf), or as
+// it is for a type without words.
 func fileType(l *Lang, mediaType string) string {
 	base, _, _ := strings.Cut(mediaType, ";")
-	switch base = strings.TrimSpace(base); base {
-	case attach.PDF:
-		return l.T("filetype.pdf")
-	case attach.DOCX:
-		return l.T("filetype.word")
-	case attach.XLSX:
-		return l.T("filetype.excel")
-	case attach.PPTX:
-		return l.T("filetype.powerpoint")
-	case attach.ODT:
-		return l.T("filetype.odt")
-	case attach.ODS:
-		return l.T("filetype.ods")
-	case attach.OLE:
-		return l.T("filetype.office")
-	case attach.Zip:
-		return l.T("filetype.zip")
-	case "text/plain":
-		return l.T("filetype.text")
-	case "text/csv":
-		return l.T("filetype.csv")
+	base = strings.TrimSpace(base)
+	if key, ok := fileTypes[base]; ok {
+		return l.T(key)
 	}
 	if img, ok := strings.CutPrefix(base, "image/"); ok && img != "" {
 		return l.T("filetype.image", strings.ToUpper(img))
