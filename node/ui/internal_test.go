@@ -932,3 +932,21 @@ func TestWhenInWords(t *testing.T) {
 		t.Errorf("WhenAgo: %s", got)
 	}
 }
+
+// TestCacheAgeOfAPeerThatRefuses: a partner that removed this node refuses its search, and its
+// records are shown from this node's last copy, as an unreachable one's: the page says how old.
+func TestCacheAgeOfAPeerThatRefuses(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lang{cat: cats["nl"]}
+	for _, state := range []string{"denied", "unreachable"} {
+		if got := cacheAge(l, &pb.PeerStatus{State: state, CacheAgeMs: 3 * 3600 * 1000}); got == "" {
+			t.Errorf("a %s peer's copy of 3 hours has no age", state)
+		}
+	}
+	if got := cacheAge(l, &pb.PeerStatus{State: "answered", CacheAgeMs: 3 * 3600 * 1000}); got != "" {
+		t.Errorf("a peer that answered has a copy's age %q", got)
+	}
+}

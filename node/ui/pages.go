@@ -159,12 +159,12 @@ type crisisView struct {
 	Current     bool
 }
 
-// cacheAge says, of a peer that did not answer a search, how old the copy is that is shown in
-// its place: its age, or current while this node's subscription to it is open; "" for a peer
-// that answered or refused, or of which there is no copy.
+// cacheAge says, of a peer that did not answer a search or refused it (it removed this node),
+// how old the copy is that is shown in its place: its age, or current while this node's
+// subscription to it is open; "" for a peer that answered, or of which there is no copy.
 func cacheAge(l *Lang, p *pb.PeerStatus) string {
 	switch {
-	case p.State == "answered" || p.State == "denied":
+	case p.State == "answered":
 		return ""
 	case p.FeedOpen:
 		return l.T("picture.cache_current")
