@@ -179,10 +179,10 @@ type HistoryFilter struct {
 	Mode   Mode
 }
 
-// History returns the rows the filter selects in the order they counted: by time, then origin,
-// id and version, so that equal times are walked the same way everywhere.
-func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, error) {
-	q := `SELECT origin, id, version, kind, crisis, region, at, tombstone, fields FROM history WHERE status = ? AND exercise = ?`
+// where is the WHERE clause that selects what f does from a table with the columns of history
+// (records and foreign_records have them too), with its arguments.
+func (f HistoryFilter) where() (string, []any) {
+	q := ` WHERE status = ? AND exercise = ?`
 	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
 	if len(f.Kinds) > 0 {
 		q += ` AND kind IN (SELECT value FROM json_each(?))`
@@ -197,7 +197,14 @@ func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, er
 		q += ` AND region = ?`
 		args = append(args, f.Region)
 	}
-	q += ` ORDER BY at, origin, id, version`
+	return q, args
+}
+
+// History returns the rows the filter selects in the order they counted: by time, then origin,
+// id and version, so that equal times are walked the same way everywhere.
+func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, error) {
+	where, args := f.where()
+	q := `SELECT origin, id, version, kind, crisis, region, at, tombstone, fields FROM history` + where + ` ORDER BY at, origin, id, version`
 	var out []HistoryVersion
 	err := d.read(func(ro *sql.DB) error {
 		var err error
@@ -211,21 +218,8 @@ func (d *DB) History(ctx context.Context, f HistoryFilter) ([]HistoryVersion, er
 // crisis and region in its mode that the node holds now, its own and partners' copies: what a
 // rule that reads them passes on in its alert. CLASSIFICATION_UNSPECIFIED when there is none.
 func (d *DB) HighestClassification(ctx context.Context, f HistoryFilter) (pb.Classification, error) {
-	where := ` WHERE tombstone = 0 AND status = ? AND exercise = ?`
-	args := []any{int32(f.Mode.Status), f.Mode.Exercise}
-	if len(f.Kinds) > 0 {
-		where += ` AND kind IN (SELECT value FROM json_each(?))`
-		b, _ := json.Marshal(f.Kinds)
-		args = append(args, string(b))
-	}
-	if f.Crisis != "" {
-		where += ` AND crisis = ?`
-		args = append(args, f.Crisis)
-	}
-	if f.Region != "" {
-		where += ` AND region = ?`
-		args = append(args, f.Region)
-	}
+	where, args := f.where()
+	where += ` AND tombstone = 0`
 	var c sql.NullInt32
 	err := d.read(func(ro *sql.DB) error {
 		return ro.QueryRowContext(ctx, `SELECT MAX(c) FROM (SELECT MAX(classification) AS c FROM records`+where+
