@@ -37,7 +37,8 @@ func newSearchCmd() *cobra.Command {
 Every record shows its origin and age. A table shows each peer as answered (with count and
 latency), denied (it refuses this node: the partner removed it, or has not accepted its answer
 yet), unreachable or timed out; for the last three the answer is this node's copy of what the peer
-sent before, with the copy's age. A partial answer says so. Searches are audited.
+sent before, with the copy's age. A partial answer says so. Searches are audited, here and at
+every peer asked, with their words: do not search for names or other personal data.
 
 --text searches the text fields of each kind (a Q&A's question and answer, a guidance's title,
 summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
