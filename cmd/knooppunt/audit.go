@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,22 +28,61 @@ func newAuditCmd() *cobra.Command {
 	return cmd
 }
 
+// auditFirst are the detail keys that say who got a record, and why, in the order a table gives
+// them: what an officer looks for, before the rest.
+var auditFirst = []string{"recipient", "reason", "version", "policies", "redacted", "count"}
+
+// auditDetail gives an entry's detail, a JSON object, as key=value pairs, auditFirst's keys first
+// and the others in order; a detail that is no object as it is.
+func auditDetail(detail string) string {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(detail), &m); err != nil {
+		return detail
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	slices.SortStableFunc(keys, func(a, b string) int {
+		rank := func(k string) int {
+			if i := slices.Index(auditFirst, k); i >= 0 {
+				return i
+			}
+			return len(auditFirst)
+		}
+		return rank(a) - rank(b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		v := string(m[k])
+		var s string
+		if json.Unmarshal(m[k], &s) == nil {
+			v = s
+		}
+		parts[i] = k + "=" + v
+	}
+	return strings.Join(parts, " ")
+}
+
 func newAuditListCmd() *cobra.Command {
 	var (
 		f     clientFlags
 		req   pb.ListAuditRequest
 		since string
+		wide  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List audit entries",
 		Long: `List audit entries in order. --action filters on one action, or on every action under a
 prefix ending in a dot, such as "policy.". --purpose keeps the entries that state a purpose
-(a request's stated_purpose) or name it as a granting policy's purpose (purposes).`,
+(a request's stated_purpose) or name it as a granting policy's purpose (purposes).
+
+The table gives each entry's detail as key=value, what answers "who got it, and why" first
+(recipient, reason, version, policies, redacted, count), cut at 80 characters; --wide gives it
+whole. Times are in this machine's zone, which they name.`,
 		Example: `  knooppunt audit list --last --limit 20
   knooppunt audit list --action policy. --since 24h
   knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json
-  knooppunt audit list --action federation. --purpose "spreiding en opvang vluchtelingen"`,
+  knooppunt audit list --action federation. --purpose "spreiding en opvang vluchtelingen"
+  knooppunt audit list --action federation. --subject sitrep-vr09-1 --wide`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -82,7 +123,11 @@ prefix ending in a dot, such as "policy.". --purpose keeps the entries that stat
 			tw := newTable(cmd.OutOrStdout())
 			fmt.Fprintln(tw, "SEQ\tAT\tACTOR\tACTION\tSUBJECT\tDETAIL")
 			for _, e := range resp.Entries {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.AsTime().Local().Format("2006-01-02 15:04:05"), e.Actor, e.Action, e.Subject, truncate(e.Detail, 60))
+				detail := auditDetail(e.Detail)
+				if !wide {
+					detail = truncate(detail, 80)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.AsTime().Local().Format("2006-01-02 15:04:05 MST"), e.Actor, e.Action, e.Subject, detail)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -108,6 +153,7 @@ prefix ending in a dot, such as "policy.". --purpose keeps the entries that stat
 	fl.StringVar(&since, "since", "", "only entries since (RFC 3339, or a duration such as 24h)")
 	fl.Int64Var(&req.AfterSeq, "after", 0, "only entries after this seq")
 	fl.Int32Var(&req.Limit, "limit", 100, "entries to show (at most 10000)")
+	fl.BoolVar(&wide, "wide", false, "give each entry's detail whole, not cut at 80 characters")
 	fl.BoolVar(&req.Newest, "last", false, "the last --limit entries that match (what happened lately), instead of the first")
 	f.register(cmd, true)
 	f.fill(map[string]string{"action": "action", "actor": "actor", "subject": "subject", "purpose": "purpose", "since": "since", "limit": "limit"})
