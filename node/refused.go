@@ -131,7 +131,11 @@ func (r *refusals) take(window bool) []*pb.AuditEntry {
 	}
 	at := time.Now()
 	for key, p := range r.pending {
-		out = append(out, r.entry(key, p.reason, p.count, p.first, p.last))
+		e := r.entry(key, p.reason, p.count, p.first, p.last)
+		// Dated when it is written, as the entries around it in the chain; the detail keeps when
+		// the refusals it counts came (first, last).
+		e.At = timestamppb.New(at)
+		out = append(out, e)
 		r.last[key] = at
 	}
 	clear(r.pending)

@@ -139,6 +139,35 @@ func TestRefusalsWindow(t *testing.T) {
 	}
 }
 
+// TestRefusalsKeepTheChainInTimeOrder: a count written at the end of its window is dated then,
+// not at its last refusal, so that an entry of another claimed ID written meanwhile is not later
+// in time than the one after it in the audit chain.
+func TestRefusalsKeepTheChainInTimeOrder(t *testing.T) {
+	sink := &auditSink{}
+	r := newRefusals(100*time.Millisecond, sink.append, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	r.refused("spiffe://a.test/n", "expired")
+	r.refused("spiffe://a.test/n", "expired") // held back until the window ends
+	time.Sleep(20 * time.Millisecond)
+	r.refused("spiffe://b.test/n", "expired") // written at once, after the one held back came
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sink.snapshot()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := sink.snapshot()
+	if len(got) != 3 {
+		t.Fatalf("%d entries, want 3", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].At.AsTime().Before(got[i-1].At.AsTime()) {
+			t.Errorf("entry %d (%s, %s) is dated %v, before entry %d's %v", i, got[i].Actor, got[i].Detail, got[i].At.AsTime(), i-1, got[i-1].At.AsTime())
+		}
+	}
+}
+
 // TestDenialsGroupPerCallerAndMethod: a refused federation call is audited at once the first
 // time a caller calls a method in a window; the rest become one entry with their count when the
 // window ends, as refused handshakes do: a removed peer that retries every few seconds no longer
