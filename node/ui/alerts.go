@@ -65,19 +65,19 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 	add("urgency", word("urgency", in.Urgency))
 	add("certainty", word("certainty", in.Certainty))
 	add("area", strings.Join(areas, "; "))
-	add("expires", localTime(in.Expires))
+	add("expires", localTime(l, in.Expires))
 	if b.Rule != "" {
 		add("rule", b.Rule)
 		add("state", word("alertstate", b.State))
 		if !b.FiredAt.IsZero() {
-			add("fired_at", local(b.FiredAt).Format("2006-01-02 15:04"))
+			add("fired_at", l.WhenText(b.FiredAt))
 		}
 		if b.Unevaluable != "" && b.UnevaluableSince != nil {
-			add("unevaluable", l.T("alerts.unevaluable", local(*b.UnevaluableSince).Format("2006-01-02 15:04"), b.Unevaluable))
+			add("unevaluable", l.T("alerts.unevaluable", l.WhenText(*b.UnevaluableSince), b.Unevaluable))
 		}
 	}
 	add("sender", cmp.Or(in.SenderName, b.Sender))
-	add("sent", localTime(b.Sent))
+	add("sent", localTime(l, b.Sent))
 	for _, f := range bodyFields(body, nil, nil, l) {
 		f.Label, f.Tech = f.Name, true
 		fields = append(fields, f)
@@ -131,11 +131,11 @@ func infoIn(l *Lang, infos []cap.Info) cap.Info {
 	return infos[0]
 }
 
-// localTime is a CAP time in this node's zone, as the record's other times; "" stays "", and a
+// localTime is a CAP time in this node's zone, in the page's words as the record's other times; "" stays "", and a
 // time that does not parse stays as written.
-func localTime(s string) string {
+func localTime(l *Lang, s string) string {
 	if t, err := time.Parse(cap.TimeLayout, s); err == nil {
-		return local(t).Format("2006-01-02 15:04")
+		return l.WhenText(t)
 	}
 	return s
 }
@@ -161,7 +161,7 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 		}
 		if b.Unevaluable != "" && b.UnevaluableSince != nil {
 			// Firing, but no longer confirmed: the reader must not take it as current.
-			v.Detail = l.T("alerts.unevaluable", local(*b.UnevaluableSince).Format("2006-01-02 15:04"), b.Unevaluable)
+			v.Detail = l.T("alerts.unevaluable", l.WhenText(*b.UnevaluableSince), b.Unevaluable)
 		}
 	default:
 		if b.MsgType == "Cancel" || in.Urgency == "Past" {

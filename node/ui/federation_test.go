@@ -649,5 +649,14 @@ func TestRuleAlertInThePagesLanguage(t *testing.T) {
 		if !strings.Contains(page, "— VR09 Utrecht (regel bedden-laag)") || strings.Contains(page, "<title>Early-warning") || strings.Contains(page, ">Early-warning rule bedden-laag fires in VR09</a>") {
 			t.Errorf("%s does not call the rule's alert in Dutch:\n%s", path, page)
 		}
+		// The alert's times (fired, sent) are said as the record's others are: 5 december 2026, 20:28.
+		if strings.HasPrefix(path, "/record") && (!dutchWhen.MatchString(page) || isoCell.MatchString(page)) {
+			t.Errorf("%s gives the alert's times not in words:\n%s", path, page)
+		}
 	}
 }
+
+var (
+	dutchWhen = regexp.MustCompile(`\d{1,2} (januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december) \d{4}, \d{2}:\d{2}`)
+	isoCell   = regexp.MustCompile(`>\d{4}-\d{2}-\d{2} \d{2}:\d{2}<`)
+)

@@ -155,14 +155,19 @@ func (l *Lang) Value(field, v string) string {
 // element's datetime for machines and its title on pointing.
 func (l *Lang) When(t time.Time) template.HTML {
 	t = local(t)
+	return template.HTML(`<time datetime="` + t.Format(time.RFC3339) + `" title="` + template.HTMLEscapeString(t.Format("2006-01-02 15:04:05 MST")) + `">` +
+		template.HTMLEscapeString(l.WhenText(t)) + `</time>`)
+}
+
+// WhenText is When's text alone, for a value the page escapes itself (an alert's fields).
+func (l *Lang) WhenText(t time.Time) string {
+	t = local(t)
 	months := strings.Fields(l.T("date.months"))
 	month := t.Format("January")
 	if len(months) == 12 {
 		month = months[t.Month()-1]
 	}
-	text := l.T("date.format", t.Day(), month, t.Year(), t.Format("15:04"))
-	return template.HTML(`<time datetime="` + t.Format(time.RFC3339) + `" title="` + template.HTMLEscapeString(t.Format("2006-01-02 15:04:05 MST")) + `">` +
-		template.HTMLEscapeString(text) + `</time>`)
+	return l.T("date.format", t.Day(), month, t.Year(), t.Format("15:04"))
 }
 
 // WhenAgo is When with how long ago it was, (3 uur geleden), where a page has room for both.
