@@ -130,7 +130,21 @@ func lifecycle(t *testing.T, f *fedtest.Federation) {
 		}
 	}
 
-	a.Revoke(t, pol)
+	// The officer sees what b holds under the policy, and what its revocation withdraws.
+	held := func(p *pb.PolicyInfo) string {
+		var s []string
+		for _, h := range p.Held {
+			s = append(s, fmt.Sprintf("%s %d/%d", h.Holder, h.Alone, h.Records))
+		}
+		return strings.Join(s, ", ")
+	}
+	heldByB := "spiffe://" + b.TD.Name() + "/node/* 1/1"
+	if p, err := pb.NewPolicyServiceClient(a.As(t, a.Officers[0])).Get(fedtest.Call(t), &pb.GetPolicyRequest{Id: pol}); err != nil || held(p) != heldByB {
+		t.Errorf("Get %s: held %q, %v; want %q", pol, held(p), err, heldByB)
+	}
+	if p := a.Revoke(t, pol); held(p) != heldByB {
+		t.Errorf("Revoke %s: held %q, want %q (what it withdraws)", pol, held(p), heldByB)
+	}
 	wait(map[string]int64{}, "revoking the policy retracts r1 from b")
 
 	a.Approve(t, policyDoc("sitreps-to-b-again", spiffeOf(b), "sitrep", "internal", ""))

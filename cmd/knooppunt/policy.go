@@ -225,7 +225,21 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printPolicy(cmd.OutOrStdout(), f.output, p, false)
+				if err := printPolicy(cmd.OutOrStdout(), f.output, p, false); err != nil {
+					return err
+				}
+				if action == "revoke" {
+					var alone, rest int64
+					for _, h := range p.Held {
+						alone, rest = alone+h.Alone, rest+h.Records-h.Alone
+					}
+					if alone+rest == 0 {
+						fmt.Fprintln(cmd.ErrOrStderr(), "Note: no partner held a record sent under it.")
+					} else {
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: partners held %d records under it alone, which are being retracted, and %d that other policies grant too, which stay (knooppunt audit list --action federation.retract shows each).\n", alone, rest)
+					}
+				}
+				return nil
 			})
 		},
 	}
@@ -252,6 +266,14 @@ type policyJSON struct {
 	DecidedAt         *time.Time `json:"decided_at,omitempty"`
 	Reason            string     `json:"reason,omitempty"`
 	Source            string     `json:"source,omitempty"`
+	// Held is filled by show and revoke: what partners hold under the version.
+	Held []heldJSON `json:"held,omitempty"`
+}
+
+type heldJSON struct {
+	Holder  string `json:"holder"`
+	Records int64  `json:"records"`
+	Alone   int64  `json:"alone"`
 }
 
 func toPolicyJSON(p *pb.PolicyInfo, withSource bool) policyJSON {
@@ -267,6 +289,9 @@ func toPolicyJSON(p *pb.PolicyInfo, withSource bool) policyJSON {
 	}
 	if withSource {
 		j.Source = string(p.Source)
+	}
+	for _, h := range p.Held {
+		j.Held = append(j.Held, heldJSON{h.Holder, h.Records, h.Alone})
 	}
 	return j
 }
@@ -290,6 +315,9 @@ func printPolicy(w io.Writer, format string, p *pb.PolicyInfo, withSource bool) 
 	}
 	if p.Reason != "" {
 		fmt.Fprintf(tw, "reason\t%s\n", p.Reason)
+	}
+	for _, h := range p.Held {
+		fmt.Fprintf(tw, "held by\t%s: %d records, %d under this policy alone\n", h.Holder, h.Records, h.Alone)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -97,3 +97,25 @@ func TestPolicyLintWarnsInOrder(t *testing.T) {
 		t.Errorf("lint --node of a peer's name and a misspelt crisis:\n%s\nwant\n%s", r.stderr, want)
 	}
 }
+
+// TestPrintPolicySaysWhatPartnersHold: show and revoke give, per holder, the copies held under
+// the version and those under it alone, in the table and in -o json.
+func TestPrintPolicySaysWhatPartnersHold(t *testing.T) {
+	p := &pb.PolicyInfo{Id: "p@1", State: "approved", Held: []*pb.PolicyHeld{{Holder: "spiffe://ncc.crisis.test/node/*", Records: 12, Alone: 9}}}
+	var table, js strings.Builder
+	if err := printPolicy(&table, "table", p, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "held by    spiffe://ncc.crisis.test/node/*: 12 records, 9 under this policy alone\n") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	if err := printPolicy(&js, "json", p, false); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Held []heldJSON `json:"held"`
+	}
+	if err := json.Unmarshal([]byte(js.String()), &got); err != nil || len(got.Held) != 1 || got.Held[0] != (heldJSON{"spiffe://ncc.crisis.test/node/*", 12, 9}) {
+		t.Errorf("json %s: held %+v, %v", js.String(), got.Held, err)
+	}
+}

@@ -121,12 +121,14 @@ func (o *Org) Approve(tb testing.TB, src string) string {
 	return p.Id
 }
 
-// Revoke has an officer revoke a policy.
-func (o *Org) Revoke(tb testing.TB, id string) {
+// Revoke has an officer revoke a policy, and returns what the node answered.
+func (o *Org) Revoke(tb testing.TB, id string) *pb.PolicyInfo {
 	tb.Helper()
-	if _, err := pb.NewPolicyServiceClient(o.As(tb, o.Officers[0])).Revoke(Call(tb), &pb.PolicyStepRequest{Id: id, Reason: "test"}, ready); err != nil {
+	p, err := pb.NewPolicyServiceClient(o.As(tb, o.Officers[0])).Revoke(Call(tb), &pb.PolicyStepRequest{Id: id, Reason: "test"}, ready)
+	if err != nil {
 		tb.Fatalf("%s: revoke %s: %v", o.Name, id, err)
 	}
+	return p
 }
 
 // SetPhase has an officer set a crisis's phase.

@@ -302,6 +302,36 @@ func (d *DB) Disclosed(ctx context.Context, holder string) (map[string]int64, er
 	return d.disclosed(ctx, `SELECT record_id, version FROM disclosures WHERE recipient = ?`, holder)
 }
 
+// Held is what one holder holds of records sent under a policy version: how many, and how many
+// under it alone.
+type Held struct {
+	Holder         string
+	Records, Alone int64
+}
+
+// HeldUnder returns, by holder, the copies held now that were sent under the policy version id:
+// what revoking it withdraws (Alone), or leaves to the other policies that granted them too.
+func (d *DB) HeldUnder(ctx context.Context, id string) ([]Held, error) {
+	var out []Held
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT recipient, COUNT(*), SUM(json_array_length(policies) = 1) FROM disclosures
+			WHERE EXISTS (SELECT 1 FROM json_each(policies) WHERE value = ?) GROUP BY recipient ORDER BY recipient`, id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h Held
+			if err := rows.Scan(&h.Holder, &h.Records, &h.Alone); err != nil {
+				return err
+			}
+			out = append(out, h)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 // Holding is what a holder holds of one record: the version, the policies it was sent under,
 // and the redaction they made (see pb.Disclosure.redaction).
 type Holding struct {

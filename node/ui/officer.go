@@ -572,11 +572,28 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		}
 	default:
 		v.Effects = append(v.Effects, r.L.T("step."+key+".effect"))
+		if step == stepRevoke {
+			v.Effects = append(v.Effects, heldEffect(r.L, p.Held, s.orgNamer(r)))
+		}
 	}
 	v.Effects = append(v.Effects, r.L.T("step.purpose", row.Purpose), r.L.T("step.audit"))
 	page := s.newPage(r, "policies", v.Heading, v)
 	page.Restored = reason != "" && reasonErr == ""
 	s.render(w, r.Request, code, "confirm", page)
+}
+
+// heldEffect says what partners hold now under a policy about to be revoked: per partner, its
+// records and those under this policy alone, which the revocation retracts.
+func heldEffect(l *Lang, held []*pb.PolicyHeld, name func(td string) string) string {
+	if len(held) == 0 {
+		return l.T("step.revoke.held_none")
+	}
+	parts := make([]string, len(held))
+	for i, h := range held {
+		td := strings.TrimSuffix(strings.TrimPrefix(h.Holder, "spiffe://"), "/node/*")
+		parts[i] = l.T("step.revoke.held_by", name(td), h.Records, h.Alone)
+	}
+	return l.T("step.revoke.held", strings.Join(parts, "; "))
 }
 
 // maxReason bounds a reason's length, as the audit log keeps it.

@@ -227,6 +227,10 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/beleid/stap" || !strings.Contains(page, `id="hersteld"`) || !strings.Contains(page, ">oefening afgelopen</textarea>") {
 		t.Fatalf("a revoke sent with an old sign-in: %d at %s, want its confirmation with the reason:\n%s", resp.StatusCode, resp.Request.URL, page)
 	}
+	// The confirmation says what the revoke withdraws: ncc holds regio-1 under this policy alone.
+	if !strings.Contains(page, "Records die partners nu onder dit beleid hebben: ") || !strings.Contains(page, ": 1, waarvan 1 alleen door dit beleid (die worden teruggetrokken).") {
+		t.Errorf("the revoke's confirmation does not say what partners hold under the policy:\n%s", page)
+	}
 	if _, page = daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape(id)); !strings.Contains(page, `data-state="approved"`) {
 		t.Fatal("the revoke sent with an old sign-in was taken without being confirmed again")
 	}

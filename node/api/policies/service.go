@@ -173,7 +173,33 @@ func (s *Service) Revoke(ctx context.Context, req *pb.PolicyStepRequest) (*pb.Po
 	if err := api.CheckReason(req.Reason, "say why the policy is revoked"); err != nil {
 		return nil, err
 	}
-	return s.decide(ctx, db.StepRevoke, req)
+	// What partners hold under it before, which is what the revocation withdraws.
+	var held []*pb.PolicyHeld
+	if checkID(req.Id) == nil {
+		var err error
+		if held, err = s.held(ctx, req.Id); err != nil {
+			return nil, err
+		}
+	}
+	info, err := s.decide(ctx, db.StepRevoke, req)
+	if err != nil {
+		return nil, err
+	}
+	info.Held = held
+	return info, nil
+}
+
+// held is what partners hold now of the records sent under the policy version id.
+func (s *Service) held(ctx context.Context, id string) ([]*pb.PolicyHeld, error) {
+	hs, err := s.c.DB.HeldUnder(ctx, id)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	out := make([]*pb.PolicyHeld, len(hs))
+	for i, h := range hs {
+		out[i] = &pb.PolicyHeld{Holder: h.Holder, Records: h.Records, Alone: h.Alone}
+	}
+	return out, nil
 }
 
 func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepRequest) (*pb.PolicyInfo, error) {
@@ -385,7 +411,7 @@ func (s *Service) Get(ctx context.Context, req *pb.GetPolicyRequest) (*pb.Policy
 		if len(rows) == 0 {
 			return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("no policy is named %q: `policy list` shows the policies", req.Id))
 		}
-		return s.info(ctx, rows[0])
+		return s.withHeld(ctx, rows[0])
 	}
 	p, err := s.c.DB.GetPolicy(ctx, req.Id)
 	if err != nil {
@@ -394,7 +420,19 @@ func (s *Service) Get(ctx context.Context, req *pb.GetPolicyRequest) (*pb.Policy
 		}
 		return nil, api.Status(s.c.Logger, err)
 	}
-	return s.info(ctx, p)
+	return s.withHeld(ctx, p)
+}
+
+// withHeld is info with what partners hold under the version now, as Get gives it.
+func (s *Service) withHeld(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, error) {
+	info, err := s.info(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if info.Held, err = s.held(ctx, p.ID); err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
 func (s *Service) recipient(id string) (policy.Recipient, error) {

@@ -324,8 +324,12 @@ type PolicyInfo struct {
 	Purpose           string                 `protobuf:"bytes,12,opt,name=purpose" json:"purpose,omitempty"`
 	Source            []byte                 `protobuf:"bytes,13,opt,name=source" json:"source,omitempty"`
 	ApprovalsRequired int32                  `protobuf:"varint,14,opt,name=approvals_required,json=approvalsRequired" json:"approvals_required,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// held is filled by Get and Revoke only: each partner that holds copies sent under this version
+	// now, how many, and how many under it alone, which its revocation retracts (the others another
+	// policy grants too). Revoke gives them as they were before it.
+	Held          []*PolicyHeld `protobuf:"bytes,15,rep,name=held" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PolicyInfo) Reset() {
@@ -456,6 +460,74 @@ func (x *PolicyInfo) GetApprovalsRequired() int32 {
 	return 0
 }
 
+func (x *PolicyInfo) GetHeld() []*PolicyHeld {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+type PolicyHeld struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// holder is who holds the copies: a partner's nodes, spiffe://TD/node/*.
+	Holder        string `protobuf:"bytes,1,opt,name=holder" json:"holder,omitempty"`
+	Records       int64  `protobuf:"varint,2,opt,name=records" json:"records,omitempty"`
+	Alone         int64  `protobuf:"varint,3,opt,name=alone" json:"alone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyHeld) Reset() {
+	*x = PolicyHeld{}
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyHeld) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyHeld) ProtoMessage() {}
+
+func (x *PolicyHeld) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyHeld.ProtoReflect.Descriptor instead.
+func (*PolicyHeld) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PolicyHeld) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *PolicyHeld) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *PolicyHeld) GetAlone() int64 {
+	if x != nil {
+		return x.Alone
+	}
+	return 0
+}
+
 type ListPoliciesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         string                 `protobuf:"bytes,1,opt,name=state" json:"state,omitempty"`
@@ -466,7 +538,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +550,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[6]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +563,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListPoliciesRequest) GetState() string {
@@ -517,7 +589,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +601,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[7]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +614,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*PolicyInfo {
@@ -561,7 +633,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +645,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[8]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +658,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetPolicyRequest) GetId() string {
@@ -614,7 +686,7 @@ type PreviewRequest struct {
 
 func (x *PreviewRequest) Reset() {
 	*x = PreviewRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +698,7 @@ func (x *PreviewRequest) String() string {
 func (*PreviewRequest) ProtoMessage() {}
 
 func (x *PreviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[9]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +711,7 @@ func (x *PreviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewRequest.ProtoReflect.Descriptor instead.
 func (*PreviewRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PreviewRequest) GetSource() []byte {
@@ -696,7 +768,7 @@ type PreviewItem struct {
 
 func (x *PreviewItem) Reset() {
 	*x = PreviewItem{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +780,7 @@ func (x *PreviewItem) String() string {
 func (*PreviewItem) ProtoMessage() {}
 
 func (x *PreviewItem) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[10]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +793,7 @@ func (x *PreviewItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewItem.ProtoReflect.Descriptor instead.
 func (*PreviewItem) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PreviewItem) GetRecord() *Record {
@@ -748,7 +820,7 @@ type KindCount struct {
 
 func (x *KindCount) Reset() {
 	*x = KindCount{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +832,7 @@ func (x *KindCount) String() string {
 func (*KindCount) ProtoMessage() {}
 
 func (x *KindCount) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[11]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +845,7 @@ func (x *KindCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindCount.ProtoReflect.Descriptor instead.
 func (*KindCount) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KindCount) GetKind() string {
@@ -815,7 +887,7 @@ type PreviewResponse struct {
 
 func (x *PreviewResponse) Reset() {
 	*x = PreviewResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +899,7 @@ func (x *PreviewResponse) String() string {
 func (*PreviewResponse) ProtoMessage() {}
 
 func (x *PreviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[12]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +912,7 @@ func (x *PreviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewResponse.ProtoReflect.Descriptor instead.
 func (*PreviewResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PreviewResponse) GetItems() []*PreviewItem {
@@ -912,7 +984,7 @@ type LiftedRedaction struct {
 
 func (x *LiftedRedaction) Reset() {
 	*x = LiftedRedaction{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +996,7 @@ func (x *LiftedRedaction) String() string {
 func (*LiftedRedaction) ProtoMessage() {}
 
 func (x *LiftedRedaction) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[13]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1009,7 @@ func (x *LiftedRedaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiftedRedaction.ProtoReflect.Descriptor instead.
 func (*LiftedRedaction) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LiftedRedaction) GetField() string {
@@ -967,7 +1039,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1051,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[14]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1064,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{14}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExplainRequest) GetRecordId() string {
@@ -1039,7 +1111,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1123,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[15]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1136,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{15}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Verdict) GetPolicyId() string {
@@ -1130,7 +1202,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1214,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[16]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1227,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExplainResponse) GetAllow() bool {
@@ -1219,7 +1291,7 @@ type Holding struct {
 
 func (x *Holding) Reset() {
 	*x = Holding{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1303,7 @@ func (x *Holding) String() string {
 func (*Holding) ProtoMessage() {}
 
 func (x *Holding) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[17]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1316,7 @@ func (x *Holding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Holding.ProtoReflect.Descriptor instead.
 func (*Holding) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Holding) GetVersion() int64 {
@@ -1283,7 +1355,7 @@ type SetPhaseRequest struct {
 
 func (x *SetPhaseRequest) Reset() {
 	*x = SetPhaseRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1367,7 @@ func (x *SetPhaseRequest) String() string {
 func (*SetPhaseRequest) ProtoMessage() {}
 
 func (x *SetPhaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[18]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1380,7 @@ func (x *SetPhaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPhaseRequest.ProtoReflect.Descriptor instead.
 func (*SetPhaseRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetPhaseRequest) GetCrisis() string {
@@ -1354,7 +1426,7 @@ type PhaseInfo struct {
 
 func (x *PhaseInfo) Reset() {
 	*x = PhaseInfo{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1438,7 @@ func (x *PhaseInfo) String() string {
 func (*PhaseInfo) ProtoMessage() {}
 
 func (x *PhaseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[19]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1451,7 @@ func (x *PhaseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseInfo.ProtoReflect.Descriptor instead.
 func (*PhaseInfo) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{19}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PhaseInfo) GetCrisis() string {
@@ -1439,7 +1511,7 @@ type ListPhasesRequest struct {
 
 func (x *ListPhasesRequest) Reset() {
 	*x = ListPhasesRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1523,7 @@ func (x *ListPhasesRequest) String() string {
 func (*ListPhasesRequest) ProtoMessage() {}
 
 func (x *ListPhasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[20]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1536,7 @@ func (x *ListPhasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhasesRequest.ProtoReflect.Descriptor instead.
 func (*ListPhasesRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{20}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPhasesRequest) GetCrisis() string {
@@ -1497,7 +1569,7 @@ type ListPhasesResponse struct {
 
 func (x *ListPhasesResponse) Reset() {
 	*x = ListPhasesResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1581,7 @@ func (x *ListPhasesResponse) String() string {
 func (*ListPhasesResponse) ProtoMessage() {}
 
 func (x *ListPhasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[21]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1594,7 @@ func (x *ListPhasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhasesResponse.ProtoReflect.Descriptor instead.
 func (*ListPhasesResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{21}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListPhasesResponse) GetPhases() []*PhaseInfo {
@@ -1549,7 +1621,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1633,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[22]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1646,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{22}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuditEntry) GetSeq() int64 {
@@ -1652,7 +1724,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1736,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[23]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1749,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{23}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAuditRequest) GetAction() string {
@@ -1745,7 +1817,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1829,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[24]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1842,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{24}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1795,7 +1867,7 @@ type VerifyAuditRequest struct {
 
 func (x *VerifyAuditRequest) Reset() {
 	*x = VerifyAuditRequest{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1879,7 @@ func (x *VerifyAuditRequest) String() string {
 func (*VerifyAuditRequest) ProtoMessage() {}
 
 func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[25]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1892,7 @@ func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{25}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerifyAuditRequest) GetAnchor() *AuditAnchor {
@@ -1860,7 +1932,7 @@ type WitnessReport struct {
 
 func (x *WitnessReport) Reset() {
 	*x = WitnessReport{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +1944,7 @@ func (x *WitnessReport) String() string {
 func (*WitnessReport) ProtoMessage() {}
 
 func (x *WitnessReport) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[26]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +1957,7 @@ func (x *WitnessReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WitnessReport.ProtoReflect.Descriptor instead.
 func (*WitnessReport) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{26}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WitnessReport) GetPeer() string {
@@ -1956,7 +2028,7 @@ type AuditAnchor struct {
 
 func (x *AuditAnchor) Reset() {
 	*x = AuditAnchor{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2040,7 @@ func (x *AuditAnchor) String() string {
 func (*AuditAnchor) ProtoMessage() {}
 
 func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[27]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2053,7 @@ func (x *AuditAnchor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditAnchor.ProtoReflect.Descriptor instead.
 func (*AuditAnchor) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{27}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AuditAnchor) GetSeq() int64 {
@@ -2016,7 +2088,7 @@ type VerifyAuditResponse struct {
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[28]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2100,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_knooppunt_v1_policy_proto_msgTypes[28]
+	mi := &file_knooppunt_v1_policy_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2113,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{28}
+	return file_knooppunt_v1_policy_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -2107,7 +2179,7 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\fR\x06source\";\n" +
 	"\x11PolicyStepRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xbe\x03\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xec\x03\n" +
 	"\n" +
 	"PolicyInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2127,7 +2199,13 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x06reason\x18\v \x01(\tR\x06reason\x12\x18\n" +
 	"\apurpose\x18\f \x01(\tR\apurpose\x12\x16\n" +
 	"\x06source\x18\r \x01(\fR\x06source\x12-\n" +
-	"\x12approvals_required\x18\x0e \x01(\x05R\x11approvalsRequired\"?\n" +
+	"\x12approvals_required\x18\x0e \x01(\x05R\x11approvalsRequired\x12,\n" +
+	"\x04held\x18\x0f \x03(\v2\x18.knooppunt.v1.PolicyHeldR\x04held\"T\n" +
+	"\n" +
+	"PolicyHeld\x12\x16\n" +
+	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\x12\x14\n" +
+	"\x05alone\x18\x03 \x01(\x03R\x05alone\"?\n" +
 	"\x13ListPoliciesRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"L\n" +
@@ -2278,7 +2356,7 @@ func file_knooppunt_v1_policy_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_policy_proto_rawDescData
 }
 
-var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_knooppunt_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*LintProblem)(nil),           // 0: knooppunt.v1.LintProblem
 	(*LintRequest)(nil),           // 1: knooppunt.v1.LintRequest
@@ -2286,85 +2364,87 @@ var file_knooppunt_v1_policy_proto_goTypes = []any{
 	(*ProposeRequest)(nil),        // 3: knooppunt.v1.ProposeRequest
 	(*PolicyStepRequest)(nil),     // 4: knooppunt.v1.PolicyStepRequest
 	(*PolicyInfo)(nil),            // 5: knooppunt.v1.PolicyInfo
-	(*ListPoliciesRequest)(nil),   // 6: knooppunt.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),  // 7: knooppunt.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),      // 8: knooppunt.v1.GetPolicyRequest
-	(*PreviewRequest)(nil),        // 9: knooppunt.v1.PreviewRequest
-	(*PreviewItem)(nil),           // 10: knooppunt.v1.PreviewItem
-	(*KindCount)(nil),             // 11: knooppunt.v1.KindCount
-	(*PreviewResponse)(nil),       // 12: knooppunt.v1.PreviewResponse
-	(*LiftedRedaction)(nil),       // 13: knooppunt.v1.LiftedRedaction
-	(*ExplainRequest)(nil),        // 14: knooppunt.v1.ExplainRequest
-	(*Verdict)(nil),               // 15: knooppunt.v1.Verdict
-	(*ExplainResponse)(nil),       // 16: knooppunt.v1.ExplainResponse
-	(*Holding)(nil),               // 17: knooppunt.v1.Holding
-	(*SetPhaseRequest)(nil),       // 18: knooppunt.v1.SetPhaseRequest
-	(*PhaseInfo)(nil),             // 19: knooppunt.v1.PhaseInfo
-	(*ListPhasesRequest)(nil),     // 20: knooppunt.v1.ListPhasesRequest
-	(*ListPhasesResponse)(nil),    // 21: knooppunt.v1.ListPhasesResponse
-	(*AuditEntry)(nil),            // 22: knooppunt.v1.AuditEntry
-	(*ListAuditRequest)(nil),      // 23: knooppunt.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),     // 24: knooppunt.v1.ListAuditResponse
-	(*VerifyAuditRequest)(nil),    // 25: knooppunt.v1.VerifyAuditRequest
-	(*WitnessReport)(nil),         // 26: knooppunt.v1.WitnessReport
-	(*AuditAnchor)(nil),           // 27: knooppunt.v1.AuditAnchor
-	(*VerifyAuditResponse)(nil),   // 28: knooppunt.v1.VerifyAuditResponse
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
-	(*Record)(nil),                // 30: knooppunt.v1.Record
+	(*PolicyHeld)(nil),            // 6: knooppunt.v1.PolicyHeld
+	(*ListPoliciesRequest)(nil),   // 7: knooppunt.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),  // 8: knooppunt.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),      // 9: knooppunt.v1.GetPolicyRequest
+	(*PreviewRequest)(nil),        // 10: knooppunt.v1.PreviewRequest
+	(*PreviewItem)(nil),           // 11: knooppunt.v1.PreviewItem
+	(*KindCount)(nil),             // 12: knooppunt.v1.KindCount
+	(*PreviewResponse)(nil),       // 13: knooppunt.v1.PreviewResponse
+	(*LiftedRedaction)(nil),       // 14: knooppunt.v1.LiftedRedaction
+	(*ExplainRequest)(nil),        // 15: knooppunt.v1.ExplainRequest
+	(*Verdict)(nil),               // 16: knooppunt.v1.Verdict
+	(*ExplainResponse)(nil),       // 17: knooppunt.v1.ExplainResponse
+	(*Holding)(nil),               // 18: knooppunt.v1.Holding
+	(*SetPhaseRequest)(nil),       // 19: knooppunt.v1.SetPhaseRequest
+	(*PhaseInfo)(nil),             // 20: knooppunt.v1.PhaseInfo
+	(*ListPhasesRequest)(nil),     // 21: knooppunt.v1.ListPhasesRequest
+	(*ListPhasesResponse)(nil),    // 22: knooppunt.v1.ListPhasesResponse
+	(*AuditEntry)(nil),            // 23: knooppunt.v1.AuditEntry
+	(*ListAuditRequest)(nil),      // 24: knooppunt.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),     // 25: knooppunt.v1.ListAuditResponse
+	(*VerifyAuditRequest)(nil),    // 26: knooppunt.v1.VerifyAuditRequest
+	(*WitnessReport)(nil),         // 27: knooppunt.v1.WitnessReport
+	(*AuditAnchor)(nil),           // 28: knooppunt.v1.AuditAnchor
+	(*VerifyAuditResponse)(nil),   // 29: knooppunt.v1.VerifyAuditResponse
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*Record)(nil),                // 31: knooppunt.v1.Record
 }
 var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	0,  // 0: knooppunt.v1.LintResponse.problems:type_name -> knooppunt.v1.LintProblem
 	0,  // 1: knooppunt.v1.LintResponse.doubts:type_name -> knooppunt.v1.LintProblem
-	29, // 2: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
-	29, // 3: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
-	5,  // 4: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
-	30, // 5: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
-	10, // 6: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
-	11, // 7: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
-	13, // 8: knooppunt.v1.PreviewResponse.lifted_redactions:type_name -> knooppunt.v1.LiftedRedaction
-	15, // 9: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
-	17, // 10: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
-	29, // 11: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
-	29, // 12: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
-	19, // 13: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
-	29, // 14: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	29, // 15: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	22, // 16: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
-	27, // 17: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
-	29, // 18: knooppunt.v1.WitnessReport.newest_at:type_name -> google.protobuf.Timestamp
-	27, // 19: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
-	26, // 20: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
-	1,  // 21: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 22: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 23: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 24: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 25: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	6,  // 26: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	8,  // 27: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	9,  // 28: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	14, // 29: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	18, // 30: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	20, // 31: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	23, // 32: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	25, // 33: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 34: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 35: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 36: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 37: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 38: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	7,  // 39: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 40: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	12, // 41: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	16, // 42: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	19, // 43: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	21, // 44: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	24, // 45: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	28, // 46: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	34, // [34:47] is the sub-list for method output_type
-	21, // [21:34] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	30, // 2: knooppunt.v1.PolicyInfo.proposed_at:type_name -> google.protobuf.Timestamp
+	30, // 3: knooppunt.v1.PolicyInfo.decided_at:type_name -> google.protobuf.Timestamp
+	6,  // 4: knooppunt.v1.PolicyInfo.held:type_name -> knooppunt.v1.PolicyHeld
+	5,  // 5: knooppunt.v1.ListPoliciesResponse.policies:type_name -> knooppunt.v1.PolicyInfo
+	31, // 6: knooppunt.v1.PreviewItem.record:type_name -> knooppunt.v1.Record
+	11, // 7: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
+	12, // 8: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
+	14, // 9: knooppunt.v1.PreviewResponse.lifted_redactions:type_name -> knooppunt.v1.LiftedRedaction
+	16, // 10: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
+	18, // 11: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
+	30, // 12: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
+	30, // 13: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
+	20, // 14: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
+	30, // 15: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	30, // 16: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	23, // 17: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
+	28, // 18: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
+	30, // 19: knooppunt.v1.WitnessReport.newest_at:type_name -> google.protobuf.Timestamp
+	28, // 20: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	27, // 21: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
+	1,  // 22: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 23: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 24: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 25: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 26: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	7,  // 27: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	9,  // 28: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	10, // 29: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	15, // 30: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	19, // 31: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	21, // 32: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	24, // 33: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	26, // 34: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 35: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 36: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 37: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 38: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 39: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	8,  // 40: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 41: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	13, // 42: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	17, // 43: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	20, // 44: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	22, // 45: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	25, // 46: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	29, // 47: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	35, // [35:48] is the sub-list for method output_type
+	22, // [22:35] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
@@ -2379,7 +2459,7 @@ func file_knooppunt_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_policy_proto_rawDesc), len(file_knooppunt_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
