@@ -125,6 +125,10 @@ func TestExerciseMode(t *testing.T) {
 		if !strings.Contains(page, `<option value="oef-utrecht">OEFENING oef-utrecht</option>`) {
 			t.Errorf("%s: the mode switch does not offer the open exercise", path)
 		}
+		// It says what it switches between, in words: whose data the page shows.
+		if !strings.Contains(page, `for="exercise">Gegevens van</label>`) || !strings.Contains(page, `<option value="">de werkelijke crisis</option>`) {
+			t.Errorf("%s: the mode switch does not say what it switches", path)
+		}
 		// The switch stays on the page, with what it shows: the crisis.
 		if u, _ := url.Parse(path); !strings.Contains(page, `<form class="kp-mode" method="get" action="`+u.Path+`" id="modus"><input type="hidden" name="crisis" value="oekraine">`) {
 			t.Errorf("%s: the mode switch does not keep the page and its crisis", path)
