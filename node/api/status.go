@@ -142,6 +142,16 @@ const (
 	ReasonRoleDenied = "ROLE_DENIED"
 	// ReasonFourEyes: the author of a policy cannot approve it; another officer must.
 	ReasonFourEyes = "FOUR_EYES"
+	// ReasonNewerProposal: a newer version of the policy waits for approval; approve or reject
+	// that one first.
+	ReasonNewerProposal = "NEWER_PROPOSAL"
+	// ReasonPolicyLint: the proposal does not lint with this release; propose a new version.
+	ReasonPolicyLint = "POLICY_LINT"
+	// ReasonPolicyExpired: the policy's validity window has ended.
+	ReasonPolicyExpired = "POLICY_EXPIRED"
+	// ReasonPolicyState: the policy is not in the state the step needs (approve and reject a
+	// proposal, revoke an approved policy).
+	ReasonPolicyState = "POLICY_STATE"
 )
 
 // reasonDomain is the ErrorInfo domain of this node's reasons.

@@ -471,6 +471,11 @@ func (s *Server) failStep(w http.ResponseWriter, r *request, err error, back str
 				return
 			}
 		}
+		// The refusals the node gives a reason for are said in the page's words alone.
+		if key := stepRefusals[api.Reason(err)]; key != "" {
+			s.failIn(w, r, http.StatusConflict, r.L.T(key))
+			return
+		}
 		s.failIn(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
 	case codes.AlreadyExists:
 		// The one AlreadyExists a step gives: a second approval by the same officer.
@@ -484,6 +489,14 @@ func (s *Server) failStep(w http.ResponseWriter, r *request, err error, back str
 	default:
 		s.failCall(w, r, err)
 	}
+}
+
+// stepRefusals are the messages of the step refusals the node gives a reason for (api.Reason).
+var stepRefusals = map[string]string{
+	api.ReasonNewerProposal: "error.newer_proposal",
+	api.ReasonPolicyLint:    "error.policy_lint",
+	api.ReasonPolicyExpired: "error.policy_expired",
+	api.ReasonPolicyState:   "error.policy_state",
 }
 
 // confirmView is the confirmation page of a step: what will happen, and the form that does it.

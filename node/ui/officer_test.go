@@ -624,3 +624,25 @@ func TestRecipientSuggestions(t *testing.T) {
 		t.Errorf("explain for %s and for the suggested %s differ:\n%s\n---\n%s", hint[1], suggested, explains[0], explains[1])
 	}
 }
+
+// TestStepRefusalsInDutch: a step the node refuses for a reason it names (here: approving an
+// older proposal while a newer version waits) is said on the Dutch page in Dutch alone, not as
+// the node's English inside a Dutch sentence.
+func TestStepRefusalsInDutch(t *testing.T) {
+	e := startFederation(t)
+	olga := newBrowser(t)
+	e.signIn(t, olga, "officer-a", "/beleid")
+	_, page := olga.get(t, e.url+"/beleid/voorstel")
+	token := csrfOf(t, page)
+	for _, src := range []string{sitrepPolicy, sitrepPolicy + "redact: [body.summary]\n"} {
+		if resp, page := olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {src}, "stap": {"voorstellen"}}); resp.StatusCode != http.StatusOK {
+			t.Fatalf("propose: %d\n%s", resp.StatusCode, page)
+		}
+	}
+	daan := newBrowser(t)
+	e.signIn(t, daan, "officer-b", "/beleid")
+	resp, page := step(t, daan, e.url, "goedkeuren", "utrecht-sitreps@1", nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, "er wacht een nieuwere versie van dit beleid op goedkeuring") || strings.Contains(page, "newer proposal") {
+		t.Errorf("approving @1 while @2 waits: %d, want 409 in Dutch alone:\n%s", resp.StatusCode, page)
+	}
+}

@@ -264,8 +264,8 @@ func (s *Service) approvable(ctx context.Context, id string) error {
 	var this *db.PolicyRow
 	for _, p := range rows {
 		if p.Version > version {
-			return status.Errorf(codes.FailedPrecondition, "%s is a newer proposal of %s (by %s, %s): approve that one, or reject it first with `policy reject %s --reason …`",
-				p.ID, name, p.Author, p.ProposedAt.Format(time.RFC3339), p.ID)
+			return api.ReasonStatus(codes.FailedPrecondition, api.ReasonNewerProposal, fmt.Sprintf("%s is a newer proposal of %s (by %s, %s): approve that one, or reject it first with `policy reject %s --reason …`",
+				p.ID, name, p.Author, p.ProposedAt.Format(time.RFC3339), p.ID))
 		}
 		if p.Version == version {
 			this = p
@@ -273,7 +273,7 @@ func (s *Service) approvable(ctx context.Context, id string) error {
 	}
 	if this != nil {
 		if _, err := policy.Lint(this.Source, nil); err != nil {
-			return status.Errorf(codes.FailedPrecondition, "%s does not lint with this release: propose a new version of it, and reject this one:\n%v", id, err)
+			return api.ReasonStatus(codes.FailedPrecondition, api.ReasonPolicyLint, fmt.Sprintf("%s does not lint with this release: propose a new version of it, and reject this one:\n%v", id, err))
 		}
 	}
 	return nil
@@ -311,6 +311,10 @@ func refusalStatus(err error) error {
 		return status.Error(codes.AlreadyExists, "you have approved this policy already: another officer must approve it too")
 	case errors.Is(err, db.ErrPolicyUnreadable):
 		return status.Error(codes.FailedPrecondition, strings.TrimPrefix(err.Error(), db.ErrPolicyUnreadable.Error()+": "))
+	case errors.Is(err, policy.ErrExpired):
+		return api.ReasonStatus(codes.FailedPrecondition, api.ReasonPolicyExpired, err.Error())
+	case errors.Is(err, policy.ErrNotProposed), errors.Is(err, policy.ErrNotActive):
+		return api.ReasonStatus(codes.FailedPrecondition, api.ReasonPolicyState, err.Error())
 	}
 	return status.Error(codes.FailedPrecondition, err.Error())
 }
