@@ -257,6 +257,16 @@ func callError(f *clientFlags, err error) error {
 			return fmt.Errorf("the node's socket %s is for %s alone: run the command as that user (sudo -u USER knooppunt …), or call the node over mTLS with your own SVID (%s)", path, owner, st.Code())
 		}
 	}
+	// The node's certificate is of a trust domain the client's bundle has no CA for: the address
+	// is another organisation's node, which a person or an app of this one may not call.
+	if _, td, ok := strings.Cut(msg, "no X.509 bundle found for trust domain"); ok && st.Code() == codes.Unavailable {
+		// grpc quotes go-spiffe's quoted name again: `: \"vr-zeeland.crisis.test\"`.
+		td = strings.TrimLeft(td, `: \"`)
+		if i := strings.IndexAny(td, `\"`); i >= 0 {
+			td = td[:i]
+		}
+		return fmt.Errorf("the node at %s is of %s, and your bundle (--bundle or KNOOPPUNT_BUNDLE, or the Workload API's) holds no CA of it: call your own organisation's node; a person or an app calls only that one, and it asks its partners itself (%s)", f.node, td, st.Code())
+	}
 	// A node that does not trust the client's SVID ends the handshake: grpc says only how the
 	// connection ended, and the node's log says why.
 	transport := strings.HasPrefix(msg, "connection error") || strings.HasPrefix(msg, "write tcp") || strings.HasPrefix(msg, "read tcp")

@@ -153,6 +153,12 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	commands++ // init
 	vrbn.serve(t)
 	commands++ // serve
+	// NCC's admin who calls the new region's node by mistake is told whose node it is.
+	wrong := ncc.as("ops")
+	wrong[1] = vrbn.addr
+	if r := cli(t, nil, "", append([]string{"status"}, wrong...)...).want(t, 1); !strings.Contains(r.stderr, "is of vr-brabant-noord.crisis.test, and your bundle") {
+		t.Errorf("NCC's SVID against the new region's node: %q", r.stderr)
+	}
 	answer := filepath.Join(work, "answer.json")
 	r = cli(t, nil, "y\n", "peer", "accept", nccInvite, "--node", vrbn.sock(), "--answer", answer).want(t, 0)
 	commands++ // peer accept
