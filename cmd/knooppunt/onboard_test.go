@@ -166,6 +166,9 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		!strings.Contains(r.stdout, "Peer ncc (ncc.crisis.test) added") {
 		t.Fatalf("accept on the new region: the fingerprint NCC read out (%s) is not shown, or the peer not added:\n%s", nccFP, r.stdout)
 	}
+	if strings.Contains(r.stdout, "nothing answers at") {
+		t.Errorf("accept warns that NCC, which runs, does not answer:\n%s", r.stdout)
+	}
 	// NCC accepts the answer, placing the region in its group: the last command.
 	second := time.Now()
 	// An answer needs no answer back, nor a place to write one (review21 L2).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -218,6 +219,13 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 				if !p.Active {
 					fmt.Fprintf(w, "Note: the config file also lists %s or its name; the config file's peer is the one in effect.\n", p.TrustDomain)
 				}
+				// A typo in the partner's address shows only later, as a subscription that stays
+				// down: over the local socket this machine is the node's, so try it now.
+				if strings.HasPrefix(f.node, "unix://") {
+					if err := reachable(p.Addresses, 3*time.Second); err != nil {
+						fmt.Fprintf(w, "Note: from this machine, %v: check the address with %s, and the firewall; `knooppunt peer show %s` says whether the subscription opens.\n", err, inv.Name, p.Name)
+					}
+				}
 				if len(resp.Granting) > 0 {
 					// Placing a peer in a group is not an officer's step, yet it widens what they approved.
 					fmt.Fprintf(w, "Note: approved policies that name its groups grant it records from now on: %s. Tell your security officers.\n", strings.Join(resp.Granting, ", "))
@@ -248,6 +256,33 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 	f.register(cmd, true)
 	f.fill(map[string]string{"name": "name", "groups": "groups", "no-groups": "no_groups"})
 	return cmd
+}
+
+// reachable reports whether any of a peer's addresses answers a TCP connection within timeout,
+// and if none does, why the first did not.
+func reachable(addrs []string, timeout time.Duration) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	errs := make(chan error, len(addrs))
+	for _, a := range addrs {
+		go func() {
+			c, err := net.DialTimeout("tcp", a, timeout)
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range addrs {
+		if err := <-errs; err == nil {
+			return nil
+		} else if first == nil {
+			first = err
+		}
+	}
+	return fmt.Errorf("nothing answers at %s (%v)", strings.Join(addrs, " or "), first)
 }
 
 type acceptJSON struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -286,5 +287,27 @@ func TestPeerAcceptWithoutAdvertise(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("accept of an answer: stdout lacks %q:\n%s", want, r.stdout)
 		}
+	}
+}
+
+// TestReachable: an address where a node listens answers; one where nothing does is named, with
+// why, so that accept can warn of a typo before the subscription stays down.
+func TestReachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := closed.Addr().String()
+	closed.Close()
+	if err := reachable([]string{nowhere, l.Addr().String()}, time.Second); err != nil {
+		t.Errorf("one address answers: %v", err)
+	}
+	if err := reachable([]string{nowhere}, time.Second); err == nil || !strings.Contains(err.Error(), "nothing answers at "+nowhere+" (") {
+		t.Errorf("nothing answers: %v", err)
 	}
 }
