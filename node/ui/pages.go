@@ -80,6 +80,9 @@ type pictureView struct {
 	// search that shows them all.
 	LatestMore   int
 	LatestSearch string
+	// Replaced counts the superseded documents left out of Latest because the document that
+	// replaced them, from the same source, is in it: seven versions of one Q&A read alike.
+	Replaced int
 	// Shortened: an entry of Latest lacks fields the answer left out (entryView.Shortened).
 	Shortened bool
 	// Alerts are the alerts in force, the most severe and newest first (activeAlert).
@@ -374,11 +377,21 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 
 	now := time.Now()
 	latest := latestOf(pic)
+	shown := map[string]bool{} // origin and id of each entry the list can show
+	for _, e := range pic.Entries {
+		if latest(e) && e.Record != nil {
+			shown[e.Record.Origin+"\x00"+e.Record.Id] = true
+		}
+	}
 	for _, e := range pic.Entries {
 		if a, ok := activeAlert(r.L, e, now, r.URL.RequestURI()); ok {
 			v.Alerts = append(v.Alerts, a)
 		}
 		if !latest(e) {
+			continue
+		}
+		if e.Validity == record.Superseded && shown[e.Record.GetOrigin()+"\x00"+supersededBy(e.Record.GetBody())] {
+			v.Replaced++
 			continue
 		}
 		v.Latest = append(v.Latest, s.entry(r, e))
@@ -414,6 +427,17 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 	}
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
+}
+
+// supersededBy is the id a document's body names as its successor, "" for none.
+func supersededBy(body []byte) string {
+	var b struct {
+		SupersededBy string `json:"superseded_by"`
+	}
+	if json.Unmarshal(body, &b) != nil {
+		return ""
+	}
+	return b.SupersededBy
 }
 
 func (v *pictureView) printMarking() string { return v.Marking }
@@ -1334,14 +1358,10 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 	}
 	v.Versions = versions
 	if v.Validity = record.Validity(rec, time.Now()); v.Validity == record.Superseded {
-		var b struct {
-			SupersededBy string `json:"superseded_by"`
-		}
-		_ = json.Unmarshal(rec.Body, &b)
-		v.Successor = b.SupersededBy
-		v.SuccessorLink = recordLink(&pb.Record{Origin: rec.Origin, Id: b.SupersededBy, Exercise: rec.Exercise})
+		v.Successor = supersededBy(rec.Body)
+		v.SuccessorLink = recordLink(&pb.Record{Origin: rec.Origin, Id: v.Successor, Exercise: rec.Exercise})
 		if origin == "" || origin == s.c.Org {
-			_, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: b.SupersededBy, Mode: r.mode()})
+			_, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: v.Successor, Mode: r.mode()})
 			v.SuccessorMissing = status.Code(err) == codes.NotFound
 		}
 	}

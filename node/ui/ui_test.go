@@ -744,6 +744,12 @@ func TestPicture(t *testing.T) {
 	if w := `id="geldigheid"><p class="utrecht-paragraph">Dit document is vervangen. Lees het nieuwe: <a class="utrecht-link" href="/record?id=qa-nieuw&amp;origin=` + testOrg + `">qa-nieuw</a>`; !strings.Contains(page, w) {
 		t.Errorf("the superseded Q&A's page does not warn and link %s:\n%s", w, page)
 	}
+	// With its successor on the picture, the replaced Q&A leaves the list, which says so.
+	_, page = b.get(t, e.url+"/?crisis=oekraine")
+	if strings.Contains(page, `kp-tag--warn">vervangen</span>`) || !strings.Contains(page, `id="vervangen">Vervangen versies (1) staan niet in deze lijst`) ||
+		strings.Count(page, ">Mag ik werken?</a>") != 1 {
+		t.Errorf("the picture lists a Q&A next to the one that replaced it:\n%s", page)
+	}
 	if _, err := e.records(t).Delete(context.Background(), &pb.DeleteRequest{Id: "qa-nieuw"}); err != nil {
 		t.Fatal(err)
 	}
