@@ -314,8 +314,11 @@ type Held struct {
 func (d *DB) HeldUnder(ctx context.Context, id string) ([]Held, error) {
 	var out []Held
 	err := d.read(func(ro *sql.DB) error {
+		// instr of the quoted id passes over the rows of other policies without parsing their
+		// JSON (a@1 is not in "a@10"); json_each then checks the element exactly.
+		quoted, _ := json.Marshal(id)
 		rows, err := ro.QueryContext(ctx, `SELECT recipient, COUNT(*), SUM(json_array_length(policies) = 1) FROM disclosures
-			WHERE EXISTS (SELECT 1 FROM json_each(policies) WHERE value = ?) GROUP BY recipient ORDER BY recipient`, id)
+			WHERE instr(policies, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(policies) WHERE value = ?) GROUP BY recipient ORDER BY recipient`, string(quoted), id)
 		if err != nil {
 			return err
 		}

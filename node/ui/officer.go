@@ -603,8 +603,13 @@ func heldEffect(l *Lang, held []*pb.PolicyHeld, name func(td string) string) str
 	}
 	parts := make([]string, len(held))
 	for i, h := range held {
-		td := strings.TrimSuffix(strings.TrimPrefix(h.Holder, "spiffe://"), "/node/*")
-		parts[i] = l.T("step.revoke.held_by", name(td), h.Records, h.Alone)
+		// A partner's node (spiffe://TD/node/*, policy.Recipient.Holder) by its organisation's
+		// name; another holder, a person's or an app's identity, as it is.
+		who := h.Holder
+		if td, ok := strings.CutSuffix(strings.TrimPrefix(h.Holder, "spiffe://"), "/node/*"); ok {
+			who = name(td)
+		}
+		parts[i] = l.T("step.revoke.held_by", who, h.Records, h.Alone)
 	}
 	return l.T("step.revoke.held", strings.Join(parts, "; "))
 }

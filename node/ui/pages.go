@@ -1082,8 +1082,14 @@ func (s *Server) orgName(partners []partnerView, td string) string {
 // people: the name a peer gave in its invitation, or a configured peer's org_name. A partner
 // without one is left out, and the pages call it by its peer name. A peer the config file
 // shadows still lends its name. A failed listing leaves every partner by its peer name.
+//
+// A page asks the node once, however many records or partners it names.
 func (s *Server) partnerNames(r *request) map[string]string {
+	if r.partnerNames != nil {
+		return r.partnerNames
+	}
 	out := map[string]string{}
+	r.partnerNames = out
 	if s.c.Conn == nil {
 		return out
 	}
@@ -1103,15 +1109,11 @@ func (s *Server) partnerNames(r *request) map[string]string {
 // orgNamer names the org of a trust domain as the pages do: this node by its name, a partner by
 // its organisation's name (partnerNames), else the trust domain.
 func (s *Server) orgNamer(r *request) func(td string) string {
-	var names map[string]string
 	return func(td string) string {
 		if td == s.c.Org && s.c.Name != "" {
 			return s.c.Name
 		}
-		if names == nil {
-			names = s.partnerNames(r) // asked once a page, and only when a partner is named
-		}
-		return partnerName(names, td, td)
+		return partnerName(s.partnerNames(r), td, td) // asked only when a partner is named
 	}
 }
 

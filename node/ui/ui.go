@@ -291,6 +291,8 @@ type request struct {
 	L       *Lang
 	// sessionID is the cookie's value, to end the session.
 	sessionID string
+	// partnerNames is what partnerNames found, once a page asked.
+	partnerNames map[string]string
 }
 
 // exercise is the exercise whose mode the person reads in (?exercise=NAME), or "" for the
