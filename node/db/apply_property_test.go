@@ -32,15 +32,16 @@ func applyModel(rows map[string]*modelRow, labels map[string]map[string]string, 
 	if cur != nil {
 		version = cur.version
 	}
+	// A delete of what is gone is not found before any version check.
+	if w.Tombstone && (cur == nil || cur.tombstone) {
+		return db.Result{Err: db.ErrNotFound}
+	}
 	if w.Version != 0 && w.Version != version {
 		return db.Result{Err: &db.StaleVersionError{ID: w.Id, Expected: w.Version, Current: version}}
 	}
 	next := &modelRow{kind: w.Kind, body: string(w.Body), validTil: nanos(w.ValidUntil)}
 	nextLabels := w.Labels
 	if w.Tombstone {
-		if cur == nil || cur.tombstone {
-			return db.Result{Err: db.ErrNotFound}
-		}
 		next = &modelRow{kind: cur.kind, body: "{}", validTil: cur.validTil, tombstone: true}
 		nextLabels = labels[w.Id]
 	}

@@ -297,6 +297,19 @@ func TestApply(t *testing.T) {
 			want:  want{err: db.ErrNotFound}, lastSeq: 2,
 		},
 		{
+			// A retried delete that went through names the version it was written against.
+			name:  "delete deleted with its old version",
+			setup: []*db.Write{put("a", `{"n":1}`), del("a", 1)},
+			write: del("a", 1),
+			want:  want{err: db.ErrNotFound}, lastSeq: 2,
+		},
+		{
+			name:  "delete missing with a version",
+			setup: []*db.Write{put("b", `{}`)},
+			write: del("a", 1),
+			want:  want{err: db.ErrNotFound}, lastSeq: 1,
+		},
+		{
 			name:  "put after delete recreates",
 			setup: []*db.Write{put("a", `{"n":1}`), del("a", 0)},
 			write: put("a", `{"n":9}`),

@@ -304,6 +304,11 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	default:
 		exists = true
 	}
+	// A delete of a record that is gone is not found, whatever version it names: a client that
+	// retries a delete that went through must not be told to retry with another version.
+	if w.Tombstone && (!exists || dead) {
+		return Result{Err: ErrNotFound}, nil
+	}
 	if w.Version != 0 && w.Version != curVersion {
 		return Result{Err: &StaleVersionError{ID: w.Id, Expected: w.Version, Current: curVersion}}, nil
 	}
@@ -327,9 +332,6 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 
 	next := w
 	if w.Tombstone {
-		if !exists || dead {
-			return Result{Err: ErrNotFound}, nil
-		}
 		cur, err := scanRecord(a.tx.QueryRow(sqlWhole, w.GetId()))
 		if err != nil {
 			return Result{}, err

@@ -267,6 +267,11 @@ func TestOptimisticConcurrency(t *testing.T) {
 	if err != nil || del.Version != 4 {
 		t.Fatalf("Delete at the current version = %v, %v; want version 4", del, err)
 	}
+	// A retried delete is told the record is gone, not to retry with another version.
+	_, err = c.Delete(callCtx(t), &pb.DeleteRequest{Id: "c-1", Version: 3})
+	if status.Code(err) != codes.NotFound || !strings.Contains(status.Convert(err).Message(), "deleted already") {
+		t.Fatalf("a retried Delete = %v, want NotFound saying it was deleted already", err)
+	}
 }
 
 func TestBadInputIsRefused(t *testing.T) {
