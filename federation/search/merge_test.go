@@ -28,7 +28,7 @@ var (
 	genSources = []string{"a.crisis.test", "b.crisis.test", "c.crisis.test"}
 	genKinds   = []string{"shelter.capacity", "water.level", "sitrep"}
 	genRegions = []string{"VR01", "VR02", "NL"}
-	genPlaces  = []string{"Utrecht", "Zeist", "Houten"}
+	genPlaces  = []string{"Utrecht", "Zeist", "Houten", "zeist ", " ZEIST", "Den  Helder", "den helder"}
 	// sitrep declares no aggregable field; level_cm still turns up in its bodies.
 	genAggregable = map[string][]string{
 		"shelter.capacity": {"beds_total", "beds_free"},
@@ -180,6 +180,20 @@ type refSum struct {
 // reference is the picture of docs/api.md, computed the plain way: decode every body, group the
 // records by slot, sort each slot's records from latest to oldest, and read the answer off the
 // sorted list.
+// refKey is the key docs/api.md gives a record: its body's municipality, trimmed and with each
+// run of white space one space, when that leaves a string that is not empty; else its id. Slots
+// compare keys without case.
+func refKey(r *pb.Record) string {
+	var body map[string]any
+	_ = json.Unmarshal(r.Body, &body)
+	if m, ok := body["municipality"].(string); ok {
+		if k := strings.Join(strings.Fields(m), " "); k != "" {
+			return k
+		}
+	}
+	return r.Id
+}
+
 func reference(items []search.Item, aggregable map[string][]string, now time.Time, limits map[string]time.Duration) ([]refEntry, map[[3]string]refSum, []string, refStats) {
 	var st refStats
 	decode := func(b []byte) map[string]any {
@@ -202,11 +216,7 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 	var names []string
 	sources := map[string]bool{}
 	for _, it := range items {
-		key := it.Record.Id
-		if m, ok := decode(it.Record.Body)["municipality"].(string); ok && m != "" {
-			key = m
-		}
-		name := it.Record.Kind + "\x00" + it.Record.Region + "\x00" + key
+		name := it.Record.Kind + "\x00" + it.Record.Region + "\x00" + strings.ToLower(refKey(it.Record))
 		if slots[name] == nil {
 			names = append(names, name)
 		}
@@ -250,7 +260,7 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 		parts := strings.Split(name, "\x00")
 		age := now.Sub(updated(top))
 		limit := limits[parts[0]]
-		e := refEntry{kind: parts[0], region: parts[1], key: parts[2], source: top.Source, id: top.Record.Id,
+		e := refEntry{kind: parts[0], region: parts[1], key: refKey(top.Record), source: top.Source, id: top.Record.Id,
 			version: top.Record.Version, ageS: int64(age / time.Second), stale: limit != record.NeverStale && age > limit}
 		if limit == record.NeverStale && age > 24*time.Hour {
 			st.never++
@@ -452,8 +462,21 @@ func TestMergeRules(t *testing.T) {
 				rec("a", "r2", "VR01", `{"municipality":"Zeist","beds_free":2}`, 1, time.Minute),
 				rec("a", "r3", "VR01", `{"municipality":"","beds_free":4}`, 1, time.Minute),
 			},
-			entries: []entry{{"Zeist", "a", "r2", false, ""}, {"r3", "a", "r3", false, ""}},
+			entries: []entry{{"r3", "a", "r3", false, ""}, {"Zeist", "a", "r2", false, ""}},
 			sums:    "beds_free VR01 6/2, beds_free NL 6/2",
+		},
+		{
+			// One municipality written in two ways is one slot, counted once and shown as its
+			// latest record writes it; keys sort without case.
+			name: "a municipality is one slot whatever its case and white space",
+			items: []search.Item{
+				rec("a", "r1", "VR01", `{"municipality":"Hulst","beds_free":1}`, 1, 2*time.Minute),
+				rec("b", "r2", "VR01", `{"municipality":" hulst  ","beds_free":20}`, 1, time.Minute),
+				rec("a", "r3", "VR01", `{"municipality":"  ","beds_free":4}`, 1, time.Minute),
+				rec("a", "r4", "VR01", `{"municipality":"Den  Helder","beds_free":2}`, 1, time.Minute),
+			},
+			entries: []entry{{"Den Helder", "a", "r4", false, ""}, {"hulst", "b", "r2", false, "a"}, {"r3", "a", "r3", false, ""}},
+			sums:    "beds_free VR01 26/3, beds_free NL 26/3",
 		},
 		{
 			name: "at the same time the higher version wins, then the source that sorts first",

@@ -814,7 +814,8 @@ func StaleAfter(d time.Duration) func(kind string) time.Duration {
 }
 
 // Merge builds a picture. docs/api.md defines each part; in short: records fall into slots by
-// kind, region and key (the body's municipality, or the record id). A slot's entry is the
+// kind, region and key (the body's municipality, without case or extra white space, or the
+// record id). A slot's entry is the
 // latest record of all its sources (by updated_at, then version; remaining ties go to the
 // source, then the id, that sorts first). The entry is stale when it is more than
 // staleAfter(its kind) older than now (never when that is negative: record.NeverStale), and its
@@ -828,7 +829,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 	leftOut := map[slot][]string{} // each source's records that are not its latest in the slot
 	sources := map[string]bool{}
 	for _, it := range items {
-		k := slot{it.Record.Kind, it.Record.Region, keyOf(it.Record)}
+		k := slot{it.Record.Kind, it.Record.Region, slotKey(it.Record)}
 		if bySource[k] == nil {
 			bySource[k] = map[string]Item{}
 		}
@@ -879,7 +880,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		dec := json.NewDecoder(bytes.NewReader(latest.Record.Body))
 		dec.UseNumber()
 		bodyErr := dec.Decode(&body)
-		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: k.key, Record: latest.Record, Source: latest.Source,
+		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: keyOf(latest.Record), Record: latest.Record, Source: latest.Source,
 			AgeS: int64(age.Seconds()), Stale: stale(age, staleAfter(k.kind)), Validity: record.ValidityOfBody(body, latest.Record, now)}
 		for src, it := range bySource[k] {
 			if src != latest.Source && !sameBody(it.Record.Body, latest.Record.Body) {
@@ -954,14 +955,24 @@ func regionOrder(r string) string {
 	return r
 }
 
+// keyOf is the key a record is shown under: the body's municipality with its white space
+// trimmed and runs of it made one space, else the record id.
 func keyOf(r *pb.Record) string {
 	var body struct {
 		Municipality string `json:"municipality"`
 	}
-	if json.Unmarshal(r.Body, &body) == nil && body.Municipality != "" {
-		return body.Municipality
+	if json.Unmarshal(r.Body, &body) == nil {
+		if m := strings.Join(strings.Fields(body.Municipality), " "); m != "" {
+			return m
+		}
 	}
 	return r.Id
+}
+
+// slotKey is the key a record's slot is found by: its keyOf without case, so that " hulst" and
+// "Hulst" are one municipality and not two that the sums both count.
+func slotKey(r *pb.Record) string {
+	return strings.ToLower(keyOf(r))
 }
 
 // later says whether a is to be shown rather than b: it was updated later (Item.at); at the same
