@@ -33,6 +33,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -329,6 +330,10 @@ peers:
 			if tc.handshake == nil {
 				if st.Code() != tc.code || st.Message() != tc.msg {
 					t.Fatalf("call: %v\nwant %s: %s", err, tc.code, tc.msg)
+				}
+				// A program tells every refusal of who the caller is apart by its reason.
+				if why := api.Reason(err); why != api.ReasonRoleDenied {
+					t.Errorf("refusal carries reason %q, want %s", why, api.ReasonRoleDenied)
 				}
 				e := n.log.Wait(t, 5*time.Second, "call refused", identitytest.Refusal(tc.client.ID.String(), tc.msg))
 				if e.Str("reason") != tc.msg {

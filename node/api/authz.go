@@ -233,13 +233,13 @@ func (a *Access) resolve(id spiffeid.ID) (Caller, error) {
 			}
 		}
 		if len(c.Roles) == 0 {
-			return c, status.Errorf(codes.PermissionDenied, "%s has no role on this node: an admin can give it one under roles in the node config", id)
+			return c, ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("%s has no role on this node: an admin can give it one under roles in the node config", id))
 		}
 		return c, nil
 	}
 	name, ok := a.peers[id.TrustDomain()]
 	if !ok {
-		return c, status.Errorf(codes.PermissionDenied, "trust domain %s is not a configured peer of this node", id.TrustDomain())
+		return c, ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("trust domain %s is not a configured peer of this node", id.TrustDomain()))
 	}
 	c.Peer = name
 	c.Roles = []Role{Peer}
@@ -314,7 +314,7 @@ func (z *Authorizer) authorizeID(ctx context.Context, method string, id spiffeid
 	if c.Has(Replica) && (z.members == nil || !z.members(strings.TrimPrefix(id.Path(), "/node/"))) {
 		c.Roles = slices.DeleteFunc(c.Roles, func(r Role) bool { return r == Replica })
 		if len(c.Roles) == 0 {
-			err := status.Errorf(codes.PermissionDenied, "%s is not a replica of this node's Raft group: only its voters and non-voters act as replicas", id)
+			err := ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("%s is not a replica of this node's Raft group: only its voters and non-voters act as replicas", id))
 			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
 			z.denied(id.String(), method, err)
 			return nil, err
@@ -375,11 +375,11 @@ func (z *Authorizer) onBehalf(method string, whos []string, via Caller) (Caller,
 
 func allowed(c Caller, method string) error {
 	if c.Has(Peer) && !strings.HasPrefix(method, federationService) && !slices.Contains(MethodRoles[method], Peer) {
-		return status.Errorf(codes.PermissionDenied, "%s is a peer: peers may call only the FederationService", c)
+		return ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("%s is a peer: peers may call only the FederationService", c))
 	}
 	need, ok := MethodRoles[method]
 	if !ok {
-		return status.Errorf(codes.PermissionDenied, "%s is not open to any caller", method)
+		return ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("%s is not open to any caller", method))
 	}
 	for _, r := range c.Roles {
 		if slices.Contains(need, r) {

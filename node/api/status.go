@@ -138,7 +138,9 @@ func CheckReason(reason, why string) error {
 // Reasons a refusal carries in a google.rpc.ErrorInfo detail (see ReasonStatus), for a program
 // to tell it apart without reading its message, which is for a person and may change.
 const (
-	// ReasonRoleDenied: the caller's roles do not reach the method.
+	// ReasonRoleDenied: the caller's roles do not reach the method: it has no role on this node,
+	// it is a peer calling a local method or a trust domain that is not a peer, or its role is
+	// not one the method takes.
 	ReasonRoleDenied = "ROLE_DENIED"
 	// ReasonFourEyes: the author of a policy cannot approve it; another officer must.
 	ReasonFourEyes = "FOUR_EYES"
