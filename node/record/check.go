@@ -274,6 +274,10 @@ func CheckClassification(field string, cl pb.Classification, optional bool) erro
 	if cl == pb.Classification_CLASSIFICATION_UNSPECIFIED && optional {
 		return nil
 	}
+	if cl == pb.Classification_CLASSIFICATION_UNSPECIFIED {
+		// In the API's JSON the names are the enum's: PUBLIC, INTERNAL and so on.
+		return invalid(field, "missing: set it to %s (in REST JSON PUBLIC, INTERNAL, CONFIDENTIAL or SECRET)", validClasses)
+	}
 	if cl < pb.Classification_PUBLIC || cl > pb.Classification_SECRET {
 		return invalid(field, "%d is not a classification: use %s", int32(cl), validClasses)
 	}

@@ -318,7 +318,7 @@ func TestBadInputIsRefused(t *testing.T) {
 		{"missing kind", with(func(r *pb.Record) { r.Kind = "" }),
 			codes.InvalidArgument, `record.kind: missing: use one of ` + kinds, false},
 		{"unspecified classification", with(func(r *pb.Record) { r.Classification = pb.Classification_CLASSIFICATION_UNSPECIFIED }),
-			codes.InvalidArgument, "record.classification: 0 is not a classification: use public, internal, confidential or secret", false},
+			codes.InvalidArgument, "record.classification: missing: set it to public, internal, confidential or secret (in REST JSON PUBLIC, INTERNAL, CONFIDENTIAL or SECRET)", false},
 		{"classification out of range", with(func(r *pb.Record) { r.Classification = 7 }),
 			codes.InvalidArgument, "record.classification: 7 is not a classification: use public, internal, confidential or secret", false},
 		{"negative classification", with(func(r *pb.Record) { r.Classification = -1 }),
