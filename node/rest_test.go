@@ -299,6 +299,11 @@ func TestRESTBadInput(t *testing.T) {
 	n.call(t, editor, "GET", "/v1/records?maxClassification=PUBLIC&mode.status=ACTUAL", "", nil).want(t, "JSON and nested names", 200)
 	// A mangled page token is refused, not read as the end of the list.
 	n.call(t, editor, "GET", "/v1/records?page_token=zzz", "", nil).want(t, "a mangled page token", 400, "page_token")
+	// A time is RFC 3339 in the API; the gateway's own words name Go's layout, not what to send.
+	n.call(t, editor, "GET", "/v1/records?updated_since=2h", "", nil).want(t, "a duration for a time", 400,
+		`updated_since: \"2h\" is not a time: use RFC 3339 in UTC, such as 2026-12-05T10:00:00Z`)
+	n.call(t, editor, "POST", "/v1/records", "", `{"id":"t1","updated_at":"yesterday"}`).want(t, "a word for a time", 400,
+		`invalid google.protobuf.Timestamp value \"yesterday\": use RFC 3339 in UTC`)
 
 	// A program finds the field apart from the message, in a google.rpc.BadRequest detail.
 	bad := restRecord("bad-2")

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -33,6 +34,24 @@ func enumHint(msg string) string {
 		}
 	}
 	return ""
+}
+
+// badTime finds a query parameter the gateway could not read as a time: its field and value.
+var badTime = regexp.MustCompile(`^parsing field "([\w.]+)": parsing time "((?:[^"\\]|\\.)*)" as "2006-01-02T15:04:05`)
+
+// timeMessage says what a time in the API is, for an error that names Go's layout instead
+// ("parsing time "2h" as "2006-01-02T15:04:05.999999999Z07:00"") or no more than the value, or
+// "" for another error.
+func timeMessage(msg string) string {
+	if strings.Contains(msg, "invalid google.protobuf.Timestamp value") {
+		// protojson's, for a body: it names the value and where it is, not the field.
+		return msg + ": use RFC 3339 in UTC, such as 2026-12-05T10:00:00Z"
+	}
+	m := badTime.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s: \"%s\" is not a time: use RFC 3339 in UTC, such as 2026-12-05T10:00:00Z", m[1], m[2])
 }
 
 // enumFields maps the name of every enum field of the API's messages, as the proto and as JSON

@@ -46,6 +46,9 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 			err = status.Error(codes.InvalidArgument, st.Message()+": in REST JSON, record.body is the base64 of the JSON object's UTF-8 bytes, such as \"eyJiZWRzX2ZyZWUiOjN9\" for {\"beds_free\":3}")
 		}
 		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
+			if msg := timeMessage(st.Message()); msg != "" {
+				err = status.Error(codes.InvalidArgument, msg)
+			}
 			if hint := enumHint(st.Message()); hint != "" {
 				// protojson and the gateway name the field and the value, not what it may be.
 				err = status.Error(codes.InvalidArgument, st.Message()+": "+hint)
