@@ -721,7 +721,7 @@ func (n *Node) serveUI(cfg *config.Config, kinds *record.Kinds, register func(re
 	inproc.OnDenied(func(person, method, reason string) { n.auditDenied(db.AuditAccessDenied, person, method, reason) })
 	register(inproc)
 	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader,
-		Kinds: kinds, MaxBodyBytes: cfg.Limits.MaxBodyBytes, Changed: n.db.Changed})
+		Kinds: kinds, MaxBodyBytes: cfg.Limits.MaxBodyBytes, FileLimits: n.attachLimits, Changed: n.db.Changed})
 	if err != nil {
 		lis.Close()
 		return fmt.Errorf("node: %w", err)

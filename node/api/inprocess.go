@@ -200,9 +200,11 @@ func shareInto(dst, src proto.Message) bool {
 }
 
 // NewStream calls a server-streaming method (one request, a stream of replies, such as
-// AttachmentService.Download) as the person in ctx, decided by the Authorizer as on the servers,
-// whose streams pass through nothing else. The handler starts once the request is sent, and
-// every reply is a copy. A stream that sends more than one request is refused.
+// AttachmentService.Download) or a client-streaming one (a stream of requests, one reply, such
+// as AttachmentService.Upload) as the person in ctx, decided by the Authorizer as on the servers,
+// whose streams pass through nothing else. A server-streaming handler starts once the request is
+// sent, a client-streaming one at the first; every message is a copy. A server-streaming call
+// that sends more than one request is refused.
 func (p *InProcess) NewStream(ctx context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
 	id, err := p.person(ctx)
 	if err != nil {
@@ -224,13 +226,17 @@ func (p *InProcess) NewStream(ctx context.Context, _ *grpc.StreamDesc, method st
 	if sd == nil {
 		return nil, status.Errorf(codes.Unimplemented, "%s is not served in-process", method)
 	}
-	if sd.ClientStreams || !sd.ServerStreams {
-		return nil, status.Errorf(codes.Unimplemented, "%s: only calls of one request and a stream of replies are served in-process", method)
+	if sd.ClientStreams == sd.ServerStreams {
+		return nil, status.Errorf(codes.Unimplemented, "%s: only calls with one request or one reply are served in-process", method)
 	}
 	// As for Invoke: the caller's deadline and values, not its outgoing metadata.
 	actx = metadata.NewOutgoingContext(actx, nil)
-	return &inprocStream{ctx: actx, method: method, handler: sd.Handler, impl: p.services[svc].impl,
-		replies: make(chan proto.Message), done: make(chan struct{})}, nil
+	st := &inprocStream{ctx: actx, method: method, handler: sd.Handler, impl: p.services[svc].impl,
+		replies: make(chan proto.Message), done: make(chan struct{})}
+	if sd.ClientStreams {
+		st.reqs = make(chan proto.Message)
+	}
+	return st, nil
 }
 
 // inprocStream is both ends of a server-streaming call on the channel: the caller's
@@ -241,8 +247,12 @@ type inprocStream struct {
 	handler grpc.StreamHandler
 	impl    any
 
-	req     proto.Message // the one request, a copy of what the caller sent
-	taken   bool          // the handler has read req
+	req   proto.Message // the one request, a copy of what the caller sent
+	taken bool          // the handler has read req
+	// reqs, for a client-streaming call, hands each request to the handler; closed by
+	// CloseSend.
+	reqs    chan proto.Message
+	closed  bool
 	started bool
 	replies chan proto.Message // unbuffered: done is closed only after every reply was taken
 	done    chan struct{}
@@ -257,7 +267,7 @@ func (s *inprocStream) start() {
 	s.started = true
 	go func() {
 		defer close(s.done)
-		if s.req == nil {
+		if s.req == nil && s.reqs == nil {
 			s.err = status.Errorf(codes.Internal, "in-process call %s: no request was sent", s.method)
 			return
 		}
@@ -271,6 +281,10 @@ func (s *inprocStream) Context() context.Context     { return s.ctx }
 
 func (s *inprocStream) CloseSend() error {
 	s.start()
+	if s.reqs != nil && !s.closed {
+		s.closed = true
+		close(s.reqs)
+	}
 	return nil
 }
 
@@ -279,6 +293,18 @@ func (s *inprocStream) SendMsg(m any) error {
 	switch {
 	case !ok:
 		return status.Errorf(codes.Internal, "in-process call %s: %T is not a protobuf message", s.method, m)
+	case s.reqs != nil && s.closed:
+		return status.Errorf(codes.Internal, "in-process call %s: a request after CloseSend", s.method)
+	case s.reqs != nil:
+		s.start()
+		select {
+		case s.reqs <- proto.Clone(pm):
+			return nil
+		case <-s.done: // the handler ended: RecvMsg says how
+			return io.EOF
+		case <-s.ctx.Done():
+			return status.FromContextError(s.ctx.Err()).Err()
+		}
 	case s.req != nil || s.started:
 		return status.Errorf(codes.Internal, "in-process call %s: one request only", s.method)
 	}
@@ -330,14 +356,27 @@ func (s *inprocServer) SendMsg(m any) error {
 	}
 }
 
-// RecvMsg gives the handler the request, once; then io.EOF.
+// RecvMsg gives the handler the request, once, or each of a client-streaming call's; then
+// io.EOF.
 func (s *inprocServer) RecvMsg(m any) error {
-	if s.taken {
-		return io.EOF
-	}
 	pm, ok := m.(proto.Message)
 	if !ok {
 		return status.Errorf(codes.Internal, "in-process call %s: %T is not a protobuf message", s.method, m)
+	}
+	if s.reqs != nil {
+		select {
+		case r, open := <-s.reqs:
+			if !open {
+				return io.EOF
+			}
+			proto.Merge(pm, r)
+			return nil
+		case <-s.ctx.Done():
+			return status.FromContextError(s.ctx.Err()).Err()
+		}
+	}
+	if s.taken {
+		return io.EOF
 	}
 	s.taken = true
 	proto.Merge(pm, s.req)

@@ -138,9 +138,33 @@ func (p *pieces) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingSe
 	return err
 }
 
+// Upload answers with the file's name and its pieces joined, in the order they came; a file
+// named refuse is refused at its first piece, the rest unread.
+func (p *pieces) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.Attachment]) error {
+	var name string
+	var got []byte
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&pb.Attachment{Filename: name, Sha256: string(got)})
+		}
+		if err != nil {
+			return err
+		}
+		if name == "" {
+			name = msg.Filename
+		}
+		if name == "refuse" {
+			return status.Error(codes.InvalidArgument, "refused")
+		}
+		got = append(got, msg.Data...)
+	}
+}
+
 // TestInProcessStreams: a call of one request and a stream of replies goes through the role
 // table as a unary call does; the caller gets copies of the replies in order, then the handler's
-// end; a client stream is refused; a caller that gives up ends the handler.
+// end; a stream of requests reaches its handler in order, and a handler that refuses early ends
+// it; a caller that gives up ends the handler.
 func TestInProcessStreams(t *testing.T) {
 	c := config.Default()
 	c.Org = "a.crisis.test"
@@ -196,7 +220,7 @@ func TestInProcessStreams(t *testing.T) {
 	if len(denied) != 1 || denied[0] != "spiffe://a.crisis.test/user/zoe /knooppunt.v1.AttachmentService/Download" {
 		t.Errorf("reported refusals: %q, want zoe's Download", denied)
 	}
-	// A reader may not upload; an officer could, but not through the channel: a client stream.
+	// A reader may not upload; an editor may, through the channel as over a socket.
 	if _, err := client.Upload(olga); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("Upload as a reader: %v, want PermissionDenied", err)
 	}
@@ -206,8 +230,27 @@ func TestInProcessStreams(t *testing.T) {
 	}
 	ch2 := api.NewInProcess(api.NewAuthorizer(access, log))
 	pb.RegisterAttachmentServiceServer(ch2, svc)
-	if _, err := pb.NewAttachmentServiceClient(ch2).Upload(olga); status.Code(err) != codes.Unimplemented {
-		t.Errorf("Upload as an editor: %v, want Unimplemented", err)
+	upload := func(name string, data ...string) (*pb.Attachment, error) {
+		stream, err := pb.NewAttachmentServiceClient(ch2).Upload(olga)
+		if err != nil {
+			return nil, err
+		}
+		for i, d := range data {
+			msg := &pb.UploadRequest{Data: []byte(d)}
+			if i == 0 {
+				msg.Filename = name
+			}
+			if err := stream.Send(msg); err != nil {
+				break // the handler ended: CloseAndRecv says how
+			}
+		}
+		return stream.CloseAndRecv()
+	}
+	if a, err := upload("f.txt", "a", "b", "c"); err != nil || a.Filename != "f.txt" || a.Sha256 != "abc" {
+		t.Errorf("Upload as an editor: %v, %v; want f.txt with abc", a, err)
+	}
+	if _, err := upload("refuse", "a", "b", "c"); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Upload refused at its first piece: %v, want InvalidArgument", err)
 	}
 
 	// The caller reads one piece and gives up: the handler's next Send fails, and it ends.

@@ -999,13 +999,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 				Policies: strings.Join(h.Policies, ", "), Purpose: h.Purpose, Validity: h.Validity, Snippet: snippetParts(h.Snippet),
 				Files: filesTag(r.L, rec.Body), SnippetFile: h.SnippetFile}
 			if h.SnippetFile != "" {
-				files, _ := record.Attachments(rec.Body)
-				for _, f := range fileViews(rec, files, r) {
-					if f.Name == h.SnippetFile {
-						hv.SnippetLink = f.Link
-						break
-					}
-				}
+				hv.SnippetLink = snippetLink(rec, h.SnippetFile, r)
 			}
 			if k := s.c.Kinds.Get(rec.Kind); k != nil {
 				hv.Figures = hitFigures(r.L, k, labelOf(k), rec.Body)
@@ -1187,9 +1181,10 @@ type recordView struct {
 	Tech bool
 }
 
-// fileView is one file a record names. MediaType is its type in words (PDF-document).
+// fileView is one file a record names. MediaType is its type in words (PDF-document); Link
+// takes it by its SHA256, never by its name, which two of a record's files may share.
 type fileView struct {
-	Name, MediaType, Size, Link string
+	SHA256, Name, MediaType, Size, Link string
 }
 
 type fieldView struct {
@@ -1377,9 +1372,28 @@ func fileViews(rec *pb.Record, files []record.Attachment, r *request) []fileView
 	out := make([]fileView, len(files))
 	for i, f := range files {
 		q := r.modeValues(url.Values{"origin": {rec.Origin}, "id": {rec.Id}, "sha256": {f.SHA256}})
-		out[i] = fileView{Name: f.Filename, MediaType: fileType(r.L, f.MediaType), Size: fileSize(r.L, f.Size), Link: "/bijlage?" + q.Encode()}
+		out[i] = fileView{SHA256: f.SHA256, Name: f.Filename, MediaType: fileType(r.L, f.MediaType), Size: fileSize(r.L, f.Size), Link: "/bijlage?" + q.Encode()}
 	}
 	return out
+}
+
+// snippetLink takes the file of rec that a search hit's snippet is from, named name: the hit
+// names it by its name alone. When two of the record's files have that name, which one holds
+// the words is not known: there is no link then ("", the name is shown as text), rather than
+// one to whichever comes first.
+func snippetLink(rec *pb.Record, name string, r *request) string {
+	files, _ := record.Attachments(rec.Body)
+	link := ""
+	for _, f := range fileViews(rec, files, r) {
+		if f.Name != name {
+			continue
+		}
+		if link != "" {
+			return ""
+		}
+		link = f.Link
+	}
+	return link
 }
 
 // fileTypes are the message keys of the media types a node takes by default

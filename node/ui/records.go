@@ -3,13 +3,18 @@ package ui
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -22,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/record/importfile"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -165,9 +171,19 @@ type recordFormView struct {
 	Body   string
 	// DocDates: the kind's content has its own valid_until (a document), beside the record's.
 	DocDates bool
-	// Kept names the fields of the stored body that the form does not show (attachments):
-	// saving keeps them as they are.
+	// Kept names the fields of the stored body that the form does not show (one another system
+	// wrote): saving keeps them as they are.
 	Kept []string
+	// Files are the files the record names, each with a box that takes it off when the record
+	// is saved; FileHint says which files the node takes, and how large they may be together.
+	// FilesAgain names the files the person picked that were not stored because the record was
+	// not saved: they are to be picked again.
+	Files      []fileChoice
+	FileHint   string
+	FilesAgain string
+	// filesShown: the body's attachments were read, and the form shows them under Files (not
+	// under Kept).
+	filesShown bool
 	// Errors are the messages by form field (id, crisis, body.NAME, body...); Problem is a
 	// message that names no field of the form, or says how many fields to correct; Summary lists
 	// them, in the form's order.
@@ -225,6 +241,7 @@ func (s *Server) recordForm(w http.ResponseWriter, r *request) {
 		if v.Fields != nil {
 			v.Kept = unshown(v.Fields, rec.Body)
 		}
+		v.Files, v.filesShown = fileChoices(r, rec, rec.Body, nil)
 		if q.Get("opgeslagen") != "" {
 			v.Saved, v.SavedID, v.SavedVersion, v.SavedLink = true, rec.Id, rec.Version, recordLink(rec)
 		}
@@ -245,9 +262,13 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 		v.Fields[i].Title = label(f.Name)
 		v.Fields[i].Error = v.Errors["body."+f.Name]
 	}
+	if v.filesShown {
+		v.Kept = slices.DeleteFunc(v.Kept, func(k string) bool { return k == record.AttachmentsField })
+	}
 	for i, k := range v.Kept {
 		v.Kept[i] = label(k)
 	}
+	v.FileHint = s.fileHint(r.L)
 	v.DocDates = slices.ContainsFunc(v.Fields, func(f bodyField) bool { return f.Name == "valid_until" })
 	// The summary above the form lists the fields to correct in the form's order, each by its
 	// label, linked to it: the content first.
@@ -284,7 +305,7 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 var recordFormFields = []struct{ ID, Label string }{
 	{"body", "recordform.body_json"}, {"crisis", "field.crisis"}, {"region", "field.region"},
 	{"classification", "col.classification"}, {"valid_until", "record.valid_until"},
-	{"id", "field.id"}, {"labels", "record.labels"},
+	{"id", "field.id"}, {"labels", "record.labels"}, {filesField, "recordform.files_add"},
 }
 
 // formLabel is the key of the label of the record form's field id (see recordFormFields).
@@ -297,9 +318,16 @@ func formLabel(id string) (string, error) {
 	return "", fmt.Errorf("formLabel: the record form has no field %q", id)
 }
 
-// saveRecord creates or changes an own record through RecordService.Put. A refusal shows the
-// form again, with the service's message at the field it names; nothing is stored.
+// saveRecord creates or changes an own record through RecordService.Put, with the files picked
+// uploaded first through AttachmentService.Upload, as the person, and named in the body's
+// attachments. A refusal shows the form again, with the service's message at the field it
+// names; the record is not written, and nothing stored changes.
 func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
+	sent, ok := s.readRecordForm(w, r)
+	if !ok {
+		return
+	}
+	defer sent.discard()
 	if !s.writerPage(w, r) {
 		return
 	}
@@ -348,6 +376,11 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 	} else {
 		rec.Body = []byte(v.Body)
 	}
+	remove := map[string]bool{}
+	for _, sha := range f[removeField] {
+		remove[sha] = true
+	}
+	v.Files, v.filesShown = fileChoices(r, rec, rec.Body, remove)
 	if v.Edit {
 		v.Name = s.recordName(r, rec)
 	}
@@ -363,12 +396,38 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 			v.Errors["id"] = r.L.T("recordform.id_taken", rec.Id)
 		}
 	}
+	changesFiles := len(sent.files) > 0 || len(remove) > 0
+	if _, _, err := filesOf(rec.Body); changesFiles && err != nil {
+		// The JSON the person typed, or the stored list, which the form cannot add to.
+		field := filesField
+		if v.Fields == nil {
+			field = "body"
+		}
+		v.fieldError(field, r.L.T("recordform.files_body", err.Error()))
+	}
+	s.checkPicked(r.L, v, sent, len(v.Files)-len(remove))
 	if len(v.Errors) > 0 {
 		s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)
 		return
 	}
+	if changesFiles {
+		added, ok := s.uploadPicked(r, v, sent)
+		if !ok {
+			s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)
+			return
+		}
+		if rec.Body, err = withFiles(rec.Body, remove, added); err != nil {
+			v.Problem = r.L.T("recordform.refused", err.Error())
+			v.FilesAgain = sent.names(nil)
+			s.renderRecordForm(w, r, http.StatusUnprocessableEntity, v)
+			return
+		}
+	}
 	resp, err := pb.NewRecordServiceClient(s.c.Conn).Put(r.ctx(), &pb.PutRequest{Record: rec})
 	if err != nil {
+		// The files went up, but no record names them: the sweep takes them, and the person
+		// picks them again.
+		v.FilesAgain = sent.names(nil)
 		st := status.Convert(err)
 		switch st.Code() {
 		case codes.Aborted:
@@ -432,7 +491,7 @@ func (v *recordFormView) fieldError(field, msg string) {
 // showsField reports whether the form has the field, to show a message there.
 func (v *recordFormView) showsField(field string) bool {
 	switch field {
-	case "id", "crisis", "region", "classification", "valid_until", "labels", "version":
+	case "id", "crisis", "region", "classification", "valid_until", "labels", "version", filesField:
 		return true
 	case "body":
 		return v.Fields == nil
@@ -750,4 +809,319 @@ func (s *Server) columnNames(l *Lang) func(string) string {
 		}
 		return column
 	}
+}
+
+// The files of a record, on its form: the files it names, each with a box that takes it off, and
+// a file input that adds more. The files picked are uploaded when the record is saved, as the
+// person, through the same AttachmentService.Upload as record put --attach, and only once every
+// field checks and every file passes what the interface can check itself (its size, its type as
+// sniffed, its name); the record is written only when every upload was taken.
+
+const (
+	// filesField is the record form's file input; removeField its boxes that take a file off.
+	filesField  = "bijlagen"
+	removeField = "verwijder"
+)
+
+// fileChoice is a file the record names, as the form lists it; Remove: its box is ticked.
+type fileChoice struct {
+	fileView
+	Remove bool
+}
+
+// fileChoices are the files body names, ticked when remove has them; false when body's
+// attachments cannot be read, which the form then keeps as they are (Kept).
+func fileChoices(r *request, rec *pb.Record, body []byte, remove map[string]bool) ([]fileChoice, bool) {
+	files, err := record.Attachments(body)
+	if err != nil {
+		return nil, false
+	}
+	var out []fileChoice
+	for _, f := range fileViews(&pb.Record{Origin: rec.Origin, Id: rec.Id}, files, r) {
+		out = append(out, fileChoice{fileView: f, Remove: remove[f.SHA256]})
+	}
+	return out, true
+}
+
+// fileLimits are the node's limits of files, its defaults filled in.
+func (s *Server) fileLimits() attach.Limits {
+	var l attach.Limits
+	if s.c.FileLimits != nil {
+		l = s.c.FileLimits()
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = attach.DefaultMaxBytes
+	}
+	if len(l.MediaTypes) == 0 {
+		l.MediaTypes = attach.DefaultMediaTypes
+	}
+	return l
+}
+
+// maxRecordForm bounds a record form sent with files: its fields (maxForm) and files of at most
+// the node's size of one file (attachments.max_bytes), together. More files than that go in
+// at a later save; the files that the CLI and the API upload one at a time have no such bound.
+func (s *Server) maxRecordForm(l attach.Limits) int64 { return s.c.maxForm() + l.MaxBytes }
+
+// fileHint says which files the node takes, in words, and how large they may be together.
+func (s *Server) fileHint(l *Lang) string {
+	limits := s.fileLimits()
+	return l.T("recordform.files_hint", fileTypesIn(l, limits), fileSize(l, limits.MaxBytes))
+}
+
+// sentForm is a record form as sent: each file picked waits in a temporary file until it is
+// uploaded.
+type sentForm struct {
+	files []*pickedFile
+	// cut names the file that was being read when the form went over maxRecordForm: it and
+	// what came after it were not read.
+	cut string
+	// over is how many files came beyond record.MaxAttachments, not read.
+	over int
+}
+
+type pickedFile struct {
+	name string
+	tmp  *os.File
+	size int64
+	sha  string
+	// head is the start of the content, to sniff its type.
+	head []byte
+}
+
+// discard removes the temporary files.
+func (f *sentForm) discard() {
+	for _, p := range f.files {
+		p.tmp.Close()
+		os.Remove(p.tmp.Name())
+	}
+}
+
+// names are the names of the files picked, but for refused, comma-separated.
+func (f *sentForm) names(refused map[*pickedFile]bool) string {
+	var out []string
+	for _, p := range f.files {
+		if !refused[p] {
+			out = append(out, p.name)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// readRecordForm reads a record form: URL-encoded as every form (readForm), or, with files,
+// multipart, streamed under maxRecordForm. The CSRF token comes first, and is checked before
+// anything else is read; the fields, which come before the file input, are read whole, and each
+// file is kept in a temporary file. A form cut off in its files still has its fields: the form
+// shows them again, with the file that went over. It sets r.PostForm to the fields; false when
+// it refused the request.
+func (s *Server) readRecordForm(w http.ResponseWriter, r *request) (*sentForm, bool) {
+	sent := &sentForm{}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "multipart/form-data" {
+		return sent, s.readForm(w, r)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.maxRecordForm(s.fileLimits()))
+	mr, err := r.MultipartReader()
+	if err != nil {
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.form_unreadable", err.Error()))
+		return nil, false
+	}
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != csrfField {
+		s.checkCSRF(w, r.Request, r.L, r.Session, "")
+		return nil, false
+	}
+	tok, _ := io.ReadAll(io.LimitReader(part, 256))
+	if !s.checkCSRF(w, r.Request, r.L, r.Session, string(tok)) {
+		return nil, false
+	}
+	values := url.Values{csrfField: {string(tok)}}
+	r.PostForm = values
+	left := s.c.maxForm()
+	reading := "" // the file being read
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return sent, true
+		}
+		if err == nil && part.FileName() == "" && part.FormName() != filesField {
+			var b []byte
+			b, err = io.ReadAll(io.LimitReader(part, left+1))
+			if left -= int64(len(b)); left < 0 {
+				s.failIn(w, r, http.StatusRequestEntityTooLarge, r.L.T("error.form_too_large", fileSize(r.L, s.c.maxForm())))
+				return nil, false
+			}
+			values.Add(part.FormName(), string(b))
+		} else if err == nil {
+			reading = part.FileName()
+			switch {
+			case part.FormName() != filesField || reading == "":
+				// No file picked: the browser sends an empty one.
+				_, err = io.Copy(io.Discard, part)
+			case len(sent.files) >= record.MaxAttachments:
+				sent.over++
+				_, err = io.Copy(io.Discard, part)
+			default:
+				var p *pickedFile
+				p, err = spool(reading, part)
+				if p != nil {
+					sent.files = append(sent.files, p)
+				}
+			}
+		}
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) && reading != "" {
+			// The rest of the body is not read: the connection closes after the answer.
+			w.Header().Set("Connection", "close")
+			sent.cut = reading
+			return sent, true
+		}
+		if err != nil {
+			sent.discard()
+			if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+				w.Header().Set("Connection", "close")
+				s.failIn(w, r, http.StatusRequestEntityTooLarge, r.L.T("error.form_too_large", fileSize(r.L, tooLarge.Limit)))
+			} else {
+				s.failIn(w, r, http.StatusBadRequest, r.L.T("error.form_unreadable", err.Error()))
+			}
+			return nil, false
+		}
+	}
+}
+
+// spool keeps a file picked in a temporary file, with its size, hash and start.
+func spool(name string, r io.Reader) (*pickedFile, error) {
+	tmp, err := os.CreateTemp("", "knooppunt-bijlage-*")
+	if err != nil {
+		return nil, err
+	}
+	p := &pickedFile{name: name, tmp: tmp}
+	h := sha256.New()
+	if p.size, err = io.Copy(io.MultiWriter(tmp, h), r); err != nil {
+		return p, err
+	}
+	p.sha = hex.EncodeToString(h.Sum(nil))
+	p.head = make([]byte, min(p.size, attach.SniffBytes))
+	_, err = tmp.ReadAt(p.head, 0)
+	return p, err
+}
+
+// checkPicked checks the files picked as the node will, in the person's words, each message
+// naming its file (see attach.Limits.Check): has is how many files the record keeps. The node
+// checks them again as they are uploaded.
+func (s *Server) checkPicked(l *Lang, v *recordFormView, sent *sentForm, has int) {
+	limits := s.fileLimits()
+	var problems []string
+	refused := map[*pickedFile]bool{}
+	for _, p := range sent.files {
+		var msg string
+		mediaType := attach.Sniff(p.head)
+		switch {
+		case p.size == 0:
+			msg = l.T("recordform.file_empty", p.name)
+		case p.size > limits.MaxBytes:
+			msg = l.T("recordform.file_too_large", p.name, fileSize(l, p.size), fileSize(l, limits.MaxBytes))
+		case mediaType == attach.Executable:
+			msg = l.T("recordform.file_program", p.name)
+		case record.CheckFilename("filename", p.name) != nil:
+			msg = l.T("recordform.file_name", p.name)
+		case attach.CheckActive("filename", p.name) != nil:
+			msg = l.T("recordform.file_active", p.name, attach.Extension(p.name))
+		case attach.CheckName("filename", p.name, mediaType) != nil:
+			msg = l.T("recordform.file_name_type", p.name, fileType(l, mediaType))
+		case !slices.Contains(limits.MediaTypes, mediaType):
+			msg = l.T("recordform.file_type", p.name, fileType(l, mediaType), fileTypesIn(l, limits))
+		}
+		if msg != "" {
+			problems = append(problems, msg)
+			refused[p] = true
+		}
+	}
+	if sent.cut != "" {
+		problems = append(problems, l.T("recordform.files_too_large", sent.cut, fileSize(l, limits.MaxBytes)))
+	}
+	if n := has + len(sent.files) + sent.over; n > record.MaxAttachments {
+		problems = append(problems, l.T("recordform.files_too_many", record.MaxAttachments, n))
+	}
+	if len(problems) > 0 {
+		v.Errors[filesField] = strings.Join(problems, " ")
+	}
+	if len(v.Errors) > 0 {
+		v.FilesAgain = sent.names(refused)
+	}
+}
+
+// fileTypesIn are the types of file the node takes, in words.
+func fileTypesIn(l *Lang, limits attach.Limits) string {
+	var types []string
+	for _, t := range limits.MediaTypes {
+		if w := fileType(l, t); !slices.Contains(types, w) {
+			types = append(types, w)
+		}
+	}
+	return strings.Join(types, ", ")
+}
+
+// uploadPicked uploads the files picked, as the person, each checked against its hash on the
+// way, and returns them as the body names them. A refusal is put at the file input, naming the
+// file; false then, and the record is not to be written.
+func (s *Server) uploadPicked(r *request, v *recordFormView, sent *sentForm) ([]record.Attachment, bool) {
+	c := pb.NewAttachmentServiceClient(s.c.Conn)
+	var out []record.Attachment
+	for _, p := range sent.files {
+		if _, err := p.tmp.Seek(0, io.SeekStart); err != nil {
+			v.Errors[filesField] = r.L.T("recordform.file_refused", p.name, err.Error())
+			v.FilesAgain = sent.names(map[*pickedFile]bool{p: true})
+			return nil, false
+		}
+		a, err := attach.Upload(r.ctx(), c, p.name, p.tmp, p.size, p.sha, nil)
+		if err != nil {
+			msg := r.L.T("recordform.file_refused", p.name, status.Convert(err).Message())
+			if status.Code(err) == codes.ResourceExhausted {
+				msg = r.L.T("recordform.file_too_large_node", p.name, fileSize(r.L, p.size))
+			}
+			s.log.Info("file upload refused", "person", r.Session.Person.String(), "file", p.name, "err", err)
+			v.Errors[filesField] = msg
+			v.FilesAgain = sent.names(map[*pickedFile]bool{p: true})
+			return nil, false
+		}
+		out = append(out, record.Attachment{SHA256: a.Sha256, Size: a.Size, MediaType: a.MediaType, Filename: a.Filename})
+	}
+	return out, true
+}
+
+// filesOf reads body as a JSON object and the files it names.
+func filesOf(body []byte) (map[string]json.RawMessage, []record.Attachment, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+		return nil, nil, errors.New("the content is no JSON object")
+	}
+	files, err := record.Attachments(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return obj, files, nil
+}
+
+// withFiles is body with the files in remove (by their SHA-256) taken off its attachments and
+// added put on, each file once: the same content picked again keeps the name it has. A body
+// left without files has no attachments field.
+func withFiles(body []byte, remove map[string]bool, added []record.Attachment) ([]byte, error) {
+	obj, files, err := filesOf(body)
+	if err != nil {
+		return nil, err
+	}
+	files = slices.DeleteFunc(files, func(a record.Attachment) bool { return remove[a.SHA256] })
+	for _, a := range added {
+		if !slices.ContainsFunc(files, func(b record.Attachment) bool { return b.SHA256 == a.SHA256 }) {
+			files = append(files, a)
+		}
+	}
+	delete(obj, record.AttachmentsField)
+	if len(files) > 0 {
+		raw, err := json.Marshal(files)
+		if err != nil {
+			return nil, err
+		}
+		obj[record.AttachmentsField] = raw
+	}
+	return json.Marshal(obj)
 }

@@ -10,14 +10,15 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/knooppunt/knooppunt/node/attach"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestBrowserOwnRecords: in headless chromium, an editor fills in the form of a shelter record,
 // gets the service's message at the field she got wrong, corrects it and saves; the record is
 // then there through the gRPC API. She uploads a CSV file (the script sends it and shows its
-// progress) and reads the report. axe-core runs on every page, and the pages are photographed
-// for docs/ui.md.
+// progress) and reads the report, and adds a PDF to the record with its form. axe-core runs on
+// every page, and the pages are photographed for docs/ui.md.
 func TestBrowserOwnRecords(t *testing.T) {
 	e := start(t)
 	rc := e.records(t)
@@ -139,6 +140,29 @@ func TestBrowserOwnRecords(t *testing.T) {
 	}
 	eva.shot(shots, "record-versies-390.png")
 	eva.run("wide again", chromedp.EmulateViewport(1280, 900))
+
+	// A PDF added with the form goes up with the save, and the form lists it, with its box to
+	// take it off.
+	pdf := filepath.Join(t.TempDir(), "draaiboek-opvang.pdf")
+	if err := os.WriteFile(pdf, attach.SimplePDF("Draaiboek opvang Zeist", []string{"Sporthal De Koppel, vanaf vrijdag."}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eva.run("add a PDF", chromedp.Steps(
+		chromedp.Navigate(e.url+"/records/wijzigen?id=zeist"),
+		chromedp.WaitVisible(chromedp.CSS("#bijlagen")),
+		chromedp.SetUploadFiles(chromedp.CSS("#bijlagen"), []string{pdf}),
+		chromedp.Click(chromedp.CSS("#opslaan")),
+		chromedp.WaitVisible(chromedp.CSS("#opgeslagen")),
+		chromedp.WaitVisible(chromedp.CSS("#bijlagen-lijst")),
+	))
+	if got := eva.text("the files listed", chromedp.Text(chromedp.CSS("#bijlagen-lijst"))); !strings.Contains(got, "draaiboek-opvang.pdf") || !strings.Contains(got, "Verwijderen") {
+		t.Errorf("the form lists %q, want the PDF with its box", got)
+	}
+	eva.check("formulier met bijlage")
+	eva.shot(shots, "record-formulier-bijlagen.png")
+	if rec, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); err != nil || !strings.Contains(string(rec.Body), `"filename":"draaiboek-opvang.pdf"`) {
+		t.Fatalf("the record after the PDF was added, through gRPC: %v %v", rec, err)
+	}
 
 	// At 200% zoom (half the width) the new pages reflow.
 	eva.reflows(e.url, "/records", "/records/nieuw?kind=shelter.capacity", "/records/wijzigen?id=zeist", "/records/importeren")

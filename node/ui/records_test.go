@@ -2,7 +2,6 @@ package ui_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -287,22 +286,11 @@ func TestDocumentFormTellsItsDatesApart(t *testing.T) {
 // defaults, then the file.
 func upload(t *testing.T, b *browser, base, csrf, name, content string, defaults map[string]string) (*http.Response, string) {
 	t.Helper()
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	mw.WriteField("csrf", csrf)
+	form := url.Values{"csrf": {csrf}}
 	for k, v := range defaults {
-		mw.WriteField(k, v)
+		form.Set(k, v)
 	}
-	fw, _ := mw.CreateFormFile("bestand", name)
-	io.WriteString(fw, content)
-	mw.Close()
-	resp, err := b.Post(base+"/records/importeren", mw.FormDataContentType(), &buf)
-	if err != nil {
-		t.Fatalf("upload %s: %v", name, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	return postMultipart(t, b, base+"/records/importeren", form, sentFile{"bestand", name, []byte(content)})
 }
 
 // TestUpload: a CSV file is stored row by row, with a report of each refused row; an oversized

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -58,6 +59,9 @@ type Config struct {
 	// MaxBodyBytes is the largest record body the node takes (limits.max_body_bytes), which
 	// sizes the largest form. Zero: record.DefaultMaxBody.
 	MaxBodyBytes int
+	// FileLimits are the node's limits of files (attachments): the record form says them, and
+	// sizes the files it takes at once by them. Nil: attach's defaults.
+	FileLimits func() attach.Limits
 	// Changed returns a channel that is closed at the node's next commit (db.DB.Changed): the
 	// open picture pages then ask the services whether what they show changed. It carries no
 	// data. Nil: the picture does not update by itself.
@@ -163,9 +167,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /beeld/csv", s.person(s.pictureCSV))
 	m.HandleFunc("GET /records", s.person(s.ownRecords))
 	m.HandleFunc("GET /records/nieuw", s.person(s.recordForm))
-	m.HandleFunc("POST /records/nieuw", s.person(s.saveRecord))
+	m.HandleFunc("POST /records/nieuw", s.signedIn(s.saveRecord, false))
 	m.HandleFunc("GET /records/wijzigen", s.person(s.recordForm))
-	m.HandleFunc("POST /records/wijzigen", s.person(s.saveRecord))
+	m.HandleFunc("POST /records/wijzigen", s.signedIn(s.saveRecord, false))
 	m.HandleFunc("GET /records/importeren", s.person(s.importForm))
 	m.HandleFunc("POST /records/importeren", s.signedIn(s.importFile, false))
 	m.HandleFunc("GET /records/importeren/verslag", s.person(s.importReport))
@@ -369,23 +373,27 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *request), form bool) http
 			return
 		}
 		req := &request{Request: r, Session: sess, Caller: caller, L: l, sessionID: id}
-		if r.Method == http.MethodPost && form {
-			r.Body = http.MaxBytesReader(w, r.Body, s.c.maxForm())
-			if err := r.ParseForm(); err != nil {
-				// Else the form would read as empty, and be refused as if its token were wrong.
-				if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
-					s.failIn(w, req, http.StatusRequestEntityTooLarge, l.T("error.form_too_large", fileSize(l, tooLarge.Limit)))
-					return
-				}
-				s.failIn(w, req, http.StatusBadRequest, l.T("error.form_unreadable", err.Error()))
-				return
-			}
-			if !s.checkCSRF(w, r, l, sess, r.PostFormValue(csrfField)) {
-				return
-			}
+		if r.Method == http.MethodPost && form && !s.readForm(w, req) {
+			return
 		}
 		h(w, req)
 	}
+}
+
+// readForm reads a POST's form, under maxForm, and checks its CSRF token; false when it refused
+// the request.
+func (s *Server) readForm(w http.ResponseWriter, r *request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, s.c.maxForm())
+	if err := r.ParseForm(); err != nil {
+		// Else the form would read as empty, and be refused as if its token were wrong.
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+			s.failIn(w, r, http.StatusRequestEntityTooLarge, r.L.T("error.form_too_large", fileSize(r.L, tooLarge.Limit)))
+			return false
+		}
+		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.form_unreadable", err.Error()))
+		return false
+	}
+	return s.checkCSRF(w, r.Request, r.L, r.Session, r.PostFormValue(csrfField))
 }
 
 // sessionOf is the session the request's cookie names, and its id; nil when there is none or it
