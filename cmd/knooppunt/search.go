@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/peerserver"
@@ -43,9 +44,12 @@ every peer asked, with their words: do not search for names or other personal da
 --text searches the text fields of each kind (a Q&A's question and answer, a guidance's title,
 summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
 anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning". Words of fewer than three
-characters ("in", "de") cannot be looked for: they are left out, with a note on stderr. Each
-source answers with its best matches first and a snippet with the match marked «like this»; a
-peer matches only on what it may share with this node.
+characters ("in", "de") cannot be looked for: they are left out, with a note on stderr; so are,
+beyond 16 words and phrases (a question pasted whole), those that say least (wat, moet, een;
+then the shortest). Each source answers with its best matches first and a snippet with the
+match marked «like this»; a peer matches only on what it may share with this node. A search
+that finds almost nothing because a word is misspelt gets a hint on stderr: the --text with a
+word this node finds records with, in your mode; nobody is asked for it until you search again.
 
 --origin asks only the sources named: this node's org, by trust domain, for its own records,
 a peer, by trust domain or name (knooppunt peer list shows them), for what it shares; a peer not
@@ -104,6 +108,11 @@ exports the results can tell an answer served partly from old copies.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: not searched for %s: words of fewer than %d characters cannot be looked for\n",
 						record.QuoteAll(ignored), record.MinTermRunes)
 				}
+				if len(text.LeftOut) > 0 {
+					// A pasted question: searched on its most telling words.
+					fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: not searched for %s: a search takes at most %d words and phrases, and these say least\n",
+						record.QuoteAll(text.LeftOut), record.MaxQueryTerms)
+				}
 				filter.Text = text.String()
 			}
 			conn, err := f.dial()
@@ -111,12 +120,18 @@ exports the results can tell an answer served partly from old copies.`,
 				return err
 			}
 			defer conn.Close()
-			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds()), Purpose: purpose, Origins: origins})
+			var trailer metadata.MD
+			resp, err := pb.NewSearchServiceClient(conn).Search(cmd.Context(), &pb.SearchRequest{Filter: &filter, TimeoutMs: int32(timeout.Milliseconds()), Purpose: purpose, Origins: origins},
+				grpc.Trailer(&trailer))
 			if err != nil {
 				return callError(&f, err)
 			}
 			if err := printSearch(cmd.OutOrStdout(), f.output, resp, filter.Mode); err != nil {
 				return err
+			}
+			if sug := trailer.Get(search.SuggestTrailer); len(sug) > 0 && sug[0] != filter.Text {
+				// Offered, not searched: only searching with it asks the partners.
+				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: did you mean --text %s? It finds records here; search again with it to ask the partners too\n", shellQuote(sug[0]))
 			}
 			if len(resp.Hits) == 0 && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, exercise) && filter.Crisis != "" {
 				// A crisis as people write it (oekriane) finds nothing, as if nobody had records.
@@ -161,6 +176,9 @@ exports the results can tell an answer served partly from old copies.`,
 		"limit": "filter.limit", "purpose": "purpose", "exercise": "filter.mode", "timeout": "timeout_ms"})
 	return cmd
 }
+
+// shellQuote quotes s for a POSIX shell, so that a hint can be pasted as it is printed.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func splitNonEmpty(s string) []string {
 	if strings.TrimSpace(s) == "" {

@@ -30,6 +30,18 @@ func TestCLISearchByWords(t *testing.T) {
 	if r := cli(t, nil, "", "search", "--node", addr, "--text", "in de").want(t, 1); !strings.Contains(r.stderr, `--text: "in", "de": search for words of 3 characters or more`) {
 		t.Errorf("search for in de: stderr %q", r.stderr)
 	}
+	// A misspelt word: the word the node finds something with, as a hint on stderr.
+	r = cli(t, nil, "", "search", "--node", addr, "--text", "ontheemden wreken").want(t, 0)
+	if want := `knooppunt: did you mean --text 'ontheemden werken'? It finds records here; search again with it to ask the partners too`; !strings.Contains(r.stderr, want) ||
+		!strings.Contains(r.stdout, "No records found: ") {
+		t.Errorf("search for ontheemden wreken: stdout %q, stderr %q; want nothing found and the hint %q", r.stdout, r.stderr, want)
+	}
+	// A question pasted whole (30 words): searched on what it is about, the rest named.
+	r = cli(t, nil, "", "search", "--node", addr, "--text",
+		"Wat als ontheemden hier bij ons willen werken, mogen ze dan werken zonder dat er een tewerkstellingsvergunning is, of moet de werkgever eerst iets doen, en wat dan nu precies?").want(t, 0)
+	if want := `knooppunt: not searched for "Wat", "als", "bij", "ons", "willen", "mogen", "dan", "dat", "een", "moet", "iets": a search takes at most 16 words and phrases, and these say least`; !strings.Contains(r.stderr, want) {
+		t.Errorf("search for a question of 30 words: stderr %q, want %q", r.stderr, want)
+	}
 }
 
 // TestCLISearchOriginsAndIDs: --origin asks only the sources named and --id finds those records;

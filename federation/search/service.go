@@ -228,6 +228,8 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 			resp.Partial = true
 		}
 	}
+	// After the answer is complete, from this node alone: no partner hears of a suggestion.
+	s.offerSuggestion(ctx, req.Filter, len(resp.Hits), peers, askOwn)
 	s.audit(ctx, req, purpose, resp)
 	return resp, nil
 }

@@ -32,6 +32,10 @@ const (
 type TextQuery struct {
 	// Terms are the words and phrases, normalised (see Normalize), each of which must occur.
 	Terms []string
+	// LeftOut are the words and phrases, as typed, that ParseTextLoosely left out of a query of
+	// more than MaxQueryTerms (see keepTelling): a pasted question is searched on its most
+	// telling words rather than refused. ParseText never sets it.
+	LeftOut []string
 }
 
 // ParseText parses a full-text query given in field. Bad syntax is a *FieldError that says
@@ -58,9 +62,11 @@ var ErrTooManyTerms = errors.New("too many words and phrases")
 // ParseTextLoosely parses a query typed into a search box, as people type: a word or phrase that
 // the index cannot look for (shorter than MinTermRunes, or with no letters or digits, such as
 // "in", "de" or "&" in "opvang in de regio") is left out and returned in ignored, as typed,
-// instead of refusing the query; a * at either end of a word is dropped (opvang* is opvang). It is a *FieldError still when nothing is left to search for, and for what
-// ParseText refuses otherwise (a phrase not closed is ErrOpenPhrase, by errors.Is). The query's
-// String is what to send on as Filter.text.
+// instead of refusing the query; a * at either end of a word is dropped (opvang* is opvang); a
+// query of more than MaxQueryTerms words and phrases (a pasted question) keeps its most telling
+// ones and names the others in LeftOut. It is a *FieldError still when nothing is left to search
+// for, and for what ParseText refuses otherwise (a phrase not closed is ErrOpenPhrase, by
+// errors.Is). The query's String is what to send on as Filter.text.
 func ParseTextLoosely(field, q string) (tq *TextQuery, ignored []string, err error) {
 	return parseText(field, q, true)
 }
@@ -76,7 +82,7 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 	}
 	// Quotes as word processors and phones type them open and close a phrase too.
 	q = typographicQuotes.Replace(q)
-	var terms, ignored []string
+	var terms, ignored, typedTerms []string
 	add := func(typed string) error {
 		typed = strings.Join(strings.Fields(typed), " ")
 		t := Normalize(typed)
@@ -98,6 +104,7 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		switch {
 		case refused == nil:
 			terms = append(terms, t)
+			typedTerms = append(typedTerms, strings.TrimFunc(typed, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }))
 		case loose:
 			ignored = append(ignored, typed)
 		default:
@@ -148,11 +155,74 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		return nil, nil, e
 	}
 	if len(terms) > MaxQueryTerms {
+		if loose {
+			tq := &TextQuery{}
+			for i, keep := range keepTelling(terms) {
+				if keep {
+					tq.Terms = append(tq.Terms, terms[i])
+				} else if !slices.Contains(terms[:i], terms[i]) {
+					tq.LeftOut = append(tq.LeftOut, typedTerms[i])
+				}
+			}
+			return tq, ignored, nil
+		}
 		e := invalid(field, "%d words and phrases is over the limit of %d", len(terms), MaxQueryTerms)
 		e.cause = ErrTooManyTerms
 		return nil, nil, e
 	}
 	return &TextQuery{Terms: terms}, ignored, nil
+}
+
+// keepTelling chooses the most telling of terms, which are more than MaxQueryTerms, and keeps
+// their order. Every term must occur, so a term left out only widens the search, and a term
+// that says nothing narrows it to the wrong records: the words that frame a question (wat, hoe,
+// moet, een: stopWords, which as parts of words also find water and moeten) and a term said
+// before are left out whatever room is left. Of the others, a phrase, quoted on purpose, goes
+// first; then the longest words, since in Dutch the long word is the specific one
+// (tewerkstellingsvergunning, noodopvang) and the short one the question's frame; among equals
+// the earlier, since a question starts with what it is about. The index's counts would tell a
+// rare word from a common one better, but the CLI and the web interface cut before they ask the
+// node. A query of frame words alone keeps its first MaxQueryTerms.
+func keepTelling(terms []string) []bool {
+	weight := func(i int) int {
+		t := terms[i]
+		switch {
+		case slices.Contains(terms[:i], t):
+			return -2
+		case stopWords[t]:
+			return -1
+		case strings.Contains(t, " "):
+			return 1 << 20
+		}
+		return utf8.RuneCountInString(t)
+	}
+	order := make([]int, len(terms))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(weight(b), weight(a)) })
+	keep := make([]bool, len(terms))
+	telling := weight(order[0]) >= 0
+	for _, i := range order[:MaxQueryTerms] {
+		if w := weight(i); w >= 0 || !telling && w == -1 {
+			keep[i] = true
+		}
+	}
+	return keep
+}
+
+// stopWords are the words of three letters or more that frame a Dutch or English question
+// rather than say what it is about: the first a long question loses.
+var stopWords = map[string]bool{}
+
+func init() {
+	for _, w := range strings.Fields(`aan als bij dan dat deze die dit door een eens
+		had heb hebben heeft het hoe hun iemand iets kan kunnen maar mag meer met mijn moet
+		moeten mogen naar niet nog nou ons onze ook over tot uit van voor waar waarom wanneer wat
+		welk welke wie wij wil willen worden wordt zal zich zijn zou zouden
+		and are can does for from has have how into not the this that what when where which who why will with you your`) {
+		stopWords[w] = true
+	}
 }
 
 // typographicQuotes are the double quotes people type besides ", as ".

@@ -68,7 +68,6 @@ func TestParseTextLoosely(t *testing.T) {
 		{q: "in de", err: `text: "in", "de": search for words of 3 characters or more`},
 		{q: "   ", err: "text: no words to search for"},
 		{q: `opvang "regio`, err: `text: a phrase opened with " is not closed`},
-		{q: strings.Repeat("abcd ", 17) + "in", err: "text: 17 words and phrases is over the limit of 16"},
 	} {
 		q, ignored, err := ParseTextLoosely("text", tc.q)
 		if tc.err != "" {
@@ -211,5 +210,59 @@ func TestTermWords(t *testing.T) {
 		if strings.Join(words, "|") != tc.words || start != tc.start || end != tc.end {
 			t.Errorf("TermWords(%q) = %q, %v, %v; want %q, %v, %v", tc.term, words, start, end, tc.words, tc.start, tc.end)
 		}
+	}
+}
+
+// TestParseTextLooselyCutsALongQuestion: a question of 30 words pasted whole is searched on its
+// most telling words and phrases, in their order, at most 16, and names the others as typed; the
+// strict parse (the API's) still refuses it.
+func TestParseTextLooselyCutsALongQuestion(t *testing.T) {
+	q := `Wat moet een gemeente doen als een ontheemde uit Oekraïne in de noodopvang werk heeft gevonden ` +
+		`maar nog geen "BSN nummer" en geen tewerkstellingsvergunning heeft voor werk bij een werkgever?`
+	if n := len(strings.Fields(q)); n != 30 {
+		t.Fatalf("the question has %d words", n)
+	}
+	tq, ignored, err := ParseTextLoosely("text", q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The frame of the question goes (wat, moet, een, ...: they would also find water and
+	// moeten), and a word said twice is searched once; what it is about stays, in its order.
+	want := []string{"gemeente", "doen", "ontheemde", "oekraine", "noodopvang", "werk", "gevonden", "geen", "bsn nummer",
+		"tewerkstellingsvergunning", "werkgever"}
+	if !slices.Equal(tq.Terms, want) {
+		t.Errorf("kept %q, want %q", tq.Terms, want)
+	}
+	if got, want := strings.Join(tq.LeftOut, "|"), "Wat|moet|een|als|uit|heeft|maar|nog|voor|bij"; got != want {
+		t.Errorf("left out %q, want %q: each frame word once, as typed", got, want)
+	}
+	if got := strings.Join(ignored, "|"); got != "in|de|en" {
+		t.Errorf("ignored %q, want the words too short", got)
+	}
+	back, err := ParseText("text", tq.String())
+	if err != nil || !slices.Equal(back.Terms, tq.Terms) {
+		t.Errorf("ParseText(%q): %v, %v; want the cut query's terms", tq.String(), back, err)
+	}
+	if _, err := ParseText("text", tq.String()+" "+strings.Join(tq.LeftOut, " ")); !errors.Is(err, ErrTooManyTerms) {
+		t.Errorf("ParseText of the question's terms: %v, want ErrTooManyTerms", err)
+	}
+	// More telling words than room: the longest stay, a phrase first of all.
+	long := `"alpha beta" abcd abcdefgh abcdefghi`
+	for c := 'a'; c < 'a'+14; c++ {
+		long += " kamer" + string(c)
+	}
+	tq, _, _ = ParseTextLoosely("text", long)
+	if len(tq.Terms) != MaxQueryTerms || tq.Terms[0] != "alpha beta" || tq.Terms[1] != "abcdefgh" || slices.Contains(tq.Terms, "abcd") ||
+		tq.Terms[15] != "kamerm" || strings.Join(tq.LeftOut, " ") != "abcd kamern" {
+		t.Errorf("%s: kept %q, left out %q", long, tq.Terms, tq.LeftOut)
+	}
+	// Frame words alone: the first 16 of them, each once.
+	tq, _, _ = ParseTextLoosely("text", strings.Repeat("wat hoe ", 3)+"aan als bij dan dat deze die dit door een eens had heb hebben heeft")
+	if len(tq.Terms) != MaxQueryTerms || tq.Terms[0] != "wat" || tq.Terms[1] != "hoe" || tq.Terms[2] != "aan" {
+		t.Errorf("frame words alone: kept %q", tq.Terms)
+	}
+	// Within the limit nothing is cut, frame words and all.
+	if tq, _, _ := ParseTextLoosely("text", "wat "+strings.Repeat("abcd ", 15)); len(tq.Terms) != 16 || tq.LeftOut != nil {
+		t.Errorf("16 terms: %q, left out %q", tq.Terms, tq.LeftOut)
 	}
 }

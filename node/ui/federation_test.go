@@ -207,12 +207,27 @@ func TestSearchByWords(t *testing.T) {
 		t.Errorf("search for aankomst*: want ncc's guidance:\n%s", page)
 	}
 
+	// A misspelt word: nothing found, and the word of ncc's guidance, which this node holds a
+	// copy of, offered; the link searches with it.
+	if _, page = search("aankomts"); !strings.Contains(page, "Resultaten (0)") ||
+		!strings.Contains(page, `id="bedoeld"><p class="utrecht-paragraph">Bedoelde u <a class="utrecht-link" href="/zoeken?q=aankomst">aankomst</a>?</p>`) {
+		t.Errorf("search for aankomts: want nothing found and aankomst offered:\n%s", page)
+	}
+	if _, page = search("aankomst"); strings.Contains(page, `id="bedoeld"`) {
+		t.Errorf("search for aankomst offers another word:\n%s", page)
+	}
+	// A question pasted whole, of 30 words: searched on what it is about, the rest named.
+	code, page = search("Wat moet er bij de registratie van iedere aankomst binnen 24 uur, en wat als het niet kan binnen 24 uur, wie moet dan nu de registratie en hoe dan?")
+	if code != http.StatusOK || !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "richtlijn-1") ||
+		!strings.Contains(page, `id="weggelaten"><p class="utrecht-paragraph">Op ten hoogste 16 woorden tegelijk wordt gezocht: gezocht op de woorden die het meest zeggen, niet op “Wat”, “moet”, “bij”, “van”, “als”, “het”, “niet”, “kan”, “wie”, “dan”, “hoe”.</p>`) {
+		t.Errorf("search for a question of 30 words: %d, want ncc's guidance and the words left out named:\n%s", code, page)
+	}
+
 	for _, tc := range []struct{ q, want string }{
 		{"in de", "Zoek op woorden van ten minste 3 tekens: “in”, “de” zijn te kort."},
 		{"in", "Zoek op woorden van ten minste 3 tekens: “in” is te kort."},
 		{`"opvang in`, "Een zinsdeel begint met een aanhalingsteken maar sluit niet af"},
 		{strings.Repeat("opvang ", 80), "Dit is te lang om op te zoeken: zoek met minder woorden (ten hoogste 512 tekens)."},
-		{strings.Repeat("woord ", 17), "Zoek op ten hoogste 16 woorden of zinsdelen tegelijk."},
 		// In the page's language, not the node's.
 		{`"" ***`, "Er staan geen woorden in om op te zoeken: typ een of meer woorden van minstens 3 letters of cijfers."},
 		{"opvang \xff", "De zoekwoorden bevatten tekens die geen tekst zijn"},
