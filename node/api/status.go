@@ -49,6 +49,8 @@ func Status(log *slog.Logger, err error) error {
 		return status.Error(codes.NotFound, "file not found")
 	case errors.Is(err, db.ErrFileRefused):
 		return status.Error(codes.FailedPrecondition, strings.TrimPrefix(err.Error(), "db: "))
+	case errors.Is(err, db.ErrOtherListing):
+		return Invalid("page_token", "belongs to a listing with other filters: send the filters of the listing it came from, or start again without it")
 	case errors.Is(err, db.ErrBadPageToken):
 		return Invalid("page_token", "not a token from a previous List: start again without it")
 	case errors.Is(err, store.ErrNotLeader):

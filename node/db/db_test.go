@@ -657,8 +657,8 @@ func TestListByUpdatePagination(t *testing.T) {
 				if pages > len(want) {
 					t.Fatal("pagination does not end")
 				}
-				if _, _, err := a.d.List(ctx, db.Filter{PageSize: size, PageToken: next}); !errors.Is(err, db.ErrBadPageToken) {
-					t.Fatalf("a token of a listing by update, used in a listing by id: %v, want ErrBadPageToken", err)
+				if _, _, err := a.d.List(ctx, db.Filter{PageSize: size, PageToken: next}); !errors.Is(err, db.ErrOtherListing) {
+					t.Fatalf("a token of a listing by update, used in a listing by id: %v, want ErrOtherListing", err)
 				}
 				token = next
 			}
@@ -671,8 +671,38 @@ func TestListByUpdatePagination(t *testing.T) {
 	if err != nil || idToken == "" {
 		t.Fatalf("List by id: token %q, %v", idToken, err)
 	}
-	if _, _, err := a.d.List(ctx, db.Filter{UpdatedSince: hour(2).AsTime(), PageToken: idToken}); !errors.Is(err, db.ErrBadPageToken) {
-		t.Fatalf("a token of a listing by id, used in a listing by update: %v, want ErrBadPageToken", err)
+	if _, _, err := a.d.List(ctx, db.Filter{UpdatedSince: hour(2).AsTime(), PageToken: idToken}); !errors.Is(err, db.ErrOtherListing) {
+		t.Fatalf("a token of a listing by id, used in a listing by update: %v, want ErrOtherListing", err)
+	}
+}
+
+// A page token goes on only with the filters it came with: with others it would skip records
+// or end a listing early, without a word. The page size may change.
+func TestPageTokenBelongsToItsListing(t *testing.T) {
+	d := listFixture(t)
+	ctx := context.Background()
+	f := db.Filter{PageSize: 1, Kind: "shelter.capacity"}
+	_, next, err := d.List(ctx, f)
+	if err != nil || next == "" {
+		t.Fatalf("first page: token %q, %v", next, err)
+	}
+	for name, other := range map[string]db.Filter{
+		"another kind":           {Kind: "sitrep"},
+		"no kind":                {},
+		"a region as well":       {Kind: "shelter.capacity", Region: "VR01"},
+		"a label":                {Kind: "shelter.capacity", Labels: map[string]string{"a": "1"}},
+		"a lower classification": {Kind: "shelter.capacity", MaxClassification: pb.Classification_PUBLIC},
+		"deleted ones too":       {Kind: "shelter.capacity", Deleted: true},
+		"an exercise":            {Kind: "shelter.capacity", Mode: db.Mode{Status: pb.Status_EXERCISE, Exercise: "x"}},
+	} {
+		other.PageToken = next
+		if _, _, err := d.List(ctx, other); !errors.Is(err, db.ErrOtherListing) {
+			t.Errorf("%s: %v, want ErrOtherListing", name, err)
+		}
+	}
+	f.PageToken, f.PageSize = next, 50
+	if _, _, err := d.List(ctx, f); err != nil {
+		t.Fatalf("the same listing with another page size: %v", err)
 	}
 }
 

@@ -2,12 +2,15 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -561,6 +564,10 @@ type Filter struct {
 // ErrBadPageToken means a page token was not made by List.
 var ErrBadPageToken = errors.New("db: page token is not one this node issued")
 
+// ErrOtherListing means a page token was made by a List with other filters: going on from its
+// place with these filters would skip or repeat records without a word.
+var ErrOtherListing = errors.New("db: page token belongs to a listing with other filters")
+
 // List returns a page of live records and the token of the next page ("" at the end). Pages come
 // in id order; with UpdatedSince they come in order of update (updated_at, then id), which an
 // index serves however far back the cut lies, and which lets a client that syncs by time page
@@ -582,7 +589,7 @@ func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 	next := ""
 	if len(out) > size {
 		out = out[:size]
-		next = pageToken(out[size-1], byUpdate)
+		next = pageToken(out[size-1], byUpdate, f.listing())
 	}
 	return out, next, nil
 }
@@ -633,7 +640,7 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 	}
 	args = append(args, int32(f.Mode.Status), f.Mode.Exercise)
 	if f.PageToken != "" {
-		at, after, err := parsePageToken(f.PageToken, byUpdate)
+		at, after, err := parsePageToken(f.PageToken, byUpdate, f.listing())
 		if err != nil {
 			return "", nil, 0, false, err
 		}
@@ -751,23 +758,44 @@ func boundedQuery(ctx context.Context, ro *sql.DB, q string, args ...any) (*sql.
 	return ro.QueryContext(context.WithoutCancel(ctx), q, args...)
 }
 
-// A page token is the last record of the page: its id, or for a listing by update "~", its
-// updated_at in Unix nanoseconds, "~" and its id. Ids never hold "~", so one kind of token is
-// never taken for the other.
-func pageToken(last *pb.Record, byUpdate bool) string {
+// listing is what a page token belongs to: every part of the filter but the page, as 16 hex
+// digits of its SHA-256. A page size may change from page to page; nothing else may.
+func (f Filter) listing() string {
+	labels := make([]string, 0, len(f.Labels))
+	for k, v := range f.Labels {
+		labels = append(labels, strconv.Quote(k)+"="+strconv.Quote(v))
+	}
+	slices.Sort(labels)
+	has, ids := slices.Sorted(slices.Values(f.HasLabels)), slices.Sorted(slices.Values(f.IDs))
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %q %q %q %q %d %d %d %q %t %q", f.Kind, f.Crisis, f.Region, labels, has, f.MaxClassification,
+		f.UpdatedSince.UnixNano(), f.Mode.Status, f.Mode.Exercise, f.Deleted, ids)
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// A page token is the listing it belongs to (Filter.listing), "~", and the last record of the
+// page: its id, or for a listing by update "~", its updated_at in Unix nanoseconds, "~" and its
+// id. Ids never hold "~", so one kind of token is never taken for the other.
+func pageToken(last *pb.Record, byUpdate bool, listing string) string {
 	t := last.Id
 	if byUpdate {
 		t = "~" + strconv.FormatInt(tsNanos(last.UpdatedAt), 10) + "~" + last.Id
 	}
-	return base64.RawURLEncoding.EncodeToString([]byte(t))
+	return base64.RawURLEncoding.EncodeToString([]byte(listing + "~" + t))
 }
 
-func parsePageToken(token string, byUpdate bool) (at int64, after string, err error) {
+func parsePageToken(token string, byUpdate bool, listing string) (at int64, after string, err error) {
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(raw) == 0 {
 		return 0, "", ErrBadPageToken
 	}
-	t := string(raw)
+	of, t, ok := strings.Cut(string(raw), "~")
+	switch {
+	case !ok || len(of) != len(listing):
+		return 0, "", ErrBadPageToken
+	case of != listing:
+		return 0, "", ErrOtherListing
+	}
 	if !byUpdate {
 		// Any base64 decodes to something: what is no record id (a token cut short or mangled
 		// on its way) must not read as a place past the last record, an empty page that

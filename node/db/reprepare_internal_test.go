@@ -31,11 +31,11 @@ func TestHotQueriesBindNoPlainParameters(t *testing.T) {
 		"region":       {Region: "NL"},
 		"labels":       {Labels: map[string]string{"a": "1", "b": "2"}},
 		"all":          {Kind: "sitrep", Crisis: "c", Region: "NL", Labels: map[string]string{"a": "1"}, MaxClassification: pb.Classification_INTERNAL, UpdatedSince: time.Unix(1, 0)},
-		"next page":    {Kind: "sitrep", PageToken: pageToken(last, false)},
+		"next page":    {Kind: "sitrep", PageToken: pageToken(last, false, Filter{Kind: "sitrep"}.listing())},
 		"since":        {UpdatedSince: time.Unix(1, 0)},
-		"since, paged": {UpdatedSince: time.Unix(1, 0), PageToken: pageToken(last, true)},
+		"since, paged": {UpdatedSince: time.Unix(1, 0), PageToken: pageToken(last, true, Filter{UpdatedSince: time.Unix(1, 0)}.listing())},
 		"ids":          {IDs: []string{"r1", "r2"}},
-		"ids+kind":     {Kind: "sitrep", Crisis: "c", IDs: []string{"r1", "r2"}, PageToken: pageToken(last, false)},
+		"ids+kind":     {Kind: "sitrep", Crisis: "c", IDs: []string{"r1", "r2"}, PageToken: pageToken(last, false, Filter{Kind: "sitrep", Crisis: "c", IDs: []string{"r1", "r2"}}.listing())},
 	}
 	drivenBy := map[string]string{
 		"labels":       "SEARCH l0 USING PRIMARY KEY (key=? AND value=?)",
