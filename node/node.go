@@ -330,7 +330,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	status := nodestatus.New(nodestatus.Config{
 		SVID: n.SVID,
-		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(),
+		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(), Replica: cfg.ReplicaID,
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
 	})
 	n.health = health.NewServer()

@@ -399,7 +399,7 @@ func TestCLIStatus(t *testing.T) {
 	cli(t, nil, "", "status", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &st)
 	kinds, _ := st["kinds"].([]any)
 	if st["org"] != "local.crisis.test" || st["raft_state"] != "Leader" || fmt.Sprint(st["records"]) != "1" ||
-		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 9 {
+		fmt.Sprint(st["last_seq"]) != "1" || len(kinds) != 9 || st["not_member"] != false || st["leader_seen_at"] == nil {
 		t.Fatalf("status -o json = %v", st)
 	}
 	// No peers and nothing firing are empty lists, not null: null is for what the role may not

@@ -37,7 +37,7 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 					return err
 				}
 				out := cmd.OutOrStdout()
-				raft := statusRaftLine(cmd.Context(), conn, st)
+				raft := raftLine(st, time.Now())
 				ops := operations(cmd.Context(), conn)
 				if f.output == "json" {
 					doc := map[string]any{
@@ -47,6 +47,7 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 						"kinds": nonNilStrings(st.Kinds), "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
 						"svid_id": st.SvidId, "svid_expires_at": optionalTime(st.SvidExpiresAt),
 						"voters": st.Voters, "unreachable": nonNilStrings(st.Unreachable),
+						"not_member": st.NotMember, "leader_seen_at": optionalTime(st.LeaderSeenAt),
 					}
 					ops.addJSON(doc)
 					if err := printJSON(out, doc); err != nil {
@@ -250,26 +251,28 @@ func optionalTime(ts *timestamppb.Timestamp) *time.Time {
 	return &t
 }
 
-// statusRaftLine is status's raft line. A replica without a leader may be outside its group
-// (removed, or waiting to be joined), which the status service does not say: cluster status
-// does, where the caller may read it.
-func statusRaftLine(ctx context.Context, conn *grpc.ClientConn, st *pb.StatusResponse) string {
-	if st.Leader == "" && st.RaftState != "Shutdown" {
-		if cst, err := pb.NewClusterServiceClient(conn).Status(ctx, &pb.ClusterStatusRequest{}); err == nil && !isMember(cst) {
-			return fmt.Sprintf("%s (applied index %d), %s: writes are refused, and what it shows does not change", st.RaftState, st.AppliedIndex, node.NotMember)
-		}
-	}
-	return raftLine(st)
-}
-
-// raftLine says how the replica's Raft group fares: who leads, and what a replica without a
-// leader, or a leader missing replicas, means for the people relying on it.
-func raftLine(st *pb.StatusResponse) string {
+// raftLine says, at now, how the replica's Raft group fares: who leads, and what a replica
+// outside its group, one without a leader, or a leader missing replicas, means for the people
+// relying on it.
+func raftLine(st *pb.StatusResponse, now time.Time) string {
 	if st.RaftState == "Shutdown" {
 		return fmt.Sprintf("Shutdown (applied index %d): this replica is out of its group, removed with cluster remove (or stopping): writes are refused, and what it shows does not change; stop it, or start it again with an empty data directory and join it (cluster join)", st.AppliedIndex)
 	}
+	if st.NotMember {
+		return fmt.Sprintf("%s (applied index %d), %s: writes are refused, and what it shows does not change; cluster status on a member shows the group", st.RaftState, st.AppliedIndex, node.NotMember)
+	}
 	if st.Leader == "" {
-		return fmt.Sprintf("%s, NO LEADER (applied index %d): this replica reaches no majority of its group: writes are refused, and what it shows does not change; see cluster status", st.RaftState, st.AppliedIndex)
+		// A replica removed while it was down or cut off does not know it, and says what one
+		// of a group without a majority says: how long it has been without a leader tells the
+		// operator which is likelier, and a member's cluster status which it is.
+		since := "none since it started"
+		if st.StartedAt != nil {
+			since += " " + roughly(now.Sub(st.StartedAt.AsTime())) + " ago"
+		}
+		if st.LeaderSeenAt != nil {
+			since = "none for " + roughly(now.Sub(st.LeaderSeenAt.AsTime()))
+		}
+		return fmt.Sprintf("%s, NO LEADER, %s (applied index %d): this replica reaches no majority of its group, or it was removed while it was down or cut off, which it cannot know (cluster status on another member shows the group): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
 	}
 	line := fmt.Sprintf("%s (leader %s, applied index %d)", st.RaftState, st.Leader, st.AppliedIndex)
 	if n := int(st.Voters); len(st.Unreachable) > 0 && n > 0 {

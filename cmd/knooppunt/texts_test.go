@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -31,7 +32,7 @@ func TestClusterTextsAfterARemoval(t *testing.T) {
 	if !strings.Contains(b.String(), "Only the leader knows which replicas it reaches: no replica leads just now: ask again in a moment.") {
 		t.Errorf("a follower's answer without a leader:\n%s", b.String())
 	}
-	if line := raftLine(&pb.StatusResponse{RaftState: "Shutdown", AppliedIndex: 55}); !strings.Contains(line, "this replica is out of its group, removed with cluster remove") || strings.Contains(line, "majority") {
+	if line := raftLine(&pb.StatusResponse{RaftState: "Shutdown", AppliedIndex: 55}, time.Now()); !strings.Contains(line, "this replica is out of its group, removed with cluster remove") || strings.Contains(line, "majority") {
 		t.Errorf("status of a removed replica: %s", line)
 	}
 }

@@ -122,6 +122,9 @@ type Store struct {
 	// replicating is when this replica, as leader, began to replicate to each other one: Raft
 	// counts that as a contact, which a replica that never answered has not made.
 	replicating map[raft.ServerID]time.Time
+	// leaderLost is when this replica last lost the leader it knew, in Unix nanoseconds; 0 when
+	// it has known none since it started (see LeaderSeen).
+	leaderLost atomic.Int64
 }
 
 type pending struct {
@@ -344,6 +347,8 @@ func (s *Store) watchReplicas() {
 				clear(s.unreachable)
 				metrics.ReplicaReachable.Reset()
 				switch {
+				case d.LeaderID == "":
+					s.leaderLost.Store(time.Now().UnixNano())
 				case string(d.LeaderID) == s.cfg.ReplicaID:
 					s.log.Info("raft: this replica leads now")
 					go fix() // a configuration change: not on the observer's loop
@@ -760,6 +765,20 @@ func (s *Store) State() string { return s.raft.State().String() }
 func (s *Store) Leader() string {
 	_, id := s.raft.LeaderWithID()
 	return string(id)
+}
+
+// LeaderSeen is when this replica last knew a leader of its group, itself included: now while
+// it knows one, the zero time when it has known none since it started. Raft's own last contact
+// will not do: a vote it grants counts as one, and the survivors of a lost majority go on
+// voting for each other.
+func (s *Store) LeaderSeen() time.Time {
+	if s.Leader() != "" {
+		return time.Now()
+	}
+	if ns := s.leaderLost.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // AppliedIndex is the index of the last log entry applied to the database.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,6 +29,8 @@ type Config struct {
 	Logger             *slog.Logger
 	// SVID, when set, gives the ID and expiry of the SVID the replica serves with.
 	SVID func() (string, time.Time)
+	// Replica is this replica's id in its Raft group.
+	Replica string
 }
 
 // Service implements knooppunt.v1.StatusService.
@@ -69,7 +72,11 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		LastBackupAt:  lastBackup(s.c.DB),
 		DiskFreeBytes: int64(s.c.DB.DiskFree()),
 	}
+	if at := s.c.Store.LeaderSeen(); !at.IsZero() {
+		resp.LeaderSeenAt = timestamppb.New(at)
+	}
 	if servers, err := s.c.Store.Servers(); err == nil {
+		resp.NotMember = !slices.ContainsFunc(servers, func(srv store.Server) bool { return srv.ID == s.c.Replica })
 		for _, srv := range servers {
 			if srv.Suffrage != "Voter" {
 				continue
