@@ -95,7 +95,13 @@ type ownRow struct {
 func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	v := &ownRecordsView{Kind: r.URL.Query().Get("kind")}
 	v.Kinds = s.kindViews(r, v.Kind)
-	resp, err := pb.NewRecordServiceClient(s.c.Conn).List(r.ctx(), &pb.ListRequest{Kind: v.Kind, PageSize: 100, PageToken: r.URL.Query().Get("pagina"), Mode: r.mode()})
+	req := &pb.ListRequest{Kind: v.Kind, PageSize: 100, PageToken: r.URL.Query().Get("pagina"), Mode: r.mode()}
+	resp, err := pb.NewRecordServiceClient(s.c.Conn).List(r.ctx(), req)
+	if status.Code(err) == codes.InvalidArgument && req.PageToken != "" {
+		// A page of another listing (the mode switched under it) or an old link: the first page.
+		req.PageToken = ""
+		resp, err = pb.NewRecordServiceClient(s.c.Conn).List(r.ctx(), req)
+	}
 	if err != nil {
 		s.failCall(w, r, err)
 		return

@@ -180,6 +180,11 @@ func TestRecordForm(t *testing.T) {
 		t.Errorf("the own records' list has %d print marks of intern, want 2, and the marking for the page margins:\n%s", n, page)
 	}
 
+	// A page link the node no longer takes (an old one, or one of another mode) opens the first page.
+	if resp, page := b.get(t, e.url+"/records?pagina=bm9wZQ"); resp.StatusCode != http.StatusOK || !strings.Contains(page, `/records/wijzigen?id=zeist`) {
+		t.Errorf("the own records' list with a page token of another listing: %d\n%s", resp.StatusCode, page)
+	}
+
 	// Change it: the form comes filled in, and goes in as version 2.
 	_, page = b.get(t, e.url+"/records/wijzigen?id=zeist")
 	if !strings.Contains(page, `name="version" value="1"`) || !strings.Contains(page, `id="body.beds_free" name="body.beds_free" value="12"`) {
