@@ -112,7 +112,7 @@ func (p *InProcess) person(ctx context.Context) (spiffeid.ID, error) {
 }
 
 // Invoke calls a unary method as the person in ctx.
-func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	id, err := p.person(ctx)
 	if err != nil {
 		return err
@@ -158,7 +158,18 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 	// which a call the handler makes with its context would otherwise send on, to the leader or
 	// to partners' nodes.
 	ctx = metadata.NewOutgoingContext(ctx, nil)
-	resp, err := md.Handler(s.impl, ctx, dec, interceptor)
+	// What the handler sets with grpc.SetHeader and grpc.SetTrailer reaches a caller's
+	// grpc.Header and grpc.Trailer options, as over a socket.
+	st := &unaryStream{method: method}
+	resp, err := md.Handler(s.impl, grpc.NewContextWithServerTransportStream(ctx, st), dec, interceptor)
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			*o.HeaderAddr = st.header
+		case grpc.TrailerCallOption:
+			*o.TrailerAddr = st.trailer
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -171,6 +182,24 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 	}
 	proto.Reset(out)
 	proto.Merge(out, m)
+	return nil
+}
+
+// unaryStream is a unary call's grpc.ServerTransportStream on the channel: it keeps the
+// metadata the handler sets for the caller.
+type unaryStream struct {
+	method          string
+	header, trailer metadata.MD
+}
+
+func (s *unaryStream) Method() string { return s.method }
+func (s *unaryStream) SetHeader(md metadata.MD) error {
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+func (s *unaryStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
+func (s *unaryStream) SetTrailer(md metadata.MD) error {
+	s.trailer = metadata.Join(s.trailer, md)
 	return nil
 }
 

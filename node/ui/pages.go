@@ -18,7 +18,9 @@ import (
 	"time"
 	"unicode"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/search"
@@ -672,8 +674,12 @@ type searchView struct {
 	Regions              []string
 	Kind, Crisis, Region string
 	// Text is the words typed into the search box; TextError says why they cannot be searched
-	// for, Ignored which of them were left out (too short, or no letters or digits).
-	Text, TextError, Ignored string
+	// for, Ignored which of them were left out (too short, or no letters or digits), LeftOut
+	// which a question of more words than a search takes was searched without.
+	Text, TextError, Ignored, LeftOut string
+	// Suggest is the same search with a misspelt word corrected, which finds records here
+	// (search.SuggestTrailer); SuggestLink searches with it.
+	Suggest, SuggestLink string
 	// RegionName and RegionLink offer the search in a region whose name was typed as a word
 	// (Zeeland): the figures of a region's municipalities do not say its name.
 	RegionName, RegionLink string
@@ -932,8 +938,6 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			case len(v.Text) > record.MaxQueryBytes:
 				// A link or a pasted text can be longer than the box lets anyone type.
 				v.TextError = r.L.T("search.text_long", record.MaxQueryBytes)
-			case errors.Is(err, record.ErrTooManyTerms):
-				v.TextError = r.L.T("search.text_many", record.MaxQueryTerms)
 			case errors.Is(err, record.ErrNoWords):
 				v.TextError = r.L.T("search.text_none")
 			case errors.Is(err, record.ErrNotUTF8):
@@ -946,6 +950,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		if len(ignored) > 0 {
 			v.Ignored = r.L.T("search.ignored", quoted(ignored), record.MinTermRunes)
+		}
+		if len(text.LeftOut) > 0 {
+			// A pasted question: searched on its most telling words, the rest named.
+			v.LeftOut = r.L.T("search.left_out", record.MaxQueryTerms, quoted(text.LeftOut))
 		}
 		if v.Region == "" {
 			v.RegionName, v.RegionLink = regionOffer(r, text)
@@ -965,7 +973,8 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			// Only that organisation is asked: the others disclose nothing to this search.
 			req.Origins = []string{v.Org}
 		}
-		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req)
+		var trailer metadata.MD
+		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req, grpc.Trailer(&trailer))
 		if field, _ := api.Field(err); status.Code(err) == codes.InvalidArgument && field == "origins[0]" {
 			// A link to an organisation that is no partner (any more): said at the field.
 			v.OrgError, v.Searched = r.L.T("search.org_unknown", v.Org), false
@@ -1026,6 +1035,13 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		if len(v.Hits) == 0 {
 			v.None = v.noneText(r.L)
+		}
+		if sug := trailer.Get(search.SuggestTrailer); len(sug) > 0 && sug[0] != f.Text {
+			// Offered, never sent: only a click searches with it, at the partners too.
+			v.Suggest = sug[0]
+			again := r.URL.Query()
+			again.Set("q", sug[0])
+			v.SuggestLink = "/zoeken?" + again.Encode()
 		}
 		names := s.partnerNames(r)
 		if cut := search.Cut(resp, searchPageLimit); len(cut) > 0 {
