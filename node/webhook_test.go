@@ -459,8 +459,9 @@ func TestWebhookRefusals(t *testing.T) {
 		{"hooks.example.nl/x", "not an absolute URL"},
 	} {
 		_, err := hooks.Add(callCtx(t), &pb.AddWebhookRequest{Url: tc.url})
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "url: ") || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Add %s: %v: want INVALID_ARGUMENT naming url and saying %q", tc.url, err, tc.want)
+		msg := status.Convert(err).Message()
+		if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(msg, "url: ") || strings.Contains(msg, "webhook:") || !strings.Contains(msg, tc.want) {
+			t.Errorf("Add %s: %v: want INVALID_ARGUMENT naming url once and saying %q", tc.url, err, tc.want)
 		}
 	}
 	// A list's bad element is named by its place in the list.
@@ -477,6 +478,10 @@ func TestWebhookRefusals(t *testing.T) {
 		if _, err := hooks.Add(callCtx(t), tc.req); status.Code(err) != codes.InvalidArgument || fieldOf(err) != tc.field {
 			t.Errorf("Add %v: %v, field %q: want INVALID_ARGUMENT naming %s", tc.req, err, fieldOf(err), tc.field)
 		}
+	}
+	// The kinds it may use, as a list a person reads.
+	if _, err := hooks.Add(callCtx(t), &pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Kinds: []string{"nope"}}); !strings.Contains(err.Error(), "use one of alert, ") {
+		t.Errorf("Add with an unknown kind: %v, want the kinds listed with commas", err)
 	}
 
 	rc := newReceiver(t)

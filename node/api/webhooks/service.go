@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -71,7 +72,9 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 		return nil, api.Invalid("url", "%d bytes, over the limit of %d", len(req.Url), MaxURL)
 	}
 	if err := webhook.CheckURL(req.Url, s.c.Settings().AllowPrivate, s.c.Peers()); err != nil {
-		return nil, api.Invalid("url", "%s", err.Error())
+		// The field is named once: "url: …", not "url: webhook: url: …".
+		msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), webhook.ErrURL.Error()+": "), "webhook: ")
+		return nil, api.Invalid("url", "%s", msg)
 	}
 	for _, f := range []struct {
 		field string
@@ -83,7 +86,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 	}
 	for i, k := range req.Kinds {
 		if s.c.Kinds.Get(k) == nil {
-			return nil, api.Invalid(fmt.Sprintf("kinds[%d]", i), "%q is not a kind of this node: use one of %v", k, s.c.Kinds.Names())
+			return nil, api.Invalid(fmt.Sprintf("kinds[%d]", i), "%q is not a kind of this node: use one of %s", k, strings.Join(s.c.Kinds.Names(), ", "))
 		}
 	}
 	for i, c := range req.Crises {
