@@ -567,14 +567,20 @@ func TestCLIDemoOnce(t *testing.T) {
 
 func TestCLIUnreachableNode(t *testing.T) {
 	missing := "unix://" + filepath.Join(shortDir(t), "missing", node.SocketName)
+	unreachable := "cannot reach the node at " + missing + ": is `knooppunt serve` running? Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/knooppunt.sock."
 	for _, args := range [][]string{
 		{"record", "get", "x", "--node", missing},
-		{"record", "list", "--node", missing, "-o", "json"},
+		{"record", "list", "--node", missing},
 		{"status", "--node", missing},
 	} {
 		r := cli(t, nil, "", args...).want(t, 1)
-		if want := "knooppunt: cannot reach the node at " + missing + ": is `knooppunt serve` running? Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/knooppunt.sock. (Unavailable)\n"; r.stderr != want || r.stdout != "" {
+		if want := "knooppunt: " + unreachable + " (Unavailable)\n"; r.stderr != want || r.stdout != "" {
 			t.Errorf("knooppunt %s: stdout %q stderr %q\nwant stderr %q", strings.Join(args, " "), r.stdout, r.stderr, want)
+		}
+		// A script that asked for JSON gets the same as one document.
+		r = cli(t, nil, "", append(args, "-o", "json")...).want(t, 1)
+		if got := oneError(t, r.stderr); got != (errorBody{Code: "UNAVAILABLE", Message: unreachable}) || r.stdout != "" {
+			t.Errorf("knooppunt %s -o json: stdout %q, error %+v", strings.Join(args, " "), r.stdout, got)
 		}
 	}
 	// A data directory named instead of its socket (review25 F5) is said to be one.

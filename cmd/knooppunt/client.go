@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -59,6 +62,10 @@ func (f *clientFlags) register(cmd *cobra.Command, listing bool) {
 	cmd.Flags().StringVar(&f.spiffeID, "spiffe-id", os.Getenv("KNOOPPUNT_SPIFFE_ID"), "with --workload-api, which of the SVIDs the agent offers you to use; default its first (env KNOOPPUNT_SPIFFE_ID)")
 	if listing {
 		cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+		if cmd.Annotations == nil {
+			cmd.Annotations = map[string]string{}
+		}
+		cmd.Annotations[outputFormat] = "yes"
 	}
 }
 
@@ -67,7 +74,7 @@ func (f *clientFlags) checkOutput() error {
 	case "", "table", "json":
 		return nil
 	}
-	return fmt.Errorf("--output %q: use table or json", f.output)
+	return invalid(fmt.Errorf("--output %q: use table or json", f.output))
 }
 
 // dial connects to the node. A unix socket carries no identity: its file mode decides who may
@@ -171,10 +178,7 @@ func (f *clientFlags) call(fn func(conn *grpc.ClientConn) error) error {
 	}
 	defer conn.Close()
 	if err := fn(conn); err != nil {
-		if _, ok := status.FromError(err); ok {
-			return callError(f, err)
-		}
-		return err
+		return callError(f, err)
 	}
 	return nil
 }
@@ -223,14 +227,44 @@ func (f *clientFlags) flagOf(path string) (flag, below string) {
 	return flag, below
 }
 
+// nodeError is a call's gRPC status said for a person: msg, then, in parentheses, detail (grpc's
+// own words, when msg is said in other words) and the code, for scripts that match on it. -o json
+// gives them apart (errorOf), with what the status carries for a program.
+type nodeError struct {
+	st          *status.Status
+	msg, detail string
+	// flag is the flag that filled the request field the status refuses, "" when none did.
+	flag string
+}
+
+func (e *nodeError) Error() string {
+	if e.detail != "" {
+		return fmt.Sprintf("%s (%s; %s)", e.msg, e.detail, e.st.Code())
+	}
+	return fmt.Sprintf("%s (%s)", e.msg, e.st.Code())
+}
+
+// message is the error without its code.
+func (e *nodeError) message() string {
+	if e.detail != "" {
+		return fmt.Sprintf("%s (%s)", e.msg, e.detail)
+	}
+	return e.msg
+}
+
 // callError turns a gRPC error into a message for a person: the node's own message, plus the
 // code so scripts can match on it. A refusal of a request field that a flag filled names the
-// flag instead of the field.
+// flag instead of the field. Any other error, and one said so already, it returns as it is.
 func callError(f *clientFlags, err error) error {
+	var said *nodeError
+	if errors.As(err, &said) {
+		return err
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
 	}
+	said = &nodeError{st: st}
 	msg := st.Message()
 	// grpc's message for the connection to --node itself; a node passes on no such message
 	// (a follower names the leader it cannot reach).
@@ -244,7 +278,8 @@ func callError(f *clientFlags, err error) error {
 				hint = " Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/" + node.SocketName + "."
 			}
 		}
-		return fmt.Errorf("cannot reach the node at %s: is `knooppunt serve` running?%s (%s)", f.node, hint, st.Code())
+		said.msg = fmt.Sprintf("cannot reach the node at %s: is `knooppunt serve` running?%s", f.node, hint)
+		return said
 	}
 	// The socket is the node's user's alone (mode 0600): another user, root aside, may not
 	// connect to it.
@@ -254,7 +289,8 @@ func callError(f *clientFlags, err error) error {
 			if uid, name, ok := fileOwner(path); ok {
 				owner = cmp.Or(name, "uid") + " (uid " + strconv.Itoa(uid) + "), which runs the node"
 			}
-			return fmt.Errorf("the node's socket %s is for %s alone: run the command as that user (sudo -u USER knooppunt …), or call the node over mTLS with your own SVID (%s)", path, owner, st.Code())
+			said.msg = fmt.Sprintf("the node's socket %s is for %s alone: run the command as that user (sudo -u USER knooppunt …), or call the node over mTLS with your own SVID", path, owner)
+			return said
 		}
 	}
 	// The node's certificate is of a trust domain the client's bundle has no CA for: the address
@@ -265,7 +301,8 @@ func callError(f *clientFlags, err error) error {
 		if i := strings.IndexAny(td, `\"`); i >= 0 {
 			td = td[:i]
 		}
-		return fmt.Errorf("the node at %s is of %s, and your bundle (--bundle or KNOOPPUNT_BUNDLE, or the Workload API's) holds no CA of it: call your own organisation's node; a person or an app calls only that one, and it asks its partners itself (%s)", f.node, td, st.Code())
+		said.msg = fmt.Sprintf("the node at %s is of %s, and your bundle (--bundle or KNOOPPUNT_BUNDLE, or the Workload API's) holds no CA of it: call your own organisation's node; a person or an app calls only that one, and it asks its partners itself", f.node, td)
+		return said
 	}
 	// A node that does not trust the client's SVID ends the handshake: grpc says only how the
 	// connection ended, and the node's log says why.
@@ -277,7 +314,9 @@ func callError(f *clientFlags, err error) error {
 			if !refused {
 				how = "closed the connection, as it does when it refuses this client's certificate"
 			}
-			return fmt.Errorf("the node at %s %s: your SVID (--svid-cert or KNOOPPUNT_SVID_CERT, or the Workload API's) must be current and issued by a CA in the node's bundle, that of the node's own organisation for a person or an app; the node logs why (\"handshake refused\") (%s; %s)", f.node, how, msg, st.Code())
+			said.msg = fmt.Sprintf("the node at %s %s: your SVID (--svid-cert or KNOOPPUNT_SVID_CERT, or the Workload API's) must be current and issued by a CA in the node's bundle, that of the node's own organisation for a person or an app; the node logs why (\"handshake refused\")", f.node, how)
+			said.detail = msg
+			return said
 		}
 	}
 	if path, reason := api.Field(err); path != "" {
@@ -285,13 +324,148 @@ func callError(f *clientFlags, err error) error {
 			if below != "" {
 				reason = below + ": " + reason
 			}
-			return fmt.Errorf("--%s: %s (%s)", flag, reason, st.Code())
+			said.msg, said.flag = fmt.Sprintf("--%s: %s", flag, reason), flag
+			return said
 		}
 		if arg := f.args[path]; arg != "" {
-			return fmt.Errorf("%s: %s (%s)", arg, reason, st.Code())
+			said.msg = fmt.Sprintf("%s: %s", arg, reason)
+			return said
 		}
 	}
-	return fmt.Errorf("%s (%s)", msg, st.Code())
+	said.msg = msg
+	return said
+}
+
+// codedError is an error of the command line itself, not of a call, with the gRPC code that -o
+// json gives it.
+type codedError struct {
+	code codes.Code
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+// invalid is err, a refusal of what the person typed (a flag, an argument), as INVALID_ARGUMENT.
+func invalid(err error) error { return &codedError{codes.InvalidArgument, err} }
+
+// errorBody is an error as -o json says it on standard error, {"error": errorBody}: the gRPC
+// code's name (PERMISSION_DENIED), the message a person reads, without the code, and what a
+// refusal of the node carries for a program: its reason (ErrorInfo, such as FOUR_EYES), and
+// the request field it refuses (BadRequest) with the flag that filled it.
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Flag    string `json:"flag,omitempty"`
+}
+
+// errorOf is err as -o json says it. An error that is no status gets the code that fits it best
+// (localCode).
+func errorOf(err error) errorBody {
+	var said *nodeError
+	var coded *codedError
+	switch {
+	case errors.As(err, &said):
+		b := statusBody(said.st)
+		// A command may have said more around it ("propose: …").
+		b.Message = strings.Replace(err.Error(), said.Error(), said.message(), 1)
+		if said.flag != "" {
+			b.Flag = "--" + said.flag
+		}
+		return b
+	case errors.As(err, &coded):
+		return errorBody{Code: codeName(coded.code), Message: err.Error()}
+	}
+	if st, ok := status.FromError(err); ok {
+		b := statusBody(st)
+		b.Message = st.Message()
+		return b
+	}
+	// A command that says the node's refusal in its own words ends it with the code, as the
+	// node's own are said ("record not found: … (NotFound)").
+	msg := err.Error()
+	if i := strings.LastIndex(msg, " ("); i > 0 && strings.HasSuffix(msg, ")") {
+		if c, ok := codeNamed[msg[i+2:len(msg)-1]]; ok {
+			return errorBody{Code: codeName(c), Message: msg[:i]}
+		}
+	}
+	return errorBody{Code: codeName(localCode(err)), Message: msg}
+}
+
+// codeNamed is each code by its name as Go writes it (NotFound), which ends a refusal's message.
+var codeNamed = func() map[string]codes.Code {
+	m := map[string]codes.Code{}
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		m[c.String()] = c
+	}
+	return m
+}()
+
+// statusBody is the code, reason and field of a status.
+func statusBody(st *status.Status) errorBody {
+	b := errorBody{Code: codeName(st.Code()), Reason: api.Reason(st.Err())}
+	b.Field, _ = api.Field(st.Err())
+	return b
+}
+
+// localCode is the code of an error the command line met by itself: a file that is not there,
+// or not for this user; a stop (Ctrl-C) or a deadline; a flag refused (the commands name the
+// flag first: "--timeout 0s: give a duration above 0"); else UNKNOWN.
+func localCode(err error) codes.Code {
+	switch msg := err.Error(); {
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, fs.ErrNotExist):
+		return codes.NotFound
+	case errors.Is(err, fs.ErrPermission):
+		return codes.PermissionDenied
+	case strings.HasPrefix(msg, "--"), strings.HasPrefix(msg, "required flag"):
+		return codes.InvalidArgument
+	}
+	return codes.Unknown
+}
+
+// codeName is a code's name as gRPC's specification and google.rpc.Code write it:
+// INVALID_ARGUMENT, where Go says InvalidArgument.
+func codeName(c codes.Code) string { return rpccode.Code(c).String() }
+
+// outputFormat marks, in a command's Annotations, that its --output (-o) is clientFlags' format
+// flag, and not a file as of peer invite.
+const outputFormat = "output-format"
+
+// badFlags is a refusal of a command line's flags: parsing stopped at the bad one, so those
+// after it were not read.
+type badFlags struct{ error }
+
+func (e badFlags) Unwrap() error { return e.error }
+
+// jsonOutput says whether cmd, which ended with err, was asked for -o json: by its parsed flag,
+// or, when parsing stopped at a bad flag before it, by the command line args itself.
+func jsonOutput(cmd *cobra.Command, args []string, err error) bool {
+	if cmd == nil || cmd.Annotations[outputFormat] == "" {
+		return false
+	}
+	if fl := cmd.Flags().Lookup("output"); fl != nil && fl.Changed {
+		return fl.Value.String() == "json"
+	}
+	if !errors.As(err, new(badFlags)) {
+		return false
+	}
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "-ojson", a == "-o=json", a == "--output=json":
+			return true
+		case (a == "-o" || a == "--output") && i+1 < len(args) && args[i+1] == "json":
+			return true
+		}
+	}
+	return false
 }
 
 func printJSON(w io.Writer, v any) error {

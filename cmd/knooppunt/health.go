@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/knooppunt/knooppunt/node"
@@ -34,7 +36,9 @@ available for the recovery (docs/cluster.md); the node says NOT_SERVING here onl
 begun a clean stop.
 
 -o json prints one document, {"check", "status", "ok"}, whatever happens: a node that does not
-answer at all is status UNREACHABLE, with its "error".
+answer at all is status UNREACHABLE, with its "error" as every command's -o json gives one on
+standard error ({"code", "message"}), which says it there too. A replica that does not serve says
+why on standard error, as {"error": {"code": "UNAVAILABLE", …}}.
 
 The binary is its own probe: an image needs no other program for it.`,
 		Example: `  knooppunt health --node unix:///var/lib/knooppunt/knooppunt.sock
@@ -42,7 +46,7 @@ The binary is its own probe: an image needs no other program for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if timeout <= 0 {
-				return fmt.Errorf("--timeout %s: give a duration above 0, such as 2s", timeout)
+				return invalid(fmt.Errorf("--timeout %s: give a duration above 0, such as 2s", timeout))
 			}
 			service, what := "", "serving"
 			if live {
@@ -62,7 +66,7 @@ The binary is its own probe: an image needs no other program for it.`,
 			if err != nil {
 				if f.output == "json" {
 					// A probe's script reads one document whatever happened; stderr says why.
-					printJSON(cmd.OutOrStdout(), map[string]any{"check": what, "status": "UNREACHABLE", "ok": false, "error": err.Error()})
+					printJSON(cmd.OutOrStdout(), map[string]any{"check": what, "status": "UNREACHABLE", "ok": false, "error": errorOf(err)})
 				}
 				return err
 			}
@@ -75,11 +79,11 @@ The binary is its own probe: an image needs no other program for it.`,
 			} else {
 				fmt.Fprintf(out, "%s: %s\n", what, st)
 			}
-			if !ok {
-				if !live {
-					fmt.Fprintln(cmd.ErrOrStderr(), "knooppunt: the replica knows no leader of its group, or it is stopping: see `knooppunt status` and docs/cluster.md")
-				}
-				return exitError(1)
+			switch {
+			case !ok && !live:
+				return &codedError{codes.Unavailable, errors.New("the replica knows no leader of its group, or it is stopping: see `knooppunt status` and docs/cluster.md")}
+			case !ok:
+				return exitError(1) // stopping: the answer says all there is
 			}
 			return nil
 		},

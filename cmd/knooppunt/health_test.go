@@ -33,14 +33,20 @@ func TestHealthCommand(t *testing.T) {
 	if doc.Check != "live" || doc.Status != "SERVING" || !doc.OK {
 		t.Errorf("health --live -o json: %+v", doc)
 	}
-	// A node that does not answer at all still gives the probe's script its one document.
+	// A node that does not answer at all still gives the probe's script its one document, with
+	// the error as every command's -o json says it on standard error, which says it too.
 	var down struct {
-		Status, Error string
-		OK            bool
+		Status string
+		Error  errorBody
+		OK     bool
 	}
-	cli(t, nil, "", "health", "--live", "--node", "unix://"+filepath.Join(dir, "none.sock"), "-o", "json").want(t, 1).oneJSON(t, &down)
-	if down.Status != "UNREACHABLE" || down.OK || !strings.Contains(down.Error, "cannot reach the node") {
+	r := cli(t, nil, "", "health", "--live", "--node", "unix://"+filepath.Join(dir, "none.sock"), "-o", "json").want(t, 1)
+	r.oneJSON(t, &down)
+	if down.Status != "UNREACHABLE" || down.OK || down.Error.Code != "UNAVAILABLE" || !strings.Contains(down.Error.Message, "cannot reach the node") {
 		t.Errorf("health --live -o json of no node: %+v", down)
+	}
+	if got := oneError(t, r.stderr); got != down.Error {
+		t.Errorf("health --live -o json of no node: stderr %+v, want the document's error %+v", got, down.Error)
 	}
 
 	// The Kubernetes probes are these commands, on the pod's socket.
@@ -80,6 +86,10 @@ func TestHealthCommand(t *testing.T) {
 	}
 	if !strings.Contains(last.stderr, "knows no leader") {
 		t.Errorf("health without a leader says nothing of why: %q", last.stderr)
+	}
+	notServing := cli(t, nil, "", "health", "--node", lonely, "--timeout", "1s", "-o", "json").want(t, 1)
+	if got := oneError(t, notServing.stderr); got.Code != "UNAVAILABLE" || !strings.Contains(got.Message, "knows no leader") || !strings.Contains(notServing.stdout, `"status": "NOT_SERVING"`) {
+		t.Errorf("health -o json without a leader: stdout %q, error %+v", notServing.stdout, got)
 	}
 	if out := cli(t, nil, "", "health", "--live", "--node", lonely).want(t, 0).stdout; out != "live: SERVING\n" {
 		t.Errorf("health --live of a replica with no leader said %q", out)

@@ -4,12 +4,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -17,16 +20,28 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signalContext()
-	err := run(ctx, os.Args[1:])
+	cmd, err := run(ctx, os.Args[1:])
 	stop()
 	if err != nil {
-		var ee exitError
-		if errors.As(err, &ee) {
-			os.Exit(int(ee))
-		}
-		fmt.Fprintln(os.Stderr, "knooppunt:", err)
-		os.Exit(1)
+		os.Exit(report(os.Stderr, err, jsonOutput(cmd, os.Args[1:], err)))
 	}
+}
+
+// report says err on w, the one place every command's error is said, and is the exit code: an
+// exitError's own, else 1. A command asked for -o json says it as one JSON document,
+// {"error": {...}} (see errorBody), for the script that asked; otherwise as a line for a person.
+func report(w io.Writer, err error, asJSON bool) int {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return int(ee) // the command said why
+	}
+	if asJSON {
+		// One line: a script that reads standard error line by line gets the whole document.
+		json.NewEncoder(w).Encode(map[string]any{"error": errorOf(err)})
+	} else {
+		fmt.Fprintln(w, "knooppunt:", err)
+	}
+	return 1
 }
 
 // signalContext is a context that the first SIGINT or SIGTERM cancels, for the command to stop
@@ -46,11 +61,12 @@ type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
-func run(ctx context.Context, args []string) error {
+// run runs the command args name, and returns it with its error.
+func run(ctx context.Context, args []string) (*cobra.Command, error) {
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetIn(interruptible(ctx, os.Stdin))
-	return root.ExecuteContext(ctx)
+	return root.ExecuteContextC(ctx)
 }
 
 // interruptible reads r until ctx ends, and then fails at once, even in the middle of a read that

@@ -28,6 +28,7 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 	}
 	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newExportCmd(), newStatusCmd(), newHealthCmd(), newDemoCmd(), newCACmd(),
 		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newAssessmentCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newBackupCmd(), newRestoreCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd(), newExtractTextCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalid(badFlags{err}) })
 	refuseUnknownSubcommands(root)
 	nameArgs(root)
 	return root
@@ -53,7 +54,7 @@ func nameArgs(c *cobra.Command) {
 		usage := cmd.CommandPath() + strings.TrimPrefix(cmd.Use, cmd.Name())
 		switch {
 		case len(args) < len(names):
-			return fmt.Errorf("give %s: %s", strings.Join(names[len(args):], " "), usage)
+			return invalid(fmt.Errorf("give %s: %s", strings.Join(names[len(args):], " "), usage))
 		case len(args) > len(names):
 			extra := make([]string, len(args)-len(names))
 			for i, a := range args[len(names):] {
@@ -63,9 +64,9 @@ func nameArgs(c *cobra.Command) {
 			if len(extra) > 1 {
 				what = fmt.Sprintf("%d arguments too many", len(extra))
 			}
-			return fmt.Errorf("%s: %s: %s", strings.Join(extra, " "), what, usage)
+			return invalid(fmt.Errorf("%s: %s: %s", strings.Join(extra, " "), what, usage))
 		}
-		return err
+		return invalid(err)
 	}
 }
 
