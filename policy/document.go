@@ -553,32 +553,39 @@ func (f visitFunc) Visit(n ast.Node) ast.Visitor {
 func Closest(s string, words []string) (string, bool) {
 	best, dist := "", -1
 	for _, w := range words {
-		if d := editDistance(s, w); dist < 0 || d < dist {
+		if d := EditDistance(s, w); dist < 0 || d < dist {
 			best, dist = w, d
 		}
 	}
 	return best, dist >= 0 && dist <= max(2, len(s)/3)
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
+// EditDistance is the number of edits between a and b: runes added, dropped or changed, and two
+// neighbours swapped (the optimal string alignment distance). Lint's "did you mean" and search's
+// suggestions both weigh words by it.
+func EditDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev2 := make([]int, len(rb)+1)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
 	for j := range prev {
 		prev[j] = j
 	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
+	for i := 1; i <= len(ra); i++ {
 		cur[0] = i
-		for j := 1; j <= len(b); j++ {
+		for j := 1; j <= len(rb); j++ {
 			cost := 1
-			if a[i-1] == b[j-1] {
+			if ra[i-1] == rb[j-1] {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev = cur
+		prev2, prev, cur = prev, cur, prev2
 	}
-	return prev[len(b)]
+	return prev[len(rb)]
 }
 
 func yamlProblem(err error) Problem {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 // A search that finds nothing because a word is misspelt (vergunnign) can offer the words of the
@@ -58,7 +60,7 @@ func (d *DB) NearWords(ctx context.Context, word string) ([]string, error) {
 			return
 		}
 		seen[v] = true
-		if n := editDistance(w, []rune(v)); n <= max {
+		if n := policy.EditDistance(string(w), v); n <= max {
 			found = append(found, near{v, n})
 		}
 	}
@@ -136,30 +138,4 @@ func edits1(w []rune) []string {
 		}
 	}
 	return out
-}
-
-// editDistance is the number of edits between a and b: runes added, dropped or changed, and two
-// neighbours swapped (the optimal string alignment distance).
-func editDistance(a, b []rune) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
