@@ -1,6 +1,7 @@
 package record
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,8 +40,16 @@ func OneLine(s string) string {
 // Summary is a body in one line of at most width characters, for a terminal's table: its title
 // (Title), then its other top-level numbers, booleans and short texts
 // in their order in the body, "beds_free 14". Long texts, objects and arrays are left out. A body
-// without a title is led by its first text, however long.
+// without a title is led by its first text, however long. A width of 0 cuts nothing.
 func Summary(body []byte, width int) string {
+	return RowSummary(body, width, nil, "")
+}
+
+// RowSummary is Summary for a row about the body's fields lead (a kind's aggregate figures,
+// "beds_free 3 · beds_total 150") in a table that names the record by key in a column of its own
+// (a picture's, the municipality): the fields lead, in that order, and a title that is the key is
+// left out rather than said twice.
+func RowSummary(body []byte, width int, lead []string, key string) string {
 	title := Title(body)
 	if title == "" {
 		// A body without a title (an assessment: long texts) is led by its first text.
@@ -53,24 +62,40 @@ func Summary(body []byte, width int) string {
 		})
 	}
 	parts := []string{}
-	if title != "" {
+	for _, k := range lead {
+		if v := gjson.GetBytes(body, gjson.Escape(k)); v.Exists() {
+			parts = append(parts, field(k, v)...)
+		}
+	}
+	// The key as the picture makes it: the municipality with its spaces made single.
+	if title != "" && (key == "" || strings.Join(strings.Fields(title), " ") != key) {
 		parts = append(parts, title)
 	}
 	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
-		switch {
-		case v.Type == gjson.String && (v.Str == title || v.Str == "" || len(v.Str) > 40):
-		case v.Type == gjson.String:
-			parts = append(parts, k.Str+" "+v.Str)
-		case v.Type == gjson.Number:
-			parts = append(parts, k.Str+" "+strconv.FormatFloat(v.Num, 'f', -1, 64))
-		case v.Type == gjson.True, v.Type == gjson.False:
-			parts = append(parts, k.Str+" "+v.Raw)
+		if v.Type == gjson.String && v.Str == title || slices.Contains(lead, k.Str) {
+			return true
 		}
+		parts = append(parts, field(k.Str, v)...)
 		return true
 	})
 	s := OneLine(strings.Join(parts, " · "))
-	if r := []rune(s); len(r) > width {
+	if r := []rune(s); width > 0 && len(r) > width {
 		s = string(r[:max(width-1, 0)]) + "…"
 	}
 	return s
+}
+
+// field is a body's field as a summary shows it, "beds_free 14": nothing for an empty or long
+// text, an object or an array.
+func field(k string, v gjson.Result) []string {
+	switch {
+	case v.Type == gjson.String && (v.Str == "" || len(v.Str) > 40):
+	case v.Type == gjson.String:
+		return []string{k + " " + v.Str}
+	case v.Type == gjson.Number:
+		return []string{k + " " + strconv.FormatFloat(v.Num, 'f', -1, 64)}
+	case v.Type == gjson.True, v.Type == gjson.False:
+		return []string{k + " " + v.Raw}
+	}
+	return nil
 }

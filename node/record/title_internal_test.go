@@ -65,6 +65,34 @@ func TestSummary(t *testing.T) {
 	}
 }
 
+// TestRowSummary: a picture's row leads with the kind's aggregate figures, in the order given,
+// and leaves out the municipality its key names already, so that a cut at the width loses the
+// least telling fields; a title that is not the key stays; width 0 cuts nothing.
+func TestRowSummary(t *testing.T) {
+	shelter := `{"municipality":"Zeist","location":"Opvanglocatie Zeist","beds_total":150,"beds_free":3,"notes":"demo"}`
+	lead := []string{"beds_free", "beds_total"}
+	for _, c := range []struct {
+		body, key string
+		lead      []string
+		want      string
+	}{
+		{shelter, "Zeist", lead, "beds_free 3 · beds_total 150 · location Opvanglocatie Zeist · notes demo"},
+		{shelter, "shelter-zeist", lead, "beds_free 3 · beds_total 150 · Zeist · location Opvanglocatie Zeist · notes demo"},
+		// The key is the municipality with its spaces made single.
+		{`{"municipality":" Den  Haag","beds_free":0}`, "Den Haag", lead, "beds_free 0"},
+		// A figure the body lacks, or a kind without figures: the body's order.
+		{`{"municipality":"Goes","beds_total":80}`, "Goes", lead, "beds_total 80"},
+		{titleBodies["sitrep"], "sitrep-vr09-1", nil, "Regionaal beeld VR Utrecht · summary Bijna vol. · severity medium"},
+	} {
+		if got := RowSummary([]byte(c.body), 0, c.lead, c.key); got != c.want {
+			t.Errorf("RowSummary(%s, key %q) = %q, want %q", c.body, c.key, got, c.want)
+		}
+	}
+	if got := RowSummary([]byte(shelter), 30, lead, "Zeist"); got != "beds_free 3 · beds_total 150 …" {
+		t.Errorf("RowSummary cut at 30 = %q", got)
+	}
+}
+
 // BenchmarkTitle: Title against decoding the whole body, in turns, on a Q&A with a
 // long answer, a guidance with its title after a long text, and a shelter record.
 func BenchmarkTitle(b *testing.B) {
