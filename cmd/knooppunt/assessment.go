@@ -145,11 +145,13 @@ func newAssessmentShowCmd() *cobra.Command {
 		Short: "Show the current assessment of a crisis next to the picture: whether the picture changed since, who endorsed it",
 		Long: `Show the current assessment of a crisis (the latest this node holds, its own or a partner's) next
 to the picture as this node shows it now. It says whether the picture changed since the assessment
-was written: on the author's node by the picture's content hash, elsewhere (where policies show a
-different part of every source) by each source's newest update and by the records that left the
-picture since (deleted or withdrawn at their source). A partner that does not answer now, or that
-this node is still catching up with, may have changed unseen: it is named as one of which it
-cannot be told. It lists the partners that endorsed it, and their remarks.`,
+was written, and which sources changed it: those that wrote or shared a record the picture shows
+since, or whose record left the picture since (deleted or withdrawn at their source). A source
+whose record a newer record of another source now outranks in its slot (one municipality of one
+kind, as the picture shows its latest record only) did not change: the slot is named as now from
+the other source. On the author's node the picture's content hash says whether it changed at
+all. A partner that does not answer now, or that this node is still catching up with, may have
+changed unseen: it is named as one of which it cannot be told. It lists the partners that endorsed it, and their remarks.`,
 		Example: `  knooppunt assessment show --crisis oekraine
   knooppunt assessment show --crisis oekraine -o json`,
 		Args: cobra.NoArgs,
@@ -185,10 +187,17 @@ func printAssessment(w io.Writer, v *assessment.View) {
 		fmt.Fprintf(w, "No source that answers has changed since it was written.\n")
 	case !v.Changed:
 		fmt.Fprintf(w, "No source this node shows has changed since it was written.\n")
+	case v.Exact && len(v.ChangedSources) == 0:
+		fmt.Fprintf(w, "THE PICTURE CHANGED since it was written (%s, now %s), though no source wrote, shared or withdrew a record since\n", short(v.Body.Picture.Hash), short(v.Now.Hash))
 	case v.Exact:
 		fmt.Fprintf(w, "THE PICTURE CHANGED since it was written (%s, now %s); changed: %s\n", short(v.Body.Picture.Hash), short(v.Now.Hash), strings.Join(v.ChangedSources, ", "))
 	default:
 		fmt.Fprintf(w, "THE PICTURE CHANGED since it was written: records of %s are newer, or left the picture\n", strings.Join(v.ChangedSources, ", "))
+	}
+	// A source whose record a newer one of another source outranks wrote nothing: the slot is
+	// named, so that its record's absence is not read as its change.
+	for _, t := range v.TakenOver {
+		fmt.Fprintf(w, "  %s (%s, %s): now from %s, whose newer record takes the place of %s's\n", t.Key, t.Kind, t.Region, t.Source, strings.Join(t.Over, "'s and "))
 	}
 	if len(v.CannotTell) > 0 {
 		fmt.Fprintf(w, "CANNOT TELL whether %s changed: not answering now, or this node is still catching up with it\n", strings.Join(v.CannotTell, ", "))

@@ -90,3 +90,26 @@ func TestPrintAssessmentCannotTell(t *testing.T) {
 		t.Errorf("vr-zeeland changed and lcvs does not answer:\n%s", out)
 	}
 }
+
+// TestPrintAssessmentTakenOver: a slot whose entry is now another source's newer record is named
+// as now from that source, under the line that names the changed sources, which lack the source
+// whose record it outranks.
+func TestPrintAssessmentTakenOver(t *testing.T) {
+	v := &assessment.View{ID: "assessment-oekraine", Origin: "ncc.crisis.test", Version: 1, Changed: true, Exact: true,
+		ChangedSources: []string{"vr-zeeland.crisis.test"}, CannotTell: []string{},
+		TakenOver: []assessment.Takeover{{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: "vr-zeeland.crisis.test", Over: []string{"lcvs.crisis.test"}}}}
+	v.Body.Picture.Hash, v.Now.Hash = "sha256:aaaaaaaaaaaaaaaa", "sha256:bbbbbbbbbbbbbbbb"
+	var b strings.Builder
+	printAssessment(&b, v)
+	want := "THE PICTURE CHANGED since it was written (aaaaaaaaaaaa, now bbbbbbbbbbbb); changed: vr-zeeland.crisis.test\n" +
+		"  Goes (shelter.capacity, VR19): now from vr-zeeland.crisis.test, whose newer record takes the place of lcvs.crisis.test's\n"
+	if out := b.String(); !strings.Contains(out, want) {
+		t.Errorf("VR Zeeland's Goes outranks LCVS's:\n%s\nwant\n%s", out, want)
+	}
+	v.ChangedSources, v.TakenOver = []string{}, []assessment.Takeover{}
+	b.Reset()
+	printAssessment(&b, v)
+	if out := b.String(); !strings.Contains(out, "THE PICTURE CHANGED since it was written (aaaaaaaaaaaa, now bbbbbbbbbbbb), though no source wrote, shared or withdrew a record since\n") {
+		t.Errorf("no source changed:\n%s", out)
+	}
+}

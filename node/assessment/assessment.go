@@ -206,6 +206,16 @@ type Response struct {
 	Outdated bool `json:"outdated,omitempty"`
 }
 
+// Takeover is a slot of the picture whose entry is now a newer record of Source, over the
+// differing records of the sources in Over.
+type Takeover struct {
+	Kind   string   `json:"kind"`
+	Region string   `json:"region"`
+	Key    string   `json:"key"`
+	Source string   `json:"source"`
+	Over   []string `json:"over"`
+}
+
 // View is the current assessment of a crisis next to the picture a node shows now.
 type View struct {
 	Record *pb.Record `json:"-"`
@@ -217,12 +227,18 @@ type View struct {
 	Body      Body      `json:"assessment"`
 	// Changed says that the picture changed since the assessment was written. On the author's
 	// own node it compares the content hash; elsewhere, where policies show a different part of
-	// every source, it compares each source's newest update with the assessment's cursor, and
-	// counts a source changed when one of its records left the picture here since the assessment
-	// was written (PictureResponse.removals).
+	// every source, it is set when a source changed.
 	Changed bool `json:"picture_changed"`
-	// ChangedSources names the sources that changed.
+	// ChangedSources names the sources that changed: that wrote or shared a record the picture
+	// shows since the assessment was written, or one of whose records left the picture here since
+	// (deleted or withdrawn: PictureResponse.removals). A source whose records another source's
+	// newer records outrank in their slots wrote nothing, and is not among them (TakenOver).
 	ChangedSources []string `json:"changed_sources"`
+	// TakenOver names the slots whose entry is a changed source's new record and where another
+	// source has a record that differs and is not shown: the slot's entry is now the changed
+	// source's. On the author's node only sources whose entries differ from the assessment's
+	// picture are named (one whose entries are the same did not hold the slot then).
+	TakenOver []Takeover `json:"slots_taken_over"`
 	// CannotTell names the sources, not among the changed ones, whose copy here may be behind
 	// what they hold (they did not answer just now, or this node is still taking in what they
 	// share): whether they changed cannot be told from here.
@@ -255,7 +271,7 @@ func Current(p *pb.PictureResponse, self string, behind []string) (*View, error)
 	}
 	r := cur.Record
 	v := &View{Record: r, Origin: r.GetOrigin(), ID: r.GetId(), Version: r.GetVersion(), WrittenAt: r.GetUpdatedAt().AsTime().UTC(),
-		ChangedSources: []string{}, CannotTell: []string{}, Endorsed: []Response{}, Remarks: []Response{}}
+		ChangedSources: []string{}, TakenOver: []Takeover{}, CannotTell: []string{}, Endorsed: []Response{}, Remarks: []Response{}}
 	if err := json.Unmarshal(r.GetBody(), &v.Body); err != nil {
 		return nil, fmt.Errorf("assessment %s of %s: %w", r.GetId(), r.GetOrigin(), err)
 	}
@@ -264,48 +280,104 @@ func Current(p *pb.PictureResponse, self string, behind []string) (*View, error)
 	for _, c := range v.Body.Picture.Sources {
 		was[c.Source] = c
 	}
+	now := map[string]Cursor{}
+	for _, c := range v.Now.Sources {
+		now[c.Source] = c
+	}
+	// A record deleted or withdrawn at its source leaves no newer update behind. A removal's
+	// time is this node's, when it took the removal in; it counts when it is later than the
+	// assessment's writing (the author's clock) or than this node's taking it in (its own
+	// clock), whichever is earlier: a clock behind the author's hides none. A removal that
+	// reached this node late (its subscription was down) may count that the author's picture
+	// never held: it errs towards "changed".
+	since := v.WrittenAt
+	if cur.ReceivedAt != nil && cur.ReceivedAt.AsTime().Before(since) {
+		since = cur.ReceivedAt.AsTime()
+	}
+	changed := map[string]bool{}
+	for _, rm := range p.GetRemovals() {
+		if counts(rm.Kind) && rm.At.AsTime().After(since) {
+			changed[rm.Source] = true
+		}
+	}
+	// An entry is new when its source wrote it, or shared it, since the assessment. A source
+	// whose records another source's newer records outrank in their slots wrote nothing: its
+	// entries are merely fewer, and it is not changed.
+	var isNew func(e *pb.PictureEntry) bool
 	if v.Origin == self {
+		// On the author's node every time is this node's: a partner's record is new when this
+		// node took it in after the assessment was written, its own when it was written after.
+		// A record the picture did not show then (another source's outranked it) and shows now
+		// came before, and is not new.
 		v.Exact = true
 		v.Changed = v.Now.Hash != v.Body.Picture.Hash
-		now := map[string]bool{}
-		for _, c := range v.Now.Sources {
-			now[c.Source] = true
-			if w, ok := was[c.Source]; !ok || w.Hash != c.Hash {
-				v.ChangedSources = append(v.ChangedSources, c.Source)
+		isNew = func(e *pb.PictureEntry) bool {
+			at := e.GetRecord().GetUpdatedAt()
+			if e.ReceivedAt != nil {
+				at = e.ReceivedAt
 			}
+			return at.AsTime().After(v.WrittenAt)
 		}
-		for s := range was {
-			if !now[s] {
-				v.ChangedSources = append(v.ChangedSources, s)
+	} else {
+		// Elsewhere, where policies show a different part of every source, by the source's own
+		// clock: an entry updated after the newest of its source the author's picture held. Not
+		// one updated before the assessment was written that this node held before it took the
+		// assessment in (by its own clock): the author's picture did not show it (another
+		// source's record outranked it, which has left since), but it was there.
+		isNew = func(e *pb.PictureEntry) bool {
+			t := e.GetRecord().GetUpdatedAt().AsTime()
+			w, ok := was[e.Source]
+			if !ok {
+				return t.After(v.WrittenAt)
+			}
+			if !t.After(w.Newest) {
+				return false
+			}
+			in := t
+			if e.ReceivedAt != nil {
+				in = e.ReceivedAt.AsTime()
+			}
+			return t.After(v.WrittenAt) || in.After(since)
+		}
+	}
+	var fresh []*pb.PictureEntry
+	for _, e := range p.GetEntries() {
+		if counts(e.Kind) && isNew(e) {
+			fresh = append(fresh, e)
+			changed[e.Source] = true
+		}
+	}
+	if v.Exact {
+		// What a source's records show is the same as in the assessment's picture: whatever
+		// its removals or its times say, it did not change the picture.
+		for src := range changed {
+			if now[src].Hash == was[src].Hash {
+				delete(changed, src)
 			}
 		}
 	} else {
-		changed := map[string]bool{}
-		for _, c := range v.Now.Sources {
-			w, ok := was[c.Source]
-			if (ok && c.Newest.After(w.Newest)) || (!ok && c.Newest.After(v.WrittenAt)) {
-				changed[c.Source] = true
+		v.Changed = len(changed) > 0
+	}
+	for src := range changed {
+		v.ChangedSources = append(v.ChangedSources, src)
+	}
+	// A changed source's new entry whose slot holds another source's differing record: that
+	// record is outranked now. On the author's node only when what that source's records show
+	// differs from the assessment's picture (its record may have held the slot then).
+	for _, e := range fresh {
+		if !changed[e.Source] {
+			continue
+		}
+		t := Takeover{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Source}
+		for _, src := range e.Conflict {
+			if v.Exact && was[src].Hash == now[src].Hash {
+				continue
 			}
+			t.Over = append(t.Over, src)
 		}
-		// A record deleted or withdrawn at its source leaves no newer update behind. A removal's
-		// time is this node's, when it took the removal in; it counts when it is later than the
-		// assessment's writing (the author's clock) or than this node's taking it in (its own
-		// clock), whichever is earlier: a clock behind the author's hides none. A removal that
-		// reached this node late (its subscription was down) may count that the author's picture
-		// never held: it errs towards "changed".
-		since := v.WrittenAt
-		if cur.ReceivedAt != nil && cur.ReceivedAt.AsTime().Before(since) {
-			since = cur.ReceivedAt.AsTime()
+		if len(t.Over) > 0 {
+			v.TakenOver = append(v.TakenOver, t)
 		}
-		for _, rm := range p.GetRemovals() {
-			if counts(rm.Kind) && rm.At.AsTime().After(since) {
-				changed[rm.Source] = true
-			}
-		}
-		for src := range changed {
-			v.ChangedSources = append(v.ChangedSources, src)
-		}
-		v.Changed = len(v.ChangedSources) > 0
 	}
 	slices.Sort(v.ChangedSources)
 	for _, src := range behind {

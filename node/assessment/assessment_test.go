@@ -1,8 +1,11 @@
 package assessment
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -197,5 +200,100 @@ func TestResponsesNameTheirOrgs(t *testing.T) {
 	}
 	if _, err := New(picture(), "a", "", "c"); !errors.Is(err, ErrEmpty) {
 		t.Fatalf("an assessment without development: %v", err)
+	}
+}
+
+// slotEntry is a partner's record in the slot of a municipality, taken in at received.
+func slotEntry(source, id, municipality string, version int64, at, received time.Time, beds int) *pb.PictureEntry {
+	e := entry(source, "shelter.capacity", id, version, at, fmt.Sprintf(`{"municipality":%q,"beds_free":%d}`, municipality, beds))
+	e.Key, e.ReceivedAt = municipality, timestamppb.New(received)
+	return e
+}
+
+// TestAssessmentOutrankedSourceDidNotChange: after the assessment, a newer record of VR Zeeland
+// takes the slot of Goes from LCVS's, which the picture then no longer shows. LCVS wrote
+// nothing: only VR Zeeland is changed, and the slot is named as taken over from LCVS, on the
+// author's node and on a partner's. When LCVS writes after it, LCVS is changed; when VR Zeeland
+// withdraws its record and LCVS's shows again, only VR Zeeland is.
+func TestAssessmentOutrankedSourceDidNotChange(t *testing.T) {
+	written := t0.Add(2 * time.Minute)
+	before := func() []*pb.PictureEntry {
+		return []*pb.PictureEntry{
+			slotEntry(lcvs, "shelter-goes", "Goes", 3, t0, t0, 7),
+			slotEntry(lcvs, "shelter-hulst", "Hulst", 1, t0.Add(-time.Hour), t0.Add(-time.Hour), 4),
+			slotEntry(vr19, "vrz-middelburg", "Middelburg", 1, t0, t0, 9),
+		}
+	}
+	rec, err := New(picture(before()...), "Opvang Zeeland bijna vol", "Tekort binnen twee dagen", "Spreid naar VR09")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(written)
+	published := func(received bool) *pb.PictureEntry {
+		e := &pb.PictureEntry{Kind: Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec}
+		if received {
+			e.ReceivedAt = timestamppb.New(written.Add(time.Second))
+		}
+		return e
+	}
+	// VR Zeeland's record of Goes, newer than LCVS's, outranks it in the slot.
+	vrzGoes := slotEntry(vr19, "vrz-goes", "Goes", 1, t0.Add(10*time.Minute), t0.Add(10*time.Minute), 2)
+	vrzGoes.Conflict = []string{lcvs}
+	outranked := func() []*pb.PictureEntry { e := before(); e[0] = proto.Clone(vrzGoes).(*pb.PictureEntry); return e }
+	lcvsWrote := func(e []*pb.PictureEntry) []*pb.PictureEntry {
+		e[1] = slotEntry(lcvs, "shelter-hulst", "Hulst", 2, t0.Add(20*time.Minute), t0.Add(20*time.Minute), 3)
+		return e
+	}
+	goesOverLCVS := []Takeover{{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: vr19, Over: []string{lcvs}}}
+	for _, c := range []struct {
+		name     string
+		entries  []*pb.PictureEntry
+		removals []*pb.PictureRemoval
+		changed  []string
+		taken    []Takeover
+	}{
+		{name: "nothing since", entries: before(), changed: []string{}, taken: []Takeover{}},
+		{name: "VR Zeeland outranks LCVS in Goes", entries: outranked(), changed: []string{vr19}, taken: goesOverLCVS},
+		// Written before the assessment, but taken in after it: new to the picture.
+		{name: "VR Zeeland's record came late", entries: func() []*pb.PictureEntry {
+			e := outranked()
+			e[0].Record.UpdatedAt = timestamppb.New(t0.Add(time.Minute))
+			return e
+		}(), changed: []string{vr19}, taken: goesOverLCVS},
+		{name: "LCVS writes after", entries: lcvsWrote(before()), changed: []string{lcvs}, taken: []Takeover{}},
+		{name: "both", entries: lcvsWrote(outranked()), changed: []string{lcvs, vr19}, taken: goesOverLCVS},
+		// VR Zeeland's Goes was there when it was written, outranking LCVS's; it is withdrawn
+		// since, and LCVS's record of before shows again.
+		{name: "LCVS's record shows again", entries: before(),
+			removals: []*pb.PictureRemoval{{Source: vr19, Kind: "shelter.capacity", At: timestamppb.New(written.Add(time.Hour))}},
+			changed:  []string{vr19}, taken: []Takeover{}},
+	} {
+		for _, self := range []string{ncc, "vr-utrecht.crisis.test"} {
+			p := picture(append(c.entries, published(self != ncc))...)
+			p.Removals = c.removals
+			if c.name == "LCVS's record shows again" {
+				// The assessment's picture had VR Zeeland's Goes in LCVS's place.
+				then := outranked()
+				then[0].Record.UpdatedAt, then[0].ReceivedAt = timestamppb.New(t0.Add(time.Minute)), timestamppb.New(t0.Add(time.Minute))
+				var b Body
+				if err := json.Unmarshal(rec.Body, &b); err != nil {
+					t.Fatal(err)
+				}
+				b.Picture = Fingerprint(picture(then...))
+				old := proto.Clone(rec).(*pb.Record)
+				old.Body, _ = json.Marshal(b)
+				e := published(self != ncc)
+				e.Record = old
+				p = picture(append(c.entries, e)...)
+				p.Removals = c.removals
+			}
+			v, err := Current(p, self, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Changed != (len(c.changed) > 0) || !slices.Equal(v.ChangedSources, c.changed) || !reflect.DeepEqual(v.TakenOver, c.taken) {
+				t.Errorf("%s, at %s: changed=%v sources=%v taken over=%+v; want sources %v, taken over %+v", c.name, self, v.Changed, v.ChangedSources, v.TakenOver, c.changed, c.taken)
+			}
+		}
 	}
 }

@@ -792,39 +792,6 @@ func TestLatestOfAPicture(t *testing.T) {
 	}
 }
 
-// TestAssessmentSaysWhatCannotBeTold: an assessment whose picture did not change among the
-// partners that answer, but with a partner that does not, says so and names that partner,
-// instead of saying no source changed.
-func TestAssessmentSaysWhatCannotBeTold(t *testing.T) {
-	pages, err := parsePages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cats, err := loadCatalogues()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &Lang{Code: "nl", cat: cats["nl"]}
-	render := func(a *assessmentView) string {
-		var b strings.Builder
-		if err := pages["picture"].ExecuteTemplate(&b, "assessment", &assessmentPart{L: l, A: a}); err != nil {
-			t.Fatal(err)
-		}
-		return b.String()
-	}
-	a := &assessmentView{Origin: "NCC", Version: 1, Text: "t", Development: "d", Advice: "a"}
-	if page := render(a); !strings.Contains(page, "Geen bron op dit beeld is veranderd") || strings.Contains(page, "duiding-onbekend") {
-		t.Errorf("every partner answers:\n%s", page)
-	}
-	a.CannotTell = []string{"LCVS"}
-	page := render(a)
-	for _, want := range []string{`id="duiding-actueel">Geen partner die nu antwoordt`, `id="duiding-onbekend"><p class="utrecht-paragraph">Of LCVS iets veranderde, is niet te zeggen`} {
-		if !strings.Contains(page, want) {
-			t.Errorf("LCVS does not answer, and the assessment lacks %q:\n%s", want, page)
-		}
-	}
-}
-
 // TestPerson: a person's SPIFFE ID reads as their user name, with the whole ID on pointing;
 // another ID (an app, a node, a path under user/) and text that is none stay whole, escaped.
 func TestPerson(t *testing.T) {

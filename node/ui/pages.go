@@ -122,6 +122,7 @@ type assessmentView struct {
 	Text, Development, Advice string
 	Changed, Exact            bool
 	ChangedSources            []string
+	TakenOver                 []string // per slot: a source's newer record now in the place of another's
 	CannotTell                []string
 	Endorsed                  []string
 	Remarks                   []assessment.Response
@@ -141,6 +142,13 @@ func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, behind []stri
 		Changed: v.Changed, Exact: v.Exact, Remarks: slices.Clone(v.Remarks)}
 	for _, src := range v.ChangedSources {
 		a.ChangedSources = append(a.ChangedSources, name(src))
+	}
+	for _, t := range v.TakenOver {
+		var over []string
+		for _, src := range t.Over {
+			over = append(over, name(src))
+		}
+		a.TakenOver = append(a.TakenOver, r.L.T("assessment.taken_over", t.Key, r.L.Kind(t.Kind), t.Region, name(t.Source), strings.Join(over, ", ")))
 	}
 	for _, src := range v.CannotTell {
 		a.CannotTell = append(a.CannotTell, name(src))

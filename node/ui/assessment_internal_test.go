@@ -1,0 +1,88 @@
+package ui
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/node/assessment"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestAssessmentNamesASlotTakenOver: after the assessment, VR Zeeland's newer record of Goes
+// outranks LCVS's. The page names VR Zeeland alone as changed, and says of Goes that it is now
+// VR Zeeland's, over LCVS's record, by the names this node knows them by.
+func TestAssessmentNamesASlotTakenOver(t *testing.T) {
+	const ncc, lcvs, vrz = "ncc.crisis.test", "lcvs.crisis.test", "vr-zeeland.crisis.test"
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	slot := func(source, id string, at time.Time, beds string) *pb.PictureEntry {
+		return &pb.PictureEntry{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: source, ReceivedAt: timestamppb.New(at),
+			Record: &pb.Record{Id: id, Origin: source, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Version: 1,
+				UpdatedAt: timestamppb.New(at), Body: []byte(`{"municipality":"Goes","beds_free":` + beds + `}`)}}
+	}
+	rec, err := assessment.New(&pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{slot(lcvs, "goes", t0, "7")}}, "t", "d", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(t0.Add(time.Minute))
+	now := slot(vrz, "vrz-goes", t0.Add(10*time.Minute), "2")
+	now.Conflict = []string{lcvs}
+	pic := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{now, {Kind: assessment.Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec}}}
+
+	s := &Server{c: Config{Org: ncc}}
+	render, l := assessmentRenderer(t)
+	names := map[string]string{lcvs: "LCVS", vrz: "VR Zeeland", ncc: "NCC"}
+	page := render(s.assessmentOf(&request{L: l}, pic, nil, func(td string) string { return names[td] }).A)
+	for _, want := range []string{
+		`Veranderd: VR Zeeland.</p>`,
+		`<li class="utrecht-unordered-list__item">Goes (Opvangcapaciteit, VR19): nu van VR Zeeland, met een nieuwer gegeven dan dat van LCVS.</li>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the assessment lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, "Veranderd: LCVS") || strings.Contains(page, "LCVS, VR Zeeland") {
+		t.Errorf("LCVS, whose record was outranked, is named changed:\n%s", page)
+	}
+}
+
+// TestAssessmentSaysWhatCannotBeTold: an assessment whose picture did not change among the
+// partners that answer, but with a partner that does not, says so and names that partner,
+// instead of saying no source changed.
+func TestAssessmentSaysWhatCannotBeTold(t *testing.T) {
+	render, _ := assessmentRenderer(t)
+	a := &assessmentView{Origin: "NCC", Version: 1, Text: "t", Development: "d", Advice: "a"}
+	if page := render(a); !strings.Contains(page, "Geen bron op dit beeld is veranderd") || strings.Contains(page, "duiding-onbekend") {
+		t.Errorf("every partner answers:\n%s", page)
+	}
+	a.CannotTell = []string{"LCVS"}
+	page := render(a)
+	for _, want := range []string{`id="duiding-actueel">Geen partner die nu antwoordt`, `id="duiding-onbekend"><p class="utrecht-paragraph">Of LCVS iets veranderde, is niet te zeggen`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("LCVS does not answer, and the assessment lacks %q:\n%s", want, page)
+		}
+	}
+}
+
+// assessmentRenderer renders the assessment part of the picture page in Dutch.
+func assessmentRenderer(t *testing.T) (func(a *assessmentView) string, *Lang) {
+	t.Helper()
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lang{Code: "nl", cat: cats["nl"]}
+	return func(a *assessmentView) string {
+		var b strings.Builder
+		if err := pages["picture"].ExecuteTemplate(&b, "assessment", &assessmentPart{L: l, A: a}); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}, l
+}
