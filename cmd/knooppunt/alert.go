@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/federation/search"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -58,6 +60,8 @@ func newAlertListCmd() *cobra.Command {
 		firing   bool
 		partners bool
 		rule     string
+		// failOnPartial: exit 3 when a partner did not answer --partners.
+		failOnPartial bool
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -71,9 +75,14 @@ not here, or was closed); the CAP alerts imported into an exercise are records: 
 
 STATE is firing, resolved (the rule cleared), or withdrawn: resolved because nothing evaluates
 the rule any more (it was deleted, or no longer lints); -o json keeps state resolved and says who
-and why in withdrawn.`,
+and why in withdrawn.
+
+With --partners, a partner that does not answer is named on stderr, with why; its alerts listed
+are those it sent before, which may have cleared since. --fail-on-partial exits 3, after
+printing, when one did not answer: a script can tell a list that may miss alerts.`,
 		Example: `  knooppunt alert list --firing
   knooppunt alert list --firing --partners
+  knooppunt alert list --firing --partners --fail-on-partial -o json
   knooppunt alert list --rule zeeland-beds-low -o json
   knooppunt alert list --exercise oefening-zeeland
   knooppunt record list --kind alert --exercise oefening-zeeland   # an exercise's CAP alerts`,
@@ -82,6 +91,9 @@ and why in withdrawn.`,
 			mode, err := mf.mode()
 			if err != nil {
 				return err
+			}
+			if failOnPartial && !partners {
+				return errors.New("--fail-on-partial: only --partners asks partners, so only it can be partial: add --partners, or leave out --fail-on-partial")
 			}
 			if partners && mode != nil && mode.Status != pb.Status_EXERCISE {
 				return fmt.Errorf("--partners with --status %s: test and draft records never leave a node, so no partner has any: leave out --partners", mf.status)
@@ -93,7 +105,8 @@ and why in withdrawn.`,
 			if rule != "" {
 				sel = append(sel, "rule="+rule)
 			}
-			return f.call(func(conn *grpc.ClientConn) error {
+			partial := false
+			err = f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
 				out := []alertJSON{}
 				add := func(r *pb.Record) error {
@@ -149,7 +162,8 @@ and why in withdrawn.`,
 						}
 					}
 					if resp.Partial {
-						fmt.Fprintln(cmd.ErrOrStderr(), "Note: not every partner answered; `knooppunt search --kind alert` shows which.")
+						partial = true
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: not every partner answered, so their alerts listed are what they sent before and may have cleared since: %s.\n", unansweredPeers(resp.Peers))
 					}
 				}
 				// Newest first: the alerts that matter now come at the top.
@@ -181,14 +195,44 @@ and why in withdrawn.`,
 				}
 				return nil
 			})
+			if err == nil && failOnPartial && partial {
+				return exitError(exitPartial)
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&firing, "firing", false, "only the alerts that still fire")
 	cmd.Flags().BoolVar(&partners, "partners", false, "also the alerts partners share with this node (a search, audited at each)")
 	cmd.Flags().StringVar(&rule, "rule", "", "only this rule's alerts")
+	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "with --partners, exit 3 when a partner did not answer")
 	mf.register(cmd)
 	f.register(cmd, true)
 	f.fill(map[string]string{"exercise": "mode.exercise", "status": "mode.status"})
 	f.fill(map[string]string{"exercise": "filter.mode"})
 	return cmd
+}
+
+// unansweredPeers names the peers that did not answer a search, each with why and what stands in
+// for its answer: "vr-zeeland (unreachable: …: connection refused; served from its copy, 4m0s old)".
+func unansweredPeers(peers []*pb.PeerStatus) string {
+	var named []string
+	for _, p := range peers {
+		if !search.Unanswered(p) {
+			continue
+		}
+		why := p.State
+		if p.Error != "" {
+			why += ": " + p.Error
+		}
+		if p.CacheAgeMs == 0 && p.Count == 0 && !p.FeedOpen {
+			why += "; no copy: it never sent this node anything"
+		} else {
+			why += fmt.Sprintf("; served from its copy, %s old", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second))
+			if p.FeedOpen {
+				why += " (its feed is still open)"
+			}
+		}
+		named = append(named, p.Peer+" ("+why+")")
+	}
+	return strings.Join(named, ", ")
 }

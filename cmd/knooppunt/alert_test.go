@@ -68,4 +68,36 @@ func TestAlertListPartners(t *testing.T) {
 	if r := cli(t, nil, "", "phase", "show", "--node", addr, "-o", "json").want(t, 0); strings.Contains(r.stdout, `"all"`) {
 		t.Errorf("phase show lists the alerts of every crisis as a crisis: %s", r.stdout)
 	}
+
+	// A partner that does not answer is named, with why and what stands in for it; its alerts
+	// are its copy here. --fail-on-partial exits 3 after printing them.
+	a.Stop(t)
+	r = cli(t, nil, "", "alert", "list", "--firing", "--partners", "--node", addr).want(t, 0)
+	if want := "Note: not every partner answered, so their alerts listed are what they sent before and may have cleared since: a ("; !strings.HasPrefix(r.stderr, want) ||
+		!strings.Contains(r.stderr, "served from its copy, ") || !strings.Contains(lineWith(r.stdout, "handmatig-bedden-VR19-1"), "firing") {
+		t.Errorf("alert list --partners with a down: stdout\n%s\nstderr %q, want a's alert and a note that begins %q", r.stdout, r.stderr, want)
+	}
+	if r := cli(t, nil, "", "alert", "list", "--firing", "--partners", "--fail-on-partial", "--node", addr, "-o", "json").want(t, exitPartial); !strings.Contains(r.stdout, "handmatig-bedden-VR19-1") {
+		t.Errorf("alert list --fail-on-partial with a down: stdout %q, want a's alert before the exit", r.stdout)
+	}
+	if r := cli(t, nil, "", "alert", "list", "--fail-on-partial", "--node", addr).want(t, 1); !strings.Contains(r.stderr, "--fail-on-partial: only --partners asks partners") {
+		t.Errorf("alert list --fail-on-partial without --partners: stderr %q", r.stderr)
+	}
+}
+
+// TestUnansweredPeers: the note of alert list --partners names each partner that did not answer,
+// with its state and error, and what stands in for its answer; one that answered is not named.
+func TestUnansweredPeers(t *testing.T) {
+	got := unansweredPeers([]*pb.PeerStatus{
+		{Peer: "lcvs", State: "answered", Count: 2},
+		{Peer: "vr-zeeland", State: "unreachable", Error: "connection refused", Count: 1, CacheAgeMs: 240000},
+		{Peer: "szw", State: "timed out", Error: "no answer within 2s", Count: 1, CacheAgeMs: 3000, FeedOpen: true},
+		{Peer: "ggdghor", State: "denied", Error: "it refuses this node"},
+	})
+	want := "vr-zeeland (unreachable: connection refused; served from its copy, 4m0s old), " +
+		"szw (timed out: no answer within 2s; served from its copy, 3s old (its feed is still open)), " +
+		"ggdghor (denied: it refuses this node; no copy: it never sent this node anything)"
+	if got != want {
+		t.Errorf("unansweredPeers = %q,\nwant %q", got, want)
+	}
 }
