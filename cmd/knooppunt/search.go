@@ -51,9 +51,11 @@ match marked «like this»; a peer matches only on what it may share with this n
 that finds almost nothing because a word is misspelt gets a hint on stderr: the --text with a
 word this node finds records with, in your mode; nobody is asked for it until you search again.
 
---origin asks only the sources named: this node's org, by trust domain, for its own records,
-a peer, by trust domain or name (knooppunt peer list shows them), for what it shares; a peer not
-named is not asked and discloses nothing. --id finds the records with these ids (at most 100).
+--origin asks only the sources named: this node's org, by trust domain or name (its short name
+too, the first label of its trust domain, such as ncc), for its own records, a peer, by trust
+domain or name (knooppunt peer list shows them), for what it shares; a peer not named is not
+asked and discloses nothing (with no peer asked, no peer table is printed). --id finds the
+records with these ids (at most 100).
 
 --limit caps the records of each source (default 1000, at most 10000); a source that gives that
 many may hold more, and a note on stderr says which.
@@ -70,7 +72,7 @@ exports the results can tell an answer served partly from old copies.`,
   knooppunt search --text '"werk vergunning" oekraine' --kind qa,guidance
   knooppunt search --crisis oekraine --exercise oefening-zeeland
   knooppunt search --origin lcvs.crisis.test --crisis oekraine
-  knooppunt search --origin ncc --id landelijk-1 -o json`,
+  knooppunt search --origin ncc --id sitrep-ncc-1 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -259,7 +261,9 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 	if resp.TextPending > 0 {
 		fmt.Fprintf(w, "\nNote: this node's full-text index is still taking in %d writes (a bulk load?): the newest of its own records may be missing from these hits; search again in a moment.\n", resp.TextPending)
 	}
-	printPeerStates(w, mode, resp.Peers, resp.Partial, true)
+	if len(resp.Peers) > 0 {
+		printPeerStates(w, mode, resp.Peers, resp.Partial, true)
+	}
 	return nil
 }
 

@@ -302,7 +302,8 @@ func (s *share) reset() {
 }
 
 // sources are the peers a search asks, and whether it reads the node's own records: all of
-// them, or those origins names (trust domains, or a peer's or this node's name, each once).
+// them, or those origins names (trust domains, or a peer's or this node's name or short name,
+// each once).
 func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err error) {
 	var all []config.Peer
 	if s.c.Manager != nil {
@@ -323,7 +324,10 @@ func (s *Service) sources(origins []string) (peers []config.Peer, own bool, err 
 		if !utf8.ValidString(o) || len(o) > 255 {
 			return nil, false, api.Invalid(field, "not a trust domain")
 		}
-		if o == org || o == s.c.Name && s.c.Name != "" {
+		// The node's short name, the first label of its org, as its partners name it (ncc for
+		// ncc.crisis.test), unless it is a peer's name or trust domain.
+		short := o == strings.Split(org, ".")[0] && !slices.ContainsFunc(all, func(p config.Peer) bool { return p.TrustDomain == o || p.Name == o })
+		if o == org || o == s.c.Name && s.c.Name != "" || short {
 			if own {
 				return nil, false, api.Invalid(field, "%q is this node (%s), named already: name each source once", o, org)
 			}
