@@ -19,12 +19,15 @@ type adminView struct {
 	Status *pb.StatusResponse
 	// RaftState is this replica's Raft state, in the person's language; Replicas the group's.
 	RaftState string
-	Replicas  []replicaView
-	Started   string
-	DBMB      string
-	Cluster   *pb.ClusterStatusResponse
-	Peers     []adminPeer
-	Searched  bool
+	// Leader is the group's leader, or why there is none now; Warning, when set, what that
+	// means for this replica and where to look (raftWarning).
+	Leader, Warning string
+	Replicas        []replicaView
+	Started         string
+	DBMB            string
+	Cluster         *pb.ClusterStatusResponse
+	Peers           []adminPeer
+	Searched        bool
 }
 
 type replicaView struct {
@@ -74,6 +77,7 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 		return
 	}
 	v.RaftState = word(r, "raft.", st.RaftState)
+	v.Leader, v.Warning = raftWarning(r.L, st, time.Now())
 	for _, rep := range v.Cluster.Replicas {
 		v.Replicas = append(v.Replicas, replicaView{ID: rep.Id, Address: rep.RaftAddress, Suffrage: word(r, "raft.", rep.Suffrage), Leader: rep.Leader})
 	}
@@ -114,3 +118,27 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 
 // formatMB shows a size in megabytes to one decimal, as people of the page's language write it.
 func formatMB(l *Lang, b int64) string { return l.Number(math.Round(float64(b)/(1<<20)*10) / 10) }
+
+// raftWarning says who leads this replica's group, and, when no one does for it, why that may
+// be and where to look, as the CLI's status says it: a replica out of its group (removed, or
+// waiting to be joined) says so; one without a leader says how long, and that it reaches no
+// majority or was removed while down or cut off, which it cannot know.
+func raftWarning(l *Lang, st *pb.StatusResponse, now time.Time) (leader, warning string) {
+	switch {
+	case st.RaftState == "Shutdown":
+		return "–", l.T("admin.shutdown")
+	case st.NotMember:
+		return "–", l.T("admin.not_member")
+	case st.Leader != "":
+		return st.Leader, ""
+	}
+	switch {
+	case st.LeaderSeenAt != nil:
+		leader = l.T("admin.leader_none_seen", age(l, int64(now.Sub(st.LeaderSeenAt.AsTime())/time.Second)))
+	case st.StartedAt != nil:
+		leader = l.T("admin.leader_none_start", age(l, int64(now.Sub(st.StartedAt.AsTime())/time.Second)))
+	default:
+		leader = l.T("admin.leader_none")
+	}
+	return leader, l.T("admin.no_leader")
+}

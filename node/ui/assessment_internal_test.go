@@ -69,14 +69,7 @@ func TestAssessmentSaysWhatCannotBeTold(t *testing.T) {
 // assessmentRenderer renders the assessment part of the picture page in Dutch.
 func assessmentRenderer(t *testing.T) (func(a *assessmentView) string, *Lang) {
 	t.Helper()
-	pages, err := parsePages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cats, err := loadCatalogues()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pages, cats := pagesAndCatalogues(t)
 	l := &Lang{Code: "nl", cat: cats["nl"]}
 	return func(a *assessmentView) string {
 		var b strings.Builder

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/clustertest"
-	"github.com/knooppunt/knooppunt/node/config"
 )
 
 // TestFollowerSendsOfficersToTheLeader: on a node of three replicas, each with its web
@@ -18,17 +17,7 @@ import (
 // are taken on the leader, with a link to the same page there, both before filling in a form and
 // when a form reaches the follower anyway; on the leader, the step is taken.
 func TestFollowerSendsOfficersToTheLeader(t *testing.T) {
-	p := newProvider(t)
-	secret := secretFile(t, clustertest.ShortDir(t))
-	c := clustertest.Start(t, clustertest.Options{
-		Roles: []string{"{id: spiffe://" + clustertest.Org + "/user/officer-a, role: officer}"},
-		UI:    &config.OIDC{Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secret},
-	})
-	var uis []string
-	for _, r := range c.Replicas {
-		uis = append(uis, "http://"+r.UI)
-	}
-	p.serve(t, uis[0], uis[1:]...)
+	c, p := startCluster(t, "{id: spiffe://"+clustertest.Org+"/user/officer-a, role: officer}")
 	leader := c.Leader(t, 15*time.Second, c.Replicas...)
 	var follower *clustertest.Replica
 	for _, r := range c.Replicas {
