@@ -1758,8 +1758,9 @@ func TestPictureSaysItIsCatchingUp(t *testing.T) {
 }
 
 // TestSearchSaysTheCopyIsCurrent: a peer that does not answer a search in time while this node's
-// subscription to it is open is served from a copy that is current, and the search says so
-// (feed_open, no age); once the peer is gone, the copy has an age and the feed is not open.
+// subscription to it is open is served from a copy that was current when the feed last spoke, and
+// the search says so (feed_open, the age since then: under a heartbeat or two); once the peer is
+// gone, the copy has an age and the feed is not open. TestAHungPeerIsNotCurrent: one that hangs.
 func TestSearchSaysTheCopyIsCurrent(t *testing.T) {
 	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
 	a, b := f.Orgs[0], f.Orgs[1]
@@ -1773,7 +1774,7 @@ func TestSearchSaysTheCopyIsCurrent(t *testing.T) {
 	}
 	fedtest.Eventually(t, 10*time.Second, "a times out on a search of 1 ms, its feed open", func() (bool, string) {
 		p := stateOf(1)
-		return p.State == "timed_out" && p.FeedOpen && p.CacheAgeMs == 0 && p.Count == 1, p.String()
+		return p.State == "timed_out" && p.FeedOpen && p.CacheAgeMs < 1000 && p.Count == 1, p.String()
 	})
 	a.Stop(t)
 	fedtest.Eventually(t, 10*time.Second, "a is gone: its copy has an age and its feed is not open", func() (bool, string) {

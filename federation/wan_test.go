@@ -15,15 +15,19 @@ import (
 )
 
 // wanHop is a TCP proxy on loopback that delays every byte by delay each way, give or take
-// jitter, keeping their order: a WAN between two nodes on one machine.
+// jitter, keeping their order: a WAN between two nodes on one machine. Frozen (freeze), it holds
+// every byte each way and takes new connections without passing them on, as the kernel does for
+// a process stopped with SIGSTOP: the connections stay open.
 type wanHop struct {
 	lis           net.Listener
 	target        string
 	delay, jitter time.Duration
 	wg            sync.WaitGroup
+	done          chan struct{}
 
-	mu    sync.Mutex
-	conns []net.Conn
+	mu     sync.Mutex
+	conns  []net.Conn
+	thawed chan struct{} // closed while the hop is not frozen
 }
 
 // newWANHop starts a hop to target; it stops when the test ends.
@@ -33,10 +37,12 @@ func newWANHop(tb testing.TB, target string, delay, jitter time.Duration) *wanHo
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := &wanHop{lis: lis, target: target, delay: delay, jitter: jitter}
+	h := &wanHop{lis: lis, target: target, delay: delay, jitter: jitter, done: make(chan struct{}), thawed: make(chan struct{})}
+	close(h.thawed)
 	h.wg.Add(1)
 	go h.serve()
 	tb.Cleanup(func() {
+		close(h.done)
 		lis.Close()
 		h.mu.Lock()
 		for _, c := range h.conns {
@@ -48,11 +54,35 @@ func newWANHop(tb testing.TB, target string, delay, jitter time.Duration) *wanHo
 	return h
 }
 
+// freeze holds everything from now on.
+func (h *wanHop) freeze() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.thawed = make(chan struct{})
+}
+
+// pass waits while the hop is frozen; false when it stops.
+func (h *wanHop) pass() bool {
+	h.mu.Lock()
+	thawed := h.thawed
+	h.mu.Unlock()
+	select {
+	case <-thawed:
+		return true
+	case <-h.done:
+		return false
+	}
+}
+
 func (h *wanHop) serve() {
 	defer h.wg.Done()
 	for {
 		c, err := h.lis.Accept()
 		if err != nil {
+			return
+		}
+		if !h.pass() {
+			c.Close()
 			return
 		}
 		t, err := net.Dial("tcp", h.target)
@@ -82,6 +112,12 @@ func (h *wanHop) copy(dst, src net.Conn) {
 		defer close(done)
 		for c := range q {
 			time.Sleep(time.Until(c.at))
+			if !h.pass() {
+				src.Close()
+				for range q {
+				}
+				return
+			}
 			if _, err := dst.Write(c.data); err != nil {
 				src.Close()
 				for range q {

@@ -192,7 +192,8 @@ func TestRESTOverMTLS(t *testing.T) {
 	got.want(t, "reader GET", 200, `"kind":"shelter.capacity"`, `"origin":"`+mtlsOwnTD+`"`)
 	n.call(t, reader, "GET", "/v1/records?kind=shelter.capacity", "", nil).want(t, "reader list", 200, `"rest-1"`)
 	n.call(t, reader, "GET", "/v1/status", "", nil).want(t, "reader status", 200, `"org":"`+mtlsOwnTD+`"`)
-	n.call(t, reader, "GET", "/v1/pictures/oekraine", "", nil).want(t, "reader picture", 200, `rest-1`)
+	n.call(t, reader, "GET", "/v1/pictures/oekraine", "", nil).want(t, "reader picture", 200, `rest-1`, `"partial":false`, `"peers":[]`)
+	n.call(t, reader, "GET", "/v1/pictures/oekraine?skip_peer_check=true", "", nil).want(t, "reader picture, no peers asked", 200, `rest-1`)
 
 	n.call(t, reader, "POST", "/v1/records", "", restRecord("rest-2")).want(t, "reader POST", 403, "needs the role editor", `"reason":"ROLE_DENIED"`)
 	n.call(t, reader, "GET", "/v1/records/rest-2", "", nil).want(t, "refused write stored nothing", 404)

@@ -53,7 +53,7 @@ such.`,
 				return errors.New("--crisis: name the crisis, such as oekraine")
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				p, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis})
+				p, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, SkipPeerCheck: true})
 				if err != nil {
 					return err
 				}
@@ -103,27 +103,24 @@ func short(hash string) string {
 }
 
 // currentAssessment reads the picture and the node's org, and finds the current assessment.
-// With probe, a search of one record first asks the peers whether they answer now: a source that
-// does not, or one this node is still catching up with, may have changed unseen (CannotTell). A
-// probe that fails is said on stderr.
+// With probe, the picture asks the peers whether they answer now: a source that does not, or one
+// this node is still catching up with, may have changed unseen (CannotTell). A node that could
+// not ask them is said on stderr.
 func currentAssessment(ctx context.Context, conn *grpc.ClientConn, crisis string, probe io.Writer) (*assessment.View, string, error) {
 	st, err := pb.NewStatusServiceClient(conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
 		return nil, "", err
 	}
-	sc := pb.NewSearchServiceClient(conn)
-	p, err := sc.Picture(ctx, &pb.PictureRequest{Crisis: crisis})
+	p, err := pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: crisis, SkipPeerCheck: probe == nil})
 	if err != nil {
 		return nil, "", err
 	}
 	var behind []string
 	if probe != nil {
-		now, err := sc.Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1}, TimeoutMs: search.ProbeTimeoutMs})
-		if err != nil {
-			fmt.Fprintf(probe, "Note: could not ask the peers whether they answer now, so whether one changed unseen is not said: %v\n", err)
-		} else {
-			behind = search.Behind(now.Peers)
+		if p.Partial && len(p.Peers) == 0 {
+			fmt.Fprintln(probe, "Note: the node could not ask the peers whether they answer now (its log says why), so whether one changed unseen is not said")
 		}
+		behind = search.Behind(p.Peers)
 	}
 	v, err := assessment.Current(p, st.Org, behind)
 	if err != nil {

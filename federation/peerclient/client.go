@@ -155,6 +155,8 @@ type subscription struct {
 	// state is how the subscription fares, for Subscription.
 	stateMu sync.Mutex
 	state   SubscriptionState
+	// heard is when the open stream last gave anything (Unix nanoseconds): SubscriptionState.Heard.
+	heard atomic.Int64
 }
 
 // SubscriptionState is how a subscription to a peer fares: open, or not, since when, and while
@@ -167,6 +169,10 @@ type SubscriptionState struct {
 	// started, or became the leader). Until then Since is when it began, not when the peer went
 	// down: the cache may be older.
 	Opened bool
+	// Heard, while it is open, is when the peer last sent anything on it: a change or a
+	// heartbeat. A peer that hangs leaves it open until the idle timeout, and Heard then says
+	// how long it has been silent.
+	Heard time.Time
 	// CaughtUpAt is when the peer last said, with a heartbeat, that this node had all of its
 	// feed: a source sends one only when it has nothing more to send. Every is the spacing of
 	// its last two heartbeats: the partner's federation.heartbeat, which may differ from ours.
@@ -238,7 +244,11 @@ func (m *Manager) stateOf(peer, exercise string) (SubscriptionState, bool) {
 	}
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
-	return s.state, true
+	st := s.state
+	if h := s.heard.Load(); st.Open && h != 0 {
+		st.Heard = time.Unix(0, h)
+	}
+	return st, true
 }
 
 // ExercisePartners says of each peer whether it takes part in an exercise, as its heartbeats on
@@ -545,7 +555,7 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 		}
 	}
 	for ctx.Err() == nil {
-		progressed, err := m.subscribeOnce(ctx, p, exercise, opened, s.caughtUp)
+		progressed, err := m.subscribeOnce(ctx, p, exercise, opened, s.caughtUp, &s.heard)
 		if exercise == "" {
 			connected.WithLabelValues(p.Name).Set(0)
 		}
@@ -605,7 +615,7 @@ const readAheadBytes = 64 << 20
 
 // subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
 // anything was stored.
-func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time, string)) (bool, error) {
+func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time, string), heard *atomic.Int64) (bool, error) {
 	conn, err := m.Conn(p)
 	if err != nil {
 		return false, err
@@ -650,7 +660,6 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 	ahead := semaphore.NewWeighted(readAheadBytes)
 	// heard is when the reader last took an event off the wire (Unix nanoseconds): while this
 	// node is slow to store a batch, events wait in the channel, and the peer was not silent.
-	var heard atomic.Int64
 	heard.Store(time.Now().UnixNano())
 	go func() {
 		defer close(events)

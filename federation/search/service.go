@@ -84,9 +84,15 @@ const DefaultTimeout = 2 * time.Second
 // MaxTimeout is the longest deadline a request may set.
 const MaxTimeout = time.Minute
 
-// ProbeTimeoutMs bounds the one-record search by which a picture, on the web and on the command
-// line, tells which peers answer now.
+// ProbeTimeoutMs bounds the one-record search by which a picture tells which peers answer now
+// (Probe).
 const ProbeTimeoutMs = 2000
+
+// Probe is the search of one record of a crisis, in a mode, under ProbeTimeoutMs, by which a
+// picture tells which peers answer now: the picture is made of the copies they sent before.
+func Probe(crisis string, mode *pb.Mode) *pb.SearchRequest {
+	return &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1, Mode: mode}, TimeoutMs: ProbeTimeoutMs}
+}
 
 // Config wires the service.
 type Config struct {
@@ -599,19 +605,20 @@ func (s *Service) catchingUp(p config.Peer, m *pb.Mode) time.Time {
 }
 
 // cacheAge is how old the cache of a peer is: how long since it was last known to be complete.
-// On the replica that subscribes (the leader), an open subscription keeps it current, and one
-// that went down left it complete when it did; elsewhere, for an exercise's cache, and on a
-// leader whose subscription has not been open since it began to follow the peer (a restart, a
-// new leader: when the peer went down is not known here), it is as old as the peer's last
-// delivery, which is older when the peer had nothing to send: never younger than it is. open
-// reports the open subscription, whose copy is current (age 0); an age of 0 otherwise is a peer
-// that never delivered.
+// On the replica that subscribes (the leader), an open subscription keeps it current up to what
+// it last heard from the peer (a change or a heartbeat): a peer that hangs keeps its feed open
+// until the idle timeout, and its copy grows old the while. One that went down left it complete
+// when it did. Elsewhere, for an exercise's cache, and on a leader whose subscription has not
+// been open since it began to follow the peer (a restart, a new leader: when the peer went down
+// is not known here), it is as old as the peer's last delivery, which is older when the peer had
+// nothing to send: never younger than it is. open reports the open subscription; an age of 0
+// without it is a peer that never delivered.
 func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) (age time.Duration, open bool) {
 	if s.c.Manager != nil && db.ModeFrom(m) == db.Actual {
 		if st, ok := s.c.Manager.Subscription(p.Name); ok {
 			switch {
 			case st.Open:
-				return 0, true
+				return time.Since(cmp.Or(st.Heard, st.Since)), true
 			case st.Err != "" && st.Opened && !st.Since.IsZero():
 				return time.Since(st.Since), false
 			}
@@ -709,6 +716,18 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		return nil, api.Status(s.c.Logger, err)
 	}
 	mode := db.ModeFrom(req.Mode)
+	// Which peers answer now, asked while the records are read.
+	type answer struct {
+		resp *pb.SearchResponse
+		err  error
+	}
+	probed := make(chan answer, 1)
+	if !req.SkipPeerCheck {
+		go func() {
+			resp, err := s.Search(ctx, Probe(req.Crisis, req.Mode))
+			probed <- answer{resp, err}
+		}()
+	}
 	// Every cached record of the crisis, a page at a time: a picture that left some out would
 	// show a stale entry, or none, and sums that are short, and would not say so.
 	// Only a peer's: the copies of an org that is no peer any more stay in the cache, as the
@@ -787,6 +806,24 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	resp.NoLeader = s.c.Store != nil && s.c.Store.Leader() == ""
 	if err := fitPicture(resp, cmp.Or(s.c.PictureBytes, MaxAnswerBytes)); err != nil {
 		return nil, err
+	}
+	if !req.SkipPeerCheck {
+		now := <-probed
+		if now.err != nil {
+			// Not known to be complete: said, and the picture is shown all the same.
+			s.c.Logger.Warn("a picture could not ask the peers whether they answer now", "crisis", req.Crisis, "err", now.err)
+			resp.Partial = true
+		} else {
+			resp.Partial, resp.Peers = now.resp.Partial, now.resp.Peers
+		}
+		// A peer's count is its entries in the picture, not the one record the search asked for.
+		entries := map[string]int64{}
+		for _, e := range resp.Entries {
+			entries[e.Source]++
+		}
+		for _, p := range resp.Peers {
+			p.Count = entries[p.TrustDomain]
+		}
 	}
 	return resp, nil
 }

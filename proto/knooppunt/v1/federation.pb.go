@@ -1322,8 +1322,11 @@ type PeerStatus struct {
 	// behind the peer until it does; a search's own answer is not.
 	CatchingUpSince *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=catching_up_since,json=catchingUpSince" json:"catching_up_since,omitempty"`
 	// feed_open, for a peer that did not answer, says that this node's subscription to it is open:
-	// the copy served in its place is current (cache_age_ms 0), though the search itself was not
-	// answered. A cache_age_ms of 0 without it is a peer that never delivered: there is no copy.
+	// the copy served in its place was current when the feed last delivered a change or a
+	// heartbeat, and cache_age_ms is how long ago that was. A peer that hangs keeps its feed open
+	// until the idle timeout (4 heartbeats, 20 s by default): it is not current the while, and its
+	// age grows. A cache_age_ms of 0 without feed_open is a peer that never delivered: there is no
+	// copy.
 	FeedOpen      bool `protobuf:"varint,9,opt,name=feed_open,json=feedOpen" json:"feed_open,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1511,7 +1514,12 @@ type PictureRequest struct {
 	// (record.Kind.StaleAfter: 86400 unless the node's config says otherwise, or never).
 	StaleAfterS int32 `protobuf:"varint,2,opt,name=stale_after_s,json=staleAfterS" json:"stale_after_s,omitempty"`
 	// mode is the mode of the picture; unset: actual records only. Its phase is the mode's.
-	Mode          *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
+	Mode *Mode `protobuf:"bytes,3,opt,name=mode" json:"mode,omitempty"`
+	// skip_peer_check leaves out the search of one record by which the node asks its peers whether
+	// they answer now (up to 2 s, and audited as a search here and at every peer): the answer's
+	// partial and peers are then unset. For a client that reads the picture again at each change
+	// and has asked once, or that shows no completeness.
+	SkipPeerCheck bool `protobuf:"varint,4,opt,name=skip_peer_check,json=skipPeerCheck" json:"skip_peer_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1565,6 +1573,13 @@ func (x *PictureRequest) GetMode() *Mode {
 		return x.Mode
 	}
 	return nil
+}
+
+func (x *PictureRequest) GetSkipPeerCheck() bool {
+	if x != nil {
+		return x.SkipPeerCheck
+	}
+	return false
 }
 
 type PictureEntry struct {
@@ -1813,7 +1828,17 @@ type PictureResponse struct {
 	// removals says, for each source and kind, when a record of it last left this picture at this
 	// node: deleted or withdrawn at its source, or moved to another crisis. Entries and their
 	// update times do not show that; a shared assessment counts such a source as changed since.
-	Removals      []*PictureRemoval `protobuf:"bytes,7,rep,name=removals" json:"removals,omitempty"`
+	Removals []*PictureRemoval `protobuf:"bytes,7,rep,name=removals" json:"removals,omitempty"`
+	// partial: a peer did not answer just now (it is unreachable, timed out, or refuses this node),
+	// or the peers could not be asked: what the picture shows of such a peer is the copy it sent
+	// before. It is the search's partial (SearchResponse.partial) of a search of one record of the
+	// crisis that the node runs with the picture; false with skip_peer_check.
+	Partial bool `protobuf:"varint,8,opt,name=partial" json:"partial,omitempty"`
+	// peers says, of each peer, how it answered that search, as SearchResponse.peers does, except
+	// count: the peer's entries in this picture. A peer that did not answer is in the picture with
+	// its last copy, whose age cache_age_ms gives; catching_up_since says this node's copy of an
+	// answered peer is still being brought up to date. Empty with skip_peer_check.
+	Peers         []*PeerStatus `protobuf:"bytes,9,rep,name=peers" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1893,6 +1918,20 @@ func (x *PictureResponse) GetNoLeader() bool {
 func (x *PictureResponse) GetRemovals() []*PictureRemoval {
 	if x != nil {
 		return x.Removals
+	}
+	return nil
+}
+
+func (x *PictureResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *PictureResponse) GetPeers() []*PeerStatus {
+	if x != nil {
+		return x.Peers
 	}
 	return nil
 }
@@ -2076,11 +2115,12 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05peers\x18\x02 \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x18\n" +
 	"\apartial\x18\x03 \x01(\bR\apartial\x12!\n" +
 	"\ftext_pending\x18\x04 \x01(\x03R\vtextPending\x12\x10\n" +
-	"\x03cut\x18\x05 \x03(\tR\x03cut\"t\n" +
+	"\x03cut\x18\x05 \x03(\tR\x03cut\"\x9c\x01\n" +
 	"\x0ePictureRequest\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
-	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\"\xa1\x03\n" +
+	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x12&\n" +
+	"\x0fskip_peer_check\x18\x04 \x01(\bR\rskipPeerCheck\"\xa1\x03\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -2102,7 +2142,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x10\n" +
 	"\x03sum\x18\x04 \x01(\x01R\x03sum\x12\x18\n" +
-	"\arecords\x18\x05 \x01(\x03R\arecords\"\x9f\x02\n" +
+	"\arecords\x18\x05 \x01(\x03R\arecords\"\xe9\x02\n" +
 	"\x0fPictureResponse\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x124\n" +
@@ -2112,7 +2152,9 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"aggregates\x12\x18\n" +
 	"\asources\x18\x05 \x03(\tR\asources\x12\x1b\n" +
 	"\tno_leader\x18\x06 \x01(\bR\bnoLeader\x128\n" +
-	"\bremovals\x18\a \x03(\v2\x1c.knooppunt.v1.PictureRemovalR\bremovals\"h\n" +
+	"\bremovals\x18\a \x03(\v2\x1c.knooppunt.v1.PictureRemovalR\bremovals\x12\x18\n" +
+	"\apartial\x18\b \x01(\bR\apartial\x12.\n" +
+	"\x05peers\x18\t \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\"h\n" +
 	"\x0ePictureRemoval\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12*\n" +
@@ -2204,28 +2246,29 @@ var file_knooppunt_v1_federation_proto_depIdxs = []int32{
 	21, // 25: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
 	22, // 26: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
 	24, // 27: knooppunt.v1.PictureResponse.removals:type_name -> knooppunt.v1.PictureRemoval
-	26, // 28: knooppunt.v1.PictureRemoval.at:type_name -> google.protobuf.Timestamp
-	7,  // 29: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	10, // 30: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	12, // 31: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	2,  // 32: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	4,  // 33: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	0,  // 34: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
-	16, // 35: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	20, // 36: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	8,  // 37: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	11, // 38: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	13, // 39: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	3,  // 40: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	6,  // 41: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	30, // 42: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
-	19, // 43: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	23, // 44: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	18, // 28: knooppunt.v1.PictureResponse.peers:type_name -> knooppunt.v1.PeerStatus
+	26, // 29: knooppunt.v1.PictureRemoval.at:type_name -> google.protobuf.Timestamp
+	7,  // 30: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	10, // 31: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	12, // 32: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	2,  // 33: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	4,  // 34: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	0,  // 35: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
+	16, // 36: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	20, // 37: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	8,  // 38: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	11, // 39: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	13, // 40: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	3,  // 41: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	6,  // 42: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	30, // 43: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
+	19, // 44: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	23, // 45: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	38, // [38:46] is the sub-list for method output_type
+	30, // [30:38] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }
