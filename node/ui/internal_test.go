@@ -916,4 +916,8 @@ func TestCacheAgeOfAPeerThatRefuses(t *testing.T) {
 	if got := cacheAge(l, &pb.PeerStatus{State: "answered", CacheAgeMs: 3 * 3600 * 1000}); got != "" {
 		t.Errorf("a peer that answered has a copy's age %q", got)
 	}
+	// One that hangs, its feed still open, has a copy as of when the feed last spoke: not current.
+	if got := cacheAge(l, &pb.PeerStatus{State: "timed_out", FeedOpen: true, CacheAgeMs: 3 * 60 * 1000}); got != "bijgewerkt tot 3 min geleden, abonnement open" {
+		t.Errorf("a timed-out peer with its feed open, last heard 3 min ago: %q", got)
+	}
 }

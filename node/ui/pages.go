@@ -173,14 +173,15 @@ type crisisView struct {
 }
 
 // cacheAge says, of a peer that did not answer a search or refused it (it removed this node),
-// how old the copy is that is shown in its place: its age, or current while this node's
-// subscription to it is open; "" for a peer that answered, or of which there is no copy.
+// how old the copy is that is shown in its place: its age, or, while this node's subscription to
+// it is open, that it was current when the feed last delivered or sent a heartbeat, and when that
+// was; "" for a peer that answered, or of which there is no copy.
 func cacheAge(l *Lang, p *pb.PeerStatus) string {
 	switch {
 	case p.State == "answered":
 		return ""
 	case p.FeedOpen:
-		return l.T("picture.cache_current")
+		return l.T("picture.cache_heard", age(l, p.CacheAgeMs/1000))
 	case p.CacheAgeMs > 0:
 		return age(l, p.CacheAgeMs/1000)
 	}
@@ -294,6 +295,8 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	for i := range v.Crises {
 		v.Crises[i].Current = v.Crises[i].Name == v.Crisis
 	}
+	// The picture says which partners answered just now, and since when one that did not is
+	// served from the cache.
 	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(ctx, &pb.PictureRequest{Crisis: v.Crisis, Mode: r.mode()})
 	if err != nil {
 		s.failCall(w, r, err)
@@ -306,14 +309,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	if s.c.Changed != nil {
 		v.Live, v.Digest, v.Refresh = "/beeld/live?"+q.Encode(), pictureDigest(pic), pictureRefresh
 	}
-	// The search's completeness report: which partners answered, and since when a partner that
-	// did not is served from the cache.
-	sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: v.Crisis, Limit: 1, Mode: r.mode()}, TimeoutMs: search.ProbeTimeoutMs})
-	if err != nil {
-		s.failCall(w, r, err)
-		return
-	}
-	v.Partial, v.NoLeader = sr.Partial, pic.NoLeader
+	v.Partial, v.NoLeader = pic.Partial, pic.NoLeader
 	newest := map[string]int64{}
 	count := map[string]int{}
 	for _, e := range pic.Entries {
@@ -328,7 +324,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	v.Partners = append(v.Partners, own)
 	names := s.partnerNames(r)
-	for _, p := range sr.Peers {
+	for _, p := range pic.Peers {
 		pv := partnerView{Name: partnerName(names, p.Peer, p.TrustDomain), TrustDomain: p.TrustDomain, State: p.State, Records: count[p.TrustDomain]}
 		if a, ok := newest[p.TrustDomain]; ok {
 			pv.Newest = age(r.L, a)
@@ -348,7 +344,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		v.Partners = append(v.Partners, pv)
 	}
-	v.Assessment = s.assessmentOf(r, pic, search.Behind(sr.Peers), func(td string) string { return s.orgName(v.Partners, td) })
+	v.Assessment = s.assessmentOf(r, pic, search.Behind(pic.Peers), func(td string) string { return s.orgName(v.Partners, td) })
 
 	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
 	// The records the sums leave out because their source has a later one under the same key:
