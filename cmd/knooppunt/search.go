@@ -350,6 +350,7 @@ func newPictureCmd() *cobra.Command {
 		stale         time.Duration
 		mf            modeFlags
 		failOnPartial bool
+		wide          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "picture",
@@ -361,7 +362,9 @@ DISAGREES with the other sources whose latest record for the same key has a diff
 NOT-COUNTED naming a source's other records under the same key; STALE on a latest record older
 than its kind's stale_after (a day unless the node's config says otherwise; never for documents
 such as qa and guidance in the demo), or than --stale-after for every kind; and CACHED on the
-last copy of a source that does not answer now. docs/api.md defines each exactly.
+last copy of a source that does not answer now. docs/api.md defines each exactly. A row's
+summary leads with the figures its kind's sums add up (beds_free 3 · beds_total 150). WHAT and
+SUMMARY are cut to fit a terminal; --wide prints them whole.
 
 The picture is made of what the peers sent before. A table after it says which peers answer now
 (a search of one record, 2 s at most); a peer that does not, or refuses this node, is in the
@@ -403,7 +406,7 @@ LEADER), or the peers could not be asked. A script that exports the sums can tel
 					fmt.Fprintf(cmd.ErrOrStderr(), "Note: could not ask the peers whether they answer now: %v\n", err)
 					now = nil
 				}
-				if err := printPicture(cmd.OutOrStdout(), f.output, resp, mode, now); err != nil {
+				if err := printPicture(cmd.OutOrStdout(), tableFormat(f.output, wide), resp, mode, now); err != nil {
 					return err
 				}
 
@@ -423,6 +426,7 @@ LEADER), or the peers could not be asked. A script that exports the sums can tel
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required; without it, the crises known here are listed)")
 	cmd.Flags().DurationVar(&stale, "stale-after", 0, "flag records of every kind older than this (default each kind's stale_after)")
 	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when the picture is not complete now (PARTIAL, BEHIND, NO LEADER)")
+	cmd.Flags().BoolVar(&wide, "wide", false, "print ids and summaries whole, not cut to fit a terminal")
 	mf.register(cmd)
 	f.register(cmd, true)
 	f.fill(map[string]string{"crisis": "crisis", "stale-after": "stale_after_s", "exercise": "mode.exercise", "status": "mode.status"})
@@ -442,8 +446,8 @@ func crisisMissing(ctx context.Context, conn *grpc.ClientConn, exercise string) 
 	return fmt.Errorf("--crisis: name the crisis; known here: %s", strings.Join(known, ", "))
 }
 
-// printPicture prints the picture; now, when not nil, is a search of the crisis that says which
-// peers answer now.
+// printPicture prints the picture as format asks: json, wideTable (ids and summaries whole) or a
+// table; now, when not nil, is a search of the crisis that says which peers answer now.
 func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb.Mode, now *pb.SearchResponse) error {
 	// The sources that did not answer just now: their entries are their last copy.
 	unanswered := map[string]bool{}
@@ -527,6 +531,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		summed[a.Kind] = true
 	}
 	cached, shortened := 0, 0
+	cells := newPictureCells(format, resp.Aggregates)
 	tw := newModeTable(w, mode)
 	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tSUMMARY")
 	for _, e := range resp.Entries {
@@ -557,9 +562,10 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			flags = append(flags, "SHORTENED:"+strings.Join(e.FieldsLeftOut, ","))
 			shortened++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", record.OneLine(e.Kind), record.OneLine(e.Region), record.OneLine(truncate(e.Key, 24)), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), record.Summary(e.Record.Body, 60))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", record.OneLine(e.Kind), record.OneLine(e.Region), cells.what(e), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), cells.summary(e))
 	}
 	tw.Flush()
+	cells.noteCut(w)
 	if shortened > 0 {
 		fmt.Fprintf(w, "\n%d entries are SHORTENED: the picture left out their long fields to stay within %d MiB; the sums count them whole, and `knooppunt search --id ID --origin SOURCE` shows them whole.\n", shortened, search.MaxAnswerBytes>>20)
 	}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// wideTable is the format of a table whose cells are whole (--wide), for the printers that cut
+// ids and summaries to fit a terminal.
+const wideTable = "wide"
+
+// tableFormat is the format --output and --wide ask a printer for.
+func tableFormat(output string, wide bool) string {
+	if wide && output != "json" {
+		return wideTable
+	}
+	return output
+}
+
+// pictureCells are the WHAT and SUMMARY cells of a picture's table: cut to fit a terminal,
+// unless the table is wide, and each summary led by its kind's aggregate figures, so that a
+// shelter's row shows its free beds before the cut.
+type pictureCells struct {
+	wide bool
+	// figures are each kind's aggregate fields, as the picture's sums name them.
+	figures map[string][]string
+	cut     bool
+}
+
+func newPictureCells(format string, aggregates []*pb.Aggregate) *pictureCells {
+	c := &pictureCells{wide: format == wideTable, figures: map[string][]string{}}
+	for _, a := range aggregates {
+		if !slices.Contains(c.figures[a.Kind], a.Field) {
+			c.figures[a.Kind] = append(c.figures[a.Kind], a.Field)
+		}
+	}
+	return c
+}
+
+// what is the entry's key, the municipality or the record id, on one line.
+func (c *pictureCells) what(e *pb.PictureEntry) string {
+	return record.OneLine(c.fit(e.Key, 24))
+}
+
+// summary is the entry's body in one line: its figures first, without the municipality its key
+// names already.
+func (c *pictureCells) summary(e *pb.PictureEntry) string {
+	whole := record.RowSummary(e.Record.Body, 0, c.figures[e.Kind], e.Key)
+	return c.fit(whole, 60)
+}
+
+func (c *pictureCells) fit(s string, n int) string {
+	if c.wide || len([]rune(s)) <= n {
+		return s
+	}
+	c.cut = true
+	return truncate(s, n)
+}
+
+// noteCut says, after the table, that cells were cut and how to see them whole.
+func (c *pictureCells) noteCut(w io.Writer) {
+	if c.cut {
+		fmt.Fprintln(w, "\nCells ending in … are cut to fit a terminal: --wide prints ids and summaries whole.")
+	}
+}
