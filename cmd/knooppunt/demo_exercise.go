@@ -88,7 +88,7 @@ func runExercise(ctx context.Context, out io.Writer, orgs map[string]*demoOrg) e
 		return err
 	}
 	fmt.Fprintf(out, "\n--- The exercise's picture as seen from NCC (knooppunt picture --exercise %s) ---\n", demoExercise)
-	if err := printPicture(out, "table", exercisePicture, mode, nil); err != nil {
+	if err := printPicture(out, "table", exercisePicture, mode); err != nil {
 		return err
 	}
 	real, err := ncc.picture(ctx)

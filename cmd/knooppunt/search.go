@@ -276,8 +276,9 @@ type peerStateJSON struct {
 	Count       int64  `json:"count"`
 	LatencyMs   int64  `json:"latency_ms"`
 	CacheAgeMs  int64  `json:"cache_age_ms,omitempty"`
-	// FeedOpen: the peer did not answer, but this node's subscription to it is open, so the
-	// copy served in its place is current.
+	// FeedOpen: the peer did not answer, but this node's subscription to it is open: the copy
+	// served in its place was current when the feed last delivered or sent a heartbeat,
+	// CacheAgeMs ago.
 	FeedOpen bool   `json:"feed_open,omitempty"`
 	Error    string `json:"error,omitempty"`
 	// CatchingUpSince: this node's copy of the peer's records, the picture's, is being brought
@@ -312,7 +313,9 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 		if search.Unanswered(p) {
 			switch {
 			case p.FeedOpen:
-				note = "served from cache, current (its feed is open); " + p.Error
+				// Open, yet no answer: the copy is as of the feed's last change or heartbeat; a
+				// peer that hangs keeps its feed open until the idle timeout.
+				note = fmt.Sprintf("served from cache as of its feed's last message, %s ago (the feed is still open); %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
 			case p.CacheAgeMs == 0 && p.Count == 0:
 				note = "no copy: it never sent this node anything; " + p.Error
 			default:
@@ -366,17 +369,21 @@ last copy of a source that does not answer now. docs/api.md defines each exactly
 summary leads with the figures its kind's sums add up (beds_free 3 · beds_total 150). WHAT and
 SUMMARY are cut to fit a terminal; --wide prints them whole.
 
-The picture is made of what the peers sent before. A table after it says which peers answer now
-(a search of one record, 2 s at most); a peer that does not, or refuses this node, is in the
-picture with its last copy, marked CACHED,
-whose age the table gives, and PARTIAL says so (-o json: partial, peers, each with its
-trust_domain, the entries' source, and its count of entries, and entries[].cached). A peer whose shared
-records this node is still taking in (after an outage, say) is marked catching up, and BEHIND says
-the picture is not complete until it has (-o json: peers[].catching_up_since).
+The picture is made of what the peers sent before. With it the node asks them whether they answer
+now (a search of one record, 2 s at most), and a table after it says which do; a peer that does
+not, or refuses this node, is in the picture with its last copy, marked CACHED, whose age the
+table gives (for a peer whose feed is still open, as one that hangs keeps it for a while: since
+its feed last delivered or sent a heartbeat), and PARTIAL says so (-o json: partial, peers, each
+with its trust_domain, the entries' source, and its count of entries, and entries[].cached; the
+REST picture gives the same). A peer whose shared records this node is still taking in (after an
+outage, say) is marked catching up, and BEHIND says the picture is not complete until it has (-o
+json: peers[].catching_up_since). A crisis that no record here or from a partner names gets a
+note on stderr, with -o json too.
 
 --fail-on-partial exits 3, after printing, when the picture is not complete now: a peer did not
 answer (PARTIAL), this node is catching up with one (BEHIND), the replica asked has no leader (NO
-LEADER), or the peers could not be asked. A script that exports the sums can tell.`,
+LEADER), or the peers could not be asked; and when no record here or from a partner names the
+crisis (a misspelt --crisis or --exercise). A script that exports the sums can tell.`,
 		Example: `  knooppunt picture --crisis oekraine
   knooppunt picture --crisis oekraine -o json | jq '.aggregates'
   knooppunt picture --crisis oekraine --exercise oefening-zeeland`,
@@ -393,30 +400,29 @@ LEADER), or the peers could not be asked. A script that exports the sums can tel
 				if crisis == "" {
 					return crisisMissing(cmd.Context(), conn, mode.GetExercise())
 				}
-				sc := pb.NewSearchServiceClient(conn)
-				resp, err := sc.Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds()), Mode: mode})
+				// The picture says which peers answer now (partial, peers), so that one served
+				// from an old copy says so.
+				resp, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, StaleAfterS: int32(stale.Seconds()), Mode: mode})
 				if err != nil {
 					return err
 				}
-				// The picture is made of what the peers sent before; a search of one record
-				// tells which of them answer now, so that a picture served from an old copy
-				// says so.
-				now, err := sc.Search(cmd.Context(), &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis, Limit: 1, Mode: mode}, TimeoutMs: search.ProbeTimeoutMs})
-				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "Note: could not ask the peers whether they answer now: %v\n", err)
-					now = nil
-				}
-				if err := printPicture(cmd.OutOrStdout(), tableFormat(f.output, wide), resp, mode, now); err != nil {
+				if err := printPicture(cmd.OutOrStdout(), tableFormat(f.output, wide), resp, mode); err != nil {
 					return err
 				}
 
-				if len(resp.Entries) == 0 && f.output != "json" && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
+				// A misspelt crisis (or exercise) shows no records and sums of 0, as if there
+				// were none: said on stderr, whatever the output, and --fail-on-partial fails.
+				named := true
+				if len(resp.Entries) == 0 && noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
+					named = false
+				} else if len(resp.Entries) == 0 {
 					known, err := knownCrisis(cmd.Context(), conn, crisis, mode.GetExercise())
 					if err == nil && !known {
+						named = false
 						fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q now: check the spelling (`knooppunt phase show` lists the crises there are records of), or partners withdrew what they shared of it, or their policies grant it only for a purpose this node does not state (federation.purpose).\n", crisis)
 					}
 				}
-				if failOnPartial && (now == nil || now.Partial || resp.NoLeader || len(search.Behind(now.Peers)) > 0) {
+				if failOnPartial && (resp.Partial || resp.NoLeader || len(search.Behind(resp.Peers)) > 0 || !named) {
 					return exitError(exitPartial)
 				}
 				return nil
@@ -425,7 +431,7 @@ LEADER), or the peers could not be asked. A script that exports the sums can tel
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required; without it, the crises known here are listed)")
 	cmd.Flags().DurationVar(&stale, "stale-after", 0, "flag records of every kind older than this (default each kind's stale_after)")
-	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when the picture is not complete now (PARTIAL, BEHIND, NO LEADER)")
+	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when the picture is not complete now (PARTIAL, BEHIND, NO LEADER), or no record here or from a partner names the crisis")
 	cmd.Flags().BoolVar(&wide, "wide", false, "print ids and summaries whole, not cut to fit a terminal")
 	mf.register(cmd)
 	f.register(cmd, true)
@@ -447,15 +453,13 @@ func crisisMissing(ctx context.Context, conn *grpc.ClientConn, exercise string) 
 }
 
 // printPicture prints the picture as format asks: json, wideTable (ids and summaries whole) or a
-// table; now, when not nil, is a search of the crisis that says which peers answer now.
-func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb.Mode, now *pb.SearchResponse) error {
+// table, with the peers' answers now that the node gave with it (resp.partial, resp.peers).
+func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb.Mode) error {
 	// The sources that did not answer just now: their entries are their last copy.
 	unanswered := map[string]bool{}
-	if now != nil {
-		for _, p := range now.Peers {
-			if search.Unanswered(p) {
-				unanswered[p.TrustDomain] = true
-			}
+	for _, p := range resp.Peers {
+		if search.Unanswered(p) {
+			unanswered[p.TrustDomain] = true
 		}
 	}
 	if format == "json" {
@@ -488,28 +492,23 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			Sources    []string `json:"sources"`
 			Entries    []entry  `json:"entries"`
 			Aggregates []agg    `json:"aggregates"`
-			// Partial and Peers say which peers answered just now (absent when they could
-			// not be asked): a peer that did not is in the picture with what it sent before.
-			Partial *bool           `json:"partial,omitempty"`
+			// Partial and Peers say which peers answered just now: a peer that did not is in
+			// the picture with what it sent before. Partial without Peers: they could not be
+			// asked.
+			Partial bool            `json:"partial"`
 			Peers   []peerStateJSON `json:"peers,omitempty"`
 			// NoLeader: the replica asked is cut off from its group; the picture does not change.
 			NoLeader bool `json:"no_leader,omitempty"`
 			// Exercise names the exercise whose picture this is, so that a dashboard fed by
 			// the JSON never shows its sums as the actual crisis's.
 			Exercise string `json:"exercise,omitempty"`
-		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}, NoLeader: resp.NoLeader, Exercise: mode.GetExercise()}
-		if now != nil {
-			doc.Partial, doc.Peers = &now.Partial, peersJSON(now.Peers)
+		}{Crisis: resp.Crisis, Phase: resp.Phase, Sources: nonNilStrings(resp.Sources), Entries: []entry{}, Aggregates: []agg{}, NoLeader: resp.NoLeader, Exercise: mode.GetExercise(),
+			Partial: resp.Partial}
+		if len(resp.Peers) > 0 {
+			doc.Peers = peersJSON(resp.Peers)
 		}
-		inPicture := map[string]int64{}
 		for _, e := range resp.Entries {
 			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, unanswered[e.Source], nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut})
-			inPicture[e.Source]++
-		}
-		// A peer's count is its entries in the picture, not what the check of who answers
-		// (one record of each) gave.
-		for i := range doc.Peers {
-			doc.Peers[i].Count = inPicture[doc.Peers[i].TrustDomain]
 		}
 		for _, a := range resp.Aggregates {
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
@@ -581,8 +580,10 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			fmt.Fprintf(w, "\nThe sums count %d entries marked CACHED: the last copy of a source that does not answer now.\n", cached)
 		}
 	}
-	if now != nil && len(now.Peers) > 0 {
-		printPeerStates(w, mode, now.Peers, now.Partial, false)
+	if len(resp.Peers) > 0 {
+		printPeerStates(w, mode, resp.Peers, resp.Partial, false)
+	} else if resp.Partial {
+		fmt.Fprintln(w, "\nPARTIAL: the node could not ask its peers whether they answer now (its log says why): what is shown of theirs is what they sent before.")
 	}
 	return nil
 }

@@ -120,6 +120,16 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "oekriane").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "oekriane" now: check the spelling`) {
 		t.Errorf("picture of a crisis nothing names: stderr %q", r.stderr)
 	}
+	// With -o json too, a script's sums of 0 are not taken for the crisis's; --fail-on-partial
+	// fails on it, and not on a crisis that is named.
+	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "oekriane", "-o", "json").want(t, 0); !strings.Contains(r.stderr, `no record here or from a partner names crisis "oekriane" now: check the spelling`) ||
+		json.Unmarshal([]byte(r.stdout), &pic) != nil {
+		t.Errorf("picture -o json of a crisis nothing names: stderr %q, stdout %q", r.stderr, r.stdout)
+	}
+	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "oekriane", "-o", "json", "--fail-on-partial").want(t, 3); !strings.Contains(r.stderr, `names crisis "oekriane"`) {
+		t.Errorf("picture --fail-on-partial of a crisis nothing names: stderr %q", r.stderr)
+	}
+	cli(t, nil, "", "picture", "--node", addr, "--crisis", "oekraine", "-o", "json", "--fail-on-partial").want(t, 0)
 	// One no record can name is refused at the flag.
 	if r := cli(t, nil, "", "picture", "--node", addr, "--crisis", "Oekraine").want(t, 1); !strings.Contains(r.stderr, `--crisis: "Oekraine" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine (InvalidArgument)`) {
 		t.Errorf("picture of a crisis no record can name: stderr %q", r.stderr)
@@ -127,19 +137,24 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 }
 
 // TestPeerStatesSayHowOldTheCopyIs: a peer that did not answer is served from a copy whose note
-// says its age, that it is current while the feed is open, or that there is none.
+// says its age, how long since its feed, still open, last spoke (a peer that hangs: not
+// current), or that there is none; and PARTIAL names each.
 func TestPeerStatesSayHowOldTheCopyIs(t *testing.T) {
 	var b strings.Builder
 	printPeerStates(&b, nil, []*pb.PeerStatus{
-		{Peer: "lcvs", State: "timed_out", Count: 3, FeedOpen: true, Error: "deadline"},
+		{Peer: "lcvs", State: "timed_out", Count: 3, FeedOpen: true, CacheAgeMs: 2_400, Error: "deadline"},
 		{Peer: "ncc", State: "unreachable", Count: 2, CacheAgeMs: 90_000, Error: "refused"},
 		{Peer: "vrz", State: "unreachable", Error: "refused"},
 	}, true, true)
 	out := b.String()
-	for _, want := range []string{"served from cache, current (its feed is open); deadline", "served from cache, 1m30s old; refused", "no copy: it never sent this node anything; refused"} {
+	for _, want := range []string{"served from cache as of its feed's last message, 2s ago (the feed is still open); deadline", "served from cache, 1m30s old; refused",
+		"no copy: it never sent this node anything; refused", "PARTIAL: lcvs, ncc, vrz did not answer"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the peer states lack %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "current") {
+		t.Errorf("a peer that timed out is called current:\n%s", out)
 	}
 }
 
@@ -148,6 +163,7 @@ func TestPeerStatesSayHowOldTheCopyIs(t *testing.T) {
 func TestFailOnPartial(t *testing.T) {
 	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
 	a, b := f.Org("a"), f.Org("b")
+	b.Put(t, fedtest.Sitrep("s1", "oekraine", pb.Classification_INTERNAL, "v1")) // a picture of a crisis nothing names fails too
 	addr := "unix://" + b.SocketPath()
 	for _, args := range [][]string{{"search", "--crisis", "oekraine"}, {"picture", "--crisis", "oekraine"}} {
 		cli(t, nil, "", append(args, "--fail-on-partial", "--node", addr)...).want(t, 0)
@@ -190,10 +206,10 @@ func TestPrintPictureDeniedPeer(t *testing.T) {
 	resp := &pb.PictureResponse{Crisis: "oekraine", Sources: []string{"ncc.crisis.test"}, Entries: []*pb.PictureEntry{
 		{Kind: "sitrep", Region: "NL", Key: "landelijk", Source: "ncc.crisis.test", Record: &pb.Record{Id: "landelijk", Body: []byte(`{"title":"Landelijk beeld"}`)}},
 	}}
-	now := &pb.SearchResponse{Partial: true, Peers: []*pb.PeerStatus{{Peer: "ncc", TrustDomain: "ncc.crisis.test", State: "denied", Count: 1, CacheAgeMs: 60000,
-		Error: "it refuses this node: this partner removed you, or has not accepted your answer yet"}}}
+	resp.Partial, resp.Peers = true, []*pb.PeerStatus{{Peer: "ncc", TrustDomain: "ncc.crisis.test", State: "denied", Count: 1, CacheAgeMs: 60000,
+		Error: "it refuses this node: this partner removed you, or has not accepted your answer yet"}}
 	var b strings.Builder
-	if err := printPicture(&b, "", resp, nil, now); err != nil {
+	if err := printPicture(&b, "", resp, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -202,7 +218,7 @@ func TestPrintPictureDeniedPeer(t *testing.T) {
 		t.Errorf("the picture with ncc refusing this node:\n%s", out)
 	}
 	b.Reset()
-	if err := printPicture(&b, "", &pb.PictureResponse{Crisis: "oekraine", Phase: "cold"}, nil, nil); err != nil {
+	if err := printPicture(&b, "", &pb.PictureResponse{Crisis: "oekraine", Phase: "cold"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if out := b.String(); !strings.Contains(out, "sources: none: no record of this crisis here or from a partner\n") {

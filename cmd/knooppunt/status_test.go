@@ -237,9 +237,9 @@ func TestPrintPictureMarksCachedEntries(t *testing.T) {
 			{Kind: "qa", Region: "NL", Key: "qa-1", Source: "lcvs.crisis.test", Record: &pb.Record{Id: "qa-1", Body: []byte(`{"question":"Werk?"}`)}},
 		},
 		Aggregates: []*pb.Aggregate{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR09", Sum: 7, Records: 2}}}
-	now := &pb.SearchResponse{Partial: true, Peers: []*pb.PeerStatus{{Peer: "lcvs", TrustDomain: "lcvs.crisis.test", State: "unreachable"}}}
+	resp.Partial, resp.Peers = true, []*pb.PeerStatus{{Peer: "lcvs", TrustDomain: "lcvs.crisis.test", State: "unreachable", Count: 2}}
 	var b strings.Builder
-	if err := printPicture(&b, "", resp, nil, now); err != nil {
+	if err := printPicture(&b, "", resp, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -250,7 +250,7 @@ func TestPrintPictureMarksCachedEntries(t *testing.T) {
 	// -o json says it of each entry, and of each peer its trust domain (the entries' source) and
 	// its entries in the picture.
 	b.Reset()
-	if err := printPicture(&b, "json", resp, nil, now); err != nil {
+	if err := printPicture(&b, "json", resp, nil); err != nil {
 		t.Fatal(err)
 	}
 	var doc struct {
@@ -284,7 +284,7 @@ func TestPrintPictureMarksShortenedEntries(t *testing.T) {
 		{Kind: "sitrep", Region: "NL", Key: "s2", Source: "ncc.crisis.test", Record: &pb.Record{Id: "s2", Body: []byte(`{"title":"Verslag 2","summary":"kort"}`)}},
 	}}
 	var b strings.Builder
-	if err := printPicture(&b, "", resp, nil, nil); err != nil {
+	if err := printPicture(&b, "", resp, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -293,7 +293,7 @@ func TestPrintPictureMarksShortenedEntries(t *testing.T) {
 		t.Errorf("the picture with one entry shortened:\n%s", out)
 	}
 	b.Reset()
-	if err := printPicture(&b, "json", resp, nil, nil); err != nil {
+	if err := printPicture(&b, "json", resp, nil); err != nil {
 		t.Fatal(err)
 	}
 	var doc struct {
