@@ -393,7 +393,8 @@ crisis (a misspelt --crisis or --exercise). A script that exports the sums can t
 			if err != nil {
 				return err
 			}
-			if stale != 0 && (stale < time.Second || stale > math.MaxInt32*time.Second) {
+			// 0s given is not left out: it would silently mean each kind's own limit.
+			if (stale != 0 || cmd.Flags().Changed("stale-after")) && (stale < time.Second || stale > math.MaxInt32*time.Second) {
 				return fmt.Errorf("--stale-after: %s: use 1s or more (such as 12h), or leave it out for each kind's own stale_after", stale)
 			}
 			return f.call(func(conn *grpc.ClientConn) error {

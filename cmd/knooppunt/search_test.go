@@ -180,7 +180,7 @@ func TestFailOnPartial(t *testing.T) {
 // TestPictureStaleAfterRefused: a --stale-after under a second would reach the node as 0, each
 // kind's own limit: it is refused, naming the flag.
 func TestPictureStaleAfterRefused(t *testing.T) {
-	for _, v := range []string{"500ms", "-1h"} {
+	for _, v := range []string{"500ms", "-1h", "0s"} {
 		if r := cli(t, nil, "", "picture", "--crisis", "oekraine", "--stale-after", v, "--node", "unix:///nonexistent.sock").want(t, 1); !strings.Contains(r.stderr, "--stale-after: ") || !strings.Contains(r.stderr, "use 1s or more") {
 			t.Errorf("picture --stale-after %s: %q", v, r.stderr)
 		}
