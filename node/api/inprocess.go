@@ -6,6 +6,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -162,6 +163,7 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 	// grpc.Header and grpc.Trailer options, as over a socket.
 	st := &unaryStream{method: method}
 	resp, err := md.Handler(s.impl, grpc.NewContextWithServerTransportStream(ctx, st), dec, interceptor)
+	st.mu.Lock()
 	for _, o := range opts {
 		switch o := o.(type) {
 		case grpc.HeaderCallOption:
@@ -170,6 +172,7 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 			*o.TrailerAddr = st.trailer
 		}
 	}
+	st.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -186,19 +189,25 @@ func (p *InProcess) Invoke(ctx context.Context, method string, args, reply any, 
 }
 
 // unaryStream is a unary call's grpc.ServerTransportStream on the channel: it keeps the
-// metadata the handler sets for the caller.
+// metadata the handler sets for the caller. A handler may set it from goroutines of its own
+// (Picture searches beside its reads), as a socket's stream allows.
 type unaryStream struct {
 	method          string
+	mu              sync.Mutex
 	header, trailer metadata.MD
 }
 
 func (s *unaryStream) Method() string { return s.method }
 func (s *unaryStream) SetHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.header = metadata.Join(s.header, md)
 	return nil
 }
 func (s *unaryStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
 func (s *unaryStream) SetTrailer(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.trailer = metadata.Join(s.trailer, md)
 	return nil
 }

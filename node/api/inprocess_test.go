@@ -5,13 +5,16 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -274,5 +277,48 @@ func TestInProcessStreams(t *testing.T) {
 	}
 	if _, err := stream.Recv(); status.Code(err) != codes.Canceled {
 		t.Errorf("Recv after cancel: %v, want Canceled", err)
+	}
+}
+
+// trailing is an AuditService whose List sets a header and, from two goroutines at once, a
+// trailer each: what a handler sets must reach the caller as over a socket.
+type trailing struct {
+	pb.UnimplementedAuditServiceServer
+}
+
+func (trailing) List(ctx context.Context, _ *pb.ListAuditRequest) (*pb.ListAuditResponse, error) {
+	if err := grpc.SetHeader(ctx, metadata.Pairs("h", "1")); err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	for _, v := range []string{"a", "b"} {
+		wg.Go(func() { grpc.SetTrailer(ctx, metadata.Pairs("t", v)) })
+	}
+	wg.Wait()
+	return &pb.ListAuditResponse{}, nil
+}
+
+// TestInProcessPassesHeadersAndTrailers: a unary handler's headers and trailers reach the
+// caller's grpc.Header and grpc.Trailer, set from goroutines of the handler too (-race).
+func TestInProcessPassesHeadersAndTrailers(t *testing.T) {
+	c := config.Default()
+	c.Org = "a.crisis.test"
+	c.Roles = []config.RoleBinding{{ID: "spiffe://a.crisis.test/user/olga", Role: config.RoleOfficer}}
+	a, err := api.NewAccess(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ch := api.NewInProcess(api.NewAuthorizer(a, log), api.LogUnary(log))
+	pb.RegisterAuditServiceServer(ch, trailing{})
+	var header, trailer metadata.MD
+	ctx := api.AsPerson(context.Background(), spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"))
+	if _, err := pb.NewAuditServiceClient(ch).List(ctx, &pb.ListAuditRequest{}, grpc.Header(&header), grpc.Trailer(&trailer)); err != nil {
+		t.Fatal(err)
+	}
+	got := trailer.Get("t")
+	slices.Sort(got)
+	if !slices.Equal(header.Get("h"), []string{"1"}) || !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("header %v, trailer %v; want h=1 and t=a, t=b", header, trailer)
 	}
 }
