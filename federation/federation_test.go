@@ -1988,3 +1988,36 @@ func TestPictureIsBoundedInBytes(t *testing.T) {
 		t.Errorf("beds_free sums %v, want 37 in VR09 and NL", sums)
 	}
 }
+
+// TestPictureCarriesWhatDisagreeingSourcesReport: when two orgs report one municipality
+// otherwise, the recipient's picture shows the latest record and carries, beside it, the other
+// source's record with its figures, as the recipient holds it (the field the policy redacts is
+// absent), so that a coordinator sees both figures without a second search.
+func TestPictureCarriesWhatDisagreeingSourcesReport(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	const crisis = "tegenstrijdig"
+	a.Approve(t, policyDoc("capacity-to-b", spiffeOf(b), "shelter.capacity", "internal", "redact: [body.contact_phone]\n"))
+	a.Put(t, &pb.Record{Id: "shelter-goes", Kind: "shelter.capacity", Crisis: crisis, Region: "VR19", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"municipality":"Goes","beds_total":40,"beds_free":1,"contact_phone":"0113 000000"}`)})
+	waitHeld(t, b, crisis, a.TD.Name(), map[string]int64{"shelter-goes": 1}, "b receives a's shelter in Goes")
+	b.Put(t, &pb.Record{Id: "opvang-goes", Kind: "shelter.capacity", Crisis: crisis, Region: "VR19", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"municipality":"Goes","beds_total":40,"beds_free":15}`)})
+
+	pic := b.Picture(t, crisis)
+	if len(pic.Entries) != 1 {
+		t.Fatalf("b's picture has %d entries, want Goes alone: %v", len(pic.Entries), pic.Entries)
+	}
+	e := pic.Entries[0]
+	if e.Source != b.TD.Name() || !slices.Equal(e.Conflict, []string{a.TD.Name()}) || len(e.Disagreeing) != 1 {
+		t.Fatalf("Goes: source %s, conflict %q, %d records of the sources that disagree; want b's, a's, one", e.Source, e.Conflict, len(e.Disagreeing))
+	}
+	other := e.Disagreeing[0]
+	var body map[string]any
+	if err := json.Unmarshal(other.GetBody(), &body); err != nil || other.GetOrigin() != a.TD.Name() || other.GetId() != "shelter-goes" || body["beds_free"] != 1.0 || body["beds_total"] != 40.0 {
+		t.Errorf("a's record beside b's: %s/%s %s (%v); want a's shelter-goes with beds_free 1", other.GetOrigin(), other.GetId(), other.GetBody(), err)
+	}
+	if _, ok := body["contact_phone"]; ok {
+		t.Errorf("a's record beside b's holds the field a's policy redacts: %s", other.GetBody())
+	}
+}

@@ -21,6 +21,9 @@ const largeValue = 1 << 10
 
 // fitPicture keeps a picture within max bytes, so that a crisis with many large records (a
 // partner's long situation reports) still has a picture, and one that the client takes in. It
+// leaves out first the records of the sources that disagree with an entry (disagreeing), all of
+// an entry's at once, entry by entry from the largest down: the entry still names those sources
+// (conflict), and its own record stays whole. Then it
 // leaves out values of the largest bodies first: in a first pass the values over largeValue, in
 // a second every value, entry by entry from the largest body down, until the picture fits; an
 // alert's body stays whole, and so do a shared assessment's and its responses'. Each
@@ -31,6 +34,26 @@ func fitPicture(resp *pb.PictureResponse, max int) error {
 	size := proto.Size(resp)
 	if size <= max {
 		return nil
+	}
+	others := make([]int, 0, len(resp.Entries))
+	othersSize := make([]int, len(resp.Entries))
+	for i, e := range resp.Entries {
+		for _, r := range e.Disagreeing {
+			othersSize[i] += proto.Size(r)
+		}
+		if len(e.Disagreeing) > 0 {
+			others = append(others, i)
+		}
+	}
+	slices.SortStableFunc(others, func(a, b int) int { return othersSize[b] - othersSize[a] })
+	for _, i := range others {
+		if size <= max {
+			return nil
+		}
+		e := resp.Entries[i]
+		before := proto.Size(e)
+		e.Disagreeing = nil
+		size -= before - proto.Size(e)
 	}
 	order := make([]int, len(resp.Entries))
 	for i := range order {

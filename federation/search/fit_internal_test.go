@@ -84,3 +84,49 @@ func TestFitPicture(t *testing.T) {
 		t.Errorf("a picture that cannot fit: %v", err)
 	}
 }
+
+// TestFitPictureLeavesOutDisagreeingFirst: a picture over its bound first leaves out the records
+// of the sources that disagree with an entry, all of an entry's at once and the largest first,
+// before any entry's body loses a value; each entry still names those sources.
+func TestFitPictureLeavesOutDisagreeingFirst(t *testing.T) {
+	entry := func(id string, summary int, others ...int) *pb.PictureEntry {
+		e := &pb.PictureEntry{Kind: "sitrep", Key: id, Source: "a.crisis.test", Record: &pb.Record{Id: id,
+			Body: fmt.Appendf(nil, `{"title":"%s","summary":"%s"}`, id, strings.Repeat("x", summary))}}
+		for i, n := range others {
+			src := fmt.Sprintf("%c.crisis.test", 'b'+i)
+			e.Conflict = append(e.Conflict, src)
+			e.Disagreeing = append(e.Disagreeing, &pb.Record{Id: id, Origin: src, Body: fmt.Appendf(nil, `{"title":"%s","summary":"%s"}`, id, strings.Repeat("y", n))})
+		}
+		return e
+	}
+	resp := &pb.PictureResponse{Crisis: "c", Entries: []*pb.PictureEntry{entry("small", 100, 200), entry("big", 50_000, 30_000, 20_000), entry("mid", 20_000, 10_000)}}
+	// Room for all but the 50,000 bytes of big's disagreeing records: those alone go.
+	max := proto.Size(resp) - 45_000
+	if err := fitPicture(resp, max); err != nil {
+		t.Fatal(err)
+	}
+	if size := proto.Size(resp); size > max {
+		t.Errorf("%d bytes, over %d", size, max)
+	}
+	for _, e := range resp.Entries {
+		wantOthers := map[string]int{"small": 1, "big": 0, "mid": 1}[e.Key]
+		if len(e.Disagreeing) != wantOthers || len(e.FieldsLeftOut) != 0 || e.Conflict == nil {
+			t.Errorf("%s: %d records of disagreeing sources, want %d; left out %q; conflict %q", e.Key, len(e.Disagreeing), wantOthers, e.FieldsLeftOut, e.Conflict)
+		}
+	}
+	// Room for less than the entries whole: every disagreeing record goes before a body is
+	// shortened.
+	max = proto.Size(resp) - 15_000
+	if err := fitPicture(resp, max); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range resp.Entries {
+		want := []string(nil)
+		if e.Key == "big" {
+			want = []string{"summary"}
+		}
+		if len(e.Disagreeing) != 0 || !slices.Equal(e.FieldsLeftOut, want) || len(e.Conflict) == 0 {
+			t.Errorf("%s: %d records of disagreeing sources, left out %q, conflict %q", e.Key, len(e.Disagreeing), e.FieldsLeftOut, e.Conflict)
+		}
+	}
+}

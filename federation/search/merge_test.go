@@ -159,6 +159,15 @@ type refEntry struct {
 	stale             bool
 	conflict          []string
 	leftOut           []string
+	// disagreeing is, for each source in conflict, its latest record in the slot, as
+	// describeRecord writes it.
+	disagreeing []string
+}
+
+// describeRecord is a record as the reference model compares it: its origin, id, version and
+// body as written.
+func describeRecord(r *pb.Record) string {
+	return fmt.Sprintf("%s/%s v%d %s", r.GetOrigin(), r.GetId(), r.GetVersion(), r.GetBody())
 }
 
 // refStats counts what a random picture reached, so that the test can tell whether its draw
@@ -266,6 +275,7 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 			st.never++
 		}
 		seen := map[string]bool{top.Source: true}
+		latestOf := map[string]*pb.Record{}
 		for _, it := range recs[1:] {
 			if seen[it.Source] {
 				// Not that source's latest record of the slot: neither shown nor counted, and named.
@@ -273,6 +283,7 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 				continue
 			}
 			seen[it.Source] = true
+			latestOf[it.Source] = it.Record
 			if canonical(it.Record.Body) != canonical(top.Record.Body) {
 				e.conflict = append(e.conflict, it.Source)
 			} else {
@@ -289,6 +300,9 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 			st.stale++
 		}
 		sort.Strings(e.conflict)
+		for _, src := range e.conflict {
+			e.disagreeing = append(e.disagreeing, describeRecord(latestOf[src]))
+		}
 		sort.Strings(e.leftOut)
 		if len(e.leftOut) > 0 {
 			st.leftOut++
@@ -335,6 +349,9 @@ func comparePicture(got *pb.PictureResponse, entries []refEntry, sums map[[3]str
 		g, w := got.Entries[i], entries[i]
 		have := refEntry{kind: g.Kind, region: g.Region, key: g.Key, source: g.Source, id: g.Record.GetId(),
 			version: g.Record.GetVersion(), ageS: g.AgeS, stale: g.Stale, conflict: g.Conflict, leftOut: g.LeftOut}
+		for _, r := range g.Disagreeing {
+			have.disagreeing = append(have.disagreeing, describeRecord(r))
+		}
 		if fmt.Sprint(have) != fmt.Sprint(w) {
 			diffs = append(diffs, fmt.Sprintf("entry %d is\n\t%+v, want\n\t%+v", i, have, w))
 		}
@@ -384,7 +401,7 @@ func describeItems(items []search.Item) string {
 // and without aggregable fields, in regions and nationally, keyed by municipality or id, with
 // versions and times around the stale limit, which some kinds do not have: never stale) and checks that Merge agrees with the reference
 // model on the latest record of every slot, every sum per region and for NL, the disagreement
-// flags and the stale flags; and that Merge's answer does not depend on the order of its input.
+// flags with the records of the sources that disagree, and the stale flags; and that Merge's answer does not depend on the order of its input.
 func TestMergeAgreesWithReference(t *testing.T) {
 	trials := 3000
 	if testing.Short() {

@@ -863,7 +863,7 @@ func StaleAfter(d time.Duration) func(kind string) time.Duration {
 // source, then the id, that sorts first). The entry is stale when it is more than
 // staleAfter(its kind) older than now (never when that is negative: record.NeverStale), and its
 // conflict lists every other source whose own latest record in the slot has a body that is a
-// different JSON value. For the aggregable fields of each kind, the entries' numbers are summed
+// different JSON value, and disagreeing those records, in that order. For the aggregable fields of each kind, the entries' numbers are summed
 // per region and for the whole country (NL), where a record of region NL counts once. The
 // result does not depend on the order of items.
 func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAfter func(kind string) time.Duration) *pb.PictureResponse {
@@ -931,6 +931,9 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			}
 		}
 		sort.Strings(e.Conflict)
+		for _, src := range e.Conflict {
+			e.Disagreeing = append(e.Disagreeing, bySource[k][src].Record)
+		}
 		if lo := leftOut[k]; len(lo) > 0 {
 			e.LeftOut = slices.Sorted(slices.Values(lo))
 		}

@@ -1613,8 +1613,15 @@ type PictureEntry struct {
 	// fingerprint of the picture (a shared assessment's) hashes, so that it does not depend on
 	// what an answer left out.
 	WholeBodySha256 []byte `protobuf:"bytes,13,opt,name=whole_body_sha256,json=wholeBodySha256" json:"whole_body_sha256,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// disagreeing holds, for each source in conflict and in the same order, that source's latest
+	// record in the slot: the figures it reports instead, so that a reader sees them without a
+	// second search. A record's origin names its source. They are the copies this node holds, as
+	// search shows them, and are whole: never shortened (fields_left_out is of record alone). Empty
+	// when conflict is; and empty, with conflict set, when the answer left them out to stay within
+	// its bound (before it leaves out any entry's body values, the largest first).
+	Disagreeing   []*Record `protobuf:"bytes,14,rep,name=disagreeing" json:"disagreeing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PictureEntry) Reset() {
@@ -1734,6 +1741,13 @@ func (x *PictureEntry) GetFieldsLeftOut() []string {
 func (x *PictureEntry) GetWholeBodySha256() []byte {
 	if x != nil {
 		return x.WholeBodySha256
+	}
+	return nil
+}
+
+func (x *PictureEntry) GetDisagreeing() []*Record {
+	if x != nil {
+		return x.Disagreeing
 	}
 	return nil
 }
@@ -2120,7 +2134,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
 	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x12&\n" +
-	"\x0fskip_peer_check\x18\x04 \x01(\bR\rskipPeerCheck\"\xa1\x03\n" +
+	"\x0fskip_peer_check\x18\x04 \x01(\bR\rskipPeerCheck\"\xd9\x03\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -2136,7 +2150,8 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\vreceived_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12&\n" +
 	"\x0ffields_left_out\x18\f \x03(\tR\rfieldsLeftOut\x12*\n" +
-	"\x11whole_body_sha256\x18\r \x01(\fR\x0fwholeBodySha256\"y\n" +
+	"\x11whole_body_sha256\x18\r \x01(\fR\x0fwholeBodySha256\x126\n" +
+	"\vdisagreeing\x18\x0e \x03(\v2\x14.knooppunt.v1.RecordR\vdisagreeing\"y\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
@@ -2243,32 +2258,33 @@ var file_knooppunt_v1_federation_proto_depIdxs = []int32{
 	28, // 22: knooppunt.v1.PictureRequest.mode:type_name -> knooppunt.v1.Mode
 	29, // 23: knooppunt.v1.PictureEntry.record:type_name -> knooppunt.v1.Record
 	26, // 24: knooppunt.v1.PictureEntry.received_at:type_name -> google.protobuf.Timestamp
-	21, // 25: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
-	22, // 26: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
-	24, // 27: knooppunt.v1.PictureResponse.removals:type_name -> knooppunt.v1.PictureRemoval
-	18, // 28: knooppunt.v1.PictureResponse.peers:type_name -> knooppunt.v1.PeerStatus
-	26, // 29: knooppunt.v1.PictureRemoval.at:type_name -> google.protobuf.Timestamp
-	7,  // 30: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
-	10, // 31: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
-	12, // 32: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
-	2,  // 33: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
-	4,  // 34: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
-	0,  // 35: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
-	16, // 36: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
-	20, // 37: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
-	8,  // 38: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
-	11, // 39: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
-	13, // 40: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
-	3,  // 41: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
-	6,  // 42: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
-	30, // 43: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
-	19, // 44: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
-	23, // 45: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
-	38, // [38:46] is the sub-list for method output_type
-	30, // [30:38] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	29, // 25: knooppunt.v1.PictureEntry.disagreeing:type_name -> knooppunt.v1.Record
+	21, // 26: knooppunt.v1.PictureResponse.entries:type_name -> knooppunt.v1.PictureEntry
+	22, // 27: knooppunt.v1.PictureResponse.aggregates:type_name -> knooppunt.v1.Aggregate
+	24, // 28: knooppunt.v1.PictureResponse.removals:type_name -> knooppunt.v1.PictureRemoval
+	18, // 29: knooppunt.v1.PictureResponse.peers:type_name -> knooppunt.v1.PeerStatus
+	26, // 30: knooppunt.v1.PictureRemoval.at:type_name -> google.protobuf.Timestamp
+	7,  // 31: knooppunt.v1.FederationService.Describe:input_type -> knooppunt.v1.DescribeRequest
+	10, // 32: knooppunt.v1.FederationService.Query:input_type -> knooppunt.v1.QueryRequest
+	12, // 33: knooppunt.v1.FederationService.Subscribe:input_type -> knooppunt.v1.SubscribeRequest
+	2,  // 34: knooppunt.v1.FederationService.Witness:input_type -> knooppunt.v1.WitnessRequest
+	4,  // 35: knooppunt.v1.FederationService.Heads:input_type -> knooppunt.v1.HeadsRequest
+	0,  // 36: knooppunt.v1.FederationService.FetchFile:input_type -> knooppunt.v1.FetchFileRequest
+	16, // 37: knooppunt.v1.SearchService.Search:input_type -> knooppunt.v1.SearchRequest
+	20, // 38: knooppunt.v1.SearchService.Picture:input_type -> knooppunt.v1.PictureRequest
+	8,  // 39: knooppunt.v1.FederationService.Describe:output_type -> knooppunt.v1.DescribeResponse
+	11, // 40: knooppunt.v1.FederationService.Query:output_type -> knooppunt.v1.SharedRecord
+	13, // 41: knooppunt.v1.FederationService.Subscribe:output_type -> knooppunt.v1.FeedEvent
+	3,  // 42: knooppunt.v1.FederationService.Witness:output_type -> knooppunt.v1.WitnessResponse
+	6,  // 43: knooppunt.v1.FederationService.Heads:output_type -> knooppunt.v1.HeadsResponse
+	30, // 44: knooppunt.v1.FederationService.FetchFile:output_type -> knooppunt.v1.FileData
+	19, // 45: knooppunt.v1.SearchService.Search:output_type -> knooppunt.v1.SearchResponse
+	23, // 46: knooppunt.v1.SearchService.Picture:output_type -> knooppunt.v1.PictureResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_federation_proto_init() }
