@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -51,6 +52,26 @@ func (c *pictureCells) what(e *pb.PictureEntry) string {
 func (c *pictureCells) summary(e *pb.PictureEntry) string {
 	whole := record.RowSummary(e.Record.Body, 0, c.figures[e.Kind], e.Key)
 	return c.fit(whole, 60)
+}
+
+// disagreeing is a line for each source that disagrees with the entry, to go under its row: what
+// the source reports instead, its figures first, and which of its records says it, of which
+// version, how long ago. A source whose record the answer left out to stay within its bound is
+// named, with the search that shows it.
+func (c *pictureCells) disagreeing(e *pb.PictureEntry, now time.Time) []string {
+	var lines []string
+	for _, r := range e.Disagreeing {
+		says := c.fit(record.RowSummary(r.Body, 0, c.figures[e.Kind], e.Key), 60)
+		ago := roughly(max(now.Sub(r.GetUpdatedAt().AsTime()), 0))
+		lines = append(lines, fmt.Sprintf("%s says: %s (%s, v%d, %s ago)", r.Origin, says, r.Id, r.Version, ago))
+	}
+	if len(e.Disagreeing) == 0 {
+		for _, src := range e.Conflict {
+			lines = append(lines, fmt.Sprintf("%s says otherwise: its record was left out to keep the picture within its bound; `knooppunt search --origin %s --crisis %s --kind %s --region %s` shows it",
+				src, src, e.Record.GetCrisis(), record.OneLine(e.Kind), record.OneLine(e.Region)))
+		}
+	}
+	return lines
 }
 
 func (c *pictureCells) fit(s string, n int) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -479,6 +480,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			Record   record.JSON `json:"record"`
 			// FieldsLeftOut: the body fields the answer left out to stay within its bound.
 			FieldsLeftOut []string `json:"fields_left_out,omitempty"`
+			// Disagreeing: for each source in Conflict, in its order, its latest record of the
+			// slot, with the figures it reports instead.
+			Disagreeing []record.JSON `json:"disagreeing,omitempty"`
 		}
 		type agg struct {
 			Kind    string  `json:"kind"`
@@ -509,7 +513,11 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			doc.Peers = peersJSON(resp.Peers)
 		}
 		for _, e := range resp.Entries {
-			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, unanswered[e.Source], nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut})
+			var others []record.JSON
+			for _, r := range e.Disagreeing {
+				others = append(others, record.ToJSON(r))
+			}
+			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, unanswered[e.Source], nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut, others})
 		}
 		for _, a := range resp.Aggregates {
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
@@ -532,7 +540,13 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 	}
 	cached, shortened := 0, 0
 	cells := newPictureCells(format, resp.Aggregates)
-	tw := newModeTable(w, mode)
+	// The rows go through a table of their own, so that the lines under a row that say what
+	// disagreeing sources report do not break its columns; each row is one line.
+	if b := modeBanner(mode); b != "" {
+		fmt.Fprintln(w, b)
+	}
+	var rows bytes.Buffer
+	tw := newTable(&rows)
 	fmt.Fprintln(tw, "KIND\tREGION\tWHAT\tSOURCE\tAGE\tFLAGS\tSUMMARY")
 	for _, e := range resp.Entries {
 		var flags []string
@@ -562,9 +576,18 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			flags = append(flags, "SHORTENED:"+strings.Join(e.FieldsLeftOut, ","))
 			shortened++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", record.OneLine(e.Kind), record.OneLine(e.Region), cells.what(e), e.Source, (time.Duration(e.AgeS) * time.Second).String(), strings.Join(flags, " "), cells.summary(e))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", record.OneLine(e.Kind), record.OneLine(e.Region), cells.what(e), e.Source, (time.Duration(e.AgeS) * time.Second).String(), record.OneLine(strings.Join(flags, " ")), cells.summary(e))
 	}
 	tw.Flush()
+	lines := strings.SplitAfter(rows.String(), "\n")
+	io.WriteString(w, lines[0])
+	now := time.Now()
+	for i, e := range resp.Entries {
+		io.WriteString(w, lines[i+1])
+		for _, line := range cells.disagreeing(e, now) {
+			fmt.Fprintln(terminalSafe{w}, "    "+line)
+		}
+	}
 	cells.noteCut(w)
 	if shortened > 0 {
 		fmt.Fprintf(w, "\n%d entries are SHORTENED: the picture left out their long fields to stay within %d MiB; the sums count them whole, and `knooppunt search --id ID --origin SOURCE` shows them whole.\n", shortened, search.MaxAnswerBytes>>20)

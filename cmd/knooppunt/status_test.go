@@ -350,3 +350,59 @@ func TestPrintRecordsMarksDocumentsNotInForce(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintPictureSaysWhatDisagreeingSourcesReport: under a row flagged DISAGREES, the table
+// says for each such source what it reports instead, its figures first, with its record's id,
+// version and age, and the columns of the rows around it stay aligned; one whose record the
+// answer left out is named with the search that shows it; -o json gives the records under the
+// entry.
+func TestPrintPictureSaysWhatDisagreeingSourcesReport(t *testing.T) {
+	lcvs := &pb.Record{Id: "shelter-goes", Origin: "lcvs.crisis.test", Version: 3, UpdatedAt: timestamppb.New(time.Now().Add(-2 * time.Hour)),
+		Body: []byte(`{"municipality":"Goes","location":"Sporthal","beds_total":40,"beds_free":1}`)}
+	resp := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{
+		{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: "vr-zeeland.crisis.test", Conflict: []string{"lcvs.crisis.test"}, Disagreeing: []*pb.Record{lcvs},
+			Record: &pb.Record{Id: "opvang-goes", Crisis: "oekraine", Body: []byte(`{"municipality":"Goes","beds_total":40,"beds_free":15}`)}},
+		{Kind: "shelter.capacity", Region: "VR19", Key: "Hulst", Source: "vr-zeeland.crisis.test", Conflict: []string{"lcvs.crisis.test"},
+			Record: &pb.Record{Id: "opvang-hulst", Crisis: "oekraine", Body: []byte(`{"municipality":"Hulst","beds_free":4}`)}},
+		{Kind: "shelter.capacity", Region: "VR19", Key: "Middelburg", Source: "vr-zeeland.crisis.test",
+			Record: &pb.Record{Id: "opvang-middelburg", Crisis: "oekraine", Body: []byte(`{"municipality":"Middelburg","beds_free":7}`)}},
+	}, Aggregates: []*pb.Aggregate{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 26, Records: 3}, {Kind: "shelter.capacity", Field: "beds_total", Region: "VR19", Sum: 40, Records: 1}}}
+	var b strings.Builder
+	if err := printPicture(&b, "", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	goes := lineWith(out, "  Goes  ")
+	says := "    lcvs.crisis.test says: beds_free 1 · beds_total 40 · location Sporthal (shelter-goes, v3, 2h0m ago)\n"
+	if !strings.Contains(goes, "DISAGREES:lcvs.crisis.test") || !strings.Contains(out, goes+says) {
+		t.Errorf("the row of Goes is not followed by what lcvs reports:\n%s", out)
+	}
+	hulst := lineWith(out, "  Hulst  ")
+	if !strings.Contains(out, hulst+"    lcvs.crisis.test says otherwise: its record was left out to keep the picture within its bound; `knooppunt search --origin lcvs.crisis.test --crisis oekraine --kind shelter.capacity --region VR19` shows it\n") {
+		t.Errorf("the row of Hulst does not say how to see what lcvs reports:\n%s", out)
+	}
+	// The summaries start in one column, in the header and in every row.
+	col := strings.Index(lineWith(out, "SUMMARY"), "SUMMARY")
+	for _, row := range []string{goes, hulst, lineWith(out, "  Middelburg  ")} {
+		if strings.Index(row, "beds_free") != col {
+			t.Errorf("a row's summary does not start under SUMMARY (column %d):\n%s", col, out)
+		}
+	}
+	b.Reset()
+	if err := printPicture(&b, "json", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Entries []struct {
+			Disagreeing []struct {
+				Origin string         `json:"origin"`
+				ID     string         `json:"id"`
+				Body   map[string]any `json:"body"`
+			} `json:"disagreeing"`
+		}
+	}
+	if err := json.Unmarshal([]byte(b.String()), &doc); err != nil || len(doc.Entries) != 3 || len(doc.Entries[0].Disagreeing) != 1 ||
+		doc.Entries[0].Disagreeing[0].Origin != "lcvs.crisis.test" || doc.Entries[0].Disagreeing[0].Body["beds_free"] != 1.0 || doc.Entries[1].Disagreeing != nil {
+		t.Errorf("picture -o json (%v):\n%s", err, b.String())
+	}
+}
