@@ -17,8 +17,10 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/node/proctest"
 	"github.com/knooppunt/knooppunt/node/record"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestBrowser signs in with a real browser (headless chromium) through the provider, reads the
@@ -30,6 +32,10 @@ func TestBrowser(t *testing.T) {
 	// A picture larger than its bound: the page marks the entry it shortened.
 	e := startFederation(t, shortPictures)
 	e.putLongSitrep(t)
+	// Sources that disagree: the page says what each reports, under the sums and under a sitrep.
+	e.utrecht.Put(t, &pb.Record{Id: "opvang-middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"municipality":"Middelburg","beds_total":60,"beds_free":15}`)})
+	e.utrecht.Put(t, fedtest.Sitrep("landelijk-1", "oekraine", pb.Classification_PUBLIC, "Landelijke situatie volgens VR Utrecht"))
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)

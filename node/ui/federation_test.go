@@ -529,16 +529,35 @@ func (e *fedEnv) signIn(t *testing.T, b *browser, name, path string) (*http.Resp
 
 // TestPictureNamesWhoDisagrees: a record another source reports otherwise is marked in the
 // page's text, naming that source by the name this node knows it by: not in a tooltip only,
-// which keyboard, touch and screen-reader users do not reach (WCAG 1.3.1).
+// which keyboard, touch and screen-reader users do not reach (WCAG 1.3.1); under it the page says
+// what that source reports instead, with how long ago. A shelter whose figures two sources
+// report otherwise, which the page shows only in its sums, is named under the sums with the
+// figures of each: the one the sums count and the other's.
 func TestPictureNamesWhoDisagrees(t *testing.T) {
 	e := startFederation(t)
-	// VR Utrecht reports NCC's national sitrep (the same kind, region and id) otherwise.
+	// VR Utrecht reports NCC's national sitrep (the same kind, region and id) otherwise, and
+	// the beds in Middelburg that LCVS reports (60 in all, 22 free).
 	e.utrecht.Put(t, fedtest.Sitrep("landelijk-1", "oekraine", pb.Classification_PUBLIC, "Landelijk beeld volgens VR Utrecht"))
+	e.utrecht.Put(t, &pb.Record{Id: "opvang-middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"municipality":"Middelburg","beds_total":60,"beds_free":15}`)})
 	b := newBrowser(t)
 	e.op.signInAs("officer-a")
 	_, page := b.get(t, e.url+"/?crisis=oekraine")
 	if !strings.Contains(page, `Landelijk beeld volgens VR Utrecht</a> <span class="kp-tag kp-tag--bad">ncc meldt het anders</span>`) {
 		t.Errorf("the picture does not name who reports the record otherwise:\n%s", page)
+	}
+	nccSays := regexp.MustCompile(`Landelijk beeld volgens VR Utrecht</a>.*\s*<ul class="utrecht-unordered-list">\s*<li><a class="utrecht-link" href="/record\?[^"]*">ncc meldt: Landelijk beeld opvang Oekraïne, Samenvatting fedtest</a> <span class="kp-muted" title="[^"]+">\((zojuist|1 min geleden)\)</span></li>`)
+	if !nccSays.MatchString(page) {
+		t.Errorf("the picture does not say, under the sitrep, what ncc reports instead:\n%s", page)
+	}
+	disputed := "(no block anders-gemeld)"
+	if i := strings.Index(page, `id="anders-gemeld"`); i >= 0 {
+		disputed = page[i : i+strings.Index(page[i:], "</div>")]
+	}
+	if !strings.Contains(disputed, "Bij 1 plaats(en) melden bronnen iets anders.") ||
+		!regexp.MustCompile(`>Middelburg</a> \(VR19 Zeeland\): vr-utrecht meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 15 \(telt mee\)`).MatchString(disputed) ||
+		!regexp.MustCompile(`>lcvs meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 22</a> <span class="kp-muted" title="[^"]+">\((zojuist|1 min geleden)\)</span>`).MatchString(disputed) {
+		t.Errorf("the picture does not say, under the sums, what each source reports of Middelburg:\n%s", disputed)
 	}
 }
 

@@ -921,3 +921,16 @@ func TestCacheAgeOfAPeerThatRefuses(t *testing.T) {
 		t.Errorf("a timed-out peer with its feed open, last heard 3 min ago: %q", got)
 	}
 }
+
+// TestPictureDigestSeesDisagreeingRecords: the live page is told of a change when what a source
+// that disagrees with an entry reports changes, which the page shows beside the entry.
+func TestPictureDigestSeesDisagreeingRecords(t *testing.T) {
+	pic := &pb.PictureResponse{Entries: []*pb.PictureEntry{{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: "a.crisis.test",
+		Record: &pb.Record{Origin: "a.crisis.test", Id: "goes", Version: 1}, Conflict: []string{"b.crisis.test"},
+		Disagreeing: []*pb.Record{{Origin: "b.crisis.test", Id: "shelter-goes", Version: 3}}}}}
+	before := pictureDigest(pic)
+	pic.Entries[0].Disagreeing[0].Version = 4
+	if pictureDigest(pic) == before {
+		t.Error("the digest of the picture did not change with the version of the record that disagrees")
+	}
+}

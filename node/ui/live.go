@@ -44,7 +44,7 @@ const livePing = 25 * time.Second
 const liveCheck = 10 * time.Second
 
 // pictureDigest sums up what the picture shows of its records: which records, at which
-// version, stale or disputed, the sums and the phase. Ages are left out: they change by the
+// version, stale or disputed (with the records of the sources that disagree), the sums and the phase. Ages are left out: they change by the
 // clock, not by a commit.
 func pictureDigest(p *pb.PictureResponse) string {
 	h := sha256.New()
@@ -54,6 +54,10 @@ func pictureDigest(p *pb.PictureResponse) string {
 		rec := e.GetRecord()
 		lines = append(lines, fmt.Sprintf("e %s %s %s %s %s/%s %d %t %t %s", e.Kind, e.Region, e.Key, e.Source,
 			rec.GetOrigin(), rec.GetId(), rec.GetVersion(), rec.GetTombstone(), e.Stale, strings.Join(e.Conflict, ",")))
+		// What the sources that disagree report is shown beside the entry, and can change on its own.
+		for _, d := range e.Disagreeing {
+			lines = append(lines, fmt.Sprintf("d %s %s %s %s/%s %d", e.Kind, e.Region, e.Key, d.GetOrigin(), d.GetId(), d.GetVersion()))
+		}
 	}
 	for _, a := range p.Aggregates {
 		var b [8]byte

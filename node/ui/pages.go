@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tidwall/gjson"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -75,6 +76,8 @@ type pictureView struct {
 	// LeftOut are the records of aggregated kinds that the sums do not count: their source has
 	// a later record under the same key (docs/api.md).
 	LeftOut []leftOutView
+	// Disputed are the entries of aggregated kinds that other sources report otherwise.
+	Disputed []disputedView
 	// Charts draw each column per region, the national total left out.
 	Charts []chartView
 	Latest []entryView
@@ -228,6 +231,23 @@ type entryView struct {
 	// Shortened names, by their labels, the body fields whose values the picture's answer left
 	// out to stay within its bound (fields_left_out); the record's page shows them whole.
 	Shortened string
+	// Disagree says what each source in Conflict reports instead.
+	Disagree []disagreeView
+}
+
+// disagreeView is what a source that disagrees with an entry reports instead (the entry's
+// disagreeing record of it): Figures, by their labels, updated Age ago, at When; with a Link to
+// the record. Figures is empty when the picture's answer left the record out to stay within its
+// bound.
+type disagreeView struct {
+	Source, Figures, Age, When, Link string
+}
+
+// disputedView is an entry of a summed kind that other sources report otherwise: the record the
+// sums count, and what the others report.
+type disputedView struct {
+	Key, Region, Source, Figures, Link string
+	Others                             []disagreeView
 }
 
 // picture is "Het beeld": one crisis's phase, who answered, capacity per region and the latest
@@ -347,6 +367,24 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	v.Assessment = s.assessmentOf(r, pic, search.Behind(pic.Peers), func(td string) string { return s.orgName(v.Partners, td) })
 
 	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
+	now := time.Now()
+	// The entries of a kind the sums count are shown only in them: the ones that other sources
+	// report otherwise are said under the sums, each with what every source reports.
+	summed := map[string]bool{}
+	for _, a := range pic.Aggregates {
+		summed[a.Kind] = true
+	}
+	for _, e := range pic.Entries {
+		if !summed[e.Kind] || len(e.Conflict) == 0 || e.Record == nil {
+			continue
+		}
+		d := disputedView{Key: e.Key, Region: e.Region, Source: s.orgName(v.Partners, e.Source), Figures: s.figures(r.L, e.Kind, e.Record.Body),
+			Link: withBack(recordLink(e.Record), r.URL.RequestURI()), Others: s.disagreeing(r, e, now)}
+		for i := range d.Others {
+			d.Others[i].Source = s.orgName(v.Partners, d.Others[i].Source)
+		}
+		v.Disputed = append(v.Disputed, d)
+	}
 	// The records the sums leave out because their source has a later one under the same key:
 	// said under the sums, each linked, so that a location that vanished can be found.
 	for _, e := range pic.Entries {
@@ -381,7 +419,6 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Charts = append(v.Charts, newChart(fmt.Sprintf("grafiek-%d", i), c, v.Rows, i, r.L.Region))
 	}
 
-	now := time.Now()
 	latest := latestOf(pic)
 	shown := map[string]bool{} // origin and id of each entry the list can show
 	for _, e := range pic.Entries {
@@ -430,6 +467,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		v.Latest[i].Source = s.orgName(v.Partners, v.Latest[i].Source)
 		for j, td := range v.Latest[i].Conflict {
 			v.Latest[i].Conflict[j] = s.orgName(v.Partners, td)
+		}
+		for j := range v.Latest[i].Disagree {
+			v.Latest[i].Disagree[j].Source = s.orgName(v.Partners, v.Latest[i].Disagree[j].Source)
 		}
 	}
 	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
@@ -627,7 +667,59 @@ func (s *Server) entry(r *request, e *pb.PictureEntry) entryView {
 		}
 		ev.Shortened = strings.Join(names, ", ")
 	}
+	ev.Disagree = s.disagreeing(r, e, time.Now())
 	return ev
+}
+
+// disagreeing is, for each source in e's conflict, what it reports instead, by its trust domain;
+// without figures, when the picture's answer left its record out.
+func (s *Server) disagreeing(r *request, e *pb.PictureEntry, now time.Time) []disagreeView {
+	var out []disagreeView
+	for _, rec := range e.Disagreeing {
+		at := rec.GetUpdatedAt().AsTime()
+		out = append(out, disagreeView{Source: rec.Origin, Figures: s.figures(r.L, e.Kind, rec.Body), Age: age(r.L, int64(max(now.Sub(at), 0)/time.Second)),
+			When: r.L.WhenText(at), Link: withBack(recordLink(rec), r.URL.RequestURI())})
+	}
+	if len(e.Disagreeing) == 0 {
+		for _, src := range e.Conflict {
+			out = append(out, disagreeView{Source: src})
+		}
+	}
+	return out
+}
+
+// figures is a body in a few words, by its fields' labels: the fields its kind sums
+// ("Vrije opvangplaatsen 1, Opvangplaatsen totaal 40"); for a kind that sums none, or a body with
+// none of them, its title and its first other numbers and short texts.
+func (s *Server) figures(l *Lang, kind string, body []byte) string {
+	k := s.c.Kinds.Get(kind)
+	label := fieldLabeler(l, k)
+	var parts []string
+	if k != nil {
+		for _, f := range k.Aggregate {
+			if v := gjson.GetBytes(body, gjson.Escape(f)); v.Type == gjson.Number {
+				parts = append(parts, aggLabel(l, kind, f, label(f))+" "+l.Number(v.Num))
+			}
+		}
+	}
+	if len(parts) > 0 {
+		return strings.Join(parts, ", ")
+	}
+	title := record.Title(body)
+	if title != "" {
+		parts = append(parts, title)
+	}
+	gjson.ParseBytes(body).ForEach(func(key, v gjson.Result) bool {
+		switch {
+		case key.Str == "municipality" || v.Type == gjson.String && v.Str == title:
+		case v.Type == gjson.Number:
+			parts = append(parts, label(key.Str)+" "+l.Number(v.Num))
+		case v.Type == gjson.String && v.Str != "" && len(v.Str) <= 40:
+			parts = append(parts, label(key.Str)+" "+v.Str)
+		}
+		return len(parts) < 4
+	})
+	return record.OneLine(strings.Join(parts, ", "))
 }
 
 // filesTag says, for lists, that a body names files ("met bijlage", "2 bijlagen"): a guidance
