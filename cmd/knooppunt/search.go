@@ -362,7 +362,9 @@ func newPictureCmd() *cobra.Command {
 		Long: `Show the merged picture of a crisis: the node's own records and those received from peers.
 For each kind, region and key (the body's municipality, or else the record id), the latest record
 with its source and age; sums of the fields a kind declares aggregable, per region and nationally;
-DISAGREES with the other sources whose latest record for the same key has a different body;
+DISAGREES with the other sources whose latest record for the same key has a different body,
+and under that row a line for each with its figures (lcvs.crisis.test says: beds_free 1 ·
+beds_total 40 (shelter-goes, v3, 2h0m ago); -o json: entries[].disagreeing);
 NOT-COUNTED naming a source's other records under the same key; STALE on a latest record older
 than its kind's stale_after (a day unless the node's config says otherwise; never for documents
 such as qa and guidance in the demo), or than --stale-after for every kind; and CACHED on the
