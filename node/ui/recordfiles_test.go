@@ -238,6 +238,9 @@ func TestFormRefusesFiles(t *testing.T) {
 		}
 		if got := fieldError(page, "bijlagen"); !strings.Contains(got, tc.want) {
 			t.Errorf("%s: the message at the files is %q, want %q", tc.name, got, tc.want)
+		} else if strings.Count(got, tc.name) != 1 {
+			// A file cut off in its reading is named once, without the size of its part read.
+			t.Errorf("%s: the message at the files names it more than once: %q", tc.name, got)
 		}
 		if !strings.Contains(page, `id="body.beds_free" name="body.beds_free" value="5"`) || !strings.Contains(page, `value="bron=lcms"`) ||
 			!strings.Contains(page, `href="#bijlagen">Bestanden toevoegen</a>`) || !strings.Contains(page, `aria-describedby="bijlagen-hint bijlagen-opnieuw bijlagen-fout" aria-invalid="true"`) {

@@ -969,8 +969,14 @@ func (s *Server) readRecordForm(w http.ResponseWriter, r *request) (*sentForm, b
 			default:
 				var p *pickedFile
 				p, err = spool(reading, part)
-				if p != nil {
+				switch {
+				case p != nil && err == nil:
 					sent.files = append(sent.files, p)
+				case p != nil:
+					// Read in part (the form went over its limit in it): its size is not its
+					// own, and the message on the cut names it once.
+					p.tmp.Close()
+					os.Remove(p.tmp.Name())
 				}
 			}
 		}
