@@ -934,3 +934,11 @@ func TestPictureDigestSeesDisagreeingRecords(t *testing.T) {
 		t.Error("the digest of the picture did not change with the version of the record that disagrees")
 	}
 }
+
+// TestQuotedNamesEachWordOnce: the words a search left out are named once each, in the order
+// typed, however often a pasted question says them.
+func TestQuotedNamesEachWordOnce(t *testing.T) {
+	if got, want := quoted([]string{"in", "de", "en", "in", "de"}), "“in”, “de”, “en”"; got != want {
+		t.Fatalf("quoted = %s, want %s", got, want)
+	}
+}

@@ -918,9 +918,14 @@ func plain(parts []snippetPart) string {
 
 // quoted is words in quotes, separated by commas: “in”, “de”.
 func quoted(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		q[i] = "“" + w + "”"
+	q := make([]string, 0, len(words))
+	seen := map[string]bool{}
+	for _, w := range words {
+		// A word typed twice is named once: a pasted question says "in" more than once.
+		if !seen[w] {
+			seen[w] = true
+			q = append(q, "“"+w+"”")
+		}
 	}
 	return strings.Join(q, ", ")
 }
