@@ -60,6 +60,18 @@ func TestRecordPageShowsVersions(t *testing.T) {
 		t.Errorf("version 1: want beds_free 12, nothing marked, the oldest kept:\n%s", row)
 	}
 
+	// A version that changed only what the history does not keep (a long text) says so, not
+	// "–", which read as "nothing changed".
+	long := strings.Repeat("Sporthal De Koppel, vanaf vrijdag. ", 10)
+	if _, err := rc.Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "zeist", Kind: "shelter.capacity", Crisis: "oekraine",
+		Region: "VR09", Classification: pb.Classification_INTERNAL, Body: fmt.Appendf(nil, `{"municipality":"Zeist","beds_total":40,"beds_free":3,"notes":%q}`, long)}}); err != nil {
+		t.Fatalf("put notes: %v", err)
+	}
+	_, page = b.get(t, e.url+"/record?id=zeist")
+	if row := versionRows(page)["4"]; !strings.Contains(row, "niets van wat bewaard blijft") || strings.Contains(row, "<mark") {
+		t.Errorf("version 4 changed only a long text: want it said that nothing kept changed:\n%s", row)
+	}
+
 	// An exercise's page never shows the actual record's versions: there it does not exist.
 	resp, _ = b.get(t, e.url+"/record?id=zeist&exercise=oef-1")
 	if resp.StatusCode != http.StatusNotFound {
