@@ -917,7 +917,7 @@ func TestCacheAgeOfAPeerThatRefuses(t *testing.T) {
 		t.Errorf("a peer that answered has a copy's age %q", got)
 	}
 	// One that hangs, its feed still open, has a copy as of when the feed last spoke: not current.
-	if got := cacheAge(l, &pb.PeerStatus{State: "timed_out", FeedOpen: true, CacheAgeMs: 3 * 60 * 1000}); got != "bijgewerkt tot 3 min geleden, abonnement open" {
+	if got := cacheAge(l, &pb.PeerStatus{State: "timed_out", FeedOpen: true, CacheAgeMs: 3 * 60 * 1000}); got != "laatste bericht 3 min geleden, abonnement open" {
 		t.Errorf("a timed-out peer with its feed open, last heard 3 min ago: %q", got)
 	}
 }
