@@ -1388,6 +1388,8 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		v.Back = localPath(t)
 		if u, err := url.Parse(v.Back); err == nil && u.Path == "/" {
 			v.BackText = r.L.T("record.back_picture")
+		} else if err == nil && u.Path == "/records" {
+			v.BackText = r.L.T("record.back_records")
 		} else if err != nil || u.Path != "/zoeken" {
 			v.BackText = r.L.T("record.back_page")
 		}

@@ -111,7 +111,7 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	orgOf := s.orgNamer(r)
 	for _, rec := range resp.Records {
 		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Version: rec.Version,
-			Link: recordLink(rec), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id)), Validity: record.Validity(rec, now)}
+			Link: withBack(recordLink(rec), r.URL.RequestURI()), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id)), Validity: record.Validity(rec, now)}
 		if row.Title == "" {
 			row.Title = untitled(r.L, rec, orgOf)
 		}
@@ -249,7 +249,7 @@ func (s *Server) recordForm(w http.ResponseWriter, r *request) {
 		}
 		v.Files, v.filesShown = fileChoices(r, rec, rec.Body, nil)
 		if q.Get("opgeslagen") != "" {
-			v.Saved, v.SavedID, v.SavedVersion, v.SavedLink = true, rec.Id, rec.Version, recordLink(rec)
+			v.Saved, v.SavedID, v.SavedVersion, v.SavedLink = true, rec.Id, rec.Version, withBack(recordLink(rec), r.inMode("/records"))
 		}
 	} else {
 		v.Kind = q.Get("kind")

@@ -180,6 +180,14 @@ func TestRecordForm(t *testing.T) {
 		t.Errorf("the own records' list has %d print marks of intern, want 2, and the marking for the page margins:\n%s", n, page)
 	}
 
+	// A record opened from the own records' list leads back there, not to search.
+	if _, page := b.get(t, e.url+"/record?id=zeist&terug=%2Frecords"); !strings.Contains(page, `href="/records" id="terug">Terug naar eigen records</a>`) {
+		t.Errorf("the record page reached from the own records' list does not lead back there:\n%s", page)
+	}
+	if !strings.Contains(page, `terug=%2Frecords`) {
+		t.Errorf("the own records' list does not link its records with the way back:\n%s", page)
+	}
+
 	// A page link the node no longer takes (an old one, or one of another mode) opens the first page.
 	if resp, page := b.get(t, e.url+"/records?pagina=bm9wZQ"); resp.StatusCode != http.StatusOK || !strings.Contains(page, `/records/wijzigen?id=zeist`) {
 		t.Errorf("the own records' list with a page token of another listing: %d\n%s", resp.StatusCode, page)
