@@ -942,3 +942,17 @@ func TestQuotedNamesEachWordOnce(t *testing.T) {
 		t.Fatalf("quoted = %s, want %s", got, want)
 	}
 }
+
+// TestNoneTextNamesWhatWasSearched: a long question cut to its telling words finds nothing: the
+// page names the words searched for, not the whole question.
+func TestNoneTextNamesWhatWasSearched(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lang{Code: "nl", cat: cats["nl"]}
+	v := &searchView{Text: "Wat moet er gebeuren bij de registratie van een aankomst", SearchedFor: "registratie aankomst gebeuren"}
+	if got := v.noneText(l); !strings.Contains(got, "‘registratie aankomst gebeuren’") || strings.Contains(got, "Wat moet") {
+		t.Fatalf("noneText = %q, want the words searched for", got)
+	}
+}

@@ -773,6 +773,8 @@ type searchView struct {
 	// for, Ignored which of them were left out (too short, or no letters or digits), LeftOut
 	// which a question of more words than a search takes was searched without.
 	Text, TextError, Ignored, LeftOut string
+	// SearchedFor, when a long question was cut, is what was searched for instead of Text.
+	SearchedFor string
 	// Suggest is the same search with a misspelt word corrected, which finds records here
 	// (search.SuggestTrailer); SuggestLink searches with it.
 	Suggest, SuggestLink string
@@ -808,11 +810,12 @@ type searchView struct {
 // noneText is what the search page says when it found nothing.
 func (v *searchView) noneText(l *Lang) string {
 	filtered := v.Kind != "" || v.Region != "" || v.Crisis != "" || v.Org != ""
+	text := cmp.Or(v.SearchedFor, v.Text) // the words searched for, not the question they came from
 	switch {
-	case v.Text != "" && filtered:
-		return l.T("search.none_words_filtered", v.Text)
-	case v.Text != "":
-		return l.T("search.none_words", v.Text)
+	case text != "" && filtered:
+		return l.T("search.none_words_filtered", text)
+	case text != "":
+		return l.T("search.none_words", text)
 	}
 	return l.T("search.none")
 }
@@ -1054,7 +1057,8 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		if len(text.LeftOut) > 0 {
 			// A pasted question: searched on its most telling words, the rest named.
-			v.LeftOut = r.L.T("search.left_out", record.MaxQueryTerms, quoted(text.LeftOut))
+			v.SearchedFor = text.String()
+			v.LeftOut = r.L.T("search.left_out", record.MaxQueryTerms, v.SearchedFor, quoted(text.LeftOut))
 		}
 		if v.Region == "" {
 			v.RegionName, v.RegionLink = regionOffer(r, text)
