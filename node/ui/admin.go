@@ -70,7 +70,7 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 	}
 	v := &adminView{Status: st, DBMB: formatMB(r.L, st.DbBytes)}
 	if st.StartedAt != nil {
-		v.Started = local(st.StartedAt.AsTime()).Format("2006-01-02 15:04:05")
+		v.Started = local(st.StartedAt.AsTime()).Format("2006-01-02 15:04:05 MST")
 	}
 	if v.Cluster, err = pb.NewClusterServiceClient(s.c.Conn).Status(ctx, &pb.ClusterStatusRequest{}); err != nil {
 		s.failCall(w, r, err)
@@ -103,10 +103,10 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 			ap.Received = age(r.L, int64(time.Since(p.ReceivedAt.AsTime())/time.Second))
 		}
 		if p.AddedAt != nil {
-			ap.Added = local(p.AddedAt.AsTime()).Format("2006-01-02 15:04")
+			ap.Added = local(p.AddedAt.AsTime()).Format("2006-01-02 15:04 MST")
 		}
 		if p.LeavingSince != nil {
-			ap.Leaving = local(p.LeavingSince.AsTime()).Format("2006-01-02 15:04")
+			ap.Leaving = local(p.LeavingSince.AsTime()).Format("2006-01-02 15:04 MST")
 		}
 		if ps := states[p.TrustDomain]; ps != nil {
 			ap.State, ap.Latency, ap.Error, ap.CacheAge = ps.State, ps.LatencyMs, ps.Error, cacheAge(r.L, ps)

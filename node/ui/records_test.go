@@ -498,6 +498,10 @@ func TestAdminPage(t *testing.T) {
 			t.Errorf("the node's page lacks %q", want)
 		}
 	}
+	// Exact times, with their zone: the page is read by hosts in more than one place.
+	if !regexp.MustCompile(`<dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z+\-0-9]+</dd>`).MatchString(page) {
+		t.Errorf("the node's page gives its start without a zone:\n%s", page)
+	}
 	for _, who := range []string{"anna", "eva"} {
 		ob := newBrowser(t)
 		resp, page := e.signIn(t, ob, who, "/beheer")
