@@ -210,8 +210,12 @@ func TestSearchByWords(t *testing.T) {
 	// A misspelt word: nothing found, and the word of ncc's guidance, which this node holds a
 	// copy of, offered; the link searches with it.
 	if _, page = search("aankomts"); !strings.Contains(page, "Resultaten (0)") ||
-		!strings.Contains(page, `id="bedoeld"><p class="utrecht-paragraph">Bedoelde u <a class="utrecht-link" href="/zoeken?q=aankomst">aankomst</a>?</p>`) {
+		!strings.Contains(page, `id="bedoeld"><p class="utrecht-paragraph">Bedoelde u <a class="utrecht-link" href="/zoeken?q=aankomst"><strong>aankomst</strong></a>?</p>`) {
 		t.Errorf("search for aankomts: want nothing found and aankomst offered:\n%s", page)
+	}
+	// Of two words, the one corrected is marked; the other reads as typed, folded.
+	if _, page = search("Registratie aankomts"); !strings.Contains(page, `">registratie <strong>aankomst</strong></a>?</p>`) {
+		t.Errorf("search for Registratie aankomts: want aankomst offered and marked beside registratie:\n%s", page)
 	}
 	if _, page = search("aankomst"); strings.Contains(page, `id="bedoeld"`) {
 		t.Errorf("search for aankomst offers another word:\n%s", page)

@@ -778,6 +778,8 @@ type searchView struct {
 	// Suggest is the same search with a misspelt word corrected, which finds records here
 	// (search.SuggestTrailer); SuggestLink searches with it.
 	Suggest, SuggestLink string
+	// SuggestParts are Suggest's words and phrases, Match marking each the correction changed.
+	SuggestParts []snippetPart
 	// RegionName and RegionLink offer the search in a region whose name was typed as a word
 	// (Zeeland): the figures of a region's municipalities do not say its name.
 	RegionName, RegionLink string
@@ -1144,6 +1146,12 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		if sug := trailer.Get(search.SuggestTrailer); len(sug) > 0 && sug[0] != f.Text {
 			// Offered, never sent: only a click searches with it, at the partners too.
 			v.Suggest = sug[0]
+			// The word it corrected is marked: the rest reads as the person's own, folded.
+			if st, err := record.ParseText("q", sug[0]); err == nil && text != nil && len(st.Terms) == len(text.Terms) {
+				for i, t := range st.Terms {
+					v.SuggestParts = append(v.SuggestParts, snippetPart{Text: (&record.TextQuery{Terms: []string{t}}).String(), Match: t != text.Terms[i]})
+				}
+			}
 			again := r.URL.Query()
 			again.Set("q", sug[0])
 			v.SuggestLink = "/zoeken?" + again.Encode()
