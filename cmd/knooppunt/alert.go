@@ -224,10 +224,10 @@ func unansweredPeers(peers []*pb.PeerStatus) string {
 		if p.Error != "" {
 			why += ": " + p.Error
 		}
-		if p.CacheAgeMs == 0 && p.Count == 0 && !p.FeedOpen {
+		if age, copied := standIn(p); !copied {
 			why += "; no copy: it never sent this node anything"
 		} else {
-			why += fmt.Sprintf("; served from its copy, %s old", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second))
+			why += fmt.Sprintf("; served from its copy, %s old", age)
 			if p.FeedOpen {
 				why += " (its feed is still open)"
 			}

@@ -297,6 +297,14 @@ func peersJSON(peers []*pb.PeerStatus) []peerStateJSON {
 
 // printPeerStates prints how each peer answered, and PARTIAL when one did not; count adds how
 // many records each gave.
+// standIn is what stands in for the answer of a peer that did not answer: its copy, of this
+// age, or none (copied false) when the peer never sent this node anything. An open feed has a
+// copy, as of its last change or heartbeat: a peer that hangs keeps its feed open until the
+// idle timeout.
+func standIn(p *pb.PeerStatus) (age time.Duration, copied bool) {
+	return (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.FeedOpen || p.CacheAgeMs != 0 || p.Count != 0
+}
+
 func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial, count bool) {
 	fmt.Fprintln(w)
 	tw := newModeTable(w, mode)
@@ -312,15 +320,13 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 		}
 		note := p.Error
 		if search.Unanswered(p) {
-			switch {
+			switch age, copied := standIn(p); {
 			case p.FeedOpen:
-				// Open, yet no answer: the copy is as of the feed's last change or heartbeat; a
-				// peer that hangs keeps its feed open until the idle timeout.
-				note = fmt.Sprintf("served from cache as of its feed's last message, %s ago (the feed is still open); %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
-			case p.CacheAgeMs == 0 && p.Count == 0:
+				note = fmt.Sprintf("served from cache as of its feed's last message, %s ago (the feed is still open); %s", age, p.Error)
+			case !copied:
 				note = "no copy: it never sent this node anything; " + p.Error
 			default:
-				note = fmt.Sprintf("served from cache, %s old; %s", (time.Duration(p.CacheAgeMs) * time.Millisecond).Round(time.Second), p.Error)
+				note = fmt.Sprintf("served from cache, %s old; %s", age, p.Error)
 			}
 		}
 		if p.CatchingUpSince != nil && !count {

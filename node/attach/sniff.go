@@ -182,6 +182,12 @@ type Limits struct {
 	MediaTypes []string
 }
 
+// Filled is l with its defaults in place of the fields it leaves zero: the limits as the node
+// applies them, for a caller that shows or checks them itself (the web form).
+func (l Limits) Filled() Limits {
+	return Limits{MaxBytes: l.maxBytes(), MediaTypes: l.mediaTypes()}
+}
+
 func (l Limits) maxBytes() int64 {
 	if l.MaxBytes <= 0 {
 		return DefaultMaxBytes

@@ -855,13 +855,7 @@ func (s *Server) fileLimits() attach.Limits {
 	if s.c.FileLimits != nil {
 		l = s.c.FileLimits()
 	}
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = attach.DefaultMaxBytes
-	}
-	if len(l.MediaTypes) == 0 {
-		l.MediaTypes = attach.DefaultMediaTypes
-	}
-	return l
+	return l.Filled()
 }
 
 // maxRecordForm bounds a record form sent with files: its fields (maxForm) and files of at most
