@@ -159,3 +159,22 @@ func TestCheckRefusesProgramsAndHiddenNames(t *testing.T) {
 		}
 	}
 }
+
+// TestAccept: the file input's accept attribute names each extension of the types the node
+// takes, once, and a type with no extension of its own by its name; a type the node does not
+// take adds nothing.
+func TestAccept(t *testing.T) {
+	for _, c := range []struct {
+		types []string
+		want  string
+	}{
+		{[]string{PDF, OLE, "image/jpeg"}, ".pdf,.doc,.ppt,.xls,.jpeg,.jpg"},
+		{[]string{"text/plain; charset=utf-8", "application/json"}, ".log,.md,.text,.txt,application/json"},
+		{[]string{"image/png", "image/png"}, ".png"},
+		{nil, ""},
+	} {
+		if got := Accept(c.types); got != c.want {
+			t.Errorf("Accept(%q) = %q, want %q", c.types, got, c.want)
+		}
+	}
+}

@@ -174,6 +174,25 @@ func extensionsOf(mediaType string) []string {
 	return out
 }
 
+// Accept is the value of a file input's accept attribute for mediaTypes: the extensions
+// byExtension gives each type, and a type it gives none by its own name, so that a browser's
+// file dialog offers the files the node would take.
+func Accept(mediaTypes []string) string {
+	var out []string
+	for _, t := range mediaTypes {
+		own := extensionsOf(t)
+		if len(own) == 0 {
+			own = []string{t}
+		}
+		for _, e := range own {
+			if !slices.Contains(out, e) {
+				out = append(out, e)
+			}
+		}
+	}
+	return strings.Join(out, ",")
+}
+
 // Limits are what a node accepts as a file.
 type Limits struct {
 	// MaxBytes is the largest file. Default DefaultMaxBytes.

@@ -108,7 +108,7 @@ func TestFormAttachesFiles(t *testing.T) {
 	for _, want := range []string{`enctype="multipart/form-data"`, `<legend class="utrecht-form-fieldset__legend">Bijlagen</legend>`,
 		`<label class="utrecht-form-label" for="bijlagen">Bestanden toevoegen <span class="kp-muted">(niet verplicht)</span></label>`,
 		`id="bijlagen-hint">Een of meer bestanden: PDF-document, Word-document, Excel-werkblad,`, "Samen hoogstens 52,4 MB per keer opslaan",
-		`<input class="kp-file" type="file" id="bijlagen" name="bijlagen" multiple aria-describedby="bijlagen-hint">`} {
+		`<input class="kp-file" type="file" id="bijlagen" name="bijlagen" multiple accept=".pdf,.docx,.xlsx,.pptx,.odt,.ods,.doc,.ppt,.xls,.png,.jpeg,.jpg,.gif,.webp,.log,.md,.text,.txt,.csv" aria-describedby="bijlagen-hint">`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the new record's form lacks %q", want)
 		}

@@ -184,8 +184,10 @@ type recordFormView struct {
 	// is saved; FileHint says which files the node takes, and how large they may be together.
 	// FilesAgain names the files the person picked that were not stored because the record was
 	// not saved: they are to be picked again.
-	Files      []fileChoice
-	FileHint   string
+	Files    []fileChoice
+	FileHint string
+	// FileAccept is the file input's accept attribute: the names of the files the node takes.
+	FileAccept string
 	FilesAgain string
 	// filesShown: the body's attachments were read, and the form shows them under Files (not
 	// under Kept).
@@ -275,6 +277,7 @@ func (s *Server) renderRecordForm(w http.ResponseWriter, r *request, code int, v
 		v.Kept[i] = label(k)
 	}
 	v.FileHint = s.fileHint(r.L)
+	v.FileAccept = attach.Accept(s.fileLimits().MediaTypes)
 	v.DocDates = slices.ContainsFunc(v.Fields, func(f bodyField) bool { return f.Name == "valid_until" })
 	// The summary above the form lists the fields to correct in the form's order, each by its
 	// label, linked to it: the content first.
