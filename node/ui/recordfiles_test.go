@@ -253,6 +253,12 @@ func TestFormRefusesFiles(t *testing.T) {
 			t.Errorf("%s: the record changed to %v", tc.name, rec)
 		}
 	}
+	// Two files refused are named on a line each, in the order picked.
+	_, page = postMultipart(t, b, e.url+"/records/wijzigen", shelterForm(csrf, map[string]string{"version": "1"}),
+		picked("leeg.pdf", nil), picked("instructies.bat", []byte("Lees dit eerst.\n")))
+	if got, want := fieldError(page, "bijlagen"), "leeg.pdf is leeg: kies het bestand met zijn inhoud.\ninstructies.bat eindigt op .bat"; !strings.HasPrefix(got, want) {
+		t.Errorf("two refused files: the message at the files is %q, want it to begin %q", got, want)
+	}
 	// A field the form refuses keeps the files from going up: they are to be picked again.
 	resp, page := postMultipart(t, b, e.url+"/records/wijzigen", shelterForm(csrf, map[string]string{"version": "1", "body.beds_free": "-1"}), picked("kaart.pdf", good))
 	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(page, `id="bijlagen-opnieuw">Nog niet toegevoegd, want het record is niet opgeslagen: kaart.pdf.`) ||

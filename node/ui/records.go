@@ -1051,7 +1051,9 @@ func (s *Server) checkPicked(l *Lang, v *recordFormView, sent *sentForm, has int
 		problems = append(problems, l.T("recordform.files_too_many", record.MaxAttachments, n))
 	}
 	if len(problems) > 0 {
-		v.Errors[filesField] = strings.Join(problems, " ")
+		// One line each (the field's message keeps its line breaks): a sentence per file read
+		// together made one file's refusal look like the next's.
+		v.Errors[filesField] = strings.Join(problems, "\n")
 	}
 	if len(v.Errors) > 0 {
 		v.FilesAgain = sent.names(refused)
