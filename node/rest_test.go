@@ -118,9 +118,10 @@ func (r *restNode) jwt(t *testing.T, user string) string {
 
 // restResult is one answer of the API.
 type restResult struct {
-	code int
-	body map[string]any
-	raw  string
+	code   int
+	body   map[string]any
+	raw    string
+	header http.Header
 }
 
 // call sends method path with body (JSON, or nil) and, when token is set, a bearer token.
@@ -156,7 +157,7 @@ func (r *restNode) call(t *testing.T, c *http.Client, method, path, token string
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := restResult{code: resp.StatusCode, raw: string(raw)}
+	res := restResult{code: resp.StatusCode, raw: string(raw), header: resp.Header}
 	json.Unmarshal(raw, &res.body)
 	return res
 }
@@ -219,6 +220,35 @@ func TestRESTOverMTLS(t *testing.T) {
 		res := n.call(t, officer, "GET", "/v1/audit?action=tls.refused", "", nil)
 		return res.code == 200 && strings.Contains(res.raw, "spiffe://"+mtlsPeerTD+"/user/x")
 	})
+}
+
+// TestRESTSearchSuggests: a REST search on a misspelt word gets the words to search with
+// instead in the header Knooppunt-Suggest, as a gRPC caller gets them in a trailer, encoded so
+// that a word that is not ASCII travels; a search that finds enough gets none.
+func TestRESTSearchSuggests(t *testing.T) {
+	n := startRESTNode(t)
+	editor, reader := n.mtlsClient(t, "/user/erik"), n.mtlsClient(t, "/user/rita")
+	body, _ := json.Marshal(map[string]string{"question": "Mag een ontheemde werken?", "answer": "Ja, zonder tewerkstellingsvergunning, ook wie uit Харків komt."})
+	n.call(t, editor, "POST", "/v1/records", "", map[string]any{"id": "qa-werk", "kind": "qa", "crisis": "oekraine", "region": "NL",
+		"classification": "PUBLIC", "body": body}).want(t, "editor POST", 200)
+	search := func(text string) restResult {
+		return n.call(t, reader, "POST", "/v1/search", "", map[string]any{"filter": map[string]any{"text": text}, "timeout_ms": 1000})
+	}
+	for text, want := range map[string]string{
+		"tewerkstellingsvergunnign": "tewerkstellingsvergunning",
+		"zonder хакрів":             "zonder%20%D1%85%D0%B0%D1%80%D0%BA%D1%96%D0%B2",
+	} {
+		res := search(text)
+		res.want(t, "search "+text, 200)
+		if got := res.header.Get("Knooppunt-Suggest"); got != want {
+			t.Errorf("search %q: Knooppunt-Suggest %q, want %q", text, got, want)
+		}
+	}
+	res := search("tewerkstellingsvergunning")
+	res.want(t, "search spelt right", 200, "qa-werk")
+	if got := res.header.Get("Knooppunt-Suggest"); got != "" {
+		t.Errorf("a search that finds the record got Knooppunt-Suggest %q", got)
+	}
 }
 
 // TestRESTOverJWTSVID: bearer JWT-SVIDs are checked against the org's JWT bundle with an

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -33,8 +34,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -106,6 +109,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithErrorHandler(errorHandler(cfg.MaxBodyBytes)),
+		runtime.WithForwardResponseOption(suggestHeader),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
 		func(ctx context.Context, m *runtime.ServeMux, c grpc.ClientConnInterface) error {
@@ -132,6 +136,24 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	return &Server{cfg: cfg, mux: mux, log: cfg.Logger}, nil
+}
+
+// SuggestHeader is the header in which a REST search gets what gRPC callers get in the trailer
+// search.SuggestTrailer: the words to search with instead ("Bedoelde u"), percent-encoded as
+// UTF-8 (url.PathEscape), so that a word that is not ASCII is no problem for a header.
+// HTTP trailers would reach few clients.
+const SuggestHeader = "Knooppunt-Suggest"
+
+// suggestHeader sets SuggestHeader from the call's trailer before the answer is written.
+func suggestHeader(ctx context.Context, w http.ResponseWriter, _ proto.Message) error {
+	md, ok := runtime.ServerMetadataFromContext(ctx)
+	if !ok {
+		return nil
+	}
+	if sug := md.TrailerMD.Get(search.SuggestTrailer); len(sug) > 0 && sug[0] != "" {
+		w.Header().Set(SuggestHeader, url.PathEscape(sug[0]))
+	}
+	return nil
 }
 
 // TLSConfig is the API's HTTPS configuration: the node's X.509-SVID, and a client SVID that is
