@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -143,6 +144,19 @@ func TestBrowserPhone(t *testing.T) {
 		t.Errorf("at 390 px a record's pairs are %.0f px apart, want at least 8", g)
 	}
 	tb.shot(shots, "record-390.png")
+
+	// The administrator's page: its partners are cards too.
+	e.op.signInAs("ada")
+	tb.run("the node's page as its administrator", chromedp.Steps(
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
+			return err
+		}),
+		chromedp.Navigate(e.url+"/beheer"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-peer]`)),
+	))
+	fits("beheer")
+	tb.shot(shots, "beheer-390.png")
 	writeShots(t, shots)
 }
 
