@@ -156,14 +156,15 @@ func CheckName(field, filename, mediaType string) error {
 	if want, ok := byExtension[ext]; ok && want != mediaType {
 		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf("the name %q promises %s, but the content is %s: name the file for what it is", filename, want, mediaType)}
 	}
-	if own := extensionsOf(mediaType); len(own) > 0 && !slices.Contains(own, ext) {
+	if own := ExtensionsOf(mediaType); len(own) > 0 && !slices.Contains(own, ext) {
 		return &record.FieldError{Field: field, Code: codes.InvalidArgument, Reason: fmt.Sprintf("the name %q ends in %s, but the content is %s: name the file for what it is (%s)", filename, ext, mediaType, strings.Join(own, ", "))}
 	}
 	return nil
 }
 
-// extensionsOf are the extensions byExtension gives mediaType, sorted.
-func extensionsOf(mediaType string) []string {
+// ExtensionsOf are the extensions a file of mediaType may have, sorted; none for a type this
+// package gives no extension.
+func ExtensionsOf(mediaType string) []string {
 	var out []string
 	for e, t := range byExtension {
 		if t == mediaType {
@@ -180,7 +181,7 @@ func extensionsOf(mediaType string) []string {
 func Accept(mediaTypes []string) string {
 	var out []string
 	for _, t := range mediaTypes {
-		own := extensionsOf(t)
+		own := ExtensionsOf(t)
 		if len(own) == 0 {
 			own = []string{t}
 		}

@@ -222,7 +222,9 @@ func TestFormRefusesFiles(t *testing.T) {
 	}{
 		{"rooster.pdf", append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 100)...), "rooster.pdf is een programma: programma's worden nooit opgeslagen"},
 		{"instructies.bat", []byte("Lees dit eerst.\n"), "instructies.bat eindigt op .bat, de naam van een programma of van actieve inhoud"},
-		{"foto.png", pdf, "De naam foto.png past niet bij wat erin zit (PDF-document): geef het bestand de extensie die daarbij hoort"},
+		{"foto.png", pdf, "De naam foto.png past niet bij wat erin zit: PDF-document. Geef het bestand de extensie die daarbij hoort (.pdf) en kies het opnieuw."},
+		{"plattegrond.pdf", append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 100)...), "De naam plattegrond.pdf past niet bij wat erin zit: Afbeelding (PNG). Geef het bestand de extensie die daarbij hoort (.png) en kies het opnieuw."},
+		{"notitie.txt", []byte("<!DOCTYPE html><html><body>Zie bijlage</body></html>"), "De naam notitie.txt past niet bij wat erin zit: text/html; charset=utf-8. Kies het bestand dat u bedoelde"},
 		{"archief.zip", append([]byte("PK\x03\x04"), make([]byte, 100)...), "archief.zip is een ZIP-archief, en dat neemt dit knooppunt niet aan. Sla het op als een van deze soorten: PDF-document, Word-document"},
 		{"leeg.pdf", nil, "leeg.pdf is leeg: kies het bestand met zijn inhoud"},
 		{"verslag\u200b.pdf", pdf, "De naam verslag\u200b.pdf kan niet"},

@@ -1035,7 +1035,10 @@ func (s *Server) checkPicked(l *Lang, v *recordFormView, sent *sentForm, has int
 		case attach.CheckActive("filename", p.name) != nil:
 			msg = l.T("recordform.file_active", p.name, attach.Extension(p.name))
 		case attach.CheckName("filename", p.name, mediaType) != nil:
-			msg = l.T("recordform.file_name_type", p.name, fileType(l, mediaType))
+			msg = l.T("recordform.file_name_type_other", p.name, fileType(l, mediaType))
+			if own := attach.ExtensionsOf(mediaType); len(own) > 0 {
+				msg = l.T("recordform.file_name_type", p.name, fileType(l, mediaType), strings.Join(own, ", "))
+			}
 		case !slices.Contains(limits.MediaTypes, mediaType):
 			msg = l.T("recordform.file_type", p.name, fileType(l, mediaType), fileTypesIn(l, limits))
 		}
