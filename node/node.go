@@ -128,6 +128,8 @@ type Node struct {
 	tcpAddr net.Addr
 	ident   *identityParts
 	authz   *api.Authorizer
+	// recheck verifies callers' SVIDs again on each call over mTLS (identity.Recheck).
+	recheck *identity.Recheck
 	health  *health.Server
 	records *records.Service
 	forward *api.Forwarder
@@ -323,6 +325,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.authz = api.NewAuthorizer(access, n.log)
+	if n.ident != nil {
+		n.recheck = identity.NewRecheck(n.ident.trust)
+		n.authz.SetRecheck(n.recheck)
+	}
 	n.authz.OnFederationDenied(func(caller, method, reason string) { n.auditDenied(db.AuditFederationDenied, caller, method, reason) })
 	n.authz.SetMembers(n.isReplica)
 	checker := &record.Checker{Kinds: kinds, Origin: cfg.Org, MaxBody: cfg.Limits.MaxBodyBytes, Scopes: cfg.CAP.ScopeClassifications()}
@@ -366,7 +372,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
 			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls,
-			Bundles: n.ident.trust, Logger: n.log,
+			Bundles: n.ident.trust, Recheck: n.recheck, Logger: n.log,
 			OnPeerCall: n.peers.Retry,
 		})
 		n.witnesses = witness.New(witness.Config{
@@ -441,6 +447,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if cfg.Listen != "" {
 		if tl, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("node: listen %s: %w", cfg.Listen, err)
+		}
+		if n.recheck != nil {
+			tracked := trackConns(tl)
+			n.recheck.DropWith(tracked.drop)
+			tl = tracked
 		}
 		defer func() {
 			if !ok {

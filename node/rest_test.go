@@ -30,6 +30,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/node"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -122,6 +123,7 @@ type restResult struct {
 	body   map[string]any
 	raw    string
 	header http.Header
+	closed bool // the server closes the connection after this answer
 }
 
 // call sends method path with body (JSON, or nil) and, when token is set, a bearer token.
@@ -157,7 +159,7 @@ func (r *restNode) call(t *testing.T, c *http.Client, method, path, token string
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := restResult{code: resp.StatusCode, raw: string(raw), header: resp.Header}
+	res := restResult{code: resp.StatusCode, raw: string(raw), header: resp.Header, closed: resp.Close}
 	json.Unmarshal(raw, &res.body)
 	return res
 }
@@ -248,6 +250,22 @@ func TestRESTSearchSuggests(t *testing.T) {
 	res.want(t, "search spelt right", 200, "qa-werk")
 	if got := res.header.Get("Knooppunt-Suggest"); got != "" {
 		t.Errorf("a search that finds the record got Knooppunt-Suggest %q", got)
+	}
+}
+
+// TestRESTRefusesAnSVIDThatEndedOnAnOpenConnection: a client's X.509-SVID is verified again on
+// each request, not only at the handshake: on a connection kept open past the SVID's end, the
+// next request is 401 (review fed-adversary 2).
+func TestRESTRefusesAnSVIDThatEndedOnAnOpenConnection(t *testing.T) {
+	n := startRESTNode(t)
+	svid := identitytest.SVID(t, n.org.ca, "/user/rita", identity.SVIDOptions{NotBefore: time.Now(), TTL: 2 * time.Second})
+	reader := restHTTP(t, tlsconfig.MTLSClientConfig(svid, identitytest.Bundle(n.org.ca), tlsconfig.AuthorizeMemberOf(n.org.td)))
+	n.call(t, reader, "GET", "/v1/status", "", nil).want(t, "reader status", 200)
+	time.Sleep(time.Until(svid.Certificates[0].NotAfter) + 100*time.Millisecond)
+	res := n.call(t, reader, "GET", "/v1/status", "", nil)
+	res.want(t, "reader status after the SVID ended", 401, "no longer verifies")
+	if !res.closed {
+		t.Error("the refusal keeps the connection open: the client is to connect again, with its current SVID")
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -80,6 +81,10 @@ type Config struct {
 	// Bundles vouch for the SVIDs that sign peers' audit heads (Witness). Nil: Witness is
 	// refused.
 	Bundles x509bundle.Source
+	// Recheck, when set, verifies a subscriber's SVID again at each wake of its stream, as the
+	// authorizer does at each call: a stream opened before the peer's bundle changed, or with
+	// an SVID that has since expired, ends.
+	Recheck *identity.Recheck
 	Logger  *slog.Logger
 }
 
@@ -975,6 +980,11 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		// heartbeat at the latest.
 		if err := s.stillPeer(to); err != nil {
 			return err
+		}
+		if s.c.Recheck != nil {
+			if err := s.c.Recheck.Check(ctx); err != nil {
+				return err
+			}
 		}
 		if g := s.c.DB.Generation(); g != gen || why != "" {
 			set, phaseMap, phases, err := s.c.Sharing.Snapshot(ctx)

@@ -253,7 +253,14 @@ type Authorizer struct {
 	log      *slog.Logger
 	onDenied func(caller, method, reason string)
 	members  func(replica string) bool
+	recheck  *identity.Recheck
 }
+
+// SetRecheck makes every call over mTLS verify, again, the SVID its connection was made with
+// against the trust bundles as they are now (identity.Recheck): a peer whose bundle was
+// replaced, or an SVID that expired, is refused on connections already open. Call it before
+// the servers serve.
+func (z *Authorizer) SetRecheck(r *identity.Recheck) { z.recheck = r }
 
 // SetMembers tells the authorizer which replicas are in the node's Raft group now: f reports
 // whether a replica id (the last part of spiffe://TD/node/ID) is a voter or non-voter. Only
@@ -299,7 +306,20 @@ func (z *Authorizer) authorize(ctx context.Context, method string, local bool) (
 		z.log.Warn("call refused", "method", method, "caller", "(none)", "reason", "no SPIFFE ID")
 		return nil, status.Error(codes.Unauthenticated, "no SPIFFE ID: connect with mTLS and an X.509-SVID")
 	}
-	return z.authorizeID(ctx, method, id, true)
+	ctx, err := z.authorizeID(ctx, method, id, true)
+	if err != nil {
+		return nil, err
+	}
+	// After the access rules, whose refusal of a peer that was removed says more than that its
+	// bundle is gone.
+	if z.recheck != nil {
+		if err := z.recheck.Check(ctx); err != nil {
+			z.log.Warn("call refused", "method", method, "caller", id.String(), "reason", status.Convert(err).Message())
+			z.denied(id.String(), method, err)
+			return nil, err
+		}
+	}
+	return ctx, nil
 }
 
 // authorizeID decides a call by id. replicas says whether a replica may forward for another

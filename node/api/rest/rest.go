@@ -82,6 +82,8 @@ type Server struct {
 	cfg Config
 	mux *runtime.ServeMux
 	log *slog.Logger
+	// recheck verifies a client's X.509-SVID again on each request (identity.Recheck).
+	recheck *identity.Recheck
 }
 
 // New returns the REST API over cfg.Conn.
@@ -135,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("rest: %w", err)
 		}
 	}
-	return &Server{cfg: cfg, mux: mux, log: cfg.Logger}, nil
+	return &Server{cfg: cfg, mux: mux, log: cfg.Logger, recheck: identity.NewRecheck(cfg.Bundles)}, nil
 }
 
 // SuggestHeader is the header in which a REST search gets what gRPC callers get in the trailer
@@ -196,6 +198,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, err := s.authenticate(r)
 	if err != nil {
 		s.log.Warn("REST call refused", "method", r.Method, "path", r.URL.Path, "reason", err.Error())
+		if _, stale := err.(*staleSVID); stale {
+			// The client connects again for its next request, with its SVID as it is now.
+			w.Header().Set("Connection", "close")
+		}
 		_, m := runtime.MarshalerForRequest(s.mux, r)
 		runtime.HTTPError(r.Context(), s.mux, m, w, r, status.Error(codes.Unauthenticated, err.Error()))
 		return
@@ -250,6 +256,11 @@ func (w *statusWriter) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach the connection's writer (to flush).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// staleSVID refuses a request whose connection was made with an SVID that no longer verifies.
+type staleSVID struct{ msg string }
+
+func (e *staleSVID) Error() string { return e.msg }
+
 // authenticate returns the SPIFFE ID the request proves, by its client X.509-SVID or by its
 // bearer JWT-SVID, never both, or says what to send.
 func (s *Server) authenticate(r *http.Request) (spiffeid.ID, error) {
@@ -259,6 +270,11 @@ func (s *Server) authenticate(r *http.Request) (spiffeid.ID, error) {
 		id, err := x509svid.IDFromCert(r.TLS.PeerCertificates[0])
 		if err != nil {
 			return spiffeid.ID{}, fmt.Errorf("the client certificate is not an X.509-SVID: %v", err)
+		}
+		// And again now: the connection may be older than a bundle that replaced the one it
+		// was verified against, or than its certificate's end.
+		if err := s.recheck.Certs(r.TLS.PeerCertificates); err != nil {
+			return spiffeid.ID{}, &staleSVID{status.Convert(err).Message()}
 		}
 		certID = id
 	}
