@@ -261,13 +261,25 @@ func TestBodyFieldsShowWithheld(t *testing.T) {
 	}
 }
 
+// TestLocalPath: a return address stays on this site as a browser follows it, after
+// http.Redirect has cleaned it: /./\\host became /\\host, which a browser reads as //host
+// (review web-adversary M1).
 func TestLocalPath(t *testing.T) {
 	for in, want := range map[string]string{
 		"/zoeken?kind=sitrep": "/zoeken?kind=sitrep", "": "/", "https://evil.example/": "/", "//evil.example/x": "/",
-		"/\\evil.example": "/", "zoeken": "/",
+		"/\\evil.example": "/", "zoeken": "/", "/./\\evil.example/x": "/", "/x/../\\evil.example": "/",
+		"/./%5Cevil.example/x": "/", "/x/..//evil.example": "/evil.example", "/.//evil.example": "/evil.example",
+		"/beleid/": "/beleid/", "/a/./b/../c?q=1 2": "/a/c?q=1 2", "/x\t/y": "/", "/x%0a": "/",
+		"/record?id=a%2Fb&origin=ncc": "/record?id=a%2Fb&origin=ncc",
 	} {
-		if got := localPath(in); got != want {
+		got := localPath(in)
+		if got != want {
 			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		}
+		w := httptest.NewRecorder()
+		http.Redirect(w, httptest.NewRequest("GET", "/taal", nil), got, http.StatusSeeOther)
+		if loc := w.Header().Get("Location"); !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.HasPrefix(loc, "/\\") {
+			t.Errorf("localPath(%q) = %q, which redirects to %q: another host", in, got, loc)
 		}
 	}
 }
