@@ -159,6 +159,10 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	if p.From != "" {
 		d = s.sessions.handOver(p.From, person)
 	}
+	// The session this browser had ends: a copy of its cookie signs in no one any more.
+	if old, sess := s.sessionOf(r); sess != nil {
+		s.sessions.end(old)
+	}
 	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL), Draft: d})
 	s.setCookie(w, s.sessionCookie(), id, s.c.UI.SessionTTL)
 	s.log.Info("signed in", "person", person.String(), "auth_time", authTime.UTC().Format(time.RFC3339))

@@ -937,6 +937,10 @@ func (s *Server) readRecordForm(w http.ResponseWriter, r *request) (*sentForm, b
 	if !s.checkCSRF(w, r.Request, r.L, r.Session, string(tok)) {
 		return nil, false
 	}
+	// Before a file is read: a reader's files are refused, not first spooled to disk.
+	if !s.writerPage(w, r) {
+		return nil, false
+	}
 	values := url.Values{csrfField: {string(tok)}}
 	r.PostForm = values
 	left := s.c.maxForm()

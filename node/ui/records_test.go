@@ -235,6 +235,37 @@ func TestRecordForm(t *testing.T) {
 	if _, err := rc.Get(context.Background(), &pb.GetRequest{Id: "van-bram"}); err == nil {
 		t.Error("a reader's forged form stored a record")
 	}
+	// A reader's form with a file is refused before the file is read (review web-adversary
+	// L5): the answer comes while the file is still being sent.
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	sending := make(chan struct{})
+	defer close(sending)
+	go func() {
+		mw.WriteField("csrf", csrfOf(t, page))
+		fw, _ := mw.CreateFormFile("bijlagen", "groot.pdf")
+		fw.Write(append([]byte("%PDF-1.4\n"), make([]byte, 1<<20)...))
+		<-sending // the rest of the file never comes until the test ends
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+	}()
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := rb.Post(e.url+"/records/nieuw", mw.FormDataContentType(), pr)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	select {
+	case code := <-answered:
+		if code != http.StatusForbidden {
+			t.Errorf("a reader's form with a file: %d, want 403", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a reader's form with a file is read to its end before it is refused")
+	}
 }
 
 // TestEditKeepsWhatTheFormDoesNotShow: saving the edit form of a record keeps the fields of its

@@ -399,6 +399,16 @@ func TestSignInRoundTrip(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/zoeken" {
 		t.Errorf("sign-in again: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
 	}
+	// The session the browser had before is over: its cookie, kept elsewhere, signs in no one.
+	req, _ := http.NewRequest("GET", e.url+"/zoeken", nil)
+	req.AddCookie(&http.Cookie{Name: sess.Name, Value: sess.Value})
+	if r, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/aanmelden") {
+		t.Errorf("the session before the new sign-in: /zoeken %d to %q, want a redirect to sign in", r.StatusCode, r.Header.Get("Location"))
+	}
 }
 
 func TestRoles(t *testing.T) {
