@@ -29,3 +29,11 @@ func TextVocabularyHas(d *DB, word string) (inTable, inTrigrams bool, err error)
 	})
 	return inTable, inTrigrams, err
 }
+
+// TextOwnWord reports whether the vocabulary marks word as one that own records hold.
+func TextOwnWord(d *DB, word string) (own bool, err error) {
+	err = d.read(func(ro *sql.DB) error {
+		return ro.QueryRow(`SELECT EXISTS (SELECT 1 FROM text_words AS w JOIN text_own_words AS o ON o.id = w.id WHERE w.word = ?)`, word).Scan(&own)
+	})
+	return own, err
+}

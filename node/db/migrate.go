@@ -521,6 +521,15 @@ ALTER TABLE files DROP COLUMN origin;
 ALTER TABLE webhooks ADD COLUMN old_secret TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhooks ADD COLUMN old_secret_until INTEGER NOT NULL DEFAULT 0;  -- Unix nanoseconds; 0: none
 `,
+	// 25: the words of the vocabulary that own records hold (see text.go), to which a search of
+	// own records expands a part of a word, so that the words of partners' records cannot widen
+	// it or make it refused. Every word known now counts as own until the sweep, due at once, has
+	// checked it.
+	`
+CREATE TABLE text_own_words (id INTEGER PRIMARY KEY);  -- a text_words id
+INSERT INTO text_own_words (id) SELECT id FROM text_words;
+UPDATE text_sweep SET dirty = dirty + 1;
+`,
 }
 
 // SchemaVersion is the user_version a fully migrated database has.

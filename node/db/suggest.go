@@ -84,7 +84,7 @@ func (d *DB) NearWords(ctx context.Context, word string) ([]string, error) {
 		// across two parts aside).
 		third := len(w) / 3
 		for _, part := range []string{string(w[:third]), string(w[third : 2*third]), string(w[2*third:])} {
-			words, err := d.vocabulary(ctx, part, true)
+			words, err := d.vocabulary(ctx, part, true, false)
 			if err != nil {
 				return nil, fmt.Errorf("db: near words: %w", err)
 			}

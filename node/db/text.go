@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,13 @@ import (
 // postings of their trigrams cost. The index holds own records (origin '') and those cached from
 // peers (origin: the peer's trust domain); text_keys maps each record to its row. It is
 // contentless, the text being in the records.
+//
+// A search of own records, which is what a peer's Query reads, expands a part of a word only to
+// the words own records hold (text_own_words). The vocabulary also holds the words of every
+// partner's records, which each partner chooses: were they counted, a partner could send 4,096
+// words that hold a part and learn, from whether its search of that part is then refused as too
+// broad, whether any other record here holds it, confidential ones and other partners' included
+// (review fed-adversary 1), and could make its searches expand to thousands of its own words.
 //
 // The index is sharded by row: text_shard_N holds the rows N·2^16 to (N+1)·2^16-1, in the order
 // records were first indexed. bm25 counts, for each word of a query, the rows that hold it
@@ -75,6 +83,7 @@ const (
 	sqlTextWordsTop = `SELECT coalesce(max(id), 0) FROM text_words`
 	sqlTextWordsAdd = `INSERT OR IGNORE INTO text_words (word) SELECT value FROM json_each(?)`
 	sqlTextVocabAdd = `INSERT INTO text_vocab (rowid, word) SELECT id, word FROM text_words WHERE id > +?`
+	sqlTextOwnAdd   = `INSERT OR IGNORE INTO text_own_words (id) SELECT id FROM text_words WHERE word IN (SELECT value FROM json_each(?))`
 )
 
 // textShard is the table of the shard that holds row.
@@ -131,7 +140,7 @@ func (d *DB) IndexText(max int) (int, error) {
 		if taken == 0 {
 			return false, nil
 		}
-		b := textBatchState{tx: tx, shards: map[int64]bool{}, words: map[string]struct{}{}}
+		b := textBatchState{tx: tx, shards: map[int64]bool{}, words: map[string]struct{}{}, own: map[string]struct{}{}}
 		for _, k := range queued {
 			var body []byte
 			if k.origin == "" {
@@ -350,7 +359,9 @@ type textBatchState struct {
 	tx     *writeTx
 	shards map[int64]bool
 	words  map[string]struct{}
-	buf    []string
+	// own are the words of own records among words.
+	own map[string]struct{}
+	buf []string
 	// dropped is set when the batch took a record's words out: some may be in no record now.
 	dropped bool
 }
@@ -392,6 +403,9 @@ func (b *textBatchState) index(origin, id string, body []byte, files string) err
 	b.buf = record.AppendWords(b.buf[:0], record.Normalize(text))
 	for _, w := range b.buf {
 		b.words[w] = struct{}{}
+		if origin == "" {
+			b.own[w] = struct{}{}
+		}
 	}
 	if _, err := b.tx.Exec(`INSERT INTO `+textShard(row)+` (rowid, text) VALUES (?, ?)`, row, strings.Join(b.buf, " ")); err != nil {
 		return fmt.Errorf("text index: %w", err)
@@ -458,9 +472,10 @@ func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
 		return true, nil
 	}
 	var words []textWord
-	err = d.eachRow(ctx, `SELECT id, word FROM text_words WHERE id >= ? ORDER BY id LIMIT `+strconv.Itoa(textSweepChunk), []any{next}, func(rows *sql.Rows) error {
+	err = d.eachRow(ctx, `SELECT w.id, w.word, o.id IS NOT NULL FROM text_words AS w LEFT JOIN text_own_words AS o ON o.id = w.id
+		WHERE w.id >= ? ORDER BY w.id LIMIT `+strconv.Itoa(textSweepChunk), []any{next}, func(rows *sql.Rows) error {
 		var w textWord
-		err := rows.Scan(&w.id, &w.text)
+		err := rows.Scan(&w.id, &w.text, &w.own)
 		words = append(words, w)
 		return err
 	})
@@ -471,25 +486,42 @@ func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("db: text sweep: %w", err)
 	}
+	// held reports whether a record holds w; with own, an own record.
 	held := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
-	}, w string) (bool, error) {
+	}, w string, own bool) (bool, error) {
 		for _, shard := range shards {
+			query := `SELECT EXISTS (SELECT 1 FROM ` + shard + ` WHERE ` + shard + ` MATCH ?)`
+			if own {
+				query = `SELECT EXISTS (SELECT 1 FROM ` + shard + ` JOIN text_keys AS k ON k.rowid = ` + shard + `.rowid
+					WHERE ` + shard + ` MATCH ? AND k.origin = '')`
+			}
 			var in bool
-			if err := q.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+shard+` WHERE `+shard+` MATCH ?)`, ftsString(w)).Scan(&in); err != nil || in {
+			if err := q.QueryRowContext(ctx, query, ftsString(w)).Scan(&in); err != nil || in {
 				return in, err
 			}
 		}
 		return false, nil
 	}
-	var orphans []textWord
+	// orphans are held by no record; unowned by no own record, though marked as own's.
+	var orphans, unowned []textWord
 	err = d.read(func(ro *sql.DB) error {
 		for _, w := range words {
-			in, err := held(ro, w.text)
+			in, err := held(ro, w.text, w.own)
 			if err != nil {
 				return err
 			}
-			if !in {
+			if in {
+				continue
+			}
+			if w.own {
+				if in, err = held(ro, w.text, false); err != nil {
+					return err
+				}
+			}
+			if in {
+				unowned = append(unowned, w)
+			} else {
 				orphans = append(orphans, w)
 			}
 		}
@@ -500,7 +532,7 @@ func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
 	}
 	err = d.localTx(func(tx *writeTx) (bool, error) {
 		for _, w := range orphans {
-			if in, err := held(tx.c, w.text); err != nil || in {
+			if in, err := held(tx.c, w.text, false); err != nil || in {
 				if err != nil {
 					return false, err
 				}
@@ -510,6 +542,20 @@ func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
 				return false, err
 			}
 			if _, err := tx.Exec(`DELETE FROM text_words WHERE id = ?`, w.id); err != nil {
+				return false, err
+			}
+			if _, err := tx.Exec(`DELETE FROM text_own_words WHERE id = ?`, w.id); err != nil {
+				return false, err
+			}
+		}
+		for _, w := range unowned {
+			if in, err := held(tx.c, w.text, true); err != nil || in {
+				if err != nil {
+					return false, err
+				}
+				continue
+			}
+			if _, err := tx.Exec(`DELETE FROM text_own_words WHERE id = ?`, w.id); err != nil {
 				return false, err
 			}
 		}
@@ -534,6 +580,7 @@ func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
 type textWord struct {
 	id   int64
 	text string
+	own  bool // marked as a word of own records
 }
 
 // nextWord is the id after the last of words, or from when there are none.
@@ -567,6 +614,15 @@ func (b *textBatchState) addWords() error {
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
 		if _, err := b.tx.Exec(sqlTextVocabAdd, top); err != nil {
+			return fmt.Errorf("text vocabulary: %w", err)
+		}
+	}
+	if len(b.own) > 0 {
+		own, err := json.Marshal(slices.Collect(maps.Keys(b.own)))
+		if err != nil {
+			return err
+		}
+		if _, err := b.tx.Exec(sqlTextOwnAdd, string(own)); err != nil {
 			return fmt.Errorf("text vocabulary: %w", err)
 		}
 	}
@@ -664,7 +720,7 @@ func textWhere(t string, f TextFilter) (string, []any) {
 // a time, and calls fn for each that f's filters keep, best first, until fn returns false. A
 // page is read and its statement done before fn sees any of it, so fn may take its time.
 func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(scanner, ...any) (T, error), fn func(T) (bool, error)) error {
-	match, err := d.matchExpr(ctx, f.Terms)
+	match, err := d.matchExpr(ctx, f.Terms, t == "records")
 	if err != nil || match == "" {
 		return err
 	}
@@ -819,8 +875,9 @@ const (
 // for the words of the vocabulary that end with it, or, alone, that hold it; the last word for
 // every word that starts with it (a prefix query). Each word is quoted as a string, so that
 // nothing in it is read as syntax. It is "" when no record can hold a term: a part of a word
-// that is in no word of the vocabulary.
-func (d *DB) matchExpr(ctx context.Context, terms []string) (string, error) {
+// that is in no word of the vocabulary. own says that the query is of own records: the words
+// own records hold are its vocabulary.
+func (d *DB) matchExpr(ctx context.Context, terms []string, own bool) (string, error) {
 	var exprs []string
 	for _, term := range terms {
 		words, openStart, openEnd := record.TermWords(term)
@@ -837,7 +894,7 @@ func (d *DB) matchExpr(ctx context.Context, terms []string) (string, error) {
 				// Too short for the vocabulary's trigrams: any word, the other words decide.
 				continue
 			default:
-				found, err := d.vocabulary(ctx, w, right)
+				found, err := d.vocabulary(ctx, w, right, own)
 				if err != nil {
 					return "", err
 				}
@@ -902,11 +959,15 @@ func termExpr(alts [][]string) string {
 }
 
 // vocabulary is the words of the vocabulary that hold part, or, unless anywhere, end with it;
-// at most maxPartWords+1 of them.
-func (d *DB) vocabulary(ctx context.Context, part string, anywhere bool) ([]string, error) {
+// at most maxPartWords+1 of them; with own, only words that own records hold.
+func (d *DB) vocabulary(ctx context.Context, part string, anywhere, own bool) ([]string, error) {
 	var found []string
 	enough := errors.New("enough")
-	err := d.eachRow(ctx, `SELECT word FROM text_vocab WHERE text_vocab MATCH ?`, []any{ftsString(part)}, func(rows *sql.Rows) error {
+	q := `SELECT word FROM text_vocab WHERE text_vocab MATCH ?`
+	if own {
+		q = `SELECT v.word FROM text_vocab AS v JOIN text_own_words AS o ON o.id = v.rowid WHERE text_vocab MATCH ?`
+	}
+	err := d.eachRow(ctx, q, []any{ftsString(part)}, func(rows *sql.Rows) error {
 		var w string
 		if err := rows.Scan(&w); err != nil {
 			return err

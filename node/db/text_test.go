@@ -306,8 +306,9 @@ func TestTextShards(t *testing.T) {
 // undoMigration20 takes a database back from schema 23 to 19.
 const undoMigration20 = undoMigration24 + `DROP TABLE file_sources; ALTER TABLE files ADD COLUMN origin TEXT NOT NULL DEFAULT ''; ALTER TABLE history DROP COLUMN status; ALTER TABLE history DROP COLUMN exercise; DROP TABLE picture_removals; ALTER TABLE disclosures DROP COLUMN redaction; ALTER TABLE webhooks DROP COLUMN regions; ALTER TABLE webhooks DROP COLUMN max_classification; ALTER TABLE webhooks DROP COLUMN withdraws;`
 
-// undoMigration24 takes a database back to schema 23: the webhooks' old secrets go.
-const undoMigration24 = `ALTER TABLE webhooks DROP COLUMN old_secret; ALTER TABLE webhooks DROP COLUMN old_secret_until; `
+// undoMigration24 takes a database back to schema 23: the words of own records' mark
+// (migration 25) and the webhooks' old secrets go.
+const undoMigration24 = `DROP TABLE text_own_words; ALTER TABLE webhooks DROP COLUMN old_secret; ALTER TABLE webhooks DROP COLUMN old_secret_until; `
 
 // TestTextMigrationIndexesAgain: a database of the trigram index (schema 16), its queue empty,
 // gets the word index on open, with every live record, own and cached, queued and found.
@@ -490,5 +491,57 @@ func TestTextSweepForgetsWords(t *testing.T) {
 	}
 	if got := textIDs(t, d, "jansen", db.TextFilter{}, 100); len(got) != 0 {
 		t.Errorf("jansen finds %q after the delete", got)
+	}
+}
+
+// TestTextOwnWords: the vocabulary marks the words own records hold, and a search of own
+// records expands a part of a word to those alone: a peer's words, however many, neither widen
+// it nor make it too broad (review fed-adversary 1). Once no own record holds a word that a
+// peer's still does, the sweep takes its mark off and leaves the word.
+func TestTextOwnWords(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	var many []string
+	for i := range 4200 {
+		many = append(many, fmt.Sprintf("jansenq%04d", i))
+	}
+	a.apply(put("s1", `{"notes":"Jansenhof opvang"}`))
+	if err := d.ApplyCacheForeign(a.index+1, &pb.CacheForeign{Peer: "szw", Origin: "szw.crisis.test", Cursor: 1, At: hour(2),
+		Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "g1", Origin: "szw.crisis.test", Kind: "guidance", Crisis: "oekraine", Region: "NL",
+			Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Jansenhof","text":"` + strings.Join(many, " ") + `"}`), Version: 1, UpdatedAt: hour(1)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	a.index++
+	if got := textIDs(t, d, "jansen", db.TextFilter{}, 100); strings.Join(got, " ") != "s1" {
+		t.Errorf("own search for jansen, part of one own word and 4,201 of a peer's: %q, want s1", got)
+	}
+	own := func(word string) bool {
+		t.Helper()
+		ok, err := db.TextOwnWord(d, word)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !own("jansenhof") || own("jansenq0001") {
+		t.Fatalf("marks: jansenhof %v, want own; jansenq0001 %v, want not", own("jansenhof"), own("jansenq0001"))
+	}
+	a.apply(del("s1", 1))
+	textIDs(t, d, "opvang", db.TextFilter{}, 100)
+	for range 100 {
+		if done, err := d.SweepText(context.Background()); err != nil {
+			t.Fatal(err)
+		} else if done {
+			break
+		}
+	}
+	if inTable, _, _ := db.TextVocabularyHas(d, "jansenhof"); !inTable || own("jansenhof") {
+		t.Errorf("after the own record's delete and a sweep: jansenhof in the vocabulary %v (want true, the peer's record holds it), marked own %v (want false)", inTable, own("jansenhof"))
+	}
+	if own("opvang") {
+		t.Error("opvang, which no record holds now, is still marked own")
+	}
+	if got := cachedTextIDs(t, d, "jansenhof"); got != "g1" {
+		t.Errorf("cache search for jansenhof found %q, want g1", got)
 	}
 }
