@@ -163,8 +163,11 @@ type Node struct {
 	background []func()
 	// refusals audits the handshakes the TCP listener refuses; stopRefusals ends it once its
 	// last entries are written.
-	refusals     *refusals
-	denials      *refusals // the federation calls the authorizer refuses, likewise
+	refusals *refusals
+	denials  *refusals // the federation calls the authorizer refuses, likewise
+	// unanswered audits the federation calls that got nothing, likewise; made with the
+	// FederationService, run with the others.
+	unanswered   *refusals
 	stopRefusals func()
 	// dirLock holds the data directory's LockName while the node runs.
 	dirLock *os.File
@@ -368,12 +371,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			DialOptions: n.tracing.PeerDialOptions(),
 			FileLimits:  n.attachLimits, FileBytesPerSecond: cfg.Attachments.FetchBytesPerSecond,
 		})
+		n.unanswered = newUnanswered(refusalWindow, n.appendAudit, n.log)
 		n.federation = peerserver.New(peerserver.Config{
 			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
 			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls,
 			Bundles: n.ident.trust, Recheck: n.recheck, Logger: n.log,
 			OnPeerCall: n.peers.Retry,
+			Unanswered: func(action, caller, subject, method, reason, filter string) {
+				n.unanswered.unanswered(action, caller, subject, method, reason, filter)
+			},
 		})
 		n.witnesses = witness.New(witness.Config{
 			DB: n.db, Org: cfg.Org, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers, Conn: n.peers.Conn,
@@ -481,6 +488,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		var done sync.WaitGroup
 		done.Go(func() { n.refusals.run(rctx) })
 		done.Go(func() { n.denials.run(rctx) })
+		if n.unanswered != nil {
+			done.Go(func() { n.unanswered.run(rctx) })
+		}
 		n.stopRefusals = func() { cancel(); done.Wait() }
 	}
 	if cfg.UI.Listen != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,12 +38,21 @@ type refusals struct {
 	// other is the key that counts the keys beyond maxRefusalKeys; entry makes a key's entry.
 	other string
 	entry func(key, reason string, count int, first, last time.Time) *pb.AuditEntry
+	// burst is how many entries of a key a window writes at once, each as it comes, before it
+	// counts the rest.
+	burst int
 
 	mu      sync.Mutex
-	last    map[string]time.Time // claimed ID → when its last entry was written
+	last    map[string]*window // key → its window
 	pending map[string]*pendingRefusal
 	wake    chan struct{} // an entry to write at once
 	now     []*pb.AuditEntry
+}
+
+// window is a key's window: when it began, and how many entries it wrote at once.
+type window struct {
+	start time.Time
+	n     int
 }
 
 type pendingRefusal struct {
@@ -52,10 +62,10 @@ type pendingRefusal struct {
 }
 
 // newRefusals audits refused handshakes (tls.refused), per claimed ID.
-func newRefusals(window time.Duration, appendAudit func(context.Context, []*pb.AuditEntry) error, log *slog.Logger) *refusals {
+func newRefusals(every time.Duration, appendAudit func(context.Context, []*pb.AuditEntry) error, log *slog.Logger) *refusals {
 	return &refusals{
-		window: window, append: appendAudit, log: log, other: refusalOther, entry: refusalEntry,
-		last: map[string]time.Time{}, pending: map[string]*pendingRefusal{}, wake: make(chan struct{}, 1),
+		window: every, append: appendAudit, log: log, other: refusalOther, entry: refusalEntry, burst: 1,
+		last: map[string]*window{}, pending: map[string]*pendingRefusal{}, wake: make(chan struct{}, 1),
 	}
 }
 
@@ -84,8 +94,13 @@ func (r *refusals) add(key, reason string) {
 	if _, known := r.last[key]; !known && len(r.last) >= maxRefusalKeys {
 		key = r.other
 	}
-	if t, ok := r.last[key]; !ok || at.Sub(t) >= r.window {
-		r.last[key] = at
+	w, ok := r.last[key]
+	if !ok || at.Sub(w.start) >= r.window {
+		w = &window{start: at}
+		r.last[key] = w
+	}
+	if w.n < r.burst {
+		w.n++
 		r.now = append(r.now, r.entry(key, reason, 1, at, at))
 		select {
 		case r.wake <- struct{}{}:
@@ -121,12 +136,12 @@ func (r *refusals) run(ctx context.Context) {
 
 // take returns the entries to write: those due at once and, at the end of a window, the
 // counts of the refusals it held back. It forgets claimed IDs whose window has passed.
-func (r *refusals) take(window bool) []*pb.AuditEntry {
+func (r *refusals) take(ended bool) []*pb.AuditEntry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.now
 	r.now = nil
-	if !window {
+	if !ended {
 		return out
 	}
 	at := time.Now()
@@ -136,11 +151,12 @@ func (r *refusals) take(window bool) []*pb.AuditEntry {
 		// the refusals it counts came (first, last).
 		e.At = timestamppb.New(at)
 		out = append(out, e)
-		r.last[key] = at
+		// A new window, which writes nothing at once: its refusals are counted at its end.
+		r.last[key] = &window{start: at, n: r.burst}
 	}
 	clear(r.pending)
-	for key, t := range r.last {
-		if at.Sub(t) >= r.window {
+	for key, w := range r.last {
+		if at.Sub(w.start) >= r.window {
 			delete(r.last, key)
 		}
 	}
@@ -176,4 +192,39 @@ func countedEntry(action, actor, subject string, d map[string]any, count int, fi
 	}
 	detail, _ := json.Marshal(d)
 	return &pb.AuditEntry{At: timestamppb.New(last), Actor: actor, Action: action, Subject: subject, Detail: string(detail)}
+}
+
+// unansweredBurst is how many federation.nothing and federation.denied entries of a caller's
+// Query or FetchFile a window writes as they come, each with its filter, before it counts the
+// rest: a person who searches a partner has each search written, a peer that searches without
+// end one entry a minute after the first ten.
+const unansweredBurst = 10
+
+// newUnanswered audits a peer's calls that got nothing (federation.nothing, and federation.denied
+// as the FederationService decides it), per caller, action and method: unansweredBurst a window
+// as they come, then counted. Each was a Raft entry of up to some 2 KB, and a peer at its 50
+// calls a second wrote gigabytes a day of them into the audit log, which cannot be pruned
+// (review fed-adversary 3).
+func newUnanswered(every time.Duration, appendAudit func(context.Context, []*pb.AuditEntry) error, log *slog.Logger) *refusals {
+	r := newRefusals(every, appendAudit, log)
+	r.other, r.entry, r.burst = denialOther, unansweredEntry, unansweredBurst
+	return r
+}
+
+// unanswered counts a call that got nothing; it never blocks the call.
+func (r *refusals) unanswered(action, caller, subject, method, reason, filter string) {
+	r.add(strings.Join([]string{caller, action, method, subject}, "\x00"), reason+"\x00"+filter)
+}
+
+// unansweredEntry is the entry of a call that got nothing, as the FederationService wrote it
+// before (method, reason, the caller's filter: the last one, when counted), with the count.
+func unansweredEntry(key, reason string, count int, first, last time.Time) *pb.AuditEntry {
+	parts := strings.SplitN(key, "\x00", 4)
+	if len(parts) < 4 { // the other key
+		return countedEntry(db.AuditFederationNothing, key, "", map[string]any{
+			"reason": "calls of callers beyond the " + strconv.Itoa(maxRefusalKeys) + " counted apart that got nothing"}, count, first, last)
+	}
+	caller, action, method, subject := parts[0], parts[1], parts[2], parts[3]
+	reason, filter, _ := strings.Cut(reason, "\x00")
+	return countedEntry(action, caller, subject, map[string]any{"method": method, "reason": reason, "filter": filter}, count, first, last)
 }

@@ -209,3 +209,45 @@ func TestDenialsGroupPerCallerAndMethod(t *testing.T) {
 		t.Errorf("entries (method count: how many) %v, want %v", got, want)
 	}
 }
+
+// TestUnansweredAreCountedAfterABurst: a peer's calls that got nothing are written as they come
+// up to unansweredBurst in a window, each with its method, reason and filter, and the rest as one
+// entry with their count and the last filter (review fed-adversary 3); another caller has a
+// window of its own.
+func TestUnansweredAreCountedAfterABurst(t *testing.T) {
+	sink := &auditSink{}
+	r := newUnanswered(time.Hour, sink.append, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.run(ctx); close(done) }()
+	const peer, other = "spiffe://b.test/node/r1", "spiffe://b.test/user/eva"
+	for i := range 50 {
+		r.unanswered(db.AuditFederationNothing, peer, "b.test", "Query", "no record matches", fmt.Sprintf("text:\"woord%d\"", i))
+	}
+	r.unanswered(db.AuditFederationDenied, other, "b.test", "FetchFile", "no record granted to the caller names the file", "")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sink.snapshot()) < unansweredBurst+1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := sink.snapshot(); len(got) != unansweredBurst+1 {
+		t.Fatalf("%d entries written at once, want %d (the peer's first %d, the other caller's one)", len(got), unansweredBurst+1, unansweredBurst)
+	}
+	cancel()
+	<-done
+	got := sink.snapshot()
+	if len(got) != unansweredBurst+2 {
+		t.Fatalf("%d entries in all, want %d", len(got), unansweredBurst+2)
+	}
+	var d struct {
+		Method, Reason, Filter string
+		Count                  int
+	}
+	if err := json.Unmarshal([]byte(got[0].Detail), &d); err != nil || got[0].Actor != peer || got[0].Action != db.AuditFederationNothing ||
+		got[0].Subject != "b.test" || d.Method != "Query" || d.Reason != "no record matches" || d.Filter != `text:"woord0"` || d.Count != 1 {
+		t.Errorf("the first entry: %v (%v)", got[0], err)
+	}
+	last := got[len(got)-1]
+	if err := json.Unmarshal([]byte(last.Detail), &d); err != nil || last.Actor != peer || d.Count != 50-unansweredBurst || d.Filter != `text:"woord49"` {
+		t.Errorf("the counted entry: %v, want the peer's other %d with the last filter", last, 50-unansweredBurst)
+	}
+}

@@ -85,7 +85,11 @@ type Config struct {
 	// authorizer does at each call: a stream opened before the peer's bundle changed, or with
 	// an SVID that has since expired, ends.
 	Recheck *identity.Recheck
-	Logger  *slog.Logger
+	// Unanswered, when set, audits a call that got nothing (federation.nothing, or
+	// federation.denied), so that the node can count a flood of them rather than write each.
+	// Nil: each is its own audit entry.
+	Unanswered func(action, caller, subject, method, reason, filter string)
+	Logger     *slog.Logger
 }
 
 // Service implements knooppunt.v1.FederationService.
@@ -865,6 +869,10 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 // matched, none granted) or nothing (none matched). Failure to record is logged: the peer got
 // nothing either way.
 func (s *Service) auditFederation(ctx context.Context, action string, to policy.Recipient, method, reason string, f *pb.Filter) {
+	if s.c.Unanswered != nil {
+		s.c.Unanswered(action, to.ID, to.TrustDomain, method, reason, f.String())
+		return
+	}
 	// The filter is the peer's, of any text: encoding/json quotes it, where Go's %q would not
 	// give JSON for every string.
 	detail, err := json.Marshal(struct {
