@@ -110,6 +110,10 @@ type gate struct {
 	// with 16 calls open that each walk a million records, a peer would have the node's cores;
 	// one walk at a time leaves it at most one.
 	walk chan struct{}
+	// texts are the peer's turns at a text search (textSearches), which expands each part of a
+	// word to up to thousands of words of the index: 16 at once took seconds of CPU each (review
+	// fed-adversary 4).
+	texts chan struct{}
 	// heads bounds the audit heads the peer hands over (Witness), each of which the node keeps
 	// for good: an honest peer sends one every few minutes and after policy steps, at most one a
 	// second.
@@ -215,6 +219,7 @@ func (s *Service) gate(to policy.Recipient) *gate {
 			rate:      rate.NewLimiter(rate.Limit(s.c.RequestsPerSecond), max(1, int(2*s.c.RequestsPerSecond))),
 			calls:     make(chan struct{}, s.c.MaxCalls),
 			walk:      make(chan struct{}, 1),
+			texts:     make(chan struct{}, textSearches),
 			heads:     rate.NewLimiter(1, 10),
 			described: map[string]described{},
 			resynced:  map[string]resynced{},
@@ -223,13 +228,26 @@ func (s *Service) gate(to policy.Recipient) *gate {
 	return g.(*gate)
 }
 
+// textSearches is how many text searches of one peer run at once; the next waits its turn.
+const textSearches = 2
+
 // walk waits for the peer's turn to walk the store; the caller must call release when the walk
 // ends.
 func (s *Service) walk(ctx context.Context, to policy.Recipient) (release func(), err error) {
-	gt := s.gate(to)
+	return s.turn(ctx, s.gate(to).walk)
+}
+
+// searchText waits for one of the peer's turns at a text search; the caller must call release
+// when the search ends.
+func (s *Service) searchText(ctx context.Context, to policy.Recipient) (release func(), err error) {
+	return s.turn(ctx, s.gate(to).texts)
+}
+
+// turn waits for a place in turns, until ctx ends or the node shuts down.
+func (s *Service) turn(ctx context.Context, turns chan struct{}) (release func(), err error) {
 	select {
-	case gt.walk <- struct{}{}:
-		return func() { <-gt.walk }, nil
+	case turns <- struct{}{}:
+		return func() { <-turns }, nil
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	case <-s.quit:
@@ -757,6 +775,13 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	disc := s.newDisclosures(to, "Query")
 	sent, considered := 0, 0
 	text, _ := record.ParseText("filter.text", req.GetFilter().GetText()) // checked above; nil without text
+	if text != nil {
+		release, err := s.searchText(ctx, to)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	mode := db.ModeFrom(req.GetFilter().GetMode())
 	// emit sends a record the peer may have.
 	emit := func(out *pb.SharedRecord, d policy.Decision) (bool, error) {

@@ -81,3 +81,41 @@ func TestKeptAnswersAreBounded(t *testing.T) {
 		t.Fatal("an ID kept again does not hold its newest answer")
 	}
 }
+
+// TestTextSearchesTakeTurns: a peer runs at most textSearches text searches at once, the next
+// waiting for its turn (review fed-adversary 4); a search without text, and another peer's text
+// search, do not wait for them.
+func TestTextSearchesTakeTurns(t *testing.T) {
+	s := New(Config{})
+	b := policy.Recipient{TrustDomain: "b.crisis.test", ID: "spiffe://b.crisis.test/node/r1"}
+	c := policy.Recipient{TrustDomain: "c.crisis.test", ID: "spiffe://c.crisis.test/node/r1"}
+	var releases []func()
+	for range textSearches {
+		release, err := s.searchText(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.searchText(ctx, b); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("b's text search beyond %d at once: %v, want to wait until its deadline", textSearches, err)
+	}
+	if rel, err := s.searchText(context.Background(), c); err != nil {
+		t.Fatalf("c's text search while b's run: %v", err)
+	} else {
+		rel()
+	}
+	if rel, err := s.walk(context.Background(), b); err != nil {
+		t.Fatalf("b's walk while its text searches run: %v", err)
+	} else {
+		rel()
+	}
+	releases[0]()
+	if rel, err := s.searchText(context.Background(), b); err != nil {
+		t.Fatalf("b's text search once one ended: %v", err)
+	} else {
+		rel()
+	}
+}
