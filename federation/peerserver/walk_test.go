@@ -119,3 +119,32 @@ func TestTextSearchesTakeTurns(t *testing.T) {
 		rel()
 	}
 }
+
+// TestHoldersPerPeerAreBounded: a peer's people and applications, each its own holder of what it
+// gets, search as at most maxHolders IDs an hour (review fed-adversary 3): one more is refused,
+// one of them searches again, another peer is not counted with it, and an hour later there is
+// room again.
+func TestHoldersPerPeerAreBounded(t *testing.T) {
+	s := New(Config{})
+	now := time.Now()
+	person := func(td string, i int) policy.Recipient {
+		return policy.Recipient{TrustDomain: td, ID: fmt.Sprintf("spiffe://%s/user/p%d", td, i)}
+	}
+	for i := range maxHolders {
+		if err := s.newHolder(person("b.crisis.test", i), now); err != nil {
+			t.Fatalf("holder %d: %v", i, err)
+		}
+	}
+	if err := s.newHolder(person("b.crisis.test", maxHolders), now); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("holder %d of one peer in an hour: %v, want ResourceExhausted", maxHolders+1, err)
+	}
+	if err := s.newHolder(person("b.crisis.test", 3), now.Add(time.Minute)); err != nil {
+		t.Fatalf("a holder that searched before, again: %v", err)
+	}
+	if err := s.newHolder(person("c.crisis.test", 0), now); err != nil {
+		t.Fatalf("another peer's holder: %v", err)
+	}
+	if err := s.newHolder(person("b.crisis.test", maxHolders), now.Add(holderWindow)); err != nil {
+		t.Fatalf("a new holder an hour later: %v", err)
+	}
+}
