@@ -61,7 +61,11 @@ func (r *Recheck) DropWith(drop func(addr net.Addr)) { r.drop = drop }
 
 // Check returns nil when the call's connection was made with an SVID that still verifies, or
 // when it came in over no TLS connection (the local socket, the in-process channel); else an
-// UNAVAILABLE status that says to connect again, and the connection is closed (DropWith).
+// UNAVAILABLE status that says to connect again, and the connection is closed (DropWith). An
+// SVID that verifies but for its end having passed is served this call, and its connection
+// closed after it: a client of the peer's own, whose SVID was renewed meanwhile, connects again
+// with the new one and sees no error (under SPIRE an SVID lives an hour, its connections
+// longer), where one that holds only the old SVID has no more than that call.
 func (r *Recheck) Check(ctx context.Context) error {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -71,26 +75,27 @@ func (r *Recheck) Check(ctx context.Context) error {
 	if !ok || len(info.State.PeerCertificates) == 0 {
 		return nil
 	}
-	err := r.Certs(info.State.PeerCertificates)
-	if err != nil && r.drop != nil {
-		// After the refusal has had time to reach the client, so that it learns why; the calls
-		// it makes meanwhile are refused too.
+	ended, err := r.Certs(info.State.PeerCertificates)
+	if (ended || err != nil) && r.drop != nil {
+		// After the answer has had time to reach the client, so that it learns why; the calls
+		// it makes meanwhile are decided likewise.
 		time.AfterFunc(dropAfter, func() { r.drop(p.Addr) })
 	}
 	return err
 }
 
 // Certs is Check for the certificates a client presented in a TLS handshake (an HTTP request's
-// TLS.PeerCertificates), leaf first.
-func (r *Recheck) Certs(certs []*x509.Certificate) error {
+// TLS.PeerCertificates), leaf first. ended says that they verify but for the time: the caller
+// is to serve this request and close the connection after it.
+func (r *Recheck) Certs(certs []*x509.Certificate) (ended bool, err error) {
 	leaf := certs[0]
 	id, err := x509svid.IDFromCert(leaf)
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "the certificate of this connection is no X.509-SVID: %v", err)
+		return false, status.Errorf(codes.Unavailable, "the certificate of this connection is no X.509-SVID: %v", err)
 	}
 	b, err := r.bundles.GetX509BundleForTrustDomain(id.TrustDomain())
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "%s: this node no longer trusts trust domain %s", id, id.TrustDomain())
+		return false, status.Errorf(codes.Unavailable, "%s: this node no longer trusts trust domain %s", id, id.TrustDomain())
 	}
 	authorities := b.X509Authorities()
 	now := r.now()
@@ -98,12 +103,18 @@ func (r *Recheck) Certs(certs []*x509.Certificate) error {
 	v, ok := r.seen[leaf]
 	r.mu.Unlock()
 	if ok && now.Before(v.until) && slices.Equal(v.authorities, authorities) {
-		return nil
+		return false, nil
 	}
-	_, chains, err := x509svid.Verify(certs, x509bundle.NewSet(b), x509svid.WithTime(now))
+	bundle := x509bundle.NewSet(b)
+	_, chains, err := x509svid.Verify(certs, bundle, x509svid.WithTime(now))
 	if err != nil {
 		r.forget(leaf)
-		return status.Errorf(codes.Unavailable, "%s: the X.509-SVID this connection was made with no longer verifies against the trust bundle of %s (the bundle changed, or the SVID expired): connect again with a current SVID", id, id.TrustDomain())
+		if now.After(leaf.NotAfter) {
+			if _, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(leaf.NotAfter)); err == nil {
+				return true, nil
+			}
+		}
+		return false, status.Errorf(codes.Unavailable, "%s: the X.509-SVID this connection was made with no longer verifies against the trust bundle of %s (the bundle changed): connect again with a current SVID", id, id.TrustDomain())
 	}
 	until := leaf.NotAfter
 	for _, c := range chains[0] {
@@ -117,7 +128,7 @@ func (r *Recheck) Certs(certs []*x509.Certificate) error {
 	}
 	r.seen[leaf] = verified{authorities: authorities, until: until}
 	r.mu.Unlock()
-	return nil
+	return false, nil
 }
 
 func (r *Recheck) forget(leaf *x509.Certificate) {

@@ -195,7 +195,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(pb.OpenAPI)
 		return
 	}
-	id, err := s.authenticate(r)
+	id, err := s.authenticate(w, r)
 	if err != nil {
 		s.log.Warn("REST call refused", "method", r.Method, "path", r.URL.Path, "reason", err.Error())
 		if _, stale := err.(*staleSVID); stale {
@@ -263,7 +263,7 @@ func (e *staleSVID) Error() string { return e.msg }
 
 // authenticate returns the SPIFFE ID the request proves, by its client X.509-SVID or by its
 // bearer JWT-SVID, never both, or says what to send.
-func (s *Server) authenticate(r *http.Request) (spiffeid.ID, error) {
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (spiffeid.ID, error) {
 	var certID spiffeid.ID
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		// Verified in the handshake by TLSConfig against the trust bundles.
@@ -273,8 +273,14 @@ func (s *Server) authenticate(r *http.Request) (spiffeid.ID, error) {
 		}
 		// And again now: the connection may be older than a bundle that replaced the one it
 		// was verified against, or than its certificate's end.
-		if err := s.recheck.Certs(r.TLS.PeerCertificates); err != nil {
+		ended, err := s.recheck.Certs(r.TLS.PeerCertificates)
+		if err != nil {
 			return spiffeid.ID{}, &staleSVID{status.Convert(err).Message()}
+		}
+		if ended {
+			// Served, and the client connects again for its next request, with its SVID as it
+			// is now (identity.Recheck.Check says why).
+			w.Header().Set("Connection", "close")
 		}
 		certID = id
 	}
