@@ -253,11 +253,11 @@ func TestRESTSearchSuggests(t *testing.T) {
 	}
 }
 
-// TestRESTRefusesAnSVIDThatEndedOnAnOpenConnection: a client's X.509-SVID is verified again on
+// TestRESTClosesTheConnectionOfAnEndedSVID: a client's X.509-SVID is verified again on
 // each request, not only at the handshake: on a connection kept open past the SVID's end, the
 // next request is served and the connection closed, so that the one after needs a handshake,
 // which the ended SVID fails (review fed-adversary 2).
-func TestRESTRefusesAnSVIDThatEndedOnAnOpenConnection(t *testing.T) {
+func TestRESTClosesTheConnectionOfAnEndedSVID(t *testing.T) {
 	n := startRESTNode(t)
 	svid := identitytest.SVID(t, n.org.ca, "/user/rita", identity.SVIDOptions{NotBefore: time.Now(), TTL: 2 * time.Second})
 	reader := restHTTP(t, tlsconfig.MTLSClientConfig(svid, identitytest.Bundle(n.org.ca), tlsconfig.AuthorizeMemberOf(n.org.td)))
