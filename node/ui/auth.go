@@ -13,7 +13,7 @@ import (
 )
 
 // signIn sends the browser to the identity provider: authorization code flow with PKCE, a
-// state bound to this browser by a cookie, and a nonce.
+// state bound to this browser by a cookie that holds the sign-in, sealed, and a nonce.
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	s.startSignIn(w, r, &pending{ReturnTo: localPath(r.URL.Query().Get("terug")), Fresh: r.URL.Query().Get("opnieuw") != ""})
 }
@@ -29,10 +29,10 @@ func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, p *pending)
 		s.fail(w, r, l, http.StatusBadGateway, l.T("error.idp_down"))
 		return
 	}
-	state := randomID()
-	p.Nonce, p.Verifier = randomID(), oauth2.GenerateVerifier()
-	s.sessions.begin(state, p)
-	s.setCookie(w, s.loginCookie(), state, pendingTTL)
+	p.State, p.Nonce, p.Verifier = randomID(), randomID(), oauth2.GenerateVerifier()
+	// One login cookie per browser: a sign-in started in another tab replaces it, and the
+	// sign-in of this tab then comes back to "sign in again".
+	s.setCookie(w, s.loginCookie(), s.sessions.begin(p), pendingTTL)
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(p.Nonce), oauth2.S256ChallengeOption(p.Verifier)}
 	if l.Code != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("ui_locales", l.Code))
@@ -42,7 +42,7 @@ func (s *Server) startSignIn(w http.ResponseWriter, r *http.Request, p *pending)
 		// not pass on an old single sign-on session.
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
 	}
-	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusFound)
+	http.Redirect(w, r, oc.AuthCodeURL(p.State, opts...), http.StatusFound)
 }
 
 // userName is what may stand in spiffe://ORG/user/NAME: one path segment of the characters
@@ -56,16 +56,14 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	l := s.pickLang(r)
 	q := r.URL.Query()
-	state := q.Get("state")
-	c, err := r.Cookie(s.loginCookie())
-	s.setCookie(w, s.loginCookie(), "", -1)
-	if err != nil || state == "" || c.Value != state {
-		s.log.Warn("sign-in refused", "reason", "state does not match this browser's sign-in")
-		s.fail(w, r, l, http.StatusBadRequest, l.T("error.signin_again"))
-		return
+	var p *pending
+	if c, err := r.Cookie(s.loginCookie()); err == nil {
+		p = s.sessions.finish(c.Value, q.Get("state"))
 	}
-	p := s.sessions.finish(state)
+	// The sign-in is used once: its cookie goes whatever the answer.
+	s.setCookie(w, s.loginCookie(), "", -1)
 	if p == nil {
+		s.log.Warn("sign-in refused", "reason", "no sign-in of this browser, or its time is up, or state does not match it")
 		s.fail(w, r, l, http.StatusBadRequest, l.T("error.signin_again"))
 		return
 	}

@@ -3,7 +3,8 @@ package ui
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"maps"
@@ -165,47 +166,132 @@ func TestSessionsExpire(t *testing.T) {
 	if len(ss.byID) != 0 {
 		t.Error("an expired session stays in memory")
 	}
-	// A pending sign-in is taken once, and only within its time.
-	ss.begin("st1", &pending{Nonce: "n"})
-	if p := ss.finish("st1"); p == nil || p.Nonce != "n" {
-		t.Fatalf("finish: %+v", p)
+}
+
+// TestPendingSealed: a pending sign-in comes back whole from the login cookie's value for its
+// own state only, within its time, and unaltered; the value does not show what it holds, and
+// opens only under the key of the server that sealed it and as a pending sign-in.
+func TestPendingSealed(t *testing.T) {
+	ss := newSessions()
+	now := time.Unix(1_800_000_000, 0)
+	ss.now = func() time.Time { return now }
+	want := pending{State: "st", Nonce: "nonce-n", Verifier: "verifier-v", ReturnTo: "/zoeken?crisis=oekraine", Fresh: true, From: "from-k"}
+	c := ss.begin(&pending{State: want.State, Nonce: want.Nonce, Verifier: want.Verifier, ReturnTo: want.ReturnTo, Fresh: want.Fresh, From: want.From})
+	p := ss.finish(c, "st")
+	if p == nil || !p.Expires.Equal(now.Add(pendingTTL)) {
+		t.Fatalf("finish: %+v, want it until %s", p, now.Add(pendingTTL))
 	}
-	if ss.finish("st1") != nil {
-		t.Error("a pending sign-in was taken twice")
+	// Times compare by Equal: the sealed one comes back in another location.
+	if p.Expires = want.Expires; *p != want {
+		t.Fatalf("finish: %+v, want %+v", p, want)
 	}
-	ss.begin("st2", &pending{})
-	now = now.Add(pendingTTL)
-	if ss.finish("st2") != nil {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"nonce-n", "verifier-v", "zoeken", "from-k"} {
+		if bytes.Contains(raw, []byte(secret)) || strings.Contains(c, secret) {
+			t.Errorf("the login cookie shows %q: %s", secret, c)
+		}
+	}
+	for _, state := range []string{"", "st2", "s"} {
+		if ss.finish(c, state) != nil {
+			t.Errorf("a sign-in of state st was finished with state %q", state)
+		}
+	}
+	for i := range raw {
+		bad := bytes.Clone(raw)
+		bad[i] ^= 1
+		if ss.finish(base64.RawURLEncoding.EncodeToString(bad), "st") != nil {
+			t.Fatalf("a login cookie altered at byte %d was taken", i)
+		}
+	}
+	if ss.finish(c[:len(c)-1], "st") != nil || ss.finish("", "st") != nil || ss.finish("st", "st") != nil {
+		t.Error("a cut or made-up login cookie was taken")
+	}
+	if newSessions().finish(c, "st") != nil {
+		t.Error("another server's key opened the login cookie")
+	}
+	want.Expires = now.Add(pendingTTL)
+	plain, _ := json.Marshal(want)
+	for _, purpose := range []string{"another purpose", ""} {
+		nonce := make([]byte, ss.seal.NonceSize())
+		other := base64.RawURLEncoding.EncodeToString(ss.seal.Seal(nonce, nonce, plain, []byte(purpose)))
+		if ss.finish(other, "st") != nil {
+			t.Errorf("a value sealed for purpose %q was taken as a sign-in", purpose)
+		}
+	}
+	now = now.Add(pendingTTL - time.Second)
+	if ss.finish(c, "st") == nil {
+		t.Error("a sign-in was refused within its time")
+	}
+	now = now.Add(time.Second)
+	if ss.finish(c, "st") != nil {
 		t.Error("a pending sign-in outlived its time")
+	}
+	// The cookie stays within what browsers keep: a longer return path returns to the start.
+	long := "/zoeken?q=" + strings.Repeat("x", maxReturnTo)
+	c = ss.begin(&pending{State: "st", Nonce: randomID(), Verifier: randomID(), ReturnTo: long, From: randomID()})
+	if p := ss.finish(c, "st"); p == nil || p.ReturnTo != "/" {
+		t.Errorf("a sign-in with a return path of %d bytes: %+v", len(long), p)
+	}
+	if c = ss.begin(&pending{State: randomID(), Nonce: randomID(), Verifier: randomID(), ReturnTo: long[:maxReturnTo], From: randomID()}); len(c) > 3500 {
+		t.Errorf("a login cookie of %d bytes", len(c))
 	}
 }
 
-// TestSignInFlood: a flood of sign-ins that never come back keeps at most maxPending in memory
-// and refuses no one: a person who starts a sign-in after the flood finishes it; one who started
-// before maxPending newer ones is displaced.
-func TestSignInFlood(t *testing.T) {
-	now := time.Unix(1e9, 0)
-	ss := newSessions()
-	ss.now = func() time.Time { return now }
-	ss.begin("early", &pending{Nonce: "early"})
-	for i := range maxPending {
-		ss.begin(fmt.Sprint("flood-", i), &pending{})
+// TestCallbackRefusesSignIn: the provider's answer is refused, with the page that asks to sign
+// in again, when the browser has no sign-in, when its login cookie was altered or its time is
+// up, and when the state is not the one the cookie holds; the login cookie goes each time. The
+// cookie and state of the sign-in itself pass (and get as far as the provider, down here).
+func TestCallbackRefusesSignIn(t *testing.T) {
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "http://127.0.0.1:1", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	ss.begin("person", &pending{Nonce: "person"})
-	if len(ss.pending) != maxPending {
-		t.Errorf("%d pending sign-ins in memory, want at most %d", len(ss.pending), maxPending)
+	now := time.Now()
+	s.sessions.now = func() time.Time { return now }
+	c := s.sessions.begin(&pending{State: "st", Nonce: randomID(), Verifier: randomID(), ReturnTo: "/"})
+	raw, _ := base64.RawURLEncoding.DecodeString(c)
+	raw[len(raw)/2] ^= 1
+	altered := base64.RawURLEncoding.EncodeToString(raw)
+	callback := func(cookie, state string) (int, string) {
+		t.Helper()
+		r := httptest.NewRequest("GET", "/auth/callback?code=c&state="+state, nil)
+		if cookie != "" {
+			r.AddCookie(&http.Cookie{Name: s.loginCookie(), Value: cookie})
+		}
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		cleared := false
+		for _, k := range w.Result().Cookies() {
+			cleared = cleared || k.Name == s.loginCookie() && k.MaxAge < 0
+		}
+		if !cleared {
+			t.Errorf("callback with state %q: the login cookie stays", state)
+		}
+		return w.Code, w.Body.String()
 	}
-	if p := ss.finish("person"); p == nil || p.Nonce != "person" {
-		t.Errorf("the sign-in begun after the flood: %+v, want it finished", p)
+	again := "De aanmelding is niet gelukt of verlopen. Meld u opnieuw aan."
+	for _, tc := range []struct{ name, cookie, state string }{
+		{"no login cookie", "", "st"},
+		{"another state", c, "st2"},
+		{"no state", c, ""},
+		{"an altered cookie", altered, "st"},
+		{"the state as cookie", "st", "st"},
+	} {
+		if code, page := callback(tc.cookie, tc.state); code != http.StatusBadRequest || !strings.Contains(page, again) {
+			t.Errorf("%s: %d, want 400 with %q\n%s", tc.name, code, again, page)
+		}
 	}
-	if ss.finish("early") != nil {
-		t.Error("the oldest sign-in stayed past maxPending newer ones")
+	if code, _ := callback(c, "st"); code != http.StatusBadGateway {
+		t.Errorf("the sign-in's own cookie and state: %d, want 502 from the provider that is down", code)
 	}
-	// Once their time is up, the flood's go at the next sign-in, and with them their order.
 	now = now.Add(pendingTTL)
-	ss.begin("later", &pending{})
-	if len(ss.pending) != 1 || len(ss.began) != 1 {
-		t.Errorf("after the flood expired %d pending and %d in order, want 1 and 1", len(ss.pending), len(ss.began))
+	if code, page := callback(c, "st"); code != http.StatusBadRequest || !strings.Contains(page, again) {
+		t.Errorf("a sign-in past its time: %d, want 400 with %q\n%s", code, again, page)
 	}
 }
 

@@ -1,9 +1,13 @@
 package ui
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"net/url"
 	"sync"
 	"time"
@@ -38,8 +42,12 @@ type draft struct {
 	Values url.Values
 }
 
-// pending is a sign-in that went to the provider and has not come back yet.
+// pending is a sign-in that went to the provider and has not come back yet. It is kept in the
+// browser's own login cookie, sealed (sessions.begin), not in the server's memory: no other
+// client's sign-ins can push it out, and a flood of /aanmelden costs the server nothing to keep.
 type pending struct {
+	// State is the state parameter sent to the provider; its answer must carry it.
+	State    string
 	Nonce    string
 	Verifier string
 	ReturnTo string
@@ -54,26 +62,38 @@ type pending struct {
 // pendingTTL bounds how long a person may take at the provider.
 const pendingTTL = 10 * time.Minute
 
-// maxPending bounds the sign-ins in flight, so that a flood of /aanmelden cannot fill memory.
-// Past it the oldest goes: a flood displaces only sign-ins older than maxPending newer ones, and
-// never refuses a person's.
-const maxPending = 10000
+// loginPurpose is the additional data every login cookie is sealed with: a value sealed for
+// another purpose under the same key does not open as a pending sign-in.
+const loginPurpose = "knooppunt login cookie: pending sign-in v1"
 
-// sessions holds sessions and pending sign-ins, keyed by a hash of their random id so that the
-// map never holds what the browser presents.
+// maxReturnTo bounds the return path a sealed sign-in carries, so that the login cookie stays
+// well under the 4096 bytes browsers keep; a longer one returns to the start page.
+const maxReturnTo = 2048
+
+// sessions holds sessions, keyed by a hash of their random id so that the map never holds what
+// the browser presents, and the key that seals pending sign-ins into login cookies.
 type sessions struct {
-	mu      sync.Mutex
-	byID    map[string]*session
-	pending map[string]*pending
-	// began has the keys of the pending sign-ins in the order they began, which, with one TTL
-	// for all, is the order they expire in; a key whose sign-in finished stays until it comes
-	// to the front.
-	began []string
-	now   func() time.Time
+	mu   sync.Mutex
+	byID map[string]*session
+	// seal is AES-256-GCM under a random key made when the server starts, and kept in memory
+	// only: a restart breaks the sign-ins in progress (the person starts again), as it ends
+	// every session.
+	seal cipher.AEAD
+	now  func() time.Time
 }
 
 func newSessions() *sessions {
-	return &sessions{byID: map[string]*session{}, pending: map[string]*pending{}, now: time.Now}
+	k := make([]byte, 32)
+	rand.Read(k)
+	b, err := aes.NewCipher(k)
+	if err != nil {
+		panic(err) // only for a key of the wrong length
+	}
+	seal, err := cipher.NewGCM(b)
+	if err != nil {
+		panic(err)
+	}
+	return &sessions{byID: map[string]*session{}, seal: seal, now: time.Now}
 }
 
 func key(id string) string {
@@ -161,47 +181,55 @@ func (ss *sessions) take(k string, ok func(*session) bool) *draft {
 	return d
 }
 
-// begin stores a pending sign-in under state, dropping the oldest when maxPending are in flight.
-func (ss *sessions) begin(state string, p *pending) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	ss.gc()
-	for len(ss.pending) >= maxPending {
-		delete(ss.pending, ss.began[0])
-		ss.began = ss.began[1:]
+// begin seals the pending sign-in p, until pendingTTL from now, into the value of the browser's
+// login cookie.
+func (ss *sessions) begin(p *pending) string {
+	if len(p.ReturnTo) > maxReturnTo {
+		p.ReturnTo = "/"
 	}
 	p.Expires = ss.now().Add(pendingTTL)
-	k := key(state)
-	ss.pending[k] = p
-	ss.began = append(ss.began, k)
+	plain, err := json.Marshal(p)
+	if err != nil {
+		panic(err) // strings, a bool and a time always marshal
+	}
+	nonce := make([]byte, ss.seal.NonceSize())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(ss.seal.Seal(nonce, nonce, plain, []byte(loginPurpose)))
 }
 
-// finish takes the pending sign-in of state; it can be taken once.
-func (ss *sessions) finish(state string) *pending {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	p := ss.pending[key(state)]
-	delete(ss.pending, key(state))
-	if p == nil || !ss.now().Before(p.Expires) {
+// finish opens the login cookie's value c for the provider's answer with state: nil when it was
+// not sealed by this server for a sign-in (altered, made up, from before a restart), when its
+// time is up, or when state is not its own.
+//
+// Nothing on the server makes a sealed sign-in single-use, as the table that held them did; the
+// callback clears the cookie, and that suffices, because the cookie alone signs in no one. The
+// callback needs a code from the provider too, which the provider gives once, and only to
+// whoever authenticates there with this sign-in's request (its state and PKCE challenge): a copy
+// of the cookie replayed with a code already used is refused at the exchange.
+func (ss *sessions) finish(c, state string) *pending {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	n := ss.seal.NonceSize()
+	if err != nil || len(b) < n || state == "" {
 		return nil
 	}
-	return p
+	plain, err := ss.seal.Open(nil, b[:n], b[n:], []byte(loginPurpose))
+	if err != nil {
+		return nil
+	}
+	var p pending
+	if json.Unmarshal(plain, &p) != nil || !ss.now().Before(p.Expires) ||
+		subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
+		return nil
+	}
+	return &p
 }
 
-// gc drops what expired. The caller holds mu.
+// gc drops sessions that expired. The caller holds mu.
 func (ss *sessions) gc() {
 	now := ss.now()
 	for k, s := range ss.byID {
 		if !now.Before(s.Expires) {
 			delete(ss.byID, k)
 		}
-	}
-	for len(ss.began) > 0 {
-		p, ok := ss.pending[ss.began[0]]
-		if ok && now.Before(p.Expires) {
-			break
-		}
-		delete(ss.pending, ss.began[0])
-		ss.began = ss.began[1:]
 	}
 }

@@ -411,6 +411,57 @@ func TestSignInRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSignInFlood: sign-ins that other clients start, many and fast, do not push out a person's
+// own: she starts hers, 10,001 more start (more than the 10,000 the server once kept, dropping
+// the oldest), and her answer from the provider still signs her in.
+func TestSignInFlood(t *testing.T) {
+	e := start(t)
+	b := newBrowser(t)
+	r, err := noRedirects(b.Jar).Get(e.url + "/aanmelden?terug=" + url.QueryEscape("/zoeken"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	atProvider := r.Header.Get("Location")
+	if r.StatusCode != http.StatusFound || !strings.HasPrefix(atProvider, e.op.issuer) {
+		t.Fatalf("/aanmelden: %d to %s, want a redirect to the provider", r.StatusCode, atProvider)
+	}
+	const flood, workers = 10_001, 16
+	flooder := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	t.Cleanup(flooder.CloseIdleConnections)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	started := 0
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < flood; i += workers {
+				r, err := flooder.Get(e.url + "/aanmelden")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+				if r.StatusCode == http.StatusFound {
+					mu.Lock()
+					started++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if started != flood {
+		t.Fatalf("%d of %d sign-ins of the flood started", started, flood)
+	}
+	e.op.signInAs("anna")
+	resp, page := b.get(t, atProvider)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.RequestURI() != "/zoeken" || !strings.Contains(page, "Anna de Vries") {
+		t.Fatalf("after the flood, her sign-in: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+}
+
 func TestRoles(t *testing.T) {
 	e := start(t)
 	for _, tc := range []struct {
