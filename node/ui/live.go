@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -42,6 +44,102 @@ const livePing = 25 * time.Second
 
 // liveCheck bounds one look at the picture.
 const liveCheck = 10 * time.Second
+
+// maxLiveStreams is how many live pictures one person may have open at once. Each open stream
+// looks at the picture at every commit that could change it, so that a script holding hundreds
+// costs the node a look per stream and commit; a browser keeps six connections to a site, and
+// the page closes its stream while it is hidden, so that a wall screen and a laptop with a
+// picture or two fit well within it. A stream beyond it is refused with 429, and the page then
+// updates once a minute only (see assets/live-picture.js).
+const maxLiveStreams = 4
+
+// liveLifetime is how long one stream lasts: the node then ends it (event opnieuw), and the page
+// opens a new one from what it shows, which reloads nothing. A stream that a client keeps open
+// without reading it does not last for good.
+const liveLifetime = 15 * time.Minute
+
+// liveStreams counts the open streams per person, and shares one look at the picture among the
+// streams of one person on one picture: a look asks SearchService.Picture as the person, so it
+// is the same for them, and one look serves them all until the next commit.
+type liveStreams struct {
+	lifetime time.Duration // liveLifetime; shorter in a test
+	mu       sync.Mutex
+	open     map[string]int // per person
+	users    map[liveKey]int
+	looks    map[liveKey]*liveLook // the last look at each picture
+}
+
+// liveKey is what a stream's picture depends on: the person, whose roles the services apply, the
+// crisis and the mode.
+type liveKey struct{ person, crisis, exercise string }
+
+// liveLook is one look at a picture, made after the node's commit generation gen began: a stream
+// that looks in the same generation takes its digest, and waits for it while it is made.
+type liveLook struct {
+	gen    <-chan struct{}
+	done   chan struct{}
+	digest string
+	err    error
+}
+
+func newLiveStreams() *liveStreams {
+	return &liveStreams{lifetime: liveLifetime, open: map[string]int{}, users: map[liveKey]int{}, looks: map[liveKey]*liveLook{}}
+}
+
+// enter counts a stream of k's person; false when the person has maxLiveStreams open.
+func (ls *liveStreams) enter(k liveKey) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.open[k.person] >= maxLiveStreams {
+		return false
+	}
+	ls.open[k.person]++
+	ls.users[k]++
+	return true
+}
+
+// leave ends a stream that entered; the last one on a picture takes its look along.
+func (ls *liveStreams) leave(k liveKey) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.open[k.person]--; ls.open[k.person] <= 0 {
+		delete(ls.open, k.person)
+	}
+	if ls.users[k]--; ls.users[k] <= 0 {
+		delete(ls.users, k)
+		delete(ls.looks, k)
+	}
+}
+
+// look is the digest of picture k in commit generation gen (Config.Changed, taken just before):
+// the one look of that generation, made by look, or the one another stream made or is making.
+// A failed look is not kept: the next stream looks again.
+func (ls *liveStreams) look(ctx context.Context, k liveKey, gen <-chan struct{}, look func() (string, error)) (string, error) {
+	ls.mu.Lock()
+	l := ls.looks[k]
+	if l == nil || l.gen != gen {
+		l = &liveLook{gen: gen, done: make(chan struct{})}
+		ls.looks[k] = l
+		ls.mu.Unlock()
+		l.digest, l.err = look()
+		close(l.done)
+		if l.err != nil {
+			ls.mu.Lock()
+			if ls.looks[k] == l {
+				delete(ls.looks, k)
+			}
+			ls.mu.Unlock()
+		}
+		return l.digest, l.err
+	}
+	ls.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.digest, l.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
 
 // pictureDigest sums up what the picture shows of its records: which records, at which
 // version, stale or disputed (with the records of the sources that disagree), the sums and the phase. Ages are left out: they change by the
@@ -77,6 +175,10 @@ func pictureDigest(p *pb.PictureResponse) string {
 // answers.
 const liveStops = "event: fout\ndata: stopt\n\n"
 
+// liveEnds tells the page that its stream's time is up (liveLifetime): it opens a new one at
+// once, from the digest of what it shows, and reloads nothing.
+const liveEnds = "event: opnieuw\ndata: tijd\n\n"
+
 // live streams an event each time the picture of ?crisis changes for the person. ?sinds (or, on
 // a reconnect, Last-Event-ID) is the digest of what the page shows; a change since then is
 // sent at once.
@@ -86,6 +188,14 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 		http.Error(w, "no live picture: give ?crisis", http.StatusNotFound)
 		return
 	}
+	k := liveKey{person: r.Session.Person.String(), crisis: crisis, exercise: r.exercise()}
+	if !s.streams.enter(k) {
+		// The page's script waits, and then stops trying: the page updates once a minute.
+		w.Header().Set("Retry-After", strconv.Itoa(pictureRefresh))
+		http.Error(w, r.L.T("picture.live_too_many", maxLiveStreams), http.StatusTooManyRequests)
+		return
+	}
+	defer s.streams.leave(k)
 	last := r.Header.Get("Last-Event-ID")
 	if last == "" {
 		last = r.URL.Query().Get("sinds")
@@ -110,6 +220,8 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 	ctx := r.Context()
 	ping := time.NewTicker(livePing)
 	defer ping.Stop()
+	end := time.NewTimer(s.streams.lifetime)
+	defer end.Stop()
 	var sent time.Time
 	for {
 		changed := s.c.Changed()
@@ -118,15 +230,29 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 			case <-time.After(wait):
 			case <-ctx.Done():
 				return
+			case <-end.C:
+				write(liveEnds)
+				return
 			case <-s.quit:
 				write(liveStops)
 				return
 			}
 		}
-		cctx, cancel := context.WithTimeout(r.ctx(), liveCheck)
-		// The peers are not asked again: the page did, and each search is an audited commit.
-		pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(cctx, &pb.PictureRequest{Crisis: crisis, Mode: r.mode(), SkipPeerCheck: true})
-		cancel()
+		d, err := s.streams.look(ctx, k, s.c.Changed(), func() (string, error) {
+			// Not the stream's own context: the look serves the person's other streams too,
+			// and goes on when this one ends.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx()), liveCheck)
+			defer cancel()
+			// The peers are not asked again: the page did, and each search is an audited commit.
+			pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(cctx, &pb.PictureRequest{Crisis: crisis, Mode: r.mode(), SkipPeerCheck: true})
+			if err != nil {
+				return "", err
+			}
+			return pictureDigest(pic), nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			// The role was taken away: the page keeps what it shows, and says to reload. Any
 			// other failure (the node hangs, stops, or is cut off) the page tries again after,
@@ -138,25 +264,29 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 			}
 			return
 		}
-		if d := pictureDigest(pic); d != last {
+		if d != last {
 			if !write("id: %s\nevent: beeld\ndata: %s\n\n", d, d) {
 				return
 			}
 			last, sent = d, time.Now()
 		}
-		if !s.awaitChange(r, changed, ping.C, write) {
+		if !s.awaitChange(r, changed, ping.C, end.C, write) {
 			return
 		}
 	}
 }
 
 // awaitChange waits for the channel of the next commit, pinging the browser meanwhile; false
-// when the stream ends: the browser left, the session ended, or the server stops.
-func (s *Server) awaitChange(r *request, changed <-chan struct{}, ping <-chan time.Time, write func(string, ...any) bool) bool {
+// when the stream ends: the browser left, the session ended, the stream's time is up (end), or
+// the server stops.
+func (s *Server) awaitChange(r *request, changed <-chan struct{}, ping, end <-chan time.Time, write func(string, ...any) bool) bool {
 	for {
 		select {
 		case <-changed:
 			return true
+		case <-end:
+			write(liveEnds)
+			return false
 		case <-ping:
 			if s.sessions.get(r.sessionID) == nil {
 				write("event: afgemeld\ndata: sessie\n\n")

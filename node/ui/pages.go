@@ -317,9 +317,8 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	// The picture says which partners answered just now, and since when one that did not is
 	// served from the cache.
-	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(ctx, &pb.PictureRequest{Crisis: v.Crisis, Mode: r.mode()})
-	if err != nil {
-		s.failCall(w, r, err)
+	pic, ok := s.pictureOf(w, r, v.Crisis)
+	if !ok {
 		return
 	}
 	v.Phase = pic.Phase
@@ -1080,6 +1079,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			// Only that organisation is asked: the others disclose nothing to this search.
 			req.Origins = []string{v.Org}
 		}
+		// A search of the node's own records alone asks no partner.
+		if own := v.Org != "" && (v.Org == s.c.Org || v.Org == s.c.Name); !own && !s.askPartners(w, r) {
+			return
+		}
 		var trailer metadata.MD
 		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req, grpc.Trailer(&trailer))
 		if field, _ := api.Field(err); status.Code(err) == codes.InvalidArgument && field == "origins[0]" {
@@ -1419,6 +1422,9 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		}
 	} else {
 		// Only the source is asked, for this one record.
+		if !s.askPartners(w, r) {
+			return
+		}
 		f := &pb.Filter{Ids: []string{id}, Mode: r.mode()}
 		resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: f, Origins: []string{origin}})
 		if field, _ := api.Field(err); status.Code(err) == codes.InvalidArgument && (field == "origins[0]" || field == "filter.ids[0]") {

@@ -88,6 +88,8 @@ type Server struct {
 	provider *oidc.Provider // discovered at the first sign-in, so the node starts without it
 
 	imports *importReports // the reports of uploaded files, for the page after the upload
+	streams *liveStreams   // the open live pictures
+	limits  *limits        // each person's limit of pages that ask the partners
 	quit    chan struct{}  // closed by Stop: ends the live streams
 	stop    sync.Once
 }
@@ -112,7 +114,8 @@ func New(c Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ui: org %q: %w", c.Org, err)
 	}
-	s := &Server{c: c, td: td, log: c.Logger.With("component", "ui"), sessions: newSessions(), imports: newImportReports(), quit: make(chan struct{})}
+	s := &Server{c: c, td: td, log: c.Logger.With("component", "ui"), sessions: newSessions(), imports: newImportReports(),
+		streams: newLiveStreams(), limits: newLimits(), quit: make(chan struct{})}
 	if s.public, err = url.Parse(strings.TrimSuffix(c.UI.PublicURL, "/")); err != nil {
 		return nil, fmt.Errorf("ui: ui.public_url: %w", err)
 	}

@@ -160,9 +160,16 @@
     }
   }
 
-  function refresh() {
+  // refresh fetches the page again. why tells the node what for: "wijziging" for a change the
+  // stream announced, which shows what the partners answered a moment ago without asking them
+  // again (a burst of changes asks them once), "klok" for the rest, which asks them. Either way
+  // the reload is not refused for the person's searches (see docs/ui.md).
+  function refresh(why) {
+    why = why || "klok";
     if (fetching) {
-      again = true;
+      if (again !== "klok") {
+        again = why;
+      }
       return;
     }
     fetching = true;
@@ -170,7 +177,8 @@
     var abort = window.AbortController ? new AbortController() : null;
     var timer = abort ? window.setTimeout(function () { abort.abort(); }, timeoutMs) : 0;
     fetch(window.location.pathname + window.location.search, {
-      credentials: "same-origin", headers: { Accept: "text/html" }, redirect: "manual", signal: abort ? abort.signal : undefined
+      credentials: "same-origin", headers: { Accept: "text/html", "X-Knooppunt-Live": why }, redirect: "manual",
+      signal: abort ? abort.signal : undefined
     })
       .then(function (r) {
         if (r.type === "opaqueredirect") {
@@ -225,8 +233,9 @@
         window.clearTimeout(timer);
         fetching = false;
         if (again) {
+          var next = again;
           again = false;
-          refresh();
+          refresh(next);
         }
       });
   }
@@ -252,18 +261,36 @@
     }
   }, 1000);
 
+  // A stream the node refuses (it answers 429 to more than a few open at once of one person, or
+  // the stream's address fails otherwise) the browser does not try again by itself: the script
+  // does, after 5, 10, 20 and 40 s, and then stops; the picture still updates once a minute, and
+  // a reload of the page tries again.
+  var refused = 0;
+  var maxRefused = 4;
+  var retry = 0;
+
   function open() {
     if (source || ended || paused) {
       return;
     }
-    source = new EventSource(box.getAttribute("data-live") + "&sinds=" + encodeURIComponent(box.getAttribute("data-digest") || ""));
-    source.addEventListener("beeld", function (e) {
+    window.clearTimeout(retry);
+    var es = new EventSource(box.getAttribute("data-live") + "&sinds=" + encodeURIComponent(box.getAttribute("data-digest") || ""));
+    source = es;
+    es.addEventListener("open", function () {
+      refused = 0;
+    });
+    es.addEventListener("beeld", function (e) {
       if (e.data !== box.getAttribute("data-digest")) {
-        refresh();
+        refresh("wijziging");
       }
     });
-    source.addEventListener("afgemeld", gone);
-    source.addEventListener("fout", function (e) {
+    es.addEventListener("afgemeld", gone);
+    // The stream's time is up: a new one, from what the page shows, reloads nothing.
+    es.addEventListener("opnieuw", function () {
+      close();
+      open();
+    });
+    es.addEventListener("fout", function (e) {
       // The role was taken away: only a reload can say more.
       if (e.data === "rol") {
         gone();
@@ -277,12 +304,28 @@
     });
     // The stream broke (the browser tries again by itself): whether the node still answers, a
     // fetch says.
-    source.addEventListener("error", function () {
-      refresh();
+    es.addEventListener("error", function () {
+      if (es.readyState !== EventSource.CLOSED) {
+        refresh();
+        return;
+      }
+      // Refused: the browser gave up. Once is enough to look whether the node still answers.
+      if (source !== es) {
+        return;
+      }
+      close();
+      refused++;
+      if (refused === 1) {
+        refresh();
+      }
+      if (refused <= maxRefused) {
+        retry = window.setTimeout(open, 5000 * Math.pow(2, refused - 1));
+      }
     });
   }
 
   function close() {
+    window.clearTimeout(retry);
     if (source) {
       source.close();
       source = null;
