@@ -531,32 +531,28 @@ func (d *DB) SweepText(ctx context.Context) (done bool, err error) {
 		return false, fmt.Errorf("db: text sweep: %w", err)
 	}
 	err = d.localTx(func(tx *writeTx) (bool, error) {
-		for _, w := range orphans {
-			if in, err := held(tx.c, w.text, false); err != nil || in {
-				if err != nil {
-					return false, err
+		// Each is checked again, in the transaction: a record may have taken the word in since.
+		// An orphan leaves the vocabulary, its trigrams and the marks; an unowned word its mark.
+		for _, c := range []struct {
+			words []textWord
+			own   bool
+			stmts []string
+		}{
+			{orphans, false, []string{`INSERT INTO text_vocab (text_vocab, rowid, word) VALUES ('delete', ?1, ?2)`, `DELETE FROM text_words WHERE id = ?1`, `DELETE FROM text_own_words WHERE id = ?1`}},
+			{unowned, true, []string{`DELETE FROM text_own_words WHERE id = ?1`}},
+		} {
+			for _, w := range c.words {
+				if in, err := held(tx.c, w.text, c.own); err != nil || in {
+					if err != nil {
+						return false, err
+					}
+					continue
 				}
-				continue
-			}
-			if _, err := tx.Exec(`INSERT INTO text_vocab (text_vocab, rowid, word) VALUES ('delete', ?, ?)`, w.id, w.text); err != nil {
-				return false, err
-			}
-			if _, err := tx.Exec(`DELETE FROM text_words WHERE id = ?`, w.id); err != nil {
-				return false, err
-			}
-			if _, err := tx.Exec(`DELETE FROM text_own_words WHERE id = ?`, w.id); err != nil {
-				return false, err
-			}
-		}
-		for _, w := range unowned {
-			if in, err := held(tx.c, w.text, true); err != nil || in {
-				if err != nil {
-					return false, err
+				for _, q := range c.stmts {
+					if _, err := tx.Exec(q, w.id, w.text); err != nil {
+						return false, err
+					}
 				}
-				continue
-			}
-			if _, err := tx.Exec(`DELETE FROM text_own_words WHERE id = ?`, w.id); err != nil {
-				return false, err
 			}
 		}
 		switch {

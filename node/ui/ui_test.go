@@ -402,13 +402,22 @@ func TestSignInRoundTrip(t *testing.T) {
 	// The session the browser had before is over: its cookie, kept elsewhere, signs in no one.
 	req, _ := http.NewRequest("GET", e.url+"/zoeken", nil)
 	req.AddCookie(&http.Cookie{Name: sess.Name, Value: sess.Value})
-	if r, err = c.Do(req); err != nil {
+	if again, got := toSignIn(t, c, req); !again {
+		t.Errorf("the session before the new sign-in: /zoeken %s, want a redirect to sign in", got)
+	}
+}
+
+// toSignIn sends req with c, which follows no redirect, and reports whether the answer sends
+// the browser to sign in, and what it was.
+func toSignIn(t *testing.T, c *http.Client, req *http.Request) (bool, string) {
+	t.Helper()
+	r, err := c.Do(req)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r.Body.Close()
-	if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/aanmelden") {
-		t.Errorf("the session before the new sign-in: /zoeken %d to %q, want a redirect to sign in", r.StatusCode, r.Header.Get("Location"))
-	}
+	loc := r.Header.Get("Location")
+	return r.StatusCode == http.StatusSeeOther && strings.HasPrefix(loc, "/aanmelden"), fmt.Sprintf("%d to %q", r.StatusCode, loc)
 }
 
 // TestSignInFlood: sign-ins that other clients start, many and fast, do not push out a person's
@@ -484,13 +493,9 @@ func TestRoles(t *testing.T) {
 			}
 			if tc.code != http.StatusOK {
 				// No session: the next page goes to sign-in again.
-				r, err := noRedirects(b.Jar).Get(e.url + "/zoeken")
-				if err != nil {
-					t.Fatal(err)
-				}
-				r.Body.Close()
-				if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.Header.Get("Location"), "/aanmelden") {
-					t.Errorf("after a refused sign-in, /zoeken: %d to %q; want a redirect to sign in", r.StatusCode, r.Header.Get("Location"))
+				req, _ := http.NewRequest("GET", e.url+"/zoeken", nil)
+				if again, got := toSignIn(t, noRedirects(b.Jar), req); !again {
+					t.Errorf("after a refused sign-in, /zoeken: %s; want a redirect to sign in", got)
 				}
 			}
 		})
