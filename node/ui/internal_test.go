@@ -1054,3 +1054,21 @@ func TestNoneTextNamesWhatWasSearched(t *testing.T) {
 		t.Fatalf("noneText = %q, want the words searched for", got)
 	}
 }
+
+// TestTellApart: a partner whose invitation gives the name another partner, or this node, goes
+// by is shown with its trust domain, and so is that other partner; a name of its own is not
+// (review web-adversary: partner names).
+func TestTellApart(t *testing.T) {
+	names := map[string]string{
+		"ncc.crisis.test": "NCC (JenV)", "nep.crisis.test": "ncc (jenv) ", "lcvs.crisis.test": "LCVS",
+		"zelf.crisis.test": "VR Utrecht", "ggd.crisis.test": "GGD GHOR",
+	}
+	tellApart("VR Utrecht", names)
+	want := map[string]string{
+		"ncc.crisis.test": "NCC (JenV) (ncc.crisis.test)", "nep.crisis.test": "ncc (jenv) (nep.crisis.test)", "lcvs.crisis.test": "LCVS",
+		"zelf.crisis.test": "VR Utrecht (zelf.crisis.test)", "ggd.crisis.test": "GGD GHOR",
+	}
+	if !maps.Equal(names, want) {
+		t.Errorf("tellApart:\n got %v\nwant %v", names, want)
+	}
+}

@@ -1229,7 +1229,25 @@ func (s *Server) partnerNames(r *request) map[string]string {
 			out[p.TrustDomain] = p.OrgName
 		}
 	}
+	tellApart(s.c.Name, out)
 	return out
+}
+
+// tellApart adds the trust domain to each partner's name in names (by trust domain) that
+// another partner, or this node (own), also goes by, ignoring case and spaces at the ends: a
+// partner names itself in its invitation, and one that called itself as another did would pass
+// for it on every page that names sources.
+func tellApart(own string, names map[string]string) {
+	fold := func(n string) string { return strings.ToLower(strings.TrimSpace(n)) }
+	count := map[string]int{fold(own): 1}
+	for _, n := range names {
+		count[fold(n)]++
+	}
+	for td, n := range names {
+		if count[fold(n)] > 1 {
+			names[td] = strings.TrimSpace(n) + " (" + td + ")"
+		}
+	}
 }
 
 // orgNamer names the org of a trust domain as the pages do: this node by its name, a partner by
