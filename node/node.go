@@ -378,6 +378,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls,
 			Bundles: n.ident.trust, Recheck: n.recheck, Logger: n.log,
 			OnPeerCall: n.peers.Retry,
+			Current:    n.currentForPeers,
 			Unanswered: func(action, caller, subject, method, reason, filter string) {
 				n.unanswered.unanswered(action, caller, subject, method, reason, filter)
 			},
@@ -625,6 +626,44 @@ func (n *Node) forwardUnary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		return h(ctx, req)
 	}
+}
+
+// currentWait bounds how long a follower asks its leader, and catches up, before it decides what
+// a peer gets.
+const currentWait = 2 * time.Second
+
+// currentForPeers is peerserver.Config.Current: a follower decides what a peer gets only once it
+// has applied all that its leader had committed when the peer asked (a read index, asked of the
+// leader's ClusterService). A follower a few milliseconds behind disclosed under a policy the
+// officer had been told was revoked, and one cut off from its group went on deciding on what it
+// held when it was cut off, for as long as that lasted, while the disclosures it could not record
+// went unaudited (review B, H1 and M1). The leader is current: an officer's step is acknowledged
+// once the leader applied it. A leader cut off from the others stays leader for at most
+// raft's leader lease.
+func (n *Node) currentForPeers(ctx context.Context) error {
+	if n.forward == nil || n.store.IsLeader() {
+		return nil
+	}
+	conn, err := n.forward.Leader()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, currentWait)
+	defer cancel()
+	st, err := pb.NewClusterServiceClient(conn).Status(ctx, &pb.ClusterStatusRequest{})
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "this replica could not learn from its leader how far the group is: %s: retry, or ask another replica", status.Convert(err).Message())
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !n.store.SettledThrough(st.CommitIndex) {
+		select {
+		case <-ctx.Done():
+			return status.Errorf(codes.Unavailable, "this replica is behind its group (applied %d of %d): retry, or ask another replica", n.store.AppliedIndex(), st.CommitIndex)
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // forwardCommand hands a command to the leader's ReplicaService.

@@ -85,6 +85,12 @@ type Config struct {
 	// authorizer does at each call: a stream opened before the peer's bundle changed, or with
 	// an SVID that has since expired, ends.
 	Recheck *identity.Recheck
+	// Current, when set, is asked before each decision on what a peer gets (Describe, Query, a
+	// subscription's start and each resync, FetchFile): nil when this replica has applied all
+	// that its group had committed when it was asked, so that a follower never decides on a
+	// policy, phase or peer that the leader already changed; an UNAVAILABLE status when it cannot
+	// tell or catch up (no leader, cut off). Nil: a single replica, always current.
+	Current func(ctx context.Context) error
 	// Unanswered, when set, audits a call that got nothing (federation.nothing, or
 	// federation.denied), so that the node can count a flood of them rather than write each.
 	// Nil: each is its own audit entry.
@@ -412,6 +418,9 @@ func describedKey(to policy.Recipient) string { return to.ID + "\x00" + to.Purpo
 // leaving (peer remove), so that its subscription retracts every record it holds before the
 // peer is refused. Every decision for a peer goes through it.
 func (s *Service) grants(ctx context.Context, to policy.Recipient, policies func(context.Context) (*policy.Set, error)) (*policy.Set, error) {
+	if err := s.current(ctx); err != nil {
+		return nil, err
+	}
 	leaving, err := s.c.Sharing.Leaving(ctx, to.TrustDomain)
 	if err != nil {
 		return nil, err
@@ -420,6 +429,14 @@ func (s *Service) grants(ctx context.Context, to policy.Recipient, policies func
 		return &policy.Set{}, nil
 	}
 	return policies(ctx)
+}
+
+// current asks Config.Current, if set.
+func (s *Service) current(ctx context.Context) error {
+	if s.c.Current == nil {
+		return nil
+	}
+	return s.c.Current(ctx)
 }
 
 // CheckFilter checks a peer's filter: plain values only, in bounds.
@@ -1056,6 +1073,10 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			}
 		}
 		if g := s.c.DB.Generation(); g != gen || why != "" {
+			// Current before the snapshot, which grants below is handed as it stands.
+			if err := s.current(ctx); err != nil {
+				return err
+			}
 			set, phaseMap, phases, err := s.c.Sharing.Snapshot(ctx)
 			if err == nil {
 				set, err = s.grants(ctx, to, func(context.Context) (*policy.Set, error) { return set, nil })

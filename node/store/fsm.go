@@ -29,6 +29,10 @@ type fsm struct {
 	// erased is called after an entry that deletes a record or retracts a peer's record is
 	// applied: its content must then leave the data directory (see eraser).
 	erased func()
+	// settled is the index of the last entry whose Apply returned, with all it does after its
+	// transaction (a policy step moves db.Generation then): raft's AppliedIndex moves when an
+	// entry is handed to the FSM, the database's when its transaction commits.
+	settled atomic.Uint64
 }
 
 type applyResponse struct {
@@ -74,7 +78,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err := proto.Unmarshal(l.Data, &c); err != nil {
 		panic(fmt.Sprintf("store: log entry %d cannot be decoded: %v", l.Index, err))
 	}
-	return f.settle(l, f.dispatch(l, &c))
+	out := f.settle(l, f.dispatch(l, &c))
+	f.settled.Store(l.Index)
+	return out
 }
 
 // ApplyBatch applies the entries Raft committed together (raft.BatchingFSM). A run of record
@@ -126,6 +132,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			f.erased()
 		}
 		i = j
+	}
+	if len(logs) > 0 {
+		f.settled.Store(logs[len(logs)-1].Index)
 	}
 	return out
 }
@@ -248,7 +257,19 @@ func CopyPath(d *db.DB) (string, error) {
 // Restore swaps in the database from a snapshot.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.db.Restore(rc)
+	if err := f.db.Restore(rc); err != nil {
+		return err
+	}
+	f.settleAtDB()
+	return nil
+}
+
+// settleAtDB takes the database's applied index as settled: what a database holds, whether
+// opened or restored, was applied whole.
+func (f *fsm) settleAtDB() {
+	if a, err := f.db.AppliedIndex(); err == nil {
+		f.settled.Store(a)
+	}
 }
 
 type snapshot struct{ path string }

@@ -107,6 +107,7 @@ type Store struct {
 	erase  *eraser
 	erased chan struct{} // closed when eraseLoop returns
 	trans  raft.Transport
+	fsm    *fsm
 	queue  chan *pending
 	stop   chan struct{}
 	done   chan struct{}
@@ -242,6 +243,7 @@ func Open(cfg Config) (*Store, error) {
 
 	erase := newEraser()
 	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note}
+	machine.settleAtDB()
 	// The leader reads back the entry before a follower's next one at every message to it, an
 	// idle group every CommitTimeout; raft-wal would read it from the segment file, with a fresh
 	// buffer, however large (about 300 KB after a 1000-record batch). The newest entries stay in
@@ -265,6 +267,7 @@ func Open(cfg Config) (*Store, error) {
 		erase:  erase,
 		erased: make(chan struct{}),
 		trans:  trans,
+		fsm:    machine,
 		queue:  make(chan *pending, 4096),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -779,6 +782,26 @@ func (s *Store) LeaderSeen() time.Time {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}
+}
+
+// SettledThrough reports whether this replica has applied every log entry up to index, all
+// each does included (fsm.settled): a reader that sees true sees everything they changed.
+// Entries the FSM never sees (the no-op a new leader writes) do not hold it back.
+func (s *Store) SettledThrough(index uint64) bool {
+	settled := s.fsm.settled.Load()
+	if settled >= index {
+		return true
+	}
+	if s.raft.AppliedIndex() < index {
+		return false
+	}
+	for i := settled + 1; i <= index; i++ {
+		var l raft.Log
+		if err := s.logs.GetLog(i, &l); err != nil || l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false
+		}
+	}
+	return true
 }
 
 // AppliedIndex is the index of the last log entry applied to the database.
