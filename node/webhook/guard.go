@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -93,17 +94,58 @@ func OtherOrg(host string, peers []config.Peer) string {
 // allowed.
 func checkAddr(ip netip.Addr, allowPrivate bool) error {
 	ip = ip.Unmap()
+	if v4, ok := embeddedIPv4(ip); ok {
+		// NAT64, 6to4 and the old IPv4-compatible form reach the IPv4 address they carry.
+		if v4.IsLoopback() {
+			return fmt.Errorf("%w: %s carries the loopback address %s", ErrAddress, ip, v4)
+		}
+		if err := checkAddr(v4, allowPrivate); err != nil {
+			return fmt.Errorf("%w (carried in %s)", err, ip)
+		}
+		return nil
+	}
 	switch {
 	case ip.IsUnspecified(), ip.IsMulticast(), ip.IsInterfaceLocalMulticast(), ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return fmt.Errorf("%w: %s is not a receiver's address", ErrAddress, ip)
-	case !allowPrivate && (ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || sharedAddressSpace.Contains(ip)):
+	case thisNetwork.Contains(ip):
+		return fmt.Errorf("%w: %s is not a receiver's address", ErrAddress, ip)
+	case !allowPrivate && (ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || slices.ContainsFunc(internalSpace, func(p netip.Prefix) bool { return p.Contains(ip) })):
 		return fmt.Errorf("%w: %s is a private address: set webhooks.allow_private in the config to deliver inside the network", ErrAddress, ip)
 	}
 	return nil
 }
 
-// sharedAddressSpace is carrier-grade NAT space (RFC 6598), as internal as the private ranges.
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+// internalSpace is as internal as the private ranges: carrier-grade NAT space (RFC 6598), the
+// IETF's protocol assignments (192.0.0.0/24) and the benchmarking range (198.18.0.0/15).
+var internalSpace = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("192.0.0.0/24"), netip.MustParsePrefix("198.18.0.0/15"),
+}
+
+// thisNetwork is "this network" (0.0.0.0/8): no receiver's.
+var thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+
+// IPv6 prefixes that carry an IPv4 address: NAT64's well-known and local-use prefixes (in the
+// last 32 bits), 6to4 (in bits 16 to 47), and the deprecated IPv4-compatible form (::a.b.c.d).
+var (
+	nat64     = []netip.Prefix{netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48")}
+	sixToFour = netip.MustParsePrefix("2002::/16")
+	v4Compat  = netip.MustParsePrefix("::/96")
+)
+
+// embeddedIPv4 is the IPv4 address an IPv6 address of those prefixes carries.
+func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() || ip.IsUnspecified() || ip.IsLoopback() {
+		return netip.Addr{}, false
+	}
+	b := ip.As16()
+	switch {
+	case slices.ContainsFunc(nat64, func(p netip.Prefix) bool { return p.Contains(ip) }), v4Compat.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
+}
 
 // dialGuard checks the address a connection is about to reach, after the name was resolved, so
 // that a name that resolves to an internal address (DNS rebinding) is refused like the address

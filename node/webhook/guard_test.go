@@ -41,6 +41,18 @@ func TestDialGuardChecksTheResolvedAddress(t *testing.T) {
 		{"[::ffff:10.0.0.1]:443", false, false, true},
 		{"93.184.216.34:443", false, false, false},
 		{"[2001:db8::1]:443", false, false, false},
+		// IPv6 forms that carry an internal IPv4 address, and more internal IPv4 space
+		// (review B, L3).
+		{"[64:ff9b::a00:7]:443", false, false, true},      // NAT64 of 10.0.0.7
+		{"[64:ff9b::7f00:1]:443", true, true, true},       // NAT64 of 127.0.0.1
+		{"[64:ff9b:1::a9fe:a9fe]:80", false, false, true}, // local-use NAT64 of 169.254.169.254
+		{"[2002:a00:7::1]:443", false, false, true},       // 6to4 of 10.0.0.7
+		{"[::a00:7]:443", false, false, true},             // IPv4-compatible 10.0.0.7
+		{"[64:ff9b::5db8:d822]:443", false, false, false}, // NAT64 of a public address
+		{"[2002:a00:7::1]:443", false, true, false},       // allowed when private is
+		{"192.0.0.170:443", false, false, true},
+		{"198.18.0.1:443", false, false, true},
+		{"0.1.2.3:443", false, true, true},
 	} {
 		err := dialGuard(tc.loopbackOK, tc.allowPriv)("tcp", tc.addr, nil)
 		if (err != nil) != tc.refused || (err != nil && !errors.Is(err, ErrAddress)) {
