@@ -300,6 +300,8 @@ func TestRESTOverJWTSVID(t *testing.T) {
 		{"signed by an unknown key", mintJWT(t, other, "jwt-9", rita, []string{restAudience}, soon), "no JWT authority"},
 		{"another trust domain", mintJWT(t, other, n.kid, "spiffe://"+mtlsPeerTD+"/user/x", []string{restAudience}, soon), "no bundle found"},
 		{"not a JWT", "abc.def", "unable to parse"},
+		// A bearer token that leaks works until it ends (review B, L2).
+		{"valid for ten years", mintJWT(t, n.jwtKey, n.kid, rita, []string{restAudience}, time.Now().Add(10*365*24*time.Hour)), "over the 24h0m0s this node takes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := n.call(t, c, "GET", "/v1/records/jwt-1", tc.token, nil)
@@ -313,6 +315,19 @@ func TestRESTOverJWTSVID(t *testing.T) {
 
 	// An X.509-SVID and a bearer token at once: which one would the call be made as?
 	n.call(t, n.mtlsClient(t, "/user/rita"), "GET", "/v1/records/jwt-1", n.jwt(t, "erik"), nil).want(t, "both", 401, "send one of them")
+
+	// The org rotates its JWT key: the file is read again, the old key is trusted no more, and
+	// the new one is, without a restart (review B, L2).
+	newKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	doc, err := spiffebundle.FromJWTAuthorities(n.org.td, map[string]crypto.PublicKey{"jwt-2": newKey.Public()}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	identitytest.WriteFile(t, filepath.Join(n.org.dir, "jwt-bundle.json"), doc)
+	identitytest.Eventually(t, 5*time.Second, "the rotated JWT bundle taken", func() bool {
+		return n.call(t, c, "GET", "/v1/records/jwt-1", mintJWT(t, newKey, "jwt-2", rita, []string{restAudience}, soon), nil).code == 200
+	})
+	n.call(t, c, "GET", "/v1/records/jwt-1", n.jwt(t, "rita"), nil).want(t, "a token of the key rotated out", 401, "no JWT authority")
 }
 
 // TestRESTBadInput: a body that does not decode, or a record that does not check, is 400 naming

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -256,6 +257,10 @@ func (w *statusWriter) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach the connection's writer (to flush).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// MaxJWTLifetime is the longest a bearer JWT-SVID may still be valid when it comes: a token
+// that leaks works until it ends, and a ten-year one was taken.
+const MaxJWTLifetime = 24 * time.Hour
+
 // staleSVID refuses a request whose connection was made with an SVID that no longer verifies.
 type staleSVID struct{ msg string }
 
@@ -305,6 +310,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (spiffeid.
 	svid, err := jwtsvid.ParseAndValidate(strings.TrimSpace(token), s.cfg.JWTBundles, s.cfg.Audience)
 	if err != nil {
 		return spiffeid.ID{}, fmt.Errorf("the JWT-SVID is not valid here: %v", err)
+	}
+	if left := time.Until(svid.Expiry); left > MaxJWTLifetime {
+		return spiffeid.ID{}, fmt.Errorf("the JWT-SVID is valid for %s more, over the %s this node takes: a bearer token that leaks works until it ends, so mint short-lived ones (SPIRE's are 5 minutes)", left.Round(time.Minute), MaxJWTLifetime)
 	}
 	return svid.ID, nil
 }
