@@ -274,3 +274,23 @@ func TestCLICAPRepeatsModesAndXML(t *testing.T) {
 		t.Fatalf("the sitrep's versions imported: %+v then %+v", s1, s2)
 	}
 }
+
+// TestPartnerSender: a partner's alert that names this organisation as its sender is not
+// exported, whatever the case of the name: it would pass for this organisation's own (review B,
+// L1); one under the partner's own sender, or a sender it relays, is.
+func TestPartnerSender(t *testing.T) {
+	for _, tc := range []struct {
+		sender string
+		ok     bool
+	}{
+		{"vr-utrecht.crisis.test", false},
+		{" VR-Utrecht.crisis.test", false},
+		{"vr-zeeland.crisis.test", true},
+		{"nl-alert@rijksoverheid.example", true},
+	} {
+		err := partnerSender(&cap.Alert{Sender: tc.sender, Identifier: "x-1"}, "vr-zeeland.crisis.test", "vr-utrecht.crisis.test")
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "names this organisation (vr-utrecht.crisis.test) as its sender")) {
+			t.Errorf("sender %q: %v, want allowed %v", tc.sender, err, tc.ok)
+		}
+	}
+}

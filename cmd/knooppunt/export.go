@@ -83,6 +83,13 @@ confidential or secret: a failed export never leaves part of an alert under FILE
 					if a, err = cap.FromRecord(r, cap.ExportOptions{Language: language}); err != nil {
 						return err
 					}
+					st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{})
+					if err != nil {
+						return err
+					}
+					if err := partnerSender(a, r.Origin, st.Org); err != nil {
+						return err
+					}
 				} else if a, err = exportOwn(cmd.Context(), conn, id, mode, language); err != nil {
 					return err
 				}
@@ -114,6 +121,17 @@ confidential or secret: a failed export never leaves part of an alert under FILE
 	f.register(cmd, false)
 	f.fill(map[string]string{"exercise": "mode.exercise", "status": "mode.status", "record": "id"})
 	return cmd
+}
+
+// partnerSender refuses a partner's alert that names this organisation (own, its trust domain)
+// as its sender: exported, it would pass for this organisation's own, an Update or Cancel of its
+// own alerts included, with nothing in the document to say it came from the partner (review B,
+// L1).
+func partnerSender(a *cap.Alert, origin, own string) error {
+	if own != "" && strings.EqualFold(strings.TrimSpace(a.Sender), own) {
+		return fmt.Errorf("--record: %s's alert %s names this organisation (%s) as its sender: exported, it would read as this organisation's own; ask %s to send it under its own sender", origin, a.Identifier, own, origin)
+	}
+	return nil
 }
 
 // exportOwn is the CAP alert of one of the node's own records.
