@@ -411,8 +411,12 @@ func (s *Service) describedFor(gt *gate, to policy.Recipient) *pb.DescribeRespon
 }
 
 // describedKey is the key of a recipient's kept Describe answer: its ID and the purpose it
-// stated, which policies with accept_purposes decide on.
-func describedKey(to policy.Recipient) string { return to.ID + "\x00" + to.Purpose }
+// stated, which policies with accept_purposes decide on, and its org's name and groups, which
+// policies name it by: a peer taken out of a group is not told for DescribeTTL more what the
+// group's policies grant (review B, L4).
+func describedKey(to policy.Recipient) string {
+	return strings.Join(append([]string{to.ID, to.Purpose, to.Name}, to.Groups...), "\x00")
+}
 
 // grants is the policy set that decides for to: the node's, or none at all while to's org is
 // leaving (peer remove), so that its subscription retracts every record it holds before the

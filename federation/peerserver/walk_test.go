@@ -148,3 +148,18 @@ func TestHoldersPerPeerAreBounded(t *testing.T) {
 		t.Fatalf("a new holder an hour later: %v", err)
 	}
 }
+
+// TestDescribedKeyHasTheGroups: a kept Describe answer is the recipient's as it was named then:
+// a peer placed in other groups, or renamed, asks anew (review B, L4).
+func TestDescribedKeyHasTheGroups(t *testing.T) {
+	to := policy.Recipient{TrustDomain: "b.crisis.test", ID: "spiffe://b.crisis.test/node/r1", Name: "b", Groups: []string{"regios"}}
+	moved, renamed, none := to, to, to
+	moved.Groups = []string{"rijk"}
+	renamed.Name = "bee"
+	none.Groups = nil
+	for _, other := range []policy.Recipient{moved, renamed, none} {
+		if describedKey(other) == describedKey(to) {
+			t.Errorf("%+v and %+v share a kept Describe answer", to, other)
+		}
+	}
+}
