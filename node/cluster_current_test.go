@@ -102,6 +102,13 @@ func TestCutOffReplicaDisclosesNothing(t *testing.T) {
 		ids, err := g.query(t, stale.API)
 		return len(ids) == 2 && err == nil, fmt.Sprint(ids, err)
 	})
+	describe := func() (*pb.DescribeResponse, error) {
+		conn := identitytest.Dial(t, stale.API, g.ncc, identitytest.Bundle(g.c.CA), g.c.TD)
+		return pb.NewFederationServiceClient(conn).Describe(clustertest.Call(t), &pb.DescribeRequest{})
+	}
+	if d, err := describe(); err != nil || len(d.Kinds) != 1 {
+		t.Fatalf("Describe before the cut: %v, %v", d, err)
+	}
 	stale.Stop(t)
 	g.revoke(t, id)
 	leader.Stop(t)
@@ -110,6 +117,9 @@ func TestCutOffReplicaDisclosesNothing(t *testing.T) {
 	ids, err := g.query(t, stale.API)
 	if len(ids) > 0 || status.Code(err) != codes.Unavailable {
 		t.Errorf("a replica cut off after missing the revoke gave %v, ending %v; want nothing, Unavailable", ids, err)
+	}
+	if d, err := describe(); status.Code(err) != codes.Unavailable {
+		t.Errorf("Describe of a replica cut off after missing the revoke: %v, %v; want Unavailable", d, err)
 	}
 }
 

@@ -343,6 +343,10 @@ func (s *Service) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.De
 		return nil, err
 	}
 	to.Purpose = req.Purpose
+	// Before the kept answer too: a replica cut off from its group tells a peer nothing.
+	if err := s.current(ctx); err != nil {
+		return nil, err
+	}
 	gt := s.gate(to)
 	if resp := s.describedFor(gt, to); resp != nil {
 		return resp, nil
