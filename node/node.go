@@ -379,9 +379,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			Bundles: n.ident.trust, Recheck: n.recheck, Logger: n.log,
 			OnPeerCall: n.peers.Retry,
 			Current:    n.currentForPeers,
-			Unanswered: func(action, caller, subject, method, reason, filter string) {
-				n.unanswered.unanswered(action, caller, subject, method, reason, filter)
-			},
+			Unanswered: n.unanswered.unanswered,
 		})
 		n.witnesses = witness.New(witness.Config{
 			DB: n.db, Org: cfg.Org, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers, Conn: n.peers.Conn,

@@ -85,11 +85,13 @@ type Config struct {
 	// authorizer does at each call: a stream opened before the peer's bundle changed, or with
 	// an SVID that has since expired, ends.
 	Recheck *identity.Recheck
-	// Current, when set, is asked before each decision on what a peer gets (Describe, Query, a
+	// Current, when set, is asked before what a peer gets is decided anew (Describe, Query, a
 	// subscription's start and each resync, FetchFile): nil when this replica has applied all
-	// that its group had committed when it was asked, so that a follower never decides on a
+	// that its group had committed when it was asked, so that a follower does not decide on a
 	// policy, phase or peer that the leader already changed; an UNAVAILABLE status when it cannot
-	// tell or catch up (no leader, cut off). Nil: a single replica, always current.
+	// tell or catch up (no leader, cut off). A subscription's batches of changes between resyncs
+	// are decided on this replica's state as it applies them, which the resync after a step
+	// corrects. Nil: a single replica, always current.
 	Current func(ctx context.Context) error
 	// Unanswered, when set, audits a call that got nothing (federation.nothing, or
 	// federation.denied), so that the node can count a flood of them rather than write each.
@@ -426,9 +428,6 @@ func describedKey(to policy.Recipient) string {
 // leaving (peer remove), so that its subscription retracts every record it holds before the
 // peer is refused. Every decision for a peer goes through it.
 func (s *Service) grants(ctx context.Context, to policy.Recipient, policies func(context.Context) (*policy.Set, error)) (*policy.Set, error) {
-	if err := s.current(ctx); err != nil {
-		return nil, err
-	}
 	leaving, err := s.c.Sharing.Leaving(ctx, to.TrustDomain)
 	if err != nil {
 		return nil, err
@@ -822,6 +821,9 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	if limit == 0 {
 		limit = DefaultLimit
 	}
+	if err := s.current(ctx); err != nil {
+		return err
+	}
 	set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
 	if err != nil {
 		return api.Status(s.c.Logger, err)
@@ -1081,7 +1083,9 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			}
 		}
 		if g := s.c.DB.Generation(); g != gen || why != "" {
-			// Current before the snapshot, which grants below is handed as it stands.
+			// Current before the snapshot. Asked at a start and each resync, where decisions are
+			// made anew, not for every batch of changes or heartbeat: a replica cut off from its
+			// group applies no changes to send, and its next resync ends the stream.
 			if err := s.current(ctx); err != nil {
 				return err
 			}
@@ -1432,6 +1436,9 @@ func (s *Service) FetchFile(req *pb.FetchFileRequest, stream grpc.ServerStreamin
 		return err
 	}
 	to.Purpose = req.Purpose
+	if err := s.current(ctx); err != nil {
+		return err
+	}
 	d, err := s.fileGrant(ctx, to, req.RecordId, req.Sha256)
 	if err != nil {
 		return api.Status(s.c.Logger, err)
