@@ -241,8 +241,10 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	// explain says, per policy, what it redacts.
 	if r := cli(t, nil, "", append([]string{"policy", "explain", "--record", "landelijk", "--recipient", "vr-brabant-noord"}, ncc.as("anna")...)...).want(t, 0); !regexp.MustCompile(`POLICY\s+GRANTS\s+WHY\s+REDACTS\n`).MatchString(r.stdout) ||
 		!regexp.MustCompile(`ncc-sitrep-to-regions@1\s+true\s+grants\s+nothing\n`).MatchString(r.stdout) ||
-		// and what the partner's node holds of it, which it does: its picture shows it.
-		!regexp.MustCompile(`spiffe://vr-brabant-noord\.crisis\.test/node/\* holds version 1, sent under ncc-sitrep-to-regions@1 at `).MatchString(r.stdout) {
+		// and what the partner's node holds of it, which it does: its picture shows it. Sent under
+		// the break-glass policy too when the subscription resynced in the moment the crisis was
+		// warm, which depends on timing.
+		!regexp.MustCompile(`spiffe://vr-brabant-noord\.crisis\.test/node/\* holds version 1, sent under (ncc-breekglas@1, )?ncc-sitrep-to-regions@1 at `).MatchString(r.stdout) {
 		t.Errorf("policy explain:\n%s", r.stdout)
 	}
 	t.Logf("onboarding: %d commands of the new organisation; NCC: invite, accept, and its officers' propose and approve; %s from init to the first shared record, %s from the second accept",
