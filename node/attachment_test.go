@@ -249,11 +249,17 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 		_, err := peer.Node.DB().FileInfo(context.Background(), hash)
 		return errors.Is(err, db.ErrFileNotFound), fmt.Sprint(err)
 	})
+	// Replicas[0] may be a follower that was down: until its leader's replication, backed off
+	// while it could not reach it, tries again (up to 10 s), it is behind and says so.
 	asPeer := identitytest.Dial(t, c.Replicas[0].API, peer.Replica, identitytest.Bundle(c.CA), c.TD)
-	fs, err := pb.NewFederationServiceClient(asPeer).FetchFile(clustertest.Call(t), &pb.FetchFileRequest{RecordId: guide.Id, Sha256: hash})
-	if err == nil {
-		_, err = fs.Recv()
-	}
+	clustertest.Eventually(t, 20*time.Second, "FetchFile after the revoke is refused", func() (bool, string) {
+		var fs grpc.ServerStreamingClient[pb.FileData]
+		fs, err = pb.NewFederationServiceClient(asPeer).FetchFile(clustertest.Call(t), &pb.FetchFileRequest{RecordId: guide.Id, Sha256: hash})
+		if err == nil {
+			_, err = fs.Recv()
+		}
+		return status.Code(err) != codes.Unavailable, fmt.Sprint(err)
+	})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("FetchFile after the revoke: %v, want NOT_FOUND", err)
 	}

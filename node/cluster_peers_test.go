@@ -51,10 +51,12 @@ func TestClusterPeerAcceptedOnEveryReplica(t *testing.T) {
 		_, err := pb.NewFederationServiceClient(conn).Describe(ctx, &pb.DescribeRequest{})
 		return err == nil, r.ID + ": " + status.Convert(err).Message()
 	}
+	// A replica back from a stop is behind until its leader's replication tries it again, which
+	// raft backs off to up to 10 s.
 	everywhere := func(want bool, what string, rs ...*clustertest.Replica) {
 		t.Helper()
 		for _, r := range rs {
-			clustertest.Eventually(t, 10*time.Second, what, func() (bool, string) {
+			clustertest.Eventually(t, 20*time.Second, what, func() (bool, string) {
 				ok, detail := trusted(r)
 				return ok == want, detail
 			})

@@ -79,7 +79,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("store: log entry %d cannot be decoded: %v", l.Index, err))
 	}
 	out := f.settle(l, f.dispatch(l, &c))
-	f.settled.Store(l.Index)
+	f.markSettled(l.Index)
 	return out
 }
 
@@ -134,7 +134,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		i = j
 	}
 	if len(logs) > 0 {
-		f.settled.Store(logs[len(logs)-1].Index)
+		f.markSettled(logs[len(logs)-1].Index)
 	}
 	return out
 }
@@ -262,6 +262,17 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.settleAtDB()
 	return nil
+}
+
+// markSettled moves settled to index, never back: a replica that starts again has raft replay entries
+// the database already holds (it skips them), and settled stays where the database is.
+func (f *fsm) markSettled(index uint64) {
+	for {
+		old := f.settled.Load()
+		if index <= old || f.settled.CompareAndSwap(old, index) {
+			return
+		}
+	}
 }
 
 // settleAtDB takes the database's applied index as settled: what a database holds, whether

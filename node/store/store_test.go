@@ -881,3 +881,28 @@ func TestAReplicaThatBeganAloneJoinsUnderItsAddress(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSettledStaysOnReplay checks that entries raft replays after a restart, which the database
+// already holds, do not move the settled index back: a follower would then take itself to be
+// behind its group, and refuse peers, until the replay reached where it was.
+func TestSettledStaysOnReplay(t *testing.T) {
+	d := openDB(t, filepath.Join(t.TempDir(), "knooppunt.db"))
+	if _, err := d.Apply(9, []*db.Write{rec("a", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fsm{db: d, log: quiet}
+	f.settleAtDB()
+	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: []*pb.Record{rec("b", `{}`)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ApplyBatch([]*raft.Log{{Index: 3, Type: raft.LogCommand, Data: data}, {Index: 4, Type: raft.LogCommand, Data: data}})
+	f.Apply(&raft.Log{Index: 5, Type: raft.LogCommand, Data: data})
+	if got := f.settled.Load(); got != 9 {
+		t.Fatalf("settled after replaying entries 3 to 5 = %d, want the database's 9", got)
+	}
+	f.Apply(&raft.Log{Index: 10, Type: raft.LogCommand, Data: data})
+	if got := f.settled.Load(); got != 10 {
+		t.Fatalf("settled after entry 10 = %d, want 10", got)
+	}
+}
