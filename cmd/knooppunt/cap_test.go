@@ -287,9 +287,19 @@ func TestPartnerSender(t *testing.T) {
 		{" VR-Utrecht.crisis.test", false},
 		{"vr-zeeland.crisis.test", true},
 		{"nl-alert@rijksoverheid.example", true},
+		// Look-alikes of this organisation's name (review C, F3).
+		{"vr-utrecht.crisis.test\u200b", false},
+		{"\u202dvr-utrecht.crisis.test", false},
+		{"vr-utrecht.crisis.test\u2060", false},
+		{"vr\u2011utrecht.crisis.test", false},
+		{"vr-utr\u0435cht.crisis.test", false},
 	} {
 		err := partnerSender(&cap.Alert{Sender: tc.sender, Identifier: "x-1"}, "vr-zeeland.crisis.test", "vr-utrecht.crisis.test")
-		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "names this organisation (vr-utrecht.crisis.test) as its sender")) {
+		want := "names this organisation (vr-utrecht.crisis.test) as its sender"
+		if strings.ContainsFunc(tc.sender, func(c rune) bool { return c > 127 }) {
+			want = "outside plain ASCII"
+		}
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), want)) {
 			t.Errorf("sender %q: %v, want allowed %v", tc.sender, err, tc.ok)
 		}
 	}

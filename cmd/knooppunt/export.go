@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -127,7 +128,14 @@ confidential or secret: a failed export never leaves part of an alert under FILE
 // as its sender: exported, it would pass for this organisation's own, an Update or Cancel of its
 // own alerts included, with nothing in the document to say it came from the partner (review B,
 // L1).
+//
+// A sender outside plain ASCII is refused too: an invisible character or a look-alike (a
+// non-breaking hyphen, a Cyrillic letter) makes this organisation's name out of another that
+// compares as different (review C, F3).
 func partnerSender(a *cap.Alert, origin, own string) error {
+	if i := strings.IndexFunc(a.Sender, func(c rune) bool { return c > unicode.MaxASCII || !unicode.IsPrint(c) }); i >= 0 {
+		return fmt.Errorf("--record: %s's alert %s names a sender with the character %U, outside plain ASCII: exported, it could read as another organisation's, this one's included; ask %s to send it under a plain sender", origin, a.Identifier, []rune(a.Sender[i:])[0], origin)
+	}
 	if own != "" && strings.EqualFold(strings.TrimSpace(a.Sender), own) {
 		return fmt.Errorf("--record: %s's alert %s names this organisation (%s) as its sender: exported, it would read as this organisation's own; ask %s to send it under its own sender", origin, a.Identifier, own, origin)
 	}

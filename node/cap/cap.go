@@ -18,8 +18,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+	"unicode"
 
 	"golang.org/x/text/encoding/ianaindex"
+
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 // Namespace is the XML namespace of CAP 1.2.
@@ -314,9 +318,15 @@ func (a *Alert) checkHeader() error {
 			return fieldErr("alert."+f.name, "missing: CAP 1.2 requires <%s>", f.name)
 		}
 	}
-	for _, f := range []struct{ name, v string }{{"identifier", a.Identifier}, {"sender", a.Sender}} {
-		if strings.ContainsAny(f.v, " \t\r\n,<&") {
+	for _, f := range []struct{ name, v string }{{"identifier", a.Identifier}, {"sender", a.Sender}, {"references", a.References}} {
+		if f.name != "references" && strings.ContainsAny(f.v, " \t\r\n,<&") {
 			return fieldErr("alert."+f.name, "%q holds a space, comma, < or &, which CAP 1.2 forbids", f.v)
+		}
+		// Invisible characters, and spaces other than the ASCII space that separates references,
+		// would make a sender or identifier read as another's: a partner's alert as this
+		// organisation's own (review C, F3).
+		if i := strings.IndexFunc(f.v, func(c rune) bool { return policy.Hidden(c) || c != ' ' && unicode.IsSpace(c) }); i >= 0 {
+			return fieldErr("alert."+f.name, "holds the invisible or space character %U at byte %d, which would make it read as another: remove it", []rune(f.v[i:])[0], i)
 		}
 	}
 	if err := checkTime("alert.sent", a.Sent); err != nil {
@@ -475,9 +485,28 @@ func checkEnum(field, v string, in []string) error {
 	return fieldErr(field, "%q is not one of %s", v, strings.Join(in, ", "))
 }
 
+// checkTime checks a CAP date-time: its form, and that it is a time XML Schema's dateTime
+// takes (review C, F1). One that only looked right (month 13, 30 February, year 0000, +99:99) was
+// stored, and then written into documents that fail the CAP schema; an expires time that could
+// not be read never passed, so the alert stayed in force and in the public feed.
 func checkTime(field, v string) error {
 	if !timePattern.MatchString(v) {
 		return fieldErr(field, "%q is not a CAP date-time: use YYYY-MM-DDThh:mm:ss with an offset such as +01:00 (-00:00 for UTC)", v)
+	}
+	t, err := time.Parse(TimeLayout, v)
+	if err != nil {
+		why := err.Error()
+		var pe *time.ParseError
+		if errors.As(err, &pe) && pe.Message != "" {
+			why = strings.TrimPrefix(pe.Message, ": ")
+		}
+		return fieldErr(field, "%q is not a date and time that exists: %s", v, why)
+	}
+	if t.Year() < 1 {
+		return fieldErr(field, "%q: year 0000 does not exist in CAP's calendar (XML Schema's): the first year is 0001", v)
+	}
+	if h, m := v[20:22], v[23:25]; h > "14" || h == "14" && m != "00" {
+		return fieldErr(field, "%q: the offset %s is beyond the ±14:00 that XML Schema allows", v, v[19:])
 	}
 	return nil
 }

@@ -736,3 +736,35 @@ func TestParseRefusesTextBetweenElements(t *testing.T) {
 		t.Errorf("a no-break space between elements: %v, want it refused", err)
 	}
 }
+
+// TestParseChecksTimesAndHiddenCharacters: a date-time that only has CAP's form (month 13, 30
+// February, year 0000, an offset beyond ±14:00) is refused at its field, as XML Schema refuses
+// it: stored, it made exports and the public feed fail the CAP schema, and an expires time that
+// could not be read never passed. An identifier, sender or reference with an invisible character
+// or a space other than ASCII's is refused: it would read as another's (review C, F1 and F3).
+func TestParseChecksTimesAndHiddenCharacters(t *testing.T) {
+	doc := string(readFile(t, "oasis/a2-severe-thunderstorm.xml"))
+	for _, c := range []struct{ from, to, field, says string }{
+		{"2003-06-17T14:57:00-07:00</sent>", "2003-13-17T14:57:00-07:00</sent>", "alert.sent", "month out of range"},
+		{"2003-06-17T14:57:00-07:00</sent>", "2003-06-17T25:57:00-07:00</sent>", "alert.sent", "hour out of range"},
+		{"2003-06-17T14:57:00-07:00</sent>", "0000-06-17T14:57:00-07:00</sent>", "alert.sent", "year 0000"},
+		{"2003-06-17T14:57:00-07:00</sent>", "2003-06-17T14:57:00+14:30</sent>", "alert.sent", "beyond the ±14:00"},
+		{"2003-06-17T14:57:00-07:00</sent>", "2003-06-17T14:57:00+99:99</sent>", "alert.sent", "not a date and time that exists"},
+		{"2003-06-17T16:00:00-07:00</expires>", "2003-02-30T16:00:00-07:00</expires>", "alert.info[0].expires", "day out of range"},
+		{"KSTO@NWS.NOAA.GOV</sender>", "KSTO@NWS.NOAA.GOV\u200b</sender>", "alert.sender", "U+200B"},
+		{"<sender>KSTO", "<sender>\u202dKSTO", "alert.sender", "U+202D"},
+		{"KSTO1055887203</identifier>", "KSTO1055887203\u00a0</identifier>", "alert.identifier", "U+00A0"},
+		{"<scope>Public</scope>", "<scope>Public</scope><references>KSTO@NWS.NOAA.GOV,KSTO1\u2060,2003-06-17T14:00:00-07:00</references>", "alert.references", "U+2060"},
+	} {
+		_, err := cap.Parse(strings.NewReader(strings.Replace(doc, c.from, c.to, 1)), 0)
+		var ce *cap.Error
+		if !errors.As(err, &ce) || ce.Field != c.field || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%q: %v, want a refusal at %s saying %q", c.to, err, c.field, c.says)
+		}
+	}
+	for _, ok := range []string{"2003-06-17T14:57:00-00:00", "2003-06-17T14:57:00+14:00", "2024-02-29T00:00:00+01:00"} {
+		if _, err := cap.Parse(strings.NewReader(strings.Replace(doc, "2003-06-17T14:57:00-07:00</sent>", ok+"</sent>", 1)), 0); err != nil {
+			t.Errorf("sent %s: %v, want it taken", ok, err)
+		}
+	}
+}
