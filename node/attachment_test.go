@@ -75,15 +75,8 @@ func randomPDF(t *testing.T, size int) []byte {
 // serves it to its own users; when the grant is revoked the peer's copy goes, and the peer is
 // refused the file.
 func TestClusterAttachmentRoundTrip(t *testing.T) {
-	fed := fedtest.Start(t, fedtest.Options{Orgs: 1})
-	peer := fed.Orgs[0]
+	fed, peer, c := startWithPeerNode(t, "attachments:\n  stale_after: 3s\n  sweep_interval: 200ms\n")
 	td := clustertest.Org
-	c := clustertest.New(t, clustertest.Options{
-		Peers: []config.Peer{{Name: peer.Name, TrustDomain: peer.TD.Name(), Addresses: []string{peer.Addr}, BundleFile: peer.BundleFile()}},
-		Roles: []string{"{id: spiffe://" + td + "/user/officer-a, role: officer}", "{id: spiffe://" + td + "/user/officer-b, role: officer}"},
-		Extra: "attachments:\n  stale_after: 3s\n  sweep_interval: 200ms\n",
-	})
-	c.StartAll(t)
 	var apis []string
 	for _, r := range c.Replicas {
 		apis = append(apis, r.API)

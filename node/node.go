@@ -637,27 +637,31 @@ const currentWait = 2 * time.Second
 // held when it was cut off, for as long as that lasted, while the disclosures it could not record
 // went unaudited (review B, H1 and M1). The leader is current: an officer's step is acknowledged
 // once the leader applied it. A leader cut off from the others stays leader for at most
-// raft's leader lease.
+// raft's leader lease. Its refusals carry api.ReasonNotCurrent: a peer's node then asks
+// another replica of this node.
 func (n *Node) currentForPeers(ctx context.Context) error {
 	if n.forward == nil || n.store.IsLeader() {
 		return nil
 	}
+	notCurrent := func(format string, a ...any) error {
+		return api.ReasonStatus(codes.Unavailable, api.ReasonNotCurrent, fmt.Sprintf(format, a...))
+	}
 	conn, err := n.forward.Leader()
 	if err != nil {
-		return err
+		return notCurrent("%s", status.Convert(err).Message())
 	}
 	ctx, cancel := context.WithTimeout(ctx, currentWait)
 	defer cancel()
 	st, err := pb.NewClusterServiceClient(conn).Status(ctx, &pb.ClusterStatusRequest{})
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "this replica could not learn from its leader how far the group is: %s: retry, or ask another replica", status.Convert(err).Message())
+		return notCurrent("this replica could not learn from its leader how far the group is: %s: retry, or ask another replica", status.Convert(err).Message())
 	}
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for !n.store.SettledThrough(st.CommitIndex) {
 		select {
 		case <-ctx.Done():
-			return status.Errorf(codes.Unavailable, "this replica is behind its group (applied %d of %d): retry, or ask another replica", n.store.AppliedIndex(), st.CommitIndex)
+			return notCurrent("this replica is behind its group (applied %d of %d): retry, or ask another replica", n.store.AppliedIndex(), st.CommitIndex)
 		case <-tick.C:
 		}
 	}

@@ -38,6 +38,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -106,8 +107,11 @@ type Manager struct {
 	// retired are connections taken out of conns that calls may still use: each is closed
 	// connGrace after, or when Run ends.
 	retired map[*grpc.ClientConn]*time.Timer
-	mu      sync.Mutex
-	subs    map[string]*subscription
+	// first is, by peer name, the index of the address a new connection tries first (see
+	// MoveOn).
+	first map[string]int
+	mu    sync.Mutex
+	subs  map[string]*subscription
 	// wake asks Run to reconcile now rather than at its next tick.
 	wake chan struct{}
 	// files wakes a peer's file fetcher (by peer name) when records arrived.
@@ -321,8 +325,9 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	}
 	r := manual.NewBuilderWithScheme("knooppunt-peer")
 	addrs := make([]resolver.Address, len(p.Addresses))
-	for i, a := range p.Addresses {
-		addrs[i] = resolver.Address{Addr: a}
+	first := m.first[p.Name]
+	for i := range p.Addresses {
+		addrs[i] = resolver.Address{Addr: p.Addresses[(first+i)%len(p.Addresses)]}
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
 	conn, err := grpc.NewClient(r.Scheme()+":///"+p.Name, append([]grpc.DialOption{
@@ -340,6 +345,26 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	}
 	m.conns[p.Name] = &peerConn{key: key, conn: conn}
 	return conn, nil
+}
+
+// MoveOn retires from, the connection to a peer that a call was given, so that the next call
+// dials anew and tries the peer's replicas from the one after the first tried before. A caller
+// calls it when a replica refused it as not current with its group (api.ReasonNotCurrent): one
+// removed from its group, cut off from it or behind it discloses nothing, and grpc's pick_first
+// would stay with it for as long as it is reachable. Calls that failed on one connection at once
+// move on once: from is no longer in use after the first.
+func (m *Manager) MoveOn(peer string, from *grpc.ClientConn) {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	pc, ok := m.conns[peer]
+	if !ok || pc.conn != from {
+		return
+	}
+	if m.first == nil {
+		m.first = map[string]int{}
+	}
+	m.first[peer]++
+	m.retire(peer, pc)
 }
 
 // Reconcile asks Run to bring the subscriptions in line with the peers now, as after a peer was
@@ -615,11 +640,16 @@ const readAheadBytes = 64 << 20
 
 // subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
 // anything was stored.
-func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time, string), heard *atomic.Int64) (bool, error) {
+func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time, string), heard *atomic.Int64) (progressed bool, err error) {
 	conn, err := m.Conn(p)
 	if err != nil {
 		return false, err
 	}
+	defer func() {
+		if api.Reason(err) == api.ReasonNotCurrent {
+			m.MoveOn(p.Name, conn)
+		}
+	}()
 	cursor, _, err := m.c.DB.ModeCursor(ctx, p.Name, exercise)
 	if err != nil {
 		return false, err
@@ -688,7 +718,7 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 	limiter := rate.NewLimiter(rate.Limit(m.c.EventsPerSecond), int(m.c.EventsPerSecond))
 	idle := time.NewTimer(m.c.IdleTimeout)
 	defer idle.Stop()
-	progressed := false
+	progressed = false
 	b := m.newBatch(p, exercise, cursor)
 	flushAt := time.NewTimer(time.Hour)
 	defer flushAt.Stop()

@@ -707,12 +707,49 @@ func (d *disclosures) flush(ctx context.Context) error {
 	if d.pendingLen == 0 {
 		return nil
 	}
-	_, err := d.s.c.Store.Apply(context.WithoutCancel(ctx), d.command())
+	err := d.s.record(context.WithoutCancel(ctx), d.command())
 	d.reset()
 	if err != nil {
 		return api.Status(d.s.c.Logger, err)
 	}
 	return nil
+}
+
+// recordPatience is how long recording what a stream sent waits for its group to have a leader
+// again. The records went out before they are recorded: a stream whose leader was lost in the
+// middle ended with them unrecorded, and a peer's node keeps what a subscription sent, so a
+// revoke would not have retracted it. An election takes about a second.
+const recordPatience = 15 * time.Second
+
+// record commits c, a RecordDisclosures, and tries again, until recordPatience has passed, while
+// the group has no leader or this replica cannot reach it. A try that the old leader committed
+// after all does no harm: the versions a holder holds already count as resends (count_held).
+func (s *Service) record(ctx context.Context, c *pb.Command) error {
+	give := time.Now().Add(recordPatience)
+	for {
+		_, err := s.c.Store.Apply(ctx, c)
+		if err == nil || !leaderLost(err) || time.Now().After(give) {
+			return err
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		case <-s.quit: // the node stops: waiting would hold it up
+			return err
+		}
+	}
+}
+
+// leaderLost reports whether err says the group had no leader this replica could reach, or lost
+// it while it committed (ABORTED, from a leader a follower forwarded to: RecordDisclosures has no
+// other reason to be aborted).
+func leaderLost(err error) bool {
+	if errors.Is(err, store.ErrNotLeader) || errors.Is(err, store.ErrMaybeCommitted) {
+		return true
+	}
+	c := status.Code(err)
+	return c == codes.Unavailable || c == codes.Aborted
 }
 
 // maxInflight is how many batches flushAsync lets Raft commit while the stream goes on.
@@ -737,8 +774,7 @@ func (d *disclosures) flushAsync(ctx context.Context) error {
 	d.reset()
 	done := make(chan error, 1)
 	go func() {
-		_, err := d.s.c.Store.Apply(ctx, cmd)
-		done <- err
+		done <- d.s.record(ctx, cmd)
 	}()
 	d.inflight = append(d.inflight, done)
 	return nil
@@ -1084,8 +1120,8 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		}
 		if g := s.c.DB.Generation(); g != gen || why != "" {
 			// Current before the snapshot. Asked at a start and each resync, where decisions are
-			// made anew, not for every batch of changes or heartbeat: a replica cut off from its
-			// group applies no changes to send, and its next resync ends the stream.
+			// made anew, and before each heartbeat (below), not for every batch of changes: a
+			// replica cut off from its group applies no changes to send.
 			if err := s.current(ctx); err != nil {
 				return err
 			}
@@ -1204,6 +1240,15 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				why = "time"
 			}
 		case <-heartbeat.C:
+			// A heartbeat tells the caller it has all this feed holds for it now. A replica
+			// removed from its group, or cut off from it, applies nothing more: no change or
+			// resync would ask whether it is current, and its heartbeats would have told the
+			// caller it was up to date while the group revoked what it holds (review C, F2).
+			// Asked here, once a heartbeat, the stream ends instead, and the caller subscribes
+			// again, to a replica that is current.
+			if err := s.current(ctx); err != nil {
+				return err
+			}
 			hb := &pb.Heartbeat{At: timestamppb.Now()}
 			if mode.Exercise != "" {
 				// Whether this node takes part, so that a caller that started an exercise

@@ -435,8 +435,9 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	st := &pb.PeerStatus{Peer: p.Name, TrustDomain: p.TrustDomain}
 	start := time.Now()
 	var hits []*pb.SearchHit
-	err := func() error {
-		conn, err := s.c.Manager.Conn(p)
+	var conn *grpc.ClientConn
+	ask := func() (err error) {
+		conn, err = s.c.Manager.Conn(p)
 		if err != nil {
 			return err
 		}
@@ -474,7 +475,16 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 				return nil
 			}
 		}
-	}()
+	}
+	err := ask()
+	// A replica not current with its group refuses before it sends anything: the next replica
+	// of the peer's node is asked, each at most once.
+	for tried := 1; api.Reason(err) == api.ReasonNotCurrent && tried < len(p.Addresses); tried++ {
+		s.c.Manager.MoveOn(p.Name, conn)
+		hits = nil
+		sh.reset()
+		err = ask()
+	}
 	st.LatencyMs = time.Since(start).Milliseconds()
 	if err == nil {
 		st.State, st.Count = Answered, int64(len(hits))

@@ -156,6 +156,10 @@ const (
 	// ReasonPolicyState: the policy is not in the state the step needs (approve and reject a
 	// proposal, revoke an approved policy).
 	ReasonPolicyState = "POLICY_STATE"
+	// ReasonNotCurrent (UNAVAILABLE): the replica a peer asked is not current with its group
+	// (behind it, cut off from it, removed from it, or without a leader) and decides nothing for
+	// a peer: ask another replica of the node.
+	ReasonNotCurrent = "REPLICA_NOT_CURRENT"
 )
 
 // reasonDomain is the ErrorInfo domain of this node's reasons.
