@@ -347,8 +347,8 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// MoveOn retires from, the connection to a peer that a call was given, so that the next call
-// dials anew and tries the peer's replicas from the one after the first tried before. A caller
+// MoveOn takes from, the connection to peer on which a call was refused, out of use: the next
+// call dials anew and tries the peer's addresses starting one further along. A caller
 // calls it when a replica refused it as not current with its group (api.ReasonNotCurrent): one
 // removed from its group, cut off from it or behind it discloses nothing, and grpc's pick_first
 // would stay with it for as long as it is reachable. Calls that failed on one connection at once
