@@ -56,6 +56,9 @@ func Sign(svid *x509svid.SVID, seq int64, hash []byte, at time.Time) (*pb.Signed
 	return h, nil
 }
 
+// MaxChainBytes bounds the certificate chain of a head, all certificates together.
+const MaxChainBytes = 16 << 10
+
 // Verify checks a head of td's chain: its certificate chain is an X.509-SVID of a replica of td
 // (spiffe://td/node/...) that bundles vouched for at the head's time, and its signature is that
 // SVID's. It returns the signer's ID. Checking at the head's time, not now, keeps a head
@@ -72,6 +75,15 @@ func Verify(h *pb.SignedHead, td spiffeid.TrustDomain, bundles x509bundle.Source
 	}
 	if len(h.Chain) == 0 || len(h.Chain) > 8 {
 		return spiffeid.ID{}, errors.New("the head needs its signer's certificate chain, leaf first, of at most 8 certificates")
+	}
+	// Every head is kept with its chain: one padded with megabytes of certificates filled the
+	// disk (review D, F1). An SVID's chain is a few kilobytes.
+	size := 0
+	for _, der := range h.Chain {
+		size += len(der)
+	}
+	if size > MaxChainBytes {
+		return spiffeid.ID{}, fmt.Errorf("the signer's certificate chain is %d bytes, over the %d a head may carry", size, MaxChainBytes)
 	}
 	certs := make([]*x509.Certificate, len(h.Chain))
 	for i, der := range h.Chain {

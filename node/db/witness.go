@@ -17,8 +17,16 @@ import (
 // AuditFork is the action of an entry that records evidence of a fork in a peer's audit chain.
 const AuditFork = "audit.fork"
 
-// ApplyKeepHead keeps a peer's signed audit head, append-only, for the Raft entry at index. A
-// head the table already holds (the same seq and hash) is not kept twice. A head for a seq the
+// KeptHeads and KeptForks bound what the node keeps of a peer's heads (KeepHead.bounded): its
+// newest KeptHeads heads, and the first KeptForks pieces of evidence of a fork. A head of
+// evidence beyond those is still answered as a fork, but neither kept nor audited again.
+const (
+	KeptHeads = 10000
+	KeptForks = 100
+)
+
+// ApplyKeepHead keeps a peer's signed audit head for the Raft entry at index, within KeptHeads
+// and KeptForks when the command is bounded. A head the table already holds (the same seq and hash) is not kept twice. A head for a seq the
 // peer signed another hash for, or with a seq below the highest one held, is evidence that the
 // peer's chain forked or was rewritten: it is kept with fork set, and audited as audit.fork. It
 // returns that evidence, "" when there is none. The peer server verified the signature before;
@@ -49,6 +57,16 @@ func (d *DB) ApplyKeepHead(index uint64, c *pb.KeepHead) (fork string, err error
 				fork = fmt.Sprintf("a head for entry %d, below entry %d signed before", h.Seq, top.Int64)
 			}
 		}
+		if fork != "" && c.Bounded {
+			// The fork is proven: more evidence of it would only fill the disk.
+			var forks int
+			if err := tx.QueryRow(`SELECT count(*) FROM witnessed_heads WHERE peer = ? AND fork = 1`, c.Peer).Scan(&forks); err != nil {
+				return err
+			}
+			if forks >= KeptForks {
+				return nil
+			}
+		}
 		chain, err := proto.Marshal(&pb.SignedHead{Chain: h.Chain})
 		if err != nil {
 			return err
@@ -60,7 +78,15 @@ func (d *DB) ApplyKeepHead(index uint64, c *pb.KeepHead) (fork string, err error
 			return err
 		}
 		if fork == "" {
-			return nil
+			if !c.Bounded {
+				return nil
+			}
+			// The newest head of a chain vouches for every entry before it: older heads only
+			// say when the peer signed what. Without a bound, a peer that raised its seq at
+			// every call filled this table (review D, F1).
+			_, err := tx.Exec(`DELETE FROM witnessed_heads WHERE rowid IN (SELECT rowid FROM witnessed_heads
+				WHERE peer = ? AND fork = 0 ORDER BY seq DESC LIMIT -1 OFFSET ?)`, c.Peer, KeptHeads)
+			return err
 		}
 		a, err := newAuditor(tx)
 		if err != nil {

@@ -103,3 +103,63 @@ func TestApplyKeepHead(t *testing.T) {
 		t.Fatalf("AuditVerify = %+v, %v", rep, err)
 	}
 }
+
+// TestKeptHeadsAreBounded: of a bounded command's peer, the newest db.KeptHeads heads are kept
+// and the first db.KeptForks pieces of fork evidence, each audited once; evidence beyond those is
+// still answered as a fork. A peer that raised its seq at every call filled the table with
+// heads, each with its chain (review D, F1). Commands without bounded are kept as before.
+func TestKeptHeadsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	const peer = "ncc.crisis.test"
+	d := newDB(t)
+	index := uint64(0)
+	keep := func(seq int64, fill byte, bounded bool) string {
+		t.Helper()
+		index++
+		fork, err := d.ApplyKeepHead(index, &pb.KeepHead{Peer: peer, Signer: "spiffe://" + peer + "/node/r1", ReceivedAt: hour(1), Bounded: bounded,
+			Head: &pb.SignedHead{Org: peer, Seq: seq, Hash: bytes.Repeat([]byte{fill}, sha256.Size), At: hour(1), Signature: []byte{1}, Chain: [][]byte{{1}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fork
+	}
+	count := func(fork bool) (n int, lowest int64) {
+		t.Helper()
+		heads, err := d.HeadsOf(ctx, peer, 0, 3*db.KeptHeads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lowest = -1
+		for _, h := range heads {
+			if h.Fork == fork {
+				n++
+				if lowest < 0 {
+					lowest = h.Head.Seq
+				}
+			}
+		}
+		return n, lowest
+	}
+	keep(1, 1, false) // before the bound: kept as before, until a bounded command prunes it
+	for seq := int64(2); seq <= db.KeptHeads+50; seq++ {
+		keep(seq, 1, true)
+	}
+	if n, lowest := count(false); n != db.KeptHeads || lowest != 51 {
+		t.Fatalf("kept %d heads from seq %d, want the newest %d, from 51", n, lowest, db.KeptHeads)
+	}
+	for i := range db.KeptForks + 5 {
+		if fork := keep(int64(100+i), 2, true); !strings.HasPrefix(fork, "a second head for entry") {
+			t.Fatalf("fork %d answered %q, want the evidence", i, fork)
+		}
+	}
+	if n, _ := count(true); n != db.KeptForks {
+		t.Fatalf("kept %d pieces of fork evidence, want %d", n, db.KeptForks)
+	}
+	entries, err := d.AuditList(ctx, db.AuditFilter{Action: db.AuditFork, Limit: 1000})
+	if err != nil || len(entries) != db.KeptForks {
+		t.Fatalf("%d audit.fork entries (%v), want %d", len(entries), err, db.KeptForks)
+	}
+	if n, _ := count(false); n != db.KeptHeads {
+		t.Fatalf("evidence of forks pruned heads: %d kept, want %d", n, db.KeptHeads)
+	}
+}
