@@ -49,12 +49,18 @@ type Config struct {
 type Service struct {
 	pb.UnsafeRuleServiceServer
 	c Config
+	// dryRuns holds a token for each dry run under way (Test): each may take a core for a
+	// while, and several at once took the node's (review D, F7).
+	dryRuns chan struct{}
 }
 
 var _ pb.RuleServiceServer = (*Service)(nil)
 
+// MaxDryRuns is how many dry runs (Test) a node runs at once.
+const MaxDryRuns = 2
+
 // New returns the service.
-func New(c Config) *Service { return &Service{c: c} }
+func New(c Config) *Service { return &Service{c: c, dryRuns: make(chan struct{}, MaxDryRuns)} }
 
 // RegisterService registers the service on s.
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterRuleServiceServer(s, svc) }
@@ -218,6 +224,12 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 	rule, err := s.lint(req.Source)
 	if err != nil {
 		return nil, err
+	}
+	select {
+	case s.dryRuns <- struct{}{}:
+		defer func() { <-s.dryRuns }()
+	default:
+		return nil, status.Errorf(codes.ResourceExhausted, "%d dry runs are under way on this node: try again when one has ended", MaxDryRuns)
 	}
 	now := time.Now().UTC()
 	since := now.Add(-s.c.Retention())
