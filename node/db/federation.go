@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -480,6 +481,18 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 				held = nil
 			case err != nil:
 				return err
+			case ModeOf(held) != ModeOf(r):
+				// The cache holds one copy of an id: a peer that reused an exercise's id for
+				// another mode sends it on two subscriptions. The actual copy wins; an
+				// exercise's copy never replaces another mode's (review D, F4).
+				if ModeOf(r) != Actual {
+					otherMode(c.Origin, r.Id, ModeOf(held), ModeOf(r))
+					continue
+				}
+				if err := retractOne(tx, c.Origin, r.Id, ModeOf(held), &hooks, at, c.PictureBookkeeping); err != nil {
+					return err
+				}
+				held, redacting = nil, true
 			case was != string(red) || s.RedactionChanged:
 				if _, err := tx.Exec(sqlHistoryDrop, c.Origin, r.Id); err != nil {
 					return err
@@ -530,27 +543,46 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 // retractForeign purges the cached records a delivery retracts.
 func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64) error {
 	for _, id := range c.Retractions {
-		if err := retractOne(tx, c.Origin, id, hooks, at, c.PictureBookkeeping); err != nil {
+		if err := retractOne(tx, c.Origin, id, deliveryMode(c), hooks, at, c.PictureBookkeeping); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// retractOne purges one cached record of origin: the webhooks that received it hear of its
-// retraction, and its text, files and history go with it. bookkeeping (a marked entry, see
-// pb.CacheForeign.picture_bookkeeping) notes that it left the picture.
-func retractOne(tx *writeTx, origin, id string, hooks *hookQueue, at int64, bookkeeping bool) error {
+// deliveryMode is the mode of a subscription's delivery: its records' and its retractions'.
+func deliveryMode(c *pb.CacheForeign) Mode {
+	if c.Exercise == "" {
+		return Actual
+	}
+	return Mode{Status: pb.Status_EXERCISE, Exercise: c.Exercise}
+}
+
+// otherMode logs a delivery of mode m left undone because the cache holds the record in mode
+// held: every replica applies the entry alike, so each logs it.
+func otherMode(origin, id string, held, m Mode) {
+	slog.Warn("db: a partner's record is held in another mode; the delivery leaves it as it is",
+		"origin", origin, "record", id, "held_mode", held.String(), "mode", m.String())
+}
+
+// retractOne purges one cached record of origin held in mode m: the webhooks that received it
+// hear of its retraction, and its text, files and history go with it. bookkeeping (a marked
+// entry, see pb.CacheForeign.picture_bookkeeping) notes that it left the picture. A copy held in
+// another mode stays: a retraction on an exercise's subscription is not one of the actual copy
+// of the same id, nor the other way round (review D, F4).
+func retractOne(tx *writeTx, origin, id string, m Mode, hooks *hookQueue, at int64, bookkeeping bool) error {
 	gone := &pb.Record{Id: id, Origin: origin}
 	var version int64
-	var status int32
 	switch err := tx.QueryRow(`SELECT kind, crisis, region, classification, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, origin, id).
-		Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &status, &gone.Exercise); {
+		Scan(&gone.Kind, &gone.Crisis, &gone.Region, &gone.Classification, &version, &gone.Status, &gone.Exercise); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return err
+	case ModeOf(gone) != m:
+		otherMode(origin, id, ModeOf(gone), m)
+		return nil
 	default:
-		gone.Tombstone, gone.Status = true, pb.Status(status)
+		gone.Tombstone = true
 		if bookkeeping {
 			if err := noteRemoval(tx, ModeOf(gone), gone.Crisis, origin, gone.Kind, at); err != nil {
 				return err

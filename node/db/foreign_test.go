@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -156,5 +157,97 @@ func TestRemovals(t *testing.T) {
 	}
 	if rs, err := old.Removals(ctx, "oekraine", db.Actual); err != nil || len(rs) != 0 {
 		t.Errorf("removals after unmarked entries = %v, %v; want none", rs, err)
+	}
+}
+
+// TestDeliveryActsOnlyInItsMode: the cache holds one copy of a partner's id, in one mode. A
+// delivery on an exercise's subscription that retracts or sends an id held as an actual copy
+// leaves that copy, its webhook and its picture as they were (review D, F4); an actual copy of
+// an id held for an exercise replaces it, and the exercise hears of the retraction.
+func TestDeliveryActsOnlyInItsMode(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	idx := uint64(0)
+	next := func() uint64 { idx++; return idx }
+	if out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: "ex-1", Actor: "t", At: hour(0)}); err != nil || out.Refusal != nil {
+		t.Fatalf("start ex-1: %v %v", err, out.Refusal)
+	}
+	ex1 := db.Mode{Status: pb.Status_EXERCISE, Exercise: "ex-1"}
+	for _, m := range []db.Mode{db.Actual, ex1} {
+		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "t", At: hour(0),
+			Webhook: &pb.Webhook{Id: "hook-" + m.Exercise, Url: "https://hooks.example.nl/" + m.Exercise, Exercise: m.Exercise, Secret: "whsec_x"}}); err != nil || refusal != nil {
+			t.Fatalf("add a webhook of %s: %v %v", m, refusal, err)
+		}
+	}
+	const lcvs = "lcvs.crisis.test"
+	shared := func(id, body string, m db.Mode) *pb.SharedRecord {
+		return &pb.SharedRecord{Record: &pb.Record{Id: id, Origin: lcvs, Kind: "sitrep", Crisis: "oekraine", Region: "NL", Body: []byte(body),
+			Version: 1, UpdatedAt: hour(0), Status: m.Status, Exercise: m.Exercise}}
+	}
+	deliver := func(m db.Mode, c *pb.CacheForeign) {
+		t.Helper()
+		c.Peer, c.Origin, c.Exercise, c.Cursor, c.At, c.PictureBookkeeping = "lcvs", lcvs, m.Exercise, int64(idx), hour(1), true
+		if err := d.ApplyCacheForeign(next(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := func() string {
+		t.Helper()
+		var out []string
+		for _, m := range []db.Mode{db.Actual, ex1} {
+			ids, err := d.ForeignIDs(ctx, lcvs, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(ids)
+			removals, err := d.Removals(ctx, "oekraine", m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := d.WebhookQueue(ctx, "hook-"+m.Exercise, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var events []string
+			for _, x := range q {
+				events = append(events, x.Event+" "+x.RecordID)
+			}
+			out = append(out, fmt.Sprintf("%s: held %v, removals %d, webhook %v", m, ids, len(removals), events))
+		}
+		return strings.Join(out, "; ")
+	}
+
+	deliver(db.Actual, &pb.CacheForeign{Upserts: []*pb.SharedRecord{shared("r1", `{"title":"echt"}`, db.Actual), shared("r2", `{"title":"echt"}`, db.Actual)}})
+	want := "actual: held [r1 r2], removals 0, webhook [record.changed r1 record.changed r2]; exercise ex-1: held [], removals 0, webhook []"
+	if got := state(); got != want {
+		t.Fatalf("after the actual delivery:\n\t%s\nwant\n\t%s", got, want)
+	}
+	deliver(ex1, &pb.CacheForeign{Retractions: []string{"r1"}})
+	deliver(ex1, &pb.CacheForeign{Upserts: []*pb.SharedRecord{shared("r2", `{"title":"oefening"}`, ex1)}})
+	if got := state(); got != want {
+		t.Errorf("after the exercise's retraction of r1 and copy of r2:\n\t%s\nwant\n\t%s", got, want)
+	}
+	if f, err := d.ForeignList(ctx, db.ForeignFilter{IDs: []string{"r2"}}); err != nil || len(f) != 1 || string(f[0].Record.Body) != `{"title":"echt"}` {
+		t.Errorf("the actual r2 is %v, %v; want its actual body", f, err)
+	}
+
+	deliver(ex1, &pb.CacheForeign{Upserts: []*pb.SharedRecord{shared("x1", `{"title":"oefening"}`, ex1)}})
+	deliver(db.Actual, &pb.CacheForeign{Upserts: []*pb.SharedRecord{shared("x1", `{"title":"echt"}`, db.Actual)}})
+	want = "actual: held [r1 r2 x1], removals 0, webhook [record.changed r1 record.changed r2 record.changed x1]; " +
+		"exercise ex-1: held [], removals 1, webhook [record.changed x1 record.retracted x1]"
+	if got := state(); got != want {
+		t.Errorf("after an actual copy of an id held for the exercise:\n\t%s\nwant\n\t%s", got, want)
+	}
+
+	// A delivery of the exercise after its close here keeps only its retractions: of its own
+	// copies, which the close dropped, not of the actual ones.
+	if out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-1", Actor: "t", At: hour(2)}); err != nil || out.Refusal != nil {
+		t.Fatalf("close ex-1: %v %v", err, out.Refusal)
+	}
+	deliver(ex1, &pb.CacheForeign{Retractions: []string{"r1", "x1"}})
+	ids, err := d.ForeignIDs(ctx, lcvs, db.Actual)
+	slices.Sort(ids)
+	if err != nil || !slices.Equal(ids, []string{"r1", "r2", "x1"}) {
+		t.Errorf("after the closed exercise's retractions the actual copies are %v, %v; want [r1 r2 x1]", ids, err)
 	}
 }
