@@ -386,46 +386,27 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 		states = map[string]warn.State{}
 		e.states[key] = states
 	}
+	// A region whose alert cannot be written or resolved holds up no other: the errors are
+	// returned together at the end, and the region, its state unchanged, is decided again at the
+	// next evaluation.
+	var failed []error
 	for _, region := range regions {
 		s, ok := states[region]
 		if !ok {
 			s = e.rebuild(rule, h, region, open[region], at)
 		}
-		next, tr, read, err := rule.Step(h, region, at, s)
-		if err != nil {
-			// A failing evaluation neither fires nor resolves: the gauge alone would read as
-			// healthy, so the failure is counted, and logged when it begins and ends.
-			e.failed(row.Name, m, region, at, err, "early-warning rule cannot be evaluated: it neither fires nor resolves until it can")
-			if a := open[region]; a != nil {
-				if err := e.markEvaluable(ctx, a, at, err.Error()); err != nil {
-					return err
-				}
-			}
-		} else {
+		// A failure, to evaluate or to write, is counted once per evaluation, and logged when it
+		// begins and ends: the gauge alone would read as healthy.
+		next, evalErr, err := e.step(ctx, row, rule, h, region, at, s, open[region], m)
+		switch {
+		case err != nil:
+			e.failed(row.Name, m, region, at, err, "early-warning rule cannot write what it decided: it is decided again at the next evaluation")
+			failed = append(failed, fmt.Errorf("region %s: %w", region, err))
+			next = s
+		case evalErr != nil:
+			e.failed(row.Name, m, region, at, evalErr, "early-warning rule cannot be evaluated: it neither fires nor resolves until it can")
+		default:
 			e.recovered(row.Name, m, region, at, "early-warning rule can be evaluated again")
-			if a := open[region]; a != nil && tr != warn.Resolved {
-				if err := e.markEvaluable(ctx, a, at, ""); err != nil {
-					return err
-				}
-			}
-		}
-		switch tr {
-		case warn.Fired:
-			if a := open[region]; a == nil {
-				if err := e.fire(ctx, row, rule, region, at, read, m); err != nil {
-					return err
-				}
-			}
-		case warn.Resolved:
-			if a := open[region]; a != nil {
-				cls, err := e.classification(ctx, rule, region, m, a.Classification)
-				if err != nil {
-					return err
-				}
-				if err := e.resolve(ctx, a, at, read, cls, ""); err != nil {
-					return err
-				}
-			}
 		}
 		states[region] = next
 		if m != db.Actual {
@@ -448,7 +429,33 @@ func (e *Evaluator) evaluate(ctx context.Context, key string, row db.RuleRow, ru
 			}
 		}
 	}
-	return nil
+	return errors.Join(failed...)
+}
+
+// step steps a rule in one region from state s, and fires, resolves or marks its alert of mode
+// m there (a, if it is open) as the step decides. It returns the state after it, why the rule
+// cannot be evaluated there (evalErr: it neither fires nor resolves), and what it could not write.
+func (e *Evaluator) step(ctx context.Context, row db.RuleRow, rule *warn.Rule, h *warn.History, region string, at time.Time, s warn.State, a *pb.Record, m db.Mode) (next warn.State, evalErr, err error) {
+	next, tr, read, evalErr := rule.Step(h, region, at, s)
+	if a != nil && tr != warn.Resolved {
+		why := ""
+		if evalErr != nil {
+			why = evalErr.Error()
+		}
+		if err := e.markEvaluable(ctx, a, at, why); err != nil {
+			return s, evalErr, err
+		}
+	}
+	switch {
+	case tr == warn.Fired && a == nil:
+		err = e.fire(ctx, row, rule, region, at, read, m)
+	case tr == warn.Resolved && a != nil:
+		var cls pb.Classification
+		if cls, err = e.classification(ctx, rule, region, m, a.Classification); err == nil {
+			err = e.resolve(ctx, a, at, read, cls, "")
+		}
+	}
+	return next, evalErr, err
 }
 
 // rebuild is a region's state when this replica starts to lead: firing where an alert is open;

@@ -613,3 +613,92 @@ func TestAlertTakesTheClassificationOfWhatItReads(t *testing.T) {
 		t.Fatalf("alerts %v, want %v", got, want)
 	}
 }
+
+// bedsLowAll fires under 10 free beds in every region with records.
+const bedsLowAll = `name: beds-low-all
+severity: severe
+crisis: oekraine
+when: sum("shelter.capacity", "beds_free") < 10
+clear: sum("shelter.capacity", "beds_free") > 20
+`
+
+// cachePartner caches a partner's shelter.capacity copies in a region, with the body given and
+// the fields its policy redacted.
+func (r *rig) cachePartner(region, body string, redacted []string, ids ...string) {
+	r.t.Helper()
+	const peer = "b.crisis.test"
+	var ups []*pb.SharedRecord
+	for _, id := range ids {
+		ups = append(ups, &pb.SharedRecord{Redacted: redacted, Record: &pb.Record{Id: id, Origin: peer, Kind: "shelter.capacity", Crisis: "oekraine",
+			Region: region, Classification: pb.Classification_INTERNAL, Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(body)}})
+	}
+	if _, err := r.n.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_CacheForeign{CacheForeign: &pb.CacheForeign{
+		Peer: "b", Origin: peer, Cursor: 1, Upserts: ups, At: timestamppb.Now(), PictureBookkeeping: true}}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// TestHugePartnerValuesDoNotSilenceRules (review D, F2): a partner's copies in NL with beds_free
+// -1.7e308, over record.MaxAggregate, are left out of the sum, as the picture leaves them out:
+// NL's sum does not become infinite, which made the alert unwritable and ended the evaluation
+// before VR19, whose own 5 free beds then fired nothing. NL, where no record carries a value
+// that counts, fails to evaluate, counted.
+func TestHugePartnerValuesDoNotSilenceRules(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	r.apply("beds-low-all", bedsLowAll)
+	r.beds(5, 100)
+	r.cachePartner("NL", `{"municipality":"x","beds_total":0,"beds_free":-1.7e308}`, nil, "h0", "h1")
+	r.tick(e)
+	r.tick(e)
+	r.firesOnly("beds-low-all", "VR19", "NL", 2)
+}
+
+// firesOnly checks that the rule's one alert fires in region, and that it failed to evaluate
+// failures times in failing.
+func (r *rig) firesOnly(rule, region, failing string, failures float64) {
+	r.t.Helper()
+	if a, _ := r.one("firing"); a.Region != region {
+		r.t.Errorf("the alert is of %s, want %s alone", a.Region, region)
+	}
+	if got := metricValue(r.t, "knooppunt_rule_firing", rule, region); got != 1 {
+		r.t.Errorf("knooppunt_rule_firing{%s} = %g, want 1", region, got)
+	}
+	if got := metricValue(r.t, "knooppunt_rule_evaluation_errors_total", rule, failing); got != failures {
+		r.t.Errorf("knooppunt_rule_evaluation_errors_total{%s} = %g, want %g", failing, got, failures)
+	}
+}
+
+// TestMissingFieldHasNoValue (review D, F6): a partner's copy whose policy redacts beds_free adds
+// nothing to the sum, and a region where no record carries it has no value: the rule fails to
+// evaluate there, counted and logged, where it read 0 and fired a severe alert. An open alert
+// whose records lose the field says it cannot be evaluated, and stays firing.
+func TestMissingFieldHasNoValue(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	r.apply("beds-low-all", bedsLowAll)
+	r.cachePartner("VR09", `{"municipality":"Utrecht","beds_total":500}`, []string{"body.beds_free"}, "b1")
+	r.beds(5, 100)
+	r.tick(e)
+	r.firesOnly("beds-low-all", "VR19", "VR09", 1)
+	if !strings.Contains(r.logs.String(), `has no value`) {
+		t.Errorf("the log does not say the sum has no value:\n%s", r.logs.String())
+	}
+	// VR19's own record loses the field too: the alert neither resolves nor reads 0.
+	r.cachePartner("VR19", `{"municipality":"Vlissingen","beds_total":50}`, []string{"body.beds_free"}, "b2")
+	if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+		Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Middelburg","beds_total":100,"beds_free":5}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	r.tick(e)
+	recs := r.alerts()
+	var vr19 map[string]any
+	for _, a := range recs {
+		if a.Region == "VR19" {
+			json.Unmarshal(a.Body, &vr19)
+		}
+	}
+	if why, _ := vr19["unevaluable"].(string); vr19["state"] != "firing" || !strings.Contains(why, "has no value") {
+		t.Errorf("VR19's alert after its records lost beds_free: state %v, unevaluable %q", vr19["state"], vr19["unevaluable"])
+	}
+}

@@ -2,6 +2,7 @@ package warn
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -24,7 +25,8 @@ const CostBudget = 10000
 
 // A condition sees:
 //
-//   - sum(kind, field): the sum of an aggregate field over the kind's records in the region, now;
+//   - sum(kind, field): the sum of an aggregate field over the kind's records in the region, now,
+//     of the records that carry it; where none does, it has no value and the evaluation fails;
 //   - count(kind, window): how many of the kind's records appeared in the region within the
 //     window that ends now;
 //   - delta(x, window): x now minus x at the start of the window;
@@ -223,8 +225,15 @@ func (c *condition) env(kinds *record.Kinds) (*cel.Env, error) {
 			cel.FunctionBinding(func(args ...ref.Val) ref.Val {
 				at := args[0].(types.Timestamp).Time
 				kind, field := string(args[1].(types.String)), string(args[2].(types.String))
-				v := ec.h.Sum(kind, ec.crisis, ec.region, field, at)
-				ec.note(fmt.Sprintf("sum(%q, %q)", kind, field), at, v)
+				expr := fmt.Sprintf("sum(%q, %q)", kind, field)
+				v, ok := ec.h.Sum(kind, ec.crisis, ec.region, field, at)
+				if !ok {
+					// Not 0: a region whose records lack the field (a partner's policy redacts it)
+					// would read as empty, and fire a rule on a shortage nobody reported.
+					return types.NewErr("%s has no value at %s: no record of the kind in the region carries %s (it is absent, redacted, or over 2^53 in magnitude)",
+						expr, at.UTC().Format(time.RFC3339), field)
+				}
+				ec.note(expr, at, v)
 				return types.Double(v)
 			}))),
 		cel.Function(fnCount, cel.Overload("warn_count", []*cel.Type{cel.TimestampType, cel.StringType, cel.DurationType}, cel.IntType,
@@ -290,6 +299,13 @@ func (c *condition) eval(h *History, crisis, region string, now time.Time) (bool
 	out, _, err := c.prg.Eval(map[string]any{"now": now, "region": region})
 	if err != nil {
 		return false, err
+	}
+	// A value JSON cannot carry cannot be written on an alert, nor compared meaningfully: the
+	// evaluation fails, whatever the comparison made of it.
+	for _, r := range c.ctx.read {
+		if math.IsInf(r.Value, 0) || math.IsNaN(r.Value) {
+			return false, fmt.Errorf("%s is %v at %s: not a number a rule can decide on", r.Expr, r.Value, r.At.UTC().Format(time.RFC3339))
+		}
 	}
 	b, ok := out.Value().(bool)
 	if !ok {

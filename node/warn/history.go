@@ -4,12 +4,15 @@
 package warn
 
 import (
+	"math"
 	"slices"
 	"strings"
 
 	"cel.dev/cel-go/common/types/ref"
 	"sort"
 	"time"
+
+	"github.com/knooppunt/knooppunt/node/record"
 )
 
 // Version is one applied version of an own or cached record, as the history keeps it (the store
@@ -65,10 +68,12 @@ type listKey struct {
 
 type seriesKey struct{ kind, crisis, region, field string }
 
-// steps is a step function: value[i] holds from at[i] until at[i+1].
+// steps is a step function: value[i] holds from at[i] until at[i+1], added up from carried[i]
+// records.
 type steps struct {
-	at    []int64
-	value []float64
+	at      []int64
+	value   []float64
+	carried []int
 }
 
 // NewHistory indexes versions. since is the start of the retention window (zero: no bound).
@@ -103,9 +108,12 @@ func (h *History) Since() time.Time { return h.since }
 
 // Sum is the sum of field over the kind's records that counted in the region at the instant: each
 // record's latest version at or before it, unless that version deletes the record. A record
-// without the field adds nothing. An empty crisis means every crisis. An instant before the
+// without the field adds nothing, and neither does one whose value is above record.MaxAggregate
+// in magnitude, as in the picture: no sum can then become infinite. ok is false where no record
+// that counted carries the field (none is there, or a partner's policy redacted it): the sum has
+// no value there, which is not 0. An empty crisis means every crisis. An instant before the
 // retention window is read as its start.
-func (h *History) Sum(kind, crisis, region, field string, at time.Time) float64 {
+func (h *History) Sum(kind, crisis, region, field string, at time.Time) (sum float64, ok bool) {
 	if at.Before(h.since) {
 		at = h.since
 	}
@@ -115,14 +123,14 @@ func (h *History) Sum(kind, crisis, region, field string, at time.Time) float64 
 	}
 	s, ok := h.sums[seriesKey{kind, crisis, region, field}]
 	if !ok {
-		return 0 // no record of the kind was ever in the region
+		return 0, false // no record of the kind was ever in the region
 	}
 	t := at.UnixNano()
 	i := sort.Search(len(s.at), func(i int) bool { return s.at[i] > t })
-	if i == 0 {
-		return 0
+	if i == 0 || s.carried[i-1] == 0 {
+		return 0, false
 	}
-	return s.value[i-1]
+	return s.value[i-1], true
 }
 
 type recordKey struct{ origin, id string }
@@ -133,9 +141,11 @@ func (h *History) buildSums(kind, crisis, field string) {
 	type counted struct {
 		region string
 		value  float64
+		has    bool // the version carries the field, within record.MaxAggregate
 	}
 	cur := map[recordKey]counted{} // what each record adds now, and where
 	total := map[string]float64{}
+	carried := map[string]int{}
 	add := func(region string, t int64) {
 		k := seriesKey{kind, crisis, region, field}
 		s := h.sums[k]
@@ -144,16 +154,26 @@ func (h *History) buildSums(kind, crisis, field string) {
 			h.sums[k] = s
 		}
 		if n := len(s.at); n > 0 && s.at[n-1] == t {
-			s.value[n-1] = total[region]
+			s.value[n-1], s.carried[n-1] = total[region], carried[region]
 		} else {
-			s.at, s.value = append(s.at, t), append(s.value, total[region])
+			s.at, s.value, s.carried = append(s.at, t), append(s.value, total[region]), append(s.carried, carried[region])
 		}
+	}
+	carries := func(c counted) int {
+		if c.has {
+			return 1
+		}
+		return 0
 	}
 	for _, v := range h.byKind[kind] {
 		rk := recordKey{v.Origin, v.ID}
 		next := counted{}
 		if !v.Tombstone && (crisis == "" || v.Crisis == crisis) {
-			next = counted{region: v.Region, value: v.Fields[field]}
+			f, has := v.Fields[field]
+			if has && !(math.Abs(f) <= record.MaxAggregate) { // and NaN
+				f, has = 0, false
+			}
+			next = counted{region: v.Region, value: f, has: has}
 		}
 		prev := cur[rk]
 		cur[rk] = next
@@ -162,14 +182,16 @@ func (h *History) buildSums(kind, crisis, field string) {
 		// the walk's fixed order, so every replica adds the same floats in the same order.
 		if prev.region != "" && prev.region != next.region {
 			total[prev.region] += 0 - prev.value
+			carried[prev.region] -= carries(prev)
 			add(prev.region, t)
 		}
 		if next.region != "" {
-			old := 0.0
+			old, oldCarried := 0.0, 0
 			if prev.region == next.region {
-				old = prev.value
+				old, oldCarried = prev.value, carries(prev)
 			}
 			total[next.region] += next.value - old
+			carried[next.region] += carries(next) - oldCarried
 			add(next.region, t)
 		}
 	}

@@ -2,11 +2,14 @@ package warn_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/warn"
 )
 
@@ -38,8 +41,14 @@ func TestDryRunMatchesReferenceModel(t *testing.T) {
 		}
 		from, to := minute(0), minute(720)
 		got, errs, err := rule.DryRun(warn.NewHistory(vs, since), from, to, time.Minute)
-		if err != nil || len(errs) > 0 {
-			t.Fatalf("iteration %d: dry run: %v %v", it, err, errs)
+		if err != nil {
+			t.Fatalf("iteration %d: dry run: %v", it, err)
+		}
+		for _, e := range errs {
+			// The one failure a random history makes: a sum where no record carries the field.
+			if !strings.Contains(e.Error(), "has no value") {
+				t.Fatalf("iteration %d: dry run: %v", it, e)
+			}
 		}
 		if !since.IsZero() {
 			from = since
@@ -79,6 +88,9 @@ func randomHistory(rng *rand.Rand) []warn.Version {
 				Crisis: "c", Region: region, At: minute(at), Fields: map[string]float64{"beds_free": float64(rng.IntN(100)), "beds_total": 100}}
 			if rng.IntN(4) == 0 {
 				delete(ver.Fields, "beds_free") // a body without the field adds nothing
+			}
+			if rng.IntN(20) == 0 {
+				ver.Fields["beds_free"] = -1.7e308 // over record.MaxAggregate: left out, as if absent
 			}
 			if rng.IntN(12) == 0 {
 				ver.Tombstone, ver.Fields = true, map[string]float64{}
@@ -121,12 +133,16 @@ func randomHistory(rng *rand.Rand) []warn.Version {
 }
 
 // refRule is a rule's text and the model's own reading of its conditions.
+// when and clear return whether the condition holds, and whether it can be evaluated.
 type refRule struct {
 	src   string
 	for_  int // minutes
-	when  func(m model, region string, t int) bool
-	clear func(m model, region string, t int) bool
+	when  func(m model, region string, t int) (holds, ok bool)
+	clear func(m model, region string, t int) (holds, ok bool)
 }
+
+// always is a condition that can always be evaluated.
+func always(b bool) (bool, bool) { return b, true }
 
 var severities = []string{"low", "medium", "high", "critical"}
 
@@ -137,43 +153,47 @@ func randomRule(rng *rand.Rand) refRule {
 	case 4: // any record with a field's value
 		sev := severities[rng.IntN(len(severities))]
 		when = fmt.Sprintf(`records("sitrep").exists(r, r.severity == "%s")`, sev)
-		r.when = func(m model, region string, t int) bool { return m.sitreps(region, t, sev) > 0 }
+		r.when = func(m model, region string, t int) (bool, bool) { return always(m.sitreps(region, t, sev) > 0) }
 	case 5: // how many records have a field's value, with hysteresis
 		sev := severities[rng.IntN(len(severities))]
 		n := 1 + rng.IntN(3)
 		k := rng.IntN(n + 1)
 		when = fmt.Sprintf(`records("sitrep").filter(r, r.severity == "%s").size() >= %d`, sev, n)
 		clear = fmt.Sprintf(`records("sitrep").filter(r, r.severity == "%s").size() < %d`, sev, k)
-		r.when = func(m model, region string, t int) bool { return m.sitreps(region, t, sev) >= n }
-		r.clear = func(m model, region string, t int) bool { return m.sitreps(region, t, sev) < k }
+		r.when = func(m model, region string, t int) (bool, bool) { return always(m.sitreps(region, t, sev) >= n) }
+		r.clear = func(m model, region string, t int) (bool, bool) { return always(m.sitreps(region, t, sev) < k) }
 	case 0: // a sum, with hysteresis; or with a clear that can hold with when at once
 		a := float64(50 + rng.IntN(150))
 		b := a + float64(rng.IntN(120)-60)
 		when = fmt.Sprintf(`sum("shelter.capacity", "beds_free") < %.1f`, a)
 		clear = fmt.Sprintf(`sum("shelter.capacity", "beds_free") > %.1f`, b)
-		r.when = func(m model, region string, t int) bool { return m.sum(region, t) < a }
-		r.clear = func(m model, region string, t int) bool { return m.sum(region, t) > b }
+		r.when = func(m model, region string, t int) (bool, bool) { s, ok := m.sum(region, t); return s < a, ok }
+		r.clear = func(m model, region string, t int) (bool, bool) { s, ok := m.sum(region, t); return s > b, ok }
 	case 1: // a sum, clearing when it no longer holds
 		a := float64(rng.IntN(200))
 		when = fmt.Sprintf(`sum("shelter.capacity", "beds_free") >= %.1f`, a)
-		r.when = func(m model, region string, t int) bool { return m.sum(region, t) >= a }
+		r.when = func(m model, region string, t int) (bool, bool) { s, ok := m.sum(region, t); return s >= a, ok }
 	case 2: // a delta window
 		d := 1 + rng.IntN(120)
 		c := float64(rng.IntN(80))
 		when = fmt.Sprintf(`delta(sum("shelter.capacity", "beds_free"), duration("%dm")) < -%.1f`, d, c)
-		r.when = func(m model, region string, t int) bool { return m.sum(region, t)-m.sum(region, t-d) < -c }
+		r.when = func(m model, region string, t int) (bool, bool) {
+			now, ok1 := m.sum(region, t)
+			then, ok2 := m.sum(region, t-d)
+			return now-then < -c, ok1 && ok2
+		}
 	default: // a count window, with hysteresis
 		w := 1 + rng.IntN(240)
 		n := 1 + rng.IntN(3)
 		k := rng.IntN(n + 1)
 		when = fmt.Sprintf(`count("signal", duration("%dm")) >= %d`, w, n)
 		clear = fmt.Sprintf(`count("signal", duration("%dm")) < %d`, w, k)
-		r.when = func(m model, region string, t int) bool { return m.count(region, t, w) >= n }
-		r.clear = func(m model, region string, t int) bool { return m.count(region, t, w) < k }
+		r.when = func(m model, region string, t int) (bool, bool) { return always(m.count(region, t, w) >= n) }
+		r.clear = func(m model, region string, t int) (bool, bool) { return always(m.count(region, t, w) < k) }
 	}
 	if r.clear == nil {
 		w := r.when
-		r.clear = func(m model, region string, t int) bool { return !w(m, region, t) }
+		r.clear = func(m model, region string, t int) (bool, bool) { h, ok := w(m, region, t); return !h, ok }
 	}
 	r.src = fmt.Sprintf("name: r\nseverity: minor\nregions: [VR01, VR02]\nwhen: '%s'\nfor: %dm\n", when, r.for_)
 	if clear != "" {
@@ -210,15 +230,17 @@ func (m model) latest(kind string, t int) map[string]warn.Version {
 }
 
 // sum adds, for every record, the field of its latest version at or before minute t, where that
-// version is in the region and is not a delete. Minutes before the retention start read it.
-func (m model) sum(region string, t int) float64 {
-	total := 0.0
+// version is in the region, is not a delete, and carries the field within record.MaxAggregate; ok
+// is false where none does. Minutes before the retention start read it.
+func (m model) sum(region string, t int) (total float64, ok bool) {
 	for _, v := range m.latest("shelter.capacity", t) {
-		if !v.Tombstone && v.Region == region {
-			total += v.Fields["beds_free"]
+		f, has := v.Fields["beds_free"]
+		if !v.Tombstone && v.Region == region && has && math.Abs(f) <= record.MaxAggregate {
+			total += f
+			ok = true
 		}
 	}
-	return total
+	return total, ok
 }
 
 // sitreps counts the sitreps whose latest version at or before minute t is in the region, is not a
@@ -253,13 +275,14 @@ func (m model) episodes(r refRule, region string, from, to time.Time) []string {
 	var start int
 	for t := m.minutes(from); t <= m.minutes(to); t++ {
 		if firing {
-			if r.clear(m, region, t) {
+			// A clear that cannot be evaluated keeps the rule firing.
+			if c, ok := r.clear(m, region, t); ok && c {
 				out = append(out, episodeString(region, minute(start), minute(t)))
 				firing = false
 			}
 			continue
 		}
-		if !r.when(m, region, t) {
+		if w, ok := r.when(m, region, t); !ok || !w {
 			run = -1
 			continue
 		}
