@@ -300,6 +300,14 @@ func ours(a *pb.Record, rule string) bool {
 	return rule != "" && strings.HasPrefix(a.Id, "alert-"+rule+"-") && json.Unmarshal(a.Body, &b) == nil && b.Rule == rule && b.State == "firing"
 }
 
+// episodeAlert reports whether a record is the evaluator's alert of the rule in the region, in
+// mode m, firing or resolved since.
+func episodeAlert(a *pb.Record, rule, region string, m db.Mode) bool {
+	var b alertBody
+	return a.Kind == Kind && m.Holds(a) && a.Region == region && a.Labels["rule"] == rule &&
+		json.Unmarshal(a.Body, &b) == nil && b.Rule == rule && b.Region == region
+}
+
 // deleted says who deleted a rule, when and why, from the audit log, for the note of its
 // alert that is resolved because of it.
 func (e *Evaluator) deleted(ctx context.Context, name string, a *pb.Record) string {
@@ -591,8 +599,15 @@ func (e *Evaluator) fire(ctx context.Context, row db.RuleRow, rule *warn.Rule, r
 	if crisis == "" {
 		crisis = db.AllCrises // in every crisis's picture
 	}
-	if _, err := e.c.DB.Get(ctx, id); err == nil {
+	switch prev, err := e.c.DB.Get(ctx, id); {
+	case err == nil && episodeAlert(prev, row.Name, region, m):
 		return nil // written before: the same episode
+	case err == nil:
+		// Any own record, of any kind or mode (an exercise's), can hold the predictable id:
+		// skipping the write would leave the rule firing with no alert anyone receives.
+		return fmt.Errorf("the alert's id %s is taken by a record that is not this rule's alert (kind %s, %s): the alert is not written", id, prev.Kind, db.ModeOf(prev))
+	case !errors.Is(err, db.ErrNotFound):
+		return fmt.Errorf("alert %s: %w", id, err)
 	}
 	cls, err := e.classification(ctx, rule, region, m, pb.Classification_INTERNAL)
 	if err != nil {

@@ -702,3 +702,52 @@ func TestMissingFieldHasNoValue(t *testing.T) {
 		t.Errorf("VR19's alert after its records lost beds_free: state %v, unevaluable %q", vr19["state"], vr19["unevaluable"])
 	}
 }
+
+// TestRecordWithTheAlertIDDoesNotStandForTheAlert (review D, F3): a record of an exercise, of
+// another kind, that holds the id the actual alert will get (the rule, the region and the minute
+// are predictable) does not stand for the alert: the evaluation in that region fails, counted,
+// where the alert was silently not written while knooppunt_rule_firing said 1; the regions after
+// it still fire.
+func TestRecordWithTheAlertIDDoesNotStandForTheAlert(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	r.apply("beds-low-all", bedsLowAll)
+	r.beds(5, 100) // VR19
+	if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "goes", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR01",
+		Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Goes","beds_total":100,"beds_free":3}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	r.startExercise("oef-1")
+	at := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	id := alerting.AlertID("beds-low-all", "VR01", at, "")
+	res, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: id, Kind: "sitrep", Crisis: "oefencrisis", Region: "VR01",
+		Classification: pb.Classification_INTERNAL, Status: pb.Status_EXERCISE, Exercise: "oef-1", Body: []byte(`{"title":"oefening","summary":"x"}`)}})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res[0].Err)
+	}
+	time.Sleep(time.Until(at) + 10*time.Millisecond)
+	err = e.Tick(context.Background(), at)
+	if err == nil || !strings.Contains(err.Error(), id+" is taken by a record that is not this rule's alert (kind sitrep, exercise oef-1)") {
+		t.Errorf("Tick: %v; want it to say the alert's id is taken", err)
+	}
+	r.firesOnly("beds-low-all", "VR19", "VR01", 1)
+	if got := metricValue(t, "knooppunt_rule_firing", "beds-low-all", "VR01"); got != 0 {
+		t.Errorf("knooppunt_rule_firing{VR01} = %g with no alert written, want 0", got)
+	}
+	// The next evaluation, at another instant, writes it.
+	if err := e.Tick(context.Background(), at.Add(time.Second)); err != nil {
+		t.Fatalf("Tick: %v", err)
+	}
+	if n := len(r.alerts()); n != 2 {
+		t.Errorf("%d alerts after the next evaluation, want VR01's and VR19's", n)
+	}
+}
+
+// startExercise starts an exercise.
+func (r *rig) startExercise(exercise string) {
+	r.t.Helper()
+	if _, err := r.n.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_ExerciseStep{ExerciseStep: &pb.ExerciseStep{
+		Name: exercise, Action: "start", Actor: officer, At: timestamppb.Now(), Reason: "drill"}}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
