@@ -1,6 +1,7 @@
 package warn
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -113,8 +114,9 @@ func Ticks(from, to time.Time, step time.Duration) []time.Time {
 
 // DryRun evaluates the rule over the history at every tick of [from, to], and at to, and returns its
 // episodes, region by region, in order of start. An evaluation that fails does not stop it: the
-// rule behaves as Step says, and the first such error of each region is in errs.
-func (r *Rule) DryRun(h *History, from, to time.Time, step time.Duration) (eps []Episode, errs []error, err error) {
+// rule behaves as Step says, and the first such error of each region is in errs. It stops with an
+// error when ctx ends.
+func (r *Rule) DryRun(ctx context.Context, h *History, from, to time.Time, step time.Duration) (eps []Episode, errs []error, err error) {
 	if step <= 0 {
 		return nil, nil, fmt.Errorf("warn: the step must be positive")
 	}
@@ -143,7 +145,12 @@ func (r *Rule) DryRun(h *History, from, to time.Time, step time.Duration) (eps [
 			open    = -1
 			errSeen bool
 		)
-		for _, t := range ticks {
+		for i, t := range ticks {
+			// A run within MaxEvaluations may still take minutes of CPU (review D, F7): it
+			// ends when its caller goes or its time is up.
+			if i%256 == 0 && ctx.Err() != nil {
+				return nil, nil, fmt.Errorf("warn: the dry run stopped at %s in region %s: %w", t.Format(time.RFC3339), region, context.Cause(ctx))
+			}
 			next, tr, read, err := r.Step(h, region, t, s)
 			if err != nil && !errSeen {
 				errs = append(errs, fmt.Errorf("region %s at %s: %w", region, t.Format(time.RFC3339), err))

@@ -1,6 +1,7 @@
 package warn_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -40,7 +41,7 @@ func TestDryRunMatchesReferenceModel(t *testing.T) {
 			t.Fatalf("iteration %d: rule does not lint: %v\n%s", it, err, r.src)
 		}
 		from, to := minute(0), minute(720)
-		got, errs, err := rule.DryRun(warn.NewHistory(vs, since), from, to, time.Minute)
+		got, errs, err := rule.DryRun(context.Background(), warn.NewHistory(vs, since), from, to, time.Minute)
 		if err != nil {
 			t.Fatalf("iteration %d: dry run: %v", it, err)
 		}
@@ -307,11 +308,11 @@ func TestDryRunIsBoundedWithoutRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = rule.DryRun(warn.NewHistory(nil, time.Time{}), base, base.AddDate(1, 0, 0), time.Second)
+	_, _, err = rule.DryRun(context.Background(), warn.NewHistory(nil, time.Time{}), base, base.AddDate(1, 0, 0), time.Second)
 	if err == nil {
 		t.Fatal("a dry run of a year of seconds, with no region, ran")
 	}
-	if _, _, err := rule.DryRun(warn.NewHistory(nil, time.Time{}), base, base.Add(time.Hour), time.Minute); err != nil {
+	if _, _, err := rule.DryRun(context.Background(), warn.NewHistory(nil, time.Time{}), base, base.Add(time.Hour), time.Minute); err != nil {
 		t.Errorf("an hour of minutes with no region: %v", err)
 	}
 }

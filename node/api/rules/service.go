@@ -56,8 +56,14 @@ type Service struct {
 
 var _ pb.RuleServiceServer = (*Service)(nil)
 
-// MaxDryRuns is how many dry runs (Test) a node runs at once.
-const MaxDryRuns = 2
+// MaxDryRuns is how many dry runs (Test) a node runs at once, and DryRunTime how long one
+// may take.
+const (
+	MaxDryRuns = 2
+	DryRunTime = time.Minute
+)
+
+var errDryRunTime = fmt.Errorf("it took over %s, the most a dry run may", DryRunTime)
 
 // New returns the service.
 func New(c Config) *Service { return &Service{c: c, dryRuns: make(chan struct{}, MaxDryRuns)} }
@@ -273,8 +279,15 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 		return nil, api.Status(s.c.Logger, err)
 	}
 	h := warn.NewHistory(rows, since)
-	eps, errs, err := rule.DryRun(h, from, to, step)
-	if err != nil {
+	rctx, cancel := context.WithTimeoutCause(ctx, DryRunTime, errDryRunTime)
+	defer cancel()
+	eps, errs, err := rule.DryRun(rctx, h, from, to, step)
+	switch {
+	case errors.Is(err, errDryRunTime):
+		return nil, status.Errorf(codes.DeadlineExceeded, "%v: use a longer step or a shorter span", err)
+	case err != nil && ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case err != nil:
 		return nil, api.Invalid("step", "%v", err)
 	}
 	resp := &pb.RuleTestResponse{From: timestamppb.New(from), To: timestamppb.New(to), Regions: rule.Doc.Regions}
