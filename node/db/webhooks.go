@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -24,8 +25,10 @@ const (
 
 // WebhookRow is a webhook's definition and its counters.
 type WebhookRow struct {
-	ID                     string
-	URL                    string
+	ID string
+	// URL is the address as listings, logs and the audit log show it (see ShownURL); Target is
+	// where deliveries go, the URL as added, which is never shown.
+	URL, Target            string
 	Kinds, Crises, Regions []string
 	Exercise               string
 	// MaxClassification is the highest classification delivered; unspecified is every one.
@@ -229,9 +232,9 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 				w.Id, w.Url, string(kinds), string(crises), string(regions), w.Exercise, int32(w.MaxClassification), s.Withdraws, w.Secret, s.By, at.UnixNano()); err != nil {
 				return err
 			}
-			row = &WebhookRow{ID: w.Id, URL: w.Url, Kinds: w.Kinds, Crises: w.Crises, Regions: w.Regions, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
+			row = &WebhookRow{ID: w.Id, URL: ShownURL(w.Url), Target: w.Url, Kinds: w.Kinds, Crises: w.Crises, Regions: w.Regions, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
 				Secret: w.Secret, CreatedBy: s.By, CreatedAt: at.UTC()}
-			detail := map[string]any{"url": w.Url, "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise}
+			detail := map[string]any{"url": ShownURL(w.Url), "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise}
 			// Only when set: the entries of webhooks added before these filters read as they did.
 			if len(w.Regions) > 0 {
 				detail["regions"] = w.Regions
@@ -364,6 +367,17 @@ func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
 	})
 }
 
+// ShownURL is a webhook's URL as it may be shown: without its query, which may hold the
+// receiver's token, and marked "?…" where it had one. The audit log keeps an entry for good,
+// and logs, listings and stored failures are read by more people than the receiver's owner
+// (review D, F9).
+func ShownURL(raw string) string {
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		return raw[:i] + "?…"
+	}
+	return raw
+}
+
 const webhookColumns = `id, url, kinds, crises, regions, exercise, max_classification, secret, old_secret, old_secret_until, created_by, created_at, delivered, last_delivered_at`
 
 func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
@@ -372,12 +386,13 @@ func scanWebhook(row scanner, extra ...any) (*WebhookRow, error) {
 		kinds, crises, regions string
 		at, last, oldUntil     int64
 	)
-	if err := row.Scan(append([]any{&w.ID, &w.URL, &kinds, &crises, &regions, &w.Exercise, &w.MaxClassification, &w.Secret, &w.OldSecret, &oldUntil, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
+	if err := row.Scan(append([]any{&w.ID, &w.Target, &kinds, &crises, &regions, &w.Exercise, &w.MaxClassification, &w.Secret, &w.OldSecret, &oldUntil, &w.CreatedBy, &at, &w.Delivered, &last}, extra...)...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
 		return nil, err
 	}
+	w.URL = ShownURL(w.Target)
 	json.Unmarshal([]byte(kinds), &w.Kinds)
 	json.Unmarshal([]byte(crises), &w.Crises)
 	json.Unmarshal([]byte(regions), &w.Regions)

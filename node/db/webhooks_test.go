@@ -290,3 +290,50 @@ func TestRedactionDropsQueuedDeliveries(t *testing.T) {
 		t.Errorf("after the redaction changed the queue is %q, want only the copy without the phone number", got)
 	}
 }
+
+// TestWebhookURLQueryNeverShown: a webhook URL's query may hold the receiver's token. The
+// webhook's listing, the answer to its add and its audit entries (kept for good) show the URL
+// without it; deliveries go to the URL as added (review D, F9).
+func TestWebhookURLQueryNeverShown(t *testing.T) {
+	d := newDB(t)
+	ctx := context.Background()
+	const target = "https://hooks.example.nl/knooppunt?token=S3CRET"
+	const shown = "https://hooks.example.nl/knooppunt?…"
+	row, _, refusal, err := d.ApplyWebhookStep(1, &pb.WebhookStep{Action: "add", By: "t", At: hour(0),
+		Webhook: &pb.Webhook{Id: "wh_1", Url: target, Secret: "whsec_x"}})
+	if err != nil || refusal != nil {
+		t.Fatalf("add: %v %v", refusal, err)
+	}
+	if row.URL != shown || row.Target != target {
+		t.Errorf("add answers URL %q, Target %q; want %q, %q", row.URL, row.Target, shown, target)
+	}
+	hooks, err := d.Webhooks(ctx)
+	if err != nil || len(hooks) != 1 || hooks[0].URL != shown || hooks[0].Target != target {
+		t.Fatalf("Webhooks = %+v, %v; want URL %q, Target %q", hooks, err, shown, target)
+	}
+	if _, _, refusal, err := d.ApplyWebhookStep(2, &pb.WebhookStep{Action: "remove", By: "t", At: hour(1), Webhook: &pb.Webhook{Id: "wh_1"}}); err != nil || refusal != nil {
+		t.Fatalf("remove: %v %v", refusal, err)
+	}
+	for _, action := range []string{db.AuditWebhookAdd, db.AuditWebhookRemove} {
+		entries, err := d.AuditList(ctx, db.AuditFilter{Action: action})
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("audit %s: %v, %v", action, entries, err)
+		}
+		if detail := entries[0].Detail; strings.Contains(detail, "S3CRET") || !strings.Contains(detail, `"url":"https://hooks.example.nl/knooppunt?…"`) {
+			t.Errorf("audit %s detail %s: want the URL without its query", action, detail)
+		}
+	}
+}
+
+func TestShownURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://hooks.example.nl/knooppunt":             "https://hooks.example.nl/knooppunt",
+		"https://hooks.example.nl/k?token=S3CRET&a=b":    "https://hooks.example.nl/k?…",
+		"http://127.0.0.1:8080/?":                        "http://127.0.0.1:8080/?…",
+		"https://hooks.example.nl:8443/a/b?x=1?y=S3CRET": "https://hooks.example.nl:8443/a/b?…",
+	} {
+		if got := db.ShownURL(raw); got != want {
+			t.Errorf("ShownURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}

@@ -136,7 +136,7 @@ func (d *Dispatcher) lead(ctx context.Context) {
 			seen[key] = err != nil
 		}
 		for _, h := range hooks {
-			key := h.ID + " " + h.URL
+			key := h.ID + " " + h.Target
 			seen[key] = true
 			if workers[key] != nil {
 				continue
@@ -281,9 +281,9 @@ func (hl *health) delivered(log *slog.Logger, now time.Time, webhook string, x d
 
 // work delivers one webhook's queue in order while ctx lasts and this replica leads.
 func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
-	u, err := url.Parse(h.URL)
+	u, err := url.Parse(h.Target)
 	if err != nil {
-		d.c.Logger.Error("webhooks: stored url unreadable", "webhook", h.ID, "err", err)
+		d.c.Logger.Error("webhooks: stored url unreadable", "webhook", h.ID, "err", hideQuery(err))
 		return
 	}
 	set := d.settings()
@@ -498,14 +498,14 @@ func (d *Dispatcher) send(ctx context.Context, client *http.Client, u *url.URL, 
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return hideQuery(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "knooppunt-webhook ("+d.c.Replica+")")
 	secret.sign(req.Header, x.Message, time.Now(), body)
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return hideQuery(err)
 	}
 	// The start of the answer says why, to the operator; the rest is read so that the
 	// connection can be used again.
@@ -525,6 +525,16 @@ func (d *Dispatcher) send(ctx context.Context, client *http.Client, u *url.URL, 
 		return fmt.Errorf("%w: it answered %s%s", ErrRejected, resp.Status, why)
 	}
 	return fmt.Errorf("webhook: the receiver answered %s%s", resp.Status, why)
+}
+
+// hideQuery keeps the query of the URL an error names out of it, as db.ShownURL does: the
+// error goes to logs, to the webhook's last_error and to its dead letters.
+func hideQuery(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = db.ShownURL(ue.URL)
+	}
+	return err
 }
 
 // newClient is the HTTP client of one webhook: no proxy (it would dial for us, past the

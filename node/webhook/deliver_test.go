@@ -72,6 +72,33 @@ func TestSendJudgesTheAnswer(t *testing.T) {
 	}
 }
 
+// TestSendHidesTheQuery: an attempt that fails before an answer names the URL without its
+// query, which may hold the receiver's token: the error goes to logs, to last_error and to the
+// dead letters (review D, F9). The receiver gets the query.
+func TestSendHidesTheQuery(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.URL.RawQuery
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	set := config.Webhooks{Timeout: 5 * time.Second}
+	d := NewDispatcher(DispatcherConfig{Org: "test.crisis.test", Replica: "r1"})
+	secret, err := NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := db.Delivery{Webhook: "wh_1", Seq: 1, Message: "msg_wh_1_1", Record: &pb.Record{Id: "r"}}
+	u, _ := url.Parse(srv.URL + "/hook?token=S3CRET")
+	if err := d.send(context.Background(), newClient(u, set), u, signer{secret: secret}, x, []byte(`{}`), set.Timeout); err != nil || got != "token=S3CRET" {
+		t.Fatalf("delivered with query %q, %v; want token=S3CRET", got, err)
+	}
+	srv.Close() // nothing listens now: the connection is refused
+	err = d.send(context.Background(), newClient(u, set), u, signer{secret: secret}, x, []byte(`{}`), set.Timeout)
+	if err == nil || strings.Contains(err.Error(), "S3CRET") || !strings.Contains(err.Error(), srv.URL+"/hook?…") {
+		t.Errorf("a refused connection says %v; want the URL without its query", err)
+	}
+}
+
 // TestReason: a receiver's answer becomes one line of printable text of at most MaxReason bytes
 // of it, marked when cut.
 func TestReason(t *testing.T) {
