@@ -244,6 +244,9 @@ func TestWebhookDeliversSignedInOrder(t *testing.T) {
 	ex := shelter("exercise-1")
 	ex.Status, ex.Exercise = pb.Status_EXERCISE, "oefening-1"
 	put(ex)
+	// Delivered before the delete, which takes a record's deliveries not yet made out of the
+	// queue (see TestDeleteTakesEarlierDeliveriesOut in node/db).
+	rc.waitFor(10*time.Second, "the changes before the delete", func(a []arrival) bool { return len(a) >= len(want) })
 	if _, err := recs.Delete(callCtx(t), &pb.DeleteRequest{Id: "s1"}); err != nil {
 		t.Fatal(err)
 	}

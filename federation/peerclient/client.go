@@ -818,7 +818,7 @@ func (b *batch) reset() {
 	if b.cmd != nil {
 		cursor = b.cmd.Cursor
 	}
-	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor, Exercise: b.exercise, PictureBookkeeping: true}
+	b.cmd = &pb.CacheForeign{Peer: b.peer.Name, Origin: b.peer.TrustDomain, Cursor: cursor, Exercise: b.exercise, PictureBookkeeping: true, ByMode: true, PurgesDeliveries: true}
 	b.reasons, b.bytes = nil, 0
 }
 

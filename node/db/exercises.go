@@ -118,7 +118,7 @@ func (d *DB) ApplyExerciseStep(index uint64, s *pb.ExerciseStep) (ExerciseOutcom
 			hooks := hookQueue{tx: tx}
 			for _, k := range cached {
 				if s.RetractCopies {
-					if err := retractOne(tx, k[0], k[1], Mode{Status: pb.Status_EXERCISE, Exercise: s.Name}, &hooks, at.UnixNano(), false); err != nil {
+					if err := retractOne(tx, k[0], k[1], &Mode{Status: pb.Status_EXERCISE, Exercise: s.Name}, &hooks, at.UnixNano(), false); err != nil {
 						return err
 					}
 					continue

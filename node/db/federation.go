@@ -451,7 +451,7 @@ func (d *DB) ApplyCacheForeign(index uint64, c *pb.CacheForeign) error {
 func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redacting bool, err error) {
 	at := c.At.AsTime().UnixNano()
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
-		hooks := hookQueue{tx: tx}
+		hooks := hookQueue{tx: tx, purge: c.PurgesDeliveries}
 		if c.Exercise != "" {
 			// A delivery of an exercise that closed here meanwhile (its close dropped the
 			// copies and the cursor) keeps only its retractions.
@@ -481,7 +481,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 				held = nil
 			case err != nil:
 				return err
-			case ModeOf(held) != ModeOf(r):
+			case c.ByMode && ModeOf(held) != ModeOf(r):
 				// The cache holds one copy of an id: a peer that reused an exercise's id for
 				// another mode sends it on two subscriptions. The actual copy wins; an
 				// exercise's copy never replaces another mode's (review D, F4).
@@ -489,7 +489,8 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 					otherMode(c.Origin, r.Id, ModeOf(held), ModeOf(r))
 					continue
 				}
-				if err := retractOne(tx, c.Origin, r.Id, ModeOf(held), &hooks, at, c.PictureBookkeeping); err != nil {
+				heldIn := ModeOf(held)
+				if err := retractOne(tx, c.Origin, r.Id, &heldIn, &hooks, at, c.PictureBookkeeping); err != nil {
 					return err
 				}
 				held, redacting = nil, true
@@ -543,7 +544,12 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 // retractForeign purges the cached records a delivery retracts.
 func retractForeign(tx *writeTx, c *pb.CacheForeign, hooks *hookQueue, at int64) error {
 	for _, id := range c.Retractions {
-		if err := retractOne(tx, c.Origin, id, deliveryMode(c), hooks, at, c.PictureBookkeeping); err != nil {
+		var m *Mode // an entry of a node before by_mode retracts the copy in whatever mode
+		if c.ByMode {
+			dm := deliveryMode(c)
+			m = &dm
+		}
+		if err := retractOne(tx, c.Origin, id, m, hooks, at, c.PictureBookkeeping); err != nil {
 			return err
 		}
 	}
@@ -565,12 +571,13 @@ func otherMode(origin, id string, held, m Mode) {
 		"origin", origin, "record", id, "held_mode", held.String(), "mode", m.String())
 }
 
-// retractOne purges one cached record of origin held in mode m: the webhooks that received it
+// retractOne purges one cached record of origin held in mode m (nil: in any mode, as an entry of
+// a node before CacheForeign.by_mode has it): the webhooks that received it
 // hear of its retraction, and its text, files and history go with it. bookkeeping (a marked
 // entry, see pb.CacheForeign.picture_bookkeeping) notes that it left the picture. A copy held in
 // another mode stays: a retraction on an exercise's subscription is not one of the actual copy
 // of the same id, nor the other way round (review D, F4).
-func retractOne(tx *writeTx, origin, id string, m Mode, hooks *hookQueue, at int64, bookkeeping bool) error {
+func retractOne(tx *writeTx, origin, id string, m *Mode, hooks *hookQueue, at int64, bookkeeping bool) error {
 	gone := &pb.Record{Id: id, Origin: origin}
 	var version int64
 	switch err := tx.QueryRow(`SELECT kind, crisis, region, classification, version, status, exercise FROM foreign_records WHERE origin = +? AND id = +?`, origin, id).
@@ -578,8 +585,8 @@ func retractOne(tx *writeTx, origin, id string, m Mode, hooks *hookQueue, at int
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return err
-	case ModeOf(gone) != m:
-		otherMode(origin, id, ModeOf(gone), m)
+	case m != nil && ModeOf(gone) != *m:
+		otherMode(origin, id, ModeOf(gone), *m)
 		return nil
 	default:
 		gone.Tombstone = true

@@ -186,7 +186,7 @@ func TestDeliveryActsOnlyInItsMode(t *testing.T) {
 	}
 	deliver := func(m db.Mode, c *pb.CacheForeign) {
 		t.Helper()
-		c.Peer, c.Origin, c.Exercise, c.Cursor, c.At, c.PictureBookkeeping = "lcvs", lcvs, m.Exercise, int64(idx), hour(1), true
+		c.Peer, c.Origin, c.Exercise, c.Cursor, c.At, c.PictureBookkeeping, c.ByMode = "lcvs", lcvs, m.Exercise, int64(idx), hour(1), true, true
 		if err := d.ApplyCacheForeign(next(), c); err != nil {
 			t.Fatal(err)
 		}
@@ -249,5 +249,14 @@ func TestDeliveryActsOnlyInItsMode(t *testing.T) {
 	slices.Sort(ids)
 	if err != nil || !slices.Equal(ids, []string{"r1", "r2", "x1"}) {
 		t.Errorf("after the closed exercise's retractions the actual copies are %v, %v; want [r1 r2 x1]", ids, err)
+	}
+
+	// An entry of a node before by_mode is applied as it was, so that every replica holds the
+	// same: its retraction takes the copy in whatever mode.
+	if err := d.ApplyCacheForeign(next(), &pb.CacheForeign{Peer: "lcvs", Origin: lcvs, Exercise: "ex-1", Cursor: int64(idx), At: hour(3), Retractions: []string{"r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := d.ForeignIDs(ctx, lcvs, db.Actual); err != nil || slices.Contains(ids, "r1") {
+		t.Errorf("after a retraction without by_mode the actual copies are %v, %v; want r1 gone, as before", ids, err)
 	}
 }

@@ -80,7 +80,7 @@ func TestModeIsolationProperty(t *testing.T) {
 				}
 				r := put(id, `{"title":"gedeeld woord","summary":"s"}`)
 				r.Kind, r.Origin, r.Version, r.Status, r.Exercise = "qa", "peer.test", 1, m.Status, m.Exercise
-				if err := d.ApplyCacheForeign(next(), &pb.CacheForeign{Peer: "peer", Origin: "peer.test", Exercise: m.Exercise, At: hour(1),
+				if err := d.ApplyCacheForeign(next(), &pb.CacheForeign{Peer: "peer", Origin: "peer.test", Exercise: m.Exercise, At: hour(1), ByMode: true,
 					Upserts: []*pb.SharedRecord{{Record: r}}}); err != nil {
 					rt.Fatal(err)
 				}

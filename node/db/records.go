@@ -64,7 +64,7 @@ type Result struct {
 // before (the log is being replayed over a durable database) and is skipped: Apply then returns
 // nil results.
 func (d *DB) Apply(index uint64, writes []*Write) ([]Result, error) {
-	res, err := d.ApplyWrites([]WriteEntry{{Index: index, Writes: writes, Bookkeeping: true}})
+	res, err := d.ApplyWrites([]WriteEntry{{Index: index, Writes: writes, Bookkeeping: true, Purges: true}})
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +82,9 @@ type WriteEntry struct {
 	// Bookkeeping marks an entry of this release (pb.WriteRecords.picture_bookkeeping): it notes
 	// when a record left a crisis's picture, and keeps an exercise's records' history.
 	Bookkeeping bool
+	// Purges: a delete takes the record's earlier webhook deliveries out of the queues
+	// (pb.WriteRecords.purges_deliveries).
+	Purges bool
 }
 
 // ApplyWrites applies several Raft entries of record writes, in order, as Apply does each, but in
@@ -93,7 +96,7 @@ func (d *DB) ApplyWrites(entries []WriteEntry) ([][]Result, error) {
 	for k, e := range entries {
 		steps[k] = txStep{index: e.Index, fn: func(tx *writeTx, seq *int64) error {
 			a := d.newApplier(tx)
-			a.bookkeeping = e.Bookkeeping
+			a.bookkeeping, a.hooks.purge = e.Bookkeeping, e.Purges
 			results[k] = make([]Result, len(e.Writes))
 			for i, w := range e.Writes {
 				switch len(e.Actors) {

@@ -119,6 +119,11 @@ type hookQueue struct {
 	tx     *writeTx
 	loaded bool
 	hooks  []hookFilter
+	// purge: a record's deletion or retraction first takes its earlier deliveries
+	// out of the webhook's queue, dead letters included (pb.WriteRecords.purges_deliveries).
+	// They held its body after the delete, past the erasure bound, and a retry of a dead letter
+	// sent an old version after the delete (review D, F5).
+	purge bool
 }
 
 func (q *hookQueue) load() error {
@@ -171,6 +176,11 @@ func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, w
 					return err
 				}
 			}
+			if event != EventChanged {
+				if err := q.purgeEarlier(h.id, origin, r.Id); err != nil {
+					return err
+				}
+			}
 			if err := q.queue(h.id, event, origin, r.Id, version, blob, at); err != nil {
 				return err
 			}
@@ -189,6 +199,16 @@ func (q *hookQueue) add(event, origin string, r *pb.Record, version, at int64, w
 		}
 	}
 	return nil
+}
+
+// purgeEarlier takes a record's deliveries out of a webhook's queue, dead letters included,
+// when q purges.
+func (q *hookQueue) purgeEarlier(hook, origin, id string) error {
+	if !q.purge {
+		return nil
+	}
+	_, err := q.tx.Exec(`DELETE FROM webhook_queue WHERE webhook = ? AND origin = ? AND record_id = ?`, hook, origin, id)
+	return err
 }
 
 // queue adds one delivery to a webhook's queue.
@@ -234,7 +254,7 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 			}
 			row = &WebhookRow{ID: w.Id, URL: ShownURL(w.Url), Target: w.Url, Kinds: w.Kinds, Crises: w.Crises, Regions: w.Regions, Exercise: w.Exercise, MaxClassification: w.MaxClassification,
 				Secret: w.Secret, CreatedBy: s.By, CreatedAt: at.UTC()}
-			detail := map[string]any{"url": ShownURL(w.Url), "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise}
+			detail := map[string]any{"url": auditURL(s, w.Url), "kinds": nonNilSlice(w.Kinds), "crises": nonNilSlice(w.Crises), "exercise": w.Exercise}
 			// Only when set: the entries of webhooks added before these filters read as they did.
 			if len(w.Regions) > 0 {
 				detail["regions"] = w.Regions
@@ -254,7 +274,7 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 				}
 			}
 			row = cur
-			return a.add(at, s.By, AuditWebhookRemove, w.Id, map[string]any{"url": cur.URL})
+			return a.add(at, s.By, AuditWebhookRemove, w.Id, map[string]any{"url": auditURL(s, cur.Target)})
 		case "retry":
 			if cur == nil {
 				refusal = ErrNotFound
@@ -365,6 +385,15 @@ func (d *DB) ApplyWebhookAcks(index uint64, c *pb.WebhookAcks) error {
 		}
 		return nil
 	})
+}
+
+// auditURL is the URL an audit entry of step s gives: as ShownURL shows it, or, for an entry of
+// a node before shown_url, as it was, so that every replica writes the same entry.
+func auditURL(s *pb.WebhookStep, raw string) string {
+	if !s.ShownUrl {
+		return raw
+	}
+	return ShownURL(raw)
 }
 
 // ShownURL is a webhook's URL as it may be shown: without its query, which may hold the

@@ -212,15 +212,16 @@ func TestWebhookCeiling(t *testing.T) {
 		t.Errorf("the retraction of up carries the body %s, want none: it is secret now", bodies[1])
 	}
 	got, bodies = queue("vr09")
-	if want := "[record.changed up@1 record.changed up@2 record.changed up@3 record.deleted up@4 record.changed down@1 record.changed down@2 " +
-		"record.changed hidden@1 record.deleted hidden@2 record.changed moves@2 record.retracted moves@3 " +
+	// A delete took the record's earlier deliveries out (purges_deliveries).
+	if want := "[record.deleted up@4 record.changed down@1 record.changed down@2 " +
+		"record.deleted hidden@2 record.changed moves@2 record.retracted moves@3 " +
 		"record.changed b.crisis.testf1@15 record.retracted b.crisis.testf1@15 record.changed b.crisis.testf2@17 record.retracted b.crisis.testf2@18]"; fmt.Sprint(got) != want {
 		t.Errorf("vr09's queue %q, want %s", got, want)
 	} else if n := len(bodies); len(bodies[n-1]) != 0 || len(bodies[n-5]) != 0 {
 		t.Errorf("the retractions at vr09 carry bodies %q and %q, want none", bodies[n-5], bodies[n-1])
 	}
-	if got, _ := queue("all"); len(got) != 15 {
-		t.Errorf("all's queue %q: want every one of the 15 changes", got)
+	if got, _ := queue("all"); len(got) != 11 {
+		t.Errorf("all's queue %q: want the 15 changes but the 4 that the deletes of up and hidden took out", got)
 	}
 	// A retraction says what the receiver knows of the record, never what it became.
 	for hook, want := range map[string]string{"internal": "up INTERNAL VR09 c", "vr09": "moves PUBLIC VR09 c"} {
@@ -293,13 +294,27 @@ func TestRedactionDropsQueuedDeliveries(t *testing.T) {
 
 // TestWebhookURLQueryNeverShown: a webhook URL's query may hold the receiver's token. The
 // webhook's listing, the answer to its add and its audit entries (kept for good) show the URL
-// without it; deliveries go to the URL as added (review D, F9).
+// without it; deliveries go to the URL as added (review D, F9). Steps of a node before
+// shown_url write their audit entries as they did, so that every replica writes the same.
 func TestWebhookURLQueryNeverShown(t *testing.T) {
-	d := newDB(t)
 	ctx := context.Background()
 	const target = "https://hooks.example.nl/knooppunt?token=S3CRET"
 	const shown = "https://hooks.example.nl/knooppunt?…"
-	row, _, refusal, err := d.ApplyWebhookStep(1, &pb.WebhookStep{Action: "add", By: "t", At: hour(0),
+	old := newDB(t)
+	for i, action := range []string{"add", "remove"} {
+		if _, _, refusal, err := old.ApplyWebhookStep(uint64(i+1), &pb.WebhookStep{Action: action, By: "t", At: hour(i),
+			Webhook: &pb.Webhook{Id: "wh_1", Url: target, Secret: "whsec_x"}}); err != nil || refusal != nil {
+			t.Fatalf("%s without shown_url: %v %v", action, refusal, err)
+		}
+	}
+	for _, action := range []string{db.AuditWebhookAdd, db.AuditWebhookRemove} {
+		if entries, err := old.AuditList(ctx, db.AuditFilter{Action: action}); err != nil || len(entries) != 1 || !strings.Contains(entries[0].Detail, target) {
+			t.Fatalf("audit %s of a step without shown_url: %v, %v; want the URL as it was", action, entries, err)
+		}
+	}
+
+	d := newDB(t)
+	row, _, refusal, err := d.ApplyWebhookStep(1, &pb.WebhookStep{Action: "add", By: "t", At: hour(0), ShownUrl: true,
 		Webhook: &pb.Webhook{Id: "wh_1", Url: target, Secret: "whsec_x"}})
 	if err != nil || refusal != nil {
 		t.Fatalf("add: %v %v", refusal, err)
@@ -311,7 +326,7 @@ func TestWebhookURLQueryNeverShown(t *testing.T) {
 	if err != nil || len(hooks) != 1 || hooks[0].URL != shown || hooks[0].Target != target {
 		t.Fatalf("Webhooks = %+v, %v; want URL %q, Target %q", hooks, err, shown, target)
 	}
-	if _, _, refusal, err := d.ApplyWebhookStep(2, &pb.WebhookStep{Action: "remove", By: "t", At: hour(1), Webhook: &pb.Webhook{Id: "wh_1"}}); err != nil || refusal != nil {
+	if _, _, refusal, err := d.ApplyWebhookStep(2, &pb.WebhookStep{Action: "remove", By: "t", At: hour(1), ShownUrl: true, Webhook: &pb.Webhook{Id: "wh_1"}}); err != nil || refusal != nil {
 		t.Fatalf("remove: %v %v", refusal, err)
 	}
 	for _, action := range []string{db.AuditWebhookAdd, db.AuditWebhookRemove} {
@@ -334,6 +349,72 @@ func TestShownURL(t *testing.T) {
 	} {
 		if got := db.ShownURL(raw); got != want {
 			t.Errorf("ShownURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// TestDeleteTakesEarlierDeliveriesOut: a record's delete, and a partner's retraction, take the
+// record's earlier deliveries out of the webhook's queue, dead letters included: they held the
+// body past the erasure bound, and a retry of a dead letter sent the old version after the
+// delete (review D, F5). An entry of a node before purges_deliveries is applied as it was.
+func TestDeleteTakesEarlierDeliveriesOut(t *testing.T) {
+	ctx := context.Background()
+	for _, purges := range []bool{true, false} {
+		d := newDB(t)
+		index := uint64(0)
+		next := func() uint64 { index++; return index }
+		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0),
+			Webhook: &pb.Webhook{Id: "all", Url: "https://hooks.example.nl/all", Secret: "whsec_x"}}); err != nil || refusal != nil {
+			t.Fatal(refusal, err)
+		}
+		write := func(r *pb.Record) {
+			t.Helper()
+			res, err := d.ApplyWrites([]db.WriteEntry{{Index: next(), Writes: []*pb.Record{r}, Bookkeeping: true, Purges: purges}})
+			if err != nil || res[0][0].Err != nil {
+				t.Fatal(err, res)
+			}
+		}
+		own := func(body string, version int64, tombstone bool) *pb.Record {
+			return &pb.Record{Id: "s1", Origin: "a.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09", Body: []byte(body), UpdatedAt: hour(1), Version: version, Tombstone: tombstone}
+		}
+		write(own(`{"title":"geheim adres"}`, 0, false))
+		q, err := d.WebhookQueue(ctx, "all", 10)
+		if err != nil || len(q) != 1 {
+			t.Fatal(q, err)
+		}
+		if err := d.ApplyWebhookAcks(next(), &pb.WebhookAcks{Webhook: "all", At: hour(2),
+			Dead: []*pb.WebhookDead{{Seq: q[0].Seq, Attempts: 7, Error: "401", FirstAttemptAt: hour(1)}}}); err != nil {
+			t.Fatal(err)
+		}
+		write(own(`{"title":"nog steeds geheim"}`, 1, false))
+		write(own(`{}`, 2, true))
+		f := &pb.CacheForeign{Peer: "b", Origin: "b.crisis.test", Cursor: 1, At: hour(2), PurgesDeliveries: purges,
+			Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "f1", Origin: "b.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09", Body: []byte(`{"title":"van b"}`), Version: 4}}}}
+		if err := d.ApplyCacheForeign(next(), f); err != nil {
+			t.Fatal(err)
+		}
+		f.Upserts, f.Retractions, f.Cursor = nil, []string{"f1"}, 2
+		if err := d.ApplyCacheForeign(next(), f); err != nil {
+			t.Fatal(err)
+		}
+		q, err = d.WebhookQueue(ctx, "all", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead, err := d.WebhookFailures(ctx, "all")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, x := range q {
+			got = append(got, x.Event+" "+x.RecordID)
+		}
+		want := "[record.deleted s1 record.retracted f1]"
+		if !purges {
+			want = "[record.changed s1 record.deleted s1 record.changed f1 record.retracted f1]"
+		}
+		if fmt.Sprint(got) != want || len(dead) != map[bool]int{true: 0, false: 1}[purges] {
+			t.Errorf("purges %v: the queue holds %v and %d dead letters, want %s and %d", purges, got, len(dead), want, map[bool]int{true: 0, false: 1}[purges])
 		}
 	}
 }

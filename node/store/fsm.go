@@ -110,7 +110,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			if !ok {
 				break
 			}
-			run = append(run, db.WriteEntry{Index: logs[j].Index, Writes: w.WriteRecords.Records, Actors: w.WriteRecords.Actors, Bookkeeping: w.WriteRecords.PictureBookkeeping})
+			run = append(run, db.WriteEntry{Index: logs[j].Index, Writes: w.WriteRecords.Records, Actors: w.WriteRecords.Actors, Bookkeeping: w.WriteRecords.PictureBookkeeping, Purges: w.WriteRecords.PurgesDeliveries})
 			tombstones = tombstones || slices.ContainsFunc(w.WriteRecords.Records, (*pb.Record).GetTombstone)
 		}
 		if len(run) < 2 {
@@ -156,7 +156,7 @@ func (f *fsm) settle(l *raft.Log, resp applyResponse) applyResponse {
 func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	switch cmd := c.Cmd.(type) {
 	case *pb.Command_WriteRecords:
-		all, err := f.db.ApplyWrites([]db.WriteEntry{{Index: l.Index, Writes: cmd.WriteRecords.Records, Actors: cmd.WriteRecords.Actors, Bookkeeping: cmd.WriteRecords.PictureBookkeeping}})
+		all, err := f.db.ApplyWrites([]db.WriteEntry{{Index: l.Index, Writes: cmd.WriteRecords.Records, Actors: cmd.WriteRecords.Actors, Bookkeeping: cmd.WriteRecords.PictureBookkeeping, Purges: cmd.WriteRecords.PurgesDeliveries}})
 		var res []db.Result
 		if err == nil {
 			res = all[0]

@@ -614,7 +614,7 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 	if len(slices.Compact(slices.Clone(actors))) == 1 {
 		actors = actors[:1] // one writer for all, as a batch has: not one copy a record
 	}
-	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: records, Actors: actors, PictureBookkeeping: true}}})
+	data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: records, Actors: actors, PictureBookkeeping: true, PurgesDeliveries: true}}})
 	if err != nil {
 		fail(err)
 		return func() {}

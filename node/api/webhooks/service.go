@@ -129,7 +129,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 		Id: "wh_" + hex.EncodeToString(id), Url: req.Url, Kinds: dedup(req.Kinds), Crises: dedup(crises), Regions: dedup(req.Regions),
 		Exercise: req.Exercise, MaxClassification: req.MaxClassification, Secret: secret.String(),
 	}
-	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now(), Withdraws: true})
+	out, err := s.step(ctx, &pb.WebhookStep{Action: "add", Webhook: w, By: caller(ctx), At: timestamppb.Now(), Withdraws: true, ShownUrl: true})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveWebhookRequest) (*pb
 	if req.Id == "" {
 		return nil, api.Invalid("id", "give the id of the webhook to remove: see knooppunt webhook list")
 	}
-	out, err := s.step(ctx, &pb.WebhookStep{Action: "remove", Webhook: &pb.Webhook{Id: req.Id}, By: caller(ctx), At: timestamppb.Now()})
+	out, err := s.step(ctx, &pb.WebhookStep{Action: "remove", Webhook: &pb.Webhook{Id: req.Id}, By: caller(ctx), At: timestamppb.Now(), ShownUrl: true})
 	if err != nil {
 		return nil, err
 	}

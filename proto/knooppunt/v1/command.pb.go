@@ -705,8 +705,12 @@ type WebhookStep struct {
 	// old_secret_until, on a rotate, is until when deliveries are also signed with the secret
 	// before the new one; unset or not after at: not at all.
 	OldSecretUntil *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=old_secret_until,json=oldSecretUntil" json:"old_secret_until,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// shown_url: the audit entries of the step give the URL without its query (db.ShownURL),
+	// which may hold the receiver's token. Set by every node since this field exists; an entry
+	// without it is applied as before, so that every replica writes the same audit entries.
+	ShownUrl      bool `protobuf:"varint,8,opt,name=shown_url,json=shownUrl" json:"shown_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WebhookStep) Reset() {
@@ -786,6 +790,13 @@ func (x *WebhookStep) GetOldSecretUntil() *timestamppb.Timestamp {
 		return x.OldSecretUntil
 	}
 	return nil
+}
+
+func (x *WebhookStep) GetShownUrl() bool {
+	if x != nil {
+		return x.ShownUrl
+	}
+	return false
 }
 
 // WebhookAcks is the leader's word on deliveries of one webhook: those the receiver
@@ -1458,8 +1469,15 @@ type CacheForeign struct {
 	// picture_bookkeeping, as in WriteRecords: a retraction, or a copy moved to another crisis,
 	// notes when the record left the crisis's picture, and an exercise's copies keep a history.
 	PictureBookkeeping bool `protobuf:"varint,8,opt,name=picture_bookkeeping,json=pictureBookkeeping" json:"picture_bookkeeping,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// by_mode: the delivery acts only on copies held in its own mode, and an actual copy replaces
+	// an exercise's of the same id (retracting it there). Set by every node since this field
+	// exists; an entry without it is applied as before, so that every replica holds the same.
+	ByMode bool `protobuf:"varint,9,opt,name=by_mode,json=byMode" json:"by_mode,omitempty"`
+	// purges_deliveries, as in WriteRecords: a retraction takes the record's earlier deliveries out
+	// of the webhooks' queues.
+	PurgesDeliveries bool `protobuf:"varint,10,opt,name=purges_deliveries,json=purgesDeliveries" json:"purges_deliveries,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CacheForeign) Reset() {
@@ -1544,6 +1562,20 @@ func (x *CacheForeign) GetExercise() string {
 func (x *CacheForeign) GetPictureBookkeeping() bool {
 	if x != nil {
 		return x.PictureBookkeeping
+	}
+	return false
+}
+
+func (x *CacheForeign) GetByMode() bool {
+	if x != nil {
+		return x.ByMode
+	}
+	return false
+}
+
+func (x *CacheForeign) GetPurgesDeliveries() bool {
+	if x != nil {
+		return x.PurgesDeliveries
 	}
 	return false
 }
@@ -1899,8 +1931,12 @@ type WriteRecords struct {
 	// a history (schema 22). An entry without it, written by the version before, is applied as it
 	// was, without either.
 	PictureBookkeeping bool `protobuf:"varint,3,opt,name=picture_bookkeeping,json=pictureBookkeeping" json:"picture_bookkeeping,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// purges_deliveries: a delete takes the record's earlier deliveries out of the webhooks'
+	// queues, dead letters included, so that its body leaves the node and is never sent after the
+	// delete. Set by every node since this field exists; an entry without it is applied as before.
+	PurgesDeliveries bool `protobuf:"varint,4,opt,name=purges_deliveries,json=purgesDeliveries" json:"purges_deliveries,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WriteRecords) Reset() {
@@ -1950,6 +1986,13 @@ func (x *WriteRecords) GetActors() []string {
 func (x *WriteRecords) GetPictureBookkeeping() bool {
 	if x != nil {
 		return x.PictureBookkeeping
+	}
+	return false
+}
+
+func (x *WriteRecords) GetPurgesDeliveries() bool {
+	if x != nil {
+		return x.PurgesDeliveries
 	}
 	return false
 }
@@ -2089,7 +2132,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bseverity\x18\a \x01(\tR\bseverity\"\x97\x02\n" +
+	"\bseverity\x18\a \x01(\tR\bseverity\"\xb4\x02\n" +
 	"\vWebhookStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12/\n" +
 	"\awebhook\x18\x02 \x01(\v2\x15.knooppunt.v1.WebhookR\awebhook\x12\x1f\n" +
@@ -2098,7 +2141,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
 	"\twithdraws\x18\x06 \x01(\bR\twithdraws\x12D\n" +
-	"\x10old_secret_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0eoldSecretUntil\"\xd5\x01\n" +
+	"\x10old_secret_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0eoldSecretUntil\x12\x1b\n" +
+	"\tshown_url\x18\b \x01(\bR\bshownUrl\"\xd5\x01\n" +
 	"\vWebhookAcks\x12\x18\n" +
 	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x1c\n" +
 	"\tdelivered\x18\x02 \x03(\x03R\tdelivered\x12-\n" +
@@ -2154,7 +2198,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x03R\x03seq\x12\x1a\n" +
 	"\bredacted\x18\x06 \x03(\tR\bredacted\x12\x1c\n" +
-	"\tredaction\x18\a \x01(\tR\tredaction\"\xa3\x02\n" +
+	"\tredaction\x18\a \x01(\tR\tredaction\"\xe9\x02\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
@@ -2163,7 +2207,10 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x06cursor\x18\x05 \x01(\x03R\x06cursor\x12*\n" +
 	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
 	"\bexercise\x18\a \x01(\tR\bexercise\x12/\n" +
-	"\x13picture_bookkeeping\x18\b \x01(\bR\x12pictureBookkeeping\"\x8d\x02\n" +
+	"\x13picture_bookkeeping\x18\b \x01(\bR\x12pictureBookkeeping\x12\x17\n" +
+	"\aby_mode\x18\t \x01(\bR\x06byMode\x12+\n" +
+	"\x11purges_deliveries\x18\n" +
+	" \x01(\bR\x10purgesDeliveries\"\x8d\x02\n" +
 	"\n" +
 	"PolicyStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1b\n" +
@@ -2189,11 +2236,12 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\areplace\x18\x05 \x01(\bR\areplace\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"A\n" +
 	"\vAppendAudit\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"\x87\x01\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"\xb4\x01\n" +
 	"\fWriteRecords\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\x12\x16\n" +
 	"\x06actors\x18\x02 \x03(\tR\x06actors\x12/\n" +
-	"\x13picture_bookkeeping\x18\x03 \x01(\bR\x12pictureBookkeeping\"?\n" +
+	"\x13picture_bookkeeping\x18\x03 \x01(\bR\x12pictureBookkeeping\x12+\n" +
+	"\x11purges_deliveries\x18\x04 \x01(\bR\x10purgesDeliveries\"?\n" +
 	"\fApplyRequest\x12/\n" +
 	"\acommand\x18\x01 \x01(\v2\x15.knooppunt.v1.CommandR\acommand\"\x0f\n" +
 	"\rApplyResponse2R\n" +
