@@ -179,8 +179,6 @@ func TestFollowerDisclosesNothingAfterARevoke(t *testing.T) {
 // recorded: a peer that kept them was out of the source's sight.
 func TestQueryRecordsAcrossALeaderLoss(t *testing.T) {
 	g := startPeerGroup(t)
-	leader := g.c.Leader(t, 15*time.Second, g.c.Replicas...)
-	follower := others(g.c, leader)[0]
 	// Records of about 1 KB, so that the first few fill the stream's flow-control window (held
 	// at 64 KB below) and the first batch of disclosures (256) is recorded only after the leader
 	// is gone.
@@ -192,11 +190,15 @@ func TestQueryRecordsAcrossALeaderLoss(t *testing.T) {
 		recs[i].Body = []byte(`{"title":"g","text":"` + text + `"}`)
 	}
 	for i := 0; i < n; i += 200 {
-		if _, err := leader.Records(t).PutBatch(clustertest.Call(t), &pb.PutBatchRequest{Records: recs[i : i+200]}); err != nil {
-			t.Fatal(err)
-		}
+		// Written again whole when the group changed leader meanwhile: the records, not their
+		// versions, count here.
+		retryUnavailable(t, "put", func() (*pb.PutBatchResponse, error) {
+			return g.c.Leader(t, 15*time.Second, g.c.Replicas...).Records(t).PutBatch(clustertest.Call(t), &pb.PutBatchRequest{Records: recs[i : i+200]})
+		})
 	}
 	g.share(t, "gids-naar-ncc")
+	leader := g.c.Leader(t, 15*time.Second, g.c.Replicas...)
+	follower := others(g.c, leader)[0]
 	clustertest.Eventually(t, 10*time.Second, "the follower shares every record", func() (bool, string) {
 		ids, err := g.query(t, follower.API)
 		return len(ids) == n && err == nil, fmt.Sprint(len(ids), err)
@@ -295,9 +297,9 @@ func TestRemovedReplicaEndsSubscriptions(t *testing.T) {
 			break
 		}
 	}
-	if _, err := pb.NewClusterServiceClient(leader.Local(t)).Remove(clustertest.Call(t), &pb.RemoveRequest{Id: removed.ID}); err != nil {
-		t.Fatal(err)
-	}
+	retryUnavailable(t, "remove", func() (*pb.ClusterStatusResponse, error) {
+		return pb.NewClusterServiceClient(g.c.Leader(t, 15*time.Second, g.c.Replicas...).Local(t)).Remove(clustertest.Call(t), &pb.RemoveRequest{Id: removed.ID})
+	})
 	g.revoke(t, id)
 	revoked := time.Now()
 	leader.Put(t, guidance("g2"))
@@ -355,9 +357,9 @@ func TestPeerNodeMovesOffARemovedReplica(t *testing.T) {
 		return held["g1"] > 0, fmt.Sprint(held)
 	})
 
-	if _, err := pb.NewClusterServiceClient(leader.Local(t)).Remove(clustertest.Call(t), &pb.RemoveRequest{Id: removed.ID}); err != nil {
-		t.Fatal(err)
-	}
+	retryUnavailable(t, "remove", func() (*pb.ClusterStatusResponse, error) {
+		return pb.NewClusterServiceClient(c.Leader(t, 15*time.Second, c.Replicas...).Local(t)).Remove(clustertest.Call(t), &pb.RemoveRequest{Id: removed.ID})
+	})
 	leader.Put(t, guidance("g2"))
 	resp, _ := peer.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Crisis: "x"}, TimeoutMs: 10000})
 	var found []string

@@ -511,17 +511,28 @@ func TestClusterJoinAndRemove(t *testing.T) {
 
 // retryUnavailable calls fn until it succeeds, for up to 20s while it fails with UNAVAILABLE (the
 // group is changing leader, and refused the call before proposing it). Adding a voter that is one,
-// or removing one that is not, changes nothing, so the retries are safe.
+// or removing one that is not, changes nothing, so the retries are safe. After ABORTED (the leader
+// changed while it committed) it calls again too, and a policy step then refused as past the
+// state it needs (POLICY_STATE) was taken the first time: it returns the zero T.
 func retryUnavailable[T any](t *testing.T, what string, fn func() (T, error)) T {
 	t.Helper()
 	var st T
+	aborted := false
 	clustertest.Eventually(t, 20*time.Second, what, func() (bool, string) {
 		var err error
 		st, err = fn()
-		if err != nil && status.Code(err) != codes.Unavailable {
+		switch {
+		case err == nil:
+			return true, ""
+		case status.Code(err) == codes.Unavailable:
+		case status.Code(err) == codes.Aborted:
+			aborted = true // the leader changed as it committed: the step may have been taken
+		case aborted && api.Reason(err) == api.ReasonPolicyState:
+			return true, "" // it was: a policy step that found the policy past it
+		default:
 			t.Fatalf("%s: %v", what, err)
 		}
-		return err == nil, fmt.Sprint(err)
+		return false, fmt.Sprint(err)
 	})
 	return st
 }

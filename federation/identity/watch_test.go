@@ -57,7 +57,7 @@ func TestWatchPeerBundleBoundsAFetch(t *testing.T) {
 	ts := identity.NewTrustStore(newOrg(t, "vr-utrecht.crisis.test").src)
 	ts.SetPeerBundle(identitytest.Bundle(peer))
 	p := identity.PeerEndpoint{TrustDomain: peer.TrustDomain, URL: "https://" + lis.Addr().String(), EndpointID: identitytest.ID(peer, "/node/r1"),
-		DefaultRefresh: 50 * time.Millisecond, FetchTimeout: 300 * time.Millisecond}
+		DefaultRefresh: 50 * time.Millisecond, FetchTimeout: 2 * time.Second} // room to read 1 MiB on a loaded machine
 	logs := identitytest.NewLog()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
