@@ -106,8 +106,8 @@ func TestRuleApplyListDelete(t *testing.T) {
 
 // TestRuleFiresOneAlertPerEpisode checks, on a real node that evaluates every second, that a
 // stored rule fires one alert record when its condition holds, keeps that one record while it
-// still holds, marks it resolved once the clear condition holds, and fires a second record for
-// a second episode; and that knooppunt_rule_firing follows.
+// still holds, marks it resolved once the clear condition holds, and opens that record again for
+// a second episode within the hour; and that knooppunt_rule_firing follows.
 // ruleNode starts a node that evaluates its rules every second, and returns a RuleService client
 // of its editor and a RecordService client on its local socket.
 func ruleNode(t *testing.T) (pb.RuleServiceClient, pb.RecordServiceClient) {
@@ -205,8 +205,14 @@ clear: sum("shelter.capacity", "beds_free") > 20
 		resolved.Info[0].ResponseType[0] != "AllClear" {
 		t.Fatalf("the resolved alert as CAP: %+v", resolved)
 	}
+	// The next episode, within the hour, opens the alert again: an Update of the first, under an
+	// identifier of its own.
 	beds(1)
-	waitFor("second episode", func(f, r []string) bool { return len(f) == 1 && len(r) == 1 && f[0] != first[0] })
+	waitFor("second episode", func(f, r []string) bool { return len(f) == 1 && len(r) == 0 && f[0] == first[0] })
+	again := exportAlert(t, records, first[0])
+	if again.MsgType != "Update" || again.Identifier != first[0]+".reopened-1" || again.References != mtlsOwnTD+","+first[0]+","+firing.Sent {
+		t.Fatalf("the alert opened again as CAP: %+v", again)
+	}
 }
 
 // exportAlert reads an alert record and writes it as CAP 1.2, which must be valid against the

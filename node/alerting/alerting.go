@@ -69,6 +69,21 @@ type Evaluator struct {
 	// metered are the rules with series in the rule metrics, so that a rule that goes leaves
 	// none behind.
 	metered map[string]bool
+	// resolved are the alerts this replica resolved while it leads, by modeKey(rule name, mode)
+	// and region: a rule that fires again there within Reopen opens that alert again.
+	resolved map[string]map[string]resolvedAlert
+}
+
+// Reopen is how soon after its alert resolved a rule that fires again in a region opens that
+// alert again, as a new version of it, rather than a new alert: a value that swings across a
+// rule's thresholds made a new alert, shared with partners and sent to webhooks, every two
+// evaluations, each kept for good (review D, F8).
+const Reopen = time.Hour
+
+// resolvedAlert is an alert resolved: its id, and when.
+type resolvedAlert struct {
+	id string
+	at time.Time
 }
 
 // modeKey is the key of a rule's state or failures in mode m: the rule's own for the actual
@@ -98,7 +113,7 @@ func New(c Config) *Evaluator {
 		c.Every = time.Minute
 	}
 	return &Evaluator{c: c, states: map[string]map[string]warn.State{}, compiled: map[string]*warn.Rule{},
-		failing: map[string]map[string]failure{}, metered: map[string]bool{}}
+		failing: map[string]map[string]failure{}, metered: map[string]bool{}, resolved: map[string]map[string]resolvedAlert{}}
 }
 
 // Run evaluates at every multiple of Every until ctx ends.
@@ -126,6 +141,7 @@ func (e *Evaluator) lose() {
 	clear(e.states)
 	clear(e.failing)
 	clear(e.metered)
+	clear(e.resolved)
 	metrics.RuleFiring.Reset()
 	metrics.RuleEvaluationErrors.Reset()
 }
@@ -454,16 +470,70 @@ func (e *Evaluator) step(ctx context.Context, row db.RuleRow, rule *warn.Rule, h
 			return s, evalErr, err
 		}
 	}
+	key := modeKey(row.Name, m)
 	switch {
 	case tr == warn.Fired && a == nil:
+		if r, ok := e.resolved[key][region]; ok && at.Sub(r.at) < Reopen {
+			var reopened bool
+			if reopened, err = e.reopen(ctx, row, rule, r.id, region, at, read, m); reopened || err != nil {
+				break
+			}
+		}
 		err = e.fire(ctx, row, rule, region, at, read, m)
 	case tr == warn.Resolved && a != nil:
 		var cls pb.Classification
 		if cls, err = e.classification(ctx, rule, region, m, a.Classification); err == nil {
 			err = e.resolve(ctx, a, at, read, cls, "")
 		}
+		if err == nil {
+			if e.resolved[key] == nil {
+				e.resolved[key] = map[string]resolvedAlert{}
+			}
+			e.resolved[key][region] = resolvedAlert{id: a.Id, at: at}
+		}
 	}
 	return next, evalErr, err
+}
+
+// reopen opens the alert id again, which the rule resolved in region within Reopen, as firing
+// from at on the values read: a new version of it, which says how often it was opened again. It
+// reports false when the alert is no longer there as this rule's resolved alert (deleted, or
+// taken over), so that the rule fires a new one.
+func (e *Evaluator) reopen(ctx context.Context, row db.RuleRow, rule *warn.Rule, id, region string, at time.Time, read []warn.Reading, m db.Mode) (bool, error) {
+	a, err := e.c.DB.Get(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("alert %s: %w", id, err)
+	}
+	if !episodeAlert(a, row.Name, region, m) || a.Labels["status"] != "resolved" {
+		return false, nil
+	}
+	var b alertBody
+	if err := json.Unmarshal(a.Body, &b); err != nil {
+		return false, fmt.Errorf("alert %s: %w", id, err)
+	}
+	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn = "firing", nil, nil, ""
+	b.RuleVersion, b.Condition, b.Values = row.Version, rule.Doc.When, read
+	if b.Values == nil {
+		b.Values = []warn.Reading{}
+	}
+	b.Reopened++
+	b.ReopenedAt = &at
+	b.capFields(a.Origin, a.Id, rule.Doc.Severity, rule.Doc.Description, a.Exercise)
+	body, err := json.Marshal(b)
+	if err != nil {
+		return false, err
+	}
+	cls, err := e.classification(ctx, rule, region, m, a.Classification)
+	if err != nil {
+		return false, err
+	}
+	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: cls,
+		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at),
+		Status: a.Status, Exercise: a.Exercise}
+	return true, e.put(ctx, next, "")
 }
 
 // rebuild is a region's state when this replica starts to lead: firing where an alert is open;
@@ -487,12 +557,16 @@ func (e *Evaluator) rebuild(rule *warn.Rule, h *warn.History, region string, ope
 // where, when, and on which values.
 type alertBody struct {
 	cap.Alert
-	Rule        string         `json:"rule"`
-	RuleVersion int64          `json:"rule_version"`
-	Region      string         `json:"region"`
-	State       string         `json:"state"` // firing or resolved
-	FiredAt     time.Time      `json:"fired_at"`
-	ResolvedAt  *time.Time     `json:"resolved_at,omitempty"`
+	Rule        string     `json:"rule"`
+	RuleVersion int64      `json:"rule_version"`
+	Region      string     `json:"region"`
+	State       string     `json:"state"` // firing or resolved
+	FiredAt     time.Time  `json:"fired_at"`
+	ResolvedAt  *time.Time `json:"resolved_at,omitempty"`
+	// Reopened is how often the alert was opened again after it resolved (see Reopen), the
+	// last time at ReopenedAt.
+	Reopened    int            `json:"reopened,omitempty"`
+	ReopenedAt  *time.Time     `json:"reopened_at,omitempty"`
 	Condition   string         `json:"condition"`
 	Values      []warn.Reading `json:"values"`
 	ClearValues []warn.Reading `json:"clear_values,omitempty"`
@@ -530,9 +604,21 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 	if exercise != "" {
 		b.Status, b.Note = "Exercise", exercise
 	}
+	// An alert opened again is an Update of the first, under an identifier of each opening, so
+	// that every CAP message has its own.
+	again := ""
+	if b.Reopened > 0 {
+		again = fmt.Sprintf("-%d", b.Reopened)
+	}
+	if b.State == "firing" && b.Reopened > 0 && b.ReopenedAt != nil {
+		b.Identifier, b.Sent, b.MsgType = id+".reopened"+again, cap.FormatTime(*b.ReopenedAt), "Update"
+		b.References = org + "," + id + "," + fired
+		b.Info[0].Effective = b.Sent
+		b.Info[0].Headline = fmt.Sprintf("Early-warning rule %s fires again in %s", b.Rule, b.Region)
+	}
 	if b.State == "resolved" && b.ResolvedAt != nil {
 		resolved := cap.FormatTime(*b.ResolvedAt)
-		b.Identifier, b.Sent, b.MsgType = id+".resolved", resolved, "Update"
+		b.Identifier, b.Sent, b.MsgType = id+".resolved"+again, resolved, "Update"
 		b.References = org + "," + id + "," + fired
 		in := &b.Info[0]
 		in.ResponseType, in.Urgency, in.Expires = []string{"AllClear"}, "Past", resolved

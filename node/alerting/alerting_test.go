@@ -14,6 +14,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/alerting"
+	"github.com/knooppunt/knooppunt/node/cap"
 	"github.com/knooppunt/knooppunt/node/cap/captest"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -599,11 +600,13 @@ func TestAlertTakesTheClassificationOfWhatItReads(t *testing.T) {
 	r.tick(e)
 	r.one("resolved")
 
-	// A partner's confidential copy in VR19 counts towards the sum: the next episode is confidential.
+	// A partner's confidential copy in VR19 counts towards the sum: the next episode is
+	// confidential. (A new evaluator, which did not resolve the first alert, writes a new one
+	// rather than opening it again.)
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second))) // an episode's id is its second
 	cache("vlissingen", "VR19", pb.Classification_CONFIDENTIAL, 2)
 	r.beds(5, 100)
-	r.tick(e)
+	r.tick(r.evaluator())
 	var got []string
 	for _, a := range r.alerts() {
 		got = append(got, a.Labels["status"]+" "+a.Classification.String())
@@ -749,5 +752,51 @@ func (r *rig) startExercise(exercise string) {
 	if _, err := r.n.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_ExerciseStep{ExerciseStep: &pb.ExerciseStep{
 		Name: exercise, Action: "start", Actor: officer, At: timestamppb.Now(), Reason: "drill"}}}); err != nil {
 		r.t.Fatal(err)
+	}
+}
+
+// TestFlappingRuleReopensItsAlert: a rule that fires again in a region within alerting.Reopen
+// after its alert resolved opens that alert again, as a new version that says how often, rather
+// than writing a new alert: a value that swung across the thresholds made a new alert, shared and
+// sent to webhooks and kept for good, every two evaluations (review D, F8).
+func TestFlappingRuleReopensItsAlert(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	r.apply("beds-low", bedsLow) // fires under 10, clears above 20
+	// A minute apart, as the node evaluates: each fire has an alert id of its own.
+	at := time.Now().Add(time.Minute).Truncate(time.Minute)
+	tick := func(e *alerting.Evaluator, free int) {
+		t.Helper()
+		r.beds(free, 100)
+		time.Sleep(2 * time.Millisecond)
+		if err := e.Tick(context.Background(), at); err != nil {
+			t.Fatal(err)
+		}
+		at = at.Add(time.Minute)
+	}
+	for i := range 20 {
+		tick(e, map[bool]int{true: 5, false: 50}[i%2 == 0])
+	}
+	a, body := r.one("resolved")
+	if body["reopened"] != float64(9) || body["reopened_at"] == nil {
+		t.Fatalf("alert %s after ten episodes: reopened %v at %v; want opened again 9 times", a.Id, body["reopened"], body["reopened_at"])
+	}
+	tick(e, 5)
+	a2, body := r.one("firing")
+	if a2.Id != a.Id || body["reopened"] != float64(10) || a2.Version <= a.Version {
+		t.Fatalf("the next episode: alert %s v%d reopened %v; want %s opened again, a later version", a2.Id, a2.Version, body["reopened"], a.Id)
+	}
+	// Its CAP message is an Update of the first alert, with an identifier of its own.
+	var c cap.Alert
+	if err := json.Unmarshal(a2.Body, &c); err != nil || c.Identifier != a.Id+".reopened-10" || c.MsgType != "Update" || !strings.Contains(c.References, ","+a.Id+",") || c.Check() != nil {
+		t.Fatalf("the reopened alert's CAP: %s %s refs %q (check %v, %v)", c.Identifier, c.MsgType, c.References, c.Check(), err)
+	}
+	// A new leader rebuilds the firing state from the open alert; one it resolved itself it
+	// opens again too.
+	e = r.evaluator()
+	tick(e, 50)
+	tick(e, 5)
+	if n := len(r.alerts()); n != 1 {
+		t.Fatalf("%d alerts after a new evaluator resolved the alert and the rule fired again: want the same one, opened again", n)
 	}
 }

@@ -30,6 +30,10 @@ type alertFields struct {
 	// Unevaluable is why the rule of a firing alert cannot be evaluated any more, since when.
 	Unevaluable      string     `json:"unevaluable"`
 	UnevaluableSince *time.Time `json:"unevaluable_since"`
+	// Reopened is how often the alert was opened again after it resolved, the last time at
+	// ReopenedAt.
+	Reopened   int        `json:"reopened"`
+	ReopenedAt *time.Time `json:"reopened_at"`
 }
 
 // alertRecordFields lays an alert record's body out for people: the first info block in the
@@ -71,6 +75,9 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 		add("state", word("alertstate", b.State))
 		if !b.FiredAt.IsZero() {
 			add("fired_at", l.WhenText(b.FiredAt))
+		}
+		if b.Reopened > 0 && b.ReopenedAt != nil {
+			add("reopened", l.T("alerts.reopened", l.WhenText(*b.ReopenedAt), b.Reopened))
 		}
 		if b.Unevaluable != "" && b.UnevaluableSince != nil {
 			add("unevaluable", l.T("alerts.unevaluable", l.WhenText(*b.UnevaluableSince), b.Unevaluable))
