@@ -530,10 +530,7 @@ func (e *Evaluator) reopen(ctx context.Context, row db.RuleRow, rule *warn.Rule,
 	if err != nil {
 		return false, err
 	}
-	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: cls,
-		Labels: map[string]string{"rule": row.Name, "status": "firing"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at),
-		Status: a.Status, Exercise: a.Exercise}
-	return true, e.put(ctx, next, "")
+	return true, e.put(ctx, nextVersion(a, row.Name, "firing", body, cls, at), "")
 }
 
 // rebuild is a region's state when this replica starts to lead: firing where an alert is open;
@@ -755,10 +752,15 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	if err != nil {
 		return err
 	}
-	next := &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: cls,
-		Labels: map[string]string{"rule": b.Rule, "status": "resolved"}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at),
+	return e.put(ctx, nextVersion(a, b.Rule, "resolved", body, cls, at), withdrawn)
+}
+
+// nextVersion is the version after a, the alert of rule, in status (firing or resolved), with
+// body, classified cls, at the instant: written only over a as it is (its version).
+func nextVersion(a *pb.Record, rule, status string, body []byte, cls pb.Classification, at time.Time) *pb.Record {
+	return &pb.Record{Id: a.Id, Origin: a.Origin, Kind: a.Kind, Crisis: a.Crisis, Region: a.Region, Classification: cls,
+		Labels: map[string]string{"rule": rule, "status": status}, Body: body, Version: a.Version, UpdatedAt: timestamppb.New(at),
 		Status: a.Status, Exercise: a.Exercise}
-	return e.put(ctx, next, withdrawn)
 }
 
 // markEvaluable writes on an open alert that its rule cannot be evaluated (why), or that it can
