@@ -69,9 +69,6 @@ type Evaluator struct {
 	// metered are the rules with series in the rule metrics, so that a rule that goes leaves
 	// none behind.
 	metered map[string]bool
-	// resolved are the alerts this replica resolved while it leads, by modeKey(rule name, mode)
-	// and region: a rule that fires again there within Reopen opens that alert again.
-	resolved map[string]map[string]resolvedAlert
 }
 
 // Reopen is how soon after its alert resolved a rule that fires again in a region opens that
@@ -79,12 +76,6 @@ type Evaluator struct {
 // rule's thresholds made a new alert, shared with partners and sent to webhooks, every two
 // evaluations, each kept for good (review D, F8).
 const Reopen = time.Hour
-
-// resolvedAlert is an alert resolved: its id, and when.
-type resolvedAlert struct {
-	id string
-	at time.Time
-}
 
 // modeKey is the key of a rule's state or failures in mode m: the rule's own for the actual
 // crisis, with the exercise's name after it for an exercise.
@@ -113,7 +104,7 @@ func New(c Config) *Evaluator {
 		c.Every = time.Minute
 	}
 	return &Evaluator{c: c, states: map[string]map[string]warn.State{}, compiled: map[string]*warn.Rule{},
-		failing: map[string]map[string]failure{}, metered: map[string]bool{}, resolved: map[string]map[string]resolvedAlert{}}
+		failing: map[string]map[string]failure{}, metered: map[string]bool{}}
 }
 
 // Run evaluates at every multiple of Every until ctx ends.
@@ -141,7 +132,6 @@ func (e *Evaluator) lose() {
 	clear(e.states)
 	clear(e.failing)
 	clear(e.metered)
-	clear(e.resolved)
 	metrics.RuleFiring.Reset()
 	metrics.RuleEvaluationErrors.Reset()
 }
@@ -470,49 +460,63 @@ func (e *Evaluator) step(ctx context.Context, row db.RuleRow, rule *warn.Rule, h
 			return s, evalErr, err
 		}
 	}
-	key := modeKey(row.Name, m)
 	switch {
 	case tr == warn.Fired && a == nil:
-		if r, ok := e.resolved[key][region]; ok && at.Sub(r.at) < Reopen {
-			var reopened bool
-			if reopened, err = e.reopen(ctx, row, rule, r.id, region, at, read, m); reopened || err != nil {
-				break
-			}
+		var last *pb.Record
+		if last, err = e.lastResolved(ctx, row.Name, region, at, m); last != nil && err == nil {
+			err = e.reopen(ctx, row, rule, last, at, read, m)
+			break
 		}
-		err = e.fire(ctx, row, rule, region, at, read, m)
+		if err == nil {
+			err = e.fire(ctx, row, rule, region, at, read, m)
+		}
 	case tr == warn.Resolved && a != nil:
 		var cls pb.Classification
 		if cls, err = e.classification(ctx, rule, region, m, a.Classification); err == nil {
 			err = e.resolve(ctx, a, at, read, cls, "")
 		}
-		if err == nil {
-			if e.resolved[key] == nil {
-				e.resolved[key] = map[string]resolvedAlert{}
-			}
-			e.resolved[key][region] = resolvedAlert{id: a.Id, at: at}
-		}
 	}
 	return next, evalErr, err
 }
 
-// reopen opens the alert id again, which the rule resolved in region within Reopen, as firing
-// from at on the values read: a new version of it, which says how often it was opened again. It
-// reports false when the alert is no longer there as this rule's resolved alert (deleted, or
-// taken over), so that the rule fires a new one.
-func (e *Evaluator) reopen(ctx context.Context, row db.RuleRow, rule *warn.Rule, id, region string, at time.Time, read []warn.Reading, m db.Mode) (bool, error) {
-	a, err := e.c.DB.Get(ctx, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return false, nil
+// lastResolved is the rule's alert in the region, in mode m, that its rule cleared within Reopen
+// before at: the latest, if there are more. It is read from the database, not from what this
+// replica did, so that an alert resolved under an earlier leader is opened again too. An alert
+// resolved because nothing evaluates its rule any more (withdrawn) is not opened again.
+func (e *Evaluator) lastResolved(ctx context.Context, rule, region string, at time.Time, m db.Mode) (*pb.Record, error) {
+	var (
+		last *pb.Record
+		when time.Time
+	)
+	f := db.Filter{Kind: Kind, Region: region, Labels: map[string]string{"status": "resolved", "rule": rule}, PageSize: 1000, Mode: m}
+	for {
+		recs, next, err := e.c.DB.List(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("resolved alerts: %w", err)
+		}
+		for _, r := range recs {
+			var b alertBody
+			if !strings.HasPrefix(r.Id, "alert-"+rule+"-") || !episodeAlert(r, rule, region, m) || json.Unmarshal(r.Body, &b) != nil ||
+				b.State != "resolved" || b.ResolvedAt == nil || b.Withdrawn != "" {
+				continue
+			}
+			if since := at.Sub(*b.ResolvedAt); since >= 0 && since < Reopen && b.ResolvedAt.After(when) {
+				last, when = r, *b.ResolvedAt
+			}
+		}
+		if next == "" {
+			return last, nil
+		}
+		f.PageToken = next
 	}
-	if err != nil {
-		return false, fmt.Errorf("alert %s: %w", id, err)
-	}
-	if !episodeAlert(a, row.Name, region, m) || a.Labels["status"] != "resolved" {
-		return false, nil
-	}
+}
+
+// reopen opens the alert a again, which the rule resolved in its region within Reopen, as firing
+// from at on the values read: a new version of it, which says how often it was opened again.
+func (e *Evaluator) reopen(ctx context.Context, row db.RuleRow, rule *warn.Rule, a *pb.Record, at time.Time, read []warn.Reading, m db.Mode) error {
 	var b alertBody
 	if err := json.Unmarshal(a.Body, &b); err != nil {
-		return false, fmt.Errorf("alert %s: %w", id, err)
+		return fmt.Errorf("alert %s: %w", a.Id, err)
 	}
 	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn = "firing", nil, nil, ""
 	b.RuleVersion, b.Condition, b.Values = row.Version, rule.Doc.When, read
@@ -524,13 +528,13 @@ func (e *Evaluator) reopen(ctx context.Context, row db.RuleRow, rule *warn.Rule,
 	b.capFields(a.Origin, a.Id, rule.Doc.Severity, rule.Doc.Description, a.Exercise)
 	body, err := json.Marshal(b)
 	if err != nil {
-		return false, err
+		return err
 	}
-	cls, err := e.classification(ctx, rule, region, m, a.Classification)
+	cls, err := e.classification(ctx, rule, a.Region, m, a.Classification)
 	if err != nil {
-		return false, err
+		return err
 	}
-	return true, e.put(ctx, nextVersion(a, row.Name, "firing", body, cls, at), "")
+	return e.put(ctx, nextVersion(a, row.Name, "firing", body, cls, at), "")
 }
 
 // rebuild is a region's state when this replica starts to lead: firing where an alert is open;
