@@ -300,9 +300,9 @@ func newWebhookRetryCmd() *cobra.Command {
 		Long: `Queue a webhook's failures again, all of them or the messages named, behind the deliveries
 already queued. Each keeps its webhook-id, so a receiver that saw it before can drop it.
 
-Each carries its record as it was when the change was made: if newer versions of that record
-were delivered since, the receiver now gets an older one after them. A receiver must compare
-record.version with what it holds and keep the highest.`,
+Each carries its record as it was when the change was made. A failure of a record that has
+changed since is not sent again but dropped (superseded): the receiver got, or gets, the newer
+version, and never an older one after it.`,
 		Example: `  knooppunt webhook retry wh_3f2a9c0d1e4b5a6c
   knooppunt webhook retry wh_3f2a9c0d1e4b5a6c --message msg_wh_3f2a9c0d1e4b5a6c_17`,
 		Args: cobra.ExactArgs(1),
@@ -313,9 +313,12 @@ record.version with what it holds and keep the highest.`,
 					return err
 				}
 				if f.output == "json" {
-					return printJSON(cmd.OutOrStdout(), map[string]int64{"queued": resp.Queued})
+					return printJSON(cmd.OutOrStdout(), map[string]int64{"queued": resp.Queued, "superseded": resp.Superseded})
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d failures of %s queued again\n", resp.Queued, args[0])
+				if err == nil && resp.Superseded > 0 {
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d dropped: their records have changed since, and the receiver gets the newer version\n", resp.Superseded)
+				}
 				return err
 			})
 		},

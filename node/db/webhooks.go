@@ -226,7 +226,7 @@ func (q *hookQueue) queue(hook, event, origin, id string, version int64, blob []
 // step. A step on a webhook that is not there (or an add of one that is) is a refusal every
 // replica makes alike. It returns the webhook after the step and, for retry, how many dead
 // letters were queued again.
-func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow, requeued int64, refusal error, err error) {
+func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow, out RetryOutcome, refusal error, err error) {
 	at := s.At.AsTime()
 	w := s.Webhook
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
@@ -280,7 +280,7 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 				refusal = ErrNotFound
 				return nil
 			}
-			dead, err := queryStrings(tx, `SELECT message FROM webhook_queue WHERE webhook = ? AND dead = 1 ORDER BY seq`, w.Id)
+			dead, err := deadLetters(tx, w.Id)
 			if err != nil {
 				return err
 			}
@@ -289,9 +289,23 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 			for _, m := range s.MessageIds {
 				named[m] = true
 			}
-			for _, m := range dead {
+			for _, x := range dead {
+				m := x.message
 				if len(named) > 0 && !named[m] {
 					continue
+				}
+				if s.DropsSuperseded {
+					var now int64
+					if err := tx.QueryRow(sqlRecordVersion, x.origin, x.id).Scan(&now); err != nil {
+						return err
+					}
+					if now > x.version {
+						if _, err := tx.Exec(`DELETE FROM webhook_queue WHERE webhook = ? AND message = ?`, w.Id, m); err != nil {
+							return err
+						}
+						out.Superseded++
+						continue
+					}
 				}
 				var seq int64
 				if err := tx.QueryRow(sqlNextSeq, w.Id).Scan(&seq); err != nil {
@@ -301,10 +315,14 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 					seq, w.Id, m); err != nil {
 					return err
 				}
-				requeued++
+				out.Requeued++
 			}
 			row = cur
-			return a.add(at, s.By, AuditWebhookRetry, w.Id, map[string]any{"queued": requeued})
+			detail := map[string]any{"queued": out.Requeued}
+			if s.DropsSuperseded {
+				detail["superseded"] = out.Superseded
+			}
+			return a.add(at, s.By, AuditWebhookRetry, w.Id, detail)
 		case "rotate":
 			if cur == nil {
 				refusal = ErrNotFound
@@ -330,10 +348,45 @@ func (d *DB) ApplyWebhookStep(index uint64, s *pb.WebhookStep) (row *WebhookRow,
 		return fmt.Errorf("unknown webhook action %q", s.Action)
 	})
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, RetryOutcome{}, nil, err
 	}
-	return row, requeued, refusal, nil
+	return row, out, refusal, nil
 }
+
+// RetryOutcome is what a retry did with a webhook's dead letters: how many it queued again, and
+// how many it dropped because their record has changed since (pb.WebhookStep.drops_superseded).
+type RetryOutcome struct {
+	Requeued, Superseded int64
+}
+
+// deadLetter is a dead letter's message id, and the record and version it delivers.
+type deadLetter struct {
+	message, origin, id string
+	version             int64
+}
+
+// deadLetters are a webhook's dead letters, in queue order.
+func deadLetters(tx *writeTx, webhook string) ([]deadLetter, error) {
+	rows, err := tx.Query(`SELECT message, origin, record_id, version FROM webhook_queue WHERE webhook = ? AND dead = 1 ORDER BY seq`, webhook)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []deadLetter
+	for rows.Next() {
+		var x deadLetter
+		if err := rows.Scan(&x.message, &x.origin, &x.id, &x.version); err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// sqlRecordVersion is the version a record has here now (0 when it is not here): own when the
+// origin is ”, else a partner's copy.
+const sqlRecordVersion = `SELECT coalesce(CASE WHEN ?1 = '' THEN (SELECT version FROM records WHERE id = ?2)
+	ELSE (SELECT version FROM foreign_records WHERE origin = ?1 AND id = ?2) END, 0)`
 
 func queryStrings(tx *writeTx, q string, args ...any) ([]string, error) {
 	rows, err := tx.Query(q, args...)

@@ -107,8 +107,8 @@ func TestWebhookQueue(t *testing.T) {
 		t.Error("a dead letter is listed with its record, which its list never shows")
 	}
 	_, n, _, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: "all"}, At: hour(4)})
-	if err != nil || n != 1 {
-		t.Fatalf("retry: %d, %v", n, err)
+	if err != nil || n.Requeued != 1 {
+		t.Fatalf("retry: %+v, %v", n, err)
 	}
 	q2, _ := d.WebhookQueue(ctx, "all", 100)
 	if len(q2) != 2 || q2[1].Message != q[1].Message || q2[1].Seq <= q2[0].Seq {
@@ -360,13 +360,7 @@ func TestShownURL(t *testing.T) {
 func TestDeleteTakesEarlierDeliveriesOut(t *testing.T) {
 	ctx := context.Background()
 	for _, purges := range []bool{true, false} {
-		d := newDB(t)
-		index := uint64(0)
-		next := func() uint64 { index++; return index }
-		if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0),
-			Webhook: &pb.Webhook{Id: "all", Url: "https://hooks.example.nl/all", Secret: "whsec_x"}}); err != nil || refusal != nil {
-			t.Fatal(refusal, err)
-		}
+		d, next := withHookAll(t)
 		write := func(r *pb.Record) {
 			t.Helper()
 			res, err := d.ApplyWrites([]db.WriteEntry{{Index: next(), Writes: []*pb.Record{r}, Bookkeeping: true, Purges: purges}})
@@ -417,4 +411,91 @@ func TestDeleteTakesEarlierDeliveriesOut(t *testing.T) {
 			t.Errorf("purges %v: the queue holds %v and %d dead letters, want %s and %d", purges, got, len(dead), want, map[bool]int{true: 0, false: 1}[purges])
 		}
 	}
+}
+
+// TestRetryDropsSupersededFailures: a retry drops the dead letters of records that have changed
+// since, own and a partner's, rather than send the receiver an older version after the newer
+// one it got; the failures of records unchanged go again, behind the queue. An entry of a node
+// before drops_superseded is applied as it was: every failure goes again.
+func TestRetryDropsSupersededFailures(t *testing.T) {
+	ctx := context.Background()
+	for _, drops := range []bool{true, false} {
+		d, next := withHookAll(t)
+		write := func(id string, version int64) {
+			t.Helper()
+			r := &pb.Record{Id: id, Origin: "a.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09", Body: []byte(`{}`), UpdatedAt: hour(1), Version: version}
+			res, err := d.ApplyWrites([]db.WriteEntry{{Index: next(), Writes: []*pb.Record{r}, Bookkeeping: true, Purges: true}})
+			if err != nil || res[0][0].Err != nil {
+				t.Fatal(err, res)
+			}
+		}
+		cache := func(version int64) {
+			t.Helper()
+			if err := d.ApplyCacheForeign(next(), &pb.CacheForeign{Peer: "b", Origin: "b.crisis.test", Cursor: version, At: hour(2), PurgesDeliveries: true,
+				Upserts: []*pb.SharedRecord{{Record: &pb.Record{Id: "f1", Origin: "b.crisis.test", Kind: "sitrep", Crisis: "c", Region: "VR09", Body: []byte(`{}`), Version: version}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// s1, s2 and f1 fail for good; then s1 and f1 change, and the receiver takes the changes.
+		write("s1", 0)
+		write("s2", 0)
+		cache(4)
+		q, err := d.WebhookQueue(ctx, "all", 10)
+		if err != nil || len(q) != 3 {
+			t.Fatal(q, err)
+		}
+		var dead []*pb.WebhookDead
+		for _, x := range q {
+			dead = append(dead, &pb.WebhookDead{Seq: x.Seq, Attempts: 1, Error: "422", FirstAttemptAt: hour(1)})
+		}
+		if err := d.ApplyWebhookAcks(next(), &pb.WebhookAcks{Webhook: "all", At: hour(2), Dead: dead}); err != nil {
+			t.Fatal(err)
+		}
+		write("s1", 1)
+		cache(5)
+		q, _ = d.WebhookQueue(ctx, "all", 10)
+		if err := d.ApplyWebhookAcks(next(), &pb.WebhookAcks{Webhook: "all", At: hour(3), Delivered: []int64{q[0].Seq, q[1].Seq}}); err != nil {
+			t.Fatal(err)
+		}
+		_, out, _, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: "all"}, At: hour(4), By: "test", DropsSuperseded: drops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ = d.WebhookQueue(ctx, "all", 10)
+		var got []string
+		for _, x := range q {
+			got = append(got, fmt.Sprintf("%s%s@%d", x.Origin, x.RecordID, x.Version))
+		}
+		want, wantOut := "[s2@1]", db.RetryOutcome{Requeued: 1, Superseded: 2}
+		if !drops {
+			want, wantOut = "[s1@1 s2@1 b.crisis.testf1@4]", db.RetryOutcome{Requeued: 3}
+		}
+		if fmt.Sprint(got) != want || out != wantOut {
+			t.Errorf("drops %v: the retry queued %v (%+v), want %s (%+v)", drops, got, out, want, wantOut)
+		}
+		if fails, _ := d.WebhookFailures(ctx, "all"); len(fails) != 0 {
+			t.Errorf("drops %v: %d failures left after the retry, want none", drops, len(fails))
+		}
+		entries, err := d.AuditList(ctx, db.AuditFilter{Action: db.AuditWebhookRetry})
+		if err != nil || len(entries) != 1 {
+			t.Fatal(entries, err)
+		}
+		if has := strings.Contains(entries[0].Detail, `"superseded":2`); has != drops {
+			t.Errorf("drops %v: the audit entry says %s", drops, entries[0].Detail)
+		}
+	}
+}
+
+// withHookAll is a new database with the webhook "all", of every record, and the function
+// that gives the next Raft index.
+func withHookAll(t *testing.T) (*db.DB, func() uint64) {
+	t.Helper()
+	d := newDB(t)
+	index := uint64(0)
+	next := func() uint64 { index++; return index }
+	if _, _, refusal, err := d.ApplyWebhookStep(next(), &pb.WebhookStep{Action: "add", By: "test", At: hour(0),
+		Webhook: &pb.Webhook{Id: "all", Url: "https://hooks.example.nl/all", Secret: "whsec_x"}}); err != nil || refusal != nil {
+		t.Fatal(refusal, err)
+	}
+	return d, next
 }

@@ -54,12 +54,12 @@ type RuleOutcome struct {
 	Refusal error
 }
 
-// WebhookOutcome is the answer to a webhook step: the webhook after it, how many dead letters a
-// retry queued again, or why it was refused.
+// WebhookOutcome is the answer to a webhook step: the webhook after it, what a retry did with
+// the dead letters, or why it was refused.
 type WebhookOutcome struct {
-	Webhook  *db.WebhookRow
-	Requeued int64
-	Refusal  error
+	Webhook *db.WebhookRow
+	db.RetryOutcome
+	Refusal error
 }
 
 func encode(c *pb.Command) ([]byte, error) {
@@ -195,7 +195,7 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 		return applyResponse{value: RuleOutcome{Rule: row, Refusal: refusal}, err: err}
 	case *pb.Command_WebhookStep:
 		row, n, refusal, err := f.db.ApplyWebhookStep(l.Index, cmd.WebhookStep)
-		return applyResponse{value: WebhookOutcome{Webhook: row, Requeued: n, Refusal: refusal}, err: err}
+		return applyResponse{value: WebhookOutcome{Webhook: row, RetryOutcome: n, Refusal: refusal}, err: err}
 	case *pb.Command_WebhookAcks:
 		return applyResponse{err: f.db.ApplyWebhookAcks(l.Index, cmd.WebhookAcks)}
 	case *pb.Command_ExerciseStep:

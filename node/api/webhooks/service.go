@@ -204,16 +204,17 @@ func (s *Service) Retry(ctx context.Context, req *pb.RetryWebhookRequest) (*pb.R
 	if _, err := s.c.DB.Webhook(ctx, req.Webhook); err != nil {
 		return nil, s.notFound("webhook", req.Webhook, err)
 	}
-	out, err := s.step(ctx, &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: req.Webhook}, MessageIds: req.MessageIds, By: caller(ctx), At: timestamppb.Now()})
+	out, err := s.step(ctx, &pb.WebhookStep{Action: "retry", Webhook: &pb.Webhook{Id: req.Webhook}, MessageIds: req.MessageIds, By: caller(ctx), At: timestamppb.Now(), DropsSuperseded: true})
 	if err != nil {
 		return nil, err
 	}
-	if len(req.MessageIds) > 0 && out.Requeued < int64(len(dedup(req.MessageIds))) {
-		return &pb.RetryWebhookResponse{Queued: out.Requeued}, api.FieldStatus(codes.NotFound, "message_ids",
-			fmt.Sprintf("%d of the %d given are not failures of %s (queued again: %d): see knooppunt webhook failures",
-				int64(len(dedup(req.MessageIds)))-out.Requeued, len(dedup(req.MessageIds)), req.Webhook, out.Requeued))
+	resp := &pb.RetryWebhookResponse{Queued: out.Requeued, Superseded: out.Superseded}
+	if given, done := int64(len(dedup(req.MessageIds))), out.Requeued+out.Superseded; given > 0 && done < given {
+		return resp, api.FieldStatus(codes.NotFound, "message_ids",
+			fmt.Sprintf("%d of the %d given are not failures of %s (queued again: %d, superseded: %d): see knooppunt webhook failures",
+				given-done, given, req.Webhook, out.Requeued, out.Superseded))
 	}
-	return &pb.RetryWebhookResponse{Queued: out.Requeued}, nil
+	return resp, nil
 }
 
 // Overlaps of Rotate: unset, and the longest.

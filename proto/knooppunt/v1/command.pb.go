@@ -708,9 +708,14 @@ type WebhookStep struct {
 	// shown_url: the audit entries of the step give the URL without its query (db.ShownURL),
 	// which may hold the receiver's token. Set by every node since this field exists; an entry
 	// without it is applied as before, so that every replica writes the same audit entries.
-	ShownUrl      bool `protobuf:"varint,8,opt,name=shown_url,json=shownUrl" json:"shown_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ShownUrl bool `protobuf:"varint,8,opt,name=shown_url,json=shownUrl" json:"shown_url,omitempty"`
+	// drops_superseded, on a retry: a dead letter of a record that has changed since (its version
+	// here is higher than the dead letter's) leaves the queue instead of being sent again, so
+	// that a receiver never gets an older version after a newer one. Set by every node since this
+	// field exists; an entry without it is applied as before, so that every replica holds the same.
+	DropsSuperseded bool `protobuf:"varint,9,opt,name=drops_superseded,json=dropsSuperseded" json:"drops_superseded,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WebhookStep) Reset() {
@@ -795,6 +800,13 @@ func (x *WebhookStep) GetOldSecretUntil() *timestamppb.Timestamp {
 func (x *WebhookStep) GetShownUrl() bool {
 	if x != nil {
 		return x.ShownUrl
+	}
+	return false
+}
+
+func (x *WebhookStep) GetDropsSuperseded() bool {
+	if x != nil {
+		return x.DropsSuperseded
 	}
 	return false
 }
@@ -2132,7 +2144,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bseverity\x18\a \x01(\tR\bseverity\"\xb4\x02\n" +
+	"\bseverity\x18\a \x01(\tR\bseverity\"\xdf\x02\n" +
 	"\vWebhookStep\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12/\n" +
 	"\awebhook\x18\x02 \x01(\v2\x15.knooppunt.v1.WebhookR\awebhook\x12\x1f\n" +
@@ -2142,7 +2154,8 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
 	"\twithdraws\x18\x06 \x01(\bR\twithdraws\x12D\n" +
 	"\x10old_secret_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0eoldSecretUntil\x12\x1b\n" +
-	"\tshown_url\x18\b \x01(\bR\bshownUrl\"\xd5\x01\n" +
+	"\tshown_url\x18\b \x01(\bR\bshownUrl\x12)\n" +
+	"\x10drops_superseded\x18\t \x01(\bR\x0fdropsSuperseded\"\xd5\x01\n" +
 	"\vWebhookAcks\x12\x18\n" +
 	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x1c\n" +
 	"\tdelivered\x18\x02 \x03(\x03R\tdelivered\x12-\n" +

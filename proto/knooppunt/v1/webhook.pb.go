@@ -734,8 +734,11 @@ func (x *RetryWebhookRequest) GetMessageIds() []string {
 }
 
 type RetryWebhookResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Queued        int64                  `protobuf:"varint,1,opt,name=queued" json:"queued,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Queued int64                  `protobuf:"varint,1,opt,name=queued" json:"queued,omitempty"`
+	// superseded are the failures of a record that has changed since: they left the queue
+	// rather than send the receiver an older version after a newer one.
+	Superseded    int64 `protobuf:"varint,2,opt,name=superseded" json:"superseded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -773,6 +776,13 @@ func (*RetryWebhookResponse) Descriptor() ([]byte, []int) {
 func (x *RetryWebhookResponse) GetQueued() int64 {
 	if x != nil {
 		return x.Queued
+	}
+	return 0
+}
+
+func (x *RetryWebhookResponse) GetSuperseded() int64 {
+	if x != nil {
+		return x.Superseded
 	}
 	return 0
 }
@@ -894,9 +904,12 @@ const file_knooppunt_v1_webhook_proto_rawDesc = "" +
 	"\x13RetryWebhookRequest\x12\x18\n" +
 	"\awebhook\x18\x01 \x01(\tR\awebhook\x12\x1f\n" +
 	"\vmessage_ids\x18\x02 \x03(\tR\n" +
-	"messageIds\".\n" +
+	"messageIds\"N\n" +
 	"\x14RetryWebhookResponse\x12\x16\n" +
-	"\x06queued\x18\x01 \x01(\x03R\x06queued\"[\n" +
+	"\x06queued\x18\x01 \x01(\x03R\x06queued\x12\x1e\n" +
+	"\n" +
+	"superseded\x18\x02 \x01(\x03R\n" +
+	"superseded\"[\n" +
 	"\x14RotateWebhookRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\aoverlap\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aoverlap2\x9e\x05\n" +
