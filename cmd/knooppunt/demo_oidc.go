@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -54,6 +55,30 @@ func (demoUsers) GetUserByUsername(name string) *storage.User {
 
 func (demoUsers) ExampleClientID() string { return "" }
 
+// demoStorage is the provider's storage, whose client may come back to the web interface's
+// signed-out page when the node ends a person's session at the provider too: the example
+// storage's clients hold no such address.
+type demoStorage struct {
+	*storage.Storage
+	afterSignOut string
+}
+
+func (s demoStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return c, err
+	}
+	return signOutClient{Client: c, after: s.afterSignOut}, nil
+}
+
+// signOutClient is a client that may come back to after, once its person signed out.
+type signOutClient struct {
+	op.Client
+	after string
+}
+
+func (c signOutClient) PostLogoutRedirectURIs() []string { return []string{c.after} }
+
 // clientID is the org's web interface's client at its demo provider.
 func (o *demoOrg) clientID() string { return "knooppunt-" + o.name }
 
@@ -80,7 +105,7 @@ func (o *demoOrg) startProvider() (*http.Server, error) {
 	// The key only encrypts the provider's own tokens for this run.
 	key := sha256.Sum256([]byte(o.secret))
 	prov, err := op.NewProvider(&op.Config{CryptoKey: key, CodeMethodS256: true, SupportedUILocales: []language.Tag{language.Dutch, language.English}},
-		st, op.StaticIssuer(o.issuer()), op.WithAllowInsecure())
+		demoStorage{Storage: st, afterSignOut: o.webURL() + "/afgemeld"}, op.StaticIssuer(o.issuer()), op.WithAllowInsecure())
 	if err != nil {
 		return nil, err
 	}

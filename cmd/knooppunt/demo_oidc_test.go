@@ -28,6 +28,7 @@ func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
 	prov, oc := demoClient(ctx, t, o)
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	var idToken string // the last sign-in's
 	signIn := func(user, password string) (int, string) {
 		verifier := oauth2.GenerateVerifier()
 		resp, err := browser.Get(oc.AuthCodeURL("st", oidc.Nonce("n"), oauth2.S256ChallengeOption(verifier)))
@@ -59,6 +60,7 @@ func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw, _ := tok.Extra("id_token").(string)
+		idToken = raw
 		idt, err := prov.Verifier(&oidc.Config{ClientID: o.clientID()}).Verify(ctx, raw)
 		if err != nil {
 			t.Fatal(err)
@@ -82,6 +84,23 @@ func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
 		if code, name := signIn(who, demoPassword); code != http.StatusOK || name != who {
 			t.Errorf("%s signs in: %d as %q", who, code, name)
 		}
+	}
+	// Signing out at the provider too, as the web interface does, comes back to its signed-out
+	// page: the provider knows that address as the client's.
+	var meta struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	if err := prov.Claims(&meta); err != nil || meta.EndSession == "" {
+		t.Fatalf("the demo provider offers no end_session_endpoint (%v)", err)
+	}
+	resp, err := browser.Get(meta.EndSession + "?" + url.Values{"id_token_hint": {idToken}, "client_id": {o.clientID()},
+		"post_logout_redirect_uri": {o.webURL() + "/afgemeld"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.String() != o.webURL()+"/afgemeld" {
+		t.Errorf("signed out at the provider: at %s (%d), want back at the web interface's signed-out page", resp.Request.URL, resp.StatusCode)
 	}
 	for _, bad := range [][2]string{{"officer-a", "wrong"}, {"mallory", demoPassword}} {
 		if code, _ := signIn(bad[0], bad[1]); code != http.StatusUnauthorized {

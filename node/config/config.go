@@ -314,7 +314,19 @@ type OIDC struct {
 	Claim string `yaml:"claim"`
 	// Scopes are asked for besides openid. Default [profile].
 	Scopes []string `yaml:"scopes"`
+	// SignOut is where signing out ends the person's session: SignOutProvider (the default, also
+	// when empty)
+	// ends it at the provider too, when the provider offers an end_session_endpoint, so that
+	// the next person at a shared computer is not signed in by the provider's single sign-on;
+	// SignOutNode ends the node's session alone.
+	SignOut string `yaml:"sign_out"`
 }
+
+// Where signing out ends a session (OIDC.SignOut).
+const (
+	SignOutProvider = "provider"
+	SignOutNode     = "node"
+)
 
 // Identity sources.
 const (
@@ -824,6 +836,9 @@ func (c *Config) setDefaults() {
 		if c.UI.OIDC.Scopes == nil {
 			c.UI.OIDC.Scopes = []string{"profile"}
 		}
+		if c.UI.OIDC.SignOut == "" {
+			c.UI.OIDC.SignOut = SignOutProvider
+		}
 		if c.UI.TimeZone == "" {
 			c.UI.TimeZone = "Europe/Amsterdam"
 		}
@@ -949,6 +964,9 @@ func (u *UI) checkOIDC() error {
 		if s == "" || strings.ContainsAny(s, " \t\n") {
 			return fmt.Errorf("ui.oidc.scopes[%d]: %q is not a scope", i, s)
 		}
+	}
+	if u.OIDC.SignOut != "" && u.OIDC.SignOut != SignOutProvider && u.OIDC.SignOut != SignOutNode {
+		return fmt.Errorf("ui.oidc.sign_out: %q: use %s (end the session at the provider too) or %s (the node's alone)", u.OIDC.SignOut, SignOutProvider, SignOutNode)
 	}
 	if u.SessionTTL < time.Minute {
 		return fmt.Errorf("ui.session_ttl: %s is too short: use 1m or more, such as 8h", u.SessionTTL)

@@ -444,6 +444,8 @@ ui:
 			`ui.oidc.client_id: missing: the node's client id at the provider`},
 		{"bad scope", "  listen: 127.0.0.1:8080\n  oidc: {issuer: https://login.a.example, client_id: k, scopes: [\"a b\"]}\n",
 			`ui.oidc.scopes[0]: "a b" is not a scope`},
+		{"bad sign-out", "  listen: 127.0.0.1:8080\n  oidc: {issuer: https://login.a.example, client_id: k, sign_out: everywhere}\n",
+			`ui.oidc.sign_out: "everywhere": use provider (end the session at the provider too) or node (the node's alone)`},
 		{"short session", "  listen: 127.0.0.1:8080\n  session_ttl: 10s" + oidc,
 			`ui.session_ttl: 10s is too short: use 1m or more, such as 8h`},
 		{"no such zone", "  listen: 127.0.0.1:8080\n  time_zone: Europe/Utrecht" + oidc,

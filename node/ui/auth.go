@@ -1,9 +1,11 @@
 package ui
 
 import (
+	"context"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -161,8 +163,42 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	if old, sess := s.sessionOf(r); sess != nil {
 		s.sessions.end(old)
 	}
-	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL), Draft: d})
+	id := s.sessions.create(&session{Person: person, Name: name, DisplayName: display, AuthTime: authTime, Expires: now.Add(s.c.UI.SessionTTL), Draft: d, IDToken: raw})
 	s.setCookie(w, s.sessionCookie(), id, s.c.UI.SessionTTL)
 	s.log.Info("signed in", "person", person.String(), "auth_time", authTime.UTC().Format(time.RFC3339))
 	http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
+}
+
+// providerSignOut is where the browser goes to end the person's session at the provider as well
+// (RP-initiated logout), with the sign-in's ID token as the hint, coming back to the signed-out
+// page; "" when the node ends its own session alone: configured so (ui.oidc.sign_out: node),
+// the provider offers no end_session_endpoint, or it cannot be reached now.
+func (s *Server) providerSignOut(ctx context.Context, idToken string) string {
+	if s.issuerOrigin == "" || idToken == "" {
+		return ""
+	}
+	provider, _, err := s.oidcClient(ctx)
+	if err != nil {
+		s.log.Warn("sign-out: the identity provider cannot be reached: the node's session ended, the provider's may not have", "err", err)
+		return ""
+	}
+	var meta struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	if provider.Claims(&meta) != nil || meta.EndSession == "" {
+		return ""
+	}
+	u, err := url.Parse(meta.EndSession)
+	if err != nil || u.Scheme+"://"+u.Host != s.issuerOrigin {
+		// The pages' form-action allows the issuer's origin alone, and the issuer's origin is
+		// checked to be https (or loopback).
+		s.log.Warn("sign-out: the provider's end_session_endpoint is not on the issuer's origin: the node's session ended alone; set ui.oidc.sign_out: node to say so", "end_session_endpoint", meta.EndSession, "issuer", s.c.UI.OIDC.Issuer)
+		return ""
+	}
+	q := u.Query()
+	q.Set("id_token_hint", idToken)
+	q.Set("client_id", s.c.UI.OIDC.ClientID)
+	q.Set("post_logout_redirect_uri", s.public.String()+"/afgemeld")
+	u.RawQuery = q.Encode()
+	return u.String()
 }

@@ -29,6 +29,9 @@ type session struct {
 	// that need a recent sign-in.
 	AuthTime time.Time
 	Expires  time.Time
+	// IDToken is the provider's ID token of the sign-in, which signing out hands the provider
+	// (id_token_hint) to end the person's session there too.
+	IDToken string
 	// Draft is what a form held when its sending was stopped for a new sign-in: shown again in
 	// the form, once (takeDraft). On the session that sent it, it waits for the new sign-in,
 	// which takes it over when the same person signs in (handOver).

@@ -81,8 +81,11 @@ type Server struct {
 	sessions *sessions
 	secure   bool // cookies are Secure: the public URL is https
 	public   *url.URL
-	secret   string
-	mux      *http.ServeMux
+	// csp is every answer's Content-Security-Policy; issuerOrigin the provider's origin, to
+	// which a sign-out goes on (empty when it does not: ui.oidc.sign_out: node).
+	csp, issuerOrigin string
+	secret            string
+	mux               *http.ServeMux
 
 	oidcMu   sync.Mutex
 	provider *oidc.Provider // discovered at the first sign-in, so the node starts without it
@@ -120,6 +123,15 @@ func New(c Config) (*Server, error) {
 		return nil, fmt.Errorf("ui: ui.public_url: %w", err)
 	}
 	s.secure = s.public.Scheme == "https"
+	// Chromium holds a form's redirects to form-action: the sign-out form's answer goes on to
+	// the provider's end_session_endpoint, on the issuer's origin (providerSignOut).
+	formAction := "'self'"
+	if c.UI.OIDC.SignOut != config.SignOutNode {
+		iu, _ := url.Parse(c.UI.OIDC.Issuer) // checked by c.UI.Check
+		s.issuerOrigin = iu.Scheme + "://" + iu.Host
+		formAction += " " + s.issuerOrigin
+	}
+	s.csp = "default-src 'none'; style-src 'self'; img-src 'self'; font-src 'self'; script-src 'self'; connect-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
 	if f := c.UI.OIDC.ClientSecretFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -187,7 +199,7 @@ func (s *Server) routes() {
 // ServeHTTP serves the interface, with the security headers on every response.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; font-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", s.csp)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
@@ -424,11 +436,13 @@ func (s *Server) checkCSRF(w http.ResponseWriter, r *http.Request, l *Lang, sess
 // Stop ends the open live streams of the picture, so that the web server can shut down.
 func (s *Server) Stop() { s.stop.Do(func() { close(s.quit) }) }
 
-// signOut ends the session.
+// signOut ends the session, and the person's session at the provider too (providerSignOut).
 func (s *Server) signOut(w http.ResponseWriter, r *request) {
 	s.sessions.end(r.sessionID)
 	s.setCookie(w, s.sessionCookie(), "", -1)
-	http.Redirect(w, r.Request, "/afgemeld", http.StatusSeeOther)
+	s.log.Info("signed out", "person", r.Session.Person.String())
+	to := cmp.Or(s.providerSignOut(r.Context(), r.Session.IDToken), "/afgemeld")
+	http.Redirect(w, r.Request, to, http.StatusSeeOther)
 }
 
 func (s *Server) signedOut(w http.ResponseWriter, r *http.Request) {

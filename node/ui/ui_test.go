@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,17 @@ type provider struct {
 	// oldAuth, when set, makes the next sign-in's auth_time that long ago, as a single sign-on
 	// session from long before would.
 	oldAuth time.Duration
+	// signedOut are the people whose sessions the provider ended (end_session_endpoint), and
+	// afterSignOut the addresses it may send the browser back to then.
+	signedOut    []string
+	afterSignOut []string
+}
+
+// ended are the people whose sessions the provider ended.
+func (p *provider) ended() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.signedOut)
 }
 
 // signInLongAgo makes the next sign-in report that the person authenticated at the provider
@@ -117,6 +129,34 @@ func unaged(r op.TokenRequest) op.TokenRequest {
 	return r
 }
 
+// GetClientByClientID gives the client the addresses it may come back to after signing out,
+// which the example storage's clients cannot hold.
+func (s agedStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return c, err
+	}
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	return signOutClient{Client: c, after: s.p.afterSignOut}, nil
+}
+
+// TerminateSession notes whose session the provider ended.
+func (s agedStorage) TerminateSession(ctx context.Context, user, client string) error {
+	s.p.mu.Lock()
+	s.p.signedOut = append(s.p.signedOut, user)
+	s.p.mu.Unlock()
+	return s.Storage.TerminateSession(ctx, user, client)
+}
+
+// signOutClient is a client with the addresses it may come back to after signing out.
+type signOutClient struct {
+	op.Client
+	after []string
+}
+
+func (c signOutClient) PostLogoutRedirectURIs() []string { return c.after }
+
 func (s agedStorage) CreateAccessToken(ctx context.Context, r op.TokenRequest) (string, time.Time, error) {
 	return s.Storage.CreateAccessToken(ctx, unaged(r))
 }
@@ -149,6 +189,7 @@ func (p *provider) serve(t testing.TB, ui string, uis ...string) {
 	var redirects []string
 	for _, u := range append([]string{ui}, uis...) {
 		redirects = append(redirects, u+"/auth/callback")
+		p.afterSignOut = append(p.afterSignOut, u+"/afgemeld")
 	}
 	clients := map[string]*storage.Client{testClientID: storage.WebClient(testClientID, testSecret, redirects...)}
 	st := storage.NewStorageWithClients(users{}, clients)
@@ -195,8 +236,9 @@ type env struct {
 }
 
 // start starts the provider's listener, the node with a ui section that trusts it, and then the
-// provider with a client whose redirect URI is the node's web interface.
-func start(t *testing.T) *env {
+// provider with a client whose redirect URI is the node's web interface. Each of opts may change
+// the node's config first.
+func start(t *testing.T, opts ...func(*config.Config)) *env {
 	t.Helper()
 	p := newProvider(t)
 	dir, err := os.MkdirTemp("", "kpui")
@@ -215,6 +257,9 @@ func start(t *testing.T) *env {
 	cfg.UI = config.UI{Listen: "127.0.0.1:0", SessionTTL: time.Hour, TimeZone: "Europe/Amsterdam", OIDC: config.OIDC{
 		Issuer: p.issuer, ClientID: testClientID, ClientSecretFile: secretFile(t, dir), Claim: "preferred_username", Scopes: []string{"profile"},
 	}}
+	for _, o := range opts {
+		o(cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(dir, "data"), Config: cfg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
@@ -555,10 +600,21 @@ func TestCSRF(t *testing.T) {
 	if resp, _ := b.get(t, e.url+"/zoeken"); resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/zoeken" {
 		t.Fatalf("after refused posts: %d at %s, want the page", resp.StatusCode, resp.Request.URL)
 	}
-	// With the token, sign-out works, and the old session is gone.
+	// With the token, sign-out works, and the old session is gone, here and at the provider,
+	// whose single sign-on would otherwise sign the next person at this computer in as bram.
+	e.signOut(t, b, token, "bram")
+}
+
+// signOut signs the browser out with the page's token, and checks that it ends at the signed-out
+// page without its session, and that the provider ended the sessions of ended, and no other.
+func (e *env) signOut(t *testing.T, b *browser, token string, ended ...string) {
+	t.Helper()
 	resp, body := b.post(t, e.url+"/afmelden", url.Values{"csrf": {token}})
-	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/afgemeld" {
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.String() != e.url+"/afgemeld" {
 		t.Fatalf("sign-out: %d at %s:\n%s", resp.StatusCode, resp.Request.URL, body)
+	}
+	if got := e.op.ended(); !slices.Equal(got, ended) {
+		t.Errorf("the provider ended the sessions of %v, want %v", got, ended)
 	}
 	r, err := noRedirects(b.Jar).Get(e.url + "/zoeken")
 	if err != nil {
@@ -568,6 +624,18 @@ func TestCSRF(t *testing.T) {
 	if r.StatusCode != http.StatusSeeOther {
 		t.Errorf("after sign-out: %d, want a redirect to sign in", r.StatusCode)
 	}
+}
+
+// TestSignOutAtTheNodeAlone: with ui.oidc.sign_out: node, signing out ends the node's session
+// and leaves the provider's, and the pages' forms may post to this site alone.
+func TestSignOutAtTheNodeAlone(t *testing.T) {
+	e := start(t, func(c *config.Config) { c.UI.OIDC.SignOut = config.SignOutNode })
+	b := newBrowser(t)
+	resp, page := e.signIn(t, b, "bram", "/zoeken")
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self';") {
+		t.Errorf("Content-Security-Policy %q: want forms to post to this site alone", csp)
+	}
+	e.signOut(t, b, csrfOf(t, page))
 }
 
 func TestSecurityHeaders(t *testing.T) {
