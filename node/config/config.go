@@ -184,6 +184,25 @@ func (f Feed) Check() error {
 	return err
 }
 
+// MaxEventsPerSecond bounds federation.events_per_second: a second's worth of events is the
+// burst the node lets a peer's events through in, and it must fit in a whole number (int64).
+const MaxEventsPerSecond = 1e18
+
+// MaxPeerCalls bounds federation.peer_calls. A peer's node needs a few calls at once (its
+// subscriptions, searches and file fetches), and every open call costs this node a goroutine and
+// a stream: a bound far above what the node can hold guards it against nothing.
+const MaxPeerCalls = 10000
+
+// MinEraseWithin bounds erasure.within from below. An erasure is a Raft snapshot of the whole
+// database, a cut of the log and a checkpoint, run half the bound after a delete; a failed step is
+// tried again a tenth of the bound later but never sooner than 100ms (store's eraseLoop). Under
+// a second no retry fits in the other half, and a snapshot on every delete holds up the node.
+const MinEraseWithin = time.Second
+
+// MaxApprovals bounds policy.approvals when a prefix gives the officer role, so that the node
+// cannot count its officers: more approvals than this would hold up every policy in a crisis.
+const MaxApprovals = 10
+
 // DefaultHeartbeat is federation.heartbeat when it is not set: what a peer on defaults sends its
 // subscribers when it has nothing else to send.
 const DefaultHeartbeat = 5 * time.Second
@@ -642,6 +661,18 @@ func parseDuration(d *time.Duration, b []byte) error {
 	return nil
 }
 
+// durationText writes d as an operator would: -1h, 1h30m, 10m, not Go's -1h0m0s.
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // durationError is a value where the config takes a duration; Load places it (durationAt).
 type durationError struct{ value string }
 
@@ -699,7 +730,7 @@ func Load(path string) (*Config, error) {
 			}
 			return nil, fmt.Errorf("config %s: %v", path, de)
 		}
-		if why := explainYAML(err); why != "" {
+		if why := explainYAML(err, data); why != "" {
 			return nil, fmt.Errorf("config %s: %s\n%s", path, why, yaml.FormatError(err, false, true))
 		}
 		return nil, fmt.Errorf("config %s:\n%s", path, yaml.FormatError(err, false, true))
@@ -812,7 +843,7 @@ func (c *Config) setDefaults() {
 		c.Federation.LeaveTimeout = time.Hour
 	}
 	if c.Policy.Approvals == 0 {
-		c.Policy.Approvals = 1
+		c.Policy.Approvals = policy.DefaultApprovals
 	}
 	if c.Webhooks.RetryFor == 0 {
 		c.Webhooks.RetryFor = 24 * time.Hour
@@ -865,17 +896,11 @@ func (c *Config) check() error {
 	if err := record.CheckOrigin("org", c.Org); err != nil {
 		return err
 	}
-	if c.Policy.Approvals < 0 {
-		return errors.New("policy.approvals: must be 1 or more")
-	}
 	if c.Limits.MaxBodyBytes < 0 {
 		return errors.New("limits.max_body_bytes: must be positive")
 	}
 	if c.Limits.MaxBodyBytes > MaxBodyLimit {
 		return fmt.Errorf("limits.max_body_bytes: %d is over %d, the most a partner's node takes in one message with room for the record around it: use %d or less, and put larger content in attachments", c.Limits.MaxBodyBytes, MaxBodyLimit, MaxBodyLimit)
-	}
-	if c.Attachments.MaxBytes < 0 || c.Attachments.StaleAfter < 0 || c.Attachments.SweepInterval < 0 || c.Attachments.FetchBytesPerSecond < 0 {
-		return errors.New("attachments: max_bytes, stale_after, sweep_interval and fetch_bytes_per_second must be positive")
 	}
 	for i, t := range c.Attachments.MediaTypes {
 		if !strings.Contains(t, "/") {
@@ -895,9 +920,6 @@ func (c *Config) check() error {
 	case "", "text", "json":
 	default:
 		return fmt.Errorf("log.format: %q: use text or json", c.Log.Format)
-	}
-	if w := c.Webhooks; w.RetryFor < 0 || w.Timeout < 0 || w.MinBackoff < 0 || w.MaxBackoff < 0 {
-		return errors.New("webhooks: retry_for, timeout, min_backoff and max_backoff must be positive durations, such as 24h, 10s, 1s and 5m")
 	}
 	if r := c.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
 		return fmt.Errorf("tracing.sample_ratio: %g: use a number from 0 to 1", *r)
@@ -969,7 +991,7 @@ func (u *UI) checkOIDC() error {
 		return fmt.Errorf("ui.oidc.sign_out: %q: use %s (end the session at the provider too) or %s (the node's alone)", u.OIDC.SignOut, SignOutProvider, SignOutNode)
 	}
 	if u.SessionTTL < time.Minute {
-		return fmt.Errorf("ui.session_ttl: %s is too short: use 1m or more, such as 8h", u.SessionTTL)
+		return fmt.Errorf("ui.session_ttl: %s is too short: use 1m or more, such as 8h", durationText(u.SessionTTL))
 	}
 	if u.TimeZone != "" {
 		if _, err := time.LoadLocation(u.TimeZone); err != nil {
@@ -1101,25 +1123,55 @@ func (c *Config) checkAccess() error {
 		{"federation.witness_interval", "5m", c.Federation.WitnessInterval},
 		{"history.retention", "2160h (90 days)", c.History.Retention},
 		{"erasure.within", "10m", c.Erasure.Within},
+		{"attachments.stale_after", "10m", c.Attachments.StaleAfter},
+		{"attachments.sweep_interval", "1m", c.Attachments.SweepInterval},
+		{"webhooks.retry_for", "24h", c.Webhooks.RetryFor},
+		{"webhooks.timeout", "10s", c.Webhooks.Timeout},
+		{"webhooks.min_backoff", "1s", c.Webhooks.MinBackoff},
+		{"webhooks.max_backoff", "5m", c.Webhooks.MaxBackoff},
 	} {
 		if d.v < 0 {
-			return fmt.Errorf("%s: %s is negative: use a duration such as %s, or leave it out for the default", d.name, d.v, d.example)
+			return fmt.Errorf("%s: %s is negative: use a duration such as %s, or leave it out for the default", d.name, durationText(d.v), d.example)
 		}
 	}
+	// The node lets a peer's events through in bursts of one second's worth, a whole number of
+	// events (peerclient): under one it lets none through, and every subscription fails on its
+	// first event.
+	if e := c.Federation.EventsPerSecond; e != 0 && e < 1 {
+		return fmt.Errorf("federation.events_per_second: %g is less than 1: the node lets a peer's events through in bursts of a second's worth, a whole number, so it would let none through and every subscription to a peer would fail: use 1 or more, such as 2000", e)
+	}
+	if e := c.Federation.EventsPerSecond; e > MaxEventsPerSecond {
+		return fmt.Errorf("federation.events_per_second: %g is more than the node can count in a second's burst: use %g or less, such as 2000", e, MaxEventsPerSecond)
+	}
+	if n := c.Federation.PeerCalls; n > MaxPeerCalls {
+		return fmt.Errorf("federation.peer_calls: %d is more calls than a node can hold open (each holds a goroutine and a stream's buffers here), so it would not guard the node against a peer: use %d or less, such as 16", n, MaxPeerCalls)
+	}
+	if w := c.Erasure.Within; w > 0 && w < MinEraseWithin {
+		return fmt.Errorf("erasure.within: %s is too short: the node erases with a Raft snapshot of its whole database half the bound after a delete, and tries a failed step again 100ms later at the soonest: use %s or more, such as 10m", durationText(w), durationText(MinEraseWithin))
+	}
 	if c.Federation.Heartbeat > 0 && c.Federation.Heartbeat < 100*time.Millisecond {
-		return fmt.Errorf("federation.heartbeat: %s is too short: use 100ms or more, such as 5s", c.Federation.Heartbeat)
+		return fmt.Errorf("federation.heartbeat: %s is too short: use 100ms or more, such as 5s", durationText(c.Federation.Heartbeat))
 	}
 	if c.Raft.ElectionTimeout > 0 && c.Raft.ElectionTimeout < 20*time.Millisecond {
-		return fmt.Errorf("raft.election_timeout: %s is too short for Raft: use 20ms or more, such as 500ms on a LAN", c.Raft.ElectionTimeout)
+		return fmt.Errorf("raft.election_timeout: %s is too short for Raft: use 20ms or more, such as 500ms on a LAN", durationText(c.Raft.ElectionTimeout))
 	}
-	if c.Raft.SnapshotSize < 0 {
-		return fmt.Errorf("raft.snapshot_size: %d is negative: use a size in bytes such as 67108864, or leave it out for the default", c.Raft.SnapshotSize)
+	for _, b := range []struct {
+		name, example string
+		v             int64
+	}{
+		{"raft.snapshot_size", "67108864", c.Raft.SnapshotSize},
+		{"attachments.max_bytes", "52428800 (50 MiB)", c.Attachments.MaxBytes},
+		{"attachments.fetch_bytes_per_second", "8388608 (8 MiB)", c.Attachments.FetchBytesPerSecond},
+	} {
+		if b.v < 0 {
+			return fmt.Errorf("%s: %d is negative: use a size in bytes such as %s, or leave it out for the default", b.name, b.v, b.example)
+		}
 	}
 	if c.Webhooks.MinBackoff > 0 && c.Webhooks.MaxBackoff > 0 && c.Webhooks.MinBackoff > c.Webhooks.MaxBackoff {
-		return fmt.Errorf("webhooks.min_backoff: %s is more than max_backoff %s: the wait grows from the one to the other", c.Webhooks.MinBackoff, c.Webhooks.MaxBackoff)
+		return fmt.Errorf("webhooks.min_backoff: %s is more than max_backoff %s: the wait grows from the one to the other", durationText(c.Webhooks.MinBackoff), durationText(c.Webhooks.MaxBackoff))
 	}
 	if c.Rules.Every < 0 || (c.Rules.Every > 0 && c.Rules.Every < time.Second) {
-		return fmt.Errorf("rules.every: %s is out of range: use 1s or more, such as 1m, or leave it out for the default", c.Rules.Every)
+		return fmt.Errorf("rules.every: %s is out of range: use 1s or more, such as 1m, or leave it out for the default", durationText(c.Rules.Every))
 	}
 	if !utf8.ValidString(c.Federation.Purpose) || len(c.Federation.Purpose) > policy.MaxPurposeBytes {
 		return fmt.Errorf("federation.purpose: use valid UTF-8 of at most %d bytes", policy.MaxPurposeBytes)
@@ -1167,6 +1219,9 @@ func (c *Config) checkAccess() error {
 			return fmt.Errorf("%s.%s: %s is not in this org's trust domain %s: roles are for the org's own IDs", field, name, s, td)
 		}
 	}
+	if err := c.checkApprovals(); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	tds := map[string]bool{}
 	for i, p := range c.Peers {
@@ -1213,6 +1268,39 @@ func (c *Config) checkAccess() error {
 	return nil
 }
 
+// checkApprovals refuses a policy.approvals that no officers could meet. A policy needs its
+// author and that many other officers (four eyes: the author cannot approve), and only roles
+// make officers. The roles must have been checked.
+func (c *Config) checkApprovals() error {
+	n := c.Policy.Approvals
+	if n < 1 {
+		return fmt.Errorf("policy.approvals: %d: use 1 or more: the officers besides the author who must approve a policy, or leave it out for 1", n)
+	}
+	officers := map[string]bool{}
+	for i, r := range c.Roles {
+		if r.Role != RoleOfficer {
+			continue
+		}
+		if r.Prefix != "" {
+			// Any number of IDs may fall under a prefix: the node cannot count them.
+			if n > MaxApprovals {
+				return fmt.Errorf("policy.approvals: %d is more than %d: roles[%d] makes every ID under %s an officer, so the node cannot count its officers, and more approvals would hold up every policy: use %d or less", n, MaxApprovals, i, r.Prefix, MaxApprovals)
+			}
+			return nil
+		}
+		if id, err := spiffeid.FromString(r.ID); err == nil {
+			officers[id.String()] = true // an ID listed twice is one officer
+		}
+	}
+	// The default is the least the four eyes need. A config with fewer than two officers is one
+	// being set up (init writes it so, and asks for the second), not one that asks too much;
+	// the roles reload.
+	if n > policy.DefaultApprovals && n+1 > len(officers) {
+		return fmt.Errorf("policy.approvals: %d needs %d officers, the author and %d others, but roles names %d: name more officers under roles, or use %d or less", n, n+1, n, len(officers), max(policy.DefaultApprovals, len(officers)-1))
+	}
+	return nil
+}
+
 // reloaded are the top-level keys a running node takes from its config file when it changes
 // (see node.Reload): the others apply at the next start. Of raft, only servers is reloaded.
 var reloaded = map[string]bool{"roles": true, "peers": true, "advertise": true, "policy": true, "history": true, "attachments": true, "webhooks": true}
@@ -1243,11 +1331,12 @@ func RestartKeys(running, reloadedCfg *Config) []string {
 	return out
 }
 
-// explainYAML says a YAML error of the config in a host's words, before the parser's own (which
-// names Go types: "cannot unmarshal string into Go struct field Config.Raft of type uint64"): the
-// line, the setting, and what it wants; a misspelt setting gets the one it was probably meant to
-// be. It is "" for other errors.
-func explainYAML(err error) string {
+// explainYAML says a YAML error of the config in data in a host's words, before the parser's
+// own (which names Go types: "cannot unmarshal string into Go struct field Config.Raft of type
+// uint64"): the line, the setting, and what it wants; a misspelt setting gets the one it was
+// probably meant to be, and one that belongs in another section the place where it does. It is
+// "" for other errors.
+func explainYAML(err error, data []byte) string {
 	var te *yaml.TypeError
 	if errors.As(err, &te) && te.Token != nil && te.DstType != nil {
 		key := ""
@@ -1267,12 +1356,114 @@ func explainYAML(err error) string {
 	}
 	var ue *yaml.UnknownFieldError
 	if errors.As(err, &ue) && ue.Token != nil {
-		if near, ok := policy.Closest(ue.Token.Value, configKeys()); ok {
-			return fmt.Sprintf("line %d: %q is not a setting: did you mean %s?", ue.Token.Position.Line, ue.Token.Value, near)
+		key, line := ue.Token.Value, ue.Token.Position.Line
+		section, found := sectionOf(data, ue.Token)
+		where := "here"
+		if found && section == "" {
+			where = "at the top level"
+		} else if found {
+			where = "under " + strings.ReplaceAll(section, "[]", "")
 		}
-		return fmt.Sprintf("line %d: %q is not a setting here: see the example config in docs/operator.md", ue.Token.Position.Line, ue.Token.Value)
+		if near, ok := policy.Closest(key, settings()[section]); found && ok {
+			return fmt.Sprintf("line %d: %q is not a setting: did you mean %s?", line, key, near)
+		}
+		// A key valid in another section names that section's path: its bare name would read
+		// "did you mean every?" of "every".
+		if paths := settingsNamed(key, section); len(paths) > 0 {
+			return fmt.Sprintf("line %d: %q is not a setting %s: did you mean %s?", line, key, where, orList(paths))
+		}
+		return fmt.Sprintf("line %d: %q is not a setting %s: see the example config in docs/operator.md", line, key, where)
 	}
 	return ""
+}
+
+// sectionOf is the section of the config in data in which the key at tk stands, as settings
+// names it ("" for the top level, "raft.servers[]" for a replica's), and whether tk was found.
+func sectionOf(data []byte, tk *token.Token) (string, bool) {
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return "", false
+	}
+	var find func(n ast.Node, section string) (string, bool)
+	find = func(n ast.Node, section string) (string, bool) {
+		switch n := n.(type) {
+		case *ast.DocumentNode:
+			return find(n.Body, section)
+		case *ast.AnchorNode:
+			return find(n.Value, section)
+		case *ast.TagNode:
+			return find(n.Value, section)
+		case *ast.MappingNode:
+			for _, v := range n.Values {
+				if s, ok := find(v, section); ok {
+					return s, true
+				}
+			}
+		case *ast.MappingValueNode:
+			k := n.Key.GetToken()
+			if k != nil && k.Position.Line == tk.Position.Line && k.Position.Column == tk.Position.Column {
+				return section, true
+			}
+			if k != nil {
+				return find(n.Value, joinKey(section, k.Value))
+			}
+		case *ast.SequenceNode:
+			for _, v := range n.Values {
+				if s, ok := find(v, section+"[]"); ok {
+					return s, true
+				}
+			}
+		}
+		return "", false
+	}
+	for _, doc := range file.Docs {
+		if s, ok := find(doc, ""); ok {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// joinKey is the path of key in section, such as rules.every.
+func joinKey(section, key string) string {
+	if section == "" {
+		return key
+	}
+	return section + "." + key
+}
+
+// settingsNamed are the paths of the settings outside section named key, or else named like it
+// (a misspelling), such as rules.every for every; nil when no setting is.
+func settingsNamed(key, section string) []string {
+	all := settings()
+	var names []string
+	for s, keys := range all {
+		if s != section {
+			names = append(names, keys...)
+		}
+	}
+	name, ok := key, slices.Contains(names, key)
+	if !ok {
+		if name, ok = policy.Closest(key, names); !ok {
+			return nil
+		}
+	}
+	var out []string
+	for s, keys := range all {
+		if s != section && slices.Contains(keys, name) {
+			out = append(out, joinKey(s, name))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// orList writes a, b or c.
+func orList(s []string) string {
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }
 
 // keyOf is the key a value token stands under ("snapshot_threshold" for its value), or "".
@@ -1311,34 +1502,34 @@ func typeWords(t reflect.Type) string {
 	return "of the type this setting wants: see the example config in docs/operator.md"
 }
 
-// configKeys are the names of every setting the config has, at any level.
-var configKeys = sync.OnceValue(func() []string {
-	seen := map[string]bool{}
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+// settings are the names of the config's settings by section: "" for the top level, "raft" for
+// raft's, "peers[]" for each peer's.
+var settings = sync.OnceValue(func() map[string][]string {
+	out := map[string][]string{}
+	var walk func(section string, t reflect.Type)
+	walk = func(section string, t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			if t.Kind() != reflect.Pointer {
+				section += "[]"
+			}
 			t = t.Elem()
 		}
-		if t.Kind() != reflect.Struct || seen["type "+t.String()] {
+		if t.Kind() != reflect.Struct {
 			return
 		}
-		seen["type "+t.String()] = true
 		for i := range t.NumField() {
 			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name != "" && name != "-" {
-				seen[name] = true
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			switch {
+			case !f.IsExported() || name == "-":
+			case name == "" && (f.Anonymous || strings.Contains(opts, "inline")):
+				walk(section, f.Type) // an inline struct's settings are its parent's
+			case name != "":
+				out[section] = append(out[section], name)
+				walk(joinKey(section, name), f.Type)
 			}
-			walk(f.Type)
 		}
 	}
-	walk(reflect.TypeFor[Config]())
-	var keys []string
-	for k := range seen {
-		if !strings.HasPrefix(k, "type ") {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
+	walk("", reflect.TypeFor[Config]())
+	return out
 })
