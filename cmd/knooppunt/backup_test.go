@@ -63,7 +63,8 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("a refused backup changed %s: %v", backup, err)
 	}
 	cli(t, nil, "", "backup", backup, "--node", addr, "-q", "--overwrite").want(t, 0)
-	cli(t, nil, "", "backup", filepath.Join(dir, "backup2.db"), "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &js)
+	// A name that SQLite, given it as a URI unescaped, cut at the '#' and '?'.
+	cli(t, nil, "", "backup", filepath.Join(dir, "backup#2?x=1%41.db"), "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &js)
 	if info, err := os.Stat(js.File); err != nil || info.Size() != js.Bytes || info.Mode().Perm() != 0o600 || js.Applied == 0 {
 		t.Fatalf("backup -o json %+v; the file: %v, %v", js, info, err)
 	}
@@ -346,6 +347,60 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(killed, node.DatabaseName+"-wal")); err != nil {
 		t.Errorf("restore changed the files it restored from: %v", err)
+	}
+}
+
+// TestRestoreOddNames: restore reads the backup, and writes the data directory, by the names
+// given, whatever they hold of what a SQLite URI reads as its own ('#' a fragment, '?' a query,
+// '%' an escape). Unescaped, restore --data-dir 'rs/r#1' of a good backup found no database
+// there and left an empty file rs/r.
+func TestRestoreOddNames(t *testing.T) {
+	dir := t.TempDir()
+	const odd = "#1?x=1%41"
+	live := filepath.Join(dir, "live")
+	if err := os.Mkdir(live, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d := oneRecordDB(t, filepath.Join(live, node.DatabaseName))
+	// As a kill leaves it, its record in the log alone: restore folds the log in too.
+	bk := filepath.Join(dir, "bk"+odd, "night"+odd+".db")
+	if err := os.Mkdir(filepath.Dir(bk), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		if err := copyFile(t.Context(), filepath.Join(live, node.DatabaseName)+suffix, bk+suffix, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "rs", "r"+odd)
+	applied, origin, err := restoreBackup(t.Context(), bk, data, io.Discard, false)
+	if err != nil || applied != 1 || origin != "vr-utrecht.crisis.test" {
+		t.Fatalf("restore: applied %d, origin %q, %v; want 1 and vr-utrecht.crisis.test", applied, origin, err)
+	}
+	for d, want := range map[string][]string{
+		filepath.Join(dir, "rs"): {"r" + odd},
+		data:                     {node.DatabaseName},
+		filepath.Dir(bk):         {filepath.Base(bk), filepath.Base(bk) + "-wal"},
+	} {
+		var got []string
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			got = append(got, e.Name())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s holds %v, want %v", d, got, want)
+		}
+	}
+	r, err := db.Open(filepath.Join(data, node.DatabaseName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Get(t.Context(), "s1"); err != nil {
+		t.Errorf("s1 after the restore: %v", err)
 	}
 }
 
