@@ -25,6 +25,7 @@ type alertView struct {
 type alertFields struct {
 	cap.Alert
 	Rule    string    `json:"rule"`
+	Region  string    `json:"region"`
 	State   string    `json:"state"`
 	FiredAt time.Time `json:"fired_at"`
 	// Unevaluable is why the rule of a firing alert cannot be evaluated any more, since when.
@@ -62,7 +63,17 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 			fields = append(fields, fieldView{Name: key, Label: l.T("alertfield." + key), Value: value})
 		}
 	}
-	add("headline", cmp.Or(in.Headline, in.Event))
+	headline := cmp.Or(in.Headline, in.Event)
+	if b.Rule != "" {
+		// The node writes a rule's CAP headline in English, for any receiver: said here in the
+		// page's words (review F, F2). The stored one stays among the technical fields.
+		key := "alerts.rule"
+		if b.State == "resolved" {
+			key = "alerts.rule_cleared"
+		}
+		headline = l.T(key, b.Rule, l.Region(b.Region))
+	}
+	add("headline", headline)
 	add("description", in.Description)
 	add("instruction", in.Instruction)
 	add("severity", word("severity", in.Severity))

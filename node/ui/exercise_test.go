@@ -173,6 +173,13 @@ func TestExerciseMode(t *testing.T) {
 	if _, page := b.get(t, e.url+"/?crisis=oekraine&exercise=oef-utrecht"); strings.Contains(page, `id="oefening-dicht"`) {
 		t.Error("the picture of an open exercise says that it is not open")
 	}
+	// A link whose exercise is no name at all (mangled in a mail) says so in the page's words,
+	// the service's under it, and claims no exercise's mode (review F, F1).
+	resp, page = b.get(t, e.url+"/?crisis=oekraine&exercise=oef+1")
+	if resp.StatusCode != 400 || strings.Contains(page, `id="oefening"`) || !strings.Contains(page, "Deze link klopt niet") ||
+		!strings.Contains(page, `is not an exercise name`) {
+		t.Errorf("a link with an exercise name that is none: %d, want 400 saying the link is wrong, with no OEFENING banner:\n%s", resp.StatusCode, page)
+	}
 	// An own exercise record asked for without its mode does not exist there.
 	resp, _ = b.get(t, e.url+"/record?id=oef-eigen")
 	if resp.StatusCode != 404 {

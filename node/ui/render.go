@@ -16,6 +16,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -206,6 +207,11 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 	}
 	p.Person.Roles = roleNames(r)
 	p.Exercise, p.ModeQuery = r.exercise(), r.modeQuery()
+	if p.Exercise != "" && record.CheckExerciseName("exercise", p.Exercise) != nil {
+		// No name at all (a mangled link): the page, which says so, is not in an exercise's
+		// mode, and its links lead out of it.
+		p.Exercise, p.ModeQuery = "", ""
+	}
 	p.ModeAction, p.LeaveExercise = "/", "/"
 	if path := r.URL.Path; path == "/" || path == "/zoeken" {
 		p.ModeAction, p.LeaveExercise = path, path
@@ -328,7 +334,10 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 	case codes.NotFound:
 		code, msg = http.StatusNotFound, r.L.T("error.not_found")
 	case codes.InvalidArgument:
-		code, msg = http.StatusBadRequest, r.L.T("error.invalid", st.Message())
+		// Said in the page's words, the service's own (which names the field, in English)
+		// under it: such a request comes from a link that was typed or mangled (in a mail, a
+		// chat), and the person needs to know what to do, not the pattern of a name.
+		code, msg, detail = http.StatusBadRequest, r.L.T("error.invalid_link"), st.Message()
 	case codes.Unavailable, codes.DeadlineExceeded:
 		code, msg = http.StatusServiceUnavailable, r.L.T("error.unavailable")
 	}
