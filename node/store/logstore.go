@@ -56,6 +56,7 @@ type raftLog struct {
 	hl          hclog.Logger
 	log         *slog.Logger
 	lock        *os.File
+	closed      atomic.Bool // by Close, not by an opening that failed
 }
 
 // reopenSegments is how many segments' worth of appended bytes open the WAL again.
@@ -220,6 +221,19 @@ func (l *raftLog) reopen() error {
 
 func (l *raftLog) Set(key, val []byte) error {
 	_, err := with(l, func(w *wal.WAL) (struct{}, error) { return struct{}{}, w.Set(key, val) })
+	return l.stable(err)
+}
+
+// stable is the outcome of a write of Raft's stable store (its term, its vote). Raft panics
+// when one fails, which is right while it runs: a replica must not go on without its term on
+// disk. But the log is closed after Raft's Shutdown, and Raft's network transport does not wait
+// for the handlers of connections it had open: a heartbeat being handled then raised the term
+// after the close and panicked the stopping process. Such a write waits for good instead: its
+// answer would say that the term was kept, and the process is stopping.
+func (l *raftLog) stable(err error) error {
+	if errors.Is(err, errLogClosed) && l.closed.Load() {
+		select {}
+	}
 	return err
 }
 
@@ -229,7 +243,7 @@ func (l *raftLog) Get(key []byte) ([]byte, error) {
 
 func (l *raftLog) SetUint64(key []byte, val uint64) error {
 	_, err := with(l, func(w *wal.WAL) (struct{}, error) { return struct{}{}, w.SetUint64(key, val) })
-	return err
+	return l.stable(err)
 }
 
 func (l *raftLog) GetUint64(key []byte) (uint64, error) {
@@ -248,6 +262,7 @@ func (l *raftLog) Close() error {
 		err = l.wal.Close()
 		l.wal = nil
 	}
+	l.closed.Store(true)
 	return errors.Join(err, l.lock.Close()) // closing the file releases its flock
 }
 

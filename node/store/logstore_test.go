@@ -492,3 +492,36 @@ func TestAppendsLeaveNoSealedTail(t *testing.T) {
 		}
 	}
 }
+
+// TestStableWritesAfterCloseWait: a write of Raft's term or vote after the log was closed (a
+// heartbeat the transport was still handling when the replica stopped) waits rather than fail:
+// Raft panics on a failed one, which took the stopping process down (a CI run at 3bb45f8).
+// Reads, and every call while the log could not be opened again, still fail at once.
+func TestStableWritesAfterCloseWait(t *testing.T) {
+	l := mustOpenLog(t, t.TempDir(), segmentSize, reopenSegments*segmentSize)
+	if err := l.SetUint64([]byte("CurrentTerm"), 2); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := l.GetUint64([]byte("CurrentTerm")); !errors.Is(err, errLogClosed) {
+		t.Fatalf("a read after the close: %v, want errLogClosed", err)
+	}
+	for name, write := range map[string]func() error{
+		"SetUint64": func() error { return l.SetUint64([]byte("CurrentTerm"), 3) },
+		"Set":       func() error { return l.Set([]byte("LastVoteCand"), []byte("r2")) },
+	} {
+		done := make(chan error, 1)
+		go func() { done <- write() }()
+		select {
+		case err := <-done:
+			t.Errorf("%s after the close returned %v: Raft panics on it", name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// A log that could not be opened again is not closed: its writes fail, and Raft stops the
+	// replica.
+	broken := &raftLog{}
+	if err := broken.SetUint64([]byte("CurrentTerm"), 3); !errors.Is(err, errLogClosed) {
+		t.Fatalf("a write to a log that failed to open again: %v, want errLogClosed", err)
+	}
+}
