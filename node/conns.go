@@ -1,8 +1,16 @@
 package node
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/credentials"
 )
 
 // conns is a listener that knows its open connections by their remote address, so that the
@@ -61,3 +69,146 @@ func (c *trackedConn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// MaxPeerMessageBytes bounds one gRPC message from another trust domain: a peer's node calls
+// only the FederationService, whose requests are small (a witnessed head's chain is at most 16
+// KiB). The org's own callers keep MaxMessageBytes, for batches and files.
+const MaxPeerMessageBytes = 1 << 20
+
+// maxPeerStreams bounds the calls one peer connection has open at once; with
+// MaxPeerMessageBytes it bounds what a peer's connection can make the node hold.
+const maxPeerStreams = 32
+
+// handshakeTimeout bounds a TLS handshake on the mTLS listener.
+const handshakeTimeout = 10 * time.Second
+
+// byCaller splits the mTLS listener by who connects: it makes each connection's TLS handshake
+// itself, then hands the connection to the listener of the org's own callers (replicas, people,
+// systems) or to that of other trust domains (peers). Each is served by a gRPC server of its
+// own, the peers' with MaxPeerMessageBytes: gRPC bounds a message per server, not per method,
+// and reads a request whole before anything can refuse it (review E, E1).
+type byCaller struct {
+	l          net.Listener
+	tls        *tls.Config
+	td         spiffeid.TrustDomain
+	own, peers *connQueue
+}
+
+// splitByCaller starts accepting on l; the handshakes use cfg (with h2 added for gRPC).
+func splitByCaller(l net.Listener, cfg *tls.Config, td spiffeid.TrustDomain) *byCaller {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"h2"}
+	b := &byCaller{l: l, tls: cfg, td: td, own: newConnQueue(l.Addr()), peers: newConnQueue(l.Addr())}
+	go b.accept()
+	return b
+}
+
+func (b *byCaller) accept() {
+	for {
+		c, err := b.l.Accept()
+		if err != nil {
+			b.own.shut()
+			b.peers.shut()
+			return
+		}
+		go b.route(c)
+	}
+}
+
+// route makes c's handshake and queues it for its kind of caller. A handshake that fails was
+// reported by the TLS config (identity.ServerTLSReporting).
+func (b *byCaller) route(c net.Conn) {
+	tc := tls.Server(c, b.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		c.Close()
+		return
+	}
+	q := b.peers
+	if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+		if id, err := x509svid.IDFromCert(certs[0]); err == nil && id.TrustDomain() == b.td {
+			q = b.own
+		}
+	}
+	if !q.put(tc) {
+		tc.Close()
+	}
+}
+
+// Close stops accepting; the servers' own Close of their queues ends their Serve.
+func (b *byCaller) Close() error { return b.l.Close() }
+
+// connQueue is a net.Listener of connections whose handshake is done.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	mu   sync.Mutex
+	done chan struct{}
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// put hands c to Accept; false when the queue is closed.
+func (q *connQueue) put(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+// Accept implements net.Listener.
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// shut closes the queue; Close does, for its server.
+func (q *connQueue) shut() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	select {
+	case <-q.done:
+	default:
+		close(q.done)
+	}
+}
+
+// Close implements net.Listener.
+func (q *connQueue) Close() error { q.shut(); return nil }
+
+// Addr implements net.Listener.
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// handshaken are the transport credentials of a connection whose TLS handshake byCaller made:
+// gRPC takes its TLS state as the call's peer, as credentials.NewTLS would give it.
+type handshaken struct{}
+
+func (handshaken) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil, nil, errors.New("node: a connection without its TLS handshake")
+	}
+	return c, credentials.TLSInfo{State: tc.ConnectionState(), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+}
+
+func (handshaken) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("node: handshaken credentials serve only")
+}
+
+func (handshaken) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2"}
+}
+
+func (h handshaken) Clone() credentials.TransportCredentials { return h }
+
+func (handshaken) OverrideServerName(string) error { return nil }

@@ -118,16 +118,20 @@ type Options struct {
 
 // Node is a running replica.
 type Node struct {
-	opts    Options
-	log     *slog.Logger
-	db      *db.DB
-	store   *store.Store
-	opened  atomic.Pointer[store.Store] // store, for the Raft transport's handshakes once it is open
-	grpc    *grpc.Server
-	tcp     *grpc.Server
-	tcpAddr net.Addr
-	ident   *identityParts
-	authz   *api.Authorizer
+	opts   Options
+	log    *slog.Logger
+	db     *db.DB
+	store  *store.Store
+	opened atomic.Pointer[store.Store] // store, for the Raft transport's handshakes once it is open
+	grpc   *grpc.Server
+	tcp    *grpc.Server
+	// tcpPeers serves the mTLS listener's callers of other trust domains, which split hands it
+	// (byCaller), as it hands tcp the org's own.
+	tcpPeers *grpc.Server
+	split    *byCaller
+	tcpAddr  net.Addr
+	ident    *identityParts
+	authz    *api.Authorizer
 	// recheck verifies callers' SVIDs again on each call over mTLS (identity.Recheck).
 	recheck *identity.Recheck
 	health  *health.Server
@@ -183,7 +187,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		opts.Logger = slog.Default()
 	}
 	cfg := opts.Config
-	n := &Node{opts: opts, log: opts.Logger.With("node", cfg.Name), served: make(chan error, 4), stopWatch: make(chan struct{})}
+	n := &Node{opts: opts, log: opts.Logger.With("node", cfg.Name), served: make(chan error, 5), stopWatch: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -534,11 +538,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go func() { n.served <- n.grpc.Serve(lis) }()
 
 	if cfg.Listen != "" {
-		creds := identity.ServerCredentialsReporting(n.ident.source, n.ident.trust, n.log, n.refusals.refused)
-		n.tcp = n.newServer(false, grpc.Creds(creds))
+		n.split = splitByCaller(tl, identity.ServerTLSReporting(n.ident.source, n.ident.trust, n.log, n.refusals.refused), n.ident.trustDomain)
+		tap := grpc.InTapHandle(n.authz.Tap)
+		n.tcp = n.newServer(false, grpc.Creds(handshaken{}), tap, grpc.MaxRecvMsgSize(MaxMessageBytes))
+		n.tcpPeers = n.newServer(false, grpc.Creds(handshaken{}), tap, grpc.MaxRecvMsgSize(MaxPeerMessageBytes), grpc.MaxConcurrentStreams(maxPeerStreams))
 		register(n.tcp)
+		register(n.tcpPeers)
 		n.tcpAddr = tl.Addr()
-		go func() { n.served <- n.tcp.Serve(tl) }()
+		go func() { n.served <- n.tcp.Serve(n.split.own) }()
+		go func() { n.served <- n.tcpPeers.Serve(n.split.peers) }()
 	}
 	go n.watchPeers(n.stopWatch)
 	if n.ident != nil {
@@ -572,8 +580,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 
 func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts, n.tracing.ServerOptions()...)
+	if local {
+		opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes))
+	}
 	opts = append(opts,
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(n.authz.Unary(local), n.forwardUnary(), api.LogUnary(n.log)),
 		grpc.ChainStreamInterceptor(n.authz.Stream(local)),
 		// Without this, grpc-go answers a method it does not know with Unimplemented before any
@@ -1003,7 +1013,10 @@ func (n *Node) Stop(ctx context.Context) error {
 		<-n.peersDone
 		n.stopPeers = nil
 	}
-	for _, srv := range []*grpc.Server{n.grpc, n.tcp} {
+	if n.split != nil {
+		n.split.Close() // no new connections; the servers end theirs below
+	}
+	for _, srv := range []*grpc.Server{n.grpc, n.tcp, n.tcpPeers} {
 		if srv == nil {
 			continue
 		}
