@@ -1170,19 +1170,26 @@ func (n *Node) goBackground(fn func(ctx context.Context)) {
 	n.background = append(n.background, func() { cancel(); <-done })
 }
 
-// checkOrigin refuses a database that holds another org's records: a data directory or a
-// backup of another organisation would otherwise be served, and shared under this org's
-// policies, as this org's own.
+// checkOrigin refuses another org's database (by the org its node noted, or its records): a
+// data directory or a backup of another organisation would otherwise be served, and shared
+// under this org's policies, as this org's own.
 func (n *Node) checkOrigin(ctx context.Context) error {
 	org := n.opts.Config.Org
 	origin, err := n.db.Origin(ctx)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if org == "" || origin == "" || origin == org {
+	if org == "" {
 		return nil
 	}
-	return fmt.Errorf("node: the database in %s holds the records of %s, not of this node's org %s: it is another organisation's data directory or backup; start the node on its own data directory (or restore its own backup), or correct org in the config", n.opts.DataDir, origin, org)
+	if origin != "" && origin != org {
+		return fmt.Errorf("node: the database in %s is that of %s, not of this node's org %s: it is another organisation's data directory or backup; start the node on its own data directory (or restore its own backup), or correct org in the config", n.opts.DataDir, origin, org)
+	}
+	// Noted, so that the database says whose it is even while it holds no records of its own.
+	if err := n.db.KeepOrg(org); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	return nil
 }
 
 func (n *Node) close() error {

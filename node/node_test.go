@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -331,39 +332,49 @@ func TestStartAppliesTheLogBeforeServing(t *testing.T) {
 	}
 }
 
-// TestStartRefusesAnotherOrgsDatabase: a node whose config names another org than the records
-// in its data directory (another organisation's directory or backup) does not start, says
-// whose records they are, and leaves them as they were for the node they belong to.
+// TestStartRefusesAnotherOrgsDatabase: a node whose config names another org than the one in
+// its data directory (another organisation's directory or backup) does not start, says whose
+// it is, and leaves it as it was for the node it belongs to. An org that only receives holds no
+// records of its own, and its database passed for anyone's (review E, E2): the node notes its
+// org in the database.
 func TestStartRefusesAnotherOrgsDatabase(t *testing.T) {
-	dir := dataDir(t)
-	n, stop := start(t, dir)
-	rec := shelter("houten")
-	if _, err := pb.NewRecordServiceClient(dial(t, n)).Put(callCtx(t), &pb.PutRequest{Record: rec}); err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	own := config.Default().Org
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	for _, ownRecords := range []bool{true, false} {
+		t.Run(fmt.Sprintf("own records %v", ownRecords), func(t *testing.T) {
+			dir := dataDir(t)
+			n, stop := start(t, dir)
+			if ownRecords {
+				if _, err := pb.NewRecordServiceClient(dial(t, n)).Put(callCtx(t), &pb.PutRequest{Record: shelter("houten")}); err != nil {
+					t.Fatalf("Put: %v", err)
+				}
+			}
+			own := config.Default().Org
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
 
-	cfg := config.Default()
-	cfg.Org = "politie.crisis.test"
-	cfg.MetricsAddr = ""
-	other, err := node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err == nil {
-		other.Stop(t.Context())
-		t.Fatalf("a node of %s started on the records of %s", cfg.Org, own)
-	}
-	for _, want := range []string{dir, "the records of " + own, "this node's org politie.crisis.test"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
+			cfg := config.Default()
+			cfg.Org = "politie.crisis.test"
+			cfg.MetricsAddr = ""
+			other, err := node.Start(t.Context(), node.Options{DataDir: dir, Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err == nil {
+				other.Stop(t.Context())
+				t.Fatalf("a node of %s started on the database of %s", cfg.Org, own)
+			}
+			for _, want := range []string{dir, "is that of " + own, "this node's org politie.crisis.test"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
 
-	n, _ = start(t, dir)
-	got, err := pb.NewRecordServiceClient(dial(t, n)).Get(callCtx(t), &pb.GetRequest{Id: "houten"})
-	if err != nil || got.GetOrigin() != own {
-		t.Fatalf("the own node after the refusal: Get = %v, %v", got, err)
+			n, _ = start(t, dir)
+			if !ownRecords {
+				return
+			}
+			got, err := pb.NewRecordServiceClient(dial(t, n)).Get(callCtx(t), &pb.GetRequest{Id: "houten"})
+			if err != nil || got.GetOrigin() != own {
+				t.Fatalf("the own node after the refusal: Get = %v, %v", got, err)
+			}
+		})
 	}
 }
 

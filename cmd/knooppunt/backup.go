@@ -171,13 +171,13 @@ drops what did not come; see docs/operator.md, Backups.`,
 				return err
 			}
 			if origin == "" {
-				origin = "no org: it holds no records"
+				origin = "no org: it holds no records, and names no org"
 			}
 			start := fmt.Sprintf("with its usual config: knooppunt serve --data-dir %s --config FILE", dataDir)
 			if isFile(filepath.Join(dataDir, configName)) {
 				start = fmt.Sprintf("with the config in it: knooppunt serve --data-dir %s", dataDir)
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the records of %s; start the node on it %s\n", dataDir, applied, origin, start)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the database of %s; start the node on it %s\n", dataDir, applied, origin, start)
 			return err
 		},
 	}

@@ -101,7 +101,7 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = cli(t, nil, "", "restore", backup, "--data-dir", fresh).want(t, 0)
-	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the records of local.crisis.test;") ||
+	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the database of local.crisis.test;") ||
 		!strings.Contains(r.stdout, "with the config in it: knooppunt serve --data-dir "+fresh+"\n") {
 		t.Fatalf("restore printed %q", r.stdout)
 	}
@@ -113,7 +113,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if err := os.WriteFile(otherCfg, []byte("org: politie.crisis.test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := cli(t, nil, "", "serve", "--data-dir", fresh, "--config", otherCfg).want(t, 1); !strings.Contains(r.stderr, "holds the records of local.crisis.test, not of this node's org politie.crisis.test") {
+	if r := cli(t, nil, "", "serve", "--data-dir", fresh, "--config", otherCfg).want(t, 1); !strings.Contains(r.stderr, "is that of local.crisis.test, not of this node's org politie.crisis.test") {
 		t.Errorf("serve of another org on the restored directory: %q", r.stderr)
 	}
 	cfg := filepath.Join(dir, "node.yaml")

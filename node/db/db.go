@@ -504,27 +504,16 @@ func CheckBackup(ctx context.Context, path string) (applied uint64, origin strin
 	return applied, origin, err
 }
 
-// Origin is the trust domain of the org whose records the database holds: the origin of any
-// record, as a node stores only its own org's ("" when it holds none). A node started on another
-// org's database (a data directory or backup mixed up) finds it here before it serves them.
+// Origin is the trust domain of the org whose database it is: the one its node noted (KeepOrg),
+// or else the origin of any record, as a node stores only its own org's ("" when it holds
+// neither). A node started on another org's database (a data directory or backup mixed up)
+// finds it here before it serves them.
 func (d *DB) Origin(ctx context.Context) (origin string, err error) {
 	err = d.read(func(ro *sql.DB) error {
 		origin, err = readOrigin(ctx, ro)
 		return err
 	})
 	return origin, err
-}
-
-func readOrigin(ctx context.Context, h *sql.DB) (string, error) {
-	var origin string
-	err := h.QueryRowContext(ctx, `SELECT origin FROM records LIMIT 1`).Scan(&origin)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("db: origin: %w", err)
-	}
-	return origin, nil
 }
 
 // Copy writes a consistent copy of the database as committed to dst, which must not exist, from
