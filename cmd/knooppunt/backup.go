@@ -235,8 +235,7 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	}
 	// What a restore that was killed left here: its staged copy, or its partial database.
 	for _, pattern := range []string{stagePrefix + "*", besidePattern(node.DatabaseName)} {
-		left, _ := filepath.Glob(filepath.Join(dir, pattern))
-		for _, l := range left {
+		for _, l := range db.Matching(dir, pattern) {
 			if err := os.RemoveAll(l); err != nil {
 				return 0, "", fmt.Errorf("--data-dir: what an earlier restore left: %w", err)
 			}

@@ -129,6 +129,20 @@ type DB struct {
 // preparing it again, which costs more than the statement's work in a small Raft entry.
 const stmtCache = 64
 
+// Matching are the paths of the entries of dir whose names match pattern (filepath.Match), dir's
+// own name taken as it is: filepath.Glob reads it as a pattern too, so that a restore into r?1
+// swept what an earlier restore left in rx1, and a '[' in it swept nothing.
+func Matching(dir, pattern string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		if ok, _ := filepath.Match(pattern, e.Name()); ok {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
 // fileURI is the SQLite URI of the file at path with the query parameters query ("" for none).
 // In a URI, '?' starts the query, '#' a fragment and '%' an escape, and a path that begins with
 // "//" names a host: unescaped, a data directory named n#1 opened the database n in its parent.

@@ -91,3 +91,23 @@ func TestOddPathNames(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchingTakesTheDirectoryAsItIs: what an earlier restore or snapshot left is found in the
+// directory named, and only there, whatever characters its name holds: filepath.Glob read
+// r?1 as a pattern, so a restore into it swept rx1's leftovers, and r[1 as a bad one, so it
+// swept nothing.
+func TestMatchingTakesTheDirectoryAsItIs(t *testing.T) {
+	parent := t.TempDir()
+	for _, d := range []string{"r?1", "rx1", "r[1"} {
+		if err := os.MkdirAll(filepath.Join(parent, d, ".knooppunt-restore-1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"r?1", "r[1"} {
+		dir := filepath.Join(parent, d)
+		got := db.Matching(dir, ".knooppunt-restore-*")
+		if want := []string{filepath.Join(dir, ".knooppunt-restore-1")}; !slices.Equal(got, want) {
+			t.Errorf("in %s: %v, want %v", d, got, want)
+		}
+	}
+}

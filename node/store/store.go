@@ -185,7 +185,7 @@ func Open(cfg Config) (*Store, error) {
 
 	// A copy of the database that a snapshot left behind when the process died holds whatever
 	// was deleted since: it is never read again, so it goes.
-	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg.DB.Path()), "snapshot-*.db.tmp"))
+	stale := db.Matching(filepath.Dir(cfg.DB.Path()), "snapshot-*.db.tmp")
 	for _, p := range stale {
 		if err := os.Remove(p); err != nil {
 			return nil, fmt.Errorf("store: remove a snapshot copy left behind: %w", err)
