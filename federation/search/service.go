@@ -29,6 +29,7 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -114,6 +115,13 @@ type Config struct {
 	Logger *slog.Logger
 	// PictureBytes bounds a picture's answer (fitPicture). Zero: MaxAnswerBytes.
 	PictureBytes int
+	// CallerRate and CallerBurst bound the searches that ask the partners (Search, and a
+	// Picture's peer check) of one caller, NodeRate and NodeBurst those of all callers together
+	// (limit.go). Zero: DefaultCallerRate and so on; rate.Inf: no limit (benchmarks).
+	CallerRate  rate.Limit
+	CallerBurst int
+	NodeRate    rate.Limit
+	NodeBurst   int
 }
 
 // Service implements knooppunt.v1.SearchService.
@@ -125,6 +133,7 @@ type Service struct {
 	auditCnd *sync.Cond
 	ticket   uint64
 	audits   map[uint64]bool
+	limits   *limits
 }
 
 var _ pb.SearchServiceServer = (*Service)(nil)
@@ -134,7 +143,7 @@ func New(c Config) *Service {
 	if c.Tracer == nil {
 		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	s := &Service{c: c, audits: map[uint64]bool{}}
+	s := &Service{c: c, audits: map[uint64]bool{}, limits: newLimits(c.CallerRate, c.CallerBurst, c.NodeRate, c.NodeBurst, c.Logger)}
 	s.auditCnd = sync.NewCond(&s.auditMu)
 	return s
 }
@@ -143,8 +152,14 @@ func New(c Config) *Service {
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterSearchServiceServer(s, svc) }
 
 // Search asks the node's own store and every peer in parallel, under the deadline, or only the
-// sources that req.Origins names.
+// sources that req.Origins names. A search that asks a peer waits its turn under the caller's and
+// the node's limits, or is refused over them (limit.go).
 func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.SearchResponse, error) {
+	return s.search(ctx, req, true)
+}
+
+// search is Search; limited takes the search from the limits, unless its caller did (Picture).
+func (s *Service) search(ctx context.Context, req *pb.SearchRequest, limited bool) (*pb.SearchResponse, error) {
 	if err := peerserver.CheckFilter(req.Filter); err != nil {
 		return nil, err
 	}
@@ -167,13 +182,19 @@ func (s *Service) Search(ctx context.Context, req *pb.SearchRequest) (*pb.Search
 	}
 	ctx, span := s.c.Tracer.Start(ctx, "knooppunt.search")
 	defer span.End()
-	sctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
 	peers, askOwn, err := s.sources(req.Origins)
 	if err != nil {
 		return nil, err
 	}
+	// Only the partners' allowance is at stake: a search of the node's own records alone is a
+	// List with an audit entry. The deadline starts once the search has its turn.
+	if limited && len(peers) > 0 {
+		if err := s.admit(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	resp := &pb.SearchResponse{}
 	sources := len(peers)
 	if askOwn {
@@ -502,6 +523,10 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 		st.State, st.Error = Denied, "it refuses this node: "+DeniedBecause+" (its node says: "+status.Convert(err).Message()+")"
 	case code == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
 		st.State, st.Error = TimedOut, reachError(status.Convert(err).Message())
+	case throttled(err):
+		// The peer is up and refuses this org's calls for now: said, so that nobody goes looking
+		// for a network fault. The state stays one that the API names (docs/api.md).
+		st.State, st.Error = Unreachable, Busy+" (its node says: "+status.Convert(err).Message()+")"
 	default:
 		st.State, st.Error = Unreachable, reachError(status.Convert(err).Message())
 	}
@@ -511,6 +536,17 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	cached, age, open := s.fromCache(context.WithoutCancel(ctx), p, f, limit, sh)
 	st.Count, st.CacheAgeMs, st.FeedOpen = int64(len(cached)), age.Milliseconds(), open
 	return cached, st
+}
+
+// Busy begins the error of a peer that refused a search as over its limits on this org's calls
+// (RESOURCE_EXHAUSTED): it answers, but not now.
+const Busy = "busy, not down: the partner's node refuses this org's calls for now, over its limits; search again in a moment"
+
+// throttled says whether err is a peer's refusal over its limits: RESOURCE_EXHAUSTED from its
+// node, not grpc-go's own for a message over the size this node takes in or sends.
+func throttled(err error) bool {
+	st := status.Convert(err)
+	return st.Code() == codes.ResourceExhausted && !strings.Contains(st.Message(), "message larger than max")
 }
 
 // dialFailure finds the address and the reason in grpc-go's message for a connection it could
@@ -726,6 +762,18 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		return nil, api.Status(s.c.Logger, err)
 	}
 	mode := db.ModeFrom(req.Mode)
+	// Only a peer's records: the copies of an org that is no peer any more stay in the cache, as
+	// the peer left them, but no retraction of its can reach them: the picture, as search, no
+	// longer shows them as a live source.
+	peers, _, _ := s.sources(nil)
+	// The peer check is a search that asks the partners, limited as one; refused before the
+	// records are read, so that a client in a loop learns to slow down rather than get a picture
+	// that only seems partial, and is not refused again when the probe starts.
+	if !req.SkipPeerCheck && len(peers) > 0 {
+		if err := s.admit(ctx, "; or read the picture with skip_peer_check, which does not ask the partners"); err != nil {
+			return nil, err
+		}
+	}
 	// Which peers answer now, asked while the records are read.
 	type answer struct {
 		resp *pb.SearchResponse
@@ -734,16 +782,12 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	probed := make(chan answer, 1)
 	if !req.SkipPeerCheck {
 		go func() {
-			resp, err := s.Search(ctx, Probe(req.Crisis, req.Mode))
+			resp, err := s.search(ctx, Probe(req.Crisis, req.Mode), false)
 			probed <- answer{resp, err}
 		}()
 	}
 	// Every cached record of the crisis, a page at a time: a picture that left some out would
 	// show a stale entry, or none, and sums that are short, and would not say so.
-	// Only a peer's: the copies of an org that is no peer any more stay in the cache, as the
-	// peer left them, but no retraction of its can reach them: the picture, as search, no longer
-	// shows them as a live source.
-	peers, _, _ := s.sources(nil)
 	peer := make(map[string]bool, len(peers))
 	for _, p := range peers {
 		peer[p.TrustDomain] = true
