@@ -26,6 +26,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -114,6 +115,10 @@ type Options struct {
 	// PictureBytes bounds a picture's answer. Default search.MaxAnswerBytes; tests set less, so
 	// that a few records reach it.
 	PictureBytes int
+	// SearchCallerRate and SearchNodeRate bound the searches that ask the partners, of one
+	// caller and of all (search.Config). Zero: the defaults; rate.Inf: no limit, for benchmarks
+	// that search far faster than people do.
+	SearchCallerRate, SearchNodeRate rate.Limit
 }
 
 // Node is a running replica.
@@ -401,7 +406,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		exerciseCfg.Partners = n.peers.ExercisePartners
 	}
 	exerciseSvc := exercises.New(exerciseCfg)
-	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log, PictureBytes: opts.PictureBytes})
+	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log, PictureBytes: opts.PictureBytes,
+		CallerRate: opts.SearchCallerRate, NodeRate: opts.SearchNodeRate})
 	auditSvc.Settle = searchSvc.Settle
 	var svid identity.Source
 	if n.ident != nil {

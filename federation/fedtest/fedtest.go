@@ -29,6 +29,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node"
@@ -84,6 +85,9 @@ type Options struct {
 	// PictureBytes is every in-process node's bound of a picture's answer (node.Options). Zero:
 	// the node default, search.MaxAnswerBytes.
 	PictureBytes int
+	// SearchRate is every in-process node's limit of searches that ask the partners, per caller
+	// and in all (node.Options). Zero: the node's defaults; rate.Inf: none.
+	SearchRate rate.Limit
 	// Logger receives the in-process nodes' logs. Default: discarded, unless the environment
 	// variable KNOOPPUNT_TEST_LOG is set, which sends them to stderr.
 	Logger *slog.Logger
@@ -461,7 +465,10 @@ func (o *Org) start(tb testing.TB) error {
 		tp = o.fed.opts.Tracing(o.Name)
 	}
 	n, err := clustertest.StartNode(o.ConfigFile(), o.DataDir(), "fedtest", o.fed.opts.Logger.With("org", o.Name),
-		func(opts *node.Options) { opts.TracerProvider, opts.PictureBytes = tp, o.fed.opts.PictureBytes })
+		func(opts *node.Options) {
+			opts.TracerProvider, opts.PictureBytes = tp, o.fed.opts.PictureBytes
+			opts.SearchCallerRate, opts.SearchNodeRate = o.fed.opts.SearchRate, o.fed.opts.SearchRate
+		})
 	if err != nil {
 		return err
 	}

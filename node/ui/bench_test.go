@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -25,7 +27,7 @@ import (
 //     (target ≤ 2×).
 
 var uiBenchOpts = fedtest.Options{Heartbeat: 5 * time.Second, IdleTimeout: 20 * time.Second, Reevaluate: 30 * time.Second,
-	PeerRequestsPerSecond: 1e6}
+	PeerRequestsPerSecond: 1e6, SearchRate: rate.Inf}
 
 // quantile is the q-quantile of samples, which it sorts.
 func quantile(samples []time.Duration, q float64) time.Duration {

@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -373,13 +375,7 @@ func TestLocalPath(t *testing.T) {
 // TestRequireRecent: a sign-in older than MaxOfficerAge sends a GET to sign in again, forcing
 // the provider to authenticate anew (a POST, whose form is kept, is TestStaleSignInSignsInAgain's).
 func TestRequireRecent(t *testing.T) {
-	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
-		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
-		Org: "a.crisis.test", Name: "a", Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &Lang{Code: "nl", cat: s.cats["nl"]}
+	s, l := dutchServer(t)
 	for _, tc := range []struct {
 		method string
 		age    time.Duration
@@ -1071,4 +1067,33 @@ func TestTellApart(t *testing.T) {
 	if !maps.Equal(names, want) {
 		t.Errorf("tellApart:\n got %v\nwant %v", names, want)
 	}
+}
+
+// TestNodeLimitIsTooFast: a search the node refuses over its limit of searches that ask the
+// partners (RESOURCE_EXHAUSTED with RetryInfo) is shown as the pages' own limit is, 429 with
+// Retry-After and the page that says to wait a moment, not as a failing service (502).
+func TestNodeLimitIsTooFast(t *testing.T) {
+	s, l := dutchServer(t)
+	st, err := status.New(codes.ResourceExhausted, "over the node's limit").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(1500 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	r := &request{Request: httptest.NewRequest("GET", "/zoeken?q=bedden", nil), L: l, Session: &session{CSRF: "c"}}
+	s.failCall(w, r, st.Err())
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "2" || !strings.Contains(w.Body.String(), l.T("error.too_fast")) {
+		t.Errorf("a search over the node's limit: %d, Retry-After %q:\n%s", w.Code, w.Header().Get("Retry-After"), w.Body.String())
+	}
+}
+
+// dutchServer is a web interface with no node behind it, and its Dutch catalogue.
+func dutchServer(t *testing.T) (*Server, *Lang) {
+	t.Helper()
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, &Lang{Code: "nl", cat: s.cats["nl"]}
 }

@@ -333,6 +333,12 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 		}
 	case codes.NotFound:
 		code, msg = http.StatusNotFound, r.L.T("error.not_found")
+	case codes.ResourceExhausted:
+		if wait, ok := api.RetryAfter(err); ok {
+			// A limit of the node's on searches that ask the partners: as the pages' own.
+			s.tooFast(w, r, wait)
+			return
+		}
 	case codes.InvalidArgument:
 		// Said in the page's words, the service's own (which names the field, in English)
 		// under it: such a request comes from a link that was typed or mangled (in a mail, a

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
 )
 
 // limitedBody is a request body under http.MaxBytesReader that notes when the limit cut it off,
@@ -31,11 +35,12 @@ func (b limitedBody) Read(p []byte) (int, error) {
 
 type overKey struct{}
 
-// errorHandler is grpc-gateway's, except for what is too large. RESOURCE_EXHAUSTED, which the
-// node's services answer only for something over a size limit (a record body, a policy, a
-// file), is 413 Content Too Large instead of the gateway's 429 Too Many Requests, which HTTP
-// clients take for "slow down and retry" and would send the same request again forever. A
-// request body over the API's own limit is a 413 that names the limit, not a bare 400.
+// errorHandler is grpc-gateway's, except for what is too large. RESOURCE_EXHAUSTED for
+// something over a size limit (a record body, a policy, a file) is 413 Content Too Large
+// instead of the gateway's 429 Too Many Requests, which HTTP clients take for "slow down and
+// retry" and would send the same request again forever; one that says when to retry (a rate
+// limit) is 429 with Retry-After. A request body over the API's own limit is a 413 that names
+// the limit, not a bare 400.
 func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 		if over, _ := ctx.Value(overKey{}).(*bool); over != nil && *over {
@@ -56,6 +61,14 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 		}
 		switch status.Code(err) {
 		case codes.ResourceExhausted:
+			// A refusal that says when to retry (RetryInfo: a rate limit, such as the searches
+			// that ask the partners) is 429 with Retry-After; any other (a size) is no reason to
+			// retry.
+			if after, ok := api.RetryAfter(err); ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
+				w = mended{ResponseWriter: w, code: http.StatusTooManyRequests}
+				break
+			}
 			w = mended{ResponseWriter: w, code: http.StatusRequestEntityTooLarge}
 		case codes.Unauthenticated:
 			// The gateway puts the status message in WWW-Authenticate; RFC 7235 wants a
