@@ -109,7 +109,7 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 			ap.Leaving = local(p.LeavingSince.AsTime()).Format("2006-01-02 15:04 MST")
 		}
 		if ps := states[p.TrustDomain]; ps != nil {
-			ap.State, ap.Latency, ap.Error, ap.CacheAge = ps.State, ps.LatencyMs, ps.Error, cacheAge(r.L, ps)
+			ap.State, ap.Latency, ap.Error, ap.CacheAge = shownState(ps), ps.LatencyMs, ps.Error, cacheAge(r.L, ps)
 		}
 		v.Peers = append(v.Peers, ap)
 	}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
@@ -1096,4 +1097,23 @@ func dutchServer(t *testing.T) (*Server, *Lang) {
 		t.Fatal(err)
 	}
 	return s, &Lang{Code: "nl", cat: s.cats["nl"]}
+}
+
+// TestBusyPartnerIsNotUnreachable: a partner that refused a search as over its limits on this
+// org's calls shows as busy (bezet), not as unreachable, which sent staff to check a network
+// that was fine; one that could not be reached still shows so.
+func TestBusyPartnerIsNotUnreachable(t *testing.T) {
+	_, l := dutchServer(t)
+	for _, tc := range []struct {
+		st   *pb.PeerStatus
+		want string
+	}{
+		{&pb.PeerStatus{State: search.Unreachable, Error: search.Busy + " (its node says: peer a.test is over 50 calls per second)"}, "bezet: vraag het zo weer"},
+		{&pb.PeerStatus{State: search.Unreachable, Error: "connection refused"}, "onbereikbaar"},
+		{&pb.PeerStatus{State: "answered"}, "geantwoord"},
+	} {
+		if got := stateOf(l, shownState(tc.st)).Text; got != tc.want {
+			t.Errorf("%s %q: shown as %q, want %q", tc.st.State, tc.st.Error, got, tc.want)
+		}
+	}
 }

@@ -193,7 +193,8 @@ func cacheAge(l *Lang, p *pb.PeerStatus) string {
 
 type partnerView struct {
 	Name, TrustDomain string
-	// State is answered, denied, unreachable or timed_out; Own marks this node.
+	// State is answered, denied, unreachable, busy or timed_out (shownState); Own marks this
+	// node.
 	State   string
 	Own     bool
 	Records int
@@ -344,7 +345,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	v.Partners = append(v.Partners, own)
 	names := s.partnerNames(r)
 	for _, p := range pic.Peers {
-		pv := partnerView{Name: partnerName(names, p.Peer, p.TrustDomain), TrustDomain: p.TrustDomain, State: p.State, Records: count[p.TrustDomain]}
+		pv := partnerView{Name: partnerName(names, p.Peer, p.TrustDomain), TrustDomain: p.TrustDomain, State: shownState(p), Records: count[p.TrustDomain]}
 		if a, ok := newest[p.TrustDomain]; ok {
 			pv.Newest = age(r.L, a)
 		}
@@ -1174,7 +1175,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			v.Capped = r.L.T("search.capped", strings.Join(cut, ", "), searchPageLimit)
 		}
 		for _, p := range resp.Peers {
-			pv := partnerView{Name: partnerName(names, p.Peer, p.TrustDomain), TrustDomain: p.TrustDomain, State: p.State, Records: int(p.Count)}
+			pv := partnerView{Name: partnerName(names, p.Peer, p.TrustDomain), TrustDomain: p.TrustDomain, State: shownState(p), Records: int(p.Count)}
 			if v.Org == "" && len(resp.Peers) > 1 {
 				only := r.URL.Query()
 				only.Set("org", p.TrustDomain)

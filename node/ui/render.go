@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -103,7 +104,17 @@ func dict(kv ...any) (map[string]any, error) {
 // stateView is a partner's answer, as a tag.
 type stateView struct{ Class, Text string }
 
-// stateOf shows a search's per-partner state: answered, denied, unreachable or timed_out.
+// shownState is a partner's state in a search's answer, as the pages show it: a partner that
+// refused the search as over its limits on this org's calls is busy, not unreachable, which
+// would send staff to check a network that is fine (its cache is served as for unreachable).
+func shownState(p *pb.PeerStatus) string {
+	if p.GetState() == search.Unreachable && strings.HasPrefix(p.GetError(), search.Busy) {
+		return "busy"
+	}
+	return p.GetState()
+}
+
+// stateOf shows a search's per-partner state (shownState).
 func stateOf(l *Lang, state string) stateView {
 	class := "kp-tag--warn"
 	switch state {
