@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,9 +42,9 @@ func TestClusterRestoreFromBackup(t *testing.T) {
 				follower = c.Replicas[1]
 			}
 			c.Converged(t, 20*time.Second, c.Replicas...)
-			backup, applied := takeBackup(t, follower)
-			if applied == 0 {
-				t.Fatal("the backup holds no log entry")
+			backup, applied, behind := takeBackup(t, follower)
+			if applied == 0 || behind != "" {
+				t.Fatalf("the backup of a current follower: up to entry %d, behind %q; want entries, and not behind", applied, behind)
 			}
 			leader.Put(t, clustertest.Shelter("after", 1))
 			c.Converged(t, 20*time.Second, c.Replicas...)
@@ -92,7 +93,7 @@ func TestBackupTimeSurvivesRestart(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{Replicas: 1})
 	r := c.Leader(t, 10*time.Second, c.Replicas...)
 	r.Put(t, clustertest.Shelter("one", 1))
-	path, applied := takeBackup(t, r)
+	path, applied, _ := takeBackup(t, r)
 	// A copy of the whole database left the node: who took it, and which copy, is audited.
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -125,8 +126,8 @@ func TestBackupTimeSurvivesRestart(t *testing.T) {
 }
 
 // takeBackup streams a backup from r's ClusterService into a file, checks it and says it kept
-// it, as knooppunt backup does.
-func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint64) {
+// it, as knooppunt backup does. behind is why r was not current with its group ("" if it was).
+func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint64, behind string) {
 	t.Helper()
 	// Each backup kept counts, and sets the time monitoring watches.
 	before, start := testutil.ToFloat64(metrics.Backups.WithLabelValues("ok")), time.Now()
@@ -160,7 +161,7 @@ func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint
 			t.Fatal(err)
 		}
 		if first {
-			size, applied = c.Size, c.AppliedIndex
+			size, applied, behind = c.Size, c.AppliedIndex, c.Behind
 		}
 		n, err := f.Write(c.Data)
 		if err != nil {
@@ -182,7 +183,7 @@ func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint
 	if _, err := cc.BackupKept(clustertest.Call(t), &pb.BackupKeptRequest{Sha256: hex.EncodeToString(h.Sum(nil)), AppliedIndex: applied}); err != nil {
 		t.Fatalf("BackupKept: %v", err)
 	}
-	return path, applied
+	return path, applied, behind
 }
 
 // restoreInto puts the backup in a new data directory, as knooppunt restore does.
@@ -197,5 +198,24 @@ func restoreInto(t *testing.T, backup, dir string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, node.DatabaseName), data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackupOfACutOffReplicaSaysSo: a follower cut off from its group still gives its backup (a
+// survivor's data is where recovery starts), but the backup says that the replica is behind,
+// where it read as any other and its metric counted it as the latest: its copy lacks what the
+// group committed since (review E).
+func TestBackupOfACutOffReplicaSaysSo(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	leader.Put(t, clustertest.Shelter("before", 1))
+	c.Converged(t, 20*time.Second, c.Replicas...)
+	cut := others(c, leader)[0]
+	cut.Node.Store().Isolate(true)
+	defer cut.Node.Store().Isolate(false)
+	leader.Put(t, clustertest.Shelter("after", 1))
+	_, applied, behind := takeBackup(t, cut)
+	if !strings.Contains(behind, "behind its group") {
+		t.Fatalf("the backup of a cut-off follower, up to entry %d: behind %q; want it said to be behind its group", applied, behind)
 	}
 }

@@ -433,6 +433,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}).Run)
 	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log})
 	clusterSvc := cluster.New(n.store, n.db, cfg.ReplicaID, n.log)
+	clusterSvc.SetCurrent(n.currentForPeers)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
 		search.RegisterService(s, searchSvc)

@@ -56,20 +56,23 @@ knooppunt_backup_last_success_timestamp_seconds). For admins and the local socke
 				return fmt.Errorf("FILE: %s exists (%d bytes, %s): name a new file, or give --overwrite to replace it once the new backup is whole",
 					out, info.Size(), info.ModTime().Local().Format(time.RFC3339))
 			}
-			var applied uint64
-			var size int64
+			var saved savedBackup
 			err := f.call(func(conn *grpc.ClientConn) error {
 				var err error
-				applied, size, err = saveBackup(cmd, conn, out, !quiet && f.output != "json")
+				saved, err = saveBackup(cmd, conn, out, !quiet && f.output != "json")
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"file": out, "bytes": size, "applied_index": applied})
+			if saved.behind != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: warning: the replica was not current with its group when the copy began: %s. %s holds what this replica applied, up to log entry %d, which may be older than the group's: for the group's latest, take the backup from its leader (knooppunt cluster status)\n",
+					saved.behind, out, saved.applied)
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, up to log entry %d\n", out, size, applied)
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"file": out, "bytes": saved.size, "applied_index": saved.applied, "behind": saved.behind})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, up to log entry %d\n", out, saved.size, saved.applied)
 			return err
 		},
 	}
@@ -83,16 +86,21 @@ knooppunt_backup_last_success_timestamp_seconds). For admins and the local socke
 // to out, so that a broken transfer never leaves a partial backup under the name asked for. Then
 // it tells the replica that it kept the backup (BackupKept), for the replica's monitoring of its
 // backups: a backup sent and not kept is not one.
-func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool) (applied uint64, size int64, err error) {
+func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool) (savedBackup, error) {
+	var (
+		applied uint64
+		size    int64
+		behind  string
+	)
 	tmp, err := createBeside(out)
 	if err != nil {
-		return 0, 0, fmt.Errorf("FILE: %w", err)
+		return savedBackup{}, fmt.Errorf("FILE: %w", err)
 	}
 	defer tmp.discard()
 	cc := pb.NewClusterServiceClient(conn)
 	stream, err := cc.Backup(cmd.Context(), &pb.BackupRequest{})
 	if err != nil {
-		return 0, 0, err
+		return savedBackup{}, err
 	}
 	var bar *progressbar.ProgressBar
 	var got int64
@@ -104,14 +112,14 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 			break
 		}
 		if err != nil {
-			return 0, 0, err
+			return savedBackup{}, err
 		}
 		if bar == nil {
-			applied, size = c.AppliedIndex, c.Size
+			applied, size, behind = c.AppliedIndex, c.Size, c.Behind
 			bar = newBar(cmd.ErrOrStderr(), size, "backing up", show)
 		}
 		if _, err := w.Write(c.Data); err != nil {
-			return 0, 0, fmt.Errorf("FILE: %w", err)
+			return savedBackup{}, fmt.Errorf("FILE: %w", err)
 		}
 		bar.Add(len(c.Data))
 		got += int64(len(c.Data))
@@ -120,20 +128,28 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 		bar.Finish()
 	}
 	if bar == nil || got != size {
-		return 0, 0, fmt.Errorf("the node sent %d of %d bytes: the backup is incomplete; nothing was written to %s", got, size, out)
+		return savedBackup{}, fmt.Errorf("the node sent %d of %d bytes: the backup is incomplete; nothing was written to %s", got, size, out)
 	}
 	if got, _, err := db.CheckBackup(cmd.Context(), tmp.Name()); err != nil || got != applied {
-		return 0, 0, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
+		return savedBackup{}, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
 	}
 	if err := tmp.commit(); err != nil {
-		return 0, 0, fmt.Errorf("FILE: %w", err)
+		return savedBackup{}, fmt.Errorf("FILE: %w", err)
 	}
 	_, err = cc.BackupKept(cmd.Context(), &pb.BackupKeptRequest{Sha256: hex.EncodeToString(h.Sum(nil)), AppliedIndex: applied})
 	// A node of the release before has no BackupKept: it counted the backup when it sent it.
 	if err != nil && status.Code(err) != codes.Unimplemented {
 		fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s is whole and checked, but the replica was not told that it is kept, so its status and metric do not count it: %v\n", out, err)
 	}
-	return applied, size, nil
+	return savedBackup{applied: applied, size: size, behind: behind}, nil
+}
+
+// savedBackup is a backup kept: the last log entry it holds, its size, and why the replica was
+// not current with its group when the copy began ("" when it was).
+type savedBackup struct {
+	applied uint64
+	size    int64
+	behind  string
 }
 
 func newRestoreCmd() *cobra.Command {

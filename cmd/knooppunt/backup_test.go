@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -510,5 +511,36 @@ func TestRestoreWarnsOfAnotherOwner(t *testing.T) {
 		if said := strings.Contains(out.String(), "warning: "+data+" belongs to 54321, not to you (uid 0)"); said != c.warn {
 			t.Errorf("restore into a directory of uid %d said %q", c.uid, out.String())
 		}
+	}
+}
+
+// TestBackupOfACutOffReplicaWarns: knooppunt backup of a follower cut off from its group keeps
+// the backup (a survivor's data is where recovery starts) and warns that it may be older than
+// the group's, also in -o json; a current replica's backup says nothing of the kind.
+func TestBackupOfACutOffReplicaWarns(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	leader.Put(t, clustertest.Shelter("before", 1))
+	c.Converged(t, 20*time.Second, c.Replicas...)
+	var cut *clustertest.Replica
+	for _, r := range c.Replicas {
+		if r != leader {
+			cut = r
+		}
+	}
+	dir := t.TempDir()
+	if r := cli(t, nil, "", "backup", filepath.Join(dir, "current.db"), "--node", "unix://"+cut.SocketPath(), "-q").want(t, 0); strings.Contains(r.stderr, "warning") {
+		t.Errorf("the backup of a current follower warns: %s", r.stderr)
+	}
+	cut.Node.Store().Isolate(true)
+	defer cut.Node.Store().Isolate(false)
+	leader.Put(t, clustertest.Shelter("after", 1))
+	r := cli(t, nil, "", "backup", filepath.Join(dir, "cut.db"), "--node", "unix://"+cut.SocketPath(), "-q", "-o", "json").want(t, 0)
+	var doc struct {
+		Behind string `json:"behind"`
+	}
+	r.oneJSON(t, &doc)
+	if !strings.Contains(r.stderr, "knooppunt: warning: the replica was not current with its group") || !strings.Contains(doc.Behind, "behind its group") {
+		t.Errorf("the backup of a cut-off follower: stderr %q, behind %q; want a warning, and behind in the JSON", r.stderr, doc.Behind)
 	}
 }

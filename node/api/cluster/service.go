@@ -41,7 +41,15 @@ type Service struct {
 	replica string
 	log     *slog.Logger
 	sent    sentBackups
+	// current says why the replica is not current with its group, or nil when it is (see
+	// SetCurrent).
+	current func(context.Context) error
 }
+
+// SetCurrent gives the service the check of whether the replica is current with its group: a
+// backup taken on a replica that is not says so, since its copy may be older than the group's.
+// Call it before the service serves.
+func (s *Service) SetCurrent(f func(context.Context) error) { s.current = f }
 
 var _ pb.ClusterServiceServer = (*Service)(nil)
 
@@ -250,6 +258,14 @@ func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) erro
 		return api.Status(s.log, err)
 	}
 	defer os.Remove(path)
+	// Asked before the copy: a replica cut off from its group still gives its backup (a
+	// survivor's data is where recovery starts), but says that it may be behind.
+	var behind string
+	if s.current != nil {
+		if err := s.current(ctx); err != nil {
+			behind = status.Convert(err).Message()
+		}
+	}
 	madeAt := time.Now()
 	applied, err := s.db.Copy(ctx, path)
 	if err != nil {
@@ -264,7 +280,7 @@ func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) erro
 	if err != nil {
 		return api.Status(s.log, err)
 	}
-	first := &pb.BackupChunk{Size: info.Size(), AppliedIndex: applied}
+	first := &pb.BackupChunk{Size: info.Size(), AppliedIndex: applied, Behind: behind}
 	h := sha256.New()
 	if err := sendChunks(io.TeeReader(f, h), backupChunk, first, stream.Send); err != nil {
 		return api.Status(s.log, err)
@@ -272,7 +288,7 @@ func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) erro
 	sum := hex.EncodeToString(h.Sum(nil))
 	s.sent.add(sum, sentBackup{applied: applied, madeAt: madeAt}, time.Now())
 	s.audit(ctx, db.AuditBackup, s.replica, map[string]any{"sha256": sum, "bytes": info.Size(), "applied_index": applied})
-	s.log.Info("backup sent: it counts as taken once the client says it kept it", "applied_index", applied, "bytes", info.Size(), "sha256", sum)
+	s.log.Info("backup sent: it counts as taken once the client says it kept it", "applied_index", applied, "bytes", info.Size(), "sha256", sum, "behind", behind)
 	return nil
 }
 

@@ -1927,10 +1927,14 @@ func (*BackupRequest) Descriptor() ([]byte, []int) {
 // BackupChunk is a piece of a backup, in order. The first also says the whole copy's size in
 // bytes and the index of the last Raft log entry it holds.
 type BackupChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data" json:"data,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size" json:"size,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex" json:"applied_index,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Data         []byte                 `protobuf:"bytes,1,opt,name=data" json:"data,omitempty"`
+	Size         int64                  `protobuf:"varint,2,opt,name=size" json:"size,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex" json:"applied_index,omitempty"`
+	// behind, in the first chunk, says why the replica was not current with its group when the
+	// copy began (it knows no leader, or has not applied all its group committed): the copy holds
+	// what this replica applied, which may be older than the group's. Empty: current.
+	Behind        string `protobuf:"bytes,4,opt,name=behind" json:"behind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1984,6 +1988,13 @@ func (x *BackupChunk) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *BackupChunk) GetBehind() string {
+	if x != nil {
+		return x.Behind
+	}
+	return ""
 }
 
 // BackupKeptRequest names a backup this replica streamed, by what the client kept: the SHA-256
@@ -2463,11 +2474,12 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x1f\n" +
 	"\rRemoveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x0f\n" +
-	"\rBackupRequest\"Z\n" +
+	"\rBackupRequest\"r\n" +
 	"\vBackupChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"P\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x16\n" +
+	"\x06behind\x18\x04 \x01(\tR\x06behind\"P\n" +
 	"\x11BackupKeptRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"K\n" +
