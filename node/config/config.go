@@ -334,10 +334,9 @@ type OIDC struct {
 	// Scopes are asked for besides openid. Default [profile].
 	Scopes []string `yaml:"scopes"`
 	// SignOut is where signing out ends the person's session: SignOutProvider (the default, also
-	// when empty)
-	// ends it at the provider too, when the provider offers an end_session_endpoint, so that
-	// the next person at a shared computer is not signed in by the provider's single sign-on;
-	// SignOutNode ends the node's session alone.
+	// when empty) ends it at the provider too, when the provider offers an end_session_endpoint,
+	// so that the next person at a shared computer is not signed in by the provider's single
+	// sign-on; SignOutNode ends the node's session alone.
 	SignOut string `yaml:"sign_out"`
 }
 

@@ -383,8 +383,8 @@ func deadLetters(tx *writeTx, webhook string) ([]deadLetter, error) {
 	return out, rows.Err()
 }
 
-// sqlRecordVersion is the version a record has here now (0 when it is not here): own when the
-// origin is ”, else a partner's copy.
+// sqlRecordVersion is the version a record has here now (0 when it is not here): an own record
+// for an empty origin, else a partner's copy.
 const sqlRecordVersion = `SELECT coalesce(CASE WHEN ?1 = '' THEN (SELECT version FROM records WHERE id = ?2)
 	ELSE (SELECT version FROM foreign_records WHERE origin = ?1 AND id = ?2) END, 0)`
 
