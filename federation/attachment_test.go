@@ -56,6 +56,12 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 		err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(b.Local(t)), a.TD.Name()+"/handreiking", hash, nil, &out, nil)
 		return err == nil, fmt.Sprint(err)
 	})
+	// The peer's name stands for its trust domain, as in search --origin and export (review G,
+	// G4: it said the record named no file).
+	var byName bytes.Buffer
+	if err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(b.Local(t)), a.Name+"/handreiking", hash, nil, &byName, nil); err != nil || !bytes.Equal(byName.Bytes(), pdf) {
+		t.Errorf("b's file of %s/handreiking by the peer's name: %d bytes, %v; want the PDF", a.Name, byName.Len(), err)
+	}
 
 	// The word is in the PDF only. From b: a answers over its own record, PDF included, and
 	// b's cache holds the text of the file it fetched. (Waited for in the databases: a search

@@ -431,7 +431,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.goBackground(webhook.NewDispatcher(webhook.DispatcherConfig{
 		Store: n.store, DB: n.db, Org: cfg.Org, Replica: cfg.ReplicaID, Settings: webhookSettings, Peers: runningPeers, Logger: n.log,
 	}).Run)
-	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log})
+	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log, Peers: runningPeers})
 	clusterSvc := cluster.New(n.store, n.db, cfg.ReplicaID, n.log)
 	clusterSvc.SetCurrent(n.currentForPeers)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)

@@ -117,8 +117,9 @@ func newAttachmentGetCmd() *cobra.Command {
 		Use:   "get ID SHA256 -o FILE",
 		Short: "Save a file that a record names",
 		Long: `Save a file that a record names. ID is an own record's id, or ORIGIN/ID for a record
-received from a peer (its origin is the peer's trust domain). SHA256 is the file's hash, as the
-record's attachments list it (record get). The file is checked against the hash before it is
+received from a peer (ORIGIN is the peer's trust domain or its name, as in search --origin).
+SHA256 is the file's hash, as the record's attachments list it (record get, or search -o json
+for a peer's). The file is checked against the hash before it is
 kept; -o - writes it to standard output. Like record get, it reads in one mode: an exercise's
 record names its files only with --exercise NAME, a test or draft record's with --status.`,
 		Example: `  knooppunt record get handreiking-opvang -o json | jq '.body.attachments'

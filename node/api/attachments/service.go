@@ -17,6 +17,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/attach"
+	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/store"
@@ -29,6 +30,9 @@ type Config struct {
 	DB     *db.DB
 	Limits func() attach.Limits
 	Logger *slog.Logger
+	// Peers are the node's peers now: a record's origin may be named by a peer's name, as
+	// search --origin and export take it.
+	Peers func() []config.Peer
 }
 
 // Service implements knooppunt.v1.AttachmentService.
@@ -125,7 +129,7 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 		if err := record.CheckOrigin("record_id", o); err != nil {
 			return api.Status(s.c.Logger, err)
 		}
-		origin, id = o, rest
+		origin, id = s.trustDomainOf(o), rest
 	}
 	if err := record.CheckID("record_id", id); err != nil {
 		return api.Status(s.c.Logger, err)
@@ -141,7 +145,11 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 		return api.Status(s.c.Logger, err)
 	}
 	if !named {
-		return status.Errorf(codes.NotFound, "record %s names no file %s in this mode: list the record's attachments with record get (with --exercise NAME for an exercise's record)", req.RecordId, req.Sha256)
+		how := "record get " + id
+		if origin != "" {
+			how = fmt.Sprintf("search --origin %s --id %s -o json", origin, id)
+		}
+		return status.Errorf(codes.NotFound, "record %s names no file %s in this mode: list the record's attachments with %s (with --exercise NAME for an exercise's record)", req.RecordId, req.Sha256, how)
 	}
 	notYet := func() error {
 		return status.Errorf(codes.Unavailable, "the file of %s has not been fetched from %s yet: try again shortly", req.RecordId, origin)
@@ -164,4 +172,17 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 		}
 		return api.Status(s.c.Logger, err)
 	})
+}
+
+// trustDomainOf is the trust domain of the origin named: a peer's name stands for its trust
+// domain; anything else is taken as a trust domain.
+func (s *Service) trustDomainOf(origin string) string {
+	if s.c.Peers != nil {
+		for _, p := range s.c.Peers() {
+			if p.Name == origin {
+				return p.TrustDomain
+			}
+		}
+	}
+	return origin
 }
