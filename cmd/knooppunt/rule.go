@@ -322,7 +322,7 @@ func newRuleTestCmd() *cobra.Command {
 	var (
 		f        clientFlags
 		from, to string
-		since    time.Duration
+		since    string
 		step     time.Duration
 		exercise string
 	)
@@ -362,11 +362,16 @@ open exercise: an exercise's alert names this command with its --exercise.`,
 				}
 				*t.dst = timestamppb.New(ts)
 			}
-			if since > 0 {
+			if since != "" {
 				if from != "" {
 					return fmt.Errorf("--since and --from: give one of them")
 				}
-				req.From = timestamppb.New(time.Now().Add(-since))
+				// As the other --since flags take it: 168h, 7d, or a time.
+				at, err := parseSince(since)
+				if err != nil {
+					return fmt.Errorf("--since %w", err)
+				}
+				req.From = timestamppb.New(at)
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				resp, err := pb.NewRuleServiceClient(conn).Test(cmd.Context(), req)
@@ -420,7 +425,7 @@ open exercise: an exercise's alert names this command with its --exercise.`,
 	}
 	cmd.Flags().StringVar(&from, "from", "", "start of the run (RFC 3339); default the start of the history's retention")
 	cmd.Flags().StringVar(&to, "to", "", "end of the run (RFC 3339); default now")
-	cmd.Flags().DurationVar(&since, "since", 0, "run over this long back from now, such as 168h")
+	cmd.Flags().StringVar(&since, "since", "", "run over this long back from now, such as 168h or 7d (or from a time, RFC 3339)")
 	cmd.Flags().DurationVar(&step, "step", time.Minute, "interval between evaluations")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "run over this exercise's records (default: the actual records)")
 	f.register(cmd, true)

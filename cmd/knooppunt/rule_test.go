@@ -43,6 +43,13 @@ clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds
 	if !strings.Contains(r.stdout, "1 episode(s)") || !strings.Contains(r.stdout, `VR19`) || !strings.Contains(r.stdout, `sum("shelter.capacity", "beds_free")=6`) {
 		t.Errorf("rule test:\n%s", r.stdout)
 	}
+	// --since in days, as the other --since flags take it (review G, G7).
+	if r := cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "7d").want(t, 0); !strings.Contains(r.stdout, "1 episode(s)") {
+		t.Errorf("rule test --since 7d:\n%s", r.stdout)
+	}
+	if r := cli(t, nil, "", "rule", "test", good, "--node", addr, "--since", "7x").want(t, 1); !strings.Contains(r.stderr, `--since "7x": use RFC 3339`) {
+		t.Errorf("rule test --since 7x: %s", r.stderr)
+	}
 	// A crisis no record names (a typo) lints, and cannot fire: lint --node and test say so; one no
 	// record can name is refused.
 	typo := filepath.Join(dir, "typo.yaml")
