@@ -159,6 +159,11 @@ problem with line, column, field and message, for a pipeline that checks policie
 			if len(probs) > 0 {
 				return exitError(1)
 			}
+			// The warnings went to stderr: "ok" alone read as clean when that was out of sight.
+			if n := len(doubts); n > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok, with %d warning(s) above\n", args[0], n)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
 			return nil
 		},
