@@ -360,14 +360,19 @@ type peerJSON struct {
 	SubscriptionSince *time.Time `json:"subscription_since,omitempty"`
 	SubscriptionError string     `json:"subscription_error,omitempty"`
 	// BundleRefreshedAt is this replica's last good fetch of the peer's trust bundle; BundleError
-	// why the latest fail, since BundleFailingSince.
+	// why the latest fail, since BundleFailingSince. BundleLastAttempt is when it last tried,
+	// BundleNextAttempt when it tries next.
 	BundleRefreshedAt  *time.Time `json:"bundle_refreshed_at,omitempty"`
 	BundleError        string     `json:"bundle_error,omitempty"`
 	BundleFailingSince *time.Time `json:"bundle_failing_since,omitempty"`
+	BundleLastAttempt  *time.Time `json:"bundle_last_attempt,omitempty"`
+	BundleNextAttempt  *time.Time `json:"bundle_next_attempt,omitempty"`
 }
 
 // bundleText says how this replica's refresh of the peer's trust bundle fares: when it last
-// succeeded, or since when it fails and why. Empty when it fetches none.
+// succeeded, or since when it fails, why, and when it tries again (soon after a failure: one
+// failure at start, before the partner's endpoint listened, is no outage). Empty when it fetches
+// none.
 func bundleText(p *pb.PeerInfo) string {
 	last := "never"
 	if p.BundleRefreshedAt != nil {
@@ -375,7 +380,18 @@ func bundleText(p *pb.PeerInfo) string {
 	}
 	switch {
 	case p.BundleError != "":
-		return fmt.Sprintf("refresh FAILING for %s: %s (last good fetch %s; the last good bundle stays in use until the partner's CA rotates)", age(p.BundleFailingSince), p.BundleError, last)
+		attempt := p.BundleError
+		if p.BundleLastAttempt != nil {
+			attempt = "last attempt " + age(p.BundleLastAttempt) + " ago: " + attempt
+		}
+		if p.BundleNextAttempt != nil {
+			if next := time.Until(p.BundleNextAttempt.AsTime()).Round(time.Second); next > 0 {
+				attempt += "; next in " + next.String()
+			} else {
+				attempt += "; next now"
+			}
+		}
+		return fmt.Sprintf("refresh failing for %s (%s; last good fetch %s; the last good bundle stays in use until the partner's CA rotates)", age(p.BundleFailingSince), attempt, last)
 	case p.BundleRefreshedAt != nil:
 		return "fetched " + last
 	}
@@ -426,6 +442,7 @@ func toPeerJSON(p *pb.PeerInfo) peerJSON {
 	j.Cursor, j.LastDelivery = p.Cursor, optionalTime(p.ReceivedAt)
 	j.Subscription, j.SubscriptionSince, j.SubscriptionError = p.Subscription, optionalTime(p.SubscriptionSince), p.SubscriptionError
 	j.BundleRefreshedAt, j.BundleError, j.BundleFailingSince = optionalTime(p.BundleRefreshedAt), p.BundleError, optionalTime(p.BundleFailingSince)
+	j.BundleLastAttempt, j.BundleNextAttempt = optionalTime(p.BundleLastAttempt), optionalTime(p.BundleNextAttempt)
 	return j
 }
 

@@ -238,9 +238,22 @@ func TestBundleText(t *testing.T) {
 	if got := bundleText(&pb.PeerInfo{BundleRefreshedAt: ago(2 * time.Minute)}); got != "fetched 2m0s ago" {
 		t.Errorf("a fetch: %q", got)
 	}
-	failing := &pb.PeerInfo{BundleRefreshedAt: ago(time.Hour), BundleError: `unexpected ID "spiffe://a/node/r1"`, BundleFailingSince: ago(5 * time.Minute)}
-	if got := bundleText(failing); !strings.HasPrefix(got, `refresh FAILING for 5m0s: unexpected ID "spiffe://a/node/r1" (last good fetch 1h0m0s ago; the last good bundle stays in use`) {
+	// The last attempt and the next say whether the refresh is about to mend (review G2): one
+	// failure at start read as minutes of failing.
+	failing := &pb.PeerInfo{BundleRefreshedAt: ago(time.Hour), BundleError: `unexpected ID "spiffe://a/node/r1"`, BundleFailingSince: ago(5 * time.Minute),
+		BundleLastAttempt: ago(4 * time.Second), BundleNextAttempt: ago(-8*time.Second - 400*time.Millisecond)}
+	if got := bundleText(failing); !strings.HasPrefix(got, `refresh failing for 5m0s (last attempt 4s ago: unexpected ID "spiffe://a/node/r1"; next in 8s; last good fetch 1h0m0s ago; the last good bundle stays in use`) {
 		t.Errorf("failing: %q", got)
+	}
+	// A fetch under way, or just due.
+	failing.BundleNextAttempt = ago(time.Second)
+	if got := bundleText(failing); !strings.Contains(got, `"spiffe://a/node/r1"; next now; last good fetch`) {
+		t.Errorf("failing, next due: %q", got)
+	}
+	// A node from before the attempts were given.
+	failing.BundleLastAttempt, failing.BundleNextAttempt = nil, nil
+	if got := bundleText(failing); !strings.HasPrefix(got, `refresh failing for 5m0s (unexpected ID "spiffe://a/node/r1"; last good fetch 1h0m0s ago;`) {
+		t.Errorf("failing, no attempts given: %q", got)
 	}
 }
 

@@ -53,10 +53,12 @@ type TrustStore struct {
 }
 
 // BundleFetch is how the refresh of a peer's bundle from its bundle endpoint fares: the last
-// fetch that succeeded, and, while the latest ones fail, since when and why.
+// fetch that succeeded, and, while the latest ones fail, since when and why; when the last fetch
+// was tried, and when the next is due.
 type BundleFetch struct {
 	OK, FailingSince time.Time
 	Err              string
+	Last, Next       time.Time
 }
 
 // NewTrustStore returns a store over the node's own Source.
@@ -77,6 +79,7 @@ func (t *TrustStore) noteFetch(td spiffeid.TrustDomain, now time.Time, err error
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.fetches[td]
+	f.Last = now
 	if err == nil {
 		f.OK, f.FailingSince, f.Err = now, time.Time{}, ""
 	} else {
@@ -85,6 +88,15 @@ func (t *TrustStore) noteFetch(td spiffeid.TrustDomain, now time.Time, err error
 		}
 		f.Err = err.Error()
 	}
+	t.fetches[td] = f
+}
+
+// noteNext records when the next fetch of td's bundle is due.
+func (t *TrustStore) noteNext(td spiffeid.TrustDomain, next time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.fetches[td]
+	f.Next = next
 	t.fetches[td] = f
 }
 
@@ -187,11 +199,21 @@ type PeerEndpoint struct {
 	URL string
 	// EndpointID is the SPIFFE ID the endpoint's server presents.
 	EndpointID spiffeid.ID
-	// DefaultRefresh applies when the peer gives no refresh hint. Default 5 minutes.
+	// DefaultRefresh applies when the peer gives no refresh hint. Default defaultRefresh.
 	DefaultRefresh time.Duration
 	// FetchTimeout bounds one fetch. Default 30 seconds.
 	FetchTimeout time.Duration
 }
+
+const (
+	// defaultRefresh is the wait between fetches when neither the peer nor PeerEndpoint gives one.
+	defaultRefresh = 5 * time.Minute
+	// firstRetry is the wait after a fetch that failed, doubling with each further failure in a
+	// row up to the refresh: a miss while the peer's endpoint does not listen yet (partners
+	// that start together) or restarts is made good in seconds, not after a whole refresh, and an
+	// endpoint that stays down is soon tried no more often than a healthy one.
+	firstRetry = 5 * time.Second
+)
 
 // maxBundleBytes bounds one fetch of a peer's bundle, as PeerEndpoint.FetchTimeout bounds its
 // time: an endpoint that answers without end, or never, must neither fill the memory of every
@@ -200,8 +222,9 @@ const maxBundleBytes = 1 << 20
 
 // WatchPeerBundle keeps a peer's bundle in t current until ctx ends. The endpoint is
 // authenticated with the bundle t already holds for the peer. A failed fetch is logged and
-// counted, and the last good bundle stays in use. The loop is go-spiffe's federation.WatchBundle,
-// with each fetch bounded in time (FetchTimeout) and size (maxBundleBytes).
+// counted, the last good bundle stays in use, and the next fetch comes sooner (NextRefresh). The
+// loop is go-spiffe's federation.WatchBundle, with each fetch bounded in time (FetchTimeout) and
+// size (maxBundleBytes).
 func WatchPeerBundle(ctx context.Context, t *TrustStore, p PeerEndpoint, log *slog.Logger) {
 	w := &peerWatcher{t: t, p: p, log: log.With("peer_trust_domain", p.TrustDomain.String())}
 	client := &http.Client{
@@ -261,16 +284,25 @@ type peerWatcher struct {
 	t   *TrustStore
 	p   PeerEndpoint
 	log *slog.Logger
-	// failed says the last fetch failed. federation.WatchBundle calls OnUpdate only when the
-	// bundle changed, but NextRefresh after every fetch, so that is where a successful fetch of
-	// an unchanged bundle is seen. The watch loop calls all three from one goroutine.
-	failed bool
+	// failed says the fetch that just ended failed; failures, kept by NextRefresh, how many in a
+	// row have. The loop calls OnUpdate only when the bundle changed, but NextRefresh after every
+	// fetch, so that is where a successful fetch of an unchanged bundle is seen. The watch loop
+	// calls all three from one goroutine.
+	failed   bool
+	failures int
 }
 
+// NextRefresh says how long to wait for the next fetch, after one that just ended: the refresh
+// (hint, else PeerEndpoint.DefaultRefresh, else defaultRefresh) after a success; after failures
+// in a row, firstRetry doubled for each but the first, up to the refresh.
 func (w *peerWatcher) NextRefresh(hint time.Duration) time.Duration {
-	if !w.failed {
+	now := time.Now()
+	if w.failed {
+		w.failures++
+	} else {
+		w.failures = 0
 		bundleRefreshed.WithLabelValues(w.p.TrustDomain.String()).SetToCurrentTime()
-		w.t.noteFetch(w.p.TrustDomain, time.Now(), nil)
+		w.t.noteFetch(w.p.TrustDomain, now, nil)
 	}
 	w.failed = false
 	d := hint
@@ -278,10 +310,19 @@ func (w *peerWatcher) NextRefresh(hint time.Duration) time.Duration {
 		d = w.p.DefaultRefresh
 	}
 	if d <= 0 {
-		d = 5 * time.Minute
+		d = defaultRefresh
+	}
+	if w.failures > 0 {
+		retry := firstRetry
+		for i := 1; i < w.failures && retry < d; i++ {
+			retry *= 2
+		}
+		d = min(d, retry)
 	}
 	// Up to 10% early, so that many nodes do not refresh in step.
-	return d - time.Duration(rand.Int64N(int64(d)/10+1))
+	d -= time.Duration(rand.Int64N(int64(d)/10 + 1))
+	w.t.noteNext(w.p.TrustDomain, now.Add(d))
+	return d
 }
 
 func (w *peerWatcher) OnUpdate(b *spiffebundle.Bundle) {

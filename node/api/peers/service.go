@@ -414,6 +414,12 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 					if f.Err != "" {
 						p.BundleError, p.BundleFailingSince = f.Err, timestamppb.New(f.FailingSince)
 					}
+					if !f.Last.IsZero() {
+						p.BundleLastAttempt = timestamppb.New(f.Last)
+					}
+					if !f.Next.IsZero() {
+						p.BundleNextAttempt = timestamppb.New(f.Next)
+					}
 				}
 			}
 		}

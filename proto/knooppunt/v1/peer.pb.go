@@ -552,8 +552,13 @@ type PeerInfo struct {
 	BundleRefreshedAt  *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=bundle_refreshed_at,json=bundleRefreshedAt" json:"bundle_refreshed_at,omitempty"`
 	BundleError        string                 `protobuf:"bytes,22,opt,name=bundle_error,json=bundleError" json:"bundle_error,omitempty"`
 	BundleFailingSince *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=bundle_failing_since,json=bundleFailingSince" json:"bundle_failing_since,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// bundle_last_attempt is when this replica last tried to fetch the peer's bundle, and
+	// bundle_next_attempt when it tries next: the refresh hint after a fetch that succeeded, and
+	// sooner after one that failed (5 seconds, doubling with each failure in a row, up to the hint).
+	BundleLastAttempt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=bundle_last_attempt,json=bundleLastAttempt" json:"bundle_last_attempt,omitempty"`
+	BundleNextAttempt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=bundle_next_attempt,json=bundleNextAttempt" json:"bundle_next_attempt,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PeerInfo) Reset() {
@@ -747,6 +752,20 @@ func (x *PeerInfo) GetBundleFailingSince() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PeerInfo) GetBundleLastAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BundleLastAttempt
+	}
+	return nil
+}
+
+func (x *PeerInfo) GetBundleNextAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BundleNextAttempt
+	}
+	return nil
+}
+
 var File_knooppunt_v1_peer_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_peer_proto_rawDesc = "" +
@@ -786,7 +805,7 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x11RemovePeerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\bR\x03now\"\xa9\a\n" +
+	"\x03now\x18\x03 \x01(\bR\x03now\"\xc1\b\n" +
 	"\bPeerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x1c\n" +
@@ -815,7 +834,9 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x12subscription_error\x18\x14 \x01(\tR\x11subscriptionError\x12J\n" +
 	"\x13bundle_refreshed_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleRefreshedAt\x12!\n" +
 	"\fbundle_error\x18\x16 \x01(\tR\vbundleError\x12L\n" +
-	"\x14bundle_failing_since\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x12bundleFailingSince2\xe0\x02\n" +
+	"\x14bundle_failing_since\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x12bundleFailingSince\x12J\n" +
+	"\x13bundle_last_attempt\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleLastAttempt\x12J\n" +
+	"\x13bundle_next_attempt\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleNextAttempt2\xe0\x02\n" +
 	"\vPeerService\x12C\n" +
 	"\x06Invite\x12\x1b.knooppunt.v1.InviteRequest\x1a\x1c.knooppunt.v1.InviteResponse\x12C\n" +
 	"\x06Accept\x12\x1b.knooppunt.v1.AcceptRequest\x1a\x1c.knooppunt.v1.AcceptResponse\x12G\n" +
@@ -858,21 +879,23 @@ var file_knooppunt_v1_peer_proto_depIdxs = []int32{
 	9,  // 6: knooppunt.v1.PeerInfo.subscription_since:type_name -> google.protobuf.Timestamp
 	9,  // 7: knooppunt.v1.PeerInfo.bundle_refreshed_at:type_name -> google.protobuf.Timestamp
 	9,  // 8: knooppunt.v1.PeerInfo.bundle_failing_since:type_name -> google.protobuf.Timestamp
-	0,  // 9: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
-	2,  // 10: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
-	4,  // 11: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
-	6,  // 12: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
-	7,  // 13: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
-	1,  // 14: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
-	3,  // 15: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
-	5,  // 16: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
-	8,  // 17: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
-	8,  // 18: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 9: knooppunt.v1.PeerInfo.bundle_last_attempt:type_name -> google.protobuf.Timestamp
+	9,  // 10: knooppunt.v1.PeerInfo.bundle_next_attempt:type_name -> google.protobuf.Timestamp
+	0,  // 11: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
+	2,  // 12: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
+	4,  // 13: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
+	6,  // 14: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
+	7,  // 15: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
+	1,  // 16: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
+	3,  // 17: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
+	5,  // 18: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
+	8,  // 19: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
+	8,  // 20: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_peer_proto_init() }
