@@ -553,11 +553,16 @@ func TestCLIDemoOnce(t *testing.T) {
 	if !slices.Equal(shown, []string{"oefening-vr19-1 vr-zeeland.crisis.test", "oefening-vr19-2 vr-zeeland.crisis.test"}) {
 		t.Fatalf("NCC's exercise picture shows %v under the OEFENING banner, want VR Zeeland's two exercise sitreps:\n%s", shown, exercise)
 	}
+	// The alert at NCC in words, not a fragment of its JSON body (review G, G15).
+	if want := "NCC          its picture shows the alert: rule zeeland-beds-low fires in VR19, Severe"; !strings.Contains(r.stdout, want) {
+		t.Errorf("the demo did not say %q:\n%s", want, r.stdout)
+	}
 	for _, want := range []string{
 		"vr19-oefening-to-ncc@1: proposed by officer-a, approved by officer-b",
 		"entries, none of the exercise",
 		"VR Zeeland closes oefening-zeeland: 2 records deleted, retracted at every peer",
 		"NCC now holds 0 records of oefening-zeeland; its real picture is unchanged",
+		"NCC closes oefening-zeeland too: every organisation that took part has closed it",
 	} {
 		if !strings.Contains(exercise, want) {
 			t.Fatalf("the exercise did not say %q:\n%s", want, exercise)

@@ -385,8 +385,8 @@ The federation is running. Each organisation's files are in %s/<org>. Try, for V
   knooppunt search --text "infectieziektebestrijding"
   knooppunt record list --crisis oekraine
   knooppunt assessment show --crisis oekraine
-  knooppunt alert list --partners --node unix://%s     # as NCC: VR Zeeland's alert
-  knooppunt exercise list --all
+  knooppunt alert list --partners --node unix://%[4]s     # as NCC: VR Zeeland's alert
+  knooppunt exercise list --all --node unix://%[4]s       # as NCC: the exercise, closed
 
 As an LCVS officer, over mTLS with your own SVID:
 

@@ -123,6 +123,12 @@ func runExercise(ctx context.Context, out io.Writer, orgs map[string]*demoOrg) e
 		return fmt.Errorf("NCC's real picture shows exercise records %v", leaked)
 	}
 	fmt.Fprintf(out, "  NCC now holds 0 records of %s; its real picture is %s\n", demoExercise, unchanged)
+	// Each organisation that took part closes the exercise itself: NCC's stayed open, and its
+	// exercise list said to close it there too.
+	if _, err := ncc.exerciseStep(ctx, "close"); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  NCC closes %s too: every organisation that took part has closed it\n", demoExercise)
 	return nil
 }
 

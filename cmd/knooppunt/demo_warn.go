@@ -97,7 +97,18 @@ func runEarlyWarning(ctx context.Context, out io.Writer, orgs map[string]*demoOr
 		return err
 	}
 	fmt.Fprintf(out, "  VR Zeeland   the rule fired: alert %s, shared under its policy vr19-alerts-to-ncc\n", fired.Id)
-	fmt.Fprintf(out, "  NCC          its picture shows the alert: %s\n", truncate(string(fired.Body), 90))
+	var b struct {
+		Rule, Region string
+		Info         []struct{ Severity string }
+	}
+	if err := json.Unmarshal(fired.Body, &b); err != nil {
+		return fmt.Errorf("VR Zeeland's alert %s: %w", fired.Id, err)
+	}
+	severity := ""
+	if len(b.Info) > 0 {
+		severity = ", " + b.Info[0].Severity
+	}
+	fmt.Fprintf(out, "  NCC          its picture shows the alert: rule %s fires in %s%s\n", b.Rule, b.Region, severity)
 
 	c, closeC, err := ncc.local().records()
 	if err != nil {
