@@ -35,13 +35,22 @@ func newImportCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE|-",
-		Short: "Load records from a JSON Lines or CSV file, or a CAP 1.2 alert",
+		Short: "Load records from a JSON or CSV file, or a CAP 1.2 alert",
 		Long: `Load records in batches and print how many were accepted and, for each rejected row, why.
 FILE - reads standard input.
 
-JSON Lines: one record per line, as "record get -o json" prints it:
-  {"id":"utr-1","kind":"shelter.capacity","crisis":"oekraine","region":"VR09",
-   "classification":"internal","body":{"municipality":"Utrecht","beds_total":120,"beds_free":14}}
+JSON (a .json, .jsonl or .ndjson file) in one of three forms, told from its first line:
+  - JSON Lines: one record object a line; empty lines and lines that start with # are skipped:
+    {"id":"utr-1","kind":"shelter.capacity","crisis":"oekraine","region":"VR09","classification":"internal","body":{"municipality":"Utrecht","beds_total":120,"beds_free":14}}
+  - one JSON array of records, as "record list -o json" writes it;
+  - records spread over several lines each, one after another, as "record get -o json" writes
+    one.
+So what "record list -o json --all" kept goes back in with import. A rejection names the line
+where its record starts. JSON of another shape (an array of ids, a number, an object that
+breaks off) is refused whole, and nothing is stored. Of the fields "record get -o json" prints,
+updated_at is the node's and not read; origin must be the node's own org, or left out; version is
+the version last read: a record the node holds at another version is refused (Aborted: read it
+again), and one the node has never held is written as new.
 
 CSV: a header row names the columns. id, kind, crisis, region, classification, status, exercise,
 valid_until and labels (key=value;key=value) fill the record; body holds a whole JSON object;
@@ -56,7 +65,7 @@ record of that open exercise, as "record put --exercise" does; a NAME that is no
 the node (misspelt, or closed) is refused before any row is sent. A row may name its own (status
 exercise, exercise NAME; a row that names an exercise and no status is one of it).
 
-Standard input (-) is JSON Lines unless --format says otherwise. A row without an id gets a new
+Standard input (-) is JSON, in any of its three forms, unless --format says otherwise. A row without an id gets a new
 one each time: importing the same file again stores such rows twice, so give rows an id when a
 file may be imported more than once.
 
@@ -83,6 +92,8 @@ why on stdout), 1 when the import stopped (the node went away, or Ctrl-C): the
 summary then says up to which line the node answered, which lines were sent but not answered
 (they may be stored), and that the rest were not sent; -o json has it in "stopped".`,
 		Example: `  knooppunt import shelters.csv --kind shelter.capacity --crisis oekraine --classification internal
+  knooppunt record list -o json --all > keep.json
+  knooppunt import keep.json
   knooppunt import export.jsonl --batch 1000 -o json
   knooppunt import oefening.csv --kind sitrep --crisis oekraine --exercise oefening-2026-12-vr09
   knooppunt import --format cap nl-alert.xml --crisis overstroming --region VR19
@@ -180,7 +191,7 @@ summary then says up to which line the node answered, which lines were sent but 
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&format, "format", "", "jsonl, csv or cap (default: from the file name; jsonl for standard input)")
+	fl.StringVar(&format, "format", "", "jsonl (JSON in any of its three forms), csv or cap (default: from the file name; jsonl for standard input)")
 	fl.StringVar(&exercise, "exercise", "", "the open exercise for rows that name no mode; for CAP, the exercise of an alert of status Exercise")
 	fl.IntVar(&batch, "batch", 500, "records per write")
 	fl.StringVar(&defaults.Kind, "kind", "", "kind for rows that name none")

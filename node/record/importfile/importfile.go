@@ -1,7 +1,8 @@
-// Package importfile reads records from the files people load in bulk, JSON Lines and CSV, and
-// writes them through a RecordService client in batches, reporting on every row. The command
-// line (`knooppunt import`) and the web interface's upload use it, so that a file means the same
-// in both and a row is refused with the same message.
+// Package importfile reads records from the files people load in bulk, JSON (JSON Lines, or what
+// record list and record get -o json write) and CSV, and writes them through a RecordService
+// client in batches, reporting on every row. The command line (`knooppunt import`) and the web
+// interface's upload use it, so that a file means the same in both and a row is refused with the
+// same message.
 //
 // importfile never checks a record itself beyond its shape: the RecordService does, as for any
 // other write.
@@ -9,6 +10,7 @@ package importfile
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/csv"
@@ -120,34 +122,271 @@ func fillDefaults(j *record.JSON, d record.JSON) {
 	}
 }
 
-// ReadJSONL reads one record per line, as `record get -o json` prints it. Empty lines and lines
-// that start with # are skipped.
+// Forms says what JSON ReadJSONL takes, for the errors that refuse a file of another shape.
+const Forms = `import takes JSON Lines (one record object a line), one JSON array of record objects (as "record list -o json" writes it), or record objects spread over several lines (as "record get -o json" writes it)`
+
+// maxLine bounds a line of JSON Lines.
+const maxLine = 16 << 20
+
+// ReadJSONL reads records written as JSON in one of the forms that the command line writes and
+// people keep (Forms): JSON Lines, one record a line, in which empty lines and lines that start
+// with # are skipped; one JSON array of records; or records spread over several lines each. The
+// first line that is neither empty nor a comment tells which: [ starts an array, a whole JSON
+// object on its line is JSON Lines, and an object that goes on past its line is records over
+// lines.
+//
+// A record that is not one is a row with its error, at the line where it starts. JSON of another
+// shape, or JSON that breaks off where no line ends a record, is an error: such a file is refused
+// once, not with a rejection for every line of it. An array is read a record at a time, so that
+// a large one is not held whole besides its rows.
 func ReadJSONL(r io.Reader, defaults record.JSON) ([]Row, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	// head is what was read to tell the form; the reader of that form reads it again.
+	var head []byte
+	line := 1
+	for {
+		start := len(head)
+		chunk, err := br.ReadSlice('\n')
+		head = append(head, chunk...)
+		if start == 0 {
+			head = bytes.TrimPrefix(head, []byte("\uFEFF"))
+		}
+		// A line is read whole to tell whether it is a record (JSON Lines); the start of an array
+		// is enough to know one.
+		for errors.Is(err, bufio.ErrBufferFull) && len(head)-start < maxLine && !bytes.HasPrefix(bytes.TrimSpace(head[start:]), []byte("[")) {
+			chunk, err = br.ReadSlice('\n')
+			head = append(head, chunk...)
+		}
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		text := bytes.TrimSpace(head[start:])
+		// JSON Lines skips its comments itself; the other forms are read from their first line,
+		// as JSON has no comments.
+		rest := io.MultiReader(bytes.NewReader(head[start:]), br)
+		switch {
+		case len(text) == 0 || text[0] == '#':
+			if errors.Is(err, io.EOF) {
+				return nil, nil
+			}
+			line++
+			continue
+		case text[0] == '[':
+			return readValues(rest, line, defaults, true)
+		case text[0] == '{' && json.Valid(text):
+			return readLines(io.MultiReader(bytes.NewReader(head), br), defaults)
+		case text[0] == '{':
+			rows, err := readValues(rest, line, defaults, false)
+			if lines, ok := errors.AsType[*jsonLinesAfterAll](err); ok {
+				return readLines(io.MultiReader(bytes.NewReader(head[:start]), bytes.NewReader(lines.read), rest), defaults)
+			}
+			return rows, err
+		}
+		return nil, fmt.Errorf("line %d: %s, not a record object or an array of them: %s", line, jsonKind(text), Forms)
+	}
+}
+
+// readLines reads JSON Lines, one record a line.
+func readLines(r io.Reader, defaults record.JSON) ([]Row, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
 	var rows []Row
 	line := 0
 	for sc.Scan() {
 		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 || text[0] == '#' {
 			continue
 		}
-		var j record.JSON
-		dec := json.NewDecoder(strings.NewReader(text))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&j); err != nil {
-			rows = append(rows, Row{Line: line, ID: j.ID, Err: notRecord(text, err)})
-			continue
-		}
-		fillDefaults(&j, defaults)
-		rec, err := record.FromJSON(j)
-		rows = append(rows, Row{Line: line, ID: j.ID, Record: rec, Err: err})
+		rows = append(rows, readRecord(text, line, defaults))
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("line %d: %w", line+1, err)
 	}
 	return rows, nil
+}
+
+// readValues reads JSON arrays of records, one after another (array), or records one after
+// another, each over as many lines as it takes. r starts at line first of the file.
+func readValues(r io.Reader, first int, defaults record.JSON, array bool) ([]Row, error) {
+	lc := &lineCounter{r: r, line: first - 1}
+	dec := json.NewDecoder(lc)
+	var rows []Row
+	// broken stops the file where the decoder could read no further: past that point no record
+	// can be told from the next.
+	broken := func(err error) error {
+		off := dec.InputOffset()
+		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+			off = se.Offset
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("line %d: the file ends here, inside its JSON: it is cut off", lc.lineAt(max(off, lc.read-1)))
+		}
+		return fmt.Errorf("line %d: not JSON (%v): %s", lc.lineAt(off), err, Forms)
+	}
+	next := func(n int) error {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		line := lc.lineAt(dec.InputOffset() - int64(len(raw)))
+		if raw[0] != '{' {
+			if array {
+				return fmt.Errorf("line %d: record %d of the array is %s, not a record object: %s", line, n, jsonKind(raw), Forms)
+			}
+			return fmt.Errorf("line %d: %s, not a record object: %s", line, jsonKind(raw), Forms)
+		}
+		rows = append(rows, readRecord(raw, line, defaults))
+		lc.keeping, lc.kept = false, nil
+		return nil
+	}
+	if !array {
+		// A first record that goes on past its line may be a line of JSON Lines that is no
+		// record: JSON that breaks on that line, or that the decoder takes the lines after for
+		// the rest of, until it meets a whole record that cannot go on it. What it read is kept
+		// to read again as JSON Lines.
+		lc.keeping = true
+		for {
+			err := next(0)
+			if errors.Is(err, io.EOF) {
+				return rows, nil
+			}
+			if se, ok := errors.AsType[*json.SyntaxError](err); ok && lc.keeping && (lc.firstLine(se.Offset-1) || lc.wholeObjectAt(se.Offset-1)) {
+				return nil, &jsonLinesAfterAll{read: lc.kept}
+			}
+			lc.keeping, lc.kept = false, nil
+			if _, ok := errors.AsType[*json.SyntaxError](err); ok || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, broken(err)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, broken(err)
+		}
+		if tok != json.Delim('[') {
+			return nil, fmt.Errorf("line %d: after the array comes something else than another array: %s", lc.lineAt(dec.InputOffset()), Forms)
+		}
+		for n := 1; dec.More(); n++ {
+			err := next(n)
+			if _, ok := errors.AsType[*json.SyntaxError](err); ok || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return nil, broken(err)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, broken(err)
+		}
+	}
+}
+
+// readRecord reads one record, text, that starts at line.
+func readRecord(text []byte, line int, defaults record.JSON) Row {
+	var j record.JSON
+	dec := json.NewDecoder(bytes.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return Row{Line: line, ID: j.ID, Err: notRecord(string(text), err)}
+	}
+	fillDefaults(&j, defaults)
+	rec, err := record.FromJSON(j)
+	return Row{Line: line, ID: j.ID, Record: rec, Err: err}
+}
+
+// jsonKind says what JSON value text starts, in words.
+func jsonKind(text []byte) string {
+	switch text[0] {
+	case '{':
+		return "a JSON object"
+	case '[':
+		return "a JSON array"
+	case '"':
+		return "a JSON string"
+	case 't', 'f':
+		return "true or false"
+	case 'n':
+		return "null"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "a number"
+	}
+	return "no JSON"
+}
+
+// jsonLinesAfterAll says that a file taken for records over lines is JSON Lines after all, whose
+// first line is no record; read is what was read of it.
+type jsonLinesAfterAll struct{ read []byte }
+
+func (e *jsonLinesAfterAll) Error() string { return "JSON Lines after all" }
+
+// lineCounter counts the lines of what is read through it, so that a record read by a
+// json.Decoder, which reads ahead, can be named by the line where it starts.
+type lineCounter struct {
+	r    io.Reader
+	read int64
+	// newlines are the offsets of the newlines read and not yet counted in line.
+	newlines []int64
+	line     int
+	// kept is what was read from the start, while keeping.
+	kept    []byte
+	keeping bool
+}
+
+// firstLine reports whether the byte at offset off, of what was kept, is on the first line.
+func (c *lineCounter) firstLine(off int64) bool {
+	return off >= 0 && off < int64(len(c.kept)) && bytes.IndexByte(c.kept[:off], '\n') < 0
+}
+
+// wholeObjectAt reports whether the line of the byte at offset off, of what was kept, is a
+// whole JSON object on its own. It reads on to the end of that line.
+func (c *lineCounter) wholeObjectAt(off int64) bool {
+	if off < 0 || off >= int64(len(c.kept)) {
+		return false
+	}
+	start := bytes.LastIndexByte(c.kept[:off], '\n') + 1
+	buf := make([]byte, 4096)
+	for !bytes.Contains(c.kept[start:], []byte("\n")) && len(c.kept)-start < maxLine {
+		if n, err := c.Read(buf); n == 0 || err != nil {
+			break
+		}
+	}
+	text, _, _ := bytes.Cut(c.kept[start:], []byte("\n"))
+	text = bytes.TrimSpace(text)
+	return len(text) > 0 && text[0] == '{' && json.Valid(text)
+}
+
+func (c *lineCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.keeping {
+		c.kept = append(c.kept, p[:n]...)
+	}
+	for i, b := range p[:n] {
+		if b == '\n' {
+			c.newlines = append(c.newlines, c.read+int64(i))
+		}
+	}
+	c.read += int64(n)
+	return n, err
+}
+
+// lineAt is the line, from 1, of the byte at offset off. off never goes back from one call to
+// the next.
+func (c *lineCounter) lineAt(off int64) int {
+	i := 0
+	for i < len(c.newlines) && c.newlines[i] < off {
+		i++
+	}
+	c.line += i
+	c.newlines = c.newlines[i:]
+	return c.line + 1
 }
 
 // ReadCSV reads a CSV file whose header row names the columns. id, kind, crisis, region,
@@ -255,6 +494,18 @@ func (e *LineError) Error() string {
 		// Not encoding/json's Go type names (JSON.version of type int64): what to write.
 		return fmt.Sprintf("not a record: %s: got a JSON %s, want %s", te.Field, te.Value, jsonWant(te.Type.Kind()))
 	}
+	// Not encoding/json's words either (Go value of type record.JSON, unexpected EOF).
+	switch te, isType := errors.AsType[*json.UnmarshalTypeError](e.err); {
+	case isType && te.Field == "":
+		return fmt.Sprintf("not a record: got a JSON %s, want a JSON object of a record's fields (%s)", te.Value, recordFieldNames())
+	case e.Problem == UnknownField:
+		return fmt.Sprintf("not a record: %q is no field of a record: use %s", e.Field, recordFieldNames())
+	case errors.Is(e.err, io.ErrUnexpectedEOF):
+		return "not a record: the line ends before its JSON object does: JSON Lines holds each record whole on one line"
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](e.err); ok {
+		return fmt.Sprintf("not a record: not JSON (%v): JSON Lines holds one JSON object a line", se)
+	}
 	return "not a record: " + e.err.Error()
 }
 
@@ -314,6 +565,16 @@ var recordFields = sync.OnceValue(func() map[string]bool {
 		known[name] = true
 	}
 	return known
+})
+
+// recordFieldNames names a JSON record's fields, in the order record get -o json prints them.
+var recordFieldNames = sync.OnceValue(func() string {
+	var names []string
+	for f := range reflect.TypeFor[record.JSON]().Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return strings.Join(names, ", ")
 })
 
 // FieldCountError refuses a CSV row with another number of fields than its header: most often a
@@ -446,6 +707,13 @@ func csvValueDecimalComma(v string) any {
 	return csvValue(v)
 }
 
+// neverHeld reports whether the node refused r, a record that names a version, as one it has
+// never held: at version 0, as the node's refusal of a stale version says it (node/api Status).
+func neverHeld(r Row, res *pb.PutBatchResult) bool {
+	return codes.Code(res.Code) == codes.Aborted && r.Record.Version > 0 && r.Record.Id != "" &&
+		strings.HasPrefix(res.Message, fmt.Sprintf("record %q is at version 0, not %d: ", r.Record.Id, r.Record.Version))
+}
+
 // maxBatchBytes bounds the records of one batch, encoded: half of what a node's gRPC server and
 // the client take in one message (node.MaxMessageBytes, 64 MiB), so that a file of large rows
 // goes in smaller batches rather than failing whole.
@@ -477,13 +745,41 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 		if err != nil {
 			return err
 		}
+		var again []Row
 		for _, res := range resp.Results {
 			r := pending[res.Index]
+			if neverHeld(r, res) {
+				again = append(again, r)
+				continue
+			}
 			if res.Code != 0 {
 				reject(r, codes.Code(res.Code).String(), res.Field, res.Message)
 				continue
 			}
 			sum.Accepted++
+		}
+		if len(again) > 0 {
+			// A record kept from a node (record list -o json) names the version it had there.
+			// The node this one goes to has never held it, so that version is no one's it
+			// could have read since: the record is written as new (version 0, which would also
+			// overwrite one written in the moment between). A node that holds the record at
+			// another version, deleted or not, still refuses it.
+			req := &pb.PutBatchRequest{Records: make([]*pb.Record, len(again))}
+			for i, r := range again {
+				req.Records[i] = proto.CloneOf(r.Record)
+				req.Records[i].Version = 0
+			}
+			resp, err := c.PutBatch(ctx, req)
+			if err != nil {
+				return err
+			}
+			for _, res := range resp.Results {
+				if res.Code != 0 {
+					reject(again[res.Index], codes.Code(res.Code).String(), res.Field, res.Message)
+					continue
+				}
+				sum.Accepted++
+			}
 		}
 		handled += len(pending)
 		pending, pendingBytes = pending[:0], 0
