@@ -207,6 +207,14 @@ asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
 				if err := tw.Flush(); err != nil {
 					return err
 				}
+				if len(resp.Exercises) == 0 {
+					// A header alone reads as a listing that broke off.
+					none := "No open exercises here (--all lists closed ones too)"
+					if all {
+						none = "No exercises here"
+					}
+					fmt.Fprintln(cmd.ErrOrStderr(), none+": knooppunt exercise start NAME starts one, on each node that takes part.")
+				}
 				for _, n := range notes {
 					fmt.Fprintln(w, n)
 				}

@@ -20,6 +20,17 @@ func TestCLIExercise(t *testing.T) {
 		t.Helper()
 		return cli(t, nil, "", append(args, n...)...).want(t, code)
 	}
+	// An empty listing says so, not a header alone (review G, G10); so do policy list and
+	// webhook failures.
+	for args, want := range map[string]string{
+		"exercise list":                "No open exercises here (--all lists closed ones too): knooppunt exercise start NAME starts one",
+		"policy list --state proposed": "No policies in state proposed: knooppunt policy propose FILE proposes one.",
+		"webhook failures":             "No failures: every delivery so far was taken",
+	} {
+		if r := run(0, strings.Fields(args)...); !strings.Contains(r.stderr, want) {
+			t.Errorf("knooppunt %s on a node without any: stderr %q, want %q", args, r.stderr, want)
+		}
+	}
 	if r := run(0, "exercise", "start", "oef-1", "--reason", "test"); !strings.Contains(r.stdout, "OEFENING oef-1 started") {
 		t.Fatalf("start printed %q", r.stdout)
 	}

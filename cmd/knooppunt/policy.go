@@ -364,7 +364,18 @@ func newPolicyListCmd() *cobra.Command {
 				for _, p := range resp.Policies {
 					fmt.Fprintf(tw, "%s\t%s\t%v\t%d/%d\t%s\t%s\n", p.Id, p.State, p.Active, len(p.Approvers), p.ApprovalsRequired, p.Author, truncate(p.Purpose, 40))
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if len(resp.Policies) == 0 {
+					// A header alone reads as a listing that broke off.
+					what := "No policies"
+					if req.State != "" {
+						what += " in state " + req.State
+					}
+					fmt.Fprintln(cmd.ErrOrStderr(), what+": knooppunt policy propose FILE proposes one.")
+				}
+				return nil
 			})
 		},
 	}

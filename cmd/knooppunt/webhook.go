@@ -280,7 +280,13 @@ func newWebhookFailuresCmd() *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s v%d\t%d\t%s\t%s\n", x.Webhook, x.MessageId, x.Event, rec, x.Version, x.Attempts,
 						x.FailedAt.AsTime().Local().Format(time.RFC3339), x.LastError)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if len(resp.Failures) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "No failures: every delivery so far was taken, or is still being tried (knooppunt webhook list shows the queue).")
+				}
+				return nil
 			})
 		},
 	}
