@@ -144,12 +144,13 @@ func (b *byCaller) Close() error { return b.l.Close() }
 type connQueue struct {
 	addr net.Addr
 	ch   chan net.Conn
-	mu   sync.Mutex
 	done chan struct{}
+	shut func() // closes done, once
 }
 
 func newConnQueue(addr net.Addr) *connQueue {
-	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+	done := make(chan struct{})
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: done, shut: sync.OnceFunc(func() { close(done) })}
 }
 
 // put hands c to Accept; false when the queue is closed.
@@ -169,17 +170,6 @@ func (q *connQueue) Accept() (net.Conn, error) {
 		return c, nil
 	case <-q.done:
 		return nil, net.ErrClosed
-	}
-}
-
-// shut closes the queue; Close does, for its server.
-func (q *connQueue) shut() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	select {
-	case <-q.done:
-	default:
-		close(q.done)
 	}
 }
 

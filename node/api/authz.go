@@ -449,7 +449,7 @@ type tappedKey struct{}
 
 // decide is authorize, for a call Tap has not decided already.
 func (z *Authorizer) decide(ctx context.Context, method string, local bool) (context.Context, error) {
-	if tapped, _ := ctx.Value(tappedKey{}).(bool); tapped && !local {
+	if tapped, _ := ctx.Value(tappedKey{}).(bool); tapped {
 		return ctx, nil
 	}
 	return z.authorize(ctx, method, local)
