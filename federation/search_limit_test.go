@@ -125,7 +125,7 @@ func TestSearchNamesAThrottlingPeerBusy(t *testing.T) {
 		st = b.PeerState(t, req, a.Name)
 		return strings.Contains(st.Error, "calls per second"), st.State + ": " + st.Error
 	})
-	if !search.Unanswered(st) || !strings.HasPrefix(st.Error, search.Busy+" (its node says: peer "+b.TD.Name()+" is over 0.001 calls per second") {
-		t.Errorf("a, over its limit for b: %s, %q; want unanswered, said to be busy, with a's words", st.State, st.Error)
+	if !search.Unanswered(st) || !st.Busy || !strings.HasPrefix(st.Error, search.Busy+" (its node says: peer "+b.TD.Name()+" is over 0.001 calls per second") {
+		t.Errorf("a, over its limit for b: %s (busy %v), %q; want unanswered, busy, said to be busy with a's words", st.State, st.Busy, st.Error)
 	}
 }

@@ -280,8 +280,10 @@ type peerStateJSON struct {
 	// FeedOpen: the peer did not answer, but this node's subscription to it is open: the copy
 	// served in its place was current when the feed last delivered or sent a heartbeat,
 	// CacheAgeMs ago.
-	FeedOpen bool   `json:"feed_open,omitempty"`
-	Error    string `json:"error,omitempty"`
+	FeedOpen bool `json:"feed_open,omitempty"`
+	// Busy: the peer refused the search as over its limits on this org's calls; it is up.
+	Busy  bool   `json:"busy,omitempty"`
+	Error string `json:"error,omitempty"`
 	// CatchingUpSince: this node's copy of the peer's records, the picture's, is being brought
 	// up to date since then.
 	CatchingUpSince *time.Time `json:"catching_up_since,omitempty"`
@@ -290,7 +292,7 @@ type peerStateJSON struct {
 func peersJSON(peers []*pb.PeerStatus) []peerStateJSON {
 	out := []peerStateJSON{}
 	for _, p := range peers {
-		out = append(out, peerStateJSON{p.Peer, p.TrustDomain, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.FeedOpen, p.Error, optionalTime(p.CatchingUpSince)})
+		out = append(out, peerStateJSON{p.Peer, p.TrustDomain, p.State, p.Count, p.LatencyMs, p.CacheAgeMs, p.FeedOpen, p.Busy, p.Error, optionalTime(p.CatchingUpSince)})
 	}
 	return out
 }

@@ -526,7 +526,7 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	case throttled(err):
 		// The peer is up and refuses this org's calls for now: said, so that nobody goes looking
 		// for a network fault. The state stays one that the API names (docs/api.md).
-		st.State, st.Error = Unreachable, Busy+" (its node says: "+status.Convert(err).Message()+")"
+		st.State, st.Busy, st.Error = Unreachable, true, Busy+" (its node says: "+status.Convert(err).Message()+")"
 	default:
 		st.State, st.Error = Unreachable, reachError(status.Convert(err).Message())
 	}

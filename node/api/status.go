@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +44,7 @@ func Status(log *slog.Logger, err error) error {
 	case errors.As(err, &fe):
 		return FieldStatus(fe.Code, fe.Field, fe.Reason)
 	case errors.As(err, &stale):
-		return status.Errorf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
+		return staleStatus(stale)
 	case errors.Is(err, db.ErrNotFound):
 		return status.Error(codes.NotFound, "record not found")
 	case errors.Is(err, db.ErrFileNotFound):
@@ -161,7 +162,39 @@ const (
 	// (behind it, cut off from it, removed from it, or without a leader) and decides nothing for
 	// a peer: ask another replica of the node.
 	ReasonNotCurrent = "REPLICA_NOT_CURRENT"
+	// ReasonStaleVersion (ABORTED): the write named a version of the record that is not the
+	// one the node holds; the ErrorInfo's metadata current_version is the one it holds (0: it
+	// never held the record; a deleted record's is the version of its deletion).
+	ReasonStaleVersion = "STALE_VERSION"
 )
+
+// staleStatus refuses a write that named a version the node does not hold, with the version it
+// holds in the reason's metadata, for a program that must tell "never held" from "changed since".
+func staleStatus(stale *db.StaleVersionError) error {
+	st := status.Newf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
+	withReason, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStaleVersion, Domain: reasonDomain,
+		Metadata: map[string]string{"current_version": strconv.FormatInt(stale.Current, 10)}})
+	if err != nil {
+		return st.Err()
+	}
+	return withReason.Err()
+}
+
+// CurrentVersion is the version a STALE_VERSION refusal says the node holds (staleStatus); ok is
+// false for any other error.
+func CurrentVersion(err error) (v int64, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus || err == nil {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.Domain == reasonDomain && info.Reason == ReasonStaleVersion {
+			v, perr := strconv.ParseInt(info.Metadata["current_version"], 10, 64)
+			return v, perr == nil
+		}
+	}
+	return 0, false
+}
 
 // reasonDomain is the ErrorInfo domain of this node's reasons.
 const reasonDomain = "knooppunt"

@@ -1108,7 +1108,9 @@ func TestBusyPartnerIsNotUnreachable(t *testing.T) {
 		st   *pb.PeerStatus
 		want string
 	}{
-		{&pb.PeerStatus{State: search.Unreachable, Error: search.Busy + " (its node says: peer a.test is over 50 calls per second)"}, "bezet: vraag het zo weer"},
+		{&pb.PeerStatus{State: search.Unreachable, Busy: true, Error: search.Busy + " (its node says: peer a.test is over 50 calls per second)"}, "bezet: vraag het zo weer"},
+		// What tells it is the flag, not the words.
+		{&pb.PeerStatus{State: search.Unreachable, Error: search.Busy}, "onbereikbaar"},
 		{&pb.PeerStatus{State: search.Unreachable, Error: "connection refused"}, "onbereikbaar"},
 		{&pb.PeerStatus{State: "answered"}, "geantwoord"},
 	} {

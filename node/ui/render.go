@@ -108,7 +108,7 @@ type stateView struct{ Class, Text string }
 // refused the search as over its limits on this org's calls is busy, not unreachable, which
 // would send staff to check a network that is fine (its cache is served as for unreachable).
 func shownState(p *pb.PeerStatus) string {
-	if p.GetState() == search.Unreachable && strings.HasPrefix(p.GetError(), search.Busy) {
+	if p.GetState() == search.Unreachable && p.GetBusy() {
 		return "busy"
 	}
 	return p.GetState()

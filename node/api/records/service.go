@@ -231,6 +231,8 @@ func fail(out *pb.PutBatchResult, err error) {
 	out.Code = int32(st.Code())
 	out.Message = st.Message()
 	out.Field, _ = api.Field(err)
+	out.Reason = api.Reason(err)
+	out.CurrentVersion, _ = api.CurrentVersion(err)
 }
 
 // Get returns one live record.

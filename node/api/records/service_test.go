@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -222,11 +223,18 @@ func TestOptimisticConcurrency(t *testing.T) {
 	ahead.Version = 5
 	_, err = c.Put(callCtx(t), &pb.PutRequest{Record: ahead})
 	wantStatus(t, err, codes.Aborted, `record "c-new" is at version 0, not 5: read it again and retry with version 0`)
+	// A program tells "never held" from "changed since" by the reason and its metadata, not the words.
+	if v, ok := api.CurrentVersion(err); api.Reason(err) != api.ReasonStaleVersion || !ok || v != 0 {
+		t.Errorf("the refusal of c-new at version 5: reason %q, current version %d (%v); want %s, 0", api.Reason(err), v, ok, api.ReasonStaleVersion)
+	}
 	_, err = c.Get(callCtx(t), &pb.GetRequest{Id: "c-new"})
 	wantStatus(t, err, codes.NotFound, "record not found")
 
 	_, err = c.Delete(callCtx(t), &pb.DeleteRequest{Id: "c-1", Version: 1})
 	wantStatus(t, err, codes.Aborted, `record "c-1" is at version 2, not 1: read it again and retry with version 2`)
+	if v, ok := api.CurrentVersion(err); api.Reason(err) != api.ReasonStaleVersion || !ok || v != 2 {
+		t.Errorf("the refusal of c-1's delete at version 1: reason %q, current version %d (%v); want %s, 2", api.Reason(err), v, ok, api.ReasonStaleVersion)
+	}
 	get(t, c, "c-1")
 
 	// Writers that all read version 2 race: exactly one wins.
@@ -509,14 +517,16 @@ func TestPutBatch(t *testing.T) {
 	want := []struct {
 		code       codes.Code
 		field, msg string
+		reason     string
+		current    int64
 	}{
-		{codes.OK, "", ""},
-		{codes.InvalidArgument, "record.kind", `record.kind: unknown kind "nope": use one of ` + kinds + `, or declare it in the node config`},
-		{codes.OK, "", ""},
-		{codes.InvalidArgument, "record.body", `record.body: must be a JSON object, such as {"beds_free": 12}`},
-		{codes.Aborted, "", `record "b-exist" is at version 1, not 7: read it again and retry with version 1`},
-		{codes.InvalidArgument, "record.crisis", "record.crisis: invalid UTF-8"},
-		{codes.OK, "", ""},
+		{codes.OK, "", "", "", 0},
+		{codes.InvalidArgument, "record.kind", `record.kind: unknown kind "nope": use one of ` + kinds + `, or declare it in the node config`, "", 0},
+		{codes.OK, "", "", "", 0},
+		{codes.InvalidArgument, "record.body", `record.body: must be a JSON object, such as {"beds_free": 12}`, "", 0},
+		{codes.Aborted, "", `record "b-exist" is at version 1, not 7: read it again and retry with version 1`, api.ReasonStaleVersion, 1},
+		{codes.InvalidArgument, "record.crisis", "record.crisis: invalid UTF-8", "", 0},
+		{codes.OK, "", "", "", 0},
 	}
 	if len(resp.Results) != len(want) {
 		t.Fatalf("%d results, want %d: %v", len(resp.Results), len(want), resp.Results)
@@ -526,6 +536,9 @@ func TestPutBatch(t *testing.T) {
 	for i, res := range resp.Results {
 		if res.Index != int32(i) || codes.Code(res.Code) != want[i].code || res.Message != want[i].msg || res.Field != want[i].field {
 			t.Errorf("result %d = index %d %s %q %q, want index %d %s %q %q", i, res.Index, codes.Code(res.Code), res.Field, res.Message, i, want[i].code, want[i].field, want[i].msg)
+		}
+		if res.Reason != want[i].reason || res.CurrentVersion != want[i].current {
+			t.Errorf("result %d: reason %q, current version %d; want %q, %d", i, res.Reason, res.CurrentVersion, want[i].reason, want[i].current)
 		}
 		if (res.Stored != nil) != (want[i].code == codes.OK) {
 			t.Errorf("result %d: stored = %v, want stored only on OK", i, res.Stored)

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -708,10 +709,9 @@ func csvValueDecimalComma(v string) any {
 }
 
 // neverHeld reports whether the node refused r, a record that names a version, as one it has
-// never held: at version 0, as the node's refusal of a stale version says it (node/api Status).
+// never held: a stale version, the node's at 0.
 func neverHeld(r Row, res *pb.PutBatchResult) bool {
-	return codes.Code(res.Code) == codes.Aborted && r.Record.Version > 0 && r.Record.Id != "" &&
-		strings.HasPrefix(res.Message, fmt.Sprintf("record %q is at version 0, not %d: ", r.Record.Id, r.Record.Version))
+	return r.Record.Version > 0 && res.Reason == api.ReasonStaleVersion && res.CurrentVersion == 0
 }
 
 // maxBatchBytes bounds the records of one batch, encoded: half of what a node's gRPC server and

@@ -1327,7 +1327,11 @@ type PeerStatus struct {
 	// until the idle timeout (4 heartbeats, 20 s by default): it is not current the while, and its
 	// age grows. A cache_age_ms of 0 without feed_open is a peer that never delivered: there is no
 	// copy.
-	FeedOpen      bool `protobuf:"varint,9,opt,name=feed_open,json=feedOpen" json:"feed_open,omitempty"`
+	FeedOpen bool `protobuf:"varint,9,opt,name=feed_open,json=feedOpen" json:"feed_open,omitempty"`
+	// busy, for an unreachable peer, says that its node refused the call as over its limits on
+	// this organisation's calls (RESOURCE_EXHAUSTED): it is up, and a search in a moment may
+	// reach it. The state stays unreachable, and the copy is served as for one.
+	Busy          bool `protobuf:"varint,10,opt,name=busy" json:"busy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1421,6 +1425,13 @@ func (x *PeerStatus) GetCatchingUpSince() *timestamppb.Timestamp {
 func (x *PeerStatus) GetFeedOpen() bool {
 	if x != nil {
 		return x.FeedOpen
+	}
+	return false
+}
+
+func (x *PeerStatus) GetBusy() bool {
+	if x != nil {
+		return x.Busy
 	}
 	return false
 }
@@ -2110,7 +2121,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"receivedAt\x12\x1a\n" +
 	"\bvalidity\x18\t \x01(\tR\bvalidity\x12!\n" +
 	"\fsnippet_file\x18\n" +
-	" \x01(\tR\vsnippetFile\"\xab\x02\n" +
+	" \x01(\tR\vsnippetFile\"\xbf\x02\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
@@ -2123,7 +2134,9 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"cacheAgeMs\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12F\n" +
 	"\x11catching_up_since\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fcatchingUpSince\x12\x1b\n" +
-	"\tfeed_open\x18\t \x01(\bR\bfeedOpen\"\xbc\x01\n" +
+	"\tfeed_open\x18\t \x01(\bR\bfeedOpen\x12\x12\n" +
+	"\x04busy\x18\n" +
+	" \x01(\bR\x04busy\"\xbc\x01\n" +
 	"\x0eSearchResponse\x12+\n" +
 	"\x04hits\x18\x01 \x03(\v2\x17.knooppunt.v1.SearchHitR\x04hits\x12.\n" +
 	"\x05peers\x18\x02 \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x18\n" +

@@ -523,9 +523,15 @@ type PutBatchResult struct {
 	Stored  *PutResponse `protobuf:"bytes,4,opt,name=stored" json:"stored,omitempty"`
 	// field is the path of the field a refusal names, as a call's google.rpc.BadRequest detail
 	// holds it (record.region, record.body.beds_free); empty when it names none.
-	Field         string `protobuf:"bytes,5,opt,name=field" json:"field,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Field string `protobuf:"bytes,5,opt,name=field" json:"field,omitempty"`
+	// reason is the refusal's reason, as a call's google.rpc.ErrorInfo detail carries it
+	// (STALE_VERSION, …; docs/api.md); empty for a stored record or a refusal that carries none.
+	Reason string `protobuf:"bytes,6,opt,name=reason" json:"reason,omitempty"`
+	// current_version, for a refusal with reason STALE_VERSION, is the version of the record the
+	// node holds: 0 when it never held the record; for a deleted one, the version of its deletion.
+	CurrentVersion int64 `protobuf:"varint,7,opt,name=current_version,json=currentVersion" json:"current_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PutBatchResult) Reset() {
@@ -591,6 +597,20 @@ func (x *PutBatchResult) GetField() string {
 		return x.Field
 	}
 	return ""
+}
+
+func (x *PutBatchResult) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PutBatchResult) GetCurrentVersion() int64 {
+	if x != nil {
+		return x.CurrentVersion
+	}
+	return 0
 }
 
 type PutBatchResponse struct {
@@ -2375,13 +2395,15 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x03R\x03seq\"A\n" +
 	"\x0fPutBatchRequest\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\"\x9d\x01\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.knooppunt.v1.RecordR\arecords\"\xde\x01\n" +
 	"\x0ePutBatchResult\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x121\n" +
 	"\x06stored\x18\x04 \x01(\v2\x19.knooppunt.v1.PutResponseR\x06stored\x12\x14\n" +
-	"\x05field\x18\x05 \x01(\tR\x05field\"J\n" +
+	"\x05field\x18\x05 \x01(\tR\x05field\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12'\n" +
+	"\x0fcurrent_version\x18\a \x01(\x03R\x0ecurrentVersion\"J\n" +
 	"\x10PutBatchResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.knooppunt.v1.PutBatchResultR\aresults\"f\n" +
 	"\n" +
