@@ -82,6 +82,17 @@ const maxPeerStreams = 32
 // handshakeTimeout bounds a TLS handshake on the mTLS listener.
 const handshakeTimeout = 10 * time.Second
 
+// Until its handshake is done nothing is known of who connects, and a connection holds a
+// goroutine and its buffers for up to handshakeTimeout. So the mTLS listener makes at most
+// maxHandshakes at once: beyond, it accepts no more until one ends (the kernel's backlog holds
+// the rest). And at most maxHandshakesPerHost from one remote address: beyond, a connection is
+// closed at once, so that a host that opens connections and sends nothing keeps no other from
+// its handshake.
+const (
+	maxHandshakes        = 256
+	maxHandshakesPerHost = 16
+)
+
 // byCaller splits the mTLS listener by who connects: it makes each connection's TLS handshake
 // itself, then hands the connection to the listener of the org's own callers (replicas, people,
 // systems) or to that of other trust domains (peers). Each is served by a gRPC server of its
@@ -92,13 +103,25 @@ type byCaller struct {
 	tls        *tls.Config
 	td         spiffeid.TrustDomain
 	own, peers *connQueue
+
+	slots   chan struct{} // a handshake in progress holds one
+	perHost int
+	mu      sync.Mutex
+	hosts   map[string]int // handshakes in progress by remote address
 }
 
 // splitByCaller starts accepting on l; the handshakes use cfg (with h2 added for gRPC).
 func splitByCaller(l net.Listener, cfg *tls.Config, td spiffeid.TrustDomain) *byCaller {
+	return splitByCallerLimited(l, cfg, td, maxHandshakes, maxHandshakesPerHost)
+}
+
+// splitByCallerLimited is splitByCaller making at most atOnce handshakes, perHost from one
+// remote address.
+func splitByCallerLimited(l net.Listener, cfg *tls.Config, td spiffeid.TrustDomain, atOnce, perHost int) *byCaller {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"h2"}
-	b := &byCaller{l: l, tls: cfg, td: td, own: newConnQueue(l.Addr()), peers: newConnQueue(l.Addr())}
+	b := &byCaller{l: l, tls: cfg, td: td, own: newConnQueue(l.Addr()), peers: newConnQueue(l.Addr()),
+		slots: make(chan struct{}, atOnce), perHost: perHost, hosts: map[string]int{}}
 	go b.accept()
 	return b
 }
@@ -111,17 +134,53 @@ func (b *byCaller) accept() {
 			b.peers.shut()
 			return
 		}
-		go b.route(c)
+		host := remoteHost(c)
+		if !b.begin(host) {
+			c.Close()
+			continue
+		}
+		b.slots <- struct{}{}
+		go b.route(c, host)
+	}
+}
+
+// remoteHost is the address c comes from, without its port.
+func remoteHost(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
+
+// begin counts a handshake from host; false when host has perHost in progress already.
+func (b *byCaller) begin(host string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hosts[host] >= b.perHost {
+		return false
+	}
+	b.hosts[host]++
+	return true
+}
+
+// end counts off a handshake from host, done or failed.
+func (b *byCaller) end(host string) {
+	<-b.slots
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hosts[host]--; b.hosts[host] <= 0 {
+		delete(b.hosts, host)
 	}
 }
 
 // route makes c's handshake and queues it for its kind of caller. A handshake that fails was
 // reported by the TLS config (identity.ServerTLSReporting).
-func (b *byCaller) route(c net.Conn) {
+func (b *byCaller) route(c net.Conn, host string) {
 	tc := tls.Server(c, b.tls)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	b.end(host)
 	if err != nil {
 		c.Close()
 		return
