@@ -720,7 +720,7 @@ func ids(rs []*Replica) string {
 // every row in id order, and the number of rows. It opens the file read-only.
 func Checksum(tb testing.TB, dbPath string) (string, int) {
 	tb.Helper()
-	h, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=5000")
+	h, err := sql.Open("sqlite3", db.FileURI(dbPath, "mode=ro&_busy_timeout=5000"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -143,12 +143,12 @@ func Matching(dir, pattern string) []string {
 	return out
 }
 
-// fileURI is the SQLite URI of the file at path with the query parameters query ("" for none).
+// FileURI is the SQLite URI of the file at path with the query parameters query ("" for none).
 // In a URI, '?' starts the query, '#' a fragment and '%' an escape, and a path that begins with
 // "//" names a host: unescaped, a data directory named n#1 opened the database n in its parent.
 // VACUUM INTO's file goes through it too, as a connection that takes URIs reads a name that
 // begins with "file:" as one.
-func fileURI(path, query string) string {
+func FileURI(path, query string) string {
 	uri := "file:"
 	if strings.HasPrefix(path, "/") {
 		// An empty host, so that the path's own leading slashes stay the path's.
@@ -177,7 +177,7 @@ func (d *DB) open() error {
 	// secure_delete: SQLite overwrites deleted content with zeros, so that a deleted record's
 	// body or a retracted foreign record is not left in the file's free space (see the store's
 	// eraser, which bounds how long the WAL and the Raft log keep it).
-	rw, err := sql.Open(writeDriver, fileURI(d.path, "_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate&_secure_delete=on"+cache))
+	rw, err := sql.Open(writeDriver, FileURI(d.path, "_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate&_secure_delete=on"+cache))
 	if err != nil {
 		return fmt.Errorf("db: open %s: %w", d.path, err)
 	}
@@ -193,7 +193,7 @@ func (d *DB) open() error {
 		rw.Close()
 		return fmt.Errorf("db: open %s: read meta: %w", d.path, err)
 	}
-	ro, err := sql.Open(readDriver, fileURI(d.path, "mode=ro&_query_only=1&_busy_timeout=5000"+cache))
+	ro, err := sql.Open(readDriver, FileURI(d.path, "mode=ro&_query_only=1&_busy_timeout=5000"+cache))
 	if err != nil {
 		rw.Close()
 		return fmt.Errorf("db: open %s read-only: %w", d.path, err)
@@ -323,7 +323,7 @@ func (d *DB) Backup(dst string) error {
 	if d.closed {
 		return ErrClosed
 	}
-	if _, err := d.rw.Exec(`VACUUM INTO ?`, fileURI(dst, "")); err != nil {
+	if _, err := d.rw.Exec(`VACUUM INTO ?`, FileURI(dst, "")); err != nil {
 		return fmt.Errorf("db: backup to %s: %w", dst, err)
 	}
 	return nil
@@ -440,7 +440,7 @@ func IntegrityCheck(path string) error { return integrityCheck(context.Backgroun
 // by a crash or a kill keeps its latest commits in that log. Run it on a copy of both files: it
 // writes.
 func FoldWAL(path string) error {
-	h, err := sql.Open("sqlite3", fileURI(path, "_journal_mode=WAL"))
+	h, err := sql.Open("sqlite3", FileURI(path, "_journal_mode=WAL"))
 	if err != nil {
 		return err
 	}
@@ -457,7 +457,7 @@ func FoldWAL(path string) error {
 
 // integrityCheck is IntegrityCheck, interrupted when ctx ends: it reads every page.
 func integrityCheck(ctx context.Context, path string) error {
-	h, err := sql.Open("sqlite3", fileURI(path, "mode=ro"))
+	h, err := sql.Open("sqlite3", FileURI(path, "mode=ro"))
 	if err != nil {
 		return err
 	}
@@ -480,7 +480,7 @@ func integrityCheck(ctx context.Context, path string) error {
 // integrity_check, and swapping it in would wipe every record; a database from a newer release
 // would be swapped in and then fail to open, leaving no live database.
 func checkSchema(path string) (applied uint64, err error) {
-	h, err := sql.Open("sqlite3", fileURI(path, "mode=ro"))
+	h, err := sql.Open("sqlite3", FileURI(path, "mode=ro"))
 	if err != nil {
 		return 0, err
 	}
@@ -509,7 +509,7 @@ func CheckBackup(ctx context.Context, path string) (applied uint64, origin strin
 	if applied, err = checkSchema(path); err != nil {
 		return 0, "", err
 	}
-	h, err := sql.Open("sqlite3", fileURI(path, "mode=ro"))
+	h, err := sql.Open("sqlite3", FileURI(path, "mode=ro"))
 	if err != nil {
 		return 0, "", err
 	}
@@ -541,12 +541,12 @@ func (d *DB) Copy(ctx context.Context, dst string) (applied uint64, err error) {
 		return 0, ErrClosed
 	}
 	// Not the pool's read connections: query_only refuses VACUUM INTO.
-	h, err := sql.Open(readDriver, fileURI(d.path, "mode=ro&_busy_timeout=5000"))
+	h, err := sql.Open(readDriver, FileURI(d.path, "mode=ro&_busy_timeout=5000"))
 	if err != nil {
 		return 0, fmt.Errorf("db: copy: %w", err)
 	}
 	defer h.Close()
-	if _, err := h.ExecContext(ctx, `VACUUM INTO ?`, fileURI(dst, "")); err != nil {
+	if _, err := h.ExecContext(ctx, `VACUUM INTO ?`, FileURI(dst, "")); err != nil {
 		return 0, fmt.Errorf("db: copy to %s: %w", dst, err)
 	}
 	if applied, err = checkSchema(dst); err != nil {
