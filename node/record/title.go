@@ -38,11 +38,12 @@ func OneLine(s string) string {
 }
 
 // Summary is a body in one line of at most width characters, for a terminal's table: its title
-// (Title), then its other top-level numbers, booleans and short texts
-// in their order in the body, "beds_free 14". Long texts, objects and arrays are left out. A body
-// without a title is led by its first text, however long. A width of 0 cuts nothing.
+// (Title), then its other top-level numbers ("beds_free 14"), then its booleans and short texts,
+// each in their order in the body, so that a cut at the width loses texts before figures. Long
+// texts, objects and arrays are left out. A body without a title is led by its first text,
+// however long. A width of 0 cuts nothing.
 func Summary(body []byte, width int) string {
-	return RowSummary(body, width, nil, "")
+	return summary(body, width, nil, "", true)
 }
 
 // RowSummary is Summary for a row about the body's fields lead (a kind's aggregate figures,
@@ -50,6 +51,11 @@ func Summary(body []byte, width int) string {
 // (a picture's, the municipality): the fields lead, in that order, and a title that is the key is
 // left out rather than said twice.
 func RowSummary(body []byte, width int, lead []string, key string) string {
+	return summary(body, width, lead, key, false)
+}
+
+// summary is Summary (figuresFirst) and RowSummary.
+func summary(body []byte, width int, lead []string, key string, figuresFirst bool) string {
 	title := Title(body)
 	if title == "" {
 		// A body without a title (an assessment: long texts) is led by its first text.
@@ -71,13 +77,20 @@ func RowSummary(body []byte, width int, lead []string, key string) string {
 	if title != "" && (key == "" || strings.Join(strings.Fields(title), " ") != key) {
 		parts = append(parts, title)
 	}
-	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
-		if v.Type == gjson.String && v.Str == title || slices.Contains(lead, k.Str) {
+	rest := func(figures bool) {
+		gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
+			if v.Type == gjson.String && v.Str == title || slices.Contains(lead, k.Str) ||
+				figuresFirst && (v.Type == gjson.Number) != figures {
+				return true
+			}
+			parts = append(parts, field(k.Str, v)...)
 			return true
-		}
-		parts = append(parts, field(k.Str, v)...)
-		return true
-	})
+		})
+	}
+	rest(true)
+	if figuresFirst {
+		rest(false)
+	}
 	s := OneLine(strings.Join(parts, " · "))
 	if r := []rune(s); width > 0 && len(r) > width {
 		s = string(r[:max(width-1, 0)]) + "…"

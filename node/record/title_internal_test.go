@@ -43,14 +43,18 @@ func TestTitle(t *testing.T) {
 	}
 }
 
-// TestSummary: a body in one line, its title first, then its short scalars in the body's order;
-// long texts, objects and arrays left out; cut at the width with an ellipsis.
+// TestSummary: a body in one line, its title first, then its numbers, then its other short
+// scalars, each in the body's order; long texts, objects and arrays left out; cut at the width
+// with an ellipsis.
 func TestSummary(t *testing.T) {
 	for _, c := range []struct{ body, want string }{
 		{titleBodies["shelter"], "Zeist · beds_total 40 · beds_free 12 · contact_phone 030 123 45 67"},
 		{titleBodies["qa"], "Mag een Oekraïense vluchteling werken?"},
 		{titleBodies["sitrep"], "Regionaal beeld VR Utrecht · summary Bijna vol. · severity medium"},
-		{`{"open":true,"beds_free":3.5,"nested":{"a":1},"list":[1]}`, "open true · beds_free 3.5"},
+		{`{"open":true,"beds_free":3.5,"nested":{"a":1},"list":[1]}`, "beds_free 3.5 · open true"},
+		// The demo's shelters: the figures before the location, which a cut would leave (review G, G11).
+		{`{"municipality":"Amersfoort","location":"Opvanglocatie Amersfoort","beds_total":260,"beds_free":26,"notes":"x"}`,
+			"Amersfoort · beds_total 260 · beds_free 26 · location Opvanglocatie Amersfoort · notes x"},
 		{`{"identifier":"a-1","info":[{"headline":"Zware storm"}]}`, "Zware storm · identifier a-1"},
 		// An assessment: long texts alone, summed up by the first (review25 F8).
 		{`{"text":"De opvang in Zeeland raakt vol: nog 77 bedden vrij, de instroom stijgt.","development":"Stijgend, al drie dagen.","picture":{"hash":"x"}}`,
