@@ -176,16 +176,16 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 				for _, a := range out {
 					res := ""
 					if a.ResolvedAt != nil {
-						res = a.ResolvedAt.Local().Format(time.RFC3339)
+						res = stamp(*a.ResolvedAt)
 					}
 					state := a.State
 					if a.Withdrawn != "" {
 						state = "withdrawn"
 					}
 					if a.Unevaluable != "" && a.UnevaluableSince != nil {
-						state += " (NOT EVALUABLE since " + a.UnevaluableSince.Local().Format("15:04") + ")"
+						state += " (NOT EVALUABLE since " + stamp(*a.UnevaluableSince) + ")"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Source, a.Rule, a.Region, a.Severity, state, a.FiredAt.Local().Format(time.RFC3339), res, a.ID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Source, a.Rule, a.Region, a.Severity, state, stamp(a.FiredAt), res, a.ID)
 				}
 				if err := tw.Flush(); err != nil {
 					return err

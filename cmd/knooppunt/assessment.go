@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -175,7 +174,7 @@ changed unseen: it is named as one of which it cannot be told. It lists the part
 }
 
 func printAssessment(w io.Writer, v *assessment.View) {
-	fmt.Fprintf(w, "Assessment %s of %s, version %d, written %s\n\n", v.ID, v.Origin, v.Version, v.WrittenAt.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "Assessment %s of %s, version %d, written %s\n\n", v.ID, v.Origin, v.Version, stamp(v.WrittenAt))
 	fmt.Fprintf(w, "  Assessment:   %s\n  Development:  %s\n  Advice:       %s\n\n", v.Body.Text, v.Body.Development, v.Body.Advice)
 	switch {
 	case !v.Changed && v.Exact:

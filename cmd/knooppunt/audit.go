@@ -127,7 +127,7 @@ whole. Times are in this machine's zone, which they name.`,
 				if !wide {
 					detail = truncate(detail, 80)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.At.AsTime().Local().Format("2006-01-02 15:04:05 MST"), e.Actor, e.Action, e.Subject, detail)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, stamp(e.At.AsTime()), e.Actor, e.Action, e.Subject, detail)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -262,7 +262,7 @@ peer that cannot be reached is reported and does not fail the check.`,
 						// What the witnesses vouch for ends at their newest head: later entries
 						// are the node's word alone until the next hand-over.
 						fmt.Fprintf(cmd.OutOrStdout(), "Witnessed up to entry %d (of %d), signed at %s; %s holds it.\n",
-							newest.NewestSeq, resp.Entries, newest.NewestAt.AsTime().UTC().Format(time.RFC3339), newest.Peer)
+							newest.NewestSeq, resp.Entries, stamp(newest.NewestAt.AsTime()), newest.Peer)
 					}
 				}
 				if !resp.Ok {

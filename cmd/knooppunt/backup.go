@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -54,7 +53,7 @@ knooppunt_backup_last_success_timestamp_seconds). For admins and the local socke
 				return fmt.Errorf("FILE: %s is a directory: name the file to write", out)
 			} else if err == nil && !overwrite {
 				return fmt.Errorf("FILE: %s exists (%d bytes, %s): name a new file, or give --overwrite to replace it once the new backup is whole",
-					out, info.Size(), info.ModTime().Local().Format(time.RFC3339))
+					out, info.Size(), stamp(info.ModTime()))
 			}
 			var saved savedBackup
 			err := f.call(func(conn *grpc.ClientConn) error {

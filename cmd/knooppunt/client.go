@@ -474,6 +474,10 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// stamp is a time as every table and message of the CLI gives it: RFC 3339 in the machine's own
+// zone, with its offset (2026-12-06T10:33:26+01:00), so that no time is read in the wrong zone.
+func stamp(t time.Time) string { return t.Local().Format(time.RFC3339) }
+
 func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(terminalSafe{w}, 0, 4, 2, ' ', 0)
 }

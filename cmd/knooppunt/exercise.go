@@ -79,7 +79,7 @@ func closedAt(e *pb.ExerciseInfo) string {
 	if e.ClosedAt == nil {
 		return ""
 	}
-	return " at " + e.ClosedAt.AsTime().Local().Format(time.RFC3339)
+	return " at " + stamp(e.ClosedAt.AsTime())
 }
 
 // noteUnknownExercise says, for an empty read in the mode of an exercise that this node never
@@ -178,11 +178,11 @@ asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
 					j := toExerciseJSON(e)
 					closed := ""
 					if j.ClosedAt != nil {
-						closed = j.ClosedAt.Local().Format(time.RFC3339)
+						closed = stamp(*j.ClosedAt)
 					}
 					started := ""
 					if j.StartedAt != nil {
-						started = j.StartedAt.Local().Format(time.RFC3339)
+						started = stamp(*j.StartedAt)
 					}
 					var parts, absent, closedBy []string
 					for _, p := range j.Partners {

@@ -77,7 +77,7 @@ partner shows them, and decides.`,
 				} else if err := os.WriteFile(out, resp.Invitation, 0o644); err != nil {
 					return fmt.Errorf("-o: %w", err)
 				} else {
-					fmt.Fprintf(w, "Invitation written to %s, valid until %s.\n", out, resp.ExpiresAt.AsTime().Local().Format(time.RFC3339))
+					fmt.Fprintf(w, "Invitation written to %s, valid until %s.\n", out, stamp(resp.ExpiresAt.AsTime()))
 				}
 				fmt.Fprintf(w, "Fingerprint: %s\n", resp.Fingerprint)
 				fmt.Fprintln(w, "Hand the file to your partner, then call them and read the fingerprint aloud: their `knooppunt peer accept` shows it.")
@@ -308,7 +308,7 @@ func showInvitation(w io.Writer, inv *invite.Invitation, fp string) {
 	if inv.AnswerTo != "" {
 		fmt.Fprintf(tw, "  answers\tyour invitation %s, it says\n", inv.AnswerTo)
 	}
-	fmt.Fprintf(tw, "  expires\t%s\n", inv.ExpiresAt.Local().Format(time.RFC3339))
+	fmt.Fprintf(tw, "  expires\t%s\n", stamp(inv.ExpiresAt))
 	tw.Flush()
 	fmt.Fprintf(w, "\nFingerprint: %s\n", fp)
 }
@@ -538,7 +538,7 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 	row("source", p.Source)
 	row("active", yesNo(p.Active))
 	if p.LeavingSince != nil {
-		row("leaving since", p.LeavingSince.AsTime().Local().Format(time.RFC3339))
+		row("leaving since", stamp(p.LeavingSince.AsTime()))
 	}
 	if p.Active {
 		sub := subscriptionText(p, true)
@@ -548,7 +548,7 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 		row("subscription", sub)
 		delivered := "none yet"
 		if p.ReceivedAt != nil {
-			delivered = p.ReceivedAt.AsTime().Local().Format(time.RFC3339) + " (" + age(p.ReceivedAt) + " ago, change feed at " + strconv.FormatInt(p.Cursor, 10) + ")"
+			delivered = stamp(p.ReceivedAt.AsTime()) + " (" + age(p.ReceivedAt) + " ago, change feed at " + strconv.FormatInt(p.Cursor, 10) + ")"
 		}
 		row("last delivery", delivered)
 	}
@@ -563,7 +563,7 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 	row("invitation", p.Invitation)
 	row("added by", p.AddedBy)
 	if p.AddedAt != nil {
-		row("added at", p.AddedAt.AsTime().Local().Format(time.RFC3339))
+		row("added at", stamp(p.AddedAt.AsTime()))
 	}
 	tw.Flush()
 }

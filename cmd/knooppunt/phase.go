@@ -164,7 +164,7 @@ records or its partners' records name (cold, with no SET BY, when never set).`,
 				for _, p := range resp.Phases {
 					at := ""
 					if p.SetAt != nil {
-						at = p.SetAt.AsTime().Local().Format(time.RFC3339)
+						at = stamp(p.SetAt.AsTime())
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Crisis, p.Phase, p.SetBy, at, p.Reason)
 				}

@@ -309,14 +309,14 @@ func printPolicy(w io.Writer, format string, p *pb.PolicyInfo, withSource bool) 
 	fmt.Fprintf(tw, "id\t%s\n", p.Id)
 	fmt.Fprintf(tw, "state\t%s (active: %v)\n", p.State, p.Active)
 	fmt.Fprintf(tw, "purpose\t%s\n", p.Purpose)
-	fmt.Fprintf(tw, "author\t%s, %s\n", p.Author, p.ProposedAt.AsTime().Local().Format(time.RFC3339))
+	fmt.Fprintf(tw, "author\t%s, %s\n", p.Author, stamp(p.ProposedAt.AsTime()))
 	if len(p.Approvers) > 0 {
 		fmt.Fprintf(tw, "approvals\t%d of %d: %s\n", len(p.Approvers), p.ApprovalsRequired, strings.Join(p.Approvers, ", "))
 	} else {
 		fmt.Fprintf(tw, "approvals\t0 of %d\n", p.ApprovalsRequired)
 	}
 	if p.DecidedBy != "" {
-		fmt.Fprintf(tw, "decided\t%s by %s\n", p.DecidedAt.AsTime().Local().Format(time.RFC3339), p.DecidedBy)
+		fmt.Fprintf(tw, "decided\t%s by %s\n", stamp(p.DecidedAt.AsTime()), p.DecidedBy)
 	}
 	if p.Reason != "" {
 		fmt.Fprintf(tw, "reason\t%s\n", p.Reason)
@@ -720,7 +720,7 @@ func holdingLine(resp *pb.ExplainResponse) string {
 	case h == nil:
 		return fmt.Sprintf("%s holds no copy", resp.Holder)
 	}
-	held := fmt.Sprintf("%s holds version %d, sent under %s at %s", resp.Holder, h.Version, strings.Join(h.Policies, ", "), h.At.AsTime().Local().Format("2006-01-02 15:04:05"))
+	held := fmt.Sprintf("%s holds version %d, sent under %s at %s", resp.Holder, h.Version, strings.Join(h.Policies, ", "), stamp(h.At.AsTime()))
 	if !resp.Allow {
 		held += ": no longer granted, its retraction is on its way"
 	}

@@ -237,10 +237,10 @@ func printRecordDetail(w io.Writer, r *pb.Record, mode *pb.Mode) error {
 	}
 	fmt.Fprintf(tw, "version\t%d\n", j.Version)
 	if j.UpdatedAt != nil {
-		fmt.Fprintf(tw, "updated\t%s\n", j.UpdatedAt.Local().Format(time.RFC3339))
+		fmt.Fprintf(tw, "updated\t%s\n", stamp(*j.UpdatedAt))
 	}
 	if j.ValidUntil != nil {
-		fmt.Fprintf(tw, "valid until\t%s\n", j.ValidUntil.Local().Format(time.RFC3339))
+		fmt.Fprintf(tw, "valid until\t%s\n", stamp(*j.ValidUntil))
 	}
 	fmt.Fprintf(tw, "body\t%s\n", j.Body)
 	return tw.Flush()
@@ -382,7 +382,7 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		j := record.ToJSON(r)
 		updated := ""
 		if j.UpdatedAt != nil {
-			updated = j.UpdatedAt.Local().Format("2006-01-02 15:04:05")
+			updated = stamp(*j.UpdatedAt)
 		}
 		id := j.ID
 		// A document no longer in force is marked as search marks it: seven versions of one

@@ -153,7 +153,7 @@ func newRuleListCmd() *cobra.Command {
 				tw := newTable(cmd.OutOrStdout())
 				fmt.Fprintln(tw, "NAME\tVERSION\tSEVERITY\tAPPLIED BY\tAPPLIED AT\tDESCRIPTION")
 				for _, r := range resp.Rules {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.Version, r.Severity, r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339),
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.Version, r.Severity, r.AppliedBy, stamp(r.AppliedAt.AsTime()),
 						truncate(toRuleJSON(r, false).Description, 60))
 				}
 				return tw.Flush()
@@ -181,7 +181,7 @@ func newRuleShowCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), toRuleJSON(r, true))
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "# %s version %d, %s, applied by %s at %s\n%s", r.Name, r.Version, r.Severity,
-					r.AppliedBy, r.AppliedAt.AsTime().Local().Format(time.RFC3339), r.Source)
+					r.AppliedBy, stamp(r.AppliedAt.AsTime()), r.Source)
 				return err
 			})
 		},
@@ -391,14 +391,14 @@ open exercise: an exercise's alert names this command with its --exercise.`,
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				w := cmd.OutOrStdout()
-				fmt.Fprintf(w, "%s to %s, %d region(s): %d episode(s)\n", resp.From.AsTime().Local().Format(time.RFC3339),
-					resp.To.AsTime().Local().Format(time.RFC3339), len(resp.Regions), len(resp.Episodes))
+				fmt.Fprintf(w, "%s to %s, %d region(s): %d episode(s)\n", stamp(resp.From.AsTime()),
+					stamp(resp.To.AsTime()), len(resp.Regions), len(resp.Episodes))
 				tw := newTable(w)
 				fmt.Fprintln(tw, "REGION\tSTART\tEND\tVALUES")
 				for _, e := range resp.Episodes {
 					end := "firing"
 					if e.End != nil {
-						end = e.End.AsTime().Local().Format(time.RFC3339)
+						end = stamp(e.End.AsTime())
 					}
 					var vals []string
 					for _, r := range e.Values {
@@ -408,7 +408,7 @@ open exercise: an exercise's alert names this command with its --exercise.`,
 							vals = append(vals, fmt.Sprintf("%s@-%s=%g", r.Expr, e.Start.AsTime().Sub(r.At.AsTime()), r.Value))
 						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Region, e.Start.AsTime().Local().Format(time.RFC3339), end, strings.Join(vals, " "))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Region, stamp(e.Start.AsTime()), end, strings.Join(vals, " "))
 				}
 				if err := tw.Flush(); err != nil {
 					return err

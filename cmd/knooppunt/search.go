@@ -333,7 +333,7 @@ func printPeerStates(w io.Writer, mode *pb.Mode, peers []*pb.PeerStatus, partial
 		}
 		if p.CatchingUpSince != nil && !count {
 			// The picture is made of this node's copy, which has not caught up with the peer.
-			note = "catching up since " + p.CatchingUpSince.AsTime().Local().Format("15:04:05") + ": the picture lacks part of what it shares"
+			note = "catching up since " + stamp(p.CatchingUpSince.AsTime()) + ": the picture lacks part of what it shares"
 			behind = append(behind, p.Peer)
 		}
 		if count {

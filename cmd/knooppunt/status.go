@@ -65,18 +65,18 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				fmt.Fprintf(tw, "records\t%d, of every mode: actual, exercise, test and draft (change feed at %d)\n", st.Records, st.LastSeq)
 				fmt.Fprintf(tw, "store\t%.1f MiB; %.1f GiB free on its disk\n", float64(st.DbBytes)/(1<<20), float64(st.DiskFreeBytes)/(1<<30))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
-				fmt.Fprintf(tw, "up since\t%s\n", st.StartedAt.AsTime().Local().Format(time.RFC3339))
+				fmt.Fprintf(tw, "up since\t%s\n", stamp(st.StartedAt.AsTime()))
 				if st.SvidExpiresAt != nil {
 					at := st.SvidExpiresAt.AsTime()
 					left := "in " + roughly(time.Until(at))
 					if time.Now().After(at) {
 						left = fmt.Sprintf("EXPIRED %s ago: no new SVID came (with SPIRE, check the agent)", roughly(time.Since(at)))
 					}
-					fmt.Fprintf(tw, "identity\t%s, expires %s (%s)\n", st.SvidId, at.Local().Format(time.RFC3339), left)
+					fmt.Fprintf(tw, "identity\t%s, expires %s (%s)\n", st.SvidId, stamp(at), left)
 				}
 				if st.LastBackupAt != nil {
 					at := st.LastBackupAt.AsTime()
-					fmt.Fprintf(tw, "last backup\t%s (%s ago, of this replica, kept by knooppunt backup)\n", at.Local().Format(time.RFC3339), roughly(time.Since(at)))
+					fmt.Fprintf(tw, "last backup\t%s (%s ago, of this replica, kept by knooppunt backup)\n", stamp(at), roughly(time.Since(at)))
 				} else {
 					fmt.Fprintf(tw, "last backup\tnone of this replica kept (knooppunt backup)\n")
 				}

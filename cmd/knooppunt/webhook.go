@@ -189,11 +189,11 @@ func newWebhookListCmd() *cobra.Command {
 				// the table, with since when and what the receiver answered.
 				for _, w := range resp.Webhooks {
 					if w.OldSecretUntil != nil {
-						fmt.Fprintf(cmd.OutOrStdout(), "\n%s: signed with the secret before the last rotation too, until %s\n", w.Id, w.OldSecretUntil.AsTime().Local().Format(time.RFC3339))
+						fmt.Fprintf(cmd.OutOrStdout(), "\n%s: signed with the secret before the last rotation too, until %s\n", w.Id, stamp(w.OldSecretUntil.AsTime()))
 					}
 					if w.FailingSince != nil {
 						since := w.FailingSince.AsTime()
-						fmt.Fprintf(cmd.OutOrStdout(), "\n%s: failing since %s (%s ago): %s\n", w.Id, since.Local().Format(time.RFC3339),
+						fmt.Fprintf(cmd.OutOrStdout(), "\n%s: failing since %s (%s ago): %s\n", w.Id, stamp(since),
 							time.Since(since).Round(time.Second), w.LastError)
 					}
 				}
@@ -278,7 +278,7 @@ func newWebhookFailuresCmd() *cobra.Command {
 						rec = x.Origin + "/" + rec
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s v%d\t%d\t%s\t%s\n", x.Webhook, x.MessageId, x.Event, rec, x.Version, x.Attempts,
-						x.FailedAt.AsTime().Local().Format(time.RFC3339), x.LastError)
+						stamp(x.FailedAt.AsTime()), x.LastError)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -369,7 +369,7 @@ until it has the new one, and those become failures that "webhook retry" sends a
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "webhook %s (%s) has a new signing secret (shown once, give it to the receiver): %s\n", resp.Webhook.Id, resp.Webhook.Url, resp.Secret)
 				if resp.Webhook.OldSecretUntil != nil {
-					_, err = fmt.Fprintf(w, "Deliveries are signed with the old secret too until %s.\n", resp.Webhook.OldSecretUntil.AsTime().Local().Format(time.RFC3339))
+					_, err = fmt.Fprintf(w, "Deliveries are signed with the old secret too until %s.\n", stamp(resp.Webhook.OldSecretUntil.AsTime()))
 				} else {
 					_, err = fmt.Fprintln(w, "The old secret no longer signs: the receiver refuses deliveries until it has the new one (see webhook failures, then webhook retry).")
 				}
