@@ -16,7 +16,7 @@ import (
 // before with an age of 0.
 func TestAHungPeerIsNotCurrent(t *testing.T) {
 	var hop *wanHop
-	opts := fedtest.Options{Orgs: 2, IdleTimeout: 10 * time.Second}
+	opts := fedtest.Options{Orgs: 2, IdleTimeout: 5 * time.Second}
 	opts.Via = func(from, to *fedtest.Org) string {
 		if from.Name != "b" || to.Name != "a" {
 			return ""
@@ -69,5 +69,15 @@ func TestAHungPeerIsNotCurrent(t *testing.T) {
 	start := time.Now()
 	if p := b.Picture(t, crisis); p.Partial || len(p.Peers) != 0 || len(p.Entries) != 1 || time.Since(start) > time.Second {
 		t.Errorf("skip_peer_check: partial %v, peers %v, %d entries, took %s; want a's copy, no peers, at once", p.Partial, p.Peers, len(p.Entries), time.Since(start))
+	}
+	// Once the idle timeout ends the feed, the copy is as old as what b last heard from a,
+	// before the freeze: it was said to be as old as the feed's end, seconds younger (review I, F9).
+	fedtest.Eventually(t, 15*time.Second, "the idle timeout ends b's feed from a", func() (bool, string) {
+		p := picture().Peers[0]
+		return !p.FeedOpen, p.String()
+	})
+	p = picture().Peers[0]
+	if age := time.Duration(p.CacheAgeMs) * time.Millisecond; age < time.Since(frozen)-750*time.Millisecond {
+		t.Errorf("a's copy after its feed ended, %s after the freeze: %s old, want at least %s", time.Since(frozen), age, time.Since(frozen)-750*time.Millisecond)
 	}
 }

@@ -173,9 +173,10 @@ type SubscriptionState struct {
 	// started, or became the leader). Until then Since is when it began, not when the peer went
 	// down: the cache may be older.
 	Opened bool
-	// Heard, while it is open, is when the peer last sent anything on it: a change or a
+	// Heard is when the peer last sent anything on it, open now or last: a change or a
 	// heartbeat. A peer that hangs leaves it open until the idle timeout, and Heard then says
-	// how long it has been silent.
+	// how long it has been silent; once it is closed, Heard is when the copy was last known
+	// complete. Zero until it was open.
 	Heard time.Time
 	// CaughtUpAt is when the peer last said, with a heartbeat, that this node had all of its
 	// feed: a source sends one only when it has nothing more to send. Every is the spacing of
@@ -187,17 +188,17 @@ type SubscriptionState struct {
 	ExerciseState string
 }
 
-// CatchingUp reports whether an open subscription has not reached the end of the peer's feed for
-// longer than within: no heartbeat since it opened, or since one more than within ago, while
-// changes keep coming. Zero when it has.
+// CatchingUp reports since when a subscription has not reached the end of the peer's feed: while
+// it is not open (since it began, or went down: the copy takes in nothing, though the peer may
+// answer a search), from its opening until the peer's first heartbeat on it (a peer sends one
+// as soon as it has sent all: what a restart or a move of the leader left to take in is not
+// hidden), and once it had one, when none came for longer than within while changes keep
+// coming. Zero when it has.
 func (st SubscriptionState) CatchingUp(within time.Duration, now time.Time) time.Time {
-	if !st.Open {
-		return time.Time{}
+	if !st.Open || !st.CaughtUpAt.After(st.Since) {
+		return st.Since
 	}
-	last := st.Since
-	if st.CaughtUpAt.After(last) {
-		last = st.CaughtUpAt
-	}
+	last := st.CaughtUpAt
 	// Two of the partner's own heartbeats, when they are further apart than within; no more
 	// than twice the idle timeout (within is half of it), past which the stream would have
 	// ended: a spacing measured across a catch-up does not count for more.
@@ -249,7 +250,7 @@ func (m *Manager) stateOf(peer, exercise string) (SubscriptionState, bool) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	st := s.state
-	if h := s.heard.Load(); st.Open && h != 0 {
+	if h := s.heard.Load(); st.Opened && h != 0 {
 		st.Heard = time.Unix(0, h)
 	}
 	return st, true
@@ -695,7 +696,10 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 		defer close(events)
 		for {
 			ev, err := stream.Recv()
-			heard.Store(time.Now().UnixNano())
+			if err == nil {
+				// Not the error: a stream the idle timeout cancelled heard nothing then.
+				heard.Store(time.Now().UnixNano())
+			}
 			size := min(int64(proto.Size(ev)), readAheadBytes)
 			if ahead.Acquire(sctx, size) != nil {
 				return
@@ -754,7 +758,16 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 				return progressed, err
 			}
 			idle.Reset(m.c.IdleTimeout)
-			if hb := e.ev.GetHeartbeat(); hb != nil && !hb.Full && !hb.FullEnd {
+			hb := e.ev.GetHeartbeat()
+			if hb != nil && !hb.Full && !hb.FullEnd && b.size() > 0 {
+				// What came before the heartbeat is in the cache before the copy counts as
+				// caught up: a picture read in between would lack it.
+				if err := b.flush(ctx); err != nil {
+					return progressed, err
+				}
+				progressed = true
+			}
+			if hb != nil && !hb.Full && !hb.FullEnd {
 				caughtUp(time.Now(), hb.ExerciseState)
 			}
 			if b.add(e.ev) && !scheduled {

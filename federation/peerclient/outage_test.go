@@ -39,9 +39,11 @@ func TestOutageLogsLessAsItLasts(t *testing.T) {
 	}
 }
 
-// TestCatchingUp: an open subscription is catching up when the partner has said nothing of
-// being caught up for longer than the grace, or than two of its own heartbeats when they come
-// further apart; not while closed, nor within the grace of its opening.
+// TestCatchingUp: an open subscription is catching up from its opening until the partner's
+// first heartbeat on it (a restart's backlog was hidden for the grace, review I, F20), and after
+// that when the partner has said nothing of being caught up for longer than the grace, or than
+// two of its own heartbeats when they come further apart; and while it is not open (the peer
+// may answer a search the while: its copy takes in nothing).
 func TestCatchingUp(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
@@ -50,9 +52,11 @@ func TestCatchingUp(t *testing.T) {
 		now  time.Time
 		want bool
 	}{
-		{"closed", SubscriptionState{Since: t0}, t0.Add(time.Hour), false},
-		{"just opened", SubscriptionState{Open: true, Since: t0}, t0.Add(5 * time.Second), false},
+		{"not open", SubscriptionState{Since: t0}, t0.Add(time.Millisecond), true},
+		{"just opened", SubscriptionState{Open: true, Since: t0}, t0.Add(time.Millisecond), true},
 		{"no heartbeat since it opened", SubscriptionState{Open: true, Since: t0}, t0.Add(11 * time.Second), true},
+		{"a heartbeat before it opened", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(-time.Second)}, t0.Add(time.Millisecond), true},
+		{"a heartbeat since it opened", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Millisecond)}, t0.Add(5 * time.Second), false},
 		{"a heartbeat lately", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Minute)}, t0.Add(time.Minute + 9*time.Second), false},
 		{"none for long", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Minute)}, t0.Add(time.Minute + 11*time.Second), true},
 		{"a partner of slow heartbeats", SubscriptionState{Open: true, Since: t0, CaughtUpAt: t0.Add(time.Minute), Every: 8 * time.Second}, t0.Add(time.Minute + 15*time.Second), false},

@@ -1096,6 +1096,36 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 	sent := map[string]int64{}
 	heartbeat := time.NewTicker(s.c.Heartbeat)
 	defer heartbeat.Stop()
+	// beat sends a heartbeat: it tells the caller it has all this feed holds for it now. A
+	// replica removed from its group, or cut off from it, applies nothing more: no change or
+	// resync would ask whether it is current, and its heartbeats would have told the caller it
+	// was up to date while the group revoked what it holds (review C, F2). Asked here, once a
+	// heartbeat, the stream ends instead, and the caller subscribes again, to a replica that is
+	// current.
+	beat := func() error {
+		if err := s.current(ctx); err != nil {
+			return err
+		}
+		hb := &pb.Heartbeat{At: timestamppb.Now()}
+		if mode.Exercise != "" {
+			// Whether this node takes part, so that a caller that started an exercise alone
+			// learns it; said only to a caller its policies may grant the exercise's records:
+			// to anyone else it is not known which exercises there are.
+			set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
+			if err != nil {
+				return api.Status(s.c.Logger, err)
+			}
+			if set.CoversExercise(to, mode.Exercise, time.Now()) {
+				state, err := s.c.DB.ExerciseState(ctx, mode.Exercise)
+				if err != nil {
+					return api.Status(s.c.Logger, err)
+				}
+				hb.ExerciseState = cmp.Or(state, db.ExerciseNone)
+			}
+		}
+		return stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: hb}})
+	}
+	toldCaughtUp := false // whether a heartbeat said so since the stream began
 	recheck := time.NewTicker(s.c.Reevaluate)
 	defer recheck.Stop()
 	// Resync at the start too: what the caller holds may predate a policy change.
@@ -1223,6 +1253,15 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 			}
 			continue
 		}
+		if !toldCaughtUp {
+			// The caller has all there is: said at once, not at the next tick, so that it
+			// knows its copy is whole (or, till then, that it is still catching up).
+			toldCaughtUp = true
+			if err := beat(); err != nil {
+				return err
+			}
+			heartbeat.Reset(s.c.Heartbeat)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -1240,33 +1279,7 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 				why = "time"
 			}
 		case <-heartbeat.C:
-			// A heartbeat tells the caller it has all this feed holds for it now. A replica
-			// removed from its group, or cut off from it, applies nothing more: no change or
-			// resync would ask whether it is current, and its heartbeats would have told the
-			// caller it was up to date while the group revoked what it holds (review C, F2).
-			// Asked here, once a heartbeat, the stream ends instead, and the caller subscribes
-			// again, to a replica that is current.
-			if err := s.current(ctx); err != nil {
-				return err
-			}
-			hb := &pb.Heartbeat{At: timestamppb.Now()}
-			if mode.Exercise != "" {
-				// Whether this node takes part, so that a caller that started an exercise
-				// alone learns it; said only to a caller its policies may grant the exercise's
-				// records: to anyone else it is not known which exercises there are.
-				set, err := s.grants(ctx, to, s.c.Sharing.PolicySet)
-				if err != nil {
-					return api.Status(s.c.Logger, err)
-				}
-				if set.CoversExercise(to, mode.Exercise, time.Now()) {
-					state, err := s.c.DB.ExerciseState(ctx, mode.Exercise)
-					if err != nil {
-						return api.Status(s.c.Logger, err)
-					}
-					hb.ExerciseState = cmp.Or(state, db.ExerciseNone)
-				}
-			}
-			if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: hb}}); err != nil {
+			if err := beat(); err != nil {
 				return err
 			}
 		}

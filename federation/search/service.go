@@ -653,8 +653,9 @@ func (s *Service) catchingUp(p config.Peer, m *pb.Mode) time.Time {
 // cacheAge is how old the cache of a peer is: how long since it was last known to be complete.
 // On the replica that subscribes (the leader), an open subscription keeps it current up to what
 // it last heard from the peer (a change or a heartbeat): a peer that hangs keeps its feed open
-// until the idle timeout, and its copy grows old the while. One that went down left it complete
-// when it did. Elsewhere, for an exercise's cache, and on a leader whose subscription has not
+// until the idle timeout, and its copy grows old the while. One whose feed ended left it
+// complete when it last heard from the peer (not when the feed ended: a peer that hung was
+// silent long before its idle timeout ended the feed). Elsewhere, for an exercise's cache, and on a leader whose subscription has not
 // been open since it began to follow the peer (a restart, a new leader: when the peer went down
 // is not known here), it is as old as the peer's last delivery, which is older when the peer had
 // nothing to send: never younger than it is. open reports the open subscription; an age of 0
@@ -665,6 +666,8 @@ func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) (age 
 			switch {
 			case st.Open:
 				return time.Since(cmp.Or(st.Heard, st.Since)), true
+			case st.Err != "" && st.Opened && !st.Heard.IsZero():
+				return time.Since(st.Heard), false
 			case st.Err != "" && st.Opened && !st.Since.IsZero():
 				return time.Since(st.Since), false
 			}
@@ -789,8 +792,14 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	// Every cached record of the crisis, a page at a time: a picture that left some out would
 	// show a stale entry, or none, and sums that are short, and would not say so.
 	peer := make(map[string]bool, len(peers))
+	// Which copies are catching up as the read begins: one that catches up while it reads may
+	// be read without its last changes, and the probe, later, would call it whole.
+	behind := map[string]time.Time{}
 	for _, p := range peers {
 		peer[p.TrustDomain] = true
+		if since := s.catchingUp(p, req.Mode); !since.IsZero() {
+			behind[p.TrustDomain] = since
+		}
 	}
 	var items []Item
 	// The crisis's records; and the alerts of every crisis (crisis all: a rule without a crisis,
@@ -877,6 +886,9 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		}
 		for _, p := range resp.Peers {
 			p.Count = entries[p.TrustDomain]
+			if since, ok := behind[p.TrustDomain]; ok && p.State == Answered && p.CatchingUpSince == nil {
+				p.CatchingUpSince = timestamppb.New(since)
+			}
 		}
 	}
 	return resp, nil

@@ -1312,14 +1312,14 @@ type PeerStatus struct {
 	Count     int64  `protobuf:"varint,4,opt,name=count" json:"count,omitempty"`
 	LatencyMs int64  `protobuf:"varint,5,opt,name=latency_ms,json=latencyMs" json:"latency_ms,omitempty"`
 	// cache_age_ms is the age of the cached records served in place of an answer: how long since
-	// the cache was last known to be complete (the leader's subscription went down, or, where that
-	// is not known, the peer's last delivery).
+	// the cache was last known to be complete (when the leader's subscription that went down last
+	// heard from the peer, or, where that is not known, the peer's last delivery).
 	CacheAgeMs int64  `protobuf:"varint,6,opt,name=cache_age_ms,json=cacheAgeMs" json:"cache_age_ms,omitempty"`
 	Error      string `protobuf:"bytes,7,opt,name=error" json:"error,omitempty"`
 	// catching_up_since, for an answered peer, is set when this node's copy of the peer's records
-	// (what the picture shows) is being brought up to date: its subscription, open since then, has
-	// not yet reached the end of the peer's feed (on the leader, which subscribes). The picture is
-	// behind the peer until it does; a search's own answer is not.
+	// (what the picture shows) is not up to date (on the leader, which subscribes): its
+	// subscription is not open, or has not yet had the peer's heartbeat that says it has sent all
+	// (docs/api.md). The picture is behind the peer until it does; a search's own answer is not.
 	CatchingUpSince *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=catching_up_since,json=catchingUpSince" json:"catching_up_since,omitempty"`
 	// feed_open, for a peer that did not answer, says that this node's subscription to it is open:
 	// the copy served in its place was current when the feed last delivered a change or a
