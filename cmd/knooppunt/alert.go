@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ type alertJSON struct {
 	Unevaluable      string            `json:"unevaluable,omitempty"`
 	UnevaluableSince *time.Time        `json:"unevaluable_since,omitempty"`
 	Values           []json.RawMessage `json:"values"`
+	// Cached: a partner's alert that it did not send just now (it did not answer): its copy
+	// here, which may have cleared since.
+	Cached bool `json:"cached,omitempty"`
 	// Info are the CAP info blocks; the first one's severity is shown.
 	Info []struct {
 		Severity string `json:"severity"`
@@ -109,7 +113,7 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 			err = f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
 				out := []alertJSON{}
-				add := func(r *pb.Record) error {
+				add := func(r *pb.Record, cached bool) error {
 					if r.Labels["rule"] == "" || rule != "" && r.Labels["rule"] != rule || firing && r.Labels["status"] != "firing" {
 						return nil // an imported CAP alert (record list --kind alert shows it), or not asked for
 					}
@@ -117,7 +121,7 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 					if err := json.Unmarshal(r.Body, &a); err != nil {
 						return fmt.Errorf("alert %s of %s: %w", r.Id, r.Origin, err)
 					}
-					a.ID, a.Source = r.Id, r.Origin // the record's, whatever the body holds
+					a.ID, a.Source, a.Cached = r.Id, r.Origin, cached // the record's, whatever the body holds
 					if len(a.Info) > 0 {
 						a.Severity = a.Info[0].Severity
 					}
@@ -132,7 +136,7 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 						return err
 					}
 					for _, r := range resp.Records {
-						if err := add(r); err != nil {
+						if err := add(r, false); err != nil {
 							return err
 						}
 					}
@@ -157,7 +161,7 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 						if h.Source == "" {
 							continue // this node's own, listed above
 						}
-						if err := add(h.Record); err != nil {
+						if err := add(h.Record, h.FromCache); err != nil {
 							return err
 						}
 					}
@@ -185,13 +189,17 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 					if a.Unevaluable != "" && a.UnevaluableSince != nil {
 						state += " (NOT EVALUABLE since " + stamp(*a.UnevaluableSince) + ")"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Source, a.Rule, a.Region, a.Severity, state, stamp(a.FiredAt), res, a.ID)
+					source := a.Source
+					if a.Cached {
+						source += " (cache)" // as search marks it: its state may have changed since
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", source, a.Rule, a.Region, a.Severity, state, stamp(a.FiredAt), res, a.ID)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
 				}
-				if len(out) == 0 && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) && !partners {
-					fmt.Fprintln(cmd.ErrOrStderr(), "No alerts of this node's own rules; --partners also asks the partners for theirs.")
+				if len(out) == 0 && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
+					fmt.Fprintln(cmd.ErrOrStderr(), noAlerts(partners, firing, rule))
 				}
 				return nil
 			})
@@ -210,6 +218,21 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 	f.fill(map[string]string{"exercise": "mode.exercise", "status": "mode.status"})
 	f.fill(map[string]string{"exercise": "filter.mode"})
 	return cmd
+}
+
+// noAlerts says that an alert list found none, of what it asked for.
+func noAlerts(partners, firing bool, rule string) string {
+	what := "alerts"
+	if firing {
+		what = "firing alerts"
+	}
+	if rule != "" {
+		what += " of a rule named " + strconv.Quote(rule) + " (rule list names this node's rules)"
+	}
+	if partners {
+		return "No " + what + " here or shared by a partner."
+	}
+	return "No " + what + " of this node's own rules; --partners also asks the partners for theirs."
 }
 
 // unansweredPeers names the peers that did not answer a search, each with why and what stands in

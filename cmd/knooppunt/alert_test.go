@@ -44,11 +44,15 @@ func TestAlertListPartners(t *testing.T) {
 		}
 		return len(got) == 1, r.stdout
 	})
-	if a0 := got[0]; a0.Source != a.TD.Name() || a0.Rule != "bedden" || a0.Region != "VR19" || a0.State != "firing" || a0.Severity != "Severe" {
-		t.Errorf("b's list of a's alert: %+v", a0)
+	if a0 := got[0]; a0.Source != a.TD.Name() || a0.Rule != "bedden" || a0.Region != "VR19" || a0.State != "firing" || a0.Severity != "Severe" || a0.Cached {
+		t.Errorf("b's list of a's alert: %+v, want it as a sent it just now", a0)
 	}
 	if r := cli(t, nil, "", "alert", "list", "--partners", "--rule", "andere-regel", "--node", addr, "-o", "json").want(t, 0); strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("alert list --partners --rule andere-regel: %s, want none", r.stdout)
+	}
+	// An empty list says so, naming what it asked for, rather than print a header alone.
+	if r := cli(t, nil, "", "alert", "list", "--partners", "--rule", "andere-regel", "--node", addr).want(t, 0); !strings.Contains(r.stderr, `No alerts of a rule named "andere-regel" (rule list names this node's rules) here or shared by a partner.`) {
+		t.Errorf("alert list --partners --rule andere-regel: stderr %q", r.stderr)
 	}
 
 	// An alert of every crisis (a rule without one, a CAP alert imported without --crisis) is in
@@ -74,11 +78,13 @@ func TestAlertListPartners(t *testing.T) {
 	a.Stop(t)
 	r = cli(t, nil, "", "alert", "list", "--firing", "--partners", "--node", addr).want(t, 0)
 	if want := "Note: not every partner answered, so their alerts listed are what they sent before and may have cleared since: a ("; !strings.HasPrefix(r.stderr, want) ||
-		!strings.Contains(r.stderr, "served from its copy, ") || !strings.Contains(lineWith(r.stdout, "handmatig-bedden-VR19-1"), "firing") {
-		t.Errorf("alert list --partners with a down: stdout\n%s\nstderr %q, want a's alert and a note that begins %q", r.stdout, r.stderr, want)
+		!strings.Contains(r.stderr, "served from its copy, ") || !strings.Contains(lineWith(r.stdout, "handmatig-bedden-VR19-1"), "firing") ||
+		!strings.HasPrefix(lineWith(r.stdout, "handmatig-bedden-VR19-1"), a.TD.Name()+" (cache) ") {
+		t.Errorf("alert list --partners with a down: stdout\n%s\nstderr %q, want a's alert marked as from the cache, and a note that begins %q", r.stdout, r.stderr, want)
 	}
-	if r := cli(t, nil, "", "alert", "list", "--firing", "--partners", "--fail-on-partial", "--node", addr, "-o", "json").want(t, exitPartial); !strings.Contains(r.stdout, "handmatig-bedden-VR19-1") {
-		t.Errorf("alert list --fail-on-partial with a down: stdout %q, want a's alert before the exit", r.stdout)
+	r = cli(t, nil, "", "alert", "list", "--firing", "--partners", "--fail-on-partial", "--node", addr, "-o", "json").want(t, exitPartial)
+	if got = nil; json.Unmarshal([]byte(r.stdout), &got) != nil || len(got) != 2 || !got[0].Cached || !got[1].Cached {
+		t.Errorf("alert list --fail-on-partial -o json with a down: stdout %q, want a's two alerts, cached, before the exit", r.stdout)
 	}
 	if r := cli(t, nil, "", "alert", "list", "--fail-on-partial", "--node", addr).want(t, 1); !strings.Contains(r.stderr, "--fail-on-partial: only --partners asks partners") {
 		t.Errorf("alert list --fail-on-partial without --partners: stderr %q", r.stderr)
