@@ -1357,7 +1357,7 @@ func TestFilterOutOfRangeIsRefused(t *testing.T) {
 		{"not an id", &pb.Filter{Ids: []string{"s1", "../s1"}}, `filter.ids[1]: "../s1" is not a record id`},
 		{"101 ids", &pb.Filter{Ids: manyIDs(101)}, "filter.ids: 101 ids is over the limit of 100"},
 		{"65 kinds", &pb.Filter{Kinds: manyIDs(65)}, "filter.kinds: 65 kinds is over the limit of 64"},
-		{"not a region", &pb.Filter{Region: "VR99"}, `filter.region: "VR99" is not a region: use a safety-region code VR01 to VR25`},
+		{"not a region", &pb.Filter{Region: "VR99"}, `filter.region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the records about the country as a whole; leave it out for every region`},
 		{"not a crisis name", &pb.Filter{Crisis: "Oekraïne"}, `filter.crisis: "Oekraïne" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -119,7 +119,7 @@ func TestCLIRecord(t *testing.T) {
 	// The refusal says the flag the value came from (as the README shows).
 	r = cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR99",
 		"--classification", "internal", "--body", utrechtBody).want(t, 1)
-	if want := `knooppunt: --region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the whole country (InvalidArgument)` + "\n"; r.stderr != want {
+	if want := `knooppunt: --region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the country as a whole (InvalidArgument)` + "\n"; r.stderr != want {
 		t.Fatalf("put --region VR99: stderr %q\nwant %q", r.stderr, want)
 	}
 	// A field of the body is said of --body, and the path below it.
@@ -294,7 +294,7 @@ u-3,shelter.capacity,oekraine,VR09,internal,Vianen,50,6,
 		line             int
 	}{
 		{"shelters.jsonl", "j-2", `record.kind: unknown kind "shelter.beds": use one of "alert", "assessment", "assessment.response", "guidance", "permit", "qa", "shelter.capacity", "signal", "sitrep", or declare it in the node config`, 4},
-		{"shelters.csv", "c-2", `record.region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the whole country`, 3},
+		{"shelters.csv", "c-2", `record.region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the country as a whole`, 3},
 		// A column the reader cannot read is named as the node's fields are.
 		{"until.csv", "u-2", `valid_until: "morgen": use RFC 3339, such as 2026-12-31T00:00:00Z`, 3},
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -151,10 +152,14 @@ func CheckCrisis(field, name string) error {
 	return nil
 }
 
-// CheckRegion checks a region code as it appears in field.
+// CheckRegion checks a region code as it appears in field. A record's NL is about the country
+// as a whole; a filter's NL keeps those records, not every region's (review I, F17).
 func CheckRegion(field, code string) error {
 	if !regionCode.MatchString(code) {
-		return invalid(field, "%q is not a region: use a safety-region code VR01 to VR25, or NL for the whole country", code)
+		if strings.HasPrefix(field, "record.") {
+			return invalid(field, "%q is not a region: use a safety-region code VR01 to VR25, or NL for the country as a whole", code)
+		}
+		return invalid(field, "%q is not a region: use a safety-region code VR01 to VR25, or NL for the records about the country as a whole; leave it out for every region", code)
 	}
 	return nil
 }

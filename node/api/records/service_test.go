@@ -366,7 +366,7 @@ func TestBadInputIsRefused(t *testing.T) {
 		{"bad crisis", with(func(r *pb.Record) { r.Crisis = "Oekraine!" }),
 			codes.InvalidArgument, `record.crisis: "Oekraine!" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine`, false},
 		{"bad region", with(func(r *pb.Record) { r.Region = "VR26" }),
-			codes.InvalidArgument, `record.region: "VR26" is not a region: use a safety-region code VR01 to VR25, or NL for the whole country`, false},
+			codes.InvalidArgument, `record.region: "VR26" is not a region: use a safety-region code VR01 to VR25, or NL for the country as a whole`, false},
 		{"foreign origin", with(func(r *pb.Record) { r.Origin = "ncc.crisis.test" }),
 			codes.InvalidArgument, `record.origin: "ncc.crisis.test" is not this node's org "local.crisis.test": leave it empty, the node sets it`, false},
 		{"negative version", with(func(r *pb.Record) { r.Version = -1 }),
