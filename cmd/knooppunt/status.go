@@ -63,7 +63,7 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				// The node counts its live records of every mode together; firing is of actual alerts
 				// alone, so the line says what it counts.
 				fmt.Fprintf(tw, "records\t%d, of every mode: actual, exercise, test and draft (change feed at %d)\n", st.Records, st.LastSeq)
-				fmt.Fprintf(tw, "store\t%.1f MiB; %.1f GiB free on its disk\n", float64(st.DbBytes)/(1<<20), float64(st.DiskFreeBytes)/(1<<30))
+				fmt.Fprintf(tw, "store\t%.1f MiB; %s free on its disk\n", float64(st.DbBytes)/(1<<20), diskSize(st.DiskFreeBytes))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", stamp(st.StartedAt.AsTime()))
 				if st.SvidExpiresAt != nil {
@@ -287,6 +287,15 @@ func raftLine(st *pb.StatusResponse, now time.Time) string {
 
 // roughly says a span as people read one: days from two days on (90 days, not 2159h58m54s),
 // hours and minutes from an hour on, else to the second.
+// diskSize is a number of bytes in GiB with one decimal from 1 GiB up, else in MiB: a disk
+// nearly full read "0.0 GiB free" whatever was left (review H, F7).
+func diskSize(b int64) string {
+	if b >= 1<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
 func roughly(d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour:

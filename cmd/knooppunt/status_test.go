@@ -332,6 +332,22 @@ func TestRoughly(t *testing.T) {
 	}
 }
 
+// TestDiskSize: free disk in GiB from a GiB up, else in MiB, so that a disk nearly full does
+// not read 0.0 GiB whatever is left.
+func TestDiskSize(t *testing.T) {
+	for b, want := range map[int64]string{
+		5 << 30:   "5.0 GiB",
+		1 << 30:   "1.0 GiB",
+		40 << 20:  "40.0 MiB",
+		5_270_000: "5.0 MiB",
+		0:         "0.0 MiB",
+	} {
+		if got := diskSize(b); got != want {
+			t.Errorf("diskSize(%d) = %q, want %q", b, got, want)
+		}
+	}
+}
+
 // TestPrintRecordsMarksDocumentsNotInForce: record list marks a replaced or expired document as
 // search does, and leaves one in force unmarked.
 func TestPrintRecordsMarksDocumentsNotInForce(t *testing.T) {
