@@ -41,7 +41,7 @@ func (s *Service) Witness(ctx context.Context, req *pb.WitnessRequest) (*pb.Witn
 		return nil, api.Invalid("head", "%v", err)
 	}
 	out, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_KeepHead{KeepHead: &pb.KeepHead{
-		Peer: to.TrustDomain, Head: req.Head, ReceivedAt: timestamppb.Now(), Signer: signer.String(), Bounded: true,
+		Peer: to.TrustDomain, Head: req.Head, ReceivedAt: timestamppb.Now(), Signer: signer.String(), Bounded: true, ByTime: true,
 	}}})
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)

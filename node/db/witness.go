@@ -28,9 +28,12 @@ const (
 // ApplyKeepHead keeps a peer's signed audit head for the Raft entry at index, within KeptHeads
 // and KeptForks when the command is bounded. A head the table already holds (the same seq and hash) is not kept twice. A head for a seq the
 // peer signed another hash for, or with a seq below the highest one held, is evidence that the
-// peer's chain forked or was rewritten: it is kept with fork set, and audited as audit.fork. It
-// returns that evidence, "" when there is none. The peer server verified the signature before;
-// every replica decides alike from the table.
+// peer's chain forked or was rewritten: it is kept with fork set, and audited as audit.fork. With
+// by_time, a head below the highest is evidence only when the peer signed it after every held
+// head of a higher seq: one signed before them came late (this node took the calls that waited
+// while it paused in any order, and called the peer's chain forked; review H, F3). It returns
+// that evidence, "" when there is none. The peer server verified the signature before; every
+// replica decides alike from the table.
 func (d *DB) ApplyKeepHead(index uint64, c *pb.KeepHead) (fork string, err error) {
 	h := c.Head
 	err = d.applyTx(index, func(tx *writeTx, _ *int64) error {
@@ -55,6 +58,15 @@ func (d *DB) ApplyKeepHead(index uint64, c *pb.KeepHead) (fork string, err error
 			}
 			if top.Valid && h.Seq < top.Int64 {
 				fork = fmt.Sprintf("a head for entry %d, below entry %d signed before", h.Seq, top.Int64)
+				if c.ByTime {
+					var latest int64
+					if err := tx.QueryRow(`SELECT max(at) FROM witnessed_heads WHERE peer = ? AND fork = 0 AND seq > ?`, c.Peer, h.Seq).Scan(&latest); err != nil {
+						return err
+					}
+					if h.At.AsTime().UnixNano() <= latest {
+						fork = "" // signed before a head it is below: it came late
+					}
+				}
 			}
 		}
 		if fork != "" && c.Bounded {

@@ -104,6 +104,49 @@ func TestApplyKeepHead(t *testing.T) {
 	}
 }
 
+// TestLateHeadIsNoFork: with by_time, a head below the highest held that the peer signed before
+// every head above it came late, and is kept as an ordinary head; one signed after a head above
+// it is evidence of a fork. A witness that paused took the calls that waited in any order and
+// called a sound chain forked (review H, F3); without by_time it still does, as entries of an
+// earlier release must apply alike.
+func TestLateHeadIsNoFork(t *testing.T) {
+	const peer = "lcvs.crisis.test"
+	head := func(seq int64, fill byte, signed int, byTime bool) *pb.KeepHead {
+		return &pb.KeepHead{Peer: peer, Signer: "spiffe://" + peer + "/node/r1", ReceivedAt: hour(30), Bounded: true, ByTime: byTime, Head: &pb.SignedHead{
+			Org: peer, Seq: seq, Hash: bytes.Repeat([]byte{fill}, sha256.Size), At: hour(signed), Signature: []byte{fill}}}
+	}
+	d := newDB(t)
+	for i, c := range []struct {
+		c    *pb.KeepHead
+		fork string
+	}{
+		{head(10, 1, 10, true), ""},
+		{head(14, 2, 14, true), ""},
+		{head(12, 3, 12, true), ""},                                     // signed before 14: late
+		{head(11, 4, 15, true), "a head for entry 11, below entry 14"},  // signed after 14
+		{head(13, 5, 13, false), "a head for entry 13, below entry 14"}, // an entry of an earlier release
+	} {
+		fork, err := d.ApplyKeepHead(uint64(i+1), c.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.fork == "" && fork != "" || c.fork != "" && !strings.HasPrefix(fork, c.fork) {
+			t.Errorf("head %d signed at %s (by_time %v): fork %q, want %q", c.c.Head.Seq, c.c.Head.At.AsTime(), c.c.ByTime, fork, c.fork)
+		}
+	}
+	heads, err := d.HeadsOf(context.Background(), peer, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range heads {
+		got = append(got, fmt.Sprintf("%d:%v", h.Head.Seq, h.Fork))
+	}
+	if want := "10:false 11:true 12:false 13:true 14:false"; strings.Join(got, " ") != want {
+		t.Errorf("heads kept: %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
 // TestKeptHeadsAreBounded: of a bounded command's peer, the newest db.KeptHeads heads are kept
 // and the first db.KeptForks pieces of fork evidence, each audited once; evidence beyond those is
 // still answered as a fork. A peer that raised its seq at every call filled the table with

@@ -974,7 +974,12 @@ type KeepHead struct {
 	// bounded: the peer's kept heads are bounded (the newest 10,000 of its chain, and 100 pieces
 	// of evidence of a fork). Set by every node since this field exists; an entry without it is
 	// applied as before, so that every replica keeps the same heads.
-	Bounded       bool `protobuf:"varint,5,opt,name=bounded" json:"bounded,omitempty"`
+	Bounded bool `protobuf:"varint,5,opt,name=bounded" json:"bounded,omitempty"`
+	// by_time: a head for a seq below one held is evidence of a fork only when the peer signed it
+	// after every held head of a higher seq; one signed before them is a late delivery (a witness
+	// that paused takes the calls that waited in any order). Set by every node since this field
+	// exists; an entry without it is applied as before.
+	ByTime        bool `protobuf:"varint,6,opt,name=by_time,json=byTime" json:"by_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1040,6 +1045,13 @@ func (x *KeepHead) GetSigner() string {
 func (x *KeepHead) GetBounded() bool {
 	if x != nil {
 		return x.Bounded
+	}
+	return false
+}
+
+func (x *KeepHead) GetByTime() bool {
+	if x != nil {
+		return x.ByTime
 	}
 	return false
 }
@@ -2166,14 +2178,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12\x1a\n" +
 	"\battempts\x18\x02 \x01(\x05R\battempts\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12D\n" +
-	"\x10first_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0efirstAttemptAt\"\xbb\x01\n" +
+	"\x10first_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0efirstAttemptAt\"\xd4\x01\n" +
 	"\bKeepHead\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
 	"\x04head\x18\x02 \x01(\v2\x18.knooppunt.v1.SignedHeadR\x04head\x12;\n" +
 	"\vreceived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12\x16\n" +
 	"\x06signer\x18\x04 \x01(\tR\x06signer\x12\x18\n" +
-	"\abounded\x18\x05 \x01(\bR\abounded\"\x82\x01\n" +
+	"\abounded\x18\x05 \x01(\bR\abounded\x12\x17\n" +
+	"\aby_time\x18\x06 \x01(\bR\x06byTime\"\x82\x01\n" +
 	"\x0fKeepAuthorities\x12!\n" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12 \n" +
 	"\vauthorities\x18\x02 \x03(\fR\vauthorities\x12*\n" +
