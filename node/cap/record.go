@@ -234,7 +234,9 @@ func FromRecord(r *pb.Record, opts ExportOptions) (*Alert, error) {
 	}
 	switch {
 	case r.Classification == pb.Classification_PUBLIC:
-		a.Scope = "Public"
+		// Whom a Restricted or Private alert was for is not for the public (a record stored
+		// before such a mix was refused).
+		a.Scope, a.Restriction, a.Addresses = "Public", "", ""
 	case a.Scope == "Restricted" || a.Scope == "Private":
 	default:
 		a.Scope = ScopeOf(r.Classification)

@@ -101,6 +101,22 @@ func (c *Checker) classifyAlert(r *pb.Record) {
 	}
 }
 
+// checkPublicAlert refuses a public alert record whose CAP scope keeps it from the public: the
+// node serves its public alerts in an open feed, as scope Public, to anyone, and a Private
+// alert's addresses went with it (review J, F2).
+func checkPublicAlert(r *pb.Record) error {
+	if r.Kind != AlertKind || r.Classification != pb.Classification_PUBLIC {
+		return nil
+	}
+	var h struct {
+		Scope string `json:"scope"`
+	}
+	if json.Unmarshal(r.Body, &h) != nil || h.Scope == "" || h.Scope == "Public" {
+		return nil
+	}
+	return invalid("record.body.scope", "%q, but the record is public, and a public alert goes into the node's open feed, to anyone: make the scope \"Public\", or classify the record as its scope says (leave the classification out, and cap.scopes gives it)", h.Scope)
+}
+
 // Times the store can hold: it keeps a time as nanoseconds since 1970 in an int64.
 var (
 	minTime = time.Unix(0, math.MinInt64).UTC()
@@ -202,6 +218,9 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	}
 	c.classifyAlert(r)
 	if err := CheckClassification("record.classification", r.Classification, false); err != nil {
+		return err
+	}
+	if err := checkPublicAlert(r); err != nil {
 		return err
 	}
 	if r.Version < 0 {
