@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -28,7 +31,13 @@ var (
 	genSources = []string{"a.crisis.test", "b.crisis.test", "c.crisis.test"}
 	genKinds   = []string{"shelter.capacity", "water.level", "sitrep"}
 	genRegions = []string{"VR01", "VR02", "NL"}
-	genPlaces  = []string{"Utrecht", "Zeist", "Houten", "zeist ", " ZEIST", "Den  Helder", "den helder"}
+	// Places written the ways people and tools write them: case, white space, composed and
+	// decomposed (NFC, NFD), with and without diacritics, hyphens and apostrophes; and a name of
+	// no letters. "r1" is also an id.
+	genPlaceSpellings = [][]string{{"Utrecht"}, {"Zeist", "zeist ", " ZEIST"}, {"Houten"}, {"Den  Helder", "den helder"},
+		{"S\u00fadwest-Frysl\u00e2n", "Su\u0301dwest-Frysla\u0302n", "sudwest fryslan"}, {"Schouwen-Duiveland", "Schouwen Duiveland"},
+		{"'s-Hertogenbosch", "s-Hertogenbosch"}, {"--"}, {"r1"}}
+	genPlaces = slices.Concat(genPlaceSpellings...)
 	// sitrep declares no aggregable field; level_cm still turns up in its bodies.
 	genAggregable = map[string][]string{
 		"shelter.capacity": {"beds_total", "beds_free"},
@@ -107,7 +116,8 @@ func render(rng *rand.Rand, ms []member) []byte {
 
 // genItems draws up to 40 records from random sources. A source holds each id once, as the store
 // and the cache do; ids repeat across sources. A quarter of the records report what an earlier one
-// did (its kind, region and body, spelt anew), so that sources agree as well as disagree. Times
+// did (its kind, region and body, spelt anew), so that sources agree as well as disagree, and a
+// quarter other figures of an earlier one's kind, region and municipality. Times
 // come from a few offsets around now and the stale limit, some with a part of a second, so that
 // ties and the limit itself turn up.
 func genItems(rng *rand.Rand, now time.Time, staleAfter time.Duration) []search.Item {
@@ -128,8 +138,27 @@ func genItems(rng *rand.Rand, now time.Time, staleAfter time.Duration) []search.
 		}
 		held[src+"/"+id] = true
 		rep := report{genKinds[rng.Intn(len(genKinds))], genRegions[rng.Intn(len(genRegions))], genBody(rng)}
-		if len(said) > 0 && rng.Intn(4) == 0 {
-			rep = said[rng.Intn(len(said))]
+		if len(said) > 0 {
+			switch rng.Intn(4) {
+			case 0:
+				rep = said[rng.Intn(len(said))]
+			case 1:
+				// Of the same place (or id) as an earlier one, with figures of its own.
+				was := said[rng.Intn(len(said))]
+				rep.kind, rep.region = was.kind, was.region
+				rep.body = slices.DeleteFunc(rep.body, func(m member) bool { return m.key == "municipality" })
+				for _, m := range was.body {
+					if m.key == "municipality" {
+						// Half the time spelt another way.
+						for _, spellings := range genPlaceSpellings {
+							if rng.Intn(2) == 0 && slices.ContainsFunc(spellings, func(sp string) bool { return fmt.Sprintf("%q", sp) == m.raw }) {
+								m.raw = fmt.Sprintf("%q", spellings[rng.Intn(len(spellings))])
+							}
+						}
+						rep.body = append(rep.body, m)
+					}
+				}
+			}
 		}
 		said = append(said, rep)
 		at := now.Add(-offsets[rng.Intn(len(offsets))])
@@ -178,29 +207,62 @@ type refStats struct {
 	never int
 	// ahead counts entries of a partner's record dated after this node received it.
 	ahead int
+	// folded counts municipality slots whose records write the key in more than one way;
+	// idApart, entries keyed by an id that another source's record of the slot's kind and
+	// region has too; short, sums that lack some entries of their kind.
+	folded, idApart, short int
 }
 
 // refSum is the reference model's aggregate of one kind, field and region.
 type refSum struct {
 	sum     float64
 	records int64
+	// entries counts the entries of the kind in the region (in NL: all), with the field or not.
+	entries int64
 }
 
 // reference is the picture of docs/api.md, computed the plain way: decode every body, group the
 // records by slot, sort each slot's records from latest to oldest, and read the answer off the
 // sorted list.
 // refKey is the key docs/api.md gives a record: its body's municipality, trimmed and with each
-// run of white space one space, when that leaves a string that is not empty; else its id. Slots
-// compare keys without case.
-func refKey(r *pb.Record) string {
+// run of white space one space, when that leaves a string that is not empty; else its id (byID).
+func refKey(r *pb.Record) (key string, byID bool) {
 	var body map[string]any
 	_ = json.Unmarshal(r.Body, &body)
 	if m, ok := body["municipality"].(string); ok {
 		if k := strings.Join(strings.Fields(m), " "); k != "" {
-			return k
+			return k, false
 		}
 	}
-	return r.Id
+	return r.Id, true
+}
+
+// refSlot is the slot docs/api.md gives a record of source, as one string that sorts as the
+// entries do: kind, region, key, source. A municipality's key is its letters and digits
+// without diacritics (decomposed, NFD, with the nonspacing marks dropped) in lower case, each
+// run of anything else one space, and its source is none: whoever reports it, it is one slot. A
+// name of no letters or digits is its own key. An id is a key within its source only.
+func refSlot(it search.Item) string {
+	key, byID := refKey(it.Record)
+	source := ""
+	if byID {
+		source = it.Source
+	} else {
+		var b strings.Builder
+		for _, r := range norm.NFD.String(key) {
+			switch {
+			case unicode.Is(unicode.Mn, r):
+			case unicode.IsLetter(r) || unicode.IsNumber(r):
+				b.WriteRune(unicode.ToLower(r))
+			default:
+				b.WriteRune(' ')
+			}
+		}
+		if folded := strings.Join(strings.Fields(b.String()), " "); folded != "" {
+			key = folded
+		}
+	}
+	return it.Record.Kind + "\x00" + it.Record.Region + "\x00" + key + "\x00" + source
 }
 
 func reference(items []search.Item, aggregable map[string][]string, now time.Time, limits map[string]time.Duration) ([]refEntry, map[[3]string]refSum, []string, refStats) {
@@ -225,16 +287,20 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 	var names []string
 	sources := map[string]bool{}
 	for _, it := range items {
-		name := it.Record.Kind + "\x00" + it.Record.Region + "\x00" + strings.ToLower(refKey(it.Record))
+		name := refSlot(it)
 		if slots[name] == nil {
 			names = append(names, name)
 		}
 		slots[name] = append(slots[name], it)
 		sources[it.Source] = true
 	}
-	sort.Strings(names) // kind, then region, then key: \x00 sorts before every other byte
+	sort.Strings(names) // kind, region, key, source: \x00 sorts before every other byte
 	var entries []refEntry
 	sums := map[[3]string]refSum{}
+	// kindEntries counts the entries of each kind per region and in NL, for the sums' entries.
+	kindEntries := map[[2]string]int64{}
+	// shownKeys are the keys, as written, of each municipality slot's records.
+	shownKeys := map[string]bool{}
 	for _, name := range names {
 		recs := slots[name]
 		// A partner's record counts as updated no later than this node received it.
@@ -269,7 +335,8 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 		parts := strings.Split(name, "\x00")
 		age := now.Sub(updated(top))
 		limit := limits[parts[0]]
-		e := refEntry{kind: parts[0], region: parts[1], key: refKey(top.Record), source: top.Source, id: top.Record.Id,
+		key, byID := refKey(top.Record)
+		e := refEntry{kind: parts[0], region: parts[1], key: key, source: top.Source, id: top.Record.Id,
 			version: top.Record.Version, ageS: int64(age / time.Second), stale: limit != record.NeverStale && age > limit}
 		if limit == record.NeverStale && age > 24*time.Hour {
 			st.never++
@@ -308,6 +375,30 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 			st.leftOut++
 		}
 		entries = append(entries, e)
+		kindEntries[[2]string{e.kind, e.region}]++
+		if e.region != "NL" {
+			kindEntries[[2]string{e.kind, "NL"}]++
+		}
+		if byID {
+			// Another source's record of the same id is in a slot of its own.
+			for _, it := range items {
+				if it.Source != top.Source && it.Record.Id == top.Record.Id && it.Record.Kind == e.kind && it.Record.Region == e.region {
+					if _, other := refKey(it.Record); other {
+						st.idApart++
+						break
+					}
+				}
+			}
+		} else {
+			clear(shownKeys)
+			for _, it := range recs {
+				k, _ := refKey(it.Record)
+				shownKeys[k] = true
+			}
+			if len(shownKeys) > 1 {
+				st.folded++
+			}
+		}
 		body := decode(top.Record.Body)
 		for _, f := range aggregable[e.kind] {
 			v, ok := body[f].(float64)
@@ -327,6 +418,13 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 				st.national++
 			}
 		}
+	}
+	for k, s := range sums {
+		s.entries = kindEntries[[2]string{k[0], k[2]}]
+		if s.records < s.entries {
+			st.short++
+		}
+		sums[k] = s
 	}
 	var srcs []string
 	for s := range sources {
@@ -365,7 +463,7 @@ func comparePicture(got *pb.PictureResponse, entries []refEntry, sums map[[3]str
 		if _, dup := gotSums[k]; dup {
 			diffs = append(diffs, fmt.Sprintf("aggregate %v twice", k))
 		}
-		gotSums[k] = refSum{a.Sum, a.Records}
+		gotSums[k] = refSum{a.Sum, a.Records, a.Entries}
 		if i > 0 {
 			p := got.Aggregates[i-1]
 			pk, ak := p.Kind+"\x00"+p.Field, a.Kind+"\x00"+a.Field
@@ -439,10 +537,14 @@ func TestMergeAgreesWithReference(t *testing.T) {
 		total.leftOut += st.leftOut
 		total.never += st.never
 		total.ahead += st.ahead
+		total.folded += st.folded
+		total.idApart += st.idApart
+		total.short += st.short
 	}
 	// The draw must reach what it is meant to test, or a quiet change to it would prove nothing.
 	t.Logf("%d trials: %+v", trials, total)
-	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n || total.never < n/5 || total.ahead < n/5 {
+	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n || total.never < n/5 || total.ahead < n/5 ||
+		total.folded < n/5 || total.idApart < n/5 || total.short < n {
 		t.Fatalf("%d trials reached %+v: too few of some to prove anything", trials, total)
 	}
 }
@@ -572,7 +674,52 @@ func TestMergeRules(t *testing.T) {
 				rec("a", "r3", "VR01", `{"beds_free":"2"}`, 1, time.Minute),
 			},
 			entries: []entry{{"r1", "a", "r1", false, ""}, {"r2", "a", "r2", false, ""}, {"r3", "a", "r3", false, ""}},
-			sums:    "beds_free VR01 2/1, beds_free NL 7/2",
+			sums:    "beds_free VR01 2/1 of 2, beds_free NL 7/2 of 3",
+		},
+		{
+			// A partner's policy withheld beds_free of r2; r3 is no JSON object: the sums say
+			// that they lack them (review I, F1).
+			name: "a sum counts the entries of its kind that lack its field",
+			items: []search.Item{
+				rec("a", "r1", "VR01", `{"beds_free":2,"beds_total":9}`, 1, time.Minute),
+				rec("b", "r2", "VR01", `{"beds_total":5}`, 1, time.Minute),
+				rec("a", "r3", "VR01", `[1]`, 1, time.Minute),
+				rec("a", "r4", "VR02", `{"beds_free":3}`, 1, time.Minute),
+			},
+			entries: []entry{{"r1", "a", "r1", false, ""}, {"r2", "b", "r2", false, ""}, {"r3", "a", "r3", false, ""}, {"r4", "a", "r4", false, ""}},
+			sums:    "beds_free VR01 2/1 of 3, beds_free VR02 3/1, beds_free NL 5/2 of 4",
+		},
+		{
+			// Composed and decomposed (NFC, NFD), with and without diacritics, hyphen or
+			// apostrophe: one municipality, counted once (review I, F13). The key shown is as
+			// the latest record writes it.
+			name: "a municipality is one slot however it is spelt",
+			items: []search.Item{
+				rec("a", "r1", "VR02", `{"municipality":"S\u00fadwest-Frysl\u00e2n","beds_free":10}`, 1, 2*time.Minute),
+				rec("a", "r2", "VR02", `{"municipality":"Su\u0301dwest-Frysla\u0302n","beds_free":10}`, 1, time.Minute),
+				rec("b", "r3", "VR02", `{"municipality":"Sudwest Fryslan","beds_free":10}`, 1, 3*time.Minute),
+				rec("b", "r4", "VR19", `{"municipality":"Schouwen Duiveland","beds_free":5}`, 1, time.Minute),
+				rec("c", "r5", "VR19", `{"municipality":"Schouwen-Duiveland","beds_free":5}`, 1, 2*time.Minute),
+				rec("a", "r6", "VR01", `{"municipality":"'s-Hertogenbosch","beds_free":3}`, 1, time.Minute),
+				rec("a", "r7", "VR01", `{"municipality":"s-Hertogenbosch","beds_free":3}`, 1, 3*time.Minute),
+			},
+			entries: []entry{{"'s-Hertogenbosch", "a", "r6", false, ""}, {"Su\u0301dwest-Frysla\u0302n", "a", "r2", false, "b"},
+				{"Schouwen Duiveland", "b", "r4", false, "c"}},
+			sums: "beds_free VR01 3/1, beds_free VR02 10/1, beds_free VR19 5/1, beds_free NL 18/3",
+		},
+		{
+			// Each organisation's assessment-oekraine is its own (review I, F25); a
+			// municipality is no id.
+			name: "a record keyed by its id is in its source's slot",
+			items: []search.Item{
+				rec("a", "assessment-x", "VR01", `{"beds_free":1}`, 1, time.Minute),
+				rec("b", "assessment-x", "VR01", `{"beds_free":2}`, 1, 2*time.Minute),
+				rec("a", "r9", "VR01", `{"municipality":"Zeist","beds_free":8}`, 1, time.Minute),
+				rec("c", "zeist", "VR01", `{"beds_free":4}`, 1, time.Minute),
+			},
+			entries: []entry{{"assessment-x", "a", "assessment-x", false, ""}, {"assessment-x", "b", "assessment-x", false, ""},
+				{"Zeist", "a", "r9", false, ""}, {"zeist", "c", "zeist", false, ""}},
+			sums: "beds_free VR01 15/4, beds_free NL 15/4",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -587,7 +734,11 @@ func TestMergeRules(t *testing.T) {
 			}
 			var sums []string
 			for _, a := range got.Aggregates {
-				sums = append(sums, fmt.Sprintf("%s %s %g/%d", a.Field, a.Region, a.Sum, a.Records))
+				sum := fmt.Sprintf("%s %s %g/%d", a.Field, a.Region, a.Sum, a.Records)
+				if a.Entries != a.Records {
+					sum += fmt.Sprintf(" of %d", a.Entries)
+				}
+				sums = append(sums, sum)
 			}
 			if fmt.Sprint(entries) != fmt.Sprint(tc.entries) || strings.Join(sums, ", ") != tc.sums {
 				t.Errorf("entries %v\nsums %s\nwant entries %v\nsums %s", entries, strings.Join(sums, ", "), tc.entries, tc.sums)

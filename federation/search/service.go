@@ -23,12 +23,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/text/unicode/norm"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -923,22 +925,22 @@ func StaleAfter(d time.Duration) func(kind string) time.Duration {
 }
 
 // Merge builds a picture. docs/api.md defines each part; in short: records fall into slots by
-// kind, region and key (the body's municipality, without case or extra white space, or the
-// record id). A slot's entry is the
+// kind, region and key (the body's municipality, folded by slotKey, or the record id of its
+// source: see slotOf). A slot's entry is the
 // latest record of all its sources (by updated_at, then version; remaining ties go to the
 // source, then the id, that sorts first). The entry is stale when it is more than
 // staleAfter(its kind) older than now (never when that is negative: record.NeverStale), and its
 // conflict lists every other source whose own latest record in the slot has a body that is a
 // different JSON value, and disagreeing those records, in that order. For the aggregable fields of each kind, the entries' numbers are summed
-// per region and for the whole country (NL), where a record of region NL counts once. The
-// result does not depend on the order of items.
+// per region and for the whole country (NL), where a record of region NL counts once; each sum
+// says how many entries it added (records) and how many entries of its kind it could have
+// (entries). The result does not depend on the order of items.
 func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAfter func(kind string) time.Duration) *pb.PictureResponse {
-	type slot struct{ kind, region, key string }
 	bySource := map[slot]map[string]Item{}
 	leftOut := map[slot][]string{} // each source's records that are not its latest in the slot
 	sources := map[string]bool{}
 	for _, it := range items {
-		k := slot{it.Record.Kind, it.Record.Region, slotKey(it.Record)}
+		k := slotOf(it)
 		if bySource[k] == nil {
 			bySource[k] = map[string]Item{}
 		}
@@ -960,6 +962,8 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		n     int64
 	}
 	sums := map[[3]string]*sum{}
+	// entries counts the entries of each kind per region and for NL, as the sums count them.
+	entries := map[[2]string]int64{}
 	slots := make([]slot, 0, len(bySource))
 	for k := range bySource {
 		slots = append(slots, k)
@@ -972,7 +976,10 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		if a.region != b.region {
 			return a.region < b.region
 		}
-		return a.key < b.key
+		if a.key != b.key {
+			return a.key < b.key
+		}
+		return a.origin < b.origin
 	})
 	for _, k := range slots {
 		var latest Item
@@ -989,7 +996,8 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		dec := json.NewDecoder(bytes.NewReader(latest.Record.Body))
 		dec.UseNumber()
 		bodyErr := dec.Decode(&body)
-		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: keyOf(latest.Record), Record: latest.Record, Source: latest.Source,
+		shown, _ := keyOf(latest.Record)
+		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: shown, Record: latest.Record, Source: latest.Source,
 			AgeS: int64(age.Seconds()), Stale: stale(age, staleAfter(k.kind)), Validity: record.ValidityOfBody(body, latest.Record, now)}
 		for src, it := range bySource[k] {
 			if src != latest.Source && !sameBody(it.Record.Body, latest.Record.Body) {
@@ -1007,12 +1015,15 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			e.ReceivedAt = timestamppb.New(latest.ReceivedAt)
 		}
 		resp.Entries = append(resp.Entries, e)
-		if bodyErr != nil {
-			continue
-		}
 		regions := []string{k.region, "NL"}
 		if k.region == "NL" {
 			regions = regions[:1] // a national record counts once in the national total
+		}
+		for _, region := range regions {
+			entries[[2]string{k.kind, region}]++
+		}
+		if bodyErr != nil {
+			continue
 		}
 		for _, field := range aggregable[k.kind] {
 			n, ok := body[field].(json.Number)
@@ -1040,7 +1051,8 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		if key[1] == "" {
 			continue
 		}
-		resp.Aggregates = append(resp.Aggregates, &pb.Aggregate{Kind: key[0], Field: key[1], Region: key[2], Sum: sm.total, Records: sm.n})
+		resp.Aggregates = append(resp.Aggregates, &pb.Aggregate{Kind: key[0], Field: key[1], Region: key[2], Sum: sm.total, Records: sm.n,
+			Entries: entries[[2]string{key[0], key[2]}]})
 	}
 	sort.Slice(resp.Aggregates, func(i, j int) bool {
 		a, b := resp.Aggregates[i], resp.Aggregates[j]
@@ -1068,23 +1080,53 @@ func regionOrder(r string) string {
 }
 
 // keyOf is the key a record is shown under: the body's municipality with its white space
-// trimmed and runs of it made one space, else the record id.
-func keyOf(r *pb.Record) string {
+// trimmed and runs of it made one space, as its source wrote it; else the record id (byID).
+func keyOf(r *pb.Record) (key string, byID bool) {
 	var body struct {
 		Municipality string `json:"municipality"`
 	}
 	if json.Unmarshal(r.Body, &body) == nil {
 		if m := strings.Join(strings.Fields(body.Municipality), " "); m != "" {
-			return m
+			return m, false
 		}
 	}
-	return r.Id
+	return r.Id, true
 }
 
-// slotKey is the key a record's slot is found by: its keyOf without case, so that " hulst" and
-// "Hulst" are one municipality and not two that the sums both count.
-func slotKey(r *pb.Record) string {
-	return strings.ToLower(keyOf(r))
+// slot is where a record falls in a picture: its kind, region and key, and the source of a record
+// keyed by its id ("" for one keyed by its municipality).
+type slot struct{ kind, region, key, origin string }
+
+// slotOf is the slot of an item. A municipality is one slot whoever reports it, under its
+// slotKey: sources that report it otherwise disagree. An id is one only within its origin, so a
+// record keyed by its id is in a slot of its source's: two organisations' records of one id
+// (each its own assessment-oekraine) are two entries, neither disagreeing with the other.
+func slotOf(it Item) slot {
+	key, byID := keyOf(it.Record)
+	if byID {
+		return slot{it.Record.Kind, it.Record.Region, key, it.Source}
+	}
+	return slot{it.Record.Kind, it.Record.Region, slotKey(key), ""}
+}
+
+// slotKey is the key a municipality's slot is found by: the words of its name as full-text
+// search reads them (record.Normalize of its NFC form: lower case, without diacritics; a mark
+// left that no letter took is dropped too), one space apart, so that what a person reads as one
+// name is one slot and not two that the sums both count: Súdwest-Fryslân composed or
+// decomposed, and Sudwest-Fryslan; Schouwen-Duiveland and schouwen  duiveland;
+// 's-Hertogenbosch and s-Hertogenbosch. A name without a letter or digit is its own key.
+func slotKey(municipality string) string {
+	folded := strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Mn, r) {
+			return -1
+		}
+		return r
+	}, record.Normalize(norm.NFC.String(municipality)))
+	words := record.AppendWords(nil, folded)
+	if len(words) == 0 {
+		return municipality
+	}
+	return strings.Join(words, " ")
 }
 
 // later says whether a is to be shown rather than b: it was updated later (Item.at); at the same

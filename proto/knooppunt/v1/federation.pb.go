@@ -1768,9 +1768,15 @@ type Aggregate struct {
 	Kind  string                 `protobuf:"bytes,1,opt,name=kind" json:"kind,omitempty"`
 	Field string                 `protobuf:"bytes,2,opt,name=field" json:"field,omitempty"`
 	// region is a region code, or NL for the national total.
-	Region        string  `protobuf:"bytes,3,opt,name=region" json:"region,omitempty"`
-	Sum           float64 `protobuf:"fixed64,4,opt,name=sum" json:"sum,omitempty"`
-	Records       int64   `protobuf:"varint,5,opt,name=records" json:"records,omitempty"`
+	Region string  `protobuf:"bytes,3,opt,name=region" json:"region,omitempty"`
+	Sum    float64 `protobuf:"fixed64,4,opt,name=sum" json:"sum,omitempty"`
+	// records is how many entries the sum added: those whose body has the field as a number.
+	Records int64 `protobuf:"varint,5,opt,name=records" json:"records,omitempty"`
+	// entries is how many entries of the kind the picture has in the region (for NL, in every
+	// region and NL, counted as the sums count them). records below entries says that the sum
+	// lacks some: their bodies lack the field (a partner's policy withheld it, or the source did
+	// not report it) or hold no number in it.
+	Entries       int64 `protobuf:"varint,6,opt,name=entries" json:"entries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1836,6 +1842,13 @@ func (x *Aggregate) GetSum() float64 {
 func (x *Aggregate) GetRecords() int64 {
 	if x != nil {
 		return x.Records
+	}
+	return 0
+}
+
+func (x *Aggregate) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
 	}
 	return 0
 }
@@ -2164,13 +2177,14 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"receivedAt\x12&\n" +
 	"\x0ffields_left_out\x18\f \x03(\tR\rfieldsLeftOut\x12*\n" +
 	"\x11whole_body_sha256\x18\r \x01(\fR\x0fwholeBodySha256\x126\n" +
-	"\vdisagreeing\x18\x0e \x03(\v2\x14.knooppunt.v1.RecordR\vdisagreeing\"y\n" +
+	"\vdisagreeing\x18\x0e \x03(\v2\x14.knooppunt.v1.RecordR\vdisagreeing\"\x93\x01\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x10\n" +
 	"\x03sum\x18\x04 \x01(\x01R\x03sum\x12\x18\n" +
-	"\arecords\x18\x05 \x01(\x03R\arecords\"\xe9\x02\n" +
+	"\arecords\x18\x05 \x01(\x03R\arecords\x12\x18\n" +
+	"\aentries\x18\x06 \x01(\x03R\aentries\"\xe9\x02\n" +
 	"\x0fPictureResponse\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x124\n" +
