@@ -442,6 +442,14 @@ func TestStaleLimit(t *testing.T) {
 			t.Errorf("demo kind %s: StaleLimit() = %s: a document is current until superseded or expired", name, got)
 		}
 	}
+	// An alert is current while its rule fires, however long ago it was written (review I, F16).
+	builtin, err := record.NewKinds(record.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := builtin.Get(record.AlertKind).StaleLimit(); got != record.NeverStale {
+		t.Errorf("the alert kind: StaleLimit() = %s: a rule that keeps firing would show its alert STALE", got)
+	}
 }
 
 func TestRegionName(t *testing.T) {

@@ -494,6 +494,10 @@ func Alert() Kind {
 	return Kind{
 		Name:        AlertKind,
 		Description: "A CAP 1.2 alert: imported, or written by an early-warning rule when it fires in a region (one per episode, resolved when it clears).",
+		// Never stale: a rule writes its alert once an episode and not again while it keeps
+		// firing, so a limit would flag an alert that is still firing STALE; its state says
+		// whether it is in force.
+		StaleAfter: "never",
 		// No text fields: search reads every string, the info blocks' headlines and
 		// descriptions in every language among them.
 		Schema: json.RawMessage(alertSchema),
