@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -86,5 +88,35 @@ func (c *pictureCells) fit(s string, n int) string {
 func (c *pictureCells) noteCut(w io.Writer) {
 	if c.cut {
 		fmt.Fprintln(w, "\nCells ending in … are cut to fit a terminal: --wide prints ids and summaries whole.")
+	}
+}
+
+// sumCell is a sum as a plain decimal: 1234567, not %g's 1.234567e+06.
+func sumCell(a *pb.Aggregate) string {
+	return strconv.FormatFloat(a.Sum, 'f', -1, 64)
+}
+
+// recordsCell is how many entries a sum added, and of how many of its kind when it lacks some:
+// 4 of 7.
+func recordsCell(a *pb.Aggregate) string {
+	if a.Records < a.Entries {
+		return fmt.Sprintf("%d of %d", a.Records, a.Entries)
+	}
+	return strconv.FormatInt(a.Records, 10)
+}
+
+// noteLacking says, under the sums, which of them lack entries of their kind and why: a sum
+// beside another of the same entries (beds_free over 7, beds_total over 4) reads as a ratio
+// that it is not.
+func noteLacking(w io.Writer, aggregates []*pb.Aggregate) {
+	var lacking []string
+	for _, a := range aggregates {
+		if a.Records < a.Entries {
+			lacking = append(lacking, fmt.Sprintf("%s %s %s sums %d of %d entries: %d lack the field", record.OneLine(a.Kind), record.OneLine(a.Field),
+				record.OneLine(a.Region), a.Records, a.Entries, a.Entries-a.Records))
+		}
+	}
+	if len(lacking) > 0 {
+		fmt.Fprintf(w, "\n%s (withheld by a partner's policy, or not reported as a number).\n", strings.Join(lacking, "; "))
 	}
 }

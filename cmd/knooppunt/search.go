@@ -500,6 +500,9 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			Region  string  `json:"region"`
 			Sum     float64 `json:"sum"`
 			Records int64   `json:"records"`
+			// Entries: the picture's entries of the kind in the region; records below it says
+			// that the sum lacks the others, which lack the field.
+			Entries int64 `json:"entries"`
 		}
 		doc := struct {
 			Crisis     string   `json:"crisis"`
@@ -530,7 +533,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, unanswered[e.Source], nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut, others})
 		}
 		for _, a := range resp.Aggregates {
-			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records})
+			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records, a.Entries})
 		}
 		return printJSON(w, doc)
 	}
@@ -607,9 +610,10 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		tw = newModeTable(w, mode)
 		fmt.Fprintln(tw, "KIND\tFIELD\tREGION\tSUM\tRECORDS")
 		for _, a := range resp.Aggregates {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\n", record.OneLine(a.Kind), record.OneLine(a.Field), record.OneLine(a.Region), a.Sum, a.Records)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", record.OneLine(a.Kind), record.OneLine(a.Field), record.OneLine(a.Region), sumCell(a), recordsCell(a))
 		}
 		tw.Flush()
+		noteLacking(w, resp.Aggregates)
 		if cached > 0 {
 			fmt.Fprintf(w, "\nThe sums count %d entries marked CACHED: the last copy of a source that does not answer now.\n", cached)
 		}

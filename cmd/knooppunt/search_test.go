@@ -225,3 +225,54 @@ func TestPrintPictureDeniedPeer(t *testing.T) {
 		t.Errorf("a picture of no source:\n%s", out)
 	}
 }
+
+// TestPrintPictureSaysWhatSumsLack: a sum that lacks entries of its kind (a partner's policy
+// withheld beds_total) prints RECORDS as 4 of 7 and a note under the sums names it, so that
+// beds_free over 7 entries is not read beside beds_total over 4 as a ratio (review I, F1); -o
+// json carries entries. A sum of a million or more is a plain decimal, not 1.234567e+06 (F12).
+func TestPrintPictureSaysWhatSumsLack(t *testing.T) {
+	resp := &pb.PictureResponse{Crisis: "oekraine", Sources: []string{"lcvs.crisis.test"},
+		Aggregates: []*pb.Aggregate{
+			{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 1234567, Records: 7, Entries: 7},
+			{Kind: "shelter.capacity", Field: "beds_total", Region: "VR19", Sum: 460, Records: 4, Entries: 7},
+			{Kind: "shelter.capacity", Field: "beds_total", Region: "NL", Sum: 1450.5, Records: 9, Entries: 12},
+		}}
+	var b strings.Builder
+	if err := printPicture(&b, "", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	row := func(s string) string { return strings.Join(strings.Fields(lineWith(out, s)), " ") }
+	if free := row("beds_free"); free != "shelter.capacity beds_free VR19 1234567 7" {
+		t.Errorf("the beds_free row %q: want the sum as a plain decimal and 7 records", free)
+	}
+	if vr19 := row("beds_total  VR19"); vr19 != "shelter.capacity beds_total VR19 460 4 of 7" {
+		t.Errorf("the beds_total VR19 row %q: want RECORDS 4 of 7", vr19)
+	}
+	if nl := row("beds_total  NL"); nl != "shelter.capacity beds_total NL 1450.5 9 of 12" {
+		t.Errorf("the beds_total NL row %q: want RECORDS 9 of 12", nl)
+	}
+	if want := "\nshelter.capacity beds_total VR19 sums 4 of 7 entries: 3 lack the field; shelter.capacity beds_total NL sums 9 of 12 entries: 3 lack the field (withheld by a partner's policy, or not reported as a number).\n"; !strings.Contains(out, want) {
+		t.Errorf("the picture does not say which sums lack entries (%q):\n%s", want, out)
+	}
+	if strings.Contains(out, "beds_free VR19 sums") {
+		t.Errorf("a sum of every entry is said to lack some:\n%s", out)
+	}
+	b.Reset()
+	if err := printPicture(&b, "json", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Aggregates []struct {
+			Field   string `json:"field"`
+			Records int64  `json:"records"`
+			Entries int64  `json:"entries"`
+		} `json:"aggregates"`
+	}
+	if err := json.Unmarshal([]byte(b.String()), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Aggregates) != 3 || doc.Aggregates[1].Records != 4 || doc.Aggregates[1].Entries != 7 {
+		t.Errorf("picture -o json: aggregates %+v\n%s", doc.Aggregates, b.String())
+	}
+}
