@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -162,9 +164,12 @@ func New(p *pb.PictureResponse, text, development, advice string) (*pb.Record, e
 
 // ResponseID is the id of an org's response of one sort to an assessment: one endorsement and one
 // remark per responding org and assessment, each updated in place. The responder is part of the
-// id so that the picture, which keys records by kind, region and id, shows every org's response.
+// id so that the picture, which keys records by kind, region and id, shows every org's response;
+// the assessment's origin, so that endorsing one org's assessment leaves the endorsement of
+// another's as it was. Responses read by their body's assessment_origin and assessment_id, so a
+// response of the older form RESPONSE:RESPONDER:ID still counts.
 func ResponseID(response, responder string, assessment *pb.Record) string {
-	id := fmt.Sprintf("%s:%s:%s", response, responder, assessment.GetId())
+	id := fmt.Sprintf("%s:%s:%s:%s", response, responder, assessment.GetOrigin(), assessment.GetId())
 	if len(id) > 128 {
 		sum := sha256.Sum256([]byte(responder + "\x00" + assessment.GetOrigin() + "\x00" + assessment.GetId()))
 		id = response + ":" + hex.EncodeToString(sum[:16])
@@ -243,6 +248,10 @@ type View struct {
 	// what they hold (they did not answer just now, or this node is still taking in what they
 	// share): whether they changed cannot be told from here.
 	CannotTell []string `json:"cannot_tell"`
+	// NotReceived are the sources of the assessment's picture of which the picture here shows
+	// no entry, and that withdrew or deleted none since: this node does not receive what they
+	// shared with the author, and the figures here may differ from the assessment's.
+	NotReceived []Cursor `json:"not_received"`
 	// Exact is set when Changed came from comparing content hashes (the author's node).
 	Exact bool `json:"exact"`
 	// Now is the fingerprint of the picture as shown now.
@@ -252,30 +261,100 @@ type View struct {
 	Remarks  []Response `json:"remarks"`
 }
 
-// Current finds the current assessment in a picture (the latest of its assessment entries) and
-// compares it with the picture: self is the trust domain of the node that shows it, and behind
-// the sources whose copy here may be behind (see search.Behind). It returns nil when the picture
-// holds no assessment.
-func Current(p *pb.PictureResponse, self string, behind []string) (*View, error) {
-	var cur *pb.PictureEntry
+// found is an assessment or a response in a picture, with when this node took it in: unset for
+// its own records, and for one the picture gives beside another origin's in its entry.
+type found struct {
+	rec      *pb.Record
+	received *timestamppb.Timestamp
+}
+
+// records are the records of a kind in a picture: its entries' and the records of other origins
+// that an entry gives beside its own (disagreeing), where the picture keys records of one id
+// from several origins as one entry.
+func records(p *pb.PictureResponse, kind string) []found {
+	var out []found
 	for _, e := range p.GetEntries() {
-		if e.Kind != Kind {
+		if e.Kind != kind {
 			continue
 		}
-		if cur == nil || e.Record.GetUpdatedAt().AsTime().After(cur.Record.GetUpdatedAt().AsTime()) {
-			cur = e
+		out = append(out, found{e.GetRecord(), e.GetReceivedAt()})
+		for _, r := range e.GetDisagreeing() {
+			out = append(out, found{r, nil})
 		}
 	}
-	if cur == nil {
-		return nil, nil
+	return out
+}
+
+// later says whether record a is a later writing than b: updated later, or at the same time with
+// a higher version.
+func later(a, b *pb.Record) bool {
+	ta, tb := a.GetUpdatedAt().AsTime(), b.GetUpdatedAt().AsTime()
+	if !ta.Equal(tb) {
+		return ta.After(tb)
 	}
-	r := cur.Record
+	return a.GetVersion() > b.GetVersion()
+}
+
+// All finds each origin's current assessment in a picture (the latest of its assessment records)
+// and compares each with the picture: self is the trust domain of the node that shows it, and
+// behind the sources whose copy here may be behind (see search.Behind). The node's own comes
+// first, then the others, the latest written first. An assessment whose body is not one is left
+// out; All fails only when every one is. It returns none when the picture holds no assessment.
+func All(p *pb.PictureResponse, self string, behind []string) ([]*View, error) {
+	latest := map[string]found{}
+	for _, f := range records(p, Kind) {
+		o := f.rec.GetOrigin()
+		if cur, ok := latest[o]; !ok || later(f.rec, cur.rec) {
+			latest[o] = f
+		}
+	}
+	now := Fingerprint(p)
+	responses := records(p, ResponseKind)
+	var out []*View
+	var errs []error
+	for _, f := range latest {
+		v, err := compare(p, now, f, self, behind, responses)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if a, b := out[i].Origin == self, out[j].Origin == self; a != b {
+			return a
+		}
+		if !out[i].WrittenAt.Equal(out[j].WrittenAt) {
+			return out[i].WrittenAt.After(out[j].WrittenAt)
+		}
+		return out[i].Origin < out[j].Origin
+	})
+	return out, nil
+}
+
+// Current is the first of All: the node's own assessment when the picture holds one, else the
+// latest written. It returns nil when the picture holds no assessment.
+func Current(p *pb.PictureResponse, self string, behind []string) (*View, error) {
+	all, err := All(p, self, behind)
+	if err != nil || len(all) == 0 {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// compare compares the assessment cur with the picture p, whose fingerprint is fp, and gives it
+// the responses to it among responses.
+func compare(p *pb.PictureResponse, fp Picture, cur found, self string, behind []string, responses []found) (*View, error) {
+	r := cur.rec
 	v := &View{Record: r, Origin: r.GetOrigin(), ID: r.GetId(), Version: r.GetVersion(), WrittenAt: r.GetUpdatedAt().AsTime().UTC(),
-		ChangedSources: []string{}, TakenOver: []Takeover{}, CannotTell: []string{}, Endorsed: []Response{}, Remarks: []Response{}}
+		ChangedSources: []string{}, TakenOver: []Takeover{}, CannotTell: []string{}, NotReceived: []Cursor{}, Endorsed: []Response{}, Remarks: []Response{}}
 	if err := json.Unmarshal(r.GetBody(), &v.Body); err != nil {
 		return nil, fmt.Errorf("assessment %s of %s: %w", r.GetId(), r.GetOrigin(), err)
 	}
-	v.Now = Fingerprint(p)
+	v.Now = fp
 	was := map[string]Cursor{}
 	for _, c := range v.Body.Picture.Sources {
 		was[c.Source] = c
@@ -291,8 +370,8 @@ func Current(p *pb.PictureResponse, self string, behind []string) (*View, error)
 	// reached this node late (its subscription was down) may count that the author's picture
 	// never held: it errs towards "changed".
 	since := v.WrittenAt
-	if cur.ReceivedAt != nil && cur.ReceivedAt.AsTime().Before(since) {
-		since = cur.ReceivedAt.AsTime()
+	if cur.received != nil && cur.received.AsTime().Before(since) {
+		since = cur.received.AsTime()
 	}
 	changed := map[string]bool{}
 	for _, rm := range p.GetRemovals() {
@@ -380,22 +459,40 @@ func Current(p *pb.PictureResponse, self string, behind []string) (*View, error)
 		}
 	}
 	slices.Sort(v.ChangedSources)
+	// A source of the assessment's picture of which the picture here shows nothing, and that
+	// withdrew or deleted nothing since, is one this node does not receive.
+	for _, c := range v.Body.Picture.Sources {
+		if _, ok := now[c.Source]; !ok && !changed[c.Source] {
+			v.NotReceived = append(v.NotReceived, c)
+		}
+	}
 	for _, src := range behind {
 		if !slices.Contains(v.ChangedSources, src) && !slices.Contains(v.CannotTell, src) {
 			v.CannotTell = append(v.CannotTell, src)
 		}
 	}
 	slices.Sort(v.CannotTell)
-	for _, e := range p.GetEntries() {
-		if e.Kind != ResponseKind {
-			continue
-		}
+	// One response of each sort per org: a responder that holds one of the older form
+	// (RESPONSE:RESPONDER:ID) and one of the newer counts once, by the later.
+	type read struct {
+		rec *pb.Record
+		b   ResponseBody
+	}
+	latest := map[[2]string]read{}
+	for _, f := range responses {
 		var b ResponseBody
-		if json.Unmarshal(e.Record.GetBody(), &b) != nil || b.AssessmentOrigin != v.Origin || b.AssessmentID != v.ID {
+		if json.Unmarshal(f.rec.GetBody(), &b) != nil || b.AssessmentOrigin != v.Origin || b.AssessmentID != v.ID {
 			continue
 		}
-		resp := Response{Org: e.Record.GetOrigin(), Response: b.Response, Text: b.Text, Version: b.AssessmentVersion,
-			At: e.Record.GetUpdatedAt().AsTime().UTC(), Outdated: b.AssessmentVersion < v.Version}
+		k := [2]string{f.rec.GetOrigin(), b.Response}
+		if cur, ok := latest[k]; !ok || later(f.rec, cur.rec) {
+			latest[k] = read{f.rec, b}
+		}
+	}
+	for _, x := range latest {
+		rec, b := x.rec, x.b
+		resp := Response{Org: rec.GetOrigin(), Response: b.Response, Text: b.Text, Version: b.AssessmentVersion,
+			At: rec.GetUpdatedAt().AsTime().UTC(), Outdated: b.AssessmentVersion < v.Version}
 		switch b.Response {
 		case Endorse:
 			v.Endorsed = append(v.Endorsed, resp)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -295,5 +296,146 @@ func TestAssessmentOutrankedSourceDidNotChange(t *testing.T) {
 				t.Errorf("%s, at %s: changed=%v sources=%v taken over=%+v; want sources %v, taken over %+v", c.name, self, v.Changed, v.ChangedSources, v.TakenOver, c.changed, c.taken)
 			}
 		}
+	}
+}
+
+// published is org's assessment of the picture of entries, version version, written at.
+func published(t *testing.T, org string, version int64, at time.Time, text string, entries ...*pb.PictureEntry) *pb.PictureEntry {
+	t.Helper()
+	rec, err := New(picture(entries...), text, "b", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version, rec.UpdatedAt = org, version, timestamppb.New(at)
+	return &pb.PictureEntry{Kind: Kind, Region: "NL", Key: rec.Id, Source: org, Record: rec}
+}
+
+// respond is org's response to the assessment of, as a picture entry; id, when set, is the
+// response's record id (an older form).
+func respond(t *testing.T, org, response, text, id string, of *pb.Record, at time.Time) *pb.PictureEntry {
+	t.Helper()
+	r, err := NewResponse(of, org, response, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != "" {
+		r.Id = id
+	}
+	r.Origin, r.Version, r.UpdatedAt = org, 1, timestamppb.New(at)
+	return &pb.PictureEntry{Kind: ResponseKind, Region: r.Region, Key: r.Id, Source: org, Record: r}
+}
+
+// TestEveryOrgsAssessment: two organisations' assessments of one crisis are each their own, with
+// their own endorsements and remarks, whether the picture gives them as two entries or as one
+// entry with the other's beside it (disagreeing). The node's own comes first, then the latest
+// written. A responder's endorsement of one leaves its endorsement of the other; an endorsement of
+// the older id form counts, and once beside one of the newer form.
+func TestEveryOrgsAssessment(t *testing.T) {
+	const utrecht = "vr-utrecht.crisis.test"
+	nccA := published(t, ncc, 2, t0.Add(time.Minute), "NCC", base()...)
+	lcvsA := published(t, lcvs, 1, t0.Add(2*time.Minute), "LCVS", base()...)
+	if nccA.Record.Id != lcvsA.Record.Id {
+		t.Fatalf("the assessments' ids differ: %s, %s", nccA.Record.Id, lcvsA.Record.Id)
+	}
+	older := "endorse:" + utrecht + ":" + ID("oekraine")
+	responses := []*pb.PictureEntry{
+		// VR Utrecht endorsed NCC's under the older id form, then again under the newer.
+		respond(t, utrecht, Endorse, "", older, nccA.Record, t0.Add(3*time.Minute)),
+		respond(t, utrecht, Endorse, "", "", nccA.Record, t0.Add(4*time.Minute)),
+		respond(t, utrecht, Endorse, "", "", lcvsA.Record, t0.Add(5*time.Minute)),
+		respond(t, vr19, Remark, "Goes heeft er 1", "", lcvsA.Record, t0.Add(5*time.Minute)),
+	}
+	if responses[1].Key == responses[2].Key {
+		t.Fatalf("VR Utrecht's endorsements of NCC's and LCVS's assessments share the id %s", responses[1].Key)
+	}
+	oneEntry := proto.Clone(lcvsA).(*pb.PictureEntry)
+	oneEntry.Conflict, oneEntry.Disagreeing = []string{ncc}, []*pb.Record{nccA.Record}
+	for _, c := range []struct {
+		name    string
+		entries []*pb.PictureEntry
+	}{
+		{"an entry each", append(base(), append([]*pb.PictureEntry{nccA, lcvsA}, responses...)...)},
+		{"one entry, NCC's beside LCVS's", append(base(), append([]*pb.PictureEntry{oneEntry}, responses...)...)},
+	} {
+		for _, at := range []struct {
+			self  string
+			order []string
+		}{{ncc, []string{ncc, lcvs}}, {lcvs, []string{lcvs, ncc}}, {utrecht, []string{lcvs, ncc}}} {
+			all, err := All(picture(c.entries...), at.self, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var order []string
+			for _, v := range all {
+				order = append(order, v.Origin)
+			}
+			if !slices.Equal(order, at.order) {
+				t.Errorf("%s, at %s: assessments of %v, want %v", c.name, at.self, order, at.order)
+				continue
+			}
+			by := map[string]*View{}
+			for _, v := range all {
+				by[v.Origin] = v
+			}
+			if n := by[ncc]; n.Body.Text != "NCC" || n.Version != 2 || len(n.Endorsed) != 1 || n.Endorsed[0].Org != utrecht ||
+				!n.Endorsed[0].At.Equal(t0.Add(4*time.Minute)) || len(n.Remarks) != 0 {
+				t.Errorf("%s, at %s: NCC's = %q v%d, endorsed %+v, remarks %+v", c.name, at.self, n.Body.Text, n.Version, n.Endorsed, n.Remarks)
+			}
+			if l := by[lcvs]; l.Body.Text != "LCVS" || len(l.Endorsed) != 1 || l.Endorsed[0].Org != utrecht ||
+				len(l.Remarks) != 1 || l.Remarks[0].Org != vr19 {
+				t.Errorf("%s, at %s: LCVS's = %q, endorsed %+v, remarks %+v", c.name, at.self, l.Body.Text, l.Endorsed, l.Remarks)
+			}
+			if cur, _ := Current(picture(c.entries...), at.self, nil); cur.Origin != at.order[0] {
+				t.Errorf("%s, at %s: Current is %s's", c.name, at.self, cur.Origin)
+			}
+		}
+	}
+	// The older form's record, updated to endorse LCVS's (as it was before ids named the
+	// author), counts for LCVS's, not NCC's.
+	moved := respond(t, utrecht, Endorse, "", older, lcvsA.Record, t0.Add(6*time.Minute))
+	all, err := All(picture(append(base(), nccA, lcvsA, moved)...), ncc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || len(all[0].Endorsed) != 0 || len(all[1].Endorsed) != 1 {
+		t.Fatalf("an older endorsement of LCVS's: %+v", all)
+	}
+}
+
+// TestResponseIDNamesTheAuthor: a response's id names the responder, the assessment's author and
+// its id; one over 128 characters is a hash of them, which differs by author.
+func TestResponseIDNamesTheAuthor(t *testing.T) {
+	a := &pb.Record{Id: ID("oekraine"), Origin: ncc}
+	if got := ResponseID(Endorse, lcvs, a); got != "endorse:lcvs.crisis.test:ncc.crisis.test:assessment-oekraine" {
+		t.Fatalf("ResponseID = %s", got)
+	}
+	long := &pb.Record{Id: ID(strings.Repeat("x", 100)), Origin: ncc}
+	other := &pb.Record{Id: long.Id, Origin: lcvs}
+	if got := ResponseID(Endorse, vr19, long); len(got) > 128 || got == ResponseID(Endorse, vr19, other) {
+		t.Fatalf("long ids: %s, %s", got, ResponseID(Endorse, vr19, other))
+	}
+}
+
+// TestAssessmentOnSourcesNotReceived: on a partner's node that receives nothing of a source the
+// assessment's picture had, that source is named with its entries then; not one that withdrew
+// its records since, which changed.
+func TestAssessmentOnSourcesNotReceived(t *testing.T) {
+	a := published(t, ncc, 1, t0.Add(2*time.Minute), "a", base()...)
+	here := base()[:2] // LCVS's alone
+	v, err := Current(picture(append(here, a)...), "vr-utrecht.crisis.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Changed || len(v.NotReceived) != 2 || v.NotReceived[0].Source != ncc || v.NotReceived[0].Entries != 1 ||
+		v.NotReceived[1].Source != vr19 || v.NotReceived[1].Entries != 1 {
+		t.Fatalf("not received = %+v, changed %v", v.NotReceived, v.Changed)
+	}
+	p := picture(append(here, a)...)
+	p.Removals = []*pb.PictureRemoval{{Source: vr19, Kind: "alert", At: timestamppb.New(t0.Add(time.Hour))}}
+	if v, _ = Current(p, "vr-utrecht.crisis.test", nil); len(v.NotReceived) != 1 || v.NotReceived[0].Source != ncc {
+		t.Fatalf("VR Zeeland withdrew its record: not received = %+v", v.NotReceived)
+	}
+	if v, _ = Current(picture(append(base(), a)...), ncc, nil); len(v.NotReceived) != 0 {
+		t.Fatalf("on the author's node: not received = %+v", v.NotReceived)
 	}
 }

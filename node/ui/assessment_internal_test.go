@@ -79,3 +79,55 @@ func assessmentRenderer(t *testing.T) (func(a *assessmentView) string, *Lang) {
 		return b.String()
 	}, l
 }
+
+// TestAssessmentOfEveryOrg: a partner's assessment of the crisis is shown beside this node's own,
+// which comes first, each with its own endorsements, and no element id is used twice; whether the
+// picture gives them as two entries or as one with the other's beside it.
+func TestAssessmentOfEveryOrg(t *testing.T) {
+	const ncc, lcvs, utrecht = "ncc.crisis.test", "lcvs.crisis.test", "vr-utrecht.crisis.test"
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	pic := &pb.PictureResponse{Crisis: "oekraine"}
+	var recs []*pb.Record
+	for i, org := range []string{ncc, lcvs} {
+		rec, err := assessment.New(pic, "Duiding van "+org, "d", "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Origin, rec.Version, rec.UpdatedAt = org, 1, timestamppb.New(t0.Add(time.Duration(i)*time.Minute))
+		recs = append(recs, rec)
+	}
+	endorse, err := assessment.NewResponse(recs[1], utrecht, assessment.Endorse, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endorse.Origin, endorse.UpdatedAt = utrecht, timestamppb.New(t0.Add(2*time.Minute))
+	endorsement := &pb.PictureEntry{Kind: assessment.ResponseKind, Region: "NL", Key: endorse.Id, Source: utrecht, Record: endorse}
+	entry := func(r *pb.Record) *pb.PictureEntry {
+		return &pb.PictureEntry{Kind: assessment.Kind, Region: "NL", Key: r.Id, Source: r.Origin, Record: r}
+	}
+	one := entry(recs[1])
+	one.Conflict, one.Disagreeing = []string{ncc}, []*pb.Record{recs[0]}
+	s := &Server{c: Config{Org: ncc}}
+	names := map[string]string{lcvs: "LCVS", utrecht: "VR Utrecht", ncc: "NCC"}
+	pages, cats := pagesAndCatalogues(t)
+	l := &Lang{Code: "nl", cat: cats["nl"]}
+	for name, entries := range map[string][]*pb.PictureEntry{
+		"two entries": {entry(recs[0]), entry(recs[1]), endorsement},
+		"one entry":   {one, endorsement},
+	} {
+		pic.Entries = entries
+		part := s.assessmentOf(&request{L: l}, pic, nil, func(td string) string { return names[td] })
+		var b strings.Builder
+		if err := pages["picture"].ExecuteTemplate(&b, "assessment", part); err != nil {
+			t.Fatal(err)
+		}
+		page := b.String()
+		i, j := strings.Index(page, "Duiding van "+ncc), strings.Index(page, "Duiding van "+lcvs)
+		if i < 0 || j < i {
+			t.Errorf("%s: NCC's own assessment is not shown first, then LCVS's:\n%s", name, page)
+		}
+		if !strings.Contains(page, `id="duiding-onderschreven">geen partner`) || !strings.Contains(page, `id="duiding-2-onderschreven">VR Utrecht</dd>`) {
+			t.Errorf("%s: VR Utrecht's endorsement is not LCVS's alone:\n%s", name, page)
+		}
+	}
+}

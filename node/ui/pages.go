@@ -111,11 +111,34 @@ type pictureView struct {
 	Unanswered []string
 }
 
-// assessmentPart is what the assessment partial (part-assessment.html) shows: the current
-// assessment, whether the picture changed since it was written, and who endorsed it.
+// assessmentPart is what the assessment partial (part-assessment.html) shows: each
+// organisation's current assessment (the node's own first, then the latest written), whether the
+// picture changed since it was written, and who endorsed it.
 type assessmentPart struct {
 	L *Lang
 	A *assessmentView
+	// Others are the other organisations' assessments.
+	Others []*assessmentView
+}
+
+// assessmentItem is one assessment as the partial shows it; N sets its elements' ids apart from
+// the first's ("" for the first).
+type assessmentItem struct {
+	L *Lang
+	A *assessmentView
+	N string
+}
+
+// Each is every assessment of the part, the first first.
+func (p *assessmentPart) Each() []assessmentItem {
+	if p.A == nil {
+		return nil
+	}
+	out := []assessmentItem{{L: p.L, A: p.A}}
+	for i, a := range p.Others {
+		out = append(out, assessmentItem{L: p.L, A: a, N: fmt.Sprintf("-%d", i+2)})
+	}
+	return out
 }
 
 type assessmentView struct {
@@ -131,15 +154,27 @@ type assessmentView struct {
 	Remarks                   []assessment.Response
 }
 
-// assessmentOf finds the current assessment in the picture and compares it with the picture;
-// behind names the partners whose copy here may be behind (search.Behind). The organisations in
-// it go by name, the names this node knows them by (a trust domain otherwise).
+// assessmentOf finds each organisation's current assessment in the picture and compares it with
+// the picture; behind names the partners whose copy here may be behind (search.Behind). The
+// organisations in it go by name, the names this node knows them by (a trust domain otherwise).
 func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, behind []string, name func(td string) string) *assessmentPart {
 	part := &assessmentPart{L: r.L}
-	v, err := assessment.Current(pic, s.c.Org, behind)
-	if err != nil || v == nil {
+	all, err := assessment.All(pic, s.c.Org, behind)
+	if err != nil || len(all) == 0 {
 		return part
 	}
+	for i, v := range all {
+		if a := assessmentViewOf(r, v, name); i == 0 {
+			part.A = a
+		} else {
+			part.Others = append(part.Others, a)
+		}
+	}
+	return part
+}
+
+// assessmentViewOf is an assessment as the partial shows it.
+func assessmentViewOf(r *request, v *assessment.View, name func(td string) string) *assessmentView {
 	a := &assessmentView{Origin: name(v.Origin), Version: v.Version, Written: age(r.L, int64(time.Since(v.WrittenAt).Seconds())),
 		Text: v.Body.Text, Development: v.Body.Development, Advice: v.Body.Advice,
 		Changed: v.Changed, Exact: v.Exact, Remarks: slices.Clone(v.Remarks)}
@@ -166,8 +201,7 @@ func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, behind []stri
 		}
 		a.Endorsed = append(a.Endorsed, name)
 	}
-	part.A = a
-	return part
+	return a
 }
 
 type crisisView struct {
