@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -55,6 +56,9 @@ func Status(log *slog.Logger, err error) error {
 		return Invalid("page_token", "belongs to a listing with other filters: send the filters of the listing it came from, or start again without it")
 	case errors.Is(err, db.ErrBadPageToken):
 		return Invalid("page_token", "not a token from a previous List: start again without it")
+	case errors.Is(err, syscall.ENOSPC):
+		// Before ErrNotLeader: a replica whose Raft log the full disk refuses has no leader.
+		return status.Error(codes.ResourceExhausted, "the disk of the data directory is full: free space, the node takes writes again once it can")
 	case errors.Is(err, store.ErrNotLeader):
 		return status.Error(codes.Unavailable, "this replica is not the leader and cannot take writes now: retry shortly")
 	case errors.Is(err, store.ErrMaybeCommitted):

@@ -24,7 +24,7 @@ import (
 // delete or a retraction is applied the store, on every replica, within half the bound:
 //
 //  1. takes a Raft snapshot, a fresh copy of the database, which replaces the older one (the
-//     snapshot store keeps one);
+//     snapshot store keeps one), and removes those a crash or a full disk left unfinished;
 //  2. rewrites the Raft log with only the entries after that snapshot (compactLog): raft-wal cuts
 //     the head of the log only by whole segments, so the segment that holds the entry would stay;
 //  3. checkpoints the SQLite WAL and truncates it to zero bytes.
@@ -130,8 +130,15 @@ func (s *Store) eraseLoop() {
 	}
 }
 
-// eraseNow takes a snapshot, cuts the Raft log behind it, and checkpoints the database.
+// eraseNow removes the snapshots whose writing did not finish, takes a snapshot, cuts the Raft
+// log behind it, and checkpoints the database.
 func (s *Store) eraseNow() error {
+	// One that Raft writes now (by count or size, or one a leader sends) is left to finish: a
+	// snapshot is either renamed into place and then replaced by the one taken here, or removed
+	// when it fails (snapshotStore).
+	if err := s.snaps.sweep(); err != nil {
+		return fmt.Errorf("store: erase: %w", err)
+	}
 	// A snapshot taken since the delete (by size or count) serves as well: Raft then has nothing
 	// new to snapshot, and the newest snapshot is the one to keep the log behind.
 	if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
@@ -205,7 +212,7 @@ func (l *raftLog) compactLog(keepFrom uint64) error {
 	if err := os.RemoveAll(newDir); err != nil {
 		return fmt.Errorf("store: compact the raft log: %w", err)
 	}
-	w, err := openWAL(newDir, l.size, l.hl)
+	w, err := openWAL(newDir, l.size, l.files, l.hl)
 	if err != nil {
 		return err
 	}
@@ -252,7 +259,7 @@ func (l *raftLog) compactLog(keepFrom uint64) error {
 			return fmt.Errorf("store: compact the raft log: swap: %w", err)
 		}
 	}
-	nw, err := openWAL(l.dir, l.size, l.hl)
+	nw, err := openWAL(l.dir, l.size, l.files, l.hl)
 	if err != nil {
 		l.log.Error("could not open the compacted raft log: restart the node", "err", err)
 		return err

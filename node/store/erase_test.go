@@ -112,7 +112,7 @@ func TestRecoverCompaction(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for name, n := range tc.dirs {
-				w, err := openWAL(filepath.Join(dir, name), 64<<10, hclog.NewNullLogger())
+				w, err := openWAL(filepath.Join(dir, name), 64<<10, nil, hclog.NewNullLogger())
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -17,7 +17,10 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	wal "github.com/hashicorp/raft-wal"
+	walfs "github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/migrate"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 	"go.etcd.io/bbolt"
 )
 
@@ -51,12 +54,42 @@ type raftLog struct {
 	wal         *wal.WAL     // nil once closed, or when opening it again failed
 	dir         string       // the WAL's directory
 	size        int          // segment size
+	files       types.VFS    // the file system of the segments; nil is the disk's
 	reopenAfter int64        // bytes appended between reopenings; 0 never reopens
 	appended    atomic.Int64 // bytes appended since the WAL was opened
 	hl          hclog.Logger
 	log         *slog.Logger
 	lock        *os.File
 	closed      atomic.Bool // by Close, not by an opening that failed
+
+	// failMu guards the last append that failed and the last that succeeded (see failure).
+	failMu   sync.Mutex
+	failErr  error
+	failedAt time.Time
+	storedAt time.Time
+}
+
+// failure is the error of the last append that failed, and when, if none succeeded since: the
+// replica then cannot lead (Raft steps down when its own log refuses an entry), however many
+// replicas it reaches.
+func (l *raftLog) failure() (time.Time, error) {
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	if l.failErr == nil || !l.failedAt.After(l.storedAt) {
+		return time.Time{}, nil
+	}
+	return l.failedAt, l.failErr
+}
+
+// noteAppend keeps the outcome of an append for failure.
+func (l *raftLog) noteAppend(err error) {
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	if err != nil {
+		l.failErr, l.failedAt = err, time.Now()
+	} else {
+		l.storedAt = time.Now()
+	}
 }
 
 // reopenSegments is how many segments' worth of appended bytes open the WAL again.
@@ -114,6 +147,12 @@ func (l *raftLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil // a DeleteRange of index 0 on an empty log would cut its head
 	}
+	err := l.storeLogs(logs)
+	l.noteAppend(err)
+	return err
+}
+
+func (l *raftLog) storeLogs(logs []*raft.Log) error {
 	store := func(w *wal.WAL) (struct{}, error) {
 		if err := w.StoreLogs(logs); err != nil {
 			return struct{}{}, err
@@ -208,7 +247,7 @@ func (l *raftLog) reopen() error {
 	// No next segment is pending: StoreLogs waited for it. raft-wal's Close would abandon one, and
 	// the WAL would then open with a sealed last segment.
 	closeErr := l.wal.Close()
-	w, err := openWAL(l.dir, l.size, l.hl)
+	w, err := openWAL(l.dir, l.size, l.files, l.hl)
 	if err != nil {
 		l.wal = nil
 		l.log.Error("could not open the raft log again: restart the node", "err", err, "close_err", closeErr)
@@ -269,12 +308,12 @@ func (l *raftLog) Close() error {
 // openLog locks dir, so that a second replica on it is refused instead of sharing the log, moves
 // a bolt log into the WAL if there is one, and opens the WAL.
 func openLog(dir string, hl hclog.Logger, log *slog.Logger) (*raftLog, error) {
-	return openLogSized(dir, segmentSize, reopenSegments*segmentSize, hl, log)
+	return openLogSized(dir, segmentSize, reopenSegments*segmentSize, nil, hl, log)
 }
 
-// openLogSized is openLog with segments of size bytes, opened again every reopenAfter bytes
-// appended (never with 0).
-func openLogSized(dir string, size, reopenAfter int, hl hclog.Logger, log *slog.Logger) (*raftLog, error) {
+// openLogSized is openLog with segments of size bytes on files (nil: the disk), opened again
+// every reopenAfter bytes appended (never with 0).
+func openLogSized(dir string, size, reopenAfter int, files types.VFS, hl hclog.Logger, log *slog.Logger) (*raftLog, error) {
 	lockPath := filepath.Join(dir, lockFile)
 	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -296,26 +335,57 @@ func openLogSized(dir string, size, reopenAfter int, hl hclog.Logger, log *slog.
 		return nil, err
 	}
 	walPath := filepath.Join(dir, walDir)
-	w, err := openWAL(walPath, size, hl)
+	w, err := openWAL(walPath, size, files, hl)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	return &raftLog{wal: w, dir: walPath, size: size, reopenAfter: int64(reopenAfter), hl: hl, log: log, lock: lock}, nil
+	return &raftLog{wal: w, dir: walPath, size: size, files: files, reopenAfter: int64(reopenAfter), hl: hl, log: log, lock: lock}, nil
 }
 
-// openWAL opens the WAL in dir. raft-wal must be v0.4.1 or later: v0.4.0 marked a segment
-// sealed when Raft cut the tail of the log without writing the segment's index, and a replica
-// killed after that panicked at its next start ("sealed segment has no index block").
-func openWAL(dir string, size int, hl hclog.Logger) (*wal.WAL, error) {
+// openWAL opens the WAL in dir, its segments on files (nil: the disk). raft-wal must be v0.4.1
+// or later: v0.4.0 marked a segment sealed when Raft cut the tail of the log without writing the
+// segment's index, and a replica killed after that panicked at its next start ("sealed segment
+// has no index block").
+func openWAL(dir string, size int, files types.VFS, hl hclog.Logger) (*wal.WAL, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: open raft log: %w", err)
 	}
-	w, err := wal.Open(dir, wal.WithSegmentSize(size), wal.WithLogger(hl))
+	if files == nil {
+		files = walfs.New()
+	}
+	w, err := wal.Open(dir, wal.WithSegmentSize(size), wal.WithLogger(hl), wal.WithSegmentFiler(segment.NewFiler(dir, segmentFiles{files})))
 	if err != nil {
 		return nil, fmt.Errorf("store: open raft log %s: %w", dir, err)
 	}
 	return w, nil
+}
+
+// segmentFiles are the files of the log's segments, but a segment that could not be created
+// leaves no file behind. raft-wal (v0.4.1) records a new segment's name in its meta store, then
+// creates the file exclusively (O_EXCL) and preallocates it; on a full disk the preallocation
+// fails and leaves the file, empty. Its next attempt, at Raft's next append or election, takes the
+// same name, and failed with "file exists" for good, space or no space, until a restart: a
+// single replica could not lead again. So the file of a failed creation goes at once, and an
+// empty one is taken as left by such a creation (a segment that was created is as large as its
+// preallocation) and goes before the file is created anew.
+type segmentFiles struct{ types.VFS }
+
+func (f segmentFiles) Create(dir, name string, size uint64) (types.WritableFile, error) {
+	path := filepath.Join(dir, name)
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("store: remove the empty raft log segment that a failed creation left: %w", err)
+		}
+	}
+	w, err := f.VFS.Create(dir, name, size)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		// The file, if there is one, is this call's (it was created exclusively), with nothing in it.
+		if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+			err = errors.Join(err, rmErr)
+		}
+	}
+	return w, err
 }
 
 // stableUint64 and stableBytes are the keys hashicorp/raft keeps in its stable store (unexported in raft): the
@@ -351,7 +421,7 @@ func migrateBolt(dir string, hl hclog.Logger, log *slog.Logger) error {
 		return fmt.Errorf("store: move raft log: open %s: %w", old, err)
 	}
 	defer src.Close()
-	w, err := openWAL(tmp, segmentSize, hl)
+	w, err := openWAL(tmp, segmentSize, nil, hl)
 	if err != nil {
 		return err
 	}

@@ -167,7 +167,7 @@ func TestMigrateBoltFinishesAnInterruptedMove(t *testing.T) {
 	t.Run("after the rename", func(t *testing.T) {
 		dir := t.TempDir()
 		boltLog(t, dir, "a", "b")
-		w, err := openWAL(filepath.Join(dir, walDir), segmentSize, hclog.NewNullLogger())
+		w, err := openWAL(filepath.Join(dir, walDir), segmentSize, nil, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +279,7 @@ func TestReopenAfterATailCut(t *testing.T) {
 // bytes appended, as openLog does with its defaults.
 func mustOpenLog(t *testing.T, dir string, size, reopenAfter int) *raftLog {
 	t.Helper()
-	l, err := openLogSized(dir, size, reopenAfter, hclog.NewNullLogger(), quiet)
+	l, err := openLogSized(dir, size, reopenAfter, nil, hclog.NewNullLogger(), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,13 +414,13 @@ func fillSegment(t *testing.T, storeLogs func([]*raft.Log) error) uint64 {
 func sealedTail(t *testing.T, dir string) uint64 {
 	t.Helper()
 	for attempt := range 20 {
-		w, err := openWAL(filepath.Join(dir, strconv.Itoa(attempt)), 64<<10, hclog.NewNullLogger())
+		w, err := openWAL(filepath.Join(dir, strconv.Itoa(attempt)), 64<<10, nil, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
 		i := fillSegment(t, w.StoreLogs)
 		w.Close()
-		w, err = openWAL(filepath.Join(dir, strconv.Itoa(attempt)), 64<<10, hclog.NewNullLogger())
+		w, err = openWAL(filepath.Join(dir, strconv.Itoa(attempt)), 64<<10, nil, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -481,7 +481,7 @@ func TestAppendsLeaveNoSealedTail(t *testing.T) {
 		l := mustOpenLog(t, dir, 64<<10, 0)
 		i := fillSegment(t, l.StoreLogs)
 		l.Close()
-		w, err := openWAL(filepath.Join(dir, walDir), 64<<10, hclog.NewNullLogger())
+		w, err := openWAL(filepath.Join(dir, walDir), 64<<10, nil, hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}

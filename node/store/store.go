@@ -95,6 +95,10 @@ type Config struct {
 	// ErrNotLeader.
 	Forward func(ctx context.Context, c *pb.Command) error
 	Logger  *slog.Logger
+
+	// openLog opens the Raft log in a directory; nil is openLog. Tests give a log whose segment
+	// files fail as on a full disk.
+	openLog func(dir string, hl hclog.Logger, log *slog.Logger) (*raftLog, error)
 }
 
 // Store is a node's replicated state.
@@ -103,7 +107,7 @@ type Store struct {
 	log    *slog.Logger
 	raft   *raft.Raft
 	logs   *raftLog
-	snaps  raft.SnapshotStore
+	snaps  *snapshotStore
 	erase  *eraser
 	erased chan struct{} // closed when eraseLoop returns
 	trans  raft.Transport
@@ -183,25 +187,27 @@ func Open(cfg Config) (*Store, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true, Output: newSlogWriter(cfg.Logger)})
 
-	// A copy of the database that a snapshot left behind when the process died holds whatever
-	// was deleted since: it is never read again, so it goes.
-	stale := db.Matching(filepath.Dir(cfg.DB.Path()), "snapshot-*.db.tmp")
-	for _, p := range stale {
-		if err := os.Remove(p); err != nil {
-			return nil, fmt.Errorf("store: remove a snapshot copy left behind: %w", err)
-		}
+	openRaftLog := cfg.openLog
+	if openRaftLog == nil {
+		openRaftLog = openLog
 	}
-	logs, err := openLog(cfg.Dir, rc.Logger, cfg.Logger)
+	logs, err := openRaftLog(cfg.Dir, rc.Logger, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	// One snapshot is kept: each is a full copy of the database, and the database itself is
-	// durable (a replica never restores its own snapshot on start), so a second copy would only
-	// double the Raft directory.
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, rc.Logger)
+	// A copy of the database that a snapshot left behind when the process died holds whatever
+	// was deleted since: it is never read again, so it goes, with SQLite's journal of it. The
+	// log's lock is held by now: no other process on this directory writes one.
+	for _, p := range db.Matching(filepath.Dir(cfg.DB.Path()), "snapshot-*.db.tmp*") {
+		if err := os.Remove(p); err != nil {
+			logs.Close()
+			return nil, fmt.Errorf("store: remove a snapshot copy left behind: %w", err)
+		}
+	}
+	snaps, err := openSnapshots(cfg.Dir, rc.Logger, cfg.Logger)
 	if err != nil {
 		logs.Close()
-		return nil, fmt.Errorf("store: open snapshots: %w", err)
+		return nil, err
 	}
 	if err := catchUpFromSnapshot(cfg.DB, snaps); err != nil {
 		logs.Close()
@@ -604,7 +610,7 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 		metrics.RecordWrites.WithLabelValues("failed").Add(float64(len(records)))
 	}
 	if s.raft.State() != raft.Leader {
-		fail(ErrNotLeader)
+		fail(s.notLeader())
 		return func() {}
 	}
 	now := timestamppb.Now()
@@ -623,7 +629,7 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 	f := s.raft.Apply(data, 10*time.Second)
 	return func() {
 		if err := f.Error(); err != nil {
-			fail(fmt.Errorf("store: commit: %w", commitError(err)))
+			fail(fmt.Errorf("store: commit: %w", s.commitFailure(err, start)))
 			return
 		}
 		metrics.ApplyLatency.Observe(time.Since(start).Seconds())
@@ -676,7 +682,7 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 		if s.cfg.Forward != nil && Forwardable(c) {
 			return done(nil, s.cfg.Forward(ctx, c))
 		}
-		return done(nil, ErrNotLeader)
+		return done(nil, s.notLeader())
 	}
 	data, err := encode(c)
 	if err != nil {
@@ -686,10 +692,11 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	start := time.Now()
 	f := s.raft.Apply(data, timeout)
 	return func() (any, error) {
 		if err := f.Error(); err != nil {
-			if err = commitError(err); errors.Is(err, ErrNotLeader) {
+			if err = s.commitFailure(err, start); errors.Is(err, ErrNotLeader) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("store: commit: %w", err)
@@ -698,6 +705,40 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 		return resp.value, resp.err
 	}
 }
+
+// notLeader is ErrNotLeader, with the reason when this replica knows no leader because its own
+// Raft log refuses appends (a full disk among them, syscall.ENOSPC): Raft steps down when its log
+// fails and every election it then wins fails the same way, so a single replica would otherwise
+// tell its writers to retry shortly, and why nowhere, for as long as it lasts.
+func (s *Store) notLeader() error {
+	if s.Leader() == "" {
+		if _, err := s.logs.failure(); err != nil {
+			return fmt.Errorf("%w: its raft log cannot be written: %w", ErrNotLeader, err)
+		}
+	}
+	return ErrNotLeader
+}
+
+// commitFailure is commitError for a proposal made at start, or the error of this replica's
+// own log when that refused the entry since: Raft's log cache passes that error on as text only,
+// and a writer should learn that the disk is full (syscall.ENOSPC) rather than of an internal
+// error.
+func (s *Store) commitFailure(err error, start time.Time) error {
+	err = commitError(err)
+	if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrMaybeCommitted) {
+		return err
+	}
+	if at, logErr := s.logs.failure(); logErr != nil && !at.Before(start) {
+		return fmt.Errorf("the raft log cannot be written: %w", logErr)
+	}
+	return err
+}
+
+// LogWriteFailure is the last failure to append to this replica's Raft log, and when, if no
+// append succeeded since; the zero time and nil otherwise. A replica whose log cannot be written
+// cannot lead, however many replicas it reaches: this, not a lost majority, is then why it has
+// no leader.
+func (s *Store) LogWriteFailure() (time.Time, error) { return s.logs.failure() }
 
 // commitError is what a proposal's failure means for its caller. raft.ErrNotLeader: the entry
 // never entered the log. raft.ErrLeadershipLost: it did, and the leader was deposed before it
@@ -876,7 +917,10 @@ type repeat struct {
 const repeatEvery = time.Minute
 
 // peerFailure matches Raft's lines of a peer that does not answer: the message and the peer.
-var peerFailure = regexp.MustCompile(`^(failed to (?:heartbeat to|appendEntries to|contact)|failed to make requestVote RPC)\b.*?\b(?:peer|server-id)=("[^"]*"|\S+)`)
+// hashicorp/raft (v1.8.0) names the peer peer= or server-id=, and target= in a failed
+// requestVote, which a replica cut off from its majority logs for each other replica at every
+// election, about once a second.
+var peerFailure = regexp.MustCompile(`^(failed to (?:heartbeat to|appendEntries to|contact)|failed to make requestVote RPC)\b.*?\b(?:peer|server-id|target)=("[^"]*"|\S+)`)
 
 func newSlogWriter(log *slog.Logger) slogWriter {
 	return slogWriter{log: log, now: time.Now, mu: new(sync.Mutex), repeats: map[string]*repeat{}}
