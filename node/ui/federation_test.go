@@ -540,18 +540,34 @@ func (e *fedEnv) signIn(t *testing.T, b *browser, name, path string) (*http.Resp
 // figures of each: the one the sums count and the other's.
 func TestPictureNamesWhoDisagrees(t *testing.T) {
 	e := startFederation(t)
-	// VR Utrecht reports NCC's national sitrep (the same kind, region and id) otherwise, and
-	// the beds in Middelburg that LCVS reports (60 in all, 22 free).
+	// VR Utrecht writes a sitrep under the id of NCC's national one: an id is its own
+	// organisation's, so the two are two entries, neither reporting the other otherwise (review
+	// I, F25). Of Den Haag both write a sitrep, and VR Utrecht's, the later, is reported
+	// otherwise by NCC. And VR Utrecht reports the beds in Middelburg that LCVS reports (60 in
+	// all, 22 free) otherwise.
 	e.utrecht.Put(t, fedtest.Sitrep("landelijk-1", "oekraine", pb.Classification_PUBLIC, "Landelijk beeld volgens VR Utrecht"))
+	denHaag := func(id, title string) *pb.Record {
+		return &pb.Record{Id: id, Kind: "sitrep", Crisis: "oekraine", Region: "VR15", Classification: pb.Classification_PUBLIC,
+			Body: fmt.Appendf(nil, `{"municipality":"Den Haag","title":%q,"summary":"fedtest"}`, title)}
+	}
+	e.ncc.Put(t, denHaag("den-haag-ncc", "Den Haag volgens NCC"))
+	fedtest.Eventually(t, 15*time.Second, "vr-utrecht holds ncc's sitrep of Den Haag", func() (bool, string) {
+		held := e.utrecht.Held(t, "oekraine", e.ncc.TD.Name())
+		return held["den-haag-ncc"] > 0, fedtest.Describe(held)
+	})
+	e.utrecht.Put(t, denHaag("den-haag", "Den Haag volgens VR Utrecht"))
 	e.utrecht.Put(t, &pb.Record{Id: "opvang-middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
 		Body: []byte(`{"municipality":"Middelburg","beds_total":60,"beds_free":15}`)})
 	b := newBrowser(t)
 	e.op.signInAs("officer-a")
 	_, page := b.get(t, e.url+"/?crisis=oekraine")
-	if !strings.Contains(page, `Landelijk beeld volgens VR Utrecht</a> <span class="kp-tag kp-tag--bad">ncc meldt het anders</span>`) {
+	if !strings.Contains(page, `Landelijk beeld volgens VR Utrecht</a></td>`) || !strings.Contains(page, `Landelijk beeld opvang Oekraïne</a></td>`) {
+		t.Errorf("the picture does not list both organisations' sitrep landelijk-1, each as its own:\n%s", page)
+	}
+	if !strings.Contains(page, `Den Haag volgens VR Utrecht</a> <span class="kp-tag kp-tag--bad">ncc meldt het anders</span>`) {
 		t.Errorf("the picture does not name who reports the record otherwise:\n%s", page)
 	}
-	nccSays := regexp.MustCompile(`Landelijk beeld volgens VR Utrecht</a>.*\s*<ul class="utrecht-unordered-list">\s*<li><a class="utrecht-link" href="/record\?[^"]*">ncc meldt: Landelijk beeld opvang Oekraïne, Samenvatting fedtest</a> <span class="kp-muted" title="[^"]+">\((zojuist|1 min geleden)\)</span></li>`)
+	nccSays := regexp.MustCompile(`Den Haag volgens VR Utrecht</a>.*\s*<ul class="utrecht-unordered-list">\s*<li><a class="utrecht-link" href="/record\?[^"]*">ncc meldt: [^<]*Den Haag volgens NCC[^<]*</a> <span class="kp-muted" title="[^"]+">\((zojuist|1 min geleden)\)</span></li>`)
 	if !nccSays.MatchString(page) {
 		t.Errorf("the picture does not say, under the sitrep, what ncc reports instead:\n%s", page)
 	}

@@ -78,6 +78,8 @@ type pictureView struct {
 	LeftOut []leftOutView
 	// Disputed are the entries of aggregated kinds that other sources report otherwise.
 	Disputed []disputedView
+	// Lacking says of each sum that lacks entries of its kind how many it counts (lackingSums).
+	Lacking []string
 	// Charts draw each column per region, the national total left out.
 	Charts []chartView
 	Latest []entryView
@@ -246,6 +248,9 @@ type capacityRow struct {
 	Region   string
 	National bool
 	Cells    []string
+	// Counts, beside each cell, says how many of the region's entries of its kind the sum
+	// counts ("4 of 7") when it lacks some; "" when it counts them all.
+	Counts []string
 	// Link searches the records a region's sums are made of: the figures per municipality.
 	Link string
 }
@@ -401,6 +406,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	v.Assessment = s.assessmentOf(r, pic, search.Behind(pic.Peers), func(td string) string { return s.orgName(v.Partners, td) })
 
 	v.Columns, v.Rows = capacity(r.L, s.c.Kinds, pic)
+	v.Lacking = lackingSums(r.L, pic)
 	now := time.Now()
 	// The entries of a kind the sums count are shown only in them: the ones that other sources
 	// report otherwise are said under the sums, each with what every source reports.
@@ -532,6 +538,7 @@ func capacity(l *Lang, kinds *record.Kinds, pic *pb.PictureResponse) (columns []
 	var cols []column
 	seen := map[string]bool{}
 	cells := map[string]map[string]string{}
+	counts := map[string]map[string]string{} // of a sum that lacks entries: 4 of 7
 	for _, a := range pic.Aggregates {
 		// A field the catalogue knows gets its label; a field of a kind declared in config
 		// shows as kind · field.
@@ -541,9 +548,12 @@ func capacity(l *Lang, kinds *record.Kinds, pic *pb.PictureResponse) (columns []
 			cols = append(cols, column{a.Kind, a.Field, col})
 		}
 		if cells[a.Region] == nil {
-			cells[a.Region] = map[string]string{}
+			cells[a.Region], counts[a.Region] = map[string]string{}, map[string]string{}
 		}
 		cells[a.Region][col] = strconv.FormatFloat(a.Sum, 'f', -1, 64)
+		if a.Records < a.Entries {
+			counts[a.Region][col] = l.T("picture.sum_of", a.Records, a.Entries)
+		}
 	}
 	// The columns in the order the kinds declare their aggregable fields, whatever the
 	// language: a CSV file has the same columns in Dutch and in English.
@@ -575,6 +585,7 @@ func capacity(l *Lang, kinds *record.Kinds, pic *pb.PictureResponse) (columns []
 		row := capacityRow{Region: reg, National: reg == "NL"}
 		for _, c := range columns {
 			row.Cells = append(row.Cells, cells[reg][c])
+			row.Counts = append(row.Counts, counts[reg][c])
 		}
 		rows = append(rows, row)
 	}
