@@ -1611,8 +1611,16 @@ func TestSubscribePastTheEndOfTheFeed(t *testing.T) {
 // subscription cursor is past the restored feed's end. The peer takes all the node grants again:
 // a record changed after the backup goes back to the backup's version, one created after it is
 // dropped; the peer's stored cursor follows the feed back, and what the node writes after the
-// restore reaches it, across a reconnect too.
+// restore reaches it, across a reconnect too. Marked: the restore moved the feed past every seq
+// the lost database gave (db.MarkRestored, as knooppunt restore does), so that the peer's cursor
+// lies in the gap, not past the end, and is refused all the same.
 func TestPeerOfARestoredNode(t *testing.T) {
+	for _, marked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("marked=%v", marked), func(t *testing.T) { testPeerOfARestoredNode(t, marked) })
+	}
+}
+
+func testPeerOfARestoredNode(t *testing.T, marked bool) {
 	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
 	a, b := f.Orgs[0], f.Orgs[1]
 	const crisis = "restore"
@@ -1651,10 +1659,18 @@ func TestPeerOfARestoredNode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(a.DataDir(), node.DatabaseName), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if marked {
+		if _, err := db.MarkRestored(filepath.Join(a.DataDir(), node.DatabaseName), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	a.Start(t)
 	restored := a.LastSeq(t)
-	if restored >= seq {
+	if !marked && restored >= seq {
 		t.Fatalf("a's feed after the restore ends at %d, want before %d", restored, seq)
+	}
+	if marked && (restored <= seq || !a.Node.DB().BeforeRestore(seq)) {
+		t.Fatalf("a's feed after the restore ends at %d, want past %d, which lies before the restore", restored, seq)
 	}
 	fedtest.Eventually(t, 10*time.Second, "b's cursor follows a's feed back", func() (bool, string) {
 		c := b.Cursor(t, a.Name)

@@ -53,9 +53,14 @@ func TestClusterRestoreFromBackup(t *testing.T) {
 				r.Wipe(t)
 			}
 			for i, r := range c.Replicas {
-				if everywhere || i == 0 {
+				switch {
+				case i == 0:
 					restoreInto(t, backup, r.DataDir())
-				} else {
+				case everywhere:
+					// The first replica's restore, which no node has started on, into the others:
+					// it keeps the numbers its feed goes on from, so that the replicas' are one.
+					restoreInto(t, filepath.Join(c.Replicas[0].DataDir(), node.DatabaseName), r.DataDir())
+				default:
 					r.SetBootstrap(t, false)
 				}
 			}
@@ -186,7 +191,8 @@ func takeBackup(t *testing.T, r *clustertest.Replica) (path string, applied uint
 	return path, applied, behind
 }
 
-// restoreInto puts the backup in a new data directory, as knooppunt restore does.
+// restoreInto puts the backup in a new data directory, as knooppunt restore does: its feed goes
+// on past the backup's (db.MarkRestored).
 func restoreInto(t *testing.T, backup, dir string) {
 	t.Helper()
 	data, err := os.ReadFile(backup)
@@ -197,6 +203,9 @@ func restoreInto(t *testing.T, backup, dir string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, node.DatabaseName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.MarkRestored(filepath.Join(dir, node.DatabaseName), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }

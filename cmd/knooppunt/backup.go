@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -167,13 +168,17 @@ knooppunt ...): the database it writes is that user's alone; it warns when DIR i
 The node takes the backup as the start of its Raft log, so that its log goes on after the
 backup's last entry.
 
-A node of one replica: restore, then serve. A Raft group: restore the same backup into every
-replica's new data directory and start them all; or into one, and start the others with empty
-data directories and raft.bootstrap: false, so that they take it from the leader.
+A node of one replica: restore, then serve. A Raft group: restore the backup into one replica's
+new data directory, then restore that directory's knooppunt.db into every other replica's before
+any starts, and start them all; or start the others with empty data directories and
+raft.bootstrap: false, so that they take it from the leader. (Each restore of the backup itself
+numbers the feed anew: replicas restored from it one by one would number theirs apart.)
 
 The node holds what it held when the backup was made: records written since are gone from it.
-Each peer that received changes made after the backup takes all the node grants it again and
-drops what did not come; see docs/operator.md, Backups.`,
+Its change feed goes on past every seq given since the backup, so that a cursor from before the
+restore is refused, not resumed, and its webhook ids differ from those sent for the changes that
+are gone. Each peer that received changes made after the backup takes all the node grants it
+again and drops what did not come; see docs/operator.md, Backups.`,
 		Example: `  sudo -u knooppunt knooppunt restore /var/backups/knooppunt/2026-12-03.db --data-dir /var/lib/knooppunt
   sudo -u knooppunt knooppunt serve --data-dir /var/lib/knooppunt --config /etc/knooppunt/node.yaml`,
 		Args: cobra.ExactArgs(1),
@@ -281,6 +286,16 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	}
 	if applied == 0 {
 		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore%s", path, walLeftBehind(path, staged))
+	}
+	// The feed goes on past every seq the lost database gave after the backup, in the copy
+	// itself, so that every replica started from it numbers alike (a restore of a copy that no
+	// node has started on keeps its numbers: one restore, copied to a group's replicas).
+	kept, err := db.MarkRestored(staged, time.Now())
+	if err != nil {
+		return 0, "", fmt.Errorf("--data-dir: %w", err)
+	}
+	if kept {
+		fmt.Fprintf(progress, "%s is a restore that no node has started on: its change feed keeps the numbers that restore gave it, as a group's replicas restored from it need\n", path)
 	}
 	// The copy is already on the data directory's disk: it is moved into place, not copied a
 	// second time.

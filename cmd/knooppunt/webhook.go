@@ -310,7 +310,7 @@ Each carries its record as it was when the change was made. A failure of a recor
 changed since is not sent again but dropped (superseded): the receiver got, or gets, the newer
 version, and never an older one after it.`,
 		Example: `  knooppunt webhook retry wh_3f2a9c0d1e4b5a6c
-  knooppunt webhook retry wh_3f2a9c0d1e4b5a6c --message msg_wh_3f2a9c0d1e4b5a6c_17`,
+  knooppunt webhook retry wh_3f2a9c0d1e4b5a6c --message msg_wh_3f2a9c0d1e4b5a6c_17_9e1f0a44c2d83b57`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return f.call(func(conn *grpc.ClientConn) error {

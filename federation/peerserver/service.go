@@ -1042,15 +1042,16 @@ func (s *Service) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamin
 		return err
 	}
 	// A cursor past the end of the feed was given by this node before it was restored from a
-	// backup (knooppunt restore), or by a replica ahead of this one: the feed goes on from its
-	// end, or the changes numbered up to the cursor anew would never reach the caller. The
+	// backup (knooppunt restore), or by a replica ahead of this one, and so was one between the
+	// backup's last seq and where the restore moved the feed (db.MarkRestored): the feed goes on
+	// from its end, or the changes numbered up to the cursor anew would never reach the caller. The
 	// stream is full (see pb.Heartbeat): it sends every record it grants, whatever the
 	// disclosures say the caller holds (they are the backup's), never resumes, and ends the
 	// resync with full_end, after which the caller drops what did not come.
 	pastEnd := false
 	if last, err := s.c.DB.LastSeq(); err != nil {
 		return api.Status(s.c.Logger, err)
-	} else if cursor > last {
+	} else if cursor > last || s.c.DB.BeforeRestore(cursor) {
 		s.c.Logger.Warn("a peer resumes past the end of this replica's feed (a node restored from a backup, or a replica behind its leader): a full resync, then the feed from its end", "peer", to.ID, "cursor", cursor, "last_seq", last)
 		cursor, pastEnd = last, true
 		if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Heartbeat{Heartbeat: &pb.Heartbeat{At: timestamppb.Now(), Full: true}}}); err != nil {

@@ -113,6 +113,8 @@ type DB struct {
 	applyMu sync.Mutex
 	applied atomic.Uint64
 	lastSeq atomic.Int64
+	// Where the last restore from a backup left the feed (MarkRestored): open loads them.
+	restoredSeq, resumedSeq atomic.Int64
 
 	// ownRefs is set once any own record names a file (file_refs with origin ''): until then a
 	// record write that names no file need not look for refs to drop (see setRefs).
@@ -186,6 +188,10 @@ func (d *DB) open() error {
 	if err := migrate(rw); err != nil {
 		rw.Close()
 		return fmt.Errorf("db: migrate %s: %w", d.path, err)
+	}
+	if err := d.loadRestored(rw); err != nil {
+		rw.Close()
+		return fmt.Errorf("db: open %s: read meta: %w", d.path, err)
 	}
 	var applied uint64
 	var seq int64

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -109,8 +110,8 @@ func (h hookFilter) match(r *pb.Record) bool {
 	return r.Status == pb.Status_EXERCISE && r.Exercise == h.exercise
 }
 
-// sqlNextSeq takes the next seq of a webhook's queue: seqs only grow, so a message id, which
-// names its seq, is never used twice.
+// sqlNextSeq takes the next seq of a webhook's queue: seqs only grow while the database lives (a
+// restore from a backup winds them back, hence the hash in messageID).
 const sqlNextSeq = `UPDATE webhooks SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq`
 
 // hookQueue queues, inside the transaction of a change, one delivery per webhook the change is
@@ -218,8 +219,22 @@ func (q *hookQueue) queue(hook, event, origin, id string, version int64, blob []
 		return err
 	}
 	_, err := q.tx.Exec(`INSERT INTO webhook_queue (webhook, seq, message, event, origin, record_id, version, record, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?)`,
-		hook, seq, fmt.Sprintf("msg_%s_%d", hook, seq), event, origin, id, version, blob, at)
+		hook, seq, messageID(hook, seq, event, origin, blob), event, origin, id, version, blob, at)
 	return err
+}
+
+// messageID is the id of the delivery of event of a record (blob, of origin) that a webhook
+// queued as its seq-th: the webhook-id header, which a receiver acts on once. The seq alone
+// came again after a restore from a backup, which winds the queue's counter back, for another
+// change, which the receiver then dropped (review J, F9); the content's hash makes the id of
+// another change another id, while every replica and every attempt give the same one.
+func messageID(hook string, seq int64, event, origin string, blob []byte) string {
+	h := sha256.New()
+	for _, p := range [][]byte{[]byte(event), []byte(origin), blob} {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("msg_%s_%d_%x", hook, seq, h.Sum(nil)[:8])
 }
 
 // ApplyWebhookStep adds or removes a webhook, or queues its dead letters again, and audits the

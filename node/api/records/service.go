@@ -39,6 +39,10 @@ const (
 	watchPage       = 256
 )
 
+// cursorWait is how long Watch waits for its feed to reach a cursor past its end (a replica
+// behind the one that gave it) before it refuses the cursor.
+var cursorWait = 5 * time.Second
+
 // Config wires the service.
 type Config struct {
 	Store   *store.Store
@@ -434,6 +438,15 @@ func (s *Service) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[
 		return api.Status(s.log, err)
 	}
 	mode := db.ModeFrom(req.Mode)
+	// A cursor from before a restore from a backup, or past the feed's end, resumed silently
+	// where the feed numbers other changes (review J, F9).
+	if err := s.db.CheckCursor(stream.Context(), req.Cursor, cursorWait); err != nil {
+		var ce *db.CursorError
+		if errors.As(err, &ce) {
+			return api.FieldStatus(codes.OutOfRange, "cursor", ce.Reason())
+		}
+		return api.Status(s.log, err)
+	}
 	metrics.WatchStreams.Inc()
 	defer metrics.WatchStreams.Dec()
 	ctx := stream.Context()

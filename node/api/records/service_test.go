@@ -34,6 +34,12 @@ const kinds = `"alert", "assessment", "assessment.response", "guidance", "permit
 // test ends.
 func startNode(t *testing.T) *node.Node {
 	t.Helper()
+	return startNodeAt(t, dataDir(t))
+}
+
+// dataDir is a new data directory, removed when the test ends.
+func dataDir(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	if len(filepath.Join(dir, node.SocketName)) > 100 { // unix socket paths are limited to 108 bytes
 		d, err := os.MkdirTemp("", "kp")
@@ -43,6 +49,13 @@ func startNode(t *testing.T) *node.Node {
 		t.Cleanup(func() { os.RemoveAll(d) })
 		dir = d
 	}
+	return dir
+}
+
+// startNodeAt starts a full single-replica node on the data directory dir and stops it when the
+// test ends.
+func startNodeAt(t *testing.T, dir string) *node.Node {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Raft.ElectionTimeout = 50 * time.Millisecond
 	cfg.MetricsAddr = ""
