@@ -558,7 +558,8 @@ type Filter struct {
 	// IDs, when set, keeps only the records with these ids.
 	IDs []string
 	// Deleted lists deleted records too: their tombstones, which keep a record's id, mode and
-	// labels (see ListRequest.include_deleted).
+	// labels (see ListRequest.include_deleted). With UpdatedSince and a kind, crisis or region,
+	// it lists the records that left them since as tombstones too (see departures).
 	Deleted bool
 	// HasLabels keeps the records that have each of these labels, whatever its value.
 	HasLabels []string
@@ -575,14 +576,28 @@ var ErrOtherListing = errors.New("db: page token belongs to a listing with other
 // in id order; with UpdatedSince they come in order of update (updated_at, then id), which an
 // index serves however far back the cut lies, and which lets a client that syncs by time page
 // through what changed oldest first.
+//
+// A listing of deletes too since a time, by kind, crisis or region, lists a record that has left
+// them since as a departure: its tombstone in the shape it left (see Filter.departures and
+// Changes).
 func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 	q, args, size, byUpdate, err := listQuery(f)
 	if err != nil {
 		return nil, "", err
 	}
+	departures := f.departures()
 	var out []*pb.Record
 	err = d.eachRow(ctx, q, args, func(rows *sql.Rows) error {
-		r, err := scanRecord(rows)
+		if !departures {
+			r, err := scanRecord(rows)
+			out = append(out, r)
+			return err
+		}
+		var was shape
+		r, err := scanRecord(rows, was.dest()...)
+		if err == nil {
+			was.depart(r)
+		}
 		out = append(out, r)
 		return err
 	})
@@ -600,7 +615,38 @@ func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 // listQuery is List's statement and its arguments for f, with the page size and whether the
 // listing goes by update time.
 func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err error) {
-	byUpdate = !f.UpdatedSince.IsZero()
+	p, err := listParts(f)
+	if err != nil {
+		return "", nil, 0, false, err
+	}
+	if f.departures() {
+		q, args = p.withDepartures()
+	} else {
+		q, args = p.plain()
+	}
+	return q, args, p.size, p.byUpdate, nil
+}
+
+// listing is the parts of List's statement for a filter.
+type listing struct {
+	from, idCol, order string
+	size               int
+	byUpdate           bool
+	// The conditions, each with its arguments, in the order of the statement: before the
+	// mode, the mode, the page token's place, the kind, crisis and region (now), and the rest.
+	pre, mode, token, now, rest []string
+	preArgs, modeArgs           []any
+	tokenArgs, nowArgs          []any
+	restArgs                    []any
+	// was is now of the history's rows (alias h), with wasArgs.
+	was     string
+	wasArgs []any
+	// since is the cut of a listing by update, in Unix nanoseconds.
+	since int64
+}
+
+func listParts(f Filter) (*listing, error) {
+	p := &listing{byUpdate: !f.UpdatedSince.IsZero()}
 	keys := make([]string, 0, len(f.Labels)+len(f.HasLabels))
 	for k := range f.Labels {
 		keys = append(keys, k)
@@ -616,106 +662,201 @@ func listQuery(f Filter) (q string, args []any, size int, byUpdate bool, err err
 	// A listing in id order with labels and no kind, crisis or region walks the first label's
 	// index, which holds its records in id order: every row it reads has that label. Otherwise
 	// the planner walks an index of records.
-	byLabel := !byUpdate && len(keys) > 0 && f.Kind == "" && f.Crisis == "" && f.Region == ""
-	from, idCol := "records", "records.id"
-	var where []string
+	byLabel := !p.byUpdate && len(keys) > 0 && f.Kind == "" && f.Crisis == "" && f.Region == ""
+	p.from, p.idCol = "records", "records.id"
 	if byLabel {
-		from, idCol = "record_labels l0 JOIN records ON records.id = l0.id", "l0.id"
+		p.from, p.idCol = "record_labels l0 JOIN records ON records.id = l0.id", "l0.id"
 		if anyValue[keys[0]] {
-			where, args = append(where, "l0.key = +?"), append(args, keys[0])
+			p.pre, p.preArgs = append(p.pre, "l0.key = +?"), append(p.preArgs, keys[0])
 		} else {
-			where, args = append(where, "l0.key = +?", "l0.value = +?"), append(args, keys[0], f.Labels[keys[0]])
+			p.pre, p.preArgs = append(p.pre, "l0.key = +?", "l0.value = +?"), append(p.preArgs, keys[0], f.Labels[keys[0]])
 		}
 		keys = keys[1:]
 	}
 	if !f.Deleted {
-		where = append(where, "records.tombstone = 0")
+		p.pre = append(p.pre, "records.tombstone = 0")
 	}
-	if byLabel || byUpdate && f.Kind == "" && f.Crisis == "" && f.Region == "" {
+	p.mode, p.modeArgs = []string{"records.status = +?", "records.exercise = +?"}, []any{int32(f.Mode.Status), f.Mode.Exercise}
+	if byLabel || p.byUpdate && f.Kind == "" && f.Crisis == "" && f.Region == "" {
 		// Nearly every record is of the mode: with no kind, crisis or region to lead a
 		// mode-led index, records_mode would drive the walk over all of them, a million rows
 		// for a label a thousand records have. The label's or the update time's index drives;
 		// the mode is checked on each row it reads (the unary + keeps the planner off the
 		// mode's indexes).
-		where = append(where, "+records.status = +?", "+records.exercise = +?")
-	} else {
-		where = append(where, "records.status = +?", "records.exercise = +?")
+		p.mode = []string{"+records.status = +?", "+records.exercise = +?"}
 	}
-	args = append(args, int32(f.Mode.Status), f.Mode.Exercise)
 	if f.PageToken != "" {
-		at, after, err := parsePageToken(f.PageToken, byUpdate, f.listing())
+		at, after, err := parsePageToken(f.PageToken, p.byUpdate, f.listing())
 		if err != nil {
-			return "", nil, 0, false, err
+			return nil, err
 		}
-		if byUpdate {
-			where, args = append(where, "(records.updated_at, records.id) > (+?, +?)"), append(args, at, after)
+		if p.byUpdate {
+			p.token, p.tokenArgs = []string{"(records.updated_at, records.id) > (+?, +?)"}, []any{at, after}
 		} else {
-			where, args = append(where, idCol+" > +?"), append(args, after)
+			p.token, p.tokenArgs = []string{p.idCol + " > +?"}, []any{after}
 		}
 	}
-	if f.Kind != "" {
-		where, args = append(where, "records.kind = +?"), append(args, f.Kind)
-	}
-	if f.Crisis != "" {
-		where, args = append(where, "records.crisis = +?"), append(args, f.Crisis)
-	}
-	if f.Region != "" {
-		where, args = append(where, "records.region = +?"), append(args, f.Region)
+	if now, args := shapeOf("records", f.Kind, f.Crisis, f.Region); now != "" {
+		p.now, p.nowArgs = []string{now}, args
+		p.was, p.wasArgs = shapeOf("h", f.Kind, f.Crisis, f.Region)
 	}
 	if len(f.IDs) > 0 {
 		// The primary key serves a lookup of each id.
-		where, args = append(where, "records.id IN ("+marks("+?", len(f.IDs))+")"), append(args, anySlice(f.IDs)...)
+		p.rest, p.restArgs = append(p.rest, "records.id IN ("+marks("+?", len(f.IDs))+")"), append(p.restArgs, anySlice(f.IDs)...)
 	}
 	if f.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
-		where, args = append(where, "records.classification <= +?"), append(args, int32(f.MaxClassification))
+		p.rest, p.restArgs = append(p.rest, "records.classification <= +?"), append(p.restArgs, int32(f.MaxClassification))
 	}
-	if byUpdate {
-		where, args = append(where, "records.updated_at >= +?"), append(args, f.UpdatedSince.UnixNano())
+	if p.byUpdate {
+		p.since = f.UpdatedSince.UnixNano()
+		p.rest, p.restArgs = append(p.rest, "records.updated_at >= +?"), append(p.restArgs, p.since)
 	}
 	for _, k := range keys {
 		// A correlated lookup per candidate row, on the (id, key, value) index: "id IN (SELECT
 		// ...)" would first gather every record with the label, a fifth of the table for a
 		// common one.
 		if anyValue[k] {
-			where = append(where, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +?)")
-			args = append(args, k)
+			p.rest = append(p.rest, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +?)")
+			p.restArgs = append(p.restArgs, k)
 			continue
 		}
-		where = append(where, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +? AND l.value = +?)")
-		args = append(args, k, f.Labels[k])
+		p.rest = append(p.rest, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +? AND l.value = +?)")
+		p.restArgs = append(p.restArgs, k, f.Labels[k])
 	}
-	size = f.PageSize
-	if size <= 0 {
+	p.size = f.PageSize
+	if p.size <= 0 {
 		// A zero page size used to index out[-1] and panic once a record matched.
-		size = DefaultPageSize
+		p.size = DefaultPageSize
 	}
-	order := idCol
-	if byUpdate {
-		order = "records.updated_at, records.id"
+	p.order = p.idCol
+	if p.byUpdate {
+		p.order = "records.updated_at, records.id"
 	}
+	return p, nil
+}
+
+// where is the conditions of the records of the shape now, with their arguments.
+func (p *listing) where() (string, []any) {
+	where := slices.Concat(p.pre, p.mode, p.token, p.now, p.rest)
+	return strings.Join(where, " AND "), slices.Concat(p.preArgs, p.modeArgs, p.tokenArgs, p.nowArgs, p.restArgs)
+}
+
+// plain is the statement of a listing of the records of the shape now.
+func (p *listing) plain() (string, []any) {
+	where, args := p.where()
 	// The page's ids first, then its rows: the indexes carry every filtered column, so the
 	// inner query never reads a row it does not return. Values are bound as +? and the page size
 	// is written into the text (see noReprepare).
-	q = `SELECT ` + recordColumns + ` FROM records WHERE id IN (SELECT ` + idCol + ` FROM ` + from +
-		` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ` + strconv.Itoa(size+1) + `) ORDER BY ` + strings.ReplaceAll(order, "l0.", "")
-	return q, args, size, byUpdate, nil
+	return `SELECT ` + recordColumns + ` FROM records WHERE id IN (SELECT ` + p.idCol + ` FROM ` + p.from +
+		` WHERE ` + where + ` ORDER BY ` + p.order + ` LIMIT ` + strconv.Itoa(p.size+1) + `) ORDER BY ` + strings.ReplaceAll(p.order, "l0.", ""), args
 }
 
-// changesQuery is Changes' statement and its arguments.
+// withDepartures is the statement of a sync poll (see Filter.departures), which also lists the
+// records that left the shape since the cut: not of it now, and of it at the version they had at
+// the cut or at a later one, in the mode. What the poller may hold of a record is the version
+// it had at the cut, or one a page of this sync listed: one that left before the cut was listed
+// as it left by the poll before, and is not listed again at each later update.
+//
+// The page of those of the shape now is read as plain reads it (a); those that left are read on
+// the update time's index from the page's place up to a's last update time when a is a whole
+// page, so that a sync passes every record updated since the cut once, not once a page; and of
+// each that is not of the shape, the versions since the cut and the one before, on the history's
+// primary key from the newest down. The two are merged in the listing's order, and each record
+// that left comes with the shape it left (see departedJoin).
+func (p *listing) withDepartures() (string, []any) {
+	where, args := p.where()
+	n := strconv.Itoa(p.size + 1)
+	left := slices.Concat([]string{"+records.status = +?", "+records.exercise = +?"}, p.token, p.rest, []string{
+		"records.updated_at <= (SELECT CASE WHEN count(*) < " + n + " THEN 9223372036854775807 ELSE max(at) END FROM a)",
+		"NOT (" + p.now[0] + ")",
+		"EXISTS (SELECT 1 FROM history h WHERE h.origin = '' AND h.id = records.id AND h.version < records.version AND h.version >= COALESCE((SELECT b.version FROM history b " +
+			"WHERE b.origin = '' AND b.id = records.id AND b.version < records.version AND b.at < +? ORDER BY b.version DESC LIMIT 1), 0) " +
+			"AND h.status = records.status AND h.exercise = records.exercise AND " + p.was + ")",
+	})
+	leftArgs := slices.Concat(p.modeArgs, p.tokenArgs, p.restArgs, p.nowArgs, []any{p.since}, p.wasArgs)
+	join, joinArgs := departedJoin("records", p.now[0], p.was), slices.Concat(p.nowArgs, p.wasArgs)
+	q := `WITH a (id, at) AS MATERIALIZED (SELECT records.id, records.updated_at FROM records WHERE ` + where + ` ORDER BY records.updated_at, records.id LIMIT ` + n + `)
+		SELECT ` + columnsOf("records") + `, d.kind, d.crisis, d.region FROM records` + join + `
+		WHERE records.id IN (SELECT id FROM (SELECT id, at FROM a UNION ALL SELECT records.id, records.updated_at FROM records WHERE ` + strings.Join(left, " AND ") + `
+			ORDER BY 2, 1 LIMIT ` + n + `)) ORDER BY records.updated_at, records.id`
+	return q, slices.Concat(args, joinArgs, leftArgs)
+}
+
+// departures says whether a listing takes the records that left its kind, crisis or region: one
+// of deletes too since a time, as a sync poll is (see ListRequest.include_deleted), in a mode the
+// history keeps (see addHistory). A record that left is listed as its tombstone in the shape it
+// left, for a poller that deletes on a tombstone to drop its copy.
+func (f Filter) departures() bool {
+	return f.Deleted && !f.UpdatedSince.IsZero() && (f.Kind != "" || f.Crisis != "" || f.Region != "") &&
+		(f.Mode.Status == pb.Status_ACTUAL || f.Mode.Status == pb.Status_EXERCISE)
+}
+
+// shapeOf is the condition that the row alias (of records or history) has the kind, crisis and
+// region given, those that are not empty ("" for none), with its arguments.
+func shapeOf(alias, kind, crisis, region string) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	for _, c := range []struct{ col, v string }{{"kind", kind}, {"crisis", crisis}, {"region", region}} {
+		if c.v != "" {
+			conds, args = append(conds, alias+"."+c.col+" = +?"), append(args, c.v)
+		}
+	}
+	return strings.Join(conds, " AND "), args
+}
+
+// departedJoin joins history d to the record alias of records when it is not of a shape (now,
+// the condition on alias) and an earlier version of it in its mode was (was, the same condition
+// on history h): d is the last such version, whose kind, crisis and region a departure takes;
+// NULL beside any other record. An own record's versions are one range of the history's primary
+// key, read newest first.
+func departedJoin(alias, now, was string) string {
+	return ` LEFT JOIN history d ON NOT (` + now + `) AND d.origin = '' AND d.id = ` + alias + `.id AND d.version = (SELECT h.version FROM history h
+		WHERE h.origin = '' AND h.id = ` + alias + `.id AND h.version < ` + alias + `.version AND h.status = ` + alias + `.status AND h.exercise = ` + alias + `.exercise AND ` + was + `
+		ORDER BY h.version DESC LIMIT 1)`
+}
+
+// columnsOf is recordColumns of the table alias.
+func columnsOf(alias string) string {
+	return alias + "." + strings.ReplaceAll(recordColumns, ", ", ", "+alias+".")
+}
+
+// shape is the kind, crisis and region of the version of a record that a filter last took, read
+// beside a record that has left the filter since (see departedJoin); NULL beside any other.
+type shape struct{ kind, crisis, region sql.NullString }
+
+func (s *shape) dest() []any { return []any{&s.kind, &s.crisis, &s.region} }
+
+// depart makes r, when it left the filter, a departure: its tombstone (as a delete leaves it, with
+// an empty body) in the shape it left, at its current version and time, so that a reader that
+// drops a record on its tombstone drops its copy of one that moved out of what it reads.
+func (s shape) depart(r *pb.Record) {
+	if r == nil || !s.kind.Valid {
+		return
+	}
+	r.Kind, r.Crisis, r.Region = s.kind.String, s.crisis.String, s.region.String
+	r.Tombstone, r.Body = true, []byte("{}")
+}
+
+// changesQuery is Changes' statement and its arguments. With a kind or crisis, a change of a
+// record that is not of them now but was at an earlier version comes as a departure (see
+// departedJoin): its row carries the shape it left, and the filter's other changes none.
 func changesQuery(after, upTo int64, limit int, m Mode, kind, crisis string) (string, []any) {
 	q := `SELECT r.id, r.origin, r.kind, r.crisis, r.region, r.classification, r.labels, r.body, r.version,
-	             r.updated_at, r.valid_until, r.tombstone, r.status, r.exercise, c.seq
-	      FROM changes c JOIN records r ON r.id = c.id AND r.version = c.version
-	      WHERE c.seq > +? AND c.seq <= +? AND c.status = +? AND c.exercise = +?`
+	             r.updated_at, r.valid_until, r.tombstone, r.status, r.exercise, c.seq`
+	from := ` FROM changes c JOIN records r ON r.id = c.id AND r.version = c.version`
+	where := ` WHERE c.seq > +? AND c.seq <= +? AND c.status = +? AND c.exercise = +?`
 	args := []any{after, upTo, int32(m.Status), m.Exercise}
-	if kind != "" {
-		q, args = q+` AND r.kind = +?`, append(args, kind)
+	if kind != "" || crisis != "" {
+		// The unfiltered feed, every subscription's, reads no history.
+		now, nowArgs := shapeOf("r", kind, crisis, "")
+		was, wasArgs := shapeOf("h", kind, crisis, "")
+		q, from = q+`, d.kind, d.crisis, d.region`, from+departedJoin("r", now, was)
+		where += ` AND (` + now + ` OR d.version IS NOT NULL)`
+		args = slices.Concat(nowArgs, wasArgs, args, nowArgs)
 	}
-	if crisis != "" {
-		q, args = q+` AND r.crisis = +?`, append(args, crisis)
-	}
-	q += ` ORDER BY c.seq LIMIT ` + strconv.Itoa(limit) // see noReprepare
-	return q, args
+	return q + from + where + ` ORDER BY c.seq LIMIT ` + strconv.Itoa(limit), args // see noReprepare
 }
 
 // noReprepare: SQLite (3.54, as go-sqlite3 builds it) marks a statement to be prepared again when
@@ -827,12 +968,28 @@ type Change struct {
 // Changes returns up to limit changes of records of mode m with after < seq <= upTo, in commit
 // order, including tombstones (which keep their record's mode). A change that a later change to
 // the same record superseded is left out; the later one carries the record's state.
+//
+// With a kind or crisis, a change of a record that is not of them now, but was at an earlier
+// version that the history keeps, is a departure: the record's tombstone, with an empty body and
+// the kind, crisis and region of its last version of them, at its version and seq now. A reader
+// that drops a record on its tombstone so drops its copy of one that moved out of what it
+// reads, or was deleted after it moved. A record that never was of them is left out.
 func (d *DB) Changes(ctx context.Context, after, upTo int64, limit int, m Mode, kind, crisis string) ([]Change, error) {
 	q, args := changesQuery(after, upTo, limit, m, kind, crisis)
+	filtered := kind != "" || crisis != ""
 	var out []Change
 	err := d.eachRow(ctx, q, args, func(rows *sql.Rows) error {
 		var seq int64
-		r, err := scanRecord(rows, &seq)
+		if !filtered {
+			r, err := scanRecord(rows, &seq)
+			out = append(out, Change{Seq: seq, Record: r})
+			return err
+		}
+		var was shape
+		r, err := scanRecord(rows, append([]any{&seq}, was.dest()...)...)
+		if err == nil {
+			was.depart(r)
+		}
 		out = append(out, Change{Seq: seq, Record: r})
 		return err
 	})
