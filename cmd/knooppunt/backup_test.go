@@ -101,6 +101,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fresh, "node.yaml"), []byte("org: local.crisis.test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	r = cli(t, nil, "", "restore", backup, "--data-dir", fresh).want(t, 0)
 	if !strings.HasPrefix(r.stdout, fresh+": restored up to log entry ") || !strings.Contains(r.stdout, "the database of local.crisis.test;") ||
 		!strings.Contains(r.stdout, "with the config in it: knooppunt serve --data-dir "+fresh+"\n") {
@@ -108,6 +109,20 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(fresh); err != nil || len(entries) != 3 || entries[0].Name() != node.DatabaseName || entries[1].Name() != "lost+found" || entries[2].Name() != "node.yaml" {
 		t.Fatalf("the restored directory holds %v (%v), want %s, lost+found and node.yaml", entries, err, node.DatabaseName)
+	}
+	// The restore moved the feed past the backup's; a restore of it, which no node has started
+	// on, keeps where it moved it: a group's other replicas number alike.
+	again := filepath.Join(dir, "again")
+	if r := cli(t, nil, "", "restore", filepath.Join(fresh, node.DatabaseName), "--data-dir", again).want(t, 0); !strings.Contains(r.stderr, "is a restore that no node has started on") {
+		t.Errorf("restore of a restore no node started on said %q", r.stderr)
+	}
+	for _, d := range []string{fresh, again} {
+		if restored, resumed := readRestored(t, filepath.Join(d, node.DatabaseName)); restored >= resumed || resumed < start.UnixMicro() {
+			t.Errorf("%s: restored at %d, resumed at %d: want the feed moved to the restore's time (%d)", d, restored, resumed, start.UnixMicro())
+		}
+	}
+	if a, b := fmt.Sprint(readRestored(t, filepath.Join(fresh, node.DatabaseName))), fmt.Sprint(readRestored(t, filepath.Join(again, node.DatabaseName))); a != b {
+		t.Errorf("the restore of the restore goes on at %s, the restore at %s", b, a)
 	}
 	// Another org's node does not serve the backup's records as its own.
 	otherCfg := filepath.Join(dir, "other.yaml")
@@ -543,4 +558,15 @@ func TestBackupOfACutOffReplicaWarns(t *testing.T) {
 	if !strings.Contains(r.stderr, "knooppunt: warning: the replica was not current with its group") || !strings.Contains(doc.Behind, "behind its group") {
 		t.Errorf("the backup of a cut-off follower: stderr %q, behind %q; want a warning, and behind in the JSON", r.stderr, doc.Behind)
 	}
+}
+
+// readRestored is where the last restore left the feed of the database at path (db.Restored).
+func readRestored(t *testing.T, path string) (restored, resumed int64) {
+	t.Helper()
+	d, err := db.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	return d.Restored()
 }
