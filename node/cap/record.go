@@ -234,9 +234,12 @@ func FromRecord(r *pb.Record, opts ExportOptions) (*Alert, error) {
 	}
 	switch {
 	case r.Classification == pb.Classification_PUBLIC:
-		// Whom a Restricted or Private alert was for is not for the public (a record stored
-		// before such a mix was refused).
-		a.Scope, a.Restriction, a.Addresses = "Public", "", ""
+		if a.Scope == "Private" {
+			// Whom a Private alert was for is not for the public (a record stored before such
+			// a mix was refused); a Public alert's addresses are its own to give.
+			a.Addresses = ""
+		}
+		a.Scope = "Public"
 	case a.Scope == "Restricted" || a.Scope == "Private":
 	default:
 		a.Scope = ScopeOf(r.Classification)

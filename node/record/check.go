@@ -101,9 +101,10 @@ func (c *Checker) classifyAlert(r *pb.Record) {
 	}
 }
 
-// checkPublicAlert refuses a public alert record whose CAP scope keeps it from the public: the
-// node serves its public alerts in an open feed, as scope Public, to anyone, and a Private
-// alert's addresses went with it (review J, F2).
+// checkPublicAlert refuses a public alert record of CAP scope Private, an alert for the addresses
+// it names: the node serves its public alerts in an open feed, as scope Public, to anyone, and
+// such an alert went out with its addresses (review J, F2). A Restricted alert may be published
+// on purpose (import --classification public): the record's classification decides its scope.
 func checkPublicAlert(r *pb.Record) error {
 	if r.Kind != AlertKind || r.Classification != pb.Classification_PUBLIC {
 		return nil
@@ -111,10 +112,10 @@ func checkPublicAlert(r *pb.Record) error {
 	var h struct {
 		Scope string `json:"scope"`
 	}
-	if json.Unmarshal(r.Body, &h) != nil || h.Scope == "" || h.Scope == "Public" {
+	if json.Unmarshal(r.Body, &h) != nil || h.Scope != "Private" {
 		return nil
 	}
-	return invalid("record.body.scope", "%q, but the record is public, and a public alert goes into the node's open feed, to anyone: make the scope \"Public\", or classify the record as its scope says (leave the classification out, and cap.scopes gives it)", h.Scope)
+	return invalid("record.body.scope", "%q, an alert for the addresses it names, but the record is public, and a public alert goes into the node's open feed, to anyone: make the scope \"Public\", or classify the record as its scope says (leave the classification out, and cap.scopes gives it)", h.Scope)
 }
 
 // Times the store can hold: it keeps a time as nanoseconds since 1970 in an int64.
