@@ -66,6 +66,28 @@ func TestAssessmentSaysWhatCannotBeTold(t *testing.T) {
 	}
 }
 
+// TestAssessmentSaysWhatThisNodeDoesNotReceive: an assessment written on a picture with a source
+// this node receives nothing of says so, with how many entries it had there: the figures here may
+// differ (review I, F7).
+func TestAssessmentSaysWhatThisNodeDoesNotReceive(t *testing.T) {
+	const ncc, vrz = "ncc.crisis.test", "vr-zeeland.crisis.test"
+	pic := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: vrz,
+		Record: &pb.Record{Id: "vrz-goes", Origin: vrz, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Version: 1, UpdatedAt: timestamppb.Now(), Body: []byte(`{"municipality":"Goes","beds_free":2}`)}}}}
+	rec, err := assessment.New(pic, "t", "d", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(time.Now().Add(time.Minute))
+	here := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{{Kind: assessment.Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec}}}
+	s := &Server{c: Config{Org: "vr-utrecht.crisis.test"}}
+	render, l := assessmentRenderer(t)
+	names := map[string]string{vrz: "VR Zeeland", ncc: "NCC"}
+	page := render(s.assessmentOf(&request{L: l}, here, nil, func(td string) string { return names[td] }).A)
+	if want := `id="duiding-niet-ontvangen"><p class="utrecht-paragraph">Deze duiding is geschreven op een beeld met bronnen die dit knooppunt niet ontvangt: VR Zeeland (meldingen: 1).`; !strings.Contains(page, want) {
+		t.Errorf("the assessment lacks %q:\n%s", want, page)
+	}
+}
+
 // assessmentRenderer renders the assessment part of the picture page in Dutch.
 func assessmentRenderer(t *testing.T) (func(a *assessmentView) string, *Lang) {
 	t.Helper()

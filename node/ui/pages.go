@@ -152,6 +152,7 @@ type assessmentView struct {
 	ChangedSources            []string
 	TakenOver                 []string // per slot: a source's newer record now in the place of another's
 	CannotTell                []string
+	NotReceived               []string // sources of its picture this node receives nothing of, with their entries
 	Endorsed                  []string
 	Remarks                   []assessment.Response
 }
@@ -192,6 +193,9 @@ func assessmentViewOf(r *request, v *assessment.View, name func(td string) strin
 	}
 	for _, src := range v.CannotTell {
 		a.CannotTell = append(a.CannotTell, name(src))
+	}
+	for _, c := range v.NotReceived {
+		a.NotReceived = append(a.NotReceived, r.L.T("assessment.not_received_source", name(c.Source), c.Entries))
 	}
 	for i := range a.Remarks {
 		a.Remarks[i].Org = name(a.Remarks[i].Org)
