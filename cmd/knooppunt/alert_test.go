@@ -72,6 +72,12 @@ func TestAlertListPartners(t *testing.T) {
 	if r := cli(t, nil, "", "phase", "show", "--node", addr, "-o", "json").want(t, 0); strings.Contains(r.stdout, `"all"`) {
 		t.Errorf("phase show lists the alerts of every crisis as a crisis: %s", r.stdout)
 	}
+	// The alert of every crisis is in a misspelt crisis's picture too, which is named by nothing
+	// all the same: no sources, a note, and --fail-on-partial fails (review J, F1).
+	r = cli(t, nil, "", "picture", "--crisis", "oekrain", "--fail-on-partial", "--node", addr, "-o", "json").want(t, exitPartial)
+	if !strings.Contains(r.stdout, "handmatig-overal-VR19-1") || !strings.Contains(r.stdout, `"sources": []`) || !strings.Contains(r.stderr, `no record here or from a partner names crisis "oekrain"`) {
+		t.Errorf("picture of a misspelt crisis: stdout\n%s\nstderr %q; want the alert of every crisis, no sources, and the note", r.stdout, r.stderr)
+	}
 
 	// A partner that does not answer is named, with why and what stands in for it; its alerts
 	// are its copy here. --fail-on-partial exits 3 after printing them.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 						"svid_id": st.SvidId, "svid_expires_at": optionalTime(st.SvidExpiresAt),
 						"voters": st.Voters, "unreachable": nonNilStrings(st.Unreachable),
 						"not_member": st.NotMember, "leader_seen_at": optionalTime(st.LeaderSeenAt),
+					}
+					if st.RaftLogError != "" {
+						doc["raft_log_error"], doc["raft_log_error_at"] = st.RaftLogError, optionalTime(st.RaftLogErrorAt)
 					}
 					ops.addJSON(doc)
 					if err := printJSON(out, doc); err != nil {
@@ -260,6 +264,10 @@ func raftLine(st *pb.StatusResponse, now time.Time) string {
 	}
 	if st.NotMember {
 		return fmt.Sprintf("%s (applied index %d), %s: writes are refused, and what it shows does not change; cluster status on a member shows the group", st.RaftState, st.AppliedIndex, node.NotMember)
+	}
+	if st.RaftLogError != "" {
+		// Not the group's fault: this replica cannot write its own log (review H, F8).
+		return fmt.Sprintf("%s, leader %s (applied index %d): THE RAFT LOG CANNOT BE WRITTEN since %s: %s: free space on the data directory's disk (or mend it); the replica takes writes again once it can, with no restart", st.RaftState, cmp.Or(st.Leader, "none"), st.AppliedIndex, stamp(st.RaftLogErrorAt.AsTime()), st.RaftLogError)
 	}
 	if st.Leader == "" {
 		// A replica removed while it was down or cut off does not know it, and says what one

@@ -116,6 +116,9 @@ func TestRaftLine(t *testing.T) {
 			[]string{"2 of 3 replicas reachable, not r2 (last answered 10s ago)", "one more failure stops writes"}, ""},
 		{&pb.StatusResponse{RaftState: "Leader", Leader: "r1", Voters: 5, Unreachable: []string{"r5 (never answered in this term)"}},
 			[]string{"4 of 5 replicas reachable"}, "one more failure"},
+		// A replica that cannot write its log blames its disk, not its group (review H, F8).
+		{&pb.StatusResponse{RaftState: "Follower", AppliedIndex: 561, RaftLogError: "no space left on device", RaftLogErrorAt: timestamppb.New(now.Add(-time.Minute))},
+			[]string{"Follower, leader none (applied index 561): THE RAFT LOG CANNOT BE WRITTEN since ", ": no space left on device: free space"}, "majority"},
 	} {
 		got := raftLine(c.st, now)
 		for _, w := range c.want {

@@ -858,6 +858,9 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	}
 	resp := Merge(items, aggregable, time.Now(), limits)
 	resp.Crisis, resp.Phase = req.Crisis, phase
+	// The sources of records of the crisis itself: the alerts of every crisis are in each
+	// crisis's picture, a misspelt one's too, which then seemed to be named (review J, F1).
+	resp.Sources = sourcesOf(resp.Entries, req.Crisis)
 	removals, err := s.c.DB.Removals(ctx, req.Crisis, mode)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -881,6 +884,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 		} else {
 			resp.Partial, resp.Peers = now.resp.Partial, now.resp.Peers
 		}
+		resp.PeersAsked = true
 		// A peer's count is its entries in the picture, not the one record the search asked for.
 		entries := map[string]int64{}
 		for _, e := range resp.Entries {
@@ -1069,6 +1073,18 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 	}
 	sort.Strings(resp.Sources)
 	return resp
+}
+
+// sourcesOf are the sources of the entries whose record names crisis, sorted.
+func sourcesOf(entries []*pb.PictureEntry, crisis string) []string {
+	var out []string
+	for _, e := range entries {
+		if e.Record.GetCrisis() == crisis && !slices.Contains(out, e.Source) {
+			out = append(out, e.Source)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // regionOrder sorts regions with the national total last.

@@ -1876,7 +1876,10 @@ type PictureResponse struct {
 	// count: the peer's entries in this picture. A peer that did not answer is in the picture with
 	// its last copy, whose age cache_age_ms gives; catching_up_since says this node's copy of an
 	// answered peer is still being brought up to date. Empty with skip_peer_check.
-	Peers         []*PeerStatus `protobuf:"bytes,9,rep,name=peers" json:"peers,omitempty"`
+	Peers []*PeerStatus `protobuf:"bytes,9,rep,name=peers" json:"peers,omitempty"`
+	// peers_asked: the picture asked the peers (not with skip_peer_check), so that partial and
+	// peers say how complete it is now. Without it, partial false says nothing of that.
+	PeersAsked    bool `protobuf:"varint,10,opt,name=peers_asked,json=peersAsked" json:"peers_asked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1972,6 +1975,13 @@ func (x *PictureResponse) GetPeers() []*PeerStatus {
 		return x.Peers
 	}
 	return nil
+}
+
+func (x *PictureResponse) GetPeersAsked() bool {
+	if x != nil {
+		return x.PeersAsked
+	}
+	return false
 }
 
 // PictureRemoval: when a record of source (a trust domain) and kind last left a picture here.
@@ -2184,7 +2194,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x10\n" +
 	"\x03sum\x18\x04 \x01(\x01R\x03sum\x12\x18\n" +
 	"\arecords\x18\x05 \x01(\x03R\arecords\x12\x18\n" +
-	"\aentries\x18\x06 \x01(\x03R\aentries\"\xe9\x02\n" +
+	"\aentries\x18\x06 \x01(\x03R\aentries\"\x8a\x03\n" +
 	"\x0fPictureResponse\x12\x16\n" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\x14\n" +
 	"\x05phase\x18\x02 \x01(\tR\x05phase\x124\n" +
@@ -2196,7 +2206,10 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\tno_leader\x18\x06 \x01(\bR\bnoLeader\x128\n" +
 	"\bremovals\x18\a \x03(\v2\x1c.knooppunt.v1.PictureRemovalR\bremovals\x12\x18\n" +
 	"\apartial\x18\b \x01(\bR\apartial\x12.\n" +
-	"\x05peers\x18\t \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\"h\n" +
+	"\x05peers\x18\t \x03(\v2\x18.knooppunt.v1.PeerStatusR\x05peers\x12\x1f\n" +
+	"\vpeers_asked\x18\n" +
+	" \x01(\bR\n" +
+	"peersAsked\"h\n" +
 	"\x0ePictureRemoval\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12*\n" +

@@ -2188,9 +2188,14 @@ type StatusResponse struct {
 	NotMember bool `protobuf:"varint,18,opt,name=not_member,json=notMember" json:"not_member,omitempty"`
 	// leader_seen_at is when this replica last knew a leader of its group, itself included: now
 	// while it knows one; unset when it has known none since it started.
-	LeaderSeenAt  *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=leader_seen_at,json=leaderSeenAt" json:"leader_seen_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeaderSeenAt *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=leader_seen_at,json=leaderSeenAt" json:"leader_seen_at,omitempty"`
+	// raft_log_error is why this replica's last write to its Raft log failed, since
+	// raft_log_error_at, when no write to it has succeeded since (a full disk): a replica that
+	// cannot write its log gives up or cannot win the lead, whatever its group does.
+	RaftLogError   string                 `protobuf:"bytes,20,opt,name=raft_log_error,json=raftLogError" json:"raft_log_error,omitempty"`
+	RaftLogErrorAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=raft_log_error_at,json=raftLogErrorAt" json:"raft_log_error_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2356,6 +2361,20 @@ func (x *StatusResponse) GetLeaderSeenAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StatusResponse) GetRaftLogError() string {
+	if x != nil {
+		return x.RaftLogError
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetRaftLogErrorAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RaftLogErrorAt
+	}
+	return nil
+}
+
 var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
@@ -2507,7 +2526,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"K\n" +
 	"\x12BackupKeptResponse\x125\n" +
 	"\btaken_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x0f\n" +
-	"\rStatusRequest\"\xb8\x05\n" +
+	"\rStatusRequest\"\xa5\x06\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2531,7 +2550,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\vunreachable\x18\x11 \x03(\tR\vunreachable\x12\x1d\n" +
 	"\n" +
 	"not_member\x18\x12 \x01(\bR\tnotMember\x12@\n" +
-	"\x0eleader_seen_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\fleaderSeenAt*h\n" +
+	"\x0eleader_seen_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\fleaderSeenAt\x12$\n" +
+	"\x0eraft_log_error\x18\x14 \x01(\tR\fraftLogError\x12E\n" +
+	"\x11raft_log_error_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x0eraftLogErrorAt*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -2662,43 +2683,44 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	35, // 31: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
 	35, // 32: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
 	35, // 33: knooppunt.v1.StatusResponse.leader_seen_at:type_name -> google.protobuf.Timestamp
-	4,  // 34: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 35: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 36: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 37: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 38: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 39: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 40: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 41: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 42: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 43: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	23, // 44: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	26, // 45: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	27, // 46: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	28, // 47: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	30, // 48: knooppunt.v1.ClusterService.BackupKept:input_type -> knooppunt.v1.BackupKeptRequest
-	32, // 49: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 50: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 51: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 52: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 53: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 54: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 55: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 56: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 57: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 58: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 59: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	25, // 60: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 61: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 62: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	29, // 63: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	31, // 64: knooppunt.v1.ClusterService.BackupKept:output_type -> knooppunt.v1.BackupKeptResponse
-	33, // 65: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	50, // [50:66] is the sub-list for method output_type
-	34, // [34:50] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	35, // 34: knooppunt.v1.StatusResponse.raft_log_error_at:type_name -> google.protobuf.Timestamp
+	4,  // 35: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 36: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 37: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 38: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 39: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 40: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 41: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 42: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 43: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 44: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	23, // 45: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	26, // 46: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	27, // 47: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	28, // 48: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	30, // 49: knooppunt.v1.ClusterService.BackupKept:input_type -> knooppunt.v1.BackupKeptRequest
+	32, // 50: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 51: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 52: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 53: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 54: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 55: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 56: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 57: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 58: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 59: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 60: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	25, // 61: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 62: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 63: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	29, // 64: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	31, // 65: knooppunt.v1.ClusterService.BackupKept:output_type -> knooppunt.v1.BackupKeptResponse
+	33, // 66: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	51, // [51:67] is the sub-list for method output_type
+	35, // [35:51] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
