@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,12 +130,32 @@ exports the results can tell an answer served partly from old copies.`,
 			if err != nil {
 				return callError(&f, err)
 			}
-			if err := printSearch(cmd.OutOrStdout(), f.output, resp, filter.Mode); err != nil {
+			limit := int(filter.Limit)
+			if limit == 0 {
+				limit = peerserver.DefaultLimit
+			}
+			cut := search.Cut(resp, limit)
+			if err := printSearchCut(cmd.OutOrStdout(), f.output, resp, filter.Mode, cut); err != nil {
 				return err
 			}
 			if sug := trailer.Get(search.SuggestTrailer); len(sug) > 0 && sug[0] != filter.Text {
 				// Offered, not searched: only searching with it asks the partners.
 				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: did you mean --text %s? It finds records here; search again with it to ask the partners too\n", shellQuote(sug[0]))
+			}
+			if len(resp.Hits) == 0 && len(filter.Kinds) > 0 {
+				// A kind as people half remember it (shelter) finds nothing, as if nobody had
+				// records of it. A partner may know a kind this node does not: a note, no refusal.
+				if st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{}); err == nil {
+					var unknown []string
+					for _, k := range filter.Kinds {
+						if !slices.Contains(st.Kinds, k) {
+							unknown = append(unknown, k)
+						}
+					}
+					if len(unknown) > 0 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this node knows no kind %s (it knows %s); a partner may, but none gave a record of it.\n", record.QuoteAll(unknown), strings.Join(st.Kinds, ", "))
+					}
+				}
 			}
 			if len(resp.Hits) == 0 && !noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, exercise) && filter.Crisis != "" {
 				// A crisis as people write it (oekriane) finds nothing, as if nobody had records.
@@ -142,11 +163,8 @@ exports the results can tell an answer served partly from old copies.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", filter.Crisis)
 				}
 			}
-			limit := int(filter.Limit)
-			if limit == 0 {
-				limit = peerserver.DefaultLimit
-			}
-			if cut := search.Cut(resp, limit); len(cut) > 0 {
+			if len(cut) > 0 {
+				cut = slices.Clone(cut)
 				if cut[0] == "" {
 					cut[0] = "this node"
 				}
@@ -198,7 +216,34 @@ func age(ts *timestamppb.Timestamp) string {
 }
 
 func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.Mode) error {
+	return printSearchCut(w, format, resp, mode, nil)
+}
+
+// printSearchCut is printSearch of an answer in which the sources cut name may hold more than they
+// gave (search.Cut, "" for this node): -o json says so in may_hold_more, by trust domain, where a
+// script reads it (review I, F5).
+func printSearchCut(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.Mode, cut []string) error {
 	if format == "json" {
+		var more []string
+		for _, src := range cut {
+			if src == "" {
+				src = "this node"
+				for _, h := range resp.Hits {
+					if h.Source == "" {
+						src = h.Record.GetOrigin()
+						break
+					}
+				}
+			} else {
+				for _, p := range resp.Peers {
+					if p.Peer == src {
+						src = p.TrustDomain
+					}
+				}
+			}
+			more = append(more, src)
+		}
+		cut = more
 		type hit struct {
 			Source      string      `json:"source"`
 			FromCache   bool        `json:"from_cache"`
@@ -214,7 +259,10 @@ func printSearch(w io.Writer, format string, resp *pb.SearchResponse, mode *pb.M
 			Hits    []hit           `json:"hits"`
 			// TextPending: writes this node's full-text index had yet to take in.
 			TextPending int64 `json:"text_pending,omitempty"`
-		}{Partial: resp.Partial, Peers: peersJSON(resp.Peers), Hits: []hit{}, TextPending: resp.TextPending}
+			// MayHoldMore: sources that gave as many records as --limit, or their share of
+			// an answer's size: they may hold more that match.
+			MayHoldMore []string `json:"may_hold_more,omitempty"`
+		}{Partial: resp.Partial, Peers: peersJSON(resp.Peers), Hits: []hit{}, TextPending: resp.TextPending, MayHoldMore: cut}
 		for _, h := range resp.Hits {
 			src := h.Source
 			if src == "" {
@@ -424,10 +472,13 @@ crisis (a misspelt --crisis or --exercise). A script that exports the sums can t
 
 				// A misspelt crisis (or exercise) shows no records and sums of 0, as if there
 				// were none: said on stderr, whatever the output, and --fail-on-partial fails.
-				named := true
-				if len(resp.Entries) == 0 && noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
+				// The alerts of every crisis are in each crisis's picture: only a record of the
+				// crisis itself names it (review J, F1).
+				named := len(resp.Sources) > 0
+				if !named && noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, mode.GetExercise()) {
 					named = false
-				} else if len(resp.Entries) == 0 {
+				} else if !named {
+					named = true
 					known, err := knownCrisis(cmd.Context(), conn, crisis, mode.GetExercise())
 					if err == nil && !known {
 						named = false

@@ -75,6 +75,14 @@ func TestCLISearchOriginsAndIDs(t *testing.T) {
 	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "2").want(t, 0); !strings.Contains(r.stderr, "knooppunt: this node may hold more than it gave: a source gives at most --limit records (2 here)") {
 		t.Errorf("search --limit 2 of 3 records: stderr %q", r.stderr)
 	}
+	// And in -o json, by trust domain, where a script reads it (review I, F5).
+	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "2", "-o", "json").want(t, 0); !strings.Contains(r.stdout, `"may_hold_more": [`+"\n"+`    "`+rec.Origin+`"`) {
+		t.Errorf("search --limit 2 of 3 records -o json: %s, want may_hold_more naming %s", r.stdout, rec.Origin)
+	}
+	// A kind this node does not know, that found nothing, is said to be unknown here (review I, F10).
+	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "shelter").want(t, 0); !strings.Contains(r.stderr, `Note: this node knows no kind "shelter" (it knows `) {
+		t.Errorf("search --kind shelter: stderr %q", r.stderr)
+	}
 	if r := cli(t, nil, "", "search", "--node", addr, "--kind", "qa", "--limit", "4").want(t, 0); r.stderr != "" {
 		t.Errorf("search --limit 4 of 3 records: stderr %q, want nothing", r.stderr)
 	}
