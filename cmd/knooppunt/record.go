@@ -401,8 +401,9 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 	return nil
 }
 
+// truncate cuts s to n characters, the last an ellipsis; n of 0 or less cuts nothing.
 func truncate(s string, n int) string {
-	if len([]rune(s)) <= n {
+	if n <= 0 || len([]rune(s)) <= n {
 		return s
 	}
 	return string([]rune(s)[:n-1]) + "…"

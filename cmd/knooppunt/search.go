@@ -32,6 +32,7 @@ func newSearchCmd() *cobra.Command {
 		exercise      string
 		origins       []string
 		failOnPartial bool
+		wide          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "search",
@@ -58,6 +59,8 @@ too, the first label of its trust domain, such as ncc), for its own records, a p
 domain or name (knooppunt peer list shows them), for what it shares; a peer not named is not
 asked and discloses nothing (with no peer asked, no peer table is printed). --id finds the
 records with these ids (at most 100).
+
+SUMMARY and MATCH are cut to fit a terminal; --wide prints them whole.
 
 --limit caps the records of each source (default 1000, at most 10000); a source that gives that
 many may hold more, and a note on stderr says which.
@@ -135,7 +138,7 @@ exports the results can tell an answer served partly from old copies.`,
 				limit = peerserver.DefaultLimit
 			}
 			cut := search.Cut(resp, limit)
-			if err := printSearchCut(cmd.OutOrStdout(), f.output, resp, filter.Mode, cut); err != nil {
+			if err := printSearchCut(cmd.OutOrStdout(), tableFormat(f.output, wide), resp, filter.Mode, cut); err != nil {
 				return err
 			}
 			if sug := trailer.Get(search.SuggestTrailer); len(sug) > 0 && sug[0] != filter.Text {
@@ -179,6 +182,7 @@ exports the results can tell an answer served partly from old copies.`,
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when a peer did not answer")
+	fl.BoolVar(&wide, "wide", false, "print summaries and snippets whole, not cut to fit a terminal")
 	fl.StringVar(&filter.Text, "text", "", `full text: words and "phrases", all of which must occur (words of fewer than 3 characters are left out)`)
 	fl.StringSliceVar(&filter.Kinds, "kind", nil, "only these kinds (repeatable)")
 	fl.StringVar(&filter.Crisis, "crisis", "", "only this crisis")
@@ -286,12 +290,17 @@ func printSearchCut(w io.Writer, format string, resp *pb.SearchResponse, mode *p
 		if h.FromCache {
 			origin += " (cache)"
 		}
-		shown := record.Summary(h.Record.Body, 60)
+		// Cut to fit a terminal, unless the table is wide (review I, F4).
+		summaryWidth, snippetWidth, fileWidth := 60, 80, 40
+		if format == wideTable {
+			summaryWidth, snippetWidth, fileWidth = 0, 0, 0
+		}
+		shown := record.Summary(h.Record.Body, summaryWidth)
 		if last == "MATCH" {
-			shown = truncate(h.Snippet, 80)
+			shown = truncate(h.Snippet, snippetWidth)
 			if h.SnippetFile != "" {
 				// The words are in that file, not in the record's text.
-				shown = "in " + truncate(h.SnippetFile, 40) + ": " + shown
+				shown = "in " + truncate(h.SnippetFile, fileWidth) + ": " + shown
 			}
 		}
 		id := h.Record.Id

@@ -284,3 +284,24 @@ func TestPrintPictureSaysWhatSumsLack(t *testing.T) {
 		t.Errorf("picture -o json: aggregates %+v\n%s", doc.Aggregates, b.String())
 	}
 }
+
+// TestSearchWideIsWhole: the search table cuts a summary to fit a terminal, and --wide prints it
+// whole, as picture --wide does (review I, F4: a shelter's figures were cut off).
+func TestSearchWideIsWhole(t *testing.T) {
+	body := `{"municipality":"Amersfoort","location":"Sporthal De Ganzenhoek","beds_total":260,"beds_free":26,"contact_phone":"033 123 45 67"}`
+	resp := &pb.SearchResponse{Hits: []*pb.SearchHit{{Record: &pb.Record{Id: "shelter-amersfoort", Origin: "lcvs.crisis.test", Kind: "shelter.capacity",
+		Region: "VR09", Body: []byte(body)}, Source: "lcvs"}}}
+	var cut, whole strings.Builder
+	if err := printSearchCut(&cut, "table", resp, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := printSearchCut(&whole, tableFormat("table", true), resp, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cut.String(), "…") || strings.Contains(cut.String(), "contact_phone 033") {
+		t.Errorf("the table does not cut the summary:\n%s", cut.String())
+	}
+	if !strings.Contains(whole.String(), "Amersfoort · beds_total 260 · beds_free 26 · location Sporthal De Ganzenhoek · contact_phone 033 123 45 67") {
+		t.Errorf("--wide cuts the summary:\n%s", whole.String())
+	}
+}
