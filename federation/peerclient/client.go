@@ -176,7 +176,8 @@ type SubscriptionState struct {
 	// Heard is when the peer last sent anything on it, open now or last: a change or a
 	// heartbeat. A peer that hangs leaves it open until the idle timeout, and Heard then says
 	// how long it has been silent; once it is closed, Heard is when the copy was last known
-	// complete. Zero until it was open.
+	// complete if the stream that ended had caught up (CaughtUpAt, kept when it closes). Zero
+	// until it was open.
 	Heard time.Time
 	// CaughtUpAt is when the peer last said, with a heartbeat, that this node had all of its
 	// feed: a source sends one only when it has nothing more to send. Every is the spacing of
@@ -220,6 +221,17 @@ func (s *subscription) caughtUp(at time.Time, exerciseState string) {
 		s.state.Every = at.Sub(s.state.CaughtUpAt)
 	}
 	s.state.CaughtUpAt, s.state.ExerciseState = at, exerciseState
+}
+
+// caughtUpSinceOpened is when the open stream last had a heartbeat; zero when it had none, or is
+// not open.
+func (s *subscription) caughtUpSinceOpened() time.Time {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if !s.state.Open || !s.state.CaughtUpAt.After(s.state.Since) {
+		return time.Time{}
+	}
+	return s.state.CaughtUpAt
 }
 
 func (s *subscription) set(st SubscriptionState) {
@@ -592,7 +604,9 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 			delay = m.c.Backoff
 		}
 		warn := out.failed(time.Now())
-		s.set(SubscriptionState{Since: out.since, Err: errText(err), Opened: everOpened})
+		// Whether the stream that ended had caught up stays known: its copy was complete as of
+		// what was last heard on it only then.
+		s.set(SubscriptionState{Since: out.since, Err: errText(err), Opened: everOpened, CaughtUpAt: s.caughtUpSinceOpened()})
 		if warn {
 			log.Warn("subscription ended: reconnecting", "err", err, "in", delay, "down_for", time.Since(out.since).Round(time.Second), "attempts", out.attempts)
 		} else {

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,5 +29,24 @@ func TestBestFirst(t *testing.T) {
 		if strings.Join(got, " ") != want {
 			t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
 		}
+	}
+}
+
+// TestSourcesOfTheCrisis: a picture's sources are every source with a record of the crisis, one
+// whose records another's newer ones outrank too, and not a source of the alerts of every crisis
+// alone, which are in each crisis's picture, a misspelt one's too (review J, F1; review K).
+func TestSourcesOfTheCrisis(t *testing.T) {
+	rec := func(crisis string) *pb.Record { return &pb.Record{Crisis: crisis} }
+	items := []Item{
+		{Record: rec("oekraine"), Source: "b.test"},
+		{Record: rec("oekraine"), Source: "a.test"}, // outranked in its slot by b's: still a source
+		{Record: rec("oekraine"), Source: "a.test"},
+		{Record: rec("all"), Source: "c.test"},
+	}
+	if got := sourcesOf(items, "oekraine"); !slices.Equal(got, []string{"a.test", "b.test"}) {
+		t.Errorf("sources of oekraine: %v, want a.test and b.test", got)
+	}
+	if got := sourcesOf(items, "oekrain"); len(got) != 0 {
+		t.Errorf("sources of a misspelt crisis: %v, want none", got)
 	}
 }

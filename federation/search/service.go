@@ -668,7 +668,9 @@ func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) (age 
 			switch {
 			case st.Open:
 				return time.Since(cmp.Or(st.Heard, st.Since)), true
-			case st.Err != "" && st.Opened && !st.Heard.IsZero():
+			case st.Err != "" && st.Opened && !st.Heard.IsZero() && !st.CaughtUpAt.IsZero():
+				// The stream that ended had caught up: its copy was complete up to what was
+				// last heard on it. One still catching up was not.
 				return time.Since(st.Heard), false
 			case st.Err != "" && st.Opened && !st.Since.IsZero():
 				return time.Since(st.Since), false
@@ -860,7 +862,7 @@ func (s *Service) Picture(ctx context.Context, req *pb.PictureRequest) (*pb.Pict
 	resp.Crisis, resp.Phase = req.Crisis, phase
 	// The sources of records of the crisis itself: the alerts of every crisis are in each
 	// crisis's picture, a misspelt one's too, which then seemed to be named (review J, F1).
-	resp.Sources = sourcesOf(resp.Entries, req.Crisis)
+	resp.Sources = sourcesOf(items, req.Crisis)
 	removals, err := s.c.DB.Removals(ctx, req.Crisis, mode)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -1075,12 +1077,13 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 	return resp
 }
 
-// sourcesOf are the sources of the entries whose record names crisis, sorted.
-func sourcesOf(entries []*pb.PictureEntry, crisis string) []string {
+// sourcesOf are the sources of the items whose record names crisis, sorted: also a source whose
+// records another's newer ones outrank in their slots.
+func sourcesOf(items []Item, crisis string) []string {
 	var out []string
-	for _, e := range entries {
-		if e.Record.GetCrisis() == crisis && !slices.Contains(out, e.Source) {
-			out = append(out, e.Source)
+	for _, it := range items {
+		if it.Record.GetCrisis() == crisis && !slices.Contains(out, it.Source) {
+			out = append(out, it.Source)
 		}
 	}
 	slices.Sort(out)

@@ -328,7 +328,10 @@ func (d *DB) Versions(ctx context.Context, origin, id string, m Mode, since time
 // PruneHistory forgets what the history needs no longer: rows older than before, except each
 // record's last row at or before it, which still says what the record counted at before. Reads
 // clip to the retention window (warn.History's since, Versions'), so a replica that prunes later than
-// another still answers the same. It is not a Raft command: it changes no value a read can see.
+// another still answers the same. It is not a Raft command. One read does not clip: a filtered
+// Watch finds a record that left its filter by the version that matched (departedJoin), and
+// once that version is pruned, past the retention, a watcher resuming from before the move is
+// not told on a replica that pruned it, and is on one that did not yet.
 func (d *DB) PruneHistory(before time.Time) (int64, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
