@@ -74,7 +74,7 @@ partial, peers). --fail-on-partial then publishes nothing, and exits 3.`,
 				}
 				if (incomplete || p.NoLeader) && failOnPartial {
 					if f.output != "json" {
-						printIncomplete(cmd.OutOrStdout(), p)
+						printIncomplete(cmd.OutOrStdout(), nil, p)
 					}
 					fmt.Fprintf(cmd.ErrOrStderr(), "not published: the picture of %s is not complete now (--fail-on-partial); publish when it is, or without --fail-on-partial on the picture as it is\n", crisis)
 					if f.output == "json" {
@@ -96,7 +96,7 @@ partial, peers). --fail-on-partial then publishes nothing, and exits 3.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "published %s version %d on the picture %s (%d sources)\n", resp.Id, resp.Version, short(fp.Hash), len(fp.Sources))
 				if incomplete {
-					printIncomplete(cmd.OutOrStdout(), p)
+					printIncomplete(cmd.OutOrStdout(), nil, p)
 				}
 				return nil
 			})
@@ -109,16 +109,6 @@ partial, peers). --fail-on-partial then publishes nothing, and exits 3.`,
 	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "publish nothing, and exit 3, when the picture is not complete now (PARTIAL, BEHIND, NO LEADER)")
 	f.register(cmd, true)
 	return cmd
-}
-
-// printIncomplete says, as picture does, which peers did not answer (PARTIAL) and which this
-// node is still catching up with (BEHIND): the picture holds an old copy of theirs.
-func printIncomplete(w io.Writer, p *pb.PictureResponse) {
-	if len(p.Peers) > 0 {
-		printPeerStates(w, nil, p.Peers, p.Partial, false)
-	} else if p.Partial {
-		fmt.Fprintln(w, "\nPARTIAL: the node could not ask its peers whether they answer now (its log says why): the picture holds what they sent before.")
-	}
 }
 
 // flagError names the flag an assessment package error is about.

@@ -678,12 +678,19 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			fmt.Fprintf(w, "\nThe sums count %d entries marked CACHED: the last copy of a source that does not answer now.\n", cached)
 		}
 	}
-	if len(resp.Peers) > 0 {
-		printPeerStates(w, mode, resp.Peers, resp.Partial, false)
-	} else if resp.Partial {
+	printIncomplete(w, mode, resp)
+	return nil
+}
+
+// printIncomplete says of a picture which peers did not answer (PARTIAL) and which this node is
+// still catching up with (BEHIND): what it shows of theirs is an old copy. picture and
+// assessment publish print it alike.
+func printIncomplete(w io.Writer, mode *pb.Mode, p *pb.PictureResponse) {
+	if len(p.Peers) > 0 {
+		printPeerStates(w, mode, p.Peers, p.Partial, false)
+	} else if p.Partial {
 		fmt.Fprintln(w, "\nPARTIAL: the node could not ask its peers whether they answer now (its log says why): what is shown of theirs is what they sent before.")
 	}
-	return nil
 }
 
 // classFlag marks a confidential or secret record in a table, so that it does not look like

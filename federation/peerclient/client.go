@@ -196,10 +196,10 @@ type SubscriptionState struct {
 // hidden), and once it had one, when none came for longer than within while changes keep
 // coming. Zero when it has.
 func (st SubscriptionState) CatchingUp(within time.Duration, now time.Time) time.Time {
-	if !st.Open || !st.CaughtUpAt.After(st.Since) {
+	last := st.caughtUp()
+	if last.IsZero() {
 		return st.Since
 	}
-	last := st.CaughtUpAt
 	// Two of the partner's own heartbeats, when they are further apart than within; no more
 	// than twice the idle timeout (within is half of it), past which the stream would have
 	// ended: a spacing measured across a catch-up does not count for more.
@@ -223,15 +223,20 @@ func (s *subscription) caughtUp(at time.Time, exerciseState string) {
 	s.state.CaughtUpAt, s.state.ExerciseState = at, exerciseState
 }
 
-// caughtUpSinceOpened is when the open stream last had a heartbeat; zero when it had none, or is
-// not open.
+// caughtUp is when the open stream last had a heartbeat; zero when it had none since it opened,
+// or is not open.
+func (st SubscriptionState) caughtUp() time.Time {
+	if !st.Open || !st.CaughtUpAt.After(st.Since) {
+		return time.Time{}
+	}
+	return st.CaughtUpAt
+}
+
+// caughtUpSinceOpened is the state's caughtUp.
 func (s *subscription) caughtUpSinceOpened() time.Time {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
-	if !s.state.Open || !s.state.CaughtUpAt.After(s.state.Since) {
-		return time.Time{}
-	}
-	return s.state.CaughtUpAt
+	return s.state.caughtUp()
 }
 
 func (s *subscription) set(st SubscriptionState) {

@@ -86,19 +86,23 @@ func (c *Checker) classifyAlert(r *pb.Record) {
 	if r.Kind != AlertKind || r.Classification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
 		return
 	}
-	var h struct {
-		Scope string `json:"scope"`
-	}
-	if json.Unmarshal(r.Body, &h) != nil {
-		return
-	}
 	scopes := c.Scopes
 	if scopes == nil {
 		scopes = AlertScopes
 	}
-	if cl, ok := scopes[h.Scope]; ok {
+	if cl, ok := scopes[alertScope(r.Body)]; ok {
 		r.Classification = cl
 	}
+}
+
+// alertScope is the CAP scope an alert record's body names; "" for none, or a body that is not
+// JSON.
+func alertScope(body []byte) string {
+	var h struct {
+		Scope string `json:"scope"`
+	}
+	json.Unmarshal(body, &h)
+	return h.Scope
 }
 
 // checkPublicAlert refuses a public alert record of CAP scope Private, an alert for the addresses
@@ -106,16 +110,10 @@ func (c *Checker) classifyAlert(r *pb.Record) {
 // such an alert went out with its addresses (review J, F2). A Restricted alert may be published
 // on purpose (import --classification public): the record's classification decides its scope.
 func checkPublicAlert(r *pb.Record) error {
-	if r.Kind != AlertKind || r.Classification != pb.Classification_PUBLIC {
+	if r.Kind != AlertKind || r.Classification != pb.Classification_PUBLIC || alertScope(r.Body) != "Private" {
 		return nil
 	}
-	var h struct {
-		Scope string `json:"scope"`
-	}
-	if json.Unmarshal(r.Body, &h) != nil || h.Scope != "Private" {
-		return nil
-	}
-	return invalid("record.body.scope", "%q, an alert for the addresses it names, but the record is public, and a public alert goes into the node's open feed, to anyone: make the scope \"Public\", or classify the record as its scope says (leave the classification out, and cap.scopes gives it)", h.Scope)
+	return invalid("record.body.scope", "%q, an alert for the addresses it names, but the record is public, and a public alert goes into the node's open feed, to anyone: make the scope \"Public\", or classify the record as its scope says (leave the classification out, and cap.scopes gives it)", "Private")
 }
 
 // Times the store can hold: it keeps a time as nanoseconds since 1970 in an int64.
