@@ -264,6 +264,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}
 		n.forward = &api.Forwarder{
 			Creds:      identity.ClientCredentials(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td)),
+			SVID:       n.ident.source,
 			APIAddress: func(id string) string { return n.cfg.Load().APIAddress(id) },
 		}
 		sc.Forward = n.forwardCommand

@@ -106,7 +106,7 @@ type Manager struct {
 	conns  map[string]*peerConn // by peer name
 	// retired are connections taken out of conns that calls may still use: each is closed
 	// connGrace after, or when Run ends.
-	retired map[*grpc.ClientConn]*time.Timer
+	retired identity.Retired
 	// first is, by peer name, the index of the address a new connection tries first (see
 	// MoveOn).
 	first map[string]int
@@ -121,6 +121,8 @@ type Manager struct {
 type peerConn struct {
 	key  string
 	conn *grpc.ClientConn
+	// svid is this node's SVID when the connection was made.
+	svid identity.SVIDMark
 }
 
 // connGrace is how long a connection taken out of use (the peer's addresses changed, or a
@@ -132,18 +134,7 @@ const connGrace = time.Minute
 // connGrace. The caller holds connMu.
 func (m *Manager) retire(name string, pc *peerConn) {
 	delete(m.conns, name)
-	if m.retired == nil {
-		m.retired = map[*grpc.ClientConn]*time.Timer{}
-	}
-	conn := pc.conn
-	m.retired[conn] = time.AfterFunc(connGrace, func() {
-		m.connMu.Lock()
-		defer m.connMu.Unlock()
-		if _, ok := m.retired[conn]; ok {
-			delete(m.retired, conn)
-			conn.Close()
-		}
-	})
+	m.retired.Add(pc.conn, connGrace)
 }
 
 type subscription struct {
@@ -323,13 +314,15 @@ func New(c Config) *Manager {
 }
 
 // Conn returns the connection to a peer. It tries the peer's replicas in order and accepts only
-// a replica SVID of the peer's trust domain.
+// a replica SVID of the peer's trust domain. Once this node's SVID is renewed, it dials anew
+// (identity.SVIDMark): the peer would close the connection of the old SVID when it ends, with
+// a call under way on it perhaps.
 func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	key := p.TrustDomain + "|" + strings.Join(p.Addresses, ",")
 	m.connMu.Lock()
 	defer m.connMu.Unlock()
 	if pc, ok := m.conns[p.Name]; ok {
-		if pc.key == key {
+		if pc.key == key && !pc.svid.Renewed() {
 			return pc.conn, nil
 		}
 		m.retire(p.Name, pc)
@@ -361,7 +354,7 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", p.Name, err)
 	}
-	m.conns[p.Name] = &peerConn{key: key, conn: conn}
+	m.conns[p.Name] = &peerConn{key: key, conn: conn, svid: identity.MarkSVID(m.c.SVID)}
 	return conn, nil
 }
 
@@ -442,11 +435,8 @@ func (m *Manager) Run(ctx context.Context) {
 			for _, pc := range m.conns {
 				pc.conn.Close()
 			}
-			for conn, t := range m.retired {
-				t.Stop()
-				conn.Close()
-			}
-			m.conns, m.retired = map[string]*peerConn{}, nil
+			m.retired.CloseAll()
+			m.conns = map[string]*peerConn{}
 			m.connMu.Unlock()
 			return
 		case <-t.C:
@@ -599,6 +589,10 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 	}
 	for ctx.Err() == nil {
 		progressed, err := m.subscribeOnce(ctx, p, exercise, opened, s.caughtUp, &s.heard)
+		if errors.Is(err, errRenewed) && ctx.Err() == nil {
+			log.Info("this node's SVID was renewed: subscribing again on a new connection")
+			continue
+		}
 		if exercise == "" {
 			connected.WithLabelValues(p.Name).Set(0)
 		}
@@ -658,6 +652,10 @@ type event struct {
 // readAheadBytes bounds the events a subscription reads ahead of what it stored.
 const readAheadBytes = 64 << 20
 
+// errRenewed ends a subscription stream that had caught up when this node's SVID was renewed:
+// the next is opened at once, on a new connection, with no outage.
+var errRenewed = errors.New("this node's SVID was renewed")
+
 // subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
 // anything was stored.
 func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time, string), heard *atomic.Int64) (progressed bool, err error) {
@@ -665,6 +663,8 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 	if err != nil {
 		return false, err
 	}
+	// The SVID the connection was made with, or one older: Conn dials anew after a renewal.
+	svid := identity.MarkSVID(m.c.SVID)
 	defer func() {
 		if api.Reason(err) == api.ReasonNotCurrent {
 			m.MoveOn(p.Name, conn)
@@ -788,6 +788,14 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 			}
 			if hb != nil && !hb.Full && !hb.FullEnd {
 				caughtUp(time.Now(), hb.ExerciseState)
+				if b.full == nil && svid.Renewed() {
+					// Caught up, on a connection the peer will close when this node's old SVID
+					// ends: subscribe again on a new one now.
+					if err := b.flush(ctx); err != nil {
+						return progressed, err
+					}
+					return true, errRenewed
+				}
 			}
 			if b.add(e.ev) && !scheduled {
 				flushAt.Reset(flushDelay)

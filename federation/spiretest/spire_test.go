@@ -205,9 +205,16 @@ func (h *harness) rotateUnderTraffic(editor *workloadapi.X509Source, td spiffeid
 		searches atomic.Int64
 		failed   failures
 	)
+	// A long-lived connection is made anew once the editor's SVID is renewed, as a client that
+	// keeps one is to (integration.md): the node closes it after the old SVID ends, and a call
+	// under way on it then fails. It lives on across the nodes' renewals.
 	long := make([]pb.RecordServiceClient, len(replicas))
-	for i, a := range replicas {
-		long[i] = pb.NewRecordServiceClient(h.dial(a, editor, td))
+	longMark := make([]identity.SVIDMark, len(replicas))
+	dialLong := func(r int) {
+		long[r], longMark[r] = pb.NewRecordServiceClient(h.dial(replicas[r], editor, td)), identity.MarkSVID(editor)
+	}
+	for i := range replicas {
+		dialLong(i)
 	}
 
 	wg.Add(2)
@@ -222,6 +229,9 @@ func (h *harness) rotateUnderTraffic(editor *workloadapi.X509Source, td spiffeid
 			case <-tick.C:
 			}
 			r := i % len(replicas)
+			if longMark[r].Renewed() {
+				dialLong(r)
+			}
 			c, how := long[r], "long-lived connection"
 			var fresh *grpc.ClientConn
 			if i%4 == 0 {

@@ -17,6 +17,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/store"
 )
 
@@ -94,12 +97,25 @@ type Forwarder struct {
 	Store *store.Store
 	// Creds authenticates this replica to the leader and the leader to it.
 	Creds credentials.TransportCredentials
+	// SVID, when set, is the source of the SVID Creds present: once it gives a renewed one, a
+	// connection is made anew (identity.SVIDMark), and the old one closed after retiredGrace.
+	SVID x509svid.Source
 	// APIAddress returns the gRPC address of a replica by id, from config.
 	APIAddress func(id string) string
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	mu      sync.Mutex
+	conns   map[string]forwardConn
+	retired identity.Retired
 }
+
+type forwardConn struct {
+	conn *grpc.ClientConn
+	svid identity.SVIDMark
+}
+
+// retiredGrace is how long a connection made with a replica's old SVID serves the calls under
+// way on it.
+const retiredGrace = time.Minute
 
 // replicaReconnect bounds how long a connection to another replica waits between attempts to
 // reconnect. grpc's default grows to two minutes while the replica is down, and a call on the
@@ -114,16 +130,20 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.conns == nil {
-		f.conns = map[string]*grpc.ClientConn{}
+		f.conns = map[string]forwardConn{}
 	}
 	if c, ok := f.conns[addr]; ok {
-		return c, nil
+		if !c.svid.Renewed() {
+			return c.conn, nil
+		}
+		f.retired.Add(c.conn, retiredGrace)
+		delete(f.conns, addr)
 	}
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.Creds), replicaReconnect)
 	if err != nil {
 		return nil, err
 	}
-	f.conns[addr] = c
+	f.conns[addr] = forwardConn{conn: c, svid: identity.MarkSVID(f.SVID)}
 	return c, nil
 }
 
@@ -132,8 +152,9 @@ func (f *Forwarder) Close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.conns {
-		c.Close()
+		c.conn.Close()
 	}
+	f.retired.CloseAll()
 	f.conns = nil
 }
 

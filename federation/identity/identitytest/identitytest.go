@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -175,3 +176,34 @@ func Eventually(tb testing.TB, within time.Duration, what string, cond func() bo
 		}
 	}
 }
+
+// Source is an identity.Source of one trust domain whose SVID a test replaces with Set, as an
+// agent renews it.
+type Source struct {
+	svid   atomic.Pointer[x509svid.SVID]
+	bundle *x509bundle.Bundle
+}
+
+// NewSource gives svid, and bundle for its trust domain.
+func NewSource(svid *x509svid.SVID, bundle *x509bundle.Bundle) *Source {
+	s := &Source{bundle: bundle}
+	s.svid.Store(svid)
+	return s
+}
+
+// Set gives svid from now on.
+func (s *Source) Set(svid *x509svid.SVID) { s.svid.Store(svid) }
+
+// GetX509SVID implements x509svid.Source.
+func (s *Source) GetX509SVID() (*x509svid.SVID, error) { return s.svid.Load(), nil }
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (s *Source) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if td != s.bundle.TrustDomain() {
+		return nil, fmt.Errorf("identitytest: no bundle for trust domain %q", td)
+	}
+	return s.bundle, nil
+}
+
+// Close implements identity.Source.
+func (s *Source) Close() error { return nil }
