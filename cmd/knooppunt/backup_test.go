@@ -555,8 +555,11 @@ func TestBackupOfACutOffReplicaWarns(t *testing.T) {
 		Behind string `json:"behind"`
 	}
 	r.oneJSON(t, &doc)
-	if !strings.Contains(r.stderr, "knooppunt: warning: the replica was not current with its group") || !strings.Contains(doc.Behind, "behind its group") {
-		t.Errorf("the backup of a cut-off follower: stderr %q, behind %q; want a warning, and behind in the JSON", r.stderr, doc.Behind)
+	// Behind its group while it still knows the leader, or with no leader once its election
+	// timeout has passed: which, depends on how soon the backup starts after the cut.
+	if !strings.Contains(r.stderr, "knooppunt: warning: the replica was not current with its group") ||
+		!strings.Contains(doc.Behind, "behind its group") && !strings.Contains(doc.Behind, "no leader") || !strings.Contains(r.stderr, doc.Behind) {
+		t.Errorf("the backup of a cut-off follower: stderr %q, behind %q; want a warning, and why in the JSON", r.stderr, doc.Behind)
 	}
 }
 
