@@ -74,6 +74,14 @@ func TestTextSearchAcrossTheFederation(t *testing.T) {
 	if ids, _ := textHits(t, c, &pb.Filter{Text: `"zonder tewerkstelling" werkgever`, Kinds: []string{"qa"}}); !slices.Equal(ids[a.Name], []string{"a-permit"}) {
 		t.Errorf("a phrase and a word find %v at a, want a-permit", ids[a.Name])
 	}
+	// A plural finds the singular, at every source (review I, F19: "vergunningen" found nothing).
+	ids, hits = textHits(t, c, &pb.Filter{Text: "vergunningen"})
+	if !slices.Equal(ids[a.Name], []string{"a-vergunning", "a-permit"}) || !slices.Equal(ids[b.Name], []string{"b-own"}) {
+		t.Errorf("vergunningen finds %v, want a-vergunning and a-permit at a, b-own at b", ids)
+	}
+	if got, want := hits[a.Name+"/a-permit"].GetSnippet(), "Ja, zonder tewerkstellings«vergunning», als de werkgever het meldt."; got != want {
+		t.Errorf("snippet of a-permit for vergunningen = %q, want %q", got, want)
+	}
 	// b's own search finds its own record and, from its cache only when a does not answer, a's.
 	if ids, _ := textHits(t, b, &pb.Filter{Text: "vergunning"}); !slices.Equal(ids[""], []string{"b-own"}) || len(ids[a.Name]) != 2 {
 		t.Errorf("b finds %v", ids)

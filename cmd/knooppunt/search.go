@@ -46,7 +46,8 @@ every peer asked, with their words: do not search for names or other personal da
 
 --text searches the text fields of each kind (a Q&A's question and answer, a guidance's title,
 summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
-anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning". Words of fewer than three
+anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning", and a Dutch plural finds
+its singular ("vergunningen" finds "vergunning"). Words of fewer than three
 characters ("in", "de") cannot be looked for: they are left out, with a note on stderr; so are,
 beyond 16 words and phrases (a question pasted whole), those that say least (wat, moet, een;
 then the shortest). Each source answers with its best matches first and a snippet with the

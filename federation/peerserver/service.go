@@ -543,7 +543,7 @@ func ListFilters(f *pb.Filter) []db.Filter {
 
 // TextFilter turns a federation filter with text into the store's full-text filter.
 func TextFilter(f *pb.Filter, q *record.TextQuery) db.TextFilter {
-	tf := db.TextFilter{Terms: q.Terms, Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels, Mode: db.ModeFrom(f.Mode), IDs: f.Ids}
+	tf := db.TextFilter{Terms: q.Sought(), Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels, Mode: db.ModeFrom(f.Mode), IDs: f.Ids}
 	if f.UpdatedSince != nil {
 		tf.UpdatedSince = f.UpdatedSince.AsTime()
 	}

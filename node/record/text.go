@@ -241,13 +241,76 @@ func (q *TextQuery) String() string {
 	return strings.Join(parts, " ")
 }
 
+// Sought are the terms as the index and Match look for them: a word's plural ending left off
+// (Singular), so that it finds the singular as well as the plural; a phrase as it is.
+func (q *TextQuery) Sought() []string {
+	out := make([]string, len(q.Terms))
+	for i, t := range q.Terms {
+		out[i] = Singular(t)
+	}
+	return out
+}
+
+// Singular is a normalised word without the ending of a Dutch plural, which it may have; else
+// the term as it is. A term is found anywhere in a word, so the singular finds the plural and
+// never the reverse, where people type plurals (vergunningen, opvanglocaties, gemeenten): so the
+// ending is left off, and what is left is always the start of the word, which finds the plural
+// still. Left off are 's (regio's), -en of a word of six letters or more (vergunningen,
+// gemeenten), a doubled consonant before it with it (bedden: bed), and -s after e, l, r, n or m
+// of one of five letters or more (opvanglocaties, burgemeesters). Where the singular changes a
+// letter (huizen: huis, brieven: brief) the changed letter is left off too, if five letters are
+// left (ziekenhuizen: ziekenhui); an irregular plural does not find its singular (steden:
+// sted, not stad). A phrase, typed in quotes on purpose, and a term with a digit, stay as they
+// are.
+func Singular(term string) string {
+	if strings.HasSuffix(term, "'s") || strings.HasSuffix(term, "’s") {
+		_, size := utf8.DecodeLastRuneInString(strings.TrimSuffix(term, "s"))
+		if stem := term[:len(term)-1-size]; utf8.RuneCountInString(stem) >= MinTermRunes && letters(stem) {
+			return stem
+		}
+		return term
+	}
+	if !letters(term) {
+		return term
+	}
+	n := utf8.RuneCountInString(term)
+	switch {
+	case n >= 6 && strings.HasSuffix(term, "en"):
+		stem := term[:len(term)-2]
+		last := stem[len(stem)-1]
+		switch {
+		case last == stem[len(stem)-2] && strings.IndexByte("bdfgklmnprst", last) >= 0:
+			stem = stem[:len(stem)-1] // bedden: bed
+		case last == 'z' || last == 'v':
+			stem = stem[:len(stem)-1] // ziekenhuizen: ziekenhui(s)
+			if utf8.RuneCountInString(stem) < 5 {
+				return term
+			}
+		}
+		return stem
+	case n >= 5 && strings.HasSuffix(term, "s") && strings.IndexByte("elrnm", term[len(term)-2]) >= 0:
+		return term[:len(term)-1]
+	}
+	return term
+}
+
+// letters reports whether s is one word of letters only.
+func letters(s string) bool {
+	for _, r := range s {
+		if !unicode.IsLetter(r) {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // Match reports whether every term occurs in one of texts.
 func (q *TextQuery) Match(texts []string) bool {
 	norm := make([]string, len(texts))
 	for i, t := range texts {
 		norm[i] = Normalize(t)
 	}
-	for _, term := range q.Terms {
+	for _, term := range q.Sought() {
 		found := false
 		for _, t := range norm {
 			if strings.Contains(t, term) {
@@ -279,12 +342,13 @@ func (q *TextQuery) Rank(docs [][]string) []int {
 	words := make([]int, len(docs))
 	tf := make([][]int, len(docs)) // each term's occurrences
 	total := 0
+	sought := q.Sought()
 	for i, texts := range docs {
-		tf[i] = make([]int, len(q.Terms))
+		tf[i] = make([]int, len(sought))
 		for _, t := range texts {
 			n := Normalize(t)
 			words[i] += len(strings.Fields(n))
-			for k, term := range q.Terms {
+			for k, term := range sought {
 				tf[i][k] += strings.Count(n, term)
 			}
 		}
@@ -318,6 +382,7 @@ func (q *TextQuery) Snippet(texts []string) string {
 // a caller that knows where each text came from can say where the match is.
 func (q *TextQuery) SnippetIn(texts []string) (string, int) {
 	const around = 60 // runes of context on each side
+	sought := q.Sought()
 	for ti, t := range texts {
 		runes := []rune(t)
 		// Normalize maps each rune to at most one rune (it drops marks and folds case), so
@@ -328,12 +393,17 @@ func (q *TextQuery) SnippetIn(texts []string) (string, int) {
 		}
 		type span struct{ from, to int }
 		var spans []span
-		for _, term := range q.Terms {
-			tr := []rune(term)
+		for k, term := range sought {
+			tr, typed := []rune(term), []rune(q.Terms[k])
 			for i := 0; i+len(tr) <= len(folded); i++ {
 				if folded[i] == tr[0] && slices.Equal(folded[i:i+len(tr)], tr) {
-					spans = append(spans, span{i, i + len(tr)})
-					i += len(tr) - 1
+					// The plural as typed, where it stands, is marked whole: «vergunningen».
+					to := i + len(tr)
+					if i+len(typed) <= len(folded) && slices.Equal(folded[i:i+len(typed)], typed) {
+						to = i + len(typed)
+					}
+					spans = append(spans, span{i, to})
+					i = to - 1
 				}
 			}
 		}
