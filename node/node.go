@@ -250,6 +250,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		EraseWithin:       cfg.Erasure.Within,
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		CommitTimeout:     cfg.Raft.CommitTimeout,
+		Reserve:           cfg.Limits.DiskReserve(),
+		Free:              n.db.DiskFreeBytes,
 		Logger:            n.log,
 	}
 	if cfg.Raft.Listen != "" {

@@ -44,7 +44,7 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 					doc := map[string]any{
 						"node_name": st.NodeName, "org": st.Org, "version": st.Version,
 						"raft_state": st.RaftState, "leader": st.Leader, "applied_index": st.AppliedIndex,
-						"records": st.Records, "db_bytes": st.DbBytes, "disk_free_bytes": st.DiskFreeBytes, "last_seq": st.LastSeq,
+						"records": st.Records, "db_bytes": st.DbBytes, "disk_free_bytes": st.DiskFreeBytes, "disk_reserve_bytes": st.DiskReserveBytes, "last_seq": st.LastSeq,
 						"kinds": nonNilStrings(st.Kinds), "started_at": st.StartedAt.AsTime(), "last_backup_at": optionalTime(st.LastBackupAt),
 						"svid_id": st.SvidId, "svid_expires_at": optionalTime(st.SvidExpiresAt),
 						"voters": st.Voters, "unreachable": nonNilStrings(st.Unreachable),
@@ -67,7 +67,7 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				// The node counts its live records of every mode together; firing is of actual alerts
 				// alone, so the line says what it counts.
 				fmt.Fprintf(tw, "records\t%d, of every mode: actual, exercise, test and draft (change feed at %d)\n", st.Records, st.LastSeq)
-				fmt.Fprintf(tw, "store\t%.1f MiB; %s free on its disk\n", float64(st.DbBytes)/(1<<20), diskSize(st.DiskFreeBytes))
+				fmt.Fprintf(tw, "store\t%s\n", storeLine(st))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", stamp(st.StartedAt.AsTime()))
 				if st.SvidExpiresAt != nil {
@@ -295,6 +295,17 @@ func raftLine(st *pb.StatusResponse, now time.Time) string {
 
 // roughly says a span as people read one: days from two days on (90 days, not 2159h58m54s),
 // hours and minutes from an hour on, else to the second.
+// storeLine is status's line of the database and its disk: what is free, and, below the
+// reserve, that writes are refused.
+func storeLine(st *pb.StatusResponse) string {
+	disk := fmt.Sprintf("%s free on its disk", diskSize(st.DiskFreeBytes))
+	if st.DiskFreeBytes < st.DiskReserveBytes {
+		disk = fmt.Sprintf("ONLY %s FREE ON ITS DISK, under the reserve of %s (limits.disk_reserve_mib): as leader it refuses writes that add data; free space",
+			diskSize(st.DiskFreeBytes), diskSize(st.DiskReserveBytes))
+	}
+	return fmt.Sprintf("%.1f MiB; %s", float64(st.DbBytes)/(1<<20), disk)
+}
+
 // diskSize is a number of bytes in GiB with one decimal from 1 GiB up, else in MiB: a disk
 // nearly full read "0.0 GiB free" whatever was left (review H, F7).
 func diskSize(b int64) string {

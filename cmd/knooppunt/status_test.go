@@ -351,6 +351,17 @@ func TestDiskSize(t *testing.T) {
 	}
 }
 
+// TestStoreLine: below the reserve, status says that writes are refused, and why.
+func TestStoreLine(t *testing.T) {
+	if got, want := storeLine(&pb.StatusResponse{DbBytes: 3 << 20, DiskFreeBytes: 5 << 30, DiskReserveBytes: 256 << 20}), "3.0 MiB; 5.0 GiB free on its disk"; got != want {
+		t.Errorf("with room: %q, want %q", got, want)
+	}
+	got := storeLine(&pb.StatusResponse{DbBytes: 3 << 20, DiskFreeBytes: 100 << 20, DiskReserveBytes: 256 << 20})
+	if want := "3.0 MiB; ONLY 100.0 MiB FREE ON ITS DISK, under the reserve of 256.0 MiB (limits.disk_reserve_mib): as leader it refuses writes that add data"; !strings.HasPrefix(got, want) {
+		t.Errorf("under the reserve: %q, want %q", got, want)
+	}
+}
+
 // TestPrintRecordsMarksDocumentsNotInForce: record list marks a replaced or expired document as
 // search does, and leaves one in force unmarked.
 func TestPrintRecordsMarksDocumentsNotInForce(t *testing.T) {

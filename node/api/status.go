@@ -36,6 +36,7 @@ func Status(log *slog.Logger, err error) error {
 	var fe *record.FieldError
 	var stale *db.StaleVersionError
 	var modeChange *db.ModeChangeError
+	var low *store.LowDiskError
 	if code, reason, ok := exerciseRefusal(err); ok {
 		return status.Error(code, "exercise: "+reason)
 	}
@@ -56,6 +57,8 @@ func Status(log *slog.Logger, err error) error {
 		return Invalid("page_token", "belongs to a listing with other filters: send the filters of the listing it came from, or start again without it")
 	case errors.Is(err, db.ErrBadPageToken):
 		return Invalid("page_token", "not a token from a previous List: start again without it")
+	case errors.As(err, &low):
+		return ReasonStatus(codes.ResourceExhausted, ReasonDiskLow, fmt.Sprintf("the disk of the leader's data directory has %d MiB free, under its reserve of %d MiB (limits.disk_reserve_mib): free space or add disk, and the node takes writes again; deletes and reads go on", low.Free>>20, low.Reserve>>20))
 	case errors.Is(err, syscall.ENOSPC):
 		// Before ErrNotLeader: a replica whose Raft log the full disk refuses has no leader.
 		return status.Error(codes.ResourceExhausted, "the disk of the data directory is full: free space, the node takes writes again once it can")
@@ -170,6 +173,10 @@ const (
 	// one the node holds; the ErrorInfo's metadata current_version is the one it holds (0: it
 	// never held the record; a deleted record's is the version of its deletion).
 	ReasonStaleVersion = "STALE_VERSION"
+	// ReasonDiskLow (RESOURCE_EXHAUSTED): the leader's disk has less free than its reserve
+	// (limits.disk_reserve_mib) and takes no writes that add data until there is room; deletes
+	// go on. Retry later, not at once.
+	ReasonDiskLow = "DISK_LOW"
 )
 
 // staleStatus refuses a write that named a version the node does not hold, with the version it

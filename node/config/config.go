@@ -525,6 +525,21 @@ type Policy struct {
 type Limits struct {
 	// MaxBodyBytes is the largest record body. Default 1 MiB.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// DiskReserveMiB is how much of the data directory's disk writes that add data leave free:
+	// below it, the leader refuses them (RESOURCE_EXHAUSTED, reason DISK_LOW), and deletes,
+	// officers' steps and reads go on. Default 256 MiB; 0 turns it off.
+	DiskReserveMiB *int64 `yaml:"disk_reserve_mib"`
+}
+
+// DefaultDiskReserveMiB is limits.disk_reserve_mib when the config gives none.
+const DefaultDiskReserveMiB = 256
+
+// DiskReserve is limits.disk_reserve_mib in bytes.
+func (l Limits) DiskReserve() uint64 {
+	if l.DiskReserveMiB == nil {
+		return DefaultDiskReserveMiB << 20
+	}
+	return uint64(max(0, *l.DiskReserveMiB)) << 20
 }
 
 // Raft configures the node's Raft group. With no Listen the node is a single replica.
@@ -897,6 +912,9 @@ func (c *Config) check() error {
 	}
 	if c.Limits.MaxBodyBytes < 0 {
 		return errors.New("limits.max_body_bytes: must be positive")
+	}
+	if r := c.Limits.DiskReserveMiB; r != nil && (*r < 0 || *r > 1<<30) {
+		return fmt.Errorf("limits.disk_reserve_mib: %d is not from 0 (no reserve) to %d", *r, 1<<30)
 	}
 	if c.Limits.MaxBodyBytes > MaxBodyLimit {
 		return fmt.Errorf("limits.max_body_bytes: %d is over %d, the most a partner's node takes in one message with room for the record around it: use %d or less, and put larger content in attachments", c.Limits.MaxBodyBytes, MaxBodyLimit, MaxBodyLimit)

@@ -102,6 +102,10 @@ tracing: {endpoint: "h:99999"}
 org: a.crisis.test
 limits: {max_body_bytes: 8388608}
 `, `limits.max_body_bytes: 8388608 is over 3145728, the most a partner's node takes in one message with room for the record around it: use 3145728 or less, and put larger content in attachments`},
+		{"a disk reserve below nothing", `
+org: a.crisis.test
+limits: {disk_reserve_mib: -1}
+`, `limits.disk_reserve_mib: -1 is not from 0 (no reserve) to 1073741824`},
 		// review19 M3: a second document was read as nothing.
 		{"a second document", `
 org: a.crisis.test

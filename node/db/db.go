@@ -564,9 +564,15 @@ func (d *DB) Copy(ctx context.Context, dst string) (applied uint64, err error) {
 // DiskFree is the bytes an unprivileged process may still write on the file system that holds
 // the database, or 0 when it cannot be read. A full disk stops the replica (see store's fsm).
 func (d *DB) DiskFree() uint64 {
+	free, _ := d.DiskFreeBytes()
+	return free
+}
+
+// DiskFreeBytes is DiskFree, with the error when the file system cannot be read.
+func (d *DB) DiskFreeBytes() (uint64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(filepath.Dir(d.path), &st); err != nil {
-		return 0
+		return 0, err
 	}
-	return st.Bavail * uint64(st.Bsize)
+	return st.Bavail * uint64(st.Bsize), nil
 }

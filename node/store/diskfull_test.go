@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 	walfs "github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/types"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -374,5 +375,58 @@ func TestAFailedSnapshotLeavesNothing(t *testing.T) {
 	}
 	if tmps := tmpDirs(dir); len(tmps) != 0 {
 		t.Fatalf("a snapshot the disk refused left %v", tmps)
+	}
+}
+
+// TestALowDiskRefusesWhatAddsData: with less free than the reserve, the leader refuses record
+// writes, partners' records and files' chunks with a *LowDiskError before they enter the log;
+// deletes, retractions and the other commands go in; and once there is room again, writes do.
+// A full database disk stopped a single replica, reads and all, and the write that filled it
+// was told UNAVAILABLE though stored (review H, F1).
+func TestALowDiskRefusesWhatAddsData(t *testing.T) {
+	dir := t.TempDir()
+	d := openDB(t, filepath.Join(dir, "knooppunt.db"))
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	s := startStore(t, Config{Dir: filepath.Join(dir, "raft"), DB: d, Bootstrap: true, Reserve: 256 << 20,
+		Free: func() (uint64, error) { return free.Load(), nil }})
+	ctx := context.Background()
+	if _, err := s.Write(ctx, []*pb.Record{rec("r1", `{"beds_free":1}`), rec("r2", `{"beds_free":2}`)}); err != nil {
+		t.Fatalf("a write with room: %v", err)
+	}
+	free.Store(100 << 20)
+	var low *LowDiskError
+	if _, err := s.Write(ctx, []*pb.Record{rec("r3", `{"beds_free":3}`)}); !errors.As(err, &low) || low.Free != 100<<20 || low.Reserve != 256<<20 {
+		t.Fatalf("a write under the reserve: %v, want a LowDiskError of 100 of 256 MiB", err)
+	}
+	if _, err := s.Write(ctx, []*pb.Record{tomb("r1"), rec("r3", `{}`)}); !errors.As(err, &low) {
+		t.Errorf("a delete with a write under the reserve: %v, want a LowDiskError", err)
+	}
+	if res, err := s.Write(ctx, []*pb.Record{tomb("r1")}); err != nil || res[0].Err != nil {
+		t.Errorf("a delete under the reserve: %v %v, want it to go in", err, res)
+	}
+	foreign := func(upserts ...*pb.SharedRecord) *pb.Command {
+		return &pb.Command{Cmd: &pb.Command_CacheForeign{CacheForeign: &pb.CacheForeign{Peer: "p", Origin: "p.crisis.test",
+			Upserts: upserts, Retractions: []string{"gone"}, Cursor: 1, At: timestamppb.Now()}}}
+	}
+	for name, c := range map[string]*pb.Command{
+		"a partner's records": foreign(&pb.SharedRecord{Record: rec("p1", `{}`)}),
+		"a file's chunk":      {Cmd: &pb.Command_FileChunk{FileChunk: &pb.FileChunk{UploadId: "u", Data: []byte("x"), At: timestamppb.Now()}}},
+	} {
+		if _, err := s.Apply(ctx, c); !errors.As(err, &low) {
+			t.Errorf("%s under the reserve: %v, want a LowDiskError", name, err)
+		}
+	}
+	for name, c := range map[string]*pb.Command{
+		"a partner's retractions": foreign(),
+		"an audit entry":          {Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{{Action: "test", Actor: "t", Subject: "s", At: timestamppb.Now()}}}}},
+	} {
+		if _, err := s.Apply(ctx, c); err != nil {
+			t.Errorf("%s under the reserve: %v, want it to go in", name, err)
+		}
+	}
+	free.Store(300 << 20)
+	if _, err := s.Write(ctx, []*pb.Record{rec("r3", `{"beds_free":3}`)}); err != nil {
+		t.Errorf("a write once there is room again: %v", err)
 	}
 }

@@ -94,6 +94,14 @@ type Config struct {
 	// file steps) to the leader when this replica is a follower. Nil: such commands fail with
 	// ErrNotLeader.
 	Forward func(ctx context.Context, c *pb.Command) error
+	// Reserve, when set, is the bytes of the data directory's disk that a write adding data
+	// leaves free, and Free how many are free now. Below the reserve the leader refuses record
+	// writes but deletes, partners' records, and files, with a *LowDiskError: a full disk stops
+	// a replica (settle), reads and all, and is not to be reached in the normal course. Deletes,
+	// retractions, officers' steps, audit entries and Raft's own entries still go in, within the
+	// reserve.
+	Reserve uint64
+	Free    func() (uint64, error)
 	Logger  *slog.Logger
 
 	// openLog opens the Raft log in a directory; nil is openLog. Tests give a log whose segment
@@ -502,6 +510,12 @@ func (s *Store) WriteAs(ctx context.Context, actor string, records []*pb.Record)
 	if len(records) == 0 {
 		return nil, nil
 	}
+	if slices.ContainsFunc(records, func(r *pb.Record) bool { return !r.GetTombstone() }) {
+		// Deletes alone go in within the reserve.
+		if err := s.room(); err != nil {
+			return nil, err
+		}
+	}
 	p := &pending{actor: actor, records: records, done: make(chan struct{})}
 	s.mu.RLock()
 	if s.closed {
@@ -684,6 +698,11 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 		}
 		return done(nil, s.notLeader())
 	}
+	if addsData(c) {
+		if err := s.room(); err != nil {
+			return done(nil, err)
+		}
+	}
 	data, err := encode(c)
 	if err != nil {
 		return done(nil, err)
@@ -704,6 +723,43 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 		resp := f.Response().(applyResponse)
 		return resp.value, resp.err
 	}
+}
+
+// LowDiskError is a write refused because the data directory's disk has less free than the
+// reserve (Config.Reserve).
+type LowDiskError struct{ Free, Reserve uint64 }
+
+func (e *LowDiskError) Error() string {
+	return fmt.Sprintf("store: the disk of the data directory has %d MiB free, under the reserve of %d MiB", e.Free>>20, e.Reserve>>20)
+}
+
+// Reserve is the bytes of the disk that writes adding data leave free; 0 for none.
+func (s *Store) Reserve() uint64 { return s.cfg.Reserve }
+
+// room refuses a write that adds data while the disk has less free than the reserve.
+func (s *Store) room() error {
+	if s.cfg.Free == nil {
+		return nil
+	}
+	reserve := s.Reserve()
+	if free, err := s.cfg.Free(); err == nil && free < reserve {
+		return &LowDiskError{Free: free, Reserve: reserve}
+	}
+	return nil
+}
+
+// addsData reports whether c is a command that room refuses on a low disk: partners' records
+// (retractions alone are not), and files' chunks and commits.
+func addsData(c *pb.Command) bool {
+	switch c := c.Cmd.(type) {
+	case *pb.Command_CacheForeign:
+		return len(c.CacheForeign.Upserts) > 0
+	case *pb.Command_FileChunk:
+		return true
+	case *pb.Command_FileStep:
+		return c.FileStep.Action == "commit"
+	}
+	return false
 }
 
 // notLeader is ErrNotLeader, with the reason when this replica knows no leader because its own

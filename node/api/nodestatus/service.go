@@ -58,19 +58,20 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		return nil, api.Status(s.c.Logger, err)
 	}
 	resp := &pb.StatusResponse{
-		NodeName:      s.c.Name,
-		Org:           s.c.Org,
-		Version:       s.c.Version,
-		RaftState:     s.c.Store.State(),
-		Leader:        s.c.Store.Leader(),
-		AppliedIndex:  cluster.AppliedIndex(s.c.Store, s.c.DB),
-		Records:       records,
-		DbBytes:       size,
-		LastSeq:       seq,
-		Kinds:         s.c.Kinds,
-		StartedAt:     timestamppb.New(s.c.StartedAt),
-		LastBackupAt:  lastBackup(s.c.DB),
-		DiskFreeBytes: int64(s.c.DB.DiskFree()),
+		NodeName:         s.c.Name,
+		Org:              s.c.Org,
+		Version:          s.c.Version,
+		RaftState:        s.c.Store.State(),
+		Leader:           s.c.Store.Leader(),
+		AppliedIndex:     cluster.AppliedIndex(s.c.Store, s.c.DB),
+		Records:          records,
+		DbBytes:          size,
+		LastSeq:          seq,
+		Kinds:            s.c.Kinds,
+		StartedAt:        timestamppb.New(s.c.StartedAt),
+		LastBackupAt:     lastBackup(s.c.DB),
+		DiskFreeBytes:    int64(s.c.DB.DiskFree()),
+		DiskReserveBytes: int64(s.c.Store.Reserve()),
 	}
 	if at := s.c.Store.LeaderSeen(); !at.IsZero() {
 		resp.LeaderSeenAt = timestamppb.New(at)

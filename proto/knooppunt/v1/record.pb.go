@@ -2194,8 +2194,11 @@ type StatusResponse struct {
 	// cannot write its log gives up or cannot win the lead, whatever its group does.
 	RaftLogError   string                 `protobuf:"bytes,20,opt,name=raft_log_error,json=raftLogError" json:"raft_log_error,omitempty"`
 	RaftLogErrorAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=raft_log_error_at,json=raftLogErrorAt" json:"raft_log_error_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// disk_reserve_bytes is limits.disk_reserve_mib in bytes (0: none): while disk_free_bytes is
+	// below it, this replica, as leader, refuses writes that add data (reason DISK_LOW).
+	DiskReserveBytes int64 `protobuf:"varint,22,opt,name=disk_reserve_bytes,json=diskReserveBytes" json:"disk_reserve_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2375,6 +2378,13 @@ func (x *StatusResponse) GetRaftLogErrorAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StatusResponse) GetDiskReserveBytes() int64 {
+	if x != nil {
+		return x.DiskReserveBytes
+	}
+	return 0
+}
+
 var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
@@ -2526,7 +2536,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"K\n" +
 	"\x12BackupKeptResponse\x125\n" +
 	"\btaken_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x0f\n" +
-	"\rStatusRequest\"\xa5\x06\n" +
+	"\rStatusRequest\"\xd3\x06\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2552,7 +2562,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"not_member\x18\x12 \x01(\bR\tnotMember\x12@\n" +
 	"\x0eleader_seen_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\fleaderSeenAt\x12$\n" +
 	"\x0eraft_log_error\x18\x14 \x01(\tR\fraftLogError\x12E\n" +
-	"\x11raft_log_error_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x0eraftLogErrorAt*h\n" +
+	"\x11raft_log_error_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x0eraftLogErrorAt\x12,\n" +
+	"\x12disk_reserve_bytes\x18\x16 \x01(\x03R\x10diskReserveBytes*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
