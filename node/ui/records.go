@@ -451,7 +451,9 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *request) {
 			s.renderRecordForm(w, r, http.StatusConflict, v)
 		case codes.InvalidArgument, codes.ResourceExhausted:
 			field, msg := fieldOf(err)
-			if field == "" || !v.showsField(field) {
+			if api.Reason(err) == api.ReasonDiskLow {
+				v.Problem = r.L.T("recordform.disk_low")
+			} else if field == "" || !v.showsField(field) {
 				v.Problem = r.L.T("recordform.refused", st.Message())
 			} else {
 				v.Errors[field] = msg

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/config"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -597,5 +598,25 @@ func TestFormPutsTheContentFirst(t *testing.T) {
 	_, page = b.get(t, e.url+"/records/wijzigen?id=zeist")
 	if !strings.Contains(page, `href="/record?id=zeist&amp;origin=" id="annuleren">Terug naar het record</a>`) {
 		t.Errorf("the edit page has no way back to the record:\n%s", page)
+	}
+}
+
+// TestRecordFormOnALowDisk: a record the node refuses because its disk is under the reserve
+// (limits.disk_reserve_mib, here larger than any disk) is said so in the person's words, with
+// what to do, and the form keeps what was typed.
+func TestRecordFormOnALowDisk(t *testing.T) {
+	reserve := int64(1 << 30)
+	e := start(t, func(c *config.Config) { c.Limits.DiskReserveMiB = &reserve })
+	b := newBrowser(t)
+	_, page := e.signIn(t, b, "eva", "/records/nieuw?kind=shelter.capacity")
+	resp, page := b.post(t, e.url+"/records/nieuw", shelterForm(csrfOf(t, page), nil))
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("a record under the reserve: %d, want 422", resp.StatusCode)
+	}
+	if !strings.Contains(page, "de schijf van het knooppunt is bijna vol") || !strings.Contains(page, `value="Zeist"`) {
+		t.Errorf("the form does not say the disk is almost full, or lost what was typed:\n%s", page)
+	}
+	if recs := stored(t, e.records(t), "shelter.capacity"); len(recs) != 0 {
+		t.Errorf("stored %v under the reserve", recs)
 	}
 }
