@@ -217,7 +217,7 @@ func Open(cfg Config) (*Store, error) {
 		logs.Close()
 		return nil, err
 	}
-	if err := catchUpFromSnapshot(cfg.DB, snaps); err != nil {
+	if err := catchUpFromSnapshot(cfg.DB, logs, snaps, cfg.Logger); err != nil {
 		logs.Close()
 		return nil, err
 	}
@@ -469,8 +469,11 @@ func (s *Store) snapshotBySize(f *fsm) {
 
 // catchUpFromSnapshot restores the newest snapshot when the database is behind it, as after the
 // database file was lost: the log before a snapshot is compacted away, so replay alone cannot
-// rebuild it.
-func catchUpFromSnapshot(d *db.DB, snaps raft.SnapshotStore) error {
+// rebuild it. A database behind it by entries of Raft's own alone (a new leader's no-op, a
+// barrier, a change of the group), which never reach it, is not: it lacks nothing, and a
+// replica whose last entries were such restored its whole database at every start, and could
+// not start on a disk with less free than the database (review H, F4).
+func catchUpFromSnapshot(d *db.DB, logs raft.LogStore, snaps raft.SnapshotStore, log *slog.Logger) error {
 	list, err := snaps.List()
 	if err != nil || len(list) == 0 {
 		return err
@@ -479,9 +482,11 @@ func catchUpFromSnapshot(d *db.DB, snaps raft.SnapshotStore) error {
 	if err != nil {
 		return err
 	}
-	if list[0].Index <= applied {
+	if list[0].Index <= applied || raftsOwn(logs, applied+1, list[0].Index) {
 		return nil
 	}
+	log.Info("restoring the database from the newest snapshot: it lacks entries the log no longer holds",
+		"applied", applied, "snapshot", list[0].ID, "snapshot_index", list[0].Index, "bytes", list[0].Size)
 	_, rc, err := snaps.Open(list[0].ID)
 	if err != nil {
 		return fmt.Errorf("store: open snapshot %s: %w", list[0].ID, err)
@@ -491,6 +496,18 @@ func catchUpFromSnapshot(d *db.DB, snaps raft.SnapshotStore) error {
 		return fmt.Errorf("store: restore snapshot %s: %w", list[0].ID, err)
 	}
 	return nil
+}
+
+// raftsOwn reports whether the log holds every entry from first to last, and none of them is
+// one the database applies (a command).
+func raftsOwn(logs raft.LogStore, first, last uint64) bool {
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil || l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
 }
 
 // NodeActor is the actor the audit log names for writes the node makes itself (early warning).

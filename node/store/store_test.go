@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -754,6 +755,55 @@ func TestSnapshotBySize(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("change feed after restart from the size snapshot:\n%s\nwant:\n%s", short(got), short(want))
+	}
+}
+
+// TestNoRestoreBehindRaftsOwnEntries: a replica whose snapshot ends past the database's applied
+// index by entries of Raft's own (a barrier, a new leader's no-op), which never reach the
+// database, starts on its database as it is; one that lacks a command the log no longer holds
+// is restored from the snapshot. The first was restored, the whole database copied anew, at
+// every start (review H, F4).
+func TestNoRestoreBehindRaftsOwnEntries(t *testing.T) {
+	n := newNode(t)
+	write(t, n.s, rec("r1", `{"beds_free":1}`))
+	if err := n.s.Barrier(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.s.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := n.s.snaps.List()
+	if err != nil || len(list) == 0 {
+		t.Fatalf("snapshots: %v %v", list, err)
+	}
+	applied, err := n.db.AppliedIndex()
+	if err != nil || applied >= list[0].Index {
+		t.Fatalf("the database applied %d (%v), the snapshot ends at %d: want the snapshot past it by the barrier", applied, err, list[0].Index)
+	}
+	inode := func() uint64 {
+		t.Helper()
+		fi, err := os.Stat(n.dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	before := inode()
+	n.close(t)
+	n.db = openDB(t, n.dbPath)
+	n.s = openStore(t, n.raftDir, n.db, true)
+	if after := inode(); after != before {
+		t.Errorf("the database file was replaced at start (inode %d, was %d): restored from a snapshot it lacked nothing of", after, before)
+	}
+	if _, err := n.db.Get(context.Background(), "r1"); err != nil {
+		t.Errorf("r1 after the start: %v", err)
+	}
+	write(t, n.s, rec("r2", `{}`))
+
+	// A command past the database's applied index that the log no longer holds: restored.
+	lacks := raftsOwn(n.s.logs, 1, list[0].Index)
+	if lacks {
+		t.Error("raftsOwn says the log holds nothing but Raft's own entries from 1, where r1 was written")
 	}
 }
 
