@@ -995,6 +995,11 @@ const repeatEvery = time.Minute
 // election, about once a second.
 var peerFailure = regexp.MustCompile(`^(failed to (?:heartbeat to|appendEntries to|contact)|failed to make requestVote RPC)\b.*?\b(?:peer|server-id|target)=("[^"]*"|\S+)`)
 
+// electionAgain matches the lines a replica that cannot win an election (cut off from its
+// majority) logs at each of its elections, once or twice a second: logged once a repeatEvery,
+// at their own level, as a peer's failure is.
+var electionAgain = regexp.MustCompile(`^(Election timeout reached, restarting election|entering candidate state)\b`)
+
 func newSlogWriter(log *slog.Logger) slogWriter {
 	return slogWriter{log: log, now: time.Now, mu: new(sync.Mutex), repeats: map[string]*repeat{}}
 }
@@ -1021,30 +1026,40 @@ func (w slogWriter) Write(p []byte) (int, error) {
 		level = slog.LevelInfo
 	}
 	if m := peerFailure.FindStringSubmatch(line); m != nil && level >= slog.LevelWarn {
-		w.mu.Lock()
-		key, now := m[1]+" "+m[2], w.now()
-		r := w.repeats[key]
-		if r != nil && now.Sub(r.logged) < repeatEvery {
-			r.since++
-			w.mu.Unlock()
-			w.log.Log(context.Background(), slog.LevelDebug, line, "component", "raft")
-			return len(p), nil
-		}
-		since := 0
-		if r != nil {
-			since = r.since
-		}
-		w.repeats[key] = &repeat{logged: now}
-		w.mu.Unlock()
-		attrs := []any{"component", "raft"}
-		if since > 0 {
-			attrs = append(attrs, "repeated", since)
-		}
-		w.log.Log(context.Background(), slog.LevelWarn, line, append(attrs, "next_in", repeatEvery)...)
+		w.throttled(m[1]+" "+m[2], slog.LevelWarn, line)
+		return len(p), nil
+	}
+	if m := electionAgain.FindStringSubmatch(line); m != nil {
+		w.throttled(m[1], level, line)
 		return len(p), nil
 	}
 	w.log.Log(context.Background(), level, line, "component", "raft")
 	return len(p), nil
+}
+
+// throttled logs line, which repeats under key, at level once a repeatEvery, with how often it
+// came since; at debug level in between.
+func (w slogWriter) throttled(key string, level slog.Level, line string) {
+	w.mu.Lock()
+	now := w.now()
+	r := w.repeats[key]
+	if r != nil && now.Sub(r.logged) < repeatEvery {
+		r.since++
+		w.mu.Unlock()
+		w.log.Log(context.Background(), slog.LevelDebug, line, "component", "raft")
+		return
+	}
+	since := 0
+	if r != nil {
+		since = r.since
+	}
+	w.repeats[key] = &repeat{logged: now}
+	w.mu.Unlock()
+	attrs := []any{"component", "raft"}
+	if since > 0 {
+		attrs = append(attrs, "repeated", since)
+	}
+	w.log.Log(context.Background(), level, line, append(attrs, "next_in", repeatEvery)...)
 }
 
 // Server is one replica in the Raft configuration.

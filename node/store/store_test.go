@@ -886,6 +886,41 @@ level=DEBUG component=raft
 	}
 }
 
+// TestSlogWriterThrottlesElections: a replica cut off from its majority holds an election once
+// or twice a second and says so twice each time, ~78 warnings a minute (review H): each line is
+// logged once a minute at its own level, with how often it came since, and at debug in between.
+func TestSlogWriterThrottlesElections(t *testing.T) {
+	var buf bytes.Buffer
+	w := newSlogWriter(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}})))
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	w.now = func() time.Time { return now }
+	for term := 7; term <= 70; term++ {
+		w.Write([]byte("[WARN]  raft: Election timeout reached, restarting election\n"))
+		w.Write([]byte(fmt.Sprintf("[INFO]  raft: entering candidate state: node=\"Node at 127.0.0.1:1 [Candidate]\" term=%d\n", term)))
+		now = now.Add(time.Second)
+	}
+	var kept []string
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if !strings.HasPrefix(l, "level=DEBUG") {
+			kept = append(kept, l)
+		}
+	}
+	want := []string{
+		`level=WARN msg="Election timeout reached, restarting election" component=raft next_in=1m0s`,
+		`level=INFO msg="entering candidate state: node=\"Node at 127.0.0.1:1 [Candidate]\" term=7" component=raft next_in=1m0s`,
+		`level=WARN msg="Election timeout reached, restarting election" component=raft repeated=59 next_in=1m0s`,
+		`level=INFO msg="entering candidate state: node=\"Node at 127.0.0.1:1 [Candidate]\" term=67" component=raft repeated=59 next_in=1m0s`,
+	}
+	if !slices.Equal(kept, want) {
+		t.Errorf("logged above debug:\n%s\nwant:\n%s", strings.Join(kept, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestCommitError: a proposal that never entered the log is ErrNotLeader, which callers may
 // retry; one whose leader was deposed before it committed is ErrMaybeCommitted, which they must
 // not retry blindly, since the next leader may commit it (a retry wrote a record twice).
