@@ -13,6 +13,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/assessment"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -218,13 +219,19 @@ record of another source now outranks in its slot (one municipality of one kind,
 shows its latest record only) did not change: the slot is named as now from the other source. On
 the author's node the picture's content hash says whether it changed at all. A partner that does
 not answer now, or that this node is still catching up with, may have changed unseen: it is named
-as one of which it cannot be told. A source the assessment's picture had and of which this node
-receives nothing is named with its entries then: the figures here may differ from the
-assessment's. It lists the partners that endorsed each assessment, and their remarks, as far as
-their responses reached this node (they travel under each partner's own policies).
+as one of which it cannot be told. It says how much the picture changed: each of the picture's
+sums (as picture prints them, by kind, field and region, the national total NL last) that moved
+since, old → new with the records it adds, or that none did (a change in what the picture does
+not add up, such as a note); an assessment of a release that kept no sums says so. A source the
+assessment's picture had and of which this node receives nothing is named with its entries then:
+the figures here may differ from the assessment's. It lists the partners that endorsed each
+assessment, and their remarks, as far as their responses reached this node (they travel under
+each partner's own policies).
 
 -o json prints the first assessment as one document (the node's own when it has one), and the
-others in its field others.`,
+others in its field others. sums_moved lists the sums that moved (kind, field, region, before,
+after, records_before, records_after); minor_change says the picture changed and none did;
+sums_kept false says the assessment kept no sums.`,
 		Example: `  knooppunt assessment show --crisis oekraine
   knooppunt assessment show --crisis oekraine --origin lcvs
   knooppunt assessment show --crisis oekraine -o json`,
@@ -290,6 +297,7 @@ func printAssessment(w io.Writer, v *assessment.View) {
 	for _, t := range v.TakenOver {
 		fmt.Fprintf(w, "  %s (%s, %s): now from %s, whose newer record takes the place of %s's\n", t.Key, t.Kind, t.Region, t.Source, strings.Join(t.Over, "'s and "))
 	}
+	printSumsMoved(w, v)
 	if len(v.CannotTell) > 0 {
 		fmt.Fprintf(w, "CANNOT TELL whether %s changed: not answering now, or this node is still catching up with it\n", strings.Join(v.CannotTell, ", "))
 	}
@@ -319,6 +327,38 @@ func printAssessment(w io.Writer, v *assessment.View) {
 	}
 	for _, r := range v.Remarks {
 		fmt.Fprintf(w, "Remark of %s (version %d): %s\n", r.Org, r.Version, r.Text)
+	}
+}
+
+// printSumsMoved says how much the picture changed: each sum that moved since the assessment was
+// written, one a line, or that none did (a change in what the picture does not add up), so that
+// a reader tells a change the advice rests on from a typo fixed in a note.
+func printSumsMoved(w io.Writer, v *assessment.View) {
+	switch {
+	case v.Changed && !v.SumsKept:
+		fmt.Fprintln(w, "The sums it saw were not kept by the release that wrote it: how much they moved is not said.")
+		return
+	case v.Minor:
+		fmt.Fprintln(w, "The picture changed, but none of its sums moved.")
+		return
+	case len(v.SumsMoved) == 0:
+		return
+	case v.Changed:
+		fmt.Fprintln(w, "Sums that moved:")
+	default:
+		// A partner's node, shown less of some sources than the author (its policies).
+		fmt.Fprintln(w, "Sums here that differ from the ones it saw, though no source changed (this node is shown less of some sources than its author):")
+	}
+	for _, m := range v.SumsMoved {
+		n := fmt.Sprintf("%d → %d records", m.RecordsBefore, m.RecordsAfter)
+		switch {
+		case m.RecordsBefore == m.RecordsAfter && m.RecordsAfter == 1:
+			n = "1 record"
+		case m.RecordsBefore == m.RecordsAfter:
+			n = fmt.Sprintf("%d records", m.RecordsAfter)
+		}
+		fmt.Fprintf(w, "  %s %s %s  %s → %s (%s)\n", record.OneLine(m.Kind), record.OneLine(m.Field), record.OneLine(m.Region),
+			sumCell(&pb.Aggregate{Sum: m.Before}), sumCell(&pb.Aggregate{Sum: m.After}), n)
 	}
 }
 

@@ -77,7 +77,7 @@ func TestCLIAssessment(t *testing.T) {
 // TestPrintAssessmentCannotTell: a partner whose copy may be behind is named as one of which it
 // cannot be told whether it changed, and "no source changed" is not said of it.
 func TestPrintAssessmentCannotTell(t *testing.T) {
-	v := &assessment.View{ID: "assessment-oekraine", Origin: "ncc.crisis.test", Version: 1, ChangedSources: []string{}, CannotTell: []string{"lcvs.crisis.test"}}
+	v := &assessment.View{ID: "assessment-oekraine", Origin: "ncc.crisis.test", Version: 1, ChangedSources: []string{}, CannotTell: []string{"lcvs.crisis.test"}, SumsKept: true}
 	var b strings.Builder
 	printAssessment(&b, v)
 	if out := b.String(); !strings.Contains(out, "No source that answers has changed since it was written.\nCANNOT TELL whether lcvs.crisis.test changed") || strings.Contains(out, "No source this node shows") {

@@ -6,12 +6,14 @@
 package assessment
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -119,6 +121,120 @@ type Body struct {
 	Advice string `json:"advice"`
 	// Picture is the fingerprint of the picture the author interpreted.
 	Picture Picture `json:"picture"`
+	// Sums are the picture's sums (PictureResponse.aggregates) when it was written, so that a
+	// reader sees how much the picture changed since, not only that it did: at most MaxSums,
+	// the national totals first. SumsLeftOut counts those beyond. Sums is nil in an assessment
+	// of a release that did not keep them, and empty (not nil) for a picture without sums.
+	Sums        []Sum `json:"sums"`
+	SumsLeftOut int   `json:"sums_left_out,omitempty"`
+}
+
+// MaxSums bounds the sums an assessment keeps of its picture: an assessment travels whole in
+// every picture (it is never shortened to fit one), and 256 sums are some 20 KiB.
+const MaxSums = 256
+
+// Sum is one of a picture's sums as an assessment keeps it: of a kind's field in a region (NL
+// for the national total), the total and how many entries it added (records).
+type Sum struct {
+	Kind    string  `json:"kind"`
+	Field   string  `json:"field"`
+	Region  string  `json:"region"`
+	Sum     float64 `json:"sum"`
+	Records int64   `json:"records"`
+}
+
+// Moved is a sum that differs between the assessment's picture (Before, RecordsBefore) and the
+// picture now (After, RecordsAfter): in its total or in how many entries it added. A sum one
+// of them lacks is 0 of 0 records there.
+type Moved struct {
+	Kind          string  `json:"kind"`
+	Field         string  `json:"field"`
+	Region        string  `json:"region"`
+	Before        float64 `json:"before"`
+	After         float64 `json:"after"`
+	RecordsBefore int64   `json:"records_before"`
+	RecordsAfter  int64   `json:"records_after"`
+}
+
+// sumsOf are the sums of the picture p, of the kinds an assessment interprets, in the picture's
+// order (kind, field, region, NL last): at most MaxSums, the national totals first, so that a
+// picture of very many regions keeps its totals, and how many it left out.
+func sumsOf(p *pb.PictureResponse) (kept []Sum, leftOut int) {
+	kept = []Sum{}
+	for _, a := range p.GetAggregates() {
+		if counts(a.Kind) {
+			kept = append(kept, Sum{Kind: a.Kind, Field: a.Field, Region: a.Region, Sum: a.Sum, Records: a.Records})
+		}
+	}
+	if len(kept) > MaxSums {
+		slices.SortStableFunc(kept, func(a, b Sum) int {
+			return cmp.Compare(regionOrder(b.Region), regionOrder(a.Region))
+		})
+		leftOut = len(kept) - MaxSums
+		kept = kept[:MaxSums]
+	}
+	slices.SortFunc(kept, compareSums)
+	return kept, leftOut
+}
+
+// regionOrder places the national total after the regions, as the picture does.
+func regionOrder(r string) string {
+	if r == "NL" {
+		return "~"
+	}
+	return r
+}
+
+func compareSums(a, b Sum) int {
+	return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Field, b.Field), cmp.Compare(regionOrder(a.Region), regionOrder(b.Region)))
+}
+
+// moved are the sums that differ between was, the sums an assessment kept (of which leftOut
+// were left out), and now, the picture's now, in the picture's order. A sum now that was not
+// kept counts as moved from 0 only when none was left out: else it may be one of those.
+func moved(was []Sum, leftOut int, now []Sum) []Moved {
+	type key struct{ kind, field, region string }
+	type pair struct{ before, after *Sum }
+	by := map[key]*pair{}
+	// Another org's assessment may hold more than New keeps: at most MaxSums of them count.
+	for i := range was[:min(len(was), MaxSums)] {
+		s := &was[i]
+		by[key{s.Kind, s.Field, s.Region}] = &pair{before: s}
+	}
+	for i := range now {
+		s := &now[i]
+		k := key{s.Kind, s.Field, s.Region}
+		switch p := by[k]; {
+		case p != nil:
+			p.after = s
+		case leftOut == 0:
+			by[k] = &pair{after: s}
+		}
+	}
+	out := []Moved{}
+	for k, p := range by {
+		var b, a Sum
+		if p.before != nil {
+			b = *p.before
+		}
+		if p.after != nil {
+			a = *p.after
+		}
+		if same(b.Sum, a.Sum) && b.Records == a.Records {
+			continue
+		}
+		out = append(out, Moved{Kind: k.kind, Field: k.field, Region: k.region, Before: b.Sum, After: a.Sum, RecordsBefore: b.Records, RecordsAfter: a.Records})
+	}
+	slices.SortFunc(out, func(a, b Moved) int {
+		return compareSums(Sum{Kind: a.Kind, Field: a.Field, Region: a.Region}, Sum{Kind: b.Kind, Field: b.Field, Region: b.Region})
+	})
+	return out
+}
+
+// same says whether two sums are one: the same figures added in another order (on another
+// node) may differ in the last bits of a fraction.
+func same(a, b float64) bool {
+	return a == b || math.Abs(a-b) <= 1e-9*max(math.Abs(a), math.Abs(b))
 }
 
 // ResponseBody is an assessment.response record's body.
@@ -143,8 +259,8 @@ var (
 // it, so the current assessment is its latest version.
 func ID(crisis string) string { return "assessment-" + crisis }
 
-// New builds the assessment record of a crisis for the picture p. Empty texts are refused, naming
-// the field.
+// New builds the assessment record of a crisis for the picture p, with its fingerprint and its
+// sums. Empty texts are refused, naming the field.
 func New(p *pb.PictureResponse, text, development, advice string) (*pb.Record, error) {
 	for _, f := range []struct{ name, v string }{{"text", text}, {"development", development}, {"advice", advice}} {
 		if strings.TrimSpace(f.v) == "" {
@@ -154,7 +270,8 @@ func New(p *pb.PictureResponse, text, development, advice string) (*pb.Record, e
 			return nil, fmt.Errorf("%w: %s: %d bytes, the bound is %d", ErrTooLong, f.name, len(f.v), MaxText)
 		}
 	}
-	body, err := json.Marshal(Body{Text: text, Development: development, Advice: advice, Picture: Fingerprint(p)})
+	sums, leftOut := sumsOf(p)
+	body, err := json.Marshal(Body{Text: text, Development: development, Advice: advice, Picture: Fingerprint(p), Sums: sums, SumsLeftOut: leftOut})
 	if err != nil {
 		return nil, err
 	}
@@ -256,6 +373,17 @@ type View struct {
 	Exact bool `json:"exact"`
 	// Now is the fingerprint of the picture as shown now.
 	Now Picture `json:"picture_now"`
+	// SumsKept says that the assessment kept its picture's sums (Body.Sums); one of an earlier
+	// release did not, and SumsMoved is then empty: how much changed cannot be said.
+	SumsKept bool `json:"sums_kept"`
+	// SumsMoved are the sums (of a kind's field in a region) whose total or number of records
+	// differs between the assessment's picture and the one here, in the picture's order: how
+	// much the picture changed. On a partner's node, shown less of some sources than the author
+	// (its policies), a sum may differ for that too, changed or not (see NotReceived).
+	SumsMoved []Moved `json:"sums_moved"`
+	// Minor says that the picture changed, but none of its sums moved: the change is in what
+	// the picture does not add up (a text, a note, a date). Never set without SumsKept.
+	Minor bool `json:"minor_change"`
 	// Endorsed lists the orgs that endorsed it; Remarks the remarks, oldest first.
 	Endorsed []Response `json:"endorsed"`
 	Remarks  []Response `json:"remarks"`
@@ -309,11 +437,12 @@ func All(p *pb.PictureResponse, self string, behind []string) ([]*View, error) {
 		}
 	}
 	now := Fingerprint(p)
+	sums, _ := sumsOf(p)
 	responses := records(p, ResponseKind)
 	var out []*View
 	var errs []error
 	for _, f := range latest {
-		v, err := compare(p, now, f, self, behind, responses)
+		v, err := compare(p, now, sums, f, self, behind, responses)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -345,12 +474,13 @@ func Current(p *pb.PictureResponse, self string, behind []string) (*View, error)
 	return all[0], nil
 }
 
-// compare compares the assessment cur with the picture p, whose fingerprint is fp, and gives it
-// the responses to it among responses.
-func compare(p *pb.PictureResponse, fp Picture, cur found, self string, behind []string, responses []found) (*View, error) {
+// compare compares the assessment cur with the picture p, whose fingerprint is fp and whose sums
+// are sums (all of them), and gives it the responses to it among responses.
+func compare(p *pb.PictureResponse, fp Picture, sums []Sum, cur found, self string, behind []string, responses []found) (*View, error) {
 	r := cur.rec
 	v := &View{Record: r, Origin: r.GetOrigin(), ID: r.GetId(), Version: r.GetVersion(), WrittenAt: r.GetUpdatedAt().AsTime().UTC(),
-		ChangedSources: []string{}, TakenOver: []Takeover{}, CannotTell: []string{}, NotReceived: []Cursor{}, Endorsed: []Response{}, Remarks: []Response{}}
+		ChangedSources: []string{}, TakenOver: []Takeover{}, CannotTell: []string{}, NotReceived: []Cursor{}, SumsMoved: []Moved{},
+		Endorsed: []Response{}, Remarks: []Response{}}
 	if err := json.Unmarshal(r.GetBody(), &v.Body); err != nil {
 		return nil, fmt.Errorf("assessment %s of %s: %w", r.GetId(), r.GetOrigin(), err)
 	}
@@ -472,6 +602,11 @@ func compare(p *pb.PictureResponse, fp Picture, cur found, self string, behind [
 		}
 	}
 	slices.Sort(v.CannotTell)
+	if v.Body.Sums != nil {
+		v.SumsKept = true
+		v.SumsMoved = moved(v.Body.Sums, v.Body.SumsLeftOut, sums)
+		v.Minor = v.Changed && len(v.SumsMoved) == 0
+	}
 	// One response of each sort per org: a responder that holds one of the older form
 	// (RESPONSE:RESPONDER:ID) and one of the newer counts once, by the later.
 	type read struct {

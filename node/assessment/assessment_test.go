@@ -439,3 +439,147 @@ func TestAssessmentOnSourcesNotReceived(t *testing.T) {
 		t.Fatalf("on the author's node: not received = %+v", v.NotReceived)
 	}
 }
+
+// agg is a picture's sum of beds_free in region: total over records entries.
+func agg(kind, region string, total float64, records int64) *pb.Aggregate {
+	return &pb.Aggregate{Kind: kind, Field: "beds_free", Region: region, Sum: total, Records: records, Entries: records}
+}
+
+// TestAssessmentKeepsItsSums: an assessment keeps its picture's sums, but not of its own kinds;
+// a picture without sums keeps an empty list, which tells it from an assessment that kept none.
+// Of more than MaxSums it keeps the national totals first and counts those it left out.
+func TestAssessmentKeepsItsSums(t *testing.T) {
+	p := picture(base()...)
+	p.Aggregates = []*pb.Aggregate{agg("shelter.capacity", "VR19", 11, 2), agg("shelter.capacity", "NL", 11, 2), agg(Kind, "NL", 1, 1)}
+	rec, err := New(p, "a", "b", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Body
+	if err := json.Unmarshal(rec.Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	want := []Sum{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 11, Records: 2},
+		{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: 11, Records: 2}}
+	if !reflect.DeepEqual(b.Sums, want) || b.SumsLeftOut != 0 {
+		t.Fatalf("sums = %+v, %d left out; want %+v", b.Sums, b.SumsLeftOut, want)
+	}
+	rec, _ = New(picture(base()...), "a", "b", "c")
+	if !strings.Contains(string(rec.Body), `"sums":[]`) {
+		t.Fatalf("a picture without sums: %s", rec.Body)
+	}
+
+	p.Aggregates = nil
+	for i := range MaxSums + 10 {
+		p.Aggregates = append(p.Aggregates, agg(fmt.Sprintf("k%03d", i), "VR19", 1, 1))
+	}
+	p.Aggregates = append(p.Aggregates, agg("zz", "NL", 5, 1))
+	rec, _ = New(p, "a", "b", "c")
+	b = Body{}
+	if err := json.Unmarshal(rec.Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Sums) != MaxSums || b.SumsLeftOut != 11 || b.Sums[MaxSums-1].Kind != "zz" || b.Sums[MaxSums-2].Kind != "k254" {
+		t.Fatalf("%d sums kept, %d left out, the last %+v, %+v", len(b.Sums), b.SumsLeftOut, b.Sums[MaxSums-2], b.Sums[MaxSums-1])
+	}
+}
+
+// TestAssessmentSaysWhichSumsMoved: free beds in Zeeland fell from 54 to 15 over 7 then 5
+// records; the view names that sum and the national total, regions first, with a sum that came
+// (from 0) and one that went (to 0), on the author's node and on a partner's. A change that
+// moves no sum (a note) is minor. An assessment that kept no sums (an earlier release's) says
+// nothing of them, and is not minor.
+func TestAssessmentSaysWhichSumsMoved(t *testing.T) {
+	written := t0.Add(2 * time.Minute)
+	then := picture(base()...)
+	then.Aggregates = []*pb.Aggregate{agg("shelter.capacity", "VR09", 3, 1), agg("shelter.capacity", "VR19", 54, 7), agg("shelter.capacity", "NL", 57, 8),
+		agg("transport", "NL", 2, 2)}
+	rec, err := New(then, "Opvang Zeeland bijna vol", "Tekort binnen twee dagen", "Spreid naar VR09")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(written)
+	// An earlier release's body: the same, without sums.
+	var old map[string]any
+	if err := json.Unmarshal(rec.Body, &old); err != nil {
+		t.Fatal(err)
+	}
+	delete(old, "sums")
+	oldRec := proto.Clone(rec).(*pb.Record)
+	oldRec.Body, _ = json.Marshal(old)
+
+	// LCVS's Goes, updated after the assessment.
+	changed := func(body string) *pb.PictureResponse {
+		e := base()
+		e[0].Record.Version, e[0].Record.UpdatedAt, e[0].Record.Body = 4, timestamppb.New(t0.Add(time.Hour)), []byte(body)
+		return picture(e...)
+	}
+	fell := changed(`{"municipality":"Goes","beds_free":2}`)
+	fell.Aggregates = []*pb.Aggregate{agg("shelter.capacity", "VR09", 3, 1), agg("shelter.capacity", "VR19", 15, 5), agg("shelter.capacity", "NL", 18, 6),
+		agg("shelter.capacity", "VR17", 0.5, 1)}
+	note := changed(`{"municipality":"Goes","beds_free":7,"notes":"typfout hersteld"}`)
+	note.Aggregates = then.Aggregates
+	wantFell := []Moved{
+		{Kind: "shelter.capacity", Field: "beds_free", Region: "VR17", Before: 0, After: 0.5, RecordsBefore: 0, RecordsAfter: 1},
+		{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Before: 54, After: 15, RecordsBefore: 7, RecordsAfter: 5},
+		{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Before: 57, After: 18, RecordsBefore: 8, RecordsAfter: 6},
+		{Kind: "transport", Field: "beds_free", Region: "NL", Before: 2, After: 0, RecordsBefore: 2, RecordsAfter: 0},
+	}
+	for _, self := range []string{ncc, "vr-utrecht.crisis.test"} {
+		for _, c := range []struct {
+			name         string
+			p            *pb.PictureResponse
+			rec          *pb.Record
+			kept, minor  bool
+			moved        []Moved
+			pictureMoved bool
+		}{
+			{name: "nothing since", p: then, rec: rec, kept: true, moved: []Moved{}},
+			{name: "beds fell", p: fell, rec: rec, kept: true, moved: wantFell, pictureMoved: true},
+			{name: "a note", p: note, rec: rec, kept: true, minor: true, moved: []Moved{}, pictureMoved: true},
+			{name: "beds fell, an earlier release's", p: fell, rec: oldRec, moved: []Moved{}, pictureMoved: true},
+		} {
+			p := proto.Clone(c.p).(*pb.PictureResponse)
+			p.Entries = append(p.Entries, &pb.PictureEntry{Kind: Kind, Region: "NL", Key: c.rec.Id, Source: ncc, Record: c.rec})
+			v, err := Current(p, self, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Changed != c.pictureMoved || v.SumsKept != c.kept || v.Minor != c.minor || !reflect.DeepEqual(v.SumsMoved, c.moved) {
+				t.Errorf("%s, at %s: changed=%v kept=%v minor=%v moved=%+v; want changed=%v kept=%v minor=%v moved=%+v",
+					c.name, self, v.Changed, v.SumsKept, v.Minor, v.SumsMoved, c.pictureMoved, c.kept, c.minor, c.moved)
+			}
+		}
+	}
+}
+
+// TestMovedSumsOfACutList: of an assessment that left sums out (over MaxSums), a sum now that it
+// did not keep is not called moved (it may be one of those), one it kept is compared; and of a
+// partner's assessment that holds more than MaxSums, only MaxSums count.
+func TestMovedSumsOfACutList(t *testing.T) {
+	was := []Sum{{Kind: "k", Field: "f", Region: "VR19", Sum: 4, Records: 1}}
+	now := []Sum{{Kind: "k", Field: "f", Region: "VR19", Sum: 5, Records: 1}, {Kind: "x", Field: "f", Region: "VR19", Sum: 1, Records: 1}}
+	if got := moved(was, 1, now); len(got) != 1 || got[0].Kind != "k" || got[0].Before != 4 || got[0].After != 5 {
+		t.Fatalf("cut: %+v", got)
+	}
+	if got := moved(was, 0, now); len(got) != 2 {
+		t.Fatalf("whole: %+v", got)
+	}
+	var many []Sum
+	for i := range MaxSums + 5 {
+		many = append(many, Sum{Kind: fmt.Sprintf("k%03d", i), Field: "f", Region: "VR19", Sum: 1, Records: 1})
+	}
+	if got := moved(many, 0, nil); len(got) != MaxSums {
+		t.Fatalf("%d of a list of %d counted, want %d", len(got), len(many), MaxSums)
+	}
+	// The same figures added in another order (on another node) are the same sum, though the
+	// last bits differ.
+	a, b, c := 0.1, 0.2, 0.3
+	if a+b+c == c+b+a {
+		t.Fatal("the sums in two orders are equal: the case tests nothing")
+	}
+	if got := moved([]Sum{{Kind: "k", Field: "f", Region: "NL", Sum: a + b + c, Records: 3}},
+		0, []Sum{{Kind: "k", Field: "f", Region: "NL", Sum: c + b + a, Records: 3}}); len(got) != 0 {
+		t.Fatalf("another order: %+v", got)
+	}
+}
