@@ -1061,19 +1061,26 @@ func (d *Document) PhaseSwitch(from, to string) int {
 	return 0
 }
 
-// PhaseSwitches lists, of the policies given (as the PolicyService lists them), those a crisis
-// going from phase from to phase to starts and stops: the break-glass an officer opens or
-// closes. A policy whose source does not parse is left out.
-func PhaseSwitches(policies []*pb.PolicyInfo, from, to string) (start, stop []string) {
+// PhaseSwitches lists, of the policies given (as the PolicyService lists them), those whose grant
+// of a crisis's records changes when the crisis goes from phase from to phase to: the break-glass
+// an officer opens or closes. A policy is named only when it covers one of records, the crisis's
+// own live records (Compiled.Covers): one limited to the phase but whose kinds or condition take
+// none of them neither starts nor stops anything of this crisis, and an officer who read it named
+// took a break-glass for closed that was open for another crisis (review L, L1). A policy whose
+// source does not compile is left out.
+func PhaseSwitches(policies []*pb.PolicyInfo, records []*pb.Record, from, to string, now time.Time) (start, stop []string) {
 	for _, p := range policies {
-		parsed, err := Parse(p.Source)
+		c, err := Compile(Policy{ID: p.Id, Source: p.Source, State: StateApproved})
 		if err != nil {
 			continue
 		}
-		switch parsed.Doc.PhaseSwitch(from, to) {
-		case 1:
+		sw := c.Doc.PhaseSwitch(from, to)
+		if sw == 0 || !slices.ContainsFunc(records, func(r *pb.Record) bool { return c.Covers(r, now) }) {
+			continue
+		}
+		if sw > 0 {
 			start = append(start, p.Id)
-		case -1:
+		} else {
 			stop = append(stop, p.Id)
 		}
 	}

@@ -304,3 +304,35 @@ func TestDecideStatuses(t *testing.T) {
 		}
 	}
 }
+
+// TestPhaseSwitchesOfACrisis: a phase change names the policies limited to phases that cover one
+// of the crisis's records (kind, ceiling, condition); one whose condition takes another crisis,
+// or whose kinds take none of its records, neither starts nor stops anything of it (review L,
+// L1); a crisis without records names none.
+func TestPhaseSwitchesOfACrisis(t *testing.T) {
+	pol := func(name, extra string) *pb.PolicyInfo {
+		return &pb.PolicyInfo{Id: name + "@1", Source: []byte("name: " + name + "\npurpose: opschaling\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [signal]\nmax_classification: internal\n" + extra)}
+	}
+	pols := []*pb.PolicyInfo{
+		pol("signalen-warm", "phases: [warm]\n"),
+		pol("oekraine-warm", "phases: [warm]\nwhen: record.crisis == \"oekraine\"\n"),
+		pol("altijd", ""),
+		pol("geheim-warm", "phases: [warm]\nwhen: record.body.summary.contains(\"geheim\")\n"),
+	}
+	hoogwater := []*pb.Record{{Id: "s1", Origin: "o", Kind: "signal", Crisis: "hoogwater", Region: "VR09", Classification: pb.Classification_INTERNAL, Status: pb.Status_ACTUAL, Body: []byte(`{"summary":"rivier stijgt"}`)}}
+	now := time.Now()
+	start, stop := policy.PhaseSwitches(pols, hoogwater, "cold", "warm", now)
+	if !slices.Equal(start, []string{"signalen-warm@1"}) || stop != nil {
+		t.Errorf("warming hoogwater starts %v and stops %v, want signalen-warm@1 alone", start, stop)
+	}
+	if start, stop = policy.PhaseSwitches(pols, hoogwater, "warm", "cold", now); start != nil || !slices.Equal(stop, []string{"signalen-warm@1"}) {
+		t.Errorf("cooling hoogwater starts %v and stops %v, want signalen-warm@1 stopped", start, stop)
+	}
+	if start, stop = policy.PhaseSwitches(pols, nil, "cold", "warm", now); start != nil || stop != nil {
+		t.Errorf("a crisis without records starts %v and stops %v, want nothing", start, stop)
+	}
+	secret := &pb.Record{Id: "s2", Origin: "o", Kind: "signal", Crisis: "hoogwater", Region: "VR09", Classification: pb.Classification_CONFIDENTIAL, Status: pb.Status_ACTUAL, Body: []byte(`{"summary":"geheim"}`)}
+	if start, _ = policy.PhaseSwitches(pols, []*pb.Record{secret}, "cold", "warm", now); start != nil {
+		t.Errorf("a record above every ceiling starts %v, want nothing", start)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/node/api/phases"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -73,16 +74,19 @@ warm while the actual crisis stays cold.`,
 				if err != nil {
 					return err
 				}
-				// The break-glass this opened or closed: policies limited to phases. A crisis no
-				// record names opens none: no record of it can go.
+				// The break-glass this opened or closed: policies limited to phases that cover a
+				// record of this crisis. A crisis no record names opens none.
 				var switched []string
-				if resp, err := pb.NewPolicyServiceClient(conn).List(cmd.Context(), &pb.ListPoliciesRequest{State: policy.StateApproved}); err == nil && known && f.output != "json" {
-					start, stop := policy.PhaseSwitches(resp.Policies, from, p.Phase)
-					if len(start) > 0 {
-						switched = append(switched, fmt.Sprintf("Starts sharing (policies for %s): %s", p.Phase, strings.Join(start, ", ")))
+				if sw, err := phases.Switches(cmd.Context(), conn, crisis, exercise, from, p.Phase); err == nil && known && f.output != "json" {
+					if len(sw.Start) > 0 {
+						switched = append(switched, fmt.Sprintf("Starts sharing records of %s (policies for %s): %s", crisis, p.Phase, strings.Join(sw.Start, ", ")))
 					}
-					if len(stop) > 0 {
-						switched = append(switched, fmt.Sprintf("Stops sharing (policies for %s): %s", from, strings.Join(stop, ", ")))
+					if len(sw.Stop) > 0 {
+						line := fmt.Sprintf("Stops sharing records of %s (policies for %s): %s", crisis, from, strings.Join(sw.Stop, ", "))
+						if len(sw.StillFor) > 0 {
+							line += fmt.Sprintf("; they still share records of the crises that are %s: %s", from, strings.Join(sw.StillFor, ", "))
+						}
+						switched = append(switched, line)
 					}
 				}
 				if !known {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/api/phases"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -971,21 +972,24 @@ func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, re
 	return false
 }
 
-// phasePolicies says which approved policies limited to phases start and stop sharing when a
-// crisis goes from one phase to another: the break-glass an officer is about to open or close.
-func (s *Server) phasePolicies(r *request, from, to string) []string {
-	resp, err := pb.NewPolicyServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPoliciesRequest{State: policy.StateApproved})
+// phasePolicies says which approved policies limited to phases start and stop sharing records of
+// the crisis when it goes from one phase to another (phases.Switches): the break-glass an officer
+// is about to open or close.
+func (s *Server) phasePolicies(r *request, crisis, exercise, from, to string) []string {
+	sw, err := phases.Switches(r.ctx(), s.c.Conn, crisis, exercise, from, to)
 	if err != nil {
 		s.log.Warn("no policies to name on the phase confirmation", "err", err)
 		return nil
 	}
-	start, stop := policy.PhaseSwitches(resp.Policies, from, to)
 	var out []string
-	if len(start) > 0 {
-		out = append(out, r.L.T("phase.confirm.start", strings.Join(start, ", ")))
+	if len(sw.Start) > 0 {
+		out = append(out, r.L.T("phase.confirm.start", crisis, strings.Join(sw.Start, ", ")))
 	}
-	if len(stop) > 0 {
-		out = append(out, r.L.T("phase.confirm.stop", strings.Join(stop, ", ")))
+	if len(sw.Stop) > 0 {
+		out = append(out, r.L.T("phase.confirm.stop", crisis, strings.Join(sw.Stop, ", ")))
+		if len(sw.StillFor) > 0 {
+			out = append(out, r.L.T("phase.confirm.still", r.L.T("phase."+from), strings.Join(sw.StillFor, ", ")))
+		}
 	}
 	return out
 }
@@ -1015,7 +1019,7 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 	var switched []string
 	if known {
 		// A crisis no record names opens no policy: no record of it can go.
-		switched = s.phasePolicies(r, from, phase)
+		switched = s.phasePolicies(r, crisis, exercise, from, phase)
 	}
 	v := &confirmView{
 		Heading: r.L.T("phase.confirm.heading", crisis), Action: "/fase/wijzigen",

@@ -448,22 +448,27 @@ func TestSetPhase(t *testing.T) {
 			t.Errorf("%s: %d, want 400 with %q at the field:\n%s", q, resp.StatusCode, want, page)
 		}
 	}
-	// A break-glass policy for warm, approved in advance: the confirmation says it starts sharing.
-	for _, st := range []*pb.PolicyStep{
-		{Action: db.StepPropose, Officer: "spiffe://" + testOrg + "/user/officer-a", Source: []byte("name: breekglas\npurpose: opschaling\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nphases: [warm]\n")},
-		{Action: db.StepApprove, Officer: "spiffe://" + testOrg + "/user/officer-b", PolicyId: "breekglas@1"},
-	} {
-		st.At, st.ApprovalsRequired = timestamppb.Now(), 1
-		if _, err := e.node.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_PolicyStep{PolicyStep: st}}); err != nil {
-			t.Fatal(err)
+	// approve proposes and approves a policy named name with the source given.
+	approve := func(name, source string) {
+		t.Helper()
+		for _, st := range []*pb.PolicyStep{
+			{Action: db.StepPropose, Officer: "spiffe://" + testOrg + "/user/officer-a", Source: []byte(source)},
+			{Action: db.StepApprove, Officer: "spiffe://" + testOrg + "/user/officer-b", PolicyId: name + "@1"},
+		} {
+			st.At, st.ApprovalsRequired = timestamppb.Now(), 1
+			if _, err := e.node.Store().Apply(context.Background(), &pb.Command{Cmd: &pb.Command_PolicyStep{PolicyStep: st}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	// A break-glass policy for warm, approved in advance: the confirmation says it starts sharing.
+	approve("breekglas", "name: breekglas\npurpose: opschaling\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nphases: [warm]\n")
 	// Not for a crisis no record names: no record of it can go.
-	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm&reden=test"); strings.Contains(page, "Begint te delen") || !strings.Contains(page, `id="twijfel"`) {
+	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm&reden=test"); strings.Contains(page, "te delen") || !strings.Contains(page, `id="twijfel"`) {
 		t.Errorf("the confirmation of warm for an unknown crisis says a policy starts sharing, or does not warn:\n%s", page)
 	}
 	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
-	if !strings.Contains(page, "Begint te delen (beleid voor deze fase): breekglas@1.") {
+	if !strings.Contains(page, "Begint records van oekraine te delen (beleid voor deze fase): breekglas@1.") {
 		t.Errorf("the confirmation does not name the break-glass policy that warm switches on:\n%s", page)
 	}
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Crisis oekraine gaat van koud naar warm.") || strings.Contains(page, `id="twijfel"`) {
@@ -474,6 +479,26 @@ func TestSetPhase(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) || !strings.Contains(page, "spiffe://"+testOrg+"/user/anna") ||
 		!strings.Contains(page, `kp-phase--warm">warm`) || !strings.Contains(page, "<title>Gedaan: Crisisfase · ") {
 		t.Fatalf("set the phase: %d at %s, want it done and said in the title\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	// A break-glass limited by its condition to oekraine shares nothing of hoogwater: warming
+	// hoogwater names only the one that covers its sitrep, and cooling oekraine says that one
+	// still shares what is warm (review L, L1: both were named, and "stops" read as closed).
+	approve("breekglas-oekraine", "name: breekglas-oekraine\npurpose: opschaling\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nphases: [warm]\nwhen: record.crisis == \"oekraine\"\n")
+	if _, err := e.records(t).Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "sitrep-hw", Kind: "sitrep", Crisis: "hoogwater",
+		Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Hoogwater","summary":"Stijgt.","severity":"low"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	_, page = b.get(t, e.url+"/fase/wijzigen?crisis=hoogwater&phase=warm&reden=opschaling")
+	if !strings.Contains(page, "Begint records van hoogwater te delen (beleid voor deze fase): breekglas@1.") {
+		t.Errorf("the confirmation of warm for hoogwater does not name the policy that covers its sitrep, or names the one for oekraine:\n%s", page)
+	}
+	if resp, page := b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"hoogwater"}, "phase": {"warm"}, "reden": {"opschaling"}}); resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) {
+		t.Fatalf("set hoogwater warm: %d\n%s", resp.StatusCode, page)
+	}
+	_, page = b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=cold&reden=afgeschaald")
+	if !strings.Contains(page, "Stopt met het delen van records van oekraine (beleid voor de vorige fase): breekglas@1, breekglas-oekraine@1.") ||
+		!strings.Contains(page, "Dat beleid deelt nog wel records van de crises die warm zijn: hoogwater.") {
+		t.Errorf("the confirmation of cold for oekraine does not name what stops, or that it still shares hoogwater:\n%s", page)
 	}
 	// The notice is for a crisis that has its phase; an address cannot make the page say
 	// anything else was done.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -138,4 +139,65 @@ func (s *Service) List(ctx context.Context, req *pb.ListPhasesRequest) (*pb.List
 		slices.SortFunc(resp.Phases, func(a, b *pb.PhaseInfo) int { return strings.Compare(a.Crisis, b.Crisis) })
 	}
 	return resp, nil
+}
+
+// Switch is what a change of a crisis's phase does to the approved policies limited to phases:
+// those that start and stop sharing records of the crisis (policy.PhaseSwitches), and the other
+// crises in the phase it leaves that the node holds records of, which those that stop may still
+// share.
+type Switch struct {
+	Start, Stop []string
+	// StillFor are the other crises in the phase left.
+	StillFor []string
+}
+
+// maxSwitchRecords bounds the crisis's records Switches reads: a policy that covers none of the
+// first so many is not named.
+const maxSwitchRecords = 10000
+
+// Switches asks the node over conn, as the CLI and the web interface do before and after a phase
+// change, what setting crisis (within exercise, when set) from phase from to phase to does. A
+// crisis none of the node's own live records names starts and stops nothing.
+func Switches(ctx context.Context, conn grpc.ClientConnInterface, crisis, exercise, from, to string) (Switch, error) {
+	var sw Switch
+	pols, err := pb.NewPolicyServiceClient(conn).List(ctx, &pb.ListPoliciesRequest{State: policy.StateApproved})
+	if err != nil {
+		return sw, err
+	}
+	var mode *pb.Mode
+	if exercise != "" {
+		mode = &pb.Mode{Status: pb.Status_EXERCISE, Exercise: exercise}
+	}
+	var records []*pb.Record
+	for token := ""; len(records) < maxSwitchRecords; {
+		page, err := pb.NewRecordServiceClient(conn).List(ctx, &pb.ListRequest{Crisis: crisis, Mode: mode, PageSize: 1000, PageToken: token})
+		if err != nil {
+			return sw, err
+		}
+		records = append(records, page.Records...)
+		if token = page.NextPageToken; token == "" {
+			break
+		}
+	}
+	sw.Start, sw.Stop = policy.PhaseSwitches(pols.Policies, records, from, to, time.Now())
+	if len(sw.Stop) > 0 {
+		known, err := pb.NewPhaseServiceClient(conn).List(ctx, &pb.ListPhasesRequest{Exercise: exercise, Known: true})
+		if err != nil {
+			return sw, err
+		}
+		for _, p := range known.Phases {
+			if p.Crisis == crisis || p.Phase != from {
+				continue
+			}
+			// A crisis of which the node holds no record of its own has nothing to share.
+			some, err := pb.NewRecordServiceClient(conn).List(ctx, &pb.ListRequest{Crisis: p.Crisis, Mode: mode, PageSize: 1})
+			if err != nil {
+				return sw, err
+			}
+			if len(some.Records) > 0 {
+				sw.StillFor = append(sw.StillFor, p.Crisis)
+			}
+		}
+	}
+	return sw, nil
 }
