@@ -788,14 +788,6 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 			}
 			if hb != nil && !hb.Full && !hb.FullEnd {
 				caughtUp(time.Now(), hb.ExerciseState)
-				if b.full == nil && svid.Renewed() {
-					// Caught up, on a connection the peer will close when this node's old SVID
-					// ends: subscribe again on a new one now.
-					if err := b.flush(ctx); err != nil {
-						return progressed, err
-					}
-					return true, errRenewed
-				}
 			}
 			if b.add(e.ev) && !scheduled {
 				flushAt.Reset(flushDelay)
@@ -814,6 +806,14 @@ func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise str
 					return progressed, err
 				}
 				progressed = true
+			}
+			if hb != nil && !hb.Full && !hb.FullEnd && b.full == nil && svid.Renewed() {
+				// Caught up, on a connection the peer will close when this node's old SVID
+				// ends: subscribe again on a new one now, from the heartbeat's cursor.
+				if err := b.flush(ctx); err != nil {
+					return progressed, err
+				}
+				return true, errRenewed
 			}
 		}
 	}

@@ -95,11 +95,11 @@ type Config struct {
 	// ErrNotLeader.
 	Forward func(ctx context.Context, c *pb.Command) error
 	// Reserve, when set, is the bytes of the data directory's disk that a write adding data
-	// leaves free, and Free how many are free now. Below the reserve the leader refuses record
-	// writes but deletes, partners' records, and files, with a *LowDiskError: a full disk stops
-	// a replica (settle), reads and all, and is not to be reached in the normal course. Deletes,
-	// retractions, officers' steps, audit entries and Raft's own entries still go in, within the
-	// reserve.
+	// leaves free, and Free how many are free now. Below the reserve the leader refuses what adds
+	// data (records other than deletes, partners' records, files) with a *LowDiskError: a full
+	// disk stops a replica (settle), reads and all, and is not to be reached in the normal
+	// course. Deletes, retractions, officers' steps, audit entries and Raft's own entries still
+	// go in, within the reserve.
 	Reserve uint64
 	Free    func() (uint64, error)
 	Logger  *slog.Logger
@@ -527,8 +527,8 @@ func (s *Store) WriteAs(ctx context.Context, actor string, records []*pb.Record)
 	if len(records) == 0 {
 		return nil, nil
 	}
-	if slices.ContainsFunc(records, func(r *pb.Record) bool { return !r.GetTombstone() }) {
-		// Deletes alone go in within the reserve.
+	if s.IsLeader() && slices.ContainsFunc(records, func(r *pb.Record) bool { return !r.GetTombstone() }) {
+		// Deletes alone go in within the reserve. (A follower's write fails as not the leader's.)
 		if err := s.room(); err != nil {
 			return nil, err
 		}
