@@ -1981,7 +1981,7 @@ func TestSearchAnswerIsBoundedInBytes(t *testing.T) {
 		// that takes longer than fedtest.Call's 10 s, and this test is about bytes, not time.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		resp, err := pb.NewSearchServiceClient(b.Local(t)).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: 5000},
+		resp, err := pb.NewSearchServiceClient(b.Local(t)).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Crisis: crisis}, TimeoutMs: 30000},
 			grpc.MaxCallRecvMsgSize(node.MaxMessageBytes))
 		if err != nil {
 			t.Fatalf("%s: %v", state, err)

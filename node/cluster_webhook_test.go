@@ -73,7 +73,7 @@ func TestClusterWebhookLeaderKilledDuringDelivery(t *testing.T) {
 		}
 	}
 	seen := map[string]int{}
-	repeats := 0
+	repeats, flapped := 0, false
 	for i, a := range got {
 		first, again := seen[a.message]
 		if !again {
@@ -81,6 +81,12 @@ func TestClusterWebhookLeaderKilledDuringDelivery(t *testing.T) {
 			continue
 		}
 		repeats++
+		if !flapped && first == i-1 && first != lastOld && got[first].agent == a.agent {
+			// The new leader's delivery in flight, sent again at once by the same replica: it
+			// lost the lead and won it back (on a loaded machine), a leader change of its own.
+			flapped = true
+			continue
+		}
 		if first != lastOld || strings.Contains(a.agent, oldAgent) {
 			t.Errorf("%s arrived at %d from %s and again at %d from %s: only the old leader's last delivery (at %d) may come again, from the new leader",
 				a.message, first, got[first].agent, i, a.agent, lastOld)

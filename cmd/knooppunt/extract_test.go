@@ -54,8 +54,9 @@ func TestExtractTextInAChild(t *testing.T) {
 	page := "<< /Type /Page /Parent 2 0 R /Contents 4 0 R >>"
 	columns := hostilePDF("<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page,
 		flateStream("/Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 4398046511104 >>", []byte("BT (x) Tj ET")))
-	if _, err := extract(attach.PDF, columns); err == nil || !strings.Contains(err.Error(), "malformed PDF: its reader stopped") {
-		t.Errorf("a predictor of 2^42 columns: %v, want the child's end as a malformed PDF", err)
+	// The child ends at its memory bound; on a loaded machine the timeout may come first.
+	if _, err := extract(attach.PDF, columns); !errors.Is(err, attach.ErrExtractTimeout) && (err == nil || !strings.Contains(err.Error(), "malformed PDF: its reader stopped")) {
+		t.Errorf("a predictor of 2^42 columns: %v, want the child's end as a malformed PDF, or its timeout", err)
 	}
 	pages := hostilePDF("<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 4611686018427387904 >>", "<< /Type /Page /Parent 2 0 R >>")
 	// The child ends at its memory bound or at the timeout, whichever comes first.
