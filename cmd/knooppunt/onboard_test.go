@@ -18,6 +18,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/proctest"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -254,6 +255,31 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		!regexp.MustCompile(`spiffe://vr-brabant-noord\.crisis\.test/node/\* holds version 1, sent under (ncc-breekglas@1, )?ncc-sitrep-to-regions@1 at `).MatchString(r.stdout) {
 		t.Errorf("policy explain:\n%s", r.stdout)
 	}
+	// Approving a policy that would send a partner what one in force withholds from it says so,
+	// and asks (review L, L3: the CLI approved it without a word, where the web page warns).
+	cli(t, nil, "", "record", "put", "--node", ncc.sock(), "--kind", "qa", "--crisis", "oekraine", "--region", "NL", "--classification", "public",
+		"--id", "vraag", "--body", `{"question":"Mag ik werken?","answer":"Ja, met een melding."}`).want(t, 0)
+	qaPolicy := func(name, extra string) {
+		t.Helper()
+		file := filepath.Join(work, name+".yaml")
+		if err := os.WriteFile(file, []byte("name: "+name+"\npurpose: opschaling\nrecipients: [group:veiligheidsregios]\nkinds: [qa]\nmax_classification: public\n"+extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cli(t, nil, "", append([]string{"policy", "propose", file}, ncc.as("anna")...)...).want(t, 0)
+	}
+	qaPolicy("ncc-qa-vraag", "redact: [body.answer]\n")
+	cli(t, nil, "", append([]string{"policy", "approve", "ncc-qa-vraag@1"}, ncc.as("bram")...)...).want(t, 0) // lifts nothing: no question
+	qaPolicy("ncc-qa-heel", "")
+	if r := cli(t, nil, "", append([]string{"policy", "approve", "ncc-qa-heel@1"}, ncc.as("bram")...)...).want(t, 1); !strings.Contains(r.stderr, "Warning: ncc-qa-heel@1 sends fields that policies in force withhold now:\n  body.answer to vr-brabant-noord (withheld by ncc-qa-vraag@1)") ||
+		!strings.Contains(r.stderr, "nothing was approved") {
+		t.Errorf("policy approve of a policy that lifts a redaction, with no answer: stderr %q", r.stderr)
+	}
+	var heel policyJSON
+	cli(t, nil, "", append([]string{"policy", "show", "ncc-qa-heel@1", "-o", "json"}, ncc.as("anna")...)...).want(t, 0).oneJSON(t, &heel)
+	if heel.State != policy.StateProposed {
+		t.Errorf("ncc-qa-heel@1 is %s after an approval not confirmed, want proposed", heel.State)
+	}
+	cli(t, nil, "ja\n", append([]string{"policy", "approve", "ncc-qa-heel@1"}, ncc.as("bram")...)...).want(t, 0)
 	t.Logf("onboarding: %d commands of the new organisation; NCC: invite, accept, and its officers' propose and approve; %s from init to the first shared record, %s from the second accept",
 		commands, time.Since(start).Round(time.Millisecond), time.Since(second).Round(time.Millisecond))
 
@@ -297,7 +323,7 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	// that extends to it: an admin's step that widens what officers approved.
 	cli(t, nil, "", "peer", "accept", answer, "--yes", "--no-groups", "--node", ncc.sock()).want(t, 0)
 	r = cli(t, nil, "", "peer", "accept", answer, "--yes", "--groups", "veiligheidsregios", "--node", ncc.sock()).want(t, 0)
-	if !strings.Contains(r.stdout, "Note: approved policies that name its groups grant it records from now on: ncc-breekglas@1, ncc-sitrep-to-regions@1.") {
+	if !strings.Contains(r.stdout, "Note: approved policies that name its groups grant it records from now on: ncc-breekglas@1, ncc-qa-heel@1, ncc-qa-vraag@1, ncc-sitrep-to-regions@1.") {
 		t.Errorf("NCC places the region in the group its policy names, and is not told:\n%s", r.stdout)
 	}
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -202,6 +203,7 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 	var (
 		f      clientFlags
 		reason string
+		yes    bool
 	)
 	cmd := &cobra.Command{
 		Use:     action + " ID",
@@ -221,6 +223,11 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 				)
 				switch action {
 				case "approve":
+					if !yes {
+						if err := confirmLifted(cmd, conn, args[0]); err != nil {
+							return err
+						}
+					}
 					p, err = c.Approve(cmd.Context(), req)
 				case "reject":
 					p, err = c.Reject(cmd.Context(), req)
@@ -251,9 +258,60 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 	if needReason {
 		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
 	}
+	if action == "approve" {
+		cmd.Long = `Approve a proposed policy. When it would send a partner fields that policies in force withhold
+from it now (a record it grants too, without that redaction), approve says which, to whom and
+under which policies, and asks before it approves; --yes does not ask (scripts that previewed).`
+		cmd.Example += "\n  knooppunt policy approve vr09-signalen-regios@1 --yes"
+		cmd.Flags().BoolVar(&yes, "yes", false, "do not ask before approving a policy that lifts redactions (scripts)")
+	}
 	f.register(cmd, true)
 	f.fillArg("ID", "id")
 	return cmd
+}
+
+// errApproveNoAnswer is the end of standard input before the question of policy approve.
+var errApproveNoAnswer = errors.New("no answer: standard input ended before one was given (a script or a pipe): nothing was approved. Answer at a terminal, or give --yes after `knooppunt policy preview`")
+
+// confirmLifted says what approving the proposal id would send that policies in force withhold
+// now, for each partner, and asks; it asks nothing of a policy that lifts nothing. The web
+// approve page says the same (review L, L3: the CLI approved such a policy without a word). A
+// proposal it cannot read is left to the approval to refuse, in its words.
+func confirmLifted(cmd *cobra.Command, conn *grpc.ClientConn, id string) error {
+	p, err := pb.NewPolicyServiceClient(conn).Get(cmd.Context(), &pb.GetPolicyRequest{Id: id})
+	if err != nil {
+		return nil
+	}
+	peers, err := pb.NewPeerServiceClient(conn).List(cmd.Context(), &pb.ListPeersRequest{})
+	if err != nil {
+		return err
+	}
+	var to []string
+	for _, peer := range peers.Peers {
+		if peer.Active && peer.LeavingSince == nil {
+			to = append(to, cmp.Or(peer.Name, peer.TrustDomain))
+		}
+	}
+	lifted, err := policies.Lifted(cmd.Context(), conn, p, to)
+	if err != nil {
+		return err
+	}
+	if len(lifted) == 0 {
+		return nil
+	}
+	w := cmd.ErrOrStderr()
+	fmt.Fprintf(w, "Warning: %s sends fields that policies in force withhold now:\n", id)
+	for _, f := range lifted {
+		fmt.Fprintf(w, "  %s to %s (withheld by %s)\n", f.Field, f.Recipient, strings.Join(f.WithheldBy, ", "))
+	}
+	ok, err := confirm(cmd.InOrStdin(), w, "Approve it all the same? [y/N] ", errApproveNoAnswer)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("not confirmed: %s was not approved", id)
+	}
+	return nil
 }
 
 type policyJSON struct {

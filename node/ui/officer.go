@@ -16,6 +16,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/phases"
+	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -714,22 +715,15 @@ func liftedTexts(l *Lang, recipient string, lifted []*pb.LiftedRedaction) []stri
 // for a policy limited to phases, in each of those (a break-glass policy lifts in warm). A partner
 // the preview refuses (leaving, say) is left out, as the page is no preview.
 func (s *Server) liftedFor(r *request, p *pb.PolicyInfo) []string {
-	phases := []string{""}
-	if parsed, err := policy.Parse(p.Source); err == nil {
-		phases = append(phases, parsed.Doc.Phases...)
-	}
 	var out []string
 	for _, c := range s.recipientChoices(r) {
-		for _, ph := range phases {
-			resp, err := pb.NewPolicyServiceClient(s.c.Conn).Preview(r.ctx(), &pb.PreviewRequest{Id: p.Id, Recipient: c.Value, Phase: ph, Limit: 1})
-			if err != nil {
-				s.log.Warn("no preview for the approve page", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
-				break
-			}
-			for _, t := range liftedTexts(r.L, c.Value, resp.LiftedRedactions) {
-				if !slices.Contains(out, t) {
-					out = append(out, t)
-				}
+		lifted, err := policies.Lifted(r.ctx(), s.c.Conn, p, []string{c.Value})
+		if err != nil {
+			s.log.Warn("no preview for the approve page", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
+		}
+		for _, f := range lifted {
+			if t := r.L.T("preview.lifted", f.Field, f.Recipient, strings.Join(f.WithheldBy, ", ")); !slices.Contains(out, t) {
+				out = append(out, t)
 			}
 		}
 	}
