@@ -586,10 +586,11 @@ type alertBody struct {
 // restriction is the CAP restriction of the rules' alerts, which are internal records.
 const restriction = "Knooppunt partners under the sharing policies the origin's security officers approved"
 
-// capFields writes the CAP fields of an alert from what fired: an Alert when it fires, and an
-// Update that references it and gives the all-clear when it resolves. The alert record's id is
-// the CAP identifier of the firing alert. An exercise's alert has status Exercise, and its name
-// in the note, as CAP exports write it, and OEFENING before its headline and description.
+// capFields writes the CAP fields of an alert from what fired: an Alert when it fires, an Update
+// that references it and gives the all-clear when it resolves, and a Cancel of it when it is
+// withdrawn (see withdraw). The alert record's id is the CAP identifier of the firing alert. An
+// exercise's alert has status Exercise, and its name in the note, as CAP exports write it, and
+// OEFENING before its headline and description.
 func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 	sev := strings.ToUpper(severity[:min(1, len(severity))]) + severity[min(1, len(severity)):]
 	if !slices.Contains(cap.Severities, sev) {
@@ -612,7 +613,7 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 		again = fmt.Sprintf("-%d", b.Reopened)
 	}
 	if b.State == "firing" && b.Reopened > 0 && b.ReopenedAt != nil {
-		b.Identifier, b.Sent, b.MsgType = id+".reopened"+again, cap.FormatTime(*b.ReopenedAt), "Update"
+		b.Identifier, b.Sent, b.MsgType = reopenedID(id, b.Reopened), cap.FormatTime(*b.ReopenedAt), "Update"
 		b.References = org + "," + id + "," + fired
 		b.Info[0].Effective = b.Sent
 		b.Info[0].Headline = fmt.Sprintf("Early-warning rule %s fires again in %s", b.Rule, b.Region)
@@ -625,11 +626,7 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 		in.ResponseType, in.Urgency, in.Expires = []string{"AllClear"}, "Past", resolved
 		in.Headline = fmt.Sprintf("Early-warning rule %s cleared in %s", b.Rule, b.Region)
 		if b.Withdrawn != "" {
-			b.Note = b.Withdrawn
-			if exercise != "" {
-				b.Note = exercise + ": " + b.Withdrawn
-			}
-			in.Headline = fmt.Sprintf("Early-warning rule %s withdrawn in %s", b.Rule, b.Region)
+			b.withdraw(org, id, exercise)
 		}
 	}
 	if exercise != "" {
@@ -642,6 +639,35 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 			in.Description = exerciseMark + in.Description
 		}
 	}
+}
+
+// withdraw writes the CAP fields of an alert resolved because nothing evaluates its rule any
+// more (b.Withdrawn says why), over those of a clear: nobody said that its condition passed, so
+// it is no AllClear but a CAP Cancel of the messages of the alert in force, the firing alert and,
+// if it was opened again, that opening's Update, as CAP 1.2 has it ("cancel the earlier
+// message(s) identified in <references>"). Its note says that the alert was withdrawn, not
+// cleared, and why; its info block keeps the rule's event, severity and area for a receiver that
+// shows it, with no action to take (responseType None), urgency and certainty Unknown (the node
+// no longer assesses them), and a headline that says it is no all-clear. A withdrawn alert is
+// never opened again, so the Cancel is the last message of the alert and has an identifier of its
+// own, ID.withdrawn.
+func (b *alertBody) withdraw(org, id, exercise string) {
+	b.Identifier, b.MsgType = id+".withdrawn", "Cancel"
+	if b.Reopened > 0 && b.ReopenedAt != nil {
+		b.References += " " + org + "," + reopenedID(id, b.Reopened) + "," + cap.FormatTime(*b.ReopenedAt)
+	}
+	b.Note = "withdrawn, not cleared: " + b.Withdrawn
+	if exercise != "" {
+		b.Note = exercise + ": " + b.Note // the exercise first, as the importer reads it
+	}
+	in := &b.Info[0]
+	in.ResponseType, in.Urgency, in.Certainty = []string{"None"}, "Unknown", "Unknown"
+	in.Headline = fmt.Sprintf("Early-warning rule %s withdrawn in %s, not cleared: no longer evaluated", b.Rule, b.Region)
+}
+
+// reopenedID is the CAP identifier of the Update that opened the alert id again the nth time.
+func reopenedID(id string, n int) string {
+	return fmt.Sprintf("%s.reopened-%d", id, n)
 }
 
 // exerciseMark starts the headline and the description of an exercise's alert, as Dutch

@@ -20,6 +20,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/proctest"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/node/webhook"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -114,6 +115,16 @@ func (r *rig) beds(free, total int) {
 	}
 }
 
+// exerciseBeds writes the free beds of Middelburg in the exercise, of 100.
+func (r *rig) exerciseBeds(exercise string, free int) {
+	r.t.Helper()
+	if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "middelburg-oef", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
+		Classification: pb.Classification_INTERNAL, Status: pb.Status_EXERCISE, Exercise: exercise,
+		Body: fmt.Appendf(nil, `{"municipality":"Middelburg","beds_total":100,"beds_free":%d}`, free)}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // alerts are the node's alert records.
 func (r *rig) alerts() []*pb.Record {
 	r.t.Helper()
@@ -196,9 +207,11 @@ func TestDroppedRegionLeavesNoSeries(t *testing.T) {
 
 // TestDeletedRuleResolvesItsAlert: an alert that fires when its rule is deleted is resolved at
 // the next evaluation, whether the evaluator that saw it fire runs on or a new one does (a new
-// leader, or the node after a restart): state resolved, resolved_at, a CAP Update with
-// AllClear, a note naming who deleted the rule, when and why; and knooppunt_rule_firing has no
-// series of the rule left.
+// leader, or the node after a restart): state resolved, resolved_at, withdrawn naming who deleted
+// the rule, when and why; and knooppunt_rule_firing has no series of the rule left. As CAP, in
+// the record (what partners and webhooks get) and in the export, it is a Cancel of the firing
+// alert, valid against the schema, whose note says it was withdrawn, not cleared, and why: never
+// an AllClear, since the condition may still hold (review M, M2).
 func TestDeletedRuleResolvesItsAlert(t *testing.T) {
 	for _, restart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
@@ -228,10 +241,17 @@ func TestDeletedRuleResolvesItsAlert(t *testing.T) {
 				t.Errorf("withdrawn %q: want who deleted the rule, when and why", note)
 			}
 			resolved, _ := captest.Export(t, a)
-			if resolved.MsgType != "Update" || resolved.References != org+","+fired.Id+","+firingCAP.Sent || resolved.Note != note ||
-				resolved.Info[0].ResponseType[0] != "AllClear" || resolved.Info[0].Expires == "" || !strings.Contains(resolved.Info[0].Headline, "withdrawn") {
-				t.Errorf("the resolved alert as CAP: %+v", resolved)
+			withdrawnCAP(t, resolved, fired.Id, org+","+fired.Id+","+firingCAP.Sent, "withdrawn, not cleared: "+note)
+			// A webhook is sent the record's body, which is the same Cancel.
+			payload, err := webhook.Payload(org, db.Delivery{Webhook: "wh_alerts", Event: "record.upserted", RecordID: a.Id, Version: a.Version, Record: a})
+			if err != nil {
+				t.Fatal(err)
 			}
+			var ev struct{ Data struct{ Body cap.Alert } }
+			if err := json.Unmarshal(payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			withdrawnCAP(t, &ev.Data.Body, fired.Id, resolved.References, resolved.Note)
 			if n := series(t, "knooppunt_rule_firing", "beds-low"); n != 0 {
 				t.Errorf("knooppunt_rule_firing keeps %d series of the deleted rule", n)
 			}
@@ -242,6 +262,89 @@ func TestDeletedRuleResolvesItsAlert(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withdrawnCAP fails the test unless a is the CAP Cancel of the withdrawn alert id: referencing
+// refs, with the note, no AllClear and no urgency Past, an expiry, and a headline that says it
+// was withdrawn and not cleared.
+func withdrawnCAP(t *testing.T, a *cap.Alert, id, refs, note string) {
+	t.Helper()
+	if a.MsgType != "Cancel" || a.Identifier != id+".withdrawn" || a.References != refs || a.Note != note || len(a.Info) != 1 {
+		t.Fatalf("the withdrawn alert as CAP: %s %s references %q note %q: want Cancel %s.withdrawn, references %q, note %q",
+			a.MsgType, a.Identifier, a.References, a.Note, id, refs, note)
+	}
+	in := a.Info[0]
+	if slices.Contains(in.ResponseType, "AllClear") || in.Urgency == "Past" || in.Expires == "" ||
+		!strings.Contains(in.Headline, " withdrawn in ") || !strings.Contains(in.Headline, "not cleared") {
+		t.Errorf("the withdrawn alert's info reads as a clear, or does not say it was withdrawn: %+v", in)
+	}
+}
+
+// TestWithdrawnAlertCancelsWhatIsInForce: an alert withdrawn after it was opened again is a
+// Cancel of both messages in force, the firing alert and the Update that opened it again; one of
+// an exercise is an Exercise Cancel whose note names the exercise first, as the importer reads it,
+// and whose headline starts with OEFENING. Each is valid CAP 1.2.
+func TestWithdrawnAlertCancelsWhatIsInForce(t *testing.T) {
+	r := newRig(t)
+	e := r.evaluator()
+	const exercise = "oef-intrekken"
+	r.startExercise(exercise)
+	ex := db.Mode{Status: pb.Status_EXERCISE, Exercise: exercise}
+	r.apply("beds-low", bedsLow)
+	at := time.Now().Add(time.Minute).Truncate(time.Minute)
+	tick := func(free int) {
+		t.Helper()
+		r.beds(free, 100)
+		r.exerciseBeds(exercise, free)
+		time.Sleep(2 * time.Millisecond)
+		if err := e.Tick(context.Background(), at); err != nil {
+			t.Fatal(err)
+		}
+		at = at.Add(time.Minute)
+	}
+	tick(5)  // fires
+	tick(50) // clears
+	tick(5)  // fires again: the same alert, reopened-1
+	// What is in force of an alert opened again: the firing alert, and the Update that opened it
+	// again, which references it.
+	inForce := func(a *pb.Record) string {
+		t.Helper()
+		var c cap.Alert
+		if err := json.Unmarshal(a.Body, &c); err != nil || c.Identifier != a.Id+".reopened-1" || !strings.HasPrefix(c.References, org+","+a.Id+",") || strings.Contains(c.References, " ") {
+			t.Fatalf("the alert opened again as CAP: %s references %q (%v), want %s.reopened-1 of the firing alert", c.Identifier, c.References, err, a.Id)
+		}
+		return c.References + " " + org + "," + c.Identifier + "," + c.Sent
+	}
+	exerciseAlert := func() *pb.Record {
+		t.Helper()
+		recs, _, err := r.n.DB().List(context.Background(), db.Filter{Kind: alerting.Kind, Mode: ex})
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("the exercise's alerts: %v (%v), want one", recs, err)
+		}
+		return recs[0]
+	}
+	a, _ := r.one("firing")
+	refs, exerciseRefs := inForce(a), inForce(exerciseAlert())
+
+	r.step(&pb.RuleStep{Name: "beds-low", Delete: true, By: officer, At: timestamppb.Now(), Reason: "klaar"})
+	tick(5) // the condition still holds
+	a, body := r.one("resolved")
+	withdrawn, _ := captest.Export(t, a)
+	withdrawnCAP(t, withdrawn, a.Id, refs, "withdrawn, not cleared: "+body["withdrawn"].(string))
+
+	x := exerciseAlert()
+	var xb struct {
+		State     string `json:"state"`
+		Withdrawn string `json:"withdrawn"`
+	}
+	if err := json.Unmarshal(x.Body, &xb); err != nil || xb.State != "resolved" || xb.Withdrawn == "" {
+		t.Fatalf("the exercise's alert after the delete: state %q withdrawn %q (%v), want resolved, withdrawn", xb.State, xb.Withdrawn, err)
+	}
+	xa, _ := captest.Export(t, x)
+	if xa.Status != "Exercise" || !strings.HasPrefix(xa.Info[0].Headline, "OEFENING ") {
+		t.Errorf("the exercise's withdrawn alert as CAP: status %s, headline %q: want Exercise, OEFENING first", xa.Status, xa.Info[0].Headline)
+	}
+	withdrawnCAP(t, xa, x.Id, exerciseRefs, exercise+": withdrawn, not cleared: "+xb.Withdrawn)
 }
 
 // TestAlertRecordPutByHandIsLeftAlone: an alert record that names no stored rule but was not
@@ -394,14 +497,6 @@ func TestRulesRunInAnExercise(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exerciseBeds := func(free int) {
-		t.Helper()
-		if _, err := r.n.Store().Write(context.Background(), []*pb.Record{{Id: "middelburg-oef", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19",
-			Classification: pb.Classification_INTERNAL, Status: pb.Status_EXERCISE, Exercise: name,
-			Body: fmt.Appendf(nil, `{"municipality":"Middelburg","beds_total":100,"beds_free":%d}`, free)}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	exerciseAlerts := func() []*pb.Record {
 		t.Helper()
 		recs, _, err := r.n.DB().List(context.Background(), db.Filter{Kind: alerting.Kind, Mode: ex})
@@ -445,7 +540,7 @@ func TestRulesRunInAnExercise(t *testing.T) {
 		return actual, exercises
 	}
 	r.beds(50, 100)
-	exerciseBeds(5)
+	r.exerciseBeds(name, 5)
 	r.apply("beds-low", bedsLow+"description: Minder dan 10 vrije bedden\n")
 	r.tick(e)
 	if got := r.alerts(); len(got) != 0 {
@@ -485,7 +580,7 @@ func TestRulesRunInAnExercise(t *testing.T) {
 
 	// An actual shortage fires an actual alert, and nothing in the exercise.
 	r.beds(5, 100)
-	exerciseBeds(30)
+	r.exerciseBeds(name, 30)
 	r.tick(e)
 	r.one("firing")
 	if metricValue(t, "knooppunt_rule_firing", "beds-low", "VR19") != 1 {
