@@ -198,6 +198,15 @@ func storeAlert(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb
 	} else if what != "" {
 		return Result{}, status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s %s and a cancelled alert is not stored again: to publish it anew, send a new alert with an identifier of its own", a.Identifier, a.Sender, what)
 	}
+	// A Test or Exercise alert under the identifier of a stored actual alert is refused, as the
+	// Put below would refuse it, also when an Update of its own mode that references the actual
+	// alert was stored first and would answer it as superseded: the importer is told to give it
+	// an identifier of its own, not that it was taken (review M, M3).
+	if actual, err := actualHolds(ctx, c, rec); err != nil {
+		return Result{}, err
+	} else if actual {
+		return Result{}, clash(a, "that is actual")
+	}
 	// An Update of this alert may have come first and been stored as an alert of its own.
 	if later, err := c.List(ctx, &pb.ListRequest{Kind: Kind, LabelSelector: LabelOrig + "=" + rec.Id, Consistency: "strong", PageSize: 10, Mode: mode}); err != nil {
 		return Result{}, err
@@ -438,13 +447,37 @@ func modeClash(ctx context.Context, c pb.RecordServiceClient, a *Alert, rec *pb.
 		return err
 	}
 	other := "of another mode"
-	if rec.Status != pb.Status_ACTUAL {
-		if _, gerr := c.Get(ctx, &pb.GetRequest{Id: rec.Id, Consistency: "strong"}); gerr == nil {
-			other = "that is actual"
-		}
+	if actual, _ := actualHolds(ctx, c, rec); actual {
+		other = "that is actual"
 	}
-	return status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s is the identifier of a stored alert %s, and a %s alert never changes it: give the %s alert an identifier of its own",
-		a.Identifier, a.Sender, other, a.Status, strings.ToLower(a.Status))
+	return clash(a, other)
+}
+
+// clash refuses alert a, whose identifier is that of a stored alert of another mode (other says
+// which), which an alert of a's status never changes.
+func clash(a *Alert, other string) error {
+	article := "a"
+	if strings.ContainsRune("AEIOU", rune(a.Status[0])) {
+		article = "an" // an Exercise alert, an Actual alert
+	}
+	return status.Errorf(codes.FailedPrecondition, "alert.identifier: %s of %s is the identifier of a stored alert %s, and %s %s alert never changes it: give the %s alert an identifier of its own",
+		a.Identifier, a.Sender, other, article, a.Status, strings.ToLower(a.Status))
+}
+
+// actualHolds reports whether a stored actual record holds the id of rec, an alert that is not
+// actual: a record of another mode than the read's is not found, so an actual rec finds none.
+func actualHolds(ctx context.Context, c pb.RecordServiceClient, rec *pb.Record) (bool, error) {
+	if rec.Status == pb.Status_ACTUAL {
+		return false, nil
+	}
+	_, err := c.Get(ctx, &pb.GetRequest{Id: rec.Id, Consistency: "strong"})
+	switch status.Code(err) {
+	case codes.OK:
+		return true, nil
+	case codes.NotFound:
+		return false, nil
+	}
+	return false, err
 }
 
 // storedAlert names the stored alerts of a record's mode for a person: a stored alert, a

@@ -171,13 +171,18 @@ func TestTestAndExerciseMessagesNeverTouchActualAlerts(t *testing.T) {
 
 	// A Test or Exercise alert under the actual alert's own identifier is refused, and the
 	// message says what to do: never to delete the actual alert.
-	for _, st := range []struct{ status, note, word string }{{"Exercise", "oef-x", "exercise"}, {"Test", "", "test"}} {
-		msg := n.refused(withStatus(alertDoc("Alert", "REAL-300", "", "Public", "Oefening"), st.status, st.note), cap.ImportOptions{},
-			codes.FailedPrecondition, "alert.identifier: REAL-300 of "+sender+" is the identifier of a stored alert that is actual", "give the "+st.word+" alert an identifier of its own")
-		if strings.Contains(msg, "delete") {
-			t.Fatalf("the refusal tells the importer to delete the actual alert: %s", msg)
+	sameID := func() {
+		t.Helper()
+		for _, st := range []struct{ status, note, word string }{{"Exercise", "oef-x", "an Exercise alert never changes it"}, {"Test", "", "a Test alert never changes it"}} {
+			msg := n.refused(withStatus(alertDoc("Alert", "REAL-300", "", "Public", "Oefening"), st.status, st.note), cap.ImportOptions{},
+				codes.FailedPrecondition, "alert.identifier: REAL-300 of "+sender+" is the identifier of a stored alert that is actual", st.word,
+				"give the "+strings.ToLower(st.status)+" alert an identifier of its own")
+			if strings.Contains(msg, "delete") {
+				t.Fatalf("the refusal tells the importer to delete the actual alert: %s", msg)
+			}
 		}
 	}
+	sameID()
 	// An Exercise Update of the actual alert is an alert of the exercise, next to it.
 	up := n.must(withStatus(alertDoc("Update", "OEF-203", ref("REAL-300"), "Public", "Oefening: evacuatie"), "Exercise", "oef-x"), cap.ImportOptions{}, cap.Created)
 	if up.ID == real.ID || !strings.Contains(up.Note, `references no stored exercise "oef-x" alert`) {
@@ -191,6 +196,9 @@ func TestTestAndExerciseMessagesNeverTouchActualAlerts(t *testing.T) {
 	if testUp.ID == real.ID {
 		t.Fatalf("a Test Update rewrote the actual alert: %+v", testUp)
 	}
+	// Once an Update of its mode references the actual alert, the alert under the actual one's
+	// identifier is refused still, not answered as superseded by that Update (review M, M3).
+	sameID()
 	// The exercise's own alerts are cancelled in the exercise: the Cancel names the actual
 	// alert and the exercise's Update of it, and finds the exercise's.
 	cancelled := n.must(withStatus(alertDoc("Cancel", "OEF-204", ref("REAL-300")+" "+ref("OEF-203"), "Public", "Oefening voorbij"), "Exercise", "oef-x"), cap.ImportOptions{}, cap.Cancelled)
