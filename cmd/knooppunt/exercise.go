@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -262,7 +263,13 @@ It says how many records go and asks before it closes; --yes does not ask (scrip
 		Example: example,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := record.CheckExerciseName("NAME", args[0]); err != nil {
+			// Checked here, before a node is asked (close asks first what goes), and refused
+			// as the node refuses the request's name: INVALID_ARGUMENT, of field name, said of
+			// NAME (review M, M4).
+			var bad *record.FieldError
+			if err := record.CheckExerciseName("name", args[0]); errors.As(err, &bad) {
+				return callError(&f, api.FieldStatus(bad.Code, bad.Field, bad.Reason))
+			} else if err != nil {
 				return err
 			}
 			return f.call(func(conn *grpc.ClientConn) error {

@@ -191,6 +191,18 @@ func TestCLIExercise(t *testing.T) {
 			t.Errorf("knooppunt %s: stderr %q, want %q", strings.Join(tc.args, " "), r.stderr, tc.msg)
 		}
 	}
+	// A malformed NAME is refused as a bad argument, as record get refuses a malformed id: with
+	// -o json, INVALID_ARGUMENT and the request field, before any node is asked (review M, M4).
+	for _, args := range [][]string{{"exercise", "start", "Bad Name"}, {"exercise", "close", "Bad Name", "--reason", "x", "--yes"}} {
+		want := `NAME: "Bad Name" is not an exercise name: use 1 to 128 of`
+		if r := run(1, args...); !strings.HasPrefix(r.stderr, "knooppunt: "+want) || !strings.HasSuffix(r.stderr, " (InvalidArgument)\n") {
+			t.Errorf("knooppunt %s: stderr %q, want %q … (InvalidArgument)", strings.Join(args, " "), r.stderr, want)
+		}
+		got := oneError(t, run(1, append(args, "-o", "json")...).stderr)
+		if got.Code != "INVALID_ARGUMENT" || got.Field != "name" || !strings.HasPrefix(got.Message, want) {
+			t.Errorf("knooppunt %s -o json: %+v, want INVALID_ARGUMENT of field name, %q", strings.Join(args, " "), got, want)
+		}
+	}
 	if r := cli(t, nil, "", "exercise", "--help").want(t, 0); !strings.Contains(r.stdout, "knooppunt exercise start oefening-zeeland") {
 		t.Fatalf("exercise --help has no examples:\n%s", r.stdout)
 	}
