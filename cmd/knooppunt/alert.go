@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,9 +44,13 @@ type alertJSON struct {
 	Withdrawn string `json:"withdrawn,omitempty"`
 	// Unevaluable is why a firing alert's rule cannot be evaluated any more, since when: the
 	// alert is not confirmed meanwhile.
-	Unevaluable      string            `json:"unevaluable,omitempty"`
-	UnevaluableSince *time.Time        `json:"unevaluable_since,omitempty"`
-	Values           []json.RawMessage `json:"values"`
+	Unevaluable      string     `json:"unevaluable,omitempty"`
+	UnevaluableSince *time.Time `json:"unevaluable_since,omitempty"`
+	// Reopened is how often the alert was opened again after it resolved, the last time at
+	// ReopenedAt: fired_at stays the first firing.
+	Reopened   int               `json:"reopened,omitempty"`
+	ReopenedAt *time.Time        `json:"reopened_at,omitempty"`
+	Values     []json.RawMessage `json:"values"`
 	// Cached: a partner's alert that it did not send just now (it did not answer): its copy
 	// here, which may have cleared since.
 	Cached bool `json:"cached,omitempty"`
@@ -79,7 +82,9 @@ not here, or was closed); the CAP alerts imported into an exercise are records: 
 
 STATE is firing, resolved (the rule cleared), or withdrawn: resolved because nothing evaluates
 the rule any more (it was deleted, or no longer lints); -o json keeps state resolved and says who
-and why in withdrawn.
+and why in withdrawn. An alert that fired again within the hour after it resolved is opened
+again: FIRED AT stays its first firing, and STATE says "firing (again since TIME, N×)"; -o json
+gives reopened (N) and reopened_at.
 
 With --partners, a partner that does not answer is named on stderr, with why; its alerts listed
 are those it sent before, which may have cleared since. --fail-on-partial exits 3, after
@@ -182,18 +187,11 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 					if a.ResolvedAt != nil {
 						res = stamp(*a.ResolvedAt)
 					}
-					state := a.State
-					if a.Withdrawn != "" {
-						state = "withdrawn"
-					}
-					if a.Unevaluable != "" && a.UnevaluableSince != nil {
-						state += " (NOT EVALUABLE since " + stamp(*a.UnevaluableSince) + ")"
-					}
 					source := a.Source
 					if a.Cached {
 						source += " (cache)" // as search marks it: its state may have changed since
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", source, a.Rule, a.Region, a.Severity, state, stamp(a.FiredAt), res, a.ID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", source, a.Rule, a.Region, a.Severity, a.state(), stamp(a.FiredAt), res, a.ID)
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -220,19 +218,43 @@ printing, when one did not answer: a script can tell a list that may miss alerts
 	return cmd
 }
 
-// noAlerts says that an alert list found none, of what it asked for.
+// state is the alert's STATE in the table: withdrawn for an alert resolved because nothing
+// evaluates its rule, so that it does not read as all clear; a firing alert that was opened
+// again says since when and how often, beside FIRED AT, its first firing (review M, M6); and one
+// whose rule cannot be evaluated says since when.
+func (a alertJSON) state() string {
+	state := a.State
+	if a.Withdrawn != "" {
+		state = "withdrawn"
+	}
+	if a.State == "firing" && a.Reopened > 0 && a.ReopenedAt != nil {
+		state += fmt.Sprintf(" (again since %s, %d×)", stamp(*a.ReopenedAt), a.Reopened)
+	}
+	if a.Unevaluable != "" && a.UnevaluableSince != nil {
+		state += " (NOT EVALUABLE since " + stamp(*a.UnevaluableSince) + ")"
+	}
+	return state
+}
+
+// noAlerts says that an alert list found none, of what it asked for. Of a rule, it says both
+// things that may be true: the rule did not fire (now, with --firing), or no rule has the name;
+// a rule that is stored and has not fired yet read as a name mistyped (review M, M6).
 func noAlerts(partners, firing bool, rule string) string {
-	what := "alerts"
+	what, why := "alerts", "it has not fired"
 	if firing {
-		what = "firing alerts"
+		what, why = "firing alerts", "it does not fire now"
 	}
-	if rule != "" {
-		what += " of a rule named " + strconv.Quote(rule) + " (rule list names this node's rules)"
+	if rule == "" {
+		if partners {
+			return "No " + what + " here or shared by a partner."
+		}
+		return "No " + what + " of this node's own rules; --partners also asks the partners for theirs."
 	}
+	where, ask := " on this node", "; --partners also asks the partners for theirs"
 	if partners {
-		return "No " + what + " here or shared by a partner."
+		where, ask = ", here or shared by a partner", ""
 	}
-	return "No " + what + " of this node's own rules; --partners also asks the partners for theirs."
+	return fmt.Sprintf("No %s of rule %q%s: %s, or no rule has that name (knooppunt rule list names this node's rules)%s.", what, rule, where, why, ask)
 }
 
 // unansweredPeers names the peers that did not answer a search, each with why and what stands in

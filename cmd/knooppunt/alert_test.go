@@ -51,7 +51,7 @@ func TestAlertListPartners(t *testing.T) {
 		t.Errorf("alert list --partners --rule andere-regel: %s, want none", r.stdout)
 	}
 	// An empty list says so, naming what it asked for, rather than print a header alone.
-	if r := cli(t, nil, "", "alert", "list", "--partners", "--rule", "andere-regel", "--node", addr).want(t, 0); !strings.Contains(r.stderr, `No alerts of a rule named "andere-regel" (rule list names this node's rules) here or shared by a partner.`) {
+	if r := cli(t, nil, "", "alert", "list", "--partners", "--rule", "andere-regel", "--node", addr).want(t, 0); !strings.Contains(r.stderr, `No alerts of rule "andere-regel", here or shared by a partner: it has not fired, or no rule has that name (knooppunt rule list names this node's rules).`) {
 		t.Errorf("alert list --partners --rule andere-regel: stderr %q", r.stderr)
 	}
 
@@ -111,5 +111,51 @@ func TestUnansweredPeers(t *testing.T) {
 		"ggdghor (denied: it refuses this node; no copy: it never sent this node anything)"
 	if got != want {
 		t.Errorf("unansweredPeers = %q,\nwant %q", got, want)
+	}
+}
+
+// TestNoAlertsSaysWhatIsTrue: an empty alert list of a rule says that the rule did not fire, or
+// that no rule has the name, and what to do; it no longer reads as if a stored rule's name were
+// mistyped, nor says "of this node's own rules" twice (review M, M6).
+func TestNoAlertsSaysWhatIsTrue(t *testing.T) {
+	for _, tc := range []struct {
+		partners, firing bool
+		rule, want       string
+	}{
+		{false, false, "", "No alerts of this node's own rules; --partners also asks the partners for theirs."},
+		{false, true, "", "No firing alerts of this node's own rules; --partners also asks the partners for theirs."},
+		{true, false, "", "No alerts here or shared by a partner."},
+		{false, false, "utrecht-for-test", `No alerts of rule "utrecht-for-test" on this node: it has not fired, or no rule has that name (knooppunt rule list names this node's rules); --partners also asks the partners for theirs.`},
+		{false, true, "utrecht-for-test", `No firing alerts of rule "utrecht-for-test" on this node: it does not fire now, or no rule has that name (knooppunt rule list names this node's rules); --partners also asks the partners for theirs.`},
+		{true, true, "utrecht-for-test", `No firing alerts of rule "utrecht-for-test", here or shared by a partner: it does not fire now, or no rule has that name (knooppunt rule list names this node's rules).`},
+	} {
+		if got := noAlerts(tc.partners, tc.firing, tc.rule); got != tc.want {
+			t.Errorf("noAlerts(partners %v, firing %v, %q):\n got %s\nwant %s", tc.partners, tc.firing, tc.rule, got, tc.want)
+		}
+	}
+}
+
+// TestAlertStateSaysReopened: an alert opened again says so in alert list, beside FIRED AT, its
+// first firing, and -o json gives reopened and reopened_at from its body; a withdrawn one reads
+// withdrawn (review M, M6).
+func TestAlertStateSaysReopened(t *testing.T) {
+	var a alertJSON
+	if err := json.Unmarshal([]byte(`{"rule":"r","region":"VR19","state":"firing","fired_at":"2026-12-06T12:42:36Z","reopened":2,"reopened_at":"2026-12-06T12:46:58Z"}`), &a); err != nil {
+		t.Fatal(err)
+	}
+	again := time.Date(2026, 12, 6, 12, 46, 58, 0, time.UTC)
+	if a.Reopened != 2 || a.ReopenedAt == nil || !a.ReopenedAt.Equal(again) {
+		t.Fatalf("reopened %d at %v: want 2 at %v", a.Reopened, a.ReopenedAt, again)
+	}
+	if got, want := a.state(), "firing (again since "+stamp(again)+", 2×)"; got != want {
+		t.Errorf("state %q, want %q", got, want)
+	}
+	out, _ := json.Marshal(a)
+	if !strings.Contains(string(out), `"reopened":2,"reopened_at":"2026-12-06T12:46:58Z"`) {
+		t.Errorf("-o json of a reopened alert: %s", out)
+	}
+	a.State, a.Withdrawn = "resolved", "rule r was deleted"
+	if got := a.state(); got != "withdrawn" {
+		t.Errorf("state of a withdrawn alert %q, want withdrawn", got)
 	}
 }
