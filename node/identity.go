@@ -2,7 +2,9 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -281,9 +283,11 @@ func (n *Node) Reload(path string) error {
 		return fmt.Errorf("org changed from %s to %s: that needs a restart", n.opts.Config.Org, cfg.Org)
 	}
 	n.leaveDropped(cfg)
+	before := n.fileCfg.Load()
 	if err := n.applyPeers(cfg); err != nil {
 		return err
 	}
+	n.auditReload(before, cfg)
 	if later := config.RestartKeys(n.opts.Config, cfg); len(later) > 0 {
 		metrics.ConfigRestartPending.Set(1)
 		n.log.Warn("config reloaded, but some of its changes apply only after a restart: the running node keeps their old values",
@@ -293,6 +297,66 @@ func (n *Node) Reload(path string) error {
 	metrics.ConfigRestartPending.Set(0)
 	n.log.Info("config reloaded", "roles", len(cfg.Roles), "peers", len(n.cfg.Load().Peers))
 	return nil
+}
+
+// auditReload writes into the audit log, on the leader, what a reload of the config file changed
+// that decides who gets what: a peer added to the file or placed in other groups (with the
+// approved policies that now grant it records, as peer accept says), and roles given or taken.
+// Such a change widened sharing with no trace but a log line (review L, L5). A peer the file
+// no longer lists leaves through Raft, which audits it (leaveDropped). Each replica reloads its
+// own file; the leader's reload is the one audited.
+func (n *Node) auditReload(before, after *config.Config) {
+	if before == nil || n.store == nil || !n.store.IsLeader() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	actor := "config file of replica " + after.ReplicaID
+	var entries []*pb.AuditEntry
+	add := func(subject string, detail map[string]any) {
+		b, _ := json.Marshal(detail)
+		entries = append(entries, &pb.AuditEntry{At: timestamppb.Now(), Actor: actor, Action: db.AuditConfigReload, Subject: subject, Detail: string(b)})
+	}
+	for _, p := range after.Peers {
+		i := slices.IndexFunc(before.Peers, func(q config.Peer) bool { return q.TrustDomain == p.TrustDomain })
+		var was []string
+		if i >= 0 {
+			was = before.Peers[i].Groups
+			if slices.Equal(was, p.Groups) {
+				continue
+			}
+		}
+		granting, err := peers.Granting(ctx, n.db, p.Groups, was)
+		if err != nil {
+			n.log.Warn("could not list the policies a peer's new groups grant, for the audit log", "peer", p.Name, "err", err)
+		}
+		what := map[string]any{"name": p.Name, "groups": p.Groups, "groups_before": was, "granting": granting, "added": i < 0}
+		add(p.TrustDomain, what)
+		if len(granting) > 0 {
+			n.log.Warn("the config file placed a peer in groups that approved policies name: they grant it records from now on", "peer", p.Name, "groups", p.Groups, "policies", granting)
+		}
+	}
+	binding := func(r config.RoleBinding) string { return cmp.Or(r.ID, r.Prefix+"*") + " " + r.Role }
+	var given, taken []string
+	for _, r := range after.Roles {
+		if !slices.Contains(before.Roles, r) {
+			given = append(given, binding(r))
+		}
+	}
+	for _, r := range before.Roles {
+		if !slices.Contains(after.Roles, r) {
+			taken = append(taken, binding(r))
+		}
+	}
+	if len(given)+len(taken) > 0 {
+		add("roles", map[string]any{"given": given, "taken": taken})
+	}
+	if len(entries) == 0 {
+		return
+	}
+	if err := n.appendAudit(ctx, entries); err != nil {
+		n.log.Warn("a reload of the config file changed peers or roles, and the audit log could not take it", "entries", len(entries), "err", err)
+	}
 }
 
 // leaveDropped makes each peer that the new config file no longer lists leave, as `peer remove`

@@ -63,6 +63,10 @@ const (
 	// AuditBackup is a copy of the whole database that a replica sent to the caller; the subject
 	// is the replica's id, the detail the copy's SHA-256, size and applied index.
 	AuditBackup = "backup"
+	// AuditConfigReload is a change of the config file's peers or roles that a reload put in
+	// force: subject the peer's trust domain, or "roles"; the actor names the replica whose
+	// file it was.
+	AuditConfigReload = "config.reload"
 )
 
 // AuditActions are every action the audit log holds, for filters to offer and check.
@@ -72,7 +76,7 @@ var AuditActions = []string{
 	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditWebhookRotate, AuditExerciseStart, AuditExerciseClose,
 	AuditAccessDenied, AuditHandshakeRefused, AuditClusterJoin, AuditClusterRemove, AuditBackup,
 	AuditDisclosure, AuditResend, AuditRetraction, AuditFederationDenied, AuditFederationNothing, AuditPurposeRefused, AuditSearch, AuditFileDisclosure,
-	AuditPeerAdd, AuditPeerUpdate, AuditPeerReplace, AuditPeerRemove, AuditPeerLeave, AuditFork,
+	AuditPeerAdd, AuditPeerUpdate, AuditPeerReplace, AuditPeerRemove, AuditPeerLeave, AuditFork, AuditConfigReload,
 }
 
 // CheckAuditAction reports whether a filter's action names actions: one of AuditActions, or a
@@ -247,7 +251,13 @@ type AuditFilter struct {
 	Action, Actor, Subject string
 	// Purpose selects entries whose detail states it (stated_purpose) or names it as the
 	// purpose of a granting policy (purposes).
-	Purpose  string
+	Purpose string
+	// Recipient selects entries whose detail names it, a trust domain, as recipient: what
+	// went to every replica and user of a partner.
+	Recipient string
+	// Crisis selects entries whose detail names it as crisis: the disclosures and retractions
+	// of its records.
+	Crisis   string
 	Since    time.Time
 	AfterSeq int64
 	Limit    int
@@ -281,6 +291,12 @@ func (d *DB) AuditList(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 		where = append(where, `CASE WHEN json_valid(detail) THEN json_extract(detail, '$.stated_purpose') = ? OR
 			EXISTS (SELECT 1 FROM json_each(detail, '$.purposes') WHERE json_each.value = ?) ELSE 0 END`)
 		args = append(args, f.Purpose, f.Purpose)
+	}
+	for _, m := range [...]struct{ path, value string }{{"$.recipient", f.Recipient}, {"$.crisis", f.Crisis}} {
+		if m.value != "" {
+			// As for Purpose: a detail that is not JSON is no match.
+			where, args = append(where, `CASE WHEN json_valid(detail) THEN json_extract(detail, '`+m.path+`') = ? ELSE 0 END`), append(args, m.value)
+		}
 	}
 	if f.Limit <= 0 {
 		f.Limit = 100

@@ -309,6 +309,16 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 // granting lists the approved policies that name a group of groups that the peer was not in
 // before: placing a peer in a group extends them to it.
 func (s *Service) granting(ctx context.Context, groups, before []string) ([]string, error) {
+	out, err := Granting(ctx, s.c.DB, groups, before)
+	if err != nil {
+		return nil, api.Status(s.c.Logger, err)
+	}
+	return out, nil
+}
+
+// Granting lists the approved policies that name a group of groups that the peer was not in
+// before: placing a peer in a group, through Raft or in the config file, extends them to it.
+func Granting(ctx context.Context, d *db.DB, groups, before []string) ([]string, error) {
 	var added []string
 	for _, g := range groups {
 		if !slices.Contains(before, g) {
@@ -318,9 +328,9 @@ func (s *Service) granting(ctx context.Context, groups, before []string) ([]stri
 	if len(added) == 0 {
 		return nil, nil
 	}
-	approved, err := s.c.DB.ListPolicies(ctx, policy.StateApproved, "")
+	approved, err := d.ListPolicies(ctx, policy.StateApproved, "")
 	if err != nil {
-		return nil, api.Status(s.c.Logger, err)
+		return nil, err
 	}
 	var out []string
 	for _, p := range approved {
