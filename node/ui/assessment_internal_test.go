@@ -1,10 +1,12 @@
 package ui
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/assessment"
@@ -151,5 +153,73 @@ func TestAssessmentOfEveryOrg(t *testing.T) {
 		if !strings.Contains(page, `id="duiding-onderschreven">geen partner`) || !strings.Contains(page, `id="duiding-2-onderschreven">VR Utrecht</dd>`) {
 			t.Errorf("%s: VR Utrecht's endorsement is not LCVS's alone:\n%s", name, page)
 		}
+	}
+}
+
+// TestAssessmentSaysWhichSumsMoved: the page says how much the picture changed since the
+// assessment was written (review I, F21): each sum that moved, in Dutch figures, the region's
+// before the national total; that none did when a note changed; that an assessment of an earlier
+// release kept none; and, on a partner's node shown less than the author, that its sums differ
+// though no source changed.
+func TestAssessmentSaysWhichSumsMoved(t *testing.T) {
+	const ncc, lcvs = "ncc.crisis.test", "lcvs.crisis.test"
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	goes := func(at time.Time, body string) *pb.PictureEntry {
+		return &pb.PictureEntry{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: lcvs, ReceivedAt: timestamppb.New(at),
+			Record: &pb.Record{Id: "goes", Origin: lcvs, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Version: 1,
+				UpdatedAt: timestamppb.New(at), Body: []byte(body)}}
+	}
+	sums := func(vr19, nl float64, records int64) []*pb.Aggregate {
+		return []*pb.Aggregate{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: vr19, Records: records, Entries: records},
+			{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: nl, Records: records, Entries: records}}
+	}
+	then := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{goes(t0, `{"municipality":"Goes","beds_free":54}`)}, Aggregates: sums(54, 1254.5, 7)}
+	rec, err := assessment.New(then, "t", "d", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(t0.Add(time.Minute))
+	// An earlier release's: the same assessment, its sums not kept ("sums": null reads as none).
+	var body assessment.Body
+	if err := json.Unmarshal(rec.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	body.Sums = nil
+	old := proto.Clone(rec).(*pb.Record)
+	old.Body, _ = json.Marshal(body)
+
+	s := &Server{c: Config{Org: ncc}}
+	render, l := assessmentRenderer(t)
+	names := map[string]string{lcvs: "LCVS", ncc: "NCC"}
+	page := func(self string, rec *pb.Record, now *pb.PictureResponse) string {
+		now = proto.Clone(now).(*pb.PictureResponse)
+		now.Entries = append(now.Entries, &pb.PictureEntry{Kind: assessment.Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec})
+		s.c.Org = self
+		return render(s.assessmentOf(&request{L: l}, now, nil, func(td string) string { return names[td] }).A)
+	}
+	fell := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{goes(t0.Add(10*time.Minute), `{"municipality":"Goes","beds_free":15}`)}, Aggregates: sums(15, 1215.5, 5)}
+	want := `<p class="utrecht-paragraph">Sommen die sindsdien veranderden:</p>` + "\n  " + `<ul class="utrecht-unordered-list" id="duiding-sommen">` +
+		"\n  " + `<li class="utrecht-unordered-list__item">Vrije opvangplaatsen, VR19 Zeeland: 54 → 15 (meldingen: 7 → 5)</li>` +
+		"\n  " + `<li class="utrecht-unordered-list__item">Vrije opvangplaatsen, Nederland (totaal): 1.254,5 → 1.215,5 (meldingen: 7 → 5)</li>` + "\n</ul></div>"
+	if got := page(ncc, rec, fell); !strings.Contains(got, want) || strings.Contains(got, "geen van zijn sommen") {
+		t.Errorf("free beds fell:\n%s\nwant\n%s", got, want)
+	}
+
+	note := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{goes(t0.Add(10*time.Minute), `{"municipality":"Goes","beds_free":54,"notes":"typfout"}`)}, Aggregates: sums(54, 1254.5, 7)}
+	if got := page(ncc, rec, note); !strings.Contains(got, `<p class="utrecht-paragraph" id="duiding-sommen">Het beeld is veranderd, maar geen van zijn sommen.</p></div>`) {
+		t.Errorf("a note changed:\n%s", got)
+	}
+	if got := page(ncc, old, fell); !strings.Contains(got, `id="duiding-sommen">De sommen die deze duiding zag, zijn niet bewaard`) || strings.Contains(got, "→") {
+		t.Errorf("an earlier release's assessment:\n%s", got)
+	}
+	if got := page(ncc, old, then); strings.Contains(got, "duiding-sommen") {
+		t.Errorf("an earlier release's assessment of a picture that did not change speaks of sums:\n%s", got)
+	}
+	// A partner shown fewer of LCVS's records than NCC's picture held: nothing changed, the sums differ.
+	fewer := &pb.PictureResponse{Crisis: "oekraine", Entries: then.Entries, Aggregates: sums(40, 1240.5, 5)}
+	if got := page("vr-utrecht.crisis.test", rec, fewer); !strings.Contains(got, `Geen bron op dit beeld is veranderd`) ||
+		!strings.Contains(got, `<p class="utrecht-paragraph">De sommen hier wijken af van die de duiding zag, al veranderde geen bron`) ||
+		!strings.Contains(got, `VR19 Zeeland: 54 → 40 (meldingen: 7 → 5)`) {
+		t.Errorf("a partner shown fewer records:\n%s", got)
 	}
 }

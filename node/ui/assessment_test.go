@@ -67,6 +67,18 @@ func TestPictureShowsAssessment(t *testing.T) {
 	if !strings.Contains(page, `id="duiding-gewijzigd"><p class="utrecht-paragraph">Het beeld is veranderd sinds deze duiding is geschreven. Veranderd: VR Utrecht.`) {
 		t.Errorf("the picture changed, and the page does not flag the assessment:\n%s", page)
 	}
+	// How much it changed: the free beds the assessment saw, and now (review I, F21).
+	for _, want := range []string{
+		`<li class="utrecht-unordered-list__item">Vrije opvangplaatsen, VR19 Zeeland: 7 → 2 (meldingen: 1)</li>`,
+		`<li class="utrecht-unordered-list__item">Vrije opvangplaatsen, Nederland (totaal): 7 → 2 (meldingen: 1)</li>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the changed assessment lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "Opvangplaatsen totaal, VR19") {
+		t.Errorf("a sum that did not move is named as moved:\n%s", page)
+	}
 
 	// An assessment and a response have no title: they are called by who wrote them on what,
 	// never by their ids, in the own records and in the search.

@@ -153,6 +153,8 @@ type assessmentView struct {
 	TakenOver                 []string // per slot: a source's newer record now in the place of another's
 	CannotTell                []string
 	NotReceived               []string // sources of its picture this node receives nothing of, with their entries
+	SumsMoved                 []string // per sum that moved since: the sum, its region, old → new (sumsMoved)
+	SumsKept, Minor           bool     // the assessment kept its sums; the picture changed, and none moved
 	Endorsed                  []string
 	Remarks                   []assessment.Response
 }
@@ -180,7 +182,7 @@ func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, behind []stri
 func assessmentViewOf(r *request, v *assessment.View, name func(td string) string) *assessmentView {
 	a := &assessmentView{Origin: name(v.Origin), Version: v.Version, Written: age(r.L, int64(time.Since(v.WrittenAt).Seconds())),
 		Text: v.Body.Text, Development: v.Body.Development, Advice: v.Body.Advice,
-		Changed: v.Changed, Exact: v.Exact, Remarks: slices.Clone(v.Remarks)}
+		Changed: v.Changed, Exact: v.Exact, Remarks: slices.Clone(v.Remarks), SumsMoved: sumsMoved(r.L, v), SumsKept: v.SumsKept, Minor: v.Minor}
 	for _, src := range v.ChangedSources {
 		a.ChangedSources = append(a.ChangedSources, name(src))
 	}
