@@ -500,6 +500,22 @@ func TestSetPhase(t *testing.T) {
 		!strings.Contains(page, "Dat beleid deelt nog wel records van de crises die warm zijn: hoogwater.") {
 		t.Errorf("the confirmation of cold for oekraine does not name what stops, or that it still shares hoogwater:\n%s", page)
 	}
+	if resp, page := b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"oekraine"}, "phase": {"cold"}, "reden": {"afgeschaald"}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("set oekraine cold: %d\n%s", resp.StatusCode, page)
+	}
+	// Active is what grants: the break-glass for oekraine, now cold, is not, though hoogwater
+	// is warm (review L, L2: it was listed as active).
+	pols, err := pb.NewPolicyServiceClient(e.local(t)).List(context.Background(), &pb.ListPoliciesRequest{State: "approved"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := map[string]bool{}
+	for _, p := range pols.Policies {
+		active[p.Id] = p.Active
+	}
+	if !active["breekglas@1"] || active["breekglas-oekraine@1"] {
+		t.Errorf("active with hoogwater warm and oekraine cold: %v, want breekglas@1 alone", active)
+	}
 	// The notice is for a crisis that has its phase; an address cannot make the page say
 	// anything else was done.
 	if _, page := b.get(t, e.url+"/fase?gedaan="+url.QueryEscape("oekraine naar heet door de minister")); strings.Contains(page, `id="gedaan"`) || strings.Contains(page, "<title>Gedaan:") {

@@ -320,14 +320,15 @@ func refusalStatus(err error) error {
 }
 
 func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, error) {
-	return s.infoIn(p, s.phasesInForce(ctx))
+	return s.infoIn(ctx, p, s.phasesInForce(ctx))
 }
 
-// phasesInForce returns, once however often it is called, the actual phases some crisis that
-// records here name is in, with cold (a crisis never set): a phase set for a crisis nothing names
-// (a typo) shares nothing, and neither does an exercise's. A listing of policies reads them once for all.
-func (s *Service) phasesInForce(ctx context.Context) func() ([]string, error) {
-	return sync.OnceValues(func() ([]string, error) {
+// phasesInForce returns, once however often it is called, the actual crises that records here
+// name, by the phase each is in (cold for one never set): a phase set for a crisis nothing names
+// (a typo) shares nothing, and neither does an exercise's. A listing of policies reads them once
+// for all.
+func (s *Service) phasesInForce(ctx context.Context) func() (map[string][]string, error) {
+	return sync.OnceValues(func() (map[string][]string, error) {
 		phases, err := s.c.DB.Phases(ctx, "")
 		if err != nil {
 			return nil, api.Status(s.c.Logger, err)
@@ -336,20 +337,41 @@ func (s *Service) phasesInForce(ctx context.Context) func() ([]string, error) {
 		if err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
-		out := []string{policy.PhaseCold}
-		for _, ph := range phases {
-			// An exercise's phase governs its own records alone: a policy that only an exercise's
-			// warm phase lets grant is not active for the actual crisis.
-			if ph.Exercise == "" && slices.Contains(crises, ph.Crisis) {
-				out = append(out, ph.Phase)
+		out := map[string][]string{}
+		for _, c := range crises {
+			phase := policy.PhaseCold
+			for _, ph := range phases {
+				// An exercise's phase governs its own records alone: a policy that only an
+				// exercise's warm phase lets grant is not active for the actual crisis.
+				if ph.Exercise == "" && ph.Crisis == c {
+					phase = ph.Phase
+				}
 			}
+			out[phase] = append(out[phase], c)
 		}
 		return out, nil
 	})
 }
 
-// infoIn is a policy's info; a policy limited to phases is active in one of phases.
-func (s *Service) infoIn(p *db.PolicyRow, phases func() ([]string, error)) (*pb.PolicyInfo, error) {
+// maxActiveRecords bounds the own records of a crisis that say whether a policy limited to
+// phases is active for it: one that covers none of the first so many is taken as not active.
+const maxActiveRecords = 2000
+
+// coversCrisis reports whether c covers one of the node's own live records of crisis (within
+// maxActiveRecords).
+func (s *Service) coversCrisis(ctx context.Context, c *policy.Compiled, crisis string, now time.Time) (bool, error) {
+	recs, _, err := s.c.DB.List(ctx, db.Filter{Crisis: crisis, PageSize: maxActiveRecords})
+	if err != nil {
+		return false, api.Status(s.c.Logger, err)
+	}
+	return slices.ContainsFunc(recs, func(r *pb.Record) bool { return c.Covers(r, now) }), nil
+}
+
+// infoIn is a policy's info. A policy limited to phases is active when a crisis that records name
+// is in one of its phases and it covers one of the node's own records of that crisis: one whose
+// condition takes only a crisis in another phase grants nothing, and was listed as active
+// (review L, L2).
+func (s *Service) infoIn(ctx context.Context, p *db.PolicyRow, phases func() (map[string][]string, error)) (*pb.PolicyInfo, error) {
 	parsed, err := policy.Parse(p.Source)
 	purpose := ""
 	active := false
@@ -364,8 +386,21 @@ func (s *Service) infoIn(p *db.PolicyRow, phases func() ([]string, error)) (*pb.
 			if err != nil {
 				return nil, err
 			}
-			for _, ph := range live {
-				active = active || c.Active(ph, now)
+			for _, ph := range parsed.Doc.Phases {
+				if active || !c.Active(ph, now) {
+					continue
+				}
+				compiled, err := policy.Compile(p.Policy)
+				if err != nil {
+					break
+				}
+				for _, crisis := range live[ph] {
+					if active, err = s.coversCrisis(ctx, compiled, crisis, now); err != nil {
+						return nil, err
+					} else if active {
+						break
+					}
+				}
 			}
 		}
 	}
@@ -393,7 +428,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.Li
 	resp := &pb.ListPoliciesResponse{}
 	phases := s.phasesInForce(ctx)
 	for _, r := range rows {
-		info, err := s.infoIn(r, phases)
+		info, err := s.infoIn(ctx, r, phases)
 		if err != nil {
 			return nil, err
 		}
