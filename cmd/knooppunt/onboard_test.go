@@ -228,6 +228,20 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	if r := cli(t, nil, "", append([]string{"policy", "preview", doubt, "--recipient", "vr-brabant-noord"}, ncc.as("anna")...)...).want(t, 0); !strings.Contains(r.stderr, "none of the 1 records considered passes this policy for vr-brabant-noord") || strings.Contains(r.stderr, "phase") {
 		t.Errorf("policy preview of a condition on a misspelt field: stderr %q", r.stderr)
 	}
+	// A window that has not opened, and a purpose not stated, are named as why nothing would go
+	// (review L, L6: the note sent the officer to recipients, kinds and when).
+	for _, c := range []struct{ name, extra, want string }{
+		{"ncc-later", "valid_from: 2099-01-01T00:00:00Z\n", "Note: this policy grants nothing before its valid_from"},
+		{"ncc-doel", "accept_purposes: [publieke gezondheid]\n", "Note: this policy grants only to a recipient that states one of its accept_purposes (publieke gezondheid)"},
+	} {
+		file := filepath.Join(work, c.name+".yaml")
+		if err := os.WriteFile(file, []byte("name: "+c.name+"\npurpose: opschaling\nrecipients: [group:veiligheidsregios]\nkinds: [sitrep]\nmax_classification: internal\n"+c.extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := cli(t, nil, "", append([]string{"policy", "preview", file, "--recipient", "vr-brabant-noord"}, ncc.as("anna")...)...).want(t, 0); !strings.Contains(r.stderr, c.want) {
+			t.Errorf("policy preview of %s: stderr %q, want %q", c.name, r.stderr, c.want)
+		}
+	}
 	cli(t, nil, "", append([]string{"policy", "approve", "ncc-breekglas@1"}, ncc.as("bram")...)...).want(t, 0)
 	// A misspelt crisis: the phase is set, with a note, and no policy is said to start sharing,
 	// as no record of it can go.

@@ -607,9 +607,17 @@ show what the recipient would receive: the records, the body fields redacted, an
 						}
 					}
 					parsed, err := policy.Parse(src)
-					if err == nil && len(parsed.Doc.Phases) > 0 && phase == "" {
+					now := time.Now()
+					switch {
+					case err == nil && parsed.Doc.ValidFrom != nil && now.Before(*parsed.Doc.ValidFrom):
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this policy grants nothing before its valid_from, %s.\n", stamp(*parsed.Doc.ValidFrom))
+					case err == nil && parsed.Doc.ValidUntil != nil && !now.Before(*parsed.Doc.ValidUntil):
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this policy's validity window ended at its valid_until, %s: it grants nothing.\n", stamp(*parsed.Doc.ValidUntil))
+					case err == nil && len(parsed.Doc.AcceptPurposes) > 0 && !slices.Contains(parsed.Doc.AcceptPurposes, purpose):
+						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this policy grants only to a recipient that states one of its accept_purposes (%s): --purpose states the one %s would.\n", strings.Join(parsed.Doc.AcceptPurposes, ", "), recipient)
+					case err == nil && len(parsed.Doc.Phases) > 0 && phase == "":
 						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this is in each crisis's phase now. This policy grants only in phases %s: --phase %s shows what it would send then.\n", strings.Join(parsed.Doc.Phases, ", "), parsed.Doc.Phases[len(parsed.Doc.Phases)-1])
-					} else {
+					default:
 						fmt.Fprintf(cmd.ErrOrStderr(), "Note: none of the %d records considered passes this policy for %s: check its recipients, kinds, max_classification and when (`knooppunt policy lint FILE --node` warns of a field in when that no kind declares).\n", resp.Considered, recipient)
 					}
 				}
