@@ -228,7 +228,7 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	}
 	_, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc"})
 	wantStatus(t, "B approves a name without a version", err, codes.NotFound,
-		"id: \"lcvs-capacity-to-ncc\" names no policy version: give NAME@VERSION, such as lcvs-capacity-to-ncc@1 (`policy list` shows them)")
+		"id: \"lcvs-capacity-to-ncc\" names no policy version: give NAME@VERSION, such as "+id+", the one proposed now")
 	_, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc@9"})
 	wantStatus(t, "B approves a version that is none", err, codes.NotFound, "id: there is no policy lcvs-capacity-to-ncc@9: `policy list` shows the policies and their versions")
 	_, err = pb.NewPolicyServiceClient(local).List(rpcCtx(t), &pb.ListPoliciesRequest{State: "aproved"})
@@ -310,6 +310,10 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	}
 	_, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
 	wantStatus(t, "B approves again", err, codes.FailedPrecondition, "policy: only a proposed policy can be approved or rejected: lcvs-capacity-to-ncc@1 is approved")
+	// A name alone is refused with the version a revocation is for: the one in force (review L, L8).
+	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc", Reason: "r"})
+	wantStatus(t, "B revokes a name without a version", err, codes.NotFound,
+		"id: \"lcvs-capacity-to-ncc\" names no policy version: give NAME@VERSION, such as "+id+", the one approved now")
 	if e := explain("shelter-utrecht"); e.Allow || e.Phase != "cold" || e.Verdicts[0].Reason != "limited to phases lukewarm, warm; the crisis is cold" {
 		t.Fatalf("Explain in the cold phase: %v", e)
 	}

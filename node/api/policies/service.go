@@ -207,7 +207,15 @@ func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepR
 	if err != nil {
 		return nil, err
 	}
+	// The version a step of action is for: the one in force for a revocation, else the proposal.
+	state := policy.StateProposed
+	if action == db.StepRevoke {
+		state = policy.StateApproved
+	}
 	if err := checkID(req.Id); err != nil {
+		if v := s.latest(ctx, req.Id, state); v != "" && policy.IsName(req.Id) {
+			return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("%q names no policy version: give NAME@VERSION, such as %s, the one %s now", req.Id, v, state))
+		}
 		return nil, err
 	}
 	if action == db.StepApprove {
@@ -224,7 +232,29 @@ func (s *Service) decide(ctx context.Context, action string, req *pb.PolicyStepR
 	if status.Code(err) == codes.NotFound {
 		return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("there is no policy %s: `policy list` shows the policies and their versions", req.Id))
 	}
+	if name, _, ok := policy.ParseID(req.Id); ok && api.Reason(err) == api.ReasonPolicyState {
+		// A superseded or already revoked version: say which one the step is for (review L, L8).
+		if v := s.latest(ctx, name, state); v != "" && v != req.Id {
+			return nil, api.ReasonStatus(codes.FailedPrecondition, api.ReasonPolicyState, fmt.Sprintf("%s; %s is %s", status.Convert(err).Message(), v, state))
+		}
+	}
 	return info, err
+}
+
+// latest is the id of the newest version of the policy named name in state, "" when there is
+// none or it cannot be read.
+func (s *Service) latest(ctx context.Context, name, state string) string {
+	rows, err := s.c.DB.ListPolicies(ctx, state, name)
+	if err != nil || len(rows) == 0 {
+		return ""
+	}
+	newest := rows[0]
+	for _, r := range rows {
+		if r.Version > newest.Version {
+			newest = r
+		}
+	}
+	return newest.ID
 }
 
 // checkID refuses, before a step goes into the Raft log, an id that names no policy version.
