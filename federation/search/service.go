@@ -23,14 +23,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	"golang.org/x/text/unicode/norm"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -931,8 +929,8 @@ func StaleAfter(d time.Duration) func(kind string) time.Duration {
 }
 
 // Merge builds a picture. docs/api.md defines each part; in short: records fall into slots by
-// kind, region and key (the body's municipality, folded by slotKey, or the record id of its
-// source: see slotOf). A slot's entry is the
+// kind, region and key (the body's municipality, folded by record.SlotKey, or the record id of
+// its source: see slotOf). A slot's entry is the
 // latest record of all its sources (by updated_at, then version; remaining ties go to the
 // source, then the id, that sorts first). The entry is stale when it is more than
 // staleAfter(its kind) older than now (never when that is negative: record.NeverStale), and its
@@ -1117,35 +1115,16 @@ func keyOf(r *pb.Record) (key string, byID bool) {
 type slot struct{ kind, region, key, origin string }
 
 // slotOf is the slot of an item. A municipality is one slot whoever reports it, under its
-// slotKey: sources that report it otherwise disagree. An id is one only within its origin, so a
-// record keyed by its id is in a slot of its source's: two organisations' records of one id
-// (each its own assessment-oekraine) are two entries, neither disagreeing with the other.
+// record.SlotKey (a rule's sum, node/warn, folds by it too): sources that report it otherwise
+// disagree. An id is one only within its origin, so a record keyed by its id is in a slot of its
+// source's: two organisations' records of one id (each its own assessment-oekraine) are two
+// entries, neither disagreeing with the other.
 func slotOf(it Item) slot {
 	key, byID := keyOf(it.Record)
 	if byID {
 		return slot{it.Record.Kind, it.Record.Region, key, it.Source}
 	}
-	return slot{it.Record.Kind, it.Record.Region, slotKey(key), ""}
-}
-
-// slotKey is the key a municipality's slot is found by: the words of its name as full-text
-// search reads them (record.Normalize of its NFC form: lower case, without diacritics; a mark
-// left that no letter took is dropped too), one space apart, so that what a person reads as one
-// name is one slot and not two that the sums both count: Súdwest-Fryslân composed or
-// decomposed, and Sudwest-Fryslan; Schouwen-Duiveland and schouwen  duiveland;
-// 's-Hertogenbosch and s-Hertogenbosch. A name without a letter or digit is its own key.
-func slotKey(municipality string) string {
-	folded := strings.Map(func(r rune) rune {
-		if unicode.Is(unicode.Mn, r) {
-			return -1
-		}
-		return r
-	}, record.Normalize(norm.NFC.String(municipality)))
-	words := record.AppendWords(nil, folded)
-	if len(words) == 0 {
-		return municipality
-	}
-	return strings.Join(words, " ")
+	return slot{it.Record.Kind, it.Record.Region, record.SlotKey(key), ""}
 }
 
 // later says whether a is to be shown rather than b: it was updated later (Item.at); at the same

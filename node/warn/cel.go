@@ -26,7 +26,8 @@ const CostBudget = 10000
 // A condition sees:
 //
 //   - sum(kind, field): the sum of an aggregate field over the kind's records in the region, now,
-//     of the records that carry it; where none does, it has no value and the evaluation fails;
+//     one record a slot as the picture adds them (History.Sum), of the records that carry it;
+//     where none does, it has no value and the evaluation fails;
 //   - count(kind, window): how many of the kind's records appeared in the region within the
 //     window that ends now;
 //   - delta(x, window): x now minus x at the start of the window;

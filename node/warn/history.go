@@ -31,9 +31,10 @@ type Version struct {
 }
 
 // History answers the questions rules ask: the sum of a field over a kind's records in a region
-// at an instant, and how many records of a kind appeared in a region within a window. Each answer
-// is derived from the versions alone, so every replica, holding the same versions, gives the same
-// answer. It is safe for one goroutine at a time.
+// at an instant, one record a slot as the picture adds them (see slots.go), and how many records
+// of a kind appeared in a region within a window. Each answer is derived from the versions alone,
+// so every replica, holding the same versions, gives the same answer. It is safe for one
+// goroutine at a time.
 type History struct {
 	// since is the start of the retention window: nothing before it is answered, because what
 	// lies before it may have been pruned on one replica and not yet on another.
@@ -106,13 +107,14 @@ func less(a, b Version) bool {
 // Since is the start of the retention window.
 func (h *History) Since() time.Time { return h.since }
 
-// Sum is the sum of field over the kind's records that counted in the region at the instant: each
-// record's latest version at or before it, unless that version deletes the record. A record
-// without the field adds nothing, and neither does one whose value is above record.MaxAggregate
-// in magnitude, as in the picture: no sum can then become infinite. ok is false where no record
-// that counted carries the field (none is there, or a partner's policy redacted it): the sum has
-// no value there, which is not 0. An empty crisis means every crisis. An instant before the
-// retention window is read as its start.
+// Sum is the sum of field over the kind's slots in the region at the instant, as the picture adds
+// them (see slotOf): each slot adds its latest record's latest version at or before the instant,
+// of any source, unless that version deletes the record, in which case the next latest record of
+// the slot counts. A slot whose record lacks the field adds nothing, and neither does one whose
+// value is above record.MaxAggregate in magnitude, as in the picture: no sum can then become
+// infinite. ok is false where no slot that counted carries the field (none is there, or a
+// partner's policy redacted it): the sum has no value there, which is not 0. An empty crisis
+// means every crisis. An instant before the retention window is read as its start.
 func (h *History) Sum(kind, crisis, region, field string, at time.Time) (sum float64, ok bool) {
 	if at.Before(h.since) {
 		at = h.since
@@ -135,15 +137,16 @@ func (h *History) Sum(kind, crisis, region, field string, at time.Time) (sum flo
 
 type recordKey struct{ origin, id string }
 
-// buildSums builds the series of field in every region in one walk of the kind's versions. The
-// entry under region "" marks the walk done.
+// buildSums builds the series of field in every region in one walk of the kind's versions,
+// following which record each slot shows. The entry under region "" marks the walk done.
 func (h *History) buildSums(kind, crisis, field string) {
 	type counted struct {
-		region string
-		value  float64
-		has    bool // the version carries the field, within record.MaxAggregate
+		value float64
+		has   bool // the version carries the field, within record.MaxAggregate
 	}
-	cur := map[recordKey]counted{} // what each record adds now, and where
+	vs := h.byKind[kind]
+	slots := newSlots(vs)
+	shown := map[slotID]counted{} // what each slot adds now
 	total := map[string]float64{}
 	carried := map[string]int{}
 	add := func(region string, t int64) {
@@ -165,34 +168,32 @@ func (h *History) buildSums(kind, crisis, field string) {
 		}
 		return 0
 	}
-	for _, v := range h.byKind[kind] {
-		rk := recordKey{v.Origin, v.ID}
-		next := counted{}
-		if !v.Tombstone && (crisis == "" || v.Crisis == crisis) {
-			f, has := v.Fields[field]
-			if has && !(math.Abs(f) <= record.MaxAggregate) { // and NaN
-				f, has = 0, false
-			}
-			next = counted{region: v.Region, value: f, has: has}
-		}
-		prev := cur[rk]
-		cur[rk] = next
+	for i := range vs {
+		v := &vs[i]
 		t := v.At.UnixNano()
-		// Each region's total changes by what the record stopped and started adding there, in
-		// the walk's fixed order, so every replica adds the same floats in the same order.
-		if prev.region != "" && prev.region != next.region {
-			total[prev.region] += 0 - prev.value
-			carried[prev.region] -= carries(prev)
-			add(prev.region, t)
-		}
-		if next.region != "" {
-			old, oldCarried := 0.0, 0
-			if prev.region == next.region {
-				old, oldCarried = prev.value, carries(prev)
+		counts := !v.Tombstone && (crisis == "" || v.Crisis == crisis)
+		// The slot the record left, then the one it is in: each region's total changes by what
+		// the slot stopped and started adding there, in the walk's fixed order, so every replica
+		// adds the same floats in the same order.
+		changed, n := slots.apply(i, counts)
+		for _, k := range changed[:n] {
+			next := counted{}
+			if j, ok := slots.show(k); ok {
+				f, has := vs[j].Fields[field]
+				if has && !(math.Abs(f) <= record.MaxAggregate) { // and NaN
+					f, has = 0, false
+				}
+				next = counted{value: f, has: has}
 			}
-			total[next.region] += next.value - old
-			carried[next.region] += carries(next) - oldCarried
-			add(next.region, t)
+			prev := shown[k]
+			if next == (counted{}) {
+				delete(shown, k)
+			} else {
+				shown[k] = next
+			}
+			total[k.region] += next.value - prev.value
+			carried[k.region] += carries(next) - carries(prev)
+			add(k.region, t)
 		}
 	}
 	h.sums[seriesKey{kind, crisis, "", field}] = &steps{}

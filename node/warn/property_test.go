@@ -1,6 +1,7 @@
 package warn_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -27,6 +28,7 @@ func minute(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
 // `for:` durations and a retention start that cuts windows short.
 func TestDryRunMatchesReferenceModel(t *testing.T) {
 	const iterations = 300
+	shared := 0
 	for it := range iterations {
 		rng := rand.New(rand.NewPCG(uint64(it), 18))
 		vs := randomHistory(rng)
@@ -34,8 +36,8 @@ func TestDryRunMatchesReferenceModel(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			since = minute(rng.IntN(200))
 		}
-		m := model{vs: vs, since: since}
 		r := randomRule(rng)
+		m := model{vs: vs, since: since, crisis: r.crisis}
 		rule, err := warn.Lint([]byte(r.src), nil)
 		if err != nil {
 			t.Fatalf("iteration %d: rule does not lint: %v\n%s", it, err, r.src)
@@ -65,6 +67,13 @@ func TestDryRunMatchesReferenceModel(t *testing.T) {
 		if !slices.Equal(have, want) {
 			t.Fatalf("iteration %d: rule\n%s\nsince %v\n got episodes %v\nwant episodes %v", it, r.src, since, have, want)
 		}
+		if m.shared() {
+			shared++
+		}
+	}
+	// Records of several sources share a slot in enough histories that the slots are tested.
+	if shared < iterations/4 {
+		t.Errorf("records shared a slot in %d histories of %d", shared, iterations)
 	}
 }
 
@@ -76,17 +85,33 @@ func episodeString(region string, start, end time.Time) string {
 	return s
 }
 
-// randomHistory makes versions of shelter records (which update, move between regions and are
-// deleted) and signals, in two regions, at whole minutes.
+// municipalities are what a random shelter record reports: Bunnik written three ways (one slot),
+// Goes, white space alone and nothing (each record a slot of its own).
+var municipalities = []string{"Bunnik", "bunnik", " BUNNIK ", "Goes", "  ", ""}
+
+// randomHistory makes versions of shelter records of three sources (which update, move between
+// regions, municipalities and crises, and are deleted; several report one municipality) and
+// signals, in two regions, at whole minutes.
 func randomHistory(rng *rand.Rand) []warn.Version {
 	var vs []warn.Version
 	regions := []string{"VR01", "VR02"}
+	shared := map[string]bool{}
 	for i := range 2 + rng.IntN(5) {
 		at := rng.IntN(300)
 		region := regions[rng.IntN(2)]
+		origin := []string{"", "p.test", "q.test"}[rng.IntN(3)]
+		id := fmt.Sprintf("s%d", i)
+		if rng.IntN(4) == 0 && !shared[origin] {
+			id, shared[origin] = "s", true // two sources' records of one id
+		}
+		municipality, crisis := municipalities[rng.IntN(len(municipalities))], "c"
 		for v := int64(1); at <= 720; v++ {
-			ver := warn.Version{Origin: []string{"", "p.test"}[rng.IntN(2)], ID: fmt.Sprintf("s%d", i), Version: v, Kind: "shelter.capacity",
-				Crisis: "c", Region: region, At: minute(at), Fields: map[string]float64{"beds_free": float64(rng.IntN(100)), "beds_total": 100}}
+			ver := warn.Version{Origin: origin, ID: id, Version: v, Kind: "shelter.capacity",
+				Crisis: crisis, Region: region, At: minute(at), Fields: map[string]float64{"beds_free": float64(rng.IntN(100)), "beds_total": 100},
+				Values: map[string]any{"location": "l"}}
+			if municipality != "" {
+				ver.Values["municipality"] = municipality
+			}
 			if rng.IntN(4) == 0 {
 				delete(ver.Fields, "beds_free") // a body without the field adds nothing
 			}
@@ -94,13 +119,19 @@ func randomHistory(rng *rand.Rand) []warn.Version {
 				ver.Fields["beds_free"] = -1.7e308 // over record.MaxAggregate: left out, as if absent
 			}
 			if rng.IntN(12) == 0 {
-				ver.Tombstone, ver.Fields = true, map[string]float64{}
+				ver.Tombstone, ver.Fields, ver.Values = true, map[string]float64{}, nil
 				vs = append(vs, ver)
 				break
 			}
 			vs = append(vs, ver)
 			if rng.IntN(6) == 0 {
 				region = regions[rng.IntN(2)]
+			}
+			if rng.IntN(8) == 0 {
+				municipality = municipalities[rng.IntN(len(municipalities))]
+			}
+			if rng.IntN(12) == 0 {
+				crisis = []string{"c", "d"}[rng.IntN(2)]
 			}
 			at += 1 + rng.IntN(90)
 		}
@@ -136,10 +167,11 @@ func randomHistory(rng *rand.Rand) []warn.Version {
 // refRule is a rule's text and the model's own reading of its conditions.
 // when and clear return whether the condition holds, and whether it can be evaluated.
 type refRule struct {
-	src   string
-	for_  int // minutes
-	when  func(m model, region string, t int) (holds, ok bool)
-	clear func(m model, region string, t int) (holds, ok bool)
+	src    string
+	crisis string // "": every crisis
+	for_   int    // minutes
+	when   func(m model, region string, t int) (holds, ok bool)
+	clear  func(m model, region string, t int) (holds, ok bool)
 }
 
 // always is a condition that can always be evaluated.
@@ -197,6 +229,10 @@ func randomRule(rng *rand.Rand) refRule {
 		r.clear = func(m model, region string, t int) (bool, bool) { h, ok := w(m, region, t); return !h, ok }
 	}
 	r.src = fmt.Sprintf("name: r\nseverity: minor\nregions: [VR01, VR02]\nwhen: '%s'\nfor: %dm\n", when, r.for_)
+	if rng.IntN(2) == 0 {
+		r.crisis = "c"
+		r.src += "crisis: c\n"
+	}
 	if clear != "" {
 		r.src += fmt.Sprintf("clear: '%s'\n", clear)
 	}
@@ -205,8 +241,9 @@ func randomRule(rng *rand.Rand) refRule {
 
 // model answers from all the versions, by brute force.
 type model struct {
-	vs    []warn.Version
-	since time.Time
+	vs     []warn.Version
+	since  time.Time
+	crisis string // the rule's; "" for every crisis
 }
 
 func (m model) minutes(t time.Time) int { return int(t.Sub(base) / time.Minute) }
@@ -230,13 +267,43 @@ func (m model) latest(kind string, t int) map[string]warn.Version {
 	return latest
 }
 
-// sum adds, for every record, the field of its latest version at or before minute t, where that
-// version is in the region, is not a delete, and carries the field within record.MaxAggregate; ok
-// is false where none does. Minutes before the retention start read it.
-func (m model) sum(region string, t int) (total float64, ok bool) {
+// counts says whether a record's latest version counts: it is not a delete, and is of the rule's
+// crisis, if it has one.
+func (m model) counts(v warn.Version) bool {
+	return !v.Tombstone && (m.crisis == "" || v.Crisis == m.crisis)
+}
+
+// slots are the records that count in the region at minute t (their latest version at or before
+// it) in the picture's slots, each slot's latest first. A slot is the crisis, the region and the
+// municipality as record.SlotKey folds it, whoever reports it, or, without a municipality (none,
+// or white space), the origin and id. The latest is the one updated later, then the higher
+// version, then the origin, then the id, that sorts first. Minutes before the retention start
+// read it.
+func (m model) slots(region string, t int) map[string][]warn.Version {
+	out := map[string][]warn.Version{}
 	for _, v := range m.latest("shelter.capacity", t) {
-		f, has := v.Fields["beds_free"]
-		if !v.Tombstone && v.Region == region && has && math.Abs(f) <= record.MaxAggregate {
+		if !m.counts(v) || v.Region != region {
+			continue
+		}
+		slot := v.Crisis + "/" + v.Region + "/id/" + v.Origin + "/" + v.ID
+		if mun, _ := v.Values["municipality"].(string); strings.TrimSpace(mun) != "" {
+			slot = v.Crisis + "/" + v.Region + "/municipality/" + record.SlotKey(mun)
+		}
+		out[slot] = append(out[slot], v)
+	}
+	for _, vs := range out {
+		slices.SortFunc(vs, func(a, b warn.Version) int {
+			return cmp.Or(b.At.Compare(a.At), cmp.Compare(b.Version, a.Version), cmp.Compare(a.Origin, b.Origin), cmp.Compare(a.ID, b.ID))
+		})
+	}
+	return out
+}
+
+// sum adds what the picture shows in the region at minute t: the field of each slot's latest
+// record, where it carries it within record.MaxAggregate. ok is false where none does.
+func (m model) sum(region string, t int) (total float64, ok bool) {
+	for _, vs := range m.slots(region, t) {
+		if f, has := vs[0].Fields["beds_free"]; has && math.Abs(f) <= record.MaxAggregate {
 			total += f
 			ok = true
 		}
@@ -244,12 +311,28 @@ func (m model) sum(region string, t int) (total float64, ok bool) {
 	return total, ok
 }
 
+// shared says whether two records or more share a slot in a region at some minute: whether the
+// history tests the slots at all. What counts changes only at a version's minute.
+func (m model) shared() bool {
+	for _, v := range m.vs {
+		t := m.minutes(v.At)
+		for _, region := range []string{"VR01", "VR02"} {
+			for _, vs := range m.slots(region, t) {
+				if len(vs) > 1 {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // sitreps counts the sitreps whose latest version at or before minute t is in the region, is not a
 // delete, and has the severity. Minutes before the retention start read it.
 func (m model) sitreps(region string, t int, severity string) int {
 	n := 0
 	for _, v := range m.latest("sitrep", t) {
-		if !v.Tombstone && v.Region == region && v.Values["severity"] == severity {
+		if m.counts(v) && v.Region == region && v.Values["severity"] == severity {
 			n++
 		}
 	}
@@ -262,7 +345,7 @@ func (m model) count(region string, t, w int) int {
 	n := 0
 	for _, v := range m.vs {
 		at := m.minutes(v.At)
-		if v.Kind == "signal" && v.Region == region && at > t-w && at <= t && (m.since.IsZero() || !v.At.Before(m.since)) {
+		if v.Kind == "signal" && v.Region == region && (m.crisis == "" || v.Crisis == m.crisis) && at > t-w && at <= t && (m.since.IsZero() || !v.At.Before(m.since)) {
 			n++
 		}
 	}
