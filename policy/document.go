@@ -155,6 +155,7 @@ var LintMessages = map[string]string{
 	"recipients.unknown_peer":  "unknown peer %s: it is not one of the node's peers (peer list shows them)",
 	"recipients.unknown_group": "unknown group %s: no peer of the node is in it (peer list shows each peer's groups)",
 	"recipients.group_ceiling": "%s gets %s records: so does every peer that joins the group later, without a new approval; name the peers themselves if only they may",
+	"valid_until.past":         "%s has passed: the policy would grant nothing, and its approval is refused; give a later valid_until",
 	"kinds.missing":            "missing: name at least one kind",
 	"kinds.unknown":            "unknown kind %s: the node knows %s",
 	"kinds.twice":              "%s is listed already: list each kind once",

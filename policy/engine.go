@@ -158,6 +158,11 @@ func LintDoubts(src []byte, ctx *Context) []Problem {
 			}
 		}
 	}
+	// A window that has ended already: proposed, it could only be refused at approval (review L,
+	// L9).
+	if u := parsed.Doc.ValidUntil; u != nil && !u.IsZero() && !u.After(time.Now()) {
+		out = append(out, parsed.problem("valid_until", "valid_until.past", u.Format(time.RFC3339)))
+	}
 	if ctx == nil {
 		return out
 	}

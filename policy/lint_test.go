@@ -256,6 +256,16 @@ func TestLintDoubts(t *testing.T) {
 	if len(got) != 1 || got[0].Field != "when" || got[0].Line != 7 || got[0].Message != want {
 		t.Fatalf("doubts %+v, want one at when, line 7:\n%s", got, want)
 	}
+	// A window that has ended: proposed, it could only be refused at approval (review L, L9).
+	ended := append(doc("[sitrep]", "[]"), "valid_until: 2026-01-01T00:00:00Z\n"...)
+	got = policy.LintDoubts(ended, nil)
+	want = "2026-01-01T00:00:00Z has passed: the policy would grant nothing, and its approval is refused; give a later valid_until"
+	if len(got) != 1 || got[0].Field != "valid_until" || got[0].Message != want {
+		t.Errorf("doubts of a window that ended: %+v, want one at valid_until:\n%s", got, want)
+	}
+	if got := policy.LintDoubts(append(doc("[sitrep]", "[]"), "valid_until: 2999-01-01T00:00:00Z\n"...), nil); got != nil {
+		t.Errorf("doubts of a window that ends later: %+v", got)
+	}
 }
 
 // TestLintRefusesControlCharacters: an escape sequence in a comment that would print another
@@ -319,7 +329,7 @@ func TestLintMessages(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	// A doubt, which is no problem: a field no kind declares, which the open sitrep may carry.
-	doubted := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test, 'group:rijk']\nkinds: [shelter.capacity, sitrep]\nmax_classification: secret\nredact: [body.telefon]\nwhen: \"record.body.telefon == 'x' && record.crisis == 'oekrain'\"\n"
+	doubted := "name: p\npurpose: x\nrecipients: [spiffe://ncc.crisis.test, 'group:rijk']\nkinds: [shelter.capacity, sitrep]\nmax_classification: secret\nredact: [body.telefon]\nwhen: \"record.body.telefon == 'x' && record.crisis == 'oekrain'\"\nvalid_until: 2026-01-01T00:00:00Z\n"
 	ctx.Crises = []string{"oekraine"}
 	doubts := policy.LintDoubts([]byte(doubted), ctx)
 	for i, doc := range append(docs, doubted) {
