@@ -74,6 +74,10 @@ func newAuditListCmd() *cobra.Command {
 		Long: `List audit entries in order. --action filters on one action, or on every action under a
 prefix ending in a dot, such as "policy.". --purpose keeps the entries that state a purpose
 (a request's stated_purpose) or name it as a granting policy's purpose (purposes).
+--recipient keeps what went to one partner, all its replicas and users together: give the
+peer's name or its trust domain (one that is no longer a peer too). --crisis keeps the
+disclosures and retractions of a crisis's records, which name its crisis, kind and
+classification as they went out.
 
 The table gives each entry's detail as key=value, what answers "who got it, and why" first
 (recipient, reason, version, policies, redacted, count), cut at 80 characters; --wide gives it
@@ -82,7 +86,8 @@ whole. Times are in this machine's zone, which they name.`,
   knooppunt audit list --action policy. --since 24h
   knooppunt audit list --actor spiffe://lcvs.crisis.test/user/officer-a -o json
   knooppunt audit list --action federation. --purpose "spreiding en opvang vluchtelingen"
-  knooppunt audit list --action federation. --subject sitrep-vr09-1 --wide`,
+  knooppunt audit list --action federation. --subject sitrep-vr09-1 --wide
+  knooppunt audit list --action federation.disclose --recipient ggdghor --crisis oekraine -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkOutput(); err != nil {
@@ -150,13 +155,15 @@ whole. Times are in this machine's zone, which they name.`,
 	fl.StringVar(&req.Actor, "actor", "", "only this actor's SPIFFE ID")
 	fl.StringVar(&req.Subject, "subject", "", "only this subject (policy id, crisis, record id)")
 	fl.StringVar(&req.Purpose, "purpose", "", "only entries with this stated purpose or granting policy's purpose")
+	fl.StringVar(&req.Recipient, "recipient", "", "only what went to this peer (its name or trust domain), every replica and user of it")
+	fl.StringVar(&req.Crisis, "crisis", "", "only disclosures and retractions of this crisis's records")
 	fl.StringVar(&since, "since", "", "only entries since (RFC 3339, or a duration such as 24h)")
 	fl.Int64Var(&req.AfterSeq, "after", 0, "only entries after this seq")
 	fl.Int32Var(&req.Limit, "limit", 100, "entries to show (at most 10000)")
 	fl.BoolVar(&wide, "wide", false, "give each entry's detail whole, not cut at 80 characters")
 	fl.BoolVar(&req.Newest, "last", false, "the last --limit entries that match (what happened lately), instead of the first")
 	f.register(cmd, true)
-	f.fill(map[string]string{"action": "action", "actor": "actor", "subject": "subject", "purpose": "purpose", "since": "since", "limit": "limit"})
+	f.fill(map[string]string{"action": "action", "actor": "actor", "subject": "subject", "purpose": "purpose", "recipient": "recipient", "crisis": "crisis", "since": "since", "limit": "limit"})
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/knooppunt/knooppunt/node/internal/jsonstr"
 	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -61,10 +62,11 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			if err != nil {
 				return err
 			}
-			// An entry's detail is {"policies":…,"purposes":…,"recipient":…,"redacted":…,
-			// "stated_purpose":…,"version":…,"via":…}: the keys in the order json.Marshal sorts a
-			// map's keys, as
-			// earlier entries were written; purposes and stated_purpose only when the command
+			// An entry's detail is {"classification":…,"crisis":…,"kind":…,"policies":…,
+			// "purposes":…,"recipient":…,"redacted":…,"stated_purpose":…,"version":…,"via":…}:
+			// the keys in the order json.Marshal sorts a map's keys, as earlier entries were
+			// written; classification, crisis and kind only when the command names them (see
+			// recordHead), purposes and stated_purpose only when the command
 			// records purposes, and redacted only when the policies withheld a field, so that an
 			// entry of an older command keeps its bytes. All but the
 			// version is the same for the records of one set of policies: it is built, and quoted
@@ -84,9 +86,12 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 				if len(x.Redacted) > 0 {
 					key += "\x00" + strings.Join(x.Redacted, "\x00")
 				}
+				if x.Crisis != "" || x.Kind != "" || x.Classification != 0 {
+					key += "\x01" + x.Classification.String() + "\x00" + x.Crisis + "\x00" + x.Kind
+				}
 				h, ok := heads[key]
 				if !ok {
-					b := []byte(`{"policies":`)
+					b := append(recordHead([]byte{'{'}, x), `"policies":`...)
 					if x.Policies == nil {
 						b = append(b, "null"...)
 					} else {
@@ -190,9 +195,10 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 			var detail []byte
 			err = a.addMany(at, c.RecipientId, AuditRetraction, len(c.Retracted), func(i int) (string, string, []byte) {
 				x := c.Retracted[i]
-				// {"reason":…,"recipient":…}, as json.Marshal writes the map.
+				// {"classification":…,"crisis":…,"kind":…,"reason":…,"recipient":…}, as
+				// json.Marshal writes the map; the first three only when the command names them.
 				reason, _ := json.Marshal(x.Reason)
-				detail = append(detail[:0], `{"reason":`...)
+				detail = append(recordHead(append(detail[:0], '{'), x), `"reason":`...)
 				detail = append(detail, reason...)
 				detail = append(detail, `,"recipient":`...)
 				detail = append(detail, recipient...)
@@ -205,6 +211,23 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 		}
 		return nil
 	})
+}
+
+// recordHead appends the record's classification (by its name), crisis and kind that x names,
+// each that is not empty as "key":value followed by a comma, in the order json.Marshal sorts them: the first
+// keys of a federation.disclose or federation.retract detail. A command of a leader before these
+// fields names none, and its entries keep their bytes.
+func recordHead(b []byte, x *pb.Disclosure) []byte {
+	for _, f := range [...]struct{ key, value string }{{"classification", record.ClassificationName(x.Classification)}, {"crisis", x.Crisis}, {"kind", x.Kind}} {
+		if f.value != "" {
+			b = append(b, '"')
+			b = append(b, f.key...)
+			b = append(b, `":`...)
+			b = jsonstr.AppendEncodingJSON(b, f.value)
+			b = append(b, ',')
+		}
+	}
+	return b
 }
 
 // Holder is the key under which c's records are tracked in the disclosures table: c.Holder, or

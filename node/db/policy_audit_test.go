@@ -445,7 +445,6 @@ func TestAuditDetailNotJSON(t *testing.T) {
 
 func TestAuditList(t *testing.T) {
 	s := newPASteps(t, filepath.Join(t.TempDir(), "knooppunt.db"))
-	ctx := context.Background()
 	p := s.propose(paOfficerA, "x", 1)
 	s.phase("oekraine", policy.PhaseWarm, paOfficerB, "")
 	s.ok(&pb.PolicyStep{Action: db.StepApprove, PolicyId: p.ID, Officer: paOfficerB})
@@ -453,18 +452,7 @@ func TestAuditList(t *testing.T) {
 	if err := s.d.ApplyAudit(s.index, []db.AuditEntry{{At: s.at, Actor: "spiffe://ncc.crisis.test/node/r1", Action: db.AuditFederationDenied, Subject: "/knooppunt.v1.FederationService/Query", Detail: `{"reason":"no"}`}}); err != nil {
 		t.Fatal(err)
 	}
-	seqs := func(f db.AuditFilter) []int64 {
-		t.Helper()
-		es, err := s.d.AuditList(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []int64
-		for _, e := range es {
-			out = append(out, e.Seq)
-		}
-		return out
-	}
+	seqs := func(f db.AuditFilter) []int64 { t.Helper(); return auditSeqs(t, s.d, f) }
 	for _, tc := range []struct {
 		f    db.AuditFilter
 		want []int64

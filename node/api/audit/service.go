@@ -7,15 +7,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -30,6 +34,9 @@ type Service struct {
 	// Settle, when set, waits for audit entries that were proposed but not yet committed
 	// (a search's; see search.Service.Settle), so that a read sees every step answered before it.
 	Settle func(ctx context.Context) error
+	// Peers, when set, are the running peers (the config file's and those accepted through
+	// Raft), whose names List's recipient may give. Nil: the peers accepted through Raft.
+	Peers func() []config.Peer
 }
 
 var _ pb.AuditServiceServer = (*Service)(nil)
@@ -56,7 +63,19 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 	if req.Action != "" && !db.CheckAuditAction(req.Action) {
 		return nil, api.Invalid("action", "%q is no audit action: use one of %s, or the part before a dot with the dot, such as policy.", req.Action, strings.Join(db.AuditActions, ", "))
 	}
-	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, AfterSeq: req.AfterSeq, Limit: int(req.Limit), Newest: req.Newest}
+	if req.Crisis != "" {
+		if err := record.CheckCrisis("crisis", req.Crisis); err != nil {
+			return nil, api.Status(s.log, err)
+		}
+	}
+	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, Crisis: req.Crisis, AfterSeq: req.AfterSeq, Limit: int(req.Limit), Newest: req.Newest}
+	if req.Recipient != "" {
+		td, err := s.recipient(ctx, req.Recipient)
+		if err != nil {
+			return nil, err
+		}
+		f.Recipient = td
+	}
 	if req.Since != nil {
 		if err := req.Since.CheckValid(); err != nil {
 			return nil, api.Invalid("since", "%v", err)
@@ -78,6 +97,42 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 		})
 	}
 	return resp, nil
+}
+
+// recipient is the trust domain that List's recipient names: a peer's, by its name or its trust
+// domain, or a trust domain (a name with a dot) that is no longer a peer, which the log may
+// still name.
+func (s *Service) recipient(ctx context.Context, name string) (string, error) {
+	var peers []config.Peer
+	if s.Peers != nil {
+		peers = s.Peers()
+	} else {
+		infos, err := s.db.Peers(ctx)
+		if err != nil {
+			return "", api.Status(s.log, err)
+		}
+		for _, p := range infos {
+			peers = append(peers, config.Peer{Name: p.Name, TrustDomain: p.TrustDomain})
+		}
+	}
+	names := make([]string, 0, len(peers))
+	for _, p := range peers {
+		if p.Name == name || p.TrustDomain == name {
+			return p.TrustDomain, nil
+		}
+		names = append(names, p.Name)
+	}
+	if strings.Contains(name, ".") {
+		if td, err := spiffeid.TrustDomainFromString(name); err == nil && td.Name() == name {
+			return name, nil
+		}
+	}
+	known := "this node has no peers"
+	if len(names) > 0 {
+		slices.Sort(names)
+		known = "use one of " + strings.Join(names, ", ")
+	}
+	return "", api.Invalid("recipient", "%q is no peer's name, nor a trust domain (such as ggdghor.crisis.test): %s", name, known)
 }
 
 // Verify recomputes the chain.

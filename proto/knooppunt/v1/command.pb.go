@@ -1392,9 +1392,19 @@ type Disclosure struct {
 	// changed, and a copy sent under another redaction than the one held tells the holder to drop
 	// the history of its earlier versions (SharedRecord.redaction_changed). Commands written before
 	// this field have none, as every disclosures row of then.
-	Redaction     string `protobuf:"bytes,7,opt,name=redaction" json:"redaction,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Redaction string `protobuf:"bytes,7,opt,name=redaction" json:"redaction,omitempty"`
+	// crisis, kind and classification are the record's as it went out, at version (for a
+	// retraction, the record's when it is still known): the federation.disclose (or
+	// federation.retract) entry names them, so that `audit list --crisis` finds what went out about
+	// a crisis. Set by the leader that sent the record; an entry written by a node before these
+	// fields has none, and its audit entry is written without them, keeping its bytes on every
+	// replica.
+	Crisis string `protobuf:"bytes,8,opt,name=crisis" json:"crisis,omitempty"`
+	Kind   string `protobuf:"bytes,9,opt,name=kind" json:"kind,omitempty"`
+	// classification is audited by its name (record.ClassificationName: internal).
+	Classification Classification `protobuf:"varint,10,opt,name=classification,enum=knooppunt.v1.Classification" json:"classification,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Disclosure) Reset() {
@@ -1474,6 +1484,27 @@ func (x *Disclosure) GetRedaction() string {
 		return x.Redaction
 	}
 	return ""
+}
+
+func (x *Disclosure) GetCrisis() string {
+	if x != nil {
+		return x.Crisis
+	}
+	return ""
+}
+
+func (x *Disclosure) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Disclosure) GetClassification() Classification {
+	if x != nil {
+		return x.Classification
+	}
+	return Classification_CLASSIFICATION_UNSPECIFIED
 }
 
 // CacheForeign stores what a peer's subscription delivered, with the cursor to resume from, in
@@ -2215,7 +2246,7 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x03R\arecords\x12+\n" +
 	"\x11granted_otherwise\x18\x03 \x01(\x03R\x10grantedOtherwise\x12\x16\n" +
-	"\x06marked\x18\x04 \x01(\bR\x06marked\"\xc3\x01\n" +
+	"\x06marked\x18\x04 \x01(\bR\x06marked\"\xb5\x02\n" +
 	"\n" +
 	"Disclosure\x12\x1b\n" +
 	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12\x18\n" +
@@ -2224,7 +2255,11 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x10\n" +
 	"\x03seq\x18\x05 \x01(\x03R\x03seq\x12\x1a\n" +
 	"\bredacted\x18\x06 \x03(\tR\bredacted\x12\x1c\n" +
-	"\tredaction\x18\a \x01(\tR\tredaction\"\xe9\x02\n" +
+	"\tredaction\x18\a \x01(\tR\tredaction\x12\x16\n" +
+	"\x06crisis\x18\b \x01(\tR\x06crisis\x12\x12\n" +
+	"\x04kind\x18\t \x01(\tR\x04kind\x12D\n" +
+	"\x0eclassification\x18\n" +
+	" \x01(\x0e2\x1c.knooppunt.v1.ClassificationR\x0eclassification\"\xe9\x02\n" +
 	"\fCacheForeign\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x124\n" +
@@ -2313,10 +2348,11 @@ var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 	(*Webhook)(nil),               // 23: knooppunt.v1.Webhook
 	(*SignedHead)(nil),            // 24: knooppunt.v1.SignedHead
-	(*SharedRecord)(nil),          // 25: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 26: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 27: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 28: knooppunt.v1.Record
+	(Classification)(0),           // 25: knooppunt.v1.Classification
+	(*SharedRecord)(nil),          // 26: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 27: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 28: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 29: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	18, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
@@ -2354,22 +2390,23 @@ var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	22, // 32: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
 	21, // 33: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
 	11, // 34: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	25, // 35: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	22, // 36: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	22, // 37: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	22, // 38: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	26, // 39: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	22, // 40: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	27, // 41: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	28, // 42: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
-	0,  // 43: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
-	19, // 44: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	20, // 45: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	45, // [45:46] is the sub-list for method output_type
-	44, // [44:45] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	25, // 35: knooppunt.v1.Disclosure.classification:type_name -> knooppunt.v1.Classification
+	26, // 36: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	22, // 37: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	22, // 38: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	22, // 39: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	27, // 40: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	22, // 41: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	28, // 42: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	29, // 43: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	0,  // 44: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
+	19, // 45: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
+	20, // 46: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	46, // [46:47] is the sub-list for method output_type
+	45, // [45:46] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_command_proto_init() }

@@ -1717,7 +1717,14 @@ type ListAuditRequest struct {
 	Purpose string `protobuf:"bytes,7,opt,name=purpose" json:"purpose,omitempty"`
 	// newest takes the last limit entries that match instead of the first, still in seq order:
 	// what happened lately.
-	Newest        bool `protobuf:"varint,8,opt,name=newest" json:"newest,omitempty"`
+	Newest bool `protobuf:"varint,8,opt,name=newest" json:"newest,omitempty"`
+	// recipient selects the entries of what went to a partner, or came from it, whose detail
+	// names its trust domain as recipient: all its replicas and users together. A peer's name
+	// stands for its trust domain; a trust domain that is no longer a peer is matched as given.
+	Recipient string `protobuf:"bytes,9,opt,name=recipient" json:"recipient,omitempty"`
+	// crisis selects the entries whose detail names the crisis: disclosures, and retractions of
+	// records still known, written since their detail names it.
+	Crisis        string `protobuf:"bytes,10,opt,name=crisis" json:"crisis,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1806,6 +1813,20 @@ func (x *ListAuditRequest) GetNewest() bool {
 		return x.Newest
 	}
 	return false
+}
+
+func (x *ListAuditRequest) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetCrisis() string {
+	if x != nil {
+		return x.Crisis
+	}
+	return ""
 }
 
 type ListAuditResponse struct {
@@ -2292,7 +2313,7 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
 	"\tprev_hash\x18\a \x01(\fR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\b \x01(\fR\x04hash\"\xf1\x01\n" +
+	"\x04hash\x18\b \x01(\fR\x04hash\"\xa7\x02\n" +
 	"\x10ListAuditRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x18\n" +
@@ -2301,7 +2322,10 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\tafter_seq\x18\x05 \x01(\x03R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x18\n" +
 	"\apurpose\x18\a \x01(\tR\apurpose\x12\x16\n" +
-	"\x06newest\x18\b \x01(\bR\x06newest\"G\n" +
+	"\x06newest\x18\b \x01(\bR\x06newest\x12\x1c\n" +
+	"\trecipient\x18\t \x01(\tR\trecipient\x12\x16\n" +
+	"\x06crisis\x18\n" +
+	" \x01(\tR\x06crisis\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"e\n" +
 	"\x12VerifyAuditRequest\x121\n" +
