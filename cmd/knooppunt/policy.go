@@ -625,7 +625,7 @@ show what the recipient would receive: the records, the body fields redacted, an
 					fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
 				}
 				// In the output itself, not with the notes: it is what approving would change.
-				printLifted(out, recipient, resp.LiftedRedactions)
+				printLifted(out, recipient, previewedName(req), resp.LiftedRedactions)
 				tw := newTable(out)
 				fmt.Fprintln(tw, "\nID\tKIND\tREGION\tCLASSIFICATION\tREDACTED\tBODY AS SENT")
 				for _, it := range resp.Items {
@@ -669,12 +669,32 @@ type liftedJSON struct {
 }
 
 // printLifted names each field that policies in force withhold from the recipient now and that
-// it would get once the previewed policy is in force too.
-func printLifted(w io.Writer, recipient string, lifted []*pb.LiftedRedaction) {
+// it would get once the previewed policy, named name, is in force too. A field only an earlier
+// version of it withholds is lifted because the new version replaces it, not because several
+// policies grant the record (review L, L7).
+func printLifted(w io.Writer, recipient, name string, lifted []*pb.LiftedRedaction) {
 	for _, l := range lifted {
-		fmt.Fprintf(w, "WARNING: %s, now withheld from %s by %s, would be sent: a record that several policies grant keeps back only what all of them withhold. Add it to this policy's redact to keep it back.\n",
-			l.Field, recipient, strings.Join(l.WithheldBy, ", "))
+		why := "a record that several policies grant keeps back only what all of them withhold"
+		if name != "" && !slices.ContainsFunc(l.WithheldBy, func(id string) bool { n, _, _ := policy.ParseID(id); return n != name }) {
+			why = "this version replaces the one in force once approved"
+		}
+		fmt.Fprintf(w, "WARNING: %s, now withheld from %s by %s, would be sent: %s. Add it to this policy's redact to keep it back.\n",
+			l.Field, recipient, strings.Join(l.WithheldBy, ", "), why)
 	}
+}
+
+// previewedName is the name of the policy a preview is of: the stored id's, or the draft's.
+func previewedName(req *pb.PreviewRequest) string {
+	if req.Id != "" {
+		if name, _, ok := policy.ParseID(req.Id); ok {
+			return name
+		}
+		return req.Id
+	}
+	if parsed, err := policy.Parse(req.Source); err == nil {
+		return parsed.Doc.Name
+	}
+	return ""
 }
 
 func nonNilStrings(s []string) []string {

@@ -26,8 +26,16 @@ func TestPolicyPreviewNamesLiftedRedactions(t *testing.T) {
 	}
 	node := "unix://" + a.SocketPath()
 	r := cli(t, nil, "", "policy", "preview", draft, "--recipient", b.Name, "--node", node).want(t, 0)
-	if want := "WARNING: body.summary, now withheld from " + b.Name + " by sitrep-kort@1, would be sent"; !strings.Contains(r.stdout, want) {
+	if want := "WARNING: body.summary, now withheld from " + b.Name + " by sitrep-kort@1, would be sent: a record that several policies grant keeps back only what all of them withhold"; !strings.Contains(r.stdout, want) {
 		t.Errorf("policy preview of a draft that lifts a redaction:\n%s\nwant %q", r.stdout, want)
+	}
+	// A new version of the policy lifts it because it replaces the one in force (review L, L7).
+	next := filepath.Join(t.TempDir(), "next.yaml")
+	if err := os.WriteFile(next, []byte("name: sitrep-kort\n"+base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "policy", "preview", next, "--recipient", b.Name, "--node", node).want(t, 0); !strings.Contains(r.stdout, "by sitrep-kort@1, would be sent: this version replaces the one in force once approved.") {
+		t.Errorf("policy preview of a new version that lifts a redaction:\n%s", r.stdout)
 	}
 	r = cli(t, nil, "", "policy", "preview", draft, "--recipient", b.Name, "--node", node, "-o", "json").want(t, 0)
 	var doc struct {
