@@ -376,6 +376,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	ruleSvc := rules.New(rules.Config{Store: n.store, DB: n.db, Kinds: kinds, Logger: n.log,
 		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	runningPeers := func() []config.Peer { return n.cfg.Load().Peers }
+	auditSvc.Peers = runningPeers // audit list --recipient takes a peer's name
 	if n.ident != nil {
 		n.peers = peerclient.New(peerclient.Config{
 			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,

@@ -645,7 +645,8 @@ func (d *disclosures) reset() {
 // counts the policies that refused the stated purpose.
 func (d *disclosures) disclose(set *policy.Set, dec policy.Decision) {
 	r := dec.Record
-	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies, Redacted: dec.Withheld, Redaction: dec.Redaction()})
+	d.pending.Disclosed = append(d.pending.Disclosed, &pb.Disclosure{RecordId: r.Id, Version: r.Version, Policies: dec.Policies, Redacted: dec.Withheld, Redaction: dec.Redaction(),
+		Crisis: r.Crisis, Kind: r.Kind, Classification: r.Classification})
 	for _, id := range dec.Policies {
 		if _, ok := d.pending.PolicyPurposes[id]; !ok {
 			d.pending.PolicyPurposes[id] = set.PurposeOf(id)
@@ -694,9 +695,14 @@ func (d *disclosures) command() *pb.Command {
 	return &pb.Command{Cmd: &pb.Command_RecordDisclosures{RecordDisclosures: d.pending}}
 }
 
-// retract adds a retraction that went out at feed position seq to the batch.
-func (d *disclosures) retract(id, reason string, seq int64) {
-	d.pending.Retracted = append(d.pending.Retracted, &pb.Disclosure{RecordId: id, Reason: reason, Seq: seq})
+// retract adds a retraction that went out at feed position seq to the batch, with the record's
+// crisis, kind and classification when r, the record as it is now, is not nil.
+func (d *disclosures) retract(id string, r *pb.Record, reason string, seq int64) {
+	x := &pb.Disclosure{RecordId: id, Reason: reason, Seq: seq}
+	if r != nil {
+		x.Crisis, x.Kind, x.Classification = r.Crisis, r.Kind, r.Classification
+	}
+	d.pending.Retracted = append(d.pending.Retracted, x)
 	d.pendingLen++
 }
 
@@ -1355,7 +1361,7 @@ func (s *Service) sendChanges(ctx context.Context, stream grpc.ServerStreamingSe
 				return cursor, err
 			}
 			delete(held, r.Id)
-			disc.retract(r.Id, reason+why, c.Seq)
+			disc.retract(r.Id, r, reason+why, c.Seq)
 		}
 		cursor = c.Seq
 	}
@@ -1459,14 +1465,15 @@ func (s *Service) resync(ctx context.Context, stream grpc.ServerStreamingServer[
 	sort.Strings(ids)
 	for _, id := range ids {
 		reason, why := "no longer granted", heldUnder(set, held[id], now)
-		if _, err := s.c.DB.Get(ctx, id); err != nil {
-			reason, why = "deleted", ""
+		r, err := s.c.DB.Get(ctx, id)
+		if err != nil {
+			r, reason, why = nil, "deleted", ""
 		}
 		if err := stream.Send(&pb.FeedEvent{Seq: cursor, Event: &pb.FeedEvent_Retraction{Retraction: &pb.Retraction{RecordId: id, Reason: reason}}}); err != nil {
 			return err
 		}
 		delete(held, id)
-		disc.retract(id, reason+why, cursor)
+		disc.retract(id, r, reason+why, cursor)
 	}
 	// Settled before the resync counts as complete, and before the feed may disclose a newer
 	// version of a record whose batch is still in flight.
@@ -1519,6 +1526,7 @@ func (s *Service) FetchFile(req *pb.FetchFileRequest, stream grpc.ServerStreamin
 	detail, _ := json.Marshal(map[string]any{
 		"sha256": f.SHA256, "size": f.Size, "media_type": f.MediaType, "recipient": to.TrustDomain,
 		"policies": d.Policies, "stated_purpose": to.Purpose, "version": d.Record.Version,
+		"crisis": d.Record.Crisis, "kind": d.Record.Kind, "classification": record.ClassificationName(d.Record.Classification),
 	})
 	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: to.ID, Action: db.AuditFileDisclosure, Subject: req.RecordId, Detail: string(detail)}
 	if _, err := s.c.Store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}); err != nil {
