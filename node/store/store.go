@@ -96,10 +96,10 @@ type Config struct {
 	Forward func(ctx context.Context, c *pb.Command) error
 	// Reserve, when set, is the bytes of the data directory's disk that a write adding data
 	// leaves free, and Free how many are free now. Below the reserve the leader refuses what adds
-	// data (records other than deletes, partners' records, files) with a *LowDiskError: a full
-	// disk stops a replica (settle), reads and all, and is not to be reached in the normal
-	// course. Deletes, retractions, officers' steps, audit entries and Raft's own entries still
-	// go in, within the reserve.
+	// data (own records other than deletes, files) with a *LowDiskError: a full disk stops a
+	// replica (settle), reads and all, and is not to be reached in the normal course. Deletes,
+	// partners' records and retractions, officers' steps, audit entries and Raft's own entries
+	// still go in, within the reserve.
 	Reserve uint64
 	Free    func() (uint64, error)
 	Logger  *slog.Logger
@@ -765,12 +765,12 @@ func (s *Store) room() error {
 	return nil
 }
 
-// addsData reports whether c is a command that room refuses on a low disk: partners' records
-// (retractions alone are not), and files' chunks and commits.
+// addsData reports whether c is a command that room refuses on a low disk: files' chunks and
+// commits. Partners' records are not: a subscription's batch holds what the partner withdrew
+// beside what it sent, and a batch refused whole kept withdrawn records in the cache, the
+// picture and search (review N, N1); they take from the reserve.
 func addsData(c *pb.Command) bool {
 	switch c := c.Cmd.(type) {
-	case *pb.Command_CacheForeign:
-		return len(c.CacheForeign.Upserts) > 0
 	case *pb.Command_FileChunk:
 		return true
 	case *pb.Command_FileStep:
