@@ -304,9 +304,10 @@ func (n *Node) Reload(path string) error {
 // approved policies that now grant it records, as peer accept says), and roles given or taken.
 // Such a change widened sharing with no trace but a log line (review L, L5). A peer the file
 // no longer lists leaves through Raft, which audits it (leaveDropped). Each replica reloads its
-// own file; the leader's reload is the one audited.
+// own file, and decides by it what it discloses to partners that ask it: each audits its own
+// reload, naming itself, a follower through its leader.
 func (n *Node) auditReload(before, after *config.Config) {
-	if before == nil || n.store == nil || !n.store.IsLeader() {
+	if before == nil || n.store == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1076,7 +1076,11 @@ func PhaseSwitches(policies []*pb.PolicyInfo, records []*pb.Record, from, to str
 			continue
 		}
 		sw := c.Doc.PhaseSwitch(from, to)
-		if sw == 0 || !slices.ContainsFunc(records, func(r *pb.Record) bool { return c.Covers(r, now) }) {
+		in := to // a policy that starts grants in the phase the crisis goes to, one that stops in the one it leaves
+		if sw < 0 {
+			in = from
+		}
+		if sw == 0 || !slices.ContainsFunc(records, func(r *pb.Record) bool { return c.Covers(r, in, now) }) {
 			continue
 		}
 		if sw > 0 {

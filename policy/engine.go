@@ -440,21 +440,18 @@ func (c *Compiled) verdict(r *pb.Record, to Recipient, phase string, now time.Ti
 	return v, nil
 }
 
-// Covers reports whether the policy, approved and in one of its phases, would grant the record
-// to a recipient it names: its validity window is open now, the record is of its kinds, status
-// and ceiling, and its condition holds. A condition that cannot be decided without a recipient
-// or a stated purpose counts as holding; one whose body cannot be read does not.
-func (c *Compiled) Covers(r *pb.Record, now time.Time) bool {
+// Covers reports whether the policy, approved and with the record's crisis in phase, would grant
+// the record to a recipient it names: its validity window is open now, the record is of its
+// kinds, status and ceiling, and its condition holds, read in phase. A condition that cannot be
+// decided without a recipient or a stated purpose counts as holding; one whose body cannot be
+// read does not.
+func (c *Compiled) Covers(r *pb.Record, phase string, now time.Time) bool {
 	if !c.InWindow(now) || !slices.Contains(c.Doc.Kinds, r.Kind) || !c.GrantsStatus(r) ||
 		r.Classification > c.Doc.Classification() || r.Classification == pb.Classification_CLASSIFICATION_UNSPECIFIED {
 		return false
 	}
 	if c.when == nil {
 		return true
-	}
-	phase := ""
-	if len(c.Doc.Phases) > 0 {
-		phase = c.Doc.Phases[0]
 	}
 	in := input{r: r, phase: phase, now: now}
 	vars, err := in.activation(c.whenBody)

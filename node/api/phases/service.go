@@ -151,9 +151,9 @@ type Switch struct {
 	StillFor []string
 }
 
-// maxSwitchRecords bounds the crisis's records Switches reads: a policy that covers none of the
-// first so many is not named.
-const maxSwitchRecords = 10000
+// maxSwitchRecords bounds the crisis's records of each kind Switches reads: a policy that covers
+// none of the first so many of each of its kinds is not named.
+const maxSwitchRecords = 2000
 
 // Switches asks the node over conn, as the CLI and the web interface do before and after a phase
 // change, what setting crisis (within exercise, when set) from phase from to phase to does. A
@@ -168,15 +168,28 @@ func Switches(ctx context.Context, conn grpc.ClientConnInterface, crisis, exerci
 	if exercise != "" {
 		mode = &pb.Mode{Status: pb.Status_EXERCISE, Exercise: exercise}
 	}
-	var records []*pb.Record
-	for token := ""; len(records) < maxSwitchRecords; {
-		page, err := pb.NewRecordServiceClient(conn).List(ctx, &pb.ListRequest{Crisis: crisis, Mode: mode, PageSize: 1000, PageToken: token})
-		if err != nil {
-			return sw, err
+	// The records of the kinds that policies limited to phases share, each kind's first so many.
+	var kinds []string
+	for _, p := range pols.Policies {
+		if parsed, err := policy.Parse(p.Source); err == nil && len(parsed.Doc.Phases) > 0 {
+			for _, k := range parsed.Doc.Kinds {
+				if !slices.Contains(kinds, k) {
+					kinds = append(kinds, k)
+				}
+			}
 		}
-		records = append(records, page.Records...)
-		if token = page.NextPageToken; token == "" {
-			break
+	}
+	var records []*pb.Record
+	for _, kind := range kinds {
+		for token, n := "", 0; n < maxSwitchRecords; {
+			page, err := pb.NewRecordServiceClient(conn).List(ctx, &pb.ListRequest{Crisis: crisis, Kind: kind, Mode: mode, PageSize: 1000, PageToken: token})
+			if err != nil {
+				return sw, err
+			}
+			records, n = append(records, page.Records...), n+len(page.Records)
+			if token = page.NextPageToken; token == "" {
+				break
+			}
 		}
 	}
 	sw.Start, sw.Stop = policy.PhaseSwitches(pols.Policies, records, from, to, time.Now())

@@ -350,7 +350,7 @@ func refusalStatus(err error) error {
 }
 
 func (s *Service) info(ctx context.Context, p *db.PolicyRow) (*pb.PolicyInfo, error) {
-	return s.infoIn(ctx, p, s.phasesInForce(ctx))
+	return s.infoIn(ctx, p, s.newListing(ctx))
 }
 
 // phasesInForce returns, once however often it is called, the actual crises that records here
@@ -383,25 +383,48 @@ func (s *Service) phasesInForce(ctx context.Context) func() (map[string][]string
 	})
 }
 
-// maxActiveRecords bounds the own records of a crisis that say whether a policy limited to
-// phases is active for it: one that covers none of the first so many is taken as not active.
+// maxActiveRecords bounds the own records of a crisis and kind that say whether a policy limited
+// to phases is active for it: one that covers none of the first so many of each of its kinds is
+// taken as not active.
 const maxActiveRecords = 2000
 
-// coversCrisis reports whether c covers one of the node's own live records of crisis (within
-// maxActiveRecords).
-func (s *Service) coversCrisis(ctx context.Context, c *policy.Compiled, crisis string, now time.Time) (bool, error) {
-	recs, _, err := s.c.DB.List(ctx, db.Filter{Crisis: crisis, PageSize: maxActiveRecords})
-	if err != nil {
-		return false, api.Status(s.c.Logger, err)
+// listing is what a listing of policies reads once for all of them: the crises by phase, and
+// the own records of each crisis and kind that a policy limited to phases is held against.
+type listing struct {
+	s       *Service
+	phases  func() (map[string][]string, error)
+	records map[[2]string][]*pb.Record // by crisis and kind
+}
+
+func (s *Service) newListing(ctx context.Context) *listing {
+	return &listing{s: s, phases: s.phasesInForce(ctx), records: map[[2]string][]*pb.Record{}}
+}
+
+// covers reports whether c, in phase, covers one of the node's own live records of crisis (within
+// maxActiveRecords of each of its kinds).
+func (l *listing) covers(ctx context.Context, c *policy.Compiled, crisis, phase string, now time.Time) (bool, error) {
+	for _, kind := range c.Doc.Kinds {
+		k := [2]string{crisis, kind}
+		recs, ok := l.records[k]
+		if !ok {
+			var err error
+			if recs, _, err = l.s.c.DB.List(ctx, db.Filter{Crisis: crisis, Kind: kind, PageSize: maxActiveRecords}); err != nil {
+				return false, api.Status(l.s.c.Logger, err)
+			}
+			l.records[k] = recs
+		}
+		if slices.ContainsFunc(recs, func(r *pb.Record) bool { return c.Covers(r, phase, now) }) {
+			return true, nil
+		}
 	}
-	return slices.ContainsFunc(recs, func(r *pb.Record) bool { return c.Covers(r, now) }), nil
+	return false, nil
 }
 
 // infoIn is a policy's info. A policy limited to phases is active when a crisis that records name
 // is in one of its phases and it covers one of the node's own records of that crisis: one whose
 // condition takes only a crisis in another phase grants nothing, and was listed as active
 // (review L, L2).
-func (s *Service) infoIn(ctx context.Context, p *db.PolicyRow, phases func() (map[string][]string, error)) (*pb.PolicyInfo, error) {
+func (s *Service) infoIn(ctx context.Context, p *db.PolicyRow, l *listing) (*pb.PolicyInfo, error) {
 	parsed, err := policy.Parse(p.Source)
 	purpose := ""
 	active := false
@@ -412,7 +435,7 @@ func (s *Service) infoIn(ctx context.Context, p *db.PolicyRow, phases func() (ma
 		if len(parsed.Doc.Phases) == 0 {
 			active = c.Active("", now)
 		} else {
-			live, err := phases()
+			live, err := l.phases()
 			if err != nil {
 				return nil, err
 			}
@@ -425,7 +448,7 @@ func (s *Service) infoIn(ctx context.Context, p *db.PolicyRow, phases func() (ma
 					break
 				}
 				for _, crisis := range live[ph] {
-					if active, err = s.coversCrisis(ctx, compiled, crisis, now); err != nil {
+					if active, err = l.covers(ctx, compiled, crisis, ph, now); err != nil {
 						return nil, err
 					} else if active {
 						break
@@ -456,9 +479,9 @@ func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.Li
 		return nil, api.Status(s.c.Logger, err)
 	}
 	resp := &pb.ListPoliciesResponse{}
-	phases := s.phasesInForce(ctx)
+	l := s.newListing(ctx)
 	for _, r := range rows {
-		info, err := s.infoIn(ctx, r, phases)
+		info, err := s.infoIn(ctx, r, l)
 		if err != nil {
 			return nil, err
 		}
