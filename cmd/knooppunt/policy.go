@@ -293,13 +293,14 @@ func confirmLifted(cmd *cobra.Command, conn *grpc.ClientConn, id string) error {
 		}
 	}
 	lifted, err := policies.Lifted(cmd.Context(), conn, p, to)
+	w := cmd.ErrOrStderr()
 	if err != nil {
-		return err
+		// A partner that cannot be previewed (one leaving, say) is no reason to refuse.
+		fmt.Fprintf(w, "Note: not every partner could be previewed (%s): `knooppunt policy preview %s --recipient PEER` shows one.\n", status.Convert(err).Message(), id)
 	}
 	if len(lifted) == 0 {
 		return nil
 	}
-	w := cmd.ErrOrStderr()
 	fmt.Fprintf(w, "Warning: %s sends fields that policies in force withhold now:\n", id)
 	for _, f := range lifted {
 		fmt.Fprintf(w, "  %s to %s (withheld by %s)\n", f.Field, f.Recipient, strings.Join(f.WithheldBy, ", "))

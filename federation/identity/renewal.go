@@ -18,11 +18,25 @@ import (
 type SVIDMark struct {
 	src  x509svid.Source
 	leaf []byte
+	ends time.Time
 }
 
 // MarkSVID marks the SVID src gives now.
 func MarkSVID(src x509svid.Source) SVIDMark {
-	return SVIDMark{src: src, leaf: leafOf(src)}
+	m := SVIDMark{src: src, leaf: leafOf(src)}
+	if src != nil {
+		if svid, err := src.GetX509SVID(); err == nil && svid != nil && len(svid.Certificates) > 0 {
+			m.ends = svid.Certificates[0].NotAfter
+		}
+	}
+	return m
+}
+
+// Grace is how long a connection made with the marked SVID may serve the calls under way on it
+// once it is taken out of use: until the SVID ends, when the node it calls would close it, and for
+// at least least; a file fetch of minutes is not cut at each renewal.
+func (m SVIDMark) Grace(least time.Duration) time.Duration {
+	return max(least, time.Until(m.ends))
 }
 
 // Renewed reports whether src gives another SVID than the one marked. The zero SVIDMark is

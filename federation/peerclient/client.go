@@ -133,8 +133,13 @@ const connGrace = time.Minute
 // retire takes pc out of use: new calls dial anew, and calls under way on it keep it for
 // connGrace. The caller holds connMu.
 func (m *Manager) retire(name string, pc *peerConn) {
+	m.retireFor(name, pc, connGrace)
+}
+
+// retireFor is retire with a grace of its own.
+func (m *Manager) retireFor(name string, pc *peerConn, grace time.Duration) {
 	delete(m.conns, name)
-	m.retired.Add(pc.conn, connGrace)
+	m.retired.Add(pc.conn, grace)
 }
 
 type subscription struct {
@@ -318,14 +323,28 @@ func New(c Config) *Manager {
 // (identity.SVIDMark): the peer would close the connection of the old SVID when it ends, with
 // a call under way on it perhaps.
 func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
+	pc, err := m.peerConn(p)
+	if err != nil {
+		return nil, err
+	}
+	return pc.conn, nil
+}
+
+// peerConn is Conn with the SVID the connection was made with.
+func (m *Manager) peerConn(p config.Peer) (*peerConn, error) {
 	key := p.TrustDomain + "|" + strings.Join(p.Addresses, ",")
 	m.connMu.Lock()
 	defer m.connMu.Unlock()
 	if pc, ok := m.conns[p.Name]; ok {
 		if pc.key == key && !pc.svid.Renewed() {
-			return pc.conn, nil
+			return pc, nil
 		}
-		m.retire(p.Name, pc)
+		if pc.key == key {
+			// Renewed: the calls under way keep it until the old SVID ends (review N, N7).
+			m.retireFor(p.Name, pc, pc.svid.Grace(connGrace))
+		} else {
+			m.retire(p.Name, pc)
+		}
 	}
 	if len(p.Addresses) == 0 {
 		return nil, fmt.Errorf("peer %s has no addresses in the config", p.Name)
@@ -354,8 +373,9 @@ func (m *Manager) Conn(p config.Peer) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", p.Name, err)
 	}
-	m.conns[p.Name] = &peerConn{key: key, conn: conn, svid: identity.MarkSVID(m.c.SVID)}
-	return conn, nil
+	pc := &peerConn{key: key, conn: conn, svid: identity.MarkSVID(m.c.SVID)}
+	m.conns[p.Name] = pc
+	return pc, nil
 }
 
 // MoveOn takes from, the connection to peer on which a call was refused, out of use: the next
@@ -659,12 +679,12 @@ var errRenewed = errors.New("this node's SVID was renewed")
 // subscribeOnce runs one subscription stream, calling opened once it is open. It reports whether
 // anything was stored.
 func (m *Manager) subscribeOnce(ctx context.Context, p config.Peer, exercise string, opened func(), caughtUp func(time.Time, string), heard *atomic.Int64) (progressed bool, err error) {
-	conn, err := m.Conn(p)
+	pc, err := m.peerConn(p)
 	if err != nil {
 		return false, err
 	}
-	// The SVID the connection was made with, or one older: Conn dials anew after a renewal.
-	svid := identity.MarkSVID(m.c.SVID)
+	// The SVID the connection was made with: once another is given, move.
+	conn, svid := pc.conn, pc.svid
 	defer func() {
 		if api.Reason(err) == api.ReasonNotCurrent {
 			m.MoveOn(p.Name, conn)

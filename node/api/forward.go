@@ -98,7 +98,8 @@ type Forwarder struct {
 	// Creds authenticates this replica to the leader and the leader to it.
 	Creds credentials.TransportCredentials
 	// SVID, when set, is the source of the SVID Creds present: once it gives a renewed one, a
-	// connection is made anew (identity.SVIDMark), and the old one closed after retiredGrace.
+	// connection is made anew (identity.SVIDMark), and the old one closed when the old SVID
+	// ends, and retiredGrace after at least.
 	SVID x509svid.Source
 	// APIAddress returns the gRPC address of a replica by id, from config.
 	APIAddress func(id string) string
@@ -136,7 +137,7 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 		if !c.svid.Renewed() {
 			return c.conn, nil
 		}
-		f.retired.Add(c.conn, retiredGrace)
+		f.retired.Add(c.conn, c.svid.Grace(retiredGrace))
 		delete(f.conns, addr)
 	}
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.Creds), replicaReconnect)

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"context"
 
 	"google.golang.org/grpc"
@@ -20,20 +21,22 @@ type Lift struct {
 // approving policy p would lift for each of recipients (peers' names or trust domains): a
 // proposal is previewed for no one in particular, so it asks for every one, in each crisis's
 // phase now and, for a policy limited to phases, in each of those (a break-glass lifts in warm).
-// A recipient the preview refuses (leaving, say) is left out; so is the rest of the recipients'
-// after another error, which is returned with what was found.
+// A recipient whose preview fails (one leaving, say) is left out, and the first such error is
+// returned with what the others gave.
 func Lifted(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo, recipients []string) ([]Lift, error) {
 	phases := []string{""}
 	if parsed, err := policy.Parse(p.Source); err == nil {
 		phases = append(phases, parsed.Doc.Phases...)
 	}
 	var out []Lift
+	var first error
 	seen := map[[2]string]bool{}
 	for _, to := range recipients {
 		for _, ph := range phases {
 			resp, err := pb.NewPolicyServiceClient(conn).Preview(ctx, &pb.PreviewRequest{Id: p.Id, Recipient: to, Phase: ph, Limit: 1})
 			if err != nil {
-				return out, err
+				first = cmp.Or(first, err)
+				break
 			}
 			for _, f := range resp.LiftedRedactions {
 				if k := [2]string{to, f.Field}; !seen[k] {
@@ -43,5 +46,5 @@ func Lifted(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo
 			}
 		}
 	}
-	return out, nil
+	return out, first
 }
