@@ -111,20 +111,27 @@ type Config struct {
 
 // Store is a node's replicated state.
 type Store struct {
-	cfg    Config
-	log    *slog.Logger
-	raft   *raft.Raft
-	logs   *raftLog
-	snaps  *snapshotStore
-	erase  *eraser
-	erased chan struct{} // closed when eraseLoop returns
-	trans  raft.Transport
-	fsm    *fsm
-	queue  chan *pending
-	stop   chan struct{}
-	done   chan struct{}
-	mu     sync.RWMutex // held for reading while a write is being queued
-	closed bool
+	cfg Config
+	log *slog.Logger
+	// freeMu guards the last reading of the free space room took (Config.Free), at freeAt; it is
+	// taken again after freeEvery.
+	freeMu    sync.Mutex
+	free      uint64
+	freeErr   error
+	freeAt    time.Time
+	freeEvery time.Duration
+	raft      *raft.Raft
+	logs      *raftLog
+	snaps     *snapshotStore
+	erase     *eraser
+	erased    chan struct{} // closed when eraseLoop returns
+	trans     raft.Transport
+	fsm       *fsm
+	queue     chan *pending
+	stop      chan struct{}
+	done      chan struct{}
+	mu        sync.RWMutex // held for reading while a write is being queued
+	closed    bool
 	// readTerm is the last term in which this replica, as leader, applied every entry of
 	// earlier terms: strong reads in it need no barrier.
 	readTerm atomic.Uint64
@@ -273,18 +280,19 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
 	s := &Store{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		raft:   r,
-		logs:   logs,
-		snaps:  snaps,
-		erase:  erase,
-		erased: make(chan struct{}),
-		trans:  trans,
-		fsm:    machine,
-		queue:  make(chan *pending, 4096),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		freeEvery: freeEvery,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		raft:      r,
+		logs:      logs,
+		snaps:     snaps,
+		erase:     erase,
+		erased:    make(chan struct{}),
+		trans:     trans,
+		fsm:       machine,
+		queue:     make(chan *pending, 4096),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	if lateBootstrap != nil {
 		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
@@ -754,16 +762,27 @@ func (e *LowDiskError) Error() string {
 func (s *Store) Reserve() uint64 { return s.cfg.Reserve }
 
 // room refuses a write that adds data while the disk has less free than the reserve.
+// The free space is read at most once a freeEvery: a write is on the leader's hot path, and a
+// disk fills over minutes, not milliseconds.
 func (s *Store) room() error {
 	if s.cfg.Free == nil {
 		return nil
 	}
-	reserve := s.Reserve()
-	if free, err := s.cfg.Free(); err == nil && free < reserve {
+	s.freeMu.Lock()
+	if now := time.Now(); now.Sub(s.freeAt) >= s.freeEvery {
+		s.free, s.freeErr = s.cfg.Free()
+		s.freeAt = now
+	}
+	free, err := s.free, s.freeErr
+	s.freeMu.Unlock()
+	if reserve := s.Reserve(); err == nil && free < reserve {
 		return &LowDiskError{Free: free, Reserve: reserve}
 	}
 	return nil
 }
+
+// freeEvery is how long room takes a reading of the free space for.
+const freeEvery = time.Second
 
 // addsData reports whether c is a command that room refuses on a low disk: files' chunks and
 // commits. Partners' records are not: a subscription's batch holds what the partner withdrew

@@ -807,19 +807,26 @@ func TestNoRestoreBehindRaftsOwnEntries(t *testing.T) {
 	}
 }
 
+// clockedWriter is a slogWriter to buf at every level, without times (nor the keys drop), whose
+// clock reads *now.
+func clockedWriter(buf *bytes.Buffer, now *time.Time, drop ...string) slogWriter {
+	w := newSlogWriter(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey || slices.Contains(drop, a.Key) {
+			return slog.Attr{}
+		}
+		return a
+	}})))
+	w.now = func() time.Time { return *now }
+	return w
+}
+
 // TestSlogWriter: raft's lines are logged at their own level and without their prefix; the
 // election every replica holds at start is information, not a warning; that a peer does not
 // answer is a warning once a minute for each peer and message, with how often it came since.
 func TestSlogWriter(t *testing.T) {
 	var buf bytes.Buffer
-	w := newSlogWriter(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}})))
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
-	w.now = func() time.Time { return now }
+	w := clockedWriter(&buf, &now)
 	for _, line := range []string{
 		"[WARN]  raft: heartbeat timeout reached, starting election: last-leader-addr= last-leader-id=\n",
 		"[ERROR] raft: failed to appendEntries to: peer=r2 error=\"dial tcp: refused\"\n",
@@ -860,14 +867,8 @@ level=WARN msg="failed to heartbeat to: peer=r3 backoff time=10s error=\"dial tc
 // minute (review H, F5). These are its lines, as a replica of a group of three logged them.
 func TestSlogWriterThrottlesFailedVotes(t *testing.T) {
 	var buf bytes.Buffer
-	w := newSlogWriter(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey || a.Key == slog.MessageKey {
-			return slog.Attr{}
-		}
-		return a
-	}})))
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
-	w.now = func() time.Time { return now }
+	w := clockedWriter(&buf, &now, slog.MessageKey)
 	for term := 7; term <= 9; term++ {
 		for _, peer := range []string{"r1 127.0.0.1:43401", "r3 127.0.0.1:43403"} {
 			w.Write([]byte(fmt.Sprintf("[ERROR] raft: failed to make requestVote RPC: target=\"{Voter %s}\" error=\"dial tcp %s: connect: connection refused\" term=%d\n", peer, strings.Fields(peer)[1], term)))
@@ -891,14 +892,8 @@ level=DEBUG component=raft
 // logged once a minute at its own level, with how often it came since, and at debug in between.
 func TestSlogWriterThrottlesElections(t *testing.T) {
 	var buf bytes.Buffer
-	w := newSlogWriter(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}})))
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	w.now = func() time.Time { return now }
+	w := clockedWriter(&buf, &now)
 	for term := 7; term <= 70; term++ {
 		w.Write([]byte("[WARN]  raft: Election timeout reached, restarting election\n"))
 		w.Write([]byte(fmt.Sprintf("[INFO]  raft: entering candidate state: node=\"Node at 127.0.0.1:1 [Candidate]\" term=%d\n", term)))
