@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/alerting"
 	"github.com/knooppunt/knooppunt/node/config"
@@ -39,9 +40,9 @@ const (
 //	picture-ms  one Picture call
 //	x-picture   tick-ms ÷ picture-ms (target ≤ 1)
 func BenchmarkRulesAfterChange(b *testing.B) {
-	n := startNode(b)
+	n, org, peers := startFederatedNode(b)
 	ctx := context.Background()
-	loadCache(b, n)
+	loadCache(b, n, peers)
 	for i := range benchRules {
 		var when string
 		switch i % 4 {
@@ -64,7 +65,7 @@ func BenchmarkRulesAfterChange(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := alerting.New(alerting.Config{Store: n.Store(), DB: n.DB(), Kinds: kinds, Org: "local.crisis.test", Every: time.Second,
+	e := alerting.New(alerting.Config{Store: n.Store(), DB: n.DB(), Kinds: kinds, Org: org, Every: time.Second,
 		Retention: func() time.Duration { return 90 * 24 * time.Hour }, Logger: slog.New(slog.DiscardHandler)})
 	conn, err := grpc.NewClient("unix://"+n.SocketPath(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(node.MaxMessageBytes)))
@@ -74,10 +75,11 @@ func BenchmarkRulesAfterChange(b *testing.B) {
 	b.Cleanup(func() { conn.Close() })
 	search := pb.NewSearchServiceClient(conn)
 	picture := func() {
-		p, err := search.Picture(ctx, &pb.PictureRequest{Crisis: "oekraine"})
+		p, err := search.Picture(ctx, &pb.PictureRequest{Crisis: "oekraine", SkipPeerCheck: true})
 		if err != nil {
 			b.Fatal(err)
 		}
+		// The peers' copies are in the picture only as the copies of configured peers.
 		if len(p.Sources) != benchPeers+1 {
 			b.Fatalf("the picture has %d sources, want %d", len(p.Sources), benchPeers+1)
 		}
@@ -121,14 +123,13 @@ func BenchmarkRulesAfterChange(b *testing.B) {
 	b.ReportMetric(float64(tick)/float64(pic), "x-picture")
 }
 
-// loadCache caches 10,000 records of 25 peers through Raft, as their subscriptions would:
+// loadCache caches 10,000 records of the 25 peers through Raft, as their subscriptions would:
 // shelter capacity, sitreps and signals, spread over 25 regions, over the last 48 hours.
-func loadCache(b *testing.B, n *node.Node) {
+func loadCache(b *testing.B, n *node.Node, peers []string) {
 	ctx := context.Background()
 	now := time.Now()
-	per := benchCached / benchPeers
-	for p := range benchPeers {
-		origin := fmt.Sprintf("peer%02d.crisis.test", p)
+	per := benchCached / len(peers)
+	for p, origin := range peers {
 		c := &pb.CacheForeign{Peer: origin, Origin: origin, Cursor: int64(per), At: timestamppb.New(now)}
 		for j := range per {
 			region := fmt.Sprintf("VR%02d", 1+(p*per+j)%benchRegions)
@@ -148,6 +149,22 @@ func loadCache(b *testing.B, n *node.Node) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// startFederatedNode starts, in-process, the first org of a federation of 26 whose other 25 are
+// its peers, for the picture to take their copies as a live source's; the peers do not run
+// (the benchmark's Picture calls skip the peer check). It returns the node, its org and the
+// peers' trust domains.
+func startFederatedNode(b *testing.B) (n *node.Node, org string, peers []string) {
+	f := fedtest.Prepare(b, fedtest.Options{Orgs: benchPeers + 1,
+		// The node's own evaluator stays out of the way: the benchmark runs one of its own.
+		Extra: func(string) string { return "rules:\n  every: 1000h\n" }})
+	a := f.Orgs[0]
+	a.Start(b)
+	for _, o := range f.Orgs[1:] {
+		peers = append(peers, o.TD.Name())
+	}
+	return a.Node, a.TD.Name(), peers
 }
 
 // startNode starts a single-replica node on a temporary directory, for the evaluator of a test
