@@ -268,6 +268,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			Creds:      identity.ClientCredentials(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td)),
 			SVID:       n.ident.source,
 			APIAddress: func(id string) string { return n.cfg.Load().APIAddress(id) },
+			Forms:      cluster.Forms,
 		}
 		sc.Forward = n.forwardCommand
 	}

@@ -103,6 +103,11 @@ type Forwarder struct {
 	SVID x509svid.Source
 	// APIAddress returns the gRPC address of a replica by id, from config.
 	APIAddress func(id string) string
+	// Forms, by method, check a request's own fields before a follower forwards it: one the
+	// leader would refuse for its form alone is refused here, whatever the group is doing (a
+	// leader that is changing would answer UNAVAILABLE, retry). The leader's handler checks
+	// them again.
+	Forms map[string]func(req any) error
 
 	mu      sync.Mutex
 	conns   map[string]forwardConn
@@ -223,6 +228,11 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 		}
 		if personal {
 			return nil, f.toLeader(ctx)
+		}
+		if check := f.Forms[info.FullMethod]; check != nil {
+			if err := check(req); err != nil {
+				return nil, err
+			}
 		}
 		return f.forward(ctx, info.FullMethod, req)
 	}

@@ -128,16 +128,30 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 	return resp, nil
 }
 
-// Join adds a voter; the forwarder has brought the call to the leader.
-func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterStatusResponse, error) {
+// Forms are the checks of the requests' own fields that a follower makes before it forwards
+// them to the leader (api.Forwarder.Forms).
+var Forms = map[string]func(req any) error{
+	pb.ClusterService_Join_FullMethodName: func(req any) error { return joinForm(req.(*pb.JoinRequest)) },
+}
+
+// joinForm checks a join's own fields.
+func joinForm(req *pb.JoinRequest) error {
 	if req.Id == "" {
-		return nil, api.Invalid("id", "missing: the new replica's id, such as r4")
+		return api.Invalid("id", "missing: the new replica's id, such as r4")
 	}
 	if req.RaftAddress == "" {
-		return nil, api.Invalid("raft_address", "missing: the new replica's raft.listen (or advertise) address")
+		return api.Invalid("raft_address", "missing: the new replica's raft.listen (or advertise) address")
 	}
 	if _, _, err := netaddr.Dial(req.RaftAddress); err != nil {
-		return nil, api.Invalid("raft_address", "%s: %v: use host:port, such as knooppunt-4.vr-utrecht.nl:7444", policy.Quote(req.RaftAddress), err)
+		return api.Invalid("raft_address", "%s: %v: use host:port, such as knooppunt-4.vr-utrecht.nl:7444", policy.Quote(req.RaftAddress), err)
+	}
+	return nil
+}
+
+// Join adds a voter; the forwarder has brought the call to the leader.
+func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterStatusResponse, error) {
+	if err := joinForm(req); err != nil {
+		return nil, err
 	}
 	if s.store.Alone() {
 		return nil, alone()
