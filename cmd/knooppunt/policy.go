@@ -92,6 +92,24 @@ func printLint(w io.Writer, file string, probs, warnings []policy.Problem) {
 	}
 }
 
+// printLintJSON prints a lint's answer for -o json: {"file", "ok", "problems", "warnings"}, each
+// problem with line, column, field and message. Problems make the exit code 1; warnings do not.
+func printLintJSON(w io.Writer, file string, probs, warnings []policy.Problem) error {
+	doc := struct {
+		File     string           `json:"file"`
+		OK       bool             `json:"ok"`
+		Problems []policy.Problem `json:"problems"`
+		Warnings []policy.Problem `json:"warnings"`
+	}{file, len(probs) == 0, append([]policy.Problem{}, probs...), append([]policy.Problem{}, warnings...)}
+	if err := printJSON(w, doc); err != nil {
+		return err
+	}
+	if len(probs) > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
 func newPolicyLintCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
@@ -141,19 +159,7 @@ problem with line, column, field and message, for a pipeline that checks policie
 				doubts = policy.LintDoubts(src, nil) // what a document alone can show
 			}
 			if f.output == "json" {
-				doc := struct {
-					File     string           `json:"file"`
-					OK       bool             `json:"ok"`
-					Problems []policy.Problem `json:"problems"`
-					Warnings []policy.Problem `json:"warnings"`
-				}{args[0], len(probs) == 0, append([]policy.Problem{}, probs...), append([]policy.Problem{}, doubts...)}
-				if err := printJSON(cmd.OutOrStdout(), doc); err != nil {
-					return err
-				}
-				if len(probs) > 0 {
-					return exitError(1)
-				}
-				return nil
+				return printLintJSON(cmd.OutOrStdout(), args[0], probs, doubts)
 			}
 			// Doubts do not fail the lint, but are said with the problems, in the document's order.
 			printLint(cmd.ErrOrStderr(), args[0], probs, doubts)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -76,15 +77,24 @@ func toRuleJSON(r *pb.RuleInfo, withSource bool) ruleJSON {
 // as oekriane) that it cannot fire, where "ok" or 0 episodes would read as a rule that merely has
 // not fired yet.
 func noteRuleCrisis(cmd *cobra.Command, conn *grpc.ClientConn, src []byte) {
+	if note := ruleCrisisNote(cmd.Context(), conn, src); note != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Note: %s.\n", note)
+	}
+}
+
+// ruleCrisisNote says, when the rule's crisis is one that no record here or from a partner
+// names, that it cannot fire yet; "" otherwise, or when the node cannot tell.
+func ruleCrisisNote(ctx context.Context, conn *grpc.ClientConn, src []byte) string {
 	var doc struct {
 		Crisis string `yaml:"crisis"`
 	}
 	if yaml.Unmarshal(src, &doc) != nil || doc.Crisis == "" {
-		return
+		return ""
 	}
-	if known, err := knownCrisis(cmd.Context(), conn, doc.Crisis, ""); err == nil && !known {
-		fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q: the rule cannot fire until one does; check the spelling (`knooppunt phase show` lists the crises there are records of).\n", doc.Crisis)
+	if known, err := knownCrisis(ctx, conn, doc.Crisis, ""); err == nil && !known {
+		return fmt.Sprintf("no record here or from a partner names crisis %q: the rule cannot fire until one does; check the spelling (`knooppunt phase show` lists the crises there are records of)", doc.Crisis)
 	}
+	return ""
 }
 
 func newRuleApplyCmd() *cobra.Command {
@@ -238,17 +248,23 @@ fields, types, cost). Offline it checks kinds against the config file's (--confi
 kinds; with --node against that node's, and it notes a crisis: that no record there or from a
 partner names (a typo: the rule could never fire). Every problem is printed as FILE:LINE:COLUMN:
 field: message, the position inside the condition for a CEL problem; the exit code is 1 if there
-is any.`,
+is any. -o json prints {"file", "ok", "problems", "warnings"} on standard output, each problem with
+line, column, field and message (the note of a crisis no record names is a warning at field
+crisis), for a pipeline that checks rules.`,
 		Example: `  knooppunt rule lint zeeland-beds-low.yaml
   knooppunt rule lint zeeland-beds-low.yaml --config /etc/knooppunt/node.yaml
-  knooppunt rule lint zeeland-beds-low.yaml --node unix:///var/lib/knooppunt/knooppunt.sock`,
+  knooppunt rule lint zeeland-beds-low.yaml --node unix:///var/lib/knooppunt/knooppunt.sock
+  knooppunt rule lint zeeland-beds-low.yaml -o json | jq -e .ok`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
 			src, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			var probs []policy.Problem
+			var probs, notes []policy.Problem
 			if cmd.Flags().Changed("node") {
 				err := f.call(func(conn *grpc.ClientConn) error {
 					resp, err := pb.NewRuleServiceClient(conn).Lint(cmd.Context(), &pb.LintRequest{Source: src})
@@ -256,8 +272,11 @@ is any.`,
 						return err
 					}
 					probs = fromLintProblems(resp.Problems)
-					if len(probs) == 0 {
-						noteRuleCrisis(cmd, conn, src)
+					if len(probs) > 0 {
+						return nil
+					}
+					if note := ruleCrisisNote(cmd.Context(), conn, src); note != "" {
+						notes = append(notes, policy.Problem{Field: "crisis", Message: note})
 					}
 					return nil
 				})
@@ -283,6 +302,12 @@ is any.`,
 					probs = ps
 				}
 			}
+			if f.output == "json" {
+				return printLintJSON(cmd.OutOrStdout(), args[0], probs, notes)
+			}
+			for _, n := range notes {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Note: %s.\n", n.Message)
+			}
 			if len(probs) > 0 {
 				printProblems(cmd.ErrOrStderr(), args[0], probs)
 				return exitError(1)
@@ -292,7 +317,7 @@ is any.`,
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "check kinds against this node config file (offline)")
-	f.register(cmd, false)
+	f.register(cmd, true)
 	return cmd
 }
 

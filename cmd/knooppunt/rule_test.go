@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -63,6 +64,29 @@ clear: ratio(sum("shelter.capacity", "beds_free"), sum("shelter.capacity", "beds
 	}
 	if r := cli(t, nil, "", "rule", "test", typo, "--node", addr, "--since", "1h").want(t, 0); !strings.Contains(r.stdout, "0 episode(s)") || !strings.Contains(r.stderr, note) {
 		t.Errorf("rule test of a rule of a crisis no record names:\n%s%s", r.stdout, r.stderr)
+	}
+	// -o json, for a pipeline that checks rules: the problems with their places, the note a
+	// warning at crisis, and the exit code as in a table.
+	type lintDoc struct {
+		File     string           `json:"file"`
+		OK       bool             `json:"ok"`
+		Problems []policy.Problem `json:"problems"`
+		Warnings []policy.Problem `json:"warnings"`
+	}
+	var doc lintDoc
+	cli(t, nil, "", "rule", "lint", bad, "--node", addr, "-o", "json").want(t, 1).oneJSON(t, &doc)
+	if doc.OK || len(doc.Problems) != 1 || doc.Problems[0].Line != 3 || doc.Problems[0].Column != 61 || doc.Problems[0].Field != "when" {
+		t.Errorf("lint -o json of a bad rule: %+v", doc)
+	}
+	doc = lintDoc{}
+	cli(t, nil, "", "rule", "lint", typo, "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &doc)
+	if !doc.OK || len(doc.Problems) != 0 || len(doc.Warnings) != 1 || doc.Warnings[0].Field != "crisis" || !strings.Contains(doc.Warnings[0].Message, `"oekriane"`) {
+		t.Errorf("lint -o json of a rule of a crisis no record names: %+v", doc)
+	}
+	doc = lintDoc{}
+	cli(t, nil, "", "rule", "lint", good, "-o", "json").want(t, 0).oneJSON(t, &doc)
+	if !doc.OK || doc.File != good || doc.Problems == nil || len(doc.Problems)+len(doc.Warnings) != 0 {
+		t.Errorf("lint -o json of a good rule: %+v", doc)
 	}
 	os.WriteFile(typo, []byte(strings.Replace(goodSrc, "crisis: oekraine", "crisis: Oekraïne", 1)), 0o600)
 	if r := cli(t, nil, "", "rule", "lint", typo).want(t, 1); !strings.Contains(r.stderr, typo+`:3:9: crisis: "Oekraïne" is not a crisis name`) {
