@@ -518,6 +518,7 @@ func (e *Evaluator) reopen(ctx context.Context, row db.RuleRow, rule *warn.Rule,
 	if err := json.Unmarshal(a.Body, &b); err != nil {
 		return fmt.Errorf("alert %s: %w", a.Id, err)
 	}
+	b.ClearedAt = b.ResolvedAt
 	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn = "firing", nil, nil, ""
 	b.RuleVersion, b.Condition, b.Values = row.Version, rule.Doc.When, read
 	if b.Values == nil {
@@ -566,8 +567,11 @@ type alertBody struct {
 	ResolvedAt  *time.Time `json:"resolved_at,omitempty"`
 	// Reopened is how often the alert was opened again after it resolved (see Reopen), the
 	// last time at ReopenedAt.
-	Reopened    int            `json:"reopened,omitempty"`
-	ReopenedAt  *time.Time     `json:"reopened_at,omitempty"`
+	Reopened   int        `json:"reopened,omitempty"`
+	ReopenedAt *time.Time `json:"reopened_at,omitempty"`
+	// ClearedAt, while an alert opened again fires, is when the AllClear it follows was sent,
+	// for its CAP Update to reference that message too.
+	ClearedAt   *time.Time     `json:"cleared_at,omitempty"`
 	Condition   string         `json:"condition"`
 	Values      []warn.Reading `json:"values"`
 	ClearValues []warn.Reading `json:"clear_values,omitempty"`
@@ -607,26 +611,30 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 		b.Status, b.Note = "Exercise", exercise
 	}
 	// An alert opened again is an Update of the first, under an identifier of each opening, so
-	// that every CAP message has its own.
-	again := ""
-	if b.Reopened > 0 {
-		again = fmt.Sprintf("-%d", b.Reopened)
-	}
+	// that every CAP message has its own. It references the first and the AllClear it follows,
+	// and that opening's AllClear references the Update too, so that a receiver can order the
+	// chain by its references.
 	if b.State == "firing" && b.Reopened > 0 && b.ReopenedAt != nil {
 		b.Identifier, b.Sent, b.MsgType = reopenedID(id, b.Reopened), cap.FormatTime(*b.ReopenedAt), "Update"
 		b.References = org + "," + id + "," + fired
+		if b.ClearedAt != nil {
+			b.References += " " + org + "," + resolvedID(id, b.Reopened-1) + "," + cap.FormatTime(*b.ClearedAt)
+		}
 		b.Info[0].Effective = b.Sent
 		b.Info[0].Headline = fmt.Sprintf("Early-warning rule %s fires again in %s", b.Rule, b.Region)
 	}
 	if b.State == "resolved" && b.ResolvedAt != nil {
 		resolved := cap.FormatTime(*b.ResolvedAt)
-		b.Identifier, b.Sent, b.MsgType = id+".resolved"+again, resolved, "Update"
+		b.Identifier, b.Sent, b.MsgType = resolvedID(id, b.Reopened), resolved, "Update"
 		b.References = org + "," + id + "," + fired
+		if b.Reopened > 0 && b.ReopenedAt != nil {
+			b.References += " " + org + "," + reopenedID(id, b.Reopened) + "," + cap.FormatTime(*b.ReopenedAt)
+		}
 		in := &b.Info[0]
 		in.ResponseType, in.Urgency, in.Expires = []string{"AllClear"}, "Past", resolved
 		in.Headline = fmt.Sprintf("Early-warning rule %s cleared in %s", b.Rule, b.Region)
 		if b.Withdrawn != "" {
-			b.withdraw(org, id, exercise)
+			b.withdraw(id, exercise)
 		}
 	}
 	if exercise != "" {
@@ -651,11 +659,8 @@ func (b *alertBody) capFields(org, id, severity, description, exercise string) {
 // no longer assesses them), and a headline that says it is no all-clear. A withdrawn alert is
 // never opened again, so the Cancel is the last message of the alert and has an identifier of its
 // own, ID.withdrawn.
-func (b *alertBody) withdraw(org, id, exercise string) {
+func (b *alertBody) withdraw(id, exercise string) {
 	b.Identifier, b.MsgType = id+".withdrawn", "Cancel"
-	if b.Reopened > 0 && b.ReopenedAt != nil {
-		b.References += " " + org + "," + reopenedID(id, b.Reopened) + "," + cap.FormatTime(*b.ReopenedAt)
-	}
 	b.Note = "withdrawn, not cleared: " + b.Withdrawn
 	if exercise != "" {
 		b.Note = exercise + ": " + b.Note // the exercise first, as the importer reads it
@@ -663,6 +668,15 @@ func (b *alertBody) withdraw(org, id, exercise string) {
 	in := &b.Info[0]
 	in.ResponseType, in.Urgency, in.Certainty = []string{"None"}, "Unknown", "Unknown"
 	in.Headline = fmt.Sprintf("Early-warning rule %s withdrawn in %s, not cleared: no longer evaluated", b.Rule, b.Region)
+}
+
+// resolvedID is the CAP identifier of the AllClear of the alert id after it was opened again n
+// times.
+func resolvedID(id string, n int) string {
+	if n == 0 {
+		return id + ".resolved"
+	}
+	return fmt.Sprintf("%s.resolved-%d", id, n)
 }
 
 // reopenedID is the CAP identifier of the Update that opened the alert id again the nth time.
@@ -775,7 +789,7 @@ func (e *Evaluator) resolve(ctx context.Context, a *pb.Record, at time.Time, rea
 	if len(b.Info) > 0 {
 		sev, desc = strings.ToLower(b.Info[0].Severity), b.Info[0].Description
 	}
-	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn = "resolved", &at, read, withdrawn
+	b.State, b.ResolvedAt, b.ClearValues, b.Withdrawn, b.ClearedAt = "resolved", &at, read, withdrawn, nil
 	b.Unevaluable, b.UnevaluableSince = "", nil
 	b.capFields(a.Origin, a.Id, sev, desc, a.Exercise)
 	body, err := json.Marshal(b)

@@ -306,14 +306,16 @@ func TestWithdrawnAlertCancelsWhatIsInForce(t *testing.T) {
 	tick(50) // clears
 	tick(5)  // fires again: the same alert, reopened-1
 	// What is in force of an alert opened again: the firing alert, and the Update that opened it
-	// again, which references it.
+	// again, which references it and the AllClear it follows.
 	inForce := func(a *pb.Record) string {
 		t.Helper()
 		var c cap.Alert
-		if err := json.Unmarshal(a.Body, &c); err != nil || c.Identifier != a.Id+".reopened-1" || !strings.HasPrefix(c.References, org+","+a.Id+",") || strings.Contains(c.References, " ") {
-			t.Fatalf("the alert opened again as CAP: %s references %q (%v), want %s.reopened-1 of the firing alert", c.Identifier, c.References, err, a.Id)
+		err := json.Unmarshal(a.Body, &c)
+		refs := strings.Fields(c.References)
+		if err != nil || c.Identifier != a.Id+".reopened-1" || len(refs) != 2 || !strings.HasPrefix(refs[0], org+","+a.Id+",") || !strings.HasPrefix(refs[1], org+","+a.Id+".resolved,") {
+			t.Fatalf("the alert opened again as CAP: %s references %q (%v), want %s.reopened-1 of the firing alert and its AllClear", c.Identifier, c.References, err, a.Id)
 		}
-		return c.References + " " + org + "," + c.Identifier + "," + c.Sent
+		return refs[0] + " " + org + "," + c.Identifier + "," + c.Sent
 	}
 	exerciseAlert := func() *pb.Record {
 		t.Helper()
@@ -873,14 +875,21 @@ func TestFlappingRuleReopensItsAlert(t *testing.T) {
 	if body["reopened"] != float64(9) || body["reopened_at"] == nil {
 		t.Fatalf("alert %s after ten episodes: reopened %v at %v; want opened again 9 times", a.Id, body["reopened"], body["reopened_at"])
 	}
+	// Its AllClear references the Update that opened it again the ninth time.
+	var cleared cap.Alert
+	if err := json.Unmarshal(a.Body, &cleared); err != nil || cleared.Identifier != a.Id+".resolved-9" || !strings.Contains(cleared.References, " "+org+","+a.Id+".reopened-9,") {
+		t.Fatalf("the AllClear after ten episodes: %s refs %q (%v), want %s.resolved-9 referencing .reopened-9", cleared.Identifier, cleared.References, err, a.Id)
+	}
 	tick(e, 5)
 	a2, body := r.one("firing")
 	if a2.Id != a.Id || body["reopened"] != float64(10) || a2.Version <= a.Version {
 		t.Fatalf("the next episode: alert %s v%d reopened %v; want %s opened again, a later version", a2.Id, a2.Version, body["reopened"], a.Id)
 	}
-	// Its CAP message is an Update of the first alert, with an identifier of its own.
+	// Its CAP message is an Update of the first alert and of the AllClear it follows, with an
+	// identifier of its own.
 	var c cap.Alert
-	if err := json.Unmarshal(a2.Body, &c); err != nil || c.Identifier != a.Id+".reopened-10" || c.MsgType != "Update" || !strings.Contains(c.References, ","+a.Id+",") || c.Check() != nil {
+	if err := json.Unmarshal(a2.Body, &c); err != nil || c.Identifier != a.Id+".reopened-10" || c.MsgType != "Update" || !strings.Contains(c.References, ","+a.Id+",") ||
+		!strings.Contains(c.References, " "+org+","+a.Id+".resolved-9,"+cleared.Sent) || c.Check() != nil {
 		t.Fatalf("the reopened alert's CAP: %s %s refs %q (check %v, %v)", c.Identifier, c.MsgType, c.References, c.Check(), err)
 	}
 	// A new leader rebuilds the firing state from the open alert; one it resolved itself it
