@@ -312,7 +312,24 @@ func (n *Node) auditReload(before, after *config.Config) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	actor := "config file of replica " + after.ReplicaID
+	entries := n.configChanges(ctx, before, after, "config file of replica "+after.ReplicaID, false)
+	if len(entries) > 0 {
+		if err := n.appendAudit(ctx, entries); err != nil {
+			// Kept as it was, the next start audits them.
+			n.log.Warn("a reload of the config file changed peers or roles, and the audit log could not take it", "entries", len(entries), "err", err)
+			return
+		}
+	}
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	n.writeConfigSeen(after)
+}
+
+// configChanges are the audit entries (config.reload, by actor) of what the config file changed
+// from before to after that decides who gets what: peers added or placed in other groups, and,
+// when removed is set, peers the file no longer lists (a reload audits those as they leave);
+// and roles given or taken.
+func (n *Node) configChanges(ctx context.Context, before, after *config.Config, actor string, removed bool) []*pb.AuditEntry {
 	var entries []*pb.AuditEntry
 	add := func(subject string, detail map[string]any) {
 		b, _ := json.Marshal(detail)
@@ -337,6 +354,13 @@ func (n *Node) auditReload(before, after *config.Config) {
 			n.log.Warn("the config file placed a peer in groups that approved policies name: they grant it records from now on", "peer", p.Name, "groups", p.Groups, "policies", granting)
 		}
 	}
+	if removed {
+		for _, p := range before.Peers {
+			if !slices.ContainsFunc(after.Peers, func(q config.Peer) bool { return q.TrustDomain == p.TrustDomain }) {
+				add(p.TrustDomain, map[string]any{"name": p.Name, "groups": []string{}, "groups_before": p.Groups, "removed": true})
+			}
+		}
+	}
 	binding := func(r config.RoleBinding) string { return cmp.Or(r.ID, r.Prefix+"*") + " " + r.Role }
 	var given, taken []string
 	for _, r := range after.Roles {
@@ -352,12 +376,7 @@ func (n *Node) auditReload(before, after *config.Config) {
 	if len(given)+len(taken) > 0 {
 		add("roles", map[string]any{"given": given, "taken": taken})
 	}
-	if len(entries) == 0 {
-		return
-	}
-	if err := n.appendAudit(ctx, entries); err != nil {
-		n.log.Warn("a reload of the config file changed peers or roles, and the audit log could not take it", "entries", len(entries), "err", err)
-	}
+	return entries
 }
 
 // leaveDropped makes each peer that the new config file no longer lists leave, as `peer remove`

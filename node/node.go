@@ -146,7 +146,9 @@ type Node struct {
 	cfg     atomic.Pointer[config.Config] // the running config; roles and peers reload
 	// fileCfg is the running config as its file gives it; cfg is fileCfg with the peers
 	// accepted through Raft merged in. peersMu orders the merges of reloads and peer steps.
-	fileCfg    atomic.Pointer[config.Config]
+	fileCfg atomic.Pointer[config.Config]
+	// seenMu orders the writes of ConfigSeenFile.
+	seenMu     sync.Mutex
 	peersMu    sync.Mutex
 	peersGen   uint64 // the db's peers generation of the last merge, under peersMu
 	peers      *peerclient.Manager
@@ -328,6 +330,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.fileCfg.Store(cfg)
 	n.peersGen = n.db.PeersGeneration()
 	fileCfg := cfg
+	// What was changed in the file while the replica was stopped is audited, once there is a
+	// leader to take it.
+	n.goBackground(func(ctx context.Context) { n.auditEditsWhileStopped(ctx, fileCfg) })
 	if cfg, err = n.mergePeers(ctx, fileCfg); err != nil {
 		return nil, err
 	}
