@@ -428,9 +428,12 @@ func newPictureCmd() *cobra.Command {
 		Long: `Show the merged picture of a crisis: the node's own records and those received from peers.
 For each kind, region and key (the body's municipality, or else the record id), the latest record
 with its source and age; sums of the fields a kind declares aggregable, per region and nationally;
-DISAGREES with the other sources whose latest record for the same key has a different body,
-and under that row a line for each with its figures (lcvs.crisis.test says: beds_free 1 ·
-beds_total 40 (shelter-goes, v3, 2h0m ago); -o json: entries[].disagreeing);
+DISAGREES with the other sources whose latest record for the same key reports other figures
+(for a kind that sums fields, another value in one of them; for one that sums none, any
+difference), and under that row a line for each with its figures (lcvs.crisis.test says:
+beds_free 1 · beds_total 40 (shelter-goes, v3, 2h0m ago); -o json: entries[].disagreeing);
+DIFFERS, with the fields, where they report the same figures and differ elsewhere, such as in
+notes or a field withheld from this node (DIFFERS:lcvs.crisis.test:beds_total,notes);
 NOT-COUNTED naming a source's other records under the same key; STALE on a latest record older
 than its kind's stale_after (a day unless the node's config says otherwise; never for documents
 such as qa and guidance in the demo), or than --stale-after for every kind; and CACHED on the
@@ -544,11 +547,15 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			AgeS   int64  `json:"age_s"`
 			Stale  bool   `json:"stale"`
 			// Cached: the source does not answer now; this is its last copy here.
-			Cached   bool        `json:"cached,omitempty"`
-			Conflict []string    `json:"conflict"`
-			LeftOut  []string    `json:"left_out,omitempty"`
-			Validity string      `json:"validity,omitempty"`
-			Record   record.JSON `json:"record"`
+			Cached   bool     `json:"cached,omitempty"`
+			Conflict []string `json:"conflict"`
+			// ConflictFields: the body fields the sources in Conflict differ in; FiguresDisagree:
+			// in a field the kind sums (or, for a kind that sums none, at all).
+			ConflictFields  []string    `json:"conflict_fields,omitempty"`
+			FiguresDisagree bool        `json:"figures_disagree,omitempty"`
+			LeftOut         []string    `json:"left_out,omitempty"`
+			Validity        string      `json:"validity,omitempty"`
+			Record          record.JSON `json:"record"`
 			// FieldsLeftOut: the body fields the answer left out to stay within its bound.
 			FieldsLeftOut []string `json:"fields_left_out,omitempty"`
 			// Disagreeing: for each source in Conflict, in its order, its latest record of the
@@ -591,7 +598,7 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 			for _, r := range e.Disagreeing {
 				others = append(others, record.ToJSON(r))
 			}
-			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, unanswered[e.Source], nonNilStrings(e.Conflict), e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut, others})
+			doc.Entries = append(doc.Entries, entry{e.Kind, e.Region, e.Key, e.Source, e.AgeS, e.Stale, unanswered[e.Source], nonNilStrings(e.Conflict), e.ConflictFields, e.FiguresDisagree, e.LeftOut, e.Validity, record.ToJSON(e.Record), e.FieldsLeftOut, others})
 		}
 		for _, a := range resp.Aggregates {
 			doc.Aggregates = append(doc.Aggregates, agg{a.Kind, a.Field, a.Region, a.Sum, a.Records, a.Entries})
@@ -633,8 +640,12 @@ func printPicture(w io.Writer, format string, resp *pb.PictureResponse, mode *pb
 		if e.Stale {
 			flags = append(flags, "STALE")
 		}
-		if len(e.Conflict) > 0 {
+		switch {
+		case len(e.Conflict) > 0 && e.FiguresDisagree:
 			flags = append(flags, "DISAGREES:"+strings.Join(e.Conflict, ","))
+		case len(e.Conflict) > 0:
+			// The same figures: a note, or a field withheld from this node.
+			flags = append(flags, "DIFFERS:"+strings.Join(e.Conflict, ",")+":"+strings.Join(e.ConflictFields, ","))
 		}
 		if len(e.LeftOut) > 0 {
 			// The source's other records under this key: neither shown nor counted.

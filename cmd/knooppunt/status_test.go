@@ -391,10 +391,15 @@ func TestPrintPictureSaysWhatDisagreeingSourcesReport(t *testing.T) {
 		Body: []byte(`{"municipality":"Goes","location":"Sporthal","beds_total":40,"beds_free":1}`)}
 	resp := &pb.PictureResponse{Crisis: "oekraine", Entries: []*pb.PictureEntry{
 		{Kind: "shelter.capacity", Region: "VR19", Key: "Goes", Source: "vr-zeeland.crisis.test", Conflict: []string{"lcvs.crisis.test"}, Disagreeing: []*pb.Record{lcvs},
+			ConflictFields: []string{"beds_free", "location"}, FiguresDisagree: true,
 			Record: &pb.Record{Id: "opvang-goes", Crisis: "oekraine", Body: []byte(`{"municipality":"Goes","beds_total":40,"beds_free":15}`)}},
 		{Kind: "shelter.capacity", Region: "VR19", Key: "Hulst", Source: "vr-zeeland.crisis.test", Conflict: []string{"lcvs.crisis.test"},
+			ConflictFields: []string{"beds_total"}, FiguresDisagree: true,
 			Record: &pb.Record{Id: "opvang-hulst", Crisis: "oekraine", Body: []byte(`{"municipality":"Hulst","beds_free":4}`)}},
-		{Kind: "shelter.capacity", Region: "VR19", Key: "Middelburg", Source: "vr-zeeland.crisis.test",
+		// The same figures, with a field withheld and a note: it differs, and does not disagree.
+		{Kind: "shelter.capacity", Region: "VR19", Key: "Middelburg", Source: "vr-zeeland.crisis.test", Conflict: []string{"lcvs.crisis.test"},
+			ConflictFields: []string{"beds_total", "notes"}, Disagreeing: []*pb.Record{{Id: "shelter-middelburg", Origin: "lcvs.crisis.test", Version: 1,
+				UpdatedAt: timestamppb.New(time.Now().Add(-time.Hour)), Body: []byte(`{"municipality":"Middelburg","beds_free":7,"beds_total":50,"notes":"x"}`)}},
 			Record: &pb.Record{Id: "opvang-middelburg", Crisis: "oekraine", Body: []byte(`{"municipality":"Middelburg","beds_free":7}`)}},
 	}, Aggregates: []*pb.Aggregate{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 26, Records: 3}, {Kind: "shelter.capacity", Field: "beds_total", Region: "VR19", Sum: 40, Records: 1}}}
 	var b strings.Builder
@@ -406,6 +411,10 @@ func TestPrintPictureSaysWhatDisagreeingSourcesReport(t *testing.T) {
 	says := "    lcvs.crisis.test says: beds_free 1 · beds_total 40 · location Sporthal (shelter-goes, v3, 2h0m ago)\n"
 	if !strings.Contains(goes, "DISAGREES:lcvs.crisis.test") || !strings.Contains(out, goes+says) {
 		t.Errorf("the row of Goes is not followed by what lcvs reports:\n%s", out)
+	}
+	if mb := lineWith(out, "  Middelburg  "); strings.Contains(mb, "DISAGREES") || !strings.Contains(mb, "DIFFERS:lcvs.crisis.test:beds_total,notes") ||
+		!strings.Contains(out, mb+"    lcvs.crisis.test says: beds_free 7 · beds_total 50") {
+		t.Errorf("the row of Middelburg, whose figures agree, is not flagged DIFFERS with what lcvs reports:\n%s", out)
 	}
 	hulst := lineWith(out, "  Hulst  ")
 	if !strings.Contains(out, hulst+"    lcvs.crisis.test says otherwise: its record was left out to keep the picture within its bound; `knooppunt search --origin lcvs.crisis.test --crisis oekraine --kind shelter.capacity --region VR19` shows it\n") {
@@ -429,10 +438,13 @@ func TestPrintPictureSaysWhatDisagreeingSourcesReport(t *testing.T) {
 				ID     string         `json:"id"`
 				Body   map[string]any `json:"body"`
 			} `json:"disagreeing"`
+			ConflictFields  []string `json:"conflict_fields"`
+			FiguresDisagree bool     `json:"figures_disagree"`
 		}
 	}
 	if err := json.Unmarshal([]byte(b.String()), &doc); err != nil || len(doc.Entries) != 3 || len(doc.Entries[0].Disagreeing) != 1 ||
-		doc.Entries[0].Disagreeing[0].Origin != "lcvs.crisis.test" || doc.Entries[0].Disagreeing[0].Body["beds_free"] != 1.0 || doc.Entries[1].Disagreeing != nil {
+		doc.Entries[0].Disagreeing[0].Origin != "lcvs.crisis.test" || doc.Entries[0].Disagreeing[0].Body["beds_free"] != 1.0 || doc.Entries[1].Disagreeing != nil ||
+		!doc.Entries[0].FiguresDisagree || doc.Entries[2].FiguresDisagree || strings.Join(doc.Entries[2].ConflictFields, ",") != "beds_total,notes" {
 		t.Errorf("picture -o json (%v):\n%s", err, b.String())
 	}
 }

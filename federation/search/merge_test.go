@@ -7,6 +7,7 @@ package search_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand"
 	"slices"
 	"sort"
@@ -191,6 +192,21 @@ type refEntry struct {
 	// disagreeing is, for each source in conflict, its latest record in the slot, as
 	// describeRecord writes it.
 	disagreeing []string
+	// conflictFields are the top-level members in which one of them differs from the entry's
+	// body, a member one lacks included; figures, that an aggregable field is in both and
+	// differs, or that the kind has none.
+	conflictFields []string
+	figures        bool
+}
+
+// value is a decoded JSON value as one string, to compare: encoding/json writes every number the
+// same way and map keys sorted.
+func value(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 // describeRecord is a record as the reference model compares it: its origin, id, version and
@@ -203,6 +219,9 @@ func describeRecord(r *pb.Record) string {
 // still tests anything.
 type refStats struct {
 	conflicts, agreements, stale, timeTies, national, leftOut int
+	// figures counts the entries whose figures disagree, otherOnly those that disagree elsewhere
+	// only.
+	figures, otherOnly int
 	// never counts entries older than the trial's limit whose kind is never stale.
 	never int
 	// ahead counts entries of a partner's record dated after this node received it.
@@ -353,6 +372,20 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 			latestOf[it.Source] = it.Record
 			if canonical(it.Record.Body) != canonical(top.Record.Body) {
 				e.conflict = append(e.conflict, it.Source)
+				mine, theirs := decode(top.Record.Body), decode(it.Record.Body)
+				for _, k := range slices.Sorted(maps.Keys(mine)) {
+					other, ok := theirs[k]
+					if !ok || value(other) != value(mine[k]) {
+						e.conflictFields = append(e.conflictFields, k)
+						e.figures = e.figures || ok && slices.Contains(aggregable[e.kind], k)
+					}
+				}
+				for k := range theirs {
+					if _, ok := mine[k]; !ok {
+						e.conflictFields = append(e.conflictFields, k)
+					}
+				}
+				e.figures = e.figures || len(aggregable[e.kind]) == 0
 			} else {
 				st.agreements++
 			}
@@ -362,7 +395,14 @@ func reference(items []search.Item, aggregable map[string][]string, now time.Tim
 		}
 		if len(e.conflict) > 0 {
 			st.conflicts++
+			if e.figures {
+				st.figures++
+			} else {
+				st.otherOnly++
+			}
 		}
+		slices.Sort(e.conflictFields)
+		e.conflictFields = slices.Compact(e.conflictFields)
 		if e.stale {
 			st.stale++
 		}
@@ -446,7 +486,8 @@ func comparePicture(got *pb.PictureResponse, entries []refEntry, sums map[[3]str
 	for i := range min(len(got.Entries), len(entries)) {
 		g, w := got.Entries[i], entries[i]
 		have := refEntry{kind: g.Kind, region: g.Region, key: g.Key, source: g.Source, id: g.Record.GetId(),
-			version: g.Record.GetVersion(), ageS: g.AgeS, stale: g.Stale, conflict: g.Conflict, leftOut: g.LeftOut}
+			version: g.Record.GetVersion(), ageS: g.AgeS, stale: g.Stale, conflict: g.Conflict, leftOut: g.LeftOut,
+			conflictFields: g.ConflictFields, figures: g.FiguresDisagree}
 		for _, r := range g.Disagreeing {
 			have.disagreeing = append(have.disagreeing, describeRecord(r))
 		}
@@ -540,11 +581,13 @@ func TestMergeAgreesWithReference(t *testing.T) {
 		total.folded += st.folded
 		total.idApart += st.idApart
 		total.short += st.short
+		total.figures += st.figures
+		total.otherOnly += st.otherOnly
 	}
 	// The draw must reach what it is meant to test, or a quiet change to it would prove nothing.
 	t.Logf("%d trials: %+v", trials, total)
 	if n := trials / 3; total.conflicts < n || total.agreements < n || total.stale < n || total.timeTies < n/5 || total.national < n || total.leftOut < n || total.never < n/5 || total.ahead < n/5 ||
-		total.folded < n/5 || total.idApart < n/5 || total.short < n {
+		total.folded < n/5 || total.idApart < n/5 || total.short < n || total.figures < n/5 || total.otherOnly < n/10 {
 		t.Fatalf("%d trials reached %+v: too few of some to prove anything", trials, total)
 	}
 }
@@ -742,6 +785,59 @@ func TestMergeRules(t *testing.T) {
 			}
 			if fmt.Sprint(entries) != fmt.Sprint(tc.entries) || strings.Join(sums, ", ") != tc.sums {
 				t.Errorf("entries %v\nsums %s\nwant entries %v\nsums %s", entries, strings.Join(sums, ", "), tc.entries, tc.sums)
+			}
+		})
+	}
+}
+
+// TestMergeSaysWhereBodiesDiffer: an entry in conflict names the fields that differ, and says
+// whether its figures do. Two sources that report the same free beds, one with beds_total
+// withheld and no notes, differ but do not disagree in their figures (review I, F3); two that
+// report other free beds do.
+func TestMergeSaysWhereBodiesDiffer(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := func(src, body string, age time.Duration) search.Item {
+		return search.Item{Source: src, Record: &pb.Record{Id: "r-" + src, Origin: src, Kind: "shelter.capacity", Crisis: "c",
+			Region: "VR19", Body: []byte(body), Version: 1, UpdatedAt: timestamppb.New(now.Add(-age))}}
+	}
+	kind := func(it search.Item, kind string) search.Item { it.Record.Kind = kind; return it }
+	agg := map[string][]string{"shelter.capacity": {"beds_total", "beds_free"}}
+	for _, tc := range []struct {
+		name    string
+		items   []search.Item
+		fields  string
+		figures bool
+	}{
+		{"withheld and notes only", []search.Item{
+			rec("vr-zeeland", `{"municipality":"Hulst","beds_free":4,"location":"Opvanglocatie Hulst"}`, time.Minute),
+			rec("lcvs", `{"municipality":"Hulst","beds_free":4,"beds_total":60,"location":"Opvanglocatie Hulst","notes":"demo"}`, 2*time.Minute),
+		}, "beds_total,notes", false},
+		{"other free beds", []search.Item{
+			rec("vr-zeeland", `{"municipality":"Goes","beds_free":15,"beds_total":40}`, time.Minute),
+			rec("lcvs", `{"municipality":"Goes","beds_free":1,"beds_total":40,"notes":"demo"}`, 2*time.Minute),
+		}, "beds_free,notes", true},
+		{"one of two sources in conflict differs in figures", []search.Item{
+			rec("a", `{"municipality":"Goes","beds_free":15}`, time.Minute),
+			rec("b", `{"municipality":"Goes","beds_free":15,"notes":"x"}`, 2*time.Minute),
+			rec("c", `{"municipality":"Goes","beds_free":"15"}`, 3*time.Minute),
+		}, "beds_free,notes", true},
+		{"a kind that sums nothing disagrees in any field", []search.Item{
+			kind(rec("a", `{"municipality":"Goes","title":"Rustig"}`, time.Minute), "sitrep"),
+			kind(rec("b", `{"municipality":"Goes","title":"Rustig","notes":"x"}`, 2*time.Minute), "sitrep"),
+		}, "notes", true},
+		{"the same value, spelt otherwise", []search.Item{
+			rec("a", `{"municipality":"Goes","beds_free":15}`, time.Minute),
+			rec("b", `{"beds_free":1.5e1,"municipality":"Goes"}`, 2*time.Minute),
+		}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := search.Merge(tc.items, agg, now, search.StaleAfter(time.Hour))
+			if len(got.Entries) != 1 {
+				t.Fatalf("%d entries, want 1", len(got.Entries))
+			}
+			e := got.Entries[0]
+			if f := strings.Join(e.ConflictFields, ","); f != tc.fields || e.FiguresDisagree != tc.figures || (f == "") != (len(e.Conflict) == 0) {
+				t.Errorf("conflict %v in fields %q, figures disagree %v; want fields %q, figures %v", e.Conflict, f, e.FiguresDisagree, tc.fields, tc.figures)
 			}
 		})
 	}

@@ -1003,10 +1003,22 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 		shown, _ := keyOf(latest.Record)
 		e := &pb.PictureEntry{Kind: k.kind, Region: k.region, Key: shown, Record: latest.Record, Source: latest.Source,
 			AgeS: int64(age.Seconds()), Stale: stale(age, staleAfter(k.kind)), Validity: record.ValidityOfBody(body, latest.Record, now)}
+		var fields []string
 		for src, it := range bySource[k] {
-			if src != latest.Source && !sameBody(it.Record.Body, latest.Record.Body) {
-				e.Conflict = append(e.Conflict, src)
+			if src == latest.Source {
+				continue
 			}
+			differ, figures, same := bodyDiff(latest.Record.Body, it.Record.Body, aggregable[k.kind])
+			if same {
+				continue
+			}
+			e.Conflict = append(e.Conflict, src)
+			fields = append(fields, differ...)
+			e.FiguresDisagree = e.FiguresDisagree || figures
+		}
+		if len(fields) > 0 {
+			slices.Sort(fields)
+			e.ConflictFields = slices.Compact(fields)
 		}
 		sort.Strings(e.Conflict)
 		for _, src := range e.Conflict {
@@ -1147,15 +1159,38 @@ func later(a, b Item) bool {
 	return a.Record.GetId() < b.Record.GetId()
 }
 
-// sameBody says whether two bodies are the same JSON value: the order of an object's members,
-// white space and how a number is spelt (1, 1.0, 1e0) do not count; a different type does (the
-// string "1" is not the number 1). A body that is not JSON is the same as no other.
-func sameBody(a, b []byte) bool {
+// bodyDiff compares two bodies as JSON values: the order of an object's members, white space
+// and how a number is spelt (1, 1.0, 1e0) do not count; a different type does (the string "1" is
+// not the number 1). same says they are the same value; otherwise fields are the top-level
+// members in which they differ (a member one lacks included), and figures says that one of
+// aggregate is in both with different values, or, with no aggregate (a kind that sums nothing),
+// that they differ at all. A body that is not a JSON object is the same as no other, and differs
+// in its figures.
+func bodyDiff(a, b []byte, aggregate []string) (fields []string, figures, same bool) {
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
+		return nil, true, false
 	}
-	return reflect.DeepEqual(x, y)
+	if reflect.DeepEqual(x, y) {
+		return nil, false, true
+	}
+	xo, ok1 := x.(map[string]any)
+	yo, ok2 := y.(map[string]any)
+	if !ok1 || !ok2 {
+		return nil, true, false
+	}
+	for k, xv := range xo {
+		if yv, ok := yo[k]; !ok || !reflect.DeepEqual(xv, yv) {
+			fields = append(fields, k)
+			figures = figures || ok && slices.Contains(aggregate, k)
+		}
+	}
+	for k := range yo {
+		if _, ok := xo[k]; !ok {
+			fields = append(fields, k)
+		}
+	}
+	return fields, figures || len(aggregate) == 0, false
 }
 
 // bestFirst orders the hits across their sources: each source ranks its own best first (bm25

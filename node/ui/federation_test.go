@@ -537,7 +537,8 @@ func (e *fedEnv) signIn(t *testing.T, b *browser, name, path string) (*http.Resp
 // which keyboard, touch and screen-reader users do not reach (WCAG 1.3.1); under it the page says
 // what that source reports instead, with how long ago. A shelter whose figures two sources
 // report otherwise, which the page shows only in its sums, is named under the sums with the
-// figures of each: the one the sums count and the other's.
+// figures of each: the one the sums count and the other's; one that two sources report with the
+// same figures, differing in a note, is only counted there (review I, F3).
 func TestPictureNamesWhoDisagrees(t *testing.T) {
 	e := startFederation(t)
 	// VR Utrecht writes a sitrep under the id of NCC's national one: an id is its own
@@ -558,6 +559,9 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	e.utrecht.Put(t, denHaag("den-haag", "Den Haag volgens VR Utrecht"))
 	e.utrecht.Put(t, &pb.Record{Id: "opvang-middelburg", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR19", Classification: pb.Classification_INTERNAL,
 		Body: []byte(`{"municipality":"Middelburg","beds_total":60,"beds_free":15}`)})
+	// Of Rotterdam it reports LCVS's figures, with a note: that differs, and does not dispute.
+	e.utrecht.Put(t, &pb.Record{Id: "opvang-rotterdam", Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR17", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"municipality":"Rotterdam","beds_total":300,"beds_free":41,"notes":"geteld door VR Utrecht"}`)})
 	b := newBrowser(t)
 	e.op.signInAs("officer-a")
 	_, page := b.get(t, e.url+"/?crisis=oekraine")
@@ -575,10 +579,13 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	if i := strings.Index(page, `id="anders-gemeld"`); i >= 0 {
 		disputed = page[i : i+strings.Index(page[i:], "</div>")]
 	}
-	if !strings.Contains(disputed, "Bij 1 plaats(en) melden bronnen iets anders.") ||
+	if !strings.Contains(disputed, "Bij 1 plaats(en) melden bronnen andere cijfers.") || strings.Contains(disputed, "Rotterdam") ||
 		!regexp.MustCompile(`>Middelburg</a> \(VR19 Zeeland\): vr-utrecht meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 15 \(telt mee\)`).MatchString(disputed) ||
 		!regexp.MustCompile(`>lcvs meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 22</a> <span class="kp-muted" title="[^"]+">\((zojuist|1 min geleden)\)</span>`).MatchString(disputed) {
-		t.Errorf("the picture does not say, under the sums, what each source reports of Middelburg:\n%s", disputed)
+		t.Errorf("the picture does not say, under the sums, what each source reports of Middelburg (and only of it):\n%s", disputed)
+	}
+	if !strings.Contains(page, `<p class="utrecht-paragraph kp-muted" id="elders-anders">Bij 1 plaats(en) melden bronnen dezelfde cijfers en verschillen ze alleen in iets anders`) {
+		t.Errorf("the picture does not say that the sources report Rotterdam with the same figures, differing elsewhere:\n%s", page)
 	}
 }
 

@@ -76,8 +76,11 @@ type pictureView struct {
 	// LeftOut are the records of aggregated kinds that the sums do not count: their source has
 	// a later record under the same key (docs/api.md).
 	LeftOut []leftOutView
-	// Disputed are the entries of aggregated kinds that other sources report otherwise.
+	// Disputed are the entries of aggregated kinds that other sources report other figures of.
 	Disputed []disputedView
+	// DiffersElsewhere counts the entries of aggregated kinds that other sources report with the
+	// same figures, differing only in another field (a note, one withheld from this node).
+	DiffersElsewhere int
 	// Lacking says of each sum that lacks entries of its kind how many it counts (lackingSums).
 	Lacking []string
 	// Charts draw each column per region, the national total left out.
@@ -422,6 +425,11 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	for _, e := range pic.Entries {
 		if !summed[e.Kind] || len(e.Conflict) == 0 || e.Record == nil {
+			continue
+		}
+		if !e.FiguresDisagree {
+			// The same figures: the sums are the same whichever counts (review I, F3).
+			v.DiffersElsewhere++
 			continue
 		}
 		d := disputedView{Key: e.Key, Region: e.Region, Source: s.orgName(v.Partners, e.Source), Figures: s.figures(r.L, e.Kind, e.Record.Body),

@@ -1630,9 +1630,20 @@ type PictureEntry struct {
 	// search shows them, and are whole: never shortened (fields_left_out is of record alone). Empty
 	// when conflict is; and empty, with conflict set, when the answer left them out to stay within
 	// its bound (before it leaves out any entry's body values, the largest first).
-	Disagreeing   []*Record `protobuf:"bytes,14,rep,name=disagreeing" json:"disagreeing,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Disagreeing []*Record `protobuf:"bytes,14,rep,name=disagreeing" json:"disagreeing,omitempty"`
+	// conflict_fields names, sorted, the top-level body fields in which a record of a source in
+	// conflict differs from the entry's: a value that is a different JSON value, or a field one of
+	// them has and the other lacks (such as one a policy withholds from this node). Empty when
+	// conflict is.
+	ConflictFields []string `protobuf:"bytes,15,rep,name=conflict_fields,json=conflictFields" json:"conflict_fields,omitempty"`
+	// figures_disagree says that what the sources report differs: a field the kind sums (its
+	// aggregate) is in the entry's body and in one of a source in conflict with a different JSON
+	// value. False when the records differ only elsewhere (a note, a location) or in a field only
+	// one of them has (such as one withheld). For a kind that sums no field, and for a body that is
+	// not a JSON object, it is true whenever conflict is set.
+	FiguresDisagree bool `protobuf:"varint,16,opt,name=figures_disagree,json=figuresDisagree" json:"figures_disagree,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PictureEntry) Reset() {
@@ -1761,6 +1772,20 @@ func (x *PictureEntry) GetDisagreeing() []*Record {
 		return x.Disagreeing
 	}
 	return nil
+}
+
+func (x *PictureEntry) GetConflictFields() []string {
+	if x != nil {
+		return x.ConflictFields
+	}
+	return nil
+}
+
+func (x *PictureEntry) GetFiguresDisagree() bool {
+	if x != nil {
+		return x.FiguresDisagree
+	}
+	return false
 }
 
 type Aggregate struct {
@@ -2170,7 +2195,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06crisis\x18\x01 \x01(\tR\x06crisis\x12\"\n" +
 	"\rstale_after_s\x18\x02 \x01(\x05R\vstaleAfterS\x12&\n" +
 	"\x04mode\x18\x03 \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x12&\n" +
-	"\x0fskip_peer_check\x18\x04 \x01(\bR\rskipPeerCheck\"\xd9\x03\n" +
+	"\x0fskip_peer_check\x18\x04 \x01(\bR\rskipPeerCheck\"\xad\x04\n" +
 	"\fPictureEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x10\n" +
@@ -2187,7 +2212,9 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"receivedAt\x12&\n" +
 	"\x0ffields_left_out\x18\f \x03(\tR\rfieldsLeftOut\x12*\n" +
 	"\x11whole_body_sha256\x18\r \x01(\fR\x0fwholeBodySha256\x126\n" +
-	"\vdisagreeing\x18\x0e \x03(\v2\x14.knooppunt.v1.RecordR\vdisagreeing\"\x93\x01\n" +
+	"\vdisagreeing\x18\x0e \x03(\v2\x14.knooppunt.v1.RecordR\vdisagreeing\x12'\n" +
+	"\x0fconflict_fields\x18\x0f \x03(\tR\x0econflictFields\x12)\n" +
+	"\x10figures_disagree\x18\x10 \x01(\bR\x0ffiguresDisagree\"\x93\x01\n" +
 	"\tAggregate\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05field\x18\x02 \x01(\tR\x05field\x12\x16\n" +
