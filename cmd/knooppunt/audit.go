@@ -187,10 +187,12 @@ chain must still hold that entry with that hash.
 --witnesses does that with the peers: the node hands each peer its signed head every few minutes
 and after every policy step, and verify asks every peer for the heads it keeps and checks that
 the chain holds each one. A chain rewritten whole fails, naming the witness and the entry. A
-peer that cannot be reached is reported and does not fail the check.`,
+peer that cannot be reached is reported and does not fail the check. When no witness vouches for
+the chain (none can be reached, none holds a head yet, or the node has no peers), verify says so
+and exits 2.`,
 		Example: `  knooppunt audit verify
   knooppunt audit verify --anchor 1834:9f2c5e0b7a41d3c68e25f90a4b1c7d3e6f8a2b5c9d0e1f4a7b3c6d9e2f5a8b1c   # the head an earlier verify printed
-  knooppunt audit verify --witnesses             # against the heads the peers keep; exit 2 when none could be asked`,
+  knooppunt audit verify --witnesses             # against the heads the peers keep; exit 2 when none vouched`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &pb.VerifyAuditRequest{Witnesses: witnesses}
@@ -276,7 +278,7 @@ peer that cannot be reached is reported and does not fail the check.`,
 					return exitError(1)
 				}
 				if note := unvouched(resp.Witnesses); witnesses && note != "" {
-					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no witness could vouch for the chain: %s.\n", note)
+					fmt.Fprintf(cmd.ErrOrStderr(), "Note: %s.\n", note)
 					return exitError(2)
 				}
 				return nil
@@ -292,8 +294,12 @@ peer that cannot be reached is reported and does not fail the check.`,
 
 // unvouched says why no witness vouched for the chain, or "" when one did. Then the check the
 // caller asked for did not happen, which must not read as a pass: not when witnesses could not
-// be asked, nor when none holds a head yet. (A node without peers refuses --witnesses.)
+// be asked, nor when none holds a head yet, nor when the node has no peers to ask (it answers
+// with no witness: a chain whose witnesses were removed read as a clean pass, review O, O2).
 func unvouched(ws []*pb.WitnessReport) string {
+	if len(ws) == 0 {
+		return "this node has no peers: nobody witnessed the chain. Keep the head outside the node, and verify with --anchor"
+	}
 	by := map[string]int{}
 	for _, w := range ws {
 		if w.State == witness.OK {
@@ -314,7 +320,7 @@ func unvouched(ws []*pb.WitnessReport) string {
 	if len(why) == 0 {
 		return ""
 	}
-	return strings.Join(why, "; ") + ". Check again later"
+	return "no witness could vouch for the chain: " + strings.Join(why, "; ") + ". Check again later"
 }
 
 // parseAnchor parses SEQ:HASH as audit verify prints a head.

@@ -724,7 +724,8 @@ func TestCLIImportStoppedMidway(t *testing.T) {
 }
 
 // TestUnvouched: --witnesses passes only when a witness vouched for the chain; otherwise it says
-// why none did (review onboard F5: every witness keeping no head read as ok).
+// why none did (review onboard F5: every witness keeping no head read as ok; review O, O2: no
+// witness at all, on a node without peers, read as ok).
 func TestUnvouched(t *testing.T) {
 	ws := func(states ...string) []*pb.WitnessReport {
 		var out []*pb.WitnessReport
@@ -738,9 +739,10 @@ func TestUnvouched(t *testing.T) {
 		want string
 	}{
 		{ws("ok", "unreachable", "none"), ""},
-		{ws("none", "none"), "2 of 2 hold no head of it yet"},
-		{ws("unreachable"), "1 of 1 unreachable. Check again later"},
-		{ws("unreachable", "none", "invalid"), "1 of 3 unreachable; 1 of 3 hold no head of it yet (the node hands each peer its head every few minutes and after every policy step); 1 of 3 hold heads that do not verify"},
+		{ws("none", "none"), "no witness could vouch for the chain: 2 of 2 hold no head of it yet"},
+		{ws("unreachable"), "no witness could vouch for the chain: 1 of 1 unreachable. Check again later"},
+		{nil, "this node has no peers: nobody witnessed the chain"},
+		{ws("unreachable", "none", "invalid"), "no witness could vouch for the chain: 1 of 3 unreachable; 1 of 3 hold no head of it yet (the node hands each peer its head every few minutes and after every policy step); 1 of 3 hold heads that do not verify"},
 	} {
 		if got := unvouched(c.ws); !strings.HasPrefix(got, c.want) || (c.want == "") != (got == "") {
 			t.Errorf("unvouched(%v) = %q, want it to begin %q", c.ws, got, c.want)
