@@ -82,6 +82,29 @@ func TestTextSearchAcrossTheFederation(t *testing.T) {
 	if got, want := hits[a.Name+"/a-permit"].GetSnippet(), "Ja, zonder tewerkstellings«vergunning», als de werkgever het meldt."; got != want {
 		t.Errorf("snippet of a-permit for vergunningen = %q, want %q", got, want)
 	}
+	// With text_any one of the words will do, as the web search asks when all of them together
+	// find nothing (review P, P2), at every source; a word no record holds leaves the others.
+	anyOf := func(text string, any bool) map[string][]string {
+		ids, _ := textHits(t, c, &pb.Filter{Text: text, TextAny: any})
+		for _, v := range ids {
+			slices.Sort(v)
+		}
+		return ids
+	}
+	if ids := anyOf("coordinatie tewerkstellingsvergunning", true); !slices.Equal(ids[a.Name], []string{"a-other", "a-permit"}) || len(ids[b.Name]) != 0 {
+		t.Errorf("coordinatie or tewerkstellingsvergunning finds %v, want a-other and a-permit at a", ids)
+	}
+	if ids := anyOf("coordinatie tewerkstellingsvergunning", false); len(ids[a.Name])+len(ids[b.Name]) != 0 {
+		t.Errorf("coordinatie and tewerkstellingsvergunning finds %v, want nothing", ids)
+	}
+	if ids := anyOf("qwertyzz vrijwilligers", true); !slices.Equal(ids[b.Name], []string{"b-own"}) || len(ids[a.Name]) != 0 {
+		t.Errorf("qwertyzz or vrijwilligers finds %v, want b-own at b", ids)
+	}
+	if _, err := pb.NewSearchServiceClient(c.Local(t)).Search(fedtest.Call(t), &pb.SearchRequest{Filter: &pb.Filter{TextAny: true}}); status.Code(err) != codes.InvalidArgument ||
+		!strings.HasPrefix(status.Convert(err).Message(), "filter.text_any: ") {
+		t.Errorf("text_any without text: %v, want INVALID_ARGUMENT naming filter.text_any", err)
+	}
+
 	// b's own search finds its own record and, from its cache only when a does not answer, a's.
 	if ids, _ := textHits(t, b, &pb.Filter{Text: "vergunning"}); !slices.Equal(ids[""], []string{"b-own"}) || len(ids[a.Name]) != 2 {
 		t.Errorf("b finds %v", ids)

@@ -503,6 +503,9 @@ func CheckFilter(f *pb.Filter) error {
 			return api.Status(slog.Default(), err)
 		}
 	}
+	if f.TextAny && f.Text == "" {
+		return api.Invalid("filter.text_any", "set without filter.text: give the words, one of which a record must hold")
+	}
 	if f.Limit < 0 || f.Limit > MaxLimit {
 		return api.Invalid("filter.limit", "%d: use 0 (default %d) to %d", f.Limit, DefaultLimit, MaxLimit)
 	}
@@ -543,7 +546,7 @@ func ListFilters(f *pb.Filter) []db.Filter {
 
 // TextFilter turns a federation filter with text into the store's full-text filter.
 func TextFilter(f *pb.Filter, q *record.TextQuery) db.TextFilter {
-	tf := db.TextFilter{Terms: q.Sought(), Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels, Mode: db.ModeFrom(f.Mode), IDs: f.Ids}
+	tf := db.TextFilter{Terms: q.Sought(), Any: q.Any, Kinds: f.Kinds, Crisis: f.Crisis, Region: f.Region, Labels: f.Labels, Mode: db.ModeFrom(f.Mode), IDs: f.Ids}
 	if f.UpdatedSince != nil {
 		tf.UpdatedSince = f.UpdatedSince.AsTime()
 	}
@@ -881,6 +884,7 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	sent, considered := 0, 0
 	text, _ := record.ParseText("filter.text", req.GetFilter().GetText()) // checked above; nil without text
 	if text != nil {
+		text.Any = req.GetFilter().GetTextAny()
 		release, err := s.searchText(ctx, to)
 		if err != nil {
 			return err

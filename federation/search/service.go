@@ -433,6 +433,7 @@ func (s *Service) text(f *pb.Filter) *record.TextQuery {
 		return nil
 	}
 	q, _ := record.ParseText("filter.text", f.Text)
+	q.Any = f.GetTextAny()
 	return q
 }
 

@@ -654,8 +654,10 @@ func bodyText(body []byte) string {
 
 // TextFilter selects the candidates of a full-text search. Zero fields do not filter.
 type TextFilter struct {
-	// Terms are the words and phrases each of which a record must hold (record.TextQuery.Terms).
+	// Terms are the words and phrases each of which a record must hold (record.TextQuery.Terms);
+	// with Any, one of which it must.
 	Terms  []string
+	Any    bool
 	Kinds  []string
 	Crisis string
 	Region string
@@ -716,7 +718,7 @@ func textWhere(t string, f TextFilter) (string, []any) {
 // a time, and calls fn for each that f's filters keep, best first, until fn returns false. A
 // page is read and its statement done before fn sees any of it, so fn may take its time.
 func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(scanner, ...any) (T, error), fn func(T) (bool, error)) error {
-	match, err := d.matchExpr(ctx, f.Terms, t == "records")
+	match, err := d.matchExpr(ctx, f.Terms, t == "records", f.Any)
 	if err != nil || match == "" {
 		return err
 	}
@@ -872,9 +874,11 @@ const (
 // every word that starts with it (a prefix query). Each word is quoted as a string, so that
 // nothing in it is read as syntax. It is "" when no record can hold a term: a part of a word
 // that is in no word of the vocabulary. own says that the query is of own records: the words
-// own records hold are its vocabulary.
-func (d *DB) matchExpr(ctx context.Context, terms []string, own bool) (string, error) {
+// own records hold are its vocabulary. With any, a record need hold one term: the query is "" when
+// none can be held, and a term no record can hold is left out.
+func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (string, error) {
 	var exprs []string
+	held := false // with any: a term some record may hold
 	for _, term := range terms {
 		words, openStart, openEnd := record.TermWords(term)
 		alts := make([][]string, len(words)) // nil: any word
@@ -894,6 +898,10 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own bool) (string, e
 				if err != nil {
 					return "", err
 				}
+				if len(found) == 0 && any {
+					alts, broad = nil, false
+					break
+				}
 				if len(found) == 0 {
 					return "", nil
 				}
@@ -907,9 +915,20 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own bool) (string, e
 			broad = false
 		}
 		if broad {
+			held = true // any word: a match the text decides
 			continue
 		}
+		if alts == nil {
+			continue // with any: no record holds it
+		}
+		held = true
 		exprs = append(exprs, termExpr(alts))
+	}
+	if any && !held {
+		return "", nil
+	}
+	if any && len(exprs) > 0 {
+		return strings.Join(exprs, " OR "), nil
 	}
 	if len(exprs) == 0 {
 		return "", &record.FieldError{Field: "filter.text", Code: codes.InvalidArgument,

@@ -30,8 +30,14 @@ const (
 
 // TextQuery is a parsed full-text query.
 type TextQuery struct {
-	// Terms are the words and phrases, normalised (see Normalize), each of which must occur.
+	// Terms are the words and phrases, normalised (see Normalize), each of which must occur; with
+	// Any, one of which must.
 	Terms []string
+	// Any finds the records that hold at least one of Terms (Filter.text_any).
+	Any bool
+	// Frame are the words, as typed, that frame a question (wat, moet, hebben: stopWords), which
+	// ParseTextLoosely left out of a query that has other words. ParseText never sets it.
+	Frame []string
 	// LeftOut are the words and phrases, as typed, that ParseTextLoosely left out of a query of
 	// more than MaxQueryTerms (see keepTelling): a pasted question is searched on its most
 	// telling words rather than refused. ParseText never sets it.
@@ -71,7 +77,7 @@ func ParseTextLoosely(field, q string) (tq *TextQuery, ignored []string, err err
 	return parseText(field, q, true)
 }
 
-func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
+func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error) {
 	if !utf8.ValidString(q) {
 		e := invalid(field, "not valid UTF-8")
 		e.cause = ErrNotUTF8
@@ -154,9 +160,33 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		e.cause = ErrNoWords
 		return nil, nil, e
 	}
+	if loose {
+		// The words that frame a question (wat, moet, hebben, hoeveel) are left out whenever a
+		// telling word is left: each must occur, and they narrow a question to the records
+		// that happen to say them (review P, P2). A word said twice is looked for once.
+		var telling, tellingTyped, frame, framed []string
+		for i, t := range terms {
+			switch {
+			case stopWords[t]:
+				if !slices.Contains(framed, t) {
+					frame, framed = append(frame, typedTerms[i]), append(framed, t)
+				}
+			case !slices.Contains(telling, t):
+				telling, tellingTyped = append(telling, t), append(tellingTyped, typedTerms[i])
+			}
+		}
+		if len(telling) > 0 {
+			defer func() {
+				if tq != nil {
+					tq.Frame = frame
+				}
+			}()
+			terms, typedTerms = telling, tellingTyped
+		}
+	}
 	if len(terms) > MaxQueryTerms {
 		if loose {
-			tq := &TextQuery{}
+			tq = &TextQuery{}
 			for i, keep := range keepTelling(terms) {
 				if keep {
 					tq.Terms = append(tq.Terms, terms[i])
@@ -170,7 +200,8 @@ func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 		e.cause = ErrTooManyTerms
 		return nil, nil, e
 	}
-	return &TextQuery{Terms: terms}, ignored, nil
+	tq = &TextQuery{Terms: terms}
+	return tq, ignored, nil
 }
 
 // keepTelling chooses the most telling of terms, which are more than MaxQueryTerms, and keeps
@@ -217,9 +248,11 @@ var stopWords = map[string]bool{}
 
 func init() {
 	for _, w := range strings.Fields(`aan als bij dan dat deze die dit door een eens
-		had heb hebben heeft het hoe hun iemand iets kan kunnen maar mag meer met mijn moet
-		moeten mogen naar niet nog nou ons onze ook over tot uit van voor waar waarom wanneer wat
-		welk welke wie wij wil willen worden wordt zal zich zijn zou zouden
+		had heb hebben heeft het hoe hoeveel hun iemand iets kan kunnen kunt maar mag meer met
+		mijn moet moeten mogen naar niet nog nou ons onze ook over tot uit van voor waar waarom
+		wanneer wat welk welke wie wij wil willen worden wordt zal zich zijn zou zouden
+		alle alles daar doen gaan gaat graag hier staan staat toch veel vind vinden wel weten zoek
+		zoeken
 		and are can does for from has have how into not the this that what when where which who why will with you your`) {
 		stopWords[w] = true
 	}
@@ -304,7 +337,7 @@ func letters(s string) bool {
 	return s != ""
 }
 
-// Match reports whether every term occurs in one of texts.
+// Match reports whether every term occurs in one of texts; with Any, whether one does.
 func (q *TextQuery) Match(texts []string) bool {
 	norm := make([]string, len(texts))
 	for i, t := range texts {
@@ -318,11 +351,11 @@ func (q *TextQuery) Match(texts []string) bool {
 				break
 			}
 		}
-		if !found {
-			return false
+		if found == q.Any {
+			return found
 		}
 	}
-	return true
+	return !q.Any
 }
 
 // bm25's constants, as SQLite's FTS5 has them: how soon more occurrences of a term stop adding

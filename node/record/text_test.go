@@ -291,13 +291,13 @@ func TestParseTextLooselyCutsALongQuestion(t *testing.T) {
 	}
 	// The frame of the question goes (wat, moet, een, ...: they would also find water and
 	// moeten), and a word said twice is searched once; what it is about stays, in its order.
-	want := []string{"gemeente", "doen", "ontheemde", "oekraine", "noodopvang", "werk", "gevonden", "geen", "bsn nummer",
+	want := []string{"gemeente", "ontheemde", "oekraine", "noodopvang", "werk", "gevonden", "geen", "bsn nummer",
 		"tewerkstellingsvergunning", "werkgever"}
-	if !slices.Equal(tq.Terms, want) {
-		t.Errorf("kept %q, want %q", tq.Terms, want)
+	if !slices.Equal(tq.Terms, want) || tq.LeftOut != nil {
+		t.Errorf("kept %q, left out %q; want %q, nothing left out for room", tq.Terms, tq.LeftOut, want)
 	}
-	if got, want := strings.Join(tq.LeftOut, "|"), "Wat|moet|een|als|uit|heeft|maar|nog|voor|bij"; got != want {
-		t.Errorf("left out %q, want %q: each frame word once, as typed", got, want)
+	if got, want := strings.Join(tq.Frame, "|"), "Wat|moet|een|doen|als|uit|heeft|maar|nog|voor|bij"; got != want {
+		t.Errorf("frame %q, want %q: each frame word once, as typed", got, want)
 	}
 	if got := strings.Join(ignored, "|"); got != "in|de|en" {
 		t.Errorf("ignored %q, want the words too short", got)
@@ -306,7 +306,7 @@ func TestParseTextLooselyCutsALongQuestion(t *testing.T) {
 	if err != nil || !slices.Equal(back.Terms, tq.Terms) {
 		t.Errorf("ParseText(%q): %v, %v; want the cut query's terms", tq.String(), back, err)
 	}
-	if _, err := ParseText("text", tq.String()+" "+strings.Join(tq.LeftOut, " ")); !errors.Is(err, ErrTooManyTerms) {
+	if _, err := ParseText("text", tq.String()+" "+strings.Join(tq.Frame, " ")); !errors.Is(err, ErrTooManyTerms) {
 		t.Errorf("ParseText of the question's terms: %v, want ErrTooManyTerms", err)
 	}
 	// More telling words than room: the longest stay, a phrase first of all.
@@ -324,8 +324,24 @@ func TestParseTextLooselyCutsALongQuestion(t *testing.T) {
 	if len(tq.Terms) != MaxQueryTerms || tq.Terms[0] != "wat" || tq.Terms[1] != "hoe" || tq.Terms[2] != "aan" {
 		t.Errorf("frame words alone: kept %q", tq.Terms)
 	}
-	// Within the limit nothing is cut, frame words and all.
-	if tq, _, _ := ParseTextLoosely("text", "wat "+strings.Repeat("abcd ", 15)); len(tq.Terms) != 16 || tq.LeftOut != nil {
-		t.Errorf("16 terms: %q, left out %q", tq.Terms, tq.LeftOut)
+	// Within the limit nothing is cut but the frame words, and a word said again.
+	words := "wat"
+	for c := 'a'; c < 'a'+15; c++ {
+		words += " kamer" + string(c)
+	}
+	if tq, _, _ := ParseTextLoosely("text", words+" kamera"); len(tq.Terms) != 15 || tq.LeftOut != nil || !slices.Equal(tq.Frame, []string{"wat"}) {
+		t.Errorf("16 terms: %q, left out %q, frame %q", tq.Terms, tq.LeftOut, tq.Frame)
+	}
+	// A question typed as one (review P, P2): searched on what it is about, its frame named.
+	for q, want := range map[string]string{
+		"Hebben ontheemden recht op vaccinaties?":         "ontheemden recht vaccinaties",
+		"Wat moet ik doen bij een uitbraak in de opvang?": "uitbraak opvang",
+		"Hoeveel vrije plekken zijn er nog in Zeist?":     "vrije plekken zeist",
+		"Waar staat de tbc handreiking?":                  "tbc handreiking",
+		"wat moet":                                        "wat moet",
+	} {
+		if tq, _, err := ParseTextLoosely("text", q); err != nil || tq.String() != want {
+			t.Errorf("%q searches %v (%v), want %q", q, tq, err, want)
+		}
 	}
 }

@@ -832,6 +832,9 @@ type searchView struct {
 	// for, Ignored which of them were left out (too short, or no letters or digits), LeftOut
 	// which a question of more words than a search takes was searched without.
 	Text, TextError, Ignored, LeftOut string
+	// Frame names the words that frame a question (wat, moet), which were not searched for;
+	// AnyWords says that no record holds all the words, and the hits hold one or more of them.
+	Frame, AnyWords string
 	// SearchedFor, when a long question was cut, is what was searched for instead of Text.
 	SearchedFor string
 	// Suggest is the same search with a misspelt word corrected, which finds records here
@@ -1116,6 +1119,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		if len(ignored) > 0 {
 			v.Ignored = r.L.T("search.ignored", quoted(ignored), record.MinTermRunes)
 		}
+		if len(text.Frame) > 0 {
+			v.Frame = r.L.T("search.frame", quoted(text.Frame))
+		}
 		if len(text.LeftOut) > 0 {
 			// A pasted question: searched on its most telling words, the rest named.
 			v.SearchedFor = text.String()
@@ -1153,6 +1159,15 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		} else if err != nil {
 			s.failCall(w, r, err)
 			return
+		}
+		// No record holds all the words: the records that hold one or more of them, best first,
+		// rather than nothing and advice to check the spelling (review P, P2). A second search
+		// that is refused (the partners' rate) leaves the first answer.
+		if len(resp.Hits) == 0 && text != nil && len(text.Terms) > 1 {
+			f.TextAny = true
+			if again, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req); err == nil && len(again.Hits) > 0 {
+				resp, v.AnyWords = again, r.L.T("search.any_words")
+			}
 		}
 		v.Partial, v.TextPending = resp.Partial, resp.TextPending
 		now := time.Now()

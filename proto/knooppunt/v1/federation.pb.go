@@ -540,6 +540,10 @@ type Filter struct {
 	// Matches are best first. A source decides a match on the record as the recipient would
 	// receive it, so a redacted field never matches.
 	Text string `protobuf:"bytes,7,opt,name=text" json:"text,omitempty"`
+	// text_any finds the records that hold at least one of text's words and phrases, rather than
+	// all of them, best first: what a search box asks when all of them together find nothing. A
+	// node of an earlier release reads text alone, all of them.
+	TextAny bool `protobuf:"varint,10,opt,name=text_any,json=textAny" json:"text_any,omitempty"`
 	// mode is the mode of the read; unset: actual records only. A source sends only records of
 	// this mode, and only test and draft modes are refused (they never leave a node).
 	Mode *Mode `protobuf:"bytes,8,opt,name=mode" json:"mode,omitempty"`
@@ -628,6 +632,13 @@ func (x *Filter) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *Filter) GetTextAny() bool {
+	if x != nil {
+		return x.TextAny
+	}
+	return false
 }
 
 func (x *Filter) GetMode() *Mode {
@@ -2105,7 +2116,7 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x10DescribeResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12-\n" +
-	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\xe8\x02\n" +
+	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\x83\x03\n" +
 	"\x06Filter\x12\x14\n" +
 	"\x05kinds\x18\x01 \x03(\tR\x05kinds\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +
@@ -2113,7 +2124,9 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\x06labels\x18\x04 \x03(\v2 .knooppunt.v1.Filter.LabelsEntryR\x06labels\x12?\n" +
 	"\rupdated_since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fupdatedSince\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x12\n" +
-	"\x04text\x18\a \x01(\tR\x04text\x12&\n" +
+	"\x04text\x18\a \x01(\tR\x04text\x12\x19\n" +
+	"\btext_any\x18\n" +
+	" \x01(\bR\atextAny\x12&\n" +
 	"\x04mode\x18\b \x01(\v2\x12.knooppunt.v1.ModeR\x04mode\x12\x10\n" +
 	"\x03ids\x18\t \x03(\tR\x03ids\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
