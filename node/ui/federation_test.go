@@ -185,6 +185,21 @@ func TestSearchByWords(t *testing.T) {
 	if _, page = search("aankomst"); strings.Contains(page, `id="regio-aanbod"`) {
 		t.Error("a search that names no region offers one")
 	}
+	// Words that name the figures of a kind offer the search of that kind (review P, P1): the
+	// records hold the figures, not the words; with a region's name, in that region.
+	if _, page = search("vrije opvangplaatsen Middelburg"); !strings.Contains(page, `id="soort-aanbod"`) ||
+		!strings.Contains(page, `href="/zoeken?kind=shelter.capacity&amp;q=middelburg">Toon Opvangcapaciteit</a>`) {
+		t.Errorf("search for vrije opvangplaatsen Middelburg: want the search of Opvangcapaciteit offered:\n%s", page)
+	}
+	if _, page = search("bedden Zeeland"); !strings.Contains(page, `href="/zoeken?kind=shelter.capacity&amp;region=VR19">Toon Opvangcapaciteit</a>`) || strings.Contains(page, `id="regio-aanbod"`) {
+		t.Errorf("search for bedden Zeeland: want Opvangcapaciteit in VR19 offered, and no second offer:\n%s", page)
+	}
+	if resp, page := b.get(t, e.url+"/zoeken?kind=shelter.capacity&q=middelburg"); resp.StatusCode != http.StatusOK || !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "Middelburg") {
+		t.Errorf("the offered search of Opvangcapaciteit in Middelburg: %d, want LCVS's record:\n%s", resp.StatusCode, page)
+	}
+	if _, page = search("aankomst"); strings.Contains(page, `id="soort-aanbod"`) {
+		t.Error("a search that names no kind's figures offers one")
+	}
 	// A question typed as one (review P, P2): its frame words are not searched for, and named.
 	if _, page = search("Wat is het regionaal beeld?"); !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "regio-1") ||
 		!strings.Contains(page, `id="vraagwoorden"><p class="utrecht-paragraph">Niet gezocht op “Wat”, “het”: die woorden staan in bijna elke vraag.`) {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 	"google.golang.org/grpc"
@@ -845,6 +846,9 @@ type searchView struct {
 	// RegionName and RegionLink offer the search in a region whose name was typed as a word
 	// (Zeeland): the figures of a region's municipalities do not say its name.
 	RegionName, RegionLink string
+	// KindName and KindLink offer the search of a kind of figures whose words were typed
+	// (vrije opvangplaatsen Zeist): records hold the figures, not the words that label them.
+	KindName, KindLink string
 	// Org filters on the records' origin: this org, or one peer's trust domain. OrgError says
 	// it is neither.
 	Org, OrgError string
@@ -1028,29 +1032,86 @@ func snippetParts(s string) []snippetPart {
 	return parts
 }
 
+// kindOffer is, for a search whose words name a kind of figures (vrije opvangplaatsen, bedden:
+// the words of its name, of the labels of the fields it sums, and kindwords.KIND in the page's
+// language), that kind and the search of it, with those words left out, in the region another
+// word names (Zeeland); "" when no word names one. Records hold the figures, not the words that
+// label them, so such words found nothing (review P, P1).
+func (s *Server) kindOffer(r *request, text *record.TextQuery, region string) (name, link string) {
+	for _, kind := range s.c.Kinds.Names() {
+		k := s.c.Kinds.Get(kind)
+		if k == nil || len(k.Aggregate) == 0 {
+			continue
+		}
+		words := strings.Fields(record.Normalize(r.L.Kind(kind)))
+		label := fieldLabeler(r.L, k)
+		for _, f := range k.Aggregate {
+			words = append(words, strings.Fields(record.Normalize(label(f)))...)
+		}
+		if key := "kindwords." + kind; r.L.Has(key) {
+			words = append(words, strings.Fields(record.Normalize(r.L.T(key)))...)
+		}
+		// A word of the kind's, or the end of one of its compounds (capaciteit, plaatsen).
+		names := func(term string) bool {
+			t := record.Singular(term)
+			return slices.ContainsFunc(words, func(w string) bool {
+				w = record.Singular(w)
+				return w == t || utf8.RuneCountInString(t) >= 5 && strings.HasSuffix(w, t)
+			})
+		}
+		var rest []string
+		for _, t := range text.Terms {
+			if !names(t) {
+				rest = append(rest, t)
+			}
+		}
+		if len(rest) == len(text.Terms) {
+			continue
+		}
+		q := r.URL.Query()
+		q.Set("kind", kind)
+		rq := &record.TextQuery{Terms: rest}
+		if region == "" {
+			if code, i := namedRegion(rq); code != "" {
+				q.Set("region", code)
+				rq.Terms = slices.Delete(rq.Terms, i, i+1)
+			}
+		}
+		if q.Del("q"); len(rq.Terms) > 0 {
+			q.Set("q", rq.String())
+		}
+		return r.L.Kind(kind), "/zoeken?" + q.Encode()
+	}
+	return "", ""
+}
+
+// namedRegion is the safety region a term of text names (zeeland), and the term's index; "" when
+// none does.
+func namedRegion(text *record.TextQuery) (code string, i int) {
+	for i, term := range text.Terms {
+		for _, code := range regionCodes {
+			if n := record.RegionName(code); n != "" && record.Normalize(n) == term {
+				return code, i
+			}
+		}
+	}
+	return "", -1
+}
+
 // regionOffer is, for a search whose words name a safety region (zeeland), that region and the
 // same search in it, with its name left out of the words; "" when no word names one.
 func regionOffer(r *request, text *record.TextQuery) (name, link string) {
-	for i, term := range text.Terms {
-		for _, code := range regionCodes {
-			if n := record.RegionName(code); n == "" || record.Normalize(n) != term {
-				continue
-			}
-			q := r.URL.Query()
-			q.Set("region", code)
-			rest := slices.Delete(slices.Clone(text.Terms), i, i+1)
-			for j, t := range rest {
-				if strings.Contains(t, " ") {
-					rest[j] = `"` + t + `"`
-				}
-			}
-			if q.Del("q"); len(rest) > 0 {
-				q.Set("q", strings.Join(rest, " "))
-			}
-			return r.L.Region(code), "/zoeken?" + q.Encode()
-		}
+	code, i := namedRegion(text)
+	if code == "" {
+		return "", ""
 	}
-	return "", ""
+	q := r.URL.Query()
+	q.Set("region", code)
+	rest := &record.TextQuery{Terms: slices.Delete(slices.Clone(text.Terms), i, i+1)}
+	if q.Del("q"); len(rest.Terms) > 0 {
+		q.Set("q", rest.String())
+	}
+	return r.L.Region(code), "/zoeken?" + q.Encode()
 }
 
 // orgChoice is an organisation the search can be limited to.
@@ -1129,6 +1190,12 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		if v.Region == "" {
 			v.RegionName, v.RegionLink = regionOffer(r, text)
+		}
+		if v.Kind == "" {
+			v.KindName, v.KindLink = s.kindOffer(r, text, v.Region)
+		}
+		if v.KindLink != "" {
+			v.RegionName, v.RegionLink = "", "" // the kind's offer is in the region already
 		}
 	}
 	if q.Has("kind") || q.Has("crisis") || q.Has("region") || q.Has("org") || text != nil {
