@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -33,11 +35,14 @@ func newAuditCmd() *cobra.Command {
 var auditFirst = []string{"recipient", "reason", "version", "policies", "redacted", "count"}
 
 // auditDetail gives an entry's detail, a JSON object, as key=value pairs, auditFirst's keys first
-// and the others in order; a detail that is no object as it is.
+// and the others in order; a detail that is no object as it is. A string value is given unquoted,
+// unless it holds a control character: then quoted, with it escaped, so that no entry, such as a
+// purpose a partner stated with a newline in it, can write a line of the table that looks like
+// another entry (review O, O3).
 func auditDetail(detail string) string {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(detail), &m); err != nil {
-		return detail
+		return quoteControl(detail)
 	}
 	keys := slices.Sorted(maps.Keys(m))
 	slices.SortStableFunc(keys, func(a, b string) int {
@@ -51,14 +56,28 @@ func auditDetail(detail string) string {
 	})
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		v := string(m[k])
-		var s string
-		if json.Unmarshal(m[k], &s) == nil {
-			v = s
+		var v string
+		if json.Unmarshal(m[k], &v) != nil {
+			// A number, list or object, on one line: JSON escapes the controls in its strings.
+			var b bytes.Buffer
+			if json.Compact(&b, m[k]) == nil {
+				v = b.String()
+			} else {
+				v = string(m[k])
+			}
 		}
-		parts[i] = k + "=" + v
+		parts[i] = quoteControl(k) + "=" + quoteControl(v)
 	}
 	return strings.Join(parts, " ")
+}
+
+// quoteControl gives s as it is, or quoted with its characters escaped when it holds a control
+// character (a newline, a tab, a carriage return, an escape).
+func quoteControl(s string) string {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 func newAuditListCmd() *cobra.Command {

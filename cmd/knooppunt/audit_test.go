@@ -32,3 +32,35 @@ func TestCLIAuditVerifyWithoutWitnesses(t *testing.T) {
 		t.Errorf("audit verify --witnesses without peers: stdout %q stderr %q, want the chain verified and a note that nobody witnessed it", r.stdout, r.stderr)
 	}
 }
+
+// TestAuditDetailQuotesControlCharacters: a detail value with a control character in it is given
+// quoted, escaped, so that no stored entry can write a line of the audit list table: a partner's
+// stated purpose with a newline wrote one that looked like a policy.revoke (review O, O3).
+func TestAuditDetailQuotesControlCharacters(t *testing.T) {
+	for _, tc := range []struct{ detail, want string }{
+		{`{"recipient":"ncc.crisis.test","stated_purpose":"crisisbeheer\n53   2026-12-06T15:20:02Z  local socket  policy.revoke"}`,
+			`recipient=ncc.crisis.test stated_purpose="crisisbeheer\n53   2026-12-06T15:20:02Z  local socket  policy.revoke"`},
+		{`{"reason":"a\tb\rc"}`, `reason="a\tb\rc"`},
+		{`{"stated_purpose":"crisisbeheer","policies":[` + "\n" + `"a@1"]}`, `policies=["a@1"] stated_purpose=crisisbeheer`},
+		{`{"reason":"next` + "\u0085" + `line"}`, `reason="next\u0085line"`},
+		{"not json\nSEQ 53", `"not json\nSEQ 53"`},
+	} {
+		got := auditDetail(tc.detail)
+		if got != tc.want {
+			t.Errorf("auditDetail(%q)\n = %s\nwant %s", tc.detail, got, tc.want)
+		}
+		if strings.ContainsAny(got, "\n\r\t") {
+			t.Errorf("auditDetail(%q) = %q: holds a character that breaks a table line", tc.detail, got)
+		}
+	}
+}
+
+// TestCLISearchPurposeRefusesControlCharacters: search --purpose with a newline is refused naming
+// --purpose, before any peer keeps it in its audit log (review O, O3).
+func TestCLISearchPurposeRefusesControlCharacters(t *testing.T) {
+	addr, _ := servedNode(t)
+	r := cli(t, nil, "", "search", "--node", addr, "--crisis", "oekraine", "--purpose", "crisisbeheer\n53 policy.revoke").want(t, 1)
+	if want := "knooppunt: --purpose: holds a control or invisible character (U+000A) at byte 12: state the purpose as plain text on one line (InvalidArgument)\n"; r.stderr != want {
+		t.Errorf("search --purpose with a newline: stderr %q\nwant %q", r.stderr, want)
+	}
+}

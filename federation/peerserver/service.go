@@ -321,15 +321,21 @@ func (s *Service) stillPeer(to policy.Recipient) error {
 	return nil
 }
 
-// CheckPurpose checks a stated purpose: UTF-8, at most policy.MaxPurposeBytes. It may be empty:
-// a request of a node from before purposes states none, and gets nothing under a policy with
-// accept_purposes.
+// CheckPurpose checks a stated purpose: UTF-8, at most policy.MaxPurposeBytes, with no character
+// that policy.Hidden names (controls, newlines among them, and invisible formatting). The audit
+// log keeps a purpose as stated, and officers read it there: a newline in it wrote a forged
+// entry into their audit list table (review O, O3). It may be empty: a request of a node from
+// before purposes states none, and gets nothing under a policy with accept_purposes.
 func CheckPurpose(field, purpose string) error {
 	if !utf8.ValidString(purpose) {
 		return api.Invalid(field, "not valid UTF-8")
 	}
 	if len(purpose) > policy.MaxPurposeBytes {
 		return api.Invalid(field, "%d bytes is over the limit of %d: state the purpose in fewer words", len(purpose), policy.MaxPurposeBytes)
+	}
+	if i := strings.IndexFunc(purpose, policy.Hidden); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(purpose[i:])
+		return api.Invalid(field, "holds a control or invisible character (U+%04X) at byte %d: state the purpose as plain text on one line", r, i)
 	}
 	return nil
 }

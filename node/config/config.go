@@ -1193,6 +1193,11 @@ func (c *Config) checkAccess() error {
 	if !utf8.ValidString(c.Federation.Purpose) || len(c.Federation.Purpose) > policy.MaxPurposeBytes {
 		return fmt.Errorf("federation.purpose: use valid UTF-8 of at most %d bytes", policy.MaxPurposeBytes)
 	}
+	// Peers keep the purpose in their audit logs as stated, and refuse one with such a character.
+	if i := strings.IndexFunc(c.Federation.Purpose, policy.Hidden); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(c.Federation.Purpose[i:])
+		return fmt.Errorf("federation.purpose: holds a control or invisible character (U+%04X) at byte %d: state the purpose as plain text on one line", r, i)
+	}
 	switch c.Identity.Source {
 	case SourceWorkloadAPI:
 		if c.Identity.SpiffeID != "" {

@@ -758,3 +758,19 @@ func TestOneDocumentWithADirective(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadPurposeRefusesHiddenCharacters: federation.purpose goes to every peer, which keeps it
+// in its audit log as stated and refuses one with a control or invisible character (review O,
+// O3): such a purpose is refused at load, naming the character, where every search of the node
+// would fail.
+func TestLoadPurposeRefusesHiddenCharacters(t *testing.T) {
+	if _, err := config.Load(writeConfig(t, t.TempDir(), "org: a.crisis.test\nfederation:\n  purpose: spreiding en opvang vluchtelingen\n")); err != nil {
+		t.Fatalf("a plain purpose: %v", err)
+	}
+	wantLoadErrors(t, []loadError{
+		{"newline", "federation:\n  purpose: \"crisisbeheer\\n53 policy.revoke\"\n",
+			`federation.purpose: holds a control or invisible character (U+000A) at byte 12: state the purpose as plain text on one line`},
+		{"bidi override", "federation:\n  purpose: \"crisis\\u202ebeheer\"\n",
+			`federation.purpose: holds a control or invisible character (U+202E) at byte 6: state the purpose as plain text on one line`},
+	})
+}
