@@ -754,3 +754,19 @@ var (
 	dutchWhen = regexp.MustCompile(`\d{1,2} (januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december) \d{4}, \d{2}:\d{2}`)
 	isoCell   = regexp.MustCompile(`>\d{4}-\d{2}-\d{2} \d{2}:\d{2}<`)
 )
+
+// TestSearchNamesWhoDidNotAnswer: with a partner down, the search says which partner did not
+// answer and how old its copy is, as the picture does, and marks its results as the earlier copy
+// (review P, P4: it said only that not all partners answered).
+func TestSearchNamesWhoDidNotAnswer(t *testing.T) {
+	e := startFederation(t)
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	e.ncc.Stop(t)
+	resp, page := b.get(t, e.url+"/zoeken?"+url.Values{"q": {"beeld"}}.Encode())
+	if resp.StatusCode != http.StatusOK ||
+		!regexp.MustCompile(`id="onvolledig"><p class="utrecht-paragraph">Het resultaat is onvolledig: ncc antwoordt niet \(kopie [^)]+\)\. Van hen staan hieronder de versies die zij eerder deelden`).MatchString(page) ||
+		!regexp.MustCompile(`Landelijk <mark>beeld</mark> opvang Oekraïne</a>.*<span class="kp-tag kp-tag--warn">eerdere kopie</span>`).MatchString(page) {
+		t.Errorf("search with ncc down: %d, want ncc named as not answering, its sitrep marked as the earlier copy:\n%s", resp.StatusCode, page)
+	}
+}

@@ -403,13 +403,8 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 			pv.CatchingUp = local(p.CatchingUpSince.AsTime()).Format("15:04")
 			v.Behind = append(v.Behind, pv.Name)
 		}
-		// Who did not answer, by name, with how old the copy of theirs is that the picture shows.
-		switch {
-		case !search.Unanswered(p):
-		case pv.CacheAge != "":
-			v.Unanswered = append(v.Unanswered, r.L.T("picture.partial_peer", pv.Name, pv.CacheAge))
-		default:
-			v.Unanswered = append(v.Unanswered, r.L.T("picture.partial_peer_nocopy", pv.Name))
+		if line := unanswered(r.L, p, pv); line != "" {
+			v.Unanswered = append(v.Unanswered, line)
 		}
 		v.Partners = append(v.Partners, pv)
 	}
@@ -863,6 +858,9 @@ type searchView struct {
 	Hits          []hitView
 	Partners      []partnerView
 	Partial       bool
+	// Unanswered names the partners that did not answer, each with how old the copy of theirs
+	// is that stands in for them (review P, P4).
+	Unanswered []string
 	// Capped says which sources gave searchPageLimit results, and may hold more.
 	Capped string
 	// Marking is the highest classification of the hits, At when the search ran: a printout
@@ -1114,6 +1112,18 @@ func regionOffer(r *request, text *record.TextQuery) (name, link string) {
 	return r.L.Region(code), "/zoeken?" + q.Encode()
 }
 
+// unanswered says, of a partner that did not answer, who, with how old the copy of theirs is
+// that the page shows; "" for one that answered.
+func unanswered(l *Lang, p *pb.PeerStatus, pv partnerView) string {
+	switch {
+	case !search.Unanswered(p):
+		return ""
+	case pv.CacheAge != "":
+		return l.T("picture.partial_peer", pv.Name, pv.CacheAge)
+	}
+	return l.T("picture.partial_peer_nocopy", pv.Name)
+}
+
 // orgChoice is an organisation the search can be limited to.
 type orgChoice struct {
 	TrustDomain, Name string
@@ -1323,6 +1333,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 				pv.Only = "/zoeken?" + only.Encode()
 			}
 			pv.CacheAge = cacheAge(r.L, p)
+			if line := unanswered(r.L, p, pv); line != "" {
+				v.Unanswered = append(v.Unanswered, line)
+			}
 			v.Partners = append(v.Partners, pv)
 		}
 		for i := range v.Hits {
