@@ -1477,6 +1477,9 @@ type recordView struct {
 	// Validity marks a superseded, expired or not yet valid document (record.Validity); a
 	// superseded one links to the document that replaced it, from the same source.
 	Validity, Successor, SuccessorLink string
+	// SuccessorTitle is the successor's title (its question, for a Q&A), when it can be read;
+	// the link says its id otherwise (review P, P11).
+	SuccessorTitle string
 	// SuccessorMissing: the successor is an own record that is not there (deleted, or not
 	// written yet): the page names it without a link to nothing.
 	SuccessorMissing bool
@@ -1668,8 +1671,15 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 		v.Successor = supersededBy(rec.Body)
 		v.SuccessorLink = recordLink(&pb.Record{Origin: rec.Origin, Id: v.Successor, Exercise: rec.Exercise})
 		if origin == "" || origin == s.c.Org {
-			_, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: v.Successor, Mode: r.mode()})
+			next, err := pb.NewRecordServiceClient(s.c.Conn).Get(ctx, &pb.GetRequest{Id: v.Successor, Mode: r.mode()})
 			v.SuccessorMissing = status.Code(err) == codes.NotFound
+			if err == nil {
+				v.SuccessorTitle = titleOf(r.L, next)
+			}
+		} else if resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{
+			Filter: &pb.Filter{Ids: []string{v.Successor}, Mode: r.mode()}, Origins: []string{origin}}); err == nil && len(resp.Hits) == 1 {
+			// As the partner shares it with this node, or its last copy here.
+			v.SuccessorTitle = titleOf(r.L, resp.Hits[0].Record)
 		}
 	}
 	v.Title = s.recordName(r, rec)
