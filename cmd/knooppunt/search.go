@@ -250,13 +250,19 @@ func printSearchCut(w io.Writer, format string, resp *pb.SearchResponse, mode *p
 		}
 		cut = more
 		type hit struct {
-			Source      string      `json:"source"`
-			FromCache   bool        `json:"from_cache"`
-			Redacted    []string    `json:"redacted"`
-			Snippet     string      `json:"snippet,omitempty"`
-			SnippetFile string      `json:"snippet_file,omitempty"`
-			Validity    string      `json:"validity,omitempty"`
-			Record      record.JSON `json:"record"`
+			Source      string   `json:"source"`
+			FromCache   bool     `json:"from_cache"`
+			Redacted    []string `json:"redacted"`
+			Snippet     string   `json:"snippet,omitempty"`
+			SnippetFile string   `json:"snippet_file,omitempty"`
+			Validity    string   `json:"validity,omitempty"`
+			// Policies, Purpose and ReceivedAt: the source's policies that granted the record,
+			// the purpose this node stated when it came, and, from the cache, when it came: what
+			// a recipient checks against the source's federation.disclose entries (review O, O8).
+			Policies   []string    `json:"policies,omitempty"`
+			Purpose    string      `json:"purpose,omitempty"`
+			ReceivedAt *time.Time  `json:"received_at,omitempty"`
+			Record     record.JSON `json:"record"`
 		}
 		doc := struct {
 			Partial bool            `json:"partial"`
@@ -273,7 +279,13 @@ func printSearchCut(w io.Writer, format string, resp *pb.SearchResponse, mode *p
 			if src == "" {
 				src = h.Record.Origin
 			}
-			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), h.Snippet, h.SnippetFile, h.Validity, record.ToJSON(h.Record)})
+			var received *time.Time
+			if h.ReceivedAt != nil {
+				at := h.ReceivedAt.AsTime().UTC()
+				received = &at
+			}
+			doc.Hits = append(doc.Hits, hit{src, h.FromCache, nonNilStrings(h.Redacted), h.Snippet, h.SnippetFile, h.Validity,
+				h.Policies, h.Purpose, received, record.ToJSON(h.Record)})
 		}
 		return printJSON(w, doc)
 	}

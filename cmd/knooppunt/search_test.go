@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -303,5 +306,37 @@ func TestSearchWideIsWhole(t *testing.T) {
 	}
 	if !strings.Contains(whole.String(), "Amersfoort · beds_total 260 · beds_free 26 · location Sporthal De Ganzenhoek · contact_phone 033 123 45 67") {
 		t.Errorf("--wide cuts the summary:\n%s", whole.String())
+	}
+}
+
+// TestPrintSearchJSONSaysUnderWhichPolicyAndPurpose: -o json gives each hit the source's policies
+// that granted it, the purpose this node stated, and for a cached one when it came, so that a
+// recipient can check what it holds against the source's federation.disclose entries (review O,
+// O8); an own record has none of them.
+func TestPrintSearchJSONSaysUnderWhichPolicyAndPurpose(t *testing.T) {
+	at := time.Date(2026, 12, 6, 15, 20, 2, 0, time.UTC)
+	resp := &pb.SearchResponse{Hits: []*pb.SearchHit{
+		{Record: &pb.Record{Id: "sitrep-ncc-1", Origin: "ncc.crisis.test"}, Source: "ncc", FromCache: true,
+			Policies: []string{"ncc-to-vrbn@2"}, Purpose: "crisisbeheer", ReceivedAt: timestamppb.New(at)},
+		{Record: &pb.Record{Id: "sitrep-own-1", Origin: "vrbn.crisis.test"}},
+	}}
+	var b strings.Builder
+	if err := printSearch(&b, "json", resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Hits []map[string]any `json:"hits"`
+	}
+	if err := json.Unmarshal([]byte(b.String()), &doc); err != nil || len(doc.Hits) != 2 {
+		t.Fatalf("search -o json: %v\n%s", err, b.String())
+	}
+	got := doc.Hits[0]
+	if p, _ := got["policies"].([]any); len(p) != 1 || p[0] != "ncc-to-vrbn@2" || got["purpose"] != "crisisbeheer" || got["received_at"] != "2026-12-06T15:20:02Z" {
+		t.Errorf("a peer's hit: %v, want its policies, purpose and received_at", got)
+	}
+	for _, k := range []string{"policies", "purpose", "received_at"} {
+		if _, ok := doc.Hits[1][k]; ok {
+			t.Errorf("an own record's hit has %s: %v", k, doc.Hits[1])
+		}
 	}
 }
