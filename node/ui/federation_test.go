@@ -615,6 +615,17 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	if !strings.Contains(page, `<p class="utrecht-paragraph kp-muted" id="elders-anders">Bij 1 plaats(en) melden bronnen dezelfde cijfers en verschillen ze alleen in iets anders`) {
 		t.Errorf("the picture does not say that the sources report Rotterdam with the same figures, differing elsewhere:\n%s", page)
 	}
+	// Search marks the two reports of Middelburg as the picture does, the newest as such; of
+	// Rotterdam, with the same figures, neither (review P, P3).
+	_, page = b.get(t, e.url+"/zoeken?q=Middelburg&kind=shelter.capacity")
+	own := regexp.MustCompile(`href="/record\?id=opvang-middelburg[^"]*"><mark>Middelburg</mark></a> <span class="kp-tag kp-tag--bad">lcvs meldt andere cijfers</span> <span class="kp-tag kp-tag--info">nieuwste melding</span>`)
+	theirs := regexp.MustCompile(`href="/record\?id=middelburg[^"]*"><mark>Middelburg</mark></a> <span class="kp-tag kp-tag--bad">vr-utrecht meldt andere cijfers</span> <span class="kp-tag kp-tag--info" title`)
+	if !strings.Contains(page, "Resultaten (2)") || !own.MatchString(page) || !theirs.MatchString(page) {
+		t.Errorf("search for Middelburg does not mark the two reports with other figures:\n%s", page)
+	}
+	if _, page = b.get(t, e.url+"/zoeken?q=Rotterdam&kind=shelter.capacity"); !strings.Contains(page, "Resultaten (2)") || strings.Contains(page, "meldt andere cijfers") {
+		t.Errorf("search for Rotterdam marks reports of the same figures:\n%s", page)
+	}
 }
 
 // TestPartnersByTheirNames: a partner whose config entry gives its organisation's name

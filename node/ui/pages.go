@@ -912,6 +912,58 @@ type hitView struct {
 	// Answer is the start of a Q&A's answer, when nothing else is shown under its question:
 	// what the person came for, without a click.
 	Answer string
+	// Stale marks figures older than their kind's stale_after; Others names the sources whose
+	// record among the hits reports other figures of the same place, and Newest marks the newest
+	// of them, the one the picture counts when it is the newest it holds (figureMarks).
+	Stale  bool
+	Others []string
+	Newest bool
+}
+
+// figureMarks marks the hits of kinds that sum figures as the picture of their crisis would
+// (search.Merge, over the hits alone): stale ones, and, where two sources' records of the same
+// place report other figures, each with the other sources and the newest (review P, P3: search
+// showed 0 and 8 free beds of one place, unmarked).
+func (s *Server) figureMarks(hits []*pb.SearchHit, views []hitView, now time.Time) {
+	aggregable := map[string][]string{}
+	for _, k := range s.c.Kinds.Names() {
+		if a := s.c.Kinds.Get(k).Aggregate; len(a) > 0 {
+			aggregable[k] = a
+		}
+	}
+	byCrisis := map[string][]search.Item{}
+	at := map[string]int{} // hit index by origin, id and mode
+	key := func(r *pb.Record) string { return r.GetOrigin() + "\x00" + r.GetId() + "\x00" + r.GetExercise() }
+	for i, h := range hits {
+		if len(aggregable[h.Record.GetKind()]) == 0 || h.Record.GetTombstone() {
+			continue
+		}
+		it := search.Item{Record: h.Record, Source: h.Record.GetOrigin()}
+		if h.ReceivedAt != nil {
+			it.ReceivedAt = h.ReceivedAt.AsTime()
+		}
+		byCrisis[h.Record.GetCrisis()] = append(byCrisis[h.Record.GetCrisis()], it)
+		at[key(h.Record)] = i
+	}
+	limit := func(kind string) time.Duration { return s.c.Kinds.Get(kind).StaleLimit() }
+	for _, items := range byCrisis {
+		for _, e := range search.Merge(items, aggregable, now, limit).Entries {
+			i, ok := at[key(e.Record)]
+			if !ok {
+				continue
+			}
+			views[i].Stale = e.Stale
+			if len(e.Conflict) == 0 || !e.FiguresDisagree {
+				continue
+			}
+			views[i].Others, views[i].Newest = e.Conflict, true
+			for _, d := range e.Disagreeing {
+				if j, ok := at[key(d)]; ok {
+					views[j].Others = []string{e.Source}
+				}
+			}
+		}
+	}
 }
 
 // crisisNamed is the crisis of known that typed names: itself, or the one it is as people
@@ -1295,6 +1347,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 			v.Hits = append(v.Hits, hv)
 		}
+		s.figureMarks(hits, v.Hits, now)
 		if len(v.Hits) == 0 {
 			v.None = v.noneText(r.L)
 		}
@@ -1340,6 +1393,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		for i := range v.Hits {
 			v.Hits[i].Origin = s.orgName(v.Partners, v.Hits[i].Origin)
+			for j, td := range v.Hits[i].Others {
+				v.Hits[i].Others[j] = s.orgName(v.Partners, td)
+			}
 		}
 	}
 	s.render(w, r.Request, http.StatusOK, "search", s.newPage(r, "search", r.L.T("search.title"), v))
