@@ -177,6 +177,9 @@ func (p *identityParts) setPeers(peers []config.Peer) error {
 			if err != nil {
 				return fmt.Errorf("node: peer %s: bundle_file: %w", peer.Name, err)
 			}
+			if err := bundleOf(peer, b); err != nil {
+				return err
+			}
 			p.trust.SetPeerBundle(b)
 			p.log.Info("peer added", "peer", peer.Name, "peer_trust_domain", td, "source", peer.Source)
 		case len(peer.Bundle) > 0 && (!p.trust.HasPeer(ptd) || !known || !bytes.Equal(old.Bundle, peer.Bundle)):
@@ -205,6 +208,25 @@ func (p *identityParts) setPeers(peers []config.Peer) error {
 		p.watchers[td] = w
 	}
 	p.known = want
+	return nil
+}
+
+// bundleOf refuses a peer's bundle file that holds the CA of another trust domain: one whose
+// certificate names a SPIFFE ID (spiffe://TD) of another trust domain. Taken in, it failed
+// every call later with "x509: certificate signed by unknown authority", which does not say
+// what to fix (review O, O9). A CA that names no SPIFFE ID is taken: SPIRE's upstream CAs may
+// name none.
+func bundleOf(peer config.Peer, b *x509bundle.Bundle) error {
+	for _, ca := range b.X509Authorities() {
+		for _, u := range ca.URIs {
+			id, err := spiffeid.FromURI(u)
+			if err != nil || id.TrustDomain().Name() == peer.TrustDomain {
+				continue
+			}
+			return fmt.Errorf("node: bundle_file of peer %s (%s) holds the CA of %s, not of %s: is it the right file? Give the bundle that %s handed over at onboarding",
+				peer.Name, peer.BundleFile, id.TrustDomain().Name(), peer.TrustDomain, peer.Name)
+		}
+	}
 	return nil
 }
 
