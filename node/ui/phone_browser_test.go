@@ -115,6 +115,10 @@ func TestBrowserPhone(t *testing.T) {
 		t.Errorf("the results' Herkomst cell at 390 px is %s to a screen reader, want a cell without its column's name", c)
 	}
 	fits("zoeken")
+	// After a search the results start in the first screen (review P, P5: 1000 px down).
+	if y := tb.number("results", `document.getElementById("resultaten").getBoundingClientRect().top + scrollY`); y > 844 {
+		t.Errorf("the results at 390 px start %.0f px down, want within the first screen (844)", y)
+	}
 	tb.shot(shots, "zoeken-390.png")
 
 	tb.run("the picture", chromedp.Steps(
