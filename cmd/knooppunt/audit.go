@@ -94,8 +94,8 @@ func newAuditListCmd() *cobra.Command {
 prefix ending in a dot, such as "policy.". --purpose keeps the entries that state a purpose
 (a request's stated_purpose) or name it as a granting policy's purpose (purposes).
 --recipient keeps what went to one partner, all its replicas and users together: give the
-peer's name or its trust domain (one that is no longer a peer too). --crisis keeps the
-disclosures and retractions of a crisis's records, which name its crisis, kind and
+peer's name or its trust domain, and for a peer that was removed, its trust domain. --crisis
+keeps the disclosures and retractions of a crisis's records, which name its crisis, kind and
 classification as they went out.
 
 The table gives each entry's detail as key=value, what answers "who got it, and why" first
@@ -274,6 +274,14 @@ and exits 2.`,
 					if head != "" {
 						fmt.Fprintf(cmd.OutOrStdout(), "head: %s\n", head)
 					}
+				case resp.FirstBroken > resp.Entries:
+					// A witness's head past the end of the log: entries were taken from its end,
+					// as a restore of an older backup does. "BROKEN at entry 5 of 2" was no entry.
+					end := fmt.Sprintf("the log ends at entry %d", resp.Entries)
+					if resp.Entries == 0 {
+						end = "the log holds no entry"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN: a witness holds a head for entry %d, and %s: %s\n", resp.FirstBroken, end, resp.Problem)
 				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
 				}
@@ -288,9 +296,20 @@ and exits 2.`,
 					}
 					if newest != nil {
 						// What the witnesses vouch for ends at their newest head: later entries
-						// are the node's word alone until the next hand-over.
-						fmt.Fprintf(cmd.OutOrStdout(), "Witnessed up to entry %d (of %d), signed at %s; %s holds it.\n",
-							newest.NewestSeq, resp.Entries, stamp(newest.NewestAt.AsTime()), newest.Peer)
+						// are the node's word alone until the next hand-over. Every witness that
+						// holds it is named: one name read as if no other did.
+						var holders []string
+						for _, w := range resp.Witnesses {
+							if w.State == witness.OK && w.NewestSeq == newest.NewestSeq {
+								holders = append(holders, w.Peer)
+							}
+						}
+						who := holders[0] + " holds it"
+						if len(holders) > 1 {
+							who = fmt.Sprintf("%d witnesses hold it: %s", len(holders), strings.Join(holders, ", "))
+						}
+						fmt.Fprintf(cmd.OutOrStdout(), "Witnessed up to entry %d (of %d), signed at %s; %s.\n",
+							newest.NewestSeq, resp.Entries, stamp(newest.NewestAt.AsTime()), who)
 					}
 				}
 				if !resp.Ok {

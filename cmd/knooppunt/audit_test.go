@@ -1,8 +1,18 @@
 package main
 
 import (
+	"context"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/knooppunt/knooppunt/federation/witness"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestAuditDetailPutsWhoGotItFirst: the table gives a disclosure's recipient and a retraction's
@@ -62,5 +72,70 @@ func TestCLISearchPurposeRefusesControlCharacters(t *testing.T) {
 	r := cli(t, nil, "", "search", "--node", addr, "--crisis", "oekraine", "--purpose", "crisisbeheer\n53 policy.revoke").want(t, 1)
 	if want := "knooppunt: --purpose: holds a control or invisible character (U+000A) at byte 12: state the purpose as plain text on one line (InvalidArgument)\n"; r.stderr != want {
 		t.Errorf("search --purpose with a newline: stderr %q\nwant %q", r.stderr, want)
+	}
+}
+
+// verifyAnswers is an AuditService whose Verify gives resp.
+type verifyAnswers struct {
+	pb.UnimplementedAuditServiceServer
+	resp *pb.VerifyAuditResponse
+}
+
+func (v verifyAnswers) Verify(context.Context, *pb.VerifyAuditRequest) (*pb.VerifyAuditResponse, error) {
+	return v.resp, nil
+}
+
+// auditNode serves an AuditService whose Verify gives resp on a unix socket, and returns the
+// address to give --node.
+func auditNode(t *testing.T, resp *pb.VerifyAuditResponse) string {
+	t.Helper()
+	lis, err := net.Listen("unix", filepath.Join(shortDir(t), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterAuditServiceServer(srv, verifyAnswers{resp: resp})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return "unix://" + lis.Addr().String()
+}
+
+// TestCLIAuditVerifySaysWhatTheWitnessesHold: a witness's head past the end of the log (a restore
+// of an older backup) is said as such, where "BROKEN at entry 5 of 2" named an entry the log
+// does not have; and "Witnessed up to" names every witness that holds that head, where it named
+// one while five held it (review O, O11).
+func TestCLIAuditVerifySaysWhatTheWitnessesHold(t *testing.T) {
+	signed := timestamppb.New(time.Date(2026, 12, 6, 15, 20, 2, 0, time.UTC))
+	problem := "witness ncc holds a head for entry 5, signed by spiffe://vrbn.crisis.test/node/r1 at 2026-12-06T15:20:02Z, and the chain has no entry 5: entries were removed from its end"
+	r := cli(t, nil, "", "audit", "verify", "--witnesses", "--node", auditNode(t, &pb.VerifyAuditResponse{
+		Entries: 2, FirstBroken: 5, Problem: problem,
+		Witnesses: []*pb.WitnessReport{{Peer: "ncc", TrustDomain: "ncc.crisis.test", State: witness.Rewritten, Heads: 3, Seq: 5, Problem: problem}},
+	})).want(t, 1)
+	if want := "BROKEN: a witness holds a head for entry 5, and the log ends at entry 2: " + problem + "\n"; !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("a head past the log's end: stdout %q\nwant it to begin %q", r.stdout, want)
+	}
+	if r := cli(t, nil, "", "audit", "verify", "--node", auditNode(t, &pb.VerifyAuditResponse{Entries: 0, FirstBroken: 1, Problem: "p"})).want(t, 1); r.stdout != "BROKEN: a witness holds a head for entry 1, and the log holds no entry: p\n" {
+		t.Errorf("a head of an empty log: stdout %q", r.stdout)
+	}
+	if r := cli(t, nil, "", "audit", "verify", "--node", auditNode(t, &pb.VerifyAuditResponse{Entries: 9, FirstBroken: 4, Problem: "p"})).want(t, 1); r.stdout != "BROKEN at entry 4 of 9: p\n" {
+		t.Errorf("a changed entry: stdout %q", r.stdout)
+	}
+
+	ok := func(peer string, seq int64) *pb.WitnessReport {
+		return &pb.WitnessReport{Peer: peer, TrustDomain: peer + ".crisis.test", State: witness.OK, Heads: 7, NewestSeq: seq, NewestAt: signed}
+	}
+	for _, tc := range []struct {
+		ws   []*pb.WitnessReport
+		want string
+	}{
+		{[]*pb.WitnessReport{ok("ggdghor", 41), ok("lcvs", 41), ok("ncc", 40), ok("vr-utrecht", 41), {Peer: "wa", State: witness.Unreachable}},
+			"; 3 witnesses hold it: ggdghor, lcvs, vr-utrecht.\n"},
+		{[]*pb.WitnessReport{ok("ggdghor", 40), ok("ncc", 41)}, "; ncc holds it.\n"},
+	} {
+		r := cli(t, nil, "", "audit", "verify", "--witnesses", "--node", auditNode(t, &pb.VerifyAuditResponse{Ok: true, Entries: 44, Witnesses: tc.ws})).want(t, 0)
+		line := lineWith(r.stdout, "Witnessed up to entry 41 (of 44), signed at ")
+		if !strings.HasSuffix(line, tc.want) {
+			t.Errorf("witnessed line %q, want it to end %q\n%s", line, tc.want, r.stdout)
+		}
 	}
 }

@@ -99,7 +99,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 
 // recipient is the trust domain that List's recipient names: a peer's, by its name or its trust
 // domain, or a trust domain (a name with a dot) that is no longer a peer, which the log may
-// still name.
+// still name. A removed peer's name is no longer known: only its trust domain finds it.
 func (s *Service) recipient(ctx context.Context, name string) (string, error) {
 	var peers []config.Peer
 	if s.Peers != nil {
@@ -130,7 +130,8 @@ func (s *Service) recipient(ctx context.Context, name string) (string, error) {
 		slices.Sort(names)
 		known = "use one of " + strings.Join(names, ", ")
 	}
-	return "", api.Invalid("recipient", "%q is no peer's name, nor a trust domain (such as ggdghor.crisis.test): %s", name, known)
+	// A removed peer's name is known no more; the log names its trust domain.
+	return "", api.Invalid("recipient", "%q is no peer's name, nor a trust domain (such as ggdghor.crisis.test): %s; for a peer that was removed, give its trust domain", name, known)
 }
 
 // Verify recomputes the chain.
