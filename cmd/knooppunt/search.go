@@ -116,6 +116,9 @@ exports the results can tell an answer served partly from old copies.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: not searched for %s: words of fewer than %d characters cannot be looked for\n",
 						record.QuoteAll(ignored), record.MinTermRunes)
 				}
+				if len(text.Frame) > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: not searched for %s: nearly every question says them\n", record.QuoteAll(text.Frame))
+				}
 				if len(text.LeftOut) > 0 {
 					// A pasted question: searched on its most telling words.
 					fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: not searched for %s: a search takes at most %d words and phrases, and these say least\n",

@@ -39,11 +39,17 @@ func TestCLISearchByWords(t *testing.T) {
 		!strings.Contains(r.stdout, "No records found: ") {
 		t.Errorf("search for ontheemden wreken: stdout %q, stderr %q; want nothing found and the hint %q", r.stdout, r.stderr, want)
 	}
-	// A question pasted whole (30 words): searched on what it is about, the rest named.
+	// A question pasted whole (30 words): searched on what it is about, its frame named.
 	r = cli(t, nil, "", "search", "--node", addr, "--text",
 		"Wat als ontheemden hier bij ons willen werken, mogen ze dan werken zonder dat er een tewerkstellingsvergunning is, of moet de werkgever eerst iets doen, en wat dan nu precies?").want(t, 0)
-	if want := `knooppunt: not searched for "Wat", "als", "bij", "ons", "willen", "mogen", "dan", "dat", "een", "moet", "iets": a search takes at most 16 words and phrases, and these say least`; !strings.Contains(r.stderr, want) {
+	if want := `knooppunt: not searched for "Wat", "als", "hier", "bij", "ons", "willen", "mogen", "dan", "dat", "een", "moet", "iets", "doen": nearly every question says them`; !strings.Contains(r.stderr, want) ||
+		strings.Contains(r.stderr, "at most 16 words") {
 		t.Errorf("search for a question of 30 words: stderr %q, want %q", r.stderr, want)
+	}
+	// A question of few words: its frame is not searched for, and it finds the Q&A.
+	r = cli(t, nil, "", "search", "--node", addr, "--text", "Mogen ontheemden werken?").want(t, 0)
+	if !strings.Contains(r.stdout, "qa-werk") || !strings.Contains(r.stderr, `knooppunt: not searched for "Mogen": nearly every question says them`) {
+		t.Errorf("search for Mogen ontheemden werken?: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
 }
 
