@@ -26,6 +26,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/federation/witness"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/proctest"
@@ -385,5 +386,58 @@ func TestHeadsVerifyAfterCARotation(t *testing.T) {
 		resp := verifyWitnessed(t, a)
 		w := resp.Witnesses[0]
 		return resp.Ok && w.State == witness.OK && w.Heads >= 1, fmt.Sprintf("verify: ok %v, %s: %s, %d heads (%s)", resp.Ok, w.Peer, w.State, w.Heads, w.Problem)
+	})
+}
+
+// TestAPeerStepIsWitnessedAtOnce: a peer accepted (a step that changes who gets what, as a policy
+// step does) hands the audit head, with the step's entry, to the witnesses at once, not at the
+// next interval (review O, O6: peer steps stayed unwitnessed for up to 5 minutes).
+func TestAPeerStepIsWitnessedAtOnce(t *testing.T) {
+	a0, b0, c0 := fedtest.OrgName(0), fedtest.OrgName(1), fedtest.OrgName(2)
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3, WitnessInterval: time.Hour, PeersOf: func(name string) []string {
+		if name == a0 {
+			return []string{b0} // c only once a accepts it
+		}
+		return []string{a0}
+	}})
+	a, b, c := f.Org(a0), f.Org(b0), f.Org(c0)
+	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
+	// Each verify asks every witness: asked a few times a second, as a person would, not as
+	// fast as Eventually polls, which the witnesses' rate limit refuses.
+	witnessed := func() (int64, string) {
+		time.Sleep(200 * time.Millisecond)
+		ws := verifyWitnessed(t, a).Witnesses
+		for _, w := range ws {
+			if w.Peer == b.Name && w.State == witness.OK {
+				return w.NewestSeq, fmt.Sprint(ws)
+			}
+		}
+		return 0, fmt.Sprint(ws)
+	}
+	fedtest.Eventually(t, 10*time.Second, "b witnesses a's head after the policy step", func() (bool, string) {
+		n, ws := witnessed()
+		return n > 0, ws
+	})
+	pem, err := c.Bundle().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	file, err := invite.Sign(invite.Invitation{Name: c.Name, TrustDomain: c.TD.Name(), Addresses: []string{c.Addr}, Bundle: string(pem),
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, c.Replica)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewPeerServiceClient(a.Local(t)).Accept(fedtest.Call(t), &pb.AcceptRequest{Invitation: file, Name: c.Name}); err != nil {
+		t.Fatalf("a accepts c: %v", err)
+	}
+	added := a.Audit(t, db.AuditPeerAdd)
+	if len(added) == 0 {
+		t.Fatal("no peer.add entry")
+	}
+	seq := added[len(added)-1].Seq
+	fedtest.Eventually(t, 10*time.Second, "b witnesses the peer.add entry", func() (bool, string) {
+		n, ws := witnessed()
+		return n >= seq, fmt.Sprintf("witnessed up to %d, peer.add is %d: %s", n, seq, ws)
 	})
 }

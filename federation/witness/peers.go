@@ -81,7 +81,8 @@ func New(c Config) *Witnesses {
 }
 
 // Run hands the head out until ctx ends: when this replica starts to lead, after every policy
-// step and phase change (which move the database's generation), and every Interval. A head that
+// step and phase change (which move the database's generation), every peer step, and every
+// Interval. A head that
 // did not move since it last went out is not sent again until Interval passed.
 func (w *Witnesses) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
@@ -107,7 +108,10 @@ func (w *Witnesses) Run(ctx context.Context) {
 		if err := w.keepAuthorities(ctx); err != nil {
 			w.c.Logger.Warn("could not record the trust bundle's authorities", "err", err)
 		}
-		g := w.c.DB.Generation()
+		// A peer added, regrouped or removed changes who gets what, as a policy step does: its
+		// entries are witnessed at once, not at the next Interval (review O, O6). Both counters
+		// only grow, so their sum moves whenever either does.
+		g := w.c.DB.Generation() + w.c.DB.PeersGeneration()
 		due := !leading || g != gen || time.Since(sentAt) >= w.c.Interval
 		leading = true
 		if !due {
