@@ -204,7 +204,7 @@ outside the node, in an officer's log or with a partner, and pass it later with 
 chain must still hold that entry with that hash.
 
 --witnesses does that with the peers: the node hands each peer its signed head every few minutes
-and after every policy step, and verify asks every peer for the heads it keeps and checks that
+and after every policy and peer step, and verify asks every peer for the heads it keeps and checks that
 the chain holds each one. A chain rewritten whole fails, naming the witness and the entry. A
 peer that cannot be reached is reported and does not fail the check. When no witness vouches for
 the chain (none can be reached, none holds a head yet, or the node has no peers), verify says so
