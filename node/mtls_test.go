@@ -674,6 +674,19 @@ func TestMTLSBundleEndpoint(t *testing.T) {
 		}
 	}
 	nb.log.Wait(t, 10*time.Second, "peer bundle updated", updated("1"))
+	// peer show gives the fingerprint of the CAs in force only when they changed since the peer
+	// was added (review O, O4: it showed the accepted one while the node trusted another CA).
+	inForce := func() *pb.PeerInfo {
+		t.Helper()
+		p, err := pb.NewPeerServiceClient(nb.local(t)).Get(mtlsCtx(t), &pb.GetPeerRequest{Name: "ncc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if p := inForce(); p.Fingerprint == "" || p.FingerprintInForce != "" {
+		t.Fatalf("peer ncc with its onboarded bundle: fingerprint %q, in force %q; want the fingerprint alone", p.Fingerprint, p.FingerprintInForce)
+	}
 
 	describe := func(client *x509svid.SVID) error {
 		_, err := pb.NewFederationServiceClient(nb.dial(t, client)).Describe(mtlsCtx(t), &pb.DescribeRequest{})
@@ -690,7 +703,12 @@ func TestMTLSBundleEndpoint(t *testing.T) {
 
 	// A's org publishes both CAs, then moves A's SVID to the new one.
 	identitytest.WriteBundle(t, a.bundle, a.ca, newCA)
-	nb.log.Wait(t, 10*time.Second, "peer bundle updated", updated("2"))
+	// A change of the CAs is said at WARN, with how many came and went.
+	nb.log.Wait(t, 10*time.Second, "peer bundle updated: its CAs changed; compare the fingerprint in force (knooppunt peer show) with the partner's",
+		func(e identitytest.Entry) bool { return updated("2")(e) && e.Str("added") == "1" && e.Str("removed") == "0" })
+	if p := inForce(); p.FingerprintInForce == "" || p.FingerprintInForce == p.Fingerprint {
+		t.Fatalf("peer ncc after its endpoint added a CA: fingerprint %q, in force %q; want another in force", p.Fingerprint, p.FingerprintInForce)
+	}
 	if err := describe(fromNewCA); err != nil {
 		t.Fatalf("A's SVID of the new CA after B fetched the new bundle: %v", err)
 	}

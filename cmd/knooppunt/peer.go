@@ -336,20 +336,23 @@ func confirm(in io.Reader, out io.Writer, question string, noAnswer error) (bool
 }
 
 type peerJSON struct {
-	Name           string     `json:"name"`
-	TrustDomain    string     `json:"trust_domain"`
-	OrgName        string     `json:"org_name,omitempty"`
-	Source         string     `json:"source"`
-	Active         bool       `json:"active"`
-	Addresses      []string   `json:"addresses"`
-	Groups         []string   `json:"groups"`
-	BundleEndpoint string     `json:"bundle_endpoint,omitempty"`
-	EndpointID     string     `json:"endpoint_id,omitempty"`
-	Fingerprint    string     `json:"fingerprint,omitempty"`
-	Invitation     string     `json:"invitation,omitempty"`
-	AddedBy        string     `json:"added_by,omitempty"`
-	AddedAt        *time.Time `json:"added_at,omitempty"`
-	LeavingSince   *time.Time `json:"leaving_since,omitempty"`
+	Name           string   `json:"name"`
+	TrustDomain    string   `json:"trust_domain"`
+	OrgName        string   `json:"org_name,omitempty"`
+	Source         string   `json:"source"`
+	Active         bool     `json:"active"`
+	Addresses      []string `json:"addresses"`
+	Groups         []string `json:"groups"`
+	BundleEndpoint string   `json:"bundle_endpoint,omitempty"`
+	EndpointID     string   `json:"endpoint_id,omitempty"`
+	Fingerprint    string   `json:"fingerprint,omitempty"`
+	// FingerprintInForce: of the CAs this node trusts for the peer now, when its bundle
+	// endpoint changed them since Fingerprint.
+	FingerprintInForce string     `json:"fingerprint_in_force,omitempty"`
+	Invitation         string     `json:"invitation,omitempty"`
+	AddedBy            string     `json:"added_by,omitempty"`
+	AddedAt            *time.Time `json:"added_at,omitempty"`
+	LeavingSince       *time.Time `json:"leaving_since,omitempty"`
 	// Cursor and LastDelivery: where this node's subscription to the peer resumes, and when the
 	// peer last delivered.
 	Cursor       int64      `json:"cursor"`
@@ -421,10 +424,19 @@ func subscriptionText(p *pb.PeerInfo, long bool) string {
 	return s
 }
 
+// fingerprintCell is the fingerprint of the CAs in force, marked when the peer's bundle endpoint
+// changed them since it was added (peer show gives both).
+func fingerprintCell(p *pb.PeerInfo) string {
+	if p.FingerprintInForce != "" {
+		return p.FingerprintInForce + " (changed)"
+	}
+	return p.Fingerprint
+}
+
 func toPeerJSON(p *pb.PeerInfo) peerJSON {
 	j := peerJSON{Name: p.Name, TrustDomain: p.TrustDomain, OrgName: p.OrgName, Source: p.Source, Active: p.Active,
 		Addresses: p.Addresses, Groups: p.Groups, BundleEndpoint: p.BundleEndpoint, EndpointID: p.EndpointId,
-		Fingerprint: p.Fingerprint, Invitation: p.Invitation, AddedBy: p.AddedBy}
+		Fingerprint: p.Fingerprint, FingerprintInForce: p.FingerprintInForce, Invitation: p.Invitation, AddedBy: p.AddedBy}
 	if j.Addresses == nil {
 		j.Addresses = []string{}
 	}
@@ -476,7 +488,7 @@ func newPeerListCmd() *cobra.Command {
 					}
 					follower = follower || (p.Active && p.Subscription == "")
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, active, subscriptionText(p, false),
-						strings.Join(p.Groups, ","), strings.Join(p.Addresses, ","), p.Fingerprint)
+						strings.Join(p.Groups, ","), strings.Join(p.Addresses, ","), fingerprintCell(p))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -560,6 +572,9 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 		row("bundle", b)
 	}
 	row("fingerprint", p.Fingerprint)
+	if p.FingerprintInForce != "" {
+		row("fingerprint in force", p.FingerprintInForce+" (its bundle endpoint changed the CAs since: compare this one with the partner)")
+	}
 	row("invitation", p.Invitation)
 	row("added by", p.AddedBy)
 	if p.AddedAt != nil {

@@ -59,6 +59,9 @@ type BundleFetch struct {
 	OK, FailingSince time.Time
 	Err              string
 	Last, Next       time.Time
+	// InForce is the peer's bundle this replica trusts now: the last good one fetched, or the
+	// one it was given (nil before either).
+	InForce *x509bundle.Bundle
 }
 
 // NewTrustStore returns a store over the node's own Source.
@@ -71,6 +74,7 @@ func (t *TrustStore) Fetch(td spiffeid.TrustDomain) (f BundleFetch, ok bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	f, ok = t.fetches[td]
+	f.InForce = t.peers[td]
 	return f, ok
 }
 
@@ -331,10 +335,36 @@ func (w *peerWatcher) OnUpdate(b *spiffebundle.Bundle) {
 		w.OnError(errors.New("bundle endpoint served a bundle with no X.509 authorities"))
 		return
 	}
+	old, _ := w.t.Fetch(w.p.TrustDomain)
 	w.t.SetPeerBundle(xb)
 	bundleRefreshed.WithLabelValues(w.p.TrustDomain.String()).SetToCurrentTime()
 	w.t.noteFetch(w.p.TrustDomain, time.Now(), nil)
+	// Another set of CAs is who this node trusts as the peer: said at WARN, with how many came and
+	// went, so that an admin compares the new fingerprint (peer show) with the partner's.
+	if added, removed := authoritiesDiff(old.InForce, xb); old.InForce != nil && added+removed > 0 {
+		w.log.Warn("peer bundle updated: its CAs changed; compare the fingerprint in force (knooppunt peer show) with the partner's",
+			"authorities", len(xb.X509Authorities()), "added", added, "removed", removed)
+		return
+	}
 	w.log.Info("peer bundle updated", "authorities", len(xb.X509Authorities()))
+}
+
+// authoritiesDiff counts the CAs of next that before lacks, and those of before that next lacks.
+func authoritiesDiff(before, next *x509bundle.Bundle) (added, removed int) {
+	if before == nil {
+		return len(next.X509Authorities()), 0
+	}
+	for _, c := range next.X509Authorities() {
+		if !before.HasX509Authority(c) {
+			added++
+		}
+	}
+	for _, c := range before.X509Authorities() {
+		if !next.HasX509Authority(c) {
+			removed++
+		}
+	}
+	return added, removed
 }
 
 func (w *peerWatcher) OnError(err error) {

@@ -430,6 +430,13 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 					if !f.Next.IsZero() {
 						p.BundleNextAttempt = timestamppb.New(f.Next)
 					}
+					// The bundle endpoint may have changed the CAs since the peer was added:
+					// the fingerprint to compare with the partner is of those (review O, O4).
+					if f.InForce != nil {
+						if fp := invite.Fingerprint(td, f.InForce); fp != p.Fingerprint {
+							p.FingerprintInForce = fp
+						}
+					}
 				}
 			}
 		}

@@ -557,8 +557,12 @@ type PeerInfo struct {
 	// sooner after one that failed (5 seconds, doubling with each failure in a row, up to the hint).
 	BundleLastAttempt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=bundle_last_attempt,json=bundleLastAttempt" json:"bundle_last_attempt,omitempty"`
 	BundleNextAttempt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=bundle_next_attempt,json=bundleNextAttempt" json:"bundle_next_attempt,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// fingerprint_in_force is set when the bundle this replica trusts for the peer now, as its
+	// bundle endpoint last gave it, has other CAs than fingerprint's: its fingerprint, to compare
+	// with the partner's. Empty while they are the same.
+	FingerprintInForce string `protobuf:"bytes,26,opt,name=fingerprint_in_force,json=fingerprintInForce" json:"fingerprint_in_force,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PeerInfo) Reset() {
@@ -766,6 +770,13 @@ func (x *PeerInfo) GetBundleNextAttempt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PeerInfo) GetFingerprintInForce() string {
+	if x != nil {
+		return x.FingerprintInForce
+	}
+	return ""
+}
+
 var File_knooppunt_v1_peer_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_peer_proto_rawDesc = "" +
@@ -805,7 +816,7 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x11RemovePeerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\bR\x03now\"\xc1\b\n" +
+	"\x03now\x18\x03 \x01(\bR\x03now\"\xf3\b\n" +
 	"\bPeerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x1c\n" +
@@ -836,7 +847,8 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\fbundle_error\x18\x16 \x01(\tR\vbundleError\x12L\n" +
 	"\x14bundle_failing_since\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x12bundleFailingSince\x12J\n" +
 	"\x13bundle_last_attempt\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleLastAttempt\x12J\n" +
-	"\x13bundle_next_attempt\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleNextAttempt2\xe0\x02\n" +
+	"\x13bundle_next_attempt\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleNextAttempt\x120\n" +
+	"\x14fingerprint_in_force\x18\x1a \x01(\tR\x12fingerprintInForce2\xe0\x02\n" +
 	"\vPeerService\x12C\n" +
 	"\x06Invite\x12\x1b.knooppunt.v1.InviteRequest\x1a\x1c.knooppunt.v1.InviteResponse\x12C\n" +
 	"\x06Accept\x12\x1b.knooppunt.v1.AcceptRequest\x1a\x1c.knooppunt.v1.AcceptResponse\x12G\n" +
