@@ -705,7 +705,9 @@ func TestMTLSBundleEndpoint(t *testing.T) {
 	identitytest.WriteBundle(t, a.bundle, a.ca, newCA)
 	// A change of the CAs is said at WARN, with how many came and went.
 	nb.log.Wait(t, 10*time.Second, "peer bundle updated: its CAs changed; compare the fingerprint in force (knooppunt peer show) with the partner's",
-		func(e identitytest.Entry) bool { return updated("2")(e) && e.Str("added") == "1" && e.Str("removed") == "0" })
+		func(e identitytest.Entry) bool {
+			return updated("2")(e) && e.Str("added") == "1" && e.Str("removed") == "0"
+		})
 	if p := inForce(); p.FingerprintInForce == "" || p.FingerprintInForce == p.Fingerprint {
 		t.Fatalf("peer ncc after its endpoint added a CA: fingerprint %q, in force %q; want another in force", p.Fingerprint, p.FingerprintInForce)
 	}
