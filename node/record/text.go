@@ -90,7 +90,7 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 	q = typographicQuotes.Replace(q)
 	var terms, ignored, typedTerms []string
 	add := func(typed string) error {
-		typed = strings.Join(strings.Fields(typed), " ")
+		typed = strings.Join(strings.Fields(pasted(typed)), " ")
 		t := Normalize(typed)
 		if t == "" {
 			return nil
@@ -524,6 +524,26 @@ func Normalize(s string) string {
 	}
 	return b.String()
 }
+
+// pasted is a query's text as it was meant, whatever it was pasted from (review P, P9): composed
+// and compatibility forms (NFKC: a ï that a PDF or a Mac wrote as i and a combining mark, letters
+// typed full width) and without the invisible characters that text copied from elsewhere holds
+// (a soft hyphen, a zero-width space, a direction mark: Unicode's format characters, Cf), so that
+// "Zei­st" is Zeist. Only queries are read so: a record's text is indexed as written.
+func pasted(q string) string {
+	q = norm.NFKC.String(q)
+	if !strings.ContainsFunc(q, isFormat) {
+		return q
+	}
+	return strings.Map(func(r rune) rune {
+		if isFormat(r) {
+			return -1
+		}
+		return r
+	}, q)
+}
+
+func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // foldRune is one rune of Normalize: its lower case without diacritics. A rune whose canonical
 // decomposition is a base letter and marks becomes the base letter; white space becomes a space.

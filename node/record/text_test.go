@@ -64,6 +64,9 @@ func TestParseTextLoosely(t *testing.T) {
 		{q: `"in" Vergunning & 24 "Werk  Vergunning" ...`, terms: []string{"vergunning", "werk vergunning"}, ignored: []string{"in", "&", "24", "..."}},
 		{q: "IC-bedden in VR", terms: []string{"ic-bedden"}, ignored: []string{"in", "VR"}},
 		{q: "vergunning", terms: []string{"vergunning"}},
+		// As pasted (review P, P9): a decomposed ï, a soft hyphen, a zero-width space, full width.
+		{q: "Oekrai\u0308ne Zei\u00adst", terms: []string{"oekraine", "zeist"}},
+		{q: "Zei\u200bst ＧＯＥＳ", terms: []string{"zeist", "goes"}},
 		{q: "opvang* *vergun* *", terms: []string{"opvang", "vergun"}},
 		{q: "in de", err: `text: "in", "de": search for words of 3 characters or more`},
 		{q: "   ", err: "text: no words to search for"},
