@@ -205,12 +205,13 @@ clear: sum("shelter.capacity", "beds_free") > 20
 		resolved.Info[0].ResponseType[0] != "AllClear" {
 		t.Fatalf("the resolved alert as CAP: %+v", resolved)
 	}
-	// The next episode, within the hour, opens the alert again: an Update of the first, under an
-	// identifier of its own.
+	// The next episode, within the hour, opens the alert again: an Update of the first and of
+	// the AllClear it follows, under an identifier of its own.
 	beds(1)
 	waitFor("second episode", func(f, r []string) bool { return len(f) == 1 && len(r) == 0 && f[0] == first[0] })
 	again := exportAlert(t, records, first[0])
-	if again.MsgType != "Update" || again.Identifier != first[0]+".reopened-1" || again.References != mtlsOwnTD+","+first[0]+","+firing.Sent {
+	if again.MsgType != "Update" || again.Identifier != first[0]+".reopened-1" ||
+		again.References != mtlsOwnTD+","+first[0]+","+firing.Sent+" "+mtlsOwnTD+","+resolved.Identifier+","+resolved.Sent {
 		t.Fatalf("the alert opened again as CAP: %+v", again)
 	}
 }
