@@ -1119,3 +1119,17 @@ func TestBusyPartnerIsNotUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// TestNearestCrisis: a typo of a known crisis is offered; a name far from every one, the crisis
+// itself, or one as near to two, is not.
+func TestNearestCrisis(t *testing.T) {
+	known := []string{"oekraine", "hoogwater-2026", "mpox", "mpax"}
+	for typed, want := range map[string]string{
+		"oekriane": "oekraine", "Oekrane": "oekraine", "hoogwatr-2026": "hoogwater-2026", "oekraine": "",
+		"hoogwater": "", "mpx": "", "corona": "", "okr": "",
+	} {
+		if got := nearestCrisis(known, typed); got != want {
+			t.Errorf("nearestCrisis(%q) = %q, want %q", typed, got, want)
+		}
+	}
+}

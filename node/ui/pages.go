@@ -854,10 +854,13 @@ type searchView struct {
 	Crises        []string
 	CrisisError   string
 	CrisisUnknown bool
-	Searched      bool
-	Hits          []hitView
-	Partners      []partnerView
-	Partial       bool
+	// CrisisSuggest is the known crisis one or two edits from the one typed (oekriane), which
+	// CrisisSuggestLink searches in (review P, P12).
+	CrisisSuggest, CrisisSuggestLink string
+	Searched                         bool
+	Hits                             []hitView
+	Partners                         []partnerView
+	Partial                          bool
 	// Unanswered names the partners that did not answer, each with how old the copy of theirs
 	// is that stands in for them (review P, P4).
 	Unanswered []string
@@ -964,6 +967,53 @@ func (s *Server) figureMarks(hits []*pb.SearchHit, views []hitView, now time.Tim
 			}
 		}
 	}
+}
+
+// nearestCrisis is the crisis of known that typed is a typo of: one edit from it, or two for a
+// name of six letters or more; "" when none is, or more than one is as near.
+func nearestCrisis(known []string, typed string) string {
+	typed = strings.ToLower(typed)
+	best, bestD, ties := "", 3, 0
+	for _, k := range known {
+		d := editDistance(k, typed)
+		switch {
+		case d < bestD:
+			best, bestD, ties = k, d, 0
+		case d == bestD:
+			ties++
+		}
+	}
+	if best == "" || ties > 0 || bestD == 0 || bestD == 2 && utf8.RuneCountInString(typed) < 6 {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the number of letters to insert, delete, replace or swap with the next to make
+// a into b (Damerau–Levenshtein, restricted).
+func editDistance(a, b string) int {
+	x, y := []rune(a), []rune(b)
+	d := make([][]int, len(x)+1)
+	for i := range d {
+		d[i] = make([]int, len(y)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(x); i++ {
+		for j := 1; j <= len(y); j++ {
+			cost := 1
+			if x[i-1] == y[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && x[i-1] == y[j-2] && x[i-2] == y[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(x)][len(y)]
 }
 
 // crisisNamed is the crisis of known that typed names: itself, or the one it is as people
@@ -1209,6 +1259,11 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			return
 		}
 		v.CrisisUnknown = true
+		if near := nearestCrisis(v.Crises, v.Crisis); near != "" {
+			again := r.URL.Query()
+			again.Set("crisis", near)
+			v.CrisisSuggest, v.CrisisSuggestLink = near, "/zoeken?"+again.Encode()
+		}
 	}
 	// Words as people type them: "opvang in de regio" searches for opvang and regio, and says
 	// that it left out in and de, which the index cannot look for.
