@@ -561,8 +561,12 @@ func TestSearchAsStaffAsk(t *testing.T) {
 	if resp, page := b.get(t, e.url+"/zoeken?kind=shelter.capacity&q=middelburg"); resp.StatusCode != http.StatusOK || !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "Middelburg") {
 		t.Errorf("the offered search of Opvangcapaciteit in Middelburg: %d, want LCVS's record:\n%s", resp.StatusCode, page)
 	}
-	if _, page := search("aankomst"); strings.Contains(page, `id="soort-aanbod"`) {
-		t.Error("a search that names no kind's figures offers one")
+	if _, page := search("aankomst"); strings.Contains(page, `id="soort-aanbod"`) || strings.Contains(page, `id="org-aanbod"`) {
+		t.Error("a search that names no kind's figures, nor an organisation, offers one")
+	}
+	// A word that names an organisation offers the search of its records alone (review P, P8).
+	if _, page := search("ncc beeld"); !strings.Contains(page, `id="org-aanbod"`) || !strings.Contains(page, `href="/zoeken?org=ncc.crisis.test&amp;q=beeld">Zoek alleen bij ncc</a>`) {
+		t.Errorf("search for ncc beeld: want the search of ncc's records offered:\n%s", page)
 	}
 	// A question typed as one (review P, P2): its frame words are not searched for, and named.
 	if _, page := search("Wat is het regionaal beeld?"); !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "regio-1") ||

@@ -844,6 +844,9 @@ type searchView struct {
 	// KindName and KindLink offer the search of a kind of figures whose words were typed
 	// (vrije opvangplaatsen Zeist): records hold the figures, not the words that label them.
 	KindName, KindLink string
+	// OrgName and OrgLink offer the search of one organisation's records whose name was typed
+	// as a word (ncc): records do not say their source's name.
+	OrgName, OrgLink string
 	// Org filters on the records' origin: this org, or one peer's trust domain. OrgError says
 	// it is neither.
 	Org, OrgError string
@@ -1185,6 +1188,35 @@ func (s *Server) kindOffer(r *request, text *record.TextQuery, region string) (n
 	return "", ""
 }
 
+// orgOffer is, for a search whose words name one organisation (ncc, szw, a word of its name),
+// that organisation and the same search of its records alone, with the word left out; "" when no
+// word names exactly one. Records do not say their source's name in their text, so such a word
+// found nothing (review P, P8).
+func orgOffer(r *request, text *record.TextQuery, orgs []orgChoice) (name, link string) {
+	for i, term := range text.Terms {
+		var hit *orgChoice
+		n := 0
+		for j := range orgs {
+			o := &orgs[j]
+			words := append(strings.Fields(record.Normalize(o.Name)), record.Normalize(o.Name), strings.Split(o.TrustDomain, ".")[0])
+			if slices.Contains(words, term) {
+				hit, n = o, n+1
+			}
+		}
+		if n != 1 {
+			continue
+		}
+		q := r.URL.Query()
+		q.Set("org", hit.TrustDomain)
+		rest := &record.TextQuery{Terms: slices.Delete(slices.Clone(text.Terms), i, i+1)}
+		if q.Del("q"); len(rest.Terms) > 0 {
+			q.Set("q", rest.String())
+		}
+		return hit.Name, "/zoeken?" + q.Encode()
+	}
+	return "", ""
+}
+
 // namedRegion is the safety region a term of text names (zeeland), and the term's index; "" when
 // none does.
 func namedRegion(text *record.TextQuery) (code string, i int) {
@@ -1310,6 +1342,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		if v.Kind == "" {
 			v.KindName, v.KindLink = s.kindOffer(r, text, v.Region)
+		}
+		if v.Org == "" {
+			v.OrgName, v.OrgLink = orgOffer(r, text, v.Orgs)
 		}
 		if v.KindLink != "" {
 			v.RegionName, v.RegionLink = "", "" // the kind's offer is in the region already
