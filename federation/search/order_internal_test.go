@@ -23,12 +23,31 @@ func TestBestFirst(t *testing.T) {
 	const want = "o2 l1 n1 o3 l3 o1 l2"
 	for _, hs := range [][]*pb.SearchHit{hits, again} {
 		var got []string
-		for _, h := range bestFirst(hs) {
+		for _, h := range bestFirst(hs, nil) {
 			got = append(got, h.Record.Id)
 		}
 		if strings.Join(got, " ") != want {
 			t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
 		}
+	}
+}
+
+// TestBestFirstTitlesFirst: with text, the hits that hold the words in their title come first,
+// each tier the first of every source first; documents not in force stay last (review P, P6: a
+// title match at one partner ranked below another's match in part of a word).
+func TestBestFirstTitlesFirst(t *testing.T) {
+	hit := func(source, id, validity string) *pb.SearchHit {
+		return &pb.SearchHit{Source: source, Record: &pb.Record{Id: id}, Validity: validity}
+	}
+	hits := []*pb.SearchHit{hit("", "o1", ""), hit("", "o2-title", ""), hit("ncc", "n1-title", ""), hit("lcvs", "l1", ""),
+		hit("lcvs", "l2-title", record.Superseded), hit("ncc", "n2", "")}
+	titled := func(h *pb.SearchHit) bool { return strings.HasSuffix(h.Record.Id, "-title") }
+	var got []string
+	for _, h := range bestFirst(hits, titled) {
+		got = append(got, h.Record.Id)
+	}
+	if want := "o2-title n1-title o1 l1 n2 l2-title"; strings.Join(got, " ") != want {
+		t.Errorf("bestFirst = %s, want %s", strings.Join(got, " "), want)
 	}
 }
 

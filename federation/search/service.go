@@ -25,6 +25,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tidwall/gjson"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -247,7 +248,7 @@ func (s *Service) search(ctx context.Context, req *pb.SearchRequest, limited boo
 	for _, h := range resp.Hits {
 		h.Validity = record.Validity(h.Record, now)
 	}
-	resp.Hits = bestFirst(resp.Hits)
+	resp.Hits = bestFirst(resp.Hits, s.titled(req.Filter))
 	span.SetAttributes(attribute.Int("knooppunt.search.peers", len(peers)), attribute.Int("knooppunt.search.hits", len(resp.Hits)))
 	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].Peer < resp.Peers[j].Peer })
 	for _, p := range resp.Peers {
@@ -1194,6 +1195,23 @@ func bodyDiff(a, b []byte, aggregate []string) (fields []string, figures, same b
 	return fields, figures || len(aggregate) == 0, false
 }
 
+// titled says, for a search with text, whether a hit holds every term in its title: the first
+// text field its kind declares (a Q&A's question, a sitrep's title). Nil without text.
+func (s *Service) titled(f *pb.Filter) func(*pb.SearchHit) bool {
+	q := s.text(f)
+	if q == nil {
+		return nil
+	}
+	return func(h *pb.SearchHit) bool {
+		k := s.c.Kinds.Get(h.Record.GetKind())
+		if k == nil || len(k.Text) == 0 {
+			return false
+		}
+		title := gjson.GetBytes(h.Record.GetBody(), gjson.Escape(k.Text[0]))
+		return title.Type == gjson.String && q.Match([]string{title.Str})
+	}
+}
+
 // bestFirst orders the hits across their sources: each source ranks its own best first (bm25
 // over its own records, a peer over what it sends; without words, in its own order), and those
 // ranks are not comparable between sources, so the first of every source come first, then the
@@ -1201,18 +1219,26 @@ func bodyDiff(a, b []byte, aggregate []string) (fields []string, figures, same b
 // search lists the same way each time (the order the sources answered in is the network's).
 // Documents in force come before superseded, expired and not yet valid ones, which would
 // otherwise rank first as often as not: an old answer says much the same words as the one that
-// replaced it.
-func bestFirst(hits []*pb.SearchHit) []*pb.SearchHit {
-	inForce := make([]*pb.SearchHit, 0, len(hits))
-	var others []*pb.SearchHit
+// replaced it. With titled (a search with text), the hits that hold the words in their title
+// come first of each: a title that says them is what the record is about, where a source's best
+// may hold them in a note or as part of a longer word (review P, P6).
+func bestFirst(hits []*pb.SearchHit, titled func(*pb.SearchHit) bool) []*pb.SearchHit {
+	var tiers [3][]*pb.SearchHit // in force and titled, in force, the others
 	for _, h := range hits {
-		if h.Validity == "" {
-			inForce = append(inForce, h)
-		} else {
-			others = append(others, h)
+		switch {
+		case h.Validity != "":
+			tiers[2] = append(tiers[2], h)
+		case titled != nil && titled(h):
+			tiers[0] = append(tiers[0], h)
+		default:
+			tiers[1] = append(tiers[1], h)
 		}
 	}
-	return append(interleave(inForce), interleave(others)...)
+	out := make([]*pb.SearchHit, 0, len(hits))
+	for _, tier := range tiers {
+		out = append(out, interleave(tier)...)
+	}
+	return out
 }
 
 // interleave takes the first hit of every source, then the second, and so on: the node's own

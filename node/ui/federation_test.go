@@ -578,6 +578,16 @@ func TestSearchAsStaffAsk(t *testing.T) {
 		!strings.Contains(page, `id="enkele-woorden"><p class="utrecht-paragraph">Geen resultaten met al deze woorden samen.`) {
 		t.Errorf("search for beeld kwartelkoning: want both sitreps, with one of the words, said:\n%s", page)
 	}
+	// A title that holds the words comes before a record that holds them elsewhere (review P,
+	// P6), whatever source it is from: this node's own sitrep, which says it in its summary, came
+	// first.
+	e.utrecht.Put(t, &pb.Record{Id: "dagrapport", Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
+		Body: []byte(`{"title":"Dagrapport","summary":"De opvang loopt."}`)})
+	_, page := search("opvang")
+	first := regexp.MustCompile(`(?s)id="resultaten".*?kp-card-title" role="cell"><a class="utrecht-link" href="[^"]*">(.*?)</a>`).FindStringSubmatch(page)
+	if first == nil || first[1] != "Landelijk beeld <mark>opvang</mark> Oekraïne" {
+		t.Errorf("search for opvang: first %q, want ncc's sitrep, whose title says it:\n%s", first, page)
+	}
 	if _, page := search("Beeld"); strings.Contains(page, `id="enkele-woorden"`) || strings.Contains(page, `id="vraagwoorden"`) {
 		t.Errorf("a search whose words all match says it matched one of them, or left out frame words:\n%s", page)
 	}
