@@ -564,6 +564,14 @@ func TestSearchAsStaffAsk(t *testing.T) {
 	if _, page := search("aankomst"); strings.Contains(page, `id="soort-aanbod"`) || strings.Contains(page, `id="org-aanbod"`) {
 		t.Error("a search that names no kind's figures, nor an organisation, offers one")
 	}
+	// A word that found nothing, of which crisis records often use another, offers that one
+	// (review P, P10).
+	if _, page := search("tuberculose"); !strings.Contains(page, `id="synoniem"`) || !strings.Contains(page, `<a class="utrecht-link" href="/zoeken?q=tbc">tbc</a>`) {
+		t.Errorf("search for tuberculose: want tbc offered:\n%s", page)
+	}
+	if _, page := search("beeld"); strings.Contains(page, `id="synoniem"`) {
+		t.Error("a search that found records offers another word")
+	}
 	// A word that names an organisation offers the search of its records alone (review P, P8).
 	if _, page := search("ncc beeld"); !strings.Contains(page, `id="org-aanbod"`) || !strings.Contains(page, `href="/zoeken?org=ncc.crisis.test&amp;q=beeld">Zoek alleen bij ncc</a>`) {
 		t.Errorf("search for ncc beeld: want the search of ncc's records offered:\n%s", page)

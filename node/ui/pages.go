@@ -838,6 +838,10 @@ type searchView struct {
 	Suggest, SuggestLink string
 	// SuggestParts are Suggest's words and phrases, Match marking each the correction changed.
 	SuggestParts []snippetPart
+	// Synonym and SynonymLink offer the search with a word that nothing held replaced by the
+	// word crisis records use for it (tuberculose: tbc), from search.synonyms in the page's
+	// language (review P, P10).
+	Synonym, SynonymLink string
 	// RegionName and RegionLink offer the search in a region whose name was typed as a word
 	// (Zeeland): the figures of a region's municipalities do not say its name.
 	RegionName, RegionLink string
@@ -1188,6 +1192,32 @@ func (s *Server) kindOffer(r *request, text *record.TextQuery, region string) (n
 	return "", ""
 }
 
+// synonymOffer is, for a search that found nothing, the same search with its first word that
+// has one in search.synonyms (groups of words separated by ;, the words of a group by spaces)
+// replaced by the first other word of its group; "" when none has.
+func synonymOffer(r *request, text *record.TextQuery) (words, link string) {
+	if !r.L.Has("search.synonyms") {
+		return "", ""
+	}
+	for _, group := range strings.Split(r.L.T("search.synonyms"), ";") {
+		g := strings.Fields(record.Normalize(group))
+		for i, term := range text.Terms {
+			j := slices.IndexFunc(g, func(w string) bool { return record.Singular(w) == record.Singular(term) })
+			if j < 0 {
+				continue
+			}
+			other := g[(j+1)%len(g)]
+			terms := slices.Clone(text.Terms)
+			terms[i] = other
+			again := &record.TextQuery{Terms: terms}
+			q := r.URL.Query()
+			q.Set("q", again.String())
+			return again.String(), "/zoeken?" + q.Encode()
+		}
+	}
+	return "", ""
+}
+
 // orgOffer is, for a search whose words name one organisation (ncc, szw, a word of its name),
 // that organisation and the same search of its records alone, with the word left out; "" when no
 // word names exactly one. Records do not say their source's name in their text, so such a word
@@ -1440,6 +1470,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		s.figureMarks(hits, v.Hits, now)
 		if len(v.Hits) == 0 {
 			v.None = v.noneText(r.L)
+			if text != nil {
+				v.Synonym, v.SynonymLink = synonymOffer(r, text)
+			}
 		}
 		if sug := trailer.Get(search.SuggestTrailer); len(sug) > 0 && sug[0] != f.Text {
 			// Offered, never sent: only a click searches with it, at the partners too.
