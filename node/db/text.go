@@ -882,7 +882,8 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (stri
 	for _, term := range terms {
 		words, openStart, openEnd := record.TermWords(term)
 		alts := make([][]string, len(words)) // nil: any word
-		broad := true
+		broad, unheld := true, false
+	word:
 		for i, w := range words {
 			left, right := i == 0 && openStart, i == len(words)-1 && openEnd
 			switch {
@@ -899,8 +900,8 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (stri
 					return "", err
 				}
 				if len(found) == 0 && any {
-					alts, broad = nil, false
-					break
+					unheld = true
+					break word
 				}
 				if len(found) == 0 {
 					return "", nil
@@ -914,12 +915,12 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (stri
 			}
 			broad = false
 		}
+		if unheld {
+			continue // with any: no record holds it
+		}
 		if broad {
 			held = true // any word: a match the text decides
 			continue
-		}
-		if alts == nil {
-			continue // with any: no record holds it
 		}
 		held = true
 		exprs = append(exprs, termExpr(alts))
