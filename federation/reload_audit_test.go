@@ -1,8 +1,11 @@
 package federation_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -115,5 +118,33 @@ func TestAConfigReloadIsAudited(t *testing.T) {
 		if got := a.Audit(t, db.AuditConfigReload); len(got) != n {
 			t.Fatalf("a restart with an unchanged file audited %d more entries: %v", len(got)-n, got[n:])
 		}
+	}
+}
+
+// TestARefusedReloadChangesNothing: a config edit that drops a peer and adds one whose
+// bundle_file holds another org's CA is refused whole: the dropped peer does not start to leave
+// (review Q, Q4: it had left before the bad file was found).
+func TestARefusedReloadChangesNothing(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 3})
+	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
+	data, err := os.ReadFile(a.ConfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := regexp.MustCompile(`(?m)^  - name: ` + c.Name + `\n(    .*\n)+`)
+	if !entry.Match(data) {
+		t.Fatalf("no entry of peer %s in a's config:\n%s", c.Name, data)
+	}
+	bad := entry.ReplaceAll(data, []byte("  - name: x\n    trust_domain: x.crisis.test\n    addresses: [\"127.0.0.1:1\"]\n    bundle_file: "+b.BundleFile()+"\n"))
+	if err := os.WriteFile(a.ConfigFile(), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Node.Reload(a.ConfigFile()); err == nil || !strings.Contains(err.Error(), "holds the CA of "+b.TD.Name()) {
+		t.Fatalf("reload with x's bundle_file holding b's CA: %v, want it refused naming b's trust domain", err)
+	}
+	// Nothing went through Raft: no leave step for c.
+	raft, err := a.Node.DB().Peers(context.Background())
+	if err != nil || len(raft) != 0 {
+		t.Fatalf("a's peers through Raft after the refused reload: %v (%v), want none: c must not be leaving", raft, err)
 	}
 }

@@ -173,11 +173,8 @@ func (p *identityParts) setPeers(peers []config.Peer) error {
 		// invitation is set again when a replaced invitation brings another.
 		switch old, known := p.known[td]; {
 		case !p.trust.HasPeer(ptd) && peer.BundleFile != "":
-			b, err := x509bundle.Load(ptd, peer.BundleFile)
+			b, err := loadBundleFile(ptd, peer)
 			if err != nil {
-				return fmt.Errorf("node: peer %s: bundle_file: %w", peer.Name, err)
-			}
-			if err := bundleOf(peer, b); err != nil {
 				return err
 			}
 			p.trust.SetPeerBundle(b)
@@ -216,6 +213,36 @@ func (p *identityParts) setPeers(peers []config.Peer) error {
 // every call later with "x509: certificate signed by unknown authority", which does not say
 // what to fix (review O, O9). A CA that names no SPIFFE ID is taken: SPIRE's upstream CAs may
 // name none.
+// checkNewBundles reads the bundle file of each peer of peers that the trust store does not hold
+// yet, as setPeers will, and checks it: a reload refused for a bad file must be refused before
+// it changes anything (review Q, Q4: peers dropped in the same edit had left already).
+func (p *identityParts) checkNewBundles(peers []config.Peer) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, peer := range peers {
+		ptd, err := spiffeid.TrustDomainFromString(peer.TrustDomain)
+		if err != nil || peer.BundleFile == "" || p.trust.HasPeer(ptd) {
+			continue
+		}
+		if _, err := loadBundleFile(ptd, peer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadBundleFile reads a peer's bundle_file and checks that its CAs are the peer's (bundleOf).
+func loadBundleFile(td spiffeid.TrustDomain, peer config.Peer) (*x509bundle.Bundle, error) {
+	b, err := x509bundle.Load(td, peer.BundleFile)
+	if err != nil {
+		return nil, fmt.Errorf("node: peer %s: bundle_file: %w", peer.Name, err)
+	}
+	if err := bundleOf(peer, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 func bundleOf(peer config.Peer, b *x509bundle.Bundle) error {
 	for _, ca := range b.X509Authorities() {
 		for _, u := range ca.URIs {
@@ -303,6 +330,11 @@ func (n *Node) Reload(path string) error {
 	}
 	if cfg.Org != n.opts.Config.Org {
 		return fmt.Errorf("org changed from %s to %s: that needs a restart", n.opts.Config.Org, cfg.Org)
+	}
+	if n.ident != nil {
+		if err := n.ident.checkNewBundles(cfg.Peers); err != nil {
+			return err
+		}
 	}
 	n.leaveDropped(cfg)
 	before := n.fileCfg.Load()
