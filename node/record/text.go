@@ -89,7 +89,8 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 	// Quotes as word processors and phones type them open and close a phrase too.
 	q = typographicQuotes.Replace(q)
 	var terms, ignored, typedTerms []string
-	add := func(typed string) error {
+	var onPurpose []bool // a term typed in quotes, or in capitals (WHO): never a frame word
+	add := func(typed string, quoted bool) error {
 		typed = strings.Join(strings.Fields(pasted(typed)), " ")
 		t := Normalize(typed)
 		if t == "" {
@@ -110,6 +111,7 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 		switch {
 		case refused == nil:
 			terms = append(terms, t)
+			onPurpose = append(onPurpose, quoted || acronym(typed))
 			typedTerms = append(typedTerms, strings.TrimFunc(typed, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }))
 		case loose:
 			ignored = append(ignored, typed)
@@ -131,7 +133,7 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 				e.cause = ErrOpenPhrase
 				return nil, nil, e
 			}
-			if err := add(rest[1 : 1+end]); err != nil {
+			if err := add(rest[1:1+end], true); err != nil {
 				return nil, nil, err
 			}
 			rest = rest[2+end:]
@@ -147,7 +149,7 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 			// already, and the * would otherwise have to occur in the text.
 			word = strings.Trim(word, "*")
 		}
-		if err := add(word); err != nil {
+		if err := add(word, false); err != nil {
 			return nil, nil, err
 		}
 		rest = rest[end:]
@@ -167,7 +169,7 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 		var telling, tellingTyped, frame, framed []string
 		for i, t := range terms {
 			switch {
-			case stopWords[t]:
+			case stopWords[t] && !onPurpose[i]:
 				if !slices.Contains(framed, t) {
 					frame, framed = append(frame, typedTerms[i]), append(framed, t)
 				}
@@ -526,21 +528,39 @@ func Normalize(s string) string {
 }
 
 // pasted is a query's text as it was meant, whatever it was pasted from (review P, P9): composed
-// and compatibility forms (NFKC: a ï that a PDF or a Mac wrote as i and a combining mark, letters
-// typed full width) and without the invisible characters that text copied from elsewhere holds
-// (a soft hyphen, a zero-width space, a direction mark: Unicode's format characters, Cf), so that
-// "Zei­st" is Zeist. Only queries are read so: a record's text is indexed as written.
+// (NFC: a ï that a PDF or a Mac wrote as i and a combining mark), each character that has one
+// character as its compatibility form written so (a letter typed full width), and without the
+// invisible characters that text copied from elsewhere holds (a soft hyphen, a zero-width space,
+// a direction mark: Unicode's format characters, Cf), so that Zeist with a soft hyphen in it is
+// Zeist. A character whose compatibility form is several (the ligature ĳ) stays as typed, as a
+// record's text holds it (review Q, Q2).
 func pasted(q string) string {
-	q = norm.NFKC.String(q)
-	if !strings.ContainsFunc(q, isFormat) {
-		return q
-	}
 	return strings.Map(func(r rune) rune {
 		if isFormat(r) {
 			return -1
 		}
+		if r >= utf8.RuneSelf {
+			if k := norm.NFKC.String(string(r)); utf8.RuneCountInString(k) == 1 {
+				r, _ = utf8.DecodeRuneInString(k)
+			}
+		}
 		return r
-	}, q)
+	}, norm.NFC.String(q))
+}
+
+// acronym says whether a typed word is in capitals, two letters or more (WHO, GGD): a name,
+// not the word that frames a question (who).
+func acronym(typed string) bool {
+	letters := 0
+	for _, r := range typed {
+		if unicode.IsLower(r) {
+			return false
+		}
+		if unicode.IsLetter(r) {
+			letters++
+		}
+	}
+	return letters >= 2
 }
 
 func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }

@@ -67,6 +67,8 @@ func TestParseTextLoosely(t *testing.T) {
 		// As pasted (review P, P9): a decomposed ï, a soft hyphen, a zero-width space, full width.
 		{q: "Oekrai\u0308ne Zei\u00adst", terms: []string{"oekraine", "zeist"}},
 		{q: "Zei\u200bst ＧＯＥＳ", terms: []string{"zeist", "goes"}},
+		// A ligature stays, as a record's text holds it (review Q, Q2).
+		{q: "b\u0133stand", terms: []string{"b\u0133stand"}},
 		{q: "opvang* *vergun* *", terms: []string{"opvang", "vergun"}},
 		{q: "in de", err: `text: "in", "de": search for words of 3 characters or more`},
 		{q: "   ", err: "text: no words to search for"},
@@ -342,6 +344,11 @@ func TestParseTextLooselyCutsALongQuestion(t *testing.T) {
 		"Hoeveel vrije plekken zijn er nog in Zeist?":     "vrije plekken zeist",
 		"Waar staat de tbc handreiking?":                  "tbc handreiking",
 		"wat moet":                                        "wat moet",
+		// A frame word typed in quotes, or in capitals, is searched for (review Q, Q3).
+		`"WHO" richtlijn mpox`: `who richtlijn mpox`,
+		"WHO richtlijn mpox":   "who richtlijn mpox",
+		`"wat" opvang`:         "wat opvang",
+		"who richtlijn":        "richtlijn",
 	} {
 		if tq, _, err := ParseTextLoosely("text", q); err != nil || tq.String() != want {
 			t.Errorf("%q searches %v (%v), want %q", q, tq, err, want)
