@@ -561,6 +561,10 @@ func TestSearchAsStaffAsk(t *testing.T) {
 	if resp, page := b.get(t, e.url+"/zoeken?kind=shelter.capacity&q=middelburg"); resp.StatusCode != http.StatusOK || !strings.Contains(page, "Resultaten (1)") || !strings.Contains(page, "Middelburg") {
 		t.Errorf("the offered search of Opvangcapaciteit in Middelburg: %d, want LCVS's record:\n%s", resp.StatusCode, page)
 	}
+	// A word of a label alone (vrije) names no kind (review Q, Q10).
+	if _, page := search("vrije dagen"); strings.Contains(page, `id="soort-aanbod"`) {
+		t.Errorf("search for vrije dagen offers a kind:\n%s", page)
+	}
 	if _, page := search("aankomst"); strings.Contains(page, `id="soort-aanbod"`) || strings.Contains(page, `id="org-aanbod"`) {
 		t.Error("a search that names no kind's figures, nor an organisation, offers one")
 	}

@@ -424,7 +424,8 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 			continue
 		}
 		if !e.FiguresDisagree {
-			// The same figures: the sums are the same whichever counts (review I, F3).
+			// The same figures, differing elsewhere, or in a figure one of them lacks: said apart,
+			// as no source reports another value (review I, F3). A sum then counts the latest's.
 			v.DiffersElsewhere++
 			continue
 		}
@@ -968,8 +969,18 @@ func (s *Server) figureMarks(hits []*pb.SearchHit, views []hitView, now time.Tim
 			}
 			views[i].Others, views[i].Newest = e.Conflict, true
 			for _, d := range e.Disagreeing {
-				if j, ok := at[key(d)]; ok {
-					views[j].Others = []string{e.Source}
+				j, ok := at[key(d)]
+				if !ok {
+					continue
+				}
+				views[j].Others = []string{e.Source}
+				// As old as the picture would say, were it the latest (review Q, Q10).
+				when := d.GetUpdatedAt().AsTime()
+				if r := hits[j].GetReceivedAt(); r != nil && r.AsTime().Before(when) {
+					when = r.AsTime()
+				}
+				if l := limit(d.GetKind()); l >= 0 && now.Sub(when) > l {
+					views[j].Stale = true
 				}
 			}
 		}
@@ -1150,29 +1161,38 @@ func (s *Server) kindOffer(r *request, text *record.TextQuery, region string) (n
 		if k == nil || len(k.Aggregate) == 0 {
 			continue
 		}
-		words := strings.Fields(record.Normalize(r.L.Kind(kind)))
+		// The words that name the kind (its name, kindwords.KIND) and those of its fields'
+		// labels, which alone (vrije, totaal) say too little to offer it (review Q, Q10).
+		strong := strings.Fields(record.Normalize(r.L.Kind(kind)))
+		if key := "kindwords." + kind; r.L.Has(key) {
+			strong = append(strong, strings.Fields(record.Normalize(r.L.T(key)))...)
+		}
+		var weak []string
 		label := fieldLabeler(r.L, k)
 		for _, f := range k.Aggregate {
-			words = append(words, strings.Fields(record.Normalize(label(f)))...)
+			weak = append(weak, strings.Fields(record.Normalize(label(f)))...)
 		}
-		if key := "kindwords." + kind; r.L.Has(key) {
-			words = append(words, strings.Fields(record.Normalize(r.L.T(key)))...)
-		}
-		// A word of the kind's, or the end of one of its compounds (capaciteit, plaatsen).
-		names := func(term string) bool {
+		// A word of them, or the end of a compound of one (capaciteit of opvangcapaciteit), or
+		// one of them the end of the word typed (plaatsen of opvangplaatsen).
+		names := func(words []string, term string) bool {
 			t := record.Singular(term)
 			return slices.ContainsFunc(words, func(w string) bool {
 				w = record.Singular(w)
-				return w == t || utf8.RuneCountInString(t) >= 5 && strings.HasSuffix(w, t)
+				return w == t || utf8.RuneCountInString(t) >= 5 && strings.HasSuffix(w, t) || utf8.RuneCountInString(w) >= 5 && strings.HasSuffix(t, w)
 			})
 		}
 		var rest []string
+		named := false
 		for _, t := range text.Terms {
-			if !names(t) {
+			switch {
+			case names(strong, t):
+				named = true
+			case names(weak, t):
+			default:
 				rest = append(rest, t)
 			}
 		}
-		if len(rest) == len(text.Terms) {
+		if !named {
 			continue
 		}
 		q := r.URL.Query()
