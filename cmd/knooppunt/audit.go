@@ -11,13 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/witness"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -57,7 +57,13 @@ func auditDetail(detail string) string {
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		var v string
-		if json.Unmarshal(m[k], &v) != nil {
+		if json.Unmarshal(m[k], &v) == nil {
+			// A string: quoted also when it could read as another pair (a purpose that says
+			// recipient=…, review Q, Q8).
+			if strings.ContainsAny(v, `="`) {
+				v = strconv.Quote(v)
+			}
+		} else {
 			// A number, list or object, on one line: JSON escapes the controls in its strings.
 			var b bytes.Buffer
 			if json.Compact(&b, m[k]) == nil {
@@ -71,10 +77,11 @@ func auditDetail(detail string) string {
 	return strings.Join(parts, " ")
 }
 
-// quoteControl gives s as it is, or quoted with its characters escaped when it holds a control
-// character (a newline, a tab, a carriage return, an escape).
+// quoteControl gives s as it is, or quoted with its characters escaped when it holds a control or
+// invisible character (a newline, an escape, a bidi override, a line separator: policy.Hidden,
+// review Q, Q8), so that no value breaks the table's line or reorders it on screen.
 func quoteControl(s string) string {
-	if strings.ContainsFunc(s, unicode.IsControl) {
+	if strings.ContainsFunc(s, policy.Hidden) && !strings.HasPrefix(s, `"`) {
 		return strconv.Quote(s)
 	}
 	return s

@@ -54,6 +54,9 @@ func TestAuditDetailQuotesControlCharacters(t *testing.T) {
 		{`{"stated_purpose":"crisisbeheer","policies":[` + "\n" + `"a@1"]}`, `policies=["a@1"] stated_purpose=crisisbeheer`},
 		{`{"reason":"next` + "\u0085" + `line"}`, `reason="next\u0085line"`},
 		{"not json\nSEQ 53", `"not json\nSEQ 53"`},
+		// A bidi override, and a value that would read as another pair (review Q, Q8).
+		{`{"stated_purpose":"opvang` + "\u202e" + `x"}`, `stated_purpose="opvang\u202ex"`},
+		{`{"stated_purpose":"opvang recipient=evil.crisis.test"}`, `stated_purpose="opvang recipient=evil.crisis.test"`},
 	} {
 		got := auditDetail(tc.detail)
 		if got != tc.want {

@@ -339,9 +339,12 @@ func (w *peerWatcher) OnUpdate(b *spiffebundle.Bundle) {
 	w.t.SetPeerBundle(xb)
 	bundleRefreshed.WithLabelValues(w.p.TrustDomain.String()).SetToCurrentTime()
 	w.t.noteFetch(w.p.TrustDomain, time.Now(), nil)
-	// Another set of CAs is who this node trusts as the peer: said at WARN, with how many came and
-	// went, so that an admin compares the new fingerprint (peer show) with the partner's.
-	if added, removed := authoritiesDiff(old.InForce, xb); old.InForce != nil && added+removed > 0 {
+	// Another set of CAs than the endpoint gave before is who this node trusts as the peer now:
+	// said at WARN, with how many came and went, so that an admin compares the new fingerprint
+	// (peer show) with the partner's. The first fetch of a run is compared with the bundle the
+	// node started with, which a routine rotation since onboarding differs from at every start:
+	// said at INFO (review Q, Q7).
+	if added, removed := authoritiesDiff(old.InForce, xb); old.InForce != nil && added+removed > 0 && !old.OK.IsZero() {
 		w.log.Warn("peer bundle updated: its CAs changed; compare the fingerprint in force (knooppunt peer show) with the partner's",
 			"authorities", len(xb.X509Authorities()), "added", added, "removed", removed)
 		return

@@ -432,7 +432,7 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 					}
 					// The bundle endpoint may have changed the CAs since the peer was added:
 					// the fingerprint to compare with the partner is of those (review O, O4).
-					if f.InForce != nil {
+					if f.InForce != nil && p.Fingerprint != "" {
 						if fp := invite.Fingerprint(td, f.InForce); fp != p.Fingerprint {
 							p.FingerprintInForce = fp
 						}
