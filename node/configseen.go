@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,9 +76,16 @@ func writeFileAtomic(path string, b []byte) error {
 // was, so that the next start audits them. A first start, or a data directory of an earlier
 // release, has no such file: it is written, and nothing audited.
 func (n *Node) auditEditsWhileStopped(ctx context.Context, started *config.Config) {
+	// Until keepStarted, a reload does not write the file (seenPending): a stop before the
+	// entries are taken leaves it as it was, so that the next start audits them (review Q, Q5).
 	path := filepath.Join(n.opts.DataDir, ConfigSeenFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		// A data directory with an audit log ran before: its file was removed, or it is of a
+		// release that kept none, or a restore; edits made before this start go unaudited.
+		if seq, _, err := n.db.AuditHead(ctx); err == nil && seq > 0 {
+			n.log.Warn("no record of the config this replica last ran with: changes made to the config file before this start are not audited", "file", path)
+		}
 		n.keepStarted(started)
 		return
 	}
@@ -92,6 +100,7 @@ func (n *Node) auditEditsWhileStopped(ctx context.Context, started *config.Confi
 	}
 	entries := n.configChanges(ctx, seen.config(), started, "config file of replica "+started.ReplicaID+", edited while it was stopped", true)
 	if len(entries) == 0 {
+		n.keepStarted(started)
 		return
 	}
 	for {
@@ -113,12 +122,12 @@ func (n *Node) auditEditsWhileStopped(ctx context.Context, started *config.Confi
 	n.keepStarted(started)
 }
 
-// keepStarted writes the config the replica started with to ConfigSeenFile, unless a reload
-// since kept its own.
+// keepStarted writes to ConfigSeenFile the config the replica started with, or that of the last
+// reload audited since (seenLater). A reload whose audit failed is not kept: the next start
+// audits it.
 func (n *Node) keepStarted(started *config.Config) {
 	n.seenMu.Lock()
 	defer n.seenMu.Unlock()
-	if n.fileCfg.Load() == started {
-		n.writeConfigSeen(started)
-	}
+	n.writeConfigSeen(cmp.Or(n.seenLater, started))
+	n.seenPending, n.seenLater = false, nil
 }

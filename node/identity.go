@@ -376,6 +376,12 @@ func (n *Node) auditReload(before, after *config.Config) {
 	}
 	n.seenMu.Lock()
 	defer n.seenMu.Unlock()
+	if n.seenPending {
+		// The start's audit is not taken yet: kept once it is (keepStarted), and a stop before
+		// leaves the file as it was, for the next start to audit all.
+		n.seenLater = after
+		return
+	}
 	n.writeConfigSeen(after)
 }
 

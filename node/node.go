@@ -147,8 +147,12 @@ type Node struct {
 	// fileCfg is the running config as its file gives it; cfg is fileCfg with the peers
 	// accepted through Raft merged in. peersMu orders the merges of reloads and peer steps.
 	fileCfg atomic.Pointer[config.Config]
-	// seenMu orders the writes of ConfigSeenFile.
-	seenMu     sync.Mutex
+	// seenMu orders the writes of ConfigSeenFile; seenPending, under it, says that the audit of
+	// the edits made while the replica was stopped is not taken yet.
+	seenMu      sync.Mutex
+	seenPending bool
+	// seenLater is the config of the last reload audited while seenPending.
+	seenLater  *config.Config
 	peersMu    sync.Mutex
 	peersGen   uint64 // the db's peers generation of the last merge, under peersMu
 	peers      *peerclient.Manager
@@ -332,6 +336,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	fileCfg := cfg
 	// What was changed in the file while the replica was stopped is audited, once there is a
 	// leader to take it.
+	n.seenPending = true
 	n.goBackground(func(ctx context.Context) { n.auditEditsWhileStopped(ctx, fileCfg) })
 	if cfg, err = n.mergePeers(ctx, fileCfg); err != nil {
 		return nil, err
