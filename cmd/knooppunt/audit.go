@@ -355,7 +355,7 @@ func unvouched(ws []*pb.WitnessReport) string {
 	var why []string
 	for _, s := range []struct{ state, says string }{
 		{witness.Unreachable, "unreachable"},
-		{witness.None, "hold no head of it yet (the node hands each peer its head every few minutes and after every policy step)"},
+		{witness.None, "hold no head of it yet (the node hands each peer its head every few minutes and after every policy and peer step)"},
 		{witness.Invalid, "hold heads that do not verify"},
 	} {
 		if n := by[s.state]; n > 0 {

@@ -742,7 +742,7 @@ func TestUnvouched(t *testing.T) {
 		{ws("none", "none"), "no witness could vouch for the chain: 2 of 2 hold no head of it yet"},
 		{ws("unreachable"), "no witness could vouch for the chain: 1 of 1 unreachable. Check again later"},
 		{nil, "this node has no peers: nobody witnessed the chain"},
-		{ws("unreachable", "none", "invalid"), "no witness could vouch for the chain: 1 of 3 unreachable; 1 of 3 hold no head of it yet (the node hands each peer its head every few minutes and after every policy step); 1 of 3 hold heads that do not verify"},
+		{ws("unreachable", "none", "invalid"), "no witness could vouch for the chain: 1 of 3 unreachable; 1 of 3 hold no head of it yet (the node hands each peer its head every few minutes and after every policy and peer step); 1 of 3 hold heads that do not verify"},
 	} {
 		if got := unvouched(c.ws); !strings.HasPrefix(got, c.want) || (c.want == "") != (got == "") {
 			t.Errorf("unvouched(%v) = %q, want it to begin %q", c.ws, got, c.want)

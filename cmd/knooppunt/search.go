@@ -48,9 +48,10 @@ every peer asked, with their words: do not search for names or other personal da
 summary and text): every word and "quoted phrase" must occur, ignoring case and diacritics,
 anywhere in a word, so "vergunning" finds "tewerkstellingsvergunning", and a Dutch plural finds
 its singular ("vergunningen" finds "vergunning"). Words of fewer than three
-characters ("in", "de") cannot be looked for: they are left out, with a note on stderr; so are,
-beyond 16 words and phrases (a question pasted whole), those that say least (wat, moet, een;
-then the shortest). Each source answers with its best matches first and a snippet with the
+characters ("in", "de") cannot be looked for: they are left out, with a note on stderr; so are
+the words that frame a question (wat, moet, hebben, hoeveel), unless typed in quotes or in
+capitals, when other words are left, and beyond 16 words and phrases (a question pasted whole),
+the shortest. Search results put the records whose title holds the words first. Each source answers with its best matches first and a snippet with the
 match marked «like this»; a peer matches only on what it may share with this node. A search
 that finds almost nothing because a word is misspelt gets a hint on stderr: the --text with a
 word this node finds records with, in your mode; nobody is asked for it until you search again.
