@@ -221,7 +221,7 @@ and exits 2.`,
   knooppunt audit verify --witnesses             # against the heads the peers keep; exit 2 when none vouched`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := &pb.VerifyAuditRequest{Witnesses: witnesses}
+			req := &pb.VerifyAuditRequest{Witnesses: witnesses, AcceptNoWitnesses: witnesses}
 			if anchor != "" {
 				a, err := parseAnchor(anchor)
 				if err != nil {

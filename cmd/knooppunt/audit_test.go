@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/federation/witness"
+	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -40,6 +43,18 @@ func TestCLIAuditVerifyWithoutWitnesses(t *testing.T) {
 	r := cli(t, nil, "", "audit", "verify", "--witnesses", "--node", addr).want(t, 2)
 	if !strings.HasPrefix(r.stdout, "ok: ") || !strings.Contains(r.stderr, "Note: this node has no peers: nobody witnessed the chain.") {
 		t.Errorf("audit verify --witnesses without peers: stdout %q stderr %q, want the chain verified and a note that nobody witnessed it", r.stdout, r.stderr)
+	}
+	// A client of an earlier release, which does not say it takes no witness, is refused, as
+	// earlier releases did: it would read no witness as vouched for (review Q, Q12).
+	f := &clientFlags{node: addr}
+	conn, err := f.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = pb.NewAuditServiceClient(conn).Verify(t.Context(), &pb.VerifyAuditRequest{Witnesses: true})
+	if field, _ := api.Field(err); status.Code(err) != codes.FailedPrecondition || field != "witnesses" {
+		t.Errorf("Verify with witnesses, not accepting none, on a node without peers: %v, want FAILED_PRECONDITION naming witnesses", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
@@ -157,10 +158,15 @@ func (s *Service) Verify(ctx context.Context, req *pb.VerifyAuditRequest) (*pb.V
 	// A node without peers (or without federation) has no witness to ask: it answers with none,
 	// and the chain verified on its own; the caller must not read that as vouched for (audit
 	// verify --witnesses exits 2, review O, O2).
-	if req.Witnesses && s.Witnesses != nil {
-		reports, err := s.Witnesses(ctx)
-		if err != nil {
-			return nil, api.Status(s.log, err)
+	if req.Witnesses {
+		var reports []*pb.WitnessReport
+		if s.Witnesses != nil {
+			if reports, err = s.Witnesses(ctx); err != nil {
+				return nil, api.Status(s.log, err)
+			}
+		}
+		if len(reports) == 0 && !req.AcceptNoWitnesses {
+			return nil, api.FieldStatus(codes.FailedPrecondition, "witnesses", "this node has no peers to witness its chain: nobody vouched for it; verify against a head kept outside the node (--anchor)")
 		}
 		resp.Witnesses = reports
 		// A head a witness holds that the chain does not: the chain was rewritten, even if it

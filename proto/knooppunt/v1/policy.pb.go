@@ -1881,9 +1881,14 @@ type VerifyAuditRequest struct {
 	Anchor *AuditAnchor `protobuf:"bytes,1,opt,name=anchor" json:"anchor,omitempty"`
 	// witnesses asks every peer for the heads of this chain it keeps, and checks that the chain
 	// holds each at its seq.
-	Witnesses     bool `protobuf:"varint,2,opt,name=witnesses" json:"witnesses,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Witnesses bool `protobuf:"varint,2,opt,name=witnesses" json:"witnesses,omitempty"`
+	// accept_no_witnesses says that the client takes an answer with no witness, from a node that
+	// has no peers, and says itself that nobody vouched for the chain (knooppunt audit verify
+	// --witnesses exits 2). Without it such a node refuses witnesses with FAILED_PRECONDITION, as
+	// earlier releases did, so that a client of one never reads no witness as vouched for.
+	AcceptNoWitnesses bool `protobuf:"varint,3,opt,name=accept_no_witnesses,json=acceptNoWitnesses" json:"accept_no_witnesses,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *VerifyAuditRequest) Reset() {
@@ -1926,6 +1931,13 @@ func (x *VerifyAuditRequest) GetAnchor() *AuditAnchor {
 func (x *VerifyAuditRequest) GetWitnesses() bool {
 	if x != nil {
 		return x.Witnesses
+	}
+	return false
+}
+
+func (x *VerifyAuditRequest) GetAcceptNoWitnesses() bool {
+	if x != nil {
+		return x.AcceptNoWitnesses
 	}
 	return false
 }
@@ -2327,10 +2339,11 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x06crisis\x18\n" +
 	" \x01(\tR\x06crisis\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
-	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"e\n" +
+	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"\x95\x01\n" +
 	"\x12VerifyAuditRequest\x121\n" +
 	"\x06anchor\x18\x01 \x01(\v2\x19.knooppunt.v1.AuditAnchorR\x06anchor\x12\x1c\n" +
-	"\twitnesses\x18\x02 \x01(\bR\twitnesses\"\xf6\x01\n" +
+	"\twitnesses\x18\x02 \x01(\bR\twitnesses\x12.\n" +
+	"\x13accept_no_witnesses\x18\x03 \x01(\bR\x11acceptNoWitnesses\"\xf6\x01\n" +
 	"\rWitnessReport\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x14\n" +
