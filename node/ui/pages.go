@@ -1415,7 +1415,8 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			req.Origins = []string{v.Org}
 		}
 		// A search of the node's own records alone asks no partner.
-		if own := v.Org != "" && (v.Org == s.c.Org || v.Org == s.c.Name); !own && !s.askPartners(w, r) {
+		own := v.Org != "" && (v.Org == s.c.Org || v.Org == s.c.Name)
+		if !own && !s.askPartners(w, r) {
 			return
 		}
 		var trailer metadata.MD
@@ -1430,9 +1431,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			return
 		}
 		// No record holds all the words: the records that hold one or more of them, best first,
-		// rather than nothing and advice to check the spelling (review P, P2). A second search
-		// that is refused (the partners' rate) leaves the first answer.
-		if len(resp.Hits) == 0 && text != nil && len(text.Terms) > 1 {
+		// rather than nothing and advice to check the spelling (review P, P2). It asks the
+		// partners again, so it takes a page from the person's limit (review Q, Q9); over it, or
+		// refused, the first answer stands.
+		if len(resp.Hits) == 0 && text != nil && len(text.Terms) > 1 && (own || s.limits.take(r.Session.Person.String(), 0) == 0) {
 			f.TextAny = true
 			if again, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req); err == nil && len(again.Hits) > 0 {
 				resp, v.AnyWords = again, r.L.T("search.any_words")
@@ -1875,6 +1877,8 @@ func (s *Server) record(w http.ResponseWriter, r *request) {
 			if err == nil {
 				v.SuccessorTitle = titleOf(r.L, next)
 			}
+		} else if s.limits.take(r.Session.Person.String(), 0) > 0 {
+			// Over the person's limit of pages that ask the partners: named by its id.
 		} else if resp, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{
 			Filter: &pb.Filter{Ids: []string{v.Successor}, Mode: r.mode()}, Origins: []string{origin}}); err == nil && len(resp.Hits) == 1 {
 			// As the partner shares it with this node, or its last copy here.
