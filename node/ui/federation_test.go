@@ -122,18 +122,24 @@ func keys(m map[string]int64) map[string]bool {
 	return out
 }
 
-// TestSearchByWords: the search box finds records by the words in their text, here and at the
-// partners, each with where it matched marked; words too short to look for are left out and
-// named, and a query of nothing else, or with a phrase left open, is said to be wrong at the box.
-func TestSearchByWords(t *testing.T) {
+// searchingFederation is the federation with officer-a signed in at vr-utrecht's web interface,
+// the browser, and a search of vr-utrecht's search page for q, giving its status and page.
+func searchingFederation(t *testing.T) (*fedEnv, *browser, func(q string) (int, string)) {
 	e := startFederation(t)
 	b := newBrowser(t)
 	e.op.signInAs("officer-a")
-	search := func(q string) (int, string) {
+	return e, b, func(q string) (int, string) {
 		t.Helper()
 		resp, page := b.get(t, e.url+"/zoeken?"+url.Values{"q": {q}}.Encode())
 		return resp.StatusCode, page
 	}
+}
+
+// TestSearchByWords: the search box finds records by the words in their text, here and at the
+// partners, each with where it matched marked; words too short to look for are left out and
+// named, and a query of nothing else, or with a phrase left open, is said to be wrong at the box.
+func TestSearchByWords(t *testing.T) {
+	e, b, search := searchingFederation(t)
 
 	// "regio" is part of "Regionaal": only this node's own sitrep has both words.
 	code, page := search("beeld in de regio")
@@ -541,14 +547,7 @@ func (e *fedEnv) signIn(t *testing.T, b *browser, name, path string) (*http.Resp
 // words are not searched for, and named; when no record holds all the words, those that hold one
 // or more are shown, and said to be.
 func TestSearchAsStaffAsk(t *testing.T) {
-	e := startFederation(t)
-	b := newBrowser(t)
-	e.op.signInAs("officer-a")
-	search := func(q string) (int, string) {
-		t.Helper()
-		resp, page := b.get(t, e.url+"/zoeken?"+url.Values{"q": {q}}.Encode())
-		return resp.StatusCode, page
-	}
+	e, b, search := searchingFederation(t)
 	// Words that name the figures of a kind offer the search of that kind (review P, P1): the
 	// records hold the figures, not the words; with a region's name, in that region.
 	if _, page := search("vrije opvangplaatsen Middelburg"); !strings.Contains(page, `id="soort-aanbod"`) ||
