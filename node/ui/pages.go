@@ -1195,19 +1195,13 @@ func (s *Server) kindOffer(r *request, text *record.TextQuery, region string) (n
 		if !named {
 			continue
 		}
-		q := r.URL.Query()
-		q.Set("kind", kind)
-		rq := &record.TextQuery{Terms: rest}
+		set := []string{"kind", kind}
 		if region == "" {
-			if code, i := namedRegion(rq); code != "" {
-				q.Set("region", code)
-				rq.Terms = slices.Delete(rq.Terms, i, i+1)
+			if code, i := namedRegion(&record.TextQuery{Terms: rest}); code != "" {
+				set, rest = append(set, "region", code), slices.Delete(rest, i, i+1)
 			}
 		}
-		if q.Del("q"); len(rq.Terms) > 0 {
-			q.Set("q", rq.String())
-		}
-		return r.L.Kind(kind), "/zoeken?" + q.Encode()
+		return r.L.Kind(kind), searchLink(r, rest, set...)
 	}
 	return "", ""
 }
@@ -1226,13 +1220,9 @@ func synonymOffer(r *request, text *record.TextQuery) (words, link string) {
 			if j < 0 {
 				continue
 			}
-			other := g[(j+1)%len(g)]
 			terms := slices.Clone(text.Terms)
-			terms[i] = other
-			again := &record.TextQuery{Terms: terms}
-			q := r.URL.Query()
-			q.Set("q", again.String())
-			return again.String(), "/zoeken?" + q.Encode()
+			terms[i] = g[(j+1)%len(g)]
+			return (&record.TextQuery{Terms: terms}).String(), searchLink(r, terms)
 		}
 	}
 	return "", ""
@@ -1256,15 +1246,22 @@ func orgOffer(r *request, text *record.TextQuery, orgs []orgChoice) (name, link 
 		if n != 1 {
 			continue
 		}
-		q := r.URL.Query()
-		q.Set("org", hit.TrustDomain)
-		rest := &record.TextQuery{Terms: slices.Delete(slices.Clone(text.Terms), i, i+1)}
-		if q.Del("q"); len(rest.Terms) > 0 {
-			q.Set("q", rest.String())
-		}
-		return hit.Name, "/zoeken?" + q.Encode()
+		return hit.Name, searchLink(r, slices.Delete(slices.Clone(text.Terms), i, i+1), "org", hit.TrustDomain)
 	}
 	return "", ""
+}
+
+// searchLink is the search of the page's URL with terms for its words and the filters of set
+// (key, value, key, value, …): the link an offer takes.
+func searchLink(r *request, terms []string, set ...string) string {
+	q := r.URL.Query()
+	for i := 0; i+1 < len(set); i += 2 {
+		q.Set(set[i], set[i+1])
+	}
+	if q.Del("q"); len(terms) > 0 {
+		q.Set("q", (&record.TextQuery{Terms: terms}).String())
+	}
+	return "/zoeken?" + q.Encode()
 }
 
 // namedRegion is the safety region a term of text names (zeeland), and the term's index; "" when
@@ -1287,13 +1284,7 @@ func regionOffer(r *request, text *record.TextQuery) (name, link string) {
 	if code == "" {
 		return "", ""
 	}
-	q := r.URL.Query()
-	q.Set("region", code)
-	rest := &record.TextQuery{Terms: slices.Delete(slices.Clone(text.Terms), i, i+1)}
-	if q.Del("q"); len(rest.Terms) > 0 {
-		q.Set("q", rest.String())
-	}
-	return r.L.Region(code), "/zoeken?" + q.Encode()
+	return r.L.Region(code), searchLink(r, slices.Delete(slices.Clone(text.Terms), i, i+1), "region", code)
 }
 
 // unanswered says, of a partner that did not answer, who, with how old the copy of theirs is
