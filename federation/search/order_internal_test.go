@@ -41,7 +41,12 @@ func TestBestFirstTitlesFirst(t *testing.T) {
 	}
 	hits := []*pb.SearchHit{hit("", "o1", ""), hit("", "o2-title", ""), hit("ncc", "n1-title", ""), hit("lcvs", "l1", ""),
 		hit("lcvs", "l2-title", record.Superseded), hit("ncc", "n2", "")}
-	titled := func(h *pb.SearchHit) bool { return strings.HasSuffix(h.Record.Id, "-title") }
+	titled := func(h *pb.SearchHit) int {
+		if strings.HasSuffix(h.Record.Id, "-title") {
+			return 0
+		}
+		return 1
+	}
 	var got []string
 	for _, h := range bestFirst(hits, titled) {
 		got = append(got, h.Record.Id)

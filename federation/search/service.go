@@ -248,7 +248,7 @@ func (s *Service) search(ctx context.Context, req *pb.SearchRequest, limited boo
 	for _, h := range resp.Hits {
 		h.Validity = record.Validity(h.Record, now)
 	}
-	resp.Hits = bestFirst(resp.Hits, s.titled(req.Filter))
+	resp.Hits = bestFirst(resp.Hits, s.tier(req.Filter))
 	span.SetAttributes(attribute.Int("knooppunt.search.peers", len(peers)), attribute.Int("knooppunt.search.hits", len(resp.Hits)))
 	sort.Slice(resp.Peers, func(i, j int) bool { return resp.Peers[i].Peer < resp.Peers[j].Peer })
 	for _, p := range resp.Peers {
@@ -1195,20 +1195,37 @@ func bodyDiff(a, b []byte, aggregate []string) (fields []string, figures, same b
 	return fields, figures || len(aggregate) == 0, false
 }
 
-// titled says, for a search with text, whether a hit holds every term in its title: the first
-// text field its kind declares (a Q&A's question, a sitrep's title). Nil without text.
-func (s *Service) titled(f *pb.Filter) func(*pb.SearchHit) bool {
+// tier orders the hits of a search with text, lower first: by how many of its words a hit's text
+// lacks (with text_any, a record that holds two of three words before one that holds one, which
+// may hold it only inside another word: recht in Utrecht, review R, R1), then whether its title
+// holds them: the first text field its kind declares (a Q&A's question, a sitrep's title). Nil
+// without text.
+func (s *Service) tier(f *pb.Filter) func(*pb.SearchHit) int {
 	q := s.text(f)
 	if q == nil {
 		return nil
 	}
-	return func(h *pb.SearchHit) bool {
+	sought := q.Sought()
+	return func(h *pb.SearchHit) int {
 		k := s.c.Kinds.Get(h.Record.GetKind())
-		if k == nil || len(k.Text) == 0 {
-			return false
+		lacks := 0
+		if q.Any {
+			text := record.Normalize(strings.Join(record.Texts(k, h.Record.GetBody()), "\n"))
+			for _, t := range sought {
+				if !strings.Contains(text, t) {
+					lacks++
+				}
+			}
 		}
-		title := gjson.GetBytes(h.Record.GetBody(), gjson.Escape(k.Text[0]))
-		return title.Type == gjson.String && q.Match([]string{title.Str})
+		titled := false
+		if k != nil && len(k.Text) > 0 {
+			title := gjson.GetBytes(h.Record.GetBody(), gjson.Escape(k.Text[0]))
+			titled = title.Type == gjson.String && q.Match([]string{title.Str})
+		}
+		if titled {
+			return 2 * lacks
+		}
+		return 2*lacks + 1
 	}
 }
 
@@ -1219,26 +1236,29 @@ func (s *Service) titled(f *pb.Filter) func(*pb.SearchHit) bool {
 // search lists the same way each time (the order the sources answered in is the network's).
 // Documents in force come before superseded, expired and not yet valid ones, which would
 // otherwise rank first as often as not: an old answer says much the same words as the one that
-// replaced it. With titled (a search with text), the hits that hold the words in their title
-// come first of each: a title that says them is what the record is about, where a source's best
-// may hold them in a note or as part of a longer word (review P, P6).
-func bestFirst(hits []*pb.SearchHit, titled func(*pb.SearchHit) bool) []*pb.SearchHit {
-	var tiers [3][]*pb.SearchHit // in force and titled, in force, the others
+// replaced it. With tier (a search with text), the documents in force go by tier, lower first,
+// each tier the first of every source first: those that hold more of the words, and those whose
+// title holds them, first (review P, P6): a title that says them is what the record is about,
+// where a source's best may hold them in a note or as part of a longer word.
+func bestFirst(hits []*pb.SearchHit, tier func(*pb.SearchHit) int) []*pb.SearchHit {
+	byTier := map[int][]*pb.SearchHit{}
+	var others []*pb.SearchHit
 	for _, h := range hits {
 		switch {
 		case h.Validity != "":
-			tiers[2] = append(tiers[2], h)
-		case titled != nil && titled(h):
-			tiers[0] = append(tiers[0], h)
+			others = append(others, h)
+		case tier != nil:
+			t := tier(h)
+			byTier[t] = append(byTier[t], h)
 		default:
-			tiers[1] = append(tiers[1], h)
+			byTier[0] = append(byTier[0], h)
 		}
 	}
 	out := make([]*pb.SearchHit, 0, len(hits))
-	for _, tier := range tiers {
-		out = append(out, interleave(tier)...)
+	for _, t := range slices.Sorted(maps.Keys(byTier)) {
+		out = append(out, interleave(byTier[t])...)
 	}
-	return out
+	return append(out, interleave(others)...)
 }
 
 // interleave takes the first hit of every source, then the second, and so on: the node's own

@@ -599,6 +599,14 @@ func TestSearchAsStaffAsk(t *testing.T) {
 	if first == nil || first[1] != "Landelijk beeld <mark>opvang</mark> Oekraïne" {
 		t.Errorf("search for opvang: first %q, want ncc's sitrep, whose title says it:\n%s", first, page)
 	}
+	// Of the records that hold some of the words, those that hold more come first: not the ones
+	// that hold recht only inside Utrecht (review R, R1).
+	e.ncc.Put(t, fedtest.Sitrep("vaccinatie-1", "oekraine", pb.Classification_PUBLIC, "Vaccinaties voor ontheemden"))
+	_, page = search("Hebben ontheemden recht op vaccinaties?")
+	first = regexp.MustCompile(`(?s)id="resultaten".*?kp-card-title" role="cell"><a class="utrecht-link" href="([^"]*)"`).FindStringSubmatch(page)
+	if first == nil || !strings.Contains(first[1], "id=vaccinatie-1") || !strings.Contains(page, `id="enkele-woorden"`) {
+		t.Errorf("search for Hebben ontheemden recht op vaccinaties?: first %q, want ncc's sitrep that holds two of the words:\n%s", first, page)
+	}
 	if _, page := search("Beeld"); strings.Contains(page, `id="enkele-woorden"`) || strings.Contains(page, `id="vraagwoorden"`) {
 		t.Errorf("a search whose words all match says it matched one of them, or left out frame words:\n%s", page)
 	}
