@@ -1234,6 +1234,11 @@ func synonymOffer(r *request, text *record.TextQuery) (words, link string) {
 // found nothing (review P, P8).
 func orgOffer(r *request, text *record.TextQuery, orgs []orgChoice) (name, link string) {
 	for i, term := range text.Terms {
+		// A region's name is the region's, not that of the organisation named after it (VR
+		// Zeeland): the region offer takes it (review R, R2).
+		if code, _ := namedRegion(&record.TextQuery{Terms: []string{term}}); code != "" {
+			continue
+		}
 		var hit *orgChoice
 		n := 0
 		for j := range orgs {
@@ -1371,7 +1376,11 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			v.Ignored = r.L.T("search.ignored", quoted(ignored), record.MinTermRunes)
 		}
 		if len(text.Frame) > 0 {
-			v.Frame = r.L.T("search.frame", quoted(text.Frame))
+			key := "search.frame"
+			if len(text.Frame) == 1 {
+				key = "search.frame_one"
+			}
+			v.Frame = r.L.T(key, quoted(text.Frame))
 		}
 		if len(text.LeftOut) > 0 {
 			// A pasted question: searched on its most telling words, the rest named.
@@ -1383,8 +1392,9 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		}
 		if v.Kind == "" {
 			v.KindName, v.KindLink = s.kindOffer(r, text, v.Region)
+			v.KindName = strings.ToLower(v.KindName) // inside a sentence
 		}
-		if v.Org == "" {
+		if v.Org == "" && v.KindLink == "" {
 			v.OrgName, v.OrgLink = orgOffer(r, text, v.Orgs)
 		}
 		if v.KindLink != "" {
