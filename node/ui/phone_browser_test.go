@@ -120,6 +120,16 @@ func TestBrowserPhone(t *testing.T) {
 		t.Errorf("the results at 390 px start %.0f px down, want within the first screen (844)", y)
 	}
 	tb.shot(shots, "zoeken-390.png")
+	// With notes above the results (an offer, the words not searched for), a link in the first
+	// screen leads to them (review R, R4).
+	tb.run("a search with notes", chromedp.Steps(
+		chromedp.Navigate(e.url+"/zoeken?q=Wat+zijn+de+vrije+bedden+in+Zeeland%3F"),
+		chromedp.WaitVisible(chromedp.CSS("#naar-resultaten")),
+	))
+	if y := tb.number("the link to the results", `document.getElementById("naar-resultaten").getBoundingClientRect().bottom + scrollY`); y > 844 {
+		t.Errorf("the link to the results at 390 px ends %.0f px down, want within the first screen (844)", y)
+	}
+	fits("zoeken met notities")
 
 	tb.run("the picture", chromedp.Steps(
 		chromedp.Navigate(e.url+"/?crisis=oekraine"),
