@@ -666,7 +666,7 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 		!regexp.MustCompile(`>lcvs meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 22</a> <span class="kp-muted" title="[^"]+">\((zojuist|1 min geleden)\)</span>`).MatchString(disputed) {
 		t.Errorf("the picture does not say, under the sums, what each source reports of Middelburg (and only of it):\n%s", disputed)
 	}
-	if !strings.Contains(page, `<p class="utrecht-paragraph kp-muted" id="elders-anders">Bij 1 plaats melden bronnen dezelfde cijfers en verschillen ze alleen in iets anders`) {
+	if !strings.Contains(page, `<p class="utrecht-paragraph kp-muted" id="elders-anders">Dezelfde cijfers, maar iets anders verschilt (een notitie, of een veld dat niet elke bron met u deelt) bij: Rotterdam (VR17 Rotterdam-Rijnmond).</p>`) {
 		t.Errorf("the picture does not say that the sources report Rotterdam with the same figures, differing elsewhere:\n%s", page)
 	}
 	// Search marks the two reports of Middelburg as the picture does, the newest as such; of

@@ -79,9 +79,10 @@ type pictureView struct {
 	LeftOut []leftOutView
 	// Disputed are the entries of aggregated kinds that other sources report other figures of.
 	Disputed []disputedView
-	// DiffersElsewhere counts the entries of aggregated kinds that other sources report with the
+	// DiffersElsewhere names the places (key and region) of the entries of aggregated kinds that
+	// other sources report with the
 	// same figures, differing only in another field (a note, one withheld from this node).
-	DiffersElsewhere int
+	DiffersElsewhere []string
 	// Lacking says of each sum that lacks entries of its kind how many it counts (lackingSums).
 	Lacking []string
 	// Charts draw each column per region, the national total left out.
@@ -426,7 +427,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		if !e.FiguresDisagree {
 			// The same figures, differing elsewhere, or in a figure one of them lacks: said apart,
 			// as no source reports another value (review I, F3). A sum then counts the latest's.
-			v.DiffersElsewhere++
+			v.DiffersElsewhere = append(v.DiffersElsewhere, e.Key+" ("+r.L.Region(e.Region)+")")
 			continue
 		}
 		d := disputedView{Key: e.Key, Region: e.Region, Source: s.orgName(v.Partners, e.Source), Figures: s.figures(r.L, e.Kind, e.Record.Body),
