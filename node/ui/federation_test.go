@@ -834,4 +834,9 @@ func TestSearchNamesWhoDidNotAnswer(t *testing.T) {
 		!regexp.MustCompile(`Landelijk <mark>beeld</mark> opvang Oekraïne</a>.*<span class="kp-tag kp-tag--warn">eerdere kopie</span>`).MatchString(page) {
 		t.Errorf("search with ncc down: %d, want ncc named as not answering, its sitrep marked as the earlier copy:\n%s", resp.StatusCode, page)
 	}
+	// With nothing of its copy in the results, the warning does not point to it (review R, R9).
+	_, page = b.get(t, e.url+"/zoeken?"+url.Values{"q": {"kwartelkoning"}}.Encode())
+	if !regexp.MustCompile(`id="onvolledig"><p class="utrecht-paragraph">Het resultaat is onvolledig: ncc antwoordt niet \(kopie [^)]+\)\.</p>`).MatchString(page) {
+		t.Errorf("search for kwartelkoning with ncc down: want ncc named, no pointer to results of its copy:\n%s", page)
+	}
 }

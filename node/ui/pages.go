@@ -871,8 +871,9 @@ type searchView struct {
 	Partners                         []partnerView
 	Partial                          bool
 	// Unanswered names the partners that did not answer, each with how old the copy of theirs
-	// is that stands in for them (review P, P4).
+	// is that stands in for them (review P, P4); Cached says that a hit is from such a copy.
 	Unanswered []string
+	Cached     bool
 	// Capped says which sources gave searchPageLimit results, and may hold more.
 	Capped string
 	// Marking is the highest classification of the hits, At when the search ran: a printout
@@ -1539,6 +1540,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			v.Partners = append(v.Partners, pv)
 		}
 		for i := range v.Hits {
+			v.Cached = v.Cached || v.Hits[i].FromCache
 			v.Hits[i].Origin = s.orgName(v.Partners, v.Hits[i].Origin)
 			for j, td := range v.Hits[i].Others {
 				v.Hits[i].Others[j] = s.orgName(v.Partners, td)
