@@ -80,8 +80,8 @@ type pictureView struct {
 	// Disputed are the entries of aggregated kinds that other sources report other figures of.
 	Disputed []disputedView
 	// DiffersElsewhere names the places (key and region) of the entries of aggregated kinds that
-	// other sources report with the
-	// same figures, differing only in another field (a note, one withheld from this node).
+	// other sources report with the same figures, differing only in another field (a note, one
+	// withheld from this node): the first differsShown, then how many more.
 	DiffersElsewhere []string
 	// Lacking says of each sum that lacks entries of its kind how many it counts (lackingSums).
 	Lacking []string
@@ -436,6 +436,9 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 			d.Others[i].Source = s.orgName(v.Partners, d.Others[i].Source)
 		}
 		v.Disputed = append(v.Disputed, d)
+	}
+	if n := len(v.DiffersElsewhere); n > differsShown {
+		v.DiffersElsewhere = append(v.DiffersElsewhere[:differsShown], r.L.T("picture.differs_more", n-differsShown))
 	}
 	// The records the sums leave out because their source has a later one under the same key:
 	// said under the sums, each linked, so that a location that vanished can be found.
@@ -1293,6 +1296,9 @@ func regionOffer(r *request, text *record.TextQuery) (name, link string) {
 	}
 	return r.L.Region(code), searchLink(r, slices.Delete(slices.Clone(text.Terms), i, i+1), "region", code)
 }
+
+// differsShown is how many places the picture names whose sources differ outside the figures.
+const differsShown = 10
 
 // unanswered says, of a partner that did not answer, who, with how old the copy of theirs is
 // that the page shows; "" for one that answered.
