@@ -77,7 +77,7 @@ func ParseTextLoosely(field, q string) (tq *TextQuery, ignored []string, err err
 	return parseText(field, q, true)
 }
 
-func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error) {
+func parseText(field, q string, loose bool) (*TextQuery, []string, error) {
 	if !utf8.ValidString(q) {
 		e := invalid(field, "not valid UTF-8")
 		e.cause = ErrNotUTF8
@@ -162,11 +162,12 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 		e.cause = ErrNoWords
 		return nil, nil, e
 	}
+	var frame []string
 	if loose {
 		// The words that frame a question (wat, moet, hebben, hoeveel) are left out whenever a
 		// telling word is left: each must occur, and they narrow a question to the records
 		// that happen to say them (review P, P2). A word said twice is looked for once.
-		var telling, tellingTyped, frame, framed []string
+		var telling, tellingTyped, framed []string
 		for i, t := range terms {
 			switch {
 			case stopWords[t] && !onPurpose[i]:
@@ -178,17 +179,14 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 			}
 		}
 		if len(telling) > 0 {
-			defer func() {
-				if tq != nil {
-					tq.Frame = frame
-				}
-			}()
 			terms, typedTerms = telling, tellingTyped
+		} else {
+			frame = nil // a query of frame words alone is searched on them (keepTelling)
 		}
 	}
 	if len(terms) > MaxQueryTerms {
 		if loose {
-			tq = &TextQuery{}
+			tq := &TextQuery{Frame: frame}
 			for i, keep := range keepTelling(terms) {
 				if keep {
 					tq.Terms = append(tq.Terms, terms[i])
@@ -202,8 +200,7 @@ func parseText(field, q string, loose bool) (tq *TextQuery, _ []string, _ error)
 		e.cause = ErrTooManyTerms
 		return nil, nil, e
 	}
-	tq = &TextQuery{Terms: terms}
-	return tq, ignored, nil
+	return &TextQuery{Terms: terms, Frame: frame}, ignored, nil
 }
 
 // keepTelling chooses the most telling of terms, which are more than MaxQueryTerms, and keeps
@@ -536,7 +533,7 @@ func Normalize(s string) string {
 // record's text holds it (review Q, Q2).
 func pasted(q string) string {
 	return strings.Map(func(r rune) rune {
-		if isFormat(r) {
+		if unicode.Is(unicode.Cf, r) {
 			return -1
 		}
 		if r >= utf8.RuneSelf {
@@ -562,8 +559,6 @@ func acronym(typed string) bool {
 	}
 	return letters >= 2
 }
-
-func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
 
 // foldRune is one rune of Normalize: its lower case without diacritics. A rune whose canonical
 // decomposition is a base letter and marks becomes the base letter; white space becomes a space.
