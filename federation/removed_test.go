@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
-	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -28,20 +27,8 @@ func TestRemovedByPartner(t *testing.T) {
 		return nil // a has b only as an accepted peer, which it can remove at once
 	}})
 	a, b := f.Org(a0), f.Org(b0)
-	pem, err := b.Bundle().Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	file, err := invite.Sign(invite.Invitation{Name: b.Name, TrustDomain: b.TD.Name(), Addresses: []string{b.Addr}, Bundle: string(pem),
-		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, b.Replica)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b.AcceptedBy(t, a)
 	peers := pb.NewPeerServiceClient(a.Local(t))
-	if _, err := peers.Accept(fedtest.Call(t), &pb.AcceptRequest{Invitation: file, Name: b.Name}); err != nil {
-		t.Fatalf("a accepts b: %v", err)
-	}
 	a.Approve(t, policyDoc("sitreps-to-b", spiffeOf(b), "sitrep", "internal", ""))
 	a.Put(t, fedtest.Sitrep("landelijk", "removed", pb.Classification_PUBLIC, "Landelijk beeld"))
 	waitHeld(t, b, "removed", a.TD.Name(), map[string]int64{"landelijk": 1}, "b receives a's sitrep")

@@ -26,7 +26,6 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/identity"
-	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/federation/witness"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/proctest"
@@ -418,19 +417,7 @@ func TestAPeerStepIsWitnessedAtOnce(t *testing.T) {
 		n, ws := witnessed()
 		return n > 0, ws
 	})
-	pem, err := c.Bundle().Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	file, err := invite.Sign(invite.Invitation{Name: c.Name, TrustDomain: c.TD.Name(), Addresses: []string{c.Addr}, Bundle: string(pem),
-		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, c.Replica)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pb.NewPeerServiceClient(a.Local(t)).Accept(fedtest.Call(t), &pb.AcceptRequest{Invitation: file, Name: c.Name}); err != nil {
-		t.Fatalf("a accepts c: %v", err)
-	}
+	c.AcceptedBy(t, a)
 	added := a.Audit(t, db.AuditPeerAdd)
 	if len(added) == 0 {
 		t.Fatal("no peer.add entry")

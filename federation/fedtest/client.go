@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
@@ -75,6 +76,25 @@ func (o *Org) As(tb testing.TB, svid *x509svid.SVID) *grpc.ClientConn {
 		return grpc.NewClient(o.Addr, grpc.WithTransportCredentials(
 			identity.ClientCredentials(svid, o.Bundle(), identity.AuthorizeReplica(o.TD))), quickReconnect)
 	})
+}
+
+// AcceptedBy makes by accept o as a peer through Raft, from an invitation o's replica signed with
+// its bundle and address, valid for an hour, as `peer accept` takes it.
+func (o *Org) AcceptedBy(tb testing.TB, by *Org) {
+	tb.Helper()
+	pem, err := o.Bundle().Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	file, err := invite.Sign(invite.Invitation{Name: o.Name, TrustDomain: o.TD.Name(), Addresses: []string{o.Addr}, Bundle: string(pem),
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, o.Replica)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := pb.NewPeerServiceClient(by.Local(tb)).Accept(Call(tb), &pb.AcceptRequest{Invitation: file, Name: o.Name}); err != nil {
+		tb.Fatalf("%s accepts %s: %v", by.Name, o.Name, err)
+	}
 }
 
 // Call is a context for one call: 10s, within the test.
