@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -1130,6 +1131,33 @@ func TestNearestCrisis(t *testing.T) {
 	} {
 		if got := nearestCrisis(known, typed); got != want {
 			t.Errorf("nearestCrisis(%q) = %q, want %q", typed, got, want)
+		}
+	}
+}
+
+// TestOrgOfferSkipsRegionNames: a word that names a safety region offers no organisation named
+// after that region (review R, R2: "bedden Zeeland" offered "Zoek alleen bij VR Zeeland", which
+// held no beds); a word naming one organisation still offers it, and a word naming two offers none.
+func TestOrgOfferSkipsRegionNames(t *testing.T) {
+	_, l := dutchServer(t)
+	orgs := []orgChoice{{TrustDomain: "vrzeeland.crisis.test", Name: "VR Zeeland"}, {TrustDomain: "lcvs.crisis.test", Name: "LCVS"},
+		{TrustDomain: "vru.crisis.test", Name: "VR Utrecht"}, {TrustDomain: "ggu.crisis.test", Name: "GGD Utrecht"}}
+	for _, tc := range []struct{ q, name string }{
+		{"bedden zeeland", ""},
+		{"zeeland", ""},
+		{"lcvs zeeland", "LCVS"},
+		{"zeeland lcvs", "LCVS"},
+		{"utrecht opvang", ""}, // two organisations, and a region
+		{"vrzeeland opvang", "VR Zeeland"},
+	} {
+		text, err := record.ParseText("q", tc.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &request{Request: httptest.NewRequest("GET", "/zoeken?q="+url.QueryEscape(tc.q), nil), L: l, Session: &session{CSRF: "c"}}
+		name, link := orgOffer(r, text, orgs)
+		if name != tc.name || (name == "") != (link == "") {
+			t.Errorf("%q: offers %q (%s), want %q", tc.q, name, link, tc.name)
 		}
 	}
 }
