@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -1158,6 +1159,50 @@ func TestOrgOfferSkipsRegionNames(t *testing.T) {
 		name, link := orgOffer(r, text, orgs)
 		if name != tc.name || (name == "") != (link == "") {
 			t.Errorf("%q: offers %q (%s), want %q", tc.q, name, link, tc.name)
+		}
+	}
+}
+
+// TestFigureMarksOlderDisagreeing: of two sources' records of one place with other figures,
+// search marks the older as verouderd when the picture would, had it been the latest (review Q,
+// Q10: only the latest was ever marked), and not when it is within its kind's stale_after.
+func TestFigureMarksOlderDisagreeing(t *testing.T) {
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Kinds: kinds, Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	limit := kinds.Get("shelter.capacity").StaleLimit()
+	if limit <= 0 {
+		t.Fatalf("shelter.capacity has no stale limit (%v): this test needs one", limit)
+	}
+	hit := func(origin string, age time.Duration, free int) *pb.SearchHit {
+		return &pb.SearchHit{Record: &pb.Record{Id: "zeist-" + origin, Origin: origin, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+			UpdatedAt: timestamppb.New(now.Add(-age)), Body: fmt.Appendf(nil, `{"municipality":"Zeist","beds_total":80,"beds_free":%d}`, free)}}
+	}
+	for _, tc := range []struct {
+		name      string
+		older     time.Duration
+		wantStale bool
+	}{
+		{"older than stale_after", limit + time.Hour, true},
+		{"within stale_after", limit / 2, false},
+	} {
+		hits := []*pb.SearchHit{hit("lcvs.crisis.test", time.Minute, 22), hit("vru.crisis.test", tc.older, 15)}
+		views := make([]hitView, len(hits))
+		s.figureMarks(hits, views, now)
+		newest, older := views[0], views[1]
+		if !newest.Newest || newest.Stale || !slices.Equal(newest.Others, []string{"vru.crisis.test"}) {
+			t.Errorf("%s: the newest is marked %+v, want newest, not stale, others vru", tc.name, newest)
+		}
+		if older.Newest || older.Stale != tc.wantStale || !slices.Equal(older.Others, []string{"lcvs.crisis.test"}) {
+			t.Errorf("%s: the older is marked %+v, want stale %v, others lcvs", tc.name, older, tc.wantStale)
 		}
 	}
 }
