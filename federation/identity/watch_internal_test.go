@@ -1,12 +1,17 @@
 package identity
 
 import (
+	"bytes"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -54,6 +59,47 @@ func TestNextRefreshBacksOff(t *testing.T) {
 		}
 		if failing := f.Err != ""; failing == s.ok {
 			t.Errorf("step %d (ok %v): the store says error %q", i, s.ok, f.Err)
+		}
+	}
+}
+
+// TestBundleChangeIsLoggedAtWarn: the first fetch of a run, whose CAs differ from the bundle the
+// node started with (a routine rotation since onboarding), is said at INFO; a later fetch whose
+// CAs differ from the last fetched is said at WARN with how many came and went (review O, O4;
+// review Q, Q7).
+func TestBundleChangeIsLoggedAtWarn(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("ncc.crisis.test")
+	ca := func() *x509.Certificate {
+		c, err := NewCA(td, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Cert
+	}
+	given, rotated, added := ca(), ca(), ca()
+	served := func(cas ...*x509.Certificate) *spiffebundle.Bundle {
+		return spiffebundle.FromX509Authorities(td, cas)
+	}
+	var logs bytes.Buffer
+	ts := NewTrustStore(nil)
+	ts.SetPeerBundle(x509bundle.FromX509Authorities(td, []*x509.Certificate{given}))
+	w := &peerWatcher{t: ts, p: PeerEndpoint{TrustDomain: td}, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	steps := []struct {
+		bundle *spiffebundle.Bundle
+		want   string
+	}{
+		{served(rotated), `level=INFO msg="peer bundle updated" authorities=1`},
+		{served(rotated, added), `level=WARN msg="peer bundle updated: its CAs changed; compare the fingerprint in force (knooppunt peer show) with the partner's" authorities=2 added=1 removed=0`},
+		{served(added), `level=WARN msg="peer bundle updated: its CAs changed; compare the fingerprint in force (knooppunt peer show) with the partner's" authorities=1 added=0 removed=1`},
+	}
+	for i, s := range steps {
+		logs.Reset()
+		w.OnUpdate(s.bundle)
+		if got := strings.TrimSpace(logs.String()); !strings.Contains(got, s.want) || strings.Count(got, "\n") > 0 {
+			t.Errorf("step %d: logged\n%s\nwant one line with\n%s", i, got, s.want)
+		}
+		if f, _ := ts.Fetch(td); !f.InForce.Equal(s.bundle.X509Bundle()) {
+			t.Errorf("step %d: the bundle in force is not the one fetched", i)
 		}
 	}
 }
