@@ -326,6 +326,32 @@ func TestFilesOfARecord(t *testing.T) {
 			t.Errorf("/bijlage?%s: %d, want %d and no file", tc.q.Encode(), resp.StatusCode, tc.code)
 		}
 	}
+
+	// A partner's replaced guidance links its successor by the successor's title, as the partner
+	// shares it (review P, P11), and by its id where the successor is not shared.
+	guide := func(id, title, next string) *pb.Record {
+		body, _ := json.Marshal(map[string]string{"title": title, "text": "Zie de nieuwe versie.", "superseded_by": next})
+		if next == "" {
+			body, _ = json.Marshal(map[string]string{"title": title, "text": "Registreer binnen 12 uur."})
+		}
+		return &pb.Record{Id: id, Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body}
+	}
+	e.ncc.Put(t, guide("aankomst-2", "Richtlijn aankomst, tweede versie", ""))
+	e.ncc.Put(t, guide("aankomst-1", "Richtlijn aankomst, eerste versie", "aankomst-2"))
+	e.ncc.Put(t, guide("vertrek-1", "Richtlijn vertrek", "vertrek-geheim"))
+	fedtest.Eventually(t, 15*time.Second, "vr-utrecht holds ncc's guidance", func() (bool, string) {
+		held := e.utrecht.Held(t, "oekraine", e.ncc.TD.Name())
+		return held["aankomst-1"] > 0 && held["aankomst-2"] > 0 && held["vertrek-1"] > 0, fedtest.Describe(held)
+	})
+	partner := func(id string) string { return url.Values{"origin": {e.ncc.TD.Name()}, "id": {id}}.Encode() }
+	_, page = b.get(t, e.url+"/record?"+partner("aankomst-1"))
+	if !strings.Contains(page, `Dit document is vervangen. Lees het nieuwe: <a class="utrecht-link" href="/record?`+html.EscapeString(partner("aankomst-2"))+`">Richtlijn aankomst, tweede versie</a>`) {
+		t.Errorf("ncc's replaced guidance does not link its successor by title:\n%s", page)
+	}
+	_, page = b.get(t, e.url+"/record?"+partner("vertrek-1"))
+	if !strings.Contains(page, `Lees het nieuwe: <a class="utrecht-link" href="/record?`+html.EscapeString(partner("vertrek-geheim"))+`">vertrek-geheim</a>`) {
+		t.Errorf("ncc's guidance replaced by a record it does not share does not name the successor by its id:\n%s", page)
+	}
 }
 
 // TestAttachmentOfAnExerciseRecord: an exercise record's page links its file in the exercise's
