@@ -214,6 +214,58 @@ func TestWitnessKeepsForksAsEvidence(t *testing.T) {
 	}
 }
 
+// TestANodeIsToldItsChainIsDisputed: a witness that keeps a node's head as evidence of a fork
+// says so with AUDIT_FORK, and the node itself audits the answer as audit.disputed (actor: the
+// witness; subject: the entry) and counts it, so that its own officers learn it from their node
+// (review O, O7: it logged a warning only). Here b holds a head of a far above a's chain, as
+// after a restore of a's node from an old backup: a's next own head is below it.
+func TestANodeIsToldItsChainIsDisputed(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2, WitnessInterval: time.Hour})
+	a, b := f.Orgs[0], f.Orgs[1]
+	disputed := func() float64 {
+		return a.Metric(t, "knooppunt_audit_disputed_total", map[string]string{"peer": b.TD.Name()})
+	}
+	before := disputed()
+	high, err := witness.Sign(a.Replica, 1<<40, bytes.Repeat([]byte{7}, sha256.Size), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewFederationServiceClient(asPeer(t, a, b)).Witness(fedtest.Call(t), &pb.WitnessRequest{Head: high}); err != nil {
+		t.Fatalf("a head of a far ahead: %v", err)
+	}
+	// A policy step hands a's head to b at once.
+	a.Approve(t, policyDoc("na-herstel", spiffeOf(b), "sitrep", "internal", ""))
+	var entry *pb.AuditEntry
+	fedtest.Eventually(t, 10*time.Second, "a audits that b disputes its chain", func() (bool, string) {
+		got := a.Audit(t, db.AuditDisputed)
+		for _, e := range got {
+			if e.Actor == b.TD.Name() {
+				entry = e
+			}
+		}
+		return entry != nil, fmt.Sprint(got)
+	})
+	var d struct {
+		Seq      int64  `json:"seq"`
+		Hash     string `json:"hash"`
+		PeerSays string `json:"peer_says"`
+	}
+	if err := json.Unmarshal([]byte(entry.Detail), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Seq < 1 || d.Seq >= 1<<40 || entry.Subject != fmt.Sprintf("entry %d", d.Seq) || len(d.Hash) != 2*sha256.Size ||
+		!strings.Contains(d.PeerSays, "kept as evidence of a fork in "+a.TD.Name()) {
+		t.Errorf("a's audit.disputed entry: subject %q, detail %s; want the entry, its hash and b's answer", entry.Subject, entry.Detail)
+	}
+	if n := disputed() - before; n < 1 {
+		t.Errorf("knooppunt_audit_disputed_total{peer=b} grew by %g, want at least 1", n)
+	}
+	// b's side, as before: the head is kept and audited as a fork of a's chain.
+	if got := b.Audit(t, db.AuditFork); len(got) == 0 || got[len(got)-1].Subject != a.TD.Name() {
+		t.Errorf("b's audit.fork entries: %v, want one of a", got)
+	}
+}
+
 // TestHeadsVerifyAfterRotation: the heads a node signed before its SVID rotated, with the old
 // key, still verify with the chain kept beside them, as do the heads signed after it.
 func TestHeadsVerifyAfterRotation(t *testing.T) {

@@ -48,7 +48,7 @@ func (s *Service) Witness(ctx context.Context, req *pb.WitnessRequest) (*pb.Witn
 	}
 	if fork, _ := out.(string); fork != "" {
 		s.c.Logger.Error("a peer signed audit heads that fork: kept as evidence", "peer", to.TrustDomain, "signer", signer, "evidence", fork)
-		return nil, status.Errorf(codes.FailedPrecondition, "kept as evidence of a fork in %s's audit chain: %s", to.TrustDomain, fork)
+		return nil, api.ReasonStatus(codes.FailedPrecondition, api.ReasonAuditFork, fmt.Sprintf("kept as evidence of a fork in %s's audit chain: %s", to.TrustDomain, fork))
 	}
 	return &pb.WitnessResponse{}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -16,11 +17,14 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -206,7 +210,10 @@ func (w *Witnesses) bundleAt(td spiffeid.TrustDomain, history []db.Authority, t 
 }
 
 // Send signs the head (seq, hash) and hands it to every peer, in parallel, each within 5
-// seconds. A peer that cannot be reached is logged; it gets the next head.
+// seconds. A peer that cannot be reached is logged; it gets the next head. A peer that kept the
+// head as evidence that this node's chain forked says so: that is logged at ERROR, counted in
+// knooppunt_audit_disputed_total and audited as audit.disputed, so that the node's own officers
+// learn it from their node and not only from the partner (review O, O7).
 func (w *Witnesses) Send(ctx context.Context, seq int64, hash []byte) error {
 	svid, err := w.c.SVID.GetX509SVID()
 	if err != nil {
@@ -216,7 +223,11 @@ func (w *Witnesses) Send(ctx context.Context, seq int64, hash []byte) error {
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		disputed []*pb.AuditEntry
+	)
 	for _, p := range w.c.Peers() {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -225,13 +236,48 @@ func (w *Witnesses) Send(ctx context.Context, seq int64, hash []byte) error {
 			if err == nil {
 				_, err = pb.NewFederationServiceClient(conn).Witness(ctx, &pb.WitnessRequest{Head: head})
 			}
-			if err != nil {
+			switch {
+			case err == nil:
+			case isFork(err):
+				says := status.Convert(err).Message()
+				if len(says) > maxSays {
+					says = strings.ToValidUTF8(says[:maxSays], "") + "…"
+				}
+				w.c.Logger.Error("a peer kept this node's audit head as evidence that the chain forked or was rewritten: run knooppunt audit verify --witnesses, and talk to the peer's security officers",
+					"peer", p.Name, "seq", seq, "peer_says", says)
+				metrics.AuditDisputed.WithLabelValues(p.TrustDomain).Inc()
+				detail, _ := json.Marshal(map[string]any{"seq": seq, "hash": fmt.Sprintf("%x", hash), "peer_says": says})
+				mu.Lock()
+				disputed = append(disputed, &pb.AuditEntry{At: timestamppb.Now(), Actor: p.TrustDomain, Action: db.AuditDisputed,
+					Subject: fmt.Sprintf("entry %d", seq), Detail: string(detail)})
+				mu.Unlock()
+			default:
 				w.c.Logger.Warn("a peer did not take the audit head", "peer", p.Name, "seq", seq, "err", err)
 			}
 		})
 	}
 	wg.Wait()
+	if len(disputed) > 0 && w.c.Apply != nil {
+		sort.Slice(disputed, func(i, j int) bool { return disputed[i].Actor < disputed[j].Actor })
+		err := w.c.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: disputed}}})
+		if err != nil {
+			w.c.Logger.Error("could not audit the peers' answers that this node's audit chain forked", "entries", len(disputed), "err", err)
+		}
+	}
 	return nil
+}
+
+// maxSays bounds what of a peer's answer an audit.disputed entry keeps.
+const maxSays = 1024
+
+// isFork says whether a Witness call's error is the peer's answer that it kept the head as
+// evidence of a fork: by its reason, or, from a peer of a release before it, by its words.
+func isFork(err error) bool {
+	if api.Reason(err) == api.ReasonAuditFork {
+		return true
+	}
+	st := status.Convert(err)
+	return st.Code() == codes.FailedPrecondition && strings.HasPrefix(st.Message(), "kept as evidence of a fork")
 }
 
 // Check asks every peer, in parallel, within 10 seconds, for the heads of this node's chain it

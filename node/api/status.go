@@ -177,6 +177,10 @@ const (
 	// (limits.disk_reserve_mib) and takes no writes that add data until there is room; deletes
 	// go on. Retry later, not at once.
 	ReasonDiskLow = "DISK_LOW"
+	// ReasonAuditFork (FAILED_PRECONDITION, from FederationService Witness): the witness kept
+	// the head as evidence that the caller's audit chain forked or was rewritten (a second head
+	// for one entry, or one below a head it holds).
+	ReasonAuditFork = "AUDIT_FORK"
 )
 
 // staleStatus refuses a write that named a version the node does not hold, with the version it

@@ -76,7 +76,7 @@ var AuditActions = []string{
 	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditWebhookRotate, AuditExerciseStart, AuditExerciseClose,
 	AuditAccessDenied, AuditHandshakeRefused, AuditClusterJoin, AuditClusterRemove, AuditBackup,
 	AuditDisclosure, AuditResend, AuditRetraction, AuditFederationDenied, AuditFederationNothing, AuditPurposeRefused, AuditSearch, AuditFileDisclosure,
-	AuditPeerAdd, AuditPeerUpdate, AuditPeerReplace, AuditPeerRemove, AuditPeerLeave, AuditFork, AuditConfigReload,
+	AuditPeerAdd, AuditPeerUpdate, AuditPeerReplace, AuditPeerRemove, AuditPeerLeave, AuditFork, AuditDisputed, AuditConfigReload,
 }
 
 // CheckAuditAction reports whether a filter's action names actions: one of AuditActions, or a

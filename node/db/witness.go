@@ -17,6 +17,10 @@ import (
 // AuditFork is the action of an entry that records evidence of a fork in a peer's audit chain.
 const AuditFork = "audit.fork"
 
+// AuditDisputed is the action of an entry that records a peer's answer that it kept a head of
+// this node's own audit chain as evidence of a fork.
+const AuditDisputed = "audit.disputed"
+
 // KeptHeads and KeptForks bound what the node keeps of a peer's heads (KeepHead.bounded): its
 // newest KeptHeads heads, and the first KeptForks pieces of evidence of a fork. A head of
 // evidence beyond those is still answered as a fork, but neither kept nor audited again.

@@ -74,6 +74,12 @@ var (
 		Namespace: "knooppunt", Name: "audit_forks_total",
 		Help: "Signed audit heads of a peer kept as evidence that its chain forked or was rewritten: a second head for one entry, or a head below one held (audited as audit.fork).",
 	}, []string{"peer"})
+	// AuditDisputed counts the heads of this node's own audit chain a peer kept as evidence of a
+	// fork, as the peer answered when handed them.
+	AuditDisputed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "knooppunt", Name: "audit_disputed_total",
+		Help: "Heads of this node's audit chain that a peer, its witness, kept as evidence that the chain forked or was rewritten (audited as audit.disputed): run knooppunt audit verify --witnesses.",
+	}, []string{"peer"})
 	// Resyncs counts the times a subscription re-checked everything it disclosed, by why.
 	Resyncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "knooppunt", Name: "federation_resyncs_total",
@@ -141,7 +147,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(ReplicaReachable, ConfigBroken, ConfigRestartPending, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, FilesRefused, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, Resyncs, ResyncsSkipped, Throttled,
+	Registry.MustRegister(ReplicaReachable, ConfigBroken, ConfigRestartPending, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, FilesRefused, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, AuditDisputed, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Counters of a fixed set of outcomes start at 0, so that an alert on increase() sees a
 	// series from the start rather than no data until the first event.

@@ -1138,7 +1138,7 @@ type verifyView struct {
 }
 
 // auditActions are the actions the filter offers; an action ending in a dot matches all under it.
-var auditActions = []string{"policy.", "phase.set", "record.", "federation.", "peer.", "exercise.", "rule.", "webhook.", "audit.fork", "access.denied", "tls.refused", "cluster.", "backup", "search"}
+var auditActions = []string{"policy.", "phase.set", "record.", "federation.", "peer.", "exercise.", "rule.", "webhook.", "audit.fork", "audit.disputed", "access.denied", "tls.refused", "cluster.", "backup", "search"}
 
 // auditPageSize is how many entries one page of the audit log shows.
 const auditPageSize = 100
