@@ -11,14 +11,26 @@ import (
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// alertView is an alert in force on the picture: what a crisis staffer must see first.
+// alertView is an alert in force on the picture: what a crisis staffer must see first; or one
+// that ended within clearedShown, with when (Ended).
 type alertView struct {
 	Title, Detail string
 	// Severity is CAP's (Extreme, Severe, Moderate, Minor, Unknown); SeverityClass its tag.
 	Severity, SeverityClass     string
 	Region, Source, Since, Link string
-	at                          time.Time
+	// Ended says when an alert that is no longer in force ended, and how: cleared (its rule
+	// resolved, or CAP Cancel or Past) or expired; "" for one in force.
+	Ended string
+	at    time.Time
 }
+
+// clearedShown is how long the picture shows an alert that ended, under the alerts in force: a
+// shift's length, so that one who looked away sees that it cleared, and when, rather than an
+// alert that is simply gone (review T, T1).
+const clearedShown = 12 * time.Hour
+
+// maxCleared bounds the ended alerts the picture lists, newest first; search lists them all.
+const maxCleared = 10
 
 // alertFields is an alert record's body: a CAP 1.2 alert under its CAP names, and for an alert
 // an early-warning rule wrote, the rule, its state and when it fired.
@@ -35,6 +47,8 @@ type alertFields struct {
 	// ReopenedAt.
 	Reopened   int        `json:"reopened"`
 	ReopenedAt *time.Time `json:"reopened_at"`
+	// ClearedAt is when a rule's alert last resolved.
+	ClearedAt *time.Time `json:"cleared_at"`
 }
 
 // alertRecordFields lays an alert record's body out for people: the first info block in the
@@ -109,26 +123,30 @@ func alertRecordFields(l *Lang, body []byte, withheld map[string]bool) (fields [
 // record by its title (record.Title); "" when it has none.
 func titleOf(l *Lang, rec *pb.Record) string {
 	if rec.GetKind() == record.AlertKind {
-		var b struct {
-			Rule, State string
-			Info        []cap.Info
-		}
+		var b alertFields
 		if json.Unmarshal(rec.Body, &b) == nil && b.Rule != "" {
+			var in cap.Info
 			if len(b.Info) > 0 {
-				if what := ruleSummary(infoIn(l, b.Info).Description); what != "" {
-					if b.State == "resolved" {
-						return l.T("alerts.rule_described_cleared", what, l.Region(rec.Region), b.Rule)
-					}
-					return l.T("alerts.rule_described", what, l.Region(rec.Region), b.Rule)
-				}
+				in = infoIn(l, b.Info)
 			}
-			if b.State == "resolved" {
-				return l.T("alerts.rule_cleared", b.Rule, l.Region(rec.Region))
-			}
-			return l.T("alerts.rule", b.Rule, l.Region(rec.Region))
+			return ruleAlertTitle(l, rec.Region, b, in, b.State == "resolved")
 		}
 	}
 	return record.Title(rec.Body)
+}
+
+// ruleAlertTitle is titleOf of a rule's alert, its info block in in; cleared says it resolved.
+func ruleAlertTitle(l *Lang, region string, b alertFields, in cap.Info, cleared bool) string {
+	if what := ruleSummary(in.Description); what != "" {
+		if cleared {
+			return l.T("alerts.rule_described_cleared", what, l.Region(region), b.Rule)
+		}
+		return l.T("alerts.rule_described", what, l.Region(region), b.Rule)
+	}
+	if cleared {
+		return l.T("alerts.rule_cleared", b.Rule, l.Region(region))
+	}
+	return l.T("alerts.rule", b.Rule, l.Region(region))
 }
 
 // ruleSummary is the first sentence of a rule's description, without its full stop, for an
@@ -160,20 +178,27 @@ func localTime(l *Lang, s string) string {
 
 // activeAlert reads an alert record of the picture, and reports whether it is in force at now:
 // a rule's alert while it fires; an imported CAP alert unless it was cancelled, is past, or
-// expired.
-func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alertView, bool) {
+// expired. One that ended within clearedShown of now comes back with ended set, and Ended
+// saying when.
+func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (v alertView, inForce, ended bool) {
 	var b alertFields
 	if e.Kind != record.AlertKind || e.Record == nil || json.Unmarshal(e.Record.Body, &b) != nil || len(b.Info) == 0 {
-		return alertView{}, false
+		return alertView{}, false, false
 	}
 	in := infoIn(l, b.Info)
-	v := alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: withBack(recordLink(e.Record), back)}
+	v = alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: withBack(recordLink(e.Record), back)}
+	var endedAt time.Time
+	endedKey := "alerts.cleared_when"
 	switch {
 	case b.Rule != "":
+		v.Title, v.Detail, v.at = ruleAlertTitle(l, e.Record.Region, b, in, false), in.Description, b.FiredAt
 		if b.State != "firing" {
-			return alertView{}, false
+			if b.State != "resolved" || b.ClearedAt == nil {
+				return alertView{}, false, false
+			}
+			endedAt = *b.ClearedAt
+			break
 		}
-		v.Title, v.Detail, v.at = titleOf(l, e.Record), in.Description, b.FiredAt
 		if ruleSummary(in.Description) == strings.TrimSuffix(strings.TrimSpace(in.Description), ".") {
 			v.Detail = "" // all of it is in the title
 		}
@@ -182,17 +207,23 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 			v.Detail = l.T("alerts.unevaluable", l.WhenText(*b.UnevaluableSince), b.Unevaluable)
 		}
 	default:
-		if b.MsgType == "Cancel" || in.Urgency == "Past" {
-			return alertView{}, false
-		}
-		if exp, err := time.Parse(cap.TimeLayout, in.Expires); err == nil && !exp.After(now) {
-			return alertView{}, false
-		}
 		v.Title, v.Detail = in.Headline, in.Description
 		if v.Title == "" {
 			v.Title = in.Event
 		}
 		v.at, _ = time.Parse(cap.TimeLayout, b.Sent)
+		if b.MsgType == "Cancel" || in.Urgency == "Past" {
+			endedAt = v.at
+		} else if exp, err := time.Parse(cap.TimeLayout, in.Expires); err == nil && !exp.After(now) {
+			endedAt, endedKey = exp, "alerts.expired_when"
+		}
+	}
+	if !endedAt.IsZero() {
+		if now.Sub(endedAt) > clearedShown {
+			return alertView{}, false, false
+		}
+		v.Detail, v.at = "", endedAt
+		v.Ended = l.T(endedKey, local(endedAt).Format("15:04"), age(l, int64(now.Sub(endedAt)/time.Second)))
 	}
 	switch v.Severity {
 	case "Extreme", "Severe":
@@ -205,8 +236,8 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (alert
 	if v.Severity == "" {
 		v.Severity = "Unknown"
 	}
-	if !v.at.IsZero() {
+	if !v.at.IsZero() && v.Ended == "" {
 		v.Since = age(l, int64(now.Sub(v.at)/time.Second))
 	}
-	return v, true
+	return v, v.Ended == "", v.Ended != ""
 }

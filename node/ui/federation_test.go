@@ -841,6 +841,38 @@ func TestRuleAlertInThePagesLanguage(t *testing.T) {
 	}
 }
 
+// TestPictureShowsAlertsThatEnded: an alert whose rule resolved leaves the alerts in force and
+// shows, for a shift, under "Opgeheven" with the time it cleared (review T, T1: it vanished, and
+// one who looked away could not tell cleared from withdrawn); one that ended longer ago does not.
+func TestPictureShowsAlertsThatEnded(t *testing.T) {
+	e := startFederation(t)
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	if _, page := b.get(t, e.url+"/?crisis=oekraine"); !strings.Contains(page, `id="waarschuwingen-blok"`) || strings.Contains(page, `id="opgeheven-blok"`) {
+		t.Fatalf("the picture before: want the firing alert in force and none ended:\n%s", page)
+	}
+	resolved := func(id, rule string, cleared time.Time) *pb.Record {
+		return &pb.Record{Id: id, Kind: "alert", Crisis: "oekraine", Region: "VR09", Classification: pb.Classification_INTERNAL,
+			Labels: map[string]string{"rule": rule, "status": "resolved"}, Body: []byte(`{"identifier":"` + id + `","sender":"vr-utrecht.crisis.test",
+		"sent":"2026-12-04T08:00:00+00:00","status":"Actual","msgType":"Update","scope":"Restricted","info":[{"category":["Other"],"event":"` + rule + `",
+		"urgency":"Past","severity":"Severe","certainty":"Observed","headline":"Early-warning rule ` + rule + ` resolved in VR09",
+		"description":"Minder dan 25 vrije opvangplaatsen in de regio: zoek uitwijkmogelijkheden bij de buurregio's."}],
+		"rule":"` + rule + `","rule_version":1,"region":"VR09","state":"resolved","fired_at":"2026-12-04T07:00:00Z","cleared_at":"` + cleared.UTC().Format(time.RFC3339) + `"}`)}
+	}
+	cleared := time.Now().Add(-40 * time.Minute)
+	e.utrecht.Put(t, resolved("handmatig-bedden-laag-VR09", "bedden-laag", cleared))
+	e.utrecht.Put(t, resolved("handmatig-oud-VR09", "oud", time.Now().Add(-13*time.Hour)))
+	_, page := b.get(t, e.url+"/?crisis=oekraine")
+	block := "(no block opgeheven-blok)"
+	if i := strings.Index(page, `id="opgeheven-blok"`); i >= 0 {
+		block = page[i : i+strings.Index(page[i:], "</section>")]
+	}
+	want := regexp.MustCompile(`<h2 class="utrecht-heading-3" id="opgeheven">Opgeheven in de laatste 12 uur \(1\)</h2>\s*<ul class="kp-alert-list">\s*<li><span class="kp-tag kp-tag--ok">opgeheven om \d\d:\d\d \((40|41) min geleden\)</span>\s*<a class="utrecht-link" href="/record\?[^"]*id=handmatig-bedden-laag-VR09[^"]*">Minder dan 25 vrije opvangplaatsen in de regio: zoek uitwijkmogelijkheden bij de buurregio&#39;s — VR09 Utrecht \(regel bedden-laag\)</a>`)
+	if strings.Contains(page, `id="waarschuwingen-blok"`) || !want.MatchString(block) || strings.Contains(block, "regel oud") {
+		t.Errorf("the picture after the rule resolved: want no alert in force, and the one that cleared 40 minutes ago under Opgeheven, not the one of 13 hours ago:\n%s", page)
+	}
+}
+
 var (
 	dutchWhen = regexp.MustCompile(`\d{1,2} (januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december) \d{4}, \d{2}:\d{2}`)
 	isoCell   = regexp.MustCompile(`>\d{4}-\d{2}-\d{2} \d{2}:\d{2}<`)

@@ -412,7 +412,7 @@ func TestAlertInThePagesLanguage(t *testing.T) {
 	e := &pb.PictureEntry{Kind: "alert", Region: "VR09", Source: "a", Record: &pb.Record{Id: "x", Kind: "alert", Body: body}}
 	for lang, want := range map[string]string{"nl": "Drukte bij de opvang", "en": "Crowding at the shelter"} {
 		l := &Lang{Code: lang, cat: cats[lang]}
-		if v, ok := activeAlert(l, e, time.Now(), "/"); !ok || v.Title != want {
+		if v, ok, _ := activeAlert(l, e, time.Now(), "/"); !ok || v.Title != want {
 			t.Errorf("%s picture: alert %q (%v), want %q", lang, v.Title, ok, want)
 		}
 		fields, _ := alertRecordFields(l, body, nil)

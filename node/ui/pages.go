@@ -97,9 +97,13 @@ type pictureView struct {
 	Replaced int
 	// Shortened: an entry of Latest lacks fields the answer left out (entryView.Shortened).
 	Shortened bool
-	// Alerts are the alerts in force, the most severe and newest first (activeAlert).
-	Alerts []alertView
-	Empty  bool
+	// Alerts are the alerts in force, the most severe and newest first (activeAlert); Cleared
+	// those that ended within clearedShown, newest first, at most maxCleared: MoreCleared more.
+	Alerts, Cleared []alertView
+	MoreCleared     int
+	// AlertsLink searches all alerts of the crisis, in the page's mode.
+	AlertsLink string
+	Empty      bool
 	// Assessment is the current assessment of the crisis next to the picture.
 	Assessment *assessmentPart
 	// Live is the address of the picture's stream of changes (see live.go), "" without one;
@@ -482,8 +486,10 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 	}
 	for _, e := range pic.Entries {
-		if a, ok := activeAlert(r.L, e, now, r.URL.RequestURI()); ok {
+		if a, inForce, ended := activeAlert(r.L, e, now, r.URL.RequestURI()); inForce {
 			v.Alerts = append(v.Alerts, a)
+		} else if ended {
+			v.Cleared = append(v.Cleared, a)
 		}
 		if !latest(e) {
 			continue
@@ -500,8 +506,15 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		return v.Alerts[i].at.After(v.Alerts[j].at)
 	})
-	for i := range v.Alerts {
-		v.Alerts[i].Source = s.orgName(v.Partners, v.Alerts[i].Source)
+	sort.SliceStable(v.Cleared, func(i, j int) bool { return v.Cleared[i].at.After(v.Cleared[j].at) })
+	if len(v.Cleared) > maxCleared {
+		v.Cleared, v.MoreCleared = v.Cleared[:maxCleared], len(v.Cleared)-maxCleared
+		v.AlertsLink = "/zoeken?" + r.modeValues(url.Values{"kind": {record.AlertKind}, "crisis": {pic.Crisis}}).Encode()
+	}
+	for _, list := range [][]alertView{v.Alerts, v.Cleared} {
+		for i := range list {
+			list[i].Source = s.orgName(v.Partners, list[i].Source)
+		}
 	}
 	// Documents in force first, newest first: a superseded or expired Q&A never pushes a current
 	// sitrep past the cut below.
