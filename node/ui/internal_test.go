@@ -663,6 +663,12 @@ func (c peersConn) Invoke(_ context.Context, method string, _, reply any, _ ...g
 		proto.Merge(reply.(proto.Message), &pb.ListPeersResponse{Peers: c.peers})
 	case "/knooppunt.v1.SearchService/Picture":
 		proto.Merge(reply.(proto.Message), c.picture)
+	case "/knooppunt.v1.PhaseService/List":
+		if c.picture != nil {
+			proto.Merge(reply.(proto.Message), &pb.ListPhasesResponse{Phases: []*pb.PhaseInfo{{Crisis: c.picture.Crisis, Phase: "warm"}}})
+		}
+	case "/knooppunt.v1.ExerciseService/List":
+		// None: the picture page lists them.
 	case "/knooppunt.v1.PolicyService/Get":
 		proto.Merge(reply.(proto.Message), &pb.PolicyInfo{Id: "x@1", Name: "x", Version: 1, State: "approved", Source: []byte("name: x\n")})
 	default:
@@ -1204,5 +1210,60 @@ func TestFigureMarksOlderDisagreeing(t *testing.T) {
 		if older.Newest || older.Stale != tc.wantStale || !slices.Equal(older.Others, []string{"lcvs.crisis.test"}) {
 			t.Errorf("%s: the older is marked %+v, want stale %v, others lcvs", tc.name, older, tc.wantStale)
 		}
+	}
+}
+
+// TestPictureMarksStaleFigures: the sums count a stale figure as any other; the picture marks
+// each region row that counts stale ones with how many, and names them under the sums, oldest
+// first, linked to their records (review T, T2: a figure days old counted unmarked).
+func TestPictureMarksStaleFigures(t *testing.T) {
+	entry := func(key, region string, ageS int64, stale bool) *pb.PictureEntry {
+		return &pb.PictureEntry{Kind: "shelter.capacity", Region: region, Key: key, Source: "lcvs.crisis.test", AgeS: ageS, Stale: stale,
+			Record: &pb.Record{Id: strings.ToLower(key), Origin: "lcvs.crisis.test", Kind: "shelter.capacity", Crisis: "oekraine", Region: region,
+				Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"` + key + `","beds_free":3}`)}}
+	}
+	pic := &pb.PictureResponse{Crisis: "oekraine",
+		Aggregates: []*pb.Aggregate{
+			{Kind: "shelter.capacity", Field: "beds_free", Region: "VR09", Sum: 6, Records: 2, Entries: 2},
+			{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 6, Records: 2, Entries: 2},
+			{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: 12, Records: 4, Entries: 4},
+		},
+		Entries: []*pb.PictureEntry{entry("Zeist", "VR09", 600, false), entry("Houten", "VR09", 3*86400, true),
+			entry("Goes", "VR19", 60, false), entry("Hulst", "VR19", 30*3600, true)},
+	}
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Conn: peersConn{picture: pic}, Kinds: kinds, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Resolve: func(id spiffeid.ID) (api.Caller, error) {
+			return api.Caller{ID: id, Roles: []api.Role{api.Reader}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.sessions.create(&session{Person: spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"), Name: "olga",
+		AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
+	r := httptest.NewRequest("GET", "/?crisis=oekraine", nil)
+	r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	page := w.Body.String()
+	for _, want := range []string{
+		`VR09 Utrecht</a> <span class="kp-tag kp-tag--warn">1 verouderd</span></th>`,
+		`VR19 Zeeland</a> <span class="kp-tag kp-tag--warn">1 verouderd</span></th>`,
+		`Nederland (totaal) <span class="kp-tag kp-tag--warn">2 verouderd</span></th>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the sums' rows lack %q", want)
+		}
+	}
+	list := regexp.MustCompile(`id="verouderde-cijfers">\s*<p class="utrecht-paragraph">De sommen tellen ook verouderde cijfers mee[^<]*</p>\s*<ul class="utrecht-unordered-list">\s*` +
+		`<li><a class="utrecht-link" href="/record\?[^"]*id=houten[^"]*">Houten</a> \(VR09 Utrecht\): van lcvs.crisis.test, bijgewerkt 3 dagen geleden</li>\s*` +
+		`<li><a class="utrecht-link" href="/record\?[^"]*id=hulst[^"]*">Hulst</a> \(VR19 Zeeland\): van lcvs.crisis.test, bijgewerkt 30 uur geleden</li>\s*</ul>`)
+	if w.Code != http.StatusOK || !list.MatchString(page) || strings.Contains(page, ">Zeist</a> (VR09") {
+		t.Errorf("the picture: %d; want the stale Houten and Hulst named under the sums, oldest first, and not Zeist:\n%s", w.Code, page)
 	}
 }

@@ -85,6 +85,10 @@ type pictureView struct {
 	DiffersElsewhere []string
 	// Lacking says of each sum that lacks entries of its kind how many it counts (lackingSums).
 	Lacking []string
+	// Stale names the entries the sums count that are stale, oldest first, at most staleShown:
+	// StaleMore more (review T, T2: a figure days old counted in the sums unmarked).
+	Stale     []staleView
+	StaleMore int
 	// Charts draw each column per region, the national total left out.
 	Charts []chartView
 	Latest []entryView
@@ -268,7 +272,18 @@ type capacityRow struct {
 	Counts []string
 	// Link searches the records a region's sums are made of: the figures per municipality.
 	Link string
+	// Stale says how many of the entries the region's sums count are stale ("2 verouderd"),
+	// "" for none.
+	Stale string
 }
+
+// staleView is an entry the sums count although it is stale: who reports it, and how old.
+type staleView struct {
+	Key, Region, Source, Age, Link string
+}
+
+// staleShown bounds the stale entries the picture names under its sums, oldest first.
+const staleShown = 10
 
 type entryView struct {
 	Kind, Region, Key, Title, Source, Age string
@@ -441,6 +456,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 		}
 		v.Disputed = append(v.Disputed, d)
 	}
+	v.Stale, v.StaleMore = s.staleFigures(r, pic, v.Rows, func(td string) string { return s.orgName(v.Partners, td) })
 	if n := len(v.DiffersElsewhere); n > differsShown {
 		v.DiffersElsewhere = append(v.DiffersElsewhere[:differsShown], r.L.T("picture.differs_more", n-differsShown))
 	}
@@ -618,6 +634,39 @@ func capacity(l *Lang, kinds *record.Kinds, pic *pb.PictureResponse) (columns []
 		rows = append(rows, row)
 	}
 	return columns, rows
+}
+
+// staleFigures marks the rows of the sums that count stale entries with how many, and names
+// those entries, oldest first: at most staleShown, and how many more. The sums count a stale
+// figure as any other (docs/api.md); the page must not let it pass for current.
+func (s *Server) staleFigures(r *request, pic *pb.PictureResponse, rows []capacityRow, orgName func(string) string) (list []staleView, more int) {
+	summed := map[string]bool{}
+	for _, a := range pic.Aggregates {
+		summed[a.Kind] = true
+	}
+	var stale []*pb.PictureEntry
+	byRegion := map[string]int{}
+	for _, e := range pic.Entries {
+		if e.Stale && summed[e.Kind] && e.Record != nil && !e.Record.Tombstone {
+			stale = append(stale, e)
+			byRegion[e.Region]++
+			byRegion["NL"]++
+		}
+	}
+	for i := range rows {
+		if n := byRegion[rows[i].Region]; n > 0 {
+			rows[i].Stale = r.L.T("picture.stale_count", n)
+		}
+	}
+	sort.SliceStable(stale, func(i, j int) bool { return stale[i].AgeS > stale[j].AgeS })
+	for i, e := range stale {
+		if i == staleShown {
+			return list, len(stale) - staleShown
+		}
+		list = append(list, staleView{Key: e.Key, Region: e.Region, Source: orgName(e.Source), Age: age(r.L, e.AgeS),
+			Link: withBack(recordLink(e.Record), r.URL.RequestURI())})
+	}
+	return list, 0
 }
 
 // pictureMarking is the highest classification of the picture's records (marking).
