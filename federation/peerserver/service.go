@@ -978,6 +978,12 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 		tf := TextFilter(req.Filter, text)
 		tf.Newest = true
 		streamErr = eachTextMatch(ctx, s.c.DB, tf, send)
+		if errors.Is(streamErr, db.ErrTextBudget) {
+			// The peer gets what the walk found within the node's budget for one text search,
+			// ranked as any (review S, S1: one query walked for minutes).
+			s.c.Logger.Info("a peer's text query stopped at this node's budget for one text search", "peer", to.TrustDomain, "sent", sent, "considered", considered)
+			streamErr = nil
+		}
 		if streamErr == nil && sent < limit {
 			_, streamErr = rank()
 		}

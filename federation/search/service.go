@@ -233,7 +233,14 @@ func (s *Service) search(ctx context.Context, req *pb.SearchRequest, limited boo
 	var own []*pb.SearchHit
 	ownShare := &share{pool: pool, bytes: per, left: per}
 	if askOwn {
-		own, resp.TextPending, err = s.own(ctx, req.Filter, limit, ownShare)
+		// Under the search's deadline, as the peers' parts are (review S, S2: timeout_ms did not
+		// bound it). What a text search found before the deadline, or before the node's budget
+		// for one text search, is kept, and the node named among those that hold more.
+		own, resp.TextPending, err = s.own(sctx, req.Filter, limit, ownShare)
+		if err != nil && (errors.Is(err, db.ErrTextBudget) || sctx.Err() != nil && ctx.Err() == nil) {
+			s.c.Logger.Info("a search of this node's own records stopped before its end", "hits", len(own), "err", err)
+			ownShare.cut, err = true, nil
+		}
 	}
 	wg.Wait()
 	if err != nil {
@@ -535,10 +542,17 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 	// The cache stands in for the whole answer: what the peer gave before it failed counts for
 	// nothing.
 	sh.reset()
-	cached, age, open := s.fromCache(context.WithoutCancel(ctx), p, f, limit, sh)
+	// The search's deadline has passed, or soon will: the cache's read has a bound of its own.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheReadWait)
+	defer cancel()
+	cached, age, open := s.fromCache(cctx, p, f, limit, sh)
 	st.Count, st.CacheAgeMs, st.FeedOpen = int64(len(cached)), age.Milliseconds(), open
 	return cached, st
 }
+
+// cacheReadWait bounds the read of a peer's copy that stands in for its answer: a text search of
+// it stops sooner, at the node's budget for one (db.DefaultTextBudget).
+const cacheReadWait = 5 * time.Second
 
 // Busy begins the error of a peer that refused a search as over its limits on this org's calls
 // (RESOURCE_EXHAUSTED): it answers, but not now.
@@ -629,6 +643,10 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 			}
 			hits = append(hits, h)
 		}
+	}
+	if errors.Is(err, db.ErrTextBudget) {
+		// What it found until the node's budget for one text search: it holds more.
+		sh.cut, err = true, nil
 	}
 	if err != nil {
 		s.c.Logger.Warn("cache read failed", "peer", p.Name, "err", err)

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -124,7 +125,16 @@ type DB struct {
 	extractMu  sync.Mutex
 	extractor  Extractor
 	extractMax int64
+
+	// textBudget bounds the time one text search spends on the index, textSlots how many of its
+	// statements run at once, node-wide (eachText).
+	textBudget time.Duration
+	textSlots  chan struct{}
 }
+
+// SetTextBudget sets how long the statements on the index of one text search may take in all
+// (DefaultTextBudget unless set; eachText). It is for tests, and before the node serves.
+func (d *DB) SetTextBudget(b time.Duration) { d.textBudget = b }
 
 // stmtCache is the number of prepared statements each connection keeps (go-sqlite3's
 // _stmt_cache_size): every Exec and Query with arguments reuses its statement instead of
@@ -167,7 +177,7 @@ var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // Open opens or creates the database at path and brings its schema up to date.
 func Open(path string) (*DB, error) {
-	d := &DB{path: path, changed: make(chan struct{})}
+	d := &DB{path: path, changed: make(chan struct{}), textBudget: DefaultTextBudget, textSlots: make(chan struct{}, DefaultTextSlots)}
 	if err := d.open(); err != nil {
 		return nil, err
 	}

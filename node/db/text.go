@@ -713,10 +713,13 @@ func textWhere(t string, f TextFilter) (string, []any) {
 }
 
 // eachText runs f's query over the shards, newest first, and the windows of its matches in
-// each, newest window first. It ranks a window's rows on the index, then reads their records
-// (from: textOwnFrom or textForeignFrom, with pre its arguments; t: its records table) a page at
-// a time, and calls fn for each that f's filters keep, best first, until fn returns false. A
-// page is read and its statement done before fn sees any of it, so fn may take its time.
+// each, newest window first. It reads the rows of a shard's matches once, newest first, ranks
+// each window's on the index (unless f.Newest), then reads their records (from: textOwnFrom or
+// textForeignFrom, with pre its arguments; t: its records table) a page at a time, and calls fn
+// for each that f's filters keep, best first, until fn returns false. A page is read and its
+// statement done before fn sees any of it, so fn may take its time. The statements on the index
+// take one of the node's textSlots, and the whole walk at most textBudget of them: past it,
+// eachText stops with ErrTextBudget, after fn saw what it found.
 func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(scanner, ...any) (T, error), fn func(T) (bool, error)) error {
 	match, err := d.matchExpr(ctx, f.Terms, t == "records", f.Any)
 	if err != nil || match == "" {
@@ -727,44 +730,52 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, p
 		return err
 	}
 	filters, fargs := textWhere(t, f)
+	var spent time.Duration
+	served := false // fn has seen the first window's records: the budget holds from then on
+	// onIndex runs a statement on the index in one of the node's slots, and counts its time.
+	onIndex := func(q string, args []any, each func(*sql.Rows) error) error {
+		if served && spent > d.textBudget {
+			return ErrTextBudget
+		}
+		select {
+		case d.textSlots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-d.textSlots }()
+		began := time.Now()
+		defer func() { spent += time.Since(began) }()
+		return d.eachRow(ctx, q, args, each)
+	}
 	for _, shard := range shards {
-		upper := int64(0)
-		for {
-			// The window's lower bound: the textWindow-th newest match below upper, if there is one.
-			bq := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ?`
-			bargs := []any{match}
-			if upper > 0 {
-				bq, bargs = bq+` AND rowid < ?`, append(bargs, upper)
-			}
-			bq += ` ORDER BY rowid DESC LIMIT 1 OFFSET ` + strconv.Itoa(textWindow-1)
-			var lower int64
-			err := d.read(func(ro *sql.DB) error { return ro.QueryRowContext(ctx, bq, bargs...).Scan(&lower) })
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			last := errors.Is(err, sql.ErrNoRows) // the window reaches the shard's oldest match
-			// The window's rows, best first.
-			rq := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ?`
-			rargs := []any{match}
-			if lower > 0 {
-				rq, rargs = rq+` AND rowid >= ?`, append(rargs, lower)
-			}
-			if upper > 0 {
-				rq, rargs = rq+` AND rowid < ?`, append(rargs, upper)
-			}
-			var ranked []int64
-			order := ` ORDER BY rank`
-			if f.Newest {
-				order = ` ORDER BY rowid DESC`
-			}
-			err = d.eachRow(ctx, rq+order, rargs, func(rows *sql.Rows) error {
-				var row int64
-				err := rows.Scan(&row)
-				ranked = append(ranked, row)
-				return err
-			})
-			if err != nil {
-				return err
+		// Every match of the shard, newest first: one statement, however many windows.
+		var matched []int64
+		err := onIndex(`SELECT rowid FROM `+shard+` WHERE `+shard+` MATCH ? ORDER BY rowid DESC`, []any{match}, func(rows *sql.Rows) error {
+			var row int64
+			err := rows.Scan(&row)
+			matched = append(matched, row)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for len(matched) > 0 {
+			window := matched[:min(textWindow, len(matched))]
+			matched = matched[len(window):]
+			ranked := window
+			if !f.Newest && len(window) > 1 {
+				// The window's rows, best first.
+				ranked = make([]int64, 0, len(window))
+				q := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ? AND rowid >= ? AND rowid <= ? ORDER BY rank`
+				err := onIndex(q, []any{match, window[len(window)-1], window[0]}, func(rows *sql.Rows) error {
+					var row int64
+					err := rows.Scan(&row)
+					ranked = append(ranked, row)
+					return err
+				})
+				if err != nil {
+					return err
+				}
 			}
 			for len(ranked) > 0 {
 				page := ranked[:min(textPage, len(ranked))]
@@ -790,14 +801,23 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, p
 					}
 				}
 			}
-			if last {
-				break
-			}
-			upper = lower
+			served = true
 		}
 	}
 	return nil
 }
+
+// ErrTextBudget stops a text search whose statements on the index took more than the node's
+// budget for one search (DefaultTextBudget, SetTextBudget): its caller has what it found
+// until then, and says so.
+var ErrTextBudget = errors.New("the search took more than this node's budget for one text search: search with longer or fewer words, or narrow it by kind, crisis or region")
+
+// DefaultTextBudget is how long the statements on the index of one text search may take in all;
+// DefaultTextSlots how many such statements a node runs at once, for every caller together.
+const (
+	DefaultTextBudget = 2 * time.Second
+	DefaultTextSlots  = 2
+)
 
 // textPageQuery reads the records of n rows of the index that filters keep.
 func textPageQuery(from, filters string, n int) string {
@@ -863,6 +883,11 @@ const (
 	// that stands for more leaves the choice to the query's other words, or, with none, the
 	// query is refused as too broad.
 	maxPartWords = 4096
+	// maxQueryWords is how many words of the vocabulary the parts of a query's words may stand
+	// for together: a part past it, in the order typed, is left to the query's other words as a
+	// part too broad is. The index's work, and memory, for a query grows with its words: 16
+	// parts of 4,000 words each cost seconds and gigabytes a statement (review S, S1).
+	maxQueryWords = 4096
 	// maxTermPhrases is how many phrases a term of several words may become (the words its
 	// first word may be the end of); beyond, its words are asked for each on its own.
 	maxTermPhrases = 16
@@ -878,7 +903,8 @@ const (
 // none can be held, and a term no record can hold is left out.
 func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (string, error) {
 	var exprs []string
-	held := false // with any: a term some record may hold
+	budget := maxQueryWords // of the vocabulary, over all the parts of words
+	held := false           // with any: a term some record may hold
 	for _, term := range terms {
 		words, openStart, openEnd := record.TermWords(term)
 		alts := make([][]string, len(words)) // nil: any word
@@ -906,9 +932,11 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (stri
 				if len(found) == 0 {
 					return "", nil
 				}
-				if len(found) > maxPartWords {
+				if len(found) > maxPartWords || len(found) > budget {
+					// Too broad, or past the query's words: the other words decide.
 					continue
 				}
+				budget -= len(found)
 				for _, v := range found {
 					alts[i] = append(alts[i], ftsString(v))
 				}

@@ -545,3 +545,49 @@ func TestTextOwnWords(t *testing.T) {
 		t.Errorf("cache search for jansenhof found %q, want g1", got)
 	}
 }
+
+// TestTextQueryBounds: the parts of a query's words stand for at most 4,096 words of the
+// vocabulary together, a part past that left to the query's other words; and a search whose
+// statements on the index take more than the node's budget stops with ErrTextBudget after the
+// first window's records (review S, S1: one query of 16 parts of 4,000 words each cost minutes
+// of CPU and gigabytes).
+func TestTextQueryBounds(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	words := func(prefix string, n int) string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("%s%04d", prefix, i))
+		}
+		return strings.Join(out, " ")
+	}
+	a.apply(put("a", `{"notes":"`+words("qka", 3000)+`"}`), put("b", `{"notes":"`+words("qkb", 3000)+`"}`), put("c", `{"notes":"qka0001 alleen"}`))
+	if got := textIDs(t, d, "qka alleen", db.TextFilter{}, 100); strings.Join(got, " ") != "c" {
+		t.Errorf("qka alleen found %q, want c", got)
+	}
+	// qkb's 3,000 words do not fit beside qka's: the query asks for qka's alone, whose records
+	// are the candidates (the caller's own check of the text decides).
+	got := textIDs(t, d, "qka qkb", db.TextFilter{}, 100)
+	slices.Sort(got)
+	if strings.Join(got, " ") != "a c" {
+		t.Errorf("qka qkb found %q, want the records of qka's words, a c: qkb's words past the query's 4,096", got)
+	}
+
+	var batch []*db.Write
+	for i := range 600 {
+		batch = append(batch, put(fmt.Sprintf("r%03d", i), `{"notes":"opvang in Zeist"}`))
+	}
+	a.apply(batch...)
+	if got := textIDs(t, d, "zeist", db.TextFilter{}, 1000); len(got) != 600 {
+		t.Fatalf("zeist found %d records, want 600", len(got))
+	}
+	d.SetTextBudget(time.Nanosecond)
+	var seen int
+	err := d.EachTextMatch(context.Background(), db.TextFilter{Terms: []string{"zeist"}}, func(*pb.Record) (bool, error) {
+		seen++
+		return true, nil
+	})
+	if !errors.Is(err, db.ErrTextBudget) || seen != 256 {
+		t.Errorf("past its budget: %d records seen, %v; want the first window's 256, then ErrTextBudget", seen, err)
+	}
+}

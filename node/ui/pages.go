@@ -1485,9 +1485,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			// Only that organisation is asked: the others disclose nothing to this search.
 			req.Origins = []string{v.Org}
 		}
-		// A search of the node's own records alone asks no partner.
+		// A search of the node's own records alone asks no partner; one with words takes a page
+		// from the person's limit all the same, as its index work may be costly (review S, S2).
 		own := v.Org != "" && (v.Org == s.c.Org || v.Org == s.c.Name)
-		if !own && !s.askPartners(w, r) {
+		if (!own || text != nil) && !s.askPartners(w, r) {
 			return
 		}
 		var trailer metadata.MD
@@ -1505,7 +1506,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		// rather than nothing and advice to check the spelling (review P, P2). It asks the
 		// partners again, so it takes a page from the person's limit (review Q, Q9); over it, or
 		// refused, the first answer stands.
-		if len(resp.Hits) == 0 && text != nil && len(text.Terms) > 1 && (own || s.limits.take(r.Session.Person.String(), 0) == 0) {
+		if len(resp.Hits) == 0 && text != nil && len(text.Terms) > 1 && s.limits.take(r.Session.Person.String(), 0) == 0 {
 			f.TextAny = true
 			if again, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req); err == nil && len(again.Hits) > 0 {
 				resp, v.AnyWords = again, r.L.T("search.any_words")

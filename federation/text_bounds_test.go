@@ -1,0 +1,45 @@
+package federation_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestTextSearchPastItsBudget: a text search that spends more than the node's budget on the
+// index ends with what it found: a Search of the node's own records names the node in cut
+// (review S, S1 and S2: one search walked the index for minutes).
+func TestTextSearchPastItsBudget(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "public", ""))
+	rc := pb.NewRecordServiceClient(a.Local(t))
+	var batch []*pb.Record
+	for i := range 600 {
+		batch = append(batch, &pb.Record{Id: fmt.Sprintf("q%03d", i), Kind: "qa", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC,
+			Body: fmt.Appendf(nil, `{"question":"Waar is opvang %d?","answer":"In de sporthal."}`, i)})
+	}
+	if _, err := rc.PutBatch(fedtest.Call(t), &pb.PutBatchRequest{Records: batch}); err != nil {
+		t.Fatal(err)
+	}
+	a.TextIndexed(t)
+	own := &pb.SearchRequest{Filter: &pb.Filter{Text: "opvang", Limit: 1000}, Origins: []string{a.TD.Name()}}
+	if resp, _ := a.Search(t, own); len(resp.Hits) != 600 || len(resp.Cut) != 0 {
+		t.Fatalf("within the budget: %d hits, cut %q; want 600 and none", len(resp.Hits), resp.Cut)
+	}
+	a.Node.DB().SetTextBudget(time.Nanosecond)
+	if resp, _ := a.Search(t, own); len(resp.Hits) != 256 || !slices.Equal(resp.Cut, []string{""}) {
+		t.Errorf("past the budget: %d hits, cut %q; want the first window's 256, and the node named in cut", len(resp.Hits), resp.Cut)
+	}
+	// b asks a: a's Query reads each shard's matches in one statement, newest first, and ranks
+	// them on what b may see, with no statement a window: within one shard no budget is reached.
+	peer := &pb.SearchRequest{Filter: &pb.Filter{Text: "opvang", Limit: 1000}, Origins: []string{a.TD.Name()}}
+	resp, _ := b.Search(t, peer)
+	if len(resp.Hits) != 600 || resp.Partial || len(resp.Peers) != 1 || resp.Peers[0].State != "answered" {
+		t.Errorf("b's search of a: %d hits, partial %v, peers %v; want a's 600, answered", len(resp.Hits), resp.Partial, resp.Peers)
+	}
+}
