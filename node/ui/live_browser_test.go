@@ -35,7 +35,8 @@ func TestBrowserPictureWhenItsNodeIsGone(t *testing.T) {
 	e := startFederation(t)
 	tb := openLivePicture(t, e)
 	state := func() string {
-		return tb.text("state", chromedp.Evaluate[string](`document.getElementById("beeld-status").className + " | " +
+		// The line people see shows the warning; the status line, out of sight, says it.
+		return tb.text("state", chromedp.Evaluate[string](`document.getElementById("beeld-bijgewerkt").className + " | " +
 			document.getElementById("beeld-live").className + " | " + document.getElementById("beeld-status").textContent`))
 	}
 	waitFor := func(what string, ok func(string) bool) string {

@@ -6,14 +6,18 @@
 // reopens from what the page shows, and a change meanwhile comes at once. The script is loaded
 // from this site, as the page's Content-Security-Policy demands, and adds nothing the page
 // needs: without it, reloading the page shows the same. When the node stops answering (it
-// stopped, hangs, or the network went), the status line says since when the picture could not
+// stopped, hangs, or the network went), the line above the picture says since when it could not
 // be updated, as a warning, and the picture is greyed out, until a fetch succeeds again: a
 // picture on a wall screen must not go on looking current.
 //
 // The swap changes only what differs (morph), so that a link or table cell that keyboard focus or
-// a screen reader's cursor is on stays where it is, and an alert that is still the same is not
-// announced again; the status line speaks only when what it says changes. A button pauses the
-// updates (WCAG 2.2.2) and resumes them.
+// a screen reader's cursor is on stays where it is, also when a block above it comes or goes, and
+// an alert that is still the same is not announced again. The line above the picture shows when it
+// was last updated; what screen readers hear is a status line of its own (role=status, out of
+// sight), which says that the picture was updated at most once every 30 seconds, and at once a
+// warning: that the node does not answer, that the picture is incomplete (#onvolledig came) or
+// complete again (it went), that a shared assessment is out of date (an element with data-say
+// came). A button pauses the updates (WCAG 2.2.2) and resumes them.
 (function () {
   "use strict";
   var box = document.getElementById("beeld-live");
@@ -23,6 +27,8 @@
   }
   var pause = document.getElementById("beeld-pauze");
   var paused = false;
+  // Resumed after a pause: the next update says so, changed or not.
+  var resumed = false;
   var fetching = false;
   var again = false;
   var refreshed = Date.now();
@@ -48,29 +54,119 @@
     }
   }
 
-  // say puts text in the status line, unless it says that already: a live region speaks at every
-  // change, and the same warning every few seconds is noise.
-  function say(text) {
+  // The line people see: the status line's role=status speaks at every change of its text, so
+  // the line that shows the time of each update is another one, which screen readers skip (they
+  // have the status line); the status line itself is out of sight.
+  var shown = document.createElement("p");
+  shown.className = "kp-live-status";
+  shown.id = "beeld-bijgewerkt";
+  shown.setAttribute("aria-hidden", "true");
+  status.parentNode.insertBefore(shown, status);
+  status.classList.add("kp-visually-hidden");
+  // The status line says that the picture was updated at most once every quietMs: a picture
+  // whose figures change every few seconds would otherwise talk all the time.
+  var quietMs = 30000;
+  var spokenAt = 0;
+  var pending = null;
+  var pendingTimer = 0;
+
+  // show puts text in the line people see, as a warning or not.
+  function show(text, warning) {
+    if (shown.textContent !== text) {
+      shown.textContent = text;
+    }
+    shown.classList.toggle("kp-live-status--gone", !!warning);
+  }
+
+  // speak puts text in the status line, unless it says that already: a live region speaks at
+  // every change, and the same warning every few seconds is noise. What is urgent (a warning, or
+  // that one went) is said at once; the rest waits until quietMs after the status line last
+  // spoke, and then only the last of it is said.
+  function speak(text, urgent) {
+    if (!urgent && Date.now() - spokenAt < quietMs) {
+      pending = text;
+      if (!pendingTimer) {
+        pendingTimer = window.setTimeout(function () {
+          pendingTimer = 0;
+          if (pending !== null) {
+            speak(pending, false);
+          }
+        }, spokenAt + quietMs - Date.now());
+      }
+      return;
+    }
+    window.clearTimeout(pendingTimer);
+    pendingTimer = 0;
+    pending = null;
     if (status.textContent !== text) {
       status.textContent = text;
+      spokenAt = Date.now();
     }
   }
 
-  // stale says that the picture could not be updated since lastGood, and greys it out.
+  // say shows text and speaks it at once.
+  function say(text, warning) {
+    show(text, warning);
+    speak(text, true);
+  }
+
+  // sentences joins texts into what the status line says at once, each a sentence of its own.
+  function sentences(texts) {
+    texts = texts.filter(function (t) { return t; });
+    return texts.map(function (t, i) {
+      return i === texts.length - 1 || /[.!?]$/.test(t) ? t : t + ".";
+    }).join(" ");
+  }
+
+  // told is what the status line is to say of the blocks in the picture that come or go, which a
+  // screen reader would not say by itself (a live region that comes with its text says nothing):
+  // the partial warning, its text when it comes and that the picture is complete again when it
+  // goes; an element with data-say (a shared assessment that is out of date), that when it comes.
+  // A block that was there when the page loaded is not said: it is read with the page.
+  function watched() {
+    var ids = {};
+    Array.prototype.forEach.call(box.querySelectorAll("#onvolledig, [data-say][id]"), function (e) {
+      ids[e.id] = e;
+    });
+    return ids;
+  }
+
+  function told(before, after) {
+    var said = [];
+    Object.keys(after).forEach(function (id) {
+      if (!before[id]) {
+        said.push(after[id].getAttribute("data-say") || after[id].textContent.replace(/\s+/g, " ").trim());
+      }
+    });
+    if (before.onvolledig && !after.onvolledig) {
+      said.push(status.getAttribute("data-complete") || updated());
+    }
+    return said;
+  }
+
+  // updated is the news that the picture was updated, with the time.
+  function updated() {
+    return status.getAttribute("data-text") + " " + clock(lastGood);
+  }
+
+  // stale says that the picture could not be updated since lastGood, as a warning, and greys it
+  // out.
   function stale() {
     if (ended) {
       return;
     }
-    say((status.getAttribute("data-stale") || "").replace("%s", clock(lastGood)));
-    status.classList.add("kp-live-status--gone");
+    say((status.getAttribute("data-stale") || "").replace("%s", clock(lastGood)), true);
     box.classList.add("kp-live--stale");
   }
 
   // morph makes the children of old what those of fresh are, keeping every node that is the
   // same: only the text that changed (an age, a count) and the parts that changed are replaced.
-  // A child with an id is matched by it (a warning that comes or goes above the rest moves
-  // nothing), one without by its place among those of its kind; the kept stay where they are,
-  // so that the focus and a screen reader's place inside them stay too.
+  // An element with an id is matched by it, one without by its place among those of its kind
+  // (a block that came in between is new, and takes the place of nothing after it); a text node
+  // by its place among the text after the same element, so that the white space of a block that
+  // comes or goes shifts nothing. The kept stay where they are: only what is out of its order
+  // moves, as few as can be, so that the focus and a screen reader's place inside the rest stay
+  // too (moving an element takes the focus from it).
   function morph(old, fresh) {
     var was = Array.prototype.slice.call(old.childNodes);
     var now = Array.prototype.slice.call(fresh.childNodes);
@@ -81,24 +177,49 @@
       }
     });
     var used = [];
-    var result = now.map(function (b) {
+    var pair = now.map(function (b) {
+      if (b.nodeType !== 1) {
+        return null;
+      }
       var a = null;
-      if (b.nodeType === 1 && b.id) {
+      if (b.id) {
         a = byId[b.id] && byId[b.id].tagName === b.tagName ? byId[b.id] : null;
       } else {
-        // The first of its kind not taken yet: a block that came in between is new, and
-        // takes the place of nothing after it.
-        var j = find(was, used, function (c) {
-          return c.nodeType === b.nodeType && (c.nodeType !== 1 || (!c.id && kind(c) === kind(b)));
+        var j = find(was, used, 0, function (c) {
+          return c.nodeType === 1 && !c.id && kind(c) === kind(b);
         });
-        if (j >= 0) {
-          a = was[j];
-        }
+        a = j >= 0 ? was[j] : null;
       }
       if (!a || used.indexOf(a) >= 0) {
-        return b;
+        return null;
       }
       used.push(a);
+      return a;
+    });
+    // The text (and comments) after an element that is kept is matched with what followed that
+    // element, in order; that after a new element is new.
+    var from = 0;
+    now.forEach(function (b, i) {
+      if (b.nodeType === 1) {
+        from = pair[i] ? was.indexOf(pair[i]) + 1 : -1;
+        return;
+      }
+      if (from < 0) {
+        return;
+      }
+      var j = find(was, used, from, function (c) {
+        return c.nodeType === b.nodeType;
+      }, true);
+      if (j >= 0) {
+        used.push(was[j]);
+        pair[i] = was[j];
+      }
+    });
+    var result = now.map(function (b, i) {
+      var a = pair[i];
+      if (!a) {
+        return b;
+      }
       if (a.isEqualNode(b)) {
         return a;
       }
@@ -115,11 +236,47 @@
         old.removeChild(n);
       }
     });
-    for (var k = 0; k < result.length; k++) {
-      if (old.childNodes[k] !== result[k]) {
-        old.insertBefore(result[k], old.childNodes[k] || null);
+    // The longest run of kept nodes that is still in its order stays; the rest, and the new, go
+    // each before the node that is to follow it, from the last: a node already there is left.
+    var stay = inOrder(result.map(function (n) {
+      return n.parentNode === old ? was.indexOf(n) : -1;
+    }));
+    var next = null;
+    for (var k = result.length - 1; k >= 0; k--) {
+      if (!stay[k] && (result[k].parentNode !== old || result[k].nextSibling !== next)) {
+        old.insertBefore(result[k], next);
       }
+      next = result[k];
     }
+  }
+
+  // inOrder marks (true) the longest run of the places (those of -1 aside) that increase: the
+  // nodes that are already in the order they are to be in.
+  function inOrder(places) {
+    var tails = [];
+    var before = [];
+    var marks = places.map(function () { return false; });
+    for (var i = 0; i < places.length; i++) {
+      if (places[i] < 0) {
+        continue;
+      }
+      var lo = 0;
+      var hi = tails.length;
+      while (lo < hi) {
+        var mid = (lo + hi) >> 1;
+        if (places[tails[mid]] < places[i]) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      before[i] = lo > 0 ? tails[lo - 1] : -1;
+      tails[lo] = i;
+    }
+    for (var k = tails.length ? tails[tails.length - 1] : -1; k >= 0; k = before[k]) {
+      marks[k] = true;
+    }
+    return marks;
   }
 
   // kind is what tells an element without an id from others of its tag: its class, the heading
@@ -134,10 +291,13 @@
     return k;
   }
 
-  // find is the index of the first node of nodes, not used yet, that ok takes; -1 when there is
-  // none.
-  function find(nodes, used, ok) {
-    for (var j = 0; j < nodes.length; j++) {
+  // find is the index of the first node of nodes from from on, not used yet, that ok takes; -1
+  // when there is none. With toElement it looks no further than the next element.
+  function find(nodes, used, from, ok, toElement) {
+    for (var j = from; j < nodes.length; j++) {
+      if (toElement && nodes[j].nodeType === 1) {
+        break;
+      }
       if (used.indexOf(nodes[j]) < 0 && ok(nodes[j])) {
         return j;
       }
@@ -202,6 +362,7 @@
         }
         var changed = fresh.getAttribute("data-digest") !== box.getAttribute("data-digest");
         var wasStale = box.classList.contains("kp-live--stale");
+        var before = watched();
         morph(box, document.adoptNode(fresh));
         // The classification printed in the page margins follows what the picture now shows.
         var marking = doc.documentElement.getAttribute("data-marking");
@@ -215,11 +376,19 @@
         box.setAttribute("data-updates", String(updates));
         lastGood = new Date();
         box.classList.remove("kp-live--stale");
-        if (!ended && (changed || wasStale)) {
-          // Said when what the picture shows changed, or when it updates again: not every
-          // minute that only the ages moved.
-          status.classList.remove("kp-live-status--gone");
-          say(status.getAttribute("data-text") + " " + clock(lastGood));
+        var news = told(before, watched());
+        var back = wasStale || resumed;
+        resumed = false;
+        if (!ended && (changed || back || news.length)) {
+          // Shown when what the picture shows changed, or when it updates again: not every
+          // minute that only the ages moved. Said at once when it updates again or a block came
+          // or went that the status line tells of; else at most once every quietMs.
+          show(updated(), false);
+          if (back || news.length) {
+            speak(sentences((back ? [updated()] : []).concat(news)), true);
+          } else {
+            speak(updated(), false);
+          }
         }
       })
       .catch(function () {
@@ -243,8 +412,7 @@
   function gone() {
     ended = true;
     close();
-    say(status.getAttribute("data-gone"));
-    status.classList.add("kp-live-status--gone");
+    say(status.getAttribute("data-gone"), true);
     if (pause) {
       pause.hidden = true;
     }
@@ -352,9 +520,9 @@
       pause.textContent = pause.getAttribute(paused ? "data-resume" : "data-pause");
       if (paused) {
         close();
-        status.classList.remove("kp-live-status--gone");
-        say(status.getAttribute("data-paused"));
+        say(status.getAttribute("data-paused"), false);
       } else {
+        resumed = true;
         open();
         refresh();
       }
