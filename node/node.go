@@ -814,8 +814,12 @@ func (n *Node) serveUI(cfg *config.Config, kinds *record.Kinds, register func(re
 	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
 	inproc.OnDenied(func(person, method, reason string) { n.auditDenied(db.AuditAccessDenied, person, method, reason) })
 	register(inproc)
-	web, err := ui.New(ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader,
-		Kinds: kinds, MaxBodyBytes: cfg.Limits.MaxBodyBytes, FileLimits: n.attachLimits, Changed: n.db.Changed})
+	uiConf := ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader,
+		Kinds: kinds, MaxBodyBytes: cfg.Limits.MaxBodyBytes, FileLimits: n.attachLimits, Changed: n.db.Changed}
+	if n.peers != nil {
+		uiConf.PartnersChanged = n.peers.Changed
+	}
+	web, err := ui.New(uiConf)
 	if err != nil {
 		lis.Close()
 		return fmt.Errorf("node: %w", err)

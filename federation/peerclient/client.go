@@ -112,6 +112,9 @@ type Manager struct {
 	first map[string]int
 	mu    sync.Mutex
 	subs  map[string]*subscription
+	// changed is closed, and replaced, when a subscription opens or breaks (Changed).
+	changedMu sync.Mutex
+	changed   chan struct{}
 	// wake asks Run to reconcile now rather than at its next tick.
 	wake chan struct{}
 	// files wakes a peer's file fetcher (by peer name) when records arrived.
@@ -157,6 +160,8 @@ type subscription struct {
 	state   SubscriptionState
 	// heard is when the open stream last gave anything (Unix nanoseconds): SubscriptionState.Heard.
 	heard atomic.Int64
+	// flipped is called when the subscription opens or breaks (Manager.Changed).
+	flipped func()
 }
 
 // SubscriptionState is how a subscription to a peer fares: open, or not, since when, and while
@@ -235,10 +240,34 @@ func (s *subscription) caughtUpSinceOpened() time.Time {
 	return s.state.caughtUp()
 }
 
+// set is the subscription's new state; one that opens or breaks tells flipped. A failed attempt
+// to reconnect leaves it broken, and tells nothing.
 func (s *subscription) set(st SubscriptionState) {
 	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
+	flip := s.state.Open != st.Open
 	s.state = st
+	s.stateMu.Unlock()
+	if flip && s.flipped != nil {
+		s.flipped()
+	}
+}
+
+// Changed returns a channel that is closed when a subscription of this replica to a peer next
+// opens or breaks: when whether the peer is heard from changes, as Subscription says. It carries
+// no data, and a peer that comes and goes closes it each time: a reader that acts on it holds
+// back on its own. Failed attempts to reconnect, which go on while a peer is down, do not close it.
+func (m *Manager) Changed() <-chan struct{} {
+	m.changedMu.Lock()
+	defer m.changedMu.Unlock()
+	return m.changed
+}
+
+// flip closes the channel Changed returned, and gives the next one.
+func (m *Manager) flip() {
+	m.changedMu.Lock()
+	defer m.changedMu.Unlock()
+	close(m.changed)
+	m.changed = make(chan struct{})
 }
 
 // CatchUpGrace is how long an open subscription may go without the peer saying it has sent all
@@ -315,7 +344,8 @@ func New(c Config) *Manager {
 	if c.FileLimits == nil {
 		c.FileLimits = func() attach.Limits { return attach.Limits{} }
 	}
-	return &Manager{c: c, conns: map[string]*peerConn{}, subs: map[string]*subscription{}, wake: make(chan struct{}, 1)}
+	return &Manager{c: c, conns: map[string]*peerConn{}, subs: map[string]*subscription{}, wake: make(chan struct{}, 1),
+		changed: make(chan struct{})}
 }
 
 // Conn returns the connection to a peer. It tries the peer's replicas in order and accepts only
@@ -524,7 +554,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 		}
 		sctx, cancel := context.WithCancel(ctx)
 		s := &subscription{peer: w.peer, exercise: w.exercise, cancel: cancel, done: make(chan struct{}), retry: make(chan struct{}, 1),
-			state: SubscriptionState{Since: time.Now()}}
+			state: SubscriptionState{Since: time.Now()}, flipped: m.flip}
 		m.subs[key] = s
 		go func() {
 			defer close(s.done)

@@ -27,6 +27,8 @@ import (
 // what the page shows with the last one: only a change the person can see becomes an event,
 // and the script then fetches the page again and swaps its live part. The stream itself sends
 // no record, so that what the person sees still comes through the one path, the services.
+// It also tells the page when the node's subscription to a partner breaks or opens again
+// (partnerWatch): whether the partners answer is asked of them, which a commit does not do.
 
 // liveInterval is the least time between a look that found a change and the next look of one
 // stream: a burst of changes (an import) costs one look per interval, not one per commit. A
@@ -38,6 +40,15 @@ const liveInterval = 200 * time.Millisecond
 // ages and which partners answer change by the clock. Each time, the partners are asked as for
 // a reload (and each audits it): once a minute a screen.
 const pictureRefresh = 60
+
+// liveRecheck is the least time between two rechecks of the partners that one stream asks for
+// (partnerWatch): a partner that comes and goes costs a page a recheck this often at most.
+const liveRecheck = 5 * time.Second
+
+// livePartners tells the page that which partners the node hears from changed: its data is no
+// digest, so that the page fetches itself again (as for a change, assets/live-picture.js), and
+// that fetch asks the partners whether they answer (see partnerWatch).
+const livePartners = "event: beeld\ndata: partners\n\n"
 
 // livePing keeps the stream open through proxies, and notices an ended session.
 const livePing = 25 * time.Second
@@ -63,6 +74,7 @@ const liveLifetime = 15 * time.Minute
 // is the same for them, and one look serves them all until the next commit.
 type liveStreams struct {
 	lifetime time.Duration // liveLifetime; shorter in a test
+	recheck  time.Duration // liveRecheck; shorter in a test
 	mu       sync.Mutex
 	open     map[string]int // per person
 	users    map[liveKey]int
@@ -83,7 +95,7 @@ type liveLook struct {
 }
 
 func newLiveStreams() *liveStreams {
-	return &liveStreams{lifetime: liveLifetime, open: map[string]int{}, users: map[liveKey]int{}, looks: map[liveKey]*liveLook{}}
+	return &liveStreams{lifetime: liveLifetime, recheck: liveRecheck, open: map[string]int{}, users: map[liveKey]int{}, looks: map[liveKey]*liveLook{}}
 }
 
 // enter counts a stream of k's person; false when the person has maxLiveStreams open.
@@ -223,6 +235,7 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 	end := time.NewTimer(s.streams.lifetime)
 	defer end.Stop()
 	var sent time.Time
+	partners := s.watchPartners(k)
 	for {
 		changed := s.c.Changed()
 		if wait := liveInterval - time.Since(sent); wait > 0 && !sent.IsZero() {
@@ -270,20 +283,26 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 			}
 			last, sent = d, time.Now()
 		}
-		if !s.awaitChange(r, changed, ping.C, end.C, write) {
+		if !s.awaitChange(r, changed, partners, ping.C, end.C, write) {
 			return
 		}
 	}
 }
 
-// awaitChange waits for the channel of the next commit, pinging the browser meanwhile; false
-// when the stream ends: the browser left, the session ended, the stream's time is up (end), or
-// the server stops.
-func (s *Server) awaitChange(r *request, changed <-chan struct{}, ping, end <-chan time.Time, write func(string, ...any) bool) bool {
+// awaitChange waits for the channel of the next commit, pinging the browser meanwhile and
+// telling it when which partners the node hears from changed (partners); false when the stream
+// ends: the browser left, the session ended, the stream's time is up (end), or the server stops.
+func (s *Server) awaitChange(r *request, changed <-chan struct{}, partners *partnerWatch, ping, end <-chan time.Time, write func(string, ...any) bool) bool {
 	for {
 		select {
 		case <-changed:
 			return true
+		case <-partners.changed:
+			partners.heard()
+		case <-partners.due:
+			if !partners.recheck(write) {
+				return false
+			}
 		case <-end:
 			write(liveEnds)
 			return false
@@ -300,6 +319,65 @@ func (s *Server) awaitChange(r *request, changed <-chan struct{}, ping, end <-ch
 		case <-s.quit:
 			write(liveStops)
 			return false
+		}
+	}
+}
+
+// partnerWatch follows, for one stream, whether the node hears from its partners: when its
+// subscription to one breaks or opens again (Config.PartnersChanged), the picture the page shows
+// says so no longer. What the page shows of the partners comes from asking them (each audits
+// it), which a look at a commit does not do, so no digest holds it: the stream then tells the page
+// to fetch itself again (livePartners), and makes the partners' answer that the person's pictures
+// share (limits.answer) no longer fresh, so that the fetch asks them, within the person's
+// limit, as the minute's does (pictureOf). A partner that comes and goes is told once a
+// liveRecheck, with the last change.
+type partnerWatch struct {
+	s       *Server
+	k       liveKey
+	changed <-chan struct{}  // the node's, until the next change; nil without partners
+	due     <-chan time.Time // set while a recheck waits for liveRecheck to pass
+	at      time.Time        // when the stream last learnt of a change, not yet told
+	told    time.Time        // when the stream last told one
+}
+
+func (s *Server) watchPartners(k liveKey) *partnerWatch {
+	w := &partnerWatch{s: s, k: k}
+	if s.c.PartnersChanged != nil {
+		w.changed = s.c.PartnersChanged()
+	}
+	return w
+}
+
+// heard notes a change, and has the recheck come at once, or liveRecheck after the last.
+func (w *partnerWatch) heard() {
+	w.changed = w.s.c.PartnersChanged()
+	w.at = w.s.limits.now()
+	if w.due == nil {
+		w.due = time.After(max(0, w.s.streams.recheck-time.Since(w.told)))
+	}
+}
+
+// recheck tells the page; false when the browser left.
+func (w *partnerWatch) recheck(write func(string, ...any) bool) bool {
+	w.due = nil
+	w.s.limits.recheck(w.k.person, pictureKey{w.k.crisis, w.k.exercise}, w.at)
+	w.told = time.Now()
+	return write(livePartners)
+}
+
+// recheck makes the partners' answer on the person's picture k no longer fresh (answer) when it
+// was given before at: a page's fetch for a change then asks the partners again, unless the
+// person is short of pages (pictureReserve), and the answer is still shown as before.
+func (l *limits) recheck(person string, k pictureKey, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.people[person]
+	if p == nil {
+		return
+	}
+	if a := p.answers[k]; a != nil && a.at.Before(at) {
+		if stale := l.now().Add(-liveAsk); a.at.After(stale) {
+			a.at = stale
 		}
 	}
 }

@@ -68,6 +68,11 @@ type Config struct {
 	// open picture pages then ask the services whether what they show changed. It carries no
 	// data. Nil: the picture does not update by itself.
 	Changed func() <-chan struct{}
+	// PartnersChanged returns a channel that is closed when the node's subscription to a partner
+	// next breaks or opens again (peerclient.Manager.Changed): the open pictures are then fetched
+	// again, and that fetch asks the partners whether they answer, so that a partner that went
+	// away or came back shows so at once rather than at the next minute. Nil: it shows at the next minute.
+	PartnersChanged func() <-chan struct{}
 }
 
 // Server is the web interface: an http.Handler.

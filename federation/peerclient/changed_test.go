@@ -1,0 +1,42 @@
+package peerclient
+
+import (
+	"testing"
+	"time"
+)
+
+// TestChangedWhenASubscriptionOpensOrBreaks: Manager.Changed is closed when a subscription opens
+// or breaks, and not at each failed attempt to reconnect while it is down (review T, T3: the
+// open pictures learn of it at once, and a peer that stays down does not wake them).
+func TestChangedWhenASubscriptionOpensOrBreaks(t *testing.T) {
+	m := New(Config{})
+	s := &subscription{state: SubscriptionState{Since: time.Now()}, flipped: m.flip}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	for i, step := range []struct {
+		st   SubscriptionState
+		want bool
+	}{
+		{SubscriptionState{Err: "connection refused"}, false}, // the first attempt failed: it was not open
+		{SubscriptionState{Open: true, Opened: true}, true},
+		{SubscriptionState{Open: true, Opened: true}, false}, // opened again after a renewed SVID: no outage
+		{SubscriptionState{Err: "EOF", Opened: true}, true},
+		{SubscriptionState{Err: "connection refused", Opened: true}, false},
+		{SubscriptionState{Open: true, Opened: true}, true},
+	} {
+		ch := m.Changed()
+		s.set(step.st)
+		if got := closed(ch); got != step.want {
+			t.Errorf("step %d (open %t, %q): Changed closed %t, want %t", i+1, step.st.Open, step.st.Err, got, step.want)
+		}
+		if closed(m.Changed()) {
+			t.Fatalf("step %d: the next Changed is closed already", i+1)
+		}
+	}
+}

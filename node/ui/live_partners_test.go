@@ -1,0 +1,127 @@
+package ui_test
+
+import (
+	"bufio"
+	"context"
+	"html"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLivePictureWhenAPartnerGoesAndComes: with vr-utrecht's picture open, lcvs stops and starts
+// again (review T, T3). vr-utrecht's subscription to it breaks and opens again at once, and the
+// open picture learns it within seconds, not at its next minute: the stream tells the page, and
+// the page it then fetches (as its script does, for a change) asks the partners, and says lcvs is
+// unreachable, and then that it answered.
+func TestLivePictureWhenAPartnerGoesAndComes(t *testing.T) {
+	e := startFederation(t)
+	b := newBrowser(t)
+	e.op.signInAs("officer-a")
+	picture := e.url + "/?crisis=oekraine"
+	_, page := b.get(t, picture)
+	if !strings.Contains(partnerRow(page, "lcvs"), "geantwoord") {
+		t.Fatalf("before lcvs stops: want it answered:\n%s", partnerRow(page, "lcvs"))
+	}
+	// The page's fetch for a change the stream announced, as its script makes it.
+	refetch := func() string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", picture, nil)
+		req.Header.Set("X-Knooppunt-Live", "wijziging")
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("the page's fetch for a change: %d\n%s", resp.StatusCode, body)
+		}
+		return string(body)
+	}
+	// The stream, opened from what the page shows: it sends nothing until that changes.
+	digest := attr(t, page, "data-digest")
+	events := liveEvents(t, b, e.url+html.UnescapeString(attr(t, page, "data-live"))+"&sinds="+digest)
+	// Each event the script acts on: one whose data is not the digest the page shows.
+	next := func(what string, from time.Time, within time.Duration) {
+		t.Helper()
+		select {
+		case ev, ok := <-events:
+			if !ok || ev[0] != "beeld" || ev[1] == digest {
+				t.Fatalf("%s: event %q, want beeld with data other than the page's digest", what, ev)
+			}
+			t.Logf("%s: told %s after", what, time.Since(from).Round(time.Millisecond))
+		case <-time.After(within - time.Since(from)):
+			t.Fatalf("%s: no event within %s", what, within)
+		}
+	}
+
+	// Well under the minute the page would wait for otherwise.
+	from := time.Now()
+	e.lcvs.Stop(t)
+	next("lcvs stopped", from, 8*time.Second)
+	page = refetch()
+	if row := partnerRow(page, "lcvs"); !strings.Contains(row, "onbereikbaar") || !strings.Contains(page, "Het beeld is onvolledig: lcvs antwoordt niet") {
+		t.Fatalf("the page fetched after lcvs stopped: want lcvs unreachable and the picture incomplete:\n%s", row)
+	}
+	digest = attr(t, page, "data-digest")
+
+	// vr-utrecht reconnects as soon as lcvs calls it (peerclient.Manager.Retry), or after its
+	// backoff, up to 10 s.
+	from = time.Now()
+	e.lcvs.Start(t)
+	next("lcvs started", from, 15*time.Second)
+	page = refetch()
+	if row := partnerRow(page, "lcvs"); !strings.Contains(row, "geantwoord") || strings.Contains(page, "Het beeld is onvolledig") {
+		t.Fatalf("the page fetched after lcvs started: want lcvs answered and the picture whole:\n%s", row)
+	}
+}
+
+// attr is the value of the first attribute name in page.
+func attr(t *testing.T, page, name string) string {
+	t.Helper()
+	_, v, ok := strings.Cut(page, name+`="`)
+	if !ok {
+		t.Fatalf("the page has no %s", name)
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	return v
+}
+
+// liveEvents opens a picture's stream in the browser's session, and gives each event's name and
+// data.
+func liveEvents(t *testing.T, b *browser, u string) <-chan [2]string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	// The browser's client gives up after 10 s; a stream lasts.
+	resp, err := (&http.Client{Jar: b.Jar}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the picture's stream: %d", resp.StatusCode)
+	}
+	events := make(chan [2]string, 64)
+	go func() {
+		defer close(events)
+		var ev [2]string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if name, ok := strings.CutPrefix(line, "event: "); ok {
+				ev[0] = name
+			} else if data, ok := strings.CutPrefix(line, "data: "); ok {
+				ev[1] = data
+			} else if line == "" && ev[0] != "" {
+				events <- ev
+				ev = [2]string{}
+			}
+		}
+	}()
+	return events
+}
