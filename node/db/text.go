@@ -682,6 +682,8 @@ type TextFilter struct {
 const (
 	textWindow = 256
 	textPage   = 100
+	// maxTextChunk is the most matches of a shard one statement reads (see eachText).
+	maxTextChunk = 16384
 )
 
 // textWhere is f's filters on table t (records or foreign_records).
@@ -713,8 +715,8 @@ func textWhere(t string, f TextFilter) (string, []any) {
 }
 
 // eachText runs f's query over the shards, newest first, and the windows of its matches in
-// each, newest window first. It reads the rows of a shard's matches once, newest first, ranks
-// each window's on the index (unless f.Newest), then reads their records (from: textOwnFrom or
+// each, newest window first. It reads the rows of a shard's matches newest first, in growing
+// chunks, ranks each window's on the index (unless f.Newest), then reads their records (from: textOwnFrom or
 // textForeignFrom, with pre its arguments; t: its records table) a page at a time, and calls fn
 // for each that f's filters keep, best first, until fn returns false. A page is read and its
 // statement done before fn sees any of it, so fn may take its time. The statements on the index
@@ -747,61 +749,89 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, p
 		defer func() { spent += time.Since(began) }()
 		return d.eachRow(ctx, q, args, each)
 	}
-	for _, shard := range shards {
-		// Every match of the shard, newest first: one statement, however many windows.
-		var matched []int64
-		err := onIndex(`SELECT rowid FROM `+shard+` WHERE `+shard+` MATCH ? ORDER BY rowid DESC`, []any{match}, func(rows *sql.Rows) error {
-			var row int64
-			err := rows.Scan(&row)
-			matched = append(matched, row)
-			return err
-		})
-		if err != nil {
-			return err
+	stop := false // fn said it has enough
+	// eachWindow ranks a window's rows on the index (unless f.Newest) and hands fn their records
+	// a page at a time.
+	eachWindow := func(shard string, window []int64) error {
+		ranked := window
+		if !f.Newest && len(window) > 1 {
+			ranked = make([]int64, 0, len(window))
+			q := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ? AND rowid >= ? AND rowid <= ? ORDER BY rank`
+			err := onIndex(q, []any{match, window[len(window)-1], window[0]}, func(rows *sql.Rows) error {
+				var row int64
+				err := rows.Scan(&row)
+				ranked = append(ranked, row)
+				return err
+			})
+			if err != nil {
+				return err
+			}
 		}
-		for len(matched) > 0 {
-			window := matched[:min(textWindow, len(matched))]
-			matched = matched[len(window):]
-			ranked := window
-			if !f.Newest && len(window) > 1 {
-				// The window's rows, best first.
-				ranked = make([]int64, 0, len(window))
-				q := `SELECT rowid FROM ` + shard + ` WHERE ` + shard + ` MATCH ? AND rowid >= ? AND rowid <= ? ORDER BY rank`
-				err := onIndex(q, []any{match, window[len(window)-1], window[0]}, func(rows *sql.Rows) error {
-					var row int64
-					err := rows.Scan(&row)
-					ranked = append(ranked, row)
-					return err
-				})
-				if err != nil {
+		for len(ranked) > 0 {
+			page := ranked[:min(textPage, len(ranked))]
+			ranked = ranked[len(page):]
+			args := append(append(slices.Clone(pre), anySlice(page)...), fargs...)
+			found := make(map[int64]T, len(page))
+			err := d.eachRow(ctx, textPageQuery(from, filters, len(page)), args, func(rows *sql.Rows) error {
+				var row int64
+				v, err := scan(rows, &row)
+				found[row] = v
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			for _, row := range page {
+				v, ok := found[row]
+				if !ok {
+					continue
+				}
+				more, err := fn(v)
+				if err != nil || !more {
+					stop = true
 					return err
 				}
 			}
-			for len(ranked) > 0 {
-				page := ranked[:min(textPage, len(ranked))]
-				ranked = ranked[len(page):]
-				args := append(append(slices.Clone(pre), anySlice(page)...), fargs...)
-				found := make(map[int64]T, len(page))
-				err := d.eachRow(ctx, textPageQuery(from, filters, len(page)), args, func(rows *sql.Rows) error {
-					var row int64
-					v, err := scan(rows, &row)
-					found[row] = v
+		}
+		served = true
+		return nil
+	}
+	for _, shard := range shards {
+		// The shard's matches, newest first, in chunks: the first a window, each next four times
+		// the last, so that a search that ends in its first window reads no more, and one that
+		// walks many windows takes a few statements, not one a window (each statement evaluates
+		// the whole query again).
+		upper, chunk := int64(0), textWindow
+		for {
+			q, args := `SELECT rowid FROM `+shard+` WHERE `+shard+` MATCH ?`, []any{match}
+			if upper > 0 {
+				q, args = q+` AND rowid < ?`, append(args, upper)
+			}
+			var matched []int64
+			err := onIndex(q+` ORDER BY rowid DESC LIMIT `+strconv.Itoa(chunk), args, func(rows *sql.Rows) error {
+				var row int64
+				err := rows.Scan(&row)
+				matched = append(matched, row)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			last := len(matched) < chunk // the shard's oldest match is in this chunk
+			if len(matched) > 0 {
+				upper = matched[len(matched)-1]
+			}
+			chunk = min(4*chunk, maxTextChunk)
+			for len(matched) > 0 {
+				window := matched[:min(textWindow, len(matched))]
+				matched = matched[len(window):]
+				if err := eachWindow(shard, window); err != nil || stop {
 					return err
-				})
-				if err != nil {
-					return err
-				}
-				for _, row := range page {
-					v, ok := found[row]
-					if !ok {
-						continue
-					}
-					if more, err := fn(v); err != nil || !more {
-						return err
-					}
 				}
 			}
-			served = true
+			if last {
+				break
+			}
 		}
 	}
 	return nil
