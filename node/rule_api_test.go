@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -204,6 +205,19 @@ clear: sum("shelter.capacity", "beds_free") > 20
 	if resolved.MsgType != "Update" || resolved.References != mtlsOwnTD+","+first[0]+","+firing.Sent || resolved.Info[0].Expires == "" ||
 		resolved.Info[0].ResponseType[0] != "AllClear" {
 		t.Fatalf("the resolved alert as CAP: %+v", resolved)
+	}
+	// Its body says when it resolved, under the name the picture's list of alerts that ended
+	// reads (node/ui alertFields, review T, T1).
+	rec, err := records.Get(ctx, &pb.GetRequest{Id: first[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		State      string     `json:"state"`
+		ResolvedAt *time.Time `json:"resolved_at"`
+	}
+	if err := json.Unmarshal(rec.Body, &body); err != nil || body.State != "resolved" || body.ResolvedAt == nil || time.Since(*body.ResolvedAt) > time.Minute {
+		t.Fatalf("the resolved alert's body: %s (%v); want state resolved and resolved_at just now", rec.Body, err)
 	}
 	// The next episode, within the hour, opens the alert again: an Update of the first and of
 	// the AllClear it follows, under an identifier of its own.

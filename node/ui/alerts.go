@@ -47,8 +47,10 @@ type alertFields struct {
 	// ReopenedAt.
 	Reopened   int        `json:"reopened"`
 	ReopenedAt *time.Time `json:"reopened_at"`
-	// ClearedAt is when a rule's alert last resolved.
-	ClearedAt *time.Time `json:"cleared_at"`
+	// ResolvedAt is when a rule's alert resolved, while it is resolved; Withdrawn says why it
+	// was resolved though its rule did not clear (nothing evaluates the rule any more).
+	ResolvedAt *time.Time `json:"resolved_at"`
+	Withdrawn  string     `json:"withdrawn"`
 }
 
 // alertRecordFields lays an alert record's body out for people: the first info block in the
@@ -193,10 +195,12 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (v ale
 	case b.Rule != "":
 		v.Title, v.Detail, v.at = ruleAlertTitle(l, e.Record.Region, b, in, false), in.Description, b.FiredAt
 		if b.State != "firing" {
-			if b.State != "resolved" || b.ClearedAt == nil {
+			if b.State != "resolved" || b.ResolvedAt == nil {
 				return alertView{}, false, false
 			}
-			endedAt = *b.ClearedAt
+			if endedAt = *b.ResolvedAt; b.Withdrawn != "" {
+				endedKey = "alerts.withdrawn_when"
+			}
 			break
 		}
 		if ruleSummary(in.Description) == strings.TrimSuffix(strings.TrimSpace(in.Description), ".") {

@@ -857,7 +857,7 @@ func TestPictureShowsAlertsThatEnded(t *testing.T) {
 		"sent":"2026-12-04T08:00:00+00:00","status":"Actual","msgType":"Update","scope":"Restricted","info":[{"category":["Other"],"event":"` + rule + `",
 		"urgency":"Past","severity":"Severe","certainty":"Observed","headline":"Early-warning rule ` + rule + ` resolved in VR09",
 		"description":"Minder dan 25 vrije opvangplaatsen in de regio: zoek uitwijkmogelijkheden bij de buurregio's."}],
-		"rule":"` + rule + `","rule_version":1,"region":"VR09","state":"resolved","fired_at":"2026-12-04T07:00:00Z","cleared_at":"` + cleared.UTC().Format(time.RFC3339) + `"}`)}
+		"rule":"` + rule + `","rule_version":1,"region":"VR09","state":"resolved","fired_at":"2026-12-04T07:00:00Z","resolved_at":"` + cleared.UTC().Format(time.RFC3339) + `"}`)}
 	}
 	cleared := time.Now().Add(-40 * time.Minute)
 	e.utrecht.Put(t, resolved("handmatig-bedden-laag-VR09", "bedden-laag", cleared))
