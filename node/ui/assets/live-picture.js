@@ -159,6 +159,21 @@
     box.classList.add("kp-live--stale");
   }
 
+  // changedCells are the figures of the sums' table whose text the last morph changed, with
+  // what they said before: markChanged marks them until the next update, the earlier figure in
+  // their title, so that a coordinator sees at a glance what just moved (review T, T6).
+  var changedCells = [];
+
+  function markChanged() {
+    changedCells.forEach(function (c) {
+      var table = c.cell.closest("table");
+      var was = (table && table.getAttribute("data-was")) || "%s";
+      c.cell.classList.add("kp-changed");
+      c.cell.setAttribute("title", was.replace("%s", c.was));
+    });
+    changedCells = [];
+  }
+
   // morph makes the children of old what those of fresh are, keeping every node that is the
   // same: only the text that changed (an age, a count) and the parts that changed are replaced.
   // An element with an id is matched by it, one without by its place among those of its kind
@@ -224,6 +239,10 @@
         return a;
       }
       if (a.nodeType !== 1) {
+        var cell = a.parentNode;
+        if (a.nodeType === 3 && cell.matches && cell.matches(".kp-figures-table td") && cell.firstChild === a) {
+          changedCells.push({ cell: cell, was: a.nodeValue.trim() });
+        }
         a.nodeValue = b.nodeValue;
         return a;
       }
@@ -363,7 +382,9 @@
         var changed = fresh.getAttribute("data-digest") !== box.getAttribute("data-digest");
         var wasStale = box.classList.contains("kp-live--stale");
         var before = watched();
+        changedCells = [];
         morph(box, document.adoptNode(fresh));
+        markChanged();
         // The classification printed in the page margins follows what the picture now shows.
         var marking = doc.documentElement.getAttribute("data-marking");
         if (marking) {
