@@ -529,8 +529,10 @@ func TestPictureOfAFederation(t *testing.T) {
 	_, page = b.get(t, e.url+"/?crisis=oekraine")
 	row := partnerRow(page, "ncc")
 	// Both its newest record's age and the age of the cache it is served from are shown.
-	if !strings.Contains(row, "onbereikbaar") || strings.Count(row, "zojuist") != 2 || !strings.Contains(page, "Het beeld is onvolledig: ncc antwoordt niet (kopie zojuist)") {
-		t.Errorf("with ncc stopped: want it unreachable, and the picture incomplete, naming ncc and its copy's age:\n%s", row)
+	// The copy says until when it was complete, not an age alone that reads as fresh (review T, T10).
+	if !strings.Contains(row, "onbereikbaar") || strings.Count(row, "zojuist") != 2 || !regexp.MustCompile(`volledig tot \d\d:\d\d \(zojuist\)`).MatchString(row) ||
+		!regexp.MustCompile(`Het beeld is onvolledig: ncc antwoordt niet \(kopie volledig tot \d\d:\d\d\)`).MatchString(page) {
+		t.Errorf("with ncc stopped: want it unreachable, and the picture incomplete, naming ncc and until when its copy was complete:\n%s", row)
 	}
 	if !strings.Contains(page, "Landelijk beeld opvang Oekraïne") {
 		t.Error("with ncc stopped, what it sent before is gone from the picture")

@@ -241,9 +241,16 @@ func cacheAge(l *Lang, p *pb.PeerStatus) string {
 	case p.FeedOpen:
 		return l.T("picture.cache_heard", age(l, p.CacheAgeMs/1000))
 	case p.CacheAgeMs > 0:
-		return age(l, p.CacheAgeMs/1000)
+		// Complete until then: a copy just taken reads as fresh figures without its time
+		// (review T, T10).
+		return l.T("picture.copy_until", copyClock(p), age(l, p.CacheAgeMs/1000))
 	}
 	return ""
+}
+
+// copyClock is the time until which the copy of a partner that did not answer was complete.
+func copyClock(p *pb.PeerStatus) string {
+	return local(time.Now().Add(-time.Duration(p.CacheAgeMs) * time.Millisecond)).Format("15:04")
 }
 
 type partnerView struct {
@@ -1368,8 +1375,10 @@ func unanswered(l *Lang, p *pb.PeerStatus, pv partnerView) string {
 	switch {
 	case !search.Unanswered(p):
 		return ""
+	case p.CacheAgeMs > 0 && !p.FeedOpen:
+		return l.T("picture.partial_peer", pv.Name, copyClock(p))
 	case pv.CacheAge != "":
-		return l.T("picture.partial_peer", pv.Name, pv.CacheAge)
+		return l.T("picture.partial_peer_heard", pv.Name, pv.CacheAge)
 	}
 	return l.T("picture.partial_peer_nocopy", pv.Name)
 }
