@@ -1046,11 +1046,19 @@ func (n *Node) Stop(ctx context.Context) error {
 		if srv == nil {
 			continue
 		}
+		wait := ctx
+		if srv == n.tcpPeers {
+			// A peer's call that is cut asks again, of another replica or later: a Query whose
+			// peer stopped reading held the stop for the whole grace (review S, S3).
+			var cancel context.CancelFunc
+			wait, cancel = context.WithTimeout(ctx, peerGrace)
+			defer cancel()
+		}
 		done := make(chan struct{})
 		go func() { srv.GracefulStop(); close(done) }()
 		select {
 		case <-done:
-		case <-ctx.Done():
+		case <-wait.Done():
 			srv.Stop()
 		}
 	}
@@ -1065,6 +1073,10 @@ func (n *Node) Stop(ctx context.Context) error {
 	n.log.Info("node stopped")
 	return err
 }
+
+// peerGrace bounds how long a stopping node waits for its peers' calls to end before it cuts
+// them.
+const peerGrace = 5 * time.Second
 
 // warnPoliciesThatNoLongerLint says, at start, which approved policies this release's linter
 // refuses: an earlier release read them more leniently (a second YAML document it ignored, a
