@@ -568,6 +568,11 @@ func eachTextMatch(ctx context.Context, d *db.DB, f db.TextFilter, fn func(*pb.R
 	return d.EachTextMatch(ctx, f, fn)
 }
 
+// CutTrailer, set on a Query's end, says that the source ended its text search with what it
+// found (its budget for one search, or a word too broad for it left out): it holds more. A
+// search names it in SearchResponse.cut.
+const CutTrailer = "knooppunt-cut"
+
 // rankGroup is how many of a text query's matches, newest first, a source ranks together on
 // what the recipient may see of them before it sends them: the first page of a search is the
 // best of the newest rankGroup matches, as the index would rank a window of its own.
@@ -978,10 +983,12 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 		tf := TextFilter(req.Filter, text)
 		tf.Newest = true
 		streamErr = eachTextMatch(ctx, s.c.DB, tf, send)
-		if errors.Is(streamErr, db.ErrTextBudget) {
+		if db.TextCut(streamErr) {
 			// The peer gets what the walk found within the node's budget for one text search,
-			// ranked as any (review S, S1: one query walked for minutes).
-			s.c.Logger.Info("a peer's text query stopped at this node's budget for one text search", "peer", to.TrustDomain, "sent", sent, "considered", considered)
+			// ranked as any (review S, S1: one query walked for minutes), and the trailer says
+			// that this node holds more (review U, U5).
+			s.c.Logger.Info("a peer's text query ended with what it found", "peer", to.TrustDomain, "sent", sent, "considered", considered, "why", streamErr)
+			stream.SetTrailer(metadata.Pairs(CutTrailer, "1"))
 			streamErr = nil
 		}
 		if streamErr == nil && sent < limit {

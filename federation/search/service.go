@@ -233,12 +233,12 @@ func (s *Service) search(ctx context.Context, req *pb.SearchRequest, limited boo
 	var own []*pb.SearchHit
 	ownShare := &share{pool: pool, bytes: per, left: per}
 	if askOwn {
-		// Under the search's deadline, as the peers' parts are (review S, S2: timeout_ms did not
-		// bound it). What a text search found before the deadline, or before the node's budget
-		// for one text search, is kept, and the node named among those that hold more.
-		own, resp.TextPending, err = s.own(sctx, req.Filter, limit, ownShare)
-		if err != nil && (errors.Is(err, db.ErrTextBudget) || sctx.Err() != nil && ctx.Err() == nil) {
-			s.c.Logger.Info("a search of this node's own records stopped before its end", "hits", len(own), "err", err)
+		// A text search's work on the index is bounded by the node's budget (db.ErrTextBudget,
+		// review S, S2): what it found until then is kept, and the node named among those that
+		// hold more.
+		own, resp.TextPending, err = s.own(ctx, req.Filter, limit, ownShare)
+		if db.TextCut(err) {
+			s.c.Logger.Info("a search of this node's own records ended with what it found", "hits", len(own), "why", err)
 			ownShare.cut, err = true, nil
 		}
 	}
@@ -478,6 +478,10 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 		for {
 			sr, err := stream.Recv()
 			if errors.Is(err, io.EOF) {
+				// A source that ended its text search with what it found holds more (CutTrailer).
+				if len(stream.Trailer().Get(peerserver.CutTrailer)) > 0 {
+					sh.cut = true
+				}
 				return nil
 			}
 			if err != nil {
@@ -644,8 +648,9 @@ func (s *Service) fromCache(ctx context.Context, p config.Peer, f *pb.Filter, li
 			hits = append(hits, h)
 		}
 	}
-	if errors.Is(err, db.ErrTextBudget) {
-		// What it found until the node's budget for one text search: it holds more.
+	if db.TextCut(err) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		// What it found until the node's budget for one text search, or the read's bound: the
+		// copy holds more (review U, U9).
 		sh.cut, err = true, nil
 	}
 	if err != nil {

@@ -113,7 +113,7 @@ func (s *Service) localHit(ctx context.Context, f *pb.Filter, q *record.TextQuer
 		return !hit && read < suggestCandidates, nil
 	}
 	if own {
-		if err := s.c.DB.EachTextMatch(ctx, tf, decide); err != nil {
+		if err := s.c.DB.EachTextMatch(ctx, tf, decide); err != nil && !db.TextCut(err) {
 			return false
 		}
 	}
@@ -123,7 +123,7 @@ func (s *Service) localHit(ctx context.Context, f *pb.Filter, q *record.TextQuer
 		}
 		read = 0
 		err := s.c.DB.EachForeignTextMatch(ctx, p.TrustDomain, tf, func(r db.Foreign) (bool, error) { return decide(r.Record) })
-		if err != nil {
+		if err != nil && !db.TextCut(err) {
 			return false
 		}
 	}

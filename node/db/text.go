@@ -1,6 +1,7 @@
 package db
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -723,7 +724,7 @@ func textWhere(t string, f TextFilter) (string, []any) {
 // take one of the node's textSlots, and the whole walk at most textBudget of them: past it,
 // eachText stops with ErrTextBudget, after fn saw what it found.
 func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, pre []any, scan func(scanner, ...any) (T, error), fn func(T) (bool, error)) error {
-	match, err := d.matchExpr(ctx, f.Terms, t == "records", f.Any)
+	match, leftOut, err := d.matchExpr(ctx, f.Terms, t == "records", f.Any)
 	if err != nil || match == "" {
 		return err
 	}
@@ -834,7 +835,21 @@ func eachText[T any](ctx context.Context, d *DB, f TextFilter, from, t string, p
 			}
 		}
 	}
+	if leftOut {
+		return ErrTextWordsLeftOut
+	}
 	return nil
+}
+
+// ErrTextWordsLeftOut ends a search for any of its words that left out a word too broad for the
+// index (see maxPartWords and maxQueryWords): fn saw every match of the others, and the records
+// that hold only that word were not among them.
+var ErrTextWordsLeftOut = errors.New("a word of the search is part of too many words of the index, and was left out: the records that hold only it are not among the results")
+
+// TextCut says whether err is one of a text search that ended with what it found, while the
+// records searched may hold more matches (ErrTextBudget, ErrTextWordsLeftOut).
+func TextCut(err error) bool {
+	return errors.Is(err, ErrTextBudget) || errors.Is(err, ErrTextWordsLeftOut)
 }
 
 // ErrTextBudget stops a text search whose statements on the index took more than the node's
@@ -931,10 +946,40 @@ const (
 // that is in no word of the vocabulary. own says that the query is of own records: the words
 // own records hold are its vocabulary. With any, a record need hold one term: the query is "" when
 // none can be held, and a term no record can hold is left out.
-func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (string, error) {
+func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (expr string, leftOut bool, err error) {
+	// The vocabulary's words of every part of a word, and which parts the query may stand for:
+	// the narrowest first, within maxQueryWords together, so that a broad part typed first does
+	// not crowd out the narrow ones that decide (review U, U1).
+	type part struct {
+		w     string
+		right bool
+	}
+	found := map[part][]string{}
+	for _, term := range terms {
+		words, openStart, openEnd := record.TermWords(term)
+		for i, w := range words {
+			k := part{w, i == len(words)-1 && openEnd}
+			if _, ok := found[k]; ok || i != 0 || !openStart || utf8.RuneCountInString(w) < 3 {
+				continue
+			}
+			if found[k], err = d.vocabulary(ctx, w, k.right, own); err != nil {
+				return "", false, err
+			}
+		}
+	}
+	parts := slices.Collect(maps.Keys(found))
+	slices.SortFunc(parts, func(a, b part) int {
+		return cmp.Or(cmp.Compare(len(found[a]), len(found[b])), cmp.Compare(a.w, b.w), cmp.Compare(boolInt(a.right), boolInt(b.right)))
+	})
+	allowed := map[part]bool{}
+	budget := maxQueryWords
+	for _, k := range parts {
+		if n := len(found[k]); n <= maxPartWords && n <= budget {
+			allowed[k], budget = true, budget-n
+		}
+	}
 	var exprs []string
-	budget := maxQueryWords // of the vocabulary, over all the parts of words
-	held := false           // with any: a term some record may hold
+	held := false // with any: a term some record may hold
 	for _, term := range terms {
 		words, openStart, openEnd := record.TermWords(term)
 		alts := make([][]string, len(words)) // nil: any word
@@ -951,23 +996,21 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (stri
 				// Too short for the vocabulary's trigrams: any word, the other words decide.
 				continue
 			default:
-				found, err := d.vocabulary(ctx, w, right, own)
-				if err != nil {
-					return "", err
-				}
-				if len(found) == 0 && any {
+				k := part{w, right}
+				if len(found[k]) == 0 && any {
 					unheld = true
 					break word
 				}
-				if len(found) == 0 {
-					return "", nil
+				if len(found[k]) == 0 {
+					return "", false, nil
 				}
-				if len(found) > maxPartWords || len(found) > budget {
-					// Too broad, or past the query's words: the other words decide.
+				if !allowed[k] {
+					// Too broad, or past the query's words: the other words decide. With any, the
+					// term is left out: the records that hold it alone are not found.
+					leftOut = leftOut || any
 					continue
 				}
-				budget -= len(found)
-				for _, v := range found {
+				for _, v := range found[k] {
 					alts[i] = append(alts[i], ftsString(v))
 				}
 			}
@@ -984,16 +1027,23 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (stri
 		exprs = append(exprs, termExpr(alts))
 	}
 	if any && !held {
-		return "", nil
+		return "", false, nil
 	}
 	if any && len(exprs) > 0 {
-		return strings.Join(exprs, " OR "), nil
+		return strings.Join(exprs, " OR "), leftOut, nil
 	}
 	if len(exprs) == 0 {
-		return "", &record.FieldError{Field: "filter.text", Code: codes.InvalidArgument,
+		return "", false, &record.FieldError{Field: "filter.text", Code: codes.InvalidArgument,
 			Reason: fmt.Sprintf("every word is part of more than %d words: search for a longer word", maxPartWords)}
 	}
-	return strings.Join(exprs, " AND "), nil
+	return strings.Join(exprs, " AND "), false, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // termExpr is one term's query: a phrase of its words, or several where its first word stands

@@ -572,6 +572,24 @@ func TestTextQueryBounds(t *testing.T) {
 	if strings.Join(got, " ") != "a c" {
 		t.Errorf("qka qkb found %q, want the records of qka's words, a c: qkb's words past the query's 4,096", got)
 	}
+	// The narrowest parts first, whatever their order: qkc's 2,000 words go in before qka's
+	// 3,000, which do not fit beside them (review U, U1).
+	a.apply(put("e", `{"notes":"`+words("qkc", 2000)+`"}`), put("f", `{"notes":"qka0002 qkc0002"}`))
+	got = textIDs(t, d, "qka qkc", db.TextFilter{}, 100)
+	slices.Sort(got)
+	if strings.Join(got, " ") != "e f" {
+		t.Errorf("qka qkc found %q, want the records of qkc's words, e f: the narrower part first", got)
+	}
+	// With any of the words, a part left out leaves its records out: the search says so.
+	var anyOf []string
+	err := d.EachTextMatch(context.Background(), db.TextFilter{Terms: []string{"qka", "qkb"}, Any: true}, func(r *pb.Record) (bool, error) {
+		anyOf = append(anyOf, r.Id)
+		return true, nil
+	})
+	slices.Sort(anyOf)
+	if !errors.Is(err, db.ErrTextWordsLeftOut) || !db.TextCut(err) || strings.Join(anyOf, " ") != "a c f" {
+		t.Errorf("any of qka qkb: %q, %v; want a c f and ErrTextWordsLeftOut", anyOf, err)
+	}
 
 	var batch []*db.Write
 	for i := range 600 {
@@ -583,7 +601,7 @@ func TestTextQueryBounds(t *testing.T) {
 	}
 	d.SetTextBudget(time.Nanosecond)
 	var seen int
-	err := d.EachTextMatch(context.Background(), db.TextFilter{Terms: []string{"zeist"}}, func(*pb.Record) (bool, error) {
+	err = d.EachTextMatch(context.Background(), db.TextFilter{Terms: []string{"zeist"}}, func(*pb.Record) (bool, error) {
 		seen++
 		return true, nil
 	})

@@ -1458,7 +1458,9 @@ type SearchResponse struct {
 	TextPending int64 `protobuf:"varint,4,opt,name=text_pending,json=textPending" json:"text_pending,omitempty"`
 	// cut names the sources ("" for this node, else a peer's name) that gave less than limit
 	// because their hits reached their share of the answer's bytes (MaxAnswerBytes over the
-	// sources asked): each holds more.
+	// sources asked), or that ended a text search with what they found (the node's budget for
+	// one text search, or a word too broad for the index left out of a search for any of the
+	// words): each holds more.
 	Cut           []string `protobuf:"bytes,5,rep,name=cut" json:"cut,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
