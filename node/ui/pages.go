@@ -170,6 +170,8 @@ type assessmentView struct {
 	SumsKept, Minor           bool     // the assessment kept its sums; the picture changed, and none moved
 	Endorsed                  []string
 	Remarks                   []assessment.Response
+	// Actions are the forms the section offers a writer (assessment_form.go).
+	Actions assessmentActions
 }
 
 // assessmentOf finds each organisation's current assessment in the picture and compares it with
@@ -182,7 +184,9 @@ func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, behind []stri
 		return part
 	}
 	for i, v := range all {
-		if a := assessmentViewOf(r, v, name); i == 0 {
+		a := assessmentViewOf(r, v, name)
+		a.Actions = s.assessmentActionsOf(r, pic.Crisis, v)
+		if i == 0 {
 			part.A = a
 		} else {
 			part.Others = append(part.Others, a)

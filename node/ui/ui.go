@@ -197,6 +197,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /records/importeren/verslag", s.person(s.importReport))
 	m.HandleFunc("GET /records/importeren/voorbeeld", s.person(s.importTemplate))
 	m.HandleFunc("GET /beheer", s.person(s.admin))
+	m.HandleFunc("GET /duiding", s.person(s.assessmentForm))
+	m.HandleFunc("POST /duiding", s.person(s.publishAssessment))
+	m.HandleFunc("POST /duiding/reactie", s.person(s.respondToAssessment))
 	m.HandleFunc("/", s.notFound)
 	s.mux = m
 }
