@@ -198,6 +198,10 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (v ale
 			if b.State != "resolved" || b.ResolvedAt == nil {
 				return alertView{}, false, false
 			}
+			if ruleSummary(in.Description) == "" {
+				// Without a description the title says that the rule fires: it says it cleared.
+				v.Title = ruleAlertTitle(l, e.Record.Region, b, in, true)
+			}
 			if endedAt = *b.ResolvedAt; b.Withdrawn != "" {
 				endedKey = "alerts.withdrawn_when"
 			}
@@ -217,6 +221,9 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (v ale
 		}
 		v.at, _ = time.Parse(cap.TimeLayout, b.Sent)
 		if b.MsgType == "Cancel" || in.Urgency == "Past" {
+			if v.at.IsZero() {
+				return alertView{}, false, false // ended, but when is not said: never in force (review U, U2)
+			}
 			endedAt = v.at
 		} else if exp, err := time.Parse(cap.TimeLayout, in.Expires); err == nil && !exp.After(now) {
 			endedAt, endedKey = exp, "alerts.expired_when"

@@ -1256,3 +1256,51 @@ func pictureGet(t *testing.T, pic *pb.PictureResponse, path string) *httptest.Re
 	s.ServeHTTP(w, r)
 	return w
 }
+
+// TestAlertsThatEnded: which alerts the picture shows in force, which as ended (within
+// clearedShown) and which not at all: a CAP Cancel or Past alert whose time is not said is never
+// in force (review U, U2), and a rule's alert without a description says that it cleared.
+func TestAlertsThatEnded(t *testing.T) {
+	cats, err := loadCatalogues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lang{Code: "nl", cat: cats["nl"]}
+	now := time.Now()
+	at := func(d time.Duration) string { return now.Add(-d).UTC().Format("2006-01-02T15:04:05-07:00") } // CAP's
+	capAlert := func(msgType, urgency, sent, expires string) string {
+		return `{"identifier":"x","sender":"s","sent":"` + sent + `","status":"Actual","msgType":"` + msgType + `","scope":"Public",
+			"info":[{"language":"nl-NL","category":["Safety"],"event":"Drukte","urgency":"` + urgency + `","severity":"Severe","certainty":"Likely","headline":"Drukte bij de opvang","expires":"` + expires + `"}]}`
+	}
+	rule := func(state, resolvedAt, description string) string {
+		b := `{"identifier":"r","sender":"s","sent":"` + at(time.Hour) + `","status":"Actual","msgType":"Alert","scope":"Restricted",
+			"info":[{"category":["Other"],"event":"bedden-laag","urgency":"Expected","severity":"Severe","certainty":"Likely","description":"` + description + `"}],
+			"rule":"bedden-laag","region":"VR09","state":"` + state + `","fired_at":"` + at(time.Hour) + `"`
+		if resolvedAt != "" {
+			b += `,"resolved_at":"` + resolvedAt + `"`
+		}
+		return b + `}`
+	}
+	for _, tc := range []struct {
+		name, body      string
+		inForce, ended  bool
+		title, endedHas string
+	}{
+		{"a CAP alert", capAlert("Alert", "Expected", at(time.Hour), ""), true, false, "Drukte bij de opvang", ""},
+		{"a CAP Cancel an hour ago", capAlert("Cancel", "Expected", at(time.Hour), ""), false, true, "Drukte bij de opvang", "opgeheven om"},
+		{"a CAP Past alert without a time", capAlert("Update", "Past", "", ""), false, false, "", ""},
+		{"a CAP Cancel with a bad time", capAlert("Cancel", "Expected", "gisteren", ""), false, false, "", ""},
+		{"a CAP alert expired 2 hours ago", capAlert("Alert", "Expected", at(3*time.Hour), at(2*time.Hour)), false, true, "Drukte bij de opvang", "verlopen om"},
+		{"a CAP Cancel a day ago", capAlert("Cancel", "Expected", at(24*time.Hour), ""), false, false, "", ""},
+		{"a rule's alert firing", rule("firing", "", "Weinig bedden."), true, false, "Weinig bedden — VR09 Utrecht (regel bedden-laag)", ""},
+		{"a rule's alert resolved", rule("resolved", at(time.Hour), "Weinig bedden."), false, true, "Weinig bedden — VR09 Utrecht (regel bedden-laag)", "opgeheven om"},
+		{"a rule's alert resolved, no description", rule("resolved", at(time.Hour), ""), false, true, "Regel bedden-laag is opgeheven in VR09 Utrecht", "opgeheven om"},
+		{"a rule's alert resolved 13 hours ago", rule("resolved", at(13*time.Hour), "Weinig bedden."), false, false, "", ""},
+	} {
+		e := &pb.PictureEntry{Kind: "alert", Region: "VR09", Source: "a", Record: &pb.Record{Id: "x", Kind: "alert", Region: "VR09", Body: []byte(tc.body)}}
+		v, inForce, ended := activeAlert(l, e, now, "/")
+		if inForce != tc.inForce || ended != tc.ended || (inForce || ended) && (v.Title != tc.title || !strings.Contains(v.Ended, tc.endedHas)) {
+			t.Errorf("%s: in force %v, ended %v, %q %q; want %v, %v, %q, ended saying %q", tc.name, inForce, ended, v.Title, v.Ended, tc.inForce, tc.ended, tc.title, tc.endedHas)
+		}
+	}
+}
