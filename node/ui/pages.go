@@ -661,7 +661,9 @@ func (s *Server) staleFigures(r *request, pic *pb.PictureResponse, rows []capaci
 		if e.Stale && summed[e.Kind] && e.Record != nil && !e.Record.Tombstone {
 			stale = append(stale, e)
 			byRegion[e.Region]++
-			byRegion["NL"]++
+			if e.Region != "NL" {
+				byRegion["NL"]++ // the national row counts every region's, and its own (review U, U7)
+			}
 		}
 	}
 	for i := range rows {
