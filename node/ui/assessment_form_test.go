@@ -54,9 +54,13 @@ func TestAssessmentInTheBrowser(t *testing.T) {
 	e.ncc.Approve(t, "name: ncc-duiding\npurpose: landelijke duiding\nrecipients: [spiffe://vr-utrecht.crisis.test]\nkinds: [assessment]\nmax_classification: internal\n")
 	e.utrecht.Approve(t, "name: reactie-duiding\npurpose: reactie op de landelijke duiding\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [assessment.response]\nmax_classification: internal\n")
 
-	// NCC's editor opens the form: three fields, and that the assessment is tied to the picture.
+	// NCC's editor finds the form on the picture, which has no assessment of NCC's yet: three
+	// fields, and that the assessment is tied to the picture.
 	ncc := newBrowser(t)
 	e.op.signInAs("eva")
+	if _, page := ncc.get(t, e.nccURL+"/?crisis=oekraine"); !strings.Contains(page, `id="duiding-publiceren"><a class="utrecht-link" href="/duiding?crisis=oekraine">Duiding van uw organisatie publiceren</a>`) {
+		t.Errorf("NCC's picture without its assessment does not link the form to publish one:\n%s", page)
+	}
 	resp, form := ncc.get(t, e.nccURL+"/duiding?crisis=oekraine")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /duiding at ncc: %d\n%s", resp.StatusCode, form)
@@ -95,6 +99,9 @@ func TestAssessmentInTheBrowser(t *testing.T) {
 	own := section(page, "duiding-kop")
 	if !strings.Contains(own, "Opvang in Zeeland raakt vol") || !strings.Contains(own, `href="/duiding?crisis=oekraine">Duiding bijwerken</a>`) {
 		t.Errorf("NCC's picture does not show its assessment with the link to update it:\n%s", own)
+	}
+	if strings.Contains(page, `id="duiding-publiceren"`) {
+		t.Error("NCC's picture with its assessment still offers to publish a first one")
 	}
 	if strings.Contains(own, `value="endorse"`) {
 		t.Errorf("NCC is offered to endorse its own assessment:\n%s", own)
@@ -168,7 +175,7 @@ func TestAssessmentInTheBrowser(t *testing.T) {
 	// A reader is offered no form, and is refused one sent all the same.
 	reader := newBrowser(t)
 	_, pic = e.signIn(t, reader, "bram", "/?crisis=oekraine")
-	if !strings.Contains(pic, "Duiding van ncc") || strings.Contains(pic, "/duiding/reactie") || strings.Contains(pic, "Onderschrijven") {
+	if !strings.Contains(pic, "Duiding van ncc") || strings.Contains(pic, "/duiding/reactie") || strings.Contains(pic, "Onderschrijven") || strings.Contains(pic, "duiding-publiceren") {
 		t.Errorf("a reader is offered to respond:\n%s", section(pic, "duiding-kop"))
 	}
 	tok = csrfOf(t, pic)

@@ -134,6 +134,9 @@ type assessmentPart struct {
 	A *assessmentView
 	// Others are the other organisations' assessments.
 	Others []*assessmentView
+	// Publish, for a writer whose organisation has no assessment of the crisis here, is the form
+	// that publishes its first.
+	Publish string
 }
 
 // assessmentItem is one assessment as the partial shows it; N sets its elements' ids apart from
@@ -180,6 +183,9 @@ type assessmentView struct {
 func (s *Server) assessmentOf(r *request, pic *pb.PictureResponse, behind []string, name func(td string) string) *assessmentPart {
 	part := &assessmentPart{L: r.L}
 	all, err := assessment.All(pic, s.c.Org, behind)
+	if isWriter(r) && (len(all) == 0 || all[0].Origin != s.c.Org) {
+		part.Publish = r.inMode("/duiding?" + url.Values{"crisis": {pic.Crisis}}.Encode())
+	}
 	if err != nil || len(all) == 0 {
 		return part
 	}
