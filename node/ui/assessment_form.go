@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -29,6 +30,9 @@ func init() {
 // link to update it. Writer false offers nothing.
 type assessmentActions struct {
 	Writer, Own bool
+	// Endorsed says that this organisation endorsed the version shown: the button is not offered
+	// again, and the page says so.
+	Endorsed bool
 	// Source and ID name the assessment record the forms respond to (its origin's trust domain);
 	// the handler reads it again from the picture.
 	Source, ID, Crisis string
@@ -42,7 +46,8 @@ func (s *Server) assessmentActionsOf(r *request, crisis string, v *assessment.Vi
 	if !isWriter(r) {
 		return assessmentActions{}
 	}
-	return assessmentActions{Writer: true, Own: v.Origin == s.c.Org, Source: v.Origin, ID: v.ID, Crisis: crisis, CSRF: r.Session.CSRF,
+	endorsed := slices.ContainsFunc(v.Endorsed, func(e assessment.Response) bool { return e.Org == s.c.Org && !e.Outdated })
+	return assessmentActions{Writer: true, Own: v.Origin == s.c.Org, Endorsed: endorsed, Source: v.Origin, ID: v.ID, Crisis: crisis, CSRF: r.Session.CSRF,
 		Respond: r.inMode("/duiding/reactie"), Update: r.inMode("/duiding?" + url.Values{"crisis": {crisis}}.Encode())}
 }
 

@@ -148,6 +148,8 @@ func TestAssessmentInTheBrowser(t *testing.T) {
 	}
 	if resp, page := respond(assessment.Endorse, ""); resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
 		t.Fatalf("endorsing went to %s (%d)\n%s", resp.Request.URL, resp.StatusCode, page)
+	} else if theirs := section(page, "duiding-kop"); !strings.Contains(theirs, "Uw organisatie onderschrijft deze versie van de duiding.") || strings.Contains(theirs, `value="endorse"`) {
+		t.Errorf("after endorsing, the picture offers to endorse again, or does not say it was:\n%s", theirs)
 	}
 	if resp, page := respond(assessment.Remark, "Hulst heeft morgen 20 plekken extra"); resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
 		t.Fatalf("the remark went to %s (%d)\n%s", resp.Request.URL, resp.StatusCode, page)
