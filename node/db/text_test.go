@@ -609,3 +609,40 @@ func TestTextQueryBounds(t *testing.T) {
 		t.Errorf("past its budget: %d records seen, %v; want the first window's 256, then ErrTextBudget", seen, err)
 	}
 }
+
+// TestTextChunksSeeEveryMatchOnce: a search reads a shard's matches in chunks that grow from one
+// window (256, 1,024, 4,096, …): across the chunks' and windows' edges every match comes once,
+// ranked within its window, or newest first with Newest (review U, U12).
+func TestTextChunksSeeEveryMatchOnce(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	const n = 1400 // past the first chunk (256) and the second (256 + 1,024)
+	var batch []*db.Write
+	for i := range n {
+		batch = append(batch, put(fmt.Sprintf("r%04d", i), `{"notes":"opvang in Zeist"}`))
+	}
+	a.apply(batch...)
+	if left, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil || left != 0 {
+		t.Fatalf("CatchUpText: %d left, %v", left, err)
+	}
+	for _, newest := range []bool{false, true} {
+		var ids []string
+		err := d.EachTextMatch(context.Background(), db.TextFilter{Terms: []string{"zeist"}, Newest: newest}, func(r *pb.Record) (bool, error) {
+			ids = append(ids, r.Id)
+			return true, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, id := range ids {
+			seen[id] = true
+		}
+		if len(ids) != n || len(seen) != n {
+			t.Errorf("newest %v: %d matches, %d of them different; want each of %d once", newest, len(ids), len(seen), n)
+		}
+		if newest && !slices.IsSortedFunc(ids, func(a, b string) int { return strings.Compare(b, a) }) {
+			t.Errorf("newest first: the matches are not in the order they were written, newest first: %v…", ids[:min(10, len(ids))])
+		}
+	}
+}
