@@ -959,7 +959,7 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (expr
 		words, openStart, openEnd := record.TermWords(term)
 		for i, w := range words {
 			k := part{w, i == len(words)-1 && openEnd}
-			if _, ok := found[k]; ok || i != 0 || !openStart || utf8.RuneCountInString(w) < 3 {
+			if _, ok := found[k]; ok || !inVocabulary(w, i == 0 && openStart) {
 				continue
 			}
 			if found[k], err = d.vocabulary(ctx, w, k.right, own); err != nil {
@@ -992,7 +992,7 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (expr
 				alts[i] = []string{ftsString(w)}
 			case !left:
 				alts[i] = []string{ftsString(w) + " *"}
-			case utf8.RuneCountInString(w) < 3:
+			case !inVocabulary(w, left):
 				// Too short for the vocabulary's trigrams: any word, the other words decide.
 				continue
 			default:
@@ -1037,6 +1037,12 @@ func (d *DB) matchExpr(ctx context.Context, terms []string, own, any bool) (expr
 			Reason: fmt.Sprintf("every word is part of more than %d words: search for a longer word", maxPartWords)}
 	}
 	return strings.Join(exprs, " AND "), false, nil
+}
+
+// inVocabulary says whether a word of a term stands for the vocabulary's words that end with it
+// or hold it: one the term may hold only in part at its start (left), of three letters or more.
+func inVocabulary(w string, left bool) bool {
+	return left && utf8.RuneCountInString(w) >= 3
 }
 
 func boolInt(b bool) int {

@@ -39,13 +39,19 @@ import (
 // shown nowhere on it.
 var shownElsewhere = map[string]bool{record.AlertKind: true, assessment.Kind: true, assessment.ResponseKind: true}
 
-// latestOf returns whether an entry of pic belongs among its latest records: not a kind the
-// picture shows apart (shownElsewhere) or sums, whatever this node knows of it.
-func latestOf(pic *pb.PictureResponse) func(*pb.PictureEntry) bool {
+// summedKinds are the kinds whose fields pic's sums add up.
+func summedKinds(pic *pb.PictureResponse) map[string]bool {
 	summed := map[string]bool{}
 	for _, a := range pic.Aggregates {
 		summed[a.Kind] = true
 	}
+	return summed
+}
+
+// latestOf returns whether an entry of pic belongs among its latest records: not a kind the
+// picture shows apart (shownElsewhere) or sums, whatever this node knows of it.
+func latestOf(pic *pb.PictureResponse) func(*pb.PictureEntry) bool {
+	summed := summedKinds(pic)
 	return func(e *pb.PictureEntry) bool {
 		return e.Record != nil && !shownElsewhere[e.Kind] && !summed[e.Kind]
 	}
@@ -452,10 +458,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	now := time.Now()
 	// The entries of a kind the sums count are shown only in them: the ones that other sources
 	// report otherwise are said under the sums, each with what every source reports.
-	summed := map[string]bool{}
-	for _, a := range pic.Aggregates {
-		summed[a.Kind] = true
-	}
+	summed := summedKinds(pic)
 	for _, e := range pic.Entries {
 		if !summed[e.Kind] || len(e.Conflict) == 0 || e.Record == nil {
 			continue
@@ -491,17 +494,13 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	// Each region's row leads to its records, municipality by municipality: the kind when the
 	// sums are of one kind, as they are of shelter.capacity.
-	kinds := map[string]bool{}
-	for _, a := range pic.Aggregates {
-		kinds[a.Kind] = true
-	}
 	for i, row := range v.Rows {
 		if row.National {
 			continue
 		}
 		q := url.Values{"crisis": {v.Crisis}, "region": {row.Region}}
-		if len(kinds) == 1 {
-			for k := range kinds {
+		if len(summed) == 1 {
+			for k := range summed {
 				q.Set("kind", k)
 			}
 		}
@@ -657,10 +656,7 @@ func capacity(l *Lang, kinds *record.Kinds, pic *pb.PictureResponse) (columns []
 // those entries, oldest first: at most staleShown, and how many more. The sums count a stale
 // figure as any other (docs/api.md); the page must not let it pass for current.
 func (s *Server) staleFigures(r *request, pic *pb.PictureResponse, rows []capacityRow, orgName func(string) string) (list []staleView, more int) {
-	summed := map[string]bool{}
-	for _, a := range pic.Aggregates {
-		summed[a.Kind] = true
-	}
+	summed := summedKinds(pic)
 	var stale []*pb.PictureEntry
 	byRegion := map[string]int{}
 	for _, e := range pic.Entries {
