@@ -33,6 +33,9 @@ type assessmentActions struct {
 	// Endorsed says that this organisation endorsed the version shown: the button is not offered
 	// again, and the page says so.
 	Endorsed bool
+	// Remark is this organisation's remark on the assessment, of any version: the remark field
+	// starts with it, so that a writer amends it instead of typing it again.
+	Remark string
 	// Source and ID name the assessment record the forms respond to (its origin's trust domain);
 	// the handler reads it again from the picture.
 	Source, ID, Crisis string
@@ -47,7 +50,11 @@ func (s *Server) assessmentActionsOf(r *request, crisis string, v *assessment.Vi
 		return assessmentActions{}
 	}
 	endorsed := slices.ContainsFunc(v.Endorsed, func(e assessment.Response) bool { return e.Org == s.c.Org && !e.Outdated })
-	return assessmentActions{Writer: true, Own: v.Origin == s.c.Org, Endorsed: endorsed, Source: v.Origin, ID: v.ID, Crisis: crisis, CSRF: r.Session.CSRF,
+	var remark string
+	if i := slices.IndexFunc(v.Remarks, func(e assessment.Response) bool { return e.Org == s.c.Org }); i >= 0 {
+		remark = v.Remarks[i].Text
+	}
+	return assessmentActions{Writer: true, Own: v.Origin == s.c.Org, Endorsed: endorsed, Remark: remark, Source: v.Origin, ID: v.ID, Crisis: crisis, CSRF: r.Session.CSRF,
 		Respond: r.inMode("/duiding/reactie"), Update: r.inMode("/duiding?" + url.Values{"crisis": {crisis}}.Encode())}
 }
 

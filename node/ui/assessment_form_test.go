@@ -153,6 +153,9 @@ func TestAssessmentInTheBrowser(t *testing.T) {
 	}
 	if resp, page := respond(assessment.Remark, "Hulst heeft morgen 20 plekken extra"); resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
 		t.Fatalf("the remark went to %s (%d)\n%s", resp.Request.URL, resp.StatusCode, page)
+	} else if theirs := section(page, "duiding-kop"); !strings.Contains(theirs, `aria-required="true">Hulst heeft morgen 20 plekken extra</textarea>`) {
+		// The remark field starts with the organisation's remark, to amend rather than retype.
+		t.Errorf("after remarking, the remark field does not hold the remark:\n%s", theirs)
 	}
 	// The response names the version the node holds, not the one the form sent.
 	end, err := pb.NewRecordServiceClient(e.utrecht.Local(t)).Get(fedtest.Call(t), &pb.GetRequest{Id: assessment.ResponseID(assessment.Endorse, e.utrecht.TD.Name(), rec)})
