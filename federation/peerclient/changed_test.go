@@ -6,8 +6,9 @@ import (
 )
 
 // TestChangedWhenASubscriptionOpensOrBreaks: Manager.Changed is closed when a subscription opens
-// or breaks, and not at each failed attempt to reconnect while it is down (review T, T3: the
-// open pictures learn of it at once, and a peer that stays down does not wake them).
+// or breaks, or its first attempt fails, and not at each failed attempt to reconnect while it is
+// down (review T, T3: the open pictures learn of it at once, also of a peer that stopped while the
+// subscription was still connecting, and a peer that stays down does not wake them).
 func TestChangedWhenASubscriptionOpensOrBreaks(t *testing.T) {
 	m := New(Config{})
 	s := &subscription{state: SubscriptionState{Since: time.Now()}, flipped: m.flip}
@@ -23,7 +24,8 @@ func TestChangedWhenASubscriptionOpensOrBreaks(t *testing.T) {
 		st   SubscriptionState
 		want bool
 	}{
-		{SubscriptionState{Err: "connection refused"}, false}, // the first attempt failed: it was not open
+		{SubscriptionState{Err: "connection refused"}, true}, // the first attempt failed: a picture may have heard the peer meanwhile
+		{SubscriptionState{Err: "connection refused"}, false}, // and the next
 		{SubscriptionState{Open: true, Opened: true}, true},
 		{SubscriptionState{Open: true, Opened: true}, false}, // opened again after a renewed SVID: no outage
 		{SubscriptionState{Err: "EOF", Opened: true}, true},

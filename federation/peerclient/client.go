@@ -240,11 +240,14 @@ func (s *subscription) caughtUpSinceOpened() time.Time {
 	return s.state.caughtUp()
 }
 
-// set is the subscription's new state; one that opens or breaks tells flipped. A failed attempt
-// to reconnect leaves it broken, and tells nothing.
+// set is the subscription's new state; one that opens or breaks tells flipped, and so does the
+// first attempt's failure: a peer that stopped while the subscription was still connecting
+// answered a picture that asked it meanwhile, and that picture must hear that it is gone. A
+// failed attempt to reconnect leaves it broken, and tells nothing.
 func (s *subscription) set(st SubscriptionState) {
 	s.stateMu.Lock()
-	flip := s.state.Open != st.Open
+	first := !s.state.Open && !s.state.Opened && s.state.Err == "" && st.Err != ""
+	flip := s.state.Open != st.Open || first
 	s.state = st
 	s.stateMu.Unlock()
 	if flip && s.flipped != nil {
