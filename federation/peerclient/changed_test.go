@@ -24,7 +24,7 @@ func TestChangedWhenASubscriptionOpensOrBreaks(t *testing.T) {
 		st   SubscriptionState
 		want bool
 	}{
-		{SubscriptionState{Err: "connection refused"}, true}, // the first attempt failed: a picture may have heard the peer meanwhile
+		{SubscriptionState{Err: "connection refused"}, true},  // the first attempt failed: a picture may have heard the peer meanwhile
 		{SubscriptionState{Err: "connection refused"}, false}, // and the next
 		{SubscriptionState{Open: true, Opened: true}, true},
 		{SubscriptionState{Open: true, Opened: true}, false}, // opened again after a renewed SVID: no outage
