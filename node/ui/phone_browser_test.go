@@ -136,6 +136,13 @@ func TestBrowserPhone(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#fase")),
 	))
 	fits("het beeld")
+	// The figures start in the first screen: the page's actions share a row (review T, T9: the
+	// capacity heading was 800 px down).
+	if y := tb.number("the first region's figures", `document.querySelector("table[aria-labelledby=capaciteit] tbody tr").getBoundingClientRect().bottom + scrollY`); y > 844 {
+		t.Errorf("at 390 px the capacity table's first row ends %.0f px down, want within the first screen (844)", y)
+	} else {
+		t.Logf("at 390 px the capacity table's first row ends %.0f px down", y)
+	}
 	// The menu folds beside the search box, and opens.
 	if r := tb.text("menu row", chromedp.Evaluate[string](`String(Math.abs(document.querySelector(".kp-nav__toggle").getBoundingClientRect().top - document.getElementById("snelzoeken").getBoundingClientRect().top) < 20)`)); r != "true" {
 		t.Error("at 390 px the menu and the search box are not on one row")
