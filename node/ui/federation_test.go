@@ -614,9 +614,10 @@ func TestSearchAsStaffAsk(t *testing.T) {
 		!strings.Contains(page, `id="vraagwoorden"><p class="utrecht-paragraph">Niet gezocht op “Wat”, “het”: die woorden staan in bijna elke vraag.`) {
 		t.Errorf("search for Wat is het regionaal beeld?: want this node's sitrep, the frame words named:\n%s", page)
 	}
-	// No record holds all the words: those that hold one or more, here and at the partners, said.
+	// No record holds all the words: those that hold one or more, here and at the partners, said,
+	// and which word none of them holds (review R, R11).
 	if _, page := search("beeld kwartelkoning"); !strings.Contains(page, "Resultaten (2)") || !strings.Contains(page, "Landelijk <mark>beeld</mark> opvang Oekraïne</a>") ||
-		!strings.Contains(page, `id="enkele-woorden"><p class="utrecht-paragraph">Geen resultaten met al deze woorden samen.`) {
+		!strings.Contains(page, `id="enkele-woorden"><p class="utrecht-paragraph">Geen resultaten met al deze woorden samen. Hieronder staan resultaten met “beeld”, de beste eerst; geen ervan bevat “kwartelkoning”.`) {
 		t.Errorf("search for beeld kwartelkoning: want both sitreps, with one of the words, said:\n%s", page)
 	}
 	// A title that holds the words comes before a record that holds them elsewhere (review P,

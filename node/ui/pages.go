@@ -1187,6 +1187,27 @@ func plain(parts []snippetPart) string {
 	return b.String()
 }
 
+// termsIn splits the terms of a search into those that some hit holds, in its text (as the kind
+// declares it, see record.Texts) or in its snippet (an attachment's words), and those that none
+// does, each in the order given. Both sides are normalised as the index reads them, and spaces
+// collapsed, for a phrase.
+func (s *Server) termsIn(terms []string, hits []*pb.SearchHit) (found, missing []string) {
+	texts := make([]string, len(hits))
+	for i, h := range hits {
+		parts := record.Texts(s.c.Kinds.Get(h.GetRecord().GetKind()), h.GetRecord().GetBody())
+		parts = append(parts, plain(snippetParts(h.GetSnippet())))
+		texts[i] = strings.Join(strings.Fields(record.Normalize(strings.Join(parts, " "))), " ")
+	}
+	for _, t := range terms {
+		if slices.ContainsFunc(texts, func(text string) bool { return strings.Contains(text, t) }) {
+			found = append(found, t)
+		} else {
+			missing = append(missing, t)
+		}
+	}
+	return found, missing
+}
+
 // quoted is words in quotes, separated by commas: “in”, “de”.
 func quoted(words []string) string {
 	q := make([]string, 0, len(words))
@@ -1527,6 +1548,10 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			f.TextAny = true
 			if again, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, req); err == nil && len(again.Hits) > 0 {
 				resp, v.AnyWords = again, r.L.T("search.any_words")
+				// Which words the results hold, and which none of them does (review R, R11).
+				if found, missing := s.termsIn(text.Terms, again.Hits); len(missing) > 0 && len(found) > 0 {
+					v.AnyWords = r.L.T("search.any_words_missing", quoted(found), quoted(missing))
+				}
 			}
 		}
 		v.Partial, v.TextPending = resp.Partial, resp.TextPending
