@@ -701,8 +701,9 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	// Search marks the two reports of Middelburg as the picture does, the newest as such; of
 	// Rotterdam, with the same figures, neither (review P, P3).
 	_, page = b.get(t, e.url+"/zoeken?q=Middelburg&kind=shelter.capacity")
-	own := regexp.MustCompile(`href="/record\?id=opvang-middelburg[^"]*"><mark>Middelburg</mark></a> <span class="kp-tag kp-tag--bad">lcvs meldt andere cijfers</span> <span class="kp-tag kp-tag--info">nieuwste melding</span>`)
-	theirs := regexp.MustCompile(`href="/record\?id=middelburg[^"]*"><mark>Middelburg</mark></a> <span class="kp-tag kp-tag--bad">vr-utrecht meldt andere cijfers</span> <span class="kp-tag kp-tag--info" title`)
+	// Each links the other (review R, R10).
+	own := regexp.MustCompile(`href="/record\?id=opvang-middelburg[^"]*"><mark>Middelburg</mark></a> <span class="kp-tag kp-tag--bad">lcvs meldt andere cijfers</span> <span class="kp-tag kp-tag--info">nieuwste melding</span> <a class="utrecht-link kp-other-link" href="/record\?id=middelburg&amp;[^"]*">bekijk die melding</a>`)
+	theirs := regexp.MustCompile(`href="/record\?id=middelburg[^"]*"><mark>Middelburg</mark></a> <span class="kp-tag kp-tag--bad">vr-utrecht meldt andere cijfers</span> <a class="utrecht-link kp-other-link" href="/record\?id=opvang-middelburg&amp;[^"]*">bekijk die melding</a> <span class="kp-tag kp-tag--info" title`)
 	if !strings.Contains(page, "Resultaten (2)") || !own.MatchString(page) || !theirs.MatchString(page) {
 		t.Errorf("search for Middelburg does not mark the two reports with other figures:\n%s", page)
 	}

@@ -1195,6 +1195,52 @@ func TestFigureMarksOlderDisagreeing(t *testing.T) {
 	}
 }
 
+// TestFigureMarksStandTogether: two sources' records of one place with other figures stand
+// together among the hits, where the first of them stood, the newest first, each linked to the
+// other; the other hits keep their order (review R, R10: results 3 and 14 of 14, unlinked).
+func TestFigureMarksStandTogether(t *testing.T) {
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Kinds: kinds, Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	hit := func(origin, place string, age time.Duration, free int) *pb.SearchHit {
+		return &pb.SearchHit{Record: &pb.Record{Id: strings.ToLower(place) + "-" + origin, Origin: origin, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",
+			UpdatedAt: timestamppb.New(now.Add(-age)), Body: fmt.Appendf(nil, `{"municipality":%q,"beds_total":80,"beds_free":%d}`, place, free)}}
+	}
+	hits := []*pb.SearchHit{hit("vru", "Zeist", time.Hour, 15), hit("lcvs", "Houten", time.Minute, 3), hit("lcvs", "Goes", time.Minute, 4),
+		hit("lcvs", "Zeist", time.Minute, 22), hit("lcvs", "Hulst", time.Minute, 5)}
+	views := make([]hitView, len(hits))
+	for i, h := range hits {
+		views[i].Title, views[i].Link = h.Record.Id, "/record?id="+h.Record.Id
+	}
+	s.figureMarks(hits, views, now)
+	var order []string
+	for _, v := range views {
+		order = append(order, v.Title)
+	}
+	if want := []string{"zeist-lcvs", "zeist-vru", "houten-lcvs", "goes-lcvs", "hulst-lcvs"}; !slices.Equal(order, want) {
+		t.Errorf("the hits stand as %v, want %v", order, want)
+	}
+	if v := views[0]; !v.Newest || v.OtherLink != "/record?id=zeist-vru" {
+		t.Errorf("the newest of Zeist: newest %t, linked to %q; want newest, linked to vru's", v.Newest, v.OtherLink)
+	}
+	if v := views[1]; v.Newest || v.OtherLink != "/record?id=zeist-lcvs" {
+		t.Errorf("the older of Zeist: newest %t, linked to %q; want linked to lcvs's", v.Newest, v.OtherLink)
+	}
+	for _, v := range views[2:] {
+		if v.OtherLink != "" || len(v.Others) > 0 {
+			t.Errorf("%s is marked as disagreeing: %+v", v.Title, v)
+		}
+	}
+}
+
 // TestPictureMarksStaleFigures: the sums count a stale figure as any other; the picture marks
 // each region row that counts stale ones with how many, and names them under the sums, oldest
 // first, linked to their records (review T, T2: a figure days old counted unmarked).

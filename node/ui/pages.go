@@ -1011,13 +1011,20 @@ type hitView struct {
 	Stale  bool
 	Others []string
 	Newest bool
+	// OtherLink, beside Others, opens the record among the hits that reports other figures of
+	// the place: of the newest, the first of the others (review R, R10).
+	OtherLink string
 }
 
 // figureMarks marks the hits of kinds that sum figures as the picture of their crisis would
 // (search.Merge, over the hits alone): stale ones, and, where two sources' records of the same
 // place report other figures, each with the other sources and the newest (review P, P3: search
-// showed 0 and 8 free beds of one place, unmarked).
+// showed 0 and 8 free beds of one place, unmarked), linked to the other record. Such records
+// stand together in views, at the place of the first of them, the newest first (review R, R10:
+// they were results 3 and 14 of 14).
 func (s *Server) figureMarks(hits []*pb.SearchHit, views []hitView, now time.Time) {
+	others := map[int][]int{} // the disagreeing hits of each newest
+	defer func() { together(views, others) }()
 	aggregable := map[string][]string{}
 	for _, k := range s.c.Kinds.Names() {
 		if a := s.c.Kinds.Get(k).Aggregate; len(a) > 0 {
@@ -1055,7 +1062,10 @@ func (s *Server) figureMarks(hits []*pb.SearchHit, views []hitView, now time.Tim
 				if !ok {
 					continue
 				}
-				views[j].Others = []string{e.Source}
+				views[j].Others, views[j].OtherLink = []string{e.Source}, views[i].Link
+				if others[i] = append(others[i], j); len(others[i]) == 1 {
+					views[i].OtherLink = views[j].Link
+				}
 				// As old as the picture would say, were it the latest (review Q, Q10).
 				when := d.GetUpdatedAt().AsTime()
 				if r := hits[j].GetReceivedAt(); r != nil && r.AsTime().Before(when) {
@@ -1067,6 +1077,37 @@ func (s *Server) figureMarks(hits []*pb.SearchHit, views []hitView, now time.Tim
 			}
 		}
 	}
+}
+
+// together reorders views so that each hit of others' keys has the hits it names right after it,
+// the group standing where the first of its hits stood; the other hits keep their order.
+func together(views []hitView, others map[int][]int) {
+	if len(others) == 0 {
+		return
+	}
+	lead := map[int]int{}
+	for i, js := range others {
+		for _, j := range js {
+			lead[j] = i
+		}
+	}
+	order := make([]hitView, 0, len(views))
+	placed := make([]bool, len(views))
+	for k := range views {
+		if placed[k] {
+			continue
+		}
+		i, ok := lead[k]
+		if !ok {
+			i = k
+		}
+		for _, x := range append([]int{i}, others[i]...) {
+			if !placed[x] {
+				order, placed[x] = append(order, views[x]), true
+			}
+		}
+	}
+	copy(views, order)
 }
 
 // nearestCrisis is the crisis of known that typed is a typo of: one edit from it, or two for a
