@@ -230,6 +230,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.db, err = db.Open(filepath.Join(opts.DataDir, DatabaseName)); err != nil {
 		return nil, err
 	}
+	if from := n.db.MigratedFrom(); from > 0 {
+		n.log.Info("database migrated to this release's schema: an earlier release can no longer open this data directory; to go back, restore the backup taken before the upgrade",
+			"from_schema", from, "schema", db.SchemaVersion)
+	}
 	if err := n.checkOrigin(ctx); err != nil {
 		return nil, err
 	}

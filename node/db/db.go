@@ -90,6 +90,9 @@ var (
 // DB is a node's SQLite database.
 type DB struct {
 	path string
+	// migratedFrom is the schema version the database had when Open migrated it; 0 when it
+	// needed none, or was new.
+	migratedFrom int
 
 	mu     sync.RWMutex // held for reading by every query, for writing while handles are swapped
 	rw     *sql.DB
@@ -195,9 +198,13 @@ func (d *DB) open() error {
 	}
 	rw.SetMaxOpenConns(1)
 	rw.SetConnMaxLifetime(0)
-	if err := migrate(rw); err != nil {
+	from, err := migrate(rw)
+	if err != nil {
 		rw.Close()
 		return fmt.Errorf("db: migrate %s: %w", d.path, err)
+	}
+	if from > 0 && from < len(migrations) {
+		d.migratedFrom = from
 	}
 	if err := d.loadRestored(rw); err != nil {
 		rw.Close()
@@ -505,7 +512,10 @@ func checkSchema(path string) (applied uint64, err error) {
 	if err := h.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
 		return 0, err
 	}
-	if v < 1 || v > len(migrations) {
+	if v > len(migrations) {
+		return 0, fmt.Errorf("schema version %d, want 1 to %d: it comes from a newer release; restore it with that release, or restore a backup this release made", v, len(migrations))
+	}
+	if v < 1 {
 		return 0, fmt.Errorf("schema version %d, want 1 to %d", v, len(migrations))
 	}
 	if err := h.QueryRow(`SELECT value FROM meta WHERE key = 'applied_index'`).Scan(&applied); err != nil {
@@ -585,4 +595,23 @@ func (d *DB) DiskFreeBytes() (uint64, error) {
 		return 0, err
 	}
 	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// StorageFault reports whether err is the storage's (an I/O error, a full disk, a damaged or
+// locked file), which another try may not meet, rather than one of what was asked: an entry a
+// database of this release cannot apply (an unknown action, a column its schema lacks) fails
+// the same way at every try.
+func StorageFault(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrIoErr, sqlite3.ErrFull, sqlite3.ErrCorrupt, sqlite3.ErrNotADB, sqlite3.ErrCantOpen, sqlite3.ErrNomem,
+			sqlite3.ErrReadonly, sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrPerm, sqlite3.ErrProtocol:
+			return true
+		}
+		return false
+	}
+	var pe *os.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &errno)
 }

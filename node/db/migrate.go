@@ -2,6 +2,7 @@ package db
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -530,35 +531,144 @@ CREATE TABLE text_own_words (id INTEGER PRIMARY KEY);  -- a text_words id
 INSERT INTO text_own_words (id) SELECT id FROM text_words;
 UPDATE text_sweep SET dirty = dirty + 1;
 `,
+	// 26: the columns migrations 1 to 25 give a table and it lacks are added (addMissingColumns).
+	// Migration 20 gained three of its ALTERs after releases had brought databases to 20, which
+	// then failed at their first write with "no such column: withdraws" (review V, V1).
+	``,
+}
+
+// migrationSteps run in Go after the SQL of a migration, by its number, in its transaction.
+var migrationSteps = map[int]func(*sql.Tx) error{
+	26: func(tx *sql.Tx) error { return addMissingColumns(tx, 25) },
 }
 
 // SchemaVersion is the user_version a fully migrated database has.
 var SchemaVersion = len(migrations)
 
-func migrate(h *sql.DB) error {
-	var v int
-	if err := h.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+// addMissingColumns adds to each table of tx the columns that migrations 1 to upTo give it, in a
+// database of their own, and that it lacks, as those migrations declare them (type, NOT NULL,
+// default). A column that cannot be added so (NOT NULL without a default) is an error naming it.
+func addMissingColumns(tx *sql.Tx, upTo int) error {
+	ref, err := sql.Open("sqlite3", ":memory:")
+	if err != nil {
 		return err
 	}
+	defer ref.Close()
+	ref.SetMaxOpenConns(1) // one connection: each of ":memory:" is a database of its own
+	for i := range upTo {
+		if _, err := ref.Exec(migrations[i]); err != nil {
+			return fmt.Errorf("the schema of migration %d: %w", i+1, err)
+		}
+	}
+	tables, err := ref.Query(`SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name`)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for tables.Next() {
+		var n string
+		if err := tables.Scan(&n); err != nil {
+			tables.Close()
+			return err
+		}
+		names = append(names, n)
+	}
+	if err := errors.Join(tables.Err(), tables.Close()); err != nil {
+		return err
+	}
+	type column struct {
+		name, typ string
+		notNull   bool
+		dflt      sql.NullString
+	}
+	columns := func(q interface {
+		Query(string, ...any) (*sql.Rows, error)
+	}, table string) (map[string]column, []string, error) {
+		rows, err := q.Query(`SELECT name, type, "notnull", dflt_value FROM pragma_table_info(?)`, table)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer rows.Close()
+		cols, order := map[string]column{}, []string(nil)
+		for rows.Next() {
+			var c column
+			if err := rows.Scan(&c.name, &c.typ, &c.notNull, &c.dflt); err != nil {
+				return nil, nil, err
+			}
+			cols[c.name], order = c, append(order, c.name)
+		}
+		return cols, order, rows.Err()
+	}
+	for _, table := range names {
+		want, order, err := columns(ref, table)
+		if err != nil {
+			return err
+		}
+		have, _, err := columns(tx, table)
+		if err != nil {
+			return err
+		}
+		if len(have) == 0 {
+			continue // not in this database: a later migration made or dropped it
+		}
+		for _, name := range order {
+			if _, ok := have[name]; ok {
+				continue
+			}
+			c := want[name]
+			def := fmt.Sprintf("%q %s", c.name, c.typ)
+			if c.notNull {
+				if !c.dflt.Valid {
+					return fmt.Errorf("table %s lacks column %s, NOT NULL without a default: restore a backup", table, c.name)
+				}
+				def += " NOT NULL"
+			}
+			if c.dflt.Valid {
+				def += " DEFAULT " + c.dflt.String
+			}
+			if _, err := tx.Exec(fmt.Sprintf(`ALTER TABLE %q ADD COLUMN %s`, table, def)); err != nil {
+				return fmt.Errorf("table %s: add column %s: %w", table, c.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// MigratedFrom is the schema version the database had when Open migrated it to SchemaVersion; 0
+// when it needed no migration, or was new.
+func (d *DB) MigratedFrom() int { return d.migratedFrom }
+
+// migrate brings the database to SchemaVersion, and returns the version it had.
+func migrate(h *sql.DB) (int, error) {
+	var v int
+	if err := h.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return 0, err
+	}
 	if v > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this knooppunt (%d): run a newer release", v, len(migrations))
+		return v, fmt.Errorf("database schema version %d is newer than this knooppunt (%d): run the newer release it comes from, or go back to what you had before the upgrade with this one: stop the node, and `knooppunt restore` the backup taken before it", v, len(migrations))
 	}
 	for i := v; i < len(migrations); i++ {
 		tx, err := h.Begin()
 		if err != nil {
-			return err
+			return v, err
 		}
 		if _, err := tx.Exec(migrations[i]); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
+			return v, fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if step := migrationSteps[i+1]; step != nil {
+			if err := step(tx); err != nil {
+				tx.Rollback()
+				return v, fmt.Errorf("migration %d: %w", i+1, err)
+			}
 		}
 		if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
+			return v, fmt.Errorf("migration %d: %w", i+1, err)
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
+			return v, fmt.Errorf("migration %d: %w", i+1, err)
 		}
 	}
-	return nil
+	return v, nil
 }

@@ -140,17 +140,30 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 }
 
 // settle returns an entry's response. When the database could not apply a committed entry (disk
-// full, I/O error) it stops the replica: going on would leave it without the entry for good;
-// stopping lets it replay on restart.
+// full, I/O error, or an entry this release cannot apply) it stops the replica: going on would
+// leave it without the entry for good; stopping lets it replay on restart.
 func (f *fsm) settle(l *raft.Log, resp applyResponse) applyResponse {
 	if resp.err != nil && !errors.Is(resp.err, db.ErrClosed) {
-		const todo = "this replica stops, and applies the entry again when it starts: nothing committed is lost. Check the disk of the data directory (free space, I/O errors in the kernel log), then start the node again"
+		todo := unappliedTodo(resp.err)
 		if f.log != nil {
 			f.log.Error("store: a committed log entry could not be written to the database: "+todo, "index", l.Index, "err", resp.err)
 		}
 		panic(fmt.Sprintf("store: log entry %d could not be applied: %v: %s", l.Index, resp.err, todo))
 	}
 	return resp
+}
+
+// unappliedTodo says what to do about a committed entry that err kept from the database: a fault
+// of the storage is the disk's to mend; any other fails at every try, and is an entry of a newer
+// release than this replica runs (a step it does not know), or of a schema the database lacks
+// (review V, V3: it told the host to check the disk).
+func unappliedTodo(err error) string {
+	const stops = "this replica stops, and applies the entry again when it starts: nothing committed is lost. "
+	if db.StorageFault(err) {
+		return stops + "Check the disk of the data directory (free space, I/O errors in the kernel log), then start the node again"
+	}
+	return stops + "The entry fails the same way at every try: it most likely comes from a replica of a newer knooppunt release. " +
+		"Run the release the leader runs on this replica too (docs/cluster.md, Upgrades), then start it again"
 }
 
 func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/mattn/go-sqlite3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -1020,5 +1021,26 @@ func TestSettledStaysOnReplay(t *testing.T) {
 	f.Apply(&raft.Log{Index: 10, Type: raft.LogCommand, Data: data})
 	if got := f.settled.Load(); got != 10 {
 		t.Fatalf("settled after entry 10 = %d, want 10", got)
+	}
+}
+
+// TestUnappliedTodo: a committed entry the database cannot apply says to mend the disk when the
+// storage failed, and to run the leader's release when the entry is one this release cannot
+// apply (review V, V3: an unknown webhook action told the host to check the disk).
+func TestUnappliedTodo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"a full disk", fmt.Errorf("db: apply 7: %w", sqlite3.Error{Code: sqlite3.ErrFull}), "Check the disk"},
+		{"an I/O error", fmt.Errorf("db: apply 7: %w", sqlite3.Error{Code: sqlite3.ErrIoErr}), "Check the disk"},
+		{"no room for a file", &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}, "Check the disk"},
+		{"an unknown step", errors.New(`db: apply 65: unknown webhook action "rotate"`), "Run the release the leader runs"},
+		{"a column the schema lacks", fmt.Errorf("db: apply 117: %w", sqlite3.Error{Code: sqlite3.ErrError}), "Run the release the leader runs"},
+	} {
+		if got := unappliedTodo(tc.err); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want it to say %q", tc.name, got, tc.want)
+		}
 	}
 }
