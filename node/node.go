@@ -115,6 +115,9 @@ type Options struct {
 	// PictureBytes bounds a picture's answer. Default search.MaxAnswerBytes; tests set less, so
 	// that a few records reach it.
 	PictureBytes int
+	// ApplyLevel, when not 0, is the apply level this replica says instead of
+	// store.ApplyLevel: tests stand in a replica of an earlier release with it.
+	ApplyLevel uint32
 	// SearchCallerRate and SearchNodeRate bound the searches that ask the partners, of one
 	// caller and of all (search.Config). Zero: the defaults; rate.Inf: no limit, for benchmarks
 	// that search far faster than people do.
@@ -281,6 +284,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			Forms:      cluster.Forms,
 		}
 		sc.Forward = n.forwardCommand
+		sc.AskLevel, sc.Level = n.forward.ApplyLevel, opts.ApplyLevel
 	}
 	n.cfg.Store(cfg)
 	if n.store, err = store.Open(sc); err != nil {

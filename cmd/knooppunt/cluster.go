@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,8 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			Leader      bool       `json:"leader"`
 			Unreachable bool       `json:"unreachable"`
 			LastContact *time.Time `json:"last_contact,omitempty"`
+			// OlderRelease: the leader takes no writes until this replica runs its release.
+			OlderRelease bool `json:"older_release"`
 		}
 		doc := struct {
 			Replica           string    `json:"replica"`
@@ -42,10 +45,11 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			AppliedIndex      uint64    `json:"applied_index"`
 			CommitIndex       uint64    `json:"commit_index"`
 			LastSnapshotIndex uint64    `json:"last_snapshot_index"`
+			ApplyLevel        uint32    `json:"apply_level"`
 			Replicas          []replica `json:"replicas"`
-		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, []replica{}}
+		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, st.ApplyLevel, []replica{}}
 		for _, r := range st.Replicas {
-			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact)})
+			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact), r.OlderRelease})
 		}
 		return printJSON(w, doc)
 	}
@@ -91,6 +95,23 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	var older []string
+	for _, r := range st.Replicas {
+		if r.OlderRelease {
+			older = append(older, r.Id)
+		}
+	}
+	if len(older) > 0 {
+		// Said on its own line, whatever the table shows: the node takes no writes (review V, V2).
+		runs, them := "run", "them"
+		if len(older) == 1 {
+			runs, them = "runs", "it"
+		}
+		if _, err := fmt.Fprintf(w, "\nWRITES REFUSED: %s %s an earlier knooppunt release than the leader, which applies log entries otherwise: upgrade %s (docs/cluster.md, Upgrades).\n",
+			strings.Join(older, ", "), runs, them); err != nil {
+			return err
+		}
 	}
 	if !leads && member && len(st.Replicas) > 1 {
 		ask := "ask " + st.Leader

@@ -150,7 +150,10 @@ func TestNotAMemberIsSaidSo(t *testing.T) {
 		{removed, []string{"replica r3 is Follower; " + node.NotMember + "; applied 11"}, []string{"leader ;", "no replica leads", "Only the leader"}},
 		{waiting, []string{"replica r4 is Follower; " + node.NotMember + "; applied 0"}, []string{"leader ;", "ID  "}},
 		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2"}, {Id: "r3"}}},
-			[]string{"replica r1 is Follower; no leader known; applied 0", "no replica leads just now"}, []string{"leader ;", node.NotMember}},
+			[]string{"replica r1 is Follower; no leader known; applied 0", "no replica leads just now"}, []string{"leader ;", node.NotMember, "WRITES REFUSED"}},
+		// A leader says which replicas keep it from taking writes (review V, V2).
+		{&pb.ClusterStatusResponse{Replica: "r1", State: "Leader", Leader: "r1", ApplyLevel: 2, Replicas: []*pb.Replica{{Id: "r1", Leader: true}, {Id: "r2", OlderRelease: true}, {Id: "r3"}}},
+			[]string{"WRITES REFUSED: r2 runs an earlier knooppunt release than the leader", "upgrade it"}, []string{"r3 run"}},
 	} {
 		var b strings.Builder
 		if err := printCluster(&b, "table", c.st); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/node/store"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // OnBehalfOf is the header that carries, from a follower to the leader, the SPIFFE ID of the
@@ -162,6 +163,32 @@ func (f *Forwarder) Close() {
 	}
 	f.retired.CloseAll()
 	f.conns = nil
+}
+
+// Replica returns a connection to replica id of the group, at its API address in config.
+func (f *Forwarder) Replica(id string) (*grpc.ClientConn, error) {
+	addr := ""
+	if f.APIAddress != nil {
+		addr = f.APIAddress(id)
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("replica %s has no API address in raft.servers", id)
+	}
+	return f.conn(addr)
+}
+
+// ApplyLevel asks replica id which apply level its release says (store.Config.AskLevel): 0 from
+// a release before levels, whose ClusterService/Status answers without one.
+func (f *Forwarder) ApplyLevel(ctx context.Context, id string) (uint32, error) {
+	conn, err := f.Replica(id)
+	if err != nil {
+		return 0, err
+	}
+	st, err := pb.NewClusterServiceClient(conn).Status(ctx, &pb.ClusterStatusRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return st.GetApplyLevel(), nil
 }
 
 // Leader returns a connection to the leader, or an UNAVAILABLE status naming the leader this

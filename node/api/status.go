@@ -37,6 +37,7 @@ func Status(log *slog.Logger, err error) error {
 	var stale *db.StaleVersionError
 	var modeChange *db.ModeChangeError
 	var low *store.LowDiskError
+	var older *store.OlderReplicaError
 	if code, reason, ok := exerciseRefusal(err); ok {
 		return status.Error(code, "exercise: "+reason)
 	}
@@ -59,6 +60,8 @@ func Status(log *slog.Logger, err error) error {
 		return Invalid("page_token", "not a token from a previous List: start again without it")
 	case errors.As(err, &low):
 		return ReasonStatus(codes.ResourceExhausted, ReasonDiskLow, fmt.Sprintf("the disk of the leader's data directory has %d MiB free, under its reserve of %d MiB (limits.disk_reserve_mib): free space or add disk, and the node takes writes again; deletes and reads go on", low.Free>>20, low.Reserve>>20))
+	case errors.As(err, &older):
+		return ReasonStatus(codes.FailedPrecondition, ReasonOlderReplica, fmt.Sprintf("replica %s of this node runs an earlier knooppunt release, which would apply this write otherwise (apply level %d, the leader's %d): the node takes writes again once every replica runs the same release. Upgrade %s (docs/cluster.md, Upgrades), or remove it from the group with knooppunt cluster remove %s", older.Replica, older.Level, older.Want, older.Replica, older.Replica))
 	case errors.Is(err, syscall.ENOSPC):
 		// Before ErrNotLeader: a replica whose Raft log the full disk refuses has no leader.
 		return status.Error(codes.ResourceExhausted, "the disk of the data directory is full: free space, the node takes writes again once it can")
@@ -181,6 +184,10 @@ const (
 	// the head as evidence that the caller's audit chain forked or was rewritten (a second head
 	// for one entry, or one below a head it holds).
 	ReasonAuditFork = "AUDIT_FORK"
+	// ReasonOlderReplica (FAILED_PRECONDITION): a replica of the node's group runs an earlier
+	// release, which applies log entries otherwise; the leader takes no writes until every
+	// replica runs its release (docs/cluster.md, Upgrades). Retry once the group is upgraded.
+	ReasonOlderReplica = "OLDER_REPLICA"
 )
 
 // staleStatus refuses a write that named a version the node does not hold, with the version it

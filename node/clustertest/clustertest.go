@@ -126,6 +126,9 @@ type Replica struct {
 	Feed string
 	// Node is the running in-process node, nil while stopped.
 	Node *node.Node
+	// ApplyLevel, when not 0, is the apply level the replica says at its next start
+	// (node.Options.ApplyLevel): a test stands in a replica of another release with it.
+	ApplyLevel uint32
 
 	c     *Cluster
 	mu    sync.Mutex
@@ -450,7 +453,8 @@ func StartNode(configFile, dataDir, version string, log *slog.Logger, with ...fu
 }
 
 func (r *Replica) start(tb testing.TB) error {
-	n, err := StartNode(r.ConfigFile(), r.DataDir(), "clustertest", r.c.opts.Logger.With("replica", r.ID))
+	n, err := StartNode(r.ConfigFile(), r.DataDir(), "clustertest", r.c.opts.Logger.With("replica", r.ID),
+		func(o *node.Options) { o.ApplyLevel = r.ApplyLevel })
 	if err != nil {
 		return err
 	}

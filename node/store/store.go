@@ -103,6 +103,14 @@ type Config struct {
 	Reserve uint64
 	Free    func() (uint64, error)
 	Logger  *slog.Logger
+	// AskLevel asks replica id of the group, over its API, which apply level its release says
+	// (ClusterService/Status): 0 for a release before levels. While one says less than this
+	// replica's, this replica as leader refuses writes with an *OlderReplicaError (see
+	// ApplyLevel). Nil: no replica is asked (a group of one).
+	AskLevel func(ctx context.Context, id string) (uint32, error)
+	// Level, when not 0, is the apply level this replica says instead of ApplyLevel: tests
+	// stand in a replica of an earlier release with it.
+	Level uint32
 
 	// openLog opens the Raft log in a directory; nil is openLog. Tests give a log whose segment
 	// files fail as on a full disk.
@@ -145,6 +153,8 @@ type Store struct {
 	// leaderLost is when this replica last lost the leader it knew, in Unix nanoseconds; 0 when
 	// it has known none since it started (see LeaderSeen).
 	leaderLost atomic.Int64
+	// lv is what this replica, as leader, knows of the others' apply levels (see levels.go).
+	lv levels
 }
 
 type pending struct {
@@ -302,6 +312,9 @@ func Open(cfg Config) (*Store, error) {
 	go s.eraseLoop()
 	if !s.Alone() {
 		go s.watchReplicas()
+		if cfg.AskLevel != nil {
+			go s.watchLevels()
+		}
 	}
 	return s, nil
 }
@@ -652,6 +665,10 @@ func (s *Store) propose(batch []*pending) (wait func()) {
 		fail(s.notLeader())
 		return func() {}
 	}
+	if err := s.olderReplica(); err != nil {
+		fail(err)
+		return func() {}
+	}
 	now := timestamppb.Now()
 	for _, r := range records {
 		r.UpdatedAt = now
@@ -727,6 +744,9 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 		if err := s.room(); err != nil {
 			return done(nil, err)
 		}
+	}
+	if err := s.olderReplica(); err != nil {
+		return done(nil, err)
 	}
 	data, err := encode(c)
 	if err != nil {

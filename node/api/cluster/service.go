@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -112,14 +113,16 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 	applied := AppliedIndex(s.store, s.db)
 	resp := &pb.ClusterStatusResponse{
 		Replica: s.replica, State: s.store.State(), Leader: leader,
-		AppliedIndex: applied, CommitIndex: max(commit, applied), LastSnapshotIndex: snap,
+		AppliedIndex: applied, CommitIndex: max(commit, applied), LastSnapshotIndex: snap, ApplyLevel: s.store.Level(),
 	}
+	older := s.store.OlderReplicas()
 	for _, srv := range servers {
 		addr := srv.Address
 		if s.store.Alone() {
 			addr = "" // the in-memory transport's address is the replica's id: no address at all
 		}
-		r := &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader, Unreachable: srv.Unreachable}
+		r := &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader, Unreachable: srv.Unreachable,
+			OlderRelease: slices.Contains(older, srv.ID)}
 		if srv.Unreachable && !srv.LastContact.IsZero() {
 			r.LastContact = timestamppb.New(srv.LastContact)
 		}

@@ -1641,8 +1641,12 @@ type Replica struct {
 	// unreachable is set in the leader's answer for a replica it cannot reach now, and
 	// last_contact is then when it last answered (unset if not in this term). A follower's answer
 	// never sets it: ask the leader.
-	Unreachable   bool                   `protobuf:"varint,5,opt,name=unreachable" json:"unreachable,omitempty"`
-	LastContact   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_contact,json=lastContact" json:"last_contact,omitempty"`
+	Unreachable bool                   `protobuf:"varint,5,opt,name=unreachable" json:"unreachable,omitempty"`
+	LastContact *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_contact,json=lastContact" json:"last_contact,omitempty"`
+	// older_release is set in the leader's answer for a replica that said a lower apply_level
+	// than the leader's (or none: a release before levels): the leader takes no writes until it
+	// runs the leader's release.
+	OlderRelease  bool `protobuf:"varint,7,opt,name=older_release,json=olderRelease" json:"older_release,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1719,6 +1723,13 @@ func (x *Replica) GetLastContact() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Replica) GetOlderRelease() bool {
+	if x != nil {
+		return x.OlderRelease
+	}
+	return false
+}
+
 type ClusterStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// replica is the id of the replica that answered, and state its Raft state.
@@ -1729,8 +1740,13 @@ type ClusterStatusResponse struct {
 	CommitIndex       uint64     `protobuf:"varint,5,opt,name=commit_index,json=commitIndex" json:"commit_index,omitempty"`
 	LastSnapshotIndex uint64     `protobuf:"varint,6,opt,name=last_snapshot_index,json=lastSnapshotIndex" json:"last_snapshot_index,omitempty"`
 	Replicas          []*Replica `protobuf:"bytes,7,rep,name=replicas" json:"replicas,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// apply_level is how the answering replica's release applies log entries. A release that
+	// applies an entry otherwise raises it, and marks the entries it writes; a leader takes no
+	// writes while a voter of its group says a lower level than its own (docs/cluster.md,
+	// Upgrades). 0 from a replica of a release before this field.
+	ApplyLevel    uint32 `protobuf:"varint,8,opt,name=apply_level,json=applyLevel" json:"apply_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -1810,6 +1826,13 @@ func (x *ClusterStatusResponse) GetReplicas() []*Replica {
 		return x.Replicas
 	}
 	return nil
+}
+
+func (x *ClusterStatusResponse) GetApplyLevel() uint32 {
+	if x != nil {
+		return x.ApplyLevel
+	}
+	return 0
 }
 
 type JoinRequest struct {
@@ -2504,14 +2527,15 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xd1\x01\n" +
+	"\x14ClusterStatusRequest\"\xf6\x01\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
 	"\x06leader\x18\x04 \x01(\bR\x06leader\x12 \n" +
 	"\vunreachable\x18\x05 \x01(\bR\vunreachable\x12=\n" +
-	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\"\x8a\x02\n" +
+	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\x12#\n" +
+	"\rolder_release\x18\a \x01(\bR\folderRelease\"\xab\x02\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -2519,7 +2543,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12.\n" +
 	"\x13last_snapshot_index\x18\x06 \x01(\x04R\x11lastSnapshotIndex\x121\n" +
-	"\breplicas\x18\a \x03(\v2\x15.knooppunt.v1.ReplicaR\breplicas\"@\n" +
+	"\breplicas\x18\a \x03(\v2\x15.knooppunt.v1.ReplicaR\breplicas\x12\x1f\n" +
+	"\vapply_level\x18\b \x01(\rR\n" +
+	"applyLevel\"@\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x1f\n" +

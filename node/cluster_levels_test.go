@@ -1,0 +1,98 @@
+package node_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/clustertest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestClusterOlderReplicaStopsWrites: a leader whose release applies log entries at a higher
+// level than another replica's takes no writes, neither its own nor forwarded, and says which
+// replica to upgrade; `cluster status` marks that replica; once every replica runs its release,
+// writes go in again and reach all three (review V, V2: a mixed group forked its audit chain
+// without a word). Replicas at a higher level than the leader's take its writes.
+func TestClusterOlderReplicaStopsWrites(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{})
+	for _, r := range c.Replicas {
+		r.ApplyLevel = 2 // this release stands for an earlier one; 3 is the newer
+	}
+	c.StartAll(t)
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	leader.Put(t, clustertest.Shelter("before", 1))
+
+	// r1 is upgraded first, and made the leader, as a rolling upgrade may: a replica of the
+	// newer release leads the two of the earlier one.
+	r1 := c.Replica("r1")
+	r1.Stop(t)
+	r1.ApplyLevel = 3
+	r1.Start(t)
+	for range 10 {
+		if leader = c.Leader(t, 10*time.Second, c.Replicas...); leader == r1 {
+			break
+		}
+		leader.Stop(t) // hands the lead over on its way out
+		leader.Start(t)
+	}
+	if leader != r1 {
+		t.Fatalf("r1 did not become the leader; %s leads", leader.ID)
+	}
+
+	refused := func(via *clustertest.Replica, id string) {
+		t.Helper()
+		_, err := via.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter(id, 2)})
+		if status.Code(err) != codes.FailedPrecondition || api.Reason(err) != api.ReasonOlderReplica ||
+			!strings.Contains(err.Error(), "runs an earlier knooppunt release") {
+			t.Errorf("a write through %s while r2 and r3 run the earlier release: %v, want FAILED_PRECONDITION %s naming the replica", via.ID, err, api.ReasonOlderReplica)
+		}
+	}
+	refused(r1, "mixed-leader")
+	refused(c.Replica("r2"), "mixed-forwarded")
+	st, err := r1.Status(clustertest.Call(t), t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var older []string
+	for _, r := range st.Replicas {
+		if r.OlderRelease {
+			older = append(older, r.Id)
+		}
+	}
+	if st.ApplyLevel != 3 || !slices.Equal(older, []string{"r2", "r3"}) {
+		t.Errorf("cluster status at r1: apply level %d, older releases %v; want 3, [r2 r3]", st.ApplyLevel, older)
+	}
+
+	// The rest of the group is upgraded, one at a time: r1 stays the leader.
+	for _, id := range []string{"r2", "r3"} {
+		r := c.Replica(id)
+		r.Stop(t)
+		r.ApplyLevel = 3
+		r.Start(t)
+	}
+	clustertest.Eventually(t, 10*time.Second, "writes go in again once every replica runs r1's release", func() (bool, string) {
+		_, err := r1.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter("after", 3)})
+		return err == nil, fmt.Sprint(err)
+	})
+	c.Converged(t, 10*time.Second, c.Replicas...)
+	for _, r := range c.Replicas {
+		if _, err := r.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: "after"}); err != nil {
+			t.Errorf("%s: the write after the upgrade: %v", r.ID, err)
+		}
+		for _, id := range []string{"mixed-leader", "mixed-forwarded"} {
+			if _, err := r.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: id}); status.Code(err) != codes.NotFound {
+				t.Errorf("%s holds %s, which was refused: %v", r.ID, id, err)
+			}
+		}
+	}
+	if st, err := r1.Status(clustertest.Call(t), t); err != nil || slices.ContainsFunc(st.Replicas, (*pb.Replica).GetOlderRelease) {
+		t.Errorf("cluster status after the upgrade marks a replica as older: %v, %v", st, err)
+	}
+}
