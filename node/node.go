@@ -103,7 +103,7 @@ type Options struct {
 	// in tests).
 	ReloadInterval time.Duration
 	Logger         *slog.Logger
-	// Version is reported by Status.
+	// Version is the release of the binary: Status reports it, and Describe tells it to peers.
 	Version string
 	// TracerProvider, when set, records the node's traces instead of the tracing section's
 	// OTLP collector (tests record to memory).
@@ -405,7 +405,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		})
 		n.unanswered = newUnanswered(refusalWindow, n.appendAudit, n.log)
 		n.federation = peerserver.New(peerserver.Config{
-			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name,
+			Store: n.store, DB: n.db, Sharing: n.sharing, Kinds: kinds, Name: cfg.Name, Version: opts.Version,
 			Heartbeat: cfg.Federation.Heartbeat, Reevaluate: cfg.Federation.Reevaluate,
 			RequestsPerSecond: cfg.Federation.PeerRequestsPerSecond, MaxCalls: cfg.Federation.PeerCalls,
 			Bundles: n.ident.trust, Recheck: n.recheck, Logger: n.log,

@@ -325,6 +325,24 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	if len(list) != 1 || list[0].TrustDomain != "vr-brabant-noord.crisis.test" || list[0].Groups[0] != "veiligheidsregios" {
 		t.Fatalf("NCC's peer list: %+v", list)
 	}
+	// Each says the other's release, as its binary's --version prints it, once its subscription
+	// caught up; and status says its own.
+	release := strings.TrimPrefix(strings.TrimSpace(cli(t, nil, "", "--version").want(t, 0).stdout), "knooppunt version ")
+	for _, o := range []*org{vrbn, ncc} {
+		eventually(t, 30*time.Second, o.td+"'s peer list says the peer's release", func() (bool, string) {
+			cli(t, nil, "", "peer", "list", "--node", o.sock(), "-o", "json").want(t, 0).oneJSON(t, &list)
+			return len(list) == 1 && list[0].Version == release && list[0].DescribedAt != nil, fmt.Sprintf("%+v, want version %q", list, release)
+		})
+		if r := cli(t, nil, "", "peer", "list", "--node", o.sock()).want(t, 0); !regexp.MustCompile(`VERSION.*\n.*open \d+s\s+` + regexp.QuoteMeta(release) + `\s`).MatchString(r.stdout) {
+			t.Errorf("%s: peer list does not say the peer's release %s:\n%s", o.td, release, r.stdout)
+		}
+		if r := cli(t, nil, "", "status", "--node", o.sock()).want(t, 0); !regexp.MustCompile(`version\s+` + regexp.QuoteMeta(release) + `\n`).MatchString(r.stdout) {
+			t.Errorf("%s: status does not say its release %s:\n%s", o.td, release, r.stdout)
+		}
+	}
+	if r := cli(t, nil, "", "peer", "show", "ncc", "--node", vrbn.sock()).want(t, 0); !regexp.MustCompile(`version\s+` + regexp.QuoteMeta(release) + ` \(said \d+s ago\)\n`).MatchString(r.stdout) {
+		t.Errorf("peer show does not say NCC's release %s:\n%s", release, r.stdout)
+	}
 	// A second accept of the same invitation changes nothing, and says so.
 	// Its answer goes to the file of the first one, and says that it replaced it.
 	r = cli(t, nil, "", "peer", "accept", nccInvite, "--yes", "--node", vrbn.sock(), "--answer", answer).want(t, 0)

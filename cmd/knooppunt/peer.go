@@ -370,6 +370,10 @@ type peerJSON struct {
 	BundleFailingSince *time.Time `json:"bundle_failing_since,omitempty"`
 	BundleLastAttempt  *time.Time `json:"bundle_last_attempt,omitempty"`
 	BundleNextAttempt  *time.Time `json:"bundle_next_attempt,omitempty"`
+	// Version is the peer's release as its node said it to the leader's subscription: "" from a
+	// node of an earlier release, and until it said it (DescribedAt, then, is absent).
+	Version     string     `json:"version"`
+	DescribedAt *time.Time `json:"described_at,omitempty"`
 }
 
 // bundleText says how this replica's refresh of the peer's trust bundle fares: when it last
@@ -424,6 +428,21 @@ func subscriptionText(p *pb.PeerInfo, long bool) string {
 	return s
 }
 
+// versionText says the peer's release, as its node said it; "-" until it did, with why when long.
+func versionText(p *pb.PeerInfo, long bool) string {
+	switch {
+	case p.DescribedAt == nil && long:
+		return "- (the leader asks the peer once its subscription to it has caught up)"
+	case p.DescribedAt == nil:
+		return "-"
+	case p.Version == "":
+		return "unknown (earlier release)"
+	case long:
+		return p.Version + " (said " + age(p.DescribedAt) + " ago)"
+	}
+	return p.Version
+}
+
 // fingerprintCell is the fingerprint of the CAs in force, marked when the peer's bundle endpoint
 // changed them since it was added (peer show gives both).
 func fingerprintCell(p *pb.PeerInfo) string {
@@ -455,6 +474,7 @@ func toPeerJSON(p *pb.PeerInfo) peerJSON {
 	j.Subscription, j.SubscriptionSince, j.SubscriptionError = p.Subscription, optionalTime(p.SubscriptionSince), p.SubscriptionError
 	j.BundleRefreshedAt, j.BundleError, j.BundleFailingSince = optionalTime(p.BundleRefreshedAt), p.BundleError, optionalTime(p.BundleFailingSince)
 	j.BundleLastAttempt, j.BundleNextAttempt = optionalTime(p.BundleLastAttempt), optionalTime(p.BundleNextAttempt)
+	j.Version, j.DescribedAt = p.Version, optionalTime(p.DescribedAt)
 	return j
 }
 
@@ -479,7 +499,7 @@ func newPeerListCmd() *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), out)
 				}
 				tw := newTable(cmd.OutOrStdout())
-				fmt.Fprintln(tw, "NAME\tTRUST DOMAIN\tSOURCE\tACTIVE\tSUBSCRIPTION\tGROUPS\tADDRESSES\tFINGERPRINT")
+				fmt.Fprintln(tw, "NAME\tTRUST DOMAIN\tSOURCE\tACTIVE\tSUBSCRIPTION\tVERSION\tGROUPS\tADDRESSES\tFINGERPRINT")
 				follower := false
 				for _, p := range resp.Peers {
 					active := yesNo(p.Active)
@@ -487,8 +507,8 @@ func newPeerListCmd() *cobra.Command {
 						active = "leaving"
 					}
 					follower = follower || (p.Active && p.Subscription == "")
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, active, subscriptionText(p, false),
-						strings.Join(p.Groups, ","), strings.Join(p.Addresses, ","), fingerprintCell(p))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.TrustDomain, p.Source, active, subscriptionText(p, false),
+						versionText(p, false), strings.Join(p.Groups, ","), strings.Join(p.Addresses, ","), fingerprintCell(p))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -558,6 +578,7 @@ func printPeer(w io.Writer, p *pb.PeerInfo) {
 			sub = "- (this replica does not lead; only the leader subscribes: ask it)"
 		}
 		row("subscription", sub)
+		row("version", versionText(p, true))
 		delivered := "none yet"
 		if p.ReceivedAt != nil {
 			delivered = stamp(p.ReceivedAt.AsTime()) + " (" + age(p.ReceivedAt) + " ago, change feed at " + strconv.FormatInt(p.Cursor, 10) + ")"

@@ -210,6 +210,27 @@ func TestSubscriptionTextSaysWhoRefuses(t *testing.T) {
 	}
 }
 
+// TestVersionText: peer list and show say a partner's release; one whose node said none runs an
+// earlier release, which is not the same as one not asked yet (review V, V4).
+func TestVersionText(t *testing.T) {
+	said := timestamppb.New(time.Now().Add(-90 * time.Second))
+	for _, tc := range []struct {
+		p           *pb.PeerInfo
+		short, long string
+	}{
+		{&pb.PeerInfo{}, "-", "- (the leader asks the peer once its subscription to it has caught up)"},
+		{&pb.PeerInfo{DescribedAt: said}, "unknown (earlier release)", "unknown (earlier release)"},
+		{&pb.PeerInfo{DescribedAt: said, Version: "v1.4.0"}, "v1.4.0", "v1.4.0 (said 1m30s ago)"},
+	} {
+		if got := versionText(tc.p, false); got != tc.short {
+			t.Errorf("peer list of %v: %q, want %q", tc.p, got, tc.short)
+		}
+		if got := versionText(tc.p, true); got != tc.long {
+			t.Errorf("peer show of %v: %q, want %q", tc.p, got, tc.long)
+		}
+	}
+}
+
 // TestTerminalSafe: what a table or a policy's source prints cannot act on the terminal: an
 // escape sequence, a bell, a carriage return and a right-to-left override are written out, tabs
 // and newlines pass, and a record's value for one cell stays on one line.

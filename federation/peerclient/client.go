@@ -162,6 +162,11 @@ type subscription struct {
 	heard atomic.Int64
 	// flipped is called when the subscription opens or breaks (Manager.Changed).
 	flipped func()
+	// version and describedAt are what the peer last said of its release (describe), under
+	// stateMu. They outlast the stream they were said on: a peer that is down is still known to
+	// run the release it last said.
+	version     string
+	describedAt time.Time
 }
 
 // SubscriptionState is how a subscription to a peer fares: open, or not, since when, and while
@@ -188,6 +193,11 @@ type SubscriptionState struct {
 	// ExerciseState, on a subscription of an exercise, is the peer's own state of it, as its
 	// last heartbeat said (pb.Heartbeat.exercise_state): "" until one did.
 	ExerciseState string
+	// Version, on the subscription of actual records, is the peer's release as it last said
+	// (pb.DescribeResponse.version): "" from a node of an earlier release. DescribedAt is when it
+	// said so; zero until it did since this replica began to follow the peer.
+	Version     string
+	DescribedAt time.Time
 }
 
 // CatchingUp reports since when a subscription has not reached the end of the peer's feed: while
@@ -295,6 +305,7 @@ func (m *Manager) stateOf(peer, exercise string) (SubscriptionState, bool) {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	st := s.state
+	st.Version, st.DescribedAt = s.version, s.describedAt
 	if h := s.heard.Load(); st.Opened && h != 0 {
 		st.Heard = time.Unix(0, h)
 	}
@@ -633,6 +644,21 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 	delay := m.c.Backoff
 	var out outage
 	everOpened := false
+	// ask: the peer is asked its release once the next stream has caught up (describe), as it
+	// may have been upgraded while the stream was down. A stream that this node opens again on a
+	// renewed SVID of its own does not ask again.
+	ask := exercise == ""
+	var asking sync.WaitGroup
+	defer asking.Wait()
+	caughtUp := func(at time.Time, exerciseState string) {
+		s.caughtUp(at, exerciseState)
+		if ask {
+			// Once the stream has caught up: a peer walks its store for a Describe, which
+			// would wait for, or hold up, a resync of the stream.
+			ask = false
+			asking.Go(func() { m.describe(ctx, p, s, log) })
+		}
+	}
 	opened := func() {
 		everOpened = true
 		s.set(SubscriptionState{Open: true, Since: time.Now(), Opened: true})
@@ -641,11 +667,12 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 		}
 	}
 	for ctx.Err() == nil {
-		progressed, err := m.subscribeOnce(ctx, p, exercise, opened, s.caughtUp, &s.heard)
+		progressed, err := m.subscribeOnce(ctx, p, exercise, opened, caughtUp, &s.heard)
 		if errors.Is(err, errRenewed) && ctx.Err() == nil {
 			log.Info("this node's SVID was renewed: subscribing again on a new connection")
 			continue
 		}
+		ask = exercise == ""
 		if exercise == "" {
 			connected.WithLabelValues(p.Name).Set(0)
 		}
@@ -682,6 +709,35 @@ func (m *Manager) follow(ctx context.Context, p config.Peer, exercise string, s 
 		case <-s.retry: // given as the wait ended: this attempt is the retry
 		default:
 		}
+	}
+}
+
+// describe asks the peer its release (Describe) and keeps what it said for Subscription. A node
+// of an earlier release says none. When the peer does not answer, what it said before stays:
+// it is asked again when the subscription opens next.
+func (m *Manager) describe(ctx context.Context, p config.Peer, s *subscription, log *slog.Logger) {
+	pc, err := m.peerConn(p)
+	if err != nil {
+		log.Debug("the peer was not asked its release", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.c.IdleTimeout)
+	defer cancel()
+	resp, err := pb.NewFederationServiceClient(pc.conn).Describe(ctx, &pb.DescribeRequest{Purpose: m.c.Purpose})
+	if err != nil {
+		log.Debug("the peer did not say its release", "err", err)
+		return
+	}
+	s.stateMu.Lock()
+	changed := s.describedAt.IsZero() || s.version != resp.Version
+	s.version, s.describedAt = resp.Version, time.Now()
+	s.stateMu.Unlock()
+	if changed {
+		v := resp.Version
+		if v == "" {
+			v = "unknown (earlier release)"
+		}
+		log.Info("the peer runs release "+v, "version", resp.Version)
 	}
 }
 

@@ -60,6 +60,8 @@ type Config struct {
 	// Kinds are the node's kinds: which body fields a text query reads.
 	Kinds *record.Kinds
 	Name  string
+	// Version is the release of the node's binary, which Describe tells a peer.
+	Version string
 	// Heartbeat is how often an idle subscription gets a heartbeat. Default 5s.
 	Heartbeat time.Duration
 	// Reevaluate is how often a subscription looks whether time alone changed what it may
@@ -340,7 +342,7 @@ func CheckPurpose(field, purpose string) error {
 	return nil
 }
 
-// Describe returns the node's name and org and what the caller may receive.
+// Describe returns the node's name, org and release, and what the caller may receive.
 func (s *Service) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.DescribeResponse, error) {
 	to, done, err := s.admit(ctx)
 	if err != nil {
@@ -381,7 +383,7 @@ func (s *Service) Describe(ctx context.Context, req *pb.DescribeRequest) (*pb.De
 			}
 		}
 	}
-	resp := &pb.DescribeResponse{NodeName: s.c.Name, Org: s.c.Sharing.Org()}
+	resp := &pb.DescribeResponse{NodeName: s.c.Name, Org: s.c.Sharing.Org(), Version: s.c.Version}
 	phases := s.c.Sharing.Phases()
 	now := time.Now()
 	for k := range kinds {

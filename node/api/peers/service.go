@@ -451,6 +451,9 @@ func (s *Service) all(ctx context.Context) ([]*pb.PeerInfo, error) {
 			case st.Err == "":
 				p.Subscription = "connecting" // its first attempt has not ended yet
 			}
+			if !st.DescribedAt.IsZero() {
+				p.Version, p.DescribedAt = st.Version, timestamppb.New(st.DescribedAt)
+			}
 		}
 	}
 	return out, nil

@@ -466,10 +466,13 @@ func (x *DescribeRequest) GetPurpose() string {
 }
 
 type DescribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeName      string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName" json:"node_name,omitempty"`
-	Org           string                 `protobuf:"bytes,2,opt,name=org" json:"org,omitempty"`
-	Kinds         []*KindCount           `protobuf:"bytes,3,rep,name=kinds" json:"kinds,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeName string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName" json:"node_name,omitempty"`
+	Org      string                 `protobuf:"bytes,2,opt,name=org" json:"org,omitempty"`
+	Kinds    []*KindCount           `protobuf:"bytes,3,rep,name=kinds" json:"kinds,omitempty"`
+	// version is the release of the node's binary, as `knooppunt --version` prints it; empty from
+	// a node of an earlier release.
+	Version       string `protobuf:"bytes,4,opt,name=version" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -523,6 +526,13 @@ func (x *DescribeResponse) GetKinds() []*KindCount {
 		return x.Kinds
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // Filter is a structured record filter. Every field that is set must match.
@@ -2114,11 +2124,12 @@ const file_knooppunt_v1_federation_proto_rawDesc = "" +
 	"\rHeadsResponse\x12,\n" +
 	"\x05heads\x18\x01 \x03(\v2\x16.knooppunt.v1.HeldHeadR\x05heads\"+\n" +
 	"\x0fDescribeRequest\x12\x18\n" +
-	"\apurpose\x18\x01 \x01(\tR\apurpose\"p\n" +
+	"\apurpose\x18\x01 \x01(\tR\apurpose\"\x8a\x01\n" +
 	"\x10DescribeResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12-\n" +
-	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\"\x83\x03\n" +
+	"\x05kinds\x18\x03 \x03(\v2\x17.knooppunt.v1.KindCountR\x05kinds\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\"\x83\x03\n" +
 	"\x06Filter\x12\x14\n" +
 	"\x05kinds\x18\x01 \x03(\tR\x05kinds\x12\x16\n" +
 	"\x06crisis\x18\x02 \x01(\tR\x06crisis\x12\x16\n" +

@@ -31,7 +31,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type FederationServiceClient interface {
-	// Describe returns the node's name and org, and the kinds and counts the caller may receive.
+	// Describe returns the node's name, org and release, and the kinds and counts the caller may
+	// receive.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// Query streams the records matching a filter that policy lets the caller have.
 	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SharedRecord], error)
@@ -146,7 +147,8 @@ type FederationService_FetchFileClient = grpc.ServerStreamingClient[FileData]
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
 type FederationServiceServer interface {
-	// Describe returns the node's name and org, and the kinds and counts the caller may receive.
+	// Describe returns the node's name, org and release, and the kinds and counts the caller may
+	// receive.
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// Query streams the records matching a filter that policy lets the caller have.
 	Query(*QueryRequest, grpc.ServerStreamingServer[SharedRecord]) error

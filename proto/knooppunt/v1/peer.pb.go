@@ -561,8 +561,13 @@ type PeerInfo struct {
 	// bundle endpoint last gave it, has other CAs than fingerprint's: its fingerprint, to compare
 	// with the partner's. Empty while they are the same.
 	FingerprintInForce string `protobuf:"bytes,26,opt,name=fingerprint_in_force,json=fingerprintInForce" json:"fingerprint_in_force,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// version is the peer's release, as its node last said when the leader's subscription opened
+	// (DescribeResponse.version): empty from a node of an earlier release. described_at is when it
+	// said so; zero until it did since the leader began to follow the peer.
+	Version       string                 `protobuf:"bytes,27,opt,name=version" json:"version,omitempty"`
+	DescribedAt   *timestamppb.Timestamp `protobuf:"bytes,28,opt,name=described_at,json=describedAt" json:"described_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerInfo) Reset() {
@@ -777,6 +782,20 @@ func (x *PeerInfo) GetFingerprintInForce() string {
 	return ""
 }
 
+func (x *PeerInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PeerInfo) GetDescribedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DescribedAt
+	}
+	return nil
+}
+
 var File_knooppunt_v1_peer_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_peer_proto_rawDesc = "" +
@@ -816,7 +835,7 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x11RemovePeerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x10\n" +
-	"\x03now\x18\x03 \x01(\bR\x03now\"\xf3\b\n" +
+	"\x03now\x18\x03 \x01(\bR\x03now\"\xcc\t\n" +
 	"\bPeerInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\ftrust_domain\x18\x02 \x01(\tR\vtrustDomain\x12\x1c\n" +
@@ -848,7 +867,9 @@ const file_knooppunt_v1_peer_proto_rawDesc = "" +
 	"\x14bundle_failing_since\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x12bundleFailingSince\x12J\n" +
 	"\x13bundle_last_attempt\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleLastAttempt\x12J\n" +
 	"\x13bundle_next_attempt\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x11bundleNextAttempt\x120\n" +
-	"\x14fingerprint_in_force\x18\x1a \x01(\tR\x12fingerprintInForce2\xe0\x02\n" +
+	"\x14fingerprint_in_force\x18\x1a \x01(\tR\x12fingerprintInForce\x12\x18\n" +
+	"\aversion\x18\x1b \x01(\tR\aversion\x12=\n" +
+	"\fdescribed_at\x18\x1c \x01(\v2\x1a.google.protobuf.TimestampR\vdescribedAt2\xe0\x02\n" +
 	"\vPeerService\x12C\n" +
 	"\x06Invite\x12\x1b.knooppunt.v1.InviteRequest\x1a\x1c.knooppunt.v1.InviteResponse\x12C\n" +
 	"\x06Accept\x12\x1b.knooppunt.v1.AcceptRequest\x1a\x1c.knooppunt.v1.AcceptResponse\x12G\n" +
@@ -893,21 +914,22 @@ var file_knooppunt_v1_peer_proto_depIdxs = []int32{
 	9,  // 8: knooppunt.v1.PeerInfo.bundle_failing_since:type_name -> google.protobuf.Timestamp
 	9,  // 9: knooppunt.v1.PeerInfo.bundle_last_attempt:type_name -> google.protobuf.Timestamp
 	9,  // 10: knooppunt.v1.PeerInfo.bundle_next_attempt:type_name -> google.protobuf.Timestamp
-	0,  // 11: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
-	2,  // 12: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
-	4,  // 13: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
-	6,  // 14: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
-	7,  // 15: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
-	1,  // 16: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
-	3,  // 17: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
-	5,  // 18: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
-	8,  // 19: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
-	8,  // 20: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 11: knooppunt.v1.PeerInfo.described_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: knooppunt.v1.PeerService.Invite:input_type -> knooppunt.v1.InviteRequest
+	2,  // 13: knooppunt.v1.PeerService.Accept:input_type -> knooppunt.v1.AcceptRequest
+	4,  // 14: knooppunt.v1.PeerService.List:input_type -> knooppunt.v1.ListPeersRequest
+	6,  // 15: knooppunt.v1.PeerService.Get:input_type -> knooppunt.v1.GetPeerRequest
+	7,  // 16: knooppunt.v1.PeerService.Remove:input_type -> knooppunt.v1.RemovePeerRequest
+	1,  // 17: knooppunt.v1.PeerService.Invite:output_type -> knooppunt.v1.InviteResponse
+	3,  // 18: knooppunt.v1.PeerService.Accept:output_type -> knooppunt.v1.AcceptResponse
+	5,  // 19: knooppunt.v1.PeerService.List:output_type -> knooppunt.v1.ListPeersResponse
+	8,  // 20: knooppunt.v1.PeerService.Get:output_type -> knooppunt.v1.PeerInfo
+	8,  // 21: knooppunt.v1.PeerService.Remove:output_type -> knooppunt.v1.PeerInfo
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_peer_proto_init() }
