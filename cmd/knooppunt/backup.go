@@ -137,8 +137,15 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 		return savedBackup{}, fmt.Errorf("FILE: %w", err)
 	}
 	_, err = cc.BackupKept(cmd.Context(), &pb.BackupKeptRequest{Sha256: hex.EncodeToString(h.Sum(nil)), AppliedIndex: applied})
-	// A node of the release before has no BackupKept: it counted the backup when it sent it.
-	if err != nil && status.Code(err) != codes.Unimplemented {
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.Unimplemented, codes.PermissionDenied:
+		// A node of an earlier release has no BackupKept: its table of who may call what lacks
+		// it (PermissionDenied), or its service does (Unimplemented). It counted the backup when
+		// it sent it. A caller that may take a backup may tell that it is kept, on any release
+		// that knows BackupKept.
+		fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: note: %s is complete, whole and checked; nothing needs doing. The node's release predates telling it that a backup is kept: it counted the backup when it sent it.\n", out)
+	default:
 		fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s is whole and checked, but the replica was not told that it is kept, so its status and metric do not count it: %v\n", out, err)
 	}
 	return savedBackup{applied: applied, size: size, behind: behind}, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node"
@@ -572,4 +576,59 @@ func readRestored(t *testing.T, path string) (restored, resumed int64) {
 	}
 	defer d.Close()
 	return d.Restored()
+}
+
+// earlierRelease serves a ClusterService as a node of an earlier release does: Backup streams
+// file whole, as of log entry 1, and BackupKept is refused with kept.
+type earlierRelease struct {
+	pb.UnimplementedClusterServiceServer
+	file []byte
+	kept error
+}
+
+func (e earlierRelease) Backup(_ *pb.BackupRequest, stream pb.ClusterService_BackupServer) error {
+	return stream.Send(&pb.BackupChunk{Data: e.file, Size: int64(len(e.file)), AppliedIndex: 1})
+}
+
+func (e earlierRelease) BackupKept(context.Context, *pb.BackupKeptRequest) (*pb.BackupKeptResponse, error) {
+	return nil, e.kept
+}
+
+// TestBackupOfAnEarlierRelease: a node of an earlier release refuses BackupKept, which it does
+// not know. The backup is kept, and the note says that it is complete and nothing needs doing,
+// not that a permission is missing (review V, V5).
+func TestBackupOfAnEarlierRelease(t *testing.T) {
+	dir := shortDir(t)
+	d := oneRecordDB(t, filepath.Join(dir, "node.db"))
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(filepath.Join(dir, "node.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kept := range []error{
+		status.Error(codes.PermissionDenied, "/knooppunt.v1.ClusterService/BackupKept is not open to any caller"),
+		status.Error(codes.Unimplemented, "unknown method BackupKept for service knooppunt.v1.ClusterService"),
+	} {
+		t.Run(status.Code(kept).String(), func(t *testing.T) {
+			lis, err := net.Listen("unix", filepath.Join(shortDir(t), "s.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := grpc.NewServer()
+			pb.RegisterClusterServiceServer(srv, earlierRelease{file: file, kept: kept})
+			go srv.Serve(lis)
+			t.Cleanup(srv.Stop)
+			out := filepath.Join(t.TempDir(), "b.db")
+			r := cli(t, nil, "", "backup", out, "--node", "unix://"+lis.Addr().String(), "-q").want(t, 0)
+			want := "knooppunt: note: " + out + " is complete, whole and checked; nothing needs doing. The node's release predates telling it that a backup is kept: it counted the backup when it sent it.\n"
+			if r.stderr != want {
+				t.Errorf("stderr %q\nwant %q", r.stderr, want)
+			}
+			if got, _, err := db.CheckBackup(t.Context(), out); err != nil || got != 1 {
+				t.Errorf("the backup kept: log entry %d, %v; want 1", got, err)
+			}
+		})
+	}
 }
