@@ -16,7 +16,6 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/phases"
-	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -176,6 +175,15 @@ type policyView struct {
 	Author bool
 	// Approved is true when the person approved it already.
 	Approved bool
+	// Notes say what the policy lifts and what it withholds in vain, for an officer who may
+	// preview it (policyNotes).
+	Notes policyEffects
+	// Replaces is the version in force that this one would replace, and Changes what it changes
+	// of it (review W, M3).
+	Replaces *policyRow
+	Changes  []string
+	// OnApprove says the summary is on the approve page, which shows no YAML below it.
+	OnApprove bool
 }
 
 func (v *policyView) succeededTitle() string { return doneTitle(v.Done != "") }
@@ -202,6 +210,15 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 	}
 	if by, ok := policy.SupersededBy(p.State, p.Reason); ok {
 		v.P.Reason = r.L.T("policy.superseded_by", by) // the node's words, not an officer's
+	}
+	if (r.Caller.Has(api.Officer) || r.Caller.Has(api.Admin)) && (p.State == policy.StateProposed || p.State == policy.StateApproved) {
+		v.Notes = s.policyNotes(r, p, v.Partners)
+	}
+	if p.State == policy.StateProposed {
+		if old := s.replacedBy(r, p); old != nil {
+			row := s.policyRow(old)
+			v.Replaces, v.Changes = &row, summaryChanges(r.L, summarizePolicy(r.L, old.Source, peers), v.Summary)
+		}
 	}
 	s.render(w, r.Request, http.StatusOK, "policy", s.newPage(r, "policies", r.L.T("policy.title", p.Id), v))
 }
@@ -522,6 +539,9 @@ type confirmView struct {
 	Lifted []string
 	// Cannot, when set, says why the person cannot take the step: the page has no button.
 	Cannot string
+	// Policy, on an approve page, is what is approved: its summary, what it withholds in vain,
+	// the previews per partner, and what it changes of the version in force (review W, M2).
+	Policy *policyView
 }
 
 type hiddenField struct{ Name, Value string }
@@ -571,19 +591,19 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		case slices.Contains(p.Approvers, me):
 			v.Cannot = r.L.T("policy.approved_by_you")
 		}
-		v.Lifted = s.liftedFor(r, p)
+		// What is approved, in full, so that it need not be read from the YAML again, nor from
+		// a page the officer may not have seen (a link the proposer sent).
+		peers := s.partners(r)
+		pv := &policyView{P: row, Summary: summarizePolicy(r.L, p.Source, peers), Partners: choicesOf(peers), OnApprove: true}
+		pv.Notes = s.policyNotes(r, p, pv.Partners)
+		if old := s.replacedBy(r, p); old != nil {
+			oldRow := s.policyRow(old)
+			pv.Replaces, pv.Changes = &oldRow, summaryChanges(r.L, summarizePolicy(r.L, old.Source, peers), pv.Summary)
+		}
+		v.Policy, v.Lifted = pv, pv.Notes.Lifted
 		v.Effects = append(v.Effects, r.L.T("step.approve.effect", row.Approvals+1, row.Required))
 		if row.Approvals+1 >= row.Required {
 			v.Effects = append(v.Effects, r.L.T("step.approve.active"))
-		}
-		// What is approved, in words, so that it need not be read from the YAML again.
-		if sum := summarizePolicy(r.L, p.Source, s.partners(r)); sum != nil {
-			kinds, to := strings.Join(sum.Kinds, ", "), strings.Join(sum.Recipients, "; ")
-			if len(sum.Withheld) > 0 {
-				v.Effects = append(v.Effects, r.L.T("step.approve.what", kinds, to, sum.Ceiling, strings.Join(sum.Withheld, ", ")))
-			} else {
-				v.Effects = append(v.Effects, r.L.T("step.approve.what_all", kinds, to, sum.Ceiling))
-			}
 		}
 	default:
 		v.Effects = append(v.Effects, r.L.T("step."+key+".effect"))
@@ -706,26 +726,6 @@ func liftedTexts(l *Lang, recipient string, lifted []*pb.LiftedRedaction) []stri
 	var out []string
 	for _, f := range lifted {
 		out = append(out, l.T("preview.lifted", f.Field, recipient, strings.Join(f.WithheldBy, ", ")))
-	}
-	return out
-}
-
-// liftedFor is what approving policy p would lift, for each partner: a proposal is not previewed
-// for a recipient on its approve page, so it asks for every one, in each crisis's phase now and,
-// for a policy limited to phases, in each of those (a break-glass policy lifts in warm). A partner
-// the preview refuses (leaving, say) is left out, as the page is no preview.
-func (s *Server) liftedFor(r *request, p *pb.PolicyInfo) []string {
-	var out []string
-	for _, c := range s.recipientChoices(r) {
-		lifted, err := policies.Lifted(r.ctx(), s.c.Conn, p, []string{c.Value})
-		if err != nil {
-			s.log.Warn("no preview for the approve page", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
-		}
-		for _, f := range lifted {
-			if t := r.L.T("preview.lifted", f.Field, f.Recipient, strings.Join(f.WithheldBy, ", ")); !slices.Contains(out, t) {
-				out = append(out, t)
-			}
-		}
 	}
 	return out
 }

@@ -77,3 +77,53 @@ func TestClassificationsInDutch(t *testing.T) {
 		t.Errorf("the propose page does not warn, in Dutch, of a group granted secret records:\n%s", page)
 	}
 }
+
+// TestPolicyPageSaysWhatItWithholdsInVain: a policy that withholds the sitreps' summary from
+// ncc, while another in force shares the sitreps with ncc whole, says on its page that ncc gets
+// the summary all the same, and through which policy; its own withheld fields are called its
+// own, not "never shared" (review W, M1). A new version of it names the version in force and
+// what it changes, on its page and on its approve page (review W, M3).
+func TestPolicyPageSaysWhatItWithholdsInVain(t *testing.T) {
+	e := startFederation(t)
+	e.utrecht.Approve(t, sitrepPolicy)
+	short := strings.Replace(sitrepPolicy, "name: utrecht-sitreps", "name: utrecht-sitreps-kort", 1) + "redact: [body.summary]\n"
+	e.utrecht.Approve(t, short)
+	daan := newBrowser(t)
+	e.signIn(t, daan, "officer-b", "/beleid")
+	_, page := daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape("utrecht-sitreps-kort@1"))
+	if !strings.Contains(page, `<dt>Houdt dit beleid achter (velden)</dt><dd>summary</dd>`) ||
+		!strings.Contains(page, `id="toch-gedeeld"`) ||
+		!strings.Contains(page, "ncc.crisis.test krijgt summary toch: utrecht-sitreps@1 deelt dezelfde records ook met deze partner, en houdt dat niet achter.") {
+		t.Errorf("the policy page does not say that ncc gets the summary all the same:\n%s", page)
+	}
+	// Explain says what is withheld with every policy together: here nothing.
+	if _, page := daan.get(t, e.url+"/beleid/uitleg?record=regio-1&recipient=ncc"); !strings.Contains(page, `id="achtergehouden">Achtergehouden, na al het beleid samen: niets: de partner krijgt elk veld</p>`) {
+		t.Errorf("explain does not say that ncc gets every field:\n%s", page)
+	}
+	if _, page := daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape("utrecht-sitreps@1")); strings.Contains(page, `id="toch-gedeeld"`) {
+		t.Errorf("a policy that withholds nothing says that what it withholds goes all the same:\n%s", page)
+	}
+
+	// A new version without the redaction, up to confidential.
+	wider := strings.Replace(strings.Replace(short, "redact: [body.summary]\n", "", 1), "max_classification: internal", "max_classification: confidential", 1)
+	if _, err := pb.NewPolicyServiceClient(e.utrecht.As(t, e.utrecht.Officers[0])).Propose(fedtest.Call(t), &pb.ProposeRequest{Source: []byte(wider)}); err != nil {
+		t.Fatal(err)
+	}
+	const id = "utrecht-sitreps-kort@2"
+	changes := []string{
+		`id="vervangt"`, "Nieuwe versie van utrecht-sitreps-kort@1, dat nu geldt.",
+		"<li>Tot en met rubricering: intern → departementaal vertrouwelijk</li>",
+		"<li>Houdt dit beleid achter (velden): summary → geen: elk veld gaat mee</li>",
+	}
+	for _, path := range []string{"/beleid/toon?id=" + url.QueryEscape(id), "/beleid/stap?stap=goedkeuren&id=" + url.QueryEscape(id)} {
+		_, page := daan.get(t, e.url+path)
+		for _, want := range changes {
+			if !strings.Contains(page, want) {
+				t.Errorf("%s does not say %q:\n%s", path, want, page)
+			}
+		}
+		if strings.Contains(page, "Met wie: ") {
+			t.Errorf("%s names a change of recipients, which did not change", path)
+		}
+	}
+}

@@ -157,7 +157,10 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if _, shown := daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape(id)); strings.Contains(shown, `data-state="approved"`) {
 		t.Fatal("the approval sent with an old sign-in was taken without being confirmed again")
 	}
-	if _, confirm := daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id)); !strings.Contains(confirm, "Het deelt Situatierapport met ncc (ncc.crisis.test), tot en met intern, met elk veld.") {
+	// The approve page says all the policy page says of what it shares, with the previews per
+	// partner (review W, M2).
+	if _, confirm := daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape(id)); !regexp.MustCompile(`(?s)id="samenvatting".*<dd>ncc \(ncc.crisis.test\)</dd>.*<dd>Situatierapport</dd>.*<dd><strong>intern</strong></dd>.*<dd><span class="kp-muted">geen: elk veld gaat mee</span></dd>.*<dd>in elke fase</dd>.*<dd>alleen echte records, nooit die van een oefening</dd>`).MatchString(confirm) ||
+		!regexp.MustCompile(`id="voorbeelden">Bekijk precies wat een partner krijgt: [^\n]*<a class="utrecht-link" href="/beleid/voorbeeld\?id=`+regexp.QuoteMeta(url.QueryEscape(id))+`&amp;recipient=ncc">ncc.crisis.test</a>`).MatchString(confirm) {
 		t.Errorf("the approve confirmation does not say what the policy shares:\n%s", confirm)
 	}
 	resp, page = step(t, daan, e.url, "goedkeuren", id, nil)

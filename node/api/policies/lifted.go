@@ -3,6 +3,7 @@ package policies
 import (
 	"cmp"
 	"context"
+	"slices"
 
 	"google.golang.org/grpc"
 
@@ -17,6 +18,14 @@ type Lift struct {
 	*pb.LiftedRedaction
 }
 
+// Void is what a recipient gets all the same of the fields a policy withholds: other policies
+// in force share the same records with it and withhold none of Fields.
+type Void struct {
+	Recipient  string
+	Fields     []string
+	Overriding []string
+}
+
 // Lifted asks the node over conn, as the CLI's approve and the web approve page do, what
 // approving policy p would lift for each of recipients (peers' names or trust domains): a
 // proposal is previewed for no one in particular, so it asks for every one, in each crisis's
@@ -24,14 +33,24 @@ type Lift struct {
 // A recipient whose preview fails (one leaving, say) is left out, and the first such error is
 // returned with what the others gave.
 func Lifted(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo, recipients []string) ([]Lift, error) {
+	lifted, _, err := Effects(ctx, conn, p, recipients)
+	return lifted, err
+}
+
+// Effects is Lifted, and for each recipient the fields p withholds that it gets all the same
+// through other policies (PreviewResponse.voided_redactions), in the phase now or any of p's:
+// a policy page must not say a field is withheld that leaves (review W, M1).
+func Effects(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo, recipients []string) ([]Lift, []Void, error) {
 	phases := []string{""}
 	if parsed, err := policy.Parse(p.Source); err == nil {
 		phases = append(phases, parsed.Doc.Phases...)
 	}
 	var out []Lift
+	var voids []Void
 	var first error
 	seen := map[[2]string]bool{}
 	for _, to := range recipients {
+		var v Void
 		for _, ph := range phases {
 			resp, err := pb.NewPolicyServiceClient(conn).Preview(ctx, &pb.PreviewRequest{Id: p.Id, Recipient: to, Phase: ph, Limit: 1})
 			if err != nil {
@@ -44,7 +63,21 @@ func Lifted(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo
 					out = append(out, Lift{Recipient: to, LiftedRedaction: f})
 				}
 			}
+			for _, f := range resp.VoidedRedactions {
+				if !slices.Contains(v.Fields, f) {
+					v.Fields = append(v.Fields, f)
+				}
+			}
+			for _, o := range resp.OverridingPolicies {
+				if !slices.Contains(v.Overriding, o) {
+					v.Overriding = append(v.Overriding, o)
+				}
+			}
+		}
+		if len(v.Fields) > 0 {
+			v.Recipient = to
+			voids = append(voids, v)
 		}
 	}
-	return out, first
+	return out, voids, first
 }
