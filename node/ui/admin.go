@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -27,7 +26,6 @@ type adminView struct {
 	DBMB            string
 	Cluster         *pb.ClusterStatusResponse
 	Peers           []adminPeer
-	Searched        bool
 }
 
 type replicaView struct {
@@ -48,9 +46,10 @@ type adminPeer struct {
 	Name, TrustDomain, OrgName, Source, Groups, Added string
 	Active                                            bool
 	Leaving                                           string
-	// State is the peer's answer to a search just now; CacheAge the age of what it last sent.
-	State, CacheAge, Error string
-	Latency                int64
+	// Subscription is how the leader's subscription to the peer fares (open, connecting, down),
+	// since Since, with the last attempt's Error while down. Read from PeerService, not from a
+	// search: a look at this page asks no partner, and no partner audits it (review W, L1).
+	Subscription, Since, Error string
 	// Cursor is where the subscription to the peer resumes; Received when it last delivered.
 	Cursor   int64
 	Received string
@@ -86,16 +85,6 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
-	// Each peer's state now: the search's completeness report, as on the picture.
-	states := map[string]*pb.PeerStatus{}
-	if len(peers.Peers) > 0 {
-		if sr, err := pb.NewSearchServiceClient(s.c.Conn).Search(ctx, &pb.SearchRequest{Filter: &pb.Filter{Limit: 1}, TimeoutMs: search.ProbeTimeoutMs}); err == nil {
-			v.Searched = true
-			for _, p := range sr.Peers {
-				states[p.TrustDomain] = p
-			}
-		}
-	}
 	for _, p := range peers.Peers {
 		ap := adminPeer{Name: p.Name, TrustDomain: p.TrustDomain, OrgName: p.OrgName, Source: p.Source, Groups: strings.Join(p.Groups, ", "), Active: p.Active,
 			Cursor: p.Cursor}
@@ -108,8 +97,9 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 		if p.LeavingSince != nil {
 			ap.Leaving = local(p.LeavingSince.AsTime()).Format("2006-01-02 15:04 MST")
 		}
-		if ps := states[p.TrustDomain]; ps != nil {
-			ap.State, ap.Latency, ap.Error, ap.CacheAge = shownState(ps), ps.LatencyMs, ps.Error, cacheAge(r.L, ps)
+		ap.Subscription, ap.Error = p.Subscription, p.SubscriptionError
+		if p.SubscriptionSince != nil {
+			ap.Since = local(p.SubscriptionSince.AsTime()).Format("2006-01-02 15:04 MST")
 		}
 		v.Peers = append(v.Peers, ap)
 	}

@@ -509,20 +509,41 @@ func TestPictureOfAFederation(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the node's page: %d\n%s", resp.StatusCode, page)
 	}
-	fedtest.Eventually(t, 15*time.Second, "the node's page shows each peer answered, with a cursor and a delivery just now", func() (bool, string) {
+	searchEntries := func() int {
+		t.Helper()
+		resp, err := pb.NewAuditServiceClient(e.utrecht.Local(t)).List(fedtest.Call(t), &pb.ListAuditRequest{Action: "search", Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Entries)
+	}
+	before := searchEntries()
+	fedtest.Eventually(t, 15*time.Second, "the node's page shows each peer's subscription open, with a cursor and a delivery just now", func() (bool, string) {
 		for _, p := range []string{"lcvs", "ncc"} {
 			i := strings.Index(page, `data-peer="`+p+`"`)
 			if i < 0 {
 				t.Fatalf("the node's page has no row for %s:\n%s", p, page)
 			}
 			row := page[i : i+strings.Index(page[i:], "</tr>")]
-			if !strings.Contains(row, "geantwoord") || strings.Contains(row, `data-cursor="0"`) || !strings.Contains(row, "zojuist") {
+			if !strings.Contains(row, `<span class="kp-tag kp-tag--ok">open</span> <span class="kp-muted">sinds `) || strings.Contains(row, `data-cursor="0"`) || !strings.Contains(row, "zojuist") {
 				_, page = ab.get(t, e.url+"/beheer")
 				return false, "peer " + p + ":\n" + row
 			}
 		}
 		return true, ""
 	})
+	// A look at the page asks no partner: it is no search, audited here and at every partner in
+	// the administrator's name (review W, L1). A search after it is audited once its entry is
+	// applied, and so would the page's be by then, which came first.
+	ab.get(t, e.url+"/beheer")
+	b.get(t, e.url+"/zoeken?q=beeld")
+	fedtest.Eventually(t, 10*time.Second, "the search after the page is audited", func() (bool, string) {
+		n := searchEntries()
+		return n > before, fmt.Sprint(n - before)
+	})
+	if after := searchEntries(); after != before+1 {
+		t.Errorf("the node's page and one search made %d search audit entries, want 1: the page searched", after-before)
+	}
 
 	// ncc stops: the picture says so, and serves what ncc sent before from the cache.
 	e.ncc.Stop(t)
