@@ -184,6 +184,9 @@ type policyView struct {
 	Changes  []string
 	// OnApprove says the summary is on the approve page, which shows no YAML below it.
 	OnApprove bool
+	// Newer is a newer proposed version, which must be approved or rejected first: this one is
+	// offered no approval.
+	Newer string
 }
 
 func (v *policyView) succeededTitle() string { return doneTitle(v.Done != "") }
@@ -215,6 +218,7 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 		v.Notes = s.policyNotes(r, p, v.Partners)
 	}
 	if p.State == policy.StateProposed {
+		v.Newer = s.newerProposal(r, p)
 		if old := s.replacedBy(r, p); old != nil {
 			row := s.policyRow(old)
 			v.Replaces, v.Changes = &row, summaryChanges(r.L, summarizePolicy(r.L, old.Source, peers), v.Summary)
@@ -482,6 +486,12 @@ func (s *Server) lintLive(w http.ResponseWriter, r *request) {
 // back is the page the form came from, for the link to the leader (onLeader).
 func (s *Server) failStep(w http.ResponseWriter, r *request, err error, back string) {
 	st := status.Convert(err)
+	// A refusal of a step leads back to the policy, not to the picture (review W, L2).
+	id := r.PostFormValue("id")
+	failIn := func(w http.ResponseWriter, r *request, code int, message string) {
+		s.render(w, r.Request, code, "error", s.newPage(r, "", errorTitle(r.L, code), errorView{Code: code, Message: message,
+			Back: "/beleid/toon?" + url.Values{"id": {id}}.Encode(), BackLabel: r.L.T("policy.back_to", id)}))
+	}
 	switch st.Code() {
 	case codes.FailedPrecondition:
 		if s.c.Leader != nil {
@@ -492,16 +502,16 @@ func (s *Server) failStep(w http.ResponseWriter, r *request, err error, back str
 		}
 		// The refusals the node gives a reason for are said in the page's words alone.
 		if key := stepRefusals[api.Reason(err)]; key != "" {
-			s.failIn(w, r, http.StatusConflict, r.L.T(key))
+			failIn(w, r, http.StatusConflict, r.L.T(key))
 			return
 		}
-		s.failIn(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
+		failIn(w, r, http.StatusConflict, r.L.T("error.step_refused", st.Message()))
 	case codes.AlreadyExists:
 		// The one AlreadyExists a step gives: a second approval by the same officer.
-		s.failIn(w, r, http.StatusConflict, r.L.T("policy.approved_by_you"))
+		failIn(w, r, http.StatusConflict, r.L.T("policy.approved_by_you"))
 	case codes.PermissionDenied:
 		if api.Reason(err) == api.ReasonFourEyes {
-			s.failIn(w, r, http.StatusForbidden, r.L.T("error.four_eyes")) // the node's English adds nothing
+			failIn(w, r, http.StatusForbidden, r.L.T("error.four_eyes")) // the node's English adds nothing
 			return
 		}
 		s.failCall(w, r, err)
@@ -590,6 +600,9 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 			v.Cannot = r.L.T("policy.own")
 		case slices.Contains(p.Approvers, me):
 			v.Cannot = r.L.T("policy.approved_by_you")
+		}
+		if newer := s.newerProposal(r, p); newer != "" && v.Cannot == "" {
+			v.Cannot = r.L.T("policy.newer_waits", newer)
 		}
 		// What is approved, in full, so that it need not be read from the YAML again, nor from
 		// a page the officer may not have seen (a link the proposer sent).

@@ -127,3 +127,35 @@ func TestPolicyPageSaysWhatItWithholdsInVain(t *testing.T) {
 		}
 	}
 }
+
+// TestOlderProposalOffersNoApproval: of two proposed versions of one policy, the older offers no
+// approval, which the node refuses (NEWER_PROPOSAL), and says which version waits, linked, on
+// its page and on its approve page (review W, L2).
+func TestOlderProposalOffersNoApproval(t *testing.T) {
+	e := startFederation(t)
+	officer := pb.NewPolicyServiceClient(e.utrecht.As(t, e.utrecht.Officers[0]))
+	for _, src := range []string{sitrepPolicy, strings.Replace(sitrepPolicy, "internal", "public", 1)} {
+		if _, err := officer.Propose(fedtest.Call(t), &pb.ProposeRequest{Source: []byte(src)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	daan := newBrowser(t)
+	e.signIn(t, daan, "officer-b", "/beleid")
+	const waits = "Er wacht een nieuwere versie van dit beleid op goedkeuring, utrecht-sitreps@2"
+	_, page := daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape("utrecht-sitreps@1"))
+	if !strings.Contains(page, `id="nieuwere-versie">`+waits) || !strings.Contains(page, `href="/beleid/toon?id=utrecht-sitreps%402"`) || strings.Contains(page, `id="goedkeuren"`) {
+		t.Errorf("the older proposal's page offers the approval, or does not name the newer one:\n%s", page)
+	}
+	_, page = daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape("utrecht-sitreps@1"))
+	if !strings.Contains(page, `id="kan-niet"><p class="utrecht-paragraph">`+waits) || strings.Contains(page, `id="bevestigen"`) {
+		t.Errorf("the older proposal's approve page offers the approval:\n%s", page)
+	}
+	// Sent all the same (an old tab): refused, with the way back to the policy, not the picture.
+	resp, page := daan.post(t, e.url+"/beleid/stap", url.Values{"csrf": {csrfOf(t, page)}, "stap": {"goedkeuren"}, "id": {"utrecht-sitreps@1"}})
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, `<a class="utrecht-link" href="/beleid/toon?id=utrecht-sitreps%401" id="terug">Terug naar beleid utrecht-sitreps@1</a>`) {
+		t.Errorf("the older proposal's approval sent anyway: %d, want 409 with a link back to the policy:\n%s", resp.StatusCode, page)
+	}
+	if _, page := daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape("utrecht-sitreps@2")); !strings.Contains(page, `id="goedkeuren"`) || strings.Contains(page, `id="nieuwere-versie"`) {
+		t.Errorf("the newer proposal's page does not offer the approval:\n%s", page)
+	}
+}

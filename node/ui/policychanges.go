@@ -106,3 +106,22 @@ func summaryChanges(l *Lang, was, now *policySummary) []string {
 	}
 	return out
 }
+
+// newerProposal is the id of a proposed version of p's policy newer than p, which the node would
+// have approved or rejected first (NEWER_PROPOSAL); "" when there is none (review W, L2: the
+// page offered an approval the node then refused).
+func (s *Server) newerProposal(r *request, p *pb.PolicyInfo) string {
+	if p.State != policy.StateProposed {
+		return ""
+	}
+	resp, err := pb.NewPolicyServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPoliciesRequest{Name: p.Name, State: policy.StateProposed})
+	if err != nil {
+		return ""
+	}
+	for _, o := range resp.Policies {
+		if o.Version > p.Version {
+			return o.Id
+		}
+	}
+	return ""
+}

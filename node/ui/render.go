@@ -307,6 +307,8 @@ type errorView struct {
 	Message string
 	// Detail is the node's own words, for whoever helps the person (in English).
 	Detail string
+	// Back, when set, is the page to go back to instead of the picture, named BackLabel.
+	Back, BackLabel string
 }
 
 // fail shows an error page with the text message.
