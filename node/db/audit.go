@@ -260,7 +260,11 @@ type AuditFilter struct {
 	Crisis   string
 	Since    time.Time
 	AfterSeq int64
-	Limit    int
+	// BeforeSeq, when not 0, takes the entries below it.
+	BeforeSeq int64
+	// SubjectPrefix matches Subject as the start of an entry's subject.
+	SubjectPrefix bool
+	Limit         int
 	// Newest takes the last Limit entries that match rather than the first, in seq order.
 	Newest bool
 }
@@ -279,8 +283,14 @@ func (d *DB) AuditList(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 	if f.Actor != "" {
 		where, args = append(where, "actor = ?"), append(args, f.Actor)
 	}
-	if f.Subject != "" {
+	switch {
+	case f.Subject != "" && f.SubjectPrefix:
+		where, args = append(where, "subject >= ? AND subject < ?"), append(args, f.Subject, f.Subject+"\U0010FFFF")
+	case f.Subject != "":
 		where, args = append(where, "subject = ?"), append(args, f.Subject)
+	}
+	if f.BeforeSeq > 0 {
+		where, args = append(where, "seq < ?"), append(args, f.BeforeSeq)
 	}
 	if !f.Since.IsZero() {
 		where, args = append(where, "at >= ?"), append(args, f.Since.UnixNano())

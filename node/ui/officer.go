@@ -1084,12 +1084,18 @@ func (s *Server) setPhase(w http.ResponseWriter, r *request) {
 
 type auditView struct {
 	Action, Actor, Subject string
-	Actions                []string
-	Entries                []auditRow
-	// Next is the link to the entries after these, when there may be more.
-	Next   string
-	Error  string
-	Verify *verifyView
+	// Since is the filter's start as typed (2026-12-06, or with a time); SinceError what is
+	// wrong with it.
+	Since, SinceError string
+	Actions           []string
+	// Entries are the page's entries, the newest first; First and Last their seqs.
+	Entries     []auditRow
+	First, Last int64
+	// Older and Newer link the pages beside this one, when there may be entries there; Newest
+	// the newest page, from a page that is not. CSV downloads the entries the filters select.
+	Older, Newer, Newest, CSV string
+	Error                     string
+	Verify                    *verifyView
 }
 
 type auditRow struct {
@@ -1160,23 +1166,44 @@ const auditPageSize = 100
 // result of verifying its hash chain.
 func (s *Server) audit(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
-	v := &auditView{Action: q.Get("action"), Actor: strings.TrimSpace(q.Get("actor")), Subject: strings.TrimSpace(q.Get("subject")), Actions: auditActions}
-	var after int64
-	if a := q.Get("na"); a != "" {
-		n, err := strconv.ParseInt(a, 10, 64)
-		if err != nil || n < 0 {
-			s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", "na", r.L.T("audit.after_bad")))
-			return
-		}
-		after = n
-	}
-	ac := pb.NewAuditServiceClient(s.c.Conn)
-	resp, err := ac.List(r.ctx(), &pb.ListAuditRequest{Action: v.Action, Actor: v.Actor, Subject: v.Subject, AfterSeq: after, Limit: auditPageSize})
-	if err != nil {
-		s.failCall(w, r, err)
+	v := &auditView{Action: q.Get("action"), Actor: strings.TrimSpace(q.Get("actor")), Subject: strings.TrimSpace(q.Get("subject")),
+		Since: strings.TrimSpace(q.Get("sinds")), Actions: auditActions}
+	req, ok := s.auditRequest(w, r, v)
+	if !ok {
 		return
 	}
-	for _, e := range resp.Entries {
+	seqParam := func(name string) (int64, bool) {
+		a := q.Get(name)
+		if a == "" {
+			return 0, true
+		}
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || n < 0 {
+			s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", name, r.L.T("audit.after_bad")))
+			return 0, false
+		}
+		return n, true
+	}
+	after, ok1 := seqParam("na")
+	before, ok2 := seqParam("voor")
+	if !ok1 || !ok2 {
+		return
+	}
+	// The newest first (review W, M4: the page began at the oldest and paged forward only): the
+	// newest page, the one before an entry (voor), or the one after an entry (na).
+	req.Limit, req.AfterSeq, req.BeforeSeq, req.Newest = auditPageSize, after, before, after == 0
+	ac := pb.NewAuditServiceClient(s.c.Conn)
+	var resp *pb.ListAuditResponse
+	var err error
+	if v.SinceError == "" {
+		if resp, err = ac.List(r.ctx(), req); err != nil {
+			s.failCall(w, r, err)
+			return
+		}
+	} else {
+		resp = &pb.ListAuditResponse{}
+	}
+	for _, e := range slices.Backward(resp.Entries) {
 		row := auditRow{Seq: e.Seq, Actor: e.Actor, Action: e.Action, Subject: e.Subject}
 		if fields, ok := auditDetail(e.Detail); ok {
 			row.Detail = fields
@@ -1188,10 +1215,32 @@ func (s *Server) audit(w http.ResponseWriter, r *request) {
 		}
 		v.Entries = append(v.Entries, row)
 	}
-	if len(resp.Entries) == auditPageSize {
-		nq := url.Values{"action": {v.Action}, "actor": {v.Actor}, "subject": {v.Subject}, "na": {strconv.FormatInt(resp.Entries[len(resp.Entries)-1].Seq, 10)}}
-		v.Next = "/audit?" + nq.Encode()
+	filters := url.Values{"action": {v.Action}, "actor": {v.Actor}, "subject": {v.Subject}, "sinds": {v.Since}}
+	link := func(extra ...string) string {
+		nq := url.Values{}
+		for k, vs := range filters {
+			if vs[0] != "" {
+				nq[k] = vs
+			}
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			nq.Set(extra[i], extra[i+1])
+		}
+		return "/audit?" + nq.Encode()
 	}
+	if n := len(v.Entries); n > 0 {
+		v.First, v.Last = v.Entries[n-1].Seq, v.Entries[0].Seq
+		if n == auditPageSize || after > 0 {
+			v.Older = link("voor", strconv.FormatInt(v.First, 10))
+		}
+		if after > 0 && n == auditPageSize || before > 0 {
+			v.Newer = link("na", strconv.FormatInt(v.Last, 10))
+		}
+	}
+	if after > 0 || before > 0 {
+		v.Newest = link()
+	}
+	v.CSV = strings.Replace(link(), "/audit?", "/audit.csv?", 1)
 	if q.Has("controle") {
 		vv := &verifyView{AnchorSeq: strings.TrimSpace(q.Get("anker_seq")), AnchorHash: strings.TrimSpace(q.Get("anker_hash"))}
 		req := &pb.VerifyAuditRequest{}

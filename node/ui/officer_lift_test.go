@@ -1,8 +1,14 @@
 package ui_test
 
 import (
+	"encoding/csv"
+	"fmt"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -157,5 +163,77 @@ func TestOlderProposalOffersNoApproval(t *testing.T) {
 	}
 	if _, page := daan.get(t, e.url+"/beleid/toon?id="+url.QueryEscape("utrecht-sitreps@2")); !strings.Contains(page, `id="goedkeuren"`) || strings.Contains(page, `id="nieuwere-versie"`) {
 		t.Errorf("the newer proposal's page does not offer the approval:\n%s", page)
+	}
+}
+
+// TestAuditLogNewestFirst: the audit page starts at the newest entries and pages to older and
+// newer ones; an actor is found by the user name the pages show, a subject by its start, entries
+// from a time on; and the entries the filters select download as CSV, oldest first, with their
+// hashes (review W, M4).
+func TestAuditLogNewestFirst(t *testing.T) {
+	e := startFederation(t)
+	e.utrecht.Approve(t, sitrepPolicy) // proposed by officer-a, approved by officer-b
+	for i := range 105 {
+		id := fmt.Sprintf("weg-%03d", i)
+		e.utrecht.Put(t, fedtest.Sitrep(id, "oekraine", pb.Classification_INTERNAL, "Weg "+id))
+		e.utrecht.Delete(t, id)
+	}
+	olga := newBrowser(t)
+	e.signIn(t, olga, "officer-a", "/audit")
+	seqs := func(page string) []int {
+		var out []int
+		for _, m := range regexp.MustCompile(`<tr class="utrecht-table__row" data-action="[^"]*">\s*<td class="utrecht-table__cell kp-num">(\d+)</td>`).FindAllStringSubmatch(page, -1) {
+			n, _ := strconv.Atoi(m[1])
+			out = append(out, n)
+		}
+		return out
+	}
+	link := func(page, id string) string {
+		m := regexp.MustCompile(`href="([^"]*)" id="` + id + `"`).FindStringSubmatch(page)
+		if m == nil {
+			return ""
+		}
+		return html.UnescapeString(m[1])
+	}
+	last, err := pb.NewAuditServiceClient(e.utrecht.Local(t)).List(fedtest.Call(t), &pb.ListAuditRequest{Newest: true, Limit: 1})
+	if err != nil || len(last.Entries) != 1 {
+		t.Fatal(err)
+	}
+	_, page := olga.get(t, e.url+"/audit")
+	newest := seqs(page)
+	if len(newest) != 100 || int64(newest[0]) < last.Entries[0].Seq || !slices.IsSortedFunc(newest, func(a, b int) int { return b - a }) ||
+		!strings.Contains(page, fmt.Sprintf("Regels %d tot en met %d, de nieuwste eerst", newest[0], newest[99])) ||
+		link(page, "ouder") == "" || link(page, "nieuwer") != "" {
+		t.Fatalf("the audit page: %d entries %v…, want the newest 100, newest first, with a link to older ones:\n%s", len(newest), newest[:min(3, len(newest))], page)
+	}
+	_, page = olga.get(t, e.url+link(page, "ouder"))
+	older := seqs(page)
+	if len(older) == 0 || older[0] != newest[99]-1 || link(page, "nieuwer") == "" || link(page, "nieuwste") == "" {
+		t.Errorf("the older page starts at %v, want %d, with links to newer and the newest:\n%s", older[:min(3, len(older))], newest[99]-1, page)
+	}
+	_, page = olga.get(t, e.url+link(page, "nieuwer"))
+	if back := seqs(page); len(back) == 0 || back[len(back)-1] != newest[99] {
+		t.Errorf("the newer page from the older one ends at %v, want %d", back, newest[99])
+	}
+
+	// The person by the name the pages show; the policy by the start of its id.
+	_, page = olga.get(t, e.url+"/audit?actor=officer-b&subject=utrecht-sitreps")
+	if n := len(seqs(page)); n != 1 || !strings.Contains(page, `data-action="policy.approve"`) {
+		t.Errorf("officer-b's steps on utrecht-sitreps: %d entries, want the approval:\n%s", n, page)
+	}
+	if _, page = olga.get(t, e.url+"/audit?sinds=2099-01-01"); len(seqs(page)) != 0 {
+		t.Errorf("entries since 2099: %v, want none", seqs(page))
+	}
+	if resp, page := olga.get(t, e.url+"/audit?sinds=gisteren"); resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="sinds-fout">Typ een datum`) {
+		t.Errorf("a since that does not read: %d, want it said at the field:\n%s", resp.StatusCode, page)
+	}
+
+	resp, body := olga.get(t, e.url+"/audit.csv?action=record.delete")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || len(rows) != 106 {
+		t.Fatalf("the CSV of the deletes: %d, %s, %d rows, %v; want the header and 105", resp.StatusCode, resp.Header.Get("Content-Type"), len(rows), err)
+	}
+	if !slices.Equal(rows[0], []string{"seq", "at", "action", "actor", "subject", "detail", "prev_hash", "hash"}) || rows[1][4] != "weg-000" || rows[105][4] != "weg-104" || len(rows[1][7]) != 64 {
+		t.Errorf("the CSV's header and rows: %v, %v … %v; want the oldest first, with hashes", rows[0], rows[1], rows[105])
 	}
 }

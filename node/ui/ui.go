@@ -185,6 +185,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /fase/wijzigen", s.person(s.phaseForm))
 	m.HandleFunc("POST /fase/wijzigen", s.person(s.setPhase))
 	m.HandleFunc("GET /audit", s.person(s.audit))
+	m.HandleFunc("GET /audit.csv", s.person(s.auditCSV))
 	m.HandleFunc("GET /beeld/live", s.person(s.live))
 	m.HandleFunc("GET /beeld/csv", s.person(s.pictureCSV))
 	m.HandleFunc("GET /records", s.person(s.ownRecords))

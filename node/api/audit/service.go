@@ -67,7 +67,11 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 			return nil, api.Status(s.log, err)
 		}
 	}
-	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, Purpose: req.Purpose, Crisis: req.Crisis, AfterSeq: req.AfterSeq, Limit: int(req.Limit), Newest: req.Newest}
+	if req.BeforeSeq < 0 {
+		return nil, api.Invalid("before_seq", "%d is negative: use 0 for no bound, or the seq of an entry", req.BeforeSeq)
+	}
+	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, SubjectPrefix: req.SubjectPrefix, Purpose: req.Purpose, Crisis: req.Crisis,
+		AfterSeq: req.AfterSeq, BeforeSeq: req.BeforeSeq, Limit: int(req.Limit), Newest: req.Newest}
 	if req.Recipient != "" {
 		td, err := s.recipient(ctx, req.Recipient)
 		if err != nil {

@@ -1724,7 +1724,13 @@ type ListAuditRequest struct {
 	Recipient string `protobuf:"bytes,9,opt,name=recipient" json:"recipient,omitempty"`
 	// crisis selects the entries whose detail names the crisis: disclosures, and retractions of
 	// records still known, written since their detail names it.
-	Crisis        string `protobuf:"bytes,10,opt,name=crisis" json:"crisis,omitempty"`
+	Crisis string `protobuf:"bytes,10,opt,name=crisis" json:"crisis,omitempty"`
+	// before_seq takes the entries below it: with newest, the page of entries older than one
+	// shown. 0: no bound.
+	BeforeSeq int64 `protobuf:"varint,11,opt,name=before_seq,json=beforeSeq" json:"before_seq,omitempty"`
+	// subject_prefix matches subject as the start of an entry's subject: xss-test finds
+	// xss-test@1 and xss-test@2.
+	SubjectPrefix bool `protobuf:"varint,12,opt,name=subject_prefix,json=subjectPrefix" json:"subject_prefix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1827,6 +1833,20 @@ func (x *ListAuditRequest) GetCrisis() string {
 		return x.Crisis
 	}
 	return ""
+}
+
+func (x *ListAuditRequest) GetBeforeSeq() int64 {
+	if x != nil {
+		return x.BeforeSeq
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetSubjectPrefix() bool {
+	if x != nil {
+		return x.SubjectPrefix
+	}
+	return false
 }
 
 type ListAuditResponse struct {
@@ -2325,7 +2345,7 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\asubject\x18\x05 \x01(\tR\asubject\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
 	"\tprev_hash\x18\a \x01(\fR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\b \x01(\fR\x04hash\"\xa7\x02\n" +
+	"\x04hash\x18\b \x01(\fR\x04hash\"\xed\x02\n" +
 	"\x10ListAuditRequest\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x18\n" +
@@ -2337,7 +2357,10 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x06newest\x18\b \x01(\bR\x06newest\x12\x1c\n" +
 	"\trecipient\x18\t \x01(\tR\trecipient\x12\x16\n" +
 	"\x06crisis\x18\n" +
-	" \x01(\tR\x06crisis\"G\n" +
+	" \x01(\tR\x06crisis\x12\x1d\n" +
+	"\n" +
+	"before_seq\x18\v \x01(\x03R\tbeforeSeq\x12%\n" +
+	"\x0esubject_prefix\x18\f \x01(\bR\rsubjectPrefix\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.knooppunt.v1.AuditEntryR\aentries\"\x95\x01\n" +
 	"\x12VerifyAuditRequest\x121\n" +
