@@ -368,7 +368,7 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if once {
 		return nil
 	}
-	fmt.Fprintf(out, "\nEach organisation's web interface. Sign in as medewerker (staff who read), editor, or\nofficer-a or officer-b (security officers), password %s, at the demo's own OpenID provider:\n\n", demoPassword)
+	fmt.Fprintf(out, "\nEach organisation's web interface. Sign in as medewerker (staff who read), editor,\nofficer-a or officer-b (security officers), or beheerder (the node's administrator), password %s,\nat the demo's own OpenID provider:\n\n", demoPassword)
 	for _, o := range orgs {
 		fmt.Fprintf(out, "  %-12s %s/\n", o.title, o.webURL())
 	}

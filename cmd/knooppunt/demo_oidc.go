@@ -26,13 +26,15 @@ import (
 // trusts the organisation's own identity provider (ui.oidc in the node config).
 
 // demoPeople are each organisation's people at its provider, as the node config's roles name
-// them: two officers (for the four-eyes rule), an editor, and a staff member who reads
-// (medewerker): the web interface as most of an organisation's people see it.
+// them: two officers (for the four-eyes rule), an editor, a staff member who reads (medewerker):
+// the web interface as most of an organisation's people see it, and an administrator, for the
+// node's page.
 var demoPeople = []struct{ user, first, last, role string }{
 	{"officer-a", "Anne", "Jansen", "officer"},
 	{"officer-b", "Bas", "de Vries", "officer"},
 	{"editor", "Chris", "Bakker", "editor"},
 	{"medewerker", "Dana", "de Wit", "reader"},
+	{"beheerder", "Eva", "Smit", "admin"},
 }
 
 // demoPassword is every demo person's password. The provider listens on loopback only.
@@ -145,7 +147,7 @@ var demoLoginPage = template.Must(template.New("login").Parse(`<!DOCTYPE html>
 <body>
 <h1>Demo-aanmelding · {{.Org}}</h1>
 <p>Dit is de OpenID-provider van de demo, niet die van een echte organisatie.
-Meld u aan als medewerker (lezen), editor (redacteur), officer-a of officer-b (security officers), wachtwoord <code>demo</code>.</p>
+Meld u aan als medewerker (lezen), editor (redacteur), officer-a of officer-b (security officers) of beheerder (het knooppunt), wachtwoord <code>demo</code>.</p>
 {{if .Error}}<p class="fout" id="fout" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="/login/username">
 <input type="hidden" name="authRequestID" value="{{.ID}}">

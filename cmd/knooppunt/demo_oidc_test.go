@@ -80,7 +80,7 @@ func TestDemoProviderSignsInTheDemoPeople(t *testing.T) {
 		}
 		return resp.StatusCode, claims.Name
 	}
-	for _, who := range []string{"officer-b", "medewerker"} {
+	for _, who := range []string{"officer-b", "medewerker", "beheerder"} {
 		if code, name := signIn(who, demoPassword); code != http.StatusOK || name != who {
 			t.Errorf("%s signs in: %d as %q", who, code, name)
 		}
