@@ -166,6 +166,15 @@ func TestBrowserPhone(t *testing.T) {
 	}
 	tb.shot(shots, "record-390.png")
 
+	// A policy's preview: its records are cards, what is withheld on screen (review W, L6).
+	id := e.utrecht.Approve(t, sitrepPolicy)
+	tb.run("a policy's preview", chromedp.Steps(
+		chromedp.Navigate(e.url+"/beleid/voorbeeld?"+url.Values{"id": {id}, "recipient": {"ncc"}}.Encode()),
+		chromedp.WaitVisible(chromedp.CSS("#uitkomst")),
+	))
+	fits("voorbeeld")
+	tb.shot(shots, "voorbeeld-390.png")
+
 	// The administrator's page: its partners are cards too.
 	e.op.signInAs("ada")
 	tb.run("the node's page as its administrator", chromedp.Steps(
