@@ -9,9 +9,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -142,6 +144,47 @@ func TestTextSearchAcrossTheFederation(t *testing.T) {
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.want) {
 			t.Errorf("search %q: %v; want InvalidArgument: %s", tc.text, err, tc.want)
 		}
+	}
+}
+
+// TestTextAnyFromAnEarlierRelease: a peer of an earlier release ignores text_any and answers for
+// all of the words, and ends its Query without saying it searched for any of them: a search for
+// any of the words names it in cut, as a source that may hold more, and names no current peer;
+// a search for all of them names neither (review V, V5).
+func TestTextAnyFromAnEarlierRelease(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	body, _ := json.Marshal(map[string]string{"question": "Waar is de coördinatie?", "answer": "Bij de veiligheidsregio."})
+	a.Approve(t, policyDoc("qa-to-b", spiffeOf(b), "qa", "public", ""))
+	a.Put(t, &pb.Record{Id: "a-other", Kind: "qa", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_PUBLIC, Body: body})
+	var asked atomic.Int32 // the fake's Queries with text_any
+	old := &fakePeer{}
+	old.query = func(req *pb.QueryRequest, _ grpc.ServerStreamingServer[pb.SharedRecord]) error {
+		if req.GetFilter().GetTextAny() {
+			asked.Add(1)
+		}
+		return nil // no record holds all the words
+	}
+	old.subscribe = func(_ *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		return fakeHeartbeats(s, 1, nil)
+	}
+	startFake(t, f, "vorige", old)
+	f.AddPeers(t, old.id.Peer(old.addr, "all"))
+
+	search := func(any bool) *pb.SearchResponse {
+		resp, _ := b.Search(t, &pb.SearchRequest{Filter: &pb.Filter{Text: "coordinatie tewerkstellingsvergunning", TextAny: any}, TimeoutMs: 10000})
+		if resp.Partial {
+			t.Fatalf("search (any %v) was partial: %v", any, resp.Peers)
+		}
+		return resp
+	}
+	resp := search(true)
+	if len(resp.Hits) != 1 || resp.Hits[0].Source != a.Name || !slices.Equal(resp.Cut, []string{old.id.Name}) || asked.Load() != 1 {
+		t.Errorf("any of the words: %d hits, cut %q, the fake asked text_any %d times; want a-other from %s, cut naming %s alone, once",
+			len(resp.Hits), resp.Cut, asked.Load(), a.Name, old.id.Name)
+	}
+	if resp := search(false); len(resp.Hits) != 0 || len(resp.Cut) != 0 {
+		t.Errorf("all of the words: %d hits, cut %q; want none, and no source cut", len(resp.Hits), resp.Cut)
 	}
 }
 

@@ -575,6 +575,11 @@ func eachTextMatch(ctx context.Context, d *db.DB, f db.TextFilter, fn func(*pb.R
 // search names it in SearchResponse.cut.
 const CutTrailer = "knooppunt-cut"
 
+// AnyTrailer, set on a Query's end, says that the source found the records that hold any of the
+// text's words (Filter.text_any). A node of an earlier release reads all of them, and sets none:
+// a search names it in SearchResponse.cut.
+const AnyTrailer = "knooppunt-text-any"
+
 // rankGroup is how many of a text query's matches, newest first, a source ranks together on
 // what the recipient may see of them before it sends them: the first page of a search is the
 // best of the newest rankGroup matches, as the index would rank a window of its own.
@@ -898,6 +903,9 @@ func (s *Service) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[
 	text, _ := record.ParseText("filter.text", req.GetFilter().GetText()) // checked above; nil without text
 	if text != nil {
 		text.Any = req.GetFilter().GetTextAny()
+		if text.Any {
+			stream.SetTrailer(metadata.Pairs(AnyTrailer, "1"))
+		}
 		release, err := s.searchText(ctx, to)
 		if err != nil {
 			return err

@@ -478,8 +478,11 @@ func (s *Service) askPeer(ctx context.Context, p config.Peer, f *pb.Filter, purp
 		for {
 			sr, err := stream.Recv()
 			if errors.Is(err, io.EOF) {
-				// A source that ended its text search with what it found holds more (CutTrailer).
-				if len(stream.Trailer().Get(peerserver.CutTrailer)) > 0 {
+				// A source that ended its text search with what it found holds more (CutTrailer);
+				// so may one that does not say it searched for any of the words (AnyTrailer): it
+				// runs an earlier release, and gave the records that hold all of them.
+				tr := stream.Trailer()
+				if len(tr.Get(peerserver.CutTrailer)) > 0 || f.GetTextAny() && len(tr.Get(peerserver.AnyTrailer)) == 0 {
 					sh.cut = true
 				}
 				return nil

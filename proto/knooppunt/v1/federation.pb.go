@@ -552,7 +552,9 @@ type Filter struct {
 	Text string `protobuf:"bytes,7,opt,name=text" json:"text,omitempty"`
 	// text_any finds the records that hold at least one of text's words and phrases, rather than
 	// all of them, best first: what a search box asks when all of them together find nothing. A
-	// node of an earlier release reads text alone, all of them.
+	// source's Query that honoured it ends with the trailer knooppunt-text-any. A node of an
+	// earlier release reads text alone, all of them, and ends without it: a search names it in
+	// SearchResponse.cut.
 	TextAny bool `protobuf:"varint,10,opt,name=text_any,json=textAny" json:"text_any,omitempty"`
 	// mode is the mode of the read; unset: actual records only. A source sends only records of
 	// this mode, and only test and draft modes are refused (they never leave a node).
@@ -1470,7 +1472,9 @@ type SearchResponse struct {
 	// because their hits reached their share of the answer's bytes (MaxAnswerBytes over the
 	// sources asked), or that ended a text search with what they found (the node's budget for
 	// one text search, or a word too broad for the index left out of a search for any of the
-	// words): each holds more.
+	// words): each holds more. In a search for any of the words (text_any), it also names the
+	// peers of an earlier release, which gave the records that hold all of them: each may hold
+	// more.
 	Cut           []string `protobuf:"bytes,5,rep,name=cut" json:"cut,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
