@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -340,13 +341,15 @@ func TestFederatedModeBadInput(t *testing.T) {
 // subscription of the exercise, which partners take part: one whose policies may grant it the
 // exercise's records and that has not started it says none, then open once it starts it, then
 // closed once it closes it. A partner whose policies grant it none says nothing of its exercises.
+// A partner of an earlier release, which says neither its part nor its release, is unknown
+// (earlier release), and plain unknown again once it is down (review V, V5).
 func TestExercisePartners(t *testing.T) {
 	f := fedtest.Start(t, fedtest.Options{Orgs: 3})
 	a, b, c := f.Orgs[0], f.Orgs[1], f.Orgs[2]
 	const name = "oefening-deelname"
 	b.Approve(t, "name: b-oefening\npurpose: oefening\nrecipients: ["+spiffeOf(a)+"]\nkinds: [sitrep]\nmax_classification: internal\nstatuses: [exercise]\n")
 	a.Exercise(t, name, false)
-	partner := func(o *fedtest.Org) string {
+	part := func(peer string) *pb.ExercisePartner {
 		t.Helper()
 		resp, err := pb.NewExerciseServiceClient(a.Local(t)).List(fedtest.Call(t), &pb.ListExercisesRequest{})
 		if err != nil {
@@ -357,13 +360,14 @@ func TestExercisePartners(t *testing.T) {
 				continue
 			}
 			for _, p := range e.Partners {
-				if p.Peer == o.Name {
-					return p.State
+				if p.Peer == peer {
+					return p
 				}
 			}
 		}
-		return "not listed"
+		return &pb.ExercisePartner{State: "not listed"}
 	}
+	partner := func(o *fedtest.Org) string { return part(o.Name).State }
 	for _, want := range []string{"none", "open", "closed"} {
 		switch want {
 		case "open":
@@ -376,8 +380,31 @@ func TestExercisePartners(t *testing.T) {
 			got := partner(b)
 			return got == want, "b is " + got
 		})
-		if got := partner(c); got != "unknown" {
-			t.Errorf("c, whose policies grant a nothing, says %q of its part in the exercise, want nothing (unknown)", got)
+		if got := part(c.Name); got.State != "unknown" || got.EarlierRelease {
+			t.Errorf("c, whose policies grant a nothing, says %v of its part in the exercise, want nothing (unknown), and not of an earlier release", got)
 		}
+	}
+
+	down := make(chan struct{})
+	old := &fakePeer{}
+	old.subscribe = func(_ *pb.SubscribeRequest, s grpc.ServerStreamingServer[pb.FeedEvent]) error {
+		return fakeHeartbeats(s, 1, down) // no exercise_state
+	}
+	old.describe = func(*pb.DescribeRequest) (*pb.DescribeResponse, error) {
+		return &pb.DescribeResponse{NodeName: "vorige"}, nil // no version
+	}
+	startFake(t, f, "vorige", old)
+	f.AddPeers(t, old.id.Peer(old.addr, "all"))
+	fedtest.Eventually(t, 10*time.Second, "a's exercise list says vorige runs an earlier release", func() (bool, string) {
+		got := part(old.id.Name)
+		return got.State == "unknown" && got.EarlierRelease, fmt.Sprint(got)
+	})
+	close(down)
+	fedtest.Eventually(t, 10*time.Second, "a's exercise list says vorige is unknown, down, not of an earlier release", func() (bool, string) {
+		got := part(old.id.Name)
+		return got.State == "unknown" && !got.EarlierRelease && got.Error != "", fmt.Sprint(got)
+	})
+	if got := part(c.Name); got.State != "unknown" || got.EarlierRelease {
+		t.Errorf("c says %v, want unknown, not of an earlier release", got)
 	}
 }

@@ -642,6 +642,7 @@ type fakePeer struct {
 	query     func(*pb.QueryRequest, grpc.ServerStreamingServer[pb.SharedRecord]) error
 	subscribe func(*pb.SubscribeRequest, grpc.ServerStreamingServer[pb.FeedEvent]) error
 	fetchFile func(*pb.FetchFileRequest, grpc.ServerStreamingServer[pb.FileData]) error
+	describe  func(*pb.DescribeRequest) (*pb.DescribeResponse, error)
 
 	mu    sync.Mutex
 	calls map[string]int // Subscribe calls by the caller's trust domain
@@ -665,6 +666,13 @@ func (p *fakePeer) FetchFile(req *pb.FetchFileRequest, s grpc.ServerStreamingSer
 		return status.Error(codes.Unimplemented, "the fake serves no files")
 	}
 	return p.fetchFile(req, s)
+}
+
+func (p *fakePeer) Describe(_ context.Context, req *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	if p.describe == nil {
+		return nil, status.Error(codes.Unimplemented, "the fake says nothing of itself")
+	}
+	return p.describe(req)
 }
 
 // subscribes is how often org o subscribed to the fake.

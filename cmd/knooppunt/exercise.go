@@ -122,12 +122,24 @@ type exercisePartnerJSON struct {
 	Peer  string `json:"peer"`
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
+	// EarlierRelease, with state unknown, says that the peer answers and runs a release that
+	// does not say whether it takes part.
+	EarlierRelease bool `json:"earlier_release,omitempty"`
+}
+
+// taking is the peer's part as TAKING PART says it: an earlier release's unknown is not that of
+// a peer not heard from (review V, V5).
+func (p exercisePartnerJSON) taking() string {
+	if p.State == db.ExerciseUnknown && p.EarlierRelease {
+		return p.Peer + " unknown (earlier release)"
+	}
+	return p.Peer + " " + p.State
 }
 
 func toExerciseJSON(e *pb.ExerciseInfo) exerciseJSON {
 	j := exerciseJSON{Name: e.Name, State: e.State, StartedBy: e.StartedBy, ClosedBy: e.ClosedBy, Records: e.Records, Deleted: e.Deleted}
 	for _, p := range e.Partners {
-		j.Partners = append(j.Partners, exercisePartnerJSON{Peer: p.Peer, State: p.State, Error: p.Error})
+		j.Partners = append(j.Partners, exercisePartnerJSON{Peer: p.Peer, State: p.State, Error: p.Error, EarlierRelease: p.EarlierRelease})
 	}
 	if e.StartedAt != nil {
 		t := e.StartedAt.AsTime()
@@ -151,9 +163,10 @@ func newExerciseListCmd() *cobra.Command {
 		Long: `List the open exercises, or all with --all. For an open exercise, TAKING PART says of each peer
 whether it has started the exercise too, as its node tells this one: open (it takes part), none
 (it has not started it: it shares nothing of the exercise and receives nothing of it), closed
-(it closed it: close it here too), or unknown (no answer yet, or its node is down, or its
-policies grant you nothing of this exercise). Only the replica that leads knows it: a follower
-asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
+(it closed it: close it here too), unknown (no answer yet, or its node is down, or its policies
+grant you nothing of this exercise), or unknown (earlier release: its node answers, and runs a
+release that does not say; ask them whether they take part). Only the replica that leads knows
+it: a follower asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
 		Example: `  knooppunt exercise list
   knooppunt exercise list --all -o json`,
 		Args: cobra.NoArgs,
@@ -187,7 +200,7 @@ asks the leader, and leaves TAKING PART empty when it cannot reach one.`,
 					}
 					var parts, absent, closedBy []string
 					for _, p := range j.Partners {
-						parts = append(parts, p.Peer+" "+p.State)
+						parts = append(parts, p.taking())
 						switch {
 						case p.State == db.ExerciseClosed:
 							closedBy = append(closedBy, p.Peer)

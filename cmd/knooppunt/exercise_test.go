@@ -1,13 +1,20 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/knooppunt/knooppunt/federation/fedtest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // TestCLIExercise: exercise start, list and close; a record written with --exercise is read
@@ -227,5 +234,45 @@ func TestExerciseListPartnerClosed(t *testing.T) {
 	})
 	if want := "Note: " + b.Name + " closed " + name + ": it shares nothing of it and receives nothing of it any more; close it here too (knooppunt exercise close " + name + ")."; !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "exercise start") {
 		t.Errorf("exercise list with a partner that closed it:\n%s\nwant the note %q", r.stdout, want)
+	}
+}
+
+// exercisesOf serves a node's ExerciseService as far as exercise list asks it: List answers
+// resp.
+type exercisesOf struct {
+	pb.UnimplementedExerciseServiceServer
+	resp *pb.ListExercisesResponse
+}
+
+func (e exercisesOf) List(context.Context, *pb.ListExercisesRequest) (*pb.ListExercisesResponse, error) {
+	return e.resp, nil
+}
+
+// TestExerciseListEarlierRelease: TAKING PART tells a partner of an earlier release, which answers
+// and does not say whether it takes part, from one not heard from, which is plain unknown; -o
+// json says it as earlier_release (review V, V5).
+func TestExerciseListEarlierRelease(t *testing.T) {
+	lis, err := net.Listen("unix", filepath.Join(shortDir(t), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterExerciseServiceServer(srv, exercisesOf{resp: &pb.ListExercisesResponse{Exercises: []*pb.ExerciseInfo{{
+		Name: "oefening-zeeland", State: "open", StartedBy: "ada", Partners: []*pb.ExercisePartner{
+			{Peer: "vr-zeeland", State: "unknown", EarlierRelease: true},
+			{Peer: "vr-utrecht", State: "unknown", Error: "connection refused"},
+		}}}}})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	addr := "unix://" + lis.Addr().String()
+	r := cli(t, nil, "", "exercise", "list", "--node", addr).want(t, 0)
+	if want := "vr-zeeland unknown (earlier release), vr-utrecht unknown\n"; !strings.HasSuffix(strings.SplitAfter(r.stdout, "\n")[2], want) {
+		t.Errorf("exercise list:\n%s\nwant its row to end %q", r.stdout, want)
+	}
+	r = cli(t, nil, "", "exercise", "list", "--node", addr, "-o", "json").want(t, 0)
+	var list []exerciseJSON
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 ||
+		!slices.Equal(list[0].Partners, []exercisePartnerJSON{{Peer: "vr-zeeland", State: "unknown", EarlierRelease: true}, {Peer: "vr-utrecht", State: "unknown", Error: "connection refused"}}) {
+		t.Errorf("exercise list -o json: %v\n%s", err, r.stdout)
 	}
 }

@@ -314,8 +314,9 @@ func (m *Manager) stateOf(peer, exercise string) (SubscriptionState, bool) {
 
 // ExercisePartners says of each peer whether it takes part in an exercise, as its heartbeats on
 // this replica's subscription of the exercise say: open, closed, none, or unknown while the
-// subscription is down or the peer has not said. A peer this replica does not follow in the
-// exercise (it is not open here, or this replica does not lead) is left out.
+// subscription is down or the peer has not said (earlier_release when it answers and runs a
+// release that does not say). A peer this replica does not follow in the exercise (it is not
+// open here, or this replica does not lead) is left out.
 func (m *Manager) ExercisePartners(exercise string) []*pb.ExercisePartner {
 	var out []*pb.ExercisePartner
 	for _, p := range m.c.Peers() {
@@ -324,8 +325,15 @@ func (m *Manager) ExercisePartners(exercise string) []*pb.ExercisePartner {
 			continue
 		}
 		part := &pb.ExercisePartner{Peer: p.Name, State: db.ExerciseUnknown, Error: st.Err}
-		if st.Open && st.ExerciseState != "" {
+		switch {
+		case st.Open && st.ExerciseState != "":
 			part.State = st.ExerciseState
+		case !st.caughtUp().IsZero():
+			// Heard from, and not told: its policies grant this node none of the exercise's
+			// records, or it runs an earlier release. A release that says exercise_state says
+			// its own too (both came in one), which tells the two apart.
+			actual, _ := m.stateOf(p.Name, "")
+			part.EarlierRelease = !actual.DescribedAt.IsZero() && actual.Version == ""
 		}
 		out = append(out, part)
 	}

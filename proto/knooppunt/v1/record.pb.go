@@ -1539,9 +1539,13 @@ type ExercisePartner struct {
 	// yet: the subscription is down, or the peer runs a release that does not say).
 	State string `protobuf:"bytes,2,opt,name=state" json:"state,omitempty"`
 	// error is why the subscription is down, when it is.
-	Error         string `protobuf:"bytes,3,opt,name=error" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Error string `protobuf:"bytes,3,opt,name=error" json:"error,omitempty"`
+	// earlier_release, with state unknown, says that the peer answers, and runs a release that
+	// does not say: its heartbeats on the subscription of the exercise carry no exercise_state,
+	// and its node says no release (DescribeResponse.version). Unset for a peer not heard from.
+	EarlierRelease bool `protobuf:"varint,4,opt,name=earlier_release,json=earlierRelease" json:"earlier_release,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ExercisePartner) Reset() {
@@ -1593,6 +1597,13 @@ func (x *ExercisePartner) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *ExercisePartner) GetEarlierRelease() bool {
+	if x != nil {
+		return x.EarlierRelease
+	}
+	return false
 }
 
 type ClusterStatusRequest struct {
@@ -2522,11 +2533,12 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\tclosed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12\x18\n" +
 	"\arecords\x18\a \x01(\x03R\arecords\x12\x18\n" +
 	"\adeleted\x18\b \x01(\x03R\adeleted\x129\n" +
-	"\bpartners\x18\t \x03(\v2\x1d.knooppunt.v1.ExercisePartnerR\bpartners\"Q\n" +
+	"\bpartners\x18\t \x03(\v2\x1d.knooppunt.v1.ExercisePartnerR\bpartners\"z\n" +
 	"\x0fExercisePartner\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\x16\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12'\n" +
+	"\x0fearlier_release\x18\x04 \x01(\bR\x0eearlierRelease\"\x16\n" +
 	"\x14ClusterStatusRequest\"\xf6\x01\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
