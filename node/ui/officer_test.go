@@ -85,7 +85,7 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 		t.Errorf("preview of the draft for ncc: %d\n%s", resp.StatusCode, page)
 	}
 	// Kinds by their names for people, as on every other page.
-	if !strings.Contains(page, "<li>Situatierapport: 1</li>") || !strings.Contains(page, `<td class="utrecht-table__cell">Situatierapport</td>`) {
+	if !strings.Contains(page, "<li>Situatierapport: 1</li>") || !strings.Contains(page, `<td class="utrecht-table__cell" role="cell" data-label="Soort">Situatierapport</td>`) {
 		t.Errorf("the preview does not name the kind Situatierapport:\n%s", outcome(t, page))
 	}
 	if strings.Contains(page, `id="niet-gevonden"`) {
