@@ -202,7 +202,7 @@ func TestAuditLogNewestFirst(t *testing.T) {
 	_, page := olga.get(t, e.url+"/audit")
 	newest := seqs(page)
 	if len(newest) != 100 || int64(newest[0]) < last.Entries[0].Seq || !slices.IsSortedFunc(newest, func(a, b int) int { return b - a }) ||
-		!strings.Contains(page, fmt.Sprintf("Regels %d tot en met %d, de nieuwste eerst", newest[0], newest[99])) ||
+		!strings.Contains(page, fmt.Sprintf("Regels %d tot en met %d, de nieuwste eerst", newest[99], newest[0])) ||
 		link(page, "ouder") == "" || link(page, "nieuwer") != "" {
 		t.Fatalf("the audit page: %d entries %v…, want the newest 100, newest first, with a link to older ones:\n%s", len(newest), newest[:min(3, len(newest))], page)
 	}
