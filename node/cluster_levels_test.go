@@ -96,3 +96,53 @@ func TestClusterOlderReplicaStopsWrites(t *testing.T) {
 		t.Errorf("cluster status after the upgrade marks a replica as older: %v, %v", st, err)
 	}
 }
+
+// TestOlderReplicaGivesPeersNothing: while a replica of the group runs an earlier release, no
+// replica gives a peer anything, neither the leader nor a follower: what it sent could not be
+// recorded, as the leader takes no writes, and a revoke would not retract it. Once the replica
+// runs the group's release, the peer gets what it is granted again.
+func TestOlderReplicaGivesPeersNothing(t *testing.T) {
+	g := startPeerGroup(t)
+	leader := g.c.Leader(t, 15*time.Second, g.c.Replicas...)
+	leader.Put(t, guidance("g1"))
+	g.share(t, "gids-naar-ncc")
+	clustertest.Eventually(t, 10*time.Second, "the leader shares", func() (bool, string) {
+		ids, err := g.query(t, leader.API)
+		return len(ids) == 1 && err == nil, fmt.Sprint(ids, err)
+	})
+	// Two replicas are upgraded (level 3 stands for the newer release), one of them leads; the
+	// third runs the earlier one.
+	old := others(g.c, leader)[0]
+	for _, r := range g.c.Replicas {
+		if r != old {
+			r.Stop(t)
+			r.ApplyLevel = 3
+			r.Start(t)
+		}
+	}
+	for range 10 {
+		if leader = g.c.Leader(t, 10*time.Second, g.c.Replicas...); leader != old {
+			break
+		}
+		leader.Stop(t)
+		leader.Start(t)
+	}
+	if leader == old {
+		t.Fatal("the replica of the earlier release still leads")
+	}
+	follower := others(g.c, leader)[0]
+	for _, via := range []*clustertest.Replica{leader, follower} {
+		clustertest.Eventually(t, 10*time.Second, via.ID+" refuses the peer", func() (bool, string) {
+			ids, err := g.query(t, via.API)
+			return len(ids) == 0 && status.Code(err) == codes.Unavailable && api.Reason(err) == api.ReasonNotCurrent &&
+				strings.Contains(err.Error(), "runs an earlier knooppunt release"), fmt.Sprint(ids, err)
+		})
+	}
+	old.Stop(t)
+	old.ApplyLevel = 3
+	old.Start(t)
+	clustertest.Eventually(t, 15*time.Second, "the peer is given its guidance again", func() (bool, string) {
+		ids, err := g.query(t, follower.API)
+		return len(ids) == 1 && err == nil, fmt.Sprint(ids, err)
+	})
+}

@@ -679,12 +679,25 @@ const currentWait = 2 * time.Second
 // once the leader applied it. A leader cut off from the others stays leader for at most
 // raft's leader lease. Its refusals carry api.ReasonNotCurrent: a peer's node then asks
 // another replica of this node.
+//
+// Nor does it while a replica of the group runs an earlier release (store.OlderReplicaError):
+// what it sent could not be recorded, as the leader takes no writes, and a revoke would not
+// retract it.
 func (n *Node) currentForPeers(ctx context.Context) error {
-	if n.forward == nil || n.store.IsLeader() {
+	if n.forward == nil {
 		return nil
 	}
 	notCurrent := func(format string, a ...any) error {
 		return api.ReasonStatus(codes.Unavailable, api.ReasonNotCurrent, fmt.Sprintf(format, a...))
+	}
+	older := func(id string) error {
+		return notCurrent("replica %s of this node runs an earlier knooppunt release: the node records nothing, and so gives peers nothing, until it is upgraded", id)
+	}
+	if n.store.IsLeader() {
+		if err, ok := errors.AsType[*store.OlderReplicaError](n.store.OlderReplica()); ok {
+			return older(err.Replica)
+		}
+		return nil
 	}
 	conn, err := n.forward.Leader()
 	if err != nil {
@@ -695,6 +708,9 @@ func (n *Node) currentForPeers(ctx context.Context) error {
 	st, err := pb.NewClusterServiceClient(conn).Status(ctx, &pb.ClusterStatusRequest{})
 	if err != nil {
 		return notCurrent("this replica could not learn from its leader how far the group is: %s: retry, or ask another replica", status.Convert(err).Message())
+	}
+	if i := slices.IndexFunc(st.Replicas, (*pb.Replica).GetOlderRelease); i >= 0 {
+		return older(st.Replicas[i].Id)
 	}
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()

@@ -57,6 +57,15 @@ func (s *Store) Level() uint32 {
 	return ApplyLevel
 }
 
+// OlderReplica is olderReplica: on the leader, an *OlderReplicaError while another replica of its
+// group says a lower apply level, and it takes no writes.
+func (s *Store) OlderReplica() error {
+	if s.raft.State() != raft.Leader {
+		return nil
+	}
+	return s.olderReplica()
+}
+
 // olderReplica is nil when every other replica of the group says a level at least this one's, or
 // cannot be asked now (it is down: once it answers, it is known). Otherwise it is the
 // *OlderReplicaError of the first that says less. Replicas not yet asked in this leadership are
