@@ -26,12 +26,24 @@ type adminView struct {
 	DBMB            string
 	Cluster         *pb.ClusterStatusResponse
 	Peers           []adminPeer
+	// What a host keeps an eye on (review W, L8): the replica's SVID and until when, the last
+	// backup, the disk, and the policies waiting for an officer. Each *Warn says it needs care.
+	SVID, SVIDExpires, LastBackup, Disk string
+	SVIDWarn, BackupWarn, DiskWarn       bool
+	// Waiting is how many policies wait for approval; -1 when they could not be counted.
+	Waiting int
 }
 
 type replicaView struct {
 	ID, Address, Suffrage string
 	Leader                bool
+	// Older: the leader takes no writes until this replica runs its release (older_release).
+	Older bool
 }
+
+// svidWarnWithin is how soon before its SVID ends a replica's page warns: a renewal should have
+// come long before (SPIRE renews at half its life, the dev CA's are issued for a year).
+const svidWarnWithin = 7 * 24 * time.Hour
 
 // word is a word the node reports (a Raft state, a vote) in the person's language, when the
 // catalogue has it.
@@ -78,7 +90,30 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 	v.RaftState = word(r, "raft.", st.RaftState)
 	v.Leader, v.Warning = raftWarning(r.L, st, time.Now())
 	for _, rep := range v.Cluster.Replicas {
-		v.Replicas = append(v.Replicas, replicaView{ID: rep.Id, Address: rep.RaftAddress, Suffrage: word(r, "raft.", rep.Suffrage), Leader: rep.Leader})
+		v.Replicas = append(v.Replicas, replicaView{ID: rep.Id, Address: rep.RaftAddress, Suffrage: word(r, "raft.", rep.Suffrage), Leader: rep.Leader,
+			Older: rep.OlderRelease})
+	}
+	now := time.Now()
+	if st.SvidId != "" {
+		v.SVID = st.SvidId
+	}
+	if st.SvidExpiresAt != nil {
+		exp := st.SvidExpiresAt.AsTime()
+		v.SVIDExpires, v.SVIDWarn = local(exp).Format("2006-01-02 15:04 MST"), exp.Sub(now) < svidWarnWithin
+	}
+	if st.LastBackupAt != nil {
+		v.LastBackup = local(st.LastBackupAt.AsTime()).Format("2006-01-02 15:04 MST")
+		v.BackupWarn = now.Sub(st.LastBackupAt.AsTime()) > 7*24*time.Hour
+	} else {
+		v.BackupWarn = true
+	}
+	if st.DiskFreeBytes > 0 {
+		v.Disk = r.L.T("admin.disk_free", formatMB(r.L, st.DiskFreeBytes), formatMB(r.L, st.DiskReserveBytes))
+		v.DiskWarn = st.DiskFreeBytes < 2*st.DiskReserveBytes
+	}
+	v.Waiting = -1
+	if ps, err := pb.NewPolicyServiceClient(s.c.Conn).List(ctx, &pb.ListPoliciesRequest{State: "proposed"}); err == nil {
+		v.Waiting = len(ps.Policies)
 	}
 	peers, err := pb.NewPeerServiceClient(s.c.Conn).List(ctx, &pb.ListPeersRequest{})
 	if err != nil {

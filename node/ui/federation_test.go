@@ -544,6 +544,14 @@ func TestPictureOfAFederation(t *testing.T) {
 	if after := searchEntries(); after != before+1 {
 		t.Errorf("the node's page and one search made %d search audit entries, want 1: the page searched", after-before)
 	}
+	// It says the replica's SVID and until when, and links the policies waiting for an officer.
+	if _, err := pb.NewPolicyServiceClient(e.utrecht.As(t, e.utrecht.Officers[0])).Propose(fedtest.Call(t), &pb.ProposeRequest{Source: []byte(sitrepPolicy)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := ab.get(t, e.url+"/beheer"); !strings.Contains(page, `id="wachtend"><a class="utrecht-link" href="/beleid?state=proposed">1 voorstel(len)</a>`) ||
+		!regexp.MustCompile(`id="svid">spiffe:/<wbr>/<wbr>vr-utrecht\.<wbr>crisis\.<wbr>test/<wbr>node/<wbr>r1<br>geldig tot \d{4}-\d\d-\d\d \d\d:\d\d`).MatchString(page) {
+		t.Errorf("the node's page does not link the waiting proposal, or say the SVID:\n%s", page)
+	}
 
 	// ncc stops: the picture says so, and serves what ncc sent before from the cache.
 	e.ncc.Stop(t)

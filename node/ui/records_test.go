@@ -530,6 +530,17 @@ func TestAdminPage(t *testing.T) {
 			t.Errorf("the node's page lacks %q", want)
 		}
 	}
+	// What a host keeps an eye on (review W, L8): no backup taken yet, no policy waiting; the
+	// disk with its reserve.
+	for _, want := range []string{`id="laatste-backup">geen bekend op deze replica <span class="kp-tag kp-tag--warn">maak een backup (knooppunt backup)</span>`,
+		`id="wachtend">geen</dd>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the node's page lacks %q", want)
+		}
+	}
+	if !regexp.MustCompile(`id="schijf">[0-9.,]+ MB vrij, reserve [0-9.,]+ MB`).MatchString(page) {
+		t.Errorf("the node's page does not say the disk's room:\n%s", page)
+	}
 	// Exact times, with their zone: the page is read by hosts in more than one place.
 	if !regexp.MustCompile(`<dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z+\-0-9]+</dd>`).MatchString(page) {
 		t.Errorf("the node's page gives its start without a zone:\n%s", page)
