@@ -29,7 +29,7 @@ type adminView struct {
 	// What a host keeps an eye on (review W, L8): the replica's SVID and until when, the last
 	// backup, the disk, and the policies waiting for an officer. Each *Warn says it needs care.
 	SVID, SVIDExpires, LastBackup, Disk string
-	SVIDWarn, BackupWarn, DiskWarn       bool
+	SVIDWarn, BackupWarn, DiskWarn      bool
 	// Waiting is how many policies wait for approval; -1 when they could not be counted.
 	Waiting int
 }
