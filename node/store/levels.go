@@ -49,6 +49,14 @@ type levels struct {
 	term uint64
 }
 
+// begin starts what is known of term, forgetting an earlier term's: a new leadership asks anew.
+// lv.mu is held.
+func (lv *levels) begin(term uint64) {
+	if lv.term != term {
+		lv.term, lv.seen, lv.asked = term, map[string]uint32{}, map[string]time.Time{}
+	}
+}
+
 // Level is the apply level this replica says (Config.Level, else ApplyLevel).
 func (s *Store) Level() uint32 {
 	if s.cfg.Level != 0 {
@@ -75,12 +83,9 @@ func (s *Store) olderReplica() error {
 	if s.cfg.AskLevel == nil {
 		return nil
 	}
-	term := s.raft.CurrentTerm()
 	others := s.otherReplicas()
 	s.lv.mu.Lock()
-	if s.lv.term != term {
-		s.lv.term, s.lv.seen, s.lv.asked = term, map[string]uint32{}, map[string]time.Time{}
-	}
+	s.lv.begin(s.raft.CurrentTerm())
 	var ask []string
 	now := time.Now()
 	for _, id := range others {
@@ -194,9 +199,7 @@ func (s *Store) watchLevels() {
 		if t := s.raft.CurrentTerm(); t != term || time.Since(last) >= levelEvery {
 			term, last = t, time.Now()
 			s.lv.mu.Lock()
-			if s.lv.term != t {
-				s.lv.term, s.lv.seen, s.lv.asked = t, map[string]uint32{}, map[string]time.Time{}
-			}
+			s.lv.begin(t)
 			s.lv.mu.Unlock()
 			s.askLevels(s.otherReplicas())
 		}

@@ -94,9 +94,7 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 			Older: rep.OlderRelease})
 	}
 	now := time.Now()
-	if st.SvidId != "" {
-		v.SVID = st.SvidId
-	}
+	v.SVID = st.SvidId
 	if st.SvidExpiresAt != nil {
 		exp := st.SvidExpiresAt.AsTime()
 		v.SVIDExpires, v.SVIDWarn = local(exp).Format("2006-01-02 15:04 MST"), exp.Sub(now) < svidWarnWithin

@@ -18,12 +18,15 @@ import (
 // nodeActor is the actor of the entries the node writes itself (store.NodeActor).
 const nodeActor = "node"
 
-// auditRequest is the audit log's filters as a request: an actor without spiffe:// is a person of
-// this organisation, by the user name the pages show (officer-b), and the subject matches the
-// start of an entry's (xss-test finds xss-test@1). A since that does not read is said at its
-// field (v.SinceError), and the page lists nothing.
-func (s *Server) auditRequest(w http.ResponseWriter, r *request, v *auditView) (*pb.ListAuditRequest, bool) {
-	req := &pb.ListAuditRequest{Action: v.Action, Actor: v.Actor, Subject: v.Subject, SubjectPrefix: true}
+// auditRequest is the audit log's filters, from the page's query, as typed (v) and as a request:
+// an actor without spiffe:// is a person of this organisation, by the user name the pages show
+// (officer-b), and the subject matches the start of an entry's (xss-test finds xss-test@1). A
+// since that does not read is said at its field (v.SinceError), and the page lists nothing.
+func (s *Server) auditRequest(r *request) (v *auditView, req *pb.ListAuditRequest) {
+	q := r.URL.Query()
+	v = &auditView{Action: q.Get("action"), Actor: strings.TrimSpace(q.Get("actor")), Subject: strings.TrimSpace(q.Get("subject")),
+		Since: strings.TrimSpace(q.Get("sinds"))}
+	req = &pb.ListAuditRequest{Action: v.Action, Actor: v.Actor, Subject: v.Subject, SubjectPrefix: true}
 	if a := v.Actor; a != "" && !strings.Contains(a, "://") && !strings.Contains(a, " ") && a != nodeActor {
 		req.Actor = "spiffe://" + s.c.Org + "/user/" + a
 	}
@@ -38,7 +41,7 @@ func (s *Server) auditRequest(w http.ResponseWriter, r *request, v *auditView) (
 			v.SinceError = r.L.T("audit.since_bad")
 		}
 	}
-	return req, true
+	return v, req
 }
 
 // auditCSVMax bounds the entries one download of the audit log holds.
@@ -48,9 +51,7 @@ const auditCSVMax = 10000
 // most auditCSVMax: seq, time (RFC 3339), action, actor, subject, and the detail as stored, with
 // the hash of each entry and the one before it, so that the file can be checked against the chain.
 func (s *Server) auditCSV(w http.ResponseWriter, r *request) {
-	q := r.URL.Query()
-	v := &auditView{Action: q.Get("action"), Actor: strings.TrimSpace(q.Get("actor")), Subject: strings.TrimSpace(q.Get("subject")), Since: strings.TrimSpace(q.Get("sinds"))}
-	req, _ := s.auditRequest(w, r, v)
+	v, req := s.auditRequest(r)
 	if v.SinceError != "" {
 		s.failIn(w, r, http.StatusBadRequest, r.L.T("error.field", "sinds", v.SinceError))
 		return

@@ -1089,6 +1089,22 @@ func dutchServer(t *testing.T) (*Server, *Lang) {
 	return s, &Lang{Code: "nl", cat: s.cats["nl"]}
 }
 
+// demoKindsServer is a web interface with no node behind it that knows the demo's kinds.
+func demoKindsServer(t *testing.T) (*Server, *record.Kinds) {
+	t.Helper()
+	kinds, err := record.NewKinds(record.DemoKinds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+		Org: "a.crisis.test", Name: "a", Kinds: kinds, Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, kinds
+}
+
 // TestBusyPartnerIsNotUnreachable: a partner that refused a search as over its limits on this
 // org's calls shows as busy (bezet), not as unreachable, which sent staff to check a network
 // that was fine; one that could not be reached still shows so.
@@ -1155,16 +1171,7 @@ func TestOrgOfferSkipsRegionNames(t *testing.T) {
 // search marks the older as verouderd when the picture would, had it been the latest (review Q,
 // Q10: only the latest was ever marked), and not when it is within its kind's stale_after.
 func TestFigureMarksOlderDisagreeing(t *testing.T) {
-	kinds, err := record.NewKinds(record.DemoKinds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
-		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
-		Org: "a.crisis.test", Name: "a", Kinds: kinds, Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, kinds := demoKindsServer(t)
 	now := time.Now()
 	limit := kinds.Get("shelter.capacity").StaleLimit()
 	if limit <= 0 {
@@ -1199,16 +1206,7 @@ func TestFigureMarksOlderDisagreeing(t *testing.T) {
 // together among the hits, where the first of them stood, the newest first, each linked to the
 // other; the other hits keep their order (review R, R10: results 3 and 14 of 14, unlinked).
 func TestFigureMarksStandTogether(t *testing.T) {
-	kinds, err := record.NewKinds(record.DemoKinds())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
-		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
-		Org: "a.crisis.test", Name: "a", Kinds: kinds, Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := demoKindsServer(t)
 	now := time.Now()
 	hit := func(origin, place string, age time.Duration, free int) *pb.SearchHit {
 		return &pb.SearchHit{Record: &pb.Record{Id: strings.ToLower(place) + "-" + origin, Origin: origin, Kind: "shelter.capacity", Crisis: "oekraine", Region: "VR09",

@@ -215,15 +215,10 @@ func (s *Server) policy(w http.ResponseWriter, r *request) {
 		v.P.Reason = r.L.T("policy.superseded_by", by) // the node's words, not an officer's
 	}
 	if (r.Caller.Has(api.Officer) || r.Caller.Has(api.Admin)) && (p.State == policy.StateProposed || p.State == policy.StateApproved) {
-		v.Notes = s.policyNotes(r, p, v.Partners)
+		// The page shows what the policy withholds in vain (Voided), not what it would lift.
+		v.Notes = s.policyNotes(r, p, v.Partners, v.Summary != nil && len(v.Summary.Withheld) > 0)
 	}
-	if p.State == policy.StateProposed {
-		v.Newer = s.newerProposal(r, p)
-		if old := s.replacedBy(r, p); old != nil {
-			row := s.policyRow(old)
-			v.Replaces, v.Changes = &row, summaryChanges(r.L, summarizePolicy(r.L, old.Source, peers), v.Summary)
-		}
-	}
+	s.policyVersions(r, p, peers, v)
 	s.render(w, r.Request, http.StatusOK, "policy", s.newPage(r, "policies", r.L.T("policy.title", p.Id), v))
 }
 
@@ -601,17 +596,14 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		case slices.Contains(p.Approvers, me):
 			v.Cannot = r.L.T("policy.approved_by_you")
 		}
-		if newer := s.newerProposal(r, p); newer != "" && v.Cannot == "" {
-			v.Cannot = r.L.T("policy.newer_waits", newer)
-		}
 		// What is approved, in full, so that it need not be read from the YAML again, nor from
 		// a page the officer may not have seen (a link the proposer sent).
 		peers := s.partners(r)
 		pv := &policyView{P: row, Summary: summarizePolicy(r.L, p.Source, peers), Partners: choicesOf(peers), OnApprove: true}
-		pv.Notes = s.policyNotes(r, p, pv.Partners)
-		if old := s.replacedBy(r, p); old != nil {
-			oldRow := s.policyRow(old)
-			pv.Replaces, pv.Changes = &oldRow, summaryChanges(r.L, summarizePolicy(r.L, old.Source, peers), pv.Summary)
+		pv.Notes = s.policyNotes(r, p, pv.Partners, true)
+		s.policyVersions(r, p, peers, pv)
+		if pv.Newer != "" && v.Cannot == "" {
+			v.Cannot = r.L.T("policy.newer_waits", pv.Newer)
 		}
 		v.Policy, v.Lifted = pv, pv.Notes.Lifted
 		v.Effects = append(v.Effects, r.L.T("step.approve.effect", row.Approvals+1, row.Required))
@@ -1166,12 +1158,8 @@ const auditPageSize = 100
 // result of verifying its hash chain.
 func (s *Server) audit(w http.ResponseWriter, r *request) {
 	q := r.URL.Query()
-	v := &auditView{Action: q.Get("action"), Actor: strings.TrimSpace(q.Get("actor")), Subject: strings.TrimSpace(q.Get("subject")),
-		Since: strings.TrimSpace(q.Get("sinds")), Actions: auditActions}
-	req, ok := s.auditRequest(w, r, v)
-	if !ok {
-		return
-	}
+	v, req := s.auditRequest(r)
+	v.Actions = auditActions
 	seqParam := func(name string) (int64, bool) {
 		a := q.Get(name)
 		if a == "" {

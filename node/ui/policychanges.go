@@ -28,12 +28,17 @@ type policyEffects struct {
 
 type previewLink struct{ Label, Link string }
 
-// policyNotes previews p for every partner the person may name (policies.Effects), in the phase
-// now and in each of p's, and says what the officer must know before approving or relying on it.
-func (s *Server) policyNotes(r *request, p *pb.PolicyInfo, choices []recipientChoice) policyEffects {
+// policyNotes links p's preview for every partner the person may name. With preview it also
+// previews p for each (policies.Effects), in the phase now and in each of p's, and says what the
+// officer must know before approving or relying on it. Each preview reads every record of p's
+// kinds: a page that shows no lifted field, and a policy that withholds none, need none.
+func (s *Server) policyNotes(r *request, p *pb.PolicyInfo, choices []recipientChoice, preview bool) policyEffects {
 	var out policyEffects
 	for _, c := range choices {
 		out.Previews = append(out.Previews, previewLink{c.Label, "/beleid/voorbeeld?" + url.Values{"id": {p.Id}, "recipient": {c.Value}}.Encode()})
+		if !preview {
+			continue
+		}
 		lifted, voided, err := policies.Effects(r.ctx(), s.c.Conn, p, []string{c.Value})
 		if err != nil {
 			s.log.Warn("no preview for the policy's notes", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
@@ -54,24 +59,28 @@ func (s *Server) policyNotes(r *request, p *pb.PolicyInfo, choices []recipientCh
 	return out
 }
 
-// replacedBy finds the version of p's policy that p would replace: the approved one of the same
-// name, when p is another version of it; nil when there is none.
-func (s *Server) replacedBy(r *request, p *pb.PolicyInfo) *pb.PolicyInfo {
-	name, _, ok := strings.Cut(p.Id, "@")
-	if !ok {
-		return nil
+// policyVersions fills v's Newer, Replaces and Changes from the other versions of proposal p's
+// policy, which one listing gives: a newer proposal that waits (this one offers no approval: the
+// node would refuse it), and the approved version that p would replace, with what p changes of
+// it. peers name the recipients in the summaries.
+func (s *Server) policyVersions(r *request, p *pb.PolicyInfo, peers []*pb.PeerInfo, v *policyView) {
+	if p.State != policy.StateProposed {
+		return
 	}
-	resp, err := pb.NewPolicyServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPoliciesRequest{Name: name, State: policy.StateApproved})
+	resp, err := pb.NewPolicyServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPoliciesRequest{Name: p.Name})
 	if err != nil {
-		s.log.Warn("no version in force to compare the policy with", "policy", p.Id, "code", status.Code(err).String(), "err", err)
-		return nil
+		s.log.Warn("no other versions to compare the policy with", "policy", p.Id, "code", status.Code(err).String(), "err", err)
+		return
 	}
 	for _, o := range resp.Policies {
-		if o.Id != p.Id && o.State == policy.StateApproved {
-			return o
+		switch {
+		case o.State == policy.StateProposed && o.Version > p.Version && v.Newer == "":
+			v.Newer = o.Id
+		case o.State == policy.StateApproved && o.Id != p.Id && v.Replaces == nil:
+			row := s.policyRow(o)
+			v.Replaces, v.Changes = &row, summaryChanges(r.L, summarizePolicy(r.L, o.Source, peers), v.Summary)
 		}
 	}
-	return nil
 }
 
 // summaryChanges says, line by line, what summary now changes of summary was, in the summary's
@@ -105,23 +114,4 @@ func summaryChanges(l *Lang, was, now *policySummary) []string {
 		}
 	}
 	return out
-}
-
-// newerProposal is the id of a proposed version of p's policy newer than p, which the node would
-// have approved or rejected first (NEWER_PROPOSAL); "" when there is none (review W, L2: the
-// page offered an approval the node then refused).
-func (s *Server) newerProposal(r *request, p *pb.PolicyInfo) string {
-	if p.State != policy.StateProposed {
-		return ""
-	}
-	resp, err := pb.NewPolicyServiceClient(s.c.Conn).List(r.ctx(), &pb.ListPoliciesRequest{Name: p.Name, State: policy.StateProposed})
-	if err != nil {
-		return ""
-	}
-	for _, o := range resp.Policies {
-		if o.Version > p.Version {
-			return o.Id
-		}
-	}
-	return ""
 }
