@@ -198,7 +198,7 @@ func TestRESTOverMTLS(t *testing.T) {
 	n.call(t, reader, "GET", "/v1/pictures/oekraine", "", nil).want(t, "reader picture", 200, `rest-1`, `"partial":false`, `"peers":[]`)
 	n.call(t, reader, "GET", "/v1/pictures/oekraine?skip_peer_check=true", "", nil).want(t, "reader picture, no peers asked", 200, `rest-1`)
 
-	n.call(t, reader, "POST", "/v1/records", "", restRecord("rest-2")).want(t, "reader POST", 403, "needs the role editor", `"reason":"ROLE_DENIED"`)
+	n.call(t, reader, "POST", "/v1/records", "", restRecord("rest-2")).want(t, "reader POST", 403, "needs the role editor", `"reason":"ROLE_DENIED"`, `"metadata":{"needs":"editor,admin"}`)
 	n.call(t, reader, "GET", "/v1/records/rest-2", "", nil).want(t, "refused write stored nothing", 404)
 	n.call(t, reader, "GET", "/v1/audit", "", nil).want(t, "reader audit", 403)
 	n.log.Wait(t, 5*time.Second, "call refused", identitytest.Refusal("spiffe://"+mtlsOwnTD+"/user/rita", "may not call RecordService/Put"))

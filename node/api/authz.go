@@ -416,10 +416,10 @@ func allowed(c Caller, method string) error {
 	if c.Has(Local) {
 		// The socket is the host's administrator; a person's step is taken in person, under
 		// their own SPIFFE ID, so that the audit log names them (and four eyes are two people).
-		return ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("%s may not call %s: it needs the role %s, which a person has: call the node over mutual TLS with their SVID (KNOOPPUNT_NODE=HOST:PORT, KNOOPPUNT_SVID_CERT, KNOOPPUNT_SVID_KEY, KNOOPPUNT_BUNDLE; `knooppunt init` printed them)",
-			c, shortMethod(method), strings.Join(names, " or ")))
+		return roleDenied(fmt.Sprintf("%s may not call %s: it needs the role %s, which a person has: call the node over mutual TLS with their SVID (KNOOPPUNT_NODE=HOST:PORT, KNOOPPUNT_SVID_CERT, KNOOPPUNT_SVID_KEY, KNOOPPUNT_BUNDLE; `knooppunt init` printed them)",
+			c, shortMethod(method), strings.Join(names, " or ")), names)
 	}
-	return ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("%s may not call %s: it needs the role %s", c, shortMethod(method), strings.Join(names, " or ")))
+	return roleDenied(fmt.Sprintf("%s may not call %s: it needs the role %s", c, shortMethod(method), strings.Join(names, " or ")), names)
 }
 
 func shortMethod(m string) string {

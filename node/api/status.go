@@ -193,29 +193,37 @@ const (
 // staleStatus refuses a write that named a version the node does not hold, with the version it
 // holds in the reason's metadata, for a program that must tell "never held" from "changed since".
 func staleStatus(stale *db.StaleVersionError) error {
-	st := status.Newf(codes.Aborted, "record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current)
-	withReason, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStaleVersion, Domain: reasonDomain,
-		Metadata: map[string]string{"current_version": strconv.FormatInt(stale.Current, 10)}})
-	if err != nil {
-		return st.Err()
-	}
-	return withReason.Err()
+	return reasonStatus(codes.Aborted, ReasonStaleVersion,
+		fmt.Sprintf("record %q is at version %d, not %d: read it again and retry with version %d", stale.ID, stale.Current, stale.Expected, stale.Current),
+		map[string]string{"current_version": strconv.FormatInt(stale.Current, 10)})
 }
 
 // CurrentVersion is the version a STALE_VERSION refusal says the node holds (staleStatus); ok is
 // false for any other error.
 func CurrentVersion(err error) (v int64, ok bool) {
-	st, isStatus := status.FromError(err)
-	if !isStatus || err == nil {
+	info := reasonInfo(err)
+	if info == nil || info.Reason != ReasonStaleVersion {
 		return 0, false
 	}
-	for _, d := range st.Details() {
-		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.Domain == reasonDomain && info.Reason == ReasonStaleVersion {
-			v, perr := strconv.ParseInt(info.Metadata["current_version"], 10, 64)
-			return v, perr == nil
-		}
+	v, perr := strconv.ParseInt(info.Metadata["current_version"], 10, 64)
+	return v, perr == nil
+}
+
+// roleDenied refuses a caller whose roles do not reach a method that needs one of roles, with
+// the roles in the reason's metadata (needs, comma-separated), for a page to say in its own
+// language what the person lacks.
+func roleDenied(msg string, roles []string) error {
+	return reasonStatus(codes.PermissionDenied, ReasonRoleDenied, msg, map[string]string{"needs": strings.Join(roles, ",")})
+}
+
+// NeededRoles are the roles a ROLE_DENIED refusal says the method needs (roleDenied); nil for a
+// refusal that names none (no role on this node at all, a peer) and for any other error.
+func NeededRoles(err error) []string {
+	info := reasonInfo(err)
+	if info == nil || info.Reason != ReasonRoleDenied || info.Metadata["needs"] == "" {
+		return nil
 	}
-	return 0, false
+	return strings.Split(info.Metadata["needs"], ",")
 }
 
 // reasonDomain is the ErrorInfo domain of this node's reasons.
@@ -223,8 +231,13 @@ const reasonDomain = "knooppunt"
 
 // ReasonStatus is a status with code and msg that carries reason in an ErrorInfo detail.
 func ReasonStatus(code codes.Code, reason, msg string) error {
+	return reasonStatus(code, reason, msg, nil)
+}
+
+// reasonStatus is ReasonStatus with metadata in the ErrorInfo.
+func reasonStatus(code codes.Code, reason, msg string, metadata map[string]string) error {
 	st := status.New(code, msg)
-	withReason, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: reasonDomain})
+	withReason, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: reasonDomain, Metadata: metadata})
 	if err != nil {
 		return st.Err()
 	}
@@ -233,16 +246,24 @@ func ReasonStatus(code codes.Code, reason, msg string) error {
 
 // Reason is the reason a refusal carries (see ReasonStatus); "" for one that carries none.
 func Reason(err error) string {
+	if info := reasonInfo(err); info != nil {
+		return info.Reason
+	}
+	return ""
+}
+
+// reasonInfo is the ErrorInfo of this node's domain that err carries, or nil.
+func reasonInfo(err error) *errdetails.ErrorInfo {
 	st, ok := status.FromError(err)
 	if !ok || err == nil {
-		return ""
+		return nil
 	}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == reasonDomain {
-			return info.Reason
+			return info
 		}
 	}
-	return ""
+	return nil
 }
 
 // Field is the request field a refusal names and what it says of it (see FieldStatus); "" for an

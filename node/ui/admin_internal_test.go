@@ -72,3 +72,47 @@ func pagesAndCatalogues(t *testing.T) (map[string]*template.Template, map[string
 	}
 	return pages, cats
 }
+
+// TestExerciseBannerNamesEarlierReleases: the banner of a page in an exercise names the partners
+// that take no part, and apart from them those whose nodes answer but run an earlier release that
+// does not say whether they do (review V, V5); a partner merely not heard from, or one whose
+// policies grant this node nothing of the exercise, it does not name. Another exercise's partners
+// it leaves out.
+func TestExerciseBannerNamesEarlierReleases(t *testing.T) {
+	pages, cats := pagesAndCatalogues(t)
+	list := &pb.ListExercisesResponse{Exercises: []*pb.ExerciseInfo{
+		{Name: "andere", Partners: []*pb.ExercisePartner{{Peer: "ncc", State: "none"}, {Peer: "coa", State: "unknown", EarlierRelease: true}}},
+		{Name: "oefening-zeeland", Partners: []*pb.ExercisePartner{
+			{Peer: "lcvs", State: "none"},
+			{Peer: "vr-zeeland", State: "unknown", EarlierRelease: true},
+			{Peer: "politie", State: "unknown", Error: "connection refused"},
+			{Peer: "ggd", State: "unknown"},
+			{Peer: "ncc", State: "closed"},
+			{Peer: "coa", State: "open"},
+		}},
+	}}
+	p := &page{L: &Lang{Code: "nl", cat: cats["nl"]}, Exercise: "oefening-zeeland"}
+	var names []string
+	names, p.ExerciseAbsent, p.ExerciseEarlier = exerciseParts(list, p.Exercise)
+	if strings.Join(names, ",") != "andere,oefening-zeeland" {
+		t.Errorf("the exercises: %q", names)
+	}
+	var b strings.Builder
+	if err := pages["admin"].ExecuteTemplate(&b, "exercisebanner", p); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		`<strong id="oefening-afwezig">Doet niet mee: lcvs, ncc.`,
+		`<span id="oefening-eerder">Of vr-zeeland meedoen, zeggen hun knooppunten niet: die draaien een eerdere versie van Knooppunt.</span>`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the banner lacks %q:\n%s", want, out)
+		}
+	}
+	for _, not := range []string{"politie", "ggd", "coa"} {
+		if strings.Contains(out, not) {
+			t.Errorf("the banner names %s:\n%s", not, out)
+		}
+	}
+}

@@ -535,9 +535,12 @@ type confirmView struct {
 	ReasonValue string
 	ReasonError string
 	Submit      string
-	// Danger marks a step that takes something away (reject, revoke).
+	// Danger marks a step to weigh before taking it: what will happen is a warning.
 	Danger bool
-	Cancel string
+	// Removes marks a step that takes something away (reject, revoke): its button is red, as
+	// nothing else on the pages is (review W, L7).
+	Removes bool
+	Cancel  string
 	// Warning, when set, is a doubt about the step to read before confirming it.
 	Warning string
 	// Lifted name the fields other policies withhold now that approving would send.
@@ -584,7 +587,7 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 	v := &confirmView{
 		Heading: r.L.T("step."+key+".heading", p.Id), Action: "/beleid/stap",
 		Hidden: []hiddenField{{"id", p.Id}, {"stap", step}}, Submit: r.L.T("step." + key + ".submit"),
-		Reason: step != stepApprove, ReasonValue: reason, ReasonError: reasonErr, Danger: step != stepApprove, Cancel: row.Link,
+		Reason: step != stepApprove, ReasonValue: reason, ReasonError: reasonErr, Danger: step != stepApprove, Removes: step != stepApprove, Cancel: row.Link,
 	}
 	switch step {
 	case stepApprove:
@@ -954,7 +957,7 @@ func (s *Server) phaseInput(w http.ResponseWriter, r *request, crisis, phase, re
 		v.PhaseError = r.L.T("phases.phase_missing")
 	}
 	if len(reason) > maxReason {
-		v.Error = r.L.T("step.reason_long", maxReason)
+		v.ReasonError = r.L.T("step.reason_long", maxReason)
 	} else if reason == "" {
 		v.ReasonError = r.L.T("phases.reason_missing")
 	}
@@ -1024,7 +1027,8 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 		Heading: r.L.T("phase.confirm.heading", crisis), Action: "/fase/wijzigen",
 		Hidden: []hiddenField{{"crisis", crisis}, {"phase", phase}, {"reden", reason}, {"exercise", exercise}},
 		Effects: append(append([]string{
-			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase))},
+			r.L.T("phase.confirm.effect", crisis, r.L.T("phase."+from), r.L.T("phase."+phase)),
+			r.L.T("phase.confirm.reason", reason)},
 			switched...),
 			r.L.T("phase.confirm.policies"), r.L.T("step.audit")),
 		Warning: func() string {

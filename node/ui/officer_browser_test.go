@@ -262,6 +262,9 @@ func TestBrowserOfficers(t *testing.T) {
 	if loc := daan.text("location", chromedp.Location()); !strings.Contains(loc, "/beleid/stap?") {
 		t.Errorf("after signing in again the browser is at %s", loc)
 	}
+	if c := daan.text("approve button", chromedp.Evaluate[string](`getComputedStyle(document.getElementById("bevestigen")).backgroundColor`)); c != "rgb(28, 63, 110)" {
+		t.Errorf("the approve's button is %s, want blue (rgb(28, 63, 110))", c)
+	}
 	daan.check("goedkeuren bevestigen")
 	daan.shot(shots, "beleid-goedkeuren.png")
 	daan.run("confirm", chromedp.Steps(
@@ -358,6 +361,10 @@ func TestBrowserOfficers(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#fase-verder")),
 		chromedp.WaitVisible(chromedp.CSS("#gevolgen")),
 	))
+	// The confirmation says the reason that goes in the audit log (review W, L3).
+	if g := daan.text("effects", chromedp.Text(chromedp.CSS("#gevolgen"))); !strings.Contains(g, "Reden, in het auditlog: “instroom verdubbeld”.") {
+		t.Errorf("the phase confirmation does not say the reason: %q", g)
+	}
 	daan.check("fase bevestigen")
 	daan.shot(shots, "fase-bevestigen.png")
 	daan.run("confirm the phase", chromedp.Steps(
@@ -366,6 +373,17 @@ func TestBrowserOfficers(t *testing.T) {
 	))
 	daan.check("fase gewijzigd")
 	daan.shot(shots, "fase.png")
+	// A step that takes something away has a red button, the approve a blue one (review W, L7);
+	// the revoke is not confirmed here.
+	daan.run("the revoke's confirmation", chromedp.Steps(
+		chromedp.Navigate(e.url+"/beleid/stap?stap=intrekken&id="+url.QueryEscape(id)),
+		chromedp.WaitVisible(chromedp.CSS("#bevestigen")),
+	))
+	if c := daan.text("revoke button", chromedp.Evaluate[string](`getComputedStyle(document.getElementById("bevestigen")).backgroundColor`)); c != "rgb(164, 22, 26)" {
+		t.Errorf("the revoke's button is %s, want red (rgb(164, 22, 26))", c)
+	}
+	daan.check("intrekken bevestigen")
+	daan.shot(shots, "beleid-intrekken.png")
 
 	olga.run("the policy list", chromedp.Steps(
 		chromedp.Navigate(e.url+"/beleid"),

@@ -451,6 +451,13 @@ func TestSetPhase(t *testing.T) {
 			t.Errorf("%s: %d, want 400 with %q at the field:\n%s", q, resp.StatusCode, want, page)
 		}
 	}
+	// Each wrong field is named at the top of the form too, linked to it (review W, L4); a
+	// reason over the limit is said at its field.
+	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=&phase=heet&reden="+strings.Repeat("x", 2001))
+	if !regexp.MustCompile(`(?s)id="fouten">.*De fase is niet gewijzigd.*<li><a class="utrecht-link" href="#crisis">Crisis: het veld is leeg[^<]*</a></li><li><a class="utrecht-link" href="#phase">Fase: kies koud, lauw of warm.</a></li><li><a class="utrecht-link" href="#reden">[^<]*2000[^<]*</a></li>\s*</ul>`).MatchString(page) ||
+		!strings.Contains(page, `id="reden-fout"`) || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("three wrong fields: %d, want them summed up at the top:\n%s", resp.StatusCode, page)
+	}
 	// approve proposes and approves a policy named name with the source given.
 	approve := func(name, source string) {
 		t.Helper()
@@ -470,7 +477,7 @@ func TestSetPhase(t *testing.T) {
 	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm&reden=test"); strings.Contains(page, "te delen") || !strings.Contains(page, `id="twijfel"`) {
 		t.Errorf("the confirmation of warm for an unknown crisis says a policy starts sharing, or does not warn:\n%s", page)
 	}
-	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
+	resp, page = b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
 	if !strings.Contains(page, "Begint records van oekraine te delen (beleid voor deze fase): breekglas@1.") {
 		t.Errorf("the confirmation does not name the break-glass policy that warm switches on:\n%s", page)
 	}

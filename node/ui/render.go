@@ -167,6 +167,9 @@ type page struct {
 	ExerciseNotOpen bool
 	// ExerciseAbsent names the partners that have not started the page's exercise, or closed it.
 	ExerciseAbsent []string
+	// ExerciseEarlier names the partners whose nodes answer but run a release that does not say
+	// whether they take part (review V, V5).
+	ExerciseEarlier []string
 	// ModeAction is where the mode switch goes, and ModeKeep the page's other parameters it
 	// keeps: the picture and the search stay what they show (the crisis, the words) in the other
 	// mode; from any other page, whose record or form is of one mode, it goes to the picture.
@@ -244,19 +247,30 @@ func (s *Server) newPage(r *request, nav, title string, content any) *page {
 		// The page still serves; only the mode switch and the exercise's banner go without.
 		s.log.Warn("the exercises could not be listed for the page", "err", err)
 	} else {
-		for _, e := range list.Exercises {
-			p.Exercises = append(p.Exercises, e.Name)
-			for _, part := range e.Partners {
-				if e.Name == p.Exercise && db.TakesNoPart(part.State) {
-					p.ExerciseAbsent = append(p.ExerciseAbsent, part.Peer)
-				}
-			}
-		}
+		p.Exercises, p.ExerciseAbsent, p.ExerciseEarlier = exerciseParts(list, p.Exercise)
 		// A closed exercise (or one never started) can still be asked for by its link: the
 		// banner says that nothing of it is there to see or to write.
 		p.ExerciseNotOpen = p.Exercise != "" && !slices.Contains(p.Exercises, p.Exercise)
 	}
 	return p
+}
+
+// exerciseParts are the names of the open exercises, and of exercise's partners those that take no
+// part and those of an earlier release that do not say.
+func exerciseParts(list *pb.ListExercisesResponse, exercise string) (names, absent, earlier []string) {
+	for _, e := range list.Exercises {
+		names = append(names, e.Name)
+		for _, part := range e.Partners {
+			switch {
+			case e.Name != exercise:
+			case db.TakesNoPart(part.State):
+				absent = append(absent, part.Peer)
+			case part.State == db.ExerciseUnknown && part.EarlierRelease:
+				earlier = append(earlier, part.Peer)
+			}
+		}
+	}
+	return names, absent, earlier
 }
 
 // roleNames are the person's roles, in the person's language.
@@ -341,6 +355,15 @@ func (s *Server) failCall(w http.ResponseWriter, r *request, err error) {
 			// (the SPIFFE ID, the method, the role it needs) under it, for the administrator
 			// the person asks. Other refusals say their reason as it is.
 			msg, detail = r.L.T("error.denied"), st.Message()
+			if needs := api.NeededRoles(err); needs != nil {
+				// The role it needs in the page's words (review W, L5); the node's own words
+				// stay under it, for the administrator.
+				names := make([]string, len(needs))
+				for i, n := range needs {
+					names[i] = r.L.T("role." + n)
+				}
+				msg = r.L.T("error.denied_needs", strings.Join(names, r.L.T("word.or")))
+			}
 		case api.ReasonFourEyes:
 			msg, detail = r.L.T("error.four_eyes"), st.Message()
 		}

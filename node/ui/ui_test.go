@@ -895,7 +895,7 @@ func TestPicture(t *testing.T) {
 	// A page the person's role does not reach says so in the page's language, with the node's
 	// own words (the role it needs) under it for the administrator.
 	resp, page = b.get(t, e.url+"/beleid")
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, `id="melding">Uw rol geeft geen toegang tot deze pagina of handeling.`) ||
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, `id="melding">Uw rol geeft geen toegang tot deze pagina of handeling: daarvoor is de rol beveiligingsfunctionaris of beheerder nodig.`) ||
 		!regexp.MustCompile(`id="detail">Melding van het knooppunt: <span class="kp-tech" lang="en">[^<]*needs the role`).MatchString(page) {
 		t.Errorf("a reader on the policies: %d, want 403 in Dutch with the node's detail:\n%s", resp.StatusCode, page)
 	}
