@@ -409,6 +409,38 @@ func TestWebhookRotate(t *testing.T) {
 	}
 }
 
+// TestWebhookRotateSignsWhatWaits: a rotation reaches the deliveries already queued and those
+// being retried: after a rotation with no overlap (a secret that leaked), each is signed with the
+// new secret alone, not with the one the worker read before (review X, X1).
+func TestWebhookRotateSignsWhatWaits(t *testing.T) {
+	n := startWith(t, nil)
+	conn := dial(t, n)
+	hooks := pb.NewWebhookServiceClient(conn)
+	rc := newReceiver(t)
+	wh := addWebhook(t, hooks, rc, &pb.AddWebhookRequest{Url: rc.url("/hook")})
+	old := rc.secret
+	rc.down()
+	recs := pb.NewRecordServiceClient(conn)
+	for i := range 5 {
+		if _, err := recs.Put(callCtx(t), &pb.PutRequest{Record: shelter(fmt.Sprintf("s%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the first is retried, the rest wait behind it
+	rot, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.setSecret(rot.Secret) // the receiver refuses, and the test fails on, a delivery it does not verify
+	rc.up()
+	got := rc.waitFor(10*time.Second, "the five after the rotation", func(a []arrival) bool { return len(a) >= 5 })
+	for _, a := range got {
+		if _, err := old.Verify(a.header, a.raw, time.Now(), 0); err == nil {
+			t.Errorf("delivery %s after a rotation with no overlap still verifies with the withdrawn secret", a.message)
+		}
+	}
+}
+
 // TestWebhookReceiverDownThenUp: while the receiver refuses connections, deliveries wait and
 // are retried; once it is up again everything arrives, in order, none lost.
 func TestWebhookReceiverDownThenUp(t *testing.T) {

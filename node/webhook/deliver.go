@@ -289,10 +289,8 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 	set := d.settings()
 	client := newClient(u, set)
 	defer client.CloseIdleConnections()
-	var (
-		hl       health
-		unsigned bool // the stored secret was unreadable, and that was logged
-	)
+	var hl health
+	keys := &secrets{db: d.c.DB, log: d.c.Logger, id: h.ID}
 	for ctx.Err() == nil && d.c.Store.IsLeader() {
 		changed := d.c.DB.Changed()
 		queue, err := d.c.DB.WebhookQueue(ctx, h.ID, 64)
@@ -304,16 +302,6 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 			}
 			continue
 		}
-		// The secrets are read with each batch, after the queue, so after the commits that
-		// queued it: a delivery queued after a rotation is signed with the new secret. An empty
-		// queue, woken at every commit, reads nothing more.
-		var row *db.WebhookRow
-		if err == nil {
-			row, err = d.c.DB.Webhook(ctx, h.ID)
-		}
-		if errors.Is(err, db.ErrNotFound) {
-			return // removed: the leader's list stops this worker too
-		}
 		if err != nil {
 			if ctx.Err() == nil {
 				d.c.Logger.Warn("webhooks: read queue", "webhook", h.ID, "err", err)
@@ -321,23 +309,9 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		secret, err := newSigner(*row)
-		if err != nil {
-			if !unsigned {
-				d.c.Logger.Error("webhooks: stored secret unreadable, nothing is sent: give the webhook a new one (knooppunt webhook rotate --overlap 0)", "webhook", h.ID, "err", err)
-				unsigned = true
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-			}
-			continue
-		}
-		unsigned = false
 	deliveries:
 		for _, x := range queue {
-			acks, ok := d.attempt(ctx, client, u, secret, h, x, &hl)
+			acks, ok := d.attempt(ctx, client, u, keys, h, x, &hl)
 			if !ok {
 				return // ctx ended or leadership lost: the next leader takes over from the queue
 			}
@@ -362,7 +336,7 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 // attempt sends one delivery until the receiver acknowledges it, or its retry time is over, or
 // it is refused for good. It returns the acknowledgement to commit, or false when ctx ended or
 // this replica no longer leads.
-func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.URL, secret signer, h db.WebhookRow, x db.Delivery, hl *health) (*pb.WebhookAcks, bool) {
+func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.URL, keys *secrets, h db.WebhookRow, x db.Delivery, hl *health) (*pb.WebhookAcks, bool) {
 	body, err := Payload(d.c.Org, x)
 	if err != nil {
 		hl.failed(d.c.Logger, time.Now(), h.ID, x, 1, err, true)
@@ -377,6 +351,12 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 	for n := n0 + 1; ; n++ {
 		if ctx.Err() != nil || !d.c.Store.IsLeader() {
 			return nil, false
+		}
+		// The secrets as they are now, at each attempt: a rotation committed while this
+		// delivery waited in the queue or between its attempts signs it (review X, X1).
+		secret, ok := keys.current(ctx)
+		if !ok {
+			return nil, false // removed, or ctx ended: the leader's list stops this worker too
 		}
 		err := d.send(ctx, client, u, secret, x, body, set.Timeout)
 		if err == nil {
@@ -606,6 +586,58 @@ func Payload(org string, x db.Delivery) ([]byte, error) {
 
 // signer signs a webhook's deliveries: with its secret, and with the one before it while a
 // rotation's overlap lasts.
+// secrets gives a webhook's signer as its stored row says now: read again after any webhook step
+// since the last read (a rotation is one), so that every attempt is signed with the secrets in
+// force when it is sent.
+type secrets struct {
+	db  *db.DB
+	log *slog.Logger
+	id  string
+	// gen is the webhooks' generation the signer was read at; read says there is a signer.
+	gen    uint64
+	read   bool
+	signer signer
+	// unsigned: the stored secret was unreadable, and that was logged.
+	unsigned bool
+}
+
+// current is the signer to send with now; false when the webhook is gone or ctx ended. While the
+// stored secret is unreadable it sends nothing and waits for the next commit (a new secret).
+func (k *secrets) current(ctx context.Context) (signer, bool) {
+	for {
+		// Taken before the read, so that a step committed after it is not missed.
+		gen, changed := k.db.WebhooksGeneration(), k.db.Changed()
+		if k.read && gen == k.gen {
+			return k.signer, true
+		}
+		row, err := k.db.Webhook(ctx, k.id)
+		switch {
+		case errors.Is(err, db.ErrNotFound) || ctx.Err() != nil:
+			return signer{}, false
+		case err != nil:
+			k.log.Warn("webhooks: read the secret", "webhook", k.id, "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		sg, err := newSigner(*row)
+		if err != nil {
+			if !k.unsigned {
+				k.log.Error("webhooks: stored secret unreadable, nothing is sent: give the webhook a new one (knooppunt webhook rotate --overlap 0)", "webhook", k.id, "err", err)
+				k.unsigned = true
+			}
+			k.read = false
+			select {
+			case <-ctx.Done():
+				return signer{}, false
+			case <-changed:
+			}
+			continue
+		}
+		k.signer, k.gen, k.read, k.unsigned = sg, gen, true, false
+		return sg, true
+	}
+}
+
 type signer struct {
 	secret, old Secret
 	oldUntil    time.Time
