@@ -49,6 +49,12 @@ type restNode struct {
 
 func startRESTNode(t *testing.T, opts ...func(*node.Options)) *restNode {
 	t.Helper()
+	return startRESTNodeWith(t, "", opts...)
+}
+
+// startRESTNodeWith is startRESTNode with more of the node's config (YAML, whole top-level keys).
+func startRESTNodeWith(t *testing.T, config string, opts ...func(*node.Options)) *restNode {
+	t.Helper()
 	o := newMTLSOrg(t, mtlsOwnTD)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -70,7 +76,7 @@ http:
   listen: 127.0.0.1:0
   jwt_bundle_file: %[2]s
   audience: [%[3]s]
-`, mtlsOwnTD, bundleFile, restAudience)
+`, mtlsOwnTD, bundleFile, restAudience) + config
 	n := startMTLSNode(t, o, body, opts...)
 	if n.RESTAddr() == nil {
 		t.Fatal("RESTAddr is nil with http.listen set")
@@ -222,6 +228,21 @@ func TestRESTOverMTLS(t *testing.T) {
 		res := n.call(t, officer, "GET", "/v1/audit?action=tls.refused", "", nil)
 		return res.code == 200 && strings.Contains(res.raw, "spiffe://"+mtlsPeerTD+"/user/x")
 	})
+}
+
+// TestRESTDiskLow: a write refused for the disk (DISK_LOW: less free than the reserve, or full) is
+// 503 with Retry-After over REST, which clients retry later, not 413, which says the request is
+// too large and is dropped (review X, X3); reads go on.
+func TestRESTDiskLow(t *testing.T) {
+	n := startRESTNodeWith(t, "limits: {disk_reserve_mib: 1073741824}\n") // more than any disk
+	editor := n.mtlsClient(t, "/user/erik")
+	res := n.call(t, editor, "POST", "/v1/records", "", restRecord("laag-1"))
+	res.want(t, "a write on a low disk", 503, `"reason":"DISK_LOW"`, "under its reserve")
+	if got := res.header.Get("Retry-After"); got != "60" {
+		t.Errorf("a write on a low disk: Retry-After %q, want 60", got)
+	}
+	n.call(t, editor, "POST", "/v1/records:batch", "", map[string]any{"records": []any{restRecord("laag-2")}}).want(t, "a batch on a low disk", 503, `"reason":"DISK_LOW"`)
+	n.call(t, editor, "GET", "/v1/status", "", nil).want(t, "a read on a low disk", 200)
 }
 
 // TestRESTSearchSuggests: a REST search on a misspelt word gets the words to search with

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -35,12 +36,16 @@ func (b limitedBody) Read(p []byte) (int, error) {
 
 type overKey struct{}
 
+// diskRetry is the Retry-After of a write refused for the disk: freeing space takes a person.
+const diskRetry = time.Minute
+
 // errorHandler is grpc-gateway's, except for what is too large. RESOURCE_EXHAUSTED for
 // something over a size limit (a record body, a policy, a file) is 413 Content Too Large
 // instead of the gateway's 429 Too Many Requests, which HTTP clients take for "slow down and
 // retry" and would send the same request again forever; one that says when to retry (a rate
-// limit) is 429 with Retry-After. A request body over the API's own limit is a 413 that names
-// the limit, not a bare 400.
+// limit) is 429 with Retry-After; a write the node's disk has no room for (DISK_LOW) is 503
+// with Retry-After, to be sent again later, not dropped as too large. A request body over the
+// API's own limit is a 413 that names the limit, not a bare 400.
 func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 		if over, _ := ctx.Value(overKey{}).(*bool); over != nil && *over {
@@ -67,6 +72,11 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 			if after, ok := api.RetryAfter(err); ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
 				w = mended{ResponseWriter: w, code: http.StatusTooManyRequests}
+				break
+			}
+			if api.Reason(err) == api.ReasonDiskLow {
+				w.Header().Set("Retry-After", strconv.Itoa(int(diskRetry.Seconds())))
+				w = mended{ResponseWriter: w, code: http.StatusServiceUnavailable}
 				break
 			}
 			w = mended{ResponseWriter: w, code: http.StatusRequestEntityTooLarge}
