@@ -1,12 +1,10 @@
-// Package webhook delivers record changes to an organisation's own systems: secrets and
-// signatures after the Standard Webhooks convention (webhook-id, webhook-timestamp and
-// webhook-signature headers, HMAC-SHA256 over "id.timestamp.body"), the check of a webhook's
-// URL and of every address it dials, and the Dispatcher that delivers the queue the FSM keeps.
+// Package signature signs and verifies webhook deliveries after the Standard Webhooks convention
+// (webhook-id, webhook-timestamp and webhook-signature headers, HMAC-SHA256 over
+// "id.timestamp.body"), with signing secrets shown as whsec_ and base64.
 //
-// It never decides what is queued (the FSM does, in the transaction of each change) and never
-// sends a record of another organisation to a host of a third: foreign records go to this
-// organisation's own systems only.
-package webhook
+// It imports the standard library alone, so that a receiver verifies what a node sends with it
+// without the node (SQLite, Raft, cgo): go get the module and import this package only.
+package signature
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,4 @@
-package webhook_test
+package signature_test
 
 import (
 	"crypto/hmac"
@@ -9,21 +9,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/knooppunt/knooppunt/node/webhook"
+	"github.com/knooppunt/knooppunt/node/webhook/signature"
 )
 
 // TestSignVerify: a signed delivery verifies; any change to the body, the id, the timestamp or
 // the secret, a stale timestamp and a missing header are refused with the reason.
 func TestSignVerify(t *testing.T) {
-	s, err := webhook.NewSecret()
+	s, err := signature.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed, err := webhook.ParseSecret(s.String())
+	parsed, err := signature.ParseSecret(s.String())
 	if err != nil {
 		t.Fatalf("ParseSecret(String()): %v", err)
 	}
-	other, _ := webhook.NewSecret()
+	other, _ := signature.NewSecret()
 	now := time.Unix(1_790_000_000, 0)
 	body := []byte(`{"record":{"id":"s1"}}`)
 	signed := func() http.Header {
@@ -36,26 +36,26 @@ func TestSignVerify(t *testing.T) {
 	}
 	// A receiver that also accepts a rotated secret's signature: several, space-separated.
 	h := signed()
-	h.Set(webhook.HeaderSignature, "v1,AAAA v2,xyz "+h.Get(webhook.HeaderSignature))
+	h.Set(signature.HeaderSignature, "v1,AAAA v2,xyz "+h.Get(signature.HeaderSignature))
 	if _, err := s.Verify(h, body, now, 0); err != nil {
 		t.Fatalf("Verify with several signatures: %v", err)
 	}
 	for _, tc := range []struct {
 		name   string
-		secret webhook.Secret
+		secret signature.Secret
 		change func(http.Header)
 		body   string
 		at     time.Time
 		want   error
 	}{
-		{"another body", s, nil, `{"record":{"id":"s2"}}`, now, webhook.ErrNoValidSigns},
-		{"another id", s, func(h http.Header) { h.Set(webhook.HeaderID, "msg_2") }, "", now, webhook.ErrNoValidSigns},
-		{"another timestamp", s, func(h http.Header) { h.Set(webhook.HeaderTimestamp, "1790000001") }, "", now, webhook.ErrNoValidSigns},
-		{"another secret", other, nil, "", now, webhook.ErrNoValidSigns},
-		{"too old", s, nil, "", now.Add(6 * time.Minute), webhook.ErrStale},
-		{"from the future", s, nil, "", now.Add(-6 * time.Minute), webhook.ErrStale},
-		{"no signature", s, func(h http.Header) { h.Del(webhook.HeaderSignature) }, "", now, webhook.ErrMissing},
-		{"bad timestamp", s, func(h http.Header) { h.Set(webhook.HeaderTimestamp, "soon") }, "", now, webhook.ErrTimestamp},
+		{"another body", s, nil, `{"record":{"id":"s2"}}`, now, signature.ErrNoValidSigns},
+		{"another id", s, func(h http.Header) { h.Set(signature.HeaderID, "msg_2") }, "", now, signature.ErrNoValidSigns},
+		{"another timestamp", s, func(h http.Header) { h.Set(signature.HeaderTimestamp, "1790000001") }, "", now, signature.ErrNoValidSigns},
+		{"another secret", other, nil, "", now, signature.ErrNoValidSigns},
+		{"too old", s, nil, "", now.Add(6 * time.Minute), signature.ErrStale},
+		{"from the future", s, nil, "", now.Add(-6 * time.Minute), signature.ErrStale},
+		{"no signature", s, func(h http.Header) { h.Del(signature.HeaderSignature) }, "", now, signature.ErrMissing},
+		{"bad timestamp", s, func(h http.Header) { h.Set(signature.HeaderTimestamp, "soon") }, "", now, signature.ErrTimestamp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := signed()
@@ -77,7 +77,7 @@ func TestSignVerify(t *testing.T) {
 // "id.timestamp.body", base64, after "v1,", so a receiver's own Standard Webhooks code agrees.
 func TestSignatureIsTheConvention(t *testing.T) {
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	s, err := webhook.ParseSecret(secret)
+	s, err := signature.ParseSecret(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,11 +88,11 @@ func TestSignatureIsTheConvention(t *testing.T) {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330." + string(body)))
 	want := "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
-	if got := h.Get(webhook.HeaderSignature); got != want {
+	if got := h.Get(signature.HeaderSignature); got != want {
 		t.Fatalf("webhook-signature %q, want %q", got, want)
 	}
 	for _, bad := range []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_!!", "whsec_" + base64.StdEncoding.EncodeToString([]byte("short"))} {
-		if _, err := webhook.ParseSecret(bad); !errors.Is(err, webhook.ErrSecret) {
+		if _, err := signature.ParseSecret(bad); !errors.Is(err, signature.ErrSecret) {
 			t.Errorf("ParseSecret(%q): %v, want ErrSecret", bad, err)
 		}
 	}
