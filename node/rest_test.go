@@ -395,6 +395,13 @@ func TestRESTBadInput(t *testing.T) {
 		`updated_since: \"2h\" is not a time: use RFC 3339 in UTC, such as 2026-12-05T10:00:00Z`)
 	n.call(t, editor, "POST", "/v1/records", "", `{"id":"t1","updated_at":"yesterday"}`).want(t, "a word for a time", 400,
 		`invalid google.protobuf.Timestamp value \"yesterday\": use RFC 3339 in UTC`)
+	// A field is named as the proto names it, as every message does, not by its JSON name; a
+	// duration says what it is (review X, X6).
+	admin := n.mtlsClient(t, "/user/ada")
+	n.call(t, admin, "POST", "/v1/webhooks", "", `{"url":"https://lcms.example.org/x","max_classification":"TOPSECRET"}`).want(t, "a misspelt enum in a body", 400,
+		`enum field max_classification: \"TOPSECRET\": use one of PUBLIC, INTERNAL, CONFIDENTIAL or SECRET`)
+	n.call(t, admin, "POST", "/v1/webhooks/wh_x:rotate", "", `{"overlap":"1000h"}`).want(t, "hours for a duration", 400,
+		`invalid google.protobuf.Duration value \"1000h\": a duration is whole seconds with an s, such as \"86400s\" for a day`)
 
 	// A program finds the field apart from the message, in a google.rpc.BadRequest detail.
 	bad := restRecord("bad-2")

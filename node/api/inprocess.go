@@ -107,7 +107,7 @@ func (p *InProcess) person(ctx context.Context) (spiffeid.ID, error) {
 		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "no person: the web interface must sign the person in first")
 	}
 	if identity.IsReplica(p.authz.access.Load().TrustDomain, id) {
-		return spiffeid.ID{}, status.Errorf(codes.PermissionDenied, "%s is a replica ID: the in-process channel serves people only", id)
+		return spiffeid.ID{}, ReasonStatus(codes.PermissionDenied, ReasonRoleDenied, fmt.Sprintf("%s is a replica ID: the in-process channel serves people only", id))
 	}
 	return id, nil
 }

@@ -82,6 +82,10 @@ func TestInProcessAppliesTheRoleTable(t *testing.T) {
 			if st := status.Convert(err); st.Code() != tc.code || st.Message() != tc.msg {
 				t.Fatalf("List: %v %q, want %v %q", st.Code(), st.Message(), tc.code, tc.msg)
 			}
+			// Every refusal for who the caller is says ROLE_DENIED, for a program (review X, X7).
+			if tc.code == codes.PermissionDenied && api.Reason(err) != api.ReasonRoleDenied {
+				t.Errorf("List: reason %q, want %s", api.Reason(err), api.ReasonRoleDenied)
+			}
 		})
 	}
 	// A method the table does not list is refused like on the servers.

@@ -21,17 +21,60 @@ var badEnum = []*regexp.Regexp{
 }
 
 // enumHint says which values the enum field an error names may have ("use one of PUBLIC,
-// INTERNAL, CONFIDENTIAL or SECRET"), or "" when the error is of another kind.
-func enumHint(msg string) string {
-	for _, re := range badEnum {
-		m := re.FindStringSubmatch(msg)
+// INTERNAL, CONFIDENTIAL or SECRET"), or "" when the error is of another kind. It gives the
+// message back with the field by its proto name where protojson named it by its JSON name
+// (maxClassification), as every other message of the API names fields (review X, X6).
+func enumHint(msg string) (named, hint string) {
+	for i, re := range badEnum {
+		m := re.FindStringSubmatchIndex(msg)
 		if m == nil {
 			continue
 		}
-		name := m[1][strings.LastIndex(m[1], ".")+1:]
-		if values := enumFields()[name]; len(values) > 0 {
-			return "use one of " + strings.Join(values[:len(values)-1], ", ") + " or " + values[len(values)-1]
+		field := msg[m[2]:m[3]]
+		name := field[strings.LastIndex(field, ".")+1:]
+		values := enumFields()[name]
+		if len(values) == 0 {
+			continue
 		}
+		named = msg
+		if proto := protoNames()[field]; i == 0 && proto != "" {
+			named = msg[:m[2]] + proto + msg[m[3]:]
+		}
+		return named, "use one of " + strings.Join(values[:len(values)-1], ", ") + " or " + values[len(values)-1]
+	}
+	return msg, ""
+}
+
+// protoNames maps the JSON name of every field of the API's messages whose JSON name is not its
+// proto name (maxClassification) to the proto name (max_classification); a JSON name that two
+// fields of other proto names share maps to nothing.
+var protoNames = sync.OnceValue(func() map[string]string {
+	out := map[string]string{}
+	shared := map[string]bool{}
+	eachMessage(func(md protoreflect.MessageDescriptor) {
+		for i := range md.Fields().Len() {
+			fd := md.Fields().Get(i)
+			json, proto := fd.JSONName(), string(fd.Name())
+			if json == proto {
+				continue
+			}
+			if have, ok := out[json]; ok && have != proto {
+				shared[json] = true
+			}
+			out[json] = proto
+		}
+	})
+	for name := range shared {
+		delete(out, name)
+	}
+	return out
+})
+
+// durationMessage says what a duration in the API is, for protojson's error that names no more
+// than the value, or "" for another error.
+func durationMessage(msg string) string {
+	if strings.Contains(msg, "invalid google.protobuf.Duration value") {
+		return msg + `: a duration is whole seconds with an s, such as "86400s" for a day`
 	}
 	return ""
 }
@@ -60,18 +103,9 @@ func timeMessage(msg string) string {
 var enumFields = sync.OnceValue(func() map[string][]string {
 	out := map[string][]string{}
 	shared := map[string]bool{}
-	var walk func(md protoreflect.MessageDescriptor)
-	seen := map[protoreflect.FullName]bool{}
-	walk = func(md protoreflect.MessageDescriptor) {
-		if seen[md.FullName()] {
-			return
-		}
-		seen[md.FullName()] = true
+	eachMessage(func(md protoreflect.MessageDescriptor) {
 		for i := range md.Fields().Len() {
 			fd := md.Fields().Get(i)
-			if fd.Message() != nil {
-				walk(fd.Message())
-			}
 			if fd.Enum() == nil {
 				continue
 			}
@@ -89,6 +123,28 @@ var enumFields = sync.OnceValue(func() map[string][]string {
 				out[name] = values
 			}
 		}
+	})
+	for name := range shared {
+		delete(out, name)
+	}
+	return out
+})
+
+// eachMessage calls f with every message of the API, and every message their fields hold, once.
+func eachMessage(f func(md protoreflect.MessageDescriptor)) {
+	seen := map[protoreflect.FullName]bool{}
+	var walk func(md protoreflect.MessageDescriptor)
+	walk = func(md protoreflect.MessageDescriptor) {
+		if seen[md.FullName()] {
+			return
+		}
+		seen[md.FullName()] = true
+		f(md)
+		for i := range md.Fields().Len() {
+			if m := md.Fields().Get(i).Message(); m != nil {
+				walk(m)
+			}
+		}
 	}
 	protoregistry.GlobalFiles.RangeFilesByPackage(pb.File_knooppunt_v1_record_proto.Package(), func(fd protoreflect.FileDescriptor) bool {
 		for i := range fd.Messages().Len() {
@@ -96,8 +152,4 @@ var enumFields = sync.OnceValue(func() map[string][]string {
 		}
 		return true
 	})
-	for name := range shared {
-		delete(out, name)
-	}
-	return out
-})
+}

@@ -59,9 +59,12 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 			if msg := timeMessage(st.Message()); msg != "" {
 				err = status.Error(codes.InvalidArgument, msg)
 			}
-			if hint := enumHint(st.Message()); hint != "" {
+			if named, hint := enumHint(st.Message()); hint != "" {
 				// protojson and the gateway name the field and the value, not what it may be.
-				err = status.Error(codes.InvalidArgument, st.Message()+": "+hint)
+				err = status.Error(codes.InvalidArgument, named+": "+hint)
+			}
+			if msg := durationMessage(st.Message()); msg != "" {
+				err = status.Error(codes.InvalidArgument, msg)
 			}
 		}
 		switch status.Code(err) {
