@@ -182,6 +182,19 @@ func TestCLIRecord(t *testing.T) {
 	if r := cli(t, nil, "", "record", "delete", "utr-1", "--node", addr, "--version", "2").want(t, 0); r.stdout != "utr-1 deleted at version 3\n" {
 		t.Fatalf("delete printed %q", r.stdout)
 	}
+	// --include-deleted lists it as its tombstone, marked so in the table (review X, X9); without
+	// it the listing has only the live one.
+	r = cli(t, nil, "", "record", "list", "--node", addr, "--kind", "shelter.capacity", "--updated-since", "1h", "--include-deleted", "-o", "json").want(t, 0)
+	r.oneJSON(t, &list)
+	if len(list) != 2 || list[0]["id"] != "zst-1" || list[1]["id"] != "utr-1" || list[1]["tombstone"] != true || list[1]["version"] != 3.0 {
+		t.Errorf("list --include-deleted -o json: %v, want zst-1 and utr-1's tombstone at version 3", list)
+	}
+	if r := cli(t, nil, "", "record", "list", "--node", addr, "--kind", "shelter.capacity", "--include-deleted").want(t, 0); !regexp.MustCompile(`(?m)^utr-1 \(deleted\)\s+shelter.capacity`).MatchString(r.stdout) {
+		t.Errorf("list --include-deleted as a table does not mark the deleted record:\n%s", r.stdout)
+	}
+	if r := cli(t, nil, "", "record", "list", "--node", addr, "--kind", "shelter.capacity").want(t, 0); strings.Contains(r.stdout, "utr-1") {
+		t.Errorf("list without --include-deleted lists the deleted record:\n%s", r.stdout)
+	}
 	// Deleting it again says what is the matter (review25 F7), not a bare "record not found".
 	if r := cli(t, nil, "", "record", "delete", "utr-1", "--node", addr).want(t, 1); !strings.Contains(r.stderr, `this node holds no live record "utr-1" in this mode: it was deleted already, or never was`) {
 		t.Errorf("delete of a deleted record: %q", r.stderr)

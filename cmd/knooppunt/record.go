@@ -274,10 +274,16 @@ func newRecordListCmd() *cobra.Command {
 --all. When there are more pages, stderr says so with the next --page-token, -o json too (stdout
 stays one JSON array): a script wants --all. --updated-since takes a time (RFC 3339) or a duration back from now, such as 2h. The
 copies partners share are not listed here: knooppunt search --origin TD and knooppunt picture
-show them.`,
+show them.
+
+--include-deleted lists deleted records too, marked (deleted) (in JSON "tombstone": true). With
+--updated-since and --kind, --crisis or --region it also lists, the same way, a record that has
+left them since (given another kind, crisis or region): the poll that keeps a copy in sync
+(docs/integration.md).`,
 		Example: `  knooppunt record list --crisis oekraine --kind shelter.capacity --region VR09
   knooppunt record list --label source=lcvs --max-classification internal --all -o json
-  knooppunt record list --exercise oefening-zeeland --crisis oekraine`,
+  knooppunt record list --exercise oefening-zeeland --crisis oekraine
+  knooppunt record list --crisis oekraine --updated-since 2026-12-06T10:00:00Z --include-deleted --all -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -332,10 +338,11 @@ show them.`,
 	fl.Int32Var(&req.PageSize, "limit", 100, "records per page (at most 1000)")
 	fl.StringVar(&req.PageToken, "page-token", "", "continue from a previous page")
 	fl.BoolVar(&all, "all", false, "fetch every page")
+	fl.BoolVar(&req.IncludeDeleted, "include-deleted", false, "list deleted records too, and with --updated-since those that left --kind, --crisis or --region since")
 	fl.StringVar(&req.Consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
 	mf.register(cmd)
 	f.register(cmd, true)
-	f.fill(map[string]string{"kind": "kind", "crisis": "crisis", "region": "region", "label": "label_selector",
+	f.fill(map[string]string{"kind": "kind", "crisis": "crisis", "region": "region", "label": "label_selector", "include-deleted": "include_deleted",
 		"max-classification": "max_classification", "updated-since": "updated_since", "limit": "page_size", "page-token": "page_token",
 		"consistency": "consistency", "exercise": "mode.exercise", "status": "mode.status"})
 	return cmd
@@ -387,7 +394,9 @@ func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next 
 		id := j.ID
 		// A document no longer in force is marked as search marks it: seven versions of one
 		// question read alike otherwise.
-		if v := record.Validity(r, now); v != "" {
+		if r.Tombstone {
+			id += " (deleted)"
+		} else if v := record.Validity(r, now); v != "" {
 			id += " (" + validityFlag(v) + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, record.OneLine(j.Kind), record.OneLine(j.Crisis), record.OneLine(j.Region), j.Classification, j.Version, updated, record.Summary(j.Body, 60))
