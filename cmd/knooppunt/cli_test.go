@@ -537,6 +537,11 @@ func TestCLIDemoOnce(t *testing.T) {
 	if !found["szw.crisis.test guidance-szw-werk"] || !found["lcvs.crisis.test qa-oekraine-werk"] || !found["szw.crisis.test permit-szw-twv-oekraine"] {
 		t.Fatalf("search --text vergunning from VR Utrecht found %v, want SZW's guidance and permit rule and LCVS's Q&A:\n%s", found, search)
 	}
+	// VR Utrecht's REST API serves its picture to a system of its own, over mutual TLS with the
+	// editor's SVID, checked by the host name its node's SVID names (review X, X10).
+	if !regexp.MustCompile(`GET https://127\.0\.0\.1:\d+/v1/pictures/oekraine\?skip_peer_check=true: 200 OK, [1-9]\d* entries from [5-9] sources`).MatchString(r.stdout) {
+		t.Errorf("the demo did not read VR Utrecht's picture over REST:\n%s", r.stdout)
+	}
 	// GGD GHOR's superseded Q&A is in VR Utrecht's picture, marked, beside the answer in force.
 	marks := map[string]bool{}
 	for _, line := range strings.Split(utrecht, "\n") {

@@ -40,12 +40,12 @@ type demoOrg struct {
 	dir          string
 	port, bePort int
 	// uiPort is the web interface's, opPort the demo OpenID provider's; secret is the web
-	// interface's client secret there.
-	uiPort, opPort int
-	secret         string
-	cmd            *exec.Cmd
-	done           chan struct{} // closed when the node's process has exited
-	exitErr        error         // what waiting for it returned, once done is closed
+	// interface's client secret there. restPort is the REST API's.
+	uiPort, opPort, restPort int
+	secret                   string
+	cmd                      *exec.Cmd
+	done                     chan struct{} // closed when the node's process has exited
+	exitErr                  error         // what waiting for it returned, once done is closed
 }
 
 func demoOrgs() []*demoOrg {
@@ -343,6 +343,9 @@ func runScenario(ctx context.Context, out io.Writer, orgs []*demoOrg, dir string
 	if err := showHandreiking(ctx, out, utrecht, handreiking); err != nil {
 		return err
 	}
+	if err := showREST(ctx, out, utrecht); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "\n=== Where did the confidential record %q go? ===\n", confidentialID)
 	for _, o := range orgs {
@@ -394,10 +397,15 @@ As an LCVS officer, over mTLS with your own SVID:
   knooppunt policy list --node 127.0.0.1:%d --svid-cert certs/officer-a.crt --svid-key certs/officer-a.key --bundle ca/bundle.pem
   knooppunt policy explain --record shelter-utrecht --recipient spiffe://ncc.crisis.test/node/r1 --node unix://%s
 
+As a system of VR Utrecht's own, over its REST API with the editor's SVID (docs/integration.md):
+
+  cd %s
+  %s
+
 Stop one organisation (kill the process whose --data-dir is %s/data) and search again from
 VR Utrecht to see it marked unreachable and answered from cache. Press Ctrl-C to stop everything.
 `, dir, pathLine(), filepath.Join(utrecht.dir, "data", "knooppunt.sock"), filepath.Join(ncc.dir, "data", "knooppunt.sock"), byName["lcvs"].dir, byName["lcvs"].port,
-		filepath.Join(byName["lcvs"].dir, "data", "knooppunt.sock"), byName["lcvs"].dir)
+		filepath.Join(byName["lcvs"].dir, "data", "knooppunt.sock"), utrecht.dir, utrecht.restCurl("/v1/pictures/oekraine"), byName["lcvs"].dir)
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping the federation")
 	return nil
@@ -445,11 +453,15 @@ func (o *demoOrg) prepare(dir string, ps ports) error {
 		if err != nil {
 			return err
 		}
-		if err := ca.IssueFiles(sid, filepath.Join(o.dir, "certs", filepath.Base(id)), identity.SVIDOptions{TTL: 7 * 24 * time.Hour}); err != nil {
+		opts := identity.SVIDOptions{TTL: 7 * 24 * time.Hour}
+		if id == "node/r1" {
+			opts.Hosts = []string{"127.0.0.1", "localhost"} // for curl on the REST API
+		}
+		if err := ca.IssueFiles(sid, filepath.Join(o.dir, "certs", filepath.Base(id)), opts); err != nil {
 			return err
 		}
 	}
-	for _, p := range []*int{&o.port, &o.bePort, &o.uiPort, &o.opPort} {
+	for _, p := range []*int{&o.port, &o.bePort, &o.uiPort, &o.opPort, &o.restPort} {
 		if *p, err = ps.free(); err != nil {
 			return err
 		}
@@ -469,6 +481,7 @@ func (o *demoOrg) writeConfig(all []*demoOrg) error {
 	fmt.Fprintf(&b, "# The web interface; its people sign in at the demo's own OpenID provider.\n")
 	fmt.Fprintf(&b, "ui:\n  listen: \"127.0.0.1:%d\"\n  oidc:\n    issuer: %q\n    client_id: %s\n    client_secret_file: oidc-client-secret\n",
 		o.uiPort, o.issuer(), o.clientID())
+	fmt.Fprintf(&b, "# The REST API for the org's own systems, over mutual TLS with their SVIDs (docs/integration.md).\nhttp:\n  listen: \"127.0.0.1:%d\"\n", o.restPort)
 	fmt.Fprintf(&b, "roles:\n")
 	for _, p := range demoPeople {
 		fmt.Fprintf(&b, "  - id: spiffe://%s/user/%s\n    role: %s\n", o.td, p.user, p.role)
