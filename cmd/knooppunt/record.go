@@ -277,9 +277,9 @@ copies partners share are not listed here: knooppunt search --origin TD and knoo
 show them.
 
 --include-deleted lists deleted records too, marked (deleted) (in JSON "tombstone": true). With
---updated-since and --kind, --crisis or --region it also lists, the same way, a record that has
-left them since (given another kind, crisis or region): the poll that keeps a copy in sync
-(docs/integration.md).`,
+--updated-since and --kind, --crisis, --region, --label or --max-classification it also lists,
+the same way, a record that has left them since (given another kind, crisis or region, a higher
+classification, a label taken off): the poll that keeps a copy in sync (docs/integration.md).`,
 		Example: `  knooppunt record list --crisis oekraine --kind shelter.capacity --region VR09
   knooppunt record list --label source=lcvs --max-classification internal --all -o json
   knooppunt record list --exercise oefening-zeeland --crisis oekraine
@@ -338,7 +338,7 @@ left them since (given another kind, crisis or region): the poll that keeps a co
 	fl.Int32Var(&req.PageSize, "limit", 100, "records per page (at most 1000)")
 	fl.StringVar(&req.PageToken, "page-token", "", "continue from a previous page")
 	fl.BoolVar(&all, "all", false, "fetch every page")
-	fl.BoolVar(&req.IncludeDeleted, "include-deleted", false, "list deleted records too, and with --updated-since those that left --kind, --crisis or --region since")
+	fl.BoolVar(&req.IncludeDeleted, "include-deleted", false, "list deleted records too, and with --updated-since those that left the other filters since")
 	fl.StringVar(&req.Consistency, "consistency", "local", "local (this replica) or strong (the leader, after confirming it leads)")
 	mf.register(cmd)
 	f.register(cmd, true)

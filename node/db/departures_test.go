@@ -2,7 +2,9 @@ package db_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -251,6 +253,102 @@ func TestListDepartures(t *testing.T) {
 			}
 			if !slices.Equal(paged, tt.want) {
 				t.Fatalf("List(%+v) a page at a time =\n%v, want\n%v", tt.f, paged, tt.want)
+			}
+		})
+	}
+}
+
+// TestListDeparturesByClassificationAndLabels: a sync poll by classification or labels lists a
+// record that left them since the cut (raised above the ceiling, its label taken off) as a
+// tombstone in the classification and labels it left, as a poll by crisis lists one that moved;
+// one that never was of them is not listed. A version kept before the history held them counts
+// as having been of the poll's filter (review X, X2).
+func TestListDeparturesByClassificationAndLabels(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "knooppunt.db")
+	a := &applier{t: t, d: openDB(t, path)}
+	ctx := context.Background()
+	feed := map[string]string{"feed": "public"}
+	for at, w := range []struct {
+		id     string
+		class  pb.Classification
+		labels map[string]string
+	}{
+		{"p", pb.Classification_PUBLIC, feed}, {"p", pb.Classification_CONFIDENTIAL, feed}, // raised: leaves max public
+		{"l", pb.Classification_PUBLIC, feed}, {"l", pb.Classification_PUBLIC, nil}, // its label taken off
+		{"s", pb.Classification_PUBLIC, feed},                                             // stays in both
+		{"n", pb.Classification_CONFIDENTIAL, nil},                                        // never in either
+		{"o", pb.Classification_PUBLIC, feed}, {"o", pb.Classification_CONFIDENTIAL, nil}, // its first version's kept before
+	} {
+		r := put(w.id, fmt.Sprintf(`{"beds_free":%d}`, at+1))
+		r.Classification, r.Labels, r.UpdatedAt = w.class, w.labels, hour(at+1)
+		a.mustApply(r)
+	}
+	// o's first version as a release before migration 27 kept it: neither classification nor labels.
+	h, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(`UPDATE history SET classification = NULL, labels = NULL WHERE id = 'o' AND version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+
+	type got struct {
+		id      string
+		version int64
+		class   pb.Classification
+		labels  string
+		tomb    bool
+	}
+	since := hour(1).AsTime()
+	pub, conf := pb.Classification_PUBLIC, pb.Classification_CONFIDENTIAL
+	for _, tt := range []struct {
+		name string
+		f    db.Filter
+		want []got
+	}{
+		{"max classification", db.Filter{MaxClassification: pub, UpdatedSince: since, Deleted: true}, []got{
+			{"p", 2, pub, "map[feed:public]", true}, // in the classification it left
+			{"l", 2, pub, "map[]", false},
+			{"s", 1, pub, "map[feed:public]", false},
+			{"o", 2, conf, "map[]", true}, // not known what its first version was: taken as public
+		}},
+		{"label", db.Filter{Labels: feed, UpdatedSince: since, Deleted: true}, []got{
+			{"p", 2, conf, "map[feed:public]", false},
+			{"l", 2, pub, "map[feed:public]", true}, // in the labels it left
+			{"s", 1, pub, "map[feed:public]", false},
+			{"o", 2, conf, "map[]", true},
+		}},
+		{"has label", db.Filter{HasLabels: []string{"feed"}, UpdatedSince: since, Deleted: true}, []got{
+			{"p", 2, conf, "map[feed:public]", false},
+			{"l", 2, pub, "map[feed:public]", true},
+			{"s", 1, pub, "map[feed:public]", false},
+			{"o", 2, conf, "map[]", true},
+		}},
+		{"max classification, live records only", db.Filter{MaxClassification: pub, UpdatedSince: since}, []got{
+			{"l", 2, pub, "map[]", false},
+			{"s", 1, pub, "map[feed:public]", false},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var all []got
+			f := tt.f
+			f.PageSize = 1 // a page at a time: the departures page as the rest
+			for {
+				recs, next, err := a.d.List(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					all = append(all, got{r.Id, r.Version, r.Classification, fmt.Sprint(r.Labels), r.Tombstone})
+				}
+				if next == "" {
+					break
+				}
+				f.PageToken = next
+			}
+			if !slices.Equal(all, tt.want) {
+				t.Fatalf("List(%+v) =\n%v, want\n%v", tt.f, all, tt.want)
 			}
 		})
 	}

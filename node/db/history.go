@@ -28,7 +28,7 @@ type HistoryVersion = warn.Version
 // The statements of the history on the write path; values the planner reads are bound as +? (see
 // noReprepare).
 const (
-	sqlHistoryAdd     = `INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields, status, exercise) VALUES (?,?,?,?,?,?,?,?,?,?,?)`
+	sqlHistoryAdd     = `INSERT OR REPLACE INTO history (origin, id, version, kind, crisis, region, at, tombstone, fields, status, exercise, classification, labels) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	sqlHistoryNumbers = `UPDATE history SET fields = (SELECT json_group_object(key, value) FROM json_each(fields) WHERE type IN ('integer', 'real'))
 		WHERE origin = +? AND id = +?`
 	sqlHistoryDrop = `DELETE FROM history WHERE origin = +? AND id = +?`
@@ -55,8 +55,13 @@ func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombsto
 			return err
 		}
 	}
-	_, err := tx.Exec(sqlHistoryAdd,
-		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields, int32(r.Status), r.Exercise)
+	labels, err := json.Marshal(nonNil(r.Labels))
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(sqlHistoryAdd,
+		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields, int32(r.Status), r.Exercise,
+		int32(r.Classification), string(labels))
 	return err
 }
 

@@ -535,6 +535,14 @@ UPDATE text_sweep SET dirty = dirty + 1;
 	// Migration 20 gained three of its ALTERs after releases had brought databases to 20, which
 	// then failed at their first write with "no such column: withdraws" (review V, V1).
 	``,
+	// 27: the history keeps each version's classification and labels (a JSON object), so that
+	// a sync poll by max_classification or labels lists a record that left them, as one by kind,
+	// crisis or region does (see Filter.departures). A version of before has NULL: not known,
+	// which a poll takes as having been of its filter.
+	`
+ALTER TABLE history ADD COLUMN classification INTEGER;
+ALTER TABLE history ADD COLUMN labels TEXT;
+`,
 }
 
 // migrationSteps run in Go after the SQL of a migration, by its number, in its transaction.

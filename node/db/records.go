@@ -558,8 +558,9 @@ type Filter struct {
 	// IDs, when set, keeps only the records with these ids.
 	IDs []string
 	// Deleted lists deleted records too: their tombstones, which keep a record's id, mode and
-	// labels (see ListRequest.include_deleted). With UpdatedSince and a kind, crisis or region,
-	// it lists the records that left them since as tombstones too (see departures).
+	// labels (see ListRequest.include_deleted). With UpdatedSince and a kind, crisis, region,
+	// classification or labels, it lists the records that left them since as tombstones too (see
+	// departures).
 	Deleted bool
 	// HasLabels keeps the records that have each of these labels, whatever its value.
 	HasLabels []string
@@ -577,8 +578,8 @@ var ErrOtherListing = errors.New("db: page token belongs to a listing with other
 // index serves however far back the cut lies, and which lets a client that syncs by time page
 // through what changed oldest first.
 //
-// A listing of deletes too since a time, by kind, crisis or region, lists a record that has left
-// them since as a departure: its tombstone in the shape it left (see Filter.departures and
+// A listing of deletes too since a time, by kind, crisis, region, classification or labels, lists
+// a record that has left them since as a departure: its tombstone in the shape it left (see Filter.departures and
 // Changes).
 func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 	q, args, size, byUpdate, err := listQuery(f)
@@ -696,16 +697,24 @@ func listParts(f Filter) (*listing, error) {
 			p.token, p.tokenArgs = []string{p.idCol + " > +?"}, []any{after}
 		}
 	}
-	if now, args := shapeOf("records", f.Kind, f.Crisis, f.Region); now != "" {
-		p.now, p.nowArgs = []string{now}, args
-		p.was, p.wasArgs = shapeOf("h", f.Kind, f.Crisis, f.Region)
-	}
+	// What a record is of (its kind, crisis, region, classification and labels) is the shape of
+	// a sync poll (now, and was of the history's versions): a record that left it is a
+	// departure. In any other listing the classification and labels are of the rest.
+	var shape filterShape
+	shape.add(shapeOf("records", f.Kind, f.Crisis, f.Region))
+	shape.was(shapeOf("h", f.Kind, f.Crisis, f.Region))
+	departs := f.departures()
 	if len(f.IDs) > 0 {
 		// The primary key serves a lookup of each id.
 		p.rest, p.restArgs = append(p.rest, "records.id IN ("+marks("+?", len(f.IDs))+")"), append(p.restArgs, anySlice(f.IDs)...)
 	}
 	if f.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED {
-		p.rest, p.restArgs = append(p.rest, "records.classification <= +?"), append(p.restArgs, int32(f.MaxClassification))
+		if departs {
+			shape.add("records.classification <= +?", []any{int32(f.MaxClassification)})
+			shape.was("(h.classification IS NULL OR h.classification <= +?)", []any{int32(f.MaxClassification)})
+		} else {
+			p.rest, p.restArgs = append(p.rest, "records.classification <= +?"), append(p.restArgs, int32(f.MaxClassification))
+		}
 	}
 	if p.byUpdate {
 		p.since = f.UpdatedSince.UnixNano()
@@ -714,14 +723,23 @@ func listParts(f Filter) (*listing, error) {
 	for _, k := range keys {
 		// A correlated lookup per candidate row, on the (id, key, value) index: "id IN (SELECT
 		// ...)" would first gather every record with the label, a fifth of the table for a
-		// common one.
+		// common one. A version in the history has its labels as a JSON object.
+		cond, was, args := "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +? AND l.value = +?)",
+			"(h.labels IS NULL OR EXISTS (SELECT 1 FROM json_each(h.labels) j WHERE j.key = +? AND j.value = +?))", []any{k, f.Labels[k]}
 		if anyValue[k] {
-			p.rest = append(p.rest, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +?)")
-			p.restArgs = append(p.restArgs, k)
+			cond, was, args = "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +?)",
+				"(h.labels IS NULL OR EXISTS (SELECT 1 FROM json_each(h.labels) j WHERE j.key = +?))", []any{k}
+		}
+		if departs {
+			shape.add(cond, args)
+			shape.was(was, args)
 			continue
 		}
-		p.rest = append(p.rest, "EXISTS (SELECT 1 FROM record_labels l WHERE l.id = records.id AND l.key = +? AND l.value = +?)")
-		p.restArgs = append(p.restArgs, k, f.Labels[k])
+		p.rest, p.restArgs = append(p.rest, cond), append(p.restArgs, args...)
+	}
+	if len(shape.now) > 0 {
+		p.now, p.nowArgs = []string{strings.Join(shape.now, " AND ")}, shape.nowArgs
+		p.was, p.wasArgs = strings.Join(shape.wasConds, " AND "), shape.wasArgs
 	}
 	p.size = f.PageSize
 	if p.size <= 0 {
@@ -776,19 +794,41 @@ func (p *listing) withDepartures() (string, []any) {
 	leftArgs := slices.Concat(p.modeArgs, p.tokenArgs, p.restArgs, p.nowArgs, []any{p.since}, p.wasArgs)
 	join, joinArgs := departedJoin("records", p.now[0], p.was), slices.Concat(p.nowArgs, p.wasArgs)
 	q := `WITH a (id, at) AS MATERIALIZED (SELECT records.id, records.updated_at FROM records WHERE ` + where + ` ORDER BY records.updated_at, records.id LIMIT ` + n + `)
-		SELECT ` + columnsOf("records") + `, d.kind, d.crisis, d.region FROM records` + join + `
+		SELECT ` + columnsOf("records") + `, ` + shapeColumns + ` FROM records` + join + `
 		WHERE records.id IN (SELECT id FROM (SELECT id, at FROM a UNION ALL SELECT records.id, records.updated_at FROM records WHERE ` + strings.Join(left, " AND ") + `
 			ORDER BY 2, 1 LIMIT ` + n + `)) ORDER BY records.updated_at, records.id`
 	return q, slices.Concat(args, joinArgs, leftArgs)
 }
 
-// departures says whether a listing takes the records that left its kind, crisis or region: one
-// of deletes too since a time, as a sync poll is (see ListRequest.include_deleted), in a mode the
-// history keeps (see addHistory). A record that left is listed as its tombstone in the shape it
-// left, for a poller that deletes on a tombstone to drop its copy.
+// departures says whether a listing takes the records that left its kind, crisis, region,
+// classification or labels: one of deletes too since a time, as a sync poll is (see
+// ListRequest.include_deleted), in a mode the history keeps (see addHistory). A record that left
+// is listed as its tombstone in the shape it left, for a poller that deletes on a tombstone to
+// drop its copy.
 func (f Filter) departures() bool {
-	return f.Deleted && !f.UpdatedSince.IsZero() && (f.Kind != "" || f.Crisis != "" || f.Region != "") &&
+	return f.Deleted && !f.UpdatedSince.IsZero() &&
+		(f.Kind != "" || f.Crisis != "" || f.Region != "" || f.MaxClassification != pb.Classification_CLASSIFICATION_UNSPECIFIED ||
+			len(f.Labels) > 0 || len(f.HasLabels) > 0) &&
 		(f.Mode.Status == pb.Status_ACTUAL || f.Mode.Status == pb.Status_EXERCISE)
+}
+
+// filterShape gathers the conditions of a sync poll's shape: now of the records (alias records),
+// was of the history's versions (alias h), each with its arguments.
+type filterShape struct {
+	now, wasConds    []string
+	nowArgs, wasArgs []any
+}
+
+func (s *filterShape) add(cond string, args []any) {
+	if cond != "" {
+		s.now, s.nowArgs = append(s.now, cond), append(s.nowArgs, args...)
+	}
+}
+
+func (s *filterShape) was(cond string, args []any) {
+	if cond != "" {
+		s.wasConds, s.wasArgs = append(s.wasConds, cond), append(s.wasArgs, args...)
+	}
 }
 
 // shapeOf is the condition that the row alias (of records or history) has the kind, crisis and
@@ -808,7 +848,8 @@ func shapeOf(alias, kind, crisis, region string) (string, []any) {
 
 // departedJoin joins history d to the record alias of records when it is not of a shape (now,
 // the condition on alias) and an earlier version of it in its mode was (was, the same condition
-// on history h): d is the last such version, whose kind, crisis and region a departure takes;
+// on history h): d is the last such version, whose kind, crisis, region, classification and
+// labels a departure takes;
 // NULL beside any other record. An own record's versions are one range of the history's primary
 // key, read newest first.
 func departedJoin(alias, now, was string) string {
@@ -822,11 +863,22 @@ func columnsOf(alias string) string {
 	return alias + "." + strings.ReplaceAll(recordColumns, ", ", ", "+alias+".")
 }
 
-// shape is the kind, crisis and region of the version of a record that a filter last took, read
-// beside a record that has left the filter since (see departedJoin); NULL beside any other.
-type shape struct{ kind, crisis, region sql.NullString }
+// shape is the kind, crisis, region, classification and labels of the version of a record that
+// a filter last took, read beside a record that has left the filter since (see departedJoin);
+// NULL beside any other. A version kept before the history held classification and labels has
+// none of them.
+type shape struct {
+	kind, crisis, region sql.NullString
+	classification       sql.NullInt32
+	labels               sql.NullString
+}
 
-func (s *shape) dest() []any { return []any{&s.kind, &s.crisis, &s.region} }
+func (s *shape) dest() []any {
+	return []any{&s.kind, &s.crisis, &s.region, &s.classification, &s.labels}
+}
+
+// shapeColumns are the columns of the history row d that shape.dest reads.
+const shapeColumns = `d.kind, d.crisis, d.region, d.classification, d.labels`
 
 // depart makes r, when it left the filter, a departure: its tombstone (as a delete leaves it, with
 // an empty body) in the shape it left, at its current version and time, so that a reader that
@@ -836,6 +888,18 @@ func (s shape) depart(r *pb.Record) {
 		return
 	}
 	r.Kind, r.Crisis, r.Region = s.kind.String, s.crisis.String, s.region.String
+	if s.classification.Valid {
+		r.Classification = pb.Classification(s.classification.Int32)
+	}
+	if s.labels.Valid {
+		var labels map[string]string
+		if json.Unmarshal([]byte(s.labels.String), &labels) == nil {
+			r.Labels = labels
+			if len(labels) == 0 {
+				r.Labels = nil
+			}
+		}
+	}
 	r.Tombstone, r.Body = true, []byte("{}")
 }
 
@@ -852,7 +916,7 @@ func changesQuery(after, upTo int64, limit int, m Mode, kind, crisis string) (st
 		// The unfiltered feed, every subscription's, reads no history.
 		now, nowArgs := shapeOf("r", kind, crisis, "")
 		was, wasArgs := shapeOf("h", kind, crisis, "")
-		q, from = q+`, d.kind, d.crisis, d.region`, from+departedJoin("r", now, was)
+		q, from = q+`, `+shapeColumns, from+departedJoin("r", now, was)
 		where += ` AND (` + now + ` OR d.version IS NOT NULL)`
 		args = slices.Concat(nowArgs, wasArgs, args, nowArgs)
 	}
