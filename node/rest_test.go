@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,6 +229,24 @@ func TestRESTOverMTLS(t *testing.T) {
 		res := n.call(t, officer, "GET", "/v1/audit?action=tls.refused", "", nil)
 		return res.code == 200 && strings.Contains(res.raw, "spiffe://"+mtlsPeerTD+"/user/x")
 	})
+}
+
+// TestRESTSyncPollSeesARecordRaised: a public dashboard's sync poll (max_classification PUBLIC,
+// updated_since, include_deleted) gets a tombstone for a record its owner raised to confidential,
+// in the classification it left, so that it drops its copy (review X, X2).
+func TestRESTSyncPollSeesARecordRaised(t *testing.T) {
+	n := startRESTNode(t)
+	editor := n.mtlsClient(t, "/user/erik")
+	rec := restRecord("verhoogd")
+	rec["classification"] = "PUBLIC"
+	n.call(t, editor, "POST", "/v1/records", "", rec).want(t, "a public record", 200)
+	cut := time.Now().UTC().Format(time.RFC3339Nano)
+	time.Sleep(10 * time.Millisecond) // the raise is stamped after the cut
+	rec["classification"] = "CONFIDENTIAL"
+	n.call(t, editor, "POST", "/v1/records", "", rec).want(t, "raised to confidential", 200, `"version":"2"`)
+	poll := "/v1/records?max_classification=PUBLIC&include_deleted=true&updated_since=" + url.QueryEscape(cut)
+	n.call(t, editor, "GET", poll, "", nil).want(t, "the poll after the raise", 200,
+		`"id":"verhoogd"`, `"classification":"PUBLIC"`, `"tombstone":true`, `"version":"2"`)
 }
 
 // TestRESTDiskLow: a write refused for the disk (DISK_LOW: less free than the reserve, or full) is
