@@ -420,7 +420,7 @@ func TestRESTBadInput(t *testing.T) {
 	n.call(t, admin, "POST", "/v1/webhooks", "", `{"url":"https://lcms.example.org/x","max_classification":"TOPSECRET"}`).want(t, "a misspelt enum in a body", 400,
 		`enum field max_classification: \"TOPSECRET\": use one of PUBLIC, INTERNAL, CONFIDENTIAL or SECRET`)
 	n.call(t, admin, "POST", "/v1/webhooks/wh_x:rotate", "", `{"overlap":"1000h"}`).want(t, "hours for a duration", 400,
-		`invalid google.protobuf.Duration value \"1000h\": a duration is whole seconds with an s, such as \"86400s\" for a day`)
+		`invalid google.protobuf.Duration value \"1000h\": a duration is seconds with an s, such as \"86400s\" for a day (not \"24h\")`)
 
 	// A program finds the field apart from the message, in a google.rpc.BadRequest detail.
 	bad := restRecord("bad-2")

@@ -426,7 +426,19 @@ func TestWebhookRotateSignsWhatWaits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // the first is retried, the rest wait behind it
+	// The first is retried, the rest wait behind it: the head has failed once the list says so.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		list, err := hooks.List(callCtx(t), &pb.ListWebhooksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Webhooks) == 1 && list.Webhooks[0].FailingSince != nil && list.Webhooks[0].Queued == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook's head never failed while the receiver was down: %v", list.Webhooks)
+		}
+	}
 	rot, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(0)})
 	if err != nil {
 		t.Fatal(err)

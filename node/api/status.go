@@ -64,7 +64,7 @@ func Status(log *slog.Logger, err error) error {
 		return ReasonStatus(codes.FailedPrecondition, ReasonOlderReplica, fmt.Sprintf("replica %s of this node runs an earlier knooppunt release, which would apply this write otherwise (apply level %d, the leader's %d): the node takes writes again once every replica runs the same release. Upgrade %s (docs/cluster.md, Upgrades), or remove it from the group with knooppunt cluster remove %s", older.Replica, older.Level, older.Want, older.Replica, older.Replica))
 	case errors.Is(err, syscall.ENOSPC):
 		// Before ErrNotLeader: a replica whose Raft log the full disk refuses has no leader.
-		return ReasonStatus(codes.ResourceExhausted, ReasonDiskLow, "the disk of the data directory is full: free space, the node takes writes again once it can")
+		return ReasonStatus(codes.ResourceExhausted, ReasonDiskFull, "the disk of the data directory is full: free space, the node takes writes again once it can")
 	case errors.Is(err, store.ErrNotLeader):
 		return status.Error(codes.Unavailable, "this replica is not the leader and cannot take writes now: retry shortly")
 	case errors.Is(err, store.ErrMaybeCommitted):
@@ -177,9 +177,13 @@ const (
 	// never held the record; a deleted record's is the version of its deletion).
 	ReasonStaleVersion = "STALE_VERSION"
 	// ReasonDiskLow (RESOURCE_EXHAUSTED): the leader's disk has less free than its reserve
-	// (limits.disk_reserve_mib), or is full, and takes no writes that add data until there is
-	// room; deletes go on. Retry later, not at once (over REST: 503 with Retry-After).
+	// (limits.disk_reserve_mib) and takes no writes that add data until there is room; deletes
+	// go on. Retry later, not at once (over REST: 503 with Retry-After).
 	ReasonDiskLow = "DISK_LOW"
+	// ReasonDiskFull (RESOURCE_EXHAUSTED): the disk of the data directory is full, past the
+	// reserve: nothing is written, deletes neither, until there is room. Retry later (over REST:
+	// 503 with Retry-After).
+	ReasonDiskFull = "DISK_FULL"
 	// ReasonAuditFork (FAILED_PRECONDITION, from FederationService Witness): the witness kept
 	// the head as evidence that the caller's audit chain forked or was rewritten (a second head
 	// for one entry, or one below a head it holds).

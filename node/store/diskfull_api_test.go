@@ -24,9 +24,14 @@ func TestAFullDiskIsResourceExhausted(t *testing.T) {
 		fmt.Errorf("store: commit: the raft log cannot be written: store: repair the raft log's sealed last segment: cut entry 561: %w", full),
 		fmt.Errorf("%w: its raft log cannot be written: %w", store.ErrNotLeader, full),
 	} {
-		st := status.Convert(api.Status(nil, err))
+		got := api.Status(nil, err)
+		st := status.Convert(got)
 		if st.Code() != codes.ResourceExhausted || st.Message() != "the disk of the data directory is full: free space, the node takes writes again once it can" {
 			t.Errorf("Status(%v) = %v %q, want RESOURCE_EXHAUSTED saying the disk is full", err, st.Code(), st.Message())
+		}
+		// With its reason, which REST answers with 503 and Retry-After (review X, X3).
+		if r := api.Reason(got); r != api.ReasonDiskFull {
+			t.Errorf("Status(%v) has the reason %q, want %s", err, r, api.ReasonDiskFull)
 		}
 	}
 	if st := status.Convert(api.Status(nil, store.ErrNotLeader)); st.Code() != codes.Unavailable {

@@ -311,6 +311,11 @@ func (d *Dispatcher) work(ctx context.Context, h db.WebhookRow) {
 		}
 	deliveries:
 		for _, x := range queue {
+			// A secret that cannot be read is waited for here, before a delivery's retry time
+			// starts, not in its attempts.
+			if _, ok := keys.current(ctx); !ok {
+				return
+			}
 			acks, ok := d.attempt(ctx, client, u, keys, h, x, &hl)
 			if !ok {
 				return // ctx ended or leadership lost: the next leader takes over from the queue
@@ -349,14 +354,12 @@ func (d *Dispatcher) attempt(ctx context.Context, client *http.Client, u *url.UR
 		first = x.FirstAttemptAt
 	}
 	for n := n0 + 1; ; n++ {
-		if ctx.Err() != nil || !d.c.Store.IsLeader() {
-			return nil, false
-		}
 		// The secrets as they are now, at each attempt: a rotation committed while this
-		// delivery waited in the queue or between its attempts signs it (review X, X1).
+		// delivery waited in the queue or between its attempts signs it (review X, X1). Read
+		// before the leadership is checked, as reading may wait (an unreadable secret).
 		secret, ok := keys.current(ctx)
-		if !ok {
-			return nil, false // removed, or ctx ended: the leader's list stops this worker too
+		if !ok || ctx.Err() != nil || !d.c.Store.IsLeader() {
+			return nil, false // removed, ctx ended, or no longer the leader
 		}
 		err := d.send(ctx, client, u, secret, x, body, set.Timeout)
 		if err == nil {
@@ -584,8 +587,6 @@ func Payload(org string, x db.Delivery) ([]byte, error) {
 	return json.Marshal(ev)
 }
 
-// signer signs a webhook's deliveries: with its secret, and with the one before it while a
-// rotation's overlap lasts.
 // secrets gives a webhook's signer as its stored row says now: read again after any webhook step
 // since the last read (a rotation is one), so that every attempt is signed with the secrets in
 // force when it is sent.
@@ -638,6 +639,8 @@ func (k *secrets) current(ctx context.Context) (signer, bool) {
 	}
 }
 
+// signer signs a webhook's deliveries: with its secret, and with the one before it while a
+// rotation's overlap lasts.
 type signer struct {
 	secret, old Secret
 	oldUntil    time.Time

@@ -10,10 +10,10 @@ package webhook
 
 import "github.com/knooppunt/knooppunt/node/webhook/signature"
 
-// The signing secrets and headers, as package signature has them.
+// Secret is a signing secret (signature.Secret).
 type Secret = signature.Secret
 
-// Header names of the Standard Webhooks convention.
+// Header names of the Standard Webhooks convention (see package signature).
 const (
 	HeaderID        = signature.HeaderID
 	HeaderTimestamp = signature.HeaderTimestamp
@@ -21,6 +21,8 @@ const (
 )
 
 var (
-	NewSecret   = signature.NewSecret
+	// NewSecret makes a new signing secret (signature.NewSecret).
+	NewSecret = signature.NewSecret
+	// ParseSecret reads a secret as it is shown, whsec_ and base64 (signature.ParseSecret).
 	ParseSecret = signature.ParseSecret
 )

@@ -74,7 +74,7 @@ var protoNames = sync.OnceValue(func() map[string]string {
 // than the value, or "" for another error.
 func durationMessage(msg string) string {
 	if strings.Contains(msg, "invalid google.protobuf.Duration value") {
-		return msg + `: a duration is whole seconds with an s, such as "86400s" for a day`
+		return msg + `: a duration is seconds with an s, such as "86400s" for a day (not "24h")`
 	}
 	return ""
 }

@@ -43,7 +43,7 @@ const diskRetry = time.Minute
 // something over a size limit (a record body, a policy, a file) is 413 Content Too Large
 // instead of the gateway's 429 Too Many Requests, which HTTP clients take for "slow down and
 // retry" and would send the same request again forever; one that says when to retry (a rate
-// limit) is 429 with Retry-After; a write the node's disk has no room for (DISK_LOW) is 503
+// limit) is 429 with Retry-After; a write the node's disk has no room for (DISK_LOW, DISK_FULL) is 503
 // with Retry-After, to be sent again later, not dropped as too large. A request body over the
 // API's own limit is a 413 that names the limit, not a bare 400.
 func errorHandler(limit int64) runtime.ErrorHandlerFunc {
@@ -77,7 +77,7 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 				w = mended{ResponseWriter: w, code: http.StatusTooManyRequests}
 				break
 			}
-			if api.Reason(err) == api.ReasonDiskLow {
+			if r := api.Reason(err); r == api.ReasonDiskLow || r == api.ReasonDiskFull {
 				w.Header().Set("Retry-After", strconv.Itoa(int(diskRetry.Seconds())))
 				w = mended{ResponseWriter: w, code: http.StatusServiceUnavailable}
 				break

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/knooppunt/knooppunt/node/api"
 )
 
 // TestRateLimitIs429: a RESOURCE_EXHAUSTED that says when to retry (RetryInfo: a rate limit,
@@ -32,6 +34,8 @@ func TestRateLimitIs429(t *testing.T) {
 	}{
 		{"a rate limit", limited.Err(), http.StatusTooManyRequests, "2"},
 		{"a size", status.Error(codes.ResourceExhausted, "record.body: 2097221 bytes is over the limit of 1048576 bytes"), http.StatusRequestEntityTooLarge, ""},
+		// A full disk is retried later, as one under its reserve (TestRESTDiskLow): 503.
+		{"a full disk", api.ReasonStatus(codes.ResourceExhausted, api.ReasonDiskFull, "the disk of the data directory is full"), http.StatusServiceUnavailable, "60"},
 	} {
 		w := httptest.NewRecorder()
 		errorHandler(64<<20)(context.Background(), runtime.NewServeMux(), &runtime.JSONPb{}, w, httptest.NewRequest("POST", "/v1/search", nil), tc.err)
