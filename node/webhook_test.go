@@ -361,18 +361,9 @@ func TestWebhookRotate(t *testing.T) {
 		t.Fatalf("a delivery during the overlap does not verify with the new secret: %q", got[1].header.Get(webhook.HeaderSignature))
 	}
 	// The acknowledgement is committed after the receiver answered.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		list, err := hooks.List(callCtx(t), &pb.ListWebhooksRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list.Webhooks) == 1 && list.Webhooks[0].OldSecretUntil != nil && list.Webhooks[0].Delivered == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("List after the rotation: %v: want the webhook, 2 delivered, the old secret signing until a time", list.Webhooks)
-		}
-	}
+	waitWebhook(t, hooks, "the webhook, 2 delivered, the old secret signing until a time after the rotation", func(w *pb.Webhook) bool {
+		return w.OldSecretUntil != nil && w.Delivered == 2
+	})
 
 	// No overlap: only the newest secret signs.
 	last, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(0)})
@@ -409,6 +400,23 @@ func TestWebhookRotate(t *testing.T) {
 	}
 }
 
+// waitWebhook waits up to 10 s until the node lists one webhook, and cond holds of it.
+func waitWebhook(t *testing.T, hooks pb.WebhookServiceClient, what string, cond func(*pb.Webhook) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		list, err := hooks.List(callCtx(t), &pb.ListWebhooksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Webhooks) == 1 && cond(list.Webhooks[0]) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %s; List: %v", what, list.Webhooks)
+		}
+	}
+}
+
 // TestWebhookRotateSignsWhatWaits: a rotation reaches the deliveries already queued and those
 // being retried: after a rotation with no overlap (a secret that leaked), each is signed with the
 // new secret alone, not with the one the worker read before (review X, X1).
@@ -427,18 +435,9 @@ func TestWebhookRotateSignsWhatWaits(t *testing.T) {
 		}
 	}
 	// The first is retried, the rest wait behind it: the head has failed once the list says so.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		list, err := hooks.List(callCtx(t), &pb.ListWebhooksRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list.Webhooks) == 1 && list.Webhooks[0].FailingSince != nil && list.Webhooks[0].Queued == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the webhook's head never failed while the receiver was down: %v", list.Webhooks)
-		}
-	}
+	waitWebhook(t, hooks, "the webhook's head failing while the receiver is down, 5 queued", func(w *pb.Webhook) bool {
+		return w.FailingSince != nil && w.Queued == 5
+	})
 	rot, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(0)})
 	if err != nil {
 		t.Fatal(err)
