@@ -35,4 +35,11 @@ func TestPublicAlertKeepsItsScope(t *testing.T) {
 	if err := c.CheckPut(alert("Public", pb.Classification_PUBLIC)); err != nil {
 		t.Errorf("a public alert of scope Public: %v", err)
 	}
+	// A time in UTC with Z, which CAP does not write, is said in words, not as the pattern.
+	z := alert("Public", pb.Classification_PUBLIC)
+	z.Body = []byte(strings.Replace(string(z.Body), "2026-12-06T10:40:00+01:00", "2026-12-06T09:40:00Z", 1))
+	if err := c.CheckPut(z); !errors.As(err, &fe) || fe.Field != "record.body.sent" ||
+		fe.Reason != `"2026-12-06T09:40:00Z" is not a CAP time: write YYYY-MM-DDThh:mm:ss±hh:mm, such as 2026-12-06T10:00:00+01:00 (CAP writes UTC as +00:00, not Z) (kind alert)` {
+		t.Errorf("an alert sent at a time with Z: %v, want it refused at record.body.sent saying what a CAP time is", err)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"github.com/tidwall/gjson"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
@@ -258,8 +259,18 @@ type SchemaProblem struct {
 	What jsonschema.ErrorKind
 }
 
-// Reason says what the schema wants, as the node's refusal says it: "minimum: got -3, want 0".
-func (p SchemaProblem) Reason() string { return p.What.LocalizedString(printer) }
+// Reason says what the schema wants, as the node's refusal says it: "minimum: got -3, want 0". A
+// CAP time that is not one says what one is, not the pattern (review X, X6).
+func (p SchemaProblem) Reason() string {
+	if pt, ok := p.What.(*kind.Pattern); ok && pt.Want == capTimePattern {
+		return fmt.Sprintf("%q is not a CAP time: write YYYY-MM-DDThh:mm:ss±hh:mm, such as 2026-12-06T10:00:00+01:00 (CAP writes UTC as +00:00, not Z)", pt.Got)
+	}
+	return p.What.LocalizedString(printer)
+}
+
+// capTimePattern is the pattern of a CAP time in alertSchema ($defs.time), as the schema
+// compiler reads it.
+const capTimePattern = `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[-+]\d\d:\d\d$`
 
 // SchemaProblems are the places where a JSON body breaks the kind's schema, the one that
 // Checker.CheckPut names first; none for a body that keeps it, for a kind without a schema, and
