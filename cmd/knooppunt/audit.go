@@ -203,7 +203,9 @@ func newAuditVerifyCmd() *cobra.Command {
 		Use:   "verify",
 		Short: "Verify the audit log's hash chain",
 		Long: `Recompute the audit log's hash chain and report the first entry that does not verify:
-one that was changed, deleted or moved. The exit code is 1 when the chain is broken.
+one that was changed, deleted or moved. The exit code is 1 when the chain is broken, and 4 when
+verify could not run (the node cannot be reached, a flag it cannot read): a monitor that pages on
+1 does not page for an outage.
 
 A chain that someone with write access to the database rewrote from its first entry, with every
 hash recomputed, verifies on its own. To catch that, keep the head that verify prints (SEQ:HASH)
@@ -219,7 +221,8 @@ and exits 2.`,
 		Example: `  knooppunt audit verify
   knooppunt audit verify --anchor 1834:9f2c5e0b7a41d3c68e25f90a4b1c7d3e6f8a2b5c9d0e1f4a7b3c6d9e2f5a8b1c   # the head an earlier verify printed
   knooppunt audit verify --witnesses             # against the heads the peers keep; exit 2 when none vouched`,
-		Args: cobra.NoArgs,
+		Annotations: map[string]string{errorExitAnnotation: "4"},
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &pb.VerifyAuditRequest{Witnesses: witnesses, AcceptNoWitnesses: witnesses}
 			if anchor != "" {

@@ -51,7 +51,7 @@ bundle to hand to peers at onboarding.`,
 	}
 	cmd.Flags().StringVar(&td, "trust-domain", "", "trust domain, such as vr-utrecht.crisis.test")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the CA")
-	cmd.Flags().DurationVar(&ttl, "ttl", 10*365*24*time.Hour, "how long the CA is valid")
+	durationFlag(cmd.Flags(), &ttl, "ttl", 10*365*24*time.Hour, "how long the CA is valid")
 	cmd.MarkFlagRequired("trust-domain")
 	cmd.MarkFlagRequired("dir")
 	return cmd
@@ -94,7 +94,7 @@ spiffe://TD/user/NAME. A node reloads its files when they change, so re-issuing 
 	cmd.Flags().StringVar(&dir, "dir", "", "the CA's directory")
 	cmd.Flags().StringVar(&id, "id", "", "SPIFFE ID to certify")
 	cmd.Flags().StringVar(&out, "out", "", "output prefix: writes PREFIX.crt and PREFIX.key")
-	cmd.Flags().DurationVar(&ttl, "ttl", identity.DefaultSVIDTTL, "how long the SVID is valid")
+	durationFlag(cmd.Flags(), &ttl, "ttl", identity.DefaultSVIDTTL, "how long the SVID is valid")
 	cmd.Flags().StringSliceVar(&dns, "dns", nil, "host names or IP addresses to add besides the SPIFFE ID, for HTTPS clients that check them (the REST API)")
 	for _, f := range []string{"dir", "id", "out"} {
 		cmd.MarkFlagRequired(f)
@@ -148,7 +148,7 @@ name the node: one of its http.audience, by default its replica ID spiffe://TD/n
 	cmd.Flags().StringVar(&dir, "dir", "", "the CA's directory")
 	cmd.Flags().StringVar(&id, "id", "", "SPIFFE ID the token is for, such as spiffe://TD/user/NAME")
 	cmd.Flags().StringSliceVar(&audience, "audience", nil, "audience naming the node (repeat or comma-separate)")
-	cmd.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "how long the token is valid")
+	durationFlag(cmd.Flags(), &ttl, "ttl", 5*time.Minute, "how long the token is valid")
 	for _, f := range []string{"dir", "id", "audience"} {
 		cmd.MarkFlagRequired(f)
 	}

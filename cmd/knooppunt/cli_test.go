@@ -470,8 +470,9 @@ func TestCLIAuditVerify(t *testing.T) {
 	if !strings.Contains(res.stdout, "BROKEN at entry 1 of 2") || !strings.Contains(res.stdout, "not the anchor's "+strings.Repeat("ab", 32)) {
 		t.Fatalf("audit verify with a wrong anchor printed:\n%s", res.stdout)
 	}
+	// An anchor it cannot read is an error, 4, not a broken chain (review Z, Z2).
 	for _, bad := range []string{"2", "x:ab", "0:" + strings.Repeat("ab", 32), "2:abcd", "2:" + strings.Repeat("zz", 32)} {
-		res := cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", bad).want(t, 1)
+		res := cli(t, nil, "", "audit", "verify", "--node", addr, "--anchor", bad).want(t, 4)
 		if !strings.Contains(res.stderr, "--anchor") || res.stdout != "" {
 			t.Fatalf("--anchor %s: stderr does not name the flag:\n%s", bad, res.stderr)
 		}
@@ -765,5 +766,58 @@ func TestUnvouched(t *testing.T) {
 		if got := unvouched(c.ws); !strings.HasPrefix(got, c.want) || (c.want == "") != (got == "") {
 			t.Errorf("unvouched(%v) = %q, want it to begin %q", c.ws, got, c.want)
 		}
+	}
+}
+
+// TestCLIRefusalsNameTheFlag: the node's refusal of a request field is said of the flag or the
+// argument that filled it, in the policy, webhook and cluster commands as in record's (review Z,
+// Z1).
+func TestCLIRefusalsNameTheFlag(t *testing.T) {
+	addr, _ := servedNode(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "list", "--state", "bogus"}, `knooppunt: --state: "bogus" is not a state`},
+		{[]string{"policy", "show", "nope@1"}, "knooppunt: ID: there is no policy nope@1"},
+		{[]string{"policy", "explain", "--record", "x", "--recipient", "nobody"}, `knooppunt: --recipient: "nobody" is neither a peer's name nor a SPIFFE ID`},
+		{[]string{"webhook", "failures", "--webhook", "nope"}, `knooppunt: --webhook: no webhook "nope"`},
+		{[]string{"cluster", "join", "--id", "r4", "--raft-address", "garbage"}, `knooppunt: --raft-address: "garbage": no port`},
+	} {
+		if r := cli(t, nil, "", append(tc.args, "--node", addr)...).want(t, 1); !strings.HasPrefix(r.stderr, tc.want) {
+			t.Errorf("%s: stderr %q, want it to start %q", strings.Join(tc.args, " "), r.stderr, tc.want)
+		}
+	}
+}
+
+// TestCLIFindingsExitApartFromErrors: a command whose exit code 1 is a finding (policy diff: they
+// differ; lint: a problem; audit verify: the chain is broken) exits otherwise when it could not
+// run at all, so that a script does not take a typo or an outage for the finding (review Z, Z2
+// and Z3).
+func TestCLIFindingsExitApartFromErrors(t *testing.T) {
+	down := "unix://" + filepath.Join(t.TempDir(), "none.sock")
+	cli(t, nil, "", "policy", "diff", "a@1").want(t, 2)                   // one argument short
+	cli(t, nil, "", "policy", "diff", "a@1", "b@1", "--bogus").want(t, 2) // a flag it does not have
+	cli(t, nil, "", "policy", "lint", filepath.Join(t.TempDir(), "none.yaml")).want(t, 2)
+	cli(t, nil, "", "rule", "lint", filepath.Join(t.TempDir(), "none.yaml")).want(t, 2)
+	cli(t, nil, "", "audit", "verify", "--node", down).want(t, 4)
+	cli(t, nil, "", "audit", "verify", "--node", down, "-o", "json").want(t, 4)
+	// Any other command's error stays 1.
+	cli(t, nil, "", "record", "get", "x", "--node", down).want(t, 1)
+}
+
+// TestCLIRecordDeleteJSON: delete -o json prints one document, as put does (review Z, Z9).
+func TestCLIRecordDeleteJSON(t *testing.T) {
+	addr, _ := servedNode(t)
+	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR09",
+		"--classification", "internal", "--id", "weg-1", "--body", utrechtBody).want(t, 0)
+	var gone struct {
+		ID      string `json:"id"`
+		Version int64  `json:"version"`
+		Deleted bool   `json:"deleted"`
+	}
+	cli(t, nil, "", "record", "delete", "weg-1", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &gone)
+	if gone.ID != "weg-1" || gone.Version != 2 || !gone.Deleted {
+		t.Errorf("delete -o json: %+v, want weg-1 deleted at version 2", gone)
 	}
 }

@@ -181,6 +181,7 @@ raft.listen: a voter that never answers would take away the group's majority.`,
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("raft-address")
 	f.register(cmd, true)
+	f.fill(map[string]string{"id": "id", "raft-address": "raft_address"})
 	return cmd
 }
 

@@ -90,6 +90,6 @@ The binary is its own probe: an image needs no other program for it.`,
 	}
 	f.register(cmd, true)
 	cmd.Flags().BoolVar(&live, "live", false, "ask whether the node runs, whatever its group does (for a liveness probe)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the answer")
+	durationFlag(cmd.Flags(), &timeout, "timeout", 5*time.Second, "how long to wait for the answer")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -20,8 +21,28 @@ func main() {
 	cmd, err := run(ctx, os.Args[1:])
 	stop()
 	if err != nil {
-		os.Exit(report(os.Stderr, err, jsonOutput(cmd, os.Args[1:], err)))
+		code := report(os.Stderr, err, jsonOutput(cmd, os.Args[1:], err))
+		os.Exit(errorExit(cmd, err, code))
 	}
+}
+
+// errorExitAnnotation marks a command whose exit code 1 says a finding (policy diff: the two
+// differ; audit verify: the chain is broken; lint: a problem): any error of it, a node that
+// cannot be reached or a flag it cannot read, exits with the annotation's code instead, so that
+// a script tells the finding from a failure (review Z, Z2 and Z3).
+const errorExitAnnotation = "knooppunt-error-exit"
+
+// errorExit is the exit code of err, which report said and gave code for: the command's own
+// for an error of a command marked with errorExitAnnotation, else code.
+func errorExit(cmd *cobra.Command, err error, code int) int {
+	var ee exitError
+	if errors.As(err, &ee) || cmd == nil {
+		return code
+	}
+	if own, perr := strconv.Atoi(cmd.Annotations[errorExitAnnotation]); perr == nil {
+		return own
+	}
+	return code
 }
 
 // report says err on w, the one place every command's error is said, and is the exit code: an

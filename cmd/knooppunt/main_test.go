@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,17 @@ func TestUnknownSubcommandFails(t *testing.T) {
 		root.SetErr(io.Discard)
 		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), `unknown command "`+args[1]+`"`) {
 			t.Errorf("knooppunt %s: %v, want unknown command %q", strings.Join(args, " "), err, args[1])
+		}
+	}
+	// A typo is offered the command it was near, as at the top level (review Z, Z14).
+	for typed, want := range map[string]string{"lst": "list", "retyr": "retry"} {
+		root := newRootCmd()
+		group := map[string]string{"lst": "record", "retyr": "webhook"}[typed]
+		root.SetArgs([]string{group, typed})
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		if err := root.Execute(); err == nil || !regexp.MustCompile(`: did you mean (\w+ or )*`+want+`( or \w+)*\?$`).MatchString(err.Error()) {
+			t.Errorf("knooppunt %s %s: %v, want it to offer %s", group, typed, err, want)
 		}
 	}
 	var out strings.Builder

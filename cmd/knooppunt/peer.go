@@ -89,7 +89,7 @@ partner shows them, and decides.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&groups, "groups", nil, "peer groups to propose for this node on the partner's side, such as veiligheidsregios")
-	cmd.Flags().DurationVar(&ttl, "ttl", invite.DefaultTTL, "how long the invitation is valid (at most 720h)")
+	durationFlag(cmd.Flags(), &ttl, "ttl", invite.DefaultTTL, "how long the invitation is valid (at most 720h)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the invitation to FILE (default: standard output)")
 	f.register(cmd, false)
 	f.fill(map[string]string{"ttl": "ttl_seconds", "groups": "groups"})

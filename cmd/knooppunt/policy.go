@@ -122,12 +122,14 @@ that node (a peer's name is refused with its trust domain to write), and warns o
 a redact path or in when, that no kind declares while an open kind might carry it (a misspelt name
 withholds nothing, or shares nothing), and of a crisis in when that no record names. Every problem
 is printed as FILE:LINE:COLUMN: field: message, warnings among them in the document's order; the
-exit code is 1 if there is any problem. A warning does not change the exit code. -o json prints {"file", "ok", "problems", "warnings"} on standard output, each
+exit code is 1 if there is any problem, and 2 when it could not check (a file it cannot read, a
+node it cannot reach, a wrong flag). A warning does not change the exit code. -o json prints {"file", "ok", "problems", "warnings"} on standard output, each
 problem with line, column, field and message, for a pipeline that checks policies.`,
 		Example: `  knooppunt policy lint lcvs-capacity.yaml
   knooppunt policy lint lcvs-capacity.yaml --node unix:///var/lib/knooppunt/knooppunt.sock
   knooppunt policy lint lcvs-capacity.yaml -o json | jq -e .ok`,
-		Args: cobra.ExactArgs(1),
+		Annotations: map[string]string{errorExitAnnotation: "2"},
+		Args:        cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.checkOutput(); err != nil {
 				return err
@@ -202,6 +204,7 @@ func newPolicyProposeCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	f.fillArg("FILE", "source")
 	return cmd
 }
 
@@ -447,6 +450,7 @@ func newPolicyListCmd() *cobra.Command {
 	cmd.Flags().StringVar(&req.State, "state", "", "only this state: proposed, approved, rejected, revoked, superseded")
 	cmd.Flags().StringVar(&req.Name, "name", "", "only versions of this policy")
 	f.register(cmd, true)
+	f.fill(map[string]string{"state": "state", "name": "name"})
 	return cmd
 }
 
@@ -471,6 +475,7 @@ func newPolicyShowCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd, true)
+	f.fillArg("ID", "id")
 	return cmd
 }
 
@@ -487,7 +492,8 @@ its state (--- lcvs-capacity-to-regions@2 (approved)). As diff(1), it exits 0 wh
 		Example: `  knooppunt policy diff lcvs-capacity-to-regions@1 lcvs-capacity-to-regions@2
   knooppunt policy diff lcvs-capacity-to-regions@2 ./draft.yaml
   knooppunt policy diff lcvs-capacity-to-regions policies/lcvs-capacity-to-regions.yaml || echo "stored policy differs"`,
-		Args: cobra.ExactArgs(2),
+		Annotations: map[string]string{errorExitAnnotation: "2"}, // a wrong argument or flag too
+		Args:        cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// 1 says the documents differ: an error that stops the comparison ends with 2.
 			srcs, labels, err := policyDiffSources(cmd, &f, args)
@@ -653,6 +659,9 @@ show what the recipient would receive: the records, the body fields redacted, an
 	cmd.Flags().Int32Var(&limit, "limit", 100, "records to show")
 	cmd.MarkFlagRequired("recipient")
 	f.register(cmd, true)
+	f.fill(map[string]string{"recipient": "recipient", "purpose": "purpose", "phase": "phase", "limit": "limit"})
+	f.fillArg("FILE|ID", "source")
+	f.fillArg("FILE|ID", "id")
 	return cmd
 }
 
@@ -800,6 +809,7 @@ func newPolicyExplainCmd() *cobra.Command {
 	cmd.MarkFlagRequired("record")
 	cmd.MarkFlagRequired("recipient")
 	f.register(cmd, true)
+	f.fill(map[string]string{"record": "record_id", "recipient": "recipient", "purpose": "purpose", "phase": "phase"})
 	return cmd
 }
 

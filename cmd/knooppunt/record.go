@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -351,13 +350,8 @@ classification, a label taken off): the poll that keeps a copy in sync (docs/int
 // parseSince reads a time, or a duration before now (2h, 90m, or 7d in days); the caller names
 // its flag in an error.
 func parseSince(s string) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := parseDuration(s); err == nil {
 		return time.Now().Add(-d), nil
-	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
-			return time.Now().AddDate(0, 0, -n), nil
-		}
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
@@ -448,6 +442,9 @@ or draft record with --status; without them only an actual record.`,
 				if err != nil {
 					return err
 				}
+				if f.output == "json" {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"id": resp.Id, "version": resp.Version, "seq": resp.Seq, "deleted": true})
+				}
 				if b := modeBanner(mode); b != "" {
 					fmt.Fprintln(cmd.OutOrStdout(), b)
 				}
@@ -458,7 +455,7 @@ or draft record with --status; without them only an actual record.`,
 	}
 	cmd.Flags().Int64Var(&version, "version", 0, "the version you last read (0: any)")
 	mf.register(cmd)
-	f.register(cmd, false)
+	f.register(cmd, true)
 	f.fill(map[string]string{"version": "version"})
 	f.fillArg("ID", "id")
 	return cmd

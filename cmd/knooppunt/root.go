@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -93,7 +94,18 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 		refuseUnknownSubcommands(sub)
 	}
 	if c.HasParent() && c.HasSubCommands() && c.Run == nil && c.RunE == nil {
-		c.Args = cobra.NoArgs
+		c.SuggestionsMinimumDistance = 2 // as the root's, which cobra sets when it looks
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			// With the commands it may have meant, as the root offers (review Z, Z14).
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if like := cmd.SuggestionsFor(args[0]); len(like) > 0 {
+				msg += ": did you mean " + strings.Join(like, " or ") + "?"
+			}
+			return errors.New(msg)
+		}
 		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	}
 }

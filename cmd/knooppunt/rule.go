@@ -248,14 +248,16 @@ fields, types, cost). Offline it checks kinds against the config file's (--confi
 kinds; with --node against that node's, and it notes a crisis: that no record there or from a
 partner names (a typo: the rule could never fire). Every problem is printed as FILE:LINE:COLUMN:
 field: message, the position inside the condition for a CEL problem; the exit code is 1 if there
-is any. -o json prints {"file", "ok", "problems", "warnings"} on standard output, each problem with
+is any, and 2 when it could not check (a file it cannot read, a node it cannot reach, a wrong
+flag). -o json prints {"file", "ok", "problems", "warnings"} on standard output, each problem with
 line, column, field and message (the note of a crisis no record names is a warning at field
 crisis), for a pipeline that checks rules.`,
 		Example: `  knooppunt rule lint zeeland-beds-low.yaml
   knooppunt rule lint zeeland-beds-low.yaml --config /etc/knooppunt/node.yaml
   knooppunt rule lint zeeland-beds-low.yaml --node unix:///var/lib/knooppunt/knooppunt.sock
   knooppunt rule lint zeeland-beds-low.yaml -o json | jq -e .ok`,
-		Args: cobra.ExactArgs(1),
+		Annotations: map[string]string{errorExitAnnotation: "2"},
+		Args:        cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.checkOutput(); err != nil {
 				return err
@@ -362,7 +364,7 @@ retention. No episode of a rule whose crisis: no record names comes with a note 
 With --exercise it runs over that exercise's records instead, as the node runs each rule in every
 open exercise: an exercise's alert names this command with its --exercise.`,
 		Example: `  knooppunt rule test zeeland-beds-low.yaml --since 168h
-  knooppunt rule test signals.yaml --from 2026-03-01T00:00:00Z --to 2026-03-08T00:00:00Z --step 5m -o json
+  knooppunt rule test signals.yaml --since 7d --step 5m -o json
   knooppunt rule test zeeland-beds-low.yaml --since 24h --exercise oefening-zeeland`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -451,7 +453,7 @@ open exercise: an exercise's alert names this command with its --exercise.`,
 	cmd.Flags().StringVar(&from, "from", "", "start of the run (RFC 3339); default the start of the history's retention")
 	cmd.Flags().StringVar(&to, "to", "", "end of the run (RFC 3339); default now")
 	cmd.Flags().StringVar(&since, "since", "", "run over this long back from now, such as 168h or 7d (or from a time, RFC 3339)")
-	cmd.Flags().DurationVar(&step, "step", time.Minute, "interval between evaluations")
+	durationFlag(cmd.Flags(), &step, "step", time.Minute, "interval between evaluations")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "run over this exercise's records (default: the actual records)")
 	f.register(cmd, true)
 	f.fill(map[string]string{"from": "from", "to": "to", "step": "step", "exercise": "mode.exercise"})

@@ -197,7 +197,7 @@ exports the results can tell an answer served partly from old copies.`,
 	fl.StringVarP(&labels, "label", "l", "", "labels: key=value[,key=value]")
 	fl.StringVar(&since, "updated-since", "", "only records updated since (RFC 3339, or a duration such as 2h)")
 	fl.Int32Var(&filter.Limit, "limit", 0, "records per source (default 1000)")
-	fl.DurationVar(&timeout, "timeout", search.DefaultTimeout, "deadline for the whole search, at most 1m")
+	durationFlag(fl, &timeout, "timeout", search.DefaultTimeout, "deadline for the whole search, at most 1m")
 	fl.StringVar(&purpose, "purpose", "", "what you need the records for, stated to every peer (default: the node's federation.purpose)")
 	fl.StringVar(&exercise, "exercise", "", "search in the mode of this exercise: only its records, here and at every peer (default: actual records only)")
 	f.register(cmd, true)
@@ -522,7 +522,7 @@ crisis (a misspelt --crisis or --exercise). A script that exports the sums can t
 		},
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis (required; without it, the crises known here are listed)")
-	cmd.Flags().DurationVar(&stale, "stale-after", 0, "flag records of every kind older than this (default each kind's stale_after)")
+	durationFlag(cmd.Flags(), &stale, "stale-after", 0, "flag records of every kind older than this (default each kind's stale_after)")
 	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "exit 3 when the picture is not complete now (PARTIAL, BEHIND, NO LEADER), or no record here or from a partner names the crisis")
 	cmd.Flags().BoolVar(&wide, "wide", false, "print ids and summaries whole, not cut to fit a terminal")
 	mf.register(cmd)

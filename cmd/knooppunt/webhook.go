@@ -292,6 +292,7 @@ func newWebhookFailuresCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&webhook, "webhook", "", "only this webhook's failures")
 	f.register(cmd, true)
+	f.fill(map[string]string{"webhook": "webhook"})
 	return cmd
 }
 
@@ -331,6 +332,8 @@ version, and never an older one after it.`,
 	}
 	cmd.Flags().StringSliceVar(&messages, "message", nil, "only these message ids (see webhook failures)")
 	f.register(cmd, true)
+	f.fill(map[string]string{"message": "message_ids"})
+	f.fillArg("ID", "webhook")
 	return cmd
 }
 
@@ -377,7 +380,7 @@ until it has the new one, and those become failures that "webhook retry" sends a
 			})
 		},
 	}
-	cmd.Flags().DurationVar(&overlap, "overlap", 24*time.Hour, "how long deliveries are signed with the old secret too: 0 to 720h (0: a secret that leaked)")
+	durationFlag(cmd.Flags(), &overlap, "overlap", 24*time.Hour, "how long deliveries are signed with the old secret too: 0 to 720h (0: a secret that leaked)")
 	f.register(cmd, true)
 	f.fillArg("ID", "id")
 	f.fill(map[string]string{"overlap": "overlap"})

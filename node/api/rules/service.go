@@ -252,6 +252,10 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 		}
 		to = req.To.AsTime()
 	}
+	if req.To != nil && !to.After(since) {
+		// A from before the retention is taken from its start; a to before it leaves nothing.
+		return nil, api.Invalid("to", "%s is before the start of the history's retention, %s (history.retention): the history holds nothing then; give a later to, or none for now", to.Format(time.RFC3339), since.Format(time.RFC3339))
+	}
 	if from.Before(since) {
 		from = since
 	}
@@ -259,7 +263,7 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 		to = now // the history holds nothing later
 	}
 	if !to.After(from) {
-		return nil, api.Invalid("to", "%s is not after from (%s, or the start of the history's retention): give a later to or an earlier from", to.Format(time.RFC3339), from.Format(time.RFC3339))
+		return nil, api.Invalid("to", "%s is not after from (%s): give a later to or an earlier from", to.Format(time.RFC3339), from.Format(time.RFC3339))
 	}
 	step := time.Minute
 	if req.Step != nil {

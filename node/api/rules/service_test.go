@@ -154,6 +154,12 @@ func TestBadInputRefused(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "to: ") {
 		t.Errorf("Test with to before from: %v", err)
 	}
+	// A run that ends before the history's retention (24 h here) says so, not that from is
+	// later than it was given (review Z, Z5).
+	_, err = svc.Test(ctx, &pb.RuleTestRequest{Source: []byte(lowBeds), From: timestamppb.New(now.Add(-72 * time.Hour)), To: timestamppb.New(now.Add(-48 * time.Hour))})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "is before the start of the history's retention") {
+		t.Errorf("Test of a run before the retention: %v", err)
+	}
 	lint, err := svc.Lint(ctx, &pb.LintRequest{Source: bad})
 	if err != nil || len(lint.Problems) != 1 || lint.Problems[0].Line != 3 || lint.Problems[0].Column != 13 {
 		t.Errorf("Lint of a bad rule: %v %v", lint, err)
