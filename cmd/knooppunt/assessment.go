@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/assessment"
@@ -156,7 +157,7 @@ func assessments(ctx context.Context, conn *grpc.ClientConn, crisis string, prob
 		return nil, nil, err
 	}
 	if len(all) == 0 {
-		return nil, nil, fmt.Errorf("no assessment of crisis %s has reached this node: publish one with knooppunt assessment publish, or ask the coordinating organisation's officers for a policy that shares it", crisis)
+		return nil, nil, &codedError{codes.NotFound, fmt.Errorf("no assessment of crisis %s has reached this node: publish one with knooppunt assessment publish, or ask the coordinating organisation's officers for a policy that shares it", crisis)}
 	}
 	return all, st, nil
 }

@@ -53,8 +53,8 @@ knooppunt_backup_last_success_timestamp_seconds). For admins and the local socke
 			if info, err := os.Stat(out); err == nil && info.IsDir() {
 				return fmt.Errorf("FILE: %s is a directory: name the file to write", out)
 			} else if err == nil && !overwrite {
-				return fmt.Errorf("FILE: %s exists (%d bytes, %s): name a new file, or give --overwrite to replace it once the new backup is whole",
-					out, info.Size(), stamp(info.ModTime()))
+				return &codedError{codes.AlreadyExists, fmt.Errorf("FILE: %s exists (%d bytes, %s): name a new file, or give --overwrite to replace it once the new backup is whole",
+					out, info.Size(), stamp(info.ModTime()))}
 			}
 			var saved savedBackup
 			err := f.call(func(conn *grpc.ClientConn) error {

@@ -323,7 +323,7 @@ u-3,shelter.capacity,oekraine,VR09,internal,Vianen,50,6,
 				t.Fatalf("header %q", lines[1])
 			}
 			f := strings.Fields(lines[2])
-			if len(f) < 4 || f[0] != fmt.Sprint(tc.line) || f[1] != tc.id || f[2] != "InvalidArgument" || strings.Join(f[3:], " ") != tc.reason {
+			if len(f) < 4 || f[0] != fmt.Sprint(tc.line) || f[1] != tc.id || f[2] != "INVALID_ARGUMENT" || strings.Join(f[3:], " ") != tc.reason {
 				t.Fatalf("rejection row %q, want line %d id %s InvalidArgument %s", lines[2], tc.line, tc.id, tc.reason)
 			}
 		})
@@ -345,7 +345,7 @@ u-3,shelter.capacity,oekraine,VR09,internal,Vianen,50,6,
 				t.Fatalf("summary %+v", sum)
 			}
 			// The field the node refused, apart from the reason that names it.
-			if rj := sum.Rejections[0]; rj.Line != tc.line || rj.ID != tc.id || rj.Code != "InvalidArgument" || rj.Reason != tc.reason ||
+			if rj := sum.Rejections[0]; rj.Line != tc.line || rj.ID != tc.id || rj.Code != "INVALID_ARGUMENT" || rj.Reason != tc.reason ||
 				rj.Field != tc.reason[:strings.Index(tc.reason, ":")] {
 				t.Fatalf("rejection %+v, want line %d id %s InvalidArgument field %s %q", rj, tc.line, tc.id, tc.reason[:strings.Index(tc.reason, ":")], tc.reason)
 			}
@@ -819,5 +819,20 @@ func TestCLIRecordDeleteJSON(t *testing.T) {
 	cli(t, nil, "", "record", "delete", "weg-1", "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &gone)
 	if gone.ID != "weg-1" || gone.Version != 2 || !gone.Deleted {
 		t.Errorf("delete -o json: %+v, want weg-1 deleted at version 2", gone)
+	}
+}
+
+// TestCLIBadFlagValueInWords: a value a flag cannot take is refused naming the flag and what to
+// give, not in Go's parser's words (review Z, Z11).
+func TestCLIBadFlagValueInWords(t *testing.T) {
+	for args, want := range map[string]string{
+		"record list --limit abc":             `knooppunt: --limit "abc": give a whole number`,
+		"record list --limit 99999999999":     `knooppunt: --limit "99999999999": out of range`,
+		"record list --all=maybe":             `knooppunt: --all "maybe": give true or false`,
+		"picture --crisis x --stale-after 2x": `knooppunt: --stale-after: "2x" is not a duration: use 90s, 30m, 24h or 7d`,
+	} {
+		if r := cli(t, nil, "", strings.Fields(args)...).want(t, 1); strings.TrimSpace(r.stderr) != want {
+			t.Errorf("%s: stderr %q, want %q", args, r.stderr, want)
+		}
 	}
 }

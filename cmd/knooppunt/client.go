@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -442,6 +443,33 @@ const outputFormat = "output-format"
 type badFlags struct{ error }
 
 func (e badFlags) Unwrap() error { return e.error }
+
+// pflagBadValue is pflag's refusal of a flag's value: the value, the flag, and why, which for a
+// number or a bool is Go's parser's own words (strconv.ParseInt: parsing "abc": invalid syntax).
+var pflagBadValue = regexp.MustCompile(`^invalid argument "((?:[^"\\]|\\.)*)" for "(?:-\w, )?(--[\w-]+)" flag: (.*)$`)
+
+// Error says a value a flag cannot take as the other refusals do, the flag first and what to
+// give, not in Go's parser's words (review Z, Z11).
+func (e badFlags) Error() string {
+	m := pflagBadValue.FindStringSubmatch(e.error.Error())
+	if m == nil {
+		return e.error.Error()
+	}
+	value, flag, why := m[1], m[2], m[3]
+	switch {
+	case strings.HasPrefix(why, "strconv.Parse") && strings.HasSuffix(why, "value out of range"):
+		why = "out of range"
+	case strings.HasPrefix(why, "strconv.ParseInt"), strings.HasPrefix(why, "strconv.ParseUint"):
+		why = "give a whole number"
+	case strings.HasPrefix(why, "strconv.ParseFloat"):
+		why = "give a number"
+	case strings.HasPrefix(why, "strconv.ParseBool"):
+		why = "give true or false"
+	case strings.HasPrefix(why, `"`+value+`" `):
+		return flag + ": " + why // it names the value already
+	}
+	return fmt.Sprintf(`%s "%s": %s`, flag, value, why)
+}
 
 // jsonOutput says whether cmd, which ended with err, was asked for -o json: by its parsed flag,
 // or, when parsing stopped at a bad flag before it, by the command line args itself.

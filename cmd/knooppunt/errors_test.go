@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -111,6 +113,17 @@ func TestJSONErrorsOfTheCommandLine(t *testing.T) {
 	}
 	if got := oneError(t, cli(t, nil, "", "record", "get", "nothing-here", "--node", sock, "-o", "json").want(t, 1).stderr); got.Code != "NOT_FOUND" {
 		t.Errorf("record get of no record -o json: %+v", got)
+	}
+	// The command line's own errors with the code that fits (review Z, Z10).
+	if got := oneError(t, cli(t, nil, "", "assessment", "show", "--crisis", "oekraine", "--node", sock, "-o", "json").want(t, 1).stderr); got.Code != "NOT_FOUND" {
+		t.Errorf("assessment show of no assessment -o json: %+v, want NOT_FOUND", got)
+	}
+	there := filepath.Join(t.TempDir(), "nightly.db")
+	if err := os.WriteFile(there, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := oneError(t, cli(t, nil, "", "backup", there, "--node", sock, "-o", "json").want(t, 1).stderr); got.Code != "ALREADY_EXISTS" {
+		t.Errorf("backup onto an existing file -o json: %+v, want ALREADY_EXISTS", got)
 	}
 	for _, args := range [][]string{
 		{"record", "list", "--node", sock, "--bogus", "-o", "json"}, // parsing stops at --bogus

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -179,6 +180,10 @@ summary then says up to which line the node answered, which lines were sent but 
 					"Importing again writes a row with an id once more, and gives a row without one a new record: check lines %d to %d first",
 					handled, len(rows), lastLine(rows, handled), first, last, first, last)
 				printSummary(cmd.OutOrStdout(), f.output, sum)
+				if cmd.Context().Err() != nil {
+					// Ctrl-C or SIGTERM: said as such, not as a call cancelled (review Z, Z11).
+					return errors.New("interrupted: the summary above says what went in")
+				}
 				return callError(&f, err)
 			}
 			if err := printSummary(cmd.OutOrStdout(), f.output, sum); err != nil {

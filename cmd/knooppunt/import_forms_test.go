@@ -100,7 +100,7 @@ func TestCLIImportWhatTheCLIWrites(t *testing.T) {
 	if sum.Accepted != 2 || sum.Rejected != 1 || len(sum.Rejections) != 1 {
 		t.Fatalf("re-import into the node it came from: %+v", sum)
 	}
-	if rj := sum.Rejections[0]; rj.Line != line || rj.ID != "zst-b" || rj.Code != "Aborted" ||
+	if rj := sum.Rejections[0]; rj.Line != line || rj.ID != "zst-b" || rj.Code != "ABORTED" ||
 		rj.Reason != `record "zst-b" is at version 2, not 1: read it again and retry with version 2` {
 		t.Errorf("rejection %+v, want line %d zst-b Aborted, stale", rj, line)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/proctest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // running is a knooppunt command started in the background, for a test to signal.
@@ -269,5 +271,33 @@ func killUnder(dir string) {
 		if n, err := strconv.Atoi(pid); err == nil {
 			syscall.Kill(n, syscall.SIGKILL)
 		}
+	}
+}
+
+// TestImportStopsOnCtrlC: Ctrl-C in the middle of an import prints how far it came and says it
+// was interrupted, not that a call was cancelled (review Z, Z11).
+func TestImportStopsOnCtrlC(t *testing.T) {
+	dir := shortDir(t)
+	_, conn := serveNode(t, dir)
+	var b strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&b, `{"id":"c-%d","kind":"shelter.capacity","crisis":"oekraine","region":"VR09","classification":"internal","body":{"municipality":"Utrecht","beds_total":120,"beds_free":%d}}`+"\n", i, i%100)
+	}
+	file := filepath.Join(dir, "many.jsonl")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startCLI(t, nil, "import", file, "--batch", "1", "--node", "unix://"+filepath.Join(dir, "data", node.SocketName))
+	rc := pb.NewRecordServiceClient(conn)
+	r.waitFor(t, 30*time.Second, "some rows in", func() bool {
+		resp, err := rc.List(t.Context(), &pb.ListRequest{PageSize: 20})
+		return err == nil && len(resp.Records) >= 20
+	})
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.exitWithin(t, 10*time.Second); code != 1 || !strings.Contains(r.stderr.String(), "knooppunt: interrupted: the summary above says what went in") ||
+		strings.Contains(r.stderr.String(), "context canceled") || !strings.Contains(r.stdout.String(), "stopped after ") {
+		t.Fatalf("import after SIGINT: exit %d; stdout:\n%s\nstderr:\n%s", code, r.stdout.String(), r.stderr.String())
 	}
 }

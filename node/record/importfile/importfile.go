@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -49,6 +50,8 @@ type Row struct {
 type Rejection struct {
 	Line int    `json:"line"`
 	ID   string `json:"id,omitempty"`
+	// Code is the gRPC code's name as every JSON error of the command line writes it
+	// (INVALID_ARGUMENT).
 	Code string `json:"code"`
 	// Field is the record's field the node refused (record.region), or the file's column the
 	// reader could not read (valid_until), when either named one.
@@ -719,6 +722,10 @@ func neverHeld(r Row, res *pb.PutBatchResult) bool {
 // goes in smaller batches rather than failing whole.
 const maxBatchBytes = 32 << 20
 
+// codeName is c's name as google.rpc.Code writes it: INVALID_ARGUMENT, not InvalidArgument
+// (review Z, Z10).
+func codeName(c codes.Code) string { return rpccode.Code(c).String() }
+
 // Import writes rows in batches of n through c, or fewer when they would pass maxBatchBytes. A row that could not be read, or that the node
 // refused, is a rejection; an error is returned only when the node could not be asked at all.
 // done, when not nil, is told after each batch how many rows were handled.
@@ -753,7 +760,7 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 				continue
 			}
 			if res.Code != 0 {
-				reject(r, codes.Code(res.Code).String(), res.Field, res.Message)
+				reject(r, codeName(codes.Code(res.Code)), res.Field, res.Message)
 				continue
 			}
 			sum.Accepted++
@@ -775,7 +782,7 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 			}
 			for _, res := range resp.Results {
 				if res.Code != 0 {
-					reject(again[res.Index], codes.Code(res.Code).String(), res.Field, res.Message)
+					reject(again[res.Index], codeName(codes.Code(res.Code)), res.Field, res.Message)
 					continue
 				}
 				sum.Accepted++
@@ -794,7 +801,7 @@ func Import(ctx context.Context, c pb.RecordServiceClient, rows []Row, n int, do
 			if fe, ok := errors.AsType[*record.FieldError](r.Err); ok {
 				code, field = fe.Code, fe.Field
 			}
-			reject(r, code.String(), field, r.Err.Error())
+			reject(r, codeName(code), field, r.Err.Error())
 			handled++
 			continue
 		}
