@@ -835,4 +835,27 @@ func TestCLIBadFlagValueInWords(t *testing.T) {
 			t.Errorf("%s: stderr %q, want %q", args, r.stderr, want)
 		}
 	}
+	// An address the person did not type on the command line is named where it came from (Z6).
+	if r := cli(t, []string{"KNOOPPUNT_NODE=bogus"}, "", "record", "list").want(t, 1); !strings.HasPrefix(r.stderr, `knooppunt: KNOOPPUNT_NODE "bogus": give unix:///`) {
+		t.Errorf("record list with KNOOPPUNT_NODE=bogus: stderr %q", r.stderr)
+	}
+	if r := cli(t, []string{"KNOOPPUNT_NODE=bogus"}, "", "record", "list", "--node", "bogus2").want(t, 1); !strings.HasPrefix(r.stderr, `knooppunt: --node "bogus2": give unix:///`) {
+		t.Errorf("record list --node bogus2: stderr %q", r.stderr)
+	}
+}
+
+// TestCLIRequiredFlagsNamedAsFlags: required flags left out are named as flags, with their
+// dashes, as every other refusal names a flag (review Z, Z8).
+func TestCLIRequiredFlagsNamedAsFlags(t *testing.T) {
+	r := cli(t, nil, "", "record", "put", "--node", "unix:///nowhere.sock", "--kind", "sitrep").want(t, 1)
+	if want := "knooppunt: --body, --classification, --crisis, --region: missing: give them\n"; r.stderr != want {
+		t.Errorf("record put without its flags: stderr %q, want %q", r.stderr, want)
+	}
+	// The help says which are required, of every command alike.
+	help := cli(t, nil, "", "record", "put", "--help").want(t, 0).stdout
+	for _, name := range []string{"body", "classification", "crisis", "kind", "region"} {
+		if !regexp.MustCompile(`(?m)^\s+--` + name + ` .*\(required\)$`).MatchString(help) {
+			t.Errorf("record put --help does not mark --%s required:\n%s", name, help)
+		}
+	}
 }

@@ -81,6 +81,17 @@ func (f *clientFlags) checkOutput() error {
 // dial connects to the node. A unix socket carries no identity: its file mode decides who may
 // connect, so it is for local administration. A TCP address needs the caller's SVID, and the
 // node must present a replica SVID of the caller's own trust domain.
+// nodeSource names where the node's address came from, for an error about it: --node, or the
+// environment's KNOOPPUNT_NODE when the flag was not given (review Z, Z6).
+func (f *clientFlags) nodeSource() string {
+	if f.cmd != nil {
+		if fl := f.cmd.Flags().Lookup("node"); fl != nil && !fl.Changed && os.Getenv("KNOOPPUNT_NODE") != "" {
+			return "KNOOPPUNT_NODE"
+		}
+	}
+	return "--node"
+}
+
 func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 	target := f.node
 	creds := insecure.NewCredentials()
@@ -91,7 +102,7 @@ func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 		}
 	} else {
 		if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
-			return nil, fmt.Errorf("--node %q: give unix:///path/to/knooppunt.sock (on the node's host) or host:port (over mutual TLS)", f.node)
+			return nil, fmt.Errorf("%s %q: give unix:///path/to/knooppunt.sock (on the node's host) or host:port (over mutual TLS)", f.nodeSource(), f.node)
 		}
 		c, err := f.tlsCredentials()
 		if err != nil {
@@ -104,7 +115,7 @@ func (f *clientFlags) dial() (*grpc.ClientConn, error) {
 		// A follower sends a policy, phase or rule step to the leader itself.
 		grpc.WithChainUnaryInterceptor(api.FollowLeader(creds, sizes)))
 	if err != nil {
-		return nil, fmt.Errorf("--node %q: %w", f.node, err)
+		return nil, fmt.Errorf("%s %q: %w", f.nodeSource(), f.node, err)
 	}
 	return conn, nil
 }

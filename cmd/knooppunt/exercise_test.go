@@ -143,7 +143,7 @@ func TestCLIExercise(t *testing.T) {
 		t.Fatalf("exercise list -o json: %v", list)
 	}
 	// Closing deletes for good: it wants a reason, says what goes, and asks.
-	if r := run(1, "exercise", "close", "oef-1"); !strings.Contains(r.stderr, `required flag(s) "reason" not set`) {
+	if r := run(1, "exercise", "close", "oef-1"); !strings.Contains(r.stderr, `--reason: missing: give it`) {
 		t.Fatalf("close without a reason: %q", r.stderr)
 	}
 	for stdin, want := range map[string]string{"": "knooppunt: no answer: standard input ended before one was given (a script or a pipe): nothing was closed. Answer at a terminal, or give --yes",

@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -84,7 +86,33 @@ func run(ctx context.Context, args []string) (*cobra.Command, error) {
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetIn(interruptible(ctx, os.Stdin))
-	return root.ExecuteContextC(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	return cmd, requiredFlags(err)
+}
+
+// cobraRequired is cobra's refusal of required flags left out: required flag(s) "body", "kind"
+// not set.
+var cobraRequired = regexp.MustCompile(`^required flag\(s\) ((?:"[\w-]+"(?:, )?)+) not set$`)
+
+// requiredFlags says cobra's refusal of required flags left out as the other refusals name a
+// flag, with its dashes (review Z, Z8); any other error as it is.
+func requiredFlags(err error) error {
+	if err == nil {
+		return nil
+	}
+	m := cobraRequired.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	names := regexp.MustCompile(`"([\w-]+)"`).FindAllStringSubmatch(m[1], -1)
+	flags := make([]string, len(names))
+	for i, n := range names {
+		flags[i] = "--" + n[1]
+	}
+	if len(flags) == 1 {
+		return invalid(fmt.Errorf("%s: missing: give it", flags[0]))
+	}
+	return invalid(fmt.Errorf("%s: missing: give them", strings.Join(flags, ", ")))
 }
 
 // interruptible reads r until ctx ends, and then fails at once, even in the middle of a read that

@@ -178,7 +178,7 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	}
 	// A removal needs a reason, as a revocation does.
 	r = cli(t, nil, "", "peer", "remove", "ncc", "--node", vrbn.sock()).want(t, 1)
-	if !strings.Contains(r.stderr, `required flag(s) "reason" not set`) {
+	if !strings.Contains(r.stderr, `--reason: missing: give it`) {
 		t.Fatalf("remove without a reason: %q", r.stderr)
 	}
 	// Removing a peer nobody accepted names what to do.

@@ -117,8 +117,8 @@ func newPolicyLintCmd() *cobra.Command {
 		Short: "Check a policy document",
 		Long: `Check a policy document: YAML syntax, schema, and the CEL type and cost of its condition.
 This works offline, and warns of a group granted confidential or secret records (every peer that
-joins it later gets them). With --node it also checks the kinds, recipients and groups against
-that node (a peer's name is refused with its trust domain to write), and warns of a body field, in
+joins it later gets them). With --node (on the command line: KNOOPPUNT_NODE alone keeps it
+offline) it also checks the kinds, recipients and groups against that node (a peer's name is refused with its trust domain to write), and warns of a body field, in
 a redact path or in when, that no kind declares while an open kind might carry it (a misspelt name
 withholds nothing, or shares nothing), and of a crisis in when that no record names. Every problem
 is printed as FILE:LINE:COLUMN: field: message, warnings among them in the document's order; the

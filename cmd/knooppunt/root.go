@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newRootCmd() *cobra.Command {
@@ -32,7 +33,21 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalid(badFlags{err}) })
 	refuseUnknownSubcommands(root)
 	nameArgs(root)
+	markRequired(root)
 	return root
+}
+
+// markRequired says "(required)" in the help of every flag a command requires, as some said by
+// hand and others did not (review Z, Z8).
+func markRequired(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		markRequired(sub)
+	}
+	c.Flags().VisitAll(func(fl *pflag.Flag) {
+		if req := fl.Annotations[cobra.BashCompOneRequiredFlag]; len(req) > 0 && req[0] == "true" && !strings.Contains(fl.Usage, "(required)") {
+			fl.Usage += " (required)"
+		}
+	})
 }
 
 // nameArgs makes every command that takes arguments name, when one is missing or one too many

@@ -245,7 +245,8 @@ func newRuleLintCmd() *cobra.Command {
 		Short: "Check a rule document",
 		Long: `Check a rule document: YAML, schema, and the CEL of its conditions (syntax, kinds and aggregate
 fields, types, cost). Offline it checks kinds against the config file's (--config), or the demo
-kinds; with --node against that node's, and it notes a crisis: that no record there or from a
+kinds; with --node (on the command line: KNOOPPUNT_NODE alone keeps it offline) against that
+node's, and it notes a crisis: that no record there or from a
 partner names (a typo: the rule could never fire). Every problem is printed as FILE:LINE:COLUMN:
 field: message, the position inside the condition for a CEL problem; the exit code is 1 if there
 is any, and 2 when it could not check (a file it cannot read, a node it cannot reach, a wrong
