@@ -291,7 +291,17 @@ and exits 2.`,
 					if resp.Entries == 0 {
 						end = "the log holds no entry"
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN: a witness holds a head for entry %d, and %s: %s\n", resp.FirstBroken, end, resp.Problem)
+					// The head past the end is the anchor's when one was given, else a witness's;
+					// the node's problem says the end again (review Z, Z12).
+					who := "a witness holds"
+					if anchor != "" {
+						who = "the anchor names"
+					}
+					if strings.HasPrefix(resp.Problem, end) {
+						fmt.Fprintf(cmd.OutOrStdout(), "BROKEN: %s a head for entry %d: %s\n", who, resp.FirstBroken, resp.Problem)
+					} else {
+						fmt.Fprintf(cmd.OutOrStdout(), "BROKEN: %s a head for entry %d, and %s: %s\n", who, resp.FirstBroken, end, resp.Problem)
+					}
 				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN at entry %d of %d: %s\n", resp.FirstBroken, resp.Entries, resp.Problem)
 				}

@@ -135,6 +135,11 @@ func TestCLIAuditVerifySaysWhatTheWitnessesHold(t *testing.T) {
 	if r := cli(t, nil, "", "audit", "verify", "--node", auditNode(t, &pb.VerifyAuditResponse{Entries: 0, FirstBroken: 1, Problem: "p"})).want(t, 1); r.stdout != "BROKEN: a witness holds a head for entry 1, and the log holds no entry: p\n" {
 		t.Errorf("a head of an empty log: stdout %q", r.stdout)
 	}
+	// With --anchor the head past the end is the anchor's, and the end is said once (review Z, Z12).
+	anchored := &pb.VerifyAuditResponse{Entries: 2, FirstBroken: 5, Problem: "the log ends at entry 2, before the anchor's entry 5: entries were removed from its end"}
+	if r := cli(t, nil, "", "audit", "verify", "--anchor", "5:"+strings.Repeat("ab", 32), "--node", auditNode(t, anchored)).want(t, 1); r.stdout != "BROKEN: the anchor names a head for entry 5: the log ends at entry 2, before the anchor's entry 5: entries were removed from its end\n" {
+		t.Errorf("an anchor past the log's end: stdout %q", r.stdout)
+	}
 	if r := cli(t, nil, "", "audit", "verify", "--node", auditNode(t, &pb.VerifyAuditResponse{Entries: 9, FirstBroken: 4, Problem: "p"})).want(t, 1); r.stdout != "BROKEN at entry 4 of 9: p\n" {
 		t.Errorf("a changed entry: stdout %q", r.stdout)
 	}

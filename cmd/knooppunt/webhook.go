@@ -140,6 +140,9 @@ delivery with it. It cannot be shown again; "webhook rotate" gives the webhook a
 	}
 	cmd.Flags().StringVar(&url, "url", "", "the receiver's URL (https; http only to loopback)")
 	cmd.Flags().StringSliceVar(&kinds, "kinds", nil, "deliver only these kinds (comma-separated; default every kind)")
+	// --kind, as every other command names kinds (review Z, Z7).
+	cmd.Flags().StringSliceVar(&kinds, "kind", nil, "the same as --kinds")
+	cmd.Flags().MarkHidden("kind")
 	cmd.Flags().StringSliceVar(&crises, "crisis", nil, "deliver only these crises, and the alerts of crisis all (comma-separated; default every crisis)")
 	cmd.Flags().StringSliceVar(&regions, "region", nil, "deliver only these regions, VR01 to VR25 or NL (comma-separated; default every region)")
 	cmd.Flags().StringVar(&exercise, "exercise", "", "deliver the records of this exercise instead of actual records")

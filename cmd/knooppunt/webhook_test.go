@@ -52,8 +52,9 @@ func TestCLIWebhook(t *testing.T) {
 		t.Errorf("webhook add with a region that is none: %q", r.stderr)
 	}
 	var public webhookJSON
-	cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url+"/public", "--max-classification", "public", "--region", "VR19", "-o", "json").want(t, 0).oneJSON(t, &public)
-	if public.MaxClass != "public" || fmt.Sprint(public.Regions) != "[VR19]" {
+	cli(t, nil, "", "webhook", "add", "--node", addr, "--url", url+"/public", "--max-classification", "public", "--region", "VR19", "--kind", "shelter.capacity", "-o", "json").want(t, 0).oneJSON(t, &public)
+	// --kind as every other command names kinds (review Z, Z7).
+	if public.MaxClass != "public" || fmt.Sprint(public.Regions) != "[VR19]" || fmt.Sprint(public.Kinds) != "[shelter.capacity]" {
 		t.Fatalf("webhook add --max-classification public -o json: %+v", public)
 	}
 	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR19",
