@@ -529,6 +529,17 @@ func TestWebhookRefusals(t *testing.T) {
 	if _, err := hooks.Add(callCtx(t), &pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Kinds: []string{"nope"}}); !strings.Contains(err.Error(), "use one of alert, ") {
 		t.Errorf("Add with an unknown kind: %v, want the kinds listed with commas", err)
 	}
+	// A closed exercise takes no records: its webhook would deliver nothing (review Z, Z19).
+	ex := pb.NewExerciseServiceClient(conn)
+	if _, err := ex.Start(callCtx(t), &pb.ExerciseStepRequest{Name: "oef-dicht"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.Close(callCtx(t), &pb.ExerciseStepRequest{Name: "oef-dicht", Reason: "afgelopen"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hooks.Add(callCtx(t), &pb.AddWebhookRequest{Url: "https://hooks.example.nl/x", Exercise: "oef-dicht"}); status.Code(err) != codes.FailedPrecondition || fieldOf(err) != "exercise" || !strings.Contains(err.Error(), "is closed") {
+		t.Errorf("Add of a closed exercise: %v, want FAILED_PRECONDITION at exercise saying it is closed", err)
+	}
 
 	rc := newReceiver(t)
 	elsewhere := 0

@@ -107,10 +107,13 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 			return nil, api.Status(s.c.Logger, err)
 		}
 		// A misspelt exercise would deliver nothing, ever, without a word.
-		if _, err := s.c.DB.Exercise(ctx, req.Exercise); errors.Is(err, db.ErrExerciseUnknown) {
+		if e, err := s.c.DB.Exercise(ctx, req.Exercise); errors.Is(err, db.ErrExerciseUnknown) {
 			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("no exercise %q on this node: start it first (knooppunt exercise list --all shows them)", req.Exercise))
 		} else if err != nil {
 			return nil, api.Status(s.c.Logger, err)
+		} else if e.State == db.ExerciseClosed {
+			// Nor would a closed one: it takes no records any more (review Z, Z19).
+			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("exercise %q is closed on this node: it takes no records, so a webhook of it would deliver nothing; start another", req.Exercise))
 		}
 	}
 	crises := req.Crises
