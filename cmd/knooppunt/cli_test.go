@@ -859,3 +859,29 @@ func TestCLIRequiredFlagsNamedAsFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestCLICompletesClosedSets: the shell completes the values of the flags that take one of a
+// few, and the phase phase set takes; peer invite's -o, a file, is not offered table or json
+// (review Z, Z15).
+func TestCLICompletesClosedSets(t *testing.T) {
+	for args, want := range map[string][]string{
+		"record list --region ":              {"NL", "VR09", "VR25"},
+		"record put --classification ":       {"public", "secret"},
+		"search -o ":                         {"table", "json"},
+		"phase set --crisis oekraine ":       {"cold", "lukewarm", "warm"},
+		"policy list --state ":               {"approved", "superseded"},
+		"record get x --consistency ":        {"local", "strong"},
+		"picture --crisis x --status ":       {"test", "draft"},
+		"policy explain --record x --phase ": {"warm"},
+	} {
+		out := cli(t, nil, "", append([]string{"__complete"}, strings.Split(args, " ")...)...).want(t, 0).stdout
+		for _, w := range want {
+			if !slices.Contains(strings.Split(out, "\n"), w) {
+				t.Errorf("completing %q: %q lacks %s", args, out, w)
+			}
+		}
+	}
+	if out := cli(t, nil, "", "__complete", "peer", "invite", "-o", "").want(t, 0).stdout; strings.Contains(out, "json") {
+		t.Errorf("peer invite -o completes %q, a format for a file", out)
+	}
+}

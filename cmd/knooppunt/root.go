@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 func newRootCmd() *cobra.Command {
@@ -34,7 +36,45 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 	refuseUnknownSubcommands(root)
 	nameArgs(root)
 	markRequired(root)
+	completeClosedSets(root)
 	return root
+}
+
+// closedSets are the values of the flags that take one of a few, by flag name, for the shell's
+// completion (review Z, Z15).
+var closedSets = func() map[string][]string {
+	regions := []string{"NL"}
+	for i := 1; i <= 25; i++ {
+		regions = append(regions, fmt.Sprintf("VR%02d", i))
+	}
+	classes := []string{"public", "internal", "confidential", "secret"}
+	return map[string][]string{
+		"output":             {"table", "json"},
+		"region":             regions,
+		"classification":     classes,
+		"max-classification": classes,
+		"status":             {"test", "draft"},
+		"consistency":        {"local", "strong"},
+		"phase":              policy.Phases,
+		"state":              {"proposed", "approved", "rejected", "revoked", "superseded"},
+	}
+}()
+
+// completeClosedSets has the shell complete the values of every flag of closedSets, and the
+// phase that phase set takes; an -o that names a file (peer invite's) is left alone.
+func completeClosedSets(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		completeClosedSets(sub)
+	}
+	for name, values := range closedSets {
+		if c.Flags().Lookup(name) == nil || (name == "output" && c.Annotations[outputFormat] == "") {
+			continue
+		}
+		c.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+	}
+	if c.CommandPath() == "knooppunt phase set" {
+		c.ValidArgs = policy.Phases
+	}
 }
 
 // markRequired says "(required)" in the help of every flag a command requires, as some said by
