@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -300,4 +302,23 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 
 	_, conn2 := serveNode(t, dir)
 	verify(t, pb.NewRecordServiceClient(conn2), acked)
+}
+
+// TestServeLogsTheSignal: the node's log says which signal stopped it, so that a supervisor's log
+// tells a stop (SIGTERM) from a Ctrl-C (SIGINT) (review Z, Z19).
+func TestServeLogsTheSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node process")
+	}
+	for sig, want := range map[syscall.Signal]string{syscall.SIGTERM: "terminated signal received", syscall.SIGINT: "interrupt signal received"} {
+		dir := shortDir(t)
+		p := proctest.Start(t, nil, "serve", "--data-dir", filepath.Join(dir, "data"), "--log-level", "info")
+		waitServing(t, p, filepath.Join(dir, "data", node.SocketName))
+		if err := p.Cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		if code := p.ExitCode(t, 30*time.Second); code != 0 || !strings.Contains(p.Out.String(), `msg=stopping reason=signal signal="`+want+`"`) {
+			t.Errorf("after %v: exit %d; the log does not say %q:\n%s", sig, code, want, p.Out.String())
+		}
+	}
 }

@@ -103,7 +103,8 @@ func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Co
 	var failed error
 	select {
 	case <-ctx.Done():
-		log.Info("stopping", "reason", "signal")
+		// Which signal: a supervisor's log tells a stop (SIGTERM) from a Ctrl-C (review Z, Z19).
+		log.Info("stopping", "reason", "signal", "signal", context.Cause(ctx).Error())
 	case failed = <-n.Failed():
 		log.Error("a server stopped", "err", failed)
 	}
