@@ -25,6 +25,13 @@ func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Read and verify the hash-chained audit log",
+		Long: `The audit log is append-only and held by every replica. Every policy step, phase change,
+disclosure, retraction, search and denied federation request is an entry, and so are the steps
+on peers, rules, exercises, webhooks and the group's replicas, and each backup: with its time,
+actor, action, subject and detail. Each entry is chained by SHA-256 over the previous entry's
+hash and its own encoding. audit list reads the entries; audit verify recomputes the chain, also
+against a head kept elsewhere (--anchor) or the heads the peers keep (--witnesses). For officers,
+admins and the local socket. See "The audit log" in docs/officer.md.`,
 	}
 	cmd.AddCommand(newAuditListCmd(), newAuditVerifyCmd())
 	return cmd

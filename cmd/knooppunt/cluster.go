@@ -134,8 +134,16 @@ func isMember(st *pb.ClusterStatusResponse) bool {
 func newClusterStatusCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "status",
-		Short:   "Show the replicas and who leads",
+		Use:   "status",
+		Short: "Show the replicas and who leads",
+		Long: `Show the node's Raft group as the replica asked sees it. The first line gives its id, its Raft
+state, the leader (or "not a member of the group" when it is not in the latest configuration:
+removed, or waiting to be joined), and its applied, committed and last snapshot indexes. The
+table lists each replica: ID, RAFT ADDRESS, SUFFRAGE and LEADER, and REACHABLE when the replica
+asked leads, since only the leader knows which it reaches; the leader also names, under WRITES
+REFUSED, a replica that runs an earlier release than its own: upgrade it. For admins and the
+local socket. -o json gives each field, with apply_level and each replica's last_contact and
+older_release.`,
 		Example: `  knooppunt cluster status -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -188,8 +196,16 @@ raft.listen: a voter that never answers would take away the group's majority.`,
 func newClusterRemoveCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "remove ID",
-		Short:   "Take a replica out of the group",
+		Use:   "remove ID",
+		Short: "Take a replica out of the group",
+		Long: `Take a replica, by the id cluster status lists, out of the group; any replica sends the step to
+the leader. The group's last voter cannot be removed. The removed replica stops taking part in
+Raft: it refuses writes, its local reads go stale, and its status says it is not a member. Stop
+its process, and empty its data directory before its host or id is used again; then take it out
+of raft.servers in the other replicas' configs. The leader can be removed too: it leaves the
+group, the others elect a new leader within seconds, and the answer says so (ask one of them
+for cluster status). Otherwise it prints the group as cluster status does; -o json always does.
+For admins and the local socket; audited as cluster.remove.`,
 		Example: `  knooppunt cluster remove r3`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

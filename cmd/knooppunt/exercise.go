@@ -256,7 +256,14 @@ func newExerciseStepCmd(action string) *cobra.Command {
 		reason string
 		yes    bool
 	)
-	short, long, example := "Start an exercise: records may then be written in it", "", `  knooppunt exercise start oefening-2026-12-vr09 --reason "regionale oefening"`
+	short, example := "Start an exercise: records may then be written in it", `  knooppunt exercise start oefening-2026-12-vr09 --reason "regionale oefening"`
+	long := `Start an exercise on this node. From then on records may be written in it with --exercise NAME,
+and partners' records of it reach this node while it is open here (from partners that started
+it too, under policies that say statuses: [exercise]); exercise list shows which peers take
+part. Each node that takes part starts it itself. NAME is 1 to 128 of A-Z a-z 0-9 . _ : -,
+starting with a letter or digit; a name used before, open or closed, is refused (ALREADY_EXISTS).
+--reason is kept in the audit log (exercise.start). For editors, officers, admins and the local
+socket. It prints the exercise started; -o json gives it as exercise list -o json does.`
 	if action == "close" {
 		short = "Close an exercise: delete every one of its records here and at every peer"
 		long = `Close an exercise: every one of its records on this node is deleted, and every partner that

@@ -481,8 +481,16 @@ func toPeerJSON(p *pb.PeerInfo) peerJSON {
 func newPeerListCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List the peers: from the config file and accepted through Raft",
+		Use:   "list",
+		Short: "List the peers: from the config file and accepted through Raft",
+		Long: `List the peers: NAME, TRUST DOMAIN, SOURCE (config: the config file's; raft: accepted with peer
+accept, on every replica), ACTIVE (no for an accepted peer that the config file names too, whose
+entry is in effect; leaving after peer remove), SUBSCRIPTION (open, connecting or down, and for
+how long), VERSION (the release its node says it runs), GROUPS, ADDRESSES and FINGERPRINT, of the
+CAs trusted for it now, marked (changed) when its bundle endpoint changed them since it was
+added. Only the leader subscribes: a follower asks it, and shows - when it cannot reach it. For
+readers, editors, officers, admins and the local socket; -o json gives each peer as peer show
+-o json does.`,
 		Example: `  knooppunt peer list -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -534,8 +542,16 @@ func yesNo(b bool) string {
 func newPeerShowCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "show NAME",
-		Short:   "Show one peer, by name or trust domain",
+		Use:   "show NAME",
+		Short: "Show one peer, by name or trust domain",
+		Long: `Show one peer, by name or trust domain: its source, whether it is active or leaving; for an
+active peer this node's subscription to it (open, connecting or down, for how long, and its last
+error with what it likely means), its version (the release its node said it runs, and how long
+ago; "-" until the leader asked it, once its subscription caught up), its last delivery and the
+cursor where the subscription resumes; then its addresses, groups, bundle endpoint, how the
+refresh of its trust bundle fares, its fingerprint (and the one in force when its bundle endpoint
+changed the CAs since: compare that one with the partner), and who added it and when. For
+readers, editors, officers, admins and the local socket; -o json gives the same fields.`,
 		Example: `  knooppunt peer show ncc`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -184,8 +184,16 @@ problem with line, column, field and message, for a pipeline that checks policie
 func newPolicyProposeCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "propose FILE",
-		Short:   "Propose a policy, or a new version of one",
+		Use:   "propose FILE",
+		Short: "Propose a policy, or a new version of one",
+		Long: `Propose a policy document. The node stores it as NAME@VERSION: the name its document gives,
+and the next version of that name (1 for a new policy). It lints the file first, as policy lint
+--node does, and refuses one with any problem (warnings do not refuse): then nothing is stored.
+A proposal grants nothing until officers other than its author approve it (four eyes;
+policy.approvals in the node config says how many, default 1); a version in force stays in force
+until then, and is superseded once the new one is approved. Taken in person by an officer, with
+their own SVID over mTLS; the local socket cannot propose. It prints the version as stored (state
+proposed, approvals 0 of N), -o json the same as an object; the step is audited (policy.propose).`,
 		Example: `  knooppunt policy propose lcvs-capacity.yaml --node node.example:7443 --svid-cert me.crt --svid-key me.key --bundle bundle.pem`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -266,6 +274,24 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 	}
 	if needReason {
 		cmd.Flags().StringVar(&reason, "reason", "", "why (required)")
+	}
+	switch action {
+	case "reject":
+		cmd.Long = `Reject a proposed policy version, NAME@VERSION, with --reason: the audit log keeps it
+(policy.reject), and policy show gives it. A rejected version never comes into force and cannot
+be approved afterwards: to change it, propose a new version. Only a proposal can be rejected; an
+approved version is revoked instead. Any officer may reject, its author too, in person with their
+own SVID over mTLS; the local socket cannot. It prints the version, rejected, with who decided
+and why; -o json the same as an object.`
+	case "revoke":
+		cmd.Long = `Revoke an approved policy version, NAME@VERSION, with --reason: the audit log keeps it
+(policy.revoke), and policy show gives it. From then on the version grants nothing: partners'
+copies of records that it alone granted are retracted, and copies that other policies grant too
+stay, as those policies grant them. A proposal is rejected instead. Taken in person by an
+officer, with their own SVID over mTLS; the local socket cannot revoke. It prints the version,
+revoked, with what each holder held under it before (held by), and says on standard error how
+many records are being retracted and how many stay (knooppunt audit list --action
+federation.retract shows each); -o json gives the version with held.`
 	}
 	if action == "approve" {
 		cmd.Long = `Approve a proposed policy. When it would send a partner fields that policies in force withhold
@@ -409,8 +435,15 @@ func newPolicyListCmd() *cobra.Command {
 		req pb.ListPoliciesRequest
 	)
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List policies",
+		Use:   "list",
+		Short: "List policies",
+		Long: `List the stored policy versions, of every state, by name and newest version first; --state and
+--name narrow it. The table gives ID (NAME@VERSION), STATE (proposed, approved, rejected, revoked
+or superseded), ACTIVE, APPROVALS (given/required), AUTHOR and PURPOSE, cut at 40 characters.
+ACTIVE is true for an approved version inside its validity window; for one limited to phases,
+only while a crisis is in one of them and it covers one of this node's own records of it. For
+officers, admins and the local socket. -o json gives each version's fields whole, with
+approvers, decided_by, decided_at and reason; policy show gives one with its document.`,
 		Example: `  knooppunt policy list --state proposed -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -459,7 +492,13 @@ func newPolicyShowCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a policy and its document",
-		Long:  `Show a policy and its document: NAME@VERSION, or NAME for its newest version.`,
+		Long: `Show one policy version and its document: NAME@VERSION, or NAME for its newest version,
+whatever its state (policy diff takes NAME for the version in force). It prints the id, the state
+and whether it is active (as policy list says it), the purpose, the author, the approvals, who
+decided and why, and per holder (spiffe://TD/node/* for a partner's node) the copies it holds
+that were sent under this version, and how many under it alone, which revoking it would retract;
+then the document as stored. For officers, admins and the local socket. -o json gives the same
+fields, with held, and the document in source.`,
 		Example: `  knooppunt policy show lcvs-capacity-to-regions@1
   knooppunt policy show lcvs-capacity-to-regions`,
 		Args: cobra.ExactArgs(1),
@@ -727,8 +766,17 @@ func newPolicyExplainCmd() *cobra.Command {
 		purpose                 string
 	)
 	cmd := &cobra.Command{
-		Use:     "explain",
-		Short:   "Explain why a record was or was not shared with a peer",
+		Use:   "explain",
+		Short: "Explain why a record was or was not shared with a peer",
+		Long: `Say whether one of this node's own records (--record) goes to one recipient (--recipient: a
+peer's SPIFFE ID, or its name or trust domain for its node), and why. The first line gives the
+decision: shared under which policies and without which fields, or NOT shared, and the phase it
+was decided in; the second what the recipient holds of the record now, by this node's
+disclosures; then each stored policy version's verdict: POLICY, GRANTS, WHY and REDACTS.
+--phase decides as if the crisis were in that phase (default: its phase now); --purpose states
+the purpose the peer would, for policies with accept_purposes (default: none). For officers,
+admins and the local socket. -o json gives allow, phase, policies, redacted, verdicts, holder
+and held.`,
 		Example: `  knooppunt policy explain --record shelter-utrecht --recipient spiffe://ncc.crisis.test/node/r1`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -180,6 +180,13 @@ func newRecordGetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get ID",
 		Short: "Show one record",
+		Long: `Show one of this node's own live records by its id: origin, kind, crisis, region,
+classification, labels, version, when it was updated, until when it is valid, and its body;
+-o json gives it as record list -o json gives each. A deleted record is not found. It reads in
+one mode: an exercise's record with --exercise NAME, a test or draft record with --status,
+otherwise an actual record. A partner's record is not among them: knooppunt search --id ID finds
+it (--origin TD asks that partner alone). --consistency strong reads on the leader, after it
+confirmed it leads. For readers, editors, officers, admins and the local socket.`,
 		Example: `  knooppunt record get sitrep-1 -o json
   knooppunt record get oefening-sitrep-1 --exercise oefening-zeeland`,
 		Args: cobra.ExactArgs(1),

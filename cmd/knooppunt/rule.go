@@ -143,8 +143,14 @@ stored. The step is audited (rule.apply).`,
 func newRuleListCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List the stored rules",
+		Use:   "list",
+		Short: "List the stored rules",
+		Long: `List the stored early-warning rules by name, each at its current version: NAME, VERSION,
+SEVERITY, APPLIED BY (who applied that version), APPLIED AT and DESCRIPTION, from the rule's
+document, cut at 60 characters. The leader evaluates every stored rule (rules.every), over the
+actual records and in every open exercise. For readers, editors, officers, admins and the local
+socket. -o json gives name, version, description, severity, applied_by and applied_at; rule show
+gives one rule's document.`,
 		Example: `  knooppunt rule list -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -177,8 +183,13 @@ func newRuleListCmd() *cobra.Command {
 func newRuleShowCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "show NAME",
-		Short:   "Show a stored rule and its document",
+		Use:   "show NAME",
+		Short: "Show a stored rule and its document",
+		Long: `Show a stored rule at its current version: a first line "# NAME version N, SEVERITY, applied by
+ID at TIME", then its document as it was applied. To change the rule, edit the document and
+apply it again (rule apply): it becomes the next version. For readers, editors, officers, admins
+and the local socket. -o json gives name, version, description, severity, applied_by and
+applied_at, and the document in source.`,
 		Example: `  knooppunt rule show zeeland-beds-low`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

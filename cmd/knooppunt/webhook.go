@@ -155,8 +155,16 @@ delivery with it. It cannot be shown again; "webhook rotate" gives the webhook a
 func newWebhookListCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List the webhooks with their queues and failures",
+		Use:   "list",
+		Short: "List the webhooks with their queues and failures",
+		Long: `List the webhooks: ID, URL (without its query, shown as ?…), KINDS, CRISES and REGIONS (*: every
+one), UP TO (the highest classification delivered; *: every one), MODE (actual, or exercise
+NAME), and the counts QUEUED, FAILED (see webhook failures) and DELIVERED. Under the table it
+names a webhook whose next delivery keeps failing, since when and what the receiver answered,
+and one whose deliveries are still signed with the secret from before its last rotation, until
+when. The signing secret is never shown. For officers, admins and the local socket. -o json
+gives each field, with created_by, created_at, last_delivered_at, failing_since, last_error and
+old_secret_until.`,
 		Example: `  knooppunt webhook list -o json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -211,8 +219,13 @@ func newWebhookListCmd() *cobra.Command {
 func newWebhookRemoveCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "remove ID",
-		Short:   "Remove a webhook, with its queue and failures (admins)",
+		Use:   "remove ID",
+		Short: "Remove a webhook, with its queue and failures (admins)",
+		Long: `Remove a webhook on every replica, through Raft. Nothing more is queued for it, and the
+deliveries still queued and its failures are deleted with it, unsent. There is no way to change
+a webhook's kinds, crises, regions or classification: remove it and add another, which has a new
+id and a new signing secret. For admins and the local socket; audited as webhook.remove. It
+prints the id and URL of the webhook removed; -o json gives it as webhook list -o json does.`,
 		Example: `  knooppunt webhook remove wh_3f2a9c0d1e4b5a6c`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -255,6 +268,13 @@ func newWebhookFailuresCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "failures [--webhook ID]",
 		Short: "List the deliveries that did not succeed within the retry time",
+		Long: `List the failures (dead letters): the deliveries still failing after webhooks.retry_for
+(default 24h), and those that failed at once (such as a 4xx other than 408, 409, 425 and 429, or
+a redirect). They are listed by webhook, in queue order: WEBHOOK, MESSAGE (the webhook-id),
+EVENT, RECORD (ORIGIN/ID for a partner's record) with its version, ATTEMPTS, FAILED AT and LAST
+ERROR. "webhook retry ID" sends them again, all or the messages named, each with its first
+webhook-id; one whose record has changed since is dropped instead. --webhook lists one webhook's.
+For officers, admins and the local socket; -o json gives each, with first_attempt_at too.`,
 		Example: `  knooppunt webhook failures
   knooppunt webhook failures --webhook wh_3f2a9c0d1e4b5a6c -o json`,
 		Args: cobra.NoArgs,
