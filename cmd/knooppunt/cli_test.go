@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/proctest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -883,5 +885,24 @@ func TestCLICompletesClosedSets(t *testing.T) {
 	}
 	if out := cli(t, nil, "", "__complete", "peer", "invite", "-o", "").want(t, 0).stdout; strings.Contains(out, "json") {
 		t.Errorf("peer invite -o completes %q, a format for a file", out)
+	}
+}
+
+// TestPolicyInactiveSaysWhy: an approved policy that shares nothing now says what it waits for,
+// where "active: false" read as an approval that did not take (review Z, Z17).
+func TestPolicyInactiveSaysWhy(t *testing.T) {
+	show := func(active bool) string {
+		var b strings.Builder
+		p := &pb.PolicyInfo{Id: "p@1", State: "approved", Active: active, ProposedAt: timestamppb.Now()}
+		if err := printPolicy(&b, "table", p, false); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	if got := show(false); !strings.Contains(got, "approved (active: false): it shares nothing now: it is outside its window, or, limited to phases, no crisis in one of them") {
+		t.Errorf("an inactive approved policy:\n%s", got)
+	}
+	if got := show(true); strings.Contains(got, "shares nothing") {
+		t.Errorf("an active policy says it shares nothing:\n%s", got)
 	}
 }

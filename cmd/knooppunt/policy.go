@@ -401,7 +401,13 @@ func printPolicy(w io.Writer, format string, p *pb.PolicyInfo, withSource bool) 
 	}
 	tw := newTable(w)
 	fmt.Fprintf(tw, "id\t%s\n", p.Id)
-	fmt.Fprintf(tw, "state\t%s (active: %v)\n", p.State, p.Active)
+	state := fmt.Sprintf("%s (active: %v)", p.State, p.Active)
+	if p.State == "approved" && !p.Active {
+		// Approved and sharing nothing now reads as an approval that did not take (review Z,
+		// Z17): say what it waits for.
+		state += ": it shares nothing now: it is outside its window, or, limited to phases, no crisis in one of them has records it covers (docs/officer.md, The lifecycle)"
+	}
+	fmt.Fprintf(tw, "state\t%s\n", state)
 	fmt.Fprintf(tw, "purpose\t%s\n", p.Purpose)
 	fmt.Fprintf(tw, "author\t%s, %s\n", p.Author, stamp(p.ProposedAt.AsTime()))
 	if len(p.Approvers) > 0 {
