@@ -241,6 +241,7 @@ of the rule instead: a new version takes over the open alerts.`,
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	cmd.MarkFlagRequired("reason")
 	f.register(cmd, true)
 	f.fillArg("NAME", "name")
 	return cmd

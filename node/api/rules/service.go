@@ -174,7 +174,9 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRuleRequest) (*pb.Ru
 	if err := warn.CheckName(req.Name); err != nil {
 		return nil, api.Invalid("name", "%v", err)
 	}
-	if err := api.CheckReason(req.Reason, ""); err != nil {
+	// Required: the resolution notes of its open alerts say why the rule went, for partners too
+	// (review Z, Z7).
+	if err := api.CheckReason(req.Reason, "say why the rule goes: its open alerts are resolved with a note that says it"); err != nil {
 		return nil, err
 	}
 	return s.step(ctx, &pb.RuleStep{Name: req.Name, Delete: true, By: by, At: timestamppb.Now(), Reason: req.Reason})
