@@ -2,12 +2,14 @@ package node_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/knooppunt/knooppunt/node"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
+	"github.com/knooppunt/knooppunt/node/proctest"
 	"github.com/knooppunt/knooppunt/node/webhook"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -450,6 +453,48 @@ func TestWebhookRotateSignsWhatWaits(t *testing.T) {
 			t.Errorf("delivery %s after a rotation with no overlap still verifies with the withdrawn secret", a.message)
 		}
 	}
+}
+
+// TestWebhookUnreadableSecretWaitsForANewOne: a webhook whose stored secret cannot be read (a
+// damaged database) sends nothing, says so once at ERROR, and delivers what waited once it is
+// given a new secret, signed with that (review Y, Y8).
+func TestWebhookUnreadableSecretWaitsForANewOne(t *testing.T) {
+	logs := &proctest.Buffer{}
+	n := startLoggingTo(t, nil, slog.New(slog.NewTextHandler(logs, nil)))
+	conn := dial(t, n)
+	hooks := pb.NewWebhookServiceClient(conn)
+	rc := newReceiver(t)
+	wh := addWebhook(t, hooks, rc, &pb.AddWebhookRequest{Url: rc.url("/hook")})
+	h, err := sql.Open("sqlite3", "file:"+filepath.Join(filepath.Dir(n.SocketPath()), node.DatabaseName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(`UPDATE webhooks SET secret = 'whsec_beschadigd' WHERE id = ?`, wh.Id); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if _, err := pb.NewRecordServiceClient(conn).Put(callCtx(t), &pb.PutRequest{Record: shelter("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	const unreadable = "webhooks: stored secret unreadable, nothing is sent"
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), unreadable); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ERROR for the unreadable secret:\n%s", logs.String())
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a worker that went on would have sent by now
+	if got := rc.arrivals(); len(got) != 0 {
+		t.Fatalf("%d deliveries sent with an unreadable secret", len(got))
+	}
+	if c := strings.Count(logs.String(), unreadable); c != 1 {
+		t.Errorf("the unreadable secret logged %d times, want once", c)
+	}
+	rot, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.setSecret(rot.Secret) // the receiver refuses, and the test fails on, a delivery it does not verify
+	rc.waitFor(10*time.Second, "s1 after the new secret", func(a []arrival) bool { return len(a) == 1 })
 }
 
 // TestWebhookReceiverDownThenUp: while the receiver refuses connections, deliveries wait and
