@@ -489,11 +489,15 @@ func TestWebhookUnreadableSecretWaitsForANewOne(t *testing.T) {
 	if c := strings.Count(logs.String(), unreadable); c != 1 {
 		t.Errorf("the unreadable secret logged %d times, want once", c)
 	}
+	// Down while it is told the new secret: a delivery sent at once after the rotation would
+	// otherwise find it with the old one.
+	rc.down()
 	rot, err := hooks.Rotate(callCtx(t), &pb.RotateWebhookRequest{Id: wh.Id, Overlap: durationpb.New(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rc.setSecret(rot.Secret) // the receiver refuses, and the test fails on, a delivery it does not verify
+	rc.up()
 	rc.waitFor(10*time.Second, "s1 after the new secret", func(a []arrival) bool { return len(a) == 1 })
 }
 
