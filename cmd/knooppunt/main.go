@@ -92,7 +92,10 @@ func run(ctx context.Context, args []string) (*cobra.Command, error) {
 
 // cobraRequired is cobra's refusal of required flags left out: required flag(s) "body", "kind"
 // not set.
-var cobraRequired = regexp.MustCompile(`^required flag\(s\) ((?:"[\w-]+"(?:, )?)+) not set$`)
+var (
+	cobraRequired = regexp.MustCompile(`^required flag\(s\) ((?:"[\w-]+"(?:, )?)+) not set$`)
+	quotedName    = regexp.MustCompile(`"([\w-]+)"`)
+)
 
 // requiredFlags says cobra's refusal of required flags left out as the other refusals name a
 // flag, with its dashes (review Z, Z8); any other error as it is.
@@ -104,7 +107,7 @@ func requiredFlags(err error) error {
 	if m == nil {
 		return err
 	}
-	names := regexp.MustCompile(`"([\w-]+)"`).FindAllStringSubmatch(m[1], -1)
+	names := quotedName.FindAllStringSubmatch(m[1], -1)
 	flags := make([]string, len(names))
 	for i, n := range names {
 		flags[i] = "--" + n[1]

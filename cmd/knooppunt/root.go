@@ -8,7 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/policy"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 func newRootCmd() *cobra.Command {
@@ -47,7 +49,10 @@ var closedSets = func() map[string][]string {
 	for i := 1; i <= 25; i++ {
 		regions = append(regions, fmt.Sprintf("VR%02d", i))
 	}
-	classes := []string{"public", "internal", "confidential", "secret"}
+	var classes []string
+	for c := pb.Classification_PUBLIC; c <= pb.Classification_SECRET; c++ {
+		classes = append(classes, record.ClassificationName(c))
+	}
 	return map[string][]string{
 		"output":             {"table", "json"},
 		"region":             regions,
@@ -56,7 +61,7 @@ var closedSets = func() map[string][]string {
 		"status":             {"test", "draft"},
 		"consistency":        {"local", "strong"},
 		"phase":              policy.Phases,
-		"state":              {"proposed", "approved", "rejected", "revoked", "superseded"},
+		"state":              policy.States,
 	}
 }()
 

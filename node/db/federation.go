@@ -548,7 +548,7 @@ func (d *DB) ApplyCacheForeignRedacting(index uint64, c *pb.CacheForeign) (redac
 			if _, err := setRefs(tx, c.Origin, r.Id, r.Body); err != nil {
 				return err
 			}
-			if err := addHistory(tx, c.Origin, r, r.Version, false, c.PictureBookkeeping); err != nil {
+			if err := addHistory(tx, c.Origin, r, r.Version, false, c.PictureBookkeeping, labels); err != nil {
 				return err
 			}
 			if err := hooks.add(EventChanged, c.Origin, r, r.Version, at, held); err != nil {

@@ -41,7 +41,8 @@ const (
 // the early-warning rules watch the actual crisis, and run apart in each open exercise, which
 // must never fire a real alert. Test and draft records have none. exercises says the entry is
 // marked (pb.WriteRecords.picture_bookkeeping): one written before kept actual records' alone.
-func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone, exercises bool) error {
+// labels are r's labels as a JSON object, as the caller wrote them to the record's row.
+func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombstone, exercises bool, labels []byte) error {
 	if r.Status != pb.Status_ACTUAL && (!exercises || r.Status != pb.Status_EXERCISE) {
 		return nil
 	}
@@ -55,11 +56,7 @@ func addHistory(tx *writeTx, origin string, r *pb.Record, version int64, tombsto
 			return err
 		}
 	}
-	labels, err := json.Marshal(nonNil(r.Labels))
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(sqlHistoryAdd,
+	_, err := tx.Exec(sqlHistoryAdd,
 		origin, r.Id, version, r.Kind, r.Crisis, r.Region, tsNanos(r.UpdatedAt), tombstone, fields, int32(r.Status), r.Exercise,
 		int32(r.Classification), string(labels))
 	return err

@@ -391,7 +391,7 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 			a.ownRefs.Store(true)
 		}
 	}
-	if err := addHistory(a.tx, "", next, version, next.Tombstone, a.bookkeeping); err != nil {
+	if err := addHistory(a.tx, "", next, version, next.Tombstone, a.bookkeeping, labels); err != nil {
 		return Result{}, err
 	}
 	if err := a.auditWrite(next, version, exists && !dead, pb.Classification(curClass)); err != nil {

@@ -1089,20 +1089,28 @@ func dutchServer(t *testing.T) (*Server, *Lang) {
 	return s, &Lang{Code: "nl", cat: s.cats["nl"]}
 }
 
-// demoKindsServer is a web interface with no node behind it that knows the demo's kinds.
-func demoKindsServer(t *testing.T) (*Server, *record.Kinds) {
+// demoKindsConfig is the config of a web interface of node a that knows the demo's kinds, with
+// no node behind it and callers of no role.
+func demoKindsConfig(t *testing.T) Config {
 	t.Helper()
 	kinds, err := record.NewKinds(record.DemoKinds())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+	return Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
 		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
-		Org: "a.crisis.test", Name: "a", Kinds: kinds, Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }})
+		Org: "a.crisis.test", Name: "a", Kinds: kinds, Resolve: func(spiffeid.ID) (api.Caller, error) { return api.Caller{}, nil }}
+}
+
+// demoKindsServer is a web interface with no node behind it that knows the demo's kinds.
+func demoKindsServer(t *testing.T) (*Server, *record.Kinds) {
+	t.Helper()
+	cfg := demoKindsConfig(t)
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, kinds
+	return s, cfg.Kinds
 }
 
 // TestBusyPartnerIsNotUnreachable: a partner that refused a search as over its limits on this
@@ -1280,16 +1288,12 @@ func TestPictureMarksStaleFigures(t *testing.T) {
 // pictureGet is what a reader of node a gets at path, with pic the node's picture of every crisis.
 func pictureGet(t *testing.T, pic *pb.PictureResponse, path string) *httptest.ResponseRecorder {
 	t.Helper()
-	kinds, err := record.NewKinds(record.DemoKinds())
-	if err != nil {
-		t.Fatal(err)
+	cfg := demoKindsConfig(t)
+	cfg.Conn, cfg.Logger = peersConn{picture: pic}, slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Resolve = func(id spiffeid.ID) (api.Caller, error) {
+		return api.Caller{ID: id, Roles: []api.Role{api.Reader}}, nil
 	}
-	s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
-		OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
-		Org: "a.crisis.test", Name: "a", Conn: peersConn{picture: pic}, Kinds: kinds, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Resolve: func(id spiffeid.ID) (api.Caller, error) {
-			return api.Caller{ID: id, Roles: []api.Role{api.Reader}}, nil
-		}})
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

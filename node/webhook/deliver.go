@@ -607,10 +607,11 @@ type secrets struct {
 func (k *secrets) current(ctx context.Context) (signer, bool) {
 	for {
 		// Taken before the read, so that a step committed after it is not missed.
-		gen, changed := k.db.WebhooksGeneration(), k.db.Changed()
+		gen := k.db.WebhooksGeneration()
 		if k.read && gen == k.gen {
 			return k.signer, true
 		}
+		changed := k.db.Changed()
 		row, err := k.db.Webhook(ctx, k.id)
 		switch {
 		case errors.Is(err, db.ErrNotFound) || ctx.Err() != nil:
