@@ -540,11 +540,11 @@ its state (--- lcvs-capacity-to-regions@2 (approved)). As diff(1), it exits 0 wh
 		Annotations: map[string]string{errorExitAnnotation: "2"}, // a wrong argument or flag too
 		Args:        cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// 1 says the documents differ: an error that stops the comparison ends with 2.
+			// 1 says the documents differ: an error that stops the comparison ends with 2 (the
+			// command's errorExitAnnotation).
 			srcs, labels, err := policyDiffSources(cmd, &f, args)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "knooppunt:", err)
-				return exitError(2)
+				return err
 			}
 			lines := diffLines(strings.Split(string(srcs[0]), "\n"), strings.Split(string(srcs[1]), "\n"))
 			if !slices.ContainsFunc(lines, func(l string) bool { return !strings.HasPrefix(l, " ") }) {
