@@ -419,6 +419,15 @@ func TestRESTBadInput(t *testing.T) {
 	admin := n.mtlsClient(t, "/user/ada")
 	n.call(t, admin, "POST", "/v1/webhooks", "", `{"url":"https://lcms.example.org/x","max_classification":"TOPSECRET"}`).want(t, "a misspelt enum in a body", 400,
 		`enum field max_classification: \"TOPSECRET\": use one of PUBLIC, INTERNAL, CONFIDENTIAL or SECRET`)
+	// A value of the wrong JSON type where protojson names only where it is: the field is named,
+	// and what it takes.
+	n.call(t, admin, "POST", "/v1/webhooks", "", `{"url":"https://lcms.example.org/x","kinds":"sitrep"}`).want(t, "a string for a list", 400,
+		`"message":"kinds: proto:`, `syntax error (line 1:45): unexpected token \"sitrep\": kinds is a list: send a JSON array, such as [\"…\"]`)
+	n.call(t, editor, "POST", "/v1/records:batch", "", `{"records":[{"id":"bad-3"},"bad-4"]}`).want(t, "a string for a record", 400,
+		`"message":"records[1]: proto:`, `each element of records is an object`)
+	n.call(t, editor, "POST", "/v1/records", "", `{"id":"bad-5",
+ "labels":["a"]}`).want(t, "a list for a map", 400,
+		`"message":"labels: proto:`, `(line 2:11): unexpected token [: labels is a map: send a JSON object, such as {\"key\": \"…\"}`)
 	n.call(t, admin, "POST", "/v1/webhooks/wh_x:rotate", "", `{"overlap":"1000h"}`).want(t, "hours for a duration", 400,
 		`invalid google.protobuf.Duration value \"1000h\": a duration is seconds with an s, such as \"86400s\" for a day (not \"24h\")`)
 
