@@ -1,8 +1,13 @@
 package node_test
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -10,19 +15,22 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
-// BenchmarkClusterWrite measures record writes (Put, one record each) on a node of one replica
-// and of three, with 1, 16 and 64 concurrent writers, each with a connection of its own to the
-// leader's local socket. Raft runs over mutual TLS on loopback in both cases, with the node's
-// default timeouts; every replica's log and database are on the same disk. It reports
-// writes/s and the p50 and p99 latency of one Put. docs/performance.md has the figures.
-// BenchmarkClusterWrite measures replicated writes through the leader's RecordService: writes/s,
-// latency, and the process's CPU time per record (getrusage; the process holds the replicas and
-// the writers, nothing else that runs). Single-record writers at 1, 16 and 64, and 4 writers of
-// 1000-record PutBatch calls (batch=1000), each for one replica and for a group of three.
+// BenchmarkClusterWrite measures replicated writes through the leader's RecordService: records/s,
+// the p50 and p99 latency of one call, and CPU time per record. Single-record writers (Put) at 1,
+// 16 and 64, and 4 writers of 1000-record PutBatch calls (batch=1000), each for one replica and
+// for a group of three; Raft runs over mutual TLS on loopback with the node's default timeouts,
+// every replica's log and database on the same disk, each writer with a connection of its own to
+// the leader's local socket. The writers run in a process of their own (this test binary again,
+// see TestMain), so that cpu-µs/record is the group's own CPU, the servers' (getrusage of this
+// process, which holds the replicas and nothing else that runs), and writers-cpu-µs/record the
+// clients'. docs/performance.md has the figures.
 func BenchmarkClusterWrite(b *testing.B) {
 	for _, replicas := range []int{1, 3} {
 		for _, writers := range []int{1, 16, 64} {
@@ -45,48 +53,45 @@ func benchWrites(b *testing.B, replicas, writers, size int) {
 	}
 	c := clustertest.Start(b, clustertest.Options{Replicas: replicas, ElectionTimeout: -1})
 	leader := c.Leader(b, 10*time.Second, c.Replicas...)
-	clients := make([]pb.RecordServiceClient, writers)
-	for w := range clients {
-		clients[w] = pb.NewRecordServiceClient(leader.NewLocal(b))
-		if _, err := clients[w].Put(clustertest.Call(b), &pb.PutRequest{Record: clustertest.Shelter(fmt.Sprintf("warm-%d", w), 1)}); err != nil {
-			b.Fatal(err)
-		}
+	job, err := json.Marshal(writerJob{Socket: leader.SocketPath(), Writers: writers, Calls: calls, Size: size})
+	if err != nil {
+		b.Fatal(err)
 	}
-	write := func(w int, i int64) error {
-		if size == 1 {
-			_, err := clients[w].Put(clustertest.Call(b), &pb.PutRequest{Record: clustertest.Shelter(fmt.Sprintf("b%02d-%d", w, i), i)})
-			return err
-		}
-		recs := make([]*pb.Record, size)
-		for k := range recs {
-			recs[k] = clustertest.Shelter(fmt.Sprintf("b%02d-%d-%d", w, i, k), i)
-		}
-		_, err := clients[w].PutBatch(clustertest.Call(b), &pb.PutBatchRequest{Records: recs})
-		return err
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), writersEnv+"="+string(job))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
 	}
-	lat := make([][]time.Duration, writers)
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer in.Close()
+	lines := bufio.NewReader(out)
+	if ready, err := lines.ReadString('\n'); err != nil || ready != "ready\n" {
+		b.Fatalf("the writers' process did not start: %q %v", ready, err)
+	}
 	b.ResetTimer()
 	start, cpu0 := time.Now(), processCPU(b)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1); i <= calls; i = next.Add(1) {
-				t0 := time.Now()
-				if err := write(w, i); err != nil {
-					b.Error(err)
-					return
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		}()
+	if _, err := io.WriteString(in, "go\n"); err != nil {
+		b.Fatal(err)
 	}
-	wg.Wait()
+	var res writerResult
+	if err := json.NewDecoder(lines).Decode(&res); err != nil {
+		b.Fatalf("the writers' process: %v", err)
+	}
 	elapsed, cpu := time.Since(start), processCPU(b)-cpu0
 	b.StopTimer()
-	all := slices.Concat(lat...)
+	if res.Err != "" {
+		b.Fatalf("a writer: %s", res.Err)
+	}
+	all := res.Latencies
 	slices.Sort(all)
 	if len(all) == 0 {
 		return
@@ -94,9 +99,117 @@ func benchWrites(b *testing.B, replicas, writers, size int) {
 	records := float64(len(all) * size)
 	b.ReportMetric(records/elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(cpu.Microseconds())/records, "cpu-µs/record")
+	b.ReportMetric(float64(res.CPU.Microseconds())/records, "writers-cpu-µs/record")
 	b.ReportMetric(ms(all[len(all)/2]), "p50-ms")
 	b.ReportMetric(ms(all[(len(all)*99)/100]), "p99-ms")
 	b.ReportMetric(0, "ns/op") // the rate above says it per record, without the writers' overlap
+}
+
+// writersEnv carries a writerJob to this test binary run again as BenchmarkClusterWrite's writers.
+const writersEnv = "KNOOPPUNT_BENCH_WRITERS"
+
+// writerJob is the writers' work: Calls calls of Size records, by Writers writers at once, to
+// the local socket Socket.
+type writerJob struct {
+	Socket        string
+	Writers, Size int
+	Calls         int64
+}
+
+// writerResult is what the writers' process answers: each call's latency, its own CPU time
+// from "go" to the last answer, and the first error.
+type writerResult struct {
+	Latencies []time.Duration
+	CPU       time.Duration
+	Err       string
+}
+
+// TestMain runs the writers of BenchmarkClusterWrite when this binary is started as their
+// process, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if job := os.Getenv(writersEnv); job != "" {
+		os.Exit(runWriters(job))
+	}
+	os.Exit(m.Run())
+}
+
+// runWriters connects the job's writers, each with a connection of its own, has each write one
+// record, says "ready" on stdout, and on "go" from stdin makes the job's calls; then it writes a
+// writerResult on stdout.
+func runWriters(spec string) int {
+	var job writerJob
+	if err := json.Unmarshal([]byte(spec), &job); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", writersEnv, err)
+		return 2
+	}
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 10*time.Second)
+	}
+	clients := make([]pb.RecordServiceClient, job.Writers)
+	for w := range clients {
+		conn, err := grpc.NewClient("unix://"+job.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer conn.Close()
+		clients[w] = pb.NewRecordServiceClient(conn)
+		ctx, cancel := call()
+		_, err = clients[w].Put(ctx, &pb.PutRequest{Record: clustertest.Shelter(fmt.Sprintf("warm-%d", w), 1)})
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	write := func(w int, i int64) error {
+		ctx, cancel := call()
+		defer cancel()
+		if job.Size == 1 {
+			_, err := clients[w].Put(ctx, &pb.PutRequest{Record: clustertest.Shelter(fmt.Sprintf("b%02d-%d", w, i), i)})
+			return err
+		}
+		recs := make([]*pb.Record, job.Size)
+		for k := range recs {
+			recs[k] = clustertest.Shelter(fmt.Sprintf("b%02d-%d-%d", w, i, k), i)
+		}
+		_, err := clients[w].PutBatch(ctx, &pb.PutBatchRequest{Records: recs})
+		return err
+	}
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return 1
+	}
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	lat := make([][]time.Duration, job.Writers)
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		first sync.Once
+		res   writerResult
+	)
+	for w := range job.Writers {
+		wg.Go(func() {
+			for i := next.Add(1); i <= job.Calls; i = next.Add(1) {
+				t0 := time.Now()
+				if err := write(w, i); err != nil {
+					first.Do(func() { res.Err = err.Error() })
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	res.Latencies = slices.Concat(lat...)
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		return 1
+	}
+	return 0
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
