@@ -199,6 +199,10 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	if info.Id != id || info.State != "proposed" || info.Active || info.Author != officerA || info.Purpose != "spreiding en opvang vluchtelingen" || info.ApprovalsRequired != 1 {
 		t.Fatalf("proposed: %v", info)
 	}
+	// The same document again is no new version: the officers would approve what waits already.
+	_, err = pb.NewPolicyServiceClient(connB).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
+	wantStatus(t, "B proposes the same document", err, codes.AlreadyExists,
+		"source: the same document as "+id+", which waits for approval: change the document to propose a new version")
 	// A document that does not lint against the node is refused with its problems.
 	_, err = pb.NewPolicyServiceClient(connA).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte("name: x\npurpose: x\nrecipients: [group:nobody]\nkinds: [sitrep]\nmax_classification: public\n")})
 	wantStatus(t, "A proposes a policy for an unknown group", err, codes.InvalidArgument,
@@ -310,6 +314,9 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	}
 	_, err = pb.NewPolicyServiceClient(connB).Approve(rpcCtx(t), &pb.PolicyStepRequest{Id: id})
 	wantStatus(t, "B approves again", err, codes.FailedPrecondition, "policy: only a proposed policy can be approved or rejected: lcvs-capacity-to-ncc@1 is approved")
+	_, err = pb.NewPolicyServiceClient(connA).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
+	wantStatus(t, "A proposes the approved document again", err, codes.AlreadyExists,
+		"source: the same document as "+id+", which is in force: change the document to propose a new version")
 	// A name alone is refused with the version a revocation is for: the one in force (review L, L8).
 	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc", Reason: "r"})
 	wantStatus(t, "B revokes a name without a version", err, codes.NotFound,

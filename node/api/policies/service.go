@@ -4,6 +4,7 @@
 package policies
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -146,13 +147,39 @@ func (s *Service) Propose(ctx context.Context, req *pb.ProposeRequest) (*pb.Poli
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := s.lint(req.Source); err != nil {
+	c, _, err := s.lint(req.Source)
+	if err != nil {
 		if _, ok := problemsOf(err); ok {
 			return nil, api.Invalid("source", "the policy does not lint:\n%v", err)
 		}
 		return nil, api.Status(s.c.Logger, err)
 	}
+	if err := s.unchanged(ctx, c.Doc.Name, req.Source); err != nil {
+		return nil, err
+	}
 	return s.step(ctx, &pb.PolicyStep{Action: db.StepPropose, Source: req.Source, Officer: officer})
+}
+
+// unchanged refuses a proposal whose document is, byte for byte, a version of the policy that
+// waits for approval or is in force: a second version of it would ask the officers to approve
+// again what they approved or are about to. A version rejected or revoked may be proposed again.
+func (s *Service) unchanged(ctx context.Context, name string, src []byte) error {
+	for _, state := range []string{policy.StateProposed, policy.StateApproved} {
+		rows, err := s.c.DB.ListPolicies(ctx, state, name)
+		if err != nil {
+			return api.Status(s.c.Logger, err)
+		}
+		for _, r := range rows {
+			if bytes.Equal(r.Source, src) {
+				what := "waits for approval"
+				if state == policy.StateApproved {
+					what = "is in force"
+				}
+				return api.FieldStatus(codes.AlreadyExists, "source", fmt.Sprintf("the same document as %s, which %s: change the document to propose a new version", r.ID, what))
+			}
+		}
+	}
+	return nil
 }
 
 // Approve adds the calling officer's approval.
