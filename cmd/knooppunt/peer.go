@@ -154,6 +154,16 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], callError(&f, err))
 			}
+			// This node's own invitation is refused before anyone is asked to confirm its
+			// fingerprint (the node refuses it too). A node that does not answer is said by the
+			// accept itself.
+			if conn, err := f.dial(); err == nil {
+				st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{})
+				conn.Close()
+				if err == nil && st.Org == inv.TrustDomain {
+					return fmt.Errorf("%s: it is this node's own invitation (%s): accept the invitation your partner sent; nothing was added", args[0], inv.TrustDomain)
+				}
+			}
 			info := cmd.ErrOrStderr()
 			if f.output != "json" {
 				info = cmd.OutOrStdout()

@@ -146,8 +146,13 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	refused("fingerprint not confirmed", "n\n", "not confirmed: nothing was added", genuine)
 	// No terminal to answer at (review25 F4): the refusal names --yes.
 	refused("no answer", "", "standard input ended before one was given (a script or a pipe): nothing was added. Answer at a terminal, or give --yes", genuine)
-	refused("own invitation", "", "it is this node's own",
-		signAs(t, work, "own.json", filepath.Join(vrbn.dataDir, "ca"), filepath.Join(vrbn.dataDir, "ca"), nil), "--yes")
+	own := signAs(t, work, "own.json", filepath.Join(vrbn.dataDir, "ca"), filepath.Join(vrbn.dataDir, "ca"), nil)
+	refused("own invitation", "", "it is this node's own", own, "--yes")
+	// Without --yes it is refused before the invitation is shown and its fingerprint asked for.
+	if r := cli(t, nil, "y\n", "peer", "accept", own, "--node", vrbn.sock(), "--answer", filepath.Join(work, "answer.json")).want(t, 1); !strings.Contains(r.stderr, "it is this node's own invitation (vr-brabant-noord.crisis.test): accept the invitation your partner sent; nothing was added") ||
+		strings.Contains(strings.ToLower(r.stdout), "fingerprint") {
+		t.Errorf("accept of the node's own invitation, asked: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
 	// An answer that cannot be written is refused before the node adds anything (review19 M10).
 	before := state()
 	if r := cli(t, nil, "", "peer", "accept", genuine, "--yes", "--node", vrbn.sock(), "--answer", filepath.Join(work, "nowhere", "a.json")).want(t, 1); !strings.Contains(r.stderr, "--answer: ") || !strings.Contains(r.stderr, "nothing was added") {
