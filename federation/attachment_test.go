@@ -62,6 +62,11 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 	if err := attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(b.Local(t)), a.Name+"/handreiking", hash, nil, &byName, nil); err != nil || !bytes.Equal(byName.Bytes(), pdf) {
 		t.Errorf("b's file of %s/handreiking by the peer's name: %d bytes, %v; want the PDF", a.Name, byName.Len(), err)
 	}
+	// A record of the peer that b does not hold is said as such, not as a file it does not name.
+	err = attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(b.Local(t)), a.Name+"/geen-record", hash, nil, &byName, nil)
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "record_id: this node holds no record geen-record of "+a.TD.Name()+" in this mode") {
+		t.Errorf("b's file of a record it does not hold: %v", err)
+	}
 
 	// The word is in the PDF only. From b: a answers over its own record, PDF included, and
 	// b's cache holds the text of the file it fetched. (Waited for in the databases: a search

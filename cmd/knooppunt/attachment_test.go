@@ -89,8 +89,18 @@ func TestCLIAttachmentModesAndNames(t *testing.T) {
 	sha := rec.Body.Attachments[0].SHA256
 	out := filepath.Join(dir, "uit.txt")
 	r := cli(t, nil, "", "record", "attachment", "get", "oef-1", sha, "--node", addr, "-o", out).want(t, 1)
-	if !strings.Contains(r.stderr, "names no file") || !strings.Contains(r.stderr, "(NotFound)") {
+	if !strings.Contains(r.stderr, "record_id: there is no record oef-1 in this mode: `record list` shows the node's records (with --exercise NAME for an exercise's)") || !strings.Contains(r.stderr, "(NotFound)") {
 		t.Errorf("the exercise's file without --exercise: stderr %q; want NotFound", r.stderr)
+	}
+	// A record that is none, and a file the record does not name, are told apart.
+	r = cli(t, nil, "", "record", "attachment", "get", "geen-record", sha, "--node", addr, "-o", out).want(t, 1)
+	if !strings.Contains(r.stderr, "there is no record geen-record in this mode") {
+		t.Errorf("the file of a record that is none: stderr %q", r.stderr)
+	}
+	other := strings.Repeat("0", len(sha))
+	r = cli(t, nil, "", "record", "attachment", "get", "oef-1", other, "--exercise", "oefening-zeeland", "--node", addr, "-o", out).want(t, 1)
+	if !strings.Contains(r.stderr, "record oef-1 names no file "+other) {
+		t.Errorf("a file the record does not name: stderr %q", r.stderr)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("the exercise's file was saved without --exercise (%v)", err)

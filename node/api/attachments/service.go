@@ -5,6 +5,7 @@
 package attachments
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,6 +120,19 @@ func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.
 	return stream.SendAndClose(att)
 }
 
+// holds is whether the node holds the live record id of origin ("" for its own) in mode.
+func (s *Service) holds(ctx context.Context, origin, id string, mode db.Mode) (bool, error) {
+	if origin != "" {
+		n, err := s.c.DB.ForeignCount(ctx, db.ForeignFilter{Origin: origin, IDs: []string{id}, Mode: mode})
+		return n > 0, err
+	}
+	rec, err := s.c.DB.Get(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && mode.Holds(rec), err
+}
+
 // Download streams a file that a record the node holds names, in the request's mode as
 // RecordService.Get reads: a record of another mode names no file. The attachment that comes
 // first carries the name the record gives the file.
@@ -145,6 +159,14 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 		return api.Status(s.c.Logger, err)
 	}
 	if !named {
+		if held, err := s.holds(ctx, origin, id, db.ModeFrom(req.Mode)); err != nil {
+			return api.Status(s.c.Logger, err)
+		} else if !held {
+			if origin != "" {
+				return api.FieldStatus(codes.NotFound, "record_id", fmt.Sprintf("this node holds no record %s of %s in this mode: `search --origin %s` shows what the partner shares with it", id, origin, origin))
+			}
+			return api.FieldStatus(codes.NotFound, "record_id", fmt.Sprintf("there is no record %s in this mode: `record list` shows the node's records (with --exercise NAME for an exercise's)", id))
+		}
 		how := "record get " + id
 		if origin != "" {
 			how = fmt.Sprintf("search --origin %s --id %s -o json", origin, id)
