@@ -236,6 +236,11 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	if node.Serving(dir) {
 		return 0, "", fmt.Errorf("--data-dir: a node is serving on %s: stop it first", dir)
 	}
+	// A serving node's own database (FILE in its data directory): it writes and checkpoints while
+	// the file and its log are copied one after the other, so that the copy may mix two moments.
+	if src := filepath.Dir(path); filepath.Base(path) == node.DatabaseName && node.Serving(src) {
+		return 0, "", fmt.Errorf("FILE: a node is serving on %s: take a backup of it (knooppunt backup --node ...), or stop it first and restore its files", src)
+	}
 	// A node's data is its database and its Raft log; what else the directory holds (the config,
 	// the CA and the certificates that init puts there) may stay, so that a node made with init
 	// is restored in place once its data is moved aside.
@@ -303,6 +308,9 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	}
 	if kept {
 		fmt.Fprintf(progress, "%s is a restore that no node has started on: its change feed keeps the numbers that restore gave it, as a group's replicas restored from it need\n", path)
+	} else {
+		fmt.Fprintf(progress, "for a Raft group: restore %s (not %s) into every other replica's data directory before any starts, so that their change feeds number alike\n",
+			filepath.Join(dir, node.DatabaseName), path)
 	}
 	// The copy is already on the data directory's disk: it is moved into place, not copied a
 	// second time.

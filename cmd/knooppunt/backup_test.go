@@ -111,6 +111,10 @@ func TestBackupAndRestore(t *testing.T) {
 		!strings.Contains(r.stdout, "with the config in it: knooppunt serve --data-dir "+fresh+"\n") {
 		t.Fatalf("restore printed %q", r.stdout)
 	}
+	// A backup's restore says how a group's other replicas take it (review AA, AA1).
+	if want := "for a Raft group: restore " + filepath.Join(fresh, node.DatabaseName) + " (not " + backup + ") into every other replica's data directory before any starts"; !strings.Contains(r.stderr, want) {
+		t.Errorf("restore of a backup said %q, want it to say %q", r.stderr, want)
+	}
 	if entries, err := os.ReadDir(fresh); err != nil || len(entries) != 3 || entries[0].Name() != node.DatabaseName || entries[1].Name() != "lost+found" || entries[2].Name() != "node.yaml" {
 		t.Fatalf("the restored directory holds %v (%v), want %s, lost+found and node.yaml", entries, err, node.DatabaseName)
 	}
@@ -454,6 +458,23 @@ func TestRestoreRefusesADirectoryANodeServesOn(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, node.DatabaseName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused restore wrote %s: %v", node.DatabaseName, err)
+	}
+}
+
+// TestRestoreRefusesAServingNodesDatabase: the database file of a node that serves, which writes
+// and checkpoints while its file and log are copied one after the other, is refused (review AA,
+// AA5); a backup of it is the way.
+func TestRestoreRefusesAServingNodesDatabase(t *testing.T) {
+	dir := shortDir(t)
+	serveNode(t, dir)
+	data := filepath.Join(dir, "data")
+	target := filepath.Join(dir, "copy")
+	want := "knooppunt: FILE: a node is serving on " + data + ": take a backup of it (knooppunt backup --node ...), or stop it first and restore its files\n"
+	if r := cli(t, nil, "", "restore", filepath.Join(data, node.DatabaseName), "--data-dir", target).want(t, 1); r.stderr != want {
+		t.Errorf("restore of a serving node's database: %q, want %q", r.stderr, want)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused restore made %s: %v", target, err)
 	}
 }
 
