@@ -120,6 +120,9 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 		return nil, fmt.Errorf("node: identity: the SVID %s names another replica than this one (replica_id %s): each replica needs its own, spiffe://%s%s: %s",
 			svid.ID, cfg.ReplicaID, cfg.Org, want, strings.Replace(how, "r's", cfg.ReplicaID+"'s", 1))
 	}
+	if fs, ok := src.(*identity.FileSource); ok {
+		fs.Require(svid.ID) // and so at every reload
+	}
 	p := &identityParts{trustDomain: svid.ID.TrustDomain(), source: src, trust: identity.NewTrustStore(src), log: log, watchers: map[string]peerWatch{}}
 	if err := p.setPeers(cfg.Peers); err != nil {
 		p.close()

@@ -399,6 +399,13 @@ func TestSVIDExpiryIsSaid(t *testing.T) {
 	if st.SvidId != "spiffe://"+mtlsOwnTD+"/node/r1" || st.SvidExpiresAt == nil || !st.SvidExpiresAt.AsTime().After(time.Now().Add(time.Hour)) {
 		t.Fatalf("status: svid %q expiring %v; want the node's, well ahead", st.SvidId, st.SvidExpiresAt)
 	}
+	// Another replica's SVID written to its files is refused as at start, at ERROR (review AA, AA7).
+	identitytest.WriteSVID(t, own.ca, "/node/r2", own.cert, identity.SVIDOptions{})
+	n.log.Wait(t, 10*time.Second, "identity files changed to an SVID of another identity: keeping the last good one; issue this process its own SVID",
+		func(e identitytest.Entry) bool { return e["level"] == "ERROR" })
+	if again, err := pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{}); err != nil || again.SvidId != st.SvidId {
+		t.Fatalf("status after another replica's SVID: %q, %v; want it to serve as %s still", again.GetSvidId(), err, st.SvidId)
+	}
 	short := identitytest.WriteSVID(t, own.ca, "/node/r1", own.cert, identity.SVIDOptions{TTL: 2 * time.Second})
 	n.log.Wait(t, 10*time.Second, "this replica's SVID was renewed", func(e identitytest.Entry) bool { return e.Str("id") == st.SvidId })
 	n.log.Wait(t, 15*time.Second, "this replica's SVID expired and no new one came: partners and the other replicas refuse its new connections. "+

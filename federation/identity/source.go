@@ -114,6 +114,7 @@ type FileSource struct {
 	svid   *x509svid.SVID
 	bundle *x509bundle.Bundle
 	stamp  []byte
+	want   spiffeid.ID // the SVID's ID a reload must keep (Require); zero: any
 
 	stop chan struct{}
 	done chan struct{}
@@ -169,6 +170,12 @@ func (s *FileSource) load() error {
 	if err != nil {
 		return &FileError{Err: fmt.Errorf("SVID %s / %s: %w", s.certFile, s.keyFile, err)}
 	}
+	s.mu.RLock()
+	want := s.want
+	s.mu.RUnlock()
+	if !want.IsZero() && svid.ID != want {
+		return &FileError{Err: fmt.Errorf("SVID %s names %s, not %s, the identity this process has: %w", s.certFile, svid.ID, want, ErrOtherID)}
+	}
 	bundle, err := x509bundle.Load(svid.ID.TrustDomain(), s.bundleFile)
 	if err != nil {
 		return &FileError{Bundle: true, Err: fmt.Errorf("bundle %s: %w", s.bundleFile, err)}
@@ -201,13 +208,30 @@ func (s *FileSource) watch(interval time.Duration) {
 		if same {
 			continue
 		}
-		if err := s.load(); err != nil {
+		if err := s.load(); errors.Is(err, ErrOtherID) {
+			// Another replica's or organisation's SVID would have this process act as that one
+			// (review AA, AA7): the start refuses it, and so does a reload.
+			s.log.Error("identity files changed to an SVID of another identity: keeping the last good one; issue this process its own SVID", "err", err)
+			continue
+		} else if err != nil {
 			s.log.Warn("identity files changed but cannot be loaded: keeping the last good ones", "err", err)
 			continue
 		}
 		svid, _ := s.GetX509SVID()
 		s.log.Info("identity reloaded", "id", svid.ID.String(), "not_after", svid.Certificates[0].NotAfter)
 	}
+}
+
+// ErrOtherID is a reloaded SVID that names another identity than Require set.
+var ErrOtherID = errors.New("another identity's SVID")
+
+// Require has every reload keep the last good files when the new SVID does not name id: a
+// process that took one identity at start keeps it (another replica's SVID, issued to the wrong
+// files, would have it act as that replica).
+func (s *FileSource) Require(id spiffeid.ID) {
+	s.mu.Lock()
+	s.want = id
+	s.mu.Unlock()
 }
 
 // GetX509SVID returns the current SVID.

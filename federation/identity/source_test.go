@@ -89,6 +89,38 @@ func TestFileSourceReloads(t *testing.T) {
 	})
 }
 
+// TestFileSourceKeepsItsIdentity: once Require names the SVID's identity, files re-issued for
+// another replica are refused at ERROR and the last good SVID stays (review AA, AA7); files of
+// the same identity still load.
+func TestFileSourceKeepsItsIdentity(t *testing.T) {
+	dir := t.TempDir()
+	ca := identitytest.NewCA(t, orgTD)
+	prefix := filepath.Join(dir, "r1")
+	bundle := filepath.Join(dir, "bundle.pem")
+	identitytest.WriteBundle(t, bundle, ca)
+	first := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+	log := identitytest.NewLog()
+	src, err := identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 10*time.Millisecond, log.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	src.Require(spiffeid.RequireFromString("spiffe://" + orgTD + "/node/r1"))
+
+	identitytest.WriteSVID(t, ca, "/node/r2", prefix, identity.SVIDOptions{})
+	e := log.Wait(t, 5*time.Second, "identity files changed to an SVID of another identity: keeping the last good one; issue this process its own SVID", nil)
+	if e.Str("level") != "ERROR" || !strings.Contains(e.Str("err"), "names spiffe://"+orgTD+"/node/r2, not spiffe://"+orgTD+"/node/r1") {
+		t.Errorf("logged %v", e)
+	}
+	if got := serialOf(t, src); got != first.SerialNumber.String() {
+		t.Fatalf("after another replica's SVID: serial %s, want the last good %s", got, first.SerialNumber)
+	}
+	again := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+	identitytest.Eventually(t, 5*time.Second, "its own re-issued SVID is loaded", func() bool {
+		return serialOf(t, src) == again.SerialNumber.String()
+	})
+}
+
 // TestFileSourceReloadsTheBundle: an org that adds a CA to its bundle file is trusted with both
 // CAs once the file is reloaded.
 func TestFileSourceReloadsTheBundle(t *testing.T) {
