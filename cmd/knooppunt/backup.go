@@ -39,9 +39,12 @@ func newBackupCmd() *cobra.Command {
 backup began; writes go on meanwhile. FILE is written beside itself and renamed once whole, with
 mode 0600: it holds every record the node holds, confidential ones and peers' copies included, so
 keep it as you keep the node's data directory. knooppunt restore makes a node of it. An existing
-FILE is kept unless --overwrite: it may be the last good backup. Once FILE is kept, the replica
-is told so, and only then does it count the backup as taken (knooppunt status, and the metric
-knooppunt_backup_last_success_timestamp_seconds). For admins and the local socket.`,
+FILE is kept unless --overwrite: it may be the last good backup. Beside it, FILE.sha256 gives its
+SHA-256 as sha256sum writes it (sha256sum -c FILE.sha256 checks it), which restore checks, and
+which the node's audit log holds too (knooppunt audit list --action backup). Once both are kept,
+the replica is told so, and only then does it count the backup as taken (knooppunt status, and
+the metric knooppunt_backup_last_success_timestamp_seconds). Prints the file, its size, the last
+log entry it holds and its SHA-256. For admins and the local socket.`,
 		Example: `  knooppunt backup /var/backups/knooppunt/$(date +%F).db
   knooppunt backup --node unix:///var/lib/knooppunt/knooppunt.sock nightly.db -o json`,
 		Args: cobra.ExactArgs(1),
@@ -70,9 +73,9 @@ knooppunt_backup_last_success_timestamp_seconds). For admins and the local socke
 					saved.behind, out, saved.applied)
 			}
 			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"file": out, "bytes": saved.size, "applied_index": saved.applied, "behind": saved.behind})
+				return printJSON(cmd.OutOrStdout(), map[string]any{"file": out, "bytes": saved.size, "applied_index": saved.applied, "behind": saved.behind, "sha256": saved.sha256})
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, up to log entry %d\n", out, saved.size, saved.applied)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, up to log entry %d, SHA-256 %s (in %s)\n", out, saved.size, saved.applied, saved.sha256, out+sumSuffix)
 			return err
 		},
 	}
@@ -83,8 +86,9 @@ knooppunt_backup_last_success_timestamp_seconds). For admins and the local socke
 }
 
 // saveBackup streams the node's backup into a file beside out, checks it whole, and renames it
-// to out, so that a broken transfer never leaves a partial backup under the name asked for. Then
-// it tells the replica that it kept the backup (BackupKept), for the replica's monitoring of its
+// to out, so that a broken transfer never leaves a partial backup under the name asked for; its
+// SHA-256, hashed as it streams, goes to out.sha256 the same way, for restore to check. Then it
+// tells the replica that it kept the backup (BackupKept), for the replica's monitoring of its
 // backups: a backup sent and not kept is not one.
 func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool) (savedBackup, error) {
 	var (
@@ -133,10 +137,21 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	if got, _, err := db.CheckBackup(cmd.Context(), tmp.Name()); err != nil || got != applied {
 		return savedBackup{}, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
 	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	// Written whole before the backup is renamed, and renamed right after it: a failure before
+	// leaves neither, one between (rare: both are in the same directory) FILE without it.
+	side, err := writeSum(out, sum)
+	if err != nil {
+		return savedBackup{}, fmt.Errorf("FILE: %w; nothing was written to %s", err, out)
+	}
+	defer side.discard()
 	if err := tmp.commit(); err != nil {
 		return savedBackup{}, fmt.Errorf("FILE: %w", err)
 	}
-	_, err = cc.BackupKept(cmd.Context(), &pb.BackupKeptRequest{Sha256: hex.EncodeToString(h.Sum(nil)), AppliedIndex: applied})
+	if err := side.commit(); err != nil {
+		return savedBackup{}, fmt.Errorf("%s is whole and checked, but its SHA-256 (%s) could not be written beside it: %w; the replica was not told that it is kept", out, sum, err)
+	}
+	_, err = cc.BackupKept(cmd.Context(), &pb.BackupKeptRequest{Sha256: sum, AppliedIndex: applied})
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.Unimplemented, codes.PermissionDenied:
@@ -148,15 +163,16 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	default:
 		fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s is whole and checked, but the replica was not told that it is kept, so its status and metric do not count it: %v\n", out, err)
 	}
-	return savedBackup{applied: applied, size: size, behind: behind}, nil
+	return savedBackup{applied: applied, size: size, behind: behind, sha256: sum}, nil
 }
 
-// savedBackup is a backup kept: the last log entry it holds, its size, and why the replica was
-// not current with its group when the copy began ("" when it was).
+// savedBackup is a backup kept: the last log entry it holds, its size, why the replica was not
+// current with its group when the copy began ("" when it was), and its SHA-256 (hex).
 type savedBackup struct {
 	applied uint64
 	size    int64
 	behind  string
+	sha256  string
 }
 
 func newRestoreCmd() *cobra.Command {
@@ -170,7 +186,11 @@ func newRestoreCmd() *cobra.Command {
 		Long: `Check a backup (knooppunt backup) and put it in a new data directory; then start the node on
 it with knooppunt serve and its usual config. Stop the node first: restore refuses a DIR a node
 serves on. DIR must not hold a node's data: restore never overwrites one. FILE is only read: it
-is copied into DIR, and the copy checked. Run restore as the user the node runs as (sudo -u
+is copied into DIR, and the copy checked. FILE.sha256, which backup writes beside FILE, is
+checked as FILE is copied: a FILE whose SHA-256 differs was changed or damaged since it was
+made, and is refused before anything is restored. Without FILE.sha256, restore says it could not
+check FILE; compare the SHA-256 it prints with the one that knooppunt audit list --action backup
+shows on the node that made the backup. Run restore as the user the node runs as (sudo -u
 knooppunt ...): the database it writes is that user's alone; it warns when DIR is another's.
 The node takes the backup as the start of its Raft log, so that its log goes on after the
 backup's last entry.
@@ -193,10 +213,11 @@ again and drops what did not come; see docs/operator.md, Backups.`,
 			if dataDir == "" {
 				return errors.New("--data-dir: name the new data directory")
 			}
-			applied, origin, err := restoreBackup(cmd.Context(), args[0], dataDir, cmd.ErrOrStderr(), !quiet)
+			got, err := restoreBackup(cmd.Context(), args[0], dataDir, cmd.ErrOrStderr(), !quiet)
 			if err != nil {
 				return err
 			}
+			origin := got.origin
 			if origin == "" {
 				origin = "no org: it holds no records, and names no org"
 			}
@@ -204,7 +225,12 @@ again and drops what did not come; see docs/operator.md, Backups.`,
 			if isFile(filepath.Join(dataDir, configName)) {
 				start = fmt.Sprintf("with the config in it: knooppunt serve --data-dir %s", dataDir)
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the database of %s; start the node on it %s\n", dataDir, applied, origin, start)
+			checked := "checked against " + args[0] + sumSuffix
+			if !got.checked {
+				checked = "not checked: no " + args[0] + sumSuffix
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: restored up to log entry %d, the database of %s; start the node on it %s\n%s: SHA-256 %s (%s)\n",
+				dataDir, got.applied, origin, start, args[0], got.sha256, checked)
 			return err
 		},
 	}
@@ -218,39 +244,60 @@ again and drops what did not come; see docs/operator.md, Backups.`,
 // replay onto it).
 var nodeData = []string{node.DatabaseName, node.DatabaseName + "-wal", node.DatabaseName + "-shm", "raft"}
 
+// restored is what a restore restored: the last log entry the database holds, the org whose
+// records it holds, the SHA-256 (hex) of the file it was copied from, and whether that was
+// checked against the file's .sha256.
+type restored struct {
+	applied uint64
+	origin  string
+	sha256  string
+	checked bool
+}
+
 // restoreBackup copies the backup at path into dir, checks the copy, and makes it dir's
-// database file, and returns the last log entry it holds and the org whose records it holds.
-// dir must hold no node data, and no node may run on it. The copy is made in a directory of its
-// own in dir and renamed once whole and checked, so that a restore cut short never leaves a
-// partial database for a node to start on. With show, a large backup's copy and check are
-// reported on progress; a dir of another owner is warned of there always. When ctx ends
-// (Ctrl-C), the check or the copy stops and nothing is restored.
-func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, show bool) (applied uint64, origin string, err error) {
+// database file. When path.sha256 lies beside it, the file's SHA-256, hashed as it is copied,
+// must be the one it gives, or nothing is restored; without one, a note on progress says that
+// it could not be checked. dir must hold no node data, and no node may run on it. The copy is
+// made in a directory of its own in dir and renamed once whole and checked, so that a restore
+// cut short never leaves a partial database for a node to start on. With show, a large backup's
+// copy and check are reported on progress; a dir of another owner is warned of there always.
+// When ctx ends (Ctrl-C), the check or the copy stops and nothing is restored.
+func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, show bool) (_ restored, err error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return 0, "", fmt.Errorf("FILE: %w", err)
+		return restored{}, fmt.Errorf("FILE: %w", err)
 	}
 	show = show && info.Size() >= progressFrom
 	// A node running on dir would go on serving from the files that were moved aside, and what
 	// it acknowledges would never reach the restored database.
 	if node.Serving(dir) {
-		return 0, "", fmt.Errorf("--data-dir: a node is serving on %s: stop it first", dir)
+		return restored{}, fmt.Errorf("--data-dir: a node is serving on %s: stop it first", dir)
 	}
 	// A serving node's own database (FILE in its data directory): it writes and checkpoints while
 	// the file and its log are copied one after the other, so that the copy may mix two moments.
 	if src := filepath.Dir(path); filepath.Base(path) == node.DatabaseName && node.Serving(src) {
-		return 0, "", fmt.Errorf("FILE: a node is serving on %s: take a backup of it (knooppunt backup --node ...), or stop it first and restore its files", src)
+		return restored{}, fmt.Errorf("FILE: a node is serving on %s: take a backup of it (knooppunt backup --node ...), or stop it first and restore its files", src)
 	}
 	// A node's data is its database and its Raft log; what else the directory holds (the config,
 	// the CA and the certificates that init puts there) may stay, so that a node made with init
 	// is restored in place once its data is moved aside.
 	for _, name := range nodeData {
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-			return 0, "", fmt.Errorf("--data-dir: %s holds a node's data (%s): restore only where there is none: move %s aside first (its config and keys may stay)",
+			return restored{}, fmt.Errorf("--data-dir: %s holds a node's data (%s): restore only where there is none: move %s aside first (its config and keys may stay)",
 				dir, name, strings.Join(nodeData, ", "))
 		} else if !errors.Is(err, os.ErrNotExist) {
-			return 0, "", fmt.Errorf("--data-dir: %w", err)
+			return restored{}, fmt.Errorf("--data-dir: %w", err)
 		}
+	}
+	// The hash that backup wrote beside FILE, read before anything is made. It is of FILE alone:
+	// a log beside a backup, which knooppunt backup never leaves, would be folded in unchecked.
+	want, err := readSum(path)
+	if err != nil {
+		return restored{}, fmt.Errorf("FILE: %w; nothing was restored", err)
+	}
+	if wal, err := os.Stat(path + "-wal"); want != "" && err == nil && wal.Size() > 0 {
+		return restored{}, fmt.Errorf("FILE: %s-wal lies beside %s, and %s%s gives the hash of %s alone: a backup has no write-ahead log, and its commits would be restored unchecked; nothing was restored",
+			path, path, path, sumSuffix, path)
 	}
 	warnOwner(dir, progress)
 	// The directories this restore makes go again when it fails: a retry finds none.
@@ -263,48 +310,56 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 		}
 	}()
 	if err != nil {
-		return 0, "", fmt.Errorf("--data-dir: %w", err)
+		return restored{}, fmt.Errorf("--data-dir: %w", err)
 	}
 	// What a restore that was killed left here: its staged copy, or its partial database.
 	for _, pattern := range []string{stagePrefix + "*", besidePattern(node.DatabaseName)} {
 		for _, l := range db.Matching(dir, pattern) {
 			if err := os.RemoveAll(l); err != nil {
-				return 0, "", fmt.Errorf("--data-dir: what an earlier restore left: %w", err)
+				return restored{}, fmt.Errorf("--data-dir: what an earlier restore left: %w", err)
 			}
 		}
 	}
 	// The files at path are only read: SQLite, opening them in place, would make a -shm (and
 	// an empty -wal) beside them, in what may be a stopped replica's data directory. A copy is
 	// made where the restored database goes, and checked, and moved into place once it checks.
-	staged, err := stage(ctx, path, dir, progress, show)
+	staged, sum, err := stage(ctx, path, dir, progress, show)
 	if staged != "" {
 		defer os.RemoveAll(filepath.Dir(staged))
 	}
 	if ctx.Err() != nil {
-		return 0, "", fmt.Errorf("stopped while copying %s (%v): nothing was restored to %s", path, context.Cause(ctx), dir)
+		return restored{}, fmt.Errorf("stopped while copying %s (%v): nothing was restored to %s", path, context.Cause(ctx), dir)
 	}
 	if err != nil {
-		return 0, "", err
+		return restored{}, err
+	}
+	if want != "" && sum != want {
+		return restored{}, fmt.Errorf("FILE: %s: its SHA-256 is %s, not the %s that %s%s gives: the backup was changed or damaged since it was made; nothing was restored",
+			path, sum, want, path, sumSuffix)
 	}
 	if show {
 		fmt.Fprintf(progress, "checking %s (%d bytes): every page is read\n", path, info.Size())
 	}
-	applied, origin, err = db.CheckBackup(ctx, staged)
+	applied, origin, err := db.CheckBackup(ctx, staged)
 	if ctx.Err() != nil {
-		return 0, "", fmt.Errorf("stopped while checking %s (%v): nothing was restored", path, context.Cause(ctx))
+		return restored{}, fmt.Errorf("stopped while checking %s (%v): nothing was restored", path, context.Cause(ctx))
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w%s", path, err, walLeftBehind(path, staged))
+		return restored{}, fmt.Errorf("FILE: %s is not a whole knooppunt database this version can open: %w%s", path, err, walLeftBehind(path, staged))
 	}
 	if applied == 0 {
-		return 0, "", fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore%s", path, walLeftBehind(path, staged))
+		return restored{}, fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore%s", path, walLeftBehind(path, staged))
+	}
+	if want == "" {
+		fmt.Fprintf(progress, "knooppunt: note: no %s%s lies beside %s, so restore could not check that it is the file that was made. Its SHA-256 is %s: for a backup, compare it with the \"sha256\" that knooppunt audit list --action backup shows on the node that made it\n",
+			path, sumSuffix, path, sum)
 	}
 	// The feed goes on past every seq the lost database gave after the backup, in the copy
 	// itself, so that every replica started from it numbers alike (a restore of a copy that no
 	// node has started on keeps its numbers: one restore, copied to a group's replicas).
 	kept, err := db.MarkRestored(staged, time.Now())
 	if err != nil {
-		return 0, "", fmt.Errorf("--data-dir: %w", err)
+		return restored{}, fmt.Errorf("--data-dir: %w", err)
 	}
 	if kept {
 		fmt.Fprintf(progress, "%s is a restore that no node has started on: its change feed keeps the numbers that restore gave it, as a group's replicas restored from it need\n", path)
@@ -319,9 +374,9 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 		err = (&besideFile{File: f, target: filepath.Join(dir, node.DatabaseName)}).commit()
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("--data-dir: %w", err)
+		return restored{}, fmt.Errorf("--data-dir: %w", err)
 	}
-	return applied, origin, nil
+	return restored{applied: applied, origin: origin, sha256: sum, checked: want != ""}, nil
 }
 
 // warnOwner says on w when the data directory dir exists and belongs to another user than the
@@ -343,37 +398,39 @@ const stagePrefix = ".knooppunt-restore-"
 
 // stage copies the database file at path into a new temporary directory inside dir, with its
 // write-ahead log if one lies beside it (a stopped replica's files, as a crash leaves them),
-// folds the log into the copy, and returns the copy's path ("" if it made none). The files at
-// path are only read. The copy is made where the restored database goes, not in the system's
+// folds the log into the copy, and returns the copy's path ("" if it made none) and the SHA-256
+// (hex) of the file at path, hashed as it is copied. The files at path are only read. The copy is made where the restored database goes, not in the system's
 // temporary directory, which may be too small for it (a tmpfs in memory) when a group is
 // recovered from a survivor's files.
-func stage(ctx context.Context, path, dir string, progress io.Writer, show bool) (string, error) {
+func stage(ctx context.Context, path, dir string, progress io.Writer, show bool) (staged, sum string, err error) {
 	tmp, err := os.MkdirTemp(dir, stagePrefix)
 	if err != nil {
-		return "", fmt.Errorf("--data-dir: %w", err)
+		return "", "", fmt.Errorf("--data-dir: %w", err)
 	}
-	staged := filepath.Join(tmp, node.DatabaseName)
+	staged = filepath.Join(tmp, node.DatabaseName)
+	h := sha256.New()
 	info, err := os.Stat(path)
 	if err == nil {
 		bar := newBar(progress, info.Size(), "copying", show)
-		err = copyFile(ctx, path, staged, bar)
+		err = copyFile(ctx, path, staged, io.MultiWriter(bar, h))
 		bar.Finish()
 	}
 	if err != nil {
-		return staged, fmt.Errorf("FILE: %w", err)
+		return staged, "", fmt.Errorf("FILE: %w", err)
 	}
+	sum = hex.EncodeToString(h.Sum(nil))
 	if wal, err := os.Stat(path + "-wal"); err != nil || wal.Size() == 0 {
-		return staged, nil
+		return staged, sum, nil
 	}
 	err = copyFile(ctx, path+"-wal", staged+"-wal", io.Discard)
 	if err == nil {
 		err = db.FoldWAL(staged)
 	}
 	if err != nil {
-		return staged, fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
+		return staged, "", fmt.Errorf("FILE: %s has a write-ahead log beside it (%s-wal) that holds commits the file alone lacks, and it could not be folded in: %w", path, path, err)
 	}
 	fmt.Fprintf(progress, "%s has a write-ahead log beside it: its commits are folded into the copy that is restored\n", path)
-	return staged, nil
+	return staged, sum, nil
 }
 
 // walLeftBehind is a hint for a restore of a database file that holds no data: when it was in
@@ -442,4 +499,42 @@ func mkdirs(dir string) (made []string, err error) {
 		return made, err
 	}
 	return made, nil
+}
+
+// sumSuffix ends the name of the file beside a backup that gives its SHA-256.
+const sumSuffix = ".sha256"
+
+// writeSum writes the SHA-256 sum (hex) of the backup out into a file beside out.sha256, as
+// sha256sum writes it ("<hex>  <name>", so that sha256sum -c out.sha256 in out's directory
+// checks out), and returns it to commit once out is in place.
+func writeSum(out, sum string) (*besideFile, error) {
+	f, err := createBeside(out + sumSuffix)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := fmt.Fprintf(f, "%s  %s\n", sum, filepath.Base(out)); err != nil {
+		f.discard()
+		return nil, fmt.Errorf("%s: %w", out+sumSuffix, err)
+	}
+	return f, nil
+}
+
+// readSum returns the SHA-256 (hex, lower case) that path.sha256 gives, "" when there is none.
+// It takes the first line as sha256sum writes it, whatever name it gives: the file is bound to
+// its backup by its own name, which a backup renamed with it keeps.
+func readSum(path string) (string, error) {
+	b, err := os.ReadFile(path + sumSuffix)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	sum, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+	if _, err := hex.DecodeString(sum); err != nil || len(sum) != 2*sha256.Size {
+		return "", fmt.Errorf("%s%s gives no SHA-256 (want \"<64 hex digits>  %s\", as knooppunt backup and sha256sum write it): copy it again from where the backup is kept, or move it aside to restore %s unchecked",
+			path, sumSuffix, filepath.Base(path), path)
+	}
+	return strings.ToLower(sum), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -171,10 +172,116 @@ func TestBackupAndRestore(t *testing.T) {
 	get("vianen", 0)
 }
 
+// TestRestoreChecksTheBackupsSHA256: backup writes FILE.sha256 beside the backup, as sha256sum
+// writes it and checks it, with the hash the node audited; restore refuses a backup with a byte
+// changed inside a record, before it restores anything (integrity_check cannot see it, and the
+// node served the changed record as its org's own: review AA, AA4), and restores one without a
+// FILE.sha256, saying that it could not check it and what its hash is.
+func TestRestoreChecksTheBackupsSHA256(t *testing.T) {
+	addr, dir := servedNode(t)
+	cli(t, nil, "", "record", "put", "--node", addr, "--id", "houten", "--kind", "shelter.capacity", "--crisis", "oekraine",
+		"--region", "VR09", "--classification", "internal", "--body", `{"municipality":"Houten","beds_total":40,"beds_free":4}`).want(t, 0)
+	backup := filepath.Join(dir, "night.db")
+	var js struct {
+		SHA256 string `json:"sha256"`
+	}
+	cli(t, nil, "", "backup", backup, "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &js)
+	file, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := fmt.Sprintf("%x", sha256.Sum256(file))
+	if js.SHA256 != sum {
+		t.Errorf("backup -o json gives sha256 %q, the file's is %s", js.SHA256, sum)
+	}
+	side, err := os.ReadFile(backup + ".sha256")
+	if info, _ := os.Stat(backup + ".sha256"); err != nil || string(side) != sum+"  night.db\n" || info.Mode().Perm() != 0o600 {
+		t.Fatalf("night.db.sha256 holds %q (%v, %v), want %q with mode 0600", side, info, err, sum+"  night.db\n")
+	}
+	if _, err := exec.LookPath("sha256sum"); err == nil {
+		c := exec.Command("sha256sum", "-c", "night.db.sha256")
+		c.Dir = dir
+		if out, err := c.CombinedOutput(); err != nil || string(out) != "night.db: OK\n" {
+			t.Errorf("sha256sum -c night.db.sha256: %v\n%s", err, out)
+		}
+	}
+	if r := cli(t, nil, "", "audit", "list", "--node", addr, "--action", "backup", "-o", "json").want(t, 0); !strings.Contains(r.stdout, sum) {
+		t.Errorf("the audit log's backup entry does not give the file's SHA-256 %s:\n%s", sum, r.stdout)
+	}
+	if r := cli(t, nil, "", "backup", filepath.Join(dir, "table.db"), "--node", addr, "-q").want(t, 0); !regexp.MustCompile(`, SHA-256 [0-9a-f]{64} \(in ` + regexp.QuoteMeta(filepath.Join(dir, "table.db.sha256")) + `\)\n$`).MatchString(r.stdout) {
+		t.Errorf("backup printed %q, want its SHA-256 and where it is", r.stdout)
+	}
+
+	// A byte changed inside a record: the file is still a whole database.
+	bad := filepath.Join(dir, "bad.db")
+	at := bytes.Index(file, []byte(`"beds_free":4`))
+	if at < 0 {
+		t.Fatal("the backup does not hold the record's body as written: the test changes nothing in it")
+	}
+	changed := bytes.Clone(file)
+	changed[at+len(`"beds_free":`)] = '9'
+	if err := os.WriteFile(bad, changed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad+".sha256", side, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "restored")
+	want := fmt.Sprintf("knooppunt: FILE: %s: its SHA-256 is %x, not the %s that %s.sha256 gives: the backup was changed or damaged since it was made; nothing was restored\n",
+		bad, sha256.Sum256(changed), sum, bad)
+	if r := cli(t, nil, "", "restore", bad, "--data-dir", target).want(t, 1); r.stderr != want {
+		t.Errorf("restore of a changed backup: %q\nwant %q", r.stderr, want)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused restore made %s: %v", target, err)
+	}
+	// Into a directory that exists: it holds nothing after.
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, nil, "", "restore", bad, "--data-dir", target).want(t, 1)
+	if entries, err := os.ReadDir(target); err != nil || len(entries) != 0 {
+		t.Errorf("a refused restore left %v in %s (%v)", entries, target, err)
+	}
+	// A .sha256 that gives no hash, and a log beside a backup that the hash does not cover.
+	if err := os.WriteFile(bad+".sha256", []byte("not a hash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "restore", bad, "--data-dir", target).want(t, 1); !strings.Contains(r.stderr, "knooppunt: FILE: "+bad+".sha256 gives no SHA-256") {
+		t.Errorf("restore with a .sha256 that gives no hash: %q", r.stderr)
+	}
+	if err := os.WriteFile(backup+"-wal", []byte("commits"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "restore", backup, "--data-dir", target).want(t, 1); !strings.Contains(r.stderr, "knooppunt: FILE: "+backup+"-wal lies beside "+backup) {
+		t.Errorf("restore of a backup with a log beside it: %q", r.stderr)
+	}
+	if err := os.Remove(backup + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The backup as made restores, checked.
+	r := cli(t, nil, "", "restore", backup, "--data-dir", target).want(t, 0)
+	if !strings.HasSuffix(r.stdout, "\n"+backup+": SHA-256 "+sum+" (checked against "+backup+".sha256)\n") || strings.Contains(r.stderr, "could not check") {
+		t.Errorf("restore of the backup as made: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	// Without its .sha256: restored, with a note that it could not be checked.
+	alone := filepath.Join(dir, "alone.db")
+	if err := os.WriteFile(alone, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = cli(t, nil, "", "restore", alone, "--data-dir", filepath.Join(dir, "restored2")).want(t, 0)
+	note := "knooppunt: note: no " + alone + ".sha256 lies beside " + alone + ", so restore could not check that it is the file that was made. Its SHA-256 is " + sum +
+		": for a backup, compare it with the \"sha256\" that knooppunt audit list --action backup shows on the node that made it\n"
+	if strings.Count(r.stderr, note) != 1 || !strings.HasSuffix(r.stdout, "\n"+alone+": SHA-256 "+sum+" (not checked: no "+alone+".sha256)\n") {
+		t.Errorf("restore without a .sha256: stdout %q, stderr %q; want the note once:\n%s", r.stdout, r.stderr, note)
+	}
+}
+
 // TestSystemdBackupUnit runs what deploy/systemd/knooppunt-backup@.service runs, against a
 // serving node, with its paths moved into a temporary directory: it leaves a whole backup named
-// by the replica and the time, and deletes that replica's backups older than KEEP_DAYS, and no
-// other file.
+// by the replica and the time, with its .sha256, and deletes that replica's backups older than
+// KEEP_DAYS with their .sha256 files, and no other file.
 func TestSystemdBackupUnit(t *testing.T) {
 	unit, err := os.ReadFile(filepath.Join("..", "..", "deploy", "systemd", "knooppunt-backup@.service"))
 	if err != nil {
@@ -199,7 +306,8 @@ func TestSystemdBackupUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := time.Now().AddDate(0, 0, -40)
-	for _, name := range []string{"r1-2020-01-01T0230.db", "r2-2020-01-01T0230.db", "r1-yesterday.db", "notes.txt"} {
+	for _, name := range []string{"r1-2020-01-01T0230.db", "r1-2020-01-01T0230.db.sha256", "r2-2020-01-01T0230.db", "r2-2020-01-01T0230.db.sha256",
+		"r1-yesterday.db", "r1-yesterday.db.sha256", "notes.txt"} {
 		path := filepath.Join(backups, name)
 		if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
@@ -228,15 +336,19 @@ func TestSystemdBackupUnit(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if len(names) != 4 || !slices.Contains(names, "r2-2020-01-01T0230.db") || !slices.Contains(names, "r1-yesterday.db") ||
-		!slices.Contains(names, "notes.txt") || slices.Contains(names, "r1-2020-01-01T0230.db") {
-		t.Fatalf("after the unit ran, the backup directory holds %v: want the new backup, r2's, yesterday's and notes.txt", names)
+	if len(names) != 7 || !slices.Contains(names, "r2-2020-01-01T0230.db") || !slices.Contains(names, "r2-2020-01-01T0230.db.sha256") ||
+		!slices.Contains(names, "r1-yesterday.db") || !slices.Contains(names, "r1-yesterday.db.sha256") ||
+		!slices.Contains(names, "notes.txt") || slices.Contains(names, "r1-2020-01-01T0230.db") || slices.Contains(names, "r1-2020-01-01T0230.db.sha256") {
+		t.Fatalf("after the unit ran, the backup directory holds %v: want the new backup and its .sha256, r2's, yesterday's, their .sha256 files and notes.txt", names)
 	}
 	fresh := regexp.MustCompile(`^r1-\d{4}-\d\d-\d\dT\d{4}\.db$`)
 	for _, n := range names {
 		if fresh.MatchString(n) {
 			if _, _, err := db.CheckBackup(t.Context(), filepath.Join(backups, n)); err != nil {
 				t.Errorf("the unit's backup %s: %v", n, err)
+			}
+			if !slices.Contains(names, n+".sha256") {
+				t.Errorf("the unit's backup %s has no %s.sha256 beside it", n, n)
 			}
 			return
 		}
@@ -330,9 +442,9 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(out, ".knooppunt-restore-1234", node.DatabaseName), []byte("half a copy"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	applied, _, err := restoreBackup(t.Context(), filepath.Join(killed, node.DatabaseName), out, io.Discard, false)
-	if err != nil || applied != 5 {
-		t.Fatalf("restore: applied %d, %v; want 5", applied, err)
+	got, err := restoreBackup(t.Context(), filepath.Join(killed, node.DatabaseName), out, io.Discard, false)
+	if err != nil || got.applied != 5 {
+		t.Fatalf("restore: applied %d, %v; want 5", got.applied, err)
 	}
 	if entries, err := os.ReadDir(out); err != nil || len(entries) != 1 || entries[0].Name() != node.DatabaseName {
 		t.Errorf("the restored data directory holds %v (%v), want the database alone", entries, err)
@@ -353,7 +465,7 @@ func TestRestoreFoldsTheWAL(t *testing.T) {
 	}
 	// Nor the parents it made for it.
 	failed := filepath.Join(dir, "failed", "a", "b")
-	if _, _, err := restoreBackup(t.Context(), notDB, failed, io.Discard, false); err == nil {
+	if _, err := restoreBackup(t.Context(), notDB, failed, io.Discard, false); err == nil {
 		t.Fatal("restore of a file that is no database succeeded")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "failed")); !errors.Is(err, os.ErrNotExist) {
@@ -400,9 +512,9 @@ func TestRestoreOddNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "rs", "r"+odd)
-	applied, origin, err := restoreBackup(t.Context(), bk, data, io.Discard, false)
-	if err != nil || applied != 1 || origin != "vr-utrecht.crisis.test" {
-		t.Fatalf("restore: applied %d, origin %q, %v; want 1 and vr-utrecht.crisis.test", applied, origin, err)
+	got, err := restoreBackup(t.Context(), bk, data, io.Discard, false)
+	if err != nil || got.applied != 1 || got.origin != "vr-utrecht.crisis.test" {
+		t.Fatalf("restore: applied %d, origin %q, %v; want 1 and vr-utrecht.crisis.test", got.applied, got.origin, err)
 	}
 	for d, want := range map[string][]string{
 		filepath.Join(dir, "rs"): {"r" + odd},
@@ -512,13 +624,13 @@ func TestRestoreOnlyReadsItsInput(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := restoreBackup(t.Context(), input, filepath.Join(dir, "restored"), io.Discard, false); err != nil {
+	if _, err := restoreBackup(t.Context(), input, filepath.Join(dir, "restored"), io.Discard, false); err != nil {
 		t.Fatal(err)
 	}
 	if entries, err := os.ReadDir(stopped); err != nil || len(entries) != 1 {
 		t.Errorf("restore left %v (%v) in the directory of its input, want %s alone", entries, err, node.DatabaseName)
 	}
-	_, _, err := restoreBackup(t.Context(), alone, filepath.Join(dir, "restored2"), io.Discard, false)
+	_, err := restoreBackup(t.Context(), alone, filepath.Join(dir, "restored2"), io.Discard, false)
 	if want := "(no data: was " + alone + "-wal left behind?"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("restore of a database file without its log: %v, want %q", err, want)
 	}
@@ -545,7 +657,7 @@ func TestRestoreWarnsOfAnotherOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		if _, _, err := restoreBackup(t.Context(), input, data, &out, false); err != nil {
+		if _, err := restoreBackup(t.Context(), input, data, &out, false); err != nil {
 			t.Fatal(err)
 		}
 		if said := strings.Contains(out.String(), "warning: "+data+" belongs to 54321, not to you (uid 0)"); said != c.warn {
