@@ -1142,9 +1142,26 @@ func TestPictureOfAReplicaCutOff(t *testing.T) {
 	if p, err := picture(leader); err != nil || p.NoLeader {
 		t.Fatalf("the leader's picture: no_leader %v, %v", p.GetNoLeader(), err)
 	}
+	// A group without a leader has a series to alert on on every replica (review AA, AA2).
+	gauge := func(name string, r *clustertest.Replica) float64 {
+		v, ok := metrics.Value("knooppunt_"+name, map[string]string{"node": "kc/" + r.ID})
+		if !ok {
+			t.Fatalf("no knooppunt_%s of %s", name, r.ID)
+		}
+		return v
+	}
 	rest := others(c, leader)
+	clustertest.Eventually(t, 10*time.Second, "every replica's gauges name the leader", func() (bool, string) {
+		got := fmt.Sprint(gauge("raft_has_leader", leader), gauge("raft_has_leader", rest[0]), gauge("raft_has_leader", rest[1]),
+			gauge("raft_leader", leader), gauge("raft_leader", rest[0]), gauge("raft_leader", rest[1]))
+		return got == "1 1 1 1 0 0", got
+	})
 	leader.Stop(t)
 	rest[0].Stop(t)
+	clustertest.Eventually(t, 15*time.Second, rest[1].ID+", cut off, says so in knooppunt_raft_has_leader", func() (bool, string) {
+		v := gauge("raft_has_leader", rest[1])
+		return v == 0, fmt.Sprint(v)
+	})
 	clustertest.Eventually(t, 15*time.Second, rest[1].ID+", cut off, says so with its picture", func() (bool, string) {
 		p, err := picture(rest[1])
 		if err != nil {

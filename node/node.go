@@ -291,6 +291,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.opened.Store(n.store)
+	// A disk already under the reserve is said now, not at the first write it refuses.
+	n.store.CheckRoom()
 	// The full-text index is kept beside the write path, on every replica (db.RunTextIndexer).
 	n.goBackground(func(ctx context.Context) {
 		n.db.RunTextIndexer(ctx, func(err error) { n.log.Warn("full-text index", "err", err) })
@@ -777,6 +779,21 @@ func (n *Node) registerGauges() error {
 		}},
 		{"disk_free_bytes", "Bytes free to the node on the file system of its data directory.", func() float64 {
 			return float64(n.db.DiskFree())
+		}},
+		{"disk_reserve_bytes", "Bytes of the disk that writes adding data leave free (limits.disk_reserve_mib): under it the leader refuses them (DISK_LOW).", func() float64 {
+			return float64(n.store.Reserve())
+		}},
+		{"raft_has_leader", "1 while this replica knows a leader of its group, itself included; 0 while it knows none (a lost majority, a split): no write is taken.", func() float64 {
+			if n.store.Leader() != "" {
+				return 1
+			}
+			return 0
+		}},
+		{"raft_leader", "1 on the replica that leads its group, 0 on the others.", func() float64 {
+			if n.store.IsLeader() {
+				return 1
+			}
+			return 0
 		}},
 		{"svid_expiry_timestamp_seconds", "When the X.509-SVID this replica serves with expires, Unix seconds; 0 without one.", func() float64 {
 			if _, notAfter := n.SVID(); !notAfter.IsZero() {

@@ -17,10 +17,11 @@ import (
 var Registry = prometheus.NewRegistry()
 
 var (
-	// RecordWrites counts record writes by outcome (ok, or the gRPC code name).
+	// RecordWrites counts record writes by outcome: ok, refused (by the FSM: a stale version, a
+	// closed exercise), failed, or disk_low (refused by the leader for its disk's reserve).
 	RecordWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "knooppunt", Name: "record_writes_total",
-		Help: "Record writes through the Raft log, by outcome.",
+		Help: "Record writes through the Raft log, by outcome: ok, refused, failed, or disk_low (refused by the leader: its disk is under the reserve).",
 	}, []string{"outcome"})
 	// BatchSize observes how many record writes went into one Raft entry (group commit).
 	BatchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -152,7 +153,7 @@ func init() {
 	// Counters of a fixed set of outcomes start at 0, so that an alert on increase() sees a
 	// series from the start rather than no data until the first event.
 	for vec, outcomes := range map[*prometheus.CounterVec][]string{
-		Backups: {"ok", "error"}, Erasures: {"ok", "error"}, RecordWrites: {"ok", "refused", "failed"},
+		Backups: {"ok", "error"}, Erasures: {"ok", "error"}, RecordWrites: {"ok", "refused", "failed", "disk_low"},
 		WebhookAttempts: {"delivered", "failed", "refused", "dead"},
 	} {
 		for _, o := range outcomes {

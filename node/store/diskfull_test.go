@@ -21,7 +21,9 @@ import (
 	"github.com/hashicorp/raft-wal/types"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -389,17 +391,27 @@ func TestALowDiskRefusesWhatAddsData(t *testing.T) {
 	d := openDB(t, filepath.Join(dir, "knooppunt.db"))
 	var free atomic.Uint64
 	free.Store(1 << 30)
+	log := identitytest.NewLog()
 	s := startStore(t, Config{Dir: filepath.Join(dir, "raft"), DB: d, Bootstrap: true, Reserve: 256 << 20,
-		Free: func() (uint64, error) { return free.Load(), nil }})
+		Free: func() (uint64, error) { return free.Load(), nil }, Logger: log.Logger})
 	s.freeEvery = 0 // each write reads the free space the test sets
 	ctx := context.Background()
 	if _, err := s.Write(ctx, []*pb.Record{rec("r1", `{"beds_free":1}`), rec("r2", `{"beds_free":2}`)}); err != nil {
 		t.Fatalf("a write with room: %v", err)
 	}
 	free.Store(100 << 20)
+	refused, _ := metrics.Value("knooppunt_record_writes_total", map[string]string{"outcome": "disk_low"})
 	var low *LowDiskError
 	if _, err := s.Write(ctx, []*pb.Record{rec("r3", `{"beds_free":3}`)}); !errors.As(err, &low) || low.Free != 100<<20 || low.Reserve != 256<<20 {
 		t.Fatalf("a write under the reserve: %v, want a LowDiskError of 100 of 256 MiB", err)
+	}
+	// The crossing is logged once, and each record refused counted (review AA, AA3).
+	e := log.Wait(t, time.Second, "the disk of the data directory has less free than the reserve: this replica, while it leads, refuses writes that add data (DISK_LOW) until there is room; free space, or lower disk_reserve_mib", nil)
+	if e.Str("level") != "WARN" || e.Str("free_mib") != "100" || e.Str("reserve_mib") != "256" {
+		t.Errorf("logged %v", e)
+	}
+	if v, _ := metrics.Value("knooppunt_record_writes_total", map[string]string{"outcome": "disk_low"}); v != refused+1 {
+		t.Errorf("record_writes_total{outcome=disk_low} %v after one refused, want %v", v, refused+1)
 	}
 	if _, err := s.Write(ctx, []*pb.Record{tomb("r1"), rec("r3", `{}`)}); !errors.As(err, &low) {
 		t.Errorf("a delete with a write under the reserve: %v, want a LowDiskError", err)
@@ -425,5 +437,9 @@ func TestALowDiskRefusesWhatAddsData(t *testing.T) {
 	free.Store(300 << 20)
 	if _, err := s.Write(ctx, []*pb.Record{rec("r3", `{"beds_free":3}`)}); err != nil {
 		t.Errorf("a write once there is room again: %v", err)
+	}
+	log.Wait(t, time.Second, "the disk of the data directory has room again: writes are taken", nil)
+	if n := log.Count("the disk of the data directory has less free than the reserve: this replica, while it leads, refuses writes that add data (DISK_LOW) until there is room; free space, or lower disk_reserve_mib", nil); n != 1 {
+		t.Errorf("the crossing was logged %d times, want once", n)
 	}
 }

@@ -128,18 +128,20 @@ type Store struct {
 	freeErr   error
 	freeAt    time.Time
 	freeEvery time.Duration
-	raft      *raft.Raft
-	logs      *raftLog
-	snaps     *snapshotStore
-	erase     *eraser
-	erased    chan struct{} // closed when eraseLoop returns
-	trans     raft.Transport
-	fsm       *fsm
-	queue     chan *pending
-	stop      chan struct{}
-	done      chan struct{}
-	mu        sync.RWMutex // held for reading while a write is being queued
-	closed    bool
+	// low is whether the last reading was under the reserve: a crossing either way is logged.
+	low    bool
+	raft   *raft.Raft
+	logs   *raftLog
+	snaps  *snapshotStore
+	erase  *eraser
+	erased chan struct{} // closed when eraseLoop returns
+	trans  raft.Transport
+	fsm    *fsm
+	queue  chan *pending
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.RWMutex // held for reading while a write is being queued
+	closed bool
 	// readTerm is the last term in which this replica, as leader, applied every entry of
 	// earlier terms: strong reads in it need no barrier.
 	readTerm atomic.Uint64
@@ -551,6 +553,7 @@ func (s *Store) WriteAs(ctx context.Context, actor string, records []*pb.Record)
 	if s.IsLeader() && slices.ContainsFunc(records, func(r *pb.Record) bool { return !r.GetTombstone() }) {
 		// Deletes alone go in within the reserve. (A follower's write fails as not the leader's.)
 		if err := s.room(); err != nil {
+			metrics.RecordWrites.WithLabelValues("disk_low").Add(float64(len(records)))
 			return nil, err
 		}
 	}
@@ -788,17 +791,38 @@ func (s *Store) room() error {
 	if s.cfg.Free == nil {
 		return nil
 	}
+	reserve := s.Reserve()
 	s.freeMu.Lock()
 	if now := time.Now(); now.Sub(s.freeAt) >= s.freeEvery {
 		s.free, s.freeErr = s.cfg.Free()
 		s.freeAt = now
+		if low := s.freeErr == nil && s.free < reserve; low != s.low {
+			// Said once a crossing, not at each write refused (review AA, AA3: the refusals
+			// were in no log).
+			s.low = low
+			if low {
+				s.log.Warn("the disk of the data directory has less free than the reserve: this replica, while it leads, refuses writes that add data (DISK_LOW) until there is room; free space, or lower disk_reserve_mib",
+					"free_mib", s.free>>20, "reserve_mib", reserve>>20)
+			} else {
+				s.log.Info("the disk of the data directory has room again: writes are taken", "free_mib", s.free>>20, "reserve_mib", reserve>>20)
+			}
+		}
 	}
 	free, err := s.free, s.freeErr
 	s.freeMu.Unlock()
-	if reserve := s.Reserve(); err == nil && free < reserve {
+	if err == nil && free < reserve {
 		return &LowDiskError{Free: free, Reserve: reserve}
 	}
 	return nil
+}
+
+// CheckRoom reads the free space of the data directory's disk now, and logs when it is under the
+// reserve: at start, before any write is refused. It returns what a write would be told.
+func (s *Store) CheckRoom() error {
+	s.freeMu.Lock()
+	s.freeAt = time.Time{}
+	s.freeMu.Unlock()
+	return s.room()
 }
 
 // freeEvery is how long room takes a reading of the free space for.

@@ -47,7 +47,10 @@ func openStore(t *testing.T, dir string, d *db.DB, bootstrap bool) *Store {
 // startStore is openStore with cfg, as replica-1, with a short election timeout.
 func startStore(t *testing.T, cfg Config) *Store {
 	t.Helper()
-	cfg.ReplicaID, cfg.ElectionTimeout, cfg.Logger = "replica-1", 50*time.Millisecond, quiet
+	cfg.ReplicaID, cfg.ElectionTimeout = "replica-1", 50*time.Millisecond
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
