@@ -463,6 +463,33 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		t.Fatalf("after join the group is %s, want r1,r2,r3,r4", got)
 	}
 	c.Leader(t, 10*time.Second, c.Replicas...)
+	// A replica whose raft.servers does not name r4, which joined, says so in its status: a write
+	// it forwards while r4 leads fails (review AA, AA6).
+	marked := func(want bool) {
+		t.Helper()
+		st, err := follower.Status(clustertest.Call(t), t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range st.Replicas {
+			if r.NoApiAddress != (want && r.Id == "r4") {
+				t.Errorf("%s's status: %s no_api_address %v, want %v", follower.ID, r.Id, r.NoApiAddress, want && r.Id == "r4")
+			}
+		}
+	}
+	marked(false)
+	without := regexp.MustCompile(`    - id: r4\n      address: "[^"]*"\n      api: "[^"]*"\n`).ReplaceAllString(c.Config(follower), "")
+	if err := os.WriteFile(follower.ConfigFile(), []byte(without), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.Node.Reload(follower.ConfigFile()); err != nil {
+		t.Fatal(err)
+	}
+	marked(true)
+	c.WriteConfigs(t)
+	if err := follower.Node.Reload(follower.ConfigFile()); err != nil {
+		t.Fatal(err)
+	}
 	load.WaitTotal(t, load.Total()+100, 20*time.Second)
 	r4.Put(t, clustertest.Shelter("via-r4", 4))
 	acked := load.Stop(t)

@@ -459,6 +459,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log, Peers: runningPeers})
 	clusterSvc := cluster.New(n.store, n.db, cfg.ReplicaID, n.log)
 	clusterSvc.SetCurrent(n.currentForPeers)
+	clusterSvc.SetAPIAddress(func(id string) string { return n.cfg.Load().APIAddress(id) })
+	n.goBackground(n.watchAPIAddresses)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
 		search.RegisterService(s, searchSvc)
@@ -759,6 +761,45 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	return lis, nil
 }
+
+// watchAPIAddresses says at WARN when the group has replicas that this replica's raft.servers
+// gives no API address (one joined, and this config not told): a write it forwards while one of
+// them leads fails. It looks at start and every apiAddressEvery, and says each change once.
+func (n *Node) watchAPIAddresses(ctx context.Context) {
+	if n.store.Alone() {
+		return
+	}
+	t := time.NewTicker(apiAddressEvery)
+	defer t.Stop()
+	said := ""
+	for {
+		if servers, err := n.store.Servers(); err == nil {
+			cfg := n.cfg.Load()
+			var missing []string
+			for _, srv := range servers {
+				if srv.ID != cfg.ReplicaID && cfg.APIAddress(srv.ID) == "" {
+					missing = append(missing, srv.ID)
+				}
+			}
+			if now := strings.Join(missing, ", "); now != said {
+				if now != "" {
+					n.log.Warn("raft.servers gives no API address for replicas of the group: a write this replica forwards while one of them leads fails; add them to raft.servers (docs/cluster.md)", "replicas", now)
+				} else {
+					n.log.Info("raft.servers gives every replica of the group its API address again")
+				}
+				said = now
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// apiAddressEvery is how often watchAPIAddresses looks.
+var apiAddressEvery = 10 * time.Second
 
 func (n *Node) registerGauges() error {
 	name := n.opts.Config.Name + "/" + n.opts.Config.ReplicaID

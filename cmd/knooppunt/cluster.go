@@ -37,6 +37,8 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			LastContact *time.Time `json:"last_contact,omitempty"`
 			// OlderRelease: the leader takes no writes until this replica runs its release.
 			OlderRelease bool `json:"older_release"`
+			// NoAPIAddress: the answering replica's raft.servers does not name this one.
+			NoAPIAddress bool `json:"no_api_address"`
 		}
 		doc := struct {
 			Replica           string    `json:"replica"`
@@ -49,7 +51,7 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			Replicas          []replica `json:"replicas"`
 		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, st.ApplyLevel, []replica{}}
 		for _, r := range st.Replicas {
-			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact), r.OlderRelease})
+			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact), r.OlderRelease, r.NoApiAddress})
 		}
 		return printJSON(w, doc)
 	}
@@ -96,10 +98,19 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	var older []string
+	var older, unaddressed []string
 	for _, r := range st.Replicas {
 		if r.OlderRelease {
 			older = append(older, r.Id)
+		}
+		if r.NoApiAddress {
+			unaddressed = append(unaddressed, r.Id)
+		}
+	}
+	if len(unaddressed) > 0 {
+		if _, err := fmt.Fprintf(w, "\nNO API ADDRESS for %s in the raft.servers of %s: a write %s forwards while one of them leads fails; add them to raft.servers there (docs/cluster.md).\n",
+			strings.Join(unaddressed, ", "), st.Replica, st.Replica); err != nil {
+			return err
 		}
 	}
 	if len(older) > 0 {

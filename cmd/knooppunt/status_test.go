@@ -153,7 +153,10 @@ func TestNotAMemberIsSaidSo(t *testing.T) {
 			[]string{"replica r1 is Follower; no leader known; applied 0", "no replica leads just now"}, []string{"leader ;", node.NotMember, "WRITES REFUSED"}},
 		// A leader says which replicas keep it from taking writes (review V, V2).
 		{&pb.ClusterStatusResponse{Replica: "r1", State: "Leader", Leader: "r1", ApplyLevel: 2, Replicas: []*pb.Replica{{Id: "r1", Leader: true}, {Id: "r2", OlderRelease: true}, {Id: "r3"}}},
-			[]string{"WRITES REFUSED: r2 runs an earlier knooppunt release than the leader", "upgrade it"}, []string{"r3 run"}},
+			[]string{"WRITES REFUSED: r2 runs an earlier knooppunt release than the leader", "upgrade it"}, []string{"r3 run", "NO API ADDRESS"}},
+		// A replica the answering one's raft.servers does not name (review AA, AA6).
+		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Leader: "r4", Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2"}, {Id: "r4", Leader: true, NoApiAddress: true}}},
+			[]string{"NO API ADDRESS for r4 in the raft.servers of r1: a write r1 forwards while one of them leads fails; add them to raft.servers there (docs/cluster.md)."}, nil},
 	} {
 		var b strings.Builder
 		if err := printCluster(&b, "table", c.st); err != nil {

@@ -45,7 +45,14 @@ type Service struct {
 	// current says why the replica is not current with its group, or nil when it is (see
 	// SetCurrent).
 	current func(context.Context) error
+	// apiAddress is a replica's API address in this replica's raft.servers, "" for none (see
+	// SetAPIAddress).
+	apiAddress func(id string) string
 }
+
+// SetAPIAddress gives the service this replica's raft.servers, so that its status marks the
+// replicas of the group to which it cannot forward a write. Call it before the service serves.
+func (s *Service) SetAPIAddress(f func(id string) string) { s.apiAddress = f }
 
 // SetCurrent gives the service the check of whether the replica is current with its group: a
 // backup taken on a replica that is not says so, since its copy may be older than the group's.
@@ -123,6 +130,9 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 		}
 		r := &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader, Unreachable: srv.Unreachable,
 			OlderRelease: slices.Contains(older, srv.ID)}
+		if s.apiAddress != nil && !s.store.Alone() && srv.ID != s.replica && s.apiAddress(srv.ID) == "" {
+			r.NoApiAddress = true
+		}
 		if srv.Unreachable && !srv.LastContact.IsZero() {
 			r.LastContact = timestamppb.New(srv.LastContact)
 		}

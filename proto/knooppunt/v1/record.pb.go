@@ -1657,7 +1657,11 @@ type Replica struct {
 	// older_release is set in the leader's answer for a replica that said a lower apply_level
 	// than the leader's (or none: a release before levels): the leader takes no writes until it
 	// runs the leader's release.
-	OlderRelease  bool `protobuf:"varint,7,opt,name=older_release,json=olderRelease" json:"older_release,omitempty"`
+	OlderRelease bool `protobuf:"varint,7,opt,name=older_release,json=olderRelease" json:"older_release,omitempty"`
+	// no_api_address is set for a replica that the answering replica's raft.servers gives no API
+	// address (one joined, and the config not told): a write the answering replica forwards while
+	// that one leads fails. Add it to raft.servers there.
+	NoApiAddress  bool `protobuf:"varint,8,opt,name=no_api_address,json=noApiAddress" json:"no_api_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1737,6 +1741,13 @@ func (x *Replica) GetLastContact() *timestamppb.Timestamp {
 func (x *Replica) GetOlderRelease() bool {
 	if x != nil {
 		return x.OlderRelease
+	}
+	return false
+}
+
+func (x *Replica) GetNoApiAddress() bool {
+	if x != nil {
+		return x.NoApiAddress
 	}
 	return false
 }
@@ -2539,7 +2550,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12'\n" +
 	"\x0fearlier_release\x18\x04 \x01(\bR\x0eearlierRelease\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xf6\x01\n" +
+	"\x14ClusterStatusRequest\"\x9c\x02\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
@@ -2547,7 +2558,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x06leader\x18\x04 \x01(\bR\x06leader\x12 \n" +
 	"\vunreachable\x18\x05 \x01(\bR\vunreachable\x12=\n" +
 	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\x12#\n" +
-	"\rolder_release\x18\a \x01(\bR\folderRelease\"\xab\x02\n" +
+	"\rolder_release\x18\a \x01(\bR\folderRelease\x12$\n" +
+	"\x0eno_api_address\x18\b \x01(\bR\fnoApiAddress\"\xab\x02\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
