@@ -51,7 +51,9 @@
 // The pages work without script. The scripts are the interface's own, loaded from the embedded
 // assets, and only add to a page that works without them: assets/lint-as-you-type.js shows the
 // linter's messages while an officer types a policy, assets/live-picture.js keeps the picture up
-// to date, and assets/upload-progress.js shows an upload's progress.
+// to date, assets/upload-progress.js shows an upload's progress, and assets/focus-message.js puts
+// the keyboard's focus on the message a page comes back with after a step (a refused form's
+// summary, a step's confirmation).
 //
 // # Text
 //

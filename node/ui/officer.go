@@ -248,6 +248,12 @@ type proposeView struct {
 	Partners []recipientChoice
 }
 
+// Refused are the form's errors, as the summary above it links them to their fields (review
+// AB, AB1).
+func (v *proposeView) Refused() []formProblem {
+	return fieldErrors(formProblem{ID: sourceField, Message: v.Error}, formProblem{ID: "recipient", Message: v.RecipientError})
+}
+
 // documentRequired and documentOptional are the fields the propose form's hint names: from the
 // document's own definition, so that the hint names every field there is.
 var documentRequired, documentOptional = policy.DocumentFields()
@@ -898,6 +904,22 @@ type phasesView struct {
 }
 
 func (v *phasesView) succeededTitle() string { return doneTitle(v.Done != "") }
+
+// Refused are the form's errors, as the summary above it links them to their fields.
+func (v *phasesView) Refused() []formProblem {
+	return fieldErrors(formProblem{ID: "crisis", Message: v.CrisisError}, formProblem{ID: "phase", Message: v.PhaseError}, formProblem{ID: "reden", Message: v.ReasonError})
+}
+
+// fieldErrors are the problems of ps that say something: the fields a form's summary links to.
+func fieldErrors(ps ...formProblem) []formProblem {
+	var out []formProblem
+	for _, p := range ps {
+		if p.Message != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // doneTitle is the title's key for a page that says a step was taken.
 func doneTitle(done bool) string {

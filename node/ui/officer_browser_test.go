@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/knooppunt/knooppunt/node/proctest"
 )
@@ -133,6 +134,23 @@ func (tb *tab) reflows(base string, paths ...string) {
 	tb.run("zoom back", chromedp.EmulateViewport(1280, 900))
 }
 
+// focusedOn waits until the keyboard's focus is on the element with the id want: the message a
+// page comes back with after a step takes it (review AB, AB1). It fails the test when the focus
+// stays elsewhere.
+func (tb *tab) focusedOn(what, want string) {
+	tb.t.Helper()
+	var got string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if got = tb.text(what, chromedp.Evaluate[string](`document.activeElement ? document.activeElement.id || document.activeElement.tagName : ""`)); got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Errorf("%s: the focus is on %q, want it on #%s", what, got, want)
+			return
+		}
+	}
+}
+
 func (tb *tab) shot(shots map[string][]byte, name string) {
 	tb.t.Helper()
 	b, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
@@ -207,11 +225,15 @@ func TestBrowserOfficers(t *testing.T) {
 	if l := olga.text("suggestions", chromedp.Evaluate[string](`[...document.querySelector('#recipient').list.options].map(o => o.value + " " + o.label).join(", ")`)); l != "lcvs lcvs.crisis.test, ncc ncc.crisis.test" {
 		t.Errorf("the recipient field suggests %q, want lcvs and ncc", l)
 	}
-	olga.run("preview the draft for ncc", chromedp.Steps(
-		chromedp.SendKeys(chromedp.CSS("#recipient"), "ncc"),
-		chromedp.Click(chromedp.CSS("#concept-tonen")),
-		chromedp.WaitVisible(chromedp.CSS("#uitkomst")),
+	// Enter in the recipient's box shows the preview, as its button does; not the check, the
+	// form's first button (review AB, AB2).
+	olga.run("preview the draft for ncc with Enter", chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#recipient"), "ncc"+kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS("#uitkomst, #schoon")),
 	))
+	if got := olga.text("after Enter", chromedp.Evaluate[string](`document.querySelectorAll("#uitkomst").length + " " + document.querySelector("#recipient").value`)); got != "1 ncc" {
+		t.Errorf("after Enter in the recipient's box: %q previews and recipient, want the preview for ncc", got)
+	}
 	olga.check("voorbeeld van het concept")
 	olga.run("check a policy with an unknown recipient", chromedp.Steps(
 		chromedp.SetValue(chromedp.CSS("#bron"), bad),
@@ -220,6 +242,11 @@ func TestBrowserOfficers(t *testing.T) {
 	))
 	if p := olga.text("problems", chromedp.Text(chromedp.CSS("#problemen"))); !strings.Contains(p, "recipients[0]") {
 		t.Errorf("the linter's messages: %q", p)
+	}
+	// The refusal's summary, above the form, takes the focus and links to the field.
+	olga.focusedOn("the proposal refused", "fouten")
+	if l := olga.text("summary", chromedp.Evaluate[string](`[...document.querySelectorAll("#fouten a")].map(a => a.getAttribute("href") + " " + a.textContent).join("; ")`)); !strings.HasPrefix(l, "#bron Beleid: de controle vond een probleem") {
+		t.Errorf("the refused proposal's summary links %q, want the policy's field", l)
 	}
 	olga.check("voorstellen met fouten", http.StatusUnprocessableEntity)
 	olga.shot(shots, "beleid-voorstellen.png")
@@ -231,6 +258,7 @@ func TestBrowserOfficers(t *testing.T) {
 	if st := olga.text("state", chromedp.Text(chromedp.CSS("#staat"))); st != "voorgesteld" {
 		t.Errorf("after proposing, the state is %q", st)
 	}
+	olga.focusedOn("the policy proposed", "gedaan")
 	olga.check("beleid voorgesteld")
 
 	// The author goes to approve anyway, by the address: the page says another officer must,
@@ -354,6 +382,12 @@ func TestBrowserOfficers(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#fase-verder")),
 	))
 	daan.check("fase")
+	daan.run("change the phase with nothing filled in", chromedp.Steps(
+		chromedp.Click(chromedp.CSS("#fase-verder")),
+		chromedp.WaitVisible(chromedp.CSS("#fouten")),
+	))
+	daan.focusedOn("the phase refused", "fouten")
+	daan.check("fase met fouten", http.StatusBadRequest)
 	daan.run("change the phase", chromedp.Steps(
 		chromedp.SendKeys(chromedp.CSS("#crisis"), "oekraine"),
 		chromedp.SetValue(chromedp.CSS("#phase"), "warm"),
@@ -371,6 +405,7 @@ func TestBrowserOfficers(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#bevestigen")),
 		chromedp.WaitVisible(chromedp.CSS("#gedaan")),
 	))
+	daan.focusedOn("the phase changed", "gedaan")
 	daan.check("fase gewijzigd")
 	daan.shot(shots, "fase.png")
 	// A step that takes something away has a red button, the approve a blue one (review W, L7);

@@ -454,7 +454,7 @@ func TestSetPhase(t *testing.T) {
 	// Each wrong field is named at the top of the form too, linked to it (review W, L4); a
 	// reason over the limit is said at its field.
 	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=&phase=heet&reden="+strings.Repeat("x", 2001))
-	if !regexp.MustCompile(`(?s)id="fouten">.*De fase is niet gewijzigd.*<li><a class="utrecht-link" href="#crisis">Crisis: het veld is leeg[^<]*</a></li><li><a class="utrecht-link" href="#phase">Fase: kies koud, lauw of warm.</a></li><li><a class="utrecht-link" href="#reden">[^<]*2000[^<]*</a></li>\s*</ul>`).MatchString(page) ||
+	if !regexp.MustCompile(`(?s)id="fouten"[^>]*>.*De fase is niet gewijzigd.*<li><a class="utrecht-link" href="#crisis">Crisis: het veld is leeg[^<]*</a></li><li><a class="utrecht-link" href="#phase">Fase: kies koud, lauw of warm.</a></li><li><a class="utrecht-link" href="#reden">[^<]*2000[^<]*</a></li>\s*</ul>`).MatchString(page) ||
 		!strings.Contains(page, `id="reden-fout"`) || resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("three wrong fields: %d, want them summed up at the top:\n%s", resp.StatusCode, page)
 	}

@@ -58,6 +58,8 @@ func TestBrowserOwnRecords(t *testing.T) {
 	if inv := eva.text("aria-invalid", chromedp.Evaluate[string](`document.getElementById("body.beds_free").getAttribute("aria-invalid") || ""`)); inv != "true" {
 		t.Errorf("the wrong field is not marked invalid: %q", inv)
 	}
+	// The summary above the form takes the focus, where its links to the fields are (review AB, AB1).
+	eva.focusedOn("the record refused", "niet-opgeslagen")
 	eva.check("formulier met fout", 422)
 	eva.shot(shots, "record-formulier.png")
 	if _, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); err == nil {
@@ -68,6 +70,7 @@ func TestBrowserOwnRecords(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#opslaan")),
 		chromedp.WaitVisible(chromedp.CSS("#opgeslagen")),
 	))
+	eva.focusedOn("the record saved", "opgeslagen")
 	eva.check("opgeslagen")
 	if rec, err := rc.Get(context.Background(), &pb.GetRequest{Id: "zeist"}); err != nil || !strings.Contains(string(rec.Body), `"beds_free":12`) {
 		t.Fatalf("the record saved in the browser, through gRPC: %v %v", rec, err)
