@@ -2,6 +2,8 @@ package ui
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"time"
@@ -18,10 +20,22 @@ type alertView struct {
 	// Severity is CAP's (Extreme, Severe, Moderate, Minor, Unknown); SeverityClass its tag.
 	Severity, SeverityClass     string
 	Region, Source, Since, Link string
+	// Key is the alert's id on the page, of its source and record: the live picture tells by
+	// it an alert that came from those it showed, and says the new one (review AB, AB3).
+	Key string
 	// Ended says when an alert that is no longer in force ended, and how: cleared (its rule
 	// resolved, or CAP Cancel or Past) or expired; "" for one in force.
 	Ended string
 	at    time.Time
+}
+
+// Said is what the live picture says when the alert comes: its title and region, the region
+// once when the title names it already, as a rule's alert does (review AB, AB3).
+func (v alertView) Said(l *Lang) string {
+	if region := l.Region(v.Region); region != "" && !strings.Contains(v.Title, region) {
+		return l.T("alerts.new", v.Title, region)
+	}
+	return l.T("alerts.new_titled", v.Title)
 }
 
 // clearedShown is how long the picture shows an alert that ended, under the alerts in force: a
@@ -188,7 +202,9 @@ func activeAlert(l *Lang, e *pb.PictureEntry, now time.Time, back string) (v ale
 		return alertView{}, false, false
 	}
 	in := infoIn(l, b.Info)
-	v = alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: withBack(recordLink(e.Record), back)}
+	key := sha256.Sum256([]byte(e.Source + "\x00" + e.Record.Origin + "\x00" + e.Record.Id))
+	v = alertView{Severity: in.Severity, Region: e.Region, Source: e.Source, Link: withBack(recordLink(e.Record), back),
+		Key: "waarschuwing-" + hex.EncodeToString(key[:8])}
 	var endedAt time.Time
 	endedKey := "alerts.cleared_when"
 	switch {

@@ -410,10 +410,16 @@ func TestAlertInThePagesLanguage(t *testing.T) {
 		"info":[{"language":"nl-NL","category":["Safety"],"event":"Drukte","urgency":"Expected","severity":"Severe","certainty":"Likely","headline":"Drukte bij de opvang"},
 		{"language":"en-US","category":["Safety"],"event":"Crowding","urgency":"Expected","severity":"Severe","certainty":"Likely","headline":"Crowding at the shelter"}]}`)
 	e := &pb.PictureEntry{Kind: "alert", Region: "VR09", Source: "a", Record: &pb.Record{Id: "x", Kind: "alert", Body: body}}
+	said := map[string]string{"nl": "Nieuwe waarschuwing: Drukte bij de opvang, VR09 Utrecht", "en": "New alert: Crowding at the shelter, VR09 Utrecht"}
 	for lang, want := range map[string]string{"nl": "Drukte bij de opvang", "en": "Crowding at the shelter"} {
 		l := &Lang{Code: lang, cat: cats[lang]}
-		if v, ok, _ := activeAlert(l, e, time.Now(), "/"); !ok || v.Title != want {
+		v, ok, _ := activeAlert(l, e, time.Now(), "/")
+		if !ok || v.Title != want {
 			t.Errorf("%s picture: alert %q (%v), want %q", lang, v.Title, ok, want)
+		}
+		// What the live picture says when it comes: the title, and the region it does not name.
+		if got := v.Said(l); got != said[lang] {
+			t.Errorf("%s picture: a new alert is said %q, want %q", lang, got, said[lang])
 		}
 		fields, _ := alertRecordFields(l, body, nil)
 		if len(fields) == 0 || fields[0].Value != want {

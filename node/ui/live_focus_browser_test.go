@@ -99,6 +99,9 @@ func TestBrowserPictureFocusWhenBlocksGo(t *testing.T) {
 	e.utrecht.Put(t, firingAlert("handmatig-bedden-laag-VR19", "VR19"))
 	waitPicture(t, tb, "the alerts' block back", alerts, "1")
 	focused("the alerts' block came back")
+	// The new alert is said at once, by its title, which names its region (review AB, AB3).
+	waitPicture(t, tb, "the new alert said", `window.kpSaid.length ? window.kpSaid[window.kpSaid.length - 1] : ""`,
+		"Nieuwe waarschuwing: Minder dan 25 vrije opvangplaatsen in de regio — VR19 Zeeland (regel bedden-laag)")
 
 	// A partner stops answering: the partial warning comes above, and the status line says it.
 	tb.text("refresh every second", chromedp.Evaluate[string](`document.getElementById("beeld-live").dataset.refresh = "1"`))

@@ -16,8 +16,8 @@
 // was last updated; what screen readers hear is a status line of its own (role=status, out of
 // sight), which says that the picture was updated at most once every 30 seconds, and at once a
 // warning: that the node does not answer, that the picture is incomplete (#onvolledig came) or
-// complete again (it went), that a shared assessment is out of date (an element with data-say
-// came). A button pauses the updates (WCAG 2.2.2) and resumes them.
+// complete again (it went), that a shared assessment is out of date or that a new alert is in
+// force (an element with data-say came). A button pauses the updates (WCAG 2.2.2) and resumes them.
 (function () {
   "use strict";
   var box = document.getElementById("beeld-live");
@@ -121,7 +121,8 @@
   // told is what the status line is to say of the blocks in the picture that come or go, which a
   // screen reader would not say by itself (a live region that comes with its text says nothing):
   // the partial warning, its text when it comes and that the picture is complete again when it
-  // goes; an element with data-say (a shared assessment that is out of date), that when it comes.
+  // goes; an element with data-say (a shared assessment that is out of date, an alert in force:
+  // its title and region, review AB, AB3), that when it comes.
   // A block that was there when the page loaded is not said: it is read with the page.
   function watched() {
     var ids = {};
@@ -161,15 +162,23 @@
 
   // changedCells are the figures of the sums' table whose text the last morph changed, with
   // what they said before: markChanged marks them until the next update, the earlier figure in
-  // their title, so that a coordinator sees at a glance what just moved (review T, T6).
+  // their title, so that a coordinator sees at a glance what just moved (review T, T6), and in
+  // text out of sight after the figure, which a screen reader reads with it ("gewijzigd, eerder
+  // 20"): the colour and the title alone do not reach it (review AB, AB4). The next morph takes
+  // that text away with the rest of the mark, as the fresh page has none.
   var changedCells = [];
 
   function markChanged() {
     changedCells.forEach(function (c) {
       var table = c.cell.closest("table");
       var was = (table && table.getAttribute("data-was")) || "%s";
+      var changed = (table && table.getAttribute("data-changed")) || was;
       c.cell.classList.add("kp-changed");
       c.cell.setAttribute("title", was.replace("%s", c.was));
+      var said = document.createElement("span");
+      said.className = "kp-visually-hidden";
+      said.textContent = " " + changed.replace("%s", c.was);
+      c.cell.insertBefore(said, c.cell.firstChild.nextSibling);
     });
     changedCells = [];
   }
