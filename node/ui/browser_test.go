@@ -348,6 +348,23 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-peer="ncc"]`)),
 	))
 	accessible("beheer")
+	// ncc's subscription is down, with the error its last attempt gave: the node's English, so
+	// marked in the Dutch page, for a screen reader's voice to read it as English (review AB, AB5).
+	subErr := `(() => { const e = document.querySelector('tr[data-peer="ncc"] td br + span'); return e ? (e.getAttribute("lang") || "no lang") + " | " + e.textContent : ""; })()`
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		se := get("ncc's subscription error", chromedp.Evaluate[string](subErr))
+		if se != "" {
+			if !strings.HasPrefix(se, "en | ") {
+				t.Errorf("ncc's subscription error on the node's page: %q, want it marked lang=en", se)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the node's page shows no error for ncc's subscription, which is down")
+		}
+		time.Sleep(500 * time.Millisecond)
+		run("the node's page again", chromedp.Steps(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`tr[data-peer="ncc"]`))))
+	}
 	shots["beheer.png"] = shot("beheer")
 
 	stopConsole()

@@ -1359,3 +1359,23 @@ func TestAlertsThatEnded(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditMarksTheNodesEnglish: the audit page's text that is the node's own English, the
+// problem of a broken chain and a detail that is no JSON object, is marked lang="en" in a Dutch
+// page, so that a screen reader's voice reads it as English (review AB, AB5).
+func TestAuditMarksTheNodesEnglish(t *testing.T) {
+	pages, cats := pagesAndCatalogues(t)
+	v := &auditView{
+		Entries: []auditRow{{Seq: 7, Action: "record.put", Raw: "stored before details were JSON"}},
+		Verify:  &verifyView{FirstBroken: 7, Problem: "entry 7: hash does not match its content"},
+	}
+	var b bytes.Buffer
+	if err := pages["audit"].Execute(&b, &page{L: &Lang{Code: "nl", cat: cats["nl"]}, Title: "Auditlog", Content: v}); err != nil {
+		t.Fatal(err)
+	}
+	for _, english := range []string{v.Entries[0].Raw, v.Verify.Problem} {
+		if !regexp.MustCompile(`<span [^>]*lang="en"[^>]*>` + regexp.QuoteMeta(english) + `</span>`).Match(b.Bytes()) {
+			t.Errorf("the audit page does not mark %q as English", english)
+		}
+	}
+}
