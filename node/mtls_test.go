@@ -392,6 +392,11 @@ func TestMTLSWorkloadAPIPicksSpiffeID(t *testing.T) {
 func TestSVIDExpiryIsSaid(t *testing.T) {
 	own := newMTLSOrg(t, mtlsOwnTD)
 	n := startMTLSNode(t, own, own.filesIdentity())
+	// The start names the addresses it listens on, and no empty one (review AA, AA14).
+	n.log.Wait(t, 5*time.Second, "node serving", func(e identitytest.Entry) bool {
+		_, ui := e["ui"]
+		return e.Str("listen") == n.Addr().String() && !ui
+	})
 	st, err := pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)

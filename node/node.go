@@ -607,7 +607,19 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}()
 	}
 
-	n.log.Info("node serving", "org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath, "metrics", cfg.MetricsAddr)
+	// With every address the node listens on (review AA, AA14): as bound where the node knows it.
+	listen := cfg.Listen
+	if n.tcpAddr != nil {
+		listen = n.tcpAddr.String()
+	}
+	attrs := []any{"org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath}
+	for _, l := range []struct{ name, addr string }{{"listen", listen}, {"raft", cfg.Raft.Listen}, {"bundle_endpoint", n.BundleEndpointAddr()},
+		{"ui", cfg.UI.Listen}, {"http", cfg.HTTP.Listen}, {"feed", cfg.Feed.Listen}, {"metrics", cfg.MetricsAddr}} {
+		if l.addr != "" {
+			attrs = append(attrs, l.name, l.addr)
+		}
+	}
+	n.log.Info("node serving", attrs...)
 	ok = true
 	return n, nil
 }

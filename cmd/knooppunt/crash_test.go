@@ -320,5 +320,9 @@ func TestServeLogsTheSignal(t *testing.T) {
 		if code := p.ExitCode(t, 30*time.Second); code != 0 || !strings.Contains(p.Out.String(), `msg=stopping reason=signal signal="`+want+`"`) {
 			t.Errorf("after %v: exit %d; the log does not say %q:\n%s", sig, code, want, p.Out.String())
 		}
+		// With no config it says it runs a demo node (a mistyped --data-dir) (review AA, AA11).
+		if line := "level=WARN msg=\"no config: --config names none and the data directory holds no node.yaml: this is a demo node of local.crisis.test;"; !strings.Contains(p.Out.String(), line) {
+			t.Errorf("the log does not say %q:\n%s", line, p.Out.String())
+		}
 	}
 }

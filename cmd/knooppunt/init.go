@@ -278,7 +278,7 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("# agree the wording with your partners' officers, then remove the #s (needs a restart).\n")
 	p("# federation:\n")
 	p("#   purpose: \"crisisbeheersing en informatievoorziening\"\n")
-	c("kinds: []", "empty: the demo kinds (shelter.capacity, sitrep, qa, guidance, permit, signal); alert, assessment and assessment.response are always there")
+	c("kinds: []", "empty: the built-in kinds (shelter.capacity, sitrep, qa, guidance, permit, signal); alert, assessment and assessment.response are always there")
 	return b.String()
 }
 

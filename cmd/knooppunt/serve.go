@@ -60,6 +60,12 @@ SIGTERM or SIGINT stops it cleanly: calls in flight finish, queued writes commit
 			if err != nil {
 				return err
 			}
+			if configFile == "" {
+				// A mistyped --data-dir would otherwise start a node of another org, quietly
+				// (review AA, AA11).
+				log.Warn("no config: --config names none and the data directory holds no "+configName+": this is a demo node of "+cfg.Org+"; for your organisation's node give --config, or the data directory init made",
+					"data_dir", dataDir)
+			}
 			return serve(cmd.Context(), log, dataDir, cfg, configFile)
 		},
 	}
