@@ -465,6 +465,11 @@ func TestJoinedReplicaWaitsForItsLeaderAndRemovedIsNoMember(t *testing.T) {
 	if slices.ContainsFunc(st.Replicas, func(r *pb.Replica) bool { return r.Id == "r4" }) {
 		t.Fatalf("r4, removed and restarted, sees itself in the group %s", voters(st))
 	}
+	// A write to it says it is no member, not that it cannot reach a majority (review AA, AA12).
+	_, err = r4.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter("to-r4", 1)})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "this replica is not a member of its group: removed, or waiting to be joined") {
+		t.Errorf("a write to the removed r4: %v", err)
+	}
 }
 
 // TestStartChecksTheDirectoryThenThePorts: a second node on a data directory in use is told

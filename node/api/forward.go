@@ -191,12 +191,22 @@ func (f *Forwarder) ApplyLevel(ctx context.Context, id string) (uint32, error) {
 	return st.GetApplyLevel(), nil
 }
 
+// noLeader is the refusal of a replica that knows no leader: it cannot reach a majority, or it
+// is no member of the group (removed, or waiting to be joined), which no retry mends (review
+// AA, AA12: it sent the operator to the network).
+func (f *Forwarder) noLeader() error {
+	if !f.Store.Member() {
+		return status.Error(codes.Unavailable, "this replica is not a member of its group: removed, or waiting to be joined (knooppunt cluster join on the leader): send it to a replica of the group")
+	}
+	return status.Error(codes.Unavailable, "no leader: this replica cannot reach a majority of its group; retry shortly or on another replica")
+}
+
 // Leader returns a connection to the leader, or an UNAVAILABLE status naming the leader this
 // replica knows (if any).
 func (f *Forwarder) Leader() (*grpc.ClientConn, error) {
 	id := f.Store.Leader()
 	if id == "" {
-		return nil, status.Error(codes.Unavailable, "no leader: this replica cannot reach a majority of its group; retry shortly or on another replica")
+		return nil, f.noLeader()
 	}
 	addr := ""
 	if f.APIAddress != nil {
@@ -295,7 +305,7 @@ const leaderReadWait = 2 * time.Second
 func (f *Forwarder) toLeader(ctx context.Context) error {
 	id := f.Store.Leader()
 	if id == "" {
-		return status.Error(codes.Unavailable, "no leader: this replica cannot reach a majority of its group; retry shortly or on another replica")
+		return f.noLeader()
 	}
 	addr := ""
 	if f.APIAddress != nil {

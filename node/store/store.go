@@ -1168,6 +1168,13 @@ func (s *Store) RaftStats() map[string]string { return s.raft.Stats() }
 // Alone reports whether the replica runs without a Raft transport (no raft.listen).
 func (s *Store) Alone() bool { return s.cfg.Transport == nil }
 
+// Member reports whether this replica is in its group's latest configuration: false for one
+// removed, or waiting to be joined, or shut down.
+func (s *Store) Member() bool {
+	servers, err := s.Servers()
+	return err == nil && slices.ContainsFunc(servers, func(srv Server) bool { return srv.ID == s.cfg.ReplicaID })
+}
+
 // AddVoter adds a replica to the group. Only the leader can.
 func (s *Store) AddVoter(id, address string) error {
 	if s.Alone() {
