@@ -318,11 +318,45 @@ func (n *Node) watchConfig(path, last string, interval time.Duration, stop <-cha
 		}
 		if err := n.Reload(path); err != nil {
 			metrics.ConfigBroken.Set(1)
+			n.setConfigState(func(c *configState) {
+				if c.broken == "" {
+					c.since = time.Now()
+				}
+				c.broken = err.Error()
+			})
 			n.log.Warn("config changed but not reloaded: the running config stays, and the node would not start with this file", "err", err)
 		} else {
 			metrics.ConfigBroken.Set(0)
+			n.setConfigState(func(c *configState) { c.broken = "" })
 		}
 	}
+}
+
+// configState is what the last look at the config file found (Node.cfgState).
+type configState struct {
+	broken     string // why the file does not load; "" when it does
+	since      time.Time
+	restartFor []string
+}
+
+// setConfigState changes a copy of the config file's state with f and keeps it. Only the config
+// watcher and Reload call it, one at a time.
+func (n *Node) setConfigState(f func(*configState)) {
+	var c configState
+	if old := n.cfgState.Load(); old != nil {
+		c = *old
+	}
+	f(&c)
+	n.cfgState.Store(&c)
+}
+
+// configState is the config file's state for status.
+func (n *Node) configState() (string, time.Time, []string) {
+	c := n.cfgState.Load()
+	if c == nil {
+		return "", time.Time{}, nil
+	}
+	return c.broken, c.since, c.restartFor
 }
 
 // Reload applies the roles and peers of the config file at path. Other settings need a restart.
@@ -345,7 +379,9 @@ func (n *Node) Reload(path string) error {
 		return err
 	}
 	n.auditReload(before, cfg)
-	if later := config.RestartKeys(n.opts.Config, cfg); len(later) > 0 {
+	later := config.RestartKeys(n.opts.Config, cfg)
+	n.setConfigState(func(c *configState) { c.restartFor = later })
+	if len(later) > 0 {
 		metrics.ConfigRestartPending.Set(1)
 		n.log.Warn("config reloaded, but some of its changes apply only after a restart: the running node keeps their old values",
 			"restart_for", later, "roles", len(cfg.Roles), "peers", len(n.cfg.Load().Peers))

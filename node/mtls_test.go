@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -821,12 +822,30 @@ func TestReloadSaysWhatNeedsARestart(t *testing.T) {
 	if v := testutil.ToFloat64(metrics.ConfigRestartPending); v != 1 {
 		t.Errorf("knooppunt_config_restart_pending is %g, want 1", v)
 	}
+	// Status says both, for the operator who runs it first (review AA, AA13).
+	status := func() *pb.StatusResponse {
+		t.Helper()
+		st, err := pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := status(); !slices.Equal(st.RestartFor, []string{"metrics_addr"}) || st.ConfigBroken != "" {
+		t.Errorf("status: restart_for %v, config_broken %q; want [metrics_addr] and none", st.RestartFor, st.ConfigBroken)
+	}
 	identitytest.WriteFile(t, n.configFile, []byte(good+"rol: typo\n"))
 	identitytest.Eventually(t, 10*time.Second, "knooppunt_config_file_broken is 1", func() bool { return testutil.ToFloat64(metrics.ConfigBroken) == 1 })
+	if st := status(); !strings.Contains(st.ConfigBroken, "rol") || st.ConfigBrokenAt == nil {
+		t.Errorf("status of a broken file: config_broken %q at %v; want the error, naming rol", st.ConfigBroken, st.ConfigBrokenAt)
+	}
 	before := n.log.Count("config reloaded", nil)
 	identitytest.WriteFile(t, n.configFile, []byte(good))
 	identitytest.Eventually(t, 10*time.Second, "the node reloads the good file", func() bool { return n.log.Count("config reloaded", nil) > before })
 	if b, p := testutil.ToFloat64(metrics.ConfigBroken), testutil.ToFloat64(metrics.ConfigRestartPending); b != 0 || p != 0 {
 		t.Errorf("after the good file: broken %g, restart pending %g, want 0 and 0", b, p)
+	}
+	if st := status(); st.ConfigBroken != "" || len(st.RestartFor) != 0 {
+		t.Errorf("status after the good file: config_broken %q, restart_for %v; want neither", st.ConfigBroken, st.RestartFor)
 	}
 }

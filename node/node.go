@@ -150,6 +150,9 @@ type Node struct {
 	// fileCfg is the running config as its file gives it; cfg is fileCfg with the peers
 	// accepted through Raft merged in. peersMu orders the merges of reloads and peer steps.
 	fileCfg atomic.Pointer[config.Config]
+	// cfgState is what the last look at the config file found: why it does not load, and the
+	// keys that wait for a restart (status shows it).
+	cfgState atomic.Pointer[configState]
 	// seenMu orders the writes of ConfigSeenFile; seenPending, under it, says that the audit of
 	// the edits made while the replica was stopped is not taken yet.
 	seenMu      sync.Mutex
@@ -371,7 +374,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log,
 		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	status := nodestatus.New(nodestatus.Config{
-		SVID: n.SVID,
+		SVID: n.SVID, ConfigState: n.configState,
 		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(), Replica: cfg.ReplicaID,
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
 	})

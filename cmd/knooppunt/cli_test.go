@@ -442,6 +442,34 @@ func TestCLIStatus(t *testing.T) {
 	if at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(st["last_backup_at"])); err != nil || time.Since(at) > time.Minute {
 		t.Errorf("status -o json after a backup: last_backup_at %v (%v)", st["last_backup_at"], err)
 	}
+	// What the next start meets: a change that waits for it, then a file that does not load
+	// (review AA, AA13).
+	cfgFile := filepath.Join(dir, "node.yaml")
+	statusSays := func(what, want string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			r := cli(t, nil, "", "status", "--node", addr).want(t, 0)
+			if strings.Contains(r.stdout, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: status lacks %q:\n%s", what, want, r.stdout)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if err := os.WriteFile(cfgFile, []byte("raft:\n  election_timeout: 100ms\nmetrics_addr: \"127.0.0.1:1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	statusSays("a key that waits for a restart", "\nconfig       changed metrics_addr: applies at the next start; the running node keeps the old values\n")
+	if err := os.WriteFile(cfgFile, []byte("raft:\n  election_timeout: 100ms\nrol: typo\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	statusSays("a file that does not load", `"rol" is not a setting: did you mean org?: the node runs on what it loaded before, and would not start with this file: mend it`+"\n")
+	if r := cli(t, nil, "", "status", "--node", addr).want(t, 0); !regexp.MustCompile(`\nconfig +THE CONFIG FILE DOES NOT LOAD since `).MatchString(r.stdout) || !strings.Contains(r.stdout, "\nlast backup ") {
+		t.Errorf("status of a broken config file, one line in the table:\n%s", r.stdout)
+	}
 }
 
 // TestCLIAuditVerify checks that audit verify prints the head, accepts it back as --anchor, and

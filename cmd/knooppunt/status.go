@@ -53,6 +53,10 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 					if st.RaftLogError != "" {
 						doc["raft_log_error"], doc["raft_log_error_at"] = st.RaftLogError, optionalTime(st.RaftLogErrorAt)
 					}
+					if st.ConfigBroken != "" {
+						doc["config_broken"], doc["config_broken_at"] = st.ConfigBroken, optionalTime(st.ConfigBrokenAt)
+					}
+					doc["restart_for"] = nonNilStrings(st.RestartFor)
 					ops.addJSON(doc)
 					if err := printJSON(out, doc); err != nil {
 						return err
@@ -70,6 +74,16 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				fmt.Fprintf(tw, "store\t%s\n", storeLine(st))
 				fmt.Fprintf(tw, "kinds\t%v\n", st.Kinds)
 				fmt.Fprintf(tw, "up since\t%s\n", stamp(st.StartedAt.AsTime()))
+				// What the next start meets, which the running node does not show (review AA, AA13).
+				if st.ConfigBroken != "" {
+					// Its first line: the YAML excerpt under it would break the table.
+					first, _, _ := strings.Cut(st.ConfigBroken, "\n")
+					fmt.Fprintf(tw, "config\tTHE CONFIG FILE DOES NOT LOAD since %s: %s: the node runs on what it loaded before, and would not start with this file: mend it\n",
+						stamp(st.ConfigBrokenAt.AsTime()), first)
+				}
+				if len(st.RestartFor) > 0 {
+					fmt.Fprintf(tw, "config\tchanged %s: applies at the next start; the running node keeps the old values\n", strings.Join(st.RestartFor, ", "))
+				}
 				if st.SvidExpiresAt != nil {
 					at := st.SvidExpiresAt.AsTime()
 					left := "in " + roughly(time.Until(at))

@@ -31,6 +31,9 @@ type Config struct {
 	SVID func() (string, time.Time)
 	// Replica is this replica's id in its Raft group.
 	Replica string
+	// ConfigState, when set, says why the config file does not load and since when ("" when it
+	// does), and which keys changed in it wait for a restart.
+	ConfigState func() (broken string, since time.Time, restartFor []string)
 }
 
 // Service implements knooppunt.v1.StatusService.
@@ -94,6 +97,13 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 				resp.Unreachable = append(resp.Unreachable, what)
 			}
 		}
+	}
+	if s.c.ConfigState != nil {
+		broken, since, later := s.c.ConfigState()
+		if broken != "" {
+			resp.ConfigBroken, resp.ConfigBrokenAt = broken, timestamppb.New(since)
+		}
+		resp.RestartFor = later
 	}
 	if s.c.SVID != nil {
 		if id, notAfter := s.c.SVID(); id != "" {
