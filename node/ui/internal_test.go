@@ -1379,3 +1379,28 @@ func TestAuditMarksTheNodesEnglish(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchTitle: a search's title names its words, in the page's language, shortened to what a
+// tab has room for; a search without words is titled as the page (review AB, AB8).
+func TestSearchTitle(t *testing.T) {
+	_, cats := pagesAndCatalogues(t)
+	nl, en := &Lang{Code: "nl", cat: cats["nl"]}, &Lang{Code: "en", cat: cats["en"]}
+	long := strings.Repeat("opvang ", 10)
+	for _, c := range []struct {
+		l          *Lang
+		text, want string
+	}{
+		{nl, "  opvang   utrecht ", "Zoeken: opvang utrecht"},
+		{en, "opvang utrecht", "Search: opvang utrecht"},
+		{nl, "", "Zoeken"},
+		{nl, long, "Zoeken: " + strings.Repeat("opvang ", 5)[:34] + "…"},
+		{nl, strings.Repeat("x", 50), "Zoeken: " + strings.Repeat("x", 40) + "…"},
+	} {
+		if got := searchTitle(c.l, c.text); got != c.want {
+			t.Errorf("%s: the title of a search for %q is %q, want %q", c.l.Code, c.text, got, c.want)
+		}
+	}
+	if got := en.T("picture.heading", "oekraine"); got != "The picture: oekraine" {
+		t.Errorf("the English picture's title: %q", got)
+	}
+}

@@ -572,7 +572,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 			v.Latest[i].Disagree[j].Source = s.orgName(v.Partners, v.Latest[i].Disagree[j].Source)
 		}
 	}
-	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.title"), v))
+	s.render(w, r.Request, http.StatusOK, "picture", s.newPage(r, "picture", r.L.T("picture.heading", v.Crisis), v))
 }
 
 // supersededBy is the id a document's body names as its successor, "" for none.
@@ -1482,7 +1482,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 	} else if v.Crisis != "" {
 		if record.CheckCrisis("crisis", v.Crisis) != nil {
 			v.CrisisError = r.L.T("search.crisis_bad", v.Crisis, cmp.Or(strings.Join(v.Crises, ", "), r.L.T("picture.known_none")))
-			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", searchTitle(r.L, v.Text), v))
 			return
 		}
 		v.CrisisUnknown = true
@@ -1518,7 +1518,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			default:
 				v.TextError = r.L.T("search.text_error", strings.TrimPrefix(err.Error(), "q: "))
 			}
-			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", searchTitle(r.L, v.Text), v))
 			return
 		}
 		if len(ignored) > 0 {
@@ -1575,7 +1575,7 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 		if field, _ := api.Field(err); status.Code(err) == codes.InvalidArgument && field == "origins[0]" {
 			// A link to an organisation that is no partner (any more): said at the field.
 			v.OrgError, v.Searched = r.L.T("search.org_unknown", v.Org), false
-			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+			s.render(w, r.Request, http.StatusBadRequest, "search", s.newPage(r, "search", searchTitle(r.L, v.Text), v))
 			return
 		} else if err != nil {
 			s.failCall(w, r, err)
@@ -1699,7 +1699,29 @@ func (s *Server) search(w http.ResponseWriter, r *request) {
 			}
 		}
 	}
-	s.render(w, r.Request, http.StatusOK, "search", s.newPage(r, "search", r.L.T("search.title"), v))
+	s.render(w, r.Request, http.StatusOK, "search", s.newPage(r, "search", searchTitle(r.L, v.Text), v))
+}
+
+// titleWords bounds the words a search's title repeats: the window's title and a tab's name
+// have room for a few.
+const titleWords = 40
+
+// searchTitle is the title of a search for text: with its words, so that two searches open in
+// two tabs are told apart (review AB, AB8); shortened at a word's end, as a title has room for a
+// few.
+func searchTitle(l *Lang, text string) string {
+	words := strings.Join(strings.Fields(text), " ")
+	if words == "" {
+		return l.T("search.title")
+	}
+	if r := []rune(words); len(r) > titleWords {
+		words = string(r[:titleWords])
+		if i := strings.LastIndexByte(words, ' '); i > 0 && r[titleWords] != ' ' {
+			words = words[:i] // at a word's end
+		}
+		words += "…"
+	}
+	return l.T("search.title_for", words)
 }
 
 // orgName is what the pages call the org of trust domain td: this node's name, or the name this

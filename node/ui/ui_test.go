@@ -701,6 +701,11 @@ func TestPicture(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("picture: %d\n%s", resp.StatusCode, page)
 	}
+	// The window's title says which crisis, as the heading does: two tabs of two crises are told
+	// apart (review AB, AB8).
+	if !strings.Contains(page, "<title>Het beeld: oekraine · ") {
+		t.Errorf("the picture of oekraine is not titled so:\n%s", page)
+	}
 	// The alerts in force come first, in Dutch; one that cleared or expired does not.
 	if !strings.Contains(page, `id="waarschuwingen">Actieve waarschuwingen (1)</h2>`) ||
 		!strings.Contains(page, `<span class="kp-tag kp-tag--bad">Ernstig</span>`) || !strings.Contains(page, "Minder dan 10 vrije bedden in de regio — VR19 Zeeland (regel bedden-laag)") ||
@@ -831,6 +836,8 @@ func TestPicture(t *testing.T) {
 	// A Q&A found by its question shows the start of its answer under it.
 	if _, p := b.get(t, e.url+"/zoeken?q=werken"); !strings.Contains(p, `<p class="kp-snippet"><span class="kp-visually-hidden">Antwoord: </span>Met vergunning.</p>`) {
 		t.Errorf("a Q&A found by its question does not show its answer:\n%s", p)
+	} else if !strings.Contains(p, "<title>Zoeken: werken · ") {
+		t.Errorf("a search for werken is not titled with its words:\n%s", p)
 	}
 	resp, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=utrecht")
 	// When it was changed, in words, keeps its zone on pointing: a partner's page may be read
