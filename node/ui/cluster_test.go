@@ -38,7 +38,7 @@ func TestFollowerSendsOfficersToTheLeader(t *testing.T) {
 	// A form that reaches the follower: nothing is set, and the officer is sent on.
 	resp, page = b.post(t, fURL+"/fase/wijzigen", url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}})
 	link := regexp.MustCompile(`id="leider" href="([^"]*)"`).FindStringSubmatch(page)
-	if resp.StatusCode != http.StatusConflict || link == nil || !strings.HasPrefix(link[1], lURL+"/fase/wijzigen?") {
+	if resp.StatusCode != http.StatusConflict || link == nil || html.UnescapeString(link[1]) != lURL+"/fase?crisis=oekraine&phase=warm" {
 		t.Fatalf("a phase change on the follower: %d, want 409 linking to the leader %s:\n%s", resp.StatusCode, lURL, page)
 	}
 	// Before any form: the propose page says so at once.
@@ -47,8 +47,13 @@ func TestFollowerSendsOfficersToTheLeader(t *testing.T) {
 		t.Fatalf("the propose page on the follower: %d, want 409 linking to the leader:\n%s", resp.StatusCode, page)
 	}
 	// On the leader (its own sign-in: each replica keeps its own sessions) the step is taken.
-	// The link leads to the form's confirmation there, with what was sent in it.
+	// The link leads to the form there, with the crisis and phase that were sent in it (the
+	// reason is in no address).
 	resp, page = b.get(t, html.UnescapeString(link[1]))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `<option value="warm" selected>`) {
+		t.Fatalf("the phase form on the leader: %d\n%s", resp.StatusCode, page)
+	}
+	resp, page = b.post(t, lURL+"/fase/bevestigen", url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="bevestigen"`) {
 		t.Fatalf("the phase change on the leader: %d\n%s", resp.StatusCode, page)
 	}

@@ -140,7 +140,11 @@ func TestExerciseMode(t *testing.T) {
 	}
 	// An officer sets the exercise's own phase on the phases page in its mode; the actual
 	// crisis keeps its phase.
-	resp, confirm := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&exercise=oef-utrecht&reden=test")
+	_, phaseForm := b.get(t, e.url+"/fase?exercise=oef-utrecht")
+	if !strings.Contains(phaseForm, `<input type="hidden" name="exercise" value="oef-utrecht">`) {
+		t.Errorf("the phase form in the exercise's mode does not keep it:\n%s", phaseForm)
+	}
+	resp, confirm := b.post(t, e.url+"/fase/bevestigen", url.Values{"csrf": {csrfOf(t, phaseForm)}, "crisis": {"oekraine"}, "phase": {"warm"}, "exercise": {"oef-utrecht"}, "reden": {"test"}})
 	if resp.StatusCode != 200 || !strings.Contains(confirm, `id="oefening"`) || !strings.Contains(confirm, `name="exercise" value="oef-utrecht"`) {
 		t.Fatalf("the exercise's phase confirmation: %d, without its banner or mode:\n%s", resp.StatusCode, confirm)
 	}

@@ -956,12 +956,39 @@ func (s *Server) phases(w http.ResponseWriter, r *request) {
 		s.failCall(w, r, err)
 		return
 	}
-	v.Crisis = r.URL.Query().Get("crisis")
+	v.Crisis, v.Phase = r.URL.Query().Get("crisis"), r.URL.Query().Get("phase")
+	draft := s.takeDraft(r)
+	if draft != nil {
+		// Sent after a new sign-in was due: the form as the officer filled it in.
+		v.Crisis, v.Phase, v.Reason = draft.Get("crisis"), draft.Get("phase"), draft.Get("reden")
+	}
 	// The notice names a crisis whose phase is set: the address alone cannot make it say more.
 	if d := r.URL.Query().Get("gedaan"); slices.ContainsFunc(v.Crises, func(c phaseRow) bool { return c.Crisis == d }) {
 		v.Done = d
 	}
-	s.render(w, r.Request, http.StatusOK, "phases", s.newPage(r, "phases", r.L.T("phases.title"), v))
+	page := s.newPage(r, "phases", r.L.T("phases.title"), v)
+	page.Restored = draft != nil
+	s.render(w, r.Request, http.StatusOK, "phases", page)
+}
+
+// phaseFields are the phase form's fields: a form sent with an old sign-in keeps them for its
+// page (requireRecent).
+var phaseFields = []string{"crisis", "phase", "reden"}
+
+// phaseFormPage is the phases page with its form filled in with crisis and phase, in the
+// request's mode: where a phase step that cannot be taken here leads back to. The reason is
+// never in it: it goes to the audit log, and is no text for an address, a browser's history or
+// a proxy's log (review AB); after a new sign-in the session gives it back (takeDraft).
+func phaseFormPage(r *request, crisis, phase string) string {
+	return "/fase?" + r.modeValues(url.Values{"crisis": {crisis}, "phase": {phase}}).Encode()
+}
+
+// oldPhaseForm answers the address the phase form had when it was sent with GET
+// (/fase/wijzigen?crisis=…&phase=…&reden=…), a bookmark or the browser's history: the form,
+// filled in with its crisis and phase; the reason, if the address has one, is not taken from it.
+func (s *Server) oldPhaseForm(w http.ResponseWriter, r *request) {
+	q := r.URL.Query()
+	http.Redirect(w, r.Request, phaseFormPage(r, q.Get("crisis"), q.Get("phase"))+"#wijzigen", http.StatusSeeOther)
 }
 
 // phaseInput reads and checks the phase form; on an error it shows the form again with the
@@ -1018,13 +1045,14 @@ func (s *Server) phasePolicies(r *request, crisis, exercise, from, to string) []
 	return out
 }
 
-// phaseForm confirms a phase change: from which phase to which, and what that does.
+// phaseForm confirms a phase change: from which phase to which, and what that does. The form
+// comes as a POST, so that its reason is in no address (review AB).
 func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
-	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, "") || !s.onLeader(w, r, "") {
+	crisis, phase, reason := strings.TrimSpace(r.PostFormValue("crisis")), r.PostFormValue("phase"), strings.TrimSpace(r.PostFormValue("reden"))
+	back := phaseFormPage(r, crisis, phase)
+	if !s.officerPage(w, r) || !s.requireRecent(w, r, MaxOfficerAge, back, phaseFields...) || !s.onLeader(w, r, back) {
 		return
 	}
-	q := r.URL.Query()
-	crisis, phase, reason := strings.TrimSpace(q.Get("crisis")), q.Get("phase"), strings.TrimSpace(q.Get("reden"))
 	if !s.phaseInput(w, r, crisis, phase, reason) {
 		return
 	}
@@ -1067,10 +1095,9 @@ func (s *Server) phaseForm(w http.ResponseWriter, r *request) {
 
 // setPhase changes a crisis's phase, as the signed-in officer.
 func (s *Server) setPhase(w http.ResponseWriter, r *request) {
-	// The confirmation takes what was sent in its address: after a new sign-in it is shown again.
-	back := "/fase/wijzigen?" + url.Values{"crisis": {r.PostFormValue("crisis")}, "phase": {r.PostFormValue("phase")},
-		"reden": {r.PostFormValue("reden")}, "exercise": {r.PostFormValue("exercise")}}.Encode()
-	if !s.requireRecent(w, r, MaxOfficerAge, back) || !s.onLeader(w, r, back) {
+	// After a new sign-in the form is shown again as it was filled in, to be confirmed again.
+	back := phaseFormPage(r, r.PostFormValue("crisis"), r.PostFormValue("phase"))
+	if !s.requireRecent(w, r, MaxOfficerAge, back, phaseFields...) || !s.onLeader(w, r, back) {
 		return
 	}
 	crisis, phase, reason := strings.TrimSpace(r.PostFormValue("crisis")), r.PostFormValue("phase"), strings.TrimSpace(r.PostFormValue("reden"))

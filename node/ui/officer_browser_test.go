@@ -399,6 +399,11 @@ func TestBrowserOfficers(t *testing.T) {
 	if g := daan.text("effects", chromedp.Text(chromedp.CSS("#gevolgen"))); !strings.Contains(g, "Reden, in het auditlog: “instroom verdubbeld”.") {
 		t.Errorf("the phase confirmation does not say the reason: %q", g)
 	}
+	// The form went with POST: the reason, which goes to the audit log, is not in the address,
+	// nor in the browser's history (review AB).
+	if u := daan.text("the confirmation's address", chromedp.Location()); u != e.url+"/fase/bevestigen" {
+		t.Errorf("the phase confirmation is at %s, want %s/fase/bevestigen, without the reason", u, e.url)
+	}
 	daan.check("fase bevestigen")
 	daan.shot(shots, "fase-bevestigen.png")
 	daan.run("confirm the phase", chromedp.Steps(

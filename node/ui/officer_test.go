@@ -285,7 +285,7 @@ func TestReaderSeesNoOfficerPages(t *testing.T) {
 		if resp, _ := b.get(t, e.url+"/audit"); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("%s opens the audit log: %d, want 403", name, resp.StatusCode)
 		}
-		for _, path := range []string{"/beleid/voorstel", "/beleid/stap?stap=goedkeuren&id=x%401", "/fase/wijzigen?crisis=oekraine&phase=warm&reden=test"} {
+		for _, path := range []string{"/beleid/voorstel", "/beleid/stap?stap=goedkeuren&id=x%401"} {
 			if resp, body := b.get(t, e.url+path); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "voor de beveiligingsfunctionarissen") || strings.Contains(body, `id="bevestigen"`) {
 				t.Errorf("%s opens %s: %d, want 403 without the form:\n%s", name, path, resp.StatusCode, body)
 			}
@@ -295,9 +295,10 @@ func TestReaderSeesNoOfficerPages(t *testing.T) {
 			"/beleid/stap":     {"csrf": {token}, "stap": {"goedkeuren"}, "id": {"x@1"}},
 			"/beleid/voorstel": {"csrf": {token}, "bron": {"name: x\n"}, "stap": {"voorstellen"}},
 			"/fase/wijzigen":   {"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}},
+			"/fase/bevestigen": {"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"test"}},
 		} {
 			resp, body := b.post(t, e.url+path, form)
-			if resp.StatusCode != http.StatusForbidden {
+			if resp.StatusCode != http.StatusForbidden || strings.Contains(body, `id="bevestigen"`) {
 				t.Errorf("%s forges POST %s: %d, want 403:\n%s", name, path, resp.StatusCode, body)
 			}
 		}
@@ -408,15 +409,19 @@ func TestStaleSignInSignsInAgain(t *testing.T) {
 		t.Errorf("a reader's form with an old sign-in: %d, want 403:\n%s", resp.StatusCode, body)
 	}
 
-	// A phase change sent with an old sign-in comes back as its confirmation (a browser of its
-	// own: hers has signed in anew).
-	b = newBrowser(t)
-	e.op.signInLongAgo(11 * time.Minute)
-	_, page = e.signIn(t, b, "anna", "/fase")
-	token = csrfOf(t, page)
-	resp, body = b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"instroom verdubbeld"}})
-	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/fase/wijzigen" || !strings.Contains(body, `id="bevestigen"`) || !strings.Contains(body, "instroom verdubbeld") {
-		t.Errorf("a phase change with an old sign-in: %d at %s, want its confirmation again:\n%s", resp.StatusCode, resp.Request.URL, body)
+	// A phase change sent with an old sign-in, at the form or at its confirmation, comes back as
+	// its form filled in, to be confirmed again (a browser of its own: hers has signed in anew);
+	// the reason is in the page, not in its address.
+	for _, path := range []string{"/fase/bevestigen", "/fase/wijzigen"} {
+		b = newBrowser(t)
+		e.op.signInLongAgo(11 * time.Minute)
+		_, page = e.signIn(t, b, "anna", "/fase")
+		token = csrfOf(t, page)
+		resp, body = b.post(t, e.url+path, url.Values{"csrf": {token}, "crisis": {"oekraine"}, "phase": {"warm"}, "reden": {"instroom verdubbeld"}})
+		if resp.StatusCode != http.StatusOK || resp.Request.URL.RequestURI() != "/fase?crisis=oekraine&phase=warm" || !strings.Contains(body, `id="hersteld"`) ||
+			!strings.Contains(body, `<option value="warm" selected>`) || !strings.Contains(body, ">instroom verdubbeld</textarea>") {
+			t.Errorf("%s with an old sign-in: %d at %s, want its form again as filled in:\n%s", path, resp.StatusCode, resp.Request.URL, body)
+		}
 	}
 	if _, list := b.get(t, e.url+"/fase"); strings.Contains(list, "kp-phase--warm") {
 		t.Error("the phase changed without being confirmed again")
@@ -433,12 +438,26 @@ func TestSetPhase(t *testing.T) {
 	}
 	b := newBrowser(t)
 	_, list := e.signIn(t, b, "anna", "/fase")
+	// The form is sent with POST, its CSRF token with it: the reason, which goes to the audit
+	// log, is in no address, browser history or proxy log (review AB).
+	if !strings.Contains(list, `<form method="post" action="/fase/bevestigen"`) || !strings.Contains(list, `name="csrf" value="`+csrfOf(t, list)+`"`) {
+		t.Errorf("the phase form is not sent with POST and its CSRF token:\n%s", list)
+	}
+	confirm := func(q string) (*http.Response, string) {
+		t.Helper()
+		form, err := url.ParseQuery(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		form.Set("csrf", csrfOf(t, list))
+		return b.post(t, e.url+"/fase/bevestigen", form)
+	}
 	// The crisis a record names is listed, cold and never set, and offered in the form.
 	if !strings.Contains(list, `data-crisis="oekraine"`) || !strings.Contains(list, "nooit gezet") || !strings.Contains(list, `<datalist id="bekende-crises"><option value="oekraine"></option></datalist>`) {
 		t.Errorf("the phases page does not list or offer the crisis that a record names:\n%s", list)
 	}
 	// A crisis no record names and no phase was set for: probably a typo, and the officer is told.
-	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm&reden=test"); !strings.Contains(page, `id="twijfel"`) || !strings.Contains(page, "Controleer de spelling") {
+	if _, page := confirm("crisis=oekriane&phase=warm&reden=test"); !strings.Contains(page, `id="twijfel"`) || !strings.Contains(page, "Controleer de spelling") {
 		t.Errorf("the confirmation of a phase for an unknown crisis does not warn:\n%s", page)
 	}
 	for q, want := range map[string]string{
@@ -446,14 +465,14 @@ func TestSetPhase(t *testing.T) {
 		"crisis=oekraine&phase=hot":     "Fase: kies koud, lauw of warm",
 		"crisis=oekraine&phase=warm":    "Reden: zeg waarom de fase verandert",
 	} {
-		resp, page := b.get(t, e.url+"/fase/wijzigen?"+q)
+		resp, page := confirm(q)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, want) || !strings.Contains(page, `aria-invalid="true"`) {
 			t.Errorf("%s: %d, want 400 with %q at the field:\n%s", q, resp.StatusCode, want, page)
 		}
 	}
 	// Each wrong field is named at the top of the form too, linked to it (review W, L4); a
 	// reason over the limit is said at its field.
-	resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=&phase=heet&reden="+strings.Repeat("x", 2001))
+	resp, page := confirm("crisis=&phase=heet&reden=" + strings.Repeat("x", 2001))
 	if !regexp.MustCompile(`(?s)id="fouten"[^>]*>.*De fase is niet gewijzigd.*<li><a class="utrecht-link" href="#crisis">Crisis: het veld is leeg[^<]*</a></li><li><a class="utrecht-link" href="#phase">Fase: kies koud, lauw of warm.</a></li><li><a class="utrecht-link" href="#reden">[^<]*2000[^<]*</a></li>\s*</ul>`).MatchString(page) ||
 		!strings.Contains(page, `id="reden-fout"`) || resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("three wrong fields: %d, want them summed up at the top:\n%s", resp.StatusCode, page)
@@ -474,10 +493,13 @@ func TestSetPhase(t *testing.T) {
 	// A break-glass policy for warm, approved in advance: the confirmation says it starts sharing.
 	approve("breekglas", "name: breekglas\npurpose: opschaling\nrecipients: [spiffe://ncc.crisis.test]\nkinds: [sitrep]\nmax_classification: internal\nphases: [warm]\n")
 	// Not for a crisis no record names: no record of it can go.
-	if _, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekriane&phase=warm&reden=test"); strings.Contains(page, "te delen") || !strings.Contains(page, `id="twijfel"`) {
+	if _, page := confirm("crisis=oekriane&phase=warm&reden=test"); strings.Contains(page, "te delen") || !strings.Contains(page, `id="twijfel"`) {
 		t.Errorf("the confirmation of warm for an unknown crisis says a policy starts sharing, or does not warn:\n%s", page)
 	}
-	resp, page = b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
+	resp, page = confirm("crisis=oekraine&phase=warm&reden=instroom+verdubbeld")
+	if u := resp.Request.URL.String(); u != e.url+"/fase/bevestigen" || resp.Request.Method != http.MethodPost {
+		t.Errorf("the confirmation is at %s %s, want POST /fase/bevestigen, its reason in no address", resp.Request.Method, u)
+	}
 	if !strings.Contains(page, "Begint records van oekraine te delen (beleid voor deze fase): breekglas@1.") {
 		t.Errorf("the confirmation does not name the break-glass policy that warm switches on:\n%s", page)
 	}
@@ -498,14 +520,14 @@ func TestSetPhase(t *testing.T) {
 		Region: "VR09", Classification: pb.Classification_PUBLIC, Body: []byte(`{"title":"Hoogwater","summary":"Stijgt.","severity":"low"}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	_, page = b.get(t, e.url+"/fase/wijzigen?crisis=hoogwater&phase=warm&reden=opschaling")
+	_, page = confirm("crisis=hoogwater&phase=warm&reden=opschaling")
 	if !strings.Contains(page, "Begint records van hoogwater te delen (beleid voor deze fase): breekglas@1.") {
 		t.Errorf("the confirmation of warm for hoogwater does not name the policy that covers its sitrep, or names the one for oekraine:\n%s", page)
 	}
 	if resp, page := b.post(t, e.url+"/fase/wijzigen", url.Values{"csrf": {csrfOf(t, page)}, "crisis": {"hoogwater"}, "phase": {"warm"}, "reden": {"opschaling"}}); resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="gedaan"`) {
 		t.Fatalf("set hoogwater warm: %d\n%s", resp.StatusCode, page)
 	}
-	_, page = b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=cold&reden=afgeschaald")
+	_, page = confirm("crisis=oekraine&phase=cold&reden=afgeschaald")
 	if !strings.Contains(page, "Stopt met het delen van records van oekraine (beleid voor de vorige fase): breekglas@1, breekglas-oekraine@1.") ||
 		!strings.Contains(page, "Dat beleid deelt nog wel records van de crises die warm zijn: hoogwater.") {
 		t.Errorf("the confirmation of cold for oekraine does not name what stops, or that it still shares hoogwater:\n%s", page)
@@ -525,6 +547,12 @@ func TestSetPhase(t *testing.T) {
 	}
 	if !active["breekglas@1"] || active["breekglas-oekraine@1"] {
 		t.Errorf("active with hoogwater warm and oekraine cold: %v, want breekglas@1 alone", active)
+	}
+	// The address the form had when it was sent with GET, from a bookmark or the history, opens
+	// the form filled in with its crisis and phase; a reason in it is not taken.
+	if resp, page := b.get(t, e.url+"/fase/wijzigen?crisis=oekraine&phase=warm&reden=geheim+van+gisteren"); resp.Request.URL.RequestURI() != "/fase?crisis=oekraine&phase=warm" ||
+		!strings.Contains(page, `<option value="warm" selected>`) || !strings.Contains(page, `id="crisis" name="crisis" value="oekraine"`) || strings.Contains(page, "geheim") {
+		t.Errorf("the phase form's old address: at %s, want the form with oekraine and warm and no reason:\n%s", resp.Request.URL, page)
 	}
 	// The notice is for a crisis that has its phase; an address cannot make the page say
 	// anything else was done.
