@@ -170,6 +170,20 @@ func (l *Lang) WhenText(t time.Time) string {
 	return l.T("date.format", t.Day(), month, t.Year(), t.Format("15:04"))
 }
 
+// Ago is an age (zojuist, 7 min geleden) with the time it stands for: in the time element's
+// title for the mouse, and after it as text out of sight, which a screen reader reads and which
+// keyboard and touch users, who cannot open a title, thus get too (review AB, AB6); paper prints
+// it beside the age, which holds only when the page was made. An age without a time is the age.
+func (l *Lang) Ago(age string, t time.Time) template.HTML {
+	if t.IsZero() {
+		return template.HTML(template.HTMLEscapeString(age))
+	}
+	t = local(t)
+	exact := template.HTMLEscapeString(l.WhenText(t))
+	return template.HTML(`<time datetime="` + t.Format(time.RFC3339) + `" title="` + exact + `">` + template.HTMLEscapeString(age) + `</time>` +
+		`<span class="kp-visually-hidden kp-print-inline"> (` + exact + `)</span>`)
+}
+
 // WhenAgo is When with how long ago it was, (3 uur geleden), where a page has room for both.
 func (l *Lang) WhenAgo(t, now time.Time) template.HTML {
 	return l.When(t) + template.HTML(" ("+template.HTMLEscapeString(age(l, int64(now.Sub(t)/time.Second)))+")")

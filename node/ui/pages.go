@@ -329,11 +329,12 @@ type entryView struct {
 }
 
 // disagreeView is what a source that disagrees with an entry reports instead (the entry's
-// disagreeing record of it): Figures, by their labels, updated Age ago, at When; with a Link to
+// disagreeing record of it): Figures, by their labels, updated Age ago, at At; with a Link to
 // the record. Figures is empty when the picture's answer left the record out to stay within its
 // bound.
 type disagreeView struct {
-	Source, Figures, Age, When, Link string
+	Source, Figures, Age, Link string
+	At                         time.Time
 }
 
 // disputedView is an entry of a summed kind that other sources report otherwise: the record the
@@ -815,7 +816,7 @@ func (s *Server) disagreeing(r *request, e *pb.PictureEntry, now time.Time) []di
 	for _, rec := range e.Disagreeing {
 		at := rec.GetUpdatedAt().AsTime()
 		out = append(out, disagreeView{Source: rec.Origin, Figures: s.figures(r.L, e.Kind, rec.Body), Age: age(r.L, int64(max(now.Sub(at), 0)/time.Second)),
-			When: r.L.WhenText(at), Link: withBack(recordLink(rec), r.URL.RequestURI())})
+			At: at, Link: withBack(recordLink(rec), r.URL.RequestURI())})
 	}
 	if len(e.Disagreeing) == 0 {
 		for _, src := range e.Conflict {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
@@ -26,13 +25,7 @@ var pageNames = []string{"picture", "search", "record", "error", "signedout",
 	"policies", "policy", "propose", "confirm", "preview", "explain", "phases", "audit", "follower"}
 
 var funcs = template.FuncMap{
-	"join": strings.Join,
-	"time": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return local(t).Format("2006-01-02 15:04")
-	},
+	"join":      strings.Join,
 	"stateOf":   stateOf,
 	"wbr":       wbr,
 	"dict":      dict,

@@ -715,10 +715,12 @@ func TestPicture(t *testing.T) {
 	if a, p := strings.Index(page, `id="waarschuwingen"`), strings.Index(page, `id="partners"`); a < 0 || a > p {
 		t.Error("the alerts in force do not come before the partners")
 	}
-	// An age (zojuist) comes with the time it stands for: on screen when pointed at, on paper
-	// beside it.
-	if !regexp.MustCompile(`<span title="\d{4}-\d\d-\d\d \d\d:\d\d">zojuist</span><span class="kp-print-inline"> \(\d{4}-\d\d-\d\d \d\d:\d\d\)</span>`).MatchString(page) {
-		t.Error("the latest records' ages carry no time for print")
+	// An age (zojuist) comes with the time it stands for: on screen when pointed at, for a screen
+	// reader (and so for keyboard and touch, which cannot open a title) in text out of sight
+	// after it (review AB, AB6), on paper beside it.
+	exactAge := regexp.MustCompile(`<time datetime="\d{4}-\d\d-\d\dT[^"]+" title="(\d{1,2} [a-z]+ \d{4}, \d\d:\d\d)">zojuist</time><span class="kp-visually-hidden kp-print-inline"> \((\d{1,2} [a-z]+ \d{4}, \d\d:\d\d)\)</span>`)
+	if m := exactAge.FindStringSubmatch(page); m == nil || m[1] != m[2] {
+		t.Errorf("the latest records' ages carry no exact time for a screen reader and print: %q", m)
 	}
 	// The crisis as people write it goes to the one the records name; one nothing names is
 	// said to be unknown, with the known ones, and no picture of nothing is shown.
@@ -838,6 +840,8 @@ func TestPicture(t *testing.T) {
 		t.Errorf("a Q&A found by its question does not show its answer:\n%s", p)
 	} else if !strings.Contains(p, "<title>Zoeken: werken · ") {
 		t.Errorf("a search for werken is not titled with its words:\n%s", p)
+	} else if !exactAge.MatchString(p) {
+		t.Errorf("a search's ages carry no exact time for a screen reader and print:\n%s", p)
 	}
 	resp, page = b.get(t, e.url+"/record?origin="+testOrg+"&id=utrecht")
 	// When it was changed, in words, keeps its zone on pointing: a partner's page may be read
