@@ -129,10 +129,27 @@ func (tb *tab) reflows(base string, paths ...string) {
 				wide := tb.text("wide", chromedp.Evaluate[string](`[...document.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth).map(e => e.tagName + "." + e.className).slice(0, 8).join(" | ")`))
 				tb.t.Errorf("%s at %d px is %s px wider than the window: %s", path, width, w, wide)
 			}
+			// The menu bar's search box has its placeholder as its only visible label: it must
+			// be seen whole, not cut off (Zoek op wo, review AB, AB7).
+			if c := tb.text("the search box's placeholder", chromedp.Evaluate[string](clippedPlaceholder)); c != "" {
+				tb.t.Errorf("%s at %d px: the menu bar's search box cuts its placeholder off: %s", path, width, c)
+			}
 		}
 	}
 	tb.run("zoom back", chromedp.EmulateViewport(1280, 900))
 }
+
+// clippedPlaceholder says how the menu bar's search box cuts off its placeholder, "" when it
+// shows it whole (or the page has no such box): the text's width in the box's font against the
+// room inside its padding.
+const clippedPlaceholder = `(() => {
+	const box = document.getElementById("snelzoeken");
+	if (!box) return "";
+	const s = getComputedStyle(box), c = document.createElement("canvas").getContext("2d");
+	c.font = s.font;
+	const room = box.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight), need = c.measureText(box.placeholder).width;
+	return need > room ? box.placeholder + ": " + Math.ceil(need) + " px in " + Math.floor(room) + " px" : "";
+})()`
 
 // focusedOn waits until the keyboard's focus is on the element with the id want: the message a
 // page comes back with after a step takes it (review AB, AB1). It fails the test when the focus

@@ -706,6 +706,12 @@ func TestPicture(t *testing.T) {
 	if !strings.Contains(page, "<title>Het beeld: oekraine · ") {
 		t.Errorf("the picture of oekraine is not titled so:\n%s", page)
 	}
+	// The menu bar's search box shows a short placeholder, which a phone's narrow box shows
+	// whole (review AB, AB7); its hidden label says more, and starts with it (label in name,
+	// WCAG 2.5.3).
+	if m := regexp.MustCompile(`for="snelzoeken">([^<]*)</label>\s*<input [^>]*placeholder="([^"]*)…"`).FindStringSubmatch(page); m == nil || m[2] != "Zoeken" || !strings.HasPrefix(m[1], m[2]+" ") {
+		t.Errorf("the menu bar's search box: label and placeholder %q, want the short Zoeken… that the label starts with", m)
+	}
 	// The alerts in force come first, in Dutch; one that cleared or expired does not.
 	if !strings.Contains(page, `id="waarschuwingen">Actieve waarschuwingen (1)</h2>`) ||
 		!strings.Contains(page, `<span class="kp-tag kp-tag--bad">Ernstig</span>`) || !strings.Contains(page, "Minder dan 10 vrije bedden in de regio — VR19 Zeeland (regel bedden-laag)") ||
