@@ -800,17 +800,45 @@ func TestLintMessage(t *testing.T) {
 	}
 	nl := &Lang{Code: "nl", cat: cats["nl"]}
 	for _, c := range []struct {
-		p    *pb.LintProblem
-		want string
+		p       *pb.LintProblem
+		want    string
+		english bool
 	}{
-		{&pb.LintProblem{Message: "m", Code: "kinds.unknown", Args: []string{`"foo"`, "qa, sitrep"}}, `onbekende soort "foo": dit knooppunt kent qa, sitrep`},
-		{&pb.LintProblem{Message: "the document is empty", Code: "empty"}, "het document is leeg"},
-		{&pb.LintProblem{Message: "from a rule"}, "from a rule"},
-		{&pb.LintProblem{Message: "newer", Code: "no.such.code"}, "newer"},
-		{&pb.LintProblem{Message: "other args", Code: "kinds.unknown", Args: []string{`"foo"`}}, "other args"},
+		{&pb.LintProblem{Message: "m", Code: "kinds.unknown", Args: []string{`"foo"`, "qa, sitrep"}}, `onbekende soort "foo": dit knooppunt kent qa, sitrep`, false},
+		{&pb.LintProblem{Message: "the document is empty", Code: "empty"}, "het document is leeg", false},
+		{&pb.LintProblem{Message: "from a rule"}, "from a rule", true},
+		{&pb.LintProblem{Message: "newer", Code: "no.such.code"}, "newer", true},
+		{&pb.LintProblem{Message: "other args", Code: "kinds.unknown", Args: []string{`"foo"`}}, "other args", true},
 	} {
-		if got := lintMessage(nl, c.p); got != c.want {
-			t.Errorf("%+v: %q, want %q", c.p, got, c.want)
+		if got, english := lintMessage(nl, c.p); got != c.want || english != c.english {
+			t.Errorf("%+v: %q, English %v, want %q, %v", c.p, got, english, c.want, c.english)
+		}
+	}
+}
+
+// TestCodedEnglishMarked: the node's English that a Dutch page shows for a coded message it has
+// no text for (a node of another version), a lint problem or a policy's verdict, is marked
+// lang="en", for a screen reader's voice (review AB, AB5).
+func TestCodedEnglishMarked(t *testing.T) {
+	pages, cats := pagesAndCatalogues(t)
+	l := &Lang{Code: "nl", cat: cats["nl"]}
+	for _, c := range []struct {
+		name    string
+		v       any
+		english []string
+	}{
+		{"propose", &proposeView{Error: "fout", Problems: []problemView{{Field: "kinds", Message: "a newer problem", English: true}},
+			Doubts: []problemView{{Message: "a newer doubt", English: true}}}, []string{"a newer problem", "a newer doubt"}},
+		{"explain", &explainView{Done: true, Verdicts: []verdictRow{{Verdict: &pb.Verdict{PolicyId: "p@1", Reason: "a newer reason"}, English: true}}}, []string{"a newer reason"}},
+	} {
+		var b bytes.Buffer
+		if err := pages[c.name].Execute(&b, &page{L: l, Title: c.name, Content: c.v}); err != nil {
+			t.Fatal(err)
+		}
+		for _, english := range c.english {
+			if !strings.Contains(b.String(), `<span class="kp-tech" lang="en">`+english+`</span>`) {
+				t.Errorf("the %s page does not mark %q as English:\n%s", c.name, english, b.String())
+			}
 		}
 	}
 }

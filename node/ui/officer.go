@@ -229,6 +229,8 @@ type problemView struct {
 	Where   string `json:"where"`
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// English says that Message is the node's English (coded), which the page marks so.
+	English bool `json:"english,omitempty"`
 }
 
 type proposeView struct {
@@ -383,7 +385,8 @@ func (s *Server) lint(r *request, src string) (problems, doubts []problemView, b
 	view := func(ps []*pb.LintProblem) []problemView {
 		var out []problemView
 		for _, p := range ps {
-			pv := problemView{Field: p.Field, Message: lintMessage(r.L, p)}
+			pv := problemView{Field: p.Field}
+			pv.Message, pv.English = lintMessage(r.L, p)
 			if p.Line > 0 {
 				pv.Where = r.L.T("propose.line", p.Line, p.Column)
 			}
@@ -396,8 +399,8 @@ func (s *Server) lint(r *request, src string) (problems, doubts []problemView, b
 
 // lintMessage is a lint problem in the page's language: its code's text with its arguments, or
 // the node's English message when the catalogue has no text with as many arguments (a problem
-// of a node of another version).
-func lintMessage(l *Lang, p *pb.LintProblem) string {
+// of a node of another version), which english says.
+func lintMessage(l *Lang, p *pb.LintProblem) (message string, english bool) {
 	args := p.Args
 	if p.Code == "recipients.group_ceiling" && len(args) == 2 {
 		args = slices.Clone(args)
@@ -417,17 +420,18 @@ func classWords(l *Lang, args []string) {
 }
 
 // coded is a node's coded message in the page's language: the catalogue's text of prefix+code
-// with args, or the node's English text when the catalogue has none with as many arguments.
-func coded(l *Lang, prefix, code string, args []string, english string) string {
+// with args, or the node's English text when the catalogue has none with as many arguments,
+// which isEnglish says: a page marks it lang="en", for a screen reader's voice (review AB, AB5).
+func coded(l *Lang, prefix, code string, args []string, english string) (text string, isEnglish bool) {
 	key := prefix + code
 	if code == "" || !l.Has(key) || strings.Count(l.T(key), "%s") != len(args) {
-		return english
+		return english, l.Code != "en"
 	}
 	a := make([]any, len(args))
 	for i, s := range args {
 		a[i] = s
 	}
-	return l.T(key, a...)
+	return l.T(key, a...), false
 }
 
 // problemsSummary says how many problems the linter found.
@@ -778,11 +782,18 @@ type explainView struct {
 	Allow                    bool
 	Used                     string
 	Policies, Redacted       []string
-	Verdicts                 []*pb.Verdict
+	Verdicts                 []verdictRow
 	// Holding says what the recipient's holder holds of the record, against the decision.
 	Holding string
 	// Partners are suggested in the recipient field.
 	Partners []recipientChoice
+}
+
+// verdictRow is a policy's verdict, its Reason in the page's language, or in the node's English
+// when the catalogue has no text for it (English).
+type verdictRow struct {
+	*pb.Verdict
+	English bool
 }
 
 // explain shows why one own record would or would not go to one recipient: each policy's
@@ -795,7 +806,7 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 		resp, err := pb.NewPolicyServiceClient(s.c.Conn).Explain(r.ctx(), &pb.ExplainRequest{RecordId: v.Record, Recipient: v.Recipient, Phase: v.Phase})
 		switch st := status.Convert(err); {
 		case err == nil:
-			v.Done, v.Allow, v.Used, v.Policies, v.Redacted, v.Verdicts = true, resp.Allow, resp.Phase, resp.Policies, resp.Redacted, resp.Verdicts
+			v.Done, v.Allow, v.Used, v.Policies, v.Redacted = true, resp.Allow, resp.Phase, resp.Policies, resp.Redacted
 			switch h := resp.Held; {
 			case h == nil && resp.Allow:
 				v.Holding = r.L.T("explain.not_held")
@@ -806,7 +817,7 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 			default:
 				v.Holding = r.L.T("explain.held_gone", strconv.FormatInt(h.Version, 10), strings.Join(h.Policies, ", "), local(h.At.AsTime()).Format("2006-01-02 15:04"))
 			}
-			for _, vd := range v.Verdicts {
+			for _, vd := range resp.Verdicts {
 				args := slices.Clone(vd.Args)
 				// The words a policy's state or a phase are, in the page's language too.
 				switch {
@@ -821,7 +832,9 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 				case vd.Code == "above_ceiling":
 					classWords(r.L, args)
 				}
-				vd.Reason = coded(r.L, "verdict.", vd.Code, args, vd.Reason)
+				row := verdictRow{Verdict: vd}
+				vd.Reason, row.English = coded(r.L, "verdict.", vd.Code, args, vd.Reason)
+				v.Verdicts = append(v.Verdicts, row)
 			}
 		case st.Code() == codes.InvalidArgument:
 			v.Error = st.Message()

@@ -61,7 +61,14 @@
         item.appendChild(el("code", "", p.field));
         item.appendChild(document.createTextNode(": "));
       }
-      item.appendChild(document.createTextNode(p.message));
+      if (p.english) {
+        // The node's English, when the page's language has no text for its code (review AB, AB5).
+        var en = el("span", "kp-tech", p.message);
+        en.setAttribute("lang", "en");
+        item.appendChild(en);
+      } else {
+        item.appendChild(document.createTextNode(p.message));
+      }
       ul.appendChild(item);
     });
     details.appendChild(ul);
