@@ -122,6 +122,9 @@ type Options struct {
 	// caller and of all (search.Config). Zero: the defaults; rate.Inf: no limit, for benchmarks
 	// that search far faster than people do.
 	SearchCallerRate, SearchNodeRate rate.Limit
+	// Stop, when set, ends the process when a committed entry cannot be applied (store.Config.Stop);
+	// `knooppunt serve` exits. Nil: a panic, which a test of an in-process node may recover.
+	Stop func(msg string)
 }
 
 // Node is a running replica.
@@ -267,6 +270,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		ElectionTimeout:   cfg.Raft.ElectionTimeout,
 		CommitTimeout:     cfg.Raft.CommitTimeout,
 		Reserve:           cfg.Limits.DiskReserve(),
+		Stop:              opts.Stop,
 		Free:              n.db.DiskFreeBytes,
 		Logger:            n.log,
 	}

@@ -102,7 +102,13 @@ func serve(ctx context.Context, log *slog.Logger, dataDir string, cfg *config.Co
 		return fmt.Errorf("this program's own path, to read PDFs in a child process: %w", err)
 	}
 	extract := attach.ExtractIn(attach.ExtractTimeout, exe, "extract-text")
-	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, ConfigFile: configFile, Logger: log, Version: version, Extractor: extract})
+	n, err := node.Start(ctx, node.Options{DataDir: dataDir, Config: cfg, ConfigFile: configFile, Logger: log, Version: version, Extractor: extract,
+		// A committed entry the database cannot take (a full disk): the replica stops, with what
+		// to do and no stack trace, which read as a crash of the program (review AA, AA10).
+		Stop: func(msg string) {
+			fmt.Fprintln(os.Stderr, "knooppunt: "+msg)
+			os.Exit(1)
+		}})
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,8 @@ type fsm struct {
 	// erased is called after an entry that deletes a record or retracts a peer's record is
 	// applied: its content must then leave the data directory (see eraser).
 	erased func()
+	// stop ends the process when a committed entry cannot be applied (Config.Stop); nil: panic.
+	stop func(msg string)
 	// settled is the index of the last entry whose Apply returned, with all it does after its
 	// transaction (a policy step moves db.Generation then): raft's AppliedIndex moves when an
 	// entry is handed to the FSM, the database's when its transaction commits.
@@ -121,12 +123,16 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		res, err := f.db.ApplyWrites(run)
+		if err != nil {
+			// One transaction for the run: its entries fail together, named as a range.
+			f.settleRun(logs[i].Index, logs[j-1].Index, err)
+		}
 		for k := range run {
 			var r []db.Result
 			if err == nil {
 				r = res[k]
 			}
-			out[i+k] = f.settle(logs[i+k], applyResponse{results: r, err: err})
+			out[i+k] = applyResponse{results: r, err: err} // err: the database was closed
 		}
 		if err == nil && tombstones && f.erased != nil {
 			f.erased()
@@ -143,14 +149,32 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 // full, I/O error, or an entry this release cannot apply) it stops the replica: going on would
 // leave it without the entry for good; stopping lets it replay on restart.
 func (f *fsm) settle(l *raft.Log, resp applyResponse) applyResponse {
-	if resp.err != nil && !errors.Is(resp.err, db.ErrClosed) {
-		todo := unappliedTodo(resp.err)
-		if f.log != nil {
-			f.log.Error("store: a committed log entry could not be written to the database: "+todo, "index", l.Index, "err", resp.err)
-		}
-		panic(fmt.Sprintf("store: log entry %d could not be applied: %v: %s", l.Index, resp.err, todo))
+	if resp.err != nil {
+		f.settleRun(l.Index, l.Index, resp.err)
 	}
 	return resp
+}
+
+// settleRun stops the replica when err kept the committed entries first to last from the
+// database, unless the database was closed (the replica stops anyway): with Config.Stop, as a
+// process ends, with what to do and no stack; without, with a panic.
+func (f *fsm) settleRun(first, last uint64, err error) {
+	if errors.Is(err, db.ErrClosed) {
+		return
+	}
+	todo := unappliedTodo(err)
+	entries := fmt.Sprintf("log entry %d", first)
+	if last != first {
+		entries = fmt.Sprintf("log entries %d to %d", first, last)
+	}
+	if f.log != nil {
+		f.log.Error("store: a committed log entry could not be written to the database: "+todo, "index", first, "last", last, "err", err)
+	}
+	msg := fmt.Sprintf("store: %s could not be applied: %v: %s", entries, err, todo)
+	if f.stop != nil {
+		f.stop(msg)
+	}
+	panic(msg)
 }
 
 // unappliedTodo says what to do about a committed entry that err kept from the database: a fault

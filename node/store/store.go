@@ -56,6 +56,10 @@ var (
 type Config struct {
 	// Dir holds the Raft log and snapshots.
 	Dir string
+	// Stop, when set, ends the process when a committed entry cannot be applied (a full disk):
+	// the replica must stop, and replays the entry when it starts. It is called with what to say
+	// and must not return. Nil: a panic, which a test in the same process may recover.
+	Stop func(msg string)
 	// DB is the database the FSM applies to. The store does not close it.
 	DB *db.DB
 	// ReplicaID names this replica in the Raft configuration.
@@ -275,7 +279,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	erase := newEraser()
-	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note}
+	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note, stop: cfg.Stop}
 	machine.settleAtDB()
 	// The leader reads back the entry before a follower's next one at every message to it, an
 	// idle group every CommitTimeout; raft-wal would read it from the segment file, with a fresh

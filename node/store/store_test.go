@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -1024,6 +1025,51 @@ func TestSettledStaysOnReplay(t *testing.T) {
 	f.Apply(&raft.Log{Index: 10, Type: raft.LogCommand, Data: data})
 	if got := f.settled.Load(); got != 10 {
 		t.Fatalf("settled after entry 10 = %d, want 10", got)
+	}
+}
+
+// TestAnUnappliableRunStopsTheReplica: a run of record writes that the database cannot take
+// (here a table it lacks) stops the replica through Config.Stop, which knooppunt serve makes an
+// exit without a stack trace, naming the run's entries as a range (review AA, AA10: a panic with
+// a goroutine dump, "log entry 7 … apply 8").
+func TestAnUnappliableRunStopsTheReplica(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "knooppunt.db")
+	d := openDB(t, path)
+	if _, err := d.Apply(1, []*db.Write{rec("a", `{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := sql.Open("sqlite3", db.FileURI(path, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(`DROP TABLE changes`); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	d = openDB(t, path)
+	var said string
+	f := &fsm{db: d, log: quiet, stop: func(msg string) { said = msg; panic("stopped") }}
+	entry := func(index uint64, id string) *raft.Log {
+		data, err := encode(&pb.Command{Cmd: &pb.Command_WriteRecords{WriteRecords: &pb.WriteRecords{Records: []*pb.Record{rec(id, `{}`)}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &raft.Log{Index: index, Type: raft.LogCommand, Data: data}
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != "stopped" {
+				t.Errorf("ApplyBatch ended with %v, want Stop to have been called", p)
+			}
+		}()
+		f.ApplyBatch([]*raft.Log{entry(7, "b"), entry(8, "c")})
+	}()
+	if !strings.HasPrefix(said, "store: log entries 7 to 8 could not be applied: ") || !strings.Contains(said, "no such table: changes") ||
+		!strings.Contains(said, "this replica stops, and applies the entry again when it starts") {
+		t.Errorf("Stop was told %q", said)
 	}
 }
 
