@@ -316,7 +316,7 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	wantStatus(t, "B approves again", err, codes.FailedPrecondition, "policy: only a proposed policy can be approved or rejected: lcvs-capacity-to-ncc@1 is approved")
 	_, err = pb.NewPolicyServiceClient(connA).Propose(rpcCtx(t), &pb.ProposeRequest{Source: []byte(capacityPolicy)})
 	wantStatus(t, "A proposes the approved document again", err, codes.AlreadyExists,
-		"source: the same document as "+id+", which is in force: change the document to propose a new version")
+		"source: the same document as "+id+", which is approved: change the document to propose a new version")
 	// A name alone is refused with the version a revocation is for: the one in force (review L, L8).
 	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: "lcvs-capacity-to-ncc", Reason: "r"})
 	wantStatus(t, "B revokes a name without a version", err, codes.NotFound,

@@ -112,6 +112,29 @@ func exerciseRefusal(err error) (code codes.Code, reason string, ok bool) {
 	return 0, "", false
 }
 
+// SameDocument refuses a proposal whose source is the policy version id's, in state (see
+// ReasonSameDocument), naming the field source as FieldStatus does.
+func SameDocument(id, state, msg string) error {
+	st := status.New(codes.AlreadyExists, "source: "+msg)
+	both, err := st.WithDetails(
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "source", Description: msg}}},
+		&errdetails.ErrorInfo{Reason: ReasonSameDocument, Domain: reasonDomain, Metadata: map[string]string{"policy": id, "state": state}})
+	if err != nil {
+		return st.Err()
+	}
+	return both.Err()
+}
+
+// SameDocumentOf is the policy version and its state that a SameDocument refusal names; ok is
+// false for another error.
+func SameDocumentOf(err error) (id, state string, ok bool) {
+	info := reasonInfo(err)
+	if info == nil || info.Reason != ReasonSameDocument {
+		return "", "", false
+	}
+	return info.Metadata["policy"], info.Metadata["state"], true
+}
+
 // Invalid is an InvalidArgument status naming field (see FieldStatus).
 func Invalid(field, format string, args ...any) error {
 	return FieldStatus(codes.InvalidArgument, field, fmt.Sprintf(format, args...))
@@ -161,6 +184,10 @@ const (
 	// ReasonNewerProposal: a newer version of the policy waits for approval; approve or reject
 	// that one first.
 	ReasonNewerProposal = "NEWER_PROPOSAL"
+	// ReasonSameDocument (ALREADY_EXISTS): a proposal is byte for byte a version of the policy
+	// that waits for approval or is approved; its ErrorInfo metadata names it ("policy") and its
+	// state ("state").
+	ReasonSameDocument = "SAME_DOCUMENT"
 	// ReasonPolicyLint: the proposal does not lint with this release; propose a new version.
 	ReasonPolicyLint = "POLICY_LINT"
 	// ReasonPolicyExpired: the policy's validity window has ended.

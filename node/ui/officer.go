@@ -365,6 +365,17 @@ func (s *Server) propose(w http.ResponseWriter, r *request) {
 			again(http.StatusBadRequest)
 			return
 		}
+		// The same document as a version that waits or is approved: said at the form, naming
+		// that version (review AC, AC1: it read as a second approval by the officer).
+		if id, state, ok := api.SameDocumentOf(err); ok {
+			key := "propose.same_proposed"
+			if state == policy.StateApproved {
+				key = "propose.same_approved"
+			}
+			v.Error = r.L.T(key, id)
+			again(http.StatusConflict)
+			return
+		}
 		s.failStep(w, r, err, "")
 		return
 	}

@@ -113,6 +113,14 @@ func TestOfficersProposeAndApprove(t *testing.T) {
 	if strings.Contains(page, `id="goedkeuren"`) {
 		t.Error("the author is offered to approve her own policy")
 	}
+	// The same document again makes no new version, and says so at the form, naming the one
+	// that waits (review AC, AC1: it said the officer had approved it).
+	resp, again := olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {token}, "bron": {sitrepPolicy}, "stap": {"voorstellen"}})
+	if resp.StatusCode != http.StatusConflict || resp.Request.URL.Path != "/beleid/voorstel" ||
+		!strings.Contains(again, "Dit is hetzelfde document als "+id+", dat al op goedkeuring wacht: er is geen nieuwe versie gemaakt.") ||
+		strings.Contains(again, "goedgekeurd. Het wacht") || !strings.Contains(again, `id="fouten"`) {
+		t.Errorf("the same document proposed again: %d at %s\n%s", resp.StatusCode, resp.Request.URL, outcome(t, again))
+	}
 	// What the policy shares, in words, before its YAML.
 	summary := regexp.MustCompile(`(?s)<dl class="kp-fields" id="samenvatting".*?</dl>`).FindString(page)
 	for _, want := range []string{"<dt>Met wie</dt><dd>ncc (ncc.crisis.test)</dd>", "<dd>Situatierapport</dd>", "<dd><strong>intern</strong></dd>",

@@ -173,9 +173,9 @@ func (s *Service) unchanged(ctx context.Context, name string, src []byte) error 
 			if bytes.Equal(r.Source, src) {
 				what := "waits for approval"
 				if state == policy.StateApproved {
-					what = "is in force"
+					what = "is approved"
 				}
-				return api.FieldStatus(codes.AlreadyExists, "source", fmt.Sprintf("the same document as %s, which %s: change the document to propose a new version", r.ID, what))
+				return api.SameDocument(r.ID, state, fmt.Sprintf("the same document as %s, which %s: change the document to propose a new version", r.ID, what))
 			}
 		}
 	}
