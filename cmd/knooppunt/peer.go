@@ -19,6 +19,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/federation/search"
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/peers"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -161,7 +162,8 @@ groups, accept its invitation again with --groups; --no-groups takes it out of e
 				st, err := pb.NewStatusServiceClient(conn).Status(cmd.Context(), &pb.StatusRequest{})
 				conn.Close()
 				if err == nil && st.Org == inv.TrustDomain {
-					return fmt.Errorf("%s: it is this node's own invitation (%s): accept the invitation your partner sent; nothing was added", args[0], inv.TrustDomain)
+					// As the node refuses it (INVALID_ARGUMENT at invitation), for -o json.
+					return callError(&f, api.Invalid("invitation", "it is this node's own (%s): accept the invitation your partner sent; nothing was added", inv.TrustDomain))
 				}
 			}
 			info := cmd.ErrOrStderr()

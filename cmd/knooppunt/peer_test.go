@@ -149,9 +149,14 @@ func TestPeerAcceptRefuses(t *testing.T) {
 	own := signAs(t, work, "own.json", filepath.Join(vrbn.dataDir, "ca"), filepath.Join(vrbn.dataDir, "ca"), nil)
 	refused("own invitation", "", "it is this node's own", own, "--yes")
 	// Without --yes it is refused before the invitation is shown and its fingerprint asked for.
-	if r := cli(t, nil, "y\n", "peer", "accept", own, "--node", vrbn.sock(), "--answer", filepath.Join(work, "answer.json")).want(t, 1); !strings.Contains(r.stderr, "it is this node's own invitation (vr-brabant-noord.crisis.test): accept the invitation your partner sent; nothing was added") ||
+	if r := cli(t, nil, "y\n", "peer", "accept", own, "--node", vrbn.sock(), "--answer", filepath.Join(work, "answer.json")).want(t, 1); !strings.Contains(r.stderr, "invitation: it is this node's own (vr-brabant-noord.crisis.test): accept the invitation your partner sent; nothing was added") ||
 		strings.Contains(strings.ToLower(r.stdout), "fingerprint") {
 		t.Errorf("accept of the node's own invitation, asked: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	// Under -o json, as the node says it: INVALID_ARGUMENT at invitation (review AC, AC2).
+	if r := cli(t, nil, "", "peer", "accept", own, "--yes", "-o", "json", "--node", vrbn.sock(), "--answer", filepath.Join(work, "answer.json")).want(t, 1); !strings.Contains(r.stdout+r.stderr, `"code":"INVALID_ARGUMENT"`) ||
+		!strings.Contains(r.stdout+r.stderr, `"field":"invitation"`) {
+		t.Errorf("accept of the node's own invitation -o json: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
 	// An answer that cannot be written is refused before the node adds anything (review19 M10).
 	before := state()
