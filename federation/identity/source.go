@@ -196,19 +196,26 @@ func (s *FileSource) watch(interval time.Duration) {
 	defer close(s.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var refused []byte // the files' fingerprint when a load last failed: not tried, nor said, again
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 		}
+		now := s.fingerprint()
 		s.mu.RLock()
-		same := bytes.Equal(s.stamp, s.fingerprint())
+		same := bytes.Equal(s.stamp, now)
 		s.mu.RUnlock()
-		if same {
-			continue
+		if same || bytes.Equal(refused, now) {
+			continue // as loaded, or as refused: said once (review AC, AC3)
 		}
-		if err := s.load(); errors.Is(err, ErrOtherID) {
+		refused = nil
+		err := s.load()
+		if err != nil {
+			refused = now
+		}
+		if errors.Is(err, ErrOtherID) {
 			// Another replica's or organisation's SVID would have this process act as that one
 			// (review AA, AA7): the start refuses it, and so does a reload.
 			s.log.Error("identity files changed to an SVID of another identity: keeping the last good one; issue this process its own SVID", "err", err)

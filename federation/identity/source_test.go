@@ -115,6 +115,11 @@ func TestFileSourceKeepsItsIdentity(t *testing.T) {
 	if got := serialOf(t, src); got != first.SerialNumber.String() {
 		t.Fatalf("after another replica's SVID: serial %s, want the last good %s", got, first.SerialNumber)
 	}
+	// Said once, not at every look at the unchanged files (review AC, AC3).
+	time.Sleep(20 * 10 * time.Millisecond)
+	if n := log.Count("identity files changed to an SVID of another identity: keeping the last good one; issue this process its own SVID", nil); n != 1 {
+		t.Errorf("the refusal was logged %d times over 20 looks, want once", n)
+	}
 	again := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
 	identitytest.Eventually(t, 5*time.Second, "its own re-issued SVID is loaded", func() bool {
 		return serialOf(t, src) == again.SerialNumber.String()
