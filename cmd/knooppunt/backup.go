@@ -139,12 +139,17 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	// Written whole before the backup is renamed, and renamed right after it: a failure before
-	// leaves neither, one between (rare: both are in the same directory) FILE without it.
+	// leaves neither, one between (rare: both are in the same directory) FILE without it. A
+	// FILE.sha256 of the backup that --overwrite replaces goes first, so that no failure leaves
+	// it beside the new FILE, which restore would refuse as damaged (review AC, AC6).
 	side, err := writeSum(out, sum)
 	if err != nil {
 		return savedBackup{}, fmt.Errorf("FILE: %w; nothing was written to %s", err, out)
 	}
 	defer side.discard()
+	if err := os.Remove(out + sumSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return savedBackup{}, fmt.Errorf("FILE: %w; nothing was written to %s", err, out)
+	}
 	if err := tmp.commit(); err != nil {
 		return savedBackup{}, fmt.Errorf("FILE: %w", err)
 	}
