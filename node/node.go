@@ -298,8 +298,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.opened.Store(n.store)
-	// A disk already under the reserve is said now, not at the first write it refuses.
+	// A disk already under the reserve is said now, not at the first write it refuses, and a
+	// crossing later within roomEvery, on every replica, writes or none (review AC, AC7).
 	n.store.CheckRoom()
+	n.goBackground(n.store.WatchRoom)
 	// The full-text index is kept beside the write path, on every replica (db.RunTextIndexer).
 	n.goBackground(func(ctx context.Context) {
 		n.db.RunTextIndexer(ctx, func(err error) { n.log.Warn("full-text index", "err", err) })

@@ -380,6 +380,35 @@ func TestAFailedSnapshotLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestCheckRoomSaysACrossingWithoutWrites: the reserve's crossings are said by the reading every
+// replica takes (WatchRoom), with no write to refuse: once under, once above again (review AC,
+// AC7: only a leader's write said them).
+func TestCheckRoomSaysACrossingWithoutWrites(t *testing.T) {
+	dir := t.TempDir()
+	var free atomic.Uint64
+	free.Store(100 << 20)
+	log := identitytest.NewLog()
+	s := startStore(t, Config{Dir: filepath.Join(dir, "raft"), DB: openDB(t, filepath.Join(dir, "knooppunt.db")), Bootstrap: true, Reserve: 256 << 20,
+		Free: func() (uint64, error) { return free.Load(), nil }, Logger: log.Logger})
+	const under = "the disk of the data directory has less free than the reserve: this replica, while it leads, refuses writes that add data (DISK_LOW) until there is room; free space, or lower disk_reserve_mib"
+	for range 3 {
+		var low *LowDiskError
+		if err := s.CheckRoom(); !errors.As(err, &low) {
+			t.Fatalf("CheckRoom under the reserve: %v", err)
+		}
+	}
+	if n := log.Count(under, nil); n != 1 {
+		t.Errorf("under the reserve, three readings said it %d times, want once", n)
+	}
+	free.Store(300 << 20)
+	if err := s.CheckRoom(); err != nil {
+		t.Fatalf("CheckRoom with room: %v", err)
+	}
+	if n := log.Count("the disk of the data directory has room again: writes are taken", nil); n != 1 {
+		t.Errorf("room again was said %d times, want once", n)
+	}
+}
+
 // TestALowDiskRefusesWhatAddsData: with less free than the reserve, the leader refuses record
 // writes and files' chunks with a *LowDiskError before they enter the log; deletes, partners'
 // records and retractions (one batch holds both) and the other commands go in; and once there is

@@ -797,37 +797,60 @@ func (s *Store) room() error {
 	}
 	reserve := s.Reserve()
 	s.freeMu.Lock()
+	crossed := 0 // 1: under the reserve since this reading, -1: above it again
 	if now := time.Now(); now.Sub(s.freeAt) >= s.freeEvery {
 		s.free, s.freeErr = s.cfg.Free()
 		s.freeAt = now
 		if low := s.freeErr == nil && s.free < reserve; low != s.low {
-			// Said once a crossing, not at each write refused (review AA, AA3: the refusals
-			// were in no log).
-			s.low = low
-			if low {
-				s.log.Warn("the disk of the data directory has less free than the reserve: this replica, while it leads, refuses writes that add data (DISK_LOW) until there is room; free space, or lower disk_reserve_mib",
-					"free_mib", s.free>>20, "reserve_mib", reserve>>20)
-			} else {
-				s.log.Info("the disk of the data directory has room again: writes are taken", "free_mib", s.free>>20, "reserve_mib", reserve>>20)
+			s.low, crossed = low, 1
+			if !low {
+				crossed = -1
 			}
 		}
 	}
 	free, err := s.free, s.freeErr
 	s.freeMu.Unlock()
+	// Said once a crossing, not at each write refused (review AA, AA3), outside the lock every
+	// leader write takes (review AC, AC7).
+	switch crossed {
+	case 1:
+		s.log.Warn("the disk of the data directory has less free than the reserve: this replica, while it leads, refuses writes that add data (DISK_LOW) until there is room; free space, or lower disk_reserve_mib",
+			"free_mib", free>>20, "reserve_mib", reserve>>20)
+	case -1:
+		s.log.Info("the disk of the data directory has room again: writes are taken", "free_mib", free>>20, "reserve_mib", reserve>>20)
+	}
 	if err == nil && free < reserve {
 		return &LowDiskError{Free: free, Reserve: reserve}
 	}
 	return nil
 }
 
-// CheckRoom reads the free space of the data directory's disk now, and logs when it is under the
-// reserve: at start, before any write is refused. It returns what a write would be told.
+// CheckRoom reads the free space of the data directory's disk now, and logs when it went under
+// the reserve or above it again since the last reading: at start, and every roomEvery on every
+// replica (WatchRoom), whether or not writes come. It returns what a write would be told.
 func (s *Store) CheckRoom() error {
 	s.freeMu.Lock()
 	s.freeAt = time.Time{}
 	s.freeMu.Unlock()
 	return s.room()
 }
+
+// WatchRoom calls CheckRoom every roomEvery until ctx ends.
+func (s *Store) WatchRoom(ctx context.Context) {
+	t := time.NewTicker(roomEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.CheckRoom()
+		}
+	}
+}
+
+// roomEvery is how often WatchRoom reads the free space.
+const roomEvery = 10 * time.Second
 
 // freeEvery is how long room takes a reading of the free space for.
 const freeEvery = time.Second
