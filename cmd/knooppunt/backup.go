@@ -230,7 +230,7 @@ again and drops what did not come; see docs/operator.md, Backups.`,
 			if isFile(filepath.Join(dataDir, configName)) {
 				start = fmt.Sprintf("with the config in it: knooppunt serve --data-dir %s", dataDir)
 			}
-			checked := "checked against " + args[0] + sumSuffix
+			checked := "matches " + args[0] + sumSuffix
 			if !got.checked {
 				checked = "not checked: no " + args[0] + sumSuffix
 			}
@@ -280,7 +280,11 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	}
 	// A serving node's own database (FILE in its data directory): it writes and checkpoints while
 	// the file and its log are copied one after the other, so that the copy may mix two moments.
-	if src := filepath.Dir(path); filepath.Base(path) == node.DatabaseName && node.Serving(src) {
+	real, err := filepath.EvalSymlinks(path) // a link to it, too (review AC, AC10)
+	if err != nil {
+		return restored{}, fmt.Errorf("FILE: %w", err)
+	}
+	if src := filepath.Dir(real); filepath.Base(real) == node.DatabaseName && node.Serving(src) {
 		return restored{}, fmt.Errorf("FILE: a node is serving on %s: take a backup of it (knooppunt backup --node ...), or stop it first and restore its files", src)
 	}
 	// A node's data is its database and its Raft log; what else the directory holds (the config,

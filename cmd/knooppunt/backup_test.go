@@ -262,7 +262,7 @@ func TestRestoreChecksTheBackupsSHA256(t *testing.T) {
 
 	// The backup as made restores, checked.
 	r := cli(t, nil, "", "restore", backup, "--data-dir", target).want(t, 0)
-	if !strings.HasSuffix(r.stdout, "\n"+backup+": SHA-256 "+sum+" (checked against "+backup+".sha256)\n") || strings.Contains(r.stderr, "could not check") {
+	if !strings.HasSuffix(r.stdout, "\n"+backup+": SHA-256 "+sum+" (matches "+backup+".sha256)\n") || strings.Contains(r.stderr, "could not check") {
 		t.Errorf("restore of the backup as made: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
 	// Without its .sha256: restored, with a note that it could not be checked.
@@ -584,6 +584,14 @@ func TestRestoreRefusesAServingNodesDatabase(t *testing.T) {
 	want := "knooppunt: FILE: a node is serving on " + data + ": take a backup of it (knooppunt backup --node ...), or stop it first and restore its files\n"
 	if r := cli(t, nil, "", "restore", filepath.Join(data, node.DatabaseName), "--data-dir", target).want(t, 1); r.stderr != want {
 		t.Errorf("restore of a serving node's database: %q, want %q", r.stderr, want)
+	}
+	// By a link to it too (review AC, AC10).
+	link := filepath.Join(dir, "latest.db")
+	if err := os.Symlink(filepath.Join(data, node.DatabaseName), link); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, nil, "", "restore", link, "--data-dir", target).want(t, 1); r.stderr != want {
+		t.Errorf("restore of a link to a serving node's database: %q, want %q", r.stderr, want)
 	}
 	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused restore made %s: %v", target, err)

@@ -192,8 +192,9 @@ func (f *Forwarder) ApplyLevel(ctx context.Context, id string) (uint32, error) {
 }
 
 // noLeader is the refusal of a replica that knows no leader: it cannot reach a majority, or it
-// is no member of the group (removed, or waiting to be joined), which no retry mends (review
-// AA, AA12: it sent the operator to the network).
+// is no member of the group (removed, or waiting to be joined: a join mends that, so it stays
+// UNAVAILABLE, as a client retries), which the message says (review AA, AA12: it sent the
+// operator to the network).
 func (f *Forwarder) noLeader() error {
 	if !f.Store.Member() {
 		return status.Error(codes.Unavailable, "this replica is not a member of its group: removed, or waiting to be joined (knooppunt cluster join on the leader): send it to a replica of the group")

@@ -1196,10 +1196,11 @@ func (s *Store) RaftStats() map[string]string { return s.raft.Stats() }
 func (s *Store) Alone() bool { return s.cfg.Transport == nil }
 
 // Member reports whether this replica is in its group's latest configuration: false for one
-// removed, or waiting to be joined, or shut down.
+// removed, or waiting to be joined; true when the configuration cannot be read (shutting down),
+// which is not known to exclude it.
 func (s *Store) Member() bool {
 	servers, err := s.Servers()
-	return err == nil && slices.ContainsFunc(servers, func(srv Server) bool { return srv.ID == s.cfg.ReplicaID })
+	return err != nil || slices.ContainsFunc(servers, func(srv Server) bool { return srv.ID == s.cfg.ReplicaID })
 }
 
 // AddVoter adds a replica to the group. Only the leader can.

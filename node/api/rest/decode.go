@@ -115,7 +115,9 @@ func valueAt(body []byte, off int, md protoreflect.MessageDescriptor) (path stri
 		fd    protoreflect.FieldDescriptor   // the field whose value the container is
 		list  bool
 		index int
-		key   string // the key read and its value not yet; "" before a key
+		key   string // the key read, its value not yet (haveKey)
+		// haveKey says a key was read and its value not yet: "" is a key too.
+		haveKey bool
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
@@ -129,7 +131,7 @@ func valueAt(body []byte, off int, md protoreflect.MessageDescriptor) (path stri
 		if top.list {
 			top.index++
 		} else {
-			top.key = ""
+			top.key, top.haveKey = "", false
 		}
 	}
 	for {
@@ -157,7 +159,7 @@ func valueAt(body []byte, off int, md protoreflect.MessageDescriptor) (path stri
 				if f != nil && f.Kind() == protoreflect.MessageKind {
 					sub = f.Message()
 				}
-			case top.key == "":
+			case !top.haveKey:
 				key = true
 			case top.md == nil: // a map's value
 				p, f, el = top.path+"."+top.key, top.fd, true
@@ -200,7 +202,7 @@ func valueAt(body []byte, off int, md protoreflect.MessageDescriptor) (path stri
 			}
 		case string:
 			if key {
-				stack[len(stack)-1].key = t
+				stack[len(stack)-1].key, stack[len(stack)-1].haveKey = t, true
 				continue
 			}
 			read()

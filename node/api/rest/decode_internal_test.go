@@ -27,6 +27,8 @@ func TestNameField(t *testing.T) {
 			`records[1]: proto: syntax error (line 1:45): unexpected token "x": each element of records is an object: send a JSON object, {…}`},
 		{"a list for a map, nested", &pb.PutBatchRequest{}, `{"records":[{"id":"r1"},{"id":"r2","labels":["a"]}]}`,
 			`records[1].labels: proto: syntax error (line 1:45): unexpected token [: labels is a map: send a JSON object, such as {"key": "…"}`},
+		{"after a map's empty key", &pb.Record{}, `{"labels":{"":"v","k":["x"]}}`,
+			`labels.k: proto: (line 1:23): invalid value for string field value: [`},
 		{"a string for an object", &pb.SearchRequest{}, `{"filter":"oekraine"}`,
 			`filter: proto: syntax error (line 1:11): unexpected token "oekraine": filter is an object`},
 		{"named by protojson already", &pb.Webhook{}, `{"url":5}`, ""},
