@@ -711,7 +711,7 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	if !strings.Contains(page, `Den Haag volgens VR Utrecht</a> <span class="kp-tag kp-tag--bad">ncc meldt het anders</span>`) {
 		t.Errorf("the picture does not name who reports the record otherwise:\n%s", page)
 	}
-	nccSays := regexp.MustCompile(`Den Haag volgens VR Utrecht</a>.*\s*<ul class="utrecht-unordered-list">\s*<li><a class="utrecht-link" href="/record\?[^"]*">ncc meldt: [^<]*Den Haag volgens NCC[^<]*</a> <span class="kp-muted">\(<time datetime="[^"]+" title="[^"]+">(zojuist|1 min geleden)</time><span class="kp-visually-hidden kp-print-inline"> \(\d{1,2} [a-z]+ \d{4}, \d\d:\d\d\)</span>\)</span></li>`)
+	nccSays := regexp.MustCompile(`Den Haag volgens VR Utrecht</a>.*\s*<ul class="utrecht-unordered-list">\s*<li><a class="utrecht-link" href="/record\?[^"]*">ncc meldt: [^<]*Den Haag volgens NCC[^<]*</a> <span class="kp-muted">\(<time datetime="[^"]+" title="[^"]+">(zojuist|1 min geleden)</time><span class="kp-visually-hidden kp-print-inline">, \d{1,2} [a-z]+ \d{4}, \d\d:\d\d</span>\)</span></li>`)
 	if !nccSays.MatchString(page) {
 		t.Errorf("the picture does not say, under the sitrep, what ncc reports instead:\n%s", page)
 	}
@@ -721,7 +721,7 @@ func TestPictureNamesWhoDisagrees(t *testing.T) {
 	}
 	if !strings.Contains(disputed, "Bij 1 plaats melden bronnen andere cijfers.") || strings.Contains(disputed, "Rotterdam") ||
 		!regexp.MustCompile(`>Middelburg</a> \(VR19 Zeeland\): vr-utrecht meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 15 \(telt mee\)`).MatchString(disputed) ||
-		!regexp.MustCompile(`>lcvs meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 22</a> <span class="kp-muted">\(<time datetime="[^"]+" title="[^"]+">(zojuist|1 min geleden)</time><span class="kp-visually-hidden kp-print-inline"> \(\d{1,2} [a-z]+ \d{4}, \d\d:\d\d\)</span>\)</span>`).MatchString(disputed) {
+		!regexp.MustCompile(`>lcvs meldt: Opvangplaatsen totaal 60, Vrije opvangplaatsen 22</a> <span class="kp-muted">\(<time datetime="[^"]+" title="[^"]+">(zojuist|1 min geleden)</time><span class="kp-visually-hidden kp-print-inline">, \d{1,2} [a-z]+ \d{4}, \d\d:\d\d</span>\)</span>`).MatchString(disputed) {
 		t.Errorf("the picture does not say, under the sums, what each source reports of Middelburg (and only of it):\n%s", disputed)
 	}
 	if !strings.Contains(page, `<p class="utrecht-paragraph kp-muted" id="elders-anders">Dezelfde cijfers, maar iets anders verschilt (een notitie, of een veld dat niet elke bron met u deelt) bij: Rotterdam (VR17 Rotterdam-Rijnmond).</p>`) {

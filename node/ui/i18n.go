@@ -181,7 +181,7 @@ func (l *Lang) Ago(age string, t time.Time) template.HTML {
 	t = local(t)
 	exact := template.HTMLEscapeString(l.WhenText(t))
 	return template.HTML(`<time datetime="` + t.Format(time.RFC3339) + `" title="` + exact + `">` + template.HTMLEscapeString(age) + `</time>` +
-		`<span class="kp-visually-hidden kp-print-inline"> (` + exact + `)</span>`)
+		`<span class="kp-visually-hidden kp-print-inline">, ` + exact + `</span>`)
 }
 
 // WhenAgo is When with how long ago it was, (3 uur geleden), where a page has room for both.

@@ -724,7 +724,7 @@ func TestPicture(t *testing.T) {
 	// An age (zojuist) comes with the time it stands for: on screen when pointed at, for a screen
 	// reader (and so for keyboard and touch, which cannot open a title) in text out of sight
 	// after it (review AB, AB6), on paper beside it.
-	exactAge := regexp.MustCompile(`<time datetime="\d{4}-\d\d-\d\dT[^"]+" title="(\d{1,2} [a-z]+ \d{4}, \d\d:\d\d)">zojuist</time><span class="kp-visually-hidden kp-print-inline"> \((\d{1,2} [a-z]+ \d{4}, \d\d:\d\d)\)</span>`)
+	exactAge := regexp.MustCompile(`<time datetime="\d{4}-\d\d-\d\dT[^"]+" title="(\d{1,2} [a-z]+ \d{4}, \d\d:\d\d)">zojuist</time><span class="kp-visually-hidden kp-print-inline">, (\d{1,2} [a-z]+ \d{4}, \d\d:\d\d)</span>`)
 	if m := exactAge.FindStringSubmatch(page); m == nil || m[1] != m[2] {
 		t.Errorf("the latest records' ages carry no exact time for a screen reader and print: %q", m)
 	}
