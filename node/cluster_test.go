@@ -404,7 +404,9 @@ func wipeAndRejoin(t *testing.T, c *clustertest.Cluster, bootstrap bool) bool {
 // TestClusterJoinAndRemove adds a fourth replica through the ClusterService of a follower (which
 // forwards to the leader): it catches up and takes writes. Remove then takes it out of the group.
 func TestClusterJoinAndRemove(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{})
+	t.Cleanup(node.SetAPIAddressEvery(20 * time.Millisecond))
+	log := identitytest.NewLog()
+	c := clustertest.Start(t, clustertest.Options{Logger: log.Logger})
 	leader := c.Leader(t, 10*time.Second, c.Replicas...)
 	follower := others(c, leader)[0]
 	load := clustertest.StartLoad(t, 4, c.Replicas)
@@ -486,10 +488,13 @@ func TestClusterJoinAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	marked(true)
+	log.Wait(t, 10*time.Second, "raft.servers gives no API address for replicas of the group: a write this replica forwards while one of them leads fails; add them to raft.servers (docs/cluster.md)",
+		func(e identitytest.Entry) bool { return e.Str("replicas") == "r4" && e.Str("level") == "WARN" })
 	c.WriteConfigs(t)
 	if err := follower.Node.Reload(follower.ConfigFile()); err != nil {
 		t.Fatal(err)
 	}
+	log.Wait(t, 10*time.Second, "raft.servers gives every replica of the group its API address again", nil)
 	load.WaitTotal(t, load.Total()+100, 20*time.Second)
 	r4.Put(t, clustertest.Shelter("via-r4", 4))
 	acked := load.Stop(t)
