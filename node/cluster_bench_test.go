@@ -180,8 +180,11 @@ func runWriters(spec string) int {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		return 1
 	}
-	var ru0 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0, err := cpuTime()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	lat := make([][]time.Duration, job.Writers)
 	var (
 		next  atomic.Int64
@@ -202,9 +205,12 @@ func runWriters(spec string) int {
 		})
 	}
 	wg.Wait()
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	res.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	cpu, err := cpuTime()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	res.CPU = cpu - cpu0
 	res.Latencies = slices.Concat(lat...)
 	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
 		return 1
@@ -301,9 +307,18 @@ func BenchmarkIdleGroup(b *testing.B) {
 
 // processCPU is the CPU time, user and system, the process has used.
 func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	cpu, err := cpuTime()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return cpu
+}
+
+// cpuTime is the CPU time, user and system, the process has used (getrusage).
+func cpuTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

@@ -468,7 +468,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	attachSvc := attachments.New(attachments.Config{Store: n.store, DB: n.db, Limits: n.attachLimits, Logger: n.log, Peers: runningPeers})
 	clusterSvc := cluster.New(n.store, n.db, cfg.ReplicaID, n.log)
 	clusterSvc.SetCurrent(n.currentForPeers)
-	clusterSvc.SetAPIAddress(func(id string) string { return n.cfg.Load().APIAddress(id) })
+	clusterSvc.SetUnaddressed(n.unaddressed)
 	n.goBackground(n.watchAPIAddresses)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
 	register := func(s reflection.GRPCServer) {
@@ -795,14 +795,7 @@ func (n *Node) watchAPIAddresses(ctx context.Context) {
 	said := ""
 	for {
 		if servers, err := n.store.Servers(); err == nil {
-			cfg := n.cfg.Load()
-			var missing []string
-			for _, srv := range servers {
-				if srv.ID != cfg.ReplicaID && cfg.APIAddress(srv.ID) == "" {
-					missing = append(missing, srv.ID)
-				}
-			}
-			if now := strings.Join(missing, ", "); now != said {
+			if now := strings.Join(n.unaddressed(servers), ", "); now != said {
 				if now != "" {
 					n.log.Warn("raft.servers gives no API address for replicas of the group: a write this replica forwards while one of them leads fails; add them to raft.servers (docs/cluster.md)", "replicas", now)
 				} else {
@@ -817,6 +810,23 @@ func (n *Node) watchAPIAddresses(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// unaddressed are the replicas of servers, other than this one, that this replica's
+// raft.servers gives no API address: a write it forwards while one of them leads fails. None for
+// a replica that runs alone.
+func (n *Node) unaddressed(servers []store.Server) []string {
+	if n.store.Alone() {
+		return nil
+	}
+	cfg := n.cfg.Load()
+	var out []string
+	for _, srv := range servers {
+		if srv.ID != cfg.ReplicaID && cfg.APIAddress(srv.ID) == "" {
+			out = append(out, srv.ID)
+		}
+	}
+	return out
 }
 
 // apiAddressEvery is how often watchAPIAddresses looks.

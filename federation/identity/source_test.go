@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"net"
 	"os"
@@ -30,21 +31,29 @@ func serialOf(t *testing.T, src x509svid.Source) string {
 	return svid.Certificates[0].SerialNumber.String()
 }
 
-// TestFileSourceReloads: re-issued SVID files are picked up without a restart; a broken file is
-// logged and the last good SVID stays in use; once the files are good again they load.
-func TestFileSourceReloads(t *testing.T) {
+// watchedSource is a FileSource of files of r1's SVID (at prefix.crt and prefix.key) that its CA
+// issued, looked at every 10ms, with its log; closed when the test ends.
+func watchedSource(t *testing.T) (ca *identity.DevCA, prefix string, first *x509.Certificate, log *identitytest.Log, src *identity.FileSource) {
+	t.Helper()
 	dir := t.TempDir()
-	ca := identitytest.NewCA(t, orgTD)
-	prefix := filepath.Join(dir, "r1")
+	ca = identitytest.NewCA(t, orgTD)
+	prefix = filepath.Join(dir, "r1")
 	bundle := filepath.Join(dir, "bundle.pem")
 	identitytest.WriteBundle(t, bundle, ca)
-	first := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
-	log := identitytest.NewLog()
+	first = identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
+	log = identitytest.NewLog()
 	src, err := identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 10*time.Millisecond, log.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
+	return ca, prefix, first, log, src
+}
+
+// TestFileSourceReloads: re-issued SVID files are picked up without a restart; a broken file is
+// logged and the last good SVID stays in use; once the files are good again they load.
+func TestFileSourceReloads(t *testing.T) {
+	ca, prefix, first, log, src := watchedSource(t)
 	if got := serialOf(t, src); got != first.SerialNumber.String() {
 		t.Fatalf("serial %s, want %s", got, first.SerialNumber)
 	}
@@ -93,18 +102,7 @@ func TestFileSourceReloads(t *testing.T) {
 // another replica are refused at ERROR and the last good SVID stays (review AA, AA7); files of
 // the same identity still load.
 func TestFileSourceKeepsItsIdentity(t *testing.T) {
-	dir := t.TempDir()
-	ca := identitytest.NewCA(t, orgTD)
-	prefix := filepath.Join(dir, "r1")
-	bundle := filepath.Join(dir, "bundle.pem")
-	identitytest.WriteBundle(t, bundle, ca)
-	first := identitytest.WriteSVID(t, ca, "/node/r1", prefix, identity.SVIDOptions{})
-	log := identitytest.NewLog()
-	src, err := identity.NewFileSource(prefix+".crt", prefix+".key", bundle, 10*time.Millisecond, log.Logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
+	ca, prefix, first, log, src := watchedSource(t)
 	src.Require(spiffeid.RequireFromString("spiffe://" + orgTD + "/node/r1"))
 
 	identitytest.WriteSVID(t, ca, "/node/r2", prefix, identity.SVIDOptions{})

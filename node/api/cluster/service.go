@@ -45,14 +45,15 @@ type Service struct {
 	// current says why the replica is not current with its group, or nil when it is (see
 	// SetCurrent).
 	current func(context.Context) error
-	// apiAddress is a replica's API address in this replica's raft.servers, "" for none (see
-	// SetAPIAddress).
-	apiAddress func(id string) string
+	// unaddressed are the replicas of servers that this replica's raft.servers gives no API
+	// address (see SetUnaddressed).
+	unaddressed func(servers []store.Server) []string
 }
 
-// SetAPIAddress gives the service this replica's raft.servers, so that its status marks the
-// replicas of the group to which it cannot forward a write. Call it before the service serves.
-func (s *Service) SetAPIAddress(f func(id string) string) { s.apiAddress = f }
+// SetUnaddressed gives the service the replicas of the group that this replica's raft.servers
+// gives no API address, so that its status marks those to which it cannot forward a write.
+// Call it before the service serves.
+func (s *Service) SetUnaddressed(f func(servers []store.Server) []string) { s.unaddressed = f }
 
 // SetCurrent gives the service the check of whether the replica is current with its group: a
 // backup taken on a replica that is not says so, since its copy may be older than the group's.
@@ -123,16 +124,17 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 		AppliedIndex: applied, CommitIndex: max(commit, applied), LastSnapshotIndex: snap, ApplyLevel: s.store.Level(),
 	}
 	older := s.store.OlderReplicas()
+	var unaddressed []string
+	if s.unaddressed != nil {
+		unaddressed = s.unaddressed(servers)
+	}
 	for _, srv := range servers {
 		addr := srv.Address
 		if s.store.Alone() {
 			addr = "" // the in-memory transport's address is the replica's id: no address at all
 		}
 		r := &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader, Unreachable: srv.Unreachable,
-			OlderRelease: slices.Contains(older, srv.ID)}
-		if s.apiAddress != nil && !s.store.Alone() && srv.ID != s.replica && s.apiAddress(srv.ID) == "" {
-			r.NoApiAddress = true
-		}
+			OlderRelease: slices.Contains(older, srv.ID), NoApiAddress: slices.Contains(unaddressed, srv.ID)}
 		if srv.Unreachable && !srv.LastContact.IsZero() {
 			r.LastContact = timestamppb.New(srv.LastContact)
 		}

@@ -164,20 +164,19 @@ func (s *Service) Propose(ctx context.Context, req *pb.ProposeRequest) (*pb.Poli
 // waits for approval or is in force: a second version of it would ask the officers to approve
 // again what they approved or are about to. A version rejected or revoked may be proposed again.
 func (s *Service) unchanged(ctx context.Context, name string, src []byte) error {
-	for _, state := range []string{policy.StateProposed, policy.StateApproved} {
-		rows, err := s.c.DB.ListPolicies(ctx, state, name)
-		if err != nil {
-			return api.Status(s.c.Logger, err)
+	rows, err := s.c.DB.ListPolicies(ctx, "", name)
+	if err != nil {
+		return api.Status(s.c.Logger, err)
+	}
+	for _, r := range rows {
+		if (r.State != policy.StateProposed && r.State != policy.StateApproved) || !bytes.Equal(r.Source, src) {
+			continue
 		}
-		for _, r := range rows {
-			if bytes.Equal(r.Source, src) {
-				what := "waits for approval"
-				if state == policy.StateApproved {
-					what = "is approved"
-				}
-				return api.SameDocument(r.ID, state, fmt.Sprintf("the same document as %s, which %s: change the document to propose a new version", r.ID, what))
-			}
+		what := "waits for approval"
+		if r.State == policy.StateApproved {
+			what = "is approved"
 		}
+		return api.SameDocument(r.ID, r.State, fmt.Sprintf("the same document as %s, which %s: change the document to propose a new version", r.ID, what))
 	}
 	return nil
 }
