@@ -392,11 +392,12 @@ func TestMTLSWorkloadAPIPicksSpiffeID(t *testing.T) {
 // only one to say why.
 func TestSVIDExpiryIsSaid(t *testing.T) {
 	own := newMTLSOrg(t, mtlsOwnTD)
-	n := startMTLSNode(t, own, own.filesIdentity())
-	// The start names the addresses it listens on, and no empty one (review AA, AA14).
+	n := startMTLSNode(t, own, own.filesIdentity()+"feed: {listen: \"127.0.0.1:0\"}\n")
+	// The start names the addresses it listens on, as bound, and no empty one (review AA, AA14;
+	// review AC, AC11: the feed's port 0 was printed as configured).
 	n.log.Wait(t, 5*time.Second, "node serving", func(e identitytest.Entry) bool {
 		_, ui := e["ui"]
-		return e.Str("listen") == n.Addr().String() && !ui
+		return e.Str("listen") == n.Addr().String() && e.Str("feed") == n.FeedAddr().String() && !ui
 	})
 	st, err := pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{})
 	if err != nil {

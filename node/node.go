@@ -176,6 +176,8 @@ type Node struct {
 	feedAddr   net.Addr
 	rest       *http.Server // the REST API (node/api/rest), when http.listen is set
 	restAddr   net.Addr
+	raftAddr   net.Addr // where Raft listens, as bound
+	metricAddr net.Addr
 	sockPath   string
 	unreg      []func()
 	tracing    *tracing.Tracing
@@ -276,11 +278,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	if cfg.Raft.Listen != "" {
 		td := n.ident.trustDomain
-		if sc.Transport, err = store.TLSTransport(cfg.Raft.Listen, cfg.Raft.Advertise,
+		tr, err := store.TLSTransport(cfg.Raft.Listen, cfg.Raft.Advertise,
 			identity.ServerTLSFor(n.ident.source, n.ident.trust, n.authorizeRaft(td), n.log),
-			identity.ClientTLS(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td)), n.log); err != nil {
+			identity.ClientTLS(n.ident.source, n.ident.trust, identity.AuthorizeReplica(td)), n.log)
+		if err != nil {
 			return nil, err
 		}
+		sc.Transport, n.raftAddr = tr, tr.ListenAddr()
 		for _, s := range cfg.Raft.Servers {
 			sc.Servers = append(sc.Servers, raft.Server{ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Address), Suffrage: raft.Voter})
 		}
@@ -616,14 +620,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}()
 	}
 
-	// With every address the node listens on (review AA, AA14): as bound where the node knows it.
-	listen := cfg.Listen
-	if n.tcpAddr != nil {
-		listen = n.tcpAddr.String()
-	}
+	// With every address the node listens on, as bound (review AA, AA14; review AC, AC11): a
+	// port of 0 or a host name shows where the node is reached, not what the config says.
 	attrs := []any{"org", cfg.Org, "replica", cfg.ReplicaID, "socket", n.sockPath}
-	for _, l := range []struct{ name, addr string }{{"listen", listen}, {"raft", cfg.Raft.Listen}, {"bundle_endpoint", n.BundleEndpointAddr()},
-		{"ui", cfg.UI.Listen}, {"http", cfg.HTTP.Listen}, {"feed", cfg.Feed.Listen}, {"metrics", cfg.MetricsAddr}} {
+	bound := func(a net.Addr) string {
+		if a == nil {
+			return ""
+		}
+		return a.String()
+	}
+	for _, l := range []struct{ name, addr string }{{"listen", bound(n.tcpAddr)}, {"raft", bound(n.raftAddr)}, {"bundle_endpoint", n.BundleEndpointAddr()},
+		{"ui", bound(n.webAddr)}, {"http", bound(n.restAddr)}, {"feed", bound(n.feedAddr)}, {"metrics", bound(n.metricAddr)}} {
 		if l.addr != "" {
 			attrs = append(attrs, l.name, l.addr)
 		}
@@ -888,6 +895,7 @@ func (n *Node) serveMetrics(addr string) error {
 	if err != nil {
 		return fmt.Errorf("node: metrics_addr %s: %w (set another address, or empty to turn /metrics off)", addr, err)
 	}
+	n.metricAddr = lis.Addr()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler())
 	n.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -54,6 +54,9 @@ func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 	return &Transport{NetworkTransport: nt, layer: layer}, nil
 }
 
+// ListenAddr is where the transport listens, as bound: with a port of 0, the port the system gave.
+func (t *Transport) ListenAddr() net.Addr { return t.layer.Listener.Addr() }
+
 // advertised is an address as the config writes it, a host name or IP and a port.
 type advertised string
 
