@@ -73,7 +73,11 @@ log entry it holds and its SHA-256. For admins and the local socket.`,
 					saved.behind, out, saved.applied)
 			}
 			if f.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"file": out, "bytes": saved.size, "applied_index": saved.applied, "behind": saved.behind, "sha256": saved.sha256})
+				doc := map[string]any{"file": out, "bytes": saved.size, "applied_index": saved.applied, "sha256": saved.sha256}
+				if saved.behind != "" {
+					doc["behind"] = saved.behind // why the replica was not current; left out when it was
+				}
+				return printJSON(cmd.OutOrStdout(), doc)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d bytes, up to log entry %d, SHA-256 %s (in %s)\n", out, saved.size, saved.applied, saved.sha256, out+sumSuffix)
 			return err

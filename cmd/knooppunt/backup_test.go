@@ -70,9 +70,14 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	cli(t, nil, "", "backup", backup, "--node", addr, "-q", "--overwrite").want(t, 0)
 	// A name that SQLite, given it as a URI unescaped, cut at the '#' and '?'.
-	cli(t, nil, "", "backup", filepath.Join(dir, "backup#2?x=1%41.db"), "--node", addr, "-o", "json").want(t, 0).oneJSON(t, &js)
+	r = cli(t, nil, "", "backup", filepath.Join(dir, "backup#2?x=1%41.db"), "--node", addr, "-o", "json").want(t, 0)
+	r.oneJSON(t, &js)
 	if info, err := os.Stat(js.File); err != nil || info.Size() != js.Bytes || info.Mode().Perm() != 0o600 || js.Applied == 0 {
 		t.Fatalf("backup -o json %+v; the file: %v, %v", js, info, err)
+	}
+	// A current replica's copy has no "behind" at all, not an empty one (review AA, AA16).
+	if strings.Contains(r.stdout, `"behind"`) {
+		t.Errorf("backup -o json of a current replica: %s", r.stdout)
 	}
 	// After the backup: a new record and a change, which the restored node will not hold.
 	put(addr, "bunnik", `{"municipality":"Bunnik","beds_total":20,"beds_free":2}`).want(t, 0)
