@@ -294,6 +294,30 @@ func TestOnboardingEndToEnd(t *testing.T) {
 		t.Errorf("ncc-qa-heel@1 is %s after an approval not confirmed, want proposed", heel.State)
 	}
 	cli(t, nil, "ja\n", append([]string{"policy", "approve", "ncc-qa-heel@1"}, ncc.as("bram")...)...).want(t, 0)
+	// A new version that would take back what the partner receives now says so, names how
+	// much, and asks (review AE, AE1: the approval retracted every record without a word).
+	narrower := filepath.Join(work, "ncc-sitrep-narrower.yaml")
+	if err := os.WriteFile(narrower, []byte("name: ncc-sitrep-to-regions\npurpose: landelijk beeld voor de veiligheidsregio's\nrecipients: [group:veiligheidsregios]\nkinds: [sitrep]\nmax_classification: public\naccept_purposes: [een ander doel]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, nil, "", append([]string{"policy", "propose", narrower}, ncc.as("anna")...)...).want(t, 0)
+	var pv struct {
+		Total         int64  `json:"total"`
+		Purpose       string `json:"purpose"`
+		PurposeStated bool   `json:"purpose_stated"`
+		Supersedes    string `json:"supersedes"`
+		Withdrawn     int64  `json:"withdrawn"`
+	}
+	cli(t, nil, "", append([]string{"policy", "preview", "ncc-sitrep-to-regions@2", "--recipient", "vr-brabant-noord", "-o", "json"}, ncc.as("anna")...)...).want(t, 0).oneJSON(t, &pv)
+	// The partner subscribes, so the node knows the purpose it states (review AE, AE2).
+	if pv.Total != 0 || pv.Supersedes != "ncc-sitrep-to-regions@1" || pv.Withdrawn < 1 || !pv.PurposeStated {
+		t.Errorf("preview of a version that takes back what vr-brabant-noord receives: %+v", pv)
+	}
+	if r := cli(t, nil, "", append([]string{"policy", "approve", "ncc-sitrep-to-regions@2"}, ncc.as("bram")...)...).want(t, 1); !strings.Contains(r.stderr, "Warning: ncc-sitrep-to-regions@2 replaces ncc-sitrep-to-regions@1, and partners would no longer receive records they receive now; those are retracted from their copies:\n  vr-brabant-noord: "+nRecords(pv.Withdrawn)+"\n") ||
+		!strings.Contains(r.stderr, "nothing was approved") {
+		t.Errorf("policy approve of a version that takes records back, with no answer: stderr %q", r.stderr)
+	}
+	cli(t, nil, "", append([]string{"policy", "reject", "ncc-sitrep-to-regions@2", "--reason", "te smal"}, ncc.as("bram")...)...).want(t, 0)
 	t.Logf("onboarding: %d commands of the new organisation; NCC: invite, accept, and its officers' propose and approve; %s from init to the first shared record, %s from the second accept",
 		commands, time.Since(start).Round(time.Millisecond), time.Since(second).Round(time.Millisecond))
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api/policies"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -229,7 +230,8 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if needReason && reason == "" {
-				return fmt.Errorf("--reason: say why")
+				// As the node says it (review AE, AE9).
+				return fmt.Errorf("--reason is required: say why you %s it; the audit log keeps it", action)
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewPolicyServiceClient(conn)
@@ -241,7 +243,7 @@ func newPolicyStepCmd(action, short string, needReason bool) *cobra.Command {
 				switch action {
 				case "approve":
 					if !yes {
-						if err := confirmLifted(cmd, conn, args[0]); err != nil {
+						if err := confirmApprove(cmd, conn, args[0]); err != nil {
 							return err
 						}
 					}
@@ -296,9 +298,12 @@ federation.retract shows each); -o json gives the version with held.`
 	if action == "approve" {
 		cmd.Long = `Approve a proposed policy. When it would send a partner fields that policies in force withhold
 from it now (a record it grants too, without that redaction), approve says which, to whom and
-under which policies, and asks before it approves; --yes does not ask (scripts that previewed).`
+under which policies, and asks before it approves. So it does when, replacing the version in
+force, it would take back records partners receive now (the new version grants them less, in
+the crisis's phase now, or not to the purpose they state): it names each partner and how many
+records would be retracted. --yes does not ask (scripts that previewed).`
 		cmd.Example += "\n  knooppunt policy approve vr09-signalen-regios@1 --yes"
-		cmd.Flags().BoolVar(&yes, "yes", false, "do not ask before approving a policy that lifts redactions (scripts)")
+		cmd.Flags().BoolVar(&yes, "yes", false, "do not ask before approving a policy that lifts redactions or takes back records (scripts)")
 	}
 	f.register(cmd, true)
 	f.fillArg("ID", "id")
@@ -308,11 +313,12 @@ under which policies, and asks before it approves; --yes does not ask (scripts t
 // errApproveNoAnswer is the end of standard input before the question of policy approve.
 var errApproveNoAnswer = errors.New("no answer: standard input ended before one was given (a script or a pipe): nothing was approved. Answer at a terminal, or give --yes after `knooppunt policy preview`")
 
-// confirmLifted says what approving the proposal id would send that policies in force withhold
-// now, for each partner, and asks; it asks nothing of a policy that lifts nothing. The web
-// approve page says the same (review L, L3: the CLI approved such a policy without a word). A
-// proposal it cannot read is left to the approval to refuse, in its words.
-func confirmLifted(cmd *cobra.Command, conn *grpc.ClientConn, id string) error {
+// confirmApprove says what approving the proposal id would send that policies in force withhold
+// now, and what it would take back, for each partner, and asks; it asks nothing of a policy
+// that does neither. The web approve page says the same (review L, L3: the CLI approved such a
+// policy without a word). A proposal it cannot read is left to the approval to refuse, in its
+// words.
+func confirmApprove(cmd *cobra.Command, conn *grpc.ClientConn, id string) error {
 	p, err := pb.NewPolicyServiceClient(conn).Get(cmd.Context(), &pb.GetPolicyRequest{Id: id})
 	if err != nil {
 		return nil
@@ -327,18 +333,29 @@ func confirmLifted(cmd *cobra.Command, conn *grpc.ClientConn, id string) error {
 			to = append(to, cmp.Or(peer.Name, peer.TrustDomain))
 		}
 	}
-	lifted, err := policies.Lifted(cmd.Context(), conn, p, to)
+	e, err := policies.Effects(cmd.Context(), conn, p, to)
 	w := cmd.ErrOrStderr()
 	if err != nil {
 		// A partner that cannot be previewed (one leaving, say) is no reason to refuse.
 		fmt.Fprintf(w, "Note: not every partner could be previewed (%s): `knooppunt policy preview %s --recipient PEER` shows one.\n", status.Convert(err).Message(), id)
 	}
-	if len(lifted) == 0 {
+	if len(e.Lifted) == 0 && len(e.Withdrawn) == 0 {
 		return nil
 	}
-	fmt.Fprintf(w, "Warning: %s sends fields that policies in force withhold now:\n", id)
-	for _, f := range lifted {
-		fmt.Fprintf(w, "  %s to %s (withheld by %s)\n", f.Field, f.Recipient, strings.Join(f.WithheldBy, ", "))
+	if len(e.Lifted) > 0 {
+		fmt.Fprintf(w, "Warning: %s sends fields that policies in force withhold now:\n", id)
+		for _, f := range e.Lifted {
+			fmt.Fprintf(w, "  %s to %s (withheld by %s)\n", f.Field, f.Recipient, strings.Join(f.WithheldBy, ", "))
+		}
+	}
+	if len(e.Withdrawn) > 0 {
+		// A new version replaces the one in force: what only that one shares now is retracted
+		// (review AE, AE1: the approval took back every record without a word).
+		fmt.Fprintf(w, "Warning: %s replaces %s, and partners would no longer receive records they receive now; those are retracted from their copies:\n", id, e.Withdrawn[0].Supersedes)
+		for _, x := range e.Withdrawn {
+			fmt.Fprintf(w, "  %s: %s\n", x.Recipient, nRecords(x.Records))
+		}
+		fmt.Fprintf(w, "(`knooppunt policy preview %s --recipient PEER` shows what each would still receive.)\n", id)
 	}
 	ok, err := confirm(cmd.InOrStdin(), w, "Approve it all the same? [y/N] ", errApproveNoAnswer)
 	if err != nil {
@@ -422,7 +439,7 @@ func printPolicy(w io.Writer, format string, p *pb.PolicyInfo, withSource bool) 
 		fmt.Fprintf(tw, "reason\t%s\n", p.Reason)
 	}
 	for _, h := range p.Held {
-		fmt.Fprintf(tw, "held by\t%s: %d records, %d under this policy alone\n", h.Holder, h.Records, h.Alone)
+		fmt.Fprintf(tw, "held by\t%s: %s, %d under this policy alone\n", h.Holder, nRecords(h.Records), h.Alone)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -627,6 +644,16 @@ show what the recipient would receive: the records, the body fields redacted, an
 					return err
 				}
 				out := cmd.OutOrStdout()
+				var why []string
+				if resp.Total == 0 && resp.Considered > 0 {
+					src := req.Source
+					if src == nil {
+						if info, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: req.Id}); err == nil {
+							src = info.Source
+						}
+					}
+					why = whyNothing(src, resp, recipient, phase)
+				}
 				if f.output == "json" {
 					type item struct {
 						Record   record.JSON `json:"record"`
@@ -641,9 +668,15 @@ show what the recipient would receive: the records, the body fields redacted, an
 						VoidedRedactions    []string         `json:"voided_redactions"`
 						OverridingPolicies  []string         `json:"overriding_policies"`
 						LiftedRedactions    []liftedJSON     `json:"lifted_redactions"`
+						Purpose             string           `json:"purpose"`
+						PurposeStated       bool             `json:"purpose_stated"`
+						Supersedes          string           `json:"supersedes,omitempty"`
+						Withdrawn           int64            `json:"withdrawn"`
+						WhyNothing          []string         `json:"why_nothing,omitempty"`
 					}{Total: resp.Total, Considered: resp.Considered, Counts: map[string]int64{}, Items: []item{},
 						UnmatchedRedactions: nonNilStrings(resp.UnmatchedRedactions), VoidedRedactions: nonNilStrings(resp.VoidedRedactions),
-						OverridingPolicies: nonNilStrings(resp.OverridingPolicies), LiftedRedactions: []liftedJSON{}}
+						OverridingPolicies: nonNilStrings(resp.OverridingPolicies), LiftedRedactions: []liftedJSON{},
+						Purpose: resp.Purpose, PurposeStated: resp.PurposeStated, Supersedes: resp.Supersedes, Withdrawn: resp.Withdrawn, WhyNothing: why}
 					for _, l := range resp.LiftedRedactions {
 						doc.LiftedRedactions = append(doc.LiftedRedactions, liftedJSON{Field: l.Field, WithheldBy: nonNilStrings(l.WithheldBy)})
 					}
@@ -656,28 +689,14 @@ show what the recipient would receive: the records, the body fields redacted, an
 					return printJSON(out, doc)
 				}
 				fmt.Fprintf(out, "%s would receive %d of %d records considered\n", recipient, resp.Total, resp.Considered)
-				if resp.Total == 0 && resp.Considered > 0 {
-					// Why nothing would go, as far as the document says.
-					src := req.Source
-					if src == nil {
-						if info, err := c.Get(cmd.Context(), &pb.GetPolicyRequest{Id: req.Id}); err == nil {
-							src = info.Source
-						}
-					}
-					parsed, err := policy.Parse(src)
-					now := time.Now()
-					switch {
-					case err == nil && parsed.Doc.ValidFrom != nil && now.Before(*parsed.Doc.ValidFrom):
-						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this policy grants nothing before its valid_from, %s.\n", stamp(*parsed.Doc.ValidFrom))
-					case err == nil && parsed.Doc.ValidUntil != nil && !now.Before(*parsed.Doc.ValidUntil):
-						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this policy's validity window ended at its valid_until, %s: it grants nothing.\n", stamp(*parsed.Doc.ValidUntil))
-					case err == nil && len(parsed.Doc.AcceptPurposes) > 0 && !slices.Contains(parsed.Doc.AcceptPurposes, purpose):
-						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this policy grants only to a recipient that states one of its accept_purposes (%s): --purpose states the one %s would.\n", strings.Join(parsed.Doc.AcceptPurposes, ", "), recipient)
-					case err == nil && len(parsed.Doc.Phases) > 0 && phase == "":
-						fmt.Fprintf(cmd.ErrOrStderr(), "Note: this is in each crisis's phase now. This policy grants only in phases %s: --phase %s shows what it would send then.\n", strings.Join(parsed.Doc.Phases, ", "), parsed.Doc.Phases[len(parsed.Doc.Phases)-1])
-					default:
-						fmt.Fprintf(cmd.ErrOrStderr(), "Note: none of the %d records considered passes this policy for %s: check its recipients, kinds, max_classification and when (`knooppunt policy lint FILE --node` warns of a field in when that no kind declares).\n", resp.Considered, recipient)
-					}
+				fmt.Fprintf(out, "  stating %s\n", statedPurposeText(resp.Purpose, resp.PurposeStated, resp.PurposeStatedAt))
+				for _, w := range why {
+					fmt.Fprintf(cmd.ErrOrStderr(), "Note: %s\n", w)
+				}
+				if resp.Withdrawn > 0 {
+					// In the output itself: it is what approving would take back.
+					fmt.Fprintf(out, "  approving it replaces %s, under which %s receives %s it would no longer: they are retracted from its copies\n",
+						resp.Supersedes, recipient, nRecords(resp.Withdrawn))
 				}
 				for _, c := range resp.Counts {
 					fmt.Fprintf(out, "  %s: %d\n", c.Kind, c.Count)
@@ -708,6 +727,49 @@ show what the recipient would receive: the records, the body fields redacted, an
 	f.fillArg("FILE|ID", "source")
 	f.fillArg("FILE|ID", "id")
 	return cmd
+}
+
+// whyNothing says each reason the policy of source may grant the recipient nothing, as far as
+// the document tells: its window, its accept_purposes against the purpose previewed, its phases;
+// else where to look (review AE, AE4: one reason a run, and none under -o json).
+func whyNothing(source []byte, resp *pb.PreviewResponse, recipient, phase string) []string {
+	parsed, err := policy.Parse(source)
+	if err != nil {
+		return nil
+	}
+	d, now := parsed.Doc, time.Now()
+	var why []string
+	if d.ValidFrom != nil && now.Before(*d.ValidFrom) {
+		why = append(why, fmt.Sprintf("this policy grants nothing before its valid_from, %s.", stamp(*d.ValidFrom)))
+	}
+	if d.ValidUntil != nil && !now.Before(*d.ValidUntil) {
+		why = append(why, fmt.Sprintf("this policy's validity window ended at its valid_until, %s: it grants nothing.", stamp(*d.ValidUntil)))
+	}
+	if len(d.AcceptPurposes) > 0 && !slices.Contains(d.AcceptPurposes, resp.Purpose) {
+		why = append(why, fmt.Sprintf("this policy grants only to a recipient that states one of its accept_purposes (%s), and %s states %s: agree the purpose with the partner, or --purpose previews another.",
+			strings.Join(d.AcceptPurposes, ", "), recipient, statedPurposeText(resp.Purpose, resp.PurposeStated, resp.PurposeStatedAt)))
+	}
+	if len(d.Phases) > 0 && phase == "" {
+		why = append(why, fmt.Sprintf("this is in each crisis's phase now. This policy grants only in phases %s: --phase %s shows what it would send then.", strings.Join(d.Phases, ", "), d.Phases[len(d.Phases)-1]))
+	}
+	if len(why) == 0 {
+		why = append(why, fmt.Sprintf("none of the %d records considered passes this policy for %s: check its recipients, kinds, max_classification and when (`knooppunt policy lint FILE --node` warns of a field in when that no kind declares).", resp.Considered, recipient))
+	}
+	return why
+}
+
+// statedPurposeText names the purpose a preview or explain took the recipient to state.
+func statedPurposeText(purpose string, stated bool, at *timestamppb.Timestamp) string {
+	switch {
+	case stated && purpose == "":
+		return fmt.Sprintf("no purpose, as it did last (%s)", stamp(at.AsTime()))
+	case stated:
+		return fmt.Sprintf("the purpose %q, as it did last (%s)", purpose, stamp(at.AsTime()))
+	case purpose == "":
+		return "no purpose (it has stated none to this node yet: --purpose previews one)"
+	default:
+		return fmt.Sprintf("the purpose %q (--purpose)", purpose)
+	}
 }
 
 // printPreviewWarnings says which of the policy's redactions withhold nothing: no record has the

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/knooppunt/knooppunt/node/db"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // TestApplyDisclosures checks what a disclosure command leaves behind: the disclosures table
@@ -460,5 +462,66 @@ func TestApplyDisclosuresPurposes(t *testing.T) {
 	rep, err := verifyChain(ctx, d)
 	if err != nil || rep.FirstBroken != 0 {
 		t.Fatalf("AuditVerify = %+v, %v", rep, err)
+	}
+}
+
+// TestStatedPurpose: the purpose a partner stated last, by trust domain, is kept from the
+// commands that record purposes, and a command of an earlier time does not take it back; a
+// database of before (schema 27) gets it from its audit log when it is migrated.
+func TestStatedPurpose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "knooppunt.db")
+	d := openDB(t, path)
+	ctx := context.Background()
+	const to = "ncc.crisis.test"
+	say := func(index uint64, at *timestamppb.Timestamp, purpose string, refused bool) {
+		t.Helper()
+		c := &pb.RecordDisclosures{Recipient: to, RecipientId: "spiffe://" + to + "/node/r1", Holder: "spiffe://" + to + "/node/*", Via: "Subscribe", At: at,
+			CountHeld: true, RecordsPurpose: true, StatedPurpose: purpose}
+		if refused {
+			c.Refused = []*pb.PurposeRefusal{{Policy: "r@1", Records: 2}}
+		} else {
+			c.Disclosed = []*pb.Disclosure{{RecordId: fmt.Sprintf("x%d", index), Version: 1, Policies: []string{"p@1"}}}
+		}
+		if err := d.ApplyDisclosures(index, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stated := func(td string) string {
+		t.Helper()
+		p, _, ok, err := d.StatedPurpose(ctx, td)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return "(none)"
+		}
+		return p
+	}
+	if got := stated(to); got != "(none)" {
+		t.Fatalf("before any command: %q", got)
+	}
+	say(1, hour(1), "opvang", false)
+	say(2, hour(3), "spreiding", true) // a refusal states it too
+	say(3, hour(2), "oud", false)      // a command of an earlier time
+	if got := stated(to); got != "spreiding" {
+		t.Fatalf("StatedPurpose = %q, want the latest, spreiding", got)
+	}
+	if got := stated("szw.crisis.test"); got != "(none)" {
+		t.Fatalf("another partner: %q", got)
+	}
+
+	// Schema 27 with the same audit log: the migration reads it from there.
+	d.Close()
+	h, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(`DROP TABLE stated_purposes; PRAGMA user_version = 27`); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	d = openDB(t, path)
+	if got := stated(to); got != "spreiding" {
+		t.Fatalf("after migration 28: StatedPurpose = %q, want spreiding, from the audit log", got)
 	}
 }

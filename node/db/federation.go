@@ -57,6 +57,14 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 		via, _ := json.Marshal(c.Via)
 		stated, _ := json.Marshal(c.StatedPurpose)
 		holder := Holder(c)
+		if c.RecordsPurpose && (len(c.Disclosed) > 0 || len(c.Refused) > 0) {
+			// The purpose the partner states now, for the officers' previews (see StatedPurpose).
+			if _, err := tx.Exec(`INSERT INTO stated_purposes (recipient, purpose, at) VALUES (?, ?, ?)
+				ON CONFLICT (recipient) DO UPDATE SET purpose = excluded.purpose, at = excluded.at WHERE excluded.at >= at`,
+				c.Recipient, c.StatedPurpose, at.UnixNano()); err != nil {
+				return err
+			}
+		}
 		if len(c.Disclosed) > 0 {
 			fresh, pols, err := disclose(tx, c, holder, at)
 			if err != nil {
@@ -357,6 +365,24 @@ func (d *DB) HeldUnder(ctx context.Context, id string) ([]Held, error) {
 		return rows.Err()
 	})
 	return out, err
+}
+
+// StatedPurpose is the purpose the partner of trust domain td stated when it last received or
+// was refused records (a subscription or a search of the federation), and when; ok is false
+// when it never has.
+func (d *DB) StatedPurpose(ctx context.Context, td string) (purpose string, at time.Time, ok bool, err error) {
+	err = d.read(func(ro *sql.DB) error {
+		var nanos int64
+		switch err := ro.QueryRowContext(ctx, `SELECT purpose, at FROM stated_purposes WHERE recipient = ?`, td).Scan(&purpose, &nanos); {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil
+		case err != nil:
+			return err
+		}
+		at, ok = time.Unix(0, nanos), true
+		return nil
+	})
+	return purpose, at, ok, err
 }
 
 // Holding is what a holder holds of one record: the version, the policies it was sent under,

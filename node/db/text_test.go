@@ -306,9 +306,9 @@ func TestTextShards(t *testing.T) {
 // undoMigration20 takes a database back from schema 23 to 19.
 const undoMigration20 = undoMigration24 + `DROP TABLE file_sources; ALTER TABLE files ADD COLUMN origin TEXT NOT NULL DEFAULT ''; ALTER TABLE history DROP COLUMN status; ALTER TABLE history DROP COLUMN exercise; DROP TABLE picture_removals; ALTER TABLE disclosures DROP COLUMN redaction; ALTER TABLE webhooks DROP COLUMN regions; ALTER TABLE webhooks DROP COLUMN max_classification; ALTER TABLE webhooks DROP COLUMN withdraws;`
 
-// undoMigration24 takes a database back to schema 23: the history's classification and labels
+// undoMigration24 takes a database back to schema 23: the stated purposes (migration 28), the history's classification and labels
 // (migration 27), the words of own records' mark (migration 25) and the webhooks' old secrets go.
-const undoMigration24 = `ALTER TABLE history DROP COLUMN classification; ALTER TABLE history DROP COLUMN labels; DROP TABLE text_own_words; ALTER TABLE webhooks DROP COLUMN old_secret; ALTER TABLE webhooks DROP COLUMN old_secret_until; `
+const undoMigration24 = `DROP TABLE stated_purposes; ALTER TABLE history DROP COLUMN classification; ALTER TABLE history DROP COLUMN labels; DROP TABLE text_own_words; ALTER TABLE webhooks DROP COLUMN old_secret; ALTER TABLE webhooks DROP COLUMN old_secret_until; `
 
 // TestTextMigrationIndexesAgain: a database of the trigram index (schema 16), its queue empty,
 // gets the word index on open, with every live record, own and cached, queued and found.

@@ -564,8 +564,9 @@ type confirmView struct {
 	Cancel  string
 	// Warning, when set, is a doubt about the step to read before confirming it.
 	Warning string
-	// Lifted name the fields other policies withhold now that approving would send.
-	Lifted []string
+	// Lifted name the fields other policies withhold now that approving would send; Withdrawn
+	// what partners receive now and would no longer.
+	Lifted, Withdrawn []string
 	// Cannot, when set, says why the person cannot take the step: the page has no button.
 	Cannot string
 	// Policy, on an approve page, is what is approved: its summary, what it withholds in vain,
@@ -629,7 +630,7 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		if pv.Newer != "" && v.Cannot == "" {
 			v.Cannot = r.L.T("policy.newer_waits", pv.Newer)
 		}
-		v.Policy, v.Lifted = pv, pv.Notes.Lifted
+		v.Policy, v.Lifted, v.Withdrawn = pv, pv.Notes.Lifted, pv.Notes.Withdrawn
 		v.Effects = append(v.Effects, r.L.T("step.approve.effect", row.Approvals+1, row.Required))
 		if row.Approvals+1 >= row.Required {
 			v.Effects = append(v.Effects, r.L.T("step.approve.active"))

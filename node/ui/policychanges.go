@@ -22,6 +22,9 @@ type policyEffects struct {
 	// Lifted name the fields other policies withhold now that approving p would send; Voided
 	// the fields p withholds that a partner gets all the same.
 	Lifted, Voided []string
+	// Withdrawn says, for each partner, what it receives now and would no longer once p
+	// replaces the version in force (review AE, AE1).
+	Withdrawn []string
 	// Previews link the preview of p for each partner.
 	Previews []previewLink
 }
@@ -39,10 +42,14 @@ func (s *Server) policyNotes(r *request, p *pb.PolicyInfo, choices []recipientCh
 		if !preview {
 			continue
 		}
-		lifted, voided, err := policies.Effects(r.ctx(), s.c.Conn, p, []string{c.Value})
+		e, err := policies.Effects(r.ctx(), s.c.Conn, p, []string{c.Value})
 		if err != nil {
 			s.log.Warn("no preview for the policy's notes", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
 		}
+		for _, x := range e.Withdrawn {
+			out.Withdrawn = append(out.Withdrawn, r.L.T("preview.withdrawn", c.Label, x.Records, x.Supersedes))
+		}
+		lifted, voided := e.Lifted, e.Voided
 		for _, f := range lifted {
 			if t := r.L.T("preview.lifted", f.Field, f.Recipient, strings.Join(f.WithheldBy, ", ")); !slices.Contains(out.Lifted, t) {
 				out.Lifted = append(out.Lifted, t)

@@ -26,6 +26,22 @@ type Void struct {
 	Overriding []string
 }
 
+// Withdrawal is what a recipient receives now and would no longer once a policy is approved:
+// the records the version it Supersedes grants and the others in force do not (review AE, AE1).
+type Withdrawal struct {
+	Recipient  string
+	Supersedes string
+	Records    int64
+}
+
+// Effect is what approving a policy would change for its recipients: the fields it lifts, the
+// redactions others void, and what it withdraws. See Effects.
+type Effect struct {
+	Lifted    []Lift
+	Voided    []Void
+	Withdrawn []Withdrawal
+}
+
 // Lifted asks the node over conn, as the CLI's approve and the web approve page do, what
 // approving policy p would lift for each of recipients (peers' names or trust domains): a
 // proposal is previewed for no one in particular, so it asks for every one, in each crisis's
@@ -33,20 +49,20 @@ type Void struct {
 // A recipient whose preview fails (one leaving, say) is left out, and the first such error is
 // returned with what the others gave.
 func Lifted(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo, recipients []string) ([]Lift, error) {
-	lifted, _, err := Effects(ctx, conn, p, recipients)
-	return lifted, err
+	e, err := Effects(ctx, conn, p, recipients)
+	return e.Lifted, err
 }
 
-// Effects is Lifted, and for each recipient the fields p withholds that it gets all the same
+// Effects is Lifted; for each recipient the fields p withholds that it gets all the same
 // through other policies (PreviewResponse.voided_redactions), in the phase now or any of p's:
-// a policy page must not say a field is withheld that leaves (review W, M1).
-func Effects(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo, recipients []string) ([]Lift, []Void, error) {
+// a policy page must not say a field is withheld that leaves (review W, M1); and what each
+// would no longer receive now, from the version p supersedes.
+func Effects(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInfo, recipients []string) (Effect, error) {
 	phases := []string{""}
 	if parsed, err := policy.Parse(p.Source); err == nil {
 		phases = append(phases, parsed.Doc.Phases...)
 	}
-	var out []Lift
-	var voids []Void
+	var e Effect
 	var first error
 	seen := map[[2]string]bool{}
 	for _, to := range recipients {
@@ -57,10 +73,13 @@ func Effects(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInf
 				first = cmp.Or(first, err)
 				break
 			}
+			if ph == "" && resp.Withdrawn > 0 {
+				e.Withdrawn = append(e.Withdrawn, Withdrawal{Recipient: to, Supersedes: resp.Supersedes, Records: resp.Withdrawn})
+			}
 			for _, f := range resp.LiftedRedactions {
 				if k := [2]string{to, f.Field}; !seen[k] {
 					seen[k] = true
-					out = append(out, Lift{Recipient: to, LiftedRedaction: f})
+					e.Lifted = append(e.Lifted, Lift{Recipient: to, LiftedRedaction: f})
 				}
 			}
 			for _, f := range resp.VoidedRedactions {
@@ -76,8 +95,8 @@ func Effects(ctx context.Context, conn grpc.ClientConnInterface, p *pb.PolicyInf
 		}
 		if len(v.Fields) > 0 {
 			v.Recipient = to
-			voids = append(voids, v)
+			e.Voided = append(e.Voided, v)
 		}
 	}
-	return out, voids, first
+	return e, first
 }

@@ -578,7 +578,8 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	if err != nil {
 		return nil, err
 	}
-	if to.Purpose, err = checkPurpose(req.Purpose); err != nil {
+	stated, statedAt, err := s.statedPurpose(ctx, &to, req.Purpose)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkPhase(req.Phase); err != nil {
@@ -628,11 +629,15 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 			together.Policies = append(together.Policies, p)
 		}
 	}
-	// In force now, this policy's name included: what its approval would lift.
+	// In force now, this policy's name included: what its approval would lift, and withdraw.
 	inForce := &policy.Set{Org: set.Org}
+	var replaced *policy.Compiled
 	for _, p := range active.Policies {
 		if p.State == policy.StateApproved {
 			inForce.Policies = append(inForce.Policies, p)
+			if p.Doc.Name == c.Doc.Name && p.ID != c.ID {
+				replaced = p
+			}
 		}
 	}
 	matched, voided, overriding := map[string]bool{}, map[string]bool{}, map[string]bool{}
@@ -646,10 +651,16 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	case limit > maxPreview:
 		return nil, api.Invalid("limit", "%d is over the limit of %d", limit, maxPreview)
 	}
-	resp := &pb.PreviewResponse{}
+	resp := &pb.PreviewResponse{Purpose: to.Purpose, PurposeStated: stated, PurposeStatedAt: statedAt}
 	counts := map[string]int64{}
 	phases := s.c.Sharing.Phases()
 	now := time.Now()
+	phaseOf := func(r *pb.Record) (string, error) {
+		if req.Phase != "" {
+			return req.Phase, nil
+		}
+		return phases.Of(ctx, r.Exercise, r.Crisis)
+	}
 	modes, err := previewModes(ctx, s.c.DB, c)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)
@@ -657,12 +668,9 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	for _, kind := range c.Doc.Kinds {
 		err := eachRecord(ctx, s.c.DB, kind, modes, func(r *pb.Record) error {
 			resp.Considered++
-			phase := req.Phase
-			if phase == "" {
-				var err error
-				if phase, err = phases.Of(ctx, r.Exercise, r.Crisis); err != nil {
-					return err
-				}
+			phase, err := phaseOf(r)
+			if err != nil {
+				return err
 			}
 			d := set.Decide(r, to, phase, now)
 			if !d.Allow {
@@ -698,6 +706,31 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 		})
 		if err != nil {
 			return nil, api.Status(s.c.Logger, err)
+		}
+	}
+	if replaced != nil {
+		// What approving takes back (review AE, AE1: an approval that superseded a version
+		// retracted all it shared without a word): only records the version replaced grants
+		// can stop going, as the others' policies stay.
+		resp.Supersedes = replaced.ID
+		modes, err := previewModes(ctx, s.c.DB, replaced)
+		if err != nil {
+			return nil, api.Status(s.c.Logger, err)
+		}
+		for _, kind := range replaced.Doc.Kinds {
+			err := eachRecord(ctx, s.c.DB, kind, modes, func(r *pb.Record) error {
+				phase, err := phaseOf(r)
+				if err != nil {
+					return err
+				}
+				if inForce.Decide(r, to, phase, now).Allow && !together.Decide(r, to, phase, now).Allow {
+					resp.Withdrawn++
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, api.Status(s.c.Logger, err)
+			}
 		}
 	}
 	for k, n := range counts {
@@ -799,6 +832,24 @@ func checkPurpose(p string) (string, error) {
 	return p, nil
 }
 
+// statedPurpose sets to.Purpose: asked, or, when asked is empty, the purpose the recipient
+// stated last (review AE, AE2: a preview with none, or a guessed one, showed what no partner
+// would receive). It returns what to put in a response's purpose fields.
+func (s *Service) statedPurpose(ctx context.Context, to *policy.Recipient, asked string) (stated bool, at *timestamppb.Timestamp, err error) {
+	if to.Purpose, err = checkPurpose(asked); err != nil || asked != "" {
+		return false, nil, err
+	}
+	purpose, when, ok, err := s.c.DB.StatedPurpose(ctx, to.TrustDomain)
+	if err != nil {
+		return false, nil, api.Status(s.c.Logger, err)
+	}
+	if !ok {
+		return false, nil, nil
+	}
+	to.Purpose = purpose
+	return true, timestamppb.New(when), nil
+}
+
 // Explain shows each stored policy's verdict on one record for one recipient.
 func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.ExplainResponse, error) {
 	if err := record.CheckID("record_id", req.RecordId); err != nil {
@@ -808,7 +859,8 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 	if err != nil {
 		return nil, err
 	}
-	if to.Purpose, err = checkPurpose(req.Purpose); err != nil {
+	stated, statedAt, err := s.statedPurpose(ctx, &to, req.Purpose)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkPhase(req.Phase); err != nil {
@@ -841,7 +893,8 @@ func (s *Service) Explain(ctx context.Context, req *pb.ExplainRequest) (*pb.Expl
 	if leaving {
 		d, verdicts = policy.Decision{}, []policy.Verdict{policy.LeavingVerdict(to.TrustDomain)}
 	}
-	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Withheld, Phase: phase, Holder: to.Holder()}
+	resp := &pb.ExplainResponse{Allow: d.Allow, Policies: d.Policies, Redacted: d.Withheld, Phase: phase, Holder: to.Holder(),
+		Purpose: to.Purpose, PurposeStated: stated, PurposeStatedAt: statedAt}
 	held, at, ok, err := s.c.DB.HoldingOf(ctx, resp.Holder, r.Id)
 	if err != nil {
 		return nil, api.Status(s.c.Logger, err)

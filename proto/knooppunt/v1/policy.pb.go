@@ -679,6 +679,8 @@ type PreviewRequest struct {
 	Phase string `protobuf:"bytes,4,opt,name=phase" json:"phase,omitempty"`
 	Limit int32  `protobuf:"varint,5,opt,name=limit" json:"limit,omitempty"`
 	// purpose is the purpose the recipient would state, for policies with accept_purposes.
+	// Empty: the purpose it stated last to this node (PreviewResponse.purpose_stated), or none
+	// when it never stated one.
 	Purpose       string `protobuf:"bytes,6,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -881,8 +883,20 @@ type PreviewResponse struct {
 	// recipient now, and that it would get, in some records, once this policy is in force: it
 	// grants those records too without withholding them. Its own redactions do not matter here.
 	LiftedRedactions []*LiftedRedaction `protobuf:"bytes,8,rep,name=lifted_redactions,json=liftedRedactions" json:"lifted_redactions,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// purpose is the purpose the preview took the recipient to state: the request's, or, when
+	// it gives none, the one the recipient stated last when it subscribed or searched
+	// (purpose_stated, at purpose_stated_at).
+	Purpose         string                 `protobuf:"bytes,9,opt,name=purpose" json:"purpose,omitempty"`
+	PurposeStated   bool                   `protobuf:"varint,10,opt,name=purpose_stated,json=purposeStated" json:"purpose_stated,omitempty"`
+	PurposeStatedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=purpose_stated_at,json=purposeStatedAt" json:"purpose_stated_at,omitempty"`
+	// supersedes is the approved version of the policy's name that approving this one replaces.
+	// withdrawn counts the records the policies in force grant the recipient now (each in its
+	// crisis's phase now, or in the phase asked) that they would not grant once this version
+	// has replaced it: approving it retracts those from the recipient's copies.
+	Supersedes    string `protobuf:"bytes,12,opt,name=supersedes" json:"supersedes,omitempty"`
+	Withdrawn     int64  `protobuf:"varint,13,opt,name=withdrawn" json:"withdrawn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PreviewResponse) Reset() {
@@ -971,6 +985,41 @@ func (x *PreviewResponse) GetLiftedRedactions() []*LiftedRedaction {
 	return nil
 }
 
+func (x *PreviewResponse) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *PreviewResponse) GetPurposeStated() bool {
+	if x != nil {
+		return x.PurposeStated
+	}
+	return false
+}
+
+func (x *PreviewResponse) GetPurposeStatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PurposeStatedAt
+	}
+	return nil
+}
+
+func (x *PreviewResponse) GetSupersedes() string {
+	if x != nil {
+		return x.Supersedes
+	}
+	return ""
+}
+
+func (x *PreviewResponse) GetWithdrawn() int64 {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return 0
+}
+
 // LiftedRedaction is one field a preview's policy would lift the redaction of.
 type LiftedRedaction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1032,6 +1081,7 @@ type ExplainRequest struct {
 	Recipient string                 `protobuf:"bytes,2,opt,name=recipient" json:"recipient,omitempty"`
 	Phase     string                 `protobuf:"bytes,3,opt,name=phase" json:"phase,omitempty"`
 	// purpose is the purpose the recipient would state, for policies with accept_purposes.
+	// Empty: the one it stated last, as PreviewRequest.purpose.
 	Purpose       string `protobuf:"bytes,4,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1194,10 +1244,14 @@ type ExplainResponse struct {
 	// replicas), and held what this node's disclosures say it holds of the record now: nil when
 	// it holds no copy. A copy that policy grants but is not held yet is on its way, or the
 	// holder's subscription is down; one held but no longer granted is being retracted.
-	Holder        string   `protobuf:"bytes,6,opt,name=holder" json:"holder,omitempty"`
-	Held          *Holding `protobuf:"bytes,7,opt,name=held" json:"held,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Holder string   `protobuf:"bytes,6,opt,name=holder" json:"holder,omitempty"`
+	Held   *Holding `protobuf:"bytes,7,opt,name=held" json:"held,omitempty"`
+	// purpose, purpose_stated and purpose_stated_at: as in PreviewResponse.
+	Purpose         string                 `protobuf:"bytes,8,opt,name=purpose" json:"purpose,omitempty"`
+	PurposeStated   bool                   `protobuf:"varint,9,opt,name=purpose_stated,json=purposeStated" json:"purpose_stated,omitempty"`
+	PurposeStatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=purpose_stated_at,json=purposeStatedAt" json:"purpose_stated_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExplainResponse) Reset() {
@@ -1275,6 +1329,27 @@ func (x *ExplainResponse) GetHolder() string {
 func (x *ExplainResponse) GetHeld() *Holding {
 	if x != nil {
 		return x.Held
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetPurposeStated() bool {
+	if x != nil {
+		return x.PurposeStated
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetPurposeStatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PurposeStatedAt
 	}
 	return nil
 }
@@ -2278,7 +2353,7 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\bredacted\x18\x02 \x03(\tR\bredacted\"5\n" +
 	"\tKindCount\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\x86\x03\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xcd\x04\n" +
 	"\x0fPreviewResponse\x12/\n" +
 	"\x05items\x18\x01 \x03(\v2\x19.knooppunt.v1.PreviewItemR\x05items\x12/\n" +
 	"\x06counts\x18\x02 \x03(\v2\x17.knooppunt.v1.KindCountR\x06counts\x12\x14\n" +
@@ -2289,7 +2364,15 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x14unmatched_redactions\x18\x05 \x03(\tR\x13unmatchedRedactions\x12+\n" +
 	"\x11voided_redactions\x18\x06 \x03(\tR\x10voidedRedactions\x12/\n" +
 	"\x13overriding_policies\x18\a \x03(\tR\x12overridingPolicies\x12J\n" +
-	"\x11lifted_redactions\x18\b \x03(\v2\x1d.knooppunt.v1.LiftedRedactionR\x10liftedRedactions\"H\n" +
+	"\x11lifted_redactions\x18\b \x03(\v2\x1d.knooppunt.v1.LiftedRedactionR\x10liftedRedactions\x12\x18\n" +
+	"\apurpose\x18\t \x01(\tR\apurpose\x12%\n" +
+	"\x0epurpose_stated\x18\n" +
+	" \x01(\bR\rpurposeStated\x12F\n" +
+	"\x11purpose_stated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0fpurposeStatedAt\x12\x1e\n" +
+	"\n" +
+	"supersedes\x18\f \x01(\tR\n" +
+	"supersedes\x12\x1c\n" +
+	"\twithdrawn\x18\r \x01(\x03R\twithdrawn\"H\n" +
 	"\x0fLiftedRedaction\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12\x1f\n" +
 	"\vwithheld_by\x18\x02 \x03(\tR\n" +
@@ -2305,7 +2388,7 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06redact\x18\x04 \x03(\tR\x06redact\x12\x12\n" +
 	"\x04code\x18\x05 \x01(\tR\x04code\x12\x12\n" +
-	"\x04args\x18\x06 \x03(\tR\x04args\"\xeb\x01\n" +
+	"\x04args\x18\x06 \x03(\tR\x04args\"\xf4\x02\n" +
 	"\x0fExplainResponse\x12\x14\n" +
 	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12\x1a\n" +
@@ -2313,7 +2396,11 @@ const file_knooppunt_v1_policy_proto_rawDesc = "" +
 	"\bverdicts\x18\x04 \x03(\v2\x15.knooppunt.v1.VerdictR\bverdicts\x12\x14\n" +
 	"\x05phase\x18\x05 \x01(\tR\x05phase\x12\x16\n" +
 	"\x06holder\x18\x06 \x01(\tR\x06holder\x12)\n" +
-	"\x04held\x18\a \x01(\v2\x15.knooppunt.v1.HoldingR\x04held\"k\n" +
+	"\x04held\x18\a \x01(\v2\x15.knooppunt.v1.HoldingR\x04held\x12\x18\n" +
+	"\apurpose\x18\b \x01(\tR\apurpose\x12%\n" +
+	"\x0epurpose_stated\x18\t \x01(\bR\rpurposeStated\x12F\n" +
+	"\x11purpose_stated_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0fpurposeStatedAt\"k\n" +
 	"\aHolding\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x1a\n" +
 	"\bpolicies\x18\x02 \x03(\tR\bpolicies\x12*\n" +
@@ -2462,49 +2549,51 @@ var file_knooppunt_v1_policy_proto_depIdxs = []int32{
 	11, // 7: knooppunt.v1.PreviewResponse.items:type_name -> knooppunt.v1.PreviewItem
 	12, // 8: knooppunt.v1.PreviewResponse.counts:type_name -> knooppunt.v1.KindCount
 	14, // 9: knooppunt.v1.PreviewResponse.lifted_redactions:type_name -> knooppunt.v1.LiftedRedaction
-	16, // 10: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
-	18, // 11: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
-	30, // 12: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
-	30, // 13: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
-	20, // 14: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
-	30, // 15: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
-	30, // 16: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	23, // 17: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
-	28, // 18: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
-	30, // 19: knooppunt.v1.WitnessReport.newest_at:type_name -> google.protobuf.Timestamp
-	28, // 20: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
-	27, // 21: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
-	1,  // 22: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
-	3,  // 23: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
-	4,  // 24: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 25: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
-	4,  // 26: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
-	7,  // 27: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
-	9,  // 28: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
-	10, // 29: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
-	15, // 30: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
-	19, // 31: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
-	21, // 32: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
-	24, // 33: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
-	26, // 34: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
-	2,  // 35: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
-	5,  // 36: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 37: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 38: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
-	5,  // 39: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
-	8,  // 40: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
-	5,  // 41: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
-	13, // 42: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
-	17, // 43: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
-	20, // 44: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
-	22, // 45: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
-	25, // 46: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
-	29, // 47: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
-	35, // [35:48] is the sub-list for method output_type
-	22, // [22:35] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	30, // 10: knooppunt.v1.PreviewResponse.purpose_stated_at:type_name -> google.protobuf.Timestamp
+	16, // 11: knooppunt.v1.ExplainResponse.verdicts:type_name -> knooppunt.v1.Verdict
+	18, // 12: knooppunt.v1.ExplainResponse.held:type_name -> knooppunt.v1.Holding
+	30, // 13: knooppunt.v1.ExplainResponse.purpose_stated_at:type_name -> google.protobuf.Timestamp
+	30, // 14: knooppunt.v1.Holding.at:type_name -> google.protobuf.Timestamp
+	30, // 15: knooppunt.v1.PhaseInfo.set_at:type_name -> google.protobuf.Timestamp
+	20, // 16: knooppunt.v1.ListPhasesResponse.phases:type_name -> knooppunt.v1.PhaseInfo
+	30, // 17: knooppunt.v1.AuditEntry.at:type_name -> google.protobuf.Timestamp
+	30, // 18: knooppunt.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	23, // 19: knooppunt.v1.ListAuditResponse.entries:type_name -> knooppunt.v1.AuditEntry
+	28, // 20: knooppunt.v1.VerifyAuditRequest.anchor:type_name -> knooppunt.v1.AuditAnchor
+	30, // 21: knooppunt.v1.WitnessReport.newest_at:type_name -> google.protobuf.Timestamp
+	28, // 22: knooppunt.v1.VerifyAuditResponse.head:type_name -> knooppunt.v1.AuditAnchor
+	27, // 23: knooppunt.v1.VerifyAuditResponse.witnesses:type_name -> knooppunt.v1.WitnessReport
+	1,  // 24: knooppunt.v1.PolicyService.Lint:input_type -> knooppunt.v1.LintRequest
+	3,  // 25: knooppunt.v1.PolicyService.Propose:input_type -> knooppunt.v1.ProposeRequest
+	4,  // 26: knooppunt.v1.PolicyService.Approve:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 27: knooppunt.v1.PolicyService.Reject:input_type -> knooppunt.v1.PolicyStepRequest
+	4,  // 28: knooppunt.v1.PolicyService.Revoke:input_type -> knooppunt.v1.PolicyStepRequest
+	7,  // 29: knooppunt.v1.PolicyService.List:input_type -> knooppunt.v1.ListPoliciesRequest
+	9,  // 30: knooppunt.v1.PolicyService.Get:input_type -> knooppunt.v1.GetPolicyRequest
+	10, // 31: knooppunt.v1.PolicyService.Preview:input_type -> knooppunt.v1.PreviewRequest
+	15, // 32: knooppunt.v1.PolicyService.Explain:input_type -> knooppunt.v1.ExplainRequest
+	19, // 33: knooppunt.v1.PhaseService.Set:input_type -> knooppunt.v1.SetPhaseRequest
+	21, // 34: knooppunt.v1.PhaseService.List:input_type -> knooppunt.v1.ListPhasesRequest
+	24, // 35: knooppunt.v1.AuditService.List:input_type -> knooppunt.v1.ListAuditRequest
+	26, // 36: knooppunt.v1.AuditService.Verify:input_type -> knooppunt.v1.VerifyAuditRequest
+	2,  // 37: knooppunt.v1.PolicyService.Lint:output_type -> knooppunt.v1.LintResponse
+	5,  // 38: knooppunt.v1.PolicyService.Propose:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 39: knooppunt.v1.PolicyService.Approve:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 40: knooppunt.v1.PolicyService.Reject:output_type -> knooppunt.v1.PolicyInfo
+	5,  // 41: knooppunt.v1.PolicyService.Revoke:output_type -> knooppunt.v1.PolicyInfo
+	8,  // 42: knooppunt.v1.PolicyService.List:output_type -> knooppunt.v1.ListPoliciesResponse
+	5,  // 43: knooppunt.v1.PolicyService.Get:output_type -> knooppunt.v1.PolicyInfo
+	13, // 44: knooppunt.v1.PolicyService.Preview:output_type -> knooppunt.v1.PreviewResponse
+	17, // 45: knooppunt.v1.PolicyService.Explain:output_type -> knooppunt.v1.ExplainResponse
+	20, // 46: knooppunt.v1.PhaseService.Set:output_type -> knooppunt.v1.PhaseInfo
+	22, // 47: knooppunt.v1.PhaseService.List:output_type -> knooppunt.v1.ListPhasesResponse
+	25, // 48: knooppunt.v1.AuditService.List:output_type -> knooppunt.v1.ListAuditResponse
+	29, // 49: knooppunt.v1.AuditService.Verify:output_type -> knooppunt.v1.VerifyAuditResponse
+	37, // [37:50] is the sub-list for method output_type
+	24, // [24:37] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_policy_proto_init() }
