@@ -420,6 +420,13 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if _, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("join without a raft address: %v, want INVALID_ARGUMENT", err)
 	}
+	// Nor does an id that is not a replica's: one of invalid UTF-8 panicked the leader's
+	// metrics once it stopped answering (review AF, AF1).
+	for _, id := range []string{"\xff\xfe", "r4\x00", "r4/x", strings.Repeat("r", 64)} {
+		if _, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: id, RaftAddress: r4.Raft}); status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "id: ") {
+			t.Fatalf("join as %q: %v, want INVALID_ARGUMENT naming id", id, err)
+		}
+	}
 	// An address that is not host:port never enters the group's configuration.
 	if _, err := cs.Join(clustertest.Call(t), &pb.JoinRequest{Id: "r4", RaftAddress: "r4.example:+7444"}); status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "raft_address: ") {
 		t.Fatalf("join at r4.example:+7444: %v, want INVALID_ARGUMENT naming raft_address", err)

@@ -335,6 +335,12 @@ func TestPolicyLifecycleOverMTLS(t *testing.T) {
 	wantStatus(t, "B sets a phase with a reason of 20 MiB", err, codes.InvalidArgument, "reason: 20971520 bytes is over the limit of 2000: say it shorter")
 	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "   "})
 	wantStatus(t, "B revokes with a reason of spaces", err, codes.InvalidArgument, "reason: missing: say why the policy is revoked")
+	// A reason the REST API could not marshal, or that rewrites a terminal, is refused (review
+	// AF, AF2); line breaks are text.
+	_, err = pb.NewPolicyServiceClient(connB).Revoke(rpcCtx(t), &pb.PolicyStepRequest{Id: id, Reason: "ab\xff\xfecd"})
+	wantStatus(t, "B revokes with a reason of invalid UTF-8", err, codes.InvalidArgument, "reason: not valid UTF-8: write it as plain text")
+	_, err = pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: "op\nschaling \x1b[31m"})
+	wantStatus(t, "B sets a phase with an escape in the reason", err, codes.InvalidArgument, "reason: holds a control or invisible character (U+001B) at byte 12: write it as plain text")
 	ph, err := pb.NewPhaseServiceClient(connB).Set(rpcCtx(t), &pb.SetPhaseRequest{Crisis: "oekraine", Phase: "warm", Reason: "opschaling"})
 	if err != nil || ph.SetBy != officerB || ph.Phase != "warm" {
 		t.Fatalf("B sets the phase: %v, %v", ph, err)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -21,6 +22,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/policy"
 )
 
 // Status turns an error from the layers below into a gRPC status whose message tells the user
@@ -160,11 +162,20 @@ func FieldStatus(code codes.Code, field, reason string) error {
 // too large for a client to take.
 const MaxReason = 2000
 
-// CheckReason checks a step's reason, the request field reason: at most MaxReason bytes, and,
-// when why is not "", not empty nor spaces only (why says what the reason is for).
+// CheckReason checks a step's reason, the request field reason: at most MaxReason bytes, UTF-8
+// text with no control or invisible character but line breaks and tabs (review AF, AF2: such a
+// reason was kept, and the REST listing of policies answered 500 from then on), and, when why is
+// not "", not empty nor spaces only (why says what the reason is for).
 func CheckReason(reason, why string) error {
 	if len(reason) > MaxReason {
 		return Invalid("reason", "%d bytes is over the limit of %d: say it shorter", len(reason), MaxReason)
+	}
+	if !utf8.ValidString(reason) {
+		return Invalid("reason", "not valid UTF-8: write it as plain text")
+	}
+	if i := strings.IndexFunc(reason, func(c rune) bool { return c != '\n' && c != '\r' && c != '\t' && policy.Hidden(c) }); i >= 0 {
+		c, _ := utf8.DecodeRuneInString(reason[i:])
+		return Invalid("reason", "holds a control or invisible character (U+%04X) at byte %d: write it as plain text", c, i)
 	}
 	if why != "" && strings.TrimSpace(reason) == "" {
 		return Invalid("reason", "missing: %s", why)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -902,12 +903,37 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// CheckReplicaID checks a replica's id, the last part of its SPIFFE ID (spiffe://TD/node/ID):
+// 1 to 63 letters, digits, '.', '-' or '_', as a SPIFFE ID's path allows, and not "." or "..".
+// field names it in the error.
+func CheckReplicaID(field, id string) error {
+	ok := id != "" && len(id) <= 63 && id != "." && id != ".."
+	for _, c := range id {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_')
+	}
+	if !ok {
+		return fmt.Errorf("%s: %s is not a replica id: use 1 to 63 letters, digits, '.', '-' or '_', such as r4", field, quoteID(id))
+	}
+	return nil
+}
+
+// quoteID quotes an id for a message, cut to 64 bytes.
+func quoteID(id string) string {
+	if len(id) > 64 {
+		return strconv.Quote(strings.ToValidUTF8(id[:64], "")) + "…"
+	}
+	return strconv.Quote(id)
+}
+
 // FirstReplicaID is the SPIFFE ID of an org's first replica, spiffe://TD/node/r1: what a
 // peer's node calls with, and presents at its bundle endpoint, unless its config says else.
 func FirstReplicaID(td string) string { return "spiffe://" + td + "/node/r1" }
 
 func (c *Config) check() error {
 	if err := record.CheckOrigin("org", c.Org); err != nil {
+		return err
+	}
+	if err := CheckReplicaID("replica_id", c.ReplicaID); err != nil {
 		return err
 	}
 	if c.Limits.MaxBodyBytes < 0 {
@@ -1090,6 +1116,9 @@ func (c *Config) checkAccess() error {
 	for i, s := range c.Raft.Servers {
 		if s.ID == "" || s.Address == "" {
 			return fmt.Errorf("raft.servers[%d]: give id and address", i)
+		}
+		if err := CheckReplicaID(fmt.Sprintf("raft.servers[%d].id", i), s.ID); err != nil {
+			return err
 		}
 		if err := checkDialAddr(fmt.Sprintf("raft.servers[%d].address", i), s.Address, "knooppunt-2.vr-utrecht.nl:7444"); err != nil {
 			return err

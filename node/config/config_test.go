@@ -232,6 +232,17 @@ raft:
   listen: 127.0.0.1:7444
   servers: [{id: r1}]
 `, `raft.servers[0]: give id and address`},
+		{"replica id that is not one", `
+org: a.crisis.test
+replica_id: "r 1"
+`, `replica_id: "r 1" is not a replica id: use 1 to 63 letters, digits, '.', '-' or '_', such as r4`},
+		{"raft server id that is not one", `
+org: a.crisis.test
+listen: 127.0.0.1:7443` + files + `
+raft:
+  listen: 127.0.0.1:7444
+  servers: [{id: r1, address: 127.0.0.1:7444}, {id: "r2/x", address: 127.0.0.1:7445}]
+`, `raft.servers[1].id: "r2/x" is not a replica id: use 1 to 63 letters, digits, '.', '-' or '_', such as r4`},
 		{"raft server with a web interface that is not a URL", `
 org: a.crisis.test
 listen: 127.0.0.1:7443` + files + `

@@ -222,7 +222,7 @@ func (f *fsm) dispatch(l *raft.Log, c *pb.Command) applyResponse {
 	case *pb.Command_KeepHead:
 		fork, err := f.db.ApplyKeepHead(l.Index, cmd.KeepHead)
 		if fork != "" {
-			metrics.AuditForks.WithLabelValues(cmd.KeepHead.Peer).Inc()
+			metrics.AuditForks.WithLabelValues(label(cmd.KeepHead.Peer)).Inc()
 		}
 		return applyResponse{value: fork, err: err}
 	case *pb.Command_KeepAuthorities:

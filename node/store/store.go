@@ -366,7 +366,7 @@ func (s *Store) watchReplicas() {
 						last = time.Time{} // never answered in this term
 					}
 					s.unreachable[d.PeerID] = last
-					metrics.ReplicaReachable.WithLabelValues(string(d.PeerID)).Set(0)
+					metrics.ReplicaReachable.WithLabelValues(label(d.PeerID)).Set(0)
 					answered := "never in this term"
 					if !last.IsZero() {
 						answered = last.UTC().Format(time.RFC3339)
@@ -385,7 +385,7 @@ func (s *Store) watchReplicas() {
 					s.log.Info("raft: a replica answers again", "replica", d.PeerID)
 				}
 				delete(s.unreachable, d.PeerID)
-				metrics.ReplicaReachable.WithLabelValues(string(d.PeerID)).Set(1)
+				metrics.ReplicaReachable.WithLabelValues(label(d.PeerID)).Set(1)
 			case raft.LeaderObservation:
 				// Another leader, or this one anew: what the last term saw no longer holds.
 				clear(s.unreachable)
@@ -1191,6 +1191,10 @@ func (s *Store) LeaderAddress() string {
 
 // RaftStats returns hashicorp/raft's counters: commit_index, last_snapshot_index and others.
 func (s *Store) RaftStats() map[string]string { return s.raft.Stats() }
+
+// label is a replica's id as a metric's label value: a label must be UTF-8, and an id that is
+// not (a join before ids were checked, review AF, AF1) panicked the leader that met it.
+func label[S ~string](id S) string { return strings.ToValidUTF8(string(id), "\uFFFD") }
 
 // Alone reports whether the replica runs without a Raft transport (no raft.listen).
 func (s *Store) Alone() bool { return s.cfg.Transport == nil }

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/netaddr"
@@ -153,6 +155,12 @@ var Forms = map[string]func(req any) error{
 func joinForm(req *pb.JoinRequest) error {
 	if req.Id == "" {
 		return api.Invalid("id", "missing: the new replica's id, such as r4")
+	}
+	// Before it joins the Raft configuration, where a malformed id panicked the leader's
+	// metrics (review AF, AF1).
+	if err := config.CheckReplicaID("id", req.Id); err != nil {
+		_, msg, _ := strings.Cut(err.Error(), ": ")
+		return api.Invalid("id", "%s", msg)
 	}
 	if req.RaftAddress == "" {
 		return api.Invalid("raft_address", "missing: the new replica's raft.listen (or advertise) address")

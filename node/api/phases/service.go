@@ -113,7 +113,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListPhasesRequest) (*pb.List
 	}
 	resp := &pb.ListPhasesResponse{}
 	for _, p := range list {
-		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, SetAt: timestamppb.New(p.SetAt), Reason: p.Reason, Exercise: p.Exercise})
+		resp.Phases = append(resp.Phases, &pb.PhaseInfo{Crisis: p.Crisis, Phase: p.Phase, SetBy: p.SetBy, SetAt: timestamppb.New(p.SetAt), Reason: strings.ToValidUTF8(p.Reason, "\uFFFD"), Exercise: p.Exercise})
 	}
 	if req.Crisis != "" && len(list) == 0 {
 		resp.Phases = append(resp.Phases, neverSet(req.Crisis, req.Exercise))

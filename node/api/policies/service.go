@@ -486,7 +486,7 @@ func (s *Service) infoIn(ctx context.Context, p *db.PolicyRow, l *listing) (*pb.
 	info := &pb.PolicyInfo{
 		Id: p.ID, Name: p.Name, Version: int32(p.Version), State: p.State, Active: active,
 		Author: p.Author, ProposedAt: timestamppb.New(p.ProposedAt), Approvers: p.Approvers,
-		DecidedBy: p.DecidedBy, Reason: p.Reason, Purpose: purpose, Source: p.Source,
+		DecidedBy: p.DecidedBy, Reason: strings.ToValidUTF8(p.Reason, "\uFFFD"), Purpose: purpose, Source: p.Source, // as stored before CheckReason refused invalid UTF-8, which REST cannot marshal
 		ApprovalsRequired: int32(p.Required),
 	}
 	if !p.DecidedAt.IsZero() {
