@@ -486,7 +486,18 @@ func checkYAML(file *ast.File) Problems {
 	if line, col, ok := SecondDocument(file); ok {
 		probs = append(probs, lintProblem(line, col, "", "documents"))
 	}
-	// The first anchor or alias: there may be thousands.
+	if line, col, ok := FirstAlias(file); ok {
+		probs = append(probs, lintProblem(line, col, "", "anchor"))
+	}
+	probs.sort()
+	return probs
+}
+
+// FirstAlias finds the first YAML anchor or alias of a file, and where it is (0, 0 when the
+// parser gave no position). Aliases expand as they decode: a few hundred bytes of them ask for
+// gigabytes, so a document of policy or rule refuses them before it is decoded.
+func FirstAlias(file *ast.File) (line, col int, ok bool) {
+	// The first: there may be thousands.
 	var first ast.Node
 	for _, doc := range file.Docs {
 		if doc == nil || doc.Body == nil || first != nil {
@@ -500,13 +511,13 @@ func checkYAML(file *ast.File) Problems {
 			return first == nil
 		}), doc.Body)
 	}
-	if t := tokenOf(first); t != nil {
-		probs = append(probs, lintProblem(t.Position.Line, t.Position.Column, "", "anchor"))
-	} else if first != nil {
-		probs = append(probs, lintProblem(0, 0, "", "anchor"))
+	if first == nil {
+		return 0, 0, false
 	}
-	probs.sort()
-	return probs
+	if t := tokenOf(first); t != nil {
+		return t.Position.Line, t.Position.Column, true
+	}
+	return 0, 0, true
 }
 
 // tokenOf is a node's token, nil when it has none or no position.

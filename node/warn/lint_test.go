@@ -46,6 +46,8 @@ func TestLintRefusesWithPosition(t *testing.T) {
 		{"records over cost", head + `when: records("sitrep").exists(a, records("sitrep").exists(b, a.title == b.title && a.summary != b.summary))`, 3, 7, "when", "over the budget of 10000"},
 		{"records kind not literal", head + `when: records("sit" + "rep").size() > 0`, 3, 21, "when", "the kind must be a string literal"},
 		{"unknown key", head + "when: count(\"signal\", duration(\"6h\")) >= 3\nwhn: x", 4, 1, "", `unknown field "whn"`},
+		// Aliases expand as they decode: refused before, as a policy's are (review AD, AD4).
+		{"alias", "a0: &a0 [x, x, x]\na1: &a1 [*a0, *a0, *a0]\n" + head + "description: *a1\nwhen: count(\"signal\", duration(\"6h\")) >= 3", 1, 5, "", "a YAML anchor or alias"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := warn.Lint([]byte(tc.src), nil)
