@@ -6,6 +6,7 @@
 package assessment
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
@@ -21,6 +22,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -55,6 +57,17 @@ type Picture struct {
 // counts says whether records of a kind are part of the picture an assessment interprets.
 func counts(kind string) bool { return kind != Kind && kind != ResponseKind }
 
+// Classification is an assessment's: what its policies share it under.
+const Classification = pb.Classification_INTERNAL
+
+// covered says whether an entry of the picture is in an assessment's fingerprint and sums: of a
+// kind it interprets, and classified no higher than the assessment itself, which goes to every
+// partner its policies name. A confidential or secret record's figures would reach partners no
+// policy grants it to, inside an internal record (review AD, AD1).
+func covered(e *pb.PictureEntry) bool {
+	return counts(e.Kind) && e.GetRecord().GetClassification() <= Classification
+}
+
 // Fingerprint hashes a picture. The hash covers, for every entry in the picture's order, its
 // slot (kind, region, key), its source, the record's origin, id, version, update time and body;
 // two pictures with the same hash show the same records with the same contents. The result does
@@ -67,7 +80,7 @@ func Fingerprint(p *pb.PictureResponse) Picture {
 	var all []string
 	by := map[string]*src{}
 	for _, e := range p.GetEntries() {
-		if !counts(e.Kind) {
+		if !covered(e) {
 			continue
 		}
 		r := e.GetRecord()
@@ -158,13 +171,23 @@ type Moved struct {
 
 // sumsOf are the sums of the picture p, of the kinds an assessment interprets, in the picture's
 // order (kind, field, region, NL last): at most MaxSums, the national totals first, so that a
-// picture of very many regions keeps its totals, and how many it left out.
+// picture of very many regions keeps its totals, and how many it left out. They are the
+// picture's, less what its entries that are not covered added (see covered).
 func sumsOf(p *pb.PictureResponse) (kept []Sum, leftOut int) {
+	less := uncovered(p)
 	kept = []Sum{}
 	for _, a := range p.GetAggregates() {
-		if counts(a.Kind) {
-			kept = append(kept, Sum{Kind: a.Kind, Field: a.Field, Region: a.Region, Sum: a.Sum, Records: a.Records})
+		if !counts(a.Kind) {
+			continue
 		}
+		s := Sum{Kind: a.Kind, Field: a.Field, Region: a.Region, Sum: a.Sum, Records: a.Records}
+		if l, ok := less[[3]string{a.Kind, a.Field, a.Region}]; ok {
+			if s.Records -= l.Records; s.Records <= 0 {
+				continue
+			}
+			s.Sum -= l.Sum
+		}
+		kept = append(kept, s)
 	}
 	if len(kept) > MaxSums {
 		slices.SortStableFunc(kept, func(a, b Sum) int {
@@ -175,6 +198,51 @@ func sumsOf(p *pb.PictureResponse) (kept []Sum, leftOut int) {
 	}
 	slices.SortFunc(kept, compareSums)
 	return kept, leftOut
+}
+
+// uncovered is what the picture's entries that an assessment does not cover added to its sums,
+// by kind, field and region: as the picture adds them up (federation/search), a number of the
+// body's top level, within record.MaxAggregate, to its region and to NL once.
+func uncovered(p *pb.PictureResponse) map[[3]string]Sum {
+	fields := map[string][]string{}
+	for _, a := range p.GetAggregates() {
+		if !slices.Contains(fields[a.Kind], a.Field) {
+			fields[a.Kind] = append(fields[a.Kind], a.Field)
+		}
+	}
+	less := map[[3]string]Sum{}
+	for _, e := range p.GetEntries() {
+		if !counts(e.Kind) || covered(e) || len(fields[e.Kind]) == 0 {
+			continue
+		}
+		var body map[string]any
+		dec := json.NewDecoder(bytes.NewReader(e.GetRecord().GetBody()))
+		dec.UseNumber()
+		if dec.Decode(&body) != nil {
+			continue
+		}
+		regions := []string{e.Region, "NL"}
+		if e.Region == "NL" {
+			regions = regions[:1]
+		}
+		for _, f := range fields[e.Kind] {
+			n, ok := body[f].(json.Number)
+			if !ok {
+				continue
+			}
+			v, err := n.Float64()
+			if err != nil || math.Abs(v) > record.MaxAggregate {
+				continue
+			}
+			for _, region := range regions {
+				k := [3]string{e.Kind, f, region}
+				l := less[k]
+				l.Sum, l.Records = l.Sum+v, l.Records+1
+				less[k] = l
+			}
+		}
+	}
+	return less
 }
 
 // regionOrder places the national total after the regions, as the picture does.
@@ -276,7 +344,7 @@ func New(p *pb.PictureResponse, text, development, advice string) (*pb.Record, e
 		return nil, err
 	}
 	return &pb.Record{Id: ID(p.GetCrisis()), Kind: Kind, Crisis: p.GetCrisis(), Region: "NL",
-		Classification: pb.Classification_INTERNAL, Body: body}, nil
+		Classification: Classification, Body: body}, nil
 }
 
 // ResponseID is the id of an org's response of one sort to an assessment: one endorsement and one

@@ -440,6 +440,61 @@ func TestAssessmentOnSourcesNotReceived(t *testing.T) {
 	}
 }
 
+// TestAssessmentLeavesOutWhatItsClassificationDoesNot: a record classified above the
+// assessment's own classification (internal) is neither in its fingerprint nor in its sums: the
+// assessment goes to partners that no policy grants that record to (review AD, AD1: a secret
+// record's 3333 free beds reached four partners in the sums). Both sides leave it out alike, so
+// that it does not count as a change either.
+func TestAssessmentLeavesOutWhatItsClassificationDoesNot(t *testing.T) {
+	secret := entry(ncc, "shelter.capacity", "ncc-geheim", 1, t0, `{"municipality":"Amersfoort","beds_free":3333}`)
+	secret.Record.Classification = pb.Classification_SECRET
+	confidential := entry(ncc, "sitrep", "sitrep-vertrouwelijk", 1, t0, `{"title":"t","summary":"s"}`)
+	confidential.Record.Classification = pb.Classification_CONFIDENTIAL
+	p := picture(append(base(), secret, confidential)...)
+	p.Aggregates = []*pb.Aggregate{agg("shelter.capacity", "VR19", 3344, 3), agg("shelter.capacity", "NL", 3344, 3)}
+	rec, err := New(p, "a", "b", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Body
+	if err := json.Unmarshal(rec.Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	want := []Sum{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 11, Records: 2},
+		{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: 11, Records: 2}}
+	if !reflect.DeepEqual(b.Sums, want) {
+		t.Errorf("sums = %+v; want %+v, without the secret record", b.Sums, want)
+	}
+	if fp := Fingerprint(picture(base()...)); b.Picture.Hash != fp.Hash || !reflect.DeepEqual(jsonOf(t, b.Picture.Sources), jsonOf(t, fp.Sources)) {
+		t.Errorf("fingerprint %+v; want the picture's without its secret and confidential records", b.Picture)
+	}
+	if strings.Contains(string(rec.Body), "3333") || rec.Classification != pb.Classification_INTERNAL {
+		t.Errorf("assessment %s: %s", rec.Classification, rec.Body)
+	}
+	// A secret record that changes changes nothing the assessment shows.
+	secret.Record.Version, secret.Record.Body = 2, []byte(`{"municipality":"Amersfoort","beds_free":3000}`)
+	p.Aggregates = []*pb.Aggregate{agg("shelter.capacity", "VR19", 3011, 3), agg("shelter.capacity", "NL", 3011, 3)}
+	rec.Origin, rec.Version, rec.UpdatedAt = ncc, 1, timestamppb.New(t0.Add(time.Minute))
+	p.Entries = append(p.Entries, &pb.PictureEntry{Kind: Kind, Region: "NL", Key: rec.Id, Source: ncc, Record: rec})
+	v, err := Current(p, ncc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Changed || len(v.SumsMoved) != 0 {
+		t.Errorf("after the secret record changed: changed %v, sums moved %+v", v.Changed, v.SumsMoved)
+	}
+}
+
+// jsonOf is v as JSON, which compares times as the assessment's body keeps them.
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // agg is a picture's sum of beds_free in region: total over records entries.
 func agg(kind, region string, total float64, records int64) *pb.Aggregate {
 	return &pb.Aggregate{Kind: kind, Field: "beds_free", Region: region, Sum: total, Records: records, Entries: records}
