@@ -1114,6 +1114,11 @@ func CheckShared(origin string, s *pb.SharedRecord) error {
 			return fmt.Errorf("record %q: %w", r.Id, err)
 		}
 	}
+	// No node writes a larger body (limits.max_body_bytes is at most that): a peer's message may
+	// be 4 MiB, and one that filled it record after record filled the disk (review AD, AD3).
+	if len(r.Body) > config.MaxBodyLimit {
+		return fmt.Errorf("record %q: body is %d bytes, over the %d that any node writes", r.Id, len(r.Body), config.MaxBodyLimit)
+	}
 	if !utf8.Valid(r.Body) || !json.Valid(r.Body) || !bytes.HasPrefix(bytes.TrimSpace(r.Body), []byte("{")) {
 		return fmt.Errorf("record %q: body is not a JSON object", r.Id)
 	}

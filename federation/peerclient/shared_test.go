@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/knooppunt/knooppunt/node/config"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -28,5 +29,22 @@ func TestCheckSharedHoldsPeersToTheRulesOfOwnRecords(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.field+": ") {
 			t.Errorf("kind %q crisis %q region %q: %v, want a refusal naming %s", c.kind, c.crisis, c.region, err, c.field)
 		}
+	}
+}
+
+// TestCheckSharedBoundsTheBody: a peer's record is taken with a body as large as any node writes
+// (config.MaxBodyLimit), and dropped with one byte more: a peer that sent 3.5 MiB bodies filled
+// the node's disk (review AD, AD3).
+func TestCheckSharedBoundsTheBody(t *testing.T) {
+	const origin = "lcvs.crisis.test"
+	body := func(n int) []byte { return []byte(`{"t":"` + strings.Repeat("x", n-len(`{"t":""}`)) + `"}`) }
+	rec := func(n int) *pb.SharedRecord {
+		return &pb.SharedRecord{Record: &pb.Record{Id: "s1", Origin: origin, Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Body: body(n)}}
+	}
+	if err := CheckShared(origin, rec(config.MaxBodyLimit)); err != nil {
+		t.Fatalf("a body of %d bytes: %v", config.MaxBodyLimit, err)
+	}
+	if err := CheckShared(origin, rec(config.MaxBodyLimit+1)); err == nil || !strings.Contains(err.Error(), "over the 3145728 that any node writes") {
+		t.Fatalf("a body of %d bytes: %v, want it dropped", config.MaxBodyLimit+1, err)
 	}
 }
