@@ -15,6 +15,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/node"
+	"github.com/knooppunt/knooppunt/node/api"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -100,4 +101,41 @@ peers:
 			t.Errorf("the client sent %d MiB of its %d MiB request before the refusal", got>>20, size>>20)
 		}
 	})
+}
+
+// TestRefusalsCutWhatTheyQuote (review AF, AF4): a refusal quotes the value it refuses, and a
+// value of a megabyte made a message, a field path and a log line of megabytes, which the
+// trailers that carry them do not take. The message and the field are cut, on a call and on a
+// stream; the refusal still names the field.
+func TestRefusalsCutWhatTheyQuote(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	n := startMTLSNode(t, own, own.filesIdentity())
+	conn := n.local(t)
+	huge := strings.Repeat("a", 1<<20)
+	check := func(what string, err error) {
+		t.Helper()
+		st := status.Convert(err)
+		field, _ := api.Field(err)
+		if st.Code() != codes.InvalidArgument || field == "" || len(field) > api.MaxFieldBytes || len(st.Message()) > api.MaxMessageBytes+api.MaxFieldBytes+2 {
+			t.Errorf("%s: %s, %d bytes, field of %d bytes; want INVALID_ARGUMENT, cut", what, st.Code(), len(st.Message()), len(field))
+		}
+	}
+	_, err := pb.NewRecordServiceClient(conn).Get(mtlsCtx(t), &pb.GetRequest{Id: huge})
+	check("Get of an id of 1 MiB", err)
+	r := mtlsRecord("s1")
+	r.Labels = map[string]string{huge: "v"}
+	_, err = pb.NewRecordServiceClient(conn).Put(mtlsCtx(t), &pb.PutRequest{Record: r})
+	check("Put with a label key of 1 MiB", err)
+	w, err := pb.NewRecordServiceClient(conn).Watch(mtlsCtx(t), &pb.WatchRequest{Kind: huge})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	check("Watch of a kind of 1 MiB", err)
+	// Whichever way a refusal is made, its message is cut before it is sent.
+	if _, err := pb.NewPeerServiceClient(conn).Get(mtlsCtx(t), &pb.GetPeerRequest{Name: huge}); err == nil || len(status.Convert(err).Message()) > api.MaxMessageBytes {
+		t.Errorf("peer get of a name of 1 MiB: %d bytes", len(status.Convert(err).Message()))
+	}
+	if _, err := pb.NewRecordServiceClient(conn).Get(mtlsCtx(t), &pb.GetRequest{Id: "s1"}); status.Code(err) != codes.NotFound {
+		t.Errorf("the node after the refusals: %v", err)
+	}
 }

@@ -646,8 +646,8 @@ func (n *Node) newServer(local bool, opts ...grpc.ServerOption) *grpc.Server {
 		opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes))
 	}
 	opts = append(opts,
-		grpc.ChainUnaryInterceptor(n.authz.Unary(local), n.forwardUnary(), api.LogUnary(n.log)),
-		grpc.ChainStreamInterceptor(n.authz.Stream(local)),
+		grpc.ChainUnaryInterceptor(n.authz.Unary(local), n.forwardUnary(), api.LogUnary(n.log), api.CutUnary()),
+		grpc.ChainStreamInterceptor(n.authz.Stream(local), api.CutStream()),
 		// Without this, grpc-go answers a method it does not know with Unimplemented before any
 		// interceptor runs: the call escapes the method→role table and its log, and the answer
 		// tells any authenticated caller which services exist. With it, such calls pass the
@@ -932,7 +932,7 @@ func (n *Node) serveUI(cfg *config.Config, kinds *record.Kinds, register func(re
 		}
 		uc.PublicURL = scheme + "://" + lis.Addr().String()
 	}
-	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
+	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log), api.CutUnary())
 	inproc.OnDenied(func(person, method, reason string) { n.auditDenied(db.AuditAccessDenied, person, method, reason) })
 	register(inproc)
 	uiConf := ui.Config{UI: uc, Org: cfg.Org, Name: cfg.Name, Conn: inproc, Resolve: n.authz.Resolve, Logger: n.log, Leader: n.uiLeader,

@@ -98,7 +98,7 @@ func (n *Node) serveREST(ctx context.Context, cfg *config.Config, register func(
 		}
 		audience = []string{svid.ID.String()}
 	}
-	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log))
+	inproc := api.NewInProcess(n.authz, n.forwardUnary(), api.LogUnary(n.log), api.CutUnary())
 	inproc.OnDenied(func(caller, method, reason string) { n.auditDenied(db.AuditAccessDenied, caller, method, reason) })
 	// The gateway only encodes each reply to JSON: no copy of it is needed.
 	inproc.ShareReplies()

@@ -147,7 +147,12 @@ func Invalid(field, format string, args ...any) error {
 // google.rpc.BadRequest detail holds the field and the reason apart, for a program: the CLI
 // says the flag that filled the field, the web pages put the reason at their own field, and a
 // REST caller finds it under "details" in the JSON of the error.
+//
+// A field and a reason are cut to MaxFieldBytes and MaxMessageBytes: a path that holds a label's
+// key, or a reason that quotes a value, of a megabyte would not fit the trailers that carry them
+// (review AF, AF4).
 func FieldStatus(code codes.Code, field, reason string) error {
+	field, reason = Cut(field, MaxFieldBytes), Cut(reason, MaxMessageBytes)
 	st := status.New(code, field+": "+reason)
 	withField, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}}})
 	if err != nil {
@@ -333,6 +338,51 @@ func Repeated(field string, vals []string, what string) error {
 		}
 	}
 	return nil
+}
+
+// MaxFieldBytes and MaxMessageBytes bound a refusal's field path and its message: gRPC carries
+// them in trailers, which proxies and clients take up to some kilobytes.
+const (
+	MaxFieldBytes   = 256
+	MaxMessageBytes = 2048
+)
+
+// Cut is s cut to at most n bytes, at a character's start, with "…" where it was cut.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// cutStatus is err with its status's message cut to MaxMessageBytes, its details kept.
+func cutStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || len(st.Message()) <= MaxMessageBytes {
+		return err
+	}
+	p := st.Proto()
+	p.Message = Cut(p.Message, MaxMessageBytes)
+	return status.FromProto(p).Err()
+}
+
+// CutUnary and CutStream cut the message of each refusal to MaxMessageBytes, whichever code
+// made it (see FieldStatus), before it is logged and sent.
+func CutUnary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		return resp, cutStatus(err)
+	}
+}
+
+func CutStream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return cutStatus(h(srv, ss))
+	}
 }
 
 // LogUnary logs each failed unary call at warn level with its method and code.
