@@ -260,6 +260,16 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	if r := cli(t, nil, "", append([]string{"phase", "set", "cold", "--crisis", "oekraine", "--reason", "afgeschaald"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stdout, "Stops sharing records of oekraine (policies for warm): ncc-breekglas@1\n") {
 		t.Errorf("phase set cold does not name the policy it switches off (and oekriane, warm, has no record to share):\n%s", r.stdout)
 	}
+	// An exercise's phase is set before its records are written: a crisis the actual records
+	// name is not taken for a misspelling (review AE, AE5); one no record names still is.
+	cli(t, nil, "", "exercise", "start", "oef-fase", "--reason", "oefening", "--node", ncc.sock()).want(t, 0)
+	if r := cli(t, nil, "", append([]string{"phase", "set", "warm", "--crisis", "oekraine", "--exercise", "oef-fase", "--reason", "oefening"}, ncc.as("bram")...)...).want(t, 0); strings.Contains(r.stderr, "check the spelling") {
+		t.Errorf("phase set in an exercise of a crisis the actual records name: %s", r.stderr)
+	}
+	if r := cli(t, nil, "", append([]string{"phase", "set", "warm", "--crisis", "oekrane", "--exercise", "oef-fase", "--reason", "oefening"}, ncc.as("bram")...)...).want(t, 0); !strings.Contains(r.stderr, "check the spelling") {
+		t.Errorf("phase set in an exercise of a misspelt crisis: %s", r.stderr)
+	}
+	cli(t, nil, "y\n", "exercise", "close", "oef-fase", "--reason", "klaar", "--yes", "--node", ncc.sock()).want(t, 0)
 	// explain says, per policy, what it redacts.
 	if r := cli(t, nil, "", append([]string{"policy", "explain", "--record", "landelijk", "--recipient", "vr-brabant-noord"}, ncc.as("anna")...)...).want(t, 0); !regexp.MustCompile(`POLICY\s+GRANTS\s+WHY\s+REDACTS\n`).MatchString(r.stdout) ||
 		!regexp.MustCompile(`ncc-sitrep-to-regions@1\s+true\s+grants\s+nothing\n`).MatchString(r.stdout) ||
@@ -397,7 +407,7 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	// NCC removes the peer. It first leaves: NCC grants it nothing, so the region's subscription
 	// retracts everything it holds from NCC; then it is refused.
 	r = cli(t, nil, "", "peer", "remove", "vr-brabant-noord", "--reason", "test", "--node", ncc.sock()).want(t, 0)
-	if !strings.Contains(r.stdout, "is leaving") {
+	if !strings.Contains(r.stdout, "is leaving") || !strings.Contains(r.stdout, "`knooppunt peer remove vr-brabant-noord --now` refuses it at once") {
 		t.Fatalf("peer remove:\n%s", r.stdout)
 	}
 	eventually(t, 30*time.Second, "the leaving region drops every record it holds from NCC", func() (bool, string) {

@@ -665,7 +665,9 @@ file instead.`,
 					return printJSON(cmd.OutOrStdout(), toPeerJSON(p))
 				}
 				if p.LeavingSince != nil {
-					_, err = fmt.Fprintf(cmd.OutOrStdout(), "peer %s (%s) is leaving: it is granted nothing, its subscription retracts what it holds, and it is refused once it holds nothing\n", p.Name, p.TrustDomain)
+					// A partner that no longer subscribes (one that removed this node) stays
+					// leaving until the timeout: say so, and how not to wait (review AE, AE8).
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "peer %s (%s) is leaving: it is granted nothing, its subscription retracts what it holds, and it is refused once it holds nothing, or after federation.leave_timeout (default 1h) if it does not subscribe: `knooppunt peer remove %s --now` refuses it at once\n", p.Name, p.TrustDomain, p.Name)
 					return err
 				}
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "removed peer %s (%s)\n", p.Name, p.TrustDomain)

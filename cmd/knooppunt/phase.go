@@ -89,6 +89,13 @@ warm while the actual crisis stays cold.`,
 						switched = append(switched, line)
 					}
 				}
+				if !known && exercise != "" {
+					// An exercise sets its phases before its records are written: a crisis the
+					// actual records name is spelt right (review AE, AE5).
+					if known, err = knownCrisis(cmd.Context(), conn, crisis, ""); err != nil {
+						return err
+					}
+				}
 				if !known {
 					// A misspelt crisis gets a phase that no policy of the real one sees.
 					fmt.Fprintf(cmd.ErrOrStderr(), "Note: no record here or from a partner names crisis %q, and its phase was never set before: check the spelling (`knooppunt phase show` lists the crises there are records of).\n", crisis)

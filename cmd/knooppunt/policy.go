@@ -170,11 +170,16 @@ problem with line, column, field and message, for a pipeline that checks policie
 				return exitError(1)
 			}
 			// The warnings went to stderr: "ok" alone read as clean when that was out of sight.
+			ok := "ok"
 			if n := len(doubts); n > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok, with %d warning(s) above\n", args[0], n)
-				return nil
+				ok = fmt.Sprintf("ok, with %d warning(s) above", n)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], ok)
+			if !cmd.Flags().Changed("node") {
+				// An officer with KNOOPPUNT_NODE set took "ok" for a check against the node
+				// (review AE, AE6).
+				fmt.Fprintf(cmd.ErrOrStderr(), "Note: checked offline: the kinds, recipients and groups were not checked against a node; --node %s checks them.\n", cmp.Or(os.Getenv("KNOOPPUNT_NODE"), "ADDR"))
+			}
 			return nil
 		},
 	}

@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -108,6 +109,24 @@ func TestExerciseCloseAtARecipient(t *testing.T) {
 	}
 	if out, _ := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: "ex-1", Actor: "t", At: hour(3)}); out.Refusal == nil {
 		t.Fatal("starting a closed exercise again was not refused")
+	}
+	// An own record of the closed exercise, written again at the version it had (an import of
+	// the file kept at the close), is refused as the exercise's, not as a stale version to retry
+	// with the close's (review AE, AE7).
+	if _, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "start", Name: "ex-3", Actor: "t", At: hour(3)}); err != nil {
+		t.Fatal(err)
+	}
+	own := put("oef-eigen", `{"a":1}`)
+	own.Status, own.Exercise = pb.Status_EXERCISE, "ex-3"
+	if res, err := d.Apply(next(), []*db.Write{own}); err != nil || res[0].Err != nil {
+		t.Fatalf("write into ex-3: %v %v", err, res[0].Err)
+	}
+	if _, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-3", Actor: "t", At: hour(3)}); err != nil {
+		t.Fatal(err)
+	}
+	own.Version = 1
+	if res, err := d.Apply(next(), []*db.Write{own}); err != nil || !errors.Is(res[0].Err, db.ErrExerciseClosed) {
+		t.Fatalf("write at version 1 into the closed ex-3: %v %v, want the exercise closed", err, res[0].Err)
 	}
 	// A close written before retract_copies drops the copies as it did: no delivery.
 	if out, err := d.ApplyExerciseStep(next(), &pb.ExerciseStep{Action: "close", Name: "ex-2", Actor: "t", At: hour(4)}); err != nil || out.Purged != 1 {

@@ -315,16 +315,15 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 	if w.Tombstone && (!exists || dead) {
 		return Result{Err: ErrNotFound}, nil
 	}
-	if w.Version != 0 && w.Version != curVersion {
-		return Result{Err: &StaleVersionError{ID: w.Id, Expected: w.Version, Current: curVersion}}, nil
-	}
 	// A live record keeps its mode: an actual record that became an exercise's would vanish from
 	// the actual feed without a retraction, and the other way round.
 	if exists && !dead && !w.Tombstone && cur != ModeOf(w) {
 		return Result{Err: &ModeChangeError{ID: w.Id, From: cur, To: ModeOf(w)}}, nil
 	}
 	// An exercise record is written only while its exercise is open: a write that raced the
-	// close would otherwise outlive it.
+	// close would otherwise outlive it. Before the version: a record of a closed exercise is
+	// at the version of the close's deletion, and a retry with it is refused all the same
+	// (review AE, AE7).
 	if !w.Tombstone && w.Status == pb.Status_EXERCISE {
 		switch state, err := exerciseState(a.tx, w.Exercise); {
 		case err != nil:
@@ -334,6 +333,9 @@ func (a *applier) apply(w *Write, seq int64) (Result, error) {
 		case state != ExerciseOpen:
 			return Result{Err: fmt.Errorf("%w: %s", ErrExerciseClosed, w.Exercise)}, nil
 		}
+	}
+	if w.Version != 0 && w.Version != curVersion {
+		return Result{Err: &StaleVersionError{ID: w.Id, Expected: w.Version, Current: curVersion}}, nil
 	}
 
 	next := w
