@@ -38,7 +38,9 @@ const nearAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 // NearWords returns the words of the vocabulary within one edit (a letter added, dropped,
 // changed, or two letters swapped) of word, a folded word of the index (record.Normalize,
-// record.AppendWords), and within two for a word of nearTwoRunes letters or more; closest first,
+// record.AppendWords), and within two for a word of nearTwoRunes letters or more; when there is
+// none, the starts and ends of longer words within as many edits (a compound's parts, which a
+// search finds inside it); closest first,
 // then the closest in length, then in order; at most maxNearWords, and not word itself. None for
 // a word shorter than NearMinRunes. Its cost is bounded by the word, not by the vocabulary: one
 // edit is a lookup of every spelling one edit away in text_words' unique index (about 60 per
@@ -53,7 +55,7 @@ func (d *DB) NearWords(ctx context.Context, word string) ([]string, error) {
 		word string
 		dist int
 	}
-	var found []near
+	var found, inside []near // words of the vocabulary, and parts of longer ones
 	seen := map[string]bool{word: true}
 	consider := func(v string, max int) {
 		if seen[v] {
@@ -79,21 +81,45 @@ func (d *DB) NearWords(ctx context.Context, word string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("db: near words: %w", err)
 	}
-	if len(w) >= nearTwoRunes {
-		// Two edits leave one of three parts whole (each edit touches one part at most, a swap
-		// across two parts aside).
-		third := len(w) / 3
-		for _, part := range []string{string(w[:third]), string(w[third : 2*third]), string(w[2*third:])} {
-			words, err := d.vocabulary(ctx, part, true, false)
-			if err != nil {
-				return nil, fmt.Errorf("db: near words: %w", err)
+	// Parts of the word, one of which an edit leaves whole: of three, for two edits (each edit
+	// touches one part at most, a swap across two parts aside), or of two for one, when each is
+	// long enough for the vocabulary's trigram index.
+	maxd, parts := 0, 0
+	switch {
+	case len(w) >= nearTwoRunes:
+		maxd, parts = 2, 3
+	case len(w) >= 6:
+		maxd, parts = 1, 2
+	}
+	for k := range parts {
+		from, to := k*len(w)/parts, (k+1)*len(w)/parts
+		part := string(w[from:to])
+		words, err := d.vocabulary(ctx, part, true, false)
+		if err != nil {
+			return nil, fmt.Errorf("db: near words: %w", err)
+		}
+		for _, v := range words {
+			rv := []rune(v)
+			if n := len(rv); maxd == 2 && n >= len(w)-2 && n <= len(w)+2 {
+				consider(v, 2)
 			}
-			for _, v := range words {
-				if n := utf8.RuneCountInString(v); n >= len(w)-2 && n <= len(w)+2 {
-					consider(v, 2)
+			// The start or the end of a longer word: a search finds a word inside a longer
+			// one, and a compound holds many words only there ("vergunnign" → "vergunning" of
+			// tewerkstellingsvergunning, review AE, AE3). Offered only when no word is near.
+			if len(rv) <= len(w)+maxd {
+				continue
+			}
+			for l := len(w) - maxd; l <= len(w)+maxd; l++ {
+				for _, sub := range []string{string(rv[:l]), string(rv[len(rv)-l:])} {
+					if n := policy.EditDistance(string(w), sub); n <= maxd && !seen[sub] && !slices.ContainsFunc(inside, func(x near) bool { return x.word == sub }) {
+						inside = append(inside, near{sub, n})
+					}
 				}
 			}
 		}
+	}
+	if len(found) == 0 {
+		found = inside
 	}
 	slices.SortFunc(found, func(a, b near) int {
 		return cmp.Or(cmp.Compare(a.dist, b.dist),

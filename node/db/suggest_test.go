@@ -53,6 +53,32 @@ func TestNearWords(t *testing.T) {
 	}
 }
 
+// TestNearWordsInsideCompounds: a word the vocabulary holds only at the start or the end of
+// longer words (Dutch compounds) is offered when no word is near, as a search finds it there
+// (review AE, AE3: "vergunnign" got no suggestion in the demo, whose texts hold "vergunning"
+// only in tewerkstellingsvergunning).
+func TestNearWordsInsideCompounds(t *testing.T) {
+	d := newDB(t)
+	a := &applier{t: t, d: d}
+	a.mustApply(put("q1", `{"question":"Werk?","answer":"Met een tewerkstellingsvergunning, na aanmelding bij de opvanglocatie."}`))
+	if left, err := d.CatchUpText(context.Background(), db.CatchUpBudget); err != nil || left != 0 {
+		t.Fatalf("CatchUpText: %d left, %v", left, err)
+	}
+	for word, want := range map[string]string{
+		"vergunnign": "vergunning", // two letters swapped, a compound's end
+		"vergunnig":  "vergunning", // one dropped
+		"opvnag":     "opvang",     // a compound's start, one edit (of two parts)
+	} {
+		got, err := d.NearWords(context.Background(), word)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 || got[0] != want {
+			t.Errorf("NearWords(%q) = %q, want %q first", word, got, want)
+		}
+	}
+}
+
 // BenchmarkSuggest is what offering a corrected word costs beside the search it follows, in the
 // same run, on 20,000 Q&As with a vocabulary of about 40,000 words (place names, numbers and
 // made-up words among the Dutch). "search" is a plain search for "vergunning", its first page of
