@@ -59,6 +59,32 @@ func TestApprovalThatLiftsARedaction(t *testing.T) {
 	}
 }
 
+// TestApprovalThatTakesBack: a new version that would no longer grant ncc the sitrep it
+// receives now (ncc states another purpose than it accepts) says so on the other officer's
+// approve page, naming the partner, how many records and the version it replaces; and the page
+// does not say the policy starts sharing (review AE, AE1: it said so of an approval that
+// retracted everything).
+func TestApprovalThatTakesBack(t *testing.T) {
+	e := startFederation(t)
+	e.utrecht.Put(t, fedtest.Sitrep("terug-1", "oekraine", pb.Classification_PUBLIC, "Regionaal beeld"))
+	e.utrecht.Approve(t, sitrepPolicy)
+	olga := newBrowser(t)
+	e.signIn(t, olga, "officer-a", "/beleid")
+	_, page := olga.get(t, e.url+"/beleid/voorstel")
+	resp, page := olga.post(t, e.url+"/beleid/voorstel", url.Values{"csrf": {csrfOf(t, page)}, "bron": {sitrepPolicy + "accept_purposes: [een ander doel]\n"}, "stap": {"voorstellen"}})
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/beleid/toon" {
+		t.Fatalf("propose: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	daan := newBrowser(t)
+	e.signIn(t, daan, "officer-b", "/beleid")
+	_, confirm := daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape("utrecht-sitreps@2"))
+	if !strings.Contains(confirm, `id="teruggetrokken"`) ||
+		!strings.Contains(confirm, "ncc.crisis.test ontvangt nu 2 records onder utrecht-sitreps@1 die het onder deze versie niet meer krijgt") ||
+		strings.Contains(confirm, "wordt het beleid actief") {
+		t.Errorf("the approve page of a version that takes back what ncc receives:\n%s", confirm)
+	}
+}
+
 // TestClassificationsInDutch: the explain page says a record is above a policy's ceiling with the
 // classifications in the words the other pages use, and so does the propose page's warning of a
 // group granted secret records. The propose page's hint names every optional field.

@@ -47,7 +47,11 @@ func (s *Server) policyNotes(r *request, p *pb.PolicyInfo, choices []recipientCh
 			s.log.Warn("no preview for the policy's notes", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
 		}
 		for _, x := range e.Withdrawn {
-			out.Withdrawn = append(out.Withdrawn, r.L.T("preview.withdrawn", c.Label, x.Records, x.Supersedes))
+			key := "preview.withdrawn"
+			if x.Records == 1 {
+				key += "_one"
+			}
+			out.Withdrawn = append(out.Withdrawn, r.L.T(key, c.Label, x.Records, x.Supersedes))
 		}
 		lifted, voided := e.Lifted, e.Voided
 		for _, f := range lifted {
