@@ -923,6 +923,11 @@ func (n *Node) serveUI(cfg *config.Config, kinds *record.Kinds, register func(re
 	if err != nil {
 		return fmt.Errorf("node: ui.listen %s: %w", cfg.UI.Listen, err)
 	}
+	if cfg.UI.OIDC.ClaimDefaulted {
+		// Roles hang on the name this claim gives (review AD, AD7).
+		n.log.Warn("ui.oidc.claim is not set: people's names, and so their roles, come from the preferred_username claim, which some providers let a person change (one who renamed herself to an officer's name would hold that officer's role); set ui.oidc.claim to a claim the provider keeps fixed, or to preferred_username once you have checked that yours does",
+			"claim", cfg.UI.OIDC.Claim)
+	}
 	uc := cfg.UI
 	if uc.PublicURL == "" {
 		// Loopback only (config checks it): the address the node listens on.

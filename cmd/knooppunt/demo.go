@@ -479,7 +479,7 @@ func (o *demoOrg) writeConfig(all []*demoOrg) error {
 	fmt.Fprintf(&b, "federation:\n  heartbeat: 1s\n  reevaluate: 5s\n  purpose: opvang ontheemden uit Oekraïne\n")
 	fmt.Fprintf(&b, "# Early-warning rules are evaluated every second, so that the demo's alert comes at once.\nrules:\n  every: 1s\n")
 	fmt.Fprintf(&b, "# The web interface; its people sign in at the demo's own OpenID provider.\n")
-	fmt.Fprintf(&b, "ui:\n  listen: \"127.0.0.1:%d\"\n  oidc:\n    issuer: %q\n    client_id: %s\n    client_secret_file: oidc-client-secret\n",
+	fmt.Fprintf(&b, "ui:\n  listen: \"127.0.0.1:%d\"\n  oidc:\n    issuer: %q\n    client_id: %s\n    client_secret_file: oidc-client-secret\n    claim: preferred_username  # the demo's provider keeps it fixed\n",
 		o.uiPort, o.issuer(), o.clientID())
 	fmt.Fprintf(&b, "# The REST API for the org's own systems, over mutual TLS with their SVIDs (docs/integration.md).\nhttp:\n  listen: \"127.0.0.1:%d\"\n", o.restPort)
 	fmt.Fprintf(&b, "roles:\n")

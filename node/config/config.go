@@ -330,8 +330,10 @@ type OIDC struct {
 	// ClientSecretFile holds the client secret. Empty: a public client (PKCE only).
 	ClientSecretFile string `yaml:"client_secret_file"`
 	// Claim names the ID-token claim that becomes the person's name in
-	// spiffe://ORG/user/NAME. Default preferred_username.
-	Claim string `yaml:"claim"`
+	// spiffe://ORG/user/NAME. Default preferred_username, which some providers let a person
+	// change: ClaimDefaulted says the config left it out, and the node warns of it.
+	Claim          string `yaml:"claim"`
+	ClaimDefaulted bool   `yaml:"-"`
 	// Scopes are asked for besides openid. Default [profile].
 	Scopes []string `yaml:"scopes"`
 	// SignOut is where signing out ends the person's session: SignOutProvider (the default, also
@@ -877,7 +879,7 @@ func (c *Config) setDefaults() {
 	}
 	if c.UI.Listen != "" {
 		if c.UI.OIDC.Claim == "" {
-			c.UI.OIDC.Claim = "preferred_username"
+			c.UI.OIDC.Claim, c.UI.OIDC.ClaimDefaulted = "preferred_username", true
 		}
 		if c.UI.OIDC.Scopes == nil {
 			c.UI.OIDC.Scopes = []string{"profile"}

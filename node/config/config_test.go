@@ -448,11 +448,17 @@ ui:
 		t.Fatal(err)
 	}
 	u := c.UI
-	if u.OIDC.Claim != "preferred_username" || len(u.OIDC.Scopes) != 1 || u.OIDC.Scopes[0] != "profile" || u.SessionTTL != 8*time.Hour || u.TimeZone != "Europe/Amsterdam" {
+	if u.OIDC.Claim != "preferred_username" || !u.OIDC.ClaimDefaulted || len(u.OIDC.Scopes) != 1 || u.OIDC.Scopes[0] != "profile" || u.SessionTTL != 8*time.Hour || u.TimeZone != "Europe/Amsterdam" {
 		t.Errorf("defaults: claim %q scopes %v session_ttl %s time_zone %q", u.OIDC.Claim, u.OIDC.Scopes, u.SessionTTL, u.TimeZone)
 	}
 	if u.TLS.CertFile != filepath.Join(dir, "ui/cert.pem") || u.OIDC.ClientSecretFile != filepath.Join(dir, "ui/secret") {
 		t.Errorf("paths are not relative to the config file: %q %q", u.TLS.CertFile, u.OIDC.ClientSecretFile)
+	}
+	// Set, even to the default, it is the operator's choice: the node does not warn of it
+	// (review AD, AD7).
+	explicit := writeConfig(t, t.TempDir(), "org: a.crisis.test\nui:\n  listen: 127.0.0.1:8443\n  oidc: {issuer: https://login.a.example, client_id: knooppunt, claim: preferred_username}\n")
+	if c, err := config.Load(explicit); err != nil || c.UI.OIDC.ClaimDefaulted {
+		t.Errorf("a claim the config sets: defaulted %v, %v", c != nil && c.UI.OIDC.ClaimDefaulted, err)
 	}
 
 	const oidc = "\n  oidc: {issuer: https://login.a.example, client_id: knooppunt}\n"
