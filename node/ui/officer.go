@@ -720,6 +720,9 @@ type previewView struct {
 	Unmatched, Voided, Overriding []string
 	// Lifted name the fields other policies in force withhold now that the recipient would get.
 	Lifted []string
+	// Purpose says which purpose the preview took the recipient to state (review AE, AE2), and
+	// Withdrawn what it receives now that approving would take back (AE1).
+	Purpose, Withdrawn string
 	// Partners are suggested in the recipient field.
 	Partners []recipientChoice
 }
@@ -738,6 +741,21 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 	v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
 	v.Unmatched, v.Voided, v.Overriding = resp.UnmatchedRedactions, resp.VoidedRedactions, resp.OverridingPolicies
 	v.Lifted = liftedTexts(r.L, req.Recipient, resp.LiftedRedactions)
+	switch {
+	case resp.PurposeStated && resp.Purpose != "":
+		v.Purpose = r.L.T("preview.purpose_stated", resp.Purpose)
+	case resp.PurposeStated:
+		v.Purpose = r.L.T("preview.purpose_none")
+	default:
+		v.Purpose = r.L.T("preview.purpose_unknown")
+	}
+	if resp.Withdrawn > 0 {
+		key := "preview.withdrawn"
+		if resp.Withdrawn == 1 {
+			key += "_one"
+		}
+		v.Withdrawn = r.L.T(key, req.Recipient, resp.Withdrawn, resp.Supersedes)
+	}
 	for _, it := range resp.Items {
 		rec := it.Record
 		pi := previewItem{Title: titleOf(r.L, rec), Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region,

@@ -83,6 +83,11 @@ func TestApprovalThatTakesBack(t *testing.T) {
 		strings.Contains(confirm, "wordt het beleid actief") {
 		t.Errorf("the approve page of a version that takes back what ncc receives:\n%s", confirm)
 	}
+	// The preview for ncc says so too, and which purpose it took ncc to state (review AE, AE2).
+	_, page = daan.get(t, e.url+"/beleid/voorbeeld?id="+url.QueryEscape("utrecht-sitreps@2")+"&recipient=ncc.crisis.test")
+	if !strings.Contains(page, `id="teruggetrokken"`) || !strings.Contains(page, `id="doel">Deze partner gaf bij zijn laatste verzoek geen doel op`) || !strings.Contains(page, ">0 van 2 records") {
+		t.Errorf("the preview of a version that takes back what ncc receives:\n%s", page)
+	}
 }
 
 // TestClassificationsInDutch: the explain page says a record is above a policy's ceiling with the
