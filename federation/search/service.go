@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math"
 	"reflect"
 	"regexp"
 	"slices"
@@ -1059,10 +1058,7 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			e.ReceivedAt = timestamppb.New(latest.ReceivedAt)
 		}
 		resp.Entries = append(resp.Entries, e)
-		regions := []string{k.region, "NL"}
-		if k.region == "NL" {
-			regions = regions[:1] // a national record counts once in the national total
-		}
+		regions := record.SumRegions(k.region)
 		for _, region := range regions {
 			entries[[2]string{k.kind, region}]++
 		}
@@ -1070,15 +1066,8 @@ func Merge(items []Item, aggregable map[string][]string, now time.Time, staleAft
 			continue
 		}
 		for _, field := range aggregable[k.kind] {
-			n, ok := body[field].(json.Number)
+			v, ok := record.AggregateValue(body, field)
 			if !ok {
-				continue
-			}
-			// A value a node refuses to write (record.MaxAggregate) is left out, as one that is not
-			// a number is: no sum of such values can lose units or become infinite, which JSON
-			// cannot carry.
-			v, err := n.Float64()
-			if err != nil || math.Abs(v) > record.MaxAggregate {
 				continue
 			}
 			for _, region := range regions {

@@ -221,20 +221,12 @@ func uncovered(p *pb.PictureResponse) map[[3]string]Sum {
 		if dec.Decode(&body) != nil {
 			continue
 		}
-		regions := []string{e.Region, "NL"}
-		if e.Region == "NL" {
-			regions = regions[:1]
-		}
 		for _, f := range fields[e.Kind] {
-			n, ok := body[f].(json.Number)
+			v, ok := record.AggregateValue(body, f)
 			if !ok {
 				continue
 			}
-			v, err := n.Float64()
-			if err != nil || math.Abs(v) > record.MaxAggregate {
-				continue
-			}
-			for _, region := range regions {
+			for _, region := range record.SumRegions(e.Region) {
 				k := [3]string{e.Kind, f, region}
 				l := less[k]
 				l.Sum, l.Records = l.Sum+v, l.Records+1
