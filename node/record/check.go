@@ -14,8 +14,10 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -120,23 +122,78 @@ func checkPublicAlert(r *pb.Record) error {
 var (
 	minTime = time.Unix(0, math.MinInt64).UTC()
 	maxTime = time.Unix(0, math.MaxInt64).UTC()
+	// The same, to the whole second within them, as messages and docs/api.md name them: the
+	// store's first second, 1677-09-21T00:12:43Z, starts before the first time it holds.
+	firstSecond = minTime.Truncate(time.Second).Add(time.Second)
+	lastSecond  = maxTime.Truncate(time.Second)
 )
 
+// timeRange says which times a node can hold, for a refusal of one it cannot.
+func timeRange() string {
+	return fmt.Sprintf("use a time between %s and %s", firstSecond.Format(time.RFC3339), lastSecond.Format(time.RFC3339))
+}
+
 // CheckTime checks a timestamp given in field: nil, or a valid time that the store can hold
-// (1678-09-22 to 2262-04-11). A time outside that range would wrap around when stored or
-// compared, so it is refused rather than clamped: the caller learns that the value was wrong.
+// (1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z). A time outside that range would wrap around
+// when stored or compared, so it is refused rather than clamped: the caller learns that the
+// value was wrong. The refusal is in the node's words, never the protobuf library's (review AF,
+// AF7).
 func CheckTime(field string, ts *timestamppb.Timestamp) error {
 	if ts == nil {
 		return nil
 	}
-	if err := ts.CheckValid(); err != nil {
-		return invalid(field, "%v", err)
+	if ts.Nanos < 0 || ts.Nanos >= 1e9 {
+		return invalid(field, "nanos %d is not a fraction of a second: use 0 to 999999999", ts.Nanos)
+	}
+	if ts.CheckValid() != nil {
+		// Before the year 1 or after 9999: no date of either can be written in RFC 3339.
+		return invalid(field, "%d seconds since 1970 is outside the times a node can hold: %s", ts.Seconds, timeRange())
 	}
 	if t := ts.AsTime(); t.Before(minTime) || t.After(maxTime) {
-		return invalid(field, "%s is outside the times a node can hold: use a time between %s and %s",
-			t.Format(time.RFC3339), minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
+		return invalid(field, "%s is outside the times a node can hold: %s", t.Format(time.RFC3339), timeRange())
 	}
 	return nil
+}
+
+// CheckDuration checks a duration given in field: nil, or one that a node can hold (a Go
+// time.Duration, some 292 years either way). The refusal is in the node's words, never the
+// protobuf library's (review AF, AF7); what range a field takes is for its caller to check.
+func CheckDuration(field string, d *durationpb.Duration) error {
+	switch {
+	case d == nil:
+		return nil
+	case d.Nanos <= -1e9 || d.Nanos >= 1e9:
+		return invalid(field, "nanos %d is not a fraction of a second: use -999999999 to 999999999", d.Nanos)
+	case (d.Seconds > 0 && d.Nanos < 0) || (d.Seconds < 0 && d.Nanos > 0):
+		return invalid(field, "%d seconds and %d nanos have opposite signs: give both the sign of the duration, such as \"-1.5s\" for seconds -1, nanos -500000000", d.Seconds, d.Nanos)
+	case d.Seconds > int64(math.MaxInt64/time.Second) || d.Seconds < int64(math.MinInt64/time.Second):
+		return invalid(field, "%d seconds is beyond what a node can hold, some 292 years either way: give a duration in seconds, such as \"3600s\"", d.Seconds)
+	}
+	return nil
+}
+
+// CheckText checks a string field that names something a person typed (an actor, a subject, a
+// peer's name): valid UTF-8 of at most max bytes without a control or invisible character
+// (policy.Hidden). what, when not "", says what to give instead.
+func CheckText(field, s string, max int, what string) error {
+	var why string
+	switch {
+	case len(s) > max:
+		why = fmt.Sprintf("%d bytes is over the limit of %d", len(s), max)
+	case !utf8.ValidString(s):
+		why = "not valid UTF-8"
+	default:
+		i := strings.IndexFunc(s, policy.Hidden)
+		if i < 0 {
+			return nil
+		}
+		c, _ := utf8.DecodeRuneInString(s[i:])
+		why = fmt.Sprintf("holds a control or invisible character (U+%04X) at byte %d", c, i)
+	}
+	if what != "" {
+		why += ": " + what
+	}
+	return invalid(field, "%s", why)
 }
 
 // CheckID checks a record id as it appears in field.
@@ -145,7 +202,7 @@ func CheckID(field, id string) error {
 		return invalid(field, "invalid UTF-8")
 	}
 	if !idPattern.MatchString(id) {
-		return invalid(field, "%q is not a record id: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit", id)
+		return invalid(field, "%s is not a record id: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit", policy.Quote(id))
 	}
 	return nil
 }
@@ -154,7 +211,7 @@ func CheckID(field, id string) error {
 // whether this node knows the kind: a partner's kind may be one it does not.
 func CheckKindName(field, name string) error {
 	if !kindName.MatchString(name) || len(name) > 128 {
-		return invalid(field, "%q is not a kind's name: use at most 128 bytes of lower-case words of a-z 0-9 _ joined by dots, such as shelter.capacity", name)
+		return invalid(field, "%s is not a kind's name: use at most 128 bytes of lower-case words of a-z 0-9 _ joined by dots, such as shelter.capacity", policy.Quote(name))
 	}
 	return nil
 }
@@ -162,7 +219,7 @@ func CheckKindName(field, name string) error {
 // CheckCrisis checks a crisis name as it appears in field.
 func CheckCrisis(field, name string) error {
 	if !crisisName.MatchString(name) {
-		return invalid(field, "%q is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine", name)
+		return invalid(field, "%s is not a crisis name: use 1 to 64 of a-z 0-9 . _ -, such as oekraine", policy.Quote(name))
 	}
 	return nil
 }
@@ -172,9 +229,9 @@ func CheckCrisis(field, name string) error {
 func CheckRegion(field, code string) error {
 	if !regionCode.MatchString(code) {
 		if strings.HasPrefix(field, "record.") {
-			return invalid(field, "%q is not a region: use a safety-region code VR01 to VR25, or NL for the country as a whole", code)
+			return invalid(field, "%s is not a region: use a safety-region code VR01 to VR25, or NL for the country as a whole", policy.Quote(code))
 		}
-		return invalid(field, "%q is not a region: use a safety-region code VR01 to VR25, or NL for the records about the country as a whole; leave it out for every region", code)
+		return invalid(field, "%s is not a region: use a safety-region code VR01 to VR25, or NL for the records about the country as a whole; leave it out for every region", policy.Quote(code))
 	}
 	return nil
 }
@@ -264,7 +321,7 @@ func CheckExerciseName(field, name string) error {
 		return invalid(field, "invalid UTF-8")
 	}
 	if !idPattern.MatchString(name) {
-		return invalid(field, "%q is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09", name)
+		return invalid(field, "%s is not an exercise name: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit, such as oefening-2026-12-vr09", policy.Quote(name))
 	}
 	return nil
 }
@@ -318,16 +375,22 @@ func checkLabels(field string, labels map[string]string) error {
 	}
 	for k, v := range labels {
 		if !utf8.ValidString(k) {
-			return invalid(field, "invalid UTF-8 in the key %q", k)
+			return invalid(field, "invalid UTF-8 in the key %s", policy.Quote(k))
 		}
 		if !labelKey.MatchString(k) {
-			return invalid(field+"."+k, "%q is not a label key: use 1 to 63 of a-z 0-9 . _ / -, starting with a letter or digit", k)
+			return invalid(field+"."+k, "%s is not a label key: use 1 to 63 of a-z 0-9 . _ / -, starting with a letter or digit", policy.Quote(k))
 		}
 		if !utf8.ValidString(v) {
 			return invalid(field+"."+k, "invalid UTF-8")
 		}
 		if len(v) > MaxLabelValue {
 			return invalid(field+"."+k, "value is %d bytes, over the limit of %d", len(v), MaxLabelValue)
+		}
+		// As a key cannot (review AF, AF8): a line break or an escape in a value reads otherwise
+		// than it is, in a listing and on a terminal.
+		if i := strings.IndexFunc(v, policy.Hidden); i >= 0 {
+			c, _ := utf8.DecodeRuneInString(v[i:])
+			return invalid(field+"."+k, "the value holds a control or invisible character (U+%04X) at byte %d: write it as plain text on one line", c, i)
 		}
 	}
 	return nil
@@ -489,7 +552,7 @@ func checkDocDates(obj map[string]any) *FieldError {
 // CheckOrigin checks a trust-domain name such as vr-utrecht.crisis.test.
 func CheckOrigin(field, td string) error {
 	if !trustDomain.MatchString(td) {
-		return invalid(field, "%q is not a trust domain: use lower-case letters, digits, dots, dashes and underscores", td)
+		return invalid(field, "%s is not a trust domain: use lower-case letters, digits, dots, dashes and underscores", policy.Quote(td))
 	}
 	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/knooppunt/knooppunt/node/record"
@@ -183,8 +185,21 @@ var refusals = []refusal{
 	{"negative version", with(func(r *pb.Record) { r.Version = -1 }), "record.version", codes.InvalidArgument, "-1 is negative"},
 	{"tombstone", with(func(r *pb.Record) { r.Tombstone = true }), "record.tombstone", codes.InvalidArgument, "call Delete"},
 	{"origin of another org", with(func(r *pb.Record) { r.Origin = "politie.crisis.test" }), "record.origin", codes.InvalidArgument, `"politie.crisis.test" is not this node's org`},
-	{"valid_until out of range", with(func(r *pb.Record) { r.ValidUntil = &timestamppb.Timestamp{Seconds: 1 << 62} }), "record.valid_until", codes.InvalidArgument, ""},
-	{"valid_until nanos out of range", with(func(r *pb.Record) { r.ValidUntil = &timestamppb.Timestamp{Seconds: 1, Nanos: -1} }), "record.valid_until", codes.InvalidArgument, ""},
+	// Out of protobuf's range too, in the node's words, with the range to use (review AF, AF7).
+	{"valid_until out of range", with(func(r *pb.Record) { r.ValidUntil = &timestamppb.Timestamp{Seconds: 1 << 62} }), "record.valid_until", codes.InvalidArgument,
+		"4611686018427387904 seconds since 1970 is outside the times a node can hold: use a time between 1677-09-21T00:12:44Z and 2262-04-11T23:47:16Z"},
+	{"valid_until in the year 0", with(func(r *pb.Record) { r.ValidUntil = &timestamppb.Timestamp{Seconds: -62167219200} }), "record.valid_until", codes.InvalidArgument,
+		"-62167219200 seconds since 1970 is outside the times a node can hold: use a time between 1677-09-21T00:12:44Z and 2262-04-11T23:47:16Z"},
+	{"valid_until in the year 1", with(func(r *pb.Record) { r.ValidUntil = timestamppb.New(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)) }), "record.valid_until", codes.InvalidArgument,
+		"0001-01-01T00:00:00Z is outside the times a node can hold: use a time between 1677-09-21T00:12:44Z and 2262-04-11T23:47:16Z"},
+	{"valid_until nanos out of range", with(func(r *pb.Record) { r.ValidUntil = &timestamppb.Timestamp{Seconds: 1, Nanos: -1} }), "record.valid_until", codes.InvalidArgument,
+		"nanos -1 is not a fraction of a second: use 0 to 999999999"},
+	// As a key with them is (review AF, AF8).
+	{"label value with a line break", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "a\nb"} }), "record.labels.source", codes.InvalidArgument,
+		"the value holds a control or invisible character (U+000A) at byte 1: write it as plain text on one line"},
+	{"label value with NUL", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "Z\x00"} }), "record.labels.source", codes.InvalidArgument, "(U+0000) at byte 1"},
+	{"label value with ESC", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "\x1b[31m"} }), "record.labels.source", codes.InvalidArgument, "(U+001B) at byte 0"},
+	{"label value with U+202E", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "a\u202eb"} }), "record.labels.source", codes.InvalidArgument, "(U+202E) at byte 1"},
 	{"missing record", nil, "record", codes.InvalidArgument, "missing"},
 }
 
@@ -457,6 +472,45 @@ func TestRegionName(t *testing.T) {
 		"NL": "", "VR00": "", "VR26": "", "VR9": "", "vr09": "", "": ""} {
 		if got := record.RegionName(code); got != want {
 			t.Errorf("RegionName(%q) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+// TestCheckDuration: a duration out of protobuf's range, or of a Go duration's, is refused in the
+// node's words, never the library's (review AF, AF7).
+func TestCheckDuration(t *testing.T) {
+	for _, tc := range []struct {
+		d    *durationpb.Duration
+		want string
+	}{
+		{nil, ""},
+		{durationpb.New(time.Hour), ""},
+		{durationpb.New(-90 * time.Minute), ""},
+		{&durationpb.Duration{Seconds: 1, Nanos: -5}, `overlap: 1 seconds and -5 nanos have opposite signs: give both the sign of the duration, such as "-1.5s" for seconds -1, nanos -500000000`},
+		{&durationpb.Duration{Nanos: 2e9}, "overlap: nanos 2000000000 is not a fraction of a second: use -999999999 to 999999999"},
+		{&durationpb.Duration{Seconds: 100 * 366 * 86400 * 3}, `overlap: 9486720000 seconds is beyond what a node can hold, some 292 years either way: give a duration in seconds, such as "3600s"`},
+		{&durationpb.Duration{Seconds: math.MinInt64}, `overlap: -9223372036854775808 seconds is beyond what a node can hold`},
+	} {
+		err := record.CheckDuration("overlap", tc.d)
+		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && !strings.HasPrefix(got, tc.want)) || strings.Contains(got, "proto") {
+			t.Errorf("CheckDuration(%v) = %v, want %q", tc.d, err, tc.want)
+		}
+	}
+}
+
+// TestCheckText: what a person typed is UTF-8, within its bound, without control or invisible
+// characters; the refusal says what to give.
+func TestCheckText(t *testing.T) {
+	for _, tc := range []struct {
+		s, want string
+	}{
+		{"spiffe://a.test/user/x", ""},
+		{"ab\xffcd", "actor: not valid UTF-8: give a SPIFFE ID"},
+		{"ab\x00cd", "actor: holds a control or invisible character (U+0000) at byte 2: give a SPIFFE ID"},
+		{strings.Repeat("a", 31), "actor: 31 bytes is over the limit of 30: give a SPIFFE ID"},
+	} {
+		if got := fmt.Sprint(record.CheckText("actor", tc.s, 30, "give a SPIFFE ID")); (tc.want == "") != (got == "<nil>") || (tc.want != "" && got != tc.want) {
+			t.Errorf("CheckText(%q) = %s, want %q", tc.s, got, tc.want)
 		}
 	}
 }

@@ -65,6 +65,10 @@ func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.
 	if err := record.CheckFilename("filename", first.Filename); err != nil {
 		return api.Status(s.c.Logger, err)
 	}
+	// A name of spaces alone names no file a person can find again (review AF, AF8).
+	if strings.TrimSpace(first.Filename) == "" {
+		return api.Invalid("filename", "spaces only: name the file, such as handreiking.pdf")
+	}
 	if err := attach.CheckActive("filename", first.Filename); err != nil {
 		return api.Status(s.c.Logger, err)
 	}
@@ -105,8 +109,14 @@ func (s *Service) Upload(stream grpc.ClientStreamingServer[pb.UploadRequest, pb.
 		if err != nil {
 			return err // the client broke off: the deferred Abort removes what was staged
 		}
-		if msg.Filename != "" || msg.Sha256 != "" || msg.Size != 0 {
+		// Named at the field the later message gave (review AF, AF9).
+		switch {
+		case msg.Filename != "":
 			return api.Invalid("filename", "only the first message names the file; later ones carry data alone")
+		case msg.Sha256 != "":
+			return api.Invalid("sha256", "only the first message gives the file's SHA-256; later ones carry data alone")
+		case msg.Size != 0:
+			return api.Invalid("size", "only the first message gives the file's size; later ones carry data alone")
 		}
 	}
 	if first.Size > 0 && w.Size() != first.Size {

@@ -15,10 +15,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/peerserver"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -53,6 +55,10 @@ func (s *Service) settle(ctx context.Context) error {
 // RegisterService registers the service on s.
 func RegisterService(s grpc.ServiceRegistrar, svc *Service) { pb.RegisterAuditServiceServer(s, svc) }
 
+// MaxFilter bounds List's actor and subject, in bytes: an entry's actor is a
+// SPIFFE ID (at most 2,048 bytes), its subject a record, policy or peer it is about.
+const MaxFilter = 2048
+
 // List returns audit entries in order. An action ending in a dot, such as "policy.", matches
 // every action under it.
 func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListAuditResponse, error) {
@@ -60,15 +66,32 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 		return nil, api.Invalid("limit", "%d: use 0 (default 100) to 10000", req.Limit)
 	}
 	if req.Action != "" && !db.CheckAuditAction(req.Action) {
-		return nil, api.Invalid("action", "%q is no audit action: use one of %s, or the part before a dot with the dot, such as policy.", req.Action, strings.Join(db.AuditActions, ", "))
+		return nil, api.Invalid("action", "%s is no audit action: use one of %s, or the part before a dot with the dot, such as policy.", policy.Quote(req.Action), strings.Join(db.AuditActions, ", "))
+	}
+	// What no entry can name is refused, as the crisis is, rather than matching nothing (review
+	// AF, AF8).
+	for _, f := range []struct{ field, value string }{
+		{"actor", req.Actor}, {"subject", req.Subject},
+	} {
+		if err := record.CheckText(f.field, f.value, MaxFilter, "give it as `audit list` shows it"); err != nil {
+			return nil, api.Status(s.log, err)
+		}
+	}
+	if err := peerserver.CheckPurpose("purpose", req.Purpose); err != nil {
+		return nil, err
 	}
 	if req.Crisis != "" {
 		if err := record.CheckCrisis("crisis", req.Crisis); err != nil {
 			return nil, api.Status(s.log, err)
 		}
 	}
-	if req.BeforeSeq < 0 {
-		return nil, api.Invalid("before_seq", "%d is negative: use 0 for no bound, or the seq of an entry", req.BeforeSeq)
+	for _, f := range []struct {
+		field string
+		seq   int64
+	}{{"after_seq", req.AfterSeq}, {"before_seq", req.BeforeSeq}} {
+		if f.seq < 0 {
+			return nil, api.Invalid(f.field, "%d is negative: use 0 for no bound, or the seq of an entry", f.seq)
+		}
 	}
 	f := db.AuditFilter{Action: req.Action, Actor: req.Actor, Subject: req.Subject, SubjectPrefix: req.SubjectPrefix, Purpose: req.Purpose, Crisis: req.Crisis,
 		AfterSeq: req.AfterSeq, BeforeSeq: req.BeforeSeq, Limit: int(req.Limit), Newest: req.Newest}
@@ -80,8 +103,8 @@ func (s *Service) List(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListA
 		f.Recipient = td
 	}
 	if req.Since != nil {
-		if err := req.Since.CheckValid(); err != nil {
-			return nil, api.Invalid("since", "%v", err)
+		if err := record.CheckTime("since", req.Since); err != nil {
+			return nil, api.Status(s.log, err)
 		}
 		f.Since = req.Since.AsTime()
 	}
@@ -136,7 +159,7 @@ func (s *Service) recipient(ctx context.Context, name string) (string, error) {
 		known = "use one of " + strings.Join(names, ", ")
 	}
 	// A removed peer's name is known no more; the log names its trust domain.
-	return "", api.Invalid("recipient", "%q is no peer's name, nor a trust domain (such as ggdghor.crisis.test): %s; for a peer that was removed, give its trust domain", name, known)
+	return "", api.Invalid("recipient", "%s is no peer's name, nor a trust domain (such as ggdghor.crisis.test): %s; for a peer that was removed, give its trust domain", policy.Quote(name), known)
 }
 
 // Verify recomputes the chain.

@@ -28,6 +28,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/store"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -334,8 +335,8 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	if err := record.CheckMode("mode", req.Mode); err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	if req.Kind != "" && s.checker.Kinds.Get(req.Kind) == nil {
-		return nil, api.Invalid("kind", "unknown kind %q: use one of %s", req.Kind, strings.Join(s.checker.Kinds.Names(), ", "))
+	if err := s.checkKind(req.Kind); err != nil {
+		return nil, err
 	}
 	if err := record.CheckClassification("max_classification", req.MaxClassification, true); err != nil {
 		return nil, api.Status(s.log, err)
@@ -426,13 +427,29 @@ func (s *Service) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.PutRes
 	return stored(t, res[0]), nil
 }
 
+// checkKind checks the kind a read filters on ("": every kind): one of this node's, the kinds
+// its own records can have.
+func (s *Service) checkKind(kind string) error {
+	if kind != "" && s.checker.Kinds.Get(kind) == nil {
+		return api.Invalid("kind", "unknown kind %s: use one of %s", policy.Quote(kind), strings.Join(s.checker.Kinds.Names(), ", "))
+	}
+	return nil
+}
+
 // Watch streams the changes after the cursor: those stored, then new ones as they commit.
 func (s *Service) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[pb.Change]) error {
 	if req.Cursor < 0 {
 		return api.Invalid("cursor", "%d is negative: use 0 to start at the beginning", req.Cursor)
 	}
-	if req.Kind != "" && s.checker.Kinds.Get(req.Kind) == nil {
-		return api.Invalid("kind", "unknown kind %q", req.Kind)
+	if err := s.checkKind(req.Kind); err != nil {
+		return err
+	}
+	if req.Crisis != "" {
+		// As List: a crisis name no record can have opened a watch that never delivered
+		// (review AF, AF8).
+		if err := record.CheckCrisis("crisis", req.Crisis); err != nil {
+			return api.Status(s.log, err)
+		}
 	}
 	if err := record.CheckMode("mode", req.Mode); err != nil {
 		return api.Status(s.log, err)

@@ -349,7 +349,8 @@ func TestBadInputIsRefused(t *testing.T) {
 		{"id with a space", with(func(r *pb.Record) { r.Id = "bad target" }),
 			codes.InvalidArgument, `record.id: "bad target" is not a record id: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit`, false},
 		{"id too long", with(func(r *pb.Record) { r.Id = longID }),
-			codes.InvalidArgument, `record.id: "` + longID + `" is not a record id: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit`, false},
+			// Quoted at most 80 bytes of it (review AF, AF4).
+			codes.InvalidArgument, `record.id: "` + longID[:80] + `…" is not a record id: use 1 to 128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit`, false},
 		{"invalid UTF-8 in crisis", with(func(r *pb.Record) { r.Crisis = "oek\xffraine" }),
 			codes.InvalidArgument, "record.crisis: invalid UTF-8", false},
 		{"invalid UTF-8 in id", with(func(r *pb.Record) { r.Id = "bad\xc3(" }),
@@ -843,8 +844,14 @@ func TestWatchFilters(t *testing.T) {
 		req  *pb.WatchRequest
 		msg  string
 	}{
-		{"unknown kind", &pb.WatchRequest{Kind: "nope"}, `kind: unknown kind "nope"`},
+		{"unknown kind", &pb.WatchRequest{Kind: "nope"}, `kind: unknown kind "nope": use one of ` + strings.ReplaceAll(kinds, `"`, "")},
 		{"negative cursor", &pb.WatchRequest{Cursor: -1}, "cursor: -1 is negative: use 0 to start at the beginning"},
+		// As List refuses them: such a watch was open and delivered nothing, ever (review AF, AF8).
+		{"crisis of invalid UTF-8", &pb.WatchRequest{Crisis: "oekra\xefne"}, `crisis: "oekra\xefne" is not a crisis name` + notCrisis},
+		{"crisis with NUL", &pb.WatchRequest{Crisis: "oekraine\x00"}, `crisis: "oekraine\x00" is not a crisis name` + notCrisis},
+		{"crisis of spaces", &pb.WatchRequest{Crisis: "   "}, `crisis: "   " is not a crisis name` + notCrisis},
+		{"crisis that is a path", &pb.WatchRequest{Crisis: "../../etc/passwd"}, `crisis: "../../etc/passwd" is not a crisis name` + notCrisis},
+		{"crisis of 1 MiB", &pb.WatchRequest{Crisis: strings.Repeat("a", 1<<20)}, `crisis: "` + strings.Repeat("a", 80) + `…" is not a crisis name` + notCrisis},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := watch(t, c, tc.req)
@@ -853,6 +860,9 @@ func TestWatchFilters(t *testing.T) {
 		})
 	}
 }
+
+// notCrisis is what a refusal of a crisis name says to use.
+const notCrisis = ": use 1 to 64 of a-z 0-9 . _ -, such as oekraine"
 
 // TestWatchSeesConcurrentWrites checks that a watcher that is live while many writers commit
 // sees every change exactly once, in seq order.

@@ -233,26 +233,25 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case s.dryRuns <- struct{}{}:
-		defer func() { <-s.dryRuns }()
-	default:
-		return nil, status.Errorf(codes.ResourceExhausted, "%d dry runs are under way on this node: try again when one has ended", MaxDryRuns)
-	}
 	now := time.Now().UTC()
 	since := now.Add(-s.c.Retention())
 	from, to := since, now
-	if req.From != nil {
-		if err := req.From.CheckValid(); err != nil {
-			return nil, api.Invalid("from", "%v", err)
+	// Times and a step a node can hold, in its words (review AF, AF7 and AF8): the year 1 and
+	// the year 9999 were taken, and cut to the retention without a word.
+	for _, f := range []struct {
+		field string
+		ts    *timestamppb.Timestamp
+		t     *time.Time
+	}{{"from", req.From, &from}, {"to", req.To, &to}} {
+		if err := record.CheckTime(f.field, f.ts); err != nil {
+			return nil, api.Status(s.c.Logger, err)
 		}
-		from = req.From.AsTime()
+		if f.ts != nil {
+			*f.t = f.ts.AsTime()
+		}
 	}
-	if req.To != nil {
-		if err := req.To.CheckValid(); err != nil {
-			return nil, api.Invalid("to", "%v", err)
-		}
-		to = req.To.AsTime()
+	if err := record.CheckDuration("step", req.Step); err != nil {
+		return nil, api.Status(s.c.Logger, err)
 	}
 	if req.To != nil && !to.After(since) {
 		// A from before the retention is taken from its start; a to before it leaves nothing.
@@ -274,11 +273,22 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 	if step < time.Second {
 		return nil, api.Invalid("step", "%s is too short: use 1s or more, such as 1m", step)
 	}
+	// A step longer than the run evaluates only its ends: the history's retention bounds both.
+	if retention := s.c.Retention(); step > retention {
+		return nil, api.Invalid("step", "%s is longer than the history's retention, %s (history.retention), which a run can span at most: use a shorter step, such as 1m", step, retention)
+	}
 	if err := record.CheckMode("mode", req.Mode); err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
 	if st := req.Mode.GetStatus(); st != pb.Status_ACTUAL && st != pb.Status_EXERCISE {
 		return nil, api.Invalid("mode.status", "%s: rules run over the actual records and over an exercise's", st)
+	}
+	// Once the request is known good: a bad one is refused as such, even while runs are full.
+	select {
+	case s.dryRuns <- struct{}{}:
+		defer func() { <-s.dryRuns }()
+	default:
+		return nil, status.Errorf(codes.ResourceExhausted, "%d dry runs are under way on this node: try again when one has ended", MaxDryRuns)
 	}
 	rows, err := s.c.DB.History(ctx, db.HistoryFilter{Kinds: rule.Kinds(), Crisis: rule.Doc.Crisis, Mode: db.ModeFrom(req.Mode)})
 	if err != nil {
@@ -290,11 +300,12 @@ func (s *Service) Test(ctx context.Context, req *pb.RuleTestRequest) (*pb.RuleTe
 	eps, errs, err := rule.DryRun(rctx, h, from, to, step)
 	switch {
 	case errors.Is(err, errDryRunTime):
-		return nil, status.Errorf(codes.DeadlineExceeded, "%v: use a longer step or a shorter span", err)
+		return nil, status.Errorf(codes.DeadlineExceeded, "%s: use a longer step or a shorter span", strings.TrimPrefix(err.Error(), "warn: "))
 	case err != nil && ctx.Err() != nil:
 		return nil, status.FromContextError(ctx.Err()).Err()
 	case err != nil:
-		return nil, api.Invalid("step", "%v", err)
+		// The package's prefix is no part of what the caller reads (review AF, AF7).
+		return nil, api.Invalid("step", "%s", strings.TrimPrefix(err.Error(), "warn: "))
 	}
 	resp := &pb.RuleTestResponse{From: timestamppb.New(from), To: timestamppb.New(to), Regions: rule.Doc.Regions}
 	if len(resp.Regions) == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,8 +12,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/api/rules"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -231,5 +234,38 @@ when: records("sitrep").exists(r, r.severity == "high")
 	}
 	if resp, err = svc.Test(ctx, req); err != nil || len(resp.Episodes) != 0 {
 		t.Fatalf("after the retraction: episodes %v, %v; want none", resp.GetEpisodes(), err)
+	}
+}
+
+// TestRuleTestBounds: a dry run's from, to and step are times and a duration a node can hold,
+// and a step no longer than the history's retention; each is refused naming it, in the node's
+// words (review AF, AF7 and AF8): the year 1, the year 9999 and a step of 100 years were taken.
+func TestRuleTestBounds(t *testing.T) {
+	svc, _ := newService(t)
+	const times = "use a time between 1677-09-21T00:12:44Z and 2262-04-11T23:47:16Z"
+	year := func(y int) *timestamppb.Timestamp { return timestamppb.New(time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)) }
+	for _, tc := range []struct {
+		name  string
+		req   *pb.RuleTestRequest
+		field string
+		msg   string
+	}{
+		{"from the year 1", &pb.RuleTestRequest{From: year(1)}, "from", "from: 0001-01-01T00:00:00Z is outside the times a node can hold: " + times},
+		{"from the year 0", &pb.RuleTestRequest{From: &timestamppb.Timestamp{Seconds: -62167219200}}, "from", "from: -62167219200 seconds since 1970 is outside the times a node can hold: " + times},
+		{"to the year 9999", &pb.RuleTestRequest{To: year(9999)}, "to", "to: 9999-01-01T00:00:00Z is outside the times a node can hold: " + times},
+		{"to with nanos -1", &pb.RuleTestRequest{To: &timestamppb.Timestamp{Seconds: 1700000000, Nanos: -1}}, "to", "to: nanos -1 is not a fraction of a second: use 0 to 999999999"},
+		{"a step of 100 years", &pb.RuleTestRequest{Step: durationpb.New(100 * 365 * 24 * time.Hour)}, "step", "step: 876000h0m0s is longer than the history's retention, 24h0m0s (history.retention), which a run can span at most: use a shorter step, such as 1m"},
+		{"the longest step", &pb.RuleTestRequest{Step: &durationpb.Duration{Seconds: math.MaxInt64}}, "step", "step: 9223372036854775807 seconds is beyond what a node can hold"},
+		{"a step of opposite signs", &pb.RuleTestRequest{Step: &durationpb.Duration{Seconds: 60, Nanos: -1}}, "step", "step: 60 seconds and -1 nanos have opposite signs"},
+		{"a step too short", &pb.RuleTestRequest{Step: durationpb.New(time.Millisecond)}, "step", "step: 1ms is too short: use 1s or more, such as 1m"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req.Source = []byte(lowBeds)
+			_, err := svc.Test(context.Background(), tc.req)
+			msg := status.Convert(err).Message()
+			if field, _ := api.Field(err); status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(msg, tc.msg) || field != tc.field || strings.Contains(msg, "proto") || strings.Contains(msg, "warn:") {
+				t.Errorf("%v %q at %q, want INVALID_ARGUMENT %q at %s", status.Code(err), msg, field, tc.msg, tc.field)
+			}
+		})
 	}
 }
