@@ -18,6 +18,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -157,7 +159,7 @@ func Open(file []byte, now time.Time) (*Invitation, error) {
 	dec := json.NewDecoder(bytes.NewReader(file))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
-		return nil, fmt.Errorf("%w: not an invitation file (%v): use the file `knooppunt peer invite` wrote", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: not an invitation file (%s): use the file `knooppunt peer invite` wrote", ErrMalformed, jsonProblem(err))
 	}
 	if env.Format != Format {
 		return nil, fmt.Errorf("%w: format %q: this knooppunt reads %q", ErrMalformed, env.Format, Format)
@@ -166,7 +168,7 @@ func Open(file []byte, now time.Time) (*Invitation, error) {
 	dec = json.NewDecoder(bytes.NewReader(env.Invitation))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&inv); err != nil {
-		return nil, fmt.Errorf("%w: invitation: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: invitation: %s", ErrMalformed, jsonProblem(err))
 	}
 	if err := inv.check(); err != nil {
 		return nil, err
@@ -224,6 +226,46 @@ func Open(file []byte, now time.Time) (*Invitation, error) {
 	return &inv, nil
 }
 
+// jsonProblem says what is wrong with JSON that does not decode into an invitation, in JSON's
+// words: the decoder's own text names Go types (review AF, AF7).
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends too soon"
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("not JSON at byte %d", syntax.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return fmt.Sprintf("a JSON %s, where it takes an object", typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("%s is a JSON %s, where it takes %s", typ.Field, typ.Value, jsonKind(typ.Type))
+	}
+	// An unknown field ("json: unknown field \"x\""), a time or base64 that does not read.
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonKind names the JSON a field of Go type t takes.
+func jsonKind(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[[]byte]():
+		return "base64 text"
+	case t == reflect.TypeFor[time.Time]():
+		return "an RFC 3339 time"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "text"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "another type"
+}
+
 // check checks the fields, naming the one that is wrong.
 func (inv *Invitation) check() error {
 	bad := func(field, format string, a ...any) error {
@@ -274,8 +316,8 @@ func (inv *Invitation) check() error {
 	if inv.Bundle == "" {
 		return bad("bundle", "missing: the trust bundle")
 	}
-	if len(inv.Groups) > maxGroups {
-		return bad("groups", "%d, over the limit of %d", len(inv.Groups), maxGroups)
+	if len(inv.Groups) > MaxGroups {
+		return bad("groups", "%d, over the limit of %d", len(inv.Groups), MaxGroups)
 	}
 	for i, g := range inv.Groups {
 		if g == "" || strings.ContainsAny(g, " \t\n,:") || plainText(g, maxName) != nil {
@@ -291,11 +333,13 @@ func (inv *Invitation) check() error {
 	return nil
 }
 
+// MaxGroups bounds the groups an invitation proposes, and those a node places a peer in.
+const MaxGroups = 64
+
 // Bounds on an invitation's fields that a person reads.
 const (
 	maxName      = 200
 	maxAddresses = 16
-	maxGroups    = 64
 )
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

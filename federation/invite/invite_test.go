@@ -70,6 +70,18 @@ func rewrite(t *testing.T, file []byte, edit func(inv map[string]any)) []byte {
 	return out
 }
 
+// rewrap is file with the invitation's bytes replaced by payload, unsigned anew.
+func rewrap(t *testing.T, file, payload []byte) []byte {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(file, &env); err != nil {
+		t.Fatal(err)
+	}
+	env["invitation"] = payload
+	out, _ := json.Marshal(env)
+	return out
+}
+
 func TestOpenSigned(t *testing.T) {
 	ca := identitytest.NewCA(t, "vr-brabant-noord.crisis.test")
 	file := sign(t, newInvitation(t, ca), ca)
@@ -140,6 +152,13 @@ func TestOpenRefuses(t *testing.T) {
 		{"issued before a foreign signer", earlyForeign, now, invite.ErrSignature, "signed by a key outside that bundle"},
 		{"issued before its signer, changed", rewrite(t, sign(t, early, ca), func(inv map[string]any) { inv["addresses"] = []string{"evil.example:7443"} }), now, invite.ErrSignature, "signed by a key outside that bundle"},
 		{"not an invitation", []byte(`{"hello":1}`), now, invite.ErrMalformed, "not an invitation file"},
+		// In JSON's words, never Go's (review AF, AF7).
+		{"a JSON array", []byte(`[]`), now, invite.ErrMalformed, "malformed invitation: not an invitation file (a JSON array, where it takes an object): use the file `knooppunt peer invite` wrote"},
+		{"a field of another type", []byte(`{"format":["x"]}`), now, invite.ErrMalformed, "(format is a JSON array, where it takes text)"},
+		{"a chain of another type", []byte(`{"chain":{}}`), now, invite.ErrMalformed, "(chain is a JSON object, where it takes a list)"},
+		{"not JSON", []byte(`{"format":`), now, invite.ErrMalformed, "(the JSON ends too soon)"},
+		{"garbage", []byte(`zz`), now, invite.ErrMalformed, "(not JSON at byte 1)"},
+		{"an invitation that is a number", rewrap(t, good, []byte(`12`)), now, invite.ErrMalformed, "invitation: a JSON number, where it takes an object"},
 		{"other format", []byte(`{"format":"x/9"}`), now, invite.ErrMalformed, `format "x/9"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

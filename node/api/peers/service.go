@@ -31,6 +31,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/config"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/store"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -84,6 +85,42 @@ var (
 	groupName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 )
 
+// checkGroups checks the groups a request places the peer in: at most as many as an invitation
+// carries, each a group name. Too many were the node's fault at Invite, and Accept stored 10,001
+// (review AF, AF6).
+func checkGroups(groups []string) error {
+	if len(groups) > invite.MaxGroups {
+		return api.Invalid("groups", "%d groups is over the limit of %d: name the groups your policies grant by", len(groups), invite.MaxGroups)
+	}
+	for i, g := range groups {
+		if !groupName.MatchString(g) {
+			return api.Invalid(fmt.Sprintf("groups[%d]", i), "%s is not a group name: use 1 to 63 letters, digits, . _ -, starting with a letter or digit", policy.Quote(g))
+		}
+	}
+	return nil
+}
+
+// maxPeerRef is the longest peer name or trust domain a request names a peer by: a trust
+// domain's own limit.
+const maxPeerRef = 255
+
+// checkPeerRef checks the field that names a peer, by its name or its trust domain: a value that
+// cannot be either is refused as such, not looked up and not found (review AF, AF5). A peer of
+// the config file may have any name, so the check is of what no name can hold.
+func checkPeerRef(field, name string) error {
+	what := "give a peer's name or trust domain (`knooppunt peer list` shows them)"
+	if name == "" || strings.TrimSpace(name) == "" {
+		return api.Invalid(field, "missing: %s", what)
+	}
+	return record.CheckText(field, name, maxPeerRef, what)
+}
+
+// notFound refuses a well-formed name in field that names no peer; how says how the node came
+// to have one ("": at all).
+func notFound(field, name, how string) error {
+	return api.FieldStatus(codes.NotFound, field, fmt.Sprintf("no peer %s%s: `knooppunt peer list` shows the peers", policy.Quote(name), how))
+}
+
 func noIdentity() error {
 	return status.Error(codes.FailedPrecondition, "this node has no identity of its own: set listen and identity in its config (`knooppunt init` writes both) and restart it")
 }
@@ -93,17 +130,17 @@ func (s *Service) Invite(ctx context.Context, req *pb.InviteRequest) (*pb.Invite
 	if s.c.SVID == nil {
 		return nil, noIdentity()
 	}
-	ttl := time.Duration(req.TtlSeconds) * time.Second
-	switch {
+	// The seconds are compared, not a duration made of them: that wraps around (review AF, AF6).
+	ttl := invite.DefaultTTL
+	switch maxTTL := int64(invite.MaxTTL / time.Second); {
 	case req.TtlSeconds == 0:
-		ttl = invite.DefaultTTL
-	case req.TtlSeconds < 60 || ttl > invite.MaxTTL:
-		return nil, api.Invalid("ttl_seconds", "%s: give 1m to %dd (%s)", ttl, int(invite.MaxTTL/(24*time.Hour)), invite.MaxTTL)
+	case req.TtlSeconds < 60 || req.TtlSeconds > maxTTL:
+		return nil, api.Invalid("ttl_seconds", "%d seconds is out of range: give 60 (1m) to %d (%dd), or 0 for %s", req.TtlSeconds, maxTTL, int(invite.MaxTTL/(24*time.Hour)), invite.DefaultTTL)
+	default:
+		ttl = time.Duration(req.TtlSeconds) * time.Second
 	}
-	for i, g := range req.Groups {
-		if !groupName.MatchString(g) {
-			return nil, api.Invalid(fmt.Sprintf("groups[%d]", i), "%q is not a group name: use letters, digits, . _ -", g)
-		}
+	if err := checkGroups(req.Groups); err != nil {
+		return nil, err
 	}
 	file, inv, err := s.invitation(req.Groups, "", ttl)
 	if err != nil {
@@ -214,6 +251,9 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	if s.c.SVID == nil {
 		return nil, noIdentity()
 	}
+	if err := checkGroups(req.Groups); err != nil {
+		return nil, err
+	}
 	inv, fp, err := Open(req.Invitation, s.c.Now())
 	if err != nil {
 		return nil, err
@@ -246,7 +286,7 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 		name, _, _ = strings.Cut(inv.TrustDomain, ".")
 	}
 	if !peerName.MatchString(name) {
-		return nil, api.Invalid("name", "%q is not a peer name: use 1 to 63 of a-z 0-9 . _ - (give --name)", name)
+		return nil, api.Invalid("name", "%s is not a peer name: use 1 to 63 of a-z 0-9 . _ - (give --name)", policy.Quote(name))
 	}
 	// Groups decide what this node's policies grant the peer, so they are this node's choice
 	// alone: the groups the invitation proposes are shown to the person, never applied.
@@ -256,11 +296,6 @@ func (s *Service) Accept(ctx context.Context, req *pb.AcceptRequest) (*pb.Accept
 	}
 	if len(groups) == 0 && !req.NoGroups && before != nil {
 		groups = before.Groups
-	}
-	for i, g := range groups {
-		if !groupName.MatchString(g) {
-			return nil, api.Invalid(fmt.Sprintf("groups[%d]", i), "%q is not a group name: use letters, digits, . _ -", g)
-		}
 	}
 	for _, p := range file.Peers {
 		if p.TrustDomain == inv.TrustDomain {
@@ -480,8 +515,8 @@ func shadowed(p *pb.PeerInfo, file *config.Config) bool {
 
 // Get returns one peer by name or trust domain.
 func (s *Service) Get(ctx context.Context, req *pb.GetPeerRequest) (*pb.PeerInfo, error) {
-	if req.Name == "" {
-		return nil, api.Invalid("name", "missing: give a peer's name or trust domain")
+	if err := checkPeerRef("name", req.Name); err != nil {
+		return nil, api.Status(s.c.Logger, err)
 	}
 	all, err := s.all(ctx)
 	if err != nil {
@@ -492,7 +527,7 @@ func (s *Service) Get(ctx context.Context, req *pb.GetPeerRequest) (*pb.PeerInfo
 			return p, nil
 		}
 	}
-	return nil, status.Errorf(codes.NotFound, "no peer %q: `knooppunt peer list` shows the peers", req.Name)
+	return nil, notFound("name", req.Name, "")
 }
 
 // Remove removes a peer that was accepted. By default the peer first leaves: from then on every
@@ -502,9 +537,10 @@ func (s *Service) Get(ctx context.Context, req *pb.GetPeerRequest) (*pb.PeerInfo
 // and its calls are refused from then on, also on connections already open. Records it sent
 // stay in the cache.
 func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.PeerInfo, error) {
-	if req.Name == "" {
-		return nil, api.Invalid("name", "missing: give a peer's name or trust domain")
+	if err := checkPeerRef("name", req.Name); err != nil {
+		return nil, api.Status(s.c.Logger, err)
 	}
+	// Both before the lookup: a bad reason is refused as such, whether or not the peer exists.
 	// As a revocation: the step ends what the partner is granted, and the audit log keeps why.
 	if err := api.CheckReason(req.Reason, "say why the peer goes, for the audit log"); err != nil {
 		return nil, err
@@ -522,10 +558,10 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemovePeerRequest) (*pb.Pe
 	if td == "" {
 		for _, p := range s.c.File().Peers {
 			if p.Source != config.PeerFromRaft && (p.Name == req.Name || p.TrustDomain == req.Name) {
-				return nil, status.Errorf(codes.FailedPrecondition, "%s is a peer of the config file: remove it there (the node reloads it)", req.Name)
+				return nil, api.FieldStatus(codes.FailedPrecondition, "name", fmt.Sprintf("%s is a peer of the config file: remove it there (the node reloads it)", policy.Quote(req.Name)))
 			}
 		}
-		return nil, status.Errorf(codes.NotFound, "no peer %q was accepted: `knooppunt peer list` shows the peers", req.Name)
+		return nil, notFound("name", req.Name, " was accepted")
 	}
 	caller, _ := api.CallerFrom(ctx)
 	action := "leave"
