@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/federation/peerserver"
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/record"
@@ -498,7 +499,7 @@ func (s *Service) infoIn(ctx context.Context, p *db.PolicyRow, l *listing) (*pb.
 // List returns the policies, filtered by state and name.
 func (s *Service) List(ctx context.Context, req *pb.ListPoliciesRequest) (*pb.ListPoliciesResponse, error) {
 	if req.State != "" && !slices.Contains(policy.States, req.State) {
-		return nil, api.Invalid("state", "%q is not a state: use %s", req.State, strings.Join(policy.States, ", "))
+		return nil, api.Invalid("state", "%s is not a state: use %s", policy.Quote(req.State), strings.Join(policy.States, ", "))
 	}
 	rows, err := s.c.DB.ListPolicies(ctx, req.State, req.Name)
 	if err != nil {
@@ -522,6 +523,10 @@ func (s *Service) Get(ctx context.Context, req *pb.GetPolicyRequest) (*pb.Policy
 		return nil, api.Invalid("id", "missing: give NAME, or NAME@VERSION")
 	}
 	if !strings.Contains(req.Id, "@") {
+		// A value no policy can be named is refused as such, not looked up (review AF, AF5).
+		if !policy.IsName(req.Id) {
+			return nil, api.Invalid("id", "%s is not a policy's name: give NAME, or NAME@VERSION, such as lcvs-capacity-to-regions@2 (`policy list` shows them)", policy.Quote(req.Id))
+		}
 		rows, err := s.c.DB.ListPolicies(ctx, "", req.Id) // the newest version first
 		if err != nil {
 			return nil, api.Status(s.c.Logger, err)
@@ -530,6 +535,10 @@ func (s *Service) Get(ctx context.Context, req *pb.GetPolicyRequest) (*pb.Policy
 			return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("no policy is named %q: `policy list` shows the policies", req.Id))
 		}
 		return s.withHeld(ctx, rows[0])
+	}
+	// As Approve, Reject and Revoke refuse one.
+	if err := checkID(req.Id); err != nil {
+		return nil, err
 	}
 	p, err := s.c.DB.GetPolicy(ctx, req.Id)
 	if err != nil {
@@ -566,7 +575,7 @@ func (s *Service) recipient(id string) (policy.Recipient, error) {
 
 func checkPhase(p string) error {
 	if p != "" && policy.PhaseRank(p) < 0 {
-		return api.Invalid("phase", "%q is not a phase: use cold, lukewarm or warm", p)
+		return api.Invalid("phase", "%s is not a phase: use cold, lukewarm or warm", policy.Quote(p))
 	}
 	return nil
 }
@@ -824,10 +833,12 @@ func eachRecord(ctx context.Context, d *db.DB, kind string, modes []db.Mode, fn 
 	return nil
 }
 
-// checkPurpose checks the purpose a preview or explain has the recipient state.
+// checkPurpose checks the purpose a preview or explain has the recipient state, as a peer's own
+// is checked when it states one: invalid UTF-8 and control characters were taken here (review
+// AF, AF8), and a preview then showed what no partner can be sent.
 func checkPurpose(p string) (string, error) {
-	if len(p) > policy.MaxPurposeBytes {
-		return "", api.Invalid("purpose", "%d bytes is over the limit of %d", len(p), policy.MaxPurposeBytes)
+	if err := peerserver.CheckPurpose("purpose", p); err != nil {
+		return "", err
 	}
 	return p, nil
 }

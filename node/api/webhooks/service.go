@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/store"
 	"github.com/knooppunt/knooppunt/node/webhook"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -86,7 +88,7 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 	}
 	for i, k := range req.Kinds {
 		if s.c.Kinds.Get(k) == nil {
-			return nil, api.Invalid(fmt.Sprintf("kinds[%d]", i), "%q is not a kind of this node: use one of %s", k, strings.Join(s.c.Kinds.Names(), ", "))
+			return nil, api.Invalid(fmt.Sprintf("kinds[%d]", i), "%s is not a kind of this node: use one of %s", policy.Quote(k), strings.Join(s.c.Kinds.Names(), ", "))
 		}
 	}
 	for i, c := range req.Crises {
@@ -99,6 +101,16 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 			return nil, api.Status(s.c.Logger, err)
 		}
 	}
+	// As a search filter that names a value twice is refused (review AF, AF8): each is well
+	// formed by now, so short enough to quote.
+	for _, f := range []struct {
+		field, what string
+		vals        []string
+	}{{"kinds", "kind", req.Kinds}, {"crises", "crisis", req.Crises}, {"regions", "region", req.Regions}} {
+		if err := api.Repeated(f.field, f.vals, f.what); err != nil {
+			return nil, err
+		}
+	}
 	if err := record.CheckClassification("max_classification", req.MaxClassification, true); err != nil {
 		return nil, api.Status(s.c.Logger, err)
 	}
@@ -108,12 +120,12 @@ func (s *Service) Add(ctx context.Context, req *pb.AddWebhookRequest) (*pb.AddWe
 		}
 		// A misspelt exercise would deliver nothing, ever, without a word.
 		if e, err := s.c.DB.Exercise(ctx, req.Exercise); errors.Is(err, db.ErrExerciseUnknown) {
-			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("no exercise %q on this node: start it first (knooppunt exercise list --all shows them)", req.Exercise))
+			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("no exercise %s on this node: start it first (knooppunt exercise list --all shows them)", policy.Quote(req.Exercise)))
 		} else if err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		} else if e.State == db.ExerciseClosed {
 			// Nor would a closed one: it takes no records any more (review Z, Z19).
-			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("exercise %q is closed on this node: it takes no records, so a webhook of it would deliver nothing; start another", req.Exercise))
+			return nil, api.FieldStatus(codes.FailedPrecondition, "exercise", fmt.Sprintf("exercise %s is closed on this node: it takes no records, so a webhook of it would deliver nothing; start another", policy.Quote(req.Exercise)))
 		}
 	}
 	crises := req.Crises
@@ -163,6 +175,9 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveWebhookRequest) (*pb
 	if req.Id == "" {
 		return nil, api.Invalid("id", "give the id of the webhook to remove: see knooppunt webhook list")
 	}
+	if err := checkID("id", req.Id); err != nil {
+		return nil, err
+	}
 	out, err := s.step(ctx, &pb.WebhookStep{Action: "remove", Webhook: &pb.Webhook{Id: req.Id}, By: caller(ctx), At: timestamppb.Now(), ShownUrl: true})
 	if err != nil {
 		return nil, err
@@ -173,6 +188,9 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveWebhookRequest) (*pb
 // Failures lists dead letters.
 func (s *Service) Failures(ctx context.Context, req *pb.WebhookFailuresRequest) (*pb.WebhookFailuresResponse, error) {
 	if req.Webhook != "" {
+		if err := checkID("webhook", req.Webhook); err != nil {
+			return nil, err
+		}
 		if _, err := s.c.DB.Webhook(ctx, req.Webhook); err != nil {
 			return nil, s.notFound("webhook", req.Webhook, err)
 		}
@@ -199,6 +217,9 @@ const maxRetryIDs = 10000
 func (s *Service) Retry(ctx context.Context, req *pb.RetryWebhookRequest) (*pb.RetryWebhookResponse, error) {
 	if req.Webhook == "" {
 		return nil, api.Invalid("webhook", "give the id of the webhook whose failures to send again: see knooppunt webhook failures")
+	}
+	if err := checkID("webhook", req.Webhook); err != nil {
+		return nil, err
 	}
 	if len(req.MessageIds) > maxRetryIDs {
 		return nil, api.Invalid("message_ids", "%d ids is over the limit of %d: give none to send every failure again", len(req.MessageIds), maxRetryIDs)
@@ -231,10 +252,13 @@ func (s *Service) Rotate(ctx context.Context, req *pb.RotateWebhookRequest) (*pb
 	if req.Id == "" {
 		return nil, api.Invalid("id", "give the id of the webhook whose secret to change: see knooppunt webhook list")
 	}
+	if err := checkID("id", req.Id); err != nil {
+		return nil, err
+	}
 	overlap := DefaultOverlap
 	if req.Overlap != nil {
-		if err := req.Overlap.CheckValid(); err != nil {
-			return nil, api.Invalid("overlap", "%v", err)
+		if err := record.CheckDuration("overlap", req.Overlap); err != nil {
+			return nil, api.Status(s.c.Logger, err)
 		}
 		overlap = req.Overlap.AsDuration()
 	}
@@ -276,9 +300,22 @@ func (s *Service) step(ctx context.Context, step *pb.WebhookStep) (store.Webhook
 	return out, nil
 }
 
+// webhookID is what a webhook's id can be: Add makes wh_ and 16 hex digits; a name of that
+// shape is looked up, anything else cannot be one.
+var webhookID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// checkID refuses a value in field that cannot be a webhook's id as such, rather than looking it
+// up and not finding it (review AF, AF5).
+func checkID(field, id string) error {
+	if !webhookID.MatchString(id) {
+		return api.Invalid(field, "%s is not a webhook id, such as wh_0123456789abcdef: see knooppunt webhook list", policy.Quote(id))
+	}
+	return nil
+}
+
 func (s *Service) notFound(field, id string, err error) error {
 	if errors.Is(err, db.ErrNotFound) {
-		return api.FieldStatus(codes.NotFound, field, fmt.Sprintf("no webhook %q: see knooppunt webhook list", id))
+		return api.FieldStatus(codes.NotFound, field, fmt.Sprintf("no webhook %s: see knooppunt webhook list", policy.Quote(id)))
 	}
 	return api.Status(s.c.Logger, fmt.Errorf("webhooks: %w", err))
 }
