@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -46,11 +47,21 @@ func TestBackupKept(t *testing.T) {
 		code codes.Code
 	}{
 		{&pb.BackupKeptRequest{Sha256: strings.Repeat("c", 64), AppliedIndex: 9}, codes.NotFound},
-		{&pb.BackupKeptRequest{AppliedIndex: 9}, codes.NotFound},
 		{&pb.BackupKeptRequest{Sha256: newer, AppliedIndex: 8}, codes.InvalidArgument},
 	} {
 		if _, err := s.BackupKept(t.Context(), c.req); status.Code(err) != c.code {
 			t.Errorf("BackupKept(%v) = %v, want %s", c.req, err, c.code)
+		}
+	}
+	// A value that is no SHA-256 names no backup: INVALID_ARGUMENT naming sha256, as Download
+	// says it, quoted cut (review AF, AF5).
+	for _, sum := range []string{"", "zz", strings.ToUpper(newer), newer + "0", strings.Repeat("a", 1<<20), "ab\xff\xfecd"} {
+		_, err := s.BackupKept(t.Context(), &pb.BackupKeptRequest{Sha256: sum, AppliedIndex: 9})
+		if field, _ := api.Field(err); status.Code(err) != codes.InvalidArgument || field != "sha256" {
+			t.Errorf("BackupKept of sha256 %.20q = %v, want INVALID_ARGUMENT naming sha256", sum, err)
+		}
+		if msg := status.Convert(err).Message(); len(msg) > 200 {
+			t.Errorf("BackupKept of a %d-byte sha256: %d bytes of message, want it cut", len(sum), len(msg))
 		}
 	}
 	if !LastBackup(d).IsZero() || ok() != before {

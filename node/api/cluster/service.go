@@ -31,6 +31,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/db"
 	"github.com/knooppunt/knooppunt/node/metrics"
 	"github.com/knooppunt/knooppunt/node/netaddr"
+	"github.com/knooppunt/knooppunt/node/record"
 	"github.com/knooppunt/knooppunt/node/store"
 	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
@@ -258,17 +259,29 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 			voters++
 		}
 	}
+	// A replica of the group is removed whatever its id: an earlier release admitted ids that are
+	// none (review AF, AF1), and removing it is how the group is rid of it. Any other id that is
+	// not one is a mistake in the request, not a replica that might be missing (AF5).
+	shown := req.Id
+	if err := config.CheckReplicaID("id", req.Id); err != nil {
+		if !known {
+			_, msg, _ := strings.Cut(err.Error(), ": ")
+			return nil, api.Invalid("id", "%s", msg)
+		}
+		shown = policy.Quote(req.Id)
+	}
 	switch {
 	case !known:
 		return nil, api.FieldStatus(codes.NotFound, "id", fmt.Sprintf("no replica %q is in the group: knooppunt cluster status lists them; nothing was changed", req.Id))
 	case voters == 0:
-		return nil, api.FieldStatus(codes.FailedPrecondition, "id", fmt.Sprintf("%s is the group's last voter: a group without one cannot work; nothing was changed", req.Id))
+		return nil, api.FieldStatus(codes.FailedPrecondition, "id", fmt.Sprintf("%s is the group's last voter: a group without one cannot work; nothing was changed", shown))
 	}
 	if err := s.store.RemoveServer(req.Id); err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	s.log.Info("replica removed", "id", req.Id)
-	s.audit(ctx, db.AuditClusterRemove, req.Id, map[string]any{"raft_address": address})
+	s.log.Info("replica removed", "id", shown)
+	// The audit log's subject is text that every reader encodes: the id as shown.
+	s.audit(ctx, db.AuditClusterRemove, shown, map[string]any{"raft_address": address})
 	return s.Status(ctx, nil)
 }
 
@@ -333,6 +346,13 @@ func (s *Service) backup(stream grpc.ServerStreamingServer[pb.BackupChunk]) erro
 // is then that copy, in knooppunt_backup_last_success_timestamp_seconds and in LastBackupFile,
 // unless it already has a later one. Saying it again of the same backup changes nothing.
 func (s *Service) BackupKept(_ context.Context, req *pb.BackupKeptRequest) (*pb.BackupKeptResponse, error) {
+	// As AttachmentService Download says it: a value that is no SHA-256 names no backup (AF5).
+	if req.Sha256 == "" {
+		return nil, api.Invalid("sha256", "missing: the SHA-256 of the backup file, as 64 lowercase hex digits")
+	}
+	if record.CheckSHA256("sha256", req.Sha256) != nil {
+		return nil, api.Invalid("sha256", "%s is not a SHA-256: use 64 lowercase hex digits", policy.Quote(req.Sha256))
+	}
 	s.sent.mu.Lock()
 	defer s.sent.mu.Unlock()
 	b, ok := s.sent.get(req.Sha256, time.Now())
@@ -464,10 +484,14 @@ func RegisterReplicaService(s grpc.ServiceRegistrar, svc *ReplicaService) {
 	pb.RegisterReplicaServiceServer(s, svc)
 }
 
-// Apply commits a follower's command. Only commands whose answer is an error are accepted.
+// Apply commits a follower's command. Only commands whose answer is an error are accepted, and
+// only in the shape the node's own code gives them (checkForwarded).
 func (r *ReplicaService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error) {
 	if req.GetCommand() == nil || !store.Forwardable(req.Command) {
 		return nil, api.Invalid("command", "only audit entries, disclosures, witnessed heads and file chunks and steps are forwarded")
+	}
+	if err := checkForwarded(req.Command); err != nil {
+		return nil, err
 	}
 	if !r.store.IsLeader() {
 		return nil, api.Status(r.log, store.ErrNotLeader)
