@@ -49,6 +49,9 @@ const (
 	// classification, in entries written with actors (see WriteEntry.Actors).
 	AuditRecordDelete   = "record.delete"
 	AuditRecordClassify = "record.classify"
+	// AuditRecordRead is a read of records classified confidential or higher through the
+	// records' own calls (api.AuditRead): the actor read them, the detail says how and which.
+	AuditRecordRead = "record.read"
 	// AuditAccessDenied is a call that a person's role did not allow, refused on the web
 	// interface's in-process channel; the subject is the method.
 	AuditAccessDenied = "access.denied"
@@ -72,7 +75,7 @@ const (
 // AuditActions are every action the audit log holds, for filters to offer and check.
 var AuditActions = []string{
 	AuditPolicyPropose, AuditPolicyApprove, AuditPolicyReject, AuditPolicyRevoke, AuditPolicySupersede, AuditPhaseSet,
-	AuditRecordDelete, AuditRecordClassify,
+	AuditRecordDelete, AuditRecordClassify, AuditRecordRead,
 	AuditRuleApply, AuditRuleDelete, AuditWebhookAdd, AuditWebhookRemove, AuditWebhookRetry, AuditWebhookRotate, AuditExerciseStart, AuditExerciseClose,
 	AuditAccessDenied, AuditHandshakeRefused, AuditClusterJoin, AuditClusterRemove, AuditBackup,
 	AuditDisclosure, AuditResend, AuditRetraction, AuditFederationDenied, AuditFederationNothing, AuditPurposeRefused, AuditSearch, AuditFileDisclosure,

@@ -192,6 +192,12 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 		}
 		return api.Status(s.c.Logger, db.ErrFileNotFound)
 	}
+	if origin == "" {
+		// A file of an own confidential record is read as the record is (review AD, AD2).
+		if r, err := s.c.DB.Get(ctx, id); err == nil {
+			api.AuditRead(ctx, s.c.Store, s.c.Logger, r.GetOrigin(), "Download", r)
+		}
+	}
 	send := func(msg *pb.FileData) error {
 		if msg.Attachment != nil {
 			msg.Attachment.Filename = att.Filename

@@ -104,6 +104,7 @@ var forwardedAudit = map[string]func(actor string) bool{
 	db.AuditFederationDenied:  callerActor, // counted per caller, or under "(other callers)"
 	db.AuditFederationNothing: callerActor,
 	db.AuditSearch:            callerActor,
+	db.AuditRecordRead:        callerActor, // a read of confidential records, on any replica
 	db.AuditFileDisclosure:    callerActor,
 	db.AuditHandshakeRefused:  claimedActor,
 	db.AuditConfigReload:      configActor,

@@ -47,6 +47,7 @@ func forwardedAsSent(t *testing.T) map[string]*pb.Command {
 		"federation.denied":     audit(db.AuditFederationDenied, "spiffe://ncc.crisis.test/node/r1", "/knooppunt.v1.FederationService/Query"),
 		"federation.nothing":    audit(db.AuditFederationNothing, "(other callers)", ""),
 		"search":                audit(db.AuditSearch, "spiffe://vr-utrecht.crisis.test/user/anna", "oekraine"),
+		"confidential read":     audit(db.AuditRecordRead, "spiffe://vr-utrecht.crisis.test/user/anna", "geheim-1"),
 		"file disclosed":        audit(db.AuditFileDisclosure, "spiffe://ncc.crisis.test/node/r1", "rec-1"),
 		"tls.refused":           audit(db.AuditHandshakeRefused, "(no SPIFFE ID)", "handshake"),
 		"tls.refused, cut":      audit(db.AuditHandshakeRefused, "spiffe://x.test/"+strings.Repeat("a", 240)+"…", "handshake"),

@@ -248,7 +248,12 @@ func (s *Service) Get(ctx context.Context, req *pb.GetRequest) (*pb.Record, erro
 	if err := api.CheckConsistency(req.Consistency); err != nil {
 		return nil, err
 	}
-	return s.liveIn(ctx, req.Id, req.Mode)
+	r, err := s.liveIn(ctx, req.Id, req.Mode)
+	if err != nil {
+		return nil, err
+	}
+	api.AuditRead(ctx, s.store, s.log, s.checker.Origin, "Get", r)
+	return r, nil
 }
 
 // liveIn is the live own record id of mode (nil: actual); a record of another mode does not
@@ -293,6 +298,12 @@ func (s *Service) Versions(ctx context.Context, req *pb.VersionsRequest) (*pb.Ve
 	vs, err := s.db.Versions(ctx, origin, req.Id, db.ModeFrom(req.Mode), since)
 	if err != nil {
 		return nil, api.Status(s.log, err)
+	}
+	if origin == "" && len(vs) > 0 {
+		// The versions of an own record as confidential as it is now are read as it is.
+		if r, err := s.db.Get(ctx, req.Id); err == nil {
+			api.AuditRead(ctx, s.store, s.log, s.checker.Origin, "Versions", r)
+		}
 	}
 	out := &pb.VersionsResponse{Versions: make([]*pb.RecordVersion, 0, len(vs))}
 	for _, v := range vs {
@@ -364,6 +375,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
+	api.AuditRead(ctx, s.store, s.log, s.checker.Origin, "List", recs...)
 	return &pb.ListResponse{Records: recs, NextPageToken: next}, nil
 }
 
@@ -479,6 +491,11 @@ func (s *Service) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[
 			if err != nil {
 				return api.Status(s.log, err)
 			}
+			recs := make([]*pb.Record, len(page))
+			for i, c := range page {
+				recs[i] = c.Record
+			}
+			api.AuditRead(ctx, s.store, s.log, s.checker.Origin, "Watch", recs...)
 			for _, c := range page {
 				if err := stream.Send(&pb.Change{Seq: c.Seq, Record: c.Record}); err != nil {
 					return err
