@@ -397,7 +397,15 @@ func TestRESTBadInput(t *testing.T) {
 	big["body"] = base64.StdEncoding.EncodeToString([]byte(`{"notes":"` + strings.Repeat("x", 2<<20) + `"}`))
 	n.call(t, editor, "POST", "/v1/records", "", big).want(t, "a body over the limit", 413, "record.body", "over the limit")
 	n.call(t, editor, "GET", "/v1/records/bad-1", "", nil).want(t, "nothing stored", 404)
-	n.call(t, editor, "GET", "/v1/records?page_size=x", "", nil).want(t, "bad query parameter", 400, "page_size")
+	n.call(t, editor, "GET", "/v1/records?page_size=x", "", nil).want(t, "bad query parameter", 400, `page_size: \"x\" is not a whole number`)
+	// The node's words, not the libraries' (review AF, AF7): strconv's, protojson's prefix, Go's
+	// message type names.
+	n.call(t, editor, "GET", "/v1/records?include_deleted=ja", "", nil).want(t, "a word for a bool", 400, `include_deleted: \"ja\" is not true or false`)
+	n.call(t, editor, "GET", "/v1/records?mode=x", "", nil).want(t, "a value for a message", 400, `mode: an object, not a value: give its fields as mode.FIELD=…, FIELD one of status, exercise`)
+	for _, body := range []string{`null`, `[]`, `"x"`} {
+		n.call(t, editor, "POST", "/v1/records", "", body).want(t, "a body of "+body, 400, `request body: `, `where the request is a JSON object: send {…} with the fields of Record`)
+	}
+	n.call(t, editor, "POST", "/v1/records", "", `{"id":"bad-6","bogus":1}`).want(t, "an unknown field of the request", 400, `bogus: Record has no field \"bogus\": use one of id,`)
 	n.call(t, editor, "GET", "/v1/records?mode.status=EXCERCISE", "", nil).want(t, "bad nested enum query parameter", 400, `use one of ACTUAL, EXERCISE`)
 	n.call(t, editor, "GET", "/v1/records?max_classification=INTERNL", "", nil).want(t, "bad enum query parameter", 400, `\"max_classification\": \"INTERNL\" is not a valid value: use one of PUBLIC, INTERNAL, CONFIDENTIAL or SECRET`)
 	// A query parameter that names no field is refused, not dropped: a misspelt ceiling would
@@ -422,12 +430,12 @@ func TestRESTBadInput(t *testing.T) {
 	// A value of the wrong JSON type where protojson names only where it is: the field is named,
 	// and what it takes.
 	n.call(t, admin, "POST", "/v1/webhooks", "", `{"url":"https://lcms.example.org/x","kinds":"sitrep"}`).want(t, "a string for a list", 400,
-		`"message":"kinds: proto:`, `syntax error (line 1:45): unexpected token \"sitrep\": kinds is a list: send a JSON array, such as [\"…\"]`)
+		`"message":"kinds: syntax error (line 1:45): unexpected token \"sitrep\": kinds is a list: send a JSON array, such as [\"…\"]`)
 	n.call(t, editor, "POST", "/v1/records:batch", "", `{"records":[{"id":"bad-3"},"bad-4"]}`).want(t, "a string for a record", 400,
-		`"message":"records[1]: proto:`, `each element of records is an object`)
+		`"message":"records[1]: syntax error`, `each element of records is an object`)
 	n.call(t, editor, "POST", "/v1/records", "", `{"id":"bad-5",
  "labels":["a"]}`).want(t, "a list for a map", 400,
-		`"message":"labels: proto:`, `(line 2:11): unexpected token [: labels is a map: send a JSON object, such as {\"key\": \"…\"}`)
+		`"message":"labels: syntax error (line 2:11): unexpected token [: labels is a map: send a JSON object, such as {\"key\": \"…\"}`)
 	n.call(t, admin, "POST", "/v1/webhooks/wh_x:rotate", "", `{"overlap":"1000h"}`).want(t, "hours for a duration", 400,
 		`invalid google.protobuf.Duration value \"1000h\": a duration is seconds with an s, such as \"86400s\" for a day (not \"24h\")`)
 

@@ -42,6 +42,9 @@ func (j *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		if err := d.Decode(&raw); err != nil {
 			return err
 		}
+		if err := objectBody(raw, m.ProtoReflect().Descriptor()); err != nil {
+			return err
+		}
 		err := j.UnmarshalOptions.Unmarshal(raw, m)
 		if err == nil {
 			return nil
@@ -52,6 +55,30 @@ func (j *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 
 var messageType = reflect.TypeFor[proto.Message]()
 
+// objectBody refuses a body that is not a JSON object, in words that say what to send:
+// protojson's are "unexpected token null" (review AF, AF7).
+func objectBody(raw []byte, md protoreflect.MessageDescriptor) error {
+	b := bytes.TrimSpace(raw)
+	if len(b) == 0 || b[0] == '{' {
+		return nil
+	}
+	what := "a number"
+	switch b[0] {
+	case 'n':
+		what = "null"
+	case '[':
+		what = "a JSON array"
+	case '"':
+		what = "a string"
+	case 't', 'f':
+		what = "true or false"
+	}
+	return fmt.Errorf("request body: %s, where the request is a JSON object: send {…} with the fields of %s (%s)", what, md.Name(), strings.Join(fieldNames(md), ", "))
+}
+
+// unknownField is protojson's word for a field the message has not.
+var unknownField = regexp.MustCompile(`unknown field "([^"]*)"`)
+
 // protojsonAt finds where protojson says the value it refused is: "(line 1:10)".
 var protojsonAt = regexp.MustCompile(`\(line (\d+):(\d+)\)`)
 
@@ -60,6 +87,14 @@ var protojsonAt = regexp.MustCompile(`\(line (\d+):(\d+)\)`)
 // name the field itself. Any other error is given back as it is.
 func nameField(body []byte, md protoreflect.MessageDescriptor, err error) error {
 	msg := err.Error()
+	if u := unknownField.FindStringSubmatch(msg); u != nil && fieldByName(md, u[1]) == nil {
+		// A key of the request itself, not of an object inside it: the fields the request has
+		// say what was meant.
+		var top map[string]json.RawMessage
+		if json.Unmarshal(body, &top) == nil && top[u[1]] != nil {
+			return fmt.Errorf("%s: %s has no field %q: use one of %s", u[1], md.Name(), u[1], strings.Join(fieldNames(md), ", "))
+		}
+	}
 	at := protojsonAt.FindStringSubmatch(msg)
 	if at == nil {
 		return err

@@ -32,7 +32,10 @@ func TestNameField(t *testing.T) {
 		{"a string for an object", &pb.SearchRequest{}, `{"filter":"oekraine"}`,
 			`filter: proto: syntax error (line 1:11): unexpected token "oekraine": filter is an object`},
 		{"named by protojson already", &pb.Webhook{}, `{"url":5}`, ""},
-		{"an unknown field", &pb.Webhook{}, `{"kindz":"sitrep"}`, ""},
+		// A key of the request: named with the fields it has (review AF, AF7); one inside an
+		// object of it is as protojson says it.
+		{"an unknown field", &pb.Webhook{}, `{"kindz":"sitrep"}`, `kindz: Webhook has no field "kindz": use one of id, url, kinds,`},
+		{"an unknown field inside", &pb.SearchRequest{}, `{"filter":{"kindz":"sitrep"}}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := protojson.Unmarshal([]byte(tc.body), tc.msg)

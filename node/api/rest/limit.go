@@ -55,6 +55,10 @@ func errorHandler(limit int64) runtime.ErrorHandlerFunc {
 			// A JSON object where protojson wants bytes: the first thing an integrator sends.
 			err = status.Error(codes.InvalidArgument, st.Message()+": in REST JSON, record.body is the base64 of the JSON object's UTF-8 bytes, such as \"eyJiZWRzX2ZyZWUiOjN9\" for {\"beds_free\":3}")
 		}
+		if st := status.Convert(err); st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "proto:") && len(st.Details()) == 0 {
+			// protojson's prefix names the library, not what to fix (review AF, AF7).
+			err = status.Error(codes.InvalidArgument, strings.NewReplacer("proto:\u00a0", "", "proto: ", "").Replace(st.Message()))
+		}
 		if st := status.Convert(err); st.Code() == codes.InvalidArgument {
 			if msg := timeMessage(st.Message()); msg != "" {
 				err = status.Error(codes.InvalidArgument, msg)

@@ -3,6 +3,7 @@ package rest
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -24,7 +25,53 @@ func (p *strictQuery) Parse(msg proto.Message, values url.Values, filter *utilit
 			return err
 		}
 	}
-	return p.DefaultQueryParser.Parse(msg, values, filter)
+	if err := p.DefaultQueryParser.Parse(msg, values, filter); err != nil {
+		return queryValue(md, values, err)
+	}
+	return nil
+}
+
+// gatewayField is how the gateway's query parser names the parameter whose value it refused,
+// in front of strconv's or its own words (review AF, AF7).
+var gatewayField = regexp.MustCompile(`^parsing field "([^"]+)": `)
+
+// queryValue says what a query parameter's refused value should be, in the node's words: a
+// whole number, true or false, a number; a message's fields by their dotted names. An error it
+// does not know (an enum's, a time's: the error handler words those) is given back as it is.
+func queryValue(md protoreflect.MessageDescriptor, values url.Values, err error) error {
+	m := gatewayField.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	key := m[1]
+	var fd protoreflect.FieldDescriptor
+	for part := range strings.SplitSeq(key, ".") {
+		if md == nil {
+			return err
+		}
+		if fd = md.Fields().ByName(protoreflect.Name(part)); fd == nil {
+			fd = md.Fields().ByJSONName(part)
+		}
+		if fd == nil {
+			return err
+		}
+		md = fd.Message()
+	}
+	v := values.Get(key)
+	switch fd.Kind() {
+	case protoreflect.Int32Kind, protoreflect.Int64Kind, protoreflect.Sint32Kind, protoreflect.Sint64Kind, protoreflect.Sfixed32Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint32Kind, protoreflect.Uint64Kind, protoreflect.Fixed32Kind, protoreflect.Fixed64Kind:
+		return fmt.Errorf("%s: %q is not a whole number: give one, such as %s=100", key, v, key)
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		return fmt.Errorf("%s: %q is not a number", key, v)
+	case protoreflect.BoolKind:
+		return fmt.Errorf("%s: %q is not true or false", key, v)
+	case protoreflect.MessageKind:
+		if !wellKnown(md) {
+			return fmt.Errorf("%s: an object, not a value: give its fields as %s.FIELD=…, FIELD one of %s", key, key, strings.Join(fieldNames(md), ", "))
+		}
+	}
+	return err
 }
 
 // queryField checks that key, a query parameter's name (fields by proto or JSON name, joined by
