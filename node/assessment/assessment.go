@@ -60,12 +60,43 @@ func counts(kind string) bool { return kind != Kind && kind != ResponseKind }
 // Classification is an assessment's: what its policies share it under.
 const Classification = pb.Classification_INTERNAL
 
-// covered says whether an entry of the picture is in an assessment's fingerprint and sums: of a
-// kind it interprets, and classified no higher than the assessment itself, which goes to every
-// partner its policies name. A confidential or secret record's figures would reach partners no
+// covered says whether a record is classified no higher than an assessment, which goes to every
+// partner its policies name: a confidential or secret record's figures would reach partners no
 // policy grants it to, inside an internal record (review AD, AD1).
-func covered(e *pb.PictureEntry) bool {
-	return counts(e.Kind) && e.GetRecord().GetClassification() <= Classification
+func covered(r *pb.Record) bool { return r.GetClassification() <= Classification }
+
+// assessed are the entries of the picture p an assessment stands for, of the kinds it
+// interprets: each entry whose record is covered; for one that is not, the latest covered record
+// that another source has in its slot (PictureEntry.disagreeing), as the picture would have shown
+// without the record above the ceiling, or nothing (review AG, AG1: leaving the entry out alone
+// took the other source's figure out of the sums too). A record that agrees with the one above
+// the ceiling is not in the picture, so its slot is then left out. replaced says whether any
+// entry was.
+func assessed(p *pb.PictureResponse) (entries []*pb.PictureEntry, replaced bool) {
+	for _, e := range p.GetEntries() {
+		if !counts(e.Kind) {
+			continue
+		}
+		if covered(e.GetRecord()) {
+			entries = append(entries, e)
+			continue
+		}
+		replaced = true
+		var best *pb.PictureEntry
+		for i, r := range e.GetDisagreeing() {
+			if !covered(r) || i >= len(e.GetConflict()) {
+				continue
+			}
+			if c := (&pb.PictureEntry{Kind: e.Kind, Region: e.Region, Key: e.Key, Source: e.Conflict[i], Record: r}); best == nil || later(c.Record, best.Record) ||
+				!later(best.Record, c.Record) && (c.Source < best.Source || c.Source == best.Source && r.GetId() < best.Record.GetId()) {
+				best = c
+			}
+		}
+		if best != nil {
+			entries = append(entries, best)
+		}
+	}
+	return entries, replaced
 }
 
 // Fingerprint hashes a picture. The hash covers, for every entry in the picture's order, its
@@ -79,10 +110,8 @@ func Fingerprint(p *pb.PictureResponse) Picture {
 	}
 	var all []string
 	by := map[string]*src{}
-	for _, e := range p.GetEntries() {
-		if !covered(e) {
-			continue
-		}
+	entries, _ := assessed(p)
+	for _, e := range entries {
 		r := e.GetRecord()
 		// The whole body's hash, also of an entry whose long fields the answer left out.
 		body := e.GetWholeBodySha256()
@@ -172,22 +201,18 @@ type Moved struct {
 // sumsOf are the sums of the picture p, of the kinds an assessment interprets, in the picture's
 // order (kind, field, region, NL last): at most MaxSums, the national totals first, so that a
 // picture of very many regions keeps its totals, and how many it left out. They are the
-// picture's, less what its entries that are not covered added (see covered).
+// picture's own, unless an entry is not covered: then those of the entries assessed, added up
+// as the picture adds them (see added).
 func sumsOf(p *pb.PictureResponse) (kept []Sum, leftOut int) {
-	less := uncovered(p)
 	kept = []Sum{}
-	for _, a := range p.GetAggregates() {
-		if !counts(a.Kind) {
-			continue
-		}
-		s := Sum{Kind: a.Kind, Field: a.Field, Region: a.Region, Sum: a.Sum, Records: a.Records}
-		if l, ok := less[[3]string{a.Kind, a.Field, a.Region}]; ok {
-			if s.Records -= l.Records; s.Records <= 0 {
-				continue
+	if entries, replaced := assessed(p); replaced {
+		kept = added(p, entries)
+	} else {
+		for _, a := range p.GetAggregates() {
+			if counts(a.Kind) {
+				kept = append(kept, Sum{Kind: a.Kind, Field: a.Field, Region: a.Region, Sum: a.Sum, Records: a.Records})
 			}
-			s.Sum -= l.Sum
 		}
-		kept = append(kept, s)
 	}
 	if len(kept) > MaxSums {
 		slices.SortStableFunc(kept, func(a, b Sum) int {
@@ -200,19 +225,19 @@ func sumsOf(p *pb.PictureResponse) (kept []Sum, leftOut int) {
 	return kept, leftOut
 }
 
-// uncovered is what the picture's entries that an assessment does not cover added to its sums,
-// by kind, field and region: as the picture adds them up (federation/search), a number of the
-// body's top level, within record.MaxAggregate, to its region and to NL once.
-func uncovered(p *pb.PictureResponse) map[[3]string]Sum {
+// added are the sums of entries, of the fields the picture p sums of each kind (its aggregates),
+// as the picture adds them up (federation/search): a number of the body's top level, within
+// record.MaxAggregate, to its region and to NL once.
+func added(p *pb.PictureResponse, entries []*pb.PictureEntry) []Sum {
 	fields := map[string][]string{}
 	for _, a := range p.GetAggregates() {
 		if !slices.Contains(fields[a.Kind], a.Field) {
 			fields[a.Kind] = append(fields[a.Kind], a.Field)
 		}
 	}
-	less := map[[3]string]Sum{}
-	for _, e := range p.GetEntries() {
-		if !counts(e.Kind) || covered(e) || len(fields[e.Kind]) == 0 {
+	sums := map[[3]string]*Sum{}
+	for _, e := range entries {
+		if len(fields[e.Kind]) == 0 {
 			continue
 		}
 		var body map[string]any
@@ -228,13 +253,19 @@ func uncovered(p *pb.PictureResponse) map[[3]string]Sum {
 			}
 			for _, region := range record.SumRegions(e.Region) {
 				k := [3]string{e.Kind, f, region}
-				l := less[k]
-				l.Sum, l.Records = l.Sum+v, l.Records+1
-				less[k] = l
+				if sums[k] == nil {
+					sums[k] = &Sum{Kind: e.Kind, Field: f, Region: region}
+				}
+				sums[k].Sum += v
+				sums[k].Records++
 			}
 		}
 	}
-	return less
+	out := make([]Sum, 0, len(sums))
+	for _, s := range sums {
+		out = append(out, *s)
+	}
+	return out
 }
 
 // regionOrder places the national total after the regions, as the picture does.
