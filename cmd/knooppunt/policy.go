@@ -356,7 +356,7 @@ func confirmApprove(cmd *cobra.Command, conn *grpc.ClientConn, id string) error 
 	if len(e.Withdrawn) > 0 {
 		// A new version replaces the one in force: what only that one shares now is retracted
 		// (review AE, AE1: the approval took back every record without a word).
-		fmt.Fprintf(w, "Warning: %s replaces %s, and partners would no longer receive records they receive now; those are retracted from their copies:\n", id, e.Withdrawn[0].Supersedes)
+		fmt.Fprintf(w, "Warning: %s replaces %s, and partners' nodes hold records under it that this version would not grant; those are retracted from their copies:\n", id, e.Withdrawn[0].Supersedes)
 		for _, x := range e.Withdrawn {
 			fmt.Fprintf(w, "  %s: %s\n", x.Recipient, nRecords(x.Records))
 		}
@@ -723,7 +723,7 @@ show what the recipient would receive: the records, the body fields redacted, an
 		},
 	}
 	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer: its SPIFFE ID, or its name or trust domain for its node (required)")
-	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes")
+	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes (default: the one its node stated last)")
 	cmd.Flags().StringVar(&phase, "phase", "", "preview in this phase (default: each crisis's current phase)")
 	cmd.Flags().Int32Var(&limit, "limit", 100, "records to show")
 	cmd.MarkFlagRequired("recipient")
@@ -767,11 +767,11 @@ func whyNothing(source []byte, resp *pb.PreviewResponse, recipient, phase string
 func statedPurposeText(purpose string, stated bool, at *timestamppb.Timestamp) string {
 	switch {
 	case stated && purpose == "":
-		return fmt.Sprintf("no purpose, as it did last (%s)", stamp(at.AsTime()))
+		return fmt.Sprintf("no purpose, as its node did last in its subscription (%s)", stamp(at.AsTime()))
 	case stated:
-		return fmt.Sprintf("the purpose %q, as it did last (%s)", purpose, stamp(at.AsTime()))
+		return fmt.Sprintf("the purpose %q, as its node did last in its subscription (%s)", purpose, stamp(at.AsTime()))
 	case purpose == "":
-		return "no purpose (it has stated none to this node yet: --purpose previews one)"
+		return "no purpose (its node has stated none to this node yet: --purpose previews one)"
 	default:
 		return fmt.Sprintf("the purpose %q (--purpose)", purpose)
 	}
@@ -847,9 +847,10 @@ decision: shared under which policies and without which fields, or NOT shared, a
 was decided in; the second what the recipient holds of the record now, by this node's
 disclosures; then each stored policy version's verdict: POLICY, GRANTS, WHY and REDACTS.
 --phase decides as if the crisis were in that phase (default: its phase now); --purpose states
-the purpose the peer would, for policies with accept_purposes (default: none). For officers,
-admins and the local socket. -o json gives allow, phase, policies, redacted, verdicts, holder
-and held.`,
+the purpose the peer would, for policies with accept_purposes (default: the one its node stated
+last in its subscription, or none; the third line says which). For officers, admins and the
+local socket. -o json gives allow, phase, policies, redacted, verdicts, holder, held, purpose and
+purpose_stated.`,
 		Example: `  knooppunt policy explain --record shelter-utrecht --recipient spiffe://ncc.crisis.test/node/r1`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -880,7 +881,12 @@ and held.`,
 						Verdicts []verdict `json:"verdicts"`
 						Holder   string    `json:"holder"`
 						Held     *holding  `json:"held"`
-					}{Allow: resp.Allow, Phase: resp.Phase, Policies: nonNilStrings(resp.Policies), Redacted: nonNilStrings(resp.Redacted), Verdicts: []verdict{}, Holder: resp.Holder}
+						// The purpose it was decided for, and whether the peer's node stated it
+						// (review AG, AG7).
+						Purpose       string `json:"purpose"`
+						PurposeStated bool   `json:"purpose_stated"`
+					}{Allow: resp.Allow, Phase: resp.Phase, Policies: nonNilStrings(resp.Policies), Redacted: nonNilStrings(resp.Redacted), Verdicts: []verdict{}, Holder: resp.Holder,
+						Purpose: resp.Purpose, PurposeStated: resp.PurposeStated}
 					if h := resp.Held; h != nil {
 						at := h.At.AsTime()
 						doc.Held = &holding{h.Version, nonNilStrings(h.Policies), &at}
@@ -899,6 +905,7 @@ and held.`,
 				}
 				fmt.Fprintf(out, "%s → %s: %s (phase %s)\n", recordID, recipient, verdict, resp.Phase)
 				fmt.Fprintln(out, holdingLine(resp))
+				fmt.Fprintf(out, "decided for %s stating %s\n", recipient, statedPurposeText(resp.Purpose, resp.PurposeStated, resp.PurposeStatedAt))
 				tw := newTable(out)
 				fmt.Fprintln(tw, "POLICY\tGRANTS\tWHY\tREDACTS")
 				granting := 0
@@ -925,7 +932,7 @@ and held.`,
 	}
 	cmd.Flags().StringVar(&recordID, "record", "", "record id (required)")
 	cmd.Flags().StringVar(&recipient, "recipient", "", "the peer: its SPIFFE ID, or its name or trust domain for its node (required)")
-	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes")
+	cmd.Flags().StringVar(&purpose, "purpose", "", "the purpose the peer would state, for policies with accept_purposes (default: the one its node stated last)")
 	cmd.Flags().StringVar(&ph, "phase", "", "explain in this phase (default: the crisis's current phase)")
 	cmd.MarkFlagRequired("record")
 	cmd.MarkFlagRequired("recipient")

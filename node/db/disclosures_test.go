@@ -506,6 +506,15 @@ func TestStatedPurpose(t *testing.T) {
 	if got := stated(to); got != "spreiding" {
 		t.Fatalf("StatedPurpose = %q, want the latest, spreiding", got)
 	}
+	// A person's search at the partner states a purpose of its own: the node's stays (review AG,
+	// AG2).
+	if err := d.ApplyDisclosures(4, &pb.RecordDisclosures{Recipient: to, RecipientId: "spiffe://" + to + "/user/x", Holder: "spiffe://" + to + "/user/x", Via: "Query", At: hour(4),
+		CountHeld: true, RecordsPurpose: true, StatedPurpose: "iets anders", Disclosed: []*pb.Disclosure{{RecordId: "q1", Version: 1, Policies: []string{"p@1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stated(to); got != "spreiding" {
+		t.Fatalf("after a search: StatedPurpose = %q, want the subscription's, spreiding", got)
+	}
 	if got := stated("szw.crisis.test"); got != "(none)" {
 		t.Fatalf("another partner: %q", got)
 	}

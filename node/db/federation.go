@@ -57,8 +57,10 @@ func (d *DB) ApplyDisclosures(index uint64, c *pb.RecordDisclosures) error {
 		via, _ := json.Marshal(c.Via)
 		stated, _ := json.Marshal(c.StatedPurpose)
 		holder := Holder(c)
-		if c.RecordsPurpose && (len(c.Disclosed) > 0 || len(c.Refused) > 0) {
-			// The purpose the partner states now, for the officers' previews (see StatedPurpose).
+		if c.RecordsPurpose && c.Via == "Subscribe" && (len(c.Disclosed) > 0 || len(c.Refused) > 0) {
+			// The purpose the partner's node states now, for the officers' previews (see
+			// StatedPurpose): its subscription's, which what it holds follows; not a person's
+			// search there, which may state another (review AG, AG2).
 			if _, err := tx.Exec(`INSERT INTO stated_purposes (recipient, purpose, at) VALUES (?, ?, ?)
 				ON CONFLICT (recipient) DO UPDATE SET purpose = excluded.purpose, at = excluded.at WHERE excluded.at >= at`,
 				c.Recipient, c.StatedPurpose, at.UnixNano()); err != nil {
@@ -367,9 +369,8 @@ func (d *DB) HeldUnder(ctx context.Context, id string) ([]Held, error) {
 	return out, err
 }
 
-// StatedPurpose is the purpose the partner of trust domain td stated when it last received or
-// was refused records (a subscription or a search of the federation), and when; ok is false
-// when it never has.
+// StatedPurpose is the purpose the node of the partner of trust domain td stated when its
+// subscription last received or was refused records, and when; ok is false when it never has.
 func (d *DB) StatedPurpose(ctx context.Context, td string) (purpose string, at time.Time, ok bool, err error) {
 	err = d.read(func(ro *sql.DB) error {
 		var nanos int64
@@ -383,6 +384,23 @@ func (d *DB) StatedPurpose(ctx context.Context, td string) (purpose string, at t
 		return nil
 	})
 	return purpose, at, ok, err
+}
+
+// HeldUnderBy are the ids of the own records that holder holds now sent under the policy version
+// id, alone or with others.
+func (d *DB) HeldUnderBy(ctx context.Context, holder, id string) ([]string, error) {
+	var out []string
+	quoted, _ := json.Marshal(id)
+	err := d.eachRow(ctx, `SELECT record_id FROM disclosures WHERE recipient = ? AND instr(policies, ?) > 0
+		AND EXISTS (SELECT 1 FROM json_each(policies) WHERE value = ?) ORDER BY record_id`, []any{holder, string(quoted), id}, func(rows *sql.Rows) error {
+		var rid string
+		if err := rows.Scan(&rid); err != nil {
+			return err
+		}
+		out = append(out, rid)
+		return nil
+	})
+	return out, err
 }
 
 // Holding is what a holder holds of one record: the version, the policies it was sent under,

@@ -543,9 +543,9 @@ UPDATE text_sweep SET dirty = dirty + 1;
 ALTER TABLE history ADD COLUMN classification INTEGER;
 ALTER TABLE history ADD COLUMN labels TEXT;
 `,
-	// 28: the purpose each partner stated last, by trust domain (see ApplyDisclosures), with
-	// which an officer's preview and explain see what a policy with accept_purposes grants that
-	// partner. Filled from the audit log's entries of before.
+	// 28: the purpose each partner's node stated last in its subscription, by trust domain (see
+	// ApplyDisclosures), with which an officer's preview and explain see what a policy with
+	// accept_purposes grants that partner. Filled from the audit log's entries of before.
 	`
 CREATE TABLE stated_purposes (
 	recipient TEXT    NOT NULL PRIMARY KEY,  -- a trust domain
@@ -556,6 +556,7 @@ INSERT INTO stated_purposes (recipient, purpose, at)
 	SELECT json_extract(detail, '$.recipient'), json_extract(detail, '$.stated_purpose'), MAX(at) FROM audit
 	WHERE action IN ('federation.disclose', 'federation.resend', 'federation.refuse') AND json_valid(detail)
 		AND json_type(detail, '$.stated_purpose') = 'text' AND json_type(detail, '$.recipient') = 'text'
+		AND json_extract(detail, '$.via') = 'Subscribe'
 	GROUP BY 1;
 `,
 }

@@ -118,8 +118,15 @@ func (d *DB) NearWords(ctx context.Context, word string) ([]string, error) {
 			}
 		}
 	}
-	if len(found) == 0 {
-		found = inside
+	if len(found) == 0 && len(inside) > 0 {
+		// The closest cuts alone: "ergunning" and "svergunning" beside "vergunning" are cuts
+		// across the compound's parts, no words (review AG, AG9).
+		best := slices.MinFunc(inside, func(a, b near) int { return cmp.Compare(a.dist, b.dist) }).dist
+		for _, n := range inside {
+			if n.dist == best {
+				found = append(found, n)
+			}
+		}
 	}
 	slices.SortFunc(found, func(a, b near) int {
 		return cmp.Or(cmp.Compare(a.dist, b.dist),

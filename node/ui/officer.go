@@ -632,7 +632,13 @@ func (s *Server) confirmStep(w http.ResponseWriter, r *request, id, step, reason
 		}
 		v.Policy, v.Lifted, v.Withdrawn = pv, pv.Notes.Lifted, pv.Notes.Withdrawn
 		v.Effects = append(v.Effects, r.L.T("step.approve.effect", row.Approvals+1, row.Required))
-		if row.Approvals+1 >= row.Required {
+		switch {
+		case row.Approvals+1 < row.Required:
+		case len(v.Withdrawn) > 0:
+			// Not that partners receive what it covers, under the box that says what they lose
+			// (review AG, AG6).
+			v.Effects = append(v.Effects, r.L.T("step.approve.active_withdraws"))
+		default:
 			v.Effects = append(v.Effects, r.L.T("step.approve.active"))
 		}
 	default:
@@ -741,14 +747,7 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 	v.Done, v.Total, v.Considered, v.Counts = true, resp.Total, resp.Considered, resp.Counts
 	v.Unmatched, v.Voided, v.Overriding = resp.UnmatchedRedactions, resp.VoidedRedactions, resp.OverridingPolicies
 	v.Lifted = liftedTexts(r.L, req.Recipient, resp.LiftedRedactions)
-	switch {
-	case resp.PurposeStated && resp.Purpose != "":
-		v.Purpose = r.L.T("preview.purpose_stated", resp.Purpose)
-	case resp.PurposeStated:
-		v.Purpose = r.L.T("preview.purpose_none")
-	default:
-		v.Purpose = r.L.T("preview.purpose_unknown")
-	}
+	v.Purpose = purposeText(r.L, resp.Purpose, resp.PurposeStated)
 	if resp.Withdrawn > 0 {
 		key := "preview.withdrawn"
 		if resp.Withdrawn == 1 {
@@ -766,6 +765,19 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 		v.Items = append(v.Items, pi)
 	}
 	return "", nil
+}
+
+// purposeText says which purpose a preview or an explanation took the recipient to state: the
+// one its node stated in its subscription, none, or none as it never did.
+func purposeText(l *Lang, purpose string, stated bool) string {
+	switch {
+	case stated && purpose != "":
+		return l.T("preview.purpose_stated", purpose)
+	case stated:
+		return l.T("preview.purpose_none")
+	default:
+		return l.T("preview.purpose_unknown")
+	}
 }
 
 // liftedTexts says, for each lifted redaction, which field goes to recipient that is withheld now,
@@ -813,8 +825,9 @@ type explainView struct {
 	Used                     string
 	Policies, Redacted       []string
 	Verdicts                 []verdictRow
-	// Holding says what the recipient's holder holds of the record, against the decision.
-	Holding string
+	// Holding says what the recipient's holder holds of the record, against the decision;
+	// Purpose which purpose it was decided for (review AG, AG7).
+	Holding, Purpose string
 	// Partners are suggested in the recipient field.
 	Partners []recipientChoice
 }
@@ -837,6 +850,7 @@ func (s *Server) explain(w http.ResponseWriter, r *request) {
 		switch st := status.Convert(err); {
 		case err == nil:
 			v.Done, v.Allow, v.Used, v.Policies, v.Redacted = true, resp.Allow, resp.Phase, resp.Policies, resp.Redacted
+			v.Purpose = purposeText(r.L, resp.Purpose, resp.PurposeStated)
 			switch h := resp.Held; {
 			case h == nil && resp.Allow:
 				v.Holding = r.L.T("explain.not_held")

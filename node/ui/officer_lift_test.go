@@ -79,13 +79,13 @@ func TestApprovalThatTakesBack(t *testing.T) {
 	e.signIn(t, daan, "officer-b", "/beleid")
 	_, confirm := daan.get(t, e.url+"/beleid/stap?stap=goedkeuren&id="+url.QueryEscape("utrecht-sitreps@2"))
 	if !strings.Contains(confirm, `id="teruggetrokken"`) ||
-		!strings.Contains(confirm, "ncc.crisis.test ontvangt nu 2 records onder utrecht-sitreps@1 die het onder deze versie niet meer krijgt") ||
-		strings.Contains(confirm, "wordt het beleid actief") {
+		!strings.Contains(confirm, "ncc.crisis.test heeft nu 2 records onder utrecht-sitreps@1 die het onder deze versie niet meer zou krijgen") ||
+		strings.Contains(confirm, "de genoemde partners ontvangen de records die eronder vallen") || !strings.Contains(confirm, "Daarmee gaat deze versie gelden in plaats van de versie ervoor") {
 		t.Errorf("the approve page of a version that takes back what ncc receives:\n%s", confirm)
 	}
 	// The preview for ncc says so too, and which purpose it took ncc to state (review AE, AE2).
 	_, page = daan.get(t, e.url+"/beleid/voorbeeld?id="+url.QueryEscape("utrecht-sitreps@2")+"&recipient=ncc.crisis.test")
-	if !strings.Contains(page, `id="teruggetrokken"`) || !strings.Contains(page, `id="doel">Deze partner gaf bij zijn laatste verzoek geen doel op`) || !strings.Contains(page, ">0 van 2 records") {
+	if !strings.Contains(page, `id="teruggetrokken"`) || !strings.Contains(page, `id="doel">Het knooppunt van deze partner gaf in zijn abonnement geen doel op`) || !strings.Contains(page, ">0 van 2 records") {
 		t.Errorf("the preview of a version that takes back what ncc receives:\n%s", page)
 	}
 }
@@ -100,7 +100,8 @@ func TestClassificationsInDutch(t *testing.T) {
 	olga := newBrowser(t)
 	e.signIn(t, olga, "officer-a", "/beleid")
 	_, page := olga.get(t, e.url+"/beleid/uitleg?record=geheim-1&recipient="+url.QueryEscape("spiffe://ncc.crisis.test/node/r1"))
-	if !strings.Contains(page, "het gegeven is departementaal vertrouwelijk, boven het plafond intern") {
+	// It says which purpose it decided for (review AG, AG7): ncc's node states none.
+	if !strings.Contains(page, "het gegeven is departementaal vertrouwelijk, boven het plafond intern") || !strings.Contains(page, `id="doel">`) {
 		t.Errorf("explain of a record above the ceiling does not name the classifications in Dutch:\n%s", page)
 	}
 	_, page = olga.get(t, e.url+"/beleid/voorstel")

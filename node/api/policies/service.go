@@ -719,26 +719,30 @@ func (s *Service) Preview(ctx context.Context, req *pb.PreviewRequest) (*pb.Prev
 	}
 	if replaced != nil {
 		// What approving takes back (review AE, AE1: an approval that superseded a version
-		// retracted all it shared without a word): only records the version replaced grants
-		// can stop going, as the others' policies stay.
+		// retracted all it shared without a word): of what the recipient's node holds under the
+		// version replaced, what this one and the others in force would not grant, each record in
+		// its crisis's phase (or the phase asked), for the purpose its node states. From what it
+		// holds, not from what the version in force would grant it now: a purpose it has not
+		// stated to this node since would count none of it (review AG, AG2, AG13).
 		resp.Supersedes = replaced.ID
-		modes, err := previewModes(ctx, s.c.DB, replaced)
+		held, err := s.c.DB.HeldUnderBy(ctx, to.Holder(), replaced.ID)
 		if err != nil {
 			return nil, api.Status(s.c.Logger, err)
 		}
-		for _, kind := range replaced.Doc.Kinds {
-			err := eachRecord(ctx, s.c.DB, kind, modes, func(r *pb.Record) error {
-				phase, err := phaseOf(r)
-				if err != nil {
-					return err
-				}
-				if inForce.Decide(r, to, phase, now).Allow && !together.Decide(r, to, phase, now).Allow {
-					resp.Withdrawn++
-				}
-				return nil
-			})
+		for _, id := range held {
+			r, err := s.c.DB.Get(ctx, id)
+			if errors.Is(err, db.ErrNotFound) {
+				continue // deleted: retracted whatever is approved
+			}
 			if err != nil {
 				return nil, api.Status(s.c.Logger, err)
+			}
+			phase, err := phaseOf(r)
+			if err != nil {
+				return nil, api.Status(s.c.Logger, err)
+			}
+			if !together.Decide(r, to, phase, now).Allow {
+				resp.Withdrawn++
 			}
 		}
 	}

@@ -679,8 +679,8 @@ type PreviewRequest struct {
 	Phase string `protobuf:"bytes,4,opt,name=phase" json:"phase,omitempty"`
 	Limit int32  `protobuf:"varint,5,opt,name=limit" json:"limit,omitempty"`
 	// purpose is the purpose the recipient would state, for policies with accept_purposes.
-	// Empty: the purpose it stated last to this node (PreviewResponse.purpose_stated), or none
-	// when it never stated one.
+	// Empty: the purpose its node stated last in its subscription to this node
+	// (PreviewResponse.purpose_stated), or none when it never did.
 	Purpose       string `protobuf:"bytes,6,opt,name=purpose" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -884,15 +884,15 @@ type PreviewResponse struct {
 	// grants those records too without withholding them. Its own redactions do not matter here.
 	LiftedRedactions []*LiftedRedaction `protobuf:"bytes,8,rep,name=lifted_redactions,json=liftedRedactions" json:"lifted_redactions,omitempty"`
 	// purpose is the purpose the preview took the recipient to state: the request's, or, when
-	// it gives none, the one the recipient stated last when it subscribed or searched
-	// (purpose_stated, at purpose_stated_at).
+	// it gives none, the one the recipient's node stated last in its subscription, when that
+	// received or was refused records (purpose_stated, at purpose_stated_at).
 	Purpose         string                 `protobuf:"bytes,9,opt,name=purpose" json:"purpose,omitempty"`
 	PurposeStated   bool                   `protobuf:"varint,10,opt,name=purpose_stated,json=purposeStated" json:"purpose_stated,omitempty"`
 	PurposeStatedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=purpose_stated_at,json=purposeStatedAt" json:"purpose_stated_at,omitempty"`
 	// supersedes is the approved version of the policy's name that approving this one replaces.
-	// withdrawn counts the records the policies in force grant the recipient now (each in its
-	// crisis's phase now, or in the phase asked) that they would not grant once this version
-	// has replaced it: approving it retracts those from the recipient's copies.
+	// withdrawn counts the records the recipient's node holds now under that version that this
+	// one and the other policies in force would not grant (each in its crisis's phase now, or in
+	// the phase asked, for the purpose above): approving it retracts those from its copies.
 	Supersedes    string `protobuf:"bytes,12,opt,name=supersedes" json:"supersedes,omitempty"`
 	Withdrawn     int64  `protobuf:"varint,13,opt,name=withdrawn" json:"withdrawn,omitempty"`
 	unknownFields protoimpl.UnknownFields
