@@ -749,11 +749,7 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 	v.Lifted = liftedTexts(r.L, req.Recipient, resp.LiftedRedactions)
 	v.Purpose = purposeText(r.L, resp.Purpose, resp.PurposeStated)
 	if resp.Withdrawn > 0 {
-		key := "preview.withdrawn"
-		if resp.Withdrawn == 1 {
-			key += "_one"
-		}
-		v.Withdrawn = r.L.T(key, req.Recipient, resp.Withdrawn, resp.Supersedes)
+		v.Withdrawn = withdrawnText(r.L, req.Recipient, resp.Withdrawn, resp.Supersedes)
 	}
 	for _, it := range resp.Items {
 		rec := it.Record
@@ -765,6 +761,16 @@ func (s *Server) runPreview(r *request, v *previewView, req *pb.PreviewRequest) 
 		v.Items = append(v.Items, pi)
 	}
 	return "", nil
+}
+
+// withdrawnText says that recipient holds n records under the version supersedes that approving
+// would take back.
+func withdrawnText(l *Lang, recipient string, n int64, supersedes string) string {
+	key := "preview.withdrawn"
+	if n == 1 {
+		key += "_one"
+	}
+	return l.T(key, recipient, n, supersedes)
 }
 
 // purposeText says which purpose a preview or an explanation took the recipient to state: the

@@ -47,11 +47,7 @@ func (s *Server) policyNotes(r *request, p *pb.PolicyInfo, choices []recipientCh
 			s.log.Warn("no preview for the policy's notes", "policy", p.Id, "recipient", c.Value, "code", status.Code(err).String(), "err", err)
 		}
 		for _, x := range e.Withdrawn {
-			key := "preview.withdrawn"
-			if x.Records == 1 {
-				key += "_one"
-			}
-			out.Withdrawn = append(out.Withdrawn, r.L.T(key, c.Label, x.Records, x.Supersedes))
+			out.Withdrawn = append(out.Withdrawn, withdrawnText(r.L, c.Label, x.Records, x.Supersedes))
 		}
 		lifted, voided := e.Lifted, e.Voided
 		for _, f := range lifted {
