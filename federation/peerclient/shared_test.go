@@ -48,3 +48,20 @@ func TestCheckSharedBoundsTheBody(t *testing.T) {
 		t.Fatalf("a body of %d bytes: %v, want it dropped", config.MaxBodyLimit+1, err)
 	}
 }
+
+// TestCheckSharedTakesLabelValuesOfEarlierReleases: a partner's record whose label values an
+// earlier release took, such as an emoji with its presentation selector or a tab, is taken
+// still, whatever characters they hold; an own record is held to fewer characters since review AF, and the node dropped such
+// records of partners after an upgrade (review AG, AG3). Its keys are held to the rule.
+func TestCheckSharedTakesLabelValuesOfEarlierReleases(t *testing.T) {
+	const origin = "lcvs.crisis.test"
+	rec := func(labels map[string]string) *pb.SharedRecord {
+		return &pb.SharedRecord{Record: &pb.Record{Id: "s1", Origin: origin, Kind: "sitrep", Crisis: "oekraine", Region: "VR09", Body: []byte(`{}`), Labels: labels}}
+	}
+	if err := CheckShared(origin, rec(map[string]string{"urgentie": "⚠️ hoog", "bron": "a\tb", "gezin": "👨\u200d👩\u200d👧", "oud": "a\u202eb"})); err != nil {
+		t.Fatalf("a record with the label values of an earlier release: %v", err)
+	}
+	if err := CheckShared(origin, rec(map[string]string{"Urgentie": "hoog"})); err == nil || !strings.Contains(err.Error(), "record.labels.Urgentie: ") {
+		t.Fatalf("a label key with a capital: %v, want it dropped", err)
+	}
+}

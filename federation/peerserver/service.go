@@ -335,9 +335,8 @@ func CheckPurpose(field, purpose string) error {
 	if len(purpose) > policy.MaxPurposeBytes {
 		return api.Invalid(field, "%d bytes is over the limit of %d: state the purpose in fewer words", len(purpose), policy.MaxPurposeBytes)
 	}
-	if i := strings.IndexFunc(purpose, policy.Hidden); i >= 0 {
-		r, _ := utf8.DecodeRuneInString(purpose[i:])
-		return api.Invalid(field, "holds a control or invisible character (U+%04X) at byte %d: state the purpose as plain text on one line", r, i)
+	if hidden := record.HiddenAt(purpose, policy.Hidden); hidden != "" {
+		return api.Invalid(field, "%s: state the purpose as plain text on one line", hidden)
 	}
 	return nil
 }

@@ -178,15 +178,18 @@ func CheckReason(reason, why string) error {
 	if !utf8.ValidString(reason) {
 		return Invalid("reason", "not valid UTF-8: write it as plain text")
 	}
-	if i := strings.IndexFunc(reason, func(c rune) bool { return c != '\n' && c != '\r' && c != '\t' && policy.Hidden(c) }); i >= 0 {
-		c, _ := utf8.DecodeRuneInString(reason[i:])
-		return Invalid("reason", "holds a control or invisible character (U+%04X) at byte %d: write it as plain text", c, i)
+	if hidden := record.HiddenAt(reason, hiddenInReason); hidden != "" {
+		return Invalid("reason", "%s: write it as plain text", hidden)
 	}
 	if why != "" && strings.TrimSpace(reason) == "" {
 		return Invalid("reason", "missing: %s", why)
 	}
 	return nil
 }
+
+// hiddenInReason names what a reason may not hold: what policy.Hidden names, but for line breaks
+// and tabs, which a reason of some lines has.
+func hiddenInReason(c rune) bool { return c != '\n' && c != '\r' && c != '\t' && policy.Hidden(c) }
 
 // Reasons a refusal carries in a google.rpc.ErrorInfo detail (see ReasonStatus), for a program
 // to tell it apart without reading its message, which is for a person and may change.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -183,17 +184,27 @@ func CheckText(field, s string, max int, what string) error {
 	case !utf8.ValidString(s):
 		why = "not valid UTF-8"
 	default:
-		i := strings.IndexFunc(s, policy.Hidden)
-		if i < 0 {
+		if why = HiddenAt(s, policy.Hidden); why == "" {
 			return nil
 		}
-		c, _ := utf8.DecodeRuneInString(s[i:])
-		why = fmt.Sprintf("holds a control or invisible character (U+%04X) at byte %d", c, i)
 	}
 	if what != "" {
 		why += ": " + what
 	}
 	return invalid(field, "%s", why)
+}
+
+// HiddenAt says where s holds a character that refused names, in the words every check of
+// typed text refuses it with: "holds a control or invisible character (U+202E) at byte 3"; ""
+// when s holds none. CheckText, a label's value, a step's reason (api.CheckReason) and a stated
+// purpose (peerserver.CheckPurpose) each name their field and add what to write instead.
+func HiddenAt(s string, refused func(rune) bool) string {
+	i := strings.IndexFunc(s, refused)
+	if i < 0 {
+		return ""
+	}
+	c, _ := utf8.DecodeRuneInString(s[i:])
+	return fmt.Sprintf("holds a control or invisible character (U+%04X) at byte %d", c, i)
 }
 
 // CheckID checks a record id as it appears in field.
@@ -285,7 +296,7 @@ func (c *Checker) CheckPut(r *pb.Record) error {
 	if r.Tombstone {
 		return invalid("record.tombstone", "a Put cannot delete: call Delete")
 	}
-	if err := checkLabels("record.labels", r.Labels); err != nil {
+	if err := checkLabels("record.labels", r.Labels, harmfulInLabel); err != nil {
 		return err
 	}
 	if err := CheckTime("record.valid_until", r.ValidUntil); err != nil {
@@ -366,10 +377,29 @@ func CheckClassification(field string, cl pb.Classification, optional bool) erro
 
 // CheckLabelSelector checks the labels of a selector in field.
 func CheckLabelSelector(field string, labels map[string]string) error {
-	return checkLabels(field, labels)
+	return checkLabels(field, labels, harmfulInLabel)
 }
 
-func checkLabels(field string, labels map[string]string) error {
+// CheckReceivedLabels checks the labels of a record a peer sent as an own record's are checked,
+// but for the characters of their values: a node of an earlier release took any UTF-8 there, and
+// a partner's record it wrote so is still taken (review AG, AG3).
+func CheckReceivedLabels(field string, labels map[string]string) error {
+	return checkLabels(field, labels, nil)
+}
+
+// harmfulInLabel names the characters a label's value may not hold, as they read otherwise than
+// they are in a listing and on a terminal: C0 and C1 controls but tab (a line break, an escape),
+// the bidi controls (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), the line and
+// paragraph separators (U+2028, U+2029) and the tag characters (U+E0000 to U+E007F). Other
+// invisible characters are parts of what people write: "⚠️" ends in U+FE0F, and U+200D joins
+// an emoji of a family; earlier releases took them, and records hold them (review AG, AG3).
+func harmfulInLabel(c rune) bool {
+	return c != '\t' && unicode.IsControl(c) || unicode.Is(unicode.Bidi_Control, c) ||
+		c == '\u2028' || c == '\u2029' || c >= 0xE0000 && c <= 0xE007F
+}
+
+// checkLabels checks labels in field; refused, when not nil, names what a value may not hold.
+func checkLabels(field string, labels map[string]string, refused func(rune) bool) error {
 	if len(labels) > MaxLabels {
 		return invalid(field, "%d labels is over the limit of %d", len(labels), MaxLabels)
 	}
@@ -386,11 +416,11 @@ func checkLabels(field string, labels map[string]string) error {
 		if len(v) > MaxLabelValue {
 			return invalid(field+"."+k, "value is %d bytes, over the limit of %d", len(v), MaxLabelValue)
 		}
-		// As a key cannot (review AF, AF8): a line break or an escape in a value reads otherwise
-		// than it is, in a listing and on a terminal.
-		if i := strings.IndexFunc(v, policy.Hidden); i >= 0 {
-			c, _ := utf8.DecodeRuneInString(v[i:])
-			return invalid(field+"."+k, "the value holds a control or invisible character (U+%04X) at byte %d: write it as plain text on one line", c, i)
+		if refused == nil {
+			continue
+		}
+		if why := HiddenAt(v, refused); why != "" {
+			return invalid(field+"."+k, "the value %s: write it as plain text on one line", why)
 		}
 	}
 	return nil

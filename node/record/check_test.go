@@ -200,6 +200,13 @@ var refusals = []refusal{
 	{"label value with NUL", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "Z\x00"} }), "record.labels.source", codes.InvalidArgument, "(U+0000) at byte 1"},
 	{"label value with ESC", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "\x1b[31m"} }), "record.labels.source", codes.InvalidArgument, "(U+001B) at byte 0"},
 	{"label value with U+202E", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "a\u202eb"} }), "record.labels.source", codes.InvalidArgument, "(U+202E) at byte 1"},
+	// The bidi controls, the line and paragraph separators, the tag characters and C1 controls
+	// too; not what emoji are made of (TestLabelValues, review AG, AG3).
+	{"label value with U+200F", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "a\u200fb"} }), "record.labels.source", codes.InvalidArgument, "(U+200F) at byte 1"},
+	{"label value with U+2066", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "\u2066b"} }), "record.labels.source", codes.InvalidArgument, "(U+2066) at byte 0"},
+	{"label value with U+2029", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "a\u2029b"} }), "record.labels.source", codes.InvalidArgument, "(U+2029) at byte 1"},
+	{"label value with a tag character", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "🏴\U000E0067"} }), "record.labels.source", codes.InvalidArgument, "(U+E0067) at byte 4"},
+	{"label value with a C1 control", with(func(r *pb.Record) { r.Labels = map[string]string{"source": "a\u009bb"} }), "record.labels.source", codes.InvalidArgument, "(U+009B) at byte 1"},
 	{"missing record", nil, "record", codes.InvalidArgument, "missing"},
 }
 
@@ -494,6 +501,42 @@ func TestCheckDuration(t *testing.T) {
 		err := record.CheckDuration("overlap", tc.d)
 		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && !strings.HasPrefix(got, tc.want)) || strings.Contains(got, "proto") {
 			t.Errorf("CheckDuration(%v) = %v, want %q", tc.d, err, tc.want)
+		}
+	}
+}
+
+// TestLabelValues: a label's value may hold tabs and the invisible parts of emoji, as earlier
+// releases took (an emoji's presentation selector U+FE0F, a family's joiner U+200D, a skin
+// tone), and other invisible characters that change no reading (a zero width space); not what
+// makes it read otherwise than it is: a control but tab, a bidi control, a line or paragraph
+// separator, a tag character (review AG, AG3). A selector holds values to the same rule.
+func TestLabelValues(t *testing.T) {
+	c := newChecker(t)
+	for _, tc := range []struct{ value, want string }{
+		{"⚠️ hoog", ""},
+		{"a\tb", ""},
+		{"gezin 👨\u200d👩\u200d👧", ""},
+		{"👍🏽 ok", ""},
+		{"e\u0301 zacht", ""},
+		{"a\u00a0b", ""},
+		{"a\u200bb", ""},
+		{"a\rb", "bron: the value holds a control or invisible character (U+000D) at byte 1: write it as plain text on one line"},
+		{"a\x7fb", "bron: the value holds a control or invisible character (U+007F) at byte 1: write it as plain text on one line"},
+		{"a\u0085b", "bron: the value holds a control or invisible character (U+0085) at byte 1: write it as plain text on one line"},
+		{"a\u061cb", "bron: the value holds a control or invisible character (U+061C) at byte 1: write it as plain text on one line"},
+		{"a\u200eb", "bron: the value holds a control or invisible character (U+200E) at byte 1: write it as plain text on one line"},
+		{"a\u202ab", "bron: the value holds a control or invisible character (U+202A) at byte 1: write it as plain text on one line"},
+		{"a\u2069b", "bron: the value holds a control or invisible character (U+2069) at byte 1: write it as plain text on one line"},
+		{"a\u2028b", "bron: the value holds a control or invisible character (U+2028) at byte 1: write it as plain text on one line"},
+		{"a\U000E0001b", "bron: the value holds a control or invisible character (U+E0001) at byte 1: write it as plain text on one line"},
+		{"a\U000E007Fb", "bron: the value holds a control or invisible character (U+E007F) at byte 1: write it as plain text on one line"},
+	} {
+		if got := fmt.Sprint(record.CheckLabelSelector("label_selector", map[string]string{"bron": tc.value})); (tc.want == "") != (got == "<nil>") || (tc.want != "" && got != "label_selector."+tc.want) {
+			t.Errorf("label value %q: %s, want %q", tc.value, got, tc.want)
+		}
+		rec := with(func(r *pb.Record) { r.Labels = map[string]string{"bron": tc.value} })
+		if got := fmt.Sprint(c.CheckPut(rec)); (tc.want == "") != (got == "<nil>") || (tc.want != "" && got != "record.labels."+tc.want) {
+			t.Errorf("Put with label value %q: %s, want %q", tc.value, got, tc.want)
 		}
 	}
 }
