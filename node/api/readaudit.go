@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,8 +25,12 @@ const MaxReadIDs = 50
 // AuditRead appends one record.read entry when recs holds a record classified ReadAudited or
 // higher: the caller in ctx, the call (via), how many such records it answered with, the highest
 // classification among them, and the first MaxReadIDs of them, a partner's as ORIGIN/ID (own is
-// the node's origin). Like a search's entry it enters the Raft log before the answer goes, and
-// the call does not wait for its commit; a failure to keep it is logged.
+// the node's origin). The read never waits for it: the entry is appended in the background (on
+// a follower, Apply forwards it to the leader and waits for its commit there), for at most
+// readAuditTimeout, whether the caller still waits or not. So it may enter the log a moment
+// after the answer went; a failure to keep it (no leader, a leader that does not answer) is
+// logged at WARN (review AG, AG4: on a follower a read waited for the leader's commit, and hung
+// with a leader that did not answer).
 func AuditRead(ctx context.Context, st *store.Store, log *slog.Logger, own, via string, recs ...*pb.Record) {
 	var ids []string
 	n, top := 0, ReadAudited
@@ -53,10 +58,15 @@ func AuditRead(ctx context.Context, st *store.Store, log *slog.Logger, own, via 
 		subject = ids[0]
 	}
 	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: db.AuditRecordRead, Subject: subject, Detail: string(detail)}
-	wait := st.ApplyAsync(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}})
+	cmd := &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}}
 	go func() {
-		if _, err := wait(); err != nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readAuditTimeout)
+		defer cancel()
+		if _, err := st.Apply(actx, cmd); err != nil {
 			log.Warn("could not audit a read of confidential records", "via", via, "records", n, "err", err)
 		}
 	}()
 }
+
+// readAuditTimeout bounds the keeping of one read's entry, the call to the leader included.
+const readAuditTimeout = 10 * time.Second
